@@ -1,0 +1,286 @@
+//! Authentication of callbacks and signing of deliveries: the only module that
+//! compares or computes secrets (always in constant time).
+//!
+//! - source address: the TCP peer, or the right-most untrusted `X-Forwarded-For`
+//!   entry when the peer is a trusted proxy;
+//! - tokens: `?token=` or `Authorization: Bearer`;
+//! - provider signatures: `kie`, `standard-webhooks`, `hmac-sha256`;
+//! - Standard Webhooks signatures on outgoing deliveries.
+
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use ipnet::IpNet;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Encoding, Signature};
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The address a callback comes from. When the TCP peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !contains(trusted, peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(v) = value.to_str() else { return peer };
+        for part in v.split(',') {
+            match parse_forwarded_addr(part.trim()) {
+                Some(ip) => hops.push(ip),
+                None => return peer,
+            }
+        }
+    }
+    for ip in hops.iter().rev() {
+        if !contains(trusted, *ip) {
+            return *ip;
+        }
+    }
+    hops.first().copied().unwrap_or(peer)
+}
+
+fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    // "1.2.3.4:5678" or "[::1]:5678"
+    s.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| canonical(a.ip()))
+}
+
+/// IPv4-mapped IPv6 addresses are treated as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// An empty allowlist allows every source.
+pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+    allow.is_empty() || contains(allow, canonical(ip))
+}
+
+/// The token presented in `?token=` or `Authorization: Bearer`.
+pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim().to_string());
+        }
+    }
+    let q = query?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether `presented` equals one of `tokens`. Every token is compared, in
+/// constant time, so timing does not reveal which one (or how much) matched.
+pub fn token_matches(presented: Option<&str>, tokens: &[String]) -> bool {
+    let Some(p) = presented else { return false };
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= p.as_bytes().ct_eq(t.as_bytes());
+    }
+    ok.into()
+}
+
+/// Replace the value of `token` query parameters, so URLs can be logged.
+pub fn redact_query(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("token") => format!("{k}=REDACTED"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+/// Why a provider signature was refused (safe to show: no secret material).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing signature header {0}")]
+    MissingHeader(&'static str),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("timestamp outside the allowed tolerance")]
+    Stale,
+    #[error("task id not found in the body")]
+    NoTaskId,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
+    headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(name))?
+        .to_str()
+        .map_err(|_| SignatureError::Malformed(name))
+}
+
+fn check_timestamp(
+    ts: &str,
+    now_secs: i64,
+    tolerance: std::time::Duration,
+    name: &'static str,
+) -> Result<(), SignatureError> {
+    let t: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::Malformed(name))?;
+    if (now_secs - t).unsigned_abs() > tolerance.as_secs() {
+        return Err(SignatureError::Stale);
+    }
+    Ok(())
+}
+
+/// Check a provider signature. `json` is the parsed body when the route is JSON.
+pub fn verify_signature(
+    sig: &Signature,
+    headers: &HeaderMap,
+    body: &[u8],
+    json: Option<&serde_json::Value>,
+    now_secs: i64,
+) -> Result<(), SignatureError> {
+    match sig {
+        Signature::Kie {
+            secret,
+            task_id,
+            tolerance,
+        } => {
+            let ts = header(headers, "x-webhook-timestamp")?;
+            let given = header(headers, "x-webhook-signature")?;
+            check_timestamp(ts, now_secs, *tolerance, "x-webhook-timestamp")?;
+            let task = kie_task_id(json, task_id.as_deref()).ok_or(SignatureError::NoTaskId)?;
+            let given = B64
+                .decode(given.trim())
+                .map_err(|_| SignatureError::Malformed("x-webhook-signature"))?;
+            let expected = hmac(secret, &[task.as_bytes(), b".", ts.trim().as_bytes()]);
+            if bool::from(expected.as_slice().ct_eq(&given)) {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        Signature::StandardWebhooks { key, tolerance } => {
+            let id = header(headers, "webhook-id")?;
+            let ts = header(headers, "webhook-timestamp")?;
+            let given = header(headers, "webhook-signature")?;
+            check_timestamp(ts, now_secs, *tolerance, "webhook-timestamp")?;
+            let expected = hmac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+            let mut ok = subtle::Choice::from(0);
+            for candidate in given.split(' ') {
+                if let Some(b64) = candidate.strip_prefix("v1,") {
+                    if let Ok(sig) = B64.decode(b64) {
+                        ok |= expected.as_slice().ct_eq(&sig);
+                    }
+                }
+            }
+            if bool::from(ok) {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        Signature::HmacSha256 {
+            secret,
+            header: name,
+            encoding,
+            prefix,
+        } => {
+            let given = headers
+                .get(name)
+                .ok_or(SignatureError::MissingHeader("configured signature header"))?
+                .to_str()
+                .map_err(|_| SignatureError::Malformed("signature header"))?
+                .trim();
+            let given = given
+                .strip_prefix(prefix.as_str())
+                .ok_or(SignatureError::Malformed("signature header prefix"))?;
+            let given = match encoding {
+                Encoding::Hex => hex::decode(given.trim()),
+                Encoding::Base64 => B64
+                    .decode(given.trim())
+                    .map_err(|_| hex::FromHexError::InvalidStringLength),
+            }
+            .map_err(|_| SignatureError::Malformed("signature header encoding"))?;
+            let expected = hmac(secret, &[body]);
+            if bool::from(expected.as_slice().ct_eq(&given)) {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+    }
+}
+
+/// Where the platform's products put the task id, unless a pointer is configured.
+fn kie_task_id(json: Option<&serde_json::Value>, pointer: Option<&str>) -> Option<String> {
+    let json = json?;
+    let candidates: &[&str] = match pointer {
+        Some(p) => &[p][..],
+        None => &["/data/task_id", "/data/taskId", "/taskId"],
+    };
+    for p in candidates {
+        match json.pointer(p) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => return Some(n.to_string()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `webhook-signature` header value for a delivery: one `v1,<base64>` per
+/// key, space-separated (several keys during a rotation).
+pub fn standard_webhooks_signature(
+    keys: &[Vec<u8>],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let ts = timestamp.to_string();
+    keys.iter()
+        .map(|k| {
+            format!(
+                "v1,{}",
+                B64.encode(hmac(k, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! The admin subcommands: a small client of the running daemon's admin API
+//! (the daemon owns the store). Human tables by default, `--json` for scripts.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Where the admin API is and how to authenticate.
+pub struct AdminTarget {
+    /// e.g. `http://127.0.0.1:9090`
+    pub base: String,
+    pub token: Option<String>,
+}
+
+/// Call the admin API; the parsed JSON answer, or a message for the user.
+pub async fn call(
+    target: &AdminTarget,
+    method: Method,
+    path_and_query: &str,
+) -> Result<Value, String> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
+    let mut req = Request::builder().method(method).uri(&uri);
+    if let Some(t) = &target.token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Empty::new())
+        .map_err(|e| format!("invalid admin URL {uri}: {e}"))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| format!("the daemon at {} did not answer within 30s", target.base))?
+        .map_err(|e| {
+            format!(
+                "cannot reach the daemon's admin API at {} (is hookrelay running?): {e}",
+                target.base
+            )
+        })?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    let value: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if status == StatusCode::UNAUTHORIZED {
+        return Err("the admin API refused the token (set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN)".into());
+    }
+    if !status.is_success() {
+        let msg = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| value.to_string(), str::to_string);
+        return Err(format!("{status}: {msg}"));
+    }
+    Ok(value)
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Render rows as an aligned table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render_events(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let subs = e["subscribers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| format!("{}={}", s(&x["name"]), s(&x["state"])))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                s(&e["id"]),
+                s(&e["received_at"]),
+                s(&e["route"]),
+                s(&e["status"]),
+                s(&e["size"]),
+                subs,
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "RECEIVED", "ROUTE", "STATUS", "BYTES", "SUBSCRIBERS"],
+        &rows,
+    )
+}
+
+pub fn render_event(v: &Value) -> String {
+    let mut out = format!(
+        "id:        {}\nroute:     {}\nreceived:  {}\nsource:    {}\nstatus:    {}\ntype:      {}\n",
+        s(&v["id"]),
+        s(&v["route"]),
+        s(&v["received_at"]),
+        s(&v["source"]),
+        s(&v["status"]),
+        s(&v["content_type"])
+    );
+    out.push_str(&format!("body:      {}\n\n", s(&v["body"])));
+    let mut rows = Vec::new();
+    for sub in v["subscribers"].as_array().into_iter().flatten() {
+        let attempts = sub["attempts"].as_array().cloned().unwrap_or_default();
+        if attempts.is_empty() {
+            rows.push(vec![
+                s(&sub["name"]),
+                s(&sub["state"]),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for a in attempts {
+            let result = if a["status"].is_null() {
+                s(&a["error"])
+            } else {
+                format!("HTTP {}", s(&a["status"]))
+            };
+            rows.push(vec![
+                s(&sub["name"]),
+                s(&sub["state"]),
+                s(&a["attempt"]),
+                s(&a["at"]),
+                format!("{}ms", s(&a["duration_ms"])),
+                result,
+            ]);
+        }
+    }
+    out.push_str(&table(
+        &["SUBSCRIBER", "STATE", "ATTEMPT", "AT", "TOOK", "RESULT"],
+        &rows,
+    ));
+    out
+}
+
+pub fn render_dead_letters(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            vec![
+                s(&d["event"]),
+                s(&d["subscriber"]),
+                s(&d["at"]),
+                s(&d["attempts"]),
+                s(&d["last_error"]),
+            ]
+        })
+        .collect();
+    table(
+        &["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"],
+        &rows,
+    )
+}
+
+pub fn render_subscribers(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["subscribers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            vec![
+                s(&x["name"]),
+                s(&x["route"]),
+                s(&x["state"]),
+                s(&x["queue_depth"]),
+                s(&x["in_flight"]),
+                s(&x["oldest_pending_seconds"]),
+                s(&x["dead_letters"]),
+                s(&x["url"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "ROUTE",
+            "STATE",
+            "QUEUED",
+            "IN FLIGHT",
+            "OLDEST(S)",
+            "DEAD",
+            "URL",
+        ],
+        &rows,
+    )
+}

@@ -1,0 +1,157 @@
+//! Prometheus metrics (`hookrelay_*`), exported as text by the admin listener.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubLabels {
+    pub subscriber: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub subscriber: String,
+    pub outcome: &'static str,
+}
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub ingest: Family<IngestLabels, Counter>,
+    pub dedupe_hits: Family<RouteLabels, Counter>,
+    pub dedupe_fallback: Family<RouteLabels, Counter>,
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    pub attempt_seconds: Family<SubLabels, Histogram, fn() -> Histogram>,
+    pub queue_depth: Family<SubLabels, Gauge>,
+    pub in_flight: Family<SubLabels, Gauge>,
+    pub oldest_pending_seconds: Family<SubLabels, Gauge>,
+    pub circuit_open: Family<SubLabels, Gauge>,
+    pub store_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookrelay");
+        let m = Metrics {
+            registry: Registry::default(),
+            ingest: Family::default(),
+            dedupe_hits: Family::default(),
+            dedupe_fallback: Family::default(),
+            deliveries: Family::default(),
+            attempt_seconds: Family::new_with_constructor(attempt_histogram as fn() -> Histogram),
+            queue_depth: Family::default(),
+            in_flight: Family::default(),
+            oldest_pending_seconds: Family::default(),
+            circuit_open: Family::default(),
+            store_bytes: Gauge::default(),
+        };
+        registry.register(
+            "ingest_requests",
+            "Callbacks answered, by route and HTTP status",
+            m.ingest.clone(),
+        );
+        registry.register(
+            "dedupe_hits",
+            "Callbacks recognised as duplicates",
+            m.dedupe_hits.clone(),
+        );
+        registry.register(
+            "dedupe_fallback",
+            "Callbacks whose dedupe key fell back to the body hash (a pointer was missing)",
+            m.dedupe_fallback.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts by subscriber and outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_attempt_seconds",
+            "Duration of delivery attempts",
+            m.attempt_seconds.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Pending delivery jobs per subscriber",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Delivery requests in flight per subscriber",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "oldest_pending_seconds",
+            "Age of the oldest pending job's event per subscriber",
+            m.oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "circuit_open",
+            "1 while a subscriber's circuit is open (backed off)",
+            m.circuit_open.clone(),
+        );
+        registry.register(
+            "store_size_bytes",
+            "Size of the store on disk",
+            m.store_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn ingest(&self, route: &str, status: u16) {
+        self.ingest
+            .get_or_create(&IngestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn delivery(&self, subscriber: &str, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                subscriber: subscriber.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn sub(&self, subscriber: &str) -> SubLabels {
+        SubLabels {
+            subscriber: subscriber.to_string(),
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
