@@ -33,10 +33,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     r
 }
 
@@ -68,11 +66,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>> 
             return if app.ready() {
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "not ready\n".into(),
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
             }
         }
         _ => {}
@@ -99,26 +93,17 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>> 
         }
         (Method::GET, ["api", "events"]) => list_events(&app, &q),
         (Method::GET, ["api", "events", id]) => show_event(&app, id),
-        (Method::POST, ["api", "events", id, "replay"]) => {
-            replay_event(&app, id, param(&q, "subscriber"))
-        }
+        (Method::POST, ["api", "events", id, "replay"]) => replay_event(&app, id, param(&q, "subscriber")),
         (Method::GET, ["api", "dead-letters"]) => dead_letters(&app, &q),
-        (Method::POST, ["api", "dead-letters", "replay"]) => {
-            replay_dead(&app, param(&q, "subscriber"))
-        }
+        (Method::POST, ["api", "dead-letters", "replay"]) => replay_dead(&app, param(&q, "subscriber")),
         (Method::GET, ["api", "subscribers"]) => subscribers(&app),
         (
             _,
-            ["metrics"]
-            | ["api", "events"]
-            | ["api", "events", _]
-            | ["api", "dead-letters"]
-            | ["api", "subscribers"],
+            ["metrics"] | ["api", "events"] | ["api", "events", _] | ["api", "dead-letters"] | ["api", "subscribers"],
         )
-        | (_, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"]) => Err((
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed here".to_string(),
-        )),
+        | (_, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"]) => {
+            Err((StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".to_string()))
+        }
         _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
     };
     match result {
@@ -145,10 +130,7 @@ fn limit(q: &[(String, String)], default: usize) -> Result<usize, (StatusCode, S
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=10_000).contains(n))
-            .ok_or((
-                StatusCode::BAD_REQUEST,
-                format!("invalid limit {v:?}: use 1 to 10000"),
-            )),
+            .ok_or((StatusCode::BAD_REQUEST, format!("invalid limit {v:?}: use 1 to 10000"))),
     }
 }
 
@@ -291,10 +273,7 @@ fn replay_event(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {
         if queued.is_empty() {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("event {id} has no subscriber {s:?}"),
-            ));
+            return Err((StatusCode::NOT_FOUND, format!("event {id} has no subscriber {s:?}")));
         }
     }
     let counts = queued.iter().map(|s| (s.clone(), 1)).collect();
@@ -386,9 +365,7 @@ fn metrics(app: &App) -> String {
             .store
             .oldest_job_event_ms(&name)
             .map_or(0, |t| now.saturating_sub(t) / 1000);
-        m.oldest_pending_seconds
-            .get_or_create(&labels)
-            .set(age as i64);
+        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
     m.encode()

@@ -100,9 +100,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Start the daemon with a validated config.
 pub async fn start(config: Config) -> anyhow::Result<Handle> {
     tls::install_provider();
-    let store = Store::open(&config.store.path, config.store.cache_bytes).map_err(|e| {
-        anyhow::anyhow!("cannot open store at {}: {e}", config.store.path.display())
-    })?;
+    let store = Store::open(&config.store.path, config.store.cache_bytes)
+        .map_err(|e| anyhow::anyhow!("cannot open store at {}: {e}", config.store.path.display()))?;
     let store_ok = store.check_writable().is_ok();
     if !store_ok {
         tracing::error!(path = %config.store.path.display(), "store is not writable; ingest will answer 503 until it is");
@@ -179,10 +178,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         shutdown_rx.clone(),
     ));
 
-    let background = vec![
-        admin_task,
-        tokio::spawn(sweeper(app.clone(), shutdown_rx.clone())),
-    ];
+    let background = vec![admin_task, tokio::spawn(sweeper(app.clone(), shutdown_rx.clone()))];
     app.serving.store(true, Ordering::Relaxed);
     Ok(Handle {
         app,
@@ -284,20 +280,10 @@ fn reload_with(app: &App, old: &Config, new: Config) -> Result<(), String> {
         }
         (None, None) => {}
     }
-    let subscribers: Vec<_> = new
-        .routes
-        .iter()
-        .flat_map(|r| r.subscribers.iter().cloned())
-        .collect();
-    app.delivery
-        .configure(&subscribers)
-        .map_err(|e| e.to_string())?;
+    let subscribers: Vec<_> = new.routes.iter().flat_map(|r| r.subscribers.iter().cloned()).collect();
+    app.delivery.configure(&subscribers).map_err(|e| e.to_string())?;
     let routes = new.routes.len();
     *app.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(new));
-    tracing::info!(
-        routes,
-        subscribers = subscribers.len(),
-        "configuration reloaded"
-    );
+    tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");
     Ok(())
 }

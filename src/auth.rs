@@ -59,9 +59,7 @@ fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
         return Some(canonical(ip));
     }
     // "1.2.3.4:5678" or "[::1]:5678"
-    s.parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| canonical(a.ip()))
+    s.parse::<std::net::SocketAddr>().ok().map(|a| canonical(a.ip()))
 }
 
 /// IPv4-mapped IPv6 addresses are treated as IPv4.
@@ -83,14 +81,8 @@ pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
 
 /// The token presented in `?token=` or `Authorization: Bearer`.
 pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(t.trim().to_string());
         }
     }
@@ -155,10 +147,7 @@ fn check_timestamp(
     tolerance: std::time::Duration,
     name: &'static str,
 ) -> Result<(), SignatureError> {
-    let t: i64 = ts
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::Malformed(name))?;
+    let t: i64 = ts.trim().parse().map_err(|_| SignatureError::Malformed(name))?;
     if (now_secs - t).unsigned_abs() > tolerance.as_secs() {
         return Err(SignatureError::Stale);
     }
@@ -264,12 +253,7 @@ fn kie_task_id(json: Option<&serde_json::Value>, pointer: Option<&str>) -> Optio
 
 /// The `webhook-signature` header value for a delivery: one `v1,<base64>` per
 /// key, space-separated (several keys during a rotation).
-pub fn standard_webhooks_signature(
-    keys: &[Vec<u8>],
-    id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> String {
+pub fn standard_webhooks_signature(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     keys.iter()
         .map(|k| {

@@ -18,11 +18,7 @@ pub struct AdminTarget {
 }
 
 /// Call the admin API; the parsed JSON answer, or a message for the user.
-pub async fn call(
-    target: &AdminTarget,
-    method: Method,
-    path_and_query: &str,
-) -> Result<Value, String> {
+pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
     let mut req = Request::builder().method(method).uri(&uri);
@@ -48,10 +44,12 @@ pub async fn call(
         .await
         .map_err(|e| format!("reading the answer: {e}"))?
         .to_bytes();
-    let value: Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let value: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     if status == StatusCode::UNAUTHORIZED {
-        return Err("the admin API refused the token (set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN)".into());
+        return Err(
+            "the admin API refused the token (set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN)".into(),
+        );
     }
     if !status.is_success() {
         let msg = value
@@ -121,10 +119,7 @@ pub fn render_events(v: &Value) -> String {
             ]
         })
         .collect();
-    table(
-        &["ID", "RECEIVED", "ROUTE", "STATUS", "BYTES", "SUBSCRIBERS"],
-        &rows,
-    )
+    table(&["ID", "RECEIVED", "ROUTE", "STATUS", "BYTES", "SUBSCRIBERS"], &rows)
 }
 
 pub fn render_event(v: &Value) -> String {
@@ -189,10 +184,7 @@ pub fn render_dead_letters(v: &Value) -> String {
             ]
         })
         .collect();
-    table(
-        &["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"],
-        &rows,
-    )
+    table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows)
 }
 
 pub fn render_subscribers(v: &Value) -> String {

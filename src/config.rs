@@ -79,9 +79,7 @@ impl<'de> Deserialize<'de> for Size {
         match Either::deserialize(d)? {
             Either::N(n) => Ok(Size(n)),
             Either::S(s) => parse_size::parse_size(s.trim()).map(Size).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid size {s:?}: {e} (use e.g. \"1MiB\", \"64KiB\")"
-                ))
+                serde::de::Error::custom(format!("invalid size {s:?}: {e} (use e.g. \"1MiB\", \"64KiB\")"))
             }),
         }
     }
@@ -103,11 +101,9 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = t.parse::<IpNet>() {
         return Ok(net);
     }
-    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!(
-            "invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)"
-        )
-    })
+    t.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)"))
 }
 
 /// A rate such as "50/s", "600/m" or "1000/h".
@@ -171,9 +167,7 @@ impl SecretSource {
                     return Err(EXPECTED.into());
                 };
                 match k.as_str() {
-                    "file" => Ok(SecretSource::File {
-                        file: PathBuf::from(v),
-                    }),
+                    "file" => Ok(SecretSource::File { file: PathBuf::from(v) }),
                     "env" => Ok(SecretSource::Env { env: v }),
                     "credential" => Ok(SecretSource::Credential { credential: v }),
                     _ => Err(format!("unknown secret source `{k}`: {EXPECTED}")),
@@ -535,10 +529,7 @@ impl fmt::Debug for Route {
             .field("tokens", &self.tokens.len())
             .field("allow_ips", &self.allow_ips)
             .field("dedupe_key", &self.dedupe_key)
-            .field(
-                "signature",
-                &self.signature.as_ref().map(|s| s.scheme_name()),
-            )
+            .field("signature", &self.signature.as_ref().map(|s| s.scheme_name()))
             .field("json", &self.json)
             .field("subscribers", &self.subscribers)
             .finish()
@@ -610,12 +601,10 @@ impl fmt::Debug for Subscriber {
 
 /// The default retry schedule: ~2.2 days in ten steps.
 pub fn default_retry() -> Vec<Duration> {
-    [
-        "5s", "30s", "2m", "10m", "30m", "1h", "3h", "6h", "12h", "24h",
-    ]
-    .iter()
-    .map(|s| humantime::parse_duration(s).expect("valid default"))
-    .collect()
+    ["5s", "30s", "2m", "10m", "30m", "1h", "3h", "6h", "12h", "24h"]
+        .iter()
+        .map(|s| humantime::parse_duration(s).expect("valid default"))
+        .collect()
 }
 
 impl Config {
@@ -635,7 +624,8 @@ impl Config {
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // Spanned<T> shows up in serde's path as a private field: hide it.
+            let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             ConfigError {
                 file: file.to_path_buf(),
@@ -661,18 +651,11 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(
-        &self,
-        key: impl Into<String>,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    fn err(&self, key: impl Into<String>, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             key: key.into(),
-            position: span
-                .filter(|s| s.end > 0)
-                .map(|s| line_col(self.text, s.start)),
+            position: span.filter(|s| s.end > 0).map(|s| line_col(self.text, s.start)),
             message: message.into(),
         }
     }
@@ -692,23 +675,13 @@ impl Validator<'_> {
         let path = self.resolve_path(p.get_ref());
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(path),
-            Ok(_) => Err(self.err(
-                key,
-                Some(p.span()),
-                format!("{} is not a file", path.display()),
-            )),
-            Err(e) => Err(self.err(
-                key,
-                Some(p.span()),
-                format!("cannot open {}: {e}", path.display()),
-            )),
+            Ok(_) => Err(self.err(key, Some(p.span()), format!("{} is not a file", path.display()))),
+            Err(e) => Err(self.err(key, Some(p.span()), format!("cannot open {}: {e}", path.display()))),
         }
     }
 
     fn secret(&self, key: &str, s: &Spanned<SecretSource>) -> Result<String, ConfigError> {
-        s.get_ref()
-            .resolve()
-            .map_err(|m| self.err(key, Some(s.span()), m))
+        s.get_ref().resolve().map_err(|m| self.err(key, Some(s.span()), m))
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -721,21 +694,16 @@ impl Validator<'_> {
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
-        let admin_listen = raw
-            .admin
-            .listen
-            .get_ref()
-            .parse::<SocketAddr>()
-            .map_err(|_| {
-                self.err(
-                    "admin.listen",
-                    Some(raw.admin.listen.span()),
-                    format!(
-                        "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
-                        raw.admin.listen.get_ref()
-                    ),
-                )
-            })?;
+        let admin_listen = raw.admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                "admin.listen",
+                Some(raw.admin.listen.span()),
+                format!(
+                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
+                    raw.admin.listen.get_ref()
+                ),
+            )
+        })?;
         let admin_token = match &raw.admin.token {
             Some(t) => Some(self.secret("admin.token", t)?),
             None => None,
@@ -752,11 +720,7 @@ impl Validator<'_> {
             format: raw.log.format.unwrap_or_default(),
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
-            return Err(self.err(
-                "log.level",
-                None,
-                format!("invalid log level {:?}: {e}", log.level),
-            ));
+            return Err(self.err("log.level", None, format!("invalid log level {:?}: {e}", log.level)));
         }
         let d = &raw.delivery;
         let defaults = SubscriberDefaults {
@@ -784,20 +748,14 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{key}.path"),
                     Some(r.path.span()),
-                    format!(
-                        "duplicate route path {:?} (also routes[{prev}].path)",
-                        r.path.get_ref()
-                    ),
+                    format!("duplicate route path {:?} (also routes[{prev}].path)", r.path.get_ref()),
                 ));
             }
             if let Some(prev) = route_names.insert(r.name.get_ref().clone(), i) {
                 return Err(self.err(
                     format!("{key}.name"),
                     Some(r.name.span()),
-                    format!(
-                        "duplicate route name {:?} (also routes[{prev}].name)",
-                        r.name.get_ref()
-                    ),
+                    format!("duplicate route name {:?} (also routes[{prev}].name)", r.name.get_ref()),
                 ));
             }
             let route = self.route(&key, r, &defaults, &mut sub_names)?;
@@ -825,11 +783,7 @@ impl Validator<'_> {
 
     fn server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
         if s.listen.is_empty() {
-            return Err(self.err(
-                "server.listen",
-                None,
-                "at least one listen address is required",
-            ));
+            return Err(self.err("server.listen", None, "at least one listen address is required"));
         }
         let mut listen = Vec::new();
         for (i, a) in s.listen.iter().enumerate() {
@@ -940,7 +894,10 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{skey}.name"),
                     Some(s.name.span()),
-                    format!("duplicate subscriber name {:?} (also {prev}.name); names are unique across all routes", s.name.get_ref()),
+                    format!(
+                        "duplicate subscriber name {:?} (also {prev}.name); names are unique across all routes",
+                        s.name.get_ref()
+                    ),
                 ));
             }
             subscribers.push(self.subscriber(&skey, &name, s, defaults)?);
@@ -949,12 +906,7 @@ impl Validator<'_> {
             name,
             path,
             tokens,
-            allow_ips: r
-                .allow_ips
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.0)
-                .collect(),
+            allow_ips: r.allow_ips.unwrap_or_default().into_iter().map(|c| c.0).collect(),
             dedupe_key,
             signature,
             json: r.json,
@@ -990,12 +942,9 @@ impl Validator<'_> {
                     tolerance: tolerance.map_or(five_min, |d| d.0),
                 }
             }
-            RawSignature::StandardWebhooks {
-                secret: src,
-                tolerance,
-            } => {
-                let key_bytes = decode_whsec(&secret(src)?)
-                    .map_err(|m| self.err(format!("{key}.secret"), span.clone(), m))?;
+            RawSignature::StandardWebhooks { secret: src, tolerance } => {
+                let key_bytes =
+                    decode_whsec(&secret(src)?).map_err(|m| self.err(format!("{key}.secret"), span.clone(), m))?;
                 Signature::StandardWebhooks {
                     key: key_bytes,
                     tolerance: tolerance.map_or(five_min, |d| d.0),
@@ -1068,24 +1017,16 @@ impl Validator<'_> {
                 } else {
                     format!("{key}.secret")
                 };
-                let value = sec
-                    .resolve()
-                    .map_err(|m| self.err(&k, Some(list.span()), m))?;
+                let value = sec.resolve().map_err(|m| self.err(&k, Some(list.span()), m))?;
                 keys.push(decode_whsec(&value).map_err(|m| self.err(&k, Some(list.span()), m))?);
             }
         }
         let mut headers = Vec::new();
         for (h, v) in &s.headers {
-            let name = HeaderName::try_from(h.as_str()).map_err(|_| {
-                self.err(
-                    format!("{key}.headers"),
-                    None,
-                    format!("invalid header name {h:?}"),
-                )
-            })?;
-            let value = HeaderValue::try_from(v.as_str()).map_err(|_| {
-                self.err(format!("{key}.headers.{h}"), None, "invalid header value")
-            })?;
+            let name = HeaderName::try_from(h.as_str())
+                .map_err(|_| self.err(format!("{key}.headers"), None, format!("invalid header name {h:?}")))?;
+            let value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| self.err(format!("{key}.headers.{h}"), None, "invalid header value"))?;
             headers.push((name, value));
         }
         let ca_file = match &s.ca_file {
@@ -1153,9 +1094,10 @@ fn valid_name(s: &str) -> bool {
 pub fn decode_whsec(s: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
     let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| "invalid signing secret: expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)".to_string())?;
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
+        "invalid signing secret: expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)"
+            .to_string()
+    })?;
     if key.len() < 16 {
         return Err(format!(
             "signing secret too short: {} bytes, need at least 16 (24-64 recommended)",

@@ -107,8 +107,7 @@ fn build_client(sub: &Subscriber) -> anyhow::Result<HttpClient> {
 fn build_limiter(sub: &Subscriber) -> Option<Arc<Limiter>> {
     let rate = sub.rate?;
     let per_cell = rate.per / rate.count.get();
-    let quota = governor::Quota::with_period(per_cell.max(Duration::from_nanos(1)))?
-        .allow_burst(NonZeroU32::MIN);
+    let quota = governor::Quota::with_period(per_cell.max(Duration::from_nanos(1)))?.allow_burst(NonZeroU32::MIN);
     Some(Arc::new(governor::RateLimiter::direct(quota)))
 }
 
@@ -201,24 +200,14 @@ impl Delivery {
                 let n = store.count_jobs(&name);
                 counted.depth.fetch_add(n as i64, Ordering::Relaxed);
             });
-            tokio::spawn(run_lane(
-                lane,
-                self.store.clone(),
-                self.metrics.clone(),
-                stop_rx,
-            ));
+            tokio::spawn(run_lane(lane, self.store.clone(), self.metrics.clone(), stop_rx));
         }
         Ok(())
     }
 
     /// Stop every lane; attempts in flight are abandoned (their jobs stay due).
     pub fn stop(&self) {
-        for lane in self
-            .lanes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
+        for lane in self.lanes.read().unwrap_or_else(|e| e.into_inner()).values() {
             let _ = lane.stop.send(true);
         }
     }
@@ -233,12 +222,7 @@ enum Health {
     Neutral,
 }
 
-async fn run_lane(
-    lane: Arc<Lane>,
-    store: Store,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run_lane(lane: Arc<Lane>, store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     let name = lane.subscriber().name.clone();
     let labels = metrics.sub(&name);
     let mut busy: HashSet<Vec<u8>> = HashSet::new();
@@ -278,16 +262,8 @@ async fn run_lane(
                 }
             };
             idle = jobs.len() < capacity;
-            let limiter = lane
-                .limiter
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let client = lane
-                .client
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let limiter = lane.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).clone();
             for job in jobs {
                 if let Some(l) = &limiter {
                     tokio::select! {
@@ -297,10 +273,7 @@ async fn run_lane(
                 }
                 busy.insert(job.key.clone());
                 lane.in_flight.store(busy.len(), Ordering::Relaxed);
-                metrics
-                    .in_flight
-                    .get_or_create(&labels)
-                    .set(busy.len() as i64);
+                metrics.in_flight.get_or_create(&labels).set(busy.len() as i64);
                 let ctx = AttemptCtx {
                     store: store.clone(),
                     metrics: metrics.clone(),
@@ -414,14 +387,13 @@ pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>, now: Syst
     if status == StatusCode::GONE {
         return Verdict::Gone;
     }
-    let after =
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            retry_after
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, now))
-        } else {
-            None
-        };
+    let after = if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+    } else {
+        None
+    };
     Verdict::Retry { after }
 }
 
@@ -450,9 +422,7 @@ fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&event.body) else {
         return false;
     };
-    sub.filter
-        .iter()
-        .all(|(ptr, want)| json.pointer(ptr) == Some(want))
+    sub.filter.iter().all(|(ptr, want)| json.pointer(ptr) == Some(want))
 }
 
 impl AttemptCtx {
@@ -503,11 +473,7 @@ impl AttemptCtx {
             status,
             error: error.clone(),
         };
-        let describe = || {
-            error
-                .clone()
-                .unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)))
-        };
+        let describe = || error.clone().unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)));
         let (outcome, health) = match verdict {
             Verdict::Delivered => (Outcome::Delivered, Health::Good),
             Verdict::Gone => (
@@ -558,11 +524,7 @@ impl AttemptCtx {
     }
 
     /// POST the event; the status and `Retry-After`, or why there is none.
-    async fn send(
-        &self,
-        event: &Event,
-        attempt: u32,
-    ) -> Result<(StatusCode, Option<HeaderValue>), String> {
+    async fn send(&self, event: &Event, attempt: u32) -> Result<(StatusCode, Option<HeaderValue>), String> {
         let sub = &self.sub;
         let id = event.id.to_string();
         let ts = SystemTime::now()
@@ -614,10 +576,7 @@ impl AttemptCtx {
         };
         match tokio::time::timeout(sub.timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "timeout after {}",
-                humantime::format_duration(sub.timeout)
-            )),
+            Err(_) => Err(format!("timeout after {}", humantime::format_duration(sub.timeout))),
         }
     }
 }

@@ -45,10 +45,7 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "no route for this path"}),
         ),
-        Answer::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            serde_json::json!({"error": "use POST"}),
-        ),
+        Answer::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"error": "use POST"})),
         Answer::Forbidden => (
             StatusCode::FORBIDDEN,
             serde_json::json!({"error": "source address not allowed"}),
@@ -81,10 +78,7 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
         }
         // The rest of the body was not read: the connection cannot be reused.
         Answer::TooLarge(_) | Answer::Timeout => {
-            h.insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
+            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         Answer::Unavailable => {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
@@ -129,11 +123,7 @@ where
         tracing::info!(uri = %logged_uri, peer = %peer.ip(), status = 404, "no route");
         return respond(&Answer::NotFound);
     };
-    let source = auth::client_ip(
-        peer.ip(),
-        req.headers(),
-        &live.config.server.trusted_proxies,
-    );
+    let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
     let answer = check_and_store(&app, &live.config.server, &route, req, source, started).await;
     let status = respond(&answer);
     let code = status.status().as_u16();
@@ -240,9 +230,7 @@ where
     if fallback {
         app.metrics
             .dedupe_fallback
-            .get_or_create(&crate::metrics::RouteLabels {
-                route: r.name.clone(),
-            })
+            .get_or_create(&crate::metrics::RouteLabels { route: r.name.clone() })
             .inc();
         if !route.fallback_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(route = %r.name, pointers = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
@@ -286,11 +274,7 @@ where
 /// SHA-256 over the values at the dedupe pointers (canonical JSON, separated),
 /// or over the raw body when no pointers are set or one is missing.
 /// Returns the hash and whether it fell back to the body.
-pub fn dedupe_hash(
-    pointers: &[String],
-    json: Option<&serde_json::Value>,
-    body: &[u8],
-) -> ([u8; 32], bool) {
+pub fn dedupe_hash(pointers: &[String], json: Option<&serde_json::Value>, body: &[u8]) -> ([u8; 32], bool) {
     let body_hash = || Sha256::digest(body).into();
     if pointers.is_empty() {
         return (body_hash(), false);

@@ -14,31 +14,16 @@ use http::Method;
 use sd_notify::NotifyState;
 
 #[derive(Parser)]
-#[command(
-    name = "hookrelay",
-    version,
-    about = "Public callback endpoint for private services"
-)]
+#[command(name = "hookrelay", version, about = "Public callback endpoint for private services")]
 struct Cli {
     /// Configuration file.
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "HOOKRELAY_CONFIG",
-        default_value = "config.toml"
-    )]
+    #[arg(short, long, global = true, env = "HOOKRELAY_CONFIG", default_value = "config.toml")]
     config: PathBuf,
     /// Admin API base URL for the admin subcommands (default: from the config's admin.listen).
     #[arg(long, global = true, env = "HOOKRELAY_ADMIN")]
     admin: Option<String>,
     /// Admin API token (default: the config's admin.token).
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKRELAY_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "HOOKRELAY_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print the admin API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -112,10 +97,7 @@ fn main() -> ExitCode {
         Command::GenSecret => {
             use base64::Engine;
             let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
-            println!(
-                "whsec_{}",
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            );
+            println!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
             ExitCode::SUCCESS
         }
         ref other => admin_command(&cli, other),
@@ -133,10 +115,7 @@ fn admin_target(cli: &Cli) -> Result<AdminTarget, String> {
         (None, Some(c)) => format!("http://{}", c.admin.listen),
         (None, None) => "http://127.0.0.1:9090".into(),
     };
-    let token = cli
-        .token
-        .clone()
-        .or_else(|| from_config.and_then(|c| c.admin.token));
+    let token = cli.token.clone().or_else(|| from_config.and_then(|c| c.admin.token));
     Ok(AdminTarget { base, token })
 }
 
@@ -150,11 +129,7 @@ fn admin_command(cli: &Cli, cmd: &Command) -> ExitCode {
     };
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let (method, path, render): (Method, String, fn(&serde_json::Value) -> String) = match cmd {
-        Command::Events {
-            route,
-            status,
-            limit,
-        } => {
+        Command::Events { route, status, limit } => {
             let mut p = format!("/api/events?limit={limit}");
             if let Some(r) = route {
                 p.push_str(&format!("&route={}", enc(r)));
@@ -164,11 +139,7 @@ fn admin_command(cli: &Cli, cmd: &Command) -> ExitCode {
             }
             (Method::GET, p, cli::render_events)
         }
-        Command::Event { id } => (
-            Method::GET,
-            format!("/api/events/{}", enc(id)),
-            cli::render_event,
-        ),
+        Command::Event { id } => (Method::GET, format!("/api/events/{}", enc(id)), cli::render_event),
         Command::DeadLetters { subscriber, limit } => {
             let mut p = format!("/api/dead-letters?limit={limit}");
             if let Some(s) = subscriber {
@@ -182,11 +153,7 @@ fn admin_command(cli: &Cli, cmd: &Command) -> ExitCode {
                 p.push_str(&format!("?subscriber={}", enc(s)));
             }
             (Method::POST, p, |v| {
-                format!(
-                    "queued {} for {}\n",
-                    v["id"].as_str().unwrap_or("?"),
-                    v["queued"]
-                )
+                format!("queued {} for {}\n", v["id"].as_str().unwrap_or("?"), v["queued"])
             })
         }
         Command::ReplayDeadLetters { subscriber } => {
@@ -198,11 +165,7 @@ fn admin_command(cli: &Cli, cmd: &Command) -> ExitCode {
                 format!("re-queued {} dead letters\n", v["requeued"])
             })
         }
-        Command::Subscribers => (
-            Method::GET,
-            "/api/subscribers".into(),
-            cli::render_subscribers,
-        ),
+        Command::Subscribers => (Method::GET, "/api/subscribers".into(), cli::render_subscribers),
         Command::Run | Command::CheckConfig | Command::GenSecret => unreachable!("handled in main"),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -269,12 +232,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 // Ping only while the store writer and the store answer: a
                 // daemon that cannot persist should be restarted, not kept.
                 let store = app.store.clone();
-                let healthy = tokio::time::timeout(
-                    period,
-                    tokio::task::spawn_blocking(move || store.check_writable()),
-                )
-                .await
-                .is_ok_and(|r| matches!(r, Ok(Ok(()))));
+                let healthy = tokio::time::timeout(period, tokio::task::spawn_blocking(move || store.check_writable()))
+                    .await
+                    .is_ok_and(|r| matches!(r, Ok(Ok(()))));
                 app.store_ok.store(healthy, Ordering::Relaxed);
                 if healthy {
                     let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);

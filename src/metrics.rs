@@ -115,11 +115,7 @@ impl Metrics {
             "1 while a subscriber's circuit is open (backed off)",
             m.circuit_open.clone(),
         );
-        registry.register(
-            "store_size_bytes",
-            "Size of the store on disk",
-            m.store_bytes.clone(),
-        );
+        registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
         Metrics { registry, ..m }
     }
 
@@ -150,8 +146,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

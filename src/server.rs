@@ -51,12 +51,8 @@ fn builder(opts: &ListenerOptions) -> auto::Builder<TokioExecutor> {
 
 /// Serve `listener` until `shutdown` turns true, then stop accepting and give
 /// open connections `grace` to finish their requests.
-pub async fn serve<S, F>(
-    listener: TcpListener,
-    opts: ListenerOptions,
-    service: S,
-    mut shutdown: watch::Receiver<bool>,
-) where
+pub async fn serve<S, F>(listener: TcpListener, opts: ListenerOptions, service: S, mut shutdown: watch::Receiver<bool>)
+where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -88,10 +84,7 @@ pub async fn serve<S, F>(
         });
         let builder = builder.clone();
         let alive = alive_tx.clone();
-        let acceptor = opts
-            .tls
-            .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.get()));
+        let acceptor = opts.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.get()));
         let timeout = opts.read_timeout;
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
@@ -121,10 +114,7 @@ pub async fn serve<S, F>(
     }
     drop(listener);
     drop(alive_tx);
-    if tokio::time::timeout(opts.grace, alive_rx.recv())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(opts.grace, alive_rx.recv()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
 }
@@ -137,11 +127,8 @@ async fn serve_conn<I, S>(
     peer: SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-        > + Send
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
+        + Send
         + 'static,
     S::Future: Send + 'static,
 {

@@ -216,13 +216,7 @@ fn job_prefix(sub: &str) -> Vec<u8> {
     key(&[&[J], sub.as_bytes(), &[0]])
 }
 fn job_key(sub: &str, due_ms: u64, id: EventId) -> Vec<u8> {
-    key(&[
-        &[J],
-        sub.as_bytes(),
-        &[0],
-        &due_ms.to_be_bytes(),
-        &id.bytes(),
-    ])
+    key(&[&[J], sub.as_bytes(), &[0], &due_ms.to_be_bytes(), &id.bytes()])
 }
 fn job_value(step: u32, attempts: u32) -> [u8; 8] {
     let mut v = [0u8; 8];
@@ -254,10 +248,8 @@ fn encode_event(meta: &EventMeta, body: &[u8]) -> Vec<u8> {
 
 fn decode_event(id: EventId, v: &[u8]) -> Result<Event, StoreError> {
     let bad = || StoreError::Corrupt(format!("event {id}"));
-    let len =
-        u32::from_be_bytes(v.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-    let meta: EventMeta =
-        serde_json::from_slice(v.get(4..4 + len).ok_or_else(bad)?).map_err(|_| bad())?;
+    let len = u32::from_be_bytes(v.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let meta: EventMeta = serde_json::from_slice(v.get(4..4 + len).ok_or_else(bad)?).map_err(|_| bad())?;
     Ok(Event {
         id,
         meta,
@@ -325,6 +317,7 @@ impl Store {
     fn writer_loop(&self, mut rx: mpsc::Receiver<Pending>, on_commit: OnCommit) {
         const MAX_BATCH: usize = 512;
         let mut pending = Vec::with_capacity(MAX_BATCH);
+        let mut ids = ulid::Generator::new();
         while let Some(first) = rx.blocking_recv() {
             pending.push(first);
             while pending.len() < MAX_BATCH {
@@ -333,7 +326,7 @@ impl Store {
                     Err(_) => break,
                 }
             }
-            let results = self.commit_batch(pending.iter().map(|p| &p.event));
+            let results = self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event));
             match results {
                 Ok(accepted) => {
                     for (p, a) in pending.drain(..).zip(accepted) {
@@ -353,9 +346,16 @@ impl Store {
         }
     }
 
+    #[cfg(test)]
+    fn commit_batch<'a>(&self, events: impl Iterator<Item = &'a NewEvent>) -> Result<Vec<Accepted>, StoreError> {
+        self.commit_batch_with(&mut ulid::Generator::new(), events)
+    }
+
     /// Dedupe, then write every new event with its jobs in one batch, then flush.
-    fn commit_batch<'a>(
+    /// Ids come from one monotonic generator, so they follow arrival order.
+    fn commit_batch_with<'a>(
         &self,
+        ids: &mut ulid::Generator,
         events: impl Iterator<Item = &'a NewEvent>,
     ) -> Result<Vec<Accepted>, StoreError> {
         let mut batch = sled::Batch::default();
@@ -373,24 +373,22 @@ impl Store {
             }
             if let Some(v) = self.tree.get(&dkey)? {
                 if let Some(id) = EventId::from_slice(&v) {
-                    out.push(Accepted {
-                        id,
-                        duplicate: true,
-                    });
+                    out.push(Accepted { id, duplicate: true });
                     continue;
                 }
             }
-            let id = EventId(Ulid::from_parts(ev.meta.received_ms, fastrand::u128(..)));
+            let at = UNIX_EPOCH + std::time::Duration::from_millis(ev.meta.received_ms);
+            let id = EventId(
+                ids.generate_from_datetime(at)
+                    .unwrap_or_else(|_| Ulid::from_parts(ev.meta.received_ms, fastrand::u128(..))),
+            );
             batch.insert(event_key(id), encode_event(&ev.meta, &ev.body));
             batch.insert(dkey.clone(), &id.bytes());
             for sub in &ev.meta.subscribers {
                 batch.insert(job_key(sub, ev.meta.received_ms, id), &job_value(0, 0));
             }
             seen.insert(dkey, id);
-            out.push(Accepted {
-                id,
-                duplicate: false,
-            });
+            out.push(Accepted { id, duplicate: false });
             writes += 1;
         }
         if writes > 0 {
@@ -503,10 +501,7 @@ impl Store {
             let mut from = vec![prefix];
             while let Some(item) = self.tree.range(from.clone()..vec![prefix + 1]).next() {
                 let (k, _) = item?;
-                let end = k[1..]
-                    .iter()
-                    .position(|b| *b == 0)
-                    .map_or(k.len(), |p| p + 1);
+                let end = k[1..].iter().position(|b| *b == 0).map_or(k.len(), |p| p + 1);
                 let name = String::from_utf8_lossy(&k[1..end]).to_string();
                 if !names.contains(&name) {
                     names.push(name);
@@ -518,29 +513,17 @@ impl Store {
     }
 
     /// Record an attempt's result: removes the job row and writes what follows.
-    pub fn finish(
-        &self,
-        job: &Job,
-        attempt: Option<&Attempt>,
-        outcome: &Outcome,
-    ) -> Result<(), StoreError> {
+    pub fn finish(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         batch.remove(job.key.clone());
         let attempts = job.attempts + u32::from(attempt.is_some());
         if let Some(a) = attempt {
             let seq = self.db.generate_id()?;
-            let k = key(&[
-                &attempt_prefix(job.event, &job.subscriber),
-                &seq.to_be_bytes(),
-            ]);
+            let k = key(&[&attempt_prefix(job.event, &job.subscriber), &seq.to_be_bytes()]);
             batch.insert(k, serde_json::to_vec(a).expect("serializes"));
         }
         let now = now_ms();
-        let last_error = attempt.and_then(|a| {
-            a.error
-                .clone()
-                .or_else(|| a.status.map(|s| format!("HTTP {s}")))
-        });
+        let last_error = attempt.and_then(|a| a.error.clone().or_else(|| a.status.map(|s| format!("HTTP {s}"))));
         let state = |state: FinalState| StateRecord {
             state,
             at_ms: now,
@@ -611,11 +594,7 @@ impl Store {
     }
 
     /// Dead letters, optionally of one subscriber, up to `limit`.
-    pub fn dead_letters(
-        &self,
-        sub: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
+    pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let prefix = match sub {
             Some(s) => dead_prefix(s),
             None => vec![X],
@@ -632,11 +611,7 @@ impl Store {
 
     /// Queue a fresh delivery of an event (all its subscribers, or one); returns
     /// the subscribers queued.
-    pub fn replay_event(
-        &self,
-        id: EventId,
-        only: Option<&str>,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    pub fn replay_event(&self, id: EventId, only: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
         let Some(ev) = self.event(id)? else {
             return Ok(None);
         };
@@ -659,10 +634,7 @@ impl Store {
     }
 
     /// Re-queue dead letters (all, or one subscriber's); returns how many per subscriber.
-    pub fn replay_dead_letters(
-        &self,
-        only: Option<&str>,
-    ) -> Result<HashMap<String, usize>, StoreError> {
+    pub fn replay_dead_letters(&self, only: Option<&str>) -> Result<HashMap<String, usize>, StoreError> {
         let prefix = match only {
             Some(s) => dead_prefix(s),
             None => vec![X],
@@ -723,8 +695,7 @@ impl Store {
             }
             last = Some(id);
             let len = u32::from_be_bytes(v[..4].try_into().unwrap_or([0; 4])) as usize;
-            let Ok(meta) = serde_json::from_slice::<EventMeta>(v.get(4..4 + len).unwrap_or(&[]))
-            else {
+            let Ok(meta) = serde_json::from_slice::<EventMeta>(v.get(4..4 + len).unwrap_or(&[])) else {
                 continue;
             };
             let mut all_final = true;
@@ -742,11 +713,7 @@ impl Store {
             if let Ok(h) = hex::decode(&meta.dedupe) {
                 let dk = dedupe_key(&meta.route, &h);
                 // Only drop the dedupe row if it still points at this event.
-                if self
-                    .tree
-                    .get(&dk)?
-                    .is_some_and(|v| v.as_ref() == id.bytes())
-                {
+                if self.tree.get(&dk)?.is_some_and(|v| v.as_ref() == id.bytes()) {
                     batch.remove(dk);
                 }
             }

@@ -64,10 +64,7 @@ impl Reloadable {
     }
 
     pub fn get(&self) -> Arc<ServerConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set(&self, cfg: Arc<ServerConfig>) {
@@ -91,11 +88,10 @@ pub fn load_roots(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
         for cert in CertificateDer::pem_file_iter(path)
             .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", path.display()))?
         {
-            let cert = cert
-                .map_err(|e| anyhow::anyhow!("invalid PEM in CA file {}: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| {
-                anyhow::anyhow!("unusable CA certificate in {}: {e}", path.display())
-            })?;
+            let cert = cert.map_err(|e| anyhow::anyhow!("invalid PEM in CA file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("unusable CA certificate in {}: {e}", path.display()))?;
             added += 1;
         }
         if added == 0 {

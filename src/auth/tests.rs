@@ -1,1 +1,199 @@
+use super::*;
+use http::HeaderValue;
+use std::time::Duration;
 
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+// The official Standard Webhooks known-answer vector.
+const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SW_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+const SW_TS: i64 = 1614265330;
+const SW_BODY: &[u8] = br#"{"test": 2432232314}"#;
+const SW_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+const SW_BAD: &str = "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=";
+
+#[test]
+fn standard_webhooks_known_answer() {
+    let key = crate::config::decode_whsec(SW_SECRET).unwrap();
+    assert_eq!(
+        standard_webhooks_signature(&[key.clone()], SW_ID, SW_TS, SW_BODY),
+        SW_SIG
+    );
+    // Two keys (rotation): both signatures, space-separated.
+    let two = standard_webhooks_signature(&[key.clone(), key], SW_ID, SW_TS, SW_BODY);
+    assert_eq!(two, format!("{SW_SIG} {SW_SIG}"));
+}
+
+#[test]
+fn standard_webhooks_verification() {
+    let sig = Signature::StandardWebhooks {
+        key: crate::config::decode_whsec(SW_SECRET).unwrap(),
+        tolerance: Duration::from_secs(300),
+    };
+    let ts = SW_TS.to_string();
+    let ok = headers(&[
+        ("webhook-id", SW_ID),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", SW_SIG),
+    ]);
+    assert_eq!(verify_signature(&sig, &ok, SW_BODY, None, SW_TS + 10), Ok(()));
+    // One good among several is enough.
+    let multi = format!("{SW_BAD} {SW_SIG}");
+    let h = headers(&[
+        ("webhook-id", SW_ID),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", &multi),
+    ]);
+    assert_eq!(verify_signature(&sig, &h, SW_BODY, None, SW_TS), Ok(()));
+    let bad = headers(&[
+        ("webhook-id", SW_ID),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", SW_BAD),
+    ]);
+    assert_eq!(
+        verify_signature(&sig, &bad, SW_BODY, None, SW_TS),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify_signature(&sig, &ok, b"{\"test\": 1}", None, SW_TS),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify_signature(&sig, &ok, SW_BODY, None, SW_TS + 301),
+        Err(SignatureError::Stale)
+    );
+    let missing = headers(&[("webhook-id", SW_ID)]);
+    assert!(matches!(
+        verify_signature(&sig, &missing, SW_BODY, None, SW_TS),
+        Err(SignatureError::MissingHeader(_))
+    ));
+}
+
+#[test]
+fn kie_known_answer() {
+    // base64(HMAC-SHA256("kie-test-key", "<task id>.<ts>")), computed independently.
+    let expected = "5zdM6bizPKyBWCYssVNLh6WZvg0wufFInuqFh55Ijtw=";
+    let sig = Signature::Kie {
+        secret: b"kie-test-key".to_vec(),
+        task_id: None,
+        tolerance: Duration::from_secs(300),
+    };
+    let h = headers(&[("x-webhook-timestamp", "1732700000"), ("x-webhook-signature", expected)]);
+    let runway = serde_json::json!({"code": 200, "data": {"task_id": "ee603959-debb-48d1-98c4-a6d1c717eba6"}});
+    let veo = serde_json::json!({"code": 200, "data": {"taskId": "ee603959-debb-48d1-98c4-a6d1c717eba6"}});
+    let aleph = serde_json::json!({"code": 400, "taskId": "ee603959-debb-48d1-98c4-a6d1c717eba6", "data": null});
+    for body in [&runway, &veo, &aleph] {
+        assert_eq!(
+            verify_signature(&sig, &h, b"", Some(body), 1732700000),
+            Ok(()),
+            "{body}"
+        );
+    }
+    let other = serde_json::json!({"data": {"task_id": "another"}});
+    assert_eq!(
+        verify_signature(&sig, &h, b"", Some(&other), 1732700000),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify_signature(&sig, &h, b"", Some(&serde_json::json!({})), 1732700000),
+        Err(SignatureError::NoTaskId)
+    );
+    assert_eq!(
+        verify_signature(&sig, &h, b"", Some(&runway), 1732700000 + 3600),
+        Err(SignatureError::Stale)
+    );
+    let configured = Signature::Kie {
+        secret: b"kie-test-key".to_vec(),
+        task_id: Some("/job".into()),
+        tolerance: Duration::from_secs(300),
+    };
+    let custom = serde_json::json!({"job": "ee603959-debb-48d1-98c4-a6d1c717eba6"});
+    assert_eq!(
+        verify_signature(&configured, &h, b"", Some(&custom), 1732700000),
+        Ok(())
+    );
+}
+
+#[test]
+fn hmac_sha256_github_known_answer() {
+    // GitHub's documented example.
+    let sig = Signature::HmacSha256 {
+        secret: b"It's a Secret to Everybody".to_vec(),
+        header: http::HeaderName::from_static("x-hub-signature-256"),
+        encoding: Encoding::Hex,
+        prefix: "sha256=".into(),
+    };
+    let good = headers(&[(
+        "x-hub-signature-256",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    )]);
+    assert_eq!(verify_signature(&sig, &good, b"Hello, World!", None, 0), Ok(()));
+    assert_eq!(
+        verify_signature(&sig, &good, b"Hello, World?", None, 0),
+        Err(SignatureError::Mismatch)
+    );
+    let no_prefix = headers(&[(
+        "x-hub-signature-256",
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    )]);
+    assert!(verify_signature(&sig, &no_prefix, b"Hello, World!", None, 0).is_err());
+    let b64 = Signature::HmacSha256 {
+        secret: b"It's a Secret to Everybody".to_vec(),
+        header: http::HeaderName::from_static("x-sig"),
+        encoding: Encoding::Base64,
+        prefix: String::new(),
+    };
+    let h = headers(&[("x-sig", "dXEH6g6yUJ/CESIczphLijdXC211hsIsRvQ3nIsEPhc=")]);
+    assert_eq!(verify_signature(&b64, &h, b"Hello, World!", None, 0), Ok(()));
+}
+
+#[test]
+fn tokens() {
+    let tokens = vec!["old".to_string(), "new".to_string()];
+    assert!(token_matches(Some("old"), &tokens));
+    assert!(token_matches(Some("new"), &tokens));
+    assert!(!token_matches(Some("ne"), &tokens));
+    assert!(!token_matches(None, &tokens));
+    let h = headers(&[("authorization", "Bearer new")]);
+    assert_eq!(presented_token(None, &h).as_deref(), Some("new"));
+    assert_eq!(
+        presented_token(Some("a=1&token=a%2Bb"), &HeaderMap::new()).as_deref(),
+        Some("a+b")
+    );
+}
+
+#[test]
+fn redaction() {
+    assert_eq!(redact_query("/h?token=s3cret&x=1"), "/h?token=REDACTED&x=1");
+    assert_eq!(redact_query("/h?x=1&TOKEN=s3cret"), "/h?x=1&TOKEN=REDACTED");
+    assert_eq!(redact_query("/h"), "/h");
+}
+
+#[test]
+fn forwarded_for() {
+    let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let peer: IpAddr = "10.1.1.1".parse().unwrap();
+    let h = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.2.2.2")]);
+    // Right-most untrusted entry: the one the trusted proxy saw.
+    assert_eq!(client_ip(peer, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+    // From an untrusted peer the header is ignored.
+    let outsider: IpAddr = "198.51.100.1".parse().unwrap();
+    assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+    // Garbage in the header: fall back to the peer.
+    let junk = headers(&[("x-forwarded-for", "not-an-ip")]);
+    assert_eq!(client_ip(peer, &junk, &trusted), peer);
+    // IPv4-mapped IPv6 peers are IPv4.
+    let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    assert!(ip_allowed(mapped, &["127.0.0.0/8".parse().unwrap()]));
+    assert!(ip_allowed(mapped, &[]));
+    assert!(!ip_allowed(
+        "127.0.0.2".parse().unwrap(),
+        &["127.0.0.1/32".parse().unwrap()]
+    ));
+}

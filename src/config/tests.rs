@@ -1,1 +1,196 @@
+use super::*;
 
+const SHIPPED: &str = include_str!("../../config.toml");
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("test.toml"), text)
+}
+
+/// A minimal valid config with `extra` appended to the route.
+fn minimal(route_extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[[routes]]
+name = "r"
+path = "/hooks/r"
+{route_extra}
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:9000/"
+"#
+    )
+}
+
+#[test]
+fn shipped_config_parses() {
+    let c = Config::parse(Path::new("config.toml"), SHIPPED).expect("shipped config is valid");
+    assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.server.max_body, 1 << 20);
+    assert_eq!(c.server.read_timeout, Duration::from_secs(10));
+    assert_eq!(c.store.retention, Duration::from_secs(14 * 86400));
+    assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().unwrap());
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("runway", "/hooks/runway"));
+    assert_eq!(r.tokens, vec!["change-me".to_string()]);
+    assert_eq!(r.dedupe_key, vec!["/data/task_id".to_string(), "/code".to_string()]);
+    let s = &r.subscribers[0];
+    assert_eq!(s.retry.len(), 10);
+    assert_eq!(s.concurrency, 8);
+    assert_eq!(s.keys.len(), 1);
+}
+
+fn expect_err(text: &str, key: &str, line: usize, needle: &str) {
+    let e = parse(text).expect_err("config should be refused");
+    let shown = e.to_string();
+    assert!(shown.starts_with("test.toml: "), "{shown}");
+    assert_eq!(e.key, key, "{shown}");
+    assert_eq!(e.position.map(|p| p.0), Some(line), "{shown}");
+    assert!(shown.contains(needle), "{shown} should contain {needle:?}");
+}
+
+#[test]
+fn bad_cidr_names_key_and_line() {
+    expect_err(
+        &minimal(r#"allow_ips = ["10.0.0.0/8", "10.0.0/33"]"#),
+        "routes[0].allow_ips[1]",
+        7,
+        "invalid CIDR",
+    );
+}
+
+#[test]
+fn bad_duration_and_size() {
+    let t = minimal("").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nread_timeout = \"10 parsecs\"",
+    );
+    expect_err(&t, "server.read_timeout", 3, "invalid duration");
+    let t = minimal("").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nmax_body = \"lots\"",
+    );
+    expect_err(&t, "server.max_body", 3, "invalid size");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = parse(&minimal("tokenz = [\"x\"]")).unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.contains("tokenz"), "{shown}");
+    assert!(shown.contains("routes[0]"), "{shown}");
+    assert_eq!(e.position.map(|p| p.0), Some(7), "{shown}");
+}
+
+#[test]
+fn duplicate_path_and_subscriber() {
+    let two = format!(
+        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r\"\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
+        minimal("")
+    );
+    expect_err(&two, "routes[1].path", 15, "duplicate route path");
+    let dup_sub = format!(
+        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r2\"\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/\"\n",
+        minimal("")
+    );
+    expect_err(
+        &dup_sub,
+        "routes[1].subscribers[0].name",
+        17,
+        "duplicate subscriber name",
+    );
+}
+
+#[test]
+fn route_without_subscribers() {
+    let t = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[routes]]\nname = \"r\"\npath = \"/x\"\n";
+    expect_err(t, "routes[0].subscribers", 5, "no subscribers");
+}
+
+#[test]
+fn missing_tls_file() {
+    let t = minimal("").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\ntls = { cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\" }",
+    );
+    expect_err(&t, "server.tls.cert", 3, "cannot open /nonexistent/cert.pem");
+}
+
+#[test]
+fn bad_address_and_url() {
+    let t = minimal("").replace("127.0.0.1:0\"]", "localhost\"]");
+    expect_err(&t, "server.listen[0]", 2, "invalid address");
+    let t = minimal("").replace("http://127.0.0.1:9000/", "ftp://x/");
+    expect_err(&t, "routes[0].subscribers[0].url", 11, "http://");
+}
+
+#[test]
+fn bad_signing_secret() {
+    let t = minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        "url = \"http://127.0.0.1:9000/\"\nsecret = \"whsec_not base64!\"",
+    );
+    expect_err(&t, "routes[0].subscribers[0].secret", 12, "invalid signing secret");
+}
+
+#[test]
+fn secrets_from_env_file_and_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tok");
+    std::fs::write(&f, "from-file\n").unwrap();
+    std::fs::write(dir.path().join("cred"), "from-cred").unwrap();
+    std::env::set_var("HOOKRELAY_TEST_TOKEN_ENV", "from-env");
+    std::env::set_var("CREDENTIALS_DIRECTORY", dir.path());
+    let t = minimal(&format!(
+        "tokens = [{{ file = \"{}\" }}, {{ env = \"HOOKRELAY_TEST_TOKEN_ENV\" }}, {{ credential = \"cred\" }}, \"inline\"]",
+        f.display()
+    ));
+    let c = parse(&t).unwrap();
+    assert_eq!(c.routes[0].tokens, vec!["from-file", "from-env", "from-cred", "inline"]);
+    let t = minimal("tokens = [{ env = \"HOOKRELAY_TEST_UNSET_VAR\" }]");
+    expect_err(&t, "routes[0].tokens[0]", 7, "HOOKRELAY_TEST_UNSET_VAR is not set");
+    let t = minimal("tokens = [{ vault = \"x\" }]");
+    expect_err(&t, "routes[0].tokens[0]", 7, "unknown secret source");
+}
+
+#[test]
+fn signature_schemes_parse() {
+    let c = parse(&minimal(r#"signature = { scheme = "kie", secret = "k" }"#)).unwrap();
+    assert_eq!(c.routes[0].signature.as_ref().unwrap().scheme_name(), "kie");
+    let c = parse(&minimal(
+        r#"signature = { scheme = "hmac-sha256", secret = "k", header = "X-Hub-Signature-256", prefix = "sha256=" }"#,
+    ))
+    .unwrap();
+    assert_eq!(c.routes[0].signature.as_ref().unwrap().scheme_name(), "hmac-sha256");
+    let e = parse(&minimal(r#"signature = { scheme = "md5", secret = "k" }"#)).unwrap_err();
+    assert!(e.to_string().contains("md5"), "{e}");
+    assert!(e.key.starts_with("routes[0].signature"), "{e}");
+}
+
+#[test]
+fn admin_off_loopback_needs_token() {
+    let t = format!("{}\n[admin]\nlisten = \"0.0.0.0:9090\"\n", minimal(""));
+    let e = parse(&t).unwrap_err();
+    assert_eq!(e.key, "admin.token");
+}
+
+#[test]
+fn rates_and_overrides() {
+    let t = minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        "url = \"http://127.0.0.1:9000/\"\nrate = \"50/s\"\nconcurrency = 2\nretry = [\"1s\"]\nfilter = { \"/code\" = 200 }",
+    );
+    let c = parse(&t).unwrap();
+    let s = &c.routes[0].subscribers[0];
+    assert_eq!(s.rate.unwrap().count.get(), 50);
+    assert_eq!(s.concurrency, 2);
+    assert_eq!(s.retry, vec![Duration::from_secs(1)]);
+    assert_eq!(s.filter, vec![("/code".to_string(), serde_json::json!(200))]);
+    let bad = minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        "url = \"http://127.0.0.1:9000/\"\nrate = \"fast\"",
+    );
+    expect_err(&bad, "routes[0].subscribers[0].rate", 12, "invalid rate");
+}
