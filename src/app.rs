@@ -254,10 +254,12 @@ impl Handle {
         for l in self.listeners {
             let _ = l.await;
         }
-        self.app.delivery.stop();
+        self.app.delivery.stop().await;
         for b in self.background {
             b.abort();
+            let _ = b.await;
         }
+        self.app.committer.stop().await;
         let store = self.app.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
     }

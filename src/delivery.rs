@@ -59,6 +59,7 @@ pub struct Lane {
     in_flight: AtomicUsize,
     circuit: AtomicU8,
     stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Lane {
@@ -190,6 +191,7 @@ impl Delivery {
                 in_flight: AtomicUsize::new(0),
                 circuit: AtomicU8::new(CIRCUIT_CLOSED),
                 stop,
+                task: std::sync::Mutex::new(None),
             });
             lanes.insert(s.name.clone(), lane.clone());
             // Count the backlog in the background: start-up does not wait for it.
@@ -200,15 +202,35 @@ impl Delivery {
                 let n = store.count_jobs(&name);
                 counted.depth.fetch_add(n as i64, Ordering::Relaxed);
             });
-            tokio::spawn(run_lane(lane, self.store.clone(), self.metrics.clone(), stop_rx));
+            let task = tokio::spawn(run_lane(
+                lane.clone(),
+                self.store.clone(),
+                self.metrics.clone(),
+                stop_rx,
+            ));
+            *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         }
         Ok(())
     }
 
-    /// Stop every lane; attempts in flight are abandoned (their jobs stay due).
-    pub fn stop(&self) {
-        for lane in self.lanes.read().unwrap_or_else(|e| e.into_inner()).values() {
+    /// Stop every lane and wait for it; attempts in flight are abandoned
+    /// (their jobs stay in the store and are retried after a restart).
+    pub async fn stop(&self) {
+        let lanes: Vec<Arc<Lane>> = self
+            .lanes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        for lane in &lanes {
             let _ = lane.stop.send(true);
+        }
+        for lane in lanes {
+            let task = lane.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(t) = task {
+                let _ = t.await;
+            }
         }
     }
 }

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -307,22 +308,33 @@ impl Store {
     pub fn committer(&self, queue: usize, on_commit: OnCommit) -> Committer {
         let (tx, rx) = mpsc::channel(queue);
         let store = self.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hookrelay-writer".into())
             .spawn(move || store.writer_loop(rx, on_commit))
             .expect("spawn writer thread");
-        Committer { tx }
+        Committer {
+            tx,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        }
     }
 
-    fn writer_loop(&self, mut rx: mpsc::Receiver<Pending>, on_commit: OnCommit) {
+    fn writer_loop(&self, mut rx: mpsc::Receiver<Msg>, on_commit: OnCommit) {
         const MAX_BATCH: usize = 512;
         let mut pending = Vec::with_capacity(MAX_BATCH);
         let mut ids = ulid::Generator::new();
-        while let Some(first) = rx.blocking_recv() {
-            pending.push(first);
+        let mut stop = false;
+        while !stop {
+            match rx.blocking_recv() {
+                Some(Msg::Commit(p)) => pending.push(p),
+                Some(Msg::Stop) | None => break,
+            }
             while pending.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => pending.push(p),
+                    Ok(Msg::Commit(p)) => pending.push(p),
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -732,17 +744,26 @@ impl Store {
 }
 
 /// Called by the writer thread after new events are durable.
-pub type OnCommit = std::sync::Arc<dyn Fn(&[String]) + Send + Sync>;
+pub type OnCommit = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 struct Pending {
     event: NewEvent,
     reply: oneshot::Sender<Result<Accepted, StoreError>>,
 }
 
+// Stop is sent once; boxing every commit to shrink it is not worth an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Commit(Pending),
+    /// Finish what is queued before this, then end the thread.
+    Stop,
+}
+
 /// Hands events to the writer thread and waits until they are on disk.
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Msg>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Committer {
@@ -750,10 +771,24 @@ impl Committer {
     pub async fn commit(&self, event: NewEvent) -> Result<Accepted, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { event, reply })
+            .send(Msg::Commit(Pending { event, reply }))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Whether the writer thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Commit what is queued, then stop the writer thread and wait for it.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 }
 

@@ -1,5 +1,4 @@
 use super::*;
-use std::sync::Arc;
 
 fn meta(route: &str, subs: &[&str]) -> EventMeta {
     EventMeta {
@@ -74,6 +73,7 @@ async fn committer_wakes_and_survives_reopen() {
         let a = c.commit(new_event("r", &["a"], 9, "body")).await.unwrap();
         let b = c.commit(new_event("r", &["a"], 9, "body")).await.unwrap();
         assert!(!a.duplicate && b.duplicate);
+        c.stop().await;
         a.id
     };
     assert_eq!(
@@ -81,18 +81,8 @@ async fn committer_wakes_and_survives_reopen() {
         vec!["a".to_string()],
         "only the new event wakes lanes"
     );
-    // Give the writer thread a moment to drop its handle, then reopen.
-    let mut store = None;
-    for _ in 0..50 {
-        match Store::open(&path, 1 << 20) {
-            Ok(s) => {
-                store = Some(s);
-                break;
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-    }
-    let store = store.expect("reopen");
+    // The writer stopped and every handle is gone: the store reopens.
+    let store = Store::open(&path, 1 << 20).expect("reopen");
     assert!(store.event(id).unwrap().is_some());
     let dup = store.commit_batch([new_event("r", &["a"], 9, "body")].iter()).unwrap();
     assert_eq!(dup[0], Accepted { id, duplicate: true });
