@@ -194,14 +194,6 @@ impl Delivery {
                 task: std::sync::Mutex::new(None),
             });
             lanes.insert(s.name.clone(), lane.clone());
-            // Count the backlog in the background: start-up does not wait for it.
-            let store = self.store.clone();
-            let counted = lane.clone();
-            let name = s.name.clone();
-            tokio::task::spawn_blocking(move || {
-                let n = store.count_jobs(&name);
-                counted.depth.fetch_add(n as i64, Ordering::Relaxed);
-            });
             let task = tokio::spawn(run_lane(
                 lane.clone(),
                 self.store.clone(),
@@ -246,6 +238,17 @@ enum Health {
 
 async fn run_lane(lane: Arc<Lane>, store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     let name = lane.subscriber().name.clone();
+    // Count the backlog (job keys only) off the runtime; start-up does not wait
+    // for it. Jobs written while it runs may be counted twice until the queue
+    // next runs empty, when the gauge is reset to the truth.
+    let counter = store.clone();
+    let n = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || counter.count_jobs(&name))
+            .await
+            .unwrap_or(0)
+    };
+    lane.depth.fetch_add(n as i64, Ordering::Relaxed);
     let labels = metrics.sub(&name);
     let mut busy: HashSet<Vec<u8>> = HashSet::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -284,6 +287,9 @@ async fn run_lane(lane: Arc<Lane>, store: Store, metrics: Arc<Metrics>, mut stop
                 }
             };
             idle = jobs.len() < capacity;
+            if jobs.is_empty() && busy.is_empty() && matches!(store.next_due(&name, &busy), Ok(None)) {
+                lane.depth.store(0, Ordering::Relaxed);
+            }
             let limiter = lane.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
             let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).clone();
             for job in jobs {

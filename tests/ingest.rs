@@ -599,7 +599,7 @@ async fn https_http1_and_http2() {
     h.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_a_burst_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -645,7 +645,7 @@ async fn kill_9_after_a_burst_loses_nothing_acknowledged() {
     assert_eq!(store.count_jobs("s"), 640, "one pending job per acknowledged callback");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_burst_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -707,7 +707,7 @@ async fn kill_9_mid_burst_loses_nothing_acknowledged() {
     assert!(store.count_jobs("s") >= acked.len());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_never_logged_and_sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
