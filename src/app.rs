@@ -113,9 +113,11 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         .iter()
         .flat_map(|r| r.subscribers.iter().cloned())
         .collect();
-    delivery.configure(&subscribers)?;
     let waker = delivery.clone();
     let committer = store.committer(4096, Arc::new(move |subs: &[String]| waker.wake(subs)));
+    // Lanes count their backlog through the writer, in commit order.
+    delivery.set_committer(committer.clone());
+    delivery.configure(&subscribers)?;
     let tls = match &config.server.tls {
         Some(files) => Some(tls::Reloadable::new(tls::load_server_config(files)?)),
         None => None,

@@ -56,6 +56,9 @@ pub struct Lane {
     limiter: RwLock<Option<Arc<Limiter>>>,
     notify: Notify,
     depth: AtomicI64,
+    /// Set (on the writer thread) once the backlog was counted; wakes before
+    /// that are already part of the count.
+    counted: std::sync::atomic::AtomicBool,
     in_flight: AtomicUsize,
     circuit: AtomicU8,
     stop: watch::Sender<bool>,
@@ -85,6 +88,8 @@ impl Lane {
 #[derive(Clone)]
 pub struct Delivery {
     store: Store,
+    /// The store's writer, for counting backlogs in commit order.
+    committer: Arc<std::sync::OnceLock<crate::store::Committer>>,
     metrics: Arc<Metrics>,
     lanes: Arc<RwLock<HashMap<String, Arc<Lane>>>>,
 }
@@ -117,8 +122,14 @@ impl Delivery {
         Delivery {
             store,
             metrics,
+            committer: Arc::default(),
             lanes: Arc::default(),
         }
+    }
+
+    /// Lanes started after this count their backlog through the writer (exact).
+    pub fn set_committer(&self, committer: crate::store::Committer) {
+        let _ = self.committer.set(committer);
     }
 
     /// Wake the lanes of these subscribers: a job was just written for each.
@@ -126,7 +137,9 @@ impl Delivery {
         let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
         for s in subscribers {
             if let Some(lane) = lanes.get(s) {
-                lane.depth.fetch_add(1, Ordering::Relaxed);
+                if lane.counted.load(Ordering::Acquire) {
+                    lane.depth.fetch_add(1, Ordering::Relaxed);
+                }
                 lane.notify.notify_one();
             }
         }
@@ -188,6 +201,7 @@ impl Delivery {
                 limiter: RwLock::new(build_limiter(s)),
                 notify: Notify::new(),
                 depth: AtomicI64::new(0),
+                counted: std::sync::atomic::AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
                 circuit: AtomicU8::new(CIRCUIT_CLOSED),
                 stop,
@@ -197,6 +211,7 @@ impl Delivery {
             let task = tokio::spawn(run_lane(
                 lane.clone(),
                 self.store.clone(),
+                self.committer.get().cloned(),
                 self.metrics.clone(),
                 stop_rx,
             ));
@@ -236,19 +251,40 @@ enum Health {
     Neutral,
 }
 
-async fn run_lane(lane: Arc<Lane>, store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+async fn run_lane(
+    lane: Arc<Lane>,
+    store: Store,
+    committer: Option<crate::store::Committer>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let name = lane.subscriber().name.clone();
-    // Count the backlog (job keys only) off the runtime; start-up does not wait
-    // for it. Jobs written while it runs may be counted twice until the queue
-    // next runs empty, when the gauge is reset to the truth.
-    let counter = store.clone();
-    let n = {
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || counter.count_jobs(&name))
-            .await
-            .unwrap_or(0)
+    // Count the backlog (job keys only) before working on it; start-up does
+    // not wait for this. Through the writer, the count and the wakes of new
+    // jobs are in commit order, so the gauge is exact.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let counted = lane.clone();
+    let done: Box<dyn FnOnce(usize) + Send> = Box::new(move |n| {
+        counted.depth.fetch_add(n as i64, Ordering::Relaxed);
+        counted.counted.store(true, Ordering::Release);
+        let _ = tx.send(());
+    });
+    let sent = match &committer {
+        Some(c) => c.count_jobs(&name, done).await.is_ok(),
+        None => false,
     };
-    lane.depth.fetch_add(n as i64, Ordering::Relaxed);
+    if !sent || rx.await.is_err() {
+        // No writer running: count directly.
+        let counter = store.clone();
+        let n = {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || counter.count_jobs(&name))
+                .await
+                .unwrap_or(0)
+        };
+        lane.depth.fetch_add(n as i64, Ordering::Relaxed);
+        lane.counted.store(true, Ordering::Release);
+    }
     let labels = metrics.sub(&name);
     let mut busy: HashSet<Vec<u8>> = HashSet::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -287,9 +323,6 @@ async fn run_lane(lane: Arc<Lane>, store: Store, metrics: Arc<Metrics>, mut stop
                 }
             };
             idle = jobs.len() < capacity;
-            if jobs.is_empty() && busy.is_empty() && matches!(store.next_due(&name, &busy), Ok(None)) {
-                lane.depth.store(0, Ordering::Relaxed);
-            }
             let limiter = lane.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
             let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).clone();
             for job in jobs {

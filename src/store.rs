@@ -320,40 +320,44 @@ impl Store {
 
     fn writer_loop(&self, mut rx: mpsc::Receiver<Msg>, on_commit: OnCommit) {
         const MAX_BATCH: usize = 512;
-        let mut pending = Vec::with_capacity(MAX_BATCH);
+        let mut pending: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         let mut ids = ulid::Generator::new();
-        let mut stop = false;
-        while !stop {
-            match rx.blocking_recv() {
-                Some(Msg::Commit(p)) => pending.push(p),
-                Some(Msg::Stop) | None => break,
+        while let Some(first) = rx.blocking_recv() {
+            // A count or a stop ends the batch, so it sees exactly the commits before it.
+            let mut after = None;
+            match first {
+                Msg::Commit(p) => pending.push(p),
+                other => after = Some(other),
             }
-            while pending.len() < MAX_BATCH {
+            while after.is_none() && pending.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Commit(p)) => pending.push(p),
-                    Ok(Msg::Stop) => {
-                        stop = true;
-                        break;
-                    }
+                    Ok(other) => after = Some(other),
                     Err(_) => break,
                 }
             }
-            let results = self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event));
-            match results {
-                Ok(accepted) => {
-                    for (p, a) in pending.drain(..).zip(accepted) {
-                        if !a.duplicate {
-                            on_commit(&p.event.meta.subscribers);
+            if !pending.is_empty() {
+                match self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event)) {
+                    Ok(accepted) => {
+                        for (p, a) in pending.drain(..).zip(accepted) {
+                            if !a.duplicate {
+                                on_commit(&p.event.meta.subscribers);
+                            }
+                            let _ = p.reply.send(Ok(a));
                         }
-                        let _ = p.reply.send(Ok(a));
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in pending.drain(..) {
+                            let _ = p.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                        }
                     }
                 }
-                Err(e) => {
-                    let msg = e.to_string();
-                    for p in pending.drain(..) {
-                        let _ = p.reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                }
+            }
+            match after {
+                Some(Msg::Count { subscriber, done }) => done(self.count_jobs(&subscriber)),
+                Some(Msg::Stop) => break,
+                _ => {}
             }
         }
     }
@@ -755,6 +759,12 @@ struct Pending {
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Commit(Pending),
+    /// Count a subscriber's jobs between two commits; `done` runs on the writer
+    /// thread, before any later commit is acknowledged.
+    Count {
+        subscriber: String,
+        done: Box<dyn FnOnce(usize) + Send>,
+    },
     /// Finish what is queued before this, then end the thread.
     Stop,
 }
@@ -775,6 +785,18 @@ impl Committer {
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Count `subscriber`'s jobs in commit order: `done(n)` runs before any
+    /// later commit's `on_commit`, so a counter kept from both is exact.
+    pub async fn count_jobs(&self, subscriber: &str, done: Box<dyn FnOnce(usize) + Send>) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Count {
+                subscriber: subscriber.to_string(),
+                done,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Whether the writer thread is still running.

@@ -322,10 +322,15 @@ impl Bin {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let addr = |marker: &str| {
-                    line.contains(marker)
-                        .then(|| line.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())
-                        .flatten()
+                // Human lines say `addr=1.2.3.4:5`, JSON lines `"addr":"1.2.3.4:5"`.
+                let addr = |marker: &str| -> Option<SocketAddr> {
+                    if !line.contains(marker) {
+                        return None;
+                    }
+                    if let Some(rest) = line.split("addr=").nth(1) {
+                        return rest.split_whitespace().next()?.parse().ok();
+                    }
+                    line.split("\"addr\":\"").nth(1)?.split('"').next()?.parse().ok()
                 };
                 let _ = tx.send((addr("listening for callbacks"), addr("admin API listening")));
                 log2.lock().unwrap().push(line);
