@@ -212,6 +212,16 @@ fn run(path: &Path) -> ExitCode {
     }
 }
 
+/// The watchdog interval systemd asks for, as libsystemd's sd_watchdog_enabled
+/// reads it: `WATCHDOG_USEC`, unless `WATCHDOG_PID` names another process.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(usec),
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -221,8 +231,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready");
 
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) {
+    if let Some(usec) = watchdog_usec() {
         let app = handle.app.clone();
         let period = Duration::from_micros(usec / 2);
         tokio::spawn(async move {

@@ -549,3 +549,82 @@ async fn backlog_of_100k_drains_with_flat_memory() {
     assert_eq!(seen.len(), N);
     drop(bin);
 }
+
+#[tokio::test]
+async fn https_subscriber_with_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = write_cert(dir.path(), "sub");
+    // A TLS subscriber, trusted only through ca_file (its self-signed cert).
+    let tls = hookrelay::tls::load_server_config(&hookrelay::config::TlsFiles {
+        cert: cert.clone(),
+        key,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(http::Version, String)>::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let id = req.headers()["webhook-id"].to_str().unwrap().to_string();
+                        seen.lock().unwrap().push((req.version(), id));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::new(),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let subs = subscriber_toml("tls", &url, &format!("ca_file = \"{}\"", cert.display()))
+        + &subscriber_toml("untrusted", &url, "retry = [\"1h\"]");
+    let h = start(dir.path(), &config(&dir.path().join("data"), "", &subs)).await;
+    let (_, v) = callback(h.ingest_addrs[0], &runway("tls")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no HTTPS delivery");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the subscriber that trusts the CA gets through: {got:?}"
+    );
+    assert_eq!(got[0].1, v["id"].as_str().unwrap());
+    assert_eq!(
+        got[0].0,
+        http::Version::HTTP_2,
+        "ALPN negotiates h2 with an h2 subscriber"
+    );
+    let (_, ev) = admin(
+        h.admin_addr,
+        "GET",
+        &format!("/api/events/{}", v["id"].as_str().unwrap()),
+    )
+    .await;
+    let untrusted = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "untrusted")
+        .unwrap()
+        .clone();
+    let err = untrusted["attempts"][0]["error"].as_str().unwrap();
+    assert!(err.contains("certificate") || err.contains("Unknown"), "{err}");
+    h.shutdown().await;
+}

@@ -753,3 +753,77 @@ async fn token_never_logged_and_sigterm_exits_cleanly() {
     assert!(log.contains("callback accepted"), "{log}");
     assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
 }
+
+#[tokio::test]
+async fn connection_cap_holds_extra_connections_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""))
+        .replace("read_timeout = \"2s\"", "read_timeout = \"2s\"\nmax_connections = 2");
+    let h = start(dir.path(), &cfg).await;
+    let addr = h.ingest_addrs[0];
+    // Two idle connections take both slots.
+    let c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = tokio::spawn(async move { callback(addr, &runway("capped")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past max_connections = 2"
+    );
+    // The idle ones are cut at read_timeout (or closed by us): the third gets through.
+    drop(c1);
+    let (s, _) = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    drop(c2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let app = h.app.clone();
+    // A request whose body is still arriving when the shutdown starts.
+    let body = runway("in-flight");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(h.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!app.ready(), "not ready while shutting down");
+    // New connections are refused.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    s.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(app);
+    // It was stored: the store reopens with the event in it.
+    let store = hookrelay::store::Store::open(&dir.path().join("data"), 1 << 20).unwrap();
+    let id = answer.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(store.event(id.parse().unwrap()).unwrap().is_some());
+}

@@ -330,14 +330,30 @@ async fn systemd_notify_reload_and_json_logs() {
         &subscriber_toml("s", "http://127.0.0.1:9/", ""),
     ) + "\n[log]\nformat = \"json\"\n";
     std::fs::write(&cfg_path, &base).unwrap();
-    let mut bin = Bin::start(&cfg_path, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let mut bin = Bin::start(
+        &cfg_path,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
     let mut buf = [0u8; 512];
     let recv = |buf: &mut [u8]| {
         let n = sock.recv(buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).to_string()
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
     };
     let first = recv(&mut buf);
     assert!(first.contains("READY=1"), "{first}");
+    // The watchdog is pinged (every WATCHDOG_USEC/2) while the store is writable.
+    let ping = recv(&mut buf);
+    assert_eq!(ping, "WATCHDOG=1");
+    // Drain pings from here on: the assertions below skip them.
+    let recv = |buf: &mut [u8]| loop {
+        let m = recv(buf);
+        if m != "WATCHDOG=1" {
+            return m;
+        }
+    };
     // A broken config on reload: refused, the old one keeps serving.
     std::fs::write(
         &cfg_path,
