@@ -101,7 +101,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(config: Config) -> anyhow::Result<Handle> {
     tls::install_provider();
     let store = Store::open(&config.store.path, config.store.cache_bytes)
-        .map_err(|e| anyhow::anyhow!("cannot open store at {}: {e}", config.store.path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot open store at {}: {e}", config.store.path.display()))?
+        .with_min_free(config.store.min_free);
     let store_ok = store.check_writable().is_ok();
     if !store_ok {
         tracing::error!(path = %config.store.path.display(), "store is not writable; ingest will answer 503 until it is");
@@ -261,9 +262,12 @@ impl Handle {
             b.abort();
             let _ = b.await;
         }
-        self.app.committer.stop().await;
-        let store = self.app.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        // A failed sled can block for ever in flush: leave it to the restart.
+        if !self.app.store.has_failed() {
+            self.app.committer.stop().await;
+            let store = self.app.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        }
     }
 }
 

@@ -300,6 +300,8 @@ struct RawStore {
     retention: Dur,
     #[serde(default = "default_cache")]
     cache: Size,
+    #[serde(default = "default_min_free")]
+    min_free: Size,
 }
 
 impl Default for RawStore {
@@ -308,8 +310,12 @@ impl Default for RawStore {
             path: default_store_path(),
             retention: default_retention(),
             cache: default_cache(),
+            min_free: default_min_free(),
         }
     }
+}
+fn default_min_free() -> Size {
+    Size(64 << 20)
 }
 fn default_store_path() -> PathBuf {
     PathBuf::from("data")
@@ -481,6 +487,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub retention: Duration,
     pub cache_bytes: u64,
+    /// Ingest answers 503 while the store's disk has less free space than this.
+    pub min_free: u64,
 }
 
 #[derive(Clone)]
@@ -690,6 +698,7 @@ impl Validator<'_> {
             path: self.resolve_path(&raw.store.path),
             retention: raw.store.retention.0,
             cache_bytes: raw.store.cache.0,
+            min_free: raw.store.min_free.0,
         };
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));

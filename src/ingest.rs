@@ -20,6 +20,9 @@ use crate::app::{App, RouteState};
 use crate::auth;
 use crate::store::{Accepted, EventMeta, NewEvent};
 
+/// How long a request waits for its event to be on disk before answering 503.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every way a callback can end.
 #[derive(Debug)]
 pub enum Answer {
@@ -250,15 +253,18 @@ where
         dedupe: hex::encode(hash),
         dedupe_fallback: fallback,
     };
-    match app
-        .committer
-        .commit(NewEvent {
-            meta,
-            dedupe_hash: hash,
-            body,
-        })
-        .await
-    {
+    // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
+    let commit = app.committer.commit(NewEvent {
+        meta,
+        dedupe_hash: hash,
+        body,
+    });
+    let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Unavailable(
+            "the store did not confirm the write in time".into(),
+        ))
+    });
+    match result {
         Ok(a) => {
             app.store_ok.store(true, Ordering::Relaxed);
             Answer::Accepted(a)

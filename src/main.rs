@@ -254,8 +254,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    let mut health = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = health.tick() => {
+                if handle.app.store.has_failed() {
+                    // sled cannot recover from a write error in-process; what was
+                    // acknowledged is on disk. Exit so the supervisor restarts us.
+                    let _ = sd_notify::notify(false, &[NotifyState::Status("store failed; restarting")]);
+                    tracing::error!("the store failed a write; exiting so that hookrelay is restarted");
+                    std::process::exit(75);
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {

@@ -186,10 +186,36 @@ pub enum Outcome {
 }
 
 /// The durable store. Cheap to clone.
+///
+/// sled 0.34 keeps a sticky error after a failed write (e.g. a full disk), and
+/// flushing or even dropping it afterwards can block for ever. So the store
+/// refuses new events before the disk is full ([`Store::with_min_free`]), and a
+/// write error marks it failed for good: the daemon then stops and lets its
+/// supervisor restart it (sled recovers everything flushed on open).
 #[derive(Clone)]
 pub struct Store {
+    inner: Arc<Sled>,
+    path: std::path::PathBuf,
+    /// Set after a write error: every later write is refused.
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Refuse new events while the disk has less free space than this: sled
+    /// 0.34 can hang in `flush()` once a write hits ENOSPC, so never get there.
+    min_free: u64,
+}
+
+struct Sled {
     db: sled::Db,
     tree: sled::Tree,
+}
+
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<Sled, StoreError> {
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(Some(1000))
+        .open()?;
+    let tree = db.open_tree("hookrelay")?;
+    Ok(Sled { db, tree })
 }
 
 const E: u8 = b'E';
@@ -277,29 +303,68 @@ fn decode_job(sub: &str, k: &[u8], v: &[u8]) -> Option<Job> {
 impl Store {
     /// Open (or create) the store at `path`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .open()?;
-        let tree = db.open_tree("hookrelay")?;
-        Ok(Store { db, tree })
+        let sled = open_sled(path, cache_bytes)?;
+        Ok(Store {
+            inner: Arc::new(sled),
+            path: path.to_path_buf(),
+            failed: Arc::default(),
+            min_free: 0,
+        })
+    }
+
+    /// Refuse new events (503) while the store's disk has less than `bytes` free.
+    pub fn with_min_free(mut self, bytes: u64) -> Store {
+        self.min_free = bytes;
+        self
+    }
+
+    /// Whether the disk has room for more events; the reason when not.
+    fn space_check(&self) -> Result<(), String> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        match fs4::available_space(&self.path) {
+            Ok(free) if free < self.min_free => Err(format!(
+                "disk nearly full: {} MiB free under {}, store.min_free is {} MiB",
+                free >> 20,
+                self.path.display(),
+                self.min_free >> 20
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a write error has made the store unusable until a restart.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn fail(&self, e: &StoreError) {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted");
+        }
     }
 
     /// Write and flush a probe row: the store is writable.
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.tree.insert(b"Mprobe", &now_ms().to_be_bytes())?;
-        self.db.flush()?;
+        if self.has_failed() {
+            return Err(StoreError::Unavailable("the store failed a write earlier".into()));
+        }
+        let s = &self.inner;
+        s.tree.insert(b"Mprobe", &now_ms().to_be_bytes())?;
+        s.db.flush()?;
         Ok(())
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        let s = &self.inner;
+        s.db.flush()?;
         Ok(())
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let s = &self.inner;
+        s.db.size_on_disk().unwrap_or(0)
     }
 
     /// Start the single writer thread that commits ingested events.
@@ -322,6 +387,7 @@ impl Store {
         const MAX_BATCH: usize = 512;
         let mut pending: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         let mut ids = ulid::Generator::new();
+        let mut space_ok = true;
         while let Some(first) = rx.blocking_recv() {
             // A count or a stop ends the batch, so it sees exactly the commits before it.
             let mut after = None;
@@ -336,6 +402,26 @@ impl Store {
                     Err(_) => break,
                 }
             }
+            // Checked before every batch (one statvfs): sled must never hit a full disk.
+            let refuse = if pending.is_empty() {
+                None
+            } else if self.has_failed() {
+                Some("the store failed a write earlier; restart hookrelay".to_string())
+            } else {
+                let space = self.space_check();
+                match (&space, space_ok) {
+                    (Err(why), true) => tracing::error!("{why}; answering 503 until there is room"),
+                    (Ok(()), false) => tracing::info!("disk space is back; accepting events again"),
+                    _ => {}
+                }
+                space_ok = space.is_ok();
+                space.err()
+            };
+            if let Some(why) = refuse {
+                for p in pending.drain(..) {
+                    let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
             if !pending.is_empty() {
                 match self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event)) {
                     Ok(accepted) => {
@@ -347,6 +433,7 @@ impl Store {
                         }
                     }
                     Err(e) => {
+                        self.fail(&e);
                         let msg = e.to_string();
                         for p in pending.drain(..) {
                             let _ = p.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -374,6 +461,7 @@ impl Store {
         ids: &mut ulid::Generator,
         events: impl Iterator<Item = &'a NewEvent>,
     ) -> Result<Vec<Accepted>, StoreError> {
+        let s = &self.inner;
         let mut batch = sled::Batch::default();
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut out = Vec::new();
@@ -387,7 +475,7 @@ impl Store {
                 });
                 continue;
             }
-            if let Some(v) = self.tree.get(&dkey)? {
+            if let Some(v) = s.tree.get(&dkey)? {
                 if let Some(id) = EventId::from_slice(&v) {
                     out.push(Accepted { id, duplicate: true });
                     continue;
@@ -408,15 +496,16 @@ impl Store {
             writes += 1;
         }
         if writes > 0 {
-            self.tree.apply_batch(batch)?;
-            self.db.flush()?;
+            s.tree.apply_batch(batch)?;
+            s.db.flush()?;
         }
         Ok(out)
     }
 
     /// Read one event.
     pub fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        match self.tree.get(event_key(id))? {
+        let s = &self.inner;
+        match s.tree.get(event_key(id))? {
             Some(v) => Ok(Some(decode_event(id, &v)?)),
             None => Ok(None),
         }
@@ -429,12 +518,13 @@ impl Store {
         before: Option<EventId>,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        let s = &self.inner;
         let end = match before {
             Some(b) => event_key(b),
             None => vec![E + 1],
         };
         let mut out = Vec::new();
-        for item in self.tree.range(vec![E]..end).rev() {
+        for item in s.tree.range(vec![E]..end).rev() {
             let (k, v) = item?;
             let Some(id) = EventId::from_slice(&k[1..]) else {
                 continue;
@@ -459,8 +549,9 @@ impl Store {
         limit: usize,
         busy: &HashSet<Vec<u8>>,
     ) -> Result<Vec<Job>, StoreError> {
+        let s = &self.inner;
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(job_prefix(sub)) {
+        for item in s.tree.scan_prefix(job_prefix(sub)) {
             if out.len() >= limit {
                 break;
             }
@@ -481,7 +572,8 @@ impl Store {
 
     /// The due time of the first job of `sub` not in `busy`.
     pub fn next_due(&self, sub: &str, busy: &HashSet<Vec<u8>>) -> Result<Option<u64>, StoreError> {
-        for item in self.tree.scan_prefix(job_prefix(sub)) {
+        let s = &self.inner;
+        for item in s.tree.scan_prefix(job_prefix(sub)) {
             let (k, v) = item?;
             if busy.contains(k.as_ref()) {
                 continue;
@@ -495,12 +587,14 @@ impl Store {
 
     /// Pending jobs of `sub` (reads only its small job rows).
     pub fn count_jobs(&self, sub: &str) -> usize {
-        self.tree.scan_prefix(job_prefix(sub)).keys().count()
+        let s = &self.inner;
+        s.tree.scan_prefix(job_prefix(sub)).keys().count()
     }
 
     /// The oldest pending job's event time (for "oldest pending age").
     pub fn oldest_job_event_ms(&self, sub: &str) -> Option<u64> {
-        self.tree
+        let s = &self.inner;
+        s.tree
             .scan_prefix(job_prefix(sub))
             .filter_map(|r| r.ok())
             .filter_map(|(k, v)| decode_job(sub, &k, &v))
@@ -512,10 +606,11 @@ impl Store {
     /// Every subscriber name that has stored jobs or dead letters (for reporting
     /// subscribers that were removed from the config). Reads one key per name.
     pub fn subscribers_with_rows(&self) -> Result<Vec<String>, StoreError> {
+        let s = &self.inner;
         let mut names = Vec::new();
         for prefix in [J, X] {
             let mut from = vec![prefix];
-            while let Some(item) = self.tree.range(from.clone()..vec![prefix + 1]).next() {
+            while let Some(item) = s.tree.range(from.clone()..vec![prefix + 1]).next() {
                 let (k, _) = item?;
                 let end = k[1..].iter().position(|b| *b == 0).map_or(k.len(), |p| p + 1);
                 let name = String::from_utf8_lossy(&k[1..end]).to_string();
@@ -530,11 +625,12 @@ impl Store {
 
     /// Record an attempt's result: removes the job row and writes what follows.
     pub fn finish(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<(), StoreError> {
+        let s = &self.inner;
         let mut batch = sled::Batch::default();
         batch.remove(job.key.clone());
         let attempts = job.attempts + u32::from(attempt.is_some());
         if let Some(a) = attempt {
-            let seq = self.db.generate_id()?;
+            let seq = s.db.generate_id()?;
             let k = key(&[&attempt_prefix(job.event, &job.subscriber), &seq.to_be_bytes()]);
             batch.insert(k, serde_json::to_vec(a).expect("serializes"));
         }
@@ -585,22 +681,23 @@ impl Store {
                 );
             }
         }
-        self.tree.apply_batch(batch)?;
+        s.tree.apply_batch(batch)?;
         Ok(())
     }
 
     /// Final state of each subscriber of an event (None: still pending).
     pub fn state(&self, id: EventId, sub: &str) -> Result<Option<StateRecord>, StoreError> {
-        Ok(self
-            .tree
+        let s = &self.inner;
+        Ok(s.tree
             .get(state_key(id, sub))?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Every recorded attempt of an event for one subscriber, oldest first.
     pub fn attempts(&self, id: EventId, sub: &str) -> Result<Vec<Attempt>, StoreError> {
+        let s = &self.inner;
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(attempt_prefix(id, sub)) {
+        for item in s.tree.scan_prefix(attempt_prefix(id, sub)) {
             let (_, v) = item?;
             if let Ok(a) = serde_json::from_slice(&v) {
                 out.push(a);
@@ -611,12 +708,13 @@ impl Store {
 
     /// Dead letters, optionally of one subscriber, up to `limit`.
     pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let s = &self.inner;
         let prefix = match sub {
             Some(s) => dead_prefix(s),
             None => vec![X],
         };
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix).take(limit) {
+        for item in s.tree.scan_prefix(prefix).take(limit) {
             let (_, v) = item?;
             if let Ok(d) = serde_json::from_slice(&v) {
                 out.push(d);
@@ -628,6 +726,7 @@ impl Store {
     /// Queue a fresh delivery of an event (all its subscribers, or one); returns
     /// the subscribers queued.
     pub fn replay_event(&self, id: EventId, only: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
+        let s = &self.inner;
         let Some(ev) = self.event(id)? else {
             return Ok(None);
         };
@@ -644,13 +743,14 @@ impl Store {
             batch.insert(job_key(sub, now, id), &job_value(0, attempts));
             queued.push(sub.clone());
         }
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        s.tree.apply_batch(batch)?;
+        s.db.flush()?;
         Ok(Some(queued))
     }
 
     /// Re-queue dead letters (all, or one subscriber's); returns how many per subscriber.
     pub fn replay_dead_letters(&self, only: Option<&str>) -> Result<HashMap<String, usize>, StoreError> {
+        let s = &self.inner;
         let prefix = match only {
             Some(s) => dead_prefix(s),
             None => vec![X],
@@ -660,7 +760,7 @@ impl Store {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for item in self.tree.scan_prefix(&prefix).take(1000) {
+            for item in s.tree.scan_prefix(&prefix).take(1000) {
                 let (k, v) = item?;
                 let Ok(dl) = serde_json::from_slice::<DeadLetter>(&v) else {
                     batch.remove(k);
@@ -679,9 +779,9 @@ impl Store {
             if n == 0 {
                 break;
             }
-            self.tree.apply_batch(batch)?;
+            s.tree.apply_batch(batch)?;
         }
-        self.db.flush()?;
+        s.db.flush()?;
         Ok(counts)
     }
 
@@ -695,13 +795,14 @@ impl Store {
         cursor: Option<EventId>,
         limit: usize,
     ) -> Result<(Option<EventId>, usize), StoreError> {
+        let s = &self.inner;
         let start = match cursor {
             Some(c) => key(&[&event_key(c), &[0]]),
             None => vec![E],
         };
         let mut removed = 0;
         let mut last = None;
-        for item in self.tree.range(start..vec![E + 1]).take(limit) {
+        for item in s.tree.range(start..vec![E + 1]).take(limit) {
             let (k, v) = item?;
             let Some(id) = EventId::from_slice(&k[1..]) else {
                 continue;
@@ -716,7 +817,7 @@ impl Store {
             };
             let mut all_final = true;
             for sub in &meta.subscribers {
-                if self.tree.get(state_key(id, sub))?.is_none() {
+                if s.tree.get(state_key(id, sub))?.is_none() {
                     all_final = false;
                     break;
                 }
@@ -729,18 +830,18 @@ impl Store {
             if let Ok(h) = hex::decode(&meta.dedupe) {
                 let dk = dedupe_key(&meta.route, &h);
                 // Only drop the dedupe row if it still points at this event.
-                if self.tree.get(&dk)?.is_some_and(|v| v.as_ref() == id.bytes()) {
+                if s.tree.get(&dk)?.is_some_and(|v| v.as_ref() == id.bytes()) {
                     batch.remove(dk);
                 }
             }
             for sub in &meta.subscribers {
                 batch.remove(state_key(id, sub));
                 batch.remove(dead_key(sub, id));
-                for a in self.tree.scan_prefix(attempt_prefix(id, sub)).keys() {
+                for a in s.tree.scan_prefix(attempt_prefix(id, sub)).keys() {
                     batch.remove(a?);
                 }
             }
-            self.tree.apply_batch(batch)?;
+            s.tree.apply_batch(batch)?;
             removed += 1;
         }
         Ok((last, removed))

@@ -87,6 +87,23 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> (StatusCode, HeaderMap, Bytes) {
+    let what = format!("{method} {path} to {addr}");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        request_inner(addr, from, method, path, headers, body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
+}
+
+async fn request_inner(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Bytes) {
     let socket = TcpSocket::new_v4().unwrap();
     if let Some(ip) = from {
         socket.bind(SocketAddr::new(ip, 0)).unwrap();
