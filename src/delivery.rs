@@ -337,6 +337,7 @@ async fn run_lane(
                 metrics.in_flight.get_or_create(&labels).set(busy.len() as i64);
                 let ctx = AttemptCtx {
                     store: store.clone(),
+                    committer: committer.clone(),
                     metrics: metrics.clone(),
                     sub: sub.clone(),
                     client: client.clone(),
@@ -422,6 +423,8 @@ async fn run_lane(
 }
 
 struct AttemptCtx {
+    /// Outcomes go through the store's writer (batched with other writes).
+    committer: Option<crate::store::Committer>,
     store: Store,
     metrics: Arc<Metrics>,
     sub: Arc<Subscriber>,
@@ -487,6 +490,18 @@ fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
 }
 
 impl AttemptCtx {
+    async fn record(
+        &self,
+        job: &Job,
+        attempt: Option<&Attempt>,
+        outcome: &Outcome,
+    ) -> Result<(), crate::store::StoreError> {
+        match &self.committer {
+            Some(c) => c.finish(&self.store, job, attempt, outcome).await,
+            None => self.store.finish(job, attempt, outcome),
+        }
+    }
+
     /// Run one attempt and record it. Returns its health signal and whether the
     /// job left the queue (delivered, dead, skipped).
     async fn run(self, job: Job) -> (Health, bool) {
@@ -495,7 +510,7 @@ impl AttemptCtx {
             Ok(Some(ev)) => ev,
             Ok(None) => {
                 tracing::warn!(subscriber = %sub.name, event = %job.event, "job for an event that no longer exists; dropped");
-                let _ = self.store.finish(&job, None, &Outcome::Skipped);
+                let _ = self.record(&job, None, &Outcome::Skipped).await;
                 return (Health::Neutral, true);
             }
             Err(e) => {
@@ -507,7 +522,7 @@ impl AttemptCtx {
         if !filter_matches(sub, &event) {
             self.metrics.delivery(&sub.name, "skipped");
             tracing::info!(subscriber = %sub.name, event = %job.event, outcome = "skipped", "filter did not match");
-            let _ = self.store.finish(&job, None, &Outcome::Skipped);
+            let _ = self.record(&job, None, &Outcome::Skipped).await;
             return (Health::Neutral, true);
         }
         let number = job.attempts + 1;
@@ -576,7 +591,7 @@ impl AttemptCtx {
                 subscriber = %sub.name, event = %job.event, attempt = number, status, ms = elapsed.as_millis() as u64, outcome = label, "delivered"
             ),
         }
-        if let Err(e) = self.store.finish(&job, Some(&attempt), &outcome) {
+        if let Err(e) = self.record(&job, Some(&attempt), &outcome).await {
             tracing::error!(subscriber = %sub.name, event = %job.event, error = %e, "cannot record delivery outcome; the job will be retried");
             tokio::time::sleep(Duration::from_secs(1)).await;
             return (health, false);

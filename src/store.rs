@@ -386,23 +386,30 @@ impl Store {
     fn writer_loop(&self, mut rx: mpsc::Receiver<Msg>, on_commit: OnCommit) {
         const MAX_BATCH: usize = 512;
         let mut pending: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        let mut applies: Vec<(Ops, oneshot::Sender<Result<(), StoreError>>)> = Vec::new();
         let mut ids = ulid::Generator::new();
         let mut space_ok = true;
         while let Some(first) = rx.blocking_recv() {
-            // A count or a stop ends the batch, so it sees exactly the commits before it.
-            let mut after = None;
-            match first {
-                Msg::Commit(p) => pending.push(p),
-                other => after = Some(other),
-            }
-            while after.is_none() && pending.len() < MAX_BATCH {
+            // A count or a stop ends the batch, so it sees exactly the writes before it.
+            let take = |m: Msg, pending: &mut Vec<Pending>, applies: &mut Vec<_>| match m {
+                Msg::Commit(p) => {
+                    pending.push(p);
+                    None
+                }
+                Msg::Apply(ops, reply) => {
+                    applies.push((ops, reply));
+                    None
+                }
+                other => Some(other),
+            };
+            let mut after = take(first, &mut pending, &mut applies);
+            while after.is_none() && pending.len() + applies.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Msg::Commit(p)) => pending.push(p),
-                    Ok(other) => after = Some(other),
+                    Ok(m) => after = take(m, &mut pending, &mut applies),
                     Err(_) => break,
                 }
             }
-            // Checked before every batch (one statvfs): sled must never hit a full disk.
+            // Checked before every batch of events (one statvfs): sled must never hit a full disk.
             let refuse = if pending.is_empty() {
                 None
             } else if self.has_failed() {
@@ -422,8 +429,9 @@ impl Store {
                     let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
                 }
             }
-            if !pending.is_empty() {
-                match self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event)) {
+            if !pending.is_empty() || !applies.is_empty() {
+                let extra: Vec<Ops> = applies.iter_mut().map(|(ops, _)| std::mem::take(ops)).collect();
+                match self.commit_batch_with(&mut ids, pending.iter().map(|p| &p.event), extra) {
                     Ok(accepted) => {
                         for (p, a) in pending.drain(..).zip(accepted) {
                             if !a.duplicate {
@@ -431,12 +439,18 @@ impl Store {
                             }
                             let _ = p.reply.send(Ok(a));
                         }
+                        for (_, reply) in applies.drain(..) {
+                            let _ = reply.send(Ok(()));
+                        }
                     }
                     Err(e) => {
                         self.fail(&e);
                         let msg = e.to_string();
                         for p in pending.drain(..) {
                             let _ = p.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                        }
+                        for (_, reply) in applies.drain(..) {
+                            let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                         }
                     }
                 }
@@ -451,7 +465,7 @@ impl Store {
 
     #[cfg(test)]
     fn commit_batch<'a>(&self, events: impl Iterator<Item = &'a NewEvent>) -> Result<Vec<Accepted>, StoreError> {
-        self.commit_batch_with(&mut ulid::Generator::new(), events)
+        self.commit_batch_with(&mut ulid::Generator::new(), events, Vec::new())
     }
 
     /// Dedupe, then write every new event with its jobs in one batch, then flush.
@@ -460,9 +474,17 @@ impl Store {
         &self,
         ids: &mut ulid::Generator,
         events: impl Iterator<Item = &'a NewEvent>,
+        extra: Vec<Ops>,
     ) -> Result<Vec<Accepted>, StoreError> {
         let s = &self.inner;
         let mut batch = sled::Batch::default();
+        let bookkeeping = extra.iter().any(|ops| !ops.is_empty());
+        for (k, v) in extra.into_iter().flatten() {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut out = Vec::new();
         let mut writes = 0;
@@ -498,6 +520,9 @@ impl Store {
         if writes > 0 {
             s.tree.apply_batch(batch)?;
             s.db.flush()?;
+        } else if bookkeeping {
+            // Delivery outcomes need no flush of their own: at-least-once.
+            s.tree.apply_batch(batch)?;
         }
         Ok(out)
     }
@@ -625,8 +650,22 @@ impl Store {
 
     /// Record an attempt's result: removes the job row and writes what follows.
     pub fn finish(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<(), StoreError> {
-        let s = &self.inner;
         let mut batch = sled::Batch::default();
+        for (k, v) in self.finish_ops(job, attempt, outcome)? {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.inner.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The writes that record an attempt's result: the job row goes, and what
+    /// follows from the outcome is written.
+    fn finish_ops(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<Ops, StoreError> {
+        let s = &self.inner;
+        let mut batch = OpsBuilder::default();
         batch.remove(job.key.clone());
         let attempts = job.attempts + u32::from(attempt.is_some());
         if let Some(a) = attempt {
@@ -658,7 +697,7 @@ impl Store {
             Outcome::Retry { due_ms } => {
                 batch.insert(
                     job_key(&job.subscriber, *due_ms, job.event),
-                    &job_value(job.step + 1, attempts),
+                    job_value(job.step + 1, attempts),
                 );
             }
             Outcome::Dead { error } => {
@@ -681,8 +720,7 @@ impl Store {
                 );
             }
         }
-        s.tree.apply_batch(batch)?;
-        Ok(())
+        Ok(batch.0)
     }
 
     /// Final state of each subscriber of an event (None: still pending).
@@ -848,6 +886,21 @@ impl Store {
     }
 }
 
+/// Writes to apply together: a key and its new value, or None to remove it.
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+#[derive(Default)]
+struct OpsBuilder(Ops);
+
+impl OpsBuilder {
+    fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl AsRef<[u8]>) {
+        self.0.push((k.into(), Some(v.as_ref().to_vec())));
+    }
+    fn remove(&mut self, k: impl Into<Vec<u8>>) {
+        self.0.push((k.into(), None));
+    }
+}
+
 /// Called by the writer thread after new events are durable.
 pub type OnCommit = Arc<dyn Fn(&[String]) + Send + Sync>;
 
@@ -860,6 +913,8 @@ struct Pending {
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Commit(Pending),
+    /// Delivery bookkeeping, applied with the next batch (no flush of its own).
+    Apply(Ops, oneshot::Sender<Result<(), StoreError>>),
     /// Count a subscriber's jobs between two commits; `done` runs on the writer
     /// thread, before any later commit is acknowledged.
     Count {
@@ -898,6 +953,24 @@ impl Committer {
             })
             .await
             .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Record a delivery attempt's result with the writer's next batch; returns
+    /// once it is applied (so the job cannot be picked up again before).
+    pub async fn finish(
+        &self,
+        store: &Store,
+        job: &Job,
+        attempt: Option<&Attempt>,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let ops = store.finish_ops(job, attempt, outcome)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Apply(ops, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Whether the writer thread is still running.
