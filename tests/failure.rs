@@ -13,37 +13,6 @@ use common::*;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Send callbacks from `conns` connections until `stop`, collecting acknowledged ids.
-async fn load_until(addr: std::net::SocketAddr, conns: usize, tag: &str, stop: Duration) -> Vec<(String, String)> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + stop;
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let acked = acked.clone();
-        let tag = tag.to_string();
-        tasks.push(tokio::spawn(async move {
-            for i in 0.. {
-                if Instant::now() > deadline {
-                    return;
-                }
-                let body = runway(&format!("{tag}-{c}-{i}"));
-                match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
-                    Ok((StatusCode::OK, v)) => acked
-                        .lock()
-                        .unwrap()
-                        .push((v["id"].as_str().unwrap().to_string(), body)),
-                    _ => return,
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let v = acked.lock().unwrap().clone();
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

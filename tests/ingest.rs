@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -603,107 +602,40 @@ async fn https_http1_and_http2() {
 async fn kill_9_after_a_burst_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg_path = dir.path().join("config.toml");
     // Subscriber down: every acknowledged callback must still have its job.
-    std::fs::write(
-        &cfg_path,
-        config(
-            &data,
-            "",
-            &subscriber_toml("s", "http://127.0.0.1:9/", "retry = [\"1h\"]"),
-        ),
-    )
-    .unwrap();
-    let mut bin = Bin::start(&cfg_path, &[]);
-    let addr = bin.addr;
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut tasks = Vec::new();
-    for c in 0..16 {
-        let acked = acked.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..40 {
-                let (s, v) = callback(addr, &runway(&format!("burst-{c}-{i}"))).await;
-                if s == StatusCode::OK {
-                    acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let cfg = write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", DOWN, "retry = [\"1h\"]")),
+    );
+    let mut bin = Bin::start(&cfg, &[]);
+    let acked = load_until(bin.addr, 16, "burst", Duration::from_secs(1)).await;
     bin.kill9();
-    let acked = acked.lock().unwrap().clone();
-    assert_eq!(acked.len(), 640);
-    let store = hookrelay::store::Store::open(&data, 1 << 20).unwrap();
-    for id in &acked {
-        assert!(
-            store.event(id.parse().unwrap()).unwrap().is_some(),
-            "acknowledged {id} lost"
-        );
-    }
-    assert_eq!(store.count_jobs("s"), 640, "one pending job per acknowledged callback");
+    assert!(acked.len() > 100, "{} acked", acked.len());
+    let store = assert_stored(&data, &acked);
+    assert_eq!(
+        store.count_jobs("s"),
+        acked.len(),
+        "one pending job per acknowledged callback"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_burst_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg_path = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg_path,
-        config(
-            &data,
-            "",
-            &subscriber_toml("s", "http://127.0.0.1:9/", "retry = [\"1h\"]"),
-        ),
-    )
-    .unwrap();
-    let mut bin = Bin::start(&cfg_path, &[]);
+    let cfg = write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", DOWN, "retry = [\"1h\"]")),
+    );
+    let mut bin = Bin::start(&cfg, &[]);
     let addr = bin.addr;
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut tasks = Vec::new();
-    for c in 0..16 {
-        let acked = acked.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0.. {
-                let body = runway(&format!("mid-{c}-{i}"));
-                let r = tokio::time::timeout(Duration::from_secs(2), async {
-                    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-                    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
-                    tokio::spawn(conn);
-                    let req = Request::post("/hooks/t?token=tok")
-                        .header("host", "x")
-                        .body(Full::new(Bytes::from(body)))
-                        .ok()?;
-                    let resp = s.send_request(req).await.ok()?;
-                    let ok = resp.status() == StatusCode::OK;
-                    let b = resp.into_body().collect().await.ok()?.to_bytes();
-                    ok.then(|| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                        .flatten()
-                })
-                .await;
-                match r {
-                    Ok(Some(v)) => acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string()),
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let load = tokio::spawn(async move { load_until(addr, 16, "mid", Duration::from_secs(5)).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     bin.kill9();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = load.await.unwrap();
     assert!(acked.len() > 50, "the burst was under way ({} acked)", acked.len());
-    let store = hookrelay::store::Store::open(&data, 1 << 20).unwrap();
-    for id in &acked {
-        assert!(
-            store.event(id.parse().unwrap()).unwrap().is_some(),
-            "acknowledged {id} lost"
-        );
-    }
+    // Some callbacks may be stored without their answer having arrived: never fewer.
+    let store = assert_stored(&data, &acked);
     assert!(store.count_jobs("s") >= acked.len());
 }
 

@@ -68,6 +68,60 @@ pub fn subscriber_toml(name: &str, url: &str, extra: &str) -> String {
     format!("[[routes.subscribers]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
 }
 
+/// A subscriber URL where nothing listens (connections are refused).
+pub const DOWN: &str = "http://127.0.0.1:9/";
+
+/// Write a config file for the real binary; its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Send callbacks from `conns` connections until `stop` has passed or the daemon
+/// stops answering; the acknowledged (event id, body) pairs.
+pub async fn load_until(addr: std::net::SocketAddr, conns: usize, tag: &str, stop: Duration) -> Vec<(String, String)> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + stop;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let acked = acked.clone();
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                if Instant::now() > deadline {
+                    return;
+                }
+                let body = runway(&format!("{tag}-{c}-{i}"));
+                match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
+                    Ok((StatusCode::OK, v)) => acked
+                        .lock()
+                        .unwrap()
+                        .push((v["id"].as_str().unwrap().to_string(), body)),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let v = acked.lock().unwrap().clone();
+    v
+}
+
+/// Every acknowledged event is in the store at `data`; the opened store.
+pub fn assert_stored(data: &Path, acked: &[(String, String)]) -> hookrelay::store::Store {
+    let store = hookrelay::store::Store::open(data, 1 << 20).unwrap();
+    for (id, _) in acked {
+        assert!(
+            store.event(id.parse().unwrap()).unwrap().is_some(),
+            "acknowledged {id} lost"
+        );
+    }
+    store
+}
+
 /// A plain-HTTP POST; returns status, headers and body.
 pub async fn post(
     addr: SocketAddr,
