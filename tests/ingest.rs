@@ -369,13 +369,7 @@ signature = {{ scheme = "hmac-sha256", secret = "It's a Secret to Everybody", he
 
 #[tokio::test]
 async fn dedupe_sequential_and_64_way_concurrent() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let h = start(
-        dir.path(),
-        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
-    )
-    .await;
+    let (_dir, sub, h) = with_ok_subscriber().await;
     let addr = h.ingest_addrs[0];
     // Same task id and code, different message: same key.
     let a = r#"{"code":200,"msg":"first","data":{"task_id":"T"}}"#;
@@ -424,13 +418,7 @@ async fn dedupe_sequential_and_64_way_concurrent() {
 
 #[tokio::test]
 async fn missing_dedupe_field_falls_back_to_body_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let h = start(
-        dir.path(),
-        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
-    )
-    .await;
+    let (_dir, _sub, h) = with_ok_subscriber().await;
     let addr = h.ingest_addrs[0];
     // Runway Aleph errors carry the task id at the top level and data = null.
     let aleph = r#"{"code":400,"msg":"inappropriate content","taskId":"A1","data":null}"#;
@@ -717,13 +705,7 @@ async fn connection_cap_holds_extra_connections_back() {
 
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let h = start(
-        dir.path(),
-        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
-    )
-    .await;
+    let (dir, _sub, h) = with_ok_subscriber().await;
     let addr = h.ingest_addrs[0];
     let app = h.app.clone();
     // A request whose body is still arriving when the shutdown starts.

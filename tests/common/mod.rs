@@ -122,6 +122,18 @@ pub fn assert_stored(data: &Path, acked: &[(String, String)]) -> hookrelay::stor
     store
 }
 
+/// A daemon with one route (`config`) and one subscriber `s` that answers 200.
+pub async fn with_ok_subscriber() -> (tempfile::TempDir, Sub, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+    )
+    .await;
+    (dir, sub, h)
+}
+
 /// A plain-HTTP POST; returns status, headers and body.
 pub async fn post(
     addr: SocketAddr,
@@ -142,42 +154,31 @@ pub async fn request(
     body: Bytes,
 ) -> (StatusCode, HeaderMap, Bytes) {
     let what = format!("{method} {path} to {addr}");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        request_inner(addr, from, method, path, headers, body),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
-}
-
-async fn request_inner(
-    addr: SocketAddr,
-    from: Option<IpAddr>,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> (StatusCode, HeaderMap, Bytes) {
-    let socket = TcpSocket::new_v4().unwrap();
-    if let Some(ip) = from {
-        socket.bind(SocketAddr::new(ip, 0)).unwrap();
-    }
-    let stream = socket.connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let exchange = async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        if let Some(ip) = from {
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+        }
+        let stream = socket.connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        (parts.status, parts.headers, body)
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange)
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(body)).unwrap())
-        .await
-        .expect("response");
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    (parts.status, parts.headers, body)
+        .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
 }
 
 /// POST a callback to `/hooks/t?token=tok`; the parsed answer.
