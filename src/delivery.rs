@@ -263,14 +263,17 @@ async fn run_lane(
     // not wait for this. Through the writer, the count and the wakes of new
     // jobs are in commit order, so the gauge is exact.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let counter = lane.clone();
+    let add: crate::store::CountAdd = Arc::new(move |n| {
+        counter.depth.fetch_add(n as i64, Ordering::Relaxed);
+    });
     let counted = lane.clone();
-    let done: Box<dyn FnOnce(usize) + Send> = Box::new(move |n| {
-        counted.depth.fetch_add(n as i64, Ordering::Relaxed);
+    let done: Box<dyn FnOnce() + Send> = Box::new(move || {
         counted.counted.store(true, Ordering::Release);
         let _ = tx.send(());
     });
     let sent = match &committer {
-        Some(c) => c.count_jobs(&name, done).await.is_ok(),
+        Some(c) => c.count_jobs(&name, add, done).await.is_ok(),
         None => false,
     };
     if !sent || rx.await.is_err() {

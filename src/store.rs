@@ -389,7 +389,24 @@ impl Store {
         let mut applies: Vec<(Ops, oneshot::Sender<Result<(), StoreError>>)> = Vec::new();
         let mut ids = ulid::Generator::new();
         let mut space_ok = true;
-        while let Some(first) = rx.blocking_recv() {
+        let mut counting: Vec<Counting> = Vec::new();
+        loop {
+            // Counts advance a chunk at a time, only while nothing else waits.
+            let first = if counting.is_empty() {
+                match rx.blocking_recv() {
+                    Some(m) => m,
+                    None => break,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.count_step(&mut counting);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            };
             // A count or a stop ends the batch, so it sees exactly the writes before it.
             let take = |m: Msg, pending: &mut Vec<Pending>, applies: &mut Vec<_>| match m {
                 Msg::Commit(p) => {
@@ -435,6 +452,15 @@ impl Store {
                     Ok(accepted) => {
                         for (p, a) in pending.drain(..).zip(accepted) {
                             if !a.duplicate {
+                                // A job behind a running count's cursor is not seen by
+                                // the scan: add it here (wakes are not counted yet).
+                                for c in &counting {
+                                    if p.event.meta.subscribers.contains(&c.subscriber)
+                                        && c.is_behind(&job_key(&c.subscriber, p.event.meta.received_ms, a.id))
+                                    {
+                                        (c.add)(1);
+                                    }
+                                }
                                 on_commit(&p.event.meta.subscribers);
                             }
                             let _ = p.reply.send(Ok(a));
@@ -456,7 +482,12 @@ impl Store {
                 }
             }
             match after {
-                Some(Msg::Count { subscriber, done }) => done(self.count_jobs(&subscriber)),
+                Some(Msg::Count { subscriber, add, done }) => counting.push(Counting {
+                    scanned: None,
+                    subscriber,
+                    add,
+                    done: Some(done),
+                }),
                 Some(Msg::Stop) => break,
                 _ => {}
             }
@@ -608,6 +639,37 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Count the next chunk of each running backlog count; finish those done.
+    fn count_step(&self, counting: &mut Vec<Counting>) {
+        const CHUNK: usize = 20_000;
+        for c in counting.iter_mut() {
+            let prefix = job_prefix(&c.subscriber);
+            let start = match &c.scanned {
+                Some(last) => key(&[last, &[0]]),
+                None => prefix.clone(),
+            };
+            let mut end = prefix.clone();
+            *end.last_mut().expect("prefix ends with 0") = 1;
+            let mut n = 0;
+            for k in self.inner.tree.range(start..end).keys().take(CHUNK) {
+                match k {
+                    Ok(k) => {
+                        c.scanned = Some(k.to_vec());
+                        n += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            (c.add)(n);
+            if n < CHUNK {
+                if let Some(done) = c.done.take() {
+                    done();
+                }
+            }
+        }
+        counting.retain(|c| c.done.is_some());
     }
 
     /// Pending jobs of `sub` (reads only its small job rows).
@@ -901,6 +963,24 @@ impl OpsBuilder {
     }
 }
 
+/// Adds to a subscriber's queue-depth counter (from the writer thread).
+pub type CountAdd = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// A backlog count in progress on the writer thread.
+struct Counting {
+    subscriber: String,
+    /// The last job key counted so far.
+    scanned: Option<Vec<u8>>,
+    add: CountAdd,
+    done: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Counting {
+    fn is_behind(&self, key: &[u8]) -> bool {
+        self.scanned.as_deref().is_some_and(|s| key <= s)
+    }
+}
+
 /// Called by the writer thread after new events are durable.
 pub type OnCommit = Arc<dyn Fn(&[String]) + Send + Sync>;
 
@@ -915,11 +995,13 @@ enum Msg {
     Commit(Pending),
     /// Delivery bookkeeping, applied with the next batch (no flush of its own).
     Apply(Ops, oneshot::Sender<Result<(), StoreError>>),
-    /// Count a subscriber's jobs between two commits; `done` runs on the writer
-    /// thread, before any later commit is acknowledged.
+    /// Count a subscriber's jobs, a chunk at a time between batches, on the
+    /// writer thread; `add` gets each chunk and each job committed behind the
+    /// count's cursor, `done` runs when the count is complete.
     Count {
         subscriber: String,
-        done: Box<dyn FnOnce(usize) + Send>,
+        add: CountAdd,
+        done: Box<dyn FnOnce() + Send>,
     },
     /// Finish what is queued before this, then end the thread.
     Stop,
@@ -943,12 +1025,20 @@ impl Committer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Count `subscriber`'s jobs in commit order: `done(n)` runs before any
-    /// later commit's `on_commit`, so a counter kept from both is exact.
-    pub async fn count_jobs(&self, subscriber: &str, done: Box<dyn FnOnce(usize) + Send>) -> Result<(), StoreError> {
+    /// Count `subscriber`'s jobs without stalling ingest: the writer counts a
+    /// chunk at a time between batches and adds the jobs it commits behind the
+    /// count's cursor itself; `done()` runs once the scan is complete. A
+    /// counter fed by `add` (and by `on_commit` wakes after `done`) is exact.
+    pub async fn count_jobs(
+        &self,
+        subscriber: &str,
+        add: CountAdd,
+        done: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), StoreError> {
         self.tx
             .send(Msg::Count {
                 subscriber: subscriber.to_string(),
+                add,
                 done,
             })
             .await

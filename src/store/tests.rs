@@ -204,3 +204,80 @@ fn recent_events_newest_first_by_route() {
     let subs = store.subscribers_with_rows().unwrap();
     assert_eq!(subs, vec!["a".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_count_stays_exact_while_commits_continue() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::Arc;
+    let (_d, store) = open();
+    // More than two counting chunks of backlog, with due times spread out so
+    // new jobs land both ahead of and behind the count's cursor.
+    for b in 0..45u32 {
+        let evs: Vec<NewEvent> = (0..1000u32)
+            .map(|i| {
+                let n = b * 1000 + i;
+                let mut e = new_event("r", &["a"], 0, &format!("{n}"));
+                e.dedupe_hash = Sha256Like::hash(n);
+                e.meta.received_ms = now_ms() - 3_600_000 + u64::from(n) * 100;
+                e
+            })
+            .collect();
+        store.commit_batch(evs.iter()).unwrap();
+    }
+    let depth = Arc::new(AtomicI64::new(0));
+    let counted = Arc::new(AtomicBool::new(false));
+    let (d2, c2) = (depth.clone(), counted.clone());
+    let committer = store.committer(
+        1024,
+        Arc::new(move |subs: &[String]| {
+            if c2.load(Ordering::Acquire) && subs.iter().any(|s| s == "a") {
+                d2.fetch_add(1, Ordering::Relaxed);
+            }
+        }),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (d3, c3) = (depth.clone(), counted.clone());
+    committer
+        .count_jobs(
+            "a",
+            Arc::new(move |n| {
+                d3.fetch_add(n as i64, Ordering::Relaxed);
+            }),
+            Box::new(move || {
+                c3.store(true, Ordering::Release);
+                let _ = tx.send(());
+            }),
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u32 {
+        let c = committer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250u32 {
+                let n = 100_000 + w * 1000 + i;
+                let mut e = new_event("r", &["a"], 0, &format!("{n}"));
+                e.dedupe_hash = Sha256Like::hash(n);
+                c.commit(e).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    rx.await.unwrap();
+    committer.stop().await;
+    assert_eq!(depth.load(Ordering::Relaxed), store.count_jobs("a") as i64);
+    assert_eq!(store.count_jobs("a"), 47_000);
+}
+
+/// Distinct dedupe hashes for numbered test events.
+struct Sha256Like;
+impl Sha256Like {
+    fn hash(n: u32) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&n.to_be_bytes());
+        h[31] = 0xaa;
+        h
+    }
+}
