@@ -124,7 +124,7 @@ async fn retries_keep_the_id_and_back_off() {
     for (gap, base) in gaps.iter().zip([200u64, 400, 800]) {
         let (lo, hi) = (
             Duration::from_millis(base * 8 / 10),
-            Duration::from_millis(base * 12 / 10 + 150),
+            Duration::from_millis(base * 12 / 10 + 300),
         );
         assert!(
             *gap >= lo && *gap <= hi,
