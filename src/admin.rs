@@ -326,7 +326,7 @@ fn subscribers(app: &App) -> ApiResult {
             "queue_depth": lane.queue_depth(),
             "in_flight": lane.in_flight(),
             "oldest_pending_seconds": oldest.map(|t| now.saturating_sub(t) / 1000),
-            "dead_letters": app.store.dead_letters(Some(&s.name), 10_000).map_err(internal)?.len(),
+            "dead_letters": app.store.count_dead_letters(&s.name),
         }));
     }
     // Subscribers removed from the config whose jobs are kept.
@@ -348,7 +348,7 @@ fn subscribers(app: &App) -> ApiResult {
             "queue_depth": app.store.count_jobs(&name),
             "in_flight": 0,
             "oldest_pending_seconds": app.store.oldest_job_event_ms(&name).map(|t| now.saturating_sub(t) / 1000),
-            "dead_letters": app.store.dead_letters(Some(&name), 10_000).map_err(internal)?.len(),
+            "dead_letters": app.store.count_dead_letters(&name),
         }));
     }
     Ok(json!({ "subscribers": out }))

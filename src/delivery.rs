@@ -127,7 +127,8 @@ impl Delivery {
         }
     }
 
-    /// Lanes started after this count their backlog through the writer (exact).
+    /// The store's writer: lanes count their backlog and record outcomes through
+    /// it. Must be set before [`Delivery::configure`].
     pub fn set_committer(&self, committer: crate::store::Committer) {
         let _ = self.committer.set(committer);
     }
@@ -171,6 +172,11 @@ impl Delivery {
     /// Start, update or stop lanes to match the configured subscribers. Jobs of
     /// a removed subscriber stay in the store (reported by the admin API).
     pub fn configure(&self, subscribers: &[Subscriber]) -> anyhow::Result<()> {
+        let committer = self
+            .committer
+            .get()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("delivery needs the store writer: call set_committer first"))?;
         // Build every client first, so a bad CA file changes nothing.
         let mut clients = Vec::with_capacity(subscribers.len());
         for s in subscribers {
@@ -211,7 +217,7 @@ impl Delivery {
             let task = tokio::spawn(run_lane(
                 lane.clone(),
                 self.store.clone(),
-                self.committer.get().cloned(),
+                committer.clone(),
                 self.metrics.clone(),
                 stop_rx,
             ));
@@ -254,7 +260,7 @@ enum Health {
 async fn run_lane(
     lane: Arc<Lane>,
     store: Store,
-    committer: Option<crate::store::Committer>,
+    committer: crate::store::Committer,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -272,21 +278,9 @@ async fn run_lane(
         counted.counted.store(true, Ordering::Release);
         let _ = tx.send(());
     });
-    let sent = match &committer {
-        Some(c) => c.count_jobs(&name, add, done).await.is_ok(),
-        None => false,
-    };
-    if !sent || rx.await.is_err() {
-        // No writer running: count directly.
-        let counter = store.clone();
-        let n = {
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || counter.count_jobs(&name))
-                .await
-                .unwrap_or(0)
-        };
-        lane.depth.fetch_add(n as i64, Ordering::Relaxed);
-        lane.counted.store(true, Ordering::Release);
+    if committer.count_jobs(&name, add, done).await.is_err() || rx.await.is_err() {
+        // The writer stopped before the count finished: the daemon is stopping.
+        return;
     }
     let labels = metrics.sub(&name);
     let mut busy: HashSet<Vec<u8>> = HashSet::new();
@@ -427,7 +421,7 @@ async fn run_lane(
 
 struct AttemptCtx {
     /// Outcomes go through the store's writer (batched with other writes).
-    committer: Option<crate::store::Committer>,
+    committer: crate::store::Committer,
     store: Store,
     metrics: Arc<Metrics>,
     sub: Arc<Subscriber>,
@@ -499,10 +493,7 @@ impl AttemptCtx {
         attempt: Option<&Attempt>,
         outcome: &Outcome,
     ) -> Result<(), crate::store::StoreError> {
-        match &self.committer {
-            Some(c) => c.finish(&self.store, job, attempt, outcome).await,
-            None => self.store.finish(job, attempt, outcome),
-        }
+        self.committer.finish(&self.store, job, attempt, outcome).await
     }
 
     /// Run one attempt and record it. Returns its health signal and whether the

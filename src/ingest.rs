@@ -119,11 +119,12 @@ where
 {
     let started = tokio::time::Instant::now();
     let live = app.live();
-    let path = req.uri().path().to_string();
-    let logged_uri = auth::redact_query(req.uri().path_and_query().map_or("/", |p| p.as_str()));
-    let Some(route) = live.routes.get(&path).cloned() else {
+    // A cheap (shared-bytes) copy, redacted only when a refusal is logged.
+    let uri = req.uri().clone();
+    let logged_uri = || auth::redact_query(uri.path_and_query().map_or("/", |p| p.as_str()));
+    let Some(route) = live.routes.get(uri.path()).cloned() else {
         app.metrics.ingest("", 404);
-        tracing::info!(uri = %logged_uri, peer = %peer.ip(), status = 404, "no route");
+        tracing::info!(uri = %logged_uri(), peer = %peer.ip(), status = 404, "no route");
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
@@ -146,10 +147,10 @@ where
             tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted");
         }
         Answer::Unauthorized(why) | Answer::BadRequest(why) => {
-            tracing::info!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri, "callback refused");
+            tracing::info!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused");
         }
         _ => {
-            tracing::info!(route = name, source = %source, status = code, uri = %logged_uri, "callback refused")
+            tracing::info!(route = name, source = %source, status = code, uri = %logged_uri(), "callback refused")
         }
     }
     status

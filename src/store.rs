@@ -510,12 +510,7 @@ impl Store {
         let s = &self.inner;
         let mut batch = sled::Batch::default();
         let bookkeeping = extra.iter().any(|ops| !ops.is_empty());
-        for (k, v) in extra.into_iter().flatten() {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
+        add_ops(&mut batch, extra.into_iter().flatten());
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut out = Vec::new();
         let mut writes = 0;
@@ -711,15 +706,12 @@ impl Store {
         Ok(names)
     }
 
-    /// Record an attempt's result: removes the job row and writes what follows.
-    pub fn finish(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<(), StoreError> {
+    /// Record an attempt's result directly (the daemon goes through
+    /// [`Committer::finish`], which batches it with other writes).
+    #[cfg(test)]
+    fn finish(&self, job: &Job, attempt: Option<&Attempt>, outcome: &Outcome) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for (k, v) in self.finish_ops(job, attempt, outcome)? {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
+        add_ops(&mut batch, self.finish_ops(job, attempt, outcome)?);
         self.inner.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -805,6 +797,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How many dead letters `sub` has (reads keys only).
+    pub fn count_dead_letters(&self, sub: &str) -> usize {
+        self.inner.tree.scan_prefix(dead_prefix(sub)).keys().count()
     }
 
     /// Dead letters, optionally of one subscriber, up to `limit`.
@@ -951,6 +948,15 @@ impl Store {
 
 /// Writes to apply together: a key and its new value, or None to remove it.
 type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+fn add_ops(batch: &mut sled::Batch, ops: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) {
+    for (k, v) in ops {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+}
 
 #[derive(Default)]
 struct OpsBuilder(Ops);
