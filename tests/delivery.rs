@@ -407,13 +407,18 @@ async fn failing_subscriber_opens_the_circuit_and_recovers_at_full_speed() {
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
     assert_ne!(subs["subscribers"][0]["state"], "closed", "{subs}");
     up.store(1, Ordering::SeqCst);
-    let t = Instant::now();
+    // The next probe comes when the (doubling, at most 60 s) pause ends; from
+    // that first success on, the backlog must go at full speed.
     let got = sub
-        .wait_for(Duration::from_secs(10), "all 40 delivered", |r| {
+        .wait_for(Duration::from_secs(70), "all 40 delivered", |r| {
             r.len() >= while_down + 40
         })
         .await;
-    assert!(t.elapsed() < Duration::from_secs(5), "recovery took {:?}", t.elapsed());
+    let drain = got.last().unwrap().at - got[while_down].at;
+    assert!(
+        drain < Duration::from_secs(5),
+        "after the probe succeeded, the rest took {drain:?}"
+    );
     let ids: std::collections::HashSet<&str> = got[while_down..].iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), 40);
     h.shutdown().await;
@@ -425,11 +430,10 @@ async fn kill_9_during_deliveries_then_restart_delivers_everything() {
     let data = dir.path().join("data");
     let cfg_path = dir.path().join("config.toml");
     let sub = Sub::start(Arc::new(|_, _| Behaviour::Slow(Duration::from_millis(20)))).await;
-    std::fs::write(
-        &cfg_path,
-        config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 4")),
-    )
-    .unwrap();
+    write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 4")),
+    );
     let mut bin = Bin::start(&cfg_path, &[]);
     let mut acked = Vec::new();
     for i in 0..300 {
@@ -512,11 +516,10 @@ async fn backlog_of_100k_drains_with_flat_memory() {
     }))
     .await;
     let cfg_path = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg_path,
-        config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 32")),
-    )
-    .unwrap();
+    write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 32")),
+    );
     let started = Instant::now();
     let bin = Bin::start(&cfg_path, &[("RUST_LOG", "warn,hookrelay::app=info")]);
     let startup = started.elapsed();

@@ -19,11 +19,10 @@ async fn crash_loop_under_load_loses_nothing() {
     let data = dir.path().join("data");
     let cfg_path = dir.path().join("config.toml");
     let sub = Sub::start(Arc::new(|_, _| Behaviour::Slow(Duration::from_millis(2)))).await;
-    std::fs::write(
-        &cfg_path,
-        config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 4")),
-    )
-    .unwrap();
+    write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", &sub.url(), "concurrency = 4")),
+    );
     let mut acked = Vec::new();
     for round in 0..3 {
         let mut bin = Bin::start(&cfg_path, &[("RUST_LOG", "warn,hookrelay::app=info")]);
@@ -189,16 +188,15 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
             "x".repeat(60_000)
         )
     };
-    std::fs::write(
-        &cfg_path,
-        config(
+    write_config(
+        dir.path(),
+        &config(
             &data,
             "",
             &subscriber_toml("s", "http://127.0.0.1:9/", "retry = [\"1h\"]"),
         )
         .replace("[store]", "[store]\ncache = \"1MiB\"\nmin_free = \"4MiB\""),
-    )
-    .unwrap();
+    );
     let bin = Bin::start(&cfg_path, &[("RUST_LOG", "warn,hookrelay::app=info")]);
     // Fill the disk with a file we can delete later, leaving a little room.
     let filler = mnt.join("filler");
@@ -285,11 +283,10 @@ async fn hostile_http_gets_clear_answers_and_the_daemon_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let cfg_path = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg_path,
-        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
-    )
-    .unwrap();
+    write_config(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+    );
     let bin = Bin::start(&cfg_path, &[("RUST_LOG", "warn,hookrelay::app=info")]);
     let addr = bin.addr;
 

@@ -633,12 +633,11 @@ async fn token_never_logged_and_sigterm_exits_cleanly() {
     let data = dir.path().join("data");
     let cfg_path = dir.path().join("config.toml");
     let secret = "sup3r-s3cret-t0ken";
-    std::fs::write(
-        &cfg_path,
-        config(&data, "", &subscriber_toml("s", "http://127.0.0.1:9/", ""))
+    write_config(
+        dir.path(),
+        &config(&data, "", &subscriber_toml("s", "http://127.0.0.1:9/", ""))
             .replace("tokens = [\"tok\"]", &format!("tokens = [\"{secret}\"]")),
-    )
-    .unwrap();
+    );
     let bin = Bin::start(&cfg_path, &[("RUST_LOG", "debug")]);
     let ok = post(bin.addr, &format!("/hooks/t?token={secret}"), &[], runway("x"))
         .await

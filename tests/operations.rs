@@ -329,7 +329,7 @@ async fn systemd_notify_reload_and_json_logs() {
         "",
         &subscriber_toml("s", "http://127.0.0.1:9/", ""),
     ) + "\n[log]\nformat = \"json\"\n";
-    std::fs::write(&cfg_path, &base).unwrap();
+    write_config(dir.path(), &base);
     let mut bin = Bin::start(
         &cfg_path,
         &[
@@ -355,18 +355,20 @@ async fn systemd_notify_reload_and_json_logs() {
         }
     };
     // A broken config on reload: refused, the old one keeps serving.
-    std::fs::write(
-        &cfg_path,
-        base.replace("path = \"/hooks/t\"", "path = \"/hooks/t\"\nallow_ips = [\"nonsense\"]"),
-    )
-    .unwrap();
+    write_config(
+        dir.path(),
+        &base.replace("path = \"/hooks/t\"", "path = \"/hooks/t\"\nallow_ips = [\"nonsense\"]"),
+    );
     bin.signal("HUP");
     let r = recv(&mut buf);
     assert!(r.contains("RELOADING=1") && r.contains("MONOTONIC_USEC="), "{r}");
     assert!(recv(&mut buf).contains("READY=1"));
     assert_eq!(callback(bin.addr, &runway("after-bad-reload")).await.0, StatusCode::OK);
     // A good config with a new route applies.
-    std::fs::write(&cfg_path, base.replace("path = \"/hooks/t\"", "path = \"/hooks/new\"")).unwrap();
+    write_config(
+        dir.path(),
+        &base.replace("path = \"/hooks/t\"", "path = \"/hooks/new\""),
+    );
     bin.signal("HUP");
     assert!(recv(&mut buf).contains("RELOADING=1"));
     assert!(recv(&mut buf).contains("READY=1"));
