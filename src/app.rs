@@ -150,6 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     let opts = ListenerOptions {
         tls,
         read_timeout: config.server.read_timeout,
+        idle_timeout: config.server.idle_timeout,
         http2_max_streams: config.server.http2_max_streams,
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         grace: config.server.shutdown_grace,

@@ -258,6 +258,8 @@ struct RawServer {
     max_body: Size,
     #[serde(default = "default_read_timeout")]
     read_timeout: Dur,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: Dur,
     #[serde(default)]
     trusted_proxies: Vec<Cidr>,
     #[serde(default = "default_max_connections")]
@@ -280,6 +282,9 @@ fn default_max_body() -> Size {
 }
 fn default_read_timeout() -> Dur {
     Dur(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 fn default_max_connections() -> usize {
     4096
@@ -467,8 +472,12 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub max_body: usize,
-    /// Headers and body must both have arrived within this time.
+    /// Bounds every phase that waits for the client: TLS handshake, protocol
+    /// detection, a request's header, its body.
     pub read_timeout: Duration,
+    /// How long a keep-alive connection (HTTP/1.1 or HTTP/2) may sit with no
+    /// request in flight before it is closed.
+    pub idle_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub max_connections: usize,
     pub http2_max_streams: u32,
@@ -827,11 +836,15 @@ impl Validator<'_> {
         if s.max_connections == 0 {
             return Err(self.err("server.max_connections", None, "must be at least 1"));
         }
+        if s.idle_timeout.0.is_zero() {
+            return Err(self.err("server.idle_timeout", None, "must be greater than 0"));
+        }
         Ok(ServerConfig {
             listen,
             tls,
             max_body: usize::try_from(s.max_body.0).unwrap_or(usize::MAX),
             read_timeout: s.read_timeout.0,
+            idle_timeout: s.idle_timeout.0,
             trusted_proxies: s.trusted_proxies.into_iter().map(|c| c.0).collect(),
             max_connections: s.max_connections,
             http2_max_streams: s.http2_max_streams.max(1),

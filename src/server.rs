@@ -1,9 +1,11 @@
 //! Listeners: accept TCP, optionally terminate TLS, serve HTTP/1.1 and HTTP/2.
 //!
 //! Owns the connection-level limits: a cap on open connections (a semaphore
-//! taken before `accept`), the TLS handshake and header read timeouts, the
-//! HTTP/2 stream limit, and the graceful drain on shutdown. What a request
-//! means is for the service function given to [`serve`].
+//! taken before `accept`), the deadline of every phase that waits for the
+//! client (TLS handshake, protocol detection and headers under `read_timeout`;
+//! idle keep-alive under `idle_timeout`, see [`activity`]), the HTTP/2 stream
+//! limit, and the graceful drain on shutdown. What a request means is for the
+//! service function given to [`serve`] (which bounds the body itself).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,11 +24,19 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::tls;
 
+mod activity;
+
+use activity::{Activity, Next, Tracked};
+
 /// Connection-level settings of one listener.
 #[derive(Clone)]
 pub struct ListenerOptions {
     pub tls: Option<tls::Reloadable>,
+    /// Bounds each phase that waits for the client: handshake, protocol
+    /// detection, a request's header.
     pub read_timeout: Duration,
+    /// How long a keep-alive connection may sit with no request in flight.
+    pub idle_timeout: Duration,
     pub http2_max_streams: u32,
     /// Shared by every public listener.
     pub connections: Arc<Semaphore>,
@@ -35,9 +45,11 @@ pub struct ListenerOptions {
 
 fn builder(opts: &ListenerOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // Header deadlines are ours (see `activity`): hyper's would also run
+    // between requests and cut keep-alive at read_timeout.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(64 * 1024)
         .keep_alive(true);
     b.http2()
@@ -78,23 +90,22 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            let fut = service(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
         let builder = builder.clone();
         let alive = alive_tx.clone();
         let acceptor = opts.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.get()));
-        let timeout = opts.read_timeout;
+        let limits = Limits {
+            read_timeout: opts.read_timeout,
+            idle_timeout: opts.idle_timeout,
+        };
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
             match acceptor {
-                None => serve_conn(&builder, stream, svc, stop, peer).await,
+                None => serve_conn(&builder, stream, service, stop, peer, limits).await,
                 Some(acceptor) => {
                     let tls_stream = tokio::select! {
-                        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
+                        r = tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)) => match r {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -107,7 +118,7 @@ where
                         },
                         _ = stop.changed() => return,
                     };
-                    serve_conn(&builder, tls_stream, svc, stop, peer).await
+                    serve_conn(&builder, tls_stream, service, stop, peer, limits).await
                 }
             }
         });
@@ -119,29 +130,77 @@ where
     }
 }
 
-async fn serve_conn<I, S>(
+/// The waiting limits of one connection.
+#[derive(Clone, Copy)]
+struct Limits {
+    read_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+async fn serve_conn<I, S, F>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
-    svc: S,
+    service: S,
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
+    limits: Limits,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let activity = Activity::new();
+    let tracker = activity.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let guard = tracker.request_started(req.version());
+        let fut = service(req, peer);
+        async move {
+            let resp = fut.await;
+            drop(guard);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
     tokio::pin!(conn);
-    if *stop.borrow_and_update() {
+    let mut stopping = *stop.borrow_and_update();
+    if stopping {
         conn.as_mut().graceful_shutdown();
     }
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // Set once an idle connection was asked to close: a peer that does not
+    // cooperate (h2 GOAWAY ignored, response never read) is then dropped.
+    let mut closing_by: Option<tokio::time::Instant> = None;
+    let result = loop {
+        let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
+            (Some(by), _) => (Some(by), false),
+            (None, Next::Busy) => (None, false),
+            (None, Next::Close { at, graceful }) => (Some(at), graceful),
+        };
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            r = stop.changed(), if !stopping => {
+                stopping = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            _ = activity.changed.notified() => {}
+            _ = tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)), if at.is_some() => {
+                if closing_by.is_none() {
+                    // A request may have started as the timer fired: look again.
+                    let still = activity.next(limits.read_timeout, limits.idle_timeout);
+                    if !matches!(still, Next::Close { at: a, .. } if a <= tokio::time::Instant::now()) {
+                        continue;
+                    }
+                }
+                if graceful {
+                    tracing::debug!(peer = %peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing_by = Some(tokio::time::Instant::now() + limits.read_timeout);
+                } else {
+                    tracing::debug!(peer = %peer, "connection did not finish a request in time; closed");
+                    return;
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -1,0 +1,258 @@
+//! Phase deadlines of one connection: when a connection that is not serving a
+//! request has waited long enough and must be closed.
+//!
+//! A connection is tracked through its requests (started/finished by the
+//! service wrapper) and through the bytes it sends while no request is being
+//! served (seen by [`Tracked`], a transparent wrapper of its I/O). From that:
+//! - before its first request: closed `read_timeout` after it was accepted (or
+//!   after the TLS handshake), whatever it sent (protocol detection, headers);
+//! - HTTP/1 between requests: closed `read_timeout` after the first byte of the
+//!   next request if its header is not complete by then, else after
+//!   `idle_timeout` of silence;
+//! - HTTP/2 with no stream being served: closed (GOAWAY first) after
+//!   `idle_timeout`, whatever control frames (pings) it exchanges.
+//!
+//! This module does not know the limits' values (the caller passes them), nor
+//! what a request means, nor how the connection is closed.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Shared between a connection's task, its I/O wrapper and its service.
+pub struct Activity {
+    state: Mutex<State>,
+    /// Wakes the connection task to recompute its deadline.
+    pub changed: Notify,
+}
+
+struct State {
+    /// When the connection became usable (after any TLS handshake).
+    opened: Instant,
+    /// Requests being served (several on HTTP/2).
+    in_flight: usize,
+    /// Requests started so far; 0 means the first request is still awaited.
+    started: u64,
+    /// When the last request finished (idle time counts from here).
+    idle_since: Instant,
+    /// First byte read while no request was being served: a new request's
+    /// header is arriving (on HTTP/1; on HTTP/2 these are control frames).
+    bytes_while_idle: Option<Instant>,
+    /// The connection speaks HTTP/2 (known from its first request).
+    h2: bool,
+}
+
+/// What the connection task should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A request is being served: its own limits apply.
+    Busy,
+    /// Close at `at`: gracefully (idle between requests) or at once (a phase
+    /// that did not finish within `read_timeout`).
+    Close { at: Instant, graceful: bool },
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        let now = Instant::now();
+        Arc::new(Activity {
+            state: Mutex::new(State {
+                opened: now,
+                in_flight: 0,
+                started: 0,
+                idle_since: now,
+                bytes_while_idle: None,
+                h2: false,
+            }),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request's header is complete; the guard marks its end when dropped
+    /// (also when the request's future is cancelled).
+    pub fn request_started(self: &Arc<Self>, version: http::Version) -> RequestGuard {
+        {
+            let mut s = self.state();
+            s.in_flight += 1;
+            s.started += 1;
+            s.h2 = version == http::Version::HTTP_2;
+            s.bytes_while_idle = None;
+        }
+        self.changed.notify_one();
+        RequestGuard(self.clone())
+    }
+
+    fn request_finished(&self) {
+        {
+            let mut s = self.state();
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight == 0 {
+                s.idle_since = Instant::now();
+                s.bytes_while_idle = None;
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn bytes_read(&self) {
+        let mut s = self.state();
+        if s.in_flight == 0 && s.bytes_while_idle.is_none() {
+            s.bytes_while_idle = Some(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The deadline that applies now.
+    pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
+        let s = self.state();
+        if s.in_flight > 0 {
+            return Next::Busy;
+        }
+        if s.started == 0 {
+            return Next::Close {
+                at: s.opened + read_timeout,
+                graceful: false,
+            };
+        }
+        match s.bytes_while_idle {
+            Some(t) if !s.h2 => Next::Close {
+                at: t + read_timeout,
+                graceful: false,
+            },
+            _ => Next::Close {
+                at: s.idle_since + idle_timeout,
+                graceful: true,
+            },
+        }
+    }
+}
+
+/// Marks the end of a request when dropped.
+pub struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+/// A connection's I/O, passed through unchanged; notes bytes that arrive while
+/// no request is being served.
+pub struct Tracked<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I> Tracked<I> {
+    pub fn new(io: I, activity: Arc<Activity>) -> Self {
+        Tracked { io, activity }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ: Duration = Duration::from_secs(1);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn phases_get_their_deadlines() {
+        let a = Activity::new();
+        let opened = Instant::now();
+        // Nothing served yet: read_timeout from the start, bytes or not.
+        assert_eq!(
+            a.next(READ, IDLE),
+            Next::Close {
+                at: opened + READ,
+                graceful: false
+            }
+        );
+        a.bytes_read();
+        assert_eq!(
+            a.next(READ, IDLE),
+            Next::Close {
+                at: opened + READ,
+                graceful: false
+            }
+        );
+        let guard = a.request_started(http::Version::HTTP_11);
+        assert_eq!(a.next(READ, IDLE), Next::Busy);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(guard);
+        let idle = Instant::now();
+        assert_eq!(
+            a.next(READ, IDLE),
+            Next::Close {
+                at: idle + IDLE,
+                graceful: true
+            }
+        );
+        // HTTP/1: the next request's first byte starts its header deadline.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        a.bytes_read();
+        assert_eq!(
+            a.next(READ, IDLE),
+            Next::Close {
+                at: Instant::now() + READ,
+                graceful: false
+            }
+        );
+        // HTTP/2: control frames while idle do not shorten or extend the idle time.
+        let b = Activity::new();
+        drop(b.request_started(http::Version::HTTP_2));
+        let idle = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        b.bytes_read();
+        assert_eq!(
+            b.next(READ, IDLE),
+            Next::Close {
+                at: idle + IDLE,
+                graceful: true
+            }
+        );
+    }
+}

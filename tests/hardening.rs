@@ -1,0 +1,192 @@
+//! Hostile use of the public listener (issue 8): connections that never finish
+//! a phase, declared sizes that are never sent, junk in `X-Forwarded-For`,
+//! token tricks, and what a reload must apply.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// Read (and discard) until the peer closes; how long that took, or None if it
+/// was still open after `limit`.
+async fn closed_within<S: AsyncRead + Unpin>(mut s: S, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|_| started.elapsed())
+}
+
+fn with_server(cfg: String, server_extra: &str) -> String {
+    cfg.replace("read_timeout = \"2s\"", server_extra)
+}
+
+#[tokio::test]
+async fn stalled_connections_are_closed_within_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = with_server(
+        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+        "read_timeout = \"1s\"\nmax_connections = 4",
+    );
+    let h = start(dir.path(), &cfg).await;
+    let addr = h.ingest_addrs[0];
+    // Silent, one byte of the HTTP/2 preface, most of it, a header that never ends:
+    // each takes a connection slot, all four slots together.
+    let mut stalled = Vec::new();
+    for first in [
+        &b""[..],
+        b"P",
+        b"PRI * HTTP/2.0\r\n",
+        b"POST /hooks/t?token=tok HTTP/1.1\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(first).await.unwrap();
+        stalled.push(tokio::spawn(closed_within(s, Duration::from_secs(4))));
+    }
+    // Every slot is taken, yet a real callback gets through once they are cut.
+    let t = Instant::now();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), callback(addr, &runway("after-stall")))
+        .await
+        .expect("a real callback was locked out by stalled connections");
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    for (i, s) in stalled.into_iter().enumerate() {
+        let took = s
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("stalled connection {i} still open after 4s"));
+        assert!(took >= Duration::from_millis(900), "connection {i} cut early: {took:?}");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stalled_tls_connections_are_closed_within_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = write_cert(dir.path(), "server");
+    let sub = Sub::ok().await;
+    let cfg = with_server(
+        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+        &format!(
+            "read_timeout = \"1s\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let h = start(dir.path(), &cfg).await;
+    let addr = h.ingest_addrs[0];
+    let mut checks = Vec::new();
+    // No handshake at all.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    checks.push((
+        "no handshake",
+        tokio::spawn(closed_within(silent, Duration::from_secs(4))),
+    ));
+    // A completed handshake, then nothing (h1 and h2 offered), or one byte.
+    for (what, alpn, first) in [
+        ("handshake, then silence (h2)", &[&b"h2"[..]][..], &b""[..]),
+        ("handshake, then silence (http/1.1)", &[&b"http/1.1"[..]][..], &b""[..]),
+        (
+            "handshake, then one byte",
+            &[&b"h2"[..], &b"http/1.1"[..]][..],
+            &b"P"[..],
+        ),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tls = tls_client(&der, alpn)
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .expect("TLS handshake");
+        tls.write_all(first).await.unwrap();
+        tls.flush().await.unwrap();
+        checks.push((what, tokio::spawn(closed_within(tls, Duration::from_secs(4)))));
+    }
+    for (what, c) in checks {
+        let took = c
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: still open after 4s"));
+        assert!(took >= Duration::from_millis(800), "{what}: cut early ({took:?})");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = with_server(
+        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+        "read_timeout = \"1s\"\nidle_timeout = \"2s\"",
+    );
+    let h = start(dir.path(), &cfg).await;
+    let addr = h.ingest_addrs[0];
+    let req = |task: &str| {
+        Request::post("/hooks/t?token=tok")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::from(runway(task))))
+            .unwrap()
+    };
+
+    // HTTP/1.1 keep-alive: idle longer than read_timeout is fine, idle_timeout is not.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    let h1_conn = tokio::spawn(h1_conn);
+    assert_eq!(h1.send_request(req("h1-a")).await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = h1.send_request(req("h1-b")).await.expect("still open after 1.5s idle");
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = r.into_body().collect().await;
+    let idle_from = Instant::now();
+
+    // HTTP/2 (prior knowledge): answers our pings, never sends a request again.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, h2_conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let h2_conn = tokio::spawn(h2_conn);
+    let r = h2.send_request(req("h2-a")).await.unwrap();
+    assert_eq!((r.version(), r.status()), (http::Version::HTTP_2, StatusCode::OK));
+    let _ = r.into_body().collect().await;
+    let h2_idle_from = Instant::now();
+
+    tokio::time::timeout(Duration::from_secs(5), h1_conn)
+        .await
+        .expect("idle HTTP/1.1 connection still open 5s after its last request")
+        .unwrap()
+        .ok();
+    let took = idle_from.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "h1 closed after {took:?} idle, before idle_timeout"
+    );
+    tokio::time::timeout(Duration::from_secs(5), h2_conn)
+        .await
+        .expect("idle HTTP/2 connection still open 5s after its last request")
+        .unwrap()
+        .ok();
+    let took = h2_idle_from.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "h2 closed after {took:?} idle, before idle_timeout"
+    );
+    h.shutdown().await;
+}
