@@ -23,6 +23,9 @@ use crate::store::{Accepted, EventMeta, NewEvent};
 /// How long a request waits for its event to be on disk before answering 503.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The most a body buffer starts with, whatever `Content-Length` says.
+const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
+
 /// Every way a callback can end.
 #[derive(Debug)]
 pub enum Answer {
@@ -197,7 +200,8 @@ where
     }
     let (parts, mut body) = req.into_parts();
     let deadline = started + server.read_timeout;
-    let mut buf = BytesMut::with_capacity(declared.map_or(4096, |n| n as usize));
+    // The declared length is only a claim: memory grows with what arrives.
+    let mut buf = BytesMut::with_capacity(declared.map_or(4096, |n| n.min(INITIAL_BODY_BUFFER) as usize));
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Answer::Timeout,

@@ -190,3 +190,49 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_content_length_is_not_allocated_before_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    // A signature-only route: no token stands between a stranger and the body.
+    let cfg = with_server(
+        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+        "read_timeout = \"1s\"\nmax_body = \"256MiB\"",
+    ) + &format!(
+        "\n[[routes]]\nname = \"signed\"\npath = \"/hooks/signed\"\nsignature = {{ scheme = \"hmac-sha256\", secret = \"k\", header = \"x-sig\" }}\n{}",
+        subscriber_toml("s2", &sub.url(), "")
+    );
+    let cfg_path = write_config(dir.path(), &cfg);
+    // 2 GiB of address space (the idle daemon maps ~0.8 GiB); 16 declared bodies of 256 MiB would need 4 GiB.
+    let mut bin = Bin::start_with_address_space(&cfg_path, 2 << 30);
+    let addr = bin.addr;
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        stalled.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST /hooks/signed HTTP/1.1\r\nhost: x\r\nx-sig: 00\r\ncontent-length: {}\r\n\r\n{{\"a\":",
+                (256 << 20) - 1
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).to_string()
+        }));
+    }
+    for s in stalled {
+        let answer = s.await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{answer:?}; log: {}",
+            bin.log_text()
+        );
+    }
+    assert!(
+        bin.child.try_wait().unwrap().is_none(),
+        "the daemon died: {}",
+        bin.log_text()
+    );
+    assert_eq!(callback(addr, &runway("after-declared")).await.0, StatusCode::OK);
+}

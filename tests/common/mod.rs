@@ -377,7 +377,24 @@ pub struct Bin {
 
 impl Bin {
     pub fn start(config_path: &Path, envs: &[(&str, &str)]) -> Bin {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookrelay")), config_path, envs)
+    }
+
+    /// Started under `prlimit --as=BYTES`: allocations past that address-space
+    /// size fail (as they would under strict overcommit or a memory limit).
+    pub fn start_with_address_space(config_path: &Path, bytes: u64) -> Bin {
+        assert!(
+            Command::new("prlimit").arg("--version").output().is_ok(),
+            "prlimit (util-linux) is needed for this test"
+        );
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--as={bytes}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_hookrelay"));
+        Self::spawn(cmd, config_path, &[])
+    }
+
+    fn spawn(mut cmd: Command, config_path: &Path, envs: &[(&str, &str)]) -> Bin {
         cmd.args(["run", "--config"])
             .arg(config_path)
             .stderr(Stdio::piped())
