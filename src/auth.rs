@@ -2,7 +2,7 @@
 //! compares or computes secrets (always in constant time).
 //!
 //! - source address: the TCP peer, or the right-most untrusted `X-Forwarded-For`
-//!   entry when the peer is a trusted proxy;
+//!   entry when the peer is a trusted proxy (unknown when that walk meets junk);
 //! - tokens: `?token=` or `Authorization: Bearer`;
 //! - provider signatures: `kie`, `standard-webhooks`, `hmac-sha256`;
 //! - Standard Webhooks signatures on outgoing deliveries.
@@ -29,29 +29,53 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The address a callback comes from. When the TCP peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// Where a callback comes from, as far as it can be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Known(IpAddr),
+    /// A trusted proxy forwarded something that is not an address where the
+    /// client should be: nobody can say who sent it.
+    Unknown,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Known(ip) => write!(f, "{ip}"),
+            Source::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The address a callback comes from: the TCP peer, or, when the peer is a
+/// trusted proxy, the first `X-Forwarded-For` entry from the right (all header
+/// lines in order) that is not itself a trusted proxy. An entry on that walk
+/// that is not an address (junk, empty, a zone id) makes the client unknown.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Source {
     let peer = canonical(peer);
     if !contains(trusted, peer) {
-        return peer;
+        return Source::Known(peer);
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut lines = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let Ok(v) = value.to_str() else { return peer };
-        for part in v.split(',') {
-            match parse_forwarded_addr(part.trim()) {
-                Some(ip) => hops.push(ip),
-                None => return peer,
-            }
+        match value.to_str() {
+            Ok(v) => lines.push(v),
+            Err(_) => return Source::Unknown,
         }
     }
-    for ip in hops.iter().rev() {
-        if !contains(trusted, *ip) {
-            return *ip;
+    if lines.is_empty() {
+        return Source::Known(peer);
+    }
+    let mut leftmost_proxy = peer;
+    for entry in lines.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match parse_forwarded_addr(entry.trim()) {
+            None => return Source::Unknown,
+            Some(ip) if contains(trusted, ip) => leftmost_proxy = ip,
+            Some(ip) => return Source::Known(ip),
         }
     }
-    hops.first().copied().unwrap_or(peer)
+    // Every hop is a trusted proxy: the left-most one is as far as it goes.
+    Source::Known(leftmost_proxy)
 }
 
 fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
@@ -74,9 +98,13 @@ fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
-/// An empty allowlist allows every source.
-pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
-    allow.is_empty() || contains(allow, canonical(ip))
+/// An empty allowlist allows every source; a non-empty one only known addresses in it.
+pub fn ip_allowed(source: Source, allow: &[IpNet]) -> bool {
+    match source {
+        _ if allow.is_empty() => true,
+        Source::Known(ip) => contains(allow, canonical(ip)),
+        Source::Unknown => false,
+    }
 }
 
 /// The token presented in `?token=` or `Authorization: Bearer`.

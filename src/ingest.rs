@@ -164,7 +164,7 @@ async fn check_and_store<B>(
     server: &crate::config::ServerConfig,
     route: &RouteState,
     req: Request<B>,
-    source: std::net::IpAddr,
+    source: auth::Source,
     started: tokio::time::Instant,
 ) -> Answer
 where

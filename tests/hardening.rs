@@ -236,3 +236,69 @@ async fn declared_content_length_is_not_allocated_before_it_arrives() {
     );
     assert_eq!(callback(addr, &runway("after-declared")).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn junk_in_forwarded_for_means_an_unknown_client_not_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    // The proxy's own range is allowed: falling back to the proxy would let anyone in.
+    let routes = format!(
+        "\n[[routes]]\nname = \"proxied\"\npath = \"/hooks/proxied\"\nallow_ips = [\"127.0.0.0/8\"]\n{}\n[[routes]]\nname = \"open\"\npath = \"/hooks/open\"\n{}",
+        subscriber_toml("p", &sub.url(), ""),
+        subscriber_toml("o", &sub.url(), "")
+    );
+    let cfg = with_server(
+        config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")),
+        "read_timeout = \"2s\"\ntrusted_proxies = [\"127.0.0.2/32\"]",
+    ) + &routes;
+    let h = start(dir.path(), &cfg).await;
+    let addr = h.ingest_addrs[0];
+    let proxy = Some("127.0.0.2".parse().unwrap());
+    let send = |path: &'static str, xff: Vec<&'static str>, task: &'static str| async move {
+        let headers: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+        request(addr, proxy, "POST", path, &headers, Bytes::from(runway(task)))
+            .await
+            .0
+    };
+    // A well-formed chain still works: the right-most untrusted entry is the client.
+    assert_eq!(
+        send("/hooks/proxied", vec!["203.0.113.1, 127.0.0.9"], "a").await,
+        StatusCode::OK
+    );
+    // Junk left of the client is the client's own business.
+    assert_eq!(
+        send("/hooks/proxied", vec!["garbage, 198.51.100.7"], "b").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send("/hooks/proxied", vec!["garbage, 127.0.0.9"], "c").await,
+        StatusCode::OK
+    );
+    // Junk where the client should be: unknown, refused where allow_ips applies.
+    for (i, xff) in [
+        vec!["198.51.100.7,"],
+        vec!["198.51.100.7,,127.0.0.2"],
+        vec!["fe80::1%eth0"],
+        vec!["not-an-ip"],
+        vec![""],
+        vec!["198.51.100.7", "junk"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let task = ["d0", "d1", "d2", "d3", "d4", "d5"][i];
+        assert_eq!(
+            send("/hooks/proxied", xff.clone(), task).await,
+            StatusCode::FORBIDDEN,
+            "{xff:?}"
+        );
+    }
+    // Without allow_ips the callback is taken, its source recorded as unknown.
+    assert_eq!(
+        send("/hooks/open", vec!["198.51.100.7, junk"], "e").await,
+        StatusCode::OK
+    );
+    let (_, v) = admin(h.admin_addr, "GET", "/api/events?route=open").await;
+    assert_eq!(v["events"][0]["source"], "unknown");
+    h.shutdown().await;
+}

@@ -180,20 +180,34 @@ fn forwarded_for() {
     let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
     let peer: IpAddr = "10.1.1.1".parse().unwrap();
     let h = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.2.2.2")]);
+    let known = |s: &str| Source::Known(s.parse().unwrap());
     // Right-most untrusted entry: the one the trusted proxy saw.
-    assert_eq!(client_ip(peer, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+    assert_eq!(client_ip(peer, &h, &trusted), known("203.0.113.9"));
     // From an untrusted peer the header is ignored.
     let outsider: IpAddr = "198.51.100.1".parse().unwrap();
-    assert_eq!(client_ip(outsider, &h, &trusted), outsider);
-    // Garbage in the header: fall back to the peer.
-    let junk = headers(&[("x-forwarded-for", "not-an-ip")]);
-    assert_eq!(client_ip(peer, &junk, &trusted), peer);
+    assert_eq!(client_ip(outsider, &h, &trusted), Source::Known(outsider));
+    // Garbage where the client should be: unknown, never the proxy.
+    for junk in ["not-an-ip", "", "6.6.6.6,", "6.6.6.6,,10.2.2.2", "fe80::1%eth0"] {
+        let h = headers(&[("x-forwarded-for", junk)]);
+        assert_eq!(client_ip(peer, &h, &trusted), Source::Unknown, "{junk:?}");
+    }
+    // Garbage left of the client does not matter; header lines are read in order.
+    let h = headers(&[("x-forwarded-for", "junk, 6.6.6.6")]);
+    assert_eq!(client_ip(peer, &h, &trusted), known("6.6.6.6"));
+    let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "7.7.7.7, 10.3.3.3")]);
+    assert_eq!(client_ip(peer, &h, &trusted), known("7.7.7.7"));
+    let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "junk")]);
+    assert_eq!(client_ip(peer, &h, &trusted), Source::Unknown);
+    // Only trusted hops: the left-most; no header: the peer.
+    let h = headers(&[("x-forwarded-for", "10.4.4.4, 10.2.2.2")]);
+    assert_eq!(client_ip(peer, &h, &trusted), known("10.4.4.4"));
+    assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), Source::Known(peer));
     // IPv4-mapped IPv6 peers are IPv4.
-    let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    let mapped = known("::ffff:127.0.0.1");
     assert!(ip_allowed(mapped, &["127.0.0.0/8".parse().unwrap()]));
     assert!(ip_allowed(mapped, &[]));
-    assert!(!ip_allowed(
-        "127.0.0.2".parse().unwrap(),
-        &["127.0.0.1/32".parse().unwrap()]
-    ));
+    assert!(!ip_allowed(known("127.0.0.2"), &["127.0.0.1/32".parse().unwrap()]));
+    // An unknown client passes no allowlist, and only an absent one lets it in.
+    assert!(!ip_allowed(Source::Unknown, &["0.0.0.0/0".parse().unwrap()]));
+    assert!(ip_allowed(Source::Unknown, &[]));
 }
