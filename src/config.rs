@@ -1010,11 +1010,13 @@ impl Validator<'_> {
                 format!("invalid name {name:?}: use letters, digits, '-', '_' or '.'"),
             ));
         }
+        // Messages show the URL without its credentials.
+        let shown = hide_userinfo(s.url.get_ref());
         let url: Uri = s.url.get_ref().parse().map_err(|e| {
             self.err(
                 format!("{key}.url"),
                 Some(s.url.span()),
-                format!("invalid URL {:?}: {e}", s.url.get_ref()),
+                format!("invalid URL {shown:?}: {e}"),
             )
         })?;
         match (url.scheme_str(), url.host()) {
@@ -1023,13 +1025,12 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{key}.url"),
                     Some(s.url.span()),
-                    format!(
-                        "invalid URL {:?}: must be an absolute http:// or https:// URL",
-                        s.url.get_ref()
-                    ),
+                    format!("invalid URL {shown:?}: must be an absolute http:// or https:// URL"),
                 ))
             }
         }
+        let (url, basic_auth) =
+            split_userinfo(url).map_err(|m| self.err(format!("{key}.url"), Some(s.url.span()), m))?;
         let mut keys = Vec::new();
         if let Some(list) = &s.secret {
             let many = list.get_ref().0.len() > 1;
@@ -1050,6 +1051,16 @@ impl Validator<'_> {
             let value = HeaderValue::try_from(v.as_str())
                 .map_err(|_| self.err(format!("{key}.headers.{h}"), None, "invalid header value"))?;
             headers.push((name, value));
+        }
+        if let Some(basic) = basic_auth {
+            if headers.iter().any(|(n, _)| n == http::header::AUTHORIZATION) {
+                return Err(self.err(
+                    format!("{key}.url"),
+                    Some(s.url.span()),
+                    "the URL has credentials and headers sets Authorization: use one of them",
+                ));
+            }
+            headers.push((http::header::AUTHORIZATION, basic));
         }
         let ca_file = match &s.ca_file {
             Some(p) => {
@@ -1110,6 +1121,45 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `scheme://user:pass@host/…` with the credentials replaced, for messages.
+fn hide_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Take `user:password@` out of a subscriber URL: the URL without it, and the
+/// `Authorization: Basic` value to send instead (marked sensitive).
+fn split_userinfo(url: Uri) -> Result<(Uri, Option<HeaderValue>), String> {
+    use base64::Engine;
+    let authority = url.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Ok((url, None));
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(user).collect();
+    credentials.push(b':');
+    credentials.extend(percent_encoding::percent_decode_str(password));
+    let mut value = HeaderValue::try_from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+    .expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    let mut parts = url.into_parts();
+    parts.authority = Some(
+        host.parse()
+            .map_err(|_| "invalid URL: the host after the credentials is not valid".to_string())?,
+    );
+    let url = Uri::from_parts(parts).map_err(|e| format!("invalid URL without its credentials: {e}"))?;
+    Ok((url, Some(value)))
 }
 
 /// Decode a Standard Webhooks secret: base64 after an optional `whsec_` prefix.

@@ -302,3 +302,37 @@ async fn junk_in_forwarded_for_means_an_unknown_client_not_the_proxy() {
     assert_eq!(v["events"][0]["source"], "unknown");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_url_credentials_are_sent_as_basic_auth_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let url = format!("http://hook-user:p%40ss-w0rd@{}/callbacks", sub.addr);
+    let cfg_path = write_config(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", &url, "")),
+    );
+    let bin = Bin::start(&cfg_path, &[("RUST_LOG", "debug")]);
+    assert_eq!(callback(bin.addr, &runway("creds")).await.0, StatusCode::OK);
+    let got = sub
+        .wait_for(Duration::from_secs(5), "delivery", |r| !r.is_empty())
+        .await;
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("hook-user:p@ss-w0rd");
+    assert_eq!(got[0].header("authorization"), format!("Basic {basic}"));
+    assert_eq!(got[0].path, "/callbacks");
+    // Nowhere to be seen: admin API, CLI, logs.
+    let (_, v) = admin(bin.admin, "GET", "/api/subscribers").await;
+    assert_eq!(v["subscribers"][0]["url"], format!("http://{}/callbacks", sub.addr));
+    let admin_url = format!("http://{}", bin.admin);
+    let cfg_s = cfg_path.to_str().unwrap().to_string();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || cli(&["--config", &cfg_s, "--admin", &admin_url, "subscribers"]))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    let shown = format!("{v}\n{out}\n{err}\n{}", bin.log_text());
+    for secret in ["hook-user", "p%40ss", "p@ss", &basic] {
+        assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
+    }
+}

@@ -194,3 +194,31 @@ fn rates_and_overrides() {
     );
     expect_err(&bad, "routes[0].subscribers[0].rate", 12, "invalid rate");
 }
+
+#[test]
+fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
+    let with_url = |url: &str, extra: &str| {
+        minimal("").replace("url = \"http://127.0.0.1:9000/\"", &format!("url = \"{url}\"\n{extra}"))
+    };
+    let c = parse(&with_url("http://u%3Ax:s3cr%40t@127.0.0.1:9000/p?q=1", "")).unwrap();
+    let s = &c.routes[0].subscribers[0];
+    assert_eq!(s.url.to_string(), "http://127.0.0.1:9000/p?q=1");
+    let auth = s
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::AUTHORIZATION)
+        .unwrap();
+    assert!(auth.1.is_sensitive());
+    // base64("u:x:s3cr@t")
+    assert_eq!(auth.1, "Basic dTp4OnMzY3JAdA==");
+    assert!(!format!("{s:?}").contains("s3cr"));
+    let e = parse(&with_url(
+        "http://u:pw@127.0.0.1:9000/",
+        "headers = { Authorization = \"Bearer x\" }",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "routes[0].subscribers[0].url", "{e}");
+    let e = parse(&with_url("ftp://u:hunter2@127.0.0.1/", "")).unwrap_err();
+    assert!(e.to_string().contains("ftp://REDACTED@127.0.0.1/"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}

@@ -489,6 +489,19 @@ impl Drop for Bin {
     }
 }
 
+/// Run the binary with `args`; success, stdout, stderr.
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// Count how many ids in `want` the subscriber has seen as `webhook-id`.
 pub fn seen_ids(sub: &Sub) -> HashMap<String, usize> {
     let mut m = HashMap::new();
