@@ -131,15 +131,21 @@ pub fn token_matches(presented: Option<&str>, tokens: &[String]) -> bool {
     ok.into()
 }
 
-/// Replace the value of `token` query parameters, so URLs can be logged.
+/// Replace the value of `token` query parameters, so URLs can be logged. The
+/// key is compared decoded (`tok%65n` is `token` to [`presented_token`] too).
 pub fn redact_query(path_and_query: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return path_and_query.to_string();
     };
+    let is_token = |k: &str| {
+        form_urlencoded::parse(k.as_bytes())
+            .next()
+            .is_some_and(|(decoded, _)| decoded.eq_ignore_ascii_case("token"))
+    };
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("token") => format!("{k}=REDACTED"),
+            Some((k, _)) if is_token(k) => format!("{k}=REDACTED"),
             _ => kv.to_string(),
         })
         .collect();

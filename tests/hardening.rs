@@ -336,3 +336,36 @@ async fn subscriber_url_credentials_are_sent_as_basic_auth_and_never_shown() {
         assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_encoded_token_key_is_redacted_in_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-t0ken-enc";
+    let cfg_path = write_config(
+        dir.path(),
+        &config(
+            &dir.path().join("data"),
+            "",
+            &subscriber_toml("s", DOWN, "retry = [\"1h\"]"),
+        )
+        .replace("tokens = [\"tok\"]", &format!("tokens = [\"{secret}\"]")),
+    );
+    let bin = Bin::start(&cfg_path, &[]);
+    // The decoded key is `token`: the token is taken...
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?tok%65n={secret}"), &[], runway("enc")).await;
+    assert_eq!(s, StatusCode::OK);
+    // ...so every logged refusal must hide it.
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?tok%65n={secret}"), &[], "{bad json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?%74oken={secret}x"), &[], runway("w")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = post(bin.addr, &format!("/nowhere?%74%6F%6B%65%6E={secret}"), &[], "{}").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bin.log_text().matches(" uri=").count() < 3 {
+        assert!(Instant::now() < deadline, "refusals not logged: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = bin.log_text();
+    assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
+}

@@ -173,6 +173,16 @@ fn redaction() {
     assert_eq!(redact_query("/h?token=s3cret&x=1"), "/h?token=REDACTED&x=1");
     assert_eq!(redact_query("/h?x=1&TOKEN=s3cret"), "/h?x=1&TOKEN=REDACTED");
     assert_eq!(redact_query("/h"), "/h");
+    // Keys are compared decoded, as presented_token reads them.
+    assert_eq!(redact_query("/h?tok%65n=s3cret"), "/h?tok%65n=REDACTED");
+    assert_eq!(
+        redact_query("/h?a=1&%74%6F%6B%65%6E=s3cret"),
+        "/h?a=1&%74%6F%6B%65%6E=REDACTED"
+    );
+    assert_eq!(
+        presented_token(Some("tok%65n=s3cret"), &HeaderMap::new()).as_deref(),
+        Some("s3cret")
+    );
 }
 
 #[test]
