@@ -73,8 +73,8 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>> 
     }
     let live = app.live();
     if let Some(token) = &live.config.admin.token {
-        let presented = crate::auth::presented_token(None, req.headers());
-        if !crate::auth::token_matches(presented.as_deref(), std::slice::from_ref(token)) {
+        let presented = crate::auth::presented_tokens(None, req.headers());
+        if !crate::auth::token_matches(&presented, std::slice::from_ref(token)) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "admin token missing or wrong (Authorization: Bearer ...)",

@@ -3,7 +3,7 @@
 //!
 //! - source address: the TCP peer, or the right-most untrusted `X-Forwarded-For`
 //!   entry when the peer is a trusted proxy (unknown when that walk meets junk);
-//! - tokens: `?token=` or `Authorization: Bearer`;
+//! - tokens: `?token=` or `Authorization: Bearer` (either may match);
 //! - provider signatures: `kie`, `standard-webhooks`, `hmac-sha256`;
 //! - Standard Webhooks signatures on outgoing deliveries.
 
@@ -107,32 +107,38 @@ pub fn ip_allowed(source: Source, allow: &[IpNet]) -> bool {
     }
 }
 
-/// The token presented in `?token=` or `Authorization: Bearer`.
-pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+/// The tokens presented: `Authorization: Bearer` and the first `?token=`
+/// (either may be right, e.g. a proxy adding its own bearer; never more than
+/// two guesses per request).
+pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
+    let mut out = Vec::with_capacity(2);
     if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(t.trim().to_string());
+            out.push(t.trim().to_string());
         }
     }
-    let q = query?;
-    form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
+    if let Some(q) = query {
+        if let Some((_, v)) = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token") {
+            out.push(v.into_owned());
+        }
+    }
+    out
 }
 
-/// Whether `presented` equals one of `tokens`. Every token is compared, in
-/// constant time, so timing does not reveal which one (or how much) matched.
-pub fn token_matches(presented: Option<&str>, tokens: &[String]) -> bool {
-    let Some(p) = presented else { return false };
+/// Whether any of `presented` equals one of `tokens`. Every pair is compared,
+/// in constant time, so timing does not reveal which one (or how much) matched.
+pub fn token_matches(presented: &[String], tokens: &[String]) -> bool {
     let mut ok = subtle::Choice::from(0);
-    for t in tokens {
-        ok |= p.as_bytes().ct_eq(t.as_bytes());
+    for p in presented {
+        for t in tokens {
+            ok |= p.as_bytes().ct_eq(t.as_bytes());
+        }
     }
     ok.into()
 }
 
 /// Replace the value of `token` query parameters, so URLs can be logged. The
-/// key is compared decoded (`tok%65n` is `token` to [`presented_token`] too).
+/// key is compared decoded (`tok%65n` is `token` to [`presented_tokens`] too).
 pub fn redact_query(path_and_query: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return path_and_query.to_string();

@@ -179,9 +179,9 @@ where
         return Answer::Forbidden;
     }
     if !r.tokens.is_empty() {
-        let presented = auth::presented_token(req.uri().query(), req.headers());
-        if !auth::token_matches(presented.as_deref(), &r.tokens) {
-            let why = if presented.is_some() {
+        let presented = auth::presented_tokens(req.uri().query(), req.headers());
+        if !auth::token_matches(&presented, &r.tokens) {
+            let why = if !presented.is_empty() {
                 "wrong token"
             } else {
                 "missing token"

@@ -369,3 +369,34 @@ async fn percent_encoded_token_key_is_redacted_in_logs() {
     let log = bin.log_text();
     assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
 }
+
+#[tokio::test]
+async fn a_wrong_bearer_does_not_hide_a_correct_query_token() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let addr = h.ingest_addrs[0];
+    let bearer = |t: &'static str| [("authorization", t)];
+    assert_eq!(
+        post(addr, "/hooks/t?token=tok", &bearer("Bearer x"), runway("q"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope", &bearer("Bearer tok"), runway("b"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope", &bearer("Bearer x"), runway("n"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Two guesses at most per request: only the first ?token= counts.
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope&token=tok", &[], runway("2")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    h.shutdown().await;
+}

@@ -156,15 +156,19 @@ fn hmac_sha256_github_known_answer() {
 #[test]
 fn tokens() {
     let tokens = vec!["old".to_string(), "new".to_string()];
-    assert!(token_matches(Some("old"), &tokens));
-    assert!(token_matches(Some("new"), &tokens));
-    assert!(!token_matches(Some("ne"), &tokens));
-    assert!(!token_matches(None, &tokens));
+    let one = |t: &str| vec![t.to_string()];
+    assert!(token_matches(&one("old"), &tokens));
+    assert!(token_matches(&one("new"), &tokens));
+    assert!(!token_matches(&one("ne"), &tokens));
+    assert!(!token_matches(&[], &tokens));
+    assert!(token_matches(&["x".to_string(), "new".to_string()], &tokens));
     let h = headers(&[("authorization", "Bearer new")]);
-    assert_eq!(presented_token(None, &h).as_deref(), Some("new"));
+    assert_eq!(presented_tokens(None, &h), one("new"));
+    assert_eq!(presented_tokens(Some("a=1&token=a%2Bb"), &HeaderMap::new()), one("a+b"));
+    // Bearer first, then the first ?token= only.
     assert_eq!(
-        presented_token(Some("a=1&token=a%2Bb"), &HeaderMap::new()).as_deref(),
-        Some("a+b")
+        presented_tokens(Some("token=q1&token=q2"), &h),
+        vec!["new".to_string(), "q1".to_string()]
     );
 }
 
@@ -180,8 +184,8 @@ fn redaction() {
         "/h?a=1&%74%6F%6B%65%6E=REDACTED"
     );
     assert_eq!(
-        presented_token(Some("tok%65n=s3cret"), &HeaderMap::new()).as_deref(),
-        Some("s3cret")
+        presented_tokens(Some("tok%65n=s3cret"), &HeaderMap::new()),
+        vec!["s3cret".to_string()]
     );
 }
 
