@@ -289,6 +289,9 @@ fn reload_with(app: &App, old: &Config, new: Config) -> Result<(), String> {
         }
         (None, None) => {}
     }
+    for w in &new.warnings {
+        tracing::warn!("{w}");
+    }
     let subscribers: Vec<_> = new.routes.iter().flat_map(|r| r.subscribers.iter().cloned()).collect();
     app.delivery.configure(&subscribers).map_err(|e| e.to_string())?;
     let routes = new.routes.len();

@@ -465,6 +465,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub routes: Vec<Route>,
+    /// Settings that work but are probably not what was meant (shown by
+    /// `check-config`, logged at start and reload), each naming file and key.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -786,6 +789,7 @@ impl Validator<'_> {
                 "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
             ));
         }
+        let warnings = self.retention_warnings(&store, &routes);
         Ok(Config {
             file: self.file.to_path_buf(),
             server,
@@ -796,7 +800,31 @@ impl Validator<'_> {
             },
             log,
             routes,
+            warnings,
         })
+    }
+
+    /// Subscribers whose retry schedule (with the most jitter) outlasts the
+    /// retention: their deliveries outlive the retention of their events.
+    fn retention_warnings(&self, store: &StoreConfig, routes: &[Route]) -> Vec<String> {
+        let mut long: Vec<(String, Duration)> = Vec::new();
+        for s in routes.iter().flat_map(|r| &r.subscribers) {
+            let span: Duration = s.retry.iter().sum::<Duration>().mul_f64(1.2);
+            if span > store.retention {
+                long.push((format!("{:?}", s.name), span));
+            }
+        }
+        let Some(longest) = long.iter().map(|(_, d)| *d).max() else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = long.iter().map(|(n, _)| n.as_str()).collect();
+        vec![format!(
+            "{}: key `store.retention`: {} is shorter than the retry schedule of subscriber {} (up to {} with jitter): its deliveries can still be retried after their event's retention (the event is kept until they end, a dead letter for the retention after it dies)",
+            self.file.display(),
+            humantime::format_duration(store.retention),
+            names.join(", "),
+            humantime::format_duration(Duration::from_secs(longest.as_secs())),
+        )]
     }
 
     fn server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {

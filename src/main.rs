@@ -80,6 +80,9 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::CheckConfig => match Config::load(&cli.config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 let subs: usize = c.routes.iter().map(|r| r.subscribers.len()).sum();
                 println!(
                     "{}: OK ({} routes, {} subscribers)",
@@ -197,6 +200,9 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     hookrelay::logging::init(&config.log);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hookrelay")

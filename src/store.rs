@@ -884,7 +884,9 @@ impl Store {
     }
 
     /// Remove up to `limit` events received before `cutoff_ms` whose deliveries
-    /// are all final, with their dedupe key, states, attempts and dead letters.
+    /// are all final (dead ones: died before `cutoff_ms` too, so a dead letter
+    /// is kept the whole retention), with their dedupe key, states, attempts and
+    /// dead letters.
     /// Starts after `cursor`; returns the new cursor (None: reached the cutoff)
     /// and how many events were removed.
     pub fn sweep(
@@ -915,7 +917,12 @@ impl Store {
             };
             let mut all_final = true;
             for sub in &meta.subscribers {
-                if s.tree.get(state_key(id, sub))?.is_none() {
+                let expired = match s.tree.get(state_key(id, sub))? {
+                    None => false,
+                    Some(v) => serde_json::from_slice::<StateRecord>(&v)
+                        .map_or(true, |st| st.state != FinalState::Dead || st.at_ms < cutoff_ms),
+                };
+                if !expired {
                     all_final = false;
                     break;
                 }

@@ -305,6 +305,30 @@ fn check_config_command() {
     assert!(ok && hookrelay::config::decode_whsec(out.trim()).unwrap().len() == 32);
 }
 
+#[test]
+fn check_config_warns_when_retention_is_shorter_than_a_retry_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &dir.path().join("data"),
+        "",
+        &(subscriber_toml("slow", "http://127.0.0.1:1/", "retry = [\"12h\", \"24h\"]")
+            + &subscriber_toml("quick", "http://127.0.0.1:1/", "")),
+    )
+    .replace("[store]\n", "[store]\nretention = \"1d\"\n");
+    let path = write_config(dir.path(), &text);
+    let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+    assert!(ok, "a warning is not an error: {err}");
+    assert!(out.contains("OK"), "{out}");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.contains("store.retention") && warning.contains("\"slow\"") && !warning.contains("\"quick\""),
+        "{warning}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_notify_reload_and_json_logs() {
     let dir = tempfile::tempdir().unwrap();

@@ -182,6 +182,30 @@ fn sweep_removes_only_finished_expired_events() {
 }
 
 #[test]
+fn dead_letters_are_kept_retention_after_they_died() {
+    let (_d, store) = open();
+    // Received long before the cutoff; one delivery died just now, one was delivered.
+    let mut ev = new_event("r", &["a", "b"], 1, "long retried");
+    ev.meta.received_ms = now_ms() - 100_000;
+    let id = store.commit_batch([ev].iter()).unwrap()[0].id;
+    let due = |s| store.due_jobs(s, now_ms() + 1, 10, &HashSet::new()).unwrap().remove(0);
+    store.finish(&due("b"), None, &Outcome::Delivered).unwrap();
+    let dead = Outcome::Dead {
+        error: "HTTP 500".into(),
+    };
+    store.finish(&due("a"), None, &dead).unwrap();
+    let (_, removed) = store.sweep(now_ms() - 50_000, None, 100).unwrap();
+    assert_eq!(removed, 0, "a fresh dead letter must not expire with its old event");
+    assert!(store.event(id).unwrap().is_some());
+    assert_eq!(store.dead_letters(Some("a"), 10).unwrap().len(), 1);
+    // Once the dead letter itself is older than the cutoff, everything goes.
+    let (_, removed) = store.sweep(now_ms() + 1, None, 100).unwrap();
+    assert_eq!(removed, 1);
+    assert!(store.event(id).unwrap().is_none());
+    assert!(store.dead_letters(Some("a"), 10).unwrap().is_empty());
+}
+
+#[test]
 fn recent_events_newest_first_by_route() {
     let (_d, store) = open();
     let mut evs = Vec::new();
