@@ -476,6 +476,13 @@ pub fn retry_delay(schedule: &[Duration], step: u32) -> Option<Duration> {
     Some(base.mul_f64(factor))
 }
 
+/// The wait before the next attempt: the schedule's delay, or longer when the
+/// subscriber asked for more with `Retry-After` (capped by `max_retry_after`).
+/// A subscriber can slow its retries down, never speed them up.
+pub fn next_delay(scheduled: Duration, retry_after: Option<Duration>, max_retry_after: Duration) -> Duration {
+    retry_after.map_or(scheduled, |a| scheduled.max(a.min(max_retry_after)))
+}
+
 fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
     if sub.filter.is_empty() {
         return true;
@@ -555,7 +562,7 @@ impl AttemptCtx {
             Verdict::Retry { after } => match retry_delay(&sub.retry, job.step) {
                 None => (Outcome::Dead { error: describe() }, Health::Bad),
                 Some(delay) => {
-                    let delay = after.map_or(delay, |a| a.min(sub.max_retry_after));
+                    let delay = next_delay(delay, after, sub.max_retry_after);
                     (
                         Outcome::Retry {
                             due_ms: now_ms() + delay.as_millis() as u64,

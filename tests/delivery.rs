@@ -195,6 +195,54 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn retry_after_never_shortens_the_schedule_and_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let unavailable = |after: &'static str| {
+        Arc::new(move |_: usize, _: &Received| Behaviour::With(503, vec![("retry-after", after.to_string())])) as Script
+    };
+    // "Retry-After: 0" and a date in the past must not skip the schedule's 1 s gaps.
+    let zero = Sub::start(unavailable("0")).await;
+    let past = Sub::start(unavailable("Sun, 06 Nov 1994 08:49:37 GMT")).await;
+    // A long Retry-After is capped by max_retry_after.
+    let long = Sub::start(Arc::new(|n, _| match n {
+        0 => Behaviour::With(503, vec![("retry-after", "3600".into())]),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let every = "retry = [\"1s\", \"1s\"]\ncircuit_threshold = 100";
+    let subs = subscriber_toml("zero", &zero.url(), every)
+        + &subscriber_toml("past", &past.url(), every)
+        + &subscriber_toml(
+            "long",
+            &long.url(),
+            "retry = [\"200ms\"]\nmax_retry_after = \"1s\"\ncircuit_threshold = 100",
+        );
+    let h = start(dir.path(), &config(&dir.path().join("data"), "", &subs)).await;
+    callback(h.ingest_addrs[0], &runway("retry-after")).await;
+    for sub in [&zero, &past] {
+        let got = sub
+            .wait_for(Duration::from_secs(6), "3 attempts", |r| r.len() >= 3)
+            .await;
+        for w in got.windows(2) {
+            let gap = w[1].at - w[0].at;
+            assert!(
+                gap >= Duration::from_millis(780),
+                "retried after {gap:?}, schedule says 1s ±20 %"
+            );
+        }
+    }
+    let got = long
+        .wait_for(Duration::from_secs(5), "2 attempts", |r| r.len() >= 2)
+        .await;
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
+        "waited {gap:?}; max_retry_after is 1s"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn timeouts_and_connection_errors_retry_then_dead_letter_then_replay() {
     let dir = tempfile::tempdir().unwrap();
     let healthy = Arc::new(AtomicUsize::new(0));

@@ -74,3 +74,13 @@ async fn rate_limiter_spaces_requests() {
     assert!(limiter.check().is_ok());
     assert!(limiter.check().is_err(), "burst of one");
 }
+
+#[test]
+fn retry_after_only_lengthens_the_schedule() {
+    let s = Duration::from_secs;
+    assert_eq!(next_delay(s(5), None, s(3600)), s(5));
+    assert_eq!(next_delay(s(5), Some(s(0)), s(3600)), s(5));
+    assert_eq!(next_delay(s(5), Some(s(60)), s(3600)), s(60));
+    assert_eq!(next_delay(s(5), Some(s(86400)), s(3600)), s(3600));
+    assert_eq!(next_delay(s(7200), Some(s(86400)), s(3600)), s(7200));
+}
