@@ -439,7 +439,7 @@ struct RawSubscriber {
     url: Spanned<String>,
     secret: Option<Spanned<SecretList>>,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Spanned<SecretSource>>,
     ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     filter: BTreeMap<String, serde_json::Value>,
@@ -595,6 +595,9 @@ pub struct Subscriber {
     pub url: Uri,
     /// Decoded Standard Webhooks keys; each one signs (rotation).
     pub keys: Vec<Vec<u8>>,
+    /// Sent with every delivery, replacing a header of ours of the same name;
+    /// never a reserved one (see `is_reserved_header`). Secret values are
+    /// marked sensitive.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub ca_file: Option<PathBuf>,
     /// JSON pointer -> value that must be equal for the callback to be delivered.
@@ -1072,12 +1075,33 @@ impl Validator<'_> {
                 keys.push(decode_whsec(&value).map_err(|m| self.err(&k, Some(list.span()), m))?);
             }
         }
-        let mut headers = Vec::new();
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         for (h, v) in &s.headers {
+            let hkey = format!("{key}.headers.{h}");
+            let span = Some(v.span());
             let name = HeaderName::try_from(h.as_str())
-                .map_err(|_| self.err(format!("{key}.headers"), None, format!("invalid header name {h:?}")))?;
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| self.err(format!("{key}.headers.{h}"), None, "invalid header value"))?;
+                .map_err(|_| self.err(&hkey, span.clone(), format!("invalid header name {h:?}")))?;
+            if is_reserved_header(&name) {
+                return Err(self.err(
+                    &hkey,
+                    span,
+                    format!("header {h:?} is set by hookrelay (body framing, content type, host, webhook-* and hookrelay-* headers) and cannot be configured"),
+                ));
+            }
+            if headers.iter().any(|(n, _)| *n == name) {
+                return Err(self.err(
+                    &hkey,
+                    span,
+                    format!("header {h:?} is configured twice (names ignore case)"),
+                ));
+            }
+            // Any secret source; an inline value may be empty (a header, not a secret).
+            let (text, secret) = match v.get_ref() {
+                SecretSource::Inline(t) => (t.clone(), false),
+                src => (src.resolve().map_err(|m| self.err(&hkey, span.clone(), m))?, true),
+            };
+            let mut value = HeaderValue::try_from(text).map_err(|_| self.err(&hkey, span, "invalid header value"))?;
+            value.set_sensitive(secret || name == http::header::AUTHORIZATION);
             headers.push((name, value));
         }
         if let Some(basic) = basic_auth {
@@ -1149,6 +1173,25 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Headers a delivery's meaning or framing depends on: hookrelay sets them.
+fn is_reserved_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-length"
+            | "transfer-encoding"
+            | "host"
+            | "content-type"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    ) || n.starts_with("webhook-")
+        || n.starts_with("hookrelay-")
 }
 
 /// `scheme://user:pass@host/…` with the credentials replaced, for messages.

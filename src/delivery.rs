@@ -621,12 +621,13 @@ impl AttemptCtx {
                 crate::auth::standard_webhooks_signature(&sub.keys, &id, ts, &event.body),
             );
         }
-        for (k, v) in &sub.headers {
-            req = req.header(k, v);
-        }
-        let req = req
+        let mut req = req
             .body(Full::new(event.body.clone()))
             .map_err(|e| format!("cannot build request: {e}"))?;
+        // Configured headers replace ours (e.g. user-agent); reserved ones cannot be configured.
+        for (k, v) in &sub.headers {
+            req.headers_mut().insert(k, v.clone());
+        }
         let call = async {
             let resp = self
                 .client

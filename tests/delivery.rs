@@ -91,6 +91,39 @@ async fn body_bytes_headers_and_signature() {
 }
 
 #[tokio::test]
+async fn configured_headers_replace_ours_and_take_secret_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "k-from-file\n").unwrap();
+    let extra = format!(
+        "headers = {{ \"User-Agent\" = \"their-gateway/2\", \"X-Api-Key\" = {{ file = \"{}\" }} }}",
+        key_file.display()
+    );
+    let h = start(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), &extra)),
+    )
+    .await;
+    callback(h.ingest_addrs[0], &runway("headers")).await;
+    let got = sub
+        .wait_for(Duration::from_secs(5), "delivery", |r| !r.is_empty())
+        .await;
+    let values = |name: &str| -> Vec<&str> {
+        got[0]
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(values("user-agent"), ["their-gateway/2"], "replaced, not appended");
+    assert_eq!(values("x-api-key"), ["k-from-file"]);
+    assert_eq!(values("webhook-id").len(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn retries_keep_the_id_and_back_off() {
     let dir = tempfile::tempdir().unwrap();
     // Fail three times (500, connection-level garbage is covered elsewhere), then accept.

@@ -222,3 +222,51 @@ fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
     assert!(e.to_string().contains("ftp://REDACTED@127.0.0.1/"), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+#[test]
+fn reserved_subscriber_headers_are_refused_by_name() {
+    for name in [
+        "Content-Length",
+        "transfer-encoding",
+        "Host",
+        "Content-Type",
+        "webhook-id",
+        "Webhook-Signature",
+        "webhook-timestamp",
+        "hookrelay-attempt",
+        "Connection",
+    ] {
+        let t = minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\nheaders = {{ \"{name}\" = \"3\" }}"),
+        );
+        let e = parse(&t).unwrap_err();
+        assert_eq!(e.key, format!("routes[0].subscribers[0].headers.{name}"), "{e}");
+        assert!(e.to_string().contains("set by hookrelay"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(12), "{e}");
+    }
+    // Others are fine, values may come from any secret source, and stay out of Debug.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("key");
+    std::fs::write(&f, "k-from-file\n").unwrap();
+    let t = minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        &format!(
+            "url = \"http://127.0.0.1:9000/\"\nheaders = {{ \"User-Agent\" = \"mine\", \"X-Api-Key\" = {{ file = \"{}\" }} }}",
+            f.display()
+        ),
+    );
+    let c = parse(&t).unwrap();
+    let h = &c.routes[0].subscribers[0].headers;
+    let key = h.iter().find(|(n, _)| n == "x-api-key").unwrap();
+    assert_eq!(key.1, "k-from-file");
+    assert!(key.1.is_sensitive());
+    assert!(h.iter().any(|(n, v)| n == "user-agent" && v == "mine"));
+    // The same name twice (case differs) is a mistake, not two values.
+    let t = minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        "url = \"http://127.0.0.1:9000/\"\nheaders = { \"X-A\" = \"1\", \"x-a\" = \"2\" }",
+    );
+    let e = parse(&t).unwrap_err();
+    assert!(e.key.starts_with("routes[0].subscribers[0].headers."), "{e}");
+}
