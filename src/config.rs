@@ -645,20 +645,61 @@ impl Config {
     /// Parse and validate config text; `file` is used in messages and to resolve
     /// relative paths (TLS files, CA files, the store) against its directory.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::new(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            // Spanned<T> shows up in serde's path as a private field: hide it.
-            let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
-            let inner = e.into_inner();
-            ConfigError {
-                file: file.to_path_buf(),
-                key: if key == "." { String::new() } else { key },
-                position: inner.span().map(|s| line_col(text, s.start)),
-                message: inner.message().trim().to_string(),
-            }
-        })?;
+        let raw: RawConfig = deserialize(file, text)?;
         Validator { file, text }.validate(raw)
     }
+}
+
+/// What the admin CLI takes from a config file: `admin.listen` and
+/// `admin.token`, each only when asked for. Nothing else is validated or
+/// resolved, so the CLI works where the daemon's other secrets (systemd
+/// credentials) are not readable.
+pub fn admin_client(
+    path: &Path,
+    want_listen: bool,
+    want_token: bool,
+) -> Result<(Option<SocketAddr>, Option<String>), ConfigError> {
+    #[derive(Deserialize)]
+    struct AdminOnly {
+        #[serde(default)]
+        admin: RawAdmin,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: String::new(),
+        position: None,
+        message: format!("cannot read file: {e}"),
+    })?;
+    let raw: AdminOnly = deserialize(path, &text)?;
+    let v = Validator {
+        file: path,
+        text: &text,
+    };
+    let listen = if want_listen {
+        Some(v.admin_listen(&raw.admin)?)
+    } else {
+        None
+    };
+    let token = match &raw.admin.token {
+        Some(t) if want_token => Some(v.admin_token(t)?),
+        _ => None,
+    };
+    Ok((listen, token))
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        // Spanned<T> shows up in serde's path as a private field: hide it.
+        let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        ConfigError {
+            file: file.to_path_buf(),
+            key: if key == "." { String::new() } else { key },
+            position: inner.span().map(|s| line_col(text, s.start)),
+            message: inner.message().trim().to_string(),
+        }
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -707,6 +748,23 @@ impl Validator<'_> {
         s.get_ref().resolve().map_err(|m| self.err(key, Some(s.span()), m))
     }
 
+    fn admin_listen(&self, admin: &RawAdmin) -> Result<SocketAddr, ConfigError> {
+        admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                "admin.listen",
+                Some(admin.listen.span()),
+                format!(
+                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
+                    admin.listen.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<String, ConfigError> {
+        self.secret("admin.token", t)
+    }
+
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let store = StoreConfig {
@@ -718,18 +776,9 @@ impl Validator<'_> {
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
-        let admin_listen = raw.admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
-            self.err(
-                "admin.listen",
-                Some(raw.admin.listen.span()),
-                format!(
-                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
-                    raw.admin.listen.get_ref()
-                ),
-            )
-        })?;
+        let admin_listen = self.admin_listen(&raw.admin)?;
         let admin_token = match &raw.admin.token {
-            Some(t) => Some(self.secret("admin.token", t)?),
+            Some(t) => Some(self.admin_token(t)?),
             None => None,
         };
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {

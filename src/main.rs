@@ -107,18 +107,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the admin API is: `--admin`/`--token` first; the config file only for
+/// what they leave open, and then only its `admin.listen` / `admin.token`.
 fn admin_target(cli: &Cli) -> Result<AdminTarget, String> {
+    if let (Some(base), Some(token)) = (&cli.admin, &cli.token) {
+        return Ok(AdminTarget {
+            base: base.clone(),
+            token: Some(token.clone()),
+        });
+    }
     let from_config = if cli.config.exists() {
-        Some(Config::load(&cli.config).map_err(|e| e.to_string())?)
+        Some(
+            hookrelay::config::admin_client(&cli.config, cli.admin.is_none(), cli.token.is_none())
+                .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
     let base = match (&cli.admin, &from_config) {
         (Some(a), _) => a.clone(),
-        (None, Some(c)) => format!("http://{}", c.admin.listen),
-        (None, None) => "http://127.0.0.1:9090".into(),
+        (None, Some((Some(listen), _))) => format!("http://{listen}"),
+        (None, _) => "http://127.0.0.1:9090".into(),
     };
-    let token = cli.token.clone().or_else(|| from_config.and_then(|c| c.admin.token));
+    let token = cli.token.clone().or_else(|| from_config.and_then(|(_, t)| t));
     Ok(AdminTarget { base, token })
 }
 

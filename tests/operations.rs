@@ -251,6 +251,70 @@ async fn cli_against_a_running_daemon() {
     assert!(!ok && err.contains("cannot reach the daemon"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_reads_only_the_admin_settings_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let daemon_cfg = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), "")).replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\ntoken = \"cli-token\"",
+    );
+    let h = start(dir.path(), &daemon_cfg).await;
+    let admin_addr = h.admin_addr.to_string();
+    // The file as the operator has it under systemd: every other secret is a
+    // credential or variable this shell does not have.
+    let systemd_like = |admin_token: &str| {
+        config(
+            &dir.path().join("data"),
+            "signature = { scheme = \"kie\", secret = { credential = \"kie-key\" } }",
+            &subscriber_toml("s", &sub.url(), "secret = { env = \"HOOKRELAY_TEST_NEVER_SET\" }"),
+        )
+        .replace("tokens = [\"tok\"]", "tokens = [{ credential = \"route-token\" }]")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{admin_addr}\"\ntoken = {admin_token}"),
+        )
+    };
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(&inline, systemd_like("\"cli-token\"")).unwrap();
+    let cred = dir.path().join("cred.toml");
+    std::fs::write(&cred, systemd_like("{ credential = \"admin-token\" }")).unwrap();
+    let garbage = dir.path().join("garbage.toml");
+    std::fs::write(&garbage, "this is [not toml").unwrap();
+    let base = format!("http://{admin_addr}");
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for args in [
+        // admin.listen and admin.token from the file, nothing else resolved.
+        vec!["--config".to_string(), p(&inline), "subscribers".into()],
+        // --token given: the token's source is not read.
+        vec![
+            "--config".into(),
+            p(&cred),
+            "--token".into(),
+            "cli-token".into(),
+            "subscribers".into(),
+        ],
+        // --admin and --token given: the file is not read at all.
+        vec![
+            "--config".into(),
+            p(&garbage),
+            "--admin".into(),
+            base.clone(),
+            "--token".into(),
+            "cli-token".into(),
+            "subscribers".into(),
+        ],
+    ] {
+        let shown = args.join(" ");
+        let (ok, out, err) =
+            tokio::task::spawn_blocking(move || cli(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .unwrap();
+        assert!(ok && out.contains("QUEUED"), "hookrelay {shown}: {err}");
+    }
+    h.shutdown().await;
+}
+
 #[test]
 fn check_config_command() {
     let dir = tempfile::tempdir().unwrap();
