@@ -12,13 +12,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Route};
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::server::{self, ListenerOptions};
+use crate::server::{self, ConnLimit, ConnSettings, ListenerOptions, Settings};
 use crate::store::{Committer, Store};
 use crate::tls;
 
@@ -67,6 +67,19 @@ pub struct App {
     /// Listeners bound and not shutting down.
     pub serving: AtomicBool,
     tls: Option<tls::Reloadable>,
+    /// Timeouts, HTTP/2 streams and grace of every listener (reloadable).
+    listener_settings: Settings,
+    /// The public listeners' open-connection cap (reloadable).
+    connections: Arc<ConnLimit>,
+}
+
+fn conn_settings(config: &Config) -> ConnSettings {
+    ConnSettings {
+        read_timeout: config.server.read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        http2_max_streams: config.server.http2_max_streams,
+        grace: config.server.shutdown_grace,
+    }
 }
 
 impl App {
@@ -144,16 +157,15 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         store_ok: AtomicBool::new(store_ok),
         serving: AtomicBool::new(false),
         tls: tls.clone(),
+        listener_settings: Settings::new(conn_settings(&config)),
+        connections: ConnLimit::new(config.server.max_connections),
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let opts = ListenerOptions {
         tls,
-        read_timeout: config.server.read_timeout,
-        idle_timeout: config.server.idle_timeout,
-        http2_max_streams: config.server.http2_max_streams,
-        connections: Arc::new(Semaphore::new(config.server.max_connections)),
-        grace: config.server.shutdown_grace,
+        settings: app.listener_settings.clone(),
+        connections: app.connections.clone(),
     };
     let mut listeners = Vec::new();
     for (listener, addr) in ingest_listeners.into_iter().zip(&ingest_addrs) {
@@ -169,7 +181,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     }
     let admin_opts = ListenerOptions {
         tls: None,
-        connections: Arc::new(Semaphore::new(64)),
+        connections: ConnLimit::new(64),
         ..opts.clone()
     };
     tracing::info!(addr = %admin_addr, "admin API listening");
@@ -242,8 +254,10 @@ async fn sweeper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 impl Handle {
     /// Re-read the config file and apply it: routes, tokens, allowlists,
-    /// subscribers, limits read per request, and the TLS certificate. Listen
-    /// addresses and the store path need a restart. An invalid file changes nothing.
+    /// subscribers, every server limit (connection cap, timeouts and HTTP/2
+    /// streams for new connections, shutdown grace) and the TLS certificate.
+    /// Listen addresses, TLS on/off, the store's path, cache and min_free and the
+    /// log settings need a restart (logged). An invalid file changes nothing.
     pub fn reload(&self) -> Result<(), String> {
         let old = self.app.live();
         let new = Config::load(&old.config.file).map_err(|e| e.to_string())?;
@@ -276,8 +290,16 @@ fn reload_with(app: &App, old: &Config, new: Config) -> Result<(), String> {
     if new.server.listen != old.server.listen || new.admin.listen != old.admin.listen {
         tracing::warn!("listen addresses changed; they take effect after a restart");
     }
-    if new.store.path != old.store.path {
-        tracing::warn!("store.path changed; it takes effect after a restart");
+    for (changed, key) in [
+        (new.store.path != old.store.path, "store.path"),
+        (new.store.cache_bytes != old.store.cache_bytes, "store.cache"),
+        (new.store.min_free != old.store.min_free, "store.min_free"),
+        (new.log.level != old.log.level, "log.level"),
+        (new.log.format != old.log.format, "log.format"),
+    ] {
+        if changed {
+            tracing::warn!("{key} changed; it takes effect after a restart");
+        }
     }
     match (&new.server.tls, &app.tls) {
         (Some(files), Some(current)) => {
@@ -294,6 +316,9 @@ fn reload_with(app: &App, old: &Config, new: Config) -> Result<(), String> {
     }
     let subscribers: Vec<_> = new.routes.iter().flat_map(|r| r.subscribers.iter().cloned()).collect();
     app.delivery.configure(&subscribers).map_err(|e| e.to_string())?;
+    // Validated like the rest: nothing below can fail.
+    app.listener_settings.set(conn_settings(&new));
+    app.connections.set_limit(new.server.max_connections);
     let routes = new.routes.len();
     *app.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(new));
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");

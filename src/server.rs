@@ -17,64 +17,42 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::tls;
 
 mod activity;
+mod limits;
 
 use activity::{Activity, Next, Tracked};
+pub use limits::{ConnLimit, ConnSettings, Settings};
 
-/// Connection-level settings of one listener.
+/// What one listener needs; the limits are shared and a reload changes them.
 #[derive(Clone)]
 pub struct ListenerOptions {
     pub tls: Option<tls::Reloadable>,
-    /// Bounds each phase that waits for the client: handshake, protocol
-    /// detection, a request's header.
-    pub read_timeout: Duration,
-    /// How long a keep-alive connection may sit with no request in flight.
-    pub idle_timeout: Duration,
-    pub http2_max_streams: u32,
-    /// Shared by every public listener.
-    pub connections: Arc<Semaphore>,
-    pub grace: Duration,
-}
-
-fn builder(opts: &ListenerOptions) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // Header deadlines are ours (see `activity`): hyper's would also run
-    // between requests and cut keep-alive at read_timeout.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(64 * 1024)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.http2_max_streams)
-        .max_header_list_size(64 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
+    /// Timeouts, HTTP/2 streams, shutdown grace: read for each new connection.
+    pub settings: Settings,
+    /// Open connections; shared by every public listener.
+    pub connections: Arc<ConnLimit>,
 }
 
 /// Serve `listener` until `shutdown` turns true, then stop accepting and give
-/// open connections `grace` to finish their requests.
+/// open connections the shutdown grace to finish their requests.
 pub async fn serve<S, F>(listener: TcpListener, opts: ListenerOptions, service: S, mut shutdown: watch::Receiver<bool>)
 where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let builder = Arc::new(builder(&opts));
     // Every connection task holds a clone; when all are dropped, all are done.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
-            p = opts.connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = opts.connections.acquire() => p,
         };
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -90,19 +68,19 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let builder = builder.clone();
+        let current = opts.settings.current();
         let alive = alive_tx.clone();
         let acceptor = opts.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.get()));
         let limits = Limits {
-            read_timeout: opts.read_timeout,
-            idle_timeout: opts.idle_timeout,
+            read_timeout: current.values.read_timeout,
+            idle_timeout: current.values.idle_timeout,
         };
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
             match acceptor {
-                None => serve_conn(&builder, stream, service, stop, peer, limits).await,
+                None => serve_conn(&current.builder, stream, service, stop, peer, limits).await,
                 Some(acceptor) => {
                     let tls_stream = tokio::select! {
                         r = tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)) => match r {
@@ -118,14 +96,15 @@ where
                         },
                         _ = stop.changed() => return,
                     };
-                    serve_conn(&builder, tls_stream, service, stop, peer, limits).await
+                    serve_conn(&current.builder, tls_stream, service, stop, peer, limits).await
                 }
             }
         });
     }
     drop(listener);
     drop(alive_tx);
-    if tokio::time::timeout(opts.grace, alive_rx.recv()).await.is_err() {
+    let grace = opts.settings.current().values.grace;
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
 }

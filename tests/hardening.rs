@@ -400,3 +400,92 @@ async fn a_wrong_bearer_does_not_hide_a_correct_query_token() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn reload_applies_connection_limits_timeouts_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""));
+    let server = |extra: &str| with_server(base.clone(), extra);
+    let h = start(dir.path(), &server("read_timeout = \"10s\"\nmax_connections = 1")).await;
+    let addr = h.ingest_addrs[0];
+    std::fs::write(
+        dir.path().join("config.toml"),
+        server("read_timeout = \"1s\"\nmax_connections = 3\nhttp2_max_streams = 1"),
+    )
+    .unwrap();
+    h.reload().expect("reload");
+
+    // max_connections: two silent connections no longer lock out a callback.
+    let silent: Vec<_> = vec![
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    let (s, _) = tokio::time::timeout(Duration::from_millis(900), callback(addr, &runway("cap")))
+        .await
+        .expect("max_connections = 3 not applied: the callback waited for a slot");
+    assert_eq!(s, StatusCode::OK);
+    // read_timeout: a silent connection is cut after 1 s, not 10 s.
+    for s in silent {
+        let took = closed_within(s, Duration::from_secs(4))
+            .await
+            .expect("read_timeout = 1s not applied: silent connection still open after 4s");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    // http2_max_streams: announced to new HTTP/2 connections.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = Request::post("http://localhost/hooks/t?token=tok").body(()).unwrap();
+    let (resp, mut body) = client.send_request(req, false).unwrap();
+    body.send_data(Bytes::from(runway("h2")), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        client.current_max_send_streams(),
+        1,
+        "http2_max_streams = 1 not applied"
+    );
+
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_applies_shutdown_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""));
+    let server = |extra: &str| with_server(base.clone(), extra);
+    let h = start(dir.path(), &server("read_timeout = \"5s\"\nshutdown_grace = \"10s\"")).await;
+    let addr = h.ingest_addrs[0];
+    std::fs::write(
+        dir.path().join("config.toml"),
+        server("read_timeout = \"5s\"\nshutdown_grace = \"300ms\""),
+    )
+    .unwrap();
+    h.reload().expect("reload");
+    // A request in flight (its handler asked for the body: 100 Continue) that
+    // would hold the shutdown for read_timeout.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let t = Instant::now();
+    h.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "shutdown took {:?}: shutdown_grace = 300ms not applied",
+        t.elapsed()
+    );
+    drop(s);
+}
