@@ -628,34 +628,29 @@ impl AttemptCtx {
         for (k, v) in &sub.headers {
             req.headers_mut().insert(k, v.clone());
         }
-        let call = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("connection error: {}", error_chain(&e)))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
-            // Read (a bounded part of) the answer so the connection can be reused.
-            let mut body = resp.into_body();
+        let deadline = tokio::time::Instant::now() + sub.timeout;
+        let timed_out = || format!("timeout after {}", humantime::format_duration(sub.timeout));
+        let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(format!("connection error: {}", error_chain(&e))),
+            Ok(Ok(resp)) => resp,
+        };
+        // The status decides the outcome; the rest of the answer is read (bounded
+        // in size and by the same deadline) only so the connection can be reused.
+        let status = resp.status();
+        let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
+        let mut body = resp.into_body();
+        let drain = async {
             let mut read = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => {
-                        read += f.data_ref().map_or(0, |d| d.len());
-                        if read > MAX_RESPONSE {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
+            while let Some(Ok(f)) = body.frame().await {
+                read += f.data_ref().map_or(0, |d| d.len());
+                if read > MAX_RESPONSE {
+                    break;
                 }
             }
-            Ok((status, retry_after))
         };
-        match tokio::time::timeout(sub.timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timeout after {}", humantime::format_duration(sub.timeout))),
-        }
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+        Ok((status, retry_after))
     }
 }
 

@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -488,4 +491,77 @@ async fn reload_applies_shutdown_grace() {
         t.elapsed()
     );
     drop(s);
+}
+
+/// A subscriber that answers 200 at once, then sends its body a byte at a time.
+async fn dripping_subscriber() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // The request: its header, then Content-Length bytes.
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n").await;
+                for _ in 0..1000 {
+                    if s.write_all(b".").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, requests) = dripping_subscriber().await;
+    let url = format!("http://{sub}/callbacks");
+    let subs = subscriber_toml("drip", &url, "timeout = \"1s\"\nretry = [\"100ms\", \"100ms\"]");
+    let h = start(dir.path(), &config(&dir.path().join("data"), "", &subs)).await;
+    let (_, v) = callback(h.ingest_addrs[0], &runway("drip")).await;
+    let path = format!("/api/events/{}", v["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ev = loop {
+        let (_, ev) = admin(h.admin_addr, "GET", &path).await;
+        if ev["subscribers"][0]["state"] != "pending" {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "no outcome within 10s: {ev}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let s = &ev["subscribers"][0];
+    assert_eq!(s["state"], "delivered", "{ev}");
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 1, "{ev}");
+    assert_eq!(s["attempts"][0]["status"], 200, "{ev}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    h.shutdown().await;
 }
