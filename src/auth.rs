@@ -222,17 +222,23 @@ pub fn verify_signature(
                 Err(SignatureError::Mismatch)
             }
         }
-        Signature::StandardWebhooks { key, tolerance } => {
+        Signature::StandardWebhooks { keys, tolerance } => {
             let id = header(headers, "webhook-id")?;
             let ts = header(headers, "webhook-timestamp")?;
             let given = header(headers, "webhook-signature")?;
             check_timestamp(ts, now_secs, *tolerance, "webhook-timestamp")?;
-            let expected = hmac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+            // Every key against every signature given (rotation on either side).
+            let expected: Vec<[u8; 32]> = keys
+                .iter()
+                .map(|key| hmac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+                .collect();
             let mut ok = subtle::Choice::from(0);
             for candidate in given.split(' ') {
                 if let Some(b64) = candidate.strip_prefix("v1,") {
                     if let Ok(sig) = B64.decode(b64) {
-                        ok |= expected.as_slice().ct_eq(&sig);
+                        for e in &expected {
+                            ok |= e.as_slice().ct_eq(&sig);
+                        }
                     }
                 }
             }

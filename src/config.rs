@@ -401,20 +401,23 @@ fn yes() -> bool {
     true
 }
 
+// Secrets stay raw TOML here: serde loses the key path inside an internally
+// tagged enum, so they are read in `Validator::signature`, which names `.secret`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
 enum RawSignature {
     Kie {
-        secret: SecretSource,
+        secret: Option<toml::Value>,
         task_id: Option<String>,
         tolerance: Option<Dur>,
     },
     StandardWebhooks {
-        secret: SecretSource,
+        /// One secret, or a list during a rotation (any one may sign).
+        secret: Option<toml::Value>,
         tolerance: Option<Dur>,
     },
     HmacSha256 {
-        secret: SecretSource,
+        secret: Option<toml::Value>,
         header: String,
         #[serde(default)]
         encoding: Encoding,
@@ -565,8 +568,9 @@ pub enum Signature {
         task_id: Option<String>,
         tolerance: Duration,
     },
-    /// Standard Webhooks: HMAC-SHA256(base64-decoded whsec_ key, id.ts.body).
-    StandardWebhooks { key: Vec<u8>, tolerance: Duration },
+    /// Standard Webhooks: HMAC-SHA256(base64-decoded whsec_ key, id.ts.body);
+    /// several keys during a rotation, any one may sign.
+    StandardWebhooks { keys: Vec<Vec<u8>>, tolerance: Duration },
     /// HMAC-SHA256 over the raw body in a configurable header.
     HmacSha256 {
         secret: Vec<u8>,
@@ -762,7 +766,25 @@ impl Validator<'_> {
     }
 
     fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<String, ConfigError> {
-        self.secret("admin.token", t)
+        let token = self.secret("admin.token", t)?;
+        self.usable_token("admin.token", t, &token)?;
+        Ok(token)
+    }
+
+    /// A token a client can present: not blank, no surrounding whitespace
+    /// (a bearer token is trimmed, so it could never match).
+    fn usable_token(&self, key: &str, src: &Spanned<SecretSource>, token: &str) -> Result<(), ConfigError> {
+        if token.trim().is_empty() {
+            return Err(self.err(key, Some(src.span()), "the token is blank"));
+        }
+        if token.trim() != token {
+            return Err(self.err(
+                key,
+                Some(src.span()),
+                "the token has leading or trailing spaces: remove them",
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -809,6 +831,9 @@ impl Validator<'_> {
         };
         if defaults.concurrency == 0 {
             return Err(self.err("delivery.concurrency", None, "must be at least 1"));
+        }
+        if defaults.timeout.is_zero() {
+            return Err(self.err("delivery.timeout", None, "must be greater than 0"));
         }
 
         let mut routes = Vec::with_capacity(raw.routes.len());
@@ -913,6 +938,21 @@ impl Validator<'_> {
         if s.max_body.0 == 0 {
             return Err(self.err("server.max_body", None, "must be greater than 0"));
         }
+        if let Some(memory) = physical_memory() {
+            if s.max_body.0 > memory {
+                return Err(self.err(
+                    "server.max_body",
+                    None,
+                    format!(
+                        "{} bytes is more than this machine's memory ({memory} bytes): a body is held in memory while it is checked",
+                        s.max_body.0
+                    ),
+                ));
+            }
+        }
+        if s.read_timeout.0.is_zero() {
+            return Err(self.err("server.read_timeout", None, "must be greater than 0"));
+        }
         if s.max_connections == 0 {
             return Err(self.err("server.max_connections", None, "must be at least 1"));
         }
@@ -948,16 +988,30 @@ impl Validator<'_> {
             ));
         }
         let path = r.path.get_ref().clone();
-        if !path.starts_with('/') || path.contains('?') || path.contains('#') {
+        // Compared with the request's path as sent: it must be one a request can have.
+        let as_sent = path.parse::<http::uri::PathAndQuery>().ok();
+        if !path.starts_with('/') || as_sent.is_none_or(|p| p.as_str() != p.path()) {
             return Err(self.err(
                 format!("{key}.path"),
                 Some(r.path.span()),
-                format!("invalid path {path:?}: must start with '/' and have no query"),
+                format!(
+                    "invalid path {path:?}: must start with '/', have no query and use only characters a URL path can have (write a space as %20)"
+                ),
             ));
         }
         let mut tokens = Vec::new();
         for (j, t) in r.tokens.iter().enumerate() {
-            tokens.push(self.secret(&format!("{key}.tokens[{j}]"), t)?);
+            let tkey = format!("{key}.tokens[{j}]");
+            let token = self.secret(&tkey, t)?;
+            self.usable_token(&tkey, t, &token)?;
+            tokens.push(token);
+        }
+        if r.allow_ips.as_ref().is_some_and(|a| a.is_empty()) {
+            return Err(self.err(
+                format!("{key}.allow_ips"),
+                Some(r.name.span()),
+                "allow_ips is an empty list: list the allowed CIDRs, or leave allow_ips out to accept every source",
+            ));
         }
         let mut dedupe_key = Vec::new();
         for (j, p) in r.dedupe_key.iter().flatten().enumerate() {
@@ -982,6 +1036,13 @@ impl Validator<'_> {
             Some(s) => Some(self.signature(&format!("{key}.signature"), s)?),
             None => None,
         };
+        if matches!(signature, Some(Signature::Kie { .. })) && !r.json {
+            return Err(self.err(
+                format!("{key}.signature"),
+                r.signature.as_ref().map(|s| s.span()),
+                "the kie scheme reads the task id from the JSON body: it needs json = true",
+            ));
+        }
         if r.subscribers.is_empty() {
             return Err(self.err(
                 format!("{key}.subscribers"),
@@ -1018,16 +1079,46 @@ impl Validator<'_> {
 
     fn signature(&self, key: &str, s: &Spanned<RawSignature>) -> Result<Signature, ConfigError> {
         let span = Some(s.span());
-        let secret = |src: &SecretSource| {
-            src.resolve()
-                .map_err(|m| self.err(format!("{key}.secret"), span.clone(), m))
+        // The secrets of `value` (a list only where `list` allows), each resolved.
+        let secrets = |value: &Option<toml::Value>, list: bool| -> Result<Vec<String>, ConfigError> {
+            let skey = format!("{key}.secret");
+            let Some(value) = value else {
+                return Err(self.err(&skey, span.clone(), "a secret is required"));
+            };
+            let items: Vec<(String, &toml::Value)> = match value {
+                toml::Value::Array(items) if list => {
+                    if items.is_empty() {
+                        return Err(self.err(&skey, span.clone(), "the list of secrets is empty"));
+                    }
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| (format!("{skey}[{j}]"), v))
+                        .collect()
+                }
+                v => vec![(skey, v)],
+            };
+            items
+                .into_iter()
+                .map(|(k, v)| {
+                    SecretSource::from_value(v.clone())
+                        .and_then(|src| src.resolve())
+                        .map_err(|m| self.err(k, span.clone(), m))
+                })
+                .collect()
         };
-        let five_min = Duration::from_secs(300);
+        let tolerance = |t: &Option<Dur>| match t {
+            None => Ok(Duration::from_secs(300)),
+            Some(d) if d.0.is_zero() => {
+                Err(self.err(format!("{key}.tolerance"), span.clone(), "must be greater than 0"))
+            }
+            Some(d) => Ok(d.0),
+        };
         Ok(match s.get_ref() {
             RawSignature::Kie {
-                secret: src,
+                secret,
                 task_id,
-                tolerance,
+                tolerance: t,
             } => {
                 if let Some(p) = task_id {
                     if !p.starts_with('/') {
@@ -1039,21 +1130,29 @@ impl Validator<'_> {
                     }
                 }
                 Signature::Kie {
-                    secret: secret(src)?.into_bytes(),
+                    secret: secrets(secret, false)?.remove(0).into_bytes(),
                     task_id: task_id.clone(),
-                    tolerance: tolerance.map_or(five_min, |d| d.0),
+                    tolerance: tolerance(t)?,
                 }
             }
-            RawSignature::StandardWebhooks { secret: src, tolerance } => {
-                let key_bytes =
-                    decode_whsec(&secret(src)?).map_err(|m| self.err(format!("{key}.secret"), span.clone(), m))?;
+            RawSignature::StandardWebhooks { secret, tolerance: t } => {
+                let many = matches!(secret, Some(toml::Value::Array(_)));
+                let mut keys = Vec::new();
+                for (j, value) in secrets(secret, true)?.iter().enumerate() {
+                    let k = if many {
+                        format!("{key}.secret[{j}]")
+                    } else {
+                        format!("{key}.secret")
+                    };
+                    keys.push(decode_whsec(value).map_err(|m| self.err(k, span.clone(), m))?);
+                }
                 Signature::StandardWebhooks {
-                    key: key_bytes,
-                    tolerance: tolerance.map_or(five_min, |d| d.0),
+                    keys,
+                    tolerance: tolerance(t)?,
                 }
             }
             RawSignature::HmacSha256 {
-                secret: src,
+                secret,
                 header,
                 encoding,
                 prefix,
@@ -1066,7 +1165,7 @@ impl Validator<'_> {
                     )
                 })?;
                 Signature::HmacSha256 {
-                    secret: secret(src)?.into_bytes(),
+                    secret: secrets(secret, false)?.remove(0).into_bytes(),
                     header,
                     encoding: *encoding,
                     prefix: prefix.clone(),
@@ -1190,6 +1289,10 @@ impl Validator<'_> {
         if concurrency == 0 {
             return Err(self.err(format!("{key}.concurrency"), None, "must be at least 1"));
         }
+        let timeout = s.timeout.map_or(d.timeout, |t| t.0);
+        if timeout.is_zero() {
+            return Err(self.err(format!("{key}.timeout"), None, "must be greater than 0"));
+        }
         Ok(Subscriber {
             name,
             route: route.to_string(),
@@ -1198,7 +1301,7 @@ impl Validator<'_> {
             headers,
             ca_file,
             filter: s.filter.into_iter().collect(),
-            timeout: s.timeout.map_or(d.timeout, |t| t.0),
+            timeout,
             retry,
             concurrency,
             rate: s.rate.or(d.rate),
@@ -1222,6 +1325,20 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Total physical memory (Linux `/proc/meminfo`); None where unknown.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Headers a delivery's meaning or framing depends on: hookrelay sets them.

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
     let schemes = [
         Signature::Kie { secret: b"k".to_vec(), task_id: None, tolerance: Duration::from_secs(300) },
-        Signature::StandardWebhooks { key: vec![7; 24], tolerance: Duration::from_secs(300) },
+        Signature::StandardWebhooks { keys: vec![vec![7; 24]], tolerance: Duration::from_secs(300) },
         Signature::HmacSha256 { secret: b"k".to_vec(), header: HeaderName::from_static("x-sig"), encoding: Encoding::Hex, prefix: "sha256=".into() },
         Signature::HmacSha256 { secret: b"k".to_vec(), header: HeaderName::from_static("x-sig"), encoding: Encoding::Base64, prefix: String::new() },
     ];

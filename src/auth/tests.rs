@@ -33,7 +33,7 @@ fn standard_webhooks_known_answer() {
 #[test]
 fn standard_webhooks_verification() {
     let sig = Signature::StandardWebhooks {
-        key: crate::config::decode_whsec(SW_SECRET).unwrap(),
+        keys: vec![crate::config::decode_whsec(SW_SECRET).unwrap()],
         tolerance: Duration::from_secs(300),
     };
     let ts = SW_TS.to_string();

@@ -270,3 +270,116 @@ fn reserved_subscriber_headers_are_refused_by_name() {
     let e = parse(&t).unwrap_err();
     assert!(e.key.starts_with("routes[0].subscribers[0].headers."), "{e}");
 }
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let server = |extra: &str| {
+        minimal("").replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:0\"]\n{extra}"),
+        )
+    };
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (server("read_timeout = \"0s\""), "server.read_timeout", "greater than 0"),
+        (
+            minimal("") + "\n[delivery]\ntimeout = \"0s\"\n",
+            "delivery.timeout",
+            "greater than 0",
+        ),
+        (
+            sub("timeout = \"0ms\""),
+            "routes[0].subscribers[0].timeout",
+            "greater than 0",
+        ),
+        (
+            minimal(r#"signature = { scheme = "kie", secret = "k", tolerance = "0s" }"#),
+            "routes[0].signature.tolerance",
+            "greater than 0",
+        ),
+        (
+            minimal(
+                r#"signature = { scheme = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", tolerance = "0s" }"#,
+            ),
+            "routes[0].signature.tolerance",
+            "greater than 0",
+        ),
+        (
+            minimal("json = false\nsignature = { scheme = \"kie\", secret = \"k\" }"),
+            "routes[0].signature",
+            "json = true",
+        ),
+        (
+            minimal("").replace("/hooks/r", "/hooks/my route"),
+            "routes[0].path",
+            "invalid path",
+        ),
+        (minimal("allow_ips = []"), "routes[0].allow_ips", "empty"),
+        (minimal("tokens = [\"   \"]"), "routes[0].tokens[0]", "blank"),
+        (
+            minimal("tokens = [\"ok\", \" padded\"]"),
+            "routes[0].tokens[1]",
+            "spaces",
+        ),
+        (minimal("") + "\n[admin]\ntoken = \" \"\n", "admin.token", "blank"),
+        (server("max_body = \"1EiB\""), "server.max_body", "memory"),
+        (
+            minimal(
+                r#"signature = { scheme = "standard-webhooks", secret = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "nope!"] }"#,
+            ),
+            "routes[0].signature.secret[1]",
+            "invalid signing secret",
+        ),
+        (
+            minimal(r#"signature = { scheme = "standard-webhooks", secret = 5 }"#),
+            "routes[0].signature.secret",
+            "expected a string",
+        ),
+        (
+            minimal(r#"signature = { scheme = "hmac-sha256", header = "x-sig", secret = { vault = "k" } }"#),
+            "routes[0].signature.secret",
+            "unknown secret source",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, key, needle) in cases {
+        match parse(&text) {
+            Ok(_) => wrong.push(format!("{key}: accepted")),
+            Err(e) if e.key != key || !e.to_string().contains(needle) => {
+                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn standard_webhooks_inbound_takes_a_list_of_secrets() {
+    let c = parse(&minimal(
+        r#"signature = { scheme = "standard-webhooks", secret = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_dGhpcy1pcy1hLW5ldy1zaWduaW5nLWtleS0zMmJ5dGVz"] }"#,
+    ))
+    .expect("a list of secrets during a rotation");
+    let sig = c.routes[0].signature.as_ref().unwrap();
+    // A provider signing with either secret is accepted.
+    for secret in [
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_dGhpcy1pcy1hLW5ldy1zaWduaW5nLWtleS0zMmJ5dGVz",
+    ] {
+        let key = decode_whsec(secret).unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("webhook-id", "msg_1".parse().unwrap());
+        h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        let signed = crate::auth::standard_webhooks_signature(&[key], "msg_1", 1_700_000_000, b"{}");
+        h.insert("webhook-signature", signed.parse().unwrap());
+        assert_eq!(
+            crate::auth::verify_signature(sig, &h, b"{}", None, 1_700_000_000),
+            Ok(())
+        );
+    }
+}
