@@ -162,7 +162,7 @@ pub fn redact_query(path_and_query: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("missing signature header {0}")]
-    MissingHeader(&'static str),
+    MissingHeader(String),
     #[error("malformed {0}")]
     Malformed(&'static str),
     #[error("timestamp outside the allowed tolerance")]
@@ -176,7 +176,7 @@ pub enum SignatureError {
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
     headers
         .get(name)
-        .ok_or(SignatureError::MissingHeader(name))?
+        .ok_or_else(|| SignatureError::MissingHeader(name.to_string()))?
         .to_str()
         .map_err(|_| SignatureError::Malformed(name))
 }
@@ -256,7 +256,7 @@ pub fn verify_signature(
         } => {
             let given = headers
                 .get(name)
-                .ok_or(SignatureError::MissingHeader("configured signature header"))?
+                .ok_or_else(|| SignatureError::MissingHeader(name.as_str().to_string()))?
                 .to_str()
                 .map_err(|_| SignatureError::Malformed("signature header"))?
                 .trim();

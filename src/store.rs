@@ -118,6 +118,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store cannot persist: {0}")]
     Unavailable(String),
+    #[error("another hookrelay is using this store (its lock on {} is held); stop that one first", .0.display())]
+    Locked(std::path::PathBuf),
 }
 
 /// A pending delivery of one event to one subscriber.
@@ -213,7 +215,14 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<Sled, StoreError> {
         .path(path)
         .cache_capacity(cache_bytes)
         .flush_every_ms(Some(1000))
-        .open()?;
+        .open()
+        .map_err(|e| match e {
+            // sled 0.34 says so only in the message of an io::Error.
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                StoreError::Locked(path.join("db"))
+            }
+            e => StoreError::Sled(e),
+        })?;
     let tree = db.open_tree("hookrelay")?;
     Ok(Sled { db, tree })
 }

@@ -565,3 +565,48 @@ async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
     assert_eq!(requests.load(Ordering::SeqCst), 1);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn missing_hmac_signature_header_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""))
+        + &format!(
+            "\n[[routes]]\nname = \"gh\"\npath = \"/hooks/gh\"\nsignature = {{ scheme = \"hmac-sha256\", secret = \"k\", header = \"X-Hub-Signature-256\", prefix = \"sha256=\" }}\n{}",
+            subscriber_toml("g", &sub.url(), "")
+        );
+    let h = start(dir.path(), &cfg).await;
+    let (s, _, body) = post(h.ingest_addrs[0], "/hooks/gh", &[], runway("unsigned")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let why = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].to_string();
+    assert!(why.contains("x-hub-signature-256"), "{why}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_store_says_why_it_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = write_config(
+        dir.path(),
+        &config(&dir.path().join("data"), "", &subscriber_toml("s", DOWN, "")),
+    );
+    let first = Bin::start(&cfg_path, &[]);
+    let path = cfg_path.clone();
+    let second = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second daemon neither started nor stopped")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("another hookrelay is using this store"), "{err}");
+    assert!(err.contains(&dir.path().join("data").display().to_string()), "{err}");
+    // The first one is unharmed.
+    assert_eq!(callback(first.addr, &runway("still-mine")).await.0, StatusCode::OK);
+}
