@@ -61,9 +61,16 @@ impl std::fmt::Display for EventId {
 
 impl std::str::FromStr for EventId {
     type Err = ();
+    /// Only the spelling [`Display`](std::fmt::Display) produces (any case):
+    /// 26 base32 digits hold 130 bits, and the decoder drops the two that do
+    /// not fit, so `8…` would otherwise name the event `0…`.
     fn from_str(s: &str) -> Result<Self, ()> {
         let u = s.strip_prefix("evt_").unwrap_or(s);
-        Ulid::from_string(u).map(EventId).map_err(|_| ())
+        let id = Ulid::from_string(u).map_err(|_| ())?;
+        if !id.to_string().eq_ignore_ascii_case(u) {
+            return Err(());
+        }
+        Ok(EventId(id))
     }
 }
 

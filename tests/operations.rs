@@ -107,6 +107,31 @@ async fn admin_endpoints_and_token() {
     h.shutdown().await;
 }
 
+#[tokio::test]
+async fn event_ids_that_overflow_128_bits_are_refused() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let (_, v) = callback(h.ingest_addrs[0], &runway("alias")).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await.0,
+        StatusCode::OK
+    );
+    // 26 base32 digits carry 130 bits: adding 8 to the first digit sets only
+    // the two bits that do not fit, and must not name the same event.
+    let digits = id.strip_prefix("evt_").unwrap();
+    let first = digits.chars().next().unwrap().to_digit(10).unwrap();
+    let alias = format!("evt_{}{}", first + 8, &digits[1..]);
+    for (method, path) in [
+        ("GET", format!("/api/events/{alias}")),
+        ("POST", format!("/api/events/{alias}/replay")),
+        ("GET", format!("/api/events?before={alias}")),
+    ] {
+        let (s, v) = admin(h.admin_addr, method, &path).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
+    }
+    h.shutdown().await;
+}
+
 /// Parse Prometheus text into (name{labels}, value).
 fn samples(text: &str) -> Vec<(String, f64)> {
     text.lines()

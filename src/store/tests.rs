@@ -305,3 +305,19 @@ impl Sha256Like {
         h
     }
 }
+
+#[test]
+fn event_ids_parse_only_within_128_bits() {
+    let max: EventId = "evt_7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse().unwrap();
+    assert_eq!(max.0, Ulid(u128::MAX));
+    let id = EventId(Ulid::from_parts(1_700_000_000_000, 42));
+    assert_eq!(id.to_string().to_lowercase().parse::<EventId>(), Ok(id));
+    for bad in [
+        "evt_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "evt_80000000000000000000000000",
+        "evt_ZZ",
+        "evt_",
+    ] {
+        assert!(bad.parse::<EventId>().is_err(), "{bad}");
+    }
+}
