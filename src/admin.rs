@@ -82,21 +82,26 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>> 
         }
     }
     let q = query(&req);
+    // Listings, replays and metrics read (and scan) the store: on the blocking
+    // pool, never on the workers that serve callbacks.
+    tokio::task::spawn_blocking(move || dispatch(&app, method, &path, &q))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the admin request failed"))
+}
+
+/// An authenticated admin request (blocking: reads the store).
+fn dispatch(app: &App, method: Method, path: &str, q: &[(String, String)]) -> Response<Full<Bytes>> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match (method, segments.as_slice()) {
         (Method::GET, ["metrics"]) => {
-            return text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics(&app),
-            )
+            return text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics(app))
         }
-        (Method::GET, ["api", "events"]) => list_events(&app, &q),
-        (Method::GET, ["api", "events", id]) => show_event(&app, id),
-        (Method::POST, ["api", "events", id, "replay"]) => replay_event(&app, id, param(&q, "subscriber")),
-        (Method::GET, ["api", "dead-letters"]) => dead_letters(&app, &q),
-        (Method::POST, ["api", "dead-letters", "replay"]) => replay_dead(&app, param(&q, "subscriber")),
-        (Method::GET, ["api", "subscribers"]) => subscribers(&app),
+        (Method::GET, ["api", "events"]) => list_events(app, q),
+        (Method::GET, ["api", "events", id]) => show_event(app, id),
+        (Method::POST, ["api", "events", id, "replay"]) => replay_event(app, id, param(q, "subscriber")),
+        (Method::GET, ["api", "dead-letters"]) => dead_letters(app, q),
+        (Method::POST, ["api", "dead-letters", "replay"]) => replay_dead(app, param(q, "subscriber")),
+        (Method::GET, ["api", "subscribers"]) => subscribers(app),
         (
             _,
             ["metrics"] | ["api", "events"] | ["api", "events", _] | ["api", "dead-letters"] | ["api", "subscribers"],

@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -129,6 +129,81 @@ async fn event_ids_that_overflow_128_bits_are_refused() {
         let (s, v) = admin(h.admin_addr, method, &path).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
     }
+    h.shutdown().await;
+}
+
+/// Write `n` events of route `t` (no subscribers: nothing to deliver) into the store at `data`.
+async fn prefill(data: &std::path::Path, n: usize) {
+    use hookrelay::store::{now_ms, EventMeta, NewEvent, Store};
+    let store = Store::open(data, 16 << 20).unwrap();
+    let committer = store.committer(4096, std::sync::Arc::new(|_: &[String]| {}));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..64 {
+        let c = committer.clone();
+        tasks.spawn(async move {
+            for i in (w..n).step_by(64) {
+                let body = runway(&format!("prefill-{i}"));
+                let mut hash = [0u8; 32];
+                hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let meta = EventMeta {
+                    route: "t".into(),
+                    received_ms: now_ms(),
+                    source: "127.0.0.1".into(),
+                    content_type: Some("application/json".into()),
+                    headers: vec![],
+                    subscribers: vec![],
+                    dedupe: hex::encode(hash),
+                    dedupe_fallback: false,
+                };
+                c.commit(NewEvent {
+                    meta,
+                    dedupe_hash: hash,
+                    body: body.into(),
+                })
+                .await
+                .unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    committer.stop().await;
+    store.flush().unwrap();
+}
+
+// One worker thread, as a loaded daemon's workers are: a listing that scans the
+// store on it would stall every other request for the whole scan.
+#[tokio::test(flavor = "current_thread")]
+async fn admin_listings_scan_the_store_off_the_async_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prefill(&data, 80_000).await;
+    let h = start(dir.path(), &config(&data, "", &subscriber_toml("s", DOWN, ""))).await;
+    let a = h.admin_addr;
+    // No event is dead: this pages through all 80k of them.
+    let listing = tokio::spawn(async move {
+        let t = Instant::now();
+        let (s, v) = admin(a, "GET", "/api/events?status=dead&limit=1").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        t.elapsed()
+    });
+    let mut slowest = Duration::ZERO;
+    while !listing.is_finished() {
+        let t = Instant::now();
+        assert_eq!(admin(a, "GET", "/healthz").await.0, StatusCode::OK);
+        slowest = slowest.max(t.elapsed());
+    }
+    let scan = listing.await.unwrap();
+    eprintln!("listing took {scan:?}; slowest /healthz meanwhile {slowest:?}");
+    assert!(
+        scan > Duration::from_millis(60),
+        "the scan ({scan:?}) is too short to tell anything"
+    );
+    assert!(
+        slowest < scan / 3,
+        "/healthz waited {slowest:?} behind a {scan:?} listing: the scan ran on the async worker"
+    );
     h.shutdown().await;
 }
 
