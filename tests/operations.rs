@@ -188,21 +188,22 @@ async fn admin_listings_scan_the_store_off_the_async_workers() {
         assert_eq!(s, StatusCode::OK, "{v}");
         t.elapsed()
     });
-    let mut slowest = Duration::ZERO;
+    let (mut answered, mut slowest) = (0, Duration::ZERO);
     while !listing.is_finished() {
         let t = Instant::now();
         assert_eq!(admin(a, "GET", "/healthz").await.0, StatusCode::OK);
         slowest = slowest.max(t.elapsed());
+        answered += 1;
     }
     let scan = listing.await.unwrap();
-    eprintln!("listing took {scan:?}; slowest /healthz meanwhile {slowest:?}");
+    eprintln!("listing took {scan:?}; {answered} /healthz answered meanwhile, the slowest in {slowest:?}");
     assert!(
         scan > Duration::from_millis(60),
         "the scan ({scan:?}) is too short to tell anything"
     );
     assert!(
-        slowest < scan / 3,
-        "/healthz waited {slowest:?} behind a {scan:?} listing: the scan ran on the async worker"
+        answered >= 10,
+        "only {answered} /healthz answered during a {scan:?} listing (slowest {slowest:?}): the scan ran on the async worker"
     );
     h.shutdown().await;
 }
