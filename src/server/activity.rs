@@ -10,7 +10,8 @@
 //!   next request if its header is not complete by then, else after
 //!   `idle_timeout` of silence;
 //! - HTTP/2 with no stream being served: closed (GOAWAY first) after
-//!   `idle_timeout`, whatever control frames (pings) it exchanges.
+//!   `idle_timeout`, whatever frames it sends meanwhile (pings, or a header
+//!   that is still arriving: bytes cannot tell them apart here).
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
