@@ -287,6 +287,7 @@ fn settings_that_cannot_work_are_refused() {
     };
     let cases: Vec<(String, &str, &str)> = vec![
         (server("read_timeout = \"0s\""), "server.read_timeout", "greater than 0"),
+        (server("idle_timeout = \"0s\""), "server.idle_timeout", "greater than 0"),
         (
             minimal("") + "\n[delivery]\ntimeout = \"0s\"\n",
             "delivery.timeout",
