@@ -1,11 +1,12 @@
 //! Listeners: accept TCP, optionally terminate TLS, serve HTTP/1.1 and HTTP/2.
 //!
-//! Owns the connection-level limits: a cap on open connections (a semaphore
-//! taken before `accept`), the deadline of every phase that waits for the
-//! client (TLS handshake, protocol detection and headers under `read_timeout`;
-//! idle keep-alive under `idle_timeout`, see [`activity`]), the HTTP/2 stream
-//! limit, and the graceful drain on shutdown. What a request means is for the
-//! service function given to [`serve`] (which bounds the body itself).
+//! Owns the connection-level limits: a cap on open connections (taken before
+//! `accept`), the deadline of every phase that waits for the client (TLS
+//! handshake, protocol detection and headers under `read_timeout`; idle
+//! keep-alive under `idle_timeout`, see `activity`), the HTTP/2 stream limit,
+//! and the graceful drain on shutdown; a reload changes them through `limits`.
+//! What a request means is for the service function given to [`serve`] (which
+//! bounds the body itself).
 
 use std::convert::Infallible;
 use std::future::Future;
