@@ -1,13 +1,10 @@
-//! Benchmark helper (not part of the product): writes N Runway-style events for
-//! one route and subscriber straight into a store, through the same group-commit
-//! writer ingest uses, to build a backlog.
+//! Benchmark helper (not part of the product): a backlog of COUNT Runway-style
+//! events for one route and subscriber, written through the store's normal
+//! write path ([`hookrelay::store::prefill`]).
 //!
 //! prefill STORE_DIR COUNT ROUTE SUBSCRIBER
 
-use std::sync::Arc;
-
-use hookrelay::store::{now_ms, EventMeta, NewEvent, Store};
-use sha2::{Digest, Sha256};
+use hookrelay::store::{prefill::prefill, Options, Store};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -17,37 +14,16 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Store::open(std::path::Path::new(&dir), 64 << 20).unwrap();
-        let committer = store.committer(8192, Arc::new(|_: &[String]| {}));
+        let store = Store::open_sled(&Options {
+            path: dir.into(),
+            cache_bytes: 64 << 20,
+            min_free: 0,
+            compression: false,
+        })
+        .unwrap();
         let started = std::time::Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..256 {
-            let (c, route, sub) = (committer.clone(), route.clone(), sub.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in (w..n).step_by(256) {
-                    let body = format!(
-                        r#"{{"code":200,"msg":"All generated successfully.","data":{{"task_id":"backlog-{i}","video_id":"485da89c-7fca-4340-8c04-101025b2ae71","video_url":"https://file.com/k/{i}.mp4","image_url":"https://file.com/m/{i}.png"}}}}"#
-                    );
-                    let hash: [u8; 32] = Sha256::digest(body.as_bytes()).into();
-                    let meta = EventMeta {
-                        route: route.clone(),
-                        received_ms: now_ms(),
-                        source: "127.0.0.1".into(),
-                        content_type: Some("application/json".into()),
-                        headers: vec![],
-                        subscribers: vec![sub.clone()],
-                        dedupe: hex::encode(hash),
-                        dedupe_fallback: false,
-                    };
-                    c.commit(NewEvent { meta, dedupe_hash: hash, body: body.into() }).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        committer.stop().await;
-        store.flush().unwrap();
+        prefill(&store, &route, &[sub.as_str()], n, "backlog").await.unwrap();
+        store.close().await;
         eprintln!("prefilled {n} events in {:.1}s", started.elapsed().as_secs_f64());
     });
 }

@@ -5,19 +5,27 @@
 //! every subscriber with its own retries, backoff and Standard Webhooks
 //! signature.
 //!
-//! Modules, each owning one concern:
-//! - [`config`]: the only module that knows TOML; raw → validated config.
-//! - [`tls`]: rustls server and client configurations (ring provider).
-//! - [`server`]: listeners, connection limits, timeouts, graceful drain.
-//! - [`ingest`]: one provider request → one answer (the status mapping).
-//! - [`auth`]: tokens, allowlists, provider signatures, delivery signatures.
-//! - [`store`]: the only module that knows sled; group-committed writes.
-//! - [`delivery`]: per-subscriber lanes, retries, circuit, dead letters.
-//! - [`admin`]: health, readiness, metrics and the JSON API.
-//! - [`metrics`]: the Prometheus registry.
-//! - [`app`]: wiring, reload and shutdown.
-//! - [`cli`]: the admin subcommands (a client of the admin API).
-//! - [`logging`]: tracing set-up.
+//! Where each concern lives:
+//!
+//! | concern | module |
+//! |---|---|
+//! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values`) |
+//! | TLS configurations (ring), certificate reload | [`tls`] |
+//! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
+//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
+//! | the dedupe key | [`dedupe`] |
+//! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
+//! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
+//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`) |
+//! | retention sweeps | [`retention`] |
+//! | admin API: health, readiness, metrics, JSON API | [`admin`] |
+//! | Prometheus metrics | [`metrics`] |
+//! | the daemon's shared state | [`state`] |
+//! | wiring: start, reload, shutdown | [`app`], [`reload`] |
+//! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
+//! | the command line and the admin client | [`cli`] |
+//! | time (one clock, follows tokio's so tests can pause it) | [`clock`] |
+//! | log set-up | [`logging`] |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -25,13 +33,19 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
+pub mod retention;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 
 pub use app::{start, Handle};

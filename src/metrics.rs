@@ -46,6 +46,8 @@ pub struct Metrics {
     pub oldest_pending_seconds: Family<SubLabels, Gauge>,
     pub circuit_open: Family<SubLabels, Gauge>,
     pub store_bytes: Gauge,
+    /// Rows the store has written since start (sled writes per event = this / events).
+    pub store_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +71,7 @@ impl Metrics {
             oldest_pending_seconds: Family::default(),
             circuit_open: Family::default(),
             store_bytes: Gauge::default(),
+            store_writes: Counter::default(),
         };
         registry.register(
             "ingest_requests",
@@ -116,6 +119,11 @@ impl Metrics {
             m.circuit_open.clone(),
         );
         registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
+        registry.register(
+            "store_writes",
+            "Rows written to the store since start",
+            m.store_writes.clone(),
+        );
         Metrics { registry, ..m }
     }
 

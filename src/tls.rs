@@ -13,7 +13,21 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::config::TlsFiles;
+/// The PEM files of a server certificate (chain) and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Why a certificate, key or CA file cannot be used (the message names the file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+fn fail(msg: String) -> TlsError {
+    TlsError(msg)
+}
 
 /// Install ring as the process-wide rustls provider (idempotent).
 pub fn install_provider() {
@@ -25,26 +39,27 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Read a PEM certificate chain and private key into a server configuration.
-pub fn load_server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| anyhow::anyhow!("cannot read certificate {}: {e}", files.cert.display()))?
+        .map_err(|e| fail(format!("cannot read certificate {}: {e}", files.cert.display())))?
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("invalid certificate PEM in {}: {e}", files.cert.display()))?;
+        .map_err(|e| fail(format!("invalid certificate PEM in {}: {e}", files.cert.display())))?;
     if certs.is_empty() {
-        anyhow::bail!("no certificate found in {}", files.cert.display());
+        return Err(fail(format!("no certificate found in {}", files.cert.display())));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| anyhow::anyhow!("no usable private key in {}: {e}", files.key.display()))?;
+        .map_err(|e| fail(format!("no usable private key in {}: {e}", files.key.display())))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| fail(format!("TLS versions: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
-            anyhow::anyhow!(
+            fail(format!(
                 "certificate {} and key {} do not fit: {e}",
                 files.cert.display(),
                 files.key.display()
-            )
+            ))
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -74,7 +89,7 @@ impl Reloadable {
 
 /// Trust anchors for outbound HTTPS: the system's roots (webpki roots when the
 /// system has none) plus, when given, every certificate in `ca_file`.
-pub fn load_roots(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
+pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -86,26 +101,27 @@ pub fn load_roots(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
     if let Some(path) = ca_file {
         let mut added = 0;
         for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", path.display()))?
+            .map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?
         {
-            let cert = cert.map_err(|e| anyhow::anyhow!("invalid PEM in CA file {}: {e}", path.display()))?;
+            let cert = cert.map_err(|e| fail(format!("invalid PEM in CA file {}: {e}", path.display())))?;
             roots
                 .add(cert)
-                .map_err(|e| anyhow::anyhow!("unusable CA certificate in {}: {e}", path.display()))?;
+                .map_err(|e| fail(format!("unusable CA certificate in {}: {e}", path.display())))?;
             added += 1;
         }
         if added == 0 {
-            anyhow::bail!("no certificate found in CA file {}", path.display());
+            return Err(fail(format!("no certificate found in CA file {}", path.display())));
         }
     }
     Ok(roots)
 }
 
 /// Client configuration for deliveries (the connector adds ALPN h2 + http/1.1).
-pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<ClientConfig> {
+pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
     let roots = load_roots(ca_file)?;
     let cfg = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| fail(format!("TLS versions: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(cfg)

@@ -548,46 +548,12 @@ async fn backlog_of_100k_drains_with_flat_memory() {
     const N: usize = 100_000;
     // Fill the store as ingest would, while the subscriber is down.
     {
-        let store = hookrelay::store::Store::open(&data, 16 << 20).unwrap();
-        let committer = store.committer(4096, Arc::new(|_: &[String]| {}));
-        let mut tasks = Vec::new();
-        for chunk in 0..64 {
-            let c = committer.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in (chunk..N).step_by(64) {
-                    let body = runway(&format!("backlog-{i}"));
-                    let hash: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-                        <sha2::Sha256 as sha2::Digest>::new(),
-                        body.as_bytes(),
-                    ))
-                    .into();
-                    let meta = hookrelay::store::EventMeta {
-                        route: "t".into(),
-                        received_ms: hookrelay::store::now_ms(),
-                        source: "127.0.0.1".into(),
-                        content_type: Some("application/json".into()),
-                        headers: vec![],
-                        subscribers: vec!["s".into()],
-                        dedupe: hex::encode(hash),
-                        dedupe_fallback: false,
-                    };
-                    let a = c
-                        .commit(hookrelay::store::NewEvent {
-                            meta,
-                            dedupe_hash: hash,
-                            body: body.into(),
-                        })
-                        .await
-                        .unwrap();
-                    assert!(!a.duplicate);
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        committer.stop().await;
-        assert_eq!(store.count_jobs("s"), N);
+        let store = open_store(&data);
+        let acked = hookrelay::store::prefill::prefill(&store, "t", &["s"], N, "backlog")
+            .await
+            .unwrap();
+        assert!(acked.iter().all(|a| !a.duplicate));
+        store.close().await;
     }
     let counter = Arc::new(AtomicUsize::new(0));
     let c2 = counter.clone();
@@ -641,7 +607,7 @@ async fn https_subscriber_with_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, _) = write_cert(dir.path(), "sub");
     // A TLS subscriber, trusted only through ca_file (its self-signed cert).
-    let tls = hookrelay::tls::load_server_config(&hookrelay::config::TlsFiles {
+    let tls = hookrelay::tls::load_server_config(&hookrelay::tls::TlsFiles {
         cert: cert.clone(),
         key,
     })

@@ -261,10 +261,10 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     assert_eq!(admin(bin.admin, "GET", "/readyz").await.0, StatusCode::OK);
     drop(bin);
     // Nothing acknowledged was lost.
-    let store = hookrelay::store::Store::open(&data, 1 << 20).unwrap();
+    let store = open_store(&data);
     for id in &acked {
         assert!(
-            store.event(id.parse().unwrap()).unwrap().is_some(),
+            store.event(id.parse().unwrap()).await.unwrap().is_some(),
             "acknowledged {id} lost"
         );
     }

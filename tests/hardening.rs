@@ -417,7 +417,7 @@ async fn reload_applies_connection_limits_timeouts_and_streams() {
         server("read_timeout = \"2s\"\nmax_connections = 3\nhttp2_max_streams = 1"),
     )
     .unwrap();
-    h.reload().expect("reload");
+    h.reload().await.expect("reload");
 
     // max_connections: two silent connections no longer lock out a callback.
     let silent: Vec<_> = vec![
@@ -465,7 +465,7 @@ async fn reload_applies_shutdown_grace() {
         server("read_timeout = \"5s\"\nshutdown_grace = \"300ms\""),
     )
     .unwrap();
-    h.reload().expect("reload");
+    h.reload().await.expect("reload");
     // A request in flight (its handler asked for the body: 100 Continue) that
     // would hold the shutdown for read_timeout.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

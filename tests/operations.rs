@@ -134,42 +134,11 @@ async fn event_ids_that_overflow_128_bits_are_refused() {
 
 /// Write `n` events of route `t` (no subscribers: nothing to deliver) into the store at `data`.
 async fn prefill(data: &std::path::Path, n: usize) {
-    use hookrelay::store::{now_ms, EventMeta, NewEvent, Store};
-    let store = Store::open(data, 16 << 20).unwrap();
-    let committer = store.committer(4096, std::sync::Arc::new(|_: &[String]| {}));
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..64 {
-        let c = committer.clone();
-        tasks.spawn(async move {
-            for i in (w..n).step_by(64) {
-                let body = runway(&format!("prefill-{i}"));
-                let mut hash = [0u8; 32];
-                hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                let meta = EventMeta {
-                    route: "t".into(),
-                    received_ms: now_ms(),
-                    source: "127.0.0.1".into(),
-                    content_type: Some("application/json".into()),
-                    headers: vec![],
-                    subscribers: vec![],
-                    dedupe: hex::encode(hash),
-                    dedupe_fallback: false,
-                };
-                c.commit(NewEvent {
-                    meta,
-                    dedupe_hash: hash,
-                    body: body.into(),
-                })
-                .await
-                .unwrap();
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
-    committer.stop().await;
-    store.flush().unwrap();
+    let store = open_store(data);
+    hookrelay::store::prefill::prefill(&store, "t", &[], n, "prefill")
+        .await
+        .unwrap();
+    store.close().await;
 }
 
 // One worker thread, as a loaded daemon's workers are: a listing that scans the
@@ -622,7 +591,7 @@ async fn reload_swaps_subscribers_and_certificate_without_dropping_connections()
     let cfg_b = config(&dir.path().join("data"), "", &subscriber_toml("b", &b.url(), ""))
         .replace("read_timeout = \"2s\"", &tls);
     std::fs::write(dir.path().join("config.toml"), &cfg_b).unwrap();
-    h.reload().expect("reload");
+    h.reload().await.expect("reload");
 
     // The open connection still works and its callback goes to b only.
     let r = conn
@@ -677,7 +646,7 @@ async fn reload_swaps_subscribers_and_certificate_without_dropping_connections()
         cfg_b.replace("tokens = [\"tok\"]", "tokens = 5"),
     )
     .unwrap();
-    let err = h.reload().unwrap_err();
+    let err = h.reload().await.unwrap_err().to_string();
     assert!(err.contains("routes[0].tokens"), "{err}");
     let r = conn.send_request(send(runway("still"))).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);

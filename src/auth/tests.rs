@@ -1,5 +1,9 @@
 use super::*;
+use crate::config::{Encoding, Signature};
+use http::HeaderMap;
 use http::HeaderValue;
+use ipnet::IpNet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -80,7 +84,7 @@ fn kie_known_answer() {
     // base64(HMAC-SHA256("kie-test-key", "<task id>.<ts>")), computed independently.
     let expected = "5zdM6bizPKyBWCYssVNLh6WZvg0wufFInuqFh55Ijtw=";
     let sig = Signature::Kie {
-        secret: b"kie-test-key".to_vec(),
+        secret: Secret::new("kie-test-key"),
         task_id: None,
         tolerance: Duration::from_secs(300),
     };
@@ -109,7 +113,7 @@ fn kie_known_answer() {
         Err(SignatureError::Stale)
     );
     let configured = Signature::Kie {
-        secret: b"kie-test-key".to_vec(),
+        secret: Secret::new("kie-test-key"),
         task_id: Some("/job".into()),
         tolerance: Duration::from_secs(300),
     };
@@ -124,7 +128,7 @@ fn kie_known_answer() {
 fn hmac_sha256_github_known_answer() {
     // GitHub's documented example.
     let sig = Signature::HmacSha256 {
-        secret: b"It's a Secret to Everybody".to_vec(),
+        secret: Secret::new("It's a Secret to Everybody"),
         header: http::HeaderName::from_static("x-hub-signature-256"),
         encoding: Encoding::Hex,
         prefix: "sha256=".into(),
@@ -144,7 +148,7 @@ fn hmac_sha256_github_known_answer() {
     )]);
     assert!(verify_signature(&sig, &no_prefix, b"Hello, World!", None, 0).is_err());
     let b64 = Signature::HmacSha256 {
-        secret: b"It's a Secret to Everybody".to_vec(),
+        secret: Secret::new("It's a Secret to Everybody"),
         header: http::HeaderName::from_static("x-sig"),
         encoding: Encoding::Base64,
         prefix: String::new(),
@@ -155,7 +159,7 @@ fn hmac_sha256_github_known_answer() {
 
 #[test]
 fn tokens() {
-    let tokens = vec!["old".to_string(), "new".to_string()];
+    let tokens = vec![Secret::new("old"), Secret::new("new")];
     let one = |t: &str| vec![t.to_string()];
     assert!(token_matches(&one("old"), &tokens));
     assert!(token_matches(&one("new"), &tokens));

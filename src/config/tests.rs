@@ -1,4 +1,7 @@
 use super::*;
+use crate::auth::Secret;
+use std::path::Path;
+use std::time::Duration;
 
 const SHIPPED: &str = include_str!("../../config.toml");
 
@@ -34,10 +37,10 @@ fn shipped_config_parses() {
     assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().unwrap());
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("runway", "/hooks/runway"));
-    assert_eq!(r.tokens, vec!["change-me".to_string()]);
+    assert_eq!(r.tokens, vec![Secret::new("change-me")]);
     assert_eq!(r.dedupe_key, vec!["/data/task_id".to_string(), "/code".to_string()]);
     let s = &r.subscribers[0];
-    assert_eq!(s.retry.len(), 10);
+    assert_eq!(s.retry.steps().len(), 10);
     assert_eq!(s.concurrency, 8);
     assert_eq!(s.keys.len(), 1);
 }
@@ -148,7 +151,11 @@ fn secrets_from_env_file_and_credential() {
         f.display()
     ));
     let c = parse(&t).unwrap();
-    assert_eq!(c.routes[0].tokens, vec!["from-file", "from-env", "from-cred", "inline"]);
+    let want: Vec<Secret> = ["from-file", "from-env", "from-cred", "inline"]
+        .into_iter()
+        .map(Secret::new)
+        .collect();
+    assert_eq!(c.routes[0].tokens, want);
     let t = minimal("tokens = [{ env = \"HOOKRELAY_TEST_UNSET_VAR\" }]");
     expect_err(&t, "routes[0].tokens[0]", 7, "HOOKRELAY_TEST_UNSET_VAR is not set");
     let t = minimal("tokens = [{ vault = \"x\" }]");
@@ -186,7 +193,7 @@ fn rates_and_overrides() {
     let s = &c.routes[0].subscribers[0];
     assert_eq!(s.rate.unwrap().count.get(), 50);
     assert_eq!(s.concurrency, 2);
-    assert_eq!(s.retry, vec![Duration::from_secs(1)]);
+    assert_eq!(s.retry.steps(), &[Duration::from_secs(1)]);
     assert_eq!(s.filter, vec![("/code".to_string(), serde_json::json!(200))]);
     let bad = minimal("").replace(
         "url = \"http://127.0.0.1:9000/\"",
@@ -348,7 +355,7 @@ fn settings_that_cannot_work_are_refused() {
         ),
     ];
     let mut wrong = Vec::new();
-    for (text, key, needle) in cases {
+    for (text, key, needle) in cases.into_iter().chain(silently_clamped_before()) {
         match parse(&text) {
             Ok(_) => wrong.push(format!("{key}: accepted")),
             Err(e) if e.key != key || !e.to_string().contains(needle) => {
@@ -383,4 +390,57 @@ fn standard_webhooks_inbound_takes_a_list_of_secrets() {
             Ok(())
         );
     }
+}
+
+/// Settings version 0.1 clamped or accepted silently; each must be refused
+/// naming its key.
+fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    vec![
+        (minimal("") + "\n[delivery]\nretry = []\n", "delivery.retry", "empty"),
+        (sub("retry = []"), "routes[0].subscribers[0].retry", "empty"),
+        (
+            sub("retry = [\"1s\", \"0s\"]"),
+            "routes[0].subscribers[0].retry[1]",
+            "zero",
+        ),
+        (
+            minimal("") + "\n[delivery]\nconcurrency = 0\n",
+            "delivery.concurrency",
+            "at least 1",
+        ),
+        (
+            sub("concurrency = 0"),
+            "routes[0].subscribers[0].concurrency",
+            "at least 1",
+        ),
+        (
+            minimal("") + "\n[delivery]\ncircuit_threshold = 0\n",
+            "delivery.circuit_threshold",
+            "at least 1",
+        ),
+        (
+            sub("circuit_threshold = 0"),
+            "routes[0].subscribers[0].circuit_threshold",
+            "at least 1",
+        ),
+        (
+            minimal("").replace(
+                "listen = [\"127.0.0.1:0\"]",
+                "listen = [\"127.0.0.1:0\"]\nhttp2_max_streams = 0",
+            ),
+            "server.http2_max_streams",
+            "at least 1",
+        ),
+        (
+            minimal("") + "\n[delivery]\ntimeout = \"-5s\"\n",
+            "delivery.timeout",
+            "invalid duration",
+        ),
+    ]
 }

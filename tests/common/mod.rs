@@ -110,12 +110,29 @@ pub async fn load_until(addr: std::net::SocketAddr, conns: usize, tag: &str, sto
     v
 }
 
+/// Open the store at `data` (the daemon that used it has stopped).
+pub fn open_store(data: &Path) -> hookrelay::store::Store {
+    hookrelay::store::Store::open_sled(&hookrelay::store::Options {
+        path: data.to_path_buf(),
+        cache_bytes: 1 << 20,
+        min_free: 0,
+        compression: false,
+    })
+    .unwrap()
+}
+
+/// Pending deliveries of `sub` in a store no daemon runs on.
+pub async fn backlog(store: &hookrelay::store::Store, sub: &str) -> u64 {
+    let stats = store.subscriber_stats().await.unwrap();
+    stats.iter().find(|s| s.name == sub).map_or(0, |s| s.backlog)
+}
+
 /// Every acknowledged event is in the store at `data`; the opened store.
-pub fn assert_stored(data: &Path, acked: &[(String, String)]) -> hookrelay::store::Store {
-    let store = hookrelay::store::Store::open(data, 1 << 20).unwrap();
+pub async fn assert_stored(data: &Path, acked: &[(String, String)]) -> hookrelay::store::Store {
+    let store = open_store(data);
     for (id, _) in acked {
         assert!(
-            store.event(id.parse().unwrap()).unwrap().is_some(),
+            store.event(id.parse().unwrap()).await.unwrap().is_some(),
             "acknowledged {id} lost"
         );
     }

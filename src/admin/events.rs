@@ -1,0 +1,173 @@
+//! `/api/events`, `/api/events/{id}`, replay, and dead letters.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{internal, rfc3339, ApiResult, Query};
+use crate::state::App;
+use crate::store::{EventId, EventQuery, EventView};
+
+fn parse_id(id: &str) -> Result<EventId, (StatusCode, String)> {
+    id.parse()
+        .map_err(|_| (StatusCode::BAD_REQUEST, format!("invalid event id {id:?}")))
+}
+
+fn source(v: &EventView) -> String {
+    v.event
+        .meta
+        .source
+        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+}
+
+pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
+    let limit = q.limit(50)?;
+    let before = q.get("before").map(parse_id).transpose()?;
+    let status = q.get("status");
+    if let Some(s) = status {
+        if !matches!(s, "pending" | "delivered" | "dead") {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("invalid status {s:?}: use pending, delivered or dead"),
+            ));
+        }
+    }
+    let views = app
+        .store
+        .recent_events(EventQuery {
+            route: q.get("route").map(str::to_string),
+            status: status.map(str::to_string),
+            before,
+            limit,
+        })
+        .await
+        .map_err(internal)?;
+    let events: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.event.id.to_string(),
+                "route": v.event.meta.route,
+                "received_at": rfc3339(v.event.meta.received_ms),
+                "source": source(v),
+                "size": v.event.body.len(),
+                "status": v.status(),
+                "subscribers": v.deliveries.iter().map(|d| json!({"name": d.subscriber, "state": d.state.name()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(json!({ "events": events }))
+}
+
+pub(super) async fn show(app: &App, id: &str) -> ApiResult {
+    let id = parse_id(id)?;
+    let v = app
+        .store
+        .event_view(id)
+        .await
+        .map_err(internal)?
+        .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    let ev = &v.event;
+    let subs: Vec<Value> = v
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.subscriber,
+                "state": d.state.name(),
+                "last_error": d.last_error,
+                "attempts_total": d.attempts,
+                "attempts": d.history.iter().map(|a| json!({
+                    "attempt": a.attempt,
+                    "at": rfc3339(a.at_ms),
+                    "duration_ms": a.duration_ms,
+                    "status": a.status,
+                    "error": a.error,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let (body, encoding) = match std::str::from_utf8(&ev.body) {
+        Ok(s) => (Value::String(s.to_string()), "utf-8"),
+        Err(_) => {
+            use base64::Engine;
+            (
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&ev.body)),
+                "base64",
+            )
+        }
+    };
+    Ok(json!({
+        "id": ev.id.to_string(),
+        "route": ev.meta.route,
+        "received_at": rfc3339(ev.meta.received_ms),
+        "source": source(&v),
+        "origin": match ev.meta.origin { crate::store::Origin::Callback => "callback", crate::store::Origin::Poll => "poll" },
+        "content_type": ev.meta.content_type,
+        "headers": ev.meta.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "dedupe_fallback": ev.meta.dedupe_fallback,
+        "status": v.status(),
+        "body": body,
+        "body_encoding": encoding,
+        "subscribers": subs,
+    }))
+}
+
+pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
+    let id = parse_id(id)?;
+    let result = app
+        .store
+        .replay_event(id, sub.map(str::to_string))
+        .await
+        .map_err(internal)?
+        .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    if let Some(s) = sub {
+        if result.is_empty() {
+            return Err((StatusCode::NOT_FOUND, format!("event {id} has no subscriber {s:?}")));
+        }
+    }
+    let queued: Vec<&str> = result
+        .iter()
+        .filter(|r| r.queued)
+        .map(|r| r.subscriber.as_str())
+        .collect();
+    let pending: Vec<&str> = result
+        .iter()
+        .filter(|r| !r.queued)
+        .map(|r| r.subscriber.as_str())
+        .collect();
+    tracing::info!(event = %id, subscribers = ?queued, "replay requested");
+    Ok(json!({ "id": id.to_string(), "queued": queued, "already_pending": pending }))
+}
+
+pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
+    let limit = q.limit(100)?;
+    let list = app
+        .store
+        .dead_letters(q.get("subscriber").map(str::to_string), limit)
+        .await
+        .map_err(internal)?;
+    Ok(json!({
+        "dead_letters": list.iter().map(|d| json!({
+            "event": d.event.to_string(),
+            "subscriber": d.subscriber,
+            "at": rfc3339(d.at_ms),
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+        })).collect::<Vec<_>>()
+    }))
+}
+
+pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
+    let counts = app
+        .store
+        .replay_dead_letters(sub.map(str::to_string))
+        .await
+        .map_err(internal)?;
+    let total: usize = counts.values().sum();
+    tracing::info!(
+        subscriber = sub.unwrap_or("*"),
+        requeued = total,
+        "dead letters replayed"
+    );
+    Ok(json!({ "requeued": total, "by_subscriber": counts }))
+}

@@ -1,0 +1,27 @@
+//! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
+//! age, store size) are refreshed, then everything is encoded.
+
+use crate::state::App;
+
+pub(super) async fn render(app: &App) -> String {
+    let m = &app.metrics;
+    let now = crate::clock::now_ms();
+    let stats = app.store.subscriber_stats().await.unwrap_or_default();
+    for lane in app.delivery.lanes() {
+        let name = lane.subscriber().name.clone();
+        let labels = m.sub(&name);
+        let depth = lane.queue_depth();
+        m.queue_depth.get_or_create(&labels).set(depth as i64);
+        let age = stats
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.oldest_pending_ms)
+            .filter(|_| depth > 0)
+            .map_or(0, |t| now.saturating_sub(t) / 1000);
+        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
+    }
+    m.store_bytes.set(app.store.size_on_disk() as i64);
+    let (rows, _) = app.store.write_counts();
+    m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
+    m.encode()
+}

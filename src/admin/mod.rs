@@ -1,0 +1,145 @@
+//! Admin API (localhost by default): health, readiness, Prometheus metrics and
+//! the JSON API for events, attempts, dead letters, replay and subscribers.
+//! When `admin.token` is set every path but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>`. Store scans run on the blocking pool (the
+//! store does that), never on the workers that serve callbacks.
+
+mod events;
+mod metrics;
+mod subscribers;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+use crate::state::App;
+
+pub(crate) type Reply = Response<Full<Bytes>>;
+/// A JSON answer, or the status and message of a refusal.
+type ApiResult = Result<Value, (StatusCode, String)>;
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Reply {
+    reply(status, json!({"error": msg.into()}))
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r
+}
+
+/// RFC 3339 time with milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The query parameters of a request, decoded.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of(req: &Request<impl Sized>) -> Query {
+        Query(req.uri().query().map_or_else(Vec::new, |q| {
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+        }))
+    }
+
+    /// A non-empty parameter.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn limit(&self, default: usize) -> Result<usize, (StatusCode, String)> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or((StatusCode::BAD_REQUEST, format!("invalid limit {v:?}: use 1 to 10000"))),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Handle one admin request.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            return if app.ready() {
+                text(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            }
+        }
+        _ => {}
+    }
+    if let Some(token) = &app.live().config.admin.token {
+        let presented = crate::auth::presented_tokens(None, req.headers());
+        if !crate::auth::token_matches(&presented, std::slice::from_ref(token)) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "admin token missing or wrong (Authorization: Bearer ...)",
+            );
+        }
+    }
+    let q = Query::of(&req);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match (method, segments.as_slice()) {
+        (Method::GET, ["metrics"]) => {
+            return text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(&app).await,
+            )
+        }
+        (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
+        (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
+        (Method::POST, ["api", "events", id, "replay"]) => events::replay(&app, id, q.get("subscriber")).await,
+        (Method::GET, ["api", "dead-letters"]) => events::dead_letters(&app, &q).await,
+        (Method::POST, ["api", "dead-letters", "replay"]) => events::replay_dead(&app, q.get("subscriber")).await,
+        (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
+        (
+            _,
+            ["metrics"]
+            | ["api", "events"]
+            | ["api", "events", _]
+            | ["api", "dead-letters"]
+            | ["api", "subscribers"]
+            | ["api", "events", _, "replay"]
+            | ["api", "dead-letters", "replay"],
+        ) => Err((StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".to_string())),
+        _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
+    };
+    match result {
+        Ok(v) => reply(StatusCode::OK, v),
+        Err((status, msg)) => error(status, msg),
+    }
+}

@@ -1,0 +1,53 @@
+//! `/api/subscribers`: every lane with its backlog, in-flight count and
+//! circuit, plus subscribers removed from the config whose work is kept.
+
+use serde_json::json;
+
+use super::{internal, ApiResult};
+use crate::state::App;
+
+pub(super) async fn list(app: &App) -> ApiResult {
+    let stats = app.store.subscriber_stats().await.map_err(internal)?;
+    let now = crate::clock::now_ms();
+    let age = |name: &str| {
+        stats
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.oldest_pending_ms)
+            .map(|t| now.saturating_sub(t) / 1000)
+    };
+    let dead = |name: &str| stats.iter().find(|s| s.name == name).map_or(0, |s| s.dead_letters);
+    let mut out = Vec::new();
+    let lanes = app.delivery.lanes();
+    for lane in &lanes {
+        let s = lane.subscriber();
+        let depth = lane.queue_depth();
+        out.push(json!({
+            "name": s.name,
+            "route": s.route,
+            "url": s.url.to_string(),
+            "state": lane.circuit(),
+            "queue_depth": depth,
+            "in_flight": lane.in_flight(),
+            "oldest_pending_seconds": if depth > 0 { age(&s.name) } else { None },
+            "dead_letters": dead(&s.name),
+        }));
+    }
+    // Subscribers removed from the config whose work is kept.
+    for s in &stats {
+        if lanes.iter().any(|l| l.subscriber().name == s.name) || (s.backlog == 0 && s.dead_letters == 0) {
+            continue;
+        }
+        out.push(json!({
+            "name": s.name,
+            "route": null,
+            "url": null,
+            "state": "removed",
+            "queue_depth": s.backlog,
+            "in_flight": 0,
+            "oldest_pending_seconds": age(&s.name),
+            "dead_letters": s.dead_letters,
+        }));
+    }
+    Ok(json!({ "subscribers": out }))
+}

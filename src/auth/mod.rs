@@ -1,0 +1,35 @@
+//! Authentication of callbacks and signing of deliveries: the only module that
+//! reads secret bytes, and it compares them in constant time.
+//!
+//! - [`source`]: the client address (the TCP peer, or the right-most untrusted
+//!   `X-Forwarded-For` entry behind a trusted proxy) and the allowlist;
+//! - [`token`]: `?token=` or `Authorization: Bearer` (either may match);
+//! - [`signature`]: provider signatures `kie`, `standard-webhooks`, `hmac-sha256`;
+//! - [`sign`]: Standard Webhooks signatures on outgoing deliveries;
+//! - [`secret`]: the [`Secret`] type itself.
+
+pub mod secret;
+pub mod sign;
+pub mod signature;
+pub mod source;
+pub mod token;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use secret::{bearer, credential_text, Secret};
+pub use sign::standard_webhooks_signature;
+pub use signature::{verify_signature, SignatureError};
+pub use source::{client_ip, ip_allowed, Source};
+pub use token::{presented_tokens, redact_query, token_matches};
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! Tokens: presented as `?token=` or `Authorization: Bearer` (either may
+//! match), compared in constant time, and redacted from URLs that are logged.
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use super::Secret;
+
+/// The tokens presented: `Authorization: Bearer` and the first `?token=`
+/// (either may be right, e.g. a proxy adding its own bearer; never more than
+/// two guesses per request).
+pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            out.push(t.trim().to_string());
+        }
+    }
+    if let Some(q) = query {
+        if let Some((_, v)) = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token") {
+            out.push(v.into_owned());
+        }
+    }
+    out
+}
+
+/// Whether any of `presented` equals one of `tokens`. Every pair is compared,
+/// in constant time, so timing does not reveal which one (or how much) matched.
+pub fn token_matches(presented: &[String], tokens: &[Secret]) -> bool {
+    let mut ok = subtle::Choice::from(0);
+    for p in presented {
+        for t in tokens {
+            ok |= p.as_bytes().ct_eq(t.expose());
+        }
+    }
+    ok.into()
+}
+
+/// Replace the value of `token` query parameters, so URLs can be logged. The
+/// key is compared decoded (`tok%65n` is `token` to [`presented_tokens`] too).
+pub fn redact_query(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let is_token = |k: &str| {
+        form_urlencoded::parse(k.as_bytes())
+            .next()
+            .is_some_and(|(decoded, _)| decoded.eq_ignore_ascii_case("token"))
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if is_token(k) => format!("{k}=REDACTED"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}

@@ -1,0 +1,87 @@
+//! The admin subcommands' client of the running daemon's admin API (the
+//! daemon owns the store): where it is, how to authenticate, one call.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::auth::Secret;
+
+/// Where the admin API is and how to authenticate.
+pub struct AdminTarget {
+    /// e.g. `http://127.0.0.1:9090`
+    pub base: String,
+    pub token: Option<Secret>,
+}
+
+/// Call the admin API; the parsed JSON answer, or a message for the user.
+pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
+    let mut req = Request::builder().method(method).uri(&uri);
+    if let Some(t) = &target.token {
+        req = req.header(http::header::AUTHORIZATION, crate::auth::bearer(t));
+    }
+    let req = req
+        .body(Empty::new())
+        .map_err(|e| format!("invalid admin URL {uri}: {e}"))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| format!("the daemon at {} did not answer within 30s", target.base))?
+        .map_err(|e| {
+            format!(
+                "cannot reach the daemon's admin API at {} (is hookrelay running?): {e}",
+                target.base
+            )
+        })?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    let value: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(
+            "the admin API refused the token (set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN)".into(),
+        );
+    }
+    if !status.is_success() {
+        let msg = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| value.to_string(), str::to_string);
+        return Err(format!("{status}: {msg}"));
+    }
+    Ok(value)
+}
+
+/// Where the admin API is: `--admin`/`--token` first; the config file only for
+/// what they leave open, and then only its `admin.listen` / `admin.token`.
+pub fn target(config: &std::path::Path, admin: Option<&str>, token: Option<&str>) -> Result<AdminTarget, String> {
+    if let (Some(base), Some(token)) = (admin, token) {
+        return Ok(AdminTarget {
+            base: base.to_string(),
+            token: Some(Secret::new(token)),
+        });
+    }
+    let from_config = if config.exists() {
+        Some(crate::config::admin_client(config, admin.is_none(), token.is_none()).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let base = match (admin, &from_config) {
+        (Some(a), _) => a.to_string(),
+        (None, Some((Some(listen), _))) => format!("http://{listen}"),
+        (None, _) => "http://127.0.0.1:9090".into(),
+    };
+    let token = token.map(Secret::new).or_else(|| from_config.and_then(|(_, t)| t));
+    Ok(AdminTarget { base, token })
+}

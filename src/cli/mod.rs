@@ -1,0 +1,228 @@
+//! The command line: clap definitions and what each subcommand does. `run`
+//! starts the daemon ([`crate::supervise`]); the admin subcommands are a
+//! client of the running daemon's admin API ([`admin`], [`render`]).
+
+pub mod admin;
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use http::Method;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "hookrelay", version, about = "Public callback endpoint for private services")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, env = "HOOKRELAY_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
+    /// Admin API base URL for the admin subcommands (default: from the config's admin.listen).
+    #[arg(long, global = true, env = "HOOKRELAY_ADMIN")]
+    pub admin: Option<String>,
+    /// Admin API token (default: the config's admin.token).
+    #[arg(long, global = true, env = "HOOKRELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run,
+    /// Validate the configuration file without starting anything.
+    CheckConfig,
+    /// Print a new Standard Webhooks signing secret (whsec_...).
+    GenSecret,
+    /// Upgrade the store to this version's layout, then exit (the daemon also
+    /// does this on its first start).
+    Migrate,
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// The subcommands that ask the running daemon.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// List recent events, newest first.
+    Events {
+        #[arg(long)]
+        route: Option<String>,
+        /// pending, delivered or dead
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one event with every delivery attempt.
+    Event { id: String },
+    /// List deliveries that gave up.
+    DeadLetters {
+        #[arg(long)]
+        subscriber: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Deliver an event again (to all its subscribers, or one).
+    Replay {
+        id: String,
+        #[arg(long)]
+        subscriber: Option<String>,
+    },
+    /// Re-queue dead letters (all, or one subscriber's).
+    ReplayDeadLetters {
+        #[arg(long)]
+        subscriber: Option<String>,
+    },
+    /// Show subscribers with their backlog and state.
+    Subscribers,
+}
+
+/// Run the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Run => crate::supervise::run(&cli.config),
+        Command::CheckConfig => check_config(&cli),
+        Command::GenSecret => {
+            println!("{}", gen_secret());
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => migrate(&cli),
+        Command::Admin(cmd) => admin_command(&cli, cmd),
+    }
+}
+
+fn check_config(cli: &Cli) -> ExitCode {
+    match Config::load(&cli.config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: OK ({} routes, {} subscribers)",
+                cli.config.display(),
+                c.routes.len(),
+                c.subscribers().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
+pub fn gen_secret() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random source works");
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn migrate(cli: &Cli) -> ExitCode {
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&config.log);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(async {
+        let store = crate::store::Store::open_sled(&crate::app::store_options(&config))?;
+        store.register(&crate::app::topology(&config)).await?;
+        store.close().await;
+        Ok::<_, crate::store::StoreError>(())
+    });
+    match result {
+        Ok(()) => {
+            println!("{}: the store is up to date", config.store.path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", config.store.path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
+    let target = match admin::target(&cli.config, cli.admin.as_deref(), cli.token.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let opt = |name: &str, v: &Option<String>| v.as_deref().map_or(String::new(), |v| format!("&{name}={}", enc(v)));
+    let (method, path, render): (Method, String, fn(&serde_json::Value) -> String) = match cmd {
+        AdminCommand::Events { route, status, limit } => (
+            Method::GET,
+            format!(
+                "/api/events?limit={limit}{}{}",
+                opt("route", route),
+                opt("status", status)
+            ),
+            render::render_events,
+        ),
+        AdminCommand::Event { id } => (Method::GET, format!("/api/events/{}", enc(id)), render::render_event),
+        AdminCommand::DeadLetters { subscriber, limit } => (
+            Method::GET,
+            format!("/api/dead-letters?limit={limit}{}", opt("subscriber", subscriber)),
+            render::render_dead_letters,
+        ),
+        AdminCommand::Replay { id, subscriber } => (
+            Method::POST,
+            format!(
+                "/api/events/{}/replay?{}",
+                enc(id),
+                opt("subscriber", subscriber).trim_start_matches('&')
+            ),
+            |v| format!("queued {} for {}\n", v["id"].as_str().unwrap_or("?"), v["queued"]),
+        ),
+        AdminCommand::ReplayDeadLetters { subscriber } => (
+            Method::POST,
+            format!(
+                "/api/dead-letters/replay?{}",
+                opt("subscriber", subscriber).trim_start_matches('&')
+            ),
+            |v| format!("re-queued {} dead letters\n", v["requeued"]),
+        ),
+        AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(admin::call(&target, method, &path)) {
+        Ok(v) => {
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The one clock: wall-clock time that follows tokio's clock.
+//!
+//! Due times, signature timestamps, the circuit and retention all read time
+//! here. It is the real time of day, anchored once, advanced by tokio's
+//! monotonic clock, so a test that pauses tokio's clock (`start_paused`) and
+//! `advance`s it moves this clock too, and nothing else is needed to test
+//! retry schedules or retention without sleeping.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The wall time and the monotonic instant it corresponds to.
+static ANCHOR: OnceLock<(SystemTime, std::time::Instant)> = OnceLock::new();
+
+fn anchor() -> (SystemTime, std::time::Instant) {
+    *ANCHOR.get_or_init(|| (SystemTime::now(), std::time::Instant::now()))
+}
+
+/// The current time of day.
+pub fn now() -> SystemTime {
+    let (wall, at) = anchor();
+    let mono = tokio::time::Instant::now().into_std();
+    match mono.checked_duration_since(at) {
+        Some(ahead) => wall + ahead,
+        None => wall - at.duration_since(mono),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seconds since the Unix epoch (signature timestamps).
+pub fn now_secs() -> i64 {
+    now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The tokio instant at which the wall clock reads `ms` (for sleeping until a due time).
+pub fn instant_at(ms: u64) -> tokio::time::Instant {
+    let now = now_ms();
+    let base = tokio::time::Instant::now();
+    if ms >= now {
+        base + Duration::from_millis(ms - now)
+    } else {
+        base.checked_sub(Duration::from_millis(now - ms)).unwrap_or(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_a_paused_tokio_clock() {
+        let t0 = now_ms();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let t1 = now_ms();
+        assert!((3_600_000..3_600_050).contains(&(t1 - t0)), "{}", t1 - t0);
+        let due = t1 + 5_000;
+        assert_eq!(
+            instant_at(due) - tokio::time::Instant::now(),
+            Duration::from_millis(5_000)
+        );
+    }
+
+    #[test]
+    fn is_the_time_of_day_outside_a_runtime() {
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(now_ms().abs_diff(real) < 1000);
+    }
+}

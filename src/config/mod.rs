@@ -1,0 +1,132 @@
+//! Configuration: the only module that knows TOML.
+//!
+//! Parsing happens in two stages: [`raw`] serde structures take human-friendly
+//! values ([`units`]: "64KiB", "15s", CIDRs; [`secret`]: secrets from files,
+//! the environment or systemd credentials), then [`validate`] turns them into
+//! the typed [`values`] and checks what serde cannot (duplicates, missing
+//! files, values that cannot work). Every error names the file, the key path,
+//! its line and column, and what is wrong.
+
+mod raw;
+pub mod secret;
+pub mod units;
+mod validate;
+pub mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use secret::{decode_whsec, SecretSource};
+pub use units::{Cidr, Dur, Rate, Size};
+pub use values::*;
+
+use crate::auth::Secret;
+
+/// A configuration problem, located as precisely as the source allows.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `routes[0].allow_ips[1]`; empty for syntax errors.
+    pub key: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        if let Some((line, col)) = self.position {
+            write!(f, " (line {line}, column {col})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: String::new(),
+        position: None,
+        message: format!("cannot read file: {e}"),
+    })
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(path, &read(path)?)
+    }
+
+    /// Parse and validate config text; `file` is used in messages and to resolve
+    /// relative paths (TLS files, CA files, the store) against its directory.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = deserialize(file, text)?;
+        validate::Validator { file, text }.validate(raw)
+    }
+}
+
+/// What the admin CLI takes from a config file: `admin.listen` and
+/// `admin.token`, each only when asked for. Nothing else is validated or
+/// resolved, so the CLI works where the daemon's other secrets (systemd
+/// credentials) are not readable.
+pub fn admin_client(
+    path: &Path,
+    want_listen: bool,
+    want_token: bool,
+) -> Result<(Option<SocketAddr>, Option<Secret>), ConfigError> {
+    #[derive(Deserialize)]
+    struct AdminOnly {
+        #[serde(default)]
+        admin: raw::RawAdmin,
+    }
+    let text = read(path)?;
+    let raw: AdminOnly = deserialize(path, &text)?;
+    let v = validate::Validator {
+        file: path,
+        text: &text,
+    };
+    let listen = if want_listen {
+        Some(v.admin_listen(&raw.admin)?)
+    } else {
+        None
+    };
+    let token = match &raw.admin.token {
+        Some(t) if want_token => Some(v.admin_token(t)?),
+        _ => None,
+    };
+    Ok((listen, token))
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        // Spanned<T> shows up in serde's path as a private field: hide it.
+        let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        ConfigError {
+            file: file.to_path_buf(),
+            key: if key == "." { String::new() } else { key },
+            position: inner.span().map(|s| line_col(text, s.start)),
+            message: inner.message().trim().to_string(),
+        }
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests;

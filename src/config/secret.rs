@@ -1,0 +1,127 @@
+//! Where a secret comes from: inline, a file, an environment variable or a
+//! systemd credential (`$CREDENTIALS_DIRECTORY/NAME`, i.e. `LoadCredential=`),
+//! so secrets need not sit in the config file. Resolving one yields an
+//! [`auth::Secret`](crate::auth::Secret).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::auth::Secret;
+
+/// How a secret is given in the config file.
+#[derive(Clone)]
+pub enum SecretSource {
+    Inline(String),
+    File { file: PathBuf },
+    Env { env: String },
+    Credential { credential: String },
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::File { file } => write!(f, "File({})", file.display()),
+            SecretSource::Env { env } => write!(f, "Env({env})"),
+            SecretSource::Credential { credential } => write!(f, "Credential({credential})"),
+        }
+    }
+}
+
+impl SecretSource {
+    pub(super) fn from_value(v: toml::Value) -> Result<SecretSource, String> {
+        const EXPECTED: &str =
+            "expected a string, or one of { file = \"/path\" }, { env = \"VAR\" }, { credential = \"name\" }";
+        match v {
+            toml::Value::String(s) => Ok(SecretSource::Inline(s)),
+            toml::Value::Table(t) if t.len() == 1 => {
+                let (k, v) = t.into_iter().next().expect("one entry");
+                let toml::Value::String(v) = v else {
+                    return Err(EXPECTED.into());
+                };
+                match k.as_str() {
+                    "file" => Ok(SecretSource::File { file: PathBuf::from(v) }),
+                    "env" => Ok(SecretSource::Env { env: v }),
+                    "credential" => Ok(SecretSource::Credential { credential: v }),
+                    _ => Err(format!("unknown secret source `{k}`: {EXPECTED}")),
+                }
+            }
+            _ => Err(EXPECTED.into()),
+        }
+    }
+
+    /// The value as text (a trailing newline of a file is dropped).
+    pub(super) fn resolve_text(&self) -> Result<String, String> {
+        let trimmed = |s: String| s.trim_end_matches(['\n', '\r']).to_string();
+        let value = match self {
+            SecretSource::Inline(s) => s.clone(),
+            SecretSource::File { file } => std::fs::read_to_string(file)
+                .map(trimmed)
+                .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?,
+            SecretSource::Env { env } => std::env::var(env)
+                .map(trimmed)
+                .map_err(|_| format!("environment variable {env} is not set"))?,
+            SecretSource::Credential { credential } => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "credential {credential:?} requested but CREDENTIALS_DIRECTORY is not set \
+                         (use LoadCredential= in the unit)"
+                    )
+                })?;
+                let path = Path::new(&dir).join(credential);
+                std::fs::read_to_string(&path)
+                    .map(trimmed)
+                    .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
+            }
+        };
+        if value.is_empty() {
+            return Err("secret is empty".into());
+        }
+        Ok(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SecretSource::from_value(toml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One secret or a list of them (several during a rotation).
+#[derive(Debug)]
+pub(super) struct SecretList(pub Vec<SecretSource>);
+
+impl<'de> Deserialize<'de> for SecretList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(SecretSource::from_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map(SecretList)
+                .map_err(serde::de::Error::custom),
+            v => SecretSource::from_value(v)
+                .map(|s| SecretList(vec![s]))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Decode a Standard Webhooks secret: base64 after an optional `whsec_` prefix.
+pub fn decode_whsec(s: &str) -> Result<Secret, String> {
+    use base64::Engine;
+    let b64 = s.strip_prefix("whsec_").unwrap_or(s);
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
+        "invalid signing secret: expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)"
+            .to_string()
+    })?;
+    if key.len() < 16 {
+        return Err(format!(
+            "signing secret too short: {} bytes, need at least 16 (24-64 recommended)",
+            key.len()
+        ));
+    }
+    Ok(Secret::new(key))
+}

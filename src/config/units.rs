@@ -1,0 +1,101 @@
+//! Human-friendly value types of the config file: durations ("15s"), sizes
+//! ("1MiB"), networks ("10.0.0.0/8") and rates ("50/s"), each with the error
+//! message a user needs when one is mistyped.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// A duration written as "15s", "2m", "14d" (humantime syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (use e.g. \"15s\", \"2m\", \"14d\")"
+            ))
+        })
+    }
+}
+
+impl Dur {
+    pub fn from_str_const(s: &str) -> Dur {
+        Dur(humantime::parse_duration(s).expect("a valid built-in duration"))
+    }
+}
+
+/// A size written as "1MiB", "64KiB", "500kB" or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(u64),
+            S(String),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => Ok(Size(n)),
+            Either::S(s) => parse_size::parse_size(s.trim()).map(Size).map_err(|e| {
+                serde::de::Error::custom(format!("invalid size {s:?}: {e} (use e.g. \"1MiB\", \"64KiB\")"))
+            }),
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network ("10.0.0.0/8", "::1/128"); a bare address means one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_cidr(&s).map(Cidr).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let t = s.trim();
+    if let Ok(net) = t.parse::<IpNet>() {
+        return Ok(net);
+    }
+    t.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)"))
+}
+
+/// A rate such as "50/s", "600/m" or "1000/h".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rate(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || format!("invalid rate {s:?} (use e.g. \"50/s\", \"600/m\", \"1000/h\")");
+    let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    let count = NonZeroU32::new(count).ok_or_else(bad)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok(Rate { count, per })
+}

@@ -1,0 +1,242 @@
+//! Raw → typed: the checks serde cannot make, each error naming file, key,
+//! line and what is wrong. Server and admin settings here; routes
+//! ([`route`]) and subscribers ([`subscriber`]) in their own files.
+
+mod route;
+mod server;
+mod subscriber;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawAdmin, RawConfig};
+use super::secret::SecretSource;
+use super::values::*;
+use super::{line_col, ConfigError};
+use crate::auth::Secret;
+use crate::delivery::retry::RetrySchedule;
+
+pub(super) struct Validator<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+}
+
+/// `[delivery]`: what subscribers inherit.
+pub(super) struct SubscriberDefaults {
+    timeout: Duration,
+    retry: RetrySchedule,
+    concurrency: usize,
+    rate: Option<crate::config::Rate>,
+    circuit_threshold: u32,
+}
+
+impl Validator<'_> {
+    pub fn err(&self, key: impl Into<String>, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            position: span.filter(|s| s.end > 0).map(|s| line_col(self.text, s.start)),
+            message: message.into(),
+        }
+    }
+
+    /// Paths in the config are relative to the config file's directory.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    pub fn existing_file(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
+        let path = self.resolve_path(p.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(path),
+            Ok(_) => Err(self.err(key, Some(p.span()), format!("{} is not a file", path.display()))),
+            Err(e) => Err(self.err(key, Some(p.span()), format!("cannot open {}: {e}", path.display()))),
+        }
+    }
+
+    pub fn admin_listen(&self, admin: &RawAdmin) -> Result<SocketAddr, ConfigError> {
+        admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                "admin.listen",
+                Some(admin.listen.span()),
+                format!(
+                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
+                    admin.listen.get_ref()
+                ),
+            )
+        })
+    }
+
+    pub fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
+        self.token("admin.token", t)
+    }
+
+    /// A token a client can present: not blank, no surrounding whitespace
+    /// (a bearer token is trimmed, so it could never match).
+    pub fn token(&self, key: &str, src: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
+        let token = src
+            .get_ref()
+            .resolve_text()
+            .map_err(|m| self.err(key, Some(src.span()), m))?;
+        if token.trim().is_empty() {
+            return Err(self.err(key, Some(src.span()), "the token is blank"));
+        }
+        if token.trim() != token {
+            return Err(self.err(
+                key,
+                Some(src.span()),
+                "the token has leading or trailing spaces: remove them",
+            ));
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// A retry schedule, its errors naming `key`.
+    pub fn schedule(
+        &self,
+        key: &str,
+        steps: Vec<Duration>,
+        max_retry_after: Duration,
+    ) -> Result<RetrySchedule, ConfigError> {
+        RetrySchedule::new(steps, max_retry_after).map_err(|e| match e {
+            crate::delivery::retry::ScheduleError::ZeroStep(i) => self.err(format!("{key}[{i}]"), None, e.to_string()),
+            other => self.err(key, None, other.to_string()),
+        })
+    }
+
+    pub fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = self.server(raw.server)?;
+        let store = StoreConfig {
+            path: self.resolve_path(&raw.store.path),
+            retention: raw.store.retention.0,
+            cache_bytes: raw.store.cache.0,
+            min_free: raw.store.min_free.0,
+            compression: raw.store.compression,
+        };
+        if store.retention < Duration::from_secs(60) {
+            return Err(self.err("store.retention", None, "retention must be at least 1m"));
+        }
+        let admin_listen = self.admin_listen(&raw.admin)?;
+        let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
+        if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+            return Err(self.err(
+                "admin.token",
+                Some(raw.admin.listen.span()),
+                "the admin listener is not on a loopback address, so admin.token is required",
+            ));
+        }
+        let log = LogConfig {
+            level: raw.log.level,
+            format: raw.log.format,
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+            return Err(self.err("log.level", None, format!("invalid log level {:?}: {e}", log.level)));
+        }
+        let d = raw.delivery;
+        if d.concurrency == 0 {
+            return Err(self.err("delivery.concurrency", None, "must be at least 1"));
+        }
+        if d.timeout.0.is_zero() {
+            return Err(self.err("delivery.timeout", None, "must be greater than 0"));
+        }
+        if d.circuit_threshold == 0 {
+            return Err(self.err("delivery.circuit_threshold", None, "must be at least 1"));
+        }
+        let defaults = SubscriberDefaults {
+            timeout: d.timeout.0,
+            retry: self.schedule(
+                "delivery.retry",
+                d.retry.iter().map(|d| d.0).collect(),
+                d.max_retry_after.0,
+            )?,
+            concurrency: d.concurrency,
+            rate: d.rate,
+            circuit_threshold: d.circuit_threshold,
+        };
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut paths: HashMap<String, usize> = HashMap::new();
+        let mut route_names: HashMap<String, usize> = HashMap::new();
+        let mut sub_names: HashMap<String, String> = HashMap::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if let Some(prev) = paths.insert(r.path.get_ref().clone(), i) {
+                return Err(self.err(
+                    format!("{key}.path"),
+                    Some(r.path.span()),
+                    format!("duplicate route path {:?} (also routes[{prev}].path)", r.path.get_ref()),
+                ));
+            }
+            if let Some(prev) = route_names.insert(r.name.get_ref().clone(), i) {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    Some(r.name.span()),
+                    format!("duplicate route name {:?} (also routes[{prev}].name)", r.name.get_ref()),
+                ));
+            }
+            routes.push(self.route(&key, r, &defaults, &mut sub_names)?);
+        }
+        if routes.is_empty() {
+            return Err(self.err(
+                "routes",
+                None,
+                "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
+            ));
+        }
+        let warnings = self.retention_warnings(&store, &routes);
+        Ok(Config {
+            file: self.file.to_path_buf(),
+            server,
+            store,
+            admin: AdminConfig {
+                listen: admin_listen,
+                token: admin_token,
+            },
+            log,
+            routes,
+            warnings,
+        })
+    }
+
+    /// Subscribers whose retry schedule (with the most jitter) outlasts the
+    /// retention: their deliveries outlive the retention of their events.
+    fn retention_warnings(&self, store: &StoreConfig, routes: &[Route]) -> Vec<String> {
+        let long: Vec<(String, Duration)> = routes
+            .iter()
+            .flat_map(|r| &r.subscribers)
+            .map(|s| (format!("{:?}", s.name), s.retry.longest_span()))
+            .filter(|(_, span)| *span > store.retention)
+            .collect();
+        let Some(longest) = long.iter().map(|(_, d)| *d).max() else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = long.iter().map(|(n, _)| n.as_str()).collect();
+        vec![format!(
+            "{}: key `store.retention`: {} is shorter than the retry schedule of subscriber {} (up to {} with jitter): \
+             its deliveries can still be retried after their event's retention (the event is kept until they end, \
+             a dead letter for the retention after it dies)",
+            self.file.display(),
+            humantime::format_duration(store.retention),
+            names.join(", "),
+            humantime::format_duration(Duration::from_secs(longest.as_secs())),
+        )]
+    }
+}
+
+/// Route and subscriber names: used in metrics labels, logs and store keys.
+pub(super) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

@@ -1,0 +1,228 @@
+//! `[[routes]]`: path, tokens, allowlist, dedupe key and provider signature.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::HeaderName;
+use toml::Spanned;
+
+use super::{valid_name, SubscriberDefaults, Validator};
+use crate::auth::Secret;
+use crate::config::raw::{RawRoute, RawSignature};
+use crate::config::secret::{decode_whsec, SecretSource};
+use crate::config::units::Dur;
+use crate::config::values::{Route, Signature};
+use crate::config::ConfigError;
+
+impl Validator<'_> {
+    pub(super) fn route(
+        &self,
+        key: &str,
+        r: RawRoute,
+        defaults: &SubscriberDefaults,
+        sub_names: &mut HashMap<String, String>,
+    ) -> Result<Route, ConfigError> {
+        let name = r.name.get_ref().clone();
+        if !valid_name(&name) {
+            return Err(self.err(
+                format!("{key}.name"),
+                Some(r.name.span()),
+                format!("invalid name {name:?}: use letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let path = r.path.get_ref().clone();
+        // Compared with the request's path as sent: it must be one a request can have.
+        let as_sent = path.parse::<http::uri::PathAndQuery>().ok();
+        if !path.starts_with('/') || as_sent.is_none_or(|p| p.as_str() != p.path()) {
+            return Err(self.err(
+                format!("{key}.path"),
+                Some(r.path.span()),
+                format!(
+                    "invalid path {path:?}: must start with '/', have no query and use only characters a URL path \
+                     can have (write a space as %20)"
+                ),
+            ));
+        }
+        let tokens = r
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(j, t)| self.token(&format!("{key}.tokens[{j}]"), t))
+            .collect::<Result<Vec<_>, _>>()?;
+        if r.allow_ips.as_ref().is_some_and(|a| a.is_empty()) {
+            return Err(self.err(
+                format!("{key}.allow_ips"),
+                Some(r.name.span()),
+                "allow_ips is an empty list: list the allowed CIDRs, or leave allow_ips out to accept every source",
+            ));
+        }
+        let mut dedupe_key = Vec::new();
+        for (j, p) in r.dedupe_key.iter().enumerate() {
+            let ptr = p.get_ref();
+            if !(ptr.is_empty() || ptr.starts_with('/')) {
+                return Err(self.err(
+                    format!("{key}.dedupe_key[{j}]"),
+                    Some(p.span()),
+                    format!("invalid JSON pointer {ptr:?}: must start with '/'"),
+                ));
+            }
+            dedupe_key.push(ptr.clone());
+        }
+        if !dedupe_key.is_empty() && !r.json {
+            return Err(self.err(
+                format!("{key}.dedupe_key"),
+                None,
+                "dedupe_key needs a JSON route (json = true)",
+            ));
+        }
+        let signature = r
+            .signature
+            .as_ref()
+            .map(|s| self.signature(&format!("{key}.signature"), s))
+            .transpose()?;
+        if matches!(signature, Some(Signature::Kie { .. })) && !r.json {
+            return Err(self.err(
+                format!("{key}.signature"),
+                r.signature.as_ref().map(|s| s.span()),
+                "the kie scheme reads the task id from the JSON body: it needs json = true",
+            ));
+        }
+        if r.subscribers.is_empty() {
+            return Err(self.err(
+                format!("{key}.subscribers"),
+                Some(r.name.span()),
+                format!("route {name:?} has no subscribers: add a [[routes.subscribers]] table"),
+            ));
+        }
+        let mut subscribers = Vec::new();
+        for (j, s) in r.subscribers.into_iter().enumerate() {
+            let skey = format!("{key}.subscribers[{j}]");
+            if let Some(prev) = sub_names.insert(s.name.get_ref().clone(), skey.clone()) {
+                return Err(self.err(
+                    format!("{skey}.name"),
+                    Some(s.name.span()),
+                    format!(
+                        "duplicate subscriber name {:?} (also {prev}.name); names are unique across all routes",
+                        s.name.get_ref()
+                    ),
+                ));
+            }
+            subscribers.push(self.subscriber(&skey, &name, s, defaults)?);
+        }
+        Ok(Route {
+            name,
+            path,
+            tokens,
+            allow_ips: r.allow_ips.unwrap_or_default().into_iter().map(|c| c.0).collect(),
+            dedupe_key,
+            signature,
+            json: r.json,
+            subscribers,
+        })
+    }
+
+    /// The secrets of a signature's `secret` value (a list only where `list`
+    /// allows), each resolved, with the key each came from.
+    fn signature_secrets(
+        &self,
+        key: &str,
+        span: &Option<std::ops::Range<usize>>,
+        value: &Option<toml::Value>,
+        list: bool,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let skey = format!("{key}.secret");
+        let Some(value) = value else {
+            return Err(self.err(&skey, span.clone(), "a secret is required"));
+        };
+        let items: Vec<(String, &toml::Value)> = match value {
+            toml::Value::Array(items) if list => {
+                if items.is_empty() {
+                    return Err(self.err(&skey, span.clone(), "the list of secrets is empty"));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| (format!("{skey}[{j}]"), v))
+                    .collect()
+            }
+            v => vec![(skey, v)],
+        };
+        items
+            .into_iter()
+            .map(|(k, v)| {
+                SecretSource::from_value(v.clone())
+                    .and_then(|src| src.resolve_text())
+                    .map(|text| (k.clone(), text))
+                    .map_err(|m| self.err(k, span.clone(), m))
+            })
+            .collect()
+    }
+
+    fn signature(&self, key: &str, s: &Spanned<RawSignature>) -> Result<Signature, ConfigError> {
+        let span = Some(s.span());
+        let tolerance = |t: &Option<Dur>| match t {
+            None => Ok(Duration::from_secs(300)),
+            Some(d) if d.0.is_zero() => {
+                Err(self.err(format!("{key}.tolerance"), span.clone(), "must be greater than 0"))
+            }
+            Some(d) => Ok(d.0),
+        };
+        let one = |value: &Option<toml::Value>| -> Result<Secret, ConfigError> {
+            let (_, text) = self.signature_secrets(key, &span, value, false)?.remove(0);
+            Ok(Secret::new(text))
+        };
+        Ok(match s.get_ref() {
+            RawSignature::Kie {
+                secret,
+                task_id,
+                tolerance: t,
+            } => {
+                if let Some(p) = task_id {
+                    if !p.starts_with('/') {
+                        return Err(self.err(
+                            format!("{key}.task_id"),
+                            span,
+                            format!("invalid JSON pointer {p:?}: must start with '/'"),
+                        ));
+                    }
+                }
+                Signature::Kie {
+                    secret: one(secret)?,
+                    task_id: task_id.clone(),
+                    tolerance: tolerance(t)?,
+                }
+            }
+            RawSignature::StandardWebhooks { secret, tolerance: t } => {
+                let keys = self
+                    .signature_secrets(key, &span, secret, true)?
+                    .into_iter()
+                    .map(|(k, text)| decode_whsec(&text).map_err(|m| self.err(k, span.clone(), m)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Signature::StandardWebhooks {
+                    keys,
+                    tolerance: tolerance(t)?,
+                }
+            }
+            RawSignature::HmacSha256 {
+                secret,
+                header,
+                encoding,
+                prefix,
+            } => {
+                let header = HeaderName::try_from(header.as_str()).map_err(|_| {
+                    self.err(
+                        format!("{key}.header"),
+                        span.clone(),
+                        format!("invalid header name {header:?}"),
+                    )
+                })?;
+                Signature::HmacSha256 {
+                    secret: one(secret)?,
+                    header,
+                    encoding: *encoding,
+                    prefix: prefix.clone(),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,98 @@
+//! `[server]`: listen addresses, TLS files, limits and timeouts.
+
+use std::net::SocketAddr;
+
+use super::Validator;
+use crate::config::raw::RawServer;
+use crate::config::values::ServerConfig;
+use crate::config::ConfigError;
+use crate::tls::TlsFiles;
+
+impl Validator<'_> {
+    pub(super) fn server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
+        if s.listen.is_empty() {
+            return Err(self.err("server.listen", None, "at least one listen address is required"));
+        }
+        let mut listen = Vec::new();
+        for (i, a) in s.listen.iter().enumerate() {
+            let addr = a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.err(
+                    format!("server.listen[{i}]"),
+                    Some(a.span()),
+                    format!(
+                        "invalid address {:?} (use e.g. \"127.0.0.1:8080\" or \"[::]:443\")",
+                        a.get_ref()
+                    ),
+                )
+            })?;
+            listen.push(addr);
+        }
+        let tls = match &s.tls {
+            Some(t) => {
+                let t = t.get_ref();
+                let cert = self.existing_file("server.tls.cert", &t.cert)?;
+                let key = self.existing_file("server.tls.key", &t.key)?;
+                let files = TlsFiles { cert, key };
+                if let Err(e) = crate::tls::load_server_config(&files) {
+                    return Err(self.err("server.tls", Some(t.cert.span()), e.to_string()));
+                }
+                Some(files)
+            }
+            None => None,
+        };
+        if s.max_body.0 == 0 {
+            return Err(self.err("server.max_body", None, "must be greater than 0"));
+        }
+        if let Some(memory) = physical_memory() {
+            if s.max_body.0 > memory {
+                return Err(self.err(
+                    "server.max_body",
+                    None,
+                    format!(
+                        "{} bytes is more than this machine's memory ({memory} bytes): a body is held in memory while it is checked",
+                        s.max_body.0
+                    ),
+                ));
+            }
+        }
+        for (key, d) in [
+            ("server.read_timeout", s.read_timeout.0),
+            ("server.idle_timeout", s.idle_timeout.0),
+        ] {
+            if d.is_zero() {
+                return Err(self.err(key, None, "must be greater than 0"));
+            }
+        }
+        if s.max_connections == 0 {
+            return Err(self.err("server.max_connections", None, "must be at least 1"));
+        }
+        if s.http2_max_streams == 0 {
+            return Err(self.err("server.http2_max_streams", None, "must be at least 1"));
+        }
+        Ok(ServerConfig {
+            listen,
+            tls,
+            max_body: usize::try_from(s.max_body.0).unwrap_or(usize::MAX),
+            read_timeout: s.read_timeout.0,
+            idle_timeout: s.idle_timeout.0,
+            trusted_proxies: s.trusted_proxies.into_iter().map(|c| c.0).collect(),
+            max_connections: s.max_connections,
+            http2_max_streams: s.http2_max_streams,
+            shutdown_grace: s.shutdown_grace.0,
+        })
+    }
+}
+
+/// Total physical memory (Linux `/proc/meminfo`); None where unknown.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

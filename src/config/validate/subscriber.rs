@@ -1,0 +1,208 @@
+//! `[[routes.subscribers]]`: URL (credentials become Basic auth), signing
+//! secrets, extra headers (never ours), CA file, filter and the delivery
+//! settings inherited from `[delivery]`.
+
+use http::{HeaderName, HeaderValue, Uri};
+
+use super::{valid_name, SubscriberDefaults, Validator};
+use crate::config::raw::RawSubscriber;
+use crate::config::secret::{decode_whsec, SecretSource};
+use crate::config::values::Subscriber;
+use crate::config::ConfigError;
+
+impl Validator<'_> {
+    pub(super) fn subscriber(
+        &self,
+        key: &str,
+        route: &str,
+        s: RawSubscriber,
+        d: &SubscriberDefaults,
+    ) -> Result<Subscriber, ConfigError> {
+        let name = s.name.get_ref().clone();
+        if !valid_name(&name) {
+            return Err(self.err(
+                format!("{key}.name"),
+                Some(s.name.span()),
+                format!("invalid name {name:?}: use letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let url_err = |m: String| self.err(format!("{key}.url"), Some(s.url.span()), m);
+        // Messages show the URL without its credentials.
+        let shown = hide_userinfo(s.url.get_ref());
+        let url: Uri = s
+            .url
+            .get_ref()
+            .parse()
+            .map_err(|e| url_err(format!("invalid URL {shown:?}: {e}")))?;
+        if !(matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some()) {
+            return Err(url_err(format!(
+                "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
+            )));
+        }
+        let (url, basic_auth) = split_userinfo(url).map_err(url_err)?;
+        let mut keys = Vec::new();
+        if let Some(list) = &s.secret {
+            let many = list.get_ref().0.len() > 1;
+            for (j, sec) in list.get_ref().0.iter().enumerate() {
+                let k = if many {
+                    format!("{key}.secret[{j}]")
+                } else {
+                    format!("{key}.secret")
+                };
+                let value = sec.resolve_text().map_err(|m| self.err(&k, Some(list.span()), m))?;
+                keys.push(decode_whsec(&value).map_err(|m| self.err(&k, Some(list.span()), m))?);
+            }
+        }
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for (h, v) in &s.headers {
+            let hkey = format!("{key}.headers.{h}");
+            let span = Some(v.span());
+            let name = HeaderName::try_from(h.as_str())
+                .map_err(|_| self.err(&hkey, span.clone(), format!("invalid header name {h:?}")))?;
+            if is_reserved_header(&name) {
+                return Err(self.err(
+                    &hkey,
+                    span,
+                    format!(
+                        "header {h:?} is set by hookrelay (body framing, content type, host, webhook-* and \
+                         hookrelay-* headers) and cannot be configured"
+                    ),
+                ));
+            }
+            if headers.iter().any(|(n, _)| *n == name) {
+                return Err(self.err(
+                    &hkey,
+                    span,
+                    format!("header {h:?} is configured twice (names ignore case)"),
+                ));
+            }
+            // Any secret source; an inline value may be empty (a header, not a secret).
+            let (text, secret) = match v.get_ref() {
+                SecretSource::Inline(t) => (t.clone(), false),
+                src => (src.resolve_text().map_err(|m| self.err(&hkey, span.clone(), m))?, true),
+            };
+            let mut value = HeaderValue::try_from(text).map_err(|_| self.err(&hkey, span, "invalid header value"))?;
+            value.set_sensitive(secret || name == http::header::AUTHORIZATION);
+            headers.push((name, value));
+        }
+        if let Some(basic) = basic_auth {
+            if headers.iter().any(|(n, _)| n == http::header::AUTHORIZATION) {
+                return Err(url_err(
+                    "the URL has credentials and headers sets Authorization: use one of them".into(),
+                ));
+            }
+            headers.push((http::header::AUTHORIZATION, basic));
+        }
+        let ca_file = match &s.ca_file {
+            Some(p) => {
+                let path = self.existing_file(&format!("{key}.ca_file"), p)?;
+                if let Err(e) = crate::tls::load_roots(Some(&path)) {
+                    return Err(self.err(format!("{key}.ca_file"), Some(p.span()), e.to_string()));
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        if let Some(ptr) = s.filter.keys().find(|p| !p.starts_with('/')) {
+            return Err(self.err(
+                format!("{key}.filter"),
+                None,
+                format!("invalid JSON pointer {ptr:?}: must start with '/'"),
+            ));
+        }
+        let retry = match (&s.retry, s.max_retry_after) {
+            (None, None) => d.retry.clone(),
+            (steps, cap) => self.schedule(
+                &format!("{key}.retry"),
+                steps
+                    .as_ref()
+                    .map_or_else(|| d.retry.steps().to_vec(), |v| v.iter().map(|d| d.0).collect()),
+                cap.map_or(d.retry.max_retry_after(), |c| c.0),
+            )?,
+        };
+        let concurrency = s.concurrency.unwrap_or(d.concurrency);
+        if concurrency == 0 {
+            return Err(self.err(format!("{key}.concurrency"), None, "must be at least 1"));
+        }
+        let timeout = s.timeout.map_or(d.timeout, |t| t.0);
+        if timeout.is_zero() {
+            return Err(self.err(format!("{key}.timeout"), None, "must be greater than 0"));
+        }
+        let circuit_threshold = s.circuit_threshold.unwrap_or(d.circuit_threshold);
+        if circuit_threshold == 0 {
+            return Err(self.err(format!("{key}.circuit_threshold"), None, "must be at least 1"));
+        }
+        Ok(Subscriber {
+            name,
+            route: route.to_string(),
+            url,
+            keys,
+            headers,
+            ca_file,
+            filter: s.filter.into_iter().collect(),
+            timeout,
+            retry,
+            concurrency,
+            rate: s.rate.or(d.rate),
+            circuit_threshold,
+        })
+    }
+}
+
+/// Headers a delivery's meaning or framing depends on: hookrelay sets them.
+fn is_reserved_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-length"
+            | "transfer-encoding"
+            | "host"
+            | "content-type"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    ) || n.starts_with("webhook-")
+        || n.starts_with("hookrelay-")
+}
+
+/// `scheme://user:pass@host/…` with the credentials replaced, for messages.
+fn hide_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Take `user:password@` out of a subscriber URL: the URL without it, and the
+/// `Authorization: Basic` value to send instead (marked sensitive).
+fn split_userinfo(url: Uri) -> Result<(Uri, Option<HeaderValue>), String> {
+    use base64::Engine;
+    let authority = url.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Ok((url, None));
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(user).collect();
+    credentials.push(b':');
+    credentials.extend(percent_encoding::percent_decode_str(password));
+    let mut value = HeaderValue::try_from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+    .expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    let mut parts = url.into_parts();
+    parts.authority = Some(
+        host.parse()
+            .map_err(|_| "invalid URL: the host after the credentials is not valid".to_string())?,
+    );
+    let url = Uri::from_parts(parts).map_err(|e| format!("invalid URL without its credentials: {e}"))?;
+    Ok((url, Some(value)))
+}

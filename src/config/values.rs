@@ -1,0 +1,182 @@
+//! The validated configuration the daemon runs with: typed values (addresses,
+//! durations, networks, secrets, retry schedules), every one checked.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::units::Rate;
+use crate::auth::Secret;
+use crate::delivery::retry::RetrySchedule;
+use crate::tls::TlsFiles;
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (for messages and reloads).
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub routes: Vec<Route>,
+    /// Settings that work but are probably not what was meant (shown by
+    /// `check-config`, logged at start and reload), each naming file and key.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Every configured subscriber, route by route.
+    pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
+        self.routes.iter().flat_map(|r| r.subscribers.iter())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    pub max_body: usize,
+    /// Bounds every phase that waits for the client: TLS handshake, protocol
+    /// detection, a request's header, its body.
+    pub read_timeout: Duration,
+    /// How long a keep-alive connection (HTTP/1.1 or HTTP/2) may sit with no
+    /// request in flight before it is closed.
+    pub idle_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_connections: usize,
+    pub http2_max_streams: u32,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
+    pub cache_bytes: u64,
+    /// Ingest answers 503 while the store's disk has less free space than this.
+    pub min_free: u64,
+    /// zstd compression of stored rows; fixed when the store is created.
+    pub compression: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human format on a terminal, journald-friendly (no timestamps, no colour) otherwise.
+    #[default]
+    Auto,
+    Human,
+    Json,
+}
+
+/// One public callback path.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    /// Accepted tokens (several during a rotation). Empty: no token needed.
+    pub tokens: Vec<Secret>,
+    /// Empty: every source allowed.
+    pub allow_ips: Vec<IpNet>,
+    /// JSON pointers whose values form the dedupe key; empty: SHA-256 of the body.
+    pub dedupe_key: Vec<String>,
+    pub signature: Option<Signature>,
+    /// The body must be JSON (400 otherwise).
+    pub json: bool,
+    pub subscribers: Vec<Subscriber>,
+}
+
+/// A provider signature the route requires.
+#[derive(Debug, Clone)]
+pub enum Signature {
+    /// HMAC-SHA256(secret, taskId + "." + timestamp), base64, in `X-Webhook-Signature`.
+    Kie {
+        secret: Secret,
+        task_id: Option<String>,
+        tolerance: Duration,
+    },
+    /// Standard Webhooks: HMAC-SHA256(base64-decoded whsec_ key, id.ts.body);
+    /// several keys during a rotation, any one may sign.
+    StandardWebhooks { keys: Vec<Secret>, tolerance: Duration },
+    /// HMAC-SHA256 over the raw body in a configurable header.
+    HmacSha256 {
+        secret: Secret,
+        header: HeaderName,
+        encoding: Encoding,
+        prefix: String,
+    },
+}
+
+impl Signature {
+    pub fn scheme_name(&self) -> &'static str {
+        match self {
+            Signature::Kie { .. } => "kie",
+            Signature::StandardWebhooks { .. } => "standard-webhooks",
+            Signature::HmacSha256 { .. } => "hmac-sha256",
+        }
+    }
+}
+
+/// How a raw-body HMAC is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// A private service that receives every callback of its route.
+#[derive(Clone)]
+pub struct Subscriber {
+    /// Unique across the whole configuration; names its delivery lane and stored work.
+    pub name: String,
+    pub route: String,
+    pub url: Uri,
+    /// Decoded Standard Webhooks keys; each one signs (rotation).
+    pub keys: Vec<Secret>,
+    /// Sent with every delivery, replacing a header of ours of the same name;
+    /// never a reserved one. Secret values are marked sensitive.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+    /// JSON pointer -> value that must be equal for the callback to be delivered.
+    pub filter: Vec<(String, serde_json::Value)>,
+    /// Per attempt, connect to last byte of the status.
+    pub timeout: Duration,
+    pub retry: RetrySchedule,
+    pub concurrency: usize,
+    pub rate: Option<Rate>,
+    /// Consecutive failures that open the circuit (at least 1).
+    pub circuit_threshold: u32,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("keys", &self.keys.len())
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}

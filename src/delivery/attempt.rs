@@ -1,0 +1,192 @@
+//! One delivery attempt: filter, sign, POST the provider's body byte for byte,
+//! classify the answer, decide what follows (delivered, retry, dead letter),
+//! record it in the store, count and log it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::client::{error_chain, HttpClient, SendError};
+use super::retry::{classify, Verdict};
+use super::{ATTEMPT_HEADER, USER_AGENT};
+use crate::clock;
+use crate::config::Subscriber;
+use crate::metrics::Metrics;
+use crate::store::{Attempt, Event, Outcome, Store, Work};
+
+/// Bytes of a subscriber's answer read (so the connection can be reused).
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// Whether an attempt counts for or against the subscriber's health (circuit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Good,
+    Bad,
+    /// Not a statement about the subscriber (filtered out, event gone).
+    Neutral,
+}
+
+/// What one attempt needs; cloned per attempt from the lane.
+pub(super) struct Attempter {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub sub: Arc<Subscriber>,
+    pub client: HttpClient,
+}
+
+fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
+    if sub.filter.is_empty() {
+        return true;
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&event.body) else {
+        return false;
+    };
+    sub.filter.iter().all(|(ptr, want)| json.pointer(ptr) == Some(want))
+}
+
+impl Attempter {
+    /// Run one attempt and record it. The health signal, and whether the
+    /// result was recorded (if not, the store is failing: the work stays
+    /// handed out until the restart that follows, then is sent again).
+    pub async fn run(self, work: Work) -> (Health, bool) {
+        let sub = &self.sub;
+        let id = work.event.id;
+        if !filter_matches(sub, &work.event) {
+            self.metrics.delivery(&sub.name, "skipped");
+            tracing::info!(subscriber = %sub.name, event = %id, outcome = "skipped", "filter did not match");
+            let recorded = self.record(&work, None, Outcome::Skipped).await;
+            return (Health::Neutral, recorded);
+        }
+        let number = work.attempts + 1;
+        let started = tokio::time::Instant::now();
+        let at_ms = clock::now_ms();
+        let result = self.send(&work.event, number).await;
+        let elapsed = started.elapsed();
+        self.metrics
+            .attempt_seconds
+            .get_or_create(&self.metrics.sub(&sub.name))
+            .observe(elapsed.as_secs_f64());
+        let (status, error, verdict) = match result {
+            Ok((status, retry_after)) => (
+                Some(status.as_u16()),
+                None,
+                classify(status, retry_after.as_ref(), clock::now()),
+            ),
+            Err(e) => (None, Some(e.to_string()), Verdict::Retry { after: None }),
+        };
+        let attempt = Attempt {
+            attempt: number,
+            at_ms,
+            duration_ms: elapsed.as_millis() as u64,
+            status,
+            error: error.clone(),
+        };
+        let describe = || error.clone().unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)));
+        let (outcome, health) = match verdict {
+            Verdict::Delivered => (Outcome::Delivered, Health::Good),
+            Verdict::Gone => (
+                Outcome::Dead {
+                    error: "HTTP 410 Gone: subscriber wants no more deliveries".into(),
+                },
+                Health::Good,
+            ),
+            Verdict::Retry { after } => match sub.retry.next_delay(work.step, after) {
+                None => (Outcome::Dead { error: describe() }, Health::Bad),
+                Some(delay) => (
+                    Outcome::Retry {
+                        due_ms: clock::now_ms() + delay.as_millis() as u64,
+                    },
+                    Health::Bad,
+                ),
+            },
+        };
+        let label = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Skipped | Outcome::Gone => "skipped",
+        };
+        self.metrics.delivery(&sub.name, label);
+        match &outcome {
+            Outcome::Retry { due_ms } => tracing::debug!(
+                subscriber = %sub.name, event = %id, attempt = number, status, error = error.as_deref(),
+                retry_in_ms = due_ms.saturating_sub(clock::now_ms()), "delivery failed; will retry"
+            ),
+            Outcome::Dead { error } => tracing::warn!(
+                subscriber = %sub.name, event = %id, attempt = number, outcome = "dead", error = %error, "delivery gave up"
+            ),
+            _ => tracing::info!(
+                subscriber = %sub.name, event = %id, attempt = number, status, ms = elapsed.as_millis() as u64,
+                outcome = label, "delivered"
+            ),
+        }
+        let recorded = self.record(&work, Some(attempt), outcome).await;
+        (health, recorded)
+    }
+
+    async fn record(&self, work: &Work, attempt: Option<Attempt>, outcome: Outcome) -> bool {
+        match self.store.record(&work.ticket, attempt, outcome).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(subscriber = %self.sub.name, event = %work.event.id, error = %e,
+                    "cannot record the delivery outcome; it will be sent again after a restart");
+                false
+            }
+        }
+    }
+
+    /// POST the event; the status and `Retry-After`, or why there is none.
+    async fn send(&self, event: &Event, attempt: u32) -> Result<(StatusCode, Option<HeaderValue>), SendError> {
+        let sub = &self.sub;
+        let id = event.id.to_string();
+        let ts = clock::now_secs();
+        let mut req = Request::post(sub.url.clone())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(ATTEMPT_HEADER, attempt.to_string());
+        if let Some(ct) = &event.meta.content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        if !sub.keys.is_empty() {
+            req = req.header(
+                "webhook-signature",
+                crate::auth::standard_webhooks_signature(&sub.keys, &id, ts, &event.body),
+            );
+        }
+        let mut req = req
+            .body(Full::new(event.body.clone()))
+            .map_err(|e| SendError::Build(e.to_string()))?;
+        // Configured headers replace ours (e.g. user-agent); reserved ones cannot be configured.
+        for (k, v) in &sub.headers {
+            req.headers_mut().insert(k, v.clone());
+        }
+        let deadline = tokio::time::Instant::now() + sub.timeout;
+        let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            Err(_) => return Err(SendError::Timeout(sub.timeout)),
+            Ok(Err(e)) => return Err(SendError::Connection(error_chain(&e))),
+            Ok(Ok(resp)) => resp,
+        };
+        // The status decides the outcome; the rest of the answer is read (bounded
+        // in size and by the same deadline) only so the connection can be reused.
+        let status = resp.status();
+        let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
+        let mut body = resp.into_body();
+        let drain = async {
+            let mut read = 0usize;
+            while let Some(Ok(f)) = body.frame().await {
+                read += f.data_ref().map_or(0, |d| d.len());
+                if read > MAX_RESPONSE {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+        Ok((status, retry_after))
+    }
+}
+
+/// How long a lane waits before reading again after the store failed a read.
+pub(super) const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);

@@ -1,0 +1,55 @@
+//! The HTTP client of a subscriber's lane (h1/h2, plain or TLS with ring,
+//! system roots plus an optional private CA) and the errors a send can end in.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::Subscriber;
+use crate::tls::TlsError;
+
+pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub(super) fn build(sub: &Subscriber) -> Result<HttpClient, TlsError> {
+    let tls = crate::tls::client_config(sub.ca_file.as_deref())?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(sub.timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https))
+}
+
+/// Why an attempt got no status from the subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot build request: {0}")]
+    Build(String),
+    /// Refused, reset, TLS or protocol failure (the whole error chain).
+    #[error("connection error: {0}")]
+    Connection(String),
+    #[error("timeout after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+/// An error and its causes, one line.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,257 @@
+//! A subscriber's lane: the task that takes its work from the store (fresh
+//! events and due retries, oldest due first), runs up to `concurrency`
+//! attempts at once under its rate limit and circuit, and hands each finished
+//! piece of work back to the store. Lanes share nothing but the store, so a
+//! slow or dead subscriber never delays another one, nor ingest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::attempt::{Attempter, Health, READ_ERROR_PAUSE};
+use super::circuit::{Circuit, State};
+use super::client::HttpClient;
+use super::rate::Limiter;
+use crate::clock;
+use crate::config::Subscriber;
+use crate::metrics::Metrics;
+use crate::store::{Store, Ticket, WorkSource};
+
+/// Waiting work that is due while nothing could be taken is looked at again
+/// after this (never a busy loop).
+const RECHECK: Duration = Duration::from_millis(10);
+
+/// One subscriber's lane, shared between its task and the admin side.
+pub struct Lane {
+    /// The subscriber's settings; a reload replaces them in place.
+    sub: RwLock<Arc<Subscriber>>,
+    /// Its HTTP client (a reload may change the CA file or timeout).
+    client: RwLock<HttpClient>,
+    /// Its rate limit, if it has one.
+    limiter: RwLock<Option<Arc<Limiter>>>,
+    /// Wakes the task when the settings change.
+    changed: Notify,
+    /// Pending deliveries, as the task last counted them.
+    depth: AtomicU64,
+    /// Attempts running now.
+    in_flight: AtomicUsize,
+    /// The circuit's state, as the task last saw it.
+    circuit: AtomicU8,
+    /// Tells the task to stop.
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+fn write<T>(l: &RwLock<T>, v: T) {
+    *l.write().unwrap_or_else(|e| e.into_inner()) = v;
+}
+
+impl Lane {
+    pub(super) fn new(sub: &Subscriber, client: HttpClient) -> (Arc<Lane>, watch::Receiver<bool>) {
+        let (stop, stop_rx) = watch::channel(false);
+        let lane = Arc::new(Lane {
+            sub: RwLock::new(Arc::new(sub.clone())),
+            client: RwLock::new(client),
+            limiter: RwLock::new(super::rate::limiter(sub.rate)),
+            changed: Notify::new(),
+            depth: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            circuit: AtomicU8::new(0),
+            stop,
+            task: std::sync::Mutex::new(None),
+        });
+        (lane, stop_rx)
+    }
+
+    /// New settings from a reload; the task picks them up at once.
+    pub(super) fn update(&self, sub: &Subscriber, client: HttpClient) {
+        write(&self.sub, Arc::new(sub.clone()));
+        write(&self.client, client);
+        write(&self.limiter, super::rate::limiter(sub.rate));
+        self.changed.notify_one();
+    }
+
+    pub(super) fn set_task(&self, task: tokio::task::JoinHandle<()>) {
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// Stop the task; attempts in flight are abandoned (sent again after a restart).
+    pub(super) async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    pub(super) fn signal_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    pub fn subscriber(&self) -> Arc<Subscriber> {
+        read(&self.sub)
+    }
+    pub fn queue_depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    pub fn circuit(&self) -> &'static str {
+        match self.circuit.load(Ordering::Relaxed) {
+            1 => State::Open.name(),
+            2 => State::HalfOpen.name(),
+            _ => State::Closed.name(),
+        }
+    }
+}
+
+fn code(s: State) -> u8 {
+    match s {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+    }
+}
+
+/// The lane's task.
+pub(super) async fn run(
+    lane: Arc<Lane>,
+    store: Store,
+    mut source: WorkSource,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = lane.subscriber().name.clone();
+    let labels = metrics.sub(&name);
+    let signal = source.signal();
+    let mut circuit = Circuit::new(lane.subscriber().circuit_threshold);
+    let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
+    let mut tickets: HashMap<tokio::task::Id, Ticket> = HashMap::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let sub = lane.subscriber();
+        circuit.set_threshold(sub.circuit_threshold);
+        let now = Instant::now();
+        let state = circuit.state(now);
+        lane.circuit.store(code(state), Ordering::Relaxed);
+        metrics
+            .circuit_open
+            .get_or_create(&labels)
+            .set(i64::from(state == State::Open));
+        let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
+        let mut took = 0;
+        if capacity > 0 {
+            match source.take(capacity, clock::now_ms()).await {
+                Ok(work) => {
+                    took = work.len();
+                    let limiter = read(&lane.limiter);
+                    let client = read(&lane.client);
+                    for w in work {
+                        if let Some(l) = &limiter {
+                            tokio::select! {
+                                _ = l.until_ready() => {}
+                                _ = stop.changed() => break,
+                            }
+                        }
+                        let attempter = Attempter {
+                            store: store.clone(),
+                            metrics: metrics.clone(),
+                            sub: sub.clone(),
+                            client: client.clone(),
+                        };
+                        let ticket = w.ticket.clone();
+                        let handle = tasks.spawn(attempter.run(w));
+                        tickets.insert(handle.id(), ticket);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(subscriber = %name, error = %e, "cannot read work from the store");
+                    tokio::select! {
+                        _ = tokio::time::sleep(READ_ERROR_PAUSE) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            }
+        }
+        lane.depth.store(source.depth(), Ordering::Relaxed);
+        lane.in_flight.store(tickets.len(), Ordering::Relaxed);
+        metrics.in_flight.get_or_create(&labels).set(tickets.len() as i64);
+        // Wait for whatever can change what is due: a finished attempt, new
+        // work, the next due time, the circuit's pause ending, new settings.
+        let wake_at = match state {
+            State::Open => circuit.reopens_at(),
+            _ if capacity == 0 => None,
+            _ if took == capacity => Some(now),
+            _ => source.next_due().map(|due| {
+                if due > clock::now_ms() {
+                    clock::instant_at(due)
+                } else if took > 0 {
+                    now
+                } else {
+                    now + RECHECK
+                }
+            }),
+        };
+        if wake_at.is_some_and(|t| t <= now) {
+            // Let finished attempts in before taking more.
+            tokio::task::yield_now().await;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some(done) = tasks.join_next_with_id() => {
+                let (id, health, recorded) = match done {
+                    Ok((id, (health, recorded))) => (id, health, recorded),
+                    Err(e) => {
+                        tracing::error!(subscriber = %name, error = %e, "delivery attempt failed unexpectedly; it will be sent again after a restart");
+                        (e.id(), Health::Neutral, false)
+                    }
+                };
+                if let Some(ticket) = tickets.remove(&id) {
+                    // Unrecorded work stays handed out: the cursor never passes it.
+                    if recorded {
+                        source.done(&ticket).await;
+                    }
+                }
+                match health {
+                    Health::Good => {
+                        if circuit.succeeded() {
+                            tracing::info!(subscriber = %name, "subscriber answered again; circuit closed");
+                        }
+                    }
+                    Health::Bad => {
+                        let was_open = circuit.state(Instant::now()) != State::Closed;
+                        if let Some(pause) = circuit.failed(Instant::now()) {
+                            if !was_open {
+                                tracing::warn!(subscriber = %name, pause_ms = pause.as_millis() as u64, "subscriber keeps failing; circuit open");
+                            }
+                        }
+                    }
+                    Health::Neutral => {}
+                }
+            }
+            _ = signal.notified() => {}
+            _ = lane.changed.notified() => {}
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+        }
+    }
+    tasks.abort_all();
+    lane.in_flight.store(0, Ordering::Relaxed);
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}

@@ -1,0 +1,132 @@
+//! Delivery: fans every stored event out to its subscribers.
+//!
+//! Each subscriber has its own [`lane`], a task that reads that subscriber's
+//! work from the store, runs [`attempt`]s under its concurrency, [`rate`] limit
+//! and [`circuit`], and follows its [`retry`] schedule. This module knows
+//! neither sled nor how ingest answers.
+
+pub mod attempt;
+pub mod circuit;
+mod client;
+mod lane;
+mod rate;
+pub mod retry;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+pub use client::SendError;
+pub use lane::Lane;
+
+use crate::config::Subscriber;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::tls::TlsError;
+
+/// The `User-Agent` of every delivery.
+pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
+/// Header carrying the attempt number (1 for the first try).
+pub const ATTEMPT_HEADER: &str = "hookrelay-attempt";
+
+/// Why subscribers could not be (re)configured; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("subscriber {subscriber:?}: {source}")]
+    Client { subscriber: String, source: TlsError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The delivery side: a lane per configured subscriber.
+#[derive(Clone)]
+pub struct Delivery {
+    /// Where lanes take their work from and record what happened.
+    store: Store,
+    metrics: Arc<Metrics>,
+    /// By subscriber name.
+    lanes: Arc<RwLock<HashMap<String, Arc<Lane>>>>,
+}
+
+impl Delivery {
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Delivery {
+            store,
+            metrics,
+            lanes: Arc::default(),
+        }
+    }
+
+    /// Every lane, by subscriber name.
+    pub fn lanes(&self) -> Vec<Arc<Lane>> {
+        let mut v: Vec<_> = self
+            .lanes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|l| l.subscriber().name.clone());
+        v
+    }
+
+    /// Start, update or stop lanes to match the configured subscribers (which
+    /// the store must know: [`Store::register`]). The work of a removed
+    /// subscriber stays in the store (reported by the admin API).
+    pub fn configure(&self, subscribers: &[Subscriber]) -> Result<(), DeliveryError> {
+        // Build every client and work source first, so a bad CA file changes nothing.
+        let mut ready = Vec::with_capacity(subscribers.len());
+        for s in subscribers {
+            let client = client::build(s).map_err(|source| DeliveryError::Client {
+                subscriber: s.name.clone(),
+                source,
+            })?;
+            ready.push((s, client));
+        }
+        let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
+        let wanted: HashSet<&str> = subscribers.iter().map(|s| s.name.as_str()).collect();
+        lanes.retain(|name, lane| {
+            let keep = wanted.contains(name.as_str());
+            if !keep {
+                lane.signal_stop();
+                tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
+            }
+            keep
+        });
+        for (s, client) in ready {
+            if let Some(lane) = lanes.get(&s.name) {
+                lane.update(s, client);
+                continue;
+            }
+            let source = self.store.work_source(&s.name)?;
+            let (lane, stop) = Lane::new(s, client);
+            lanes.insert(s.name.clone(), lane.clone());
+            let task = tokio::spawn(lane::run(
+                lane.clone(),
+                self.store.clone(),
+                source,
+                self.metrics.clone(),
+                stop,
+            ));
+            lane.set_task(task);
+        }
+        Ok(())
+    }
+
+    /// Stop every lane and wait for it; attempts in flight are abandoned
+    /// (their work stays in the store and is sent again after a restart).
+    pub async fn stop(&self) {
+        let lanes: Vec<Arc<Lane>> = self
+            .lanes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        for lane in &lanes {
+            lane.signal_stop();
+        }
+        for lane in lanes {
+            lane.stop().await;
+        }
+    }
+}

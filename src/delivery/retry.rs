@@ -1,0 +1,184 @@
+//! The retry schedule as a value: the delays between attempts (each ±20 %
+//! jitter), how a subscriber's `Retry-After` lengthens one (never shortens
+//! it, capped by `max_retry_after`), and what a subscriber's answer means.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, StatusCode};
+
+/// A validated retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    /// Delay before retry 1, 2, …; then dead letter.
+    steps: Vec<Duration>,
+    /// The longest `Retry-After` a subscriber may ask for.
+    max_retry_after: Duration,
+}
+
+/// Why a schedule is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the retry schedule is empty: give at least one delay (e.g. [\"5s\", \"1m\"])")]
+    Empty,
+    #[error("delay {0} of the retry schedule is zero")]
+    ZeroStep(usize),
+}
+
+/// ±20 %: retries of many deliveries that failed together spread out.
+const JITTER: f64 = 0.2;
+
+impl RetrySchedule {
+    pub fn new(steps: Vec<Duration>, max_retry_after: Duration) -> Result<RetrySchedule, ScheduleError> {
+        if steps.is_empty() {
+            return Err(ScheduleError::Empty);
+        }
+        if let Some(i) = steps.iter().position(Duration::is_zero) {
+            return Err(ScheduleError::ZeroStep(i));
+        }
+        Ok(RetrySchedule { steps, max_retry_after })
+    }
+
+    pub fn steps(&self) -> &[Duration] {
+        &self.steps
+    }
+
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
+    /// The wait before retry `step` (0-based) after a failure, when the
+    /// subscriber asked for `retry_after`; None once the schedule is exhausted.
+    pub fn next_delay(&self, step: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        self.delay_with(step, retry_after, fastrand::f64())
+    }
+
+    /// [`next_delay`](Self::next_delay) with the jitter's random draw (0..1) given.
+    pub fn delay_with(&self, step: u32, retry_after: Option<Duration>, draw: f64) -> Option<Duration> {
+        let base = *self.steps.get(step as usize)?;
+        let scheduled = base.mul_f64(1.0 - JITTER + 2.0 * JITTER * draw.clamp(0.0, 1.0));
+        Some(retry_after.map_or(scheduled, |a| scheduled.max(a.min(self.max_retry_after))))
+    }
+
+    /// How long the whole schedule can take at the most (every delay +20 %).
+    pub fn longest_span(&self) -> Duration {
+        self.steps.iter().sum::<Duration>().mul_f64(1.0 + JITTER)
+    }
+}
+
+/// What a subscriber's answer means for the delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// 410: never again.
+    Gone,
+    /// Retry; no sooner than the given delay when the subscriber asked for one.
+    Retry {
+        after: Option<Duration>,
+    },
+}
+
+/// Classify a subscriber's status and `Retry-After` (which counts on 429/503).
+pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>, now: SystemTime) -> Verdict {
+    if status.is_success() {
+        return Verdict::Delivered;
+    }
+    if status == StatusCode::GONE {
+        return Verdict::Gone;
+    }
+    let after = if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+    } else {
+        None
+    };
+    Verdict::Retry { after }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn schedules_are_validated() {
+        assert_eq!(RetrySchedule::new(vec![], s(1)), Err(ScheduleError::Empty));
+        assert_eq!(
+            RetrySchedule::new(vec![s(1), s(0)], s(1)),
+            Err(ScheduleError::ZeroStep(1))
+        );
+    }
+
+    #[test]
+    fn delays_stay_within_the_jitter_bounds() {
+        let r = RetrySchedule::new(vec![s(100), s(10)], s(3600)).unwrap();
+        assert_eq!(r.delay_with(0, None, 0.0), Some(s(80)));
+        assert_eq!(r.delay_with(0, None, 1.0), Some(s(120)));
+        for _ in 0..1000 {
+            let d = r.next_delay(0, None).unwrap();
+            assert!(d >= s(80) && d <= s(120), "{d:?}");
+        }
+        assert_eq!(r.next_delay(2, None), None, "exhausted");
+        assert_eq!(r.longest_span(), s(132));
+    }
+
+    #[test]
+    fn retry_after_only_lengthens_the_schedule() {
+        let r = RetrySchedule::new(vec![s(5), s(7200)], s(3600)).unwrap();
+        assert_eq!(r.delay_with(0, None, 0.5), Some(s(5)));
+        assert_eq!(r.delay_with(0, Some(s(0)), 0.5), Some(s(5)));
+        assert_eq!(r.delay_with(0, Some(s(60)), 0.5), Some(s(60)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3600)), "capped");
+        assert_eq!(r.delay_with(1, Some(s(86400)), 0.5), Some(s(7200)), "never shortened");
+    }
+
+    #[test]
+    fn classify_status_codes() {
+        let now = SystemTime::now();
+        assert_eq!(classify(StatusCode::OK, None, now), Verdict::Delivered);
+        assert_eq!(classify(StatusCode::NO_CONTENT, None, now), Verdict::Delivered);
+        assert_eq!(classify(StatusCode::GONE, None, now), Verdict::Gone);
+        assert_eq!(
+            classify(StatusCode::FOUND, None, now),
+            Verdict::Retry { after: None },
+            "redirects fail"
+        );
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, None, now),
+            Verdict::Retry { after: None }
+        );
+        let ra = HeaderValue::from_static("7");
+        for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE] {
+            assert_eq!(classify(status, Some(&ra), now), Verdict::Retry { after: Some(s(7)) });
+        }
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, Some(&ra), now),
+            Verdict::Retry { after: None },
+            "Retry-After only counts on 429/503"
+        );
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(s(60)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:40:37 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Every way a callback can end, and the one place where an outcome becomes
+//! an HTTP answer (status, body, headers).
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::store::Accepted;
+
+/// Every way a callback can end.
+#[derive(Debug)]
+pub enum Answer {
+    Accepted(Accepted),
+    NotFound,
+    MethodNotAllowed,
+    Forbidden,
+    Unauthorized(String),
+    TooLarge(usize),
+    BadRequest(String),
+    Timeout,
+    Unavailable,
+}
+
+/// The one mapping from outcome to HTTP answer.
+pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
+    let (status, body) = match answer {
+        Answer::Accepted(a) => (
+            StatusCode::OK,
+            serde_json::json!({"id": a.id.to_string(), "duplicate": a.duplicate}),
+        ),
+        Answer::NotFound => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "no route for this path"}),
+        ),
+        Answer::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"error": "use POST"})),
+        Answer::Forbidden => (
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "source address not allowed"}),
+        ),
+        Answer::Unauthorized(why) => (StatusCode::UNAUTHORIZED, serde_json::json!({"error": why})),
+        Answer::TooLarge(max) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            serde_json::json!({"error": format!("body larger than {max} bytes")}),
+        ),
+        Answer::BadRequest(why) => (StatusCode::BAD_REQUEST, serde_json::json!({"error": why})),
+        Answer::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            serde_json::json!({"error": "request body not received in time"}),
+        ),
+        Answer::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "cannot store the callback right now; retry later"}),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    match answer {
+        Answer::MethodNotAllowed => {
+            h.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        }
+        // The rest of the body was not read: the connection cannot be reused.
+        Answer::TooLarge(_) | Answer::Timeout => {
+            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        Answer::Unavailable => {
+            h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        _ => {}
+    }
+    resp
+}

@@ -1,0 +1,197 @@
+//! Ingest: turns one provider request into an answer.
+//!
+//! Route by exact path, check method, source address, token, size, JSON and
+//! provider signature, compute the dedupe key, then hand the event to the
+//! store's writer and answer only once it is on disk. Every decision is logged
+//! (with the token redacted) and counted; [`respond`] ([`answer`]) is the one
+//! place where outcomes become HTTP status codes.
+
+mod answer;
+mod body;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response};
+use http_body_util::Full;
+
+pub use answer::{respond, Answer};
+
+use crate::auth;
+use crate::dedupe::dedupe_hash;
+use crate::state::{App, RouteState};
+use crate::store::{EventMeta, NewEvent, Origin};
+
+/// How long a request waits for its event to be on disk before answering 503.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Headers kept with the event (never credentials).
+fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)> {
+    let sig_header = match &route.route.signature {
+        Some(crate::config::Signature::HmacSha256 { header, .. }) => Some(header.as_str()),
+        _ => None,
+    };
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            matches!(k, "user-agent" | "content-type" | "x-forwarded-for")
+                || k.starts_with("x-webhook-")
+                || k.starts_with("webhook-")
+                || Some(k) == sig_header
+        })
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .take(32)
+        .collect()
+}
+
+/// Handle one request on the public listener.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let started = tokio::time::Instant::now();
+    let live = app.live();
+    // A cheap (shared-bytes) copy, redacted only when a refusal is logged.
+    let uri = req.uri().clone();
+    let logged_uri = || auth::redact_query(uri.path_and_query().map_or("/", |p| p.as_str()));
+    let Some(route) = live.routes.get(uri.path()).cloned() else {
+        app.metrics.ingest("", 404);
+        tracing::info!(uri = %logged_uri(), peer = %peer.ip(), status = 404, "no route");
+        return respond(&Answer::NotFound);
+    };
+    let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
+    let answer = check_and_store(&app, &live.config.server, &route, req, source, started).await;
+    let status = respond(&answer);
+    let code = status.status().as_u16();
+    app.metrics.ingest(&route.route.name, code);
+    let name = route.route.name.as_str();
+    let took_us = started.elapsed().as_micros() as u64;
+    match &answer {
+        Answer::Accepted(a) => {
+            if a.duplicate {
+                app.metrics
+                    .dedupe_hits
+                    .get_or_create(&crate::metrics::RouteLabels {
+                        route: name.to_string(),
+                    })
+                    .inc();
+            }
+            tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted");
+        }
+        Answer::Unauthorized(why) | Answer::BadRequest(why) => {
+            tracing::info!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused");
+        }
+        _ => {
+            tracing::info!(route = name, source = %source, status = code, uri = %logged_uri(), "callback refused")
+        }
+    }
+    status
+}
+
+async fn check_and_store<B>(
+    app: &App,
+    server: &crate::config::ServerConfig,
+    route: &RouteState,
+    req: Request<B>,
+    source: auth::Source,
+    started: tokio::time::Instant,
+) -> Answer
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let r = &route.route;
+    if req.method() != Method::POST {
+        return Answer::MethodNotAllowed;
+    }
+    if !auth::ip_allowed(source, &r.allow_ips) {
+        return Answer::Forbidden;
+    }
+    if !r.tokens.is_empty() {
+        let presented = auth::presented_tokens(req.uri().query(), req.headers());
+        if !auth::token_matches(&presented, &r.tokens) {
+            let why = if !presented.is_empty() {
+                "wrong token"
+            } else {
+                "missing token"
+            };
+            return Answer::Unauthorized(why.into());
+        }
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let body = match body::read(body, declared, server.max_body, started + server.read_timeout).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let json = if r.json {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => Some(v),
+            Err(e) => return Answer::BadRequest(format!("body is not valid JSON: {e}")),
+        }
+    } else {
+        None
+    };
+    if let Some(sig) = &r.signature {
+        if let Err(e) = auth::verify_signature(sig, &parts.headers, &body, json.as_ref(), crate::clock::now_secs()) {
+            return Answer::Unauthorized(format!("bad provider signature: {e}"));
+        }
+    }
+    let (hash, fallback) = dedupe_hash(&r.dedupe_key, json.as_ref(), &body);
+    if fallback {
+        app.metrics
+            .dedupe_fallback
+            .get_or_create(&crate::metrics::RouteLabels { route: r.name.clone() })
+            .inc();
+        if !route.fallback_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(route = %r.name, pointers = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
+        }
+    }
+    let meta = EventMeta {
+        route: r.name.clone(),
+        received_ms: crate::clock::now_ms(),
+        source: match source {
+            auth::Source::Known(ip) => Some(ip),
+            auth::Source::Unknown => None,
+        },
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        headers: kept_headers(&parts.headers, route),
+        subscribers: r.subscribers.iter().map(|s| s.name.clone()).collect(),
+        dedupe_fallback: fallback,
+        origin: Origin::Callback,
+    };
+    // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
+    let commit = app.store.append(NewEvent {
+        meta,
+        dedupe_hash: hash,
+        body,
+    });
+    let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Unavailable(
+            "the store did not confirm the write in time".into(),
+        ))
+    });
+    match result {
+        Ok(a) => {
+            app.store_ok.store(true, Ordering::Relaxed);
+            Answer::Accepted(a)
+        }
+        Err(e) => {
+            app.store_ok.store(false, Ordering::Relaxed);
+            tracing::error!(route = %r.name, error = %e, "cannot persist callback; answering 503");
+            Answer::Unavailable
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The daemon's shared state: what request handlers (ingest, admin) read and
+//! what the wiring ([`crate::app`]) builds and reloads. Handlers import this,
+//! never the wiring.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::{Config, Route};
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::server::{ConnLimit, ConnSettings, Settings};
+use crate::store::Store;
+use crate::tls;
+
+/// A route with its per-route runtime state.
+pub struct RouteState {
+    pub route: Route,
+    /// The dedupe fallback is logged once per route (and counted every time).
+    pub fallback_logged: AtomicBool,
+}
+
+/// The part of the state that a reload replaces as a whole.
+pub struct Live {
+    pub config: Config,
+    /// By exact path.
+    pub routes: HashMap<String, Arc<RouteState>>,
+}
+
+impl Live {
+    pub fn new(config: Config) -> Self {
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                let state = RouteState {
+                    route: r.clone(),
+                    fallback_logged: AtomicBool::new(false),
+                };
+                (r.path.clone(), Arc::new(state))
+            })
+            .collect();
+        Live { config, routes }
+    }
+}
+
+/// The listener settings a config asks for.
+pub fn conn_settings(config: &Config) -> ConnSettings {
+    ConnSettings {
+        read_timeout: config.server.read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        http2_max_streams: config.server.http2_max_streams,
+        grace: config.server.shutdown_grace,
+    }
+}
+
+/// Shared state of the daemon.
+pub struct App {
+    /// The configuration in force; a reload swaps it whole, so a request sees
+    /// one consistent version from start to end.
+    live: RwLock<Arc<Live>>,
+    /// Durable storage: events, work, results.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// The subscribers' lanes.
+    pub delivery: Delivery,
+    /// The last write to the store succeeded (readiness).
+    pub store_ok: AtomicBool,
+    /// Listeners bound and not shutting down (readiness).
+    pub serving: AtomicBool,
+    /// The public listeners' certificate, when TLS is on (swapped on reload).
+    pub tls: Option<tls::Reloadable>,
+    /// Timeouts, HTTP/2 streams and grace of every listener (swapped on reload).
+    pub listener_settings: Settings,
+    /// The public listeners' open-connection cap (resized on reload).
+    pub connections: Arc<ConnLimit>,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+        delivery: Delivery,
+        tls: Option<tls::Reloadable>,
+    ) -> App {
+        App {
+            listener_settings: Settings::new(conn_settings(&config)),
+            connections: ConnLimit::new(config.server.max_connections),
+            live: RwLock::new(Arc::new(Live::new(config))),
+            store,
+            metrics,
+            delivery,
+            store_ok: AtomicBool::new(true),
+            serving: AtomicBool::new(false),
+            tls,
+        }
+    }
+
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Put a new configuration in force.
+    pub fn set_live(&self, config: Config) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(config));
+    }
+
+    /// Ready: serving and the store writable.
+    pub fn ready(&self) -> bool {
+        self.serving.load(Ordering::Relaxed) && self.store_ok.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,305 @@
+//! A subscriber's cursor over its route's log, merged with its due index.
+//!
+//! The lane reads fresh events straight from the log (the scan yields the
+//! event itself) and waiting work (retries, replays) from the due index, and
+//! takes both in due-time order. The persisted cursor is the first event not
+//! yet finished or parked in the due index; it only moves once the results of
+//! everything before it are written. After a crash, events from the cursor up
+//! to the high-water mark are checked against their results, so only
+//! unfinished ones are sent again (with the same `webhook-id`).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::codec;
+use super::group_commit::{Msg, Record, SledTicket, Source};
+use super::keys::{self, CursorRow};
+use super::Inner;
+use crate::store::{EventId, Outcome, StoreError, Ticket, Work};
+
+/// Log rows read ahead of what the lane asked for (bounded memory).
+const READ_AHEAD: usize = 32;
+/// Log rows one `take` looks at at most (recovery may skip many).
+const SCAN_LIMIT: usize = 4096;
+
+pub struct Cursor {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<Msg>,
+    route: u32,
+    sub: u32,
+    /// Woken by the writer when work is added for this subscriber.
+    signal: Arc<Notify>,
+    /// The route's next log sequence (published by the writer).
+    tail: Arc<AtomicU64>,
+    /// This subscriber's number of due-index rows (published by the writer).
+    waiting: Arc<AtomicU64>,
+    /// The next log position to read, and its sequence.
+    read_from: EventId,
+    read_seq: u64,
+    /// Until here, results may exist from before a restart: check before sending.
+    recover_until: Option<EventId>,
+    /// Read from the log, not yet handed out (oldest first).
+    buffered: VecDeque<Work>,
+    /// Log events handed out and not yet done: id → sequence.
+    in_flight_log: BTreeMap<EventId, u64>,
+    /// Due-index rows handed out and not yet done.
+    in_flight_due: HashSet<(u64, EventId)>,
+    /// The cursor position last sent to the writer.
+    sent: EventId,
+}
+
+impl Cursor {
+    pub(super) fn open(inner: Arc<Inner>, tx: mpsc::Sender<Msg>, name: &str) -> Result<Cursor, StoreError> {
+        let (sub, route) = {
+            let reg = super::read_lock(&inner.registry);
+            let sub = reg
+                .sub(name)
+                .ok_or_else(|| StoreError::UnknownSubscriber(name.to_string()))?;
+            let route = reg
+                .sub_route(sub)
+                .ok_or_else(|| StoreError::UnknownSubscriber(name.to_string()))?;
+            (sub, route)
+        };
+        let row = inner
+            .tree
+            .get(keys::cursor(route, sub))?
+            .and_then(|v| CursorRow::decode(&v))
+            .ok_or_else(|| StoreError::UnknownSubscriber(name.to_string()))?;
+        Ok(Cursor {
+            signal: inner.signal(sub),
+            tail: inner.tail(route),
+            waiting: inner.waiting(sub),
+            inner,
+            tx,
+            route,
+            sub,
+            read_from: row.at,
+            read_seq: row.seq,
+            recover_until: (row.high_water >= row.at).then_some(row.high_water),
+            buffered: VecDeque::new(),
+            in_flight_log: BTreeMap::new(),
+            in_flight_due: HashSet::new(),
+            sent: row.at,
+        })
+    }
+
+    pub fn signal(&self) -> Arc<Notify> {
+        self.signal.clone()
+    }
+
+    /// Pending deliveries: log events not yet read, those read and not done,
+    /// and waiting work.
+    pub fn depth(&self) -> u64 {
+        let unread = self.tail.load(Ordering::Relaxed).saturating_sub(self.read_seq);
+        unread + (self.in_flight_log.len() + self.buffered.len()) as u64 + self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// When the next work is due: now while the log has unread events.
+    pub fn next_due(&mut self) -> Option<u64> {
+        if !self.buffered.is_empty() || self.tail.load(Ordering::Relaxed) > self.read_seq {
+            return Some(0);
+        }
+        let prefix = keys::due_prefix(self.sub);
+        for item in self.inner.tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
+            let Ok((k, _)) = item else { return None };
+            if let Some((due, id)) = keys::parse_due(&k) {
+                if !self.in_flight_due.contains(&(due, id)) {
+                    return Some(due);
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        if self.buffered.len() < max {
+            self.read_log(max.max(READ_AHEAD))?;
+        }
+        let due = self.due_work(max, now_ms).await?;
+        let mut due = due.into_iter().peekable();
+        let mut out = Vec::with_capacity(max);
+        while out.len() < max {
+            let from_log = match (self.buffered.front(), due.peek()) {
+                (Some(w), Some((d, _))) => w.event.id.timestamp_ms() <= *d,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if from_log {
+                let w = self.buffered.pop_front().expect("peeked");
+                if let Some(seq) = log_seq(&w) {
+                    self.in_flight_log.insert(w.event.id, seq);
+                }
+                out.push(w);
+            } else {
+                let (d, w) = due.next().expect("peeked");
+                self.in_flight_due.insert((d, w.event.id));
+                out.push(w);
+            }
+        }
+        self.advance().await;
+        Ok(out)
+    }
+
+    /// The work behind `ticket` is recorded: the cursor may move past it.
+    pub async fn done(&mut self, ticket: &SledTicket) {
+        match ticket.source {
+            Source::Log { .. } => {
+                self.in_flight_log.remove(&ticket.event);
+            }
+            Source::Due { due_ms } => {
+                self.in_flight_due.remove(&(due_ms, ticket.event));
+            }
+        }
+        self.advance().await;
+    }
+
+    /// Read up to `want` events for this subscriber from the log into the buffer.
+    fn read_log(&mut self, want: usize) -> Result<(), StoreError> {
+        let tree = self.inner.tree.clone();
+        let reg = super::read_lock(&self.inner.registry);
+        let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
+        let mut scanned = 0;
+        for item in tree.range(keys::log(self.route, self.read_from)..keys::log_end(self.route)) {
+            let (k, v) = item?;
+            scanned += 1;
+            let Some(id) = keys::id_at_5(&k) else { continue };
+            self.read_from = id.next();
+            let Some((h, at)) = codec::decode_header(&v) else {
+                tracing::error!(event = %id, "unreadable event row; skipped");
+                continue;
+            };
+            self.read_seq = h.seq + 1;
+            if let Some(until) = self.recover_until {
+                if id > until {
+                    self.recover_until = None;
+                } else if tree.contains_key(keys::result(id, self.sub))? {
+                    // Finished (or parked in the due index) before a restart.
+                    continue;
+                }
+            }
+            if h.subscribers.contains(&self.sub) {
+                let event = super::query::event_from(&reg, &route_name, id, h.clone(), codec::body(&v, at));
+                self.buffered.push_back(Work {
+                    event,
+                    step: 0,
+                    attempts: 0,
+                    ticket: Ticket::Sled(SledTicket {
+                        route: self.route,
+                        sub: self.sub,
+                        event: id,
+                        source: Source::Log { seq: h.seq },
+                    }),
+                });
+            }
+            if self.buffered.len() >= want || scanned >= SCAN_LIMIT {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Due-index work due at `now_ms`, in due order, not already handed out.
+    async fn due_work(&mut self, max: usize, now_ms: u64) -> Result<Vec<(u64, Work)>, StoreError> {
+        let tree = self.inner.tree.clone();
+        let prefix = keys::due_prefix(self.sub);
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let reg = super::read_lock(&self.inner.registry);
+            let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
+            for item in tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
+                let (k, _) = item?;
+                let Some((due, id)) = keys::parse_due(&k) else { continue };
+                if due > now_ms || out.len() >= max {
+                    break;
+                }
+                if self.in_flight_due.contains(&(due, id)) {
+                    continue;
+                }
+                let ticket = SledTicket {
+                    route: self.route,
+                    sub: self.sub,
+                    event: id,
+                    source: Source::Due { due_ms: due },
+                };
+                let Some(v) = tree.get(keys::log(self.route, id))? else {
+                    gone.push(ticket);
+                    continue;
+                };
+                let Some((h, at)) = codec::decode_header(&v) else {
+                    gone.push(ticket);
+                    continue;
+                };
+                let result = tree
+                    .get(keys::result(id, self.sub))?
+                    .and_then(|r| codec::decode_result(&r));
+                let (step, attempts) = result.map_or((0, 0), |r| (r.step, r.attempts));
+                let event = super::query::event_from(&reg, &route_name, id, h, codec::body(&v, at));
+                out.push((
+                    due,
+                    Work {
+                        event,
+                        step,
+                        attempts,
+                        ticket: Ticket::Sled(ticket),
+                    },
+                ));
+            }
+        }
+        for ticket in gone {
+            // The event was removed (retention): forget the waiting work.
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let rec = Record {
+                ticket,
+                attempt: None,
+                outcome: Outcome::Gone,
+                now_ms,
+            };
+            if self.tx.send(Msg::Record(Box::new(rec), reply)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tell the writer where the cursor is, when it moved.
+    async fn advance(&mut self) {
+        let first_flight = self.in_flight_log.first_key_value().map(|(id, seq)| (*id, *seq));
+        let first_buffered = self.buffered.front().and_then(|w| Some((w.event.id, log_seq(w)?)));
+        let at = match (first_flight, first_buffered) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => (self.read_from, self.read_seq),
+        };
+        if at.0 > self.sent {
+            self.sent = at.0;
+            let _ = self
+                .tx
+                .send(Msg::Cursor {
+                    route: self.route,
+                    sub: self.sub,
+                    at: at.0,
+                    seq: at.1,
+                })
+                .await;
+        }
+    }
+}
+
+/// The log sequence of work read from the log.
+fn log_seq(w: &Work) -> Option<u64> {
+    match &w.ticket {
+        Ticket::Sled(SledTicket {
+            source: Source::Log { seq },
+            ..
+        }) => Some(*seq),
+        _ => None,
+    }
+}

@@ -1,0 +1,265 @@
+//! Upgrade in place from the 0.1 layout (tree `hookrelay`: JSON metadata, a
+//! job row per delivery). Every event keeps its id, dedupe key, results and
+//! attempts; pending jobs become due-index rows (so cursors start at the tail)
+//! and dead letters stay dead letters. The new tree is written in batches and
+//! marked with its schema version only at the end, so an interrupted migration
+//! starts over; the old tree is dropped after that.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::codec::{self, Header, HeaderMeta, ResultRow};
+use super::keys::{self, CursorRow};
+use super::registry::Registry;
+use crate::store::{Attempt, DeliveryState, EventId, Origin, StoreError};
+
+/// The 0.1 tree.
+pub(super) const V1_TREE: &str = "hookrelay";
+const CHUNK: usize = 2000;
+
+#[derive(Deserialize)]
+struct V1Meta {
+    route: String,
+    #[serde(default)]
+    source: String,
+    content_type: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    subscribers: Vec<String>,
+    #[serde(default)]
+    dedupe: String,
+    #[serde(default)]
+    dedupe_fallback: bool,
+}
+
+#[derive(Deserialize)]
+struct V1State {
+    state: String,
+    at_ms: u64,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct V1Attempt {
+    attempt: u32,
+    at_ms: u64,
+    duration_ms: u64,
+    status: Option<u16>,
+    error: Option<String>,
+}
+
+/// Rows to write, flushed to the new tree every `CHUNK`.
+struct Out<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    n: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) -> Result<(), StoreError> {
+        self.batch.insert(k, v);
+        self.n += 1;
+        if self.n >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+        self.n = 0;
+        Ok(())
+    }
+}
+
+/// `name\0rest` keys of 0.1: the name and what follows the separator.
+fn split_name(k: &[u8]) -> Option<(&str, &[u8])> {
+    let end = k.iter().position(|b| *b == 0)?;
+    Some((std::str::from_utf8(&k[..end]).ok()?, &k[end + 1..]))
+}
+
+/// The attempts of one delivery in 0.1 (`A` rows), oldest first.
+fn attempts(old: &sled::Tree, id: EventId, sub: &str) -> Result<Vec<Attempt>, StoreError> {
+    let mut prefix = vec![b'A'];
+    prefix.extend_from_slice(&id.bytes());
+    prefix.extend_from_slice(sub.as_bytes());
+    prefix.push(0);
+    let mut out = Vec::new();
+    for item in old.scan_prefix(prefix) {
+        let (_, v) = item?;
+        if let Ok(a) = serde_json::from_slice::<V1Attempt>(&v) {
+            out.push(Attempt {
+                attempt: a.attempt,
+                at_ms: a.at_ms,
+                duration_ms: a.duration_ms,
+                status: a.status,
+                error: a.error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Copy a 0.1 store into `tree` (schema 2). Does nothing when there is none.
+pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes()) {
+        return Ok(());
+    }
+    let old = db.open_tree(V1_TREE)?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    tracing::info!("migrating a hookrelay 0.1 store to the version 2 layout");
+    let mut out = Out {
+        tree,
+        batch: sled::Batch::default(),
+        n: 0,
+    };
+    let mut reg = Registry::default();
+    let mut names = Vec::new();
+    let mut tails: HashMap<u32, u64> = HashMap::new();
+    let mut last_id: HashMap<u32, EventId> = HashMap::new();
+    let mut events = 0u64;
+    // Events: the log and dedupe rows.
+    for item in old.scan_prefix([b'E']) {
+        let (k, v) = item?;
+        let Some(id) = EventId::from_slice(&k[1..]) else {
+            continue;
+        };
+        let len = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes) as usize;
+        let Some(meta) = v.get(4..4 + len).and_then(|m| serde_json::from_slice::<V1Meta>(m).ok()) else {
+            tracing::warn!(event = %id, "unreadable 0.1 event; not migrated");
+            continue;
+        };
+        let route = reg.route_or_new(&meta.route, &mut names);
+        let subs: Vec<u32> = meta
+            .subscribers
+            .iter()
+            .map(|s| reg.sub_or_new(s, route, &mut names).0)
+            .collect();
+        let tail = tails.entry(route).or_insert(1);
+        let seq = *tail;
+        *tail += 1;
+        let mut dedupe = [0u8; 16];
+        if let Ok(h) = hex::decode(&meta.dedupe) {
+            if h.len() >= 16 {
+                dedupe.copy_from_slice(&h[..16]);
+                out.put(keys::dedupe(route, &dedupe), id.bytes().to_vec())?;
+            }
+        }
+        let header = Header {
+            seq,
+            meta: HeaderMeta {
+                source: meta.source.parse::<IpAddr>().ok(),
+                content_type: meta.content_type,
+                headers: meta.headers,
+                dedupe_fallback: meta.dedupe_fallback,
+                origin: Origin::Callback,
+            },
+            subscribers: subs,
+            dedupe,
+        };
+        out.put(keys::log(route, id), codec::encode_event(&header, &v[4 + len..]))?;
+        last_id.insert(route, id);
+        events += 1;
+    }
+    // Final states and their attempts.
+    for item in old.scan_prefix([b'S']) {
+        let (k, v) = item?;
+        let (Some(id), Ok(sub)) = (EventId::from_slice(&k[1..]), std::str::from_utf8(&k[17..])) else {
+            continue;
+        };
+        let (Some(no), Ok(st)) = (reg.sub(sub), serde_json::from_slice::<V1State>(&v)) else {
+            continue;
+        };
+        let state = match st.state.as_str() {
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            _ => DeliveryState::Skipped,
+        };
+        let row = ResultRow {
+            state,
+            attempts: st.attempts,
+            step: 0,
+            at_ms: st.at_ms,
+            history: attempts(&old, id, sub)?,
+            last_error: st.last_error,
+        };
+        out.put(keys::result(id, no), codec::encode_result(&row))?;
+    }
+    // Pending jobs: due-index rows, with their retry state.
+    let mut waiting: HashMap<u32, u64> = HashMap::new();
+    for item in old.scan_prefix([b'J']) {
+        let (k, v) = item?;
+        let Some((sub, rest)) = split_name(&k[1..]) else {
+            continue;
+        };
+        let (Some(due), Some(id)) = (
+            rest.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes),
+            EventId::from_slice(rest.get(8..).unwrap_or(&[])),
+        ) else {
+            continue;
+        };
+        let Some(no) = reg.sub(sub) else { continue };
+        let step = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+        let tried = v
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_be_bytes);
+        out.put(keys::due(no, due, id), Vec::new())?;
+        *waiting.entry(no).or_default() += 1;
+        let history = attempts(&old, id, sub)?;
+        let row = ResultRow {
+            state: DeliveryState::Retrying { due_ms: due },
+            attempts: tried,
+            step,
+            at_ms: history.last().map_or(id.timestamp_ms(), |a| a.at_ms),
+            last_error: history
+                .last()
+                .and_then(|a| a.error.clone().or(a.status.map(|s| format!("HTTP {s}")))),
+            history,
+        };
+        out.put(keys::result(id, no), codec::encode_result(&row))?;
+    }
+    // Dead letters.
+    for item in old.scan_prefix([b'X']) {
+        let (k, v) = item?;
+        let Some((sub, rest)) = split_name(&k[1..]) else {
+            continue;
+        };
+        let (Some(no), Some(id)) = (reg.sub(sub), EventId::from_slice(rest)) else {
+            continue;
+        };
+        let at = serde_json::from_slice::<serde_json::Value>(&v)
+            .ok()
+            .and_then(|d| d["at_ms"].as_u64())
+            .unwrap_or(id.timestamp_ms());
+        out.put(keys::dead(no, id), at.to_be_bytes().to_vec())?;
+    }
+    // Names, sequences, counts; every cursor at the tail (pending work is in the due index).
+    for (k, v) in names {
+        out.put(k, v)?;
+    }
+    for (route, next) in &tails {
+        out.put(keys::seq(*route), next.to_be_bytes().to_vec())?;
+    }
+    for (sub, n) in &waiting {
+        out.put(keys::count(*sub), n.to_be_bytes().to_vec())?;
+    }
+    for sub in reg.sub_numbers() {
+        let Some(route) = reg.sub_route(sub) else { continue };
+        let cursor = CursorRow {
+            at: last_id.get(&route).map_or(EventId::ZERO, EventId::next),
+            seq: tails.get(&route).copied().unwrap_or(1),
+            high_water: EventId::ZERO,
+            end: 0,
+        };
+        out.put(keys::cursor(route, sub), cursor.encode().to_vec())?;
+    }
+    out.flush()?;
+    tracing::info!(events, pending = waiting.values().sum::<u64>(), "0.1 store migrated");
+    Ok(())
+}

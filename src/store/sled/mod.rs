@@ -1,0 +1,378 @@
+//! The embedded backend: one sled tree laid out as in [`keys`], written only
+//! by the [`group_commit`] thread and read directly by lanes and the admin API.
+//!
+//! sled 0.34 keeps a sticky error after a failed write (e.g. a full disk), and
+//! flushing or even dropping it afterwards can block for ever. So the store
+//! refuses new events before the disk is full (`min_free`), and a write error
+//! marks it failed for good: the daemon then exits and its supervisor restarts
+//! it (sled recovers everything flushed).
+
+mod codec;
+mod cursor;
+mod group_commit;
+mod keys;
+mod migrate;
+mod query;
+mod registry;
+mod replay;
+mod sweep;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub use cursor::Cursor;
+pub use group_commit::SledTicket;
+
+use super::{Accepted, Attempt, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
+use group_commit::{Msg, Record};
+use registry::Registry;
+
+/// The schema this version writes. 0.1 stores have none (tree `hookrelay`).
+const SCHEMA: u32 = 2;
+/// The tree of schema 2.
+const TREE: &str = "hookrelay-v2";
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Engine(e.to_string())
+    }
+}
+
+/// The sled store. Cheap to clone.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+    /// The writer thread's mailbox (`None` once closed).
+    tx: mpsc::Sender<Msg>,
+    writer: Arc<std::sync::Mutex<Option<group_commit::WriterThread>>>,
+}
+
+/// State shared by the writer, the lanes and the readers.
+pub(super) struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+    /// Set after a write error: every later write is refused.
+    failed: AtomicBool,
+    /// Refuse new events while the disk has less free space than this.
+    min_free: u64,
+    /// Names ↔ numbers, and which subscribers each route has.
+    registry: RwLock<Registry>,
+    /// Per route: the next log sequence. Written by the writer after each
+    /// commit, read by lanes to know their backlog.
+    tails: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// Per subscriber: how many `W` rows it has (waiting work).
+    waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// Per subscriber: woken when work is added for it.
+    signals: RwLock<HashMap<u32, Arc<Notify>>>,
+    /// Rows written since start (for `hookrelay_store_writes_total`).
+    pub(super) rows_written: AtomicU64,
+    /// Batches applied since start.
+    pub(super) batches: AtomicU64,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn tail(&self, route: u32) -> Arc<AtomicU64> {
+        if let Some(t) = read_lock(&self.tails).get(&route) {
+            return t.clone();
+        }
+        write_lock(&self.tails).entry(route).or_default().clone()
+    }
+    fn waiting(&self, sub: u32) -> Arc<AtomicU64> {
+        if let Some(t) = read_lock(&self.waiting).get(&sub) {
+            return t.clone();
+        }
+        write_lock(&self.waiting).entry(sub).or_default().clone()
+    }
+    fn signal(&self, sub: u32) -> Arc<Notify> {
+        if let Some(t) = read_lock(&self.signals).get(&sub) {
+            return t.clone();
+        }
+        write_lock(&self.signals).entry(sub).or_default().clone()
+    }
+    fn wake(&self, sub: u32) {
+        if let Some(n) = read_lock(&self.signals).get(&sub) {
+            n.notify_one();
+        }
+    }
+    fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+    fn fail(&self, e: &StoreError) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted");
+        }
+    }
+    /// Whether the disk has room for more events; the reason when not.
+    fn space_check(&self) -> Result<(), String> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        match fs4::available_space(&self.path) {
+            Ok(free) if free < self.min_free => Err(format!(
+                "disk nearly full: {} MiB free under {}, store.min_free is {} MiB",
+                free >> 20,
+                self.path.display(),
+                self.min_free >> 20
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Refuse to switch compression on an existing store, with a message that says
+/// what to do (sled's own error names its internals).
+fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
+    // sled's `conf` file: text lines, then a checksum.
+    let Ok(bytes) = std::fs::read(path.join("conf")) else {
+        return Ok(());
+    };
+    let conf = String::from_utf8_lossy(&bytes);
+    let had = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("use_compression: "))
+        .map(|v| v.trim() == "true");
+    match had {
+        Some(had) if had != wanted => Err(StoreError::Incompatible(format!(
+            "the store at {} was created with store.compression = {had}; sled cannot switch an existing \
+             store (set it back to {had}, or start a new store at another store.path)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Open sled. Its lock file is released a moment after the last handle of a
+/// previous opening is dropped (its thread pool lets go last), so a busy lock
+/// is retried briefly before it is reported as a second process.
+fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
+    check_compression(&opts.path, opts.compression)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let r = sled::Config::new()
+            .path(&opts.path)
+            .cache_capacity(opts.cache_bytes)
+            .use_compression(opts.compression)
+            .flush_every_ms(Some(1000))
+            .open();
+        match r {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() > deadline {
+                    return Err(StoreError::Incompatible(format!(
+                        "another hookrelay is using this store ({}): only one process may open a store",
+                        opts.path.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(StoreError::Engine(e.to_string())),
+        }
+    }
+}
+
+impl SledStore {
+    /// Open the store: create it, or check its schema, migrating a 0.1 store.
+    pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
+        let db = open_db(opts)?;
+        let tree = db.open_tree(TREE)?;
+        match tree.get(keys::VERSION_KEY)? {
+            Some(v) => {
+                let version = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+                if version > SCHEMA {
+                    return Err(StoreError::Incompatible(format!(
+                        "the store at {} was written by a newer hookrelay (schema {version}); this version reads \
+                         schema {SCHEMA} and older: upgrade hookrelay",
+                        opts.path.display()
+                    )));
+                }
+            }
+            None => {
+                // New, or a 0.1 store, or a migration that was interrupted.
+                tree.clear()?;
+                migrate::from_v1(&db, &tree)?;
+                tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
+                db.flush()?;
+                if db
+                    .tree_names()
+                    .iter()
+                    .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes())
+                {
+                    db.drop_tree(migrate::V1_TREE)?;
+                    db.flush()?;
+                }
+            }
+        }
+        let registry = Registry::load(&tree)?;
+        let inner = Arc::new(Inner {
+            db,
+            tree,
+            path: opts.path.clone(),
+            failed: AtomicBool::new(false),
+            min_free: opts.min_free,
+            registry: RwLock::new(registry),
+            tails: RwLock::default(),
+            waiting: RwLock::default(),
+            signals: RwLock::default(),
+            rows_written: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        });
+        let (tx, thread) = group_commit::start(inner.clone())?;
+        Ok(SledStore {
+            inner,
+            tx,
+            writer: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Msg) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Run a read on the blocking pool (admin scans must not stall async workers).
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| StoreError::Engine(format!("read task failed: {e}")))?
+    }
+
+    pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
+        let t = topology.clone();
+        self.call(|reply| Msg::Register(t, reply)).await
+    }
+
+    pub async fn append(&self, event: NewEvent) -> Result<Accepted, StoreError> {
+        self.call(|reply| Msg::Append(Box::new(event), reply)).await
+    }
+
+    pub fn work_source(&self, subscriber: &str) -> Result<Cursor, StoreError> {
+        Cursor::open(self.inner.clone(), self.tx.clone(), subscriber)
+    }
+
+    pub async fn record(
+        &self,
+        ticket: &SledTicket,
+        attempt: Option<Attempt>,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        let rec = Record {
+            ticket: ticket.clone(),
+            attempt,
+            outcome,
+            now_ms: crate::clock::now_ms(),
+        };
+        self.call(|reply| Msg::Record(Box::new(rec), reply)).await
+    }
+
+    pub async fn replay_event(
+        &self,
+        id: super::EventId,
+        only: Option<String>,
+    ) -> Result<Option<Vec<Replayed>>, StoreError> {
+        let now_ms = crate::clock::now_ms();
+        self.call(|reply| Msg::Replay {
+            id,
+            only,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn replay_dead_letters(
+        &self,
+        only: Option<String>,
+    ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        let mut total = std::collections::BTreeMap::new();
+        loop {
+            let only = only.clone();
+            let now_ms = crate::clock::now_ms();
+            let (counts, more) = self.call(|reply| Msg::ReplayDead { only, now_ms, reply }).await?;
+            for (k, v) in counts {
+                *total.entry(k).or_default() += v;
+            }
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn sweep(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let routes = read_lock(&self.inner.registry).route_numbers();
+        let mut removed = 0;
+        for route in routes {
+            let mut from = None;
+            loop {
+                let (next, n) = self
+                    .call(|reply| Msg::Sweep {
+                        route,
+                        from,
+                        cutoff_ms,
+                        reply,
+                    })
+                    .await?;
+                removed += n;
+                match next {
+                    Some(n) => from = Some(n),
+                    None => break,
+                }
+                // Let ingest and delivery in between.
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.has_failed() {
+            return Err(StoreError::Unavailable("the store failed a write earlier".into()));
+        }
+        self.call(Msg::Probe).await
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.inner.has_failed()
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Rows written since start.
+    pub fn rows_written(&self) -> u64 {
+        self.inner.rows_written.load(Ordering::Relaxed)
+    }
+
+    /// Batches applied since start.
+    pub fn batches(&self) -> u64 {
+        self.inner.batches.load(Ordering::Relaxed)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
+        let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            t.join().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! Reads for the admin API and the CLI: one event with its deliveries, recent
+//! events, dead letters and per-subscriber backlog. Reads go straight to the
+//! tree (sled reads do not block the writer); callers run them off the async
+//! workers ([`super::SledStore::blocking`]).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::codec::{self, Header};
+use super::keys::{self, CursorRow};
+use super::registry::Registry;
+use super::SledStore;
+use crate::store::{
+    DeadLetter, Delivery, DeliveryState, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats,
+};
+
+/// An event from its log row, names restored.
+pub(super) fn event_from(reg: &Registry, route: &str, id: EventId, h: Header, body: Bytes) -> Event {
+    let subscribers = h
+        .subscribers
+        .iter()
+        .map(|s| reg.sub_name(*s).map_or_else(|| format!("#{s}"), str::to_string))
+        .collect();
+    let m = h.meta;
+    Event {
+        id,
+        meta: EventMeta {
+            route: route.to_string(),
+            received_ms: id.timestamp_ms(),
+            source: m.source,
+            content_type: m.content_type,
+            headers: m.headers,
+            subscribers,
+            dedupe_fallback: m.dedupe_fallback,
+            origin: m.origin,
+        },
+        body,
+    }
+}
+
+impl SledStore {
+    /// The route number and decoded row of an event, trying every route.
+    fn find(&self, id: EventId) -> Result<Option<(u32, Header, Bytes)>, StoreError> {
+        let routes = super::read_lock(&self.inner.registry).route_numbers();
+        for route in routes {
+            if let Some(v) = self.inner.tree.get(keys::log(route, id))? {
+                let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
+                return Ok(Some((route, h, codec::body(&v, at))));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        let Some((route, h, body)) = self.find(id)? else {
+            return Ok(None);
+        };
+        let reg = super::read_lock(&self.inner.registry);
+        let name = reg.route_name(route).unwrap_or_default().to_string();
+        Ok(Some(event_from(&reg, &name, id, h, body)))
+    }
+
+    pub fn event_view(&self, id: EventId) -> Result<Option<EventView>, StoreError> {
+        let Some((route, h, body)) = self.find(id)? else {
+            return Ok(None);
+        };
+        self.view(route, id, h, body).map(Some)
+    }
+
+    fn view(&self, route: u32, id: EventId, h: Header, body: Bytes) -> Result<EventView, StoreError> {
+        let subs = h.subscribers.clone();
+        let reg = super::read_lock(&self.inner.registry);
+        let name = reg.route_name(route).unwrap_or_default().to_string();
+        let event = event_from(&reg, &name, id, h, body);
+        let mut deliveries = Vec::with_capacity(subs.len());
+        for (no, sub) in subs.iter().zip(&event.meta.subscribers) {
+            let row = self
+                .inner
+                .tree
+                .get(keys::result(id, *no))?
+                .and_then(|v| codec::decode_result(&v));
+            deliveries.push(match row {
+                Some(r) => Delivery {
+                    subscriber: sub.clone(),
+                    state: r.state,
+                    attempts: r.attempts,
+                    history: r.history,
+                    last_error: r.last_error,
+                },
+                None => Delivery {
+                    subscriber: sub.clone(),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    history: Vec::new(),
+                    last_error: None,
+                },
+            });
+        }
+        Ok(EventView { event, deliveries })
+    }
+
+    /// Newest first across routes (or of one), filtered by overall status.
+    pub fn recent_events(&self, q: &EventQuery) -> Result<Vec<EventView>, StoreError> {
+        let routes: Vec<u32> = {
+            let reg = super::read_lock(&self.inner.registry);
+            match &q.route {
+                Some(name) => reg.route(name).into_iter().collect(),
+                None => reg.route_numbers(),
+            }
+        };
+        // One reverse iterator per route, merged by id.
+        let mut iters: Vec<_> = routes
+            .iter()
+            .map(|&r| {
+                let end = match q.before {
+                    Some(b) => keys::log(r, b),
+                    None => keys::log_end(r),
+                };
+                (r, self.inner.tree.range(keys::log_prefix(r)..end).rev().peekable())
+            })
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < q.limit {
+            let mut best: Option<(usize, EventId)> = None;
+            for (i, (_, it)) in iters.iter_mut().enumerate() {
+                if let Some(Ok((k, _))) = it.peek() {
+                    if let Some(id) = keys::id_at_5(k) {
+                        if best.is_none_or(|(_, b)| id > b) {
+                            best = Some((i, id));
+                        }
+                    }
+                } else if let Some(Err(_)) = it.peek() {
+                    let e = it.next().expect("peeked").unwrap_err();
+                    return Err(e.into());
+                }
+            }
+            let Some((i, id)) = best else { break };
+            let (route, it) = &mut iters[i];
+            let (_, v) = it.next().expect("peeked")?;
+            let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
+            let view = self.view(*route, id, h, codec::body(&v, at))?;
+            if q.status.as_deref().is_none_or(|s| s == view.status()) {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let reg = super::read_lock(&self.inner.registry).clone();
+        let prefix = match sub {
+            Some(name) => match reg.sub(name) {
+                Some(no) => keys::dead_prefix(no),
+                None => return Ok(Vec::new()),
+            },
+            None => vec![keys::X],
+        };
+        let mut out = Vec::new();
+        for item in self.inner.tree.scan_prefix(&prefix).take(limit) {
+            let (k, v) = item?;
+            let (Some(no), Some(id)) = (
+                k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
+                keys::id_at_5(&k),
+            ) else {
+                continue;
+            };
+            let row = self
+                .inner
+                .tree
+                .get(keys::result(id, no))?
+                .and_then(|r| codec::decode_result(&r));
+            out.push(DeadLetter {
+                event: id,
+                subscriber: reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string),
+                at_ms: keys::u64_value(&v),
+                attempts: row.as_ref().map_or(0, |r| r.attempts),
+                last_error: row.and_then(|r| r.last_error),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every subscriber the store knows, with its backlog.
+    pub fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
+        let reg = super::read_lock(&self.inner.registry).clone();
+        let mut out = Vec::new();
+        for sub in reg.sub_numbers() {
+            let Some(route) = reg.sub_route(sub) else { continue };
+            let cursor = self
+                .inner
+                .tree
+                .get(keys::cursor(route, sub))?
+                .and_then(|v| CursorRow::decode(&v));
+            let tail = self.inner.tail(route).load(Ordering::Relaxed);
+            let waiting = self.inner.waiting(sub).load(Ordering::Relaxed);
+            let unread = match cursor {
+                Some(c) => self.unread(route, sub, c, tail)?,
+                None => 0,
+            };
+            let mut oldest = cursor
+                .filter(|_| unread > 0)
+                .map(|c| self.first_event_ms(route, c.at))
+                .transpose()?
+                .flatten();
+            let prefix = keys::due_prefix(sub);
+            for item in self.inner.tree.scan_prefix(&prefix).keys().take(64) {
+                if let Some((_, id)) = keys::parse_due(&item?) {
+                    oldest = Some(oldest.map_or(id.timestamp_ms(), |o: u64| o.min(id.timestamp_ms())));
+                }
+            }
+            out.push(SubscriberStats {
+                name: reg.sub_name(sub).unwrap_or_default().to_string(),
+                backlog: unread + waiting,
+                oldest_pending_ms: oldest,
+                dead_letters: self.inner.tree.scan_prefix(keys::dead_prefix(sub)).keys().count() as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Events of the log not yet finished for `sub`: those from the cursor up
+    /// to the high-water mark without a result, and every one after it.
+    fn unread(&self, route: u32, sub: u32, c: CursorRow, tail: u64) -> Result<u64, StoreError> {
+        let tail = c.tail(tail);
+        if c.high_water < c.at {
+            return Ok(tail.saturating_sub(c.seq));
+        }
+        let mut unread = 0;
+        let mut next_seq = c.seq;
+        for item in self
+            .inner
+            .tree
+            .range(keys::log(route, c.at)..=keys::log(route, c.high_water))
+        {
+            let (k, v) = item?;
+            let (Some(id), Some((h, _))) = (keys::id_at_5(&k), codec::decode_header(&v)) else {
+                continue;
+            };
+            next_seq = h.seq + 1;
+            if !self.inner.tree.contains_key(keys::result(id, sub))? {
+                unread += 1;
+            }
+        }
+        Ok(unread + tail.saturating_sub(next_seq))
+    }
+
+    /// Receipt time of the first event at or after `from` in a route's log.
+    fn first_event_ms(&self, route: u32, from: EventId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .inner
+            .tree
+            .range(keys::log(route, from)..keys::log_end(route))
+            .keys()
+            .next()
+            .transpose()?
+            .and_then(|k| keys::id_at_5(&k))
+            .map(|id| id.timestamp_ms()))
+    }
+}

@@ -1,0 +1,129 @@
+//! Replays, applied on the writer thread so they are ordered with the
+//! results and cursor moves of the lanes: a finished delivery gets a due-index
+//! row (due now, schedule from the start, history kept); a delivery still
+//! waiting for a retry is moved to now; one not finished yet is left alone.
+
+use std::collections::BTreeMap;
+
+use super::codec;
+use super::group_commit::{Batch, Writer};
+use super::keys;
+use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+
+/// Dead letters re-queued per writer message (the caller loops).
+const DEAD_CHUNK: usize = 1000;
+
+impl Writer {
+    /// Queue `id` again for `sub`; whether anything was queued.
+    fn replay_one(&mut self, b: &mut Batch<'_>, id: EventId, sub: u32, now_ms: u64) -> Result<bool, StoreError> {
+        let rkey = keys::result(id, sub);
+        let Some(v) = b.get(&rkey)? else {
+            // No result: still pending in the log (or being attempted).
+            return Ok(false);
+        };
+        let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
+        match row.state {
+            DeliveryState::Retrying { due_ms } => self.del_due(b, sub, due_ms, id)?,
+            DeliveryState::Dead => b.del(keys::dead(sub, id)),
+            DeliveryState::Delivered | DeliveryState::Skipped | DeliveryState::Pending => {}
+        }
+        self.put_due(b, sub, now_ms, id)?;
+        row.state = DeliveryState::Retrying { due_ms: now_ms };
+        row.step = 0;
+        row.at_ms = now_ms;
+        b.put(rkey, codec::encode_result(&row));
+        Ok(true)
+    }
+
+    /// Replay one event to all its subscribers or one; None when there is no such event.
+    pub(super) fn replay(
+        &mut self,
+        id: EventId,
+        only: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<Vec<Replayed>>, StoreError> {
+        let tree = self.inner.tree.clone();
+        let reg = super::read_lock(&self.inner.registry).clone();
+        let mut found = None;
+        for route in reg.route_numbers() {
+            if let Some(v) = tree.get(keys::log(route, id))? {
+                found = Some(
+                    codec::decode_header(&v)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?
+                        .0,
+                );
+                break;
+            }
+        }
+        let Some(header) = found else { return Ok(None) };
+        let mut b = Batch::new(&tree);
+        let mut out = Vec::new();
+        let mut woken = Vec::new();
+        for sub in header.subscribers {
+            let name = reg.sub_name(sub).unwrap_or_default().to_string();
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let queued = self.replay_one(&mut b, id, sub, now_ms)?;
+            if queued {
+                woken.push(sub);
+            }
+            out.push(Replayed {
+                subscriber: name,
+                queued,
+            });
+        }
+        self.commit(b)?;
+        for sub in woken {
+            self.inner.wake(sub);
+        }
+        Ok(Some(out))
+    }
+
+    /// Re-queue up to a chunk of dead letters; the counts and whether more remain.
+    pub(super) fn replay_dead(
+        &mut self,
+        only: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(BTreeMap<String, usize>, bool), StoreError> {
+        let tree = self.inner.tree.clone();
+        let reg = super::read_lock(&self.inner.registry).clone();
+        let prefix = match only {
+            Some(name) => match reg.sub(name) {
+                Some(no) => keys::dead_prefix(no),
+                None => return Ok((BTreeMap::new(), false)),
+            },
+            None => vec![keys::X],
+        };
+        let mut b = Batch::new(&tree);
+        let mut counts = BTreeMap::new();
+        let mut n = 0;
+        for item in tree.scan_prefix(&prefix).keys().take(DEAD_CHUNK) {
+            let k = item?;
+            n += 1;
+            let (Some(sub), Some(id)) = (
+                k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
+                keys::id_at_5(&k),
+            ) else {
+                b.del(k.to_vec());
+                continue;
+            };
+            let queued = self.replay_one(&mut b, id, sub, now_ms)?;
+            // Also drops a stray dead-letter row whose result says otherwise.
+            b.del(k.to_vec());
+            if !queued {
+                continue;
+            }
+            *counts
+                .entry(reg.sub_name(sub).unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+        self.commit(b)?;
+        for name in counts.keys() {
+            if let Some(sub) = reg.sub(name) {
+                self.inner.wake(sub);
+            }
+        }
+        Ok((counts, n == DEAD_CHUNK))
+    }
+}

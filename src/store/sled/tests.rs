@@ -1,0 +1,495 @@
+//! Store-level tests of the log, cursors, due index, results, replay,
+//! retention and the 0.1 migration, on a real sled store in a temp dir.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::store::*;
+
+fn opts(dir: &std::path::Path) -> Options {
+    Options {
+        path: dir.join("data"),
+        cache_bytes: 4 << 20,
+        min_free: 0,
+        compression: false,
+    }
+}
+
+fn topology(subs: &[&str]) -> Topology {
+    Topology {
+        routes: vec![("runway".into(), subs.iter().map(|s| s.to_string()).collect())],
+    }
+}
+
+fn event(task: &str, subs: &[&str], ms: u64) -> NewEvent {
+    let body = format!(r#"{{"code":200,"data":{{"task_id":"{task}"}}}}"#);
+    NewEvent {
+        meta: EventMeta {
+            route: "runway".into(),
+            received_ms: ms,
+            source: Some("127.0.0.1".parse().unwrap()),
+            content_type: Some("application/json".into()),
+            headers: vec![("user-agent".into(), "test".into())],
+            subscribers: subs.iter().map(|s| s.to_string()).collect(),
+            dedupe_fallback: false,
+            origin: Origin::Callback,
+        },
+        dedupe_hash: Sha256::digest(task.as_bytes()).into(),
+        body: Bytes::from(body),
+    }
+}
+
+async fn open(dir: &std::path::Path, subs: &[&str]) -> Store {
+    let s = Store::open_sled(&opts(dir)).unwrap();
+    s.register(&topology(subs)).await.unwrap();
+    s
+}
+
+fn attempt(n: u32, status: u16, ms: u64) -> Attempt {
+    Attempt {
+        attempt: n,
+        at_ms: ms,
+        duration_ms: 3,
+        status: Some(status),
+        error: None,
+    }
+}
+
+async fn deliver_all(store: &Store, src: &mut WorkSource, now: u64) -> Vec<EventId> {
+    let mut ids = Vec::new();
+    loop {
+        let work = src.take(16, now).await.unwrap();
+        if work.is_empty() {
+            return ids;
+        }
+        for w in work {
+            store
+                .record(&w.ticket, Some(attempt(w.attempts + 1, 200, now)), Outcome::Delivered)
+                .await
+                .unwrap();
+            src.done(&w.ticket).await;
+            ids.push(w.event.id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn append_dedupes_and_orders_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let t0 = crate::clock::now_ms();
+    let first = store.append(event("t1", &["a"], t0)).await.unwrap();
+    assert!(!first.duplicate);
+    let again = store.append(event("t1", &["a"], t0 + 1)).await.unwrap();
+    assert_eq!(
+        again,
+        Accepted {
+            id: first.id,
+            duplicate: true
+        }
+    );
+    // Concurrent copies land in one batch: still one event.
+    let copies = futures_join(&store, "t2", 32, t0).await;
+    let ids: BTreeSet<_> = copies.iter().map(|a| a.id).collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(copies.iter().filter(|a| !a.duplicate).count(), 1);
+    // Ids grow even when the clock goes back.
+    let older = store.append(event("t3", &["a"], t0 - 60_000)).await.unwrap();
+    assert!(older.id > *ids.iter().next().unwrap());
+    let ev = store.event(first.id).await.unwrap().unwrap();
+    assert_eq!(ev.meta.route, "runway");
+    assert_eq!(ev.meta.subscribers, vec!["a".to_string()]);
+    assert_eq!(ev.meta.headers, vec![("user-agent".to_string(), "test".to_string())]);
+    store.close().await;
+}
+
+async fn futures_join(store: &Store, task: &str, n: usize, ms: u64) -> Vec<Accepted> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let s = store.clone();
+        let ev = event(task, &["a"], ms);
+        handles.push(tokio::spawn(async move { s.append(ev).await.unwrap() }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn cursor_delivers_in_order_and_counts_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a", "b"]).await;
+    let now = crate::clock::now_ms();
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        sent.push(
+            store
+                .append(event(&format!("t{i}"), &["a", "b"], now))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut a = store.work_source("a").unwrap();
+    assert_eq!(a.depth(), 100);
+    let got = deliver_all(&store, &mut a, now).await;
+    assert_eq!(got, sent, "in log order, each once");
+    assert_eq!(a.depth(), 0);
+    // b is independent of a.
+    let b = store.work_source("b").unwrap();
+    assert_eq!(b.depth(), 100);
+    let view = store.event_view(sent[0]).await.unwrap().unwrap();
+    let states: Vec<_> = view
+        .deliveries
+        .iter()
+        .map(|d| (d.subscriber.as_str(), d.state.name()))
+        .collect();
+    assert_eq!(states, vec![("a", "delivered"), ("b", "pending")]);
+    assert_eq!(view.status(), "pending");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_added_later_starts_at_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    store.append(event("old", &["a"], now)).await.unwrap();
+    store.register(&topology(&["a", "late"])).await.unwrap();
+    let fresh = store.append(event("new", &["a", "late"], now)).await.unwrap().id;
+    let mut late = store.work_source("late").unwrap();
+    assert_eq!(late.depth(), 1);
+    assert_eq!(deliver_all(&store, &mut late, now).await, vec![fresh]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retries_wait_in_the_due_index_then_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("r", &["a"], now)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let w = src.take(8, now).await.unwrap().remove(0);
+    assert_eq!((w.step, w.attempts), (0, 0));
+    let due = now + 5_000;
+    store
+        .record(&w.ticket, Some(attempt(1, 500, now)), Outcome::Retry { due_ms: due })
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    assert_eq!(src.depth(), 1, "waiting work counts");
+    assert!(src.take(8, now).await.unwrap().is_empty(), "not due yet");
+    assert_eq!(src.next_due(), Some(due));
+    let w = src.take(8, due).await.unwrap().remove(0);
+    assert_eq!((w.event.id, w.step, w.attempts), (id, 1, 1));
+    assert!(src.take(8, due).await.unwrap().is_empty(), "handed out once");
+    store
+        .record(&w.ticket, Some(attempt(2, 200, due)), Outcome::Delivered)
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    assert_eq!(src.depth(), 0);
+    let view = store.event_view(id).await.unwrap().unwrap();
+    let d = &view.deliveries[0];
+    assert_eq!((d.state.name(), d.attempts, d.history.len()), ("delivered", 2, 2));
+    assert_eq!(d.history[0].status, Some(500));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn restart_resends_only_unfinished_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = crate::clock::now_ms();
+    let (ids, unfinished) = {
+        let store = open(dir.path(), &["a"]).await;
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            ids.push(store.append(event(&format!("t{i}"), &["a"], now)).await.unwrap().id);
+        }
+        let mut src = store.work_source("a").unwrap();
+        let work = src.take(10, now).await.unwrap();
+        // Finish 2..10 but not 0 and 1: the cursor must stay at 0.
+        let mut unfinished = Vec::new();
+        for w in work {
+            if w.event.id == ids[0] || w.event.id == ids[1] {
+                unfinished.push(w.event.id);
+                continue;
+            }
+            store
+                .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+                .await
+                .unwrap();
+            src.done(&w.ticket).await;
+        }
+        store.close().await;
+        (ids, unfinished)
+    };
+    let store = open(dir.path(), &["a"]).await;
+    let mut src = store.work_source("a").unwrap();
+    let again = deliver_all(&store, &mut src, now).await;
+    let mut want = unfinished.clone();
+    want.extend_from_slice(&ids[10..]);
+    assert_eq!(again, want, "finished events are not sent again");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn replay_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("d", &["a"], now)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let w = src.take(1, now).await.unwrap().remove(0);
+    store
+        .record(
+            &w.ticket,
+            Some(attempt(1, 410, now)),
+            Outcome::Dead {
+                error: "HTTP 410".into(),
+            },
+        )
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    let dead = store.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].event, dead[0].subscriber.as_str(), dead[0].attempts),
+        (id, "a", 1)
+    );
+    let counts = store.replay_dead_letters(Some("a".into())).await.unwrap();
+    assert_eq!(counts.get("a"), Some(&1));
+    assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+    // A replay is due when it is asked for.
+    let now = crate::clock::now_ms();
+    let w = src.take(1, now).await.unwrap().remove(0);
+    assert_eq!(
+        (w.event.id, w.step, w.attempts),
+        (id, 0, 1),
+        "schedule restarts, count goes on"
+    );
+    store
+        .record(&w.ticket, Some(attempt(2, 200, now)), Outcome::Delivered)
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    // Replaying a delivered event queues it again; a pending one is left alone.
+    let r = store.replay_event(id, None).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        vec![Replayed {
+            subscriber: "a".into(),
+            queued: true
+        }]
+    );
+    let pending = store.append(event("p", &["a"], now)).await.unwrap().id;
+    let r = store.replay_event(pending, None).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        vec![Replayed {
+            subscriber: "a".into(),
+            queued: false
+        }]
+    );
+    assert_eq!(src.depth(), 2);
+    assert!(store
+        .replay_event(EventId::from_parts(1, 1), None)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_unfinished_work_and_fresh_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let day = 86_400_000;
+    let t0 = crate::clock::now_ms() - 30 * day;
+    let delivered = store.append(event("delivered", &["a"], t0)).await.unwrap().id;
+    let died_late = store.append(event("died-late", &["a"], t0)).await.unwrap().id;
+    let waiting = store.append(event("waiting", &["a"], t0)).await.unwrap().id;
+    let unread = store.append(event("unread", &["a"], t0)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let work = src.take(3, t0).await.unwrap();
+    let cutoff = t0 + 14 * day;
+    for w in work {
+        let outcome = if w.event.id == delivered {
+            Outcome::Delivered
+        } else if w.event.id == died_late {
+            Outcome::Dead {
+                error: "gave up".into(),
+            }
+        } else {
+            Outcome::Retry { due_ms: cutoff + day }
+        };
+        store
+            .record(&w.ticket, Some(attempt(1, 500, t0)), outcome)
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    // The dead letter died after the cutoff (recorded "now"): it stays.
+    assert_eq!(store.sweep(cutoff).await.unwrap(), 1);
+    assert!(store.event(delivered).await.unwrap().is_none());
+    for id in [died_late, waiting, unread] {
+        assert!(store.event(id).await.unwrap().is_some(), "{id} kept");
+    }
+    // The dedupe key went with the event: the same callback is new again.
+    let again = store.append(event("delivered", &["a"], cutoff)).await.unwrap();
+    assert!(!again.duplicate);
+    // Later, the dead letter's own retention has passed.
+    assert_eq!(store.sweep(crate::clock::now_ms() + 15 * day).await.unwrap(), 1);
+    assert!(store.event(died_late).await.unwrap().is_none());
+    store.close().await;
+}
+
+/// A 0.1 store written row by row as 0.1 wrote it (an independent reading of
+/// its layout): one delivered event, one never tried, one retrying, one dead.
+fn write_v1_store(path: &std::path::Path, t0: u64) -> Vec<EventId> {
+    let db = ::sled::open(path).unwrap();
+    let t = db.open_tree("hookrelay").unwrap();
+    let mut ids = Vec::new();
+    for (i, task) in ["delivered", "fresh", "retrying", "dead"].iter().enumerate() {
+        let id = EventId::from_parts(t0 + i as u64, 7);
+        let hash = hex::encode(Sha256::digest(task.as_bytes()));
+        let meta = serde_json::json!({
+            "route": "runway", "received_ms": t0 + i as u64, "source": "203.0.113.7",
+            "content_type": "application/json", "headers": [["user-agent", "kie"]],
+            "subscribers": ["a"], "dedupe": hash, "dedupe_fallback": false
+        });
+        let m = serde_json::to_vec(&meta).unwrap();
+        let mut v = (m.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(&m);
+        v.extend_from_slice(format!(r#"{{"task":"{task}"}}"#).as_bytes());
+        t.insert([&[b'E'][..], &id.bytes()].concat(), v).unwrap();
+        t.insert([&b"Drunway\0"[..], &hex::decode(&hash).unwrap()].concat(), &id.bytes())
+            .unwrap();
+        let attempt = |n: u32, status: u16| {
+            let k = [&[b'A'][..], &id.bytes(), b"a\0", &u64::from(n).to_be_bytes()].concat();
+            let a = serde_json::json!({"attempt": n, "at_ms": t0 + 100 * u64::from(n), "duration_ms": 5, "status": status, "error": null});
+            t.insert(k, serde_json::to_vec(&a).unwrap()).unwrap();
+        };
+        let state = |s: &str, n: u32| {
+            let st = serde_json::json!({"state": s, "at_ms": t0 + 1000, "attempts": n, "last_error": if s == "dead" { Some("HTTP 500") } else { None }});
+            t.insert(
+                [&[b'S'][..], &id.bytes(), b"a"].concat(),
+                serde_json::to_vec(&st).unwrap(),
+            )
+            .unwrap();
+        };
+        let job = |due: u64, step: u32, n: u32| {
+            let k = [&b"Ja\0"[..], &due.to_be_bytes(), &id.bytes()].concat();
+            t.insert(k, [step.to_be_bytes(), n.to_be_bytes()].concat()).unwrap();
+        };
+        match *task {
+            "delivered" => {
+                attempt(1, 200);
+                state("delivered", 1);
+            }
+            "fresh" => job(t0 + 1, 0, 0),
+            "retrying" => {
+                attempt(1, 500);
+                attempt(2, 503);
+                job(t0 + 5000, 2, 2);
+            }
+            _ => {
+                attempt(1, 500);
+                state("dead", 1);
+                let dl = serde_json::json!({"event": id.to_string(), "subscriber": "a", "at_ms": t0 + 1000, "attempts": 1, "last_error": "HTTP 500"});
+                t.insert([&b"Xa\0"[..], &id.bytes()].concat(), serde_json::to_vec(&dl).unwrap())
+                    .unwrap();
+            }
+        }
+        ids.push(id);
+    }
+    db.flush().unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn a_v1_store_is_migrated_with_its_pending_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = crate::clock::now_ms() - 60_000;
+    let ids = write_v1_store(&dir.path().join("data"), t0);
+    let store = open(dir.path(), &["a"]).await;
+    let view = store.event_view(ids[0]).await.unwrap().unwrap();
+    assert_eq!(view.event.meta.source, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(&view.event.body[..], br#"{"task":"delivered"}"#);
+    assert_eq!(
+        (view.deliveries[0].state.name(), view.deliveries[0].history.len()),
+        ("delivered", 1)
+    );
+    let dead = store.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.event).collect::<Vec<_>>(), vec![ids[3]]);
+    // Dedupe keys survive.
+    let mut dup = event("fresh", &["a"], t0);
+    dup.dedupe_hash = Sha256::digest(b"fresh").into();
+    assert_eq!(
+        store.append(dup).await.unwrap(),
+        Accepted {
+            id: ids[1],
+            duplicate: true
+        }
+    );
+    // Pending jobs are delivered, with their retry state.
+    let mut src = store.work_source("a").unwrap();
+    assert_eq!(src.depth(), 2);
+    let work = src.take(8, crate::clock::now_ms()).await.unwrap();
+    let got: Vec<_> = work.iter().map(|w| (w.event.id, w.step, w.attempts)).collect();
+    assert_eq!(got, vec![(ids[1], 0, 0), (ids[2], 2, 2)]);
+    store.close().await;
+    drop((store, src));
+    // The old tree is gone; opening again does not migrate twice.
+    let store = open(dir.path(), &["a"]).await;
+    assert_eq!(store.work_source("a").unwrap().depth(), 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_newer_store_and_a_compression_switch_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    store.close().await;
+    drop(store);
+    let mut o = opts(dir.path());
+    o.compression = true;
+    let e = Store::open_sled(&o).err().expect("refused").to_string();
+    assert!(
+        e.contains("store.compression = false") && e.contains("cannot switch"),
+        "{e}"
+    );
+    {
+        let db = ::sled::open(dir.path().join("data")).unwrap();
+        db.open_tree("hookrelay-v2")
+            .unwrap()
+            .insert(b"Vversion", &9u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let e = Store::open_sled(&opts(dir.path())).err().expect("refused").to_string();
+    assert!(e.contains("newer hookrelay (schema 9)"), "{e}");
+}
+
+#[test]
+fn event_ids_parse_only_within_128_bits() {
+    use ulid::Ulid;
+    let max: EventId = "evt_7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse().unwrap();
+    assert_eq!(max.0, Ulid(u128::MAX));
+    let id = EventId(Ulid::from_parts(1_700_000_000_000, 42));
+    assert_eq!(id.to_string().to_lowercase().parse::<EventId>(), Ok(id));
+    for bad in [
+        "evt_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "evt_80000000000000000000000000",
+        "evt_ZZ",
+        "evt_",
+    ] {
+        assert!(bad.parse::<EventId>().is_err(), "{bad}");
+    }
+}

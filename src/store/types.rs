@@ -1,0 +1,271 @@
+//! The values that cross the store seam, whatever the backend.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use ulid::Ulid;
+
+/// An event id: a ULID (time-ordered), shown as `evt_<ULID>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub Ulid);
+
+impl EventId {
+    pub fn from_parts(ms: u64, random: u128) -> Self {
+        EventId(Ulid::from_parts(ms, random))
+    }
+    pub fn bytes(&self) -> [u8; 16] {
+        self.0.to_bytes()
+    }
+    pub fn from_slice(b: &[u8]) -> Option<EventId> {
+        let arr: [u8; 16] = b.get(..16)?.try_into().ok()?;
+        Some(EventId(Ulid::from_bytes(arr)))
+    }
+    /// When the event was received (ms since the epoch).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.0.timestamp_ms()
+    }
+    /// The smallest id after this one.
+    pub fn next(&self) -> EventId {
+        EventId(Ulid(self.0 .0.saturating_add(1)))
+    }
+    pub const ZERO: EventId = EventId(Ulid(0));
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "evt_{}", self.0)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = ();
+    /// Only the spelling [`Display`](std::fmt::Display) produces (any case):
+    /// 26 base32 digits hold 130 bits, and the decoder drops the two that do
+    /// not fit, so `8…` would otherwise name the event `0…`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let u = s.strip_prefix("evt_").unwrap_or(s);
+        let id = Ulid::from_string(u).map_err(|_| ())?;
+        if !id.to_string().eq_ignore_ascii_case(u) {
+            return Err(());
+        }
+        Ok(EventId(id))
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// POSTed by the provider.
+    #[default]
+    Callback,
+    /// Recovered by polling the provider's status endpoint.
+    Poll,
+}
+
+/// Everything kept about an event except its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub route: String,
+    pub received_ms: u64,
+    /// The client address as ingest determined it; None when unknown (a
+    /// trusted proxy sent an unparsable `X-Forwarded-For`).
+    pub source: Option<IpAddr>,
+    pub content_type: Option<String>,
+    /// The request headers worth keeping (never credentials).
+    pub headers: Vec<(String, String)>,
+    /// The subscribers the event was fanned out to at ingest.
+    pub subscribers: Vec<String>,
+    /// The dedupe key fell back to the body hash because a pointer was missing.
+    pub dedupe_fallback: bool,
+    pub origin: Origin,
+}
+
+/// A callback to store.
+#[derive(Debug)]
+pub struct NewEvent {
+    pub meta: EventMeta,
+    pub dedupe_hash: [u8; 32],
+    pub body: Bytes,
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: EventId,
+    pub meta: EventMeta,
+    pub body: Bytes,
+}
+
+/// What ingest gets back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: EventId,
+    pub duplicate: bool,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    /// The subscriber's status, when it answered.
+    pub status: Option<u16>,
+    /// Why there is no status (connection error, timeout).
+    pub error: Option<String>,
+}
+
+/// Where one event's delivery to one subscriber stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not attempted yet, or being attempted.
+    Pending,
+    /// Waiting for its next attempt.
+    Retrying {
+        due_ms: u64,
+    },
+    Delivered,
+    /// Gave up (schedule exhausted or `410`); replayable.
+    Dead,
+    /// The subscriber's filter did not match.
+    Skipped,
+}
+
+impl DeliveryState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryState::Pending | DeliveryState::Retrying { .. } => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Delivered | DeliveryState::Dead | DeliveryState::Skipped
+        )
+    }
+}
+
+/// How an attempt ended, as far as the store is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this time, at this position of the schedule.
+    Retry {
+        due_ms: u64,
+    },
+    Dead {
+        error: String,
+    },
+    Skipped,
+    /// The event no longer exists (retention removed it): forget the work.
+    Gone,
+}
+
+/// A delivery's state with its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub subscriber: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// The most recent attempts, oldest first.
+    pub history: Vec<Attempt>,
+    pub last_error: Option<String>,
+}
+
+/// An event with the state of each delivery.
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub event: Event,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl EventView {
+    /// One word for the event as a whole: dead, pending or delivered.
+    pub fn status(&self) -> &'static str {
+        let names: Vec<&str> = self.deliveries.iter().map(|d| d.state.name()).collect();
+        if names.contains(&"dead") {
+            "dead"
+        } else if names.contains(&"pending") {
+            "pending"
+        } else {
+            "delivered"
+        }
+    }
+}
+
+/// A filter for [`super::Store::recent_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub route: Option<String>,
+    /// Only events whose overall status is this (pending, delivered, dead).
+    pub status: Option<String>,
+    /// Only events older than this one.
+    pub before: Option<EventId>,
+    pub limit: usize,
+}
+
+/// A delivery that gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub event: EventId,
+    pub subscriber: String,
+    pub at_ms: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// What a replay did for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    pub subscriber: String,
+    /// False when the delivery was still pending: nothing to do.
+    pub queued: bool,
+}
+
+/// A subscriber as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStats {
+    pub name: String,
+    /// Pending deliveries (fresh events not yet read + waiting retries).
+    pub backlog: u64,
+    /// Receipt time of the oldest pending event.
+    pub oldest_pending_ms: Option<u64>,
+    pub dead_letters: u64,
+}
+
+/// One piece of delivery work.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub event: Event,
+    /// Position in the retry schedule (failures since the last replay).
+    pub step: u32,
+    /// Attempts made so far (the next one is `attempts + 1`).
+    pub attempts: u32,
+    pub ticket: Ticket,
+}
+
+/// The backend's handle on a piece of work.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ticket {
+    Sled(super::sled::SledTicket),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Engine(String),
+    #[error("store writer is not running")]
+    WriterGone,
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("store cannot persist: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Incompatible(String),
+    #[error("unknown subscriber {0:?}")]
+    UnknownSubscriber(String),
+}

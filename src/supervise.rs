@@ -1,0 +1,119 @@
+//! Running the daemon as a service: the runtime, signals (SIGTERM/SIGINT stop,
+//! SIGHUP reloads), systemd notification (ready, reloading, stopping, the
+//! watchdog) and exiting for a restart when the store can no longer write.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+use crate::config::Config;
+use crate::state::App;
+
+/// Exit code asking the supervisor for a restart (EX_TEMPFAIL).
+const EXIT_RESTART: u8 = 75;
+
+/// `hookrelay run`: load the config, start, serve until told to stop.
+pub fn run(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&config.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookrelay")
+        .build()
+        .expect("runtime");
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The watchdog interval systemd asks for, as libsystemd's sd_watchdog_enabled
+/// reads it: `WATCHDOG_USEC`, unless `WATCHDOG_PID` names another process.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(usec),
+    }
+}
+
+/// Ping the watchdog only while the store writes and flushes: a daemon that
+/// cannot persist should be restarted, not kept.
+async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let healthy = tokio::time::timeout(period, app.store.check_writable())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        app.store_ok.store(healthy, Ordering::Relaxed);
+        if healthy {
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+        } else {
+            tracing::error!("store check failed; withholding the watchdog ping");
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let handle = crate::start(config).await?;
+    let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready");
+    if let Some(usec) = watchdog_usec() {
+        tokio::spawn(watchdog(handle.app.clone(), Duration::from_micros(usec / 2)));
+    }
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = health.tick() => {
+                if handle.app.store.has_failed() {
+                    // sled cannot recover from a write error in-process; what was
+                    // acknowledged is on disk. Exit so the supervisor restarts us.
+                    let _ = sd_notify::notify(false, &[NotifyState::Status("store failed; restarting")]);
+                    tracing::error!("the store failed a write; exiting so that hookrelay is restarted");
+                    std::process::exit(EXIT_RESTART.into());
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let mut states = vec![NotifyState::Reloading];
+                if let Ok(m) = NotifyState::monotonic_usec_now() {
+                    states.push(m);
+                }
+                let _ = sd_notify::notify(false, &states);
+                if let Err(e) = handle.reload().await {
+                    tracing::error!("reload refused, keeping the running configuration: {e}");
+                }
+                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    if tokio::time::timeout(Duration::from_secs(8), handle.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took too long; exiting");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
