@@ -4,8 +4,9 @@
 //! events, delivery results, cursor moves, replays, registration, retention.
 //! Waiting messages are applied together as one `sled::Batch`; when the batch
 //! holds new events it is flushed before any of their requests is answered
-//! (one flush for many requests). Delivery bookkeeping needs no flush of its
-//! own (deliveries are at-least-once) and yields to events when the writer is
+//! (one flush for many requests). Delivery results are flushed with their
+//! batch as well, so a crash re-sends only what was in flight; they yield to
+//! new events when the writer is
 //! saturated. Being the only writer also makes dedupe race-free.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -341,9 +342,11 @@ impl Writer {
         }
         self.write_counters(&mut b);
         let rows = b.len() as u64;
-        let fresh = !routes_with_news.is_empty();
+        // New events are flushed before they are acknowledged; results too, so
+        // that after a crash only deliveries still in flight are sent again.
+        let durable = !routes_with_news.is_empty() || !recorded.is_empty();
         let result = b.apply().and_then(|()| {
-            if fresh {
+            if durable {
                 self.inner.db.flush()?;
             }
             Ok(())
