@@ -1,0 +1,133 @@
+//! Promise 5, clear answers by source address: `allow_ips` on the TCP peer, or
+//! on the client a trusted proxy names in `X-Forwarded-For` (right-most
+//! untrusted entry), junk there meaning an unknown client, never the proxy.
+
+mod common;
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+
+/// A second loopback address, the "trusted proxy" of these tests.
+const PROXY: &str = "127.0.0.2";
+
+/// A daemon that trusts `PROXY`, with route `t` and, at `/hooks/NAME`, each
+/// route of `routes` (`allow_ips` when given), all delivering to one subscriber.
+async fn behind_proxy(dir: &std::path::Path, routes: &[(&str, Option<&[&str]>)]) -> (Sub, hookrelay::Handle) {
+    let sub = Sub::ok().await;
+    let mut cfg = TestConfig::new(dir)
+        .trusted_proxies(["127.0.0.2/32"])
+        .subscriber(Subscriber::new("s", sub.url()));
+    for (name, allow) in routes {
+        let mut route = Route::new(name, &format!("/hooks/{name}"));
+        if let Some(nets) = allow {
+            route = route.allow_ips(nets.iter().copied());
+        }
+        cfg = cfg.route(route.subscriber(Subscriber::new(&format!("{name}-sub"), sub.url())));
+    }
+    let h = start(&cfg).await;
+    (sub, h)
+}
+
+#[tokio::test]
+async fn allowlist_by_peer_and_forwarded_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = behind_proxy(
+        dir.path(),
+        &[
+            ("direct", Some(&["127.0.0.1/32"])),
+            ("proxied", Some(&["203.0.113.0/24", "::1"])),
+        ],
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let from2: Option<IpAddr> = Some(PROXY.parse().unwrap());
+    let body = || Bytes::from(runway("x"));
+    // The TCP peer decides when it is not a trusted proxy.
+    assert_eq!(
+        request(addr, None, "POST", "/hooks/direct", &[], body()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        request(addr, from2, "POST", "/hooks/direct", &[], body()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // From the trusted proxy, the right-most untrusted X-Forwarded-For entry decides.
+    let xff = [("x-forwarded-for", "198.51.100.7, 203.0.113.5")];
+    assert_eq!(
+        request(addr, from2, "POST", "/hooks/proxied", &xff, body()).await.0,
+        StatusCode::OK
+    );
+    let spoofed = [("x-forwarded-for", "203.0.113.5, 198.51.100.7")];
+    assert_eq!(
+        request(addr, from2, "POST", "/hooks/proxied", &spoofed, body()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // From an untrusted peer the header is ignored.
+    assert_eq!(
+        request(addr, None, "POST", "/hooks/proxied", &xff, body()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The recorded source is the resolved client address.
+    let (_, v) = admin(h.admin_addr, "GET", "/api/events?route=proxied").await;
+    assert_eq!(v["events"][0]["source"], "203.0.113.5");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn junk_in_forwarded_for_means_an_unknown_client_not_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    // The proxy's own range is allowed: falling back to the proxy would let anyone in.
+    let (_sub, h) = behind_proxy(dir.path(), &[("proxied", Some(&["127.0.0.0/8"])), ("open", None)]).await;
+    let addr = h.ingest_addrs[0];
+    let proxy = Some(PROXY.parse().unwrap());
+    let send = |path: &'static str, xff: Vec<&'static str>, task: &'static str| async move {
+        let headers: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+        request(addr, proxy, "POST", path, &headers, Bytes::from(runway(task)))
+            .await
+            .0
+    };
+    // A well-formed chain still works: the right-most untrusted entry is the client.
+    assert_eq!(
+        send("/hooks/proxied", vec!["203.0.113.1, 127.0.0.9"], "a").await,
+        StatusCode::OK
+    );
+    // Junk left of the client is the client's own business.
+    assert_eq!(
+        send("/hooks/proxied", vec!["garbage, 198.51.100.7"], "b").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send("/hooks/proxied", vec!["garbage, 127.0.0.9"], "c").await,
+        StatusCode::OK
+    );
+    // Junk where the client should be: unknown, refused where allow_ips applies.
+    for (i, xff) in [
+        vec!["198.51.100.7,"],
+        vec!["198.51.100.7,,127.0.0.2"],
+        vec!["fe80::1%eth0"],
+        vec!["not-an-ip"],
+        vec![""],
+        vec!["198.51.100.7", "junk"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let task = ["d0", "d1", "d2", "d3", "d4", "d5"][i];
+        assert_eq!(
+            send("/hooks/proxied", xff.clone(), task).await,
+            StatusCode::FORBIDDEN,
+            "{xff:?}"
+        );
+    }
+    // Without allow_ips the callback is taken, its source recorded as unknown.
+    assert_eq!(
+        send("/hooks/open", vec!["198.51.100.7, junk"], "e").await,
+        StatusCode::OK
+    );
+    let (_, v) = admin(h.admin_addr, "GET", "/api/events?route=open").await;
+    assert_eq!(v["events"][0]["source"], "unknown");
+    h.shutdown().await;
+}

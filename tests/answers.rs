@@ -1,0 +1,249 @@
+//! Promise 5, clear answers to bad input: every status code of the contract,
+//! tokens (query, bearer, rotation, tricks), provider signatures (kie,
+//! Standard Webhooks, raw-body HMAC, checked against `common::oracle`).
+//! (Source addresses: `allowlist`; hostile bytes and TLS: `hostile_http`.)
+
+mod common;
+
+use bytes::Bytes;
+use common::oracle::{kie_sign, now_secs, standard_webhooks_sign};
+use common::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn every_status_code_of_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .max_body(1024)
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("private", "/hooks/private")
+                .allow_ips(["10.0.0.0/8"])
+                .subscriber(Subscriber::new("p", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let json = [("content-type", "application/json")];
+
+    let (s, v) = callback(addr, &runway("a")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["duplicate"], false);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("evt_"));
+    let (s, v) = callback(addr, &runway("a")).await;
+    assert_eq!(
+        (s, v["duplicate"].as_bool(), v["id"].as_str()),
+        (StatusCode::OK, Some(true), Some(id.as_str()))
+    );
+
+    assert_eq!(
+        post(addr, "/hooks/t", &json, runway("b")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope", &json, runway("b")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(addr, "/hooks/private", &json, runway("b")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(addr, "/hooks/unknown", &json, runway("b")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, headers, _) = request(addr, None, "GET", "/hooks/t?token=tok", &[], Bytes::new()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    assert_eq!(
+        post(addr, "/hooks/t?token=tok", &json, "x".repeat(2000)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let (s, _, body) = post(addr, "/hooks/t?token=tok", &json, "{not json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("not valid JSON"));
+    // Invalid UTF-8 is not JSON either.
+    assert_eq!(
+        post(addr, "/hooks/t?token=tok", &json, vec![0xff, 0xfe, b'{']).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // Deeply nested JSON is refused, not a stack overflow.
+    let deep = "[".repeat(100_000);
+    let cfg_big = h.app.live().config.server.max_body;
+    assert!(deep.len() > cfg_big);
+    assert_eq!(
+        post(addr, "/hooks/t?token=tok", &json, "[".repeat(1000)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // Still serving.
+    assert_eq!(callback(addr, &runway("c")).await.0, StatusCode::OK);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_in_query_or_bearer_and_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .edit_route("t", |r| r.tokens(["old-token", "new-token"]))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    assert_eq!(
+        post(addr, "/hooks/t?token=old-token", &[], runway("1")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?foo=1&token=new-token", &[], runway("2")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t", &[("authorization", "Bearer new-token")], runway("3"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t", &[("authorization", "Bearer old")], runway("4"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=", &[], runway("5")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_bearer_does_not_hide_a_correct_query_token() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let addr = h.ingest_addrs[0];
+    let bearer = |t: &'static str| [("authorization", t)];
+    assert_eq!(
+        post(addr, "/hooks/t?token=tok", &bearer("Bearer x"), runway("q"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope", &bearer("Bearer tok"), runway("b"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope", &bearer("Bearer x"), runway("n"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Two guesses at most per request: only the first ?token= counts.
+    assert_eq!(
+        post(addr, "/hooks/t?token=nope&token=tok", &[], runway("2")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    h.shutdown().await;
+}
+
+/// GitHub's documented example: HMAC-SHA256("It's a Secret to Everybody", "Hello, World!").
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const GITHUB_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+#[tokio::test]
+async fn provider_signature_schemes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let sw_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = |name: &str, sub_name: &str, sig: Signature| {
+        Route::new(name, &format!("/hooks/{name}"))
+            .signature(sig)
+            .subscriber(Subscriber::new(sub_name, sub.url()))
+    };
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(signed("kie", "k", Signature::kie("kie-key")))
+        .route(signed("sw", "w", Signature::standard_webhooks(sw_secret)))
+        .route(
+            signed(
+                "gh",
+                "g",
+                Signature::hmac_sha256(GITHUB_SECRET, "X-Hub-Signature-256", Some("sha256=")),
+            )
+            .json(false),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+
+    // kie: HMAC(task id + "." + timestamp), task id at /data/taskId for Veo.
+    let ts = now_secs().to_string();
+    let body = r#"{"code":200,"msg":"ok","data":{"taskId":"veo-123","info":{"resultUrls":["u"]}}}"#;
+    let sig = kie_sign("kie-key", "veo-123", &ts);
+    let good = [
+        ("x-webhook-timestamp", ts.as_str()),
+        ("x-webhook-signature", sig.as_str()),
+    ];
+    assert_eq!(post(addr, "/hooks/kie", &good, body).await.0, StatusCode::OK);
+    let wrong_sig = kie_sign("other-key", "veo-123", &ts);
+    let bad = [
+        ("x-webhook-timestamp", ts.as_str()),
+        ("x-webhook-signature", wrong_sig.as_str()),
+    ];
+    assert_eq!(post(addr, "/hooks/kie", &bad, body).await.0, StatusCode::UNAUTHORIZED);
+    let old_ts = (now_secs() - 3600).to_string();
+    let old_sig = kie_sign("kie-key", "veo-123", &old_ts);
+    let replay = [
+        ("x-webhook-timestamp", old_ts.as_str()),
+        ("x-webhook-signature", old_sig.as_str()),
+    ];
+    assert_eq!(
+        post(addr, "/hooks/kie", &replay, body).await.0,
+        StatusCode::UNAUTHORIZED,
+        "stale timestamp"
+    );
+    assert_eq!(post(addr, "/hooks/kie", &[], body).await.0, StatusCode::UNAUTHORIZED);
+
+    // standard-webhooks, signed as a provider would.
+    let body = r#"{"type":"done","id":42}"#;
+    let sig = standard_webhooks_sign(sw_secret, "msg_1", &ts, body.as_bytes());
+    let hdrs = [
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    assert_eq!(post(addr, "/hooks/sw", &hdrs, body).await.0, StatusCode::OK);
+    assert_eq!(
+        post(addr, "/hooks/sw", &hdrs, r#"{"type":"done","id":43}"#).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // hmac-sha256 over the raw body (GitHub's documented example), on a non-JSON route.
+    let gh = [("x-hub-signature-256", GITHUB_SIGNATURE)];
+    assert_eq!(post(addr, "/hooks/gh", &gh, "Hello, World!").await.0, StatusCode::OK);
+    assert_eq!(
+        post(addr, "/hooks/gh", &gh, "Hello, World?").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_hmac_signature_header_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("gh", "/hooks/gh")
+                .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
+                .subscriber(Subscriber::new("g", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let (s, _, body) = post(h.ingest_addrs[0], "/hooks/gh", &[], runway("unsigned")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let why = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].to_string();
+    assert!(why.contains("x-hub-signature-256"), "{why}");
+    h.shutdown().await;
+}

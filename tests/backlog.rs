@@ -1,0 +1,98 @@
+//! Promise 4, a backlog lives on disk, not in memory: 100k waiting jobs drain
+//! with flat RSS and start-up does not read them; an admin listing that pages
+//! through 80k events runs off the async workers, so the daemon keeps answering.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_of_100k_drains_with_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 100_000;
+    let counter = Arc::new(AtomicUsize::new(0));
+    let c2 = counter.clone();
+    let sub = Sub::start(Arc::new(move |_, _| {
+        c2.fetch_add(1, Ordering::Relaxed);
+        Behaviour::Status(200)
+    }))
+    .await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).concurrency(32));
+    // Fill the store as ingest would, while the daemon is down.
+    prefill(&cfg.data(), N, &["s"]).await;
+    let started = Instant::now();
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let startup = started.elapsed();
+    let rss_start = bin.rss_kib();
+    let mut peak = rss_start;
+    let drain = Instant::now();
+    while counter.load(Ordering::Relaxed) < N {
+        peak = peak.max(bin.rss_kib());
+        assert!(
+            drain.elapsed() < Duration::from_secs(300),
+            "drain stalled at {}",
+            counter.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = drain.elapsed();
+    let rss_end = bin.rss_kib();
+    eprintln!(
+        "backlog {N}: start-up {startup:?}, drained in {took:?} ({:.0} jobs/s), RSS start {} MiB, peak {} MiB, end {} MiB",
+        N as f64 / took.as_secs_f64(),
+        rss_start / 1024,
+        peak / 1024,
+        rss_end / 1024
+    );
+    assert!(
+        startup < Duration::from_secs(5),
+        "start-up read the backlog: {startup:?}"
+    );
+    assert!(peak < 256 * 1024, "peak RSS {} MiB while draining", peak / 1024);
+    // Every job delivered once.
+    let seen = seen_ids(&sub);
+    assert_eq!(seen.len(), N);
+    drop(bin);
+}
+
+// One worker thread, as a loaded daemon's workers are: a listing that scans the
+// store on it would stall every other request for the whole scan.
+#[tokio::test(flavor = "current_thread")]
+async fn admin_listings_scan_the_store_off_the_async_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    // Events with no subscribers: nothing to deliver, nothing dead.
+    prefill(&cfg.data(), 80_000, &[]).await;
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    // No event is dead: this pages through all 80k of them.
+    let listing = tokio::spawn(async move {
+        let t = Instant::now();
+        let (s, v) = admin(a, "GET", "/api/events?status=dead&limit=1").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        t.elapsed()
+    });
+    let (mut answered, mut slowest) = (0, Duration::ZERO);
+    while !listing.is_finished() {
+        let t = Instant::now();
+        assert_eq!(admin(a, "GET", "/healthz").await.0, StatusCode::OK);
+        slowest = slowest.max(t.elapsed());
+        answered += 1;
+    }
+    let scan = listing.await.unwrap();
+    eprintln!("listing took {scan:?}; {answered} /healthz answered meanwhile, the slowest in {slowest:?}");
+    assert!(
+        scan > Duration::from_millis(60),
+        "the scan ({scan:?}) is too short to tell anything"
+    );
+    assert!(
+        answered >= 10,
+        "only {answered} /healthz answered during a {scan:?} listing (slowest {slowest:?}): the scan ran on the async worker"
+    );
+    h.shutdown().await;
+}

@@ -1,0 +1,286 @@
+//! Promise 4, bounded resources on the public listener: body size (declared,
+//! chunked), header and body read time, idle keep-alive, the connection cap,
+//! and connections that stall in any phase, over plain TCP or TLS. (Hostile
+//! bytes: `hostile_http`; a backlog on disk: `backlog`.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// A daemon with route `t` and an ok subscriber, `[server]` settings from `server`.
+async fn daemon(dir: &std::path::Path, server: impl FnOnce(TestConfig) -> TestConfig) -> (Sub, hookrelay::Handle) {
+    let sub = Sub::ok().await;
+    let h = start(&server(TestConfig::new(dir)).subscriber(Subscriber::new("s", sub.url()))).await;
+    (sub, h)
+}
+
+/// Watch a connection the test leaves stalled: how long until the server closes it.
+fn watch<S: tokio::io::AsyncRead + Unpin + Send + 'static>(s: S) -> JoinHandle<Option<Duration>> {
+    tokio::spawn(closed_within(s, Duration::from_secs(4)))
+}
+
+/// With `read_timeout = "1s"`, each watched connection was closed after 1 s
+/// (800 ms allowing for timer slack) and within 4 s.
+async fn assert_cut_at_read_timeout(watched: Vec<(String, JoinHandle<Option<Duration>>)>) {
+    for (what, c) in watched {
+        let took = c
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: still open after 4s"));
+        assert!(took >= Duration::from_millis(800), "{what}: cut early ({took:?})");
+    }
+}
+
+#[tokio::test]
+async fn chunked_body_over_limit_is_cut_off_with_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.max_body(1024)).await;
+    let mut s = tokio::net::TcpStream::connect(h.ingest_addrs[0]).await.unwrap();
+    s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    // Stream 4 KiB in chunks; the answer must come without the client finishing.
+    for _ in 0..8 {
+        let chunk = format!("200\r\n{}\r\n", "a".repeat(512));
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let answer = read_some(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(ms(300))).await;
+    let addr = h.ingest_addrs[0];
+    // Slow headers: the connection is closed.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("server closes a slow header");
+    assert!(matches!(r, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).contains("408"));
+    // Slow body: 408 and the connection closed.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    let answer = read_some(&mut s, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A huge header gets 431, not a crash.
+    let big = "x".repeat(200 * 1024);
+    let (status, _, _) = request(
+        addr,
+        None,
+        "POST",
+        "/hooks/t?token=tok",
+        &[("x-big", &big)],
+        Bytes::from("{}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(callback(addr, &runway("still-ok")).await.0, StatusCode::OK);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_cap_holds_extra_connections_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.max_connections(2)).await;
+    let addr = h.ingest_addrs[0];
+    // Two idle connections take both slots.
+    let c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = tokio::spawn(async move { callback(addr, &runway("capped")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past max_connections = 2"
+    );
+    // The idle ones are cut at read_timeout (or closed by us): the third gets through.
+    drop(c1);
+    let (s, _) = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    drop(c2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stalled_connections_are_closed_within_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).max_connections(4)).await;
+    let addr = h.ingest_addrs[0];
+    // Silent, one byte of the HTTP/2 preface, most of it, a header that never ends:
+    // each takes a connection slot, all four slots together.
+    let mut stalled = Vec::new();
+    for first in [
+        &b""[..],
+        b"P",
+        b"PRI * HTTP/2.0\r\n",
+        b"POST /hooks/t?token=tok HTTP/1.1\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(first).await.unwrap();
+        stalled.push((format!("stalled connection {}", stalled.len()), watch(s)));
+    }
+    // Every slot is taken, yet a real callback gets through once they are cut.
+    let t = Instant::now();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), callback(addr, &runway("after-stall")))
+        .await
+        .expect("a real callback was locked out by stalled connections");
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert_cut_at_read_timeout(stalled).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stalled_tls_connections_are_closed_within_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "server");
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).tls(&cert.cert, &cert.key)).await;
+    let addr = h.ingest_addrs[0];
+    let mut checks = Vec::new();
+    // No handshake at all.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    checks.push(("no handshake".to_string(), watch(silent)));
+    // A completed handshake, then nothing (h1 and h2 offered), or one byte.
+    for (what, alpn, first) in [
+        ("handshake, then silence (h2)", &[&b"h2"[..]][..], &b""[..]),
+        ("handshake, then silence (http/1.1)", &[&b"http/1.1"[..]][..], &b""[..]),
+        (
+            "handshake, then one byte",
+            &[&b"h2"[..], &b"http/1.1"[..]][..],
+            &b"P"[..],
+        ),
+    ] {
+        let mut tls = tls_connect(addr, &cert.der, alpn).await.expect("TLS handshake");
+        tls.write_all(first).await.unwrap();
+        tls.flush().await.unwrap();
+        checks.push((what.to_string(), watch(tls)));
+    }
+    assert_cut_at_read_timeout(checks).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).idle_timeout(secs(2))).await;
+    let addr = h.ingest_addrs[0];
+
+    // HTTP/1.1 keep-alive: idle longer than read_timeout is fine, idle_timeout is not.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    let h1_conn = tokio::spawn(h1_conn);
+    assert_eq!(
+        h1.send_request(callback_request("h1-a")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = h1
+        .send_request(callback_request("h1-b"))
+        .await
+        .expect("still open after 1.5s idle");
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = r.into_body().collect().await;
+    let idle_from = Instant::now();
+
+    // HTTP/2 (prior knowledge): answers our pings, never sends a request again.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, h2_conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let h2_conn = tokio::spawn(h2_conn);
+    let r = h2.send_request(callback_request("h2-a")).await.unwrap();
+    assert_eq!((r.version(), r.status()), (http::Version::HTTP_2, StatusCode::OK));
+    let _ = r.into_body().collect().await;
+    let h2_idle_from = Instant::now();
+
+    tokio::time::timeout(Duration::from_secs(5), h1_conn)
+        .await
+        .expect("idle HTTP/1.1 connection still open 5s after its last request")
+        .unwrap()
+        .ok();
+    let took = idle_from.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "h1 closed after {took:?} idle, before idle_timeout"
+    );
+    tokio::time::timeout(Duration::from_secs(5), h2_conn)
+        .await
+        .expect("idle HTTP/2 connection still open 5s after its last request")
+        .unwrap()
+        .ok();
+    let took = h2_idle_from.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "h2 closed after {took:?} idle, before idle_timeout"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_content_length_is_not_allocated_before_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    // A signature-only route: no token stands between a stranger and the body.
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(1))
+        .max_body(256 << 20)
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("signed", "/hooks/signed")
+                .signature(Signature::hmac_sha256("k", "x-sig", None))
+                .subscriber(Subscriber::new("s2", sub.url())),
+        );
+    // 2 GiB of address space (the idle daemon maps ~0.8 GiB); 16 declared bodies of 256 MiB would need 4 GiB.
+    let mut bin = Bin::start_with_address_space(&cfg.write(), 2 << 30);
+    let addr = bin.addr;
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        stalled.push(tokio::spawn(async move {
+            let head = format!(
+                "POST /hooks/signed HTTP/1.1\r\nhost: x\r\nx-sig: 00\r\ncontent-length: {}\r\n\r\n{{\"a\":",
+                (256 << 20) - 1
+            );
+            raw(addr, head.as_bytes()).await
+        }));
+    }
+    for s in stalled {
+        let answer = s.await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{answer:?}; log: {}",
+            bin.log_text()
+        );
+    }
+    assert!(
+        bin.child.try_wait().unwrap().is_none(),
+        "the daemon died: {}",
+        bin.log_text()
+    );
+    assert_eq!(callback(addr, &runway("after-declared")).await.0, StatusCode::OK);
+}

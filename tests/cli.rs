@@ -1,0 +1,202 @@
+//! The command line (the design's CLI contract): admin subcommands against a
+//! running daemon, reading only the admin settings they need from the config,
+//! and `check-config` (valid, invalid with file/key/line named, warnings),
+//! `gen-secret`. Invalid configs here are small literal files: their text is
+//! the subject.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::always(Behaviour::Status(410)).await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token("cli-token")
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("cli")).await;
+    sub.wait_for(Duration::from_secs(5), "attempt", |r| !r.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base = format!("http://{}", h.admin_addr);
+    let cfg_path = cfg.path();
+    let cfg_s = cfg_path.to_str().unwrap();
+    let run = |more: &[&str]| {
+        let mut v: Vec<String> = vec!["--config".into(), cfg_s.into(), "--admin".into(), base.clone()];
+        v.extend(more.iter().map(|s| s.to_string()));
+        cli_async(v)
+    };
+
+    let (ok, out, err) = run(&["events"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ID"), "{out}");
+    assert!(out.contains(&id) && out.contains("dead"), "{out}");
+    let (ok, out, _) = run(&["events", "--json"]).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["events"][0]["id"], id.as_str());
+    let (ok, out, _) = run(&["event", &id]).await;
+    assert!(ok && out.contains("HTTP 410"), "{out}");
+    let (ok, out, _) = run(&["dead-letters"]).await;
+    assert!(ok && out.contains(&id) && out.contains("410"), "{out}");
+    let (ok, out, _) = run(&["subscribers"]).await;
+    assert!(
+        ok && out.contains("QUEUED") && out.lines().nth(1).unwrap().starts_with("s "),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["replay-dead-letters", "--subscriber", "s"]).await;
+    assert!(ok && out.contains("re-queued 1"), "{out}");
+    sub.wait_for(Duration::from_secs(5), "replayed attempt", |r| r.len() >= 2)
+        .await;
+    let (ok, out, _) = run(&["replay", &id]).await;
+    assert!(ok && out.contains(&id), "{out}");
+    // The token comes from the config file; a wrong one is named as the problem.
+    let (ok, _, err) = run(&["--token", "wrong", "events"]).await;
+    assert!(!ok && err.contains("refused the token"), "{err}");
+    let (ok, _, err) = run(&["event", "evt_01M8G5S0QD2RJZ9GWMECMF4Z4N"]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+    h.shutdown().await;
+    // No daemon: a clear message, non-zero exit.
+    let (ok, _, err) = run(&["events"]).await;
+    assert!(!ok && err.contains("cannot reach the daemon"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_reads_only_the_admin_settings_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let daemon = TestConfig::new(dir.path())
+        .admin_token("cli-token")
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&daemon).await;
+    let admin_addr = h.admin_addr.to_string();
+    // The file as the operator has it under systemd: every other secret is a
+    // credential or variable this shell does not have.
+    let systemd_like = |admin_token: Secret| {
+        TestConfig::new(dir.path())
+            .edit_route("t", |r| {
+                r.tokens([Secret::credential("route-token")])
+                    .signature(Signature::kie(Secret::credential("kie-key")))
+            })
+            .subscriber(Subscriber::new("s", sub.url()).secret(Secret::env("HOOKRELAY_TEST_NEVER_SET")))
+            .admin_listen(&admin_addr)
+            .admin_token(admin_token)
+            .render()
+    };
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(&inline, systemd_like("cli-token".into())).unwrap();
+    let cred = dir.path().join("cred.toml");
+    std::fs::write(&cred, systemd_like(Secret::credential("admin-token"))).unwrap();
+    let garbage = dir.path().join("garbage.toml");
+    std::fs::write(&garbage, "this is [not toml").unwrap();
+    let base = format!("http://{admin_addr}");
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for args in [
+        // admin.listen and admin.token from the file, nothing else resolved.
+        vec!["--config".to_string(), p(&inline), "subscribers".into()],
+        // --token given: the token's source is not read.
+        vec![
+            "--config".into(),
+            p(&cred),
+            "--token".into(),
+            "cli-token".into(),
+            "subscribers".into(),
+        ],
+        // --admin and --token given: the file is not read at all.
+        vec![
+            "--config".into(),
+            p(&garbage),
+            "--admin".into(),
+            base.clone(),
+            "--token".into(),
+            "cli-token".into(),
+            "subscribers".into(),
+        ],
+    ] {
+        let shown = args.join(" ");
+        let (ok, out, err) = cli_async(args).await;
+        assert!(ok && out.contains("QUEUED"), "hookrelay {shown}: {err}");
+    }
+    h.shutdown().await;
+}
+
+#[test]
+fn check_config_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"))
+        .write();
+    let (ok, out, _) = cli(&["check-config", "--config", good.to_str().unwrap()]);
+    assert!(ok && out.contains("OK (1 routes, 1 subscribers)"), "{out}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+
+[store]
+path = "{}"
+
+[[routes]]
+name = "t"
+path = "/hooks/t"
+allow_ips = ["300.1.2.3/8"]
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:1/"
+"#,
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = cli_output(&["check-config", "-c", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("routes[0].allow_ips[0]")
+            && err.contains("line 10")
+            && err.contains("invalid CIDR"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["check-config", "-c", "/nonexistent/hookrelay.toml"]);
+    assert!(
+        !ok && err.contains("/nonexistent/hookrelay.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+    // The shipped config is valid as shipped.
+    let (ok, _, err) = cli(&[
+        "check-config",
+        "-c",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&["gen-secret"]);
+    assert!(ok && hookrelay::config::decode_whsec(out.trim()).unwrap().len() == 32);
+}
+
+#[test]
+fn check_config_warns_when_retention_is_shorter_than_a_retry_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .retention(Duration::from_secs(86400))
+        .subscriber(Subscriber::new("slow", "http://127.0.0.1:1/").retry([secs(12 * 3600), secs(24 * 3600)]))
+        .subscriber(Subscriber::new("quick", "http://127.0.0.1:1/"))
+        .write();
+    let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+    assert!(ok, "a warning is not an error: {err}");
+    assert!(out.contains("OK"), "{out}");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.contains("store.retention") && warning.contains("\"slow\"") && !warning.contains("\"quick\""),
+        "{warning}"
+    );
+}

@@ -1,0 +1,51 @@
+//! Certificates generated in the test (rcgen): a self-signed certificate for
+//! localhost written as PEM files, and a rustls server config built from it
+//! without hookrelay's code. Clients that trust it live in `client`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`.
+pub struct TestCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// What a client trusts (the certificate is its own CA).
+    pub der: CertificateDer<'static>,
+    /// Kept to serve the certificate from a test server.
+    key_der: Vec<u8>,
+}
+
+impl TestCert {
+    /// A new key and certificate, written to `dir/NAME.crt` and `dir/NAME.key`
+    /// (replacing what is there: a reload test swaps certificates this way).
+    pub fn write(dir: &Path, name: &str) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let cert_path = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        TestCert {
+            cert: cert_path,
+            key: key_path,
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A server config presenting this certificate, offering h2 and http/1.1.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![self.der.clone()], key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}

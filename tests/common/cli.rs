@@ -1,0 +1,30 @@
+//! The `hookrelay` binary as a command-line tool (admin subcommands,
+//! check-config, gen-secret): run to completion, output captured. The
+//! long-running `run` command is `daemon::Bin`.
+
+use std::process::Command;
+
+/// Run the binary with `args`; success, stdout, stderr.
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = cli_output(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Run the binary with `args`; its raw output (for the exit code).
+pub fn cli_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `cli` off the async workers, for tests whose daemon runs in-process.
+pub async fn cli_async(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || cli(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}

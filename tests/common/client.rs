@@ -1,0 +1,242 @@
+//! Clients of the daemon: plain HTTP requests (optionally from another loopback
+//! address), callbacks to route `t`, the admin API and its Prometheus text,
+//! TLS clients trusting a test certificate, and raw sockets for byte-level abuse.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+
+use super::bodies::runway;
+
+/// A plain-HTTP POST; returns status, headers and body.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    request(addr, None, "POST", path, headers, body.into()).await
+}
+
+/// A request over a fresh connection, optionally from a given local address.
+pub async fn request(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let what = format!("{method} {path} to {addr}");
+    let exchange = async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        if let Some(ip) = from {
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+        }
+        let stream = socket.connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        (parts.status, parts.headers, body)
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
+}
+
+/// POST a callback to `/hooks/t?token=tok`; the parsed answer.
+pub async fn callback(addr: SocketAddr, body: &str) -> (StatusCode, serde_json::Value) {
+    let (s, _, b) = post(
+        addr,
+        "/hooks/t?token=tok",
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await;
+    (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+}
+
+/// POST a callback that must be accepted; its event id.
+pub async fn accepted(addr: SocketAddr, body: &str) -> String {
+    let (s, v) = callback(addr, body).await;
+    assert_eq!(s, StatusCode::OK, "callback refused: {v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A `/hooks/t?token=tok` callback with a Runway body, for a connection the test holds.
+pub fn callback_request(task: &str) -> Request<Full<Bytes>> {
+    Request::post("/hooks/t?token=tok")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(runway(task))))
+        .unwrap()
+}
+
+/// GET/POST on the admin API; the parsed JSON (or text) answer.
+pub async fn admin(addr: SocketAddr, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+    let (s, _, b) = request(addr, None, method, path, &[], Bytes::new()).await;
+    let v =
+        serde_json::from_slice(&b).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&b).into()));
+    (s, v)
+}
+
+/// GET `path` on the admin API until `pred` holds for the answer, or `limit`
+/// passes; the last answer either way (the caller asserts on it).
+pub async fn admin_until(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, v) = admin(addr, "GET", path).await;
+        if pred(&v) || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The row of an admin listing (`/api/subscribers`, an event's subscribers,
+/// dead letters) whose `key` is `value`.
+pub fn row(list: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|s| s[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value} in {list}"))
+        .clone()
+}
+
+/// `/metrics` parsed into (name{labels}, value) samples.
+pub async fn metrics(addr: SocketAddr) -> Vec<(String, f64)> {
+    let (s, text) = admin(addr, "GET", "/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    text.as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad metrics line {l:?}"));
+            (
+                k.to_string(),
+                v.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")),
+            )
+        })
+        .collect()
+}
+
+/// The value of the sample `key` (`name{labels}` exactly as exposed).
+pub fn sample(all: &[(String, f64)], key: &str) -> f64 {
+    all.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample {key}"))
+}
+
+/// A TLS client trusting exactly `ca`, offering the given ALPN protocols.
+pub fn tls_client(ca: &rustls::pki_types::CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A TLS connection to `addr` as `localhost`, trusting `ca`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tls_client(ca, alpn).connect("localhost".try_into().unwrap(), tcp).await
+}
+
+/// One callback over HTTPS, HTTP/2 or HTTP/1.1 by ALPN; the version and status.
+pub async fn tls_callback(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    h2: bool,
+) -> (http::Version, StatusCode) {
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let tls = tls_connect(addr, ca, alpn).await.expect("TLS handshake");
+    let req = Request::post("https://localhost/hooks/t?token=tok")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(runway(if h2 { "h2" } else { "h1" }))))
+        .unwrap();
+    let resp = if h2 {
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        s.send_request(req).await.unwrap()
+    } else {
+        let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        s.send_request(req).await.unwrap()
+    };
+    let version = resp.version();
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    (version, status)
+}
+
+/// Write `bytes` on a fresh connection and read until the server closes (5 s
+/// each at most); what came back.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(bytes)).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// One read on `s` within `limit`; the text read (empty when the peer closed).
+pub async fn read_some<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> String {
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(limit, s.read(&mut buf))
+        .await
+        .expect("no answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+/// Read (and discard) until the peer closes; how long that took, or None if it
+/// was still open after `limit`.
+pub async fn closed_within<S: AsyncRead + Unpin>(mut s: S, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|_| started.elapsed())
+}

@@ -1,0 +1,166 @@
+//! The daemon under test: in-process (`start`, on the library's `start`) or as
+//! the real binary (`Bin`: kill -9, signals, RSS, captured log, an address-space
+//! limit). Configs come from `config::TestConfig`; traffic from `client`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::config::TestConfig;
+use super::route::Subscriber;
+use super::subscriber::Sub;
+
+/// Write `cfg` and start the daemon in-process with it.
+pub async fn start(cfg: &TestConfig) -> hookrelay::Handle {
+    let path = cfg.write();
+    let loaded = hookrelay::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+    hookrelay::start(loaded).await.expect("daemon starts")
+}
+
+/// A daemon with route `t` and one subscriber `s` that answers 200.
+pub async fn with_ok_subscriber() -> (tempfile::TempDir, Sub, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()))).await;
+    (dir, sub, h)
+}
+
+/// The real binary, started with a config file; its stderr collected.
+pub struct Bin {
+    /// The process: killed with SIGKILL or signalled, and reaped on drop.
+    pub child: Child,
+    /// The ingest address it logged (it listens on port 0).
+    pub addr: SocketAddr,
+    /// The admin address it logged.
+    pub admin: SocketAddr,
+    /// Every stderr line, collected by a thread: tests search it for secrets.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bin {
+    pub fn start(config_path: &Path, envs: &[(&str, &str)]) -> Bin {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookrelay")), config_path, envs)
+    }
+
+    /// Started under `prlimit --as=BYTES`: allocations past that address-space
+    /// size fail (as they would under strict overcommit or a memory limit).
+    pub fn start_with_address_space(config_path: &Path, bytes: u64) -> Bin {
+        assert!(
+            Command::new("prlimit").arg("--version").output().is_ok(),
+            "prlimit (util-linux) is needed for this test"
+        );
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--as={bytes}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_hookrelay"));
+        Self::spawn(cmd, config_path, &[])
+    }
+
+    fn spawn(mut cmd: Command, config_path: &Path, envs: &[(&str, &str)]) -> Bin {
+        cmd.args(["run", "--config"])
+            .arg(config_path)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .env("RUST_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hookrelay");
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel::<(Option<SocketAddr>, Option<SocketAddr>)>();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // Human lines say `addr=1.2.3.4:5`, JSON lines `"addr":"1.2.3.4:5"`.
+                let addr = |marker: &str| -> Option<SocketAddr> {
+                    if !line.contains(marker) {
+                        return None;
+                    }
+                    if let Some(rest) = line.split("addr=").nth(1) {
+                        return rest.split_whitespace().next()?.parse().ok();
+                    }
+                    line.split("\"addr\":\"").nth(1)?.split('"').next()?.parse().ok()
+                };
+                let _ = tx.send((addr("listening for callbacks"), addr("admin API listening")));
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let (mut addr, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() || admin.is_none() {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((a, b)) => {
+                    addr = addr.or(a);
+                    admin = admin.or(b);
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("hookrelay exited early ({status}): {:?}", log.lock().unwrap());
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "hookrelay did not start: {:?}",
+                        log.lock().unwrap()
+                    );
+                }
+            }
+        }
+        Bin {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+            log,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait (off the async workers) for the process to exit; its status, and
+    /// the `Bin` for its log.
+    pub async fn exit(mut self) -> (ExitStatus, Bin) {
+        tokio::task::spawn_blocking(move || {
+            let s = self.child.wait().unwrap();
+            (s, self)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,90 @@
+//! Volume: callbacks sent from many connections until a deadline (with the
+//! acknowledged ones kept), a store prefilled through the group-commit writer,
+//! and the check that every acknowledged event is on disk.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use super::bodies::runway;
+use super::client::callback;
+
+/// Send callbacks from `conns` connections until `stop` has passed or the daemon
+/// stops answering; the acknowledged (event id, body) pairs.
+pub async fn load_until(addr: SocketAddr, conns: usize, tag: &str, stop: Duration) -> Vec<(String, String)> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + stop;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let acked = acked.clone();
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                if Instant::now() > deadline {
+                    return;
+                }
+                let body = runway(&format!("{tag}-{c}-{i}"));
+                match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
+                    Ok((StatusCode::OK, v)) => acked
+                        .lock()
+                        .unwrap()
+                        .push((v["id"].as_str().unwrap().to_string(), body)),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let v = acked.lock().unwrap().clone();
+    v
+}
+
+/// Open the store at `data` (no daemon runs on it).
+pub fn open_store(data: &Path) -> hookrelay::store::Store {
+    hookrelay::store::Store::open_sled(&hookrelay::store::Options {
+        path: data.to_path_buf(),
+        cache_bytes: 1 << 20,
+        min_free: 0,
+        compression: false,
+    })
+    .unwrap()
+}
+
+/// Pending deliveries of `sub` in a store no daemon runs on.
+pub async fn backlog(store: &hookrelay::store::Store, sub: &str) -> u64 {
+    let stats = store.subscriber_stats().await.unwrap();
+    stats.iter().find(|s| s.name == sub).map_or(0, |s| s.backlog)
+}
+
+/// Every acknowledged event id is in the store at `data`; the opened store.
+pub async fn assert_stored<'a>(data: &Path, acked: impl IntoIterator<Item = &'a String>) -> hookrelay::store::Store {
+    let store = open_store(data);
+    for id in acked {
+        assert!(
+            store.event(id.parse().unwrap()).await.unwrap().is_some(),
+            "acknowledged {id} lost"
+        );
+    }
+    store
+}
+
+/// Write `n` distinct Runway events of route `t`, fanned out to `subscribers`,
+/// into the store at `data` as ingest would (the store's one write path, the
+/// same prefill the benchmark uses), with no daemon running. Each subscriber
+/// then has `n` deliveries waiting.
+pub async fn prefill(data: &Path, n: usize, subscribers: &[&str]) {
+    let store = open_store(data);
+    let acked = hookrelay::store::prefill::prefill(&store, "t", subscribers, n, "backlog")
+        .await
+        .unwrap();
+    assert!(acked.iter().all(|a| !a.duplicate));
+    for s in subscribers {
+        assert_eq!(backlog(&store, s).await, n as u64, "backlog of {s} after the prefill");
+    }
+    store.close().await;
+}

@@ -1,0 +1,165 @@
+//! Promises 4 and 5 against hostile bytes: request smuggling, duplicate
+//! Content-Length, random bytes, 100k-deep JSON and a flood of wrong tokens get
+//! clear answers with memory and real-callback latency bounded; over TLS,
+//! HTTP/1.1 and HTTP/2 work, junk and truncated handshakes do no harm, and
+//! TLS 1.1 is refused.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_gets_clear_answers_and_the_daemon_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let addr = bin.addr;
+
+    // CL + TE request smuggling: never two requests out of one.
+    let smuggle = b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nPOST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}";
+    let answer = raw(addr, smuggle).await;
+    assert!(
+        answer.matches("HTTP/1.1 ").count() <= 1,
+        "smuggled a second request: {answer}"
+    );
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Two content lengths.
+    let answer = raw(
+        addr,
+        b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 5\r\n\r\n{}",
+    )
+    .await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Random bytes.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let junk: Vec<u8> = (0..65536).map(|_| rng.u8(..)).collect();
+    let answer = raw(addr, &junk).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // 100k-deep JSON within max_body: 400, not a stack overflow.
+    let (s, _, _) = post(
+        addr,
+        "/hooks/t?token=tok",
+        &[],
+        "[".repeat(100_000) + &"]".repeat(100_000),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // A flood of wrong tokens: answered, memory bounded, real callbacks still fast.
+    let rss_before = bin.rss_kib();
+    let flood_end = Instant::now() + Duration::from_secs(3);
+    let mut flood = Vec::new();
+    for _ in 0..16 {
+        flood.push(tokio::spawn(async move {
+            let mut n = 0;
+            while Instant::now() < flood_end {
+                let (s, _, _) = post(addr, "/hooks/t?token=guess", &[], runway("f")).await;
+                assert_eq!(s, StatusCode::UNAUTHORIZED);
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut latencies = Vec::new();
+    while Instant::now() < flood_end {
+        let t = Instant::now();
+        let (s, _) = callback(addr, &runway(&format!("real-{}", latencies.len()))).await;
+        assert_eq!(s, StatusCode::OK);
+        latencies.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut total = 0;
+    for f in flood {
+        total += f.await.unwrap();
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let rss_after = bin.rss_kib();
+    eprintln!("wrong-token flood: {total} requests; real callbacks p99 {p99:?}; RSS {rss_before} -> {rss_after} KiB");
+    assert!(total > 1000, "flood too small to mean anything: {total}");
+    assert!(
+        p99 < Duration::from_millis(500),
+        "real callbacks slowed to p99 {p99:?} under the flood"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "memory grew {rss_before} -> {rss_after} KiB"
+    );
+    // Still serving.
+    assert_eq!(callback(addr, &runway("after-all")).await.0, StatusCode::OK);
+}
+
+/// `openssl s_client` forcing protocol `version` against `addr`; its output.
+fn openssl_client(addr: std::net::SocketAddr, version: &str) -> String {
+    let mut child = std::process::Command::new("openssl")
+        // SECLEVEL=0 so the client really offers old versions: the server must refuse.
+        .args([
+            "s_client",
+            version,
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn https_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "server");
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert.cert, &cert.key)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    assert_eq!(
+        tls_callback(addr, &cert.der, false).await,
+        (http::Version::HTTP_11, StatusCode::OK)
+    );
+    assert_eq!(
+        tls_callback(addr, &cert.der, true).await,
+        (http::Version::HTTP_2, StatusCode::OK)
+    );
+    // Garbage and a truncated handshake on the TLS port do not hurt it.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x50, 1, 2, 3]).await.unwrap();
+    drop(s);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+    assert_eq!(tls_callback(addr, &cert.der, true).await.1, StatusCode::OK);
+
+    // openssl: TLS 1.2 works, TLS 1.1 is refused.
+    assert!(
+        std::process::Command::new("openssl").arg("version").output().is_ok(),
+        "openssl is needed for the TLS version test (.ci/run installs it)"
+    );
+    let v12 = tokio::task::spawn_blocking(move || openssl_client(addr, "-tls1_2"))
+        .await
+        .unwrap();
+    assert!(v12.contains("Protocol  : TLSv1.2"), "{v12}");
+    let v11 = tokio::task::spawn_blocking(move || openssl_client(addr, "-tls1_1"))
+        .await
+        .unwrap();
+    // The server answers the TLS 1.1 ClientHello with a handshake_failure alert.
+    assert!(v11.contains("Cipher is (NONE)"), "TLS 1.1 must be refused: {v11}");
+    assert!(v11.contains("alert handshake failure"), "{v11}");
+    h.shutdown().await;
+}

@@ -1,0 +1,116 @@
+//! Promise 3, each subscriber independent (and promise 4's per-subscriber
+//! caps): a hung subscriber holds only its own concurrency and delays neither
+//! the others nor ingest nor shutdown; a failing one is held to a few probes by
+//! its circuit and then drains at full speed; a rate limit is kept.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn hung_subscriber_does_not_delay_a_healthy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let hung = Sub::always(Behaviour::Hang).await;
+    let healthy = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("hung", hung.url()).timeout(secs(30)).concurrency(2))
+        .subscriber(Subscriber::new("ok", healthy.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let t0 = Instant::now();
+    let mut latencies = Vec::new();
+    for i in 0..50 {
+        let sent = Instant::now();
+        let (s, _) = callback(addr, &runway(&format!("iso-{i}"))).await;
+        assert_eq!(s, StatusCode::OK);
+        let got = healthy
+            .wait_for(Duration::from_secs(5), "healthy delivery", |r| r.len() > i)
+            .await;
+        latencies.push(got[i].at - sent);
+    }
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = *latencies.last().unwrap();
+    // Ingest is not slowed either: 50 callbacks and deliveries well inside the hung timeout.
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(
+        max < Duration::from_secs(1),
+        "healthy subscriber delayed: p50 {p50:?}, max {max:?}"
+    );
+    assert_eq!(hung.count(), 2, "the hung subscriber holds only its own concurrency");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let hung_row = row(&subs["subscribers"], "name", "hung");
+    assert_eq!(hung_row["in_flight"], 2);
+    assert_eq!(hung_row["queue_depth"], 50);
+    // Shutdown does not wait for the hung subscriber.
+    let t = Instant::now();
+    h.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn failing_subscriber_opens_the_circuit_and_recovers_at_full_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, up) = Sub::broken(Behaviour::Status(500)).await;
+    let cfg =
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([ms(10); 8]).circuit_threshold(3));
+    let h = start(&cfg).await;
+    for i in 0..40 {
+        callback(h.ingest_addrs[0], &runway(&format!("c-{i}"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // 40 jobs × 9 tries would be 360 requests if hammered; the open circuit holds it to a few probes.
+    let while_down = sub.count();
+    assert!(while_down < 40, "{while_down} requests while failing");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    assert_ne!(subs["subscribers"][0]["state"], "closed", "{subs}");
+    up.store(true, Ordering::SeqCst);
+    // The next probe comes when the (doubling, at most 60 s) pause ends; from
+    // that first success on, the backlog must go at full speed.
+    let got = sub
+        .wait_for(Duration::from_secs(70), "all 40 delivered", |r| {
+            r.len() >= while_down + 40
+        })
+        .await;
+    let drain = got.last().unwrap().at - got[while_down].at;
+    assert!(
+        drain < Duration::from_secs(5),
+        "after the probe succeeded, the rest took {drain:?}"
+    );
+    let ids: std::collections::HashSet<&str> = got[while_down..].iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 40);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_is_respected() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).rate_per_second(20))).await;
+    for i in 0..30 {
+        callback(h.ingest_addrs[0], &runway(&format!("rate-{i}"))).await;
+    }
+    let got = sub
+        .wait_for(Duration::from_secs(10), "30 deliveries", |r| r.len() >= 30)
+        .await;
+    let span = got[29].at - got[0].at;
+    // 30 requests at 20/s: the first goes at once, the rest 50 ms apart.
+    assert!(
+        span >= Duration::from_millis(29 * 50 - 100),
+        "30 deliveries in {span:?} exceeds 20/s"
+    );
+    // Any 10 consecutive gaps span at least ~10 x 50 ms (arrival times jitter
+    // a little under load; a missing limiter would put them at ~0).
+    for w in got.windows(11) {
+        let span = w[10].at - w[0].at;
+        assert!(
+            span >= Duration::from_millis(440),
+            "11 deliveries within {span:?}: burst over 20/s"
+        );
+    }
+    h.shutdown().await;
+}

@@ -1,0 +1,241 @@
+//! Reload (SIGHUP or `Handle::reload`) keeps every promise while the config
+//! changes: a broken file is refused and the old config keeps serving; routes,
+//! subscribers, the certificate, connection limits, timeouts, HTTP/2 streams
+//! and shutdown grace apply without dropping open connections; systemd is told
+//! (sd_notify, watchdog) and JSON logs stay JSON.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notify_reload_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let base = TestConfig::new(dir.path())
+        .log_format("json")
+        .subscriber(Subscriber::new("s", DOWN));
+    let cfg_path = base.write();
+    let bin = Bin::start(
+        &cfg_path,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut buf = [0u8; 512];
+    let recv = |buf: &mut [u8]| {
+        let n = sock.recv(buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+    };
+    let first = recv(&mut buf);
+    assert!(first.contains("READY=1"), "{first}");
+    // The watchdog is pinged (every WATCHDOG_USEC/2) while the store is writable.
+    let ping = recv(&mut buf);
+    assert_eq!(ping, "WATCHDOG=1");
+    // Drain pings from here on: the assertions below skip them.
+    let recv = |buf: &mut [u8]| loop {
+        let m = recv(buf);
+        if m != "WATCHDOG=1" {
+            return m;
+        }
+    };
+    // A broken config on reload: refused, the old one keeps serving.
+    base.clone().edit_route("t", |r| r.allow_ips(["nonsense"])).write();
+    bin.signal("HUP");
+    let r = recv(&mut buf);
+    assert!(r.contains("RELOADING=1") && r.contains("MONOTONIC_USEC="), "{r}");
+    assert!(recv(&mut buf).contains("READY=1"));
+    assert_eq!(callback(bin.addr, &runway("after-bad-reload")).await.0, StatusCode::OK);
+    // A good config with a new route applies.
+    base.clone().edit_route("t", |r| r.path("/hooks/new")).write();
+    bin.signal("HUP");
+    assert!(recv(&mut buf).contains("RELOADING=1"));
+    assert!(recv(&mut buf).contains("READY=1"));
+    assert_eq!(
+        post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(bin.addr, "/hooks/t?token=tok", &[], runway("old")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    bin.signal("TERM");
+    assert!(recv(&mut buf).contains("STOPPING=1"));
+    let (status, bin) = bin.exit().await;
+    assert!(status.success());
+    let log = bin.log_text();
+    assert!(
+        log.contains("reload refused") && log.contains("routes[0].allow_ips[0]"),
+        "{log}"
+    );
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("message").is_some(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn reload_swaps_subscribers_and_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_cert = TestCert::write(dir.path(), "tls");
+    let a = Sub::always(Behaviour::Status(500)).await;
+    let b = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).tls(&old_cert.cert, &old_cert.key);
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::new("a", a.url()).retry([secs(3600)])),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+
+    // A client that keeps one HTTPS connection open across the reload.
+    let stream = tls_connect(addr, &old_cert.der, &[b"http/1.1"]).await.unwrap();
+    let (mut conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    let r = conn.send_request(callback_request("before")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let before: serde_json::Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    a.wait_for(Duration::from_secs(5), "a's first attempt", |r| !r.is_empty())
+        .await;
+
+    // New certificate at the same paths, subscriber a replaced by b.
+    let new_cert = TestCert::write(dir.path(), "tls");
+    let cfg_b = base.subscriber(Subscriber::new("b", b.url()));
+    cfg_b.write();
+    h.reload().await.expect("reload");
+
+    // The open connection still works and its callback goes to b only.
+    let r = conn
+        .send_request(callback_request("after"))
+        .await
+        .expect("connection survived the reload");
+    assert_eq!(r.status(), StatusCode::OK);
+    let after: serde_json::Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let got = b
+        .wait_for(Duration::from_secs(5), "b's delivery", |r| !r.is_empty())
+        .await;
+    assert_eq!(got[0].header("webhook-id"), after["id"].as_str().unwrap());
+    assert_eq!(a.count(), 1);
+    // New connections get the new certificate.
+    tls_connect(addr, &new_cert.der, &[b"http/1.1"])
+        .await
+        .expect("new certificate served");
+    assert!(
+        tls_connect(addr, &old_cert.der, &[b"http/1.1"]).await.is_err(),
+        "old certificate still served"
+    );
+
+    // a's pending job is kept and reported, not deleted.
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let removed = row(&subs["subscribers"], "name", "a");
+    assert_eq!(
+        (removed["state"].as_str(), removed["queue_depth"].as_u64()),
+        (Some("removed"), Some(1))
+    );
+    let (_, ev) = admin(
+        h.admin_addr,
+        "GET",
+        &format!("/api/events/{}", before["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(ev["subscribers"][0]["state"], "pending");
+
+    // A broken file changes nothing.
+    cfg_b
+        .raw(|doc| doc["routes"][0]["tokens"] = toml::Value::Integer(5))
+        .write();
+    let err = h.reload().await.unwrap_err().to_string();
+    assert!(err.contains("routes[0].tokens"), "{err}");
+    let r = conn.send_request(callback_request("still")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_applies_connection_limits_timeouts_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&base.clone().read_timeout(secs(10)).max_connections(1)).await;
+    let addr = h.ingest_addrs[0];
+    base.read_timeout(secs(2))
+        .max_connections(3)
+        .http2_max_streams(1)
+        .write();
+    h.reload().await.expect("reload");
+
+    // max_connections: two silent connections no longer lock out a callback.
+    let silent: Vec<_> = vec![
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    let (s, _) = tokio::time::timeout(Duration::from_millis(1800), callback(addr, &runway("cap")))
+        .await
+        .expect("max_connections = 3 not applied: the callback waited for a slot");
+    assert_eq!(s, StatusCode::OK);
+    // read_timeout: a silent connection is cut after 2 s, not 10 s.
+    for s in silent {
+        closed_within(s, Duration::from_secs(5))
+            .await
+            .expect("read_timeout = 2s not applied: silent connection still open after 5s");
+    }
+    // http2_max_streams: announced to new HTTP/2 connections.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = Request::post("http://localhost/hooks/t?token=tok").body(()).unwrap();
+    let (resp, mut body) = client.send_request(req, false).unwrap();
+    body.send_data(Bytes::from(runway("h2")), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        client.current_max_send_streams(),
+        1,
+        "http2_max_streams = 1 not applied"
+    );
+
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_applies_shutdown_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path())
+        .read_timeout(secs(5))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&base.clone().shutdown_grace(secs(10))).await;
+    let addr = h.ingest_addrs[0];
+    base.shutdown_grace(ms(300)).write();
+    h.reload().await.expect("reload");
+    // A request in flight (its handler asked for the body: 100 Continue) that
+    // would hold the shutdown for read_timeout.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_some(&mut s, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    let t = Instant::now();
+    h.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "shutdown took {:?}: shutdown_grace = 300ms not applied",
+        t.elapsed()
+    );
+    drop(s);
+}

@@ -1,0 +1,111 @@
+//! Promise 5, never a leaked secret: route tokens (plain or percent-encoded in
+//! the query) are redacted in logs, and credentials in a subscriber URL are sent
+//! as Basic auth and appear nowhere (admin API, CLI, logs). The real binary's
+//! log is what is searched.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_never_logged_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "sup3r-s3cret-t0ken";
+    let cfg = TestConfig::new(dir.path())
+        .edit_route("t", |r| r.tokens([secret]))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "debug")]);
+    let ok = post(bin.addr, &format!("/hooks/t?token={secret}"), &[], runway("x"))
+        .await
+        .0;
+    assert_eq!(ok, StatusCode::OK);
+    let bad = post(bin.addr, &format!("/hooks/t?token={secret}-wrong"), &[], runway("y"))
+        .await
+        .0;
+    assert_eq!(bad, StatusCode::UNAUTHORIZED);
+    let hdr = post(
+        bin.addr,
+        "/hooks/t",
+        &[("authorization", &format!("Bearer {secret}"))],
+        "{bad json",
+    )
+    .await
+    .0;
+    assert_eq!(hdr, StatusCode::BAD_REQUEST);
+    let started = std::time::Instant::now();
+    bin.signal("TERM");
+    let (status, bin) = bin.exit().await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let log = bin.log_text();
+    assert!(log.contains("REDACTED"), "{log}");
+    assert!(log.contains("callback accepted"), "{log}");
+    assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_url_credentials_are_sent_as_basic_auth_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let url = format!("http://hook-user:p%40ss-w0rd@{}/callbacks", sub.addr);
+    let cfg_path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", url))
+        .write();
+    let bin = Bin::start(&cfg_path, &[("RUST_LOG", "debug")]);
+    assert_eq!(callback(bin.addr, &runway("creds")).await.0, StatusCode::OK);
+    let got = sub
+        .wait_for(Duration::from_secs(5), "delivery", |r| !r.is_empty())
+        .await;
+    let basic = base64::engine::general_purpose::STANDARD.encode("hook-user:p@ss-w0rd");
+    assert_eq!(got[0].header("authorization"), format!("Basic {basic}"));
+    assert_eq!(got[0].path, "/callbacks");
+    // Nowhere to be seen: admin API, CLI, logs.
+    let (_, v) = admin(bin.admin, "GET", "/api/subscribers").await;
+    assert_eq!(v["subscribers"][0]["url"], format!("http://{}/callbacks", sub.addr));
+    let admin_url = format!("http://{}", bin.admin);
+    let cfg_s = cfg_path.to_str().unwrap().to_string();
+    let (ok, out, err) = cli_async(vec![
+        "--config".into(),
+        cfg_s,
+        "--admin".into(),
+        admin_url,
+        "subscribers".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let shown = format!("{v}\n{out}\n{err}\n{}", bin.log_text());
+    for secret in ["hook-user", "p%40ss", "p@ss", &basic] {
+        assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_encoded_token_key_is_redacted_in_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-t0ken-enc";
+    let cfg = TestConfig::new(dir.path())
+        .edit_route("t", |r| r.tokens([secret]))
+        .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let bin = Bin::start(&cfg.write(), &[]);
+    // The decoded key is `token`: the token is taken...
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?tok%65n={secret}"), &[], runway("enc")).await;
+    assert_eq!(s, StatusCode::OK);
+    // ...so every logged refusal must hide it.
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?tok%65n={secret}"), &[], "{bad json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t?%74oken={secret}x"), &[], runway("w")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = post(bin.addr, &format!("/nowhere?%74%6F%6B%65%6E={secret}"), &[], "{}").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bin.log_text().matches(" uri=").count() < 3 {
+        assert!(Instant::now() < deadline, "refusals not logged: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = bin.log_text();
+    assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
+}
