@@ -5,7 +5,8 @@
 //!   limit of a durable acknowledgement without group commit);
 //! - `sink ADDR`: a subscriber that answers 200, counts requests and measures
 //!   end-to-end latency from the `"sent_ns"` field the load generator puts in
-//!   each body. `GET /stats` returns `{count, p50_us, p99_us, p999_us}`.
+//!   each body. `GET /stats` returns `{count, p50_us, p99_us, p999_us}`;
+//! - `hang ADDR`: a subscriber that reads each request and never answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -60,7 +61,7 @@ fn main() {
     let mode = args.get(1).cloned().unwrap_or_default();
     let addr: SocketAddr = args
         .get(2)
-        .expect("usage: bench_servers bare|sled|sink ADDR [DIR]")
+        .expect("usage: bench_servers bare|sled|sink|hang ADDR [DIR]")
         .parse()
         .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -144,7 +145,14 @@ fn main() {
                 })
                 .await
             }
-            other => panic!("unknown mode {other:?}: bare, sled or sink"),
+            "hang" => {
+                serve(addr, |req: Request<Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    std::future::pending::<Response<Full<Bytes>>>().await
+                })
+                .await
+            }
+            other => panic!("unknown mode {other:?}: bare, sled, sink or hang"),
         }
     });
 }

@@ -2,7 +2,7 @@
 //! events for one route and subscriber, written through the store's normal
 //! write path ([`hookrelay::store::prefill`]).
 //!
-//! prefill STORE_DIR COUNT ROUTE SUBSCRIBER
+//! prefill STORE_DIR COUNT ROUTE SUBSCRIBER [--compression]
 
 use hookrelay::store::{prefill::prefill, Options, Store};
 
@@ -18,7 +18,7 @@ fn main() {
             path: dir.into(),
             cache_bytes: 64 << 20,
             min_free: 0,
-            compression: false,
+            compression: a.get(5).is_some_and(|f| f == "--compression"),
         })
         .unwrap();
         let started = std::time::Instant::now();

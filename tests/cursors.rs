@@ -1,0 +1,149 @@
+//! Promises 1 and 3 on the log-and-cursors store: a `kill -9` in the middle of
+//! a drain skips no acknowledged event and re-sends no more than the lane had
+//! in flight; a subscriber added later starts at the tail; a 0.1 store is
+//! upgraded in place and its pending deliveries are made.
+
+mod common;
+#[path = "common/v1_store.rs"]
+mod v1_store;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_drain_skips_nothing_and_resends_at_most_the_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 20_000;
+    const CONCURRENCY: usize = 8;
+    // Slow enough that the drain is under way when it is killed.
+    let sub = Sub::always(Behaviour::Slow(Duration::from_millis(1))).await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).concurrency(CONCURRENCY));
+    prefill(&cfg.data(), N, &["s"]).await;
+    let path = cfg.write();
+    let mut bin = Bin::start(&path, &[]);
+    sub.wait_for(Duration::from_secs(60), "a third of the drain", |r| r.len() >= N / 3)
+        .await;
+    bin.kill9();
+    let before = sub.count();
+    assert!(before < N, "the drain finished before the kill");
+    let _bin = Bin::start(&path, &[]);
+    let all = sub
+        .wait_for(Duration::from_secs(120), "the whole backlog", |r| {
+            r.iter().map(|x| x.header("webhook-id")).collect::<HashSet<_>>().len() >= N
+        })
+        .await;
+    let seen = seen_ids(&sub);
+    assert_eq!(seen.len(), N, "every acknowledged event delivered");
+    let repeats: usize = seen.values().map(|n| n - 1).sum();
+    assert!(
+        repeats <= CONCURRENCY,
+        "{repeats} deliveries sent again after the crash; at most the {CONCURRENCY} in flight may be"
+    );
+    assert!(all.len() <= N + CONCURRENCY);
+}
+
+#[tokio::test]
+async fn a_subscriber_added_later_starts_at_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Sub::ok().await, Sub::ok().await);
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    let h = start(&cfg).await;
+    for i in 0..3 {
+        accepted(h.ingest_addrs[0], &runway(&format!("before-{i}"))).await;
+    }
+    cfg.clone().subscriber(Subscriber::new("b", b.url())).write();
+    h.reload().await.expect("reload");
+    let mut after = Vec::new();
+    for i in 0..2 {
+        after.push(accepted(h.ingest_addrs[0], &runway(&format!("after-{i}"))).await);
+    }
+    a.wait_for(Duration::from_secs(10), "5 deliveries to a", |r| r.len() == 5).await;
+    let got = b.wait_for(Duration::from_secs(10), "2 deliveries to b", |r| r.len() == 2).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids, after.iter().map(String::as_str).collect::<Vec<_>>());
+    // b never sees what came before it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.count(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
+    let old = v1_store::write(&cfg.data(), 5);
+    let h = start(&cfg).await;
+    // The five fresh jobs and the retrying one are delivered under their old ids.
+    let pending: HashSet<&str> = old[..6].iter().map(|e| e.id.as_str()).collect();
+    let got = sub
+        .wait_for(Duration::from_secs(15), "the 6 pending deliveries", |r| r.len() >= 6)
+        .await;
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids, pending);
+    let retried = got.iter().find(|r| r.header("webhook-id") == old[5].id).unwrap();
+    assert_eq!(retried.header("hookrelay-attempt"), "3", "attempts go on from 0.1's count");
+    assert_eq!(&retried.body[..], old[5].body.as_bytes());
+    // History, dead letters and dedupe keys came along.
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{}", old[6].id)).await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    assert_eq!(ev["source"], "203.0.113.7");
+    let (_, dl) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(dl["dead_letters"][0]["event"], old[7].id.as_str());
+    let (s, v) = callback(h.ingest_addrs[0], &old[0].body).await;
+    assert_eq!((s, v["duplicate"].as_bool(), v["id"].as_str()), (StatusCode::OK, Some(true), Some(old[0].id.as_str())));
+    // The 0.1 tree is gone: the next start does not migrate again.
+    h.shutdown().await;
+    let h = start(&cfg).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sub.count(), 6, "nothing sent twice after a restart");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 3);
+    let path = cfg.write().display().to_string();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("the store is up to date"), "{out}");
+    let store = open_store(&cfg.data());
+    assert_eq!(backlog(&store, "s").await, 3 + 1, "three fresh jobs and the retrying one");
+    store.close().await;
+    drop(store);
+    // A store written by a newer schema is refused, naming the store.
+    {
+        let db = sled::open(cfg.data()).unwrap();
+        db.open_tree("hookrelay-v2").unwrap().insert(b"Vversion", &9u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(!ok);
+    assert!(err.contains("newer hookrelay (schema 9)") && err.contains(&cfg.data().display().to_string()), "{err}");
+    let cfg2 = hookrelay::Config::load(&cfg.path()).unwrap();
+    let e = hookrelay::start(cfg2).await.err().expect("refused").to_string();
+    assert!(e.contains("newer hookrelay"), "{e}");
+}
+
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_durable_before_the_cursor_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    prefill(&cfg.data(), 50, &["s"]).await;
+    let path = cfg.write();
+    let mut bin = Bin::start(&path, &[]);
+    sub.wait_for(Duration::from_secs(20), "all 50", |r| r.len() >= 50).await;
+    // Killed right after the last answer, before any periodic flush.
+    bin.kill9();
+    let _bin = Bin::start(&path, &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sub.count(), 50, "delivered events were sent again after a restart");
+}
