@@ -98,10 +98,13 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         tracing::warn!("{w}");
     }
     let store_err = |source| StartError::Store {
-        path: config.store.path.display().to_string(),
+        path: match &config.store.backend {
+            crate::config::StoreBackend::Sled => config.store.path.display().to_string(),
+            crate::config::StoreBackend::Nats(n) => format!("nats {}", n.servers.join(",")),
+        },
         source,
     };
-    let store = Store::open_sled(&store_options(&config)).map_err(store_err)?;
+    let store = Store::open(&config).await.map_err(store_err)?;
     store.register(&topology(&config)).await.map_err(store_err)?;
     let store_ok = store.check_writable().await.is_ok();
     if !store_ok {
@@ -169,6 +172,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         shutdown_rx.clone(),
     ));
     let sweeper = tokio::spawn(crate::retention::run(app.clone(), shutdown_rx.clone()));
+    let mut background = vec![admin_task, sweeper];
+    if app.store.needs_health_checks() {
+        background.push(tokio::spawn(watch_store(app.clone(), shutdown_rx.clone())));
+    }
     app.serving.store(true, Ordering::Relaxed);
     Ok(Handle {
         app,
@@ -176,8 +183,29 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         admin_addr,
         shutdown,
         listeners,
-        background: vec![admin_task, sweeper],
+        background,
     })
+}
+
+/// A networked store can go away and come back: readiness follows it.
+async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let ok = tokio::time::timeout(std::time::Duration::from_secs(2), app.store.check_writable())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if app.store_ok.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!("store reachable again; ready");
+            } else {
+                tracing::error!("store unreachable; ingest answers 503 until it is back");
+            }
+        }
+    }
 }
 
 impl Handle {

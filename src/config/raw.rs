@@ -75,6 +75,32 @@ pub(super) struct RawStore {
     pub cache: Size,
     pub min_free: Size,
     pub compression: bool,
+    /// `sled` (embedded, the default) or `nats` (cluster mode).
+    pub backend: Spanned<String>,
+    pub nats: Option<Spanned<RawNats>>,
+}
+
+/// `[store] nats = { … }`: the JetStream cluster of cluster mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNats {
+    pub servers: Vec<Spanned<String>>,
+    /// A `.creds` file's contents (any secret source; `{ file = "…" }` reads the file).
+    pub credentials: Option<Spanned<SecretSource>>,
+    pub token: Option<Spanned<SecretSource>>,
+    pub user: Option<String>,
+    pub password: Option<Spanned<SecretSource>>,
+    /// PEM file of the CA that signed the servers' certificates (TLS to NATS).
+    pub ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "three")]
+    pub replicas: usize,
+    /// How long a delivery a relay took may stay unanswered before another
+    /// relay takes it over (a relay that died mid-delivery).
+    pub takeover: Option<Spanned<Dur>>,
+}
+
+fn three() -> usize {
+    3
 }
 
 impl Default for RawStore {
@@ -85,6 +111,8 @@ impl Default for RawStore {
             cache: Size(16 << 20),
             min_free: Size(64 << 20),
             compression: false,
+            backend: Spanned::new(0..0, "sled".to_string()),
+            nats: None,
         }
     }
 }

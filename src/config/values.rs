@@ -64,6 +64,45 @@ pub struct StoreConfig {
     pub min_free: u64,
     /// zstd compression of stored rows; fixed when the store is created.
     pub compression: bool,
+    /// Where events live: the embedded store, or a NATS JetStream cluster.
+    pub backend: StoreBackend,
+}
+
+/// The store's engine.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// sled in `store.path` (one host).
+    Sled,
+    /// NATS JetStream (several relays share it).
+    Nats(NatsConfig),
+}
+
+/// How to reach the JetStream cluster.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://host:port` or `tls://host:port`, every node.
+    pub servers: Vec<String>,
+    pub auth: NatsAuth,
+    /// Trust this CA for TLS to NATS (TLS is then required).
+    pub ca_file: Option<PathBuf>,
+    /// Copies of every stream and bucket (1, 3 or 5).
+    pub replicas: usize,
+    /// After this long without an answer, a delivery taken by a relay goes
+    /// to another relay (JetStream's ack wait).
+    pub takeover: std::time::Duration,
+}
+
+/// How the relay authenticates to NATS.
+#[derive(Debug, Clone)]
+pub enum NatsAuth {
+    None,
+    /// The contents of a `.creds` file (JWT and nkey seed).
+    Credentials(Secret),
+    Token(Secret),
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -188,6 +188,10 @@ where
             app.store_ok.store(true, Ordering::Relaxed);
             Answer::Accepted(a)
         }
+        Err(crate::store::StoreError::TooLarge(max)) => {
+            tracing::warn!(route = %r.name, max, "callback larger than the store takes; answering 413");
+            Answer::TooLarge(max)
+        }
         Err(e) => {
             app.store_ok.store(false, Ordering::Relaxed);
             tracing::error!(route = %r.name, error = %e, "cannot persist callback; answering 503");

@@ -9,7 +9,9 @@
 //! for work that has to wait (retries, `Retry-After`, replays). Every finished
 //! attempt leaves one result per event and subscriber.
 
+pub mod nats;
 pub mod prefill;
+pub mod result;
 pub mod sled;
 mod types;
 
@@ -38,6 +40,17 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sled(sled::SledStore),
+    Nats(nats::NatsStore),
+}
+
+/// Dispatch a call to the backend in use.
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sled($s) => $e,
+            Backend::Nats($s) => $e,
+        }
+    };
 }
 
 /// Routes and the subscribers of each, as configured (names only).
@@ -54,26 +67,41 @@ impl Store {
         })
     }
 
+    /// Connect to a NATS JetStream cluster (in the background if it is away).
+    pub async fn open_nats(
+        cfg: &crate::config::NatsConfig,
+        retention: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Nats(nats::NatsStore::open(cfg, retention).await?),
+        })
+    }
+
+    /// The backend a config asks for.
+    pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
+        match &config.store.backend {
+            crate::config::StoreBackend::Sled => Store::open_sled(&crate::app::store_options(config)),
+            crate::config::StoreBackend::Nats(n) => Store::open_nats(n, config.store.retention).await,
+        }
+    }
+
     /// Make the configured routes and subscribers known. A subscriber seen for
     /// the first time starts at the tail of its route's log.
     pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.register(topology).await,
-        }
+        each!(self, s => s.register(topology).await)
     }
 
     /// Store a callback durably, or find the event it duplicates. Returns once
     /// the event is on disk.
     pub async fn append(&self, event: NewEvent) -> Result<Accepted, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.append(event).await,
-        }
+        each!(self, s => s.append(event).await)
     }
 
     /// The work of one subscriber (its lane owns it).
     pub fn work_source(&self, subscriber: &str) -> Result<WorkSource, StoreError> {
         match &self.backend {
             Backend::Sled(s) => Ok(WorkSource::Sled(s.work_source(subscriber)?)),
+            Backend::Nats(s) => Ok(WorkSource::Nats(Box::new(s.work_source(subscriber)?))),
         }
     }
 
@@ -82,12 +110,15 @@ impl Store {
     pub async fn record(&self, ticket: &Ticket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
         match (&self.backend, ticket) {
             (Backend::Sled(s), Ticket::Sled(t)) => s.record(t, attempt, outcome).await,
+            (Backend::Nats(s), Ticket::Nats(t)) => s.record(t, attempt, outcome).await,
+            _ => Err(StoreError::Corrupt("work from another backend".into())),
         }
     }
 
     pub async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event(id)).await,
+            Backend::Nats(s) => s.event(id).await,
         }
     }
 
@@ -95,6 +126,7 @@ impl Store {
     pub async fn event_view(&self, id: EventId) -> Result<Option<EventView>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event_view(id)).await,
+            Backend::Nats(s) => s.event_view(id).await,
         }
     }
 
@@ -102,20 +134,20 @@ impl Store {
     pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.recent_events(&q)).await,
+            Backend::Nats(s) => s.recent_events(q).await,
         }
     }
 
     pub async fn dead_letters(&self, subscriber: Option<String>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.dead_letters(subscriber.as_deref(), limit)).await,
+            Backend::Nats(s) => s.dead_letters(subscriber, limit).await,
         }
     }
 
     /// Deliver an event again (to all its subscribers, or one). None: no such event.
     pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.replay_event(id, only).await,
-        }
+        each!(self, s => s.replay_event(id, only).await)
     }
 
     /// Re-queue dead letters (all, or one subscriber's); how many per subscriber.
@@ -123,9 +155,7 @@ impl Store {
         &self,
         only: Option<String>,
     ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.replay_dead_letters(only).await,
-        }
+        each!(self, s => s.replay_dead_letters(only).await)
     }
 
     /// Backlog, oldest pending age and dead letters of every subscriber the store
@@ -133,6 +163,7 @@ impl Store {
     pub async fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(|s| s.subscriber_stats()).await,
+            Backend::Nats(s) => s.subscriber_stats().await,
         }
     }
 
@@ -140,22 +171,26 @@ impl Store {
     /// deliveries are all finished (dead letters: died before `cutoff_ms`).
     /// Works in bounded steps; returns how many events were removed.
     pub async fn sweep(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.sweep(cutoff_ms).await,
-        }
+        each!(self, s => s.sweep(cutoff_ms).await)
+    }
+
+    /// Whether the store is in a state to take events (sled: always; NATS:
+    /// reachable and set up). The app keeps readiness in step with it.
+    pub fn needs_health_checks(&self) -> bool {
+        matches!(self.backend, Backend::Nats(_))
     }
 
     /// Write and flush a probe: the store can persist.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.check_writable().await,
-        }
+        each!(self, s => s.check_writable().await)
     }
 
     /// A write failed: the store refuses everything until a restart.
     pub fn has_failed(&self) -> bool {
         match &self.backend {
             Backend::Sled(s) => s.has_failed(),
+            // A NATS client recovers by itself: nothing sticky to restart for.
+            Backend::Nats(_) => false,
         }
     }
 
@@ -163,27 +198,30 @@ impl Store {
     pub fn write_counts(&self) -> (u64, u64) {
         match &self.backend {
             Backend::Sled(s) => (s.rows_written(), s.batches()),
+            Backend::Nats(_) => (0, 0),
         }
     }
 
     pub fn size_on_disk(&self) -> u64 {
         match &self.backend {
             Backend::Sled(s) => s.size_on_disk(),
+            Backend::Nats(_) => 0,
         }
     }
 
     /// Commit what is queued, stop the writer and flush.
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sled(s) => s.close().await,
-        }
+        each!(self, s => s.close().await)
     }
 }
 
 /// One subscriber's view of its work: fresh events from the log and waiting
 /// work from the due index, merged by due time. Owned by the lane.
+// One per lane, made once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum WorkSource {
     Sled(sled::Cursor),
+    Nats(Box<nats::NatsCursor>),
 }
 
 impl WorkSource {
@@ -192,6 +230,7 @@ impl WorkSource {
     pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
         match self {
             WorkSource::Sled(c) => c.take(max, now_ms).await,
+            WorkSource::Nats(c) => c.take(max, now_ms).await,
         }
     }
 
@@ -199,6 +238,8 @@ impl WorkSource {
     pub async fn done(&mut self, ticket: &Ticket) {
         match (self, ticket) {
             (WorkSource::Sled(c), Ticket::Sled(t)) => c.done(t).await,
+            (WorkSource::Nats(c), Ticket::Nats(t)) => c.done(t).await,
+            _ => {}
         }
     }
 
@@ -206,6 +247,7 @@ impl WorkSource {
     pub fn next_due(&mut self) -> Option<u64> {
         match self {
             WorkSource::Sled(c) => c.next_due(),
+            WorkSource::Nats(c) => c.next_due(),
         }
     }
 
@@ -213,6 +255,7 @@ impl WorkSource {
     pub fn signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
         match self {
             WorkSource::Sled(c) => c.signal(),
+            WorkSource::Nats(c) => c.signal(),
         }
     }
 
@@ -220,6 +263,7 @@ impl WorkSource {
     pub fn depth(&self) -> u64 {
         match self {
             WorkSource::Sled(c) => c.depth(),
+            WorkSource::Nats(c) => c.depth(),
         }
     }
 }

@@ -104,7 +104,7 @@ pub struct Accepted {
 }
 
 /// One delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     /// 1 for the first try.
     pub attempt: u32,
@@ -117,7 +117,8 @@ pub struct Attempt {
 }
 
 /// Where one event's delivery to one subscriber stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not attempted yet, or being attempted.
     Pending,
@@ -252,6 +253,7 @@ pub struct Work {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Ticket {
     Sled(super::sled::SledTicket),
+    Nats(super::nats::NatsTicket),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,4 +270,8 @@ pub enum StoreError {
     Incompatible(String),
     #[error("unknown subscriber {0:?}")]
     UnknownSubscriber(String),
+    /// The event is larger than the store takes (NATS `max_payload`): the
+    /// largest body it takes.
+    #[error("the store takes at most {0} bytes per event")]
+    TooLarge(usize),
 }

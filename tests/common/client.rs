@@ -35,31 +35,44 @@ pub async fn request(
     body: Bytes,
 ) -> (StatusCode, HeaderMap, Bytes) {
     let what = format!("{method} {path} to {addr}");
-    let exchange = async move {
-        let socket = TcpSocket::new_v4().unwrap();
-        if let Some(ip) = from {
-            socket.bind(SocketAddr::new(ip, 0)).unwrap();
-        }
-        let stream = socket.connect(addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = sender
-            .send_request(req.body(Full::new(body)).unwrap())
-            .await
-            .expect("response");
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        (parts.status, parts.headers, body)
-    };
-    tokio::time::timeout(Duration::from_secs(20), exchange)
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        try_request(addr, from, method, path, headers, body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
+    .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `request`, with a refused or cut connection as an error (a daemon being killed).
+pub async fn try_request(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(ip) = from {
+        socket.bind(SocketAddr::new(ip, 0)).unwrap();
+    }
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap_or_else(|_| panic!("no answer within 20s: {what}"))
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(body)).unwrap())
+        .await
+        .map_err(|e| format!("response: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Ok((parts.status, parts.headers, body))
 }
 
 /// POST a callback to `/hooks/t?token=tok`; the parsed answer.
@@ -72,6 +85,22 @@ pub async fn callback(addr: SocketAddr, body: &str) -> (StatusCode, serde_json::
     )
     .await;
     (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+}
+
+/// `callback`, with a refused or cut connection as `None`.
+pub async fn try_callback(addr: SocketAddr, body: &str) -> Option<(StatusCode, serde_json::Value)> {
+    let headers = [("content-type", "application/json")];
+    let (s, _, b) = try_request(
+        addr,
+        None,
+        "POST",
+        "/hooks/t?token=tok",
+        &headers,
+        Bytes::from(body.to_string()),
+    )
+    .await
+    .ok()?;
+    Some((s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)))
 }
 
 /// POST a callback that must be accepted; its event id.

@@ -292,6 +292,28 @@ impl TestConfig {
         })
     }
 
+    /// `[store] backend = "nats"` on these servers, `replicas` copies of
+    /// everything, a delivery taken over by another relay after 5 s (the
+    /// sled path stays: nothing uses it).
+    pub fn nats(self, servers: Vec<String>, replicas: usize) -> Self {
+        self.raw(move |doc| {
+            let store = doc
+                .entry("store")
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .expect("store is a table");
+            store.insert("backend".into(), "nats".into());
+            let mut nats = toml::Table::new();
+            nats.insert(
+                "servers".into(),
+                toml::Value::Array(servers.iter().map(|s| toml::Value::from(s.as_str())).collect()),
+            );
+            nats.insert("replicas".into(), toml::Value::Integer(replicas as i64));
+            nats.insert("takeover".into(), "5s".into());
+            store.insert("nats".into(), toml::Value::Table(nats));
+        })
+    }
+
     /// Escape hatch for tests whose subject is config parsing: change the
     /// rendered document in a way the typed keys refuse to (a wrong type, say).
     pub fn raw(mut self, edit: impl Fn(&mut toml::Table) + Send + Sync + 'static) -> Self {

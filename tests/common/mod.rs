@@ -8,7 +8,8 @@
 //! - `oracle`: the one independent HMAC oracle (Standard Webhooks, kie.ai);
 //! - `load`: load generation, store prefill, "nothing acknowledged lost";
 //! - `bodies`: provider callback bodies;
-//! - `cli`: the binary's one-shot commands.
+//! - `cli`: the binary's one-shot commands;
+//! - `nats`: a real `nats-server` JetStream cluster on loopback.
 //!
 //! Each test file uses some of them; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod load;
+pub mod nats;
 pub mod oracle;
 pub mod route;
 pub mod subscriber;

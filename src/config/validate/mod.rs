@@ -2,6 +2,7 @@
 //! line and what is wrong. Server and admin settings here; routes
 //! ([`route`]) and subscribers ([`subscriber`]) in their own files.
 
+mod nats;
 mod route;
 mod server;
 mod subscriber;
@@ -117,12 +118,14 @@ impl Validator<'_> {
 
     pub fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
+        let backend = self.backend(&raw.store)?;
         let store = StoreConfig {
             path: self.resolve_path(&raw.store.path),
             retention: raw.store.retention.0,
             cache_bytes: raw.store.cache.0,
             min_free: raw.store.min_free.0,
             compression: raw.store.compression,
+            backend,
         };
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
@@ -192,6 +195,9 @@ impl Validator<'_> {
                 None,
                 "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
             ));
+        }
+        if let StoreBackend::Nats(n) = &store.backend {
+            self.nats_routes(&routes, n)?;
         }
         let warnings = self.retention_warnings(&store, &routes);
         Ok(Config {

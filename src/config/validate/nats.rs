@@ -1,0 +1,181 @@
+//! `[store] backend` and `nats = { … }` (cluster mode): servers, credentials
+//! from any secret source, TLS to NATS, replicas; route and subscriber names
+//! that NATS can carry in stream and consumer names.
+
+use std::time::Duration;
+
+use super::Validator;
+use crate::config::raw::RawStore;
+use crate::config::values::{NatsAuth, NatsConfig, Route, StoreBackend};
+use crate::config::ConfigError;
+
+/// `store.nats.takeover` unless set.
+const DEFAULT_TAKEOVER: Duration = Duration::from_secs(30);
+const MIN_TAKEOVER: Duration = Duration::from_secs(5);
+/// Between the end of a delivery's timeout and its takeover: recording the
+/// answer and acknowledging it.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
+
+impl Validator<'_> {
+    pub(super) fn backend(&self, s: &RawStore) -> Result<StoreBackend, ConfigError> {
+        match s.backend.get_ref().as_str() {
+            "sled" => {
+                if let Some(n) = &s.nats {
+                    return Err(self.err(
+                        "store.nats",
+                        Some(n.span()),
+                        "store.nats is set but store.backend is \"sled\": set backend = \"nats\" or remove it",
+                    ));
+                }
+                Ok(StoreBackend::Sled)
+            }
+            "nats" => {
+                let Some(n) = &s.nats else {
+                    return Err(self.err(
+                        "store.nats",
+                        Some(s.backend.span()),
+                        "backend = \"nats\" needs store.nats = { servers = [\"nats://host:4222\", …] }",
+                    ));
+                };
+                let span = Some(n.span());
+                let n = n.get_ref();
+                if n.servers.is_empty() {
+                    return Err(self.err(
+                        "store.nats.servers",
+                        span,
+                        "list at least one server (every node of the cluster)",
+                    ));
+                }
+                let mut servers = Vec::new();
+                for (i, url) in n.servers.iter().enumerate() {
+                    let u = url.get_ref();
+                    let ok = u.parse::<async_nats::ServerAddr>().is_ok()
+                        && ["nats://", "tls://"].iter().any(|p| u.starts_with(p));
+                    if !ok {
+                        return Err(self.err(
+                            format!("store.nats.servers[{i}]"),
+                            Some(url.span()),
+                            format!("invalid server {u:?} (use e.g. \"nats://10.0.0.1:4222\" or \"tls://nats.internal:4222\")"),
+                        ));
+                    }
+                    servers.push(u.clone());
+                }
+                let given = [
+                    n.credentials.is_some(),
+                    n.token.is_some(),
+                    n.user.is_some() || n.password.is_some(),
+                ];
+                if given.iter().filter(|g| **g).count() > 1 {
+                    return Err(self.err("store.nats", span, "use one of credentials, token or user + password"));
+                }
+                let secret = |key: &str, src: &toml::Spanned<crate::config::SecretSource>| {
+                    src.get_ref()
+                        .resolve_text()
+                        .map(crate::auth::Secret::new)
+                        .map_err(|m| self.err(key, Some(src.span()), m))
+                };
+                let auth = if let Some(c) = &n.credentials {
+                    let creds = secret("store.nats.credentials", c)?;
+                    if !crate::auth::credential_text(&creds).contains("BEGIN NATS USER JWT") {
+                        return Err(self.err(
+                            "store.nats.credentials",
+                            Some(c.span()),
+                            "not a NATS .creds file (no \"BEGIN NATS USER JWT\" section)",
+                        ));
+                    }
+                    NatsAuth::Credentials(creds)
+                } else if let Some(t) = &n.token {
+                    NatsAuth::Token(secret("store.nats.token", t)?)
+                } else if n.user.is_some() || n.password.is_some() {
+                    match (&n.user, &n.password) {
+                        (Some(user), Some(p)) if !user.is_empty() => NatsAuth::UserPassword {
+                            user: user.clone(),
+                            password: secret("store.nats.password", p)?,
+                        },
+                        _ => return Err(self.err("store.nats", span, "user and password go together")),
+                    }
+                } else {
+                    NatsAuth::None
+                };
+                let ca_file = match &n.ca_file {
+                    Some(p) => {
+                        let path = self.existing_file("store.nats.ca_file", p)?;
+                        if let Err(e) = crate::tls::load_roots(Some(&path)) {
+                            return Err(self.err("store.nats.ca_file", Some(p.span()), e.to_string()));
+                        }
+                        Some(path)
+                    }
+                    None => None,
+                };
+                if !matches!(n.replicas, 1 | 3 | 5) {
+                    return Err(self.err(
+                        "store.nats.replicas",
+                        span,
+                        "use 1, 3 or 5 (3 for a cluster that survives a node)",
+                    ));
+                }
+                let takeover = n.takeover.as_ref().map_or(DEFAULT_TAKEOVER, |t| t.get_ref().0);
+                if takeover < MIN_TAKEOVER {
+                    let at = n.takeover.as_ref().map(|t| t.span());
+                    return Err(self.err("store.nats.takeover", at, "use at least 5s"));
+                }
+                Ok(StoreBackend::Nats(NatsConfig {
+                    servers,
+                    auth,
+                    ca_file,
+                    replicas: n.replicas,
+                    takeover,
+                }))
+            }
+            other => Err(self.err(
+                "store.backend",
+                Some(s.backend.span()),
+                format!("unknown backend {other:?}: use \"sled\" (embedded) or \"nats\" (cluster)"),
+            )),
+        }
+    }
+
+    /// NATS stream, subject and consumer names carry route and subscriber
+    /// names; a delivery must be answered (or time out) before another relay
+    /// may take it over.
+    pub(super) fn nats_routes(&self, routes: &[Route], nats: &NatsConfig) -> Result<(), ConfigError> {
+        let ok = |n: &str| n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        for (i, r) in routes.iter().enumerate() {
+            if !ok(&r.name) {
+                return Err(self.err(
+                    format!("routes[{i}].name"),
+                    None,
+                    format!(
+                        "with backend = \"nats\" names use letters, digits, '-' and '_' only: {:?}",
+                        r.name
+                    ),
+                ));
+            }
+            for (j, s) in r.subscribers.iter().enumerate() {
+                if !ok(&s.name) {
+                    return Err(self.err(
+                        format!("routes[{i}].subscribers[{j}].name"),
+                        None,
+                        format!(
+                            "with backend = \"nats\" names use letters, digits, '-' and '_' only: {:?}",
+                            s.name
+                        ),
+                    ));
+                }
+                if s.timeout + TAKEOVER_MARGIN > nats.takeover {
+                    return Err(self.err(
+                        format!("routes[{i}].subscribers[{j}].timeout"),
+                        None,
+                        format!(
+                            "{} leaves less than {} before store.nats.takeover ({}): a slow answer would be sent again by another relay; raise takeover or lower the timeout",
+                            humantime::format_duration(s.timeout),
+                            humantime::format_duration(TAKEOVER_MARGIN),
+                            humantime::format_duration(nats.takeover),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! Connecting to the cluster: every server listed, one way to authenticate,
+//! TLS with a private CA (ring), short timeouts so a dead node is noticed in
+//! seconds, and a check that the servers can do what hookrelay needs.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+use crate::config::{NatsAuth, NatsConfig};
+use crate::store::StoreError;
+
+/// Connect; when no server answers yet, the client keeps trying in the background.
+pub(super) async fn connect(cfg: &NatsConfig) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
+    let bad = |m: String| StoreError::Incompatible(m);
+    let addrs = cfg
+        .servers
+        .iter()
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| bad(format!("store.nats.servers: {u:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = crate::auth::credential_text;
+    let mut opts = match &cfg.auth {
+        NatsAuth::None => async_nats::ConnectOptions::new(),
+        NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(text(t)),
+        NatsAuth::UserPassword { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), text(password))
+        }
+        NatsAuth::Credentials(c) => async_nats::ConnectOptions::with_credentials(&text(c))
+            .map_err(|e| bad(format!("store.nats.credentials: {e}")))?,
+    };
+    if let Some(ca) = &cfg.ca_file {
+        let tls = crate::tls::client_config(Some(ca)).map_err(|e| bad(format!("store.nats.ca_file: {e}")))?;
+        opts = opts.tls_client_config(tls).require_tls(true);
+    }
+    let client = opts
+        .name("hookrelay")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to NATS {:?}: {e}", cfg.servers)))?;
+    // A relay whose cluster is up should be ready when it starts listening.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while client.connection_state() != async_nats::connection::State::Connected
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(Duration::from_secs(2));
+    Ok((client, js))
+}
+
+/// Refuse servers older than 2.10 (clustered expected-sequence checks,
+/// multi-filter consumers) and servers or accounts without JetStream.
+pub(super) async fn check_server(client: &async_nats::Client, js: &jetstream::Context) -> Result<(), String> {
+    let info = client.server_info();
+    let mut parts = info
+        .version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 10) {
+        return Err(format!(
+            "nats-server {} is too old: hookrelay needs 2.10 or newer",
+            info.version
+        ));
+    }
+    if !info.jetstream {
+        return Err(format!(
+            "nats-server {} ({}) has JetStream disabled",
+            info.server_name, info.version
+        ));
+    }
+    js.query_account()
+        .await
+        .map_err(|e| format!("JetStream is not available to this account: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Where everything lives in JetStream, and how an event id names a message.
+//!
+//! | what | NATS object |
+//! |---|---|
+//! | a route's event log | stream `HR_EV_<route>`, one subject per dedupe key: `hr.ev.<route>.<hash>` |
+//! | dedupe (retention long) | the event's own subject, written with "expected last subject sequence 0" |
+//! | a replay for one subscriber | `hr.rp.<route>.<subscriber>` in the same stream, payload = the event's sequence |
+//! | a subscriber's cursor | durable pull consumer `sub_<subscriber>` on its route's stream |
+//! | retries, `Retry-After` | NAK with the delay (the message stays with the consumer) |
+//! | results and attempts | KV bucket `hr_results`, key `<route>.<seq>.<subscriber>` |
+//! | dead letters | stream `HR_DL`, subject `hr.dl.<route>.<subscriber>.<seq>`, one message per subject |
+//! | retention | `max_age` of every stream and bucket |
+//!
+//! An event id is a ULID whose time is the message's time (ms) and whose
+//! random part is the route's 16-bit tag and the stream sequence: any relay
+//! finds the message from the id alone, with one direct get.
+
+use sha2::{Digest, Sha256};
+use ulid::Ulid;
+
+use crate::store::EventId;
+
+pub const RESULTS: &str = "hr_results";
+pub const DEAD: &str = "HR_DL";
+
+pub fn stream(route: &str) -> String {
+    format!("HR_EV_{route}")
+}
+pub fn event_subject(route: &str, hash: &[u8; 32]) -> String {
+    format!("hr.ev.{route}.{}", hex::encode(&hash[..16]))
+}
+pub fn event_filter(route: &str) -> String {
+    format!("hr.ev.{route}.*")
+}
+pub fn replay_subject(route: &str, sub: &str) -> String {
+    format!("hr.rp.{route}.{sub}")
+}
+pub fn replay_filter(route: &str) -> String {
+    format!("hr.rp.{route}.*")
+}
+pub fn consumer(sub: &str) -> String {
+    format!("sub_{sub}")
+}
+pub fn result_key(route: &str, seq: u64, sub: &str) -> String {
+    format!("{route}.{seq}.{sub}")
+}
+pub fn dead_subject(route: &str, sub: &str, seq: u64) -> String {
+    format!("hr.dl.{route}.{sub}.{seq}")
+}
+pub fn dead_filter(sub: Option<&str>) -> String {
+    match sub {
+        Some(s) => format!("hr.dl.*.{s}.*"),
+        None => "hr.dl.>".into(),
+    }
+}
+/// (route, subscriber, sequence) of a dead-letter subject.
+pub fn parse_dead(subject: &str) -> Option<(String, String, u64)> {
+    let mut p = subject.strip_prefix("hr.dl.")?.split('.');
+    let (route, sub, seq) = (p.next()?, p.next()?, p.next()?);
+    Some((route.to_string(), sub.to_string(), seq.parse().ok()?))
+}
+
+/// A route's 16-bit tag in event ids.
+pub fn route_tag(route: &str) -> u16 {
+    let h = Sha256::digest(route.as_bytes());
+    u16::from_be_bytes([h[0], h[1]])
+}
+
+pub fn event_id(route: &str, seq: u64, time_ms: u64) -> EventId {
+    EventId(Ulid::from_parts(
+        time_ms,
+        (u128::from(route_tag(route)) << 64) | u128::from(seq),
+    ))
+}
+
+/// (route tag, sequence, time ms) of an event id.
+pub fn parse_id(id: EventId) -> (u16, u64, u64) {
+    let random = id.0.random();
+    ((random >> 64) as u16, random as u64, id.timestamp_ms())
+}
+
+/// Milliseconds of a message time.
+pub fn millis(t: async_nats::datetime::DateTime) -> u64 {
+    (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_route_and_sequence() {
+        let id = event_id("runway", 12_345, 1_700_000_000_123);
+        assert_eq!(parse_id(id), (route_tag("runway"), 12_345, 1_700_000_000_123));
+        assert!(event_id("runway", 2, 1_700_000_000_123) < event_id("runway", 3, 1_700_000_000_123));
+        assert_eq!(
+            parse_dead("hr.dl.runway.render.42"),
+            Some(("runway".into(), "render".into(), 42))
+        );
+        assert_eq!(event_subject("r", &[0xab; 32]), format!("hr.ev.r.{}", "ab".repeat(16)));
+    }
+}

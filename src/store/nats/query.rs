@@ -1,0 +1,258 @@
+//! Reads and operator actions in cluster mode, answered the same by every
+//! relay: an event (direct get of its sequence, from any replica) with its
+//! results, recent events (walking each route's stream down), dead letters
+//! (their stream), replays (a message on the subscriber's replay subject) and
+//! each subscriber's backlog (its consumer).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use super::{event, layout, unavailable, NatsStore};
+use crate::store::{
+    DeadLetter, Delivery, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError, SubscriberStats,
+};
+
+/// Messages one listing looks at, at most, per route.
+const SCAN_LIMIT: u64 = 10_000;
+
+impl NatsStore {
+    /// The event behind an id, with its route and sequence.
+    async fn find(&self, id: EventId) -> Result<Option<(String, u64, Event)>, StoreError> {
+        let (tag, seq, time_ms) = layout::parse_id(id);
+        let Some(route) = self.shared.route_of_tag(tag) else {
+            return Ok(None);
+        };
+        let stream = self.shared.stream(&route)?;
+        match stream.direct_get(seq).await {
+            Ok(m) => {
+                if !m.subject.starts_with("hr.ev.") {
+                    return Ok(None);
+                }
+                let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
+                // A re-created stream reuses sequences: the time must match too.
+                Ok((ev.meta.received_ms == time_ms).then_some((route, seq, ev)))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    pub async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        Ok(self.find(id).await?.map(|(_, _, e)| e))
+    }
+
+    async fn view(&self, route: &str, seq: u64, event: Event) -> Result<EventView, StoreError> {
+        let mut deliveries = Vec::with_capacity(event.meta.subscribers.len());
+        for sub in &event.meta.subscribers {
+            let key = layout::result_key(route, seq, sub);
+            deliveries.push(match self.shared.result(&key).await? {
+                Some((row, _)) => row.delivery(sub),
+                None => Delivery {
+                    subscriber: sub.clone(),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    history: Vec::new(),
+                    last_error: None,
+                },
+            });
+        }
+        Ok(EventView { event, deliveries })
+    }
+
+    pub async fn event_view(&self, id: EventId) -> Result<Option<EventView>, StoreError> {
+        match self.find(id).await? {
+            Some((route, seq, ev)) => Ok(Some(self.view(&route, seq, ev).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Newest first across routes (or of one), filtered by overall status.
+    pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
+        let routes: Vec<String> = match &q.route {
+            Some(r) => vec![r.clone()],
+            None => super::read(&self.shared.topology)
+                .routes
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect(),
+        };
+        // Each route's events older than `before`, newest first, up to the scan limit.
+        let mut candidates: Vec<(EventId, String, u64, Event)> = Vec::new();
+        for route in routes {
+            let Ok(stream) = self.shared.stream(&route) else {
+                continue;
+            };
+            let info = stream.get_info().await.map_err(unavailable)?;
+            let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+            let mut seq = last;
+            let mut found = 0;
+            while seq >= first.max(1) && last - seq < SCAN_LIMIT && found < q.limit {
+                if let Ok(m) = stream.direct_get(seq).await {
+                    if m.subject.starts_with("hr.ev.") {
+                        let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
+                        if q.before.is_none_or(|b| ev.id < b) {
+                            found += 1;
+                            candidates.push((ev.id, route.clone(), seq, ev));
+                        }
+                    }
+                }
+                seq -= 1;
+            }
+        }
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let mut out = Vec::new();
+        for (_, route, seq, ev) in candidates {
+            let view = self.view(&route, seq, ev).await?;
+            if q.status.as_deref().is_none_or(|s| s == view.status()) {
+                out.push(view);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dead-letter subjects (route, subscriber, sequence), oldest first.
+    async fn dead_subjects(&self, sub: Option<&str>) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let stream = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(layout::dead_filter(sub))
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<_> = subjects.iter().filter_map(|(s, _)| layout::parse_dead(s)).collect();
+        out.sort_by_key(|(_, _, seq)| *seq);
+        Ok(out)
+    }
+
+    pub async fn dead_letters(&self, sub: Option<String>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for (route, s, seq) in self.dead_subjects(sub.as_deref()).await?.into_iter().take(limit) {
+            let key = layout::result_key(&route, seq, &s);
+            let row = self.shared.result(&key).await?.map(|(r, _)| r);
+            let stream = self.shared.stream(&route);
+            let time = match stream {
+                Ok(st) => st.direct_get(seq).await.ok().and_then(|m| event::time_ms(&m.headers)),
+                Err(_) => None,
+            };
+            out.push(DeadLetter {
+                event: layout::event_id(&route, seq, time.unwrap_or(0)),
+                subscriber: s,
+                at_ms: row.as_ref().map_or(0, |r| r.at_ms),
+                attempts: row.as_ref().map_or(0, |r| r.attempts),
+                last_error: row.and_then(|r| r.last_error),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queue the delivery of message `seq` of `route` to `sub` again, unless it
+    /// is still pending with the consumer. Whether it was queued.
+    async fn replay_one(&self, route: &str, seq: u64, sub: &str) -> Result<bool, StoreError> {
+        let key = layout::result_key(route, seq, sub);
+        let Some((mut row, _)) = self.shared.result(&key).await? else {
+            return Ok(false);
+        };
+        if !row.state.is_final() {
+            return Ok(false);
+        }
+        let was_dead = row.state == DeliveryState::Dead;
+        let now = crate::clock::now_ms();
+        row.replayed(now);
+        self.shared.put_result(&key, &row).await?;
+        self.shared
+            .js
+            .publish(layout::replay_subject(route, sub), Bytes::from(seq.to_string()))
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if was_dead {
+            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+            dl.purge()
+                .filter(layout::dead_subject(route, sub, seq))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(true)
+    }
+
+    pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
+        let Some((route, seq, ev)) = self.find(id).await? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for sub in &ev.meta.subscribers {
+            if only.as_ref().is_some_and(|o| o != sub) {
+                continue;
+            }
+            let queued = self.replay_one(&route, seq, sub).await?;
+            out.push(Replayed {
+                subscriber: sub.clone(),
+                queued,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for (route, sub, seq) in self.dead_subjects(only.as_deref()).await? {
+            if self.replay_one(&route, seq, &sub).await? {
+                *counts.entry(sub).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every configured subscriber's backlog, oldest pending event and dead letters.
+    pub async fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
+        let topology = super::read(&self.shared.topology);
+        let mut out = Vec::new();
+        let dead = self.dead_subjects(None).await.unwrap_or_default();
+        for (route, subs) in &topology.routes {
+            let Ok(stream) = self.shared.stream(route) else {
+                continue;
+            };
+            for sub in subs {
+                let Ok(mut c) = super::existing_consumer(&stream, sub).await else {
+                    continue;
+                };
+                let info = c.info().await.map_err(unavailable)?.clone();
+                let next = info.ack_floor.stream_sequence + 1;
+                let oldest = if info.num_pending + info.num_ack_pending as u64 > 0 {
+                    stream
+                        .direct_get(next)
+                        .await
+                        .ok()
+                        .and_then(|m| event::time_ms(&m.headers))
+                } else {
+                    None
+                };
+                out.push(SubscriberStats {
+                    name: sub.clone(),
+                    backlog: info.num_pending + info.num_ack_pending as u64,
+                    oldest_pending_ms: oldest,
+                    dead_letters: dead.iter().filter(|(_, s, _)| s == sub).count() as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams and the bucket expire by themselves (`max_age`).
+    pub async fn sweep(&self, _cutoff_ms: u64) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+}

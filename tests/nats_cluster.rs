@@ -1,0 +1,210 @@
+//! Cluster mode with everything that can die dying: a three-node NATS cluster
+//! (replicas 3) shared by two relays, each the real binary. Nothing a relay
+//! answered `200` to is lost when a NATS node and then a relay are killed with
+//! `kill -9` under load; copies of one callback sent to both relays at once make
+//! one event; a delivery a dead relay held is taken over by the other.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+const QUIET: [(&str, &str); 1] = [("RUST_LOG", "warn,hookrelay::app=info")];
+
+/// Two relay configs (own directories, same routes and subscribers) on `nats`.
+fn relay_configs(nats: &NatsCluster, dirs: &[&tempfile::TempDir; 2], subs: &[Subscriber]) -> [std::path::PathBuf; 2] {
+    dirs.map(|d| {
+        let mut cfg = TestConfig::new(d.path());
+        for s in subs {
+            cfg = cfg.subscriber(s.clone());
+        }
+        cfg.nats(nats.urls(), 3).write()
+    })
+}
+
+/// The relays' ingest addresses, each with a flag: still up.
+type Relays = Arc<Vec<(SocketAddr, Arc<AtomicBool>)>>;
+
+/// Providers: `workers` of them send distinct callbacks until `stop`, each to
+/// the live relays in turn, and like a provider send a callback again after
+/// anything but a `200`. The acknowledged (id, body) pairs.
+fn provider_load(relays: Relays, workers: usize, stop: Duration) -> tokio::task::JoinHandle<Vec<(String, String)>> {
+    tokio::spawn(async move {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let deadline = Instant::now() + stop;
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let (acked, relays) = (acked.clone(), relays.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut turn = w;
+                for i in 0.. {
+                    let body = runway(&format!("w{w}-{i}"));
+                    loop {
+                        if Instant::now() > deadline {
+                            return;
+                        }
+                        turn += 1;
+                        let live: Vec<_> = relays.iter().filter(|(_, up)| up.load(Ordering::SeqCst)).collect();
+                        let addr = live[turn % live.len()].0;
+                        match tokio::time::timeout(secs(5), try_callback(addr, &body)).await {
+                            Ok(Some((StatusCode::OK, v))) => {
+                                acked
+                                    .lock()
+                                    .unwrap()
+                                    .push((v["id"].as_str().unwrap().to_string(), body));
+                                break;
+                            }
+                            _ => tokio::time::sleep(ms(100)).await,
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let v = acked.lock().unwrap().clone();
+        v
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_a_node_and_a_relay_die() {
+    let mut nats = NatsCluster::start(3).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Sub::ok().await;
+    let b = Sub::always(Behaviour::Slow(ms(5))).await;
+    let paths = relay_configs(
+        &nats,
+        &[&d1, &d2],
+        &[Subscriber::new("a", a.url()), Subscriber::new("b", b.url())],
+    );
+    let mut r1 = Bin::start(&paths[0], &QUIET);
+    let r2 = Bin::start(&paths[1], &QUIET);
+    let r1_up = Arc::new(AtomicBool::new(true));
+    let relays = Arc::new(vec![
+        (r1.addr, r1_up.clone()),
+        (r2.addr, Arc::new(AtomicBool::new(true))),
+    ]);
+    let load = provider_load(relays, 8, secs(9));
+    tokio::time::sleep(secs(2)).await;
+    nats.kill9(0);
+    tokio::time::sleep(secs(2)).await;
+    r1_up.store(false, Ordering::SeqCst);
+    r1.kill9();
+    tokio::time::sleep(secs(2)).await;
+    nats.restart(0).await;
+    let acked = load.await.unwrap();
+    assert!(acked.len() > 200, "load was under way ({} acknowledged)", acked.len());
+    let want: HashSet<String> = acked.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(want.len(), acked.len(), "distinct callbacks got distinct ids");
+    for sub in [&a, &b] {
+        sub.wait_for(secs(60), "every acknowledged callback delivered", |_| {
+            let seen = seen_ids(sub);
+            want.iter().all(|id| seen.contains_key(id))
+        })
+        .await;
+    }
+    tokio::time::sleep(secs(1)).await;
+    for (name, sub) in [("a", &a), ("b", &b)] {
+        let seen = seen_ids(sub);
+        let extra: Vec<_> = seen.keys().filter(|id| !want.contains(*id)).collect();
+        assert!(extra.is_empty(), "{name} got events nobody acknowledged: {extra:?}");
+        let repeats: usize = seen.values().map(|n| n - 1).sum();
+        // Only deliveries in flight at the dead relay (or unacknowledged when
+        // the node died) may come again: a few per subscriber, never a flood.
+        assert!(repeats <= 32, "{name}: {repeats} repeated deliveries of {}", want.len());
+        eprintln!("{name}: {} events, {repeats} repeated deliveries", want.len());
+    }
+    // Dedupe keys are shared: a callback sent again to the surviving relay is a duplicate.
+    for (id, body) in acked.iter().step_by(acked.len() / 10) {
+        let (s, v) = callback(r2.addr, body).await;
+        assert_eq!(
+            (s, v["duplicate"].as_bool(), v["id"].as_str()),
+            (StatusCode::OK, Some(true), Some(id.as_str()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_to_both_relays_at_once_make_one_event() {
+    let nats = NatsCluster::start(3).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sub = Sub::ok().await;
+    let paths = relay_configs(&nats, &[&d1, &d2], &[Subscriber::new("s", sub.url())]);
+    let r1 = Bin::start(&paths[0], &QUIET);
+    let r2 = Bin::start(&paths[1], &QUIET);
+    for round in 0..3 {
+        let body = runway(&format!("same-{round}"));
+        let mut copies = Vec::new();
+        for i in 0..64 {
+            let addr = if i % 2 == 0 { r1.addr } else { r2.addr };
+            let body = body.clone();
+            copies.push(tokio::spawn(async move { callback(addr, &body).await }));
+        }
+        let mut ids = HashSet::new();
+        let mut fresh = 0;
+        for c in copies {
+            let (s, v) = c.await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{v}");
+            ids.insert(v["id"].as_str().unwrap().to_string());
+            if v["duplicate"] == false {
+                fresh += 1;
+            }
+        }
+        assert_eq!(ids.len(), 1, "one id for every copy: {ids:?}");
+        assert_eq!(fresh, 1, "exactly one copy is the original");
+    }
+    sub.wait_for(secs(10), "three deliveries", |r| r.len() >= 3).await;
+    tokio::time::sleep(secs(1)).await;
+    let seen: HashMap<String, usize> = seen_ids(&sub);
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|n| *n == 1), "each event delivered once: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_held_by_a_dead_relay_is_taken_over() {
+    let nats = NatsCluster::start(3).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The first attempt hangs (the relay holding it is then killed).
+    let sub = Sub::start(Arc::new(|n, _| match n {
+        0 => Behaviour::Hang,
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let paths = relay_configs(
+        &nats,
+        &[&d1, &d2],
+        &[Subscriber::new("s", sub.url()).timeout(secs(2)).retry([secs(3600)])],
+    );
+    let mut r1 = Bin::start(&paths[0], &QUIET);
+    let id = accepted(r1.addr, &runway("held")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+    let held = Instant::now();
+    r1.kill9();
+    // Only now does a second relay run: it gets the delivery once the dead
+    // relay's hold (store.nats.takeover, 5 s here) runs out.
+    let r2 = Bin::start(&paths[1], &QUIET);
+    let got = sub
+        .wait_for(secs(20), "the delivery taken over", |r| r.len() == 2)
+        .await;
+    assert_eq!(got[1].header("webhook-id"), id);
+    assert_eq!(got[1].header("hookrelay-attempt"), "2");
+    let waited = held.elapsed();
+    assert!(
+        waited >= secs(4),
+        "taken over after {waited:?}, before the hold ran out"
+    );
+    let ev = admin_until(r2.admin, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+}

@@ -1,0 +1,416 @@
+//! Cluster mode on a real `nats-server`: the same promises as the embedded
+//! store — a `200` only for what JetStream's quorum stored, duplicates dropped,
+//! every subscriber served with retries, `Retry-After`, `410`, dead letters and
+//! replay — and readiness that follows NATS. (Several relays and killed nodes:
+//! `nats_cluster`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn delivers_dedupes_and_keeps_ids_on_one_node() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let b = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("a", a.url()))
+        .subscriber(Subscriber::new("b", b.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let id = accepted(addr, &runway("t-1")).await;
+    let (s, again) = callback(addr, &runway("t-1")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(again["id"], id.as_str(), "a duplicate answers with the first id");
+    assert_eq!(again["duplicate"], true);
+    let id2 = accepted(addr, &runway("t-2")).await;
+    assert_ne!(id, id2);
+    for sub in [&a, &b] {
+        let got = sub.wait_for(secs(10), "both events", |r| r.len() >= 2).await;
+        let ids: Vec<_> = got.iter().map(|r| r.header("webhook-id").to_string()).collect();
+        assert_eq!(ids, vec![id.clone(), id2.clone()]);
+    }
+    // The admin API reads the event back from the stream.
+    let (s, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{ev}");
+    assert_eq!(ev["route"], "t");
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["state"] == "delivered"))
+    })
+    .await;
+    let subs = ev["subscribers"].as_array().unwrap();
+    assert!(
+        subs.len() == 2 && subs.iter().all(|d| d["state"] == "delivered"),
+        "{ev}"
+    );
+    assert_eq!(subs[0]["attempts"][0]["status"], 200, "{ev}");
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(a.count(), 2, "nothing delivered twice");
+    h.shutdown().await;
+}
+
+/// The dead letters once there are `n` of them (or after `limit`).
+async fn dead_letters(admin_addr: std::net::SocketAddr, n: usize, limit: Duration) -> serde_json::Value {
+    admin_until(admin_addr, "/api/dead-letters", limit, |dl| {
+        dl["dead_letters"].as_array().is_some_and(|d| d.len() == n)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn retries_retry_after_gone_dead_letters_and_replay() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two 500s, then 200: retried on the schedule with the same id.
+    let flaky = Sub::start(std::sync::Arc::new(|n, _| match n {
+        0 | 1 => Behaviour::Status(500),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    // 429 with Retry-After: 1 beats a 100 ms schedule.
+    let slow = Sub::start(std::sync::Arc::new(|n, _| match n {
+        0 => Behaviour::With(429, vec![("retry-after", "1".into())]),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    // 410: a dead letter at once, no retry.
+    let gone = Sub::start(std::sync::Arc::new(|n, _| match n {
+        0 => Behaviour::Status(410),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    // Always 500: dead after the schedule.
+    let (broken, fixed) = Sub::broken(Behaviour::Status(500)).await;
+    let quick = |name: &str, sub: &Sub| {
+        Subscriber::new(name, sub.url())
+            .retry([ms(200), ms(400)])
+            .circuit_threshold(100)
+    };
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(quick("flaky", &flaky))
+        .subscriber(quick("slow", &slow).retry([ms(100)]))
+        .subscriber(quick("gone", &gone))
+        .subscriber(quick("broken", &broken))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("retry")).await;
+
+    let got = flaky.wait_for(secs(10), "3 attempts", |r| r.len() >= 3).await;
+    assert!(got.iter().all(|r| r.header("webhook-id") == id));
+    let attempts: Vec<&str> = got.iter().map(|r| r.header("hookrelay-attempt")).collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for (gap, base) in gaps.iter().zip([200u64, 400]) {
+        assert!(
+            *gap >= ms(base * 8 / 10) && *gap <= ms(base * 12 / 10 + 500),
+            "gap {gap:?} for a {base} ms step (all: {gaps:?})"
+        );
+    }
+
+    let got = slow.wait_for(secs(10), "2 attempts", |r| r.len() >= 2).await;
+    assert!(
+        got[1].at - got[0].at >= ms(950),
+        "Retry-After: 1 honoured: {:?}",
+        got[1].at - got[0].at
+    );
+
+    // gone and broken end as dead letters; gone after one attempt.
+    let dl = dead_letters(h.admin_addr, 2, secs(10)).await;
+    let rows = dl["dead_letters"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{dl}");
+    let gone_row = row(&dl["dead_letters"], "subscriber", "gone");
+    assert_eq!(gone_row["event"], id.as_str());
+    assert!(gone_row["last_error"].as_str().unwrap().contains("410"), "{dl}");
+    assert_eq!(gone.count(), 1, "no retry after 410");
+    assert_eq!(broken.count(), 3, "first attempt and two retries");
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let statuses: Vec<u64> = row(&ev["subscribers"], "name", "flaky")["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 200], "{ev}");
+    assert_eq!(row(&ev["subscribers"], "name", "broken")["state"], "dead", "{ev}");
+
+    // The subscriber is fixed: replay its dead letters; replay one event to gone.
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=broken").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = broken.wait_for(secs(10), "the replay", |r| r.len() >= 4).await;
+    assert_eq!(got[3].header("webhook-id"), id);
+    let (s, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{id}/replay?subscriber=gone"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = gone.wait_for(secs(10), "the replay", |r| r.len() >= 2).await;
+    assert_eq!(got[1].header("webhook-id"), id);
+    let dl = dead_letters(h.admin_addr, 0, secs(10)).await;
+    assert_eq!(
+        dl["dead_letters"].as_array().unwrap().len(),
+        0,
+        "replayed and delivered: {dl}"
+    );
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|d| d.iter().all(|d| d["state"] == "delivered"))
+    })
+    .await;
+    assert!(
+        ev["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["state"] == "delivered"),
+        "{ev}"
+    );
+    // Only the replay asked for was sent.
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(flaky.count(), 3);
+    assert_eq!(slow.count(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
+    let mut nats = NatsCluster::start(1).await;
+    nats.kill9(0);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    // The relay starts while NATS is away: it listens, answers 503 and is not ready.
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    assert_eq!(admin(bin.admin, "GET", "/healthz").await.0, StatusCode::OK);
+    assert_eq!(
+        admin(bin.admin, "GET", "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (s, v) = callback(bin.addr, &runway("early")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    // NATS comes up: the relay sets itself up and serves.
+    nats.restart(0).await;
+    let ready = async {
+        while admin(bin.admin, "GET", "/readyz").await.0 != StatusCode::OK {
+            tokio::time::sleep(ms(50)).await;
+        }
+    };
+    tokio::time::timeout(secs(20), ready)
+        .await
+        .expect("ready once NATS is up");
+    let id = accepted(bin.addr, &runway("early")).await;
+    sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    // NATS goes away again: 503 and not ready, within a few seconds.
+    nats.kill9(0);
+    let (s, _) = callback(bin.addr, &runway("while-down")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let unready = async {
+        while admin(bin.admin, "GET", "/readyz").await.0 != StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(ms(50)).await;
+        }
+    };
+    tokio::time::timeout(secs(10), unready)
+        .await
+        .expect("not ready while NATS is down");
+    // Back: the same callback is a duplicate of the stored one; a new one is new.
+    nats.restart(0).await;
+    tokio::time::timeout(secs(20), async {
+        while callback(bin.addr, &runway("early")).await.0 != StatusCode::OK {
+            tokio::time::sleep(ms(100)).await;
+        }
+    })
+    .await
+    .expect("serves again");
+    let (_, v) = callback(bin.addr, &runway("early")).await;
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["duplicate"], true);
+    accepted(bin.addr, &runway("later")).await;
+    sub.wait_for(secs(10), "the second event", |r| r.len() == 2).await;
+    let log = bin.log_text();
+    assert!(log.contains("NATS"), "the log says why: {log}");
+}
+
+#[tokio::test]
+async fn a_body_larger_than_max_payload_is_a_413() {
+    let nats = NatsCluster::start_with(1, "max_payload: 65536").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(70_000));
+    let (s, v) = callback(h.ingest_addrs[0], &big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // The relay stays ready and takes what fits.
+    assert_eq!(admin(h.admin_addr, "GET", "/readyz").await.0, StatusCode::OK);
+    accepted(h.ingest_addrs[0], &runway("small")).await;
+    sub.wait_for(secs(10), "the small one", |r| r.len() == 1).await;
+    h.shutdown().await;
+}
+
+#[test]
+fn check_config_names_the_nats_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = || TestConfig::new(dir.path()).subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
+    let creds = dir.path().join("not.creds");
+    std::fs::write(&creds, "just text").unwrap();
+    let set = |key: &'static str, value: toml::Value| {
+        move |doc: &mut toml::Table| {
+            let nats = doc["store"]["nats"].as_table_mut().unwrap();
+            nats.insert(key.into(), value.clone());
+        }
+    };
+    let cases: Vec<(TestConfig, &str, &str)> = vec![
+        (
+            base().nats(vec!["http://127.0.0.1:4222".into()], 3),
+            "store.nats.servers[0]",
+            "invalid server",
+        ),
+        (base().nats(vec![], 3), "store.nats.servers", "at least one server"),
+        (
+            base().nats(vec!["nats://127.0.0.1:4222".into()], 2),
+            "store.nats.replicas",
+            "1, 3 or 5",
+        ),
+        (
+            base()
+                .nats(vec!["nats://127.0.0.1:4222".into()], 3)
+                .raw(set("token", "t".into()))
+                .raw(set("user", "u".into())),
+            "store.nats",
+            "one of credentials, token or user + password",
+        ),
+        (
+            base()
+                .nats(vec!["nats://127.0.0.1:4222".into()], 3)
+                .raw(set("user", "u".into())),
+            "store.nats",
+            "user and password go together",
+        ),
+        (
+            base().nats(vec!["nats://127.0.0.1:4222".into()], 3).raw(set(
+                "credentials",
+                toml::Value::Table(toml::toml! { file = (creds.to_str().unwrap()) }),
+            )),
+            "store.nats.credentials",
+            "not a NATS .creds file",
+        ),
+        (
+            base()
+                .nats(vec!["nats://127.0.0.1:4222".into()], 3)
+                .raw(set("takeover", "1s".into())),
+            "store.nats.takeover",
+            "at least 5s",
+        ),
+        (
+            TestConfig::new(dir.path())
+                .subscriber(Subscriber::new("s", "http://127.0.0.1:1/").timeout(secs(4)))
+                .nats(vec!["nats://127.0.0.1:4222".into()], 3),
+            "routes[0].subscribers[0].timeout",
+            "store.nats.takeover",
+        ),
+        (
+            TestConfig::new(dir.path())
+                .subscriber(Subscriber::new("s.x", "http://127.0.0.1:1/"))
+                .nats(vec!["nats://127.0.0.1:4222".into()], 3),
+            "routes[0].subscribers[0].name",
+            "letters, digits",
+        ),
+        (
+            base().raw(|doc| {
+                doc["store"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("backend".into(), "postgres".into());
+            }),
+            "store.backend",
+            "unknown backend",
+        ),
+        (
+            base().raw(|doc| {
+                doc["store"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("backend".into(), "nats".into());
+            }),
+            "store.nats",
+            "needs store.nats",
+        ),
+    ];
+    for (cfg, key, problem) in cases {
+        let path = cfg.write();
+        let (ok, _, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+        assert!(!ok, "{key}: accepted");
+        assert!(
+            err.contains("config.toml") && err.contains(key) && err.contains(problem),
+            "{key} / {problem}: {err}"
+        );
+    }
+    // A complete cluster config passes, without connecting anywhere.
+    let secret_token = "nats-token-never-printed";
+    let path = base()
+        .nats(
+            vec!["nats://10.0.0.1:4222".into(), "tls://nats.internal:4222".into()],
+            3,
+        )
+        .raw(move |doc| {
+            doc["store"]["nats"]
+                .as_table_mut()
+                .unwrap()
+                .insert("token".into(), secret_token.into());
+        })
+        .write();
+    let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(!out.contains(secret_token) && !err.contains(secret_token));
+}
+
+#[tokio::test]
+async fn a_subscriber_added_by_reload_starts_at_the_tail() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let late = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("a", a.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    a.wait_for(secs(10), "the first event", |r| r.len() == 1).await;
+    cfg.clone().subscriber(Subscriber::new("late", late.url())).write();
+    h.reload().await.expect("reload");
+    let id = accepted(h.ingest_addrs[0], &runway("after")).await;
+    let got = late
+        .wait_for(secs(10), "the event after the reload", |r| !r.is_empty())
+        .await;
+    assert_eq!(got[0].header("webhook-id"), id);
+    a.wait_for(secs(10), "both events", |r| r.len() == 2).await;
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(late.count(), 1, "nothing from before it was added");
+    // Queue depths come from the consumers (refreshed every second).
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(5), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["queue_depth"] == 0))
+    })
+    .await;
+    for name in ["a", "late"] {
+        assert_eq!(row(&subs["subscribers"], "name", name)["queue_depth"], 0, "{subs}");
+    }
+    h.shutdown().await;
+}
