@@ -51,11 +51,18 @@ fn watchdog_usec() -> Option<u64> {
 }
 
 /// Ping the watchdog only while the store writes and flushes: a daemon that
-/// cannot persist should be restarted, not kept.
+/// cannot persist should be restarted, not kept. A networked store (NATS)
+/// being away is not cured by a restart: the relay keeps running, answers 503
+/// and is not ready until it is back (see `app::watch_store`), and the
+/// watchdog only checks that the daemon's runtime still turns.
 async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
+        if app.store.needs_health_checks() {
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            continue;
+        }
         let healthy = tokio::time::timeout(period, app.store.check_writable())
             .await
             .is_ok_and(|r| r.is_ok());

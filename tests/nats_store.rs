@@ -414,3 +414,24 @@ async fn a_subscriber_added_by_reload_starts_at_the_tail() {
     }
     h.shutdown().await;
 }
+
+#[test]
+fn the_shipped_cluster_example_is_valid() {
+    let creds = tempfile::tempdir().unwrap();
+    for name in ["nats-password", "runway-token"] {
+        std::fs::write(creds.path().join(name), "s3cret-value-from-a-credential").unwrap();
+    }
+    std::fs::write(
+        creds.path().join("render-signing-secret"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["check-config", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/cluster/relay.toml")])
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+}

@@ -71,9 +71,10 @@ impl Store {
     pub async fn open_nats(
         cfg: &crate::config::NatsConfig,
         retention: std::time::Duration,
+        max_body: usize,
     ) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Backend::Nats(nats::NatsStore::open(cfg, retention).await?),
+            backend: Backend::Nats(nats::NatsStore::open(cfg, retention, max_body).await?),
         })
     }
 
@@ -81,7 +82,9 @@ impl Store {
     pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
         match &config.store.backend {
             crate::config::StoreBackend::Sled => Store::open_sled(&crate::app::store_options(config)),
-            crate::config::StoreBackend::Nats(n) => Store::open_nats(n, config.store.retention).await,
+            crate::config::StoreBackend::Nats(n) => {
+                Store::open_nats(n, config.store.retention, config.server.max_body).await
+            }
         }
     }
 

@@ -31,6 +31,8 @@ use crate::config::NatsConfig;
 
 /// How long an ingest waits for a definite answer before it answers 503.
 const APPEND_BUDGET: Duration = Duration::from_secs(3);
+/// Room an event's headers may need beside the body within `max_payload`.
+const MAX_HEADERS: usize = 64 * 1024;
 /// The window in which a repeated publish with the same nonce is a no-op.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -64,6 +66,8 @@ pub(super) struct Shared {
     results: RwLock<Option<kv::Store>>,
     /// Servers, for messages.
     servers: Vec<String>,
+    /// `server.max_body`: checked against the servers' `max_payload`.
+    max_body: usize,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -114,6 +118,14 @@ impl Shared {
     async fn set_up(&self) -> Result<(), String> {
         let _one = self.setting_up.lock().await;
         connect::check_server(&self.client, &self.js).await?;
+        let max_payload = self.client.server_info().max_payload;
+        if max_payload < self.max_body + MAX_HEADERS {
+            tracing::warn!(
+                max_payload,
+                max_body = self.max_body,
+                "NATS max_payload is smaller than server.max_body plus room for headers: larger callbacks get 413; raise max_payload in the nats-server config"
+            );
+        }
         let topology = read(&self.topology);
         let mut streams = HashMap::new();
         let mut tags: HashMap<u16, String> = HashMap::new();
@@ -214,7 +226,7 @@ pub(super) async fn consumer(
 
 impl NatsStore {
     /// Connect (in the background when NATS is away) to the cluster.
-    pub async fn open(cfg: &NatsConfig, retention: Duration) -> Result<NatsStore, StoreError> {
+    pub async fn open(cfg: &NatsConfig, retention: Duration, max_body: usize) -> Result<NatsStore, StoreError> {
         let (client, js) = connect::connect(cfg).await?;
         Ok(NatsStore {
             shared: Arc::new(Shared {
@@ -230,6 +242,7 @@ impl NatsStore {
                 streams: RwLock::default(),
                 results: RwLock::default(),
                 servers: cfg.servers.clone(),
+                max_body,
             }),
         })
     }
