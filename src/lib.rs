@@ -10,7 +10,8 @@
 //! | concern | module |
 //! |---|---|
 //! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values`) |
-//! | TLS configurations (ring), certificate reload | [`tls`] |
+//! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
+//! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
 //! | the dedupe key | [`dedupe`] |
@@ -18,7 +19,7 @@
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`) |
 //! | retention sweeps | [`retention`] |
-//! | admin API: health, readiness, metrics, JSON API | [`admin`] |
+//! | admin API: health, readiness, metrics, status, JSON API | [`admin`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | the daemon's shared state | [`state`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod auth;

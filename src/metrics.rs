@@ -29,6 +29,12 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Where a served certificate comes from: `file` or `acme`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
 fn attempt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -48,6 +54,11 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Rows the store has written since start (sled writes per event = this / events).
     pub store_writes: Counter,
+    /// Unix time at which the served certificate expires, so an alert can
+    /// fire before it does; set when scraped from what was loaded or issued.
+    pub tls_cert_expiry: Family<SourceLabels, Gauge>,
+    /// Failed ACME orders; the ACME manager increments it (and keeps serving).
+    pub acme_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -72,6 +83,8 @@ impl Metrics {
             circuit_open: Family::default(),
             store_bytes: Gauge::default(),
             store_writes: Counter::default(),
+            tls_cert_expiry: Family::default(),
+            acme_failures: Counter::default(),
         };
         registry.register(
             "ingest_requests",
@@ -123,6 +136,16 @@ impl Metrics {
             "store_writes",
             "Rows written to the store since start",
             m.store_writes.clone(),
+        );
+        registry.register(
+            "tls_cert_expiry_seconds",
+            "Unix time at which the served TLS certificate expires, by source (file, acme)",
+            m.tls_cert_expiry.clone(),
+        );
+        registry.register(
+            "acme_failures",
+            "Failed ACME certificate orders (first issuance or renewal); the current certificate stays in use",
+            m.acme_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,6 +1,7 @@
 //! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
-//! age, store size) are refreshed, then everything is encoded.
+//! age, store size, certificate expiry) are refreshed, then everything is encoded.
 
+use crate::metrics::SourceLabels;
 use crate::state::App;
 
 pub(super) async fn render(app: &App) -> String {
@@ -21,6 +22,15 @@ pub(super) async fn render(app: &App) -> String {
         m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
+    let served = match &app.acme {
+        Some(acme) => acme.status().certificate.map(|c| ("acme", c)),
+        None => app.tls.as_ref().and_then(|t| t.certificate()).map(|c| ("file", c)),
+    };
+    if let Some((source, cert)) = served {
+        m.tls_cert_expiry
+            .get_or_create(&SourceLabels { source })
+            .set(cert.expiry_unix());
+    }
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()

@@ -50,6 +50,8 @@ pub enum Command {
 /// The subcommands that ask the running daemon.
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Show version, uptime, listeners, store and certificates (expiry, ACME renewal).
+    Status,
     /// List recent events, newest first.
     Events {
         #[arg(long)]
@@ -111,6 +113,9 @@ fn check_config(cli: &Cli) -> ExitCode {
                 c.routes.len(),
                 c.subscribers().count()
             );
+            if let Some(tls) = tls_summary(&c) {
+                println!("{tls}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -118,6 +123,29 @@ fn check_config(cli: &Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What `check-config` says about TLS: the certificate files and what they
+/// hold, or where ACME certificates will come from and be kept.
+fn tls_summary(c: &Config) -> Option<String> {
+    Some(match c.server.tls.as_ref()? {
+        crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
+            Ok((_, cert)) => format!(
+                "TLS: certificate {} for {} (expires {})",
+                f.cert.display(),
+                cert.names.join(", "),
+                crate::tls::rfc3339(cert.not_after)
+            ),
+            // Validation loaded it a moment ago; say so rather than guess.
+            Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
+        },
+        crate::config::TlsSource::Acme(a) => format!(
+            "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
+            a.domains.join(", "),
+            a.directory,
+            crate::acme::state_dir(&c.store.path).display()
+        ),
+    })
 }
 
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
@@ -206,6 +234,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             |v| format!("re-queued {} dead letters\n", v["requeued"]),
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
+        AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -60,11 +60,25 @@ impl Default for RawServer {
     }
 }
 
+/// `{ cert, key }` (PEM files) or `{ acme = { … } }`; `validate/server.rs`
+/// requires exactly one of the two.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
-    pub cert: Spanned<PathBuf>,
-    pub key: Spanned<PathBuf>,
+    pub cert: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<PathBuf>>,
+    pub acme: Option<Spanned<RawAcme>>,
+}
+
+/// `server.tls.acme`: certificates from an ACME CA. No defaults: the CA and
+/// the names are the operator's choice, and `ca_file` is only for private CAs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcme {
+    pub domains: Vec<Spanned<String>>,
+    pub email: Spanned<String>,
+    pub directory: Spanned<String>,
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

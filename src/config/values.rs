@@ -40,7 +40,8 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
-    pub tls: Option<TlsFiles>,
+    /// Where the public listeners' certificate comes from; `None`: plain HTTP.
+    pub tls: Option<TlsSource>,
     pub max_body: usize,
     /// Bounds every phase that waits for the client: TLS handshake, protocol
     /// detection, a request's header, its body.
@@ -53,6 +54,36 @@ pub struct ServerConfig {
     pub http2_max_streams: u32,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+}
+
+/// The public listeners' certificate: files (reloaded on SIGHUP) or ACME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Files(TlsFiles),
+    Acme(AcmeSettings),
+}
+
+impl TlsSource {
+    /// `file` or `acme`: the metric label and the status API's `tls` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TlsSource::Files(_) => "file",
+            TlsSource::Acme(_) => "acme",
+        }
+    }
+}
+
+/// Certificates from an ACME CA instead of files (see `crate::acme`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// DNS names of the certificate, lowercase, each validated by TLS-ALPN-01.
+    pub domains: Vec<String>,
+    /// Account contact (the CA's expiry and policy mail), without `mailto:`.
+    pub email: String,
+    /// The CA's directory URL (https): which CA, and which account there.
+    pub directory: String,
+    /// Extra trust anchors for the directory's own HTTPS (a private or test CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
-//! line and what is wrong. Server and admin settings here; routes
-//! ([`route`]) and subscribers ([`subscriber`]) in their own files.
+//! line and what is wrong. Admin, store, log and delivery settings here;
+//! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`])
+//! and subscribers ([`subscriber`]) in their own files.
 
+mod acme;
 mod route;
 mod server;
 mod subscriber;
