@@ -134,7 +134,34 @@ fn files_and_acme_are_exclusive_and_files_need_both() {
     expect_err(&both, "server.tls", "either `cert` and `key`");
     expect_err(r#"tls = { cert = "c.pem" }"#, "server.tls.key", "missing `key`");
     expect_err(r#"tls = { key = "k.pem" }"#, "server.tls.cert", "missing `cert`");
-    expect_err("tls = {}", "server.tls.cert", "or `acme = {");
+    // An empty table has no position to name (TOML gives none to `{}`'s keys).
+    let e = parse("tls = {}").expect_err("an empty tls table is refused");
+    assert_eq!((e.key.as_str(), e.position), ("server.tls.cert", None), "{e}");
+    assert!(e.message.contains("or `acme = {"), "{e}");
+}
+
+#[test]
+fn a_tls_table_implied_by_a_header_or_dotted_keys_is_read() {
+    // `[server.tls.acme]` implies `server.tls` without writing it.
+    let header = format!(
+        "[server.tls.acme]\n{}",
+        OK.replace(", email", "\nemail").replace(", directory", "\ndirectory")
+    );
+    let c = parse(&header).unwrap();
+    let Some(TlsSource::Acme(a)) = c.server.tls else {
+        panic!("not ACME: {:?}", c.server.tls)
+    };
+    assert_eq!(a.domains, ["hooks.example.com", "b.example.com"]);
+    // Errors inside it still name their line (5: the bad `email`).
+    let bad = header.replace("mailto:ops@example.com", "ops");
+    let e = parse(&bad).expect_err("bad email");
+    assert_eq!(
+        (e.key.as_str(), e.position.map(|p| p.0)),
+        ("server.tls.acme.email", Some(5)),
+        "{e}"
+    );
+    // Dotted keys imply it too; a missing half is named with the other's line.
+    expect_err(r#"tls.cert = "c.pem""#, "server.tls.key", "missing `key`");
 }
 
 #[test]

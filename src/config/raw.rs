@@ -34,7 +34,10 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawServer {
     pub listen: Vec<Spanned<String>>,
-    pub tls: Option<Spanned<RawTls>>,
+    /// Not `Spanned`: TOML gives no position to a table only implied by a
+    /// sub-table's header (`[server.tls.acme]`) or by dotted keys
+    /// (`tls.cert = …`), and `Spanned` refuses such a table.
+    pub tls: Option<RawTls>,
     pub max_body: Size,
     pub read_timeout: Dur,
     pub idle_timeout: Dur,

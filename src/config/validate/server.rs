@@ -79,8 +79,8 @@ impl Validator<'_> {
 
 impl Validator<'_> {
     /// `server.tls`: certificate files, or an ACME block (`validate/acme.rs`), never both.
-    fn tls(&self, t: &Spanned<RawTls>) -> Result<TlsSource, ConfigError> {
-        match (&t.get_ref().cert, &t.get_ref().key, &t.get_ref().acme) {
+    fn tls(&self, t: &RawTls) -> Result<TlsSource, ConfigError> {
+        match (&t.cert, &t.key, &t.acme) {
             (Some(cert), Some(key), None) => {
                 let files = TlsFiles {
                     cert: self.existing_file("server.tls.cert", cert)?,
@@ -97,11 +97,13 @@ impl Validator<'_> {
                 Some(acme.span()),
                 "set either `cert` and `key` (certificate files) or `acme`, not both",
             )),
-            (cert, _, None) => {
+            (cert, key, None) => {
                 let missing = if cert.is_none() { "cert" } else { "key" };
+                // The line of the half that is there; `tls = {}` has no position to give.
+                let there = cert.as_ref().or(key.as_ref()).map(Spanned::span);
                 Err(self.err(
                     format!("server.tls.{missing}"),
-                    Some(t.span()),
+                    there,
                     format!(
                         "missing `{missing}`: set `cert` and `key` (PEM files), or \
                          `acme = {{ domains = [...], email = \"...\", directory = \"https://...\" }}`"
