@@ -176,6 +176,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             shutdown_rx.clone(),
         )));
     }
+    // Serving from here on: set before the admin API can answer (and before
+    // its address is logged), so /readyz and /api/status never see a daemon
+    // whose callback listeners are up as not ready.
+    app.serving.store(true, Ordering::Relaxed);
     let admin_opts = ListenerOptions {
         tls: None,
         connections: ConnLimit::new(64),
@@ -195,7 +199,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     if let Some(acme) = acme {
         background.push(tokio::spawn(acme.run()));
     }
-    app.serving.store(true, Ordering::Relaxed);
     Ok(Handle {
         app,
         ingest_addrs,
