@@ -20,8 +20,7 @@ async fn kill_9_in_the_middle_of_a_drain_skips_nothing_and_resends_at_most_the_i
     const CONCURRENCY: usize = 8;
     // Slow enough that the drain is under way when it is killed.
     let sub = Sub::always(Behaviour::Slow(Duration::from_millis(1))).await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()).concurrency(CONCURRENCY));
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).concurrency(CONCURRENCY));
     prefill(&cfg.data(), N, &["s"]).await;
     let path = cfg.write();
     let mut bin = Bin::start(&path, &[]);
@@ -61,8 +60,11 @@ async fn a_subscriber_added_later_starts_at_the_tail() {
     for i in 0..2 {
         after.push(accepted(h.ingest_addrs[0], &runway(&format!("after-{i}"))).await);
     }
-    a.wait_for(Duration::from_secs(10), "5 deliveries to a", |r| r.len() == 5).await;
-    let got = b.wait_for(Duration::from_secs(10), "2 deliveries to b", |r| r.len() == 2).await;
+    a.wait_for(Duration::from_secs(10), "5 deliveries to a", |r| r.len() == 5)
+        .await;
+    let got = b
+        .wait_for(Duration::from_secs(10), "2 deliveries to b", |r| r.len() == 2)
+        .await;
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids, after.iter().map(String::as_str).collect::<Vec<_>>());
     // b never sees what came before it.
@@ -86,7 +88,11 @@ async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
     let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids, pending);
     let retried = got.iter().find(|r| r.header("webhook-id") == old[5].id).unwrap();
-    assert_eq!(retried.header("hookrelay-attempt"), "3", "attempts go on from 0.1's count");
+    assert_eq!(
+        retried.header("hookrelay-attempt"),
+        "3",
+        "attempts go on from 0.1's count"
+    );
     assert_eq!(&retried.body[..], old[5].body.as_bytes());
     // History, dead letters and dedupe keys came along.
     let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{}", old[6].id)).await;
@@ -95,7 +101,10 @@ async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
     let (_, dl) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(dl["dead_letters"][0]["event"], old[7].id.as_str());
     let (s, v) = callback(h.ingest_addrs[0], &old[0].body).await;
-    assert_eq!((s, v["duplicate"].as_bool(), v["id"].as_str()), (StatusCode::OK, Some(true), Some(old[0].id.as_str())));
+    assert_eq!(
+        (s, v["duplicate"].as_bool(), v["id"].as_str()),
+        (StatusCode::OK, Some(true), Some(old[0].id.as_str()))
+    );
     // The 0.1 tree is gone: the next start does not migrate again.
     h.shutdown().await;
     let h = start(&cfg).await;
@@ -114,23 +123,32 @@ async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
     assert!(ok, "{err}");
     assert!(out.contains("the store is up to date"), "{out}");
     let store = open_store(&cfg.data());
-    assert_eq!(backlog(&store, "s").await, 3 + 1, "three fresh jobs and the retrying one");
+    assert_eq!(
+        backlog(&store, "s").await,
+        3 + 1,
+        "three fresh jobs and the retrying one"
+    );
     store.close().await;
     drop(store);
     // A store written by a newer schema is refused, naming the store.
     {
         let db = sled::open(cfg.data()).unwrap();
-        db.open_tree("hookrelay-v2").unwrap().insert(b"Vversion", &9u32.to_be_bytes()).unwrap();
+        db.open_tree("hookrelay-v2")
+            .unwrap()
+            .insert(b"Vversion", &9u32.to_be_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
     assert!(!ok);
-    assert!(err.contains("newer hookrelay (schema 9)") && err.contains(&cfg.data().display().to_string()), "{err}");
+    assert!(
+        err.contains("newer hookrelay (schema 9)") && err.contains(&cfg.data().display().to_string()),
+        "{err}"
+    );
     let cfg2 = hookrelay::Config::load(&cfg.path()).unwrap();
     let e = hookrelay::start(cfg2).await.err().expect("refused").to_string();
     assert!(e.contains("newer hookrelay"), "{e}");
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_durable_before_the_cursor_moves_on() {

@@ -59,8 +59,8 @@ async fn retries_follow_the_schedule_within_its_jitter() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::start(Arc::new(|n, _| Behaviour::Status(if n < 3 { 500 } else { 200 }))).await;
     let schedule = [secs(10), secs(60), secs(300)];
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()).retry(schedule).circuit_threshold(100));
+    let cfg =
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry(schedule).circuit_threshold(100));
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("on-schedule")).await;
     assert!(advance_until(secs(1), STEP, || sub.count() == 1).await.is_some());
@@ -142,7 +142,10 @@ async fn an_open_circuit_pauses_doubling_and_closes_at_the_first_answer() {
     assert_eq!(sub.count(), 10, "full speed once the subscriber answers");
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
     assert_eq!(subs["subscribers"][0]["state"], "closed");
-    assert_eq!(subs["subscribers"][0]["queue_depth"], 4, "the four failures wait for their retry");
+    assert_eq!(
+        subs["subscribers"][0]["queue_depth"], 4,
+        "the four failures wait for their retry"
+    );
     h.shutdown().await;
 }
 
@@ -177,8 +180,16 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     // A sweep at 140 s: both events arrived more than 2 min ago, but the dead
     // letter died less than 2 min ago.
     jump(until(140)).await;
-    assert_eq!(status(ok.clone()).await, StatusCode::NOT_FOUND, "delivered event outlived its retention");
-    assert_eq!(status(dead.clone()).await, StatusCode::OK, "a dead letter is kept retention after it died");
+    assert_eq!(
+        status(ok.clone()).await,
+        StatusCode::NOT_FOUND,
+        "delivered event outlived its retention"
+    );
+    assert_eq!(
+        status(dead.clone()).await,
+        StatusCode::OK,
+        "a dead letter is kept retention after it died"
+    );
     let (_, dl) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(dl["dead_letters"].as_array().unwrap().len(), 1);
     // The dedupe key went with the event: the same callback is new again.

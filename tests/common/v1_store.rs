@@ -63,7 +63,8 @@ pub fn write(path: &Path, pending: usize) -> Vec<V1Event> {
         };
         let state = |s: &str| {
             let st = serde_json::json!({"state": s, "at_ms": t0 + 1000, "attempts": 1, "last_error": null});
-            t.insert([&b"S"[..], &idb, b"s"].concat(), serde_json::to_vec(&st).unwrap()).unwrap();
+            t.insert([&b"S"[..], &idb, b"s"].concat(), serde_json::to_vec(&st).unwrap())
+                .unwrap();
         };
         match task.as_str() {
             "retrying" => {
@@ -79,7 +80,8 @@ pub fn write(path: &Path, pending: usize) -> Vec<V1Event> {
                 attempt(1, 500);
                 state("dead");
                 let dl = serde_json::json!({"event": format!("evt_{id}"), "subscriber": "s", "at_ms": t0 + 1000, "attempts": 1, "last_error": "HTTP 500"});
-                t.insert([&b"Xs\0"[..], &idb].concat(), serde_json::to_vec(&dl).unwrap()).unwrap();
+                t.insert([&b"Xs\0"[..], &idb].concat(), serde_json::to_vec(&dl).unwrap())
+                    .unwrap();
             }
             _ => job(0, 0),
         }
