@@ -7,27 +7,24 @@
 //! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
 
 mod common;
-#[path = "common/pebble.rs"]
-mod pebble;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use common::pebble::{self, Pebble, DOMAIN};
 use common::*;
 use hookrelay::tls::{rfc3339, CertInfo};
 use http::StatusCode;
-use pebble::{Pebble, DOMAIN};
 use rustls::pki_types::CertificateDer;
 
-fn acme_config(store: &Path, port: u16, pb: &Pebble, sub_url: &str) -> String {
-    config(store, "", &subscriber_toml("s", sub_url, "")).replace("listen = [\"127.0.0.1:0\"]", &pb.server_toml(port))
-}
-
-async fn metrics_text(h: &hookrelay::Handle) -> String {
-    let (status, v) = admin(h.admin_addr, "GET", "/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    v.as_str().unwrap().to_string()
+/// The relay on 127.0.0.1:`port` (where `pb` validates), certificates for
+/// [`DOMAIN`] from `pb`, one subscriber `s` at `sub_url`.
+fn acme_config(dir: &Path, port: u16, pb: &Pebble, sub_url: &str) -> TestConfig {
+    TestConfig::new(dir)
+        .listen(format!("127.0.0.1:{port}"))
+        .tls_acme(pb.acme())
+        .subscriber(Subscriber::new("s", sub_url))
 }
 
 /// A daemon on `port` with an ACME config for `pb`, once its first certificate is served.
@@ -43,9 +40,9 @@ async fn issued(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let h = start(dir.path(), &acme_config(&dir.path().join("data"), port, pb, &sub.url())).await;
+    let h = start(&acme_config(dir.path(), port, pb, &sub.url())).await;
     assert_eq!(h.ingest_addrs[0].port(), port);
-    let client = pebble::client(&[pb.root().await]);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
     let (der, _) = pebble::wait_cert(
         h.ingest_addrs[0],
         &client,
@@ -59,7 +56,7 @@ async fn issued(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
-    let port = pebble::free_port();
+    let port = free_port();
     let pb = Pebble::start(port, None).await;
     let (dir, sub, h, client, der) = issued(&pb, port).await;
     let addr = h.ingest_addrs[0];
@@ -73,7 +70,7 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
         &client,
         "POST",
         "/hooks/t?token=tok",
-        Bytes::from(RUNWAY_BODY),
+        Bytes::from(runway("acme")),
     )
     .await
     .unwrap();
@@ -88,14 +85,13 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
     let lifetime = info.not_after.duration_since(info.not_before).unwrap();
     let renew_at = info.not_after - lifetime.mul_f64(1.0 / 3.0);
     assert_eq!(st.renew_at, Some(renew_at));
-    let m = metrics_text(&h).await;
-    let gauge = format!(
-        "hookrelay_tls_cert_expiry_seconds{{source=\"acme\"}} {}",
-        info.expiry_unix()
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(
+        sample(&m, "hookrelay_tls_cert_expiry_seconds{source=\"acme\"}"),
+        info.expiry_unix() as f64
     );
-    assert!(m.contains(&gauge), "{gauge} not in\n{m}");
-    assert!(!m.contains("source=\"file\""), "{m}");
-    assert!(m.contains("hookrelay_acme_failures_total 0"), "{m}");
+    assert!(!m.iter().any(|(k, _)| k.contains("source=\"file\"")), "{m:?}");
+    assert_eq!(sample(&m, "hookrelay_acme_failures_total"), 0.0);
 
     let state = dir.path().join("acme");
     let (status, v) = admin(h.admin_addr, "GET", "/api/status").await;
@@ -120,9 +116,7 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
     assert_eq!(a["directory"], pb.directory.as_str());
     assert_eq!(a["state_dir"], state.display().to_string());
     let base = format!("http://{}", h.admin_addr);
-    let (ok, out, err) = tokio::task::spawn_blocking(move || cli(&["--admin", &base, "status"]))
-        .await
-        .unwrap();
+    let (ok, out, err) = cli_async(vec!["--admin".into(), base, "status".into()]).await;
     assert!(ok, "{err}");
     for line in [
         format!("listeners:  {addr} (tls: acme)"),
@@ -160,13 +154,9 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
     // ACME block waits for a restart (the running manager is unchanged).
     h.reload().await.unwrap();
     assert_eq!(pebble::served_cert(addr, DOMAIN, &client).await.unwrap(), der);
-    let cfg = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
-    let more = format!("domains = [\"{DOMAIN}\", \"more.hookrelay.test\"]");
-    std::fs::write(
-        dir.path().join("config.toml"),
-        cfg.replace(&format!("domains = [\"{DOMAIN}\"]"), &more),
-    )
-    .unwrap();
+    acme_config(dir.path(), port, &pb, &sub.url())
+        .tls_acme(pb.acme().domains([DOMAIN, "more.hookrelay.test"]))
+        .write();
     h.reload().await.unwrap();
     assert_eq!(h.app.acme.as_ref().unwrap().settings().domains, [DOMAIN]);
     assert_eq!(pebble::served_cert(addr, DOMAIN, &client).await.unwrap(), der);
@@ -175,7 +165,7 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_serves_the_cached_certificate_without_asking_the_ca() {
-    let port = pebble::free_port();
+    let port = free_port();
     let mut pb = Pebble::start(port, None).await;
     let (dir, sub, h, client, der) = issued(&pb, port).await;
     h.shutdown().await;
@@ -183,11 +173,7 @@ async fn restart_serves_the_cached_certificate_without_asking_the_ca() {
     // The CA is gone; whatever would ask it now connects here instead.
     pb.stop();
     let tripwire = tokio::net::TcpListener::bind(pb.acme_addr).await.unwrap();
-    let h = start(
-        dir.path(),
-        &acme_config(&dir.path().join("data"), port, &pb, &sub.url()),
-    )
-    .await;
+    let h = start(&acme_config(dir.path(), port, &pb, &sub.url())).await;
     // Served from the first handshake on: no waiting, no order.
     let served = pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await.unwrap();
     assert_eq!(served, der);
@@ -205,7 +191,7 @@ async fn restart_serves_the_cached_certificate_without_asking_the_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renews_when_a_third_of_the_validity_is_left() {
-    let port = pebble::free_port();
+    let port = free_port();
     let pb = Pebble::start(port, Some(Duration::from_secs(24))).await;
     let (_dir, _sub, h, client, der) = issued(&pb, port).await;
     let first = CertInfo::from_der(&der).unwrap();

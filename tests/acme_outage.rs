@@ -6,31 +6,31 @@
 //! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
 
 mod common;
-#[path = "common/pebble.rs"]
-mod pebble;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use common::pebble::{self, Pebble, DOMAIN};
 use common::*;
 use hookrelay::acme::{Acme, Options};
 use hookrelay::config::AcmeSettings;
 use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
 use http::StatusCode;
-use pebble::{Pebble, DOMAIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure() {
-    let port = pebble::free_port();
+    let port = free_port();
     // 30 s certificates: renewal is due 20 s after issuance.
     let mut pb = Pebble::start(port, Some(Duration::from_secs(30))).await;
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let text = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""))
-        .replace("listen = [\"127.0.0.1:0\"]", &pb.server_toml(port));
-    let path = write_config(dir.path(), &text);
+    let path = TestConfig::new(dir.path())
+        .listen(format!("127.0.0.1:{port}"))
+        .tls_acme(pb.acme())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .write();
     let bin = Bin::start(&path, &[]);
-    let client = pebble::client(&[pb.root().await]);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
     let (der, info) = pebble::wait_cert(
         bin.addr,
         &client,
@@ -55,7 +55,7 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
         &client,
         "POST",
         "/hooks/t?token=tok",
-        Bytes::from(RUNWAY_BODY),
+        Bytes::from(runway("ca-down")),
     )
     .await
     .unwrap();
@@ -70,15 +70,11 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
         line.contains("serving_current_certificate=true") && line.contains("retry_in=1m"),
         "{line}"
     );
-    let (_, m) = admin(bin.admin, "GET", "/metrics").await;
-    let m = m.as_str().unwrap();
-    assert!(m.contains("hookrelay_acme_failures_total 1"), "{m}");
-    assert!(
-        m.contains(&format!(
-            "hookrelay_tls_cert_expiry_seconds{{source=\"acme\"}} {}",
-            info.expiry_unix()
-        )),
-        "{m}"
+    let m = metrics(bin.admin).await;
+    assert_eq!(sample(&m, "hookrelay_acme_failures_total"), 1.0);
+    assert_eq!(
+        sample(&m, "hookrelay_tls_cert_expiry_seconds{source=\"acme\"}"),
+        info.expiry_unix() as f64
     );
 
     // The status says what is served and why the renewal has not happened.
@@ -95,9 +91,7 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
     let next = humantime::parse_rfc3339(a["next_attempt"].as_str().unwrap()).unwrap();
     assert_eq!(next.duration_since(failed).unwrap(), Duration::from_secs(60));
     let base = format!("http://{}", bin.admin);
-    let (ok, out, err) = tokio::task::spawn_blocking(move || cli(&["--admin", &base, "status"]))
-        .await
-        .unwrap();
+    let (ok, out, err) = cli_async(vec!["--admin".into(), base, "status".into()]).await;
     assert!(ok, "{err}");
     let want = format!(
         "  failures:  1 since start, 1 in a row; next attempt {}\n  last error ({}): {}",
@@ -111,7 +105,7 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threshold_back_off_and_recovery_through_server_serve() {
     hookrelay::tls::install_provider();
-    let port = pebble::free_port();
+    let port = free_port();
     let mut pb = Pebble::start(port, Some(Duration::from_secs(40))).await;
     let state = tempfile::tempdir().unwrap();
     let settings = AcmeSettings {
@@ -146,7 +140,7 @@ async fn threshold_back_off_and_recovery_through_server_serve() {
     let renewals = tokio::spawn(acme.clone().run());
     let addr = ([127, 0, 0, 1], port).into();
 
-    let client = pebble::client(&[pb.root().await]);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
     let (der, first) = pebble::wait_cert(addr, &client, Duration::from_secs(60), "the first certificate", |_| {
         true
     })
@@ -183,7 +177,7 @@ async fn threshold_back_off_and_recovery_through_server_serve() {
 
     // The CA is back (a new root): the next retry renews.
     pb.restart().await;
-    let client = pebble::client(&[pb.root().await]);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
     let (_, second) = pebble::wait_cert(
         addr,
         &client,

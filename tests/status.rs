@@ -5,25 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use http::StatusCode;
-
-/// A self-signed certificate for localhost / 127.0.0.1 valid until the start
-/// of `year`-`month`-01, written to `dir/tls.crt` and `dir/tls.key`.
-fn cert_until(dir: &Path, year: i32, month: u8) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year, month, 1);
-    let cert = params.self_signed(&key).unwrap();
-    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k, cert.der().clone())
-}
 
 fn unix(t: &str) -> u64 {
     humantime::parse_rfc3339(t)
@@ -39,35 +25,23 @@ const JUN_2041: u64 = 2_253_657_600;
 
 /// The value of `hookrelay_tls_cert_expiry_seconds{source="…"}`, if exported.
 async fn expiry_gauge(admin_addr: std::net::SocketAddr, source: &str) -> Option<u64> {
-    let (status, v) = admin(admin_addr, "GET", "/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    let key = format!("hookrelay_tls_cert_expiry_seconds{{source=\"{source}\"}} ");
-    v.as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map(|n| n.trim().parse().unwrap())
-}
-
-async fn run_cli(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || cli(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    let key = format!("hookrelay_tls_cert_expiry_seconds{{source=\"{source}\"}}");
+    metrics(admin_addr)
         .await
-        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_certificate_status_gauge_and_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = cert_until(dir.path(), 2040, 1);
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "tls", 2040, 1);
     let sub = Sub::ok().await;
-    let tls = format!(
-        "read_timeout = \"2s\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
-        cert.display(),
-        key.display()
-    );
-    let text = config(&dir.path().join("data"), "", &subscriber_toml("s", &sub.url(), ""))
-        .replace("read_timeout = \"2s\"", &tls);
-    let path = write_config(dir.path(), &text);
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert, &key)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let path = cfg.write();
     let t0 = SystemTime::now();
     let bin = Bin::start(&path, &[]);
 
@@ -83,7 +57,7 @@ async fn file_certificate_status_gauge_and_sighup() {
         serde_json::json!([{ "addr": bin.addr.to_string(), "tls": "file" }])
     );
     assert_eq!(v["store"]["backend"], "sled");
-    assert_eq!(v["store"]["path"], dir.path().join("data").display().to_string());
+    assert_eq!(v["store"]["path"], cfg.data().display().to_string());
     let certs = v["certificates"].as_array().unwrap();
     assert_eq!(certs.len(), 1, "{v}");
     assert_eq!(certs[0]["source"], "file");
@@ -108,7 +82,7 @@ async fn file_certificate_status_gauge_and_sighup() {
         a.extend(more.iter().map(|s| s.to_string()));
         a
     };
-    let (ok, out, err) = run_cli(args(&["status"])).await;
+    let (ok, out, err) = cli_async(args(&["status"])).await;
     assert!(ok, "{err}");
     assert!(
         out.starts_with(&format!("hookrelay {}, up ", env!("CARGO_PKG_VERSION"))),
@@ -123,13 +97,13 @@ async fn file_certificate_status_gauge_and_sighup() {
         assert!(out.contains(&line), "{line:?} not in\n{out}");
     }
     assert!(!out.contains("renews") && !out.contains("failures"), "{out}");
-    let (ok, out, err) = run_cli(args(&["status", "--json"])).await;
+    let (ok, out, err) = cli_async(args(&["status", "--json"])).await;
     assert!(ok, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["certificates"][0]["certificate"]["not_after"], "2040-01-01T00:00:00Z");
 
     // New files at the same paths, then SIGHUP: the gauge and the status follow.
-    let (_, _, new_der) = cert_until(dir.path(), 2041, 6);
+    let new_der = TestCert::write_until(dir.path(), "tls", 2041, 6).der;
     bin.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while expiry_gauge(bin.admin, "file").await != Some(JUN_2041) {
@@ -140,15 +114,12 @@ async fn file_certificate_status_gauge_and_sighup() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (ok, out, _) = run_cli(args(&["status", "--json"])).await;
+    let (ok, out, _) = cli_async(args(&["status", "--json"])).await;
     assert!(ok);
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     let c = &j["certificates"][0]["certificate"];
     assert_eq!(unix(c["not_after"].as_str().unwrap()), JUN_2041);
-    let served = tls_client(&new_der, &[b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
-    served
-        .connect("localhost".try_into().unwrap(), tcp)
+    tls_connect(bin.addr, &new_der, &[b"http/1.1"])
         .await
         .expect("the new certificate is served");
 }
@@ -156,13 +127,10 @@ async fn file_certificate_status_gauge_and_sighup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_status_has_no_certificates_and_needs_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
-    let text = config(
-        &dir.path().join("data"),
-        "",
-        &subscriber_toml("s", "http://127.0.0.1:1/", ""),
-    )
-    .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\ntoken = \"adm\"");
-    let h = start(dir.path(), &text).await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token("adm")
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
+    let h = start(&cfg).await;
     let (status, _) = admin(h.admin_addr, "GET", "/api/status").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, body) = request(
@@ -206,16 +174,15 @@ async fn plain_http_status_has_no_certificates_and_needs_the_admin_token() {
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // The readable form says so; the CLI takes the token from the config.
-    let cfg = dir.path().join("config.toml");
     let base = format!("http://{}", h.admin_addr);
     let args = vec![
         "-c".into(),
-        cfg.display().to_string(),
+        cfg.path().display().to_string(),
         "--admin".into(),
         base,
         "status".into(),
     ];
-    let (ok, out, err) = run_cli(args).await;
+    let (ok, out, err) = cli_async(args).await;
     assert!(ok && out.contains("certificates: none (plain HTTP)"), "{out}{err}");
     h.shutdown().await;
 }
@@ -223,27 +190,21 @@ async fn plain_http_status_has_no_certificates_and_needs_the_admin_token() {
 #[test]
 fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
     let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &dir.path().join("data"),
-        "",
-        &subscriber_toml("s", "http://127.0.0.1:1/", ""),
-    );
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
     let check = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["check-config", "-c", p.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let out = cli_output(&["check-config", "-c", p.to_str().unwrap()]);
         let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     };
-    let acme = |inner: &str| base.replace("read_timeout = \"2s\"", &format!("tls = {{ acme = {{ {inner} }} }}"));
 
-    let good = acme(
-        r#"domains = ["Hooks.Example.com"], email = "ops@example.com", directory = "https://acme.example.com/dir""#,
-    );
-    let (code, out, err) = check("acme.toml", &good);
+    let good = base.clone().tls_acme(Acme::new(
+        ["Hooks.Example.com"],
+        "ops@example.com",
+        "https://acme.example.com/dir",
+    ));
+    let (code, out, err) = check("acme.toml", &good.render());
     assert_eq!(code, Some(0), "{err}");
     let line = format!(
         "TLS: ACME certificate for hooks.example.com from https://acme.example.com/dir \
@@ -255,7 +216,29 @@ fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
         "{out}"
     );
 
-    // Bad ACME blocks: exit 2, the file, the key and the line (3: the `tls` line).
+    // Bad ACME blocks: exit 2, the file, the key and the line (3: the `tls`
+    // line). A small literal file: its text is the subject.
+    let acme = |inner: &str| {
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+tls = {{ acme = {{ {inner} }} }}
+
+[store]
+path = "{}"
+
+[[routes]]
+name = "t"
+path = "/hooks/t"
+tokens = ["tok"]
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:1/"
+"#,
+            dir.path().join("data").display()
+        )
+    };
     for (inner, key, says) in [
         (
             r#"domains = ["*.example.com"], email = "ops@example.com", directory = "https://a.example/d""#,
@@ -284,19 +267,15 @@ fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
         );
     }
 
-    let (cert, key, _) = cert_until(dir.path(), 2040, 1);
-    let files = base.replace(
-        "read_timeout = \"2s\"",
-        &format!("tls = {{ cert = \"{}\", key = \"{}\" }}", cert.display(), key.display()),
-    );
-    let (code, out, err) = check("files.toml", &files);
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "tls", 2040, 1);
+    let (code, out, err) = check("files.toml", &base.clone().tls(&cert, &key).render());
     assert_eq!(code, Some(0), "{err}");
     let line = format!(
         "TLS: certificate {} for localhost, 127.0.0.1 (expires 2040-01-01T00:00:00Z)",
         cert.display()
     );
     assert!(out.contains(&line), "{out}");
-    let (_, out, _) = check("plain.toml", &base);
+    let (_, out, _) = check("plain.toml", &base.render());
     assert!(!out.contains("TLS:"), "{out}");
 }
 

@@ -8,7 +8,9 @@
 //! - `oracle`: the one independent HMAC oracle (Standard Webhooks, kie.ai);
 //! - `load`: load generation, store prefill, "nothing acknowledged lost";
 //! - `bodies`: provider callback bodies;
-//! - `cli`: the binary's one-shot commands.
+//! - `cli`: the binary's one-shot commands;
+//! - `ports`: fixed ports chosen before anything listens;
+//! - `pebble`: a real ACME CA on loopback (used as `common::pebble::…`).
 //!
 //! Each test file uses some of them; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
@@ -21,6 +23,8 @@ pub mod config;
 pub mod daemon;
 pub mod load;
 pub mod oracle;
+pub mod pebble;
+pub mod ports;
 pub mod route;
 pub mod subscriber;
 
@@ -31,5 +35,6 @@ pub use client::*;
 pub use config::*;
 pub use daemon::*;
 pub use load::*;
+pub use ports::*;
 pub use route::*;
 pub use subscriber::*;

@@ -1,14 +1,12 @@
 //! A real ACME CA on loopback: Debian's `pebble` plus `pebble-challtestsrv`
 //! as its DNS (every name resolves to 127.0.0.1, no AAAA), in a temp dir,
 //! killed on drop. Pebble validates TLS-ALPN-01 on 127.0.0.1:`tls_port`, i.e.
-//! on the relay's listener. Also: TLS clients that trust pebble's issuing root.
-//!
-//! Self-contained (include it with `#[path = "common/pebble.rs"] mod pebble;`):
-//! it uses nothing from `common/mod.rs`.
-#![allow(dead_code)]
+//! on the relay's listener. Also: handshakes and requests by name (the ACME
+//! domain), and a client that handshakes like the CA's validator. Clients that
+//! trust pebble's root are `client::tls_client`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,21 +19,13 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use super::certs::TestCert;
+use super::client::tls_client;
+use super::config::Acme;
+use super::ports::free_port;
+
 /// The ACME name the tests order; challtestsrv answers 127.0.0.1 for it.
 pub const DOMAIN: &str = "hooks.hookrelay.test";
-
-/// A self-signed certificate for localhost / 127.0.0.1 (pebble's own HTTPS),
-/// as PEM files in `dir`; the certificate's DER.
-fn write_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let cert_path = dir.join(format!("{name}.crt"));
-    let key_path = dir.join(format!("{name}.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path, cert.der().clone())
-}
 
 fn find(bin: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -44,33 +34,6 @@ fn find(bin: &str) -> PathBuf {
         .map(|d| d.join(bin))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("`{bin}` not found on PATH: install pebble (apt-get install pebble)"))
-}
-
-/// A port free for TCP and UDP, chosen below the kernel's ephemeral range so
-/// that no outgoing connection (nor a bind to port 0) takes it between now and
-/// the moment pebble or the relay binds it, and never handed out twice by this
-/// process. The relay's port must be fixed before pebble starts (its
-/// `tlsPort`), and pebble's before the relay starts (the directory URL).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (from, to) = (10_000u16, low.max(10_001));
-    let mut given = GIVEN.lock().unwrap();
-    loop {
-        let port = fastrand::u16(from..to);
-        if given.contains(&port) {
-            continue;
-        }
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
-        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
-        if tcp.is_ok() && udp.is_ok() {
-            given.push(port);
-            return port;
-        }
-    }
 }
 
 async fn wait_listening(addr: SocketAddr, what: &str, child: &mut Child) {
@@ -105,7 +68,8 @@ impl Pebble {
     pub async fn start(tls_port: u16, validity: Option<Duration>) -> Pebble {
         let (pebble_bin, challtestsrv_bin) = (find("pebble"), find("pebble-challtestsrv"));
         let dir = tempfile::tempdir().unwrap();
-        let (ca_file, key, ca) = write_cert(dir.path(), "pebble-https");
+        let https = TestCert::write(dir.path(), "pebble-https");
+        let (ca_file, key, ca) = (https.cert, https.key, https.der);
         let acme_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mgmt_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -199,20 +163,15 @@ impl Pebble {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
-    /// The `listen` and `tls` lines of a `[server]` section: the relay on
-    /// 127.0.0.1:`port`, certificates for [`DOMAIN`] from this CA.
-    pub fn server_toml(&self, port: u16) -> String {
-        format!(
-            "listen = [\"127.0.0.1:{port}\"]\ntls = {{ acme = {{ domains = [\"{DOMAIN}\"], email = \"ops@hookrelay.test\", \
-             directory = \"{}\", ca_file = \"{}\" }} }}",
-            self.directory,
-            self.ca_file.display()
-        )
+    /// `[server] tls` for a relay ordering [`DOMAIN`] from this CA (its
+    /// listener must be on the `tls_port` given to `start`).
+    pub fn acme(&self) -> Acme {
+        Acme::new([DOMAIN], "ops@hookrelay.test", &self.directory).ca_file(&self.ca_file)
     }
 
     /// The root that signs this run's certificates (management `/roots/0`).
     pub async fn root(&self) -> CertificateDer<'static> {
-        let client = client(std::slice::from_ref(&self.ca));
+        let client = tls_client(&self.ca, &[b"http/1.1"]);
         let (status, body) = https(self.mgmt_addr, "localhost", &client, "GET", "/roots/0", Bytes::new())
             .await
             .expect("GET /roots/0 from pebble");
@@ -229,21 +188,6 @@ impl Drop for Pebble {
         let _ = self.challtestsrv.kill();
         let _ = self.challtestsrv.wait();
     }
-}
-
-/// A TLS client trusting exactly `roots`, offering h2 and http/1.1.
-pub fn client(roots: &[CertificateDer<'static>]) -> tokio_rustls::TlsConnector {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 async fn connect(
