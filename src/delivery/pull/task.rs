@@ -130,7 +130,8 @@ pub(super) async fn run(
                 Some(Cmd::Pull(p)) => st.waiting.push_back(p),
                 Some(Cmd::Ack(a)) => st.ack(a),
             },
-            _ = signal.notified(), if !st.waiting.is_empty() => {}
+            // New work: hand it to waiting pullers, or at least count it.
+            _ = signal.notified() => {}
             _ = st.lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
         }
