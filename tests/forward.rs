@@ -328,3 +328,23 @@ async fn sigterm_finishes_or_hands_back_what_it_holds() {
         assert_eq!(ev["subscribers"][0]["state"], state, "{ev}");
     }
 }
+
+#[test]
+fn the_forwarder_unit_file_is_hardened() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hookrelay-forward.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    for needed in [
+        "hookrelay forward ",
+        "--token-file %d/pull-token",
+        "LoadCredential=pull-token:",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=\n",
+        "Restart=on-failure",
+    ] {
+        assert!(text.contains(needed), "unit lacks {needed:?}");
+    }
+    match unit_exposure(unit) {
+        Some(score) => assert!(score <= 2.0, "exposure {score}"),
+        None => eprintln!("systemd-analyze missing or too old to score a unit file; exposure not checked"),
+    }
+}

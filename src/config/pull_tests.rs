@@ -146,3 +146,26 @@ fn a_route_cannot_take_a_pull_subscribers_api_path() {
     let text = text.replace("/pull/laptop/ack", "/pull/other");
     parse(&text).unwrap();
 }
+
+#[test]
+fn the_shipped_pull_example_works_when_uncommented() {
+    let shipped = include_str!("../../config.toml");
+    let start = shipped
+        .find("# [[routes.subscribers]]\n# name = \"laptop\"")
+        .expect("config.toml has a commented pull subscriber");
+    let example: String = shipped[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("#  "))
+        .map(|l| l.trim_start_matches("# ").to_string() + "\n")
+        .collect();
+    let example = example.replace("whsec_…", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    std::env::set_var("LAPTOP_PULL_TOKEN", "example-token");
+    let c = Config::parse(Path::new("config.toml"), &format!("{}\n{example}", &shipped[..start])).unwrap();
+    let s = c
+        .subscribers()
+        .find(|s| s.name == "laptop")
+        .expect("the example subscriber");
+    assert_eq!(s.pull().unwrap().lease, Duration::from_secs(60));
+    assert_eq!(s.filter.len(), 1);
+}
