@@ -316,3 +316,42 @@ async fn shutdown_answers_waiting_long_polls_at_once() {
     assert_eq!(headers["retry-after"], "1");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one() {
+    let (dir, sub, h) = relay("30s").await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "reloaded").await;
+    let path = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(TOKEN, "rotated-token")).unwrap();
+    h.reload().await.unwrap();
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token no longer opens it");
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![id.clone()]));
+    // Now pushed: the work not acknowledged is delivered by the push lane.
+    let pushed = text.replace(
+        &pull_sub("laptop", TOKEN, "30s"),
+        &subscriber_toml("laptop", &sub.url(), ""),
+    );
+    assert_ne!(pushed, text);
+    std::fs::write(&path, pushed).unwrap();
+    h.reload().await.unwrap();
+    sub.wait_for(Duration::from_secs(10), "the pushed delivery", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "no pull API for a push subscriber");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let row = subs["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "laptop")
+        .unwrap()
+        .clone();
+    assert_eq!(row["kind"], "push", "{row}");
+    h.shutdown().await;
+}

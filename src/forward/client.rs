@@ -100,9 +100,12 @@ impl Relay {
         forwarder: String,
         wait: Duration,
     ) -> Result<Relay, String> {
-        let ack_url: Uri = format!("{}/ack", url.to_string().trim_end_matches('/'))
+        // `…/pull/laptop/` works too: the API's paths have no trailing slash.
+        let base = url.to_string().trim_end_matches('/').to_string();
+        let url: Uri = base.parse().map_err(|e| format!("invalid relay URL {base}: {e}"))?;
+        let ack_url: Uri = format!("{base}/ack")
             .parse()
-            .map_err(|e| format!("cannot build the acknowledgement URL from {url}: {e}"))?;
+            .map_err(|e| format!("cannot build the acknowledgement URL from {base}: {e}"))?;
         Ok(Relay {
             http: http(tls, Duration::from_secs(10)),
             url,

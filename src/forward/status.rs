@@ -151,3 +151,40 @@ impl Status {
         self.handed_back.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_says_where_it_stands() {
+        let s = Status::new("https://hooks.example.com/pull/laptop".into(), false);
+        assert!(s.line().contains("connecting"), "{}", s.line());
+        s.connected();
+        s.started();
+        s.started();
+        s.finished("evt_a", 1, &Ok(http::StatusCode::OK), Duration::from_millis(3));
+        s.finished(
+            "evt_b",
+            1,
+            &Ok(http::StatusCode::INTERNAL_SERVER_ERROR),
+            Duration::from_millis(3),
+        );
+        let line = s.line();
+        for part in [
+            "connected",
+            "1 delivered",
+            "1 handed back",
+            "0 in flight",
+            "last message 0s ago",
+        ] {
+            assert!(line.contains(part), "{line} lacks {part:?}");
+        }
+        s.away("connection refused", Duration::from_secs(4));
+        assert!(
+            s.line().contains("relay away, retry in 4s (connection refused)"),
+            "{}",
+            s.line()
+        );
+    }
+}
