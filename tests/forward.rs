@@ -348,3 +348,38 @@ fn the_forwarder_unit_file_is_hardened() {
         None => eprintln!("systemd-analyze missing or too old to score a unit file; exposure not checked"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = write_cert(dir.path(), "relay");
+    let tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}\nread_timeout",
+        cert.display(),
+        key.display()
+    );
+    let text =
+        config(&dir.path().join("data"), "", &pull_sub("laptop", TOKEN, "30s")).replacen("read_timeout", &tls, 1);
+    let relay = Bin::start(&write_config(dir.path(), &text), &[]);
+    let port = relay.addr.port();
+    let local = Local::ok().await;
+    let id = https_callback(port, &cert, &runway("over-tls")).await;
+    let url = format!("https://127.0.0.1:{port}/pull/laptop");
+    // Without the CA the relay's certificate is not trusted: nothing is fetched.
+    let untrusting = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !untrusting.log_text().contains("certificate") {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate error: {}",
+            untrusting.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(local.all().is_empty());
+    drop(untrusting);
+    let ca = cert.to_str().unwrap().to_string();
+    let _fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--ca-file", &ca]);
+    let got = local.wait_all(Duration::from_secs(10), std::slice::from_ref(&id)).await;
+    verify_with_standardwebhooks(SECRET, &got);
+}

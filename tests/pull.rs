@@ -355,3 +355,18 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
     assert_eq!(row["kind"], "push", "{row}");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
+    // The common config's read_timeout is 2s: it bounds reading a request, not waiting for work.
+    let (_dir, _sub, h) = relay("30s").await;
+    let started = Instant::now();
+    let (s, _, v) = pull_call(h.ingest_addrs[0], "GET", "/pull/laptop?wait=3s", Some(TOKEN), None, "").await;
+    let took = started.elapsed();
+    assert_eq!((s, ids(&v).len()), (StatusCode::OK, 0), "{v}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    h.shutdown().await;
+}

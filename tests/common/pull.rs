@@ -368,3 +368,27 @@ pub fn unit_exposure(unit: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.contains("Overall exposure level"))?;
     line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
 }
+
+/// POST a callback to `/hooks/t?token=tok` over HTTPS, trusting `ca`; the event id.
+pub async fn https_callback(port: u16, ca: &Path, body: &str) -> String {
+    hookrelay::tls::install_provider();
+    let tls = hookrelay::tls::client_config(Some(ca)).unwrap();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+    let req = Request::post(format!("https://127.0.0.1:{port}/hooks/t?token=tok"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("an answer within 10s")
+        .expect("the relay answers over TLS");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
