@@ -87,6 +87,11 @@ impl<T> Leases<T> {
         ids
     }
 
+    /// Whether `id` is here already (leased or ready).
+    pub fn holds(&self, id: &EventId) -> bool {
+        self.leased.contains_key(id) || self.ready.iter().any(|o| o.id == *id)
+    }
+
     pub fn get(&self, id: &EventId) -> Option<&Lease<T>> {
         self.leased.get(id)
     }
@@ -187,6 +192,7 @@ mod tests {
         assert_eq!(b, vec![id(2)], "only what a does not hold");
         assert_eq!(l.lease(5, "c", now, 0), Vec::<EventId>::new());
         assert_eq!((l.leased(), l.ready()), (3, 0));
+        assert!(l.holds(&id(2)) && !l.holds(&id(3)));
     }
 
     #[test]

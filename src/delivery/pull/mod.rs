@@ -9,8 +9,11 @@
 //! one at a time and never get a message another one holds. A long-poll waits
 //! on the store's work signal (no periodic polling). Leases live in this
 //! relay's memory: after a restart the cursor offers unfinished messages
-//! again, with the same id (at-least-once). This module knows neither HTTP nor
-//! sled; the pull API ([`crate::pull`]) is the HTTP side.
+//! again, with the same id (at-least-once). Only the `WorkSource` seam and
+//! `Store::record` are used, so another backend plugs in as it is (a NATS
+//! durable consumer would set its ack wait to at least the lease, so that the
+//! relay's lease expires first). This module knows neither HTTP nor sled; the
+//! pull API ([`crate::pull`]) is the HTTP side.
 
 mod leases;
 pub mod settle;

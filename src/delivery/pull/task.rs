@@ -177,6 +177,13 @@ impl State {
         let took = work.len();
         let mut skipped: Vec<Settled> = Vec::new();
         for w in work {
+            if self.leases.holds(&w.event.id) {
+                // A backend that redelivers on its own (a NATS consumer whose ack
+                // wait is shorter than the lease) may hand out what we hold: the
+                // lease we have stands. The sled cursor never does this.
+                tracing::debug!(subscriber = %sub.name, event = %w.event.id, "work handed out again while held; ignored");
+                continue;
+            }
             if filter_matches(&sub, &w.event) {
                 let (id, attempt) = (w.event.id, w.attempts + 1);
                 self.leases.push_ready(id, w, attempt);
