@@ -10,9 +10,9 @@
 #   bash bench/pull.sh [BACKLOG] [SECONDS] [RATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-20000}
-D=${2:-10}
-RATE=${3:-200}
+N=${1:-100000}
+D=${2:-20}
+RATE=${3:-500}
 C=64   # push lane concurrency = forwarder concurrency
 cargo build --release --bin hookrelay --example bench_servers --example loadgen --example prefill 2>&1 | tail -1
 R=target/release
