@@ -246,6 +246,7 @@ async fn two_forwarders_never_process_the_same_message_concurrently() {
     let args = ["--concurrency", "4"];
     let a = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
     let b = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
+    until_row(relay.admin, "laptop", "both forwarders waiting", |r| r["waiting_pulls"] == 2).await;
     let ids = stream(relay.addr, "two", 80, Duration::from_millis(2)).await;
     local.wait_all(Duration::from_secs(30), &ids).await;
     until_row(relay.admin, "laptop", "everything acknowledged", |r| {
