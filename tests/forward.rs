@@ -142,6 +142,15 @@ async fn everything_sent_while_down_and_while_running_arrives_signed_and_byte_fo
     })
     .await;
     assert_eq!(row(relay.admin, "laptop").await["last_pull_from"], "127.0.0.1");
+    let admin_url = format!("http://{}", relay.admin);
+    let (ok, table, _) = tokio::task::spawn_blocking(move || cli(&["--admin", &admin_url, "subscribers"]))
+        .await
+        .unwrap();
+    let line = table.lines().find(|l| l.starts_with("laptop ")).unwrap_or_default();
+    assert!(
+        ok && line.contains(" pull ") && line.contains("from 127.0.0.1"),
+        "{table}"
+    );
     assert_eq!(fwd.term(Duration::from_secs(15)), Some(0), "{}", fwd.log_text());
     assert!(!fwd.log_text().contains(TOKEN), "the token is never printed");
     assert!(!relay.log_text().contains(TOKEN), "nor logged by the relay");
@@ -246,7 +255,10 @@ async fn two_forwarders_never_process_the_same_message_concurrently() {
     let args = ["--concurrency", "4"];
     let a = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
     let b = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
-    until_row(relay.admin, "laptop", "both forwarders waiting", |r| r["waiting_pulls"] == 2).await;
+    until_row(relay.admin, "laptop", "both forwarders waiting", |r| {
+        r["waiting_pulls"] == 2
+    })
+    .await;
     let ids = stream(relay.addr, "two", 80, Duration::from_millis(2)).await;
     local.wait_all(Duration::from_secs(30), &ids).await;
     until_row(relay.admin, "laptop", "everything acknowledged", |r| {
@@ -290,6 +302,9 @@ async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
         !ok && err.contains("no token") && err.contains("HOOKRELAY_PULL_TOKEN"),
         "{err}"
     );
+    // The admin --token is not taken for the pull token.
+    let (ok, _, err) = cli(&["forward", &url, "--to", &local.url(), "--token", TOKEN]);
+    assert!(!ok && err.contains("--token-file") && !err.contains(TOKEN), "{err}");
     assert!(local.all().is_empty(), "nothing was delivered");
     assert_eq!(row(relay.admin, "laptop").await["queue_depth"], 2);
 }

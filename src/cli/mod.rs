@@ -47,7 +47,10 @@ pub enum Command {
     /// Run inside a private network: fetch a pull subscriber's messages from
     /// the relay and POST each to a local service (no config file, no store).
     #[command(
-        after_help = "The token comes from --token-file or the environment variable         HOOKRELAY_PULL_TOKEN; it is never printed.\n\nExample:\n  HOOKRELAY_PULL_TOKEN=… hookrelay forward         https://hooks.example.com/pull/laptop --to http://127.0.0.1:3000/webhooks"
+        after_help = "The token comes from --token-file or the environment variable HOOKRELAY_PULL_TOKEN; it is \
+                      never printed. The admin options (--config, --admin, --token, --json) do not apply here.\n\n\
+                      Example:\n  HOOKRELAY_PULL_TOKEN=… hookrelay forward https://hooks.example.com/pull/laptop \\\n    \
+                      --to http://127.0.0.1:3000/webhooks"
     )]
     Forward {
         /// The relay's pull URL, e.g. https://hooks.example.com/pull/laptop
@@ -123,6 +126,14 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => migrate(&cli),
+        Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
+            // A pull token given as --token would be silently taken for the admin one.
+            eprintln!(
+                "error: --token is the admin API's token; give the pull token with --token-file FILE or \
+                 HOOKRELAY_PULL_TOKEN"
+            );
+            ExitCode::from(2)
+        }
         Command::Forward {
             url,
             to,
