@@ -227,6 +227,8 @@ impl Handle {
     pub async fn shutdown(self) {
         self.app.serving.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
+        // Long-polls would hold the drain for the whole grace: answer them now.
+        self.app.delivery.stop_pulls().await;
         for l in self.listeners {
             let _ = l.await;
         }

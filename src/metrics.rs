@@ -51,6 +51,11 @@ pub struct Metrics {
     pub in_flight: Family<SubLabels, Gauge>,
     pub oldest_pending_seconds: Family<SubLabels, Gauge>,
     pub circuit_open: Family<SubLabels, Gauge>,
+    /// Messages a pull subscriber's forwarders hold under lease.
+    pub pull_leased: Family<SubLabels, Gauge>,
+    /// Seconds since a pull subscriber last pulled: the alert that its
+    /// forwarder is gone (nothing else notices a private side that stopped asking).
+    pub pull_last_seconds: Family<SubLabels, Gauge>,
     pub store_bytes: Gauge,
     /// Rows the store has written since start (sled writes per event = this / events).
     pub store_writes: Counter,
@@ -81,6 +86,8 @@ impl Metrics {
             in_flight: Family::default(),
             oldest_pending_seconds: Family::default(),
             circuit_open: Family::default(),
+            pull_leased: Family::default(),
+            pull_last_seconds: Family::default(),
             store_bytes: Gauge::default(),
             store_writes: Counter::default(),
             tls_cert_expiry: Family::default(),
@@ -103,7 +110,7 @@ impl Metrics {
         );
         registry.register(
             "deliveries",
-            "Delivery attempts by subscriber and outcome",
+            "Delivery attempts by subscriber and outcome (pull subscribers: expired = a lease ran out)",
             m.deliveries.clone(),
         );
         registry.register(
@@ -130,6 +137,16 @@ impl Metrics {
             "circuit_open",
             "1 while a subscriber's circuit is open (backed off)",
             m.circuit_open.clone(),
+        );
+        registry.register(
+            "pull_leased",
+            "Messages handed out to a pull subscriber and not yet acknowledged",
+            m.pull_leased.clone(),
+        );
+        registry.register(
+            "pull_last_seconds",
+            "Seconds since a pull subscriber last pulled (0 while a long-poll waits; since start if never)",
+            m.pull_last_seconds.clone(),
         );
         registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
         registry.register(

@@ -1,5 +1,6 @@
 //! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
-//! age, store size, certificate expiry) are refreshed, then everything is encoded.
+//! age, leases and time since the last pull, store size, certificate expiry)
+//! are refreshed, then everything is encoded.
 
 use crate::metrics::SourceLabels;
 use crate::state::App;
@@ -13,6 +14,24 @@ pub(super) async fn render(app: &App) -> String {
         let labels = m.sub(&name);
         let depth = lane.queue_depth();
         m.queue_depth.get_or_create(&labels).set(depth as i64);
+        let age = stats
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.oldest_pending_ms)
+            .filter(|_| depth > 0)
+            .map_or(0, |t| now.saturating_sub(t) / 1000);
+        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
+    }
+    for lane in app.delivery.pull_lanes() {
+        let name = lane.subscriber().name.clone();
+        let labels = m.sub(&name);
+        let depth = lane.queue_depth();
+        m.queue_depth.get_or_create(&labels).set(depth as i64);
+        m.in_flight.get_or_create(&labels).set(lane.leased() as i64);
+        m.pull_leased.get_or_create(&labels).set(lane.leased() as i64);
+        m.pull_last_seconds
+            .get_or_create(&labels)
+            .set(lane.seconds_since_pull(now) as i64);
         let age = stats
             .iter()
             .find(|s| s.name == name)

@@ -88,7 +88,10 @@ pub fn render_event(v: &Value) -> String {
             ]);
         }
         for a in attempts {
-            let result = if a["status"].is_null() {
+            let result = if a["status"].is_null() && a["error"].is_null() {
+                // A pull subscriber's acknowledgement: the relay made no request.
+                "acknowledged by the pull client".to_string()
+            } else if a["status"].is_null() {
                 s(&a["error"])
             } else {
                 format!("HTTP {}", s(&a["status"]))
@@ -128,6 +131,19 @@ pub fn render_dead_letters(v: &Value) -> String {
     table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows)
 }
 
+/// Where a subscriber's messages go: its URL, or for a pull subscriber when
+/// and from where it last pulled.
+fn target(x: &Value) -> String {
+    if x["kind"] != "pull" {
+        return s(&x["url"]);
+    }
+    match (&x["last_pull_at"], &x["last_pull_from"]) {
+        (Value::Null, _) => "pull: never pulled since start".into(),
+        (_, from) if x["state"] == "pulling" => format!("pull: waiting now (from {})", s(from)),
+        (_, from) => format!("pull: {}s ago from {}", s(&x["seconds_since_pull"]), s(from)),
+    }
+}
+
 pub fn render_subscribers(v: &Value) -> String {
     let rows: Vec<Vec<String>> = v["subscribers"]
         .as_array()
@@ -137,12 +153,13 @@ pub fn render_subscribers(v: &Value) -> String {
             vec![
                 s(&x["name"]),
                 s(&x["route"]),
+                s(&x["kind"]),
                 s(&x["state"]),
                 s(&x["queue_depth"]),
                 s(&x["in_flight"]),
                 s(&x["oldest_pending_seconds"]),
                 s(&x["dead_letters"]),
-                s(&x["url"]),
+                target(x),
             ]
         })
         .collect();
@@ -150,12 +167,13 @@ pub fn render_subscribers(v: &Value) -> String {
         &[
             "NAME",
             "ROUTE",
+            "KIND",
             "STATE",
             "QUEUED",
-            "IN FLIGHT",
+            "IN FLIGHT/LEASED",
             "OLDEST(S)",
             "DEAD",
-            "URL",
+            "URL / LAST PULL",
         ],
         &rows,
     )

@@ -214,22 +214,46 @@ pub(super) enum RawSignature {
     },
 }
 
-/// A subscriber; settings left out inherit `[delivery]`.
+/// A subscriber; settings left out inherit `[delivery]`. Exactly one of
+/// `url` (the relay pushes) and `pull` (the private side fetches) is given;
+/// the validator says so when not, naming the key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSubscriber {
     pub name: Spanned<String>,
-    pub url: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub pull: Option<Spanned<RawPull>>,
     pub secret: Option<Spanned<SecretList>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<SecretSource>>,
     pub ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub filter: BTreeMap<String, serde_json::Value>,
-    pub timeout: Option<Dur>,
+    pub timeout: Option<Spanned<Dur>>,
     pub retry: Option<Vec<Dur>>,
-    pub concurrency: Option<usize>,
-    pub rate: Option<Rate>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub rate: Option<Spanned<Rate>>,
     pub max_retry_after: Option<Dur>,
-    pub circuit_threshold: Option<u32>,
+    pub circuit_threshold: Option<Spanned<u32>>,
+}
+
+/// `pull = { token = …, lease = "60s" }`: the private side fetches over the
+/// pull API. The token stays optional here so that a missing one gets our
+/// message (naming `.pull.token`) rather than serde's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPull {
+    pub token: Option<Spanned<SecretSource>>,
+    pub lease: Spanned<Dur>,
+}
+
+impl Default for RawPull {
+    fn default() -> Self {
+        RawPull {
+            token: None,
+            // Long enough for a local service to answer a callback, short
+            // enough that a forwarder that died is noticed within a minute.
+            lease: Spanned::new(0..0, Dur(Duration::from_secs(60))),
+        }
+    }
 }

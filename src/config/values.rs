@@ -183,7 +183,8 @@ pub struct Subscriber {
     /// Unique across the whole configuration; names its delivery lane and stored work.
     pub name: String,
     pub route: String,
-    pub url: Uri,
+    /// Whether the relay pushes to it or the private side pulls.
+    pub endpoint: Endpoint,
     /// Decoded Standard Webhooks keys; each one signs (rotation).
     pub keys: Vec<Secret>,
     /// Sent with every delivery, replacing a header of ours of the same name;
@@ -201,11 +202,59 @@ pub struct Subscriber {
     pub circuit_threshold: u32,
 }
 
+impl Subscriber {
+    /// The URL the relay POSTs to; None for a pull subscriber.
+    pub fn url(&self) -> Option<&Uri> {
+        match &self.endpoint {
+            Endpoint::Push(url) => Some(url),
+            Endpoint::Pull(_) => None,
+        }
+    }
+
+    /// The pull settings; None for a push subscriber.
+    pub fn pull(&self) -> Option<&PullSettings> {
+        match &self.endpoint {
+            Endpoint::Push(_) => None,
+            Endpoint::Pull(p) => Some(p),
+        }
+    }
+}
+
+/// How a subscriber's messages reach it.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The relay POSTs each message to this URL.
+    Push(Uri),
+    /// The private side fetches its messages over the pull API (`GET /pull/{name}`),
+    /// for services the relay cannot connect to.
+    Pull(PullSettings),
+}
+
+/// Where the pull API lives on the public listener (`/pull/{subscriber}`).
+pub const PULL_PREFIX: &str = "/pull/";
+
+/// A pull subscriber's settings.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// Presented as `Authorization: Bearer`; grants this subscriber's messages only.
+    pub token: Secret,
+    /// How long a message handed out stays reserved for its puller before it is
+    /// offered again (with the same id).
+    pub lease: Duration,
+}
+
+impl PullSettings {
+    /// The public paths of a pull subscriber's API: long-poll, acknowledge.
+    pub fn api_paths(name: &str) -> [String; 2] {
+        [format!("{PULL_PREFIX}{name}"), format!("{PULL_PREFIX}{name}/ack")]
+    }
+}
+
 impl fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscriber")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
             .field("keys", &self.keys.len())
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
