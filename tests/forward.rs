@@ -6,74 +6,62 @@
 //! two forwarders never hold one message at once; wrong tokens are refused.
 
 mod common;
-#[path = "common/pull.rs"]
-mod pull_kit;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::oracle::verify_with_standardwebhooks;
 use common::*;
 use http::StatusCode;
-use pull_kit::*;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "laptop-pull-token";
+
+/// Pull subscriber `name` fetched with `token`, leases of `lease`, signed with SECRET.
+fn pull_sub(name: &str, token: &str, lease: Duration) -> Subscriber {
+    Subscriber::pull(name, token).lease(lease).secret(SECRET)
+}
 
 /// A relay (the real binary) with pull subscriber `laptop` (TOKEN, `lease`)
 /// and pull subscriber `other` ("other-token"); the public port fixed when given.
-fn relay(dir: &Path, lease: &str, port: Option<u16>) -> (Bin, std::path::PathBuf) {
-    let subs = pull_sub("laptop", TOKEN, lease) + &pull_sub("other", "other-token", lease);
-    let mut text = config(&dir.join("data"), "", &subs);
+fn relay(dir: &Path, lease: Duration, port: Option<u16>) -> (Bin, PathBuf) {
+    let mut cfg = TestConfig::new(dir)
+        .subscriber(pull_sub("laptop", TOKEN, lease))
+        .subscriber(pull_sub("other", "other-token", lease));
     if let Some(p) = port {
-        text = on_port(text, p);
+        cfg = cfg.listen(format!("127.0.0.1:{p}"));
     }
-    let path = write_config(dir, &text);
+    let path = cfg.write();
     (Bin::start(&path, &[]), path)
 }
 
-/// Send `n` callbacks tagged `tag`, `gap` apart, until the relay stops
-/// answering; the acknowledged event ids.
-async fn stream(addr: SocketAddr, tag: &str, n: usize, gap: Duration) -> Vec<String> {
-    let mut acked = Vec::new();
-    for i in 0..n {
-        let body = runway(&format!("{tag}-{i}"));
-        match tokio::spawn(async move { callback(addr, &body).await }).await {
-            Ok((StatusCode::OK, v)) => acked.push(v["id"].as_str().unwrap().to_string()),
-            _ => break,
-        }
-        tokio::time::sleep(gap).await;
-    }
-    acked
+/// Check every message the local service got with the official Standard Webhooks library.
+fn verify(got: &[Got]) {
+    verify_with_standardwebhooks(SECRET, got.iter().map(|g| (&g.headers, &g.body[..])));
 }
 
 /// The relay's view of subscriber `name`.
-async fn row(admin_addr: SocketAddr, name: &str) -> serde_json::Value {
+async fn sub_row(admin_addr: SocketAddr, name: &str) -> serde_json::Value {
     let (_, v) = admin(admin_addr, "GET", "/api/subscribers").await;
-    v["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_default()
+    row(&v["subscribers"], "name", name)
 }
 
 /// Wait until the relay's view of `name` satisfies `pred`.
 async fn until_row(admin_addr: SocketAddr, name: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = row(admin_addr, name).await;
-        if pred(&r) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {r}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let v = admin_until(admin_addr, "/api/subscribers", Duration::from_secs(20), |v| {
+        pred(&row(&v["subscribers"], "name", name))
+    })
+    .await;
+    let r = row(&v["subscribers"], "name", name);
+    assert!(pred(&r), "timed out waiting for {what}: {r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_sent_while_down_and_while_running_arrives_signed_and_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "30s", None);
+    let (relay, _) = relay(dir.path(), secs(30), None);
     let local = Local::ok().await;
     // While no forwarder runs: odd spacing and unicode must survive.
     let mut sent = Vec::new();
@@ -135,13 +123,13 @@ async fn everything_sent_while_down_and_while_running_arrives_signed_and_byte_fo
             .unwrap()
             .starts_with("hookrelay-forward/"));
     }
-    verify_with_standardwebhooks(SECRET, &got);
+    verify(&got);
     // Acknowledged: nothing pending, nothing leased; the relay knows where the pulls came from.
     until_row(relay.admin, "laptop", "everything acknowledged", |r| {
         r["queue_depth"] == 0 && r["leased"] == 0
     })
     .await;
-    assert_eq!(row(relay.admin, "laptop").await["last_pull_from"], "127.0.0.1");
+    assert_eq!(sub_row(relay.admin, "laptop").await["last_pull_from"], "127.0.0.1");
     let admin_url = format!("http://{}", relay.admin);
     let (ok, table, _) = tokio::task::spawn_blocking(move || cli(&["--admin", &admin_url, "subscribers"]))
         .await
@@ -159,11 +147,11 @@ async fn everything_sent_while_down_and_while_running_arrives_signed_and_byte_fo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_forwarder_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "2s", None);
+    let (relay, _) = relay(dir.path(), secs(2), None);
     let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(20)))).await;
     let url = pull_url(relay.addr, "laptop");
     let mut first = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--concurrency", "4"]);
-    let sender = tokio::spawn(stream(relay.addr, "fwd-kill", 120, Duration::from_millis(10)));
+    let sender = tokio::spawn(send_spaced(relay.addr, "fwd-kill", 120, Duration::from_millis(10)));
     local
         .wait_for(Duration::from_secs(15), "30 deliveries", |g| g.len() >= 30)
         .await;
@@ -185,7 +173,7 @@ async fn kill9_of_the_forwarder_mid_stream_loses_nothing() {
 async fn kill9_of_the_relay_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (mut relay1, cfg) = relay(dir.path(), "5s", Some(port));
+    let (mut relay1, cfg) = relay(dir.path(), secs(5), Some(port));
     let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(10)))).await;
     let _fwd = Forwarder::start(
         dir.path(),
@@ -194,7 +182,7 @@ async fn kill9_of_the_relay_mid_stream_loses_nothing() {
         TOKEN,
         &["--concurrency", "4"],
     );
-    let sender = tokio::spawn(stream(relay1.addr, "relay-kill", 400, Duration::from_millis(5)));
+    let sender = tokio::spawn(send_spaced(relay1.addr, "relay-kill", 400, Duration::from_millis(5)));
     local
         .wait_for(Duration::from_secs(15), "20 deliveries", |g| g.len() >= 20)
         .await;
@@ -206,7 +194,7 @@ async fn kill9_of_the_relay_mid_stream_loses_nothing() {
         acked.len()
     );
     let relay2 = Bin::start(&cfg, &[]);
-    acked.extend(stream(relay2.addr, "after", 20, Duration::from_millis(5)).await);
+    acked.extend(send_spaced(relay2.addr, "after", 20, Duration::from_millis(5)).await);
     local.wait_all(Duration::from_secs(30), &acked).await;
     let counts = local.counts();
     assert!(
@@ -222,11 +210,11 @@ async fn kill9_of_the_relay_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_service_answering_500_gets_the_message_again_later() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "30s", None);
+    let (relay, _) = relay(dir.path(), secs(30), None);
     // The first delivery of each message fails.
     let local = Local::start(Arc::new(|_, seen| (if seen == 0 { 500 } else { 200 }, Duration::ZERO))).await;
     let _fwd = Forwarder::start(dir.path(), &pull_url(relay.addr, "laptop"), &local.url(), TOKEN, &[]);
-    let ids = stream(relay.addr, "five-hundred", 3, Duration::ZERO).await;
+    let ids = send_spaced(relay.addr, "five-hundred", 3, Duration::ZERO).await;
     let got = local
         .wait_for(Duration::from_secs(15), "each message twice", |g| {
             ids.iter().all(|id| g.iter().filter(|x| &x.id == id).count() >= 2)
@@ -249,7 +237,7 @@ async fn a_private_service_answering_500_gets_the_message_again_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_forwarders_never_process_the_same_message_concurrently() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "30s", None);
+    let (relay, _) = relay(dir.path(), secs(30), None);
     let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(30)))).await;
     let url = pull_url(relay.addr, "laptop");
     let args = ["--concurrency", "4"];
@@ -259,7 +247,7 @@ async fn two_forwarders_never_process_the_same_message_concurrently() {
         r["waiting_pulls"] == 2
     })
     .await;
-    let ids = stream(relay.addr, "two", 80, Duration::from_millis(2)).await;
+    let ids = send_spaced(relay.addr, "two", 80, Duration::from_millis(2)).await;
     local.wait_all(Duration::from_secs(30), &ids).await;
     until_row(relay.admin, "laptop", "everything acknowledged", |r| {
         r["queue_depth"] == 0
@@ -285,9 +273,9 @@ async fn two_forwarders_never_process_the_same_message_concurrently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "30s", None);
+    let (relay, _) = relay(dir.path(), secs(30), None);
     let local = Local::ok().await;
-    stream(relay.addr, "refused", 2, Duration::ZERO).await;
+    send_spaced(relay.addr, "refused", 2, Duration::ZERO).await;
     let url = pull_url(relay.addr, "laptop");
     for token in ["not-the-token", "other-token"] {
         let mut f = Forwarder::start(dir.path(), &url, &local.url(), token, &[]);
@@ -306,15 +294,15 @@ async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
     let (ok, _, err) = cli(&["forward", &url, "--to", &local.url(), "--token", TOKEN]);
     assert!(!ok && err.contains("--token-file") && !err.contains(TOKEN), "{err}");
     assert!(local.all().is_empty(), "nothing was delivered");
-    assert_eq!(row(relay.admin, "laptop").await["queue_depth"], 2);
+    assert_eq!(sub_row(relay.admin, "laptop").await["queue_depth"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_hands_back_what_it_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), "30s", None);
+    let (relay, _) = relay(dir.path(), secs(30), None);
     // Two messages take a moment, the third never gets an answer.
-    let ids = stream(relay.addr, "term", 3, Duration::ZERO).await;
+    let ids = send_spaced(relay.addr, "term", 3, Duration::ZERO).await;
     let hang = ids[2].clone();
     let local = Local::start(Arc::new(move |id, _| {
         let d = if id == hang { 30 } else { 1 };
@@ -333,7 +321,7 @@ async fn sigterm_finishes_or_hands_back_what_it_holds() {
     assert_eq!(fwd.term(Duration::from_secs(15)), Some(0), "{}", fwd.log_text());
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
     // Nothing stays leased: two delivered, the third handed back (offered again later).
-    let r = row(relay.admin, "laptop").await;
+    let r = sub_row(relay.admin, "laptop").await;
     assert_eq!(
         (r["leased"].as_u64(), r["queue_depth"].as_u64()),
         (Some(0), Some(1)),
@@ -368,18 +356,14 @@ fn the_forwarder_unit_file_is_hardened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = write_cert(dir.path(), "relay");
-    let tls = format!(
-        "tls = {{ cert = \"{}\", key = \"{}\" }}\nread_timeout",
-        cert.display(),
-        key.display()
-    );
-    let text =
-        config(&dir.path().join("data"), "", &pull_sub("laptop", TOKEN, "30s")).replacen("read_timeout", &tls, 1);
-    let relay = Bin::start(&write_config(dir.path(), &text), &[]);
+    let cert = TestCert::write(dir.path(), "relay");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert.cert, &cert.key)
+        .subscriber(pull_sub("laptop", TOKEN, secs(30)));
+    let relay = Bin::start(&cfg.write(), &[]);
     let port = relay.addr.port();
     let local = Local::ok().await;
-    let id = https_callback(port, &cert, &runway("over-tls")).await;
+    let id = tls_accepted(relay.addr, &cert.der, &runway("over-tls")).await;
     let url = format!("https://127.0.0.1:{port}/pull/laptop");
     // Without the CA the relay's certificate is not trusted: nothing is fetched.
     let untrusting = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
@@ -394,8 +378,8 @@ async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
     }
     assert!(local.all().is_empty());
     drop(untrusting);
-    let ca = cert.to_str().unwrap().to_string();
+    let ca = cert.cert.to_str().unwrap().to_string();
     let _fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--ca-file", &ca]);
     let got = local.wait_all(Duration::from_secs(10), std::slice::from_ref(&id)).await;
-    verify_with_standardwebhooks(SECRET, &got);
+    verify(&got);
 }

@@ -5,27 +5,39 @@
 //! and how operators see pull subscribers.
 
 mod common;
-#[path = "common/pull.rs"]
-mod pull_kit;
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
 use http::StatusCode;
-use pull_kit::*;
 use serde_json::Value;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "laptop-pull-token";
+
+/// Pull subscriber `laptop`: fetched with `token`, leases of `lease`, signed with SECRET.
+fn laptop(token: &str, lease: Duration) -> Subscriber {
+    Subscriber::pull("laptop", token).lease(lease).secret(SECRET)
+}
+
+/// A push subscriber `push` at `push_url`, `laptop` as given, and pull
+/// subscriber `other` ("other-token", leases of `lease`).
+fn relay_config(dir: &Path, push_url: &str, laptop: Subscriber, lease: Duration) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("push", push_url))
+        .subscriber(laptop)
+        .subscriber(Subscriber::pull("other", "other-token").lease(lease).secret(SECRET))
+}
 
 /// A daemon with a push subscriber `push` (answering 200) and pull
 /// subscribers `laptop` (TOKEN) and `other` ("other-token"), lease `lease`.
-async fn relay(lease: &str) -> (tempfile::TempDir, Sub, hookrelay::Handle) {
+async fn relay(lease: Duration) -> (tempfile::TempDir, Sub, hookrelay::Handle) {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let subs = subscriber_toml("push", &sub.url(), "")
-        + &pull_sub("laptop", TOKEN, lease)
-        + &pull_sub("other", "other-token", lease);
-    let h = start(dir.path(), &config(&dir.path().join("data"), "", &subs)).await;
+    let h = start(&relay_config(dir.path(), &sub.url(), laptop(TOKEN, lease), lease)).await;
     (dir, sub, h)
 }
 
@@ -39,14 +51,12 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 async fn send(h: &hookrelay::Handle, task: &str) -> String {
-    let (s, v) = callback(h.ingest_addrs[0], &runway(task)).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v["id"].as_str().unwrap().to_string()
+    accepted(h.ingest_addrs[0], &runway(task)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let waiting = tokio::spawn(async move {
         pull_call(addr, "GET", "/pull/laptop?wait=20s&max=5", Some(TOKEN), Some("f1"), "").await
@@ -95,12 +105,7 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
         &format!("/api/events/{}", v["id"].as_str().unwrap()),
     )
     .await;
-    let laptop = ev["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "laptop")
-        .unwrap();
+    let laptop = row(&ev["subscribers"], "name", "laptop");
     assert_eq!(laptop["state"], "delivered", "{ev}");
     assert_eq!(laptop["attempts"][0]["attempt"], 1);
     assert_eq!(laptop["last_error"], Value::Null);
@@ -109,7 +114,7 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_keep_pullers_apart_and_expire_into_the_same_id() {
-    let (_dir, _sub, h) = relay("1s").await;
+    let (_dir, _sub, h) = relay(secs(1)).await;
     let addr = h.ingest_addrs[0];
     let mut sent = Vec::new();
     for i in 0..6 {
@@ -127,13 +132,7 @@ async fn leases_keep_pullers_apart_and_expire_into_the_same_id() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["not_leased"], serde_json::json!([a[0]]));
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
-    let row = subs["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "laptop")
-        .unwrap()
-        .clone();
+    let row = row(&subs["subscribers"], "name", "laptop");
     assert_eq!(
         (row["kind"].as_str(), row["leased"].as_u64()),
         (Some("pull"), Some(6)),
@@ -171,7 +170,7 @@ async fn leases_keep_pullers_apart_and_expire_into_the_same_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
     // The common config's schedule: 100ms, 200ms, then dead letter.
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "hand-back").await;
     let retry = format!(r#"{{"retry": ["{id}"]}}"#);
@@ -203,7 +202,7 @@ async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_do_not_tell_which_subscribers_exist() {
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "secret-stuff").await;
     let cases = [
@@ -236,7 +235,7 @@ async fn refusals_do_not_tell_which_subscribers_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_clearly_and_changes_nothing() {
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "bad-input").await;
     let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
@@ -291,19 +290,13 @@ async fn bad_input_is_answered_clearly_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_waiting_long_polls_at_once() {
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let waiting =
         tokio::spawn(async move { pull_call(addr, "GET", "/pull/laptop?wait=50s", Some(TOKEN), None, "").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
-    let row = subs["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "laptop")
-        .unwrap()
-        .clone();
+    let row = row(&subs["subscribers"], "name", "laptop");
     assert_eq!(
         (row["state"].as_str(), row["waiting_pulls"].as_u64()),
         (Some("pulling"), Some(1)),
@@ -319,24 +312,20 @@ async fn shutdown_answers_waiting_long_polls_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one() {
-    let (dir, sub, h) = relay("30s").await;
+    let (dir, sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "reloaded").await;
-    let path = dir.path().join("config.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace(TOKEN, "rotated-token")).unwrap();
+    let rotated = relay_config(dir.path(), &sub.url(), laptop("rotated-token", secs(30)), secs(30));
+    rotated.write();
     h.reload().await.unwrap();
     let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token no longer opens it");
     let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!((s, ids(&got)), (StatusCode::OK, vec![id.clone()]));
     // Now pushed: the work not acknowledged is delivered by the push lane.
-    let pushed = text.replace(
-        &pull_sub("laptop", TOKEN, "30s"),
-        &subscriber_toml("laptop", &sub.url(), ""),
-    );
-    assert_ne!(pushed, text);
-    std::fs::write(&path, pushed).unwrap();
+    let pushed = relay_config(dir.path(), &sub.url(), Subscriber::new("laptop", sub.url()), secs(30));
+    assert_ne!(pushed.render(), rotated.render());
+    pushed.write();
     h.reload().await.unwrap();
     sub.wait_for(Duration::from_secs(10), "the pushed delivery", |r| {
         r.iter().any(|x| x.header("webhook-id") == id)
@@ -345,13 +334,7 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
     let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "no pull API for a push subscriber");
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
-    let row = subs["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "laptop")
-        .unwrap()
-        .clone();
+    let row = row(&subs["subscribers"], "name", "laptop");
     assert_eq!(row["kind"], "push", "{row}");
     h.shutdown().await;
 }
@@ -359,7 +342,7 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
     // The common config's read_timeout is 2s: it bounds reading a request, not waiting for work.
-    let (_dir, _sub, h) = relay("30s").await;
+    let (_dir, _sub, h) = relay(secs(30)).await;
     let started = Instant::now();
     let (s, _, v) = pull_call(h.ingest_addrs[0], "GET", "/pull/laptop?wait=3s", Some(TOKEN), None, "").await;
     let took = started.elapsed();

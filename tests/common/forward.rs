@@ -1,15 +1,13 @@
-//! Fixtures for pull subscribers: a relay config with one, the real
-//! `hookrelay forward` as a child process, a private "local service" that
-//! records every message (and whether two deliveries of one id overlapped),
-//! pull API calls, and signature checks with the official Standard Webhooks
-//! library (Python). Include with `#[path = "common/pull.rs"] mod pull_kit;`
-//! next to `mod common;`.
-#![allow(dead_code)]
+//! The private side of a pull subscriber: the real `hookrelay forward` as a
+//! child process (`Forwarder`, its stderr collected) and the local service it
+//! delivers to (`Local`: records every message, and whether two deliveries of
+//! one id overlapped). The relay side is `daemon`; the pull API calls a test
+//! makes itself are `client::pull_call`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,42 +18,25 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-pub const TOKEN: &str = "laptop-pull-token";
-
-/// `[[routes.subscribers]]` for pull subscriber `name` with `token`, `lease` and signing secret.
-pub fn pull_sub(name: &str, token: &str, lease: &str) -> String {
-    format!(
-        "[[routes.subscribers]]\nname = \"{name}\"\npull = {{ token = \"{token}\", lease = \"{lease}\" }}\nsecret = \"{SECRET}\"\n"
-    )
-}
-
-/// A port nobody listens on now (for a relay that must come back on the same one).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `common::config` with the public listener on `port`.
-pub fn on_port(config: String, port: u16) -> String {
-    config.replacen(
-        "listen = [\"127.0.0.1:0\"]",
-        &format!("listen = [\"127.0.0.1:{port}\"]"),
-        1,
-    )
+/// The relay's pull URL for subscriber `name`.
+pub fn pull_url(addr: SocketAddr, name: &str) -> String {
+    format!("http://{addr}/pull/{name}")
 }
 
 /// One message the local service received.
 #[derive(Debug, Clone)]
 pub struct Got {
+    /// `webhook-id`: repeats of one message carry the same one.
     pub id: String,
+    /// `hookrelay-attempt`: a message handed back comes again with the next.
     pub attempt: u32,
+    /// Signature headers included, for the Standard Webhooks library to check.
     pub headers: http::HeaderMap,
+    /// The bytes as received, to compare with what the provider sent.
     pub body: Bytes,
+    /// When the request arrived: hand-off latency is measured to it.
     pub started: Instant,
+    /// When it was answered: the gap before a retry is measured from it.
     pub ended: Instant,
 }
 
@@ -66,6 +47,7 @@ pub type Plan = Arc<dyn Fn(&str, usize) -> (u16, Duration) + Send + Sync>;
 #[derive(Clone)]
 pub struct Local {
     pub addr: SocketAddr,
+    /// Every message, in the order answered; shared with the server task.
     pub got: Arc<Mutex<Vec<Got>>>,
     /// Deliveries of each id in progress now.
     busy: Arc<Mutex<HashMap<String, usize>>>,
@@ -193,7 +175,9 @@ impl Local {
 
 /// `hookrelay forward` as a child process; its stderr collected.
 pub struct Forwarder {
+    /// The process: killed with SIGKILL or signalled, and reaped on drop.
     pub child: Child,
+    /// Every stderr line, collected by a thread: tests search it for the token.
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -265,130 +249,4 @@ impl Drop for Forwarder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A pull API request with the given token (and forwarder id); status and parsed JSON.
-pub async fn pull_call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    forwarder: Option<&str>,
-    body: &str,
-) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    if let Some(f) = forwarder {
-        headers.push(("hookrelay-forwarder", f));
-    }
-    let (s, h, b) = super::common::request(addr, None, method, path, &headers, Bytes::from(body.to_string())).await;
-    (s, h, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
-}
-
-/// Check every message's signature with the official Standard Webhooks
-/// library (Python package `standardwebhooks`); panics naming what failed.
-pub fn verify_with_standardwebhooks(secret: &str, got: &[Got]) {
-    let which = Command::new("python3").args(["-c", "import standardwebhooks"]).output();
-    match which {
-        Err(_) => panic!("python3 is needed to verify signatures with the Standard Webhooks library: install python3"),
-        Ok(o) if !o.status.success() => panic!(
-            "the Python package standardwebhooks is needed to verify signatures: install it with \
-             `pip install standardwebhooks` ({})",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Ok(_) => {}
-    }
-    use base64::Engine;
-    let cases: Vec<serde_json::Value> = got
-        .iter()
-        .map(|g| {
-            let headers: HashMap<String, String> = g
-                .headers
-                .iter()
-                .filter(|(k, _)| k.as_str().starts_with("webhook-"))
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-                .collect();
-            serde_json::json!({"body": base64::engine::general_purpose::STANDARD.encode(&g.body), "headers": headers})
-        })
-        .collect();
-    const SCRIPT: &str = r#"
-import base64, json, sys
-from standardwebhooks import Webhook
-wh = Webhook(sys.argv[1])
-cases = json.load(sys.stdin)
-for c in cases:
-    wh.verify(base64.b64decode(c["body"]), c["headers"])
-print("verified", len(cases))
-"#;
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim() == format!("verified {}", got.len()),
-        "standardwebhooks refused a signature: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The relay's pull URL for `name`.
-pub fn pull_url(addr: SocketAddr, name: &str) -> String {
-    format!("http://{addr}/pull/{name}")
-}
-
-/// Where tests keep token files and stores.
-pub fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    (dir, data)
-}
-
-/// The `systemd-analyze security --offline` exposure score of a unit file;
-/// None when systemd-analyze is missing or too old to score a file.
-pub fn unit_exposure(unit: &str) -> Option<f64> {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", unit])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().find(|l| l.contains("Overall exposure level"))?;
-    line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
-}
-
-/// POST a callback to `/hooks/t?token=tok` over HTTPS, trusting `ca`; the event id.
-pub async fn https_callback(port: u16, ca: &Path, body: &str) -> String {
-    hookrelay::tls::install_provider();
-    let tls = hookrelay::tls::client_config(Some(ca)).unwrap();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
-    let req = Request::post(format!("https://127.0.0.1:{port}/hooks/t?token=tok"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .expect("an answer within 10s")
-        .expect("the relay answers over TLS");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let v: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    v["id"].as_str().unwrap().to_string()
 }
