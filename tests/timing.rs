@@ -202,3 +202,30 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     assert_eq!(status(dead).await, StatusCode::NOT_FOUND);
     h.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn failures_in_flight_when_the_circuit_opens_do_not_stretch_its_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, healthy) = Sub::broken(Behaviour::Status(500)).await;
+    let cfg = TestConfig::new(dir.path()).subscriber(
+        Subscriber::new("s", sub.url())
+            .retry([secs(3600)])
+            .concurrency(16)
+            .circuit_threshold(5),
+    );
+    // Forty events waiting before the daemon starts: it sends sixteen at once.
+    prefill(&cfg.data(), 40, &["s"]).await;
+    let h = start(&cfg).await;
+    // Sixteen requests were in flight (and a few more refilled their places);
+    // all failed. The circuit opened at the fifth failure: the others, sent
+    // before it opened, must not stretch its 1 s pause.
+    assert!(advance_until(secs(1), STEP, || sub.count() >= 16).await.is_some());
+    settle().await;
+    let sent = sub.count();
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let took = advance_until(secs(2), STEP, || sub.count() > sent).await;
+    assert!(took.is_some_and(|t| t <= secs(1) + STEP), "first probe after {took:?}");
+    // It is answered: the rest follow at full speed.
+    assert!(advance_until(STEP * 3, STEP, || sub.count() >= 40).await.is_some());
+    h.shutdown().await;
+}

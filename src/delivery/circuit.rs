@@ -91,9 +91,15 @@ impl Circuit {
         was_open
     }
 
-    /// The subscriber failed: count it, and open (or stay open, with a longer
-    /// pause after a failed probe). Returns the pause when it (re)opened.
-    pub fn failed(&mut self, now: Instant) -> Option<Duration> {
+    /// The subscriber failed a request sent at `started`: count it, and open
+    /// (or, after a failed probe, open again with a longer pause). Returns the
+    /// pause when it (re)opened. A request sent before the circuit opened or
+    /// during its pause is no probe: its failure changes nothing (with many
+    /// requests in flight, they would otherwise stretch the pause at once).
+    pub fn failed(&mut self, started: Instant, now: Instant) -> Option<Duration> {
+        if self.open_until.is_some_and(|until| started < until) {
+            return None;
+        }
         self.failures = self.failures.saturating_add(1);
         if self.open_until.is_none() && self.failures < self.threshold {
             return None;
@@ -114,9 +120,14 @@ mod tests {
         let mut c = Circuit::new(3);
         let t = Instant::now();
         assert_eq!(c.capacity(t, 8, 2), 6);
-        assert_eq!(c.failed(t), None);
-        assert_eq!(c.failed(t), None);
-        assert_eq!(c.failed(t), Some(Duration::from_secs(1)), "third failure opens");
+        assert_eq!(c.failed(t, t), None);
+        assert_eq!(c.failed(t, t), None);
+        assert_eq!(c.failed(t, t), Some(Duration::from_secs(1)), "third failure opens");
+        // Requests still in flight from before it opened fail too: the pause stays.
+        for _ in 0..10 {
+            assert_eq!(c.failed(t, Instant::now()), None);
+        }
+        assert_eq!(c.reopens_at(), Some(t + Duration::from_secs(1)));
         assert_eq!(c.state(Instant::now()), State::Open);
         assert_eq!(c.capacity(Instant::now(), 8, 0), 0);
         tokio::time::advance(Duration::from_millis(999)).await;
@@ -128,13 +139,13 @@ mod tests {
         // Failed probes double the pause up to the maximum.
         let mut pauses = Vec::new();
         for _ in 0..8 {
-            pauses.push(c.failed(Instant::now()).unwrap().as_secs());
+            pauses.push(c.failed(Instant::now(), Instant::now()).unwrap().as_secs());
             tokio::time::advance(c.reopens_at().unwrap() - Instant::now()).await;
         }
         assert_eq!(pauses, vec![2, 4, 8, 16, 32, 60, 60, 60]);
         assert!(c.succeeded(), "was open");
         assert_eq!(c.state(Instant::now()), State::Closed);
         assert_eq!(c.capacity(Instant::now(), 8, 0), 8, "full speed at once");
-        assert_eq!(c.failed(Instant::now()), None, "the count starts over");
+        assert_eq!(c.failed(Instant::now(), Instant::now()), None, "the count starts over");
     }
 }

@@ -135,7 +135,8 @@ pub(super) async fn run(
     let signal = source.signal();
     let mut circuit = Circuit::new(lane.subscriber().circuit_threshold);
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
-    let mut tickets: HashMap<tokio::task::Id, Ticket> = HashMap::new();
+    // Each attempt's ticket and when it was sent (the circuit tells probes from stale requests).
+    let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant)> = HashMap::new();
     loop {
         if *stop.borrow() {
             break;
@@ -172,7 +173,7 @@ pub(super) async fn run(
                         };
                         let ticket = w.ticket.clone();
                         let handle = tasks.spawn(attempter.run(w));
-                        tickets.insert(handle.id(), ticket);
+                        tickets.insert(handle.id(), (ticket, Instant::now()));
                     }
                 }
                 Err(e) => {
@@ -218,12 +219,16 @@ pub(super) async fn run(
                         (e.id(), Health::Neutral, false)
                     }
                 };
-                if let Some(ticket) = tickets.remove(&id) {
-                    // Unrecorded work stays handed out: the cursor never passes it.
-                    if recorded {
-                        source.done(&ticket).await;
+                let started = match tickets.remove(&id) {
+                    Some((ticket, started)) => {
+                        // Unrecorded work stays handed out: the cursor never passes it.
+                        if recorded {
+                            source.done(&ticket).await;
+                        }
+                        started
                     }
-                }
+                    None => Instant::now(),
+                };
                 match health {
                     Health::Good => {
                         if circuit.succeeded() {
@@ -232,7 +237,7 @@ pub(super) async fn run(
                     }
                     Health::Bad => {
                         let was_open = circuit.state(Instant::now()) != State::Closed;
-                        if let Some(pause) = circuit.failed(Instant::now()) {
+                        if let Some(pause) = circuit.failed(started, Instant::now()) {
                             if !was_open {
                                 tracing::warn!(subscriber = %name, pause_ms = pause.as_millis() as u64, "subscriber keeps failing; circuit open");
                             }
