@@ -231,7 +231,12 @@ async fn a_private_service_answering_500_gets_the_message_again_later() {
         let gap = tries[1].started - tries[0].ended;
         assert!(gap >= Duration::from_millis(75), "{id}: offered again after {gap:?}");
     }
-    let (_, ev) = admin(relay.admin, "GET", &format!("/api/events/{}", ids[0])).await;
+    // The local service has answered 200; the forwarder's acknowledgement
+    // reaches the relay a moment later.
+    let ev = admin_until(relay.admin, &format!("/api/events/{}", ids[0]), secs(10), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
     let d = &ev["subscribers"][0];
     assert_eq!(d["state"], "delivered", "{ev}");
     assert_eq!(d["attempts"][0]["error"], "handed back by the pull client");

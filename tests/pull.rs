@@ -61,7 +61,15 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
     let waiting = tokio::spawn(async move {
         pull_call(addr, "GET", "/pull/laptop?wait=20s&max=5", Some(TOKEN), Some("f1"), "").await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["waiting_pulls"] == 1
+    })
+    .await;
+    assert_eq!(
+        row(&subs["subscribers"], "name", "laptop")["waiting_pulls"],
+        1,
+        "{subs}"
+    );
     assert!(!waiting.is_finished(), "the long-poll waits for work");
     let body = runway("live");
     let (s, v) = callback(addr, &body).await;
@@ -294,8 +302,10 @@ async fn shutdown_answers_waiting_long_polls_at_once() {
     let addr = h.ingest_addrs[0];
     let waiting =
         tokio::spawn(async move { pull_call(addr, "GET", "/pull/laptop?wait=50s", Some(TOKEN), None, "").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["waiting_pulls"] == 1
+    })
+    .await;
     let row = row(&subs["subscribers"], "name", "laptop");
     assert_eq!(
         (row["state"].as_str(), row["waiting_pulls"].as_u64()),
