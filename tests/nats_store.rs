@@ -319,13 +319,6 @@ fn check_config_names_the_nats_key_and_problem() {
         ),
         (
             TestConfig::new(dir.path())
-                .subscriber(Subscriber::new("s", "http://127.0.0.1:1/").timeout(secs(4)))
-                .nats(vec!["nats://127.0.0.1:4222".into()], 3),
-            "routes[0].subscribers[0].timeout",
-            "store.nats.takeover",
-        ),
-        (
-            TestConfig::new(dir.path())
                 .subscriber(Subscriber::new("s.x", "http://127.0.0.1:1/"))
                 .nats(vec!["nats://127.0.0.1:4222".into()], 3),
             "routes[0].subscribers[0].name",
@@ -427,11 +420,61 @@ fn the_shipped_cluster_example_is_valid() {
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(["check-config", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/cluster/relay.toml")])
+        .args([
+            "check-config",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/cluster/relay.toml"),
+        ])
         .env("CREDENTIALS_DIRECTORY", creds.path())
         .output()
         .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
+    let nats = NatsCluster::start(1).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let token = "laptop-pull-token";
+    // A lease of 12 s against a takeover of 5 s: the relay holding it renews it.
+    let cfg = |dir: &std::path::Path| {
+        TestConfig::new(dir)
+            .subscriber(Subscriber::pull("laptop", token).lease(secs(12)))
+            .nats(nats.urls(), 1)
+    };
+    let r1 = start(&cfg(d1.path())).await;
+    let r2 = start(&cfg(d2.path())).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let id = accepted(a1, &runway("leased")).await;
+    let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s", Some(token), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    // Another forwarder long-polls the other relay past the takeover: nothing.
+    let (s, _, other) = pull_call(a2, "GET", "/pull/laptop?wait=9s", Some(token), Some("f2"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        other["messages"].as_array().map(Vec::len),
+        Some(0),
+        "handed out twice: {other}"
+    );
+    // The holder acknowledges: delivered, seen the same on both relays.
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(token), Some("f1"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    for admin_addr in [r1.admin_addr, r2.admin_addr] {
+        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    }
+    let (_, _, after) = pull_call(a2, "GET", "/pull/laptop?wait=2s", Some(token), Some("f2"), "").await;
+    assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
+    r1.shutdown().await;
+    r2.shutdown().await;
 }

@@ -9,6 +9,10 @@
 //! - `load`: load generation, store prefill, "nothing acknowledged lost";
 //! - `bodies`: provider callback bodies;
 //! - `cli`: the binary's one-shot commands;
+//! - `ports`: fixed ports chosen before anything listens;
+//! - `pebble`: a real ACME CA on loopback (used as `common::pebble::…`);
+//! - `forward`: the private side of a pull subscriber (`Forwarder`, `Local`);
+//! - `systemd`: the shipped unit files' exposure scores;
 //! - `nats`: a real `nats-server` JetStream cluster on loopback.
 //!
 //! Each test file uses some of them; the rest is dead code there.
@@ -20,11 +24,15 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod forward;
 pub mod load;
 pub mod nats;
 pub mod oracle;
+pub mod pebble;
+pub mod ports;
 pub mod route;
 pub mod subscriber;
+pub mod systemd;
 
 pub use bodies::*;
 pub use certs::*;
@@ -32,6 +40,9 @@ pub use cli::*;
 pub use client::*;
 pub use config::*;
 pub use daemon::*;
+pub use forward::*;
 pub use load::*;
+pub use ports::*;
 pub use route::*;
 pub use subscriber::*;
+pub use systemd::*;

@@ -1,8 +1,12 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
-//! line and what is wrong. Server and admin settings here; routes
-//! ([`route`]) and subscribers ([`subscriber`]) in their own files.
+//! line and what is wrong. Admin, store, log and delivery settings here;
+//! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`]),
+//! subscribers ([`subscriber`]) and their pull settings ([`pull`]) in their
+//! own files.
 
+mod acme;
 mod nats;
+mod pull;
 mod route;
 mod server;
 mod subscriber;
@@ -171,8 +175,10 @@ impl Validator<'_> {
         let mut paths: HashMap<String, usize> = HashMap::new();
         let mut route_names: HashMap<String, usize> = HashMap::new();
         let mut sub_names: HashMap<String, String> = HashMap::new();
+        let mut path_spans = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
+            path_spans.push((r.path.get_ref().clone(), r.path.span()));
             if let Some(prev) = paths.insert(r.path.get_ref().clone(), i) {
                 return Err(self.err(
                     format!("{key}.path"),
@@ -196,8 +202,9 @@ impl Validator<'_> {
                 "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
             ));
         }
-        if let StoreBackend::Nats(n) = &store.backend {
-            self.nats_routes(&routes, n)?;
+        self.pull_paths_free(&routes, &path_spans)?;
+        if matches!(store.backend, StoreBackend::Nats(_)) {
+            self.nats_names(&routes)?;
         }
         let warnings = self.retention_warnings(&store, &routes);
         Ok(Config {

@@ -12,9 +12,6 @@ use crate::config::ConfigError;
 /// `store.nats.takeover` unless set.
 const DEFAULT_TAKEOVER: Duration = Duration::from_secs(30);
 const MIN_TAKEOVER: Duration = Duration::from_secs(5);
-/// Between the end of a delivery's timeout and its takeover: recording the
-/// answer and acknowledging it.
-const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
 
 impl Validator<'_> {
     pub(super) fn backend(&self, s: &RawStore) -> Result<StoreBackend, ConfigError> {
@@ -135,10 +132,8 @@ impl Validator<'_> {
         }
     }
 
-    /// NATS stream, subject and consumer names carry route and subscriber
-    /// names; a delivery must be answered (or time out) before another relay
-    /// may take it over.
-    pub(super) fn nats_routes(&self, routes: &[Route], nats: &NatsConfig) -> Result<(), ConfigError> {
+    /// NATS stream, subject and consumer names carry route and subscriber names.
+    pub(super) fn nats_names(&self, routes: &[Route]) -> Result<(), ConfigError> {
         let ok = |n: &str| n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
         for (i, r) in routes.iter().enumerate() {
             if !ok(&r.name) {
@@ -159,18 +154,6 @@ impl Validator<'_> {
                         format!(
                             "with backend = \"nats\" names use letters, digits, '-' and '_' only: {:?}",
                             s.name
-                        ),
-                    ));
-                }
-                if s.timeout + TAKEOVER_MARGIN > nats.takeover {
-                    return Err(self.err(
-                        format!("routes[{i}].subscribers[{j}].timeout"),
-                        None,
-                        format!(
-                            "{} leaves less than {} before store.nats.takeover ({}): a slow answer would be sent again by another relay; raise takeover or lower the timeout",
-                            humantime::format_duration(s.timeout),
-                            humantime::format_duration(TAKEOVER_MARGIN),
-                            humantime::format_duration(nats.takeover),
                         ),
                     ));
                 }

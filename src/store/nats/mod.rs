@@ -50,8 +50,9 @@ pub(super) struct Shared {
     replicas: usize,
     /// `max_age` of every stream and bucket.
     retention: Duration,
-    /// How long a relay may hold a delivery before another one gets it.
-    takeover: Duration,
+    /// How long a relay that stopped answering for a delivery holds it
+    /// before another one gets it.
+    pub(super) takeover: Duration,
     /// The routes and subscribers to set up, as last registered.
     topology: RwLock<Topology>,
     /// Streams, bucket and consumers exist for `topology`.
@@ -371,7 +372,7 @@ impl NatsStore {
     }
 
     pub fn describe(&self) -> String {
-        format!("nats {}", self.shared.servers.join(","))
+        format!("{} (replicas {})", self.shared.servers.join(","), self.shared.replicas)
     }
 
     pub async fn close(&self) {

@@ -4,7 +4,7 @@
 //! messages; a retry is the same message, NAKed with its delay. A small task
 //! long-polls while the lane is idle, so new work wakes the lane at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,9 +66,15 @@ pub struct NatsCursor {
     signal: Arc<Notify>,
     /// Pending + unacknowledged messages of the consumer, refreshed every second.
     depth: Arc<AtomicU64>,
-    /// The long-poll and depth tasks, stopped with the cursor.
+    /// Messages handed out and not yet done: kept from going to another
+    /// relay while this one works on them (a lease, a rate limit).
+    held: Held,
+    /// The long-poll, depth and progress tasks, stopped with the cursor.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Handed-out messages by stream sequence: their acker and when they came.
+type Held = Arc<Mutex<HashMap<u64, (Arc<Acker>, tokio::time::Instant)>>>;
 
 impl Drop for NatsCursor {
     fn drop(&mut self) {
@@ -91,6 +97,8 @@ impl NatsCursor {
             signal.clone(),
         ));
         let count = tokio::spawn(count(shared.clone(), route.clone(), sub.clone(), depth.clone()));
+        let held: Held = Arc::default();
+        let progress = tokio::spawn(keep_held(held.clone(), shared.takeover));
         NatsCursor {
             shared,
             route,
@@ -99,7 +107,8 @@ impl NatsCursor {
             queue,
             signal,
             depth,
-            tasks: vec![poll, count],
+            held,
+            tasks: vec![poll, count, progress],
         }
     }
 
@@ -200,6 +209,10 @@ impl NatsCursor {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
             self.shared.result(&key).await?.map_or(step, |(r, _)| r.attempts)
         };
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(message_seq, (acker.clone(), tokio::time::Instant::now()));
         Ok(Some(Work {
             event,
             step,
@@ -214,8 +227,13 @@ impl NatsCursor {
         }))
     }
 
-    /// The message was settled in `record`: nothing to remember.
-    pub async fn done(&mut self, _ticket: &NatsTicket) {}
+    /// The message was settled in `record`: stop holding it.
+    pub async fn done(&mut self, ticket: &NatsTicket) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket.message_seq);
+    }
 
     /// Waiting work lives in NATS and the long-poll wakes the lane; a look
     /// every second keeps its depth (counted by another task) current.
@@ -271,6 +289,31 @@ async fn long_poll(
             }
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The longest this relay keeps a message from the others: a pull lease's
+/// maximum; after it a message whose record failed goes to another relay.
+const MAX_HOLD: Duration = Duration::from_secs(3600);
+
+/// Tell NATS every third of `takeover` that held messages are still being
+/// worked on, so only a relay that stopped (died, lost NATS) hands them over.
+async fn keep_held(held: Held, takeover: Duration) {
+    let period = takeover / 3;
+    loop {
+        tokio::time::sleep(period).await;
+        let now = tokio::time::Instant::now();
+        let due: Vec<Arc<Acker>> = {
+            let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+            h.retain(|_, (_, since)| now.duration_since(*since) < MAX_HOLD);
+            h.values()
+                .filter(|(_, since)| now.duration_since(*since) >= period)
+                .map(|(a, _)| a.clone())
+                .collect()
+        };
+        for acker in due {
+            let _ = acker.ack_with(AckKind::Progress).await;
         }
     }
 }
