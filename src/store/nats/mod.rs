@@ -330,20 +330,28 @@ impl NatsStore {
     }
 
     /// Record the attempt, then settle the message: ack, NAK with the
-    /// retry's delay, or (a dead letter written first) terminate it.
+    /// retry's delay, or (a dead letter written first) terminate it. The
+    /// result is written (and confirmed) first: a lost acknowledgement makes
+    /// the message come again, and whoever gets it sees the result and only
+    /// settles it.
     pub async fn record(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
         let s = &self.shared;
         let now = crate::clock::now_ms();
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-        let mut row = s.result(&key).await?.map_or_else(|| ResultRow::new(now), |(r, _)| r);
+        let mut row = t.row.clone().unwrap_or_else(|| ResultRow::new(now));
         row.apply(attempt.as_ref(), &outcome, now);
         if outcome != Outcome::Gone {
             s.put_result(&key, &row).await?;
         }
         use async_nats::jetstream::AckKind;
-        let kind = match &outcome {
-            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => AckKind::Ack,
-            Outcome::Retry { due_ms } => AckKind::Nak(Some(Duration::from_millis(due_ms.saturating_sub(now)))),
+        match &outcome {
+            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
+                return t.acker.ack().await.map_err(unavailable);
+            }
+            Outcome::Retry { due_ms } => {
+                let delay = Duration::from_millis(due_ms.saturating_sub(now));
+                t.acker.double_ack_with(AckKind::Nak(Some(delay))).await.map_err(unavailable)
+            }
             Outcome::Dead { .. } => {
                 let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
                 let subject = layout::dead_subject(&t.route, &t.sub, t.event_seq);
@@ -352,10 +360,9 @@ impl NatsStore {
                     .map_err(unavailable)?
                     .await
                     .map_err(unavailable)?;
-                AckKind::Term
+                t.acker.double_ack_with(AckKind::Term).await.map_err(unavailable)
             }
-        };
-        t.acker.double_ack_with(kind).await.map_err(unavailable)
+        }
     }
 
     /// JetStream answers this relay's requests.

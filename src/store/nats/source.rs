@@ -1,10 +1,12 @@
 //! A subscriber's work in cluster mode: its durable pull consumer, shared by
 //! the lanes of every relay (the consumer never hands one message to two of
 //! them while it is unacknowledged). Fresh events and replays come as
-//! messages; a retry is the same message, NAKed with its delay. A small task
-//! long-polls while the lane is idle, so new work wakes the lane at once.
+//! messages; a retry is the same message, NAKed with its delay. A prefetch
+//! task keeps a small window of messages streaming in (one pull request
+//! serves many), so a lane never waits for a round trip to get its next
+//! piece of work, and new work wakes it at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,17 +14,19 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Acker;
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use super::{event, layout, Shared};
-use crate::store::{StoreError, Ticket, Work};
+use crate::store::result::ResultRow;
+use crate::store::{DeliveryState, StoreError, Ticket, Work};
 
-/// How long one fetch may take before the lane tries again.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long the idle long-poll waits for one message.
-const LONG_POLL: Duration = Duration::from_secs(20);
+/// Messages a lane keeps at hand (streaming in, plus buffered).
+const PREFETCH: usize = 32;
+/// How long one pull request of the stream lasts; heartbeats tell a dead one.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The NATS backend's handle on one piece of work.
 #[derive(Clone)]
@@ -35,6 +39,17 @@ pub struct NatsTicket {
     pub(super) message_seq: u64,
     /// Settles the message (any relay could, with its reply subject).
     pub(super) acker: Arc<Acker>,
+    /// The delivery's result as it was when the work was taken (none for a
+    /// fresh event's first delivery).
+    pub(super) row: Option<ResultRow>,
+}
+
+/// A message as the prefetch task hands it over: already held.
+struct Received {
+    message: async_nats::Message,
+    acker: Arc<Acker>,
+    seq: u64,
+    delivered: u32,
 }
 
 impl std::fmt::Debug for NatsTicket {
@@ -58,18 +73,16 @@ pub struct NatsCursor {
     shared: Arc<Shared>,
     route: String,
     sub: String,
-    /// Resolved once the consumer exists (NATS may be away at start).
-    consumer: Option<PullConsumer>,
-    /// Messages the long-poll got while the lane was busy.
-    queue: Arc<Mutex<VecDeque<jetstream::Message>>>,
-    /// Wakes the lane: the long-poll got a message.
+    /// Messages streamed in, waiting for the lane.
+    rx: mpsc::Receiver<Received>,
+    /// Wakes the lane: a message came.
     signal: Arc<Notify>,
     /// Pending + unacknowledged messages of the consumer, refreshed every second.
     depth: Arc<AtomicU64>,
     /// Messages handed out and not yet done: kept from going to another
     /// relay while this one works on them (a lease, a rate limit).
     held: Held,
-    /// The long-poll, depth and progress tasks, stopped with the cursor.
+    /// The prefetch, depth and progress tasks, stopped with the cursor.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -81,34 +94,46 @@ impl Drop for NatsCursor {
         for t in &self.tasks {
             t.abort();
         }
+        // What this lane held goes back at once, not after `takeover`.
+        let held: Vec<Arc<Acker>> = {
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            h.drain().map(|(_, (a, _))| a).collect()
+        };
+        if let (false, Ok(rt)) = (held.is_empty(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                for a in held {
+                    let _ = a.ack_with(AckKind::Nak(None)).await;
+                }
+            });
+        }
     }
 }
 
 impl NatsCursor {
     pub(super) fn open(shared: Arc<Shared>, route: String, sub: String) -> NatsCursor {
-        let queue: Arc<Mutex<VecDeque<jetstream::Message>>> = Arc::default();
+        let (tx, rx) = mpsc::channel(PREFETCH);
         let signal = Arc::new(Notify::new());
         let depth = Arc::new(AtomicU64::new(0));
-        let poll = tokio::spawn(long_poll(
+        let held: Held = Arc::default();
+        let fetch = tokio::spawn(prefetch(
             shared.clone(),
             route.clone(),
             sub.clone(),
-            queue.clone(),
+            tx,
+            held.clone(),
             signal.clone(),
         ));
         let count = tokio::spawn(count(shared.clone(), route.clone(), sub.clone(), depth.clone()));
-        let held: Held = Arc::default();
         let progress = tokio::spawn(keep_held(held.clone(), shared.takeover));
         NatsCursor {
             shared,
             route,
             sub,
-            consumer: None,
-            queue,
+            rx,
             signal,
             depth,
             held,
-            tasks: vec![poll, count, progress],
+            tasks: vec![fetch, count, progress],
         }
     }
 
@@ -120,58 +145,34 @@ impl NatsCursor {
         self.depth.load(Ordering::Relaxed)
     }
 
-    async fn consumer(&mut self) -> Option<PullConsumer> {
-        if self.consumer.is_none() {
-            self.consumer = resolve(&self.shared, &self.route, &self.sub).await;
-        }
-        self.consumer.clone()
-    }
-
     pub async fn take(&mut self, max: usize, _now_ms: u64) -> Result<Vec<Work>, StoreError> {
-        let mut messages: Vec<jetstream::Message> = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let n = q.len().min(max);
-            q.drain(..n).collect()
-        };
-        if messages.len() < max {
-            if let Some(c) = self.consumer().await {
-                let want = max - messages.len();
-                let fetch = async {
-                    let mut batch = c.fetch().max_messages(want).messages().await?;
-                    let mut got = Vec::new();
-                    while let Some(m) = batch.next().await {
-                        got.push(m?);
-                    }
-                    Ok::<_, async_nats::Error>(got)
-                };
-                match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
-                    Ok(Ok(got)) => messages.extend(got),
-                    Ok(Err(e)) => tracing::debug!(subscriber = %self.sub, error = %e, "fetch failed; trying again"),
-                    Err(_) => tracing::debug!(subscriber = %self.sub, "fetch timed out; trying again"),
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            if let Some(w) = self.work(m).await? {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Ok(r) = self.rx.try_recv() else { break };
+            if let Some(w) = self.work(r).await? {
                 out.push(w);
             }
         }
         Ok(out)
     }
 
-    /// A message as work, or None when it is not for this subscriber or its
-    /// event is gone (then it is settled here).
-    async fn work(&self, m: jetstream::Message) -> Result<Option<Work>, StoreError> {
-        let (message_seq, delivered) = match m.info() {
-            Ok(i) => (i.stream_sequence, i.delivered.max(1) as u32),
-            Err(_) => return Ok(None),
-        };
-        let subject = m.message.subject.to_string();
-        let (msg, acker) = m.split();
-        let acker = Arc::new(acker);
+    fn release(&self, seq: u64) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+    }
+
+    /// A message as work, or None when there is nothing to send (then it is
+    /// settled here): not for this subscriber, its event gone, or already
+    /// settled by a relay whose acknowledgement was lost.
+    async fn work(&self, r: Received) -> Result<Option<Work>, StoreError> {
+        let Received {
+            message: msg,
+            acker,
+            seq: message_seq,
+            delivered,
+        } = r;
         let stream = self.shared.stream(&self.route)?;
-        let (event, event_seq) = if subject.starts_with("hr.rp.") {
+        let replay = msg.subject.as_str().starts_with("hr.rp.");
+        let (event, event_seq) = if replay {
             // A replay: the payload names the event.
             let seq: u64 = std::str::from_utf8(&msg.payload)
                 .ok()
@@ -183,6 +184,7 @@ impl NatsCursor {
                     seq,
                 ),
                 Err(_) => {
+                    self.release(message_seq);
                     let _ = acker.ack_with(AckKind::Term).await;
                     return Ok(None);
                 }
@@ -191,6 +193,7 @@ impl NatsCursor {
             let headers = msg.headers.clone().unwrap_or_default();
             if !event::subscribers(&headers).contains(&self.sub) {
                 // Not fanned out to this subscriber (it joined later, or left).
+                self.release(message_seq);
                 let _ = acker.ack_with(AckKind::Ack).await;
                 return Ok(None);
             }
@@ -200,19 +203,29 @@ impl NatsCursor {
                 message_seq,
             )
         };
-        // First delivery of a fresh event: nothing to read. Otherwise the
+        // A fresh event's first delivery: nothing to read. Otherwise the
         // attempts so far are in its result.
         let step = delivered - 1;
-        let attempts = if delivered == 1 && event_seq == message_seq {
-            0
+        let row = if delivered == 1 && !replay {
+            None
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
-            self.shared.result(&key).await?.map_or(step, |(r, _)| r.attempts)
+            self.shared.result(&key).await?.map(|(r, _)| r)
         };
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(message_seq, (acker.clone(), tokio::time::Instant::now()));
+        if !replay {
+            // Settled before, and the acknowledgement did not arrive.
+            let settle = match row.as_ref().map(|r| &r.state) {
+                Some(DeliveryState::Delivered | DeliveryState::Skipped) => Some(AckKind::Ack),
+                Some(DeliveryState::Dead) => Some(AckKind::Term),
+                _ => None,
+            };
+            if let Some(kind) = settle {
+                self.release(message_seq);
+                let _ = acker.ack_with(kind).await;
+                return Ok(None);
+            }
+        }
+        let attempts = row.as_ref().map_or(step, |r| r.attempts);
         Ok(Some(Work {
             event,
             step,
@@ -223,6 +236,7 @@ impl NatsCursor {
                 event_seq,
                 message_seq,
                 acker,
+                row,
             }),
         }))
     }
@@ -235,7 +249,7 @@ impl NatsCursor {
             .remove(&ticket.message_seq);
     }
 
-    /// Waiting work lives in NATS and the long-poll wakes the lane; a look
+    /// Waiting work lives in NATS and the prefetch wakes the lane; a look
     /// every second keeps its depth (counted by another task) current.
     pub fn next_due(&mut self) -> Option<u64> {
         Some(crate::clock::now_ms() + 1000)
@@ -250,46 +264,66 @@ async fn resolve(shared: &Shared, route: &str, sub: &str) -> Option<PullConsumer
     super::existing_consumer(&stream, sub).await.ok()
 }
 
-/// While the lane has nothing, wait for one message on its behalf.
-async fn long_poll(
+/// Keep up to [`PREFETCH`] messages streaming in from the consumer (one
+/// pull request serves many; the next goes out as the window empties), each
+/// held from the moment it arrives.
+async fn prefetch(
     shared: Arc<Shared>,
     route: String,
     sub: String,
-    queue: Arc<Mutex<VecDeque<jetstream::Message>>>,
+    tx: mpsc::Sender<Received>,
+    held: Held,
     signal: Arc<Notify>,
 ) {
-    let mut consumer = None;
     loop {
-        if consumer.is_none() {
-            consumer = resolve(&shared, &route, &sub).await;
-            if consumer.is_none() {
+        let Some(c) = resolve(&shared, &route, &sub).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let messages = c
+            .stream()
+            .max_messages_per_batch(PREFETCH)
+            .expires(PULL_EXPIRES)
+            .heartbeat(HEARTBEAT)
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(subscriber = %sub, error = %e, "cannot pull; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            // Ready now: the lane may have work waiting.
+        };
+        while let Some(m) = messages.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    // A missed heartbeat (NATS away) or the consumer gone: pull anew.
+                    tracing::debug!(subscriber = %sub, error = %e, "pull interrupted; starting again");
+                    break;
+                }
+            };
+            let Ok((seq, delivered)) = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32)) else {
+                continue;
+            };
+            let (message, acker) = m.split();
+            let acker = Arc::new(acker);
+            held.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(seq, (acker.clone(), tokio::time::Instant::now()));
+            let r = Received {
+                message,
+                acker,
+                seq,
+                delivered,
+            };
+            if tx.send(r).await.is_err() {
+                return;
+            }
             signal.notify_one();
         }
-        if !queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        let c = consumer.clone().expect("resolved");
-        let poll = async {
-            let mut batch = c.batch().max_messages(1).expires(LONG_POLL).messages().await?;
-            let mut got = Vec::new();
-            while let Some(m) = batch.next().await {
-                got.push(m?);
-            }
-            Ok::<_, async_nats::Error>(got)
-        };
-        match tokio::time::timeout(LONG_POLL + Duration::from_secs(5), poll).await {
-            Ok(Ok(got)) if !got.is_empty() => {
-                queue.lock().unwrap_or_else(|e| e.into_inner()).extend(got);
-                signal.notify_one();
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
