@@ -112,7 +112,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     store.register(&topology(&config)).await.map_err(store_err)?;
     let store_ok = store.check_writable().await.is_ok();
     if !store_ok {
-        tracing::error!(path = %config.store.path.display(), "store is not writable; ingest will answer 503 until it is");
+        let (backend, location) = store.describe();
+        tracing::error!(backend, store = %location, "store is not writable; ingest will answer 503 until it is");
     }
     let metrics = Arc::new(Metrics::new());
     let delivery = Delivery::new(store.clone(), metrics.clone());

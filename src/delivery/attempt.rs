@@ -132,7 +132,7 @@ impl Attempter {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(subscriber = %self.sub.name, event = %work.event.id, error = %e,
-                    "cannot record the delivery outcome; it will be sent again after a restart");
+                    "cannot record the delivery outcome; it will be sent again after a restart (cluster mode: by any relay after store.nats.takeover)");
                 false
             }
         }

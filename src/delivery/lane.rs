@@ -215,7 +215,7 @@ pub(super) async fn run(
                 let (id, health, recorded) = match done {
                     Ok((id, (health, recorded))) => (id, health, recorded),
                     Err(e) => {
-                        tracing::error!(subscriber = %name, error = %e, "delivery attempt failed unexpectedly; it will be sent again after a restart");
+                        tracing::error!(subscriber = %name, error = %e, "delivery attempt failed unexpectedly; it will be sent again after a restart (cluster mode: by any relay after store.nats.takeover)");
                         (e.id(), Health::Neutral, false)
                     }
                 };

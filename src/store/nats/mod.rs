@@ -335,6 +335,14 @@ impl NatsStore {
     /// the message come again, and whoever gets it sees the result and only
     /// settles it.
     pub async fn record(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
+        let result = self.settle(t, attempt, outcome).await;
+        if result.is_err() {
+            t.let_go();
+        }
+        result
+    }
+
+    async fn settle(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
         let s = &self.shared;
         let now = crate::clock::now_ms();
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
@@ -350,7 +358,10 @@ impl NatsStore {
             }
             Outcome::Retry { due_ms } => {
                 let delay = Duration::from_millis(due_ms.saturating_sub(now));
-                t.acker.double_ack_with(AckKind::Nak(Some(delay))).await.map_err(unavailable)
+                t.acker
+                    .double_ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)
             }
             Outcome::Dead { .. } => {
                 let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));

@@ -42,6 +42,19 @@ pub struct NatsTicket {
     /// The delivery's result as it was when the work was taken (none for a
     /// fresh event's first delivery).
     pub(super) row: Option<ResultRow>,
+    /// The lane's held messages: a record that failed lets go of this one,
+    /// so that it comes again after `takeover`.
+    pub(super) held: Held,
+}
+
+impl NatsTicket {
+    /// Stop renewing the message: NATS hands it out again after `takeover`.
+    pub(super) fn let_go(&self) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.message_seq);
+    }
 }
 
 /// A message as the prefetch task hands it over: already held.
@@ -87,7 +100,7 @@ pub struct NatsCursor {
 }
 
 /// Handed-out messages by stream sequence: their acker and when they came.
-type Held = Arc<Mutex<HashMap<u64, (Arc<Acker>, tokio::time::Instant)>>>;
+pub(super) type Held = Arc<Mutex<HashMap<u64, (Arc<Acker>, tokio::time::Instant)>>>;
 
 impl Drop for NatsCursor {
     fn drop(&mut self) {
@@ -237,6 +250,7 @@ impl NatsCursor {
                 message_seq,
                 acker,
                 row,
+                held: self.held.clone(),
             }),
         }))
     }
