@@ -40,7 +40,8 @@ impl ResultRow {
     pub fn apply(&mut self, attempt: Option<&Attempt>, outcome: &Outcome, now_ms: u64) {
         if let Some(a) = attempt {
             self.attempts = self.attempts.max(a.attempt);
-            let failed = a.status.is_none_or(|s| !(200..300).contains(&s));
+            // A delivery has no error, also when a pull client acknowledged it (no status).
+            let failed = *outcome != Outcome::Delivered && a.status.is_none_or(|s| !(200..300).contains(&s));
             self.last_error = failed.then(|| {
                 a.error
                     .clone()
