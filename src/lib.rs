@@ -14,6 +14,9 @@
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
 //! | the dedupe key | [`dedupe`] |
+//! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
+//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] |
+//! | the provider platform's API (status records, download-url refresh) | [`provider`] |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`) |
@@ -39,7 +42,10 @@ pub mod dedupe;
 pub mod delivery;
 pub mod ingest;
 pub mod logging;
+pub mod media;
 pub mod metrics;
+pub mod preset;
+pub mod provider;
 pub mod reload;
 pub mod retention;
 pub mod server;
