@@ -34,4 +34,5 @@ pub use outcome::{Action, ErrorKind, ProviderError};
 pub use product::{CallbackStage, Product, Stage};
 pub use record::Record;
 pub use shape::to_callback;
+pub use transport::check_base_url;
 pub use verify::{verify, Verdict};

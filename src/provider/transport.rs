@@ -178,7 +178,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `https://host[:port][/prefix]`; `http` only for loopback (tests), since the
 /// key would otherwise cross the network in clear.
-fn check_base_url(raw: &str) -> anyhow::Result<String> {
+pub fn check_base_url(raw: &str) -> anyhow::Result<String> {
     let bad = |why: &str| anyhow::anyhow!("provider base_url {raw:?}: {why}");
     let uri: Uri = raw.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;

@@ -1,8 +1,11 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
 //! line and what is wrong. Server and admin settings here; routes
-//! ([`route`]) and subscribers ([`subscriber`]) in their own files.
+//! ([`route`], [`route_media`]), subscribers ([`subscriber`]) and `[media]`
+//! ([`media`]) in their own files.
 
+mod media;
 mod route;
+mod route_media;
 mod server;
 mod subscriber;
 
@@ -193,7 +196,9 @@ impl Validator<'_> {
                 "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
             ));
         }
-        let warnings = self.retention_warnings(&store, &routes);
+        let media = self.media(raw.media, &store.path)?;
+        let mut warnings = self.retention_warnings(&store, &routes);
+        warnings.extend(self.after_archive_warnings(&routes));
         Ok(Config {
             file: self.file.to_path_buf(),
             server,
@@ -203,6 +208,7 @@ impl Validator<'_> {
                 token: admin_token,
             },
             log,
+            media,
             routes,
             warnings,
         })
@@ -230,6 +236,28 @@ impl Validator<'_> {
             names.join(", "),
             humantime::format_duration(Duration::from_secs(longest.as_secs())),
         )]
+    }
+}
+
+impl Validator<'_> {
+    /// `after_archive` subscribers on a route that archives nothing: they are
+    /// delivered at once (with an empty `hookrelay-media`), probably not what
+    /// was meant.
+    fn after_archive_warnings(&self, routes: &[Route]) -> Vec<String> {
+        routes
+            .iter()
+            .filter(|r| r.media.is_empty())
+            .flat_map(|r| r.subscribers.iter().filter(|s| s.after_archive).map(move |s| (r, s)))
+            .map(|(r, s)| {
+                format!(
+                    "{}: subscriber {:?}: after_archive = true, but route {:?} has no media pointers (no `media` key \
+                     and no preset that sets one): its deliveries go out at once with an empty hookrelay-media",
+                    self.file.display(),
+                    s.name,
+                    r.name
+                )
+            })
+            .collect()
     }
 }
 

@@ -145,6 +145,7 @@ impl Validator<'_> {
             concurrency,
             rate: s.rate.or(d.rate),
             circuit_threshold,
+            after_archive: s.after_archive,
         })
     }
 }
