@@ -11,6 +11,11 @@ mod codec;
 mod cursor;
 mod group_commit;
 mod keys;
+mod media;
+mod media_codec;
+mod media_query;
+mod media_source;
+mod media_sweep;
 mod migrate;
 mod query;
 mod registry;
@@ -26,8 +31,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use cursor::Cursor;
 pub use group_commit::SledTicket;
+pub use media_source::{MediaCursor, SledMediaTicket};
 
-use super::{Accepted, Attempt, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
+use super::{Accepted, Attempt, MediaOutcome, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
 use group_commit::{Msg, Record};
 use registry::Registry;
 
@@ -69,6 +75,10 @@ pub(super) struct Inner {
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
     /// Per subscriber: woken when work is added for it.
     signals: RwLock<HashMap<u32, Arc<Notify>>>,
+    /// Woken when media work is added (the archiver waits on it).
+    media_signal: Arc<Notify>,
+    /// `A` rows: media URLs waiting for a try (published by the writer).
+    media_queue: Arc<AtomicU64>,
     /// Rows written since start (for `hookrelay_store_writes_total`).
     pub(super) rows_written: AtomicU64,
     /// Batches applied since start.
@@ -225,6 +235,8 @@ impl SledStore {
             tails: RwLock::default(),
             waiting: RwLock::default(),
             signals: RwLock::default(),
+            media_signal: Arc::default(),
+            media_queue: Arc::default(),
             rows_written: AtomicU64::new(0),
             batches: AtomicU64::new(0),
         });
@@ -279,6 +291,40 @@ impl SledStore {
             now_ms: crate::clock::now_ms(),
         };
         self.call(|reply| Msg::Record(Box::new(rec), reply)).await
+    }
+
+    pub fn media_source(&self) -> MediaCursor {
+        MediaCursor::open(self.inner.clone())
+    }
+
+    pub async fn record_media(&self, ticket: &SledMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
+        let rec = media::MediaRecord {
+            ticket: ticket.clone(),
+            outcome,
+            now_ms: crate::clock::now_ms(),
+        };
+        self.call(|reply| Msg::MediaRecord(Box::new(rec), reply)).await
+    }
+
+    /// Media retention in bounded steps; (URL rows removed, digests no URL refers to).
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        let (mut removed, mut files) = (0, Vec::new());
+        let mut from = None;
+        loop {
+            let step = self.call(|reply| Msg::MediaSweep { from, cutoff_ms, reply }).await?;
+            removed += step.removed;
+            files.extend(step.unreferenced);
+            match step.next {
+                Some(n) => from = Some(n),
+                None => return Ok((removed, files)),
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Media URLs waiting for a try.
+    pub fn media_queue(&self) -> u64 {
+        self.inner.media_queue.load(Ordering::Relaxed)
     }
 
     pub async fn replay_event(
