@@ -28,8 +28,8 @@ fn settings(moto: &moto::Moto, bucket: &str) -> S3Settings {
         bucket: bucket.into(),
         endpoint: Some(moto.endpoint()),
         region: "us-east-1".into(),
-        access_key: "AKIATESTKEY".into(),
-        secret_key: "very-secret-value".into(),
+        access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
+        secret_key: hookrelay::auth::Secret::new("very-secret-value"),
         prefix: "hookrelay/".into(),
         ca_file: None,
         part_size: 5 << 20,
@@ -64,8 +64,8 @@ async fn stored_content_type(moto: &moto::Moto, bucket: &str, sha256: &str) -> O
     let client = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&s.region)
-        .with_access_key_id(&s.access_key)
-        .with_secret_access_key(&s.secret_key)
+        .with_access_key_id("AKIATESTKEY")
+        .with_secret_access_key("very-secret-value")
         .with_endpoint(moto.endpoint())
         .with_allow_http(true)
         .with_http_connector(hookrelay::media::s3_http::HyperConnector::new(None).unwrap())

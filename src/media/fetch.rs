@@ -100,7 +100,7 @@ fn check_scheme(url: &Url) -> Result<(), FetchError> {
 
 impl Fetcher {
     /// A fetcher using the system resolver and the system's roots (plus `ca_file`).
-    pub fn new(opts: FetchOptions) -> anyhow::Result<Fetcher> {
+    pub fn new(opts: FetchOptions) -> Result<Fetcher, crate::tls::TlsError> {
         let mut tls = crate::tls::client_config(opts.ca_file.as_deref())?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Fetcher {
@@ -301,19 +301,8 @@ fn check_status<B>(resp: &Response<B>, host: &str) -> Result<(), FetchError> {
         _ => Err(FetchError::Status {
             host: host.to_string(),
             status,
-            retry_after: header_str(resp, RETRY_AFTER).and_then(parse_retry_after),
+            retry_after: header_str(resp, RETRY_AFTER)
+                .and_then(|v| crate::delivery::retry::parse_retry_after(v, crate::clock::now())),
         }),
     }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }

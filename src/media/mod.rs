@@ -7,23 +7,33 @@
 //! - [`fetch`], [`download`] and [`fetch_error`]: the streaming downloader, one
 //!   download's body stream, and their errors.
 //! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go.
+//! - [`archiver`]: the task that works through the store's due media URLs;
+//!   [`job`]: one try of one URL (with the provider refresh of an expired
+//!   URL); [`settings`]: what they run with, from `[media]` and the routes.
+//! - [`shown`]: URLs in logs and answers, without their signed query.
 //!
-//! Owns [`archive`], one URL from download to stored file. Does not own the
-//! durable queue of archive work, retries, refresh of expired URLs, or the
-//! `after_archive` gating (the archiver, wired on top of the store).
+//! Owns [`archive`], one URL from download to stored file, and the archiver.
+//! Does not own the durable queue of archive work (the store: the work is
+//! written with the event) or the `after_archive` gating of deliveries
+//! (`delivery::media_gate`).
 
 pub mod addr;
+pub mod archiver;
 pub mod download;
 pub mod fetch;
 pub mod fetch_error;
+mod job;
 pub mod local;
 pub mod pointer;
 pub mod resolve;
 pub mod s3;
 pub mod s3_http;
+pub mod settings;
+pub mod shown;
 pub mod storage;
 
 pub use addr::AddressPolicy;
+pub use archiver::Archiver;
 pub use download::Download;
 pub use fetch::{FetchOptions, Fetcher};
 pub use fetch_error::FetchError;
@@ -31,6 +41,8 @@ pub use local::LocalStore;
 pub use pointer::{media_urls, MediaPointer};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};
 pub use s3::{S3Settings, S3Store};
+pub use settings::{ArchiveSettings, SetupError};
+pub use shown::shown;
 pub use storage::{MediaStore, PutError, StoreError, Stored, StoredReader};
 
 /// Why archiving one URL failed.

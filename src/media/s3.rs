@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::s3_http::HyperConnector;
 use super::storage::{PutError, StoreError, Stored, StoredReader};
+use crate::auth::{credential_text, Secret};
 
 /// S3 part size by default: above S3's 5 MiB minimum, small enough that the
 /// parts in flight stay a few tens of MiB.
@@ -39,10 +40,9 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// Signing region (SigV4 signs with it even on non-AWS servers).
     pub region: String,
-    /// Key id; redacted in `Debug` too, as config treats it as a secret source.
-    pub access_key: String,
-    /// Never printed: `Debug` redacts it.
-    pub secret_key: String,
+    /// Key id; a secret like the key itself (config reads it from any secret source).
+    pub access_key: Secret,
+    pub secret_key: Secret,
     /// Key prefix, e.g. `hookrelay/`, so one bucket can hold other data.
     pub prefix: String,
     /// Private CA (PEM) for an https endpoint with its own certificate.
@@ -93,12 +93,12 @@ fn object_err(e: object_store::Error) -> StoreError {
 
 impl S3Store {
     pub fn new(s: &S3Settings) -> Result<S3Store, StoreError> {
-        let connector = HyperConnector::new(s.ca_file.as_deref()).map_err(|e| StoreError::Object(format!("{e:#}")))?;
+        let connector = HyperConnector::new(s.ca_file.as_deref()).map_err(|e| StoreError::Object(e.to_string()))?;
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&s.bucket)
             .with_region(&s.region)
-            .with_access_key_id(&s.access_key)
-            .with_secret_access_key(&s.secret_key)
+            .with_access_key_id(credential_text(&s.access_key))
+            .with_secret_access_key(credential_text(&s.secret_key))
             .with_http_connector(connector);
         if let Some(ep) = &s.endpoint {
             b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));

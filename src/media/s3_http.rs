@@ -45,7 +45,7 @@ impl std::fmt::Debug for HyperConnector {
 }
 
 impl HyperConnector {
-    pub fn new(ca_file: Option<&Path>) -> anyhow::Result<HyperConnector> {
+    pub fn new(ca_file: Option<&Path>) -> Result<HyperConnector, crate::tls::TlsError> {
         let tls = crate::tls::client_config(ca_file)?;
         let mut http = HyperHttp::new();
         http.enforce_http(false);
