@@ -2,7 +2,8 @@
 //! background tasks together.
 //!
 //! [`start`] binds every listener (port 0 works: the handle reports the real
-//! addresses), opens the store, starts the lanes and the retention sweeper.
+//! addresses), opens the store, starts the lanes, the media archiver and the
+//! retention sweeper.
 //! [`Handle::reload`] applies a new config file without dropping connections;
 //! [`Handle::shutdown`] drains, stops and closes the store.
 
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::delivery::{Delivery, DeliveryError};
+use crate::media::{ArchiveSettings, Archiver, SetupError};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnLimit, ListenerOptions};
 use crate::state::App;
@@ -37,6 +39,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Media(#[from] SetupError),
 }
 
 /// Why a reload was refused (the running configuration stays).
@@ -50,6 +54,8 @@ pub enum ReloadError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] SetupError),
 }
 
 /// A started daemon.
@@ -111,6 +117,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let delivery = Delivery::new(store.clone(), metrics.clone());
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
     delivery.configure(&subscribers)?;
+    let media_settings = ArchiveSettings::build(&config, None)?;
+    if config.routes.iter().any(|r| !r.media.is_empty()) {
+        tracing::info!(store = %media_settings.store.describe(), "media archive");
+    }
     let tls = match &config.server.tls {
         Some(files) => Some(tls::Reloadable::new(tls::load_server_config(files)?)),
         None => None,
@@ -134,7 +144,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     }
     let admin_addr = local(&admin_listener, config.admin.listen)?;
 
-    let app = Arc::new(App::new(config, store, metrics, delivery, tls.clone()));
+    // Media work already on disk (from before a restart) starts now; new work
+    // arrives with the events.
+    let media = Archiver::start(store.clone(), metrics.clone(), media_settings);
+    let app = Arc::new(App::new(config, store, metrics, delivery, media, tls.clone()));
     app.store_ok.store(store_ok, Ordering::Relaxed);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let opts = ListenerOptions {
@@ -201,6 +214,7 @@ impl Handle {
             let _ = l.await;
         }
         self.app.delivery.stop().await;
+        self.app.media.stop().await;
         for b in self.background {
             b.abort();
             let _ = b.await;

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, Route};
 use crate::delivery::Delivery;
+use crate::media::Archiver;
 use crate::metrics::Metrics;
 use crate::server::{ConnLimit, ConnSettings, Settings};
 use crate::store::Store;
@@ -64,6 +65,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The subscribers' lanes.
     pub delivery: Delivery,
+    /// The media archiver (its settings follow reloads).
+    pub media: Arc<Archiver>,
     /// The last write to the store succeeded (readiness).
     pub store_ok: AtomicBool,
     /// Listeners bound and not shutting down (readiness).
@@ -82,6 +85,7 @@ impl App {
         store: Store,
         metrics: Arc<Metrics>,
         delivery: Delivery,
+        media: Arc<Archiver>,
         tls: Option<tls::Reloadable>,
     ) -> App {
         App {
@@ -91,6 +95,7 @@ impl App {
             store,
             metrics,
             delivery,
+            media,
             store_ok: AtomicBool::new(true),
             serving: AtomicBool::new(false),
             tls,

@@ -21,6 +21,8 @@ pub(super) async fn render(app: &App) -> String {
         m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
+    m.media_queue_depth.set(app.store.media_queue() as i64);
+    m.media_in_flight.set(app.media.in_flight() as i64);
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()

@@ -2,13 +2,15 @@
 //!
 //! Each subscriber has its own [`lane`], a task that reads that subscriber's
 //! work from the store, runs [`attempt`]s under its concurrency, [`rate`] limit
-//! and [`circuit`], and follows its [`retry`] schedule. This module knows
-//! neither sled nor how ingest answers.
+//! and [`circuit`], and follows its [`retry`] schedule; an `after_archive`
+//! subscriber's deliveries wait for their event's media ([`media_gate`]).
+//! This module knows neither sled nor how ingest answers.
 
 pub mod attempt;
 pub mod circuit;
 mod client;
 mod lane;
+pub mod media_gate;
 mod rate;
 pub mod retry;
 
