@@ -250,6 +250,7 @@ pub(super) struct RawMedia {
     pub concurrency: usize,
     pub retry: Vec<Dur>,
     pub allow_private: bool,
+    pub allow_networks: Vec<Cidr>,
     pub retention: Dur,
     pub min_free: Size,
     pub ca_file: Option<Spanned<PathBuf>>,
@@ -268,6 +269,7 @@ impl Default for RawMedia {
                 .map(Dur::from_str_const)
                 .collect(),
             allow_private: false,
+            allow_networks: Vec::new(),
             retention: Dur(Duration::from_secs(90 * 86400)),
             min_free: Size(1 << 30),
             ca_file: None,

@@ -151,6 +151,9 @@ pub struct MediaConfig {
     pub retry: RetrySchedule,
     /// Fetch URLs that resolve to loopback, private, link-local or multicast addresses.
     pub allow_private: bool,
+    /// Non-public networks reachable even without `allow_private` (one
+    /// internal file server, say); every other non-public address stays refused.
+    pub allow_networks: Vec<IpNet>,
     /// Stored files (and the records of failed ones) are removed this long after they were archived.
     pub retention: Duration,
     /// Downloads stop before the media disk has less free space than this.

@@ -67,7 +67,7 @@ impl ArchiveSettings {
         let fetcher = Fetcher::new(FetchOptions {
             policy: AddressPolicy {
                 allow_private: m.allow_private,
-                allowed_nets: Vec::new(),
+                allowed_nets: m.allow_networks.clone(),
             },
             timeout: m.timeout,
             max_size: m.max_size,

@@ -125,6 +125,9 @@ pub(crate) struct State {
     requests: Vec<ApiRequest>,
     callbacks: Vec<SentCallback>,
     next: u64,
+    /// Names under `/files/` whose plain URL answers 403 (expired); the URL
+    /// download-url hands out for them (with `fresh=`) still works.
+    expired_files: std::collections::HashSet<String>,
 }
 
 pub(crate) struct Shared {
@@ -204,6 +207,13 @@ impl FakeProvider {
     /// Answer the next `n` API requests with HTTP 429.
     pub fn rate_limit(&self, n: u32) {
         self.shared.lock().storm = n;
+    }
+
+    /// Make `/files/NAME` answer 403 like an expired signed URL, unless asked
+    /// with the query the download-url endpoint adds; the URL to it.
+    pub fn expire_file(&self, name: &str) -> String {
+        self.shared.lock().expired_files.insert(name.to_string());
+        format!("{}/files/{name}", self.shared.base)
     }
 
     /// Make the task's record answer 422 "older than 14 days".

@@ -55,6 +55,13 @@ pub enum Route {
         declared: u64,
         body: Bytes,
     },
+    /// Sends `first`, waits `delay`, then sends `rest` (a slow download).
+    Slow {
+        first: Bytes,
+        rest: Bytes,
+        delay: std::time::Duration,
+        content_type: &'static str,
+    },
 }
 
 pub struct FileServer {
@@ -152,6 +159,22 @@ fn respond(route: Option<Route>, sent: Arc<AtomicU64>) -> Response<BoxBody<Bytes
         Some(Route::Short { declared, body }) => {
             r = r.header("content-length", declared);
             full(body)
+        }
+        Some(Route::Slow {
+            first,
+            rest,
+            delay,
+            content_type,
+        }) => {
+            r = r
+                .header("content-type", content_type)
+                .header("content-length", first.len() + rest.len());
+            let later = async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, Infallible>(Frame::data(rest))
+            };
+            let s = stream::once(async move { Ok::<_, Infallible>(Frame::data(first)) }).chain(stream::once(later));
+            BodyExt::boxed(StreamBody::new(s))
         }
     };
     r.body(body).unwrap()

@@ -60,6 +60,7 @@ impl Validator<'_> {
             concurrency: m.concurrency,
             retry,
             allow_private: m.allow_private,
+            allow_networks: m.allow_networks.iter().map(|c| c.0).collect(),
             retention: m.retention.0,
             min_free: m.min_free.0,
             ca_file,

@@ -421,4 +421,6 @@ impl SledStore {
 }
 
 #[cfg(test)]
+mod media_tests;
+#[cfg(test)]
 mod tests;

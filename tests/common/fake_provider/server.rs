@@ -59,6 +59,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             .find(|(k, _)| k == "taskId")
             .map(|(_, v)| v.into_owned())
     });
+    let fresh = req.uri().query().is_some_and(|q| q.contains("fresh="));
     let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {}", shared.opts.api_key));
     let body = req
@@ -68,6 +69,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     if let Some(file) = path.strip_prefix("/files/") {
+        let expired = shared.lock().expired_files.contains(file) && !fresh;
+        if expired {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"AccessDenied: Request has expired")));
+            *r.status_mut() = StatusCode::FORBIDDEN;
+            return Ok(r);
+        }
         return Ok(Response::new(Full::new(Bytes::from(format!("fake file {file}")))));
     }
     let json_body: Option<Value> = serde_json::from_slice(&body).ok();
