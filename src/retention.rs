@@ -40,19 +40,25 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let cutoff = crate::clock::now_ms().saturating_sub(media_retention.as_millis() as u64);
         tokio::select! {
             _ = stop.changed() => return,
-            () = sweep_media(&app, cutoff) => {}
+            _ = sweep_media(&app, cutoff) => {}
         }
     }
 }
 
-/// One media retention pass: forget expired URLs, then delete their files.
-async fn sweep_media(app: &App, cutoff_ms: u64) {
+/// One media retention pass: forget the URLs that became final before
+/// `cutoff_ms`, then delete the files none of the remaining URLs refers to.
+/// Returns (URLs forgotten, files deleted).
+pub async fn sweep_media(app: &App, cutoff_ms: u64) -> (usize, usize) {
     match app.store.sweep_media(cutoff_ms).await {
-        Ok((0, _)) => {}
+        Ok((0, _)) => (0, 0),
         Ok((removed, files)) => {
             let deleted = app.media.delete_files(&files).await;
             tracing::info!(removed, files = deleted, "media retention: removed expired media");
+            (removed, deleted)
         }
-        Err(e) => tracing::warn!(error = %e, "media retention sweep failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "media retention sweep failed");
+            (0, 0)
+        }
     }
 }
