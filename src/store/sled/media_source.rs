@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::group_commit::Msg;
 use super::keys;
 use super::media_codec;
 use super::Inner;
-use crate::store::{MediaState, MediaTicket, MediaWork, StoreError};
+use crate::store::{MediaOutcome, MediaState, MediaTicket, MediaWork, StoreError};
 
 /// The sled backend's handle on one piece of media work.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,5 +109,26 @@ impl MediaCursor {
             }
         }
         None
+    }
+}
+
+impl super::SledStore {
+    pub fn media_source(&self) -> MediaCursor {
+        MediaCursor::open(self.inner.clone())
+    }
+
+    /// Record an archive try through the writer ([`super::media`]).
+    pub async fn record_media(&self, ticket: &SledMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
+        let rec = super::media::MediaRecord {
+            ticket: ticket.clone(),
+            outcome,
+            now_ms: crate::clock::now_ms(),
+        };
+        self.call(|reply| Msg::MediaRecord(Box::new(rec), reply)).await
+    }
+
+    /// Media URLs waiting for a try.
+    pub fn media_queue(&self) -> u64 {
+        self.inner.media_queue.load(Ordering::Relaxed)
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::group_commit::{Batch, Writer};
+use super::group_commit::{Batch, Msg, Writer};
 use super::keys;
 use super::media_codec;
 use crate::store::{MediaState, StoreError};
@@ -84,5 +84,24 @@ impl Writer {
         }
         self.commit(b)?;
         Ok(out)
+    }
+}
+
+impl super::SledStore {
+    /// Media retention in bounded steps (other writes go in between); (URL
+    /// rows removed, digests no URL refers to any more).
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        let (mut removed, mut files) = (0, Vec::new());
+        let mut from = None;
+        loop {
+            let step = self.call(|reply| Msg::MediaSweep { from, cutoff_ms, reply }).await?;
+            removed += step.removed;
+            files.extend(step.unreferenced);
+            match step.next {
+                Some(n) => from = Some(n),
+                None => return Ok((removed, files)),
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -33,7 +33,7 @@ pub use cursor::Cursor;
 pub use group_commit::SledTicket;
 pub use media_source::{MediaCursor, SledMediaTicket};
 
-use super::{Accepted, Attempt, MediaOutcome, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
+use super::{Accepted, Attempt, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
 use group_commit::{Msg, Record};
 use registry::Registry;
 
@@ -291,40 +291,6 @@ impl SledStore {
             now_ms: crate::clock::now_ms(),
         };
         self.call(|reply| Msg::Record(Box::new(rec), reply)).await
-    }
-
-    pub fn media_source(&self) -> MediaCursor {
-        MediaCursor::open(self.inner.clone())
-    }
-
-    pub async fn record_media(&self, ticket: &SledMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
-        let rec = media::MediaRecord {
-            ticket: ticket.clone(),
-            outcome,
-            now_ms: crate::clock::now_ms(),
-        };
-        self.call(|reply| Msg::MediaRecord(Box::new(rec), reply)).await
-    }
-
-    /// Media retention in bounded steps; (URL rows removed, digests no URL refers to).
-    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
-        let (mut removed, mut files) = (0, Vec::new());
-        let mut from = None;
-        loop {
-            let step = self.call(|reply| Msg::MediaSweep { from, cutoff_ms, reply }).await?;
-            removed += step.removed;
-            files.extend(step.unreferenced);
-            match step.next {
-                Some(n) => from = Some(n),
-                None => return Ok((removed, files)),
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// Media URLs waiting for a try.
-    pub fn media_queue(&self) -> u64 {
-        self.inner.media_queue.load(Ordering::Relaxed)
     }
 
     pub async fn replay_event(
