@@ -73,6 +73,15 @@ impl LocalStore {
         })
     }
 
+    /// The same directory with another free-space floor (a reload): unlike
+    /// [`LocalStore::new`] it leaves the partial files of downloads in flight.
+    pub fn with_min_free(&self, min_free: u64) -> LocalStore {
+        LocalStore {
+            root: self.root.clone(),
+            min_free,
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

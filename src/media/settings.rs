@@ -29,11 +29,10 @@ pub enum SetupError {
     Provider { route: String, message: String },
 }
 
-/// The store's settings, compared across reloads.
+/// Where the store is, compared across reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoreKey {
     store: MediaStoreConfig,
-    min_free: u64,
     ca_file: Option<PathBuf>,
 }
 
@@ -57,12 +56,12 @@ impl ArchiveSettings {
         let m = &config.media;
         let store_key = StoreKey {
             store: m.store.clone(),
-            min_free: m.min_free,
             ca_file: m.ca_file.clone(),
         };
-        let store = match current.filter(|c| c.store_key == store_key) {
-            Some(c) => c.store.clone(),
-            None => open_store(&store_key)?,
+        let store = match current.filter(|c| c.store_key == store_key).map(|c| &c.store) {
+            Some(MediaStore::Local(l)) => MediaStore::Local(l.with_min_free(m.min_free)),
+            Some(same) => same.clone(),
+            None => open_store(&store_key, m.min_free)?,
         };
         let fetcher = Fetcher::new(FetchOptions {
             policy: AddressPolicy {
@@ -99,9 +98,9 @@ impl ArchiveSettings {
     }
 }
 
-fn open_store(k: &StoreKey) -> Result<MediaStore, SetupError> {
+fn open_store(k: &StoreKey, min_free: u64) -> Result<MediaStore, SetupError> {
     match &k.store {
-        MediaStoreConfig::Local(dir) => LocalStore::new(dir, k.min_free)
+        MediaStoreConfig::Local(dir) => LocalStore::new(dir, min_free)
             .map(MediaStore::Local)
             .map_err(|e| SetupError::Store(e.to_string())),
         MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {
