@@ -41,6 +41,8 @@ pub enum StartError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Media(#[from] SetupError),
+    #[error("cannot start the media archiver: {0}")]
+    Archiver(std::io::Error),
 }
 
 /// Why a reload was refused (the running configuration stays).
@@ -146,7 +148,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
 
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
-    let media = Archiver::start(store.clone(), metrics.clone(), media_settings);
+    let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
     let app = Arc::new(App::new(config, store, metrics, delivery, media, tls.clone()));
     app.store_ok.store(store_ok, Ordering::Relaxed);
     let (shutdown, shutdown_rx) = watch::channel(false);

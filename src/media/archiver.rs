@@ -5,6 +5,11 @@
 //! provider gets its `200`, and this task picks it up from there (also after
 //! a restart, since nothing here is needed to keep the work).
 //!
+//! It runs on its own small runtime whose threads (the one worker and the
+//! blocking threads that hash and write) have a lower CPU priority (nice
+//! [`MEDIA_NICE`]): on a busy machine, copying and hashing gigabytes must not
+//! queue the request workers that answer providers. Downloads just go slower.
+//!
 //! A reload swaps its settings ([`ArchiveSettings`]); tries in flight finish
 //! with the settings they started with.
 
@@ -26,34 +31,68 @@ use crate::store::{MediaSource, MediaTicket, Store};
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Due work that could not be taken is looked at again after this.
 const RECHECK: Duration = Duration::from_millis(10);
+/// The niceness of the archiver's threads (0 = normal, 19 = lowest).
+pub const MEDIA_NICE: i32 = 10;
 
 /// The archiver, shared between its task and the rest of the daemon.
 pub struct Archiver {
     /// What tries run with; a reload replaces it whole.
     settings: RwLock<Arc<ArchiveSettings>>,
     /// Wakes the task when the settings change (concurrency may have grown).
-    changed: Notify,
+    changed: Arc<Notify>,
     /// Tries running now (for the admin API and metrics).
     in_flight: AtomicUsize,
     stop: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The archiver's own runtime (shut down without blocking on drop).
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        // From a thread of its own: this may run in any async context,
+        // even on the archiver's runtime.
+        if let Some(rt) = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::thread::Builder::new()
+                .name("hookrelay-media-stop".into())
+                .spawn(move || rt.shutdown_background());
+        }
+    }
+}
+
+/// Lower the calling thread's CPU priority (Linux niceness is per thread).
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), MEDIA_NICE) {
+        tracing::debug!(error = %e, "cannot lower the archiver thread's priority");
+    }
 }
 
 impl Archiver {
-    /// Start the task over the store's media work.
-    pub fn start(store: Store, metrics: Arc<Metrics>, settings: ArchiveSettings) -> Arc<Archiver> {
+    /// Start the task over the store's media work, on its own runtime.
+    pub fn start(store: Store, metrics: Arc<Metrics>, settings: ArchiveSettings) -> std::io::Result<Arc<Archiver>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(64)
+            .thread_name("hookrelay-media")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
         let (stop, stop_rx) = watch::channel(false);
         let me = Arc::new(Archiver {
             settings: RwLock::new(Arc::new(settings)),
-            changed: Notify::new(),
+            changed: Arc::default(),
             in_flight: AtomicUsize::new(0),
             stop,
             task: std::sync::Mutex::new(None),
+            runtime: std::sync::Mutex::new(None),
         });
         let source = store.media_source();
-        let task = tokio::spawn(run(me.clone(), store, source, metrics, stop_rx));
+        // The task holds a weak handle: dropping the daemon drops the archiver.
+        let task = runtime.spawn(run(Arc::downgrade(&me), store, source, metrics, stop_rx));
         *me.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        me
+        *me.runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(runtime);
+        Ok(me)
     }
 
     pub fn settings(&self) -> Arc<ArchiveSettings> {
@@ -78,6 +117,9 @@ impl Archiver {
         if let Some(t) = task {
             let _ = t.await;
         }
+        if let Some(rt) = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rt.shutdown_background();
+        }
     }
 
     /// Delete stored files that media retention released; how many went.
@@ -96,7 +138,7 @@ impl Archiver {
 }
 
 async fn run(
-    me: Arc<Archiver>,
+    me: std::sync::Weak<Archiver>,
     store: Store,
     mut source: MediaSource,
     metrics: Arc<Metrics>,
@@ -106,10 +148,13 @@ async fn run(
     let mut tasks: JoinSet<bool> = JoinSet::new();
     let mut tickets: HashMap<tokio::task::Id, MediaTicket> = HashMap::new();
     loop {
+        // Held only between waits, so dropping the daemon drops the archiver.
+        let Some(strong) = me.upgrade() else { break };
         if *stop.borrow() {
             break;
         }
-        let settings = me.settings();
+        let settings = strong.settings();
+        let changed = strong.changed.clone();
         let capacity = settings.concurrency.saturating_sub(tickets.len());
         let now = Instant::now();
         let mut took = 0;
@@ -133,7 +178,8 @@ async fn run(
                 }
             }
         }
-        me.in_flight.store(tickets.len(), Ordering::Relaxed);
+        strong.in_flight.store(tickets.len(), Ordering::Relaxed);
+        drop(strong);
         metrics.media_in_flight.set(tickets.len() as i64);
         metrics.media_queue_depth.set(source.depth() as i64);
         // Wait for what can change what is due: a finished try, new work,
@@ -174,12 +220,14 @@ async fn run(
                 }
             }
             _ = signal.notified() => {}
-            _ = me.changed.notified() => {}
+            _ = changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
         }
     }
     tasks.abort_all();
-    me.in_flight.store(0, Ordering::Relaxed);
+    if let Some(me) = me.upgrade() {
+        me.in_flight.store(0, Ordering::Relaxed);
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
