@@ -61,6 +61,12 @@ async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_j
     media
 }
 
+/// The id of the (only) event in the daemon.
+async fn media_event(h: &hookrelay::Handle) -> String {
+    let (_, v) = common::admin(h.admin_addr, "GET", "/api/events").await;
+    v["events"][0]["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn runway_video_and_cover_are_stored_in_the_local_directory() {
     let s = FileServer::start(LOCAL).await;
@@ -103,15 +109,31 @@ async fn runway_video_and_cover_are_stored_in_the_local_directory() {
     assert_eq!(archive::metric(text, "hookrelay_media_bytes_total"), bytes);
     assert_eq!(archive::metric(text, "hookrelay_media_queue_depth"), 0.0);
     let admin = format!("http://{}", h.admin_addr);
-    let (ok, out, err) =
-        tokio::task::spawn_blocking(move || common::cli(&["--admin", &admin, "--token", "x", "media"]))
-            .await
-            .unwrap();
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::cli(&args)
+        })
+    };
+    let base = ["--admin", admin.as_str(), "--token", "x"].map(String::from).to_vec();
+    let (ok, out, err) = cli([base.clone(), vec!["media".into()]].concat()).await.unwrap();
     assert!(ok, "{err}");
     assert!(
         out.contains("stored") && out.contains(media[0]["sha256"].as_str().unwrap()),
         "{out}"
     );
+    let id = media_event(&h).await;
+    let (ok, out, err) = cli([base.clone(), vec!["event".into(), id.clone()]].concat())
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("media:") && out.contains(media[1]["sha256"].as_str().unwrap()),
+        "{out}"
+    );
+    let (ok, out, err) = cli([base, vec!["media".into(), id]].concat()).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("stored").count(), 2, "{out}");
     // Media retention (the sweeper's pass, with a cutoff after now) deletes the files.
     let later = hookrelay::clock::now_ms() + 1;
     assert_eq!(hookrelay::retention::sweep_media(&h.app, later).await, (2, 2));
