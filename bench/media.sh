@@ -102,9 +102,12 @@ row "best: archive" "$(mbps "$BIG" "$best_a") MB/s"
 row "archive / bare copy" "$(echo "$best_b $best_a" | awk '{printf "%.2f", $1 / $2}')"
 row "daemon peak RSS so far (VmHWM)" "$(awk '/^VmHWM/ {print $2, $3}' /proc/"$daemon"/status)"
 
+settle() { sync; sleep 3; } # let the page cache's writeback of the previous step finish
+settle
 echo "## 2. ingest latency of the 200 (loadgen, open loop, each callback names 2 small files)"
 lg() { "$R/examples/loadgen" "http://$HOOKS/hooks/runway" --rate "$RATE" --duration "$D" --connections 16 --media "http://$FILES" --tag "$1"; }
 row "no large download running" "$(lg idle)"
+settle
 # The same large files copied by curl (4 at a time, to files, fsynced), as a
 # baseline for what the download and disk load alone cost the 200.
 ( for i in $(seq 1 "$BIG_COUNT"); do echo "$i"; done | xargs -P 4 -I{} sh -c \
@@ -113,6 +116,7 @@ copies=$!
 row "while ${BIG_COUNT} x ${BIG_MIB} MiB are copied by curl" "$(lg copy)"
 t0=$(now); wait $copies
 row "  curl copies done after the run by" "$(echo "$(now) $t0" | awk '{printf "%.1f", $1 - $2}')s"
+settle
 ids=()
 for i in $(seq 1 "$BIG_COUNT"); do ids+=("$(post "http://$FILES/big/busy-$i.mp4")"); done
 t0=$(now)
