@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use crate::acme::Acme;
 use crate::config::{Config, Route};
 use crate::delivery::Delivery;
+use crate::media::Archiver;
 use crate::metrics::Metrics;
 use crate::server::{ConnLimit, ConnSettings, Settings};
 use crate::store::Store;
@@ -66,6 +67,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The subscribers' lanes.
     pub delivery: Delivery,
+    /// The media archiver (its settings follow reloads).
+    pub media: Arc<Archiver>,
     /// The last write to the store succeeded (readiness).
     pub store_ok: AtomicBool,
     /// Listeners bound and not shutting down (readiness).
@@ -92,6 +95,7 @@ impl App {
         store: Store,
         metrics: Arc<Metrics>,
         delivery: Delivery,
+        media: Arc<Archiver>,
         tls: Option<tls::Reloadable>,
         acme: Option<Acme>,
         ingest_addrs: Vec<SocketAddr>,
@@ -103,6 +107,7 @@ impl App {
             store,
             metrics,
             delivery,
+            media,
             store_ok: AtomicBool::new(true),
             serving: AtomicBool::new(false),
             tls,

@@ -8,6 +8,12 @@
 //! its route's log through a [`WorkSource`] (a cursor), plus a due-time index
 //! for work that has to wait (retries, `Retry-After`, replays). Every finished
 //! attempt leaves one result per event and subscriber.
+//!
+//! Media archive work lives here too: appending an event whose route found
+//! media URLs writes one row per URL (shared by every event naming it, so it
+//! is fetched once) in the same atomic write; the archiver reads due URLs
+//! through a [`MediaSource`] and records each try; an `after_archive`
+//! delivery is parked ([`Outcome::Defer`]) until its event's media is done.
 
 pub mod prefill;
 pub mod sled;
@@ -145,6 +151,60 @@ impl Store {
         }
     }
 
+    /// The archiver's view of the media work (one per daemon).
+    pub fn media_source(&self) -> MediaSource {
+        match &self.backend {
+            Backend::Sled(s) => MediaSource::Sled(s.media_source()),
+        }
+    }
+
+    /// Record an archive try. Returns once applied; an event whose media is
+    /// now all final has its waiting deliveries made due.
+    pub async fn record_media(&self, ticket: &MediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
+        match (&self.backend, ticket) {
+            (Backend::Sled(s), MediaTicket::Sled(t)) => s.record_media(t, outcome).await,
+        }
+    }
+
+    /// The media of an event, in the order its pointers found them; None when
+    /// it named none. A few point reads: fine on the async workers.
+    pub fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.event_media(id),
+        }
+    }
+
+    /// A stored file by its SHA-256 (lower-case hex), while a URL refers to it.
+    pub async fn media_file(&self, sha256: String) -> Result<Option<MediaFile>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(move |s| s.media_file(&sha256)).await,
+        }
+    }
+
+    /// The most recently finished media URLs (newest first) and the ones
+    /// waiting for a try, up to `limit` each.
+    pub async fn recent_media(&self, limit: usize) -> Result<(Vec<MediaItem>, Vec<MediaItem>), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(move |s| s.recent_media(limit)).await,
+        }
+    }
+
+    /// Media retention: forget the URLs that became final before `cutoff_ms`.
+    /// Returns how many, and the digests of files no URL refers to any more
+    /// (the caller deletes them). Works in bounded steps.
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.sweep_media(cutoff_ms).await,
+        }
+    }
+
+    /// Media URLs waiting for a try.
+    pub fn media_queue(&self) -> u64 {
+        match &self.backend {
+            Backend::Sled(s) => s.media_queue(),
+        }
+    }
+
     /// Write and flush a probe: the store can persist.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         match &self.backend {
@@ -228,6 +288,50 @@ impl WorkSource {
     pub fn depth(&self) -> u64 {
         match self {
             WorkSource::Sled(c) => c.depth(),
+        }
+    }
+}
+
+/// The archiver's view of the media work: URLs due for a try, oldest due
+/// first. Owned by the archiver.
+pub enum MediaSource {
+    Sled(sled::MediaCursor),
+}
+
+impl MediaSource {
+    /// Up to `max` URLs due at `now_ms`; never one handed out and not yet
+    /// [`done`](Self::done).
+    pub fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
+        match self {
+            MediaSource::Sled(c) => c.take(max, now_ms),
+        }
+    }
+
+    /// The work behind `ticket` was recorded ([`Store::record_media`]) or abandoned.
+    pub fn done(&mut self, ticket: &MediaTicket) {
+        match (self, ticket) {
+            (MediaSource::Sled(c), MediaTicket::Sled(t)) => c.done(t),
+        }
+    }
+
+    /// When the earliest waiting URL not handed out is due (ms), if any.
+    pub fn next_due(&self) -> Option<u64> {
+        match self {
+            MediaSource::Sled(c) => c.next_due(),
+        }
+    }
+
+    /// Resolves when media work may have been added.
+    pub fn signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        match self {
+            MediaSource::Sled(c) => c.signal(),
+        }
+    }
+
+    /// URLs waiting for a try, handed-out ones included.
+    pub fn depth(&self) -> u64 {
+        match self {
+            MediaSource::Sled(c) => c.depth(),
         }
     }
 }

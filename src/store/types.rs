@@ -86,6 +86,9 @@ pub struct NewEvent {
     pub meta: EventMeta,
     pub dedupe_hash: [u8; 32],
     pub body: Bytes,
+    /// The media URLs the route's pointers found in the body: their archive
+    /// work is written with the event, in the same atomic write.
+    pub media: Vec<String>,
 }
 
 /// A stored event.
@@ -127,6 +130,11 @@ pub enum DeliveryState {
     Retrying {
         due_ms: u64,
     },
+    /// An `after_archive` delivery waiting for the event's media (no attempt
+    /// made, none counted); looked at again at `due_ms` at the latest.
+    AwaitingMedia {
+        due_ms: u64,
+    },
     Delivered,
     /// Gave up (schedule exhausted or `410`); replayable.
     Dead,
@@ -137,7 +145,7 @@ pub enum DeliveryState {
 impl DeliveryState {
     pub fn name(&self) -> &'static str {
         match self {
-            DeliveryState::Pending | DeliveryState::Retrying { .. } => "pending",
+            DeliveryState::Pending | DeliveryState::Retrying { .. } | DeliveryState::AwaitingMedia { .. } => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Dead => "dead",
             DeliveryState::Skipped => "skipped",
@@ -165,6 +173,13 @@ pub enum Outcome {
     Skipped,
     /// The event no longer exists (retention removed it): forget the work.
     Gone,
+    /// Not attempted: an `after_archive` delivery whose media is not all
+    /// archived yet. Parked without counting an attempt or a step of the
+    /// schedule; due again when the event's media is done, or at `due_ms`
+    /// at the latest.
+    Defer {
+        due_ms: u64,
+    },
 }
 
 /// A delivery's state with its history.
@@ -270,4 +285,98 @@ pub enum StoreError {
     Incompatible(String),
     #[error("unknown subscriber {0:?}")]
     UnknownSubscriber(String),
+}
+
+/// Where one media URL stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaState {
+    /// Not archived yet (first try, or waiting for a retry at `due_ms`).
+    Pending {
+        due_ms: u64,
+    },
+    Stored(StoredFile),
+    /// Failed for good (refused, too large, gone, schedule exhausted).
+    Failed {
+        error: String,
+    },
+}
+
+impl MediaState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MediaState::Pending { .. } => "pending",
+            MediaState::Stored(_) => "stored",
+            MediaState::Failed { .. } => "failed",
+        }
+    }
+    pub fn is_final(&self) -> bool {
+        !matches!(self, MediaState::Pending { .. })
+    }
+}
+
+/// An archived file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// A path (local store) or `s3://bucket/key`.
+    pub location: String,
+    /// Lower-case hex: the file's name in the media store.
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// One media URL with its state, as the admin API and `after_archive`
+/// deliveries show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaItem {
+    /// As the callback named it (signed URLs keep their query: show with care).
+    pub url: String,
+    pub state: MediaState,
+    /// Downloads tried (a refresh through the provider counts with its try).
+    pub attempts: u32,
+    /// Why the last try failed, while retrying or for good.
+    pub last_error: Option<String>,
+    /// When the state was set (ms).
+    pub at_ms: u64,
+}
+
+/// The archiver's piece of work: one URL.
+#[derive(Debug, Clone)]
+pub struct MediaWork {
+    pub url: String,
+    /// The route of the first event that named it (its provider key refreshes it).
+    pub route: String,
+    /// Tries so far (the next one is `attempts + 1`).
+    pub attempts: u32,
+    /// Position in the media retry schedule.
+    pub step: u32,
+    pub ticket: MediaTicket,
+}
+
+/// The backend's handle on a piece of media work.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MediaTicket {
+    Sled(super::sled::SledMediaTicket),
+}
+
+/// How one media try ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOutcome {
+    Stored(StoredFile),
+    /// Try again at `due_ms`; `error` is why this one failed.
+    Retry {
+        due_ms: u64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// A stored file as the admin API serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFile {
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: Option<String>,
 }

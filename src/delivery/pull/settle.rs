@@ -78,7 +78,7 @@ fn label(o: &Outcome) -> &'static str {
         Outcome::Delivered => "delivered",
         Outcome::Retry { .. } => "retry",
         Outcome::Dead { .. } => "dead",
-        Outcome::Skipped | Outcome::Gone => "skipped",
+        Outcome::Skipped | Outcome::Gone | Outcome::Defer { .. } => "skipped",
     }
 }
 
@@ -129,7 +129,7 @@ pub(super) async fn record(
                 summary.dead += 1;
                 tracing::warn!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, error = %error, "delivery gave up");
             }
-            Outcome::Skipped | Outcome::Gone => {
+            Outcome::Skipped | Outcome::Gone | Outcome::Defer { .. } => {
                 tracing::info!(subscriber = %subscriber, event = %s.event, outcome = "skipped", "filter did not match");
             }
         }

@@ -18,6 +18,8 @@ use ulid::Ulid;
 
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
+use super::media::MediaRecord;
+use super::media_sweep::MediaSweepStep;
 use super::Inner;
 use crate::store::{Accepted, Attempt, DeliveryState, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
 
@@ -64,6 +66,8 @@ pub(super) struct Record {
 pub(super) enum Msg {
     Append(Box<NewEvent>, Reply<Accepted>),
     Record(Box<Record>, Reply<()>),
+    /// An archive try's result ([`super::media`]).
+    MediaRecord(Box<MediaRecord>, Reply<()>),
     /// A lane's cursor moved (it never moves back); no answer.
     Cursor {
         route: u32,
@@ -90,6 +94,12 @@ pub(super) enum Msg {
         from: Option<EventId>,
         cutoff_ms: u64,
         reply: Reply<(Option<EventId>, usize)>,
+    },
+    /// One bounded media-retention step ([`super::media_sweep`]).
+    MediaSweep {
+        from: Option<Vec<u8>>,
+        cutoff_ms: u64,
+        reply: Reply<MediaSweepStep>,
     },
     Probe(Reply<()>),
     Stop,
@@ -154,6 +164,13 @@ pub(super) struct Writer {
     dirty_waiting: HashSet<u32>,
     /// Whether the last space check passed (to log changes once).
     space_ok: bool,
+    /// `A` rows (media work waiting), and whether the count changed in this batch.
+    pub media_queue: u64,
+    pub media_queue_dirty: bool,
+    /// Subscribers to wake once this batch is written (media done for their events).
+    pub woken: Vec<u32>,
+    /// New media work was added in this batch: wake the archiver once written.
+    pub media_news: bool,
 }
 
 /// The writer's thread: a blocking task of the runtime when there is one (so a
@@ -195,6 +212,7 @@ pub(super) fn start(inner: Arc<Inner>) -> Result<(mpsc::Sender<Msg>, WriterThrea
 
 enum Book {
     Record(Box<Record>, Reply<()>),
+    Media(Box<MediaRecord>, Reply<()>),
     Cursor {
         route: u32,
         sub: u32,
@@ -249,6 +267,8 @@ impl Writer {
                 inner.waiting(s).store(n, Ordering::Relaxed);
             }
         }
+        let media_queue = tree.get(keys::MEDIA_COUNT)?.map_or(0, |v| keys::u64_value(&v));
+        inner.media_queue.store(media_queue, Ordering::Relaxed);
         Ok(Writer {
             inner,
             last_id,
@@ -259,6 +279,10 @@ impl Writer {
             waiting,
             dirty_waiting: HashSet::new(),
             space_ok: true,
+            media_queue,
+            media_queue_dirty: false,
+            woken: Vec::new(),
+            media_news: false,
         })
     }
 
@@ -337,6 +361,10 @@ impl Writer {
                     let r = self.add_record(&mut b, &rec);
                     recorded.push((reply, r));
                 }
+                Book::Media(rec, reply) => {
+                    let r = self.add_media_record(&mut b, &rec);
+                    recorded.push((reply, r));
+                }
                 Book::Cursor { route, sub, at, seq } => self.move_cursor(route, sub, at, seq),
             }
         }
@@ -368,8 +396,12 @@ impl Writer {
                         self.inner.wake(*sub);
                     }
                 }
+                drop(registry);
+                self.wake_after_commit();
             }
             Err(e) => {
+                self.woken.clear();
+                self.media_news = false;
                 self.inner.fail(&e);
                 let msg = e.to_string();
                 for (_, reply) in appends {
@@ -442,6 +474,9 @@ impl Writer {
             subscribers: subs,
             dedupe: hash,
         };
+        if !ev.media.is_empty() {
+            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        }
         b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);
@@ -535,6 +570,13 @@ impl Writer {
                 row.history.remove(0);
             }
         }
+        // Work parked under another due time (a media wake or a replay moved
+        // it while this try was in flight): one `W` row per delivery at most.
+        if let DeliveryState::Retrying { due_ms: d } | DeliveryState::AwaitingMedia { due_ms: d } = row.state {
+            if t.source != (Source::Due { due_ms: d }) {
+                self.del_due(b, t.sub, d, t.event)?;
+            }
+        }
         row.at_ms = rec.now_ms;
         match &rec.outcome {
             Outcome::Delivered => row.state = DeliveryState::Delivered,
@@ -548,6 +590,11 @@ impl Writer {
                 row.state = DeliveryState::Dead;
                 row.last_error = Some(error.clone());
                 b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec());
+            }
+            Outcome::Defer { due_ms } => {
+                let due = self.defer_until(b, t.event, *due_ms, rec.now_ms)?;
+                row.state = DeliveryState::AwaitingMedia { due_ms: due };
+                self.put_due(b, t.sub, due, t.event)?;
             }
             Outcome::Gone => {}
         }
@@ -578,6 +625,9 @@ impl Writer {
         for sub in &self.dirty_waiting {
             b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());
         }
+        if self.media_queue_dirty {
+            b.put(keys::MEDIA_COUNT.to_vec(), self.media_queue.to_be_bytes().to_vec());
+        }
     }
 
     /// Make the new counters visible to lanes once they are written.
@@ -587,6 +637,9 @@ impl Writer {
         }
         for sub in self.dirty_waiting.drain() {
             self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
+        }
+        if std::mem::take(&mut self.media_queue_dirty) {
+            self.inner.media_queue.store(self.media_queue, Ordering::Relaxed);
         }
     }
 
@@ -605,10 +658,13 @@ impl Writer {
                 self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                 self.inner.batches.fetch_add(1, Ordering::Relaxed);
                 self.publish_counters();
+                self.wake_after_commit();
                 Ok(())
             }
             Err(e) => {
                 self.inner.fail(&e);
+                self.woken.clear();
+                self.media_news = false;
                 Err(e)
             }
         }
@@ -638,13 +694,16 @@ impl Writer {
             } => {
                 let _ = reply.send(self.sweep_step(route, from, cutoff_ms));
             }
+            Msg::MediaSweep { from, cutoff_ms, reply } => {
+                let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
+            }
             Msg::Probe(reply) => {
                 let tree = self.inner.tree.clone();
                 let mut b = Batch::new(&tree);
                 b.put(b"Vprobe".to_vec(), Vec::new());
                 let _ = reply.send(self.commit(b));
             }
-            Msg::Append(..) | Msg::Record(..) | Msg::Cursor { .. } | Msg::Stop => {}
+            Msg::Append(..) | Msg::Record(..) | Msg::MediaRecord(..) | Msg::Cursor { .. } | Msg::Stop => {}
         }
     }
 
@@ -727,6 +786,7 @@ fn sort(
     match m {
         Msg::Append(ev, reply) => appends.push_back((ev, reply)),
         Msg::Record(rec, reply) => books.push_back(Book::Record(rec, reply)),
+        Msg::MediaRecord(rec, reply) => books.push_back(Book::Media(rec, reply)),
         Msg::Cursor { route, sub, at, seq } => books.push_back(Book::Cursor { route, sub, at, seq }),
         other => controls.push_back(other),
     }
