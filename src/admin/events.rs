@@ -110,7 +110,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         "body": body,
         "body_encoding": encoding,
         "subscribers": subs,
-        "media": super::media::of_event(app, id)?,
+        "media": super::media::of_event(app, id).await?,
     }))
 }
 

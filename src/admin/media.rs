@@ -25,8 +25,8 @@ pub(super) fn item(i: &MediaItem) -> Value {
 }
 
 /// The media of one event, `[]` when it named none.
-pub(super) fn of_event(app: &App, id: EventId) -> Result<Vec<Value>, (StatusCode, String)> {
-    let items = app.store.event_media(id).map_err(internal)?.unwrap_or_default();
+pub(super) async fn of_event(app: &App, id: EventId) -> Result<Vec<Value>, (StatusCode, String)> {
+    let items = app.store.event_media(id).await.map_err(internal)?.unwrap_or_default();
     Ok(items.iter().map(item).collect())
 }
 
@@ -38,7 +38,7 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         if app.store.event(id).await.map_err(internal)?.is_none() {
             return Err((StatusCode::NOT_FOUND, format!("no event {id}")));
         }
-        return Ok(json!({ "event": id.to_string(), "media": of_event(app, id)? }));
+        return Ok(json!({ "event": id.to_string(), "media": of_event(app, id).await? }));
     }
     let limit = q.limit(20)?;
     let (recent, waiting) = app.store.recent_media(limit).await.map_err(internal)?;

@@ -63,7 +63,7 @@ impl Attempter {
             return (Health::Neutral, recorded);
         }
         let media = if sub.after_archive {
-            match media_gate::check(&self.store, id) {
+            match media_gate::check(&self.store, id).await {
                 Ok(Gate::Go(header)) => Some(header),
                 Ok(Gate::Wait) => {
                     tracing::debug!(subscriber = %sub.name, event = %id, "waiting for the event's media to be archived");

@@ -31,8 +31,8 @@ pub enum Gate {
 }
 
 /// Look at the event's media.
-pub fn check(store: &Store, event: EventId) -> Result<Gate, crate::store::StoreError> {
-    let items = store.event_media(event)?.unwrap_or_default();
+pub async fn check(store: &Store, event: EventId) -> Result<Gate, crate::store::StoreError> {
+    let items = store.event_media(event).await?.unwrap_or_default();
     if items.iter().any(|i| !i.state.is_final()) {
         return Ok(Gate::Wait);
     }

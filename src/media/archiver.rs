@@ -150,7 +150,7 @@ async fn run(
         let now = Instant::now();
         let mut took = 0;
         if capacity > 0 {
-            match source.take(capacity, clock::now_ms()) {
+            match source.take(capacity, clock::now_ms()).await {
                 Ok(work) => {
                     took = work.len();
                     for w in work {
@@ -206,7 +206,7 @@ async fn run(
                 if let Some(ticket) = tickets.remove(&id) {
                     // Unrecorded work stays handed out: never two tries at once.
                     if recorded {
-                        source.done(&ticket);
+                        source.done(&ticket).await;
                     }
                 }
             }

@@ -15,12 +15,14 @@
 //! through a [`MediaSource`] and records each try; an `after_archive`
 //! delivery is parked ([`Outcome::Defer`]) until its event's media is done.
 
+mod media;
 pub mod prefill;
 pub mod sled;
 mod types;
 
 use std::path::PathBuf;
 
+pub use media::*;
 pub use types::*;
 
 /// How to open the store (from the `[store]` section).
@@ -167,8 +169,9 @@ impl Store {
     }
 
     /// The media of an event, in the order its pointers found them; None when
-    /// it named none. A few point reads: fine on the async workers.
-    pub fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {
+    /// it named none. Asked before every `after_archive` delivery (sled: a
+    /// few point reads, fine on the async workers).
+    pub async fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.event_media(id),
         }
@@ -288,50 +291,6 @@ impl WorkSource {
     pub fn depth(&self) -> u64 {
         match self {
             WorkSource::Sled(c) => c.depth(),
-        }
-    }
-}
-
-/// The archiver's view of the media work: URLs due for a try, oldest due
-/// first. Owned by the archiver.
-pub enum MediaSource {
-    Sled(sled::MediaCursor),
-}
-
-impl MediaSource {
-    /// Up to `max` URLs due at `now_ms`; never one handed out and not yet
-    /// [`done`](Self::done).
-    pub fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
-        match self {
-            MediaSource::Sled(c) => c.take(max, now_ms),
-        }
-    }
-
-    /// The work behind `ticket` was recorded ([`Store::record_media`]) or abandoned.
-    pub fn done(&mut self, ticket: &MediaTicket) {
-        match (self, ticket) {
-            (MediaSource::Sled(c), MediaTicket::Sled(t)) => c.done(t),
-        }
-    }
-
-    /// When the earliest waiting URL not handed out is due (ms), if any.
-    pub fn next_due(&self) -> Option<u64> {
-        match self {
-            MediaSource::Sled(c) => c.next_due(),
-        }
-    }
-
-    /// Resolves when media work may have been added.
-    pub fn signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
-        match self {
-            MediaSource::Sled(c) => c.signal(),
-        }
-    }
-
-    /// URLs waiting for a try, handed-out ones included.
-    pub fn depth(&self) -> u64 {
-        match self {
-            MediaSource::Sled(c) => c.depth(),
         }
     }
 }

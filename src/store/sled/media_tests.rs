@@ -54,8 +54,8 @@ fn stored(sha: &str) -> MediaOutcome {
     })
 }
 
-fn states(store: &Store, id: EventId) -> Vec<&'static str> {
-    let items = store.event_media(id).unwrap().unwrap_or_default();
+async fn states(store: &Store, id: EventId) -> Vec<&'static str> {
+    let items = store.event_media(id).await.unwrap().unwrap_or_default();
     items.iter().map(|i| i.state.name()).collect()
 }
 
@@ -73,23 +73,23 @@ async fn a_url_named_by_several_callbacks_is_tried_once_and_serves_them_all() {
     assert!(store.append(event("t1", &[A, B], now)).await.unwrap().duplicate);
     assert_eq!(store.media_queue(), 2);
     let mut src = store.media_source();
-    let mut work = src.take(10, now).unwrap();
+    let mut work = src.take(10, now).await.unwrap();
     work.sort_by(|a, b| a.url.cmp(&b.url));
     let urls: Vec<&str> = work.iter().map(|w| w.url.as_str()).collect();
     assert_eq!(urls, [A, B]);
     assert!(
-        src.take(10, now).unwrap().is_empty(),
+        src.take(10, now).await.unwrap().is_empty(),
         "handed-out work is not handed out again"
     );
-    assert_eq!(states(&store, e1), ["pending", "pending"]);
+    assert_eq!(states(&store, e1).await, ["pending", "pending"]);
     for (w, sha) in work.iter().zip(["aa", "bb"]) {
         store.record_media(&w.ticket, stored(&sha.repeat(32))).await.unwrap();
-        src.done(&w.ticket);
+        src.done(&w.ticket).await;
     }
-    assert_eq!(states(&store, e1), ["stored", "stored"]);
-    assert_eq!(states(&store, e2), ["stored"]);
+    assert_eq!(states(&store, e1).await, ["stored", "stored"]);
+    assert_eq!(states(&store, e2).await, ["stored"]);
     assert_eq!(store.media_queue(), 0);
-    assert!(src.take(10, now + 1).unwrap().is_empty());
+    assert!(src.take(10, now + 1).await.unwrap().is_empty());
     let f = store.media_file("aa".repeat(32)).await.unwrap().unwrap();
     assert_eq!((f.size, f.content_type.as_deref()), (7, Some("video/mp4")));
     assert!(store.media_file("cc".repeat(32)).await.unwrap().is_none());
@@ -104,33 +104,33 @@ async fn retries_wait_on_the_due_index_and_survive_a_restart() {
         let store = open(dir.path()).await;
         let id = store.append(event("t1", &[A], now)).await.unwrap().id;
         let mut src = store.media_source();
-        let w = src.take(1, now).unwrap().remove(0);
+        let w = src.take(1, now).await.unwrap().remove(0);
         let outcome = MediaOutcome::Retry {
             due_ms: now + 60_000,
             error: "file.com answered HTTP 503".into(),
         };
         store.record_media(&w.ticket, outcome).await.unwrap();
-        src.done(&w.ticket);
-        assert!(src.take(1, now + 59_000).unwrap().is_empty(), "not due yet");
+        src.done(&w.ticket).await;
+        assert!(src.take(1, now + 59_000).await.unwrap().is_empty(), "not due yet");
         assert_eq!(src.next_due(), Some(now + 60_000));
         store.close().await;
         id
     };
     let store = open(dir.path()).await;
     let mut src = store.media_source();
-    let w = src.take(1, now + 60_000).unwrap().remove(0);
+    let w = src.take(1, now + 60_000).await.unwrap().remove(0);
     assert_eq!((w.attempts, w.step, w.route.as_str()), (1, 1, "runway"));
-    let item = &store.event_media(id).unwrap().unwrap()[0];
+    let item = &store.event_media(id).await.unwrap().unwrap()[0];
     assert_eq!(item.last_error.as_deref(), Some("file.com answered HTTP 503"));
     let failed = MediaOutcome::Failed {
         error: "gave up".into(),
     };
     store.record_media(&w.ticket, failed).await.unwrap();
-    assert_eq!(states(&store, id), ["failed"]);
+    assert_eq!(states(&store, id).await, ["failed"]);
     // A new callback naming a failed URL tries it again from the start.
     store.append(event("t2", &[A], now + 61_000)).await.unwrap();
-    src.done(&w.ticket);
-    let again = src.take(1, now + 61_000).unwrap().remove(0);
+    src.done(&w.ticket).await;
+    let again = src.take(1, now + 61_000).await.unwrap().remove(0);
     assert_eq!(again.step, 0);
     store.close().await;
 }
@@ -166,7 +166,7 @@ async fn deferred_deliveries_cost_no_attempt_and_wake_when_the_media_is_done() {
     assert!(later_take(&mut later, now + 1).await.is_empty(), "parked");
 
     let mut media = store.media_source();
-    let tries = media.take(10, now).unwrap();
+    let tries = media.take(10, now).await.unwrap();
     store
         .record_media(&tries[0].ticket, stored(&"aa".repeat(32)))
         .await
@@ -220,7 +220,7 @@ async fn a_deferral_recorded_after_the_media_finished_is_due_at_once() {
     let w = later_take(&mut later, now).await.remove(0);
     // The lane saw the media pending; the archiver finishes before the lane records.
     let mut media = store.media_source();
-    let t = media.take(1, now).unwrap().remove(0);
+    let t = media.take(1, now).await.unwrap().remove(0);
     store.record_media(&t.ticket, stored(&"aa".repeat(32))).await.unwrap();
     store
         .record(&w.ticket, None, Outcome::Defer { due_ms: now + 300_000 })
@@ -238,13 +238,13 @@ async fn media_retention_deletes_a_shared_file_with_its_last_url_and_event_reten
     let t0 = crate::clock::now_ms() - 10_000;
     let e1 = store.append(event("t1", &[A], t0)).await.unwrap().id;
     let mut media = store.media_source();
-    let w = media.take(1, t0).unwrap().remove(0);
+    let w = media.take(1, t0).await.unwrap().remove(0);
     store.record_media(&w.ticket, stored(&"aa".repeat(32))).await.unwrap();
-    media.done(&w.ticket);
+    media.done(&w.ticket).await;
     tokio::time::advance(std::time::Duration::from_secs(5)).await;
     // Another URL with the same bytes, finished later.
     store.append(event("t2", &[B], t0 + 5_000)).await.unwrap();
-    let w = media.take(1, t0 + 5_000).unwrap().remove(0);
+    let w = media.take(1, t0 + 5_000).await.unwrap().remove(0);
     store.record_media(&w.ticket, stored(&"aa".repeat(32))).await.unwrap();
 
     // Event retention removes the delivered events but not the URL rows.
@@ -260,7 +260,7 @@ async fn media_retention_deletes_a_shared_file_with_its_last_url_and_event_reten
         }
     }
     assert_eq!(store.sweep(crate::clock::now_ms() + 1).await.unwrap(), 2);
-    assert!(store.event_media(e1).unwrap().is_none());
+    assert!(store.event_media(e1).await.unwrap().is_none());
     assert!(
         store.media_file("aa".repeat(32)).await.unwrap().is_some(),
         "URL rows outlive events"
