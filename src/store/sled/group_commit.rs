@@ -18,7 +18,7 @@ use ulid::Ulid;
 
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
-use super::media::MediaRecord;
+use super::media::{MediaBook, MediaRecord};
 use super::media_sweep::MediaSweepStep;
 use super::Inner;
 use crate::store::{Accepted, Attempt, DeliveryState, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
@@ -164,13 +164,8 @@ pub(super) struct Writer {
     dirty_waiting: HashSet<u32>,
     /// Whether the last space check passed (to log changes once).
     space_ok: bool,
-    /// `A` rows (media work waiting), and whether the count changed in this batch.
-    pub media_queue: u64,
-    pub media_queue_dirty: bool,
-    /// Subscribers to wake once this batch is written (media done for their events).
-    pub woken: Vec<u32>,
-    /// New media work was added in this batch: wake the archiver once written.
-    pub media_news: bool,
+    /// Media work waiting, and whom this batch wakes ([`super::media`]).
+    pub media: MediaBook,
 }
 
 /// The writer's thread: a blocking task of the runtime when there is one (so a
@@ -267,8 +262,7 @@ impl Writer {
                 inner.waiting(s).store(n, Ordering::Relaxed);
             }
         }
-        let media_queue = tree.get(keys::MEDIA_COUNT)?.map_or(0, |v| keys::u64_value(&v));
-        inner.media_queue.store(media_queue, Ordering::Relaxed);
+        let media = MediaBook::load(&inner, &tree)?;
         Ok(Writer {
             inner,
             last_id,
@@ -279,10 +273,7 @@ impl Writer {
             waiting,
             dirty_waiting: HashSet::new(),
             space_ok: true,
-            media_queue,
-            media_queue_dirty: false,
-            woken: Vec::new(),
-            media_news: false,
+            media,
         })
     }
 
@@ -400,8 +391,7 @@ impl Writer {
                 self.wake_after_commit();
             }
             Err(e) => {
-                self.woken.clear();
-                self.media_news = false;
+                self.media.forget();
                 self.inner.fail(&e);
                 let msg = e.to_string();
                 for (_, reply) in appends {
@@ -591,11 +581,7 @@ impl Writer {
                 row.last_error = Some(error.clone());
                 b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec());
             }
-            Outcome::Defer { due_ms } => {
-                let due = self.defer_until(b, t.event, *due_ms, rec.now_ms)?;
-                row.state = DeliveryState::AwaitingMedia { due_ms: due };
-                self.put_due(b, t.sub, due, t.event)?;
-            }
+            Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
             Outcome::Gone => {}
         }
         b.put(rkey, codec::encode_result(&row));
@@ -625,9 +611,7 @@ impl Writer {
         for sub in &self.dirty_waiting {
             b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());
         }
-        if self.media_queue_dirty {
-            b.put(keys::MEDIA_COUNT.to_vec(), self.media_queue.to_be_bytes().to_vec());
-        }
+        self.media.write_count(b);
     }
 
     /// Make the new counters visible to lanes once they are written.
@@ -638,9 +622,7 @@ impl Writer {
         for sub in self.dirty_waiting.drain() {
             self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
         }
-        if std::mem::take(&mut self.media_queue_dirty) {
-            self.inner.media_queue.store(self.media_queue, Ordering::Relaxed);
-        }
+        self.media.publish(&self.inner);
     }
 
     /// Apply a control batch and flush it.
@@ -663,8 +645,7 @@ impl Writer {
             }
             Err(e) => {
                 self.inner.fail(&e);
-                self.woken.clear();
-                self.media_news = false;
+                self.media.forget();
                 Err(e)
             }
         }

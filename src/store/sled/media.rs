@@ -8,15 +8,19 @@
 //! subscriber's due index as [`DeliveryState::AwaitingMedia`]; when the last
 //! URL of its event becomes final, the same batch moves it to "due now" and
 //! the lane is woken after the commit. A deferral recorded after that moment
-//! is due at once ([`Writer::defer_until`] looks in the batch), so no wake
+//! is due at once ([`Writer::park`] looks in the batch), so no wake
 //! is lost between a lane's check and its record.
 //!
 //! [`Outcome::Defer`]: crate::store::Outcome::Defer
 
-use super::group_commit::{Batch, Writer};
+use std::sync::atomic::Ordering;
+
+use super::codec::ResultRow;
+use super::group_commit::{Batch, SledTicket, Writer};
 use super::keys;
 use super::media_codec::{self, MediaRow, MAX_WAITERS};
 use super::media_source::SledMediaTicket;
+use super::Inner;
 use crate::store::{DeliveryState, EventId, MediaOutcome, MediaState, StoreError};
 
 /// An archive try's result to record.
@@ -24,6 +28,50 @@ pub(super) struct MediaRecord {
     pub ticket: SledMediaTicket,
     pub outcome: MediaOutcome,
     pub now_ms: u64,
+}
+
+/// The writer's media bookkeeping, kept across batches.
+#[derive(Default)]
+pub(super) struct MediaBook {
+    /// `A` rows (media work waiting), and whether this batch changed the count.
+    queue: u64,
+    queue_dirty: bool,
+    /// Subscribers to wake once this batch is written (media done for their events).
+    woken: Vec<u32>,
+    /// New media work was added in this batch: wake the archiver once written.
+    news: bool,
+}
+
+impl MediaBook {
+    /// The count as stored, published for the archiver and the metrics.
+    pub(super) fn load(inner: &Inner, tree: &sled::Tree) -> Result<MediaBook, StoreError> {
+        let queue = tree.get(keys::MEDIA_COUNT)?.map_or(0, |v| keys::u64_value(&v));
+        inner.media_queue.store(queue, Ordering::Relaxed);
+        Ok(MediaBook {
+            queue,
+            ..MediaBook::default()
+        })
+    }
+
+    /// The count row, when this batch changed it.
+    pub(super) fn write_count(&self, b: &mut Batch<'_>) {
+        if self.queue_dirty {
+            b.put(keys::MEDIA_COUNT.to_vec(), self.queue.to_be_bytes().to_vec());
+        }
+    }
+
+    /// Make the written count visible.
+    pub(super) fn publish(&mut self, inner: &Inner) {
+        if std::mem::take(&mut self.queue_dirty) {
+            inner.media_queue.store(self.queue, Ordering::Relaxed);
+        }
+    }
+
+    /// The batch was not written: nobody is woken for it.
+    pub(super) fn forget(&mut self) {
+        self.woken.clear();
+        self.news = false;
+    }
 }
 
 fn load(b: &Batch<'_>, hash: &[u8; 16]) -> Result<Option<MediaRow>, StoreError> {
@@ -34,19 +82,19 @@ impl Writer {
     fn put_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
         let k = keys::media_due(due_ms, hash);
         if b.get(&k)?.is_none() {
-            self.media_queue += 1;
-            self.media_queue_dirty = true;
+            self.media.queue += 1;
+            self.media.queue_dirty = true;
         }
         b.put(k, Vec::new());
-        self.media_news = true;
+        self.media.news = true;
         Ok(())
     }
 
     fn del_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
         let k = keys::media_due(due_ms, hash);
         if b.get(&k)?.is_some() {
-            self.media_queue = self.media_queue.saturating_sub(1);
-            self.media_queue_dirty = true;
+            self.media.queue = self.media.queue.saturating_sub(1);
+            self.media.queue_dirty = true;
         }
         b.del(k);
         Ok(())
@@ -185,10 +233,24 @@ impl Writer {
         Ok(true)
     }
 
-    /// When a deferred delivery is due: now if the event's media became final
-    /// meanwhile, else at the caller's re-check time.
-    pub(super) fn defer_until(&self, b: &Batch<'_>, id: EventId, due_ms: u64, now_ms: u64) -> Result<u64, StoreError> {
-        Ok(if self.event_media_final(b, id)? { now_ms } else { due_ms })
+    /// Park a deferred delivery ([`Outcome::Defer`]) in its subscriber's due
+    /// index: due now if the event's media became final meanwhile, else at
+    /// the caller's re-check time.
+    pub(super) fn park(
+        &mut self,
+        b: &mut Batch<'_>,
+        t: &SledTicket,
+        row: &mut ResultRow,
+        due_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let due = if self.event_media_final(b, t.event)? {
+            now_ms
+        } else {
+            due_ms
+        };
+        row.state = DeliveryState::AwaitingMedia { due_ms: due };
+        self.put_due(b, t.sub, due, t.event)
     }
 
     /// The event's media may all be final: make its deliveries that wait for
@@ -221,17 +283,17 @@ impl Writer {
             self.put_due(b, sub, now_ms, id)?;
             row.state = DeliveryState::AwaitingMedia { due_ms: now_ms };
             b.put(rkey, super::codec::encode_result(&row));
-            self.woken.push(sub);
+            self.media.woken.push(sub);
         }
         Ok(())
     }
 
     /// Wake the lanes and the archiver that this commit gave work.
     pub(super) fn wake_after_commit(&mut self) {
-        for sub in std::mem::take(&mut self.woken) {
+        for sub in std::mem::take(&mut self.media.woken) {
             self.inner.wake(sub);
         }
-        if std::mem::take(&mut self.media_news) {
+        if std::mem::take(&mut self.media.news) {
             self.inner.media_signal.notify_one();
         }
     }
