@@ -63,17 +63,9 @@ impl Attempter {
             return (Health::Neutral, recorded);
         }
         let media = if sub.after_archive {
-            match media_gate::check(&self.store, id).await {
-                Ok(Gate::Go(header)) => Some(header),
-                Ok(Gate::Wait) => {
-                    tracing::debug!(subscriber = %sub.name, event = %id, "waiting for the event's media to be archived");
-                    let due_ms = clock::now_ms() + media_gate::MEDIA_RECHECK.as_millis() as u64;
-                    let recorded = self.record(&work, None, Outcome::Defer { due_ms }).await;
-                    return (Health::Neutral, recorded);
-                }
-                Err(e) => {
-                    tracing::error!(subscriber = %sub.name, event = %id, error = %e, "cannot read the event's media; looking again shortly");
-                    let due_ms = clock::now_ms() + READ_ERROR_PAUSE.as_millis() as u64;
+            match media_gate::check(&self.store, &sub.name, id).await {
+                Gate::Go(header) => Some(header),
+                Gate::Wait { due_ms } => {
                     let recorded = self.record(&work, None, Outcome::Defer { due_ms }).await;
                     return (Health::Neutral, recorded);
                 }

@@ -24,19 +24,34 @@ pub const MEDIA_RECHECK: Duration = Duration::from_secs(300);
 
 /// What an `after_archive` delivery should do now.
 pub enum Gate {
-    /// Some media URL is still pending: park the delivery.
-    Wait,
+    /// Some media URL is still pending (or the media could not be read):
+    /// park the delivery ([`crate::store::Outcome::Defer`]) until `due_ms`
+    /// at the latest; the store makes it due as soon as the media is done.
+    Wait { due_ms: u64 },
     /// Every URL is final: deliver with this header.
     Go(HeaderValue),
 }
 
-/// Look at the event's media.
-pub async fn check(store: &Store, event: EventId) -> Result<Gate, crate::store::StoreError> {
-    let items = store.event_media(event).await?.unwrap_or_default();
-    if items.iter().any(|i| !i.state.is_final()) {
-        return Ok(Gate::Wait);
+/// Look at the event's media for `subscriber`'s delivery (push lanes before
+/// an attempt, pull lanes before a hand-out).
+pub async fn check(store: &Store, subscriber: &str, event: EventId) -> Gate {
+    let later = |d: Duration| Gate::Wait {
+        due_ms: crate::clock::now_ms() + d.as_millis() as u64,
+    };
+    match store.event_media(event).await {
+        Ok(items) => {
+            let items = items.unwrap_or_default();
+            if items.iter().any(|i| !i.state.is_final()) {
+                tracing::debug!(subscriber, event = %event, "waiting for the event's media to be archived");
+                return later(MEDIA_RECHECK);
+            }
+            Gate::Go(header_value(&items))
+        }
+        Err(e) => {
+            tracing::error!(subscriber, event = %event, error = %e, "cannot read the event's media; looking again shortly");
+            later(super::attempt::READ_ERROR_PAUSE)
+        }
     }
-    Ok(Gate::Go(header_value(&items)))
 }
 
 /// One media URL as the header (and the admin API) shows it.
