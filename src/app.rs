@@ -22,7 +22,7 @@ use crate::delivery::{Delivery, DeliveryError};
 use crate::media::{ArchiveSettings, Archiver, SetupError};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnLimit, ListenerOptions};
-use crate::state::App;
+use crate::state::{App, Public};
 use crate::store::{Options, Store, StoreError, Topology};
 use crate::tls::{self, TlsError};
 
@@ -169,9 +169,11 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         metrics,
         delivery,
         media,
-        tls.clone(),
-        acme.clone(),
-        ingest_addrs.clone(),
+        Public {
+            tls: tls.clone(),
+            acme: acme.clone(),
+            addrs: ingest_addrs.clone(),
+        },
     ));
     app.store_ok.store(store_ok, Ordering::Relaxed);
     let (shutdown, shutdown_rx) = watch::channel(false);

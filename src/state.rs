@@ -89,6 +89,14 @@ pub struct App {
     pub connections: Arc<ConnLimit>,
 }
 
+/// The public listeners as the wiring set them up: their TLS and addresses.
+pub struct Public {
+    pub tls: Option<tls::Reloadable>,
+    pub acme: Option<Acme>,
+    /// Bound addresses, in config order (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+}
+
 impl App {
     pub fn new(
         config: Config,
@@ -96,10 +104,13 @@ impl App {
         metrics: Arc<Metrics>,
         delivery: Delivery,
         media: Arc<Archiver>,
-        tls: Option<tls::Reloadable>,
-        acme: Option<Acme>,
-        ingest_addrs: Vec<SocketAddr>,
+        public: Public,
     ) -> App {
+        let Public {
+            tls,
+            acme,
+            addrs: ingest_addrs,
+        } = public;
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),

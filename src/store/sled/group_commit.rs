@@ -262,7 +262,7 @@ impl Writer {
                 inner.waiting(s).store(n, Ordering::Relaxed);
             }
         }
-        let media = MediaBook::load(&inner, &tree)?;
+        let media = MediaBook::load(&inner, tree)?;
         Ok(Writer {
             inner,
             last_id,
