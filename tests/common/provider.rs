@@ -9,16 +9,12 @@
 //! Use: `FakeProvider::start(FakeOptions::default())`, point the client (or the
 //! relay's route) at `fake.url()` with `fake.api_key()`, create tasks through
 //! the API (plans queued with `plan_next`) or directly with `create`, then
-//! inspect `callbacks(task)` and `status_requests(task)`.
-#![allow(dead_code, unused_imports)]
+//! inspect `callbacks(task)` and `status_requests(task)`. Used as
+//! `common::provider::…` (its `Outcome` and `Task` are the fake's own).
 
-#[path = "fake_provider/bodies.rs"]
 mod bodies;
-#[path = "fake_provider/plan.rs"]
 mod plan;
-#[path = "fake_provider/sender.rs"]
 mod sender;
-#[path = "fake_provider/server.rs"]
 mod server;
 
 use std::collections::{HashMap, VecDeque};

@@ -1,15 +1,40 @@
-//! A local S3 server for the tests: moto (PyPI `moto[server]`), started on a
-//! free loopback port, ready when it answers, killed on drop. A missing
-//! `moto_server` fails the test with what to install.
-#![allow(dead_code)]
+//! A local S3 for the tests: moto (PyPI `moto[server]`) started on a free
+//! loopback port, ready when it answers, killed on drop (a missing
+//! `moto_server` fails the test with what to install); and `S3`, the
+//! `[media] store = { s3 = { … } }` table that points the daemon at it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+use super::ports::free_port;
+use super::route::Secret;
+
+/// `store = { s3 = { bucket, endpoint, region, access_key, secret_key, prefix } }`.
+#[derive(Clone, Serialize)]
+pub struct S3 {
+    bucket: String,
+    endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    access_key: Secret,
+    secret_key: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+}
+
+impl S3 {
+    /// Key prefix inside the bucket (e.g. "hookrelay/").
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+}
 
 pub struct Moto {
     pub addr: SocketAddr,
@@ -29,6 +54,8 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The status of an unsigned request, None while moto is not answering yet
+/// (refused connections are expected then, so not `client::request`).
 async fn status(method: &str, url: &str) -> Option<u16> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let req = http::Request::builder()
@@ -51,7 +78,7 @@ impl Moto {
             on_path("moto_server"),
             "moto_server is not on PATH: install moto: pip install 'moto[server]'"
         );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -85,5 +112,17 @@ impl Moto {
     pub async fn create_bucket(&self, name: &str) {
         let code = status("PUT", &format!("{}/{name}", self.endpoint())).await;
         assert_eq!(code, Some(200), "create bucket {name} on moto");
+    }
+
+    /// The daemon's `store = { s3 = … }` for `bucket` here (moto takes any keys).
+    pub fn store(&self, bucket: &str, access_key: impl Into<Secret>, secret_key: impl Into<Secret>) -> S3 {
+        S3 {
+            bucket: bucket.into(),
+            endpoint: self.endpoint(),
+            region: None,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            prefix: None,
+        }
     }
 }
