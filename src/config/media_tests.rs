@@ -239,6 +239,30 @@ fn s3_store_takes_secrets_from_any_source_and_names_what_is_missing() {
 }
 
 #[test]
+fn an_s3_store_written_as_its_own_table_is_read() {
+    std::env::set_var("HOOKRELAY_TEST_S3_TABLE_SECRET", "s3-table-secret");
+    let c = parse(&cfg(
+        "",
+        "retention = \"30d\"\n\n[media.store.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+         access_key = \"AK\"\nsecret_key = { env = \"HOOKRELAY_TEST_S3_TABLE_SECRET\" }\nprefix = \"hr/\"",
+        "",
+    ))
+    .unwrap();
+    let MediaStoreConfig::S3(s3) = &c.media.store else {
+        panic!("{:?}", c.media.store)
+    };
+    assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("b", "hr/"));
+    assert_eq!(s3.secret_key, Secret::new("s3-table-secret"));
+    assert_eq!(c.media.retention, std::time::Duration::from_secs(30 * 86400));
+    expect_err(
+        &cfg("", "[media.store.s3]\nbucket = \"b\"\nacces_key = \"AK\"", ""),
+        "media.store.s3",
+        Some(8),
+        "unknown field `acces_key`",
+    );
+}
+
+#[test]
 fn media_settings_that_cannot_work_are_refused() {
     for (media, key, needle) in [
         ("retry = []", "media.retry", "empty"),

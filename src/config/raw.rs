@@ -284,8 +284,10 @@ pub(super) struct RawProvider {
 pub(super) struct RawMedia {
     /// A directory (string) or `{ s3 = { … } }` ([`RawS3`]), read by the
     /// validator so that each shape gets its own clear error. None: `media`
-    /// under the store's directory.
-    pub store: Option<Spanned<toml::Value>>,
+    /// under the store's directory. Not `Spanned`: toml cannot read a span
+    /// for a table declared only by a `[media.store.s3]` header (the
+    /// validator finds the position itself).
+    pub store: Option<toml::Value>,
     pub max_size: Size,
     pub timeout: Dur,
     pub concurrency: usize,

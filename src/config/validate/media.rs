@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::Validator;
 use crate::auth::Secret;
 use crate::config::raw::{RawMedia, RawS3};
@@ -67,11 +65,19 @@ impl Validator<'_> {
         })
     }
 
-    fn media_store(&self, v: &Spanned<toml::Value>) -> Result<MediaStoreConfig, ConfigError> {
-        let span = Some(v.span());
+    /// Where `media.store` is written: its value, or the `[media.store.s3]`
+    /// header when only that declares it (for error positions).
+    fn media_store_span(&self) -> Option<std::ops::Range<usize>> {
+        let doc = toml_edit::ImDocument::parse(self.text).ok()?;
+        let store = doc.get("media")?.get("store")?;
+        store.span().or_else(|| store.get("s3")?.span())
+    }
+
+    fn media_store(&self, v: &toml::Value) -> Result<MediaStoreConfig, ConfigError> {
+        let span = self.media_store_span();
         const SHAPES: &str = "use a directory (store = \"media\") or store = { s3 = { bucket = \"…\", \
                               access_key = …, secret_key = … } }";
-        match v.get_ref() {
+        match v {
             toml::Value::String(dir) if !dir.trim().is_empty() => {
                 Ok(MediaStoreConfig::Local(self.resolve_path(Path::new(dir))))
             }
