@@ -3,22 +3,17 @@
 //! moto) with the right bytes and SHA-256, served back by the admin API;
 //! Veo's URL array and the market's `resultJson` string followed; one
 //! download for a URL named by two callbacks; the CLI, check-config and
-//! metrics show it.
+//! metrics show it; media retention deletes the files.
 
-#[path = "common/archive.rs"]
-mod archive;
 mod common;
-#[path = "common/files.rs"]
-mod files;
-#[path = "common/moto.rs"]
-mod moto;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use archive::{item, post, route, wait_final};
-use files::{sha256_hex, FileServer};
+use bytes::Bytes;
+use common::files::{sha256_hex, FileServer};
+use common::*;
 use serde_json::json;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -30,6 +25,18 @@ fn video() -> Vec<u8> {
         .collect()
 }
 
+/// A route `NAME` at `/hooks/NAME` from `preset`, delivering to `sub` (down).
+fn preset_route(name: &str, preset: &str, sub: &str) -> common::Route {
+    common::Route::new(name, &format!("/hooks/{name}"))
+        .preset(preset)
+        .subscriber(Subscriber::new(sub, DOWN))
+}
+
+/// GET on the admin API: status, headers, raw body (a stored file's bytes).
+async fn admin_get(h: &hookrelay::Handle, path: &str) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    request(h.admin_addr, None, "GET", path, &[], Bytes::new()).await
+}
+
 /// Post a Runway callback naming a video and a cover, wait for both, check
 /// bytes, digests and content types through the admin API; the media items.
 async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_json::Value> {
@@ -39,7 +46,7 @@ async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_j
     let cover_url = s.bytes("/m/ee603959.png", &cover, "image/png");
     let body = json!({"code": 200, "msg": "All generated successfully.", "data": {
         "task_id": "ee603959", "video_id": "485da89c", "video_url": video_url, "image_url": cover_url}});
-    let id = post(h.ingest_addrs[0], "/hooks/runway", &body).await;
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
     let media = wait_final(h.admin_addr, &id, WAIT).await;
     assert_eq!(media.len(), 2, "{media:#?}");
     for (url, bytes, ct) in [(&video_url, &video, "video/mp4"), (&cover_url, &cover, "image/png")] {
@@ -48,14 +55,13 @@ async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_j
         assert_eq!(m["sha256"], sha256_hex(bytes));
         assert_eq!(m["size"], bytes.len());
         assert_eq!(m["content_type"], ct);
-        let (status, headers, got) =
-            archive::admin_get(h.admin_addr, &format!("/api/media/{}", sha256_hex(bytes))).await;
+        let (status, headers, got) = admin_get(h, &format!("/api/media/{}", sha256_hex(bytes))).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], ct);
         assert_eq!(&got[..], &bytes[..], "served bytes");
     }
     // The event view carries the media too.
-    let (_, v) = common::admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let (_, v) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     assert_eq!(v["media"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(s.hits("/k/ee603959.mp4"), 1);
     media
@@ -63,7 +69,7 @@ async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_j
 
 /// The id of the (only) event in the daemon.
 async fn media_event(h: &hookrelay::Handle) -> String {
-    let (_, v) = common::admin(h.admin_addr, "GET", "/api/events").await;
+    let (_, v) = admin(h.admin_addr, "GET", "/api/events").await;
     v["events"][0]["id"].as_str().unwrap().to_string()
 }
 
@@ -71,13 +77,8 @@ async fn media_event(h: &hookrelay::Handle) -> String {
 async fn runway_video_and_cover_are_stored_in_the_local_directory() {
     let s = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
-    let subs = "[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n";
-    let cfg = archive::config(
-        &dir.path().join("data"),
-        "allow_private = true",
-        &route("runway", "preset = \"kie-runway\"", subs),
-    );
-    let h = common::start(dir.path(), &cfg).await;
+    let cfg = media_config(dir.path(), Media::new().allow_private()).route(preset_route("runway", "kie-runway", "s"));
+    let h = start(&cfg).await;
     let media = runway_round_trip(&h, &s).await;
     // Content-addressed under the store's directory, complete on disk.
     let root = std::fs::canonicalize(dir.path().join("data/media")).unwrap();
@@ -93,45 +94,38 @@ async fn runway_video_and_cover_are_stored_in_the_local_directory() {
         "no partial files"
     );
     // Unknown and malformed digests.
-    let (st, _, _) = archive::admin_get(h.admin_addr, &format!("/api/media/{}", "0".repeat(64))).await;
+    let (st, _, _) = admin_get(&h, &format!("/api/media/{}", "0".repeat(64))).await;
     assert_eq!(st, 404);
-    let (st, _, _) = archive::admin_get(h.admin_addr, "/api/media/..%2f..%2fetc%2fpasswd").await;
+    let (st, _, _) = admin_get(&h, "/api/media/..%2f..%2fetc%2fpasswd").await;
     assert_eq!(st, 400);
     // Metrics and the CLI.
-    let (_, m) = common::admin(h.admin_addr, "GET", "/metrics").await;
-    let text = m.as_str().unwrap();
+    let m = metrics(h.admin_addr).await;
     assert_eq!(
-        archive::metric(text, "hookrelay_media_files_total{outcome=\"stored\"}"),
+        sample(&m, "hookrelay_media_files_total{outcome=\"stored\"}"),
         2.0,
-        "{text}"
+        "{m:?}"
     );
     let bytes = (video().len() + b"\x89PNG\r\n\x1a\n a cover".len()) as f64;
-    assert_eq!(archive::metric(text, "hookrelay_media_bytes_total"), bytes);
-    assert_eq!(archive::metric(text, "hookrelay_media_queue_depth"), 0.0);
-    let admin = format!("http://{}", h.admin_addr);
-    let cli = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::cli(&args)
-        })
-    };
-    let base = ["--admin", admin.as_str(), "--token", "x"].map(String::from).to_vec();
-    let (ok, out, err) = cli([base.clone(), vec!["media".into()]].concat()).await.unwrap();
+    assert_eq!(sample(&m, "hookrelay_media_bytes_total"), bytes);
+    assert_eq!(sample(&m, "hookrelay_media_queue_depth"), 0.0);
+    let admin_url = format!("http://{}", h.admin_addr);
+    let base = ["--admin", admin_url.as_str(), "--token", "x"]
+        .map(String::from)
+        .to_vec();
+    let (ok, out, err) = cli_async([base.clone(), vec!["media".into()]].concat()).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("stored") && out.contains(media[0]["sha256"].as_str().unwrap()),
         "{out}"
     );
     let id = media_event(&h).await;
-    let (ok, out, err) = cli([base.clone(), vec!["event".into(), id.clone()]].concat())
-        .await
-        .unwrap();
+    let (ok, out, err) = cli_async([base.clone(), vec!["event".into(), id.clone()]].concat()).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("media:") && out.contains(media[1]["sha256"].as_str().unwrap()),
         "{out}"
     );
-    let (ok, out, err) = cli([base, vec!["media".into(), id]].concat()).await.unwrap();
+    let (ok, out, err) = cli_async([base, vec!["media".into(), id]].concat()).await;
     assert!(ok, "{err}");
     assert_eq!(out.matches("stored").count(), 2, "{out}");
     // Media retention (the sweeper's pass, with a cutoff after now) deletes the files.
@@ -139,8 +133,7 @@ async fn runway_video_and_cover_are_stored_in_the_local_directory() {
     assert_eq!(hookrelay::retention::sweep_media(&h.app, later).await, (2, 2));
     for m in &media {
         assert!(!Path::new(m["location"].as_str().unwrap()).exists());
-        let (st, _, _) =
-            archive::admin_get(h.admin_addr, &format!("/api/media/{}", m["sha256"].as_str().unwrap())).await;
+        let (st, _, _) = admin_get(&h, &format!("/api/media/{}", m["sha256"].as_str().unwrap())).await;
         assert_eq!(st, 404);
     }
     h.shutdown().await;
@@ -148,23 +141,20 @@ async fn runway_video_and_cover_are_stored_in_the_local_directory() {
 
 #[tokio::test]
 async fn runway_video_and_cover_are_stored_in_s3() {
-    let moto = moto::Moto::start().await;
+    let moto = Moto::start().await;
     moto.create_bucket("media").await;
     let s = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("HOOKRELAY_TEST_MOTO_SECRET", "moto-secret");
-    let media_cfg = format!(
-        "allow_private = true\nstore = {{ s3 = {{ bucket = \"media\", endpoint = \"{}\", access_key = \"AKIATEST\", \
-         secret_key = {{ env = \"HOOKRELAY_TEST_MOTO_SECRET\" }}, prefix = \"hookrelay/\" }} }}",
-        moto.endpoint()
-    );
-    let subs = "[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n";
-    let cfg = archive::config(
-        &dir.path().join("data"),
-        &media_cfg,
-        &route("runway", "preset = \"kie-runway\"", subs),
-    );
-    let h = common::start(dir.path(), &cfg).await;
+    let bucket = moto
+        .store("media", "AKIATEST", Secret::env("HOOKRELAY_TEST_MOTO_SECRET"))
+        .prefix("hookrelay/");
+    let cfg = media_config(dir.path(), Media::new().allow_private().s3(bucket)).route(preset_route(
+        "runway",
+        "kie-runway",
+        "s",
+    ));
+    let h = start(&cfg).await;
     let media = runway_round_trip(&h, &s).await;
     for m in &media {
         let sha = m["sha256"].as_str().unwrap();
@@ -177,14 +167,10 @@ async fn runway_video_and_cover_are_stored_in_s3() {
 async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetched_once() {
     let s = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
-    let subs = |n: &str| format!("[[routes.subscribers]]\nname = \"{n}\"\nurl = \"http://127.0.0.1:9/\"\n");
-    let routes =
-        route("veo", "preset = \"kie-veo\"", &subs("v")) + &route("market", "preset = \"kie-market\"", &subs("m"));
-    let h = common::start(
-        dir.path(),
-        &archive::config(&dir.path().join("data"), "allow_private = true", &routes),
-    )
-    .await;
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("veo", "kie-veo", "v"))
+        .route(preset_route("market", "kie-market", "m"));
+    let h = start(&cfg).await;
     let u: Vec<String> = (0..4)
         .map(|i| s.bytes(&format!("/r/{i}.mp4"), format!("file {i}").as_bytes(), "video/mp4"))
         .collect();
@@ -194,8 +180,8 @@ async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetc
     let market = json!({"code": 200, "msg": "Playground task completed successfully.", "data": {
         "taskId": "m-1", "state": "success", "model": "kling",
         "resultJson": json!({"resultUrls": [u[3], u[0]]}).to_string(), "failCode": null, "failMsg": null}});
-    let veo_id = post(h.ingest_addrs[0], "/hooks/veo", &veo).await;
-    let market_id = post(h.ingest_addrs[0], "/hooks/market", &market).await;
+    let veo_id = accepted_at(h.ingest_addrs[0], "/hooks/veo", &veo.to_string()).await;
+    let market_id = accepted_at(h.ingest_addrs[0], "/hooks/market", &market.to_string()).await;
     let veo_media = wait_final(h.admin_addr, &veo_id, WAIT).await;
     let market_media = wait_final(h.admin_addr, &market_id, WAIT).await;
     let urls = |m: &[serde_json::Value]| {
@@ -215,26 +201,20 @@ async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetc
     assert_eq!(s.total_hits(), 4);
     // A failed Veo task names no URL: nothing to archive, an empty list.
     let failed = json!({"code": 400, "msg": "content policy", "data": {"taskId": "veo-2", "info": null}});
-    let id = post(h.ingest_addrs[0], "/hooks/veo", &failed).await;
-    assert!(archive::media_of(h.admin_addr, &id).await.is_empty());
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/veo", &failed.to_string()).await;
+    assert!(media_of(h.admin_addr, &id).await.is_empty());
     h.shutdown().await;
 }
 
 #[test]
 fn check_config_lists_what_a_preset_set() {
     let dir = tempfile::tempdir().unwrap();
-    let subs = "[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\nafter_archive = true\n";
-    let cfg = archive::config(
-        &dir.path().join("data"),
-        "",
-        &route(
-            "suno",
-            "preset = \"kie-suno\"\nmedia = [\"/data/data/*/audio_url\"]",
-            subs,
-        ),
-    );
-    let path = common::write_config(dir.path(), &cfg);
-    let (ok, out, err) = common::cli(&["check-config", "--config", path.to_str().unwrap()]);
+    let suno = common::Route::new("suno", "/hooks/suno")
+        .preset("kie-suno")
+        .media(["/data/data/*/audio_url"])
+        .subscriber(Subscriber::new("s", DOWN).after_archive());
+    let path = media_config(dir.path(), Media::new()).route(suno).write();
+    let (ok, out, err) = cli(&["check-config", "--config", path.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("route \"suno\":"), "{out}");
     assert!(out.contains("preset \"kie-suno\": Suno music"), "{out}");
