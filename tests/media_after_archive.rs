@@ -26,10 +26,9 @@ fn media_header(value: &str) -> Vec<Value> {
 
 /// A Runway route archiving through its preset, with these subscribers.
 fn runway_route(subscribers: impl IntoIterator<Item = Subscriber>) -> common::Route {
-    subscribers.into_iter().fold(
-        common::Route::new("runway", "/hooks/runway").preset("kie-runway"),
-        |r, s| r.subscriber(s),
-    )
+    subscribers
+        .into_iter()
+        .fold(preset_route("runway", "kie-runway"), |r, s| r.subscriber(s))
 }
 
 /// A file server with a video that takes `SLOW` to finish and a cover; the

@@ -25,13 +25,6 @@ fn video() -> Vec<u8> {
         .collect()
 }
 
-/// A route `NAME` at `/hooks/NAME` from `preset`, delivering to `sub` (down).
-fn preset_route(name: &str, preset: &str, sub: &str) -> common::Route {
-    common::Route::new(name, &format!("/hooks/{name}"))
-        .preset(preset)
-        .subscriber(Subscriber::new(sub, DOWN))
-}
-
 /// GET on the admin API: status, headers, raw body (a stored file's bytes).
 async fn admin_get(h: &hookrelay::Handle, path: &str) -> (http::StatusCode, http::HeaderMap, Bytes) {
     request(h.admin_addr, None, "GET", path, &[], Bytes::new()).await
@@ -77,7 +70,8 @@ async fn media_event(h: &hookrelay::Handle) -> String {
 async fn runway_video_and_cover_are_stored_in_the_local_directory() {
     let s = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = media_config(dir.path(), Media::new().allow_private()).route(preset_route("runway", "kie-runway", "s"));
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
     let h = start(&cfg).await;
     let media = runway_round_trip(&h, &s).await;
     // Content-addressed under the store's directory, complete on disk.
@@ -149,11 +143,8 @@ async fn runway_video_and_cover_are_stored_in_s3() {
     let bucket = moto
         .store("media", "AKIATEST", Secret::env("HOOKRELAY_TEST_MOTO_SECRET"))
         .prefix("hookrelay/");
-    let cfg = media_config(dir.path(), Media::new().allow_private().s3(bucket)).route(preset_route(
-        "runway",
-        "kie-runway",
-        "s",
-    ));
+    let cfg = media_config(dir.path(), Media::new().allow_private().s3(bucket))
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
     let h = start(&cfg).await;
     let media = runway_round_trip(&h, &s).await;
     for m in &media {
@@ -168,8 +159,8 @@ async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetc
     let s = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = media_config(dir.path(), Media::new().allow_private())
-        .route(preset_route("veo", "kie-veo", "v"))
-        .route(preset_route("market", "kie-market", "m"));
+        .route(preset_route("veo", "kie-veo").subscriber(Subscriber::new("v", DOWN)))
+        .route(preset_route("market", "kie-market").subscriber(Subscriber::new("m", DOWN)));
     let h = start(&cfg).await;
     let u: Vec<String> = (0..4)
         .map(|i| s.bytes(&format!("/r/{i}.mp4"), format!("file {i}").as_bytes(), "video/mp4"))

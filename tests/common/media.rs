@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::config::{dur, TestConfig};
-use super::route::Subscriber;
+use super::route::{Route, Subscriber};
 use super::s3::S3;
 use super::subscriber::DOWN;
 
@@ -29,6 +29,12 @@ pub fn media_config(dir: &Path, media: Media) -> TestConfig {
 enum Store {
     Dir(PathBuf),
     S3 { s3: S3 },
+}
+
+/// A route `NAME` at `/hooks/NAME` (no token) starting from provider preset
+/// `preset`; add its subscribers with `Route::subscriber`.
+pub fn preset_route(name: &str, preset: &str) -> Route {
+    Route::new(name, &format!("/hooks/{name}")).preset(preset)
 }
 
 /// The `[media]` table.
