@@ -50,12 +50,6 @@ async fn slow_video(s: &FileServer) -> (Vec<u8>, String, String) {
     (video_bytes, s.url("/k/slow.mp4"), cover_url)
 }
 
-fn runway_body(video_url: &str, cover_url: &str) -> String {
-    json!({"code": 200, "msg": "All generated successfully.", "data": {
-        "task_id": "ee603959", "video_id": "v1", "video_url": video_url, "image_url": cover_url}})
-    .to_string()
-}
-
 /// The header of a delivery made once the slow video and the cover are stored.
 fn assert_both_stored(header: &[Value], video_url: &str, video_bytes: &[u8], cover_url: &str) {
     assert_eq!(header.len(), 2, "{header:#?}");
@@ -98,7 +92,7 @@ async fn after_archive_waits_for_the_files_and_an_immediate_subscriber_does_not(
     ]);
     let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
 
-    let body = runway_body(&video_url, &cover_url);
+    let body = runway_media("ee603959", &video_url, &cover_url).to_string();
     let posted = Instant::now();
     let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
     assert!(posted.elapsed() < Duration::from_secs(1), "the 200 waited for nothing");
@@ -198,7 +192,7 @@ async fn a_pull_subscriber_with_after_archive_gets_the_message_once_the_files_ar
         &[],
     );
 
-    let body = runway_body(&video_url, &cover_url);
+    let body = runway_media("ee603959", &video_url, &cover_url).to_string();
     let posted = Instant::now();
     let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
     now_sub

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::files::{generated_sha256, FileServer, Route as File};
 use common::*;
-use serde_json::json;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const GIB: u64 = 1 << 30;
@@ -37,7 +36,7 @@ async fn a_gib_is_archived_with_the_daemon_under_64_mib() {
         .write();
     let bin = Bin::start(&config, &[]);
     let before = bin.peak_rss_kib();
-    let body = json!({"code": 200, "msg": "ok", "data": {"task_id": "huge", "video_url": s.url("/k/huge.mp4"), "image_url": ""}});
+    let body = runway_media("huge", &s.url("/k/huge.mp4"), "");
     let started = Instant::now();
     let id = accepted_at(bin.addr, "/hooks/runway", &body.to_string()).await;
     let media = wait_final(bin.admin, &id, Duration::from_secs(300)).await;

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::files::{sha256_hex, FileServer, Route as File};
 use common::*;
-use serde_json::json;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -36,8 +35,7 @@ async fn a_download_killed_with_sigkill_is_archived_after_the_restart() {
         .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)))
         .write();
     let mut bin = Bin::start(&config, &[]);
-    let body = json!({"code": 200, "msg": "ok", "data": {"task_id": "k9", "video_url": url, "image_url": ""}});
-    let id = accepted_at(bin.addr, "/hooks/runway", &body.to_string()).await;
+    let id = accepted_at(bin.addr, "/hooks/runway", &runway_media("k9", &url, "").to_string()).await;
     let tmp = dir.path().join("data/media/tmp");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
