@@ -4,7 +4,10 @@
 //! (latency measured from each request's scheduled time). Prints one JSON line.
 //!
 //! loadgen URL [--connections N] [--streams N] [--duration SECS] [--h2]
-//!             [--ca PEM] [--rate REQ_PER_S] [--tag TEXT]
+//!             [--ca PEM] [--rate REQ_PER_S] [--tag TEXT] [--media BASE]
+//!
+//! `--media http://127.0.0.1:PORT` makes each body's video and cover URLs
+//! point there (a loopback file server) instead of `https://file.com`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,8 @@ struct Opts {
     ca: Option<String>,
     rate: Option<f64>,
     tag: String,
+    /// Scheme and authority for the media URLs in each body.
+    media: String,
 }
 
 fn parse() -> Opts {
@@ -38,6 +43,7 @@ fn parse() -> Opts {
         ca: None,
         rate: None,
         tag: format!("{}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()),
+        media: "https://file.com".into(),
     };
     while let Some(k) = a.next() {
         match k.as_str() {
@@ -48,6 +54,7 @@ fn parse() -> Opts {
             "--ca" => o.ca = a.next(),
             "--rate" => o.rate = Some(a.next().unwrap().parse().unwrap()),
             "--tag" => o.tag = a.next().unwrap(),
+            "--media" => o.media = a.next().unwrap(),
             other => panic!("unknown option {other}"),
         }
     }
@@ -106,10 +113,10 @@ where
     }
 }
 
-fn body(tag: &str, n: u64) -> Bytes {
+fn body(tag: &str, n: u64, media: &str) -> Bytes {
     let sent = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     Bytes::from(format!(
-        r#"{{"code":200,"msg":"All generated successfully.","data":{{"task_id":"{tag}-{n}","video_id":"485da89c-7fca-4340-8c04-101025b2ae71","video_url":"https://file.com/k/{n}.mp4","image_url":"https://file.com/m/{n}.png"}},"sent_ns":{sent}}}"#
+        r#"{{"code":200,"msg":"All generated successfully.","data":{{"task_id":"{tag}-{n}","video_id":"485da89c-7fca-4340-8c04-101025b2ae71","video_url":"{media}/k/{tag}-{n}.mp4","image_url":"{media}/m/{tag}-{n}.png"}},"sent_ns":{sent}}}"#
     ))
 }
 
@@ -162,7 +169,7 @@ fn main() {
                         let req = Request::post(o.url.clone())
                             .header("content-type", "application/json")
                             .header("host", o.url.authority().unwrap().as_str())
-                            .body(Full::new(body(&o.tag, n)))
+                            .body(Full::new(body(&o.tag, n, &o.media)))
                             .unwrap();
                         let mut guard = sender.lock().await;
                         let resp = match &mut *guard {

@@ -3,7 +3,8 @@
 //!
 //! [`start`] binds every listener (port 0 works: the handle reports the real
 //! addresses), opens the store, loads the certificate (files, or the ACME
-//! cache), starts the lanes, the retention sweeper and the ACME renewals.
+//! cache), starts the lanes, the media archiver, the retention sweeper and
+//! the ACME renewals.
 //! [`Handle::reload`] applies a new config file without dropping connections;
 //! [`Handle::shutdown`] drains, stops and closes the store.
 
@@ -18,9 +19,10 @@ use tokio::task::JoinHandle;
 use crate::acme::{self, Acme, AcmeError};
 use crate::config::{Config, ConfigError, TlsSource};
 use crate::delivery::{Delivery, DeliveryError};
+use crate::media::{ArchiveSettings, Archiver, SetupError};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnLimit, ListenerOptions};
-use crate::state::App;
+use crate::state::{App, Public};
 use crate::store::{Options, Store, StoreError, Topology};
 use crate::tls::{self, TlsError};
 
@@ -41,6 +43,10 @@ pub enum StartError {
     Acme(#[from] AcmeError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Media(#[from] SetupError),
+    #[error("cannot start the media archiver: {0}")]
+    Archiver(std::io::Error),
 }
 
 /// Why a reload was refused (the running configuration stays).
@@ -54,6 +60,8 @@ pub enum ReloadError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] SetupError),
 }
 
 /// A started daemon.
@@ -119,6 +127,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let delivery = Delivery::new(store.clone(), metrics.clone());
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
     delivery.configure(&subscribers)?;
+    let media_settings = ArchiveSettings::build(&config, None)?;
+    if config.routes.iter().any(|r| !r.media.is_empty()) {
+        tracing::info!(store = %media_settings.store.describe(), "media archive");
+    }
     // ACME: a cached certificate is served at once; the renewal task starts below.
     let (tls, acme) = match &config.server.tls {
         Some(TlsSource::Files(files)) => {
@@ -152,14 +164,20 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     }
     let admin_addr = local(&admin_listener, config.admin.listen)?;
 
+    // Media work already on disk (from before a restart) starts now; new work
+    // arrives with the events.
+    let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
     let app = Arc::new(App::new(
         config,
         store,
         metrics,
         delivery,
-        tls.clone(),
-        acme.clone(),
-        ingest_addrs.clone(),
+        media,
+        Public {
+            tls: tls.clone(),
+            acme: acme.clone(),
+            addrs: ingest_addrs.clone(),
+        },
     ));
     app.store_ok.store(store_ok, Ordering::Relaxed);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -261,6 +279,7 @@ impl Handle {
             let _ = l.await;
         }
         self.app.delivery.stop().await;
+        self.app.media.stop().await;
         for b in self.background {
             b.abort();
             let _ = b.await;

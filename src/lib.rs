@@ -16,6 +16,9 @@
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
+//! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
+//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] |
+//! | the provider platform's API (status records, download-url refresh) | [`provider`] |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `pull`) |
@@ -44,7 +47,10 @@ pub mod delivery;
 pub mod forward;
 pub mod ingest;
 pub mod logging;
+pub mod media;
 pub mod metrics;
+pub mod preset;
+pub mod provider;
 pub mod pull;
 pub mod reload;
 pub mod retention;

@@ -24,6 +24,11 @@ pub struct SubLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
     pub subscriber: String,
     pub outcome: &'static str,
@@ -64,6 +69,16 @@ pub struct Metrics {
     pub tls_cert_expiry: Family<SourceLabels, Gauge>,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
+    /// Media tries by outcome: stored, retry, failed (for good).
+    pub media_files: Family<OutcomeLabels, Counter>,
+    /// Bytes of media stored.
+    pub media_bytes: Counter,
+    /// Media URLs waiting for a try.
+    pub media_queue_depth: Gauge,
+    /// Media downloads running.
+    pub media_in_flight: Gauge,
+    /// Expired URLs the provider was asked to refresh, by outcome (ok, failed).
+    pub media_refresh: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +107,11 @@ impl Metrics {
             store_writes: Counter::default(),
             tls_cert_expiry: Family::default(),
             acme_failures: Counter::default(),
+            media_files: Family::default(),
+            media_bytes: Counter::default(),
+            media_queue_depth: Gauge::default(),
+            media_in_flight: Gauge::default(),
+            media_refresh: Family::default(),
         };
         registry.register(
             "ingest_requests",
@@ -164,7 +184,32 @@ impl Metrics {
             "Failed ACME certificate orders (first issuance or renewal); the current certificate stays in use",
             m.acme_failures.clone(),
         );
+        registry.register(
+            "media_files",
+            "Media download tries by outcome (stored, retry, failed for good)",
+            m.media_files.clone(),
+        );
+        registry.register("media_bytes", "Bytes of media stored", m.media_bytes.clone());
+        registry.register(
+            "media_queue_depth",
+            "Media URLs waiting for a download try",
+            m.media_queue_depth.clone(),
+        );
+        registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());
+        registry.register(
+            "media_refresh",
+            "Expired media URLs the provider was asked to refresh, by outcome",
+            m.media_refresh.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    pub fn media_file(&self, outcome: &'static str) {
+        self.media_files.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn media_refresh(&self, outcome: &'static str) {
+        self.media_refresh.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn ingest(&self, route: &str, status: u16) {

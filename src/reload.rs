@@ -49,6 +49,7 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
     for w in &new.warnings {
         tracing::warn!("{w}");
     }
+    let media = crate::media::ArchiveSettings::build(&new, Some(&app.media.settings()))?;
     app.store.register(&topology(&new)).await?;
     let subscribers: Vec<_> = new.subscribers().cloned().collect();
     app.delivery.configure(&subscribers)?;
@@ -59,6 +60,7 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
     app.listener_settings.set(conn_settings(&new));
     app.connections.set_limit(new.server.max_connections);
     let routes = new.routes.len();
+    app.media.update(media);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");
     Ok(())

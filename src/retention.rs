@@ -1,7 +1,9 @@
 //! Retention: every minute (the first time ten seconds after start), remove
 //! the events older than `store.retention` whose deliveries are all over, a
-//! dead letter only `retention` after it died. The store does the work in
-//! bounded steps between its other writes.
+//! dead letter only `retention` after it died; then the media URLs that were
+//! archived (or failed) longer than `media.retention` ago, deleting the files
+//! no remaining URL refers to. The store does the work in bounded steps
+//! between its other writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,30 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Ok(removed) => tracing::info!(removed, "retention: removed expired events"),
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
             }
+        }
+        let media_retention = app.media.settings().retention;
+        let cutoff = crate::clock::now_ms().saturating_sub(media_retention.as_millis() as u64);
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = sweep_media(&app, cutoff) => {}
+        }
+    }
+}
+
+/// One media retention pass: forget the URLs that became final before
+/// `cutoff_ms`, then delete the files none of the remaining URLs refers to.
+/// Returns (URLs forgotten, files deleted).
+pub async fn sweep_media(app: &App, cutoff_ms: u64) -> (usize, usize) {
+    match app.store.sweep_media(cutoff_ms).await {
+        Ok((0, _)) => (0, 0),
+        Ok((removed, files)) => {
+            let deleted = app.media.delete_files(&files).await;
+            tracing::info!(removed, files = deleted, "media retention: removed expired media");
+            (removed, deleted)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "media retention sweep failed");
+            (0, 0)
         }
     }
 }

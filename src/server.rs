@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -30,7 +29,7 @@ use crate::tls;
 mod activity;
 mod limits;
 
-use activity::{Activity, Next, Tracked};
+use activity::{Activity, GuardedBody, Next, Tracked};
 pub use limits::{ConnLimit, ConnSettings, Settings};
 
 /// What one listener needs; the limits are shared and a reload changes them.
@@ -45,10 +44,16 @@ pub struct ListenerOptions {
 
 /// Serve `listener` until `shutdown` turns true, then stop accepting and give
 /// open connections the shutdown grace to finish their requests.
-pub async fn serve<S, F>(listener: TcpListener, opts: ListenerOptions, service: S, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<S, F, B>(
+    listener: TcpListener,
+    opts: ListenerOptions,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // Every connection task holds a clone; when all are dropped, all are done.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -123,7 +128,7 @@ struct Limits {
     idle_timeout: Duration,
 }
 
-async fn serve_conn<I, S, F>(
+async fn serve_conn<I, S, F, B>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: S,
@@ -133,7 +138,9 @@ async fn serve_conn<I, S, F>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Activity::new();
     let tracker = activity.clone();
@@ -141,8 +148,8 @@ async fn serve_conn<I, S, F>(
         let guard = tracker.request_started(req.version());
         let fut = service(req, peer);
         async move {
-            let resp = fut.await;
-            drop(guard);
+            // The request counts as served until its body is sent.
+            let resp = fut.await.map(|b| GuardedBody::new(b, guard));
             Ok::<_, Infallible>(resp)
         }
     });

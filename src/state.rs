@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use crate::acme::Acme;
 use crate::config::{Config, Route};
 use crate::delivery::Delivery;
+use crate::media::Archiver;
 use crate::metrics::Metrics;
 use crate::server::{ConnLimit, ConnSettings, Settings};
 use crate::store::Store;
@@ -66,6 +67,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The subscribers' lanes.
     pub delivery: Delivery,
+    /// The media archiver (its settings follow reloads).
+    pub media: Arc<Archiver>,
     /// The last write to the store succeeded (readiness).
     pub store_ok: AtomicBool,
     /// Listeners bound and not shutting down (readiness).
@@ -86,16 +89,28 @@ pub struct App {
     pub connections: Arc<ConnLimit>,
 }
 
+/// The public listeners as the wiring set them up: their TLS and addresses.
+pub struct Public {
+    pub tls: Option<tls::Reloadable>,
+    pub acme: Option<Acme>,
+    /// Bound addresses, in config order (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+}
+
 impl App {
     pub fn new(
         config: Config,
         store: Store,
         metrics: Arc<Metrics>,
         delivery: Delivery,
-        tls: Option<tls::Reloadable>,
-        acme: Option<Acme>,
-        ingest_addrs: Vec<SocketAddr>,
+        media: Arc<Archiver>,
+        public: Public,
     ) -> App {
+        let Public {
+            tls,
+            acme,
+            addrs: ingest_addrs,
+        } = public;
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),
@@ -103,6 +118,7 @@ impl App {
             store,
             metrics,
             delivery,
+            media,
             store_ok: AtomicBool::new(true),
             serving: AtomicBool::new(false),
             tls,

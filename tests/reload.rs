@@ -1,7 +1,8 @@
 //! Reload (SIGHUP or `Handle::reload`) keeps every promise while the config
 //! changes: a broken file is refused and the old config keeps serving; routes,
 //! subscribers, the certificate, connection limits, timeouts, HTTP/2 streams
-//! and shutdown grace apply without dropping open connections; systemd is told
+//! and shutdown grace apply without dropping open connections; the media
+//! archive's settings apply to the next download; systemd is told
 //! (sd_notify, watchdog) and JSON logs stay JSON.
 
 mod common;
@@ -238,4 +239,29 @@ async fn reload_applies_shutdown_grace() {
         t.elapsed()
     );
     drop(s);
+}
+
+#[tokio::test]
+async fn a_reload_applies_the_media_settings() {
+    let s = common::files::FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN));
+    let cfg = media_config(dir.path(), Media::new()).route(route);
+    let h = start(&cfg).await;
+    let runway = |task: &str, url: &str| runway_media(task, url, "").to_string();
+    let wait = Duration::from_secs(30);
+    let first = s.bytes("/k/1.mp4", b"one", "video/mp4");
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &runway("1", &first)).await;
+    assert_eq!(wait_final(h.admin_addr, &id, wait).await[0]["state"], "failed");
+    // SIGHUP's path: the file changes, the daemon reloads it.
+    cfg.media(Media::new().allow_private()).write();
+    h.reload().await.expect("reload");
+    let second = s.bytes("/k/2.mp4", b"two", "video/mp4");
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &runway("2", &second)).await;
+    let m = &wait_final(h.admin_addr, &id, wait).await[0];
+    assert_eq!(
+        (m["state"].as_str(), m["sha256"].as_str()),
+        (Some("stored"), Some(common::files::sha256_hex(b"two").as_str()))
+    );
+    h.shutdown().await;
 }

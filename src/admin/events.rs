@@ -1,4 +1,4 @@
-//! `/api/events`, `/api/events/{id}`, replay, and dead letters.
+//! `/api/events`, `/api/events/{id}` (with its media), replay, and dead letters.
 
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -74,6 +74,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
             json!({
                 "name": d.subscriber,
                 "state": d.state.name(),
+                "waiting_for_media": matches!(d.state, crate::store::DeliveryState::AwaitingMedia { .. }),
                 "last_error": d.last_error,
                 "attempts_total": d.attempts,
                 "attempts": d.history.iter().map(|a| json!({
@@ -109,6 +110,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         "body": body,
         "body_encoding": encoding,
         "subscribers": subs,
+        "media": super::media::of_event(app, id).await?,
     }))
 }
 

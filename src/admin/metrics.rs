@@ -50,6 +50,8 @@ pub(super) async fn render(app: &App) -> String {
             .get_or_create(&SourceLabels { source })
             .set(cert.expiry_unix());
     }
+    m.media_queue_depth.set(app.store.media_queue() as i64);
+    m.media_in_flight.set(app.media.in_flight() as i64);
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()

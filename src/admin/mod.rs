@@ -1,11 +1,13 @@
 //! Admin API (localhost by default): health, readiness, Prometheus metrics and
 //! the JSON API for the daemon's status, events, attempts, dead letters,
-//! replay and subscribers.
+//! replay, subscribers and archived media (including the stored files
+//! themselves, streamed).
 //! When `admin.token` is set every path but `/healthz` and `/readyz` needs
 //! `Authorization: Bearer <token>`. Store scans run on the blocking pool (the
 //! store does that), never on the workers that serve callbacks.
 
 mod events;
+mod media;
 mod metrics;
 mod status;
 mod subscribers;
@@ -15,19 +17,24 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
 use crate::state::App;
 
-pub(crate) type Reply = Response<Full<Bytes>>;
+/// Answers are small JSON documents, or a stored media file streamed.
+pub(crate) type AdminBody = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Reply = Response<AdminBody>;
+
+fn full(b: impl Into<Bytes>) -> AdminBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
 /// A JSON answer, or the status and message of a refusal.
 type ApiResult = Result<Value, (StatusCode, String)>;
 
 fn reply(status: StatusCode, body: Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(&body).unwrap_or_default(),
-    )));
+    let mut r = Response::new(full(serde_json::to_vec_pretty(&body).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -41,7 +48,7 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Reply {
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
@@ -129,6 +136,8 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
         (Method::GET, ["api", "dead-letters"]) => events::dead_letters(&app, &q).await,
         (Method::POST, ["api", "dead-letters", "replay"]) => events::replay_dead(&app, q.get("subscriber")).await,
         (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
+        (Method::GET, ["api", "media"]) => media::list(&app, &q).await,
+        (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,
         (
             _,
             ["metrics"]
@@ -137,6 +146,8 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
             | ["api", "events", _]
             | ["api", "dead-letters"]
             | ["api", "subscribers"]
+            | ["api", "media"]
+            | ["api", "media", _]
             | ["api", "events", _, "replay"]
             | ["api", "dead-letters", "replay"],
         ) => Err((StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".to_string())),

@@ -85,7 +85,7 @@ fn kie_known_answer() {
     let expected = "5zdM6bizPKyBWCYssVNLh6WZvg0wufFInuqFh55Ijtw=";
     let sig = Signature::Kie {
         secret: Secret::new("kie-test-key"),
-        task_id: None,
+        task_id: vec![],
         tolerance: Duration::from_secs(300),
     };
     let h = headers(&[("x-webhook-timestamp", "1732700000"), ("x-webhook-signature", expected)]);
@@ -114,7 +114,7 @@ fn kie_known_answer() {
     );
     let configured = Signature::Kie {
         secret: Secret::new("kie-test-key"),
-        task_id: Some("/job".into()),
+        task_id: vec!["/job".into()],
         tolerance: Duration::from_secs(300),
     };
     let custom = serde_json::json!({"job": "ee603959-debb-48d1-98c4-a6d1c717eba6"});

@@ -115,6 +115,13 @@ pub enum AdminCommand {
     },
     /// Show subscribers with their backlog and state.
     Subscribers,
+    /// Show the media of one event, or the archive's queue and recent files.
+    Media {
+        /// An event id (evt_…); without it, the archive at a glance.
+        event: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 /// Run the command line; the process exit code.
@@ -179,6 +186,15 @@ fn check_config(cli: &Cli) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
+            for r in c.routes.iter().filter(|r| !r.preset_report.is_empty()) {
+                println!("route {:?}:", r.name);
+                for line in &r.preset_report {
+                    println!("  {line}");
+                }
+            }
+            if c.routes.iter().any(|r| !r.media.is_empty()) {
+                println!("media store: {}", describe_media_store(&c.media.store));
+            }
             println!(
                 "{}: OK ({} routes, {} subscribers)",
                 cli.config.display(),
@@ -218,6 +234,19 @@ fn tls_summary(c: &Config) -> Option<String> {
             crate::acme::state_dir(&c.store.path).display()
         ),
     })
+}
+
+/// The media store in one line (no secrets).
+fn describe_media_store(s: &crate::config::MediaStoreConfig) -> String {
+    match s {
+        crate::config::MediaStoreConfig::Local(dir) => format!("directory {}", dir.display()),
+        crate::config::MediaStoreConfig::S3(s3) => format!(
+            "s3://{}/{} at {}",
+            s3.bucket,
+            s3.prefix,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
 }
 
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
@@ -307,6 +336,14 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
         AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),
+        AdminCommand::Media { event: Some(id), .. } => (
+            Method::GET,
+            format!("/api/media?event={}", enc(id)),
+            render::render_event_media,
+        ),
+        AdminCommand::Media { event: None, limit } => {
+            (Method::GET, format!("/api/media?limit={limit}"), render::render_media)
+        }
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

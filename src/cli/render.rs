@@ -110,6 +110,51 @@ pub fn render_event(v: &Value) -> String {
         &["SUBSCRIBER", "STATE", "ATTEMPT", "AT", "TOOK", "RESULT"],
         &rows,
     ));
+    let media = media_rows(&v["media"]);
+    if !media.is_empty() {
+        out.push_str("\nmedia:\n");
+        out.push_str(&table(&MEDIA_HEADERS, &media));
+    }
+    out
+}
+
+fn media_rows(items: &Value) -> Vec<Vec<String>> {
+    items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let result = match m["state"].as_str() {
+                Some("stored") => format!("{} bytes  {}", s(&m["size"]), s(&m["location"])),
+                _ => s(&m["error"]),
+            };
+            vec![s(&m["state"]), s(&m["url"]), s(&m["sha256"]), s(&m["attempts"]), result]
+        })
+        .collect()
+}
+
+const MEDIA_HEADERS: [&str; 5] = ["STATE", "URL", "SHA256", "TRIES", "RESULT"];
+
+/// `hookrelay media EVENT`
+pub fn render_event_media(v: &Value) -> String {
+    let rows = media_rows(&v["media"]);
+    if rows.is_empty() {
+        return format!("{}: no media\n", s(&v["event"]));
+    }
+    table(&MEDIA_HEADERS, &rows)
+}
+
+/// `hookrelay media`
+pub fn render_media(v: &Value) -> String {
+    let mut out = format!(
+        "store:     {}\nwaiting:   {}\nin flight: {}\n\nrecent:\n",
+        s(&v["store"]),
+        s(&v["queue_depth"]),
+        s(&v["in_flight"])
+    );
+    out.push_str(&table(&MEDIA_HEADERS, &media_rows(&v["recent"])));
+    out.push_str("\nwaiting:\n");
+    out.push_str(&table(&MEDIA_HEADERS, &media_rows(&v["waiting"])));
     out
 }
 

@@ -47,6 +47,18 @@ fn a_pull_subscriber_takes_a_token_lease_secret_filter_and_retry() {
 }
 
 #[test]
+fn a_pull_subscriber_takes_after_archive() {
+    let text = with_sub("pull = { token = \"laptop-token\" }\nafter_archive = true").replace(
+        "path = \"/hooks/r\"\n",
+        "path = \"/hooks/r\"\npreset = \"kie-runway\"\n",
+    );
+    let c = parse(&text).unwrap();
+    let s = &c.routes[0].subscribers[0];
+    assert!(s.pull().is_some() && s.after_archive, "{s:?}");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
 fn the_lease_defaults_to_a_minute_and_the_token_comes_from_any_source() {
     std::env::set_var("HOOKRELAY_TEST_PULL_TOKEN", "from-env");
     let c = parse(&with_sub("pull = { token = { env = \"HOOKRELAY_TEST_PULL_TOKEN\" } }")).unwrap();

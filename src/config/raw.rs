@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub media: RawMedia,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
 
@@ -204,9 +206,15 @@ pub(super) struct RawRoute {
     pub tokens: Vec<Spanned<SecretSource>>,
     /// None: every source; an empty list is refused.
     pub allow_ips: Option<Vec<Cidr>>,
-    #[serde(default)]
-    pub dedupe_key: Vec<Spanned<String>>,
+    /// A provider preset (`kie-…`): dedupe key, task id and media pointers
+    /// for that product; the keys written here override it.
+    pub preset: Option<Spanned<String>>,
+    /// None: the preset's (or the body hash); `[]`: the body hash.
+    pub dedupe_key: Option<Vec<Spanned<String>>>,
     pub signature: Option<Spanned<RawSignature>>,
+    /// Media pointers; None: the preset's (or none); `[]`: no archiving.
+    pub media: Option<Vec<Spanned<String>>>,
+    pub provider: Option<Spanned<RawProvider>>,
     #[serde(default = "yes")]
     pub json: bool,
     #[serde(default)]
@@ -263,6 +271,9 @@ pub(super) struct RawSubscriber {
     pub rate: Option<Spanned<Rate>>,
     pub max_retry_after: Option<Dur>,
     pub circuit_threshold: Option<Spanned<u32>>,
+    /// Deliver only once every media URL of the event is stored or failed for good.
+    #[serde(default)]
+    pub after_archive: bool,
 }
 
 /// `pull = { token = …, lease = "60s" }`: the private side fetches over the
@@ -284,4 +295,73 @@ impl Default for RawPull {
             lease: Spanned::new(0..0, Dur(Duration::from_secs(60))),
         }
     }
+}
+
+/// `provider = { api_key = …, base_url = … }` on a route: the platform's API
+/// key (secret stays raw TOML so its errors can name `.api_key`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub api_key: Option<toml::Value>,
+    pub base_url: Option<String>,
+}
+
+/// `[media]`: where archived files go and how they are downloaded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMedia {
+    /// A directory (string) or `{ s3 = { … } }` ([`RawS3`]), read by the
+    /// validator so that each shape gets its own clear error. None: `media`
+    /// under the store's directory. Not `Spanned`: toml cannot read a span
+    /// for a table declared only by a `[media.store.s3]` header (the
+    /// validator finds the position itself).
+    pub store: Option<toml::Value>,
+    pub max_size: Size,
+    pub timeout: Dur,
+    pub concurrency: usize,
+    pub retry: Vec<Dur>,
+    pub allow_private: bool,
+    pub allow_networks: Vec<Cidr>,
+    pub retention: Dur,
+    pub min_free: Size,
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        RawMedia {
+            store: None,
+            max_size: Size(2 << 30),
+            timeout: Dur(Duration::from_secs(600)),
+            concurrency: 4,
+            // ~2.7 hours in five steps: well inside the URLs' shortest lives (24 h).
+            retry: ["10s", "1m", "5m", "30m", "2h"]
+                .into_iter()
+                .map(Dur::from_str_const)
+                .collect(),
+            allow_private: false,
+            allow_networks: Vec::new(),
+            retention: Dur(Duration::from_secs(90 * 86400)),
+            min_free: Size(1 << 30),
+            ca_file: None,
+        }
+    }
+}
+
+/// `store = { s3 = { … } }` (secrets stay raw TOML so errors can name them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawS3 {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    #[serde(default = "us_east_1")]
+    pub region: String,
+    pub access_key: Option<toml::Value>,
+    pub secret_key: Option<toml::Value>,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+fn us_east_1() -> String {
+    "us-east-1".into()
 }

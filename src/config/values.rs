@@ -13,6 +13,8 @@ use serde::Deserialize;
 use super::units::Rate;
 use crate::auth::Secret;
 use crate::delivery::retry::RetrySchedule;
+use crate::media::MediaPointer;
+use crate::preset::Preset;
 use crate::tls::TlsFiles;
 
 /// The whole configuration.
@@ -24,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub media: MediaConfig,
     pub routes: Vec<Route>,
     /// Settings that work but are probably not what was meant (shown by
     /// `check-config`, logged at start and reload), each naming file and key.
@@ -171,9 +174,94 @@ pub struct Route {
     /// JSON pointers whose values form the dedupe key; empty: SHA-256 of the body.
     pub dedupe_key: Vec<String>,
     pub signature: Option<Signature>,
+    /// The provider preset the route started from, if any.
+    pub preset: Option<Preset>,
+    /// What the preset set and what explicit keys replaced, one line each,
+    /// for `check-config` (empty without a preset).
+    pub preset_report: Vec<String>,
+    /// Where the task id is, tried in order (the `kie` signature, expected
+    /// tasks); empty: the platform's usual places.
+    pub task_id: Vec<String>,
+    /// Where the callback names result files to archive; empty: no archiving.
+    pub media: Vec<MediaPointer>,
+    /// The platform's API key: refreshes expired media URLs (and, later,
+    /// reconciles tasks).
+    pub provider: Option<ProviderKey>,
     /// The body must be JSON (400 otherwise).
     pub json: bool,
     pub subscribers: Vec<Subscriber>,
+}
+
+/// A route's key for the provider platform's API.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderKey {
+    pub api_key: Secret,
+    /// `https://api.kie.ai` unless the route says otherwise (http only to loopback).
+    pub base_url: String,
+}
+
+impl fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderKey")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[media]`: where archived files go and how they are downloaded.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub store: MediaStoreConfig,
+    /// Per file; a larger download is cut off and marked failed.
+    pub max_size: u64,
+    /// Per download: every redirect hop, headers and body.
+    pub timeout: Duration,
+    /// Downloads in flight.
+    pub concurrency: usize,
+    pub retry: RetrySchedule,
+    /// Fetch URLs that resolve to loopback, private, link-local or multicast addresses.
+    pub allow_private: bool,
+    /// Non-public networks reachable even without `allow_private` (one
+    /// internal file server, say); every other non-public address stays refused.
+    pub allow_networks: Vec<IpNet>,
+    /// Stored files (and the records of failed ones) are removed this long after they were archived.
+    pub retention: Duration,
+    /// Downloads stop before the media disk has less free space than this.
+    pub min_free: u64,
+    /// Extra trust anchors for https media servers and the S3 endpoint.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where archived files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaStoreConfig {
+    /// A directory (absolute once validated).
+    Local(PathBuf),
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// None: AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    /// Key prefix, so a bucket can hold other data.
+    pub prefix: String,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A provider signature the route requires.
@@ -182,7 +270,8 @@ pub enum Signature {
     /// HMAC-SHA256(secret, taskId + "." + timestamp), base64, in `X-Webhook-Signature`.
     Kie {
         secret: Secret,
-        task_id: Option<String>,
+        /// Where the task id is, tried in order; empty: the platform's usual places.
+        task_id: Vec<String>,
         tolerance: Duration,
     },
     /// Standard Webhooks: HMAC-SHA256(base64-decoded whsec_ key, id.ts.body);
@@ -239,6 +328,9 @@ pub struct Subscriber {
     pub rate: Option<Rate>,
     /// Consecutive failures that open the circuit (at least 1).
     pub circuit_threshold: u32,
+    /// Wait until every media URL of the event is stored or failed for good,
+    /// then deliver with the `hookrelay-media` header.
+    pub after_archive: bool,
 }
 
 impl Subscriber {
@@ -296,6 +388,7 @@ impl fmt::Debug for Subscriber {
             .field("endpoint", &self.endpoint)
             .field("keys", &self.keys.len())
             .field("concurrency", &self.concurrency)
+            .field("after_archive", &self.after_archive)
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,7 @@
-//! One delivery attempt: filter, sign, POST the provider's body byte for byte,
-//! classify the answer, decide what follows (delivered, retry, dead letter),
-//! record it in the store, count and log it.
+//! One delivery attempt: filter, wait for the event's media (`after_archive`
+//! subscribers), sign, POST the provider's body byte for byte, classify the
+//! answer, decide what follows (delivered, retry, dead letter), record it in
+//! the store, count and log it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::client::{error_chain, HttpClient, SendError};
+use super::media_gate::{self, Gate};
 use super::retry::{classify, Verdict};
 use super::{ATTEMPT_HEADER, USER_AGENT};
 use crate::clock;
@@ -60,10 +62,21 @@ impl Attempter {
             let recorded = self.record(&work, None, Outcome::Skipped).await;
             return (Health::Neutral, recorded);
         }
+        let media = if sub.after_archive {
+            match media_gate::check(&self.store, &sub.name, id).await {
+                Gate::Go(header) => Some(header),
+                Gate::Wait { due_ms } => {
+                    let recorded = self.record(&work, None, Outcome::Defer { due_ms }).await;
+                    return (Health::Neutral, recorded);
+                }
+            }
+        } else {
+            None
+        };
         let number = work.attempts + 1;
         let started = tokio::time::Instant::now();
         let at_ms = clock::now_ms();
-        let result = self.send(&work.event, number).await;
+        let result = self.send(&work.event, number, media).await;
         let elapsed = started.elapsed();
         self.metrics
             .attempt_seconds
@@ -107,7 +120,7 @@ impl Attempter {
             Outcome::Delivered => "delivered",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
-            Outcome::Skipped | Outcome::Gone => "skipped",
+            Outcome::Skipped | Outcome::Gone | Outcome::Defer { .. } => "skipped",
         };
         self.metrics.delivery(&sub.name, label);
         match &outcome {
@@ -139,7 +152,12 @@ impl Attempter {
     }
 
     /// POST the event; the status and `Retry-After`, or why there is none.
-    async fn send(&self, event: &Event, attempt: u32) -> Result<(StatusCode, Option<HeaderValue>), SendError> {
+    async fn send(
+        &self,
+        event: &Event,
+        attempt: u32,
+        media: Option<HeaderValue>,
+    ) -> Result<(StatusCode, Option<HeaderValue>), SendError> {
         let sub = &self.sub;
         let id = event.id.to_string();
         let ts = clock::now_secs();
@@ -151,6 +169,9 @@ impl Attempter {
             .header("webhook-id", &id)
             .header("webhook-timestamp", ts.to_string())
             .header(ATTEMPT_HEADER, attempt.to_string());
+        if let Some(m) = media {
+            req = req.header(media_gate::MEDIA_HEADER, m);
+        }
         if let Some(ct) = &event.meta.content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);
         }

@@ -5,12 +5,15 @@
 //! [`rate`] limit and [`circuit`], and follows its [`retry`] schedule. Each
 //! pull subscriber has a [`pull`] lane instead: the same work source, handed
 //! out to the private side under leases and advanced by its
-//! acknowledgements. This module knows neither sled nor how ingest answers.
+//! acknowledgements. An `after_archive` subscriber's deliveries (push or
+//! pull) wait for their event's media ([`media_gate`]). This module knows
+//! neither sled nor how ingest answers.
 
 pub mod attempt;
 pub mod circuit;
 mod client;
 mod lane;
+pub mod media_gate;
 pub mod pull;
 mod rate;
 pub mod retry;

@@ -26,6 +26,28 @@ use crate::dedupe::dedupe_hash;
 use crate::state::{App, RouteState};
 use crate::store::{EventMeta, NewEvent, Origin};
 
+/// Media URLs archived per callback at most, and the longest URL taken: a
+/// hostile body cannot make one event cost unbounded rows.
+const MAX_MEDIA_URLS: usize = 64;
+const MAX_MEDIA_URL_LEN: usize = 8 << 10;
+
+/// The media URLs the route's pointers find in the body (bounded; the rest
+/// are logged and left out).
+fn media_urls(route: &crate::config::Route, json: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(json) = json.filter(|_| !route.media.is_empty()) else {
+        return Vec::new();
+    };
+    let mut urls = crate::media::media_urls(&route.media, json);
+    let found = urls.len();
+    urls.retain(|u| u.len() <= MAX_MEDIA_URL_LEN);
+    urls.truncate(MAX_MEDIA_URLS);
+    if urls.len() < found {
+        tracing::warn!(route = %route.name, found, kept = urls.len(),
+            "callback names more (or longer) media URLs than archived per callback ({MAX_MEDIA_URLS} of up to 8 KiB); the rest are not archived");
+    }
+    urls
+}
+
 /// How long a request waits for its event to be on disk before answering 503.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -178,10 +200,12 @@ where
         origin: Origin::Callback,
     };
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
+    let media = media_urls(r, json.as_ref());
     let commit = app.store.append(NewEvent {
         meta,
         dedupe_hash: hash,
         body,
+        media,
     });
     let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
         Err(crate::store::StoreError::Unavailable(

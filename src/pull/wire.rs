@@ -36,7 +36,8 @@ pub struct Message {
     pub attempt: u32,
     /// To send with the body: `webhook-id`, `webhook-timestamp`,
     /// `webhook-signature` (when the subscriber has a secret), `content-type`
-    /// (when the provider sent one), `hookrelay-attempt`.
+    /// (when the provider sent one), `hookrelay-attempt`, and for an
+    /// `after_archive` subscriber `hookrelay-media` (its event's archived media).
     pub headers: BTreeMap<String, String>,
     /// The provider's body, base64 (standard alphabet, padded).
     pub body: String,

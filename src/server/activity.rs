@@ -147,6 +147,46 @@ impl Drop for RequestGuard {
     }
 }
 
+/// A response body that keeps its request counted as in flight until the
+/// body is sent (a streamed file can take longer than `idle_timeout`).
+pub struct GuardedBody<B> {
+    body: B,
+    guard: Option<RequestGuard>,
+}
+
+impl<B> GuardedBody<B> {
+    pub fn new(body: B, guard: RequestGuard) -> Self {
+        GuardedBody {
+            body,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.guard = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A connection's I/O, passed through unchanged; notes bytes that arrive while
 /// no request is being served.
 pub struct Tracked<I> {

@@ -8,7 +8,14 @@
 //! its route's log through a [`WorkSource`] (a cursor), plus a due-time index
 //! for work that has to wait (retries, `Retry-After`, replays). Every finished
 //! attempt leaves one result per event and subscriber.
+//!
+//! Media archive work lives here too: appending an event whose route found
+//! media URLs writes one row per URL (shared by every event naming it, so it
+//! is fetched once) in the same atomic write; the archiver reads due URLs
+//! through a [`MediaSource`] and records each try; an `after_archive`
+//! delivery is parked ([`Outcome::Defer`]) until its event's media is done.
 
+mod media;
 pub mod nats;
 pub mod prefill;
 pub mod result;
@@ -17,6 +24,7 @@ mod types;
 
 use std::path::PathBuf;
 
+pub use media::*;
 pub use types::*;
 
 /// How to open the store (from the `[store]` section).
@@ -181,6 +189,63 @@ impl Store {
     /// reachable and set up). The app keeps readiness in step with it.
     pub fn needs_health_checks(&self) -> bool {
         matches!(self.backend, Backend::Nats(_))
+    }
+
+    /// The archiver's view of the media work (one per daemon).
+    pub fn media_source(&self) -> MediaSource {
+        match &self.backend {
+            Backend::Sled(s) => MediaSource::Sled(s.media_source()),
+            Backend::Nats(s) => MediaSource::Nats(s.media_source()),
+        }
+    }
+
+    /// Record an archive try. Returns once applied; an event whose media is
+    /// now all final has its waiting deliveries made due.
+    pub async fn record_media(&self, ticket: &MediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
+        match (&self.backend, ticket) {
+            (Backend::Sled(s), MediaTicket::Sled(t)) => s.record_media(t, outcome).await,
+            (Backend::Nats(s), MediaTicket::Nats(t)) => s.record_media(t, outcome).await,
+            _ => Err(StoreError::Corrupt("media work of another store".into())),
+        }
+    }
+
+    /// The media of an event, in the order its pointers found them; None when
+    /// it named none. Asked before every `after_archive` delivery (sled: a
+    /// few point reads, fine on the async workers).
+    pub async fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.event_media(id),
+            Backend::Nats(s) => s.event_media(id).await,
+        }
+    }
+
+    /// A stored file by its SHA-256 (lower-case hex), while a URL refers to it.
+    pub async fn media_file(&self, sha256: String) -> Result<Option<MediaFile>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(move |s| s.media_file(&sha256)).await,
+            Backend::Nats(s) => s.media_file(sha256).await,
+        }
+    }
+
+    /// The most recently finished media URLs (newest first) and the ones
+    /// waiting for a try, up to `limit` each.
+    pub async fn recent_media(&self, limit: usize) -> Result<(Vec<MediaItem>, Vec<MediaItem>), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(move |s| s.recent_media(limit)).await,
+            Backend::Nats(s) => s.recent_media(limit).await,
+        }
+    }
+
+    /// Media retention: forget the URLs that became final before `cutoff_ms`.
+    /// Returns how many, and the digests of files no URL refers to any more
+    /// (the caller deletes them). Works in bounded steps.
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        each!(self, s => s.sweep_media(cutoff_ms).await)
+    }
+
+    /// Media URLs waiting for a try.
+    pub fn media_queue(&self) -> u64 {
+        each!(self, s => s.media_queue())
     }
 
     /// Write and flush a probe: the store can persist.

@@ -40,6 +40,7 @@ pub async fn prefill(
             for i in (w..n).step_by(IN_FLIGHT) {
                 let body = runway_body(&tag, i);
                 let event = NewEvent {
+                    media: Vec::new(),
                     meta: EventMeta {
                         route: route.clone(),
                         received_ms: crate::clock::now_ms(),

@@ -64,6 +64,7 @@ impl ResultRow {
                 self.state = DeliveryState::Dead;
                 self.last_error = Some(error.clone());
             }
+            Outcome::Defer { due_ms } => self.state = DeliveryState::AwaitingMedia { due_ms: *due_ms },
             Outcome::Gone => {}
         }
     }

@@ -86,6 +86,9 @@ pub struct NewEvent {
     pub meta: EventMeta,
     pub dedupe_hash: [u8; 32],
     pub body: Bytes,
+    /// The media URLs the route's pointers found in the body: their archive
+    /// work is written with the event, in the same atomic write.
+    pub media: Vec<String>,
 }
 
 /// A stored event.
@@ -128,6 +131,11 @@ pub enum DeliveryState {
     Retrying {
         due_ms: u64,
     },
+    /// An `after_archive` delivery waiting for the event's media (no attempt
+    /// made, none counted); looked at again at `due_ms` at the latest.
+    AwaitingMedia {
+        due_ms: u64,
+    },
     Delivered,
     /// Gave up (schedule exhausted or `410`); replayable.
     Dead,
@@ -138,7 +146,7 @@ pub enum DeliveryState {
 impl DeliveryState {
     pub fn name(&self) -> &'static str {
         match self {
-            DeliveryState::Pending | DeliveryState::Retrying { .. } => "pending",
+            DeliveryState::Pending | DeliveryState::Retrying { .. } | DeliveryState::AwaitingMedia { .. } => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Dead => "dead",
             DeliveryState::Skipped => "skipped",
@@ -166,6 +174,13 @@ pub enum Outcome {
     Skipped,
     /// The event no longer exists (retention removed it): forget the work.
     Gone,
+    /// Not attempted: an `after_archive` delivery whose media is not all
+    /// archived yet. Parked without counting an attempt or a step of the
+    /// schedule; due again when the event's media is done, or at `due_ms`
+    /// at the latest.
+    Defer {
+        due_ms: u64,
+    },
 }
 
 /// A delivery's state with its history.

@@ -111,6 +111,16 @@ pub async fn accepted(addr: SocketAddr, body: &str) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+/// POST a JSON callback to `path` (a route without a token) that must be
+/// accepted as a new event; its id.
+pub async fn accepted_at(addr: SocketAddr, path: &str, body: &str) -> String {
+    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["duplicate"], false, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 /// A `/hooks/t?token=tok` callback with a Runway body, for a connection the test holds.
 pub fn callback_request(task: &str) -> Request<Full<Bytes>> {
     Request::post("/hooks/t?token=tok")

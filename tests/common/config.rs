@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::media::Media;
 use super::route::{Route, Secret, Subscriber};
 
 /// `n` milliseconds; retry schedules and timeouts read better with it.
@@ -135,6 +136,8 @@ struct File {
     delivery: Delivery,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<Log>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<Media>,
     routes: Vec<Route>,
 }
 
@@ -190,6 +193,7 @@ impl TestConfig {
                     concurrency: None,
                 },
                 log: None,
+                media: None,
                 routes: vec![Route::new("t", "/hooks/t")
                     .tokens(["tok"])
                     .dedupe_key(["/data/task_id", "/code"])],
@@ -357,6 +361,13 @@ impl TestConfig {
             nats.insert("takeover".into(), "5s".into());
             store.insert("nats".into(), toml::Value::Table(nats));
         })
+    }
+
+    /// `[media]`: the archive's settings (routes name media with `Route::preset`
+    /// or `Route::media`).
+    pub fn media(mut self, m: Media) -> Self {
+        self.file.media = Some(m);
+        self
     }
 
     /// Escape hatch for tests whose subject is config parsing: change the

@@ -145,12 +145,12 @@ impl Bin {
 
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        proc_status_kib(self.child.id(), "VmRSS:").unwrap_or(0)
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:").expect("VmHWM in /proc/PID/status")
     }
 
     pub fn log_text(&self) -> String {
@@ -163,4 +163,13 @@ impl Drop for Bin {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `/proc/PID/status` field (`"VmRSS:"`, `"VmHWM:"`, …) in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }

@@ -13,27 +13,38 @@
 //! - `pebble`: a real ACME CA on loopback (used as `common::pebble::…`);
 //! - `forward`: the private side of a pull subscriber (`Forwarder`, `Local`);
 //! - `systemd`: the shipped unit files' exposure scores;
-//! - `nats`: a real `nats-server` JetStream cluster on loopback.
+//! - `nats`: a real `nats-server` JetStream cluster on loopback;
+//! - `media`: the `[media]` section; `archive`: watching the archive through
+//!   the admin API;
+//! - `files`: a loopback file server for media URLs (used as `common::files::…`);
+//! - `s3`: a local S3 (moto) and the store table naming it;
+//! - `provider`: a fake of the provider platform (used as `common::provider::…`).
 //!
 //! Each test file uses some of them; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
+pub mod archive;
 pub mod bodies;
 pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod files;
 pub mod forward;
 pub mod load;
+pub mod media;
 pub mod nats;
 pub mod oracle;
 pub mod pebble;
 pub mod ports;
+pub mod provider;
 pub mod route;
+pub mod s3;
 pub mod subscriber;
 pub mod systemd;
 
+pub use archive::*;
 pub use bodies::*;
 pub use certs::*;
 pub use cli::*;
@@ -42,7 +53,9 @@ pub use config::*;
 pub use daemon::*;
 pub use forward::*;
 pub use load::*;
+pub use media::*;
 pub use ports::*;
 pub use route::*;
+pub use s3::*;
 pub use subscriber::*;
 pub use systemd::*;

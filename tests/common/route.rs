@@ -1,5 +1,5 @@
 //! How a route and its subscribers are written in the config file, as typed
-//! builders (`Route`, `Subscriber`, `Signature`, `Secret`) that `TestConfig`
+//! builders (`Route`, `Subscriber`, `Signature`, `Provider`, `Secret`) that `TestConfig`
 //! serialises. Holds no defaults of its own: unset keys are left out, so the
 //! daemon's defaults apply.
 
@@ -120,6 +120,8 @@ pub struct Subscriber {
     max_retry_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_archive: Option<bool>,
 }
 
 impl Subscriber {
@@ -150,6 +152,7 @@ impl Subscriber {
             circuit_threshold: None,
             max_retry_after: None,
             ca_file: None,
+            after_archive: None,
         }
     }
     /// `pull.lease`: how long a forwarder holds a message before it is offered again.
@@ -203,6 +206,29 @@ impl Subscriber {
         self.ca_file = Some(path.into());
         self
     }
+    /// `after_archive = true`: delivered once the event's media is archived.
+    pub fn after_archive(mut self) -> Self {
+        self.after_archive = Some(true);
+        self
+    }
+}
+
+/// `provider = { api_key, base_url }`: the platform's API key, to refresh
+/// expired media URLs (the fake provider's `url()` as `base_url`).
+#[derive(Clone, Serialize)]
+pub struct Provider {
+    api_key: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
+}
+
+impl Provider {
+    pub fn new(api_key: impl Into<Secret>, base_url: &str) -> Provider {
+        Provider {
+            api_key: api_key.into(),
+            base_url: Some(base_url.into()),
+        }
+    }
 }
 
 /// One `[[routes]]` table.
@@ -221,6 +247,12 @@ pub struct Route {
     signature: Option<Signature>,
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<Provider>,
     subscribers: Vec<Subscriber>,
 }
 
@@ -235,6 +267,9 @@ impl Route {
             dedupe_key: None,
             signature: None,
             json: None,
+            preset: None,
+            media: None,
+            provider: None,
             subscribers: vec![],
         }
     }
@@ -262,6 +297,20 @@ impl Route {
     }
     pub fn json(mut self, json: bool) -> Self {
         self.json = Some(json);
+        self
+    }
+    /// `preset = "kie-runway"`, …: the product's dedupe key, task id and media pointers.
+    pub fn preset(mut self, name: &str) -> Self {
+        self.preset = Some(name.into());
+        self
+    }
+    /// `media = [...]`: JSON pointers of the files to archive.
+    pub fn media<'a>(mut self, pointers: impl IntoIterator<Item = &'a str>) -> Self {
+        self.media = Some(pointers.into_iter().map(Into::into).collect());
+        self
+    }
+    pub fn provider(mut self, p: Provider) -> Self {
+        self.provider = Some(p);
         self
     }
     pub fn subscriber(mut self, s: Subscriber) -> Self {

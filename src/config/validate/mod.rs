@@ -1,13 +1,15 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
 //! line and what is wrong. Admin, store, log and delivery settings here;
-//! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`]),
-//! subscribers ([`subscriber`]) and their pull settings ([`pull`]) in their
-//! own files.
+//! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`],
+//! [`route_media`]), subscribers ([`subscriber`]) and their pull settings
+//! ([`pull`]), and `[media]` ([`media`]) in their own files.
 
 mod acme;
+mod media;
 mod nats;
 mod pull;
 mod route;
+mod route_media;
 mod server;
 mod subscriber;
 
@@ -203,10 +205,24 @@ impl Validator<'_> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
+        let media = self.media(raw.media, &store.path)?;
         if matches!(store.backend, StoreBackend::Nats(_)) {
             self.nats_names(&routes)?;
         }
-        let warnings = self.retention_warnings(&store, &routes);
+        let mut warnings = self.retention_warnings(&store, &routes);
+        warnings.extend(self.after_archive_warnings(&routes));
+        let archives = routes.iter().any(|r| !r.media.is_empty());
+        if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
+            if let MediaStoreConfig::Local(dir) = &media.store {
+                warnings.push(format!(
+                    "{}: key `media.store`: with store.backend = \"nats\" every relay archives into its own {} \
+                     (the cluster fetches each URL once, so a file is on one relay's disk only): \
+                     use an S3 bucket, or a directory every relay shares",
+                    self.file.display(),
+                    dir.display()
+                ));
+            }
+        }
         Ok(Config {
             file: self.file.to_path_buf(),
             server,
@@ -216,6 +232,7 @@ impl Validator<'_> {
                 token: admin_token,
             },
             log,
+            media,
             routes,
             warnings,
         })
@@ -243,6 +260,28 @@ impl Validator<'_> {
             names.join(", "),
             humantime::format_duration(Duration::from_secs(longest.as_secs())),
         )]
+    }
+}
+
+impl Validator<'_> {
+    /// `after_archive` subscribers on a route that archives nothing: they are
+    /// delivered at once (with an empty `hookrelay-media`), probably not what
+    /// was meant.
+    fn after_archive_warnings(&self, routes: &[Route]) -> Vec<String> {
+        routes
+            .iter()
+            .filter(|r| r.media.is_empty())
+            .flat_map(|r| r.subscribers.iter().filter(|s| s.after_archive).map(move |s| (r, s)))
+            .map(|(r, s)| {
+                format!(
+                    "{}: subscriber {:?}: after_archive = true, but route {:?} has no media pointers (no `media` key \
+                     and no preset that sets one): its deliveries go out at once with an empty hookrelay-media",
+                    self.file.display(),
+                    s.name,
+                    r.name
+                )
+            })
+            .collect()
     }
 }
 

@@ -1,4 +1,5 @@
-//! `[[routes]]`: path, tokens, allowlist, dedupe key and provider signature.
+//! `[[routes]]`: path, tokens, allowlist, dedupe key and provider signature
+//! (preset, media pointers and provider key: [`super::route_media`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use toml::Spanned;
 
+use super::route_media::preset_report;
 use super::{valid_name, SubscriberDefaults, Validator};
 use crate::auth::Secret;
 use crate::config::raw::{RawRoute, RawSignature};
@@ -56,18 +58,25 @@ impl Validator<'_> {
                 "allow_ips is an empty list: list the allowed CIDRs, or leave allow_ips out to accept every source",
             ));
         }
-        let mut dedupe_key = Vec::new();
-        for (j, p) in r.dedupe_key.iter().enumerate() {
-            let ptr = p.get_ref();
-            if !(ptr.is_empty() || ptr.starts_with('/')) {
-                return Err(self.err(
-                    format!("{key}.dedupe_key[{j}]"),
-                    Some(p.span()),
-                    format!("invalid JSON pointer {ptr:?}: must start with '/'"),
-                ));
+        let preset = self.preset(key, &r.preset)?;
+        let dedupe_key = match &r.dedupe_key {
+            Some(list) => {
+                let mut out = Vec::new();
+                for (j, p) in list.iter().enumerate() {
+                    let ptr = p.get_ref();
+                    if !(ptr.is_empty() || ptr.starts_with('/')) {
+                        return Err(self.err(
+                            format!("{key}.dedupe_key[{j}]"),
+                            Some(p.span()),
+                            format!("invalid JSON pointer {ptr:?}: must start with '/'"),
+                        ));
+                    }
+                    out.push(ptr.clone());
+                }
+                out
             }
-            dedupe_key.push(ptr.clone());
-        }
+            None => preset.map_or_else(Vec::new, |p| p.dedupe_key.iter().map(|s| s.to_string()).collect()),
+        };
         if !dedupe_key.is_empty() && !r.json {
             return Err(self.err(
                 format!("{key}.dedupe_key"),
@@ -75,10 +84,12 @@ impl Validator<'_> {
                 "dedupe_key needs a JSON route (json = true)",
             ));
         }
+        let preset_task_id: Vec<String> =
+            preset.map_or_else(Vec::new, |p| p.task_id.iter().map(|s| s.to_string()).collect());
         let signature = r
             .signature
             .as_ref()
-            .map(|s| self.signature(&format!("{key}.signature"), s))
+            .map(|s| self.signature(&format!("{key}.signature"), s, &preset_task_id))
             .transpose()?;
         if matches!(signature, Some(Signature::Kie { .. })) && !r.json {
             return Err(self.err(
@@ -87,6 +98,20 @@ impl Validator<'_> {
                 "the kie scheme reads the task id from the JSON body: it needs json = true",
             ));
         }
+        let media = self.media_pointers(key, r.media.as_deref(), preset)?;
+        if !media.is_empty() && !r.json {
+            return Err(self.err(
+                format!("{key}.media"),
+                None,
+                "media pointers read the JSON body: they need json = true",
+            ));
+        }
+        let provider = r
+            .provider
+            .as_ref()
+            .map(|p| self.provider(&format!("{key}.provider"), p))
+            .transpose()?;
+        let preset_report = preset.map_or_else(Vec::new, |p| preset_report(p, &r, &signature));
         if r.subscribers.is_empty() {
             return Err(self.err(
                 format!("{key}.subscribers"),
@@ -116,6 +141,11 @@ impl Validator<'_> {
             allow_ips: r.allow_ips.unwrap_or_default().into_iter().map(|c| c.0).collect(),
             dedupe_key,
             signature,
+            preset,
+            preset_report,
+            task_id: preset_task_id,
+            media,
+            provider,
             json: r.json,
             subscribers,
         })
@@ -158,7 +188,14 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn signature(&self, key: &str, s: &Spanned<RawSignature>) -> Result<Signature, ConfigError> {
+    /// A signature; `preset_task_id` is where the task id is when the `kie`
+    /// scheme names no `task_id` of its own.
+    fn signature(
+        &self,
+        key: &str,
+        s: &Spanned<RawSignature>,
+        preset_task_id: &[String],
+    ) -> Result<Signature, ConfigError> {
         let span = Some(s.span());
         let tolerance = |t: &Option<Dur>| match t {
             None => Ok(Duration::from_secs(300)),
@@ -188,7 +225,9 @@ impl Validator<'_> {
                 }
                 Signature::Kie {
                     secret: one(secret)?,
-                    task_id: task_id.clone(),
+                    task_id: task_id
+                        .as_ref()
+                        .map_or_else(|| preset_task_id.to_vec(), |p| vec![p.clone()]),
                     tolerance: tolerance(t)?,
                 }
             }

@@ -177,6 +177,7 @@ impl Validator<'_> {
             concurrency,
             rate: s.rate.as_ref().map(|r| *r.get_ref()).or(d.rate),
             circuit_threshold,
+            after_archive: s.after_archive,
         })
     }
 

@@ -3,6 +3,11 @@
 //! the private side's acknowledgements instead of by an HTTP client. Leases
 //! take the place of attempts in flight.
 //!
+//! An `after_archive` pull subscriber gets a message once its event's media
+//! is archived, with the `hookrelay-media` header among its headers, exactly
+//! as a push subscriber would (the waiting is recorded as a deferral, not as
+//! a hand-out).
+//!
 //! One task per pull subscriber ([`task`]) owns the work source and the
 //! [`leases`]; request handlers talk to it through [`PullLane::pull`] and
 //! [`PullLane::ack`], so several forwarders pulling one subscriber are served
@@ -43,6 +48,8 @@ pub struct Handout {
     pub event: Event,
     /// 1 for the first hand-out; grows with each hand-back and expired lease.
     pub attempt: u32,
+    /// The `hookrelay-media` header of an `after_archive` subscriber's message.
+    pub media: Option<http::HeaderValue>,
 }
 
 /// What an acknowledgement did.

@@ -1,7 +1,8 @@
 //! What a pull subscriber's answer means, recorded in the store: an
 //! acknowledgement is a delivery, a hand-back follows the subscriber's retry
 //! schedule (a dead letter once it is exhausted), a filtered-out message is
-//! skipped. Records are written concurrently; the lane lets the work go
+//! skipped, a message whose media is not archived yet (`after_archive`) is
+//! deferred. Records are written concurrently; the lane lets the work go
 //! (`WorkSource::done`) only for those that were recorded.
 
 use std::sync::Arc;
@@ -73,12 +74,26 @@ pub(super) fn skipped(work: Work) -> Settled {
     }
 }
 
-fn label(o: &Outcome) -> &'static str {
+/// Not handed out yet: the event's media is still being archived. No
+/// attempt; offered once the media is done (or looked at again at `due_ms`).
+pub(super) fn deferred(work: Work, due_ms: u64) -> Settled {
+    Settled {
+        ticket: work.ticket,
+        event: work.event.id,
+        attempt: None,
+        outcome: Outcome::Defer { due_ms },
+    }
+}
+
+/// The `hookrelay_deliveries_total` outcome; None for a deferral (not an
+/// outcome of the delivery: it is still to come).
+fn label(o: &Outcome) -> Option<&'static str> {
     match o {
-        Outcome::Delivered => "delivered",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Dead { .. } => "dead",
-        Outcome::Skipped | Outcome::Gone => "skipped",
+        Outcome::Delivered => Some("delivered"),
+        Outcome::Retry { .. } => Some("retry"),
+        Outcome::Dead { .. } => Some("dead"),
+        Outcome::Skipped | Outcome::Gone => Some("skipped"),
+        Outcome::Defer { .. } => None,
     }
 }
 
@@ -112,8 +127,10 @@ pub(super) async fn record(
         if !recorded {
             continue;
         }
-        let l = label(&s.outcome);
-        metrics.delivery(&subscriber, l);
+        let l = label(&s.outcome).unwrap_or("deferred");
+        if label(&s.outcome).is_some() {
+            metrics.delivery(&subscriber, l);
+        }
         let number = s.attempt.as_ref().map_or(0, |a| a.attempt);
         match &s.outcome {
             Outcome::Delivered => {
@@ -132,6 +149,8 @@ pub(super) async fn record(
             Outcome::Skipped | Outcome::Gone => {
                 tracing::info!(subscriber = %subscriber, event = %s.event, outcome = "skipped", "filter did not match");
             }
+            // media_gate logged it.
+            Outcome::Defer { .. } => {}
         }
     }
     if let Some(e) = &failure {

@@ -1,6 +1,8 @@
 //! The pull lane's task: the one owner of the subscriber's work source and
 //! leases. It takes work from the store only while pullers wait (and only as
-//! much as they asked for), hands it out in due order (expired leases first),
+//! much as they asked for), parks an `after_archive` subscriber's messages
+//! until their event's media is archived (like a push lane does before an
+//! attempt), hands it out in due order (expired leases first),
 //! expires leases at their deadline, and turns acknowledgements into records
 //! ([`super::settle`]) before letting the work go. It sleeps until something
 //! can change what it has to do: a request, the store's work signal, a lease
@@ -11,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -20,6 +23,7 @@ use super::settle::{self, Settled};
 use super::{AckError, AckRequest, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
 use crate::delivery::attempt::filter_matches;
+use crate::delivery::media_gate::{self, Gate};
 use crate::metrics::Metrics;
 use crate::store::{Store, Ticket, Work, WorkSource};
 
@@ -30,11 +34,19 @@ const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
 /// The lease when the settings have none (they always do for a pull subscriber).
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
+/// A message taken from the store for a hand-out.
+pub(super) struct Ready {
+    work: Work,
+    /// `hookrelay-media` for an `after_archive` subscriber, read when the
+    /// message was taken (its media was final then, so it stays so).
+    media: Option<HeaderValue>,
+}
+
 struct State {
     lane: Arc<PullLane>,
     store: Store,
     metrics: Arc<Metrics>,
-    leases: Leases<Work>,
+    leases: Leases<Ready>,
     /// Long-polls waiting for work, first come first served.
     waiting: VecDeque<PullRequest>,
     /// Records in progress; each yields its tickets and whether each was recorded.
@@ -163,8 +175,9 @@ impl State {
     }
 
     /// Take up to `need` messages from the store into the ready queue; those
-    /// the subscriber's filter does not match are recorded as skipped. How
-    /// many were taken, or Err when the store could not be read.
+    /// the subscriber's filter does not match are recorded as skipped, those
+    /// waiting for their media (`after_archive`) as deferred. How many were
+    /// taken, or Err when the store could not be read.
     async fn fill(&mut self, source: &mut WorkSource, need: usize) -> Result<usize, ()> {
         let sub = self.lane.subscriber();
         let work = match source.take(need, clock::now_ms()).await {
@@ -175,7 +188,7 @@ impl State {
             }
         };
         let took = work.len();
-        let mut skipped: Vec<Settled> = Vec::new();
+        let mut settled: Vec<Settled> = Vec::new();
         for w in work {
             if self.leases.holds(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
@@ -184,16 +197,26 @@ impl State {
                 tracing::debug!(subscriber = %sub.name, event = %w.event.id, "work handed out again while held; ignored");
                 continue;
             }
-            if filter_matches(&sub, &w.event) {
-                let (id, attempt) = (w.event.id, w.attempts + 1);
-                self.leases.push_ready(id, w, attempt);
-            } else {
-                skipped.push(settle::skipped(w));
+            if !filter_matches(&sub, &w.event) {
+                settled.push(settle::skipped(w));
+                continue;
             }
+            let media = match sub.after_archive {
+                false => None,
+                true => match media_gate::check(&self.store, &sub.name, w.event.id).await {
+                    Gate::Go(header) => Some(header),
+                    Gate::Wait { due_ms } => {
+                        settled.push(settle::deferred(w, due_ms));
+                        continue;
+                    }
+                },
+            };
+            let (id, attempt) = (w.event.id, w.attempts + 1);
+            self.leases.push_ready(id, Ready { work: w, media }, attempt);
         }
-        if !skipped.is_empty() {
+        if !settled.is_empty() {
             let (store, metrics, name) = (self.store.clone(), self.metrics.clone(), sub.name.clone());
-            self.settling.spawn(settle::record(store, metrics, name, skipped, None));
+            self.settling.spawn(settle::record(store, metrics, name, settled, None));
         }
         Ok(took)
     }
@@ -212,8 +235,9 @@ impl State {
                 .iter()
                 .filter_map(|id| self.leases.get(id))
                 .map(|l| Handout {
-                    event: l.offer.item.event.clone(),
+                    event: l.offer.item.work.event.clone(),
                     attempt: l.offer.attempt,
+                    media: l.offer.item.media.clone(),
                 })
                 .collect();
             if w.reply.send(handouts).is_err() {
@@ -239,7 +263,7 @@ impl State {
         let items: Vec<Settled> = claimed
             .into_iter()
             .map(|l| {
-                let (work, number) = (l.offer.item, l.offer.attempt);
+                let (work, number) = (l.offer.item.work, l.offer.attempt);
                 if acked.contains(&work.event.id) {
                     settle::acknowledged(work, number, l.at_ms)
                 } else {

@@ -14,13 +14,18 @@ const SOURCE: &str = "Hr-Src";
 const CONTENT_TYPE: &str = "Hr-Ct";
 const FLAGS: &str = "Hr-Flags";
 const KEPT: &str = "Hr-Headers";
+/// The media URLs the route's pointers found (a JSON array), if any.
+const MEDIA: &str = "Hr-Media";
 /// When ingest received it (ms): part of the event id.
 const TIME: &str = "Hr-Time";
 /// The writer's nonce: a retried publish recognises its own earlier write.
 pub const NONCE: &str = "Nats-Msg-Id";
 
-pub fn headers(meta: &EventMeta, nonce: &str) -> HeaderMap {
+pub fn headers(meta: &EventMeta, media: &[String], nonce: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
+    if !media.is_empty() {
+        h.insert(MEDIA, serde_json::to_string(media).unwrap_or_default().as_str());
+    }
     h.insert(NONCE, nonce);
     h.insert(TIME, meta.received_ms.to_string().as_str());
     h.insert(SUBS, meta.subscribers.join(",").as_str());
@@ -70,6 +75,11 @@ pub fn subscribers(h: &HeaderMap) -> Vec<String> {
     get(h, SUBS)
         .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// The event's media URLs; None when it named none.
+pub fn media(h: &HeaderMap) -> Option<Vec<String>> {
+    serde_json::from_str(get(h, MEDIA)?).ok()
 }
 
 /// When ingest received the event.

@@ -10,6 +10,10 @@
 //! | results and attempts | KV bucket `hr_results`, key `<route>.<seq>.<subscriber>` |
 //! | dead letters | stream `HR_DL`, subject `hr.dl.<route>.<subscriber>.<seq>`, one message per subject |
 //! | retention | `max_age` of every stream and bucket |
+//! | a media URL's state | KV bucket `hr_media`, key `u.<hash of the URL>` |
+//! | an archived file (while a URL refers to it) | `hr_media`, key `f.<sha256>` |
+//! | an event's media URLs | header `Hr-Media` of its message |
+//! | the archiver's work | work-queue stream `HR_MEDIA`, subject `hr.md.<hash>`, durable consumer `archiver` |
 //!
 //! An event id is a ULID whose time is the message's time (ms) and whose
 //! random part is the route's 16-bit tag and the stream sequence: any relay
@@ -22,6 +26,9 @@ use crate::store::EventId;
 
 pub const RESULTS: &str = "hr_results";
 pub const DEAD: &str = "HR_DL";
+pub const MEDIA: &str = "hr_media";
+pub const MEDIA_WORK: &str = "HR_MEDIA";
+pub const ARCHIVER: &str = "archiver";
 
 pub fn stream(route: &str) -> String {
     format!("HR_EV_{route}")
@@ -58,6 +65,20 @@ pub fn parse_dead(subject: &str) -> Option<(String, String, u64)> {
     let mut p = subject.strip_prefix("hr.dl.")?.split('.');
     let (route, sub, seq) = (p.next()?, p.next()?, p.next()?);
     Some((route.to_string(), sub.to_string(), seq.parse().ok()?))
+}
+
+/// A media URL's name in the media bucket and work subjects.
+pub fn media_hash(url: &str) -> String {
+    hex::encode(&Sha256::digest(url.as_bytes())[..16])
+}
+pub fn media_key(hash: &str) -> String {
+    format!("u.{hash}")
+}
+pub fn media_subject(hash: &str) -> String {
+    format!("hr.md.{hash}")
+}
+pub fn file_key(sha256: &str) -> String {
+    format!("f.{sha256}")
 }
 
 /// A route's 16-bit tag in event ids.

@@ -9,12 +9,15 @@
 mod claim;
 mod connect;
 mod event;
+mod follow;
 pub mod layout;
+mod media;
+mod media_source;
 mod query;
 mod source;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,16 +26,19 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
+pub use media_source::{NatsMediaCursor, NatsMediaTicket};
 pub use source::{NatsCursor, NatsTicket};
 
 use super::result::ResultRow;
-use super::{Accepted, Attempt, NewEvent, Outcome, StoreError, Topology};
+use super::{Accepted, Attempt, DeliveryState, NewEvent, Outcome, StoreError, Topology};
 use crate::config::NatsConfig;
 
 /// How long an ingest waits for a definite answer before it answers 503.
 const APPEND_BUDGET: Duration = Duration::from_secs(3);
 /// Room an event's headers may need beside the body within `max_payload`.
 const MAX_HEADERS: usize = 64 * 1024;
+/// How soon an `after_archive` delivery waiting for media is looked at again.
+const DEFER_RECHECK: Duration = Duration::from_secs(2);
 /// The window in which a repeated publish with the same nonce is a no-op.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -65,6 +71,11 @@ pub(super) struct Shared {
     streams: RwLock<HashMap<String, stream::Stream>>,
     /// The results bucket, once it exists.
     results: RwLock<Option<kv::Store>>,
+    /// The media bucket and work stream, once they exist.
+    media: RwLock<Option<kv::Store>>,
+    media_work: RwLock<Option<stream::Stream>>,
+    /// The archivers' backlog (URLs waiting or being fetched), cluster-wide.
+    media_depth: Arc<AtomicU64>,
     /// Servers, for messages.
     servers: Vec<String>,
     /// `server.max_body`: checked against the servers' `max_payload`.
@@ -186,6 +197,9 @@ impl Shared {
             })
             .await
             .map_err(|e| format!("bucket {}: {e}", layout::RESULTS))?;
+        let (media, media_work) = self.set_up_media().await?;
+        *self.media.write().unwrap_or_else(|e| e.into_inner()) = Some(media);
+        *self.media_work.write().unwrap_or_else(|e| e.into_inner()) = Some(media_work);
         *self.streams.write().unwrap_or_else(|e| e.into_inner()) = streams;
         *self.tags.write().unwrap_or_else(|e| e.into_inner()) = tags;
         *self.results.write().unwrap_or_else(|e| e.into_inner()) = Some(results);
@@ -242,6 +256,9 @@ impl NatsStore {
                 tags: RwLock::default(),
                 streams: RwLock::default(),
                 results: RwLock::default(),
+                media: RwLock::default(),
+                media_work: RwLock::default(),
+                media_depth: Arc::default(),
                 servers: cfg.servers.clone(),
                 max_body,
             }),
@@ -294,7 +311,7 @@ impl NatsStore {
         let stream = s.stream(&route)?;
         let subject = layout::event_subject(&route, &ev.dedupe_hash);
         let nonce = ulid::Ulid::new().to_string();
-        let headers = event::headers(&ev.meta, &nonce);
+        let headers = event::headers(&ev.meta, &ev.media, &nonce);
         let room = s
             .client
             .server_info()
@@ -302,6 +319,13 @@ impl NatsStore {
             .saturating_sub(event::size(&headers) + 64);
         if ev.body.len() > room {
             return Err(StoreError::TooLarge(room));
+        }
+        // The media's work and rows before the event: an event never names
+        // media nobody will fetch.
+        if !ev.media.is_empty() {
+            tokio::time::timeout(APPEND_BUDGET, s.register_media(&route, &ev.media))
+                .await
+                .map_err(|_| unavailable("NATS did not answer in time"))??;
         }
         match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)
             .await
@@ -347,8 +371,11 @@ impl NatsStore {
         let now = crate::clock::now_ms();
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
         let mut row = t.row.clone().unwrap_or_else(|| ResultRow::new(now));
+        let parked = matches!(row.state, DeliveryState::AwaitingMedia { .. });
         row.apply(attempt.as_ref(), &outcome, now);
-        if outcome != Outcome::Gone {
+        // A parked delivery looked at again is still parked: nothing to write.
+        let unchanged = parked && matches!(outcome, Outcome::Defer { .. });
+        if outcome != Outcome::Gone && !unchanged {
             s.put_result(&key, &row).await?;
         }
         use async_nats::jetstream::AckKind;
@@ -358,6 +385,15 @@ impl NatsStore {
             }
             Outcome::Retry { due_ms } => {
                 let delay = Duration::from_millis(due_ms.saturating_sub(now));
+                t.acker
+                    .double_ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)
+            }
+            Outcome::Defer { due_ms } => {
+                // Nothing tells this relay when another one archives the
+                // media: look again soon, however late `due_ms` is.
+                let delay = Duration::from_millis(due_ms.saturating_sub(now)).min(DEFER_RECHECK);
                 t.acker
                     .double_ack_with(AckKind::Nak(Some(delay)))
                     .await

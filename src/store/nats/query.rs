@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
@@ -22,6 +24,21 @@ const SCAN_LIMIT: u64 = 10_000;
 impl NatsStore {
     /// The event behind an id, with its route and sequence.
     async fn find(&self, id: EventId) -> Result<Option<(String, u64, Event)>, StoreError> {
+        Ok(self.find_message(id).await?.map(|(route, seq, m)| {
+            let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
+            (route, seq, ev)
+        }))
+    }
+
+    /// The headers of the event behind an id, with its route and sequence.
+    pub(super) async fn find_headers(&self, id: EventId) -> Result<Option<(String, u64, HeaderMap)>, StoreError> {
+        Ok(self
+            .find_message(id)
+            .await?
+            .map(|(route, seq, m)| (route, seq, m.headers)))
+    }
+
+    async fn find_message(&self, id: EventId) -> Result<Option<(String, u64, StreamMessage)>, StoreError> {
         let (tag, seq, time_ms) = layout::parse_id(id);
         let Some(route) = self.shared.route_of_tag(tag) else {
             return Ok(None);
@@ -29,12 +46,10 @@ impl NatsStore {
         let stream = self.shared.stream(&route)?;
         match stream.direct_get(seq).await {
             Ok(m) => {
-                if !m.subject.starts_with("hr.ev.") {
-                    return Ok(None);
-                }
-                let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
                 // A re-created stream reuses sequences: the time must match too.
-                Ok((ev.meta.received_ms == time_ms).then_some((route, seq, ev)))
+                let time = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
+                let ok = m.subject.starts_with("hr.ev.") && time == time_ms;
+                Ok(ok.then_some((route, seq, m)))
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable(e)),

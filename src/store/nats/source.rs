@@ -1,32 +1,20 @@
 //! A subscriber's work in cluster mode: its durable pull consumer, shared by
 //! the lanes of every relay (the consumer never hands one message to two of
 //! them while it is unacknowledged). Fresh events and replays come as
-//! messages; a retry is the same message, NAKed with its delay. A prefetch
-//! task keeps a small window of messages streaming in (one pull request
-//! serves many), so a lane never waits for a round trip to get its next
-//! piece of work, and new work wakes it at once.
+//! messages; a retry is the same message, NAKed with its delay. The
+//! prefetch window and the holding of messages are [`super::follow`]'s.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+use super::follow::{Follow, Follower, Held, Received};
 use super::{event, layout, Shared};
 use crate::store::result::ResultRow;
 use crate::store::{DeliveryState, StoreError, Ticket, Work};
-
-/// Messages a lane keeps at hand (streaming in, plus buffered).
-const PREFETCH: usize = 32;
-/// How long one pull request of the stream lasts; heartbeats tell a dead one.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
-const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The NATS backend's handle on one piece of work.
 #[derive(Clone)]
@@ -50,19 +38,8 @@ pub struct NatsTicket {
 impl NatsTicket {
     /// Stop renewing the message: NATS hands it out again after `takeover`.
     pub(super) fn let_go(&self) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.message_seq);
+        super::follow::release(&self.held, self.message_seq);
     }
-}
-
-/// A message as the prefetch task hands it over: already held.
-struct Received {
-    message: async_nats::Message,
-    acker: Arc<Acker>,
-    seq: u64,
-    delivered: u32,
 }
 
 impl std::fmt::Debug for NatsTicket {
@@ -86,82 +63,37 @@ pub struct NatsCursor {
     shared: Arc<Shared>,
     route: String,
     sub: String,
-    /// Messages streamed in, waiting for the lane.
-    rx: mpsc::Receiver<Received>,
-    /// Wakes the lane: a message came.
-    signal: Arc<Notify>,
-    /// Pending + unacknowledged messages of the consumer, refreshed every second.
-    depth: Arc<AtomicU64>,
-    /// Messages handed out and not yet done: kept from going to another
-    /// relay while this one works on them (a lease, a rate limit).
-    held: Held,
-    /// The prefetch, depth and progress tasks, stopped with the cursor.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Handed-out messages by stream sequence: their acker and when they came.
-pub(super) type Held = Arc<Mutex<HashMap<u64, (Arc<Acker>, tokio::time::Instant)>>>;
-
-impl Drop for NatsCursor {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        // What this lane held goes back at once, not after `takeover`.
-        let held: Vec<Arc<Acker>> = {
-            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            h.drain().map(|(_, (a, _))| a).collect()
-        };
-        if let (false, Ok(rt)) = (held.is_empty(), tokio::runtime::Handle::try_current()) {
-            rt.spawn(async move {
-                for a in held {
-                    let _ = a.ack_with(AckKind::Nak(None)).await;
-                }
-            });
-        }
-    }
+    /// The consumer's messages, held while this relay works on them (a
+    /// lease, a rate limit) so they do not go to another relay.
+    follower: Follower,
 }
 
 impl NatsCursor {
     pub(super) fn open(shared: Arc<Shared>, route: String, sub: String) -> NatsCursor {
-        let (tx, rx) = mpsc::channel(PREFETCH);
-        let signal = Arc::new(Notify::new());
-        let depth = Arc::new(AtomicU64::new(0));
-        let held: Held = Arc::default();
-        let fetch = tokio::spawn(prefetch(
-            shared.clone(),
-            route.clone(),
-            sub.clone(),
-            tx,
-            held.clone(),
-            signal.clone(),
-        ));
-        let count = tokio::spawn(count(shared.clone(), route.clone(), sub.clone(), depth.clone()));
-        let progress = tokio::spawn(keep_held(held.clone(), shared.takeover));
+        let follow = Follow::Subscriber {
+            route: route.clone(),
+            sub: sub.clone(),
+        };
         NatsCursor {
+            follower: Follower::start(shared.clone(), follow, Arc::default()),
             shared,
             route,
             sub,
-            rx,
-            signal,
-            depth,
-            held,
-            tasks: vec![fetch, count, progress],
         }
     }
 
     pub fn signal(&self) -> Arc<Notify> {
-        self.signal.clone()
+        self.follower.signal.clone()
     }
 
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.follower.depth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn take(&mut self, max: usize, _now_ms: u64) -> Result<Vec<Work>, StoreError> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Ok(r) = self.rx.try_recv() else { break };
+            let Ok(r) = self.follower.rx.try_recv() else { break };
             if let Some(w) = self.work(r).await? {
                 out.push(w);
             }
@@ -170,7 +102,7 @@ impl NatsCursor {
     }
 
     fn release(&self, seq: u64) {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+        self.follower.release(seq);
     }
 
     /// A message as work, or None when there is nothing to send (then it is
@@ -250,136 +182,19 @@ impl NatsCursor {
                 message_seq,
                 acker,
                 row,
-                held: self.held.clone(),
+                held: self.follower.held.clone(),
             }),
         }))
     }
 
     /// The message was settled in `record`: stop holding it.
     pub async fn done(&mut self, ticket: &NatsTicket) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ticket.message_seq);
+        self.release(ticket.message_seq);
     }
 
     /// Waiting work lives in NATS and the prefetch wakes the lane; a look
     /// every second keeps its depth (counted by another task) current.
     pub fn next_due(&mut self) -> Option<u64> {
         Some(crate::clock::now_ms() + 1000)
-    }
-}
-
-async fn resolve(shared: &Shared, route: &str, sub: &str) -> Option<PullConsumer> {
-    if !shared.ready.load(Ordering::Acquire) {
-        return None;
-    }
-    let stream = shared.stream(route).ok()?;
-    super::existing_consumer(&stream, sub).await.ok()
-}
-
-/// Keep up to [`PREFETCH`] messages streaming in from the consumer (one
-/// pull request serves many; the next goes out as the window empties), each
-/// held from the moment it arrives.
-async fn prefetch(
-    shared: Arc<Shared>,
-    route: String,
-    sub: String,
-    tx: mpsc::Sender<Received>,
-    held: Held,
-    signal: Arc<Notify>,
-) {
-    loop {
-        let Some(c) = resolve(&shared, &route, &sub).await else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let messages = c
-            .stream()
-            .max_messages_per_batch(PREFETCH)
-            .expires(PULL_EXPIRES)
-            .heartbeat(HEARTBEAT)
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(subscriber = %sub, error = %e, "cannot pull; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        while let Some(m) = messages.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    // A missed heartbeat (NATS away) or the consumer gone: pull anew.
-                    tracing::debug!(subscriber = %sub, error = %e, "pull interrupted; starting again");
-                    break;
-                }
-            };
-            let Ok((seq, delivered)) = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32)) else {
-                continue;
-            };
-            let (message, acker) = m.split();
-            let acker = Arc::new(acker);
-            held.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(seq, (acker.clone(), tokio::time::Instant::now()));
-            let r = Received {
-                message,
-                acker,
-                seq,
-                delivered,
-            };
-            if tx.send(r).await.is_err() {
-                return;
-            }
-            signal.notify_one();
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The longest this relay keeps a message from the others: a pull lease's
-/// maximum; after it a message whose record failed goes to another relay.
-const MAX_HOLD: Duration = Duration::from_secs(3600);
-
-/// Tell NATS every third of `takeover` that held messages are still being
-/// worked on, so only a relay that stopped (died, lost NATS) hands them over.
-async fn keep_held(held: Held, takeover: Duration) {
-    let period = takeover / 3;
-    loop {
-        tokio::time::sleep(period).await;
-        let now = tokio::time::Instant::now();
-        let due: Vec<Arc<Acker>> = {
-            let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
-            h.retain(|_, (_, since)| now.duration_since(*since) < MAX_HOLD);
-            h.values()
-                .filter(|(_, since)| now.duration_since(*since) >= period)
-                .map(|(a, _)| a.clone())
-                .collect()
-        };
-        for acker in due {
-            let _ = acker.ack_with(AckKind::Progress).await;
-        }
-    }
-}
-
-/// Refresh the subscriber's backlog from its consumer every second.
-async fn count(shared: Arc<Shared>, route: String, sub: String, depth: Arc<AtomicU64>) {
-    let mut consumer = None;
-    loop {
-        if consumer.is_none() {
-            consumer = resolve(&shared, &route, &sub).await;
-        }
-        if let Some(c) = consumer.as_mut() {
-            match c.info().await {
-                Ok(info) => depth.store(info.num_pending + info.num_ack_pending as u64, Ordering::Relaxed),
-                // Set up again (a reload), or NATS is away: look it up anew.
-                Err(_) => consumer = None,
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -281,6 +281,7 @@ fn state_code(s: &DeliveryState) -> (u8, u64) {
         DeliveryState::Dead => (2, 0),
         DeliveryState::Skipped => (3, 0),
         DeliveryState::Pending => (4, 0),
+        DeliveryState::AwaitingMedia { due_ms } => (5, *due_ms),
     }
 }
 
@@ -321,6 +322,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         2 => DeliveryState::Dead,
         3 => DeliveryState::Skipped,
         4 => DeliveryState::Pending,
+        5 => DeliveryState::AwaitingMedia { due_ms: due },
         _ => return None,
     };
     let attempts = u32::try_from(r.varint()?).ok()?;

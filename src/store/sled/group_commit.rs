@@ -18,6 +18,8 @@ use ulid::Ulid;
 
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
+use super::media::{MediaBook, MediaRecord};
+use super::media_sweep::MediaSweepStep;
 use super::Inner;
 use crate::store::{Accepted, Attempt, DeliveryState, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
 
@@ -64,6 +66,8 @@ pub(super) struct Record {
 pub(super) enum Msg {
     Append(Box<NewEvent>, Reply<Accepted>),
     Record(Box<Record>, Reply<()>),
+    /// An archive try's result ([`super::media`]).
+    MediaRecord(Box<MediaRecord>, Reply<()>),
     /// A lane's cursor moved (it never moves back); no answer.
     Cursor {
         route: u32,
@@ -90,6 +94,12 @@ pub(super) enum Msg {
         from: Option<EventId>,
         cutoff_ms: u64,
         reply: Reply<(Option<EventId>, usize)>,
+    },
+    /// One bounded media-retention step ([`super::media_sweep`]).
+    MediaSweep {
+        from: Option<Vec<u8>>,
+        cutoff_ms: u64,
+        reply: Reply<MediaSweepStep>,
     },
     Probe(Reply<()>),
     Stop,
@@ -154,6 +164,8 @@ pub(super) struct Writer {
     dirty_waiting: HashSet<u32>,
     /// Whether the last space check passed (to log changes once).
     space_ok: bool,
+    /// Media work waiting, and whom this batch wakes ([`super::media`]).
+    pub media: MediaBook,
 }
 
 /// The writer's thread: a blocking task of the runtime when there is one (so a
@@ -195,6 +207,7 @@ pub(super) fn start(inner: Arc<Inner>) -> Result<(mpsc::Sender<Msg>, WriterThrea
 
 enum Book {
     Record(Box<Record>, Reply<()>),
+    Media(Box<MediaRecord>, Reply<()>),
     Cursor {
         route: u32,
         sub: u32,
@@ -249,6 +262,7 @@ impl Writer {
                 inner.waiting(s).store(n, Ordering::Relaxed);
             }
         }
+        let media = MediaBook::load(&inner, tree)?;
         Ok(Writer {
             inner,
             last_id,
@@ -259,6 +273,7 @@ impl Writer {
             waiting,
             dirty_waiting: HashSet::new(),
             space_ok: true,
+            media,
         })
     }
 
@@ -337,6 +352,10 @@ impl Writer {
                     let r = self.add_record(&mut b, &rec);
                     recorded.push((reply, r));
                 }
+                Book::Media(rec, reply) => {
+                    let r = self.add_media_record(&mut b, &rec);
+                    recorded.push((reply, r));
+                }
                 Book::Cursor { route, sub, at, seq } => self.move_cursor(route, sub, at, seq),
             }
         }
@@ -368,8 +387,11 @@ impl Writer {
                         self.inner.wake(*sub);
                     }
                 }
+                drop(registry);
+                self.wake_after_commit();
             }
             Err(e) => {
+                self.media.forget();
                 self.inner.fail(&e);
                 let msg = e.to_string();
                 for (_, reply) in appends {
@@ -442,6 +464,9 @@ impl Writer {
             subscribers: subs,
             dedupe: hash,
         };
+        if !ev.media.is_empty() {
+            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        }
         b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);
@@ -535,6 +560,13 @@ impl Writer {
                 row.history.remove(0);
             }
         }
+        // Work parked under another due time (a media wake or a replay moved
+        // it while this try was in flight): one `W` row per delivery at most.
+        if let DeliveryState::Retrying { due_ms: d } | DeliveryState::AwaitingMedia { due_ms: d } = row.state {
+            if t.source != (Source::Due { due_ms: d }) {
+                self.del_due(b, t.sub, d, t.event)?;
+            }
+        }
         row.at_ms = rec.now_ms;
         match &rec.outcome {
             Outcome::Delivered => row.state = DeliveryState::Delivered,
@@ -549,6 +581,7 @@ impl Writer {
                 row.last_error = Some(error.clone());
                 b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec());
             }
+            Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
             Outcome::Gone => {}
         }
         b.put(rkey, codec::encode_result(&row));
@@ -578,6 +611,7 @@ impl Writer {
         for sub in &self.dirty_waiting {
             b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());
         }
+        self.media.write_count(b);
     }
 
     /// Make the new counters visible to lanes once they are written.
@@ -588,6 +622,7 @@ impl Writer {
         for sub in self.dirty_waiting.drain() {
             self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
         }
+        self.media.publish(&self.inner);
     }
 
     /// Apply a control batch and flush it.
@@ -605,10 +640,12 @@ impl Writer {
                 self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                 self.inner.batches.fetch_add(1, Ordering::Relaxed);
                 self.publish_counters();
+                self.wake_after_commit();
                 Ok(())
             }
             Err(e) => {
                 self.inner.fail(&e);
+                self.media.forget();
                 Err(e)
             }
         }
@@ -638,13 +675,16 @@ impl Writer {
             } => {
                 let _ = reply.send(self.sweep_step(route, from, cutoff_ms));
             }
+            Msg::MediaSweep { from, cutoff_ms, reply } => {
+                let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
+            }
             Msg::Probe(reply) => {
                 let tree = self.inner.tree.clone();
                 let mut b = Batch::new(&tree);
                 b.put(b"Vprobe".to_vec(), Vec::new());
                 let _ = reply.send(self.commit(b));
             }
-            Msg::Append(..) | Msg::Record(..) | Msg::Cursor { .. } | Msg::Stop => {}
+            Msg::Append(..) | Msg::Record(..) | Msg::MediaRecord(..) | Msg::Cursor { .. } | Msg::Stop => {}
         }
     }
 
@@ -727,6 +767,7 @@ fn sort(
     match m {
         Msg::Append(ev, reply) => appends.push_back((ev, reply)),
         Msg::Record(rec, reply) => books.push_back(Book::Record(rec, reply)),
+        Msg::MediaRecord(rec, reply) => books.push_back(Book::Media(rec, reply)),
         Msg::Cursor { route, sub, at, seq } => books.push_back(Book::Cursor { route, sub, at, seq }),
         other => controls.push_back(other),
     }

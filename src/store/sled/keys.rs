@@ -14,10 +14,19 @@
 //! | `K` | subscriber (4) | number of `W` rows (u64 BE) | with every batch that changes them |
 //! | `R` | event id (16), subscriber (4) | result row ([`super::codec`]) | once per finished attempt |
 //! | `X` | subscriber (4), event id (16) | died at ms (u64 BE) | on a dead letter |
+//! | `E` | event id (16) | route (4), then the URL hash (16) of each media URL | ingest, with the event (only when the route's pointers found URLs) |
+//! | `U` | URL hash (16) | media row ([`super::media_codec`]): URL, route, state, tries, result or error, events waiting | ingest (a URL seen first), each archive try |
+//! | `A` | due ms (8), URL hash (16) | — | media work due: a new URL (due now), a retry |
+//! | `J` | — | number of `A` rows (u64 BE) | with every batch that changes them |
+//! | `T` | final at ms (8), URL hash (16) | — | when a URL is stored or failed for good (media retention walks it) |
+//! | `H` | SHA-256 (32), URL hash (16) | — | a URL whose file has this digest (a file goes when its last URL expires) |
 //!
 //! An event fanned out to three subscribers that all answer first time costs
 //! five rows (`L`, `D` and three `R`); cursor, sequence and count rows are
-//! written once per batch, not per event.
+//! written once per batch, not per event. An event naming two new media URLs
+//! adds five (`E`, two `U`, two `A`); each URL stored adds `T` and `H` and
+//! rewrites its `U`. Event retention removes `E` with the event; `U`, `T`
+//! and `H` belong to media retention, which deletes the files.
 
 use crate::store::EventId;
 
@@ -30,6 +39,12 @@ pub const W: u8 = b'W';
 pub const K: u8 = b'K';
 pub const R: u8 = b'R';
 pub const X: u8 = b'X';
+pub const E: u8 = b'E';
+pub const U: u8 = b'U';
+pub const A: u8 = b'A';
+pub const J: u8 = b'J';
+pub const T: u8 = b'T';
+pub const H: u8 = b'H';
 
 pub const VERSION_KEY: &[u8] = b"Vversion";
 
@@ -95,6 +110,46 @@ pub fn dead_prefix(sub: u32) -> Vec<u8> {
 }
 pub fn dead(sub: u32, id: EventId) -> Vec<u8> {
     cat::<21>(&[&[X], &sub.to_be_bytes(), &id.bytes()])
+}
+
+/// A media URL's key: the first 16 bytes of its SHA-256.
+pub fn url_hash(url: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let full = sha2::Sha256::digest(url.as_bytes());
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&full[..16]);
+    h
+}
+
+pub fn event_media(id: EventId) -> Vec<u8> {
+    cat::<17>(&[&[E], &id.bytes()])
+}
+
+pub fn media(hash: &[u8; 16]) -> Vec<u8> {
+    cat::<17>(&[&[U], hash])
+}
+
+pub fn media_due(due_ms: u64, hash: &[u8; 16]) -> Vec<u8> {
+    cat::<25>(&[&[A], &due_ms.to_be_bytes(), hash])
+}
+
+pub const MEDIA_COUNT: &[u8] = &[J];
+
+pub fn media_final(at_ms: u64, hash: &[u8; 16]) -> Vec<u8> {
+    cat::<25>(&[&[T], &at_ms.to_be_bytes(), hash])
+}
+
+pub fn media_file_prefix(sha256: &[u8; 32]) -> Vec<u8> {
+    cat::<33>(&[&[H], sha256])
+}
+pub fn media_file(sha256: &[u8; 32], hash: &[u8; 16]) -> Vec<u8> {
+    cat::<49>(&[&[H], sha256, hash])
+}
+
+/// (ms, URL hash) of an `A` or `T` key.
+pub fn parse_timed(k: &[u8]) -> Option<(u64, [u8; 16])> {
+    let ms = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
+    Some((ms, k.get(9..25)?.try_into().ok()?))
 }
 
 /// The event id at the end of an `L`, `X` or `R`-less key (`L`/`X`: bytes 5..21).
@@ -183,5 +238,13 @@ mod tests {
             end: 12,
         };
         assert_eq!(CursorRow::decode(&c.encode()), Some(c));
+        let h = url_hash("https://file.com/k/x.mp4");
+        assert!(
+            media_due(5, &h) < media_due(6, &[0; 16]),
+            "media due index sorts by time first"
+        );
+        assert_eq!(parse_timed(&media_due(7, &h)), Some((7, h)));
+        assert_eq!(parse_timed(&media_final(9, &h)), Some((9, h)));
+        assert!(media_file(&[1; 32], &h).starts_with(&media_file_prefix(&[1; 32])));
     }
 }

@@ -11,6 +11,11 @@ mod codec;
 mod cursor;
 mod group_commit;
 mod keys;
+mod media;
+mod media_codec;
+mod media_query;
+mod media_source;
+mod media_sweep;
 mod migrate;
 mod query;
 mod registry;
@@ -26,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use cursor::Cursor;
 pub use group_commit::SledTicket;
+pub use media_source::{MediaCursor, SledMediaTicket};
 
 use super::{Accepted, Attempt, NewEvent, Options, Outcome, Replayed, StoreError, Topology};
 use group_commit::{Msg, Record};
@@ -69,6 +75,10 @@ pub(super) struct Inner {
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
     /// Per subscriber: woken when work is added for it.
     signals: RwLock<HashMap<u32, Arc<Notify>>>,
+    /// Woken when media work is added (the archiver waits on it).
+    media_signal: Arc<Notify>,
+    /// `A` rows: media URLs waiting for a try (published by the writer).
+    media_queue: Arc<AtomicU64>,
     /// Rows written since start (for `hookrelay_store_writes_total`).
     pub(super) rows_written: AtomicU64,
     /// Batches applied since start.
@@ -225,6 +235,8 @@ impl SledStore {
             tails: RwLock::default(),
             waiting: RwLock::default(),
             signals: RwLock::default(),
+            media_signal: Arc::default(),
+            media_queue: Arc::default(),
             rows_written: AtomicU64::new(0),
             batches: AtomicU64::new(0),
         });
@@ -379,5 +391,7 @@ impl SledStore {
     }
 }
 
+#[cfg(test)]
+mod media_tests;
 #[cfg(test)]
 mod tests;

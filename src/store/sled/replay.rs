@@ -23,7 +23,9 @@ impl Writer {
         };
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
         match row.state {
-            DeliveryState::Retrying { due_ms } => self.del_due(b, sub, due_ms, id)?,
+            DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => {
+                self.del_due(b, sub, due_ms, id)?
+            }
             DeliveryState::Dead => b.del(keys::dead(sub, id)),
             DeliveryState::Delivered | DeliveryState::Skipped | DeliveryState::Pending => {}
         }

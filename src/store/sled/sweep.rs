@@ -1,7 +1,9 @@
 //! Retention: walks a route's log in id order and removes events received
 //! before the cutoff whose every delivery is finished — a dead letter only
 //! once it died before the cutoff too, so it stays `retention` after it gave
-//! up. Runs on the writer thread in bounded steps between batches.
+//! up — and whose media is archived or failed for good. Runs on the writer
+//! thread in bounded steps between batches. Media rows and files have their
+//! own retention ([`super::media_sweep`]).
 
 use super::codec;
 use super::group_commit::{Batch, Writer};
@@ -40,10 +42,13 @@ impl Writer {
             let Some((h, _)) = codec::decode_header(&v) else {
                 continue;
             };
-            if !self.finished(&b, route, id, &h.subscribers, cutoff_ms)? {
+            if !self.finished(&b, route, id, &h.subscribers, cutoff_ms)? || !self.event_media_final(&b, id)? {
                 continue;
             }
             b.del(k.to_vec());
+            // The event's list of media goes; the URLs' rows stay for media
+            // retention, which deletes their files.
+            b.del(keys::event_media(id));
             let dkey = keys::dedupe(route, &h.dedupe);
             // Only drop the dedupe row if it still points at this event.
             if b.get(&dkey)?.is_some_and(|v| v == id.bytes()) {
@@ -80,7 +85,7 @@ impl Writer {
             let over = match row.state {
                 DeliveryState::Delivered | DeliveryState::Skipped => true,
                 DeliveryState::Dead => row.at_ms < cutoff_ms,
-                DeliveryState::Retrying { .. } | DeliveryState::Pending => false,
+                DeliveryState::Retrying { .. } | DeliveryState::AwaitingMedia { .. } | DeliveryState::Pending => false,
             };
             if !over {
                 return Ok(false);

@@ -1,0 +1,87 @@
+//! `/api/media?event=ID` (an event's media URLs and their states),
+//! `/api/media` (the archive at a glance: queue, recent results, waiting
+//! URLs) and `/api/media/{sha256}` (a stored file, streamed). URLs are shown
+//! without their query string: a signed URL's query is a credential.
+
+use http::{header, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use serde_json::{json, Value};
+
+use super::{error, internal, rfc3339, ApiResult, Query, Reply};
+use crate::media::shown;
+use crate::state::App;
+use crate::store::{EventId, MediaItem, MediaState};
+
+/// One media URL for the admin API (the `hookrelay-media` fields, plus tries).
+pub(super) fn item(i: &MediaItem) -> Value {
+    let mut v = crate::delivery::media_gate::item_json(i);
+    v["url"] = Value::String(shown(&i.url));
+    v["attempts"] = json!(i.attempts);
+    v["at"] = json!(rfc3339(i.at_ms));
+    if let MediaState::Pending { due_ms } = i.state {
+        v["next_try_at"] = json!(rfc3339(due_ms));
+    }
+    v
+}
+
+/// The media of one event, `[]` when it named none.
+pub(super) async fn of_event(app: &App, id: EventId) -> Result<Vec<Value>, (StatusCode, String)> {
+    let items = app.store.event_media(id).await.map_err(internal)?.unwrap_or_default();
+    Ok(items.iter().map(item).collect())
+}
+
+pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
+    if let Some(id) = q.get("event") {
+        let id: EventId = id
+            .parse()
+            .map_err(|_| (StatusCode::BAD_REQUEST, format!("invalid event id {id:?}")))?;
+        if app.store.event(id).await.map_err(internal)?.is_none() {
+            return Err((StatusCode::NOT_FOUND, format!("no event {id}")));
+        }
+        return Ok(json!({ "event": id.to_string(), "media": of_event(app, id).await? }));
+    }
+    let limit = q.limit(20)?;
+    let (recent, waiting) = app.store.recent_media(limit).await.map_err(internal)?;
+    Ok(json!({
+        "store": app.media.settings().store.describe(),
+        "queue_depth": app.store.media_queue(),
+        "in_flight": app.media.in_flight(),
+        "recent": recent.iter().map(item).collect::<Vec<_>>(),
+        "waiting": waiting.iter().map(item).collect::<Vec<_>>(),
+    }))
+}
+
+/// The stored bytes of a file, streamed with its content type and length.
+pub(super) async fn file(app: &App, sha256: &str) -> Reply {
+    if crate::media::storage::check_digest(sha256).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a SHA-256 digest: use the 64 lower-case hex characters of a stored file",
+        );
+    }
+    let known = match app.store.media_file(sha256.to_string()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no stored file {sha256}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let reader = match app.media.settings().store.open(sha256).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("file {sha256} is recorded but missing from the media store"),
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("cannot read the media store: {e}")),
+    };
+    let frames = futures_util::StreamExt::map(reader.stream, |r| r.map(hyper::body::Frame::data));
+    let mut resp = http::Response::new(StreamBody::new(frames).boxed_unsync());
+    let h = resp.headers_mut();
+    let ct = known.content_type.as_deref().unwrap_or("application/octet-stream");
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_str(ct).unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(reader.size));
+    resp
+}

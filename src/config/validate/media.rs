@@ -1,0 +1,145 @@
+//! `[media]`: the media store (a directory, or an S3-compatible bucket with
+//! credentials from any secret source), download limits, the retry schedule,
+//! the address policy switch, retention and the media disk's free-space floor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::Validator;
+use crate::auth::Secret;
+use crate::config::raw::{RawMedia, RawS3};
+use crate::config::secret::SecretSource;
+use crate::config::values::{MediaConfig, MediaStoreConfig, S3Config};
+use crate::config::ConfigError;
+
+/// The longest `Retry-After` a media server may ask for (the schedule's own
+/// delays are not capped).
+const MEDIA_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+impl Validator<'_> {
+    /// `store_dir` is the callback store's directory (the default media
+    /// directory lives under it).
+    pub(super) fn media(&self, m: RawMedia, store_dir: &Path) -> Result<MediaConfig, ConfigError> {
+        let store = match &m.store {
+            None => MediaStoreConfig::Local(store_dir.join("media")),
+            Some(v) => self.media_store(v)?,
+        };
+        if m.max_size.0 == 0 {
+            return Err(self.err("media.max_size", None, "must be greater than 0"));
+        }
+        if m.timeout.0.is_zero() {
+            return Err(self.err("media.timeout", None, "must be greater than 0"));
+        }
+        if m.concurrency == 0 {
+            return Err(self.err("media.concurrency", None, "must be at least 1"));
+        }
+        if m.retention.0 < Duration::from_secs(60) {
+            return Err(self.err("media.retention", None, "retention must be at least 1m"));
+        }
+        let retry = self.schedule(
+            "media.retry",
+            m.retry.iter().map(|d| d.0).collect(),
+            MEDIA_MAX_RETRY_AFTER,
+        )?;
+        let ca_file = match &m.ca_file {
+            Some(p) => {
+                let path = self.existing_file("media.ca_file", p)?;
+                if let Err(e) = crate::tls::load_roots(Some(&path)) {
+                    return Err(self.err("media.ca_file", Some(p.span()), e.to_string()));
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(MediaConfig {
+            store,
+            max_size: m.max_size.0,
+            timeout: m.timeout.0,
+            concurrency: m.concurrency,
+            retry,
+            allow_private: m.allow_private,
+            allow_networks: m.allow_networks.iter().map(|c| c.0).collect(),
+            retention: m.retention.0,
+            min_free: m.min_free.0,
+            ca_file,
+        })
+    }
+
+    /// Where `media.store` is written: its value, or the `[media.store.s3]`
+    /// header when only that declares it (for error positions).
+    fn media_store_span(&self) -> Option<std::ops::Range<usize>> {
+        let doc = toml_edit::ImDocument::parse(self.text).ok()?;
+        let store = doc.get("media")?.get("store")?;
+        store.span().or_else(|| store.get("s3")?.span())
+    }
+
+    fn media_store(&self, v: &toml::Value) -> Result<MediaStoreConfig, ConfigError> {
+        let span = self.media_store_span();
+        const SHAPES: &str = "use a directory (store = \"media\") or store = { s3 = { bucket = \"…\", \
+                              access_key = …, secret_key = … } }";
+        match v {
+            toml::Value::String(dir) if !dir.trim().is_empty() => {
+                Ok(MediaStoreConfig::Local(self.resolve_path(Path::new(dir))))
+            }
+            toml::Value::Table(t) if t.len() == 1 && t.contains_key("s3") => {
+                let raw: RawS3 = t["s3"]
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| self.err("media.store.s3", span.clone(), e.message().trim()))?;
+                self.s3(raw, span)
+            }
+            toml::Value::Table(t) => Err(self.err(
+                "media.store",
+                span,
+                format!(
+                    "unknown store {:?}: {SHAPES}",
+                    t.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            _ => Err(self.err("media.store", span, format!("not a media store: {SHAPES}"))),
+        }
+    }
+
+    fn s3(&self, raw: RawS3, span: Option<std::ops::Range<usize>>) -> Result<MediaStoreConfig, ConfigError> {
+        if raw.bucket.trim().is_empty() {
+            return Err(self.err("media.store.s3.bucket", span, "the bucket name is empty"));
+        }
+        if let Some(ep) = &raw.endpoint {
+            let ok = ep
+                .parse::<http::Uri>()
+                .ok()
+                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            if !ok {
+                return Err(self.err(
+                    "media.store.s3.endpoint",
+                    span,
+                    format!(
+                        "invalid endpoint {ep:?}: use e.g. \"http://127.0.0.1:9000\" or \"https://s3.example.com\""
+                    ),
+                ));
+            }
+        }
+        let secret = |name: &str, v: &Option<toml::Value>| -> Result<Secret, ConfigError> {
+            let k = format!("media.store.s3.{name}");
+            let v = v.as_ref().ok_or_else(|| {
+                self.err(
+                    &k,
+                    span.clone(),
+                    "required (inline, { file }, { env } or { credential })",
+                )
+            })?;
+            SecretSource::from_value(v.clone())
+                .and_then(|s| s.resolve_text())
+                .map(Secret::new)
+                .map_err(|m| self.err(&k, span.clone(), m))
+        };
+        Ok(MediaStoreConfig::S3(S3Config {
+            access_key: secret("access_key", &raw.access_key)?,
+            secret_key: secret("secret_key", &raw.secret_key)?,
+            bucket: raw.bucket,
+            endpoint: raw.endpoint,
+            region: raw.region,
+            prefix: raw.prefix,
+        }))
+    }
+}

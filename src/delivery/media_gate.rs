@@ -1,0 +1,142 @@
+//! `after_archive` subscribers: whether an event's media lets its delivery go
+//! now, and the `hookrelay-media` header it then carries — a JSON array of
+//! `{"url", "state", "location", "sha256", "size", "content_type", "error"}`,
+//! one per media URL of the event, in the order the route's pointers found
+//! them (`[]` when the callback named none).
+//!
+//! Owns the header's format; the parking itself is the store's
+//! ([`crate::store::Outcome::Defer`]).
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde_json::{json, Value};
+
+use crate::store::{EventId, MediaItem, MediaState, Store};
+
+/// The header every `after_archive` delivery carries.
+pub const MEDIA_HEADER: &str = "hookrelay-media";
+
+/// A parked delivery is looked at again after this even without a wake (the
+/// store wakes it as soon as the event's media is done; this only bounds
+/// the cost of a wake that never comes).
+pub const MEDIA_RECHECK: Duration = Duration::from_secs(300);
+
+/// What an `after_archive` delivery should do now.
+pub enum Gate {
+    /// Some media URL is still pending (or the media could not be read):
+    /// park the delivery ([`crate::store::Outcome::Defer`]) until `due_ms`
+    /// at the latest; the store makes it due as soon as the media is done.
+    Wait { due_ms: u64 },
+    /// Every URL is final: deliver with this header.
+    Go(HeaderValue),
+}
+
+/// Look at the event's media for `subscriber`'s delivery (push lanes before
+/// an attempt, pull lanes before a hand-out).
+pub async fn check(store: &Store, subscriber: &str, event: EventId) -> Gate {
+    let later = |d: Duration| Gate::Wait {
+        due_ms: crate::clock::now_ms() + d.as_millis() as u64,
+    };
+    match store.event_media(event).await {
+        Ok(items) => {
+            let items = items.unwrap_or_default();
+            if items.iter().any(|i| !i.state.is_final()) {
+                tracing::debug!(subscriber, event = %event, "waiting for the event's media to be archived");
+                return later(MEDIA_RECHECK);
+            }
+            Gate::Go(header_value(&items))
+        }
+        Err(e) => {
+            tracing::error!(subscriber, event = %event, error = %e, "cannot read the event's media; looking again shortly");
+            later(super::attempt::READ_ERROR_PAUSE)
+        }
+    }
+}
+
+/// One media URL as the header (and the admin API) shows it.
+pub fn item_json(i: &MediaItem) -> Value {
+    let (location, sha256, size, content_type, error) = match &i.state {
+        MediaState::Stored(f) => (
+            Some(f.location.as_str()),
+            Some(f.sha256.as_str()),
+            Some(f.size),
+            f.content_type.as_deref(),
+            None,
+        ),
+        MediaState::Failed { error } => (None, None, None, None, Some(error.as_str())),
+        MediaState::Pending { .. } => (None, None, None, None, i.last_error.as_deref()),
+    };
+    json!({
+        "url": i.url,
+        "state": i.state.name(),
+        "location": location,
+        "sha256": sha256,
+        "size": size,
+        "content_type": content_type,
+        "error": error,
+    })
+}
+
+/// The header value: the JSON array with every non-ASCII character written
+/// as a `\u` escape, so any URL or error text makes a valid header.
+pub fn header_value(items: &[MediaItem]) -> HeaderValue {
+    let text = Value::Array(items.iter().map(item_json).collect()).to_string();
+    let mut ascii = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    // JSON escapes control characters and the rest is now printable ASCII.
+    HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("[]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoredFile;
+
+    #[test]
+    fn header_lists_each_url_and_stays_ascii() {
+        let items = vec![
+            MediaItem {
+                url: "https://file.com/k/vidéo.mp4?sig=1".into(),
+                state: MediaState::Stored(StoredFile {
+                    location: "/m/ab/ab".into(),
+                    sha256: "ab".repeat(32),
+                    size: 42,
+                    content_type: Some("video/mp4".into()),
+                }),
+                attempts: 1,
+                last_error: None,
+                at_ms: 1,
+            },
+            MediaItem {
+                url: "http://10.0.0.1/x.png".into(),
+                state: MediaState::Failed {
+                    error: "refused 10.0.0.1: private — 🚫".into(),
+                },
+                attempts: 1,
+                last_error: None,
+                at_ms: 1,
+            },
+        ];
+        let h = header_value(&items);
+        let text = h.to_str().expect("ASCII");
+        let back: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back[0]["url"], "https://file.com/k/vidéo.mp4?sig=1");
+        assert_eq!(back[0]["state"], "stored");
+        assert_eq!(back[0]["size"], 42);
+        assert_eq!(back[0]["error"], Value::Null);
+        assert_eq!(back[1]["state"], "failed");
+        assert_eq!(back[1]["error"], "refused 10.0.0.1: private — 🚫");
+        assert_eq!(back[1]["sha256"], Value::Null);
+        assert_eq!(header_value(&[]).to_str().unwrap(), "[]");
+    }
+}

@@ -1,0 +1,122 @@
+//! One archive try of one URL: download and store it; on 403/404/410, when
+//! the URL's route has a provider key, ask the provider once for a fresh URL
+//! (`POST /api/v1/common/download-url`) and download that. Then decide what
+//! the store records: stored, retry on the media schedule, or failed for good.
+//!
+//! Logs name the URL without its query ([`super::shown`]); error texts name
+//! hosts, never URLs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::settings::ArchiveSettings;
+use super::shown::shown;
+use super::{archive, ArchiveError, Stored};
+use crate::clock;
+use crate::metrics::Metrics;
+use crate::store::{MediaOutcome, MediaWork, Store, StoredFile};
+
+/// Why a try did not store the file.
+struct Failure {
+    message: String,
+    /// A later try may work (network, 5xx, timeouts, a rate-limited refresh).
+    retryable: bool,
+    /// How long the server (or the provider) asked us to wait.
+    retry_after: Option<Duration>,
+}
+
+impl From<ArchiveError> for Failure {
+    fn from(e: ArchiveError) -> Failure {
+        Failure {
+            retryable: e.retryable(),
+            retry_after: match &e {
+                ArchiveError::Fetch(f) => f.retry_after(),
+                ArchiveError::Store(_) => None,
+            },
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Download, and refresh once through the provider when the URL expired.
+async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Result<Stored, Failure> {
+    let gone = match archive(&s.fetcher, &s.store, &w.url).await {
+        Err(e) if e.is_gone() => e,
+        other => return other.map_err(Failure::from),
+    };
+    let Some(client) = s.providers.get(&w.route) else {
+        // No key to ask with: the status is the answer.
+        return Err(Failure::from(gone));
+    };
+    let fresh = match client.download_url(&w.url).await {
+        Ok(u) => {
+            metrics.media_refresh("ok");
+            u
+        }
+        Err(pe) => {
+            metrics.media_refresh("failed");
+            return Err(Failure {
+                message: format!("{gone}; asking the provider for a fresh URL failed: {pe}"),
+                retryable: pe.is_retryable(),
+                retry_after: pe.retry_after(),
+            });
+        }
+    };
+    tracing::info!(url = %shown(&w.url), "media URL expired; downloading the fresh URL the provider gave");
+    archive(&s.fetcher, &s.store, &fresh).await.map_err(|e| {
+        let mut f = Failure::from(e);
+        f.message = format!("{gone}; the provider's fresh URL then failed too: {}", f.message);
+        f
+    })
+}
+
+/// Run one try and record it; whether the record was written (if not, the
+/// store is failing: the work stays handed out until the restart that follows).
+pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: Arc<Metrics>, w: MediaWork) -> bool {
+    let started = tokio::time::Instant::now();
+    let url = shown(&w.url);
+    let attempt = w.attempts + 1;
+    let outcome = match try_once(&settings, &metrics, &w).await {
+        Ok(st) => {
+            metrics.media_file("stored");
+            metrics.media_bytes.inc_by(st.size);
+            tracing::info!(url = %url, sha256 = %st.sha256, size = st.size, location = %st.location,
+                ms = started.elapsed().as_millis() as u64, attempt, "media stored");
+            MediaOutcome::Stored(StoredFile {
+                location: st.location,
+                sha256: st.sha256,
+                size: st.size,
+                content_type: st.content_type,
+            })
+        }
+        Err(f) if f.retryable => match settings.retry.next_delay(w.step, f.retry_after) {
+            Some(delay) => {
+                metrics.media_file("retry");
+                tracing::info!(url = %url, attempt, error = %f.message, retry_in_ms = delay.as_millis() as u64,
+                    "media download failed; will retry");
+                MediaOutcome::Retry {
+                    due_ms: clock::now_ms() + delay.as_millis() as u64,
+                    error: f.message,
+                }
+            }
+            None => {
+                metrics.media_file("failed");
+                let error = format!("{} (gave up after {attempt} tries)", f.message);
+                tracing::warn!(url = %url, attempt, error = %error, "media download gave up");
+                MediaOutcome::Failed { error }
+            }
+        },
+        Err(f) => {
+            metrics.media_file("failed");
+            tracing::warn!(url = %url, attempt, error = %f.message, "media download failed for good");
+            MediaOutcome::Failed { error: f.message }
+        }
+    };
+    match store.record_media(&w.ticket, outcome).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(url = %url, error = %e, "cannot record the media result; it is tried again after a restart");
+            false
+        }
+    }
+}

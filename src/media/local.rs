@@ -1,0 +1,245 @@
+//! The local media directory: content-addressed files, written atomically.
+//!
+//! Owns the on-disk layout (`ROOT/ab/abcdef…`, the SHA-256 in hex, sharded by
+//! its first byte; partial files in `ROOT/tmp/*.part`), durable writes (temp
+//! file, fsync, rename, fsync of the directory) and the free-space floor.
+//! Does not own the callback store's own disk guard: this one only protects
+//! it by refusing media writes early.
+//!
+//! Hashing and writing run on a blocking thread fed through a small bounded
+//! channel, so the download and the disk work overlap and memory holds a few
+//! chunks at most, whatever the file size.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::storage::{PutError, StoreError, Stored, StoredReader};
+
+/// Chunks in flight between the download and the writer thread.
+const CHANNEL_CHUNKS: usize = 16;
+/// Write buffer of the writer thread: few, large writes.
+const WRITE_BUFFER: usize = 1 << 20;
+/// How often (in bytes written) the free-space floor is re-checked.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
+/// A media directory.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    /// Absolute root, so stored locations stay valid whatever the working directory.
+    root: Arc<PathBuf>,
+    /// Bytes that must stay free on the media disk; writes stop before that.
+    min_free: u64,
+}
+
+enum Msg {
+    Data(Bytes),
+    /// The source ended cleanly: make the file durable and visible.
+    Finish,
+}
+
+/// Removes the temp file unless the write succeeded.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+impl LocalStore {
+    /// Open (creating) the directory, and remove partial files a crash left.
+    pub fn new(root: impl Into<PathBuf>, min_free: u64) -> Result<LocalStore, StoreError> {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
+        let root = fs::canonicalize(&root).map_err(StoreError::io("resolve media directory", &root))?;
+        for entry in fs::read_dir(&tmp).map_err(StoreError::io("list", &tmp))?.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "part") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(LocalStore {
+            root: Arc::new(root),
+            min_free,
+        })
+    }
+
+    /// The same directory with another free-space floor (a reload): unlike
+    /// [`LocalStore::new`] it leaves the partial files of downloads in flight.
+    pub fn with_min_free(&self, min_free: u64) -> LocalStore {
+        LocalStore {
+            root: self.root.clone(),
+            min_free,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the file with this (checked) digest lives.
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join(&sha256[..2]).join(sha256)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "local directory {} (min_free {} bytes)",
+            self.root.display(),
+            self.min_free
+        )
+    }
+
+    fn check_space(root: &Path, min_free: u64, upcoming: u64) -> Result<(), StoreError> {
+        let available = fs4::available_space(root).map_err(StoreError::io("statvfs", root))?;
+        if available < min_free.saturating_add(upcoming) {
+            return Err(StoreError::LowSpace {
+                path: root.to_path_buf(),
+                available,
+                min_free,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn put_stream<S, E>(
+        &self,
+        mut stream: S,
+        content_type: Option<&str>,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, PutError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Send,
+    {
+        Self::check_space(&self.root, self.min_free, size_hint.unwrap_or(0))?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let (root, min_free) = (self.root.clone(), self.min_free);
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, min_free));
+        let mut source_err = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(Msg::Data(chunk)).await.is_err() {
+                        break; // the writer failed; its error is below
+                    }
+                }
+                Err(e) => {
+                    source_err = Some(e);
+                    break;
+                }
+            }
+        }
+        if source_err.is_none() {
+            let _ = tx.send(Msg::Finish).await;
+        }
+        drop(tx);
+        let written = writer.await.map_err(|e| StoreError::Io {
+            op: "write",
+            path: self.root.to_path_buf(),
+            source: std::io::Error::other(e),
+        });
+        if let Some(e) = source_err {
+            return Err(PutError::Source(e));
+        }
+        let (sha256, size, path) = written??;
+        Ok(Stored {
+            location: path.display().to_string(),
+            sha256,
+            size,
+            content_type: content_type.map(str::to_string),
+        })
+    }
+
+    pub(crate) async fn open(&self, sha256: &str) -> Result<Option<StoredReader>, StoreError> {
+        let path = self.path_of(sha256);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("open", &path)(e)),
+        };
+        let size = file.metadata().await.map_err(StoreError::io("stat", &path))?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10).boxed();
+        Ok(Some(StoredReader { size, stream }))
+    }
+
+    pub(crate) async fn delete(&self, sha256: &str) -> Result<bool, StoreError> {
+        let path = self.path_of(sha256);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("remove", &path)(e)),
+        }
+    }
+}
+
+/// The writer thread: hash and write every chunk, then fsync, rename into
+/// place and fsync the directory. Returns the digest, size and final path.
+fn write_file(mut rx: mpsc::Receiver<Msg>, root: &Path, min_free: u64) -> Result<(String, u64, PathBuf), StoreError> {
+    let tmp_path = root.join("tmp").join(format!("{}.part", ulid::Ulid::new()));
+    let file = fs::File::create(&tmp_path).map_err(StoreError::io("create", &tmp_path))?;
+    let mut temp = TempFile(Some(tmp_path.clone()));
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    let (mut size, mut since_check) = (0u64, 0u64);
+    loop {
+        match rx.blocking_recv() {
+            Some(Msg::Data(chunk)) => {
+                hasher.update(&chunk);
+                out.write_all(&chunk).map_err(StoreError::io("write", &tmp_path))?;
+                size += chunk.len() as u64;
+                since_check += chunk.len() as u64;
+                if since_check >= SPACE_CHECK_EVERY {
+                    since_check = 0;
+                    LocalStore::check_space(root, min_free, 0)?;
+                }
+            }
+            Some(Msg::Finish) => break,
+            // The source failed or the put was cancelled: the temp file goes.
+            None => {
+                return Err(StoreError::Io {
+                    op: "write",
+                    path: tmp_path,
+                    source: std::io::Error::other("source ended before the file was complete"),
+                })
+            }
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| StoreError::io("write", &tmp_path)(e.into_error()))?;
+    file.sync_all().map_err(StoreError::io("fsync", &tmp_path))?;
+    drop(file);
+
+    let sha256 = hex::encode(hasher.finalize());
+    let dir = root.join(&sha256[..2]);
+    if !dir.exists() {
+        fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
+        sync_dir(root)?;
+    }
+    let path = dir.join(&sha256);
+    if path.exists() {
+        // The same bytes are already stored (content addressing): keep those.
+        drop(temp);
+    } else {
+        fs::rename(&tmp_path, &path).map_err(StoreError::io("rename into", &path))?;
+        temp.0 = None;
+        sync_dir(&dir)?;
+    }
+    Ok((sha256, size, path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io("fsync directory", dir))
+}

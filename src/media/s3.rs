@@ -1,0 +1,212 @@
+//! Media in S3-compatible object storage (object_store, ring only).
+//!
+//! Owns the S3 settings, the key layout (`PREFIX` + `ab/abcdef…`, the SHA-256
+//! in hex) and the upload sequence: the bytes stream to a temporary key
+//! (`PREFIX` + `tmp/<ulid>.part`, multipart once larger than one part, so
+//! memory stays at a few parts), then are copied under their digest and the
+//! temporary key is deleted. Readers never see a partial object under a
+//! digest. A crash between upload and delete can leave a `tmp/` object: a
+//! bucket lifecycle rule on `PREFIX` + `tmp/` clears those.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::s3_http::HyperConnector;
+use super::storage::{PutError, StoreError, Stored, StoredReader};
+use crate::auth::{credential_text, Secret};
+
+/// S3 part size by default: above S3's 5 MiB minimum, small enough that the
+/// parts in flight stay a few tens of MiB.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Parts uploaded concurrently per file.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Settings of `[media] store = { s3 = { … } }`, secrets already resolved.
+#[derive(Clone)]
+pub struct S3Settings {
+    /// The bucket must exist; the relay never creates buckets.
+    pub bucket: String,
+    /// `http(s)://host:port` of an S3-compatible server; AWS when unset.
+    pub endpoint: Option<String>,
+    /// Signing region (SigV4 signs with it even on non-AWS servers).
+    pub region: String,
+    /// Key id; a secret like the key itself (config reads it from any secret source).
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    /// Key prefix, e.g. `hookrelay/`, so one bucket can hold other data.
+    pub prefix: String,
+    /// Private CA (PEM) for an https endpoint with its own certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Multipart part size (and the single-upload threshold).
+    pub part_size: usize,
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &"<redacted>")
+            .field("secret_key", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("ca_file", &self.ca_file)
+            .field("part_size", &self.part_size)
+            .finish()
+    }
+}
+
+/// A bucket (and prefix) holding archived media.
+#[derive(Clone)]
+pub struct S3Store {
+    /// Shared by every upload; object_store clients are cheap to share.
+    store: Arc<dyn ObjectStore>,
+    /// For locations (`s3://bucket/key`) and `describe`.
+    bucket: String,
+    /// For `describe` only.
+    endpoint: String,
+    /// Normalised to empty or `something/`.
+    prefix: String,
+    /// At least S3's 5 MiB minimum part size.
+    part_size: usize,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn object_err(e: object_store::Error) -> StoreError {
+    StoreError::Object(e.to_string())
+}
+
+impl S3Store {
+    pub fn new(s: &S3Settings) -> Result<S3Store, StoreError> {
+        let connector = HyperConnector::new(s.ca_file.as_deref()).map_err(|e| StoreError::Object(e.to_string()))?;
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&s.bucket)
+            .with_region(&s.region)
+            .with_access_key_id(credential_text(&s.access_key))
+            .with_secret_access_key(credential_text(&s.secret_key))
+            .with_http_connector(connector);
+        if let Some(ep) = &s.endpoint {
+            b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
+        }
+        let store = b.build().map_err(object_err)?;
+        let mut prefix = s.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        Ok(S3Store {
+            store: Arc::new(store),
+            bucket: s.bucket.clone(),
+            endpoint: s.endpoint.clone().unwrap_or_else(|| format!("AWS {}", s.region)),
+            prefix,
+            part_size: s.part_size.max(5 << 20),
+        })
+    }
+
+    /// The object key of a (checked) digest.
+    pub fn key_of(&self, sha256: &str) -> String {
+        format!("{}{}/{}", self.prefix, &sha256[..2], sha256)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{} at {}", self.bucket, self.prefix, self.endpoint)
+    }
+
+    pub(crate) async fn put_stream<S, E>(
+        &self,
+        mut stream: S,
+        content_type: Option<&str>,
+    ) -> Result<Stored, PutError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Send,
+    {
+        let tmp = ObjectPath::from(format!("{}tmp/{}.part", self.prefix, ulid::Ulid::new()));
+        let mut attributes = Attributes::new();
+        if let Some(ct) = content_type {
+            attributes.insert(Attribute::ContentType, ct.to_string().into());
+        }
+        let mut writer = BufWriter::with_capacity(self.store.clone(), tmp.clone(), self.part_size)
+            .with_max_concurrency(PARTS_IN_FLIGHT)
+            .with_attributes(attributes);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(item) = stream.next().await {
+            let chunk = match item {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(PutError::Source(e));
+                }
+            };
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if let Err(e) = writer.put(chunk).await {
+                let _ = writer.abort().await;
+                return Err(object_err(e).into());
+            }
+        }
+        if let Err(e) = writer.shutdown().await {
+            let _ = self.store.delete(&tmp).await;
+            return Err(StoreError::Object(e.to_string()).into());
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let key = self.key_of(&sha256);
+        let final_path = ObjectPath::from(key.as_str());
+        let stored = match self.store.head(&final_path).await {
+            Ok(_) => Ok(()), // the same bytes are already stored
+            Err(object_store::Error::NotFound { .. }) => self.store.copy(&tmp, &final_path).await.map_err(object_err),
+            Err(e) => Err(object_err(e)),
+        };
+        let cleanup = self.store.delete(&tmp).await;
+        stored?;
+        if let Err(e) = cleanup {
+            tracing::warn!(error = %e, "could not delete a temporary media object (a lifecycle rule on tmp/ clears it)");
+        }
+        Ok(Stored {
+            location: format!("s3://{}/{}", self.bucket, key),
+            sha256,
+            size,
+            content_type: content_type.map(str::to_string),
+        })
+    }
+
+    pub(crate) async fn open(&self, sha256: &str) -> Result<Option<StoredReader>, StoreError> {
+        let path = ObjectPath::from(self.key_of(sha256).as_str());
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let size = r.meta.size;
+                let stream = r.into_stream().map_err(std::io::Error::other).boxed();
+                Ok(Some(StoredReader { size, stream }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(object_err(e)),
+        }
+    }
+
+    pub(crate) async fn delete(&self, sha256: &str) -> Result<bool, StoreError> {
+        let path = ObjectPath::from(self.key_of(sha256).as_str());
+        // S3 deletes are idempotent and say nothing about existence: ask first.
+        match self.store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(object_err(e)),
+        }
+        self.store.delete(&path).await.map_err(object_err)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,119 @@
+//! What the archiver runs with, built from `[media]` and the routes' provider
+//! keys: the fetcher (address policy, size cap, timeout), the media store,
+//! the retry schedule, concurrency, retention, and one provider client per
+//! route that has a key (it refreshes expired URLs).
+//!
+//! Building can fail (a media directory that cannot be created, an unusable
+//! CA file or provider base URL): start and reload do it before changing
+//! anything. A reload that keeps the store's settings keeps the store itself,
+//! so downloads in flight are not disturbed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{AddressPolicy, FetchOptions, Fetcher, LocalStore, MediaStore, S3Settings, S3Store};
+use crate::auth::credential_text;
+use crate::config::{Config, MediaStoreConfig};
+use crate::delivery::retry::RetrySchedule;
+use crate::provider::{ApiKey, ClientConfig, ProviderClient};
+
+/// Why the media settings cannot be used (nothing was changed).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("media.store: {0}")]
+    Store(String),
+    #[error("media: {0}")]
+    Fetcher(String),
+    #[error("routes.{route}.provider: {message}")]
+    Provider { route: String, message: String },
+}
+
+/// Where the store is, compared across reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoreKey {
+    store: MediaStoreConfig,
+    ca_file: Option<PathBuf>,
+}
+
+/// The archiver's settings; a reload swaps them whole.
+pub struct ArchiveSettings {
+    pub fetcher: Fetcher,
+    pub store: MediaStore,
+    store_key: StoreKey,
+    pub retry: RetrySchedule,
+    pub concurrency: usize,
+    /// Stored files go this long after they were archived.
+    pub retention: Duration,
+    /// By route name: the client that refreshes that route's expired URLs.
+    pub providers: HashMap<String, ProviderClient>,
+}
+
+impl ArchiveSettings {
+    /// Build from a validated config; `current` lends its store when the
+    /// store settings did not change.
+    pub fn build(config: &Config, current: Option<&ArchiveSettings>) -> Result<ArchiveSettings, SetupError> {
+        let m = &config.media;
+        let store_key = StoreKey {
+            store: m.store.clone(),
+            ca_file: m.ca_file.clone(),
+        };
+        let store = match current.filter(|c| c.store_key == store_key).map(|c| &c.store) {
+            Some(MediaStore::Local(l)) => MediaStore::Local(l.with_min_free(m.min_free)),
+            Some(same) => same.clone(),
+            None => open_store(&store_key, m.min_free)?,
+        };
+        let fetcher = Fetcher::new(FetchOptions {
+            policy: AddressPolicy {
+                allow_private: m.allow_private,
+                allowed_nets: m.allow_networks.clone(),
+            },
+            timeout: m.timeout,
+            max_size: m.max_size,
+            ca_file: m.ca_file.clone(),
+            ..FetchOptions::default()
+        })
+        .map_err(|e| SetupError::Fetcher(e.to_string()))?;
+        let mut providers = HashMap::new();
+        for r in &config.routes {
+            let Some(p) = &r.provider else { continue };
+            let err = |message: String| SetupError::Provider {
+                route: r.name.clone(),
+                message,
+            };
+            let key = ApiKey::new(credential_text(&p.api_key)).map_err(err)?;
+            let client =
+                ProviderClient::new(ClientConfig::new(p.base_url.clone(), key)).map_err(|e| err(e.to_string()))?;
+            providers.insert(r.name.clone(), client);
+        }
+        Ok(ArchiveSettings {
+            fetcher,
+            store,
+            store_key,
+            retry: m.retry.clone(),
+            concurrency: m.concurrency,
+            retention: m.retention,
+            providers,
+        })
+    }
+}
+
+fn open_store(k: &StoreKey, min_free: u64) -> Result<MediaStore, SetupError> {
+    match &k.store {
+        MediaStoreConfig::Local(dir) => LocalStore::new(dir, min_free)
+            .map(MediaStore::Local)
+            .map_err(|e| SetupError::Store(e.to_string())),
+        MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {
+            bucket: s.bucket.clone(),
+            endpoint: s.endpoint.clone(),
+            region: s.region.clone(),
+            access_key: s.access_key.clone(),
+            secret_key: s.secret_key.clone(),
+            prefix: s.prefix.clone(),
+            ca_file: k.ca_file.clone(),
+            part_size: super::s3::DEFAULT_PART_SIZE,
+        })
+        .map(MediaStore::S3)
+        .map_err(|e| SetupError::Store(e.to_string())),
+    }
+}

@@ -1,0 +1,157 @@
+//! Verification by fetch: does a received callback agree with the provider's
+//! own record of the task?
+//!
+//! The `kie` signature covers only `taskId.timestamp`, so a captured signature
+//! can carry any body. The provider's record is the authority: the task id,
+//! the outcome, the result URLs and the failure code of a callback must agree
+//! with it. Does not fetch the record (the caller does, through
+//! [`super::client`]) and does not decide what happens to a disagreeing event.
+
+use serde_json::Value;
+
+use super::loose::{first_present, int_at, int_of, push_unique, str_at, strings_of, unstring};
+use super::product::{CallbackStage, Product, Stage};
+use super::record::{four_o_urls, veo_list, Record, SUNO_URL_FIELDS};
+
+/// The result of comparing a callback with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing in the callback contradicts the record.
+    Agree,
+    /// The callback says something the record does not: hold it as unverified.
+    Disagree(String),
+    /// The callback reports an end the record has not reached yet: ask again later.
+    NotTerminalYet,
+}
+
+/// What a callback body claims, read the same way for every product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackFacts {
+    pub task_id: Option<String>,
+    pub stage: CallbackStage,
+    /// Every result URL the callback names (order kept, no repeats).
+    pub media_urls: Vec<String>,
+    /// The failure code it reports: the body `code`, or Market's `data.failCode`.
+    pub failure_code: Option<i64>,
+}
+
+impl CallbackFacts {
+    pub fn read(product: Product, body: &Value) -> CallbackFacts {
+        let stage = product.callback_stage(body);
+        let failure_code = match (stage, product) {
+            (CallbackStage::Failed, Product::Market) => first_present(body, &["/data/failCode"]).and_then(int_of),
+            (CallbackStage::Failed, _) => int_at(body, "/code"),
+            _ => None,
+        };
+        CallbackFacts {
+            task_id: product.callback_task_id(body).map(str::to_string),
+            stage,
+            media_urls: callback_urls(product, body),
+            failure_code,
+        }
+    }
+}
+
+/// Compare a received callback body with the provider's record of its task.
+pub fn verify(received: &Value, record: &Record) -> Verdict {
+    let facts = CallbackFacts::read(record.product(), received);
+    match facts.task_id.as_deref() {
+        Some(id) if id == record.task_id() => {}
+        Some(id) => {
+            return Verdict::Disagree(format!(
+                "callback names task {id:?}, the record is {:?}",
+                record.task_id()
+            ))
+        }
+        None => return Verdict::Disagree("callback names no task id".into()),
+    }
+    let known = record.media_urls();
+    let unknown_url = facts.media_urls.iter().find(|u| !known.contains(u));
+    match facts.stage {
+        CallbackStage::Unrecognised => Verdict::Disagree("callback has no status this product uses".into()),
+        // A stage before the end: its URLs must be ones the record knows, once
+        // the record has them (it may lag behind the callback while running).
+        CallbackStage::Progress => match unknown_url {
+            None => Verdict::Agree,
+            Some(_) if !record.stage().is_terminal() => Verdict::NotTerminalYet,
+            Some(u) => Verdict::Disagree(format!("callback names {u}, which the provider's record does not")),
+        },
+        CallbackStage::Succeeded | CallbackStage::Failed if !record.stage().is_terminal() => Verdict::NotTerminalYet,
+        CallbackStage::Succeeded => {
+            if record.stage() != Stage::Succeeded {
+                return Verdict::Disagree(format!(
+                    "callback reports success, the provider's record says {}",
+                    record.state()
+                ));
+            }
+            if let Some(u) = unknown_url {
+                return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
+            }
+            if facts.media_urls.is_empty() && !known.is_empty() {
+                return Verdict::Disagree("callback names none of the record's result URLs".into());
+            }
+            Verdict::Agree
+        }
+        CallbackStage::Failed => {
+            if record.stage() != Stage::Failed {
+                return Verdict::Disagree(format!(
+                    "callback reports failure, the provider's record says {}",
+                    record.state()
+                ));
+            }
+            let record_code = record
+                .failure()
+                .and_then(|f| f.code)
+                .filter(|c| (400..=599).contains(c));
+            match (facts.failure_code, record_code) {
+                (Some(got), Some(want)) if got != want => Verdict::Disagree(format!(
+                    "callback failure code {got}, the provider's record says {want}"
+                )),
+                _ => Verdict::Agree,
+            }
+        }
+    }
+}
+
+/// Result URLs in a callback body, per product.
+fn callback_urls(product: Product, body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let strs = |ptrs: &[&str]| {
+        ptrs.iter()
+            .filter_map(|p| str_at(body, p).map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let data = body.get("data").unwrap_or(&Value::Null);
+    match product {
+        Product::Runway => push_unique(&mut out, strs(&["/data/video_url", "/data/image_url"])),
+        Product::Aleph => push_unique(&mut out, strs(&["/data/result_video_url", "/data/result_image_url"])),
+        Product::FluxKontext => push_unique(
+            &mut out,
+            strs(&["/data/info/resultImageUrl", "/data/info/originImageUrl"]),
+        ),
+        Product::Veo => {
+            for field in ["resultUrls", "originUrls", "imageUrls"] {
+                push_unique(&mut out, veo_list(data, field));
+            }
+        }
+        Product::FourOImage => push_unique(&mut out, four_o_urls(data)),
+        Product::Suno => {
+            for track in data.get("data").and_then(Value::as_array).into_iter().flatten() {
+                for (_, snake) in SUNO_URL_FIELDS {
+                    push_unique(&mut out, str_at(track, &format!("/{snake}")).map(str::to_string));
+                }
+            }
+        }
+        Product::Market => {
+            if let Some(result) = data.get("resultJson").and_then(unstring) {
+                for field in ["resultUrls", "resultWaterMarkUrls"] {
+                    push_unique(&mut out, result.get(field).map(strings_of).unwrap_or_default());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

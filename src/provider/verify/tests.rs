@@ -1,0 +1,125 @@
+//! A callback against the provider's record: forged bodies, lagging records.
+use super::*;
+use serde_json::json;
+
+fn runway(state: &str) -> Record {
+    let info = json!({"videoId": "v", "videoUrl": "https://f/k.mp4", "imageUrl": "https://f/m.png"});
+    Record::from_data(
+        Product::Runway,
+        "t",
+        json!({"taskId": "t", "state": state, "videoInfo": info, "failCode": 400}),
+    )
+    .unwrap()
+}
+
+fn runway_cb(code: i64, url: &str) -> Value {
+    json!({"code": code, "msg": "m", "data": {"task_id": "t", "video_id": "v", "video_url": url, "image_url": "https://f/m.png"}})
+}
+
+#[test]
+fn a_genuine_callback_agrees() {
+    assert_eq!(
+        verify(&runway_cb(200, "https://f/k.mp4"), &runway("success")),
+        Verdict::Agree
+    );
+}
+
+#[test]
+fn a_forged_url_disagrees() {
+    let v = verify(&runway_cb(200, "https://evil/x.mp4"), &runway("success"));
+    assert!(
+        matches!(&v, Verdict::Disagree(m) if m.contains("https://evil/x.mp4")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn outcome_and_task_must_match() {
+    assert!(matches!(
+        verify(&runway_cb(200, "https://f/k.mp4"), &runway("fail")),
+        Verdict::Disagree(_)
+    ));
+    let fail =
+        json!({"code": 400, "msg": "m", "data": {"task_id": "t", "video_id": "", "video_url": "", "image_url": ""}});
+    assert!(matches!(verify(&fail, &runway("success")), Verdict::Disagree(_)));
+    assert_eq!(verify(&fail, &runway("fail")), Verdict::Agree);
+    let mut other = runway_cb(200, "https://f/k.mp4");
+    other["data"]["task_id"] = "u".into();
+    assert!(matches!(verify(&other, &runway("success")), Verdict::Disagree(m) if m.contains("\"u\"")));
+    assert!(matches!(
+        verify(&json!({"code": 200}), &runway("success")),
+        Verdict::Disagree(_)
+    ));
+}
+
+#[test]
+fn failure_codes_must_agree() {
+    let fail = json!({"code": 500, "msg": "m", "data": {"task_id": "t"}});
+    let v = verify(&fail, &runway("fail"));
+    assert!(
+        matches!(&v, Verdict::Disagree(m) if m.contains("500") && m.contains("400")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_success_without_results_disagrees() {
+    let empty =
+        json!({"code": 200, "msg": "m", "data": {"task_id": "t", "video_id": "v", "video_url": "", "image_url": ""}});
+    assert!(matches!(verify(&empty, &runway("success")), Verdict::Disagree(_)));
+}
+
+#[test]
+fn a_record_behind_the_callback_is_not_terminal_yet() {
+    assert_eq!(
+        verify(&runway_cb(200, "https://f/k.mp4"), &runway("generating")),
+        Verdict::NotTerminalYet
+    );
+}
+
+#[test]
+fn suno_stages_against_the_record() {
+    let record = |status: &str, tracks: Value| {
+        Record::from_data(
+            Product::Suno,
+            "s",
+            json!({"status": status, "response": {"sunoData": tracks}}),
+        )
+        .unwrap()
+    };
+    let first = json!({"code": 200, "data": {"callbackType": "first", "task_id": "s", "data": [{"audio_url": "https://a/1.mp3"}]}});
+    let tracks = json!([{"audioUrl": "https://a/1.mp3"}]);
+    assert_eq!(verify(&first, &record("FIRST_SUCCESS", tracks.clone())), Verdict::Agree);
+    assert_eq!(
+        verify(&first, &record("TEXT_SUCCESS", json!([]))),
+        Verdict::NotTerminalYet
+    );
+    assert!(matches!(
+        verify(&first, &record("SUCCESS", json!([{"audioUrl": "https://a/2.mp3"}]))),
+        Verdict::Disagree(_)
+    ));
+    let text = json!({"code": 200, "data": {"callbackType": "text", "task_id": "s", "data": []}});
+    assert_eq!(
+        verify(&text, &record("GENERATE_AUDIO_FAILED", json!([]))),
+        Verdict::Agree
+    );
+    let complete = json!({"code": 200, "data": {"callbackType": "complete", "task_id": "s", "data": [{"audio_url": "https://a/1.mp3"}]}});
+    assert_eq!(
+        verify(&complete, &record("FIRST_SUCCESS", tracks.clone())),
+        Verdict::NotTerminalYet
+    );
+    assert_eq!(verify(&complete, &record("SUCCESS", tracks)), Verdict::Agree);
+}
+
+#[test]
+fn market_failure_code_is_in_data() {
+    let record = Record::from_data(
+        Product::Market,
+        "m",
+        json!({"taskId": "m", "state": "fail", "failCode": "422"}),
+    )
+    .unwrap();
+    let cb = |fc: &str| json!({"code": 501, "data": {"taskId": "m", "state": "fail", "failCode": fc}});
+    assert_eq!(verify(&cb("422"), &record), Verdict::Agree);
+    assert!(matches!(verify(&cb("500"), &record), Verdict::Disagree(_)));
+}

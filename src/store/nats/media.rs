@@ -1,0 +1,377 @@
+//! The media archive in cluster mode: one row per URL in the `hr_media`
+//! bucket (shared by every event naming the URL, so it is fetched once by
+//! the whole cluster), one work message per URL in the `HR_MEDIA` work
+//! queue that the archivers of every relay share, the archived files'
+//! facts, the reads the admin API and `after_archive` deliveries make, and
+//! media retention.
+//!
+//! Order of writes at ingest: the work message first (de-duplicated by the
+//! URL's hash for two minutes), then the URL's row naming that message,
+//! then the event. A relay that dies in between leaves work with no row
+//! (the archiver writes the row when it takes the work) or a row with its
+//! work, never a row without work. A second work message for a known URL
+//! (after the de-duplication window) is acknowledged unread by whoever
+//! takes it: only the message a row names is worked on.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::stream;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{event, layout, read, unavailable, NatsStore, Shared};
+use crate::store::{EventId, MediaFile, MediaItem, MediaState, StoreError, StoredFile};
+
+/// Rows a listing or a retention pass looks at, at most.
+const SCAN_LIMIT: usize = 50_000;
+
+/// A media URL's row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct MediaRow {
+    pub url: String,
+    /// The route of the first event that named it (its provider key refreshes it).
+    pub route: String,
+    /// The sequence of the work message in charge of this URL.
+    pub work: u64,
+    pub state: RowState,
+    pub attempts: u32,
+    /// Position in the media retry schedule.
+    pub step: u32,
+    pub last_error: Option<String>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(super) enum RowState {
+    Pending {
+        due_ms: u64,
+    },
+    Stored {
+        location: String,
+        sha256: String,
+        size: u64,
+        content_type: Option<String>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// What the work message carries: enough to write the row if it is missing.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct WorkMessage {
+    pub url: String,
+    pub route: String,
+}
+
+/// An archived file's facts, under its digest.
+#[derive(Debug, Serialize, Deserialize)]
+struct FileRow {
+    size: u64,
+    content_type: Option<String>,
+}
+
+impl MediaRow {
+    pub fn new(url: String, route: String, work: u64, now_ms: u64) -> MediaRow {
+        MediaRow {
+            url,
+            route,
+            work,
+            state: RowState::Pending { due_ms: now_ms },
+            attempts: 0,
+            step: 0,
+            last_error: None,
+            at_ms: now_ms,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        !matches!(self.state, RowState::Pending { .. })
+    }
+
+    fn item(&self) -> MediaItem {
+        MediaItem {
+            url: self.url.clone(),
+            state: match &self.state {
+                RowState::Pending { due_ms } => MediaState::Pending { due_ms: *due_ms },
+                RowState::Stored {
+                    location,
+                    sha256,
+                    size,
+                    content_type,
+                } => MediaState::Stored(StoredFile {
+                    location: location.clone(),
+                    sha256: sha256.clone(),
+                    size: *size,
+                    content_type: content_type.clone(),
+                }),
+                RowState::Failed { error } => MediaState::Failed { error: error.clone() },
+            },
+            attempts: self.attempts,
+            last_error: self.last_error.clone(),
+            at_ms: self.at_ms,
+        }
+    }
+
+    fn sha256(&self) -> Option<&str> {
+        match &self.state {
+            RowState::Stored { sha256, .. } => Some(sha256),
+            _ => None,
+        }
+    }
+}
+
+/// The archivers' shared consumer, set up by `set_up`.
+pub(super) async fn existing_archiver(shared: &Shared) -> Result<PullConsumer, String> {
+    let s = read(&shared.media_work).ok_or("the media work stream is not set up yet")?;
+    s.get_consumer::<pull::Config>(layout::ARCHIVER)
+        .await
+        .map_err(|e| format!("consumer {}: {e}", layout::ARCHIVER))
+}
+
+impl Shared {
+    /// The media bucket, work stream and archivers' consumer, created or
+    /// brought up to date.
+    pub(super) async fn set_up_media(&self) -> Result<(kv::Store, stream::Stream), String> {
+        let bucket = self
+            .js
+            .create_or_update_key_value(kv::Config {
+                bucket: layout::MEDIA.into(),
+                history: 1,
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("bucket {}: {e}", layout::MEDIA))?;
+        self.js
+            .create_or_update_stream(stream::Config {
+                name: layout::MEDIA_WORK.into(),
+                subjects: vec![layout::media_subject("*")],
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::WorkQueue,
+                duplicate_window: super::DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("stream {}: {e}", layout::MEDIA_WORK))?;
+        let work = self
+            .js
+            .get_stream(layout::MEDIA_WORK)
+            .await
+            .map_err(|e| format!("stream {}: {e}", layout::MEDIA_WORK))?;
+        work.create_consumer(pull::Config {
+            durable_name: Some(layout::ARCHIVER.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.takeover,
+            max_deliver: -1,
+            max_ack_pending: -1,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("consumer {}: {e}", layout::ARCHIVER))?;
+        Ok((bucket, work))
+    }
+
+    pub(super) fn media(&self) -> Result<kv::Store, StoreError> {
+        read(&self.media).ok_or_else(|| unavailable("the media bucket is not set up yet"))
+    }
+
+    pub(super) async fn media_row(&self, hash: &str) -> Result<Option<(MediaRow, u64)>, StoreError> {
+        let key = layout::media_key(hash);
+        match self.media()?.entry(&key).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let row = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("media {key}")))?;
+                Ok(Some((row, e.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Write the row of a URL first seen by work message `work`; false when
+    /// another work message got there first.
+    pub(super) async fn create_media_row(&self, hash: &str, row: &MediaRow) -> Result<bool, StoreError> {
+        let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
+        match self.media()?.create(layout::media_key(hash), value).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    pub(super) async fn put_media_row(&self, hash: &str, row: &MediaRow) -> Result<(), StoreError> {
+        let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
+        self.media()?
+            .put(layout::media_key(hash), value)
+            .await
+            .map_err(unavailable)?;
+        if let RowState::Stored {
+            sha256,
+            size,
+            content_type,
+            ..
+        } = &row.state
+        {
+            let file = FileRow {
+                size: *size,
+                content_type: content_type.clone(),
+            };
+            let value = Bytes::from(serde_json::to_vec(&file).expect("serializes"));
+            self.media()?
+                .put(layout::file_key(sha256), value)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Make sure each URL is archived: its work message, then its row.
+    pub(super) async fn register_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        for url in urls {
+            let hash = layout::media_hash(url);
+            let msg = WorkMessage {
+                url: url.clone(),
+                route: route.to_string(),
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(event::NONCE, hash.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(
+                    layout::media_subject(&hash),
+                    headers,
+                    Bytes::from(serde_json::to_vec(&msg).expect("serializes")),
+                )
+                .await
+                .map_err(unavailable)?
+                .await
+                .map_err(unavailable)?;
+            let row = MediaRow::new(url.clone(), route.to_string(), ack.sequence, now);
+            self.create_media_row(&hash, &row).await?;
+        }
+        Ok(())
+    }
+
+    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
+    async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
+        let bucket = self.media()?;
+        let mut keys = bucket.keys().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.try_next().await.map_err(unavailable)? {
+            let Some(hash) = k.strip_prefix("u.") else { continue };
+            if let Some((row, _)) = self.media_row(hash).await? {
+                out.push((hash.to_string(), row));
+            }
+            if out.len() >= SCAN_LIMIT {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl NatsStore {
+    /// The media of an event, in the order its pointers found them; None
+    /// when it named none.
+    pub async fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {
+        let Some((_, _, headers)) = self.find_headers(id).await? else {
+            return Ok(None);
+        };
+        let Some(urls) = event::media(&headers) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(urls.len());
+        for url in urls {
+            let hash = layout::media_hash(&url);
+            // A row outlives its events, but an old event can outlive a
+            // row (media retention): skip those.
+            if let Some((row, _)) = self.shared.media_row(&hash).await? {
+                out.push(row.item());
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A stored file by its digest, while a URL refers to it.
+    pub async fn media_file(&self, sha256: String) -> Result<Option<MediaFile>, StoreError> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        match self
+            .shared
+            .media()?
+            .entry(layout::file_key(&sha256))
+            .await
+            .map_err(unavailable)?
+        {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let f: FileRow =
+                    serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("file {sha256}")))?;
+                Ok(Some(MediaFile {
+                    sha256,
+                    size: f.size,
+                    content_type: f.content_type,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The most recently finished URLs (newest first) and the waiting ones
+    /// (soonest due first), up to `limit` each.
+    pub async fn recent_media(&self, limit: usize) -> Result<(Vec<MediaItem>, Vec<MediaItem>), StoreError> {
+        let rows = self.shared.media_rows().await?;
+        let (mut done, mut waiting): (Vec<MediaItem>, Vec<MediaItem>) = rows
+            .into_iter()
+            .map(|(_, r)| r.item())
+            .partition(|i| i.state.is_final());
+        done.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        let due = |i: &MediaItem| match i.state {
+            MediaState::Pending { due_ms } => due_ms,
+            _ => 0,
+        };
+        waiting.sort_by_key(due);
+        done.truncate(limit);
+        waiting.truncate(limit);
+        Ok((done, waiting))
+    }
+
+    /// Forget the URLs that became final before `cutoff_ms`; returns how
+    /// many, and the digests no URL refers to any more (the caller deletes
+    /// those files). Every relay may run it: deleting twice is harmless.
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        let rows = self.shared.media_rows().await?;
+        let bucket = self.shared.media()?;
+        let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
+        for (hash, row) in rows {
+            if row.is_final() && row.at_ms < cutoff_ms {
+                bucket.purge(layout::media_key(&hash)).await.map_err(unavailable)?;
+                removed += 1;
+                if let Some(sha) = row.sha256() {
+                    freed.insert(sha.to_string());
+                }
+            } else if let Some(sha) = row.sha256() {
+                kept.insert(sha.to_string());
+            }
+        }
+        let mut files = Vec::new();
+        for sha in freed.difference(&kept) {
+            bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
+            files.push(sha.clone());
+        }
+        Ok((removed, files))
+    }
+
+    /// Media URLs waiting for a try, across the cluster.
+    pub fn media_queue(&self) -> u64 {
+        self.shared.media_depth.load(Ordering::Relaxed)
+    }
+}

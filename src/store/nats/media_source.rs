@@ -1,0 +1,195 @@
+//! The archiver's work in cluster mode: the `archiver` consumer of the media
+//! work queue, shared by every relay's archiver (a URL is worked on by one
+//! relay at a time; a relay that dies hands its URLs over after `takeover`).
+//! A retry is the same message, NAKed with the media schedule's delay.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::AckKind;
+use tokio::sync::Notify;
+
+use super::follow::{Follow, Follower, Held, Received};
+use super::media::{MediaRow, RowState, WorkMessage};
+use super::{NatsStore, Shared};
+use crate::store::{MediaOutcome, MediaTicket, MediaWork, StoreError};
+
+/// A URL's work taken by this relay.
+#[derive(Clone)]
+pub struct NatsMediaTicket {
+    hash: String,
+    seq: u64,
+    /// The row as it was when the work was taken.
+    row: MediaRow,
+    acker: Arc<Acker>,
+    held: Held,
+}
+
+impl std::fmt::Debug for NatsMediaTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NatsMediaTicket({}.{})", self.hash, self.seq)
+    }
+}
+impl PartialEq for NatsMediaTicket {
+    fn eq(&self, o: &Self) -> bool {
+        self.seq == o.seq
+    }
+}
+impl Eq for NatsMediaTicket {}
+impl Hash for NatsMediaTicket {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.seq.hash(h)
+    }
+}
+
+pub struct NatsMediaCursor {
+    shared: Arc<Shared>,
+    follower: Follower,
+}
+
+impl NatsMediaCursor {
+    pub(super) fn open(shared: Arc<Shared>) -> NatsMediaCursor {
+        let follower = Follower::start(shared.clone(), Follow::Archiver, shared.media_depth.clone());
+        NatsMediaCursor { shared, follower }
+    }
+
+    pub fn signal(&self) -> Arc<Notify> {
+        self.follower.signal.clone()
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.follower.depth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waiting work lives in NATS and the prefetch wakes the archiver; a
+    /// look every second keeps its depth current.
+    pub fn next_due(&self) -> Option<u64> {
+        Some(crate::clock::now_ms() + 1000)
+    }
+
+    pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Ok(r) = self.follower.rx.try_recv() else { break };
+            let seq = r.seq;
+            match self.work(r, now_ms).await {
+                Ok(Some(w)) => out.push(w),
+                Ok(None) => {}
+                Err(e) => {
+                    // Comes again after `takeover`, here or elsewhere.
+                    self.follower.release(seq);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The message as work, or None when it is settled here: a second
+    /// message for a URL another one is in charge of, a URL already final,
+    /// or a retry another relay scheduled for later.
+    async fn work(&self, r: Received, now_ms: u64) -> Result<Option<MediaWork>, StoreError> {
+        let Some(hash) = r.message.subject.as_str().strip_prefix("hr.md.").map(str::to_string) else {
+            return self.settle(r, AckKind::Term).await;
+        };
+        let row = match self.shared.media_row(&hash).await? {
+            Some((row, _)) => row,
+            None => {
+                // Its ingest stopped between the work and the row: write the row.
+                let Ok(msg) = serde_json::from_slice::<WorkMessage>(&r.message.payload) else {
+                    return self.settle(r, AckKind::Term).await;
+                };
+                let row = MediaRow::new(msg.url, msg.route, r.seq, now_ms);
+                if !self.shared.create_media_row(&hash, &row).await? {
+                    return self.settle(r, AckKind::Nak(None)).await;
+                }
+                row
+            }
+        };
+        if row.work != r.seq || row.is_final() {
+            return self.settle(r, AckKind::Ack).await;
+        }
+        if let RowState::Pending { due_ms } = row.state {
+            if due_ms > now_ms + 500 {
+                let delay = Duration::from_millis(due_ms - now_ms);
+                return self.settle(r, AckKind::Nak(Some(delay))).await;
+            }
+        }
+        Ok(Some(MediaWork {
+            url: row.url.clone(),
+            route: row.route.clone(),
+            attempts: row.attempts,
+            step: row.step,
+            ticket: MediaTicket::Nats(NatsMediaTicket {
+                hash,
+                seq: r.seq,
+                row,
+                acker: r.acker,
+                held: self.follower.held.clone(),
+            }),
+        }))
+    }
+
+    async fn settle(&self, r: Received, kind: AckKind) -> Result<Option<MediaWork>, StoreError> {
+        self.follower.release(r.seq);
+        let _ = r.acker.ack_with(kind).await;
+        Ok(None)
+    }
+
+    /// The work was recorded or abandoned: stop holding it (abandoned work
+    /// comes again after `takeover`).
+    pub fn done(&mut self, ticket: &NatsMediaTicket) {
+        self.follower.release(ticket.seq);
+    }
+}
+
+impl NatsStore {
+    pub fn media_source(&self) -> NatsMediaCursor {
+        NatsMediaCursor::open(self.shared.clone())
+    }
+
+    /// Record an archive try: the row first, then settle the work (done:
+    /// acknowledged; a retry: NAKed with its delay). A lost acknowledgement
+    /// makes the work come again, and whoever gets it finds the row final.
+    pub async fn record_media(&self, t: &NatsMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        let mut row = t.row.clone();
+        row.attempts += 1;
+        row.at_ms = now;
+        let settle = match outcome {
+            MediaOutcome::Retry { due_ms, error } => {
+                row.step += 1;
+                row.last_error = Some(error);
+                row.state = RowState::Pending { due_ms };
+                AckKind::Nak(Some(Duration::from_millis(due_ms.saturating_sub(now))))
+            }
+            MediaOutcome::Stored(f) => {
+                row.last_error = None;
+                row.state = RowState::Stored {
+                    location: f.location,
+                    sha256: f.sha256,
+                    size: f.size,
+                    content_type: f.content_type,
+                };
+                AckKind::Ack
+            }
+            MediaOutcome::Failed { error } => {
+                row.last_error = Some(error.clone());
+                row.state = RowState::Failed { error };
+                AckKind::Ack
+            }
+        };
+        let written = self.shared.put_media_row(&t.hash, &row).await;
+        if written.is_err() {
+            super::follow::release(&t.held, t.seq);
+            return written;
+        }
+        if let Err(e) = t.acker.double_ack_with(settle).await {
+            // The row is written: whoever gets the work again settles it.
+            tracing::warn!(url_hash = %t.hash, error = %e, "media work recorded but not settled in NATS; it comes again after the takeover time and is settled then");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! A local S3 for the tests: moto (PyPI `moto[server]`) started on a free
+//! loopback port, ready when it answers, killed on drop (a missing
+//! `moto_server` fails the test with what to install); and `S3`, the
+//! `[media] store = { s3 = { … } }` table that points the daemon at it.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+use super::ports::free_port;
+use super::route::Secret;
+
+/// `store = { s3 = { bucket, endpoint, region, access_key, secret_key, prefix } }`.
+#[derive(Clone, Serialize)]
+pub struct S3 {
+    bucket: String,
+    endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    access_key: Secret,
+    secret_key: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+}
+
+impl S3 {
+    /// Key prefix inside the bucket (e.g. "hookrelay/").
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+}
+
+pub struct Moto {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// The status of an unsigned request, None while moto is not answering yet
+/// (refused connections are expected then, so not `client::request`).
+async fn status(method: &str, url: &str) -> Option<u16> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Empty::new())
+        .ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let code = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    Some(code)
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        assert!(
+            on_path("moto_server"),
+            "moto_server is not on PATH: install moto: pip install 'moto[server]'"
+        );
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (install moto: pip install 'moto[server]')");
+        let mut moto = Moto { addr, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if status("GET", &format!("{}/moto-api/", moto.endpoint())).await == Some(200) {
+                return moto;
+            }
+            if let Ok(Some(exit)) = moto.child.try_wait() {
+                panic!("moto_server exited with {exit} before answering on {addr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on {addr} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Create a bucket (moto accepts unsigned requests).
+    pub async fn create_bucket(&self, name: &str) {
+        let code = status("PUT", &format!("{}/{name}", self.endpoint())).await;
+        assert_eq!(code, Some(200), "create bucket {name} on moto");
+    }
+
+    /// The daemon's `store = { s3 = … }` for `bucket` here (moto takes any keys).
+    pub fn store(&self, bucket: &str, access_key: impl Into<Secret>, secret_key: impl Into<Secret>) -> S3 {
+        S3 {
+            bucket: bucket.into(),
+            endpoint: self.endpoint(),
+            region: None,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            prefix: None,
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Subscribers choose: an immediate subscriber gets the callback at once,
+//! while a slow download is still running (and the provider got its 200 at
+//! once too); an `after_archive` subscriber gets it only once every media URL
+//! is stored or failed for good, with `hookrelay-media` listing each, the
+//! provider's body byte for byte, and no attempt spent waiting — pushed, or
+//! pulled through `hookrelay forward` (the same message, the same header).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::files::{sha256_hex, FileServer, Route as File};
+use common::*;
+use serde_json::{json, Value};
+
+/// How long the slow file takes to finish.
+const SLOW: Duration = Duration::from_secs(2);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const PULL_TOKEN: &str = "library-pull-token";
+
+fn media_header(value: &str) -> Vec<Value> {
+    serde_json::from_str(value).expect("hookrelay-media is a JSON array")
+}
+
+/// A Runway route archiving through its preset, with these subscribers.
+fn runway_route(subscribers: impl IntoIterator<Item = Subscriber>) -> common::Route {
+    subscribers
+        .into_iter()
+        .fold(preset_route("runway", "kie-runway"), |r, s| r.subscriber(s))
+}
+
+/// A file server with a video that takes `SLOW` to finish and a cover; the
+/// video's bytes and both URLs.
+async fn slow_video(s: &FileServer) -> (Vec<u8>, String, String) {
+    let first = Bytes::from(vec![7u8; 64 << 10]);
+    let rest = Bytes::from(vec![9u8; 64 << 10]);
+    let video_bytes = [first.clone(), rest.clone()].concat();
+    s.route(
+        "/k/slow.mp4",
+        File::Slow {
+            first,
+            rest,
+            delay: SLOW,
+            content_type: "video/mp4",
+        },
+    );
+    let cover_url = s.bytes("/m/cover.png", b"cover", "image/png");
+    (video_bytes, s.url("/k/slow.mp4"), cover_url)
+}
+
+/// The header of a delivery made once the slow video and the cover are stored.
+fn assert_both_stored(header: &[Value], video_url: &str, video_bytes: &[u8], cover_url: &str) {
+    assert_eq!(header.len(), 2, "{header:#?}");
+    assert_eq!(header[0]["url"], video_url, "the signed URL as the provider sent it");
+    assert_eq!(header[0]["state"], "stored");
+    assert_eq!(header[0]["sha256"], sha256_hex(video_bytes));
+    assert_eq!(header[0]["size"], video_bytes.len());
+    assert_eq!(header[0]["content_type"], "video/mp4");
+    assert!(header[0]["location"]
+        .as_str()
+        .unwrap()
+        .ends_with(&sha256_hex(video_bytes)));
+    assert_eq!(header[0]["error"], Value::Null);
+    assert_eq!(header[1]["url"], cover_url);
+    assert_eq!(header[1]["sha256"], sha256_hex(b"cover"));
+}
+
+/// While the video downloads: `name`'s delivery is pending, waiting for the
+/// media, with no attempt made.
+async fn assert_waiting(h: &hookrelay::Handle, id: &str, name: &str, video_url: &str) {
+    let media = media_of(h.admin_addr, id).await;
+    assert_eq!(item(&media, video_url)["state"], "pending");
+    let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let waiting = row(&view["subscribers"], "name", name);
+    assert_eq!(waiting["state"], "pending", "{view}");
+    assert_eq!(waiting["waiting_for_media"], true, "{view}");
+    assert_eq!(waiting["attempts_total"], 0, "{view}");
+}
+
+#[tokio::test]
+async fn after_archive_waits_for_the_files_and_an_immediate_subscriber_does_not() {
+    let s = FileServer::start(LOCAL).await;
+    let (video_bytes, video_url, cover_url) = slow_video(&s).await;
+    let now_sub = Sub::ok().await;
+    let later_sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = runway_route([
+        Subscriber::new("now", now_sub.url()),
+        Subscriber::new("later", later_sub.url()).after_archive(),
+    ]);
+    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+
+    let body = runway_media("ee603959", &video_url, &cover_url).to_string();
+    let posted = Instant::now();
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
+    assert!(posted.elapsed() < Duration::from_secs(1), "the 200 waited for nothing");
+
+    // The immediate subscriber is served while the video still downloads.
+    let got = now_sub
+        .wait_for(Duration::from_secs(10), "the immediate delivery", |r| !r.is_empty())
+        .await;
+    assert!(
+        got[0].at - posted < SLOW / 2,
+        "immediate delivery took {:?}",
+        got[0].at - posted
+    );
+    assert_eq!(
+        got[0].header("hookrelay-media"),
+        "",
+        "only after_archive subscribers get the header"
+    );
+    assert_waiting(&h, &id, "later", &video_url).await;
+    assert_eq!(later_sub.count(), 0, "after_archive waits for the video");
+
+    // The after_archive subscriber gets it once both files are stored.
+    let got = later_sub
+        .wait_for(Duration::from_secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let r = &got[0];
+    assert!(
+        r.at - posted >= SLOW,
+        "delivered {:?} after the callback, before the video was stored",
+        r.at - posted
+    );
+    assert_eq!(&r.body[..], body.as_bytes(), "the provider's body, byte for byte");
+    assert_eq!(r.header("hookrelay-attempt"), "1", "waiting spent no attempt");
+    assert_both_stored(
+        &media_header(r.header("hookrelay-media")),
+        &video_url,
+        &video_bytes,
+        &cover_url,
+    );
+    // Exactly one delivery each.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((now_sub.count(), later_sub.count()), (1, 1));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_archive_is_told_about_failed_files_and_events_without_media() {
+    let s = FileServer::start(LOCAL).await;
+    let missing = s.url("/k/gone.mp4"); // the file server answers 404
+    let later_sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = runway_route([Subscriber::new("later", later_sub.url()).after_archive()]);
+    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+    let gone = json!({"code": 200, "msg": "ok", "data": {"task_id": "a", "video_url": missing, "image_url": ""}});
+    let failed_task =
+        json!({"code": 400, "msg": "moderation", "data": {"task_id": "b", "video_url": "", "image_url": ""}});
+    accepted_at(h.ingest_addrs[0], "/hooks/runway", &gone.to_string()).await;
+    accepted_at(h.ingest_addrs[0], "/hooks/runway", &failed_task.to_string()).await;
+    let got = later_sub
+        .wait_for(Duration::from_secs(30), "two deliveries", |r| r.len() == 2)
+        .await;
+    let by_task = |t: &str| {
+        got.iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains(&format!("\"task_id\":\"{t}\"")))
+            .unwrap()
+    };
+    let header = media_header(by_task("a").header("hookrelay-media"));
+    assert_eq!(header.len(), 1);
+    assert_eq!(header[0]["state"], "failed");
+    assert_eq!(header[0]["sha256"], Value::Null);
+    assert!(header[0]["error"].as_str().unwrap().contains("HTTP 404"), "{header:#?}");
+    assert_eq!(
+        media_header(by_task("b").header("hookrelay-media")),
+        Vec::<Value>::new(),
+        "no media: delivered at once with []"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_subscriber_with_after_archive_gets_the_message_once_the_files_are_stored() {
+    let s = FileServer::start(LOCAL).await;
+    let (video_bytes, video_url, cover_url) = slow_video(&s).await;
+    let now_sub = Sub::ok().await;
+    let local = Local::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = runway_route([
+        Subscriber::new("now", now_sub.url()),
+        Subscriber::pull("library", PULL_TOKEN).after_archive(),
+    ]);
+    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+    let _fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(h.ingest_addrs[0], "library"),
+        &local.url(),
+        PULL_TOKEN,
+        &[],
+    );
+
+    let body = runway_media("ee603959", &video_url, &cover_url).to_string();
+    let posted = Instant::now();
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
+    now_sub
+        .wait_for(Duration::from_secs(10), "the immediate delivery", |r| !r.is_empty())
+        .await;
+    // The forwarder's long-poll is waiting, and is not handed the message yet.
+    assert!(
+        posted.elapsed() < SLOW / 2,
+        "the immediate delivery took too long to compare"
+    );
+    assert_waiting(&h, &id, "library", &video_url).await;
+    assert!(local.all().is_empty(), "after_archive waits for the video");
+
+    let got = local
+        .wait_for(Duration::from_secs(30), "the pulled delivery", |g| !g.is_empty())
+        .await;
+    let g = &got[0];
+    assert!(
+        g.started - posted >= SLOW,
+        "handed out {:?} after the callback, before the video was stored",
+        g.started - posted
+    );
+    assert_eq!(g.id, id);
+    assert_eq!(&g.body[..], body.as_bytes(), "the provider's body, byte for byte");
+    assert_eq!(g.attempt, 1, "waiting spent no hand-out");
+    let header = g.headers["hookrelay-media"].to_str().unwrap();
+    assert_both_stored(&media_header(header), &video_url, &video_bytes, &cover_url);
+
+    // Acknowledged once; the wait was not counted as a delivery outcome.
+    let v = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| row(&v["subscribers"], "name", "library")["state"] == "delivered",
+    )
+    .await;
+    let library = row(&v["subscribers"], "name", "library");
+    assert_eq!(library["state"], "delivered", "{v}");
+    assert_eq!(library["attempts_total"], 1, "{v}");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "hookrelay_deliveries_total{subscriber=\"library\",outcome=\"delivered\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !m.iter()
+            .any(|(k, _)| k.contains("\"library\"") && k.contains("skipped")),
+        "a deferral is no outcome: {m:?}"
+    );
+    assert_eq!(local.all().len(), 1);
+    h.shutdown().await;
+}

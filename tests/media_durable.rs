@@ -1,0 +1,84 @@
+//! Promise 1 for the media archive, with the real binary: the URLs of an
+//! acknowledged callback are archived even when the daemon is killed with
+//! `kill -9` in the middle of the download (it starts again after the
+//! restart; no partial file is left), and a signed URL's query string never
+//! reaches the log.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::files::{sha256_hex, FileServer, Route as File};
+use common::*;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_killed_with_sigkill_is_archived_after_the_restart() {
+    let s = FileServer::start(LOCAL).await;
+    let full: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+    // The first try stalls after 1 MiB: the daemon is killed mid-download.
+    s.route(
+        "/k/video.mp4",
+        File::Stall {
+            first: Bytes::copy_from_slice(&full[..1 << 20]),
+        },
+    );
+    let url = format!(
+        "{}?X-Amz-Signature=SIGNEDSECRET123&X-Amz-Expires=600",
+        s.url("/k/video.mp4")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)))
+        .write();
+    let mut bin = Bin::start(&config, &[]);
+    let id = accepted_at(bin.addr, "/hooks/runway", &runway_media("k9", &url, "").to_string()).await;
+    let tmp = dir.path().join("data/media/tmp");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "the download never started writing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(media_of(bin.admin, &id).await[0]["state"], "pending");
+    bin.kill9();
+    let first_log = bin.log_text();
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().count() > 0,
+        "killed with a partial file"
+    );
+
+    // The file server works again; the restarted daemon finds the work on disk.
+    s.route(
+        "/k/video.mp4",
+        File::Bytes {
+            body: Bytes::from(full.clone()),
+            content_type: "video/mp4",
+        },
+    );
+    let bin = Bin::start(&config, &[]);
+    let media = wait_final(bin.admin, &id, Duration::from_secs(60)).await;
+    assert_eq!(media[0]["state"], "stored", "{media:#?}");
+    assert_eq!(media[0]["sha256"], sha256_hex(&full));
+    assert_eq!(
+        media[0]["url"],
+        format!("{}?…", s.url("/k/video.mp4")),
+        "shown without its query"
+    );
+    assert_eq!(s.hits("/k/video.mp4"), 2);
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the partial file was cleared"
+    );
+    let stored = std::fs::read(media[0]["location"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, full);
+    let logs = format!("{first_log}\n{}", bin.log_text());
+    assert!(logs.contains("media stored"), "{logs}");
+    assert!(
+        !logs.contains("SIGNEDSECRET123"),
+        "a signed query reached the log:\n{logs}"
+    );
+}

@@ -1,0 +1,292 @@
+//! The media fetcher against real loopback servers: bytes and headers,
+//! redirects, statuses, timeouts, size caps and TLS. (The address policy has
+//! its own file, media_policy.rs.)
+
+#[path = "common/files.rs"]
+mod files;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use files::{FileServer, Route};
+use futures_util::TryStreamExt;
+use hookrelay::media::{AddressPolicy, FetchError, FetchOptions, Fetcher, StaticResolver};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn opts(allow_private: bool) -> FetchOptions {
+    FetchOptions {
+        policy: AddressPolicy {
+            allow_private,
+            allowed_nets: vec![],
+        },
+        timeout: Duration::from_secs(20),
+        ..FetchOptions::default()
+    }
+}
+
+fn open_fetcher() -> Fetcher {
+    Fetcher::new(opts(true)).unwrap()
+}
+
+async fn body(f: &Fetcher, url: &str) -> Result<Vec<u8>, FetchError> {
+    let d = f.get(url).await?;
+    let chunks: Vec<Bytes> = d.into_stream().try_collect().await?;
+    Ok(chunks.concat())
+}
+
+#[tokio::test]
+async fn downloads_bytes_with_content_type() {
+    let s = FileServer::start(LOCAL).await;
+    let url = s.bytes("/k/video.mp4", b"mp4 bytes", "video/mp4");
+    let d = open_fetcher().get(&url).await.unwrap();
+    assert_eq!(d.content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(d.content_length, Some(9));
+    assert_eq!(d.peer, s.addr);
+    let chunks: Vec<Bytes> = d.into_stream().try_collect().await.unwrap();
+    assert_eq!(chunks.concat(), b"mp4 bytes");
+}
+
+#[tokio::test]
+async fn bad_schemes_and_urls_are_permanent_errors() {
+    let f = open_fetcher();
+    for (u, kind) in [
+        ("ftp://127.0.0.1/x", "bad_scheme"),
+        ("file:///etc/passwd", "bad_scheme"),
+        ("gopher://127.0.0.1:70/x", "bad_scheme"),
+        ("not a url", "bad_url"),
+        ("/relative/x.mp4", "bad_url"),
+    ] {
+        let err = f.get(u).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{u}: {err}");
+        assert!(!err.retryable());
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_followed_up_to_five() {
+    let s = FileServer::start(LOCAL).await;
+    s.bytes("/final.mp4", b"final", "video/mp4");
+    for i in 0..5 {
+        let next = if i == 4 {
+            "/final.mp4".to_string()
+        } else {
+            format!("/hop{}", i + 1)
+        };
+        // Mix relative and absolute locations and all redirect statuses.
+        let location = if i % 2 == 0 { next } else { s.url(&next) };
+        let status = [301, 302, 303, 307, 308][i];
+        s.route(&format!("/hop{i}"), Route::Redirect { status, location });
+    }
+    assert_eq!(body(&open_fetcher(), &s.url("/hop0")).await.unwrap(), b"final");
+    // Six hops are one too many.
+    s.route(
+        "/hop-1",
+        Route::Redirect {
+            status: 302,
+            location: "/hop0".into(),
+        },
+    );
+    let err = open_fetcher().get(&s.url("/hop-1")).await.unwrap_err();
+    assert_eq!(err, FetchError::TooManyRedirects(5));
+    // A redirect without Location, and one to a non-http scheme.
+    s.route(
+        "/noloc",
+        Route::Status {
+            status: 302,
+            headers: vec![],
+        },
+    );
+    assert_eq!(
+        open_fetcher().get(&s.url("/noloc")).await.unwrap_err().kind(),
+        "bad_redirect"
+    );
+    s.route(
+        "/to-file",
+        Route::Redirect {
+            status: 302,
+            location: "file:///etc/passwd".into(),
+        },
+    );
+    let err = open_fetcher().get(&s.url("/to-file")).await.unwrap_err();
+    assert_eq!(err, FetchError::BadScheme("file".into()));
+}
+
+#[tokio::test]
+async fn statuses_are_classified() {
+    let s = FileServer::start(LOCAL).await;
+    let f = open_fetcher();
+    for status in [403u16, 404, 410] {
+        s.route(
+            &format!("/s{status}"),
+            Route::Status {
+                status,
+                headers: vec![],
+            },
+        );
+        let err = f.get(&s.url(&format!("/s{status}"))).await.unwrap_err();
+        assert!(err.is_gone() && !err.retryable(), "{status}: {err}");
+        assert_eq!(
+            err.to_string(),
+            format!("expired or gone: 127.0.0.1 answered HTTP {status}")
+        );
+    }
+    s.route(
+        "/busy",
+        Route::Status {
+            status: 429,
+            headers: vec![("retry-after", "7".into())],
+        },
+    );
+    let err = f.get(&s.url("/busy")).await.unwrap_err();
+    assert!(err.retryable() && !err.is_gone());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    for (status, retryable) in [(500u16, true), (503, true), (400, false), (401, false)] {
+        s.route(
+            &format!("/s{status}"),
+            Route::Status {
+                status,
+                headers: vec![],
+            },
+        );
+        let err = f.get(&s.url(&format!("/s{status}"))).await.unwrap_err();
+        assert_eq!(err.retryable(), retryable, "{status}");
+    }
+    // Connection refused: nothing listens on a fresh port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = f.get(&format!("http://127.0.0.1:{port}/x")).await.unwrap_err();
+    assert!(matches!(err, FetchError::Connect { .. }) && err.retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_times_out() {
+    let s = FileServer::start(LOCAL).await;
+    s.route(
+        "/slow",
+        Route::Stall {
+            first: Bytes::from_static(b"first chunk"),
+        },
+    );
+    let f = Fetcher::new(FetchOptions {
+        timeout: Duration::from_millis(500),
+        ..opts(true)
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = body(&f, &s.url("/slow")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, FetchError::Timeout(Duration::from_millis(500)));
+    assert!(err.retryable());
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_announced_is_an_error() {
+    let s = FileServer::start(LOCAL).await;
+    s.route(
+        "/short",
+        Route::Short {
+            declared: 1000,
+            body: Bytes::from_static(b"only this"),
+        },
+    );
+    let err = body(&open_fetcher(), &s.url("/short")).await.unwrap_err();
+    assert!(matches!(err, FetchError::Http { .. }) && err.retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn files_over_max_size_are_refused_or_cut_off() {
+    let s = FileServer::start(LOCAL).await;
+    let max = 1 << 20;
+    let f = Fetcher::new(FetchOptions {
+        max_size: max,
+        ..opts(true)
+    })
+    .unwrap();
+    // Announced: refused before any body byte is read.
+    s.route(
+        "/announced",
+        Route::Generated {
+            len: 64 << 20,
+            content_length: true,
+        },
+    );
+    let err = f.get(&s.url("/announced")).await.unwrap_err();
+    assert_eq!(
+        err,
+        FetchError::TooLarge {
+            max,
+            announced: Some(64 << 20)
+        }
+    );
+    // Not announced (chunked): cut off once past the cap.
+    s.route(
+        "/chunked",
+        Route::Generated {
+            len: 64 << 20,
+            content_length: false,
+        },
+    );
+    let before = s.generated_sent();
+    let err = body(&f, &s.url("/chunked")).await.unwrap_err();
+    assert_eq!(err, FetchError::TooLarge { max, announced: None });
+    assert!(!err.retryable());
+    // The connection is dropped: the server stops well short of 64 MiB
+    // (socket buffers hold a few MiB at most).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = s.generated_sent();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = s.generated_sent();
+        if now == last || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    assert!(last - before < 32 << 20, "server sent {} bytes", last - before);
+    // Exactly max_size passes.
+    s.route(
+        "/exact",
+        Route::Generated {
+            len: max,
+            content_length: false,
+        },
+    );
+    assert_eq!(body(&f, &s.url("/exact")).await.unwrap().len() as u64, max);
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cfg) = files::write_cert(dir.path());
+    let s = FileServer::start_tls(LOCAL, cfg).await;
+    s.bytes("/secure.png", b"tls bytes", "image/png");
+    let port = s.addr.port();
+    let trusting = Fetcher::new(FetchOptions {
+        ca_file: Some(ca),
+        ..opts(true)
+    })
+    .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:{port}/secure.png");
+        let f = trusting
+            .clone()
+            .with_resolver(Arc::new(StaticResolver::new().with("localhost", &[LOCAL])));
+        assert_eq!(body(&f, &url).await.unwrap(), b"tls bytes", "{url}");
+    }
+    // Without the CA the certificate is not trusted.
+    let err = open_fetcher()
+        .get(&format!("https://127.0.0.1:{port}/secure.png"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Tls { .. }), "{err}");
+}

@@ -1,0 +1,266 @@
+//! Archiving to a local media directory: provider callbacks' URLs found
+//! through the presets' pointers, downloaded from a loopback file server and
+//! stored content-addressed with the right bytes and SHA-256; failures leave
+//! no partial files; the free-space floor refuses writes.
+
+#[path = "common/files.rs"]
+mod files;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use files::{sha256_hex, FileServer, Route};
+use futures_util::TryStreamExt;
+use hookrelay::media::{
+    archive, media_urls, AddressPolicy, ArchiveError, FetchError, FetchOptions, Fetcher, LocalStore, MediaPointer,
+    MediaStore, StoreError, Stored,
+};
+use hookrelay::preset::{Preset, KIE_MARKET, KIE_RUNWAY, KIE_VEO};
+use serde_json::{json, Value};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn fetcher(max_size: u64) -> Fetcher {
+    Fetcher::new(FetchOptions {
+        policy: AddressPolicy {
+            allow_private: true,
+            allowed_nets: vec![],
+        },
+        timeout: Duration::from_secs(30),
+        max_size,
+        ..FetchOptions::default()
+    })
+    .unwrap()
+}
+
+fn urls(p: &Preset, body: &Value) -> Vec<String> {
+    let ptrs: Vec<MediaPointer> = p.media.iter().map(|m| MediaPointer::parse(m).unwrap()).collect();
+    media_urls(&ptrs, body)
+}
+
+async fn read_back(store: &MediaStore, sha256: &str) -> Vec<u8> {
+    let r = store.open(sha256).await.unwrap().expect("stored file opens");
+    let chunks: Vec<bytes::Bytes> = r.stream.try_collect().await.unwrap();
+    let data = chunks.concat();
+    assert_eq!(data.len() as u64, r.size);
+    data
+}
+
+fn temp_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join("tmp")).unwrap().count()
+}
+
+#[tokio::test]
+async fn runway_video_and_cover_are_stored_with_their_digest() {
+    let s = FileServer::start(LOCAL).await;
+    let video: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let cover = b"\x89PNG\r\n\x1a\n cover".to_vec();
+    let video_url = s.bytes("/k/ee603959.mp4", &video, "video/mp4");
+    let cover_url = s.bytes("/m/ee603959.png", &cover, "image/png");
+    let callback = json!({"code": 200, "msg": "All generated successfully.", "data": {
+        "task_id": "ee603959", "video_id": "485da89c", "video_url": video_url, "image_url": cover_url}});
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::Local(LocalStore::new(dir.path().join("media"), 0).unwrap());
+    let f = fetcher(1 << 30);
+    let found = urls(&KIE_RUNWAY, &callback);
+    assert_eq!(found, [video_url.clone(), cover_url.clone()]);
+    let mut stored: Vec<Stored> = Vec::new();
+    for u in &found {
+        stored.push(archive(&f, &store, u).await.unwrap());
+    }
+
+    for (st, (bytes, ct)) in stored.iter().zip([(&video, "video/mp4"), (&cover, "image/png")]) {
+        assert_eq!(st.sha256, sha256_hex(bytes));
+        assert_eq!(st.size, bytes.len() as u64);
+        assert_eq!(st.content_type.as_deref(), Some(ct));
+        let on_disk = std::fs::read(&st.location).unwrap();
+        assert_eq!(&on_disk, bytes, "{}", st.location);
+        assert!(st.location.ends_with(&format!("/{}/{}", &st.sha256[..2], st.sha256)));
+        assert!(Path::new(&st.location).is_absolute());
+        assert_eq!(&read_back(&store, &st.sha256).await, bytes);
+    }
+    assert_eq!(temp_files(&dir.path().join("media")), 0);
+
+    // The same file again: same location, nothing duplicated.
+    let again = archive(&f, &store, &video_url).await.unwrap();
+    assert_eq!(again, stored[0]);
+    // Retention removes it; a second delete finds nothing.
+    assert!(store.delete(&stored[0].sha256).await.unwrap());
+    assert!(!Path::new(&stored[0].location).exists());
+    assert!(!store.delete(&stored[0].sha256).await.unwrap());
+    assert!(store.open(&stored[0].sha256).await.unwrap().is_none());
+    assert!(matches!(
+        store.open("../../etc/passwd").await,
+        Err(StoreError::BadDigest(_))
+    ));
+}
+
+#[tokio::test]
+async fn veo_array_and_market_result_json_are_followed() {
+    let s = FileServer::start(LOCAL).await;
+    let v1 = s.bytes("/veo/1.mp4", b"veo one", "video/mp4");
+    let v2 = s.bytes("/veo/2.mp4", b"veo two", "video/mp4");
+    let o1 = s.bytes("/veo/o1.mp4", b"veo origin", "video/mp4");
+    let m1 = s.bytes("/market/1.mp4", b"kling result", "video/mp4");
+    let veo = json!({"code": 200, "msg": "ok", "data": {"taskId": "veo-1", "info": {
+        "resultUrls": [v1, v2], "originUrls": [o1], "resolution": "1080p"}}});
+    let veo_string = json!({"code": 200, "msg": "ok", "data": {"taskId": "veo-2", "info": {
+        "resultUrls": serde_json::to_string(&[&v2]).unwrap()}}});
+    let market = json!({"code": 200, "msg": "Playground task completed successfully.", "data": {
+        "taskId": "mk-1", "state": "success",
+        "resultJson": json!({"resultUrls": [m1]}).to_string()}});
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
+    let f = fetcher(1 << 20);
+    let cases: [(&Preset, &Value, &[&[u8]]); 3] = [
+        (&KIE_VEO, &veo, &[b"veo one", b"veo two", b"veo origin"]),
+        (&KIE_VEO, &veo_string, &[b"veo two"]),
+        (&KIE_MARKET, &market, &[b"kling result"]),
+    ];
+    for (preset, body, expected) in cases {
+        let found = urls(preset, body);
+        assert_eq!(found.len(), expected.len(), "{}: {found:?}", preset.name);
+        for (u, want) in found.iter().zip(expected) {
+            let st = archive(&f, &store, u).await.unwrap();
+            assert_eq!(st.sha256, sha256_hex(want));
+            assert_eq!(&std::fs::read(&st.location).unwrap(), want);
+        }
+    }
+}
+
+#[tokio::test]
+async fn failed_downloads_leave_no_partial_file() {
+    let s = FileServer::start(LOCAL).await;
+    s.route(
+        "/big",
+        Route::Generated {
+            len: 8 << 20,
+            content_length: false,
+        },
+    );
+    s.route(
+        "/short",
+        Route::Short {
+            declared: 1 << 20,
+            body: bytes::Bytes::from(vec![7u8; 300_000]),
+        },
+    );
+    s.route(
+        "/gone",
+        Route::Status {
+            status: 410,
+            headers: vec![],
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
+    let f = fetcher(1 << 20);
+
+    let err = archive(&f, &store, &s.url("/big")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArchiveError::Fetch(FetchError::TooLarge {
+                max: 1048576,
+                announced: None
+            })
+        ),
+        "{err}"
+    );
+    assert!(!err.retryable());
+    let err = archive(&f, &store, &s.url("/short")).await.unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Fetch(FetchError::Http { .. })) && err.retryable(),
+        "{err}"
+    );
+    let err = archive(&f, &store, &s.url("/gone")).await.unwrap_err();
+    assert!(err.is_gone() && !err.retryable(), "{err}");
+
+    assert_eq!(temp_files(dir.path()), 0, "temp files removed");
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(entries, ["tmp"], "nothing stored");
+}
+
+#[tokio::test]
+async fn free_space_floor_refuses_before_writing() {
+    let s = FileServer::start(LOCAL).await;
+    let url = s.bytes("/x.mp4", b"some bytes", "video/mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let free = fs4::available_space(dir.path()).unwrap();
+    // A floor above what the disk has free: refused, retryable, nothing written.
+    let store = MediaStore::Local(LocalStore::new(dir.path(), free.saturating_mul(2)).unwrap());
+    let err = archive(&fetcher(1 << 20), &store, &url).await.unwrap_err();
+    match &err {
+        ArchiveError::Store(StoreError::LowSpace {
+            available, min_free, ..
+        }) => {
+            assert_eq!(*min_free, free.saturating_mul(2));
+            assert!(*available < *min_free);
+        }
+        other => panic!("expected LowSpace, got {other}"),
+    }
+    assert!(err.retryable());
+    assert!(
+        err.to_string()
+            .contains("bytes free; storing would go below the minimum"),
+        "{err}"
+    );
+    assert_eq!(temp_files(dir.path()), 0);
+    // A Content-Length that would cross the floor is refused up front too.
+    let store = MediaStore::Local(LocalStore::new(dir.path(), free / 2).unwrap());
+    s.route(
+        "/huge",
+        Route::Generated {
+            len: free,
+            content_length: true,
+        },
+    );
+    let err = archive(&fetcher(u64::MAX), &store, &s.url("/huge")).await.unwrap_err();
+    assert!(matches!(err, ArchiveError::Store(StoreError::LowSpace { .. })), "{err}");
+    assert!(s.generated_sent() < 16 << 20, "the body was not read");
+}
+
+#[tokio::test]
+async fn a_disk_filling_up_during_a_download_stops_the_write() {
+    let s = FileServer::start(LOCAL).await;
+    // Chunked, so the size is unknown up front and the first check passes.
+    s.route(
+        "/endless",
+        Route::Generated {
+            len: 4 << 30,
+            content_length: false,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let free = fs4::available_space(dir.path()).unwrap();
+    // The floor sits 100 MiB below what is free now: the writer's periodic
+    // check (every 64 MiB) must stop it within about 128 MiB.
+    let store = MediaStore::Local(LocalStore::new(dir.path(), free.saturating_sub(100 << 20)).unwrap());
+    let err = archive(&fetcher(u64::MAX), &store, &s.url("/endless"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::Store(StoreError::LowSpace { .. })), "{err}");
+    assert!(err.retryable());
+    assert_eq!(temp_files(dir.path()), 0, "the partial file is removed");
+    assert!(
+        s.generated_sent() < 1 << 30,
+        "stopped early: {} bytes sent",
+        s.generated_sent()
+    );
+}
+
+#[tokio::test]
+async fn a_crash_leftover_temp_file_is_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::write(dir.path().join("tmp/01HZZZ.part"), b"half a file").unwrap();
+    let _store = LocalStore::new(dir.path(), 0).unwrap();
+    assert_eq!(temp_files(dir.path()), 0);
+}

@@ -1,0 +1,204 @@
+//! Archiving to S3-compatible storage: a moto server started by the test,
+//! object_store over our ring-only hyper client. Runway video and cover
+//! stored under their digests with the right bytes, a multipart upload,
+//! failed downloads leaving nothing, delete, and secrets kept out of Debug.
+
+#[path = "common/files.rs"]
+mod files;
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use files::{generated_sha256, sha256_hex, FileServer, Route};
+use futures_util::TryStreamExt;
+use hookrelay::media::{
+    archive, media_urls, AddressPolicy, ArchiveError, FetchError, FetchOptions, Fetcher, MediaPointer, MediaStore,
+    S3Settings, S3Store,
+};
+use hookrelay::preset::KIE_RUNWAY;
+use http_body_util::{BodyExt, Empty};
+use serde_json::json;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn settings(moto: &moto::Moto, bucket: &str) -> S3Settings {
+    S3Settings {
+        bucket: bucket.into(),
+        endpoint: Some(moto.endpoint()),
+        region: "us-east-1".into(),
+        access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
+        secret_key: hookrelay::auth::Secret::new("very-secret-value"),
+        prefix: "hookrelay/".into(),
+        ca_file: None,
+        part_size: 5 << 20,
+    }
+}
+
+fn fetcher(max_size: u64) -> Fetcher {
+    Fetcher::new(FetchOptions {
+        policy: AddressPolicy {
+            allow_private: true,
+            allowed_nets: vec![],
+        },
+        timeout: Duration::from_secs(60),
+        max_size,
+        ..FetchOptions::default()
+    })
+    .unwrap()
+}
+
+async fn read_back(store: &MediaStore, sha256: &str) -> Vec<u8> {
+    let r = store.open(sha256).await.unwrap().expect("stored object opens");
+    let chunks: Vec<bytes::Bytes> = r.stream.try_collect().await.unwrap();
+    let data = chunks.concat();
+    assert_eq!(data.len() as u64, r.size);
+    data
+}
+
+/// The Content-Type S3 keeps for a stored object, read with a client of our own.
+async fn stored_content_type(moto: &moto::Moto, bucket: &str, sha256: &str) -> Option<String> {
+    use object_store::ObjectStoreExt;
+    let s = settings(moto, bucket);
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&s.region)
+        .with_access_key_id("AKIATESTKEY")
+        .with_secret_access_key("very-secret-value")
+        .with_endpoint(moto.endpoint())
+        .with_allow_http(true)
+        .with_http_connector(hookrelay::media::s3_http::HyperConnector::new(None).unwrap())
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("hookrelay/{}/{sha256}", &sha256[..2]));
+    let got = client.get(&key).await.unwrap();
+    got.attributes
+        .get(&object_store::Attribute::ContentType)
+        .map(|v| v.to_string())
+}
+
+/// Anonymous bucket-level reads (listings), straight from moto.
+async fn raw_get(moto: &moto::Moto, path: &str) -> String {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let resp = client
+        .get(format!("{}{path}", moto.endpoint()).parse().unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn runway_media_to_s3() {
+    let moto = moto::Moto::start().await;
+    moto.create_bucket("media").await;
+    let store = MediaStore::S3(S3Store::new(&settings(&moto, "media")).unwrap());
+
+    let s = FileServer::start(LOCAL).await;
+    let video: Vec<u8> = (0..250_000u32).flat_map(|i| i.to_be_bytes()).collect();
+    let cover = b"cover image bytes".to_vec();
+    let callback = json!({"code": 200, "msg": "All generated successfully.", "data": {
+        "task_id": "t-s3", "video_id": "v",
+        "video_url": s.bytes("/k/t-s3.mp4", &video, "video/mp4"),
+        "image_url": s.bytes("/m/t-s3.png", &cover, "image/png")}});
+    let ptrs: Vec<MediaPointer> = KIE_RUNWAY
+        .media
+        .iter()
+        .map(|m| MediaPointer::parse(m).unwrap())
+        .collect();
+    let f = fetcher(1 << 30);
+    for (u, (want, ct)) in media_urls(&ptrs, &callback)
+        .iter()
+        .zip([(&video, "video/mp4"), (&cover, "image/png")])
+    {
+        let st = archive(&f, &store, u).await.unwrap();
+        assert_eq!(st.sha256, sha256_hex(want));
+        assert_eq!(st.size, want.len() as u64);
+        assert_eq!(
+            st.location,
+            format!("s3://media/hookrelay/{}/{}", &st.sha256[..2], st.sha256)
+        );
+        assert_eq!(&read_back(&store, &st.sha256).await, want);
+        assert_eq!(
+            stored_content_type(&moto, "media", &st.sha256).await.as_deref(),
+            Some(ct)
+        );
+    }
+    // Only the two content-addressed objects remain: the temporary keys are gone.
+    let listing = raw_get(&moto, "/media?list-type=2").await;
+    assert_eq!(listing.matches("<Key>").count(), 2, "{listing}");
+    assert!(!listing.contains("tmp/"), "{listing}");
+
+    // Delete (retention): gone, and a second delete reports nothing there.
+    let sha = sha256_hex(&cover);
+    assert!(store.delete(&sha).await.unwrap());
+    assert!(!store.delete(&sha).await.unwrap());
+    assert!(store.open(&sha).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn large_files_use_multipart_and_failures_leave_nothing() {
+    let moto = moto::Moto::start().await;
+    moto.create_bucket("big").await;
+    let store = MediaStore::S3(S3Store::new(&settings(&moto, "big")).unwrap());
+    let s = FileServer::start(LOCAL).await;
+    let len = 23 << 20; // five 5 MiB parts, the last one short
+    s.route(
+        "/big.mp4",
+        Route::Generated {
+            len,
+            content_length: false,
+        },
+    );
+    let st = archive(&fetcher(1 << 30), &store, &s.url("/big.mp4")).await.unwrap();
+    assert_eq!(st.size, len);
+    assert_eq!(st.sha256, generated_sha256(len));
+    let back = read_back(&store, &st.sha256).await;
+    assert_eq!(sha256_hex(&back), st.sha256);
+
+    // Cut off past max_size in the middle of a multipart upload: aborted, no object.
+    s.route(
+        "/too-big.mp4",
+        Route::Generated {
+            len: 40 << 20,
+            content_length: false,
+        },
+    );
+    let err = archive(&fetcher(12 << 20), &store, &s.url("/too-big.mp4"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::Fetch(FetchError::TooLarge { .. })), "{err}");
+    let listing = raw_get(&moto, "/big?list-type=2").await;
+    assert_eq!(listing.matches("<Key>").count(), 1, "{listing}");
+    let uploads = raw_get(&moto, "/big?uploads").await;
+    assert_eq!(
+        uploads.matches("<Upload>").count(),
+        0,
+        "multipart upload aborted: {uploads}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_and_errors() {
+    let moto = moto::Moto::start().await;
+    let s = settings(&moto, "no-such-bucket");
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("very-secret-value") && !shown.contains("AKIATESTKEY"),
+        "{shown}"
+    );
+    let store = MediaStore::S3(S3Store::new(&s).unwrap());
+    assert!(!format!("{store:?}").contains("very-secret-value"));
+    // A missing bucket is a storage error that names the problem, not the key.
+    let files = FileServer::start(LOCAL).await;
+    let url = files.bytes("/x", b"x", "text/plain");
+    let err = archive(&fetcher(1 << 20), &store, &url).await.unwrap_err();
+    assert!(matches!(err, ArchiveError::Store(_)), "{err}");
+    let text = err.to_string();
+    assert!(!text.contains("very-secret-value"), "{text}");
+}

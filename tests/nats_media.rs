@@ -1,0 +1,127 @@
+//! The media archive in cluster mode: two relays on one NATS share the
+//! archive's work — a URL named by callbacks that reach different relays is
+//! fetched once, by one of them — and an `after_archive` subscriber waits
+//! for the files whichever relay delivers, with every relay's admin API
+//! showing the same media.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::files::{sha256_hex, FileServer, Route as File};
+use common::nats::NatsCluster;
+use common::*;
+use serde_json::Value;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// How long the video takes to finish downloading.
+const SLOW: Duration = Duration::from_secs(2);
+
+fn media_header(value: &str) -> Vec<Value> {
+    serde_json::from_str(value).expect("hookrelay-media is a JSON array")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_fetch_a_url_once_and_after_archive_waits_for_it() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let first = Bytes::from(vec![7u8; 64 << 10]);
+    let rest = Bytes::from(vec![9u8; 64 << 10]);
+    let video = [first.clone(), rest.clone()].concat();
+    files.route(
+        "/k/slow.mp4",
+        File::Slow {
+            first,
+            rest,
+            delay: SLOW,
+            content_type: "video/mp4",
+        },
+    );
+    let video_url = files.url("/k/slow.mp4");
+    let now_sub = Sub::ok().await;
+    let later_sub = Sub::ok().await;
+    let archive = tempfile::tempdir().unwrap();
+    let relay = |dir: &std::path::Path| {
+        let route = preset_route("runway", "kie-runway")
+            .subscriber(Subscriber::new("now", now_sub.url()))
+            .subscriber(Subscriber::new("later", later_sub.url()).after_archive());
+        media_config(dir, Media::new().dir(archive.path()).allow_private())
+            .route(route)
+            .nats(nats.urls(), 1)
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let h1 = start(&relay(d1.path())).await;
+    let h2 = start(&relay(d2.path())).await;
+
+    // Two tasks whose results name the same video, one callback per relay.
+    let posted = Instant::now();
+    let body_a = runway_media("task-a", &video_url, "").to_string();
+    let body_b = runway_media("task-b", &video_url, "").to_string();
+    let a = accepted_at(h1.ingest_addrs[0], "/hooks/runway", &body_a).await;
+    let b = accepted_at(h2.ingest_addrs[0], "/hooks/runway", &body_b).await;
+    assert!(posted.elapsed() < SLOW / 2, "the 200s waited for the download");
+
+    // The immediate subscriber does not wait; the after_archive one does.
+    now_sub
+        .wait_for(secs(10), "both immediate deliveries", |r| r.len() == 2)
+        .await;
+    assert!(posted.elapsed() < SLOW, "immediate deliveries waited for the video");
+    assert_eq!(later_sub.count(), 0, "after_archive waits for the video");
+
+    let got = later_sub
+        .wait_for(secs(40), "both after_archive deliveries", |r| r.len() == 2)
+        .await;
+    for r in &got {
+        assert!(r.at - posted >= SLOW, "delivered before the video was stored");
+        assert_eq!(r.header("hookrelay-attempt"), "1", "waiting spent no attempt");
+        let header = media_header(r.header("hookrelay-media"));
+        assert_eq!(header.len(), 1, "{header:#?}");
+        assert_eq!(header[0]["url"], video_url.as_str());
+        assert_eq!(header[0]["state"], "stored");
+        assert_eq!(header[0]["sha256"], sha256_hex(&video));
+        assert_eq!(header[0]["size"], video.len());
+    }
+    assert_eq!(files.hits("/k/slow.mp4"), 1, "one download for the cluster");
+
+    // Every relay answers the same about either event's media.
+    for h in [&h1, &h2] {
+        for id in [&a, &b] {
+            let media = wait_final(h.admin_addr, id, secs(5)).await;
+            assert_eq!(item(&media, &video_url)["sha256"], sha256_hex(&video));
+        }
+    }
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!((now_sub.count(), later_sub.count()), (2, 2), "nothing delivered twice");
+    h1.shutdown().await;
+    h2.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let gone = files.url("/k/gone.mp4"); // the file server answers 404
+    let later_sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route =
+        preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(route)
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-c", &gone, "").to_string(),
+    )
+    .await;
+    let got = later_sub.wait_for(secs(30), "the delivery", |r| !r.is_empty()).await;
+    let header = media_header(got[0].header("hookrelay-media"));
+    assert_eq!(header[0]["state"], "failed", "{header:#?}");
+    assert!(header[0]["error"].as_str().unwrap().contains("HTTP 404"), "{header:#?}");
+    let media = wait_final(h.admin_addr, &id, secs(5)).await;
+    assert_eq!(item(&media, &gone)["state"], "failed");
+    h.shutdown().await;
+}
