@@ -100,3 +100,38 @@ ok "systemd-analyze verify hookrelay.service"
 CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml \
   || fail "the packaged config does not pass check-config"
 ok "check-config /etc/hookrelay/config.toml"
+
+# The daemon runs with the installed config and secrets (not under systemd: it
+# may not be running here), takes a callback with the route token, and the CLI
+# finds it through the admin API with the admin token.
+for port in 8080 9090; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "127.0.0.1:$port is in use: cannot run the packaged config here"; fi
+done
+had_state=false; [ -e /var/lib/hookrelay ] && had_state=true
+log=$(mktemp)
+CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay run --config /etc/hookrelay/config.toml >"$log" 2>&1 &
+daemon=$!
+stop_daemon() {
+  kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+  $had_state || rm -rf /var/lib/hookrelay
+  rm -f "$log"
+}
+trap 'stop_daemon; cleanup' EXIT
+admin() { CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay --config /etc/hookrelay/config.toml "$@"; }
+for _ in $(seq 100); do
+  admin subscribers >/dev/null 2>&1 && break
+  kill -0 "$daemon" 2>/dev/null || fail "the daemon exited: $(cat "$log")"
+  sleep 0.2
+done
+admin subscribers | grep -q '^app ' || fail "the admin API did not answer within 20s: $(cat "$log")"
+token=$(cat /etc/hookrelay/secrets/route-token)
+body='{"check":"check-deb"}'
+answer=$(exec 3<>/dev/tcp/127.0.0.1/8080
+  printf 'POST /hooks/main?token=%s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+    "$token" "${#body}" "$body" >&3
+  cat <&3)
+grep -q '^HTTP/1.1 200' <<<"$answer" || fail "the callback was not accepted: $answer"
+id=$(grep -o 'evt_[0-9A-Z]*' <<<"$answer")
+admin events | grep -q "$id" || fail "hookrelay events does not list $id"
+grep -q "$token" "$log" && fail "the route token is in the log"
+ok "the daemon runs with the installed config: callback $id accepted and listed"
