@@ -54,8 +54,11 @@ pub struct InitArgs {
 
 /// What a fresh config looks like apart from its secrets.
 pub struct Settings<'a> {
+    /// Where callbacks arrive; also the origin of the printed callback URL.
     pub listen: SocketAddr,
+    /// Where the admin API (and so the CLI) is.
     pub admin_listen: SocketAddr,
+    /// The one subscriber: the user's service, which verifies the signatures.
     pub subscriber_url: &'a str,
     /// `"data"` next to the config, or the unit's StateDirectory.
     pub store_path: &'a str,
@@ -75,8 +78,11 @@ impl Settings<'_> {
 
 /// A fresh set of secrets (no `Debug`: nothing prints them by accident).
 pub(super) struct Secrets {
+    /// What the provider presents (`?token=` or a bearer token) to the route.
     route_token: String,
+    /// What deliveries are signed with; the subscriber verifies with it.
     subscriber_secret: String,
+    /// Keeps other local users off the admin API (event bodies, replays).
     admin_token: String,
 }
 
