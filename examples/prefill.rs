@@ -1,8 +1,8 @@
 //! Benchmark helper (not part of the product): a backlog of COUNT Runway-style
-//! events for one route and subscriber, written through the store's normal
-//! write path ([`hookrelay::store::prefill`]).
+//! events for one route and its subscribers, written through the store's
+//! normal write path ([`hookrelay::store::prefill`]).
 //!
-//! prefill STORE_DIR COUNT ROUTE SUBSCRIBER [--compression]
+//! prefill STORE_DIR COUNT ROUTE SUBSCRIBER[,SUBSCRIBER…] [--compression]
 
 use hookrelay::store::{prefill::prefill, Options, Store};
 
@@ -22,7 +22,8 @@ fn main() {
         })
         .unwrap();
         let started = std::time::Instant::now();
-        prefill(&store, &route, &[sub.as_str()], n, "backlog").await.unwrap();
+        let subs: Vec<&str> = sub.split(',').collect();
+        prefill(&store, &route, &subs, n, "backlog").await.unwrap();
         store.close().await;
         eprintln!("prefilled {n} events in {:.1}s", started.elapsed().as_secs_f64());
     });

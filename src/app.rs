@@ -2,7 +2,8 @@
 //! background tasks together.
 //!
 //! [`start`] binds every listener (port 0 works: the handle reports the real
-//! addresses), opens the store, starts the lanes and the retention sweeper.
+//! addresses), opens the store, loads the certificate (files, or the ACME
+//! cache), starts the lanes, the retention sweeper and the ACME renewals.
 //! [`Handle::reload`] applies a new config file without dropping connections;
 //! [`Handle::shutdown`] drains, stops and closes the store.
 
@@ -14,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
+use crate::acme::{self, Acme, AcmeError};
+use crate::config::{Config, ConfigError, TlsSource};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnLimit, ListenerOptions};
@@ -35,6 +37,8 @@ pub enum StartError {
     Store { path: String, source: StoreError },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
 }
@@ -111,9 +115,19 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let delivery = Delivery::new(store.clone(), metrics.clone());
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
     delivery.configure(&subscribers)?;
-    let tls = match &config.server.tls {
-        Some(files) => Some(tls::Reloadable::new(tls::load_server_config(files)?)),
-        None => None,
+    // ACME: a cached certificate is served at once; the renewal task starts below.
+    let (tls, acme) = match &config.server.tls {
+        Some(TlsSource::Files(files)) => {
+            let (cfg, cert) = tls::load_files(files)?;
+            (Some(tls::Reloadable::new(cfg, Some(cert))), None)
+        }
+        Some(TlsSource::Acme(settings)) => {
+            let dir = acme::state_dir(&config.store.path);
+            let failures = metrics.acme_failures.clone();
+            let acme = Acme::new(settings, &dir, acme::Options::default(), failures)?;
+            (Some(tls::Reloadable::new(acme.server_config()?, None)), Some(acme))
+        }
+        None => (None, None),
     };
 
     let mut ingest_listeners = Vec::new();
@@ -134,7 +148,15 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     }
     let admin_addr = local(&admin_listener, config.admin.listen)?;
 
-    let app = Arc::new(App::new(config, store, metrics, delivery, tls.clone()));
+    let app = Arc::new(App::new(
+        config,
+        store,
+        metrics,
+        delivery,
+        tls.clone(),
+        acme.clone(),
+        ingest_addrs.clone(),
+    ));
     app.store_ok.store(store_ok, Ordering::Relaxed);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let opts = ListenerOptions {
@@ -144,7 +166,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
     let mut listeners = Vec::new();
     for (listener, addr) in ingest_listeners.into_iter().zip(&ingest_addrs) {
-        tracing::info!(addr = %addr, tls = opts.tls.is_some(), "listening for callbacks");
+        tracing::info!(addr = %addr, tls = app.tls_kind(), "listening for callbacks");
         let app2 = app.clone();
         let svc = move |req, peer| crate::ingest::handle(app2.clone(), req, peer);
         listeners.push(tokio::spawn(server::serve(
@@ -154,6 +176,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             shutdown_rx.clone(),
         )));
     }
+    // Serving from here on: set before the admin API can answer (and before
+    // its address is logged), so /readyz and /api/status never see a daemon
+    // whose callback listeners are up as not ready.
+    app.serving.store(true, Ordering::Relaxed);
     let admin_opts = ListenerOptions {
         tls: None,
         connections: ConnLimit::new(64),
@@ -169,23 +195,27 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         shutdown_rx.clone(),
     ));
     let sweeper = tokio::spawn(crate::retention::run(app.clone(), shutdown_rx.clone()));
-    app.serving.store(true, Ordering::Relaxed);
+    let mut background = vec![admin_task, sweeper];
+    if let Some(acme) = acme {
+        background.push(tokio::spawn(acme.run()));
+    }
     Ok(Handle {
         app,
         ingest_addrs,
         admin_addr,
         shutdown,
         listeners,
-        background: vec![admin_task, sweeper],
+        background,
     })
 }
 
 impl Handle {
     /// Re-read the config file and apply it: routes, tokens, allowlists,
     /// subscribers, every server limit (connection cap, timeouts and HTTP/2
-    /// streams for new connections, shutdown grace) and the TLS certificate.
-    /// Listen addresses, TLS on/off, the store settings and the log settings
-    /// need a restart (logged). An invalid file changes nothing.
+    /// streams for new connections, shutdown grace) and the TLS certificate
+    /// files. Listen addresses, TLS on/off, files ↔ ACME, the ACME block, the
+    /// store settings and the log settings need a restart (logged). An
+    /// invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let old = self.app.live();
         let new = Config::load(&old.config.file)?;
@@ -197,6 +227,8 @@ impl Handle {
     pub async fn shutdown(self) {
         self.app.serving.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
+        // Long-polls would hold the drain for the whole grace: answer them now.
+        self.app.delivery.stop_pulls().await;
         for l in self.listeners {
             let _ = l.await;
         }

@@ -10,25 +10,29 @@
 //! | concern | module |
 //! |---|---|
 //! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values`) |
-//! | TLS configurations (ring), certificate reload | [`tls`] |
+//! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
+//! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
+//! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
-//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`) |
+//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `pull`) |
 //! | retention sweeps | [`retention`] |
-//! | admin API: health, readiness, metrics, JSON API | [`admin`] |
+//! | admin API: health, readiness, metrics, status, JSON API | [`admin`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | the daemon's shared state | [`state`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the command line and the admin client | [`cli`] |
+//! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] |
 //! | log set-up | [`logging`] |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod auth;
@@ -37,9 +41,11 @@ pub mod clock;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
+pub mod forward;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod pull;
 pub mod reload;
 pub mod retention;
 pub mod server;

@@ -29,6 +29,12 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Where a served certificate comes from: `file` or `acme`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
 fn attempt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -45,9 +51,19 @@ pub struct Metrics {
     pub in_flight: Family<SubLabels, Gauge>,
     pub oldest_pending_seconds: Family<SubLabels, Gauge>,
     pub circuit_open: Family<SubLabels, Gauge>,
+    /// Messages a pull subscriber's forwarders hold under lease.
+    pub pull_leased: Family<SubLabels, Gauge>,
+    /// Seconds since a pull subscriber last pulled: the alert that its
+    /// forwarder is gone (nothing else notices a private side that stopped asking).
+    pub pull_last_seconds: Family<SubLabels, Gauge>,
     pub store_bytes: Gauge,
     /// Rows the store has written since start (sled writes per event = this / events).
     pub store_writes: Counter,
+    /// Unix time at which the served certificate expires, so an alert can
+    /// fire before it does; set when scraped from what was loaded or issued.
+    pub tls_cert_expiry: Family<SourceLabels, Gauge>,
+    /// Failed ACME orders; the ACME manager increments it (and keeps serving).
+    pub acme_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -70,8 +86,12 @@ impl Metrics {
             in_flight: Family::default(),
             oldest_pending_seconds: Family::default(),
             circuit_open: Family::default(),
+            pull_leased: Family::default(),
+            pull_last_seconds: Family::default(),
             store_bytes: Gauge::default(),
             store_writes: Counter::default(),
+            tls_cert_expiry: Family::default(),
+            acme_failures: Counter::default(),
         };
         registry.register(
             "ingest_requests",
@@ -90,7 +110,7 @@ impl Metrics {
         );
         registry.register(
             "deliveries",
-            "Delivery attempts by subscriber and outcome",
+            "Delivery attempts by subscriber and outcome (pull subscribers: expired = a lease ran out)",
             m.deliveries.clone(),
         );
         registry.register(
@@ -118,11 +138,31 @@ impl Metrics {
             "1 while a subscriber's circuit is open (backed off)",
             m.circuit_open.clone(),
         );
+        registry.register(
+            "pull_leased",
+            "Messages handed out to a pull subscriber and not yet acknowledged",
+            m.pull_leased.clone(),
+        );
+        registry.register(
+            "pull_last_seconds",
+            "Seconds since a pull subscriber last pulled (0 while a long-poll waits; since start if never)",
+            m.pull_last_seconds.clone(),
+        );
         registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
         registry.register(
             "store_writes",
             "Rows written to the store since start",
             m.store_writes.clone(),
+        );
+        registry.register(
+            "tls_cert_expiry_seconds",
+            "Unix time at which the served TLS certificate expires, by source (file, acme)",
+            m.tls_cert_expiry.clone(),
+        );
+        registry.register(
+            "acme_failures",
+            "Failed ACME certificate orders (first issuance or renewal); the current certificate stays in use",
+            m.acme_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,9 +1,10 @@
 //! Applying a new configuration to a running daemon (SIGHUP): what can change
-//! in place changes, what needs a restart is logged, and a file that cannot be
-//! applied changes nothing.
+//! in place changes (certificate files are read again), what needs a restart
+//! is logged (ACME settings among them: ACME certificates renew on their
+//! own), and a file that cannot be applied changes nothing.
 
 use crate::app::{topology, ReloadError};
-use crate::config::Config;
+use crate::config::{Config, TlsSource};
 use crate::state::{conn_settings, App};
 use crate::tls;
 
@@ -25,13 +26,25 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
             tracing::warn!("{key} changed; it takes effect after a restart");
         }
     }
-    let certificate = match (&new.server.tls, &app.tls) {
-        (Some(files), Some(_)) => Some(tls::load_server_config(files)?),
-        (Some(_), None) | (None, Some(_)) => {
+    // Compared with what the listeners run, not with the previous file: a
+    // change that needed a restart is still pending after further reloads.
+    let certificate = match (&new.server.tls, &app.tls, &app.acme) {
+        (Some(TlsSource::Files(files)), Some(_), None) => Some(tls::load_files(files)?),
+        (Some(TlsSource::Acme(settings)), Some(_), Some(running)) => {
+            if settings != running.settings() {
+                tracing::warn!("server.tls.acme changed; it takes effect after a restart");
+            }
+            None
+        }
+        (Some(_), Some(_), _) => {
+            tracing::warn!("switching between certificate files and ACME takes effect after a restart");
+            None
+        }
+        (Some(_), None, _) | (None, Some(_), _) => {
             tracing::warn!("turning TLS on or off takes effect after a restart");
             None
         }
-        (None, None) => None,
+        (None, None, _) => None,
     };
     for w in &new.warnings {
         tracing::warn!("{w}");
@@ -40,8 +53,8 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
     let subscribers: Vec<_> = new.subscribers().cloned().collect();
     app.delivery.configure(&subscribers)?;
     // Validated like the rest: nothing below can fail.
-    if let (Some(cfg), Some(current)) = (certificate, &app.tls) {
-        current.set(cfg);
+    if let (Some((cfg, cert)), Some(current)) = (certificate, &app.tls) {
+        current.set(cfg, Some(cert));
     }
     app.listener_settings.set(conn_settings(&new));
     app.connections.set_limit(new.server.max_connections);

@@ -5,6 +5,8 @@
 //! handshake, protocol detection and headers under `read_timeout`; idle
 //! keep-alive under `idle_timeout`, see `activity`), the HTTP/2 stream limit,
 //! and the graceful drain on shutdown; a reload changes them through `limits`.
+//! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
+//! `acme`) is closed after its handshake, never served HTTP.
 //! What a request means is for the service function given to [`serve`] (which
 //! bounds the body itself).
 
@@ -97,6 +99,10 @@ where
                         },
                         _ = stop.changed() => return,
                     };
+                    // TLS-ALPN-01 validation: the handshake was the answer (RFC 8737).
+                    if crate::acme::is_challenge(tls_stream.get_ref().1) {
+                        return;
+                    }
                     serve_conn(&current.builder, tls_stream, service, stop, peer, limits).await
                 }
             }

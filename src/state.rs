@@ -3,9 +3,11 @@
 //! never the wiring.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::acme::Acme;
 use crate::config::{Config, Route};
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
@@ -68,8 +70,16 @@ pub struct App {
     pub store_ok: AtomicBool,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
-    /// The public listeners' certificate, when TLS is on (swapped on reload).
+    /// The public listeners' TLS configuration, when TLS is on (file
+    /// certificates are swapped on reload; ACME renews inside it).
     pub tls: Option<tls::Reloadable>,
+    /// The certificate manager when `server.tls.acme` is set: its status for
+    /// the API and metrics, its settings for a reload to compare with.
+    pub acme: Option<Acme>,
+    /// The public listeners' bound addresses, in config order (port 0 resolved), for the status API.
+    pub ingest_addrs: Vec<SocketAddr>,
+    /// When the daemon started (ms since the epoch, `crate::clock`): uptime.
+    pub started_ms: u64,
     /// Timeouts, HTTP/2 streams and grace of every listener (swapped on reload).
     pub listener_settings: Settings,
     /// The public listeners' open-connection cap (resized on reload).
@@ -83,6 +93,8 @@ impl App {
         metrics: Arc<Metrics>,
         delivery: Delivery,
         tls: Option<tls::Reloadable>,
+        acme: Option<Acme>,
+        ingest_addrs: Vec<SocketAddr>,
     ) -> App {
         App {
             listener_settings: Settings::new(conn_settings(&config)),
@@ -94,6 +106,18 @@ impl App {
             store_ok: AtomicBool::new(true),
             serving: AtomicBool::new(false),
             tls,
+            acme,
+            ingest_addrs,
+            started_ms: crate::clock::now_ms(),
+        }
+    }
+
+    /// How the public listeners do TLS: `acme`, `file` or `off`.
+    pub fn tls_kind(&self) -> &'static str {
+        match (&self.acme, &self.tls) {
+            (Some(_), _) => "acme",
+            (None, Some(_)) => "file",
+            (None, None) => "off",
         }
     }
 

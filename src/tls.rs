@@ -1,17 +1,24 @@
 //! TLS setup: the only module that builds rustls configurations.
 //!
 //! Server side: TLS 1.2 and 1.3 only, ring provider, ALPN `h2` and `http/1.1`,
-//! certificate chain and key (RSA, ECDSA, Ed25519) from PEM files. The live
-//! configuration sits behind a lock so SIGHUP can swap in renewed certificates
-//! for new connections. Client side (deliveries): system roots plus an optional
-//! private CA file, webpki roots when the system has none.
+//! certificate chain and key (RSA, ECDSA, Ed25519) from PEM files, or any
+//! certificate resolver (ACME: `crate::acme` decides what it serves). The live
+//! configuration sits behind a lock, with what its file certificate says
+//! ([`CertInfo`]), so SIGHUP can swap in renewed certificates for new
+//! connections. Client side (deliveries, the ACME directory): system roots
+//! plus an optional private CA file, webpki roots when the system has none.
+
+mod cert;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+pub use cert::{parse_bundle, rfc3339, CertInfo};
 
 /// The PEM files of a server certificate (chain) and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +47,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Read a PEM certificate chain and private key into a server configuration.
 pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    load_files(files).map(|(cfg, _)| cfg)
+}
+
+/// Read a PEM certificate chain and private key: the server configuration,
+/// and what the end-entity certificate says (names, expiry).
+pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| fail(format!("cannot read certificate {}: {e}", files.cert.display())))?
         .collect::<Result<_, _>>()
@@ -47,6 +60,7 @@ pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsErro
     if certs.is_empty() {
         return Err(fail(format!("no certificate found in {}", files.cert.display())));
     }
+    let info = CertInfo::from_der(&certs[0]).map_err(|e| fail(format!("{}: {e}", files.cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| fail(format!("no usable private key in {}: {e}", files.key.display())))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
@@ -62,28 +76,61 @@ pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsErro
             ))
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), info))
+}
+
+/// A server configuration whose certificates come from `resolver` (it never
+/// needs replacing: the resolver swaps what it serves), offering ALPN `h2`,
+/// `http/1.1` and then `extra_alpn` (ACME: `acme-tls/1` for validations).
+pub fn resolver_server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    extra_alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| fail(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols.extend(extra_alpn.iter().map(|p| p.to_vec()));
     Ok(Arc::new(cfg))
 }
 
 /// The server configuration in use; SIGHUP replaces it, new connections take the new one.
 #[derive(Clone)]
 pub struct Reloadable {
-    current: Arc<RwLock<Arc<ServerConfig>>>,
+    current: Arc<RwLock<Served>>,
+}
+
+struct Served {
+    config: Arc<ServerConfig>,
+    /// What the file certificate in `config` says (status, expiry metric);
+    /// `None` when a resolver decides (ACME reports its own).
+    certificate: Option<CertInfo>,
 }
 
 impl Reloadable {
-    pub fn new(cfg: Arc<ServerConfig>) -> Self {
+    pub fn new(config: Arc<ServerConfig>, certificate: Option<CertInfo>) -> Self {
         Reloadable {
-            current: Arc::new(RwLock::new(cfg)),
+            current: Arc::new(RwLock::new(Served { config, certificate })),
         }
     }
 
     pub fn get(&self) -> Arc<ServerConfig> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).config.clone()
     }
 
-    pub fn set(&self, cfg: Arc<ServerConfig>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+    /// What the certificate being served says, when it came from files.
+    pub fn certificate(&self) -> Option<CertInfo> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .certificate
+            .clone()
+    }
+
+    pub fn set(&self, config: Arc<ServerConfig>, certificate: Option<CertInfo>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Served { config, certificate };
     }
 }
 

@@ -159,7 +159,22 @@ async fn results_are_durable_before_the_cursor_moves_on() {
     let path = cfg.write();
     let mut bin = Bin::start(&path, &[]);
     sub.wait_for(Duration::from_secs(20), "all 50", |r| r.len() >= 50).await;
-    // Killed right after the last answer, before any periodic flush.
+    // The subscriber counts a request when it arrives; the daemon records the
+    // result once the answer is back. Until then a delivery is in flight, and
+    // those are sent again after a crash. Wait until none is (the lane drops an
+    // attempt from in_flight after its result is written and flushed).
+    let v = admin_until(bin.admin, "/api/subscribers", Duration::from_secs(20), |v| {
+        let s = row(&v["subscribers"], "name", "s");
+        s["queue_depth"] == 0 && s["in_flight"] == 0
+    })
+    .await;
+    let s = row(&v["subscribers"], "name", "s");
+    assert_eq!(
+        (s["queue_depth"].as_u64(), s["in_flight"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    // Killed right after the last result, before the store's periodic (1 s) flush.
     bin.kill9();
     let _bin = Bin::start(&path, &[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -126,6 +126,13 @@ async fn restart_keeps_dedupe_keys_and_pending_jobs() {
     // The subscriber is down during the first run.
     let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]))).await;
     let id = accepted(h.ingest_addrs[0], &runway("persist")).await;
+    // The first attempt failed and was recorded: the job now waits an hour.
+    // (Shut down before that, the job would be due at once after the restart.)
+    let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["attempts"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(v["subscribers"][0]["attempts"].as_array().map(Vec::len), Some(1), "{v}");
     h.shutdown().await;
 
     let sub = Sub::ok().await;

@@ -1,6 +1,8 @@
 //! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
-//! age, store size) are refreshed, then everything is encoded.
+//! age, leases and time since the last pull, store size, certificate expiry)
+//! are refreshed, then everything is encoded.
 
+use crate::metrics::SourceLabels;
 use crate::state::App;
 
 pub(super) async fn render(app: &App) -> String {
@@ -20,7 +22,34 @@ pub(super) async fn render(app: &App) -> String {
             .map_or(0, |t| now.saturating_sub(t) / 1000);
         m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
+    for lane in app.delivery.pull_lanes() {
+        let name = lane.subscriber().name.clone();
+        let labels = m.sub(&name);
+        let depth = lane.queue_depth();
+        m.queue_depth.get_or_create(&labels).set(depth as i64);
+        m.in_flight.get_or_create(&labels).set(lane.leased() as i64);
+        m.pull_leased.get_or_create(&labels).set(lane.leased() as i64);
+        m.pull_last_seconds
+            .get_or_create(&labels)
+            .set(lane.seconds_since_pull(now) as i64);
+        let age = stats
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.oldest_pending_ms)
+            .filter(|_| depth > 0)
+            .map_or(0, |t| now.saturating_sub(t) / 1000);
+        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
+    }
     m.store_bytes.set(app.store.size_on_disk() as i64);
+    let served = match &app.acme {
+        Some(acme) => acme.status().certificate.map(|c| ("acme", c)),
+        None => app.tls.as_ref().and_then(|t| t.certificate()).map(|c| ("file", c)),
+    };
+    if let Some((source, cert)) = served {
+        m.tls_cert_expiry
+            .get_or_create(&SourceLabels { source })
+            .set(cert.expiry_unix());
+    }
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()

@@ -1,11 +1,13 @@
 //! Admin API (localhost by default): health, readiness, Prometheus metrics and
-//! the JSON API for events, attempts, dead letters, replay and subscribers.
+//! the JSON API for the daemon's status, events, attempts, dead letters,
+//! replay and subscribers.
 //! When `admin.token` is set every path but `/healthz` and `/readyz` needs
 //! `Authorization: Bearer <token>`. Store scans run on the blocking pool (the
 //! store does that), never on the workers that serve callbacks.
 
 mod events;
 mod metrics;
+mod status;
 mod subscribers;
 
 use std::sync::Arc;
@@ -120,6 +122,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
                 metrics::render(&app).await,
             )
         }
+        (Method::GET, ["api", "status"]) => status::status(&app),
         (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
         (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
         (Method::POST, ["api", "events", id, "replay"]) => events::replay(&app, id, q.get("subscriber")).await,
@@ -129,6 +132,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
         (
             _,
             ["metrics"]
+            | ["api", "status"]
             | ["api", "events"]
             | ["api", "events", _]
             | ["api", "dead-letters"]

@@ -1,9 +1,11 @@
-//! `/api/subscribers`: every lane with its backlog, in-flight count and
-//! circuit, plus subscribers removed from the config whose work is kept.
+//! `/api/subscribers`: every push lane with its backlog, in-flight count and
+//! circuit; every pull lane with its backlog, leases (its "in flight") and
+//! last pull (when, from where); plus subscribers removed from the config
+//! whose work is kept.
 
 use serde_json::json;
 
-use super::{internal, ApiResult};
+use super::{internal, rfc3339, ApiResult};
 use crate::state::App;
 
 pub(super) async fn list(app: &App) -> ApiResult {
@@ -25,7 +27,8 @@ pub(super) async fn list(app: &App) -> ApiResult {
         out.push(json!({
             "name": s.name,
             "route": s.route,
-            "url": s.url.to_string(),
+            "kind": "push",
+            "url": s.url().map(|u| u.to_string()),
             "state": lane.circuit(),
             "queue_depth": depth,
             "in_flight": lane.in_flight(),
@@ -33,14 +36,41 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "dead_letters": dead(&s.name),
         }));
     }
+    let pulls = app.delivery.pull_lanes();
+    for lane in &pulls {
+        let s = lane.subscriber();
+        let depth = lane.queue_depth();
+        let last = lane.last_pull();
+        out.push(json!({
+            "name": s.name,
+            "route": s.route,
+            "kind": "pull",
+            "url": null,
+            "state": if lane.waiting() > 0 { "pulling" } else { "idle" },
+            "queue_depth": depth,
+            "in_flight": lane.leased(),
+            "leased": lane.leased(),
+            "waiting_pulls": lane.waiting(),
+            "lease_seconds": s.pull().map(|p| p.lease.as_secs_f64()),
+            "last_pull_at": last.at_ms.map(rfc3339),
+            "last_pull_from": last.from.map(|ip| ip.to_string()),
+            "seconds_since_pull": lane.seconds_since_pull(now),
+            "oldest_pending_seconds": if depth > 0 { age(&s.name) } else { None },
+            "dead_letters": dead(&s.name),
+        }));
+    }
     // Subscribers removed from the config whose work is kept.
+    let configured = |name: &str| {
+        lanes.iter().any(|l| l.subscriber().name == name) || pulls.iter().any(|l| l.subscriber().name == name)
+    };
     for s in &stats {
-        if lanes.iter().any(|l| l.subscriber().name == s.name) || (s.backlog == 0 && s.dead_letters == 0) {
+        if configured(&s.name) || (s.backlog == 0 && s.dead_letters == 0) {
             continue;
         }
         out.push(json!({
             "name": s.name,
             "route": null,
+            "kind": null,
             "url": null,
             "state": "removed",
             "queue_depth": s.backlog,

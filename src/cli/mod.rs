@@ -1,5 +1,6 @@
 //! The command line: clap definitions and what each subcommand does. `run`
-//! starts the daemon ([`crate::supervise`]); the admin subcommands are a
+//! starts the daemon ([`crate::supervise`]); `forward` runs the private side
+//! of a pull subscriber ([`crate::forward`]); the admin subcommands are a
 //! client of the running daemon's admin API ([`admin`], [`render`]); `init`
 //! writes a first config ([`init`]); the hidden `generate-assets` writes the
 //! man pages, completions and packaged config for the .deb ([`assets`]).
@@ -70,6 +71,36 @@ pub enum Command {
     /// Upgrade the store to this version's layout, then exit (the daemon also
     /// does this on its first start).
     Migrate,
+    /// Run inside a private network: fetch a pull subscriber's messages from
+    /// the relay and POST each to a local service (no config file, no store).
+    #[command(
+        after_help = "The token comes from --token-file or the environment variable HOOKRELAY_PULL_TOKEN; it is \
+                      never printed. The admin options (--config, --admin, --token, --json) do not apply here.\n\n\
+                      Example:\n  HOOKRELAY_PULL_TOKEN=… hookrelay forward https://hooks.example.com/pull/laptop \\\n    \
+                      --to http://127.0.0.1:3000/webhooks"
+    )]
+    Forward {
+        /// The relay's pull URL, e.g. https://hooks.example.com/pull/laptop
+        url: String,
+        /// The local service each message is POSTed to, e.g. http://127.0.0.1:3000/webhooks
+        #[arg(long)]
+        to: String,
+        /// A file holding the subscriber's pull token (default: $HOOKRELAY_PULL_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Messages delivered to the local service at once (1-100).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=100))]
+        concurrency: u16,
+        /// Trust this CA certificate (PEM) for the relay and the local service, besides the system roots.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// How long one long-poll waits for work (at most 55s).
+        #[arg(long, default_value = "30s", value_parser = parse_wait)]
+        wait: std::time::Duration,
+        /// How long the local service may take per message (keep it below the subscriber's lease).
+        #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+    },
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -77,6 +108,8 @@ pub enum Command {
 /// The subcommands that ask the running daemon.
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Show version, uptime, listeners, store and certificates (expiry, ACME renewal).
+    Status,
     /// List recent events, newest first.
     Events {
         #[arg(long)]
@@ -128,8 +161,49 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::GenerateAssets { dir } => assets::run(dir),
         Command::Migrate => migrate(&cli),
+        Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
+            // A pull token given as --token would be silently taken for the admin one.
+            eprintln!(
+                "error: --token is the admin API's token; give the pull token with --token-file FILE or \
+                 HOOKRELAY_PULL_TOKEN"
+            );
+            ExitCode::from(2)
+        }
+        Command::Forward {
+            url,
+            to,
+            token_file,
+            concurrency,
+            ca_file,
+            wait,
+            timeout,
+        } => crate::forward::main(&crate::forward::Options {
+            url: url.clone(),
+            to: to.clone(),
+            token_file: token_file.clone(),
+            concurrency: usize::from(*concurrency),
+            ca_file: ca_file.clone(),
+            wait: *wait,
+            timeout: *timeout,
+        }),
         Command::Admin(cmd) => admin_command(&cli, cmd),
     }
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
+    if d > crate::pull::wire::MAX_WAIT {
+        return Err("at most 55s".into());
+    }
+    Ok(d)
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
+    if d.is_zero() {
+        return Err("must be greater than 0".into());
+    }
+    Ok(d)
 }
 
 fn check_config(cli: &Cli) -> ExitCode {
@@ -144,6 +218,9 @@ fn check_config(cli: &Cli) -> ExitCode {
                 c.routes.len(),
                 c.subscribers().count()
             );
+            if let Some(tls) = tls_summary(&c) {
+                println!("{tls}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -151,6 +228,29 @@ fn check_config(cli: &Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What `check-config` says about TLS: the certificate files and what they
+/// hold, or where ACME certificates will come from and be kept.
+fn tls_summary(c: &Config) -> Option<String> {
+    Some(match c.server.tls.as_ref()? {
+        crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
+            Ok((_, cert)) => format!(
+                "TLS: certificate {} for {} (expires {})",
+                f.cert.display(),
+                cert.names.join(", "),
+                crate::tls::rfc3339(cert.not_after)
+            ),
+            // Validation loaded it a moment ago; say so rather than guess.
+            Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
+        },
+        crate::config::TlsSource::Acme(a) => format!(
+            "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
+            a.domains.join(", "),
+            a.directory,
+            crate::acme::state_dir(&c.store.path).display()
+        ),
+    })
 }
 
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
@@ -252,6 +352,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             |v| format!("re-queued {} dead letters\n", v["requeued"]),
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
+        AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

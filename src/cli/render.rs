@@ -1,4 +1,4 @@
-//! Human tables for the admin subcommands (`--json` prints the API's answer instead).
+//! Human tables and summaries for the admin subcommands (`--json` prints the API's answer instead).
 
 use serde_json::Value;
 
@@ -88,7 +88,10 @@ pub fn render_event(v: &Value) -> String {
             ]);
         }
         for a in attempts {
-            let result = if a["status"].is_null() {
+            let result = if a["status"].is_null() && a["error"].is_null() {
+                // A pull subscriber's acknowledgement: the relay made no request.
+                "acknowledged by the pull client".to_string()
+            } else if a["status"].is_null() {
                 s(&a["error"])
             } else {
                 format!("HTTP {}", s(&a["status"]))
@@ -128,6 +131,19 @@ pub fn render_dead_letters(v: &Value) -> String {
     table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows)
 }
 
+/// Where a subscriber's messages go: its URL, or for a pull subscriber when
+/// and from where it last pulled.
+fn target(x: &Value) -> String {
+    if x["kind"] != "pull" {
+        return s(&x["url"]);
+    }
+    match (&x["last_pull_at"], &x["last_pull_from"]) {
+        (Value::Null, _) => "pull: never pulled since start".into(),
+        (_, from) if x["state"] == "pulling" => format!("pull: waiting now (from {})", s(from)),
+        (_, from) => format!("pull: {}s ago from {}", s(&x["seconds_since_pull"]), s(from)),
+    }
+}
+
 pub fn render_subscribers(v: &Value) -> String {
     let rows: Vec<Vec<String>> = v["subscribers"]
         .as_array()
@@ -137,12 +153,13 @@ pub fn render_subscribers(v: &Value) -> String {
             vec![
                 s(&x["name"]),
                 s(&x["route"]),
+                s(&x["kind"]),
                 s(&x["state"]),
                 s(&x["queue_depth"]),
                 s(&x["in_flight"]),
                 s(&x["oldest_pending_seconds"]),
                 s(&x["dead_letters"]),
-                s(&x["url"]),
+                target(x),
             ]
         })
         .collect();
@@ -150,13 +167,126 @@ pub fn render_subscribers(v: &Value) -> String {
         &[
             "NAME",
             "ROUTE",
+            "KIND",
             "STATE",
             "QUEUED",
-            "IN FLIGHT",
+            "IN FLIGHT/LEASED",
             "OLDEST(S)",
             "DEAD",
-            "URL",
+            "URL / LAST PULL",
         ],
         &rows,
     )
+}
+
+/// Seconds as their two largest units: `29d 23h`, `5h 3m`, `42s`.
+fn secs(v: &Value) -> String {
+    let Some(mut n) = v.as_u64() else {
+        return "-".into();
+    };
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if n >= size || (size == 1 && parts.is_empty()) {
+            parts.push(format!("{}{unit}", n / size));
+            n %= size;
+        } else if !parts.is_empty() {
+            // Keep the units adjacent: `2d 0h`, not `2d 5m`.
+            parts.push(format!("0{unit}"));
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.join(" ")
+}
+
+/// `hookrelay status`: the daemon, then each certificate.
+pub fn render_status(v: &Value) -> String {
+    let listeners: Vec<String> = v["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| format!("{} (tls: {})", s(&l["addr"]), s(&l["tls"])))
+        .collect();
+    let mut out = format!(
+        "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({} bytes)\nlisteners:  {}\n",
+        s(&v["version"]),
+        secs(&v["uptime_seconds"]),
+        s(&v["started_at"]),
+        if v["ready"] == Value::Bool(true) {
+            "ready"
+        } else {
+            "NOT READY"
+        },
+        s(&v["store"]["backend"]),
+        s(&v["store"]["path"]),
+        s(&v["store"]["size_bytes"]),
+        listeners.join(", "),
+    );
+    let certs = v["certificates"].as_array().cloned().unwrap_or_default();
+    if certs.is_empty() {
+        out.push_str("certificates: none (plain HTTP)\n");
+    }
+    for c in &certs {
+        let cert = &c["certificate"];
+        let names = cert["names"]
+            .as_array()
+            .map(|n| n.iter().map(s).collect::<Vec<_>>().join(", "));
+        match names {
+            Some(names) => {
+                out.push_str(&format!("\ncertificate ({}): {names}\n", s(&c["source"])));
+                out.push_str(&format!(
+                    "  valid:     {} to {} (expires in {})\n  serial:    {}\n",
+                    s(&cert["not_before"]),
+                    s(&cert["not_after"]),
+                    secs(&cert["expires_in_seconds"]),
+                    s(&cert["serial"]),
+                ));
+            }
+            None => out.push_str(&format!("\ncertificate ({}): not issued yet\n", s(&c["source"]))),
+        }
+        if !c["cert_file"].is_null() {
+            out.push_str(&format!("  file:      {}\n", s(&c["cert_file"])));
+        }
+        let a = &c["acme"];
+        if a.is_object() {
+            let domains: Vec<String> = a["domains"].as_array().into_iter().flatten().map(s).collect();
+            out.push_str(&format!(
+                "  domains:   {}\n  ca:        {}\n  renews:    {}\n",
+                domains.join(", "),
+                s(&a["directory"]),
+                s(&a["renew_at"]),
+            ));
+            let in_a_row = a["consecutive_failures"].as_u64().unwrap_or(0);
+            out.push_str(&format!("  failures:  {} since start", s(&a["failures"])));
+            if in_a_row > 0 {
+                out.push_str(&format!(
+                    ", {in_a_row} in a row; next attempt {}\n  last error ({}): {}\n",
+                    s(&a["next_attempt"]),
+                    s(&a["last_failure"]),
+                    s(&a["last_error"]),
+                ));
+            } else {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_keep_their_two_largest_units() {
+        let d = |n: u64| secs(&Value::from(n));
+        assert_eq!(d(0), "0s");
+        assert_eq!(d(42), "42s");
+        assert_eq!(d(3 * 60 + 5), "3m 5s");
+        assert_eq!(d(5 * 3600 + 3 * 60 + 9), "5h 3m");
+        assert_eq!(d(29 * 86_400 + 23 * 3600 + 59 * 60), "29d 23h");
+        assert_eq!(d(2 * 86_400 + 5 * 60), "2d 0h");
+        assert_eq!(secs(&Value::Null), "-");
+    }
 }

@@ -129,4 +129,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
+mod acme_tests;
+#[cfg(test)]
+mod pull_tests;
+#[cfg(test)]
 mod tests;

@@ -34,7 +34,10 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawServer {
     pub listen: Vec<Spanned<String>>,
-    pub tls: Option<Spanned<RawTls>>,
+    /// Not `Spanned`: TOML gives no position to a table only implied by a
+    /// sub-table's header (`[server.tls.acme]`) or by dotted keys
+    /// (`tls.cert = …`), and `Spanned` refuses such a table.
+    pub tls: Option<RawTls>,
     pub max_body: Size,
     pub read_timeout: Dur,
     pub idle_timeout: Dur,
@@ -60,11 +63,25 @@ impl Default for RawServer {
     }
 }
 
+/// `{ cert, key }` (PEM files) or `{ acme = { … } }`; `validate/server.rs`
+/// requires exactly one of the two.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
-    pub cert: Spanned<PathBuf>,
-    pub key: Spanned<PathBuf>,
+    pub cert: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<PathBuf>>,
+    pub acme: Option<Spanned<RawAcme>>,
+}
+
+/// `server.tls.acme`: certificates from an ACME CA. No defaults: the CA and
+/// the names are the operator's choice, and `ca_file` is only for private CAs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcme {
+    pub domains: Vec<Spanned<String>>,
+    pub email: Spanned<String>,
+    pub directory: Spanned<String>,
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,22 +214,46 @@ pub(super) enum RawSignature {
     },
 }
 
-/// A subscriber; settings left out inherit `[delivery]`.
+/// A subscriber; settings left out inherit `[delivery]`. Exactly one of
+/// `url` (the relay pushes) and `pull` (the private side fetches) is given;
+/// the validator says so when not, naming the key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSubscriber {
     pub name: Spanned<String>,
-    pub url: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub pull: Option<Spanned<RawPull>>,
     pub secret: Option<Spanned<SecretList>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<SecretSource>>,
     pub ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub filter: BTreeMap<String, serde_json::Value>,
-    pub timeout: Option<Dur>,
+    pub timeout: Option<Spanned<Dur>>,
     pub retry: Option<Vec<Dur>>,
-    pub concurrency: Option<usize>,
-    pub rate: Option<Rate>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub rate: Option<Spanned<Rate>>,
     pub max_retry_after: Option<Dur>,
-    pub circuit_threshold: Option<u32>,
+    pub circuit_threshold: Option<Spanned<u32>>,
+}
+
+/// `pull = { token = …, lease = "60s" }`: the private side fetches over the
+/// pull API. The token stays optional here so that a missing one gets our
+/// message (naming `.pull.token`) rather than serde's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPull {
+    pub token: Option<Spanned<SecretSource>>,
+    pub lease: Spanned<Dur>,
+}
+
+impl Default for RawPull {
+    fn default() -> Self {
+        RawPull {
+            token: None,
+            // Long enough for a local service to answer a callback, short
+            // enough that a forwarder that died is noticed within a minute.
+            lease: Spanned::new(0..0, Dur(Duration::from_secs(60))),
+        }
+    }
 }

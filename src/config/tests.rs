@@ -209,7 +209,7 @@ fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
     };
     let c = parse(&with_url("http://u%3Ax:s3cr%40t@127.0.0.1:9000/p?q=1", "")).unwrap();
     let s = &c.routes[0].subscribers[0];
-    assert_eq!(s.url.to_string(), "http://127.0.0.1:9000/p?q=1");
+    assert_eq!(s.url().unwrap().to_string(), "http://127.0.0.1:9000/p?q=1");
     let auth = s
         .headers
         .iter()

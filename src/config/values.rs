@@ -40,7 +40,8 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
-    pub tls: Option<TlsFiles>,
+    /// Where the public listeners' certificate comes from; `None`: plain HTTP.
+    pub tls: Option<TlsSource>,
     pub max_body: usize,
     /// Bounds every phase that waits for the client: TLS handshake, protocol
     /// detection, a request's header, its body.
@@ -53,6 +54,36 @@ pub struct ServerConfig {
     pub http2_max_streams: u32,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+}
+
+/// The public listeners' certificate: files (reloaded on SIGHUP) or ACME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Files(TlsFiles),
+    Acme(AcmeSettings),
+}
+
+impl TlsSource {
+    /// `file` or `acme`: the metric label and the status API's `tls` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TlsSource::Files(_) => "file",
+            TlsSource::Acme(_) => "acme",
+        }
+    }
+}
+
+/// Certificates from an ACME CA instead of files (see `crate::acme`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// DNS names of the certificate, lowercase, each validated by TLS-ALPN-01.
+    pub domains: Vec<String>,
+    /// Account contact (the CA's expiry and policy mail), without `mailto:`.
+    pub email: String,
+    /// The CA's directory URL (https): which CA, and which account there.
+    pub directory: String,
+    /// Extra trust anchors for the directory's own HTTPS (a private or test CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +183,8 @@ pub struct Subscriber {
     /// Unique across the whole configuration; names its delivery lane and stored work.
     pub name: String,
     pub route: String,
-    pub url: Uri,
+    /// Whether the relay pushes to it or the private side pulls.
+    pub endpoint: Endpoint,
     /// Decoded Standard Webhooks keys; each one signs (rotation).
     pub keys: Vec<Secret>,
     /// Sent with every delivery, replacing a header of ours of the same name;
@@ -170,11 +202,59 @@ pub struct Subscriber {
     pub circuit_threshold: u32,
 }
 
+impl Subscriber {
+    /// The URL the relay POSTs to; None for a pull subscriber.
+    pub fn url(&self) -> Option<&Uri> {
+        match &self.endpoint {
+            Endpoint::Push(url) => Some(url),
+            Endpoint::Pull(_) => None,
+        }
+    }
+
+    /// The pull settings; None for a push subscriber.
+    pub fn pull(&self) -> Option<&PullSettings> {
+        match &self.endpoint {
+            Endpoint::Push(_) => None,
+            Endpoint::Pull(p) => Some(p),
+        }
+    }
+}
+
+/// How a subscriber's messages reach it.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The relay POSTs each message to this URL.
+    Push(Uri),
+    /// The private side fetches its messages over the pull API (`GET /pull/{name}`),
+    /// for services the relay cannot connect to.
+    Pull(PullSettings),
+}
+
+/// Where the pull API lives on the public listener (`/pull/{subscriber}`).
+pub const PULL_PREFIX: &str = "/pull/";
+
+/// A pull subscriber's settings.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// Presented as `Authorization: Bearer`; grants this subscriber's messages only.
+    pub token: Secret,
+    /// How long a message handed out stays reserved for its puller before it is
+    /// offered again (with the same id).
+    pub lease: Duration,
+}
+
+impl PullSettings {
+    /// The public paths of a pull subscriber's API: long-poll, acknowledge.
+    pub fn api_paths(name: &str) -> [String; 2] {
+        [format!("{PULL_PREFIX}{name}"), format!("{PULL_PREFIX}{name}/ack")]
+    }
+}
+
 impl fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscriber")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
             .field("keys", &self.keys.len())
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()

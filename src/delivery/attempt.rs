@@ -36,7 +36,8 @@ pub(super) struct Attempter {
     pub client: HttpClient,
 }
 
-fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
+/// Whether a callback passes the subscriber's filter (push and pull alike).
+pub(super) fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
     if sub.filter.is_empty() {
         return true;
     }
@@ -142,7 +143,10 @@ impl Attempter {
         let sub = &self.sub;
         let id = event.id.to_string();
         let ts = clock::now_secs();
-        let mut req = Request::post(sub.url.clone())
+        let Some(url) = sub.url() else {
+            return Err(SendError::Build("a pull subscriber is never pushed to".into()));
+        };
+        let mut req = Request::post(url.clone())
             .header(http::header::USER_AGENT, USER_AGENT)
             .header("webhook-id", &id)
             .header("webhook-timestamp", ts.to_string())

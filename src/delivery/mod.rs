@@ -1,14 +1,17 @@
 //! Delivery: fans every stored event out to its subscribers.
 //!
-//! Each subscriber has its own [`lane`], a task that reads that subscriber's
-//! work from the store, runs [`attempt`]s under its concurrency, [`rate`] limit
-//! and [`circuit`], and follows its [`retry`] schedule. This module knows
-//! neither sled nor how ingest answers.
+//! Each push subscriber has its own [`lane`], a task that reads that
+//! subscriber's work from the store, runs [`attempt`]s under its concurrency,
+//! [`rate`] limit and [`circuit`], and follows its [`retry`] schedule. Each
+//! pull subscriber has a [`pull`] lane instead: the same work source, handed
+//! out to the private side under leases and advanced by its
+//! acknowledgements. This module knows neither sled nor how ingest answers.
 
 pub mod attempt;
 pub mod circuit;
 mod client;
 mod lane;
+pub mod pull;
 mod rate;
 pub mod retry;
 
@@ -17,6 +20,7 @@ use std::sync::{Arc, RwLock};
 
 pub use client::SendError;
 pub use lane::Lane;
+pub use pull::PullLane;
 
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
@@ -43,8 +47,10 @@ pub struct Delivery {
     /// Where lanes take their work from and record what happened.
     store: Store,
     metrics: Arc<Metrics>,
-    /// By subscriber name.
+    /// Push lanes by subscriber name.
     lanes: Arc<RwLock<HashMap<String, Arc<Lane>>>>,
+    /// Pull lanes by subscriber name (a name is in one map or the other).
+    pulls: Arc<RwLock<HashMap<String, Arc<PullLane>>>>,
 }
 
 impl Delivery {
@@ -53,7 +59,26 @@ impl Delivery {
             store,
             metrics,
             lanes: Arc::default(),
+            pulls: Arc::default(),
         }
+    }
+
+    /// Every pull lane, by subscriber name.
+    pub fn pull_lanes(&self) -> Vec<Arc<PullLane>> {
+        let mut v: Vec<_> = self
+            .pulls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|l| l.subscriber().name.clone());
+        v
+    }
+
+    /// The pull lane of subscriber `name`, if it is a configured pull subscriber.
+    pub fn pull_lane(&self, name: &str) -> Option<Arc<PullLane>> {
+        self.pulls.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     /// Every lane, by subscriber name.
@@ -75,7 +100,12 @@ impl Delivery {
     pub fn configure(&self, subscribers: &[Subscriber]) -> Result<(), DeliveryError> {
         // Build every client and work source first, so a bad CA file changes nothing.
         let mut ready = Vec::with_capacity(subscribers.len());
+        let mut pulled = Vec::new();
         for s in subscribers {
+            if s.pull().is_some() {
+                pulled.push(s);
+                continue;
+            }
             let client = client::build(s).map_err(|source| DeliveryError::Client {
                 subscriber: s.name.clone(),
                 source,
@@ -83,12 +113,26 @@ impl Delivery {
             ready.push((s, client));
         }
         let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
-        let wanted: HashSet<&str> = subscribers.iter().map(|s| s.name.as_str()).collect();
+        let mut pulls = self.pulls.write().unwrap_or_else(|e| e.into_inner());
+        let push_names: HashSet<&str> = ready.iter().map(|(s, _)| s.name.as_str()).collect();
+        let pull_names: HashSet<&str> = pulled.iter().map(|s| s.name.as_str()).collect();
         lanes.retain(|name, lane| {
-            let keep = wanted.contains(name.as_str());
+            let keep = push_names.contains(name.as_str());
             if !keep {
                 lane.signal_stop();
-                tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
+                if !pull_names.contains(name.as_str()) {
+                    tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
+                }
+            }
+            keep
+        });
+        pulls.retain(|name, lane| {
+            let keep = pull_names.contains(name.as_str());
+            if !keep {
+                lane.signal_stop();
+                if !push_names.contains(name.as_str()) {
+                    tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
+                }
             }
             keep
         });
@@ -109,12 +153,40 @@ impl Delivery {
             ));
             lane.set_task(task);
         }
+        for s in pulled {
+            if let Some(lane) = pulls.get(&s.name) {
+                lane.update(s);
+                continue;
+            }
+            let source = self.store.work_source(&s.name)?;
+            let lane = PullLane::start(s, self.store.clone(), source, self.metrics.clone());
+            pulls.insert(s.name.clone(), lane);
+        }
         Ok(())
     }
 
-    /// Stop every lane and wait for it; attempts in flight are abandoned
-    /// (their work stays in the store and is sent again after a restart).
+    /// Stop the pull lanes: long-polls waiting are answered at once (so a
+    /// shutdown does not wait for them), leases are forgotten.
+    pub async fn stop_pulls(&self) {
+        let pulls: Vec<Arc<PullLane>> = self
+            .pulls
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        for lane in &pulls {
+            lane.signal_stop();
+        }
+        for lane in pulls {
+            lane.stop().await;
+        }
+    }
+
+    /// Stop every lane and wait for it; attempts in flight and leases are
+    /// abandoned (their work stays in the store and is sent again after a restart).
     pub async fn stop(&self) {
+        self.stop_pulls().await;
         let lanes: Vec<Arc<Lane>> = self
             .lanes
             .write()

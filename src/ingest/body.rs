@@ -10,7 +10,7 @@ use super::Answer;
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 
 /// The whole body, or the answer that ends the request (413, 408, 400).
-pub(super) async fn read<B>(
+pub(crate) async fn read<B>(
     mut body: B,
     declared: Option<u64>,
     max: usize,

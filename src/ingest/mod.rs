@@ -4,7 +4,8 @@
 //! provider signature, compute the dedupe key, then hand the event to the
 //! store's writer and answer only once it is on disk. Every decision is logged
 //! (with the token redacted) and counted; [`respond`] ([`answer`]) is the one
-//! place where outcomes become HTTP status codes.
+//! place where outcomes become HTTP status codes. Paths under `/pull/` that
+//! are not a route go to the pull API ([`crate::pull`]).
 
 mod answer;
 mod body;
@@ -18,6 +19,7 @@ use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 
 pub use answer::{respond, Answer};
+pub(crate) use body::read as read_body;
 
 use crate::auth;
 use crate::dedupe::dedupe_hash;
@@ -59,6 +61,9 @@ where
     let uri = req.uri().clone();
     let logged_uri = || auth::redact_query(uri.path_and_query().map_or("/", |p| p.as_str()));
     let Some(route) = live.routes.get(uri.path()).cloned() else {
+        if crate::pull::is_pull_path(uri.path()) {
+            return crate::pull::handle(app, req, peer).await;
+        }
         app.metrics.ingest("", 404);
         tracing::info!(uri = %logged_uri(), peer = %peer.ip(), status = 404, "no route");
         return respond(&Answer::NotFound);

@@ -172,6 +172,14 @@ impl Store {
         }
     }
 
+    /// Which engine holds the data, and where (a directory, a server): for
+    /// the status API.
+    pub fn describe(&self) -> (&'static str, String) {
+        match &self.backend {
+            Backend::Sled(s) => ("sled", s.path().display().to_string()),
+        }
+    }
+
     /// Commit what is queued, stop the writer and flush.
     pub async fn close(&self) {
         match &self.backend {

@@ -112,7 +112,9 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// The subscriber's status, when it answered.
     pub status: Option<u16>,
-    /// Why there is no status (connection error, timeout).
+    /// Why there is no status (connection error, timeout, a pull client
+    /// handed the message back). Neither status nor error: a pull client
+    /// acknowledged it.
     pub error: Option<String>,
 }
 

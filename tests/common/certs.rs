@@ -21,8 +21,21 @@ impl TestCert {
     /// A new key and certificate, written to `dir/NAME.crt` and `dir/NAME.key`
     /// (replacing what is there: a reload test swaps certificates this way).
     pub fn write(dir: &Path, name: &str) -> TestCert {
-        let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        Self::write_params(dir, name, params)
+    }
+
+    /// As `write`, valid from 2024-01-01 until the start of `year`-`month`-01
+    /// (00:00 UTC): for tests of what the daemon says about a certificate's dates.
+    pub fn write_until(dir: &Path, name: &str, year: i32, month: u8) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, month, 1);
+        Self::write_params(dir, name, params)
+    }
+
+    fn write_params(dir: &Path, name: &str, params: rcgen::CertificateParams) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let cert_path = dir.join(format!("{name}.crt"));
         let key_path = dir.join(format!("{name}.key"));

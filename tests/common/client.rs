@@ -1,6 +1,7 @@
 //! Clients of the daemon: plain HTTP requests (optionally from another loopback
-//! address), callbacks to route `t`, the admin API and its Prometheus text,
-//! TLS clients trusting a test certificate, and raw sockets for byte-level abuse.
+//! address), callbacks to route `t`, the pull API, the admin API and its
+//! Prometheus text, TLS clients trusting a test certificate, and raw sockets
+//! for byte-level abuse.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -87,6 +88,28 @@ pub fn callback_request(task: &str) -> Request<Full<Bytes>> {
         .header("host", "localhost")
         .body(Full::new(Bytes::from(runway(task))))
         .unwrap()
+}
+
+/// A pull API request (`/pull/…`) with a bearer `token` and a
+/// `hookrelay-forwarder` id when given; status, headers and the parsed JSON.
+pub async fn pull_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    forwarder: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, serde_json::Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if let Some(f) = forwarder {
+        headers.push(("hookrelay-forwarder", f));
+    }
+    let (s, h, b) = request(addr, None, method, path, &headers, Bytes::from(body.to_string())).await;
+    (s, h, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
 /// GET/POST on the admin API; the parsed JSON (or text) answer.
@@ -202,6 +225,31 @@ pub async fn tls_callback(
     let status = resp.status();
     let _ = resp.into_body().collect().await;
     (version, status)
+}
+
+/// POST `body` to `/hooks/t?token=tok` over HTTPS (HTTP/1.1), trusting `ca`;
+/// the accepted event's id.
+pub async fn tls_accepted(addr: SocketAddr, ca: &rustls::pki_types::CertificateDer<'static>, body: &str) -> String {
+    let exchange = async {
+        let tls = tls_connect(addr, ca, &[b"http/1.1"]).await.expect("TLS handshake");
+        let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::post("/hooks/t?token=tok")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = s.send_request(req).await.expect("the daemon answers over TLS");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("an answer within 10s")
 }
 
 /// Write `bytes` on a fresh connection and read until the server closes (5 s

@@ -47,11 +47,45 @@ struct Server {
     shutdown_grace: Option<String>,
 }
 
-/// `[server] tls` from PEM files.
+/// `[server] tls`: PEM files, or certificates from an ACME CA.
 #[derive(Clone, Serialize)]
-struct Tls {
-    cert: PathBuf,
-    key: PathBuf,
+#[serde(untagged)]
+enum Tls {
+    Files { cert: PathBuf, key: PathBuf },
+    Acme { acme: Acme },
+}
+
+/// `[server] tls = { acme = { … } }`: what the daemon orders from which CA.
+/// Built by the test's CA fixture (`pebble::Pebble::acme`) or by hand for a
+/// config that is only checked.
+#[derive(Clone, Serialize)]
+pub struct Acme {
+    domains: Vec<String>,
+    email: String,
+    directory: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<PathBuf>,
+}
+
+impl Acme {
+    pub fn new<'a>(domains: impl IntoIterator<Item = &'a str>, email: &str, directory: &str) -> Acme {
+        Acme {
+            domains: domains.into_iter().map(Into::into).collect(),
+            email: email.into(),
+            directory: directory.into(),
+            ca_file: None,
+        }
+    }
+    /// Replaces the names to order (a reload test changes them).
+    pub fn domains<'a>(mut self, domains: impl IntoIterator<Item = &'a str>) -> Self {
+        self.domains = domains.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Trust anchor for the directory's own HTTPS (a CA on loopback).
+    pub fn ca_file(mut self, path: &Path) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
 }
 
 /// `[store]`.
@@ -198,6 +232,12 @@ impl TestConfig {
         self
     }
 
+    /// `[server] listen`: one address (a fixed port, for a daemon that must
+    /// come back on it or that a CA validates on).
+    pub fn listen(mut self, addr: impl ToString) -> Self {
+        self.file.server.listen = vec![addr.to_string()];
+        self
+    }
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.file.server.read_timeout = dur(d);
         self
@@ -229,10 +269,15 @@ impl TestConfig {
     }
     /// `[server] tls` from PEM files.
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
-        self.file.server.tls = Some(Tls {
+        self.file.server.tls = Some(Tls::Files {
             cert: cert.into(),
             key: key.into(),
         });
+        self
+    }
+    /// `[server] tls = { acme = … }`.
+    pub fn tls_acme(mut self, acme: Acme) -> Self {
+        self.file.server.tls = Some(Tls::Acme { acme });
         self
     }
     pub fn retention(mut self, d: Duration) -> Self {

@@ -1,6 +1,7 @@
-//! Volume: callbacks sent from many connections until a deadline (with the
-//! acknowledged ones kept), a store prefilled through the group-commit writer,
-//! and the check that every acknowledged event is on disk.
+//! Volume: callbacks sent from many connections until a deadline, or one after
+//! another at a pace (with the acknowledged ones kept), a store prefilled
+//! through the group-commit writer, and the check that every acknowledged
+//! event is on disk.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,6 +43,22 @@ pub async fn load_until(addr: SocketAddr, conns: usize, tag: &str, stop: Duratio
     }
     let v = acked.lock().unwrap().clone();
     v
+}
+
+/// Send `n` callbacks tagged `tag`, `gap` apart, until the daemon stops
+/// answering (it was killed); the acknowledged event ids.
+pub async fn send_spaced(addr: SocketAddr, tag: &str, n: usize, gap: Duration) -> Vec<String> {
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let body = runway(&format!("{tag}-{i}"));
+        // Its own task: a request cut by the daemon's death ends this loop, not the test.
+        match tokio::spawn(async move { callback(addr, &body).await }).await {
+            Ok((StatusCode::OK, v)) => acked.push(v["id"].as_str().unwrap().to_string()),
+            _ => break,
+        }
+        tokio::time::sleep(gap).await;
+    }
+    acked
 }
 
 /// Open the store at `data` (no daemon runs on it).

@@ -8,7 +8,11 @@
 //! - `oracle`: the one independent HMAC oracle (Standard Webhooks, kie.ai);
 //! - `load`: load generation, store prefill, "nothing acknowledged lost";
 //! - `bodies`: provider callback bodies;
-//! - `cli`: the binary's one-shot commands.
+//! - `cli`: the binary's one-shot commands;
+//! - `ports`: fixed ports chosen before anything listens;
+//! - `pebble`: a real ACME CA on loopback (used as `common::pebble::…`);
+//! - `forward`: the private side of a pull subscriber (`Forwarder`, `Local`);
+//! - `systemd`: the shipped unit files' exposure scores.
 //!
 //! Each test file uses some of them; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
@@ -19,10 +23,14 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod forward;
 pub mod load;
 pub mod oracle;
+pub mod pebble;
+pub mod ports;
 pub mod route;
 pub mod subscriber;
+pub mod systemd;
 
 pub use bodies::*;
 pub use certs::*;
@@ -30,6 +38,9 @@ pub use cli::*;
 pub use client::*;
 pub use config::*;
 pub use daemon::*;
+pub use forward::*;
 pub use load::*;
+pub use ports::*;
 pub use route::*;
 pub use subscriber::*;
+pub use systemd::*;

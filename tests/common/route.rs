@@ -83,11 +83,23 @@ impl Signature {
     }
 }
 
+/// `pull = { token, lease }`: the subscriber's forwarder fetches its messages.
+#[derive(Clone, Serialize)]
+struct Pull {
+    token: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
+}
+
 /// One `[[routes.subscribers]]` table; unset keys take the daemon's defaults.
 #[derive(Clone, Serialize)]
 pub struct Subscriber {
     name: String,
-    url: String,
+    /// Push: the daemon POSTs here. Exactly one of `url` and `pull` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull: Option<Pull>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     secret: Vec<Secret>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -111,10 +123,23 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// A push subscriber: deliveries are POSTed to `url`.
     pub fn new(name: &str, url: impl Into<String>) -> Subscriber {
+        Self::with_endpoint(name, Some(url.into()), None)
+    }
+    /// A pull subscriber: its forwarder fetches with `token` (lease: the daemon's default).
+    pub fn pull(name: &str, token: impl Into<Secret>) -> Subscriber {
+        let pull = Pull {
+            token: token.into(),
+            lease: None,
+        };
+        Self::with_endpoint(name, None, Some(pull))
+    }
+    fn with_endpoint(name: &str, url: Option<String>, pull: Option<Pull>) -> Subscriber {
         Subscriber {
             name: name.into(),
-            url: url.into(),
+            url,
+            pull,
             secret: vec![],
             headers: BTreeMap::new(),
             filter: BTreeMap::new(),
@@ -126,6 +151,14 @@ impl Subscriber {
             max_retry_after: None,
             ca_file: None,
         }
+    }
+    /// `pull.lease`: how long a forwarder holds a message before it is offered again.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.pull
+            .as_mut()
+            .expect("lease is a pull subscriber's setting (Subscriber::pull)")
+            .lease = Some(dur(d));
+        self
     }
     /// The Standard Webhooks signing secret; call again to add a rotation key.
     pub fn secret(mut self, s: impl Into<Secret>) -> Self {

@@ -1,7 +1,11 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
-//! line and what is wrong. Server and admin settings here; routes
-//! ([`route`]) and subscribers ([`subscriber`]) in their own files.
+//! line and what is wrong. Admin, store, log and delivery settings here;
+//! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`]),
+//! subscribers ([`subscriber`]) and their pull settings ([`pull`]) in their
+//! own files.
 
+mod acme;
+mod pull;
 mod route;
 mod server;
 mod subscriber;
@@ -168,8 +172,10 @@ impl Validator<'_> {
         let mut paths: HashMap<String, usize> = HashMap::new();
         let mut route_names: HashMap<String, usize> = HashMap::new();
         let mut sub_names: HashMap<String, String> = HashMap::new();
+        let mut path_spans = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
+            path_spans.push((r.path.get_ref().clone(), r.path.span()));
             if let Some(prev) = paths.insert(r.path.get_ref().clone(), i) {
                 return Err(self.err(
                     format!("{key}.path"),
@@ -193,6 +199,7 @@ impl Validator<'_> {
                 "no routes configured: add at least one [[routes]] with a [[routes.subscribers]]",
             ));
         }
+        self.pull_paths_free(&routes, &path_spans)?;
         let warnings = self.retention_warnings(&store, &routes);
         Ok(Config {
             file: self.file.to_path_buf(),

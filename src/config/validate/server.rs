@@ -1,10 +1,13 @@
-//! `[server]`: listen addresses, TLS files, limits and timeouts.
+//! `[server]`: listen addresses, TLS (files here, the ACME block in
+//! `acme.rs`), limits and timeouts.
 
 use std::net::SocketAddr;
 
+use toml::Spanned;
+
 use super::Validator;
-use crate::config::raw::RawServer;
-use crate::config::values::ServerConfig;
+use crate::config::raw::{RawServer, RawTls};
+use crate::config::values::{ServerConfig, TlsSource};
 use crate::config::ConfigError;
 use crate::tls::TlsFiles;
 
@@ -28,16 +31,7 @@ impl Validator<'_> {
             listen.push(addr);
         }
         let tls = match &s.tls {
-            Some(t) => {
-                let t = t.get_ref();
-                let cert = self.existing_file("server.tls.cert", &t.cert)?;
-                let key = self.existing_file("server.tls.key", &t.key)?;
-                let files = TlsFiles { cert, key };
-                if let Err(e) = crate::tls::load_server_config(&files) {
-                    return Err(self.err("server.tls", Some(t.cert.span()), e.to_string()));
-                }
-                Some(files)
-            }
+            Some(t) => Some(self.tls(t)?),
             None => None,
         };
         if s.max_body.0 == 0 {
@@ -80,6 +74,43 @@ impl Validator<'_> {
             http2_max_streams: s.http2_max_streams,
             shutdown_grace: s.shutdown_grace.0,
         })
+    }
+}
+
+impl Validator<'_> {
+    /// `server.tls`: certificate files, or an ACME block (`validate/acme.rs`), never both.
+    fn tls(&self, t: &RawTls) -> Result<TlsSource, ConfigError> {
+        match (&t.cert, &t.key, &t.acme) {
+            (Some(cert), Some(key), None) => {
+                let files = TlsFiles {
+                    cert: self.existing_file("server.tls.cert", cert)?,
+                    key: self.existing_file("server.tls.key", key)?,
+                };
+                if let Err(e) = crate::tls::load_server_config(&files) {
+                    return Err(self.err("server.tls", Some(cert.span()), e.to_string()));
+                }
+                Ok(TlsSource::Files(files))
+            }
+            (None, None, Some(acme)) => Ok(TlsSource::Acme(self.acme(acme)?)),
+            (_, _, Some(acme)) => Err(self.err(
+                "server.tls",
+                Some(acme.span()),
+                "set either `cert` and `key` (certificate files) or `acme`, not both",
+            )),
+            (cert, key, None) => {
+                let missing = if cert.is_none() { "cert" } else { "key" };
+                // The line of the half that is there; `tls = {}` has no position to give.
+                let there = cert.as_ref().or(key.as_ref()).map(Spanned::span);
+                Err(self.err(
+                    format!("server.tls.{missing}"),
+                    there,
+                    format!(
+                        "missing `{missing}`: set `cert` and `key` (PEM files), or \
+                         `acme = {{ domains = [...], email = \"...\", directory = \"https://...\" }}`"
+                    ),
+                ))
+            }
+        }
     }
 }
 

@@ -1,13 +1,14 @@
-//! `[[routes.subscribers]]`: URL (credentials become Basic auth), signing
-//! secrets, extra headers (never ours), CA file, filter and the delivery
-//! settings inherited from `[delivery]`.
+//! `[[routes.subscribers]]`: URL (credentials become Basic auth) or pull
+//! settings (in [`super::pull`]), signing secrets, extra headers (never ours),
+//! CA file, filter and the delivery settings inherited from `[delivery]`.
 
 use http::{HeaderName, HeaderValue, Uri};
+use toml::Spanned;
 
 use super::{valid_name, SubscriberDefaults, Validator};
 use crate::config::raw::RawSubscriber;
 use crate::config::secret::{decode_whsec, SecretSource};
-use crate::config::values::Subscriber;
+use crate::config::values::{Endpoint, Subscriber};
 use crate::config::ConfigError;
 
 impl Validator<'_> {
@@ -26,20 +27,33 @@ impl Validator<'_> {
                 format!("invalid name {name:?}: use letters, digits, '-', '_' or '.'"),
             ));
         }
-        let url_err = |m: String| self.err(format!("{key}.url"), Some(s.url.span()), m);
-        // Messages show the URL without its credentials.
-        let shown = hide_userinfo(s.url.get_ref());
-        let url: Uri = s
-            .url
-            .get_ref()
-            .parse()
-            .map_err(|e| url_err(format!("invalid URL {shown:?}: {e}")))?;
-        if !(matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some()) {
-            return Err(url_err(format!(
-                "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
-            )));
-        }
-        let (url, basic_auth) = split_userinfo(url).map_err(url_err)?;
+        let (endpoint, basic_auth) = match (&s.url, &s.pull) {
+            (Some(url), None) => {
+                let (url, basic) = self.push_url(key, url)?;
+                (Endpoint::Push(url), basic)
+            }
+            (None, Some(pull)) => {
+                self.push_only_keys(key, &s)?;
+                (Endpoint::Pull(self.pull(key, pull)?), None)
+            }
+            (Some(_), Some(pull)) => {
+                return Err(self.err(
+                    format!("{key}.pull"),
+                    Some(pull.span()),
+                    "give either url (the relay pushes to it) or pull (the private side fetches), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    format!("{key}.url"),
+                    Some(s.name.span()),
+                    format!(
+                        "subscriber {name:?} needs url = \"https://…\" (the relay pushes to it) or \
+                         pull = {{ token = {{ env = \"…\" }}, lease = \"60s\" }} (the private side fetches)"
+                    ),
+                ))
+            }
+        };
         let mut keys = Vec::new();
         if let Some(list) = &s.secret {
             let many = list.get_ref().0.len() > 1;
@@ -87,8 +101,11 @@ impl Validator<'_> {
         }
         if let Some(basic) = basic_auth {
             if headers.iter().any(|(n, _)| n == http::header::AUTHORIZATION) {
-                return Err(url_err(
-                    "the URL has credentials and headers sets Authorization: use one of them".into(),
+                let url_span = s.url.as_ref().map(|u| u.span());
+                return Err(self.err(
+                    format!("{key}.url"),
+                    url_span,
+                    "the URL has credentials and headers sets Authorization: use one of them",
                 ));
             }
             headers.push((http::header::AUTHORIZATION, basic));
@@ -120,22 +137,37 @@ impl Validator<'_> {
                 cap.map_or(d.retry.max_retry_after(), |c| c.0),
             )?,
         };
-        let concurrency = s.concurrency.unwrap_or(d.concurrency);
+        let concurrency = s.concurrency.as_ref().map_or(d.concurrency, |c| *c.get_ref());
         if concurrency == 0 {
-            return Err(self.err(format!("{key}.concurrency"), None, "must be at least 1"));
+            return Err(self.err(
+                format!("{key}.concurrency"),
+                s.concurrency.as_ref().map(Spanned::span),
+                "must be at least 1",
+            ));
         }
-        let timeout = s.timeout.map_or(d.timeout, |t| t.0);
+        let timeout = s.timeout.as_ref().map_or(d.timeout, |t| t.get_ref().0);
         if timeout.is_zero() {
-            return Err(self.err(format!("{key}.timeout"), None, "must be greater than 0"));
+            return Err(self.err(
+                format!("{key}.timeout"),
+                s.timeout.as_ref().map(Spanned::span),
+                "must be greater than 0",
+            ));
         }
-        let circuit_threshold = s.circuit_threshold.unwrap_or(d.circuit_threshold);
+        let circuit_threshold = s
+            .circuit_threshold
+            .as_ref()
+            .map_or(d.circuit_threshold, |c| *c.get_ref());
         if circuit_threshold == 0 {
-            return Err(self.err(format!("{key}.circuit_threshold"), None, "must be at least 1"));
+            return Err(self.err(
+                format!("{key}.circuit_threshold"),
+                s.circuit_threshold.as_ref().map(Spanned::span),
+                "must be at least 1",
+            ));
         }
         Ok(Subscriber {
             name,
             route: route.to_string(),
-            url,
+            endpoint,
             keys,
             headers,
             ca_file,
@@ -143,9 +175,27 @@ impl Validator<'_> {
             timeout,
             retry,
             concurrency,
-            rate: s.rate.or(d.rate),
+            rate: s.rate.as_ref().map(|r| *r.get_ref()).or(d.rate),
             circuit_threshold,
         })
+    }
+
+    /// A push subscriber's URL: absolute http(s); credentials in it become
+    /// `Authorization: Basic` (the URL is kept without them).
+    fn push_url(&self, key: &str, url: &Spanned<String>) -> Result<(Uri, Option<HeaderValue>), ConfigError> {
+        let url_err = |m: String| self.err(format!("{key}.url"), Some(url.span()), m);
+        // Messages show the URL without its credentials.
+        let shown = hide_userinfo(url.get_ref());
+        let parsed: Uri = url
+            .get_ref()
+            .parse()
+            .map_err(|e| url_err(format!("invalid URL {shown:?}: {e}")))?;
+        if !(matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some()) {
+            return Err(url_err(format!(
+                "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
+            )));
+        }
+        split_userinfo(parsed).map_err(url_err)
     }
 }
 

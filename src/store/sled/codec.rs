@@ -236,14 +236,22 @@ pub(super) fn body(v: &[u8], at: usize) -> Bytes {
 const RESULT_V1: u8 = 1;
 
 /// What kind of error an attempt ended in, one byte per attempt (the whole
-/// message is kept for the last one only): none, connection, timeout, other.
-const ERROR_KINDS: [Option<&str>; 4] = [None, Some("connection error"), Some("timeout"), Some("request error")];
+/// message is kept for the last one only): none, connection, timeout, other,
+/// a pull client handed the message back (`delivery::pull::settle::HANDED_BACK`).
+const ERROR_KINDS: [Option<&str>; 5] = [
+    None,
+    Some("connection error"),
+    Some("timeout"),
+    Some("request error"),
+    Some("handed back by the pull client"),
+];
 
 fn error_kind(error: Option<&str>) -> u8 {
     match error {
         None => 0,
         Some(e) if e.starts_with("connection error") => 1,
         Some(e) if e.starts_with("timeout") => 2,
+        Some(e) if e.starts_with("handed back by the pull client") => 4,
         Some(_) => 3,
     }
 }
@@ -447,6 +455,31 @@ mod tests {
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
         assert_eq!(decode_result(&bytes).unwrap(), delivered);
+    }
+
+    #[test]
+    fn pull_hand_backs_and_acknowledgements_keep_their_meaning() {
+        let attempt = |n: u32, error: Option<&str>| Attempt {
+            attempt: n,
+            at_ms: 1_700_000_000_000 + u64::from(n),
+            duration_ms: 5,
+            status: None,
+            error: error.map(str::to_string),
+        };
+        let back = crate::delivery::pull::settle::HANDED_BACK;
+        let r = ResultRow {
+            state: DeliveryState::Delivered,
+            attempts: 3,
+            step: 2,
+            at_ms: 1_700_000_000_010,
+            history: vec![attempt(1, Some(back)), attempt(2, Some(back)), attempt(3, None)],
+            last_error: None,
+        };
+        let got = decode_result(&encode_result(&r)).unwrap();
+        assert_eq!(
+            got, r,
+            "hand-backs stay hand-backs, the acknowledgement has neither status nor error"
+        );
     }
 
     #[test]

@@ -523,7 +523,8 @@ impl Writer {
         };
         if let Some(a) = &rec.attempt {
             row.attempts = row.attempts.max(a.attempt);
-            let failed = a.status.is_none_or(|s| !(200..300).contains(&s));
+            // A delivery has no error, also when a pull client acknowledged it (no status).
+            let failed = rec.outcome != Outcome::Delivered && a.status.is_none_or(|s| !(200..300).contains(&s));
             row.last_error = failed.then(|| {
                 a.error
                     .clone()

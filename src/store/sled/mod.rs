@@ -355,6 +355,11 @@ impl SledStore {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
+    /// The directory the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// Rows written since start.
     pub fn rows_written(&self) -> u64 {
         self.inner.rows_written.load(Ordering::Relaxed)

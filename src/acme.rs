@@ -1,0 +1,260 @@
+//! Automatic certificates from an ACME CA (RFC 8555) for the public HTTPS
+//! listeners (`[server] tls = { acme = { … } }`).
+//!
+//! Owns: the certificate the listeners serve when ACME is configured, its
+//! renewal (when a fraction of its validity is left, with back-off while the
+//! CA fails, the current certificate served all along), the state directory
+//! that keeps the account key and the certificate across restarts (a valid
+//! cached certificate means no ACME request at start), and the TLS-ALPN-01
+//! answers (RFC 8737) given on the listener itself: no port 80.
+//!
+//! The ACME protocol is rustls-acme's (`AcmeState`, one per order); this
+//! module decides when to order and what to serve. Not here: the listener
+//! (`server` accepts with [`Acme::server_config`] and closes connections for
+//! which [`is_challenge`] holds), TOML (`config`), the rustls configuration
+//! itself (`tls`), metrics registration (`metrics`).
+
+mod cache;
+mod renew;
+mod resolver;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::config::AcmeSettings;
+use crate::tls::{self, rfc3339, CertInfo, TlsError};
+
+/// The ALPN protocol of TLS-ALPN-01 validation connections.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Why the certificate manager cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("cannot create the ACME state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("ACME: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// When and how persistently to order; the defaults suit a public CA.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Renew once less than this fraction of the certificate's lifetime is
+    /// left: 1/3 is day 60 of a 90-day certificate, leaving a month of retries.
+    pub renew_remaining: f64,
+    /// Wait after the first failed order; doubles with each further failure.
+    pub retry_first: Duration,
+    /// Longest wait between failed orders (CAs limit failed validations per hour).
+    pub retry_max: Duration,
+    /// An order still unfinished after this is abandoned and counted as a
+    /// failure: the ACME HTTP client has no timeouts of its own.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            renew_remaining: 1.0 / 3.0,
+            retry_first: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            attempt_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the admin API and metrics show.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// The certificate being served; `None` until the first one is issued.
+    pub certificate: Option<CertInfo>,
+    /// When the next renewal is due (from the certificate and `renew_remaining`).
+    pub renew_at: Option<SystemTime>,
+    /// Failed orders since start (the `hookrelay_acme_failures_total` counter).
+    pub failures: u64,
+    /// Failed orders since the last success: how deep in back-off we are.
+    pub consecutive_failures: u32,
+    /// Why the last order failed (kept after a success, for the record).
+    pub last_error: Option<String>,
+    pub last_failure: Option<SystemTime>,
+    /// When the order after a failure will be tried; `None` when not backing off.
+    pub next_attempt: Option<SystemTime>,
+}
+
+impl Status {
+    /// The renewal and failure state for the admin API (`/api/status`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |t: Option<SystemTime>| t.map(rfc3339);
+        serde_json::json!({
+            "renew_at": time(self.renew_at),
+            "failures": self.failures,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "last_failure": time(self.last_failure),
+            "next_attempt": time(self.next_attempt),
+        })
+    }
+}
+
+/// The ACME certificate manager; cheap to clone.
+#[derive(Clone)]
+pub struct Acme {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Domains, contact, directory: what each order asks for.
+    settings: AcmeSettings,
+    options: Options,
+    /// Account key and certificate across restarts.
+    dir: cache::StateDir,
+    /// Inside the listener's `ServerConfig`: installing a certificate here is the renewal.
+    resolver: Arc<resolver::Resolver>,
+    /// TLS client for the ACME directory: system roots plus `ca_file`.
+    client: Arc<rustls::ClientConfig>,
+    status: Mutex<Status>,
+    /// Shared with the metrics registry.
+    failures: Counter,
+}
+
+/// Where the daemon keeps ACME state: `acme/` beside the store directory
+/// (`/var/lib/hookrelay/acme` for `store.path = "/var/lib/hookrelay/data"`,
+/// inside the unit's `StateDirectory`).
+pub fn state_dir(store_path: &Path) -> PathBuf {
+    match store_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join("acme"),
+        _ => PathBuf::from("acme"),
+    }
+}
+
+/// A listener connection whose handshake negotiated `acme-tls/1`: a CA's
+/// TLS-ALPN-01 validation, answered by the handshake itself. RFC 8737: no
+/// application data follows, so the listener closes it instead of serving HTTP.
+pub fn is_challenge(conn: &rustls::ServerConnection) -> bool {
+    conn.alpn_protocol() == Some(ACME_TLS_ALPN)
+}
+
+impl Acme {
+    /// Open (or create) the state directory and load a cached certificate for
+    /// these domains and this directory URL, if there is one: it is served at
+    /// once and nothing is asked of the CA until it is due for renewal.
+    pub fn new(
+        settings: &AcmeSettings,
+        state_dir: &Path,
+        options: Options,
+        failures: Counter,
+    ) -> Result<Acme, AcmeError> {
+        let dir = cache::StateDir::open(state_dir).map_err(|source| AcmeError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let client = Arc::new(tls::client_config(settings.ca_file.as_deref())?);
+        let inner = Inner {
+            settings: settings.clone(),
+            options,
+            dir,
+            resolver: Arc::default(),
+            client,
+            status: Mutex::default(),
+            failures,
+        };
+        let file = inner.dir.cert_file(&settings.domains, &settings.directory);
+        match cache::StateDir::read(&file) {
+            Ok(Some(pem)) => match tls::parse_bundle(&pem) {
+                Ok((key, info)) => {
+                    tracing::info!(
+                        names = ?info.names,
+                        expires = %rfc3339(info.not_after),
+                        "serving the cached ACME certificate"
+                    );
+                    inner.install(key, info);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cached ACME certificate unusable; ordering a new one")
+                }
+            },
+            Ok(None) => tracing::info!(
+                domains = ?settings.domains,
+                directory = %settings.directory,
+                "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
+            ),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the cached ACME certificate; ordering a new one")
+            }
+        }
+        Ok(Acme { inner: Arc::new(inner) })
+    }
+
+    /// The listeners' TLS configuration: certificates from this manager, ALPN
+    /// `h2`, `http/1.1` and `acme-tls/1` (validation handshakes offer only
+    /// that one). It never needs replacing: renewals swap the certificate
+    /// inside its resolver.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        tls::resolver_server_config(self.inner.resolver.clone(), &[ACME_TLS_ALPN])
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = self.inner.lock_status().clone();
+        s.failures = self.inner.failures.get();
+        s
+    }
+
+    /// What this manager orders (a reload compares it with the new config).
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.inner.settings
+    }
+
+    /// The state directory in use.
+    pub fn dir(&self) -> &Path {
+        self.inner.dir.path()
+    }
+
+    /// Order when due, for ever: spawn it and abort it at shutdown.
+    pub async fn run(self) {
+        renew::run(self.inner).await
+    }
+}
+
+impl Inner {
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn contact(&self) -> Vec<String> {
+        vec![format!("mailto:{}", self.settings.email)]
+    }
+
+    fn install(&self, key: Arc<CertifiedKey>, info: CertInfo) {
+        self.resolver.set_current(key);
+        let mut s = self.lock_status();
+        s.renew_at = Some(info.renew_at(self.options.renew_remaining));
+        s.certificate = Some(info);
+        s.consecutive_failures = 0;
+        s.next_attempt = None;
+    }
+
+    /// Record a failed order; the next one is tried after `retry_in`.
+    fn failed(&self, error: &str, retry_in: Duration) {
+        self.failures.inc();
+        let mut s = self.lock_status();
+        let now = crate::clock::now();
+        s.consecutive_failures += 1;
+        s.last_error = Some(error.to_string());
+        s.last_failure = Some(now);
+        s.next_attempt = Some(now + retry_in);
+    }
+
+    /// How long until the next order is due; zero when it is (or there is no certificate).
+    fn due_in(&self) -> Duration {
+        match self.lock_status().renew_at {
+            Some(at) => at.duration_since(crate::clock::now()).unwrap_or_default(),
+            None => Duration::ZERO,
+        }
+    }
+}

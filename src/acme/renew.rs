@@ -1,0 +1,159 @@
+//! The renewal loop: sleep until the current certificate is due (or order at
+//! once when there is none), run one rustls-acme order, install the result;
+//! on failure log one line, count it, keep serving what we have and wait with
+//! exponential back-off. Each order gets a fresh `AcmeState` that is dropped
+//! when it is done, so rustls-acme's own renewal timer (fixed at a third of
+//! the validity) and its own retry loop never run: the schedule is ours.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rustls::sign::CertifiedKey;
+use rustls_acme::{EventError, EventOk};
+
+use super::cache::OrderCache;
+use super::Inner;
+use crate::tls::{rfc3339, CertInfo};
+
+/// Wait before the order after `n` consecutive failures (n ≥ 1).
+fn backoff(opts: &super::Options, n: u32) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
+    opts.retry_first.saturating_mul(factor).min(opts.retry_max)
+}
+
+/// Clears the challenge answers however the order ends (done, failed, timed out, aborted).
+struct ChallengeGuard<'a>(&'a Inner);
+
+impl Drop for ChallengeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.resolver.set_challenge(None);
+    }
+}
+
+pub(super) async fn run(acme: Arc<Inner>) {
+    loop {
+        let due_in = acme.due_in();
+        if !due_in.is_zero() {
+            // Re-planned at least hourly: no timer years long (certificates
+            // can be valid for years), and the due time is read afresh.
+            tokio::time::sleep(due_in.min(Duration::from_secs(3600))).await;
+            continue;
+        }
+        let timeout = acme.options.attempt_timeout;
+        let result = match tokio::time::timeout(timeout, order(&acme)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no certificate after {}; order abandoned",
+                humantime::format_duration(timeout)
+            )),
+        };
+        match result {
+            Ok((key, info)) => {
+                let renew_at = info.renew_at(acme.options.renew_remaining);
+                tracing::info!(
+                    names = ?info.names,
+                    expires = %rfc3339(info.not_after),
+                    renew_at = %rfc3339(renew_at),
+                    "ACME certificate issued; serving it to new connections"
+                );
+                acme.install(key, info);
+                if renew_at <= crate::clock::now() {
+                    // A CA handing out certificates shorter than our margin must
+                    // not turn this loop into a hot one.
+                    let wait = acme.options.retry_first;
+                    tracing::warn!(
+                        wait = %humantime::format_duration(wait),
+                        "the new certificate is already due for renewal; waiting before the next order"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            Err(error) => {
+                let (in_a_row, serving) = {
+                    let s = acme.lock_status();
+                    (s.consecutive_failures + 1, s.certificate.is_some())
+                };
+                let wait = backoff(&acme.options, in_a_row);
+                acme.failed(&error, wait);
+                tracing::warn!(
+                    directory = %acme.settings.directory,
+                    error = %error,
+                    consecutive_failures = in_a_row,
+                    retry_in = %humantime::format_duration(wait),
+                    serving_current_certificate = serving,
+                    "ACME order failed"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// One order, from directory discovery to the stored bundle.
+async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
+    let issued = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let cache = OrderCache {
+        dir: acme.dir.clone(),
+        issued: issued.clone(),
+    };
+    let state = rustls_acme::AcmeConfig::new_with_client_config(&acme.settings.domains, acme.client.clone())
+        .directory(&acme.settings.directory)
+        .contact(acme.contact())
+        .cache(cache)
+        .state();
+    acme.resolver
+        .set_challenge(Some(state.resolver() as Arc<dyn rustls::server::ResolvesServerCert>));
+    let _clear = ChallengeGuard(acme);
+    let mut state = std::pin::pin!(state);
+    tracing::info!(
+        domains = ?acme.settings.domains,
+        directory = %acme.settings.directory,
+        "ordering an ACME certificate (TLS-ALPN-01)"
+    );
+    loop {
+        // The stream never ends; `None` would be a rustls-acme bug.
+        let event = state.next().await.ok_or("the ACME client stopped unexpectedly")?;
+        match event {
+            Ok(EventOk::CertCacheStore) => break,
+            Ok(EventOk::DeployedNewCert | EventOk::DeployedCachedCert) => {}
+            Ok(EventOk::AccountCacheStore) => {
+                tracing::info!(dir = %acme.dir.path().display(), "ACME account key created and stored")
+            }
+            Err(EventError::CertCacheStore(e)) => {
+                tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot store the new certificate; serving it anyway, the next start orders again");
+                break;
+            }
+            Err(EventError::AccountCacheStore(e)) => {
+                tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot store the ACME account key; the next order registers another account")
+            }
+            Err(EventError::AccountCacheLoad(e)) => {
+                tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot read the ACME account key; registering a new account")
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let pem = issued
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or("the ACME client reported a certificate but handed none over")?;
+    crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let o = super::super::Options {
+            retry_first: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(&o, n).as_secs()).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(backoff(&o, u32::MAX).as_secs(), 3600);
+    }
+}

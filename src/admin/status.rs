@@ -1,0 +1,65 @@
+//! `/api/status`: what is running. Version, uptime, the public listeners and
+//! how they do TLS, the store, and each served certificate (names and expiry;
+//! for ACME also the renewal and failure state). Reads no store rows, so it
+//! stays cheap however large the store is.
+
+use serde_json::{json, Value};
+
+use super::{rfc3339, ApiResult};
+use crate::config::TlsSource;
+use crate::state::App;
+use crate::tls::CertInfo;
+
+pub(super) fn status(app: &App) -> ApiResult {
+    let now = crate::clock::now_ms();
+    let tls = app.tls_kind();
+    let listeners: Vec<Value> = app
+        .ingest_addrs
+        .iter()
+        .map(|a| json!({ "addr": a.to_string(), "tls": tls }))
+        .collect();
+    let (backend, location) = app.store.describe();
+    Ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": rfc3339(app.started_ms),
+        "uptime_seconds": now.saturating_sub(app.started_ms) / 1000,
+        "ready": app.ready(),
+        "listeners": listeners,
+        "store": {
+            "backend": backend,
+            "path": location,
+            "size_bytes": app.store.size_on_disk(),
+        },
+        "certificates": certificates(app),
+    }))
+}
+
+/// The served certificates: none without TLS, else one (all listeners share it).
+fn certificates(app: &App) -> Vec<Value> {
+    if let Some(acme) = &app.acme {
+        let st = acme.status();
+        let settings = acme.settings();
+        let mut state = st.to_json();
+        state["domains"] = json!(settings.domains);
+        state["directory"] = json!(settings.directory);
+        state["state_dir"] = json!(acme.dir().display().to_string());
+        return vec![json!({
+            "source": "acme",
+            "certificate": st.certificate.as_ref().map(CertInfo::to_json),
+            "acme": state,
+        })];
+    }
+    let Some(tls) = &app.tls else {
+        return Vec::new();
+    };
+    // The file last loaded; after a pending switch to ACME the config names no file.
+    let file = match &app.live().config.server.tls {
+        Some(TlsSource::Files(f)) => Some(f.cert.display().to_string()),
+        _ => None,
+    };
+    vec![json!({
+        "source": "file",
+        "certificate": tls.certificate().as_ref().map(CertInfo::to_json),
+        "cert_file": file,
+    })]
+}

@@ -1,0 +1,92 @@
+//! `pull = { token, lease }` on a subscriber: the token (any secret source,
+//! not blank), the lease (1 s to 1 h), the push-only keys a pull subscriber
+//! cannot use, and route paths that would hide a pull subscriber's API.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::config::raw::{RawPull, RawSubscriber};
+use crate::config::values::{PullSettings, Route};
+use crate::config::ConfigError;
+
+/// The shortest lease: a forwarder needs time to POST locally and acknowledge.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+/// The longest lease: a forwarder that died holds its messages this long.
+const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+impl Validator<'_> {
+    pub(super) fn pull(&self, key: &str, pull: &Spanned<RawPull>) -> Result<PullSettings, ConfigError> {
+        let p = pull.get_ref();
+        let Some(token) = &p.token else {
+            return Err(self.err(
+                format!("{key}.pull.token"),
+                Some(pull.span()),
+                "a pull subscriber needs a token: pull = { token = { env = \"…\" }, lease = \"60s\" } \
+                 (the private side presents it as Authorization: Bearer)",
+            ));
+        };
+        let token = self.token(&format!("{key}.pull.token"), token)?;
+        let lease = p.lease.get_ref().0;
+        if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+            return Err(self.err(
+                format!("{key}.pull.lease"),
+                Some(p.lease.span()).filter(|s| s.end > 0).or(Some(pull.span())),
+                format!(
+                    "lease {} is out of range: use 1s to 1h (how long a forwarder may take for one message \
+                     before it is offered again)",
+                    humantime::format_duration(lease)
+                ),
+            ));
+        }
+        Ok(PullSettings { token, lease })
+    }
+
+    /// Keys that only mean something when the relay connects to the subscriber.
+    pub(super) fn push_only_keys(&self, key: &str, s: &RawSubscriber) -> Result<(), ConfigError> {
+        let why = "only applies to push subscribers (url): the relay never connects to a pull subscriber";
+        let first_header = s.headers.iter().next();
+        let found = [
+            ("headers", first_header.map(|(_, v)| v.span())),
+            ("ca_file", s.ca_file.as_ref().map(Spanned::span)),
+            ("timeout", s.timeout.as_ref().map(Spanned::span)),
+            ("concurrency", s.concurrency.as_ref().map(Spanned::span)),
+            ("rate", s.rate.as_ref().map(Spanned::span)),
+            ("circuit_threshold", s.circuit_threshold.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .find(|(_, span)| span.is_some());
+        match found {
+            Some((name, span)) => Err(self.err(format!("{key}.{name}"), span, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// A route whose path is a pull subscriber's API path would take its
+    /// requests: refuse it, naming the route's path.
+    pub(super) fn pull_paths_free(
+        &self,
+        routes: &[Route],
+        paths: &[(String, std::ops::Range<usize>)],
+    ) -> Result<(), ConfigError> {
+        for sub in routes
+            .iter()
+            .flat_map(|r| &r.subscribers)
+            .filter(|s| s.pull().is_some())
+        {
+            let api = PullSettings::api_paths(&sub.name);
+            if let Some(i) = paths.iter().position(|(p, _)| api.contains(p)) {
+                return Err(self.err(
+                    format!("routes[{i}].path"),
+                    Some(paths[i].1.clone()),
+                    format!(
+                        "path {:?} is the pull API of subscriber {:?}: choose another path",
+                        paths[i].0, sub.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

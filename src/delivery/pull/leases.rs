@@ -1,0 +1,252 @@
+//! The leases of one pull subscriber, as a value: which messages are handed
+//! out, to whom, until when, and which are ready to be offered (again).
+//!
+//! A message is in exactly one place: ready (taken from the store, not handed
+//! out), leased (handed out, its deadline not passed), or gone from here
+//! (claimed by an acknowledgement, which records it). An expired lease puts
+//! the message back in front of the ready queue with the next attempt number,
+//! so it is offered again, with the same id, before fresh work. Knows nothing
+//! of the store, HTTP or the clock: the caller says what time it is.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use tokio::time::Instant;
+
+use crate::store::EventId;
+
+/// A message ready to be handed out.
+#[derive(Debug)]
+pub(super) struct Offer<T> {
+    pub id: EventId,
+    pub item: T,
+    /// The attempt number its next hand-out carries.
+    pub attempt: u32,
+}
+
+/// A message handed out.
+#[derive(Debug)]
+pub(super) struct Lease<T> {
+    pub offer: Offer<T>,
+    /// Who may acknowledge it (the puller's forwarder id; "" when it sent none).
+    pub holder: String,
+    /// When it is offered again if not acknowledged.
+    pub until: Instant,
+    /// Wall-clock ms of the hand-out: the attempt's start in its record.
+    pub at_ms: u64,
+}
+
+pub(super) struct Leases<T> {
+    leased: HashMap<EventId, Lease<T>>,
+    /// The leases by deadline, to expire them in order without a scan.
+    deadlines: BTreeSet<(Instant, EventId)>,
+    /// Offered first to first: expired leases in front, fresh work behind.
+    ready: VecDeque<Offer<T>>,
+}
+
+impl<T> Default for Leases<T> {
+    fn default() -> Self {
+        Leases {
+            leased: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Leases<T> {
+    pub fn leased(&self) -> usize {
+        self.leased.len()
+    }
+
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Fresh work, offered after what is already waiting.
+    pub fn push_ready(&mut self, id: EventId, item: T, attempt: u32) {
+        self.ready.push_back(Offer { id, item, attempt });
+    }
+
+    /// Hand out up to `max` ready messages to `holder` until `until`; their ids.
+    pub fn lease(&mut self, max: usize, holder: &str, until: Instant, at_ms: u64) -> Vec<EventId> {
+        let n = max.min(self.ready.len());
+        let mut ids = Vec::with_capacity(n);
+        for offer in self.ready.drain(..n) {
+            ids.push(offer.id);
+            self.deadlines.insert((until, offer.id));
+            self.leased.insert(
+                offer.id,
+                Lease {
+                    offer,
+                    holder: holder.to_string(),
+                    until,
+                    at_ms,
+                },
+            );
+        }
+        ids
+    }
+
+    /// Whether `id` is here already (leased or ready).
+    pub fn holds(&self, id: &EventId) -> bool {
+        self.leased.contains_key(id) || self.ready.iter().any(|o| o.id == *id)
+    }
+
+    pub fn get(&self, id: &EventId) -> Option<&Lease<T>> {
+        self.leased.get(id)
+    }
+
+    /// Hand-outs that reached nobody (the puller left): ready again, in
+    /// front, with the same attempt number.
+    pub fn give_back(&mut self, ids: &[EventId]) {
+        for id in ids.iter().rev() {
+            if let Some(l) = self.leased.remove(id) {
+                self.deadlines.remove(&(l.until, *id));
+                self.ready.push_front(l.offer);
+            }
+        }
+    }
+
+    /// Leases whose deadline is `now` or earlier become ready again, in front
+    /// and in deadline order, each with the next attempt number. Their ids.
+    pub fn expire(&mut self, now: Instant) -> Vec<EventId> {
+        let mut expired = Vec::new();
+        while let Some(&(until, id)) = self.deadlines.first() {
+            if until > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(l) = self.leased.remove(&id) {
+                expired.push(l.offer);
+            }
+        }
+        let ids = expired.iter().map(|o| o.id).collect();
+        for mut offer in expired.into_iter().rev() {
+            offer.attempt += 1;
+            self.ready.push_front(offer);
+        }
+        ids
+    }
+
+    /// When the next lease expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Take the leases of `ids` out, if every one is held by `holder` and
+    /// not expired at `now`; otherwise change nothing and name the ids that
+    /// are not (never handed out, another puller's, expired, already claimed).
+    pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Lease<T>>, Vec<EventId>> {
+        let bad: Vec<EventId> = ids
+            .iter()
+            .filter(|id| !self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now))
+            .copied()
+            .collect();
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(l) = self.leased.remove(id) {
+                self.deadlines.remove(&(l.until, *id));
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything still here (ready or leased), for a clean stop.
+    pub fn drain(&mut self) -> Vec<Offer<T>> {
+        self.deadlines.clear();
+        let mut all: Vec<Offer<T>> = self.ready.drain(..).collect();
+        all.extend(self.leased.drain().map(|(_, l)| l.offer));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn id(n: u64) -> EventId {
+        EventId::from_parts(1_700_000_000_000 + n, 0)
+    }
+
+    fn with(n: u64) -> Leases<()> {
+        let mut l = Leases::default();
+        for i in 0..n {
+            l.push_ready(id(i), (), 1);
+        }
+        l
+    }
+
+    #[test]
+    fn a_message_is_leased_to_one_puller_at_a_time() {
+        let now = Instant::now();
+        let mut l = with(3);
+        let a = l.lease(2, "a", now + Duration::from_secs(60), 0);
+        let b = l.lease(5, "b", now + Duration::from_secs(60), 0);
+        assert_eq!(a, vec![id(0), id(1)]);
+        assert_eq!(b, vec![id(2)], "only what a does not hold");
+        assert_eq!(l.lease(5, "c", now, 0), Vec::<EventId>::new());
+        assert_eq!((l.leased(), l.ready()), (3, 0));
+        assert!(l.holds(&id(2)) && !l.holds(&id(3)));
+    }
+
+    #[test]
+    fn claims_are_all_or_nothing_and_only_for_the_holder() {
+        let now = Instant::now();
+        let mut l = with(3);
+        l.lease(2, "a", now + Duration::from_secs(60), 0);
+        l.lease(1, "b", now + Duration::from_secs(60), 0);
+        // One id of b's and one never handed out: nothing changes.
+        assert_eq!(
+            l.claim("a", &[id(0), id(2), id(9)], now).unwrap_err(),
+            vec![id(2), id(9)]
+        );
+        assert_eq!(l.leased(), 3);
+        let got = l.claim("a", &[id(0), id(1)], now).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)], "claimed once");
+        assert_eq!(l.leased(), 1);
+    }
+
+    #[test]
+    fn expired_leases_come_back_first_with_the_next_attempt() {
+        let now = Instant::now();
+        let mut l = with(3);
+        l.lease(1, "a", now + Duration::from_secs(10), 0);
+        l.lease(1, "a", now + Duration::from_secs(20), 0);
+        assert_eq!(l.next_deadline(), Some(now + Duration::from_secs(10)));
+        assert_eq!(l.expire(now + Duration::from_secs(9)), Vec::<EventId>::new());
+        assert_eq!(l.expire(now + Duration::from_secs(20)), vec![id(0), id(1)]);
+        // An acknowledgement after expiry is refused.
+        assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)]);
+        let again = l.lease(3, "b", now + Duration::from_secs(60), 0);
+        assert_eq!(again, vec![id(0), id(1), id(2)], "same ids, expired ones first");
+        assert_eq!(l.get(&id(0)).unwrap().offer.attempt, 2);
+        assert_eq!(l.get(&id(2)).unwrap().offer.attempt, 1);
+    }
+
+    #[test]
+    fn a_lease_at_its_deadline_cannot_be_claimed() {
+        let now = Instant::now();
+        let mut l = with(1);
+        l.lease(1, "a", now, 0);
+        assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)]);
+    }
+
+    #[test]
+    fn hand_outs_that_reached_nobody_keep_their_attempt() {
+        let now = Instant::now();
+        let mut l = with(2);
+        let ids = l.lease(2, "a", now + Duration::from_secs(5), 0);
+        l.give_back(&ids);
+        assert_eq!((l.leased(), l.ready(), l.next_deadline()), (0, 2, None));
+        assert_eq!(l.lease(1, "b", now, 0), vec![id(0)]);
+        assert_eq!(l.get(&id(0)).unwrap().offer.attempt, 1);
+        assert_eq!(l.drain().len(), 2);
+    }
+}

@@ -1,0 +1,239 @@
+//! A pull subscriber's lane: the subscriber's cursor (the same
+//! [`WorkSource`](crate::store::WorkSource) a push lane reads), advanced by
+//! the private side's acknowledgements instead of by an HTTP client. Leases
+//! take the place of attempts in flight.
+//!
+//! One task per pull subscriber ([`task`]) owns the work source and the
+//! [`leases`]; request handlers talk to it through [`PullLane::pull`] and
+//! [`PullLane::ack`], so several forwarders pulling one subscriber are served
+//! one at a time and never get a message another one holds. A long-poll waits
+//! on the store's work signal (no periodic polling). Leases live in this
+//! relay's memory: after a restart the cursor offers unfinished messages
+//! again, with the same id (at-least-once). Only the `WorkSource` seam and
+//! `Store::record` are used, so another backend plugs in as it is (a NATS
+//! durable consumer would set its ack wait to at least the lease, so that the
+//! relay's lease expires first). This module knows neither HTTP nor sled; the
+//! pull API ([`crate::pull`]) is the HTTP side.
+
+mod leases;
+pub mod settle;
+mod task;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::clock;
+use crate::config::Subscriber;
+use crate::metrics::Metrics;
+use crate::store::{Event, EventId, Store, WorkSource};
+
+/// Messages leased at once per pull subscriber, whoever holds them: bounds
+/// the memory a subscriber's forwarders can pin.
+pub const MAX_LEASED: usize = 1000;
+/// Requests queued for the lane's task; more wait for room.
+const MAILBOX: usize = 1024;
+
+/// One message handed out.
+#[derive(Debug, Clone)]
+pub struct Handout {
+    pub event: Event,
+    /// 1 for the first hand-out; grows with each hand-back and expired lease.
+    pub attempt: u32,
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckSummary {
+    pub acknowledged: usize,
+    /// Handed back: offered again after the retry schedule's delay.
+    pub retried: usize,
+    /// Handed back with the retry schedule exhausted: dead letters.
+    pub dead: usize,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// These ids are not leased to the caller now (never handed out, another
+    /// puller's, expired or already acknowledged): nothing was changed.
+    NotLeased(Vec<EventId>),
+    /// The store could not record them; they are offered again after a restart.
+    Store(String),
+    /// The lane is stopping (shutdown or the subscriber was removed).
+    Stopped,
+}
+
+/// The lane is stopping: no more pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+/// The last pull: when and from where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastPull {
+    /// Wall-clock ms; None until the first pull since the relay started.
+    pub at_ms: Option<u64>,
+    /// The client address as the public listener saw it (trusted proxies applied).
+    pub from: Option<IpAddr>,
+}
+
+pub(super) enum Cmd {
+    Pull(PullRequest),
+    Ack(AckRequest),
+}
+
+pub(super) struct PullRequest {
+    holder: String,
+    max: usize,
+    /// When to answer with nothing.
+    until: tokio::time::Instant,
+    reply: oneshot::Sender<Vec<Handout>>,
+}
+
+pub(super) struct AckRequest {
+    holder: String,
+    ack: Vec<EventId>,
+    retry: Vec<EventId>,
+    reply: oneshot::Sender<Result<AckSummary, AckError>>,
+}
+
+/// One pull subscriber's lane, shared between its task and the request handlers.
+pub struct PullLane {
+    /// The subscriber's settings (token, lease, filter, retry); a reload replaces them.
+    sub: RwLock<Arc<Subscriber>>,
+    /// The task's mailbox.
+    tx: mpsc::Sender<Cmd>,
+    /// Wakes the task when the settings change.
+    changed: Notify,
+    /// Pending deliveries (leased ones included), as the task last counted them.
+    depth: AtomicU64,
+    /// Messages leased now.
+    leased: AtomicUsize,
+    /// Long-polls waiting now.
+    waiting: AtomicUsize,
+    last: Mutex<LastPull>,
+    /// When the lane started (ms): "time since the last pull" counts from here
+    /// until a first pull, so a forwarder that never came is noticed.
+    started_ms: u64,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PullLane {
+    /// Start the lane's task over `source`.
+    pub(super) fn start(sub: &Subscriber, store: Store, source: WorkSource, metrics: Arc<Metrics>) -> Arc<PullLane> {
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let (stop, stop_rx) = watch::channel(false);
+        let lane = Arc::new(PullLane {
+            sub: RwLock::new(Arc::new(sub.clone())),
+            tx,
+            changed: Notify::new(),
+            depth: AtomicU64::new(source.depth()),
+            leased: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            last: Mutex::new(LastPull::default()),
+            started_ms: clock::now_ms(),
+            stop,
+            task: Mutex::new(None),
+        });
+        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, rx, stop_rx));
+        *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        lane
+    }
+
+    /// New settings from a reload (a new lease applies to the next hand-outs).
+    pub(super) fn update(&self, sub: &Subscriber) {
+        *self.sub.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sub.clone());
+        self.changed.notify_one();
+    }
+
+    pub(super) fn signal_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stop the task: waiting pulls are answered `Stopped`, leases are
+    /// forgotten (their messages are offered again after a restart).
+    pub(super) async fn stop(&self) {
+        self.signal_stop();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    pub fn subscriber(&self) -> Arc<Subscriber> {
+        self.sub.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Up to `max` messages, leased to `holder`; waits up to `wait` for the
+    /// first one. An empty list when none came in time.
+    pub async fn pull(
+        &self,
+        holder: String,
+        max: usize,
+        wait: Duration,
+        from: Option<IpAddr>,
+    ) -> Result<Vec<Handout>, Stopped> {
+        self.seen(from);
+        let (reply, rx) = oneshot::channel();
+        let req = PullRequest {
+            holder,
+            max,
+            until: tokio::time::Instant::now() + wait,
+            reply,
+        };
+        self.tx.send(Cmd::Pull(req)).await.map_err(|_| Stopped)?;
+        let got = rx.await.map_err(|_| Stopped)?;
+        // A long-poll is a pull for its whole length.
+        self.seen(from);
+        Ok(got)
+    }
+
+    /// Acknowledge (`ack`) or hand back (`retry`) messages leased to `holder`;
+    /// all or nothing. Answers once every result is recorded.
+    pub async fn ack(&self, holder: String, ack: Vec<EventId>, retry: Vec<EventId>) -> Result<AckSummary, AckError> {
+        let (reply, rx) = oneshot::channel();
+        let req = AckRequest {
+            holder,
+            ack,
+            retry,
+            reply,
+        };
+        self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;
+        rx.await.map_err(|_| AckError::Stopped)?
+    }
+
+    fn seen(&self, from: Option<IpAddr>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = LastPull {
+            at_ms: Some(clock::now_ms()),
+            from,
+        };
+    }
+
+    pub fn queue_depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+    pub fn leased(&self) -> usize {
+        self.leased.load(Ordering::Relaxed)
+    }
+    /// Long-polls waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+    pub fn last_pull(&self) -> LastPull {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seconds since a pull last asked for or received messages: 0 while a
+    /// long-poll waits; since the lane started when none came yet.
+    pub fn seconds_since_pull(&self, now_ms: u64) -> u64 {
+        if self.waiting() > 0 {
+            return 0;
+        }
+        let since = self.last_pull().at_ms.unwrap_or(self.started_ms);
+        now_ms.saturating_sub(since) / 1000
+    }
+}

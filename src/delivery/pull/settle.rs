@@ -1,0 +1,148 @@
+//! What a pull subscriber's answer means, recorded in the store: an
+//! acknowledgement is a delivery, a hand-back follows the subscriber's retry
+//! schedule (a dead letter once it is exhausted), a filtered-out message is
+//! skipped. Records are written concurrently; the lane lets the work go
+//! (`WorkSource::done`) only for those that were recorded.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{AckError, AckSummary};
+use crate::clock;
+use crate::config::Subscriber;
+use crate::metrics::Metrics;
+use crate::store::{Attempt, EventId, Outcome, Store, Ticket, Work};
+
+/// The error text of a hand-back in the attempt history.
+pub const HANDED_BACK: &str = "handed back by the pull client";
+
+/// One message's result, ready to record.
+pub(super) struct Settled {
+    pub ticket: Ticket,
+    pub event: EventId,
+    pub attempt: Option<Attempt>,
+    pub outcome: Outcome,
+}
+
+/// The attempt of a hand-out that ended now: no HTTP status (the relay did
+/// not make the request); a hand-back says so in `error`.
+fn attempt(number: u32, at_ms: u64, error: Option<String>) -> Attempt {
+    let now = clock::now_ms();
+    Attempt {
+        attempt: number,
+        at_ms,
+        duration_ms: now.saturating_sub(at_ms),
+        status: None,
+        error,
+    }
+}
+
+pub(super) fn acknowledged(work: Work, number: u32, at_ms: u64) -> Settled {
+    Settled {
+        ticket: work.ticket,
+        event: work.event.id,
+        attempt: Some(attempt(number, at_ms, None)),
+        outcome: Outcome::Delivered,
+    }
+}
+
+pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber) -> Settled {
+    let outcome = match sub.retry.next_delay(work.step, None) {
+        Some(delay) => Outcome::Retry {
+            due_ms: clock::now_ms() + delay.as_millis() as u64,
+        },
+        None => Outcome::Dead {
+            error: format!("{HANDED_BACK}; retry schedule exhausted"),
+        },
+    };
+    Settled {
+        ticket: work.ticket,
+        event: work.event.id,
+        attempt: Some(attempt(number, at_ms, Some(HANDED_BACK.to_string()))),
+        outcome,
+    }
+}
+
+pub(super) fn skipped(work: Work) -> Settled {
+    Settled {
+        ticket: work.ticket,
+        event: work.event.id,
+        attempt: None,
+        outcome: Outcome::Skipped,
+    }
+}
+
+fn label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead { .. } => "dead",
+        Outcome::Skipped | Outcome::Gone => "skipped",
+    }
+}
+
+/// Record every result (concurrently), count and log them, answer the
+/// acknowledgement (if one asked) once all are written. Each ticket with
+/// whether it was recorded.
+pub(super) async fn record(
+    store: Store,
+    metrics: Arc<Metrics>,
+    subscriber: String,
+    items: Vec<Settled>,
+    reply: Option<oneshot::Sender<Result<AckSummary, AckError>>>,
+) -> Vec<(Ticket, bool)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, s) in items.iter().enumerate() {
+        let store = store.clone();
+        let (ticket, attempt, outcome) = (s.ticket.clone(), s.attempt.clone(), s.outcome.clone());
+        tasks.spawn(async move { (i, store.record(&ticket, attempt, outcome).await) });
+    }
+    let mut ok = vec![false; items.len()];
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((i, Ok(()))) => ok[i] = true,
+            Ok((_, Err(e))) => failure = Some(e.to_string()),
+            Err(e) => failure = Some(e.to_string()),
+        }
+    }
+    let mut summary = AckSummary::default();
+    for (s, recorded) in items.iter().zip(&ok) {
+        if !recorded {
+            continue;
+        }
+        let l = label(&s.outcome);
+        metrics.delivery(&subscriber, l);
+        let number = s.attempt.as_ref().map_or(0, |a| a.attempt);
+        match &s.outcome {
+            Outcome::Delivered => {
+                summary.acknowledged += 1;
+                tracing::info!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, "delivered (acknowledged by the pull client)");
+            }
+            Outcome::Retry { due_ms } => {
+                summary.retried += 1;
+                tracing::debug!(subscriber = %subscriber, event = %s.event, attempt = number,
+                    retry_in_ms = due_ms.saturating_sub(clock::now_ms()), "handed back; will offer again");
+            }
+            Outcome::Dead { error } => {
+                summary.dead += 1;
+                tracing::warn!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, error = %error, "delivery gave up");
+            }
+            Outcome::Skipped | Outcome::Gone => {
+                tracing::info!(subscriber = %subscriber, event = %s.event, outcome = "skipped", "filter did not match");
+            }
+        }
+    }
+    if let Some(e) = &failure {
+        tracing::error!(subscriber = %subscriber, error = %e,
+            "cannot record a pull outcome; the message will be offered again after a restart");
+    }
+    if let Some(reply) = reply {
+        let _ = reply.send(match failure {
+            None => Ok(summary),
+            Some(e) => Err(AckError::Store(e)),
+        });
+    }
+    items.into_iter().zip(ok).map(|(s, ok)| (s.ticket, ok)).collect()
+}

@@ -1,0 +1,260 @@
+//! The pull lane's task: the one owner of the subscriber's work source and
+//! leases. It takes work from the store only while pullers wait (and only as
+//! much as they asked for), hands it out in due order (expired leases first),
+//! expires leases at their deadline, and turns acknowledgements into records
+//! ([`super::settle`]) before letting the work go. It sleeps until something
+//! can change what it has to do: a request, the store's work signal, a lease
+//! or wait deadline, the next due retry, a finished record, new settings.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::leases::Leases;
+use super::settle::{self, Settled};
+use super::{AckError, AckRequest, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
+use crate::clock;
+use crate::delivery::attempt::filter_matches;
+use crate::metrics::Metrics;
+use crate::store::{Store, Ticket, Work, WorkSource};
+
+/// Due work that could not be taken is looked at again after this (never a busy loop).
+const RECHECK: Duration = Duration::from_millis(10);
+/// How long a stopping lane waits for records in progress.
+const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
+/// The lease when the settings have none (they always do for a pull subscriber).
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+struct State {
+    lane: Arc<PullLane>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    leases: Leases<Work>,
+    /// Long-polls waiting for work, first come first served.
+    waiting: VecDeque<PullRequest>,
+    /// Records in progress; each yields its tickets and whether each was recorded.
+    settling: JoinSet<Vec<(Ticket, bool)>>,
+}
+
+pub(super) async fn run(
+    lane: Arc<PullLane>,
+    store: Store,
+    mut source: WorkSource,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Cmd>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = lane.subscriber().name.clone();
+    let signal = source.signal();
+    let mut st = State {
+        lane,
+        store,
+        metrics,
+        leases: Leases::default(),
+        waiting: VecDeque::new(),
+        settling: JoinSet::new(),
+    };
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = Instant::now();
+        st.expire(now);
+        st.waiting.retain(|w| !w.reply.is_closed());
+        let mut took = None;
+        if !st.waiting.is_empty() {
+            let room = MAX_LEASED.saturating_sub(st.leases.leased());
+            let wanted: usize = st.waiting.iter().map(|w| w.max).sum::<usize>().min(room);
+            let need = wanted.saturating_sub(st.leases.ready());
+            if need > 0 {
+                took = Some(st.fill(&mut source, need).await);
+            }
+            st.hand_out(now);
+        }
+        // What is there was handed out: pullers whose wait is over get nothing.
+        while let Some(i) = st.waiting.iter().position(|w| w.until <= now) {
+            let w = st.waiting.remove(i).expect("found");
+            let _ = w.reply.send(Vec::new());
+        }
+        let labels = st.metrics.sub(&name);
+        st.lane.depth.store(source.depth(), Ordering::Relaxed);
+        st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
+        st.lane.waiting.store(st.waiting.len(), Ordering::Relaxed);
+        st.metrics
+            .pull_leased
+            .get_or_create(&labels)
+            .set(st.leases.leased() as i64);
+
+        // Wake for the next lease or wait deadline, and, while pullers wait
+        // with room to lease, for the next due retry.
+        let mut wake_at = st.leases.next_deadline();
+        let mut earliest = |t: Instant| wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+        if let Some(t) = st.waiting.iter().map(|w| w.until).min() {
+            earliest(t);
+        }
+        if !st.waiting.is_empty() && st.leases.leased() < MAX_LEASED {
+            match took {
+                Some(Err(())) => earliest(now + crate::delivery::attempt::READ_ERROR_PAUSE),
+                _ => {
+                    if let Some(due) = source.next_due() {
+                        let t = if due > clock::now_ms() {
+                            clock::instant_at(due)
+                        } else if took.is_some_and(|n| n.is_ok_and(|n| n > 0)) {
+                            now
+                        } else {
+                            now + RECHECK
+                        };
+                        earliest(t);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some(done) = st.settling.join_next() => {
+                for (ticket, recorded) in done.unwrap_or_default() {
+                    // Unrecorded work stays handed out: the cursor never passes it.
+                    if recorded {
+                        source.done(&ticket).await;
+                    }
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                None => break,
+                Some(Cmd::Pull(p)) => st.waiting.push_back(p),
+                Some(Cmd::Ack(a)) => st.ack(a),
+            },
+            // New work: hand it to waiting pullers, or at least count it.
+            _ = signal.notified() => {}
+            _ = st.lane.changed.notified() => {}
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+        }
+    }
+    // Pullers still waiting see the lane gone; leases are forgotten (offered
+    // again after a restart); records in progress may finish.
+    st.waiting.clear();
+    st.leases.drain();
+    st.lane.leased.store(0, Ordering::Relaxed);
+    st.lane.waiting.store(0, Ordering::Relaxed);
+    let _ = tokio::time::timeout(SETTLE_ON_STOP, async {
+        while st.settling.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+impl State {
+    /// Leases whose deadline passed go back to the ready queue.
+    fn expire(&mut self, now: Instant) {
+        let expired = self.leases.expire(now);
+        if expired.is_empty() {
+            return;
+        }
+        let sub = self.lane.subscriber();
+        for id in &expired {
+            self.metrics.delivery(&sub.name, "expired");
+            tracing::info!(subscriber = %sub.name, event = %id, "lease expired without an answer; offering the message again");
+        }
+    }
+
+    /// Take up to `need` messages from the store into the ready queue; those
+    /// the subscriber's filter does not match are recorded as skipped. How
+    /// many were taken, or Err when the store could not be read.
+    async fn fill(&mut self, source: &mut WorkSource, need: usize) -> Result<usize, ()> {
+        let sub = self.lane.subscriber();
+        let work = match source.take(need, clock::now_ms()).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(subscriber = %sub.name, error = %e, "cannot read work from the store");
+                return Err(());
+            }
+        };
+        let took = work.len();
+        let mut skipped: Vec<Settled> = Vec::new();
+        for w in work {
+            if self.leases.holds(&w.event.id) {
+                // A backend that redelivers on its own (a NATS consumer whose ack
+                // wait is shorter than the lease) may hand out what we hold: the
+                // lease we have stands. The sled cursor never does this.
+                tracing::debug!(subscriber = %sub.name, event = %w.event.id, "work handed out again while held; ignored");
+                continue;
+            }
+            if filter_matches(&sub, &w.event) {
+                let (id, attempt) = (w.event.id, w.attempts + 1);
+                self.leases.push_ready(id, w, attempt);
+            } else {
+                skipped.push(settle::skipped(w));
+            }
+        }
+        if !skipped.is_empty() {
+            let (store, metrics, name) = (self.store.clone(), self.metrics.clone(), sub.name.clone());
+            self.settling.spawn(settle::record(store, metrics, name, skipped, None));
+        }
+        Ok(took)
+    }
+
+    /// Give ready messages to waiting pullers, first come first served, each
+    /// up to what it asked for; a puller that got something is answered now.
+    fn hand_out(&mut self, now: Instant) {
+        let lease = self.lane.subscriber().pull().map_or(DEFAULT_LEASE, |p| p.lease);
+        while self.leases.ready() > 0 && self.leases.leased() < MAX_LEASED {
+            let Some(w) = self.waiting.pop_front() else { break };
+            let room = MAX_LEASED - self.leases.leased();
+            let ids = self
+                .leases
+                .lease(w.max.min(room), &w.holder, now + lease, clock::now_ms());
+            let handouts: Vec<Handout> = ids
+                .iter()
+                .filter_map(|id| self.leases.get(id))
+                .map(|l| Handout {
+                    event: l.offer.item.event.clone(),
+                    attempt: l.offer.attempt,
+                })
+                .collect();
+            if w.reply.send(handouts).is_err() {
+                // The puller left before its answer: nobody has these.
+                self.leases.give_back(&ids);
+            }
+        }
+    }
+
+    /// Claim the leases (all or nothing) and record what the puller says.
+    fn ack(&mut self, a: AckRequest) {
+        self.expire(Instant::now());
+        let ids: Vec<_> = a.ack.iter().chain(&a.retry).copied().collect();
+        let claimed = match self.leases.claim(&a.holder, &ids, Instant::now()) {
+            Ok(c) => c,
+            Err(bad) => {
+                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
+                return;
+            }
+        };
+        let sub = self.lane.subscriber();
+        let acked: HashSet<_> = a.ack.iter().collect();
+        let items: Vec<Settled> = claimed
+            .into_iter()
+            .map(|l| {
+                let (work, number) = (l.offer.item, l.offer.attempt);
+                if acked.contains(&work.event.id) {
+                    settle::acknowledged(work, number, l.at_ms)
+                } else {
+                    settle::handed_back(work, number, l.at_ms, &sub)
+                }
+            })
+            .collect();
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        self.settling
+            .spawn(settle::record(store, metrics, sub.name.clone(), items, Some(a.reply)));
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}

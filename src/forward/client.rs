@@ -1,0 +1,233 @@
+//! The forwarder's two HTTP clients: to the relay's pull API (long-poll and
+//! acknowledge, bearer token, TLS verified against the system roots or
+//! `--ca-file`) and to the local service (POST each message's headers and
+//! original body bytes). Both h1/h2, rustls with ring.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::Secret;
+use crate::pull::wire;
+
+type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The `User-Agent` of the forwarder's requests (to the relay and locally).
+pub const USER_AGENT: &str = concat!("hookrelay-forward/", env!("CARGO_PKG_VERSION"));
+/// Bytes of an answer read at most (errors are shown, messages are bounded by the relay).
+const MAX_ANSWER: usize = 128 << 20;
+/// How long a request to the relay may take beyond the long-poll's wait.
+const RELAY_SLACK: Duration = Duration::from_secs(15);
+
+/// Why a request to the relay got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Not reachable, reset, TLS failure, timeout: try again later.
+    #[error("{0}")]
+    Away(String),
+    /// 401: unknown subscriber or wrong token.
+    #[error("the relay refused the token (unknown pull subscriber or wrong token)")]
+    Refused,
+    /// 409 on an acknowledgement: these ids are not leased to us any more.
+    #[error("{} ids are not leased to this forwarder", .0.len())]
+    NotLeased(Vec<String>),
+    /// Another answer: status and the relay's message.
+    #[error("HTTP {0}: {1}")]
+    Status(StatusCode, String),
+}
+
+impl RelayError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RelayError::Away(_) => true,
+            RelayError::Status(s, _) => s.is_server_error() || *s == StatusCode::TOO_MANY_REQUESTS,
+            RelayError::Refused | RelayError::NotLeased(_) => false,
+        }
+    }
+}
+
+fn http(tls: rustls::ClientConfig, connect_timeout: Duration) -> Http {
+    let mut conn = HttpConnector::new();
+    conn.enforce_http(false);
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(conn);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(50))
+        .build(https)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The relay's pull API for one subscriber.
+pub struct Relay {
+    http: Http,
+    /// `…/pull/{subscriber}`.
+    url: Uri,
+    ack_url: Uri,
+    token: Secret,
+    /// Sent as `hookrelay-forwarder`: our leases are ours, not another forwarder's.
+    forwarder: String,
+    wait: Duration,
+}
+
+impl Relay {
+    pub fn new(
+        url: Uri,
+        token: Secret,
+        tls: rustls::ClientConfig,
+        forwarder: String,
+        wait: Duration,
+    ) -> Result<Relay, String> {
+        // `…/pull/laptop/` works too: the API's paths have no trailing slash.
+        let base = url.to_string().trim_end_matches('/').to_string();
+        let url: Uri = base.parse().map_err(|e| format!("invalid relay URL {base}: {e}"))?;
+        let ack_url: Uri = format!("{base}/ack")
+            .parse()
+            .map_err(|e| format!("cannot build the acknowledgement URL from {base}: {e}"))?;
+        Ok(Relay {
+            http: http(tls, Duration::from_secs(10)),
+            url,
+            ack_url,
+            token,
+            forwarder,
+            wait,
+        })
+    }
+
+    async fn call(&self, method: Method, uri: Uri, body: Bytes, limit: Duration) -> Result<Bytes, RelayError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, crate::auth::bearer(&self.token))
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(wire::FORWARDER_HEADER, &self.forwarder)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| RelayError::Away(format!("cannot build the request: {e}")))?;
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| RelayError::Away(chain(&e)))?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| RelayError::Away(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, RelayError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| RelayError::Away(format!("no answer within {}s", limit.as_secs())))??;
+        let message = || {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect())
+        };
+        match status {
+            s if s.is_success() => Ok(body),
+            StatusCode::UNAUTHORIZED => Err(RelayError::Refused),
+            StatusCode::CONFLICT => match serde_json::from_slice::<wire::NotLeased>(&body) {
+                Ok(n) => Err(RelayError::NotLeased(n.not_leased)),
+                Err(_) => Err(RelayError::Status(status, message())),
+            },
+            s => Err(RelayError::Status(s, message())),
+        }
+    }
+
+    /// Long-poll for up to `max` messages.
+    pub async fn pull(&self, max: usize) -> Result<Vec<wire::Message>, RelayError> {
+        let uri: Uri = format!("{}?wait={}ms&max={max}", self.url, self.wait.as_millis())
+            .parse()
+            .map_err(|e| RelayError::Away(format!("invalid pull URL: {e}")))?;
+        let body = self
+            .call(Method::GET, uri, Bytes::new(), self.wait + RELAY_SLACK)
+            .await?;
+        serde_json::from_slice::<wire::Messages>(&body)
+            .map(|m| m.messages)
+            .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
+    }
+
+    /// Acknowledge `ids`, hand back `retry`.
+    pub async fn ack(&self, ids: &[String], retry: &[String]) -> Result<wire::Acked, RelayError> {
+        let body = serde_json::to_vec(&wire::Ack {
+            ids: ids.to_vec(),
+            retry: retry.to_vec(),
+        })
+        .unwrap_or_default();
+        let answer = self
+            .call(Method::POST, self.ack_url.clone(), Bytes::from(body), RELAY_SLACK)
+            .await?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| RelayError::Status(StatusCode::OK, format!("not an acknowledgement answer: {e}")))
+    }
+}
+
+/// The private service.
+pub struct Local {
+    http: Http,
+    to: Uri,
+    timeout: Duration,
+}
+
+impl Local {
+    pub fn new(to: Uri, tls: rustls::ClientConfig, timeout: Duration) -> Local {
+        Local {
+            http: http(tls, timeout),
+            to,
+            timeout,
+        }
+    }
+
+    /// POST a message (its headers, its original bytes); the status, or why there is none.
+    pub async fn post(&self, m: &wire::Message) -> Result<StatusCode, String> {
+        let body = B64
+            .decode(&m.body)
+            .map_err(|e| format!("the relay sent a body that is not base64: {e}"))?;
+        let mut req = Request::post(self.to.clone())
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        for (k, v) in &m.headers {
+            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                (Ok(k), Ok(v)) => {
+                    req.headers_mut().insert(k, v);
+                }
+                _ => tracing::warn!(event = %m.id, header = %k, "skipping a header that is not valid HTTP"),
+            }
+        }
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| chain(&e))?;
+            let status = resp.status();
+            // Read (bounded) so the connection can be reused; the status decides.
+            let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await;
+            Ok::<_, String>(status)
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
+    }
+}

@@ -1,0 +1,220 @@
+//! `hookrelay forward URL --to LOCAL_URL`: the private side of a pull
+//! subscriber. It runs inside the private network, needs no config file and
+//! no store (the relay keeps the cursor), long-polls the relay's pull API
+//! ([`client`]), POSTs each message to the local service with its headers and
+//! original bytes ([`pump`]), acknowledges after a local `2xx` and hands back
+//! otherwise ([`acker`]), reconnects with back-off and jitter ([`backoff`]),
+//! and shows what it does ([`status`]). SIGTERM/SIGINT stop it cleanly.
+//! The token comes from `--token-file` or `HOOKRELAY_PULL_TOKEN`; it is never
+//! printed.
+
+pub mod acker;
+pub mod backoff;
+pub mod client;
+pub mod pump;
+pub mod status;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use tokio::sync::watch;
+
+use crate::auth::Secret;
+use crate::config::{LogConfig, LogFormat};
+
+/// The environment variable the token may come from.
+pub const TOKEN_ENV: &str = "HOOKRELAY_PULL_TOKEN";
+
+/// What `hookrelay forward` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The relay's pull URL, e.g. `https://hooks.example.com/pull/laptop`.
+    pub url: String,
+    /// The local service, e.g. `http://127.0.0.1:3000/webhooks`.
+    pub to: String,
+    pub token_file: Option<PathBuf>,
+    /// Messages delivered locally at once (and leased at most).
+    pub concurrency: usize,
+    /// Trust this CA (PEM) besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// How long one long-poll waits for work.
+    pub wait: Duration,
+    /// How long the local service may take per message.
+    pub timeout: Duration,
+}
+
+/// The token: `--token-file` first, then `HOOKRELAY_PULL_TOKEN`; surrounding
+/// whitespace (a file's newline) is dropped.
+pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
+    let text = match file {
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?
+        }
+        None => std::env::var(TOKEN_ENV).map_err(|_| format!("no token: give --token-file FILE or set {TOKEN_ENV}"))?,
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(match file {
+            Some(f) => format!("the token file {} is empty", f.display()),
+            None => format!("{TOKEN_ENV} is empty"),
+        });
+    }
+    Ok(Secret::new(token))
+}
+
+/// An absolute http(s) URL without credentials (`what` names it in errors).
+fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
+    let authority = s
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.contains('@') {
+        return Err(format!("invalid {what}: credentials do not belong in the URL"));
+    }
+    let absolute = || format!("invalid {what} {s:?}: use an absolute http:// or https:// URL");
+    let u: Uri = s.parse().map_err(|_| absolute())?;
+    if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
+        return Err(absolute());
+    }
+    if !query_allowed && u.query().is_some() {
+        return Err(format!(
+            "invalid {what} {s:?}: no query string (the forwarder adds wait and max)"
+        ));
+    }
+    Ok(u)
+}
+
+/// A random id for this process, sent with every request so the relay can
+/// tell our leases from another forwarder's.
+fn forwarder_id() -> String {
+    format!("fwd-{:016x}", fastrand::u64(..))
+}
+
+/// Run `hookrelay forward`; the process exit code.
+pub fn main(opts: &Options) -> ExitCode {
+    let terminal = std::io::stderr().is_terminal();
+    crate::logging::init(&LogConfig {
+        // On a terminal the status line tells the story; logs only say what is wrong.
+        level: if terminal { "warn" } else { "info" }.into(),
+        format: LogFormat::Auto,
+    });
+    let prepared = (|| {
+        let token = read_token(opts.token_file.as_deref())?;
+        let url = absolute("relay URL", &opts.url, false)?;
+        let to = absolute("--to URL", &opts.to, true)?;
+        if url.scheme_str() == Some("http") && !url.host().is_some_and(is_loopback) {
+            tracing::warn!(relay = %url, "the relay URL is plain http: the token and the messages cross the network unencrypted");
+        }
+        crate::tls::install_provider();
+        let tls = crate::tls::client_config(opts.ca_file.as_deref()).map_err(|e| e.to_string())?;
+        let relay = client::Relay::new(url.clone(), token, tls.clone(), forwarder_id(), opts.wait)?;
+        let local = client::Local::new(to, tls, opts.timeout);
+        Ok::<_, String>((url, relay, local))
+    })();
+    let (url, relay, local) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("hookrelay-forward")
+        .build()
+        .expect("runtime");
+    let status = Arc::new(status::Status::new(url.to_string(), terminal));
+    let pump = pump::Pump {
+        relay: Arc::new(relay),
+        local: Arc::new(local),
+        status: status.clone(),
+        concurrency: opts.concurrency,
+    };
+    let result = rt.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("stopping: no new pulls; finishing messages in progress");
+            let _ = stop_tx.send(true);
+        });
+        tracing::info!(relay = %url, "hookrelay forward starting");
+        let shown = tokio::spawn({
+            let status = pump.status.clone();
+            let stop = stop_rx.clone();
+            async move { status.show(stop).await }
+        });
+        let r = pump.run(stop_rx).await;
+        shown.abort();
+        r
+    });
+    if terminal {
+        eprintln!("\r\x1b[2K{}", status.line());
+    }
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                delivered = status.delivered(),
+                handed_back = status.handed_back(),
+                "stopped"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(absolute("relay URL", "https://hooks.example.com/pull/laptop", false).is_ok());
+        for (bad, needle) in [
+            ("hooks.example.com/pull/x", "absolute"),
+            ("ftp://h/pull/x", "absolute"),
+            ("https://u:p@h/pull/x", "credentials"),
+            ("https://h/pull/x?wait=1s", "no query"),
+        ] {
+            let e = absolute("relay URL", bad, false).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+            assert!(!e.contains("u:p"), "{e}");
+        }
+        assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && !is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn token_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(read_token(Some(&f)).unwrap(), Secret::new("s3cret"));
+        std::fs::write(&f, "\n").unwrap();
+        assert!(read_token(Some(&f)).unwrap_err().contains("empty"));
+        let e = read_token(Some(&dir.path().join("missing"))).unwrap_err();
+        assert!(e.contains("cannot read the token file"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The forwarder's loop: long-poll the relay for as many messages as there
+//! are free slots (`--concurrency`), POST each to the local service in its
+//! own task, and pass the outcome to the [`acker`](super::acker). When the
+//! relay is away, back off with jitter and try again. On stop: no new pulls,
+//! messages being delivered get a grace period to finish, the rest are
+//! handed back, the last acknowledgements are sent.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::acker::{self, Finished};
+use super::backoff::Backoff;
+use super::client::{Local, Relay, RelayError};
+use super::status::Status;
+use crate::pull::wire::{self, MAX_PER_PULL};
+
+/// How long a stop waits for messages being delivered locally.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a stop waits for the last acknowledgements to reach the relay.
+const ACK_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the forwarder cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("the relay refused the token for this URL (no pull subscriber by that name, or a wrong token)")]
+    Refused,
+    #[error("the relay refused the request: {0}")]
+    Refusal(String),
+}
+
+pub struct Pump {
+    pub relay: Arc<Relay>,
+    pub local: Arc<Local>,
+    pub status: Arc<Status>,
+    pub concurrency: usize,
+}
+
+impl Pump {
+    /// Forward until `stop` turns true (clean stop) or the relay refuses us.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), Fatal> {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let (done_tx, done_rx) = mpsc::channel::<Finished>(4 * MAX_PER_PULL.max(self.concurrency));
+        let acker = tokio::spawn(acker::run(self.relay.clone(), done_rx));
+        // Ids being delivered locally now: handed back if a stop cuts them off.
+        let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut deliveries = JoinSet::new();
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut result = Ok(());
+        loop {
+            while deliveries.try_join_next().is_some() {}
+            let first = tokio::select! {
+                _ = stop.changed() => break,
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let mut permits = vec![first];
+            while permits.len() < MAX_PER_PULL {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let pulled = tokio::select! {
+                _ = stop.changed() => break,
+                r = self.relay.pull(permits.len()) => r,
+            };
+            match pulled {
+                Ok(messages) => {
+                    backoff.reset();
+                    self.status.connected();
+                    for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
+                        active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.id.clone());
+                        let (local, status, done, active) =
+                            (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
+                        deliveries.spawn(async move {
+                            let finished = deliver(&local, &status, m).await;
+                            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
+                            let _ = done.send(finished).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(RelayError::Refused) => {
+                    result = Err(Fatal::Refused);
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    drop(permits);
+                    let wait = backoff.next_delay();
+                    self.status.away(&e.to_string(), wait);
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => {
+                    result = Err(Fatal::Refusal(e.to_string()));
+                    break;
+                }
+            }
+        }
+        // Stop: let deliveries in progress finish for a while, hand back the rest.
+        let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
+        deliveries.abort_all();
+        while deliveries.join_next().await.is_some() {}
+        let cut: Vec<String> = active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        if !cut.is_empty() {
+            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered");
+        }
+        for id in cut {
+            let _ = done_tx.send(Finished { id, delivered: false }).await;
+        }
+        drop(done_tx);
+        if tokio::time::timeout(ACK_GRACE, acker).await.is_err() {
+            tracing::warn!(
+                "stopping before every acknowledgement reached the relay; it will offer those messages again"
+            );
+        }
+        result
+    }
+}
+
+/// POST one message locally.
+async fn deliver(local: &Local, status: &Status, m: wire::Message) -> Finished {
+    status.started();
+    let started = tokio::time::Instant::now();
+    let result = local.post(&m).await;
+    status.finished(&m.id, m.attempt, &result, started.elapsed());
+    Finished {
+        delivered: result.is_ok_and(|s| s.is_success()),
+        id: m.id,
+    }
+}

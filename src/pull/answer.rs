@@ -1,0 +1,94 @@
+//! Every way a pull API request can end, and the one place where an outcome
+//! becomes an HTTP answer. An unknown subscriber and a wrong token get the
+//! same answer (status, body, headers), so the API does not tell which
+//! subscriber names exist.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::wire;
+
+#[derive(Debug)]
+pub enum PullAnswer {
+    Messages(wire::Messages),
+    Acked(wire::Acked),
+    /// Not a pull API path (`/pull/{subscriber}` or `/pull/{subscriber}/ack`).
+    NotFound,
+    /// The method this path takes.
+    MethodNotAllowed(&'static str),
+    /// No such pull subscriber, or the token is missing or wrong.
+    Unauthorized,
+    BadRequest(String),
+    TooLarge(usize),
+    Timeout,
+    /// Some ids are not leased to the caller; nothing was changed.
+    NotLeased(Vec<String>),
+    /// Shutting down, or the store cannot record: try again shortly.
+    Unavailable(String),
+}
+
+impl PullAnswer {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PullAnswer::Messages(_) | PullAnswer::Acked(_) => StatusCode::OK,
+            PullAnswer::NotFound => StatusCode::NOT_FOUND,
+            PullAnswer::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PullAnswer::Unauthorized => StatusCode::UNAUTHORIZED,
+            PullAnswer::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PullAnswer::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PullAnswer::Timeout => StatusCode::REQUEST_TIMEOUT,
+            PullAnswer::NotLeased(_) => StatusCode::CONFLICT,
+            PullAnswer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The one mapping from outcome to HTTP answer.
+pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
+    let body = match answer {
+        PullAnswer::Messages(m) => serde_json::to_value(m).unwrap_or_default(),
+        PullAnswer::Acked(a) => serde_json::to_value(a).unwrap_or_default(),
+        PullAnswer::NotFound => {
+            json!({"error": "not a pull API path: GET /pull/{subscriber} or POST /pull/{subscriber}/ack"})
+        }
+        PullAnswer::MethodNotAllowed(m) => json!({ "error": format!("use {m} on this path") }),
+        PullAnswer::Unauthorized => {
+            json!({"error": "unknown pull subscriber or wrong token (Authorization: Bearer <the subscriber's pull token>)"})
+        }
+        PullAnswer::BadRequest(why) => json!({ "error": why }),
+        PullAnswer::TooLarge(max) => json!({ "error": format!("body larger than {max} bytes") }),
+        PullAnswer::Timeout => json!({"error": "request body not received in time"}),
+        PullAnswer::NotLeased(ids) => serde_json::to_value(wire::NotLeased {
+            error: "these ids are not leased to you (never handed out, another forwarder's, expired or already \
+                    acknowledged); nothing was changed: send the others again without them"
+                .into(),
+            not_leased: ids.clone(),
+        })
+        .unwrap_or_default(),
+        PullAnswer::Unavailable(why) => json!({ "error": why }),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = answer.status();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match answer {
+        PullAnswer::MethodNotAllowed(m) => {
+            h.insert(header::ALLOW, HeaderValue::from_static(m));
+        }
+        PullAnswer::Unauthorized => {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // The rest of the body was not read: the connection cannot be reused.
+        PullAnswer::TooLarge(_) | PullAnswer::Timeout => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        PullAnswer::Unavailable(_) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    resp
+}

@@ -1,0 +1,282 @@
+//! The pull API on the public listener: how a private service with no
+//! inbound route fetches its messages (through the relay's TLS).
+//!
+//! - `GET /pull/{subscriber}?wait=30s&max=10` long-polls: it answers as soon
+//!   as there is work, or with an empty list after `wait`; each message is
+//!   leased to the caller and carries a fresh Standard Webhooks signature;
+//! - `POST /pull/{subscriber}/ack` `{"ids": […], "retry": […]}` acknowledges
+//!   or hands back messages leased to the caller (all or nothing).
+//!
+//! Both need `Authorization: Bearer <the subscriber's pull token>`; a token
+//! opens its own subscriber only. Ingest dispatches here for paths under
+//! `/pull/` that are not a configured route. Leases, the store and the retry
+//! schedule are the pull lane's ([`crate::delivery::pull`]); this module parses,
+//! authenticates, signs and answers ([`answer`]).
+
+pub mod answer;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response};
+use http_body_util::Full;
+
+pub use answer::{respond, PullAnswer};
+
+use crate::auth::{self, Secret};
+use crate::config::PULL_PREFIX;
+use crate::delivery::pull::{AckError, Handout, PullLane};
+use crate::delivery::ATTEMPT_HEADER;
+use crate::state::App;
+use crate::store::EventId;
+
+/// What a request asks of a subscriber's pull API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Pull,
+    Ack,
+}
+
+/// Whether `path` is for the pull API (routes configured at such paths win).
+pub fn is_pull_path(path: &str) -> bool {
+    path.starts_with(PULL_PREFIX)
+}
+
+/// `/pull/{name}` or `/pull/{name}/ack`.
+fn parse_path(path: &str) -> Option<(&str, Op)> {
+    let rest = path.strip_prefix(PULL_PREFIX)?;
+    let (name, op) = match rest.split_once('/') {
+        None => (rest, Op::Pull),
+        Some((name, "ack")) => (name, Op::Ack),
+        Some(_) => return None,
+    };
+    (!name.is_empty()).then_some((name, op))
+}
+
+/// Handle one request under `/pull/`.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let started = tokio::time::Instant::now();
+    let live = app.live();
+    let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
+    let path = req.uri().path().to_string();
+    let answer = match parse_path(&path) {
+        None => PullAnswer::NotFound,
+        Some((name, op)) => serve(&app, &live.config.server, name, op, req, source, started).await,
+    };
+    let status = answer.status().as_u16();
+    match &answer {
+        PullAnswer::Messages(m) => {
+            tracing::debug!(path = %path, source = %source, messages = m.messages.len(), "pull answered")
+        }
+        PullAnswer::Acked(a) => tracing::debug!(path = %path, source = %source, acknowledged = a.acknowledged,
+            retried = a.retried, dead = a.dead, "pull acknowledgement recorded"),
+        PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => {
+            tracing::info!(path = %path, source = %source, status, reason = %why, "pull request refused")
+        }
+        _ => tracing::info!(path = %path, source = %source, status, "pull request refused"),
+    }
+    respond(&answer)
+}
+
+async fn serve<B>(
+    app: &App,
+    server: &crate::config::ServerConfig,
+    name: &str,
+    op: Op,
+    req: Request<B>,
+    source: auth::Source,
+    started: tokio::time::Instant,
+) -> PullAnswer
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    match (op, req.method()) {
+        (Op::Pull, &Method::GET) | (Op::Ack, &Method::POST) => {}
+        (Op::Pull, _) => return PullAnswer::MethodNotAllowed("GET"),
+        (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
+    }
+    let Some(lane) = authorized(app, name, req.headers()) else {
+        return PullAnswer::Unauthorized;
+    };
+    let holder = match forwarder_id(req.headers()) {
+        Ok(h) => h,
+        Err(why) => return PullAnswer::BadRequest(why),
+    };
+    let ip = match source {
+        auth::Source::Known(ip) => Some(ip),
+        auth::Source::Unknown => None,
+    };
+    match op {
+        Op::Pull => pull(&lane, holder, req.uri().query(), ip).await,
+        Op::Ack => {
+            let limit = server.max_body.min(wire::MAX_ACK_BODY);
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body =
+                match crate::ingest::read_body(req.into_body(), declared, limit, started + server.read_timeout).await {
+                    Ok(b) => b,
+                    Err(crate::ingest::Answer::TooLarge(n)) => return PullAnswer::TooLarge(n),
+                    Err(crate::ingest::Answer::Timeout) => return PullAnswer::Timeout,
+                    Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
+                    Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
+                };
+            ack(&lane, holder, &body).await
+        }
+    }
+}
+
+/// The subscriber's lane if `name` is a pull subscriber and the bearer token
+/// is its token. Unknown names are compared against a stand-in token, so
+/// both refusals take the same path.
+fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane>> {
+    static STAND_IN: OnceLock<Secret> = OnceLock::new();
+    let presented = auth::presented_tokens(None, headers);
+    let lane = app.delivery.pull_lane(name);
+    let token = lane
+        .as_ref()
+        .and_then(|l| l.subscriber().pull().map(|p| p.token.clone()));
+    let ok = match token {
+        Some(t) => auth::token_matches(&presented, std::slice::from_ref(&t)),
+        None => {
+            // NUL bytes cannot be sent in a header: this never matches.
+            let stand_in = STAND_IN.get_or_init(|| Secret::new([0u8; 32]));
+            let _ = auth::token_matches(&presented, std::slice::from_ref(stand_in));
+            false
+        }
+    };
+    lane.filter(|_| ok)
+}
+
+/// The `hookrelay-forwarder` header: who holds the leases handed out.
+fn forwarder_id(headers: &HeaderMap) -> Result<String, String> {
+    let Some(v) = headers.get(wire::FORWARDER_HEADER) else {
+        return Ok(String::new());
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= wire::MAX_FORWARDER_ID && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!(
+            "invalid {} header: 1 to {} visible ASCII characters",
+            wire::FORWARDER_HEADER,
+            wire::MAX_FORWARDER_ID
+        )),
+    }
+}
+
+async fn pull(lane: &PullLane, holder: String, query: Option<&str>, ip: Option<std::net::IpAddr>) -> PullAnswer {
+    let params = match wire::parse_params(query) {
+        Ok(p) => p,
+        Err(why) => return PullAnswer::BadRequest(why),
+    };
+    let handouts = match lane.pull(holder, params.max, params.wait, ip).await {
+        Ok(h) => h,
+        Err(_) => return PullAnswer::Unavailable("the relay is shutting down; pull again shortly".into()),
+    };
+    let sub = lane.subscriber();
+    let messages = handouts.iter().map(|h| message(&sub.keys, h)).collect();
+    PullAnswer::Messages(wire::Messages { messages })
+}
+
+/// A message as handed out, signed now (Standard Webhooks) like a push delivery.
+fn message(keys: &[Secret], h: &Handout) -> wire::Message {
+    let ev = &h.event;
+    let id = ev.id.to_string();
+    let ts = crate::clock::now_secs();
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("webhook-id".to_string(), id.clone());
+    headers.insert("webhook-timestamp".to_string(), ts.to_string());
+    if !keys.is_empty() {
+        headers.insert(
+            "webhook-signature".to_string(),
+            auth::standard_webhooks_signature(keys, &id, ts, &ev.body),
+        );
+    }
+    if let Some(ct) = &ev.meta.content_type {
+        headers.insert("content-type".to_string(), ct.clone());
+    }
+    headers.insert(ATTEMPT_HEADER.to_string(), h.attempt.to_string());
+    wire::Message {
+        id,
+        route: ev.meta.route.clone(),
+        attempt: h.attempt,
+        headers,
+        body: B64.encode(&ev.body),
+    }
+}
+
+async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
+    let parsed: wire::Ack = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(e) => {
+            return PullAnswer::BadRequest(format!(
+                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"]}})"
+            ))
+        }
+    };
+    let total = parsed.ids.len() + parsed.retry.len();
+    if total == 0 {
+        return PullAnswer::BadRequest("nothing to acknowledge: give ids and/or retry".into());
+    }
+    if total > wire::MAX_ACK_IDS {
+        return PullAnswer::BadRequest(format!("too many ids: at most {} at once", wire::MAX_ACK_IDS));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut parse = |list: &[String]| -> Result<Vec<EventId>, String> {
+        list.iter()
+            .map(|s| {
+                let id: EventId = s.parse().map_err(|_| format!("invalid id {s:?}"))?;
+                if !seen.insert(id) {
+                    return Err(format!("id {s:?} is given twice"));
+                }
+                Ok(id)
+            })
+            .collect()
+    };
+    let (ids, retry) = match (parse(&parsed.ids), parse(&parsed.retry)) {
+        (Ok(a), Ok(r)) => (a, r),
+        (Err(why), _) | (_, Err(why)) => return PullAnswer::BadRequest(why),
+    };
+    match lane.ack(holder, ids, retry).await {
+        Ok(s) => PullAnswer::Acked(wire::Acked {
+            acknowledged: s.acknowledged,
+            retried: s.retried,
+            dead: s.dead,
+        }),
+        Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased(bad.iter().map(|id| id.to_string()).collect()),
+        Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
+            "cannot record the acknowledgement ({why}); the messages will be offered again"
+        )),
+        Err(AckError::Stopped) => PullAnswer::Unavailable("the relay is shutting down; acknowledge again".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_path("/pull/laptop"), Some(("laptop", Op::Pull)));
+        assert_eq!(parse_path("/pull/laptop/ack"), Some(("laptop", Op::Ack)));
+        for bad in ["/pull/", "/pull//ack", "/pull/a/b", "/pull/a/ack/x", "/hooks/x"] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+        // The paths check-config keeps free of routes are the ones served here.
+        let [p, a] = crate::config::PullSettings::api_paths("laptop");
+        assert_eq!(parse_path(&p), Some(("laptop", Op::Pull)));
+        assert_eq!(parse_path(&a), Some(("laptop", Op::Ack)));
+    }
+}

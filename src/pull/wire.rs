@@ -1,0 +1,168 @@
+//! The pull API's wire format, shared by the relay (which answers) and
+//! `hookrelay forward` (which asks): the JSON shapes, the query parameters
+//! and their limits, the header that tells forwarders apart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Names the forwarder process a lease belongs to (any short token, e.g. a
+/// random id per process). Pullers that send none share one identity.
+pub const FORWARDER_HEADER: &str = "hookrelay-forwarder";
+/// Longest forwarder id.
+pub const MAX_FORWARDER_ID: usize = 64;
+
+/// `max` when the request gives none, and the most one request may ask for.
+pub const DEFAULT_MAX: usize = 10;
+pub const MAX_PER_PULL: usize = 100;
+/// `wait` when the request gives none, and the longest allowed (below the
+/// 60 s many proxies allow an idle request).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+pub const MAX_WAIT: Duration = Duration::from_secs(55);
+/// The largest acknowledgement body (further capped by `server.max_body`):
+/// room for every id a subscriber can have leased.
+pub const MAX_ACK_BODY: usize = 64 * 1024;
+/// Ids in one acknowledgement at most (`ids` and `retry` together).
+pub const MAX_ACK_IDS: usize = 1000;
+
+/// One message handed out by `GET /pull/{subscriber}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The event id, also in `headers["webhook-id"]`: the same on every offer.
+    pub id: String,
+    pub route: String,
+    /// 1 for the first offer; grows with hand-backs and expired leases.
+    pub attempt: u32,
+    /// To send with the body: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature` (when the subscriber has a secret), `content-type`
+    /// (when the provider sent one), `hookrelay-attempt`.
+    pub headers: BTreeMap<String, String>,
+    /// The provider's body, base64 (standard alphabet, padded).
+    pub body: String,
+}
+
+/// The answer of `GET /pull/{subscriber}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    pub messages: Vec<Message>,
+}
+
+/// The body of `POST /pull/{subscriber}/ack`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// Delivered: done for good.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Handed back: offered again after the subscriber's retry schedule's
+    /// next delay, a dead letter once it is exhausted.
+    #[serde(default)]
+    pub retry: Vec<String>,
+}
+
+/// The answer to an acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acked {
+    pub acknowledged: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+/// The answer when some ids are not leased to the caller (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotLeased {
+    pub error: String,
+    pub not_leased: Vec<String>,
+}
+
+/// A long-poll's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    pub wait: Duration,
+    pub max: usize,
+}
+
+/// `wait` (e.g. `30s`, `500ms`, or whole seconds) and `max` from a query
+/// string; anything else, or either given twice, is refused with the reason.
+pub fn parse_params(query: Option<&str>) -> Result<Params, String> {
+    let mut wait = None;
+    let mut max = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "wait" if wait.is_some() => return Err("wait is given twice".into()),
+            "max" if max.is_some() => return Err("max is given twice".into()),
+            "wait" => wait = Some(parse_wait(&v)?),
+            "max" => max = Some(parse_max(&v)?),
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: use wait (e.g. 30s) and max (1 to {MAX_PER_PULL}); the token goes \
+                     in Authorization: Bearer"
+                ))
+            }
+        }
+    }
+    Ok(Params {
+        wait: wait.unwrap_or(DEFAULT_WAIT),
+        max: max.unwrap_or(DEFAULT_MAX),
+    })
+}
+
+fn parse_wait(v: &str) -> Result<Duration, String> {
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(v)
+            .map_err(|_| format!("invalid wait {v:?}: use a duration such as 30s or 500ms (at most 55s)"))?,
+    };
+    if d > MAX_WAIT {
+        return Err(format!("wait {v:?} is too long: at most 55s"));
+    }
+    Ok(d)
+}
+
+fn parse_max(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PER_PULL).contains(n))
+        .ok_or_else(|| format!("invalid max {v:?}: use 1 to {MAX_PER_PULL}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_have_defaults_and_limits() {
+        assert_eq!(
+            parse_params(None),
+            Ok(Params {
+                wait: DEFAULT_WAIT,
+                max: DEFAULT_MAX
+            })
+        );
+        let p = parse_params(Some("wait=500ms&max=100")).unwrap();
+        assert_eq!((p.wait, p.max), (Duration::from_millis(500), 100));
+        assert_eq!(parse_params(Some("wait=0")).unwrap().wait, Duration::ZERO);
+        assert_eq!(parse_params(Some("wait=12")).unwrap().wait, Duration::from_secs(12));
+        for (q, needle) in [
+            ("max=0", "invalid max"),
+            ("max=101", "invalid max"),
+            ("max=-1", "invalid max"),
+            ("wait=soon", "invalid wait"),
+            ("wait=10m", "too long"),
+            ("wait=1s&wait=2s", "twice"),
+            ("token=abc", "Authorization"),
+        ] {
+            let e = parse_params(Some(q)).unwrap_err();
+            assert!(e.contains(needle), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn ack_bodies_refuse_unknown_fields() {
+        let a: Ack = serde_json::from_str(r#"{"ids": ["evt_1"]}"#).unwrap();
+        assert_eq!((a.ids.len(), a.retry.len()), (1, 0));
+        assert!(serde_json::from_str::<Ack>(r#"{"id": ["evt_1"]}"#).is_err());
+        assert!(serde_json::from_str::<Ack>(r#"{"ids": [1]}"#).is_err());
+    }
+}

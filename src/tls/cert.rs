@@ -1,0 +1,118 @@
+//! What a served certificate says about itself ([`CertInfo`]: names, validity,
+//! serial, read from the end-entity certificate's DER), and the PEM bundle an
+//! ACME order leaves (private key first, then the chain) turned into a rustls
+//! `CertifiedKey`.
+//!
+//! Used for file certificates (expiry metric, status) and ACME certificates
+//! (the same, plus the renewal time). Not here: when to renew (`crate::acme`),
+//! building server configurations (the parent module).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
+
+use super::{fail, TlsError};
+
+/// Names and validity of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// DNS names and IP addresses of the subjectAltName extension, in
+    /// certificate order: what clients will accept it for.
+    pub names: Vec<String>,
+    pub not_before: SystemTime,
+    /// The expiry metric and the renewal time derive from it.
+    pub not_after: SystemTime,
+    /// Hex serial number: tells a renewed certificate from the one it replaces.
+    pub serial: String,
+}
+
+fn unix(t: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0))
+}
+
+/// RFC 3339, seconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl CertInfo {
+    /// Read an end-entity certificate.
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, TlsError> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| fail(format!("invalid certificate: {e}")))?;
+        let validity = cert.validity();
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => names.push((*n).to_string()),
+                    GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            names.push(std::net::Ipv4Addr::from(a).to_string());
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            names.push(std::net::Ipv6Addr::from(a).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(CertInfo {
+            names,
+            not_before: unix(validity.not_before.timestamp()),
+            not_after: unix(validity.not_after.timestamp()),
+            serial: hex::encode(cert.raw_serial()),
+        })
+    }
+
+    /// The time at which less than `remaining` (a fraction of the whole
+    /// validity, e.g. 1/3) is left: when to renew.
+    pub fn renew_at(&self, remaining: f64) -> SystemTime {
+        let lifetime = self.not_after.duration_since(self.not_before).unwrap_or_default();
+        let keep = lifetime.mul_f64(remaining.clamp(0.0, 1.0));
+        self.not_after.checked_sub(keep).unwrap_or(self.not_before)
+    }
+
+    /// Unix time of `not_after`: the value of `hookrelay_tls_cert_expiry_seconds`.
+    pub fn expiry_unix(&self) -> i64 {
+        self.not_after
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// For the admin API: names, validity (RFC 3339), seconds left (0 once expired), serial.
+    pub fn to_json(&self) -> serde_json::Value {
+        let left = self
+            .not_after
+            .duration_since(crate::clock::now())
+            .map_or(0, |d| d.as_secs());
+        serde_json::json!({
+            "names": self.names,
+            "not_before": rfc3339(self.not_before),
+            "not_after": rfc3339(self.not_after),
+            "expires_in_seconds": left,
+            "serial": self.serial,
+        })
+    }
+}
+
+/// A key and chain in one PEM text, as an ACME order leaves them (and as the
+/// ACME state directory keeps them): the rustls key to serve, and what it says.
+pub fn parse_bundle(pem: &[u8]) -> Result<(Arc<CertifiedKey>, CertInfo), TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("invalid certificate PEM: {e}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| fail("no certificate in the bundle".into()))?;
+    let info = CertInfo::from_der(leaf)?;
+    let key =
+        PrivateKeyDer::from_pem_slice(pem).map_err(|e| fail(format!("no usable private key in the bundle: {e}")))?;
+    let certified = CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+        .map_err(|e| fail(format!("certificate and key do not fit: {e}")))?;
+    Ok((Arc::new(certified), info))
+}

@@ -1,0 +1,219 @@
+//! ACME certificates against a real CA on loopback (pebble): issuance through
+//! TLS-ALPN-01 on the relay's own listener and a callback over the issued
+//! certificate (with what `/api/status`, `hookrelay status` and the metrics
+//! say), restart from the cache without the CA, renewal at the threshold
+//! (pebble's short certificates). CA outages: `tests/acme_outage.rs`.
+//!
+//! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use common::pebble::{self, Pebble, DOMAIN};
+use common::*;
+use hookrelay::tls::{rfc3339, CertInfo};
+use http::StatusCode;
+use rustls::pki_types::CertificateDer;
+
+/// The relay on 127.0.0.1:`port` (where `pb` validates), certificates for
+/// [`DOMAIN`] from `pb`, one subscriber `s` at `sub_url`.
+fn acme_config(dir: &Path, port: u16, pb: &Pebble, sub_url: &str) -> TestConfig {
+    TestConfig::new(dir)
+        .listen(format!("127.0.0.1:{port}"))
+        .tls_acme(pb.acme())
+        .subscriber(Subscriber::new("s", sub_url))
+}
+
+/// A daemon on `port` with an ACME config for `pb`, once its first certificate is served.
+async fn issued(
+    pb: &Pebble,
+    port: u16,
+) -> (
+    tempfile::TempDir,
+    Sub,
+    hookrelay::Handle,
+    tokio_rustls::TlsConnector,
+    CertificateDer<'static>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&acme_config(dir.path(), port, pb, &sub.url())).await;
+    assert_eq!(h.ingest_addrs[0].port(), port);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
+    let (der, _) = pebble::wait_cert(
+        h.ingest_addrs[0],
+        &client,
+        Duration::from_secs(60),
+        "the first certificate",
+        |_| true,
+    )
+    .await;
+    (dir, sub, h, client, der)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
+    let port = free_port();
+    let pb = Pebble::start(port, None).await;
+    let (dir, sub, h, client, der) = issued(&pb, port).await;
+    let addr = h.ingest_addrs[0];
+    let info = CertInfo::from_der(&der).unwrap();
+    assert_eq!(info.names, [DOMAIN]);
+
+    // A provider's callback over the issued certificate reaches the subscriber.
+    let (status, body) = pebble::https(
+        addr,
+        DOMAIN,
+        &client,
+        "POST",
+        "/hooks/t?token=tok",
+        Bytes::from(runway("acme")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    sub.wait_for(Duration::from_secs(10), "the callback", |r| r.len() == 1)
+        .await;
+
+    // Status and metrics describe the served certificate; nothing failed.
+    let st = h.app.acme.as_ref().unwrap().status();
+    assert_eq!(st.certificate.as_ref(), Some(&info));
+    assert_eq!(st.failures, 0);
+    let lifetime = info.not_after.duration_since(info.not_before).unwrap();
+    let renew_at = info.not_after - lifetime.mul_f64(1.0 / 3.0);
+    assert_eq!(st.renew_at, Some(renew_at));
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(
+        sample(&m, "hookrelay_tls_cert_expiry_seconds{source=\"acme\"}"),
+        info.expiry_unix() as f64
+    );
+    assert!(!m.iter().any(|(k, _)| k.contains("source=\"file\"")), "{m:?}");
+    assert_eq!(sample(&m, "hookrelay_acme_failures_total"), 0.0);
+
+    let state = dir.path().join("acme");
+    let (status, v) = admin(h.admin_addr, "GET", "/api/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v["listeners"],
+        serde_json::json!([{ "addr": addr.to_string(), "tls": "acme" }])
+    );
+    let c = &v["certificates"][0];
+    assert_eq!(c["source"], "acme");
+    assert_eq!(c["certificate"]["names"], serde_json::json!([DOMAIN]));
+    assert_eq!(c["certificate"]["serial"], info.serial.as_str());
+    assert_eq!(c["certificate"]["not_after"], rfc3339(info.not_after).as_str());
+    let a = &c["acme"];
+    assert_eq!(a["renew_at"], rfc3339(renew_at).as_str());
+    assert_eq!(
+        (a["failures"].as_u64(), a["consecutive_failures"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(a["last_error"].is_null() && a["next_attempt"].is_null(), "{a}");
+    assert_eq!(a["domains"], serde_json::json!([DOMAIN]));
+    assert_eq!(a["directory"], pb.directory.as_str());
+    assert_eq!(a["state_dir"], state.display().to_string());
+    let base = format!("http://{}", h.admin_addr);
+    let (ok, out, err) = cli_async(vec!["--admin".into(), base, "status".into()]).await;
+    assert!(ok, "{err}");
+    for line in [
+        format!("listeners:  {addr} (tls: acme)"),
+        format!("certificate (acme): {DOMAIN}"),
+        format!("  renews:    {}", rfc3339(renew_at)),
+        format!("  ca:        {}", pb.directory),
+        "  failures:  0 since start\n".to_string(),
+    ] {
+        assert!(out.contains(&line), "{line:?} not in\n{out}");
+    }
+
+    // Account key and certificate kept beside the store, private.
+    assert_eq!(h.app.acme.as_ref().unwrap().dir(), state);
+    let mut files: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() == 2 && files[0].starts_with("account-") && files[1].starts_with("cert-"),
+        "{files:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for f in &files {
+        let mode = std::fs::metadata(state.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+
+    // A validation-style handshake (ALPN acme-tls/1 only) with no order in
+    // progress gets nothing: the challenge path never serves the real certificate.
+    let acme_only = pebble::validator_like_client();
+    assert!(pebble::served_cert(addr, DOMAIN, &acme_only).await.is_err());
+
+    // SIGHUP with the ACME config keeps the managed certificate; a changed
+    // ACME block waits for a restart (the running manager is unchanged).
+    h.reload().await.unwrap();
+    assert_eq!(pebble::served_cert(addr, DOMAIN, &client).await.unwrap(), der);
+    acme_config(dir.path(), port, &pb, &sub.url())
+        .tls_acme(pb.acme().domains([DOMAIN, "more.hookrelay.test"]))
+        .write();
+    h.reload().await.unwrap();
+    assert_eq!(h.app.acme.as_ref().unwrap().settings().domains, [DOMAIN]);
+    assert_eq!(pebble::served_cert(addr, DOMAIN, &client).await.unwrap(), der);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_serves_the_cached_certificate_without_asking_the_ca() {
+    let port = free_port();
+    let mut pb = Pebble::start(port, None).await;
+    let (dir, sub, h, client, der) = issued(&pb, port).await;
+    h.shutdown().await;
+
+    // The CA is gone; whatever would ask it now connects here instead.
+    pb.stop();
+    let tripwire = tokio::net::TcpListener::bind(pb.acme_addr).await.unwrap();
+    let h = start(&acme_config(dir.path(), port, &pb, &sub.url())).await;
+    // Served from the first handshake on: no waiting, no order.
+    let served = pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await.unwrap();
+    assert_eq!(served, der);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), tripwire.accept())
+            .await
+            .is_err(),
+        "the restarted daemon contacted the ACME directory"
+    );
+    let st = h.app.acme.as_ref().unwrap().status();
+    assert_eq!((st.failures, st.consecutive_failures), (0, 0));
+    assert!(st.renew_at.unwrap() > SystemTime::now());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renews_when_a_third_of_the_validity_is_left() {
+    let port = free_port();
+    let pb = Pebble::start(port, Some(Duration::from_secs(24))).await;
+    let (_dir, _sub, h, client, der) = issued(&pb, port).await;
+    let first = CertInfo::from_der(&der).unwrap();
+    let renew_at = h.app.acme.as_ref().unwrap().status().renew_at.unwrap();
+    // pebble's validity is inclusive: notAfter = notBefore + period - 1 s.
+    let lifetime = first.not_after.duration_since(first.not_before).unwrap();
+    assert_eq!(lifetime, Duration::from_secs(23));
+    assert_eq!(renew_at, first.not_after - lifetime.mul_f64(1.0 / 3.0));
+
+    let (_, second) = pebble::wait_cert(
+        h.ingest_addrs[0],
+        &client,
+        Duration::from_secs(40),
+        "a renewed certificate",
+        |i| i.serial != first.serial,
+    )
+    .await;
+    let seen = SystemTime::now();
+    assert!(seen >= renew_at, "renewed before it was due");
+    assert!(second.not_after > first.not_after);
+    let st = h.app.acme.as_ref().unwrap().status();
+    assert_eq!(st.certificate.as_ref(), Some(&second));
+    assert_eq!(st.failures, 0);
+    h.shutdown().await;
+}

@@ -1,0 +1,197 @@
+//! ACME while the CA is down (pebble, stopped mid-test): the real binary
+//! keeps serving its certificate and reports the failure (log line, metric,
+//! `/api/status`, `hookrelay status`); the renewal threshold and the back-off
+//! with fast options, and recovery when the CA returns.
+//!
+//! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use common::pebble::{self, Pebble, DOMAIN};
+use common::*;
+use hookrelay::acme::{Acme, Options};
+use hookrelay::config::AcmeSettings;
+use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure() {
+    let port = free_port();
+    // 30 s certificates: renewal is due 20 s after issuance.
+    let mut pb = Pebble::start(port, Some(Duration::from_secs(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let path = TestConfig::new(dir.path())
+        .listen(format!("127.0.0.1:{port}"))
+        .tls_acme(pb.acme())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .write();
+    let bin = Bin::start(&path, &[]);
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
+    let (der, info) = pebble::wait_cert(
+        bin.addr,
+        &client,
+        Duration::from_secs(60),
+        "the first certificate",
+        |_| true,
+    )
+    .await;
+    pb.stop();
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !bin.log_text().contains("ACME order failed") {
+        assert!(Instant::now() < deadline, "no failure logged:\n{}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(SystemTime::now() < info.not_after, "too slow to check before expiry");
+    // Still the old certificate, still valid, still serving callbacks.
+    assert_eq!(pebble::served_cert(bin.addr, DOMAIN, &client).await.unwrap(), der);
+    let (status, _) = pebble::https(
+        bin.addr,
+        DOMAIN,
+        &client,
+        "POST",
+        "/hooks/t?token=tok",
+        Bytes::from(runway("ca-down")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let line = bin
+        .log_text()
+        .lines()
+        .find(|l| l.contains("ACME order failed"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("serving_current_certificate=true") && line.contains("retry_in=1m"),
+        "{line}"
+    );
+    let m = metrics(bin.admin).await;
+    assert_eq!(sample(&m, "hookrelay_acme_failures_total"), 1.0);
+    assert_eq!(
+        sample(&m, "hookrelay_tls_cert_expiry_seconds{source=\"acme\"}"),
+        info.expiry_unix() as f64
+    );
+
+    // The status says what is served and why the renewal has not happened.
+    let (_, v) = admin(bin.admin, "GET", "/api/status").await;
+    let c = &v["certificates"][0];
+    assert_eq!(c["certificate"]["serial"], info.serial.as_str(), "{v}");
+    let a = &c["acme"];
+    assert_eq!(
+        (a["failures"].as_u64(), a["consecutive_failures"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(!a["last_error"].as_str().unwrap_or("").is_empty(), "{a}");
+    let failed = humantime::parse_rfc3339(a["last_failure"].as_str().unwrap()).unwrap();
+    let next = humantime::parse_rfc3339(a["next_attempt"].as_str().unwrap()).unwrap();
+    assert_eq!(next.duration_since(failed).unwrap(), Duration::from_secs(60));
+    let base = format!("http://{}", bin.admin);
+    let (ok, out, err) = cli_async(vec!["--admin".into(), base, "status".into()]).await;
+    assert!(ok, "{err}");
+    let want = format!(
+        "  failures:  1 since start, 1 in a row; next attempt {}\n  last error ({}): {}",
+        a["next_attempt"].as_str().unwrap(),
+        a["last_failure"].as_str().unwrap(),
+        a["last_error"].as_str().unwrap()
+    );
+    assert!(out.contains(&want), "{want:?} not in\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_back_off_and_recovery_through_server_serve() {
+    hookrelay::tls::install_provider();
+    let port = free_port();
+    let mut pb = Pebble::start(port, Some(Duration::from_secs(40))).await;
+    let state = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        domains: vec![DOMAIN.into()],
+        email: "ops@hookrelay.test".into(),
+        directory: pb.directory.clone(),
+        ca_file: Some(pb.ca_file.clone()),
+    };
+    // Renew when three quarters are left (10 s into 40), retry fast.
+    let opts = Options {
+        renew_remaining: 0.75,
+        retry_first: Duration::from_millis(250),
+        retry_max: Duration::from_secs(1),
+        attempt_timeout: Duration::from_secs(30),
+    };
+    let failures = prometheus_client::metrics::counter::Counter::default();
+    let acme = Acme::new(&settings, state.path(), opts, failures.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener_opts = ListenerOptions {
+        tls: Some(hookrelay::tls::Reloadable::new(acme.server_config().unwrap(), None)),
+        settings: Settings::new(ConnSettings {
+            read_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            http2_max_streams: 8,
+            grace: Duration::from_secs(1),
+        }),
+        connections: ConnLimit::new(16),
+    };
+    let svc = |_req, _peer| async { http::Response::new(http_body_util::Full::new(Bytes::from_static(b"hello"))) };
+    let server = tokio::spawn(hookrelay::server::serve(listener, listener_opts, svc, stop_rx));
+    let renewals = tokio::spawn(acme.clone().run());
+    let addr = ([127, 0, 0, 1], port).into();
+
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
+    let (der, first) = pebble::wait_cert(addr, &client, Duration::from_secs(60), "the first certificate", |_| {
+        true
+    })
+    .await;
+    let (status, body) = pebble::https(addr, DOMAIN, &client, "GET", "/", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
+    let renew_at = acme.status().renew_at.unwrap();
+    let lifetime = first.not_after.duration_since(first.not_before).unwrap();
+    assert_eq!(renew_at, first.not_after - lifetime.mul_f64(0.75));
+
+    // CA down from before the renewal is due: failures pile up, backing off
+    // 250 ms, 500 ms, then 1 s (the cap); the old certificate stays.
+    pb.stop();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while acme.status().consecutive_failures < 4 {
+        assert!(Instant::now() < deadline, "failures: {:?}", acme.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = acme.status();
+    assert!(SystemTime::now() >= renew_at);
+    assert_eq!(st.failures, failures.get());
+    assert_eq!(
+        st.next_attempt
+            .unwrap()
+            .duration_since(st.last_failure.unwrap())
+            .unwrap(),
+        Duration::from_secs(1)
+    );
+    assert!(st.last_error.as_deref().unwrap_or("").contains("order"), "{st:?}");
+    assert_eq!(st.certificate.as_ref(), Some(&first));
+    assert_eq!(pebble::served_cert(addr, DOMAIN, &client).await.unwrap(), der);
+
+    // The CA is back (a new root): the next retry renews.
+    pb.restart().await;
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
+    let (_, second) = pebble::wait_cert(
+        addr,
+        &client,
+        Duration::from_secs(30),
+        "the renewed certificate",
+        |_| true,
+    )
+    .await;
+    assert_ne!(second.serial, first.serial);
+    let st = acme.status();
+    assert_eq!((st.consecutive_failures, st.certificate.as_ref()), (0, Some(&second)));
+    assert!(st.next_attempt.is_none(), "{st:?}");
+
+    renewals.abort();
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+}

@@ -1,0 +1,394 @@
+//! `hookrelay forward` end to end, with the real binary on both sides on
+//! loopback: a private service the relay never connects to gets every
+//! callback, byte for byte, with signatures the official Standard Webhooks
+//! library verifies; the hand-off while the forwarder waits is fast; kill -9
+//! of either side loses nothing; failures are handed back and come again;
+//! two forwarders never hold one message at once; wrong tokens are refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::oracle::verify_with_standardwebhooks;
+use common::*;
+use http::StatusCode;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "laptop-pull-token";
+
+/// Pull subscriber `name` fetched with `token`, leases of `lease`, signed with SECRET.
+fn pull_sub(name: &str, token: &str, lease: Duration) -> Subscriber {
+    Subscriber::pull(name, token).lease(lease).secret(SECRET)
+}
+
+/// A relay (the real binary) with pull subscriber `laptop` (TOKEN, `lease`)
+/// and pull subscriber `other` ("other-token"); the public port fixed when given.
+fn relay(dir: &Path, lease: Duration, port: Option<u16>) -> (Bin, PathBuf) {
+    let mut cfg = TestConfig::new(dir)
+        .subscriber(pull_sub("laptop", TOKEN, lease))
+        .subscriber(pull_sub("other", "other-token", lease));
+    if let Some(p) = port {
+        cfg = cfg.listen(format!("127.0.0.1:{p}"));
+    }
+    let path = cfg.write();
+    (Bin::start(&path, &[]), path)
+}
+
+/// Check every message the local service got with the official Standard Webhooks library.
+fn verify(got: &[Got]) {
+    verify_with_standardwebhooks(SECRET, got.iter().map(|g| (&g.headers, &g.body[..])));
+}
+
+/// The relay's view of subscriber `name`.
+async fn sub_row(admin_addr: SocketAddr, name: &str) -> serde_json::Value {
+    let (_, v) = admin(admin_addr, "GET", "/api/subscribers").await;
+    row(&v["subscribers"], "name", name)
+}
+
+/// Wait until the relay's view of `name` satisfies `pred`.
+async fn until_row(admin_addr: SocketAddr, name: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let v = admin_until(admin_addr, "/api/subscribers", Duration::from_secs(20), |v| {
+        pred(&row(&v["subscribers"], "name", name))
+    })
+    .await;
+    let r = row(&v["subscribers"], "name", name);
+    assert!(pred(&r), "timed out waiting for {what}: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_sent_while_down_and_while_running_arrives_signed_and_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    let local = Local::ok().await;
+    // While no forwarder runs: odd spacing and unicode must survive.
+    let mut sent = Vec::new();
+    for i in 0..15 {
+        let body = format!(
+            "{{ \"code\" :200, \"msg\":\"caf\u{e9} \u{2713} {i}\",\n \"data\":{{\"task_id\":\"down-{i}\"}} }}  "
+        );
+        let (s, _, a) = post(
+            relay.addr,
+            "/hooks/t?token=tok",
+            &[("content-type", "application/json")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let id = serde_json::from_slice::<serde_json::Value>(&a).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sent.push((id, body));
+    }
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(relay.addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--concurrency", "4"],
+    );
+    let ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    local.wait_all(Duration::from_secs(15), &ids).await;
+    // While it runs and waits: each callback reaches the private service in well under a second.
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        until_row(relay.admin, "laptop", "a waiting long-poll", |r| {
+            r["waiting_pulls"] == 1
+        })
+        .await;
+        let body = runway(&format!("live-{i}"));
+        let t0 = Instant::now();
+        let (s, v) = callback(relay.addr, &body).await;
+        assert_eq!(s, StatusCode::OK);
+        let id = v["id"].as_str().unwrap().to_string();
+        let got = local.wait_all(Duration::from_secs(5), std::slice::from_ref(&id)).await;
+        let g = got.iter().find(|g| g.id == id).unwrap();
+        slowest = slowest.max(g.started - t0);
+        sent.push((id, body));
+    }
+    assert!(slowest < Duration::from_secs(1), "slowest hand-off {slowest:?}");
+    let got = local.all();
+    for (id, body) in &sent {
+        let g = got
+            .iter()
+            .find(|g| &g.id == id)
+            .unwrap_or_else(|| panic!("{id} never arrived"));
+        assert_eq!(g.body, body.as_bytes(), "{id}: the original bytes");
+        assert_eq!(g.headers["content-type"], "application/json");
+        assert!(g.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("hookrelay-forward/"));
+    }
+    verify(&got);
+    // Acknowledged: nothing pending, nothing leased; the relay knows where the pulls came from.
+    until_row(relay.admin, "laptop", "everything acknowledged", |r| {
+        r["queue_depth"] == 0 && r["leased"] == 0
+    })
+    .await;
+    assert_eq!(sub_row(relay.admin, "laptop").await["last_pull_from"], "127.0.0.1");
+    let admin_url = format!("http://{}", relay.admin);
+    let (ok, table, _) = tokio::task::spawn_blocking(move || cli(&["--admin", &admin_url, "subscribers"]))
+        .await
+        .unwrap();
+    let line = table.lines().find(|l| l.starts_with("laptop ")).unwrap_or_default();
+    assert!(
+        ok && line.contains(" pull ") && line.contains("from 127.0.0.1"),
+        "{table}"
+    );
+    assert_eq!(fwd.term(Duration::from_secs(15)), Some(0), "{}", fwd.log_text());
+    assert!(!fwd.log_text().contains(TOKEN), "the token is never printed");
+    assert!(!relay.log_text().contains(TOKEN), "nor logged by the relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_forwarder_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(2), None);
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(20)))).await;
+    let url = pull_url(relay.addr, "laptop");
+    let mut first = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--concurrency", "4"]);
+    let sender = tokio::spawn(send_spaced(relay.addr, "fwd-kill", 120, Duration::from_millis(10)));
+    local
+        .wait_for(Duration::from_secs(15), "30 deliveries", |g| g.len() >= 30)
+        .await;
+    first.kill9();
+    let _second = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--concurrency", "4"]);
+    let acked = sender.await.unwrap();
+    assert_eq!(acked.len(), 120);
+    local.wait_all(Duration::from_secs(30), &acked).await;
+    // Repeats (leases the killed forwarder held) carry the same id: nothing else arrives.
+    let counts = local.counts();
+    assert!(counts.keys().all(|id| acked.contains(id)), "{counts:?}");
+    until_row(relay.admin, "laptop", "everything acknowledged", |r| {
+        r["queue_depth"] == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_relay_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut relay1, cfg) = relay(dir.path(), secs(5), Some(port));
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(10)))).await;
+    let _fwd = Forwarder::start(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/pull/laptop"),
+        &local.url(),
+        TOKEN,
+        &["--concurrency", "4"],
+    );
+    let sender = tokio::spawn(send_spaced(relay1.addr, "relay-kill", 400, Duration::from_millis(5)));
+    local
+        .wait_for(Duration::from_secs(15), "20 deliveries", |g| g.len() >= 20)
+        .await;
+    relay1.kill9();
+    let mut acked = sender.await.unwrap();
+    assert!(
+        acked.len() >= 20 && acked.len() < 400,
+        "the relay died mid-stream ({} sent)",
+        acked.len()
+    );
+    // The callback in flight at the kill may have been stored without its 200
+    // reaching the sender: at-least-once delivers it too (a provider would send
+    // it again and be told it is a duplicate). The sender stopped at it.
+    let in_flight = runway(&format!("relay-kill-{}", acked.len()));
+    let relay2 = Bin::start(&cfg, &[]);
+    acked.extend(send_spaced(relay2.addr, "after", 20, Duration::from_millis(5)).await);
+    local.wait_all(Duration::from_secs(30), &acked).await;
+    let stray: Vec<Got> = local.all().into_iter().filter(|g| !acked.contains(&g.id)).collect();
+    assert!(
+        stray.iter().all(|g| g.body == in_flight.as_bytes()),
+        "only acknowledged callbacks arrive, and the one in flight at the kill: {stray:?}"
+    );
+    until_row(relay2.admin, "laptop", "everything acknowledged", |r| {
+        r["queue_depth"] == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_service_answering_500_gets_the_message_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    // The first delivery of each message fails.
+    let local = Local::start(Arc::new(|_, seen| (if seen == 0 { 500 } else { 200 }, Duration::ZERO))).await;
+    let _fwd = Forwarder::start(dir.path(), &pull_url(relay.addr, "laptop"), &local.url(), TOKEN, &[]);
+    let ids = send_spaced(relay.addr, "five-hundred", 3, Duration::ZERO).await;
+    let got = local
+        .wait_for(Duration::from_secs(15), "each message twice", |g| {
+            ids.iter().all(|id| g.iter().filter(|x| &x.id == id).count() >= 2)
+        })
+        .await;
+    for id in &ids {
+        let tries: Vec<_> = got.iter().filter(|g| &g.id == id).collect();
+        assert_eq!((tries[0].attempt, tries[1].attempt), (1, 2), "{id}");
+        // The relay waited the retry schedule's first delay (100ms ±20 %).
+        let gap = tries[1].started - tries[0].ended;
+        assert!(gap >= Duration::from_millis(75), "{id}: offered again after {gap:?}");
+    }
+    // The local service has answered 200; the forwarder's acknowledgement
+    // reaches the relay a moment later.
+    let ev = admin_until(relay.admin, &format!("/api/events/{}", ids[0]), secs(10), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let d = &ev["subscribers"][0];
+    assert_eq!(d["state"], "delivered", "{ev}");
+    assert_eq!(d["attempts"][0]["error"], "handed back by the pull client");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_forwarders_never_process_the_same_message_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(30)))).await;
+    let url = pull_url(relay.addr, "laptop");
+    let args = ["--concurrency", "4"];
+    let a = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
+    let b = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &args);
+    until_row(relay.admin, "laptop", "both forwarders waiting", |r| {
+        r["waiting_pulls"] == 2
+    })
+    .await;
+    let ids = send_spaced(relay.addr, "two", 80, Duration::from_millis(2)).await;
+    local.wait_all(Duration::from_secs(30), &ids).await;
+    until_row(relay.admin, "laptop", "everything acknowledged", |r| {
+        r["queue_depth"] == 0
+    })
+    .await;
+    assert!(
+        local.overlaps.lock().unwrap().is_empty(),
+        "overlapping: {:?}",
+        local.overlaps
+    );
+    let counts = local.counts();
+    assert!(counts.values().all(|n| *n == 1), "each message once: {counts:?}");
+    let worked = |f: &Forwarder| f.log_text().matches("delivered to the local service").count();
+    assert!(
+        worked(&a) > 0 && worked(&b) > 0,
+        "both forwarders worked: {} + {}",
+        worked(&a),
+        worked(&b)
+    );
+    assert_eq!(worked(&a) + worked(&b), 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    let local = Local::ok().await;
+    send_spaced(relay.addr, "refused", 2, Duration::ZERO).await;
+    let url = pull_url(relay.addr, "laptop");
+    for token in ["not-the-token", "other-token"] {
+        let mut f = Forwarder::start(dir.path(), &url, &local.url(), token, &[]);
+        assert_eq!(f.wait(Duration::from_secs(10)), Some(2), "{}", f.log_text());
+        let log = f.log_text();
+        assert!(log.contains("refused the token"), "{log}");
+        assert!(!log.contains(token), "{log}");
+    }
+    // No token at all: a clear error before anything is sent.
+    let (ok, _, err) = cli(&["forward", &url, "--to", &local.url()]);
+    assert!(
+        !ok && err.contains("no token") && err.contains("HOOKRELAY_PULL_TOKEN"),
+        "{err}"
+    );
+    // The admin --token is not taken for the pull token.
+    let (ok, _, err) = cli(&["forward", &url, "--to", &local.url(), "--token", TOKEN]);
+    assert!(!ok && err.contains("--token-file") && !err.contains(TOKEN), "{err}");
+    assert!(local.all().is_empty(), "nothing was delivered");
+    assert_eq!(sub_row(relay.admin, "laptop").await["queue_depth"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_or_hands_back_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    // Two messages take a moment, the third never gets an answer.
+    let ids = send_spaced(relay.addr, "term", 3, Duration::ZERO).await;
+    let hang = ids[2].clone();
+    let local = Local::start(Arc::new(move |id, _| {
+        let d = if id == hang { 30 } else { 1 };
+        (200, Duration::from_secs(d))
+    }))
+    .await;
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(relay.addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--concurrency", "3", "--timeout", "3s"],
+    );
+    until_row(relay.admin, "laptop", "three leases", |r| r["leased"] == 3).await;
+    let t0 = Instant::now();
+    assert_eq!(fwd.term(Duration::from_secs(15)), Some(0), "{}", fwd.log_text());
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // Nothing stays leased: two delivered, the third handed back (offered again later).
+    let r = sub_row(relay.admin, "laptop").await;
+    assert_eq!(
+        (r["leased"].as_u64(), r["queue_depth"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    for (id, state) in [(&ids[0], "delivered"), (&ids[1], "delivered"), (&ids[2], "pending")] {
+        let (_, ev) = admin(relay.admin, "GET", &format!("/api/events/{id}")).await;
+        assert_eq!(ev["subscribers"][0]["state"], state, "{ev}");
+    }
+}
+
+#[test]
+fn the_forwarder_unit_file_is_hardened() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hookrelay-forward.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    for needed in [
+        "hookrelay forward ",
+        "--token-file %d/pull-token",
+        "LoadCredential=pull-token:",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=\n",
+        "Restart=on-failure",
+    ] {
+        assert!(text.contains(needed), "unit lacks {needed:?}");
+    }
+    match unit_exposure(unit) {
+        Some(score) => assert!(score <= 2.0, "exposure {score}"),
+        None => eprintln!("systemd-analyze missing or too old to score a unit file; exposure not checked"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "relay");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert.cert, &cert.key)
+        .subscriber(pull_sub("laptop", TOKEN, secs(30)));
+    let relay = Bin::start(&cfg.write(), &[]);
+    let port = relay.addr.port();
+    let local = Local::ok().await;
+    let id = tls_accepted(relay.addr, &cert.der, &runway("over-tls")).await;
+    let url = format!("https://127.0.0.1:{port}/pull/laptop");
+    // Without the CA the relay's certificate is not trusted: nothing is fetched.
+    let untrusting = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !untrusting.log_text().contains("certificate") {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate error: {}",
+            untrusting.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(local.all().is_empty());
+    drop(untrusting);
+    let ca = cert.cert.to_str().unwrap().to_string();
+    let _fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--ca-file", &ca]);
+    let got = local.wait_all(Duration::from_secs(10), std::slice::from_ref(&id)).await;
+    verify(&got);
+}

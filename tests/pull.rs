@@ -1,0 +1,365 @@
+//! The pull API on the public listener: long-polls answered by the store's
+//! work signal, leases (one holder at a time, expiry re-offers the same id),
+//! acknowledgements and hand-backs through the retry schedule to dead
+//! letters, refusals that tell nothing about which names exist, bad input,
+//! and how operators see pull subscribers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use http::StatusCode;
+use serde_json::Value;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "laptop-pull-token";
+
+/// Pull subscriber `laptop`: fetched with `token`, leases of `lease`, signed with SECRET.
+fn laptop(token: &str, lease: Duration) -> Subscriber {
+    Subscriber::pull("laptop", token).lease(lease).secret(SECRET)
+}
+
+/// A push subscriber `push` at `push_url`, `laptop` as given, and pull
+/// subscriber `other` ("other-token", leases of `lease`).
+fn relay_config(dir: &Path, push_url: &str, laptop: Subscriber, lease: Duration) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("push", push_url))
+        .subscriber(laptop)
+        .subscriber(Subscriber::pull("other", "other-token").lease(lease).secret(SECRET))
+}
+
+/// A daemon with a push subscriber `push` (answering 200) and pull
+/// subscribers `laptop` (TOKEN) and `other` ("other-token"), lease `lease`.
+async fn relay(lease: Duration) -> (tempfile::TempDir, Sub, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&relay_config(dir.path(), &sub.url(), laptop(TOKEN, lease), lease)).await;
+    (dir, sub, h)
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn send(h: &hookrelay::Handle, task: &str) -> String {
+    accepted(h.ingest_addrs[0], &runway(task)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let waiting = tokio::spawn(async move {
+        pull_call(addr, "GET", "/pull/laptop?wait=20s&max=5", Some(TOKEN), Some("f1"), "").await
+    });
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["waiting_pulls"] == 1
+    })
+    .await;
+    assert_eq!(
+        row(&subs["subscribers"], "name", "laptop")["waiting_pulls"],
+        1,
+        "{subs}"
+    );
+    assert!(!waiting.is_finished(), "the long-poll waits for work");
+    let body = runway("live");
+    let (s, v) = callback(addr, &body).await;
+    let sent = Instant::now();
+    assert_eq!(s, StatusCode::OK);
+    let (s, headers, got) = waiting.await.unwrap();
+    let took = sent.elapsed();
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert!(took < Duration::from_secs(1), "hand-off took {took:?}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let m = &got["messages"][0];
+    assert_eq!(got["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(m["id"], v["id"]);
+    assert_eq!((m["route"].as_str(), m["attempt"].as_u64()), (Some("t"), Some(1)));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(m["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, body.as_bytes(), "the original bytes");
+    let hd = &m["headers"];
+    assert_eq!(hd["webhook-id"], v["id"]);
+    assert_eq!(hd["content-type"], "application/json");
+    assert_eq!(hd["hookrelay-attempt"], "1");
+    let ts: i64 = hd["webhook-timestamp"].as_str().unwrap().parse().unwrap();
+    let now = hookrelay::clock::now_secs();
+    assert!((now - ts).abs() <= 2, "signed at hand-out time");
+    let key = hookrelay::config::decode_whsec(SECRET).unwrap();
+    let expected = hookrelay::auth::standard_webhooks_signature(&[key], v["id"].as_str().unwrap(), ts, &bytes);
+    assert_eq!(hd["webhook-signature"], expected.as_str());
+    // Nothing more: wait=0 answers at once with an empty list.
+    let started = Instant::now();
+    let (s, _, empty) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!((s, ids(&empty).len()), (StatusCode::OK, 0));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Acknowledged: delivered in the event view, like a push delivery.
+    let ack = format!(r#"{{"ids": ["{}"]}}"#, v["id"].as_str().unwrap());
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    let (_, ev) = admin(
+        h.admin_addr,
+        "GET",
+        &format!("/api/events/{}", v["id"].as_str().unwrap()),
+    )
+    .await;
+    let laptop = row(&ev["subscribers"], "name", "laptop");
+    assert_eq!(laptop["state"], "delivered", "{ev}");
+    assert_eq!(laptop["attempts"][0]["attempt"], 1);
+    assert_eq!(laptop["last_error"], Value::Null);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_keep_pullers_apart_and_expire_into_the_same_id() {
+    let (_dir, _sub, h) = relay(secs(1)).await;
+    let addr = h.ingest_addrs[0];
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        sent.push(send(&h, &format!("lease-{i}")).await);
+    }
+    let (_, _, a) = pull_call(addr, "GET", "/pull/laptop?wait=0&max=4", Some(TOKEN), Some("a"), "").await;
+    let (_, _, b) = pull_call(addr, "GET", "/pull/laptop?wait=0&max=4", Some(TOKEN), Some("b"), "").await;
+    let (a, b) = (ids(&a), ids(&b));
+    assert_eq!((a.len(), b.len()), (4, 2), "b gets only what a does not hold");
+    let all: HashSet<_> = a.iter().chain(&b).cloned().collect();
+    assert_eq!(all, sent.iter().cloned().collect::<HashSet<_>>());
+    // b cannot acknowledge a's lease; nothing changes.
+    let theirs = format!(r#"{{"ids": ["{}", "{}"]}}"#, b[0], a[0]);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("b"), &theirs).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["not_leased"], serde_json::json!([a[0]]));
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let row = row(&subs["subscribers"], "name", "laptop");
+    assert_eq!(
+        (row["kind"].as_str(), row["leased"].as_u64()),
+        (Some("pull"), Some(6)),
+        "{row}"
+    );
+    assert_eq!(row["last_pull_from"], "127.0.0.1");
+    // No answer within the lease: offered again, same ids, next attempt.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, _, again) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=100", Some(TOKEN), Some("c"), "").await;
+    let again_ids: HashSet<_> = ids(&again).into_iter().collect();
+    assert_eq!(again_ids, all, "every expired message offered again");
+    assert!(
+        again["messages"].as_array().unwrap().iter().all(|m| m["attempt"] == 2),
+        "{again}"
+    );
+    // The first holder's late acknowledgement is refused: the lease is c's now.
+    let late = format!(r#"{{"ids": ["{}"]}}"#, a[1]);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("a"), &late).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (_, m) = admin(h.admin_addr, "GET", "/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("hookrelay_pull_leased{subscriber=\"laptop\"} 6"), "{m}");
+    assert!(
+        m.contains("hookrelay_deliveries_total{subscriber=\"laptop\",outcome=\"expired\"} 6"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hookrelay_pull_last_seconds{subscriber=\"laptop\"} 0"),
+        "{m}"
+    );
+    assert!(m.contains("hookrelay_pull_last_seconds{subscriber=\"other\"}"), "{m}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
+    // The common config's schedule: 100ms, 200ms, then dead letter.
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "hand-back").await;
+    let retry = format!(r#"{{"retry": ["{id}"]}}"#);
+    for attempt in 1..=3u64 {
+        let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
+        assert_eq!(ids(&got), vec![id.clone()], "attempt {attempt}: {got}");
+        assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt));
+        let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), None, &retry).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        let want = if attempt < 3 { (1, 0) } else { (0, 1) };
+        assert_eq!(
+            (a["retried"].as_u64(), a["dead"].as_u64()),
+            (Some(want.0), Some(want.1)),
+            "{a}"
+        );
+    }
+    let (_, dead) = admin(h.admin_addr, "GET", "/api/dead-letters?subscriber=laptop").await;
+    assert_eq!(dead["dead_letters"][0]["event"], id.as_str(), "{dead}");
+    assert_eq!(dead["dead_letters"][0]["attempts"], 3);
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=300ms", Some(TOKEN), None, "").await;
+    assert!(ids(&none).is_empty(), "a dead letter is not offered: {none}");
+    // Replayed like any dead letter: offered again.
+    let (s, _) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=laptop").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, back) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
+    assert_eq!(ids(&back), vec![id]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_tell_which_subscribers_exist() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "secret-stuff").await;
+    let cases = [
+        ("/pull/laptop", Some("wrong-token")),
+        ("/pull/laptop", None),
+        ("/pull/laptop", Some("other-token")), // another subscriber's token
+        ("/pull/nosuch", Some(TOKEN)),
+        ("/pull/nosuch", None),
+        ("/pull/push", Some(TOKEN)), // a push subscriber
+        ("/pull/laptop/ack", Some("other-token")),
+    ];
+    let mut answers = HashSet::new();
+    for (path, token) in cases {
+        let method = if path.ends_with("/ack") { "POST" } else { "GET" };
+        let body = format!(r#"{{"ids": ["{id}"]}}"#);
+        let (s, headers, v) = pull_call(addr, method, &format!("{path}?wait=0"), token, None, &body).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} {token:?}: {v}");
+        assert_eq!(headers["www-authenticate"], "Bearer");
+        answers.insert(v.to_string());
+    }
+    assert_eq!(answers.len(), 1, "one answer for every refusal: {answers:?}");
+    // The token in the query string is not a way in (it would end up in logs).
+    let (s, _, _) = pull_call(addr, "GET", &format!("/pull/laptop?token={TOKEN}"), None, None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Nothing was handed out by any of that.
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), None, "").await;
+    assert_eq!(ids(&got), vec![id]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_clearly_and_changes_nothing() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "bad-input").await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(ids(&got), vec![id.clone()]);
+    let get = |q: &'static str| async move { pull_call(addr, "GET", q, Some(TOKEN), Some("f"), "").await };
+    for (q, needle) in [
+        ("/pull/laptop?wait=forever", "invalid wait"),
+        ("/pull/laptop?wait=10m", "too long"),
+        ("/pull/laptop?max=0", "invalid max"),
+        ("/pull/laptop?max=1000", "invalid max"),
+        ("/pull/laptop?limit=5", "unknown parameter"),
+    ] {
+        let (s, _, v) = get(q).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{q}: {v}");
+    }
+    let never = "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let ack =
+        |body: String| async move { pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &body).await };
+    for (body, status, needle) in [
+        ("not json".to_string(), 400, "invalid acknowledgement"),
+        (r#"{"ids": [1]}"#.into(), 400, "invalid acknowledgement"),
+        (r#"{"acks": []}"#.into(), 400, "unknown field"),
+        ("{}".into(), 400, "nothing to acknowledge"),
+        (r#"{"ids": ["evt_nope"]}"#.into(), 400, "invalid id"),
+        (format!(r#"{{"ids": ["{id}"], "retry": ["{id}"]}}"#), 400, "twice"),
+        (format!(r#"{{"ids": ["{id}", "{never}"]}}"#), 409, "not leased"),
+        (format!(r#"{{"ids": ["{}"]}}"#, "x".repeat(70_000)), 413, "larger than"),
+    ] {
+        let (s, _, v) = ack(body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{body:.80}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{body:.80}: {v}");
+    }
+    for (method, path, allow) in [("POST", "/pull/laptop", "GET"), ("GET", "/pull/laptop/ack", "POST")] {
+        let (s, headers, _) = pull_call(addr, method, path, Some(TOKEN), None, "").await;
+        assert_eq!(
+            (s, headers["allow"].to_str().unwrap()),
+            (StatusCode::METHOD_NOT_ALLOWED, allow)
+        );
+    }
+    for path in ["/pull/", "/pull/laptop/nack", "/pull/laptop/ack/x"] {
+        let (s, _, _) = pull_call(addr, "GET", path, Some(TOKEN), None, "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop", Some(TOKEN), Some("bad id with spaces"), "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // After all that, the lease is intact and f acknowledges it.
+    let (s, _, v) = ack(format!(r#"{{"ids": ["{id}"]}}"#)).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_waiting_long_polls_at_once() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let waiting =
+        tokio::spawn(async move { pull_call(addr, "GET", "/pull/laptop?wait=50s", Some(TOKEN), None, "").await });
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["waiting_pulls"] == 1
+    })
+    .await;
+    let row = row(&subs["subscribers"], "name", "laptop");
+    assert_eq!(
+        (row["state"].as_str(), row["waiting_pulls"].as_u64()),
+        (Some("pulling"), Some(1)),
+        "{row}"
+    );
+    let started = Instant::now();
+    h.shutdown().await;
+    let (s, headers, _) = waiting.await.unwrap();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one() {
+    let (dir, sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "reloaded").await;
+    let rotated = relay_config(dir.path(), &sub.url(), laptop("rotated-token", secs(30)), secs(30));
+    rotated.write();
+    h.reload().await.unwrap();
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token no longer opens it");
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![id.clone()]));
+    // Now pushed: the work not acknowledged is delivered by the push lane.
+    let pushed = relay_config(dir.path(), &sub.url(), Subscriber::new("laptop", sub.url()), secs(30));
+    assert_ne!(pushed.render(), rotated.render());
+    pushed.write();
+    h.reload().await.unwrap();
+    sub.wait_for(Duration::from_secs(10), "the pushed delivery", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "no pull API for a push subscriber");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let row = row(&subs["subscribers"], "name", "laptop");
+    assert_eq!(row["kind"], "push", "{row}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
+    // The common config's read_timeout is 2s: it bounds reading a request, not waiting for work.
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let started = Instant::now();
+    let (s, _, v) = pull_call(h.ingest_addrs[0], "GET", "/pull/laptop?wait=3s", Some(TOKEN), None, "").await;
+    let took = started.elapsed();
+    assert_eq!((s, ids(&v).len()), (StatusCode::OK, 0), "{v}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    h.shutdown().await;
+}

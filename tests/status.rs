@@ -1,0 +1,301 @@
+//! `GET /api/status`, `hookrelay status`, the file certificate's expiry gauge
+//! (at start and after SIGHUP), what `check-config` says about TLS, and the
+//! systemd unit's ACME state directory and capability.
+//! ACME's side of the status is in `tests/acme.rs` and `tests/acme_outage.rs`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use http::StatusCode;
+
+fn unix(t: &str) -> u64 {
+    humantime::parse_rfc3339(t)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// 2040-01-01 and 2041-06-01, 00:00 UTC.
+const JAN_2040: u64 = 2_208_988_800;
+const JUN_2041: u64 = 2_253_657_600;
+
+/// The value of `hookrelay_tls_cert_expiry_seconds{source="…"}`, if exported.
+async fn expiry_gauge(admin_addr: std::net::SocketAddr, source: &str) -> Option<u64> {
+    let key = format!("hookrelay_tls_cert_expiry_seconds{{source=\"{source}\"}}");
+    metrics(admin_addr)
+        .await
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_certificate_status_gauge_and_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "tls", 2040, 1);
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert, &key)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let path = cfg.write();
+    let t0 = SystemTime::now();
+    let bin = Bin::start(&path, &[]);
+
+    let (status, v) = admin(bin.admin, "GET", "/api/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["uptime_seconds"].as_u64().unwrap() < 60, "{v}");
+    let started = humantime::parse_rfc3339(v["started_at"].as_str().unwrap()).unwrap();
+    assert!(started <= t0 + Duration::from_secs(1), "{v}");
+    assert_eq!(v["ready"], true);
+    assert_eq!(
+        v["listeners"],
+        serde_json::json!([{ "addr": bin.addr.to_string(), "tls": "file" }])
+    );
+    assert_eq!(v["store"]["backend"], "sled");
+    assert_eq!(v["store"]["path"], cfg.data().display().to_string());
+    let certs = v["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 1, "{v}");
+    assert_eq!(certs[0]["source"], "file");
+    assert_eq!(certs[0]["cert_file"], cert.display().to_string());
+    assert!(certs[0].get("acme").is_none(), "{v}");
+    let c = &certs[0]["certificate"];
+    assert_eq!(c["names"], serde_json::json!(["localhost", "127.0.0.1"]));
+    assert_eq!(c["not_before"], "2024-01-01T00:00:00Z");
+    assert_eq!(c["not_after"], "2040-01-01T00:00:00Z");
+    let left = JAN_2040 - t0.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(c["expires_in_seconds"].as_u64().unwrap().abs_diff(left) < 60, "{c}");
+    assert_eq!(expiry_gauge(bin.admin, "file").await, Some(JAN_2040));
+    assert_eq!(expiry_gauge(bin.admin, "acme").await, None);
+
+    // `hookrelay status`: readable, and the API's JSON with --json.
+    let base = format!("http://{}", bin.admin);
+    let args = |more: &[&str]| {
+        let mut a: Vec<String> = ["--config", path.to_str().unwrap(), "--admin", &base]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(more.iter().map(|s| s.to_string()));
+        a
+    };
+    let (ok, out, err) = cli_async(args(&["status"])).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("hookrelay {}, up ", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    for line in [
+        format!("listeners:  {} (tls: file)", bin.addr),
+        "certificate (file): localhost, 127.0.0.1".to_string(),
+        "  valid:     2024-01-01T00:00:00Z to 2040-01-01T00:00:00Z (expires in ".to_string(),
+        format!("  file:      {}", cert.display()),
+    ] {
+        assert!(out.contains(&line), "{line:?} not in\n{out}");
+    }
+    assert!(!out.contains("renews") && !out.contains("failures"), "{out}");
+    let (ok, out, err) = cli_async(args(&["status", "--json"])).await;
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["certificates"][0]["certificate"]["not_after"], "2040-01-01T00:00:00Z");
+
+    // New files at the same paths, then SIGHUP: the gauge and the status follow.
+    let new_der = TestCert::write_until(dir.path(), "tls", 2041, 6).der;
+    bin.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while expiry_gauge(bin.admin, "file").await != Some(JUN_2041) {
+        assert!(
+            Instant::now() < deadline,
+            "gauge not updated after SIGHUP:\n{}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out, _) = cli_async(args(&["status", "--json"])).await;
+    assert!(ok);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &j["certificates"][0]["certificate"];
+    assert_eq!(unix(c["not_after"].as_str().unwrap()), JUN_2041);
+    tls_connect(bin.addr, &new_der, &[b"http/1.1"])
+        .await
+        .expect("the new certificate is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_status_has_no_certificates_and_needs_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .admin_token("adm")
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
+    let h = start(&cfg).await;
+    let (status, _) = admin(h.admin_addr, "GET", "/api/status").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = request(
+        h.admin_addr,
+        None,
+        "GET",
+        "/api/status",
+        &[("authorization", "Bearer adm")],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["listeners"],
+        serde_json::json!([{ "addr": h.ingest_addrs[0].to_string(), "tls": "off" }])
+    );
+    assert_eq!(v["certificates"], serde_json::json!([]));
+    let (_, _, metrics) = request(
+        h.admin_addr,
+        None,
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer adm")],
+        bytes::Bytes::new(),
+    )
+    .await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("hookrelay_acme_failures_total 0") && !metrics.contains("tls_cert_expiry_seconds{"),
+        "{metrics}"
+    );
+    let (status, _, _) = request(
+        h.admin_addr,
+        None,
+        "POST",
+        "/api/status",
+        &[("authorization", "Bearer adm")],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The readable form says so; the CLI takes the token from the config.
+    let base = format!("http://{}", h.admin_addr);
+    let args = vec![
+        "-c".into(),
+        cfg.path().display().to_string(),
+        "--admin".into(),
+        base,
+        "status".into(),
+    ];
+    let (ok, out, err) = cli_async(args).await;
+    assert!(ok && out.contains("certificates: none (plain HTTP)"), "{out}{err}");
+    h.shutdown().await;
+}
+
+#[test]
+fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
+    let check = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let out = cli_output(&["check-config", "-c", p.to_str().unwrap()]);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let good = base.clone().tls_acme(Acme::new(
+        ["Hooks.Example.com"],
+        "ops@example.com",
+        "https://acme.example.com/dir",
+    ));
+    let (code, out, err) = check("acme.toml", &good.render());
+    assert_eq!(code, Some(0), "{err}");
+    let line = format!(
+        "TLS: ACME certificate for hooks.example.com from https://acme.example.com/dir \
+         (TLS-ALPN-01 on the listener; account and certificate kept in {})",
+        dir.path().join("acme").display()
+    );
+    assert!(
+        out.contains("OK (1 routes, 1 subscribers)") && out.contains(&line),
+        "{out}"
+    );
+
+    // Bad ACME blocks: exit 2, the file, the key and the line (3: the `tls`
+    // line). A small literal file: its text is the subject.
+    let acme = |inner: &str| {
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+tls = {{ acme = {{ {inner} }} }}
+
+[store]
+path = "{}"
+
+[[routes]]
+name = "t"
+path = "/hooks/t"
+tokens = ["tok"]
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:1/"
+"#,
+            dir.path().join("data").display()
+        )
+    };
+    for (inner, key, says) in [
+        (
+            r#"domains = ["*.example.com"], email = "ops@example.com", directory = "https://a.example/d""#,
+            "server.tls.acme.domains[0]",
+            "wildcard",
+        ),
+        (
+            r#"domains = ["a.example.com"], email = "ops@example.com", directory = "http://a.example/d""#,
+            "server.tls.acme.directory",
+            "https://",
+        ),
+        (
+            r#"domains = ["a.example.com"], directory = "https://a.example/d""#,
+            "server.tls.acme",
+            "missing field `email`",
+        ),
+    ] {
+        let (code, _, err) = check("bad.toml", &acme(inner));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("bad.toml")
+                && err.contains(&format!("key `{key}`"))
+                && err.contains("line 3")
+                && err.contains(says),
+            "{err}"
+        );
+    }
+
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "tls", 2040, 1);
+    let (code, out, err) = check("files.toml", &base.clone().tls(&cert, &key).render());
+    assert_eq!(code, Some(0), "{err}");
+    let line = format!(
+        "TLS: certificate {} for localhost, 127.0.0.1 (expires 2040-01-01T00:00:00Z)",
+        cert.display()
+    );
+    assert!(out.contains(&line), "{out}");
+    let (_, out, _) = check("plain.toml", &base.render());
+    assert!(!out.contains("TLS:"), "{out}");
+}
+
+#[test]
+fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hookrelay.service")).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    // The store path the README and the unit's comments prescribe; ACME state beside it.
+    let acme = hookrelay::acme::state_dir(Path::new("/var/lib/hookrelay/data"));
+    let wanted = acme.strip_prefix("/var/lib").unwrap().to_str().unwrap().to_string();
+    assert!(
+        values("StateDirectory").contains(&wanted),
+        "{wanted} not a StateDirectory"
+    );
+    assert_eq!(values("StateDirectoryMode"), ["0700"]);
+    assert_eq!(values("AmbientCapabilities"), ["CAP_NET_BIND_SERVICE"]);
+    assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
+}
