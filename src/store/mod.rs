@@ -248,6 +248,34 @@ impl Store {
         each!(self, s => s.media_queue())
     }
 
+    /// Whether other relays share this store (cluster mode).
+    pub fn is_clustered(&self) -> bool {
+        matches!(self.backend, Backend::Nats(_))
+    }
+
+    /// Ask the other relays of the cluster on `topic`: the answer of the one
+    /// that can answer, or None when none did within `wait` (always None on
+    /// a single host).
+    pub async fn ask_peers(
+        &self,
+        topic: &str,
+        body: bytes::Bytes,
+        wait: std::time::Duration,
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Nats(s) => s.ask_peers(topic, body, wait).await,
+        }
+    }
+
+    /// What the other relays ask on `topic` (None on a single host).
+    pub fn peer_inbox(&self, topic: &str) -> Option<PeerInbox> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::Nats(s) => Some(s.peer_inbox(topic)),
+        }
+    }
+
     /// Write and flush a probe: the store can persist.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         each!(self, s => s.check_writable().await)

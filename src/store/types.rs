@@ -292,3 +292,24 @@ pub enum StoreError {
     #[error("the store takes at most {0} bytes per event")]
     TooLarge(usize),
 }
+
+/// A request another relay of the cluster made (see [`Store::ask_peers`]).
+///
+/// [`Store::ask_peers`]: super::Store::ask_peers
+pub struct PeerRequest {
+    pub body: bytes::Bytes,
+    /// Send Some to answer, None (or drop) to stay silent.
+    pub answer: tokio::sync::oneshot::Sender<Option<bytes::Bytes>>,
+}
+
+/// The requests other relays make on one topic; stops listening when dropped.
+pub struct PeerInbox {
+    pub rx: tokio::sync::mpsc::Receiver<PeerRequest>,
+    pub(super) task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PeerInbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -14,13 +14,16 @@
 //! one at a time and never get a message another one holds. A long-poll waits
 //! on the store's work signal (no periodic polling). Leases live in this
 //! relay's memory: after a restart the cursor offers unfinished messages
-//! again, with the same id (at-least-once). Only the `WorkSource` seam and
+//! again, with the same id (at-least-once). In cluster mode an
+//! acknowledgement that reaches another relay is handed to this one
+//! ([`peer`]). Only the `WorkSource` seam and
 //! `Store::record` are used, so another backend plugs in as it is (a NATS
 //! durable consumer would set its ack wait to at least the lease, so that the
 //! relay's lease expires first). This module knows neither HTTP nor sled; the
 //! pull API ([`crate::pull`]) is the HTTP side.
 
 mod leases;
+mod peer;
 pub mod settle;
 mod task;
 
@@ -127,6 +130,11 @@ pub struct PullLane {
     started_ms: u64,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Asked of the other relays when an acknowledgement is for their leases.
+    store: Store,
+    /// Answers the other relays' acknowledgements for this relay's leases
+    /// (cluster mode only).
+    peer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl PullLane {
@@ -145,7 +153,12 @@ impl PullLane {
             started_ms: clock::now_ms(),
             stop,
             task: Mutex::new(None),
+            store: store.clone(),
+            peer: Mutex::new(None),
         });
+        if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
+            *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
+        }
         let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, rx, stop_rx));
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         lane
@@ -165,6 +178,9 @@ impl PullLane {
     /// forgotten (their messages are offered again after a restart).
     pub(super) async fn stop(&self) {
         self.signal_stop();
+        if let Some(p) = self.peer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.abort();
+        }
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
@@ -200,8 +216,28 @@ impl PullLane {
     }
 
     /// Acknowledge (`ack`) or hand back (`retry`) messages leased to `holder`;
-    /// all or nothing. Answers once every result is recorded.
+    /// all or nothing. Answers once every result is recorded. In cluster
+    /// mode, messages none of which this relay leases are acknowledged at
+    /// the relay that does.
     pub async fn ack(&self, holder: String, ack: Vec<EventId>, retry: Vec<EventId>) -> Result<AckSummary, AckError> {
+        let total = ack.len() + retry.len();
+        let asked = self.store.is_clustered().then(|| (ack.clone(), retry.clone()));
+        match self.ack_here(holder.clone(), ack, retry).await {
+            Err(AckError::NotLeased(bad)) if bad.len() == total => {
+                let Some((ack, retry)) = asked else {
+                    return Err(AckError::NotLeased(bad));
+                };
+                let name = self.subscriber().name.clone();
+                peer::ask(&self.store, &name, holder, &ack, &retry)
+                    .await
+                    .unwrap_or(Err(AckError::NotLeased(bad)))
+            }
+            other => other,
+        }
+    }
+
+    /// [`ack`](Self::ack) of this relay's leases only.
+    async fn ack_here(&self, holder: String, ack: Vec<EventId>, retry: Vec<EventId>) -> Result<AckSummary, AckError> {
         let (reply, rx) = oneshot::channel();
         let req = AckRequest {
             holder,

@@ -333,7 +333,7 @@ impl NatsStore {
             .into_iter()
             .map(|(_, r)| r.item())
             .partition(|i| i.state.is_final());
-        done.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        done.sort_by_key(|i| std::cmp::Reverse(i.at_ms));
         let due = |i: &MediaItem| match i.state {
             MediaState::Pending { due_ms } => due_ms,
             _ => 0,

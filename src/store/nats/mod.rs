@@ -13,6 +13,7 @@ mod follow;
 pub mod layout;
 mod media;
 mod media_source;
+mod peer;
 mod query;
 mod source;
 

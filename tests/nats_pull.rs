@@ -1,0 +1,108 @@
+//! Pull subscribers in cluster mode: every relay hands out the messages of
+//! one shared cursor, a lease stays with the relay that handed the message
+//! out for as long as the lease runs (longer than `takeover`), and a
+//! forwarder's acknowledgement may reach any relay: the one holding the
+//! lease applies it.
+
+mod common;
+
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+const TOKEN: &str = "laptop-pull-token";
+
+/// Two relays on one NATS node with pull subscriber `laptop` (lease `lease`).
+async fn two_relays(
+    nats: &NatsCluster,
+    lease: std::time::Duration,
+) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
+    let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cfg = |dir: &std::path::Path| {
+        TestConfig::new(dir)
+            .subscriber(Subscriber::pull("laptop", TOKEN).lease(lease))
+            .nats(nats.urls(), 1)
+    };
+    let r1 = start(&cfg(dirs[0].path())).await;
+    let r2 = start(&cfg(dirs[1].path())).await;
+    (dirs, r1, r2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_through_another_relay_settles_the_lease() {
+    let nats = NatsCluster::start(1).await;
+    let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let id = accepted(a1, &runway("acked-elsewhere")).await;
+    let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    // Another holder cannot acknowledge it, through either relay.
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    for addr in [a1, a2] {
+        let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f2"), &ack).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    }
+    // The holder's acknowledgement reaches the other relay: applied there.
+    let (s, _, a) = pull_call(a2, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    for admin_addr in [r1.admin_addr, r2.admin_addr] {
+        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+        assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
+    }
+    // Settled: the lease is gone, and nothing is offered again.
+    let (s, _, v) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!(s, StatusCode::CONFLICT, "acknowledged twice: {v}");
+    for addr in [a1, a2] {
+        let (_, _, after) = pull_call(addr, "GET", "/pull/laptop?wait=1s", Some(TOKEN), Some("f3"), "").await;
+        assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
+    }
+    // A hand-back through the other relay works the same way.
+    let id2 = accepted(a2, &runway("handed-back")).await;
+    let (_, _, got) = pull_call(a2, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(got["messages"][0]["id"], id2.as_str(), "{got}");
+    let back = format!(r#"{{"retry": ["{id2}"]}}"#);
+    let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &back).await;
+    assert_eq!((s, a["retried"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
+    let nats = NatsCluster::start(1).await;
+    // A lease of 12 s against a takeover of 5 s: the relay holding it renews it.
+    let (_dirs, r1, r2) = two_relays(&nats, secs(12)).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let id = accepted(a1, &runway("leased")).await;
+    let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    // Another forwarder long-polls the other relay past the takeover: nothing.
+    let (s, _, other) = pull_call(a2, "GET", "/pull/laptop?wait=9s", Some(TOKEN), Some("f2"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        other["messages"].as_array().map(Vec::len),
+        Some(0),
+        "handed out twice: {other}"
+    );
+    // The holder acknowledges: delivered, seen the same on both relays.
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    for admin_addr in [r1.admin_addr, r2.admin_addr] {
+        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    }
+    let (_, _, after) = pull_call(a2, "GET", "/pull/laptop?wait=2s", Some(TOKEN), Some("f2"), "").await;
+    assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
