@@ -75,6 +75,9 @@ pub struct Metrics {
     pub media_bytes: Counter,
     /// Media URLs waiting for a try.
     pub media_queue_depth: Gauge,
+    /// 1 while `/readyz` answers 200: what a cluster's monitoring alerts on
+    /// (a relay whose NATS is away answers 503 and says so here).
+    pub ready: Gauge,
     /// Media downloads running.
     pub media_in_flight: Gauge,
     /// Expired URLs the provider was asked to refresh, by outcome (ok, failed).
@@ -110,6 +113,7 @@ impl Metrics {
             media_files: Family::default(),
             media_bytes: Counter::default(),
             media_queue_depth: Gauge::default(),
+            ready: Gauge::default(),
             media_in_flight: Gauge::default(),
             media_refresh: Family::default(),
         };
@@ -167,6 +171,11 @@ impl Metrics {
             "pull_last_seconds",
             "Seconds since a pull subscriber last pulled (0 while a long-poll waits; since start if never)",
             m.pull_last_seconds.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while the relay is ready (listening, and the store takes writes: in cluster mode, JetStream reachable)",
+            m.ready.clone(),
         );
         registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
         registry.register(

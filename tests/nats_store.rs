@@ -214,6 +214,8 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
         .expect("ready once NATS is up");
     let id = accepted(bin.addr, &runway("early")).await;
     sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    let (_, m) = admin(bin.admin, "GET", "/metrics").await;
+    assert!(m.as_str().unwrap().contains("\nhookrelay_ready 1\n"), "{m}");
     // NATS goes away again: 503 and not ready, within a few seconds.
     nats.kill9(0);
     let (s, _) = callback(bin.addr, &runway("while-down")).await;
@@ -226,6 +228,8 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     tokio::time::timeout(secs(10), unready)
         .await
         .expect("not ready while NATS is down");
+    let (_, m) = admin(bin.admin, "GET", "/metrics").await;
+    assert!(m.as_str().unwrap().contains("\nhookrelay_ready 0\n"), "{m}");
     // Back: the same callback is a duplicate of the stored one; a new one is new.
     nats.restart(0).await;
     tokio::time::timeout(secs(20), async {

@@ -41,6 +41,7 @@ pub(super) async fn render(app: &App) -> String {
         m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
+    m.ready.set(i64::from(app.ready()));
     let served = match &app.acme {
         Some(acme) => acme.status().certificate.map(|c| ("acme", c)),
         None => app.tls.as_ref().and_then(|t| t.certificate()).map(|c| ("file", c)),
