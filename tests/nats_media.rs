@@ -92,8 +92,35 @@ async fn two_relays_fetch_a_url_once_and_after_archive_waits_for_it() {
             assert_eq!(item(&media, &video_url)["sha256"], sha256_hex(&video));
         }
     }
+    // The archive's listing: one URL, stored, on either relay; nothing waiting.
+    for h in [&h1, &h2] {
+        let (_, v) = admin(h.admin_addr, "GET", "/api/media").await;
+        assert_eq!(v["recent"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["recent"][0]["state"], "stored", "{v}");
+        assert_eq!(v["waiting"], serde_json::json!([]), "{v}");
+    }
     tokio::time::sleep(ms(500)).await;
     assert_eq!((now_sub.count(), later_sub.count()), (2, 2), "nothing delivered twice");
+    // Media retention on one relay (the sweeper's pass, with a cutoff after
+    // now): the URL is forgotten and the file deleted, for the cluster.
+    let stored = item(&media_of(h1.admin_addr, &a).await, &video_url)["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let later = hookrelay::clock::now_ms() + 1;
+    assert_eq!(hookrelay::retention::sweep_media(&h2.app, later).await, (1, 1));
+    assert!(!std::path::Path::new(&stored).exists(), "{stored} not deleted");
+    for h in [&h1, &h2] {
+        let (st, _) = admin(h.admin_addr, "GET", &format!("/api/media/{}", sha256_hex(&video))).await;
+        assert_eq!(st, http::StatusCode::NOT_FOUND);
+        let (_, v) = admin(h.admin_addr, "GET", "/api/media").await;
+        assert_eq!(v["recent"], serde_json::json!([]), "{v}");
+    }
+    assert_eq!(
+        hookrelay::retention::sweep_media(&h1.app, later).await,
+        (0, 0),
+        "nothing left"
+    );
     h1.shutdown().await;
     h2.shutdown().await;
 }

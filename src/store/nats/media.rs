@@ -260,17 +260,37 @@ impl Shared {
         Ok(())
     }
 
-    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
+    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash: the latest value
+    /// of each key, streamed by one ordered consumer on the bucket's stream
+    /// (not a round trip per key).
     async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
-        let bucket = self.media()?;
-        let mut keys = bucket.keys().await.map_err(unavailable)?;
+        let stream = self
+            .js
+            .get_stream(format!("KV_{}", layout::MEDIA))
+            .await
+            .map_err(unavailable)?;
+        let prefix = format!("$KV.{}.u.", layout::MEDIA);
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{prefix}>"),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
         let mut out = Vec::new();
-        while let Some(k) = keys.try_next().await.map_err(unavailable)? {
-            let Some(hash) = k.strip_prefix("u.") else { continue };
-            if let Some((row, _)) = self.media_row(hash).await? {
-                out.push((hash.to_string(), row));
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(m) = messages.try_next().await.map_err(unavailable)? {
+            let pending = m.info().map(|i| i.pending).unwrap_or(0);
+            let hash = m.subject.as_str().strip_prefix(&prefix).unwrap_or_default().to_string();
+            // A deleted or purged key's last message is an empty marker.
+            if let (false, Ok(row)) = (hash.is_empty(), serde_json::from_slice::<MediaRow>(&m.payload)) {
+                out.push((hash, row));
             }
-            if out.len() >= SCAN_LIMIT {
+            if pending == 0 || out.len() >= SCAN_LIMIT {
                 break;
             }
         }
