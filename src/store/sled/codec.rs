@@ -255,24 +255,9 @@ fn error_kind(error: Option<&str>) -> u8 {
         Some(_) => 3,
     }
 }
-/// Attempts kept per delivery; older ones are dropped (the count stays exact).
-pub(super) const HISTORY: usize = 24;
-
-/// The durable state of one event's delivery to one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ResultRow {
-    pub state: DeliveryState,
-    /// Attempts made in total (across replays); may exceed `history.len()`.
-    pub attempts: u32,
-    /// Position in the retry schedule (failures since the last replay).
-    pub step: u32,
-    /// When the state was set (ms).
-    pub at_ms: u64,
-    /// The most recent attempts, oldest first; errors only on the last one.
-    pub history: Vec<Attempt>,
-    /// Why it failed last (only on failure).
-    pub last_error: Option<String>,
-}
+/// The durable state of one event's delivery to one subscriber (the same
+/// value every backend keeps; encoded compactly here).
+pub(super) use crate::store::result::{ResultRow, HISTORY};
 
 fn state_code(s: &DeliveryState) -> (u8, u64) {
     match s {

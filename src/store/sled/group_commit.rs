@@ -537,29 +537,8 @@ impl Writer {
         let rkey = keys::result(t.event, t.sub);
         let mut row = match b.get(&rkey)? {
             Some(v) => codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {}", t.event)))?,
-            None => ResultRow {
-                state: DeliveryState::Pending,
-                attempts: 0,
-                step: 0,
-                at_ms: rec.now_ms,
-                history: Vec::new(),
-                last_error: None,
-            },
+            None => ResultRow::new(rec.now_ms),
         };
-        if let Some(a) = &rec.attempt {
-            row.attempts = row.attempts.max(a.attempt);
-            // A delivery has no error, also when a pull client acknowledged it (no status).
-            let failed = rec.outcome != Outcome::Delivered && a.status.is_none_or(|s| !(200..300).contains(&s));
-            row.last_error = failed.then(|| {
-                a.error
-                    .clone()
-                    .unwrap_or_else(|| format!("HTTP {}", a.status.unwrap_or(0)))
-            });
-            row.history.push(a.clone());
-            if row.history.len() > codec::HISTORY {
-                row.history.remove(0);
-            }
-        }
         // Work parked under another due time (a media wake or a replay moved
         // it while this try was in flight): one `W` row per delivery at most.
         if let DeliveryState::Retrying { due_ms: d } | DeliveryState::AwaitingMedia { due_ms: d } = row.state {
@@ -567,22 +546,12 @@ impl Writer {
                 self.del_due(b, t.sub, d, t.event)?;
             }
         }
-        row.at_ms = rec.now_ms;
+        row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
         match &rec.outcome {
-            Outcome::Delivered => row.state = DeliveryState::Delivered,
-            Outcome::Skipped => row.state = DeliveryState::Skipped,
-            Outcome::Retry { due_ms } => {
-                row.state = DeliveryState::Retrying { due_ms: *due_ms };
-                row.step += 1;
-                self.put_due(b, t.sub, *due_ms, t.event)?;
-            }
-            Outcome::Dead { error } => {
-                row.state = DeliveryState::Dead;
-                row.last_error = Some(error.clone());
-                b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec());
-            }
+            Outcome::Retry { due_ms } => self.put_due(b, t.sub, *due_ms, t.event)?,
+            Outcome::Dead { .. } => b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec()),
             Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
-            Outcome::Gone => {}
+            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {}
         }
         b.put(rkey, codec::encode_result(&row));
         Ok(())

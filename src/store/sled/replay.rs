@@ -30,9 +30,7 @@ impl Writer {
             DeliveryState::Delivered | DeliveryState::Skipped | DeliveryState::Pending => {}
         }
         self.put_due(b, sub, now_ms, id)?;
-        row.state = DeliveryState::Retrying { due_ms: now_ms };
-        row.step = 0;
-        row.at_ms = now_ms;
+        row.replayed(now_ms);
         b.put(rkey, codec::encode_result(&row));
         Ok(true)
     }
