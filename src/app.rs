@@ -213,7 +213,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         shutdown_rx.clone(),
     ));
     let sweeper = tokio::spawn(crate::retention::run(app.clone(), shutdown_rx.clone()));
-    let mut background = vec![admin_task, sweeper];
+    let reconciler = tokio::spawn(crate::reconcile::run(app.clone(), shutdown_rx.clone()));
+    let mut background = vec![admin_task, sweeper, reconciler];
     if let Some(acme) = acme {
         background.push(tokio::spawn(acme.run()));
     }

@@ -111,6 +111,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         "body_encoding": encoding,
         "subscribers": subs,
         "media": super::media::of_event(app, id).await?,
+        "task": super::tasks::task_of_event(app, ev).await,
     }))
 }
 

@@ -16,7 +16,10 @@ use super::{ATTEMPT_HEADER, USER_AGENT};
 use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, Event, Outcome, Store, Work};
+use crate::store::{Attempt, Event, Origin, Outcome, Store, Work};
+
+/// Marks a delivery of a result the relay fetched by polling (its callback never came).
+pub const SOURCE_HEADER: &str = "hookrelay-source";
 
 /// Bytes of a subscriber's answer read (so the connection can be reused).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -171,6 +174,9 @@ impl Attempter {
             .header(ATTEMPT_HEADER, attempt.to_string());
         if let Some(m) = media {
             req = req.header(media_gate::MEDIA_HEADER, m);
+        }
+        if event.meta.origin == Origin::Poll {
+            req = req.header(SOURCE_HEADER, "poll");
         }
         if let Some(ct) = &event.meta.content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);

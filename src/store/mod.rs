@@ -18,11 +18,13 @@
 mod media;
 pub mod prefill;
 pub mod sled;
+mod tasks;
 mod types;
 
 use std::path::PathBuf;
 
 pub use media::*;
+pub use tasks::*;
 pub use types::*;
 
 /// How to open the store (from the `[store]` section).

@@ -9,6 +9,7 @@ mod media;
 mod pull;
 mod route;
 mod route_media;
+mod route_tasks;
 mod server;
 mod subscriber;
 
@@ -202,6 +203,7 @@ impl Validator<'_> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
+        self.public_url_present(&server, &routes)?;
         let media = self.media(raw.media, &store.path)?;
         let mut warnings = self.retention_warnings(&store, &routes);
         warnings.extend(self.after_archive_warnings(&routes));

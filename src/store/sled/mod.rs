@@ -21,6 +21,9 @@ mod query;
 mod registry;
 mod replay;
 mod sweep;
+mod task_codec;
+mod task_query;
+mod tasks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
