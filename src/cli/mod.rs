@@ -1,9 +1,14 @@
 //! The command line: clap definitions and what each subcommand does. `run`
 //! starts the daemon ([`crate::supervise`]); `forward` runs the private side
 //! of a pull subscriber ([`crate::forward`]); the admin subcommands are a
-//! client of the running daemon's admin API ([`admin`], [`render`]).
+//! client of the running daemon's admin API ([`admin`], [`render`]); `init`
+//! writes a first config ([`init`]); the hidden `generate-assets` writes the
+//! man pages, completions and packaged config for the .deb ([`assets`]).
 
 pub mod admin;
+pub mod assets;
+pub mod init;
+mod init_steps;
 pub mod render;
 pub mod render_tasks;
 
@@ -16,7 +21,17 @@ use http::Method;
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "hookrelay", version, about = "Public callback endpoint for private services")]
+#[command(
+    name = "hookrelay",
+    version,
+    about = "Public callback endpoint for private services",
+    long_about = "Public callback endpoint for private services: hookrelay accepts provider webhooks, \
+                  authenticates them (a token, an IP allowlist or the provider's signature), stores each one \
+                  durably before it answers, drops duplicates and delivers it to every subscriber with its own \
+                  retries and a Standard Webhooks signature.\n\n\
+                  Start with `hookrelay init` (a config with fresh random secrets), then `hookrelay run`. The \
+                  admin subcommands ask the running daemon."
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(short, long, global = true, env = "HOOKRELAY_CONFIG", default_value = "config.toml")]
@@ -42,6 +57,18 @@ pub enum Command {
     CheckConfig,
     /// Print a new Standard Webhooks signing secret (whsec_...).
     GenSecret,
+    /// Print a new random token for a route's `tokens` or `admin.token` (64 hex
+    /// digits, safe in a URL).
+    GenToken,
+    /// Write a working config with fresh random secrets, then print the next steps.
+    Init(init::InitArgs),
+    /// Write the man pages, shell completions and the packaged config into DIR
+    /// (used when building the .deb).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
     /// Upgrade the store to this version's layout, then exit (the daemon also
     /// does this on its first start).
     Migrate,
@@ -147,6 +174,12 @@ pub fn main() -> ExitCode {
             println!("{}", gen_secret());
             ExitCode::SUCCESS
         }
+        Command::GenToken => {
+            println!("{}", gen_token());
+            ExitCode::SUCCESS
+        }
+        Command::Init(args) => init::run(args),
+        Command::GenerateAssets { dir } => assets::run(dir),
         Command::Migrate => migrate(&cli),
         Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
             // A pull token given as --token would be silently taken for the admin one.
@@ -265,12 +298,25 @@ fn describe_media_store(s: &crate::config::MediaStoreConfig) -> String {
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
 pub fn gen_secret() -> String {
     use base64::Engine;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random_bytes())
+    )
+}
+
+/// A route or admin token: 32 bytes from the operating system's CSPRNG, in
+/// hex so it needs no escaping in a `?token=` query or a header.
+pub fn gen_token() -> String {
+    hex::encode(random_bytes())
+}
+
+fn random_bytes() -> [u8; 32] {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .expect("the operating system's random source works");
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    bytes
 }
 
 fn migrate(cli: &Cli) -> ExitCode {

@@ -16,6 +16,7 @@
 //! - `media`: the `[media]` section; `archive`: watching the archive through
 //!   the admin API;
 //! - `files`: a loopback file server for media URLs (used as `common::files::…`);
+//! - `fetcher`: the media fetcher and stores driven without a daemon;
 //! - `s3`: a local S3 (moto) and the store table naming it;
 //! - `provider`: a fake of the provider platform (used as `common::provider::…`).
 //!
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod fetcher;
 pub mod files;
 pub mod forward;
 pub mod load;

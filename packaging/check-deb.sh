@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Install a hookrelay .deb on this machine and check it like a user would:
+# the files are where Debian puts them, the conffile is a conffile, postinst
+# made the secrets (and a reinstall keeps them), `hookrelay --version`,
+# `man hookrelay`, the completions load, `systemd-analyze verify` accepts the
+# installed unit, and the packaged config passes check-config with the secrets
+# as the unit passes them. Then purges the package (unless --keep).
+#
+#   packaging/check-deb.sh [--keep] target/debian/hookrelay_*.deb
+#
+# Needs root (dpkg -i), man-db and systemd-analyze; .ci/run installs them.
+set -euo pipefail
+
+keep=false
+if [ "${1:-}" = "--keep" ]; then keep=true; shift; fi
+deb="${1:?usage: $0 [--keep] path/to/hookrelay.deb}"
+[ "$(id -u)" = 0 ] || { echo "run as root (dpkg -i)" >&2; exit 2; }
+for tool in man systemd-analyze dpkg-query; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install man-db systemd" >&2; exit 2; }
+done
+if grep -hs '^path-exclude' /etc/dpkg/dpkg.cfg.d/* | grep -q '/usr/share/man'; then
+  echo "dpkg is set to drop man pages (path-exclude in /etc/dpkg/dpkg.cfg.d): man hookrelay cannot be checked" >&2
+  exit 2
+fi
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+if dpkg-query -W hookrelay >/dev/null 2>&1 && [ "$(dpkg-query -W -f='${Status}' hookrelay)" != "not-installed" ]; then
+  fail "hookrelay is already installed here; remove it first (dpkg --purge hookrelay)"
+fi
+cleanup() {
+  if ! $keep; then
+    dpkg --purge hookrelay >/dev/null
+    for gone in /usr/bin/hookrelay /etc/hookrelay /usr/lib/systemd/system/hookrelay.service; do
+      [ ! -e "$gone" ] || { echo "FAIL: $gone is still there after dpkg --purge" >&2; exit 1; }
+    done
+    echo "ok: purged"
+  fi
+}
+trap cleanup EXIT
+
+dpkg -i "$deb"
+version=$(dpkg-query -W -f='${Version}' hookrelay)
+
+# Files in their standard places, with their modes.
+mode() { stat -c '%a %U' "$1" 2>/dev/null || echo "missing"; }
+expect() { # path "mode owner"
+  [ "$(mode "$1")" = "$2" ] || fail "$1: $(mode "$1"), expected $2"
+}
+expect /usr/bin/hookrelay "755 root"
+expect /etc/hookrelay/config.toml "644 root"
+expect /usr/lib/systemd/system/hookrelay.service "644 root"
+expect /usr/share/man/man1/hookrelay.1.gz "644 root"
+expect /usr/share/man/man1/hookrelay-init.1.gz "644 root"
+expect /usr/share/bash-completion/completions/hookrelay "644 root"
+expect /usr/share/zsh/vendor-completions/_hookrelay "644 root"
+expect /usr/share/fish/vendor_completions.d/hookrelay.fish "644 root"
+expect /etc/hookrelay/secrets "700 root"
+for s in route-token subscriber-secret admin-token; do
+  expect "/etc/hookrelay/secrets/$s" "600 root"
+done
+grep -qx 'whsec_[A-Za-z0-9+/=]\{43,\}' /etc/hookrelay/secrets/subscriber-secret || fail "subscriber-secret is not a whsec_ secret"
+grep -qx '[0-9a-f]\{64\}' /etc/hookrelay/secrets/route-token || fail "route-token is not 64 hex digits"
+dpkg-query -W -f='${Conffiles}\n' hookrelay | grep -q '^ /etc/hookrelay/config.toml ' || fail "/etc/hookrelay/config.toml is not a conffile"
+if grep -Eq 'whsec_[A-Za-z0-9+/]{20}|[0-9a-f]{64}' /etc/hookrelay/config.toml; then
+  fail "the packaged config holds a secret"
+fi
+ok "files, modes, conffile, secrets made by postinst"
+
+# A reinstall (what an upgrade runs) keeps the secrets.
+before=$(cat /etc/hookrelay/secrets/*)
+dpkg -i "$deb" >/dev/null
+[ "$(cat /etc/hookrelay/secrets/*)" = "$before" ] || fail "a reinstall replaced the secrets"
+ok "reinstall keeps the secrets"
+
+out=$(hookrelay --version)
+[ "$out" = "hookrelay ${version%-*}" ] || fail "hookrelay --version says '$out', the package is $version"
+ok "$out"
+
+page=$(MANWIDTH=100 man -P cat hookrelay 2>&1) || fail "man hookrelay: $page"
+for want in NAME SYNOPSIS SUBCOMMANDS FILES init check-config /etc/hookrelay/secrets; do
+  grep -q -- "$want" <<<"$page" || fail "man hookrelay lacks '$want'"
+done
+MANWIDTH=100 man -P cat hookrelay-init | grep -q -- '--systemd' || fail "man hookrelay-init lacks --systemd"
+ok "man hookrelay renders ($(wc -l <<<"$page") lines)"
+
+bash -c 'source /usr/share/bash-completion/completions/hookrelay && complete -p hookrelay' >/dev/null \
+  || fail "the bash completion does not load"
+if command -v zsh >/dev/null; then zsh -n /usr/share/zsh/vendor-completions/_hookrelay || fail "zsh completion syntax"; fi
+if command -v fish >/dev/null; then fish -n /usr/share/fish/vendor_completions.d/hookrelay.fish || fail "fish completion syntax"; fi
+ok "completions"
+
+verify=$(systemd-analyze verify /usr/lib/systemd/system/hookrelay.service 2>&1) \
+  || fail "systemd-analyze verify: $verify"
+grep -i hookrelay <<<"$verify" && fail "systemd-analyze verify warns about the unit: $verify"
+ok "systemd-analyze verify hookrelay.service"
+
+# The config as the unit's ExecStartPre sees it: the secrets are credentials.
+CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml \
+  || fail "the packaged config does not pass check-config"
+ok "check-config /etc/hookrelay/config.toml"
+
+# The daemon runs with the installed config and secrets (not under systemd: it
+# may not be running here), takes a callback with the route token, and the CLI
+# finds it through the admin API with the admin token.
+for port in 8080 9090; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "127.0.0.1:$port is in use: cannot run the packaged config here"; fi
+done
+had_state=false; [ -e /var/lib/hookrelay ] && had_state=true
+log=$(mktemp)
+CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay run --config /etc/hookrelay/config.toml >"$log" 2>&1 &
+daemon=$!
+stop_daemon() {
+  kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+  $had_state || rm -rf /var/lib/hookrelay
+  rm -f "$log"
+}
+trap 'stop_daemon; cleanup' EXIT
+admin() { CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay --config /etc/hookrelay/config.toml "$@"; }
+for _ in $(seq 100); do
+  admin subscribers >/dev/null 2>&1 && break
+  kill -0 "$daemon" 2>/dev/null || fail "the daemon exited: $(cat "$log")"
+  sleep 0.2
+done
+admin subscribers | grep -q '^app ' || fail "the admin API did not answer within 20s: $(cat "$log")"
+token=$(cat /etc/hookrelay/secrets/route-token)
+body='{"check":"check-deb"}'
+answer=$(exec 3<>/dev/tcp/127.0.0.1/8080
+  printf 'POST /hooks/main?token=%s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+    "$token" "${#body}" "$body" >&3
+  cat <&3)
+grep -q '^HTTP/1.1 200' <<<"$answer" || fail "the callback was not accepted: $answer"
+id=$(grep -o 'evt_[0-9A-Z]*' <<<"$answer")
+admin events | grep -q "$id" || fail "hookrelay events does not list $id"
+grep -q "$token" "$log" && fail "the route token is in the log"
+ok "the daemon runs with the installed config: callback $id accepted and listed"

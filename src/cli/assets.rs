@@ -1,0 +1,95 @@
+//! `hookrelay generate-assets DIR` (hidden): what the .deb ships besides the
+//! binary and the unit, generated rather than checked in so it never goes stale:
+//! - `DIR/man/hookrelay.1` and one page per subcommand (`hookrelay-run.1`, …),
+//!   from the clap definition ([`super::Cli`]) with `clap_mangen`;
+//! - `DIR/completions/{hookrelay.bash,_hookrelay,hookrelay.fish}` with `clap_complete`;
+//! - `DIR/config.toml`: the packaged `/etc/hookrelay/config.toml`, the
+//!   `init --systemd` layout ([`super::init::render`]) with no secret in it.
+//!
+//! Everything comes from `Cli::command()`, so a new subcommand is documented and
+//! completed without touching this file. `packaging/build-deb.sh` runs it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use super::init::{render, Settings};
+use super::Cli;
+
+/// Where the packaged service keeps its files, for the main page.
+const FILES_SECTION: &str = r#".SH FILES
+.TP
+\fI/etc/hookrelay/config.toml\fR
+The packaged service's configuration (a conffile). Its secrets are systemd
+credentials: \fB{ credential = "NAME" }\fR reads \fI$CREDENTIALS_DIRECTORY/NAME\fR.
+.TP
+\fI/etc/hookrelay/secrets/\fR
+One file per secret (route-token, subscriber-secret, admin-token), mode 0600,
+made on installation and passed to the service with \fBLoadCredential=\fR.
+To use them outside the service, e.g. with \fBcheck-config\fR or the admin
+subcommands, set \fBCREDENTIALS_DIRECTORY=/etc/hookrelay/secrets\fR.
+.TP
+\fI/var/lib/hookrelay/\fR
+The store (the unit's \fBStateDirectory=\fR).
+.TP
+\fI/usr/lib/systemd/system/hookrelay.service\fR
+The unit: \fBsystemctl reload hookrelay\fR re-reads the configuration.
+.SH SEE ALSO
+\fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBsystemd.exec\fR(5)
+"#;
+
+pub fn run(dir: &Path) -> ExitCode {
+    match generate(dir) {
+        Ok(()) => {
+            println!(
+                "wrote man pages, completions and the packaged config.toml to {}",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Write every asset into `dir`.
+pub fn generate(dir: &Path) -> std::io::Result<()> {
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    man_pages(&cmd, &man, true)?;
+
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "hookrelay", &completions)?;
+    }
+
+    let config = render(&Settings::packaged(), None);
+    std::fs::write(dir.join("config.toml"), config)
+}
+
+/// `cmd`'s page and one per visible subcommand (`hookrelay-run.1`, …); the
+/// main page also gets FILES and SEE ALSO, which clap knows nothing about.
+fn man_pages(cmd: &clap::Command, dir: &Path, main: bool) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_pages(sub, dir, false)?;
+    }
+    let page = clap_mangen::Man::new(cmd.clone())
+        .source(format!("hookrelay {}", env!("CARGO_PKG_VERSION")))
+        .manual("hookrelay manual");
+    let mut roff = Vec::new();
+    page.render(&mut roff)?;
+    let mut text = String::from_utf8(roff).map_err(std::io::Error::other)?;
+    if main {
+        let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
+        text.insert_str(at, FILES_SECTION);
+    }
+    std::fs::write(dir.join(page.get_filename()), text)
+}
