@@ -162,6 +162,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
 
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
+    delivery.verifier().configure(&config, &media_settings.providers);
     let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
     let app = Arc::new(App::new(
         config,
