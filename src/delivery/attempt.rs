@@ -12,7 +12,6 @@ use http_body_util::{BodyExt, Full};
 use super::client::{error_chain, HttpClient, SendError};
 use super::media_gate::{self, Gate};
 use super::retry::{classify, Verdict};
-use super::verify_gate::Check;
 use super::{ATTEMPT_HEADER, USER_AGENT};
 use crate::clock;
 use crate::config::Subscriber;
@@ -68,26 +67,10 @@ impl Attempter {
             let recorded = self.record(&work, None, Outcome::Skipped).await;
             return (Health::Neutral, recorded);
         }
-        match self.verifier.check(&work.event).await {
-            Check::Go => {}
-            // A retry without an attempt (a deferral is for media: it would be due at once).
-            Check::Wait { due_ms } => {
-                let recorded = self.record(&work, None, Outcome::Retry { due_ms }).await;
-                return (Health::Neutral, recorded);
-            }
-            Check::Hold { reason } => {
-                self.metrics
-                    .unverified
-                    .get_or_create(&crate::metrics::RouteLabels {
-                        route: work.event.meta.route.clone(),
-                    })
-                    .inc();
-                tracing::warn!(subscriber = %sub.name, event = %id, reason = %reason,
-                    "callback held as unverified: the provider's record disagrees");
-                let error = format!("unverified: {reason}");
-                let recorded = self.record(&work, None, Outcome::Dead { error }).await;
-                return (Health::Neutral, recorded);
-            }
+        let check = self.verifier.check(&work.event).await;
+        if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &work.event) {
+            let recorded = self.record(&work, None, outcome).await;
+            return (Health::Neutral, recorded);
         }
         let media = if sub.after_archive {
             match media_gate::check(&self.store, &sub.name, id).await {

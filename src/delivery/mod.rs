@@ -172,7 +172,13 @@ impl Delivery {
                 continue;
             }
             let source = self.store.work_source(&s.name)?;
-            let lane = PullLane::start(s, self.store.clone(), source, self.metrics.clone());
+            let lane = PullLane::start(
+                s,
+                self.store.clone(),
+                source,
+                self.metrics.clone(),
+                self.verifier.clone(),
+            );
             pulls.insert(s.name.clone(), lane);
         }
         Ok(())

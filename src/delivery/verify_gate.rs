@@ -17,8 +17,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::{Config, Verify};
+use crate::metrics::Metrics;
 use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, Verdict};
-use crate::store::{Event, EventId, Origin};
+use crate::store::{Event, EventId, Origin, Outcome};
 
 /// Verdicts remembered (oldest forgotten first once full).
 const REMEMBER: usize = 10_000;
@@ -34,6 +35,31 @@ pub enum Check {
     Wait { due_ms: u64 },
     /// The record disagrees: hold it.
     Hold { reason: String },
+}
+
+impl Check {
+    /// What to record for a delivery that does not go now (None: it goes).
+    /// A wait is a retry without an attempt (a media deferral would be due at
+    /// once); a hold is a dead letter saying why, counted and logged.
+    pub fn outcome(self, metrics: &Metrics, subscriber: &str, event: &Event) -> Option<Outcome> {
+        match self {
+            Check::Go => None,
+            Check::Wait { due_ms } => Some(Outcome::Retry { due_ms }),
+            Check::Hold { reason } => {
+                metrics
+                    .unverified
+                    .get_or_create(&crate::metrics::RouteLabels {
+                        route: event.meta.route.clone(),
+                    })
+                    .inc();
+                tracing::warn!(subscriber, event = %event.id, reason = %reason,
+                    "callback held as unverified: the provider's record disagrees");
+                Some(Outcome::Dead {
+                    error: format!("unverified: {reason}"),
+                })
+            }
+        }
+    }
 }
 
 /// The routes that verify and what is known about their events.

@@ -131,7 +131,13 @@ pub struct PullLane {
 
 impl PullLane {
     /// Start the lane's task over `source`.
-    pub(super) fn start(sub: &Subscriber, store: Store, source: WorkSource, metrics: Arc<Metrics>) -> Arc<PullLane> {
+    pub(super) fn start(
+        sub: &Subscriber,
+        store: Store,
+        source: WorkSource,
+        metrics: Arc<Metrics>,
+        verifier: Arc<super::verify_gate::Verifier>,
+    ) -> Arc<PullLane> {
         let (tx, rx) = mpsc::channel(MAILBOX);
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(PullLane {
@@ -146,7 +152,7 @@ impl PullLane {
             stop,
             task: Mutex::new(None),
         });
-        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, rx, stop_rx));
+        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, verifier, rx, stop_rx));
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         lane
     }

@@ -397,4 +397,6 @@ impl SledStore {
 #[cfg(test)]
 mod media_tests;
 #[cfg(test)]
+mod task_tests;
+#[cfg(test)]
 mod tests;
