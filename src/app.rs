@@ -166,6 +166,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
 
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
+    delivery.verifier().configure(&config, &media_settings.providers);
     let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
     let app = Arc::new(App::new(
         config,
@@ -217,7 +218,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         shutdown_rx.clone(),
     ));
     let sweeper = tokio::spawn(crate::retention::run(app.clone(), shutdown_rx.clone()));
-    let mut background = vec![admin_task, sweeper];
+    let reconciler = tokio::spawn(crate::reconcile::run(app.clone(), shutdown_rx.clone()));
+    let mut background = vec![admin_task, sweeper, reconciler];
     if app.store.needs_health_checks() {
         background.push(tokio::spawn(watch_store(app.clone(), shutdown_rx.clone())));
     }

@@ -19,6 +19,7 @@
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
 //! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] |
 //! | the provider platform's API (status records, download-url refresh) | [`provider`] |
+//! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `pull`) |
@@ -52,6 +53,7 @@ pub mod metrics;
 pub mod preset;
 pub mod provider;
 pub mod pull;
+pub mod reconcile;
 pub mod reload;
 pub mod retention;
 pub mod server;

@@ -40,6 +40,19 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
+/// An expected task's state (`waiting`, `called_back`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+/// A status poll's result, per route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabels {
+    pub route: String,
+    pub result: &'static str,
+}
+
 fn attempt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -82,6 +95,14 @@ pub struct Metrics {
     pub media_in_flight: Gauge,
     /// Expired URLs the provider was asked to refresh, by outcome (ok, failed).
     pub media_refresh: Family<OutcomeLabels, Counter>,
+    /// Expected tasks by state (read from the store when scraped).
+    pub tasks: Family<StateLabels, Gauge>,
+    /// Age of the oldest task still waiting or polling: alert when it nears `give_up`.
+    pub tasks_oldest_open_seconds: Gauge,
+    /// Status polls by route and result (`terminal`, `running`, or the error kind).
+    pub task_polls: Family<PollLabels, Counter>,
+    /// Callbacks held because the provider's record disagreed (`verify = "fetch"`).
+    pub unverified: Family<RouteLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,6 +137,10 @@ impl Metrics {
             ready: Gauge::default(),
             media_in_flight: Gauge::default(),
             media_refresh: Family::default(),
+            tasks: Family::default(),
+            tasks_oldest_open_seconds: Gauge::default(),
+            task_polls: Family::default(),
+            unverified: Family::default(),
         };
         registry.register(
             "ingest_requests",
@@ -210,11 +235,36 @@ impl Metrics {
             "Expired media URLs the provider was asked to refresh, by outcome",
             m.media_refresh.clone(),
         );
+        registry.register("tasks", "Expected tasks by state", m.tasks.clone());
+        registry.register(
+            "tasks_oldest_open_seconds",
+            "Age of the oldest expected task with no result yet (waiting or polling)",
+            m.tasks_oldest_open_seconds.clone(),
+        );
+        registry.register(
+            "task_polls",
+            "Status polls of expected tasks, by route and result",
+            m.task_polls.clone(),
+        );
+        registry.register(
+            "unverified",
+            "Callbacks held as unverified: the provider's record disagreed (verify = \"fetch\")",
+            m.unverified.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     pub fn media_file(&self, outcome: &'static str) {
         self.media_files.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn task_poll(&self, route: &str, result: &'static str) {
+        self.task_polls
+            .get_or_create(&PollLabels {
+                route: route.to_string(),
+                result,
+            })
+            .inc();
     }
 
     pub fn media_refresh(&self, outcome: &'static str) {

@@ -17,9 +17,11 @@
 //! - [`outcome`]: answer codes → retry later / give up, back-off, the error type.
 //! - [`limits`]: per-key and per-task request pacing on tokio's clock.
 //! - [`client`]: the HTTP client (`record`, `submit`, `download_url`).
+//! - `create`: each product's create endpoints (what the submit proxy may call).
 //! - `transport`: the wire under it (key header, TLS, timeouts, base URL rules).
 
 pub mod client;
+mod create;
 pub mod limits;
 pub mod loose;
 pub mod outcome;

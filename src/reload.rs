@@ -60,6 +60,7 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
     app.listener_settings.set(conn_settings(&new));
     app.connections.set_limit(new.server.max_connections);
     let routes = new.routes.len();
+    app.delivery.verifier().configure(&new, &media.providers);
     app.media.update(media);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");

@@ -1,6 +1,7 @@
 //! Retention: every minute (the first time ten seconds after start), remove
 //! the events older than `store.retention` whose deliveries are all over, a
-//! dead letter only `retention` after it died; then the media URLs that were
+//! dead letter only `retention` after it died, and the expected tasks registered
+//! before the same cutoff; then the media URLs that were
 //! archived (or failed) longer than `media.retention` ago, deleting the files
 //! no remaining URL refers to. The store does the work in bounded steps
 //! between its other writes.
@@ -35,6 +36,11 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Ok(removed) => tracing::info!(removed, "retention: removed expired events"),
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
             }
+        }
+        match app.store.sweep_tasks(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "retention: removed expired tasks"),
+            Err(e) => tracing::warn!(error = %e, "task retention sweep failed"),
         }
         let media_retention = app.media.settings().retention;
         let cutoff = crate::clock::now_ms().saturating_sub(media_retention.as_millis() as u64);

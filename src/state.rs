@@ -87,6 +87,8 @@ pub struct App {
     pub listener_settings: Settings,
     /// The public listeners' open-connection cap (resized on reload).
     pub connections: Arc<ConnLimit>,
+    /// Wakes the reconciler when a task is registered (its schedule changed).
+    pub tasks_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The public listeners as the wiring set them up: their TLS and addresses.
@@ -125,6 +127,7 @@ impl App {
             acme,
             ingest_addrs,
             started_ms: crate::clock::now_ms(),
+            tasks_wake: Arc::default(),
         }
     }
 

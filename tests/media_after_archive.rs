@@ -68,11 +68,14 @@ fn assert_both_stored(header: &[Value], video_url: &str, video_bytes: &[u8], cov
 }
 
 /// While the video downloads: `name`'s delivery is pending, waiting for the
-/// media, with no attempt made.
+/// media (parked by its lane soon after the callback), with no attempt made.
 async fn assert_waiting(h: &hookrelay::Handle, id: &str, name: &str, video_url: &str) {
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), SLOW / 4, |v| {
+        row(&v["subscribers"], "name", name)["waiting_for_media"] == true
+    })
+    .await;
     let media = media_of(h.admin_addr, id).await;
     assert_eq!(item(&media, video_url)["state"], "pending");
-    let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     let waiting = row(&view["subscribers"], "name", name);
     assert_eq!(waiting["state"], "pending", "{view}");
     assert_eq!(waiting["waiting_for_media"], true, "{view}");
@@ -191,6 +194,16 @@ async fn a_pull_subscriber_with_after_archive_gets_the_message_once_the_files_ar
         PULL_TOKEN,
         &[],
     );
+    // The forwarder's long-poll is waiting before the callback arrives.
+    let subs = admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(10), |v| {
+        row(&v["subscribers"], "name", "library")["state"] == "pulling"
+    })
+    .await;
+    assert_eq!(
+        row(&subs["subscribers"], "name", "library")["state"],
+        "pulling",
+        "{subs}"
+    );
 
     let body = runway_media("ee603959", &video_url, &cover_url).to_string();
     let posted = Instant::now();
@@ -198,7 +211,7 @@ async fn a_pull_subscriber_with_after_archive_gets_the_message_once_the_files_ar
     now_sub
         .wait_for(Duration::from_secs(10), "the immediate delivery", |r| !r.is_empty())
         .await;
-    // The forwarder's long-poll is waiting, and is not handed the message yet.
+    // The forwarder is not handed the message yet.
     assert!(
         posted.elapsed() < SLOW / 2,
         "the immediate delivery took too long to compare"

@@ -2,40 +2,20 @@
 //! redirects, statuses, timeouts, size caps and TLS. (The address policy has
 //! its own file, media_policy.rs.)
 
-#[path = "common/files.rs"]
-mod files;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use files::{FileServer, Route};
+use common::certs::TestCert;
+use common::fetcher::{fetch_options, open_fetcher, read_body};
+use common::files::{FileServer, Route};
 use futures_util::TryStreamExt;
-use hookrelay::media::{AddressPolicy, FetchError, FetchOptions, Fetcher, StaticResolver};
+use hookrelay::media::{FetchError, FetchOptions, Fetcher, StaticResolver};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn opts(allow_private: bool) -> FetchOptions {
-    FetchOptions {
-        policy: AddressPolicy {
-            allow_private,
-            allowed_nets: vec![],
-        },
-        timeout: Duration::from_secs(20),
-        ..FetchOptions::default()
-    }
-}
-
-fn open_fetcher() -> Fetcher {
-    Fetcher::new(opts(true)).unwrap()
-}
-
-async fn body(f: &Fetcher, url: &str) -> Result<Vec<u8>, FetchError> {
-    let d = f.get(url).await?;
-    let chunks: Vec<Bytes> = d.into_stream().try_collect().await?;
-    Ok(chunks.concat())
-}
 
 #[tokio::test]
 async fn downloads_bytes_with_content_type() {
@@ -80,7 +60,7 @@ async fn redirects_are_followed_up_to_five() {
         let status = [301, 302, 303, 307, 308][i];
         s.route(&format!("/hop{i}"), Route::Redirect { status, location });
     }
-    assert_eq!(body(&open_fetcher(), &s.url("/hop0")).await.unwrap(), b"final");
+    assert_eq!(read_body(&open_fetcher(), &s.url("/hop0")).await.unwrap(), b"final");
     // Six hops are one too many.
     s.route(
         "/hop-1",
@@ -175,11 +155,11 @@ async fn a_stalled_body_times_out() {
     );
     let f = Fetcher::new(FetchOptions {
         timeout: Duration::from_millis(500),
-        ..opts(true)
+        ..fetch_options(true)
     })
     .unwrap();
     let started = std::time::Instant::now();
-    let err = body(&f, &s.url("/slow")).await.unwrap_err();
+    let err = read_body(&f, &s.url("/slow")).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(err, FetchError::Timeout(Duration::from_millis(500)));
     assert!(err.retryable());
@@ -199,7 +179,7 @@ async fn a_body_shorter_than_announced_is_an_error() {
             body: Bytes::from_static(b"only this"),
         },
     );
-    let err = body(&open_fetcher(), &s.url("/short")).await.unwrap_err();
+    let err = read_body(&open_fetcher(), &s.url("/short")).await.unwrap_err();
     assert!(matches!(err, FetchError::Http { .. }) && err.retryable(), "{err}");
 }
 
@@ -209,7 +189,7 @@ async fn files_over_max_size_are_refused_or_cut_off() {
     let max = 1 << 20;
     let f = Fetcher::new(FetchOptions {
         max_size: max,
-        ..opts(true)
+        ..fetch_options(true)
     })
     .unwrap();
     // Announced: refused before any body byte is read.
@@ -237,7 +217,7 @@ async fn files_over_max_size_are_refused_or_cut_off() {
         },
     );
     let before = s.generated_sent();
-    let err = body(&f, &s.url("/chunked")).await.unwrap_err();
+    let err = read_body(&f, &s.url("/chunked")).await.unwrap_err();
     assert_eq!(err, FetchError::TooLarge { max, announced: None });
     assert!(!err.retryable());
     // The connection is dropped: the server stops well short of 64 MiB
@@ -261,19 +241,19 @@ async fn files_over_max_size_are_refused_or_cut_off() {
             content_length: false,
         },
     );
-    assert_eq!(body(&f, &s.url("/exact")).await.unwrap().len() as u64, max);
+    assert_eq!(read_body(&f, &s.url("/exact")).await.unwrap().len() as u64, max);
 }
 
 #[tokio::test]
 async fn https_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cfg) = files::write_cert(dir.path());
-    let s = FileServer::start_tls(LOCAL, cfg).await;
+    let cert = TestCert::write(dir.path(), "files");
+    let s = FileServer::start_tls(LOCAL, &cert).await;
     s.bytes("/secure.png", b"tls bytes", "image/png");
     let port = s.addr.port();
     let trusting = Fetcher::new(FetchOptions {
-        ca_file: Some(ca),
-        ..opts(true)
+        ca_file: Some(cert.cert.clone()),
+        ..fetch_options(true)
     })
     .unwrap();
     for host in ["localhost", "127.0.0.1"] {
@@ -281,7 +261,7 @@ async fn https_with_a_private_ca() {
         let f = trusting
             .clone()
             .with_resolver(Arc::new(StaticResolver::new().with("localhost", &[LOCAL])));
-        assert_eq!(body(&f, &url).await.unwrap(), b"tls bytes", "{url}");
+        assert_eq!(read_body(&f, &url).await.unwrap(), b"tls bytes", "{url}");
     }
     // Without the CA the certificate is not trusted.
     let err = open_fetcher()

@@ -5,16 +5,16 @@
 //! GET written straight to a file) in the same run. One test in this binary,
 //! so no other test's allocations share the peak.
 
-#[path = "common/files.rs"]
-mod files;
-#[path = "common/moto.rs"]
-mod moto;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use files::{generated_sha256, FileServer, Route};
-use hookrelay::media::{archive, AddressPolicy, FetchOptions, Fetcher, LocalStore, MediaStore, S3Settings, S3Store};
+use common::daemon::proc_status_kib;
+use common::fetcher::archive_fetcher;
+use common::files::{generated_sha256, FileServer, Route};
+use common::s3::Moto;
+use hookrelay::media::{archive, LocalStore, MediaStore, S3Settings, S3Store};
 use http_body_util::{BodyExt, Empty};
 use tokio::io::AsyncWriteExt;
 
@@ -22,20 +22,16 @@ const GIB: u64 = 1 << 30;
 /// The bound the daemon promises for archiving (issue 11: RSS under 64 MiB).
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
 
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// This process's peak RSS in KiB.
+fn peak_kib() -> u64 {
+    proc_status_kib(std::process::id(), "VmHWM:").expect("VmHWM in /proc/self/status")
 }
 
 /// Reset the peak-RSS mark to the current RSS (Linux `clear_refs` 5), so each
 /// phase measures its own peak; falls back to the running peak when refused.
 fn reset_peak() -> u64 {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    status_kib("VmHWM:")
+    peak_kib()
 }
 
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
@@ -79,16 +75,7 @@ async fn large_files_stream_with_bounded_memory() {
             content_length: true,
         },
     );
-    let fetcher = Fetcher::new(FetchOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-            allowed_nets: vec![],
-        },
-        timeout: Duration::from_secs(600),
-        max_size: 2 * GIB,
-        ..FetchOptions::default()
-    })
-    .unwrap();
+    let fetcher = archive_fetcher(2 * GIB, Duration::from_secs(600));
     let dir = tempfile::tempdir().unwrap();
     let store = MediaStore::Local(LocalStore::new(dir.path().join("media"), 0).unwrap());
     // Warm up pools and buffers so the measurement sees steady state.
@@ -102,7 +89,7 @@ async fn large_files_stream_with_bounded_memory() {
     let started = Instant::now();
     let stored = archive(&fetcher, &store, &s.url("/huge.mp4")).await.unwrap();
     let archive_took = started.elapsed();
-    let growth = status_kib("VmHWM:").saturating_sub(base);
+    let growth = peak_kib().saturating_sub(base);
     assert_eq!(stored.size, GIB);
     assert_eq!(stored.sha256, expected);
     assert_eq!(std::fs::metadata(&stored.location).unwrap().len(), GIB);
@@ -144,18 +131,13 @@ async fn large_files_stream_with_bounded_memory() {
     );
 
     // S3 (moto), 256 MiB: multipart with bounded parts in flight.
-    let moto = moto::Moto::start().await;
+    let moto = Moto::start().await;
     moto.create_bucket("large").await;
     let s3 = MediaStore::S3(
         S3Store::new(&S3Settings {
-            bucket: "large".into(),
-            endpoint: Some(moto.endpoint()),
-            region: "us-east-1".into(),
-            access_key: hookrelay::auth::Secret::new("test"),
-            secret_key: hookrelay::auth::Secret::new("test"),
             prefix: "m/".into(),
-            ca_file: None,
             part_size: hookrelay::media::s3::DEFAULT_PART_SIZE,
+            ..moto.settings("large")
         })
         .unwrap(),
     );
@@ -171,7 +153,7 @@ async fn large_files_stream_with_bounded_memory() {
     let started = Instant::now();
     let stored = archive(&fetcher, &s3, &s.url("/s3.mp4")).await.unwrap();
     let took = started.elapsed();
-    let growth = status_kib("VmHWM:").saturating_sub(base);
+    let growth = peak_kib().saturating_sub(base);
     assert_eq!(stored.sha256, generated_sha256(len));
     eprintln!(
         "S3 (moto) archive of 256 MiB: {:.2?} ({:.0} MB/s), peak RSS growth {} KiB",

@@ -3,48 +3,27 @@
 //! stored content-addressed with the right bytes and SHA-256; failures leave
 //! no partial files; the free-space floor refuses writes.
 
-#[path = "common/files.rs"]
-mod files;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use files::{sha256_hex, FileServer, Route};
-use futures_util::TryStreamExt;
+use common::fetcher::{archive_fetcher, read_back};
+use common::files::{sha256_hex, FileServer, Route};
 use hookrelay::media::{
-    archive, media_urls, AddressPolicy, ArchiveError, FetchError, FetchOptions, Fetcher, LocalStore, MediaPointer,
-    MediaStore, StoreError, Stored,
+    archive, media_urls, ArchiveError, FetchError, LocalStore, MediaPointer, MediaStore, StoreError, Stored,
 };
 use hookrelay::preset::{Preset, KIE_MARKET, KIE_RUNWAY, KIE_VEO};
 use serde_json::{json, Value};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn fetcher(max_size: u64) -> Fetcher {
-    Fetcher::new(FetchOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-            allowed_nets: vec![],
-        },
-        timeout: Duration::from_secs(30),
-        max_size,
-        ..FetchOptions::default()
-    })
-    .unwrap()
-}
+/// Downloads into a local directory on loopback take at most this long.
+const DOWNLOAD: Duration = Duration::from_secs(30);
 
 fn urls(p: &Preset, body: &Value) -> Vec<String> {
     let ptrs: Vec<MediaPointer> = p.media.iter().map(|m| MediaPointer::parse(m).unwrap()).collect();
     media_urls(&ptrs, body)
-}
-
-async fn read_back(store: &MediaStore, sha256: &str) -> Vec<u8> {
-    let r = store.open(sha256).await.unwrap().expect("stored file opens");
-    let chunks: Vec<bytes::Bytes> = r.stream.try_collect().await.unwrap();
-    let data = chunks.concat();
-    assert_eq!(data.len() as u64, r.size);
-    data
 }
 
 fn temp_files(root: &Path) -> usize {
@@ -63,7 +42,7 @@ async fn runway_video_and_cover_are_stored_with_their_digest() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = MediaStore::Local(LocalStore::new(dir.path().join("media"), 0).unwrap());
-    let f = fetcher(1 << 30);
+    let f = archive_fetcher(1 << 30, DOWNLOAD);
     let found = urls(&KIE_RUNWAY, &callback);
     assert_eq!(found, [video_url.clone(), cover_url.clone()]);
     let mut stored: Vec<Stored> = Vec::new();
@@ -114,7 +93,7 @@ async fn veo_array_and_market_result_json_are_followed() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
-    let f = fetcher(1 << 20);
+    let f = archive_fetcher(1 << 20, DOWNLOAD);
     let cases: [(&Preset, &Value, &[&[u8]]); 3] = [
         (&KIE_VEO, &veo, &[b"veo one", b"veo two", b"veo origin"]),
         (&KIE_VEO, &veo_string, &[b"veo two"]),
@@ -157,7 +136,7 @@ async fn failed_downloads_leave_no_partial_file() {
     );
     let dir = tempfile::tempdir().unwrap();
     let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
-    let f = fetcher(1 << 20);
+    let f = archive_fetcher(1 << 20, DOWNLOAD);
 
     let err = archive(&f, &store, &s.url("/big")).await.unwrap_err();
     assert!(
@@ -196,7 +175,9 @@ async fn free_space_floor_refuses_before_writing() {
     let free = fs4::available_space(dir.path()).unwrap();
     // A floor above what the disk has free: refused, retryable, nothing written.
     let store = MediaStore::Local(LocalStore::new(dir.path(), free.saturating_mul(2)).unwrap());
-    let err = archive(&fetcher(1 << 20), &store, &url).await.unwrap_err();
+    let err = archive(&archive_fetcher(1 << 20, DOWNLOAD), &store, &url)
+        .await
+        .unwrap_err();
     match &err {
         ArchiveError::Store(StoreError::LowSpace {
             available, min_free, ..
@@ -222,7 +203,9 @@ async fn free_space_floor_refuses_before_writing() {
             content_length: true,
         },
     );
-    let err = archive(&fetcher(u64::MAX), &store, &s.url("/huge")).await.unwrap_err();
+    let err = archive(&archive_fetcher(u64::MAX, DOWNLOAD), &store, &s.url("/huge"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ArchiveError::Store(StoreError::LowSpace { .. })), "{err}");
     assert!(s.generated_sent() < 16 << 20, "the body was not read");
 }
@@ -243,7 +226,7 @@ async fn a_disk_filling_up_during_a_download_stops_the_write() {
     // The floor sits 100 MiB below what is free now: the writer's periodic
     // check (every 64 MiB) must stop it within about 128 MiB.
     let store = MediaStore::Local(LocalStore::new(dir.path(), free.saturating_sub(100 << 20)).unwrap());
-    let err = archive(&fetcher(u64::MAX), &store, &s.url("/endless"))
+    let err = archive(&archive_fetcher(u64::MAX, DOWNLOAD), &store, &s.url("/endless"))
         .await
         .unwrap_err();
     assert!(matches!(err, ArchiveError::Store(StoreError::LowSpace { .. })), "{err}");

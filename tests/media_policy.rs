@@ -3,35 +3,19 @@
 //! after a redirect from a permitted host, and one lookup per hop with the
 //! connection made to exactly the checked address (no DNS rebinding).
 
-#[path = "common/files.rs"]
-mod files;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use files::{FileServer, Route};
+use common::fetcher::{fetch_options, open_fetcher, read_body};
+use common::files::{FileServer, Route};
 use futures_util::TryStreamExt;
 use hookrelay::media::{AddressPolicy, FetchError, FetchOptions, Fetcher, Resolver, StaticResolver};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn opts(allow_private: bool) -> FetchOptions {
-    FetchOptions {
-        policy: AddressPolicy {
-            allow_private,
-            allowed_nets: vec![],
-        },
-        timeout: Duration::from_secs(20),
-        ..FetchOptions::default()
-    }
-}
-
-fn open_fetcher() -> Fetcher {
-    Fetcher::new(opts(true)).unwrap()
-}
 
 /// Only 127.0.0.1 is permitted: stands in for "a public host" on loopback.
 fn only_127_0_0_1() -> FetchOptions {
@@ -40,21 +24,15 @@ fn only_127_0_0_1() -> FetchOptions {
             allow_private: false,
             allowed_nets: vec!["127.0.0.1/32".parse().unwrap()],
         },
-        ..opts(false)
+        ..fetch_options(false)
     }
-}
-
-async fn body(f: &Fetcher, url: &str) -> Result<Vec<u8>, FetchError> {
-    let d = f.get(url).await?;
-    let chunks: Vec<Bytes> = d.into_stream().try_collect().await?;
-    Ok(chunks.concat())
 }
 
 #[tokio::test]
 async fn private_addresses_are_refused_without_allow_private() {
     let s = FileServer::start(LOCAL).await;
     let url = s.bytes("/x.png", b"png", "image/png");
-    let strict = Fetcher::new(opts(false)).unwrap();
+    let strict = Fetcher::new(fetch_options(false)).unwrap();
     for u in [
         url.as_str(),
         "http://10.1.2.3/x.mp4",
@@ -89,7 +67,7 @@ async fn private_addresses_are_refused_without_allow_private() {
     );
     assert_eq!(s.total_hits(), 0);
     // The same URL with allow_private.
-    assert_eq!(body(&open_fetcher(), &url).await.unwrap(), b"png");
+    assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"png");
 }
 
 #[tokio::test]
@@ -130,7 +108,7 @@ async fn a_redirect_to_a_private_address_is_refused() {
     // Control: the allowed host itself serves fine through the same fetcher.
     public.bytes("/ok", b"ok", "text/plain");
     assert_eq!(
-        body(&f, &format!("http://cdn.example:{}/ok", public.addr.port()))
+        read_body(&f, &format!("http://cdn.example:{}/ok", public.addr.port()))
             .await
             .unwrap(),
         b"ok"

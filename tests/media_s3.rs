@@ -3,64 +3,27 @@
 //! stored under their digests with the right bytes, a multipart upload,
 //! failed downloads leaving nothing, delete, and secrets kept out of Debug.
 
-#[path = "common/files.rs"]
-mod files;
-#[path = "common/moto.rs"]
-mod moto;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use files::{generated_sha256, sha256_hex, FileServer, Route};
-use futures_util::TryStreamExt;
-use hookrelay::media::{
-    archive, media_urls, AddressPolicy, ArchiveError, FetchError, FetchOptions, Fetcher, MediaPointer, MediaStore,
-    S3Settings, S3Store,
-};
+use common::client::request;
+use common::fetcher::{archive_fetcher, read_back};
+use common::files::{generated_sha256, sha256_hex, FileServer, Route};
+use common::s3::Moto;
+use hookrelay::media::{archive, media_urls, ArchiveError, FetchError, MediaPointer, MediaStore, S3Store};
 use hookrelay::preset::KIE_RUNWAY;
-use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn settings(moto: &moto::Moto, bucket: &str) -> S3Settings {
-    S3Settings {
-        bucket: bucket.into(),
-        endpoint: Some(moto.endpoint()),
-        region: "us-east-1".into(),
-        access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
-        secret_key: hookrelay::auth::Secret::new("very-secret-value"),
-        prefix: "hookrelay/".into(),
-        ca_file: None,
-        part_size: 5 << 20,
-    }
-}
-
-fn fetcher(max_size: u64) -> Fetcher {
-    Fetcher::new(FetchOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-            allowed_nets: vec![],
-        },
-        timeout: Duration::from_secs(60),
-        max_size,
-        ..FetchOptions::default()
-    })
-    .unwrap()
-}
-
-async fn read_back(store: &MediaStore, sha256: &str) -> Vec<u8> {
-    let r = store.open(sha256).await.unwrap().expect("stored object opens");
-    let chunks: Vec<bytes::Bytes> = r.stream.try_collect().await.unwrap();
-    let data = chunks.concat();
-    assert_eq!(data.len() as u64, r.size);
-    data
-}
+/// Downloads uploaded to moto take at most this long.
+const DOWNLOAD: Duration = Duration::from_secs(60);
 
 /// The Content-Type S3 keeps for a stored object, read with a client of our own.
-async fn stored_content_type(moto: &moto::Moto, bucket: &str, sha256: &str) -> Option<String> {
+async fn stored_content_type(moto: &Moto, bucket: &str, sha256: &str) -> Option<String> {
     use object_store::ObjectStoreExt;
-    let s = settings(moto, bucket);
+    let s = moto.settings(bucket);
     let client = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&s.region)
@@ -79,15 +42,8 @@ async fn stored_content_type(moto: &moto::Moto, bucket: &str, sha256: &str) -> O
 }
 
 /// Anonymous bucket-level reads (listings), straight from moto.
-async fn raw_get(moto: &moto::Moto, path: &str) -> String {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let resp = client
-        .get(format!("{}{path}", moto.endpoint()).parse().unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+async fn raw_get(moto: &Moto, path: &str) -> String {
+    let (status, _, body) = request(moto.addr, None, "GET", path, &[], bytes::Bytes::new()).await;
     let body = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(status, 200, "GET {path}: {body}");
     body
@@ -95,9 +51,9 @@ async fn raw_get(moto: &moto::Moto, path: &str) -> String {
 
 #[tokio::test]
 async fn runway_media_to_s3() {
-    let moto = moto::Moto::start().await;
+    let moto = Moto::start().await;
     moto.create_bucket("media").await;
-    let store = MediaStore::S3(S3Store::new(&settings(&moto, "media")).unwrap());
+    let store = MediaStore::S3(S3Store::new(&moto.settings("media")).unwrap());
 
     let s = FileServer::start(LOCAL).await;
     let video: Vec<u8> = (0..250_000u32).flat_map(|i| i.to_be_bytes()).collect();
@@ -111,7 +67,7 @@ async fn runway_media_to_s3() {
         .iter()
         .map(|m| MediaPointer::parse(m).unwrap())
         .collect();
-    let f = fetcher(1 << 30);
+    let f = archive_fetcher(1 << 30, DOWNLOAD);
     for (u, (want, ct)) in media_urls(&ptrs, &callback)
         .iter()
         .zip([(&video, "video/mp4"), (&cover, "image/png")])
@@ -143,9 +99,9 @@ async fn runway_media_to_s3() {
 
 #[tokio::test]
 async fn large_files_use_multipart_and_failures_leave_nothing() {
-    let moto = moto::Moto::start().await;
+    let moto = Moto::start().await;
     moto.create_bucket("big").await;
-    let store = MediaStore::S3(S3Store::new(&settings(&moto, "big")).unwrap());
+    let store = MediaStore::S3(S3Store::new(&moto.settings("big")).unwrap());
     let s = FileServer::start(LOCAL).await;
     let len = 23 << 20; // five 5 MiB parts, the last one short
     s.route(
@@ -155,7 +111,9 @@ async fn large_files_use_multipart_and_failures_leave_nothing() {
             content_length: false,
         },
     );
-    let st = archive(&fetcher(1 << 30), &store, &s.url("/big.mp4")).await.unwrap();
+    let st = archive(&archive_fetcher(1 << 30, DOWNLOAD), &store, &s.url("/big.mp4"))
+        .await
+        .unwrap();
     assert_eq!(st.size, len);
     assert_eq!(st.sha256, generated_sha256(len));
     let back = read_back(&store, &st.sha256).await;
@@ -169,7 +127,7 @@ async fn large_files_use_multipart_and_failures_leave_nothing() {
             content_length: false,
         },
     );
-    let err = archive(&fetcher(12 << 20), &store, &s.url("/too-big.mp4"))
+    let err = archive(&archive_fetcher(12 << 20, DOWNLOAD), &store, &s.url("/too-big.mp4"))
         .await
         .unwrap_err();
     assert!(matches!(err, ArchiveError::Fetch(FetchError::TooLarge { .. })), "{err}");
@@ -185,8 +143,8 @@ async fn large_files_use_multipart_and_failures_leave_nothing() {
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_and_errors() {
-    let moto = moto::Moto::start().await;
-    let s = settings(&moto, "no-such-bucket");
+    let moto = Moto::start().await;
+    let s = moto.settings("no-such-bucket");
     let shown = format!("{s:?}");
     assert!(
         !shown.contains("very-secret-value") && !shown.contains("AKIATESTKEY"),
@@ -197,7 +155,9 @@ async fn secrets_stay_out_of_debug_and_errors() {
     // A missing bucket is a storage error that names the problem, not the key.
     let files = FileServer::start(LOCAL).await;
     let url = files.bytes("/x", b"x", "text/plain");
-    let err = archive(&fetcher(1 << 20), &store, &url).await.unwrap_err();
+    let err = archive(&archive_fetcher(1 << 20, DOWNLOAD), &store, &url)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ArchiveError::Store(_)), "{err}");
     let text = err.to_string();
     assert!(!text.contains("very-secret-value"), "{text}");

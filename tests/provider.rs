@@ -3,16 +3,13 @@
 //! transport failures, HTTPS with a private CA, and the key kept secret.
 
 mod common;
-#[path = "common/fake_provider.rs"]
-mod fake_provider;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use fake_provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::certs::TestCert;
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use hookrelay::provider::outcome::{Backoff, BackoffPolicy};
 use hookrelay::provider::{Action, ApiKey, ClientConfig, ErrorKind, Product, ProviderClient, Stage};
-use rustls::pki_types::pem::PemObject as _;
 use serde_json::json;
 
 const KEY: &str = "fake-provider-key";
@@ -285,25 +282,16 @@ async fn the_api_key_never_shows() {
 async fn https_to_a_provider_with_a_private_ca() {
     hookrelay::tls::install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = common::write_cert(dir.path(), "fake");
-    let certs = vec![rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap()];
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cert = TestCert::write(dir.path(), "fake");
     let fake = FakeProvider::start(FakeOptions {
-        tls: Some(Arc::new(tls)),
+        tls: Some(cert.http1_server_config()),
         ..FakeOptions::default()
     })
     .await;
     assert!(fake.url().starts_with("https://localhost:"));
     let id = fake.create(Product::FluxKontext, TaskPlan::success().manual(), None);
     let mut cfg = config(&fake.url(), fake.api_key());
-    cfg.ca_file = Some(cert.clone());
+    cfg.ca_file = Some(cert.cert.clone());
     let trusted = ProviderClient::new(cfg).unwrap();
     assert_eq!(
         trusted.record(Product::FluxKontext, &id).await.unwrap().stage(),

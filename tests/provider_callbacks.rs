@@ -3,15 +3,13 @@
 //! actually sends (same dedupe key), the callback sender's retries and knobs.
 
 mod common;
-#[path = "common/fake_provider.rs"]
-mod fake_provider;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::{Behaviour, Received, Sub};
-use fake_provider::{FakeOptions, FakeProvider, TaskPlan};
 use hmac::Mac;
 use hookrelay::provider::product::Rate;
 use hookrelay::provider::{

@@ -52,6 +52,15 @@ pub(super) async fn render(app: &App) -> String {
             .set(cert.expiry_unix());
     }
     m.media_queue_depth.set(app.store.media_queue() as i64);
+    if let Ok(t) = app.store.task_stats().await {
+        for (state, n) in t.by_state {
+            m.tasks
+                .get_or_create(&crate::metrics::StateLabels { state: state.as_str() })
+                .set(n as i64);
+        }
+        let age = t.oldest_open_ms.map_or(0, |r| now.saturating_sub(r) / 1000);
+        m.tasks_oldest_open_seconds.set(age as i64);
+    }
     m.media_in_flight.set(app.media.in_flight() as i64);
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));

@@ -11,6 +11,7 @@ mod media;
 mod metrics;
 mod status;
 mod subscribers;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -95,8 +96,27 @@ fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// Request bodies the admin API reads (task registration, the submit proxy).
+const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// The request body, up to [`MAX_ADMIN_BODY`].
+async fn body<B>(b: B) -> Result<Bytes, (StatusCode, String)>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(b, MAX_ADMIN_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+    }
+}
+
 /// Handle one admin request.
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -121,6 +141,26 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
     }
     let q = Query::of(&req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["api", "tasks"]) => {
+            let r = match body(req.into_body()).await {
+                Ok(b) => tasks::register(&app, &b).await,
+                Err(e) => Err(e),
+            };
+            return match r {
+                Ok(v) => reply(StatusCode::OK, v),
+                Err((status, msg)) => error(status, msg),
+            };
+        }
+        (&Method::POST, ["api", "routes", route, "submit"]) => {
+            let r = match body(req.into_body()).await {
+                Ok(b) => tasks::submit(&app, route, &q, b).await,
+                Err(e) => Err(e),
+            };
+            return r.unwrap_or_else(|(status, msg)| error(status, msg));
+        }
+        _ => {}
+    }
     let result = match (method, segments.as_slice()) {
         (Method::GET, ["metrics"]) => {
             return text(
@@ -138,6 +178,8 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
         (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
         (Method::GET, ["api", "media"]) => media::list(&app, &q).await,
         (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,
+        (Method::GET, ["api", "tasks"]) => tasks::list(&app, &q).await,
+        (Method::GET, ["api", "tasks", id]) => tasks::show(&app, id, &q).await,
         (
             _,
             ["metrics"]
@@ -149,7 +191,10 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply {
             | ["api", "media"]
             | ["api", "media", _]
             | ["api", "events", _, "replay"]
-            | ["api", "dead-letters", "replay"],
+            | ["api", "dead-letters", "replay"]
+            | ["api", "tasks"]
+            | ["api", "tasks", _]
+            | ["api", "routes", _, "submit"],
         ) => Err((StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".to_string())),
         _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
     };

@@ -10,6 +10,7 @@ pub mod assets;
 pub mod init;
 mod init_steps;
 pub mod render;
+pub mod render_tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +143,18 @@ pub enum AdminCommand {
     },
     /// Show subscribers with their backlog and state.
     Subscribers,
+    /// List expected tasks (newest first), or show one.
+    Tasks {
+        /// A provider task id; without it, the list.
+        task_id: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        /// waiting, called_back, polling, recovered or gave_up
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Show the media of one event, or the archive's queue and recent files.
     Media {
         /// An event id (evt_…); without it, the archive at a glance.
@@ -386,6 +399,25 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             Method::GET,
             format!("/api/media?event={}", enc(id)),
             render::render_event_media,
+        ),
+        AdminCommand::Tasks {
+            task_id: Some(id),
+            route,
+            ..
+        } => (
+            Method::GET,
+            format!("/api/tasks/{}?{}", enc(id), opt("route", route).trim_start_matches('&')),
+            render_tasks::render_task,
+        ),
+        AdminCommand::Tasks {
+            task_id: None,
+            route,
+            state,
+            limit,
+        } => (
+            Method::GET,
+            format!("/api/tasks?limit={limit}{}{}", opt("route", route), opt("state", state)),
+            render_tasks::render_tasks,
         ),
         AdminCommand::Media { event: None, limit } => {
             (Method::GET, format!("/api/media?limit={limit}"), render::render_media)

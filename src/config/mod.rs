@@ -135,4 +135,6 @@ mod media_tests;
 #[cfg(test)]
 mod pull_tests;
 #[cfg(test)]
+mod tasks_tests;
+#[cfg(test)]
 mod tests;

@@ -47,6 +47,9 @@ pub(super) struct RawServer {
     pub max_connections: usize,
     pub http2_max_streams: u32,
     pub shutdown_grace: Dur,
+    /// How providers reach this relay (`https://hooks.example.com`): the
+    /// submit proxy builds `callBackUrl` from it.
+    pub public_url: Option<Spanned<String>>,
 }
 
 impl Default for RawServer {
@@ -61,6 +64,7 @@ impl Default for RawServer {
             max_connections: 4096,
             http2_max_streams: 128,
             shutdown_grace: Dur(Duration::from_secs(5)),
+            public_url: None,
         }
     }
 }
@@ -215,6 +219,10 @@ pub(super) struct RawRoute {
     /// Media pointers; None: the preset's (or none); `[]`: no archiving.
     pub media: Option<Vec<Spanned<String>>>,
     pub provider: Option<Spanned<RawProvider>>,
+    /// Poll the provider for expected tasks whose callback did not come.
+    pub reconcile: Option<Spanned<RawReconcile>>,
+    /// `"fetch"`: confirm each callback against the provider's record first.
+    pub verify: Option<Spanned<String>>,
     #[serde(default = "yes")]
     pub json: bool,
     #[serde(default)]
@@ -304,6 +312,28 @@ impl Default for RawPull {
 pub(super) struct RawProvider {
     pub api_key: Option<toml::Value>,
     pub base_url: Option<String>,
+}
+
+/// `reconcile = { after, every, give_up }` on a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawReconcile {
+    pub after: Dur,
+    pub every: Dur,
+    pub give_up: Dur,
+}
+
+impl Default for RawReconcile {
+    fn default() -> Self {
+        RawReconcile {
+            // The provider retries a callback after 1, 5 and 15 minutes: by 10
+            // minutes past the submit the first retries have had their chance.
+            after: Dur(Duration::from_secs(600)),
+            // The platform's own advice when callbacks cannot be used.
+            every: Dur(Duration::from_secs(30)),
+            give_up: Dur(Duration::from_secs(86400)),
+        }
+    }
 }
 
 /// `[media]`: where archived files go and how they are downloaded.

@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub http2_max_streams: u32,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How providers reach this relay, without a trailing `/`: the submit
+    /// proxy's `callBackUrl` is this plus the route's path.
+    pub public_url: Option<String>,
 }
 
 /// The public listeners' certificate: files (reloaded on SIGHUP) or ACME.
@@ -189,7 +192,42 @@ pub struct Route {
     pub provider: Option<ProviderKey>,
     /// The body must be JSON (400 otherwise).
     pub json: bool,
+    /// Poll expected tasks whose terminal callback did not come in time.
+    pub reconcile: Option<Reconcile>,
+    /// Confirm callbacks against the provider's record before fan-out.
+    pub verify: Verify,
     pub subscribers: Vec<Subscriber>,
+}
+
+impl Route {
+    /// The provider product the route's preset names (status endpoint, poll
+    /// mapping); None without a preset.
+    pub fn product(&self) -> Option<crate::provider::Product> {
+        self.preset
+            .and_then(|p| crate::provider::Product::from_preset_name(p.name))
+    }
+}
+
+/// `reconcile = { after, every, give_up }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconcile {
+    /// How long after registration a task without a terminal callback is
+    /// first polled (the provider's own callback retries get their chance).
+    pub after: Duration,
+    /// Between polls of one task (jittered ±20 %, and longer after 429/5xx).
+    pub every: Duration,
+    /// Counted from registration: a task still unfinished then is given up.
+    pub give_up: Duration,
+}
+
+/// `verify`: whether a callback is checked against the provider's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Trust the callback (after its token and signature checks).
+    #[default]
+    Off,
+    /// Look the task up at the provider before fan-out; a disagreement is held.
+    Fetch,
 }
 
 /// A route's key for the provider platform's API.

@@ -16,7 +16,10 @@ use super::{ATTEMPT_HEADER, USER_AGENT};
 use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, Event, Outcome, Store, Work};
+use crate::store::{Attempt, Event, Origin, Outcome, Store, Work};
+
+/// Marks a delivery of a result the relay fetched by polling (its callback never came).
+pub const SOURCE_HEADER: &str = "hookrelay-source";
 
 /// Bytes of a subscriber's answer read (so the connection can be reused).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -36,6 +39,8 @@ pub(super) struct Attempter {
     pub metrics: Arc<Metrics>,
     pub sub: Arc<Subscriber>,
     pub client: HttpClient,
+    /// Callbacks of `verify = "fetch"` routes are checked at the provider first.
+    pub verifier: Arc<super::verify_gate::Verifier>,
 }
 
 /// Whether a callback passes the subscriber's filter (push and pull alike).
@@ -60,6 +65,11 @@ impl Attempter {
             self.metrics.delivery(&sub.name, "skipped");
             tracing::info!(subscriber = %sub.name, event = %id, outcome = "skipped", "filter did not match");
             let recorded = self.record(&work, None, Outcome::Skipped).await;
+            return (Health::Neutral, recorded);
+        }
+        let check = self.verifier.check(&work.event).await;
+        if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &work.event) {
+            let recorded = self.record(&work, None, outcome).await;
             return (Health::Neutral, recorded);
         }
         let media = if sub.after_archive {
@@ -171,6 +181,9 @@ impl Attempter {
             .header(ATTEMPT_HEADER, attempt.to_string());
         if let Some(m) = media {
             req = req.header(media_gate::MEDIA_HEADER, m);
+        }
+        if event.meta.origin == Origin::Poll {
+            req = req.header(SOURCE_HEADER, "poll");
         }
         if let Some(ct) = &event.meta.content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);

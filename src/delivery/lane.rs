@@ -128,6 +128,7 @@ pub(super) async fn run(
     store: Store,
     mut source: WorkSource,
     metrics: Arc<Metrics>,
+    verifier: Arc<super::verify_gate::Verifier>,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = lane.subscriber().name.clone();
@@ -170,6 +171,7 @@ pub(super) async fn run(
                             metrics: metrics.clone(),
                             sub: sub.clone(),
                             client: client.clone(),
+                            verifier: verifier.clone(),
                         };
                         let ticket = w.ticket.clone();
                         let handle = tasks.spawn(attempter.run(w));

@@ -17,6 +17,7 @@ pub mod media_gate;
 pub mod pull;
 mod rate;
 pub mod retry;
+pub mod verify_gate;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -54,6 +55,8 @@ pub struct Delivery {
     lanes: Arc<RwLock<HashMap<String, Arc<Lane>>>>,
     /// Pull lanes by subscriber name (a name is in one map or the other).
     pulls: Arc<RwLock<HashMap<String, Arc<PullLane>>>>,
+    /// `verify = "fetch"` routes: asked before each delivery of a callback.
+    verifier: Arc<verify_gate::Verifier>,
 }
 
 impl Delivery {
@@ -63,7 +66,13 @@ impl Delivery {
             metrics,
             lanes: Arc::default(),
             pulls: Arc::default(),
+            verifier: Arc::default(),
         }
+    }
+
+    /// The verification settings and verdicts shared by every lane.
+    pub fn verifier(&self) -> &verify_gate::Verifier {
+        &self.verifier
     }
 
     /// Every pull lane, by subscriber name.
@@ -152,6 +161,7 @@ impl Delivery {
                 self.store.clone(),
                 source,
                 self.metrics.clone(),
+                self.verifier.clone(),
                 stop,
             ));
             lane.set_task(task);
@@ -162,7 +172,13 @@ impl Delivery {
                 continue;
             }
             let source = self.store.work_source(&s.name)?;
-            let lane = PullLane::start(s, self.store.clone(), source, self.metrics.clone());
+            let lane = PullLane::start(
+                s,
+                self.store.clone(),
+                source,
+                self.metrics.clone(),
+                self.verifier.clone(),
+            );
             pulls.insert(s.name.clone(), lane);
         }
         Ok(())

@@ -33,7 +33,7 @@ const MAX_MEDIA_URL_LEN: usize = 8 << 10;
 
 /// The media URLs the route's pointers find in the body (bounded; the rest
 /// are logged and left out).
-fn media_urls(route: &crate::config::Route, json: Option<&serde_json::Value>) -> Vec<String> {
+pub(crate) fn media_urls(route: &crate::config::Route, json: Option<&serde_json::Value>) -> Vec<String> {
     let Some(json) = json.filter(|_| !route.media.is_empty()) else {
         return Vec::new();
     };
@@ -201,11 +201,13 @@ where
     };
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
     let media = media_urls(r, json.as_ref());
+    let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
     let commit = app.store.append(NewEvent {
         meta,
         dedupe_hash: hash,
         body,
         media,
+        task,
     });
     let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
         Err(crate::store::StoreError::Unavailable(

@@ -29,6 +29,7 @@ pub use answer::{respond, PullAnswer};
 
 use crate::auth::{self, Secret};
 use crate::config::PULL_PREFIX;
+use crate::delivery::attempt::SOURCE_HEADER;
 use crate::delivery::media_gate::MEDIA_HEADER;
 use crate::delivery::pull::{AckError, Handout, PullLane};
 use crate::delivery::ATTEMPT_HEADER;
@@ -211,6 +212,9 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
     headers.insert(ATTEMPT_HEADER.to_string(), h.attempt.to_string());
     if let Some(media) = h.media.as_ref().and_then(|v| v.to_str().ok()) {
         headers.insert(MEDIA_HEADER.to_string(), media.to_string());
+    }
+    if ev.meta.origin == crate::store::Origin::Poll {
+        headers.insert(SOURCE_HEADER.to_string(), "poll".to_string());
     }
     wire::Message {
         id,

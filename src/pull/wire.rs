@@ -37,7 +37,8 @@ pub struct Message {
     /// To send with the body: `webhook-id`, `webhook-timestamp`,
     /// `webhook-signature` (when the subscriber has a secret), `content-type`
     /// (when the provider sent one), `hookrelay-attempt`, and for an
-    /// `after_archive` subscriber `hookrelay-media` (its event's archived media).
+    /// `after_archive` subscriber `hookrelay-media` (its event's archived media),
+    /// and `hookrelay-source: poll` for a result recovered by polling.
     pub headers: BTreeMap<String, String>,
     /// The provider's body, base64 (standard alphabet, padded).
     pub body: String,

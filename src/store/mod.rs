@@ -20,11 +20,13 @@ pub mod nats;
 pub mod prefill;
 pub mod result;
 pub mod sled;
+mod tasks;
 mod types;
 
 use std::path::PathBuf;
 
 pub use media::*;
+pub use tasks::*;
 pub use types::*;
 
 /// How to open the store (from the `[store]` section).

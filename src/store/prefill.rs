@@ -41,6 +41,7 @@ pub async fn prefill(
                 let body = runway_body(&tag, i);
                 let event = NewEvent {
                     media: Vec::new(),
+                    task: None,
                     meta: EventMeta {
                         route: route.clone(),
                         received_ms: crate::clock::now_ms(),

@@ -89,6 +89,9 @@ pub struct NewEvent {
     /// The media URLs the route's pointers found in the body: their archive
     /// work is written with the event, in the same atomic write.
     pub media: Vec<String>,
+    /// The route's task id in the body (routes with a preset): settles the
+    /// expected task, if one is registered, in the same atomic write.
+    pub task: Option<super::TaskMark>,
 }
 
 /// A stored event.

@@ -61,4 +61,12 @@ impl TestCert {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
     }
+
+    /// As `server_config`, offering http/1.1 only: for test servers that
+    /// speak HTTP/1.1 alone (the file server, the fake provider).
+    pub fn http1_server_config(&self) -> Arc<rustls::ServerConfig> {
+        let mut cfg = (*self.server_config()).clone();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
 }

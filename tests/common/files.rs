@@ -188,9 +188,7 @@ impl FileServer {
 
     /// Serve over TLS with `cert` (HTTP/1.1 only: the server speaks nothing else).
     pub async fn start_tls(ip: IpAddr, cert: &TestCert) -> FileServer {
-        let mut config = (*cert.server_config()).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self::start_with(ip, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Self::start_with(ip, Some(tokio_rustls::TlsAcceptor::from(cert.http1_server_config()))).await
     }
 
     async fn start_with(ip: IpAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> FileServer {

@@ -17,8 +17,11 @@
 //! - `media`: the `[media]` section; `archive`: watching the archive through
 //!   the admin API;
 //! - `files`: a loopback file server for media URLs (used as `common::files::…`);
+//! - `fetcher`: the media fetcher and stores driven without a daemon;
 //! - `s3`: a local S3 (moto) and the store table naming it;
-//! - `provider`: a fake of the provider platform (used as `common::provider::…`).
+//! - `provider`: a fake of the provider platform (used as `common::provider::…`);
+//! - `tasks`: expected tasks, the submit proxy and the reconciler against the
+//!   fake provider (used as `common::tasks::…`).
 //!
 //! Each test file uses some of them; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod fetcher;
 pub mod files;
 pub mod forward;
 pub mod load;
@@ -43,6 +47,7 @@ pub mod route;
 pub mod s3;
 pub mod subscriber;
 pub mod systemd;
+pub mod tasks;
 
 pub use archive::*;
 pub use bodies::*;

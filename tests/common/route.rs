@@ -231,6 +231,24 @@ impl Provider {
     }
 }
 
+/// `reconcile = { after, every, give_up }`: poll expected tasks whose callback did not come.
+#[derive(Clone, Serialize)]
+pub struct Reconcile {
+    after: String,
+    every: String,
+    give_up: String,
+}
+
+impl Reconcile {
+    pub fn new(after: Duration, every: Duration, give_up: Duration) -> Reconcile {
+        Reconcile {
+            after: dur(after),
+            every: dur(every),
+            give_up: dur(give_up),
+        }
+    }
+}
+
 /// One `[[routes]]` table.
 #[derive(Clone, Serialize)]
 pub struct Route {
@@ -253,6 +271,10 @@ pub struct Route {
     media: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<Provider>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconcile: Option<Reconcile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<String>,
     subscribers: Vec<Subscriber>,
 }
 
@@ -270,6 +292,8 @@ impl Route {
             preset: None,
             media: None,
             provider: None,
+            reconcile: None,
+            verify: None,
             subscribers: vec![],
         }
     }
@@ -315,6 +339,15 @@ impl Route {
     }
     pub fn subscriber(mut self, s: Subscriber) -> Self {
         self.subscribers.push(s);
+        self
+    }
+    pub fn reconcile(mut self, r: Reconcile) -> Self {
+        self.reconcile = Some(r);
+        self
+    }
+    /// `verify = "fetch"` (or a bad value, to test its error).
+    pub fn verify(mut self, mode: &str) -> Self {
+        self.verify = Some(mode.into());
         self
     }
 }

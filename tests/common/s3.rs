@@ -114,6 +114,21 @@ impl Moto {
         assert_eq!(code, Some(200), "create bucket {name} on moto");
     }
 
+    /// The library's settings for `bucket` here, prefix "hookrelay/", parts
+    /// of 5 MiB (S3's least); keys that tests look for in Debug output.
+    pub fn settings(&self, bucket: &str) -> hookrelay::media::S3Settings {
+        hookrelay::media::S3Settings {
+            bucket: bucket.into(),
+            endpoint: Some(self.endpoint()),
+            region: "us-east-1".into(),
+            access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
+            secret_key: hookrelay::auth::Secret::new("very-secret-value"),
+            prefix: "hookrelay/".into(),
+            ca_file: None,
+            part_size: 5 << 20,
+        }
+    }
+
     /// The daemon's `store = { s3 = … }` for `bucket` here (moto takes any keys).
     pub fn store(&self, bucket: &str, access_key: impl Into<Secret>, secret_key: impl Into<Secret>) -> S3 {
         S3 {

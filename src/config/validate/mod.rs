@@ -10,6 +10,7 @@ mod nats;
 mod pull;
 mod route;
 mod route_media;
+mod route_tasks;
 mod server;
 mod subscriber;
 
@@ -205,6 +206,7 @@ impl Validator<'_> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
+        self.public_url_present(&server, &routes)?;
         let media = self.media(raw.media, &store.path)?;
         if matches!(store.backend, StoreBackend::Nats(_)) {
             self.nats_names(&routes)?;

@@ -111,6 +111,7 @@ impl Validator<'_> {
             .as_ref()
             .map(|p| self.provider(&format!("{key}.provider"), p))
             .transpose()?;
+        let (reconcile, verify) = self.tasks(key, &r, preset, provider.is_some())?;
         let preset_report = preset.map_or_else(Vec::new, |p| preset_report(p, &r, &signature));
         if r.subscribers.is_empty() {
             return Err(self.err(
@@ -147,6 +148,8 @@ impl Validator<'_> {
             media,
             provider,
             json: r.json,
+            reconcile,
+            verify,
             subscribers,
         })
     }

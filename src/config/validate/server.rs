@@ -63,7 +63,9 @@ impl Validator<'_> {
         if s.http2_max_streams == 0 {
             return Err(self.err("server.http2_max_streams", None, "must be at least 1"));
         }
+        let public_url = s.public_url.as_ref().map(|u| self.public_url(u)).transpose()?;
         Ok(ServerConfig {
+            public_url,
             listen,
             tls,
             max_body: usize::try_from(s.max_body.0).unwrap_or(usize::MAX),

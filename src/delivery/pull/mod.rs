@@ -139,7 +139,13 @@ pub struct PullLane {
 
 impl PullLane {
     /// Start the lane's task over `source`.
-    pub(super) fn start(sub: &Subscriber, store: Store, source: WorkSource, metrics: Arc<Metrics>) -> Arc<PullLane> {
+    pub(super) fn start(
+        sub: &Subscriber,
+        store: Store,
+        source: WorkSource,
+        metrics: Arc<Metrics>,
+        verifier: Arc<super::verify_gate::Verifier>,
+    ) -> Arc<PullLane> {
         let (tx, rx) = mpsc::channel(MAILBOX);
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(PullLane {
@@ -159,7 +165,7 @@ impl PullLane {
         if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
             *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
         }
-        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, rx, stop_rx));
+        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, verifier, rx, stop_rx));
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         lane
     }

@@ -24,6 +24,7 @@ use super::{AckError, AckRequest, Cmd, Handout, PullLane, PullRequest, MAX_LEASE
 use crate::clock;
 use crate::delivery::attempt::filter_matches;
 use crate::delivery::media_gate::{self, Gate};
+use crate::delivery::verify_gate::Verifier;
 use crate::metrics::Metrics;
 use crate::store::{Store, Ticket, Work, WorkSource};
 
@@ -51,6 +52,8 @@ struct State {
     waiting: VecDeque<PullRequest>,
     /// Records in progress; each yields its tickets and whether each was recorded.
     settling: JoinSet<Vec<(Ticket, bool)>>,
+    /// Callbacks of `verify = "fetch"` routes are checked before they are offered.
+    verifier: Arc<Verifier>,
 }
 
 pub(super) async fn run(
@@ -58,6 +61,7 @@ pub(super) async fn run(
     store: Store,
     mut source: WorkSource,
     metrics: Arc<Metrics>,
+    verifier: Arc<Verifier>,
     mut rx: mpsc::Receiver<Cmd>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -70,6 +74,7 @@ pub(super) async fn run(
         leases: Leases::default(),
         waiting: VecDeque::new(),
         settling: JoinSet::new(),
+        verifier,
     };
     loop {
         if *stop.borrow() {
@@ -199,6 +204,16 @@ impl State {
             }
             if !filter_matches(&sub, &w.event) {
                 settled.push(settle::skipped(w));
+                continue;
+            }
+            let check = self.verifier.check(&w.event).await;
+            if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &w.event) {
+                settled.push(Settled {
+                    ticket: w.ticket,
+                    event: w.event.id,
+                    attempt: None,
+                    outcome,
+                });
                 continue;
             }
             let media = match sub.after_archive {

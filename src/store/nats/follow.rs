@@ -4,7 +4,8 @@
 //! the moment it arrives and kept from going to another relay by progress
 //! acknowledgements while this one works on it, and the consumer's backlog
 //! is counted every second. Used by subscribers' cursors ([`super::source`])
-//! and the media archiver's ([`super::media_source`]).
+//! the media archiver's ([`super::media_source`]) and the reconciler's
+//! ([`super::task_work`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,8 @@ pub(super) enum Follow {
     Subscriber { route: String, sub: String },
     /// The archiver's, on the media work stream.
     Archiver,
+    /// The reconciler's, on the task work stream.
+    Reconciler,
 }
 
 impl Follow {
@@ -51,6 +54,7 @@ impl Follow {
                 super::existing_consumer(&stream, sub).await.ok()
             }
             Follow::Archiver => super::media::existing_archiver(shared).await.ok(),
+            Follow::Reconciler => super::tasks::existing_reconciler(shared).await.ok(),
         }
     }
 }

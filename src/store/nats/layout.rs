@@ -14,6 +14,8 @@
 //! | an archived file (while a URL refers to it) | `hr_media`, key `f.<sha256>` |
 //! | an event's media URLs | header `Hr-Media` of its message |
 //! | the archiver's work | work-queue stream `HR_MEDIA`, subject `hr.md.<hash>`, durable consumer `archiver` |
+//! | an expected task | KV bucket `hr_tasks`, key `t.<hash of route and task id>` |
+//! | the reconciler's work | work-queue stream `HR_TASKS`, subject `hr.tk.<hash>`, durable consumer `reconciler` |
 //!
 //! An event id is a ULID whose time is the message's time (ms) and whose
 //! random part is the route's 16-bit tag and the stream sequence: any relay
@@ -29,6 +31,9 @@ pub const DEAD: &str = "HR_DL";
 pub const MEDIA: &str = "hr_media";
 pub const MEDIA_WORK: &str = "HR_MEDIA";
 pub const ARCHIVER: &str = "archiver";
+pub const TASKS: &str = "hr_tasks";
+pub const TASK_WORK: &str = "HR_TASKS";
+pub const RECONCILER: &str = "reconciler";
 
 pub fn stream(route: &str) -> String {
     format!("HR_EV_{route}")
@@ -79,6 +84,21 @@ pub fn media_subject(hash: &str) -> String {
 }
 pub fn file_key(sha256: &str) -> String {
     format!("f.{sha256}")
+}
+
+/// An expected task's name in the tasks bucket and work subjects.
+pub fn task_hash(route: &str, task_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(task_id.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+pub fn task_key(hash: &str) -> String {
+    format!("t.{hash}")
+}
+pub fn task_subject(hash: &str) -> String {
+    format!("hr.tk.{hash}")
 }
 
 /// A route's 16-bit tag in event ids.

@@ -112,7 +112,7 @@ impl NatsMediaCursor {
             return self.settle(r, AckKind::Ack).await;
         }
         if let RowState::Pending { due_ms } = row.state {
-            if due_ms > now_ms + 500 {
+            if due_ms > now_ms + super::EARLY_MS {
                 let delay = Duration::from_millis(due_ms - now_ms);
                 return self.settle(r, AckKind::Nak(Some(delay))).await;
             }

@@ -16,6 +16,8 @@ mod media_source;
 mod peer;
 mod query;
 mod source;
+mod task_work;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +40,9 @@ use crate::config::NatsConfig;
 const APPEND_BUDGET: Duration = Duration::from_secs(3);
 /// Room an event's headers may need beside the body within `max_payload`.
 const MAX_HEADERS: usize = 64 * 1024;
+/// Work that NATS hands out at most this much before its due time is done
+/// now; earlier, it goes back with the remaining delay.
+const EARLY_MS: u64 = 50;
 /// How soon an `after_archive` delivery waiting for media is looked at again.
 const DEFER_RECHECK: Duration = Duration::from_secs(2);
 /// The window in which a repeated publish with the same nonce is a no-op.
@@ -77,6 +82,13 @@ pub(super) struct Shared {
     media_work: RwLock<Option<stream::Stream>>,
     /// The archivers' backlog (URLs waiting or being fetched), cluster-wide.
     media_depth: Arc<AtomicU64>,
+    /// The tasks bucket and work stream, once they exist.
+    tasks: RwLock<Option<kv::Store>>,
+    task_work: RwLock<Option<stream::Stream>>,
+    /// This relay's reconciler's view of the task work (started on its first look).
+    task_follower: std::sync::Mutex<Option<follow::Follower>>,
+    /// Task work messages this relay holds while it polls them, by task hash.
+    held_tasks: std::sync::Mutex<HashMap<String, (u64, Arc<async_nats::jetstream::message::Acker>)>>,
     /// Servers, for messages.
     servers: Vec<String>,
     /// `server.max_body`: checked against the servers' `max_payload`.
@@ -200,6 +212,9 @@ impl Shared {
             .map_err(|e| format!("bucket {}: {e}", layout::RESULTS))?;
         let (media, media_work) = self.set_up_media().await?;
         *self.media.write().unwrap_or_else(|e| e.into_inner()) = Some(media);
+        let (tasks, task_work) = self.set_up_tasks().await?;
+        *self.tasks.write().unwrap_or_else(|e| e.into_inner()) = Some(tasks);
+        *self.task_work.write().unwrap_or_else(|e| e.into_inner()) = Some(task_work);
         *self.media_work.write().unwrap_or_else(|e| e.into_inner()) = Some(media_work);
         *self.streams.write().unwrap_or_else(|e| e.into_inner()) = streams;
         *self.tags.write().unwrap_or_else(|e| e.into_inner()) = tags;
@@ -260,6 +275,10 @@ impl NatsStore {
                 media: RwLock::default(),
                 media_work: RwLock::default(),
                 media_depth: Arc::default(),
+                tasks: RwLock::default(),
+                task_work: RwLock::default(),
+                task_follower: std::sync::Mutex::default(),
+                held_tasks: std::sync::Mutex::default(),
                 servers: cfg.servers.clone(),
                 max_body,
             }),
@@ -328,19 +347,28 @@ impl NatsStore {
                 .await
                 .map_err(|_| unavailable("NATS did not answer in time"))??;
         }
-        match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)
+        let (mark, origin) = (ev.task.clone(), ev.meta.origin);
+        let accepted = match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)
             .await
             .map_err(unavailable)?
         {
-            claim::Claim::New { seq } => Ok(Accepted {
+            claim::Claim::New { seq } => Accepted {
                 id: layout::event_id(&route, seq, ev.meta.received_ms),
                 duplicate: false,
-            }),
-            claim::Claim::Duplicate { seq, time_ms } => Ok(Accepted {
+            },
+            claim::Claim::Duplicate { seq, time_ms } => Accepted {
                 id: layout::event_id(&route, seq, time_ms),
                 duplicate: true,
-            }),
+            },
+        };
+        if let Some(mark) = mark {
+            // The event is stored: a task left open here is settled by its next poll.
+            if let Err(e) = s.mark_task(&route, &mark, origin, &accepted).await {
+                tracing::warn!(route = %route, task_id = %mark.task_id, error = %e,
+                    "event stored, but its expected task could not be marked yet; its next poll settles it");
+            }
         }
+        Ok(accepted)
     }
 
     pub fn work_source(&self, subscriber: &str) -> Result<NatsCursor, StoreError> {

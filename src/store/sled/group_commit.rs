@@ -101,6 +101,13 @@ pub(super) enum Msg {
         cutoff_ms: u64,
         reply: Reply<MediaSweepStep>,
     },
+    /// Register a task or record a poll ([`super::tasks`]); batched like `Record`.
+    Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
+    /// One bounded task-retention step: (removed, more remain).
+    TaskSweep {
+        cutoff_ms: u64,
+        reply: Reply<(usize, bool)>,
+    },
     Probe(Reply<()>),
     Stop,
 }
@@ -208,6 +215,7 @@ pub(super) fn start(inner: Arc<Inner>) -> Result<(mpsc::Sender<Msg>, WriterThrea
 enum Book {
     Record(Box<Record>, Reply<()>),
     Media(Box<MediaRecord>, Reply<()>),
+    Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
     Cursor {
         route: u32,
         sub: u32,
@@ -346,6 +354,7 @@ impl Writer {
             accepted.push(r);
         }
         let mut recorded = Vec::with_capacity(books.len());
+        let mut task_ops = Vec::new();
         for book in books {
             match book {
                 Book::Record(rec, reply) => {
@@ -356,6 +365,10 @@ impl Writer {
                     let r = self.add_media_record(&mut b, &rec);
                     recorded.push((reply, r));
                 }
+                Book::Task(op, reply) => {
+                    let r = self.task_op(&mut b, &op);
+                    task_ops.push((reply, r));
+                }
                 Book::Cursor { route, sub, at, seq } => self.move_cursor(route, sub, at, seq),
             }
         }
@@ -363,7 +376,7 @@ impl Writer {
         let rows = b.len() as u64;
         // New events are flushed before they are acknowledged; results too, so
         // that after a crash only deliveries still in flight are sent again.
-        let durable = !routes_with_news.is_empty() || !recorded.is_empty();
+        let durable = !routes_with_news.is_empty() || !recorded.is_empty() || !task_ops.is_empty();
         let result = b.apply().and_then(|()| {
             if durable {
                 self.inner.db.flush()?;
@@ -379,6 +392,9 @@ impl Writer {
                     let _ = reply.send(a);
                 }
                 for (reply, r) in recorded {
+                    let _ = reply.send(r);
+                }
+                for (reply, r) in task_ops {
                     let _ = reply.send(r);
                 }
                 let registry = super::read_lock(&self.inner.registry);
@@ -398,6 +414,9 @@ impl Writer {
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
                 for (reply, _) in recorded {
+                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                for (reply, _) in task_ops {
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
             }
@@ -430,8 +449,24 @@ impl Writer {
         EventId(id)
     }
 
-    /// Dedupe, then add the event's log and dedupe rows.
+    /// Dedupe, add the event's rows, settle its expected task.
     fn add_event(
+        &mut self,
+        b: &mut Batch<'_>,
+        ev: &NewEvent,
+        seen: &mut HashMap<Vec<u8>, EventId>,
+        news: &mut HashSet<u32>,
+    ) -> Result<Accepted, StoreError> {
+        let accepted = self.add_log_rows(b, ev, seen, news)?;
+        if let Some(mark) = &ev.task {
+            let (route, _) = self.numbers(b, &ev.meta.route, &[]);
+            self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms)?;
+        }
+        Ok(accepted)
+    }
+
+    /// Dedupe, then add the event's log and dedupe rows.
+    fn add_log_rows(
         &mut self,
         b: &mut Batch<'_>,
         ev: &NewEvent,
@@ -475,7 +510,7 @@ impl Writer {
     }
 
     /// Route and subscriber numbers for an event, allocating unknown names.
-    fn numbers(&mut self, b: &mut Batch<'_>, route: &str, subs: &[String]) -> (u32, Vec<u32>) {
+    pub(super) fn numbers(&mut self, b: &mut Batch<'_>, route: &str, subs: &[String]) -> (u32, Vec<u32>) {
         {
             let reg = super::read_lock(&self.inner.registry);
             if let Some(r) = reg.route(route) {
@@ -647,13 +682,21 @@ impl Writer {
             Msg::MediaSweep { from, cutoff_ms, reply } => {
                 let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
             }
+            Msg::TaskSweep { cutoff_ms, reply } => {
+                let _ = reply.send(self.task_sweep_step(cutoff_ms));
+            }
             Msg::Probe(reply) => {
                 let tree = self.inner.tree.clone();
                 let mut b = Batch::new(&tree);
                 b.put(b"Vprobe".to_vec(), Vec::new());
                 let _ = reply.send(self.commit(b));
             }
-            Msg::Append(..) | Msg::Record(..) | Msg::MediaRecord(..) | Msg::Cursor { .. } | Msg::Stop => {}
+            Msg::Append(..)
+            | Msg::Record(..)
+            | Msg::MediaRecord(..)
+            | Msg::Task(..)
+            | Msg::Cursor { .. }
+            | Msg::Stop => {}
         }
     }
 
@@ -737,6 +780,7 @@ fn sort(
         Msg::Append(ev, reply) => appends.push_back((ev, reply)),
         Msg::Record(rec, reply) => books.push_back(Book::Record(rec, reply)),
         Msg::MediaRecord(rec, reply) => books.push_back(Book::Media(rec, reply)),
+        Msg::Task(op, reply) => books.push_back(Book::Task(op, reply)),
         Msg::Cursor { route, sub, at, seq } => books.push_back(Book::Cursor { route, sub, at, seq }),
         other => controls.push_back(other),
     }

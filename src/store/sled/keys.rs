@@ -20,6 +20,8 @@
 //! | `J` | — | number of `A` rows (u64 BE) | with every batch that changes them |
 //! | `T` | final at ms (8), URL hash (16) | — | when a URL is stored or failed for good (media retention walks it) |
 //! | `H` | SHA-256 (32), URL hash (16) | — | a URL whose file has this digest (a file goes when its last URL expires) |
+//! | `G` | route (4), provider task id | expected-task row ([`super::task_codec`]) | registration, each poll, the event that settles it |
+//! | `P` | next poll ms (8), route (4), task id | — | while a task waits for its next poll (the reconciler's schedule) |
 //!
 //! An event fanned out to three subscribers that all answer first time costs
 //! five rows (`L`, `D` and three `R`); cursor, sequence and count rows are

@@ -42,6 +42,7 @@ fn event(task: &str, urls: &[&str], ms: u64) -> NewEvent {
         dedupe_hash: Sha256::digest(task.as_bytes()).into(),
         body: Bytes::from(format!(r#"{{"data":{{"task_id":"{task}"}}}}"#)),
         media: urls.iter().map(|u| u.to_string()).collect(),
+        task: None,
     }
 }
 

@@ -21,6 +21,9 @@ mod query;
 mod registry;
 mod replay;
 mod sweep;
+mod task_codec;
+mod task_query;
+mod tasks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -393,5 +396,7 @@ impl SledStore {
 
 #[cfg(test)]
 mod media_tests;
+#[cfg(test)]
+mod task_tests;
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,7 @@ fn event(task: &str, subs: &[&str], ms: u64) -> NewEvent {
         dedupe_hash: Sha256::digest(task.as_bytes()).into(),
         body: Bytes::from(body),
         media: Vec::new(),
+        task: None,
     }
 }
 

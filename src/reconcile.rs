@@ -1,0 +1,97 @@
+//! Expected tasks and the reconciler: which results the relay is owed, and
+//! fetching the ones whose callback never came.
+//!
+//! Owns: reading a callback's task (its id and whether it is the last one,
+//! from the route's preset), the reconciler task (polls each due task, at
+//! most [`CONCURRENCY`] at a time, on the schedule the store keeps so it
+//! survives a restart), turning a terminal record into an event of the
+//! route (origin `poll`, the product's callback shape, the route's dedupe
+//! key), and the submit proxy. Does not own the provider's API or shapes
+//! ([`crate::provider`]), the task rows ([`crate::store`]) nor verification
+//! of callbacks ([`crate::delivery`]'s verify gate).
+//!
+//! Sub-modules: [`poll`] (one task: ask, then settle, reschedule or give
+//! up), [`recover`] (record → event), [`submit`] (the submit proxy's call).
+
+pub mod poll;
+pub mod recover;
+pub mod submit;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Route;
+use crate::state::App;
+use crate::store::TaskMark;
+
+/// Status calls in flight at once (the client paces per key and per task on top).
+pub const CONCURRENCY: usize = 8;
+/// The schedule is read at least this often (a registration wakes it sooner).
+const IDLE: Duration = Duration::from_secs(1);
+/// …and at most this often, so tasks whose poll is in flight are not re-read in a loop.
+const MIN_WAIT: Duration = Duration::from_millis(50);
+/// Tasks read from the schedule per round.
+const BATCH: usize = 256;
+
+/// What a callback body says about its route's expected task: the task id
+/// where the preset says it is, and whether it is the task's last callback.
+pub fn task_mark(route: &Route, json: &Value) -> Option<TaskMark> {
+    let preset = route.preset?;
+    let task_id = preset.task_id_of(json)?;
+    Some(TaskMark {
+        task_id,
+        terminal: preset.is_terminal(json),
+    })
+}
+
+/// The reconciler (ends when `stop` turns true). Polls in flight finish on
+/// their own; one cut short by a shutdown is polled again after the restart.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    loop {
+        let now = crate::clock::now_ms();
+        let wait = match app.store.due_tasks(now, BATCH).await {
+            Ok((due, next)) => {
+                for task in due {
+                    let key = (task.route.clone(), task.task_id.clone());
+                    if !lock(&in_flight).insert(key.clone()) {
+                        continue;
+                    }
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (app, in_flight) = (app.clone(), in_flight.clone());
+                    tokio::spawn(async move {
+                        poll::poll(&app, task).await;
+                        lock(&in_flight).remove(&key);
+                        drop(permit);
+                    });
+                }
+                next.map_or(IDLE, |n| Duration::from_millis(n.saturating_sub(now)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the poll schedule of expected tasks");
+                IDLE
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait.clamp(MIN_WAIT, IDLE)) => {}
+            _ = app.tasks_wake.notified() => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `every`, ±20 %, so tasks registered together do not poll together.
+pub fn jittered(every: Duration) -> Duration {
+    every.mul_f64(0.8 + fastrand::f64() * 0.4)
+}

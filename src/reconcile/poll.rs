@@ -1,0 +1,119 @@
+//! One poll of one expected task: ask the provider for the task's record,
+//! then settle it (a terminal record becomes an event, see
+//! [`super::recover`]), reschedule it (`every`, jittered, longer when the
+//! provider asks for a pause: 429, 455, 5xx) or give it up (`give_up`
+//! passed, or the provider no longer knows the task: 404, 422).
+//!
+//! A wrong key or an account problem (401, 402, 505) is not the task's
+//! fault: the task keeps its schedule (and `give_up`) while the operator
+//! fixes the key, and every poll logs the error.
+
+use std::time::Duration;
+
+use crate::provider::{Action, ErrorKind};
+use crate::state::App;
+use crate::store::{Task, TaskUpdate};
+
+/// Poll `task` once and record what followed.
+pub async fn poll(app: &App, task: Task) {
+    let live = app.live();
+    let now = crate::clock::now_ms();
+    let route = live.config.routes.iter().find(|r| r.name == task.route);
+    let (route, rc, product) = match route.and_then(|r| Some((r, r.reconcile?, r.product()?))) {
+        Some(x) => x,
+        None => {
+            let why = "the route no longer reconciles tasks (route, preset or reconcile removed from the config)";
+            settle(app, &task, TaskUpdate::GaveUp { error: why.into() }).await;
+            return;
+        }
+    };
+    let Some(client) = app.media.settings().providers.get(&route.name).cloned() else {
+        let why = "the route has no provider key";
+        settle(app, &task, TaskUpdate::GaveUp { error: why.into() }).await;
+        return;
+    };
+    let deadline = task.registered_ms.saturating_add(rc.give_up.as_millis() as u64);
+    let next = |at_least: Duration| now + super::jittered(rc.every).max(at_least).as_millis() as u64;
+    let update = match client.record(product, &task.task_id).await {
+        Ok(record) if record.stage().is_terminal() => {
+            app.metrics.task_poll(&route.name, "terminal");
+            match super::recover::append(app, route, &record).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
+                        "cannot store a recovered result; polling again");
+                    TaskUpdate::Polled {
+                        next_poll_ms: next(Duration::ZERO),
+                        provider_state: Some(record.state().to_string()),
+                        error: Some(format!("cannot store the result: {e}")),
+                    }
+                }
+            }
+        }
+        Ok(record) => {
+            app.metrics.task_poll(&route.name, "running");
+            tracing::debug!(route = %route.name, task_id = %task.task_id, state = record.state(), "task still running");
+            TaskUpdate::Polled {
+                next_poll_ms: next(Duration::ZERO),
+                provider_state: Some(record.state().to_string()),
+                error: None,
+            }
+        }
+        Err(e) => {
+            app.metrics.task_poll(&route.name, e.kind.as_str());
+            let account = matches!(
+                e.kind,
+                ErrorKind::Unauthorized | ErrorKind::NoCredits | ErrorKind::Disabled
+            );
+            match e.action {
+                Action::GiveUp if !account => {
+                    tracing::warn!(route = %route.name, task_id = %task.task_id, error = %e, "giving up on the task");
+                    TaskUpdate::GaveUp { error: e.to_string() }
+                }
+                action => {
+                    let pause = match action {
+                        Action::RetryLater { after } => after,
+                        Action::GiveUp => Duration::ZERO,
+                    };
+                    if account {
+                        tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
+                            "the provider refused the route's API key or account; check provider.api_key");
+                    } else {
+                        tracing::info!(route = %route.name, task_id = %task.task_id, error = %e, "poll failed; will retry");
+                    }
+                    TaskUpdate::Polled {
+                        next_poll_ms: next(pause),
+                        provider_state: None,
+                        error: Some(e.to_string()),
+                    }
+                }
+            }
+        }
+    };
+    let update = match update {
+        TaskUpdate::Polled {
+            error, provider_state, ..
+        } if now >= deadline => {
+            let last = error.or(provider_state.map(|s| format!("provider state {s}")));
+            TaskUpdate::GaveUp {
+                error: format!(
+                    "no result within give_up ({}){}",
+                    humantime::format_duration(rc.give_up),
+                    last.map(|l| format!("; last: {l}")).unwrap_or_default()
+                ),
+            }
+        }
+        u => u,
+    };
+    if let TaskUpdate::GaveUp { error } = &update {
+        tracing::warn!(route = %route.name, task_id = %task.task_id, error = %error, "expected task given up");
+    }
+    settle(app, &task, update).await;
+}
+
+async fn settle(app: &App, task: &Task, update: TaskUpdate) {
+    if let Err(e) = app.store.update_task(&task.route, &task.task_id, update).await {
+        tracing::error!(route = %task.route, task_id = %task.task_id, error = %e,
+            "cannot record the poll of an expected task; it is polled again");
+    }
+}

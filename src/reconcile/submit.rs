@@ -1,0 +1,115 @@
+//! The submit proxy (`POST /api/routes/{route}/submit?endpoint=…` on the
+//! admin listener): the private service's create call, forwarded to the
+//! provider with the route's API key and `callBackUrl` set to the relay's
+//! public URL for the route (with its first token), the task id of the
+//! answer registered as an expected task, and the provider's answer handed
+//! back unchanged.
+//!
+//! Only the create endpoints of the route's product are forwarded. A create
+//! that got no answer is not sent again (it may have started, and billed, a
+//! task): the caller gets 504 and decides.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::provider::{ErrorKind, SubmitAnswer};
+use crate::state::App;
+use crate::store::{NewTask, Task};
+
+/// The provider's answer, and the task registered from it (None when the
+/// answer named no task: a refused create).
+pub struct Submitted {
+    pub answer: SubmitAnswer,
+    pub task: Option<Task>,
+}
+
+/// Forward a create call for `route_name`.
+pub async fn submit(
+    app: &App,
+    route_name: &str,
+    endpoint: &str,
+    body: Bytes,
+) -> Result<Submitted, (StatusCode, String)> {
+    let live = app.live();
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let route = live
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == route_name)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no route {route_name:?}")))?;
+    let product = route.product().ok_or_else(|| {
+        bad(format!(
+            "route {route_name:?} has no provider preset (preset = \"kie-…\")"
+        ))
+    })?;
+    let client = app.media.settings().providers.get(route_name).cloned().ok_or_else(|| {
+        bad(format!(
+            "route {route_name:?} has no provider key (provider = {{ api_key = … }})"
+        ))
+    })?;
+    let public = live.config.server.public_url.as_deref().ok_or_else(|| {
+        (
+            StatusCode::CONFLICT,
+            "server.public_url is not set: the provider would not know where to call back".to_string(),
+        )
+    })?;
+    if !product.create_paths().contains(&endpoint) {
+        return Err(bad(format!(
+            "endpoint {endpoint:?} is not a create endpoint of {product}: use one of {}",
+            product.create_paths().join(", ")
+        )));
+    }
+    let mut callback_url = format!("{public}{}", route.path);
+    if let Some(token) = route.tokens.first() {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", &crate::auth::credential_text(token))
+            .finish();
+        callback_url = format!("{callback_url}?{query}");
+    }
+    let answer = client.submit(endpoint, &body, &callback_url).await.map_err(|e| {
+        let status = match e.kind {
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::OutcomeUnknown | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::LocalLimit => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        tracing::warn!(route = route_name, endpoint, error = %e, "submit proxy: create call failed");
+        (status, e.to_string())
+    })?;
+    let Some(task_id) = answer.task_id.clone() else {
+        tracing::info!(
+            route = route_name,
+            endpoint,
+            code = answer.code,
+            "submit proxy: the provider created no task"
+        );
+        return Ok(Submitted { answer, task: None });
+    };
+    let now = crate::clock::now_ms();
+    let new = NewTask {
+        route: route.name.clone(),
+        task_id: task_id.clone(),
+        now_ms: now,
+        first_poll_ms: route.reconcile.map(|rc| now + rc.after.as_millis() as u64),
+    };
+    let task = match app.store.register_task(new).await {
+        Ok(t) => {
+            app.tasks_wake.notify_one();
+            tracing::info!(
+                route = route_name,
+                endpoint,
+                task_id,
+                "submit proxy: task created and expected"
+            );
+            Some(t)
+        }
+        Err(e) => {
+            // The task exists at the provider (and is billed): hand its answer
+            // back anyway; the caller can register it with POST /api/tasks.
+            tracing::error!(route = route_name, task_id, error = %e, "submit proxy: cannot record the expected task");
+            None
+        }
+    };
+    Ok(Submitted { answer, task })
+}

@@ -1,0 +1,429 @@
+//! Expected tasks in cluster mode: one row per task in the `hr_tasks`
+//! bucket, and one message per task in the `HR_TASKS` work queue that the
+//! reconcilers of every relay share, NAKed with the delay until its next
+//! poll — so each task is polled by one relay at a time, and a relay that
+//! dies mid-poll hands its tasks over after `takeover`.
+//!
+//! The settling rules are the embedded store's (`sled/tasks.rs`): a terminal
+//! callback marks an open task `called_back`; a terminal polled record marks
+//! it `recovered` when it was new, `called_back` when it duplicated a stored
+//! callback; a final task is never reopened. Here the mark follows the
+//! event's publish instead of sharing its write: a relay that dies in
+//! between leaves the task open, its next poll finds the result, whose event
+//! is then a duplicate, and the task is marked `called_back` or `recovered`
+//! as it should have been.
+
+use std::sync::atomic::Ordering;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::{stream, AckKind};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{event, layout, read, unavailable, NatsStore, Shared};
+use crate::store::{
+    Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
+};
+
+/// Rows a listing, a count or a retention pass looks at, at most.
+const SCAN_LIMIT: usize = 100_000;
+
+/// A task as the bucket keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct TaskRow {
+    pub route: String,
+    pub task_id: String,
+    /// The sequence of the work message in charge of polling it.
+    pub work: u64,
+    pub state: String,
+    pub registered_ms: u64,
+    pub updated_ms: u64,
+    pub next_poll_ms: Option<u64>,
+    pub polls: u32,
+    pub provider_state: Option<String>,
+    pub last_error: Option<String>,
+    pub event: Option<String>,
+}
+
+impl TaskRow {
+    fn state(&self) -> TaskState {
+        self.state.parse().unwrap_or(TaskState::Waiting)
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.state().is_final()
+    }
+
+    pub fn task(&self) -> Task {
+        Task {
+            route: self.route.clone(),
+            task_id: self.task_id.clone(),
+            state: self.state(),
+            registered_ms: self.registered_ms,
+            updated_ms: self.updated_ms,
+            next_poll_ms: self.next_poll_ms,
+            polls: self.polls,
+            provider_state: self.provider_state.clone(),
+            last_error: self.last_error.clone(),
+            event: self.event.as_deref().and_then(|e| e.parse::<EventId>().ok()),
+        }
+    }
+}
+
+/// What the work message carries: the registration, to write the row if the
+/// relay that published it died before it could.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct TaskWork {
+    pub route: String,
+    pub task_id: String,
+    pub registered_ms: u64,
+    pub first_poll_ms: u64,
+}
+
+/// The reconcilers' shared consumer, set up by `set_up`.
+pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer, String> {
+    let s = read(&shared.task_work).ok_or("the task work stream is not set up yet")?;
+    s.get_consumer::<pull::Config>(layout::RECONCILER)
+        .await
+        .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
+}
+
+fn encode(row: &TaskRow) -> Bytes {
+    Bytes::from(serde_json::to_vec(row).expect("serializes"))
+}
+
+impl Shared {
+    /// The tasks bucket (rows expire with the retention), work stream and
+    /// reconcilers' consumer, created or brought up to date.
+    pub(super) async fn set_up_tasks(&self) -> Result<(kv::Store, stream::Stream), String> {
+        let bucket = self
+            .js
+            .create_or_update_key_value(kv::Config {
+                bucket: layout::TASKS.into(),
+                history: 1,
+                max_age: self.retention,
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("bucket {}: {e}", layout::TASKS))?;
+        self.js
+            .create_or_update_stream(stream::Config {
+                name: layout::TASK_WORK.into(),
+                subjects: vec![layout::task_subject("*")],
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::WorkQueue,
+                max_age: self.retention,
+                duplicate_window: super::DUPLICATE_WINDOW.min(self.retention),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("stream {}: {e}", layout::TASK_WORK))?;
+        let work = self
+            .js
+            .get_stream(layout::TASK_WORK)
+            .await
+            .map_err(|e| format!("stream {}: {e}", layout::TASK_WORK))?;
+        work.create_consumer(pull::Config {
+            durable_name: Some(layout::RECONCILER.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.takeover,
+            max_deliver: -1,
+            max_ack_pending: -1,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))?;
+        Ok((bucket, work))
+    }
+
+    fn tasks_bucket(&self) -> Result<kv::Store, StoreError> {
+        read(&self.tasks).ok_or_else(|| unavailable("the tasks bucket is not set up yet"))
+    }
+
+    pub(super) async fn task_row(&self, hash: &str) -> Result<Option<(TaskRow, u64)>, StoreError> {
+        let key = layout::task_key(hash);
+        match self.tasks_bucket()?.entry(&key).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let row = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("task {key}")))?;
+                Ok(Some((row, e.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Write a new task's row; false when it exists.
+    pub(super) async fn create_task_row(&self, hash: &str, row: &TaskRow) -> Result<bool, StoreError> {
+        match self.tasks_bucket()?.create(layout::task_key(hash), encode(row)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn put_task_row(&self, hash: &str, row: &TaskRow) -> Result<(), StoreError> {
+        self.tasks_bucket()?
+            .put(layout::task_key(hash), encode(row))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Settle the work message of a task this relay holds (it is final, or
+    /// rescheduled: `kind` says which).
+    async fn settle_task_work(&self, hash: &str, kind: AckKind) {
+        let held = self.held_tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+        if let Some((seq, acker)) = held {
+            super::follow::release(&self.task_follower_held(), seq);
+            let _ = acker.ack_with(kind).await;
+        }
+    }
+
+    /// Every task row (up to [`SCAN_LIMIT`]): the latest value of each key,
+    /// streamed by one ordered consumer on the bucket's stream.
+    async fn task_rows(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let stream = self
+            .js
+            .get_stream(format!("KV_{}", layout::TASKS))
+            .await
+            .map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("$KV.{}.>", layout::TASKS),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(m) = messages.try_next().await.map_err(unavailable)? {
+            let pending = m.info().map(|i| i.pending).unwrap_or(0);
+            // A deleted key's last message is an empty marker.
+            if let Ok(row) = serde_json::from_slice::<TaskRow>(&m.payload) {
+                out.push(row);
+            }
+            if pending == 0 || out.len() >= SCAN_LIMIT {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settle `route`'s expected task with the event just appended (or found
+    /// as a duplicate).
+    pub(super) async fn mark_task(
+        &self,
+        route: &str,
+        mark: &TaskMark,
+        origin: Origin,
+        accepted: &Accepted,
+    ) -> Result<(), StoreError> {
+        if !mark.terminal {
+            return Ok(());
+        }
+        let hash = layout::task_hash(route, &mark.task_id);
+        let Some((mut row, revision)) = self.task_row(&hash).await? else {
+            return Ok(());
+        };
+        let state = match (origin, accepted.duplicate) {
+            (Origin::Callback, _) => TaskState::CalledBack,
+            (Origin::Poll, false) => TaskState::Recovered,
+            (Origin::Poll, true) => TaskState::CalledBack,
+        };
+        let keep = match row.state() {
+            TaskState::CalledBack | TaskState::Recovered => true,
+            TaskState::GaveUp => origin == Origin::Poll,
+            _ => false,
+        };
+        if !keep {
+            row.state = state.as_str().into();
+            row.updated_ms = crate::clock::now_ms();
+            row.next_poll_ms = None;
+            row.event = Some(accepted.id.to_string());
+            // Only if nobody changed it meanwhile; a change that won is final
+            // or a poll's update, and a poll's next look settles it.
+            let _ = self
+                .tasks_bucket()?
+                .update(layout::task_key(&hash), encode(&row), revision)
+                .await;
+        }
+        self.settle_task_work(&hash, AckKind::Ack).await;
+        Ok(())
+    }
+}
+
+impl NatsStore {
+    pub async fn register_task(&self, t: NewTask) -> Result<Task, StoreError> {
+        let s = &self.shared;
+        if !s.ready.load(Ordering::Acquire) {
+            return Err(unavailable("NATS is not reachable"));
+        }
+        let hash = layout::task_hash(&t.route, &t.task_id);
+        if let Some((row, _)) = s.task_row(&hash).await? {
+            return Ok(row.task());
+        }
+        // The work first (when the route reconciles), then the row naming it.
+        let mut work = 0;
+        if let Some(first) = t.first_poll_ms {
+            let msg = TaskWork {
+                route: t.route.clone(),
+                task_id: t.task_id.clone(),
+                registered_ms: t.now_ms,
+                first_poll_ms: first,
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(event::NONCE, hash.as_str());
+            let ack =
+                s.js.publish_with_headers(
+                    layout::task_subject(&hash),
+                    headers,
+                    Bytes::from(serde_json::to_vec(&msg).expect("serializes")),
+                )
+                .await
+                .map_err(unavailable)?
+                .await
+                .map_err(unavailable)?;
+            work = ack.sequence;
+        }
+        let row = TaskRow {
+            route: t.route.clone(),
+            task_id: t.task_id.clone(),
+            work,
+            state: TaskState::Waiting.as_str().into(),
+            registered_ms: t.now_ms,
+            updated_ms: t.now_ms,
+            next_poll_ms: t.first_poll_ms,
+            polls: 0,
+            provider_state: None,
+            last_error: None,
+            event: None,
+        };
+        if s.create_task_row(&hash, &row).await? {
+            return Ok(row.task());
+        }
+        // Registered by another relay at the same moment.
+        let (row, _) = s
+            .task_row(&hash)
+            .await?
+            .ok_or_else(|| unavailable("the task vanished while being registered"))?;
+        Ok(row.task())
+    }
+
+    /// Record a poll that did not settle the task, and reschedule (or drop)
+    /// its work message.
+    pub async fn update_task(
+        &self,
+        route: &str,
+        task_id: &str,
+        update: TaskUpdate,
+    ) -> Result<Option<Task>, StoreError> {
+        let s = &self.shared;
+        let hash = layout::task_hash(route, task_id);
+        let Some((mut row, _)) = s.task_row(&hash).await? else {
+            s.settle_task_work(&hash, AckKind::Term).await;
+            return Ok(None);
+        };
+        if row.is_final() {
+            s.settle_task_work(&hash, AckKind::Ack).await;
+            return Ok(Some(row.task()));
+        }
+        let now = crate::clock::now_ms();
+        row.updated_ms = now;
+        row.polls = row.polls.saturating_add(1);
+        let settle = match update {
+            TaskUpdate::Polled {
+                next_poll_ms,
+                provider_state,
+                error,
+            } => {
+                row.state = TaskState::Polling.as_str().into();
+                row.next_poll_ms = Some(next_poll_ms);
+                if provider_state.is_some() {
+                    row.provider_state = provider_state;
+                }
+                row.last_error = error;
+                AckKind::Nak(Some(std::time::Duration::from_millis(next_poll_ms.saturating_sub(now))))
+            }
+            TaskUpdate::GaveUp { error } => {
+                row.state = TaskState::GaveUp.as_str().into();
+                row.next_poll_ms = None;
+                row.last_error = Some(error);
+                AckKind::Ack
+            }
+        };
+        s.put_task_row(&hash, &row).await?;
+        s.settle_task_work(&hash, settle).await;
+        Ok(Some(row.task()))
+    }
+
+    /// One task; without `route`, the first route (in the config's order)
+    /// that has this task id.
+    pub async fn task(&self, route: Option<String>, task_id: String) -> Result<Option<Task>, StoreError> {
+        let routes: Vec<String> = match route {
+            Some(r) => vec![r],
+            None => read(&self.shared.topology).routes.into_iter().map(|(r, _)| r).collect(),
+        };
+        for r in routes {
+            if let Some((row, _)) = self.shared.task_row(&layout::task_hash(&r, &task_id)).await? {
+                return Ok(Some(row.task()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tasks matching the query, most recently registered first.
+    pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let mut out: Vec<Task> = self
+            .shared
+            .task_rows()
+            .await?
+            .iter()
+            .map(TaskRow::task)
+            .filter(|t| q.route.as_ref().is_none_or(|r| *r == t.route))
+            .filter(|t| q.state.is_none_or(|s| s == t.state))
+            .collect();
+        out.sort_by_key(|t| std::cmp::Reverse(t.registered_ms));
+        out.truncate(q.limit);
+        Ok(out)
+    }
+
+    /// Tasks per state and the oldest open one, across the cluster.
+    pub async fn task_stats(&self) -> Result<TaskStats, StoreError> {
+        let rows = self.shared.task_rows().await?;
+        let by_state = TaskState::ALL
+            .iter()
+            .map(|s| (*s, rows.iter().filter(|r| r.state() == *s).count() as u64))
+            .collect();
+        let oldest_open_ms = rows.iter().filter(|r| !r.is_final()).map(|r| r.registered_ms).min();
+        Ok(TaskStats {
+            by_state,
+            oldest_open_ms,
+        })
+    }
+
+    /// Task rows expire with the bucket's `max_age` (the retention); this
+    /// removes the ones registered before `cutoff_ms` sooner when the
+    /// caller's cutoff is later.
+    pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let rows = self.shared.task_rows().await?;
+        let bucket = self.shared.tasks_bucket()?;
+        let mut removed = 0;
+        for r in rows.iter().filter(|r| r.registered_ms < cutoff_ms) {
+            bucket
+                .purge(layout::task_key(&layout::task_hash(&r.route, &r.task_id)))
+                .await
+                .map_err(unavailable)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,104 @@
+//! Reads of expected tasks for the admin API, the CLI, the metrics and the
+//! reconciler's schedule. Straight from the tree; callers run them off the
+//! async workers ([`super::SledStore::blocking`]).
+
+use super::task_codec as tc;
+use super::SledStore;
+use crate::store::{StoreError, Task, TaskQuery, TaskState, TaskStats};
+
+impl SledStore {
+    fn task_at(&self, route: u32, task_id: &str) -> Result<Option<Task>, StoreError> {
+        let name = super::read_lock(&self.inner.registry)
+            .route_name(route)
+            .unwrap_or_default()
+            .to_string();
+        Ok(self
+            .inner
+            .tree
+            .get(tc::task(route, task_id))?
+            .and_then(|v| tc::decode(&v))
+            .map(|row| row.into_task(name, task_id.to_string())))
+    }
+
+    pub fn task(&self, route: Option<&str>, task_id: &str) -> Result<Option<Task>, StoreError> {
+        let routes = {
+            let reg = super::read_lock(&self.inner.registry);
+            match route {
+                Some(name) => reg.route(name).into_iter().collect(),
+                None => reg.route_numbers(),
+            }
+        };
+        for r in routes {
+            if let Some(t) = self.task_at(r, task_id)? {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let (prefix, reg) = {
+            let reg = super::read_lock(&self.inner.registry).clone();
+            let prefix = match q.route.as_deref() {
+                Some(name) => match reg.route(name) {
+                    Some(r) => tc::task_prefix(r),
+                    None => return Ok(Vec::new()),
+                },
+                None => vec![tc::G],
+            };
+            (prefix, reg)
+        };
+        let mut out = Vec::new();
+        for item in self.inner.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            let (Some((route, id)), Some(row)) = (tc::parse_task(&k), tc::decode(&v)) else {
+                continue;
+            };
+            if q.state.is_some_and(|s| s != row.state) {
+                continue;
+            }
+            out.push(row.into_task(reg.route_name(route).unwrap_or_default().to_string(), id));
+        }
+        out.sort_by(|a, b| b.registered_ms.cmp(&a.registered_ms).then(a.task_id.cmp(&b.task_id)));
+        out.truncate(q.limit.max(1));
+        Ok(out)
+    }
+
+    pub fn due_tasks(&self, now_ms: u64, limit: usize) -> Result<(Vec<Task>, Option<u64>), StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.tree.scan_prefix([tc::P]).keys() {
+            let k = item?;
+            let Some((due, route, id)) = tc::parse_task_due(&k) else {
+                continue;
+            };
+            if due > now_ms || out.len() >= limit {
+                return Ok((out, Some(due)));
+            }
+            // A schedule row whose task is gone or settled is stale: skip it
+            // (the writer removes it with the next change of that task).
+            if let Some(t) = self.task_at(route, &id)? {
+                if !t.state.is_final() && t.next_poll_ms == Some(due) {
+                    out.push(t);
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
+    pub fn task_stats(&self) -> Result<TaskStats, StoreError> {
+        let mut counts = [0u64; 5];
+        let mut oldest: Option<u64> = None;
+        for item in self.inner.tree.scan_prefix([tc::G]).values() {
+            let Some(row) = tc::decode(&item?) else { continue };
+            let i = TaskState::ALL.iter().position(|s| *s == row.state).unwrap_or(0);
+            counts[i] += 1;
+            if !row.state.is_final() {
+                oldest = Some(oldest.map_or(row.registered_ms, |o| o.min(row.registered_ms)));
+            }
+        }
+        Ok(TaskStats {
+            by_state: TaskState::ALL.into_iter().zip(counts).collect(),
+            oldest_open_ms: oldest,
+        })
+    }
+}

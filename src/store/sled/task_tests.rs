@@ -1,0 +1,178 @@
+//! Store-level tests of expected tasks: registration, settling by the
+//! appended event (callback, recovered poll, poll duplicating a callback),
+//! poll updates, the schedule across a reopen, and retention.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::store::*;
+
+async fn open(dir: &std::path::Path) -> Store {
+    let s = Store::open_sled(&Options {
+        path: dir.join("data"),
+        cache_bytes: 4 << 20,
+        min_free: 0,
+        compression: false,
+    })
+    .unwrap();
+    s.register(&Topology {
+        routes: vec![("runway".into(), vec!["s".into()])],
+    })
+    .await
+    .unwrap();
+    s
+}
+
+fn event(task: &str, origin: Origin, terminal: bool, ms: u64) -> NewEvent {
+    NewEvent {
+        meta: EventMeta {
+            route: "runway".into(),
+            received_ms: ms,
+            source: None,
+            content_type: Some("application/json".into()),
+            headers: Vec::new(),
+            subscribers: vec!["s".into()],
+            dedupe_fallback: false,
+            origin,
+        },
+        dedupe_hash: Sha256::digest(task.as_bytes()).into(),
+        body: Bytes::from(format!(r#"{{"code":200,"data":{{"task_id":"{task}"}}}}"#)),
+        media: Vec::new(),
+        task: Some(TaskMark {
+            task_id: task.into(),
+            terminal,
+        }),
+    }
+}
+
+fn new_task(id: &str, now: u64, first: Option<u64>) -> NewTask {
+    NewTask {
+        route: "runway".into(),
+        task_id: id.into(),
+        now_ms: now,
+        first_poll_ms: first,
+    }
+}
+
+async fn state(s: &Store, id: &str) -> TaskState {
+    s.task(Some("runway".into()), id.into()).await.unwrap().unwrap().state
+}
+
+#[tokio::test]
+async fn events_settle_their_tasks_in_the_same_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    for id in ["cb", "polled", "both", "progress"] {
+        let t = s.register_task(new_task(id, 1000, Some(5000))).await.unwrap();
+        assert_eq!((t.state, t.next_poll_ms), (TaskState::Waiting, Some(5000)));
+    }
+    // Registering again changes nothing.
+    let again = s.register_task(new_task("cb", 2000, None)).await.unwrap();
+    assert_eq!((again.registered_ms, again.next_poll_ms), (1000, Some(5000)));
+
+    let a = s.append(event("cb", Origin::Callback, true, 1100)).await.unwrap();
+    let t = s.task(None, "cb".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.event, t.next_poll_ms),
+        (TaskState::CalledBack, Some(a.id), None)
+    );
+
+    let p = s.append(event("polled", Origin::Poll, true, 1200)).await.unwrap();
+    assert!(!p.duplicate);
+    assert_eq!(state(&s, "polled").await, TaskState::Recovered);
+    // The late real callback is a duplicate and does not reopen the task.
+    let late = s.append(event("polled", Origin::Callback, true, 1300)).await.unwrap();
+    assert_eq!((late.id, late.duplicate), (p.id, true));
+    assert_eq!(state(&s, "polled").await, TaskState::Recovered);
+
+    let c = s.append(event("both", Origin::Callback, true, 1400)).await.unwrap();
+    let dup = s.append(event("both", Origin::Poll, true, 1500)).await.unwrap();
+    assert_eq!((dup.id, dup.duplicate), (c.id, true));
+    assert_eq!(state(&s, "both").await, TaskState::CalledBack);
+
+    s.append(event("progress", Origin::Callback, false, 1600))
+        .await
+        .unwrap();
+    assert_eq!(state(&s, "progress").await, TaskState::Waiting);
+    // An unregistered task's callback is stored as always.
+    assert!(
+        !s.append(event("stranger", Origin::Callback, true, 1700))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(s.task(None, "stranger".into()).await.unwrap().is_none());
+
+    let (due, next) = s.due_tasks(10_000, 100).await.unwrap();
+    assert_eq!(due.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["progress"]);
+    assert_eq!(next, None);
+    let stats = s.task_stats().await.unwrap();
+    let count = |st| stats.by_state.iter().find(|(x, _)| *x == st).unwrap().1;
+    assert_eq!(count(TaskState::CalledBack), 2);
+    assert_eq!(count(TaskState::Recovered), 1);
+    assert_eq!(count(TaskState::Waiting), 1);
+    assert_eq!(stats.oldest_open_ms, Some(1000));
+    s.close().await;
+}
+
+#[tokio::test]
+async fn polls_reschedule_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    s.register_task(new_task("t", 1000, Some(2000))).await.unwrap();
+    s.register_task(new_task("u", 1000, Some(9000))).await.unwrap();
+    let (due, next) = s.due_tasks(2500, 10).await.unwrap();
+    assert_eq!((due.len(), next), (1, Some(9000)));
+    let update = TaskUpdate::Polled {
+        next_poll_ms: 3000,
+        provider_state: Some("generating".into()),
+        error: None,
+    };
+    let t = s.update_task("runway", "t", update).await.unwrap().unwrap();
+    assert_eq!((t.state, t.polls, t.next_poll_ms), (TaskState::Polling, 1, Some(3000)));
+    assert!(
+        s.due_tasks(2500, 10).await.unwrap().0.is_empty(),
+        "the old slot is gone"
+    );
+    s.close().await;
+    drop(s);
+    let s = open(dir.path()).await;
+    let (due, _) = s.due_tasks(3000, 10).await.unwrap();
+    assert_eq!(due[0].task_id, "t");
+    assert_eq!(due[0].provider_state.as_deref(), Some("generating"));
+    let gave = TaskUpdate::GaveUp { error: "no".into() };
+    assert_eq!(
+        s.update_task("runway", "t", gave).await.unwrap().unwrap().state,
+        TaskState::GaveUp
+    );
+    // A final task ignores later polls.
+    let late = TaskUpdate::Polled {
+        next_poll_ms: 4000,
+        provider_state: None,
+        error: None,
+    };
+    assert_eq!(
+        s.update_task("runway", "t", late).await.unwrap().unwrap().state,
+        TaskState::GaveUp
+    );
+    assert!(s
+        .update_task("runway", "nope", TaskUpdate::GaveUp { error: "x".into() })
+        .await
+        .unwrap()
+        .is_none());
+    let listed = s
+        .tasks(TaskQuery {
+            route: Some("runway".into()),
+            state: Some(TaskState::GaveUp),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    // Retention forgets tasks registered before the cutoff, schedule included.
+    s.register_task(new_task("young", 5000, Some(6000))).await.unwrap();
+    assert_eq!(s.sweep_tasks(2000).await.unwrap(), 2);
+    let (due, _) = s.due_tasks(u64::MAX, 10).await.unwrap();
+    assert_eq!(due.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["young"]);
+    s.close().await;
+}

@@ -1,0 +1,212 @@
+//! Expected tasks on the writer thread: registering, settling a task with
+//! the event appended for it (in that event's own batch), recording polls
+//! that did not settle it, and task retention. The rows are in
+//! [`super::task_codec`]; reads in [`super::task_query`].
+//!
+//! Settling rules (`mark_task`): a terminal callback marks an open task
+//! `called_back`; a terminal polled record marks it `recovered` when it was
+//! new, `called_back` when it duplicated a callback already stored (so a poll
+//! after a real callback creates nothing). A final task is never reopened;
+//! a late callback for a given-up task marks it `called_back` (it did come).
+
+use super::group_commit::{Batch, Writer};
+use super::task_codec::{self as tc, TaskRow};
+use super::SledStore;
+use crate::store::{Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskState, TaskUpdate};
+
+/// A task operation sent to the writer.
+pub(super) enum TaskOp {
+    Register(NewTask),
+    Update {
+        route: String,
+        task_id: String,
+        update: TaskUpdate,
+        now_ms: u64,
+    },
+}
+
+/// Tasks forgotten per retention step (the caller loops).
+const SWEEP_CHUNK: usize = 1000;
+
+fn load(b: &Batch<'_>, key: &[u8]) -> Result<Option<TaskRow>, StoreError> {
+    match b.get(key)? {
+        None => Ok(None),
+        Some(v) => tc::decode(&v)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("an expected-task row".into())),
+    }
+}
+
+impl Writer {
+    /// Apply one task operation in the current data batch.
+    pub(super) fn task_op(&mut self, b: &mut Batch<'_>, op: &TaskOp) -> Result<Option<Task>, StoreError> {
+        match op {
+            TaskOp::Register(t) => {
+                let (route, _) = self.numbers(b, &t.route, &[]);
+                let key = tc::task(route, &t.task_id);
+                if let Some(row) = load(b, &key)? {
+                    return Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())));
+                }
+                let row = TaskRow {
+                    state: TaskState::Waiting,
+                    registered_ms: t.now_ms,
+                    updated_ms: t.now_ms,
+                    next_poll_ms: t.first_poll_ms,
+                    polls: 0,
+                    provider_state: None,
+                    last_error: None,
+                    event: None,
+                };
+                if let Some(due) = t.first_poll_ms {
+                    b.put(tc::task_due(due, route, &t.task_id), Vec::new());
+                }
+                b.put(key, tc::encode(&row));
+                Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())))
+            }
+            TaskOp::Update {
+                route: name,
+                task_id,
+                update,
+                now_ms,
+            } => {
+                let route = match super::read_lock(&self.inner.registry).route(name) {
+                    Some(r) => r,
+                    None => return Ok(None),
+                };
+                let key = tc::task(route, task_id);
+                let Some(mut row) = load(b, &key)? else { return Ok(None) };
+                if row.state.is_final() {
+                    return Ok(Some(row.into_task(name.clone(), task_id.clone())));
+                }
+                if let Some(due) = row.next_poll_ms.take() {
+                    b.del(tc::task_due(due, route, task_id));
+                }
+                row.updated_ms = *now_ms;
+                row.polls = row.polls.saturating_add(1);
+                match update {
+                    TaskUpdate::Polled {
+                        next_poll_ms,
+                        provider_state,
+                        error,
+                    } => {
+                        row.state = TaskState::Polling;
+                        row.next_poll_ms = Some(*next_poll_ms);
+                        if provider_state.is_some() {
+                            row.provider_state = provider_state.clone();
+                        }
+                        row.last_error = error.clone();
+                        b.put(tc::task_due(*next_poll_ms, route, task_id), Vec::new());
+                    }
+                    TaskUpdate::GaveUp { error } => {
+                        row.state = TaskState::GaveUp;
+                        row.last_error = Some(error.clone());
+                    }
+                }
+                b.put(key, tc::encode(&row));
+                Ok(Some(row.into_task(name.clone(), task_id.clone())))
+            }
+        }
+    }
+
+    /// Settle the route's expected task with the event just appended (or
+    /// found as a duplicate), in the same batch.
+    pub(super) fn mark_task(
+        &mut self,
+        b: &mut Batch<'_>,
+        route: u32,
+        mark: &TaskMark,
+        origin: Origin,
+        accepted: Accepted,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if !mark.terminal {
+            return Ok(());
+        }
+        let key = tc::task(route, &mark.task_id);
+        let Some(mut row) = load(b, &key)? else { return Ok(()) };
+        let state = match (origin, accepted.duplicate) {
+            (Origin::Callback, _) => TaskState::CalledBack,
+            (Origin::Poll, false) => TaskState::Recovered,
+            (Origin::Poll, true) => TaskState::CalledBack,
+        };
+        match row.state {
+            TaskState::CalledBack | TaskState::Recovered => return Ok(()),
+            TaskState::GaveUp if origin == Origin::Poll => return Ok(()),
+            _ => {}
+        }
+        if let Some(due) = row.next_poll_ms.take() {
+            b.del(tc::task_due(due, route, &mark.task_id));
+        }
+        row.state = state;
+        row.updated_ms = now_ms;
+        row.event = Some(accepted.id);
+        b.put(key, tc::encode(&row));
+        Ok(())
+    }
+
+    /// One bounded retention step: tasks registered before `cutoff_ms`.
+    /// Returns how many were removed and whether more may remain.
+    pub(super) fn task_sweep_step(&mut self, cutoff_ms: u64) -> Result<(usize, bool), StoreError> {
+        let tree = self.inner.tree.clone();
+        let mut b = Batch::new(&tree);
+        let mut seen = 0;
+        let mut removed = 0;
+        for item in tree.scan_prefix([tc::G]) {
+            let (k, v) = item?;
+            seen += 1;
+            if seen > SWEEP_CHUNK * 10 || removed >= SWEEP_CHUNK {
+                break;
+            }
+            let Some(row) = tc::decode(&v) else { continue };
+            if row.registered_ms >= cutoff_ms {
+                continue;
+            }
+            if let (Some(due), Some((route, id))) = (row.next_poll_ms, tc::parse_task(&k)) {
+                b.del(tc::task_due(due, route, &id));
+            }
+            b.del(k.to_vec());
+            removed += 1;
+        }
+        self.commit(b)?;
+        Ok((removed, removed >= SWEEP_CHUNK))
+    }
+}
+
+impl SledStore {
+    pub async fn register_task(&self, task: NewTask) -> Result<Task, StoreError> {
+        let op = TaskOp::Register(task);
+        self.call(|reply| super::group_commit::Msg::Task(Box::new(op), reply))
+            .await?
+            .ok_or_else(|| StoreError::Engine("the task was not registered".into()))
+    }
+
+    pub async fn update_task(
+        &self,
+        route: &str,
+        task_id: &str,
+        update: TaskUpdate,
+    ) -> Result<Option<Task>, StoreError> {
+        let op = TaskOp::Update {
+            route: route.to_string(),
+            task_id: task_id.to_string(),
+            update,
+            now_ms: crate::clock::now_ms(),
+        };
+        self.call(|reply| super::group_commit::Msg::Task(Box::new(op), reply))
+            .await
+    }
+
+    pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (n, more) = self
+                .call(|reply| super::group_commit::Msg::TaskSweep { cutoff_ms, reply })
+                .await?;
+            total += n;
+            if !more {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Expected tasks across the store seam: a task whose callback the relay is
+//! owed (registered through the admin API or the submit proxy), what became
+//! of it, and the poll schedule of the reconciler.
+//!
+//! A task is keyed by (route, provider task id). Its state changes in the
+//! writer, in the same atomic write as the event that causes it: a terminal
+//! callback appended for the task marks it `called_back`; a terminal record
+//! appended by the reconciler (origin `poll`) marks it `recovered`, or
+//! `called_back` when that record turned out to duplicate a real callback.
+//! Polls that find the task unfinished, and giving up, are [`TaskUpdate`]s.
+//! Does not poll (see `crate::reconcile`) nor know the provider.
+
+use super::{EventId, Store, StoreError};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where an expected task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskState {
+    /// Registered; no terminal callback yet and not polled yet.
+    Waiting,
+    /// Its terminal callback arrived.
+    CalledBack,
+    /// Polled at least once and still unfinished at the provider.
+    Polling,
+    /// Its result was fetched by polling and appended as an event.
+    Recovered,
+    /// No result by `give_up`, or the provider no longer knows the task.
+    GaveUp,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Waiting,
+        TaskState::CalledBack,
+        TaskState::Polling,
+        TaskState::Recovered,
+        TaskState::GaveUp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Waiting => "waiting",
+            TaskState::CalledBack => "called_back",
+            TaskState::Polling => "polling",
+            TaskState::Recovered => "recovered",
+            TaskState::GaveUp => "gave_up",
+        }
+    }
+
+    /// Nothing more happens to the task (no polls are scheduled).
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::CalledBack | TaskState::Recovered | TaskState::GaveUp)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TaskState, String> {
+        TaskState::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = TaskState::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown task state {s:?}: use one of {}", names.join(", "))
+        })
+    }
+}
+
+/// An expected task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub route: String,
+    /// The provider's task id (as its create answer gave it).
+    pub task_id: String,
+    pub state: TaskState,
+    /// When it was registered: `after` and `give_up` count from here.
+    pub registered_ms: u64,
+    /// The last change of state, poll or callback.
+    pub updated_ms: u64,
+    /// When the reconciler polls it next; None once final or without `reconcile`.
+    pub next_poll_ms: Option<u64>,
+    /// Status calls made for it (answered or not).
+    pub polls: u32,
+    /// The provider's own state word at the last poll (`generating`, …).
+    pub provider_state: Option<String>,
+    /// Why the last poll failed, or why the task was given up.
+    pub last_error: Option<String>,
+    /// The event that settled it (the callback, or the recovered result).
+    pub event: Option<EventId>,
+}
+
+/// A task to register.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub route: String,
+    pub task_id: String,
+    pub now_ms: u64,
+    /// First poll (registration + `after`); None: the route does not reconcile.
+    pub first_poll_ms: Option<u64>,
+}
+
+/// What an appended event says about its route's expected task, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMark {
+    pub task_id: String,
+    /// The last callback the task will send (Suno's `text`/`first` are not).
+    pub terminal: bool,
+}
+
+/// A poll that did not settle the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskUpdate {
+    /// Still unfinished (or the call failed and will be tried again).
+    Polled {
+        next_poll_ms: u64,
+        provider_state: Option<String>,
+        error: Option<String>,
+    },
+    /// Stop polling it for good.
+    GaveUp { error: String },
+}
+
+/// Filter for [`Store::tasks`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskQuery {
+    pub route: Option<String>,
+    pub state: Option<TaskState>,
+    pub limit: usize,
+}
+
+/// Counts for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    /// Tasks per state (every state present, zero included).
+    pub by_state: Vec<(TaskState, u64)>,
+    /// Registration time of the oldest task still waiting or polling.
+    pub oldest_open_ms: Option<u64>,
+}
+
+impl Store {
+    /// Register an expected task. Registering a known task changes nothing
+    /// (the stored task is returned).
+    pub async fn register_task(&self, task: NewTask) -> Result<Task, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.register_task(task).await,
+            super::Backend::Nats(s) => s.register_task(task).await,
+        }
+    }
+
+    /// Record a poll that did not settle the task. A task that became final
+    /// meanwhile (its callback came) is left as it is. None: no such task.
+    pub async fn update_task(
+        &self,
+        route: &str,
+        task_id: &str,
+        update: TaskUpdate,
+    ) -> Result<Option<Task>, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.update_task(route, task_id, update).await,
+            super::Backend::Nats(s) => s.update_task(route, task_id, update).await,
+        }
+    }
+
+    /// One task; without `route`, the first route that has this task id.
+    pub async fn task(&self, route: Option<String>, task_id: String) -> Result<Option<Task>, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.blocking(move |s| s.task(route.as_deref(), &task_id)).await,
+            super::Backend::Nats(s) => s.task(route, task_id).await,
+        }
+    }
+
+    /// Tasks matching the query, most recently registered first.
+    pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.blocking(move |s| s.tasks(&q)).await,
+            super::Backend::Nats(s) => s.tasks(q).await,
+        }
+    }
+
+    /// Up to `limit` tasks due for a poll at `now_ms`, earliest first, and
+    /// when the next one not yet due is due.
+    pub async fn due_tasks(&self, now_ms: u64, limit: usize) -> Result<(Vec<Task>, Option<u64>), StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.blocking(move |s| s.due_tasks(now_ms, limit)).await,
+            super::Backend::Nats(s) => s.due_tasks(now_ms, limit).await,
+        }
+    }
+
+    /// Tasks per state and the oldest open one.
+    pub async fn task_stats(&self) -> Result<TaskStats, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.blocking(|s| s.task_stats()).await,
+            super::Backend::Nats(s) => s.task_stats().await,
+        }
+    }
+
+    /// Task retention: forget tasks registered before `cutoff_ms` (final or
+    /// not: past the event retention a result could no longer be deduplicated
+    /// anyway). Returns how many.
+    pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        match &self.backend {
+            super::Backend::Sled(s) => s.sweep_tasks(cutoff_ms).await,
+            super::Backend::Nats(s) => s.sweep_tasks(cutoff_ms).await,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Expected tasks: a relay on a fixed port whose routes start from a `kie-…`
+//! preset, call the fake provider and reconcile fast (`server.public_url`
+//! names that port, so the fake's callbacks reach the relay), the submit
+//! proxy, and reading tasks back from the admin API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::Value;
+
+use super::client::{admin, request};
+use super::config::{ms, secs, TestConfig};
+use super::ports::free_port;
+use super::provider::FakeProvider;
+use super::route::{Provider, Reconcile, Route, Subscriber};
+
+/// Reconcile settings for tests: first poll after 300 ms, then every 200 ms.
+pub fn fast_reconcile() -> Reconcile {
+    Reconcile::new(ms(300), ms(200), secs(60))
+}
+
+/// Route `name` at `/hooks/name` with `preset`, the fake's key and URL, and
+/// one subscriber `name-sub` at `sub_url`.
+pub fn task_route(name: &str, preset: &str, fake: &FakeProvider, sub_url: &str) -> Route {
+    Route::new(name, &format!("/hooks/{name}"))
+        .preset(preset)
+        .provider(Provider::new(fake.api_key(), &fake.url()))
+        .reconcile(fast_reconcile())
+        .subscriber(Subscriber::new(&format!("{name}-sub"), sub_url))
+}
+
+/// A config with `routes` (replacing route `t`), listening on a fixed port
+/// that `server.public_url` names.
+pub fn tasks_config(dir: &Path, routes: Vec<Route>) -> (TestConfig, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut routes = routes.into_iter();
+    let first = routes.next().expect("at least one route");
+    let mut cfg = TestConfig::new(dir).listen(addr).edit_route("t", |_| first);
+    for r in routes {
+        cfg = cfg.route(r);
+    }
+    let public = format!("http://{addr}");
+    let cfg = cfg.raw(move |t| {
+        t["server"]
+            .as_table_mut()
+            .unwrap()
+            .insert("public_url".into(), toml::Value::String(public.clone()));
+    });
+    (cfg, addr)
+}
+
+/// `POST /api/routes/{route}/submit?endpoint=…`: status, headers and the answer's bytes.
+pub async fn submit(
+    admin_addr: SocketAddr,
+    route: &str,
+    endpoint: &str,
+    body: &Value,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let path = format!("/api/routes/{route}/submit?endpoint={endpoint}");
+    request(
+        admin_addr,
+        None,
+        "POST",
+        &path,
+        &[("content-type", "application/json")],
+        Bytes::from(body.to_string()),
+    )
+    .await
+}
+
+/// Submit a create call that must succeed; the task id the provider gave.
+pub async fn submit_ok(admin_addr: SocketAddr, route: &str, endpoint: &str) -> String {
+    let (s, _, b) = submit(admin_addr, route, endpoint, &serde_json::json!({"prompt": "a cat"})).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    v["data"]["taskId"].as_str().expect("task id in the answer").to_string()
+}
+
+/// `GET /api/tasks?…` rows.
+pub async fn task_list(admin_addr: SocketAddr, query: &str) -> Vec<Value> {
+    let (s, v) = admin(admin_addr, "GET", &format!("/api/tasks?limit=1000&{query}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+/// One task (`GET /api/tasks/{id}`).
+pub async fn task(admin_addr: SocketAddr, task_id: &str) -> Value {
+    let (s, v) = admin(admin_addr, "GET", &format!("/api/tasks/{task_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+/// Wait until the task is in `state`; the task either way (the caller asserts).
+pub async fn task_until(admin_addr: SocketAddr, task_id: &str, state: &str, limit: Duration) -> Value {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let t = task(admin_addr, task_id).await;
+        if t["state"] == state || tokio::time::Instant::now() > end {
+            return t;
+        }
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+/// `POST /api/tasks` `{"route", "task_id"}`.
+pub async fn register(admin_addr: SocketAddr, route: &str, task_id: &str) -> (StatusCode, Value) {
+    let body = serde_json::json!({"route": route, "task_id": task_id});
+    let (s, _, b) = request(
+        admin_addr,
+        None,
+        "POST",
+        "/api/tasks",
+        &[],
+        Bytes::from(body.to_string()),
+    )
+    .await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}

@@ -1,0 +1,127 @@
+//! Expected tasks in cluster mode: two relays on one NATS share the tasks
+//! and their poll schedule — tasks submitted through either relay are seen
+//! by both, a lost callback is recovered by exactly one relay's poll (the
+//! provider sees one status call for it, not one per relay), and every
+//! result is delivered once.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use common::nats::NatsCluster;
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{submit_ok, task, task_list, task_route, tasks_config};
+use common::*;
+use serde_json::Value;
+
+fn task_of(r: &Received) -> String {
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    v["data"]["task_id"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_recover_each_lost_result_once() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let relay = |dir: &std::path::Path| {
+        let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+        cfg.nats(nats.urls(), 1)
+    };
+    let h1 = start(&relay(d1.path())).await;
+    let h2 = start(&relay(d2.path())).await;
+    let (mut ids, mut lost) = (Vec::new(), Vec::new());
+    for i in 0..12 {
+        let plan = if i % 3 == 1 {
+            TaskPlan::success().lose()
+        } else {
+            TaskPlan::success()
+        };
+        let lose = plan.knobs.lose;
+        fake.plan_next(plan);
+        let through = if i % 2 == 0 { &h1 } else { &h2 };
+        let id = submit_ok(through.admin_addr, "runway", "/api/v1/runway/generate").await;
+        if lose {
+            lost.push(id.clone());
+        }
+        ids.push(id);
+    }
+    assert_eq!(lost.len(), 4);
+    sub.wait_for(secs(30), "12 results", |all| {
+        all.iter().map(task_of).collect::<HashSet<_>>().len() == 12
+    })
+    .await;
+    tokio::time::sleep(ms(1000)).await;
+    let all = sub.all();
+    assert_eq!(all.len(), 12, "exactly one delivery per task");
+    let by_task: HashMap<String, &Received> = all.iter().map(|r| (task_of(r), r)).collect();
+    for id in &ids {
+        let polled = lost.contains(id);
+        assert_eq!(
+            by_task[id].header("hookrelay-source"),
+            if polled { "poll" } else { "" },
+            "task {id}"
+        );
+    }
+    // One status call per lost task: one relay polled it, the other did not.
+    let calls = fake.requests();
+    for id in &lost {
+        let polls = calls
+            .iter()
+            .filter(|r| r.method == "GET" && r.task_id.as_deref() == Some(id.as_str()))
+            .count();
+        assert_eq!(polls, 1, "task {id} was polled {polls} times");
+    }
+    // Both relays see every task, whichever relay it went through.
+    for h in [&h1, &h2] {
+        assert_eq!(task_list(h.admin_addr, "state=recovered").await.len(), 4);
+        assert_eq!(task_list(h.admin_addr, "state=called_back&route=runway").await.len(), 8);
+        for id in &lost {
+            let t = task(h.admin_addr, id).await;
+            assert_eq!(t["state"], "recovered", "{t}");
+            let (_, ev) = admin(
+                h.admin_addr,
+                "GET",
+                &format!("/api/events/{}", t["event"].as_str().unwrap()),
+            )
+            .await;
+            assert_eq!(ev["origin"], "poll", "{ev}");
+        }
+        let m = metrics(h.admin_addr).await;
+        assert_eq!(sample(&m, "hookrelay_tasks{state=\"recovered\"}"), 4.0);
+        assert_eq!(sample(&m, "hookrelay_tasks_oldest_open_seconds"), 0.0);
+    }
+    h1.shutdown().await;
+    h2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_registered_at_a_relay_that_dies_is_polled_by_the_other() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let relay = |dir: &std::path::Path| {
+        let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+        cfg.nats(nats.urls(), 1)
+    };
+    let mut bin = Bin::start(&relay(d1.path()).write(), &[]);
+    // The task runs for a while (each stage 2 s) and its callback is lost.
+    fake.plan_next(TaskPlan::success().lose().step(secs(2)));
+    let id = submit_ok(bin.admin, "runway", "/api/v1/runway/generate").await;
+    fake.wait_until("a first poll", secs(10), |f| f.status_requests(&id) > 0)
+        .await;
+    // Relay 1 dies (kill -9) while the task is still running; relay 2, which
+    // never saw the task, takes the schedule over and recovers the result.
+    bin.kill9();
+    let h2 = start(&relay(d2.path())).await;
+    let got = sub.wait_for(secs(40), "the recovered result", |r| !r.is_empty()).await;
+    assert_eq!(task_of(&got[0]), id);
+    assert_eq!(got[0].header("hookrelay-source"), "poll");
+    let t = task(h2.admin_addr, &id).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(sub.count(), 1, "delivered once");
+    h2.shutdown().await;
+}

@@ -1,0 +1,113 @@
+//! `verify = "fetch"`: a callback is checked against the provider's record
+//! before fan-out. A forged body carrying a replayed valid `kie` signature
+//! (the signature covers only `taskId.timestamp`) is accepted by ingest but
+//! held as unverified, never delivered, until an operator replays it; a
+//! genuine callback is delivered.
+
+mod common;
+
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{task_route, tasks_config};
+use common::*;
+use hookrelay::provider::Product;
+
+#[tokio::test]
+async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+
+    // Genuine: the provider's own (signed) callback agrees with its record.
+    let genuine = fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+    sub.wait_for(secs(10), "the genuine callback", |all| all.len() == 1)
+        .await;
+    assert!(fake.status_requests(&genuine) >= 1, "it was checked at the provider");
+
+    // Forged: the task's real callback is lost; an attacker replays a valid
+    // signature for the task with a body pointing at their own file.
+    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
+        .await;
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(&target, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        "/hooks/runway",
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        forged.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "the signature is valid: {}", String::from_utf8_lossy(&b));
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    let held = &view["subscribers"][0];
+    assert_eq!(held["state"], "dead", "{view}");
+    let why = held["last_error"].as_str().unwrap();
+    assert!(why.starts_with("unverified: ") && why.contains("evil.example"), "{why}");
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(sub.count(), 1, "the forged body was not delivered");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"runway\"}"), 1.0);
+
+    // An operator who has looked at it can still let it through.
+    let (s, _) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(s, 200);
+    let got = sub.wait_for(secs(10), "the released event", |all| all.len() == 2).await;
+    assert!(String::from_utf8_lossy(&got[1].body).contains("evil.example"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn verify_and_reconcile_need_a_preset_and_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg =
+        TestConfig::new(dir.path()).edit_route("t", |r| r.subscriber(Subscriber::new("s", sub.url())).verify("fetch"));
+    let err = hookrelay::Config::load(&cfg.write()).unwrap_err().to_string();
+    assert!(err.contains("routes[0].verify") && err.contains("preset"), "{err}");
+    let cfg = TestConfig::new(dir.path()).edit_route("t", |r| {
+        r.subscriber(Subscriber::new("s", sub.url()))
+            .preset("kie-runway")
+            .reconcile(Reconcile::new(secs(60), secs(30), secs(3600)))
+    });
+    let err = hookrelay::Config::load(&cfg.write()).unwrap_err().to_string();
+    assert!(err.contains("routes[0].reconcile") && err.contains("provider"), "{err}");
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let cfg = TestConfig::new(dir.path()).edit_route("t", |r| {
+        r.subscriber(Subscriber::new("s", sub.url()))
+            .preset("kie-runway")
+            .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
+            .reconcile(Reconcile::new(secs(60), secs(30), secs(30)))
+    });
+    let err = hookrelay::Config::load(&cfg.write()).unwrap_err().to_string();
+    assert!(err.contains("routes[0].reconcile.give_up"), "{err}");
+    let cfg = TestConfig::new(dir.path()).edit_route("t", |r| {
+        r.subscriber(Subscriber::new("s", sub.url()))
+            .preset("kie-runway")
+            .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
+            .reconcile(Reconcile::new(secs(60), secs(30), secs(3600)))
+    });
+    let err = hookrelay::Config::load(&cfg.write()).unwrap_err().to_string();
+    assert!(err.contains("server.public_url"), "{err}");
+}
