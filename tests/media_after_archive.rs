@@ -10,8 +10,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::files::{sha256_hex, FileServer, Route as File};
+use common::files::{sha256_hex, FileServer};
 use common::*;
 use serde_json::{json, Value};
 
@@ -34,20 +33,9 @@ fn runway_route(subscribers: impl IntoIterator<Item = Subscriber>) -> common::Ro
 /// A file server with a video that takes `SLOW` to finish and a cover; the
 /// video's bytes and both URLs.
 async fn slow_video(s: &FileServer) -> (Vec<u8>, String, String) {
-    let first = Bytes::from(vec![7u8; 64 << 10]);
-    let rest = Bytes::from(vec![9u8; 64 << 10]);
-    let video_bytes = [first.clone(), rest.clone()].concat();
-    s.route(
-        "/k/slow.mp4",
-        File::Slow {
-            first,
-            rest,
-            delay: SLOW,
-            content_type: "video/mp4",
-        },
-    );
+    let (video_bytes, video_url) = s.slow_video("/k/slow.mp4", SLOW);
     let cover_url = s.bytes("/m/cover.png", b"cover", "image/png");
-    (video_bytes, s.url("/k/slow.mp4"), cover_url)
+    (video_bytes, video_url, cover_url)
 }
 
 /// The header of a delivery made once the slow video and the cover are stored.

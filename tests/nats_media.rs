@@ -9,8 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::files::{sha256_hex, FileServer, Route as File};
+use common::files::{sha256_hex, FileServer};
 use common::nats::NatsCluster;
 use common::*;
 use serde_json::Value;
@@ -27,19 +26,7 @@ fn media_header(value: &str) -> Vec<Value> {
 async fn two_relays_fetch_a_url_once_and_after_archive_waits_for_it() {
     let nats = NatsCluster::start(1).await;
     let files = FileServer::start(LOCAL).await;
-    let first = Bytes::from(vec![7u8; 64 << 10]);
-    let rest = Bytes::from(vec![9u8; 64 << 10]);
-    let video = [first.clone(), rest.clone()].concat();
-    files.route(
-        "/k/slow.mp4",
-        File::Slow {
-            first,
-            rest,
-            delay: SLOW,
-            content_type: "video/mp4",
-        },
-    );
-    let video_url = files.url("/k/slow.mp4");
+    let (video, video_url) = files.slow_video("/k/slow.mp4", SLOW);
     let now_sub = Sub::ok().await;
     let later_sub = Sub::ok().await;
     let archive = tempfile::tempdir().unwrap();

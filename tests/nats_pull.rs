@@ -28,15 +28,34 @@ async fn two_relays(
     (dirs, r1, r2)
 }
 
+/// Pull through `addr` as forwarder `holder`: the one message, which must be `id`.
+async fn pull_one(addr: std::net::SocketAddr, holder: &str, id: &str) {
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some(holder), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], id, "{got}");
+}
+
+/// The event's one delivery is `delivered`, as both relays' admin APIs show it.
+async fn delivered_on_both(r1: &hookrelay::Handle, r2: &hookrelay::Handle, id: &str) -> Vec<serde_json::Value> {
+    let mut views = Vec::new();
+    for admin_addr in [r1.admin_addr, r2.admin_addr] {
+        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+        views.push(ev);
+    }
+    views
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_through_another_relay_settles_the_lease() {
     let nats = NatsCluster::start(1).await;
     let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let id = accepted(a1, &runway("acked-elsewhere")).await;
-    let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
-    assert_eq!(s, StatusCode::OK, "{got}");
-    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    pull_one(a1, "f1", &id).await;
     // Another holder cannot acknowledge it, through either relay.
     let ack = format!(r#"{{"ids": ["{id}"]}}"#);
     for addr in [a1, a2] {
@@ -46,12 +65,7 @@ async fn an_acknowledgement_through_another_relay_settles_the_lease() {
     // The holder's acknowledgement reaches the other relay: applied there.
     let (s, _, a) = pull_call(a2, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
     assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
-    for admin_addr in [r1.admin_addr, r2.admin_addr] {
-        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
-            v["subscribers"][0]["state"] == "delivered"
-        })
-        .await;
-        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    for ev in delivered_on_both(&r1, &r2, &id).await {
         assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
     }
     // Settled: the lease is gone, and nothing is offered again.
@@ -63,8 +77,7 @@ async fn an_acknowledgement_through_another_relay_settles_the_lease() {
     }
     // A hand-back through the other relay works the same way.
     let id2 = accepted(a2, &runway("handed-back")).await;
-    let (_, _, got) = pull_call(a2, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
-    assert_eq!(got["messages"][0]["id"], id2.as_str(), "{got}");
+    pull_one(a2, "f1", &id2).await;
     let back = format!(r#"{{"retry": ["{id2}"]}}"#);
     let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &back).await;
     assert_eq!((s, a["retried"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
@@ -79,9 +92,7 @@ async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
     let (_dirs, r1, r2) = two_relays(&nats, secs(12)).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let id = accepted(a1, &runway("leased")).await;
-    let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
-    assert_eq!(s, StatusCode::OK, "{got}");
-    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    pull_one(a1, "f1", &id).await;
     // Another forwarder long-polls the other relay past the takeover: nothing.
     let (s, _, other) = pull_call(a2, "GET", "/pull/laptop?wait=9s", Some(TOKEN), Some("f2"), "").await;
     assert_eq!(s, StatusCode::OK);
@@ -94,13 +105,7 @@ async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
     let ack = format!(r#"{{"ids": ["{id}"]}}"#);
     let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
     assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
-    for admin_addr in [r1.admin_addr, r2.admin_addr] {
-        let ev = admin_until(admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
-            v["subscribers"][0]["state"] == "delivered"
-        })
-        .await;
-        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
-    }
+    delivered_on_both(&r1, &r2, &id).await;
     let (_, _, after) = pull_call(a2, "GET", "/pull/laptop?wait=2s", Some(TOKEN), Some("f2"), "").await;
     assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
     r1.shutdown().await;

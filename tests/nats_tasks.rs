@@ -19,18 +19,21 @@ fn task_of(r: &Received) -> String {
     v["data"]["task_id"].as_str().unwrap_or_default().to_string()
 }
 
+/// A relay on `nats` whose route `runway` reconciles tasks at `fake` and
+/// delivers to `sub`.
+fn relay(dir: &std::path::Path, nats: &NatsCluster, fake: &FakeProvider, sub: &Sub) -> TestConfig {
+    let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", fake, &sub.url())]);
+    cfg.nats(nats.urls(), 1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_recover_each_lost_result_once() {
     let nats = NatsCluster::start(1).await;
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let relay = |dir: &std::path::Path| {
-        let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
-        cfg.nats(nats.urls(), 1)
-    };
-    let h1 = start(&relay(d1.path())).await;
-    let h2 = start(&relay(d2.path())).await;
+    let h1 = start(&relay(d1.path(), &nats, &fake, &sub)).await;
+    let h2 = start(&relay(d2.path(), &nats, &fake, &sub)).await;
     let (mut ids, mut lost) = (Vec::new(), Vec::new());
     for i in 0..12 {
         let plan = if i % 3 == 1 {
@@ -102,11 +105,7 @@ async fn a_task_registered_at_a_relay_that_dies_is_polled_by_the_other() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let relay = |dir: &std::path::Path| {
-        let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
-        cfg.nats(nats.urls(), 1)
-    };
-    let mut bin = Bin::start(&relay(d1.path()).write(), &[]);
+    let mut bin = Bin::start(&relay(d1.path(), &nats, &fake, &sub).write(), &[]);
     // The task runs for a while (each stage 2 s) and its callback is lost.
     fake.plan_next(TaskPlan::success().lose().step(secs(2)));
     let id = submit_ok(bin.admin, "runway", "/api/v1/runway/generate").await;
@@ -115,7 +114,7 @@ async fn a_task_registered_at_a_relay_that_dies_is_polled_by_the_other() {
     // Relay 1 dies (kill -9) while the task is still running; relay 2, which
     // never saw the task, takes the schedule over and recovers the result.
     bin.kill9();
-    let h2 = start(&relay(d2.path())).await;
+    let h2 = start(&relay(d2.path(), &nats, &fake, &sub)).await;
     let got = sub.wait_for(secs(40), "the recovered result", |r| !r.is_empty()).await;
     assert_eq!(task_of(&got[0]), id);
     assert_eq!(got[0].header("hookrelay-source"), "poll");

@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
@@ -238,6 +239,24 @@ impl FileServer {
     pub fn route(&self, path: &str, route: Route) -> &Self {
         self.routes.lock().unwrap().insert(path.to_string(), route);
         self
+    }
+
+    /// A 128 KiB video at `path` whose first half comes at once and the rest
+    /// after `delay`: its bytes and URL.
+    pub fn slow_video(&self, path: &str, delay: Duration) -> (Vec<u8>, String) {
+        let first = Bytes::from(vec![7u8; 64 << 10]);
+        let rest = Bytes::from(vec![9u8; 64 << 10]);
+        let bytes = [first.clone(), rest.clone()].concat();
+        self.route(
+            path,
+            Route::Slow {
+                first,
+                rest,
+                delay,
+                content_type: "video/mp4",
+            },
+        );
+        (bytes, self.url(path))
     }
 
     pub fn bytes(&self, path: &str, body: &[u8], content_type: &'static str) -> String {

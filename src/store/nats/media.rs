@@ -15,12 +15,12 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use async_nats::jetstream::stream;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{event, layout, read, unavailable, NatsStore, Shared};
@@ -135,48 +135,18 @@ pub(super) async fn existing_archiver(shared: &Shared) -> Result<PullConsumer, S
 }
 
 impl Shared {
-    /// The media bucket, work stream and archivers' consumer, created or
-    /// brought up to date.
+    /// The media bucket (rows stay until media retention removes them),
+    /// work queue and archivers' consumer, created or brought up to date.
     pub(super) async fn set_up_media(&self) -> Result<(kv::Store, stream::Stream), String> {
-        let bucket = self
-            .js
-            .create_or_update_key_value(kv::Config {
-                bucket: layout::MEDIA.into(),
-                history: 1,
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("bucket {}: {e}", layout::MEDIA))?;
-        self.js
-            .create_or_update_stream(stream::Config {
-                name: layout::MEDIA_WORK.into(),
-                subjects: vec![layout::media_subject("*")],
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::WorkQueue,
-                duplicate_window: super::DUPLICATE_WINDOW,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("stream {}: {e}", layout::MEDIA_WORK))?;
+        let bucket = self.bucket(layout::MEDIA, Duration::ZERO).await?;
         let work = self
-            .js
-            .get_stream(layout::MEDIA_WORK)
-            .await
-            .map_err(|e| format!("stream {}: {e}", layout::MEDIA_WORK))?;
-        work.create_consumer(pull::Config {
-            durable_name: Some(layout::ARCHIVER.into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.takeover,
-            max_deliver: -1,
-            max_ack_pending: -1,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("consumer {}: {e}", layout::ARCHIVER))?;
+            .work_queue(
+                layout::MEDIA_WORK,
+                layout::media_subject("*"),
+                layout::ARCHIVER,
+                Duration::ZERO,
+            )
+            .await?;
         Ok((bucket, work))
     }
 
@@ -260,41 +230,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash: the latest value
-    /// of each key, streamed by one ordered consumer on the bucket's stream
-    /// (not a round trip per key).
+    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
     async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
-        let stream = self
-            .js
-            .get_stream(format!("KV_{}", layout::MEDIA))
-            .await
-            .map_err(unavailable)?;
-        let prefix = format!("$KV.{}.u.", layout::MEDIA);
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("{prefix}>"),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        while let Some(m) = messages.try_next().await.map_err(unavailable)? {
-            let pending = m.info().map(|i| i.pending).unwrap_or(0);
-            let hash = m.subject.as_str().strip_prefix(&prefix).unwrap_or_default().to_string();
-            // A deleted or purged key's last message is an empty marker.
-            if let (false, Ok(row)) = (hash.is_empty(), serde_json::from_slice::<MediaRow>(&m.payload)) {
-                out.push((hash, row));
-            }
-            if pending == 0 || out.len() >= SCAN_LIMIT {
-                break;
-            }
-        }
-        Ok(out)
+        let values = self.latest_values(layout::MEDIA, "u.", SCAN_LIMIT).await?;
+        Ok(values
+            .into_iter()
+            .filter_map(|(hash, v)| Some((hash, serde_json::from_slice(&v).ok()?)))
+            .collect())
     }
 }
 

@@ -15,6 +15,7 @@ mod media;
 mod media_source;
 mod peer;
 mod query;
+mod queue;
 mod source;
 mod task_work;
 mod tasks;
@@ -198,18 +199,7 @@ impl Shared {
             })
             .await
             .map_err(|e| format!("stream {}: {e}", layout::DEAD))?;
-        let results = self
-            .js
-            .create_or_update_key_value(kv::Config {
-                bucket: layout::RESULTS.into(),
-                history: 1,
-                max_age: self.retention,
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("bucket {}: {e}", layout::RESULTS))?;
+        let results = self.bucket(layout::RESULTS, self.retention).await?;
         let (media, media_work) = self.set_up_media().await?;
         *self.media.write().unwrap_or_else(|e| e.into_inner()) = Some(media);
         let (tasks, task_work) = self.set_up_tasks().await?;

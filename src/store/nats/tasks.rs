@@ -15,11 +15,10 @@
 
 use std::sync::atomic::Ordering;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use async_nats::jetstream::{stream, AckKind};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{event, layout, read, unavailable, NatsStore, Shared};
@@ -95,50 +94,18 @@ fn encode(row: &TaskRow) -> Bytes {
 }
 
 impl Shared {
-    /// The tasks bucket (rows expire with the retention), work stream and
-    /// reconcilers' consumer, created or brought up to date.
+    /// The tasks bucket and work queue (both expire with the retention)
+    /// and the reconcilers' consumer, created or brought up to date.
     pub(super) async fn set_up_tasks(&self) -> Result<(kv::Store, stream::Stream), String> {
-        let bucket = self
-            .js
-            .create_or_update_key_value(kv::Config {
-                bucket: layout::TASKS.into(),
-                history: 1,
-                max_age: self.retention,
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("bucket {}: {e}", layout::TASKS))?;
-        self.js
-            .create_or_update_stream(stream::Config {
-                name: layout::TASK_WORK.into(),
-                subjects: vec![layout::task_subject("*")],
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::WorkQueue,
-                max_age: self.retention,
-                duplicate_window: super::DUPLICATE_WINDOW.min(self.retention),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("stream {}: {e}", layout::TASK_WORK))?;
+        let bucket = self.bucket(layout::TASKS, self.retention).await?;
         let work = self
-            .js
-            .get_stream(layout::TASK_WORK)
-            .await
-            .map_err(|e| format!("stream {}: {e}", layout::TASK_WORK))?;
-        work.create_consumer(pull::Config {
-            durable_name: Some(layout::RECONCILER.into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.takeover,
-            max_deliver: -1,
-            max_ack_pending: -1,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))?;
+            .work_queue(
+                layout::TASK_WORK,
+                layout::task_subject("*"),
+                layout::RECONCILER,
+                self.retention,
+            )
+            .await?;
         Ok((bucket, work))
     }
 
@@ -184,38 +151,13 @@ impl Shared {
         }
     }
 
-    /// Every task row (up to [`SCAN_LIMIT`]): the latest value of each key,
-    /// streamed by one ordered consumer on the bucket's stream.
+    /// Every task row (up to [`SCAN_LIMIT`]).
     async fn task_rows(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let stream = self
-            .js
-            .get_stream(format!("KV_{}", layout::TASKS))
-            .await
-            .map_err(unavailable)?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("$KV.{}.>", layout::TASKS),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        while let Some(m) = messages.try_next().await.map_err(unavailable)? {
-            let pending = m.info().map(|i| i.pending).unwrap_or(0);
-            // A deleted key's last message is an empty marker.
-            if let Ok(row) = serde_json::from_slice::<TaskRow>(&m.payload) {
-                out.push(row);
-            }
-            if pending == 0 || out.len() >= SCAN_LIMIT {
-                break;
-            }
-        }
-        Ok(out)
+        let values = self.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
+        Ok(values
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
     }
 
     /// Settle `route`'s expected task with the event just appended (or found

@@ -1,0 +1,115 @@
+//! The two shapes of shared state the cluster backend builds on besides the
+//! event streams: key-value buckets (results, media URLs, expected tasks)
+//! and work queues whose one message per piece of work is handed to one
+//! relay at a time and NAKed until it is due again (the archiver's, the
+//! reconciler's). Setting them up, and reading every key's latest value in
+//! one pass.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{kv, stream};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use super::{unavailable, Shared};
+use crate::store::StoreError;
+
+impl Shared {
+    /// A bucket keeping one value per key, replicated like the streams;
+    /// `max_age` zero keeps values until deleted.
+    pub(super) async fn bucket(&self, name: &str, max_age: Duration) -> Result<kv::Store, String> {
+        self.js
+            .create_or_update_key_value(kv::Config {
+                bucket: name.into(),
+                history: 1,
+                max_age,
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("bucket {name}: {e}"))
+    }
+
+    /// A work-queue stream on `subjects` with the durable consumer that the
+    /// relays share: a message goes to one relay at a time and to another
+    /// one `takeover` after the first stopped renewing it.
+    pub(super) async fn work_queue(
+        &self,
+        name: &str,
+        subjects: String,
+        consumer: &str,
+        max_age: Duration,
+    ) -> Result<stream::Stream, String> {
+        self.js
+            .create_or_update_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![subjects],
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::WorkQueue,
+                max_age,
+                duplicate_window: super::DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        let work = self
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        work.create_consumer(pull::Config {
+            durable_name: Some(consumer.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.takeover,
+            max_deliver: -1,
+            max_ack_pending: -1,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("consumer {consumer}: {e}"))?;
+        Ok(work)
+    }
+
+    /// The latest value of every key of `bucket` starting with `prefix` (up
+    /// to `limit`), streamed by one ordered consumer on the bucket's stream
+    /// rather than a round trip per key: (the key after the prefix, value).
+    /// Deleted keys are left out.
+    pub(super) async fn latest_values(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let stream = self.js.get_stream(format!("KV_{bucket}")).await.map_err(unavailable)?;
+        let subject_prefix = format!("$KV.{bucket}.{prefix}");
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{subject_prefix}>"),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(m) = messages.try_next().await.map_err(unavailable)? {
+            let pending = m.info().map(|i| i.pending).unwrap_or(0);
+            let key = m.subject.as_str().strip_prefix(&subject_prefix).unwrap_or_default();
+            // A deleted or purged key's last message is an empty marker.
+            if !key.is_empty() && !m.payload.is_empty() {
+                out.push((key.to_string(), m.payload.clone()));
+            }
+            if pending == 0 || out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
