@@ -10,7 +10,7 @@
 //! a late callback for a given-up task marks it `called_back` (it did come).
 
 use super::group_commit::{Batch, Writer};
-use super::task_codec::{self as tc, TaskRow};
+use super::task_codec as tc;
 use super::SledStore;
 use crate::store::{Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskState, TaskUpdate};
 
@@ -28,10 +28,10 @@ pub(super) enum TaskOp {
 /// Tasks forgotten per retention step (the caller loops).
 const SWEEP_CHUNK: usize = 1000;
 
-fn load(b: &Batch<'_>, key: &[u8]) -> Result<Option<TaskRow>, StoreError> {
+fn load(b: &Batch<'_>, key: &[u8], route: &str, task_id: &str) -> Result<Option<Task>, StoreError> {
     match b.get(key)? {
         None => Ok(None),
-        Some(v) => tc::decode(&v)
+        Some(v) => tc::decode(&v, route, task_id)
             .map(Some)
             .ok_or_else(|| StoreError::Corrupt("an expected-task row".into())),
     }
@@ -44,10 +44,12 @@ impl Writer {
             TaskOp::Register(t) => {
                 let (route, _) = self.numbers(b, &t.route, &[]);
                 let key = tc::task(route, &t.task_id);
-                if let Some(row) = load(b, &key)? {
-                    return Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())));
+                if let Some(row) = load(b, &key, &t.route, &t.task_id)? {
+                    return Ok(Some(row));
                 }
-                let row = TaskRow {
+                let row = Task {
+                    route: t.route.clone(),
+                    task_id: t.task_id.clone(),
                     state: TaskState::Waiting,
                     registered_ms: t.now_ms,
                     updated_ms: t.now_ms,
@@ -61,7 +63,7 @@ impl Writer {
                     b.put(tc::task_due(due, route, &t.task_id), Vec::new());
                 }
                 b.put(key, tc::encode(&row));
-                Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())))
+                Ok(Some(row))
             }
             TaskOp::Update {
                 route: name,
@@ -74,9 +76,11 @@ impl Writer {
                     None => return Ok(None),
                 };
                 let key = tc::task(route, task_id);
-                let Some(mut row) = load(b, &key)? else { return Ok(None) };
+                let Some(mut row) = load(b, &key, name, task_id)? else {
+                    return Ok(None);
+                };
                 if row.state.is_final() {
-                    return Ok(Some(row.into_task(name.clone(), task_id.clone())));
+                    return Ok(Some(row));
                 }
                 if let Some(due) = row.next_poll_ms.take() {
                     b.del(tc::task_due(due, route, task_id));
@@ -103,7 +107,7 @@ impl Writer {
                     }
                 }
                 b.put(key, tc::encode(&row));
-                Ok(Some(row.into_task(name.clone(), task_id.clone())))
+                Ok(Some(row))
             }
         }
     }
@@ -123,7 +127,9 @@ impl Writer {
             return Ok(());
         }
         let key = tc::task(route, &mark.task_id);
-        let Some(mut row) = load(b, &key)? else { return Ok(()) };
+        let Some(mut row) = load(b, &key, "", &mark.task_id)? else {
+            return Ok(());
+        };
         let state = match (origin, accepted.duplicate) {
             (Origin::Callback, _) => TaskState::CalledBack,
             (Origin::Poll, false) => TaskState::Recovered,
@@ -157,11 +163,14 @@ impl Writer {
             if seen > SWEEP_CHUNK * 10 || removed >= SWEEP_CHUNK {
                 break;
             }
-            let Some(row) = tc::decode(&v) else { continue };
+            let Some((route, id)) = tc::parse_task(&k) else {
+                continue;
+            };
+            let Some(row) = tc::decode(&v, "", &id) else { continue };
             if row.registered_ms >= cutoff_ms {
                 continue;
             }
-            if let (Some(due), Some((route, id))) = (row.next_poll_ms, tc::parse_task(&k)) {
+            if let Some(due) = row.next_poll_ms {
                 b.del(tc::task_due(due, route, &id));
             }
             b.del(k.to_vec());
