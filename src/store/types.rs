@@ -166,7 +166,9 @@ impl DeliveryState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
-    /// Try again at this time, at this position of the schedule.
+    /// Try again at this time. Recorded with an attempt, it moves one step
+    /// along the subscriber's retry schedule; without one (a callback waiting
+    /// for its verification at the provider) it keeps its step.
     Retry {
         due_ms: u64,
     },

@@ -608,7 +608,9 @@ impl Writer {
             Outcome::Skipped => row.state = DeliveryState::Skipped,
             Outcome::Retry { due_ms } => {
                 row.state = DeliveryState::Retrying { due_ms: *due_ms };
-                row.step += 1;
+                if rec.attempt.is_some() {
+                    row.step += 1;
+                }
                 self.put_due(b, t.sub, *due_ms, t.event)?;
             }
             Outcome::Dead { error } => {
