@@ -63,7 +63,7 @@ pub fn verify_signature(
             let ts = header(headers, "x-webhook-timestamp")?;
             let given = header(headers, "x-webhook-signature")?;
             check_timestamp(ts, now_secs, *tolerance, "x-webhook-timestamp")?;
-            let task = kie_task_id(json, task_id.as_deref()).ok_or(SignatureError::NoTaskId)?;
+            let task = self::task_id(json, task_id.as_deref()).ok_or(SignatureError::NoTaskId)?;
             let given = B64
                 .decode(given.trim())
                 .map_err(|_| SignatureError::Malformed("x-webhook-signature"))?;
@@ -132,8 +132,10 @@ pub fn verify_signature(
     }
 }
 
-/// Where the platform's products put the task id, unless a pointer is configured.
-fn kie_task_id(json: Option<&serde_json::Value>, pointer: Option<&str>) -> Option<String> {
+/// The task id of a provider callback: where the platform's products put it,
+/// unless a pointer is configured. The `kie` signature signs it; the admin
+/// API shows and searches it.
+pub fn task_id(json: Option<&serde_json::Value>, pointer: Option<&str>) -> Option<String> {
     let json = json?;
     let candidates: &[&str] = match pointer {
         Some(p) => &[p][..],
