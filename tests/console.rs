@@ -19,15 +19,25 @@ use common::*;
 
 const TOKEN: &str = "console-admin-token";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_shows_events_attempts_replays_and_backlog() {
+/// The daemon and subscribers both browser tests start from: three events,
+/// delivered to `ok`, dead for `flaky` (which answers 200 from now on), pending
+/// for `down`.
+struct Scene {
+    _dir: tempfile::TempDir,
+    h: hookrelay::Handle,
+    flaky: Sub,
+    /// What flaky had received when it turned healthy: later requests are replays.
+    failed_before: usize,
+    ids: Vec<String>,
+}
+
+async fn scene(token: Option<&str>) -> Scene {
     // Fail first, with what to install, when the browser kit is missing.
     let _ = browser::chromium();
     let dir = tempfile::tempdir().unwrap();
     let ok = Sub::ok().await;
     let (flaky, healthy) = Sub::broken(Behaviour::Status(500)).await;
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
+    let mut cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("ok", ok.url()))
         .subscriber(
             Subscriber::new("flaky", flaky.url())
@@ -35,20 +45,22 @@ async fn the_console_shows_events_attempts_replays_and_backlog() {
                 .circuit_threshold(1000),
         )
         .subscriber(Subscriber::new("down", DOWN).retry([secs(3600)]));
+    if let Some(t) = token {
+        cfg = cfg.admin_token(t);
+    }
     let h = start(&cfg).await;
-    let (ingest, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
-    let tasks = ["console-run-1", "console-run-2", "console-run-3"];
     let mut ids = Vec::new();
-    for t in tasks {
-        ids.push(accepted(ingest, &runway(t)).await);
+    for t in ["console-run-1", "console-run-2", "console-run-3"] {
+        ids.push(accepted(h.ingest_addrs[0], &runway(t)).await);
     }
     ok.wait_for(Duration::from_secs(10), "ok's deliveries", |r| r.len() == 3)
         .await;
-    let auth = [("authorization", format!("Bearer {TOKEN}"))];
-    let dead_letters = || async {
-        let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let auth = format!("Bearer {}", token.unwrap_or(""));
+    let headers = [("authorization", auth.as_str())];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
         let (_, _, b) = request(
-            admin_addr,
+            h.admin_addr,
             None,
             "GET",
             "/api/dead-letters",
@@ -56,19 +68,38 @@ async fn the_console_shows_events_attempts_replays_and_backlog() {
             Default::default(),
         )
         .await;
-        serde_json::from_slice::<serde_json::Value>(&b).unwrap()["dead_letters"]
-            .as_array()
-            .map_or(0, Vec::len)
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while dead_letters().await < 3 {
-        assert!(std::time::Instant::now() < deadline, "flaky's deliveries did not die");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        if v["dead_letters"].as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flaky's deliveries did not die: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // From now on flaky answers 200: what the page replays must arrive.
+    // From now on flaky answers 200: whatever is replayed arrives.
     let failed_before = flaky.count();
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    Scene {
+        _dir: dir,
+        h,
+        flaky,
+        failed_before,
+        ids,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_events_attempts_replays_and_backlog() {
+    let Scene {
+        _dir,
+        h,
+        flaky,
+        failed_before,
+        ids,
+    } = scene(Some(TOKEN)).await;
+    let (ingest, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
     let shots = std::env::var("HOOKRELAY_SCREENSHOTS").is_ok_and(|v| v == "1");
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     if shots {
@@ -93,6 +124,7 @@ async fn the_console_shows_events_attempts_replays_and_backlog() {
         ),
     ];
     let run = browser::run_script("console.mjs", &env, Duration::from_secs(180)).await;
+    println!("{}", run.stdout);
     assert!(
         run.ok && run.stdout.contains("CONSOLE OK"),
         "the console test failed:\n{}\n{}",
@@ -124,4 +156,28 @@ async fn the_console_shows_events_attempts_replays_and_backlog() {
     want.sort_unstable();
     assert_eq!(all, want, "each dead letter replayed once");
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_hostile_pages_and_rebound_names_cannot_replay_or_read() {
+    let sc = scene(None).await;
+    let env = [
+        ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
+        ("EVENT_IDS", sc.ids.join(",")),
+        ("DEAD_SUB", "flaky".to_string()),
+    ];
+    let run = browser::run_script("hostile.mjs", &env, Duration::from_secs(120)).await;
+    println!("{}", run.stdout);
+    assert!(
+        run.ok && run.stdout.contains("HOSTILE OK"),
+        "the hostile-page test failed:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    // A replay that got through would have taken the dead letters off the list
+    // at once (and flaky, answering 200 now, would have received them).
+    assert_eq!(sc.flaky.count(), sc.failed_before, "a cross-site replay was delivered");
+    let (_, v) = admin(sc.h.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(v["dead_letters"].as_array().unwrap().len(), 3, "{v}");
+    sc.h.shutdown().await;
 }
