@@ -43,15 +43,10 @@ fn node() -> PathBuf {
     node
 }
 
-/// What a script printed and whether it succeeded.
-pub struct Run {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Run `tests/console/<script>` with `env` (and `CHROMIUM`); at most `limit`.
-pub async fn run_script(script: &str, env: &[(&str, String)], limit: Duration) -> Run {
+/// Run `tests/console/<script>` with `env` (and `CHROMIUM`), at most `limit`;
+/// it must exit 0 having printed `done` (its last line on success). Its steps
+/// are printed (seen with `--nocapture`); on failure they are in the panic.
+pub async fn run_script(script: &str, env: &[(&str, String)], limit: Duration, done: &str) {
     let browser = chromium();
     let mut cmd = tokio::process::Command::new(node());
     cmd.arg(scripts_dir().join(script))
@@ -69,9 +64,14 @@ pub async fn run_script(script: &str, env: &[(&str, String)], limit: Duration) -
         .await
         .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
         .expect("node runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(done),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
 }
