@@ -44,6 +44,19 @@ async fn events_are_found_by_part_of_their_task_id() {
     assert!(ids(&v).is_empty(), "{v}");
     let (_, v) = admin(a, "GET", &format!("/api/events/{want}")).await;
     assert_eq!(v["task_id"], "Gen-4-Alpha-7731");
+    // The CLI asks the same question.
+    let args = [
+        "--admin",
+        &format!("http://{a}"),
+        "events",
+        "--task",
+        "alpha-77",
+        "--json",
+    ];
+    let (ok, out, err) = cli_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v), vec![want.clone()]);
     h.shutdown().await;
 }
 
