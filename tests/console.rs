@@ -23,11 +23,15 @@ const TOKEN: &str = "console-admin-token";
 /// delivered to `ok`, dead for `flaky` (which answers 200 from now on), pending
 /// for `down`.
 struct Scene {
+    /// Holds the config and store until the test ends.
     _dir: tempfile::TempDir,
+    /// The daemon, for its addresses and shutdown.
     h: hookrelay::Handle,
+    /// The subscriber whose dead letters are replayed (or must not be).
     flaky: Sub,
     /// What flaky had received when it turned healthy: later requests are replays.
     failed_before: usize,
+    /// The events the test sent, oldest first.
     ids: Vec<String>,
 }
 

@@ -14,7 +14,9 @@ use super::Reply;
 
 /// One embedded file: its content type and bytes.
 struct Asset {
+    /// Sent as `Content-Type`: browsers run module scripts only when it says JavaScript.
     content_type: &'static str,
+    /// The file as compiled into the binary (no file system at run time).
     body: &'static [u8],
 }
 
