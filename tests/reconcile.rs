@@ -256,7 +256,7 @@ async fn the_submit_proxy_refuses_what_it_must_not_forward() {
         None,
         "POST",
         "/api/routes/runway/submit?endpoint=/api/v1/runway/generate",
-        &[],
+        &[("content-type", "application/json")],
         bytes::Bytes::from_static(b"[1]"),
     )
     .await;

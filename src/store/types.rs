@@ -227,7 +227,20 @@ pub struct EventQuery {
     pub status: Option<String>,
     /// Only events older than this one.
     pub before: Option<EventId>,
+    /// Only events this predicate accepts (the console's task id search);
+    /// applied while scanning, so `limit` counts events that match.
+    pub matching: Option<EventFilter>,
     pub limit: usize,
+}
+
+/// A predicate on stored events for [`EventQuery::matching`].
+#[derive(Clone)]
+pub struct EventFilter(pub std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for EventFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventFilter(..)")
+    }
 }
 
 /// A delivery that gave up.
