@@ -24,7 +24,7 @@
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `pull`) |
 //! | retention sweeps | [`retention`] |
-//! | admin API: health, readiness, metrics, status, JSON API | [`admin`] |
+//! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests and DNS rebinding | [`admin`] (`guard`, `ui`) |
 //! | Prometheus metrics | [`metrics`] |
 //! | the daemon's shared state | [`state`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::config::Route;
 use crate::state::App;
@@ -48,12 +49,15 @@ pub fn task_mark(route: &Route, json: &Value) -> Option<TaskMark> {
     })
 }
 
-/// The reconciler (ends when `stop` turns true). Polls in flight finish on
-/// their own; one cut short by a shutdown is polled again after the restart.
+/// The reconciler (ends when `stop` turns true, or when aborted). Polls in
+/// flight end with it; one cut short is polled again after the restart (its
+/// schedule row is still there).
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut polls = JoinSet::new();
     loop {
+        while polls.try_join_next().is_some() {}
         let now = crate::clock::now_ms();
         let wait = match app.store.due_tasks(now, BATCH).await {
             Ok((due, next)) => {
@@ -66,7 +70,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         return;
                     };
                     let (app, in_flight) = (app.clone(), in_flight.clone());
-                    tokio::spawn(async move {
+                    polls.spawn(async move {
                         poll::poll(&app, task).await;
                         lock(&in_flight).remove(&key);
                         drop(permit);
@@ -94,4 +98,49 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `every`, ±20 %, so tasks registered together do not poll together.
 pub fn jittered(every: Duration) -> Duration {
     every.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(preset: &str) -> Route {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[[routes]]\nname = \"r\"\npath = \"/r\"\n{preset}\n\
+             [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n"
+        );
+        crate::Config::parse(std::path::Path::new("t.toml"), &text)
+            .unwrap()
+            .routes
+            .remove(0)
+    }
+
+    #[test]
+    fn the_preset_says_which_callback_ends_its_task() {
+        let suno = route("preset = \"kie-suno\"");
+        let stage = |t: &str| json!({"code": 200, "data": {"task_id": "s1", "callbackType": t}});
+        for (t, terminal) in [("text", false), ("first", false), ("complete", true), ("error", true)] {
+            let m = task_mark(&suno, &stage(t)).unwrap();
+            assert_eq!((m.task_id.as_str(), m.terminal), ("s1", terminal), "{t}");
+        }
+        let aleph = route("preset = \"kie-aleph\"");
+        let m = task_mark(&aleph, &json!({"code": 400, "taskId": "a1", "data": null})).unwrap();
+        assert_eq!((m.task_id.as_str(), m.terminal), ("a1", true));
+        assert!(task_mark(&aleph, &json!({"code": 200})).is_none(), "no task id");
+        assert!(
+            task_mark(&route(""), &json!({"data": {"task_id": "x"}})).is_none(),
+            "no preset"
+        );
+    }
+
+    #[test]
+    fn polls_are_spread_around_every() {
+        let every = Duration::from_secs(30);
+        let spread: Vec<Duration> = (0..200).map(|_| jittered(every)).collect();
+        assert!(spread
+            .iter()
+            .all(|d| *d >= every.mul_f64(0.8) && *d <= every.mul_f64(1.2)));
+        assert!(spread.iter().any(|d| *d < every) && spread.iter().any(|d| *d > every));
+    }
 }

@@ -72,17 +72,8 @@ async fn redirects_are_followed_up_to_five() {
     let err = open_fetcher().get(&s.url("/hop-1")).await.unwrap_err();
     assert_eq!(err, FetchError::TooManyRedirects(5));
     // A redirect without Location, and one to a non-http scheme.
-    s.route(
-        "/noloc",
-        Route::Status {
-            status: 302,
-            headers: vec![],
-        },
-    );
-    assert_eq!(
-        open_fetcher().get(&s.url("/noloc")).await.unwrap_err().kind(),
-        "bad_redirect"
-    );
+    let noloc = s.status("/noloc", 302);
+    assert_eq!(open_fetcher().get(&noloc).await.unwrap_err().kind(), "bad_redirect");
     s.route(
         "/to-file",
         Route::Redirect {
@@ -99,14 +90,7 @@ async fn statuses_are_classified() {
     let s = FileServer::start(LOCAL).await;
     let f = open_fetcher();
     for status in [403u16, 404, 410] {
-        s.route(
-            &format!("/s{status}"),
-            Route::Status {
-                status,
-                headers: vec![],
-            },
-        );
-        let err = f.get(&s.url(&format!("/s{status}"))).await.unwrap_err();
+        let err = f.get(&s.status(&format!("/s{status}"), status)).await.unwrap_err();
         assert!(err.is_gone() && !err.retryable(), "{status}: {err}");
         assert_eq!(
             err.to_string(),
@@ -124,14 +108,7 @@ async fn statuses_are_classified() {
     assert!(err.retryable() && !err.is_gone());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     for (status, retryable) in [(500u16, true), (503, true), (400, false), (401, false)] {
-        s.route(
-            &format!("/s{status}"),
-            Route::Status {
-                status,
-                headers: vec![],
-            },
-        );
-        let err = f.get(&s.url(&format!("/s{status}"))).await.unwrap_err();
+        let err = f.get(&s.status(&format!("/s{status}"), status)).await.unwrap_err();
         assert_eq!(err.retryable(), retryable, "{status}");
     }
     // Connection refused: nothing listens on a fresh port.

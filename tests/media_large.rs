@@ -14,7 +14,7 @@ use common::daemon::proc_status_kib;
 use common::fetcher::archive_fetcher;
 use common::files::{generated_sha256, FileServer, Route};
 use common::s3::Moto;
-use hookrelay::media::{archive, LocalStore, MediaStore, S3Settings, S3Store};
+use hookrelay::media::{archive, LocalStore, MediaStore, S3Store};
 use http_body_util::{BodyExt, Empty};
 use tokio::io::AsyncWriteExt;
 
@@ -133,14 +133,10 @@ async fn large_files_stream_with_bounded_memory() {
     // S3 (moto), 256 MiB: multipart with bounded parts in flight.
     let moto = Moto::start().await;
     moto.create_bucket("large").await;
-    let s3 = MediaStore::S3(
-        S3Store::new(&S3Settings {
-            prefix: "m/".into(),
-            part_size: hookrelay::media::s3::DEFAULT_PART_SIZE,
-            ..moto.settings("large")
-        })
-        .unwrap(),
-    );
+    let mut settings = moto.settings("large");
+    settings.s3.prefix = "m/".into();
+    settings.part_size = hookrelay::media::s3::DEFAULT_PART_SIZE;
+    let s3 = MediaStore::S3(S3Store::new(&settings).unwrap());
     let len = 256 << 20;
     s.route(
         "/s3.mp4",

@@ -127,13 +127,7 @@ async fn failed_downloads_leave_no_partial_file() {
             body: bytes::Bytes::from(vec![7u8; 300_000]),
         },
     );
-    s.route(
-        "/gone",
-        Route::Status {
-            status: 410,
-            headers: vec![],
-        },
-    );
+    let gone = s.status("/gone", 410);
     let dir = tempfile::tempdir().unwrap();
     let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
     let f = archive_fetcher(1 << 20, DOWNLOAD);
@@ -155,7 +149,7 @@ async fn failed_downloads_leave_no_partial_file() {
         matches!(err, ArchiveError::Fetch(FetchError::Http { .. })) && err.retryable(),
         "{err}"
     );
-    let err = archive(&f, &store, &s.url("/gone")).await.unwrap_err();
+    let err = archive(&f, &store, &gone).await.unwrap_err();
     assert!(err.is_gone() && !err.retryable(), "{err}");
 
     assert_eq!(temp_files(dir.path()), 0, "temp files removed");

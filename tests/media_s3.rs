@@ -26,7 +26,7 @@ async fn stored_content_type(moto: &Moto, bucket: &str, sha256: &str) -> Option<
     let s = moto.settings(bucket);
     let client = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(bucket)
-        .with_region(&s.region)
+        .with_region(&s.s3.region)
         .with_access_key_id("AKIATESTKEY")
         .with_secret_access_key("very-secret-value")
         .with_endpoint(moto.endpoint())

@@ -46,7 +46,10 @@ async fn admin_endpoints_and_token() {
             "{path}"
         );
     }
-    let auth = [("authorization", "Bearer admin-secret")];
+    let auth = [
+        ("authorization", "Bearer admin-secret"),
+        ("content-type", "application/json"),
+    ];
     let call = |method: &'static str, path: String| async move {
         let (s, _, b) = request(a, None, method, &path, &auth, Bytes::new()).await;
         (s, serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())

@@ -117,6 +117,35 @@ async fn a_late_callback_after_recovery_is_a_duplicate() {
     assert_eq!(task(h.admin_addr, &id).await["state"], "recovered");
     let m = metrics(h.admin_addr).await;
     assert_eq!(sample(&m, "hookrelay_dedupe_hits_total{route=\"runway\"}"), 1.0);
+    // The CLI shows it too.
+    let admin_url = format!("http://{}", h.admin_addr);
+    let (ok, out, err) = cli_async(vec![
+        "tasks".into(),
+        "--admin".into(),
+        admin_url.clone(),
+        "--state".into(),
+        "recovered".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&id) && out.contains("recovered") && out.starts_with("TASK"),
+        "{out}"
+    );
+    let (ok, out, err) = cli_async(vec![
+        "tasks".into(),
+        id.clone(),
+        "--admin".into(),
+        admin_url,
+        "--json".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (shown["task_id"].as_str(), shown["state"].as_str()),
+        (Some(id.as_str()), Some("recovered"))
+    );
     h.shutdown().await;
 }
 
@@ -227,7 +256,7 @@ async fn the_submit_proxy_refuses_what_it_must_not_forward() {
         None,
         "POST",
         "/api/routes/runway/submit?endpoint=/api/v1/runway/generate",
-        &[],
+        &[("content-type", "application/json")],
         bytes::Bytes::from_static(b"[1]"),
     )
     .await;

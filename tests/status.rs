@@ -168,7 +168,7 @@ async fn plain_http_status_has_no_certificates_and_needs_the_admin_token() {
         None,
         "POST",
         "/api/status",
-        &[("authorization", "Bearer adm")],
+        &[("authorization", "Bearer adm"), ("content-type", "application/json")],
         bytes::Bytes::new(),
     )
     .await;

@@ -79,6 +79,34 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
 }
 
 #[tokio::test]
+async fn a_provider_that_cannot_answer_delays_the_delivery_never_drops_it() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    // The verifier's first status call gets a 429: the whole key pauses 2 s.
+    fake.rate_limit(1);
+    let t0 = tokio::time::Instant::now();
+    let id = fake.create(
+        Product::Runway,
+        TaskPlan::success(),
+        Some(&format!("http://{addr}/hooks/runway")),
+    );
+    let got = sub
+        .wait_for(secs(15), "the verified callback", |all| all.len() == 1)
+        .await;
+    assert!(t0.elapsed() >= ms(1900), "{:?}", t0.elapsed());
+    assert_eq!(fake.status_requests(&id), 2, "asked again after the pause");
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body, fake.final_callback(&id));
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(sub.count(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn verify_and_reconcile_need_a_preset_and_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;

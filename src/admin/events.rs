@@ -1,11 +1,16 @@
-//! `/api/events`, `/api/events/{id}` (with its media), replay, and dead letters.
+//! `/api/events` (filters: route, status, `task` = part of the task id),
+//! `/api/events/{id}` (with its media), replay, and dead letters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{internal, rfc3339, ApiResult, Query};
+use crate::config::Signature;
 use crate::state::App;
-use crate::store::{EventId, EventQuery, EventView};
+use crate::store::{Event, EventFilter, EventId, EventQuery, EventView};
 
 fn parse_id(id: &str) -> Result<EventId, (StatusCode, String)> {
     id.parse()
@@ -17,6 +22,38 @@ fn source(v: &EventView) -> String {
         .meta
         .source
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+}
+
+/// Where each route's task id is: the `kie` signature's pointer when one is
+/// configured, else the provider's usual places.
+fn task_pointers(app: &App) -> HashMap<String, Vec<String>> {
+    app.live()
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            let p = match &r.signature {
+                Some(Signature::Kie { task_id, .. }) => task_id.clone(),
+                _ => Vec::new(),
+            };
+            (r.name.clone(), p)
+        })
+        .collect()
+}
+
+/// The task id in an event's body, if it is JSON and has one.
+fn task_of(pointers: &HashMap<String, Vec<String>>, ev: &Event) -> Option<String> {
+    let json: Value = serde_json::from_slice(&ev.body).ok()?;
+    let pointers = pointers.get(&ev.meta.route).map_or(&[][..], Vec::as_slice);
+    crate::auth::task_id(Some(&json), pointers)
+}
+
+/// `task=`: events whose task id contains the text, case-insensitively.
+fn task_filter(pointers: &Arc<HashMap<String, Vec<String>>>, text: &str) -> EventFilter {
+    let (pointers, needle) = (pointers.clone(), text.to_lowercase());
+    EventFilter(Arc::new(move |ev: &Event| {
+        task_of(&pointers, ev).is_some_and(|t| t.to_lowercase().contains(&needle))
+    }))
 }
 
 pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
@@ -31,12 +68,14 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             ));
         }
     }
+    let pointers = Arc::new(task_pointers(app));
     let views = app
         .store
         .recent_events(EventQuery {
             route: q.get("route").map(str::to_string),
             status: status.map(str::to_string),
             before,
+            matching: q.get("task").map(|t| task_filter(&pointers, t)),
             limit,
         })
         .await
@@ -47,6 +86,7 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             json!({
                 "id": v.event.id.to_string(),
                 "route": v.event.meta.route,
+                "task_id": task_of(&pointers, &v.event),
                 "received_at": rfc3339(v.event.meta.received_ms),
                 "source": source(v),
                 "size": v.event.body.len(),
@@ -100,6 +140,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
     Ok(json!({
         "id": ev.id.to_string(),
         "route": ev.meta.route,
+        "task_id": task_of(&task_pointers(app), ev),
         "received_at": rfc3339(ev.meta.received_ms),
         "source": source(&v),
         "origin": match ev.meta.origin { crate::store::Origin::Callback => "callback", crate::store::Origin::Poll => "poll" },

@@ -1,17 +1,22 @@
-//! Admin API (localhost by default): health, readiness, Prometheus metrics and
+//! Admin API (localhost by default): health, readiness, Prometheus metrics,
 //! the JSON API for the daemon's status, events, attempts, dead letters,
-//! replay, subscribers and archived media (including the stored files
-//! themselves, streamed).
-//! When `admin.token` is set every path but `/healthz` and `/readyz` needs
-//! `Authorization: Bearer <token>`. Store scans run on the blocking pool (the
-//! store does that), never on the workers that serve callbacks.
+//! replay, subscribers, archived media (including the stored files
+//! themselves, streamed), expected tasks and the submit proxy, and the web
+//! console (`/ui`, its client).
+//! When `admin.token` is set every path but `/healthz`, `/readyz` and the
+//! console's files needs `Authorization: Bearer <token>`. Every request but
+//! the health checks passes `guard` (DNS rebinding, cross-site requests).
+//! Store scans run on the blocking pool (the store does that), never on the
+//! workers that serve callbacks.
 
 mod events;
+mod guard;
 mod media;
 mod metrics;
 mod status;
 mod subscribers;
 mod tasks;
+mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -117,6 +122,16 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let mut r = answer(app, req).await;
+    ui::harden(&mut r);
+    r
+}
+
+async fn answer<B>(app: Arc<App>, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -130,7 +145,17 @@ where
         }
         _ => {}
     }
-    if let Some(token) = &app.live().config.admin.token {
+    let token = app.live().config.admin.token.clone();
+    if let Err((status, msg)) = guard::check(&req, token.is_some()) {
+        return error(status, msg);
+    }
+    if ui::is_ui(&path) {
+        return match method {
+            Method::GET | Method::HEAD => ui::serve(&path),
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, "the console is read with GET"),
+        };
+    }
+    if let Some(token) = &token {
         let presented = crate::auth::presented_tokens(None, req.headers());
         if !crate::auth::token_matches(&presented, std::slice::from_ref(token)) {
             return error(

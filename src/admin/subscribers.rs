@@ -28,7 +28,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "name": s.name,
             "route": s.route,
             "kind": "push",
-            "url": s.url().map(|u| u.to_string()),
+            "url": s.url().map(|u| crate::auth::redact_query_values(&u.to_string())),
             "state": lane.circuit(),
             "queue_depth": depth,
             "in_flight": lane.in_flight(),

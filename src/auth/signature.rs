@@ -63,7 +63,7 @@ pub fn verify_signature(
             let ts = header(headers, "x-webhook-timestamp")?;
             let given = header(headers, "x-webhook-signature")?;
             check_timestamp(ts, now_secs, *tolerance, "x-webhook-timestamp")?;
-            let task = kie_task_id(json, task_id).ok_or(SignatureError::NoTaskId)?;
+            let task = self::task_id(json, task_id).ok_or(SignatureError::NoTaskId)?;
             let given = B64
                 .decode(given.trim())
                 .map_err(|_| SignatureError::Malformed("x-webhook-signature"))?;
@@ -132,10 +132,11 @@ pub fn verify_signature(
     }
 }
 
-/// The task id at the first of `pointers` that holds one (a preset's list, or
-/// the route's own pointer); without pointers, where the platform's products
-/// usually put it.
-fn kie_task_id(json: Option<&serde_json::Value>, pointers: &[String]) -> Option<String> {
+/// The task id of a provider callback: at the first of `pointers` that
+/// holds one (a preset's list, or the route's own pointer); without
+/// pointers, where the platform's products usually put it. The `kie`
+/// signature signs it; the admin API shows and searches it.
+pub fn task_id(json: Option<&serde_json::Value>, pointers: &[String]) -> Option<String> {
     let json = json?;
     const USUAL: [&str; 3] = ["/data/task_id", "/data/taskId", "/taskId"];
     let candidates: Vec<&str> = if pointers.is_empty() {

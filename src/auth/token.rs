@@ -39,18 +39,29 @@ pub fn token_matches(presented: &[String], tokens: &[Secret]) -> bool {
 /// Replace the value of `token` query parameters, so URLs can be logged. The
 /// key is compared decoded (`tok%65n` is `token` to [`presented_tokens`] too).
 pub fn redact_query(path_and_query: &str) -> String {
-    let Some((path, query)) = path_and_query.split_once('?') else {
-        return path_and_query.to_string();
-    };
     let is_token = |k: &str| {
         form_urlencoded::parse(k.as_bytes())
             .next()
             .is_some_and(|(decoded, _)| decoded.eq_ignore_ascii_case("token"))
     };
+    redact_query_where(path_and_query, is_token)
+}
+
+/// Replace the value of every query parameter: a subscriber URL may carry
+/// its key in any of them (`?code=`, `?sig=`), so an answer that shows the
+/// URL shows only the names.
+pub fn redact_query_values(url: &str) -> String {
+    redact_query_where(url, |_| true)
+}
+
+fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if is_token(k) => format!("{k}=REDACTED"),
+            Some((k, _)) if secret(k) => format!("{k}=REDACTED"),
             _ => kv.to_string(),
         })
         .collect();

@@ -23,7 +23,12 @@ pub struct AdminTarget {
 pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
-    let mut req = Request::builder().method(method).uri(&uri);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(&uri)
+        // The API takes state changes (replay) only with a JSON content type, which
+        // a cross-site HTML form cannot send; the body itself is empty.
+        .header(http::header::CONTENT_TYPE, "application/json");
     if let Some(t) = &target.token {
         req = req.header(http::header::AUTHORIZATION, crate::auth::bearer(t));
     }

@@ -118,6 +118,9 @@ pub enum AdminCommand {
         /// pending, delivered or dead
         #[arg(long)]
         status: Option<String>,
+        /// Only events whose task id contains this text (any case)
+        #[arg(long)]
+        task: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -361,12 +364,18 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let opt = |name: &str, v: &Option<String>| v.as_deref().map_or(String::new(), |v| format!("&{name}={}", enc(v)));
     let (method, path, render): (Method, String, fn(&serde_json::Value) -> String) = match cmd {
-        AdminCommand::Events { route, status, limit } => (
+        AdminCommand::Events {
+            route,
+            status,
+            task,
+            limit,
+        } => (
             Method::GET,
             format!(
-                "/api/events?limit={limit}{}{}",
+                "/api/events?limit={limit}{}{}{}",
                 opt("route", route),
-                opt("status", status)
+                opt("status", status),
+                opt("task", task)
             ),
             render::render_events,
         ),

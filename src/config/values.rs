@@ -278,28 +278,20 @@ pub enum MediaStoreConfig {
     S3(S3Config),
 }
 
-/// An S3-compatible bucket.
-#[derive(Clone, PartialEq, Eq)]
+/// An S3-compatible bucket. `Debug` shows no key: `Secret` redacts itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
+    /// The bucket must exist; the relay never creates buckets.
     pub bucket: String,
-    /// None: AWS.
+    /// `http(s)://host:port` of an S3-compatible server; AWS when unset.
     pub endpoint: Option<String>,
+    /// Signing region (SigV4 signs with it even on non-AWS servers).
     pub region: String,
+    /// Key id; a secret like the key itself (read from any secret source).
     pub access_key: Secret,
     pub secret_key: Secret,
-    /// Key prefix, so a bucket can hold other data.
+    /// Key prefix, e.g. `hookrelay/`, so one bucket can hold other data.
     pub prefix: String,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Config")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A provider signature the route requires.

@@ -62,13 +62,16 @@ impl Check {
     }
 }
 
+/// Event → None (agrees) or the disagreement; and the order they came in.
+type Verdicts = (HashMap<EventId, Option<String>>, std::collections::VecDeque<EventId>);
+
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
     /// Route name → its product and the client for its key.
     routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
     /// Settled verdicts (agree or disagree), in order of arrival for forgetting.
-    verdicts: Mutex<(HashMap<EventId, Option<String>>, std::collections::VecDeque<EventId>)>,
+    verdicts: Mutex<Verdicts>,
     /// Events an operator replayed: delivered without asking again.
     released: Mutex<HashSet<EventId>>,
 }

@@ -23,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::s3_http::HyperConnector;
 use super::storage::{PutError, StoreError, Stored, StoredReader};
-use crate::auth::{credential_text, Secret};
+use crate::auth::credential_text;
+use crate::config::S3Config;
 
 /// S3 part size by default: above S3's 5 MiB minimum, small enough that the
 /// parts in flight stay a few tens of MiB.
@@ -31,39 +32,16 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// Parts uploaded concurrently per file.
 const PARTS_IN_FLIGHT: usize = 2;
 
-/// Settings of `[media] store = { s3 = { … } }`, secrets already resolved.
-#[derive(Clone)]
+/// Settings of `[media] store = { s3 = { … } }` (secrets already resolved)
+/// and what the media settings add to them.
+#[derive(Debug, Clone)]
 pub struct S3Settings {
-    /// The bucket must exist; the relay never creates buckets.
-    pub bucket: String,
-    /// `http(s)://host:port` of an S3-compatible server; AWS when unset.
-    pub endpoint: Option<String>,
-    /// Signing region (SigV4 signs with it even on non-AWS servers).
-    pub region: String,
-    /// Key id; a secret like the key itself (config reads it from any secret source).
-    pub access_key: Secret,
-    pub secret_key: Secret,
-    /// Key prefix, e.g. `hookrelay/`, so one bucket can hold other data.
-    pub prefix: String,
+    /// The bucket, endpoint, region, keys and prefix as configured.
+    pub s3: S3Config,
     /// Private CA (PEM) for an https endpoint with its own certificate.
     pub ca_file: Option<PathBuf>,
     /// Multipart part size (and the single-upload threshold).
     pub part_size: usize,
-}
-
-impl fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key", &"<redacted>")
-            .field("secret_key", &"<redacted>")
-            .field("prefix", &self.prefix)
-            .field("ca_file", &self.ca_file)
-            .field("part_size", &self.part_size)
-            .finish()
-    }
 }
 
 /// A bucket (and prefix) holding archived media.
@@ -92,8 +70,10 @@ fn object_err(e: object_store::Error) -> StoreError {
 }
 
 impl S3Store {
-    pub fn new(s: &S3Settings) -> Result<S3Store, StoreError> {
-        let connector = HyperConnector::new(s.ca_file.as_deref()).map_err(|e| StoreError::Object(e.to_string()))?;
+    pub fn new(settings: &S3Settings) -> Result<S3Store, StoreError> {
+        let connector =
+            HyperConnector::new(settings.ca_file.as_deref()).map_err(|e| StoreError::Object(e.to_string()))?;
+        let s = &settings.s3;
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&s.bucket)
             .with_region(&s.region)
@@ -113,7 +93,7 @@ impl S3Store {
             bucket: s.bucket.clone(),
             endpoint: s.endpoint.clone().unwrap_or_else(|| format!("AWS {}", s.region)),
             prefix,
-            part_size: s.part_size.max(5 << 20),
+            part_size: settings.part_size.max(5 << 20),
         })
     }
 

@@ -104,12 +104,7 @@ fn open_store(k: &StoreKey, min_free: u64) -> Result<MediaStore, SetupError> {
             .map(MediaStore::Local)
             .map_err(|e| SetupError::Store(e.to_string())),
         MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {
-            bucket: s.bucket.clone(),
-            endpoint: s.endpoint.clone(),
-            region: s.region.clone(),
-            access_key: s.access_key.clone(),
-            secret_key: s.secret_key.clone(),
-            prefix: s.prefix.clone(),
+            s3: s.clone(),
             ca_file: k.ca_file.clone(),
             part_size: super::s3::DEFAULT_PART_SIZE,
         })

@@ -58,7 +58,11 @@ impl ResultRow {
             Outcome::Skipped => self.state = DeliveryState::Skipped,
             Outcome::Retry { due_ms } => {
                 self.state = DeliveryState::Retrying { due_ms: *due_ms };
-                self.step += 1;
+                // A wait with no attempt (a callback waiting for verification)
+                // keeps its place in the schedule.
+                if attempt.is_some() {
+                    self.step += 1;
+                }
             }
             Outcome::Dead { error } => {
                 self.state = DeliveryState::Dead;

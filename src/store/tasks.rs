@@ -10,12 +10,13 @@
 //! Polls that find the task unfinished, and giving up, are [`TaskUpdate`]s.
 //! Does not poll (see `crate::reconcile`) nor know the provider.
 
-use super::{EventId, Store, StoreError};
+use super::{EventId, Origin, Store, StoreError};
 use std::fmt;
 use std::str::FromStr;
 
 /// Where an expected task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Registered; no terminal callback yet and not polled yet.
     Waiting,
@@ -71,7 +72,7 @@ impl FromStr for TaskState {
 }
 
 /// An expected task as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub route: String,
     /// The provider's task id (as its create answer gave it).
@@ -91,6 +92,77 @@ pub struct Task {
     pub last_error: Option<String>,
     /// The event that settled it (the callback, or the recovered result).
     pub event: Option<EventId>,
+}
+
+impl Task {
+    /// A task just registered.
+    pub fn new(t: &NewTask) -> Task {
+        Task {
+            route: t.route.clone(),
+            task_id: t.task_id.clone(),
+            state: TaskState::Waiting,
+            registered_ms: t.now_ms,
+            updated_ms: t.now_ms,
+            next_poll_ms: t.first_poll_ms,
+            polls: 0,
+            provider_state: None,
+            last_error: None,
+            event: None,
+        }
+    }
+
+    /// Record a poll that did not settle the task (the caller checked that
+    /// it is not final).
+    pub fn polled(&mut self, update: &TaskUpdate, now_ms: u64) {
+        self.updated_ms = now_ms;
+        self.polls = self.polls.saturating_add(1);
+        match update {
+            TaskUpdate::Polled {
+                next_poll_ms,
+                provider_state,
+                error,
+            } => {
+                self.state = TaskState::Polling;
+                self.next_poll_ms = Some(*next_poll_ms);
+                if provider_state.is_some() {
+                    self.provider_state = provider_state.clone();
+                }
+                self.last_error = error.clone();
+            }
+            TaskUpdate::GaveUp { error } => {
+                self.state = TaskState::GaveUp;
+                self.next_poll_ms = None;
+                self.last_error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Settled by `event` ([`settled_state`] chose `state`).
+    pub fn settled(&mut self, state: TaskState, event: EventId, now_ms: u64) {
+        self.state = state;
+        self.updated_ms = now_ms;
+        self.next_poll_ms = None;
+        self.event = Some(event);
+    }
+}
+
+/// The settling rule every backend applies when a terminal result is
+/// appended for a task in state `current`: a callback marks an open task
+/// `called_back`; a polled result marks it `recovered` when it was new,
+/// `called_back` when it duplicated a stored callback; a final task is never
+/// reopened, except that a late callback for a given-up task says it came.
+/// None: leave the task as it is.
+pub fn settled_state(current: TaskState, origin: Origin, duplicate: bool) -> Option<TaskState> {
+    match current {
+        TaskState::CalledBack | TaskState::Recovered => return None,
+        TaskState::GaveUp if origin == Origin::Poll => return None,
+        _ => {}
+    }
+    Some(match (origin, duplicate) {
+        (Origin::Callback, _) => TaskState::CalledBack,
+        (Origin::Poll, false) => TaskState::Recovered,
+        (Origin::Poll, true) => TaskState::CalledBack,
+    })
 }
 
 /// A task to register.

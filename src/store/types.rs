@@ -37,6 +37,21 @@ impl std::fmt::Display for EventId {
     }
 }
 
+/// As its text (`evt_<ULID>`): how the cluster backend's rows keep it.
+impl serde::Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom(format!("not an event id: {text:?}")))
+    }
+}
+
 impl std::str::FromStr for EventId {
     type Err = ();
     /// Only the spelling [`Display`](std::fmt::Display) produces (any case):
@@ -167,7 +182,9 @@ impl DeliveryState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
-    /// Try again at this time, at this position of the schedule.
+    /// Try again at this time. Recorded with an attempt, it moves one step
+    /// along the subscriber's retry schedule; without one (a callback waiting
+    /// for its verification at the provider) it keeps its step.
     Retry {
         due_ms: u64,
     },
@@ -226,7 +243,20 @@ pub struct EventQuery {
     pub status: Option<String>,
     /// Only events older than this one.
     pub before: Option<EventId>,
+    /// Only events this predicate accepts (the console's task id search);
+    /// applied while scanning, so `limit` counts events that match.
+    pub matching: Option<EventFilter>,
     pub limit: usize,
+}
+
+/// A predicate on stored events for [`EventQuery::matching`].
+#[derive(Clone)]
+pub struct EventFilter(pub std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for EventFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventFilter(..)")
+    }
 }
 
 /// A delivery that gave up.

@@ -151,9 +151,11 @@ pub async fn pull_call(
     (s, h, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
-/// GET/POST on the admin API; the parsed JSON (or text) answer.
+/// GET/POST on the admin API (with the JSON content type its POSTs need); the
+/// parsed JSON (or text) answer.
 pub async fn admin(addr: SocketAddr, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
-    let (s, _, b) = request(addr, None, method, path, &[], Bytes::new()).await;
+    let json = [("content-type", "application/json")];
+    let (s, _, b) = request(addr, None, method, path, &json, Bytes::new()).await;
     let v =
         serde_json::from_slice(&b).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&b).into()));
     (s, v)

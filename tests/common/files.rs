@@ -270,6 +270,18 @@ impl FileServer {
         self.url(path)
     }
 
+    /// `path` answers `status` with no extra headers; its URL.
+    pub fn status(&self, path: &str, status: u16) -> String {
+        self.route(
+            path,
+            Route::Status {
+                status,
+                headers: vec![],
+            },
+        );
+        self.url(path)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

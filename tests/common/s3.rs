@@ -118,12 +118,14 @@ impl Moto {
     /// of 5 MiB (S3's least); keys that tests look for in Debug output.
     pub fn settings(&self, bucket: &str) -> hookrelay::media::S3Settings {
         hookrelay::media::S3Settings {
-            bucket: bucket.into(),
-            endpoint: Some(self.endpoint()),
-            region: "us-east-1".into(),
-            access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
-            secret_key: hookrelay::auth::Secret::new("very-secret-value"),
-            prefix: "hookrelay/".into(),
+            s3: hookrelay::config::S3Config {
+                bucket: bucket.into(),
+                endpoint: Some(self.endpoint()),
+                region: "us-east-1".into(),
+                access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
+                secret_key: hookrelay::auth::Secret::new("very-secret-value"),
+                prefix: "hookrelay/".into(),
+            },
             ca_file: None,
             part_size: 5 << 20,
         }

@@ -114,7 +114,7 @@ pub async fn register(admin_addr: SocketAddr, route: &str, task_id: &str) -> (St
         None,
         "POST",
         "/api/tasks",
-        &[],
+        &[("content-type", "application/json")],
         Bytes::from(body.to_string()),
     )
     .await;

@@ -11,7 +11,7 @@ use async_nats::jetstream::AckKind;
 use super::follow::{Follow, Follower, Held, Received};
 use super::tasks::{TaskRow, TaskWork};
 use super::{NatsStore, Shared, EARLY_MS};
-use crate::store::{StoreError, Task, TaskState};
+use crate::store::{NewTask, StoreError, Task};
 
 impl Shared {
     /// The held-message map of this relay's task follower (an empty one
@@ -53,19 +53,14 @@ impl Shared {
                     self.drop_task_message(r, AckKind::Term).await;
                     return Ok(None);
                 }
-                let row = TaskRow {
+                let mut task = Task::new(&NewTask {
                     route: w.route,
                     task_id: w.task_id,
-                    work: r.seq,
-                    state: TaskState::Waiting.as_str().into(),
-                    registered_ms: w.registered_ms,
-                    updated_ms: w.registered_ms,
-                    next_poll_ms: Some(w.first_poll_ms),
-                    polls: 0,
-                    provider_state: None,
-                    last_error: None,
-                    event: None,
-                };
+                    now_ms: w.registered_ms,
+                    first_poll_ms: Some(w.first_poll_ms),
+                });
+                task.updated_ms = w.registered_ms;
+                let row = TaskRow { work: r.seq, task };
                 if !self.create_task_row(&hash, &row).await? {
                     self.drop_task_message(r, AckKind::Nak(None)).await;
                     return Ok(None);
@@ -73,11 +68,11 @@ impl Shared {
                 row
             }
         };
-        if row.work != r.seq || row.is_final() {
+        if row.work != r.seq || row.task.state.is_final() {
             self.drop_task_message(r, AckKind::Ack).await;
             return Ok(None);
         }
-        if let Some(due) = row.next_poll_ms.filter(|d| *d > now_ms + EARLY_MS) {
+        if let Some(due) = row.task.next_poll_ms.filter(|d| *d > now_ms + EARLY_MS) {
             self.drop_task_message(r, AckKind::Nak(Some(Duration::from_millis(due - now_ms))))
                 .await;
             return Ok(None);
@@ -90,7 +85,7 @@ impl Shared {
         if let Some((seq, _)) = stale.filter(|(seq, _)| *seq != r.seq) {
             super::follow::release(&self.task_follower_held(), seq);
         }
-        Ok(Some(row.task()))
+        Ok(Some(row.task))
     }
 }
 

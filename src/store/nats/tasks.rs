@@ -23,52 +23,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{
-    Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
+    Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
 };
 
 /// Rows a listing, a count or a retention pass looks at, at most.
 const SCAN_LIMIT: usize = 100_000;
 
-/// A task as the bucket keeps it.
+/// A task as the bucket keeps it: the task, and which work message polls it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct TaskRow {
-    pub route: String,
-    pub task_id: String,
     /// The sequence of the work message in charge of polling it.
     pub work: u64,
-    pub state: String,
-    pub registered_ms: u64,
-    pub updated_ms: u64,
-    pub next_poll_ms: Option<u64>,
-    pub polls: u32,
-    pub provider_state: Option<String>,
-    pub last_error: Option<String>,
-    pub event: Option<String>,
-}
-
-impl TaskRow {
-    fn state(&self) -> TaskState {
-        self.state.parse().unwrap_or(TaskState::Waiting)
-    }
-
-    pub fn is_final(&self) -> bool {
-        self.state().is_final()
-    }
-
-    pub fn task(&self) -> Task {
-        Task {
-            route: self.route.clone(),
-            task_id: self.task_id.clone(),
-            state: self.state(),
-            registered_ms: self.registered_ms,
-            updated_ms: self.updated_ms,
-            next_poll_ms: self.next_poll_ms,
-            polls: self.polls,
-            provider_state: self.provider_state.clone(),
-            last_error: self.last_error.clone(),
-            event: self.event.as_deref().and_then(|e| e.parse::<EventId>().ok()),
-        }
-    }
+    pub task: Task,
 }
 
 /// What the work message carries: the registration, to write the row if the
@@ -176,21 +142,8 @@ impl Shared {
         let Some((mut row, revision)) = self.task_row(&hash).await? else {
             return Ok(());
         };
-        let state = match (origin, accepted.duplicate) {
-            (Origin::Callback, _) => TaskState::CalledBack,
-            (Origin::Poll, false) => TaskState::Recovered,
-            (Origin::Poll, true) => TaskState::CalledBack,
-        };
-        let keep = match row.state() {
-            TaskState::CalledBack | TaskState::Recovered => true,
-            TaskState::GaveUp => origin == Origin::Poll,
-            _ => false,
-        };
-        if !keep {
-            row.state = state.as_str().into();
-            row.updated_ms = crate::clock::now_ms();
-            row.next_poll_ms = None;
-            row.event = Some(accepted.id.to_string());
+        if let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) {
+            row.task.settled(state, accepted.id, crate::clock::now_ms());
             // Only if nobody changed it meanwhile; a change that won is final
             // or a poll's update, and a poll's next look settles it.
             let _ = self
@@ -211,7 +164,7 @@ impl NatsStore {
         }
         let hash = layout::task_hash(&t.route, &t.task_id);
         if let Some((row, _)) = s.task_row(&hash).await? {
-            return Ok(row.task());
+            return Ok(row.task);
         }
         // The work first (when the route reconciles), then the row naming it.
         let mut work = 0;
@@ -237,27 +190,18 @@ impl NatsStore {
             work = ack.sequence;
         }
         let row = TaskRow {
-            route: t.route.clone(),
-            task_id: t.task_id.clone(),
             work,
-            state: TaskState::Waiting.as_str().into(),
-            registered_ms: t.now_ms,
-            updated_ms: t.now_ms,
-            next_poll_ms: t.first_poll_ms,
-            polls: 0,
-            provider_state: None,
-            last_error: None,
-            event: None,
+            task: Task::new(&t),
         };
         if s.create_task_row(&hash, &row).await? {
-            return Ok(row.task());
+            return Ok(row.task);
         }
         // Registered by another relay at the same moment.
         let (row, _) = s
             .task_row(&hash)
             .await?
             .ok_or_else(|| unavailable("the task vanished while being registered"))?;
-        Ok(row.task())
+        Ok(row.task)
     }
 
     /// Record a poll that did not settle the task, and reschedule (or drop)
@@ -274,37 +218,19 @@ impl NatsStore {
             s.settle_task_work(&hash, AckKind::Term).await;
             return Ok(None);
         };
-        if row.is_final() {
+        if row.task.state.is_final() {
             s.settle_task_work(&hash, AckKind::Ack).await;
-            return Ok(Some(row.task()));
+            return Ok(Some(row.task));
         }
         let now = crate::clock::now_ms();
-        row.updated_ms = now;
-        row.polls = row.polls.saturating_add(1);
-        let settle = match update {
-            TaskUpdate::Polled {
-                next_poll_ms,
-                provider_state,
-                error,
-            } => {
-                row.state = TaskState::Polling.as_str().into();
-                row.next_poll_ms = Some(next_poll_ms);
-                if provider_state.is_some() {
-                    row.provider_state = provider_state;
-                }
-                row.last_error = error;
-                AckKind::Nak(Some(std::time::Duration::from_millis(next_poll_ms.saturating_sub(now))))
-            }
-            TaskUpdate::GaveUp { error } => {
-                row.state = TaskState::GaveUp.as_str().into();
-                row.next_poll_ms = None;
-                row.last_error = Some(error);
-                AckKind::Ack
-            }
+        row.task.polled(&update, now);
+        let settle = match row.task.next_poll_ms {
+            Some(next) => AckKind::Nak(Some(std::time::Duration::from_millis(next.saturating_sub(now)))),
+            None => AckKind::Ack,
         };
         s.put_task_row(&hash, &row).await?;
         s.settle_task_work(&hash, settle).await;
-        Ok(Some(row.task()))
+        Ok(Some(row.task))
     }
 
     /// One task; without `route`, the first route (in the config's order)
@@ -316,7 +242,7 @@ impl NatsStore {
         };
         for r in routes {
             if let Some((row, _)) = self.shared.task_row(&layout::task_hash(&r, &task_id)).await? {
-                return Ok(Some(row.task()));
+                return Ok(Some(row.task));
             }
         }
         Ok(None)
@@ -328,8 +254,8 @@ impl NatsStore {
             .shared
             .task_rows()
             .await?
-            .iter()
-            .map(TaskRow::task)
+            .into_iter()
+            .map(|r| r.task)
             .filter(|t| q.route.as_ref().is_none_or(|r| *r == t.route))
             .filter(|t| q.state.is_none_or(|s| s == t.state))
             .collect();
@@ -343,9 +269,13 @@ impl NatsStore {
         let rows = self.shared.task_rows().await?;
         let by_state = TaskState::ALL
             .iter()
-            .map(|s| (*s, rows.iter().filter(|r| r.state() == *s).count() as u64))
+            .map(|s| (*s, rows.iter().filter(|r| r.task.state == *s).count() as u64))
             .collect();
-        let oldest_open_ms = rows.iter().filter(|r| !r.is_final()).map(|r| r.registered_ms).min();
+        let oldest_open_ms = rows
+            .iter()
+            .filter(|r| !r.task.state.is_final())
+            .map(|r| r.task.registered_ms)
+            .min();
         Ok(TaskStats {
             by_state,
             oldest_open_ms,
@@ -359,7 +289,7 @@ impl NatsStore {
         let rows = self.shared.task_rows().await?;
         let bucket = self.shared.tasks_bucket()?;
         let mut removed = 0;
-        for r in rows.iter().filter(|r| r.registered_ms < cutoff_ms) {
+        for r in rows.iter().map(|r| &r.task).filter(|t| t.registered_ms < cutoff_ms) {
             bucket
                 .purge(layout::task_key(&layout::task_hash(&r.route, &r.task_id)))
                 .await

@@ -155,7 +155,7 @@ pub(super) fn encode_event_media(route: u32, hashes: &[[u8; 16]]) -> Vec<u8> {
 pub(super) fn decode_event_media(v: &[u8]) -> Option<(u32, Vec<[u8; 16]>)> {
     let route = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
     let rest = &v[4..];
-    if rest.len() % 16 != 0 {
+    if !rest.len().is_multiple_of(16) {
         return None;
     }
     Some((

@@ -6,16 +6,8 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::tests::opts;
 use crate::store::*;
-
-fn opts(dir: &std::path::Path) -> Options {
-    Options {
-        path: dir.join("data"),
-        cache_bytes: 4 << 20,
-        min_free: 0,
-        compression: false,
-    }
-}
 
 async fn open(dir: &std::path::Path) -> Store {
     let s = Store::open_sled(&opts(dir)).unwrap();

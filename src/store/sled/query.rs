@@ -140,7 +140,9 @@ impl SledStore {
             let (_, v) = it.next().expect("peeked")?;
             let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
             let view = self.view(*route, id, h, codec::body(&v, at))?;
-            if q.status.as_deref().is_none_or(|s| s == view.status()) {
+            if q.status.as_deref().is_none_or(|s| s == view.status())
+                && q.matching.as_ref().is_none_or(|m| (m.0)(&view.event))
+            {
                 out.push(view);
             }
         }

@@ -1,6 +1,7 @@
 //! Expected-task rows of the sled backend: their keys (`G`: the task, `P`:
 //! its next poll, see the table in [`super::keys`]) and the task row's binary
-//! form. Does not decide state changes (see [`super::tasks`]).
+//! form (a [`Task`] without its route and id, which are in the key). Does
+//! not decide state changes (see [`super::tasks`]).
 
 use crate::store::{EventId, Task, TaskState};
 
@@ -45,36 +46,6 @@ pub fn parse_task_due(k: &[u8]) -> Option<(u64, u32, String)> {
     Some((due, route, String::from_utf8(k.get(13..)?.to_vec()).ok()?))
 }
 
-/// A task row without its key (route and id live in the key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    pub state: TaskState,
-    pub registered_ms: u64,
-    pub updated_ms: u64,
-    pub next_poll_ms: Option<u64>,
-    pub polls: u32,
-    pub provider_state: Option<String>,
-    pub last_error: Option<String>,
-    pub event: Option<EventId>,
-}
-
-impl TaskRow {
-    pub fn into_task(self, route: String, task_id: String) -> Task {
-        Task {
-            route,
-            task_id,
-            state: self.state,
-            registered_ms: self.registered_ms,
-            updated_ms: self.updated_ms,
-            next_poll_ms: self.next_poll_ms,
-            polls: self.polls,
-            provider_state: self.provider_state,
-            last_error: self.last_error,
-            event: self.event,
-        }
-    }
-}
-
 fn state_code(s: TaskState) -> u8 {
     match s {
         TaskState::Waiting => 0,
@@ -100,8 +71,9 @@ fn put_str(out: &mut Vec<u8>, s: &Option<String>) {
     }
 }
 
-/// Version byte first, so the row can grow.
-pub fn encode(r: &TaskRow) -> Vec<u8> {
+/// The row of a task; its route and id are in the key, not here. Version
+/// byte first, so the row can grow.
+pub fn encode(r: &Task) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(1);
     out.push(state_code(r.state));
@@ -121,7 +93,8 @@ pub fn encode(r: &TaskRow) -> Vec<u8> {
     out
 }
 
-pub fn decode(v: &[u8]) -> Option<TaskRow> {
+/// The task of a row whose key named `route` and `task_id`.
+pub fn decode(v: &[u8], route: &str, task_id: &str) -> Option<Task> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<&[u8]> {
         let s = v.get(at..at + n)?;
@@ -157,7 +130,9 @@ pub fn decode(v: &[u8]) -> Option<TaskRow> {
     };
     let provider_state = string()?;
     let last_error = string()?;
-    Some(TaskRow {
+    Some(Task {
+        route: route.to_string(),
+        task_id: task_id.to_string(),
         state,
         registered_ms,
         updated_ms,
@@ -175,7 +150,9 @@ mod tests {
 
     #[test]
     fn rows_and_keys_round_trip() {
-        let row = TaskRow {
+        let row = Task {
+            route: "r".into(),
+            task_id: "t".into(),
             state: TaskState::Polling,
             registered_ms: 5,
             updated_ms: 9,
@@ -185,7 +162,7 @@ mod tests {
             last_error: None,
             event: Some(EventId::from_parts(7, 1)),
         };
-        assert_eq!(decode(&encode(&row)), Some(row));
+        assert_eq!(decode(&encode(&row), "r", "t"), Some(row));
         assert_eq!(parse_task(&task(3, "t-1")), Some((3, "t-1".to_string())));
         assert_eq!(parse_task_due(&task_due(9, 3, "t-1")), Some((9, 3, "t-1".to_string())));
         assert!(

@@ -16,8 +16,7 @@ impl SledStore {
             .inner
             .tree
             .get(tc::task(route, task_id))?
-            .and_then(|v| tc::decode(&v))
-            .map(|row| row.into_task(name, task_id.to_string())))
+            .and_then(|v| tc::decode(&v, &name, task_id)))
     }
 
     pub fn task(&self, route: Option<&str>, task_id: &str) -> Result<Option<Task>, StoreError> {
@@ -51,13 +50,15 @@ impl SledStore {
         let mut out = Vec::new();
         for item in self.inner.tree.scan_prefix(prefix) {
             let (k, v) = item?;
-            let (Some((route, id)), Some(row)) = (tc::parse_task(&k), tc::decode(&v)) else {
+            let Some((route, id)) = tc::parse_task(&k) else {
                 continue;
             };
-            if q.state.is_some_and(|s| s != row.state) {
+            let Some(task) = tc::decode(&v, reg.route_name(route).unwrap_or_default(), &id) else {
                 continue;
+            };
+            if q.state.is_none_or(|s| s == task.state) {
+                out.push(task);
             }
-            out.push(row.into_task(reg.route_name(route).unwrap_or_default().to_string(), id));
         }
         out.sort_by(|a, b| b.registered_ms.cmp(&a.registered_ms).then(a.task_id.cmp(&b.task_id)));
         out.truncate(q.limit.max(1));
@@ -89,7 +90,9 @@ impl SledStore {
         let mut counts = [0u64; 5];
         let mut oldest: Option<u64> = None;
         for item in self.inner.tree.scan_prefix([tc::G]).values() {
-            let Some(row) = tc::decode(&item?) else { continue };
+            let Some(row) = tc::decode(&item?, "", "") else {
+                continue;
+            };
             let i = TaskState::ALL.iter().position(|s| *s == row.state).unwrap_or(0);
             counts[i] += 1;
             if !row.state.is_final() {

@@ -176,3 +176,23 @@ async fn polls_reschedule_and_survive_a_reopen() {
     assert_eq!(due.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["young"]);
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_retry_without_an_attempt_keeps_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let mut ev = event("v", Origin::Callback, true, 1000);
+    ev.task = None;
+    s.append(ev).await.unwrap();
+    let mut src = s.work_source("s").unwrap();
+    let w = src.take(10, 1000).await.unwrap().remove(0);
+    // Waiting for the provider to confirm it: no attempt was made.
+    s.record(&w.ticket, None, Outcome::Retry { due_ms: 2000 })
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    assert!(src.take(10, 1500).await.unwrap().is_empty());
+    let w = src.take(10, 2000).await.unwrap().remove(0);
+    assert_eq!((w.step, w.attempts), (0, 0));
+    s.close().await;
+}

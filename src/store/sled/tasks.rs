@@ -10,9 +10,9 @@
 //! a late callback for a given-up task marks it `called_back` (it did come).
 
 use super::group_commit::{Batch, Writer};
-use super::task_codec::{self as tc, TaskRow};
+use super::task_codec as tc;
 use super::SledStore;
-use crate::store::{Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskState, TaskUpdate};
+use crate::store::{Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskUpdate};
 
 /// A task operation sent to the writer.
 pub(super) enum TaskOp {
@@ -28,10 +28,10 @@ pub(super) enum TaskOp {
 /// Tasks forgotten per retention step (the caller loops).
 const SWEEP_CHUNK: usize = 1000;
 
-fn load(b: &Batch<'_>, key: &[u8]) -> Result<Option<TaskRow>, StoreError> {
+fn load(b: &Batch<'_>, key: &[u8], route: &str, task_id: &str) -> Result<Option<Task>, StoreError> {
     match b.get(key)? {
         None => Ok(None),
-        Some(v) => tc::decode(&v)
+        Some(v) => tc::decode(&v, route, task_id)
             .map(Some)
             .ok_or_else(|| StoreError::Corrupt("an expected-task row".into())),
     }
@@ -44,24 +44,15 @@ impl Writer {
             TaskOp::Register(t) => {
                 let (route, _) = self.numbers(b, &t.route, &[]);
                 let key = tc::task(route, &t.task_id);
-                if let Some(row) = load(b, &key)? {
-                    return Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())));
+                if let Some(row) = load(b, &key, &t.route, &t.task_id)? {
+                    return Ok(Some(row));
                 }
-                let row = TaskRow {
-                    state: TaskState::Waiting,
-                    registered_ms: t.now_ms,
-                    updated_ms: t.now_ms,
-                    next_poll_ms: t.first_poll_ms,
-                    polls: 0,
-                    provider_state: None,
-                    last_error: None,
-                    event: None,
-                };
+                let row = Task::new(t);
                 if let Some(due) = t.first_poll_ms {
                     b.put(tc::task_due(due, route, &t.task_id), Vec::new());
                 }
                 b.put(key, tc::encode(&row));
-                Ok(Some(row.into_task(t.route.clone(), t.task_id.clone())))
+                Ok(Some(row))
             }
             TaskOp::Update {
                 route: name,
@@ -74,36 +65,21 @@ impl Writer {
                     None => return Ok(None),
                 };
                 let key = tc::task(route, task_id);
-                let Some(mut row) = load(b, &key)? else { return Ok(None) };
+                let Some(mut row) = load(b, &key, name, task_id)? else {
+                    return Ok(None);
+                };
                 if row.state.is_final() {
-                    return Ok(Some(row.into_task(name.clone(), task_id.clone())));
+                    return Ok(Some(row));
                 }
-                if let Some(due) = row.next_poll_ms.take() {
+                if let Some(due) = row.next_poll_ms {
                     b.del(tc::task_due(due, route, task_id));
                 }
-                row.updated_ms = *now_ms;
-                row.polls = row.polls.saturating_add(1);
-                match update {
-                    TaskUpdate::Polled {
-                        next_poll_ms,
-                        provider_state,
-                        error,
-                    } => {
-                        row.state = TaskState::Polling;
-                        row.next_poll_ms = Some(*next_poll_ms);
-                        if provider_state.is_some() {
-                            row.provider_state = provider_state.clone();
-                        }
-                        row.last_error = error.clone();
-                        b.put(tc::task_due(*next_poll_ms, route, task_id), Vec::new());
-                    }
-                    TaskUpdate::GaveUp { error } => {
-                        row.state = TaskState::GaveUp;
-                        row.last_error = Some(error.clone());
-                    }
+                row.polled(update, *now_ms);
+                if let Some(due) = row.next_poll_ms {
+                    b.put(tc::task_due(due, route, task_id), Vec::new());
                 }
                 b.put(key, tc::encode(&row));
-                Ok(Some(row.into_task(name.clone(), task_id.clone())))
+                Ok(Some(row))
             }
         }
     }
@@ -123,23 +99,16 @@ impl Writer {
             return Ok(());
         }
         let key = tc::task(route, &mark.task_id);
-        let Some(mut row) = load(b, &key)? else { return Ok(()) };
-        let state = match (origin, accepted.duplicate) {
-            (Origin::Callback, _) => TaskState::CalledBack,
-            (Origin::Poll, false) => TaskState::Recovered,
-            (Origin::Poll, true) => TaskState::CalledBack,
+        let Some(mut row) = load(b, &key, "", &mark.task_id)? else {
+            return Ok(());
         };
-        match row.state {
-            TaskState::CalledBack | TaskState::Recovered => return Ok(()),
-            TaskState::GaveUp if origin == Origin::Poll => return Ok(()),
-            _ => {}
-        }
-        if let Some(due) = row.next_poll_ms.take() {
+        let Some(state) = crate::store::settled_state(row.state, origin, accepted.duplicate) else {
+            return Ok(());
+        };
+        if let Some(due) = row.next_poll_ms {
             b.del(tc::task_due(due, route, &mark.task_id));
         }
-        row.state = state;
-        row.updated_ms = now_ms;
-        row.event = Some(accepted.id);
+        row.settled(state, accepted.id, now_ms);
         b.put(key, tc::encode(&row));
         Ok(())
     }
@@ -157,11 +126,14 @@ impl Writer {
             if seen > SWEEP_CHUNK * 10 || removed >= SWEEP_CHUNK {
                 break;
             }
-            let Some(row) = tc::decode(&v) else { continue };
+            let Some((route, id)) = tc::parse_task(&k) else {
+                continue;
+            };
+            let Some(row) = tc::decode(&v, "", &id) else { continue };
             if row.registered_ms >= cutoff_ms {
                 continue;
             }
-            if let (Some(due), Some((route, id))) = (row.next_poll_ms, tc::parse_task(&k)) {
+            if let Some(due) = row.next_poll_ms {
                 b.del(tc::task_due(due, route, &id));
             }
             b.del(k.to_vec());

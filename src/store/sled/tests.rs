@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::store::*;
 
-fn opts(dir: &std::path::Path) -> Options {
+/// A small store in `dir/data` (also used by the other sled test files).
+pub(super) fn opts(dir: &std::path::Path) -> Options {
     Options {
         path: dir.join("data"),
         cache_bytes: 4 << 20,

@@ -60,16 +60,17 @@ pub fn record(task: &Task, idx: usize) -> Value {
     let fail = failure(task).filter(|_| done);
     let ok = done && fail.is_none();
     let alt = task.plan.alternate;
+    // Runway's and the market's `state`: the stage, then success or fail.
+    let state = if !done {
+        word
+    } else if ok {
+        "success"
+    } else {
+        "fail"
+    };
     match task.product {
         Product::Runway => {
             let info = ok.then(|| json!({"videoId": format!("vid-{id}"), "taskId": id, "videoUrl": url(task, "video.mp4"), "imageUrl": url(task, "cover.png")}));
-            let state = if !done {
-                word
-            } else if ok {
-                "success"
-            } else {
-                "fail"
-            };
             let fail_code = match fail {
                 Some(_) if alt => json!(""),
                 Some((c, _)) => json!(c),
@@ -157,13 +158,6 @@ pub fn record(task: &Task, idx: usize) -> Value {
                 "errorMessage": fail.map(|f| json!(f.1)).unwrap_or(Value::Null)})
         }
         Product::Market => {
-            let state = if !done {
-                word
-            } else if ok {
-                "success"
-            } else {
-                "fail"
-            };
             let result = if ok {
                 json!({"resultUrls": [url(task, "video.mp4")]}).to_string()
             } else {

@@ -1,0 +1,112 @@
+// The console's shell: which page the URL fragment names (#/events,
+// #/events/ID, #/dead-letters, #/subscribers, #/status), refreshing it every few
+// seconds (pausable), asking for the admin token when the API wants one, and
+// replays (POST, then a message and a refresh).
+
+import { api, setToken, token, Unauthorized } from './dom.js';
+import { pages } from './pages.js';
+
+const REFRESH_MS = 2500;
+const $ = (id) => document.getElementById(id);
+
+/** The page being shown: `{page, arg, content, last}`; replaced on navigation. */
+let current = null;
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/');
+  const name = parts[0] || 'events';
+  if (name === 'events' && parts[1]) return { name: 'event', arg: decodeURIComponent(parts[1]) };
+  return { name: pages[name] ? name : 'events', arg: null };
+}
+
+function flash(msg, isError) {
+  const f = $('flash');
+  f.hidden = !msg;
+  f.textContent = msg || '';
+  f.className = isError ? 'error' : 'ok';
+}
+
+function showLogin(show, msg) {
+  $('login').hidden = !show;
+  if (show && msg) $('login-msg').textContent = 'The admin API refused: ' + msg + '. Enter the admin token (admin.token in the config).';
+  $('forget').hidden = !token();
+}
+
+const ctx = {
+  refresh: () => refresh(),
+  async replay(path, what) {
+    try {
+      const r = await api(path, { post: true });
+      if (r.requeued !== undefined) flash(`Replayed ${what}: ${r.requeued} requeued.`);
+      else if (r.queued && r.queued.length) flash(`Replayed ${what}: queued.`);
+      else flash(`Nothing to replay for ${what}: already pending.`);
+    } catch (e) {
+      if (e instanceof Unauthorized) showLogin(true, e.message);
+      else flash(`Replay of ${what} failed: ${e.message}`, true);
+    }
+    await refresh();
+  },
+};
+
+function navigate() {
+  const { name, arg } = route();
+  const page = pages[name];
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.classList.toggle('active', a.dataset.page === (name === 'event' ? 'events' : name));
+  }
+  const controls = document.createElement('div');
+  controls.className = 'page-controls';
+  const content = document.createElement('div');
+  content.id = 'content';
+  const h2 = document.createElement('h2');
+  h2.textContent = page.title;
+  $('main').replaceChildren(h2, controls, content);
+  document.title = page.title + ' · hookrelay';
+  current = { page, arg, content, last: null };
+  if (page.setup) page.setup(controls, arg, ctx);
+  flash('');
+  return refresh();
+}
+
+async function refresh() {
+  const shown = current;
+  if (!shown) return;
+  try {
+    const data = await shown.page.load(shown.arg);
+    if (current !== shown) return;
+    const text = JSON.stringify(data);
+    // Unchanged answers leave the DOM alone (no flicker, buttons stay put).
+    if (text !== shown.last) {
+      shown.last = text;
+      shown.content.replaceChildren(shown.page.render(data, shown.arg, ctx));
+    }
+    showLogin(false);
+    $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    document.body.dataset.loaded = 'yes';
+  } catch (e) {
+    if (current !== shown) return;
+    if (e instanceof Unauthorized) showLogin(true, e.message);
+    else flash(e.message, true);
+  }
+}
+
+function start() {
+  $('login').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    setToken($('token').value.trim());
+    $('token').value = '';
+    refresh();
+  });
+  $('forget').addEventListener('click', () => {
+    setToken('');
+    current.last = null;
+    refresh();
+  });
+  window.addEventListener('hashchange', navigate);
+  setInterval(() => {
+    if ($('auto').checked && !document.hidden) refresh();
+  }, REFRESH_MS);
+  navigate();
+}
+
+start();

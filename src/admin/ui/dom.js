@@ -1,0 +1,119 @@
+// The console's tools: calls to the admin API (token, JSON, POST that passes
+// the CSRF rules) and DOM building. Text is only ever set as text nodes, never
+// parsed as HTML: event bodies and errors come from the outside world.
+
+const TOKEN_KEY = 'hookrelay.admin-token';
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || '';
+}
+
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** The API refused the token (or none was given). */
+export class Unauthorized extends Error {}
+
+/** GET (or POST with `{post: true}`) an admin API path; the parsed answer. */
+export async function api(path, opts = {}) {
+  const headers = { Accept: 'application/json' };
+  const t = token();
+  if (t) headers.Authorization = 'Bearer ' + t;
+  const init = { headers, credentials: 'omit', cache: 'no-store' };
+  if (opts.post) {
+    // The API refuses state changes without a JSON content type (a form cannot send one).
+    init.method = 'POST';
+    headers['Content-Type'] = 'application/json';
+    init.body = '{}';
+  }
+  const r = await fetch(path, init);
+  let body = null;
+  try {
+    body = await r.json();
+  } catch (_) {
+    // Not JSON: the status says enough.
+  }
+  const msg = (body && body.error) || r.status + ' ' + r.statusText;
+  if (r.status === 401) throw new Unauthorized(msg);
+  if (!r.ok) throw new Error(msg);
+  return body;
+}
+
+/** An element with attributes (`on…` = listeners) and children (strings become text). */
+export function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+/** A table: `cols` are header texts, each row `{attrs, cells}` (cells: nodes or text). */
+export function table(id, cols, rows, empty) {
+  if (rows.length === 0) return el('p', { class: 'empty', id: id + '-empty' }, empty);
+  return el(
+    'table',
+    { id },
+    el('thead', {}, el('tr', {}, cols.map((c) => el('th', {}, c)))),
+    el('tbody', {}, rows.map((r) => el('tr', r.attrs, r.cells.map((c) => (c instanceof Node && c.tagName === 'TD' ? c : el('td', {}, c)))))),
+  );
+}
+
+/** A cell with a class, for values tests and styles look up. */
+export function td(cls, ...content) {
+  return el('td', { class: cls }, ...content);
+}
+
+/** A coloured state word (delivered, dead, open, ...). */
+export function badge(state) {
+  return el('span', { class: 'badge state-' + String(state).replace(/[^a-z_-]/gi, '') }, state === null ? '–' : state);
+}
+
+/** Seconds as "1h 2m", "3m 4s", "5s". */
+export function age(secs) {
+  if (secs === null || secs === undefined) return '–';
+  const s = Math.floor(secs);
+  if (s >= 86400) return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
+  if (s >= 3600) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+  if (s >= 60) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+  return s + 's';
+}
+
+export function bytes(n) {
+  if (n === null || n === undefined) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return (i === 0 ? v : v.toFixed(1)) + ' ' + units[i];
+}
+
+/** Any JSON value as nested definition lists (status, task state, certificates). */
+export function kv(value) {
+  if (value === null || value === undefined) return '–';
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '–';
+    return el('ul', { class: 'kv-list' }, value.map((v) => el('li', {}, kv(v))));
+  }
+  if (typeof value === 'object') {
+    return el('dl', { class: 'kv' }, Object.entries(value).map(([k, v]) => [el('dt', {}, k), el('dd', {}, kv(v))]));
+  }
+  return String(value);
+}
+
+/** A link to an event's page. */
+export function eventLink(id) {
+  return el('a', { href: '#/events/' + encodeURIComponent(id), class: 'event-link' }, id);
+}

@@ -1,0 +1,219 @@
+// The console's pages. Each has `title`, optional `setup(controls, arg, ctx)`
+// (built once per visit: filters keep their focus across refreshes), `load(arg)`
+// (the API answer) and `render(data, arg, ctx)` (a node; only called when the
+// answer changed). `ctx.refresh()` reloads now, `ctx.replay(path, what)` POSTs.
+
+import { api, el, table, td, badge, age, bytes, kv, eventLink } from './dom.js';
+
+const q = (params) => {
+  const s = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) s.set(k, v);
+  return s.toString();
+};
+
+// Events: filters route, status and a text search on the task id (server-side).
+const filters = { route: '', status: '', task: '' };
+
+const events = {
+  title: 'Events',
+  setup(controls, _arg, ctx) {
+    const onInput = (key) => (ev) => {
+      filters[key] = ev.target.value.trim();
+      ctx.refresh();
+    };
+    const status = el(
+      'select',
+      { id: 'filter-status', onchange: onInput('status') },
+      ['', 'pending', 'delivered', 'dead'].map((s) => el('option', { value: s, selected: s === filters.status }, s || 'any status')),
+    );
+    controls.append(
+      el('label', {}, 'Route ', el('input', { id: 'filter-route', value: filters.route, placeholder: 'any route', onchange: onInput('route') })),
+      el('label', {}, 'Status ', status),
+      el('label', {}, 'Task id ', el('input', { id: 'filter-task', type: 'search', value: filters.task, placeholder: 'part of a task id', oninput: onInput('task') })),
+    );
+  },
+  load: () => api('/api/events?' + q({ limit: 100, ...filters })),
+  render: (data) =>
+    table(
+      'events-table',
+      ['Event', 'Received', 'Route', 'Task id', 'Status', 'Size', 'Subscribers'],
+      data.events.map((e) => ({
+        attrs: { 'data-id': e.id },
+        cells: [
+          eventLink(e.id),
+          e.received_at,
+          e.route,
+          td('task', e.task_id || '–'),
+          td('status', badge(e.status)),
+          bytes(e.size),
+          e.subscribers.map((s) => el('span', { class: 'sub-state' }, s.name + ' ', badge(s.state))),
+        ],
+      })),
+      'No events match.',
+    ),
+};
+
+function attempts(sub) {
+  return table(
+    'attempts-' + sub.name,
+    ['#', 'At', 'Took', 'Status', 'Error'],
+    sub.attempts.map((a) => ({
+      attrs: { class: 'attempt' },
+      cells: [String(a.attempt), a.at, a.duration_ms + ' ms', a.status === null ? '–' : String(a.status), a.error || ''],
+    })),
+    'No attempt yet.',
+  );
+}
+
+function media(items) {
+  return table(
+    'media-table',
+    ['URL', 'State', 'Stored at', 'SHA-256', 'Size', 'Type', 'Error'],
+    items.map((m) => ({
+      attrs: { class: 'media' },
+      cells: [m.url, badge(m.state), m.location || '–', m.sha256 || '–', bytes(m.size), m.content_type || '–', m.error || ''],
+    })),
+    'No media.',
+  );
+}
+
+function body(e) {
+  let text = e.body;
+  if (e.body_encoding === 'utf-8') {
+    try {
+      text = JSON.stringify(JSON.parse(e.body), null, 2);
+    } catch (_) {
+      // Not JSON: shown as received.
+    }
+  }
+  return el('pre', { id: 'event-body' }, text);
+}
+
+const event = {
+  title: 'Event',
+  load: (id) => api('/api/events/' + encodeURIComponent(id)),
+  render: (e, _id, ctx) =>
+    el(
+      'div',
+      { id: 'event-detail', 'data-id': e.id },
+      kv({
+        id: e.id,
+        route: e.route,
+        'task id': e.task_id,
+        status: e.status,
+        received: e.received_at,
+        source: e.source,
+        origin: e.origin,
+        'content type': e.content_type,
+        'dedupe key from body hash': e.dedupe_fallback,
+      }),
+      e.task ? [el('h3', {}, 'Task'), el('div', { id: 'event-task' }, kv(e.task))] : null,
+      Array.isArray(e.media) ? [el('h3', {}, 'Media'), media(e.media)] : null,
+      el('h3', {}, 'Deliveries'),
+      e.subscribers.map((s) =>
+        el(
+          'section',
+          { class: 'subscriber', 'data-name': s.name },
+          el(
+            'h4',
+            {},
+            s.name + ' ',
+            badge(s.state),
+            ' ' + s.attempts_total + ' attempt(s) ',
+            el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(e.id)}/replay?${q({ subscriber: s.name })}`, `event ${e.id} to ${s.name}`) }, 'Replay'),
+          ),
+          s.last_error ? el('p', { class: 'error' }, s.last_error) : null,
+          attempts(s),
+        ),
+      ),
+      el('h3', {}, 'Body'),
+      body(e),
+      el('h3', {}, 'Headers'),
+      table('headers-table', ['Name', 'Value'], e.headers.map(([k, v]) => ({ cells: [k, v] })), 'No headers kept.'),
+    ),
+};
+
+const deadLetters = {
+  title: 'Dead letters',
+  load: () => api('/api/dead-letters?limit=1000'),
+  render(data, _arg, ctx) {
+    const bySub = new Map();
+    for (const d of data.dead_letters) bySub.set(d.subscriber, (bySub.get(d.subscriber) || 0) + 1);
+    const replayAll = (name) => ctx.replay('/api/dead-letters/replay?' + q({ subscriber: name }), `every dead letter of ${name}`);
+    return el(
+      'div',
+      {},
+      el(
+        'div',
+        { id: 'dead-summary' },
+        [...bySub].map(([name, n]) =>
+          el('button', { type: 'button', class: 'replay-all', 'data-subscriber': name, onclick: () => replayAll(name) }, `Replay all ${n} of ${name}`),
+        ),
+      ),
+      table(
+        'dead-table',
+        ['Event', 'Subscriber', 'Gave up at', 'Attempts', 'Last error', ''],
+        data.dead_letters.map((d) => ({
+          attrs: { 'data-event': d.event, 'data-subscriber': d.subscriber },
+          cells: [
+            eventLink(d.event),
+            d.subscriber,
+            d.at,
+            String(d.attempts),
+            d.last_error || '',
+            el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(d.event)}/replay?${q({ subscriber: d.subscriber })}`, `event ${d.event} to ${d.subscriber}`) }, 'Replay'),
+          ],
+        })),
+        'No dead letters.',
+      ),
+    );
+  },
+};
+
+const subscribers = {
+  title: 'Subscribers',
+  load: () => api('/api/subscribers'),
+  render: (data) =>
+    table(
+      'subscribers-table',
+      ['Name', 'Route', 'Kind', 'URL', 'Circuit', 'Backlog', 'In flight', 'Oldest pending', 'Dead letters'],
+      data.subscribers.map((s) => ({
+        attrs: { 'data-name': s.name },
+        cells: [
+          s.name,
+          s.route || '–',
+          s.kind || '–',
+          td('url', s.url || '–'),
+          td('circuit', badge(s.state)),
+          td('backlog', String(s.queue_depth)),
+          td('in-flight', String(s.in_flight)),
+          td('oldest', age(s.oldest_pending_seconds)),
+          td('dead', String(s.dead_letters)),
+        ],
+      })),
+      'No subscribers.',
+    ),
+};
+
+const status = {
+  title: 'Status',
+  load: () => api('/api/status'),
+  render: (s) =>
+    el(
+      'div',
+      { id: 'status' },
+      kv({
+        version: s.version,
+        ready: s.ready,
+        'started at': s.started_at,
+        uptime: age(s.uptime_seconds),
+        store: { backend: s.store.backend, path: s.store.path, size: bytes(s.store.size_bytes) },
+      }),
+      el('h3', {}, 'Listeners'),
+      table('listeners-table', ['Address', 'TLS'], s.listeners.map((l) => ({ cells: [l.addr, String(l.tls)] })), 'No public listener.'),
+      el('h3', {}, 'Certificates'),
+      s.certificates.length ? kv(s.certificates) : el('p', { class: 'empty' }, 'No TLS on the public listeners.'),
+    ),
+};
+
+export const pages = { events, event, 'dead-letters': deadLetters, subscribers, status };

@@ -1,0 +1,173 @@
+//! The web console in a real headless Chromium (Debian `chromium`, npm
+//! `playwright-core`): the daemon runs in-process with three real subscribers
+//! on loopback (`ok`; `flaky`, whose deliveries die and are then replayed from
+//! the page; `down`, where nothing listens), the test sends callbacks, and
+//! `tests/console/console.mjs` drives the page: it asks for the token, lists
+//! the events, searches a task id, shows an event's attempts, replays a dead
+//! letter and all of a subscriber's, and shows the backlog of `down` growing
+//! without a reload. The test then checks that `flaky` received the replays.
+//! With HOOKRELAY_SCREENSHOTS=1 the script saves docs/console-*.png.
+
+mod common;
+
+#[path = "common/browser.rs"]
+mod browser;
+
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "console-admin-token";
+
+/// The daemon and subscribers both browser tests start from: three events,
+/// delivered to `ok`, dead for `flaky` (which answers 200 from now on), pending
+/// for `down`.
+struct Scene {
+    /// Holds the config and store until the test ends.
+    _dir: tempfile::TempDir,
+    /// The daemon, for its addresses and shutdown.
+    h: hookrelay::Handle,
+    /// The subscriber whose dead letters are replayed (or must not be).
+    flaky: Sub,
+    /// What flaky had received when it turned healthy: later requests are replays.
+    failed_before: usize,
+    /// The events the test sent, oldest first.
+    ids: Vec<String>,
+}
+
+async fn scene(token: Option<&str>) -> Scene {
+    // Fail first, with what to install, when the browser kit is missing.
+    let _ = browser::chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let (flaky, healthy) = Sub::broken(Behaviour::Status(500)).await;
+    let mut cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("ok", ok.url()))
+        .subscriber(
+            Subscriber::new("flaky", flaky.url())
+                .retry([ms(50)])
+                .circuit_threshold(1000),
+        )
+        .subscriber(Subscriber::new("down", DOWN).retry([secs(3600)]));
+    if let Some(t) = token {
+        cfg = cfg.admin_token(t);
+    }
+    let h = start(&cfg).await;
+    let mut ids = Vec::new();
+    for t in ["console-run-1", "console-run-2", "console-run-3"] {
+        ids.push(accepted(h.ingest_addrs[0], &runway(t)).await);
+    }
+    ok.wait_for(Duration::from_secs(10), "ok's deliveries", |r| r.len() == 3)
+        .await;
+    let auth = format!("Bearer {}", token.unwrap_or(""));
+    let headers = [("authorization", auth.as_str())];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, b) = request(
+            h.admin_addr,
+            None,
+            "GET",
+            "/api/dead-letters",
+            &headers,
+            Default::default(),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        if v["dead_letters"].as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flaky's deliveries did not die: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From now on flaky answers 200: whatever is replayed arrives.
+    let failed_before = flaky.count();
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    Scene {
+        _dir: dir,
+        h,
+        flaky,
+        failed_before,
+        ids,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_events_attempts_replays_and_backlog() {
+    let Scene {
+        _dir,
+        h,
+        flaky,
+        failed_before,
+        ids,
+    } = scene(Some(TOKEN)).await;
+    let (ingest, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    let shots = std::env::var("HOOKRELAY_SCREENSHOTS").is_ok_and(|v| v == "1");
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    if shots {
+        std::fs::create_dir_all(&docs).unwrap();
+    }
+    let env = [
+        ("ADMIN_URL", format!("http://{admin_addr}")),
+        ("ADMIN_TOKEN", TOKEN.to_string()),
+        ("INGEST_URL", format!("http://{ingest}/hooks/t?token=tok")),
+        ("EVENT_IDS", ids.join(",")),
+        ("TASK", "run-2".to_string()),
+        ("TASK_EVENT", ids[1].clone()),
+        ("DEAD_SUB", "flaky".to_string()),
+        ("DOWN_SUB", "down".to_string()),
+        (
+            "SCREENSHOTS",
+            if shots {
+                docs.display().to_string()
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    browser::run_script("console.mjs", &env, Duration::from_secs(180), "CONSOLE OK").await;
+    // The replays clicked on the page reached the subscriber: the one event
+    // first, then the other two (replay all), each answered 200 this time.
+    // (flaky also gets the callbacks the script sent to grow down's backlog.)
+    let is_ours = |id: &str| ids.iter().any(|i| i == id);
+    let got = flaky
+        .wait_for(Duration::from_secs(10), "the replays", |r| {
+            r[failed_before..]
+                .iter()
+                .filter(|x| is_ours(x.header("webhook-id")))
+                .count()
+                >= 3
+        })
+        .await;
+    let replayed: Vec<&str> = got[failed_before..]
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .filter(|id| is_ours(id))
+        .collect();
+    assert_eq!(replayed[0], ids[1], "the single replay came first: {replayed:?}");
+    let mut all = replayed.clone();
+    all.sort_unstable();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(all, want, "each dead letter replayed once");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_hostile_pages_and_rebound_names_cannot_replay_or_read() {
+    let sc = scene(None).await;
+    let env = [
+        ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
+        ("EVENT_IDS", sc.ids.join(",")),
+        ("DEAD_SUB", "flaky".to_string()),
+    ];
+    browser::run_script("hostile.mjs", &env, Duration::from_secs(120), "HOSTILE OK").await;
+    // A replay that got through would have taken the dead letters off the list
+    // at once (and flaky, answering 200 now, would have received them).
+    assert_eq!(sc.flaky.count(), sc.failed_before, "a cross-site replay was delivered");
+    let (_, v) = admin(sc.h.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(v["dead_letters"].as_array().unwrap().len(), 3, "{v}");
+    sc.h.shutdown().await;
+}

@@ -1,0 +1,149 @@
+// The console in a real headless Chromium, driven by tests/console.rs (which
+// started the daemon and its subscribers and sent the first callbacks).
+// Env: ADMIN_URL, ADMIN_TOKEN, INGEST_URL (a callback URL with its token),
+// EVENT_IDS (comma-separated, the test's callbacks), TASK / TASK_EVENT (a task
+// id and its event), DEAD_SUB (the subscriber whose deliveries died), DOWN_SUB
+// (the one that is down), CHROMIUM (the browser), SCREENSHOTS (a directory, or
+// empty). Prints one line per step; exits non-zero with the reason on failure.
+
+import { chromium } from 'playwright-core';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined) throw new Error(`${k} is not set`);
+  return v;
+};
+const ADMIN = env('ADMIN_URL');
+const ids = env('EVENT_IDS').split(',');
+const [task, taskEvent, deadSub, downSub] = ['TASK', 'TASK_EVENT', 'DEAD_SUB', 'DOWN_SUB'].map(env);
+const shots = process.env.SCREENSHOTS || '';
+
+const step = (msg) => console.log('step: ' + msg);
+
+async function shot(page, name) {
+  if (!shots) return;
+  await page.screenshot({ path: `${shots}/console-${name}.png`, fullPage: true });
+  step(`screenshot ${name}`);
+}
+
+/** Wait until `fn` (run in the page) returns true, or fail with `what`. */
+async function until(page, what, fn, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: 15000, polling: 100 });
+  } catch (e) {
+    throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
+let failed = null;
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(15000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+
+  // The API wants the token: the page asks for it, then lists the test's events.
+  await page.goto(`${ADMIN}/ui`);
+  await page.waitForSelector('#login:not([hidden])');
+  step('asked for the admin token');
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  for (const id of ids) await page.waitForSelector(`#events-table tr[data-id="${id}"]`);
+  if (await page.locator('#login').isVisible()) throw new Error('login form still shown');
+  if ((await page.inputValue('#token')) !== '') throw new Error('the token stays in the form');
+  step(`lists the ${ids.length} events`);
+  // The 401 that made the page ask for the token is the only error allowed.
+  errors.length = 0;
+  await shot(page, 'events');
+
+  // Text search on the task id (server-side).
+  await page.fill('#filter-task', task);
+  await until(page, `only ${taskEvent} listed for ${task}`, (id) => {
+    const rows = [...document.querySelectorAll('#events-table tbody tr')];
+    return rows.length === 1 && rows[0].dataset.id === id;
+  }, taskEvent);
+  step(`task search ${task} finds ${taskEvent} only`);
+  await page.fill('#filter-task', '');
+  await page.selectOption('#filter-status', 'dead');
+  await until(page, 'the status filter', () => {
+    const rows = [...document.querySelectorAll('#events-table tbody tr td.status')];
+    return rows.length > 0 && rows.every((td) => td.textContent === 'dead');
+  });
+  await page.selectOption('#filter-status', '');
+  step('status filter shows dead events only');
+
+  // One event: its attempts per subscriber.
+  await page.click(`#events-table tr[data-id="${taskEvent}"] a.event-link`);
+  await page.waitForSelector(`#event-detail[data-id="${taskEvent}"]`);
+  const dead = page.locator(`#event-detail .subscriber[data-name="${deadSub}"]`);
+  await dead.locator('tr.attempt').first().waitFor();
+  const deadAttempts = await dead.locator('tr.attempt').count();
+  if (deadAttempts < 2) throw new Error(`${deadSub}: ${deadAttempts} attempts shown, expected 2`);
+  const statuses = await dead.locator('tr.attempt td:nth-child(4)').allTextContents();
+  if (!statuses.every((s) => s === '500')) throw new Error(`${deadSub} attempts: ${statuses}`);
+  const okStatuses = await page.locator('#event-detail .subscriber[data-name="ok"] tr.attempt td:nth-child(4)').allTextContents();
+  if (!okStatuses.includes('200')) throw new Error(`ok attempts: ${okStatuses}`);
+  if (!(await page.textContent('#event-body')).includes(task)) throw new Error('the body is not shown');
+  step(`event ${taskEvent} shows ${deadAttempts} attempts (500) to ${deadSub} and 200 to ok`);
+  await shot(page, 'event');
+
+  // Dead letters: replay one, then all of the subscriber.
+  await page.click('#nav a[data-page="dead-letters"]');
+  const row = `#dead-table tr[data-event="${taskEvent}"][data-subscriber="${deadSub}"]`;
+  await page.waitForSelector(row);
+  const before = await page.locator('#dead-table tbody tr').count();
+  step(`${before} dead letters listed`);
+  await shot(page, 'dead-letters');
+  await page.click(`${row} button.replay`);
+  await until(page, 'the replayed dead letter to leave the list', (sel) => !document.querySelector(sel), row);
+  await page.waitForSelector('#flash.ok');
+  step(`replayed ${taskEvent} to ${deadSub}: ${await page.textContent('#flash')}`);
+  await page.click(`#dead-summary button.replay-all[data-subscriber="${deadSub}"]`);
+  await page.waitForSelector('#dead-table-empty');
+  step(`replayed all of ${deadSub}: ${await page.textContent('#flash')}`);
+
+  // A subscriber that is down: its backlog grows on the page as callbacks arrive.
+  await page.click('#nav a[data-page="subscribers"]');
+  const backlog = `#subscribers-table tr[data-name="${downSub}"] td.backlog`;
+  await page.waitForSelector(backlog);
+  const start = Number(await page.textContent(backlog));
+  for (let i = 0; i < 3; i++) {
+    const r = await fetch(env('INGEST_URL'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 200, data: { task_id: `backlog-${i}` } }),
+    });
+    if (!r.ok) throw new Error(`callback ${i}: ${r.status}`);
+  }
+  // No navigation or click: the page refreshes by itself.
+  await until(page, `${downSub}'s backlog to grow from ${start} to ${start + 3}`, ([sel, n]) => Number(document.querySelector(sel)?.textContent) >= n, [backlog, start + 3]);
+  const oldest = await page.textContent(`#subscribers-table tr[data-name="${downSub}"] td.oldest`);
+  step(`${downSub} backlog ${start} -> ${await page.textContent(backlog)} (oldest pending ${oldest}) without reloading`);
+  await shot(page, 'subscribers');
+
+  await page.click('#nav a[data-page="status"]');
+  await page.waitForSelector('#status');
+  step('status shows version ' + (await page.locator('#status dd').first().textContent()));
+  await shot(page, 'status');
+
+  // Pausing the refresh stops the API calls.
+  await page.uncheck('#auto');
+  let calls = 0;
+  page.on('request', (r) => r.url().includes('/api/') && calls++);
+  await page.waitForTimeout(3000);
+  if (calls > 0) throw new Error(`${calls} API calls while auto-refresh was paused`);
+  step('auto-refresh pauses');
+
+  if (errors.length) throw new Error('errors in the page: ' + errors.join('; '));
+  console.log('CONSOLE OK');
+} catch (e) {
+  failed = e;
+} finally {
+  await browser.close();
+}
+if (failed) {
+  console.error('console test failed: ' + failed.message);
+  process.exit(1);
+}

@@ -1,0 +1,125 @@
+//! What the console reads from the admin API: the task id search on events,
+//! and no secret (admin token, route token, subscriber signing secret, a
+//! secret header or URL parameter of a subscriber, a pull token) in any answer
+//! the console renders, nor in the console's own files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_found_by_part_of_their_task_id() {
+    let (_dir, sub, h) = with_ok_subscriber().await;
+    let (ingest, a) = (h.ingest_addrs[0], h.admin_addr);
+    let want = accepted(ingest, &runway("Gen-4-Alpha-7731")).await;
+    for other in ["gen-3-beta", "unrelated"] {
+        accepted(ingest, &runway(other)).await;
+    }
+    // A body without a task id is never a match.
+    accepted(ingest, r#"{"code":200,"data":{"note":"alpha-7731"}}"#).await;
+    sub.wait_for(Duration::from_secs(5), "the deliveries", |r| r.len() == 4)
+        .await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, v) = admin(a, "GET", "/api/events?task=ALPHA-77").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(ids(&v), vec![want.clone()]);
+    assert_eq!(v["events"][0]["task_id"], "Gen-4-Alpha-7731");
+    // Combined with the other filters; limit counts matches, not scanned events.
+    let (_, v) = admin(a, "GET", "/api/events?task=gen-&route=t&status=delivered&limit=2").await;
+    assert_eq!(ids(&v).len(), 2, "{v}");
+    assert!(ids(&v).contains(&want), "{v}");
+    let (_, v) = admin(a, "GET", "/api/events?task=gen-&route=t&status=dead").await;
+    assert!(ids(&v).is_empty(), "{v}");
+    let (_, v) = admin(a, "GET", "/api/events?task=nothing-like-it").await;
+    assert!(ids(&v).is_empty(), "{v}");
+    let (_, v) = admin(a, "GET", &format!("/api/events/{want}")).await;
+    assert_eq!(v["task_id"], "Gen-4-Alpha-7731");
+    // The CLI asks the same question.
+    let args = [
+        "--admin",
+        &format!("http://{a}"),
+        "events",
+        "--task",
+        "alpha-77",
+        "--json",
+    ];
+    let (ok, out, err) = cli_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v), vec![want.clone()]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_is_in_anything_the_console_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let secrets = [
+        "adm1n-t0ken-zq",
+        "r0ute-t0ken-zq",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "h3ader-s3cret-zq",
+        "url-c0de-zq",
+        "pu11-t0ken-zq",
+    ];
+    let url = format!("{}?code=url-c0de-zq&x=1", sub.url());
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(secrets[0])
+        .edit_route("t", |r| r.tokens([secrets[1]]))
+        .subscriber(
+            Subscriber::new("s", url)
+                .secret(secrets[2])
+                .header("x-api-key", secrets[4]),
+        )
+        .subscriber(Subscriber::pull("p", secrets[6]));
+    let h = start(&cfg).await;
+    let (ingest, a) = (h.ingest_addrs[0], h.admin_addr);
+    // The route token both ways a provider may send it.
+    let json = ("content-type", "application/json");
+    let q = format!("/hooks/t?token={}", secrets[1]);
+    assert_eq!(post(ingest, &q, &[json], runway("sec-1")).await.0, StatusCode::OK);
+    let bearer = format!("Bearer {}", secrets[1]);
+    let (s, _, b) = post(ingest, "/hooks/t", &[json, ("authorization", &bearer)], runway("sec-2")).await;
+    assert_eq!(s, StatusCode::OK);
+    let id: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let got = sub
+        .wait_for(Duration::from_secs(5), "the deliveries", |r| r.len() == 2)
+        .await;
+    // The secrets are in force: the key is sent, the URL parameter too.
+    assert_eq!(got[0].header("x-api-key"), secrets[4]);
+    let auth = format!("Bearer {}", secrets[0]);
+    let mut shown = String::new();
+    let paths = [
+        "/api/status".to_string(),
+        "/api/events".into(),
+        format!("/api/events/{}", id["id"].as_str().unwrap()),
+        "/api/dead-letters".into(),
+        "/api/subscribers".into(),
+        "/metrics".into(),
+        "/ui".into(),
+        "/ui/app.js".into(),
+        "/ui/dom.js".into(),
+        "/ui/pages.js".into(),
+    ];
+    for path in &paths {
+        let (s, headers, body) = request(a, None, "GET", path, &[("authorization", &auth)], Default::default()).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        shown.push_str(&format!("{path}\n{headers:?}\n{}\n", String::from_utf8_lossy(&body)));
+    }
+    for secret in secrets {
+        assert!(!shown.contains(secret), "{secret} is shown:\n{shown}");
+    }
+    assert!(shown.contains("code=REDACTED&x=REDACTED"), "{shown}");
+    h.shutdown().await;
+}
