@@ -17,13 +17,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::acme::{self, Acme, AcmeError};
-use crate::config::{Config, ConfigError, TlsSource};
+use crate::config::{Config, TlsSource};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::media::{ArchiveSettings, Archiver, SetupError};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnLimit, ListenerOptions};
 use crate::state::{App, Public};
-use crate::store::{Options, Store, StoreError, Topology};
+use crate::store::{Store, StoreError, Topology};
 use crate::tls::{self, TlsError};
 
 /// Why the daemon could not start.
@@ -49,21 +49,6 @@ pub enum StartError {
     Archiver(std::io::Error),
 }
 
-/// Why a reload was refused (the running configuration stays).
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Delivery(#[from] DeliveryError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Media(#[from] SetupError),
-}
-
 /// A started daemon.
 pub struct Handle {
     pub app: Arc<App>,
@@ -82,27 +67,6 @@ async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartE
         .map_err(|source| StartError::Bind { addr, key, source })
 }
 
-/// Routes and their subscribers, by name, as the store knows them.
-pub fn topology(config: &Config) -> Topology {
-    Topology {
-        routes: config
-            .routes
-            .iter()
-            .map(|r| (r.name.clone(), r.subscribers.iter().map(|s| s.name.clone()).collect()))
-            .collect(),
-    }
-}
-
-/// The store options a config asks for.
-pub fn store_options(config: &Config) -> Options {
-    Options {
-        path: config.store.path.clone(),
-        cache_bytes: config.store.cache_bytes,
-        min_free: config.store.min_free,
-        compression: config.store.compression,
-    }
-}
-
 /// Start the daemon with a validated config.
 pub async fn start(config: Config) -> Result<Handle, StartError> {
     tls::install_provider();
@@ -117,7 +81,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         source,
     };
     let store = Store::open(&config).await.map_err(store_err)?;
-    store.register(&topology(&config)).await.map_err(store_err)?;
+    store.register(&Topology::of(&config)).await.map_err(store_err)?;
     let store_ok = store.check_writable().await.is_ok();
     if !store_ok {
         let (backend, location) = store.describe();
@@ -264,7 +228,7 @@ impl Handle {
     /// files. Listen addresses, TLS on/off, files ↔ ACME, the ACME block, the
     /// store settings and the log settings need a restart (logged). An
     /// invalid file changes nothing.
-    pub async fn reload(&self) -> Result<(), ReloadError> {
+    pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         let old = self.app.live();
         let new = Config::load(&old.config.file)?;
         crate::reload::apply(&self.app, &old.config, new).await

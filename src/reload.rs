@@ -3,10 +3,27 @@
 //! is logged (ACME settings among them: ACME certificates renew on their
 //! own), and a file that cannot be applied changes nothing.
 
-use crate::app::{topology, ReloadError};
-use crate::config::{Config, TlsSource};
+use crate::config::{Config, ConfigError, TlsSource};
+use crate::delivery::DeliveryError;
+use crate::media::SetupError;
 use crate::state::{conn_settings, App};
-use crate::tls;
+use crate::store::{StoreError, Topology};
+use crate::tls::{self, TlsError};
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] SetupError),
+}
 
 /// Apply `new` over `old`. Everything that can fail is done before anything
 /// is changed.
@@ -50,7 +67,7 @@ pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadErr
         tracing::warn!("{w}");
     }
     let media = crate::media::ArchiveSettings::build(&new, Some(&app.media.settings()))?;
-    app.store.register(&topology(&new)).await?;
+    app.store.register(&Topology::of(&new)).await?;
     let subscribers: Vec<_> = new.subscribers().cloned().collect();
     app.delivery.configure(&subscribers)?;
     // Validated like the rest: nothing below can fail.

@@ -336,8 +336,8 @@ fn migrate(cli: &Cli) -> ExitCode {
         .build()
         .expect("runtime");
     let result = rt.block_on(async {
-        let store = crate::store::Store::open_sled(&crate::app::store_options(&config))?;
-        store.register(&crate::app::topology(&config)).await?;
+        let store = crate::store::Store::open_sled(&crate::store::Options::of(&config))?;
+        store.register(&crate::store::Topology::of(&config)).await?;
         store.close().await;
         Ok::<_, crate::store::StoreError>(())
     });

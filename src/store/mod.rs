@@ -41,6 +41,31 @@ pub struct Options {
     pub compression: bool,
 }
 
+impl Options {
+    /// The store options a config asks for.
+    pub fn of(config: &crate::config::Config) -> Options {
+        Options {
+            path: config.store.path.clone(),
+            cache_bytes: config.store.cache_bytes,
+            min_free: config.store.min_free,
+            compression: config.store.compression,
+        }
+    }
+}
+
+impl Topology {
+    /// Routes and their subscribers, by name, as a config names them.
+    pub fn of(config: &crate::config::Config) -> Topology {
+        Topology {
+            routes: config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), r.subscribers.iter().map(|s| s.name.clone()).collect()))
+                .collect(),
+        }
+    }
+}
+
 /// The durable store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -91,7 +116,7 @@ impl Store {
     /// The backend a config asks for.
     pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
         match &config.store.backend {
-            crate::config::StoreBackend::Sled => Store::open_sled(&crate::app::store_options(config)),
+            crate::config::StoreBackend::Sled => Store::open_sled(&Options::of(config)),
             crate::config::StoreBackend::Nats(n) => {
                 Store::open_nats(n, config.store.retention, config.server.max_body).await
             }

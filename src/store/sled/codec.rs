@@ -1,6 +1,7 @@
-//! The sled backend's binary row formats: the event header that precedes the
-//! body in a log row, and the delivery result row. No JSON on disk: a typical
-//! header is ~40 bytes, a first-try result ~20.
+//! The sled backend's binary row formats: the byte writer and reader they
+//! share, and the event header that precedes the body in a log row (the
+//! delivery result row is [`super::result_codec`]'s). No JSON on disk: a
+//! typical header is ~40 bytes, a first-try result ~20.
 //!
 //! Integers are LEB128 varints; strings are a varint length then UTF-8 bytes.
 //! Every row starts with a format byte so a later version can read old rows.
@@ -9,7 +10,8 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use crate::store::{Attempt, DeliveryState, EventMeta, Origin};
+pub(super) use super::result_codec::{decode_result, encode_result, ResultRow};
+use crate::store::{EventMeta, Origin};
 
 /// Appends to and reads from a byte buffer.
 #[derive(Default)]
@@ -233,124 +235,6 @@ pub(super) fn body(v: &[u8], at: usize) -> Bytes {
     Bytes::copy_from_slice(&v[at..])
 }
 
-const RESULT_V1: u8 = 1;
-
-/// What kind of error an attempt ended in, one byte per attempt (the whole
-/// message is kept for the last one only): none, connection, timeout, other,
-/// a pull client handed the message back (`delivery::pull::settle::HANDED_BACK`).
-const ERROR_KINDS: [Option<&str>; 5] = [
-    None,
-    Some("connection error"),
-    Some("timeout"),
-    Some("request error"),
-    Some("handed back by the pull client"),
-];
-
-fn error_kind(error: Option<&str>) -> u8 {
-    match error {
-        None => 0,
-        Some(e) if e.starts_with("connection error") => 1,
-        Some(e) if e.starts_with("timeout") => 2,
-        Some(e) if e.starts_with("handed back by the pull client") => 4,
-        Some(_) => 3,
-    }
-}
-/// The durable state of one event's delivery to one subscriber (the same
-/// value every backend keeps; encoded compactly here).
-pub(super) use crate::store::result::{ResultRow, HISTORY};
-
-fn state_code(s: &DeliveryState) -> (u8, u64) {
-    match s {
-        DeliveryState::Retrying { due_ms } => (0, *due_ms),
-        DeliveryState::Delivered => (1, 0),
-        DeliveryState::Dead => (2, 0),
-        DeliveryState::Skipped => (3, 0),
-        DeliveryState::Pending => (4, 0),
-        DeliveryState::AwaitingMedia { due_ms } => (5, *due_ms),
-    }
-}
-
-pub(super) fn encode_result(r: &ResultRow) -> Vec<u8> {
-    let mut w = Writer::with_capacity(24 + r.history.len() * 10);
-    w.u8(RESULT_V1);
-    let (code, due) = state_code(&r.state);
-    w.u8(code);
-    w.varint(due);
-    w.varint(u64::from(r.attempts));
-    w.varint(u64::from(r.step));
-    w.varint(r.at_ms);
-    let start = r.history.len().saturating_sub(HISTORY);
-    let hist = &r.history[start..];
-    w.varint(hist.len() as u64);
-    // Attempt times as deltas from the state time keep them to a few bytes.
-    for a in hist {
-        w.varint(u64::from(a.attempt));
-        w.varint(r.at_ms.saturating_sub(a.at_ms));
-        w.varint(a.duration_ms);
-        w.varint(u64::from(a.status.unwrap_or(0)));
-        w.u8(error_kind(a.error.as_deref()));
-    }
-    w.bytes(r.last_error.as_deref().unwrap_or("").as_bytes());
-    w.0
-}
-
-pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
-    let mut r = Reader::new(v);
-    if r.u8()? != RESULT_V1 {
-        return None;
-    }
-    let code = r.u8()?;
-    let due = r.varint()?;
-    let state = match code {
-        0 => DeliveryState::Retrying { due_ms: due },
-        1 => DeliveryState::Delivered,
-        2 => DeliveryState::Dead,
-        3 => DeliveryState::Skipped,
-        4 => DeliveryState::Pending,
-        5 => DeliveryState::AwaitingMedia { due_ms: due },
-        _ => return None,
-    };
-    let attempts = u32::try_from(r.varint()?).ok()?;
-    let step = u32::try_from(r.varint()?).ok()?;
-    let at_ms = r.varint()?;
-    let n = r.varint()?;
-    let mut history = Vec::with_capacity(n.min(HISTORY as u64) as usize);
-    for _ in 0..n {
-        let attempt = u32::try_from(r.varint()?).ok()?;
-        let ago = r.varint()?;
-        let duration_ms = r.varint()?;
-        let status = u16::try_from(r.varint()?).ok()?;
-        let kind = r.u8()?;
-        history.push(Attempt {
-            attempt,
-            at_ms: at_ms.saturating_sub(ago),
-            duration_ms,
-            status: (status != 0).then_some(status),
-            error: ERROR_KINDS
-                .get(usize::from(kind))
-                .copied()
-                .flatten()
-                .map(str::to_string),
-        });
-    }
-    let err = r.string()?;
-    let last_error = (!err.is_empty()).then_some(err);
-    // The last failed attempt gets its whole message back.
-    if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
-        if last.error.is_some() {
-            last.error = Some(e.clone());
-        }
-    }
-    Some(ResultRow {
-        state,
-        attempts,
-        step,
-        at_ms,
-        history,
-        last_error,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,103 +279,6 @@ mod tests {
             }
         }
         assert!(decode_header(&[2, 0]).is_none(), "unknown format byte");
-    }
-
-    #[test]
-    fn results_round_trip_with_history() {
-        let r = ResultRow {
-            state: DeliveryState::Retrying {
-                due_ms: 1_700_000_010_000,
-            },
-            attempts: 2,
-            step: 1,
-            at_ms: 1_700_000_005_000,
-            history: vec![
-                Attempt {
-                    attempt: 1,
-                    at_ms: 1_700_000_000_000,
-                    duration_ms: 12,
-                    status: Some(500),
-                    error: None,
-                },
-                Attempt {
-                    attempt: 2,
-                    at_ms: 1_700_000_004_000,
-                    duration_ms: 15_000,
-                    status: None,
-                    error: Some("timeout after 15s".into()),
-                },
-            ],
-            last_error: Some("timeout after 15s".into()),
-        };
-        assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
-        let delivered = ResultRow {
-            state: DeliveryState::Delivered,
-            attempts: 1,
-            step: 0,
-            at_ms: 1_700_000_000_020,
-            history: vec![Attempt {
-                attempt: 1,
-                at_ms: 1_700_000_000_000,
-                duration_ms: 3,
-                status: Some(200),
-                error: None,
-            }],
-            last_error: None,
-        };
-        let bytes = encode_result(&delivered);
-        assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
-        assert_eq!(decode_result(&bytes).unwrap(), delivered);
-    }
-
-    #[test]
-    fn pull_hand_backs_and_acknowledgements_keep_their_meaning() {
-        let attempt = |n: u32, error: Option<&str>| Attempt {
-            attempt: n,
-            at_ms: 1_700_000_000_000 + u64::from(n),
-            duration_ms: 5,
-            status: None,
-            error: error.map(str::to_string),
-        };
-        let back = crate::delivery::pull::settle::HANDED_BACK;
-        let r = ResultRow {
-            state: DeliveryState::Delivered,
-            attempts: 3,
-            step: 2,
-            at_ms: 1_700_000_000_010,
-            history: vec![attempt(1, Some(back)), attempt(2, Some(back)), attempt(3, None)],
-            last_error: None,
-        };
-        let got = decode_result(&encode_result(&r)).unwrap();
-        assert_eq!(
-            got, r,
-            "hand-backs stay hand-backs, the acknowledgement has neither status nor error"
-        );
-    }
-
-    #[test]
-    fn history_is_capped_but_the_count_is_exact() {
-        let history: Vec<Attempt> = (1..=40)
-            .map(|i| Attempt {
-                attempt: i,
-                at_ms: 1000 + u64::from(i),
-                duration_ms: 1,
-                status: Some(500),
-                error: None,
-            })
-            .collect();
-        let r = ResultRow {
-            state: DeliveryState::Dead,
-            attempts: 40,
-            step: 10,
-            at_ms: 2000,
-            history,
-            last_error: Some("HTTP 500".into()),
-        };
-        let back = decode_result(&encode_result(&r)).unwrap();
-        assert_eq!(back.attempts, 40);
-        assert_eq!(back.history.len(), HISTORY);
-        assert_eq!(back.history[0].attempt, 17);
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! holds new events it is flushed before any of their requests is answered
 //! (one flush for many requests). Delivery results are flushed with their
 //! batch as well, so a crash re-sends only what was in flight; they yield to
-//! new events when the writer is
-//! saturated. Being the only writer also makes dedupe race-free.
+//! new events when the writer is saturated. Being the only writer also makes
+//! dedupe race-free.
+//!
+//! This file owns the thread, its messages and how they are batched; what a
+//! batch writes is in the writer's other files: [`super::batch`] (the rows of
+//! one batch), [`super::append`] (an event), [`super::record`] (a finished
+//! delivery, the due index and the counters), [`super::topology`]
+//! (registration), [`super::writer_state`] (the state read back at start).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -16,12 +22,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::codec::{self, Header, HeaderMeta, ResultRow};
-use super::keys::{self, CursorRow};
+pub(super) use super::batch::Batch;
+use super::keys::CursorRow;
 use super::media::{MediaBook, MediaRecord};
 use super::media_sweep::MediaSweepStep;
 use super::Inner;
-use crate::store::{Accepted, Attempt, DeliveryState, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
+use crate::store::{Accepted, Attempt, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
 
 /// Events in one batch at most.
 const MAX_APPENDS: usize = 512;
@@ -112,65 +118,21 @@ pub(super) enum Msg {
     Stop,
 }
 
-/// The rows one batch writes, readable before they are applied.
-pub(super) struct Batch<'a> {
-    tree: &'a sled::Tree,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl<'a> Batch<'a> {
-    pub fn new(tree: &'a sled::Tree) -> Self {
-        Batch {
-            tree,
-            writes: BTreeMap::new(),
-        }
-    }
-    pub fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.writes.get(k) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.tree.get(k)?.map(|v| v.to_vec())),
-        }
-    }
-    pub fn put(&mut self, k: Vec<u8>, v: impl Into<Vec<u8>>) {
-        self.writes.insert(k, Some(v.into()));
-    }
-    pub fn del(&mut self, k: Vec<u8>) {
-        self.writes.insert(k, None);
-    }
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-    fn apply(self) -> Result<(), StoreError> {
-        if self.writes.is_empty() {
-            return Ok(());
-        }
-        let mut b = sled::Batch::default();
-        for (k, v) in self.writes {
-            match v {
-                Some(v) => b.insert(k, v),
-                None => b.remove(k),
-            }
-        }
-        self.tree.apply_batch(b)?;
-        Ok(())
-    }
-}
-
 /// The writer's own state: authoritative counters and cursors.
 pub(super) struct Writer {
     pub inner: Arc<Inner>,
     /// The last event id handed out: ids only grow, even if the clock goes back.
-    last_id: Ulid,
+    pub(super) last_id: Ulid,
     pub cursors: HashMap<(u32, u32), CursorRow>,
-    dirty_cursors: HashSet<(u32, u32)>,
+    pub(super) dirty_cursors: HashSet<(u32, u32)>,
     /// Next log sequence per route.
     pub tails: HashMap<u32, u64>,
-    dirty_tails: HashSet<u32>,
+    pub(super) dirty_tails: HashSet<u32>,
     /// `W` rows per subscriber.
     pub waiting: HashMap<u32, u64>,
-    dirty_waiting: HashSet<u32>,
+    pub(super) dirty_waiting: HashSet<u32>,
     /// Whether the last space check passed (to log changes once).
-    space_ok: bool,
+    pub(super) space_ok: bool,
     /// Media work waiting, and whom this batch wakes ([`super::media`]).
     pub media: MediaBook,
 }
@@ -225,66 +187,6 @@ enum Book {
 }
 
 impl Writer {
-    fn load(inner: Arc<Inner>) -> Result<Writer, StoreError> {
-        let tree = &inner.tree;
-        let mut cursors = HashMap::new();
-        for item in tree.scan_prefix([keys::C]) {
-            let (k, v) = item?;
-            let (Some(r), Some(s)) = (k.get(1..5), k.get(5..9)) else {
-                continue;
-            };
-            let key = (
-                u32::from_be_bytes(r.try_into().unwrap_or_default()),
-                u32::from_be_bytes(s.try_into().unwrap_or_default()),
-            );
-            if let Some(c) = CursorRow::decode(&v) {
-                cursors.insert(key, c);
-            }
-        }
-        let mut tails = HashMap::new();
-        let mut last_id = Ulid::nil();
-        for route in super::read_lock(&inner.registry).route_numbers() {
-            let stored = tree.get(keys::seq(route))?.map(|v| keys::u64_value(&v));
-            let last = tree
-                .range(keys::log_prefix(route)..keys::log_end(route))
-                .next_back()
-                .transpose()?;
-            let mut next = stored.unwrap_or(1);
-            if let Some((k, v)) = last {
-                if let Some(id) = keys::id_at_5(&k) {
-                    last_id = last_id.max(id.0);
-                }
-                if let Some((h, _)) = codec::decode_header(&v) {
-                    next = next.max(h.seq + 1);
-                }
-            }
-            tails.insert(route, next);
-            inner.tail(route).store(next, Ordering::Relaxed);
-        }
-        let mut waiting = HashMap::new();
-        for item in tree.scan_prefix([keys::K]) {
-            let (k, v) = item?;
-            if let Some(s) = k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes) {
-                let n = keys::u64_value(&v);
-                waiting.insert(s, n);
-                inner.waiting(s).store(n, Ordering::Relaxed);
-            }
-        }
-        let media = MediaBook::load(&inner, tree)?;
-        Ok(Writer {
-            inner,
-            last_id,
-            cursors,
-            dirty_cursors: HashSet::new(),
-            tails,
-            dirty_tails: HashSet::new(),
-            waiting,
-            dirty_waiting: HashSet::new(),
-            space_ok: true,
-            media,
-        })
-    }
-
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut appends: VecDeque<(Box<NewEvent>, Reply<Accepted>)> = VecDeque::new();
         let mut books: VecDeque<Book> = VecDeque::new();
@@ -438,197 +340,6 @@ impl Writer {
         space.err()
     }
 
-    fn next_id(&mut self, ms: u64) -> EventId {
-        let candidate = Ulid::from_parts(ms, fastrand::u128(..));
-        let id = if candidate.timestamp_ms() > self.last_id.timestamp_ms() {
-            candidate
-        } else {
-            self.last_id.increment().unwrap_or(candidate)
-        };
-        self.last_id = id;
-        EventId(id)
-    }
-
-    /// Dedupe, add the event's rows, settle its expected task.
-    fn add_event(
-        &mut self,
-        b: &mut Batch<'_>,
-        ev: &NewEvent,
-        seen: &mut HashMap<Vec<u8>, EventId>,
-        news: &mut HashSet<u32>,
-    ) -> Result<Accepted, StoreError> {
-        let accepted = self.add_log_rows(b, ev, seen, news)?;
-        if let Some(mark) = &ev.task {
-            let (route, _) = self.numbers(b, &ev.meta.route, &[]);
-            self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms)?;
-        }
-        Ok(accepted)
-    }
-
-    /// Dedupe, then add the event's log and dedupe rows.
-    fn add_log_rows(
-        &mut self,
-        b: &mut Batch<'_>,
-        ev: &NewEvent,
-        seen: &mut HashMap<Vec<u8>, EventId>,
-        news: &mut HashSet<u32>,
-    ) -> Result<Accepted, StoreError> {
-        let (route, subs) = self.numbers(b, &ev.meta.route, &ev.meta.subscribers);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&ev.dedupe_hash[..16]);
-        let dkey = keys::dedupe(route, &hash);
-        if let Some(id) = seen.get(&dkey) {
-            return Ok(Accepted {
-                id: *id,
-                duplicate: true,
-            });
-        }
-        if let Some(v) = b.get(&dkey)? {
-            if let Some(id) = EventId::from_slice(&v) {
-                return Ok(Accepted { id, duplicate: true });
-            }
-        }
-        let id = self.next_id(ev.meta.received_ms);
-        let tail = self.tails.entry(route).or_insert(1);
-        let seq = *tail;
-        *tail += 1;
-        self.dirty_tails.insert(route);
-        let header = Header {
-            seq,
-            meta: HeaderMeta::from_meta(&ev.meta),
-            subscribers: subs,
-            dedupe: hash,
-        };
-        if !ev.media.is_empty() {
-            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
-        }
-        b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
-        b.put(dkey.clone(), id.bytes().to_vec());
-        seen.insert(dkey, id);
-        news.insert(route);
-        Ok(Accepted { id, duplicate: false })
-    }
-
-    /// Route and subscriber numbers for an event, allocating unknown names.
-    pub(super) fn numbers(&mut self, b: &mut Batch<'_>, route: &str, subs: &[String]) -> (u32, Vec<u32>) {
-        {
-            let reg = super::read_lock(&self.inner.registry);
-            if let Some(r) = reg.route(route) {
-                let nos: Option<Vec<u32>> = subs.iter().map(|s| reg.sub(s)).collect();
-                if let Some(nos) = nos {
-                    return (r, nos);
-                }
-            }
-        }
-        let mut rows = Vec::new();
-        let mut reg = super::write_lock(&self.inner.registry);
-        let r = reg.route_or_new(route, &mut rows);
-        let nos = subs.iter().map(|s| reg.sub_or_new(s, r, &mut rows).0).collect();
-        for (k, v) in rows {
-            b.put(k, v);
-        }
-        (r, nos)
-    }
-
-    pub fn put_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
-        let k = keys::due(sub, due_ms, id);
-        if b.get(&k)?.is_none() {
-            *self.waiting.entry(sub).or_default() += 1;
-            self.dirty_waiting.insert(sub);
-        }
-        b.put(k, Vec::new());
-        Ok(())
-    }
-
-    pub fn del_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
-        let k = keys::due(sub, due_ms, id);
-        if b.get(&k)?.is_some() {
-            let n = self.waiting.entry(sub).or_default();
-            *n = n.saturating_sub(1);
-            self.dirty_waiting.insert(sub);
-        }
-        b.del(k);
-        Ok(())
-    }
-
-    /// Record an attempt: the result row, the due index, the dead letter.
-    fn add_record(&mut self, b: &mut Batch<'_>, rec: &Record) -> Result<(), StoreError> {
-        let t = &rec.ticket;
-        match t.source {
-            Source::Due { due_ms } => self.del_due(b, t.sub, due_ms, t.event)?,
-            Source::Log { .. } => {
-                // A restart re-checks results only up to the high-water mark.
-                if let Some(c) = self.cursors.get_mut(&(t.route, t.sub)) {
-                    if t.event > c.high_water {
-                        c.high_water = t.event;
-                        self.dirty_cursors.insert((t.route, t.sub));
-                    }
-                }
-            }
-        }
-        if rec.outcome == Outcome::Gone {
-            return Ok(());
-        }
-        let rkey = keys::result(t.event, t.sub);
-        let mut row = match b.get(&rkey)? {
-            Some(v) => codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {}", t.event)))?,
-            None => ResultRow::new(rec.now_ms),
-        };
-        // Work parked under another due time (a media wake or a replay moved
-        // it while this try was in flight): one `W` row per delivery at most.
-        if let DeliveryState::Retrying { due_ms: d } | DeliveryState::AwaitingMedia { due_ms: d } = row.state {
-            if t.source != (Source::Due { due_ms: d }) {
-                self.del_due(b, t.sub, d, t.event)?;
-            }
-        }
-        row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
-        match &rec.outcome {
-            Outcome::Retry { due_ms } => self.put_due(b, t.sub, *due_ms, t.event)?,
-            Outcome::Dead { .. } => b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec()),
-            Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
-            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {}
-        }
-        b.put(rkey, codec::encode_result(&row));
-        Ok(())
-    }
-
-    fn move_cursor(&mut self, route: u32, sub: u32, at: EventId, seq: u64) {
-        if let Some(c) = self.cursors.get_mut(&(route, sub)) {
-            if at > c.at {
-                c.at = at;
-                c.seq = seq;
-                self.dirty_cursors.insert((route, sub));
-            }
-        }
-    }
-
-    /// The cursor, sequence and count rows changed by this batch (once each).
-    pub fn write_counters(&mut self, b: &mut Batch<'_>) {
-        for key in self.dirty_cursors.drain() {
-            if let Some(c) = self.cursors.get(&key) {
-                b.put(keys::cursor(key.0, key.1), c.encode().to_vec());
-            }
-        }
-        for route in &self.dirty_tails {
-            b.put(keys::seq(*route), self.tails[route].to_be_bytes().to_vec());
-        }
-        for sub in &self.dirty_waiting {
-            b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());
-        }
-        self.media.write_count(b);
-    }
-
-    /// Make the new counters visible to lanes once they are written.
-    pub fn publish_counters(&mut self) {
-        for route in self.dirty_tails.drain() {
-            self.inner.tail(route).store(self.tails[&route], Ordering::Relaxed);
-        }
-        for sub in self.dirty_waiting.drain() {
-            self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
-        }
-        self.media.publish(&self.inner);
-    }
-
     /// Apply a control batch and flush it.
     pub fn commit(&mut self, mut b: Batch<'_>) -> Result<(), StoreError> {
         if self.inner.has_failed() {
@@ -698,75 +409,6 @@ impl Writer {
             | Msg::Cursor { .. }
             | Msg::Stop => {}
         }
-    }
-
-    /// Number the configured routes and subscribers; a subscriber new to its
-    /// route starts at the tail of the route's log.
-    fn register(&mut self, t: &Topology) -> Result<(), StoreError> {
-        let tree = self.inner.tree.clone();
-        let mut b = Batch::new(&tree);
-        let mut rows = Vec::new();
-        let mut configured = HashMap::new();
-        {
-            let mut reg = super::write_lock(&self.inner.registry);
-            let before: Vec<(u32, u32)> = reg
-                .route_numbers()
-                .into_iter()
-                .flat_map(|r| reg.route_subs(r).iter().map(move |s| (r, *s)).collect::<Vec<_>>())
-                .collect();
-            for (route_name, subs) in &t.routes {
-                let route = reg.route_or_new(route_name, &mut rows);
-                let mut list = Vec::new();
-                for s in subs {
-                    let (sub, _) = reg.sub_or_new(s, route, &mut rows);
-                    list.push(sub);
-                    match self.cursors.get_mut(&(route, sub)) {
-                        Some(c) if c.end > 0 => {
-                            // Back in the config: its log goes on from here.
-                            c.end = 0;
-                            self.dirty_cursors.insert((route, sub));
-                        }
-                        Some(_) => {}
-                        None => {
-                            let at = tree
-                                .range(keys::log_prefix(route)..keys::log_end(route))
-                                .next_back()
-                                .transpose()?
-                                .and_then(|(k, _)| keys::id_at_5(&k))
-                                .map_or(EventId::ZERO, |id| id.next());
-                            let seq = *self.tails.entry(route).or_insert(1);
-                            let c = CursorRow {
-                                at,
-                                seq,
-                                high_water: EventId::ZERO,
-                                end: 0,
-                            };
-                            self.cursors.insert((route, sub), c);
-                            self.dirty_cursors.insert((route, sub));
-                        }
-                    }
-                }
-                configured.insert(route, list);
-            }
-            // Removed from the config: no later event is meant for them.
-            for (route, sub) in before {
-                if configured.get(&route).is_some_and(|l: &Vec<u32>| l.contains(&sub)) {
-                    continue;
-                }
-                let tail = *self.tails.entry(route).or_insert(1);
-                if let Some(c) = self.cursors.get_mut(&(route, sub)) {
-                    if c.end == 0 {
-                        c.end = tail;
-                        self.dirty_cursors.insert((route, sub));
-                    }
-                }
-            }
-            reg.set_configured(configured);
-        }
-        for (k, v) in rows {
-            b.put(k, v);
-        }
-        self.commit(b)
     }
 }
 

@@ -7,6 +7,8 @@
 //! marks it failed for good: the daemon then exits and its supervisor restarts
 //! it (sled recovers everything flushed).
 
+mod append;
+mod batch;
 mod codec;
 mod cursor;
 mod group_commit;
@@ -18,9 +20,13 @@ mod media_source;
 mod media_sweep;
 mod migrate;
 mod query;
+mod record;
 mod registry;
 mod replay;
+mod result_codec;
 mod sweep;
+mod topology;
+mod writer_state;
 mod task_codec;
 mod task_query;
 mod tasks;
@@ -396,6 +402,8 @@ impl SledStore {
 
 #[cfg(test)]
 mod media_tests;
+#[cfg(test)]
+mod migrate_tests;
 #[cfg(test)]
 mod task_tests;
 #[cfg(test)]

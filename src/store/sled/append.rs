@@ -1,0 +1,110 @@
+//! The writer's side of appending an event: its id (time-ordered, never
+//! going back), dedupe against the batch and the tree, the log and dedupe
+//! rows, the event's media work, and settling its expected task — all in
+//! the batch that answers the request. Part of the writer
+//! ([`super::group_commit`]).
+
+use std::collections::{HashMap, HashSet};
+
+use ulid::Ulid;
+
+use super::batch::Batch;
+use super::codec::{self, Header, HeaderMeta};
+use super::group_commit::Writer;
+use super::keys;
+use crate::store::{Accepted, EventId, NewEvent, StoreError};
+
+impl Writer {
+    fn next_id(&mut self, ms: u64) -> EventId {
+        let candidate = Ulid::from_parts(ms, fastrand::u128(..));
+        let id = if candidate.timestamp_ms() > self.last_id.timestamp_ms() {
+            candidate
+        } else {
+            self.last_id.increment().unwrap_or(candidate)
+        };
+        self.last_id = id;
+        EventId(id)
+    }
+
+    /// Dedupe, add the event's rows, settle its expected task.
+    pub(super) fn add_event(
+        &mut self,
+        b: &mut Batch<'_>,
+        ev: &NewEvent,
+        seen: &mut HashMap<Vec<u8>, EventId>,
+        news: &mut HashSet<u32>,
+    ) -> Result<Accepted, StoreError> {
+        let accepted = self.add_log_rows(b, ev, seen, news)?;
+        if let Some(mark) = &ev.task {
+            let (route, _) = self.numbers(b, &ev.meta.route, &[]);
+            self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms)?;
+        }
+        Ok(accepted)
+    }
+
+    /// Dedupe, then add the event's log and dedupe rows.
+    fn add_log_rows(
+        &mut self,
+        b: &mut Batch<'_>,
+        ev: &NewEvent,
+        seen: &mut HashMap<Vec<u8>, EventId>,
+        news: &mut HashSet<u32>,
+    ) -> Result<Accepted, StoreError> {
+        let (route, subs) = self.numbers(b, &ev.meta.route, &ev.meta.subscribers);
+        let mut hash = [0u8; 16];
+        hash.copy_from_slice(&ev.dedupe_hash[..16]);
+        let dkey = keys::dedupe(route, &hash);
+        if let Some(id) = seen.get(&dkey) {
+            return Ok(Accepted {
+                id: *id,
+                duplicate: true,
+            });
+        }
+        if let Some(v) = b.get(&dkey)? {
+            if let Some(id) = EventId::from_slice(&v) {
+                return Ok(Accepted { id, duplicate: true });
+            }
+        }
+        let id = self.next_id(ev.meta.received_ms);
+        let tail = self.tails.entry(route).or_insert(1);
+        let seq = *tail;
+        *tail += 1;
+        self.dirty_tails.insert(route);
+        let header = Header {
+            seq,
+            meta: HeaderMeta::from_meta(&ev.meta),
+            subscribers: subs,
+            dedupe: hash,
+        };
+        if !ev.media.is_empty() {
+            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        }
+        b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
+        b.put(dkey.clone(), id.bytes().to_vec());
+        seen.insert(dkey, id);
+        news.insert(route);
+        Ok(Accepted { id, duplicate: false })
+    }
+
+    /// Route and subscriber numbers for an event, allocating unknown names.
+    pub(super) fn numbers(&mut self, b: &mut Batch<'_>, route: &str, subs: &[String]) -> (u32, Vec<u32>) {
+        {
+            let reg = super::read_lock(&self.inner.registry);
+            if let Some(r) = reg.route(route) {
+                let nos: Option<Vec<u32>> = subs.iter().map(|s| reg.sub(s)).collect();
+                if let Some(nos) = nos {
+                    return (r, nos);
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        let mut reg = super::write_lock(&self.inner.registry);
+        let r = reg.route_or_new(route, &mut rows);
+        let nos = subs.iter().map(|s| reg.sub_or_new(s, r, &mut rows).0).collect();
+        for (k, v) in rows {
+            b.put(k, v);
+        }
+        (r, nos)
+    }
+
+}

@@ -1,0 +1,113 @@
+//! What the writer does with a finished delivery and with the rows that
+//! follow the log: the result row, the due-time index (`W` rows and their
+//! per-subscriber counts), dead letters, and the cursor, sequence and count
+//! rows a batch changed. Part of the writer ([`super::group_commit`]).
+
+use std::sync::atomic::Ordering;
+
+use super::batch::Batch;
+use super::codec::{self, ResultRow};
+use super::group_commit::{Record, Source, Writer};
+use super::keys;
+use crate::store::{DeliveryState, EventId, Outcome, StoreError};
+
+impl Writer {
+    pub fn put_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
+        let k = keys::due(sub, due_ms, id);
+        if b.get(&k)?.is_none() {
+            *self.waiting.entry(sub).or_default() += 1;
+            self.dirty_waiting.insert(sub);
+        }
+        b.put(k, Vec::new());
+        Ok(())
+    }
+
+    pub fn del_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
+        let k = keys::due(sub, due_ms, id);
+        if b.get(&k)?.is_some() {
+            let n = self.waiting.entry(sub).or_default();
+            *n = n.saturating_sub(1);
+            self.dirty_waiting.insert(sub);
+        }
+        b.del(k);
+        Ok(())
+    }
+
+    /// Record an attempt: the result row, the due index, the dead letter.
+    pub(super) fn add_record(&mut self, b: &mut Batch<'_>, rec: &Record) -> Result<(), StoreError> {
+        let t = &rec.ticket;
+        match t.source {
+            Source::Due { due_ms } => self.del_due(b, t.sub, due_ms, t.event)?,
+            Source::Log { .. } => {
+                // A restart re-checks results only up to the high-water mark.
+                if let Some(c) = self.cursors.get_mut(&(t.route, t.sub)) {
+                    if t.event > c.high_water {
+                        c.high_water = t.event;
+                        self.dirty_cursors.insert((t.route, t.sub));
+                    }
+                }
+            }
+        }
+        if rec.outcome == Outcome::Gone {
+            return Ok(());
+        }
+        let rkey = keys::result(t.event, t.sub);
+        let mut row = match b.get(&rkey)? {
+            Some(v) => codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {}", t.event)))?,
+            None => ResultRow::new(rec.now_ms),
+        };
+        // Work parked under another due time (a media wake or a replay moved
+        // it while this try was in flight): one `W` row per delivery at most.
+        if let DeliveryState::Retrying { due_ms: d } | DeliveryState::AwaitingMedia { due_ms: d } = row.state {
+            if t.source != (Source::Due { due_ms: d }) {
+                self.del_due(b, t.sub, d, t.event)?;
+            }
+        }
+        row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
+        match &rec.outcome {
+            Outcome::Retry { due_ms } => self.put_due(b, t.sub, *due_ms, t.event)?,
+            Outcome::Dead { .. } => b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec()),
+            Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
+            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {}
+        }
+        b.put(rkey, codec::encode_result(&row));
+        Ok(())
+    }
+
+    pub(super) fn move_cursor(&mut self, route: u32, sub: u32, at: EventId, seq: u64) {
+        if let Some(c) = self.cursors.get_mut(&(route, sub)) {
+            if at > c.at {
+                c.at = at;
+                c.seq = seq;
+                self.dirty_cursors.insert((route, sub));
+            }
+        }
+    }
+
+    /// The cursor, sequence and count rows changed by this batch (once each).
+    pub fn write_counters(&mut self, b: &mut Batch<'_>) {
+        for key in self.dirty_cursors.drain() {
+            if let Some(c) = self.cursors.get(&key) {
+                b.put(keys::cursor(key.0, key.1), c.encode().to_vec());
+            }
+        }
+        for route in &self.dirty_tails {
+            b.put(keys::seq(*route), self.tails[route].to_be_bytes().to_vec());
+        }
+        for sub in &self.dirty_waiting {
+            b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());
+        }
+        self.media.write_count(b);
+    }
+
+    /// Make the new counters visible to lanes once they are written.
+    pub fn publish_counters(&mut self) {
+        for route in self.dirty_tails.drain() {
+            self.inner.tail(route).store(self.tails[&route], Ordering::Relaxed);
+        }
+        for sub in self.dirty_waiting.drain() {
+            self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
+        }
+        self.media.publish(&self.inner);
+    }
+}

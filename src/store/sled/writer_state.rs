@@ -1,0 +1,79 @@
+//! The writer's authoritative state at start-up, read back from the tree:
+//! every cursor, each route's next log sequence (the stored one, or past the
+//! last log row if a crash came before it was written), the last event id
+//! handed out, the due-index counts, and the media bookkeeping.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ulid::Ulid;
+
+use super::codec;
+use super::group_commit::Writer;
+use super::keys::{self, CursorRow};
+use super::media::MediaBook;
+use super::Inner;
+use crate::store::StoreError;
+
+impl Writer {
+    pub(super) fn load(inner: Arc<Inner>) -> Result<Writer, StoreError> {
+        let tree = &inner.tree;
+        let mut cursors = HashMap::new();
+        for item in tree.scan_prefix([keys::C]) {
+            let (k, v) = item?;
+            let (Some(r), Some(s)) = (k.get(1..5), k.get(5..9)) else {
+                continue;
+            };
+            let key = (
+                u32::from_be_bytes(r.try_into().unwrap_or_default()),
+                u32::from_be_bytes(s.try_into().unwrap_or_default()),
+            );
+            if let Some(c) = CursorRow::decode(&v) {
+                cursors.insert(key, c);
+            }
+        }
+        let mut tails = HashMap::new();
+        let mut last_id = Ulid::nil();
+        for route in super::read_lock(&inner.registry).route_numbers() {
+            let stored = tree.get(keys::seq(route))?.map(|v| keys::u64_value(&v));
+            let last = tree
+                .range(keys::log_prefix(route)..keys::log_end(route))
+                .next_back()
+                .transpose()?;
+            let mut next = stored.unwrap_or(1);
+            if let Some((k, v)) = last {
+                if let Some(id) = keys::id_at_5(&k) {
+                    last_id = last_id.max(id.0);
+                }
+                if let Some((h, _)) = codec::decode_header(&v) {
+                    next = next.max(h.seq + 1);
+                }
+            }
+            tails.insert(route, next);
+            inner.tail(route).store(next, Ordering::Relaxed);
+        }
+        let mut waiting = HashMap::new();
+        for item in tree.scan_prefix([keys::K]) {
+            let (k, v) = item?;
+            if let Some(s) = k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes) {
+                let n = keys::u64_value(&v);
+                waiting.insert(s, n);
+                inner.waiting(s).store(n, Ordering::Relaxed);
+            }
+        }
+        let media = MediaBook::load(&inner, tree)?;
+        Ok(Writer {
+            inner,
+            last_id,
+            cursors,
+            dirty_cursors: HashSet::new(),
+            tails,
+            dirty_tails: HashSet::new(),
+            waiting,
+            dirty_waiting: HashSet::new(),
+            space_ok: true,
+            media,
+        })
+    }
+}
