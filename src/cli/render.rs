@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-fn s(v: &Value) -> String {
+/// A JSON value as a table cell (`-` for null, strings unquoted).
+pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

@@ -2,15 +2,7 @@
 
 use serde_json::Value;
 
-use super::render::table;
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+use super::render::{s, table};
 
 /// `GET /api/tasks` as a table, newest first.
 pub fn render_tasks(v: &Value) -> String {
