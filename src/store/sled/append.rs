@@ -106,5 +106,4 @@ impl Writer {
         }
         (r, nos)
     }
-
 }

@@ -25,11 +25,11 @@ mod registry;
 mod replay;
 mod result_codec;
 mod sweep;
-mod topology;
-mod writer_state;
 mod task_codec;
 mod task_query;
 mod tasks;
+mod topology;
+mod writer_state;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
