@@ -35,6 +35,9 @@ struct Scene {
     ids: Vec<String>,
 }
 
+/// The expected task the scene registers.
+const EXPECTED_TASK: &str = "console-expected-1";
+
 async fn scene(token: Option<&str>) -> Scene {
     // Fail first, with what to install, when the browser kit is missing.
     let _ = browser::chromium();
@@ -48,7 +51,8 @@ async fn scene(token: Option<&str>) -> Scene {
                 .retry([ms(50)])
                 .circuit_threshold(1000),
         )
-        .subscriber(Subscriber::new("down", DOWN).retry([secs(3600)]));
+        .subscriber(Subscriber::new("down", DOWN).retry([secs(3600)]))
+        .route(preset_route("tasks", "kie-runway").subscriber(Subscriber::new("tasks-sub", DOWN)));
     if let Some(t) = token {
         cfg = cfg.admin_token(t);
     }
@@ -61,6 +65,18 @@ async fn scene(token: Option<&str>) -> Scene {
         .await;
     let auth = format!("Bearer {}", token.unwrap_or(""));
     let headers = [("authorization", auth.as_str())];
+    // A task whose callback is expected: the Tasks page lists it.
+    let register = format!(r#"{{"route": "tasks", "task_id": "{EXPECTED_TASK}"}}"#);
+    let (s, _, b) = request(
+        h.admin_addr,
+        None,
+        "POST",
+        "/api/tasks",
+        &[("authorization", auth.as_str()), ("content-type", "application/json")],
+        register.into(),
+    )
+    .await;
+    assert_eq!(s, http::StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, _, b) = request(
@@ -118,6 +134,7 @@ async fn the_console_shows_events_attempts_replays_and_backlog() {
         ("TASK_EVENT", ids[1].clone()),
         ("DEAD_SUB", "flaky".to_string()),
         ("DOWN_SUB", "down".to_string()),
+        ("EXPECTED_TASK", EXPECTED_TASK.to_string()),
         (
             "SCREENSHOTS",
             if shots {

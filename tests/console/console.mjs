@@ -3,8 +3,8 @@
 // Env: ADMIN_URL, ADMIN_TOKEN, INGEST_URL (a callback URL with its token),
 // EVENT_IDS (comma-separated, the test's callbacks), TASK / TASK_EVENT (a task
 // id and its event), DEAD_SUB (the subscriber whose deliveries died), DOWN_SUB
-// (the one that is down), CHROMIUM (the browser), SCREENSHOTS (a directory, or
-// empty). Prints one line per step; exits non-zero with the reason on failure.
+// (the one that is down), EXPECTED_TASK (a registered task id), CHROMIUM (the
+// browser), SCREENSHOTS (a directory, or empty). Prints one line per step; exits non-zero with the reason on failure.
 
 import { chromium } from 'playwright-core';
 
@@ -122,6 +122,20 @@ try {
   const oldest = await page.textContent(`#subscribers-table tr[data-name="${downSub}"] td.oldest`);
   step(`${downSub} backlog ${start} -> ${await page.textContent(backlog)} (oldest pending ${oldest}) without reloading`);
   await shot(page, 'subscribers');
+
+  // Expected tasks: the registered one is waiting; the state filter hides it.
+  const expected = env('EXPECTED_TASK');
+  await page.click('#nav a[data-page="tasks"]');
+  const taskRow = `#tasks-table tr[data-task="${expected}"]`;
+  await page.waitForSelector(taskRow);
+  const state = await page.textContent(`${taskRow} td.state`);
+  if (state !== 'waiting') throw new Error(`task ${expected} shows ${state}, not waiting`);
+  await shot(page, 'tasks');
+  await page.selectOption('#filter-task-state', 'called_back');
+  await until(page, 'the state filter to hide the waiting task', (sel) => !document.querySelector(sel), taskRow);
+  await page.selectOption('#filter-task-state', '');
+  await page.waitForSelector(taskRow);
+  step(`task ${expected} listed as waiting; the state filter works`);
 
   await page.click('#nav a[data-page="status"]');
   await page.waitForSelector('#status');

@@ -1,5 +1,5 @@
 // The console's shell: which page the URL fragment names (#/events,
-// #/events/ID, #/dead-letters, #/subscribers, #/status), refreshing it every few
+// #/events/ID, #/dead-letters, #/subscribers, #/tasks, #/status), refreshing it every few
 // seconds (pausable), asking for the admin token when the API wants one, and
 // replays (POST, then a message and a refresh).
 

@@ -195,6 +195,51 @@ const subscribers = {
     ),
 };
 
+// Expected tasks: filters route and state (server-side).
+const taskFilters = { route: '', state: '' };
+
+const tasks = {
+  title: 'Expected tasks',
+  setup(controls, _arg, ctx) {
+    const onInput = (key) => (ev) => {
+      taskFilters[key] = ev.target.value.trim();
+      ctx.refresh();
+    };
+    const state = el(
+      'select',
+      { id: 'filter-task-state', onchange: onInput('state') },
+      ['', 'waiting', 'polling', 'called_back', 'recovered', 'gave_up'].map((s) =>
+        el('option', { value: s, selected: s === taskFilters.state }, s || 'any state'),
+      ),
+    );
+    controls.append(
+      el('label', {}, 'Route ', el('input', { id: 'filter-task-route', value: taskFilters.route, placeholder: 'any route', onchange: onInput('route') })),
+      el('label', {}, 'State ', state),
+    );
+  },
+  load: () => api('/api/tasks?' + q({ limit: 200, ...taskFilters })),
+  render: (data) =>
+    table(
+      'tasks-table',
+      ['Task id', 'Route', 'State', 'Registered', 'Next poll', 'Polls', 'Provider state', 'Last error', 'Event'],
+      data.tasks.map((t) => ({
+        attrs: { 'data-task': t.task_id },
+        cells: [
+          t.task_id,
+          t.route,
+          td('state', badge(t.state)),
+          t.registered_at,
+          t.next_poll_at || '–',
+          String(t.polls),
+          t.provider_state || '–',
+          t.last_error || '',
+          t.event ? eventLink(t.event) : '–',
+        ],
+      })),
+      'No expected tasks match.',
+    ),
+};
+
 const status = {
   title: 'Status',
   load: () => api('/api/status'),
@@ -216,4 +261,4 @@ const status = {
     ),
 };
 
-export const pages = { events, event, 'dead-letters': deadLetters, subscribers, status };
+export const pages = { events, event, 'dead-letters': deadLetters, subscribers, tasks, status };
