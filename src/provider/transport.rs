@@ -155,14 +155,11 @@ impl Transport {
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// `Retry-After` in seconds or as an HTTP date (read as deliveries read it,
+/// against the daemon's clock).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    crate::delivery::retry::parse_retry_after(v, crate::clock::now())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
