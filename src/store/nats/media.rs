@@ -18,11 +18,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, PullConsumer};
-use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::stream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::queue::{create_json, get_json};
 use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{EventId, MediaFile, MediaItem, MediaState, StoreError, StoredFile};
 
@@ -155,25 +156,13 @@ impl Shared {
     }
 
     pub(super) async fn media_row(&self, hash: &str) -> Result<Option<(MediaRow, u64)>, StoreError> {
-        let key = layout::media_key(hash);
-        match self.media()?.entry(&key).await.map_err(unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let row = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("media {key}")))?;
-                Ok(Some((row, e.revision)))
-            }
-            _ => Ok(None),
-        }
+        get_json(&self.media()?, &layout::media_key(hash)).await
     }
 
-    /// Write the row of a URL first seen by work message `work`; false when
+    /// Write the row of a URL first seen by its work message; false when
     /// another work message got there first.
     pub(super) async fn create_media_row(&self, hash: &str, row: &MediaRow) -> Result<bool, StoreError> {
-        let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
-        match self.media()?.create(layout::media_key(hash), value).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        create_json(&self.media()?, layout::media_key(hash), row).await
     }
 
     pub(super) async fn put_media_row(&self, hash: &str, row: &MediaRow) -> Result<(), StoreError> {

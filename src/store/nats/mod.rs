@@ -125,13 +125,7 @@ impl Shared {
     }
 
     pub(super) async fn result(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
-        match self.results()?.entry(key).await.map_err(unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let row = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("result {key}")))?;
-                Ok(Some((row, e.revision)))
-            }
-            _ => Ok(None),
-        }
+        queue::get_json(&self.results()?, key).await
     }
 
     pub(super) async fn put_result(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {

@@ -113,3 +113,31 @@ impl Shared {
         Ok(out)
     }
 }
+
+/// A key's JSON value with its revision; None when absent or deleted.
+pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+    bucket: &kv::Store,
+    key: &str,
+) -> Result<Option<(T, u64)>, StoreError> {
+    match bucket.entry(key).await.map_err(unavailable)? {
+        Some(e) if e.operation == kv::Operation::Put => {
+            let value = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(key.to_string()))?;
+            Ok(Some((value, e.revision)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Write a key that must be new; false when it exists.
+pub(super) async fn create_json<T: serde::Serialize>(
+    bucket: &kv::Store,
+    key: String,
+    value: &T,
+) -> Result<bool, StoreError> {
+    let bytes = Bytes::from(serde_json::to_vec(value).expect("serializes"));
+    match bucket.create(key, bytes).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
+}

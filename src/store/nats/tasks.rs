@@ -16,11 +16,12 @@
 use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::consumer::{pull, PullConsumer};
-use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::{stream, AckKind};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::queue::{create_json, get_json};
 use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{
     Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
@@ -80,23 +81,12 @@ impl Shared {
     }
 
     pub(super) async fn task_row(&self, hash: &str) -> Result<Option<(TaskRow, u64)>, StoreError> {
-        let key = layout::task_key(hash);
-        match self.tasks_bucket()?.entry(&key).await.map_err(unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let row = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(format!("task {key}")))?;
-                Ok(Some((row, e.revision)))
-            }
-            _ => Ok(None),
-        }
+        get_json(&self.tasks_bucket()?, &layout::task_key(hash)).await
     }
 
     /// Write a new task's row; false when it exists.
     pub(super) async fn create_task_row(&self, hash: &str, row: &TaskRow) -> Result<bool, StoreError> {
-        match self.tasks_bucket()?.create(layout::task_key(hash), encode(row)).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        create_json(&self.tasks_bucket()?, layout::task_key(hash), row).await
     }
 
     async fn put_task_row(&self, hash: &str, row: &TaskRow) -> Result<(), StoreError> {
