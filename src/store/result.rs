@@ -80,6 +80,12 @@ impl ResultRow {
         self.at_ms = now_ms;
     }
 
+    /// The admin view of a delivery with this result, or of one not
+    /// attempted yet (no result row).
+    pub fn view(row: Option<ResultRow>, subscriber: &str) -> Delivery {
+        row.unwrap_or_else(|| ResultRow::new(0)).delivery(subscriber)
+    }
+
     /// The admin view of it.
     pub fn delivery(self, subscriber: &str) -> Delivery {
         Delivery {

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 
 use super::{event, layout, unavailable, NatsStore};
 use crate::store::{
-    DeadLetter, Delivery, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError, SubscriberStats,
+    DeadLetter, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError, SubscriberStats,
 };
 
 /// Messages one listing looks at, at most, per route.
@@ -64,16 +64,8 @@ impl NatsStore {
         let mut deliveries = Vec::with_capacity(event.meta.subscribers.len());
         for sub in &event.meta.subscribers {
             let key = layout::result_key(route, seq, sub);
-            deliveries.push(match self.shared.result(&key).await? {
-                Some((row, _)) => row.delivery(sub),
-                None => Delivery {
-                    subscriber: sub.clone(),
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    history: Vec::new(),
-                    last_error: None,
-                },
-            });
+            let row = self.shared.result(&key).await?.map(|(r, _)| r);
+            deliveries.push(crate::store::result::ResultRow::view(row, sub));
         }
         Ok(EventView { event, deliveries })
     }

@@ -11,9 +11,7 @@ use super::codec::{self, Header};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
 use super::SledStore;
-use crate::store::{
-    DeadLetter, Delivery, DeliveryState, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats,
-};
+use crate::store::{DeadLetter, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats};
 
 /// An event from its log row, names restored.
 pub(super) fn event_from(reg: &Registry, route: &str, id: EventId, h: Header, body: Bytes) -> Event {
@@ -80,22 +78,7 @@ impl SledStore {
                 .tree
                 .get(keys::result(id, *no))?
                 .and_then(|v| codec::decode_result(&v));
-            deliveries.push(match row {
-                Some(r) => Delivery {
-                    subscriber: sub.clone(),
-                    state: r.state,
-                    attempts: r.attempts,
-                    history: r.history,
-                    last_error: r.last_error,
-                },
-                None => Delivery {
-                    subscriber: sub.clone(),
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    history: Vec::new(),
-                    last_error: None,
-                },
-            });
+            deliveries.push(crate::store::result::ResultRow::view(row, sub));
         }
         Ok(EventView { event, deliveries })
     }
