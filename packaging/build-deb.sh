@@ -57,7 +57,7 @@ LoadCredential=admin-token:/etc/hookrelay/secrets/admin-token' \
 for want in 'ExecStart=/usr/bin/hookrelay run --config /etc/hookrelay/config.toml' \
             'ExecStartPre=/usr/bin/hookrelay check-config --config /etc/hookrelay/config.toml' \
             'LoadCredential=admin-token:/etc/hookrelay/secrets/admin-token' \
-            'ConfigurationDirectory=hookrelay' 'StateDirectory=hookrelay'; do
+            'ConfigurationDirectory=hookrelay' 'StateDirectory=hookrelay hookrelay/acme'; do
   grep -qxF "$want" "$unit" || { echo "packaged unit lacks: $want (systemd/hookrelay.service changed?)" >&2; exit 1; }
 done
 if grep -q /usr/local "$unit"; then
