@@ -2,11 +2,13 @@
 //! starts the daemon ([`crate::supervise`]); `forward` runs the private side
 //! of a pull subscriber ([`crate::forward`]); the admin subcommands are a
 //! client of the running daemon's admin API ([`admin`], [`render`]); `init`
-//! writes a first config ([`init`]); the hidden `generate-assets` writes the
+//! writes a first config ([`init`]); `check-config` validates and
+//! summarises one ([`check`]); the hidden `generate-assets` writes the
 //! man pages, completions and packaged config for the .deb ([`assets`]).
 
 pub mod admin;
 pub mod assets;
+mod check;
 pub mod init;
 mod init_steps;
 pub mod render;
@@ -172,7 +174,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Run => crate::supervise::run(&cli.config),
-        Command::CheckConfig => check_config(&cli),
+        Command::CheckConfig => check::check_config(&cli),
         Command::GenSecret => {
             println!("{}", gen_secret());
             ExitCode::SUCCESS
@@ -227,75 +229,6 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
         return Err("must be greater than 0".into());
     }
     Ok(d)
-}
-
-fn check_config(cli: &Cli) -> ExitCode {
-    match Config::load(&cli.config) {
-        Ok(c) => {
-            for w in &c.warnings {
-                eprintln!("warning: {w}");
-            }
-            for r in c.routes.iter().filter(|r| !r.preset_report.is_empty()) {
-                println!("route {:?}:", r.name);
-                for line in &r.preset_report {
-                    println!("  {line}");
-                }
-            }
-            if c.routes.iter().any(|r| !r.media.is_empty()) {
-                println!("media store: {}", describe_media_store(&c.media.store));
-            }
-            println!(
-                "{}: OK ({} routes, {} subscribers)",
-                cli.config.display(),
-                c.routes.len(),
-                c.subscribers().count()
-            );
-            if let Some(tls) = tls_summary(&c) {
-                println!("{tls}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// What `check-config` says about TLS: the certificate files and what they
-/// hold, or where ACME certificates will come from and be kept.
-fn tls_summary(c: &Config) -> Option<String> {
-    Some(match c.server.tls.as_ref()? {
-        crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
-            Ok((_, cert)) => format!(
-                "TLS: certificate {} for {} (expires {})",
-                f.cert.display(),
-                cert.names.join(", "),
-                crate::tls::rfc3339(cert.not_after)
-            ),
-            // Validation loaded it a moment ago; say so rather than guess.
-            Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
-        },
-        crate::config::TlsSource::Acme(a) => format!(
-            "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
-            a.domains.join(", "),
-            a.directory,
-            crate::acme::state_dir(&c.store.path).display()
-        ),
-    })
-}
-
-/// The media store in one line (no secrets).
-fn describe_media_store(s: &crate::config::MediaStoreConfig) -> String {
-    match s {
-        crate::config::MediaStoreConfig::Local(dir) => format!("directory {}", dir.display()),
-        crate::config::MediaStoreConfig::S3(s3) => format!(
-            "s3://{}/{} at {}",
-            s3.bucket,
-            s3.prefix,
-            s3.endpoint.as_deref().unwrap_or("AWS")
-        ),
-    }
 }
 
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.

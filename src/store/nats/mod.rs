@@ -16,6 +16,7 @@ mod media_source;
 mod peer;
 mod query;
 mod queue;
+mod record;
 mod source;
 mod task_work;
 mod tasks;
@@ -34,7 +35,7 @@ pub use media_source::{NatsMediaCursor, NatsMediaTicket};
 pub use source::{NatsCursor, NatsTicket};
 
 use super::result::ResultRow;
-use super::{Accepted, Attempt, DeliveryState, NewEvent, Outcome, StoreError, Topology};
+use super::{Accepted, NewEvent, StoreError, Topology};
 use crate::config::NatsConfig;
 
 /// How long an ingest waits for a definite answer before it answers 503.
@@ -44,8 +45,6 @@ const MAX_HEADERS: usize = 64 * 1024;
 /// Work that NATS hands out at most this much before its due time is done
 /// now; earlier, it goes back with the remaining delay.
 const EARLY_MS: u64 = 50;
-/// How soon an `after_archive` delivery waiting for media is looked at again.
-const DEFER_RECHECK: Duration = Duration::from_secs(2);
 /// The window in which a repeated publish with the same nonce is a no-op.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -364,65 +363,6 @@ impl NatsStore {
             .map(|(r, _)| r.clone())
             .ok_or_else(|| StoreError::UnknownSubscriber(subscriber.to_string()))?;
         Ok(NatsCursor::open(self.shared.clone(), route, subscriber.to_string()))
-    }
-
-    /// Record the attempt, then settle the message: ack, NAK with the
-    /// retry's delay, or (a dead letter written first) terminate it. The
-    /// result is written (and confirmed) first: a lost acknowledgement makes
-    /// the message come again, and whoever gets it sees the result and only
-    /// settles it.
-    pub async fn record(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
-        let result = self.settle(t, attempt, outcome).await;
-        if result.is_err() {
-            t.let_go();
-        }
-        result
-    }
-
-    async fn settle(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
-        let s = &self.shared;
-        let now = crate::clock::now_ms();
-        let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-        let mut row = t.row.clone().unwrap_or_else(|| ResultRow::new(now));
-        let parked = matches!(row.state, DeliveryState::AwaitingMedia { .. });
-        row.apply(attempt.as_ref(), &outcome, now);
-        // A parked delivery looked at again is still parked: nothing to write.
-        let unchanged = parked && matches!(outcome, Outcome::Defer { .. });
-        if outcome != Outcome::Gone && !unchanged {
-            s.put_result(&key, &row).await?;
-        }
-        use async_nats::jetstream::AckKind;
-        match &outcome {
-            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
-                return t.acker.ack().await.map_err(unavailable);
-            }
-            Outcome::Retry { due_ms } => {
-                let delay = Duration::from_millis(due_ms.saturating_sub(now));
-                t.acker
-                    .double_ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)
-            }
-            Outcome::Defer { due_ms } => {
-                // Nothing tells this relay when another one archives the
-                // media: look again soon, however late `due_ms` is.
-                let delay = Duration::from_millis(due_ms.saturating_sub(now)).min(DEFER_RECHECK);
-                t.acker
-                    .double_ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)
-            }
-            Outcome::Dead { .. } => {
-                let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-                let subject = layout::dead_subject(&t.route, &t.sub, t.event_seq);
-                s.js.publish(subject, body)
-                    .await
-                    .map_err(unavailable)?
-                    .await
-                    .map_err(unavailable)?;
-                t.acker.double_ack_with(AckKind::Term).await.map_err(unavailable)
-            }
-        }
     }
 
     /// JetStream answers this relay's requests.

@@ -1,0 +1,77 @@
+//! `hookrelay check-config`: load and validate the file (errors name the
+//! file, key and problem), print the warnings, what each route's preset set,
+//! the media store, and where TLS certificates come from — no secret shown.
+
+use std::process::ExitCode;
+
+use super::Cli;
+use crate::config::Config;
+
+pub(super) fn check_config(cli: &Cli) -> ExitCode {
+    match Config::load(&cli.config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            for r in c.routes.iter().filter(|r| !r.preset_report.is_empty()) {
+                println!("route {:?}:", r.name);
+                for line in &r.preset_report {
+                    println!("  {line}");
+                }
+            }
+            if c.routes.iter().any(|r| !r.media.is_empty()) {
+                println!("media store: {}", describe_media_store(&c.media.store));
+            }
+            println!(
+                "{}: OK ({} routes, {} subscribers)",
+                cli.config.display(),
+                c.routes.len(),
+                c.subscribers().count()
+            );
+            if let Some(tls) = tls_summary(&c) {
+                println!("{tls}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What `check-config` says about TLS: the certificate files and what they
+/// hold, or where ACME certificates will come from and be kept.
+fn tls_summary(c: &Config) -> Option<String> {
+    Some(match c.server.tls.as_ref()? {
+        crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
+            Ok((_, cert)) => format!(
+                "TLS: certificate {} for {} (expires {})",
+                f.cert.display(),
+                cert.names.join(", "),
+                crate::tls::rfc3339(cert.not_after)
+            ),
+            // Validation loaded it a moment ago; say so rather than guess.
+            Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
+        },
+        crate::config::TlsSource::Acme(a) => format!(
+            "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
+            a.domains.join(", "),
+            a.directory,
+            crate::acme::state_dir(&c.store.path).display()
+        ),
+    })
+}
+
+/// The media store in one line (no secrets).
+fn describe_media_store(s: &crate::config::MediaStoreConfig) -> String {
+    match s {
+        crate::config::MediaStoreConfig::Local(dir) => format!("directory {}", dir.display()),
+        crate::config::MediaStoreConfig::S3(s3) => format!(
+            "s3://{}/{} at {}",
+            s3.bucket,
+            s3.prefix,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
+}

@@ -1,0 +1,75 @@
+//! A finished delivery in cluster mode: its result written to the results
+//! bucket (confirmed) before the message is settled — acknowledged, NAKed
+//! with the retry's delay, or terminated after its dead letter is published.
+
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use bytes::Bytes;
+
+use super::{layout, unavailable, NatsStore, NatsTicket};
+use crate::store::result::ResultRow;
+use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
+
+/// How soon an `after_archive` delivery waiting for media is looked at again.
+const DEFER_RECHECK: Duration = Duration::from_secs(2);
+
+impl NatsStore {
+    /// Record the attempt, then settle the message: ack, NAK with the
+    /// retry's delay, or (a dead letter written first) terminate it. The
+    /// result is written (and confirmed) first: a lost acknowledgement makes
+    /// the message come again, and whoever gets it sees the result and only
+    /// settles it.
+    pub async fn record(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
+        let result = self.settle(t, attempt, outcome).await;
+        if result.is_err() {
+            t.let_go();
+        }
+        result
+    }
+
+    async fn settle(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let now = crate::clock::now_ms();
+        let key = layout::result_key(&t.route, t.event_seq, &t.sub);
+        let mut row = t.row.clone().unwrap_or_else(|| ResultRow::new(now));
+        let parked = matches!(row.state, DeliveryState::AwaitingMedia { .. });
+        row.apply(attempt.as_ref(), &outcome, now);
+        // A parked delivery looked at again is still parked: nothing to write.
+        let unchanged = parked && matches!(outcome, Outcome::Defer { .. });
+        if outcome != Outcome::Gone && !unchanged {
+            s.put_result(&key, &row).await?;
+        }
+        match &outcome {
+            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
+                return t.acker.ack().await.map_err(unavailable);
+            }
+            Outcome::Retry { due_ms } => {
+                let delay = Duration::from_millis(due_ms.saturating_sub(now));
+                t.acker
+                    .double_ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)
+            }
+            Outcome::Defer { due_ms } => {
+                // Nothing tells this relay when another one archives the
+                // media: look again soon, however late `due_ms` is.
+                let delay = Duration::from_millis(due_ms.saturating_sub(now)).min(DEFER_RECHECK);
+                t.acker
+                    .double_ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)
+            }
+            Outcome::Dead { .. } => {
+                let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+                let subject = layout::dead_subject(&t.route, &t.sub, t.event_seq);
+                s.js.publish(subject, body)
+                    .await
+                    .map_err(unavailable)?
+                    .await
+                    .map_err(unavailable)?;
+                t.acker.double_ack_with(AckKind::Term).await.map_err(unavailable)
+            }
+        }
+    }
+}
