@@ -47,9 +47,61 @@ pub fn instant_at(ms: u64) -> tokio::time::Instant {
     }
 }
 
+/// Due work that could not be taken yet is looked at again after this
+/// (never a busy loop).
+pub const RECHECK: Duration = Duration::from_millis(10);
+
+/// When a loop that takes due work from the store (a delivery lane, the
+/// archiver) should look again, having taken `took` of its free `capacity`
+/// at `now`: at once when it filled its capacity (more may be due) or when
+/// work came due while it took some; at the next due time; shortly when
+/// work was added after the take; not at all (until woken) when it has no
+/// free capacity or nothing is due.
+pub fn next_wake(
+    capacity: usize,
+    took: usize,
+    next_due_ms: Option<u64>,
+    now: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    if capacity == 0 {
+        return None;
+    }
+    if took == capacity {
+        return Some(now);
+    }
+    next_due_ms.map(|due| {
+        if due > now_ms() {
+            instant_at(due)
+        } else if took > 0 {
+            now
+        } else {
+            now + RECHECK
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_loops_wake_when_something_can_be_due() {
+        let now = tokio::time::Instant::now();
+        let t = now_ms();
+        assert_eq!(
+            next_wake(0, 0, Some(t), now),
+            None,
+            "no free capacity: wait to be woken"
+        );
+        assert_eq!(next_wake(4, 4, None, now), Some(now), "filled: more may be due");
+        assert_eq!(next_wake(4, 1, None, now), None, "nothing waits");
+        assert_eq!(
+            next_wake(4, 0, Some(t + 5_000), now),
+            Some(now + Duration::from_secs(5))
+        );
+        assert_eq!(next_wake(4, 1, Some(t), now), Some(now), "came due while taking");
+        assert_eq!(next_wake(4, 0, Some(t), now), Some(now + RECHECK), "never a busy loop");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn follows_a_paused_tokio_clock() {

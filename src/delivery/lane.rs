@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -21,10 +20,6 @@ use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
 use crate::store::{Store, Ticket, WorkSource};
-
-/// Waiting work that is due while nothing could be taken is looked at again
-/// after this (never a busy loop).
-const RECHECK: Duration = Duration::from_millis(10);
 
 /// One subscriber's lane, shared between its task and the admin side.
 pub struct Lane {
@@ -194,17 +189,7 @@ pub(super) async fn run(
         // work, the next due time, the circuit's pause ending, new settings.
         let wake_at = match state {
             State::Open => circuit.reopens_at(),
-            _ if capacity == 0 => None,
-            _ if took == capacity => Some(now),
-            _ => source.next_due().map(|due| {
-                if due > clock::now_ms() {
-                    clock::instant_at(due)
-                } else if took > 0 {
-                    now
-                } else {
-                    now + RECHECK
-                }
-            }),
+            _ => clock::next_wake(capacity, took, source.next_due(), now),
         };
         if wake_at.is_some_and(|t| t <= now) {
             // Let finished attempts in before taking more.

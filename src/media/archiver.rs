@@ -31,8 +31,6 @@ use crate::store::{MediaSource, MediaTicket, Store};
 
 /// After the store failed a read, wait this long before reading again.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// Due work that could not be taken is looked at again after this.
-const RECHECK: Duration = Duration::from_millis(10);
 
 /// The archiver, shared between its task and the rest of the daemon.
 pub struct Archiver {
@@ -175,20 +173,7 @@ async fn run(
         metrics.media_queue_depth.set(source.depth() as i64);
         // Wait for what can change what is due: a finished try, new work,
         // the next due time, new settings.
-        let wake_at = if capacity == 0 {
-            None
-        } else if took == capacity {
-            Some(now)
-        } else {
-            source.next_due().map(|due| {
-                if due > clock::now_ms() {
-                    clock::instant_at(due)
-                } else {
-                    // Added after the take: look again shortly (never a busy loop).
-                    now + RECHECK
-                }
-            })
-        };
+        let wake_at = clock::next_wake(capacity, took, source.next_due(), now);
         if wake_at.is_some_and(|t| t <= now) {
             tokio::task::yield_now().await;
         }

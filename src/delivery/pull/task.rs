@@ -28,8 +28,6 @@ use crate::delivery::verify_gate::Verifier;
 use crate::metrics::Metrics;
 use crate::store::{Store, Ticket, Work, WorkSource};
 
-/// Due work that could not be taken is looked at again after this (never a busy loop).
-const RECHECK: Duration = Duration::from_millis(10);
 /// How long a stopping lane waits for records in progress.
 const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
 /// The lease when the settings have none (they always do for a pull subscriber).
@@ -124,7 +122,7 @@ pub(super) async fn run(
                         } else if took.is_some_and(|n| n.is_ok_and(|n| n > 0)) {
                             now
                         } else {
-                            now + RECHECK
+                            now + clock::RECHECK
                         };
                         earliest(t);
                     }

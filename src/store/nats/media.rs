@@ -200,20 +200,8 @@ impl Shared {
                 url: url.clone(),
                 route: route.to_string(),
             };
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(event::NONCE, hash.as_str());
-            let ack = self
-                .js
-                .publish_with_headers(
-                    layout::media_subject(&hash),
-                    headers,
-                    Bytes::from(serde_json::to_vec(&msg).expect("serializes")),
-                )
-                .await
-                .map_err(unavailable)?
-                .await
-                .map_err(unavailable)?;
-            let row = MediaRow::new(url.clone(), route.to_string(), ack.sequence, now);
+            let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
+            let row = MediaRow::new(url.clone(), route.to_string(), work, now);
             self.create_media_row(&hash, &row).await?;
         }
         Ok(())

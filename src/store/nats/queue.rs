@@ -74,6 +74,28 @@ impl Shared {
         Ok(work)
     }
 
+    /// Publish the work message for the piece of work named `hash` (a URL,
+    /// a task) on `subject`, de-duplicated by that name for two minutes;
+    /// its stream sequence once the stream stored it.
+    pub(super) async fn publish_work<T: serde::Serialize>(
+        &self,
+        subject: String,
+        hash: &str,
+        msg: &T,
+    ) -> Result<u64, StoreError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(super::event::NONCE, hash);
+        let body = Bytes::from(serde_json::to_vec(msg).expect("serializes"));
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, body)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        Ok(ack.sequence)
+    }
+
     /// The latest value of every key of `bucket` starting with `prefix` (up
     /// to `limit`), streamed by one ordered consumer on the bucket's stream
     /// rather than a round trip per key: (the key after the prefix, value).

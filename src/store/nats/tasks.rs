@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{create_json, get_json};
-use super::{event, layout, read, unavailable, NatsStore, Shared};
+use super::{layout, read, unavailable, NatsStore, Shared};
 use crate::store::{
     Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
 };
@@ -165,19 +165,7 @@ impl NatsStore {
                 registered_ms: t.now_ms,
                 first_poll_ms: first,
             };
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(event::NONCE, hash.as_str());
-            let ack =
-                s.js.publish_with_headers(
-                    layout::task_subject(&hash),
-                    headers,
-                    Bytes::from(serde_json::to_vec(&msg).expect("serializes")),
-                )
-                .await
-                .map_err(unavailable)?
-                .await
-                .map_err(unavailable)?;
-            work = ack.sequence;
+            work = s.publish_work(layout::task_subject(&hash), &hash, &msg).await?;
         }
         let row = TaskRow {
             work,
