@@ -13,6 +13,10 @@ use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How soon an `after_archive` delivery waiting for media is looked at again.
 const DEFER_RECHECK: Duration = Duration::from_secs(2);
+/// How long a result is tried again while its bucket has no leader (a node
+/// died: writes fail for up to about 4 s). The message stays held meanwhile;
+/// given up, it comes again after `takeover` and is sent again.
+const RESULT_PATIENCE: Duration = Duration::from_secs(10);
 
 impl NatsStore {
     /// Record the attempt, then settle the message: ack, NAK with the
@@ -28,6 +32,25 @@ impl NatsStore {
         result
     }
 
+    /// Write a result, trying again (with a growing pause) for
+    /// [`RESULT_PATIENCE`]: the delivery was made, and a result not written
+    /// means the subscriber gets it again.
+    async fn put_result_patiently(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
+        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.shared.put_result(key, row).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + pause >= give_up => return Err(e),
+                Err(e) => {
+                    tracing::debug!(key, error = %e, "result not written; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
     async fn settle(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
         let s = &self.shared;
         let now = crate::clock::now_ms();
@@ -38,7 +61,7 @@ impl NatsStore {
         // A parked delivery looked at again is still parked: nothing to write.
         let unchanged = parked && matches!(outcome, Outcome::Defer { .. });
         if outcome != Outcome::Gone && !unchanged {
-            s.put_result(&key, &row).await?;
+            self.put_result_patiently(&key, &row).await?;
         }
         match &outcome {
             Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
