@@ -4,8 +4,9 @@
 //! event itself) and waiting work (retries, replays) from the due index, and
 //! takes both in due-time order. The persisted cursor is the first event not
 //! yet finished or parked in the due index; it only moves once the results of
-//! everything before it are written. After a crash, events from the cursor up
-//! to the high-water mark are checked against their results, so only
+//! everything before it are written. After a crash, events from the stored
+//! cursor up to where results may have been written (its high-water mark or
+//! `recover_seq`, [`CursorRow`]) are checked against their results, so only
 //! unfinished ones are sent again (with the same `webhook-id`).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -39,8 +40,9 @@ pub struct Cursor {
     /// The next log position to read, and its sequence.
     read_from: EventId,
     read_seq: u64,
-    /// Until here, results may exist from before a restart: check before sending.
-    recover_until: Option<EventId>,
+    /// The stored row while results may exist from before a restart: until
+    /// its bounds, check before sending.
+    recover: Option<CursorRow>,
     /// Read from the log, not yet handed out (oldest first).
     buffered: VecDeque<Work>,
     /// Log events handed out and not yet done: id → sequence.
@@ -78,7 +80,7 @@ impl Cursor {
             sub,
             read_from: row.at,
             read_seq: row.seq,
-            recover_until: (row.high_water >= row.at).then_some(row.high_water),
+            recover: row.recovering().then_some(row),
             buffered: VecDeque::new(),
             in_flight_log: BTreeMap::new(),
             in_flight_due: HashSet::new(),
@@ -101,6 +103,9 @@ impl Cursor {
     pub fn next_due(&mut self) -> Option<u64> {
         if !self.buffered.is_empty() || self.tail.load(Ordering::Relaxed) > self.read_seq {
             return Some(0);
+        }
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return None;
         }
         let prefix = keys::due_prefix(self.sub);
         for item in self.inner.tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
@@ -176,9 +181,9 @@ impl Cursor {
                 continue;
             };
             self.read_seq = h.seq + 1;
-            if let Some(until) = self.recover_until {
-                if id > until {
-                    self.recover_until = None;
+            if let Some(stored) = self.recover {
+                if !stored.may_have_result(id, h.seq) {
+                    self.recover = None;
                 } else if tree.contains_key(keys::result(id, self.sub))? {
                     // Finished (or parked in the due index) before a restart.
                     continue;
@@ -207,6 +212,10 @@ impl Cursor {
 
     /// Due-index work due at `now_ms`, in due order, not already handed out.
     async fn due_work(&mut self, max: usize, now_ms: u64) -> Result<Vec<(u64, Work)>, StoreError> {
+        // The writer publishes the count with the rows: none means none.
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return Ok(Vec::new());
+        }
         let tree = self.inner.tree.clone();
         let prefix = keys::due_prefix(self.sub);
         let mut out = Vec::new();

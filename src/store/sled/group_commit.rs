@@ -125,6 +125,8 @@ pub(super) struct Writer {
     pub(super) last_id: Ulid,
     pub cursors: HashMap<(u32, u32), CursorRow>,
     pub(super) dirty_cursors: HashSet<(u32, u32)>,
+    /// Cursors whose row this batch must write ([`super::record`]).
+    pub(super) due_cursors: HashSet<(u32, u32)>,
     /// Next log sequence per route.
     pub tails: HashMap<u32, u64>,
     pub(super) dirty_tails: HashSet<u32>,
@@ -234,7 +236,9 @@ impl Writer {
             }
         }
         if !self.inner.has_failed() {
-            let _ = self.inner.db.flush();
+            // The lazily written cursor and sequence rows, then the flush.
+            let tree = self.inner.tree.clone();
+            let _ = self.commit(Batch::new(&tree));
         }
     }
 
@@ -274,7 +278,7 @@ impl Writer {
                 Book::Cursor { route, sub, at, seq } => self.move_cursor(route, sub, at, seq),
             }
         }
-        self.write_counters(&mut b);
+        self.write_counters(&mut b, false);
         let rows = b.len() as u64;
         // New events are flushed before they are acknowledged; results too, so
         // that after a crash only deliveries still in flight are sent again.
@@ -347,7 +351,7 @@ impl Writer {
                 "the store failed a write earlier; restart hookrelay".into(),
             ));
         }
-        self.write_counters(&mut b);
+        self.write_counters(&mut b, true);
         let rows = b.len() as u64;
         let r = b.apply().and_then(|()| Ok(self.inner.db.flush().map(|_| ())?));
         match r {

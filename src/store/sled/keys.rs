@@ -173,36 +173,59 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// A cursor row: the first event not yet finished or parked in the due index,
 /// its log sequence, the highest event with a result row written ahead of
-/// the cursor (a restart checks results only up to there), and — for a
-/// subscriber removed from the config — the log sequence where its events
-/// end (0 while it is configured).
+/// the cursor, — for a subscriber removed from the config — the log sequence
+/// where its events end (0 while it is configured), and the log sequence up
+/// to which a restart must check results before sending (`recover_seq`).
+///
+/// The writer keeps the row in memory and writes it lazily: `at` and
+/// `high_water` may be behind on disk (a restart then re-reads a little of
+/// the log and finds those results), but a result row for log work past the
+/// stored `recover_seq` is never written without the row that moves it on,
+/// in the same batch. Rows of 48 bytes (before `recover_seq`) were written
+/// eagerly: their `high_water` is exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CursorRow {
     pub at: EventId,
     pub seq: u64,
     pub high_water: EventId,
     pub end: u64,
+    pub recover_seq: u64,
 }
 
 impl CursorRow {
-    pub fn encode(&self) -> [u8; 48] {
-        let mut v = [0u8; 48];
+    pub fn encode(&self) -> [u8; 56] {
+        let mut v = [0u8; 56];
         v[..16].copy_from_slice(&self.at.bytes());
         v[16..24].copy_from_slice(&self.seq.to_be_bytes());
         v[24..40].copy_from_slice(&self.high_water.bytes());
-        v[40..].copy_from_slice(&self.end.to_be_bytes());
+        v[40..48].copy_from_slice(&self.end.to_be_bytes());
+        v[48..].copy_from_slice(&self.recover_seq.to_be_bytes());
         v
     }
     pub fn decode(v: &[u8]) -> Option<CursorRow> {
+        let u64_at = |from: usize| {
+            v.get(from..from + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes)
+        };
         Some(CursorRow {
             at: EventId::from_slice(v.get(..16)?)?,
             seq: u64::from_be_bytes(v.get(16..24)?.try_into().ok()?),
             high_water: EventId::from_slice(v.get(24..40)?)?,
-            end: v
-                .get(40..48)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes),
+            end: u64_at(40),
+            recover_seq: u64_at(48),
         })
+    }
+
+    /// Whether a restart must look for a result before sending the log
+    /// event `id` at sequence `seq` (a result may have been written for it).
+    pub fn may_have_result(&self, id: EventId, seq: u64) -> bool {
+        id <= self.high_water || seq <= self.recover_seq
+    }
+
+    /// Whether any event at or after the cursor may have a result.
+    pub fn recovering(&self) -> bool {
+        self.high_water >= self.at || self.recover_seq >= self.seq
     }
 
     /// The sequence after the last event of the log meant for this subscriber.
@@ -238,8 +261,13 @@ mod tests {
             seq: 9,
             high_water: b,
             end: 12,
+            recover_seq: 1033,
         };
         assert_eq!(CursorRow::decode(&c.encode()), Some(c));
+        let before = CursorRow::decode(&c.encode()[..48]).expect("a 48-byte row of before");
+        assert_eq!(before.recover_seq, 0, "rows of before have no recover_seq");
+        assert!(c.may_have_result(b, 2000) && c.may_have_result(EventId::from_parts(9999, 0), 1033));
+        assert!(!c.may_have_result(EventId::from_parts(9999, 0), 1034));
         let h = url_hash("https://file.com/k/x.mp4");
         assert!(
             media_due(5, &h) < media_due(6, &[0; 16]),

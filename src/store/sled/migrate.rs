@@ -256,6 +256,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError
             seq: tails.get(&route).copied().unwrap_or(1),
             high_water: EventId::ZERO,
             end: 0,
+            recover_seq: 0,
         };
         out.put(keys::cursor(route, sub), cursor.encode().to_vec())?;
     }

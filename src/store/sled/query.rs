@@ -204,26 +204,27 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Events of the log not yet finished for `sub`: those from the cursor up
-    /// to the high-water mark without a result, and every one after it.
+    /// Events of the log not yet finished for `sub`: those from the stored
+    /// cursor up to where results may have been written without a result,
+    /// and every one after it.
     fn unread(&self, route: u32, sub: u32, c: CursorRow, tail: u64) -> Result<u64, StoreError> {
         let tail = c.tail(tail);
-        if c.high_water < c.at {
+        if !c.recovering() {
             return Ok(tail.saturating_sub(c.seq));
         }
         let mut unread = 0;
         let mut next_seq = c.seq;
-        for item in self
-            .inner
-            .tree
-            .range(keys::log(route, c.at)..=keys::log(route, c.high_water))
-        {
+        for item in self.inner.tree.range(keys::log(route, c.at)..keys::log_end(route)) {
             let (k, v) = item?;
             let (Some(id), Some((h, _))) = (keys::id_at_5(&k), codec::decode_header(&v)) else {
                 continue;
             };
+            // Past the subscriber's end, or past where results may be.
+            if h.seq >= tail || !c.may_have_result(id, h.seq) {
+                break;
+            }
             next_seq = h.seq + 1;
-            if !self.inner.tree.contains_key(keys::result(id, sub))? {
+            if h.subscribers.contains(&sub) && !self.inner.tree.contains_key(keys::result(id, sub))? {
                 unread += 1;
             }
         }

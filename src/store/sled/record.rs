@@ -2,6 +2,14 @@
 //! follow the log: the result row, the due-time index (`W` rows and their
 //! per-subscriber counts), dead letters, and the cursor, sequence and count
 //! rows a batch changed. Part of the writer ([`super::group_commit`]).
+//!
+//! Cursor and sequence rows are written lazily: a data batch writes a cursor
+//! row only when a result would otherwise lie past the stored row's
+//! `recover_seq` (about once per [`RECOVER_AHEAD`] events a subscriber), and
+//! never the route's sequence row, which a restart finds again from the last
+//! row of the log; control batches (registration, replay, retention) and the
+//! shutdown write them all. That keeps the rows per event at one log row,
+//! one dedupe row and one result row per subscriber.
 
 use std::sync::atomic::Ordering;
 
@@ -10,6 +18,10 @@ use super::codec::{self, ResultRow};
 use super::group_commit::{Record, Source, Writer};
 use super::keys;
 use crate::store::{DeliveryState, EventId, Outcome, StoreError};
+
+/// How many log sequences past a result a stored cursor row promises to
+/// cover: a restart checks at most this many events more than needed.
+pub(super) const RECOVER_AHEAD: u64 = 4096;
 
 impl Writer {
     pub fn put_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
@@ -38,12 +50,17 @@ impl Writer {
         let t = &rec.ticket;
         match t.source {
             Source::Due { due_ms } => self.del_due(b, t.sub, due_ms, t.event)?,
-            Source::Log { .. } => {
-                // A restart re-checks results only up to the high-water mark.
+            Source::Log { seq } => {
+                // A restart re-checks results only up to the stored row's
+                // bounds: move them on in this batch if this result is past them.
                 if let Some(c) = self.cursors.get_mut(&(t.route, t.sub)) {
                     if t.event > c.high_water {
                         c.high_water = t.event;
                         self.dirty_cursors.insert((t.route, t.sub));
+                    }
+                    if seq > c.recover_seq {
+                        c.recover_seq = seq + RECOVER_AHEAD;
+                        self.due_cursors.insert((t.route, t.sub));
                     }
                 }
             }
@@ -84,15 +101,28 @@ impl Writer {
         }
     }
 
-    /// The cursor, sequence and count rows changed by this batch (once each).
-    pub fn write_counters(&mut self, b: &mut Batch<'_>) {
-        for key in self.dirty_cursors.drain() {
+    /// The count rows changed by this batch, and the cursor rows it must
+    /// write (`all`: every changed cursor and every route's sequence).
+    pub fn write_counters(&mut self, b: &mut Batch<'_>, all: bool) {
+        let cursors: Vec<(u32, u32)> = if all {
+            self.due_cursors.clear();
+            self.dirty_cursors.drain().collect()
+        } else {
+            let due: Vec<_> = self.due_cursors.drain().collect();
+            for key in &due {
+                self.dirty_cursors.remove(key);
+            }
+            due
+        };
+        for key in cursors {
             if let Some(c) = self.cursors.get(&key) {
                 b.put(keys::cursor(key.0, key.1), c.encode().to_vec());
             }
         }
-        for route in &self.dirty_tails {
-            b.put(keys::seq(*route), self.tails[route].to_be_bytes().to_vec());
+        if all {
+            for (route, next) in &self.tails {
+                b.put(keys::seq(*route), next.to_be_bytes().to_vec());
+            }
         }
         for sub in &self.dirty_waiting {
             b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());

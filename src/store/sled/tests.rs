@@ -158,6 +158,30 @@ async fn cursor_delivers_in_order_and_counts_depth() {
 }
 
 #[tokio::test]
+async fn an_event_costs_its_log_row_its_dedupe_row_and_a_result_per_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let subs = ["a", "b", "c"];
+    let store = open(dir.path(), &subs).await;
+    let now = crate::clock::now_ms();
+    let (before, _) = store.write_counts();
+    const N: u64 = 300;
+    // One batch per event, and deliveries recorded one by one: the batches
+    // a store under light load writes.
+    for i in 0..N {
+        store.append(event(&format!("t{i}"), &subs, now)).await.unwrap();
+    }
+    for s in subs {
+        let mut src = store.work_source(s).unwrap();
+        assert_eq!(deliver_all(&store, &mut src, now).await.len(), N as usize);
+    }
+    let rows = store.write_counts().0 - before;
+    // 2 + 3 per event, and each cursor's row once (its first result moves
+    // the stored row's recover_seq past all N).
+    assert_eq!(rows, 5 * N + 3, "{rows} rows for {N} events");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_subscriber_added_later_starts_at_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &["a"]).await;

@@ -52,6 +52,7 @@ impl Writer {
                                 seq,
                                 high_water: EventId::ZERO,
                                 end: 0,
+                                recover_seq: 0,
                             };
                             self.cursors.insert((route, sub), c);
                             self.dirty_cursors.insert((route, sub));

@@ -68,6 +68,7 @@ impl Writer {
             last_id,
             cursors,
             dirty_cursors: HashSet::new(),
+            due_cursors: HashSet::new(),
             tails,
             dirty_tails: HashSet::new(),
             waiting,
