@@ -14,8 +14,9 @@ use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 /// How soon an `after_archive` delivery waiting for media is looked at again.
 const DEFER_RECHECK: Duration = Duration::from_secs(2);
 /// How long a result is tried again while its bucket has no leader (a node
-/// died: writes fail for up to about 4 s). The message stays held meanwhile;
-/// given up, it comes again after `takeover` and is sent again.
+/// died: writes fail for up to about 4 s), at most half of `takeover`: the
+/// message stays held meanwhile; given up, it comes again after `takeover`
+/// and is sent again.
 const RESULT_PATIENCE: Duration = Duration::from_secs(10);
 
 impl NatsStore {
@@ -33,10 +34,10 @@ impl NatsStore {
     }
 
     /// Write a result, trying again (with a growing pause) for
-    /// [`RESULT_PATIENCE`]: the delivery was made, and a result not written
-    /// means the subscriber gets it again.
+    /// [`RESULT_PATIENCE`] or half of `takeover`: the delivery was made, and
+    /// a result not written means the subscriber gets it again.
     async fn put_result_patiently(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
-        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
+        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE.min(self.shared.takeover / 2);
         let mut pause = Duration::from_millis(50);
         loop {
             match self.shared.put_result(key, row).await {
@@ -68,7 +69,7 @@ impl NatsStore {
                 return t.acker.ack().await.map_err(unavailable);
             }
             Outcome::Retry { due_ms } => {
-                let delay = Duration::from_millis(due_ms.saturating_sub(now));
+                let delay = Duration::from_millis(due_ms.saturating_sub(crate::clock::now_ms()));
                 t.acker
                     .double_ack_with(AckKind::Nak(Some(delay)))
                     .await
@@ -77,7 +78,7 @@ impl NatsStore {
             Outcome::Defer { due_ms } => {
                 // Nothing tells this relay when another one archives the
                 // media: look again soon, however late `due_ms` is.
-                let delay = Duration::from_millis(due_ms.saturating_sub(now)).min(DEFER_RECHECK);
+                let delay = Duration::from_millis(due_ms.saturating_sub(crate::clock::now_ms())).min(DEFER_RECHECK);
                 t.acker
                     .double_ack_with(AckKind::Nak(Some(delay)))
                     .await

@@ -127,6 +127,8 @@ pub(super) struct Writer {
     pub(super) dirty_cursors: HashSet<(u32, u32)>,
     /// Cursors whose row this batch must write ([`super::record`]).
     pub(super) due_cursors: HashSet<(u32, u32)>,
+    /// Cursors changed since they were last published to the admin views.
+    pub(super) moved: HashSet<(u32, u32)>,
     /// Next log sequence per route.
     pub tails: HashMap<u32, u64>,
     pub(super) dirty_tails: HashSet<u32>,
@@ -291,8 +293,10 @@ impl Writer {
         });
         match result {
             Ok(()) => {
-                self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
-                self.inner.batches.fetch_add(1, Ordering::Relaxed);
+                if rows > 0 {
+                    self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
+                    self.inner.batches.fetch_add(1, Ordering::Relaxed);
+                }
                 self.publish_counters();
                 for ((_, reply), a) in appends.into_iter().zip(accepted) {
                     let _ = reply.send(a);

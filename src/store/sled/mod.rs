@@ -82,6 +82,9 @@ pub(super) struct Inner {
     tails: RwLock<HashMap<u32, Arc<AtomicU64>>>,
     /// Per subscriber: how many `W` rows it has (waiting work).
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// Every cursor as the writer holds it after its last commit (exact; the
+    /// stored rows are written lazily), for the admin views.
+    cursors: RwLock<HashMap<(u32, u32), keys::CursorRow>>,
     /// Per subscriber: woken when work is added for it.
     signals: RwLock<HashMap<u32, Arc<Notify>>>,
     /// Woken when media work is added (the archiver waits on it).
@@ -243,6 +246,7 @@ impl SledStore {
             registry: RwLock::new(registry),
             tails: RwLock::default(),
             waiting: RwLock::default(),
+            cursors: RwLock::default(),
             signals: RwLock::default(),
             media_signal: Arc::default(),
             media_queue: Arc::default(),

@@ -172,11 +172,17 @@ impl SledStore {
         let mut out = Vec::new();
         for sub in reg.sub_numbers() {
             let Some(route) = reg.sub_route(sub) else { continue };
-            let cursor = self
-                .inner
-                .tree
-                .get(keys::cursor(route, sub))?
-                .and_then(|v| CursorRow::decode(&v));
+            // The writer's copy (the stored row may be behind it); results
+            // ahead of it are looked for within the same bounds as a restart.
+            let live = super::read_lock(&self.inner.cursors).get(&(route, sub)).copied();
+            let cursor = match live {
+                Some(c) => Some(c),
+                None => self
+                    .inner
+                    .tree
+                    .get(keys::cursor(route, sub))?
+                    .and_then(|v| CursorRow::decode(&v)),
+            };
             let tail = self.inner.tail(route).load(Ordering::Relaxed);
             let waiting = self.inner.waiting(sub).load(Ordering::Relaxed);
             let unread = match cursor {

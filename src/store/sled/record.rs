@@ -104,9 +104,12 @@ impl Writer {
     /// The count rows changed by this batch, and the cursor rows it must
     /// write (`all`: every changed cursor and every route's sequence).
     pub fn write_counters(&mut self, b: &mut Batch<'_>, all: bool) {
+        self.moved
+            .extend(self.dirty_cursors.iter().chain(&self.due_cursors).copied());
         let cursors: Vec<(u32, u32)> = if all {
-            self.due_cursors.clear();
-            self.dirty_cursors.drain().collect()
+            let mut every: Vec<_> = self.dirty_cursors.drain().collect();
+            every.extend(self.due_cursors.drain());
+            every
         } else {
             let due: Vec<_> = self.due_cursors.drain().collect();
             for key in &due {
@@ -130,8 +133,17 @@ impl Writer {
         self.media.write_count(b);
     }
 
-    /// Make the new counters visible to lanes once they are written.
+    /// Make the new counters visible to lanes, and the cursors to the admin
+    /// views, once they are written.
     pub fn publish_counters(&mut self) {
+        if !self.moved.is_empty() {
+            let mut live = super::write_lock(&self.inner.cursors);
+            for key in self.moved.drain() {
+                if let Some(c) = self.cursors.get(&key) {
+                    live.insert(key, *c);
+                }
+            }
+        }
         for route in self.dirty_tails.drain() {
             self.inner.tail(route).store(self.tails[&route], Ordering::Relaxed);
         }

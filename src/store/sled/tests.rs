@@ -182,6 +182,33 @@ async fn an_event_costs_its_log_row_its_dedupe_row_and_a_result_per_subscriber()
 }
 
 #[tokio::test]
+async fn stats_follow_the_cursor_the_writer_holds_not_the_stored_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let times = [now - 100_000, now - 50_000, now - 10_000];
+    for (i, t) in times.iter().enumerate() {
+        store.append(event(&format!("t{i}"), &["a"], *t)).await.unwrap();
+    }
+    let mut src = store.work_source("a").unwrap();
+    for w in src.take(2, now).await.unwrap() {
+        store
+            .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    // A later event goes through the writer after the cursor's moves.
+    store.append(event("t3", &["a"], now)).await.unwrap();
+    // The stored cursor row is still at the first event (written lazily);
+    // the backlog is the last two events and its age the third event's.
+    let stats = store.subscriber_stats().await.unwrap();
+    let a = stats.iter().find(|s| s.name == "a").unwrap();
+    assert_eq!((a.backlog, a.oldest_pending_ms), (2, Some(times[2])));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_subscriber_added_later_starts_at_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &["a"]).await;

@@ -63,12 +63,14 @@ impl Writer {
             }
         }
         let media = MediaBook::load(&inner, tree)?;
+        *super::write_lock(&inner.cursors) = cursors.clone();
         Ok(Writer {
             inner,
             last_id,
             cursors,
             dirty_cursors: HashSet::new(),
             due_cursors: HashSet::new(),
+            moved: HashSet::new(),
             tails,
             dirty_tails: HashSet::new(),
             waiting,
