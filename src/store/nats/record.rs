@@ -14,9 +14,11 @@ use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 /// How soon an `after_archive` delivery waiting for media is looked at again.
 const DEFER_RECHECK: Duration = Duration::from_secs(2);
 /// How long a result is tried again while its bucket has no leader (a node
-/// died: writes fail for up to about 4 s), at most half of `takeover`: the
-/// message stays held meanwhile; given up, it comes again after `takeover`
-/// and is sent again.
+/// died: writes fail for up to about 4 s). The message stays held meanwhile;
+/// given up, it comes again after `takeover` and is sent again. Not capped by
+/// `takeover`: if the hold is lost meanwhile and another relay sends the
+/// event again, a late result here says the same (it was delivered), and
+/// giving up early would make that repeat certain.
 const RESULT_PATIENCE: Duration = Duration::from_secs(10);
 
 impl NatsStore {
@@ -34,10 +36,10 @@ impl NatsStore {
     }
 
     /// Write a result, trying again (with a growing pause) for
-    /// [`RESULT_PATIENCE`] or half of `takeover`: the delivery was made, and
-    /// a result not written means the subscriber gets it again.
+    /// [`RESULT_PATIENCE`]: the delivery was made, and a result not written
+    /// means the subscriber gets it again.
     async fn put_result_patiently(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
-        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE.min(self.shared.takeover / 2);
+        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
         let mut pause = Duration::from_millis(50);
         loop {
             match self.shared.put_result(key, row).await {
