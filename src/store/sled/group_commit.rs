@@ -127,7 +127,8 @@ pub(super) struct Writer {
     pub(super) dirty_cursors: HashSet<(u32, u32)>,
     /// Cursors whose row this batch must write ([`super::record`]).
     pub(super) due_cursors: HashSet<(u32, u32)>,
-    /// Cursors changed since they were last published to the admin views.
+    /// Cursors changed since they were last published to the admin views
+    /// (marked wherever a cursor changes in memory).
     pub(super) moved: HashSet<(u32, u32)>,
     /// Next log sequence per route.
     pub tails: HashMap<u32, u64>,

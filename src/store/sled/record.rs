@@ -57,10 +57,12 @@ impl Writer {
                     if t.event > c.high_water {
                         c.high_water = t.event;
                         self.dirty_cursors.insert((t.route, t.sub));
+                        self.moved.insert((t.route, t.sub));
                     }
                     if seq > c.recover_seq {
                         c.recover_seq = seq + RECOVER_AHEAD;
                         self.due_cursors.insert((t.route, t.sub));
+                        self.moved.insert((t.route, t.sub));
                     }
                 }
             }
@@ -97,6 +99,7 @@ impl Writer {
                 c.at = at;
                 c.seq = seq;
                 self.dirty_cursors.insert((route, sub));
+                self.moved.insert((route, sub));
             }
         }
     }
@@ -104,8 +107,6 @@ impl Writer {
     /// The count rows changed by this batch, and the cursor rows it must
     /// write (`all`: every changed cursor and every route's sequence).
     pub fn write_counters(&mut self, b: &mut Batch<'_>, all: bool) {
-        self.moved
-            .extend(self.dirty_cursors.iter().chain(&self.due_cursors).copied());
         let cursors: Vec<(u32, u32)> = if all {
             let mut every: Vec<_> = self.dirty_cursors.drain().collect();
             every.extend(self.due_cursors.drain());

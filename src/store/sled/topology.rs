@@ -37,6 +37,7 @@ impl Writer {
                             // Back in the config: its log goes on from here.
                             c.end = 0;
                             self.dirty_cursors.insert((route, sub));
+                            self.moved.insert((route, sub));
                         }
                         Some(_) => {}
                         None => {
@@ -56,6 +57,7 @@ impl Writer {
                             };
                             self.cursors.insert((route, sub), c);
                             self.dirty_cursors.insert((route, sub));
+                            self.moved.insert((route, sub));
                         }
                     }
                 }
@@ -71,6 +73,7 @@ impl Writer {
                     if c.end == 0 {
                         c.end = tail;
                         self.dirty_cursors.insert((route, sub));
+                        self.moved.insert((route, sub));
                     }
                 }
             }
