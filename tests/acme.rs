@@ -6,7 +6,7 @@
 //!
 //! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

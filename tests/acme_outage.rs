@@ -5,7 +5,7 @@
 //!
 //! Needs `pebble` and `pebble-challtestsrv` on PATH (`apt-get install pebble`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime};
 

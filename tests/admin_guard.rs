@@ -4,7 +4,7 @@
 //! with headers that lock it down. Real daemon on port 0, raw HTTP requests so
 //! the test sets `Host`, `Origin` and `Sec-Fetch-Site` exactly as a browser would.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

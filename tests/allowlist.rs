@@ -2,7 +2,7 @@
 //! on the client a trusted proxy names in `X-Forwarded-For` (right-most
 //! untrusted entry), junk there meaning an unknown client, never the proxy.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 

@@ -3,7 +3,7 @@
 //! Standard Webhooks, raw-body HMAC, checked against `common::oracle`).
 //! (Source addresses: `allowlist`; hostile bytes and TLS: `hostile_http`.)
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::oracle::{kie_sign, now_secs, standard_webhooks_sign};

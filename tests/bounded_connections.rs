@@ -3,7 +3,7 @@
 //! and connections that stall in any phase, over plain TCP or TLS. (Hostile
 //! bytes: `hostile_http`; a backlog on disk: `backlog`.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! `gen-secret`. Invalid configs here are small literal files: their text is
 //! the subject.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

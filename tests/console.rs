@@ -8,10 +8,9 @@
 //! without a reload. The test then checks that `flaky` received the replays.
 //! With HOOKRELAY_SCREENSHOTS=1 the script saves docs/console-*.png.
 
-mod common;
+use crate::common;
 
-#[path = "common/browser.rs"]
-mod browser;
+use crate::common::browser;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! secret header or URL parameter of a subscriber, a pull token) in any answer
 //! the console renders, nor in the console's own files.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

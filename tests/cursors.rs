@@ -3,9 +3,8 @@
 //! in flight; a subscriber added later starts at the tail; a 0.1 store is
 //! upgraded in place and its pending deliveries are made.
 
-mod common;
-#[path = "common/v1_store.rs"]
-mod v1_store;
+use crate::common;
+use crate::common::v1_store;
 
 use std::collections::HashSet;
 use std::time::Duration;

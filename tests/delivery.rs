@@ -4,7 +4,7 @@
 //! private CA, and a 2xx whose body is slow. (Retries and dead letters:
 //! `retries`; independence of subscribers: `isolation`.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! (delivered once), duplicates still get `200`, and a missing key field falls
 //! back to the body hash. (Dedupe keys surviving crashes: `nothing_lost`.)
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

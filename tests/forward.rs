@@ -5,7 +5,7 @@
 //! of either side loses nothing; failures are handed back and come again;
 //! two forwarders never hold one message at once; wrong tokens are refused.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

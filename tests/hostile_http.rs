@@ -4,7 +4,7 @@
 //! HTTP/1.1 and HTTP/2 work, junk and truncated handshakes do no harm, and
 //! TLS 1.1 is refused.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

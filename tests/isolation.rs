@@ -3,7 +3,7 @@
 //! the others nor ingest nor shutdown; a failing one is held to a few probes by
 //! its circuit and then drains at full speed; a rate limit is kept.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! provider's body byte for byte, and no attempt spent waiting — pushed, or
 //! pulled through `hookrelay forward` (the same message, the same header).
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! download for a URL named by two callbacks; the CLI, check-config and
 //! metrics show it; media retention deletes the files.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! restart; no partial file is left), and a signed URL's query string never
 //! reaches the log.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! loopback) when the route has a provider key, and the fresh URL is
 //! archived; without a key the URL fails with the status.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! redirects, statuses, timeouts, size caps and TLS. (The address policy has
 //! its own file, media_policy.rs.)
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! stored content-addressed with the right bytes and SHA-256; failures leave
 //! no partial files; the free-space floor refuses writes.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! after a redirect from a permitted host, and one lookup per hop with the
 //! connection made to exactly the checked address (no DNS rebinding).
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! stored under their digests with the right bytes, a multipart upload,
 //! failed downloads leaving nothing, delete, and secrets kept out of Debug.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

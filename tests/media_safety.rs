@@ -4,7 +4,7 @@
 //! private one is refused; a file over `max_size` is cut off and leaves no
 //! partial file. (The fetcher's address policy on its own: media_policy.rs.)
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

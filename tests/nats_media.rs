@@ -4,7 +4,7 @@
 //! for the files whichever relay delivers, with every relay's admin API
 //! showing the same media.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! forwarder's acknowledgement may reach any relay: the one holding the
 //! lease applies it.
 
-mod common;
+use crate::common;
 
 use common::nats::NatsCluster;
 use common::*;

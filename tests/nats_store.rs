@@ -4,7 +4,7 @@
 //! replay — and readiness that follows NATS. (Several relays and killed nodes:
 //! `nats_cluster`.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! provider sees one status call for it, not one per relay), and every
 //! result is delivered once.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 

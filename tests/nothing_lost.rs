@@ -2,7 +2,7 @@
 //! loop under load, a restart with jobs pending, a graceful shutdown with a
 //! request in flight, and a full disk. Every `200` is on disk and delivered.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::process::Command;

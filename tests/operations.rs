@@ -3,7 +3,7 @@
 //! the systemd unit's exposure, and a second daemon on the same store.
 //! (Reload and sd_notify: `reload`; the CLI: `cli`.)
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

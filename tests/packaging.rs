@@ -6,7 +6,7 @@
 //! the clap definition, the packaged config). The .deb itself is built and
 //! installed by packaging/check-deb.sh in `.ci/run`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! mapped to retry-later or give-up, 429 storms, submit, download-url,
 //! transport failures, HTTPS with a private CA, and the key kept secret.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! through their states, terminal records mapped to the callbacks the fake
 //! actually sends (same dedupe key), the callback sender's retries and knobs.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! letters, refusals that tell nothing about which names exist, bad input,
 //! and how operators see pull subscribers.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::Path;

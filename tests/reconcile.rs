@@ -3,7 +3,7 @@
 //! once, marked `hookrelay-source: poll`; a late callback for a recovered
 //! task and a poll after a delivered callback are both duplicates.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! the submit proxy, whose callback is lost while the relay is down, is
 //! polled after the restart and its result delivered (marked `poll`).
 
-mod common;
+use crate::common;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{submit_ok, task, task_route, task_until, tasks_config};

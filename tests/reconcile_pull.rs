@@ -2,7 +2,7 @@
 //! `hookrelay-source: poll` among its headers, and a callback that
 //! `verify = "fetch"` holds as unverified is never offered.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};

@@ -4,7 +4,7 @@
 //! sent (same dedupe key, so the late real one is a duplicate). Suno's
 //! `text` and `first` callbacks arrive and are not terminal.
 
-mod common;
+use crate::common;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{submit_ok, task, task_route, tasks_config};

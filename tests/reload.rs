@@ -5,7 +5,7 @@
 //! archive's settings apply to the next download; systemd is told
 //! (sd_notify, watchdog) and JSON logs stay JSON.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! `Retry-After`), `410` and an exhausted schedule make a dead letter, and a
 //! replay delivers it. (What a delivery carries: `delivery`.)
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! as Basic auth and appear nowhere (admin API, CLI, logs). The real binary's
 //! log is what is searched.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

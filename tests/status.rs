@@ -3,7 +3,7 @@
 //! systemd unit's ACME state directory and capability.
 //! ACME's side of the status is in `tests/acme.rs` and `tests/acme_outage.rs`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

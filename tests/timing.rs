@@ -4,7 +4,7 @@
 //! and the test's time step. (The store's writer is a blocking task, which
 //! keeps tokio from advancing time by itself while real I/O completes.)
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

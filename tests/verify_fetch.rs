@@ -4,7 +4,7 @@
 //! held as unverified, never delivered, until an operator replays it; a
 //! genuine callback is delivered.
 
-mod common;
+use crate::common;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{task_route, tasks_config};

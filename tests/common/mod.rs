@@ -20,6 +20,8 @@
 //! - `fetcher`: the media fetcher and stores driven without a daemon;
 //! - `s3`: a local S3 (moto) and the store table naming it;
 //! - `provider`: a fake of the provider platform (used as `common::provider::…`);
+//! - `browser`: chromium driven by node + playwright-core (console tests);
+//! - `v1_store`: a store in the 0.1 format, written for the upgrade tests;
 //! - `tasks`: expected tasks, the submit proxy and the reconciler against the
 //!   fake provider (used as `common::tasks::…`).
 //!
@@ -28,6 +30,7 @@
 
 pub mod archive;
 pub mod bodies;
+pub mod browser;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -48,6 +51,7 @@ pub mod s3;
 pub mod subscriber;
 pub mod systemd;
 pub mod tasks;
+pub mod v1_store;
 
 pub use archive::*;
 pub use bodies::*;
