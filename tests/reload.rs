@@ -2,8 +2,8 @@
 //! changes: a broken file is refused and the old config keeps serving; routes,
 //! subscribers, the certificate, connection limits, timeouts, HTTP/2 streams
 //! and shutdown grace apply without dropping open connections; the media
-//! archive's settings apply to the next download; systemd is told
-//! (sd_notify, watchdog) and JSON logs stay JSON.
+//! archive's settings apply to the next download; what needs a restart is
+//! named; systemd is told (sd_notify, watchdog) and JSON logs stay JSON.
 
 use crate::common;
 
@@ -210,6 +210,55 @@ async fn reload_applies_connection_limits_timeouts_and_streams() {
     );
 
     h.shutdown().await;
+}
+
+/// What is read once at start-up (the store's settings, the log's) is not
+/// applied by a reload: each setting changed is named in a warning, the rest
+/// of the file applies, and the daemon keeps serving.
+#[tokio::test]
+async fn a_reload_names_each_setting_that_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&base.write(), &[]);
+    base.clone()
+        .store_cache(4 << 20)
+        .min_free(128 << 20)
+        .log_level("debug")
+        .log_format("json")
+        .raw(|t| {
+            t["store"]
+                .as_table_mut()
+                .unwrap()
+                .insert("compression".into(), true.into());
+        })
+        .edit_route("t", |r| r.path("/hooks/new"))
+        .write();
+    bin.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the new route never applied: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = bin.log_text();
+    for key in [
+        "store.cache",
+        "store.min_free",
+        "store.compression",
+        "log.level",
+        "log.format",
+    ] {
+        assert!(
+            log.contains(&format!("{key} changed; it takes effect after a restart")),
+            "{key} not named: {log}"
+        );
+    }
+    assert!(!log.contains("store.path changed"), "{log}");
+    // Still the text format: log.format waits for the restart.
+    assert!(!log.lines().any(|l| l.starts_with('{')), "{log}");
 }
 
 #[tokio::test]
