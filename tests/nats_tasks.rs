@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{submit_ok, task, task_list, task_route, tasks_config};
+use common::tasks::{submit_ok, task, task_list, task_route, task_until, tasks_config};
 use common::*;
 use serde_json::Value;
 
@@ -118,7 +118,10 @@ async fn a_task_registered_at_a_relay_that_dies_is_polled_by_the_other() {
     let got = sub.wait_for(secs(40), "the recovered result", |r| !r.is_empty()).await;
     assert_eq!(task_of(&got[0]), id);
     assert_eq!(got[0].header("hookrelay-source"), "poll");
-    let t = task(h2.admin_addr, &id).await;
+    // In cluster mode the event is appended first and the task row settled by
+    // a KV write after it (the other order could mark a task recovered whose
+    // event was never stored), so the delivery can arrive a moment before.
+    let t = task_until(h2.admin_addr, &id, "recovered", secs(5)).await;
     assert_eq!(t["state"], "recovered", "{t}");
     tokio::time::sleep(ms(500)).await;
     assert_eq!(sub.count(), 1, "delivered once");
