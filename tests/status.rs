@@ -56,6 +56,7 @@ async fn file_certificate_status_gauge_and_sighup() {
         v["listeners"],
         serde_json::json!([{ "addr": bin.addr.to_string(), "tls": "file" }])
     );
+    assert_eq!(v["routes"], serde_json::json!(["t"]), "the configured routes, by name");
     assert_eq!(v["store"]["backend"], "sled");
     assert_eq!(v["store"]["path"], cfg.data().display().to_string());
     let certs = v["certificates"].as_array().unwrap();

@@ -1,6 +1,7 @@
 //! `/api/status`: what is running. Version, uptime, the public listeners and
-//! how they do TLS, the store, and each served certificate (names and expiry;
-//! for ACME also the renewal and failure state). Reads no store rows, so it
+//! how they do TLS, the configured routes (the console's route filters), the
+//! store, and each served certificate (names and expiry; for ACME also the
+//! renewal and failure state). Reads no store rows, so it
 //! stays cheap however large the store is.
 
 use serde_json::{json, Value};
@@ -25,6 +26,7 @@ pub(super) fn status(app: &App) -> ApiResult {
         "uptime_seconds": now.saturating_sub(app.started_ms) / 1000,
         "ready": app.ready(),
         "listeners": listeners,
+        "routes": app.live().config.routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         "store": {
             "backend": backend,
             "path": location,

@@ -74,6 +74,20 @@ try {
   await page.selectOption('#filter-status', '');
   step('status filter shows dead events only');
 
+  // The route filter lists the configured routes; choosing one lists its events only.
+  await until(page, 'the route filter to list the configured routes', () =>
+    JSON.stringify([...document.querySelectorAll('#filter-route option')].map((o) => o.value)) === JSON.stringify(['', 't', 'tasks']),
+  );
+  await page.selectOption('#filter-route', 'tasks');
+  await page.waitForSelector('#events-table-empty');
+  await page.selectOption('#filter-route', 't');
+  await until(page, `the ${ids.length} events of route t`, (n) => {
+    const rows = [...document.querySelectorAll('#events-table tbody tr')];
+    return rows.length === n && rows.every((tr) => tr.children[2].textContent === 't');
+  }, ids.length);
+  await page.selectOption('#filter-route', '');
+  step('route filter lists t and tasks and filters by route');
+
   // One event: its attempts per subscriber.
   await page.click(`#events-table tr[data-id="${taskEvent}"] a.event-link`);
   await page.waitForSelector(`#event-detail[data-id="${taskEvent}"]`);

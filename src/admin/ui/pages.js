@@ -11,8 +11,32 @@ const q = (params) => {
   return s.toString();
 };
 
+// A route filter: "any route" and the configured routes (from /api/status),
+// added by `fill` on the page's first answer (the API may want the token
+// first) and retried on the next while it fails; a chosen route that is no
+// longer configured stays listed.
+function routeFilter(id, current, onchange) {
+  const select = el('select', { id, onchange }, el('option', { value: '' }, 'any route'));
+  let filled = false;
+  const fill = async () => {
+    if (filled) return;
+    let routes;
+    try {
+      routes = (await api('/api/status')).routes || [];
+    } catch (_) {
+      return; // the page's own call says what is wrong
+    }
+    filled = true;
+    const names = current && !routes.includes(current) ? [current, ...routes] : routes;
+    select.append(...names.map((r) => el('option', { value: r }, r)));
+    select.value = current;
+  };
+  return { select, fill };
+}
+
 // Events: filters route, status and a text search on the task id (server-side).
 const filters = { route: '', status: '', task: '' };
+let eventsRoute = null;
 
 const events = {
   title: 'Events',
@@ -21,18 +45,23 @@ const events = {
       filters[key] = ev.target.value.trim();
       ctx.refresh();
     };
+    eventsRoute = routeFilter('filter-route', filters.route, onInput('route'));
     const status = el(
       'select',
       { id: 'filter-status', onchange: onInput('status') },
       ['', 'pending', 'delivered', 'dead'].map((s) => el('option', { value: s, selected: s === filters.status }, s || 'any status')),
     );
     controls.append(
-      el('label', {}, 'Route ', el('input', { id: 'filter-route', value: filters.route, placeholder: 'any route', onchange: onInput('route') })),
+      el('label', {}, 'Route ', eventsRoute.select),
       el('label', {}, 'Status ', status),
       el('label', {}, 'Task id ', el('input', { id: 'filter-task', type: 'search', value: filters.task, placeholder: 'part of a task id', oninput: onInput('task') })),
     );
   },
-  load: () => api('/api/events?' + q({ limit: 100, ...filters })),
+  async load() {
+    const data = await api('/api/events?' + q({ limit: 100, ...filters }));
+    await eventsRoute.fill();
+    return data;
+  },
   render: (data) =>
     table(
       'events-table',
@@ -197,6 +226,7 @@ const subscribers = {
 
 // Expected tasks: filters route and state (server-side).
 const taskFilters = { route: '', state: '' };
+let tasksRoute = null;
 
 const tasks = {
   title: 'Expected tasks',
@@ -205,6 +235,7 @@ const tasks = {
       taskFilters[key] = ev.target.value.trim();
       ctx.refresh();
     };
+    tasksRoute = routeFilter('filter-task-route', taskFilters.route, onInput('route'));
     const state = el(
       'select',
       { id: 'filter-task-state', onchange: onInput('state') },
@@ -213,11 +244,15 @@ const tasks = {
       ),
     );
     controls.append(
-      el('label', {}, 'Route ', el('input', { id: 'filter-task-route', value: taskFilters.route, placeholder: 'any route', onchange: onInput('route') })),
+      el('label', {}, 'Route ', tasksRoute.select),
       el('label', {}, 'State ', state),
     );
   },
-  load: () => api('/api/tasks?' + q({ limit: 200, ...taskFilters })),
+  async load() {
+    const data = await api('/api/tasks?' + q({ limit: 200, ...taskFilters }));
+    await tasksRoute.fill();
+    return data;
+  },
   render: (data) =>
     table(
       'tasks-table',
