@@ -1,8 +1,8 @@
 //! The pull API on the public listener: long-polls answered by the store's
 //! work signal, leases (one holder at a time, expiry re-offers the same id),
 //! acknowledgements and hand-backs through the retry schedule to dead
-//! letters, refusals that tell nothing about which names exist, bad input,
-//! and how operators see pull subscribers.
+//! letters, filters, refusals that tell nothing about which names exist, bad
+//! input, and how operators see pull subscribers.
 
 use crate::common;
 
@@ -117,6 +117,37 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
     assert_eq!(laptop["state"], "delivered", "{ev}");
     assert_eq!(laptop["attempts"][0]["attempt"], 1);
     assert_eq!(laptop["last_error"], Value::Null);
+    h.shutdown().await;
+}
+
+/// A pull subscriber's `filter` works as a push subscriber's: only matching
+/// callbacks are handed out; the others are recorded as `skipped` and never
+/// wait in its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_subscribers_filter_hands_out_only_matching_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let only_ok = laptop(TOKEN, secs(30)).filter("/code", 200.into());
+    let h = start(&relay_config(dir.path(), &sub.url(), only_ok, secs(30))).await;
+    let addr = h.ingest_addrs[0];
+    let (_, failed) = callback(addr, r#"{"code":500,"data":{"task_id":"pf-1"}}"#).await;
+    let (_, ok) = callback(addr, r#"{"code":200,"data":{"task_id":"pf-2"}}"#).await;
+    let (failed, ok) = (failed["id"].as_str().unwrap(), ok["id"].as_str().unwrap());
+    // Both reach the unfiltered push subscriber: both were stored.
+    sub.wait_for(secs(5), "both to push", |r| r.len() == 2).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=2s&max=10", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(ids(&got), vec![ok.to_string()], "{got}");
+    let ack = format!(r#"{{"ids": ["{ok}"]}}"#);
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{failed}")).await;
+    assert_eq!(row(&ev["subscribers"], "name", "laptop")["state"], "skipped", "{ev}");
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(5), |v| {
+        row(&v["subscribers"], "name", "laptop")["queue_depth"] == 0
+    })
+    .await;
+    assert_eq!(row(&subs["subscribers"], "name", "laptop")["queue_depth"], 0, "{subs}");
     h.shutdown().await;
 }
 
