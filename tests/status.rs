@@ -91,6 +91,7 @@ async fn file_certificate_status_gauge_and_sighup() {
     );
     for line in [
         format!("listeners:  {} (tls: file)", bin.addr),
+        "routes:     t".to_string(),
         "certificate (file): localhost, 127.0.0.1".to_string(),
         "  valid:     2024-01-01T00:00:00Z to 2040-01-01T00:00:00Z (expires in ".to_string(),
         format!("  file:      {}", cert.display()),

@@ -111,7 +111,7 @@ pub enum Command {
 /// The subcommands that ask the running daemon.
 #[derive(Subcommand)]
 pub enum AdminCommand {
-    /// Show version, uptime, listeners, store and certificates (expiry, ACME renewal).
+    /// Show version, uptime, listeners, routes, store and certificates (expiry, ACME renewal).
     Status,
     /// List recent events, newest first.
     Events {

@@ -254,8 +254,9 @@ pub fn render_status(v: &Value) -> String {
         .flatten()
         .map(|l| format!("{} (tls: {})", s(&l["addr"]), s(&l["tls"])))
         .collect();
+    let routes: Vec<String> = v["routes"].as_array().into_iter().flatten().map(s).collect();
     let mut out = format!(
-        "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({} bytes)\nlisteners:  {}\n",
+        "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({} bytes)\nlisteners:  {}\nroutes:     {}\n",
         s(&v["version"]),
         secs(&v["uptime_seconds"]),
         s(&v["started_at"]),
@@ -268,6 +269,7 @@ pub fn render_status(v: &Value) -> String {
         s(&v["store"]["path"]),
         s(&v["store"]["size_bytes"]),
         listeners.join(", "),
+        routes.join(", "),
     );
     let certs = v["certificates"].as_array().cloned().unwrap_or_default();
     if certs.is_empty() {
