@@ -2,7 +2,7 @@
 //! with flat RSS and start-up does not read them; an admin listing that pages
 //! through 80k events runs off the async workers, so the daemon keeps answering.
 
-use crate::common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

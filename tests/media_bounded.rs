@@ -4,7 +4,7 @@
 //! size. (The library-level measurement, with throughput against a bare
 //! copy, is media_large.rs: it needs a test binary of its own.)
 
-use crate::common;
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! `kill -9` under load; copies of one callback sent to both relays at once make
 //! one event; a delivery a dead relay held is taken over by the other.
 
-use crate::common;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

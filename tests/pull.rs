@@ -141,7 +141,10 @@ async fn a_pull_subscribers_filter_hands_out_only_matching_callbacks() {
     let ack = format!(r#"{{"ids": ["{ok}"]}}"#);
     let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
     assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{failed}")).await;
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{failed}"), secs(5), |v| {
+        row(&v["subscribers"], "name", "laptop")["state"] == "skipped"
+    })
+    .await;
     assert_eq!(row(&ev["subscribers"], "name", "laptop")["state"], "skipped", "{ev}");
     let subs = admin_until(h.admin_addr, "/api/subscribers", secs(5), |v| {
         row(&v["subscribers"], "name", "laptop")["queue_depth"] == 0

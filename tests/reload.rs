@@ -243,6 +243,16 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The warnings come before the new routes apply, but stderr is read by a
+    // thread of its own: wait for the last one.
+    while !bin.log_text().contains("log.format changed") {
+        assert!(
+            Instant::now() < deadline,
+            "no warning for log.format: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = bin.log_text();
     for key in [
         "store.cache",

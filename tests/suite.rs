@@ -3,10 +3,15 @@
 //! links the dependencies once, where a binary per file linked them 48 times
 //! (6.9 GB of test binaries in a clean CI build, which ran the disk full).
 //! Run one file's tests with `cargo test --test suite <file>::`, e.g.
-//! `cargo test --test suite cursors::`.
+//! `cargo test --test suite cursors::` (the filter matches any part of a
+//! test's name: `pull::` also runs `nats_pull::` and `reconcile_pull::`).
 //!
-//! `media_large.rs` stays a binary of its own: it measures the test process's
-//! peak RSS, which other tests running beside it would share.
+//! Four files are binaries of their own (`[[test]]` in Cargo.toml), so that
+//! nothing else runs beside them: `media_large` measures the test process's
+//! own peak RSS; `backlog` (a 100k drain), `media_bounded` (a 1 GiB archive)
+//! and `nats_cluster` (three NATS nodes and two relays under load, with
+//! `kill -9`) would load the machine under the timing-bound tests here.
+//! `every_test_file_is_run` below checks that each file is one or the other.
 
 mod common;
 
@@ -15,7 +20,6 @@ mod acme_outage;
 mod admin_guard;
 mod allowlist;
 mod answers;
-mod backlog;
 mod bounded_connections;
 mod cli;
 mod console;
@@ -28,7 +32,6 @@ mod hostile_http;
 mod isolation;
 mod media_after_archive;
 mod media_archive;
-mod media_bounded;
 mod media_durable;
 mod media_expired;
 mod media_fetch;
@@ -36,7 +39,6 @@ mod media_local;
 mod media_policy;
 mod media_s3;
 mod media_safety;
-mod nats_cluster;
 mod nats_media;
 mod nats_pull;
 mod nats_store;
@@ -57,3 +59,24 @@ mod secrets;
 mod status;
 mod timing;
 mod verify_fetch;
+
+/// A file in `tests/` that is neither a module here nor a `[[test]]` of its
+/// own would never be compiled or run (`autotests = false`).
+#[test]
+fn every_test_file_is_run() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = std::fs::read_to_string(dir.join("tests/suite.rs")).unwrap();
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(stem) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        let module = suite.lines().any(|l| l == format!("mod {stem};"));
+        let own = cargo.contains(&format!("path = \"tests/{name}\""));
+        assert!(
+            stem == "suite" || module != own,
+            "tests/{name}: add `mod {stem};` to tests/suite.rs (or a [[test]] of its own, not both)"
+        );
+    }
+}

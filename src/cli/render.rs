@@ -254,7 +254,13 @@ pub fn render_status(v: &Value) -> String {
         .flatten()
         .map(|l| format!("{} (tls: {})", s(&l["addr"]), s(&l["tls"])))
         .collect();
+    // An older daemon says nothing about its routes: `-`, as for any missing value.
     let routes: Vec<String> = v["routes"].as_array().into_iter().flatten().map(s).collect();
+    let routes = if routes.is_empty() {
+        s(&Value::Null)
+    } else {
+        routes.join(", ")
+    };
     let mut out = format!(
         "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({} bytes)\nlisteners:  {}\nroutes:     {}\n",
         s(&v["version"]),
@@ -269,7 +275,7 @@ pub fn render_status(v: &Value) -> String {
         s(&v["store"]["path"]),
         s(&v["store"]["size_bytes"]),
         listeners.join(", "),
-        routes.join(", "),
+        routes,
     );
     let certs = v["certificates"].as_array().cloned().unwrap_or_default();
     if certs.is_empty() {

@@ -149,7 +149,15 @@ try {
   await until(page, 'the state filter to hide the waiting task', (sel) => !document.querySelector(sel), taskRow);
   await page.selectOption('#filter-task-state', '');
   await page.waitForSelector(taskRow);
-  step(`task ${expected} listed as waiting; the state filter works`);
+  await until(page, 'the tasks route filter to list the configured routes', () =>
+    JSON.stringify([...document.querySelectorAll('#filter-task-route option')].map((o) => o.value)) === JSON.stringify(['', 't', 'tasks']),
+  );
+  await page.selectOption('#filter-task-route', 't');
+  await until(page, 'the route filter to hide the task of route tasks', (sel) => !document.querySelector(sel), taskRow);
+  await page.selectOption('#filter-task-route', 'tasks');
+  await page.waitForSelector(taskRow);
+  await page.selectOption('#filter-task-route', '');
+  step(`task ${expected} listed as waiting; the state and route filters work`);
 
   await page.click('#nav a[data-page="status"]');
   await page.waitForSelector('#status');

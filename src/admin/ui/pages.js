@@ -11,26 +11,23 @@ const q = (params) => {
   return s.toString();
 };
 
-// A route filter: "any route" and the configured routes (from /api/status),
-// added by `fill` on the page's first answer (the API may want the token
-// first) and retried on the next while it fails; a chosen route that is no
-// longer configured stays listed.
+// A route filter: "any route" and the configured routes (from /api/status).
+// A chosen route is listed from the start (so the list shows the filter in
+// force even while /api/status fails); `fill` adds the others on the page's
+// first answer (the API may want the token first), one request at a time,
+// asked again on the next answer while it fails.
 function routeFilter(id, current, onchange) {
-  const select = el('select', { id, onchange }, el('option', { value: '' }, 'any route'));
-  let filled = false;
-  const fill = async () => {
-    if (filled) return;
-    let routes;
-    try {
-      routes = (await api('/api/status')).routes || [];
-    } catch (_) {
-      return; // the page's own call says what is wrong
-    }
-    filled = true;
-    const names = current && !routes.includes(current) ? [current, ...routes] : routes;
-    select.append(...names.map((r) => el('option', { value: r }, r)));
-    select.value = current;
-  };
+  const option = (r) => el('option', { value: r }, r);
+  const select = el('select', { id, onchange }, el('option', { value: '' }, 'any route'), current ? option(current) : null);
+  select.value = current;
+  let pending = null;
+  const fill = () =>
+    (pending ??= api('/api/status').then(
+      (s) => select.append(...(s.routes || []).filter((r) => r !== current).map(option)),
+      () => {
+        pending = null; // the page's own call says what is wrong
+      },
+    ));
   return { select, fill };
 }
 
@@ -58,8 +55,9 @@ const events = {
     );
   },
   async load() {
+    const route = eventsRoute; // this visit's, whatever a later visit sets
     const data = await api('/api/events?' + q({ limit: 100, ...filters }));
-    await eventsRoute.fill();
+    await route.fill();
     return data;
   },
   render: (data) =>
@@ -249,8 +247,9 @@ const tasks = {
     );
   },
   async load() {
+    const route = tasksRoute; // this visit's, whatever a later visit sets
     const data = await api('/api/tasks?' + q({ limit: 200, ...taskFilters }));
-    await tasksRoute.fill();
+    await route.fill();
     return data;
   },
   render: (data) =>
