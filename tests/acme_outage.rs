@@ -41,11 +41,7 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
     .await;
     pb.stop();
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !bin.log_text().contains("ACME order failed") {
-        assert!(Instant::now() < deadline, "no failure logged:\n{}", bin.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    log_until(|| bin.log_text(), "ACME order failed", secs(40)).await;
     assert!(SystemTime::now() < info.not_after, "too slow to check before expiry");
     // Still the old certificate, still valid, still serving callbacks.
     assert_eq!(pebble::served_cert(bin.addr, DOMAIN, &client).await.unwrap(), der);

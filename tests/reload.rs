@@ -245,14 +245,7 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
     }
     // The warnings come before the new routes apply, but stderr is read by a
     // thread of its own: wait for the last one.
-    while !bin.log_text().contains("log.format changed") {
-        assert!(
-            Instant::now() < deadline,
-            "no warning for log.format: {}",
-            bin.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    log_until(|| bin.log_text(), "log.format changed", secs(10)).await;
     let log = bin.log_text();
     for key in [
         "store.cache",

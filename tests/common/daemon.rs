@@ -165,6 +165,21 @@ impl Drop for Bin {
     }
 }
 
+/// Wait until a collected log (`log`: a `Bin`'s or a `Forwarder`'s
+/// `log_text`, filled by a reader thread) contains `needle`; panics with the
+/// log after `limit`.
+pub async fn log_until(log: impl Fn() -> String, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never logged within {limit:?}:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `/proc/PID/status` field (`"VmRSS:"`, `"VmHWM:"`, …) in KiB.
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
