@@ -70,22 +70,10 @@ impl NatsStore {
             Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
                 return t.acker.ack().await.map_err(unavailable);
             }
-            Outcome::Retry { due_ms } => {
-                let delay = Duration::from_millis(due_ms.saturating_sub(crate::clock::now_ms()));
-                t.acker
-                    .double_ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)
-            }
-            Outcome::Defer { due_ms } => {
-                // Nothing tells this relay when another one archives the
-                // media: look again soon, however late `due_ms` is.
-                let delay = Duration::from_millis(due_ms.saturating_sub(crate::clock::now_ms())).min(DEFER_RECHECK);
-                t.acker
-                    .double_ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)
-            }
+            Outcome::Retry { due_ms } => nak(t, until(*due_ms)).await,
+            // Nothing tells this relay when another one archives the media:
+            // look again soon, however late `due_ms` is.
+            Outcome::Defer { due_ms } => nak(t, until(*due_ms).min(DEFER_RECHECK)).await,
             Outcome::Dead { .. } => {
                 let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
                 let subject = layout::dead_subject(&t.route, &t.sub, t.event_seq);
@@ -98,4 +86,17 @@ impl NatsStore {
             }
         }
     }
+}
+
+/// From now (when the NAK is sent, after the result was written) to `due_ms`.
+fn until(due_ms: u64) -> Duration {
+    Duration::from_millis(due_ms.saturating_sub(crate::clock::now_ms()))
+}
+
+/// Hand the message back, to come again after `delay`.
+async fn nak(t: &NatsTicket, delay: Duration) -> Result<(), StoreError> {
+    t.acker
+        .double_ack_with(AckKind::Nak(Some(delay)))
+        .await
+        .map_err(unavailable)
 }

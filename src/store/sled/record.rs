@@ -108,9 +108,9 @@ impl Writer {
     /// write (`all`: every changed cursor and every route's sequence).
     pub fn write_counters(&mut self, b: &mut Batch<'_>, all: bool) {
         let cursors: Vec<(u32, u32)> = if all {
-            let mut every: Vec<_> = self.dirty_cursors.drain().collect();
-            every.extend(self.due_cursors.drain());
-            every
+            let every: std::collections::HashSet<_> =
+                self.dirty_cursors.drain().chain(self.due_cursors.drain()).collect();
+            every.into_iter().collect()
         } else {
             let due: Vec<_> = self.due_cursors.drain().collect();
             for key in &due {

@@ -61,21 +61,28 @@ pub(super) fn attempt(n: u32, status: u16, ms: u64) -> Attempt {
     }
 }
 
+/// Take up to `n` due deliveries and record each delivered (first answer 200).
+async fn deliver_some(store: &Store, src: &mut WorkSource, n: usize, now: u64) -> Vec<EventId> {
+    let mut ids = Vec::new();
+    for w in src.take(n, now).await.unwrap() {
+        store
+            .record(&w.ticket, Some(attempt(w.attempts + 1, 200, now)), Outcome::Delivered)
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+        ids.push(w.event.id);
+    }
+    ids
+}
+
 pub(super) async fn deliver_all(store: &Store, src: &mut WorkSource, now: u64) -> Vec<EventId> {
     let mut ids = Vec::new();
     loop {
-        let work = src.take(16, now).await.unwrap();
-        if work.is_empty() {
+        let round = deliver_some(store, src, 16, now).await;
+        if round.is_empty() {
             return ids;
         }
-        for w in work {
-            store
-                .record(&w.ticket, Some(attempt(w.attempts + 1, 200, now)), Outcome::Delivered)
-                .await
-                .unwrap();
-            src.done(&w.ticket).await;
-            ids.push(w.event.id);
-        }
+        ids.extend(round);
     }
 }
 
@@ -191,13 +198,7 @@ async fn stats_follow_the_cursor_the_writer_holds_not_the_stored_row() {
         store.append(event(&format!("t{i}"), &["a"], *t)).await.unwrap();
     }
     let mut src = store.work_source("a").unwrap();
-    for w in src.take(2, now).await.unwrap() {
-        store
-            .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
-            .await
-            .unwrap();
-        src.done(&w.ticket).await;
-    }
+    assert_eq!(deliver_some(&store, &mut src, 2, now).await.len(), 2);
     // A later event goes through the writer after the cursor's moves.
     store.append(event("t3", &["a"], now)).await.unwrap();
     // The stored cursor row is still at the first event (written lazily);
