@@ -56,8 +56,10 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut polls = JoinSet::new();
+    let mut reconciling: HashSet<String> = HashSet::new();
     loop {
         while polls.try_join_next().is_some() {}
+        schedule_new_routes(&app, &mut reconciling).await;
         let now = crate::clock::now_ms();
         let wait = match app.store.due_tasks(now, BATCH).await {
             Ok((due, next)) => {
@@ -87,6 +89,38 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(wait.clamp(MIN_WAIT, IDLE)) => {}
             _ = app.tasks_wake.notified() => {}
+        }
+    }
+}
+
+/// A route that starts reconciling (at start, or added by a reload) gets its
+/// open tasks registered while it did not reconcile scheduled for a poll,
+/// once per process: `done` holds the routes whose tasks are scheduled.
+async fn schedule_new_routes(app: &App, done: &mut HashSet<String>) {
+    let live = app.live();
+    let now: Vec<(&str, Duration)> = live
+        .config
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.reconcile?.after)).filter(|_| r.product().is_some()))
+        .collect();
+    done.retain(|name| now.iter().any(|(r, _)| r == name));
+    for (route, after) in now {
+        if done.contains(route) {
+            continue;
+        }
+        match app.store.schedule_tasks(route, after).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(
+                        route,
+                        tasks = n,
+                        "tasks registered before the route reconciled are scheduled for a poll"
+                    );
+                }
+                done.insert(route.to_string());
+            }
+            Err(e) => tracing::warn!(route, error = %e, "cannot schedule the route's unscheduled tasks; trying again"),
         }
     }
 }

@@ -10,7 +10,10 @@ use std::collections::{HashMap, HashSet};
 
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{submit_ok, task, task_list, task_route, task_until, tasks_config};
+use common::tasks::{
+    a_task_from_before_reconcile_is_polled_once_it_is_added, submit_ok, task, task_list, task_route, task_until,
+    tasks_config,
+};
 use common::*;
 use serde_json::Value;
 
@@ -126,4 +129,13 @@ async fn a_task_registered_at_a_relay_that_dies_is_polled_by_the_other() {
     tokio::time::sleep(ms(500)).await;
     assert_eq!(sub.count(), 1, "delivered once");
     h2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_registered_before_reconcile_was_added_is_polled_after_a_reload() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    a_task_from_before_reconcile_is_polled_once_it_is_added(relay(dir.path(), &nats, &fake, &sub), &fake, &sub).await;
 }

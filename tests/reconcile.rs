@@ -8,7 +8,10 @@ use crate::common;
 use std::collections::HashMap;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{register, submit, submit_ok, task, task_list, task_route, task_until, tasks_config};
+use common::tasks::{
+    a_task_from_before_reconcile_is_polled_once_it_is_added, register, submit, submit_ok, task, task_list, task_route,
+    task_until, tasks_config,
+};
 use common::*;
 use hookrelay::provider::Product;
 use serde_json::Value;
@@ -179,6 +182,15 @@ async fn a_poll_after_a_delivered_callback_creates_nothing() {
     tokio::time::sleep(ms(500)).await;
     assert_eq!(sub.count(), 1, "the polled result was a duplicate");
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_registered_before_reconcile_was_added_is_polled_after_a_reload() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    a_task_from_before_reconcile_is_polled_once_it_is_added(cfg, &fake, &sub).await;
 }
 
 #[tokio::test]

@@ -270,6 +270,17 @@ impl Store {
         }
     }
 
+    /// Give every open task of `route` that has no poll scheduled (it was
+    /// registered while the route did not reconcile) its first poll:
+    /// `after` its registration, or now if that has passed. Returns how many.
+    pub async fn schedule_tasks(&self, route: &str, after: std::time::Duration) -> Result<usize, StoreError> {
+        let after_ms = after.as_millis() as u64;
+        match &self.backend {
+            super::Backend::Sled(s) => s.schedule_tasks(route, after_ms).await,
+            super::Backend::Nats(s) => s.schedule_tasks(route, after_ms).await,
+        }
+    }
+
     /// Task retention: forget tasks registered before `cutoff_ms` (final or
     /// not: past the event retention a result could no longer be deduplicated
     /// anyway). Returns how many.

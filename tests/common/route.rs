@@ -345,6 +345,10 @@ impl Route {
         self.reconcile = Some(r);
         self
     }
+    pub fn without_reconcile(mut self) -> Self {
+        self.reconcile = None;
+        self
+    }
     /// `verify = "fetch"` (or a bad value, to test its error).
     pub fn verify(mut self, mode: &str) -> Self {
         self.verify = Some(mode.into());

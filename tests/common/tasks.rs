@@ -120,3 +120,41 @@ pub async fn register(admin_addr: SocketAddr, route: &str, task_id: &str) -> (St
     .await;
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
+
+/// A task registered while its route did not reconcile is polled once a
+/// reload adds `reconcile`: `cfg` (from [`tasks_config`], embedded or
+/// cluster store) has route `runway` as [`task_route`] makes it, and its
+/// `reconcile` is taken out for the start and put back by the reload. The
+/// lost callback's result is recovered and delivered to `sub`; a task its
+/// callback settled meanwhile is not polled.
+pub async fn a_task_from_before_reconcile_is_polled_once_it_is_added(
+    cfg: TestConfig,
+    fake: &FakeProvider,
+    sub: &super::subscriber::Sub,
+) {
+    use super::provider::TaskPlan;
+    let reconciling = cfg.edit_route("runway", |r| r.reconcile(fast_reconcile()));
+    let without = reconciling.clone().edit_route("runway", Route::without_reconcile);
+    let h = super::daemon::start(&without).await;
+    fake.plan_next(TaskPlan::success().lose());
+    let lost = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let called = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let t = task_until(h.admin_addr, &called, "called_back", secs(10)).await;
+    assert_eq!(t["state"], "called_back", "{t}");
+    let t = task(h.admin_addr, &lost).await;
+    assert_eq!(
+        (&t["state"], &t["next_poll_at"]),
+        (&Value::from("waiting"), &Value::Null),
+        "{t}"
+    );
+    reconciling.write();
+    h.reload().await.unwrap();
+    let t = task_until(h.admin_addr, &lost, "recovered", secs(10)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    let got = sub
+        .wait_for(secs(10), "the callback and the recovered result", |all| all.len() == 2)
+        .await;
+    assert_eq!(got[1].header("hookrelay-source"), "poll");
+    assert_eq!(fake.status_requests(&called), 0, "a settled task is not polled");
+    h.shutdown().await;
+}

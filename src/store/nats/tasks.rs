@@ -182,6 +182,46 @@ impl NatsStore {
         Ok(row.task)
     }
 
+    /// Give `route`'s open tasks without a next poll their first poll: a work
+    /// message each, then the row naming it (only if nobody changed the row
+    /// meanwhile; a message whose row names another is dropped when due).
+    pub async fn schedule_tasks(&self, route: &str, after_ms: u64) -> Result<usize, StoreError> {
+        let s = &self.shared;
+        if !s.ready.load(Ordering::Acquire) {
+            return Err(unavailable("NATS is not reachable"));
+        }
+        let unscheduled =
+            |row: &TaskRow| row.task.route == route && !row.task.state.is_final() && row.task.next_poll_ms.is_none();
+        let mut scheduled = 0;
+        for (hash, v) in s.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await? {
+            if !serde_json::from_slice::<TaskRow>(&v).is_ok_and(|row| unscheduled(&row)) {
+                continue;
+            }
+            let Some((mut row, revision)) = s.task_row(&hash).await?.filter(|(row, _)| unscheduled(row)) else {
+                continue;
+            };
+            let due = row
+                .task
+                .registered_ms
+                .saturating_add(after_ms)
+                .max(crate::clock::now_ms());
+            let msg = TaskWork {
+                route: route.to_string(),
+                task_id: row.task.task_id.clone(),
+                registered_ms: row.task.registered_ms,
+                first_poll_ms: due,
+            };
+            row.work = s.publish_work(layout::task_subject(&hash), &hash, &msg).await?;
+            row.task.next_poll_ms = Some(due);
+            let updated = s
+                .tasks_bucket()?
+                .update(layout::task_key(&hash), encode(&row), revision)
+                .await;
+            scheduled += usize::from(updated.is_ok());
+        }
+        Ok(scheduled)
+    }
+
     /// Record a poll that did not settle the task, and reschedule (or drop)
     /// its work message.
     pub async fn update_task(

@@ -114,6 +114,15 @@ pub(super) enum Msg {
         cutoff_ms: u64,
         reply: Reply<(usize, bool)>,
     },
+    /// One bounded step giving a route's unscheduled open tasks their
+    /// first poll ([`super::tasks`]): (scheduled, where to go on).
+    TaskSchedule {
+        route: String,
+        after_ms: u64,
+        now_ms: u64,
+        from: Option<Vec<u8>>,
+        reply: Reply<(usize, Option<Vec<u8>>)>,
+    },
     Probe(Reply<()>),
     Stop,
 }
@@ -404,6 +413,15 @@ impl Writer {
             }
             Msg::TaskSweep { cutoff_ms, reply } => {
                 let _ = reply.send(self.task_sweep_step(cutoff_ms));
+            }
+            Msg::TaskSchedule {
+                route,
+                after_ms,
+                now_ms,
+                from,
+                reply,
+            } => {
+                let _ = reply.send(self.task_schedule_step(&route, after_ms, now_ms, from));
             }
             Msg::Probe(reply) => {
                 let tree = self.inner.tree.clone();

@@ -196,3 +196,60 @@ async fn a_retry_without_an_attempt_keeps_its_step() {
     assert_eq!((w.step, w.attempts), (0, 0));
     s.close().await;
 }
+
+#[tokio::test]
+async fn tasks_registered_without_a_schedule_get_one_when_the_route_starts_reconciling() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let before = crate::clock::now_ms();
+    let later = before + 3_600_000;
+    // Registered long ago (its first poll is due now), registered "later"
+    // (due `after` past its registration), settled, already scheduled.
+    for i in 0..8 {
+        s.register_task(new_task(&format!("old{i}"), 1000 + i, None))
+            .await
+            .unwrap();
+        s.register_task(new_task(&format!("new{i}"), later + i, None))
+            .await
+            .unwrap();
+    }
+    s.register_task(new_task("cb", 1000, None)).await.unwrap();
+    s.append(event("cb", Origin::Callback, true, 1100)).await.unwrap();
+    s.register_task(new_task("sched", 1000, Some(5000))).await.unwrap();
+    let after = std::time::Duration::from_secs(600);
+    assert_eq!(
+        s.schedule_tasks("runway", after).await.unwrap(),
+        16,
+        "every unscheduled open task, across steps"
+    );
+    let now = crate::clock::now_ms();
+    for i in 0..8 {
+        let t = s.task(Some("runway".into()), format!("old{i}")).await.unwrap().unwrap();
+        assert!(t.next_poll_ms.is_some_and(|d| (before..=now).contains(&d)), "{t:?}");
+        let t = s.task(Some("runway".into()), format!("new{i}")).await.unwrap().unwrap();
+        assert_eq!(t.next_poll_ms, Some(later + i + 600_000), "{t:?}");
+        assert_eq!(t.state, TaskState::Waiting);
+    }
+    let t = s.task(Some("runway".into()), "cb".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.next_poll_ms),
+        (TaskState::CalledBack, None),
+        "a settled task stays unscheduled"
+    );
+    let t = s.task(Some("runway".into()), "sched".into()).await.unwrap().unwrap();
+    assert_eq!(t.next_poll_ms, Some(5000), "a scheduled task keeps its poll");
+    // The schedule the reconciler reads has them, and a second pass finds none.
+    let (due, _) = s.due_tasks(now, 100).await.unwrap();
+    let mut ids: Vec<_> = due.iter().map(|t| t.task_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["old0", "old1", "old2", "old3", "old4", "old5", "old6", "old7", "sched"]
+    );
+    assert_eq!(s.schedule_tasks("runway", after).await.unwrap(), 0);
+    assert_eq!(
+        s.schedule_tasks("nope", after).await.unwrap(),
+        0,
+        "an unknown route has no tasks"
+    );
+}

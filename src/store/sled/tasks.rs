@@ -27,6 +27,9 @@ pub(super) enum TaskOp {
 
 /// Tasks forgotten per retention step (the caller loops).
 const SWEEP_CHUNK: usize = 1000;
+/// Task rows looked at per scheduling step (the caller loops; small in
+/// tests so that they cross steps).
+const SCHEDULE_CHUNK: usize = if cfg!(test) { 3 } else { 10_000 };
 
 fn load(b: &Batch<'_>, key: &[u8], route: &str, task_id: &str) -> Result<Option<Task>, StoreError> {
     match b.get(key)? {
@@ -142,6 +145,49 @@ impl Writer {
         self.commit(b)?;
         Ok((removed, removed >= SWEEP_CHUNK))
     }
+
+    /// One bounded step over `route`'s tasks from `from`: every open task
+    /// without a next poll (registered while the route did not reconcile)
+    /// is scheduled `after_ms` past its registration, or now if that has
+    /// passed. Returns how many, and the key to go on from.
+    pub(super) fn task_schedule_step(
+        &mut self,
+        route: &str,
+        after_ms: u64,
+        now_ms: u64,
+        from: Option<Vec<u8>>,
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        let Some(no) = super::read_lock(&self.inner.registry).route(route) else {
+            return Ok((0, None));
+        };
+        let tree = self.inner.tree.clone();
+        let mut b = Batch::new(&tree);
+        let prefix = tc::task_prefix(no);
+        let start = from.unwrap_or_else(|| prefix.clone());
+        let mut scheduled = 0;
+        let mut next = None;
+        for (seen, item) in tree.range(start..super::keys::prefix_end(&prefix)).enumerate() {
+            let (k, v) = item?;
+            if seen >= SCHEDULE_CHUNK {
+                next = Some(k.to_vec());
+                break;
+            }
+            let Some((_, id)) = tc::parse_task(&k) else { continue };
+            let Some(mut row) = tc::decode(&v, route, &id) else {
+                continue;
+            };
+            if row.state.is_final() || row.next_poll_ms.is_some() {
+                continue;
+            }
+            let due = row.registered_ms.saturating_add(after_ms).max(now_ms);
+            row.next_poll_ms = Some(due);
+            b.put(tc::task_due(due, no, &id), Vec::new());
+            b.put(k.to_vec(), tc::encode(&row));
+            scheduled += 1;
+        }
+        self.commit(b)?;
+        Ok((scheduled, next))
+    }
 }
 
 impl SledStore {
@@ -166,6 +212,29 @@ impl SledStore {
         };
         self.call(|reply| super::group_commit::Msg::Task(Box::new(op), reply))
             .await
+    }
+
+    pub async fn schedule_tasks(&self, route: &str, after_ms: u64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let mut from = None;
+        loop {
+            let (name, now_ms) = (route.to_string(), crate::clock::now_ms());
+            let (n, next) = self
+                .call(|reply| super::group_commit::Msg::TaskSchedule {
+                    route: name,
+                    after_ms,
+                    now_ms,
+                    from,
+                    reply,
+                })
+                .await?;
+            total += n;
+            match next {
+                Some(k) => from = Some(k),
+                None => return Ok(total),
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
