@@ -3,7 +3,8 @@
 //! Owns the connection-level limits: a cap on open connections (taken before
 //! `accept`), the deadline of every phase that waits for the client (TLS
 //! handshake, protocol detection and headers under `read_timeout`; idle
-//! keep-alive under `idle_timeout`, see `activity`), the HTTP/2 stream limit,
+//! keep-alive under `idle_timeout`, see `activity`; an HTTP/2 header still
+//! arriving is found by `h2_frames`), the HTTP/2 stream limit,
 //! and the graceful drain on shutdown; a reload changes them through `limits`.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
 //! `acme`) is closed after its handshake, never served HTTP.
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::tls;
 
 mod activity;
+mod h2_frames;
 mod limits;
 
 use activity::{Activity, GuardedBody, Next, Tracked};

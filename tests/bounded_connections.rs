@@ -181,6 +181,97 @@ async fn stalled_tls_connections_are_closed_within_read_timeout() {
     h.shutdown().await;
 }
 
+/// One HTTP/2 frame: length, type, flags, stream, payload (RFC 9113 §4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Speak HTTP/2 by hand (prior knowledge): the preface, then one callback on
+/// stream 1 for `task` (its header block HPACK-encoded without Huffman), read until its
+/// answer ends, acknowledging the server's settings; the answer's status
+/// must be 200 (HPACK static index 8).
+async fn h2_callback_by_hand<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, task: &str) {
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    for (index, value) in [(0x04, "/hooks/t?token=tok"), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block.extend_from_slice(&[0x0f, 0x10, 16]); // content-type (static 31)
+    block.extend_from_slice(b"application/json");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out.extend(h2_frame(0x1, 0x4, 1, &block));
+    out.extend(h2_frame(0x0, 0x1, 1, runway(task).as_bytes()));
+    s.write_all(&out).await.unwrap();
+    let mut status = None;
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.expect("the server answers");
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.unwrap();
+        let (kind, flags, stream) = (
+            head[3],
+            head[4],
+            u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+        );
+        if kind == 0x4 && flags & 0x1 == 0 {
+            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
+        }
+        if kind == 0x1 && stream == 1 {
+            status = payload.first().copied();
+        }
+        if stream == 1 && flags & 0x1 != 0 && matches!(kind, 0x0 | 0x1) {
+            break;
+        }
+    }
+    assert_eq!(status, Some(0x88), "the callback was answered 200");
+}
+
+#[tokio::test]
+async fn an_http2_header_still_arriving_after_a_request_is_cut_at_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "server");
+    let limits = |c: TestConfig| c.read_timeout(secs(1)).idle_timeout(secs(30));
+    let (plain_dir, tls_dir) = (dir.path().join("plain"), dir.path().join("tls"));
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let (plain_sub, plain) = daemon(&plain_dir, limits).await;
+    let (tls_sub, tls) = daemon(&tls_dir, |c| limits(c).tls(&cert.cert, &cert.key)).await;
+    let mut watched = Vec::new();
+    // After a served request, the next header block opens and never ends
+    // (no CONTINUATION), or a frame stops half way; over TCP and over TLS.
+    for (what, rest) in [
+        (
+            "a header block without its END_HEADERS",
+            h2_frame(0x1, 0x1, 3, &[0x83, 0x86]),
+        ),
+        ("half of a PING frame", h2_frame(0x6, 0, 0, &[0; 8])[..12].to_vec()),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(plain.ingest_addrs[0]).await.unwrap();
+        h2_callback_by_hand(&mut tcp, what).await;
+        tcp.write_all(&rest).await.unwrap();
+        watched.push((format!("h2c: {what}"), watch(tcp)));
+        let mut s = tls_connect(tls.ingest_addrs[0], &cert.der, &[b"h2"])
+            .await
+            .expect("TLS handshake");
+        h2_callback_by_hand(&mut s, what).await;
+        s.write_all(&rest).await.unwrap();
+        s.flush().await.unwrap();
+        watched.push((format!("h2 over TLS: {what}"), watch(s)));
+    }
+    assert_cut_at_read_timeout(watched).await;
+    for sub in [&plain_sub, &tls_sub] {
+        sub.wait_for(secs(5), "the two callbacks", |r| r.len() == 2).await;
+    }
+    plain.shutdown().await;
+    tls.shutdown().await;
+}
+
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,10 @@
 //!   next request if its header is not complete by then, else after
 //!   `idle_timeout` of silence;
 //! - HTTP/2 with no stream being served: closed (GOAWAY first) after
-//!   `idle_timeout`, whatever frames it sends meanwhile (pings, or a header
-//!   that is still arriving: bytes cannot tell them apart here).
+//!   `idle_timeout`, whatever whole frames it sends meanwhile (pings); a
+//!   frame or a header block still arriving ([`super::h2_frames`]) is closed
+//!   `read_timeout` after it began (counted from the end of the last request
+//!   if it began during one).
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
@@ -24,6 +26,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::h2_frames::Frames;
 
 /// Shared between a connection's task, its I/O wrapper and its service.
 pub struct Activity {
@@ -46,6 +50,8 @@ struct State {
     bytes_while_idle: Option<Instant>,
     /// The connection speaks HTTP/2 (known from its first request).
     h2: bool,
+    /// Since when an HTTP/2 frame or header block has been arriving.
+    h2_mid_since: Option<Instant>,
 }
 
 /// What the connection task should do next.
@@ -69,6 +75,7 @@ impl Activity {
                 idle_since: now,
                 bytes_while_idle: None,
                 h2: false,
+                h2_mid_since: None,
             }),
             changed: Notify::new(),
         })
@@ -113,6 +120,12 @@ impl Activity {
         }
     }
 
+    /// An HTTP/2 frame or header block began (`true`) or ended arriving.
+    fn h2_mid_message(&self, mid: bool) {
+        self.state().h2_mid_since = mid.then(Instant::now);
+        self.changed.notify_one();
+    }
+
     /// The deadline that applies now.
     pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
         let s = self.state();
@@ -125,13 +138,18 @@ impl Activity {
                 graceful: false,
             };
         }
-        match s.bytes_while_idle {
-            Some(t) if !s.h2 => Next::Close {
+        let idle = s.idle_since + idle_timeout;
+        match (s.bytes_while_idle, s.h2_mid_since) {
+            (Some(t), _) if !s.h2 => Next::Close {
                 at: t + read_timeout,
                 graceful: false,
             },
+            (_, Some(t)) => Next::Close {
+                at: (t.max(s.idle_since) + read_timeout).min(idle),
+                graceful: false,
+            },
             _ => Next::Close {
-                at: s.idle_since + idle_timeout,
+                at: idle,
                 graceful: true,
             },
         }
@@ -188,15 +206,23 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
 }
 
 /// A connection's I/O, passed through unchanged; notes bytes that arrive while
-/// no request is being served.
+/// no request is being served, and on HTTP/2 when a frame or header block
+/// begins and ends arriving.
 pub struct Tracked<I> {
     io: I,
     activity: Arc<Activity>,
+    frames: Frames,
+    mid: bool,
 }
 
 impl<I> Tracked<I> {
     pub fn new(io: I, activity: Arc<Activity>) -> Self {
-        Tracked { io, activity }
+        Tracked {
+            io,
+            activity,
+            frames: Frames::default(),
+            mid: false,
+        }
     }
 }
 
@@ -205,7 +231,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_read();
+            let me = &mut *self;
+            me.activity.bytes_read();
+            me.frames.feed(&buf.filled()[before..]);
+            let mid = me.frames.mid_message();
+            if mid != me.mid {
+                me.mid = mid;
+                me.activity.h2_mid_message(mid);
+            }
         }
         r
     }
@@ -293,6 +326,38 @@ mod tests {
             Next::Close {
                 at: idle + IDLE,
                 graceful: true
+            }
+        );
+        // …but a frame or header block still arriving has read_timeout from
+        // when it began, and its end gives the idle time back.
+        b.h2_mid_message(true);
+        let began = Instant::now();
+        assert_eq!(
+            b.next(READ, IDLE),
+            Next::Close {
+                at: began + READ,
+                graceful: false
+            }
+        );
+        b.h2_mid_message(false);
+        assert_eq!(
+            b.next(READ, IDLE),
+            Next::Close {
+                at: idle + IDLE,
+                graceful: true
+            }
+        );
+        // One that began during a request counts from that request's end.
+        let guard = b.request_started(http::Version::HTTP_2);
+        b.h2_mid_message(true);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(b.next(READ, IDLE), Next::Busy);
+        drop(guard);
+        assert_eq!(
+            b.next(READ, IDLE),
+            Next::Close {
+                at: Instant::now() + READ,
+                graceful: false
             }
         );
     }
