@@ -2,7 +2,7 @@
 //! one shared cursor, a lease stays with the relay that handed the message
 //! out for as long as the lease runs (longer than `takeover`), and a
 //! forwarder's acknowledgement may reach any relay: the one holding the
-//! lease applies it.
+//! lease applies it; a pull subscriber's filter holds as on one host.
 
 use crate::common;
 
@@ -110,4 +110,10 @@ async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
     assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
     r1.shutdown().await;
     r2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_subscribers_filter_hands_out_only_matching_callbacks() {
+    let nats = NatsCluster::start(1).await;
+    crate::pull::filter_hands_out_only_matching_callbacks(|c| c.nats(nats.urls(), 1)).await;
 }

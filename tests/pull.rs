@@ -125,10 +125,16 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
 /// wait in its queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_subscribers_filter_hands_out_only_matching_callbacks() {
+    filter_hands_out_only_matching_callbacks(|c| c).await;
+}
+
+/// The test above on the store `store` sets (the embedded one here, cluster
+/// mode in `nats_pull`): `laptop` with `filter = { "/code" = 200 }`.
+pub(crate) async fn filter_hands_out_only_matching_callbacks(store: impl FnOnce(TestConfig) -> TestConfig) {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let only_ok = laptop(TOKEN, secs(30)).filter("/code", 200.into());
-    let h = start(&relay_config(dir.path(), &sub.url(), only_ok, secs(30))).await;
+    let h = start(&store(relay_config(dir.path(), &sub.url(), only_ok, secs(30)))).await;
     let addr = h.ingest_addrs[0];
     let (_, failed) = callback(addr, r#"{"code":500,"data":{"task_id":"pf-1"}}"#).await;
     let (_, ok) = callback(addr, r#"{"code":200,"data":{"task_id":"pf-2"}}"#).await;
