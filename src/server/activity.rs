@@ -111,19 +111,25 @@ impl Activity {
         self.changed.notify_one();
     }
 
-    fn bytes_read(&self) {
+    /// Bytes arrived; on HTTP/2, `h2` says whether a frame or header block
+    /// (still) arrives (`Some(true)`: one began) or none does (`Some(false)`).
+    fn bytes_read(&self, h2: Option<bool>) {
+        let now = Instant::now();
         let mut s = self.state();
+        let mut changed = false;
         if s.in_flight == 0 && s.bytes_while_idle.is_none() {
-            s.bytes_while_idle = Some(Instant::now());
-            drop(s);
+            s.bytes_while_idle = Some(now);
+            changed = true;
+        }
+        if let Some(mid) = h2 {
+            s.h2_mid_since = mid.then_some(now);
+            // While a request is served its end recomputes the deadline.
+            changed |= s.in_flight == 0;
+        }
+        drop(s);
+        if changed {
             self.changed.notify_one();
         }
-    }
-
-    /// An HTTP/2 frame or header block began (`true`) or ended arriving.
-    fn h2_mid_message(&self, mid: bool) {
-        self.state().h2_mid_since = mid.then(Instant::now);
-        self.changed.notify_one();
     }
 
     /// The deadline that applies now.
@@ -144,8 +150,8 @@ impl Activity {
                 at: t + read_timeout,
                 graceful: false,
             },
-            (_, Some(t)) => Next::Close {
-                at: (t.max(s.idle_since) + read_timeout).min(idle),
+            (_, Some(t)) if t.max(s.idle_since) + read_timeout < idle => Next::Close {
+                at: t.max(s.idle_since) + read_timeout,
                 graceful: false,
             },
             _ => Next::Close {
@@ -232,13 +238,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let me = &mut *self;
-            me.activity.bytes_read();
             me.frames.feed(&buf.filled()[before..]);
-            let mid = me.frames.mid_message();
-            if mid != me.mid {
-                me.mid = mid;
-                me.activity.h2_mid_message(mid);
-            }
+            let (mid, fresh) = (me.frames.mid_message(), me.frames.take_fresh());
+            // Only news: what arrives changed, or a new frame began.
+            let h2 = (mid != me.mid || mid && fresh).then_some(mid);
+            me.mid = mid;
+            me.activity.bytes_read(h2);
         }
         r
     }
@@ -285,7 +290,7 @@ mod tests {
                 graceful: false
             }
         );
-        a.bytes_read();
+        a.bytes_read(None);
         assert_eq!(
             a.next(READ, IDLE),
             Next::Close {
@@ -307,7 +312,7 @@ mod tests {
         );
         // HTTP/1: the next request's first byte starts its header deadline.
         tokio::time::advance(Duration::from_secs(7)).await;
-        a.bytes_read();
+        a.bytes_read(None);
         assert_eq!(
             a.next(READ, IDLE),
             Next::Close {
@@ -320,7 +325,7 @@ mod tests {
         drop(b.request_started(http::Version::HTTP_2));
         let idle = Instant::now();
         tokio::time::advance(Duration::from_secs(3)).await;
-        b.bytes_read();
+        b.bytes_read(None);
         assert_eq!(
             b.next(READ, IDLE),
             Next::Close {
@@ -330,7 +335,7 @@ mod tests {
         );
         // …but a frame or header block still arriving has read_timeout from
         // when it began, and its end gives the idle time back.
-        b.h2_mid_message(true);
+        b.bytes_read(Some(true));
         let began = Instant::now();
         assert_eq!(
             b.next(READ, IDLE),
@@ -339,7 +344,7 @@ mod tests {
                 graceful: false
             }
         );
-        b.h2_mid_message(false);
+        b.bytes_read(Some(false));
         assert_eq!(
             b.next(READ, IDLE),
             Next::Close {
@@ -349,15 +354,28 @@ mod tests {
         );
         // One that began during a request counts from that request's end.
         let guard = b.request_started(http::Version::HTTP_2);
-        b.h2_mid_message(true);
+        b.bytes_read(Some(true));
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(b.next(READ, IDLE), Next::Busy);
         drop(guard);
+        let idle = Instant::now();
         assert_eq!(
             b.next(READ, IDLE),
             Next::Close {
-                at: Instant::now() + READ,
+                at: idle + READ,
                 graceful: false
+            }
+        );
+        // One that begins just before the idle time is up: the idle close
+        // (graceful) comes first.
+        b.bytes_read(Some(false));
+        tokio::time::advance(IDLE - Duration::from_millis(500)).await;
+        b.bytes_read(Some(true));
+        assert_eq!(
+            b.next(READ, IDLE),
+            Next::Close {
+                at: idle + IDLE,
+                graceful: true
             }
         );
     }

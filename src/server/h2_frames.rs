@@ -36,6 +36,9 @@ pub struct Frames {
     header: [u8; FRAME_HEADER],
     /// A header block is open: its last frame did not carry END_HEADERS.
     block_open: bool,
+    /// A frame ended outside a header block since [`Frames::take_fresh`]:
+    /// whatever is arriving now began after it.
+    fresh: bool,
 }
 
 impl Default for Frames {
@@ -44,6 +47,7 @@ impl Default for Frames {
             phase: Phase::Preface(0),
             header: [0; FRAME_HEADER],
             block_open: false,
+            fresh: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Frames {
                         _ => {}
                     }
                     self.phase = if len == 0 {
+                        self.fresh |= !self.block_open;
                         Phase::Header(0)
                     } else {
                         Phase::Payload(len)
@@ -93,6 +98,7 @@ impl Frames {
                     let take = bytes.len().min(left);
                     bytes = &bytes[take..];
                     self.phase = if take == left {
+                        self.fresh |= !self.block_open;
                         Phase::Header(0)
                     } else {
                         Phase::Payload(left - take)
@@ -100,6 +106,12 @@ impl Frames {
                 }
             }
         }
+    }
+
+    /// Whether a frame ended outside a header block since the last call (so
+    /// what is in progress now, if anything, began since).
+    pub fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh)
     }
 
     /// The client is in the middle of a frame or of a header block.
@@ -176,6 +188,30 @@ mod tests {
         assert!(seen[..PREFACE.len()].iter().all(|m| !m));
         assert!(seen[PREFACE.len()..all.len() - 1].iter().all(|m| *m));
         assert!(!seen[all.len() - 1]);
+    }
+
+    #[test]
+    fn a_frame_ending_outside_a_header_block_is_fresh() {
+        let mut f = Frames::default();
+        f.feed(PREFACE);
+        f.take_fresh();
+        let data = frame(0x0, 0, 1, &[9; 20]);
+        // The end of one DATA frame and half of the next in one read.
+        f.feed(&data[..15]);
+        assert!(f.mid_message() && !f.take_fresh());
+        f.feed(&[&data[15..], &data[..12]].concat());
+        assert!(f.mid_message() && f.take_fresh(), "a new frame began");
+        // Frames of an open header block are not: the block is what arrives.
+        f.feed(&data[12..]);
+        f.take_fresh();
+        f.feed(&frame(HEADERS, 0, 3, &[1]));
+        assert!(f.mid_message() && !f.take_fresh());
+        f.feed(&frame(CONTINUATION, 0, 3, &[2]));
+        assert!(f.mid_message() && !f.take_fresh());
+        f.feed(&frame(CONTINUATION, END_HEADERS, 3, &[3]));
+        assert!(!f.mid_message() && f.take_fresh());
+        f.feed(&frame(0x4, 0x1, 0, &[]));
+        assert!(!f.mid_message() && f.take_fresh(), "an empty frame ends at once");
     }
 
     #[test]
