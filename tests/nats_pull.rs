@@ -117,3 +117,35 @@ async fn a_pull_subscribers_filter_hands_out_only_matching_callbacks() {
     let nats = NatsCluster::start(1).await;
     crate::pull::filter_hands_out_only_matching_callbacks(|c| c.nats(nats.urls(), 1)).await;
 }
+
+/// The queue depth the admin API shows for a pull subscriber follows the
+/// cluster's count (taken once a second, apart from the lane): it shows a
+/// waiting callback, then 0 once it is acknowledged, with nothing else
+/// happening on the lane after the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_follows_the_cluster_after_an_acknowledgement() {
+    let nats = NatsCluster::start(1).await;
+    let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
+    let depth_is = |n: u64| move |v: &serde_json::Value| row(&v["subscribers"], "name", "laptop")["queue_depth"] == n;
+    let id = accepted(r1.ingest_addrs[0], &runway("depth")).await;
+    let v = admin_until(r1.admin_addr, "/api/subscribers", secs(5), depth_is(1)).await;
+    assert!(depth_is(1)(&v), "{v}");
+    pull_one(r1.ingest_addrs[0], "f1", &id).await;
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(
+        r1.ingest_addrs[0],
+        "POST",
+        "/pull/laptop/ack",
+        Some(TOKEN),
+        Some("f1"),
+        &ack,
+    )
+    .await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    for h in [&r1, &r2] {
+        let v = admin_until(h.admin_addr, "/api/subscribers", secs(5), depth_is(0)).await;
+        assert!(depth_is(0)(&v), "{v}");
+    }
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
