@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Route;
 use crate::state::App;
-use crate::store::TaskMark;
+use crate::store::{NewTask, StoreError, Task, TaskMark};
 
 /// Status calls in flight at once (the client paces per key and per task on top).
 pub const CONCURRENCY: usize = 8;
@@ -93,36 +93,80 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// A route that starts reconciling (at start, or added by a reload) gets its
-/// open tasks registered while it did not reconcile scheduled for a poll,
+/// How long after its registration a task of `route` is first polled; None
+/// when the route does not reconcile (no `reconcile`, or no product to ask).
+pub fn first_poll_after(route: &Route) -> Option<Duration> {
+    route.product()?;
+    Some(route.reconcile?.after)
+}
+
+/// Routes that start reconciling (at start, or added by a reload) get their
+/// open tasks registered while they did not reconcile scheduled for a poll,
 /// once per process: `done` holds the routes whose tasks are scheduled.
 async fn schedule_new_routes(app: &App, done: &mut HashSet<String>) {
     let live = app.live();
-    let now: Vec<(&str, Duration)> = live
+    let now: Vec<(String, Duration)> = live
         .config
         .routes
         .iter()
-        .filter_map(|r| Some((r.name.as_str(), r.reconcile?.after)).filter(|_| r.product().is_some()))
+        .filter_map(|r| Some((r.name.clone(), first_poll_after(r)?)))
         .collect();
     done.retain(|name| now.iter().any(|(r, _)| r == name));
-    for (route, after) in now {
-        if done.contains(route) {
-            continue;
-        }
-        match app.store.schedule_tasks(route, after).await {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::info!(
-                        route,
-                        tasks = n,
-                        "tasks registered before the route reconciled are scheduled for a poll"
-                    );
-                }
-                done.insert(route.to_string());
+    let new: Vec<(String, Duration)> = now.into_iter().filter(|(r, _)| !done.contains(r)).collect();
+    if new.is_empty() {
+        return;
+    }
+    match app.store.schedule_tasks(&new).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(
+                    tasks = n,
+                    "tasks registered before their route reconciled are scheduled for a poll"
+                );
             }
-            Err(e) => tracing::warn!(route, error = %e, "cannot schedule the route's unscheduled tasks; trying again"),
+            done.extend(new.into_iter().map(|(r, _)| r));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot schedule the tasks of routes that started reconciling; trying again")
         }
     }
+}
+
+/// Register an expected task of `route` (the submit proxy, `POST /api/tasks`),
+/// polled from `after` on when the route reconciles as the config says now.
+/// A reload adding `reconcile` while it registers (the reconciler may have
+/// scheduled the route's tasks just before this one was written) is caught by
+/// looking at the config again once it is written.
+pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, StoreError> {
+    let after = || {
+        app.live()
+            .config
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .and_then(first_poll_after)
+    };
+    let now = crate::clock::now_ms();
+    let task = app
+        .store
+        .register_task(NewTask {
+            route: route.to_string(),
+            task_id,
+            now_ms: now,
+            first_poll_ms: after().map(|a| now + a.as_millis() as u64),
+        })
+        .await?;
+    app.tasks_wake.notify_one();
+    if task.next_poll_ms.is_some() || task.state.is_final() {
+        return Ok(task);
+    }
+    let Some(a) = after() else { return Ok(task) };
+    app.store.schedule_tasks(&[(route.to_string(), a)]).await?;
+    Ok(app
+        .store
+        .task(Some(route.to_string()), task.task_id.clone())
+        .await?
+        .unwrap_or(task))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

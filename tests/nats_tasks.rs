@@ -139,3 +139,51 @@ async fn a_task_registered_before_reconcile_was_added_is_polled_after_a_reload()
     let dir = tempfile::tempdir().unwrap();
     a_task_from_before_reconcile_is_polled_once_it_is_added(relay(dir.path(), &nats, &fake, &sub), &fake, &sub).await;
 }
+
+/// A relay that schedules a task (its route started reconciling) publishes
+/// the work message first and names it in the task's row after: should it die
+/// in between, or its row update fail, the message reaches a reconciler
+/// before any row names it. The reconciler takes it over and polls the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_message_no_row_names_yet_is_taken_over() {
+    use sha2::Digest;
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Relay 1 reconciles from its start on; relay 2, without `reconcile`,
+    // registers a task no one schedules, then leaves.
+    let h1 = start(&relay(d1.path(), &nats, &fake, &sub)).await;
+    let h2 = start(&relay(d2.path(), &nats, &fake, &sub).edit_route("runway", Route::without_reconcile)).await;
+    fake.plan_next(TaskPlan::success().lose());
+    let id = submit_ok(h2.admin_addr, "runway", "/api/v1/runway/generate").await;
+    h2.shutdown().await;
+    let t = task(h1.admin_addr, &id).await;
+    assert_eq!(
+        (&t["state"], &t["next_poll_at"]),
+        (&Value::from("waiting"), &Value::Null),
+        "{t}"
+    );
+    // The message a scheduling relay would have published (the task's
+    // subject: the first 16 bytes of SHA-256(route, 0, task id), in hex).
+    let mut h = sha2::Sha256::new();
+    h.update(b"runway\0");
+    h.update(id.as_bytes());
+    let hash = hex::encode(&h.finalize()[..16]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let work = serde_json::json!({"route": "runway", "task_id": id, "registered_ms": now, "first_poll_ms": now});
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.publish(format!("hr.tk.{hash}"), work.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .expect("the task work stream took the message");
+    let t = task_until(h1.admin_addr, &id, "recovered", secs(15)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    let got = sub.wait_for(secs(10), "the recovered result", |r| !r.is_empty()).await;
+    assert_eq!(got[0].header("hookrelay-source"), "poll");
+    h1.shutdown().await;
+}

@@ -193,6 +193,35 @@ async fn a_task_registered_before_reconcile_was_added_is_polled_after_a_reload()
     a_task_from_before_reconcile_is_polled_once_it_is_added(cfg, &fake, &sub).await;
 }
 
+/// The submit proxy reads the route before it calls the provider, which can
+/// take seconds; a reload that adds `reconcile` meanwhile (the reconciler
+/// schedules the route's tasks at once, before this one exists) must still
+/// see the task polled.
+#[tokio::test]
+async fn a_task_submitted_while_a_reload_adds_reconcile_is_polled() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (reconciling, _) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    let h = start(&reconciling.clone().edit_route("runway", Route::without_reconcile)).await;
+    fake.hold_creates();
+    fake.plan_next(TaskPlan::success().lose());
+    let admin_addr = h.admin_addr;
+    let submitting = tokio::spawn(async move { submit_ok(admin_addr, "runway", "/api/v1/runway/generate").await });
+    fake.wait_until("the create request", secs(5), |f| f.create_requests() == 1)
+        .await;
+    reconciling.write();
+    h.reload().await.unwrap();
+    // No sign tells when the reconciler has looked at the route (it does
+    // within a second of the reload): give it that second and a half.
+    tokio::time::sleep(ms(1500)).await;
+    fake.release_creates();
+    let id = submitting.await.unwrap();
+    let t = task_until(h.admin_addr, &id, "recovered", secs(10)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unfinished_task_is_given_up() {
     let fake = FakeProvider::start(FakeOptions::default()).await;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{full, internal, rfc3339, ApiResult, Query, Reply};
 use crate::state::App;
-use crate::store::{Event, NewTask, Task, TaskQuery, TaskState};
+use crate::store::{Event, Task, TaskQuery, TaskState};
 
 /// The JSON form of a task (API and CLI).
 pub fn task_json(t: &Task) -> Value {
@@ -88,18 +88,9 @@ pub(super) async fn register(app: &App, body: &[u8]) -> ApiResult {
             r.route
         )));
     }
-    let now = crate::clock::now_ms();
-    let task = app
-        .store
-        .register_task(NewTask {
-            route: r.route,
-            task_id: r.task_id,
-            now_ms: now,
-            first_poll_ms: route.reconcile.map(|rc| now + rc.after.as_millis() as u64),
-        })
+    let task = crate::reconcile::expect(app, &route.name, r.task_id)
         .await
         .map_err(internal)?;
-    app.tasks_wake.notify_one();
     Ok(task_json(&task))
 }
 

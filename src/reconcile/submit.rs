@@ -14,7 +14,7 @@ use http::StatusCode;
 
 use crate::provider::{ErrorKind, SubmitAnswer};
 use crate::state::App;
-use crate::store::{NewTask, Task};
+use crate::store::Task;
 
 /// The provider's answer, and the task registered from it (None when the
 /// answer named no task: a refused create).
@@ -86,16 +86,8 @@ pub async fn submit(
         );
         return Ok(Submitted { answer, task: None });
     };
-    let now = crate::clock::now_ms();
-    let new = NewTask {
-        route: route.name.clone(),
-        task_id: task_id.clone(),
-        now_ms: now,
-        first_poll_ms: route.reconcile.map(|rc| now + rc.after.as_millis() as u64),
-    };
-    let task = match app.store.register_task(new).await {
+    let task = match super::expect(app, &route.name, task_id.clone()).await {
         Ok(t) => {
-            app.tasks_wake.notify_one();
             tracing::info!(
                 route = route_name,
                 endpoint,

@@ -270,14 +270,21 @@ impl Store {
         }
     }
 
-    /// Give every open task of `route` that has no poll scheduled (it was
-    /// registered while the route did not reconcile) its first poll:
-    /// `after` its registration, or now if that has passed. Returns how many.
-    pub async fn schedule_tasks(&self, route: &str, after: std::time::Duration) -> Result<usize, StoreError> {
-        let after_ms = after.as_millis() as u64;
+    /// Give every open task of these routes that has no poll scheduled (it
+    /// was registered while its route did not reconcile) its first poll:
+    /// the route's `after` past its registration, or now if that has passed.
+    /// Returns how many.
+    pub async fn schedule_tasks(&self, routes: &[(String, std::time::Duration)]) -> Result<usize, StoreError> {
+        let routes: Vec<(String, u64)> = routes.iter().map(|(r, a)| (r.clone(), a.as_millis() as u64)).collect();
         match &self.backend {
-            super::Backend::Sled(s) => s.schedule_tasks(route, after_ms).await,
-            super::Backend::Nats(s) => s.schedule_tasks(route, after_ms).await,
+            super::Backend::Sled(s) => {
+                let mut n = 0;
+                for (route, after_ms) in &routes {
+                    n += s.schedule_tasks(route, *after_ms).await?;
+                }
+                Ok(n)
+            }
+            super::Backend::Nats(s) => s.schedule_tasks(&routes).await,
         }
     }
 

@@ -124,6 +124,7 @@ pub(crate) struct State {
     /// Names under `/files/` whose plain URL answers 403 (expired); the URL
     /// download-url hands out for them (with `fresh=`) still works.
     expired_files: std::collections::HashSet<String>,
+    creates_received: usize,
 }
 
 pub(crate) struct Shared {
@@ -131,6 +132,8 @@ pub(crate) struct Shared {
     base: String,
     state: Mutex<State>,
     stop: watch::Receiver<bool>,
+    /// False while the test holds create requests back ([`FakeProvider::hold_creates`]).
+    creates_open: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -166,6 +169,7 @@ impl FakeProvider {
             opts,
             state: Mutex::new(State::default()),
             stop: stop_rx,
+            creates_open: watch::channel(true).0,
         });
         tokio::spawn(server::serve(listener, shared.clone()));
         FakeProvider { addr, shared, stop }
@@ -187,6 +191,22 @@ impl FakeProvider {
     /// The plan for the next task created through the API (first in, first out).
     pub fn plan_next(&self, plan: TaskPlan) {
         self.shared.lock().plans.push_back(plan);
+    }
+
+    /// Hold create requests (`POST …/generate`) unanswered until
+    /// [`release_creates`](Self::release_creates): a provider that is slow to
+    /// create a task.
+    pub fn hold_creates(&self) {
+        self.shared.creates_open.send_replace(false);
+    }
+
+    pub fn release_creates(&self) {
+        self.shared.creates_open.send_replace(true);
+    }
+
+    /// Create requests received so far (answered or held).
+    pub fn create_requests(&self) -> usize {
+        self.shared.lock().creates_received
     }
 
     /// The plan for API-created tasks when none is queued (default: success).

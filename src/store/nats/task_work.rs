@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 
 use super::follow::{Follow, Follower, Held, Received};
-use super::tasks::{TaskRow, TaskWork};
-use super::{NatsStore, Shared, EARLY_MS};
+use super::tasks::{encode, TaskRow, TaskWork};
+use super::{layout, NatsStore, Shared, EARLY_MS};
 use crate::store::{NewTask, StoreError, Task};
 
 impl Shared {
@@ -39,8 +39,8 @@ impl Shared {
             self.drop_task_message(r, AckKind::Term).await;
             return Ok(None);
         };
-        let row = match self.task_row(&hash).await? {
-            Some((row, _)) => row,
+        let (mut row, revision) = match self.task_row(&hash).await? {
+            Some(found) => found,
             None => {
                 // Its registration stopped between the work and the row (write
                 // the row), or retention removed the task (drop the work).
@@ -65,9 +65,27 @@ impl Shared {
                     self.drop_task_message(r, AckKind::Nak(None)).await;
                     return Ok(None);
                 }
-                row
+                (row, 0)
             }
         };
+        if row.work == 0 && !row.task.state.is_final() && row.task.next_poll_ms.is_none() {
+            // Scheduled when its route started reconciling (`schedule_tasks`:
+            // the message first, then the row), and here before the row
+            // names it, or the row's update failed: take the message over.
+            let Ok(w) = serde_json::from_slice::<TaskWork>(&r.message.payload) else {
+                self.drop_task_message(r, AckKind::Term).await;
+                return Ok(None);
+            };
+            row.work = r.seq;
+            row.task.next_poll_ms = Some(w.first_poll_ms);
+            let key = layout::task_key(&hash);
+            if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_err() {
+                // Changed meanwhile (by its scheduler, most likely): look again.
+                self.drop_task_message(r, AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return Ok(None);
+            }
+        }
         if row.work != r.seq || row.task.state.is_final() {
             self.drop_task_message(r, AckKind::Ack).await;
             return Ok(None);

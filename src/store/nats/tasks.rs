@@ -56,7 +56,7 @@ pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer,
         .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
 }
 
-fn encode(row: &TaskRow) -> Bytes {
+pub(super) fn encode(row: &TaskRow) -> Bytes {
     Bytes::from(serde_json::to_vec(row).expect("serializes"))
 }
 
@@ -76,7 +76,7 @@ impl Shared {
         Ok((bucket, work))
     }
 
-    fn tasks_bucket(&self) -> Result<kv::Store, StoreError> {
+    pub(super) fn tasks_bucket(&self) -> Result<kv::Store, StoreError> {
         read(&self.tasks).ok_or_else(|| unavailable("the tasks bucket is not set up yet"))
     }
 
@@ -182,22 +182,42 @@ impl NatsStore {
         Ok(row.task)
     }
 
-    /// Give `route`'s open tasks without a next poll their first poll: a work
-    /// message each, then the row naming it (only if nobody changed the row
-    /// meanwhile; a message whose row names another is dropped when due).
-    pub async fn schedule_tasks(&self, route: &str, after_ms: u64) -> Result<usize, StoreError> {
+    /// Give the open tasks of `routes` (name, `after` in ms) that have no
+    /// next poll their first poll: a work message each, then the row naming
+    /// it, only if nobody changed the row meanwhile. The message may reach a
+    /// reconciler before the row names it: `due_task` then takes it over.
+    pub async fn schedule_tasks(&self, routes: &[(String, u64)]) -> Result<usize, StoreError> {
         let s = &self.shared;
         if !s.ready.load(Ordering::Acquire) {
             return Err(unavailable("NATS is not reachable"));
         }
-        let unscheduled =
-            |row: &TaskRow| row.task.route == route && !row.task.state.is_final() && row.task.next_poll_ms.is_none();
+        let after = |row: &TaskRow| {
+            let (_, after_ms) = routes.iter().find(|(r, _)| *r == row.task.route)?;
+            (!row.task.state.is_final() && row.task.next_poll_ms.is_none()).then_some(*after_ms)
+        };
+        let values = s.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
+        if values.len() >= SCAN_LIMIT {
+            tracing::warn!(
+                limit = SCAN_LIMIT,
+                "more expected tasks than one scan reads: some registered before their route reconciled may stay unscheduled"
+            );
+        }
         let mut scheduled = 0;
-        for (hash, v) in s.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await? {
-            if !serde_json::from_slice::<TaskRow>(&v).is_ok_and(|row| unscheduled(&row)) {
+        for (hash, v) in values {
+            if serde_json::from_slice::<TaskRow>(&v)
+                .ok()
+                .as_ref()
+                .and_then(after)
+                .is_none()
+            {
                 continue;
             }
-            let Some((mut row, revision)) = s.task_row(&hash).await?.filter(|(row, _)| unscheduled(row)) else {
+            let Some((mut row, revision, after_ms)) = s
+                .task_row(&hash)
+                .await?
+                .and_then(|(row, revision)| Some((after(&row)?, row, revision)))
+                .map(|(a, row, revision)| (row, revision, a))
+            else {
                 continue;
             };
             let due = row
@@ -206,12 +226,15 @@ impl NatsStore {
                 .saturating_add(after_ms)
                 .max(crate::clock::now_ms());
             let msg = TaskWork {
-                route: route.to_string(),
+                route: row.task.route.clone(),
                 task_id: row.task.task_id.clone(),
                 registered_ms: row.task.registered_ms,
                 first_poll_ms: due,
             };
-            row.work = s.publish_work(layout::task_subject(&hash), &hash, &msg).await?;
+            // Its own message id: a publish of the registration's id within
+            // the duplicate window would name a message already gone.
+            let nonce = format!("{hash}.{revision}");
+            row.work = s.publish_work(layout::task_subject(&hash), &nonce, &msg).await?;
             row.task.next_poll_ms = Some(due);
             let updated = s
                 .tasks_bucket()?

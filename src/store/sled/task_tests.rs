@@ -216,9 +216,9 @@ async fn tasks_registered_without_a_schedule_get_one_when_the_route_starts_recon
     s.register_task(new_task("cb", 1000, None)).await.unwrap();
     s.append(event("cb", Origin::Callback, true, 1100)).await.unwrap();
     s.register_task(new_task("sched", 1000, Some(5000))).await.unwrap();
-    let after = std::time::Duration::from_secs(600);
+    let after = |route: &str| [(route.to_string(), std::time::Duration::from_secs(600))];
     assert_eq!(
-        s.schedule_tasks("runway", after).await.unwrap(),
+        s.schedule_tasks(&after("runway")).await.unwrap(),
         16,
         "every unscheduled open task, across steps"
     );
@@ -246,9 +246,9 @@ async fn tasks_registered_without_a_schedule_get_one_when_the_route_starts_recon
         ids,
         ["old0", "old1", "old2", "old3", "old4", "old5", "old6", "old7", "sched"]
     );
-    assert_eq!(s.schedule_tasks("runway", after).await.unwrap(), 0);
+    assert_eq!(s.schedule_tasks(&after("runway")).await.unwrap(), 0);
     assert_eq!(
-        s.schedule_tasks("nope", after).await.unwrap(),
+        s.schedule_tasks(&after("nope")).await.unwrap(),
         0,
         "an unknown route has no tasks"
     );

@@ -185,7 +185,9 @@ impl Writer {
             b.put(k.to_vec(), tc::encode(&row));
             scheduled += 1;
         }
-        self.commit(b)?;
+        if scheduled > 0 {
+            self.commit(b)?;
+        }
         Ok((scheduled, next))
     }
 }

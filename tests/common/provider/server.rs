@@ -77,6 +77,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         return Ok(Response::new(Full::new(Bytes::from(format!("fake file {file}")))));
     }
+    if method == "POST" && bodies::create_product(&path).is_some() {
+        shared.lock().creates_received += 1;
+        let _ = shared.creates_open.subscribe().wait_for(|open| *open).await;
+    }
     let json_body: Option<Value> = serde_json::from_slice(&body).ok();
     let (status, answer) = route(
         &shared,
