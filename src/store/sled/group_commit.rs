@@ -9,25 +9,25 @@
 //! new events when the writer is saturated. Being the only writer also makes
 //! dedupe race-free.
 //!
-//! This file owns the thread, its messages and how they are batched; what a
-//! batch writes is in the writer's other files: [`super::batch`] (the rows of
+//! This file owns the thread and how its messages ([`super::writer_msg`])
+//! are batched; what a batch writes is in the writer's other files:
+//! [`super::batch`] (the rows of
 //! one batch), [`super::append`] (an event), [`super::record`] (a finished
 //! delivery, the due index and the counters), [`super::topology`]
 //! (registration), [`super::writer_state`] (the state read back at start).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use ulid::Ulid;
 
 pub(super) use super::batch::Batch;
 use super::keys::CursorRow;
 use super::media::{MediaBook, MediaRecord};
-use super::media_sweep::MediaSweepStep;
 use super::Inner;
-use crate::store::{Accepted, Attempt, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
+use crate::store::{Accepted, EventId, NewEvent, StoreError};
 
 /// Events in one batch at most.
 const MAX_APPENDS: usize = 512;
@@ -41,91 +41,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 /// Fewer queued bookkeeping messages than this count as a trickle.
 const LINGER_BELOW: usize = 64;
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// Where a piece of work came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Source {
-    /// Read from the route's log at this sequence.
-    Log { seq: u64 },
-    /// Read from the due index (its `W` row has this due time).
-    Due { due_ms: u64 },
-}
-
-/// The sled backend's handle on one piece of work.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SledTicket {
-    pub(super) route: u32,
-    pub(super) sub: u32,
-    pub(super) event: EventId,
-    pub(super) source: Source,
-}
-
-/// An attempt's result to record.
-pub(super) struct Record {
-    pub ticket: SledTicket,
-    pub attempt: Option<Attempt>,
-    pub outcome: Outcome,
-    pub now_ms: u64,
-}
-
-pub(super) enum Msg {
-    Append(Box<NewEvent>, Reply<Accepted>),
-    Record(Box<Record>, Reply<()>),
-    /// An archive try's result ([`super::media`]).
-    MediaRecord(Box<MediaRecord>, Reply<()>),
-    /// A lane's cursor moved (it never moves back); no answer.
-    Cursor {
-        route: u32,
-        sub: u32,
-        at: EventId,
-        seq: u64,
-    },
-    Register(Topology, Reply<()>),
-    Replay {
-        id: EventId,
-        only: Option<String>,
-        now_ms: u64,
-        reply: Reply<Option<Vec<Replayed>>>,
-    },
-    /// Re-queue up to a chunk of dead letters; answers the counts and whether more remain.
-    ReplayDead {
-        only: Option<String>,
-        now_ms: u64,
-        reply: Reply<(BTreeMap<String, usize>, bool)>,
-    },
-    /// One bounded retention step over a route's log.
-    Sweep {
-        route: u32,
-        from: Option<EventId>,
-        cutoff_ms: u64,
-        reply: Reply<(Option<EventId>, usize)>,
-    },
-    /// One bounded media-retention step ([`super::media_sweep`]).
-    MediaSweep {
-        from: Option<Vec<u8>>,
-        cutoff_ms: u64,
-        reply: Reply<MediaSweepStep>,
-    },
-    /// Register a task or record a poll ([`super::tasks`]); batched like `Record`.
-    Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
-    /// One bounded task-retention step: (removed, more remain).
-    TaskSweep {
-        cutoff_ms: u64,
-        reply: Reply<(usize, bool)>,
-    },
-    /// One bounded step giving a route's unscheduled open tasks their
-    /// first poll ([`super::tasks`]): (scheduled, where to go on).
-    TaskSchedule {
-        route: String,
-        after_ms: u64,
-        now_ms: u64,
-        from: Option<Vec<u8>>,
-        reply: Reply<(usize, Option<Vec<u8>>)>,
-    },
-    Probe(Reply<()>),
-    Stop,
-}
+pub use super::writer_msg::SledTicket;
+pub(super) use super::writer_msg::{Msg, Record, Reply, Source};
 
 /// The writer's own state: authoritative counters and cursors.
 pub(super) struct Writer {

@@ -29,6 +29,7 @@ mod task_codec;
 mod task_query;
 mod tasks;
 mod topology;
+mod writer_msg;
 mod writer_state;
 
 use std::collections::HashMap;

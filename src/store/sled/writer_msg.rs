@@ -1,0 +1,98 @@
+//! The messages the sled writer ([`super::group_commit`]) takes, and the
+//! handles they carry: a piece of work's ticket and where it came from, an
+//! attempt's result to record. Each reply is a oneshot answered once the
+//! message's batch is written (or at once for a cursor move, which has none).
+
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+use super::media::MediaRecord;
+use super::media_sweep::MediaSweepStep;
+use crate::store::{Accepted, Attempt, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Where a piece of work came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Source {
+    /// Read from the route's log at this sequence.
+    Log { seq: u64 },
+    /// Read from the due index (its `W` row has this due time).
+    Due { due_ms: u64 },
+}
+
+/// The sled backend's handle on one piece of work.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SledTicket {
+    pub(super) route: u32,
+    pub(super) sub: u32,
+    pub(super) event: EventId,
+    pub(super) source: Source,
+}
+
+/// An attempt's result to record.
+pub(super) struct Record {
+    pub ticket: SledTicket,
+    pub attempt: Option<Attempt>,
+    pub outcome: Outcome,
+    pub now_ms: u64,
+}
+
+pub(super) enum Msg {
+    Append(Box<NewEvent>, Reply<Accepted>),
+    Record(Box<Record>, Reply<()>),
+    /// An archive try's result ([`super::media`]).
+    MediaRecord(Box<MediaRecord>, Reply<()>),
+    /// A lane's cursor moved (it never moves back); no answer.
+    Cursor {
+        route: u32,
+        sub: u32,
+        at: EventId,
+        seq: u64,
+    },
+    Register(Topology, Reply<()>),
+    Replay {
+        id: EventId,
+        only: Option<String>,
+        now_ms: u64,
+        reply: Reply<Option<Vec<Replayed>>>,
+    },
+    /// Re-queue up to a chunk of dead letters; answers the counts and whether more remain.
+    ReplayDead {
+        only: Option<String>,
+        now_ms: u64,
+        reply: Reply<(BTreeMap<String, usize>, bool)>,
+    },
+    /// One bounded retention step over a route's log.
+    Sweep {
+        route: u32,
+        from: Option<EventId>,
+        cutoff_ms: u64,
+        reply: Reply<(Option<EventId>, usize)>,
+    },
+    /// One bounded media-retention step ([`super::media_sweep`]).
+    MediaSweep {
+        from: Option<Vec<u8>>,
+        cutoff_ms: u64,
+        reply: Reply<MediaSweepStep>,
+    },
+    /// Register a task or record a poll ([`super::tasks`]); batched like `Record`.
+    Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
+    /// One bounded task-retention step: (removed, more remain).
+    TaskSweep {
+        cutoff_ms: u64,
+        reply: Reply<(usize, bool)>,
+    },
+    /// One bounded step giving a route's unscheduled open tasks their
+    /// first poll ([`super::tasks`]): (scheduled, where to go on).
+    TaskSchedule {
+        route: String,
+        after_ms: u64,
+        now_ms: u64,
+        from: Option<Vec<u8>>,
+        reply: Reply<(usize, Option<Vec<u8>>)>,
+    },
+    Probe(Reply<()>),
+    Stop,
+}
