@@ -96,6 +96,22 @@ async fn ca_down_the_real_binary_keeps_its_certificate_and_reports_the_failure()
         a["last_error"].as_str().unwrap()
     );
     assert!(out.contains(&want), "{want:?} not in\n{out}");
+
+    // SIGHUP with a changed ACME block: named as needing a restart, the
+    // managed certificate served as before.
+    TestConfig::new(dir.path())
+        .listen(format!("127.0.0.1:{port}"))
+        .tls_acme(pb.acme().domains([DOMAIN, "more.hookrelay.test"]))
+        .subscriber(Subscriber::new("s", sub.url()))
+        .write();
+    bin.signal("HUP");
+    log_until(
+        || bin.log_text(),
+        "server.tls.acme changed; it takes effect after a restart",
+        secs(10),
+    )
+    .await;
+    assert_eq!(pebble::served_cert(bin.addr, DOMAIN, &client).await.unwrap(), der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
