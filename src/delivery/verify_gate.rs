@@ -12,7 +12,7 @@
 //! status call. Results recovered by polling are the provider's own record
 //! and are not checked again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -62,18 +62,43 @@ impl Check {
     }
 }
 
-/// Event → None (agrees) or the disagreement; and the order they came in.
-type Verdicts = (HashMap<EventId, Option<String>>, std::collections::VecDeque<EventId>);
+/// What is known about the last [`REMEMBER`] events, forgotten in order of arrival.
+struct Recent<V> {
+    known: HashMap<EventId, V>,
+    order: std::collections::VecDeque<EventId>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            known: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    fn insert(&mut self, id: EventId, v: V) {
+        if self.known.insert(id, v).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REMEMBER {
+            if let Some(old) = self.order.pop_front() {
+                self.known.remove(&old);
+            }
+        }
+    }
+}
 
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
     /// Route name → its product and the client for its key.
     routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
-    /// Settled verdicts (agree or disagree), in order of arrival for forgetting.
-    verdicts: Mutex<Verdicts>,
+    /// Settled verdicts: None (agrees) or the disagreement.
+    verdicts: Mutex<Recent<Option<String>>>,
     /// Events an operator replayed: delivered without asking again.
-    released: Mutex<HashSet<EventId>>,
+    released: Mutex<Recent<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,19 +120,11 @@ impl Verifier {
 
     /// An operator asked for the event again: deliver it as it is.
     pub fn release(&self, id: EventId) {
-        lock(&self.released).insert(id);
+        lock(&self.released).insert(id, ());
     }
 
     fn remember(&self, id: EventId, verdict: Option<String>) {
-        let mut v = lock(&self.verdicts);
-        if v.0.insert(id, verdict).is_none() {
-            v.1.push_back(id);
-        }
-        while v.1.len() > REMEMBER {
-            if let Some(old) = v.1.pop_front() {
-                v.0.remove(&old);
-            }
-        }
+        lock(&self.verdicts).insert(id, verdict);
     }
 
     /// Whether `event` may be delivered now.
@@ -124,10 +141,10 @@ impl Verifier {
         else {
             return Check::Go;
         };
-        if lock(&self.released).contains(&event.id) {
+        if lock(&self.released).known.contains_key(&event.id) {
             return Check::Go;
         }
-        if let Some(known) = lock(&self.verdicts).0.get(&event.id) {
+        if let Some(known) = lock(&self.verdicts).known.get(&event.id) {
             return match known {
                 None => Check::Go,
                 Some(reason) => Check::Hold { reason: reason.clone() },
@@ -169,5 +186,23 @@ impl Verifier {
             None => Check::Go,
             Some(reason) => Check::Hold { reason },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_and_verdicts_are_kept_for_the_last_events_only() {
+        let mut r = Recent::default();
+        let id = |n: u64| EventId::from_parts(n, 0);
+        for n in 0..=REMEMBER as u64 {
+            r.insert(id(n), ());
+        }
+        r.insert(id(REMEMBER as u64), ());
+        assert_eq!((r.known.len(), r.order.len()), (REMEMBER, REMEMBER));
+        assert!(!r.known.contains_key(&id(0)), "the oldest is forgotten");
+        assert!(r.known.contains_key(&id(1)) && r.known.contains_key(&id(REMEMBER as u64)));
     }
 }
