@@ -51,6 +51,11 @@ pub fn instant_at(ms: u64) -> tokio::time::Instant {
 /// (never a busy loop).
 pub const RECHECK: Duration = Duration::from_millis(10);
 
+/// A delivery lane copies its queue depth from the store at least this
+/// often, also while it has nothing to do (an open circuit, no puller): in
+/// cluster mode the store counts the backlog apart from the lane.
+pub const DEPTH_REFRESH: Duration = Duration::from_secs(1);
+
 /// When a loop that takes due work from the store (a delivery lane, the
 /// archiver) should look again, having taken `took` of its free `capacity`
 /// at `now`: at once when it filled its capacity (more may be due) or when

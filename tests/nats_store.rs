@@ -183,6 +183,35 @@ async fn retries_retry_after_gone_dead_letters_and_replay() {
     h.shutdown().await;
 }
 
+/// While a subscriber's circuit is open the lane waits for its next probe
+/// (the pause doubles: 1, 2, 4, 8 s …), and in cluster mode the store counts
+/// the backlog apart from the lane: the queue depth the admin API shows must
+/// still follow what arrives meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_follows_the_backlog_while_the_circuit_is_open() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, _up) = Sub::broken(Behaviour::Status(500)).await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).retry([ms(10); 8]).circuit_threshold(3))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("opens-the-circuit")).await;
+    // Three failures open it; the probes 1, 2 and 4 s later fail too: the
+    // lane now waits 8 s for the next one.
+    sub.wait_for(secs(20), "three failures and three probes", |r| r.len() >= 6)
+        .await;
+    for i in 0..60 {
+        accepted(addr, &runway(&format!("while-open-{i}"))).await;
+    }
+    let depth_is_61 = |v: &serde_json::Value| v["subscribers"][0]["queue_depth"] == 61;
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(3), depth_is_61).await;
+    assert!(depth_is_61(&v), "{v}");
+    assert_ne!(v["subscribers"][0]["state"], "closed", "{v}");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     let mut nats = NatsCluster::start(1).await;

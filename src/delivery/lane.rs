@@ -191,6 +191,8 @@ pub(super) async fn run(
             State::Open => circuit.reopens_at(),
             _ => clock::next_wake(capacity, took, source.next_due(), now),
         };
+        // …and the queue depth the admin views show (see `DEPTH_REFRESH`).
+        let wake_at = Some(wake_at.map_or(now + clock::DEPTH_REFRESH, |t| t.min(now + clock::DEPTH_REFRESH)));
         if wake_at.is_some_and(|t| t <= now) {
             // Let finished attempts in before taking more.
             tokio::task::yield_now().await;

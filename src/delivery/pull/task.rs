@@ -30,8 +30,6 @@ use crate::store::{Store, Ticket, Work, WorkSource};
 
 /// How long a stopping lane waits for records in progress.
 const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
-/// How often an idle lane copies its queue depth from the store.
-const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 /// The lease when the settings have none (they always do for a pull subscriber).
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -114,9 +112,8 @@ pub(super) async fn run(
         if let Some(t) = st.waiting.iter().map(|w| w.until).min() {
             earliest(t);
         }
-        // The queue depth the admin views show: in cluster mode the store
-        // counts it apart from this loop (once a second), so look again.
-        earliest(now + DEPTH_REFRESH);
+        // The queue depth the admin views show (see `DEPTH_REFRESH`).
+        earliest(now + clock::DEPTH_REFRESH);
         if !st.waiting.is_empty() && st.leases.leased() < MAX_LEASED {
             match took {
                 Some(Err(())) => earliest(now + crate::delivery::attempt::READ_ERROR_PAUSE),
