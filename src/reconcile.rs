@@ -161,11 +161,19 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
         return Ok(task);
     }
     let Some(a) = after() else { return Ok(task) };
-    app.store.schedule_tasks(&[(route.to_string(), a)]).await?;
+    // Rare (a reload raced this registration): the task is recorded either
+    // way, so a failure here is logged, not answered.
+    if let Err(e) = app.store.schedule_tasks(&[(route.to_string(), a)]).await {
+        tracing::warn!(route, task_id = %task.task_id, error = %e,
+            "cannot schedule a task registered while its route started reconciling; a restart will");
+        return Ok(task);
+    }
     Ok(app
         .store
         .task(Some(route.to_string()), task.task_id.clone())
-        .await?
+        .await
+        .ok()
+        .flatten()
         .unwrap_or(task))
 }
 

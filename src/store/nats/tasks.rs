@@ -27,6 +27,8 @@ use crate::store::{
     Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
 };
 
+/// Times a settling mark reads and writes a task row that keeps changing.
+const MARK_TRIES: usize = 3;
 /// Rows a listing, a count or a retention pass looks at, at most.
 const SCAN_LIMIT: usize = 100_000;
 
@@ -129,17 +131,21 @@ impl Shared {
             return Ok(());
         }
         let hash = layout::task_hash(route, &mark.task_id);
-        let Some((mut row, revision)) = self.task_row(&hash).await? else {
-            return Ok(());
-        };
-        if let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) {
+        // Read, settle, write only if nobody changed the row meanwhile (a
+        // poll's update, a take-over or scheduling of its work); on a change,
+        // read again. A mark still lost is healed by the task's next poll.
+        for _ in 0..MARK_TRIES {
+            let Some((mut row, revision)) = self.task_row(&hash).await? else {
+                return Ok(());
+            };
+            let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) else {
+                break;
+            };
             row.task.settled(state, accepted.id, crate::clock::now_ms());
-            // Only if nobody changed it meanwhile; a change that won is final
-            // or a poll's update, and a poll's next look settles it.
-            let _ = self
-                .tasks_bucket()?
-                .update(layout::task_key(&hash), encode(&row), revision)
-                .await;
+            let key = layout::task_key(&hash);
+            if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_ok() {
+                break;
+            }
         }
         self.settle_task_work(&hash, AckKind::Ack).await;
         Ok(())
