@@ -56,6 +56,13 @@ pub const RECHECK: Duration = Duration::from_millis(10);
 /// cluster mode the store counts the backlog apart from the lane.
 pub const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 
+/// A ticker at [`DEPTH_REFRESH`] for a lane's loop (missed ticks skipped).
+pub fn depth_refresh() -> tokio::time::Interval {
+    let mut t = tokio::time::interval(DEPTH_REFRESH);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    t
+}
+
 /// When a loop that takes due work from the store (a delivery lane, the
 /// archiver) should look again, having taken `took` of its free `capacity`
 /// at `now`: at once when it filled its capacity (more may be due) or when

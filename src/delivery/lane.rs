@@ -133,6 +133,9 @@ pub(super) async fn run(
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
     // Each attempt's ticket and when it was sent (the circuit tells probes from stale requests).
     let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant)> = HashMap::new();
+    // The queue depth the admin views show is copied at least this often
+    // (see `clock::DEPTH_REFRESH`); one timer for the lane's life.
+    let mut refresh = clock::depth_refresh();
     loop {
         if *stop.borrow() {
             break;
@@ -191,8 +194,6 @@ pub(super) async fn run(
             State::Open => circuit.reopens_at(),
             _ => clock::next_wake(capacity, took, source.next_due(), now),
         };
-        // …and the queue depth the admin views show (see `DEPTH_REFRESH`).
-        let wake_at = Some(wake_at.map_or(now + clock::DEPTH_REFRESH, |t| t.min(now + clock::DEPTH_REFRESH)));
         if wake_at.is_some_and(|t| t <= now) {
             // Let finished attempts in before taking more.
             tokio::task::yield_now().await;
@@ -238,6 +239,7 @@ pub(super) async fn run(
             _ = signal.notified() => {}
             _ = lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            _ = refresh.tick() => {}
         }
     }
     tasks.abort_all();

@@ -74,6 +74,8 @@ pub(super) async fn run(
         settling: JoinSet::new(),
         verifier,
     };
+    // The queue depth the admin views show (see `clock::DEPTH_REFRESH`).
+    let mut refresh = clock::depth_refresh();
     loop {
         if *stop.borrow() {
             break;
@@ -112,8 +114,6 @@ pub(super) async fn run(
         if let Some(t) = st.waiting.iter().map(|w| w.until).min() {
             earliest(t);
         }
-        // The queue depth the admin views show (see `DEPTH_REFRESH`).
-        earliest(now + clock::DEPTH_REFRESH);
         if !st.waiting.is_empty() && st.leases.leased() < MAX_LEASED {
             match took {
                 Some(Err(())) => earliest(now + crate::delivery::attempt::READ_ERROR_PAUSE),
@@ -151,6 +151,7 @@ pub(super) async fn run(
             _ = signal.notified() => {}
             _ = st.lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            _ = refresh.tick() => {}
         }
     }
     // Pullers still waiting see the lane gone; leases are forgotten (offered
