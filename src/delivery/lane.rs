@@ -133,8 +133,10 @@ pub(super) async fn run(
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
     // Each attempt's ticket and when it was sent (the circuit tells probes from stale requests).
     let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant)> = HashMap::new();
-    // The queue depth the admin views show is copied at least this often
-    // (see `clock::DEPTH_REFRESH`); one timer for the lane's life.
+    // While the circuit is open the lane waits for its next probe (up to a
+    // minute): the queue depth the admin views show is copied meanwhile at
+    // least this often (see `clock::DEPTH_REFRESH`); one timer for the
+    // lane's life. Otherwise every finished attempt and new work wake it.
     let mut refresh = clock::depth_refresh();
     loop {
         if *stop.borrow() {
@@ -239,7 +241,7 @@ pub(super) async fn run(
             _ = signal.notified() => {}
             _ = lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
-            _ = refresh.tick() => {}
+            _ = refresh.tick(), if matches!(state, State::Open) => {}
         }
     }
     tasks.abort_all();
