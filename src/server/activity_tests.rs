@@ -1,0 +1,190 @@
+//! Tests of the phase deadlines and of what [`super::Tracked`] reports.
+
+use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What `Tracked` reports as a client's bytes come in: a header block
+/// held open is held to `read_timeout` from its first byte, a new frame
+/// after a whole one starts that again, and whole frames end it.
+#[tokio::test(start_paused = true)]
+async fn tracked_reports_what_arrives_on_http2() {
+    let frame = |kind: u8, flags: u8, payload: &[u8]| {
+        let mut f = vec![0, 0, payload.len() as u8, kind, flags, 0, 0, 0, 1];
+        f.extend_from_slice(payload);
+        f
+    };
+    let a = Activity::new();
+    let (mut client, server) = tokio::io::duplex(1024);
+    let mut tracked = Tracked::new(server, a.clone());
+    let mut buf = [0u8; 1024];
+    // The preface and a first request (its header block whole).
+    client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    client.write_all(&frame(0x1, 0x5, &[0x83])).await.unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    drop(a.request_started(http::Version::HTTP_2));
+    let idle = Instant::now();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+    // Half a DATA frame: read_timeout from now.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let data = frame(0x0, 0, &[7; 20]);
+    client.write_all(&data[..15]).await.unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    let first = Instant::now();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: first + READ,
+            graceful: false
+        }
+    );
+    // Its end and half of the next frame: the deadline starts again.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    client.write_all(&[&data[15..], &data[..12]].concat()).await.unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    let second = Instant::now();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: second + READ,
+            graceful: false
+        }
+    );
+    // A header block opened and not closed by the next whole frames of it.
+    client
+        .write_all(&[&data[12..], &frame(0x1, 0x1, &[0x83])[..]].concat())
+        .await
+        .unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    let block = Instant::now();
+    tokio::time::advance(Duration::from_millis(500)).await;
+    client.write_all(&frame(0x9, 0, &[0x84])).await.unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: block + READ,
+            graceful: false
+        }
+    );
+    // Its END_HEADERS: back to the idle time.
+    client.write_all(&frame(0x9, 0x4, &[0x86])).await.unwrap();
+    let _ = tracked.read(&mut buf).await.unwrap();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+}
+
+const READ: Duration = Duration::from_secs(1);
+const IDLE: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn phases_get_their_deadlines() {
+    let a = Activity::new();
+    let opened = Instant::now();
+    // Nothing served yet: read_timeout from the start, bytes or not.
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: opened + READ,
+            graceful: false
+        }
+    );
+    a.bytes_read(None);
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: opened + READ,
+            graceful: false
+        }
+    );
+    let guard = a.request_started(http::Version::HTTP_11);
+    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    drop(guard);
+    let idle = Instant::now();
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+    // HTTP/1: the next request's first byte starts its header deadline.
+    tokio::time::advance(Duration::from_secs(7)).await;
+    a.bytes_read(None);
+    assert_eq!(
+        a.next(READ, IDLE),
+        Next::Close {
+            at: Instant::now() + READ,
+            graceful: false
+        }
+    );
+    // HTTP/2: control frames while idle do not shorten or extend the idle time.
+    let b = Activity::new();
+    drop(b.request_started(http::Version::HTTP_2));
+    let idle = Instant::now();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    b.bytes_read(None);
+    assert_eq!(
+        b.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+    // …but a frame or header block still arriving has read_timeout from
+    // when it began, and its end gives the idle time back.
+    b.bytes_read(Some(true));
+    let began = Instant::now();
+    assert_eq!(
+        b.next(READ, IDLE),
+        Next::Close {
+            at: began + READ,
+            graceful: false
+        }
+    );
+    b.bytes_read(Some(false));
+    assert_eq!(
+        b.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+    // One that began during a request counts from that request's end.
+    let guard = b.request_started(http::Version::HTTP_2);
+    b.bytes_read(Some(true));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(b.next(READ, IDLE), Next::Busy);
+    drop(guard);
+    let idle = Instant::now();
+    assert_eq!(
+        b.next(READ, IDLE),
+        Next::Close {
+            at: idle + READ,
+            graceful: false
+        }
+    );
+    // One that begins just before the idle time is up: the idle close
+    // (graceful) comes first.
+    b.bytes_read(Some(false));
+    tokio::time::advance(IDLE - Duration::from_millis(500)).await;
+    b.bytes_read(Some(true));
+    assert_eq!(
+        b.next(READ, IDLE),
+        Next::Close {
+            at: idle + IDLE,
+            graceful: true
+        }
+    );
+}
