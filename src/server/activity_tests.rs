@@ -3,6 +3,16 @@
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Closed at `at`, at once (a phase that did not finish in time).
+fn cut(at: Instant) -> Next {
+    Next::Close { at, graceful: false }
+}
+
+/// Closed at `at`, gracefully (idle between requests).
+fn idle_close(at: Instant) -> Next {
+    Next::Close { at, graceful: true }
+}
+
 /// What `Tracked` reports as a client's bytes come in: a header block
 /// held open is held to `read_timeout` from its first byte, a new frame
 /// after a whole one starts that again, and whole frames end it.
@@ -23,38 +33,20 @@ async fn tracked_reports_what_arrives_on_http2() {
     let _ = tracked.read(&mut buf).await.unwrap();
     drop(a.request_started(http::Version::HTTP_2));
     let idle = Instant::now();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
     // Half a DATA frame: read_timeout from now.
     tokio::time::advance(Duration::from_secs(3)).await;
     let data = frame(0x0, 0, &[7; 20]);
     client.write_all(&data[..15]).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
     let first = Instant::now();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: first + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(first + READ));
     // Its end and half of the next frame: the deadline starts again.
     tokio::time::advance(Duration::from_millis(500)).await;
     client.write_all(&[&data[15..], &data[..12]].concat()).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
     let second = Instant::now();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: second + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(second + READ));
     // A header block opened and not closed by the next whole frames of it.
     client
         .write_all(&[&data[12..], &frame(0x1, 0x1, &[0x83])[..]].concat())
@@ -65,23 +57,11 @@ async fn tracked_reports_what_arrives_on_http2() {
     tokio::time::advance(Duration::from_millis(500)).await;
     client.write_all(&frame(0x9, 0, &[0x84])).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: block + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(block + READ));
     // Its END_HEADERS: back to the idle time.
     client.write_all(&frame(0x9, 0x4, &[0x86])).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
 }
 
 const READ: Duration = Duration::from_secs(1);
@@ -92,75 +72,33 @@ async fn phases_get_their_deadlines() {
     let a = Activity::new();
     let opened = Instant::now();
     // Nothing served yet: read_timeout from the start, bytes or not.
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: opened + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(opened + READ));
     a.bytes_read(None);
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: opened + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(opened + READ));
     let guard = a.request_started(http::Version::HTTP_11);
     assert_eq!(a.next(READ, IDLE), Next::Busy);
     tokio::time::advance(Duration::from_secs(5)).await;
     drop(guard);
     let idle = Instant::now();
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
     // HTTP/1: the next request's first byte starts its header deadline.
     tokio::time::advance(Duration::from_secs(7)).await;
     a.bytes_read(None);
-    assert_eq!(
-        a.next(READ, IDLE),
-        Next::Close {
-            at: Instant::now() + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
     // HTTP/2: control frames while idle do not shorten or extend the idle time.
     let b = Activity::new();
     drop(b.request_started(http::Version::HTTP_2));
     let idle = Instant::now();
     tokio::time::advance(Duration::from_secs(3)).await;
     b.bytes_read(None);
-    assert_eq!(
-        b.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
     // …but a frame or header block still arriving has read_timeout from
     // when it began, and its end gives the idle time back.
     b.bytes_read(Some(true));
     let began = Instant::now();
-    assert_eq!(
-        b.next(READ, IDLE),
-        Next::Close {
-            at: began + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(b.next(READ, IDLE), cut(began + READ));
     b.bytes_read(Some(false));
-    assert_eq!(
-        b.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
     // One that began during a request counts from that request's end.
     let guard = b.request_started(http::Version::HTTP_2);
     b.bytes_read(Some(true));
@@ -168,23 +106,11 @@ async fn phases_get_their_deadlines() {
     assert_eq!(b.next(READ, IDLE), Next::Busy);
     drop(guard);
     let idle = Instant::now();
-    assert_eq!(
-        b.next(READ, IDLE),
-        Next::Close {
-            at: idle + READ,
-            graceful: false
-        }
-    );
+    assert_eq!(b.next(READ, IDLE), cut(idle + READ));
     // One that begins just before the idle time is up: the idle close
     // (graceful) comes first.
     b.bytes_read(Some(false));
     tokio::time::advance(IDLE - Duration::from_millis(500)).await;
     b.bytes_read(Some(true));
-    assert_eq!(
-        b.next(READ, IDLE),
-        Next::Close {
-            at: idle + IDLE,
-            graceful: true
-        }
-    );
+    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
 }
