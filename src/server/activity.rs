@@ -115,15 +115,14 @@ impl Activity {
     /// Bytes arrived; on HTTP/2, `h2` says whether a frame or header block
     /// (still) arrives (`Some(true)`: one began) or none does (`Some(false)`).
     fn bytes_read(&self, h2: Option<bool>) {
-        let now = Instant::now();
         let mut s = self.state();
         let mut changed = false;
         if s.in_flight == 0 && s.bytes_while_idle.is_none() {
-            s.bytes_while_idle = Some(now);
+            s.bytes_while_idle = Some(Instant::now());
             changed = true;
         }
         if let Some(mid) = h2 {
-            s.h2_mid_since = mid.then_some(now);
+            s.h2_mid_since = mid.then(Instant::now);
             // While a request is served its end recomputes the deadline.
             changed |= s.in_flight == 0;
         }
@@ -146,15 +145,19 @@ impl Activity {
             };
         }
         let idle = s.idle_since + idle_timeout;
-        match (s.bytes_while_idle, s.h2_mid_since) {
+        // An HTTP/2 frame or header block still arriving: read_timeout from
+        // when it began (not before the connection went idle), unless the
+        // idle close comes first.
+        let h2_cut = s
+            .h2_mid_since
+            .map(|t| t.max(s.idle_since) + read_timeout)
+            .filter(|at| *at < idle);
+        match (s.bytes_while_idle, h2_cut) {
             (Some(t), _) if !s.h2 => Next::Close {
                 at: t + read_timeout,
                 graceful: false,
             },
-            (_, Some(t)) if t.max(s.idle_since) + read_timeout < idle => Next::Close {
-                at: t.max(s.idle_since) + read_timeout,
-                graceful: false,
-            },
+            (_, Some(at)) => Next::Close { at, graceful: false },
             _ => Next::Close {
                 at: idle,
                 graceful: true,

@@ -137,6 +137,21 @@ impl Task {
         }
     }
 
+    /// Open with no poll scheduled: registered while its route did not
+    /// reconcile.
+    pub fn unscheduled(&self) -> bool {
+        !self.state.is_final() && self.next_poll_ms.is_none()
+    }
+
+    /// Schedule the first poll of an [`unscheduled`](Self::unscheduled)
+    /// task: `after_ms` past its registration, or `now_ms` if that has
+    /// passed. Returns when.
+    pub fn schedule_first_poll(&mut self, after_ms: u64, now_ms: u64) -> u64 {
+        let due = self.registered_ms.saturating_add(after_ms).max(now_ms);
+        self.next_poll_ms = Some(due);
+        due
+    }
+
     /// Settled by `event` ([`settled_state`] chose `state`).
     pub fn settled(&mut self, state: TaskState, event: EventId, now_ms: u64) {
         self.state = state;

@@ -68,7 +68,7 @@ impl Shared {
                 (row, 0)
             }
         };
-        if row.work == 0 && !row.task.state.is_final() && row.task.next_poll_ms.is_none() {
+        if row.work == 0 && row.task.unscheduled() {
             // Scheduled when its route started reconciling (`schedule_tasks`:
             // the message first, then the row), and here before the row
             // names it, or the row's update failed: take the message over.

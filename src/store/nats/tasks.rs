@@ -199,7 +199,7 @@ impl NatsStore {
         }
         let after = |row: &TaskRow| {
             let (_, after_ms) = routes.iter().find(|(r, _)| *r == row.task.route)?;
-            (!row.task.state.is_final() && row.task.next_poll_ms.is_none()).then_some(*after_ms)
+            row.task.unscheduled().then_some(*after_ms)
         };
         let values = s.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
         if values.len() >= SCAN_LIMIT {
@@ -218,19 +218,11 @@ impl NatsStore {
             {
                 continue;
             }
-            let Some((mut row, revision, after_ms)) = s
-                .task_row(&hash)
-                .await?
-                .and_then(|(row, revision)| Some((after(&row)?, row, revision)))
-                .map(|(a, row, revision)| (row, revision, a))
-            else {
+            let Some((mut row, revision)) = s.task_row(&hash).await? else {
                 continue;
             };
-            let due = row
-                .task
-                .registered_ms
-                .saturating_add(after_ms)
-                .max(crate::clock::now_ms());
+            let Some(after_ms) = after(&row) else { continue };
+            let due = row.task.schedule_first_poll(after_ms, crate::clock::now_ms());
             let msg = TaskWork {
                 route: row.task.route.clone(),
                 task_id: row.task.task_id.clone(),
@@ -241,7 +233,6 @@ impl NatsStore {
             // the duplicate window would name a message already gone.
             let nonce = format!("{hash}.{revision}");
             row.work = s.publish_work(layout::task_subject(&hash), &nonce, &msg).await?;
-            row.task.next_poll_ms = Some(due);
             let updated = s
                 .tasks_bucket()?
                 .update(layout::task_key(&hash), encode(&row), revision)

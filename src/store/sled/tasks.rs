@@ -176,11 +176,10 @@ impl Writer {
             let Some(mut row) = tc::decode(&v, route, &id) else {
                 continue;
             };
-            if row.state.is_final() || row.next_poll_ms.is_some() {
+            if !row.unscheduled() {
                 continue;
             }
-            let due = row.registered_ms.saturating_add(after_ms).max(now_ms);
-            row.next_poll_ms = Some(due);
+            let due = row.schedule_first_poll(after_ms, now_ms);
             b.put(tc::task_due(due, no, &id), Vec::new());
             b.put(k.to_vec(), tc::encode(&row));
             scheduled += 1;
