@@ -167,6 +167,43 @@ async fn metrics_count_real_traffic() {
     h.shutdown().await;
 }
 
+/// An operator who clicks Replay twice (or replays while the first replay is
+/// still being sent) gets one delivery: the second is `already_pending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_asked_again_while_it_is_sent_is_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::start(std::sync::Arc::new(|n: usize, _: &Received| {
+        if n == 0 {
+            Behaviour::Status(200)
+        } else {
+            Behaviour::Slow(Duration::from_millis(1500))
+        }
+    }))
+    .await;
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()))).await;
+    let id = accepted(h.ingest_addrs[0], &runway("twice")).await;
+    sub.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1)
+        .await;
+    let json = [("content-type", "application/json")];
+    let replay = format!("/api/events/{id}/replay");
+    let answer = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+    let (s, _, first) = request(h.admin_addr, None, "POST", &replay, &json, Bytes::new()).await;
+    assert_eq!((s, answer(first)["queued"][0].as_str()), (StatusCode::OK, Some("s")));
+    // The subscriber has the replay and takes its time answering.
+    sub.wait_for(Duration::from_secs(5), "the replay", |r| r.len() == 2)
+        .await;
+    let (s, _, second) = request(h.admin_addr, None, "POST", &replay, &json, Bytes::new()).await;
+    let second = answer(second);
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(second["already_pending"][0], "s", "{second}");
+    assert_eq!(second["queued"].as_array().map(Vec::len), Some(0), "{second}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let got = sub.all();
+    assert_eq!(got.len(), 2, "the replay was sent twice");
+    assert_eq!(got[1].header("hookrelay-attempt"), "2");
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_store_says_why_it_cannot_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Replays, applied on the writer thread so they are ordered with the
 //! results and cursor moves of the lanes: a finished delivery gets a due-index
 //! row (due now, schedule from the start, history kept); a delivery still
-//! waiting for a retry is moved to now; one not finished yet is left alone.
+//! waiting for a later retry is moved to now; one already due (being sent, or
+//! about to be: an earlier replay, say) or not attempted yet is left alone.
 
 use std::collections::BTreeMap;
 
@@ -23,11 +24,16 @@ impl Writer {
         };
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
         match row.state {
+            // Its due row may be handed out already: a second one would send it twice.
+            DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } if due_ms <= now_ms => {
+                return Ok(false)
+            }
+            DeliveryState::Pending => return Ok(false),
             DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => {
                 self.del_due(b, sub, due_ms, id)?
             }
             DeliveryState::Dead => b.del(keys::dead(sub, id)),
-            DeliveryState::Delivered | DeliveryState::Skipped | DeliveryState::Pending => {}
+            DeliveryState::Delivered | DeliveryState::Skipped => {}
         }
         self.put_due(b, sub, now_ms, id)?;
         row.replayed(now_ms);

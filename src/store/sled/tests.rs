@@ -354,6 +354,19 @@ async fn replay_and_dead_letters() {
         }]
     );
     assert_eq!(src.depth(), 2);
+    // Asked again before it is sent, or while it is: already pending, sent once.
+    let again = store.replay_event(id, None).await.unwrap().unwrap();
+    assert!(!again[0].queued, "{again:?}");
+    let taken = src.take(10, crate::clock::now_ms()).await.unwrap();
+    assert_eq!(taken.iter().filter(|w| w.event.id == id).count(), 1);
+    let again = store.replay_event(id, None).await.unwrap().unwrap();
+    assert!(!again[0].queued, "{again:?}");
+    let more = src.take(10, crate::clock::now_ms()).await.unwrap();
+    assert!(
+        more.is_empty(),
+        "sent twice: {:?}",
+        more.iter().map(|w| w.event.id).collect::<Vec<_>>()
+    );
     assert!(store
         .replay_event(EventId::from_parts(1, 1), None)
         .await
