@@ -47,6 +47,8 @@ async fn cli_against_a_running_daemon() {
         ok && out.contains("QUEUED") && out.lines().nth(1).unwrap().starts_with("s "),
         "{out}"
     );
+    let (ok, out, err) = run(&["replay-dead-letters", "--subscriber", "nosuch"]).await;
+    assert!(!ok && err.contains("404") && err.contains("\"nosuch\""), "{out}{err}");
     let (ok, out, _) = run(&["replay-dead-letters", "--subscriber", "s"]).await;
     assert!(ok && out.contains("re-queued 1"), "{out}");
     sub.wait_for(Duration::from_secs(5), "replayed attempt", |r| r.len() >= 2)

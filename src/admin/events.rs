@@ -204,6 +204,16 @@ pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
 }
 
 pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
+    // A typo must not read as "nothing to replay": only a configured
+    // subscriber has a lane that would deliver what is re-queued.
+    if let Some(s) = sub {
+        if !app.live().config.subscribers().any(|c| c.name == s) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no subscriber {s:?} in the configuration"),
+            ));
+        }
+    }
     let counts = app
         .store
         .replay_dead_letters(sub.map(str::to_string))
