@@ -119,7 +119,8 @@ pub fn decode_whsec(s: &str) -> Result<Secret, String> {
     })?;
     if key.len() < 16 {
         return Err(format!(
-            "signing secret too short: {} bytes, need at least 16 (24-64 recommended)",
+            "signing secret too short: its base64 decodes to {} bytes, need at least 16 (24-64 recommended); \
+             expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)",
             key.len()
         ));
     }

@@ -344,6 +344,11 @@ fn settings_that_cannot_work_are_refused() {
             "invalid signing secret",
         ),
         (
+            sub("secret = \"nope\""),
+            "routes[0].subscribers[0].secret",
+            "expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)",
+        ),
+        (
             minimal(r#"signature = { scheme = "standard-webhooks", secret = 5 }"#),
             "routes[0].signature.secret",
             "expected a string",
@@ -361,7 +366,14 @@ fn settings_that_cannot_work_are_refused() {
             Err(e) if e.key != key || !e.to_string().contains(needle) => {
                 wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
             }
-            Err(_) => {}
+            Err(e) => {
+                // Its line is the one that sets the key.
+                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
+                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
+                if !line.is_some_and(|l| l.contains(name)) {
+                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
+                }
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

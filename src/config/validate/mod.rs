@@ -44,11 +44,17 @@ pub(super) struct SubscriberDefaults {
 }
 
 impl Validator<'_> {
+    /// An error at `key`: at `span` when serde kept one, else where the key
+    /// (or the nearest table on its path) is written.
     pub fn err(&self, key: impl Into<String>, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let key = key.into();
+        let span = span
+            .filter(|s| s.end > 0)
+            .or_else(|| super::locate::span_of(self.text, &key));
         ConfigError {
             file: self.file.to_path_buf(),
-            key: key.into(),
-            position: span.filter(|s| s.end > 0).map(|s| line_col(self.text, s.start)),
+            position: span.map(|s| line_col(self.text, s.start)),
+            key,
             message: message.into(),
         }
     }

@@ -54,7 +54,7 @@ impl Validator<'_> {
         if r.allow_ips.as_ref().is_some_and(|a| a.is_empty()) {
             return Err(self.err(
                 format!("{key}.allow_ips"),
-                Some(r.name.span()),
+                None,
                 "allow_ips is an empty list: list the allowed CIDRs, or leave allow_ips out to accept every source",
             ));
         }
