@@ -277,6 +277,15 @@ url = "http://127.0.0.1:1/"
         cert.display()
     );
     assert!(out.contains(&line), "{out}");
+    // A certificate that names nothing is served, and named as the problem.
+    let TestCert { cert, key, .. } = TestCert::write_without_names(dir.path(), "nameless");
+    let (code, out, err) = check("nameless.toml", &base.clone().tls(&cert, &key).render());
+    assert_eq!(code, Some(0), "{err}");
+    let line = format!(
+        "TLS: certificate {} for no names (no subjectAltName: TLS clients will refuse it)",
+        cert.display()
+    );
+    assert!(out.contains(&line), "{out}");
     let (_, out, _) = check("plain.toml", &base.render());
     assert!(!out.contains("TLS:"), "{out}");
 }

@@ -48,7 +48,7 @@ fn tls_summary(c: &Config) -> Option<String> {
             Ok((_, cert)) => format!(
                 "TLS: certificate {} for {} (expires {})",
                 f.cert.display(),
-                cert.names.join(", "),
+                crate::tls::CertInfo::names_shown(&cert.names),
                 crate::tls::rfc3339(cert.not_after)
             ),
             // Validation loaded it a moment ago; say so rather than guess.

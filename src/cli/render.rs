@@ -285,7 +285,7 @@ pub fn render_status(v: &Value) -> String {
         let cert = &c["certificate"];
         let names = cert["names"]
             .as_array()
-            .map(|n| n.iter().map(s).collect::<Vec<_>>().join(", "));
+            .map(|n| crate::tls::CertInfo::names_shown(&n.iter().map(s).collect::<Vec<_>>()));
         match names {
             Some(names) => {
                 out.push_str(&format!("\ncertificate ({}): {names}\n", s(&c["source"])));

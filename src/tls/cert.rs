@@ -30,6 +30,9 @@ pub struct CertInfo {
     pub serial: String,
 }
 
+/// What a certificate without subjectAltName names is shown as.
+pub const NO_NAMES: &str = "no names (no subjectAltName: TLS clients will refuse it)";
+
 fn unix(t: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0))
 }
@@ -82,6 +85,15 @@ impl CertInfo {
         self.not_after
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Its names for people: a certificate without any is named as the problem.
+    pub fn names_shown(names: &[String]) -> String {
+        if names.is_empty() {
+            NO_NAMES.to_string()
+        } else {
+            names.join(", ")
+        }
     }
 
     /// For the admin API: names, validity (RFC 3339), seconds left (0 once expired), serial.

@@ -34,6 +34,14 @@ impl TestCert {
         Self::write_params(dir, name, params)
     }
 
+    /// As `write`, with no subjectAltName at all (only a common name), which
+    /// no TLS client accepts for any host.
+    pub fn write_without_names(dir: &Path, name: &str) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        Self::write_params(dir, name, params)
+    }
+
     fn write_params(dir: &Path, name: &str, params: rcgen::CertificateParams) -> TestCert {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
