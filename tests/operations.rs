@@ -220,6 +220,17 @@ async fn a_second_daemon_on_the_same_store_says_why_it_cannot_start() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("another hookrelay is using this store"), "{err}");
     assert!(err.contains(&cfg.data().display().to_string()), "{err}");
+    // `migrate` says the same, naming the store once.
+    let path = cfg_path.clone();
+    let out = tokio::task::spawn_blocking(move || cli_output(&["migrate", "--config", path.to_str().unwrap()]))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("another hookrelay is using this store"),
+        "{err}"
+    );
+    assert_eq!(err.matches(&cfg.data().display().to_string()).count(), 1, "{err}");
     // The first one is unharmed.
     assert_eq!(callback(first.addr, &runway("still-mine")).await.0, StatusCode::OK);
 }

@@ -280,7 +280,13 @@ fn migrate(cli: &Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}: {e}", config.store.path.display());
+            // Named once: some store errors name the path already.
+            let (path, msg) = (config.store.path.display().to_string(), e.to_string());
+            if msg.contains(&path) {
+                eprintln!("error: {msg}");
+            } else {
+                eprintln!("error: {path}: {msg}");
+            }
             ExitCode::FAILURE
         }
     }
