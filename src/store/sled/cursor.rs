@@ -167,6 +167,11 @@ impl Cursor {
 
     /// Read up to `want` events for this subscriber from the log into the buffer.
     fn read_log(&mut self, want: usize) -> Result<(), StoreError> {
+        // Only events whose batch is flushed: the writer applies a batch to the
+        // tree before it flushes, and publishes the tail after. An event read
+        // in between could be sent, then lost in a crash before its `200`,
+        // and come again from the provider as a new event.
+        let committed = self.tail.load(Ordering::Acquire);
         let tree = self.inner.tree.clone();
         let reg = super::read_lock(&self.inner.registry);
         let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
@@ -175,11 +180,15 @@ impl Cursor {
             let (k, v) = item?;
             scanned += 1;
             let Some(id) = keys::id_at_5(&k) else { continue };
-            self.read_from = id.next();
             let Some((h, at)) = codec::decode_header(&v) else {
+                self.read_from = id.next();
                 tracing::error!(event = %id, "unreadable event row; skipped");
                 continue;
             };
+            if h.seq >= committed {
+                break;
+            }
+            self.read_from = id.next();
             self.read_seq = h.seq + 1;
             if let Some(stored) = self.recover {
                 if !stored.may_have_result(id, h.seq) {

@@ -406,6 +406,8 @@ impl SledStore {
 }
 
 #[cfg(test)]
+mod cursor_tests;
+#[cfg(test)]
 mod media_tests;
 #[cfg(test)]
 mod migrate_tests;

@@ -146,7 +146,8 @@ impl Writer {
             }
         }
         for route in self.dirty_tails.drain() {
-            self.inner.tail(route).store(self.tails[&route], Ordering::Relaxed);
+            // After the batch is flushed: lanes read the log only below it.
+            self.inner.tail(route).store(self.tails[&route], Ordering::Release);
         }
         for sub in self.dirty_waiting.drain() {
             self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);

@@ -51,7 +51,7 @@ impl Writer {
                 }
             }
             tails.insert(route, next);
-            inner.tail(route).store(next, Ordering::Relaxed);
+            inner.tail(route).store(next, Ordering::Release);
         }
         let mut waiting = HashMap::new();
         for item in tree.scan_prefix([keys::K]) {

@@ -1,0 +1,48 @@
+//! The cursor hands out only events whose batch is flushed: the writer
+//! applies a batch to the tree, flushes it, then publishes the route's tail,
+//! and a lane must not read in between (a crash there loses an event that was
+//! already sent, and the provider's retry makes it a second event).
+
+use super::tests::{event, opts, topology};
+use super::{codec, keys, read_lock, SledStore};
+use crate::store::EventId;
+
+#[tokio::test]
+async fn the_cursor_reads_no_event_past_the_published_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let first = s.append(event("first", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let got = c.take(10, now).await.unwrap();
+    assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [first]);
+
+    // What the writer leaves between applying a batch and flushing it: the
+    // next event's row in the tree, the tail not yet moved past it.
+    let route = read_lock(&s.inner.registry).route("runway").unwrap();
+    let row = s.inner.tree.get(keys::log(route, first)).unwrap().unwrap();
+    let (mut header, at) = codec::decode_header(&row).unwrap();
+    header.seq += 1;
+    let unflushed = EventId::from_parts(first.timestamp_ms() + 1, 7);
+    s.inner
+        .tree
+        .insert(
+            keys::log(route, unflushed),
+            codec::encode_event(&header, &codec::body(&row, at)),
+        )
+        .unwrap();
+    let got = c.take(10, now + 1).await.unwrap();
+    assert!(
+        got.is_empty(),
+        "handed out before its batch was flushed: {:?}",
+        got.iter().map(|w| w.event.id).collect::<Vec<_>>()
+    );
+    assert_eq!(c.depth(), 1, "the first is in flight, nothing more is known");
+
+    // Published with the next batch: read then, in log order.
+    let third = s.append(event("third", &["a"], now + 2)).await.unwrap().id;
+    let got = c.take(10, now + 3).await.unwrap();
+    assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [unflushed, third]);
+    s.close().await;
+}
