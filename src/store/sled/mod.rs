@@ -412,6 +412,8 @@ mod media_tests;
 #[cfg(test)]
 mod migrate_tests;
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod task_tests;
 #[cfg(test)]
 mod tests;

@@ -24,9 +24,14 @@ impl Writer {
         };
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
         match row.state {
-            // Its due row may be handed out already: a second one would send it twice.
+            // Its due row may be handed out already (a second one would send
+            // it twice): left as it is, its retry schedule starts again.
             DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } if due_ms <= now_ms => {
-                return Ok(false)
+                if row.step != 0 {
+                    row.step = 0;
+                    b.put(rkey, codec::encode_result(&row));
+                }
+                return Ok(false);
             }
             DeliveryState::Pending => return Ok(false),
             DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => {
@@ -53,21 +58,25 @@ impl Writer {
         let mut found = None;
         for route in reg.route_numbers() {
             if let Some(v) = tree.get(keys::log(route, id))? {
-                found = Some(
+                found = Some((
+                    route,
                     codec::decode_header(&v)
                         .ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?
                         .0,
-                );
+                ));
                 break;
             }
         }
-        let Some(header) = found else { return Ok(None) };
+        let Some((header_route, header)) = found else {
+            return Ok(None);
+        };
         let mut b = Batch::new(&tree);
         let mut out = Vec::new();
         let mut woken = Vec::new();
         for sub in header.subscribers {
             let name = reg.sub_name(sub).unwrap_or_default().to_string();
-            if only.is_some_and(|o| o != name) {
+            // A subscriber removed from the config has no lane to send it.
+            if only.is_some_and(|o| o != name) || !reg.route_subs(header_route).contains(&sub) {
                 continue;
             }
             let queued = self.replay_one(&mut b, id, sub, now_ms)?;
@@ -86,7 +95,9 @@ impl Writer {
         Ok(Some(out))
     }
 
-    /// Re-queue up to a chunk of dead letters; the counts and whether more remain.
+    /// Re-queue up to a chunk of dead letters of configured subscribers (all,
+    /// or one); the counts and whether more remain. A subscriber removed from
+    /// the config has no lane to send them: its dead letters stay listed.
     pub(super) fn replay_dead(
         &mut self,
         only: Option<&str>,
@@ -94,35 +105,31 @@ impl Writer {
     ) -> Result<(BTreeMap<String, usize>, bool), StoreError> {
         let tree = self.inner.tree.clone();
         let reg = super::read_lock(&self.inner.registry).clone();
-        let prefix = match only {
-            Some(name) => match reg.sub(name) {
-                Some(no) => keys::dead_prefix(no),
-                None => return Ok((BTreeMap::new(), false)),
-            },
-            None => vec![keys::X],
-        };
+        let configured: Vec<u32> = reg
+            .route_numbers()
+            .into_iter()
+            .flat_map(|r| reg.route_subs(r).to_vec())
+            .filter(|s| only.is_none_or(|o| reg.sub_name(*s) == Some(o)))
+            .collect();
         let mut b = Batch::new(&tree);
         let mut counts = BTreeMap::new();
         let mut n = 0;
-        for item in tree.scan_prefix(&prefix).keys().take(DEAD_CHUNK) {
-            let k = item?;
-            n += 1;
-            let (Some(sub), Some(id)) = (
-                k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
-                keys::id_at_5(&k),
-            ) else {
+        'subs: for sub in configured {
+            for item in tree.scan_prefix(keys::dead_prefix(sub)).keys() {
+                if n == DEAD_CHUNK {
+                    break 'subs;
+                }
+                let k = item?;
+                n += 1;
+                // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
                 b.del(k.to_vec());
-                continue;
-            };
-            let queued = self.replay_one(&mut b, id, sub, now_ms)?;
-            // Also drops a stray dead-letter row whose result says otherwise.
-            b.del(k.to_vec());
-            if !queued {
-                continue;
+                let Some(id) = keys::id_at_5(&k) else { continue };
+                if self.replay_one(&mut b, id, sub, now_ms)? {
+                    *counts
+                        .entry(reg.sub_name(sub).unwrap_or_default().to_string())
+                        .or_default() += 1;
+                }
             }
-            *counts
-                .entry(reg.sub_name(sub).unwrap_or_default().to_string())
-                .or_default() += 1;
         }
         self.commit(b)?;
         for name in counts.keys() {
