@@ -46,3 +46,38 @@ async fn the_cursor_reads_no_event_past_the_published_tail() {
     assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [unflushed, third]);
     s.close().await;
 }
+
+/// After a crash the stored sequence row can be stale (it is written by
+/// control batches and at shutdown): the tail comes from the last log row
+/// that reads, and an unreadable one at the end must not hold the log back.
+#[tokio::test]
+async fn an_unreadable_last_row_does_not_hold_the_log_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = crate::clock::now_ms();
+    let (route, ids) = {
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.register(&topology(&["a"])).await.unwrap();
+        let mut ids = Vec::new();
+        for task in ["one", "two"] {
+            ids.push(s.append(event(task, &["a"], now)).await.unwrap().id);
+        }
+        let route = read_lock(&s.inner.registry).route("runway").unwrap();
+        s.close().await;
+        (route, ids)
+    };
+    {
+        // What a crash can leave: a stale sequence row, a torn row at the end.
+        let db = sled::open(opts(dir.path()).path).unwrap();
+        let tree = db.open_tree(super::TREE).unwrap();
+        tree.insert(keys::seq(route), 1u64.to_be_bytes().to_vec()).unwrap();
+        let torn = EventId::from_parts(ids[1].timestamp_ms() + 1, 1);
+        tree.insert(keys::log(route, torn), b"torn".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let mut c = s.work_source("a").unwrap();
+    let got = c.take(10, now + 1).await.unwrap();
+    assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), ids);
+    s.close().await;
+}

@@ -37,18 +37,28 @@ impl Writer {
         let mut last_id = Ulid::nil();
         for route in super::read_lock(&inner.registry).route_numbers() {
             let stored = tree.get(keys::seq(route))?.map(|v| keys::u64_value(&v));
-            let last = tree
-                .range(keys::log_prefix(route)..keys::log_end(route))
-                .next_back()
-                .transpose()?;
             let mut next = stored.unwrap_or(1);
-            if let Some((k, v)) = last {
-                if let Some(id) = keys::id_at_5(&k) {
-                    last_id = last_id.max(id.0);
+            // The last row that reads: lanes read the log only below the
+            // tail, so an unreadable last row must not leave it behind.
+            for (n, item) in tree
+                .range(keys::log_prefix(route)..keys::log_end(route))
+                .rev()
+                .enumerate()
+            {
+                let (k, v) = item?;
+                if n == 0 {
+                    if let Some(id) = keys::id_at_5(&k) {
+                        last_id = last_id.max(id.0);
+                    }
                 }
                 if let Some((h, _)) = codec::decode_header(&v) {
                     next = next.max(h.seq + 1);
+                    break;
                 }
+                tracing::error!(
+                    route,
+                    "unreadable event row at the end of the log; looking at the one before"
+                );
             }
             tails.insert(route, next);
             inner.tail(route).store(next, Ordering::Release);
