@@ -235,6 +235,22 @@ async fn a_second_daemon_on_the_same_store_says_why_it_cannot_start() {
     assert_eq!(callback(first.addr, &runway("still-mine")).await.0, StatusCode::OK);
 }
 
+/// The allocator's settings (`.cargo/config.toml`) are compiled into the binary.
+#[test]
+fn the_binary_allocates_with_jemalloc_and_its_settings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true,stats_print_opts:mdablxe")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("config.malloc_conf: \"narenas:1,") && err.contains("opt.narenas: 1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unit_file_exposure_is_low() {
     let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hookrelay.service");

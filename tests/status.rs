@@ -286,6 +286,10 @@ url = "http://127.0.0.1:1/"
         cert.display()
     );
     assert!(out.contains(&line), "{out}");
+    assert!(
+        err.contains("warning:") && err.contains("TLS clients will refuse it"),
+        "{err}"
+    );
     let (_, out, _) = check("plain.toml", &base.render());
     assert!(!out.contains("TLS:"), "{out}");
 }

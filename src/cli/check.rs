@@ -45,12 +45,20 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
 fn tls_summary(c: &Config) -> Option<String> {
     Some(match c.server.tls.as_ref()? {
         crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
-            Ok((_, cert)) => format!(
-                "TLS: certificate {} for {} (expires {})",
-                f.cert.display(),
-                crate::tls::CertInfo::names_shown(&cert.names),
-                crate::tls::rfc3339(cert.not_after)
-            ),
+            Ok((_, cert)) => {
+                if cert.names.is_empty() {
+                    eprintln!(
+                        "warning: {}: the certificate names no host (no subjectAltName): TLS clients will refuse it",
+                        f.cert.display()
+                    );
+                }
+                format!(
+                    "TLS: certificate {} for {} (expires {})",
+                    f.cert.display(),
+                    crate::tls::CertInfo::names_shown(&cert.names),
+                    crate::tls::rfc3339(cert.not_after)
+                )
+            }
             // Validation loaded it a moment ago; say so rather than guess.
             Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
         },

@@ -282,7 +282,7 @@ fn migrate(cli: &Cli) -> ExitCode {
         Err(e) => {
             // Named once: some store errors name the path already.
             let (path, msg) = (config.store.path.display().to_string(), e.to_string());
-            if msg.contains(&path) {
+            if msg.contains(&format!("({path})")) {
                 eprintln!("error: {msg}");
             } else {
                 eprintln!("error: {path}: {msg}");
