@@ -246,7 +246,7 @@ fn the_binary_allocates_with_jemalloc_and_its_settings() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("config.malloc_conf: \"narenas:1,") && err.contains("opt.narenas: 1"),
+        err.contains("config.malloc_conf: \"narenas:1,tcache_max:65536,") && err.contains("opt.narenas: 1"),
         "{err}"
     );
 }
