@@ -136,6 +136,8 @@ mod media_tests;
 #[cfg(test)]
 mod pull_tests;
 #[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod tasks_tests;
 #[cfg(test)]
 mod tests;

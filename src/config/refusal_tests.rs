@@ -1,0 +1,159 @@
+//! Settings that parse but cannot work are refused, each naming its key and
+//! placed on the line that sets it (including what version 0.1 clamped or
+//! accepted silently).
+
+use super::tests::{minimal, parse};
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let server = |extra: &str| {
+        minimal("").replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:0\"]\n{extra}"),
+        )
+    };
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (server("read_timeout = \"0s\""), "server.read_timeout", "greater than 0"),
+        (server("idle_timeout = \"0s\""), "server.idle_timeout", "greater than 0"),
+        (
+            minimal("") + "\n[delivery]\ntimeout = \"0s\"\n",
+            "delivery.timeout",
+            "greater than 0",
+        ),
+        (
+            sub("timeout = \"0ms\""),
+            "routes[0].subscribers[0].timeout",
+            "greater than 0",
+        ),
+        (
+            minimal(r#"signature = { scheme = "kie", secret = "k", tolerance = "0s" }"#),
+            "routes[0].signature.tolerance",
+            "greater than 0",
+        ),
+        (
+            minimal(
+                r#"signature = { scheme = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", tolerance = "0s" }"#,
+            ),
+            "routes[0].signature.tolerance",
+            "greater than 0",
+        ),
+        (
+            minimal("json = false\nsignature = { scheme = \"kie\", secret = \"k\" }"),
+            "routes[0].signature",
+            "json = true",
+        ),
+        (
+            minimal("").replace("/hooks/r", "/hooks/my route"),
+            "routes[0].path",
+            "invalid path",
+        ),
+        (minimal("allow_ips = []"), "routes[0].allow_ips", "empty"),
+        (minimal("tokens = [\"   \"]"), "routes[0].tokens[0]", "blank"),
+        (
+            minimal("tokens = [\"ok\", \" padded\"]"),
+            "routes[0].tokens[1]",
+            "spaces",
+        ),
+        (minimal("") + "\n[admin]\ntoken = \" \"\n", "admin.token", "blank"),
+        (server("max_body = \"1EiB\""), "server.max_body", "memory"),
+        (
+            minimal(
+                r#"signature = { scheme = "standard-webhooks", secret = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "nope!"] }"#,
+            ),
+            "routes[0].signature.secret[1]",
+            "invalid signing secret",
+        ),
+        (
+            sub("secret = \"nope\""),
+            "routes[0].subscribers[0].secret",
+            "expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)",
+        ),
+        (
+            minimal(r#"signature = { scheme = "standard-webhooks", secret = 5 }"#),
+            "routes[0].signature.secret",
+            "expected a string",
+        ),
+        (
+            minimal(r#"signature = { scheme = "hmac-sha256", header = "x-sig", secret = { vault = "k" } }"#),
+            "routes[0].signature.secret",
+            "unknown secret source",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, key, needle) in cases.into_iter().chain(silently_clamped_before()) {
+        match parse(&text) {
+            Ok(_) => wrong.push(format!("{key}: accepted")),
+            Err(e) if e.key != key || !e.to_string().contains(needle) => {
+                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
+            }
+            Err(e) => {
+                // Its line is the one that sets the key.
+                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
+                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
+                if !line.is_some_and(|l| l.contains(name)) {
+                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Settings version 0.1 clamped or accepted silently; each must be refused
+/// naming its key.
+fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    vec![
+        (minimal("") + "\n[delivery]\nretry = []\n", "delivery.retry", "empty"),
+        (sub("retry = []"), "routes[0].subscribers[0].retry", "empty"),
+        (
+            sub("retry = [\"1s\", \"0s\"]"),
+            "routes[0].subscribers[0].retry[1]",
+            "zero",
+        ),
+        (
+            minimal("") + "\n[delivery]\nconcurrency = 0\n",
+            "delivery.concurrency",
+            "at least 1",
+        ),
+        (
+            sub("concurrency = 0"),
+            "routes[0].subscribers[0].concurrency",
+            "at least 1",
+        ),
+        (
+            minimal("") + "\n[delivery]\ncircuit_threshold = 0\n",
+            "delivery.circuit_threshold",
+            "at least 1",
+        ),
+        (
+            sub("circuit_threshold = 0"),
+            "routes[0].subscribers[0].circuit_threshold",
+            "at least 1",
+        ),
+        (
+            minimal("").replace(
+                "listen = [\"127.0.0.1:0\"]",
+                "listen = [\"127.0.0.1:0\"]\nhttp2_max_streams = 0",
+            ),
+            "server.http2_max_streams",
+            "at least 1",
+        ),
+        (
+            minimal("") + "\n[delivery]\ntimeout = \"-5s\"\n",
+            "delivery.timeout",
+            "invalid duration",
+        ),
+    ]
+}
