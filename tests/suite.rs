@@ -54,6 +54,7 @@ mod reconcile_durable;
 mod reconcile_pull;
 mod reconcile_shapes;
 mod reload;
+mod removed_subscriber;
 mod retries;
 mod secrets;
 mod status;
