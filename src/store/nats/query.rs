@@ -191,22 +191,27 @@ impl NatsStore {
         Ok(true)
     }
 
-    /// Whether `sub` is configured on `route`: a subscriber removed from the
-    /// config has no lane, so nothing it is handed would be sent.
-    fn configured(&self, route: &str, sub: &str) -> bool {
-        super::read(&self.shared.topology)
-            .routes
-            .iter()
-            .any(|(r, subs)| r == route && subs.iter().any(|s| s == sub))
+    /// Whether `sub` is configured on `route`, read once per call: a
+    /// subscriber removed from the config has no lane, so nothing it is handed
+    /// would be sent.
+    fn configured(&self) -> impl Fn(&str, &str) -> bool {
+        let topology = super::read(&self.shared.topology);
+        move |route, sub| {
+            topology
+                .routes
+                .iter()
+                .any(|(r, subs)| r == route && subs.iter().any(|s| s == sub))
+        }
     }
 
     pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
         let Some((route, seq, ev)) = self.find(id).await? else {
             return Ok(None);
         };
+        let configured = self.configured();
         let mut out = Vec::new();
         for sub in &ev.meta.subscribers {
-            if only.as_ref().is_some_and(|o| o != sub) || !self.configured(&route, sub) {
+            if only.as_ref().is_some_and(|o| o != sub) || !configured(&route, sub) {
                 continue;
             }
             let queued = self.replay_one(&route, seq, sub).await?;
@@ -219,10 +224,11 @@ impl NatsStore {
     }
 
     pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
+        let configured = self.configured();
         let mut counts = BTreeMap::new();
         for (route, sub, seq) in self.dead_subjects(only.as_deref()).await? {
             // A removed subscriber's dead letters stay listed.
-            if !self.configured(&route, &sub) {
+            if !configured(&route, &sub) {
                 continue;
             }
             if self.replay_one(&route, seq, &sub).await? {

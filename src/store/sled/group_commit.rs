@@ -306,20 +306,13 @@ impl Writer {
             Msg::Register(t, reply) => {
                 let _ = reply.send(self.register(&t));
             }
-            Msg::Replay {
-                id,
-                only,
-                now_ms,
-                reply,
-            } => {
-                // Now as the writer applies it (batches may have gone first):
-                // what is due by then may be handed out already.
-                let now_ms = now_ms.max(crate::clock::now_ms());
-                let _ = reply.send(self.replay(id, only.as_deref(), now_ms));
+            // Now as the writer applies it (batches may have gone first):
+            // what is due by then may be handed out already.
+            Msg::Replay { id, only, reply } => {
+                let _ = reply.send(self.replay(id, only.as_deref(), crate::clock::now_ms()));
             }
-            Msg::ReplayDead { only, now_ms, reply } => {
-                let now_ms = now_ms.max(crate::clock::now_ms());
-                let _ = reply.send(self.replay_dead(only.as_deref(), now_ms));
+            Msg::ReplayDead { only, reply } => {
+                let _ = reply.send(self.replay_dead(only.as_deref(), crate::clock::now_ms()));
             }
             Msg::Sweep {
                 route,

@@ -312,14 +312,7 @@ impl SledStore {
         id: super::EventId,
         only: Option<String>,
     ) -> Result<Option<Vec<Replayed>>, StoreError> {
-        let now_ms = crate::clock::now_ms();
-        self.call(|reply| Msg::Replay {
-            id,
-            only,
-            now_ms,
-            reply,
-        })
-        .await
+        self.call(|reply| Msg::Replay { id, only, reply }).await
     }
 
     pub async fn replay_dead_letters(
@@ -329,8 +322,7 @@ impl SledStore {
         let mut total = std::collections::BTreeMap::new();
         loop {
             let only = only.clone();
-            let now_ms = crate::clock::now_ms();
-            let (counts, more) = self.call(|reply| Msg::ReplayDead { only, now_ms, reply }).await?;
+            let (counts, more) = self.call(|reply| Msg::ReplayDead { only, reply }).await?;
             for (k, v) in counts {
                 *total.entry(k).or_default() += v;
             }

@@ -52,16 +52,15 @@ pub(super) enum Msg {
         seq: u64,
     },
     Register(Topology, Reply<()>),
+    /// Replay one event (the writer takes the time as it applies it).
     Replay {
         id: EventId,
         only: Option<String>,
-        now_ms: u64,
         reply: Reply<Option<Vec<Replayed>>>,
     },
     /// Re-queue up to a chunk of dead letters; answers the counts and whether more remain.
     ReplayDead {
         only: Option<String>,
-        now_ms: u64,
         reply: Reply<(BTreeMap<String, usize>, bool)>,
     },
     /// One bounded retention step over a route's log.
