@@ -8,8 +8,43 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The level names a filter may use.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Whether `filter` is a level (`warn`) or a list of `target=level`
+/// directives, each level one of [`LEVELS`]. `EnvFilter` reads a bare word
+/// such as `warning` as a target name and turns every other log line off,
+/// errors included: that is refused here with what to write instead.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let is_level = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !is_level(level) {
+            return Err(format!(
+                "{part:?} is not a level: use one of {} (or target=level, comma-separated)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    EnvFilter::try_new(filter).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The filter to use: `RUST_LOG` when set and valid, else the configured
+/// level; and why `RUST_LOG` was ignored, if it was.
+fn choose(env: Option<&str>, configured: &str) -> (String, Option<String>) {
+    match env {
+        Some(e) if !e.trim().is_empty() => match check_filter(e) {
+            Ok(()) => (e.to_string(), None),
+            Err(why) => (configured.to_string(), Some(why)),
+        },
+        _ => (configured.to_string(), None),
+    }
+}
+
 pub fn init(cfg: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let env = std::env::var("RUST_LOG").ok();
+    let (chosen, ignored) = choose(env.as_deref(), &cfg.level);
+    let filter = EnvFilter::try_new(&chosen).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -23,4 +58,33 @@ pub fn init(cfg: &LogConfig) {
         LogFormat::Auto if under_systemd => builder.without_time().with_ansi(false).try_init(),
         LogFormat::Auto => builder.with_ansi(false).try_init(),
     };
+    if let Some(why) = ignored {
+        tracing::warn!("RUST_LOG ignored, logging at log.level {:?}: {why}", cfg.level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_filter, choose};
+
+    #[test]
+    fn a_filter_is_levels_or_target_levels() {
+        for ok in ["info", "WARN", "off", "hookrelay=debug,info", "hookrelay::delivery=trace, warn"] {
+            assert!(check_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["warning", "verbose", "trace1", "hookrelay=loud", "info,quiet"] {
+            let e = check_filter(bad).unwrap_err();
+            assert!(e.contains("is not a level") && e.contains("warn"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_unusable_rust_log_falls_back_to_the_configured_level() {
+        assert_eq!(choose(Some("debug"), "info"), ("debug".to_string(), None));
+        assert_eq!(choose(None, "warn"), ("warn".to_string(), None));
+        assert_eq!(choose(Some(""), "warn"), ("warn".to_string(), None));
+        let (f, why) = choose(Some("verbose"), "info");
+        assert_eq!(f, "info");
+        assert!(why.unwrap().contains("\"verbose\" is not a level"));
+    }
 }

@@ -57,7 +57,22 @@ async fn cli_against_a_running_daemon() {
     assert!(ok && out.contains(&id), "{out}");
     // The token comes from the config file; a wrong one is named as the problem.
     let (ok, _, err) = run(&["--token", "wrong", "events"]).await;
-    assert!(!ok && err.contains("refused the token"), "{err}");
+    assert!(!ok && err.contains("refused the token from --token"), "{err}");
+    // A config file named on the command line that does not exist is the
+    // problem named, not a daemon that seems down or a token to set.
+    let missing = dir.path().join("confg.toml");
+    let (ok, _, err) = cli_async(vec![
+        "--config".into(),
+        missing.to_str().unwrap().into(),
+        "--admin".into(),
+        base.clone(),
+        "events".into(),
+    ])
+    .await;
+    assert!(
+        !ok && err.contains("confg.toml: cannot read file: it does not exist"),
+        "{err}"
+    );
     let (ok, _, err) = run(&["event", "evt_01M8G5S0QD2RJZ9GWMECMF4Z4N"]).await;
     assert!(!ok && err.contains("404"), "{err}");
     h.shutdown().await;

@@ -17,6 +17,8 @@ pub struct AdminTarget {
     /// e.g. `http://127.0.0.1:9090`
     pub base: String,
     pub token: Option<Secret>,
+    /// Where the token came from (named when it is refused).
+    pub token_from: String,
 }
 
 /// Call the admin API; the parsed JSON answer, or a message for the user.
@@ -54,9 +56,15 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
     let value: Value =
         serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     if status == StatusCode::UNAUTHORIZED {
-        return Err(
-            "the admin API refused the token (set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN)".into(),
-        );
+        return Err(match &target.token {
+            Some(_) => format!(
+                "the admin API refused the token from {} (the daemon's is its config's admin.token; \
+                 --token and HOOKRELAY_ADMIN_TOKEN come before the config file)",
+                target.token_from
+            ),
+            None => "the admin API wants a token: set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN"
+                .into(),
+        });
     }
     if !status.is_success() {
         let msg = value
@@ -69,16 +77,26 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
 }
 
 /// Where the admin API is: `--admin`/`--token` first; the config file only for
-/// what they leave open, and then only its `admin.listen` / `admin.token`.
-pub fn target(config: &std::path::Path, admin: Option<&str>, token: Option<&str>) -> Result<AdminTarget, String> {
+/// what they leave open, and then only its `admin.listen` / `admin.token`. A
+/// file named with `--config` or `HOOKRELAY_CONFIG` must exist; without one,
+/// a missing `config.toml` means the defaults.
+pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
+    let (config, admin, token) = (cli.config.as_path(), cli.admin.as_deref(), cli.token.as_deref());
     if let (Some(base), Some(token)) = (admin, token) {
         return Ok(AdminTarget {
             base: base.to_string(),
             token: Some(Secret::new(token)),
+            token_from: cli.token_from.into(),
         });
     }
     let from_config = if config.exists() {
         Some(crate::config::admin_client(config, admin.is_none(), token.is_none()).map_err(|e| e.to_string())?)
+    } else if cli.config_given {
+        return Err(format!(
+            "{}: cannot read file: it does not exist (named by --config or HOOKRELAY_CONFIG; the admin \
+             API's address and token come from it)",
+            config.display()
+        ));
     } else {
         None
     };
@@ -87,6 +105,14 @@ pub fn target(config: &std::path::Path, admin: Option<&str>, token: Option<&str>
         (None, Some((Some(listen), _))) => format!("http://{listen}"),
         (None, _) => "http://127.0.0.1:9090".into(),
     };
+    let token_from = match token {
+        Some(_) => cli.token_from.to_string(),
+        None => format!("admin.token in {}", config.display()),
+    };
     let token = token.map(Secret::new).or_else(|| from_config.and_then(|(_, t)| t));
-    Ok(AdminTarget { base, token })
+    Ok(AdminTarget {
+        base,
+        token,
+        token_from,
+    })
 }

@@ -49,6 +49,31 @@ pub struct Cli {
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+    /// Whether `--config` or `HOOKRELAY_CONFIG` named the file (not the default).
+    #[arg(skip)]
+    pub config_given: bool,
+    /// Where `token` came from, for messages: `--token` or `HOOKRELAY_ADMIN_TOKEN`.
+    #[arg(skip)]
+    pub token_from: &'static str,
+}
+
+impl Cli {
+    /// Parse the command line, noting where the config and token came from.
+    fn parse_noting_sources() -> Cli {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.config_given = matches!(
+            matches.value_source("config"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        cli.token_from = match matches.value_source("token") {
+            Some(ValueSource::EnvVariable) => "HOOKRELAY_ADMIN_TOKEN",
+            _ => "--token",
+        };
+        cli
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,7 +196,7 @@ pub enum AdminCommand {
 
 /// Run the command line; the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_noting_sources();
     match &cli.command {
         Command::Run => crate::supervise::run(&cli.config),
         Command::CheckConfig => check::check_config(&cli),
@@ -293,7 +318,7 @@ fn migrate(cli: &Cli) -> ExitCode {
 }
 
 fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
-    let target = match admin::target(&cli.config, cli.admin.as_deref(), cli.token.as_deref()) {
+    let target = match admin::target(cli) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");

@@ -116,6 +116,11 @@ fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
     };
     vec![
         (minimal("") + "\n[delivery]\nretry = []\n", "delivery.retry", "empty"),
+        (
+            minimal("") + "\n[log]\nlevel = \"warning\"\n",
+            "log.level",
+            "\"warning\" is not a level",
+        ),
         (sub("retry = []"), "routes[0].subscribers[0].retry", "empty"),
         (
             sub("retry = [\"1s\", \"0s\"]"),

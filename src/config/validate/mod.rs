@@ -156,8 +156,8 @@ impl Validator<'_> {
             level: raw.log.level,
             format: raw.log.format,
         };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
-            return Err(self.err("log.level", None, format!("invalid log level {:?}: {e}", log.level)));
+        if let Err(e) = crate::logging::check_filter(&log.level) {
+            return Err(self.err("log.level", None, format!("invalid log level: {e}")));
         }
         let d = raw.delivery;
         if d.concurrency == 0 {
