@@ -231,7 +231,7 @@ impl Handle {
     pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         let old = self.app.live();
         let new = Config::load(&old.config.file)?;
-        crate::reload::apply(&self.app, &old.config, new).await
+        crate::reload::apply(&self.app, new).await
     }
 
     /// Stop accepting, let requests in flight finish (bounded), stop delivery

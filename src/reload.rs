@@ -25,19 +25,28 @@ pub enum ReloadError {
     Media(#[from] SetupError),
 }
 
-/// Apply `new` over `old`. Everything that can fail is done before anything
-/// is changed.
-pub async fn apply(app: &App, old: &Config, new: Config) -> Result<(), ReloadError> {
-    if new.server.listen != old.server.listen || new.admin.listen != old.admin.listen {
-        tracing::warn!("listen addresses changed; they take effect after a restart");
+/// Apply `new` (over the running configuration). Everything that can fail
+/// is done before anything is changed.
+pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
+    // Compared with what the daemon started with, not with the previous
+    // file: a change still waiting for a restart is named at every reload,
+    // and one undone is not.
+    let running = &app.started_with;
+    if new.server.listen != running.server.listen {
+        tracing::warn!("server.listen changed; it takes effect after a restart");
     }
+    if new.admin.listen != running.admin.listen {
+        tracing::warn!("admin.listen changed; it takes effect after a restart");
+    }
+    let backend = |c: &Config| format!("{:?}", c.store.backend);
     for (changed, key) in [
-        (new.store.path != old.store.path, "store.path"),
-        (new.store.cache_bytes != old.store.cache_bytes, "store.cache"),
-        (new.store.min_free != old.store.min_free, "store.min_free"),
-        (new.store.compression != old.store.compression, "store.compression"),
-        (new.log.level != old.log.level, "log.level"),
-        (new.log.format != old.log.format, "log.format"),
+        (new.store.path != running.store.path, "store.path"),
+        (new.store.cache_bytes != running.store.cache_bytes, "store.cache"),
+        (new.store.min_free != running.store.min_free, "store.min_free"),
+        (new.store.compression != running.store.compression, "store.compression"),
+        (backend(&new) != backend(running), "store.nats"),
+        (new.log.level != running.log.level, "log.level"),
+        (new.log.format != running.log.format, "log.format"),
     ] {
         if changed {
             tracing::warn!("{key} changed; it takes effect after a restart");

@@ -83,6 +83,9 @@ pub struct App {
     pub ingest_addrs: Vec<SocketAddr>,
     /// When the daemon started (ms since the epoch, `crate::clock`): uptime.
     pub started_ms: u64,
+    /// The configuration the daemon started with: what settings that need a
+    /// restart are running with ([`crate::reload`] compares with it).
+    pub started_with: Arc<Config>,
     /// Timeouts, HTTP/2 streams and grace of every listener (swapped on reload).
     pub listener_settings: Settings,
     /// The public listeners' open-connection cap (resized on reload).
@@ -116,6 +119,7 @@ impl App {
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),
+            started_with: Arc::new(config.clone()),
             live: RwLock::new(Arc::new(Live::new(config))),
             store,
             metrics,

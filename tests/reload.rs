@@ -262,6 +262,26 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
     assert!(!log.contains("store.path changed"), "{log}");
     // Still the text format: log.format waits for the restart.
     assert!(!log.lines().any(|l| l.starts_with('{')), "{log}");
+    // The same file again: still not in effect, so named again.
+    let reloaded = |log: &str| log.matches("configuration reloaded").count();
+    let named = |log: &str| log.matches("store.cache changed").count();
+    bin.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloaded(&bin.log_text()) < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(named(&bin.log_text()), 2, "{}", bin.log_text());
+    // The file put back as the daemon runs: nothing waits for a restart.
+    base.write();
+    bin.signal("HUP");
+    while reloaded(&bin.log_text()) < 3 {
+        assert!(Instant::now() < deadline, "third reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = bin.log_text();
+    assert_eq!(named(&log), 2, "{log}");
+    assert_eq!(log.matches("log.format changed").count(), 2, "{log}");
 }
 
 #[tokio::test]
