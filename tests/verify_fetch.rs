@@ -70,6 +70,19 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
     let m = metrics(h.admin_addr).await;
     assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"runway\"}"), 1.0);
 
+    // Replaying all dead letters does not release it: it is held again at
+    // once, and not counted as a second unverified callback.
+    let (s, _) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
+    assert_eq!(s, 200);
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(sub.count(), 1, "held again, not delivered");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"runway\"}"), 1.0);
+
     // An operator who has looked at it can still let it through.
     let (s, _) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
     assert_eq!(s, 200);

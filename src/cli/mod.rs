@@ -356,7 +356,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
                 enc(id),
                 opt("subscriber", subscriber).trim_start_matches('&')
             ),
-            |v| format!("queued {} for {}\n", v["id"].as_str().unwrap_or("?"), v["queued"]),
+            render::render_replay,
         ),
         AdminCommand::ReplayDeadLetters { subscriber } => (
             Method::POST,

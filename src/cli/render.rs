@@ -328,9 +328,43 @@ pub fn render_status(v: &Value) -> String {
     out
 }
 
+/// A replay's answer: whom it was queued for, and for whom it already was
+/// (still to be sent, or being sent: not sent twice).
+pub fn render_replay(v: &Value) -> String {
+    let names = |k: &str| {
+        v[k].as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let id = v["id"].as_str().unwrap_or("?");
+    let (queued, pending) = (names("queued"), names("already_pending"));
+    let mut out = match queued.is_empty() {
+        false => format!("queued {id} for {queued}\n"),
+        true => format!("nothing queued for {id}\n"),
+    };
+    if !pending.is_empty() {
+        out += &format!("already pending (not sent twice) for {pending}\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_names_whom_it_queued_and_who_was_pending() {
+        let v = serde_json::json!({"id": "evt_1", "queued": ["a", "b"], "already_pending": ["c"]});
+        assert_eq!(
+            render_replay(&v),
+            "queued evt_1 for a, b\nalready pending (not sent twice) for c\n"
+        );
+        let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": ["hang"]});
+        assert_eq!(
+            render_replay(&v),
+            "nothing queued for evt_1\nalready pending (not sent twice) for hang\n"
+        );
+    }
 
     #[test]
     fn durations_keep_their_two_largest_units() {

@@ -33,8 +33,9 @@ pub enum Check {
     Go,
     /// Ask again at `due_ms` (provider unreachable, rate limited, record behind).
     Wait { due_ms: u64 },
-    /// The record disagrees: hold it.
-    Hold { reason: String },
+    /// The record disagrees: hold it. `again`: the verdict was known (a
+    /// replay of all dead letters re-queued it), so it is not a new one.
+    Hold { reason: String, again: bool },
 }
 
 impl Check {
@@ -45,15 +46,20 @@ impl Check {
         match self {
             Check::Go => None,
             Check::Wait { due_ms } => Some(Outcome::Retry { due_ms }),
-            Check::Hold { reason } => {
-                metrics
-                    .unverified
-                    .get_or_create(&crate::metrics::RouteLabels {
-                        route: event.meta.route.clone(),
-                    })
-                    .inc();
-                tracing::warn!(subscriber, event = %event.id, reason = %reason,
-                    "callback held as unverified: the provider's record disagrees");
+            Check::Hold { reason, again } => {
+                if again {
+                    tracing::info!(subscriber, event = %event.id,
+                        "callback held again as unverified; replay the event itself to deliver it");
+                } else {
+                    metrics
+                        .unverified
+                        .get_or_create(&crate::metrics::RouteLabels {
+                            route: event.meta.route.clone(),
+                        })
+                        .inc();
+                    tracing::warn!(subscriber, event = %event.id, reason = %reason,
+                        "callback held as unverified: the provider's record disagrees");
+                }
                 Some(Outcome::Dead {
                     error: format!("unverified: {reason}"),
                 })
@@ -147,7 +153,10 @@ impl Verifier {
         if let Some(known) = lock(&self.verdicts).known.get(&event.id) {
             return match known {
                 None => Check::Go,
-                Some(reason) => Check::Hold { reason: reason.clone() },
+                Some(reason) => Check::Hold {
+                    reason: reason.clone(),
+                    again: true,
+                },
             };
         }
         let later = |d: Duration| Check::Wait {
@@ -184,7 +193,7 @@ impl Verifier {
         self.remember(id, disagreement.clone());
         match disagreement {
             None => Check::Go,
-            Some(reason) => Check::Hold { reason },
+            Some(reason) => Check::Hold { reason, again: false },
         }
     }
 }
