@@ -69,7 +69,13 @@ mod tests {
 
     #[test]
     fn a_filter_is_levels_or_target_levels() {
-        for ok in ["info", "WARN", "off", "hookrelay=debug,info", "hookrelay::delivery=trace, warn"] {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "hookrelay=debug,info",
+            "hookrelay::delivery=trace, warn",
+        ] {
             assert!(check_filter(ok).is_ok(), "{ok}");
         }
         for bad in ["warning", "verbose", "trace1", "hookrelay=loud", "info,quiet"] {

@@ -38,8 +38,16 @@ async fn cli_against_a_running_daemon() {
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["events"][0]["id"], id.as_str());
+    // The task id the table and the event view show is the one the API gives.
+    let task = v["events"][0]["task_id"]
+        .as_str()
+        .expect("a Runway body names its task");
+    let (ok, out, _) = run(&["events"]).await;
+    assert!(ok && out.lines().next().unwrap().contains(" TASK "), "{out}");
+    assert!(out.lines().nth(1).unwrap().contains(&format!(" {task} ")), "{out}");
     let (ok, out, _) = run(&["event", &id]).await;
     assert!(ok && out.contains("HTTP 410"), "{out}");
+    assert!(out.contains(&format!("task:      {task}\n")), "{out}");
     let (ok, out, _) = run(&["dead-letters"]).await;
     assert!(ok && out.contains(&id) && out.contains("410"), "{out}");
     let (ok, out, _) = run(&["subscribers"]).await;

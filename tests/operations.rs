@@ -55,6 +55,15 @@ async fn admin_endpoints_and_token() {
         (s, serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
     };
     let get = |path: String| call("GET", path);
+    // The metrics are OpenMetrics text (`# EOF`, counters' `_total`
+    // samples) and say so, so a scraper parses them as such.
+    let (s, head, b) = request(a, None, "GET", "/metrics", &auth, Bytes::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        head["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(String::from_utf8_lossy(&b).trim_end().ends_with("# EOF"));
     let (s, v) = get("/api/events?limit=10".into()).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["events"][0]["id"], id.as_str());

@@ -273,3 +273,16 @@ fn generated_man_pages_and_completions_cover_every_subcommand() {
     );
     assert!(ok, "{err}");
 }
+
+/// Credentials in the subscriber's URL are the subscriber's: `init` writes
+/// them to the private config but does not print them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_does_not_print_the_subscriber_urls_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("relay");
+    let out = init(&dir, "http://u:pw-s3cret@127.0.0.1:1/cb?key=k3y", &[]).await;
+    assert!(!out.contains("pw-s3cret") && !out.contains("k3y"), "{out}");
+    assert!(out.contains("http://REDACTED@127.0.0.1:1/cb?key=REDACTED"), "{out}");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("pw-s3cret") && config.contains("k3y"));
+}

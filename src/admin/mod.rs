@@ -190,9 +190,10 @@ where
         (Method::GET, ["metrics"]) => {
             return text(
                 StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
+                // What prometheus-client writes: OpenMetrics text.
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 metrics::render(&app).await,
-            )
+            );
         }
         (Method::GET, ["api", "status"]) => status::status(&app),
         (Method::GET, ["api", "events"]) => events::list(&app, &q).await,

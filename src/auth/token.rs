@@ -54,6 +54,23 @@ pub fn redact_query_values(url: &str) -> String {
     redact_query_where(url, |_| true)
 }
 
+/// A URL as messages show it: `user:password@` and query values replaced
+/// (a subscriber's key may sit in either).
+pub fn redact_url(url: &str) -> String {
+    redact_query_values(&hide_userinfo(url))
+}
+
+fn hide_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
     let Some((path, query)) = url.split_once('?') else {
         return url.to_string();

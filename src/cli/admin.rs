@@ -34,9 +34,14 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
     if let Some(t) = &target.token {
         req = req.header(http::header::AUTHORIZATION, crate::auth::bearer(t));
     }
-    let req = req
-        .body(Empty::new())
-        .map_err(|e| format!("invalid admin URL {uri}: {e}"))?;
+    let req = req.body(Empty::new()).map_err(|e| {
+        let hint = if target.base.contains("://") {
+            ""
+        } else {
+            " (give --admin as http://HOST:PORT)"
+        };
+        format!("invalid admin URL {uri}: {e}{hint}")
+    })?;
     let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
         .await
         .map_err(|_| format!("the daemon at {} did not answer within 30s", target.base))?
@@ -62,8 +67,9 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
                  --token and HOOKRELAY_ADMIN_TOKEN come before the config file)",
                 target.token_from
             ),
-            None => "the admin API wants a token: set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN"
-                .into(),
+            None => {
+                "the admin API wants a token: set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN".into()
+            }
         });
     }
     if !status.is_success() {

@@ -55,20 +55,25 @@ pub fn render_events(v: &Value) -> String {
                 s(&e["id"]),
                 s(&e["received_at"]),
                 s(&e["route"]),
+                s(&e["task_id"]),
                 s(&e["status"]),
                 s(&e["size"]),
                 subs,
             ]
         })
         .collect();
-    table(&["ID", "RECEIVED", "ROUTE", "STATUS", "BYTES", "SUBSCRIBERS"], &rows)
+    table(
+        &["ID", "RECEIVED", "ROUTE", "TASK", "STATUS", "BYTES", "SUBSCRIBERS"],
+        &rows,
+    )
 }
 
 pub fn render_event(v: &Value) -> String {
     let mut out = format!(
-        "id:        {}\nroute:     {}\nreceived:  {}\nsource:    {}\nstatus:    {}\ntype:      {}\n",
+        "id:        {}\nroute:     {}\ntask:      {}\nreceived:  {}\nsource:    {}\nstatus:    {}\ntype:      {}\n",
         s(&v["id"]),
         s(&v["route"]),
+        s(&v["task_id"]),
         s(&v["received_at"]),
         s(&v["source"]),
         s(&v["status"]),

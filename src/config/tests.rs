@@ -231,7 +231,10 @@ fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
     // A key in the query is hidden the same way (the URL is invalid for its space).
     let e = parse(&with_url("http://u:pw@127.0.0.1:9000/call backs?apikey=qs3cret&x", "")).unwrap_err();
     assert!(e.to_string().contains("?apikey=REDACTED&x"), "{e}");
-    assert!(!e.to_string().contains("qs3cret") && !e.to_string().contains("pw@"), "{e}");
+    assert!(
+        !e.to_string().contains("qs3cret") && !e.to_string().contains("pw@"),
+        "{e}"
+    );
 }
 
 #[test]

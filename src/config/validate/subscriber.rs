@@ -187,7 +187,7 @@ impl Validator<'_> {
         let url_err = |m: String| self.err(format!("{key}.url"), Some(url.span()), m);
         // Messages show the URL without its credentials (nor query values: a
         // key may be one of them).
-        let shown = crate::auth::redact_query_values(&hide_userinfo(url.get_ref()));
+        let shown = crate::auth::redact_url(url.get_ref());
         let parsed: Uri = url
             .get_ref()
             .parse()
@@ -218,18 +218,6 @@ fn is_reserved_header(name: &HeaderName) -> bool {
             | "upgrade"
     ) || n.starts_with("webhook-")
         || n.starts_with("hookrelay-")
-}
-
-/// `scheme://user:pass@host/…` with the credentials replaced, for messages.
-fn hide_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
 }
 
 /// Take `user:password@` out of a subscriber URL: the URL without it, and the
