@@ -55,6 +55,18 @@ async fn cli_against_a_running_daemon() {
         ok && out.contains("QUEUED") && out.lines().nth(1).unwrap().starts_with("s "),
         "{out}"
     );
+    // A filter naming nothing configured lists what the store has (a removed
+    // subscriber's dead letters stay listed) and says so.
+    let (ok, out, err) = run(&["dead-letters", "--subscriber", "nosuch"]).await;
+    assert!(ok && out.starts_with("EVENT") && out.lines().count() == 1, "{out}");
+    assert!(
+        err.contains("warning: no subscriber \"nosuch\" in the configuration"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["events", "--route", "nosuch"]).await;
+    assert!(ok && err.contains("no route \"nosuch\" in the configuration"), "{err}");
+    let (ok, _, err) = run(&["dead-letters", "--subscriber", "s"]).await;
+    assert!(ok && err.is_empty(), "{err}");
     let (ok, out, err) = run(&["replay-dead-letters", "--subscriber", "nosuch"]).await;
     assert!(!ok && err.contains("404") && err.contains("\"nosuch\""), "{out}{err}");
     let (ok, out, _) = run(&["replay-dead-letters", "--subscriber", "s"]).await;

@@ -44,7 +44,9 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         })
         .await
         .map_err(internal)?;
-    Ok(json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }))
+    let answer = json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() });
+    let warning = super::events::unknown_names(app, q.get("route"), None);
+    Ok(super::events::with_warning(answer, warning))
 }
 
 pub(super) async fn show(app: &App, task_id: &str, q: &Query) -> ApiResult {

@@ -406,6 +406,9 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", render(&v));
+                if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
+                    eprintln!("warning: {w}");
+                }
             }
             ExitCode::SUCCESS
         }
