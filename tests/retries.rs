@@ -196,8 +196,8 @@ async fn timeouts_and_connection_errors_retry_then_dead_letter_then_replay() {
         by("refused")["last_error"]
             .as_str()
             .unwrap()
-            .contains("connection error"),
-        "{dl}"
+            .contains("connection error: 127.0.0.1:9: "),
+        "the host that could not be reached is named: {dl}"
     );
     assert_eq!(by("refused")["attempts"], 3);
     assert_eq!(hung.count(), 2);

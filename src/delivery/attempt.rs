@@ -204,7 +204,12 @@ impl Attempter {
         let deadline = tokio::time::Instant::now() + sub.timeout;
         let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Err(SendError::Timeout(sub.timeout)),
-            Ok(Err(e)) => return Err(SendError::Connection(error_chain(&e))),
+            Ok(Err(e)) => {
+                // Named, so a dead letter says which host could not be reached
+                // (the URL holds no credentials: they became a header).
+                let to = url.authority().map_or_else(String::new, |a| format!("{a}: "));
+                return Err(SendError::Connection(format!("{to}{}", error_chain(&e))));
+            }
             Ok(Ok(resp)) => resp,
         };
         // The status decides the outcome; the rest of the answer is read (bounded
