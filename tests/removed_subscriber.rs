@@ -42,6 +42,20 @@ async fn a_removed_subscriber_keeps_its_dead_letters(base: TestConfig) {
     ok.wait_for(Duration::from_secs(10), "the replay", |r| r.len() == 2)
         .await;
     assert_eq!(gone.count(), 1, "nothing more for the removed subscriber");
+    let (status, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{id}/replay?subscriber=gone"),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 404, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no subscriber \"gone\" in the configuration"),
+        "{v}"
+    );
     h.shutdown().await;
 }
 

@@ -192,7 +192,13 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {
         if result.is_empty() {
-            return Err((StatusCode::NOT_FOUND, format!("event {id} has no subscriber {s:?}")));
+            // A subscriber removed from the configuration is left out (no lane
+            // would send it): say that rather than that the event never had it.
+            let why = match app.live().config.subscribers().any(|c| c.name == s) {
+                true => format!("event {id} has no subscriber {s:?}"),
+                false => format!("no subscriber {s:?} in the configuration (a removed subscriber is not replayed to)"),
+            };
+            return Err((StatusCode::NOT_FOUND, why));
         }
     }
     let queued: Vec<&str> = result
