@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{ImDocument, Item};
+use toml_edit::{ImDocument, Item, Value};
 
 /// One step of a key path: a key or an array index.
 enum Step<'a> {
@@ -29,20 +29,44 @@ fn steps(path: &str) -> Option<Vec<Step<'_>>> {
     Some(out)
 }
 
+/// A step's place in the document: a table-ish item, or a value (the
+/// elements of an inline array and the keys of an inline table are values).
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Item(&'a Item),
+    Value(&'a Value),
+}
+
+impl<'a> Node<'a> {
+    fn step(self, step: &Step<'_>) -> Option<Node<'a>> {
+        match (self, step) {
+            (Node::Item(Item::Value(v)), _) => Node::Value(v).step(step),
+            (Node::Item(i), Step::Key(k)) => i.get(*k).map(Node::Item),
+            (Node::Item(i), Step::Index(n)) => i.get(*n).map(Node::Item),
+            (Node::Value(Value::InlineTable(t)), Step::Key(k)) => t.get(k).map(Node::Value),
+            (Node::Value(Value::Array(a)), Step::Index(n)) => a.get(*n).map(Node::Value),
+            (Node::Value(_), _) => None,
+        }
+    }
+
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Item(i) => i.span(),
+            Node::Value(v) => v.span(),
+        }
+    }
+}
+
 /// The byte range of `path`'s value in `text`, or of the deepest table on
 /// its way that is written there.
 pub fn span_of(text: &str, path: &str) -> Option<Range<usize>> {
     let doc = ImDocument::parse(text).ok()?;
-    let mut item: &Item = doc.as_item();
+    let mut node = Node::Item(doc.as_item());
     let mut best = None;
     for step in steps(path)? {
-        let next = match step {
-            Step::Key(k) => item.get(k),
-            Step::Index(i) => item.get(i),
-        };
-        let Some(next) = next else { break };
-        item = next;
-        best = item.span().or(best);
+        let Some(next) = node.step(&step) else { break };
+        node = next;
+        best = node.span().or(best);
     }
     best
 }
@@ -57,6 +81,15 @@ mod tests {
 
     fn line(path: &str) -> Option<usize> {
         span_of(TEXT, path).map(|s| TEXT[..s.start].matches('\n').count() + 1)
+    }
+
+    #[test]
+    fn an_element_of_an_inline_array_is_placed_at_itself() {
+        let text = "[server]\nlisten = [\"127.0.0.1:1\", \"bad\"]\n";
+        let at = span_of(text, "server.listen[1]").unwrap();
+        assert_eq!(&text[at], "\"bad\"");
+        let at = span_of(TEXT, "routes[1].subscribers[0].url").unwrap();
+        assert_eq!(&TEXT[at], "\"x\"");
     }
 
     #[test]

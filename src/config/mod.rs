@@ -113,10 +113,17 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Resul
         // Spanned<T> shows up in serde's path as a private field: hide it.
         let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
+        // serde places an element's error at its array: find the element.
+        let position = key
+            .ends_with(']')
+            .then(|| locate::span_of(text, &key))
+            .flatten()
+            .or(inner.span())
+            .map(|s| line_col(text, s.start));
         ConfigError {
             file: file.to_path_buf(),
             key: if key == "." { String::new() } else { key },
-            position: inner.span().map(|s| line_col(text, s.start)),
+            position,
             message: inner.message().trim().to_string(),
         }
     })

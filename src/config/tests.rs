@@ -62,6 +62,9 @@ fn bad_cidr_names_key_and_line() {
         7,
         "invalid CIDR",
     );
+    // At the element, not at the array (as the README shows it).
+    let e = parse(&minimal(r#"allow_ips = ["10.0.0.0/8", "10.0.0/33"]"#)).unwrap_err();
+    assert_eq!(e.position, Some((7, 28)), "{e}");
 }
 
 #[test]
