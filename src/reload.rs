@@ -81,6 +81,12 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     app.delivery.configure(&subscribers)?;
     // Validated like the rest: nothing below can fail.
     if let (Some((cfg, cert)), Some(current)) = (certificate, &app.tls) {
+        let days_left = cert
+            .not_after
+            .duration_since(std::time::SystemTime::now())
+            .map_or(0, |d| d.as_secs() / 86_400);
+        tracing::info!(names = %cert.names.join(","), serial = %cert.serial, days_left,
+            "certificate files read again");
         current.set(cfg, Some(cert));
     }
     app.listener_settings.set(conn_settings(&new));

@@ -337,3 +337,27 @@ async fn a_reload_applies_the_media_settings() {
     );
     h.shutdown().await;
 }
+
+/// A certificate swapped under the same file names is named in the log when
+/// a reload reads it (its names, serial and days left), so an operator sees
+/// which one is served.
+#[tokio::test]
+async fn a_reload_logs_the_certificate_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    let new = TestCert::write(dir.path(), "tls");
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "certificate files read again", secs(10)).await;
+    let line = bin
+        .log_text()
+        .lines()
+        .find(|l| l.contains("certificate files read again"))
+        .unwrap()
+        .to_string();
+    let serial = hookrelay::tls::CertInfo::from_der(&new.der).unwrap().serial;
+    assert!(line.contains(&serial) && line.contains("days_left"), "{line}");
+}
