@@ -60,7 +60,8 @@ pub fn redact_url(url: &str) -> String {
     redact_query_values(&hide_userinfo(url))
 }
 
-fn hide_userinfo(url: &str) -> String {
+/// `scheme://user:pass@host/…` with the credentials replaced.
+pub fn hide_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
