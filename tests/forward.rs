@@ -384,3 +384,50 @@ async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
     let got = local.wait_all(Duration::from_secs(10), std::slice::from_ref(&id)).await;
     verify(&got);
 }
+
+/// A message the forwarder could not finish before it stopped (a deploy of
+/// the private side) is released: offered again at once, not after the
+/// subscriber's next retry delay, and without using a step of its schedule
+/// (two restarts used to make a dead letter of a message the service had
+/// handled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_that_stops_releases_what_it_holds_without_using_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .subscriber(pull_sub("laptop", TOKEN, secs(60)).retry([secs(3600)]))
+        .write();
+    let relay = Bin::start(&path, &[]);
+    let ids = send_spaced(relay.addr, "cut", 1, Duration::ZERO).await;
+    // The first offer outlasts the forwarder's 10 s stop grace; later ones are quick.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let local = Local::start(Arc::new(move |_, _| {
+        match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => (200, Duration::from_secs(60)),
+            _ => (200, Duration::ZERO),
+        }
+    }))
+    .await;
+    let url = pull_url(relay.addr, "laptop");
+    let mut fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--timeout", "50s"]);
+    until_row(relay.admin, "laptop", "the lease", |r| r["leased"] == 1).await;
+    assert_eq!(fwd.term(Duration::from_secs(20)), Some(0), "{}", fwd.log_text());
+    let log = fwd.log_text();
+    assert!(log.contains("handed_back=1"), "the stop summary counts it: {log}");
+    let (_, ev) = admin(relay.admin, "GET", &format!("/api/events/{}", ids[0])).await;
+    let d = &ev["subscribers"][0];
+    assert_eq!(d["state"], "pending", "{ev}");
+    let r = sub_row(relay.admin, "laptop").await;
+    assert_eq!(r["leased"], 0, "{r}");
+    // Started again, the forwarder gets it at once (a hand-back would wait an hour).
+    let _fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
+    let got = local
+        .wait_for(Duration::from_secs(15), "the released message", |g| !g.is_empty())
+        .await;
+    assert_eq!(got[0].id, ids[0]);
+    let ev = admin_until(relay.admin, &format!("/api/events/{}", ids[0]), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+}

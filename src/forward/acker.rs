@@ -16,12 +16,23 @@ use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
 use crate::pull::wire::MAX_ACK_IDS;
 
-/// A message the local service answered.
+/// A message the local service answered, or that was cut off.
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub id: String,
-    /// 2xx: acknowledge; otherwise hand back.
-    pub delivered: bool,
+    pub end: End,
+}
+
+/// How a message ended here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// 2xx: acknowledge.
+    Delivered,
+    /// Any other answer, or none: hand back (the retry schedule's next step).
+    HandBack,
+    /// Cut off because the forwarder stops: released, offered again at once
+    /// without using a retry step.
+    Release,
 }
 
 /// Tries of one batch before it is given up (the relay re-offers it when the
@@ -46,9 +57,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             batch.reverse();
             batch.retain(|f| seen.insert(f.id.clone()));
             batch.reverse();
-            let ids: Vec<String> = batch.iter().filter(|f| f.delivered).map(|f| f.id.clone()).collect();
-            let retry: Vec<String> = batch.iter().filter(|f| !f.delivered).map(|f| f.id.clone()).collect();
-            match relay.ack(&ids, &retry).await {
+            let list =
+                |end: End| -> Vec<String> { batch.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
+            let (ids, retry, release) = (list(End::Delivered), list(End::HandBack), list(End::Release));
+            match relay.ack(&ids, &retry, &release).await {
                 Ok(a) => {
                     tracing::debug!(
                         acknowledged = a.acknowledged,

@@ -170,10 +170,11 @@ impl Relay {
     }
 
     /// Acknowledge `ids`, hand back `retry`.
-    pub async fn ack(&self, ids: &[String], retry: &[String]) -> Result<wire::Acked, RelayError> {
+    pub async fn ack(&self, ids: &[String], retry: &[String], release: &[String]) -> Result<wire::Acked, RelayError> {
         let body = serde_json::to_vec(&wire::Ack {
             ids: ids.to_vec(),
             retry: retry.to_vec(),
+            release: release.to_vec(),
         })
         .unwrap_or_default();
         let answer = self

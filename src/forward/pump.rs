@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::acker::{self, Finished};
+use super::acker::{self, End, Finished};
 use super::backoff::Backoff;
 use super::client::{Local, Relay, RelayError};
 use super::status::Status;
@@ -108,10 +108,11 @@ impl Pump {
         while deliveries.join_next().await.is_some() {}
         let cut: Vec<String> = active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         if !cut.is_empty() {
-            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered");
+            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used)");
         }
         for id in cut {
-            let _ = done_tx.send(Finished { id, delivered: false }).await;
+            self.status.cut();
+            let _ = done_tx.send(Finished { id, end: End::Release }).await;
         }
         drop(done_tx);
         if tokio::time::timeout(ACK_GRACE, acker).await.is_err() {
@@ -130,7 +131,10 @@ async fn deliver(local: &Local, status: &Status, m: wire::Message) -> Finished {
     let result = local.post(&m).await;
     status.finished(&m.id, m.attempt, &result, started.elapsed());
     Finished {
-        delivered: result.is_ok_and(|s| s.is_success()),
+        end: match result.is_ok_and(|s| s.is_success()) {
+            true => End::Delivered,
+            false => End::HandBack,
+        },
         id: m.id,
     }
 }

@@ -79,6 +79,13 @@ impl Status {
         *self.last_message.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
+    /// A message still being delivered when the forwarder stopped: released
+    /// to the relay (counted with the handed back).
+    pub fn cut(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.handed_back.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A message was POSTed locally: delivered (2xx) or to be handed back.
     pub fn finished(&self, id: &str, attempt: u32, result: &Result<http::StatusCode, String>, took: Duration) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);

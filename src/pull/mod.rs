@@ -31,7 +31,7 @@ use crate::auth::{self, Secret};
 use crate::config::PULL_PREFIX;
 use crate::delivery::attempt::SOURCE_HEADER;
 use crate::delivery::media_gate::MEDIA_HEADER;
-use crate::delivery::pull::{AckError, Handout, PullLane};
+use crate::delivery::pull::{AckError, AckLists, Handout, PullLane};
 use crate::delivery::ATTEMPT_HEADER;
 use crate::state::App;
 use crate::store::EventId;
@@ -230,11 +230,11 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
         Ok(a) => a,
         Err(e) => {
             return PullAnswer::BadRequest(format!(
-                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"]}})"
+                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"], \"release\": [\"evt_…\"]}})"
             ))
         }
     };
-    let total = parsed.ids.len() + parsed.retry.len();
+    let total = parsed.ids.len() + parsed.retry.len() + parsed.release.len();
     if total == 0 {
         return PullAnswer::BadRequest("nothing to acknowledge: give ids and/or retry".into());
     }
@@ -253,11 +253,11 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
             })
             .collect()
     };
-    let (ids, retry) = match (parse(&parsed.ids), parse(&parsed.retry)) {
-        (Ok(a), Ok(r)) => (a, r),
-        (Err(why), _) | (_, Err(why)) => return PullAnswer::BadRequest(why),
+    let lists = match (parse(&parsed.ids), parse(&parsed.retry), parse(&parsed.release)) {
+        (Ok(ack), Ok(retry), Ok(release)) => AckLists { ack, retry, release },
+        (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => return PullAnswer::BadRequest(why),
     };
-    match lane.ack(holder, ids, retry).await {
+    match lane.ack(holder, lists).await {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,
             retried: s.retried,

@@ -23,7 +23,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(55);
 /// The largest acknowledgement body (further capped by `server.max_body`):
 /// room for every id a subscriber can have leased.
 pub const MAX_ACK_BODY: usize = 64 * 1024;
-/// Ids in one acknowledgement at most (`ids` and `retry` together).
+/// Ids in one acknowledgement at most (`ids`, `retry` and `release` together).
 pub const MAX_ACK_IDS: usize = 1000;
 
 /// One message handed out by `GET /pull/{subscriber}`.
@@ -61,6 +61,10 @@ pub struct Ack {
     /// next delay, a dead letter once it is exhausted.
     #[serde(default)]
     pub retry: Vec<String>,
+    /// Not finished (a forwarder that stops): offered again at once, without
+    /// using a step of the retry schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
 }
 
 /// The answer to an acknowledgement.

@@ -103,10 +103,30 @@ pub(super) struct PullRequest {
     reply: oneshot::Sender<Vec<Handout>>,
 }
 
+/// What a puller says about messages leased to it.
+#[derive(Debug, Clone, Default)]
+pub struct AckLists {
+    /// Delivered.
+    pub ack: Vec<EventId>,
+    /// Handed back: the retry schedule's next step.
+    pub retry: Vec<EventId>,
+    /// Not finished (the forwarder stopped): offered again at once, no step used.
+    pub release: Vec<EventId>,
+}
+
+impl AckLists {
+    fn len(&self) -> usize {
+        self.ack.len() + self.retry.len() + self.release.len()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &EventId> {
+        self.ack.iter().chain(&self.retry).chain(&self.release)
+    }
+}
+
 pub(super) struct AckRequest {
     holder: String,
-    ack: Vec<EventId>,
-    retry: Vec<EventId>,
+    lists: AckLists,
     reply: oneshot::Sender<Result<AckSummary, AckError>>,
 }
 
@@ -221,20 +241,20 @@ impl PullLane {
         Ok(got)
     }
 
-    /// Acknowledge (`ack`) or hand back (`retry`) messages leased to `holder`;
-    /// all or nothing. Answers once every result is recorded. In cluster
-    /// mode, messages none of which this relay leases are acknowledged at
-    /// the relay that does.
-    pub async fn ack(&self, holder: String, ack: Vec<EventId>, retry: Vec<EventId>) -> Result<AckSummary, AckError> {
-        let total = ack.len() + retry.len();
-        let asked = self.store.is_clustered().then(|| (ack.clone(), retry.clone()));
-        match self.ack_here(holder.clone(), ack, retry).await {
+    /// Acknowledge (`ack`), hand back (`retry`) or release messages leased
+    /// to `holder`; all or nothing. Answers once every result is recorded. In
+    /// cluster mode, messages none of which this relay leases are
+    /// acknowledged at the relay that does.
+    pub async fn ack(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
+        let total = lists.len();
+        let asked = self.store.is_clustered().then(|| lists.clone());
+        match self.ack_here(holder.clone(), lists).await {
             Err(AckError::NotLeased(bad)) if bad.len() == total => {
-                let Some((ack, retry)) = asked else {
+                let Some(lists) = asked else {
                     return Err(AckError::NotLeased(bad));
                 };
                 let name = self.subscriber().name.clone();
-                peer::ask(&self.store, &name, holder, &ack, &retry)
+                peer::ask(&self.store, &name, holder, &lists)
                     .await
                     .unwrap_or(Err(AckError::NotLeased(bad)))
             }
@@ -243,14 +263,9 @@ impl PullLane {
     }
 
     /// [`ack`](Self::ack) of this relay's leases only.
-    async fn ack_here(&self, holder: String, ack: Vec<EventId>, retry: Vec<EventId>) -> Result<AckSummary, AckError> {
+    async fn ack_here(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
         let (reply, rx) = oneshot::channel();
-        let req = AckRequest {
-            holder,
-            ack,
-            retry,
-            reply,
-        };
+        let req = AckRequest { holder, lists, reply };
         self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;
         rx.await.map_err(|_| AckError::Stopped)?
     }

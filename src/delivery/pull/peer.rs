@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{AckError, AckSummary, PullLane};
+use super::{AckError, AckLists, AckSummary, PullLane};
 use crate::store::{EventId, PeerInbox, Store};
 
 /// How long an acknowledgement waits for the relay holding its leases.
@@ -26,6 +26,8 @@ struct Ask {
     holder: String,
     ack: Vec<String>,
     retry: Vec<String>,
+    #[serde(default)]
+    release: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,13 +55,13 @@ pub(super) async fn ask(
     store: &Store,
     subscriber: &str,
     holder: String,
-    ack: &[EventId],
-    retry: &[EventId],
+    lists: &AckLists,
 ) -> Option<Result<AckSummary, AckError>> {
     let body = serde_json::to_vec(&Ask {
         holder,
-        ack: ids(ack),
-        retry: ids(retry),
+        ack: ids(&lists.ack),
+        retry: ids(&lists.retry),
+        release: ids(&lists.release),
     })
     .ok()?;
     let answer = match store.ask_peers(&topic(subscriber), Bytes::from(body), PEER_WAIT).await {
@@ -90,10 +92,12 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                 let Ok(ask) = serde_json::from_slice::<Ask>(&req.body) else {
                     return;
                 };
-                let (Some(ack), Some(retry)) = (parse(&ask.ack), parse(&ask.retry)) else {
+                let (Some(ack), Some(retry), Some(release)) = (parse(&ask.ack), parse(&ask.retry), parse(&ask.release))
+                else {
                     return;
                 };
-                let reply = match lane.ack_here(ask.holder, ack, retry).await {
+                let lists = AckLists { ack, retry, release };
+                let reply = match lane.ack_here(ask.holder, lists).await {
                     Ok(s) => Reply::Done {
                         acknowledged: s.acknowledged,
                         retried: s.retried,

@@ -65,6 +65,13 @@ pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber)
     }
 }
 
+/// Not finished: the forwarder stopped while its service had it. Offered
+/// again at once; no attempt recorded and no step of the retry schedule
+/// used (a restart of the private side is not a failure of the delivery).
+pub(super) fn released(work: Work) -> Settled {
+    deferred(work, clock::now_ms())
+}
+
 pub(super) fn skipped(work: Work) -> Settled {
     Settled {
         ticket: work.ticket,

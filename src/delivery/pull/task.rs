@@ -266,7 +266,7 @@ impl State {
     /// Claim the leases (all or nothing) and record what the puller says.
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
-        let ids: Vec<_> = a.ack.iter().chain(&a.retry).copied().collect();
+        let ids: Vec<_> = a.lists.all().copied().collect();
         let claimed = match self.leases.claim(&a.holder, &ids, Instant::now()) {
             Ok(c) => c,
             Err(bad) => {
@@ -275,13 +275,16 @@ impl State {
             }
         };
         let sub = self.lane.subscriber();
-        let acked: HashSet<_> = a.ack.iter().collect();
+        let acked: HashSet<_> = a.lists.ack.iter().collect();
+        let released: HashSet<_> = a.lists.release.iter().collect();
         let items: Vec<Settled> = claimed
             .into_iter()
             .map(|l| {
                 let (work, number) = (l.offer.item.work, l.offer.attempt);
                 if acked.contains(&work.event.id) {
                     settle::acknowledged(work, number, l.at_ms)
+                } else if released.contains(&work.event.id) {
+                    settle::released(work)
                 } else {
                     settle::handed_back(work, number, l.at_ms, &sub)
                 }
