@@ -78,10 +78,43 @@ pub fn item_json(i: &MediaItem) -> Value {
     })
 }
 
+/// The header's size at most: common servers refuse longer header lines
+/// (nginx 8 KiB per line by default, Node.js 16 KiB for all headers).
+pub const MEDIA_HEADER_MAX: usize = 8 << 10;
+
 /// The header value: the JSON array with every non-ASCII character written
-/// as a `\u` escape, so any URL or error text makes a valid header.
+/// as a `\u` escape, so any URL or error text makes a valid header. Over
+/// [`MEDIA_HEADER_MAX`] the items keep fewer fields (the URLs are the
+/// callback's own, in the same order): first `state`, `sha256`, `size` and
+/// `error`, then `state` and `sha256` (64 URLs at most: always under it).
 pub fn header_value(items: &[MediaItem]) -> HeaderValue {
-    let text = Value::Array(items.iter().map(item_json).collect()).to_string();
+    let full = ascii_json(&Value::Array(items.iter().map(item_json).collect()));
+    let text = if full.len() <= MEDIA_HEADER_MAX {
+        full
+    } else {
+        let keep = |fields: &[&str]| {
+            let items = items.iter().map(|i| {
+                let mut v = item_json(i);
+                if let Some(o) = v.as_object_mut() {
+                    o.retain(|k, _| fields.contains(&k.as_str()));
+                }
+                v
+            });
+            ascii_json(&Value::Array(items.collect()))
+        };
+        let compact = keep(&["state", "sha256", "size", "error"]);
+        if compact.len() <= MEDIA_HEADER_MAX {
+            compact
+        } else {
+            keep(&["state", "sha256"])
+        }
+    };
+    // JSON escapes control characters and the rest is now printable ASCII.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("[]"))
+}
+
+fn ascii_json(v: &Value) -> String {
+    let text = v.to_string();
     let mut ascii = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii() {
@@ -93,8 +126,7 @@ pub fn header_value(items: &[MediaItem]) -> HeaderValue {
             }
         }
     }
-    // JSON escapes control characters and the rest is now printable ASCII.
-    HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("[]"))
+    ascii
 }
 
 #[cfg(test)]
@@ -138,5 +170,56 @@ mod tests {
         assert_eq!(back[1]["error"], "refused 10.0.0.1: private — 🚫");
         assert_eq!(back[1]["sha256"], Value::Null);
         assert_eq!(header_value(&[]).to_str().unwrap(), "[]");
+    }
+
+    #[test]
+    fn a_long_list_keeps_the_header_under_8_kib() {
+        let stored = |n: usize| MediaItem {
+            url: format!(
+                "https://cdn.example/{n}/{}.mp4?X-Amz-Signature={}",
+                "v".repeat(80),
+                "s".repeat(150)
+            ),
+            state: MediaState::Stored(StoredFile {
+                location: format!("/var/lib/hookrelay/data/media/ab/{}", "ab".repeat(32)),
+                sha256: format!("{n:02}").repeat(32),
+                size: 48_213_377,
+                content_type: Some("video/mp4".into()),
+            }),
+            attempts: 1,
+            last_error: None,
+            at_ms: 1,
+        };
+        let failed = |n: usize| MediaItem {
+            url: format!("https://cdn.example/{n}"),
+            state: MediaState::Failed {
+                error: format!("expired or gone: cdn.example answered HTTP 404 {}", "x".repeat(300)),
+            },
+            attempts: 5,
+            last_error: None,
+            at_ms: 1,
+        };
+        // 60 signed URLs: too long in full; the compact form names each one in order.
+        let items: Vec<_> = (0..60).map(stored).collect();
+        let h = header_value(&items);
+        assert!(h.len() <= MEDIA_HEADER_MAX, "{}", h.len());
+        let back: Value = serde_json::from_str(h.to_str().unwrap()).unwrap();
+        assert_eq!(back.as_array().unwrap().len(), 60);
+        assert_eq!(back[7]["sha256"], "07".repeat(32));
+        assert_eq!(
+            (&back[7]["state"], &back[7]["size"]),
+            (&json!("stored"), &json!(48_213_377))
+        );
+        assert!(back[7].get("url").is_none());
+        // 64 long errors: down to state and sha256.
+        let items: Vec<_> = (0..64).map(failed).collect();
+        let h = header_value(&items);
+        assert!(h.len() <= MEDIA_HEADER_MAX, "{}", h.len());
+        let back: Value = serde_json::from_str(h.to_str().unwrap()).unwrap();
+        assert_eq!(back[63], json!({"state": "failed", "sha256": null}));
+        // A short list is whole.
+        let one = header_value(&items[..1]);
+        let back: Value = serde_json::from_str(one.to_str().unwrap()).unwrap();
+        assert!(back[0]["error"].as_str().unwrap().starts_with("expired or gone"));
     }
 }
