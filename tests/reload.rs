@@ -361,3 +361,26 @@ async fn a_reload_logs_the_certificate_it_read() {
     let serial = hookrelay::tls::CertInfo::from_der(&new.der).unwrap().serial;
     assert!(line.contains(&serial) && line.contains("days_left"), "{line}");
 }
+
+/// A reload that moves the media store says what happens to the files
+/// archived before: they stay in the old store, neither served nor swept.
+#[tokio::test]
+async fn a_reload_that_moves_the_media_store_names_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("media-a"), dir.path().join("media-b"));
+    let cfg = media_config(dir.path(), Media::new().dir(&old));
+    let bin = Bin::start(&cfg.clone().write(), &[]);
+    cfg.clone().media(Media::new().dir(&old).allow_private()).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+    assert!(!bin.log_text().contains("media.store changed"), "{}", bin.log_text());
+    cfg.media(Media::new().dir(&new)).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "media.store changed", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("media.store changed")).unwrap();
+    assert!(
+        line.contains("media-a") && line.contains("media-b") && line.contains("neither served nor deleted"),
+        "{line}"
+    );
+}

@@ -63,6 +63,14 @@ impl ArchiveSettings {
             Some(same) => same.clone(),
             None => open_store(&store_key, m.min_free)?,
         };
+        if let Some(old) = current.map(|c| c.store.describe()).filter(|old| *old != store.describe()) {
+            // The archive's records name files by digest in the store they
+            // were written to: the new store has none of them.
+            tracing::warn!(from = %old, to = %store.describe(),
+                "media.store changed: new downloads go to the new store; files archived before stay in the old \
+                 one, where they are neither served nor deleted by retention: move them to the new store (same \
+                 layout: ab/abcd…) or change media.store back");
+        }
         let fetcher = Fetcher::new(FetchOptions {
             policy: AddressPolicy {
                 allow_private: m.allow_private,
