@@ -431,3 +431,37 @@ async fn a_forwarder_that_stops_releases_what_it_holds_without_using_a_retry() {
     .await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
 }
+
+/// A local delivery that outlasts the lease: the relay offers the message
+/// again (to whoever pulls), and when that is the same forwarder it does not
+/// send it to its service a second time while the first is still running;
+/// the first answer settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(2), None);
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_secs(5)))).await;
+    let fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(relay.addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "20s"],
+    );
+    let ids = send_spaced(relay.addr, "slow", 1, Duration::ZERO).await;
+    local.wait_all(Duration::from_secs(20), &ids).await;
+    let ev = admin_until(relay.admin, &format!("/api/events/{}", ids[0]), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    assert!(
+        local.overlaps.lock().unwrap().is_empty(),
+        "sent again while the first was running: {}",
+        fwd.log_text()
+    );
+    assert_eq!(local.counts()[&ids[0]], 1, "{}", fwd.log_text());
+    assert!(fwd
+        .log_text()
+        .contains("offered again while still being delivered here"));
+}

@@ -72,7 +72,15 @@ impl Pump {
                     backoff.reset();
                     self.status.connected();
                     for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
-                        active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.id.clone());
+                        if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.id.clone()) {
+                            // Its lease ran out while our service still has it, and
+                            // the relay leased it to us again: one delivery at a
+                            // time; the running one's answer settles the new lease.
+                            tracing::warn!(event = %m.id, attempt = m.attempt,
+                                "offered again while still being delivered here (its lease ran out: keep --timeout \
+                                 below the subscriber's lease); not sent twice");
+                            continue;
+                        }
                         let (local, status, done, active) =
                             (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
                         deliveries.spawn(async move {

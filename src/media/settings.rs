@@ -63,7 +63,10 @@ impl ArchiveSettings {
             Some(same) => same.clone(),
             None => open_store(&store_key, m.min_free)?,
         };
-        if let Some(old) = current.map(|c| c.store.describe()).filter(|old| *old != store.describe()) {
+        if let Some(old) = current
+            .map(|c| c.store.describe())
+            .filter(|old| *old != store.describe())
+        {
             // The archive's records name files by digest in the store they
             // were written to: the new store has none of them.
             tracing::warn!(from = %old, to = %store.describe(),
