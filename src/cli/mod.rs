@@ -364,7 +364,10 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
                 "/api/dead-letters/replay?{}",
                 opt("subscriber", subscriber).trim_start_matches('&')
             ),
-            |v| format!("re-queued {} dead letters\n", v["requeued"]),
+            |v| match v["requeued"].as_u64() {
+                Some(1) => "re-queued 1 dead letter\n".to_string(),
+                _ => format!("re-queued {} dead letters\n", v["requeued"]),
+            },
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
         AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),

@@ -69,13 +69,18 @@ pub fn render_events(v: &Value) -> String {
 }
 
 pub fn render_event(v: &Value) -> String {
+    // A result recovered by polling the provider has no sender: say where it came from.
+    let source = match v["origin"].as_str() {
+        Some("poll") => "polled from the provider (origin: poll)".to_string(),
+        _ => s(&v["source"]),
+    };
     let mut out = format!(
         "id:        {}\nroute:     {}\ntask:      {}\nreceived:  {}\nsource:    {}\nstatus:    {}\ntype:      {}\n",
         s(&v["id"]),
         s(&v["route"]),
         s(&v["task_id"]),
         s(&v["received_at"]),
-        s(&v["source"]),
+        source,
         s(&v["status"]),
         s(&v["content_type"])
     );
@@ -83,10 +88,14 @@ pub fn render_event(v: &Value) -> String {
     let mut rows = Vec::new();
     for sub in v["subscribers"].as_array().into_iter().flatten() {
         let attempts = sub["attempts"].as_array().cloned().unwrap_or_default();
+        let state = match sub["waiting_for_media"].as_bool() {
+            Some(true) => format!("{} (waiting for its media)", s(&sub["state"])),
+            _ => s(&sub["state"]),
+        };
         if attempts.is_empty() {
             rows.push(vec![
                 s(&sub["name"]),
-                s(&sub["state"]),
+                state.clone(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -104,7 +113,7 @@ pub fn render_event(v: &Value) -> String {
             };
             rows.push(vec![
                 s(&sub["name"]),
-                s(&sub["state"]),
+                state.clone(),
                 s(&a["attempt"]),
                 s(&a["at"]),
                 format!("{}ms", s(&a["duration_ms"])),
@@ -356,6 +365,21 @@ pub fn render_replay(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_view_says_where_a_polled_result_came_from_and_who_waits_for_media() {
+        let v = serde_json::json!({
+            "id": "evt_1", "route": "r", "task_id": "t1", "source": null, "origin": "poll", "status": "pending",
+            "subscribers": [{"name": "app", "state": "pending", "waiting_for_media": true, "attempts": []}],
+        });
+        let out = render_event(&v);
+        assert!(
+            out.contains("source:    polled from the provider (origin: poll)"),
+            "{out}"
+        );
+        assert!(out.contains("task:      t1"), "{out}");
+        assert!(out.contains("pending (waiting for its media)"), "{out}");
+    }
 
     #[test]
     fn a_replay_names_whom_it_queued_and_who_was_pending() {

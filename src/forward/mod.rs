@@ -87,6 +87,20 @@ fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     Ok(u)
 }
 
+/// The relay URL must end in `/pull/{subscriber}` (a reverse proxy may put
+/// a prefix before it): a route's or the admin API's URL is named as the
+/// mistake, not answered with a 405 or a refused token.
+fn pull_path(url: &Uri) -> Result<(), String> {
+    let segments: Vec<&str> = url.path().trim_end_matches('/').rsplit('/').take(2).collect();
+    match segments.as_slice() {
+        [name, "pull"] if !name.is_empty() => Ok(()),
+        _ => Err(format!(
+            "invalid relay URL {url}: not a pull URL (expected …/pull/SUBSCRIBER, the pull subscriber's name, \
+             on the relay's public listener)"
+        )),
+    }
+}
+
 /// A random id for this process, sent with every request so the relay can
 /// tell our leases from another forwarder's.
 fn forwarder_id() -> String {
@@ -104,6 +118,7 @@ pub fn main(opts: &Options) -> ExitCode {
     let prepared = (|| {
         let token = read_token(opts.token_file.as_deref())?;
         let url = absolute("relay URL", &opts.url, false)?;
+        pull_path(&url)?;
         let to = absolute("--to URL", &opts.to, true)?;
         if url.scheme_str() == Some("http") && !url.host().is_some_and(is_loopback) {
             tracing::warn!(relay = %url, "the relay URL is plain http: the token and the messages cross the network unencrypted");
@@ -204,6 +219,22 @@ mod tests {
             assert!(!e.contains("u:p"), "{e}");
         }
         assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && !is_loopback("10.0.0.1"));
+        for ok in [
+            "https://h/pull/laptop",
+            "https://h/relay/pull/laptop",
+            "http://h:1/pull/x/",
+        ] {
+            assert!(pull_path(&ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://h/hooks/main",
+            "https://h/pull/",
+            "https://h/",
+            "https://h/pull/x/ack",
+        ] {
+            let e = pull_path(&bad.parse().unwrap()).unwrap_err();
+            assert!(e.contains("not a pull URL"), "{bad}: {e}");
+        }
     }
 
     #[test]
