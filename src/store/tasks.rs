@@ -152,12 +152,17 @@ impl Task {
         due
     }
 
-    /// Settled by `event` ([`settled_state`] chose `state`).
-    pub fn settled(&mut self, state: TaskState, event: EventId, now_ms: u64) {
+    /// Settled by `event` ([`settled_state`] chose `state`); a polled result
+    /// counts its poll. An earlier poll's error no longer describes it.
+    pub fn settled(&mut self, state: TaskState, event: EventId, origin: Origin, now_ms: u64) {
         self.state = state;
         self.updated_ms = now_ms;
         self.next_poll_ms = None;
         self.event = Some(event);
+        self.last_error = None;
+        if origin == Origin::Poll {
+            self.polls = self.polls.saturating_add(1);
+        }
     }
 }
 

@@ -77,9 +77,21 @@ async fn events_settle_their_tasks_in_the_same_write() {
         (TaskState::CalledBack, Some(a.id), None)
     );
 
+    // A failed poll first: its error must not outlive the recovery.
+    let failed = TaskUpdate::Polled {
+        next_poll_ms: 1150,
+        provider_state: None,
+        error: Some("network: connection refused; retry in 20s".into()),
+    };
+    s.update_task("runway", "polled", failed).await.unwrap();
     let p = s.append(event("polled", Origin::Poll, true, 1200)).await.unwrap();
     assert!(!p.duplicate);
-    assert_eq!(state(&s, "polled").await, TaskState::Recovered);
+    let t = s.task(None, "polled".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.polls, t.last_error),
+        (TaskState::Recovered, 2, None),
+        "the recovering poll is counted and the earlier error cleared"
+    );
     // The late real callback is a duplicate and does not reopen the task.
     let late = s.append(event("polled", Origin::Callback, true, 1300)).await.unwrap();
     assert_eq!((late.id, late.duplicate), (p.id, true));
