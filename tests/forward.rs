@@ -464,4 +464,10 @@ async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_t
     assert!(fwd
         .log_text()
         .contains("offered again while still being delivered here"));
+    // The cause is named at the first answer: a --timeout of 20 s against a 2 s lease.
+    assert!(
+        fwd.log_text().contains("--timeout is not below the subscriber's lease"),
+        "{}",
+        fwd.log_text()
+    );
 }

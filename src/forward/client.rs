@@ -157,7 +157,7 @@ impl Relay {
     }
 
     /// Long-poll for up to `max` messages.
-    pub async fn pull(&self, max: usize) -> Result<Vec<wire::Message>, RelayError> {
+    pub async fn pull(&self, max: usize) -> Result<wire::Messages, RelayError> {
         let uri: Uri = format!("{}?wait={}ms&max={max}", self.url, self.wait.as_millis())
             .parse()
             .map_err(|e| RelayError::Away(format!("invalid pull URL: {e}")))?;
@@ -165,7 +165,6 @@ impl Relay {
             .call(Method::GET, uri, Bytes::new(), self.wait + RELAY_SLACK)
             .await?;
         serde_json::from_slice::<wire::Messages>(&body)
-            .map(|m| m.messages)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }
 
@@ -193,6 +192,11 @@ pub struct Local {
 }
 
 impl Local {
+    /// How long one local delivery may take (`--timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(to: Uri, tls: rustls::ClientConfig, timeout: Duration) -> Local {
         Local {
             http: http(tls, timeout),

@@ -50,6 +50,7 @@ impl Pump {
         let mut deliveries = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
+        let mut lease_checked = false;
         loop {
             while deliveries.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -68,9 +69,23 @@ impl Pump {
                 r = self.relay.pull(permits.len()) => r,
             };
             match pulled {
-                Ok(messages) => {
+                Ok(answer) => {
                     backoff.reset();
                     self.status.connected();
+                    if let (false, Some(ms)) = (lease_checked, answer.lease_ms) {
+                        lease_checked = true;
+                        let lease = Duration::from_millis(ms);
+                        if self.local.timeout() >= lease {
+                            tracing::warn!(
+                                timeout_ms = self.local.timeout().as_millis() as u64,
+                                lease_ms = ms,
+                                "--timeout is not below the subscriber's lease: a slow local delivery outlives its \
+                                 lease and the relay offers the message again (to another forwarder too); lower \
+                                 --timeout or raise the subscriber's lease"
+                            );
+                        }
+                    }
+                    let messages = answer.messages;
                     for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
                         if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.id.clone()) {
                             // Its lease ran out while our service still has it, and

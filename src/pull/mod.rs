@@ -189,7 +189,8 @@ async fn pull(lane: &PullLane, holder: String, query: Option<&str>, ip: Option<s
     };
     let sub = lane.subscriber();
     let messages = handouts.iter().map(|h| message(&sub.keys, h)).collect();
-    PullAnswer::Messages(wire::Messages { messages })
+    let lease_ms = sub.pull().map(|p| p.lease.as_millis() as u64);
+    PullAnswer::Messages(wire::Messages { messages, lease_ms })
 }
 
 /// A message as handed out, signed now (Standard Webhooks) like a push delivery.

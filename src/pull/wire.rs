@@ -48,6 +48,11 @@ pub struct Message {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Messages {
     pub messages: Vec<Message>,
+    /// The subscriber's lease in milliseconds: a message not acknowledged
+    /// within it is offered again (a forwarder warns when its local timeout
+    /// is not below it). Absent from relays before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// The body of `POST /pull/{subscriber}/ack`.
