@@ -16,8 +16,12 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 /// such as `warning` as a target name and turns every other log line off,
 /// errors included: that is refused here with what to write instead.
 pub fn check_filter(filter: &str) -> Result<(), String> {
-    let is_level = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
-    for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    // Level names, or tracing's numbers for them (0 = off … 5 = trace).
+    let is_level = |l: &str| {
+        LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim())) || matches!(l.trim(), "0" | "1" | "2" | "3" | "4" | "5")
+    };
+    let filter = normalized(filter);
+    for part in filter.split(',') {
         let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
         if !is_level(level) {
             return Err(format!(
@@ -26,7 +30,14 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
             ));
         }
     }
-    EnvFilter::try_new(filter).map(|_| ()).map_err(|e| e.to_string())
+    EnvFilter::try_new(&filter).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The filter without blanks around its parts: `EnvFilter` reads the space
+/// in `x=trace, warn` as part of a target name (and turns the rest off).
+fn normalized(filter: &str) -> String {
+    let parts: Vec<&str> = filter.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    parts.join(",")
 }
 
 /// The filter to use: `RUST_LOG` when set and valid, else the configured
@@ -44,7 +55,7 @@ fn choose(env: Option<&str>, configured: &str) -> (String, Option<String>) {
 pub fn init(cfg: &LogConfig) {
     let env = std::env::var("RUST_LOG").ok();
     let (chosen, ignored) = choose(env.as_deref(), &cfg.level);
-    let filter = EnvFilter::try_new(&chosen).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(normalized(&chosen)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -75,9 +86,17 @@ mod tests {
             "off",
             "hookrelay=debug,info",
             "hookrelay::delivery=trace, warn",
+            "hookrelay=3",
         ] {
             assert!(check_filter(ok).is_ok(), "{ok}");
         }
+        // The blank after the comma is not part of a target: `warn` stays a level.
+        assert_eq!(
+            super::normalized("hookrelay::delivery=trace, warn"),
+            "hookrelay::delivery=trace,warn"
+        );
+        let filter = tracing_subscriber::EnvFilter::try_new(super::normalized("hookrelay=trace, warn")).unwrap();
+        assert!(!filter.to_string().contains(" warn"), "{filter}");
         for bad in ["warning", "verbose", "trace1", "hookrelay=loud", "info,quiet"] {
             let e = check_filter(bad).unwrap_err();
             assert!(e.contains("is not a level") && e.contains("warn"), "{bad}: {e}");

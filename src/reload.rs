@@ -38,13 +38,13 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     if new.admin.listen != running.admin.listen {
         tracing::warn!("admin.listen changed; it takes effect after a restart");
     }
-    let backend = |c: &Config| format!("{:?}", c.store.backend);
     for (changed, key) in [
         (new.store.path != running.store.path, "store.path"),
         (new.store.cache_bytes != running.store.cache_bytes, "store.cache"),
         (new.store.min_free != running.store.min_free, "store.min_free"),
         (new.store.compression != running.store.compression, "store.compression"),
-        (backend(&new) != backend(running), "store.nats"),
+        // Compared whole, credentials included (Debug would hide a changed one).
+        (new.store.backend != running.store.backend, "store.nats"),
         (new.log.level != running.log.level, "log.level"),
         (new.log.format != running.log.format, "log.format"),
     ] {

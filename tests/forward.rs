@@ -417,6 +417,7 @@ async fn a_forwarder_that_stops_releases_what_it_holds_without_using_a_retry() {
     let (_, ev) = admin(relay.admin, "GET", &format!("/api/events/{}", ids[0])).await;
     let d = &ev["subscribers"][0];
     assert_eq!(d["state"], "pending", "{ev}");
+    assert_eq!(d["waiting_for_media"], false, "a release is not a media wait: {ev}");
     let r = sub_row(relay.admin, "laptop").await;
     assert_eq!(r["leased"], 0, "{r}");
     // Started again, the forwarder gets it at once (a hand-back would wait an hour).
@@ -439,8 +440,10 @@ async fn a_forwarder_that_stops_releases_what_it_holds_without_using_a_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(dir.path(), secs(2), None);
-    let local = Local::start(Arc::new(|_, _| (200, Duration::from_secs(5)))).await;
+    // Leases of 4 s, a delivery of 6 s: offered again at 4 s, answered at 6 s,
+    // 2 s inside the second lease (timing margins of 2 s both ways).
+    let (relay, _) = relay(dir.path(), secs(4), None);
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_secs(6)))).await;
     let fwd = Forwarder::start(
         dir.path(),
         &pull_url(relay.addr, "laptop"),
@@ -464,7 +467,7 @@ async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_t
     assert!(fwd
         .log_text()
         .contains("offered again while still being delivered here"));
-    // The cause is named at the first answer: a --timeout of 20 s against a 2 s lease.
+    // The cause is named at the first answer: a --timeout of 20 s against a 4 s lease.
     assert!(
         fwd.log_text().contains("--timeout is not below the subscriber's lease"),
         "{}",

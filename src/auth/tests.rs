@@ -177,6 +177,24 @@ fn tokens() {
 }
 
 #[test]
+fn credentials_in_urls_are_hidden_however_written() {
+    for (url, hidden) in [
+        (
+            "https://alice:S3CRET@files.example/x",
+            "https://REDACTED@files.example/x",
+        ),
+        // Read as a browser reads it: still credentials.
+        ("https:alice:S3CRET@files.example/x", "https://REDACTED@files.example/x"),
+        ("https://files.example/x", "https://files.example/x"),
+        // Not a URL (shown in an error): a `/` in the password does not keep it.
+        ("http://u:pa/ss word@host/p", "http://REDACTED@host/p"),
+    ] {
+        assert_eq!(hide_userinfo(url), hidden, "{url}");
+        assert!(!redact_url(url).contains("S3CRET") && !redact_url(url).contains("pa/ss"));
+    }
+}
+
+#[test]
 fn redaction() {
     assert_eq!(redact_query("/h?token=s3cret&x=1"), "/h?token=REDACTED&x=1");
     assert_eq!(redact_query("/h?x=1&TOKEN=s3cret"), "/h?x=1&TOKEN=REDACTED");

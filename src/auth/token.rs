@@ -60,12 +60,23 @@ pub fn redact_url(url: &str) -> String {
     redact_query_values(&hide_userinfo(url))
 }
 
-/// `scheme://user:pass@host/…` with the credentials replaced.
+/// `scheme://user:pass@host/…` with the credentials replaced. A URL is read
+/// as a browser would (`https:user:pw@host` has credentials too); text that
+/// is not one (an invalid URL in an error) loses everything up to the last
+/// `@` before its query, which may take a path's `@` with it.
 pub fn hide_userinfo(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url) {
+        if u.username().is_empty() && u.password().is_none() {
+            return url.to_string();
+        }
+        if u.set_password(None).is_ok() && u.set_username("REDACTED").is_ok() {
+            return u.to_string();
+        }
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
     match rest[..end].rfind('@') {
         Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
         None => url.to_string(),

@@ -106,7 +106,7 @@ pub struct StoreConfig {
 }
 
 /// The store's engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreBackend {
     /// sled in `store.path` (one host).
     Sled,
@@ -115,7 +115,7 @@ pub enum StoreBackend {
 }
 
 /// How to reach the JetStream cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NatsConfig {
     /// `nats://host:port` or `tls://host:port`, every node.
     pub servers: Vec<String>,
@@ -130,7 +130,7 @@ pub struct NatsConfig {
 }
 
 /// How the relay authenticates to NATS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NatsAuth {
     None,
     /// The contents of a `.creds` file (JWT and nkey seed).

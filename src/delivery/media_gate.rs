@@ -78,37 +78,40 @@ pub fn item_json(i: &MediaItem) -> Value {
     })
 }
 
-/// The header's size at most: common servers refuse longer header lines
-/// (nginx 8 KiB per line by default, Node.js 16 KiB for all headers).
-pub const MEDIA_HEADER_MAX: usize = 8 << 10;
+/// The header value's size at most: with its name the line stays under what
+/// common servers take (nginx and Apache about 8 KiB per header line,
+/// Node.js 16 KiB for all headers).
+pub const MEDIA_HEADER_MAX: usize = 8000;
 
 /// The header value: the JSON array with every non-ASCII character written
 /// as a `\u` escape, so any URL or error text makes a valid header. Over
-/// [`MEDIA_HEADER_MAX`] the items keep fewer fields (the URLs are the
-/// callback's own, in the same order): first `state`, `sha256`, `size` and
-/// `error`, then `state` and `sha256` (64 URLs at most: always under it).
+/// [`MEDIA_HEADER_MAX`] the items keep less, step by step: the URL without
+/// its query (and credentials), `state`, `sha256`, `size`, `error`; then the
+/// URL, `state` and `sha256`; then `state` and `sha256` (64 URLs at most:
+/// always under it).
 pub fn header_value(items: &[MediaItem]) -> HeaderValue {
     let full = ascii_json(&Value::Array(items.iter().map(item_json).collect()));
-    let text = if full.len() <= MEDIA_HEADER_MAX {
-        full
-    } else {
-        let keep = |fields: &[&str]| {
-            let items = items.iter().map(|i| {
-                let mut v = item_json(i);
-                if let Some(o) = v.as_object_mut() {
-                    o.retain(|k, _| fields.contains(&k.as_str()));
+    let keep = |fields: &[&str]| {
+        let items = items.iter().map(|i| {
+            let mut v = item_json(i);
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|k, _| fields.contains(&k.as_str()));
+                if o.contains_key("url") {
+                    o.insert("url".into(), Value::String(crate::media::shown(&i.url)));
                 }
-                v
-            });
-            ascii_json(&Value::Array(items.collect()))
-        };
-        let compact = keep(&["state", "sha256", "size", "error"]);
-        if compact.len() <= MEDIA_HEADER_MAX {
-            compact
-        } else {
-            keep(&["state", "sha256"])
-        }
+            }
+            v
+        });
+        ascii_json(&Value::Array(items.collect()))
     };
+    let shorter: [&[&str]; 2] = [
+        &["url", "state", "sha256", "size", "error"],
+        &["url", "state", "sha256"],
+    ];
+    let text = std::iter::once(full)
+        .chain(shorter.into_iter().map(keep))
+        .find(|t| t.len() <= MEDIA_HEADER_MAX)
+        .unwrap_or_else(|| keep(&["state", "sha256"]));
     // JSON escapes control characters and the rest is now printable ASCII.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("[]"))
 }
@@ -175,11 +178,7 @@ mod tests {
     #[test]
     fn a_long_list_keeps_the_header_under_8_kib() {
         let stored = |n: usize| MediaItem {
-            url: format!(
-                "https://cdn.example/{n}/{}.mp4?X-Amz-Signature={}",
-                "v".repeat(80),
-                "s".repeat(150)
-            ),
+            url: format!("https://cdn.example/{n}/video.mp4?X-Amz-Signature={}", "s".repeat(400)),
             state: MediaState::Stored(StoredFile {
                 location: format!("/var/lib/hookrelay/data/media/ab/{}", "ab".repeat(32)),
                 sha256: format!("{n:02}").repeat(32),
@@ -199,24 +198,33 @@ mod tests {
             last_error: None,
             at_ms: 1,
         };
-        // 60 signed URLs: too long in full; the compact form names each one in order.
-        let items: Vec<_> = (0..60).map(stored).collect();
+        // 30 signed URLs: too long in full; shorter, each still names its URL (without the query).
+        let items: Vec<_> = (0..30).map(stored).collect();
+        assert!(ascii_json(&Value::Array(items.iter().map(item_json).collect())).len() > MEDIA_HEADER_MAX);
         let h = header_value(&items);
         assert!(h.len() <= MEDIA_HEADER_MAX, "{}", h.len());
         let back: Value = serde_json::from_str(h.to_str().unwrap()).unwrap();
-        assert_eq!(back.as_array().unwrap().len(), 60);
+        assert_eq!(back.as_array().unwrap().len(), 30);
+        assert_eq!(back[7]["size"], 48_213_377);
         assert_eq!(back[7]["sha256"], "07".repeat(32));
-        assert_eq!(
-            (&back[7]["state"], &back[7]["size"]),
-            (&json!("stored"), &json!(48_213_377))
-        );
-        assert!(back[7].get("url").is_none());
-        // 64 long errors: down to state and sha256.
+        assert_eq!(back[7]["state"], "stored");
+        let url = back[7]["url"].as_str().unwrap();
+        assert_eq!(url, "https://cdn.example/7/video.mp4?…");
+        // 64 of them: down to state and sha256, one per archived URL in order.
+        let items: Vec<_> = (0..64).map(stored).collect();
+        let h = header_value(&items);
+        assert!(h.len() <= MEDIA_HEADER_MAX, "{}", h.len());
+        let back: Value = serde_json::from_str(h.to_str().unwrap()).unwrap();
+        assert_eq!(back[63], json!({"state": "stored", "sha256": "63".repeat(32)}));
+        // 64 long errors: down to the URL, state and sha256.
         let items: Vec<_> = (0..64).map(failed).collect();
         let h = header_value(&items);
         assert!(h.len() <= MEDIA_HEADER_MAX, "{}", h.len());
         let back: Value = serde_json::from_str(h.to_str().unwrap()).unwrap();
-        assert_eq!(back[63], json!({"state": "failed", "sha256": null}));
+        assert_eq!(
+            back[63],
+            json!({"url": "https://cdn.example/63", "state": "failed", "sha256": null})
+        );
         // A short list is whole.
         let one = header_value(&items[..1]);
         let back: Value = serde_json::from_str(one.to_str().unwrap()).unwrap();

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
 use crate::pull::wire::MAX_ACK_IDS;
+use http::StatusCode;
 
 /// A message the local service answered, or that was cut off.
 #[derive(Debug, Clone)]
@@ -42,6 +43,9 @@ const MAX_TRIES: u32 = 12;
 /// Run until the sender side is closed and everything received was sent (or given up).
 pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    // A relay older than the `release` list refuses it (400, unknown field):
+    // from then on releases go as hand-backs, as that relay expects.
+    let mut hand_back_releases = false;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut tries = 0;
@@ -59,7 +63,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             batch.reverse();
             let list =
                 |end: End| -> Vec<String> { batch.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
-            let (ids, retry, release) = (list(End::Delivered), list(End::HandBack), list(End::Release));
+            let (ids, mut retry, mut release) = (list(End::Delivered), list(End::HandBack), list(End::Release));
+            if hand_back_releases {
+                retry.append(&mut release);
+            }
             match relay.ack(&ids, &retry, &release).await {
                 Ok(a) => {
                     tracing::debug!(
@@ -78,6 +85,14 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     if batch.is_empty() {
                         break;
                     }
+                }
+                Err(RelayError::Status(StatusCode::BAD_REQUEST, why))
+                    if !release.is_empty() && why.contains("release") =>
+                {
+                    tracing::warn!(
+                        "the relay does not know released messages (an older version): handing them back instead"
+                    );
+                    hand_back_releases = true;
                 }
                 Err(e) if e.is_transient() && tries < MAX_TRIES => {
                     tries += 1;

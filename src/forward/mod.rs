@@ -9,6 +9,8 @@
 //! printed.
 
 pub mod acker;
+#[cfg(test)]
+mod acker_tests;
 pub mod backoff;
 pub mod client;
 pub mod pump;
@@ -87,9 +89,9 @@ fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     Ok(u)
 }
 
-/// The relay URL must end in `/pull/{subscriber}` (a reverse proxy may put
-/// a prefix before it): a route's or the admin API's URL is named as the
-/// mistake, not answered with a 405 or a refused token.
+/// Whether the relay URL ends in `/pull/{subscriber}` (a reverse proxy may
+/// put a prefix before it): a route's or the admin API's URL is named as the
+/// likely mistake before the relay answers it with a 405 or a refused token.
 fn pull_path(url: &Uri) -> Result<(), String> {
     let segments: Vec<&str> = url.path().trim_end_matches('/').rsplit('/').take(2).collect();
     match segments.as_slice() {
@@ -118,7 +120,11 @@ pub fn main(opts: &Options) -> ExitCode {
     let prepared = (|| {
         let token = read_token(opts.token_file.as_deref())?;
         let url = absolute("relay URL", &opts.url, false)?;
-        pull_path(&url)?;
+        if let Err(why) = pull_path(&url) {
+            // A reverse proxy may map another path to the pull API: go on, but
+            // say what a 405 or a refused token would then most likely mean.
+            tracing::warn!("{why}; going on in case a proxy maps it");
+        }
         let to = absolute("--to URL", &opts.to, true)?;
         if url.scheme_str() == Some("http") && !url.host().is_some_and(is_loopback) {
             tracing::warn!(relay = %url, "the relay URL is plain http: the token and the messages cross the network unencrypted");

@@ -66,10 +66,18 @@ pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber)
 }
 
 /// Not finished: the forwarder stopped while its service had it. Offered
-/// again at once; no attempt recorded and no step of the retry schedule
-/// used (a restart of the private side is not a failure of the delivery).
+/// again at once: a retry without an attempt, which keeps its step of the
+/// retry schedule (a restart of the private side is not a failure of the
+/// delivery).
 pub(super) fn released(work: Work) -> Settled {
-    deferred(work, clock::now_ms())
+    Settled {
+        ticket: work.ticket,
+        event: work.event.id,
+        attempt: None,
+        outcome: Outcome::Retry {
+            due_ms: clock::now_ms(),
+        },
+    }
 }
 
 pub(super) fn skipped(work: Work) -> Settled {
@@ -94,9 +102,10 @@ pub(super) fn deferred(work: Work, due_ms: u64) -> Settled {
 
 /// The `hookrelay_deliveries_total` outcome; None for a deferral (not an
 /// outcome of the delivery: it is still to come).
-fn label(o: &Outcome) -> Option<&'static str> {
-    match o {
+fn label(s: &Settled) -> Option<&'static str> {
+    match &s.outcome {
         Outcome::Delivered => Some("delivered"),
+        Outcome::Retry { .. } if s.attempt.is_none() => Some("released"),
         Outcome::Retry { .. } => Some("retry"),
         Outcome::Dead { .. } => Some("dead"),
         Outcome::Skipped | Outcome::Gone => Some("skipped"),
@@ -134,8 +143,8 @@ pub(super) async fn record(
         if !recorded {
             continue;
         }
-        let l = label(&s.outcome).unwrap_or("deferred");
-        if label(&s.outcome).is_some() {
+        let l = label(s).unwrap_or("deferred");
+        if label(s).is_some() {
             metrics.delivery(&subscriber, l);
         }
         let number = s.attempt.as_ref().map_or(0, |a| a.attempt);
@@ -143,6 +152,11 @@ pub(super) async fn record(
             Outcome::Delivered => {
                 summary.acknowledged += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, "delivered (acknowledged by the pull client)");
+            }
+            Outcome::Retry { .. } if s.attempt.is_none() => {
+                summary.retried += 1;
+                tracing::info!(subscriber = %subscriber, event = %s.event,
+                    "released by the pull client (it stopped before an answer); offering it again");
             }
             Outcome::Retry { due_ms } => {
                 summary.retried += 1;
