@@ -56,29 +56,6 @@ fn task_filter(pointers: &Arc<HashMap<String, Vec<String>>>, text: &str) -> Even
     }))
 }
 
-/// A filter naming a route or subscriber the configuration does not have
-/// (a typo, or one removed whose rows are still listed): said alongside the
-/// answer, which may well be empty for that reason.
-pub(super) fn unknown_names(app: &App, route: Option<&str>, subscriber: Option<&str>) -> Option<String> {
-    let live = app.live();
-    let mut missing = Vec::new();
-    if let Some(r) = route.filter(|r| !live.config.routes.iter().any(|c| c.name == *r)) {
-        missing.push(format!("route {r:?}"));
-    }
-    if let Some(s) = subscriber.filter(|s| !live.config.subscribers().any(|c| c.name == *s)) {
-        missing.push(format!("subscriber {s:?}"));
-    }
-    (!missing.is_empty()).then(|| format!("no {} in the configuration", missing.join(" and no ")))
-}
-
-/// Add the [`unknown_names`] warning to an answer, if there is one.
-pub(super) fn with_warning(mut v: Value, warning: Option<String>) -> Value {
-    if let (Some(w), Some(o)) = (warning, v.as_object_mut()) {
-        o.insert("warning".into(), Value::String(w));
-    }
-    v
-}
-
 pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     let limit = q.limit(50)?;
     let before = q.get("before").map(parse_id).transpose()?;
@@ -118,8 +95,8 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             })
         })
         .collect();
-    let warning = unknown_names(app, q.get("route"), None);
-    Ok(with_warning(json!({ "events": events }), warning))
+    let warning = super::unknown_names(app, q.get("route"), None);
+    Ok(super::with_warning(json!({ "events": events }), warning))
 }
 
 pub(super) async fn show(app: &App, id: &str) -> ApiResult {
@@ -231,7 +208,10 @@ pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
             "last_error": d.last_error,
         })).collect::<Vec<_>>()
     });
-    Ok(with_warning(answer, unknown_names(app, None, q.get("subscriber"))))
+    Ok(super::with_warning(
+        answer,
+        super::unknown_names(app, None, q.get("subscriber")),
+    ))
 }
 
 pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {

@@ -229,3 +229,26 @@ where
         Err((status, msg)) => error(status, msg),
     }
 }
+
+/// A filter naming a route or subscriber the configuration does not have
+/// (a typo, or one removed whose rows are still listed): said alongside the
+/// answer, which may well be empty for that reason.
+fn unknown_names(app: &App, route: Option<&str>, subscriber: Option<&str>) -> Option<String> {
+    let live = app.live();
+    let mut missing = Vec::new();
+    if let Some(r) = route.filter(|r| !live.config.routes.iter().any(|c| c.name == *r)) {
+        missing.push(format!("route {r:?}"));
+    }
+    if let Some(s) = subscriber.filter(|s| !live.config.subscribers().any(|c| c.name == *s)) {
+        missing.push(format!("subscriber {s:?}"));
+    }
+    (!missing.is_empty()).then(|| format!("no {} in the configuration", missing.join(" and no ")))
+}
+
+/// Add the [`unknown_names`] warning to an answer, if there is one.
+fn with_warning(mut v: Value, warning: Option<String>) -> Value {
+    if let (Some(w), Some(o)) = (warning, v.as_object_mut()) {
+        o.insert("warning".into(), Value::String(w));
+    }
+    v
+}

@@ -45,8 +45,8 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         .await
         .map_err(internal)?;
     let answer = json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() });
-    let warning = super::events::unknown_names(app, q.get("route"), None);
-    Ok(super::events::with_warning(answer, warning))
+    let warning = super::unknown_names(app, q.get("route"), None);
+    Ok(super::with_warning(answer, warning))
 }
 
 pub(super) async fn show(app: &App, task_id: &str, q: &Query) -> ApiResult {
