@@ -190,6 +190,14 @@ async fn init_systemd_keeps_the_secrets_out_of_the_config() {
         "{out}"
     );
     assert!(table(&config)["store"]["path"].as_str() == Some("/var/lib/hookrelay/data"));
+    // Its header tells how to check it where it was written, not under /etc.
+    let dir = tmp.path().display();
+    assert!(
+        text.contains(&format!(
+            "CREDENTIALS_DIRECTORY={dir}/secrets hookrelay check-config --config {dir}/config.toml"
+        )),
+        "{text}"
+    );
 
     let c = config.to_str().unwrap();
     let (ok, _, err) = cli_env(&["check-config", "--config", c], &[]);
@@ -201,7 +209,10 @@ async fn init_systemd_keeps_the_secrets_out_of_the_config() {
     assert!(ok, "{err}");
     // Refused again: the secrets are not replaced either.
     let (ok, _, err) = cli_env(&["init", "--systemd", "--dir", tmp.path().to_str().unwrap()], &[]);
-    assert!(!ok && err.contains("route-token"), "{err}");
+    assert!(
+        !ok && err.contains("route-token") && err.contains("already exist: not overwriting them"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(secrets_dir.join("route-token")).unwrap(),
         route_token

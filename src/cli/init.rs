@@ -62,6 +62,9 @@ pub struct Settings<'a> {
     pub subscriber_url: &'a str,
     /// `"data"` next to the config, or the unit's StateDirectory.
     pub store_path: &'a str,
+    /// Where the config and its `secrets/` live (named in the systemd
+    /// layout's header: how to check the file as the unit sees it).
+    pub dir: &'a str,
 }
 
 impl Settings<'_> {
@@ -72,6 +75,7 @@ impl Settings<'_> {
             admin_listen: "127.0.0.1:9090".parse().expect("address"),
             subscriber_url: "http://127.0.0.1:9000/callbacks",
             store_path: "/var/lib/hookrelay/data",
+            dir: "/etc/hookrelay",
         }
     }
 }
@@ -117,16 +121,20 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
         None => format!("{{ credential = {} }}", quoted(name)),
     };
     let header = if secrets.is_none() {
-        "# hookrelay configuration with fresh random secrets (`hookrelay init --systemd` layout).\n\
-         # The secrets are systemd credentials: { credential = \"NAME\" } reads\n\
-         # $CREDENTIALS_DIRECTORY/NAME, which the unit fills from the 0600 file secrets/NAME next\n\
-         # to this file (LoadCredential=). A new secret: write its file, add a LoadCredential=\n\
-         # line (systemctl edit hookrelay), restart. Check this file as the unit sees it:\n\
-         #   sudo CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml"
+        format!(
+            "# hookrelay configuration with fresh random secrets (`hookrelay init --systemd` layout).\n\
+             # The secrets are systemd credentials: {{ credential = \"NAME\" }} reads\n\
+             # $CREDENTIALS_DIRECTORY/NAME, which the unit fills from the 0600 file secrets/NAME next\n\
+             # to this file (LoadCredential=). A new secret: write its file, add a LoadCredential=\n\
+             # line (systemctl edit hookrelay), restart. Check this file as the unit sees it:\n\
+             #   sudo CREDENTIALS_DIRECTORY={dir}/secrets hookrelay check-config --config {dir}/config.toml",
+            dir = s.dir
+        )
     } else {
         "# hookrelay configuration, written by `hookrelay init` with fresh random secrets.\n\
          # The secrets are inline: keep this file private (mode 0600).\n\
          # Check it: hookrelay check-config --config FILE"
+            .to_string()
     };
     format!(
         r#"{header}
@@ -191,6 +199,8 @@ pub fn run(args: &InitArgs) -> ExitCode {
 /// Write the files; the next steps to print.
 fn init(args: &InitArgs) -> Result<String, String> {
     let secrets = Secrets::generate();
+    let shown_dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let shown_dir = shown_dir.display().to_string();
     let settings = Settings {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -200,6 +210,7 @@ fn init(args: &InitArgs) -> Result<String, String> {
         } else {
             "data"
         },
+        dir: &shown_dir,
     };
     let config_path = args.dir.join("config.toml");
     let inline = render(&settings, Some(&secrets));
@@ -218,8 +229,13 @@ fn init(args: &InitArgs) -> Result<String, String> {
             .map(|p| p.display().to_string())
             .collect();
         if !existing.is_empty() {
+            let (verb, it) = if existing.len() == 1 {
+                ("exists", "it")
+            } else {
+                ("exist", "them")
+            };
             return Err(format!(
-                "{} already exists: not overwriting it (use --force to replace it)",
+                "{} already {verb}: not overwriting {it} (use --force to replace {it})",
                 existing.join(", ")
             ));
         }
