@@ -24,6 +24,9 @@ pub(super) struct Settled {
     pub event: EventId,
     pub attempt: Option<Attempt>,
     pub outcome: Outcome,
+    /// Handed back unfinished by a forwarder that stopped (a retry without
+    /// an attempt, like a verifier's wait, but counted and logged as such).
+    pub released: bool,
 }
 
 /// The attempt of a hand-out that ended now: no HTTP status (the relay did
@@ -45,6 +48,7 @@ pub(super) fn acknowledged(work: Work, number: u32, at_ms: u64) -> Settled {
         event: work.event.id,
         attempt: Some(attempt(number, at_ms, None)),
         outcome: Outcome::Delivered,
+        released: false,
     }
 }
 
@@ -62,6 +66,7 @@ pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber)
         event: work.event.id,
         attempt: Some(attempt(number, at_ms, Some(HANDED_BACK.to_string()))),
         outcome,
+        released: false,
     }
 }
 
@@ -77,6 +82,7 @@ pub(super) fn released(work: Work) -> Settled {
         outcome: Outcome::Retry {
             due_ms: clock::now_ms(),
         },
+        released: true,
     }
 }
 
@@ -86,6 +92,7 @@ pub(super) fn skipped(work: Work) -> Settled {
         event: work.event.id,
         attempt: None,
         outcome: Outcome::Skipped,
+        released: false,
     }
 }
 
@@ -97,15 +104,16 @@ pub(super) fn deferred(work: Work, due_ms: u64) -> Settled {
         event: work.event.id,
         attempt: None,
         outcome: Outcome::Defer { due_ms },
+        released: false,
     }
 }
 
 /// The `hookrelay_deliveries_total` outcome; None for a deferral (not an
 /// outcome of the delivery: it is still to come).
-fn label(s: &Settled) -> Option<&'static str> {
-    match &s.outcome {
+fn label(outcome: &Outcome, released: bool) -> Option<&'static str> {
+    match outcome {
         Outcome::Delivered => Some("delivered"),
-        Outcome::Retry { .. } if s.attempt.is_none() => Some("released"),
+        Outcome::Retry { .. } if released => Some("released"),
         Outcome::Retry { .. } => Some("retry"),
         Outcome::Dead { .. } => Some("dead"),
         Outcome::Skipped | Outcome::Gone => Some("skipped"),
@@ -143,8 +151,9 @@ pub(super) async fn record(
         if !recorded {
             continue;
         }
-        let l = label(s).unwrap_or("deferred");
-        if label(s).is_some() {
+        let counted = label(&s.outcome, s.released);
+        let l = counted.unwrap_or("deferred");
+        if counted.is_some() {
             metrics.delivery(&subscriber, l);
         }
         let number = s.attempt.as_ref().map_or(0, |a| a.attempt);
@@ -153,7 +162,7 @@ pub(super) async fn record(
                 summary.acknowledged += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, "delivered (acknowledged by the pull client)");
             }
-            Outcome::Retry { .. } if s.attempt.is_none() => {
+            Outcome::Retry { .. } if s.released => {
                 summary.retried += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event,
                     "released by the pull client (it stopped before an answer); offering it again");
@@ -185,4 +194,17 @@ pub(super) async fn record(
         });
     }
     items.into_iter().zip(ok).map(|(s, ok)| (s.ticket, ok)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_release_is_counted_as_released() {
+        // A verifier's wait is a retry without an attempt too: not a release.
+        let retry = Outcome::Retry { due_ms: 1 };
+        assert_eq!(label(&retry, false), Some("retry"));
+        assert_eq!(label(&retry, true), Some("released"));
+    }
 }

@@ -214,6 +214,7 @@ impl State {
                     event: w.event.id,
                     attempt: None,
                     outcome,
+                    released: false,
                 });
                 continue;
             }
