@@ -1,5 +1,6 @@
 //! The pull API on the public listener: long-polls answered by the store's
-//! work signal, leases (one holder at a time, expiry re-offers the same id),
+//! work signal, leases (one holder at a time, expiry is a failed attempt that
+//! re-offers the same id),
 //! acknowledgements and hand-backs through the retry schedule to dead
 //! letters, filters, refusals that tell nothing about which names exist, bad
 //! input, and how operators see pull subscribers.
@@ -245,6 +246,65 @@ async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
     assert_eq!(s, StatusCode::OK);
     let (_, _, back) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
     assert_eq!(ids(&back), vec![id]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_lease_always_runs_out_ends_as_a_dead_letter() {
+    // A local service slower than the lease, or a forwarder that dies on this
+    // message: each lease that runs out is a failed attempt, so the retry
+    // schedule (100ms, 200ms, then dead letter) ends it instead of offering
+    // it forever.
+    let (_dir, _sub, h) = relay(secs(1)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "never-answered").await;
+    for attempt in 1..=3u64 {
+        let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+        assert_eq!(ids(&got), vec![id.clone()], "attempt {attempt}: {got}");
+        assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt), "{got}");
+    }
+    let dead = admin_until(h.admin_addr, "/api/dead-letters?subscriber=laptop", secs(5), |d| {
+        d["dead_letters"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(dead["dead_letters"][0]["event"], id.as_str(), "{dead}");
+    assert_eq!(dead["dead_letters"][0]["attempts"], 3, "{dead}");
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=300ms", Some(TOKEN), Some("f"), "").await;
+    assert!(ids(&none).is_empty(), "a dead letter is not offered: {none}");
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let d = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "laptop")
+        .unwrap();
+    let tries = d["attempts"].as_array().unwrap();
+    assert_eq!(tries.len(), 3, "{ev}");
+    assert!(
+        tries.iter().all(|t| t["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("lease expired: no answer from the pull client")),
+        "{ev}"
+    );
+    assert_eq!(
+        d["last_error"],
+        "lease expired: no answer from the pull client within 1s; retry schedule exhausted"
+    );
+    let (_, m) = admin(h.admin_addr, "GET", "/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains("hookrelay_deliveries_total{subscriber=\"laptop\",outcome=\"expired\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hookrelay_deliveries_total{subscriber=\"laptop\",outcome=\"dead\"} 1"),
+        "{m}"
+    );
+    // The late acknowledgement of the last holder changes nothing.
+    let late = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &late).await;
+    assert_eq!(s, StatusCode::CONFLICT);
     h.shutdown().await;
 }
 

@@ -3,10 +3,9 @@
 //!
 //! A message is in exactly one place: ready (taken from the store, not handed
 //! out), leased (handed out, its deadline not passed), or gone from here
-//! (claimed by an acknowledgement, which records it). An expired lease puts
-//! the message back in front of the ready queue with the next attempt number,
-//! so it is offered again, with the same id, before fresh work. Knows nothing
-//! of the store, HTTP or the clock: the caller says what time it is.
+//! (claimed by an acknowledgement, or expired: the caller records either).
+//! Knows nothing of the store, HTTP or the clock: the caller says what time
+//! it is.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -39,7 +38,8 @@ pub(super) struct Leases<T> {
     leased: HashMap<EventId, Lease<T>>,
     /// The leases by deadline, to expire them in order without a scan.
     deadlines: BTreeSet<(Instant, EventId)>,
-    /// Offered first to first: expired leases in front, fresh work behind.
+    /// Offered first to first: hand-outs that reached nobody in front, fresh
+    /// work behind.
     ready: VecDeque<Offer<T>>,
 }
 
@@ -107,9 +107,10 @@ impl<T> Leases<T> {
         }
     }
 
-    /// Leases whose deadline is `now` or earlier become ready again, in front
-    /// and in deadline order, each with the next attempt number. Their ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<EventId> {
+    /// Take out the leases whose deadline is `now` or earlier, in deadline
+    /// order: they can no longer be claimed, and the caller records each as a
+    /// failed attempt.
+    pub fn expire(&mut self, now: Instant) -> Vec<Lease<T>> {
         let mut expired = Vec::new();
         while let Some(&(until, id)) = self.deadlines.first() {
             if until > now {
@@ -117,15 +118,10 @@ impl<T> Leases<T> {
             }
             self.deadlines.pop_first();
             if let Some(l) = self.leased.remove(&id) {
-                expired.push(l.offer);
+                expired.push(l);
             }
         }
-        let ids = expired.iter().map(|o| o.id).collect();
-        for mut offer in expired.into_iter().rev() {
-            offer.attempt += 1;
-            self.ready.push_front(offer);
-        }
-        ids
+        expired
     }
 
     /// When the next lease expires.
@@ -214,20 +210,21 @@ mod tests {
     }
 
     #[test]
-    fn expired_leases_come_back_first_with_the_next_attempt() {
+    fn expired_leases_are_taken_out_in_deadline_order() {
         let now = Instant::now();
         let mut l = with(3);
-        l.lease(1, "a", now + Duration::from_secs(10), 0);
-        l.lease(1, "a", now + Duration::from_secs(20), 0);
+        l.lease(1, "a", now + Duration::from_secs(10), 7);
+        l.lease(1, "a", now + Duration::from_secs(20), 8);
         assert_eq!(l.next_deadline(), Some(now + Duration::from_secs(10)));
-        assert_eq!(l.expire(now + Duration::from_secs(9)), Vec::<EventId>::new());
-        assert_eq!(l.expire(now + Duration::from_secs(20)), vec![id(0), id(1)]);
-        // An acknowledgement after expiry is refused.
+        assert!(l.expire(now + Duration::from_secs(9)).is_empty());
+        let gone = l.expire(now + Duration::from_secs(20));
+        let got: Vec<_> = gone.iter().map(|x| (x.offer.id, x.offer.attempt, x.at_ms)).collect();
+        assert_eq!(got, vec![(id(0), 1, 7), (id(1), 1, 8)], "with what their record needs");
+        // An acknowledgement after expiry is refused; they are not offered again from here.
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)]);
-        let again = l.lease(3, "b", now + Duration::from_secs(60), 0);
-        assert_eq!(again, vec![id(0), id(1), id(2)], "same ids, expired ones first");
-        assert_eq!(l.get(&id(0)).unwrap().offer.attempt, 2);
-        assert_eq!(l.get(&id(2)).unwrap().offer.attempt, 1);
+        assert_eq!((l.leased(), l.ready(), l.next_deadline()), (0, 1, None));
+        assert!(!l.holds(&id(0)));
+        assert_eq!(l.lease(3, "b", now + Duration::from_secs(60), 0), vec![id(2)]);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! What a pull subscriber's answer means, recorded in the store: an
-//! acknowledgement is a delivery, a hand-back follows the subscriber's retry
-//! schedule (a dead letter once it is exhausted), a filtered-out message is
+//! acknowledgement is a delivery, a hand-back and a lease that ran out follow
+//! the subscriber's retry schedule (a dead letter once it is exhausted), a
+//! release is offered again at once, a filtered-out message is
 //! skipped, a message whose media is not archived yet (`after_archive`) is
 //! deferred. Records are written concurrently; the lane lets the work go
 //! (`WorkSource::done`) only for those that were recorded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -17,6 +19,8 @@ use crate::store::{Attempt, EventId, Outcome, Store, Ticket, Work};
 
 /// The error text of a hand-back in the attempt history.
 pub const HANDED_BACK: &str = "handed back by the pull client";
+/// The error text of a lease that ran out (the lease follows it).
+pub const LEASE_EXPIRED: &str = "lease expired: no answer from the pull client";
 
 /// One message's result, ready to record.
 pub(super) struct Settled {
@@ -24,9 +28,21 @@ pub(super) struct Settled {
     pub event: EventId,
     pub attempt: Option<Attempt>,
     pub outcome: Outcome,
+    /// What ended the hand-out, when it was not the client's answer (for the
+    /// count and the log line; the outcome alone does not tell).
+    pub cause: Cause,
+}
+
+/// What ended a hand-out besides an acknowledgement or a hand-back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cause {
+    /// The client's answer, or no hand-out at all (filtered, deferred, held).
+    Answer,
     /// Handed back unfinished by a forwarder that stopped (a retry without
     /// an attempt, like a verifier's wait, but counted and logged as such).
-    pub released: bool,
+    Released,
+    /// The lease ran out without an answer: a failed attempt.
+    Expired,
 }
 
 /// The attempt of a hand-out that ended now: no HTTP status (the relay did
@@ -48,25 +64,40 @@ pub(super) fn acknowledged(work: Work, number: u32, at_ms: u64) -> Settled {
         event: work.event.id,
         attempt: Some(attempt(number, at_ms, None)),
         outcome: Outcome::Delivered,
-        released: false,
+        cause: Cause::Answer,
     }
 }
 
 pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber) -> Settled {
+    failed(work, number, at_ms, sub, HANDED_BACK.to_string(), Cause::Answer)
+}
+
+/// The lease ran out before an answer (the forwarder died, its service is
+/// slower than the lease, the network went away): a failed attempt, like a
+/// push delivery's timeout, so a message no delivery ever finishes within
+/// the lease ends as a dead letter instead of being offered forever.
+pub(super) fn expired(work: Work, number: u32, at_ms: u64, lease: Duration, sub: &Subscriber) -> Settled {
+    let error = format!("{LEASE_EXPIRED} within {}", humantime::format_duration(lease));
+    failed(work, number, at_ms, sub, error, Cause::Expired)
+}
+
+/// A failed attempt: the retry schedule's next step, or a dead letter once
+/// it is exhausted.
+fn failed(work: Work, number: u32, at_ms: u64, sub: &Subscriber, error: String, cause: Cause) -> Settled {
     let outcome = match sub.retry.next_delay(work.step, None) {
         Some(delay) => Outcome::Retry {
             due_ms: clock::now_ms() + delay.as_millis() as u64,
         },
         None => Outcome::Dead {
-            error: format!("{HANDED_BACK}; retry schedule exhausted"),
+            error: format!("{error}; retry schedule exhausted"),
         },
     };
     Settled {
         ticket: work.ticket,
         event: work.event.id,
-        attempt: Some(attempt(number, at_ms, Some(HANDED_BACK.to_string()))),
+        attempt: Some(attempt(number, at_ms, Some(error))),
         outcome,
-        released: false,
+        cause,
     }
 }
 
@@ -82,7 +113,7 @@ pub(super) fn released(work: Work) -> Settled {
         outcome: Outcome::Retry {
             due_ms: clock::now_ms(),
         },
-        released: true,
+        cause: Cause::Released,
     }
 }
 
@@ -92,7 +123,7 @@ pub(super) fn skipped(work: Work) -> Settled {
         event: work.event.id,
         attempt: None,
         outcome: Outcome::Skipped,
-        released: false,
+        cause: Cause::Answer,
     }
 }
 
@@ -104,16 +135,17 @@ pub(super) fn deferred(work: Work, due_ms: u64) -> Settled {
         event: work.event.id,
         attempt: None,
         outcome: Outcome::Defer { due_ms },
-        released: false,
+        cause: Cause::Answer,
     }
 }
 
 /// The `hookrelay_deliveries_total` outcome; None for a deferral (not an
 /// outcome of the delivery: it is still to come).
-fn label(outcome: &Outcome, released: bool) -> Option<&'static str> {
+fn label(outcome: &Outcome, cause: Cause) -> Option<&'static str> {
     match outcome {
         Outcome::Delivered => Some("delivered"),
-        Outcome::Retry { .. } if released => Some("released"),
+        Outcome::Retry { .. } if cause == Cause::Released => Some("released"),
+        Outcome::Retry { .. } if cause == Cause::Expired => Some("expired"),
         Outcome::Retry { .. } => Some("retry"),
         Outcome::Dead { .. } => Some("dead"),
         Outcome::Skipped | Outcome::Gone => Some("skipped"),
@@ -151,7 +183,7 @@ pub(super) async fn record(
         if !recorded {
             continue;
         }
-        let counted = label(&s.outcome, s.released);
+        let counted = label(&s.outcome, s.cause);
         let l = counted.unwrap_or("deferred");
         if counted.is_some() {
             metrics.delivery(&subscriber, l);
@@ -162,10 +194,15 @@ pub(super) async fn record(
                 summary.acknowledged += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event, attempt = number, outcome = l, "delivered (acknowledged by the pull client)");
             }
-            Outcome::Retry { .. } if s.released => {
+            Outcome::Retry { .. } if s.cause == Cause::Released => {
                 summary.retried += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event,
                     "released by the pull client (it stopped before an answer); offering it again");
+            }
+            Outcome::Retry { due_ms } if s.cause == Cause::Expired => {
+                tracing::warn!(subscriber = %subscriber, event = %s.event, attempt = number,
+                    retry_in_ms = due_ms.saturating_sub(clock::now_ms()),
+                    "lease expired without an answer from the pull client; will offer it again");
             }
             Outcome::Retry { due_ms } => {
                 summary.retried += 1;
@@ -204,7 +241,14 @@ mod tests {
     fn only_a_release_is_counted_as_released() {
         // A verifier's wait is a retry without an attempt too: not a release.
         let retry = Outcome::Retry { due_ms: 1 };
-        assert_eq!(label(&retry, false), Some("retry"));
-        assert_eq!(label(&retry, true), Some("released"));
+        assert_eq!(label(&retry, Cause::Answer), Some("retry"));
+        assert_eq!(label(&retry, Cause::Released), Some("released"));
+        assert_eq!(label(&retry, Cause::Expired), Some("expired"));
+        let dead = Outcome::Dead { error: String::new() };
+        assert_eq!(
+            label(&dead, Cause::Expired),
+            Some("dead"),
+            "the last one is a dead letter"
+        );
     }
 }

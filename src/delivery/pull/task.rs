@@ -2,8 +2,8 @@
 //! leases. It takes work from the store only while pullers wait (and only as
 //! much as they asked for), parks an `after_archive` subscriber's messages
 //! until their event's media is archived (like a push lane does before an
-//! attempt), hands it out in due order (expired leases first),
-//! expires leases at their deadline, and turns acknowledgements into records
+//! attempt), hands it out in due order, expires leases at their deadline
+//! (a failed attempt), and turns acknowledgements into records
 //! ([`super::settle`]) before letting the work go. It sleeps until something
 //! can change what it has to do: a request, the store's work signal, a lease
 //! or wait deadline, the next due retry, a finished record, new settings.
@@ -167,17 +167,23 @@ pub(super) async fn run(
 }
 
 impl State {
-    /// Leases whose deadline passed go back to the ready queue.
+    /// Leases whose deadline passed are failed attempts: recorded like a
+    /// hand-back (the retry schedule's next step, or a dead letter), then let
+    /// go, so the store offers them again when they are due.
     fn expire(&mut self, now: Instant) {
         let expired = self.leases.expire(now);
         if expired.is_empty() {
             return;
         }
         let sub = self.lane.subscriber();
-        for id in &expired {
-            self.metrics.delivery(&sub.name, "expired");
-            tracing::info!(subscriber = %sub.name, event = %id, "lease expired without an answer; offering the message again");
-        }
+        let lease = sub.pull().map_or(DEFAULT_LEASE, |p| p.lease);
+        let items: Vec<Settled> = expired
+            .into_iter()
+            .map(|l| settle::expired(l.offer.item.work, l.offer.attempt, l.at_ms, lease, &sub))
+            .collect();
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        self.settling
+            .spawn(settle::record(store, metrics, sub.name.clone(), items, None));
     }
 
     /// Take up to `need` messages from the store into the ready queue; those
@@ -214,7 +220,7 @@ impl State {
                     event: w.event.id,
                     attempt: None,
                     outcome,
-                    released: false,
+                    cause: settle::Cause::Answer,
                 });
                 continue;
             }

@@ -14,13 +14,15 @@ const RESULT_V1: u8 = 1;
 
 /// What kind of error an attempt ended in, one byte per attempt (the whole
 /// message is kept for the last one only): none, connection, timeout, other,
-/// a pull client handed the message back (`delivery::pull::settle::HANDED_BACK`).
-const ERROR_KINDS: [Option<&str>; 5] = [
+/// a pull client handed the message back (`delivery::pull::settle::HANDED_BACK`),
+/// a pull lease ran out (`delivery::pull::settle::LEASE_EXPIRED`).
+const ERROR_KINDS: [Option<&str>; 6] = [
     None,
     Some("connection error"),
     Some("timeout"),
     Some("request error"),
     Some("handed back by the pull client"),
+    Some("lease expired: no answer from the pull client"),
 ];
 
 fn error_kind(error: Option<&str>) -> u8 {
@@ -29,6 +31,7 @@ fn error_kind(error: Option<&str>) -> u8 {
         Some(e) if e.starts_with("connection error") => 1,
         Some(e) if e.starts_with("timeout") => 2,
         Some(e) if e.starts_with("handed back by the pull client") => 4,
+        Some(e) if e.starts_with("lease expired: no answer from the pull client") => 5,
         Some(_) => 3,
     }
 }
@@ -186,18 +189,19 @@ mod tests {
             error: error.map(str::to_string),
         };
         let back = crate::delivery::pull::settle::HANDED_BACK;
+        let expired = crate::delivery::pull::settle::LEASE_EXPIRED;
         let r = ResultRow {
             state: DeliveryState::Delivered,
             attempts: 3,
             step: 2,
             at_ms: 1_700_000_000_010,
-            history: vec![attempt(1, Some(back)), attempt(2, Some(back)), attempt(3, None)],
+            history: vec![attempt(1, Some(back)), attempt(2, Some(expired)), attempt(3, None)],
             last_error: None,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
             got, r,
-            "hand-backs stay hand-backs, the acknowledgement has neither status nor error"
+            "hand-backs and expired leases keep their kind, the acknowledgement has neither status nor error"
         );
     }
 
