@@ -94,6 +94,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let media_settings = ArchiveSettings::build(&config, None)?;
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
+        crate::media::last_store::check(&config.store.path, &media_settings.store.location());
     }
     // ACME: a cached certificate is served at once; the renewal task starts below.
     let (tls, acme) = match &config.server.tls {

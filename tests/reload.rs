@@ -8,6 +8,7 @@
 use crate::common;
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -370,7 +371,11 @@ async fn a_reload_that_moves_the_media_store_names_both_stores() {
     let (old, new) = (dir.path().join("media-a"), dir.path().join("media-b"));
     let cfg = media_config(dir.path(), Media::new().dir(&old));
     let bin = Bin::start(&cfg.clone().write(), &[]);
-    cfg.clone().media(Media::new().dir(&old).allow_private()).write();
+    // Other media settings, the same store (min_free is the store's setting
+    // too, not where it is): nothing said about moved files.
+    cfg.clone()
+        .media(Media::new().dir(&old).allow_private().min_free(1))
+        .write();
     bin.signal("HUP");
     log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
     assert!(!bin.log_text().contains("media.store changed"), "{}", bin.log_text());
@@ -383,4 +388,32 @@ async fn a_reload_that_moves_the_media_store_names_both_stores() {
         line.contains("media-a") && line.contains("media-b") && line.contains("neither served nor deleted"),
         "{line}"
     );
+}
+
+/// A restart with another media store is noticed like a reload that moves
+/// it: the relay remembers (under `store.path`) where it archived last.
+#[tokio::test]
+async fn a_restart_with_another_media_store_names_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("media-a"), dir.path().join("media-b"));
+    let cfg = |m: &Path| {
+        media_config(dir.path(), Media::new().dir(m))
+            .route(preset_route("m", "kie-runway").subscriber(Subscriber::new("m-idle", DOWN)))
+    };
+    let changed = "media.store changed since the last start";
+    for (store, warned) in [(&old, false), (&old, false), (&new, true), (&new, false)] {
+        let mut bin = Bin::start(&cfg(store).write(), &[]);
+        // Logged after the media store is known.
+        log_until(|| bin.log_text(), "admin API listening", secs(10)).await;
+        let log = bin.log_text();
+        bin.kill9();
+        let line = log.lines().find(|l| l.contains(changed));
+        assert_eq!(line.is_some(), warned, "{store:?}: {log}");
+        if let Some(line) = line {
+            assert!(
+                line.contains("media-a") && line.contains("media-b") && line.contains("neither served nor deleted"),
+                "{line}"
+            );
+        }
+    }
 }

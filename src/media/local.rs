@@ -91,6 +91,11 @@ impl LocalStore {
         self.root.join(&sha256[..2]).join(sha256)
     }
 
+    /// Where the files are (the directory), whatever the other settings.
+    pub fn location(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "local directory {} (min_free {} bytes)",

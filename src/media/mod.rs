@@ -9,7 +9,8 @@
 //! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go.
 //! - [`archiver`]: the task that works through the store's due media URLs;
 //!   [`job`]: one try of one URL (with the provider refresh of an expired
-//!   URL); [`settings`]: what they run with, from `[media]` and the routes.
+//!   URL); [`settings`]: what they run with, from `[media]` and the routes;
+//!   [`last_store`]: the store of the last start, to notice a moved one.
 //! - [`shown`]: URLs in logs and answers, without their signed query.
 //!
 //! Owns [`archive`], one URL from download to stored file, and the archiver.
@@ -23,6 +24,7 @@ pub mod download;
 pub mod fetch;
 pub mod fetch_error;
 mod job;
+pub mod last_store;
 pub mod local;
 pub mod pointer;
 pub mod resolve;

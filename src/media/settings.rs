@@ -18,6 +18,11 @@ use crate::config::{Config, MediaStoreConfig};
 use crate::delivery::retry::RetrySchedule;
 use crate::provider::{ApiKey, ClientConfig, ProviderClient};
 
+/// What a changed `media.store` means for the files archived before.
+pub(super) const MOVED: &str = "new downloads go to the new store; files archived before stay in the old one, \
+     where they are neither served nor deleted by retention: move them to the new store (same layout: ab/abcd…) \
+     or change media.store back";
+
 /// Why the media settings cannot be used (nothing was changed).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -64,15 +69,12 @@ impl ArchiveSettings {
             None => open_store(&store_key, m.min_free)?,
         };
         if let Some(old) = current
-            .map(|c| c.store.describe())
-            .filter(|old| *old != store.describe())
+            .map(|c| c.store.location())
+            .filter(|old| *old != store.location())
         {
             // The archive's records name files by digest in the store they
             // were written to: the new store has none of them.
-            tracing::warn!(from = %old, to = %store.describe(),
-                "media.store changed: new downloads go to the new store; files archived before stay in the old \
-                 one, where they are neither served nor deleted by retention: move them to the new store (same \
-                 layout: ab/abcd…) or change media.store back");
+            tracing::warn!(from = %old, to = %store.location(), "media.store changed: {MOVED}");
         }
         let fetcher = Fetcher::new(FetchOptions {
             policy: AddressPolicy {

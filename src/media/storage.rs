@@ -150,6 +150,15 @@ impl MediaStore {
     }
 
     /// One line for logs and `check-config` (no secrets).
+    /// Where the files are: two stores with the same location hold the same
+    /// files (a changed `min_free` does not move them).
+    pub fn location(&self) -> String {
+        match self {
+            MediaStore::Local(l) => l.location(),
+            MediaStore::S3(s) => s.describe(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             MediaStore::Local(l) => l.describe(),

@@ -1,0 +1,77 @@
+//! Which media store this relay archived into when it last started, kept in
+//! a small file under `store.path`, so a restart with another `media.store`
+//! is noticed like a reload that moves it: the files archived before stay in
+//! the old store, where they are neither served nor swept.
+
+use std::path::{Path, PathBuf};
+
+/// The file under `store.path` that names the media store of the last start.
+const FILE: &str = "media-store";
+
+fn file(store_path: &Path) -> PathBuf {
+    store_path.join(FILE)
+}
+
+/// Compare `location` (a [`super::MediaStore::location`], no secrets) with
+/// the one of the last start, warn when it moved, and remember it. A file
+/// that cannot be read or written is logged and otherwise ignored: this is a
+/// warning for the operator, not a condition of the start.
+pub fn check(store_path: &Path, location: &str) {
+    let path = file(store_path);
+    match std::fs::read_to_string(&path) {
+        Ok(last) if last.trim_end() != location => {
+            tracing::warn!(from = %last.trim_end(), to = %location,
+                "media.store changed since the last start: {}", super::settings::MOVED);
+        }
+        Ok(_) => return,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read which media store was used last"),
+    }
+    if let Err(e) = write(&path, location) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record which media store is used");
+    }
+}
+
+/// Replace the file whole (a crash leaves the old name or the new one).
+/// `store.path` is made if it is not there (a cluster relay keeps nothing
+/// else in it).
+fn write(path: &Path, location: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{location}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_location_is_remembered_and_rewritten_only_when_it_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        check(dir.path(), "local directory /a");
+        assert_eq!(
+            std::fs::read_to_string(file(dir.path())).unwrap(),
+            "local directory /a\n"
+        );
+        check(dir.path(), "s3://b/p at http://127.0.0.1:9000");
+        assert_eq!(
+            std::fs::read_to_string(file(dir.path())).unwrap(),
+            "s3://b/p at http://127.0.0.1:9000\n"
+        );
+        assert!(!dir.path().join("media-store.tmp").exists());
+    }
+
+    #[test]
+    fn a_store_path_that_cannot_be_written_does_not_stop_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let under_a_file = dir.path().join("a-file");
+        std::fs::write(&under_a_file, "").unwrap();
+        check(&under_a_file.join("store"), "local directory /a");
+        let made = dir.path().join("made");
+        check(&made, "local directory /a");
+        assert!(file(&made).exists(), "store.path is made when it is not there");
+    }
+}
