@@ -474,3 +474,18 @@ async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_t
         fwd.log_text()
     );
 }
+
+/// A forwarder says it reached the relay at once, not after its first
+/// long-poll ends (30 s with nothing to deliver): its first pull does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_says_it_is_connected_before_its_first_long_poll_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(dir.path(), secs(30), None);
+    let local = Local::ok().await;
+    let url = pull_url(relay.addr, "laptop");
+    let fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
+    log_until(|| fwd.log_text(), "connected to the relay", secs(10)).await;
+    // And it then waits on a long-poll: a callback sent now arrives at once.
+    let id = accepted(relay.addr, &runway("after-connect")).await;
+    local.wait_all(secs(10), &[id]).await;
+}

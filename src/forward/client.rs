@@ -157,13 +157,14 @@ impl Relay {
     }
 
     /// Long-poll for up to `max` messages.
-    pub async fn pull(&self, max: usize) -> Result<wire::Messages, RelayError> {
-        let uri: Uri = format!("{}?wait={}ms&max={max}", self.url, self.wait.as_millis())
+    /// Pull up to `max` messages: a long-poll (`--wait`), or, when `long` is
+    /// false, an answer at once (to learn that the relay is there).
+    pub async fn pull(&self, max: usize, long: bool) -> Result<wire::Messages, RelayError> {
+        let wait = if long { self.wait } else { Duration::ZERO };
+        let uri: Uri = format!("{}?wait={}ms&max={max}", self.url, wait.as_millis())
             .parse()
             .map_err(|e| RelayError::Away(format!("invalid pull URL: {e}")))?;
-        let body = self
-            .call(Method::GET, uri, Bytes::new(), self.wait + RELAY_SLACK)
-            .await?;
+        let body = self.call(Method::GET, uri, Bytes::new(), wait + RELAY_SLACK).await?;
         serde_json::from_slice::<wire::Messages>(&body)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }

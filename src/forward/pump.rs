@@ -66,7 +66,9 @@ impl Pump {
             }
             let pulled = tokio::select! {
                 _ = stop.changed() => break,
-                r = self.relay.pull(permits.len()) => r,
+                // Until the relay answered (at start, after it was away) the
+                // pull does not wait, so the status says "connected" at once.
+                r = self.relay.pull(permits.len(), self.status.is_connected()) => r,
             };
             match pulled {
                 Ok(answer) => {

@@ -61,6 +61,11 @@ impl Status {
         }
     }
 
+    /// Whether the relay answered the last pull.
+    pub fn is_connected(&self) -> bool {
+        *self.link.lock().unwrap_or_else(|e| e.into_inner()) == Link::Connected
+    }
+
     /// The relay is away; trying again after `retry_in`.
     pub fn away(&self, why: &str, retry_in: Duration) {
         let was = self.set_link(Link::Away {
