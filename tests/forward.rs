@@ -240,6 +240,8 @@ async fn a_private_service_answering_500_gets_the_message_again_later() {
     let d = &ev["subscribers"][0];
     assert_eq!(d["state"], "delivered", "{ev}");
     assert_eq!(d["attempts"][0]["error"], "handed back by the pull client");
+    // The forwarder told the relay what the private service answered.
+    assert_eq!(d["attempts"][0]["status"], 500, "{ev}");
     assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
 }
 

@@ -222,12 +222,19 @@ async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
     let (_dir, _sub, h) = relay(secs(30)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "hand-back").await;
-    let retry = format!(r#"{{"retry": ["{id}"]}}"#);
+    // The first hand-back says nothing of the local service (a client that
+    // does not tell), the others its status.
+    let retries = [
+        format!(r#"{{"retry": ["{id}"]}}"#),
+        format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{"status": 500, "error": "boom"}}}}}}"#),
+        format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{"status": 503}}}}}}"#),
+    ];
     for attempt in 1..=3u64 {
+        let retry = &retries[attempt as usize - 1];
         let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
         assert_eq!(ids(&got), vec![id.clone()], "attempt {attempt}: {got}");
         assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt));
-        let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), None, &retry).await;
+        let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), None, retry).await;
         assert_eq!(s, StatusCode::OK, "{a}");
         let want = if attempt < 3 { (1, 0) } else { (0, 1) };
         assert_eq!(
@@ -239,6 +246,26 @@ async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
     let (_, dead) = admin(h.admin_addr, "GET", "/api/dead-letters?subscriber=laptop").await;
     assert_eq!(dead["dead_letters"][0]["event"], id.as_str(), "{dead}");
     assert_eq!(dead["dead_letters"][0]["attempts"], 3);
+    // What the local service answered (the last hand-back said 503) is in
+    // the history: the attempt's status and the error.
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let d = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "laptop")
+        .unwrap();
+    let tries = d["attempts"].as_array().unwrap();
+    assert_eq!(
+        tries.iter().map(|t| t["status"].as_u64()).collect::<Vec<_>>(),
+        vec![None, Some(500), Some(503)],
+        "{ev}"
+    );
+    assert_eq!(
+        d["last_error"],
+        "handed back by the pull client: the local service answered HTTP 503; retry schedule exhausted",
+        "{ev}"
+    );
     let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=300ms", Some(TOKEN), None, "").await;
     assert!(ids(&none).is_empty(), "a dead letter is not offered: {none}");
     // Replayed like any dead letter: offered again.
@@ -371,6 +398,40 @@ async fn bad_input_is_answered_clearly_and_changes_nothing() {
         (r#"{"ids": ["evt_nope"]}"#.into(), 400, "invalid id"),
         (format!(r#"{{"ids": ["{id}"], "retry": ["{id}"]}}"#), 400, "twice"),
         (format!(r#"{{"ids": ["{id}", "{never}"]}}"#), 409, "not leased"),
+        // What the local service answered: only for hand-backs, and usable.
+        (
+            format!(r#"{{"ids": ["{id}"], "local": {{"{id}": {{"status": 503}}}}}}"#),
+            400,
+            "not in retry",
+        ),
+        (
+            format!(r#"{{"retry": ["{id}"], "local": {{"evt_nope": {{"status": 503}}}}}}"#),
+            400,
+            "invalid id",
+        ),
+        (
+            format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{"status": 42}}}}}}"#),
+            400,
+            "not an HTTP status",
+        ),
+        (
+            format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{}}}}}}"#),
+            400,
+            "give status",
+        ),
+        (
+            format!(
+                r#"{{"retry": ["{id}"], "local": {{"{id}": {{"error": "{}"}}}}}}"#,
+                "e".repeat(301)
+            ),
+            400,
+            "longer than 300",
+        ),
+        (
+            format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{"status": 503, "body": "x"}}}}}}"#),
+            400,
+            "unknown field",
+        ),
         (format!(r#"{{"ids": ["{}"]}}"#, "x".repeat(70_000)), 413, "larger than"),
     ] {
         let (s, _, v) = ack(body.clone()).await;

@@ -4,7 +4,10 @@
 //! the batch is kept and sent again with back-off (it grows meanwhile). Ids
 //! the relay no longer leases to us (expired, or the relay restarted) are
 //! dropped from the batch: the relay offers those messages again, with the
-//! same id.
+//! same id. A hand-back carries what the local service answered, for the
+//! relay's history. A relay older than a field of the acknowledgement
+//! refuses it (400, unknown field): the acker then sends without it, and
+//! never gives up delivered ids for that.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
-use crate::pull::wire::MAX_ACK_IDS;
+use crate::pull::wire::{LocalAnswer, MAX_ACK_IDS};
 use http::StatusCode;
 
 /// A message the local service answered, or that was cut off.
@@ -22,6 +25,8 @@ use http::StatusCode;
 pub struct Finished {
     pub id: String,
     pub end: End,
+    /// What the local service answered a hand-back (its status, or why none).
+    pub local: Option<LocalAnswer>,
 }
 
 /// How a message ended here.
@@ -44,8 +49,10 @@ const MAX_TRIES: u32 = 12;
 pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     // A relay older than the `release` list refuses it (400, unknown field):
-    // from then on releases go as hand-backs, as that relay expects.
+    // from then on releases go as hand-backs, as that relay expects. One
+    // older than `local` refuses that: from then on it is left out.
     let mut hand_back_releases = false;
+    let mut send_local = true;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut tries = 0;
@@ -67,7 +74,15 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             if hand_back_releases {
                 retry.append(&mut release);
             }
-            match relay.ack(&ids, &retry, &release).await {
+            let local: std::collections::BTreeMap<String, LocalAnswer> = match send_local {
+                true => batch
+                    .iter()
+                    .filter(|f| f.end == End::HandBack)
+                    .filter_map(|f| Some((f.id.clone(), f.local.clone()?)))
+                    .collect(),
+                false => Default::default(),
+            };
+            match relay.ack(&ids, &retry, &release, local.clone()).await {
                 Ok(a) => {
                     tracing::debug!(
                         acknowledged = a.acknowledged,
@@ -87,12 +102,20 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     }
                 }
                 Err(RelayError::Status(StatusCode::BAD_REQUEST, why))
-                    if !release.is_empty() && why.contains("release") =>
+                    if !release.is_empty() && why.contains("unknown field `release`") =>
                 {
                     tracing::warn!(
                         "the relay does not know released messages (an older version): handing them back instead"
                     );
                     hand_back_releases = true;
+                }
+                Err(RelayError::Status(StatusCode::BAD_REQUEST, why))
+                    if !local.is_empty() && why.contains("unknown field `local`") =>
+                {
+                    tracing::info!(
+                        "the relay does not record the local service's answers (an older version): leaving them out"
+                    );
+                    send_local = false;
                 }
                 Err(e) if e.is_transient() && tries < MAX_TRIES => {
                     tries += 1;

@@ -1,6 +1,9 @@
-//! The acker against a relay older than the `release` list: it refuses the
-//! field (400), and the acker must not give up the batch (the delivered ids
-//! in it would be sent again): it hands the releases back instead.
+//! The acker against relays older than a field of the acknowledgement: one
+//! before the `release` list, one before `local` (the local service's
+//! answers). Each refuses the field it does not know (400, unknown field, in
+//! serde's words, naming the fields it expects), and the acker must not give
+//! up the batch (the delivered ids in it would be sent again): it hands the
+//! releases back instead, or leaves the answers out.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,10 +17,11 @@ use tokio::sync::mpsc;
 use super::acker::{run, End, Finished};
 use super::client::Relay;
 use crate::auth::Secret;
+use crate::pull::wire::LocalAnswer;
 
-/// A relay of the version before `release`: its acknowledgement refuses
-/// unknown fields as that version did; every body it accepted is kept.
-async fn old_relay() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+/// A relay whose acknowledgement knows only the fields `knows` and refuses
+/// any other as those versions did; every body it accepted is kept.
+async fn old_relay(knows: &'static [&'static str]) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let accepted: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -32,8 +36,19 @@ async fn old_relay() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
                     async move {
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                        let (status, answer) = if v.get("release").is_some() {
-                            (400, r#"{"error":"invalid acknowledgement: unknown field `release`, expected `ids` or `retry`"}"#.to_string())
+                        let unknown = v
+                            .as_object()
+                            .unwrap()
+                            .keys()
+                            .find(|k| !knows.contains(&k.as_str()))
+                            .cloned();
+                        let (status, answer) = if let Some(k) = unknown {
+                            let expected: Vec<String> = knows.iter().map(|f| format!("`{f}`")).collect();
+                            let error = format!(
+                                "invalid acknowledgement: unknown field `{k}`, expected one of {}",
+                                expected.join(", ")
+                            );
+                            (400, serde_json::json!({ "error": error }).to_string())
                         } else {
                             let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
                             kept.lock().unwrap().push(v.clone());
@@ -56,10 +71,14 @@ async fn old_relay() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     (format!("http://{addr}/pull/laptop"), accepted)
 }
 
-#[tokio::test]
-async fn an_older_relay_gets_releases_as_hand_backs_and_keeps_the_acknowledgements() {
+const DELIVERED: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4N";
+const RELEASED: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4P";
+const HANDED_BACK: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4Q";
+
+/// Run the acker against `url` with one delivered, one released and one
+/// handed-back message (the local service answered 503); what the relay accepted.
+async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) -> Vec<serde_json::Value> {
     crate::tls::install_provider();
-    let (url, accepted) = old_relay().await;
     let tls = crate::tls::client_config(None).unwrap();
     let relay = Relay::new(
         url.parse().unwrap(),
@@ -70,19 +89,58 @@ async fn an_older_relay_gets_releases_as_hand_backs_and_keeps_the_acknowledgemen
     )
     .unwrap();
     let (tx, rx) = mpsc::channel(8);
-    let done = |id: &str, end| Finished { id: id.into(), end };
-    tx.send(done("evt_01M8G5S0QD2RJZ9GWMECMF4Z4N", End::Delivered))
-        .await
-        .unwrap();
-    tx.send(done("evt_01M8G5S0QD2RJZ9GWMECMF4Z4P", End::Release))
-        .await
-        .unwrap();
+    let done = |id: &str, end, local| Finished {
+        id: id.into(),
+        end,
+        local,
+    };
+    let answer = LocalAnswer::of(&Ok(http::StatusCode::SERVICE_UNAVAILABLE));
+    for f in [
+        done(DELIVERED, End::Delivered, None),
+        done(RELEASED, End::Release, None),
+        done(HANDED_BACK, End::HandBack, Some(answer)),
+    ] {
+        tx.send(f).await.unwrap();
+    }
     drop(tx);
     tokio::time::timeout(Duration::from_secs(10), run(Arc::new(relay), rx))
         .await
         .unwrap();
     let got = accepted.lock().unwrap().clone();
+    got
+}
+
+#[tokio::test]
+async fn a_relay_before_release_gets_releases_as_hand_backs_and_keeps_the_acknowledgements() {
+    let (url, accepted) = old_relay(&["ids", "retry"]).await;
+    let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0]["ids"], serde_json::json!(["evt_01M8G5S0QD2RJZ9GWMECMF4Z4N"]));
-    assert_eq!(got[0]["retry"], serde_json::json!(["evt_01M8G5S0QD2RJZ9GWMECMF4Z4P"]));
+    assert_eq!(got[0]["ids"], serde_json::json!([DELIVERED]));
+    let mut retry: Vec<_> = got[0]["retry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    retry.sort();
+    assert_eq!(retry, vec![RELEASED, HANDED_BACK]);
+}
+
+#[tokio::test]
+async fn a_relay_before_local_answers_keeps_releases_and_acknowledgements() {
+    // Its refusal names `release` among the fields it expects: releases stay releases.
+    let (url, accepted) = old_relay(&["ids", "retry", "release"]).await;
+    let got = ack_three(url, accepted).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ids"], serde_json::json!([DELIVERED]));
+    assert_eq!(got[0]["release"], serde_json::json!([RELEASED]));
+    assert_eq!(got[0]["retry"], serde_json::json!([HANDED_BACK]));
+}
+
+#[tokio::test]
+async fn a_current_relay_gets_the_local_answers_of_hand_backs() {
+    let (url, accepted) = old_relay(&["ids", "retry", "release", "local"]).await;
+    let got = ack_three(url, accepted).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["local"], serde_json::json!({ HANDED_BACK: {"status": 503} }));
 }

@@ -169,12 +169,20 @@ impl Relay {
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }
 
-    /// Acknowledge `ids`, hand back `retry`.
-    pub async fn ack(&self, ids: &[String], retry: &[String], release: &[String]) -> Result<wire::Acked, RelayError> {
+    /// Acknowledge `ids`, hand back `retry` (with what the local service
+    /// answered them, `local`), release `release`.
+    pub async fn ack(
+        &self,
+        ids: &[String],
+        retry: &[String],
+        release: &[String],
+        local: std::collections::BTreeMap<String, wire::LocalAnswer>,
+    ) -> Result<wire::Acked, RelayError> {
         let body = serde_json::to_vec(&wire::Ack {
             ids: ids.to_vec(),
             retry: retry.to_vec(),
             release: release.to_vec(),
+            local,
         })
         .unwrap_or_default();
         let answer = self

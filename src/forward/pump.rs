@@ -137,7 +137,13 @@ impl Pump {
         }
         for id in cut {
             self.status.cut();
-            let _ = done_tx.send(Finished { id, end: End::Release }).await;
+            let _ = done_tx
+                .send(Finished {
+                    id,
+                    end: End::Release,
+                    local: None,
+                })
+                .await;
         }
         drop(done_tx);
         if tokio::time::timeout(ACK_GRACE, acker).await.is_err() {
@@ -155,11 +161,9 @@ async fn deliver(local: &Local, status: &Status, m: wire::Message) -> Finished {
     let started = tokio::time::Instant::now();
     let result = local.post(&m).await;
     status.finished(&m.id, m.attempt, &result, started.elapsed());
-    Finished {
-        end: match result.is_ok_and(|s| s.is_success()) {
-            true => End::Delivered,
-            false => End::HandBack,
-        },
-        id: m.id,
-    }
+    let (end, local) = match result.as_ref().is_ok_and(|s| s.is_success()) {
+        true => (End::Delivered, None),
+        false => (End::HandBack, Some(wire::LocalAnswer::of(&result))),
+    };
+    Finished { end, id: m.id, local }
 }

@@ -231,7 +231,7 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
         Ok(a) => a,
         Err(e) => {
             return PullAnswer::BadRequest(format!(
-                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"], \"release\": [\"evt_…\"]}})"
+                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"], \"release\": [\"evt_…\"], \"local\": {{\"evt_…\": {{\"status\": 503}}}}}})"
             ))
         }
     };
@@ -254,10 +254,26 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
             })
             .collect()
     };
-    let lists = match (parse(&parsed.ids), parse(&parsed.retry), parse(&parsed.release)) {
-        (Ok(ack), Ok(retry), Ok(release)) => AckLists { ack, retry, release },
+    let mut lists = match (parse(&parsed.ids), parse(&parsed.retry), parse(&parsed.release)) {
+        (Ok(ack), Ok(retry), Ok(release)) => AckLists {
+            ack,
+            retry,
+            release,
+            local: Default::default(),
+        },
         (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => return PullAnswer::BadRequest(why),
     };
+    for (s, answer) in parsed.local {
+        let id = match s.parse::<EventId>() {
+            Ok(id) if lists.retry.contains(&id) => id,
+            Ok(_) => return PullAnswer::BadRequest(format!("local names {s:?}, which is not in retry")),
+            Err(_) => return PullAnswer::BadRequest(format!("local: invalid id {s:?}")),
+        };
+        if let Err(why) = answer.check() {
+            return PullAnswer::BadRequest(format!("local[{s:?}]: {why}"));
+        }
+        lists.local.insert(id, answer);
+    }
     match lane.ack(holder, lists).await {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,

@@ -25,6 +25,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(55);
 pub const MAX_ACK_BODY: usize = 64 * 1024;
 /// Ids in one acknowledgement at most (`ids`, `retry` and `release` together).
 pub const MAX_ACK_IDS: usize = 1000;
+/// The longest `error` of a [`LocalAnswer`], in characters.
+pub const MAX_LOCAL_ERROR: usize = 300;
 
 /// One message handed out by `GET /pull/{subscriber}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,63 @@ pub struct Ack {
     /// using a step of the retry schedule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<String>,
+    /// What the local service answered, by handed-back id (optional, only ids
+    /// in `retry`): kept in the relay's attempt history. Absent from
+    /// forwarders before it was added; relays before it refuse it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub local: BTreeMap<String, LocalAnswer>,
+}
+
+/// What the local service answered a message that was handed back: its HTTP
+/// status, or why there was none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LocalAnswer {
+    /// From a local delivery's result (the status, or why there is none),
+    /// the error cut to [`MAX_LOCAL_ERROR`] characters.
+    pub fn of(result: &Result<http::StatusCode, String>) -> LocalAnswer {
+        match result {
+            Ok(s) => LocalAnswer {
+                status: Some(s.as_u16()),
+                error: None,
+            },
+            Err(e) => LocalAnswer {
+                status: None,
+                error: Some(e.chars().take(MAX_LOCAL_ERROR).collect()),
+            },
+        }
+    }
+
+    /// Why it is not usable, if it is not: a status outside 100–599, an
+    /// error too long or empty, neither given.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.status, &self.error) {
+            (Some(s), _) if !(100..=599).contains(s) => Err(format!("status {s} is not an HTTP status")),
+            (_, Some(e)) if e.trim().is_empty() => Err("error is empty".into()),
+            (_, Some(e)) if e.chars().count() > MAX_LOCAL_ERROR => {
+                Err(format!("error is longer than {MAX_LOCAL_ERROR} characters"))
+            }
+            (None, None) => Err("give status and/or error".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// How the relay's history says it: `the local service answered HTTP 503`.
+    pub fn describe(&self) -> String {
+        match (&self.status, &self.error) {
+            (Some(s), Some(e)) => format!("the local service answered HTTP {s}: {e}"),
+            (Some(s), None) => format!("the local service answered HTTP {s}"),
+            (None, Some(e)) => format!("no answer from the local service: {e}"),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// The answer to an acknowledgement.

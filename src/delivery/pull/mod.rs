@@ -27,6 +27,7 @@ mod peer;
 pub mod settle;
 mod task;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
+pub use crate::pull::wire::LocalAnswer;
 use crate::store::{Event, EventId, Store, WorkSource};
 
 /// Messages leased at once per pull subscriber, whoever holds them: bounds
@@ -112,6 +114,8 @@ pub struct AckLists {
     pub retry: Vec<EventId>,
     /// Not finished (the forwarder stopped): offered again at once, no step used.
     pub release: Vec<EventId>,
+    /// What the local service answered, for some of `retry`.
+    pub local: HashMap<EventId, LocalAnswer>,
 }
 
 impl AckLists {

@@ -5,13 +5,14 @@
 //! other relays ([`Store::ask_peers`]); the holder applies it and answers,
 //! exactly as if it had come to it directly (all or nothing, same summary).
 
+use std::collections::BTreeMap;
 use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{AckError, AckLists, AckSummary, PullLane};
+use super::{AckError, AckLists, AckSummary, LocalAnswer, PullLane};
 use crate::store::{EventId, PeerInbox, Store};
 
 /// How long an acknowledgement waits for the relay holding its leases.
@@ -28,6 +29,9 @@ struct Ask {
     retry: Vec<String>,
     #[serde(default)]
     release: Vec<String>,
+    /// What the local service answered hand-backs (relays before it leave it out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    local: BTreeMap<String, LocalAnswer>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +66,7 @@ pub(super) async fn ask(
         ack: ids(&lists.ack),
         retry: ids(&lists.retry),
         release: ids(&lists.release),
+        local: lists.local.iter().map(|(id, a)| (id.to_string(), a.clone())).collect(),
     })
     .ok()?;
     let answer = match store.ask_peers(&topic(subscriber), Bytes::from(body), PEER_WAIT).await {
@@ -96,7 +101,17 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                 else {
                     return;
                 };
-                let lists = AckLists { ack, retry, release };
+                let local = ask
+                    .local
+                    .into_iter()
+                    .filter_map(|(id, a)| Some((id.parse().ok()?, a)))
+                    .collect();
+                let lists = AckLists {
+                    ack,
+                    retry,
+                    release,
+                    local,
+                };
                 let reply = match lane.ack_here(ask.holder, lists).await {
                     Ok(s) => Reply::Done {
                         acknowledged: s.acknowledged,

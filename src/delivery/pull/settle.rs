@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{AckError, AckSummary};
+use super::{AckError, AckSummary, LocalAnswer};
 use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
@@ -45,15 +45,16 @@ pub(super) enum Cause {
     Expired,
 }
 
-/// The attempt of a hand-out that ended now: no HTTP status (the relay did
-/// not make the request); a hand-back says so in `error`.
-fn attempt(number: u32, at_ms: u64, error: Option<String>) -> Attempt {
+/// The attempt of a hand-out that ended now: the local service's HTTP status
+/// when the forwarder said it (the relay did not make the request); a
+/// hand-back says so in `error`.
+fn attempt(number: u32, at_ms: u64, status: Option<u16>, error: Option<String>) -> Attempt {
     let now = clock::now_ms();
     Attempt {
         attempt: number,
         at_ms,
         duration_ms: now.saturating_sub(at_ms),
-        status: None,
+        status,
         error,
     }
 }
@@ -62,14 +63,27 @@ pub(super) fn acknowledged(work: Work, number: u32, at_ms: u64) -> Settled {
     Settled {
         ticket: work.ticket,
         event: work.event.id,
-        attempt: Some(attempt(number, at_ms, None)),
+        attempt: Some(attempt(number, at_ms, None, None)),
         outcome: Outcome::Delivered,
         cause: Cause::Answer,
     }
 }
 
-pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber) -> Settled {
-    failed(work, number, at_ms, sub, HANDED_BACK.to_string(), Cause::Answer)
+/// Handed back, with what the local service answered when the forwarder
+/// said it (`the local service answered HTTP 503` after the hand-back text).
+pub(super) fn handed_back(
+    work: Work,
+    number: u32,
+    at_ms: u64,
+    sub: &Subscriber,
+    local: Option<&LocalAnswer>,
+) -> Settled {
+    let error = match local {
+        Some(l) => format!("{HANDED_BACK}: {}", l.describe()),
+        None => HANDED_BACK.to_string(),
+    };
+    let status = local.and_then(|l| l.status);
+    failed(work, number, at_ms, sub, status, error, Cause::Answer)
 }
 
 /// The lease ran out before an answer (the forwarder died, its service is
@@ -78,12 +92,20 @@ pub(super) fn handed_back(work: Work, number: u32, at_ms: u64, sub: &Subscriber)
 /// the lease ends as a dead letter instead of being offered forever.
 pub(super) fn expired(work: Work, number: u32, at_ms: u64, lease: Duration, sub: &Subscriber) -> Settled {
     let error = format!("{LEASE_EXPIRED} within {}", humantime::format_duration(lease));
-    failed(work, number, at_ms, sub, error, Cause::Expired)
+    failed(work, number, at_ms, sub, None, error, Cause::Expired)
 }
 
 /// A failed attempt: the retry schedule's next step, or a dead letter once
 /// it is exhausted.
-fn failed(work: Work, number: u32, at_ms: u64, sub: &Subscriber, error: String, cause: Cause) -> Settled {
+fn failed(
+    work: Work,
+    number: u32,
+    at_ms: u64,
+    sub: &Subscriber,
+    status: Option<u16>,
+    error: String,
+    cause: Cause,
+) -> Settled {
     let outcome = match sub.retry.next_delay(work.step, None) {
         Some(delay) => Outcome::Retry {
             due_ms: clock::now_ms() + delay.as_millis() as u64,
@@ -95,7 +117,7 @@ fn failed(work: Work, number: u32, at_ms: u64, sub: &Subscriber, error: String, 
     Settled {
         ticket: work.ticket,
         event: work.event.id,
-        attempt: Some(attempt(number, at_ms, Some(error))),
+        attempt: Some(attempt(number, at_ms, status, Some(error))),
         outcome,
         cause,
     }

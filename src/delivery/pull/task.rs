@@ -293,7 +293,8 @@ impl State {
                 } else if released.contains(&work.event.id) {
                     settle::released(work)
                 } else {
-                    settle::handed_back(work, number, l.at_ms, &sub)
+                    let local = a.lists.local.get(&work.event.id);
+                    settle::handed_back(work, number, l.at_ms, &sub, local)
                 }
             })
             .collect();
