@@ -93,6 +93,10 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     app.connections.set_limit(new.server.max_connections);
     let routes = new.routes.len();
     app.delivery.verifier().configure(&new, &media.providers);
+    if new.routes.iter().any(|r| !r.media.is_empty()) {
+        // The next start compares with the store in use now.
+        crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());
+    }
     app.media.update(media);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");

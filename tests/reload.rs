@@ -417,3 +417,24 @@ async fn a_restart_with_another_media_store_names_both_stores() {
         }
     }
 }
+
+/// A reload that moved the media store is what the next start compares
+/// with: a restart with the store the reload chose says nothing.
+#[tokio::test]
+async fn a_restart_after_a_reload_that_moved_the_media_store_compares_with_the_reloaded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("media-a"), dir.path().join("media-b"));
+    let cfg = |m: &Path| {
+        media_config(dir.path(), Media::new().dir(m))
+            .route(preset_route("m", "kie-runway").subscriber(Subscriber::new("m-idle", DOWN)))
+    };
+    let mut bin = Bin::start(&cfg(&old).write(), &[]);
+    log_until(|| bin.log_text(), "admin API listening", secs(10)).await;
+    cfg(&new).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+    bin.kill9();
+    let bin = Bin::start(&cfg(&new).write(), &[]);
+    log_until(|| bin.log_text(), "admin API listening", secs(10)).await;
+    assert!(!bin.log_text().contains("media.store changed"), "{}", bin.log_text());
+}

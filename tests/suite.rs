@@ -49,6 +49,7 @@ mod packaging;
 mod provider;
 mod provider_callbacks;
 mod pull;
+mod pull_attempts;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_pull;

@@ -108,6 +108,10 @@ pub fn render_event(v: &Value) -> String {
                 "acknowledged by the pull client".to_string()
             } else if a["status"].is_null() {
                 s(&a["error"])
+            } else if !a["error"].is_null() {
+                // A pull hand-back with the private service's status: the
+                // relay sent nothing itself.
+                format!("{} (local HTTP {})", s(&a["error"]), s(&a["status"]))
             } else {
                 format!("HTTP {}", s(&a["status"]))
             };
@@ -379,6 +383,25 @@ mod tests {
         );
         assert!(out.contains("task:      t1"), "{out}");
         assert!(out.contains("pending (waiting for its media)"), "{out}");
+    }
+
+    #[test]
+    fn a_pull_hand_back_with_the_private_services_status_says_it_was_handed_back() {
+        let attempt = |status: Value, error: Value| serde_json::json!({"attempt": 1, "at": "t", "duration_ms": 5, "status": status, "error": error});
+        let v = serde_json::json!({
+            "id": "evt_1", "route": "r", "task_id": null, "source": null, "origin": "callback", "status": "pending",
+            "subscribers": [{"name": "laptop", "state": "retrying", "waiting_for_media": false, "attempts": [
+                attempt(Value::from(503), Value::from("handed back by the pull client")),
+                attempt(Value::from(502), Value::Null),
+                attempt(Value::Null, Value::Null),
+            ]}],
+        });
+        let out = render_event(&v);
+        assert!(out.contains("handed back by the pull client (local HTTP 503)"), "{out}");
+        assert!(
+            out.contains("HTTP 502") && out.contains("acknowledged by the pull client"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -44,18 +44,55 @@ pub enum End {
 /// Tries of one batch before it is given up (the relay re-offers it when the
 /// leases expire): about a minute of back-off.
 const MAX_TRIES: u32 = 12;
+/// How long a field an older relay refused stays left out before it is
+/// tried again (the relay behind a balancer may have been upgraded).
+const OLD_RELAY_PAUSE: Duration = Duration::from_secs(600);
+/// An acknowledgement whose `local` answers would make it larger than this
+/// goes without them (the relay's limit is 64 KiB, `server.max_body` if less).
+const LOCAL_BUDGET: usize = 48 * 1024;
+
+/// Fields an older relay refused, left out until the pause is over.
+#[derive(Default)]
+struct OldRelay {
+    release_until: Option<tokio::time::Instant>,
+    local_until: Option<tokio::time::Instant>,
+}
+
+impl OldRelay {
+    fn active(until: &mut Option<tokio::time::Instant>) -> bool {
+        match *until {
+            Some(t) if tokio::time::Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// The acknowledgement's size in bytes, about, without and with `local`.
+fn sizes(ids: usize, local: &std::collections::BTreeMap<String, LocalAnswer>) -> (usize, usize) {
+    let base = 64 + ids * 33;
+    let extra: usize = local
+        .iter()
+        .map(|(id, a)| id.len() + 40 + a.error.as_ref().map_or(0, |e| e.len() * 2))
+        .sum();
+    (base, base + extra)
+}
 
 /// Run until the sender side is closed and everything received was sent (or given up).
 pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     // A relay older than the `release` list refuses it (400, unknown field):
-    // from then on releases go as hand-backs, as that relay expects. One
-    // older than `local` refuses that: from then on it is left out.
-    let mut hand_back_releases = false;
-    let mut send_local = true;
+    // for a while releases go as hand-backs, as that relay expects. One older
+    // than `local` refuses that: for a while it is left out.
+    let mut old = OldRelay::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut tries = 0;
+        // This batch goes without `local` (too large, or the relay refused it).
+        let mut without_local = false;
         loop {
             while batch.len() < MAX_ACK_IDS {
                 match rx.try_recv() {
@@ -71,19 +108,27 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             let list =
                 |end: End| -> Vec<String> { batch.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
             let (ids, mut retry, mut release) = (list(End::Delivered), list(End::HandBack), list(End::Release));
-            if hand_back_releases {
+            if OldRelay::active(&mut old.release_until) {
                 retry.append(&mut release);
             }
-            let local: std::collections::BTreeMap<String, LocalAnswer> = match send_local {
-                true => batch
-                    .iter()
-                    .filter(|f| f.end == End::HandBack)
-                    .filter_map(|f| Some((f.id.clone(), f.local.clone()?)))
-                    .collect(),
-                false => Default::default(),
-            };
+            let mut local: std::collections::BTreeMap<String, LocalAnswer> =
+                match without_local || OldRelay::active(&mut old.local_until) {
+                    false => batch
+                        .iter()
+                        .filter(|f| f.end == End::HandBack)
+                        .filter_map(|f| Some((f.id.clone(), f.local.clone()?)))
+                        .collect(),
+                    true => Default::default(),
+                };
+            // The answers are extra: they never make an acknowledgement too large.
+            if sizes(batch.len(), &local).1 > LOCAL_BUDGET {
+                local.clear();
+            }
             match relay.ack(&ids, &retry, &release, local.clone()).await {
                 Ok(a) => {
+                    if !a.warnings.is_empty() {
+                        tracing::info!(warnings = ?a.warnings, "the relay left some of the local service's answers out");
+                    }
                     tracing::debug!(
                         acknowledged = a.acknowledged,
                         retried = a.retried,
@@ -94,8 +139,8 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     break;
                 }
                 Err(RelayError::NotLeased(late)) => {
-                    tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired, or the relay \
-                        restarted); the relay will offer them again with the same id");
+                    tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
+                        attempt each, or the relay restarted); the relay will offer them again with the same id");
                     batch.retain(|f| !late.contains(&f.id));
                     if batch.is_empty() {
                         break;
@@ -107,7 +152,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     tracing::warn!(
                         "the relay does not know released messages (an older version): handing them back instead"
                     );
-                    hand_back_releases = true;
+                    old.release_until = Some(tokio::time::Instant::now() + OLD_RELAY_PAUSE);
                 }
                 Err(RelayError::Status(StatusCode::BAD_REQUEST, why))
                     if !local.is_empty() && why.contains("unknown field `local`") =>
@@ -115,7 +160,15 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     tracing::info!(
                         "the relay does not record the local service's answers (an older version): leaving them out"
                     );
-                    send_local = false;
+                    old.local_until = Some(tokio::time::Instant::now() + OLD_RELAY_PAUSE);
+                }
+                // Refused for what the answers add (a body over the relay's
+                // limit, an answer it could not read): the same without them.
+                Err(RelayError::Status(StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE, why))
+                    if !local.is_empty() =>
+                {
+                    tracing::info!(error = %why, "acknowledgement refused with the local service's answers; sending it without them");
+                    without_local = true;
                 }
                 Err(e) if e.is_transient() && tries < MAX_TRIES => {
                     tries += 1;

@@ -22,6 +22,14 @@ use crate::pull::wire::LocalAnswer;
 /// A relay whose acknowledgement knows only the fields `knows` and refuses
 /// any other as those versions did; every body it accepted is kept.
 async fn old_relay(knows: &'static [&'static str]) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    relay_with_limit(knows, usize::MAX).await
+}
+
+/// Like [`old_relay`], answering 413 to bodies over `max_body` bytes.
+async fn relay_with_limit(
+    knows: &'static [&'static str],
+    max_body: usize,
+) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let accepted: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -42,7 +50,9 @@ async fn old_relay(knows: &'static [&'static str]) -> (String, Arc<Mutex<Vec<ser
                             .keys()
                             .find(|k| !knows.contains(&k.as_str()))
                             .cloned();
-                        let (status, answer) = if let Some(k) = unknown {
+                        let (status, answer) = if body.len() > max_body {
+                            (413, r#"{"error":"body larger than the limit"}"#.to_string())
+                        } else if let Some(k) = unknown {
                             let expected: Vec<String> = knows.iter().map(|f| format!("`{f}`")).collect();
                             let error = format!(
                                 "invalid acknowledgement: unknown field `{k}`, expected one of {}",
@@ -143,4 +153,34 @@ async fn a_current_relay_gets_the_local_answers_of_hand_backs() {
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["local"], serde_json::json!({ HANDED_BACK: {"status": 503} }));
+}
+
+#[tokio::test]
+async fn answers_that_would_make_the_acknowledgement_too_large_are_left_out() {
+    // A relay with a small max_body: the acknowledgement fits, its answers do not.
+    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local"], 160).await;
+    let got = ack_three(url, accepted).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0]["ids"],
+        serde_json::json!([DELIVERED]),
+        "the delivered id is not given up"
+    );
+    assert!(got[0].get("local").is_none(), "{got:?}");
+}
+
+#[test]
+fn a_local_answer_is_always_one_the_relay_can_record() {
+    for result in [
+        Ok(http::StatusCode::from_u16(600).unwrap()),
+        Ok(http::StatusCode::from_u16(999).unwrap()),
+        Ok(http::StatusCode::OK),
+        Ok(http::StatusCode::BAD_GATEWAY),
+        Err("line one\nline two\u{7}".to_string()),
+        Err(String::new()),
+        Err("x".repeat(1000)),
+    ] {
+        let a = LocalAnswer::of(&result);
+        assert_eq!(a.check(), Ok(()), "{result:?} -> {a:?}");
+    }
 }

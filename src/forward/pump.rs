@@ -82,8 +82,9 @@ impl Pump {
                                 timeout_ms = self.local.timeout().as_millis() as u64,
                                 lease_ms = ms,
                                 "--timeout is not below the subscriber's lease: a slow local delivery outlives its \
-                                 lease and the relay offers the message again (to another forwarder too); lower \
-                                 --timeout or raise the subscriber's lease"
+                                 lease, which counts as a failed attempt, and the relay offers the message again \
+                                 after the retry delay (to another forwarder too); lower --timeout or raise the \
+                                 subscriber's lease"
                             );
                         }
                     }

@@ -27,6 +27,16 @@ pub fn check(store_path: &Path, location: &str) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read which media store was used last"),
     }
+    remember(store_path, location);
+}
+
+/// Remember `location` as the store in use (a reload that moved it: it
+/// warned already), unless it is remembered already.
+pub fn remember(store_path: &Path, location: &str) {
+    let path = file(store_path);
+    if std::fs::read_to_string(&path).is_ok_and(|last| last.trim_end() == location) {
+        return;
+    }
     if let Err(e) = write(&path, location) {
         tracing::warn!(file = %path.display(), error = %e, "cannot record which media store is used");
     }
@@ -40,7 +50,9 @@ fn write(path: &Path, location: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{location}\n"))?;
+    let mut f = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut f, format!("{location}\n").as_bytes())?;
+    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 

@@ -149,7 +149,6 @@ impl MediaStore {
         }
     }
 
-    /// One line for logs and `check-config` (no secrets).
     /// Where the files are: two stores with the same location hold the same
     /// files (a changed `min_free` does not move them).
     pub fn location(&self) -> String {
@@ -159,6 +158,7 @@ impl MediaStore {
         }
     }
 
+    /// One line for logs and `check-config` (no secrets).
     pub fn describe(&self) -> String {
         match self {
             MediaStore::Local(l) => l.describe(),

@@ -263,22 +263,35 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
         },
         (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => return PullAnswer::BadRequest(why),
     };
+    // What the local service answered is advisory: an entry that cannot be
+    // used is left out and named, and the acknowledgement stands.
+    let mut warnings = Vec::new();
     for (s, answer) in parsed.local {
+        let shown: String = s.chars().take(40).collect();
         let id = match s.parse::<EventId>() {
             Ok(id) if lists.retry.contains(&id) => id,
-            Ok(_) => return PullAnswer::BadRequest(format!("local names {s:?}, which is not in retry")),
-            Err(_) => return PullAnswer::BadRequest(format!("local: invalid id {s:?}")),
+            Ok(_) => {
+                warnings.push(format!("local[{shown:?}]: not in retry; left out"));
+                continue;
+            }
+            Err(_) => {
+                warnings.push(format!("local[{shown:?}]: invalid id; left out"));
+                continue;
+            }
         };
-        if let Err(why) = answer.check() {
-            return PullAnswer::BadRequest(format!("local[{s:?}]: {why}"));
+        match answer.check() {
+            Ok(()) => {
+                lists.local.insert(id, answer);
+            }
+            Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
-        lists.local.insert(id, answer);
     }
     match lane.ack(holder, lists).await {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,
             retried: s.retried,
             dead: s.dead,
+            warnings,
         }),
         Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased(bad.iter().map(|id| id.to_string()).collect()),
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(

@@ -27,6 +27,8 @@ pub const MAX_ACK_BODY: usize = 64 * 1024;
 pub const MAX_ACK_IDS: usize = 1000;
 /// The longest `error` of a [`LocalAnswer`], in characters.
 pub const MAX_LOCAL_ERROR: usize = 300;
+/// The HTTP statuses a [`LocalAnswer`] may carry.
+const STATUSES: std::ops::RangeInclusive<u16> = 100..=599;
 
 /// One message handed out by `GET /pull/{subscriber}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,16 +75,18 @@ pub struct Ack {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<String>,
     /// What the local service answered, by handed-back id (optional, only ids
-    /// in `retry`): kept in the relay's attempt history. Absent from
-    /// forwarders before it was added; relays before it refuse it.
+    /// in `retry`): kept in the relay's attempt history. Advisory: an entry
+    /// the relay cannot use is left out (named in the answer's `warnings`),
+    /// never a reason to refuse the acknowledgement. Absent from forwarders
+    /// before it was added; relays before it refuse the field.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub local: BTreeMap<String, LocalAnswer>,
 }
 
 /// What the local service answered a message that was handed back: its HTTP
-/// status, or why there was none.
+/// status, or why there was none. Fields added later are ignored by this
+/// version (it is passed between relays of a cluster too).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LocalAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -92,29 +96,50 @@ pub struct LocalAnswer {
 
 impl LocalAnswer {
     /// From a local delivery's result (the status, or why there is none),
-    /// the error cut to [`MAX_LOCAL_ERROR`] characters.
+    /// always usable ([`Self::check`]): a status outside 100–599 (HTTP
+    /// libraries accept up to 999) is told as an error, control characters
+    /// become spaces, the error is cut to [`MAX_LOCAL_ERROR`] characters.
     pub fn of(result: &Result<http::StatusCode, String>) -> LocalAnswer {
+        let error = |e: &str| {
+            let clean: String = e
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_LOCAL_ERROR)
+                .collect();
+            Some(if clean.trim().is_empty() {
+                "no answer".to_string()
+            } else {
+                clean
+            })
+        };
         match result {
-            Ok(s) => LocalAnswer {
+            Ok(s) if STATUSES.contains(&s.as_u16()) && !s.is_success() => LocalAnswer {
                 status: Some(s.as_u16()),
                 error: None,
             },
+            Ok(s) => LocalAnswer {
+                status: None,
+                error: error(&format!("answered with status {}, handed back", s.as_u16())),
+            },
             Err(e) => LocalAnswer {
                 status: None,
-                error: Some(e.chars().take(MAX_LOCAL_ERROR).collect()),
+                error: error(e),
             },
         }
     }
 
-    /// Why it is not usable, if it is not: a status outside 100–599, an
-    /// error too long or empty, neither given.
+    /// Why the relay cannot record it, if it cannot: a status outside
+    /// 100–599 or a success (a hand-back is not one), an error that is empty,
+    /// too long or has control characters (it reaches the logs), neither given.
     pub fn check(&self) -> Result<(), String> {
         match (&self.status, &self.error) {
-            (Some(s), _) if !(100..=599).contains(s) => Err(format!("status {s} is not an HTTP status")),
+            (Some(s), _) if !STATUSES.contains(s) => Err(format!("status {s} is not an HTTP status")),
+            (Some(s), _) if (200..300).contains(s) => Err(format!("status {s} is a success, not a hand-back")),
             (_, Some(e)) if e.trim().is_empty() => Err("error is empty".into()),
             (_, Some(e)) if e.chars().count() > MAX_LOCAL_ERROR => {
                 Err(format!("error is longer than {MAX_LOCAL_ERROR} characters"))
             }
+            (_, Some(e)) if e.chars().any(char::is_control) => Err("error has control characters".into()),
             (None, None) => Err("give status and/or error".into()),
             _ => Ok(()),
         }
@@ -132,11 +157,14 @@ impl LocalAnswer {
 }
 
 /// The answer to an acknowledgement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acked {
     pub acknowledged: usize,
     pub retried: usize,
     pub dead: usize,
+    /// `local` entries left out, each with why (the rest was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The answer when some ids are not leased to the caller (nothing changed).

@@ -131,11 +131,12 @@ pub struct Attempt {
     pub attempt: u32,
     pub at_ms: u64,
     pub duration_ms: u64,
-    /// The subscriber's status, when it answered.
+    /// The subscriber's status, when it answered (for a pull subscriber's
+    /// hand-back: the private service's, as its forwarder said).
     pub status: Option<u16>,
-    /// Why there is no status (connection error, timeout, a pull client
-    /// handed the message back). Neither status nor error: a pull client
-    /// acknowledged it.
+    /// Why there is no status (connection error, timeout), or a pull
+    /// client's hand-back or lease that ran out (with or without a status).
+    /// Neither status nor error: a pull client acknowledged it.
     pub error: Option<String>,
 }
 

@@ -179,6 +179,9 @@ pub struct Forwarder {
     pub child: Child,
     /// Every stderr line, collected by a thread: tests search it for the token.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// That thread: done once the process closed stderr (joined by `wait`,
+    /// so the log is whole when the exit is seen).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Forwarder {
@@ -198,13 +201,17 @@ impl Forwarder {
         let stderr = child.stderr.take().unwrap();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let log2 = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 log2.lock().unwrap().push(line);
             }
         });
-        Forwarder { child, log }
+        Forwarder {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -228,6 +235,9 @@ impl Forwarder {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return s.code();
             }
             assert!(

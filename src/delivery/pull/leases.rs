@@ -2,10 +2,11 @@
 //! out, to whom, until when, and which are ready to be offered (again).
 //!
 //! A message is in exactly one place: ready (taken from the store, not handed
-//! out), leased (handed out, its deadline not passed), or gone from here
-//! (claimed by an acknowledgement, or expired: the caller records either).
-//! Knows nothing of the store, HTTP or the clock: the caller says what time
-//! it is.
+//! out), leased (handed out, its deadline not passed), lapsed (its deadline
+//! passed: offered to nobody, but its holder may still acknowledge it until
+//! the retry delay it would wait anyway is over), or gone from here (claimed,
+//! or its lapse over: the caller records either). Knows nothing of the store,
+//! HTTP or the clock: the caller says what time it is.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -32,12 +33,18 @@ pub(super) struct Lease<T> {
     pub until: Instant,
     /// Wall-clock ms of the hand-out: the attempt's start in its record.
     pub at_ms: u64,
+    /// How long the lease was (the settings may change before it ends).
+    pub length: std::time::Duration,
 }
 
 pub(super) struct Leases<T> {
     leased: HashMap<EventId, Lease<T>>,
     /// The leases by deadline, to expire them in order without a scan.
     deadlines: BTreeSet<(Instant, EventId)>,
+    /// Leases whose deadline passed, still claimable by their holder until
+    /// the end of their lapse (by which they are ordered in `lapse_ends`).
+    lapsed: HashMap<EventId, (Lease<T>, Instant)>,
+    lapse_ends: BTreeSet<(Instant, EventId)>,
     /// Offered first to first: hand-outs that reached nobody in front, fresh
     /// work behind.
     ready: VecDeque<Offer<T>>,
@@ -48,6 +55,8 @@ impl<T> Default for Leases<T> {
         Leases {
             leased: HashMap::new(),
             deadlines: BTreeSet::new(),
+            lapsed: HashMap::new(),
+            lapse_ends: BTreeSet::new(),
             ready: VecDeque::new(),
         }
     }
@@ -67,8 +76,17 @@ impl<T> Leases<T> {
         self.ready.push_back(Offer { id, item, attempt });
     }
 
-    /// Hand out up to `max` ready messages to `holder` until `until`; their ids.
-    pub fn lease(&mut self, max: usize, holder: &str, until: Instant, at_ms: u64) -> Vec<EventId> {
+    /// Hand out up to `max` ready messages to `holder` for `length` from
+    /// `now`; their ids.
+    pub fn lease(
+        &mut self,
+        max: usize,
+        holder: &str,
+        now: Instant,
+        length: std::time::Duration,
+        at_ms: u64,
+    ) -> Vec<EventId> {
+        let until = now + length;
         let n = max.min(self.ready.len());
         let mut ids = Vec::with_capacity(n);
         for offer in self.ready.drain(..n) {
@@ -81,15 +99,16 @@ impl<T> Leases<T> {
                     holder: holder.to_string(),
                     until,
                     at_ms,
+                    length,
                 },
             );
         }
         ids
     }
 
-    /// Whether `id` is here already (leased or ready).
+    /// Whether `id` is here already (leased, lapsed or ready).
     pub fn holds(&self, id: &EventId) -> bool {
-        self.leased.contains_key(id) || self.ready.iter().any(|o| o.id == *id)
+        self.leased.contains_key(id) || self.lapsed.contains_key(id) || self.ready.iter().any(|o| o.id == *id)
     }
 
     pub fn get(&self, id: &EventId) -> Option<&Lease<T>> {
@@ -124,18 +143,48 @@ impl<T> Leases<T> {
         expired
     }
 
-    /// When the next lease expires.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+    /// Keep an expired lease claimable by its holder until `end` (offered
+    /// to nobody meanwhile).
+    pub fn lapse(&mut self, lease: Lease<T>, end: Instant) {
+        let id = lease.offer.id;
+        self.lapse_ends.insert((end, id));
+        self.lapsed.insert(id, (lease, end));
     }
 
-    /// Take the leases of `ids` out, if every one is held by `holder` and
-    /// not expired at `now`; otherwise change nothing and name the ids that
-    /// are not (never handed out, another puller's, expired, already claimed).
+    /// Take out the lapsed leases whose lapse ended at `now` or earlier.
+    pub fn lapses_over(&mut self, now: Instant) -> Vec<Lease<T>> {
+        let mut over = Vec::new();
+        while let Some(&(end, id)) = self.lapse_ends.first() {
+            if end > now {
+                break;
+            }
+            self.lapse_ends.pop_first();
+            if let Some((l, _)) = self.lapsed.remove(&id) {
+                over.push(l);
+            }
+        }
+        over
+    }
+
+    /// When the next lease expires or lapse ends.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let lease = self.deadlines.first().map(|(t, _)| *t);
+        let lapse = self.lapse_ends.first().map(|(t, _)| *t);
+        lease.into_iter().chain(lapse).min()
+    }
+
+    /// Take the leases of `ids` out, if every one is held by `holder` (and
+    /// not expired at `now`, or lapsed); otherwise change nothing and name
+    /// the ids that are not (never handed out, another puller's, expired and
+    /// over, already claimed).
     pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Lease<T>>, Vec<EventId>> {
         let bad: Vec<EventId> = ids
             .iter()
-            .filter(|id| !self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now))
+            .filter(|id| {
+                let live = self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now);
+                let lapsed = self.lapsed.get(id).is_some_and(|(l, _)| l.holder == holder);
+                !(live || lapsed)
+            })
             .copied()
             .collect();
         if !bad.is_empty() {
@@ -146,16 +195,21 @@ impl<T> Leases<T> {
             if let Some(l) = self.leased.remove(id) {
                 self.deadlines.remove(&(l.until, *id));
                 out.push(l);
+            } else if let Some((l, end)) = self.lapsed.remove(id) {
+                self.lapse_ends.remove(&(end, *id));
+                out.push(l);
             }
         }
         Ok(out)
     }
 
-    /// Everything still here (ready or leased), for a clean stop.
+    /// Everything still here (ready, leased or lapsed), for a clean stop.
     pub fn drain(&mut self) -> Vec<Offer<T>> {
         self.deadlines.clear();
+        self.lapse_ends.clear();
         let mut all: Vec<Offer<T>> = self.ready.drain(..).collect();
         all.extend(self.leased.drain().map(|(_, l)| l.offer));
+        all.extend(self.lapsed.drain().map(|(_, (l, _))| l.offer));
         all
     }
 }
@@ -182,11 +236,11 @@ mod tests {
     fn a_message_is_leased_to_one_puller_at_a_time() {
         let now = Instant::now();
         let mut l = with(3);
-        let a = l.lease(2, "a", now + Duration::from_secs(60), 0);
-        let b = l.lease(5, "b", now + Duration::from_secs(60), 0);
+        let a = l.lease(2, "a", now, Duration::from_secs(60), 0);
+        let b = l.lease(5, "b", now, Duration::from_secs(60), 0);
         assert_eq!(a, vec![id(0), id(1)]);
         assert_eq!(b, vec![id(2)], "only what a does not hold");
-        assert_eq!(l.lease(5, "c", now, 0), Vec::<EventId>::new());
+        assert_eq!(l.lease(5, "c", now, Duration::ZERO, 0), Vec::<EventId>::new());
         assert_eq!((l.leased(), l.ready()), (3, 0));
         assert!(l.holds(&id(2)) && !l.holds(&id(3)));
     }
@@ -195,8 +249,8 @@ mod tests {
     fn claims_are_all_or_nothing_and_only_for_the_holder() {
         let now = Instant::now();
         let mut l = with(3);
-        l.lease(2, "a", now + Duration::from_secs(60), 0);
-        l.lease(1, "b", now + Duration::from_secs(60), 0);
+        l.lease(2, "a", now, Duration::from_secs(60), 0);
+        l.lease(1, "b", now, Duration::from_secs(60), 0);
         // One id of b's and one never handed out: nothing changes.
         assert_eq!(
             l.claim("a", &[id(0), id(2), id(9)], now).unwrap_err(),
@@ -213,8 +267,8 @@ mod tests {
     fn expired_leases_are_taken_out_in_deadline_order() {
         let now = Instant::now();
         let mut l = with(3);
-        l.lease(1, "a", now + Duration::from_secs(10), 7);
-        l.lease(1, "a", now + Duration::from_secs(20), 8);
+        l.lease(1, "a", now, Duration::from_secs(10), 7);
+        l.lease(1, "a", now, Duration::from_secs(20), 8);
         assert_eq!(l.next_deadline(), Some(now + Duration::from_secs(10)));
         assert!(l.expire(now + Duration::from_secs(9)).is_empty());
         let gone = l.expire(now + Duration::from_secs(20));
@@ -224,14 +278,14 @@ mod tests {
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)]);
         assert_eq!((l.leased(), l.ready(), l.next_deadline()), (0, 1, None));
         assert!(!l.holds(&id(0)));
-        assert_eq!(l.lease(3, "b", now + Duration::from_secs(60), 0), vec![id(2)]);
+        assert_eq!(l.lease(3, "b", now, Duration::from_secs(60), 0), vec![id(2)]);
     }
 
     #[test]
     fn a_lease_at_its_deadline_cannot_be_claimed() {
         let now = Instant::now();
         let mut l = with(1);
-        l.lease(1, "a", now, 0);
+        l.lease(1, "a", now, Duration::ZERO, 0);
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)]);
     }
 
@@ -239,11 +293,41 @@ mod tests {
     fn hand_outs_that_reached_nobody_keep_their_attempt() {
         let now = Instant::now();
         let mut l = with(2);
-        let ids = l.lease(2, "a", now + Duration::from_secs(5), 0);
+        let ids = l.lease(2, "a", now, Duration::from_secs(5), 0);
         l.give_back(&ids);
         assert_eq!((l.leased(), l.ready(), l.next_deadline()), (0, 2, None));
-        assert_eq!(l.lease(1, "b", now, 0), vec![id(0)]);
+        assert_eq!(l.lease(1, "b", now, Duration::ZERO, 0), vec![id(0)]);
         assert_eq!(l.get(&id(0)).unwrap().offer.attempt, 1);
         assert_eq!(l.drain().len(), 2);
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_offered_to_nobody_and_claimable_by_its_holder_until_its_lapse_ends() {
+        let now = Instant::now();
+        let mut l = with(2);
+        l.lease(2, "a", now, Duration::from_secs(10), 0);
+        let mut gone = l.expire(now + Duration::from_secs(10));
+        assert_eq!(gone.len(), 2);
+        let end = now + Duration::from_secs(15);
+        l.lapse(gone.pop().unwrap(), end);
+        l.lapse(gone.pop().unwrap(), end);
+        assert_eq!(l.next_deadline(), Some(end));
+        assert!(l.holds(&id(0)) && l.holds(&id(1)), "not taken from the store again");
+        assert!(
+            l.lease(5, "b", now, Duration::from_secs(10), 0).is_empty(),
+            "offered to nobody"
+        );
+        assert_eq!(l.claim("b", &[id(0)], now).unwrap_err(), vec![id(0)], "only its holder");
+        let late = l.claim("a", &[id(0)], now + Duration::from_secs(12)).unwrap();
+        assert_eq!((late[0].offer.id, late[0].length), (id(0), Duration::from_secs(10)));
+        assert!(l.lapses_over(now + Duration::from_secs(14)).is_empty());
+        let over = l.lapses_over(end);
+        assert_eq!(over.iter().map(|x| x.offer.id).collect::<Vec<_>>(), vec![id(1)]);
+        assert_eq!((l.next_deadline(), l.holds(&id(1))), (None, false));
+        assert_eq!(
+            l.claim("a", &[id(1)], end).unwrap_err(),
+            vec![id(1)],
+            "over: no longer claimable"
+        );
     }
 }

@@ -90,9 +90,15 @@ pub(super) fn handed_back(
 /// slower than the lease, the network went away): a failed attempt, like a
 /// push delivery's timeout, so a message no delivery ever finishes within
 /// the lease ends as a dead letter instead of being offered forever.
-pub(super) fn expired(work: Work, number: u32, at_ms: u64, lease: Duration, sub: &Subscriber) -> Settled {
+/// `waited`: the retry delay has passed already (the lease lapsed for it),
+/// so the message is due at once.
+pub(super) fn expired(work: Work, number: u32, at_ms: u64, lease: Duration, sub: &Subscriber, waited: bool) -> Settled {
     let error = format!("{LEASE_EXPIRED} within {}", humantime::format_duration(lease));
-    failed(work, number, at_ms, sub, None, error, Cause::Expired)
+    let mut s = failed(work, number, at_ms, sub, None, error, Cause::Expired);
+    if let (true, Outcome::Retry { due_ms }) = (waited, &mut s.outcome) {
+        *due_ms = clock::now_ms();
+    }
+    s
 }
 
 /// A failed attempt: the retry schedule's next step, or a dead letter once
@@ -176,15 +182,15 @@ fn label(outcome: &Outcome, cause: Cause) -> Option<&'static str> {
 }
 
 /// Record every result (concurrently), count and log them, answer the
-/// acknowledgement (if one asked) once all are written. Each ticket with
-/// whether it was recorded.
+/// acknowledgement (if one asked) once all are written. Each ticket (with
+/// its event) and whether it was recorded.
 pub(super) async fn record(
     store: Store,
     metrics: Arc<Metrics>,
     subscriber: String,
     items: Vec<Settled>,
     reply: Option<oneshot::Sender<Result<AckSummary, AckError>>>,
-) -> Vec<(Ticket, bool)> {
+) -> Vec<(Ticket, EventId, bool)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, s) in items.iter().enumerate() {
         let store = store.clone();
@@ -221,10 +227,9 @@ pub(super) async fn record(
                 tracing::info!(subscriber = %subscriber, event = %s.event,
                     "released by the pull client (it stopped before an answer); offering it again");
             }
-            Outcome::Retry { due_ms } if s.cause == Cause::Expired => {
-                tracing::warn!(subscriber = %subscriber, event = %s.event, attempt = number,
-                    retry_in_ms = due_ms.saturating_sub(clock::now_ms()),
-                    "lease expired without an answer from the pull client; will offer it again");
+            Outcome::Retry { .. } if s.cause == Cause::Expired => {
+                tracing::debug!(subscriber = %subscriber, event = %s.event, attempt = number,
+                    "lease expired without an answer from the pull client; offering it again");
             }
             Outcome::Retry { due_ms } => {
                 summary.retried += 1;
@@ -252,7 +257,11 @@ pub(super) async fn record(
             Some(e) => Err(AckError::Store(e)),
         });
     }
-    items.into_iter().zip(ok).map(|(s, ok)| (s.ticket, ok)).collect()
+    items
+        .into_iter()
+        .zip(ok)
+        .map(|(s, ok)| (s.ticket, s.event, ok))
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::delivery::attempt::filter_matches;
 use crate::delivery::media_gate::{self, Gate};
 use crate::delivery::verify_gate::Verifier;
 use crate::metrics::Metrics;
-use crate::store::{Store, Ticket, Work, WorkSource};
+use crate::store::{EventId, Store, Ticket, Work, WorkSource};
 
 /// How long a stopping lane waits for records in progress.
 const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
@@ -49,7 +49,10 @@ struct State {
     /// Long-polls waiting for work, first come first served.
     waiting: VecDeque<PullRequest>,
     /// Records in progress; each yields its tickets and whether each was recorded.
-    settling: JoinSet<Vec<(Ticket, bool)>>,
+    settling: JoinSet<Vec<(Ticket, EventId, bool)>>,
+    /// The messages of those records: not taken again meanwhile (a backend
+    /// that redelivers on its own may offer them).
+    recording: HashSet<EventId>,
     /// Callbacks of `verify = "fetch"` routes are checked before they are offered.
     verifier: Arc<Verifier>,
 }
@@ -72,6 +75,7 @@ pub(super) async fn run(
         leases: Leases::default(),
         waiting: VecDeque::new(),
         settling: JoinSet::new(),
+        recording: HashSet::new(),
         verifier,
     };
     // The queue depth the admin views show (see `clock::DEPTH_REFRESH`).
@@ -135,7 +139,8 @@ pub(super) async fn run(
             biased;
             _ = stop.changed() => break,
             Some(done) = st.settling.join_next() => {
-                for (ticket, recorded) in done.unwrap_or_default() {
+                for (ticket, event, recorded) in done.unwrap_or_default() {
+                    st.recording.remove(&event);
                     // Unrecorded work stays handed out: the cursor never passes it.
                     if recorded {
                         source.done(&ticket).await;
@@ -167,23 +172,53 @@ pub(super) async fn run(
 }
 
 impl State {
-    /// Leases whose deadline passed are failed attempts: recorded like a
-    /// hand-back (the retry schedule's next step, or a dead letter), then let
-    /// go, so the store offers them again when they are due.
+    /// Leases whose deadline passed are failed attempts, like a hand-back:
+    /// each lapses for the retry delay it waits anyway (offered to nobody,
+    /// but a late acknowledgement of its holder still counts), then is
+    /// recorded and let go, due at once; one whose schedule is exhausted is
+    /// a dead letter now.
     fn expire(&mut self, now: Instant) {
         let expired = self.leases.expire(now);
-        if expired.is_empty() {
-            return;
-        }
         let sub = self.lane.subscriber();
-        let lease = sub.pull().map_or(DEFAULT_LEASE, |p| p.lease);
-        let items: Vec<Settled> = expired
-            .into_iter()
-            .map(|l| settle::expired(l.offer.item.work, l.offer.attempt, l.at_ms, lease, &sub))
-            .collect();
-        let (store, metrics) = (self.store.clone(), self.metrics.clone());
-        self.settling
-            .spawn(settle::record(store, metrics, sub.name.clone(), items, None));
+        let mut items: Vec<Settled> = Vec::new();
+        if !expired.is_empty() {
+            let ids: Vec<String> = expired.iter().take(5).map(|l| l.offer.id.to_string()).collect();
+            tracing::warn!(subscriber = %sub.name, count = expired.len(), first = ?ids,
+                "pull leases ran out without an answer: a failed attempt each (its holder may still acknowledge it \
+                 until the retry delay is over)");
+            for l in expired {
+                match sub.retry.next_delay(l.offer.item.work.step, None) {
+                    Some(delay) => self.leases.lapse(l, now + delay),
+                    None => {
+                        let (work, number) = (l.offer.item.work, l.offer.attempt);
+                        items.push(settle::expired(work, number, l.at_ms, l.length, &sub, false));
+                    }
+                }
+            }
+        }
+        for l in self.leases.lapses_over(now) {
+            let (work, number) = (l.offer.item.work, l.offer.attempt);
+            items.push(settle::expired(work, number, l.at_ms, l.length, &sub, true));
+        }
+        if !items.is_empty() {
+            self.settle(items, None);
+        }
+    }
+
+    /// Record `items` (answering `reply` once done), keeping their messages
+    /// from being taken again until then.
+    fn settle(
+        &mut self,
+        items: Vec<Settled>,
+        reply: Option<tokio::sync::oneshot::Sender<Result<super::AckSummary, AckError>>>,
+    ) {
+        self.recording.extend(items.iter().map(|s| s.event));
+        let (store, metrics, name) = (
+            self.store.clone(),
+            self.metrics.clone(),
+            self.lane.subscriber().name.clone(),
+        );
+        self.settling.spawn(settle::record(store, metrics, name, items, reply));
     }
 
     /// Take up to `need` messages from the store into the ready queue; those
@@ -202,7 +237,7 @@ impl State {
         let took = work.len();
         let mut settled: Vec<Settled> = Vec::new();
         for w in work {
-            if self.leases.holds(&w.event.id) {
+            if self.leases.holds(&w.event.id) || self.recording.contains(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
                 // wait is shorter than the lease) may hand out what we hold: the
                 // lease we have stands. The sled cursor never does this.
@@ -238,8 +273,7 @@ impl State {
             self.leases.push_ready(id, Ready { work: w, media }, attempt);
         }
         if !settled.is_empty() {
-            let (store, metrics, name) = (self.store.clone(), self.metrics.clone(), sub.name.clone());
-            self.settling.spawn(settle::record(store, metrics, name, settled, None));
+            self.settle(settled, None);
         }
         Ok(took)
     }
@@ -253,7 +287,7 @@ impl State {
             let room = MAX_LEASED - self.leases.leased();
             let ids = self
                 .leases
-                .lease(w.max.min(room), &w.holder, now + lease, clock::now_ms());
+                .lease(w.max.min(room), &w.holder, now, lease, clock::now_ms());
             let handouts: Vec<Handout> = ids
                 .iter()
                 .filter_map(|id| self.leases.get(id))
@@ -298,9 +332,7 @@ impl State {
                 }
             })
             .collect();
-        let (store, metrics) = (self.store.clone(), self.metrics.clone());
-        self.settling
-            .spawn(settle::record(store, metrics, sub.name.clone(), items, Some(a.reply)));
+        self.settle(items, Some(a.reply));
     }
 }
 

@@ -1,0 +1,160 @@
+//! What a pull subscriber's attempts record: a lease that runs out is a
+//! failed attempt (the retry schedule, then a dead letter), and a hand-back
+//! keeps what the private service answered (`local`, advisory: an entry the
+//! relay cannot use is left out and named, the acknowledgement stands).
+
+use crate::common;
+use crate::pull::{ids, relay, send, TOKEN};
+
+use common::*;
+use http::StatusCode;
+use serde_json::Value;
+
+/// The laptop subscriber's delivery in the event's view.
+async fn laptop_delivery(h: &hookrelay::Handle, id: &str) -> Value {
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let d = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "laptop");
+    d.cloned().unwrap_or_else(|| panic!("no laptop delivery: {ev}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_lease_always_runs_out_ends_as_a_dead_letter() {
+    // A local service slower than the lease, or a forwarder that dies on this
+    // message: each lease that runs out is a failed attempt, so the retry
+    // schedule (100ms, 200ms, then dead letter) ends it instead of offering
+    // it forever.
+    let (_dir, _sub, h) = relay(secs(1)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "never-answered").await;
+    for attempt in 1..=3u64 {
+        let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+        assert_eq!(ids(&got), vec![id.clone()], "attempt {attempt}: {got}");
+        assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt), "{got}");
+    }
+    let dead = admin_until(h.admin_addr, "/api/dead-letters?subscriber=laptop", secs(5), |d| {
+        d["dead_letters"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(dead["dead_letters"][0]["event"], id.as_str(), "{dead}");
+    assert_eq!(dead["dead_letters"][0]["attempts"], 3, "{dead}");
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=300ms", Some(TOKEN), Some("f"), "").await;
+    assert!(ids(&none).is_empty(), "a dead letter is not offered: {none}");
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let d = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "laptop")
+        .unwrap();
+    let tries = d["attempts"].as_array().unwrap();
+    assert_eq!(tries.len(), 3, "{ev}");
+    assert!(
+        tries.iter().all(|t| t["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("lease expired: no answer from the pull client")),
+        "{d}"
+    );
+    assert_eq!(
+        d["last_error"],
+        "lease expired: no answer from the pull client within 1s; retry schedule exhausted"
+    );
+    let (_, m) = admin(h.admin_addr, "GET", "/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains("hookrelay_deliveries_total{subscriber=\"laptop\",outcome=\"expired\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hookrelay_deliveries_total{subscriber=\"laptop\",outcome=\"dead\"} 1"),
+        "{m}"
+    );
+    // The late acknowledgement of the last holder changes nothing.
+    let late = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &late).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_local_answers_are_left_out_and_named_and_the_hand_back_stands() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let never = "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    for (local, warning) in [
+        (r#"{"status": 600}"#, "not an HTTP status"),
+        (r#"{"status": 200}"#, "is a success"),
+        (r#"{}"#, "give status"),
+        (r#"{"error": " "}"#, "empty"),
+        (r#"{"error": "a\nforged log line"}"#, "control characters"),
+    ] {
+        let id = send(&h, &format!("local-{warning}")).await;
+        let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
+        assert_eq!(ids(&got), vec![id.clone()], "{got}");
+        let body = format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {local}, "{never}": {{"status": 503}}}}}}"#);
+        let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), None, &body).await;
+        assert_eq!((s, a["retried"].as_u64()), (StatusCode::OK, Some(1)), "{local}: {a}");
+        let warnings = a["warnings"].to_string();
+        assert!(
+            warnings.contains(warning) && warnings.contains("not in retry"),
+            "{local}: {a}"
+        );
+        let d = laptop_delivery(&h, &id).await;
+        assert_eq!(d["attempts"][0]["status"], Value::Null, "{local}: {d}");
+        assert_eq!(d["last_error"], "handed back by the pull client", "{local}: {d}");
+    }
+    // A usable answer next to an id that is not in retry: recorded.
+    let id = send(&h, "local-usable").await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), None, "").await;
+    assert_eq!(ids(&got), vec![id.clone()], "{got}");
+    let body = format!(r#"{{"retry": ["{id}"], "local": {{"{id}": {{"error": "connection refused", "later": 1}}}}}}"#);
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), None, &body).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert!(
+        a.get("warnings").is_none(),
+        "a field of a later version is ignored: {a}"
+    );
+    let d = laptop_delivery(&h, &id).await;
+    assert_eq!(
+        d["last_error"], "handed back by the pull client: no answer from the local service: connection refused",
+        "{d}"
+    );
+    h.shutdown().await;
+}
+
+/// A forwarder whose local delivery outlasted the lease acknowledges it
+/// late: while the message waits out the retry delay it would wait anyway
+/// (offered to nobody), that acknowledgement still counts, so a slow but
+/// successful delivery is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acknowledgement_within_the_retry_delay_still_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(3)]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "slow-local").await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(ids(&got), vec![id.clone()], "{got}");
+    // The lease (1 s) runs out; the retry delay (3 s ±20 %) has not.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, _, other) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("g"), "").await;
+    assert!(ids(&other).is_empty(), "offered to nobody while it lapses: {other}");
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("g"), &ack).await;
+    assert_eq!(s, StatusCode::CONFLICT, "only its holder: {a}");
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack).await;
+    assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
+    let d = laptop_delivery(&h, &id).await;
+    assert_eq!(
+        (d["state"].as_str(), d["attempts_total"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{d}"
+    );
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=4s", Some(TOKEN), Some("f"), "").await;
+    assert!(ids(&none).is_empty(), "not offered again: {none}");
+    h.shutdown().await;
+}
