@@ -109,3 +109,49 @@ async fn percent_encoded_token_key_is_redacted_in_logs() {
     let log = bin.log_text();
     assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
 }
+
+/// Some platforms authenticate callbacks with a static `X-Webhook-Secret` or
+/// `Webhook-Token` header: kept headers never keep such a value (the name
+/// stays, so an operator sees it was sent); signatures and ids are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_looking_webhook_headers_are_kept_without_their_values() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-webhook-secret", "PROVIDERSHAREDSECRET"),
+        ("webhook-token", "WHTOKEN"),
+        ("x-webhook-api-key", "APIKEYVALUE"),
+        ("x-webhook-authorization", "Bearer AUTHVALUE"),
+        ("x-webhook-password", "PASSVALUE"),
+        ("x-webhook-signature", "sha256=abcdef"),
+        ("webhook-id", "msg_1"),
+    ];
+    let (s, _, a) = post(h.ingest_addrs[0], "/hooks/t?token=tok", &headers, runway("hdr")).await;
+    assert_eq!(s, StatusCode::OK);
+    let id = serde_json::from_slice::<serde_json::Value>(&a).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let text = ev.to_string();
+    for secret in [
+        "PROVIDERSHAREDSECRET",
+        "WHTOKEN",
+        "APIKEYVALUE",
+        "AUTHVALUE",
+        "PASSVALUE",
+    ] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let kept: std::collections::HashMap<String, String> = ev["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(kept["x-webhook-secret"], "REDACTED", "{kept:?}");
+    assert_eq!(kept["webhook-token"], "REDACTED", "{kept:?}");
+    assert_eq!(kept["x-webhook-signature"], "sha256=abcdef", "{kept:?}");
+    assert_eq!(kept["webhook-id"], "msg_1", "{kept:?}");
+    h.shutdown().await;
+}

@@ -66,9 +66,23 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
                 || k.starts_with("webhook-")
                 || Some(k) == sig_header
         })
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .filter_map(|(k, v)| {
+            let value = match looks_secret(k.as_str()) {
+                true => "REDACTED".to_string(),
+                false => v.to_str().ok()?.to_string(),
+            };
+            Some((k.as_str().to_string(), value))
+        })
         .take(32)
         .collect()
+}
+
+/// Names of headers some platforms authenticate callbacks with (a static
+/// `X-Webhook-Secret`, `Webhook-Token`…): kept by name only.
+fn looks_secret(name: &str) -> bool {
+    ["secret", "token", "key", "auth", "pass", "cred", "cookie", "session"]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 /// Handle one request on the public listener.
