@@ -153,8 +153,36 @@ impl App {
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(config));
     }
 
-    /// Ready: serving and the store writable.
+    /// Ready: serving, the store writable, and (with TLS) a certificate
+    /// clients accept now.
     pub fn ready(&self) -> bool {
-        self.serving.load(Ordering::Relaxed) && self.store_ok.load(Ordering::Relaxed)
+        self.not_ready_because().is_none()
+    }
+
+    /// Why it is not ready, if it is not.
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if !self.serving.load(Ordering::Relaxed) {
+            return Some("not serving (starting or stopping)");
+        }
+        if !self.store_ok.load(Ordering::Relaxed) {
+            return Some("the store cannot be written");
+        }
+        match self.served_certificate() {
+            Some(None) => Some("no TLS certificate yet: every handshake fails"),
+            Some(Some(c)) if !c.valid_at(crate::clock::now()) => {
+                Some("the TLS certificate is expired (or not yet valid): every handshake fails")
+            }
+            _ => None,
+        }
+    }
+
+    /// The certificate the public listeners serve: None without TLS,
+    /// Some(None) while there is none yet (ACME before its first order).
+    pub fn served_certificate(&self) -> Option<Option<tls::CertInfo>> {
+        match (&self.acme, &self.tls) {
+            (Some(acme), _) => Some(acme.status().certificate),
+            (None, Some(tls)) => Some(tls.certificate()),
+            (None, None) => None,
+        }
     }
 }

@@ -314,3 +314,38 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
     assert_eq!(values("AmbientCapabilities"), ["CAP_NET_BIND_SERVICE"]);
     assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
 }
+
+/// An expired certificate fails every handshake: the relay says so in its
+/// readiness (503 with the reason), its status and the CLI, not "ready" and
+/// "expires in 0s".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_not_ready_and_shown_as_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "tls", 2025, 1);
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert, &key)
+        .subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    let (s, body) = admin(bin.admin, "GET", "/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.as_str().unwrap_or_default().contains("certificate is expired"),
+        "{body}"
+    );
+    let (_, v) = admin(bin.admin, "GET", "/api/status").await;
+    assert_eq!(v["ready"], false, "{v}");
+    let c = &v["certificates"][0]["certificate"];
+    assert_eq!(
+        (c["expired"].as_bool(), c["expires_in_seconds"].as_u64()),
+        (Some(true), Some(0)),
+        "{v}"
+    );
+    assert!(c["expired_seconds_ago"].as_u64().unwrap() > 86_400, "{v}");
+    let admin_url = format!("http://{}", bin.admin);
+    let (ok, out, err) = cli(&["status", "--admin", &admin_url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("EXPIRED") && !out.contains("expires in"), "{out}");
+    let (_, m) = admin(bin.admin, "GET", "/metrics").await;
+    assert!(m.as_str().unwrap().contains("hookrelay_ready 0"), "{m}");
+}

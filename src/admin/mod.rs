@@ -137,10 +137,13 @@ where
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
-            return if app.ready() {
-                text(StatusCode::OK, "text/plain", "ready\n".into())
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            return match app.not_ready_because() {
+                None => text(StatusCode::OK, "text/plain", "ready\n".into()),
+                Some(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: {why}\n"),
+                ),
             }
         }
         _ => {}

@@ -307,11 +307,17 @@ pub fn render_status(v: &Value) -> String {
         match names {
             Some(names) => {
                 out.push_str(&format!("\ncertificate ({}): {names}\n", s(&c["source"])));
+                let left = match cert["expired"].as_bool() {
+                    Some(true) => format!(
+                        "EXPIRED {} ago: TLS handshakes fail",
+                        secs(&cert["expired_seconds_ago"])
+                    ),
+                    _ => format!("expires in {}", secs(&cert["expires_in_seconds"])),
+                };
                 out.push_str(&format!(
-                    "  valid:     {} to {} (expires in {})\n  serial:    {}\n",
+                    "  valid:     {} to {} ({left})\n  serial:    {}\n",
                     s(&cert["not_before"]),
                     s(&cert["not_after"]),
-                    secs(&cert["expires_in_seconds"]),
                     s(&cert["serial"]),
                 ));
             }

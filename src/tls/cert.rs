@@ -96,19 +96,28 @@ impl CertInfo {
         }
     }
 
-    /// For the admin API: names, validity (RFC 3339), seconds left (0 once expired), serial.
+    /// Whether TLS clients accept it at `t` (by its dates).
+    pub fn valid_at(&self, t: SystemTime) -> bool {
+        self.not_before <= t && t < self.not_after
+    }
+
+    /// For the admin API: names, validity (RFC 3339), seconds left (0 once
+    /// expired), serial; once expired also `expired: true` and since when.
     pub fn to_json(&self) -> serde_json::Value {
-        let left = self
-            .not_after
-            .duration_since(crate::clock::now())
-            .map_or(0, |d| d.as_secs());
-        serde_json::json!({
+        let now = crate::clock::now();
+        let left = self.not_after.duration_since(now).map_or(0, |d| d.as_secs());
+        let mut v = serde_json::json!({
             "names": self.names,
             "not_before": rfc3339(self.not_before),
             "not_after": rfc3339(self.not_after),
             "expires_in_seconds": left,
+            "expired": now >= self.not_after,
             "serial": self.serial,
-        })
+        });
+        if let Ok(ago) = now.duration_since(self.not_after) {
+            v["expired_seconds_ago"] = ago.as_secs().into();
+        }
+        v
     }
 }
 
