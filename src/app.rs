@@ -73,6 +73,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    crate::nofile::raise(&config);
     let store_err = |source| StartError::Store {
         path: match &config.store.backend {
             crate::config::StoreBackend::Sled => config.store.path.display().to_string(),

@@ -29,6 +29,7 @@
 //! | the daemon's shared state | [`state`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
+//! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
 //! | the command line and the admin client | [`cli`] |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] |
@@ -50,6 +51,7 @@ pub mod ingest;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod nofile;
 pub mod preset;
 pub mod provider;
 pub mod pull;

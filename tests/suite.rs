@@ -44,6 +44,7 @@ mod nats_pull;
 mod nats_store;
 mod nats_tasks;
 mod nothing_lost;
+mod open_files;
 mod operations;
 mod packaging;
 mod provider;

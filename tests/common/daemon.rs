@@ -48,14 +48,17 @@ impl Bin {
     /// Started under `prlimit --as=BYTES`: allocations past that address-space
     /// size fail (as they would under strict overcommit or a memory limit).
     pub fn start_with_address_space(config_path: &Path, bytes: u64) -> Bin {
+        Self::start_under_prlimit(config_path, &format!("--as={bytes}"))
+    }
+
+    /// Started under `prlimit LIMIT` (e.g. `--nofile=256:4096`).
+    pub fn start_under_prlimit(config_path: &Path, limit: &str) -> Bin {
         assert!(
             Command::new("prlimit").arg("--version").output().is_ok(),
             "prlimit (util-linux) is needed for this test"
         );
         let mut cmd = Command::new("prlimit");
-        cmd.arg(format!("--as={bytes}"))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_hookrelay"));
+        cmd.arg(limit).arg("--").arg(env!("CARGO_BIN_EXE_hookrelay"));
         Self::spawn(cmd, config_path, &[])
     }
 
