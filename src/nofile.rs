@@ -30,7 +30,7 @@ pub fn raise(config: &Config) -> Option<u64> {
             current: limit.maximum,
             maximum: limit.maximum,
         };
-        match setrlimit(Resource::Nofile, raised.clone()) {
+        match setrlimit(Resource::Nofile, raised) {
             Ok(()) => {
                 tracing::debug!(from = ?limit.current, to = ?raised.current, "open-files limit raised to the hard limit");
                 limit = raised;
