@@ -237,3 +237,32 @@ fn check_config_warns_when_retention_is_shorter_than_a_retry_schedule() {
         "{warning}"
     );
 }
+
+/// Fixed values are checked (and completed by the shell completions): a
+/// mistyped state is named with the values there are, before asking anyone.
+#[test]
+fn states_to_filter_on_are_checked_before_asking_the_daemon() {
+    for (args, values) in [
+        (&["events", "--status", "retrying"][..], "pending, delivered, dead"),
+        (
+            &["tasks", "--state", "done"][..],
+            "waiting, called_back, polling, recovered, gave_up",
+        ),
+    ] {
+        let (ok, _, err) = cli(args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("possible values") && err.contains(values),
+            "{args:?}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let (ok, _, err) = cli(&["generate-assets", &out]);
+    assert!(ok, "{err}");
+    let bash = std::fs::read_to_string(dir.path().join("completions/hookrelay.bash")).unwrap();
+    assert!(
+        bash.contains("pending delivered dead"),
+        "the completion offers the states"
+    );
+}

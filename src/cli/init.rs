@@ -122,7 +122,7 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
     };
     let header = if secrets.is_none() {
         format!(
-            "# hookrelay configuration with fresh random secrets (`hookrelay init --systemd` layout).\n\
+            "# hookrelay configuration (`hookrelay init --systemd` layout); no secret is in this file.\n\
              # The secrets are systemd credentials: {{ credential = \"NAME\" }} reads\n\
              # $CREDENTIALS_DIRECTORY/NAME, which the unit fills from the 0600 file secrets/NAME next\n\
              # to this file (LoadCredential=). A new secret: write its file, add a LoadCredential=\n\

@@ -140,14 +140,16 @@ pub enum AdminCommand {
     Status,
     /// List recent events, newest first.
     Events {
+        /// Only events of this route
         #[arg(long)]
         route: Option<String>,
-        /// pending, delivered or dead
-        #[arg(long)]
+        /// Only events in this state
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
         status: Option<String>,
         /// Only events whose task id contains this text (any case)
         #[arg(long)]
         task: Option<String>,
+        /// How many events at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -179,8 +181,8 @@ pub enum AdminCommand {
         task_id: Option<String>,
         #[arg(long)]
         route: Option<String>,
-        /// waiting, called_back, polling, recovered or gave_up
-        #[arg(long)]
+        /// Only tasks in this state
+        #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"])]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,

@@ -84,6 +84,12 @@ fn bad_values_name_key_and_line() {
         ),
         (r#"["localhost"]"#, "server.tls.acme.domains[0]", "fully qualified"),
         (
+            r#"["hooks.example.com."]"#,
+            "server.tls.acme.domains[0]",
+            "without the trailing dot",
+        ),
+        (r#"["ünïcode.example"]"#, "server.tls.acme.domains[0]", "punycode"),
+        (
             r#"["bad_name!.example.com"]"#,
             "server.tls.acme.domains[0]",
             "fully qualified",

@@ -42,9 +42,15 @@ impl Validator<'_> {
             if name.parse::<IpAddr>().is_ok() {
                 return Err(bad("an IP address; ACME certificates here are for DNS names"));
             }
-            let valid = rustls::pki_types::DnsName::try_from(name.as_str()).is_ok()
-                && name.contains('.')
-                && !name.ends_with('.');
+            if name.ends_with('.') {
+                return Err(bad("write it without the trailing dot (\"hooks.example.com\")"));
+            }
+            if !name.is_ascii() {
+                return Err(bad(
+                    "an internationalized name: write it in its ASCII (punycode) form, xn--…",
+                ));
+            }
+            let valid = rustls::pki_types::DnsName::try_from(name.as_str()).is_ok() && name.contains('.');
             if !valid {
                 return Err(bad("not a fully qualified DNS name (e.g. \"hooks.example.com\")"));
             }

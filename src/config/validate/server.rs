@@ -116,16 +116,12 @@ impl Validator<'_> {
     }
 }
 
-/// Total physical memory (Linux `/proc/meminfo`); None where unknown.
+/// Total physical memory (sysinfo(2): also where `/proc/meminfo` is hidden,
+/// as under the unit's `ProcSubset=pid`); None where unknown.
 fn physical_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    let info = rustix::system::sysinfo();
+    let total = u64::try_from(info.totalram)
+        .ok()?
+        .checked_mul(u64::from(info.mem_unit))?;
+    (total > 0).then_some(total)
 }
