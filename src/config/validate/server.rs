@@ -120,6 +120,8 @@ impl Validator<'_> {
 /// as under the unit's `ProcSubset=pid`); None where unknown.
 fn physical_memory() -> Option<u64> {
     let info = rustix::system::sysinfo();
+    // `totalram` is a C unsigned long: u64 here, u32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     let total = u64::try_from(info.totalram)
         .ok()?
         .checked_mul(u64::from(info.mem_unit))?;
