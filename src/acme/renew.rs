@@ -130,6 +130,7 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
             Err(EventError::AccountCacheLoad(e)) => {
                 tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot read the ACME account key; registering a new account")
             }
+            Err(EventError::Order(e)) => return Err(order_error(&e)),
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -141,9 +142,67 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
     crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}"))
 }
 
+/// An order that failed, in the CA's words: its `detail` for a refused
+/// validation or order (not the client's dump of the objects, which holds
+/// the challenge token), the request error otherwise.
+fn order_error(e: &rustls_acme::OrderError) -> String {
+    use rustls_acme::acme::Identifier;
+    use rustls_acme::OrderError;
+    let problem = |p: &Option<rustls_acme::acme::Problem>| {
+        p.as_ref().map(|p| {
+            let detail = p.detail.as_deref().unwrap_or("no detail");
+            match &p.typ {
+                Some(t) => format!("{detail} ({t})"),
+                None => detail.to_string(),
+            }
+        })
+    };
+    match e {
+        OrderError::BadAuth(auth) => {
+            let Identifier::Dns(name) = &auth.identifier;
+            let why = auth
+                .challenges
+                .iter()
+                .find_map(|c| problem(&c.error))
+                .unwrap_or_else(|| format!("authorization {:?}", auth.status).to_lowercase());
+            format!("the CA could not validate {name}: {why}")
+        }
+        OrderError::BadOrder(order) => match problem(&order.error) {
+            Some(why) => format!("the CA refused the order: {why}"),
+            None => "the CA marked the order invalid".to_string(),
+        },
+        OrderError::Acme(e) => format!("ACME request failed: {e}"),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_validation_is_told_in_the_cas_words_without_the_challenge_token() {
+        use rustls_acme::acme::{Auth, AuthStatus, Challenge, ChallengeType, Identifier, Problem};
+        let auth = Auth {
+            status: AuthStatus::Invalid,
+            identifier: Identifier::Dns("refused.example.com".into()),
+            challenges: vec![Challenge {
+                typ: ChallengeType::TlsAlpn01,
+                url: "https://ca/chal/1".into(),
+                token: "SECRET-TOKEN-eYx8".into(),
+                error: Some(Problem {
+                    typ: Some("urn:ietf:params:acme:error:unauthorized".into()),
+                    detail: Some("Failed to connect to 127.0.0.1:443 for the tls-alpn-01 challenge".into()),
+                }),
+            }],
+        };
+        let text = order_error(&rustls_acme::OrderError::BadAuth(auth));
+        assert_eq!(
+            text,
+            "the CA could not validate refused.example.com: Failed to connect to 127.0.0.1:443 for the tls-alpn-01 \
+             challenge (urn:ietf:params:acme:error:unauthorized)"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
