@@ -82,7 +82,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut hup = signal(SignalKind::hangup())?;
     let handle = crate::start(config).await?;
     let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready");
+    match handle.app.not_ready_because() {
+        None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready"),
+        Some(why) => tracing::warn!(
+            version = env!("CARGO_PKG_VERSION"),
+            "hookrelay started, not ready yet: {why} (/readyz answers 503 until it is)"
+        ),
+    }
     if let Some(usec) = watchdog_usec() {
         tokio::spawn(watchdog(handle.app.clone(), Duration::from_micros(usec / 2)));
     }

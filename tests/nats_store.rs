@@ -259,6 +259,10 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
         .expect("not ready while NATS is down");
     let (_, m) = admin(bin.admin, "GET", "/metrics").await;
     assert!(m.as_str().unwrap().contains("\nhookrelay_ready 0\n"), "{m}");
+    // Reads of the admin API say the store is out of reach (a 503 to retry), not a 500.
+    let (s, v) = admin(bin.admin, "GET", "/api/events?limit=5").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v.to_string().contains("cannot be reached right now"), "{v}");
     // Back: the same callback is a duplicate of the stored one; a new one is new.
     nats.restart(0).await;
     tokio::time::timeout(secs(20), async {

@@ -97,8 +97,16 @@ impl Query {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// A store error as the admin API answers it: the store out of reach (NATS
+/// away) is a `503` to retry, anything else a `500`.
+fn internal(e: crate::store::StoreError) -> (StatusCode, String) {
+    match e {
+        crate::store::StoreError::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store cannot be reached right now ({why}); try again"),
+        ),
+        e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Request bodies the admin API reads (task registration, the submit proxy).
