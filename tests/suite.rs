@@ -42,6 +42,7 @@ mod media_safety;
 mod nats_media;
 mod nats_once;
 mod nats_pull;
+mod nats_queries;
 mod nats_store;
 mod nats_tasks;
 mod nothing_lost;
