@@ -151,3 +151,42 @@ async fn the_queue_depth_follows_the_cluster_after_an_acknowledgement() {
     r1.shutdown().await;
     r2.shutdown().await;
 }
+
+/// A relay nobody pulls through takes nothing of the shared cursor: a
+/// forwarder on one relay gets every callback, also those that reached the
+/// other relay, without waiting for `takeover`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
+    let nats = NatsCluster::start(3).await;
+    let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let mut want = std::collections::HashSet::new();
+    for i in 0..30 {
+        want.insert(accepted(if i % 2 == 0 { a1 } else { a2 }, &runway(&format!("spread-{i}"))).await);
+    }
+    let mut got = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + secs(4);
+    while got.len() < want.len() && tokio::time::Instant::now() < deadline {
+        let (s, _, v) = pull_call(a1, "GET", "/pull/laptop?wait=1s&max=10", Some(TOKEN), Some("f1"), "").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let ids: Vec<String> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let ack = serde_json::json!({ "ids": ids }).to_string();
+        let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        got.extend(ids);
+    }
+    assert_eq!(
+        got, want,
+        "every callback through the one relay pulled, before takeover (5 s)"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
+}

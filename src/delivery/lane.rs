@@ -166,6 +166,11 @@ pub(super) async fn run(
                                 _ = stop.changed() => break,
                             }
                         }
+                        // Taken a while ago (a rate limit): another relay
+                        // may have it by now, or NATS may be away.
+                        if !source.confirm(&w.ticket).await {
+                            continue;
+                        }
                         let attempter = Attempter {
                             store: store.clone(),
                             metrics: metrics.clone(),

@@ -375,6 +375,25 @@ impl WorkSource {
         }
     }
 
+    /// Whether the work may be started now. Always for the embedded store; in
+    /// cluster mode only while this relay still holds its message and NATS
+    /// confirms it (otherwise another relay may have it, or its result could
+    /// not be recorded): work that may not is let go, not sent.
+    pub async fn confirm(&mut self, ticket: &Ticket) -> bool {
+        match (self, ticket) {
+            (WorkSource::Nats(c), Ticket::Nats(t)) => c.confirm(t).await,
+            _ => true,
+        }
+    }
+
+    /// The lane wants no work now (a pull lane without waiting pullers):
+    /// a cluster cursor stops asking NATS and gives back what came.
+    pub fn want_none(&mut self) {
+        if let WorkSource::Nats(c) = self {
+            c.want_none();
+        }
+    }
+
     /// When the earliest known waiting work becomes due (ms), if any.
     pub fn next_due(&mut self) -> Option<u64> {
         match self {

@@ -94,8 +94,14 @@ pub(super) async fn run(
             let need = wanted.saturating_sub(st.leases.ready());
             if need > 0 {
                 took = Some(st.fill(&mut source, need).await);
+            } else {
+                source.want_none();
             }
             st.hand_out(now);
+        } else {
+            // Nobody pulls through this relay: take nothing from the shared
+            // cursor (in cluster mode), so the pullers of other relays get it.
+            source.want_none();
         }
         // What is there was handed out: pullers whose wait is over get nothing.
         while let Some(i) = st.waiting.iter().position(|w| w.until <= now) {

@@ -1,13 +1,14 @@
-//! Following a durable pull consumer shared by every relay: a prefetch task
-//! keeps a small window of messages streaming in (one pull request serves
-//! many, and new work wakes the reader at once), every message is held from
-//! the moment it arrives and kept from going to another relay by progress
-//! acknowledgements while this one works on it, and the consumer's backlog
-//! is counted every second. Used by subscribers' cursors ([`super::source`])
-//! the media archiver's ([`super::media_source`]) and the reconciler's
-//! ([`super::task_work`]).
+//! Following a durable pull consumer shared by every relay: this relay asks
+//! NATS for exactly as many messages as its reader can work on now (a push
+//! lane's free slots, the pullers waiting on a pull lane; a standing window
+//! of [`PREFETCH`] for the archiver and the reconciler), with pull requests
+//! that wait for new work (so it wakes the reader at once). Every message is
+//! held from the moment it arrives ([`super::hold`]: renewed, and checked
+//! before it is sent), and the consumer's backlog is counted every second.
+//! Used by subscribers' cursors ([`super::source`]), the media archiver's
+//! ([`super::media_source`]) and the reconciler's ([`super::task_work`]).
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,21 +17,23 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+pub(super) use super::hold::Held;
 use super::Shared;
 
-/// Messages a reader keeps at hand (streaming in, plus buffered).
+/// Messages a standing reader (archiver, reconciler) keeps at hand.
 pub(super) const PREFETCH: usize = 32;
-/// How long one pull request of the stream lasts; heartbeats tell a dead one.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
-const HEARTBEAT: Duration = Duration::from_secs(5);
-/// The longest this relay keeps a message from the others: a pull lease's
-/// maximum; after it a message whose record failed goes to another relay.
-const MAX_HOLD: Duration = Duration::from_secs(3600);
-
-/// Handed-out messages by stream sequence: their acker and when they came.
-pub(super) type Held = Arc<Mutex<HashMap<u64, (Arc<Acker>, tokio::time::Instant)>>>;
+/// How long one pull request waits for messages; a request lost with a
+/// consumer leader is noticed 5 s after this.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// Pull requests waiting at once (more demand waits for one to end).
+const MAX_REQUESTS: usize = 8;
+/// How long a message the reader stopped wanting stays at hand (a puller
+/// that comes right back gets it) before it goes back to NATS.
+const GIVE_BACK_AFTER: Duration = Duration::from_secs(2);
 
 /// Which consumer to follow.
 #[derive(Clone, Debug)]
@@ -59,7 +62,7 @@ impl Follow {
     }
 }
 
-/// A message as the prefetch task hands it over: already held.
+/// A message as the pull task hands it over: already held.
 pub(super) struct Received {
     pub message: async_nats::Message,
     pub acker: Arc<Acker>,
@@ -68,51 +71,147 @@ pub(super) struct Received {
     pub delivered: u32,
 }
 
-/// The tasks and channels of one follower; the tasks stop when it drops,
-/// and what it held goes back at once, not after `takeover`.
+/// What arrived and what is asked for.
+#[derive(Default)]
+struct Inbox {
+    /// Arrived (when), not yet read.
+    queue: VecDeque<(Instant, Received)>,
+    /// Asked of NATS by pull requests still waiting.
+    requested: usize,
+    /// How many the reader wants beyond what it has read.
+    wanted: usize,
+    /// A standing reader: `wanted` stays as it is when messages are read.
+    standing: bool,
+}
+
+/// The tasks of one follower; they stop when it drops, and what it held goes
+/// back at once, not after `takeover`.
 pub(super) struct Follower {
-    pub rx: mpsc::Receiver<Received>,
+    inbox: Arc<Mutex<Inbox>>,
+    /// Wakes the pull task: the demand changed.
+    demand: Arc<Notify>,
     /// Wakes the reader: a message came.
     pub signal: Arc<Notify>,
     /// Pending + unacknowledged messages of the consumer, refreshed every second.
     pub depth: Arc<AtomicU64>,
     pub held: Held,
+    /// NATS's ack wait: how long a held message stays ours unrenewed.
+    pub takeover: Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Follower {
-    /// Follow `follow`, counting its backlog into `depth`.
+    /// Follow `follow` with a standing window of [`PREFETCH`] messages,
+    /// counting its backlog into `depth`.
     pub fn start(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) -> Follower {
-        let (tx, rx) = mpsc::channel(PREFETCH);
-        let signal = Arc::new(Notify::new());
+        Self::spawn(shared, follow, depth, PREFETCH, true)
+    }
+
+    /// Follow `follow`, taking messages only as the reader asks ([`want`](Self::want)).
+    pub fn on_demand(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) -> Follower {
+        Self::spawn(shared, follow, depth, 0, false)
+    }
+
+    fn spawn(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>, wanted: usize, standing: bool) -> Follower {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            wanted,
+            standing,
+            ..Inbox::default()
+        }));
+        let (demand, signal) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let held: Held = Arc::default();
-        let fetch = tokio::spawn(prefetch(
-            shared.clone(),
-            follow.clone(),
-            tx,
-            held.clone(),
-            signal.clone(),
-        ));
-        let count = tokio::spawn(count(shared.clone(), follow, depth.clone()));
-        let progress = tokio::spawn(keep_held(held.clone(), shared.takeover));
+        let takeover = shared.takeover;
+        let pull = Pull {
+            shared: shared.clone(),
+            follow: follow.clone(),
+            inbox: inbox.clone(),
+            demand: demand.clone(),
+            signal: signal.clone(),
+            held: held.clone(),
+        };
+        let fetch = tokio::spawn(pull.run());
+        let count = tokio::spawn(count(shared, follow, depth.clone()));
+        let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover));
         Follower {
-            rx,
+            inbox,
+            demand,
             signal,
             depth,
             held,
+            takeover,
             tasks: vec![fetch, count, progress],
         }
+    }
+
+    /// The next message that arrived, if any (a lost one is skipped: NATS
+    /// has handed it out again).
+    pub fn next(&self) -> Option<Received> {
+        loop {
+            let r = {
+                let mut inbox = lock(&self.inbox);
+                let (_, r) = inbox.queue.pop_front()?;
+                if !inbox.standing {
+                    inbox.wanted = inbox.wanted.saturating_sub(1);
+                }
+                r
+            };
+            // A standing reader's window has room again.
+            self.demand.notify_one();
+            if super::hold::holds(&self.held, r.seq, self.takeover) {
+                return Some(r);
+            }
+            self.release(r.seq);
+        }
+    }
+
+    /// The reader wants `n` more messages than it has read: ask NATS for
+    /// them; arrived ones beyond `n` go back to NATS after [`GIVE_BACK_AFTER`].
+    pub fn want(&self, n: usize) {
+        let excess: Vec<Received> = {
+            let mut inbox = lock(&self.inbox);
+            inbox.wanted = n;
+            let keep = inbox.queue.len().min(n);
+            let (fresh, stale): (Vec<_>, Vec<_>) = inbox
+                .queue
+                .drain(keep..)
+                .partition(|(at, _)| at.elapsed() < GIVE_BACK_AFTER);
+            inbox.queue.extend(fresh);
+            stale.into_iter().map(|(_, r)| r).collect()
+        };
+        self.demand.notify_one();
+        give_back(&self.held, excess);
     }
 
     /// Stop holding the message: it was settled, or it should come again
     /// after `takeover` (possibly to another relay).
     pub fn release(&self, seq: u64) {
-        release(&self.held, seq);
+        super::hold::release(&self.held, seq);
     }
 }
 
+fn lock(inbox: &Mutex<Inbox>) -> std::sync::MutexGuard<'_, Inbox> {
+    inbox.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(super) fn release(held: &Held, seq: u64) {
-    held.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+    super::hold::release(held, seq);
+}
+
+/// Hand messages back to NATS at once (for any relay), no longer held.
+fn give_back(held: &Held, messages: Vec<Received>) {
+    if messages.is_empty() {
+        return;
+    }
+    for r in &messages {
+        super::hold::release(held, r.seq);
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for r in messages {
+                let _ = r.acker.ack_with(AckKind::Nak(None)).await;
+            }
+        });
+    }
 }
 
 impl Drop for Follower {
@@ -120,10 +219,7 @@ impl Drop for Follower {
         for t in &self.tasks {
             t.abort();
         }
-        let held: Vec<Arc<Acker>> = {
-            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            h.drain().map(|(_, (a, _))| a).collect()
-        };
+        let held = super::hold::drain(&self.held);
         if let (false, Ok(rt)) = (held.is_empty(), tokio::runtime::Handle::try_current()) {
             rt.spawn(async move {
                 for a in held {
@@ -134,80 +230,104 @@ impl Drop for Follower {
     }
 }
 
-/// Keep up to [`PREFETCH`] messages streaming in from the consumer (the
-/// next pull request goes out as the window empties), each held from the
-/// moment it arrives.
-async fn prefetch(shared: Arc<Shared>, follow: Follow, tx: mpsc::Sender<Received>, held: Held, signal: Arc<Notify>) {
-    loop {
-        let Some(c) = follow.resolve(&shared).await else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let messages = c
-            .stream()
-            .max_messages_per_batch(PREFETCH)
-            .expires(PULL_EXPIRES)
-            .heartbeat(HEARTBEAT)
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(consumer = ?follow, error = %e, "cannot pull; trying again");
+/// The pull task's state.
+#[derive(Clone)]
+struct Pull {
+    shared: Arc<Shared>,
+    follow: Follow,
+    inbox: Arc<Mutex<Inbox>>,
+    demand: Arc<Notify>,
+    signal: Arc<Notify>,
+    held: Held,
+}
+
+impl Pull {
+    /// Keep pull requests out for what the reader wants beyond what arrived
+    /// and what is asked for already.
+    async fn run(self) {
+        let mut consumer: Option<PullConsumer> = None;
+        let mut requests: JoinSet<bool> = JoinSet::new();
+        loop {
+            let ask = {
+                let inbox = lock(&self.inbox);
+                inbox.wanted.saturating_sub(inbox.queue.len() + inbox.requested)
+            };
+            if ask > 0 && requests.len() < MAX_REQUESTS {
+                if consumer.is_none() {
+                    consumer = self.follow.resolve(&self.shared).await;
+                }
+                if let Some(c) = consumer.clone() {
+                    lock(&self.inbox).requested += ask;
+                    requests.spawn(self.clone().request(c, ask));
+                    continue;
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-        };
-        while let Some(m) = messages.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    // A missed heartbeat (NATS away) or the consumer gone: pull anew.
-                    tracing::debug!(consumer = ?follow, error = %e, "pull interrupted; starting again");
-                    break;
+            tokio::select! {
+                _ = self.demand.notified() => {}
+                Some(done) = requests.join_next() => {
+                    if !matches!(done, Ok(true)) {
+                        // NATS away, or the consumer set up again: look it up anew.
+                        consumer = None;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                 }
-            };
-            let Ok((seq, delivered)) = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32)) else {
-                continue;
-            };
-            let (message, acker) = m.split();
-            let acker = Arc::new(acker);
-            held.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(seq, (acker.clone(), tokio::time::Instant::now()));
-            let r = Received {
-                message,
-                acker,
-                seq,
-                delivered,
-            };
-            if tx.send(r).await.is_err() {
-                return;
             }
-            signal.notify_one();
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
 
-/// Tell NATS every third of `takeover` that held messages are still being
-/// worked on, so only a relay that stopped (died, lost NATS) hands them over.
-async fn keep_held(held: Held, takeover: Duration) {
-    let period = takeover / 3;
-    loop {
-        tokio::time::sleep(period).await;
-        let now = tokio::time::Instant::now();
-        let due: Vec<Arc<Acker>> = {
-            let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
-            h.retain(|_, (_, since)| now.duration_since(*since) < MAX_HOLD);
-            h.values()
-                .filter(|(_, since)| now.duration_since(*since) >= period)
-                .map(|(a, _)| a.clone())
-                .collect()
+    /// One pull request for `n` messages, each held as it arrives; whether
+    /// it ended normally (all came, or it expired).
+    async fn request(self, c: PullConsumer, n: usize) -> bool {
+        let mut got = 0;
+        let ok = match c.batch().max_messages(n).expires(PULL_EXPIRES).messages().await {
+            Ok(mut messages) => loop {
+                match messages.next().await {
+                    None => break true,
+                    Some(Err(e)) => {
+                        tracing::debug!(consumer = ?self.follow, error = %e, "pull interrupted; starting again");
+                        break false;
+                    }
+                    Some(Ok(m)) => {
+                        got += 1;
+                        self.arrived(m);
+                    }
+                }
+            },
+            Err(e) => {
+                tracing::debug!(consumer = ?self.follow, error = %e, "cannot pull; trying again");
+                false
+            }
         };
-        for acker in due {
-            let _ = acker.ack_with(AckKind::Progress).await;
+        lock(&self.inbox).requested -= n - got;
+        self.demand.notify_one();
+        ok
+    }
+
+    /// Hold a message that arrived and queue it for the reader (one it no
+    /// longer wants goes back on its next [`Follower::want`]).
+    fn arrived(&self, m: async_nats::jetstream::Message) {
+        let info = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32));
+        let (message, acker) = m.split();
+        let acker = Arc::new(acker);
+        let Ok((seq, delivered)) = info else {
+            lock(&self.inbox).requested -= 1;
+            return;
+        };
+        super::hold::hold(&self.held, seq, acker.clone());
+        let r = Received {
+            message,
+            acker,
+            seq,
+            delivered,
+        };
+        {
+            let mut inbox = lock(&self.inbox);
+            inbox.requested -= 1;
+            inbox.queue.push_back((Instant::now(), r));
         }
+        self.signal.notify_one();
     }
 }
 

@@ -72,7 +72,7 @@ impl NatsMediaCursor {
     pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Ok(r) = self.follower.rx.try_recv() else { break };
+            let Some(r) = self.follower.next() else { break };
             let seq = r.seq;
             match self.work(r, now_ms).await {
                 Ok(Some(w)) => out.push(w),

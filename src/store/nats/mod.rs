@@ -10,6 +10,7 @@ mod claim;
 mod connect;
 mod event;
 mod follow;
+mod hold;
 pub mod layout;
 mod media;
 mod media_source;

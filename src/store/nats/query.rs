@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::HeaderMap;
@@ -18,7 +19,7 @@ use crate::store::{
     DeadLetter, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError, SubscriberStats,
 };
 
-/// Messages one listing looks at, at most, per route.
+/// Messages one listing looks at, at most, per route (from `before` down).
 const SCAN_LIMIT: u64 = 10_000;
 
 impl NatsStore {
@@ -77,7 +78,11 @@ impl NatsStore {
         }
     }
 
-    /// Newest first across routes (or of one), filtered by overall status.
+    /// Newest first across routes (or of one), older than `before`, filtered
+    /// by overall status and `matching` while scanning (so `limit` counts
+    /// matches, as on one host). Each route is walked down from `before`
+    /// (its own sequence when `before` is one of its events), looking at
+    /// [`SCAN_LIMIT`] messages at most.
     pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
         let routes: Vec<String> = match &q.route {
             Some(r) => vec![r.clone()],
@@ -87,40 +92,40 @@ impl NatsStore {
                 .map(|(r, _)| r)
                 .collect(),
         };
-        // Each route's events older than `before`, newest first, up to the scan limit.
-        let mut candidates: Vec<(EventId, String, u64, Event)> = Vec::new();
+        let before = q.before.map(layout::parse_id);
+        let mut out: Vec<EventView> = Vec::new();
         for route in routes {
             let Ok(stream) = self.shared.stream(&route) else {
                 continue;
             };
             let info = stream.get_info().await.map_err(unavailable)?;
-            let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-            let mut seq = last;
+            let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
+            let top = match before {
+                Some((tag, seq, _)) if tag == layout::route_tag(&route) => last.min(seq.saturating_sub(1)),
+                _ => last,
+            };
+            let mut seq = top;
             let mut found = 0;
-            while seq >= first.max(1) && last - seq < SCAN_LIMIT && found < q.limit {
+            while seq >= first && top - seq < SCAN_LIMIT && found < q.limit {
                 if let Ok(m) = stream.direct_get(seq).await {
                     if m.subject.starts_with("hr.ev.") {
                         let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
-                        if q.before.is_none_or(|b| ev.id < b) {
-                            found += 1;
-                            candidates.push((ev.id, route.clone(), seq, ev));
+                        let wanted =
+                            q.before.is_none_or(|b| ev.id < b) && q.matching.as_ref().is_none_or(|f| (f.0)(&ev));
+                        if wanted {
+                            let view = self.view(&route, seq, ev).await?;
+                            if q.status.as_deref().is_none_or(|s| s == view.status()) {
+                                found += 1;
+                                out.push(view);
+                            }
                         }
                     }
                 }
                 seq -= 1;
             }
         }
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-        let mut out = Vec::new();
-        for (_, route, seq, ev) in candidates {
-            let view = self.view(&route, seq, ev).await?;
-            if q.status.as_deref().is_none_or(|s| s == view.status()) {
-                out.push(view);
-                if out.len() >= q.limit {
-                    break;
-                }
-            }
-        }
+        out.sort_by_key(|v| std::cmp::Reverse(v.event.id));
+        out.truncate(q.limit);
         Ok(out)
     }
 
@@ -164,7 +169,7 @@ impl NatsStore {
     /// is still pending with the consumer. Whether it was queued.
     async fn replay_one(&self, route: &str, seq: u64, sub: &str) -> Result<bool, StoreError> {
         let key = layout::result_key(route, seq, sub);
-        let Some((mut row, _)) = self.shared.result(&key).await? else {
+        let Some((mut row, revision)) = self.shared.result(&key).await? else {
             return Ok(false);
         };
         if !row.state.is_final() {
@@ -173,7 +178,18 @@ impl NatsStore {
         let was_dead = row.state == DeliveryState::Dead;
         let now = crate::clock::now_ms();
         row.replayed(now);
-        self.shared.put_result(&key, &row).await?;
+        // Only over the row as read: of two replays at once (two relays, two
+        // operators) one queues the delivery, the other finds it pending.
+        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+        if let Err(e) = self.shared.results()?.update(&key, value, revision).await {
+            // A write in between (the server names it with more than one
+            // error code): the other replay queued it.
+            let moved = self.shared.result(&key).await?.is_some_and(|(_, r)| r != revision);
+            return match moved || e.kind() == UpdateErrorKind::WrongLastRevision {
+                true => Ok(false),
+                false => Err(unavailable(e)),
+            };
+        }
         self.shared
             .js
             .publish(layout::replay_subject(route, sub), Bytes::from(seq.to_string()))

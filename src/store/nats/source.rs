@@ -1,8 +1,11 @@
 //! A subscriber's work in cluster mode: its durable pull consumer, shared by
 //! the lanes of every relay (the consumer never hands one message to two of
 //! them while it is unacknowledged). Fresh events and replays come as
-//! messages; a retry is the same message, NAKed with its delay. The
-//! prefetch window and the holding of messages are [`super::follow`]'s.
+//! messages; a retry is the same message, NAKed with its delay. A cursor
+//! takes from NATS only as much as its lane asks for (free attempt slots,
+//! waiting pullers); the pulling and the holding of messages are
+//! [`super::follow`]'s, and a lane confirms a message is still this relay's
+//! ([`NatsCursor::confirm`]) right before it sends it.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -63,8 +66,9 @@ pub struct NatsCursor {
     shared: Arc<Shared>,
     route: String,
     sub: String,
-    /// The consumer's messages, held while this relay works on them (a
-    /// lease, a rate limit) so they do not go to another relay.
+    /// The consumer's messages, taken as the lane asks and held while this
+    /// relay works on them (a lease, a rate limit) so they do not go to
+    /// another relay.
     follower: Follower,
 }
 
@@ -75,7 +79,7 @@ impl NatsCursor {
             sub: sub.clone(),
         };
         NatsCursor {
-            follower: Follower::start(shared.clone(), follow, Arc::default()),
+            follower: Follower::on_demand(shared.clone(), follow, Arc::default()),
             shared,
             route,
             sub,
@@ -90,15 +94,50 @@ impl NatsCursor {
         self.follower.depth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Up to `max` messages that arrived; the rest of `max` is asked of
+    /// NATS (and wakes the lane when it comes). What the lane asked for
+    /// before and no longer wants goes back to NATS.
     pub async fn take(&mut self, max: usize, _now_ms: u64) -> Result<Vec<Work>, StoreError> {
         let mut out = Vec::new();
+        let mut failed = None;
         while out.len() < max {
-            let Ok(r) = self.follower.rx.try_recv() else { break };
-            if let Some(w) = self.work(r).await? {
-                out.push(w);
+            let Some(r) = self.follower.next() else { break };
+            let seq = r.seq;
+            match self.work(r).await {
+                Ok(Some(w)) => out.push(w),
+                Ok(None) => {}
+                Err(e) => {
+                    // It comes again after `takeover`.
+                    self.release(seq);
+                    failed = Some(e);
+                    break;
+                }
             }
         }
-        Ok(out)
+        self.follower.want(max - out.len());
+        match failed {
+            // Work already taken is held: hand it out, the error comes next time.
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// The lane wants nothing now (no puller waits): ask NATS for nothing,
+    /// and give back what came.
+    pub fn want_none(&mut self) {
+        self.follower.want(0);
+    }
+
+    /// Whether the work may be sent now: this relay still holds its message
+    /// (NATS has not handed it to another relay meanwhile) and NATS confirms
+    /// it, so the result can be recorded. Otherwise it is let go, not sent.
+    pub async fn confirm(&mut self, ticket: &NatsTicket) -> bool {
+        let ok = super::hold::confirm(&self.follower.held, ticket.message_seq, self.follower.takeover).await;
+        if !ok {
+            tracing::debug!(subscriber = %self.sub, message = ticket.message_seq, "not sent: no longer held, or NATS did not confirm it");
+            self.release(ticket.message_seq);
+        }
+        ok
     }
 
     fn release(&self, seq: u64) {

@@ -116,7 +116,7 @@ impl NatsStore {
         let received: Vec<Received> = {
             let mut f = s.task_follower.lock().unwrap_or_else(|e| e.into_inner());
             let f = f.get_or_insert_with(|| Follower::start(s.clone(), Follow::Reconciler, Arc::default()));
-            std::iter::from_fn(|| f.rx.try_recv().ok()).take(limit).collect()
+            std::iter::from_fn(|| f.next()).take(limit).collect()
         };
         let mut due = Vec::new();
         for r in received {

@@ -1,0 +1,155 @@
+//! Holding messages of a shared consumer: every message this relay received
+//! is held from the moment it arrives, renewed with confirmed progress
+//! acknowledgements so NATS does not hand it to another relay, and trusted
+//! to be this relay's only while the chain of confirmed renewals never left a
+//! gap NATS could have used: a message NATS may have handed out again (the
+//! relay was paused, NATS was away, a renewal did not get through in time) is
+//! *lost* and must not be sent from here any more. Used by [`super::follow`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::AckKind;
+use tokio::time::Instant;
+
+/// The longest this relay keeps a message from the others: a pull lease's
+/// maximum; after it a message whose record failed goes to another relay.
+const MAX_HOLD: Duration = Duration::from_secs(3600);
+
+/// One held message.
+pub(super) struct Hold {
+    acker: Arc<Acker>,
+    /// When it arrived (the hold ends [`MAX_HOLD`] later).
+    arrived: Instant,
+    /// When the last renewal NATS confirmed was sent (first: the arrival).
+    confirmed: Instant,
+    /// NATS may have handed it to another relay: do not send it from here.
+    lost: bool,
+}
+
+/// Held messages by stream sequence.
+pub(super) type Held = Arc<Mutex<HashMap<u64, Hold>>>;
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<u64, Hold>> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The gap between confirmed renewals after which a message counts as lost:
+/// half of `takeover` (NATS's ack wait), leaving the other half for the time
+/// a message spends between NATS and this relay, and for clock drift.
+fn lapse(takeover: Duration) -> Duration {
+    takeover / 2
+}
+
+/// How often held messages are renewed: several renewals fit in a lapse.
+pub(super) fn renew_period(takeover: Duration) -> Duration {
+    takeover / 5
+}
+
+/// A message confirmed this recently is still ours without asking NATS.
+fn fresh(takeover: Duration) -> Duration {
+    renew_period(takeover).min(Duration::from_secs(1))
+}
+
+/// Hold a message that just arrived.
+pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) {
+    let now = Instant::now();
+    lock(held).insert(
+        seq,
+        Hold {
+            acker,
+            arrived: now,
+            confirmed: now,
+            lost: false,
+        },
+    );
+}
+
+/// Stop holding the message: it was settled, or it should come again after
+/// `takeover` (possibly to another relay).
+pub(super) fn release(held: &Held, seq: u64) {
+    lock(held).remove(&seq);
+}
+
+/// Everything held, no longer held (to give it back at once).
+pub(super) fn drain(held: &Held) -> Vec<Arc<Acker>> {
+    lock(held).drain().map(|(_, h)| h.acker).collect()
+}
+
+/// Whether the message is held and not lost, without asking NATS.
+pub(super) fn holds(held: &Held, seq: u64, takeover: Duration) -> bool {
+    let mut h = lock(held);
+    let Some(m) = h.get_mut(&seq) else { return false };
+    if m.confirmed.elapsed() >= lapse(takeover) {
+        m.lost = true;
+    }
+    !m.lost
+}
+
+/// Whether this relay still owns the message and NATS can record what
+/// happens to it: held, never lost, and confirmed just now (a renewal is
+/// sent and must be answered unless the last one is [`fresh`]). False while
+/// NATS is unreachable, so nothing is started that could not be recorded.
+pub(super) async fn confirm(held: &Held, seq: u64, takeover: Duration) -> bool {
+    let acker = {
+        let mut h = lock(held);
+        let Some(m) = h.get_mut(&seq) else { return false };
+        let age = m.confirmed.elapsed();
+        if age >= lapse(takeover) {
+            m.lost = true;
+        }
+        if m.lost {
+            return false;
+        }
+        if age < fresh(takeover) {
+            return true;
+        }
+        m.acker.clone()
+    };
+    renew(held, seq, acker, takeover).await
+}
+
+/// Send one renewal and wait for NATS to confirm it; whether the message is
+/// still ours afterwards.
+async fn renew(held: &Held, seq: u64, acker: Arc<Acker>, takeover: Duration) -> bool {
+    let sent = Instant::now();
+    let answered = tokio::time::timeout(renew_period(takeover), acker.double_ack_with(AckKind::Progress))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let mut h = lock(held);
+    let Some(m) = h.get_mut(&seq) else { return false };
+    // NATS took the renewal before it answered: if the answer came within a
+    // lapse of the last confirmed renewal, NATS never had a chance to hand
+    // the message out again.
+    if m.confirmed.elapsed() >= lapse(takeover) {
+        m.lost = true;
+    } else if answered && !m.lost {
+        m.confirmed = m.confirmed.max(sent);
+    }
+    answered && !m.lost
+}
+
+/// Renew every held message each [`renew_period`], so only a relay that
+/// stopped (died, paused, lost NATS) hands them over. Lost messages are
+/// still renewed (one may be in flight: it should not be sent a third time);
+/// a message held longer than [`MAX_HOLD`] is let go.
+pub(super) async fn keep_held(held: Held, takeover: Duration) {
+    let period = renew_period(takeover);
+    loop {
+        tokio::time::sleep(period).await;
+        let due: Vec<(u64, Arc<Acker>)> = {
+            let mut h = lock(&held);
+            h.retain(|_, m| m.arrived.elapsed() < MAX_HOLD);
+            h.iter().map(|(seq, m)| (*seq, m.acker.clone())).collect()
+        };
+        let renewals = due.into_iter().map(|(seq, acker)| {
+            let held = held.clone();
+            async move {
+                renew(&held, seq, acker, takeover).await;
+            }
+        });
+        futures_util::future::join_all(renewals).await;
+    }
+}

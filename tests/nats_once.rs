@@ -1,0 +1,93 @@
+//! Each delivery at one relay at a time, without any crash: relays sharing a
+//! subscriber's consumer never both send one delivery when the subscriber is
+//! slow or the lane waits for its rate limit, longer than `takeover` (5 s
+//! here) in all; each relay takes from NATS only what it can start now and
+//! keeps all of it renewed.
+
+use crate::common;
+
+use std::collections::HashSet;
+
+use common::nats::NatsCluster;
+use common::*;
+
+/// Two relays on a three-node cluster (replicas 3) with subscriber `s`.
+async fn two_relays(
+    nats: &NatsCluster,
+    sub: Subscriber,
+) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
+    let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(sub.clone()).nats(nats.urls(), 3);
+    let r1 = start(&cfg(dirs[0].path())).await;
+    let r2 = start(&cfg(dirs[1].path())).await;
+    (dirs, r1, r2)
+}
+
+/// Send `n` distinct callbacks to `addr`, eight at a time: their ids.
+async fn ingest(addr: std::net::SocketAddr, tag: &str, n: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+        let sent: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                let body = runway(&format!("{tag}-{i}"));
+                tokio::spawn(async move { accepted(addr, &body).await })
+            })
+            .collect();
+        for s in sent {
+            ids.insert(s.await.unwrap());
+        }
+    }
+    ids
+}
+
+/// Every id in `want` reached `sub`; then, once nothing has come for a
+/// second, each came exactly once.
+async fn each_once(sub: &Sub, want: &HashSet<String>) {
+    sub.wait_for(secs(90), "every event delivered", |_| {
+        let seen = seen_ids(sub);
+        want.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+    let mut last = sub.count();
+    loop {
+        tokio::time::sleep(secs(1)).await;
+        let now = sub.count();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let seen = seen_ids(sub);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} of {} sent more than once: {twice:?}",
+        twice.len(),
+        want.len()
+    );
+    assert_eq!(seen.len(), want.len(), "nothing else was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_a_slow_subscriber_is_sent_once() {
+    let nats = NatsCluster::start(3).await;
+    // 500 ms an answer, two at a time: 160 events keep each relay busy for
+    // four times `takeover`.
+    let sub = Sub::always(Behaviour::Slow(ms(500))).await;
+    let (_dirs, r1, _r2) = two_relays(&nats, Subscriber::new("s", sub.url()).concurrency(2)).await;
+    let want = ingest(r1.ingest_addrs[0], "slow", 160).await;
+    each_once(&sub, &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_waiting_for_the_rate_limit_are_sent_once() {
+    let nats = NatsCluster::start(3).await;
+    // 4 a second with 8 at once: a lane takes 8 and sends them over 2 s;
+    // 160 events keep each relay busy for four times `takeover`.
+    let sub = Sub::ok().await;
+    let s = Subscriber::new("s", sub.url()).concurrency(8).rate_per_second(4);
+    let (_dirs, r1, _r2) = two_relays(&nats, s).await;
+    let want = ingest(r1.ingest_addrs[0], "rate", 160).await;
+    each_once(&sub, &want).await;
+}
