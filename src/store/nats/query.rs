@@ -183,9 +183,12 @@ impl NatsStore {
         let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
         if let Err(e) = self.shared.results()?.update(&key, value, revision).await {
             // A write in between (the server names it with more than one
-            // error code): the other replay queued it.
-            let moved = self.shared.result(&key).await?.is_some_and(|(_, r)| r != revision);
-            return match moved || e.kind() == UpdateErrorKind::WrongLastRevision {
+            // error code, and a replica may not show it yet): the other
+            // replay queued it.
+            let conflict =
+                e.kind() == UpdateErrorKind::WrongLastRevision || e.to_string().contains("wrong last sequence");
+            let moved = conflict || self.shared.result(&key).await?.is_some_and(|(_, r)| r != revision);
+            return match moved {
                 true => Ok(false),
                 false => Err(unavailable(e)),
             };
