@@ -51,7 +51,7 @@ async fn a_removed_subscribers_dead_letters_stay_when_all_are_replayed() {
     store.register(&topology(&["a"])).await.unwrap();
     let counts = store.replay_dead_letters(None).await.unwrap();
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
-    let left = store.dead_letters(None, 10).await.unwrap();
+    let left = store.dead_letters(None, 10).await.unwrap().letters;
     assert_eq!(
         left.iter()
             .map(|d| (d.event, d.subscriber.as_str()))
@@ -137,6 +137,7 @@ async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_mean
         .dead_letters(None, 2 * n)
         .await
         .unwrap()
+        .letters
         .iter()
         .map(|d| d.event)
         .collect();
