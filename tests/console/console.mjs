@@ -109,12 +109,28 @@ try {
   await page.waitForSelector(row);
   const before = await page.locator('#dead-table tbody tr').count();
   step(`${before} dead letters listed`);
+  // The count and the replay-all button say how many the subscriber has.
+  const replayAll = `#dead-summary button.replay-all[data-subscriber="${deadSub}"]`;
+  await until(page, 'the counts of the dead letters', ([sel, sub, n]) =>
+    document.querySelector(sel)?.textContent === `Replay all ${n} of ${sub}` &&
+    document.querySelector('#dead-count')?.textContent === `${n} dead letters.`, [replayAll, deadSub, before]);
   await shot(page, 'dead-letters');
+  // More than the page lists (the API's total is larger than its list): it says so.
+  const deadList = (url) => url.pathname === '/api/dead-letters';
+  await page.route(deadList, async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    await route.fulfill({ response, json: { ...json, total: json.total + 2000 } });
+  });
+  await until(page, 'the page to say it lists part of them', (n) =>
+    document.querySelector('#dead-count')?.textContent === `Showing the newest ${n} of ${n + 2000} dead letters.`, before);
+  await page.unroute(deadList);
+  step(`${await page.textContent('#dead-count')} (a larger total); replay all says ${await page.textContent(replayAll)}`);
   await page.click(`${row} button.replay`);
   await until(page, 'the replayed dead letter to leave the list', (sel) => !document.querySelector(sel), row);
   await page.waitForSelector('#flash.ok');
   step(`replayed ${taskEvent} to ${deadSub}: ${await page.textContent('#flash')}`);
-  await page.click(`#dead-summary button.replay-all[data-subscriber="${deadSub}"]`);
+  await page.click(replayAll);
   await page.waitForSelector('#dead-table-empty');
   step(`replayed all of ${deadSub}: ${await page.textContent('#flash')}`);
 
