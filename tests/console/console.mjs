@@ -175,6 +175,49 @@ try {
   await page.selectOption('#filter-task-route', '');
   step(`task ${expected} listed as waiting; the state and route filters work`);
 
+  // The admin API goes away, then answers again: the page names what failed
+  // (not fetch's "Failed to fetch"), and the error goes with the next good refresh.
+  const apiCall = (url) => url.pathname.startsWith('/api/');
+  await page.route(apiCall, (route) => route.abort('connectionrefused'));
+  await until(page, 'the unreachable API to be named', () => {
+    const f = document.querySelector('#flash');
+    return !f.hidden && f.className === 'error' && f.textContent.includes('unreachable');
+  });
+  const downMsg = await page.textContent('#flash');
+  if (downMsg.includes('Failed to fetch')) throw new Error(`raw fetch error shown: ${downMsg}`);
+  await page.unroute(apiCall);
+  await until(page, 'the error to go once the API answers', () => document.querySelector('#flash').hidden);
+  step(`API down: "${downMsg}"; back: the message is gone`);
+
+  // A token the API refuses now (rotated), then Forget token: the login form,
+  // and the event it showed is gone from the screen.
+  await page.click('#nav a[data-page="events"]');
+  await page.click(`#events-table tr[data-id="${taskEvent}"] a.event-link`);
+  await page.waitForSelector('#event-body');
+  await page.evaluate(() => sessionStorage.setItem('hookrelay.admin-token', 'rotated-away'));
+  await page.waitForSelector('#login:not([hidden])');
+  if (await page.locator('#event-detail, #event-body').count()) throw new Error('the event stays shown under a refused token');
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#event-body');
+  await page.click('#forget');
+  await page.waitForSelector('#login:not([hidden])');
+  if (await page.locator('#event-detail, #event-body').count()) throw new Error('the event stays shown after Forget token');
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#event-body');
+  step('a refused token and Forget token take the event off the screen');
+
+  // A malformed event link: a message, not the last page under a new address.
+  await page.evaluate(() => {
+    location.hash = '#/events/%E0%A4%A';
+  });
+  await page.waitForSelector('#bad-link');
+  if (await page.locator('#event-detail').count()) throw new Error('the last event stays under a malformed link');
+  step(await page.textContent('#bad-link'));
+  // The refused and aborted requests above are logged by the browser; they were meant.
+  errors.splice(0, errors.length, ...errors.filter((e) => !e.startsWith('Failed to load resource')));
+
   await page.click('#nav a[data-page="status"]');
   await page.waitForSelector('#status');
   step('status shows version ' + (await page.locator('#status dd').first().textContent()));
