@@ -25,6 +25,7 @@ mod cli;
 mod console;
 mod console_api;
 mod cursors;
+mod dead_letters;
 mod delivery;
 mod duplicates;
 mod forward;

@@ -194,13 +194,14 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
 
 pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
     let limit = q.limit(100)?;
-    let list = app
+    let page = app
         .store
         .dead_letters(q.get("subscriber").map(str::to_string), limit)
         .await
         .map_err(internal)?;
     let answer = json!({
-        "dead_letters": list.iter().map(|d| json!({
+        "total": page.total,
+        "dead_letters": page.letters.iter().map(|d| json!({
             "event": d.event.to_string(),
             "subscriber": d.subscriber,
             "at": rfc3339(d.at_ms),

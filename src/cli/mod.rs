@@ -155,10 +155,11 @@ pub enum AdminCommand {
     },
     /// Show one event with every delivery attempt.
     Event { id: String },
-    /// List deliveries that gave up.
+    /// List deliveries that gave up, newest first.
     DeadLetters {
         #[arg(long)]
         subscriber: Option<String>,
+        /// How many to list (the newest); more are counted and said
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },

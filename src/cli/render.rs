@@ -192,7 +192,15 @@ pub fn render_dead_letters(v: &Value) -> String {
             ]
         })
         .collect();
-    table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows)
+    let mut out = table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows);
+    // The newest are listed; say so when there are more.
+    if let Some(total) = v["total"].as_u64().filter(|t| *t > rows.len() as u64) {
+        out.push_str(&format!(
+            "showing the newest {} of {total} dead letters (--limit N for more)\n",
+            rows.len()
+        ));
+    }
+    out
 }
 
 /// Where a subscriber's messages go: its URL, or for a pull subscriber when

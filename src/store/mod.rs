@@ -176,7 +176,8 @@ impl Store {
         }
     }
 
-    pub async fn dead_letters(&self, subscriber: Option<String>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    /// The newest `limit` dead letters (all subscribers', or one's), and how many there are.
+    pub async fn dead_letters(&self, subscriber: Option<String>, limit: usize) -> Result<DeadLetterPage, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.dead_letters(subscriber.as_deref(), limit)).await,
             Backend::Nats(s) => s.dead_letters(subscriber, limit).await,

@@ -270,6 +270,21 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
+impl DeadLetter {
+    /// The order dead letters are listed in, by both backends: newest event
+    /// first, then by subscriber.
+    pub fn newest_first(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.event.cmp(&a.event).then_with(|| a.subscriber.cmp(&b.subscriber))
+    }
+}
+
+/// Dead letters newest first, up to a limit, and how many there are in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterPage {
+    pub letters: Vec<DeadLetter>,
+    pub total: u64,
+}
+
 /// What a replay did for one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replayed {

@@ -109,12 +109,28 @@ try {
   await page.waitForSelector(row);
   const before = await page.locator('#dead-table tbody tr').count();
   step(`${before} dead letters listed`);
+  // The count and the replay-all button say how many the subscriber has.
+  const replayAll = `#dead-summary button.replay-all[data-subscriber="${deadSub}"]`;
+  await until(page, 'the counts of the dead letters', ([sel, sub, n]) =>
+    document.querySelector(sel)?.textContent === `Replay all ${n} of ${sub}` &&
+    document.querySelector('#dead-count')?.textContent === `${n} dead letters.`, [replayAll, deadSub, before]);
   await shot(page, 'dead-letters');
+  // More than the page lists (the API's total is larger than its list): it says so.
+  const deadList = (url) => url.pathname === '/api/dead-letters';
+  await page.route(deadList, async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    await route.fulfill({ response, json: { ...json, total: json.total + 2000 } });
+  });
+  await until(page, 'the page to say it lists part of them', (n) =>
+    document.querySelector('#dead-count')?.textContent === `Showing the newest ${n} of ${n + 2000} dead letters.`, before);
+  await page.unroute(deadList);
+  step(`${await page.textContent('#dead-count')} (a larger total); replay all says ${await page.textContent(replayAll)}`);
   await page.click(`${row} button.replay`);
   await until(page, 'the replayed dead letter to leave the list', (sel) => !document.querySelector(sel), row);
   await page.waitForSelector('#flash.ok');
   step(`replayed ${taskEvent} to ${deadSub}: ${await page.textContent('#flash')}`);
-  await page.click(`#dead-summary button.replay-all[data-subscriber="${deadSub}"]`);
+  await page.click(replayAll);
   await page.waitForSelector('#dead-table-empty');
   step(`replayed all of ${deadSub}: ${await page.textContent('#flash')}`);
 
@@ -158,6 +174,49 @@ try {
   await page.waitForSelector(taskRow);
   await page.selectOption('#filter-task-route', '');
   step(`task ${expected} listed as waiting; the state and route filters work`);
+
+  // The admin API goes away, then answers again: the page names what failed
+  // (not fetch's "Failed to fetch"), and the error goes with the next good refresh.
+  const apiCall = (url) => url.pathname.startsWith('/api/');
+  await page.route(apiCall, (route) => route.abort('connectionrefused'));
+  await until(page, 'the unreachable API to be named', () => {
+    const f = document.querySelector('#flash');
+    return !f.hidden && f.className === 'error' && f.textContent.includes('unreachable');
+  });
+  const downMsg = await page.textContent('#flash');
+  if (downMsg.includes('Failed to fetch')) throw new Error(`raw fetch error shown: ${downMsg}`);
+  await page.unroute(apiCall);
+  await until(page, 'the error to go once the API answers', () => document.querySelector('#flash').hidden);
+  step(`API down: "${downMsg}"; back: the message is gone`);
+
+  // A token the API refuses now (rotated), then Forget token: the login form,
+  // and the event it showed is gone from the screen.
+  await page.click('#nav a[data-page="events"]');
+  await page.click(`#events-table tr[data-id="${taskEvent}"] a.event-link`);
+  await page.waitForSelector('#event-body');
+  await page.evaluate(() => sessionStorage.setItem('hookrelay.admin-token', 'rotated-away'));
+  await page.waitForSelector('#login:not([hidden])');
+  if (await page.locator('#event-detail, #event-body').count()) throw new Error('the event stays shown under a refused token');
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#event-body');
+  await page.click('#forget');
+  await page.waitForSelector('#login:not([hidden])');
+  if (await page.locator('#event-detail, #event-body').count()) throw new Error('the event stays shown after Forget token');
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#event-body');
+  step('a refused token and Forget token take the event off the screen');
+
+  // A malformed event link: a message, not the last page under a new address.
+  await page.evaluate(() => {
+    location.hash = '#/events/%E0%A4%A';
+  });
+  await page.waitForSelector('#bad-link');
+  if (await page.locator('#event-detail').count()) throw new Error('the last event stays under a malformed link');
+  step(await page.textContent('#bad-link'));
+  // The refused and aborted requests above are logged by the browser; they were meant.
+  errors.splice(0, errors.length, ...errors.filter((e) => !e.startsWith('Failed to load resource')));
 
   await page.click('#nav a[data-page="status"]');
   await page.waitForSelector('#status');

@@ -3,7 +3,7 @@
 // seconds (pausable), asking for the admin token when the API wants one, and
 // replays (POST, then a message and a refresh).
 
-import { api, setToken, token, Unauthorized } from './dom.js';
+import { api, el, setToken, token, Unauthorized } from './dom.js';
 import { pages } from './pages.js';
 
 const REFRESH_MS = 2500;
@@ -11,11 +11,20 @@ const $ = (id) => document.getElementById(id);
 
 /** The page being shown: `{page, arg, content, last}`; replaced on navigation. */
 let current = null;
+/** Whether the flash shows why the last refresh failed (a good one clears it). */
+let loadFailed = false;
 
+/** The page the URL fragment names; `bad` when an event id cannot be decoded. */
 function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
   const name = parts[0] || 'events';
-  if (name === 'events' && parts[1]) return { name: 'event', arg: decodeURIComponent(parts[1]) };
+  if (name === 'events' && parts[1]) {
+    try {
+      return { name: 'event', arg: decodeURIComponent(parts[1]) };
+    } catch (_) {
+      return { name: 'event', arg: null, bad: parts[1] };
+    }
+  }
   return { name: pages[name] ? name : 'events', arg: null };
 }
 
@@ -24,11 +33,24 @@ function flash(msg, isError) {
   f.hidden = !msg;
   f.textContent = msg || '';
   f.className = isError ? 'error' : 'ok';
+  loadFailed = false;
+}
+
+/** Take the page's answers off the screen (the token is gone or refused). */
+function clearShown() {
+  if (!current) return;
+  current.content.replaceChildren();
+  current.last = null;
+  $('updated').textContent = '';
 }
 
 function showLogin(show, msg) {
   $('login').hidden = !show;
-  if (show && msg) $('login-msg').textContent = 'The admin API refused: ' + msg + '. Enter the admin token (admin.token in the config).';
+  if (show) {
+    clearShown();
+    flash('');
+    if (msg) $('login-msg').textContent = 'The admin API refused: ' + msg + '. Enter the admin token (admin.token in the config).';
+  }
   $('forget').hidden = !token();
 }
 
@@ -49,7 +71,7 @@ const ctx = {
 };
 
 function navigate() {
-  const { name, arg } = route();
+  const { name, arg, bad } = route();
   const page = pages[name];
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.page === (name === 'event' ? 'events' : name));
@@ -62,9 +84,15 @@ function navigate() {
   h2.textContent = page.title;
   $('main').replaceChildren(h2, controls, content);
   document.title = page.title + ' · hookrelay';
+  flash('');
+  if (bad !== undefined) {
+    // Nothing to load: say so instead of leaving the last page up.
+    current = null;
+    content.append(el('p', { class: 'error', id: 'bad-link' }, `This link names no event: "${bad}" is not a valid event id (broken percent-encoding).`));
+    return Promise.resolve();
+  }
   current = { page, arg, content, last: null };
   if (page.setup) page.setup(controls, arg, ctx);
-  flash('');
   return refresh();
 }
 
@@ -81,12 +109,17 @@ async function refresh() {
       shown.content.replaceChildren(shown.page.render(data, shown.arg, ctx));
     }
     showLogin(false);
+    // The API answers again: the error that said it did not is over.
+    if (loadFailed) flash('');
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     document.body.dataset.loaded = 'yes';
   } catch (e) {
     if (current !== shown) return;
     if (e instanceof Unauthorized) showLogin(true, e.message);
-    else flash(e.message, true);
+    else {
+      flash(e.message, true);
+      loadFailed = true;
+    }
   }
 }
 
@@ -99,7 +132,9 @@ function start() {
   });
   $('forget').addEventListener('click', () => {
     setToken('');
-    current.last = null;
+    clearShown();
+    flash('');
+    $('forget').hidden = true;
     refresh();
   });
   window.addEventListener('hashchange', navigate);

@@ -16,10 +16,15 @@ export function setToken(t) {
 /** The API refused the token (or none was given). */
 export class Unauthorized extends Error {}
 
+/** No answer from the admin API (hookrelay stopped, or the network). */
+export class Unreachable extends Error {}
+
 /** GET (or POST with `{post: true}`) an admin API path; the parsed answer. */
 export async function api(path, opts = {}) {
   const headers = { Accept: 'application/json' };
   const t = token();
+  // A header cannot carry it (fetch would fail as if the API were down).
+  if (/[^\x20-\x7e]/.test(t)) throw new Unauthorized('the token holds a character a header cannot carry (an invisible one, pasted with it?)');
   if (t) headers.Authorization = 'Bearer ' + t;
   const init = { headers, credentials: 'omit', cache: 'no-store' };
   if (opts.post) {
@@ -28,7 +33,12 @@ export async function api(path, opts = {}) {
     headers['Content-Type'] = 'application/json';
     init.body = '{}';
   }
-  const r = await fetch(path, init);
+  let r;
+  try {
+    r = await fetch(path, init);
+  } catch (_) {
+    throw new Unreachable(`The admin API (${location.origin}) is unreachable: is hookrelay running?`);
+  }
   let body = null;
   try {
     body = await r.json();

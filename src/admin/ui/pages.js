@@ -160,21 +160,33 @@ const event = {
     ),
 };
 
+// Dead letters: the newest (the API lists them newest first, up to a limit),
+// and per subscriber its real count (from /api/subscribers, not the page).
 const deadLetters = {
   title: 'Dead letters',
-  load: () => api('/api/dead-letters?limit=1000'),
+  async load() {
+    const [dead, subs] = await Promise.all([api('/api/dead-letters?limit=1000'), api('/api/subscribers')]);
+    // Only what is shown: a change elsewhere (a backlog) need not redraw the page.
+    const counts = subs.subscribers
+      .filter((s) => s.dead_letters > 0)
+      .map((s) => ({ name: s.name, removed: s.state === 'removed', dead_letters: s.dead_letters }));
+    return { ...dead, subscribers: counts };
+  },
   render(data, _arg, ctx) {
-    const bySub = new Map();
-    for (const d of data.dead_letters) bySub.set(d.subscriber, (bySub.get(d.subscriber) || 0) + 1);
+    const shown = data.dead_letters.length;
+    const total = data.total ?? shown;
     const replayAll = (name) => ctx.replay('/api/dead-letters/replay?' + q({ subscriber: name }), `every dead letter of ${name}`);
     return el(
       'div',
       {},
+      el('p', { id: 'dead-count' }, shown < total ? `Showing the newest ${shown} of ${total} dead letters.` : `${total} dead letter${total === 1 ? '' : 's'}.`),
       el(
         'div',
         { id: 'dead-summary' },
-        [...bySub].map(([name, n]) =>
-          el('button', { type: 'button', class: 'replay-all', 'data-subscriber': name, onclick: () => replayAll(name) }, `Replay all ${n} of ${name}`),
+        data.subscribers.map((s) =>
+          s.removed
+            ? el('span', { class: 'muted', 'data-subscriber': s.name }, `${s.dead_letters} of ${s.name} (removed from the config: kept, not replayed)`)
+            : el('button', { type: 'button', class: 'replay-all', 'data-subscriber': s.name, onclick: () => replayAll(s.name) }, `Replay all ${s.dead_letters} of ${s.name}`),
         ),
       ),
       table(

@@ -16,7 +16,8 @@ use futures_util::TryStreamExt;
 
 use super::{event, layout, unavailable, NatsStore};
 use crate::store::{
-    DeadLetter, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError, SubscriberStats,
+    DeadLetter, DeadLetterPage, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError,
+    SubscriberStats,
 };
 
 /// Messages one listing looks at, at most, per route (from `before` down).
@@ -144,9 +145,20 @@ impl NatsStore {
         Ok(out)
     }
 
-    pub async fn dead_letters(&self, sub: Option<String>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    pub async fn dead_letters(&self, sub: Option<String>, limit: usize) -> Result<DeadLetterPage, StoreError> {
+        let mut subjects = self.dead_subjects(sub.as_deref()).await?;
+        let total = subjects.len() as u64;
+        // Newest first: a route's sequence follows arrival, so each route's
+        // newest `limit` are read, then merged by event id (time first).
+        subjects.sort_by(|(_, a_sub, a), (_, b_sub, b)| b.cmp(a).then_with(|| a_sub.cmp(b_sub)));
+        let mut per_route = std::collections::HashMap::<String, usize>::new();
+        subjects.retain(|(route, _, _)| {
+            let n = per_route.entry(route.clone()).or_default();
+            *n += 1;
+            *n <= limit
+        });
         let mut out = Vec::new();
-        for (route, s, seq) in self.dead_subjects(sub.as_deref()).await?.into_iter().take(limit) {
+        for (route, s, seq) in subjects {
             let key = layout::result_key(&route, seq, &s);
             let row = self.shared.result(&key).await?.map(|(r, _)| r);
             let stream = self.shared.stream(&route);
@@ -162,7 +174,9 @@ impl NatsStore {
                 last_error: row.and_then(|r| r.last_error),
             });
         }
-        Ok(out)
+        out.sort_by(DeadLetter::newest_first);
+        out.truncate(limit);
+        Ok(DeadLetterPage { letters: out, total })
     }
 
     /// Queue the delivery of message `seq` of `route` to `sub` again, unless it

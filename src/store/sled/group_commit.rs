@@ -311,8 +311,8 @@ impl Writer {
             Msg::Replay { id, only, reply } => {
                 let _ = reply.send(self.replay(id, only.as_deref(), crate::clock::now_ms()));
             }
-            Msg::ReplayDead { only, reply } => {
-                let _ = reply.send(self.replay_dead(only.as_deref(), crate::clock::now_ms()));
+            Msg::ReplayDead { only, at, reply } => {
+                let _ = reply.send(self.replay_dead(only.as_deref(), at, crate::clock::now_ms()));
             }
             Msg::Sweep {
                 route,

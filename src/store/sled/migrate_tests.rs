@@ -83,7 +83,7 @@ async fn a_v1_store_is_migrated_with_its_pending_work() {
         (view.deliveries[0].state.name(), view.deliveries[0].history.len()),
         ("delivered", 1)
     );
-    let dead = store.dead_letters(None, 10).await.unwrap();
+    let dead = store.dead_letters(None, 10).await.unwrap().letters;
     assert_eq!(dead.iter().map(|d| d.event).collect::<Vec<_>>(), vec![ids[3]]);
     // Dedupe keys survive.
     let mut dup = event("fresh", &["a"], t0);

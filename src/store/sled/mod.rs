@@ -319,15 +319,20 @@ impl SledStore {
         &self,
         only: Option<String>,
     ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        // Step by step, each going on where the last stopped: a letter
+        // replayed by one step that dies again before the next is not
+        // replayed twice, nor counted twice.
         let mut total = std::collections::BTreeMap::new();
+        let mut at = None;
         loop {
             let only = only.clone();
-            let (counts, more) = self.call(|reply| Msg::ReplayDead { only, reply }).await?;
+            let (counts, next) = self.call(|reply| Msg::ReplayDead { only, at, reply }).await?;
             for (k, v) in counts {
                 *total.entry(k).or_default() += v;
             }
-            if !more {
-                return Ok(total);
+            match next {
+                Some(next) => at = Some(next),
+                None => return Ok(total),
             }
         }
     }

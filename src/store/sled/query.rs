@@ -3,6 +3,9 @@
 //! tree (sled reads do not block the writer); callers run them off the async
 //! workers ([`super::SledStore::blocking`]).
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -11,7 +14,9 @@ use super::codec::{self, Header};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
 use super::SledStore;
-use crate::store::{DeadLetter, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats};
+use crate::store::{
+    DeadLetter, DeadLetterPage, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats,
+};
 
 /// An event from its log row, names restored.
 pub(super) fn event_from(reg: &Registry, route: &str, id: EventId, h: Header, body: Bytes) -> Event {
@@ -132,17 +137,22 @@ impl SledStore {
         Ok(out)
     }
 
-    pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Every dead letter is counted; the newest `limit` (by event) are read.
+    pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<DeadLetterPage, StoreError> {
         let reg = super::read_lock(&self.inner.registry).clone();
         let prefix = match sub {
             Some(name) => match reg.sub(name) {
                 Some(no) => keys::dead_prefix(no),
-                None => return Ok(Vec::new()),
+                None => return Ok(DeadLetterPage::default()),
             },
             None => vec![keys::X],
         };
-        let mut out = Vec::new();
-        for item in self.inner.tree.scan_prefix(&prefix).take(limit) {
+        // Keys go by subscriber, then event: the newest are kept as the scan
+        // goes, a tie (one event, several subscribers) by name as listed.
+        let mut names: HashMap<u32, Rc<str>> = HashMap::new();
+        let mut newest = BinaryHeap::new();
+        let mut total = 0;
+        for item in self.inner.tree.scan_prefix(&prefix) {
             let (k, v) = item?;
             let (Some(no), Some(id)) = (
                 k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
@@ -150,6 +160,17 @@ impl SledStore {
             ) else {
                 continue;
             };
+            total += 1;
+            let name = names
+                .entry(no)
+                .or_insert_with(|| reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string).into());
+            newest.push(Reverse((id, Reverse(name.clone()), no, keys::u64_value(&v))));
+            if newest.len() > limit {
+                newest.pop();
+            }
+        }
+        let mut out = Vec::with_capacity(newest.len());
+        for Reverse((id, Reverse(name), no, at_ms)) in newest {
             let row = self
                 .inner
                 .tree
@@ -157,13 +178,14 @@ impl SledStore {
                 .and_then(|r| codec::decode_result(&r));
             out.push(DeadLetter {
                 event: id,
-                subscriber: reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string),
-                at_ms: keys::u64_value(&v),
+                subscriber: name.to_string(),
+                at_ms,
                 attempts: row.as_ref().map_or(0, |r| r.attempts),
                 last_error: row.and_then(|r| r.last_error),
             });
         }
-        Ok(out)
+        out.sort_by(DeadLetter::newest_first);
+        Ok(DeadLetterPage { letters: out, total })
     }
 
     /// Every subscriber the store knows, with its backlog.

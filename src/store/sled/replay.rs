@@ -4,7 +4,7 @@
 //! waiting for a later retry is moved to now; one already due (being sent, or
 //! about to be: an earlier replay, say) or not attempted yet is left alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec;
 use super::group_commit::{Batch, Writer};
@@ -12,7 +12,15 @@ use super::keys;
 use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 
 /// Dead letters re-queued per writer message (the caller loops).
-const DEAD_CHUNK: usize = 1000;
+pub(super) const DEAD_CHUNK: usize = 1000;
+
+/// How far a replay of all dead letters got: the `X` key it goes on from,
+/// and the last one that was there when it started (inclusive bounds).
+#[derive(Debug)]
+pub(super) struct DeadRange {
+    next: Vec<u8>,
+    last: Vec<u8>,
+}
 
 impl Writer {
     /// Queue `id` again for `sub`; whether anything was queued.
@@ -96,16 +104,31 @@ impl Writer {
     }
 
     /// Re-queue up to a chunk of dead letters of configured subscribers (all,
-    /// or one); the counts and whether more remain. A subscriber removed from
-    /// the config has no lane to send them: its dead letters stay listed.
+    /// or one), from `at` (None: a new replay of what is dead now); the
+    /// counts and where the next step goes on. A subscriber removed from the
+    /// config has no lane to send them: its dead letters stay listed.
     pub(super) fn replay_dead(
         &mut self,
         only: Option<&str>,
+        at: Option<DeadRange>,
         now_ms: u64,
-    ) -> Result<(BTreeMap<String, usize>, bool), StoreError> {
+    ) -> Result<(BTreeMap<String, usize>, Option<DeadRange>), StoreError> {
         let tree = self.inner.tree.clone();
         let reg = super::read_lock(&self.inner.registry).clone();
-        let configured: Vec<u32> = reg
+        let at = match at {
+            Some(at) => at,
+            // Nothing after the last letter now is part of this replay.
+            None => match tree.scan_prefix([keys::X]).keys().next_back().transpose()? {
+                Some(last) => DeadRange {
+                    next: vec![keys::X],
+                    last: last.to_vec(),
+                },
+                None => return Ok((BTreeMap::new(), None)),
+            },
+        };
+        // In key order (subscriber number first), so one key says how far a
+        // replay got: a letter that dies again behind it is not seen again.
+        let configured: BTreeSet<u32> = reg
             .route_numbers()
             .into_iter()
             .flat_map(|r| reg.route_subs(r).to_vec())
@@ -114,12 +137,19 @@ impl Writer {
         let mut b = Batch::new(&tree);
         let mut counts = BTreeMap::new();
         let mut n = 0;
+        let mut next = None;
         'subs: for sub in configured {
-            for item in tree.scan_prefix(keys::dead_prefix(sub)).keys() {
-                if n == DEAD_CHUNK {
+            let prefix = keys::dead_prefix(sub);
+            let from = at.next.clone().max(prefix.clone());
+            for item in tree.range(from..keys::prefix_end(&prefix)).keys() {
+                let k = item?;
+                if *k > *at.last {
                     break 'subs;
                 }
-                let k = item?;
+                if n == DEAD_CHUNK {
+                    next = Some(k.to_vec());
+                    break 'subs;
+                }
                 n += 1;
                 // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
                 b.del(k.to_vec());
@@ -137,6 +167,6 @@ impl Writer {
                 self.inner.wake(sub);
             }
         }
-        Ok((counts, n == DEAD_CHUNK))
+        Ok((counts, next.map(|next| DeadRange { next, last: at.last })))
     }
 }

@@ -51,7 +51,7 @@ async fn a_removed_subscribers_dead_letters_stay_when_all_are_replayed() {
     store.register(&topology(&["a"])).await.unwrap();
     let counts = store.replay_dead_letters(None).await.unwrap();
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
-    let left = store.dead_letters(None, 10).await.unwrap();
+    let left = store.dead_letters(None, 10).await.unwrap().letters;
     assert_eq!(
         left.iter()
             .map(|d| (d.event, d.subscriber.as_str()))
@@ -61,5 +61,95 @@ async fn a_removed_subscribers_dead_letters_stay_when_all_are_replayed() {
     );
     let r = store.replay_event(id, None).await.unwrap().unwrap();
     assert_eq!(r.iter().map(|r| r.subscriber.as_str()).collect::<Vec<_>>(), ["a"]);
+    store.close().await;
+}
+
+/// `n` events for `a`, each taken and given up on (a dead letter); their ids.
+async fn dead_letters(store: &Store, src: &mut WorkSource, n: usize, now: u64) -> Vec<EventId> {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let s = store.clone();
+        let ev = event(&format!("dead-{i}"), &["a"], now);
+        handles.push(tokio::spawn(async move { s.append(ev).await.unwrap().id }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    let mut taken = Vec::new();
+    while taken.len() < n {
+        taken.extend(src.take(n, now).await.unwrap());
+    }
+    kill(store, src, &taken, now).await;
+    ids
+}
+
+/// Record each piece of work as given up on (HTTP 410), then done.
+async fn kill(store: &Store, src: &mut WorkSource, work: &[Work], now: u64) {
+    let records = work.iter().map(|w| {
+        let dead = Outcome::Dead {
+            error: "HTTP 410".into(),
+        };
+        store.record(&w.ticket, Some(attempt(w.attempts + 1, 410, now)), dead)
+    });
+    for r in futures_util::future::join_all(records).await {
+        r.unwrap();
+    }
+    for w in work {
+        src.done(&w.ticket).await;
+    }
+}
+
+#[tokio::test]
+async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_meanwhile() {
+    use futures_util::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let mut src = store.work_source("a").unwrap();
+    // More than one writer step's worth.
+    let n = super::replay::DEAD_CHUNK + 500;
+    let mut ids = dead_letters(&store, &mut src, n, now).await;
+    let signal = src.signal();
+    let _ = signal.notified().now_or_never();
+
+    // The replay sends its first step to the writer and waits for it.
+    let replay = store.replay_dead_letters(None);
+    tokio::pin!(replay);
+    assert!((&mut replay).now_or_never().is_none());
+    // The lane is woken for the first step's letters; they fail at once and
+    // die again before the replay asks for its next step.
+    signal.notified().await;
+    let now = crate::clock::now_ms();
+    let first = src.take(2 * n, now).await.unwrap();
+    assert_eq!(first.len(), super::replay::DEAD_CHUNK, "the first step's letters");
+    kill(&store, &mut src, &first, now).await;
+
+    let counts = replay.await.unwrap();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("a".to_string(), n)],
+        "each dead letter counted once"
+    );
+    // Those that died again stay dead (not replayed a second time); the rest
+    // are queued, once each.
+    let mut dead: Vec<EventId> = store
+        .dead_letters(None, 2 * n)
+        .await
+        .unwrap()
+        .letters
+        .iter()
+        .map(|d| d.event)
+        .collect();
+    let mut again: Vec<EventId> = first.iter().map(|w| w.event.id).collect();
+    dead.sort();
+    again.sort();
+    assert_eq!(dead, again, "dead again after their one replay");
+    let now = crate::clock::now_ms();
+    let mut queued: Vec<EventId> = src.take(2 * n, now).await.unwrap().iter().map(|w| w.event.id).collect();
+    queued.extend(again);
+    queued.sort();
+    ids.sort();
+    assert_eq!(queued, ids, "every letter replayed exactly once");
     store.close().await;
 }

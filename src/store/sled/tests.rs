@@ -313,7 +313,7 @@ async fn replay_and_dead_letters() {
         .await
         .unwrap();
     src.done(&w.ticket).await;
-    let dead = store.dead_letters(None, 10).await.unwrap();
+    let dead = store.dead_letters(None, 10).await.unwrap().letters;
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (dead[0].event, dead[0].subscriber.as_str(), dead[0].attempts),
@@ -321,7 +321,7 @@ async fn replay_and_dead_letters() {
     );
     let counts = store.replay_dead_letters(Some("a".into())).await.unwrap();
     assert_eq!(counts.get("a"), Some(&1));
-    assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+    assert!(store.dead_letters(None, 10).await.unwrap().letters.is_empty());
     // A replay is due when it is asked for.
     let now = crate::clock::now_ms();
     let w = src.take(1, now).await.unwrap().remove(0);

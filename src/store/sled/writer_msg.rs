@@ -58,10 +58,12 @@ pub(super) enum Msg {
         only: Option<String>,
         reply: Reply<Option<Vec<Replayed>>>,
     },
-    /// Re-queue up to a chunk of dead letters; answers the counts and whether more remain.
+    /// Re-queue up to a chunk of dead letters from `at` (None: start a
+    /// replay); answers the counts and where the next step goes on, if any.
     ReplayDead {
         only: Option<String>,
-        reply: Reply<(BTreeMap<String, usize>, bool)>,
+        at: Option<super::replay::DeadRange>,
+        reply: Reply<(BTreeMap<String, usize>, Option<super::replay::DeadRange>)>,
     },
     /// One bounded retention step over a route's log.
     Sweep {

@@ -1,0 +1,77 @@
+//! Listing dead letters: the newest first across subscribers (not the oldest
+//! of the first subscriber), with `total` counting them all; the CLI says
+//! when its list is cut. Embedded store and cluster mode answer alike.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::nats::NatsCluster;
+use common::*;
+
+async fn dead_letters_are_listed_newest_first_across_subscribers(base: TestConfig) {
+    let gone = Sub::always(Behaviour::Status(410)).await;
+    let cfg = base
+        .subscriber(Subscriber::new("a", gone.url()))
+        .subscriber(Subscriber::new("b", gone.url()));
+    let h = start(&cfg).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(accepted(h.ingest_addrs[0], &runway(&format!("newest-{i}"))).await);
+    }
+    let all = admin_until(h.admin_addr, "/api/dead-letters", Duration::from_secs(10), |v| {
+        v["dead_letters"].as_array().is_some_and(|d| d.len() == 8)
+    })
+    .await;
+    let listed = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["dead_letters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|d| {
+                (
+                    d["event"].as_str().unwrap().to_string(),
+                    d["subscriber"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(listed(&all).len(), 8, "{all}");
+    let pair = |i: usize, s: &str| (ids[i].clone(), s.to_string());
+    let (_, v) = admin(h.admin_addr, "GET", "/api/dead-letters?limit=3").await;
+    assert_eq!(listed(&v), [pair(3, "a"), pair(3, "b"), pair(2, "a")], "{v}");
+    assert_eq!(v["total"], 8, "{v}");
+    let (_, v) = admin(h.admin_addr, "GET", "/api/dead-letters?subscriber=b&limit=2").await;
+    assert_eq!(listed(&v), [pair(3, "b"), pair(2, "b")], "{v}");
+    assert_eq!(v["total"], 4, "{v}");
+    // The CLI says that more exist than it lists, and nothing when it lists them all.
+    let admin_url = format!("http://{}", h.admin_addr);
+    let args = |extra: &[&str]| {
+        ["--admin", &admin_url, "dead-letters"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (ok, out, err) = cli_async(args(&["--limit", "3"])).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5, "header, 3 rows, the note: {out}");
+    assert!(out.lines().nth(1).unwrap().contains(&ids[3]), "{out}");
+    assert!(out.contains("showing the newest 3 of 8 dead letters"), "{out}");
+    let (ok, out, err) = cli_async(args(&[])).await;
+    assert!(ok && !out.contains("showing"), "{out}{err}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_newest_first_across_subscribers_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    dead_letters_are_listed_newest_first_across_subscribers(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_newest_first_across_subscribers_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    dead_letters_are_listed_newest_first_across_subscribers(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
+}
