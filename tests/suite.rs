@@ -41,6 +41,7 @@ mod media_s3;
 mod media_safety;
 mod nats_media;
 mod nats_pull;
+mod nats_settings;
 mod nats_store;
 mod nats_tasks;
 mod nothing_lost;
