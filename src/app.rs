@@ -77,7 +77,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let store_err = |source| StartError::Store {
         path: match &config.store.backend {
             crate::config::StoreBackend::Sled => config.store.path.display().to_string(),
-            crate::config::StoreBackend::Nats(n) => format!("nats {}", n.servers.join(",")),
+            crate::config::StoreBackend::Nats(n) => {
+                let servers: Vec<String> = n.servers.iter().map(|u| crate::auth::redact_url(u)).collect();
+                format!("nats {}", servers.join(","))
+            }
         },
         source,
     };

@@ -3,7 +3,7 @@
 //! is logged (ACME settings among them: ACME certificates renew on their
 //! own), and a file that cannot be applied changes nothing.
 
-use crate::config::{Config, ConfigError, TlsSource};
+use crate::config::{Config, ConfigError, StoreBackend, TlsSource};
 use crate::delivery::DeliveryError;
 use crate::media::SetupError;
 use crate::state::{conn_settings, App};
@@ -50,6 +50,27 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     ] {
         if changed {
             tracing::warn!("{key} changed; it takes effect after a restart");
+        }
+    }
+    // Cluster mode: these are the cluster's, shared by every relay (the
+    // streams' max_age and copies, the consumers' ack_wait); a reload never
+    // changes them.
+    if let (StoreBackend::Nats(old), StoreBackend::Nats(n)) = (&running.store.backend, &new.store.backend) {
+        let shared: Vec<&str> = [
+            (new.store.retention != running.store.retention, "store.retention"),
+            (n.replicas != old.replicas, "store.nats.replicas"),
+            (n.takeover != old.takeover, "store.nats.takeover"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect();
+        if !shared.is_empty() {
+            tracing::warn!(
+                "{} changed; in cluster mode a reload does not change it: the setting is shared by every relay; \
+                 change it for the whole cluster with `hookrelay apply-cluster-settings`, then restart the relays \
+                 with the new value (a relay whose value differs from the cluster's refuses to start)",
+                shared.join(", ")
+            );
         }
     }
     // Compared with what the listeners run, not with the previous file: a

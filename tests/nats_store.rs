@@ -282,6 +282,34 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
 }
 
 #[tokio::test]
+async fn refused_nats_credentials_are_named_not_called_unreachable() {
+    let nats = NatsCluster::start_with(1, "authorization { users: [{user: hookrelay, password: right-one}] }").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1)
+        .raw(|doc| {
+            let n = doc["store"]["nats"].as_table_mut().unwrap();
+            n.insert("user".into(), "hookrelay".into());
+            n.insert("password".into(), "wrong-one-never-logged".into());
+        })
+        .write();
+    let bin = Bin::start(&path, &[]);
+    let (s, v) = callback(bin.addr, &runway("refused")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    log_until(|| bin.log_text(), "NATS refused this relay's credentials", secs(10)).await;
+    let log = bin.log_text();
+    assert!(log.contains("authorization violation"), "{log}");
+    assert!(!log.contains("NATS is not reachable"), "{log}");
+    assert!(!log.contains("wrong-one-never-logged"), "{log}");
+    assert_eq!(
+        admin(bin.admin, "GET", "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
 async fn a_body_larger_than_max_payload_is_a_413() {
     let nats = NatsCluster::start_with(1, "max_payload: 65536").await;
     let dir = tempfile::tempdir().unwrap();
@@ -319,6 +347,11 @@ fn check_config_names_the_nats_key_and_problem() {
             "invalid server",
         ),
         (base().nats(vec![], 3), "store.nats.servers", "at least one server"),
+        (
+            base().nats(vec!["nats://hookrelay:s3cretNATSpw@127.0.0.1:4222".into()], 3),
+            "store.nats.servers[0]",
+            "use store.nats.user and password",
+        ),
         (
             base().nats(vec!["nats://127.0.0.1:4222".into()], 2),
             "store.nats.replicas",
@@ -386,6 +419,7 @@ fn check_config_names_the_nats_key_and_problem() {
         let path = cfg.write();
         let (ok, _, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
         assert!(!ok, "{key}: accepted");
+        assert!(!err.contains("s3cretNATSpw"), "{err}");
         assert!(
             err.contains("config.toml") && err.contains(key) && err.contains(problem),
             "{key} / {problem}: {err}"

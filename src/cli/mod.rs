@@ -3,12 +3,14 @@
 //! of a pull subscriber ([`crate::forward`]); the admin subcommands are a
 //! client of the running daemon's admin API ([`admin`], [`render`]); `init`
 //! writes a first config ([`init`]); `check-config` validates and
-//! summarises one ([`check`]); the hidden `generate-assets` writes the
+//! summarises one ([`check`]); `apply-cluster-settings` changes what the
+//! relays of a cluster share ([`cluster`]); the hidden `generate-assets` writes the
 //! man pages, completions and packaged config for the .deb ([`assets`]).
 
 pub mod admin;
 pub mod assets;
 mod check;
+mod cluster;
 pub mod init;
 mod init_steps;
 pub mod render;
@@ -96,6 +98,11 @@ pub enum Command {
         /// Output directory (created if missing).
         dir: PathBuf,
     },
+    /// Cluster mode: change store.retention, store.nats.replicas and
+    /// store.nats.takeover of the cluster's existing streams, buckets and
+    /// consumers to this config's values (relays never change them
+    /// themselves), then exit.
+    ApplyClusterSettings,
     /// Upgrade the store to this version's layout, then exit (the daemon also
     /// does this on its first start).
     Migrate,
@@ -214,6 +221,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::GenerateAssets { dir } => assets::run(dir),
         Command::Migrate => migrate(&cli),
+        Command::ApplyClusterSettings => cluster::apply_cluster_settings(&cli),
         Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
             // A pull token given as --token would be silently taken for the admin one.
             eprintln!(

@@ -145,6 +145,8 @@ mod pull_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 mod tasks_tests;
 #[cfg(test)]
 mod tests;

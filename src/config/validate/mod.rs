@@ -214,10 +214,11 @@ impl Validator<'_> {
         self.pull_paths_free(&routes, &path_spans)?;
         self.public_url_present(&server, &routes)?;
         let media = self.media(raw.media, &store.path)?;
+        let mut warnings = self.retention_warnings(&store, &routes);
         if matches!(store.backend, StoreBackend::Nats(_)) {
             self.nats_names(&routes)?;
+            warnings.extend(self.nats_unused_keys());
         }
-        let mut warnings = self.retention_warnings(&store, &routes);
         warnings.extend(self.after_archive_warnings(&routes));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
@@ -259,10 +260,21 @@ impl Validator<'_> {
             return Vec::new();
         };
         let names: Vec<&str> = long.iter().map(|(n, _)| n.as_str()).collect();
+        let consequence = match store.backend {
+            StoreBackend::Sled => {
+                "its deliveries can still be retried after their event's retention (the event is kept until they end, \
+                 a dead letter for the retention after it dies)"
+            }
+            // NATS removes the event at max_age whatever its deliveries' state.
+            StoreBackend::Nats(_) => {
+                "in cluster mode an event expires at the retention whether or not its deliveries ended, so retries \
+                 still pending then are lost (neither sent nor kept as dead letters): raise store.retention or \
+                 shorten the schedule"
+            }
+        };
         vec![format!(
             "{}: key `store.retention`: {} is shorter than the retry schedule of subscriber {} (up to {} with jitter): \
-             its deliveries can still be retried after their event's retention (the event is kept until they end, \
-             a dead letter for the retention after it dies)",
+             {consequence}",
             self.file.display(),
             humantime::format_duration(store.retention),
             names.join(", "),

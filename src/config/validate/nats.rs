@@ -52,8 +52,21 @@ impl Validator<'_> {
                         return Err(self.err(
                             format!("store.nats.servers[{i}]"),
                             Some(url.span()),
-                            format!("invalid server {u:?} (use e.g. \"nats://10.0.0.1:4222\" or \"tls://nats.internal:4222\")"),
+                            format!("invalid server {:?} (use e.g. \"nats://10.0.0.1:4222\" or \"tls://nats.internal:4222\")", crate::auth::redact_url(u)),
                         ));
+                    }
+                    if let Ok(parsed) = url::Url::parse(u) {
+                        if !parsed.username().is_empty() || parsed.password().is_some() {
+                            return Err(self.err(
+                                format!("store.nats.servers[{i}]"),
+                                Some(url.span()),
+                                format!(
+                                    "{:?} has credentials in the URL: list the server without them and use \
+                                     store.nats.user and password (or token, or credentials)",
+                                    crate::auth::redact_url(u)
+                                ),
+                            ));
+                        }
                     }
                     servers.push(u.clone());
                 }
@@ -130,6 +143,28 @@ impl Validator<'_> {
                 format!("unknown backend {other:?}: use \"sled\" (embedded) or \"nats\" (cluster)"),
             )),
         }
+    }
+
+    /// `[store]` keys of the embedded store written in a cluster-mode file:
+    /// they do nothing there.
+    pub(super) fn nats_unused_keys(&self) -> Vec<String> {
+        let Ok(doc) = self.text.parse::<toml::Table>() else {
+            return Vec::new();
+        };
+        let Some(store) = doc.get("store").and_then(|s| s.as_table()) else {
+            return Vec::new();
+        };
+        ["cache", "min_free", "compression"]
+            .into_iter()
+            .filter(|k| store.contains_key(*k))
+            .map(|k| {
+                format!(
+                    "{}: key `store.{k}`: it applies to the embedded store only; with backend = \"nats\" it does \
+                     nothing (remove it)",
+                    self.file.display()
+                )
+            })
+            .collect()
     }
 
     /// NATS stream, subject and consumer names carry route and subscriber names.

@@ -2,6 +2,7 @@
 //! TLS with a private CA (ring), short timeouts so a dead node is noticed in
 //! seconds, and a check that the servers can do what hookrelay needs.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -9,15 +10,52 @@ use async_nats::jetstream;
 use crate::config::{NatsAuth, NatsConfig};
 use crate::store::StoreError;
 
+/// Why the servers last refused this relay's connection (wrong or missing
+/// credentials), cleared once it connects: so hookrelay's own messages can
+/// say "refused" where they would say "not reachable".
+#[derive(Clone, Default)]
+pub(super) struct Refused(Arc<Mutex<Option<String>>>);
+
+impl Refused {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, why: Option<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Note what a client event says about the credentials.
+    fn note(&self, event: &async_nats::Event) {
+        use async_nats::{ClientError, Event, ServerError};
+        match event {
+            Event::Connected => self.set(None),
+            Event::ServerError(ServerError::AuthorizationViolation) => self.set(Some("authorization violation".into())),
+            // A failed connection attempt: its kind, e.g. "authorization violation".
+            Event::ClientError(ClientError::Other(kind)) if is_refusal(kind) => self.set(Some(kind.clone())),
+            _ => {}
+        }
+    }
+}
+
+/// An async-nats connection error kind that means the credentials were refused.
+fn is_refusal(kind: &str) -> bool {
+    let kind = kind.to_ascii_lowercase();
+    kind.contains("authorization") || kind.contains("authentication")
+}
+
 /// Connect; when no server answers yet, the client keeps trying in the background.
-pub(super) async fn connect(cfg: &NatsConfig) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
+pub(super) async fn connect(
+    cfg: &NatsConfig,
+    refused: Refused,
+) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
     let bad = |m: String| StoreError::Incompatible(m);
     let addrs = cfg
         .servers
         .iter()
         .map(|u| {
             u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| bad(format!("store.nats.servers: {u:?}: {e}")))
+                .map_err(|e| bad(format!("store.nats.servers: {:?}: {e}", crate::auth::redact_url(u))))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let text = crate::auth::credential_text;
@@ -36,12 +74,19 @@ pub(super) async fn connect(cfg: &NatsConfig) -> Result<(async_nats::Client, jet
     }
     let client = opts
         .name("hookrelay")
+        .event_callback(move |event| {
+            refused.note(&event);
+            async {}
+        })
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .ping_interval(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to NATS {:?}: {e}", cfg.servers)))?;
+        .map_err(|e| {
+            let servers: Vec<String> = cfg.servers.iter().map(|u| crate::auth::redact_url(u)).collect();
+            StoreError::Unavailable(format!("cannot connect to NATS {servers:?}: {e}"))
+        })?;
     // A relay whose cluster is up should be ready when it starts listening.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while client.connection_state() != async_nats::connection::State::Connected

@@ -138,10 +138,14 @@ pub(super) async fn existing_archiver(shared: &Shared) -> Result<PullConsumer, S
 impl Shared {
     /// The media bucket (rows stay until media retention removes them),
     /// work queue and archivers' consumer, created or brought up to date.
-    pub(super) async fn set_up_media(&self) -> Result<(kv::Store, stream::Stream), String> {
-        let bucket = self.bucket(layout::MEDIA, Duration::ZERO).await?;
+    pub(super) async fn set_up_media(
+        &self,
+        plan: &mut super::setup::SetUp,
+    ) -> Result<(kv::Store, stream::Stream), super::setup::SetUpError> {
+        let bucket = self.bucket(plan, layout::MEDIA, Duration::ZERO).await?;
         let work = self
             .work_queue(
+                plan,
                 layout::MEDIA_WORK,
                 layout::media_subject("*"),
                 layout::ARCHIVER,

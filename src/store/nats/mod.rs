@@ -18,6 +18,7 @@ mod peer;
 mod query;
 mod queue;
 mod record;
+mod setup;
 mod source;
 mod task_work;
 mod tasks;
@@ -68,8 +69,18 @@ pub(super) struct Shared {
     pub(super) takeover: Duration,
     /// The routes and subscribers to set up, as last registered.
     topology: RwLock<Topology>,
-    /// Streams, bucket and consumers exist for `topology`.
+    /// Streams, bucket and consumers have been set up (for some topology):
+    /// the relay serves. A reload does not take it back.
     ready: AtomicBool,
+    /// The topology last set up completely.
+    set_up_for: RwLock<Option<Topology>>,
+    /// A background set-up is running (it ends once `topology` is set up).
+    retrying: AtomicBool,
+    /// Why set-up cannot finish, when trying again does not help (the
+    /// cluster's settings differ from this relay's).
+    problem: RwLock<Option<String>>,
+    /// Why NATS refused this relay's connection (credentials), until it connects.
+    refused: connect::Refused,
     /// One setup at a time.
     setting_up: Mutex<()>,
     /// Route name by its tag in event ids.
@@ -90,7 +101,7 @@ pub(super) struct Shared {
     task_follower: std::sync::Mutex<Option<follow::Follower>>,
     /// Task work messages this relay holds while it polls them, by task hash.
     held_tasks: std::sync::Mutex<HashMap<String, (u64, Arc<async_nats::jetstream::message::Acker>)>>,
-    /// Servers, for messages.
+    /// Servers, for messages (without any userinfo).
     servers: Vec<String>,
     /// `server.max_body`: checked against the servers' `max_payload`.
     max_body: usize,
@@ -107,6 +118,20 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl Shared {
     fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Why this relay cannot store events now.
+    fn not_serving(&self) -> StoreError {
+        if let Some(why) = self.refused.get() {
+            return unavailable(format!("NATS refused this relay's credentials (store.nats): {why}"));
+        }
+        if !self.connected() {
+            return unavailable("NATS is not reachable");
+        }
+        match read(&self.problem) {
+            Some(p) => StoreError::Incompatible(p),
+            None => unavailable("the streams are not set up yet"),
+        }
     }
 
     fn stream(&self, route: &str) -> Result<stream::Stream, StoreError> {
@@ -133,78 +158,43 @@ impl Shared {
         self.results()?.put(key, value).await.map_err(unavailable)?;
         Ok(())
     }
+}
 
-    /// Create or update the streams, bucket and consumers of the topology.
-    async fn set_up(&self) -> Result<(), String> {
-        let _one = self.setting_up.lock().await;
-        connect::check_server(&self.client, &self.js).await?;
-        let max_payload = self.client.server_info().max_payload;
-        if max_payload < self.max_body + MAX_HEADERS {
-            tracing::warn!(
-                max_payload,
-                max_body = self.max_body,
-                "NATS max_payload is smaller than server.max_body plus room for headers: larger callbacks get 413; raise max_payload in the nats-server config"
-            );
-        }
-        let topology = read(&self.topology);
-        let mut streams = HashMap::new();
-        let mut tags: HashMap<u16, String> = HashMap::new();
-        for (route, subs) in &topology.routes {
-            if let Some(other) = tags.insert(layout::route_tag(route), route.clone()) {
-                return Err(format!(
-                    "routes {other:?} and {route:?} have the same tag in event ids: rename one of them"
-                ));
+/// Set up the registered topology once NATS lets us; ends when it is.
+async fn retry_set_up(shared: Arc<Shared>) {
+    let done = |s: &Shared| read(&s.set_up_for).as_ref() == Some(&read(&s.topology));
+    loop {
+        let mut wait = Duration::from_millis(250);
+        while !done(&shared) {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            if !shared.connected() {
+                continue;
             }
-            let cfg = stream::Config {
-                name: layout::stream(route),
-                subjects: vec![layout::event_filter(route), layout::replay_filter(route)],
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::Limits,
-                max_age: self.retention,
-                duplicate_window: DUPLICATE_WINDOW.min(self.retention),
-                allow_direct: true,
-                ..Default::default()
-            };
-            self.js
-                .create_or_update_stream(cfg)
-                .await
-                .map_err(|e| format!("stream {}: {e}", layout::stream(route)))?;
-            let s = self
-                .js
-                .get_stream(layout::stream(route))
-                .await
-                .map_err(|e| format!("stream {}: {e}", layout::stream(route)))?;
-            for sub in subs {
-                consumer(&s, route, sub, self.takeover).await?;
+            match shared.set_up(&mut setup::SetUp::new(setup::Mode::Keep)).await {
+                Ok(()) => {
+                    *shared.problem.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    tracing::info!("NATS JetStream set up; serving");
+                }
+                Err(setup::SetUpError::Mismatch(m)) => {
+                    // Logged once: it stays until the cluster or this config changes.
+                    let old = shared
+                        .problem
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .replace(m.clone());
+                    if old.as_ref() != Some(&m) {
+                        tracing::error!(error = %m, "this relay's store settings differ from the cluster's; not serving");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
             }
-            streams.insert(route.clone(), s);
         }
-        self.js
-            .create_or_update_stream(stream::Config {
-                name: layout::DEAD.into(),
-                subjects: vec!["hr.dl.>".into()],
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                max_messages_per_subject: 1,
-                max_age: self.retention,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("stream {}: {e}", layout::DEAD))?;
-        let results = self.bucket(layout::RESULTS, self.retention).await?;
-        let (media, media_work) = self.set_up_media().await?;
-        *self.media.write().unwrap_or_else(|e| e.into_inner()) = Some(media);
-        let (tasks, task_work) = self.set_up_tasks().await?;
-        *self.tasks.write().unwrap_or_else(|e| e.into_inner()) = Some(tasks);
-        *self.task_work.write().unwrap_or_else(|e| e.into_inner()) = Some(task_work);
-        *self.media_work.write().unwrap_or_else(|e| e.into_inner()) = Some(media_work);
-        *self.streams.write().unwrap_or_else(|e| e.into_inner()) = streams;
-        *self.tags.write().unwrap_or_else(|e| e.into_inner()) = tags;
-        *self.results.write().unwrap_or_else(|e| e.into_inner()) = Some(results);
-        self.ready.store(true, Ordering::Release);
-        Ok(())
+        shared.retrying.store(false, Ordering::Release);
+        // A registration that came in meanwhile saw `retrying` and left it to us.
+        if done(&shared) || shared.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
     }
 }
 
@@ -215,17 +205,11 @@ pub(super) async fn existing_consumer(s: &stream::Stream, sub: &str) -> Result<P
         .map_err(|e| format!("consumer {}: {e}", layout::consumer(sub)))
 }
 
-/// A subscriber's durable consumer, created or brought up to date; a new one
-/// starts at the tail of the log.
-pub(super) async fn consumer(
-    s: &stream::Stream,
-    route: &str,
-    sub: &str,
-    takeover: Duration,
-) -> Result<PullConsumer, String> {
-    let name = layout::consumer(sub);
-    s.create_consumer(pull::Config {
-        durable_name: Some(name.clone()),
+/// A subscriber's durable consumer (created or brought up to date by
+/// `set_up`); a new one starts at the tail of the log.
+pub(super) fn consumer_config(route: &str, sub: &str, takeover: Duration) -> pull::Config {
+    pull::Config {
+        durable_name: Some(layout::consumer(sub)),
         ack_policy: AckPolicy::Explicit,
         ack_wait: takeover,
         max_deliver: -1,
@@ -234,15 +218,14 @@ pub(super) async fn consumer(
         deliver_policy: DeliverPolicy::New,
         filter_subjects: vec![layout::event_filter(route), layout::replay_subject(route, sub)],
         ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("consumer {name}: {e}"))
+    }
 }
 
 impl NatsStore {
     /// Connect (in the background when NATS is away) to the cluster.
     pub async fn open(cfg: &NatsConfig, retention: Duration, max_body: usize) -> Result<NatsStore, StoreError> {
-        let (client, js) = connect::connect(cfg).await?;
+        let refused = connect::Refused::default();
+        let (client, js) = connect::connect(cfg, refused.clone()).await?;
         Ok(NatsStore {
             shared: Arc::new(Shared {
                 client,
@@ -252,6 +235,10 @@ impl NatsStore {
                 takeover: cfg.takeover,
                 topology: RwLock::new(Topology { routes: Vec::new() }),
                 ready: AtomicBool::new(false),
+                set_up_for: RwLock::default(),
+                retrying: AtomicBool::new(false),
+                problem: RwLock::default(),
+                refused,
                 setting_up: Mutex::new(()),
                 tags: RwLock::default(),
                 streams: RwLock::default(),
@@ -263,53 +250,74 @@ impl NatsStore {
                 task_work: RwLock::default(),
                 task_follower: std::sync::Mutex::default(),
                 held_tasks: std::sync::Mutex::default(),
-                servers: cfg.servers.clone(),
+                servers: cfg.servers.iter().map(|u| crate::auth::redact_url(u)).collect(),
                 max_body,
             }),
         })
     }
 
     /// Set the topology up now if NATS answers, else keep trying in the
-    /// background (ingest answers 503 until then).
+    /// background (ingest answers 503 until then). When the relay is already
+    /// serving (a reload), readiness stays: an unchanged topology does
+    /// nothing, a changed one gets its new streams and consumers. Refused
+    /// when the cluster's retention, replicas or takeover differ from this
+    /// relay's (see [`setup`]).
     pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
-        *self.shared.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
-        self.shared.ready.store(false, Ordering::Release);
-        if self.shared.connected() {
-            match tokio::time::timeout(Duration::from_secs(10), self.shared.set_up()).await {
+        let s = &self.shared;
+        if read(&s.set_up_for).as_ref() == Some(topology) {
+            *s.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
+            return Ok(());
+        }
+        let before = std::mem::replace(
+            &mut *s.topology.write().unwrap_or_else(|e| e.into_inner()),
+            topology.clone(),
+        );
+        if s.connected() {
+            let mut plan = setup::SetUp::new(setup::Mode::Keep);
+            match tokio::time::timeout(Duration::from_secs(10), s.set_up(&mut plan)).await {
                 Ok(Ok(())) => return Ok(()),
+                Ok(Err(setup::SetUpError::Mismatch(m))) => {
+                    *s.topology.write().unwrap_or_else(|e| e.into_inner()) = before;
+                    return Err(StoreError::Incompatible(m));
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
                 Err(_) => tracing::warn!("NATS set-up is slow; retrying in the background"),
             }
+        } else if let Some(why) = s.refused.get() {
+            tracing::error!(servers = ?s.servers, error = %why, "NATS refused this relay's credentials (store.nats); answering 503 until it accepts them");
         } else {
-            tracing::warn!(servers = ?self.shared.servers, "NATS is not reachable yet; answering 503 until it is");
+            tracing::warn!(servers = ?s.servers, "NATS is not reachable yet; answering 503 until it is");
         }
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let mut wait = Duration::from_millis(250);
-            loop {
-                tokio::time::sleep(wait).await;
-                if shared.ready.load(Ordering::Acquire) {
-                    return;
-                }
-                if shared.connected() {
-                    match shared.set_up().await {
-                        Ok(()) => {
-                            tracing::info!("NATS JetStream set up; serving");
-                            return;
-                        }
-                        Err(e) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
-                    }
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        });
+        if !s.retrying.swap(true, Ordering::AcqRel) {
+            tokio::spawn(retry_set_up(s.clone()));
+        }
         Ok(())
+    }
+
+    /// `hookrelay apply-cluster-settings`: set the topology up with this
+    /// config's retention, replicas and takeover, changing existing objects
+    /// whose settings differ; what changed, one line each.
+    pub async fn apply_settings(&self, topology: &Topology) -> Result<Vec<String>, StoreError> {
+        let s = &self.shared;
+        *s.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
+        if !s.connected() {
+            return Err(unavailable(match s.refused.get() {
+                Some(why) => format!("NATS refused the credentials in store.nats: {why}"),
+                None => format!("NATS is not reachable at {}", s.servers.join(",")),
+            }));
+        }
+        let mut plan = setup::SetUp::new(setup::Mode::Apply);
+        tokio::time::timeout(Duration::from_secs(60), s.set_up(&mut plan))
+            .await
+            .map_err(|_| unavailable("NATS did not answer in time"))?
+            .map_err(unavailable)?;
+        Ok(plan.changes)
     }
 
     pub async fn append(&self, ev: NewEvent) -> Result<Accepted, StoreError> {
         let s = &self.shared;
         if !s.ready.load(Ordering::Acquire) || !s.connected() {
-            return Err(unavailable("NATS is not reachable"));
+            return Err(s.not_serving());
         }
         let route = ev.meta.route.clone();
         let stream = s.stream(&route)?;
@@ -370,11 +378,11 @@ impl NatsStore {
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         let s = &self.shared;
         if !s.connected() {
-            return Err(unavailable("not connected to NATS"));
+            return Err(s.not_serving());
         }
         s.js.query_account().await.map_err(unavailable)?;
         if !s.ready.load(Ordering::Acquire) {
-            return Err(unavailable("the streams are not set up yet"));
+            return Err(s.not_serving());
         }
         Ok(())
     }

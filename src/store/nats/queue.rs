@@ -12,14 +12,23 @@ use async_nats::jetstream::{kv, stream};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
+use super::setup::{SetUp, SetUpError};
 use super::{unavailable, Shared};
 use crate::store::StoreError;
 
 impl Shared {
     /// A bucket keeping one value per key, replicated like the streams;
-    /// `max_age` zero keeps values until deleted.
-    pub(super) async fn bucket(&self, name: &str, max_age: Duration) -> Result<kv::Store, String> {
-        self.js
+    /// `max_age` zero keeps values until deleted. An existing bucket's
+    /// settings are checked like a stream's (see [`super::setup`]).
+    pub(super) async fn bucket(
+        &self,
+        plan: &mut SetUp,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<kv::Store, SetUpError> {
+        self.check_stream(plan, &format!("KV_{name}"), max_age).await?;
+        Ok(self
+            .js
             .create_or_update_key_value(kv::Config {
                 bucket: name.into(),
                 history: 1,
@@ -29,7 +38,7 @@ impl Shared {
                 ..Default::default()
             })
             .await
-            .map_err(|e| format!("bucket {name}: {e}"))
+            .map_err(|e| format!("bucket {name}: {e}"))?)
     }
 
     /// A work-queue stream on `subjects` with the durable consumer that the
@@ -37,30 +46,28 @@ impl Shared {
     /// one `takeover` after the first stopped renewing it.
     pub(super) async fn work_queue(
         &self,
+        plan: &mut SetUp,
         name: &str,
         subjects: String,
         consumer: &str,
         max_age: Duration,
-    ) -> Result<stream::Stream, String> {
-        self.js
-            .create_or_update_stream(stream::Config {
-                name: name.into(),
-                subjects: vec![subjects],
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::WorkQueue,
-                max_age,
-                duplicate_window: super::DUPLICATE_WINDOW,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
+    ) -> Result<stream::Stream, SetUpError> {
         let work = self
-            .js
-            .get_stream(name)
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
-        work.create_consumer(pull::Config {
+            .ensure_stream(
+                plan,
+                stream::Config {
+                    name: name.into(),
+                    subjects: vec![subjects],
+                    num_replicas: self.replicas,
+                    storage: stream::StorageType::File,
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    max_age,
+                    duplicate_window: duplicate_window(max_age),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let cfg = pull::Config {
             durable_name: Some(consumer.into()),
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.takeover,
@@ -68,9 +75,8 @@ impl Shared {
             max_ack_pending: -1,
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("consumer {consumer}: {e}"))?;
+        };
+        self.ensure_consumer(plan, &work, cfg).await?;
         Ok(work)
     }
 
@@ -133,6 +139,16 @@ impl Shared {
             }
         }
         Ok(out)
+    }
+}
+
+/// The de-duplication window of a stream whose messages live `max_age`
+/// (zero: no limit): JetStream refuses a window longer than the age.
+pub(super) fn duplicate_window(max_age: Duration) -> Duration {
+    if max_age.is_zero() {
+        super::DUPLICATE_WINDOW
+    } else {
+        super::DUPLICATE_WINDOW.min(max_age)
     }
 }
 

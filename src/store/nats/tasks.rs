@@ -65,10 +65,14 @@ pub(super) fn encode(row: &TaskRow) -> Bytes {
 impl Shared {
     /// The tasks bucket and work queue (both expire with the retention)
     /// and the reconcilers' consumer, created or brought up to date.
-    pub(super) async fn set_up_tasks(&self) -> Result<(kv::Store, stream::Stream), String> {
-        let bucket = self.bucket(layout::TASKS, self.retention).await?;
+    pub(super) async fn set_up_tasks(
+        &self,
+        plan: &mut super::setup::SetUp,
+    ) -> Result<(kv::Store, stream::Stream), super::setup::SetUpError> {
+        let bucket = self.bucket(plan, layout::TASKS, self.retention).await?;
         let work = self
             .work_queue(
+                plan,
                 layout::TASK_WORK,
                 layout::task_subject("*"),
                 layout::RECONCILER,

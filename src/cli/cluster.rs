@@ -1,0 +1,61 @@
+//! `hookrelay apply-cluster-settings`: the one deliberate way to change the
+//! settings the relays of a cluster share (`store.retention`,
+//! `store.nats.replicas`, `store.nats.takeover`) on the streams, buckets and
+//! consumers that exist; a relay itself refuses to start with values that
+//! differ from the cluster's. Prints each change.
+
+use std::process::ExitCode;
+
+use super::Cli;
+use crate::config::{Config, StoreBackend};
+use crate::store::nats::NatsStore;
+use crate::store::Topology;
+
+pub(super) fn apply_cluster_settings(cli: &Cli) -> ExitCode {
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let StoreBackend::Nats(nats) = &config.store.backend else {
+        eprintln!(
+            "error: {}: key `store.backend`: apply-cluster-settings is for cluster mode (backend = \"nats\")",
+            cli.config.display()
+        );
+        return ExitCode::from(2);
+    };
+    crate::logging::init(&config.log);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(async {
+        let store = NatsStore::open(nats, config.store.retention, config.server.max_body).await?;
+        let changes = store.apply_settings(&Topology::of(&config)).await;
+        store.close().await;
+        changes
+    });
+    match result {
+        Ok(changes) if changes.is_empty() => {
+            println!("the cluster already has these settings; nothing changed");
+            ExitCode::SUCCESS
+        }
+        Ok(changes) => {
+            for c in &changes {
+                println!("changed {c}");
+            }
+            println!(
+                "{} objects changed; give every relay the same store.retention, store.nats.replicas and \
+                 store.nats.takeover (a relay with other values refuses to start)",
+                changes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `[store]` in cluster mode: credentials in a server URL are refused (and
+//! never echoed), the retention warning says what happens on NATS, and the
+//! embedded store's keys are named as doing nothing.
+
+use super::tests::{minimal, parse};
+
+fn cluster(store_extra: &str, route_extra: &str) -> String {
+    format!(
+        "{}\n[store]\nbackend = \"nats\"\n{store_extra}\nnats = {{ servers = [\"nats://127.0.0.1:4222\"] }}\n",
+        minimal(route_extra)
+    )
+}
+
+#[test]
+fn credentials_in_a_server_url_are_refused_without_showing_them() {
+    let text = format!(
+        "{}\n[store]\nbackend = \"nats\"\nnats = {{ servers = [\"nats://hookrelay:s3cretNATSpw@127.0.0.1:4222\"] }}\n",
+        minimal("")
+    );
+    let e = parse(&text).expect_err("userinfo in a server is refused");
+    let shown = e.to_string();
+    assert_eq!(e.key, "store.nats.servers[0]", "{shown}");
+    assert!(shown.contains("store.nats.user and password"), "{shown}");
+    assert!(!shown.contains("s3cretNATSpw"), "{shown}");
+}
+
+#[test]
+fn the_retention_warning_says_what_happens_in_cluster_mode() {
+    let long = "retry = [\"1h\", \"2h\"]";
+    let text = format!(
+        "{}\n[store]\nbackend = \"nats\"\nretention = \"1h\"\nnats = {{ servers = [\"nats://127.0.0.1:4222\"] }}\n",
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{long}")
+        )
+    );
+    let c = parse(&text).expect("valid");
+    let w = c.warnings.join("\n");
+    assert!(w.contains("store.retention"), "{w}");
+    assert!(w.contains("expires at the retention") && w.contains("lost"), "{w}");
+    assert!(!w.contains("the event is kept until they end"), "{w}");
+    // The embedded store keeps the event: its text stays.
+    let sled = text
+        .replace("backend = \"nats\"\n", "")
+        .replace("nats = { servers = [\"nats://127.0.0.1:4222\"] }\n", "");
+    let w = parse(&sled).expect("valid").warnings.join("\n");
+    assert!(w.contains("the event is kept until they end"), "{w}");
+}
+
+#[test]
+fn embedded_store_keys_are_named_as_unused_in_cluster_mode() {
+    let c = parse(&cluster("cache = \"64MiB\"\ncompression = true", "")).expect("valid");
+    let w = c.warnings.join("\n");
+    for key in ["store.cache", "store.compression"] {
+        assert!(w.contains(&format!("key `{key}`")) && w.contains("does nothing"), "{w}");
+    }
+    assert!(!w.contains("store.min_free"), "{w}");
+    let c = parse(&cluster("", "")).expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

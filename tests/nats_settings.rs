@@ -1,0 +1,169 @@
+//! Cluster mode: the settings every relay shares (`store.retention`: the
+//! streams' and buckets' max_age; `store.nats.replicas`; `store.nats.takeover`:
+//! the consumers' ack_wait) belong to the cluster. A relay whose values differ
+//! refuses to start and changes nothing; `hookrelay apply-cluster-settings`
+//! changes them on purpose; a reload neither rewrites them nor drops
+//! readiness; a retention under the two-minute duplicate window works.
+
+use crate::common;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+/// The stream `name` as the cluster has it.
+async fn stream_config(nats: &NatsCluster, name: &str) -> jetstream::stream::Config {
+    let js = jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
+    js.get_stream(name).await.unwrap().cached_info().config.clone()
+}
+
+/// The consumer `name` of stream `stream` as the cluster has it.
+async fn consumer_ack_wait(nats: &NatsCluster, stream: &str, name: &str) -> Duration {
+    let js = jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
+    let s = js.get_stream(stream).await.unwrap();
+    s.consumer_info(name).await.unwrap().config.ack_wait
+}
+
+/// A relay on this cluster with subscriber `s` at `url` (its own directory).
+fn relay(dir: &std::path::Path, nats: &NatsCluster, url: &str, replicas: usize, retention: Duration) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("s", url))
+        .nats(nats.urls(), replicas)
+        .retention(retention)
+}
+
+fn takeover(t: &'static str) -> impl Fn(&mut toml::Table) + Send + Sync + 'static {
+    move |doc: &mut toml::Table| {
+        doc["store"]["nats"]
+            .as_table_mut()
+            .unwrap()
+            .insert("takeover".into(), t.into());
+    }
+}
+
+/// Start a relay that must be refused; the error it names.
+async fn refused(cfg: &TestConfig) -> String {
+    let loaded = hookrelay::Config::load(&cfg.write()).expect("valid config");
+    match hookrelay::start(loaded).await {
+        Ok(h) => {
+            h.shutdown().await;
+            panic!("a relay whose settings differ from the cluster's started");
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_relay_does_not_change_the_clusters_settings() {
+    let nats = NatsCluster::start(3).await;
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sub = Sub::ok().await;
+    let hour = secs(3600);
+    let h = start(&relay(dir.path(), &nats, &sub.url(), 3, hour)).await;
+    let id = accepted(h.ingest_addrs[0], &runway("kept")).await;
+    sub.wait_for(secs(10), "the first event", |r| r.len() == 1).await;
+
+    // Another relay with a shorter retention, one copy, another takeover:
+    // refused with the setting, both values and the way to change it.
+    let cases = [
+        (
+            relay(other.path(), &nats, &sub.url(), 3, secs(60)),
+            "store.retention is \"1m\" in this relay's config but \"1h\" in the cluster",
+        ),
+        (
+            relay(other.path(), &nats, &sub.url(), 1, hour),
+            "store.nats.replicas is 1 in this relay's config but 3 in the cluster",
+        ),
+        (
+            relay(other.path(), &nats, &sub.url(), 3, hour).raw(takeover("10s")),
+            "store.nats.takeover is \"10s\" in this relay's config but \"5s\" in the cluster",
+        ),
+    ];
+    for (cfg, says) in cases {
+        let e = refused(&cfg).await;
+        assert!(e.contains(says), "{e}");
+        assert!(e.contains("hookrelay apply-cluster-settings"), "{e}");
+    }
+    // Nothing changed: the event, its stream and consumer keep the cluster's settings.
+    let ev = stream_config(&nats, "HR_EV_t").await;
+    assert_eq!((ev.max_age, ev.num_replicas), (hour, 3));
+    for name in ["HR_DL", "KV_hr_results", "KV_hr_tasks", "HR_TASKS"] {
+        let c = stream_config(&nats, name).await;
+        assert_eq!((c.max_age, c.num_replicas), (hour, 3), "{name}");
+    }
+    assert_eq!(consumer_ack_wait(&nats, "HR_EV_t", "sub_s").await, secs(5));
+    let (s, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{ev}");
+    accepted(h.ingest_addrs[0], &runway("still-served")).await;
+
+    // The operator changes the retention for the whole cluster on purpose.
+    let two_hours = relay(other.path(), &nats, &sub.url(), 3, secs(7200));
+    let path = two_hours.write();
+    let (ok, out, err) = cli_async(vec![
+        "apply-cluster-settings".into(),
+        "-c".into(),
+        path.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("stream HR_EV_t: store.retention \"1h\" -> \"2h\""),
+        "{out}"
+    );
+    assert_eq!(stream_config(&nats, "HR_EV_t").await.max_age, secs(7200));
+    assert_eq!(stream_config(&nats, "HR_DL").await.max_age, secs(7200));
+    // Now a relay with the new value starts, and one with the old is refused.
+    let h2 = start(&two_hours).await;
+    accepted(h2.ingest_addrs[0], &runway("on-the-new-relay")).await;
+    let third = tempfile::tempdir().unwrap();
+    let e = refused(&relay(third.path(), &nats, &sub.url(), 3, hour)).await;
+    assert!(
+        e.contains("store.retention is \"1h\" in this relay's config but \"2h\""),
+        "{e}"
+    );
+    h2.shutdown().await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_readiness_and_the_clusters_settings() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = relay(dir.path(), &nats, &sub.url(), 1, secs(3600));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("before")).await;
+    // An unchanged reload asks NATS nothing: with the node frozen it still
+    // completes, and the relay is ready and serving the moment NATS answers.
+    nats.signal(0, "STOP");
+    let reloaded = h.reload().await;
+    nats.signal(0, "CONT");
+    reloaded.expect("reload");
+    let (s, v) = callback(addr, &runway("after-reload")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(admin(h.admin_addr, "GET", "/readyz").await.0, StatusCode::OK);
+    // A reload with another retention does not touch the cluster's.
+    relay(dir.path(), &nats, &sub.url(), 1, secs(60)).write();
+    h.reload().await.expect("reload");
+    assert_eq!(stream_config(&nats, "HR_EV_t").await.max_age, secs(3600));
+    accepted(addr, &runway("after-second-reload")).await;
+    sub.wait_for(secs(10), "every event", |r| r.len() == 3).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retention_under_two_minutes_works_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&relay(dir.path(), &nats, &sub.url(), 1, secs(60))).await;
+    accepted(h.ingest_addrs[0], &runway("short")).await;
+    sub.wait_for(secs(10), "the event", |r| r.len() == 1).await;
+    let work = stream_config(&nats, "HR_TASKS").await;
+    assert_eq!((work.max_age, work.duplicate_window), (secs(60), secs(60)));
+    h.shutdown().await;
+}
