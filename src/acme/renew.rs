@@ -130,7 +130,7 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
             Err(EventError::AccountCacheLoad(e)) => {
                 tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot read the ACME account key; registering a new account")
             }
-            Err(EventError::Order(e)) => return Err(order_error(&e)),
+            Err(EventError::Order(e)) => return Err(format!("order: {}", order_error(&e))),
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -171,7 +171,7 @@ fn order_error(e: &rustls_acme::OrderError) -> String {
             Some(why) => format!("the CA refused the order: {why}"),
             None => "the CA marked the order invalid".to_string(),
         },
-        OrderError::Acme(e) => format!("ACME request failed: {e}"),
+        OrderError::Acme(e) => format!("request to the CA failed: {e}"),
         other => other.to_string(),
     }
 }
