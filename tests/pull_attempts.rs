@@ -158,3 +158,36 @@ async fn a_late_acknowledgement_within_the_retry_delay_still_counts() {
     assert!(ids(&none).is_empty(), "not offered again: {none}");
     h.shutdown().await;
 }
+
+/// The lapse lasts the retry delay but at most one more lease: a message is
+/// not kept from everyone (in a cluster: held by one relay) for hours of a
+/// long retry delay. After it the attempt is recorded, due when the delay
+/// ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapse_lasts_at_most_one_more_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(60)]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "long-delay").await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(ids(&got), vec![id.clone()], "{got}");
+    let d = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |ev| {
+        ev["subscribers"][0]["attempts_total"] == 1
+    })
+    .await;
+    // Recorded after the lease and the lapse (2 s), not after the 60 s delay.
+    assert_eq!(
+        d["subscribers"][0]["attempts"][0]["duration_ms"]
+            .as_u64()
+            .map(|ms| ms < 10_000),
+        Some(true),
+        "{d}"
+    );
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the lapse is over: {a}");
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
+    assert!(ids(&none).is_empty(), "due when the 60 s delay ends: {none}");
+    h.shutdown().await;
+}

@@ -153,6 +153,11 @@ pub(super) async fn run(
             .set(i64::from(state == State::Open));
         let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
         let mut took = 0;
+        if state == State::Open {
+            // Paused: ask for nothing (in cluster mode, relays that can reach
+            // the subscriber take its work meanwhile).
+            source.want_none();
+        }
         if capacity > 0 {
             match source.take(capacity, clock::now_ms()).await {
                 Ok(work) => {

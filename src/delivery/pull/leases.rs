@@ -42,8 +42,9 @@ pub(super) struct Leases<T> {
     /// The leases by deadline, to expire them in order without a scan.
     deadlines: BTreeSet<(Instant, EventId)>,
     /// Leases whose deadline passed, still claimable by their holder until
-    /// the end of their lapse (by which they are ordered in `lapse_ends`).
-    lapsed: HashMap<EventId, (Lease<T>, Instant)>,
+    /// the end of their lapse (by which they are ordered in `lapse_ends`),
+    /// with when their retry is due (ms) once the lapse is over.
+    lapsed: HashMap<EventId, (Lease<T>, Instant, u64)>,
     lapse_ends: BTreeSet<(Instant, EventId)>,
     /// Offered first to first: hand-outs that reached nobody in front, fresh
     /// work behind.
@@ -144,23 +145,24 @@ impl<T> Leases<T> {
     }
 
     /// Keep an expired lease claimable by its holder until `end` (offered
-    /// to nobody meanwhile).
-    pub fn lapse(&mut self, lease: Lease<T>, end: Instant) {
+    /// to nobody meanwhile); its retry is due at `due_ms` after that.
+    pub fn lapse(&mut self, lease: Lease<T>, end: Instant, due_ms: u64) {
         let id = lease.offer.id;
         self.lapse_ends.insert((end, id));
-        self.lapsed.insert(id, (lease, end));
+        self.lapsed.insert(id, (lease, end, due_ms));
     }
 
-    /// Take out the lapsed leases whose lapse ended at `now` or earlier.
-    pub fn lapses_over(&mut self, now: Instant) -> Vec<Lease<T>> {
+    /// Take out the lapsed leases whose lapse ended at `now` or earlier,
+    /// each with when its retry is due.
+    pub fn lapses_over(&mut self, now: Instant) -> Vec<(Lease<T>, u64)> {
         let mut over = Vec::new();
         while let Some(&(end, id)) = self.lapse_ends.first() {
             if end > now {
                 break;
             }
             self.lapse_ends.pop_first();
-            if let Some((l, _)) = self.lapsed.remove(&id) {
-                over.push(l);
+            if let Some((l, _, due)) = self.lapsed.remove(&id) {
+                over.push((l, due));
             }
         }
         over
@@ -182,7 +184,7 @@ impl<T> Leases<T> {
             .iter()
             .filter(|id| {
                 let live = self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now);
-                let lapsed = self.lapsed.get(id).is_some_and(|(l, _)| l.holder == holder);
+                let lapsed = self.lapsed.get(id).is_some_and(|(l, _, _)| l.holder == holder);
                 !(live || lapsed)
             })
             .copied()
@@ -195,7 +197,7 @@ impl<T> Leases<T> {
             if let Some(l) = self.leased.remove(id) {
                 self.deadlines.remove(&(l.until, *id));
                 out.push(l);
-            } else if let Some((l, end)) = self.lapsed.remove(id) {
+            } else if let Some((l, end, _)) = self.lapsed.remove(id) {
                 self.lapse_ends.remove(&(end, *id));
                 out.push(l);
             }
@@ -209,7 +211,7 @@ impl<T> Leases<T> {
         self.lapse_ends.clear();
         let mut all: Vec<Offer<T>> = self.ready.drain(..).collect();
         all.extend(self.leased.drain().map(|(_, l)| l.offer));
-        all.extend(self.lapsed.drain().map(|(_, (l, _))| l.offer));
+        all.extend(self.lapsed.drain().map(|(_, (l, _, _))| l.offer));
         all
     }
 }
@@ -309,8 +311,8 @@ mod tests {
         let mut gone = l.expire(now + Duration::from_secs(10));
         assert_eq!(gone.len(), 2);
         let end = now + Duration::from_secs(15);
-        l.lapse(gone.pop().unwrap(), end);
-        l.lapse(gone.pop().unwrap(), end);
+        l.lapse(gone.pop().unwrap(), end, 7);
+        l.lapse(gone.pop().unwrap(), end, 7);
         assert_eq!(l.next_deadline(), Some(end));
         assert!(l.holds(&id(0)) && l.holds(&id(1)), "not taken from the store again");
         assert!(
@@ -322,7 +324,10 @@ mod tests {
         assert_eq!((late[0].offer.id, late[0].length), (id(0), Duration::from_secs(10)));
         assert!(l.lapses_over(now + Duration::from_secs(14)).is_empty());
         let over = l.lapses_over(end);
-        assert_eq!(over.iter().map(|x| x.offer.id).collect::<Vec<_>>(), vec![id(1)]);
+        assert_eq!(
+            over.iter().map(|(x, due)| (x.offer.id, *due)).collect::<Vec<_>>(),
+            vec![(id(1), 7)]
+        );
         assert_eq!((l.next_deadline(), l.holds(&id(1))), (None, false));
         assert_eq!(
             l.claim("a", &[id(1)], end).unwrap_err(),

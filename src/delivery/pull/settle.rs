@@ -90,13 +90,20 @@ pub(super) fn handed_back(
 /// slower than the lease, the network went away): a failed attempt, like a
 /// push delivery's timeout, so a message no delivery ever finishes within
 /// the lease ends as a dead letter instead of being offered forever.
-/// `waited`: the retry delay has passed already (the lease lapsed for it),
-/// so the message is due at once.
-pub(super) fn expired(work: Work, number: u32, at_ms: u64, lease: Duration, sub: &Subscriber, waited: bool) -> Settled {
+/// `due`: when the retry is due, if the lease lapsed first (the delay was
+/// chosen when it ran out).
+pub(super) fn expired(
+    work: Work,
+    number: u32,
+    at_ms: u64,
+    lease: Duration,
+    sub: &Subscriber,
+    due: Option<u64>,
+) -> Settled {
     let error = format!("{LEASE_EXPIRED} within {}", humantime::format_duration(lease));
     let mut s = failed(work, number, at_ms, sub, None, error, Cause::Expired);
-    if let (true, Outcome::Retry { due_ms }) = (waited, &mut s.outcome) {
-        *due_ms = clock::now_ms();
+    if let (Some(at), Outcome::Retry { due_ms }) = (due, &mut s.outcome) {
+        *due_ms = at;
     }
     s
 }

@@ -179,10 +179,11 @@ pub(super) async fn run(
 
 impl State {
     /// Leases whose deadline passed are failed attempts, like a hand-back:
-    /// each lapses for the retry delay it waits anyway (offered to nobody,
-    /// but a late acknowledgement of its holder still counts), then is
-    /// recorded and let go, due at once; one whose schedule is exhausted is
-    /// a dead letter now.
+    /// each lapses for the retry delay it waits anyway, at most one more
+    /// lease (offered to nobody, but a late acknowledgement of its holder
+    /// still counts), then is recorded and let go, due when the delay ends;
+    /// one whose schedule is exhausted is a dead letter now. (The lapse is
+    /// short so a cluster relay never holds such a message for hours.)
     fn expire(&mut self, now: Instant) {
         let expired = self.leases.expire(now);
         let sub = self.lane.subscriber();
@@ -194,17 +195,21 @@ impl State {
                  until the retry delay is over)");
             for l in expired {
                 match sub.retry.next_delay(l.offer.item.work.step, None) {
-                    Some(delay) => self.leases.lapse(l, now + delay),
+                    Some(delay) => {
+                        let due = clock::now_ms() + delay.as_millis() as u64;
+                        let end = now + delay.min(l.length);
+                        self.leases.lapse(l, end, due);
+                    }
                     None => {
                         let (work, number) = (l.offer.item.work, l.offer.attempt);
-                        items.push(settle::expired(work, number, l.at_ms, l.length, &sub, false));
+                        items.push(settle::expired(work, number, l.at_ms, l.length, &sub, None));
                     }
                 }
             }
         }
-        for l in self.leases.lapses_over(now) {
+        for (l, due) in self.leases.lapses_over(now) {
             let (work, number) = (l.offer.item.work, l.offer.attempt);
-            items.push(settle::expired(work, number, l.at_ms, l.length, &sub, true));
+            items.push(settle::expired(work, number, l.at_ms, l.length, &sub, Some(due)));
         }
         if !items.is_empty() {
             self.settle(items, None);

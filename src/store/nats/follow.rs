@@ -315,7 +315,11 @@ impl Pull {
             lock(&self.inbox).requested -= 1;
             return;
         };
-        super::hold::hold(&self.held, seq, acker.clone());
+        if !super::hold::hold(&self.held, seq, acker.clone()) {
+            // Held here already (queued, or being worked on): not twice.
+            lock(&self.inbox).requested -= 1;
+            return;
+        }
         let r = Received {
             message,
             acker,

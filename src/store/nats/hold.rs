@@ -53,10 +53,20 @@ fn fresh(takeover: Duration) -> Duration {
     renew_period(takeover).min(Duration::from_secs(1))
 }
 
-/// Hold a message that just arrived.
-pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) {
+/// Hold a message that just arrived; false when it was held already (NATS
+/// handed it to this relay again, after an outage longer than `takeover`):
+/// the copy here is the one to work on, and it is this relay's again (NATS
+/// just gave it here), so it is not queued a second time.
+pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) -> bool {
     let now = Instant::now();
-    lock(held).insert(
+    let mut h = lock(held);
+    if let Some(m) = h.get_mut(&seq) {
+        m.acker = acker;
+        m.confirmed = now;
+        m.lost = false;
+        return false;
+    }
+    h.insert(
         seq,
         Hold {
             acker,
@@ -65,6 +75,7 @@ pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) {
             lost: false,
         },
     );
+    true
 }
 
 /// Stop holding the message: it was settled, or it should come again after

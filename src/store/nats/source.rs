@@ -188,8 +188,10 @@ impl NatsCursor {
             )
         };
         // A fresh event's first delivery: nothing to read. Otherwise the
-        // attempts so far are in its result.
-        let step = delivered - 1;
+        // attempts so far, and the step of the retry schedule, are in its
+        // result (not NATS's delivered count, which also counts messages
+        // given back unsent: a lane's circuit opening, a media wait, a
+        // forwarder gone).
         let row = if delivered == 1 && !replay {
             None
         } else {
@@ -209,7 +211,10 @@ impl NatsCursor {
                 return Ok(None);
             }
         }
-        let attempts = row.as_ref().map_or(step, |r| r.attempts);
+        let step = row.as_ref().map_or(0, |r| r.step);
+        // Without a result, an attempt may still have been made (a relay
+        // that died during it): the attempt number counts the deliveries.
+        let attempts = row.as_ref().map_or(delivered - 1, |r| r.attempts);
         Ok(Some(Work {
             event,
             step,
