@@ -80,6 +80,8 @@ pub struct Metrics {
     /// Unix time at which the served certificate expires, so an alert can
     /// fire before it does; set when scraped from what was loaded or issued.
     pub tls_cert_expiry: Family<SourceLabels, Gauge>,
+    /// 1 while the served certificate is valid, 0 without one or expired.
+    pub tls_cert_valid: Gauge,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good).
@@ -130,6 +132,7 @@ impl Metrics {
             store_bytes: Gauge::default(),
             store_writes: Counter::default(),
             tls_cert_expiry: Family::default(),
+            tls_cert_valid: Gauge::default(),
             acme_failures: Counter::default(),
             media_files: Family::default(),
             media_bytes: Counter::default(),
@@ -212,6 +215,11 @@ impl Metrics {
             "tls_cert_expiry_seconds",
             "Unix time at which the served TLS certificate expires, by source (file, acme)",
             m.tls_cert_expiry.clone(),
+        );
+        registry.register(
+            "tls_cert_valid",
+            "1 while the public listeners serve a valid certificate; 0 without one yet (ACME) or once it expired",
+            m.tls_cert_valid.clone(),
         );
         registry.register(
             "acme_failures",

@@ -153,8 +153,10 @@ impl App {
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(config));
     }
 
-    /// Ready: serving, the store writable, and (with TLS) a certificate
-    /// clients accept now.
+    /// Ready: serving and the store writable. The certificate is not part
+    /// of it: a balancer that routes only to ready relays would keep the
+    /// ACME CA's validation (through the same listener) from ever reaching a
+    /// relay without one; [`Self::certificate_problem`] is its own signal.
     pub fn ready(&self) -> bool {
         self.not_ready_because().is_none()
     }
@@ -167,6 +169,12 @@ impl App {
         if !self.store_ok.load(Ordering::Relaxed) {
             return Some("the store cannot be written");
         }
+        None
+    }
+
+    /// Why TLS handshakes fail now, if they do: no certificate yet (ACME
+    /// before its first order), or the served one expired (or not yet valid).
+    pub fn certificate_problem(&self) -> Option<&'static str> {
         match self.served_certificate() {
             Some(None) => Some("no TLS certificate yet: every handshake fails"),
             Some(Some(c)) if !c.valid_at(crate::clock::now()) => {

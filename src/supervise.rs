@@ -89,6 +89,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             "hookrelay started, not ready yet: {why} (/readyz answers 503 until it is)"
         ),
     }
+    if let Some(problem) = handle.app.certificate_problem() {
+        tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");
+    }
     if let Some(usec) = watchdog_usec() {
         tokio::spawn(watchdog(handle.app.clone(), Duration::from_micros(usec / 2)));
     }

@@ -51,6 +51,9 @@ pub(super) async fn render(app: &App) -> String {
             .get_or_create(&SourceLabels { source })
             .set(cert.expiry_unix());
     }
+    if app.tls.is_some() || app.acme.is_some() {
+        m.tls_cert_valid.set(i64::from(app.certificate_problem().is_none()));
+    }
     m.media_queue_depth.set(app.store.media_queue() as i64);
     if let Ok(t) = app.store.task_stats().await {
         for (state, n) in t.by_state {
