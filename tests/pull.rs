@@ -42,6 +42,17 @@ pub(crate) async fn relay(lease: Duration) -> (tempfile::TempDir, Sub, hookrelay
     (dir, sub, h)
 }
 
+/// The laptop subscriber's delivery in the event's view.
+pub(crate) async fn laptop_delivery(h: &hookrelay::Handle, id: &str) -> Value {
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let d = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "laptop");
+    d.cloned().unwrap_or_else(|| panic!("no laptop delivery: {ev}"))
+}
+
 pub(crate) fn ids(v: &Value) -> Vec<String> {
     v["messages"]
         .as_array()
@@ -248,13 +259,8 @@ async fn handed_back_messages_follow_the_retry_schedule_to_a_dead_letter() {
     assert_eq!(dead["dead_letters"][0]["attempts"], 3);
     // What the local service answered (the last hand-back said 503) is in
     // the history: the attempt's status and the error.
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
-    let d = ev["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "laptop")
-        .unwrap();
+    let d = laptop_delivery(&h, &id).await;
+    let ev = &d;
     let tries = d["attempts"].as_array().unwrap();
     assert_eq!(
         tries.iter().map(|t| t["status"].as_u64()).collect::<Vec<_>>(),

@@ -4,22 +4,11 @@
 //! relay cannot use is left out and named, the acknowledgement stands).
 
 use crate::common;
-use crate::pull::{ids, relay, send, TOKEN};
+use crate::pull::{ids, laptop_delivery, relay, send, TOKEN};
 
 use common::*;
 use http::StatusCode;
 use serde_json::Value;
-
-/// The laptop subscriber's delivery in the event's view.
-async fn laptop_delivery(h: &hookrelay::Handle, id: &str) -> Value {
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
-    let d = ev["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "laptop");
-    d.cloned().unwrap_or_else(|| panic!("no laptop delivery: {ev}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_lease_always_runs_out_ends_as_a_dead_letter() {
@@ -43,15 +32,9 @@ async fn a_message_whose_lease_always_runs_out_ends_as_a_dead_letter() {
     assert_eq!(dead["dead_letters"][0]["attempts"], 3, "{dead}");
     let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=300ms", Some(TOKEN), Some("f"), "").await;
     assert!(ids(&none).is_empty(), "a dead letter is not offered: {none}");
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
-    let d = ev["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "laptop")
-        .unwrap();
+    let d = laptop_delivery(&h, &id).await;
     let tries = d["attempts"].as_array().unwrap();
-    assert_eq!(tries.len(), 3, "{ev}");
+    assert_eq!(tries.len(), 3, "{d}");
     assert!(
         tries.iter().all(|t| t["error"]
             .as_str()

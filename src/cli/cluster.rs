@@ -27,10 +27,7 @@ pub(super) fn apply_cluster_settings(cli: &Cli) -> ExitCode {
         return ExitCode::from(2);
     };
     crate::logging::init(&config.log);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = super::runtime();
     let result = rt.block_on(async {
         let store = NatsStore::open(nats, config.store.retention, config.server.max_body).await?;
         let changes = store.apply_settings(&Topology::of(&config)).await;

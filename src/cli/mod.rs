@@ -291,6 +291,14 @@ fn random_bytes() -> [u8; 32] {
     bytes
 }
 
+/// A one-thread runtime for a command that talks to a store or the daemon.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn migrate(cli: &Cli) -> ExitCode {
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -300,10 +308,7 @@ fn migrate(cli: &Cli) -> ExitCode {
         }
     };
     crate::logging::init(&config.log);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let result = rt.block_on(async {
         let store = crate::store::Store::open_sled(&crate::store::Options::of(&config))?;
         store.register(&crate::store::Topology::of(&config)).await?;
@@ -410,10 +415,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             (Method::GET, format!("/api/media?limit={limit}"), render::render_media)
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     match rt.block_on(admin::call(&target, method, &path)) {
         Ok(v) => {
             if cli.json {
