@@ -3,9 +3,6 @@
 //! tree (sled reads do not block the writer); callers run them off the async
 //! workers ([`super::SledStore::blocking`]).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -140,37 +137,33 @@ impl SledStore {
     /// Every dead letter is counted; the newest `limit` (by event) are read.
     pub fn dead_letters(&self, sub: Option<&str>, limit: usize) -> Result<DeadLetterPage, StoreError> {
         let reg = super::read_lock(&self.inner.registry).clone();
-        let prefix = match sub {
+        let subs = match sub {
             Some(name) => match reg.sub(name) {
-                Some(no) => keys::dead_prefix(no),
+                Some(no) => vec![no],
                 None => return Ok(DeadLetterPage::default()),
             },
-            None => vec![keys::X],
+            None => reg.sub_numbers(),
         };
-        // Keys go by subscriber, then event: the newest are kept as the scan
-        // goes, a tie (one event, several subscribers) by name as listed.
-        let mut names: HashMap<u32, Rc<str>> = HashMap::new();
-        let mut newest = BinaryHeap::new();
+        // Keys go by subscriber, then event: each subscriber's newest are
+        // read backwards (at most `limit` each, values only for those), and
+        // the rest only counted (keys alone).
+        let mut found: Vec<(EventId, u32, u64)> = Vec::new();
         let mut total = 0;
-        for item in self.inner.tree.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            let (Some(no), Some(id)) = (
-                k.get(1..5).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
-                keys::id_at_5(&k),
-            ) else {
-                continue;
-            };
-            total += 1;
-            let name = names
-                .entry(no)
-                .or_insert_with(|| reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string).into());
-            newest.push(Reverse((id, Reverse(name.clone()), no, keys::u64_value(&v))));
-            if newest.len() > limit {
-                newest.pop();
+        for no in subs {
+            let prefix = keys::dead_prefix(no);
+            for item in self.inner.tree.scan_prefix(&prefix).rev().take(limit) {
+                let (k, v) = item?;
+                if let Some(id) = keys::id_at_5(&k) {
+                    found.push((id, no, keys::u64_value(&v)));
+                }
             }
+            total += self.inner.tree.scan_prefix(&prefix).keys().count() as u64;
         }
-        let mut out = Vec::with_capacity(newest.len());
-        for Reverse((id, Reverse(name), no, at_ms)) in newest {
+        let name = |no: u32| reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string);
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| name(a.1).cmp(&name(b.1))));
+        found.truncate(limit);
+        let mut out = Vec::with_capacity(found.len());
+        for (id, no, at_ms) in found {
             let row = self
                 .inner
                 .tree
@@ -178,7 +171,7 @@ impl SledStore {
                 .and_then(|r| codec::decode_result(&r));
             out.push(DeadLetter {
                 event: id,
-                subscriber: name.to_string(),
+                subscriber: name(no),
                 at_ms,
                 attempts: row.as_ref().map_or(0, |r| r.attempts),
                 last_error: row.and_then(|r| r.last_error),
