@@ -72,6 +72,16 @@ impl<T> Leases<T> {
         self.ready.len()
     }
 
+    /// The messages ready to be handed out, in order.
+    pub fn ready_offers(&self) -> impl Iterator<Item = &Offer<T>> {
+        self.ready.iter()
+    }
+
+    /// Forget a ready message (it may no longer be handed out from here).
+    pub fn remove_ready(&mut self, id: &EventId) {
+        self.ready.retain(|o| o.id != *id);
+    }
+
     /// Fresh work, offered after what is already waiting.
     pub fn push_ready(&mut self, id: EventId, item: T, attempt: u32) {
         self.ready.push_back(Offer { id, item, attempt });

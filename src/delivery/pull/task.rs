@@ -97,6 +97,7 @@ pub(super) async fn run(
             } else {
                 source.want_none();
             }
+            st.confirm_ready(&mut source).await;
             st.hand_out(now);
         } else {
             // Nobody pulls through this relay: take nothing from the shared
@@ -287,6 +288,26 @@ impl State {
             self.settle(settled, None);
         }
         Ok(took)
+    }
+
+    /// Keep only the ready messages this relay may still hand out: in
+    /// cluster mode one that waited (a puller left before its answer) may
+    /// have gone to another relay meanwhile (always true for the embedded
+    /// store).
+    async fn confirm_ready(&mut self, source: &mut WorkSource) {
+        if self.leases.ready() == 0 {
+            return;
+        }
+        let tickets: Vec<(EventId, Ticket)> = self
+            .leases
+            .ready_offers()
+            .map(|o| (o.id, o.item.work.ticket.clone()))
+            .collect();
+        for (id, ticket) in tickets {
+            if !source.confirm(&ticket).await {
+                self.leases.remove_ready(&id);
+            }
+        }
     }
 
     /// Give ready messages to waiting pullers, first come first served, each
