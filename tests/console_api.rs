@@ -22,14 +22,7 @@ async fn events_are_found_by_part_of_their_task_id() {
     accepted(ingest, r#"{"code":200,"data":{"note":"alpha-7731"}}"#).await;
     sub.wait_for(Duration::from_secs(5), "the deliveries", |r| r.len() == 4)
         .await;
-    let ids = |v: &serde_json::Value| -> Vec<String> {
-        v["events"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{v}"))
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = event_ids;
     let (s, v) = admin(a, "GET", "/api/events?task=ALPHA-77").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(ids(&v), vec![want.clone()]);

@@ -9,15 +9,6 @@ use common::nats::NatsCluster;
 use common::*;
 use http::StatusCode;
 
-fn ids(v: &serde_json::Value) -> Vec<String> {
-    v["events"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{v}"))
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_filtered_by_task_and_status_before_the_limit() {
     let nats = NatsCluster::start(3).await;
@@ -47,22 +38,22 @@ async fn events_are_filtered_by_task_and_status_before_the_limit() {
         v["events"].as_array().is_some_and(|e| e.len() == 3)
     })
     .await;
-    let mut got = ids(&v);
+    let mut got = event_ids(&v);
     got.sort();
     assert_eq!(got, dead, "the dead events behind 12 newer ones: {v}");
     let (_, v) = admin(a, "GET", "/api/events?status=dead&limit=2").await;
-    assert_eq!(ids(&v), vec![dead[2].clone(), dead[1].clone()], "{v}");
+    assert_eq!(event_ids(&v), vec![dead[2].clone(), dead[1].clone()], "{v}");
     let (s, v) = admin(a, "GET", "/api/events?task=DEAD-1").await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(ids(&v), vec![dead[1].clone()], "{v}");
+    assert_eq!(event_ids(&v), vec![dead[1].clone()], "{v}");
     let (_, v) = admin(a, "GET", "/api/events?task=no-such-task&limit=2").await;
-    assert!(ids(&v).is_empty(), "{v}");
+    assert!(event_ids(&v).is_empty(), "{v}");
     let (_, v) = admin(a, "GET", "/api/events?task=fine-&status=delivered&limit=4").await;
-    assert_eq!(ids(&v).len(), 4, "{v}");
+    assert_eq!(event_ids(&v).len(), 4, "{v}");
     // Paging with before= goes on below the page.
-    let last = ids(&v).pop().unwrap();
+    let last = event_ids(&v).pop().unwrap();
     let (_, v) = admin(a, "GET", &format!("/api/events?task=fine-&limit=20&before={last}")).await;
-    assert_eq!(ids(&v).len(), 8, "{v}");
+    assert_eq!(event_ids(&v).len(), 8, "{v}");
     h.shutdown().await;
 }
 

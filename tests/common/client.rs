@@ -329,3 +329,13 @@ pub async fn closed_within<S: AsyncRead + Unpin>(mut s: S, limit: Duration) -> O
     .await;
     closed.ok().map(|_| started.elapsed())
 }
+
+/// The ids of an `/api/events` answer, in its order.
+pub fn event_ids(v: &serde_json::Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
