@@ -91,3 +91,32 @@ async fn deliveries_waiting_for_the_rate_limit_are_sent_once() {
     let want = ingest(r1.ingest_addrs[0], "rate", 160).await;
     each_once(&sub, &want).await;
 }
+
+/// A relay that stops (SIGTERM, a rolling restart) does not hand the
+/// delivery it has in flight to another relay at once — the subscriber may
+/// still be answering it — but after `takeover`, as after a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_leaves_its_delivery_in_flight_until_takeover() {
+    let nats = NatsCluster::start(3).await;
+    let sub = Sub::always(Behaviour::Slow(secs(3))).await;
+    let s = Subscriber::new("s", sub.url());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 3);
+    let r1 = start(&cfg(d1.path())).await;
+    let id = accepted(r1.ingest_addrs[0], &runway("in-flight")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+    let r2 = start(&cfg(d2.path())).await;
+    r1.shutdown().await;
+    let stopped = std::time::Instant::now();
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        sub.count(),
+        1,
+        "sent again while the first attempt may still be answered"
+    );
+    // The stopped relay recorded nothing: at-least-once, after takeover (5 s).
+    let got = sub.wait_for(secs(20), "taken over", |r| r.len() == 2).await;
+    assert_eq!(got[1].header("webhook-id"), id);
+    assert!(stopped.elapsed() >= secs(4), "after {:?}", stopped.elapsed());
+    r2.shutdown().await;
+}

@@ -215,18 +215,18 @@ fn give_back(held: &Held, messages: Vec<Received>) {
 }
 
 impl Drop for Follower {
+    /// A relay that stops gives back at once only what its reader never
+    /// took; what it took (an attempt in flight, a rate-limit wait, a pull
+    /// lease) may still reach the subscriber while the relay stops, so it
+    /// goes to another relay after `takeover`, as after a crash — not at
+    /// once, which sent in-flight deliveries a second time at every restart.
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
         }
-        let held = super::hold::drain(&self.held);
-        if let (false, Ok(rt)) = (held.is_empty(), tokio::runtime::Handle::try_current()) {
-            rt.spawn(async move {
-                for a in held {
-                    let _ = a.ack_with(AckKind::Nak(None)).await;
-                }
-            });
-        }
+        let untaken: Vec<Received> = lock(&self.inbox).queue.drain(..).map(|(_, r)| r).collect();
+        give_back(&self.held, untaken);
+        super::hold::drain(&self.held);
     }
 }
 
