@@ -86,10 +86,11 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
     let store = Store::open(&config).await.map_err(store_err)?;
     store.register(&Topology::of(&config)).await.map_err(store_err)?;
-    let store_ok = store.check_writable().await.is_ok();
-    if !store_ok {
+    let store_problem = store.check_writable().await.err().map(|e| e.to_string());
+    let store_ok = store_problem.is_none();
+    if let Some(why) = &store_problem {
         let (backend, location) = store.describe();
-        tracing::error!(backend, store = %location, "store is not writable; ingest will answer 503 until it is");
+        tracing::error!(backend, store = %location, error = %why, "store is not writable; ingest will answer 503 until it is");
     }
     let metrics = Arc::new(Metrics::new());
     let delivery = Delivery::new(store.clone(), metrics.clone());
@@ -149,7 +150,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             addrs: ingest_addrs.clone(),
         },
     ));
-    app.store_ok.store(store_ok, Ordering::Relaxed);
+    app.set_store_state(store_problem);
+    debug_assert_eq!(app.store_ok.load(Ordering::Relaxed), store_ok);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let opts = ListenerOptions {
         tls,
@@ -213,10 +215,13 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let ok = tokio::time::timeout(std::time::Duration::from_secs(2), app.store.check_writable())
-            .await
-            .is_ok_and(|r| r.is_ok());
-        if app.store_ok.swap(ok, Ordering::Relaxed) != ok {
+        let problem = match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.check_writable()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within 2 s".to_string()),
+        };
+        let ok = problem.is_none();
+        if app.set_store_state(problem) != ok {
             if ok {
                 tracing::info!("store reachable again; ready");
             } else {

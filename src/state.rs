@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::acme::Acme;
 use crate::config::{Config, Route};
@@ -71,6 +71,8 @@ pub struct App {
     pub media: Arc<Archiver>,
     /// The last write to the store succeeded (readiness).
     pub store_ok: AtomicBool,
+    /// Why it did not, when it did not (for `/readyz` and the status API).
+    store_problem: Mutex<Option<String>>,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
     /// The public listeners' TLS configuration, when TLS is on (file
@@ -126,6 +128,7 @@ impl App {
             delivery,
             media,
             store_ok: AtomicBool::new(true),
+            store_problem: Mutex::new(None),
             serving: AtomicBool::new(false),
             tls,
             acme,
@@ -161,13 +164,25 @@ impl App {
         self.not_ready_because().is_none()
     }
 
+    /// Record whether the store can be written (`None`) or why not; the
+    /// previous readiness of the store.
+    pub fn set_store_state(&self, problem: Option<String>) -> bool {
+        let ok = problem.is_none();
+        *self.store_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+        self.store_ok.swap(ok, Ordering::Relaxed)
+    }
+
     /// Why it is not ready, if it is not.
-    pub fn not_ready_because(&self) -> Option<&'static str> {
+    pub fn not_ready_because(&self) -> Option<String> {
         if !self.serving.load(Ordering::Relaxed) {
-            return Some("not serving (starting or stopping)");
+            return Some("not serving (starting or stopping)".into());
         }
         if !self.store_ok.load(Ordering::Relaxed) {
-            return Some("the store cannot be written");
+            let why = self.store_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Some(match why {
+                Some(why) => format!("the store cannot be written: {why}"),
+                None => "the store cannot be written".into(),
+            });
         }
         None
     }

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -63,10 +62,13 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
             continue;
         }
-        let healthy = tokio::time::timeout(period, app.store.check_writable())
-            .await
-            .is_ok_and(|r| r.is_ok());
-        app.store_ok.store(healthy, Ordering::Relaxed);
+        let problem = match tokio::time::timeout(period, app.store.check_writable()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within the watchdog period".to_string()),
+        };
+        let healthy = problem.is_none();
+        app.set_store_state(problem);
         if healthy {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
         } else {

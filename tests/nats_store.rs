@@ -303,10 +303,18 @@ async fn refused_nats_credentials_are_named_not_called_unreachable() {
     assert!(log.contains("authorization violation"), "{log}");
     assert!(!log.contains("NATS is not reachable"), "{log}");
     assert!(!log.contains("wrong-one-never-logged"), "{log}");
-    assert_eq!(
-        admin(bin.admin, "GET", "/readyz").await.0,
-        StatusCode::SERVICE_UNAVAILABLE
+    let (s, body) = admin(bin.admin, "GET", "/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // Readiness says why, like the log.
+    assert!(body.to_string().contains("refused this relay's credentials"), "{body}");
+    let (_, v) = admin(bin.admin, "GET", "/api/status").await;
+    assert!(
+        v["not_ready_because"]
+            .to_string()
+            .contains("refused this relay's credentials"),
+        "{v}"
     );
+    assert!(!v.to_string().contains("wrong-one-never-logged"), "{v}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ pub(super) fn status(app: &App) -> ApiResult {
         "started_at": rfc3339(app.started_ms),
         "uptime_seconds": now.saturating_sub(app.started_ms) / 1000,
         "ready": app.ready(),
+        "not_ready_because": app.not_ready_because(),
         "listeners": listeners,
         "routes": app.live().config.routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         "store": {

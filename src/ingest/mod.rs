@@ -238,7 +238,7 @@ where
             Answer::TooLarge(max)
         }
         Err(e) => {
-            app.store_ok.store(false, Ordering::Relaxed);
+            app.set_store_state(Some(e.to_string()));
             tracing::error!(route = %r.name, error = %e, "cannot persist callback; answering 503");
             Answer::Unavailable
         }
