@@ -87,7 +87,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let store = Store::open(&config).await.map_err(store_err)?;
     store.register(&Topology::of(&config)).await.map_err(store_err)?;
     let store_problem = store.check_writable().await.err().map(|e| e.to_string());
-    let store_ok = store_problem.is_none();
     if let Some(why) = &store_problem {
         let (backend, location) = store.describe();
         tracing::error!(backend, store = %location, error = %why, "store is not writable; ingest will answer 503 until it is");
@@ -151,7 +150,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         },
     ));
     app.set_store_state(store_problem);
-    debug_assert_eq!(app.store_ok.load(Ordering::Relaxed), store_ok);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let opts = ListenerOptions {
         tls,
@@ -215,11 +213,7 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let problem = match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.check_writable()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer within 2 s".to_string()),
-        };
+        let problem = app.check_store(std::time::Duration::from_secs(2)).await;
         let ok = problem.is_none();
         if app.set_store_state(problem) != ok {
             if ok {

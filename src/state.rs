@@ -164,6 +164,15 @@ impl App {
         self.not_ready_because().is_none()
     }
 
+    /// Ask the store whether it can be written, within `limit`: None, or why not.
+    pub async fn check_store(&self, limit: std::time::Duration) -> Option<String> {
+        match tokio::time::timeout(limit, self.store.check_writable()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {}", humantime::format_duration(limit))),
+        }
+    }
+
     /// Record whether the store can be written (`None`) or why not; the
     /// previous readiness of the store.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {

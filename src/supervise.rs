@@ -62,11 +62,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
             continue;
         }
-        let problem = match tokio::time::timeout(period, app.store.check_writable()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer within the watchdog period".to_string()),
-        };
+        let problem = app.check_store(period).await;
         let healthy = problem.is_none();
         app.set_store_state(problem);
         if healthy {

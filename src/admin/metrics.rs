@@ -42,11 +42,8 @@ pub(super) async fn render(app: &App) -> String {
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
     m.ready.set(i64::from(app.ready()));
-    let served = match &app.acme {
-        Some(acme) => acme.status().certificate.map(|c| ("acme", c)),
-        None => app.tls.as_ref().and_then(|t| t.certificate()).map(|c| ("file", c)),
-    };
-    if let Some((source, cert)) = served {
+    if let Some(cert) = app.served_certificate().flatten() {
+        let source = app.tls_kind();
         m.tls_cert_expiry
             .get_or_create(&SourceLabels { source })
             .set(cert.expiry_unix());
