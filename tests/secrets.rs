@@ -112,7 +112,8 @@ async fn percent_encoded_token_key_is_redacted_in_logs() {
 
 /// Some platforms authenticate callbacks with a static `X-Webhook-Secret` or
 /// `Webhook-Token` header: kept headers never keep such a value (the name
-/// stays, so an operator sees it was sent); signatures and ids are kept.
+/// stays, so an operator sees it was sent); signatures, ids and idempotency
+/// keys are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_looking_webhook_headers_are_kept_without_their_values() {
     let (_dir, _sub, h) = with_ok_subscriber().await;
@@ -125,6 +126,9 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
         ("x-webhook-password", "PASSVALUE"),
         ("x-webhook-signature", "sha256=abcdef"),
         ("webhook-id", "msg_1"),
+        ("x-webhook-secretkey", "JOINEDSECRET"),
+        ("webhook-idempotency-key", "idem-42"),
+        ("x-webhook-keyword", "kw"),
     ];
     let (s, _, a) = post(h.ingest_addrs[0], "/hooks/t?token=tok", &headers, runway("hdr")).await;
     assert_eq!(s, StatusCode::OK);
@@ -140,6 +144,7 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
         "APIKEYVALUE",
         "AUTHVALUE",
         "PASSVALUE",
+        "JOINEDSECRET",
     ] {
         assert!(!text.contains(secret), "{secret} shown: {text}");
     }
@@ -153,5 +158,8 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
     assert_eq!(kept["webhook-token"], "REDACTED", "{kept:?}");
     assert_eq!(kept["x-webhook-signature"], "sha256=abcdef", "{kept:?}");
     assert_eq!(kept["webhook-id"], "msg_1", "{kept:?}");
+    // Names that only contain "key" as part of a harmless word are shown.
+    assert_eq!(kept["webhook-idempotency-key"], "idem-42", "{kept:?}");
+    assert_eq!(kept["x-webhook-keyword"], "kw", "{kept:?}");
     h.shutdown().await;
 }

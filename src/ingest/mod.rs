@@ -78,11 +78,19 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
 }
 
 /// Names of headers some platforms authenticate callbacks with (a static
-/// `X-Webhook-Secret`, `Webhook-Token`…): kept by name only.
+/// `X-Webhook-Secret`, `Webhook-Token`, `X-Webhook-Api-Key`…): kept by name
+/// only. "key" counts only as a whole part of the name (`api-key`, `key`), and
+/// an idempotency key is an id, not a credential.
 fn looks_secret(name: &str) -> bool {
-    ["secret", "token", "key", "auth", "pass", "cred", "cookie", "session"]
-        .iter()
-        .any(|w| name.contains(w))
+    const WORDS: [&str; 7] = ["secret", "token", "auth", "pass", "cred", "cookie", "session"];
+    if WORDS.iter().any(|w| name.contains(w)) {
+        return true;
+    }
+    let parts: Vec<&str> = name.split(['-', '_']).collect();
+    parts.iter().enumerate().any(|(i, p)| {
+        matches!(*p, "key" | "apikey" | "accesskey" | "privatekey")
+            && !(*p == "key" && i > 0 && parts[i - 1] == "idempotency")
+    })
 }
 
 /// Handle one request on the public listener.
