@@ -279,6 +279,21 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     sub.wait_for(secs(10), "the second event", |r| r.len() == 2).await;
     let log = bin.log_text();
     assert!(log.contains("NATS"), "the log says why: {log}");
+    // Stopping while NATS is away does not wait for it: the last flush to a
+    // server that is not there used to wait until the 8 s shutdown limit.
+    nats.kill9(0);
+    tokio::time::sleep(ms(300)).await;
+    bin.signal("TERM");
+    let asked = std::time::Instant::now();
+    let (status, bin) = tokio::time::timeout(secs(20), bin.exit()).await.expect("exits");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}\n{}", bin.log_text());
+    assert!(
+        took < secs(4),
+        "stopping without NATS took {took:?}\n{}",
+        bin.log_text()
+    );
+    assert!(!bin.log_text().contains("shutdown took too long"), "{}", bin.log_text());
 }
 
 #[tokio::test]

@@ -49,6 +49,8 @@ const MAX_HEADERS: usize = 64 * 1024;
 const EARLY_MS: u64 = 50;
 /// The window in which a repeated publish with the same nonce is a no-op.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a stopping relay waits for NATS to take what it still buffers.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 /// The NATS store. Cheap to clone.
 #[derive(Clone)]
@@ -391,7 +393,17 @@ impl NatsStore {
         format!("{} (replicas {})", self.shared.servers.join(","), self.shared.replicas)
     }
 
+    /// Send what the client still buffers (acknowledgements, give-backs).
+    /// Bounded: with NATS away a flush waits for ever, and what it would send
+    /// is redelivered after `takeover` anyway.
     pub async fn close(&self) {
-        let _ = self.shared.client.flush().await;
+        let flush = self.shared.client.flush();
+        if tokio::time::timeout(CLOSE_FLUSH, flush).await.is_err() {
+            tracing::warn!(
+                "NATS did not take the last acknowledgements within {}s; \
+                 what this relay held is delivered again after takeover",
+                CLOSE_FLUSH.as_secs()
+            );
+        }
     }
 }
