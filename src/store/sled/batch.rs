@@ -30,6 +30,13 @@ impl<'a> Batch<'a> {
     pub fn del(&mut self, k: Vec<u8>) {
         self.writes.insert(k, None);
     }
+    /// The rows of keys starting with `tag`: (key, written rather than removed).
+    pub fn rows_with_tag(&self, tag: u8) -> impl Iterator<Item = (&[u8], bool)> {
+        let end = super::keys::prefix_end(&[tag]);
+        self.writes
+            .range(vec![tag]..end)
+            .map(|(k, v)| (k.as_slice(), v.is_some()))
+    }
     pub fn len(&self) -> usize {
         self.writes.len()
     }

@@ -40,6 +40,9 @@ const BOOKS_UNDER_LOAD: usize = 64;
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 /// Fewer queued bookkeeping messages than this count as a trickle.
 const LINGER_BELOW: usize = 64;
+/// While batches never stop coming, dead letters left from before the start
+/// are still counted a step at a time this often ([`super::dead_count`]).
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub use super::writer_msg::SledTicket;
 pub(super) use super::writer_msg::{Msg, Record, Reply, Source};
@@ -66,6 +69,8 @@ pub(super) struct Writer {
     pub(super) space_ok: bool,
     /// Media work waiting, and whom this batch wakes ([`super::media`]).
     pub media: MediaBook,
+    /// Dead letters per subscriber ([`super::dead_count`]).
+    pub(super) dead: super::dead_count::DeadCount,
 }
 
 /// The writer's thread: a blocking task of the runtime when there is one (so a
@@ -123,10 +128,19 @@ impl Writer {
         let mut books: VecDeque<Book> = VecDeque::new();
         let mut controls: VecDeque<Msg> = VecDeque::new();
         let mut stopping = false;
+        let mut last_count = std::time::Instant::now();
         loop {
             if appends.is_empty() && books.is_empty() && controls.is_empty() {
                 if stopping {
                     break;
+                }
+                // Idle: count dead letters left from before the start.
+                if self.dead.pending() {
+                    self.count_dead();
+                    while let Ok(m) = rx.try_recv() {
+                        sort(m, &mut appends, &mut books, &mut controls);
+                    }
+                    continue;
                 }
                 match rx.blocking_recv() {
                     Some(m) => sort(m, &mut appends, &mut books, &mut controls),
@@ -153,6 +167,11 @@ impl Writer {
                 let a: Vec<_> = appends.drain(..appends.len().min(MAX_APPENDS)).collect();
                 let b: Vec<_> = books.drain(..books.len().min(budget)).collect();
                 self.data_batch(a, b);
+                // Never idle: a step now and then all the same.
+                if self.dead.pending() && last_count.elapsed() >= COUNT_EVERY {
+                    self.count_dead();
+                    last_count = std::time::Instant::now();
+                }
             }
             // Control messages one at a time, between data batches; a stop
             // waits until everything queued before it is written.
@@ -212,14 +231,22 @@ impl Writer {
         // New events are flushed before they are acknowledged; results too, so
         // that after a crash only deliveries still in flight are sent again.
         let durable = !routes_with_news.is_empty() || !recorded.is_empty() || !task_ops.is_empty();
-        let result = b.apply().and_then(|()| {
+        let result = self.dead.changes(&tree, &b).and_then(|dead| {
+            b.apply()?;
+            Ok(dead)
+        });
+        let result = result.and_then(|dead| {
             if durable {
                 self.inner.db.flush()?;
             }
-            Ok(())
+            Ok(dead)
         });
         match result {
-            Ok(()) => {
+            Ok(dead) => {
+                if !dead.is_empty() {
+                    self.dead.commit(dead);
+                    self.publish_dead();
+                }
                 if rows > 0 {
                     self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                     self.inner.batches.fetch_add(1, Ordering::Relaxed);
@@ -284,9 +311,17 @@ impl Writer {
         }
         self.write_counters(&mut b, true);
         let rows = b.len() as u64;
-        let r = b.apply().and_then(|()| Ok(self.inner.db.flush().map(|_| ())?));
+        let r = self.dead.changes(&self.inner.tree, &b).and_then(|dead| {
+            b.apply()?;
+            self.inner.db.flush()?;
+            Ok(dead)
+        });
         match r {
-            Ok(()) => {
+            Ok(dead) => {
+                if !dead.is_empty() {
+                    self.dead.commit(dead);
+                    self.publish_dead();
+                }
                 self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                 self.inner.batches.fetch_add(1, Ordering::Relaxed);
                 self.publish_counters();
@@ -298,6 +333,20 @@ impl Writer {
                 self.media.forget();
                 Err(e)
             }
+        }
+    }
+
+    fn count_dead(&mut self) {
+        if let Err(e) = self.dead.step(&self.inner.tree) {
+            tracing::warn!(error = %e, "counting dead letters failed; trying again");
+        }
+        self.publish_dead();
+    }
+
+    /// Dead letters per subscriber for the admin views, once complete.
+    fn publish_dead(&self) {
+        if let Some(counts) = self.dead.complete() {
+            *super::write_lock(&self.inner.dead_counts) = Some(counts.clone());
         }
     }
 

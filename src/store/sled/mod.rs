@@ -11,6 +11,7 @@ mod append;
 mod batch;
 mod codec;
 mod cursor;
+mod dead_count;
 mod group_commit;
 mod keys;
 mod media;
@@ -83,6 +84,9 @@ pub(super) struct Inner {
     tails: RwLock<HashMap<u32, Arc<AtomicU64>>>,
     /// Per subscriber: how many `W` rows it has (waiting work).
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// Per subscriber: its dead letters, kept by the writer once it has
+    /// counted them after start (`None` until then: [`dead_count`]).
+    dead_counts: RwLock<Option<HashMap<u32, u64>>>,
     /// Every cursor as the writer holds it after its last commit (exact; the
     /// stored rows are written lazily), for the admin views.
     cursors: RwLock<HashMap<(u32, u32), keys::CursorRow>>,
@@ -117,6 +121,14 @@ impl Inner {
             return t.clone();
         }
         write_lock(&self.waiting).entry(sub).or_default().clone()
+    }
+    /// `sub`'s dead letters: the writer's count, or the keys counted now
+    /// while the writer has not finished counting them after start.
+    fn dead_letters(&self, sub: u32) -> Result<u64, StoreError> {
+        if let Some(counts) = read_lock(&self.dead_counts).as_ref() {
+            return Ok(counts.get(&sub).copied().unwrap_or(0));
+        }
+        Ok(self.tree.scan_prefix(keys::dead_prefix(sub)).keys().count() as u64)
     }
     fn signal(&self, sub: u32) -> Arc<Notify> {
         if let Some(t) = read_lock(&self.signals).get(&sub) {
@@ -247,6 +259,7 @@ impl SledStore {
             registry: RwLock::new(registry),
             tails: RwLock::default(),
             waiting: RwLock::default(),
+            dead_counts: RwLock::default(),
             cursors: RwLock::default(),
             signals: RwLock::default(),
             media_signal: Arc::default(),

@@ -157,7 +157,7 @@ impl SledStore {
                     found.push((id, no, keys::u64_value(&v)));
                 }
             }
-            total += self.inner.tree.scan_prefix(&prefix).keys().count() as u64;
+            total += self.inner.dead_letters(no)?;
         }
         let name = |no: u32| reg.sub_name(no).map_or_else(|| format!("#{no}"), str::to_string);
         found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| name(a.1).cmp(&name(b.1))));
@@ -219,7 +219,7 @@ impl SledStore {
                 name: reg.sub_name(sub).unwrap_or_default().to_string(),
                 backlog: unread + waiting,
                 oldest_pending_ms: oldest,
-                dead_letters: self.inner.tree.scan_prefix(keys::dead_prefix(sub)).keys().count() as u64,
+                dead_letters: self.inner.dead_letters(sub)?,
             });
         }
         Ok(out)

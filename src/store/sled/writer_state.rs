@@ -87,6 +87,7 @@ impl Writer {
             dirty_waiting: HashSet::new(),
             space_ok: true,
             media,
+            dead: super::dead_count::DeadCount::new(),
         })
     }
 }
