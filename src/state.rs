@@ -92,6 +92,9 @@ pub struct App {
     pub listener_settings: Settings,
     /// The public listeners' open-connection cap (resized on reload).
     pub connections: Arc<ConnLimit>,
+    /// The memory request bodies being received may hold together
+    /// (`server.max_body_memory`, resized on reload).
+    pub bodies: Arc<crate::ingest::BodyBudget>,
     /// Wakes the reconciler when a task is registered (its schedule changed).
     pub tasks_wake: Arc<tokio::sync::Notify>,
 }
@@ -121,6 +124,7 @@ impl App {
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),
+            bodies: crate::ingest::BodyBudget::new(config.server.max_body_memory),
             started_with: Arc::new(config.clone()),
             live: RwLock::new(Arc::new(Live::new(config))),
             store,

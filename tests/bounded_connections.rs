@@ -375,3 +375,96 @@ async fn declared_content_length_is_not_allocated_before_it_arrives() {
     );
     assert_eq!(callback(addr, &runway("after-declared")).await.0, StatusCode::OK);
 }
+
+/// Bodies that must be read before they can be checked (a signature route)
+/// share `server.max_body_memory`: many HTTP/2 streams each sending a body
+/// that never ends get 503 at once when they would pass it (they held up to
+/// `http2_max_streams × max_body` per connection until read_timeout before,
+/// and a stranger could make the daemon run out of memory); the memory is
+/// given back when they go, and signed callbacks are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_received_share_max_body_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(20))
+        .max_body(64 << 10)
+        .raw(|t| {
+            t["server"]
+                .as_table_mut()
+                .unwrap()
+                .insert("max_body_memory".into(), "256KiB".into());
+        })
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("signed", "/hooks/signed")
+                .signature(Signature::hmac_sha256("k", "x-sig", None))
+                .subscriber(Subscriber::new("s2", sub.url())),
+        );
+    let h = common::start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut streams = Vec::new();
+    let mut answers = Vec::new();
+    // 10 bodies of 40 KiB (400 KiB in all), none of them ending.
+    for _ in 0..10 {
+        let mut c = client.clone().ready().await.unwrap();
+        let req = http::Request::post("http://localhost/hooks/signed")
+            .header("x-sig", "00")
+            .body(())
+            .unwrap();
+        let (resp, mut body) = c.send_request(req, false).unwrap();
+        body.reserve_capacity(40 << 10);
+        let _ = body.send_data(Bytes::from(vec![b' '; 40 << 10]), false);
+        streams.push(body);
+        answers.push(resp);
+    }
+    // Those within the budget wait for the rest of their body; the others
+    // are answered at once.
+    let waits = answers
+        .into_iter()
+        .map(|resp| tokio::time::timeout(Duration::from_secs(2), resp));
+    let mut busy = 0;
+    for answer in futures_util::future::join_all(waits).await {
+        let Ok(r) = answer else { continue };
+        let r = r.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["retry-after"], "5");
+        let mut body = r.into_body();
+        let mut text = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains("too many request bodies"), "{text}");
+        busy += 1;
+    }
+    // 256 KiB holds at most six bodies of 40 KiB (fewer as buffers grow in
+    // steps); the others are refused, and some are taken.
+    assert!((4..10).contains(&busy), "refused at once: {busy} of 10");
+    // The daemon keeps serving: a request with a route token is checked
+    // before its body is read, and its body does not count.
+    assert_eq!(callback(addr, &runway("meanwhile")).await.0, StatusCode::OK);
+    // The bodies' connection goes: their memory is given back.
+    drop(streams);
+    drop(client);
+    conn.abort();
+    let body = runway("signed-after");
+    let sig = common::oracle::hmac_hex(b"k", body.as_bytes());
+    let signed = async {
+        loop {
+            let (s, _, _) = post(addr, "/hooks/signed", &[("x-sig", sig.as_str())], body.clone()).await;
+            if s == StatusCode::OK {
+                break;
+            }
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(secs(5), signed)
+        .await
+        .expect("taken again once the bodies are gone");
+    h.shutdown().await;
+}

@@ -41,6 +41,9 @@ pub(super) struct RawServer {
     /// (`tls.cert = …`), and `Spanned` refuses such a table.
     pub tls: Option<RawTls>,
     pub max_body: Size,
+    /// Memory of all bodies being received together; unset: the larger of
+    /// 128 MiB and 4 × `max_body`.
+    pub max_body_memory: Option<Size>,
     pub read_timeout: Dur,
     pub idle_timeout: Dur,
     pub trusted_proxies: Vec<Cidr>,
@@ -58,6 +61,7 @@ impl Default for RawServer {
             listen: Vec::new(),
             tls: None,
             max_body: Size(1 << 20),
+            max_body_memory: None,
             read_timeout: Dur(Duration::from_secs(10)),
             idle_timeout: Dur(Duration::from_secs(60)),
             trusted_proxies: Vec::new(),

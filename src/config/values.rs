@@ -46,6 +46,8 @@ pub struct ServerConfig {
     /// Where the public listeners' certificate comes from; `None`: plain HTTP.
     pub tls: Option<TlsSource>,
     pub max_body: usize,
+    /// The memory all request bodies being received may hold together.
+    pub max_body_memory: usize,
     /// Bounds every phase that waits for the client: TLS handshake, protocol
     /// detection, a request's header, its body.
     pub read_timeout: Duration,

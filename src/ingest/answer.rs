@@ -19,6 +19,8 @@ pub enum Answer {
     BadRequest(String),
     Timeout,
     Unavailable,
+    /// All bodies being received would hold more than `server.max_body_memory`.
+    Busy,
 }
 
 /// The one mapping from outcome to HTTP answer.
@@ -51,6 +53,10 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "cannot store the callback right now; retry later"}),
         ),
+        Answer::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "too many request bodies are being received at once; retry later"}),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
@@ -66,6 +72,10 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
         // The rest of the body was not read: the connection cannot be reused.
         Answer::TooLarge(_) | Answer::Timeout => {
             h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        Answer::Busy => {
+            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
         Answer::Unavailable => {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

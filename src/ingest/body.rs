@@ -1,21 +1,29 @@
-//! Reading a request body within `max_body` and `read_timeout`. A declared
+//! Reading a request body within `max_body`, `read_timeout` and the memory
+//! all bodies may hold together ([`super::budget`]). A declared
 //! `Content-Length` is only a claim: memory grows with the bytes that arrive.
 
-use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http_body_util::BodyExt;
 
+use super::budget::{BodyBudget, BodyLease};
 use super::Answer;
 
 /// The most a body buffer starts with, whatever `Content-Length` says.
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 
-/// The whole body, or the answer that ends the request (413, 408, 400).
+/// The whole body and the memory it holds of `budget` (keep the lease while
+/// the body is in use), or the answer that ends the request (413, 408, 400,
+/// 503 when all bodies together would pass the budget). Bodies of requests
+/// already authenticated (a route token) have no budget (`None`).
 pub(crate) async fn read<B>(
     mut body: B,
     declared: Option<u64>,
     max: usize,
+    budget: Option<&Arc<BodyBudget>>,
     deadline: tokio::time::Instant,
-) -> Result<Bytes, Answer>
+) -> Result<(Bytes, Option<BodyLease>), Answer>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -23,16 +31,32 @@ where
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Answer::TooLarge(max));
     }
-    let mut buf = BytesMut::with_capacity(declared.map_or(4096, |n| n.min(INITIAL_BODY_BUFFER) as usize));
+    // The buffer's capacity is what counts: it grows only by what the
+    // lease could take first.
+    let mut lease = budget.map(|b| b.lease());
+    let initial = declared.map_or(4096, |n| n.min(INITIAL_BODY_BUFFER) as usize);
+    if !lease.as_mut().is_none_or(|l| l.grow(initial)) {
+        return Err(Answer::Busy);
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(initial);
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(Answer::Timeout),
-            Ok(None) => return Ok(buf.freeze()),
+            Ok(None) => return Ok((Bytes::from(buf), lease)),
             Ok(Some(Err(e))) => return Err(Answer::BadRequest(format!("error reading body: {e}"))),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > max {
+                    let needed = buf.len() + data.len();
+                    if needed > max {
                         return Err(Answer::TooLarge(max));
+                    }
+                    if needed > buf.capacity() {
+                        // Doubling (copies stay linear), never past `max`.
+                        let target = needed.max(buf.capacity() * 2).min(max);
+                        if !lease.as_mut().is_none_or(|l| l.grow(target.saturating_sub(l.held()))) {
+                            return Err(Answer::Busy);
+                        }
+                        buf.reserve_exact(target - buf.len());
                     }
                     buf.extend_from_slice(&data);
                 }

@@ -9,6 +9,7 @@
 
 mod answer;
 mod body;
+mod budget;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use http_body_util::Full;
 
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
+pub use budget::{BodyBudget, BodyLease};
 
 use crate::auth;
 use crate::dedupe::dedupe_hash;
@@ -177,7 +179,12 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
-    let body = match body::read(body, declared, server.max_body, started + server.read_timeout).await {
+    // Bodies read before the request is authenticated (signature routes,
+    // routes without a token) share `max_body_memory`; the lease is held
+    // until the answer.
+    let budget = r.tokens.is_empty().then_some(&app.bodies);
+    let (body, _lease) = match body::read(body, declared, server.max_body, budget, started + server.read_timeout).await
+    {
         Ok(b) => b,
         Err(answer) => return answer,
     };

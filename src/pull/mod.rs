@@ -126,14 +126,15 @@ where
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let body =
-                match crate::ingest::read_body(req.into_body(), declared, limit, started + server.read_timeout).await {
-                    Ok(b) => b,
-                    Err(crate::ingest::Answer::TooLarge(n)) => return PullAnswer::TooLarge(n),
-                    Err(crate::ingest::Answer::Timeout) => return PullAnswer::Timeout,
-                    Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
-                    Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
-                };
+            let deadline = started + server.read_timeout;
+            // Authenticated by the pull token already: no shared budget.
+            let body = match crate::ingest::read_body(req.into_body(), declared, limit, None, deadline).await {
+                Ok((b, _)) => b,
+                Err(crate::ingest::Answer::TooLarge(n)) => return PullAnswer::TooLarge(n),
+                Err(crate::ingest::Answer::Timeout) => return PullAnswer::Timeout,
+                Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
+                Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
+            };
             ack(&lane, holder, &body).await
         }
     }

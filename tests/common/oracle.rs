@@ -30,6 +30,13 @@ pub fn hmac_b64(key: &[u8], parts: &[&[u8]]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// Hex of HMAC-SHA256(`key`, `body`): the `hmac-sha256` scheme's signature (GitHub's style).
+pub fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// The key bytes of a Standard Webhooks secret (`whsec_` + base64, or bare base64).
 pub fn whsec_key(secret: &str) -> Vec<u8> {
     STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap()

@@ -49,6 +49,20 @@ impl Validator<'_> {
                 ));
             }
         }
+        let max_body_memory = match s.max_body_memory {
+            None => (128 << 20).max(s.max_body.0.saturating_mul(4)),
+            Some(m) if m.0 < s.max_body.0 => {
+                return Err(self.err(
+                    "server.max_body_memory",
+                    None,
+                    format!(
+                        "{} bytes is less than server.max_body ({} bytes): a body of the largest size could never be received",
+                        m.0, s.max_body.0
+                    ),
+                ))
+            }
+            Some(m) => m.0,
+        };
         for (key, d) in [
             ("server.read_timeout", s.read_timeout.0),
             ("server.idle_timeout", s.idle_timeout.0),
@@ -69,6 +83,7 @@ impl Validator<'_> {
             listen,
             tls,
             max_body: usize::try_from(s.max_body.0).unwrap_or(usize::MAX),
+            max_body_memory: usize::try_from(max_body_memory).unwrap_or(usize::MAX),
             read_timeout: s.read_timeout.0,
             idle_timeout: s.idle_timeout.0,
             trusted_proxies: s.trusted_proxies.into_iter().map(|c| c.0).collect(),
