@@ -116,11 +116,20 @@ async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
 async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
-    v1_store::write(&cfg.data(), 3);
     let path = cfg.write().display().to_string();
+    // No store where store.path points (a typo): refused, nothing created.
+    let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(!ok);
+    assert!(err.contains("no store at") && err.contains("store.path"), "{err}");
+    assert!(!cfg.data().join("conf").exists(), "an empty store was created");
+    v1_store::write(&cfg.data(), 3);
     let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
     assert!(ok, "{err}");
-    assert!(out.contains("the store is up to date"), "{out}");
+    // v1_store::write: 6 events, the retrying job and three fresh ones pending, one dead letter.
+    assert!(out.contains("migrated from 0.1: 6 events, 4 deliveries pending, 1 dead letters"), "{out}");
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing to migrate"), "{out}");
     let store = open_store(&cfg.data());
     assert_eq!(
         backlog(&store, "s").await,

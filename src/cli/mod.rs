@@ -308,16 +308,38 @@ fn migrate(cli: &Cli) -> ExitCode {
         }
     };
     crate::logging::init(&config.log);
+    let path = &config.store.path;
+    // sled's files: without them there is nothing to migrate (and opening
+    // would create an empty store where a mistyped path points).
+    if !path.join("conf").is_file() {
+        eprintln!(
+            "error: {}: no store at {} (key `store.path`): nothing to migrate",
+            config.file.display(),
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     let rt = runtime();
     let result = rt.block_on(async {
         let store = crate::store::Store::open_sled(&crate::store::Options::of(&config))?;
         store.register(&crate::store::Topology::of(&config)).await?;
+        let migrated = store.migrated();
         store.close().await;
-        Ok::<_, crate::store::StoreError>(())
+        Ok::<_, crate::store::StoreError>(migrated)
     });
     match result {
-        Ok(()) => {
-            println!("{}: the store is up to date", config.store.path.display());
+        Ok(Some(m)) => {
+            println!(
+                "{}: migrated from 0.1: {} events, {} deliveries pending, {} dead letters",
+                path.display(),
+                m.events,
+                m.pending,
+                m.dead_letters
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("{}: already in this version's layout; nothing to migrate", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -102,6 +102,15 @@ impl Store {
         })
     }
 
+    /// What opening the embedded store migrated from 0.1 (`None`: nothing,
+    /// or the NATS backend).
+    pub fn migrated(&self) -> Option<sled::Migrated> {
+        match &self.backend {
+            Backend::Sled(s) => s.migrated(),
+            _ => None,
+        }
+    }
+
     /// Connect to a NATS JetStream cluster (in the background if it is away).
     pub async fn open_nats(
         cfg: &crate::config::NatsConfig,

@@ -104,13 +104,13 @@ fn attempts(old: &sled::Tree, id: EventId, sub: &str) -> Result<Vec<Attempt>, St
 }
 
 /// Copy a 0.1 store into `tree` (schema 2). Does nothing when there is none.
-pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrated>, StoreError> {
     if !db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes()) {
-        return Ok(());
+        return Ok(None);
     }
     let old = db.open_tree(V1_TREE)?;
     if old.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     tracing::info!("migrating a hookrelay 0.1 store to the version 2 layout");
     let mut out = Out {
@@ -225,6 +225,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }
     // Dead letters.
+    let mut dead = 0u64;
     for item in old.scan_prefix([b'X']) {
         let (k, v) = item?;
         let Some((sub, rest)) = split_name(&k[1..]) else {
@@ -238,6 +239,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError
             .and_then(|d| d["at_ms"].as_u64())
             .unwrap_or(id.timestamp_ms());
         out.put(keys::dead(no, id), at.to_be_bytes().to_vec())?;
+        dead += 1;
     }
     // Names, sequences, counts; every cursor at the tail (pending work is in the due index).
     for (k, v) in names {
@@ -261,6 +263,20 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError
         out.put(keys::cursor(route, sub), cursor.encode().to_vec())?;
     }
     out.flush()?;
-    tracing::info!(events, pending = waiting.values().sum::<u64>(), "0.1 store migrated");
-    Ok(())
+    let done = Migrated {
+        events,
+        pending: waiting.values().sum(),
+        dead_letters: dead,
+    };
+    tracing::info!(done.events, done.pending, done.dead_letters, "0.1 store migrated");
+    Ok(Some(done))
+}
+
+/// What a migration from 0.1 carried over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub events: u64,
+    /// Deliveries still to make.
+    pub pending: u64,
+    pub dead_letters: u64,
 }

@@ -20,6 +20,7 @@ mod media_query;
 mod media_source;
 mod media_sweep;
 mod migrate;
+pub use migrate::Migrated;
 mod query;
 mod record;
 mod registry;
@@ -84,6 +85,8 @@ pub(super) struct Inner {
     tails: RwLock<HashMap<u32, Arc<AtomicU64>>>,
     /// Per subscriber: how many `W` rows it has (waiting work).
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// What this open migrated from a 0.1 store (`hookrelay migrate` says it).
+    migrated: Option<migrate::Migrated>,
     /// Per subscriber: its dead letters, kept by the writer once it has
     /// counted them after start (`None` until then: [`dead_count`]).
     dead_counts: RwLock<Option<HashMap<u32, u64>>>,
@@ -222,6 +225,7 @@ impl SledStore {
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
         let db = open_db(opts)?;
         let tree = db.open_tree(TREE)?;
+        let mut migrated = None;
         match tree.get(keys::VERSION_KEY)? {
             Some(v) => {
                 let version = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
@@ -236,7 +240,7 @@ impl SledStore {
             None => {
                 // New, or a 0.1 store, or a migration that was interrupted.
                 tree.clear()?;
-                migrate::from_v1(&db, &tree)?;
+                migrated = migrate::from_v1(&db, &tree)?;
                 tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
                 db.flush()?;
                 if db
@@ -260,6 +264,7 @@ impl SledStore {
             tails: RwLock::default(),
             waiting: RwLock::default(),
             dead_counts: RwLock::default(),
+            migrated,
             cursors: RwLock::default(),
             signals: RwLock::default(),
             media_signal: Arc::default(),
@@ -392,6 +397,12 @@ impl SledStore {
     }
 
     /// The directory the database lives in.
+    /// What opening it migrated from a 0.1 store; `None` when it was in
+    /// this version's layout already (or new).
+    pub fn migrated(&self) -> Option<Migrated> {
+        self.inner.migrated
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
