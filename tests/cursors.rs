@@ -126,7 +126,10 @@ async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
     let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
     assert!(ok, "{err}");
     // v1_store::write: 6 events, the retrying job and three fresh ones pending, one dead letter.
-    assert!(out.contains("migrated from 0.1: 6 events, 4 deliveries pending, 1 dead letters"), "{out}");
+    assert!(
+        out.contains("migrated from 0.1: 6 events, 4 deliveries pending, 1 dead letters"),
+        "{out}"
+    );
     let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
     assert!(ok, "{err}");
     assert!(out.contains("nothing to migrate"), "{out}");
@@ -187,4 +190,45 @@ async fn results_are_durable_before_the_cursor_moves_on() {
     let _bin = Bin::start(&path, &[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sub.count(), 50, "delivered events were sent again after a restart");
+}
+
+/// A migration that would fill the disk is refused before it starts, saying
+/// how much room it needs, and the 0.1 store is left as it was: with room
+/// made, it migrates (it failed halfway with the file system's error).
+#[tokio::test]
+async fn a_migration_without_room_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "64m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .min_free(1 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 20_000);
+    let store_kib = tmpfs_used_kib(&tmpfs);
+    // Leave less than half the store free.
+    let filler = mnt.join("filler");
+    let fill = tmpfs.free_kib().saturating_sub(store_kib / 4) as usize * 1024;
+    std::fs::write(&filler, vec![0u8; fill]).unwrap();
+    let path = cfg.write().display().to_string();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("needs about") && err.contains("MiB free") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("migrated from 0.1: 20003 events, 20001 deliveries pending"),
+        "{out}"
+    );
+}
+
+fn tmpfs_used_kib(t: &tmpfs::Tmpfs) -> u64 {
+    64 * 1024 - t.free_kib()
 }

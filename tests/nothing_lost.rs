@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -190,48 +189,11 @@ async fn shutdown_finishes_requests_in_flight() {
     assert_stored(&dir.path().join("data"), [&id.to_string()]).await;
 }
 
-/// A small tmpfs mounted for the test (needs root), unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .ok()?
-            .success();
-        ok.then(|| Tmpfs(path.to_path_buf()))
-    }
-
-    fn free_kib(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["-k", "--output=avail"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_answers_503_loses_nothing_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
-    let Some(tmpfs) = Tmpfs::mount(&mnt, "24m") else {
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
         // Needs root (CI runs as root); say so rather than pass silently.
         eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
         return;

@@ -51,6 +51,7 @@ pub mod s3;
 pub mod subscriber;
 pub mod systemd;
 pub mod tasks;
+pub mod tmpfs;
 pub mod v1_store;
 
 pub use archive::*;

@@ -169,6 +169,31 @@ impl Inner {
     }
 }
 
+/// A 0.1 store is rewritten beside itself (about half its size again,
+/// measured) before the old rows go: refuse to start a migration that would
+/// fill the disk, with how much room it needs, instead of failing halfway
+/// with the file system's error.
+fn room_to_migrate(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
+    let v1 = db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes());
+    if !v1 {
+        return Ok(());
+    }
+    let needed = db.size_on_disk().unwrap_or(0) / 2 + opts.min_free;
+    match fs4::available_space(&opts.path) {
+        Ok(free) if free < needed => Err(StoreError::Unavailable(format!(
+            "migrating the 0.1 store at {} needs about {} MiB free (half the store, plus store.min_free); \
+             {} MiB are: make room and start again (nothing was changed)",
+            opts.path.display(),
+            needed >> 20,
+            free >> 20
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuse to switch compression on an existing store, with a message that says
 /// what to do (sled's own error names its internals).
 fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
@@ -239,6 +264,7 @@ impl SledStore {
             }
             None => {
                 // New, or a 0.1 store, or a migration that was interrupted.
+                room_to_migrate(&db, opts)?;
                 tree.clear()?;
                 migrated = migrate::from_v1(&db, &tree)?;
                 tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
