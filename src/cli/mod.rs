@@ -339,7 +339,10 @@ fn migrate(cli: &Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            println!("{}: already in this version's layout; nothing to migrate", path.display());
+            println!(
+                "{}: already in this version's layout; nothing to migrate",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
