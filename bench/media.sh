@@ -53,6 +53,7 @@ max_size = "64GiB"
 name = "runway"
 path = "/hooks/runway"
 preset = "kie-runway"
+allow_anyone = true                   # loopback benchmark
 [[routes.subscribers]]
 name = "sink"
 url = "http://127.0.0.1:18202/cb"

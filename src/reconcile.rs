@@ -193,7 +193,7 @@ mod tests {
 
     fn route(preset: &str) -> Route {
         let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[[routes]]\nname = \"r\"\npath = \"/r\"\n{preset}\n\
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[[routes]]\nname = \"r\"\npath = \"/r\"\nallow_anyone = true\n{preset}\n\
              [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n"
         );
         crate::Config::parse(std::path::Path::new("t.toml"), &text)

@@ -14,7 +14,8 @@ use http::StatusCode;
 const PROXY: &str = "127.0.0.2";
 
 /// A daemon that trusts `PROXY`, with route `t` and, at `/hooks/NAME`, each
-/// route of `routes` (`allow_ips` when given), all delivering to one subscriber.
+/// route of `routes` (`allow_ips` when given, else `allow_anyone`), all
+/// delivering to one subscriber.
 async fn behind_proxy(dir: &std::path::Path, routes: &[(&str, Option<&[&str]>)]) -> (Sub, hookrelay::Handle) {
     let sub = Sub::ok().await;
     let mut cfg = TestConfig::new(dir)
@@ -22,9 +23,10 @@ async fn behind_proxy(dir: &std::path::Path, routes: &[(&str, Option<&[&str]>)])
         .subscriber(Subscriber::new("s", sub.url()));
     for (name, allow) in routes {
         let mut route = Route::new(name, &format!("/hooks/{name}"));
-        if let Some(nets) = allow {
-            route = route.allow_ips(nets.iter().copied());
-        }
+        route = match allow {
+            Some(nets) => route.allow_ips(nets.iter().copied()),
+            None => route.allow_anyone(),
+        };
         cfg = cfg.route(route.subscriber(Subscriber::new(&format!("{name}-sub"), sub.url())));
     }
     let h = start(&cfg).await;

@@ -201,6 +201,7 @@ async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetc
 fn check_config_lists_what_a_preset_set() {
     let dir = tempfile::tempdir().unwrap();
     let suno = common::Route::new("suno", "/hooks/suno")
+        .allow_anyone()
         .preset("kie-suno")
         .media(["/data/data/*/audio_url"])
         .subscriber(Subscriber::new("s", DOWN).after_archive());

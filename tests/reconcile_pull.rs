@@ -16,6 +16,7 @@ async fn pull_messages_say_poll_and_never_carry_an_unverified_callback() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let route = Route::new("runway", "/hooks/runway")
+        .allow_anyone()
         .preset("kie-runway")
         .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
         .reconcile(common::tasks::fast_reconcile())

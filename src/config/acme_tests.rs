@@ -7,7 +7,7 @@ use super::{Config, ConfigError, TlsSource};
 
 fn parse(tls: &str) -> Result<Config, ConfigError> {
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{tls}\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{tls}\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\nallow_anyone = true\n\
          [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n"
     );
     Config::parse(Path::new("test.toml"), &text)
@@ -54,7 +54,7 @@ fn ca_file_is_resolved_and_must_hold_certificates() {
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     let text = |ca: &str| {
         format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n{}\n\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\n\
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n{}\n\n[[routes]]\nname = \"r\"\npath = \"/r\"\nallow_anyone = true\n\
              [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n",
             acme(&format!("{OK}, ca_file = \"{ca}\""))
         )

@@ -14,7 +14,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 /// One route with one subscriber whose table body is `sub` (line 9 onwards).
 fn with_sub(sub: &str) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n\n[[routes.subscribers]]\nname = \"laptop\"\n{sub}\n"
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"laptop\"\n{sub}\n"
     )
 }
 
@@ -150,7 +150,7 @@ fn push_only_keys_are_refused_on_a_pull_subscriber() {
 #[test]
 fn a_route_cannot_take_a_pull_subscribers_api_path() {
     let text = format!(
-        "{}\n[[routes]]\nname = \"r2\"\npath = \"/pull/laptop/ack\"\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
+        "{}\n[[routes]]\nname = \"r2\"\npath = \"/pull/laptop/ack\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
         with_sub("pull = { token = \"t\" }")
     );
     expect_err(&text, "routes[1].path", 14, "pull API of subscriber \"laptop\"");

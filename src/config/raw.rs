@@ -214,6 +214,10 @@ pub(super) struct RawRoute {
     pub tokens: Vec<Spanned<SecretSource>>,
     /// None: every source; an empty list is refused.
     pub allow_ips: Option<Vec<Cidr>>,
+    /// A route with no token, no signature and no narrower `allow_ips` is
+    /// refused unless this says that anyone may post to it.
+    #[serde(default)]
+    pub allow_anyone: bool,
     /// A provider preset (`kie-…`): dedupe key, task id and media pointers
     /// for that product; the keys written here override it.
     pub preset: Option<Spanned<String>>,

@@ -19,7 +19,7 @@ path = "/var/lib/hookrelay"
 name = "r"
 path = "/hooks/r"
 {route}
-
+allow_anyone = true
 [[routes.subscribers]]
 name = "s"
 url = "http://127.0.0.1:9000/"

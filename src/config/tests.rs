@@ -19,7 +19,7 @@ listen = ["127.0.0.1:0"]
 name = "r"
 path = "/hooks/r"
 {route_extra}
-
+allow_anyone = true
 [[routes.subscribers]]
 name = "s"
 url = "http://127.0.0.1:9000/"
@@ -93,18 +93,18 @@ fn unknown_key_is_named() {
 #[test]
 fn duplicate_path_and_subscriber() {
     let two = format!(
-        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r\"\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
+        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
         minimal("")
     );
     expect_err(&two, "routes[1].path", 15, "duplicate route path");
     let dup_sub = format!(
-        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r2\"\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/\"\n",
+        "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r2\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/\"\n",
         minimal("")
     );
     expect_err(
         &dup_sub,
         "routes[1].subscribers[0].name",
-        17,
+        18,
         "duplicate subscriber name",
     );
 }
@@ -311,4 +311,45 @@ fn standard_webhooks_inbound_takes_a_list_of_secrets() {
             Ok(())
         );
     }
+}
+
+/// A route anyone may post to is refused unless it says so: no token, no
+/// signature and no allow_ips narrower than everything.
+#[test]
+fn a_route_open_to_anyone_must_say_so() {
+    let open = |extra: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n{extra}\n\
+             [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n"
+        )
+    };
+    for extra in [
+        "",
+        "allow_ips = [\"0.0.0.0/0\", \"::/0\"]",
+        "allow_ips = [\"10.0.0.0/8\", \"::/0\"]",
+    ] {
+        expect_err(&open(extra), "routes[0]", 5, "would accept callbacks from anyone");
+    }
+    for extra in [
+        "allow_anyone = true",
+        "tokens = [\"t\"]",
+        "allow_ips = [\"10.0.0.0/8\"]",
+        "signature = { scheme = \"standard-webhooks\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }",
+    ] {
+        let c = parse(&open(extra)).unwrap_or_else(|e| panic!("{extra}: {e}"));
+        assert!(c.warnings.is_empty(), "{extra}: {:?}", c.warnings);
+    }
+    // The kie signature covers the task id and time, not the body: a token
+    // (or verify = "fetch") should go with it.
+    let kie = "signature = { scheme = \"kie\", secret = \"k\" }";
+    let c = parse(&open(kie)).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("covers the task id and time, not the body")),
+        "{:?}",
+        c.warnings
+    );
+    let c = parse(&open(&format!("{kie}\ntokens = [\"t\"]"))).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

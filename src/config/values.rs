@@ -176,6 +176,9 @@ pub struct Route {
     pub tokens: Vec<Secret>,
     /// Empty: every source allowed.
     pub allow_ips: Vec<IpNet>,
+    /// Deliberately open to anyone (`allow_anyone = true`): no token,
+    /// signature or narrower `allow_ips`.
+    pub allow_anyone: bool,
     /// JSON pointers whose values form the dedupe key; empty: SHA-256 of the body.
     pub dedupe_key: Vec<String>,
     pub signature: Option<Signature>,

@@ -31,10 +31,12 @@ enum Store {
     S3 { s3: S3 },
 }
 
-/// A route `NAME` at `/hooks/NAME` (no token) starting from provider preset
-/// `preset`; add its subscribers with `Route::subscriber`.
+/// A route `NAME` at `/hooks/NAME` (no token: `allow_anyone`) starting from
+/// provider preset `preset`; add its subscribers with `Route::subscriber`.
 pub fn preset_route(name: &str, preset: &str) -> Route {
-    Route::new(name, &format!("/hooks/{name}")).preset(preset)
+    Route::new(name, &format!("/hooks/{name}"))
+        .preset(preset)
+        .allow_anyone()
 }
 
 /// The `[media]` table.

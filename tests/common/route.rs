@@ -259,6 +259,8 @@ pub struct Route {
     tokens: Vec<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_ips: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_anyone: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     dedupe_key: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,13 +281,15 @@ pub struct Route {
 }
 
 impl Route {
-    /// A route with no token, allowlist or signature: open to anyone.
+    /// A route with no token, allowlist or signature yet (the daemon refuses
+    /// it as it is: add one, or [`Route::allow_anyone`]).
     pub fn new(name: &str, path: &str) -> Route {
         Route {
             name: name.into(),
             path: path.into(),
             tokens: vec![],
             allow_ips: None,
+            allow_anyone: false,
             dedupe_key: None,
             signature: None,
             json: None,
@@ -299,6 +303,11 @@ impl Route {
     }
     pub fn path(mut self, path: &str) -> Self {
         self.path = path.into();
+        self
+    }
+    /// `allow_anyone = true`: deliberately open to anyone.
+    pub fn allow_anyone(mut self) -> Self {
+        self.allow_anyone = true;
         self
     }
     /// Replaces the route's tokens (several during a rotation).

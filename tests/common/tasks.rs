@@ -22,10 +22,11 @@ pub fn fast_reconcile() -> Reconcile {
     Reconcile::new(ms(300), ms(200), secs(60))
 }
 
-/// Route `name` at `/hooks/name` with `preset`, the fake's key and URL, and
-/// one subscriber `name-sub` at `sub_url`.
+/// Route `name` at `/hooks/name` (no token: `allow_anyone`) with `preset`,
+/// the fake's key and URL, and one subscriber `name-sub` at `sub_url`.
 pub fn task_route(name: &str, preset: &str, fake: &FakeProvider, sub_url: &str) -> Route {
     Route::new(name, &format!("/hooks/{name}"))
+        .allow_anyone()
         .preset(preset)
         .provider(Provider::new(fake.api_key(), &fake.url()))
         .reconcile(fast_reconcile())

@@ -220,6 +220,7 @@ impl Validator<'_> {
             warnings.extend(self.nats_unused_keys());
         }
         warnings.extend(self.after_archive_warnings(&routes));
+        warnings.extend(self.open_route_warnings(&routes));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {
@@ -302,6 +303,27 @@ impl Validator<'_> {
                 )
             })
             .collect()
+    }
+}
+
+impl Validator<'_> {
+    /// `kie` signatures without a token: that signature covers the task id
+    /// and the time, not the body, so a signed callback seen once can carry
+    /// any body.
+    fn open_route_warnings(&self, routes: &[Route]) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in routes {
+            let kie = matches!(r.signature, Some(crate::config::Signature::Kie { .. }));
+            if kie && r.tokens.is_empty() && r.verify == crate::config::Verify::Off {
+                out.push(format!(
+                    "{}: route {:?}: the kie signature covers the task id and time, not the body: \
+                     add tokens (or verify = \"fetch\") so that a callback's body cannot be replaced",
+                    self.file.display(),
+                    r.name
+                ));
+            }
+        }
+        out
     }
 }
 

@@ -135,11 +135,27 @@ impl Validator<'_> {
             }
             subscribers.push(self.subscriber(&skey, &name, s, defaults)?);
         }
+        let everyone = r
+            .allow_ips
+            .as_ref()
+            .is_none_or(|nets| nets.iter().any(|c| c.0.prefix_len() == 0));
+        if tokens.is_empty() && signature.is_none() && everyone && !r.allow_anyone {
+            return Err(self.err(
+                key,
+                Some(r.name.span()),
+                format!(
+                    "route {name:?} would accept callbacks from anyone: it has no tokens, no signature and no \
+                     allow_ips narrower than 0.0.0.0/0 (a stranger's POST would be stored and delivered with \
+                     this relay's signature). Add one of them, or set allow_anyone = true if that is intended"
+                ),
+            ));
+        }
         Ok(Route {
             name,
             path,
             tokens,
             allow_ips: r.allow_ips.unwrap_or_default().into_iter().map(|c| c.0).collect(),
+            allow_anyone: r.allow_anyone,
             dedupe_key,
             signature,
             preset,
