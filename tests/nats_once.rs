@@ -2,7 +2,8 @@
 //! subscriber's consumer never both send one delivery when the subscriber is
 //! slow or the lane waits for its rate limit, longer than `takeover` (5 s
 //! here) in all; each relay takes from NATS only what it can start now and
-//! keeps all of it renewed.
+//! keeps all of it renewed; and a relay that NATS hands a message it still
+//! works on (after a pause longer than `takeover`) does not send it twice.
 
 use crate::common;
 
@@ -119,4 +120,48 @@ async fn a_relay_that_stops_leaves_its_delivery_in_flight_until_takeover() {
     assert_eq!(got[1].header("webhook-id"), id);
     assert!(stopped.elapsed() >= secs(4), "after {:?}", stopped.elapsed());
     r2.shutdown().await;
+}
+
+/// A relay that was paused (SIGSTOP) for longer than `takeover` while it
+/// had an attempt in flight is handed the same message again by NATS (no
+/// other relay asked for it): the copy it holds is the one it works on, so
+/// the delivery is not queued and sent a second time while the subscriber
+/// is still answering the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_again_to_its_paused_relay_is_not_sent_twice() {
+    let nats = NatsCluster::start(1).await;
+    // 10 s an answer; two at a time, so the lane keeps asking NATS for more.
+    let sub = Sub::always(Behaviour::Slow(secs(10))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subscriber::new("s", sub.url()).concurrency(2).timeout(secs(30));
+    let cfg = TestConfig::new(dir.path()).subscriber(s).nats(nats.urls(), 1);
+    let relay = Bin::start(&cfg.write(), &[]);
+    let id = accepted(relay.addr, &runway("paused")).await;
+    let first = sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+    // Paused past `takeover` (5 s): its renewals stop, NATS hands the
+    // message out again, and the relay gets it when it runs again.
+    relay.signal("STOP");
+    tokio::time::sleep(secs(7)).await;
+    relay.signal("CONT");
+    // The first attempt is answered 10 s after it was sent.
+    let ev = admin_until(relay.admin, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert!(first[0].at.elapsed() >= secs(10));
+    tokio::time::sleep(secs(1)).await;
+    let seen = seen_ids(&sub);
+    assert_eq!(
+        (sub.count(), seen.get(&id).copied()),
+        (1, Some(1)),
+        "sent again while the first attempt was in flight: {:?}",
+        sub.all()
+            .iter()
+            .map(|r| (
+                r.header("webhook-id").to_string(),
+                r.header("hookrelay-attempt").to_string()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
 }

@@ -17,12 +17,16 @@ async fn two_relays(
     nats: &NatsCluster,
     lease: std::time::Duration,
 ) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
+    two_relays_with(nats, Subscriber::pull("laptop", TOKEN).lease(lease)).await
+}
+
+/// Two relays on one NATS node with pull subscriber `laptop` as given.
+async fn two_relays_with(
+    nats: &NatsCluster,
+    laptop: Subscriber,
+) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
     let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let cfg = |dir: &std::path::Path| {
-        TestConfig::new(dir)
-            .subscriber(Subscriber::pull("laptop", TOKEN).lease(lease))
-            .nats(nats.urls(), 1)
-    };
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     (dirs, r1, r2)
@@ -187,6 +191,101 @@ async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
         got, want,
         "every callback through the one relay pulled, before takeover (5 s)"
     );
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// A forwarder whose local delivery outlasted the lease acknowledges it
+/// late, through the other relay: while the message waits out the retry
+/// delay it would wait anyway (held by its relay, offered to nobody), that
+/// acknowledgement still counts, so a slow but successful delivery is not
+/// handed out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acknowledgement_within_the_lapse_counts_on_either_relay() {
+    let nats = NatsCluster::start(1).await;
+    // The lapse: the retry delay (3 s ±20 %), at most one more lease (2 s).
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(2)).retry([secs(3)]);
+    let (_dirs, r1, r2) = two_relays_with(&nats, laptop).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let id = accepted(a1, &runway("slow-local")).await;
+    pull_one(a1, "f1", &id).await;
+    let pulled = std::time::Instant::now();
+    // The lease (2 s) has run out, the lapse (2 s more) has not.
+    tokio::time::sleep(ms(2500)).await;
+    for addr in [a1, a2] {
+        let (_, _, other) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f2"), "").await;
+        assert_eq!(
+            other["messages"].as_array().map(Vec::len),
+            Some(0),
+            "offered while it lapses: {other}"
+        );
+    }
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(a2, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!(
+        (s, a["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "the late acknowledgement: {a}"
+    );
+    assert!(
+        pulled.elapsed() < secs(4),
+        "acknowledged after the lapse: {:?}",
+        pulled.elapsed()
+    );
+    for ev in delivered_on_both(&r1, &r2, &id).await {
+        assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
+    }
+    // Past the retry delay: nothing is handed out again, on either relay.
+    let (_, _, none) = pull_call(a1, "GET", "/pull/laptop?wait=4s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");
+    let (_, _, none) = pull_call(a2, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// A lease that runs out is a failed attempt, recorded after the lapse
+/// (the retry delay, but at most one more lease): a relay does not hold
+/// the message for a long retry delay (60 s here; hours in production).
+/// The retry is due when the delay ends; a late acknowledgement after the
+/// lapse no longer counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_recorded_as_a_failed_attempt_after_one_more_lease() {
+    let nats = NatsCluster::start(1).await;
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(60)]);
+    let (_dirs, r1, r2) = two_relays_with(&nats, laptop).await;
+    let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
+    let id = accepted(a1, &runway("never-answered")).await;
+    pull_one(a1, "f1", &id).await;
+    let pulled = std::time::Instant::now();
+    // Recorded after the lease and the lapse (2 s), seen so on both relays.
+    for h in [&r1, &r2] {
+        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(6), |v| {
+            v["subscribers"][0]["attempts_total"] == 1
+        })
+        .await;
+        let d = &ev["subscribers"][0];
+        assert_eq!(
+            d["attempts_total"],
+            1,
+            "not recorded {:?} after the hand-out: {ev}",
+            pulled.elapsed()
+        );
+        assert_eq!(d["state"], "pending", "a retry, not a dead letter: {ev}");
+        assert_eq!(
+            d["attempts"][0]["error"], "lease expired: no answer from the pull client within 1s",
+            "{ev}"
+        );
+    }
+    assert!(pulled.elapsed() < secs(6), "{:?}", pulled.elapsed());
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the lapse is over: {a}");
+    // Due when the 60 s delay ends: offered on neither relay now.
+    for addr in [a1, a2] {
+        let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=1s", Some(TOKEN), Some("f2"), "").await;
+        assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");
+    }
     r1.shutdown().await;
     r2.shutdown().await;
 }

@@ -1,0 +1,77 @@
+//! A delivery's place in the retry schedule in cluster mode: only failed
+//! attempts move it. NATS's count of hand-outs is not the step: it also
+//! counts every time the message went back unsent (an `after_archive`
+//! delivery waiting for its media, looked at again every 2 s; a lane whose
+//! circuit opened; a relay that stopped), so a delivery that waited would
+//! become a dead letter after its first real failure.
+
+use crate::common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::files::FileServer;
+use common::nats::NatsCluster;
+use common::*;
+
+/// How long the video takes to finish downloading: the delivery waits for
+/// it, handed back to NATS every 2 s (three times or more).
+const SLOW: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_media_uses_up_no_retry_step() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let (_, video_url) = files.slow_video("/k/slow.mp4", SLOW);
+    // The first attempt fails, the next one succeeds.
+    let sub = Sub::start(Arc::new(|n, _| Behaviour::Status(if n == 0 { 500 } else { 200 }))).await;
+    let (dir, archive) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The test schedule: two retries (100 ms, 200 ms), then a dead letter.
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", sub.url()).after_archive());
+    let cfg = media_config(dir.path(), Media::new().dir(archive.path()).allow_private())
+        .route(route)
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let posted = Instant::now();
+    let body = runway_media("task-waits", &video_url, "").to_string();
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
+
+    let first = sub.wait_for(secs(20), "the first attempt", |r| !r.is_empty()).await;
+    assert!(
+        first[0].at - posted >= SLOW - ms(500),
+        "the delivery waited for the video (handed back to NATS meanwhile)"
+    );
+    assert_eq!(first[0].header("hookrelay-attempt"), "1", "waiting spent no attempt");
+    // One failed attempt: a retry (step 1 of 2), not a dead letter.
+    let path = format!("/api/events/{id}");
+    let ev = admin_until(h.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["attempts_total"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_ne!(
+        ev["subscribers"][0]["state"], "dead",
+        "a dead letter after one failed attempt: {ev}"
+    );
+    let got = sub.wait_for(secs(5), "the retry", |r| r.len() == 2).await;
+    assert_eq!(got[1].header("webhook-id"), got[0].header("webhook-id"));
+    assert_eq!(got[1].header("hookrelay-attempt"), "2");
+    let ev = admin_until(h.admin_addr, &path, secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let d = &ev["subscribers"][0];
+    assert_eq!(
+        (d["state"].as_str(), d["attempts_total"].as_u64()),
+        (Some("delivered"), Some(2)),
+        "{ev}"
+    );
+    let statuses: Vec<_> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![500, 200], "{ev}");
+    h.shutdown().await;
+}
