@@ -51,6 +51,19 @@ async fn runway_round_trip(h: &hookrelay::Handle, s: &FileServer) -> Vec<serde_j
         let (status, headers, got) = admin_get(h, &format!("/api/media/{}", sha256_hex(bytes))).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], ct);
+        // Downloaded, never rendered on the admin origin.
+        assert!(
+            headers["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+            "{headers:?}"
+        );
+        assert!(
+            headers["content-security-policy"].to_str().unwrap().contains("sandbox"),
+            "{headers:?}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(&got[..], &bytes[..], "served bytes");
     }
     // The event view carries the media too.

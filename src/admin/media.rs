@@ -83,5 +83,17 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
         header::HeaderValue::from_str(ct).unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(reader.size));
+    // The bytes and their type come from whoever served the file: a browser
+    // downloads them rather than rendering them on the admin origin (an
+    // archived `text/html` would otherwise show there), in a sandbox if it
+    // renders anyway.
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        header::HeaderValue::from_str(&format!("attachment; filename=\"{sha256}\"")).expect("hex digits"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     resp
 }
