@@ -101,13 +101,23 @@ async fn percent_encoded_token_key_is_redacted_in_logs() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _, _) = post(bin.addr, &format!("/nowhere?%74%6F%6B%65%6E={secret}"), &[], "{}").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A provider set up with the token in the path, or its key in another
+    // query parameter: neither is logged either.
+    let (s, _, _) = post(bin.addr, &format!("/hooks/t/{secret}"), &[], runway("p")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let other = "0ther-k3y-value";
+    let path = format!("/hooks/t?token=bad&access_token={other}&key={other}");
+    let (s, _, _) = post(bin.addr, &path, &[], runway("q")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while bin.log_text().matches(" uri=").count() < 3 {
+    while bin.log_text().matches(" uri=").count() < 5 {
         assert!(Instant::now() < deadline, "refusals not logged: {}", bin.log_text());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = bin.log_text();
     assert!(!log.contains(secret), "the token leaked into the log:\n{log}");
+    assert!(!log.contains(other), "a query value leaked into the log:\n{log}");
+    assert!(log.contains("/hooks/t/REDACTED(16)"), "{log}");
 }
 
 /// Some platforms authenticate callbacks with a static `X-Webhook-Secret` or

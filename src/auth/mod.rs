@@ -21,7 +21,10 @@ pub use secret::{bearer, credential_text, Secret};
 pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
 pub use source::{client_ip, ip_allowed, Source};
-pub use token::{hide_userinfo, presented_tokens, redact_query, redact_query_values, redact_url, token_matches};
+pub use token::{
+    hide_userinfo, loggable_unknown_path, presented_tokens, redact_query, redact_query_values, redact_url,
+    token_matches,
+};
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");

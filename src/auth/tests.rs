@@ -199,6 +199,11 @@ fn redaction() {
     assert_eq!(redact_query("/h?token=s3cret&x=1"), "/h?token=REDACTED&x=1");
     assert_eq!(redact_query("/h?x=1&TOKEN=s3cret"), "/h?x=1&TOKEN=REDACTED");
     assert_eq!(redact_query("/h"), "/h");
+    assert_eq!(
+        loggable_unknown_path("/hooks/tok/cf64d0da09d3e1f2a3b46f?access_token=A&x"),
+        "/hooks/tok/REDACTED(22)?access_token=REDACTED&x"
+    );
+    assert_eq!(loggable_unknown_path("/hooks/runway"), "/hooks/runway");
     // Keys are compared decoded, as presented_token reads them.
     assert_eq!(redact_query("/h?tok%65n=s3cret"), "/h?tok%65n=REDACTED");
     assert_eq!(

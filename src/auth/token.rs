@@ -54,6 +54,29 @@ pub fn redact_query_values(url: &str) -> String {
     redact_query_where(url, |_| true)
 }
 
+/// A request's path as the log shows it when no route matched: query values
+/// replaced, and any path segment long enough to be a credential (16
+/// characters or more — a provider set up to put its token in the path)
+/// shown by its length only.
+pub fn loggable_unknown_path(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path: Vec<String> = path
+        .split('/')
+        .map(|seg| match seg.chars().count() {
+            n if n >= 16 => format!("REDACTED({n})"),
+            _ => seg.to_string(),
+        })
+        .collect();
+    let path = path.join("/");
+    match query {
+        Some(q) => redact_query_values(&format!("{path}?{q}")),
+        None => path,
+    }
+}
+
 /// A URL as messages show it: `user:password@` and query values replaced
 /// (a subscriber's key may sit in either).
 pub fn redact_url(url: &str) -> String {

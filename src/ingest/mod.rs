@@ -105,13 +105,15 @@ where
     let live = app.live();
     // A cheap (shared-bytes) copy, redacted only when a refusal is logged.
     let uri = req.uri().clone();
-    let logged_uri = || auth::redact_query(uri.path_and_query().map_or("/", |p| p.as_str()));
+    // Every query value goes (a provider may send its key as `?key=`, `?sig=`).
+    let logged_uri = || auth::redact_query_values(uri.path_and_query().map_or("/", |p| p.as_str()));
     let Some(route) = live.routes.get(uri.path()).cloned() else {
         if crate::pull::is_pull_path(uri.path()) {
             return crate::pull::handle(app, req, peer).await;
         }
         app.metrics.ingest("", 404);
-        tracing::info!(uri = %logged_uri(), peer = %peer.ip(), status = 404, "no route");
+        let shown = auth::loggable_unknown_path(uri.path_and_query().map_or("/", |p| p.as_str()));
+        tracing::info!(uri = %shown, peer = %peer.ip(), status = 404, "no route");
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
