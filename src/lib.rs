@@ -30,6 +30,7 @@
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
+//! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
 //! | the command line and the admin client | [`cli`] |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] |
@@ -53,6 +54,7 @@ pub mod media;
 pub mod metrics;
 pub mod nofile;
 pub mod preset;
+pub mod private_dir;
 pub mod provider;
 pub mod pull;
 pub mod reconcile;

@@ -173,3 +173,26 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
     assert_eq!(kept["x-webhook-keyword"], "kw", "{kept:?}");
     h.shutdown().await;
 }
+
+/// The store (every callback body) and the media archive are created
+/// readable by their owner only, whatever the umask (they followed it:
+/// 0755 directories under the usual umask 022).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_and_media_directories_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("state/data");
+    let media = dir.path().join("archive/files");
+    let cfg = media_config(dir.path(), Media::new().dir(&media)).store_path(&store);
+    let h = start(&cfg).await;
+    for d in [
+        dir.path().join("state"),
+        store.clone(),
+        dir.path().join("archive"),
+        media.clone(),
+    ] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+    }
+    h.shutdown().await;
+}

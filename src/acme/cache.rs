@@ -8,7 +8,7 @@
 //! only; when to order is for `renew`.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,7 @@ fn name(prefix: &str, parts: &[String], directory_url: &str, ext: &str) -> Strin
 impl StateDir {
     /// Create the directory (0700) if needed.
     pub fn open(dir: &Path) -> std::io::Result<StateDir> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        crate::private_dir::create(dir)?;
         Ok(StateDir { dir: dir.to_path_buf() })
     }
 

@@ -60,7 +60,7 @@ impl LocalStore {
     pub fn new(root: impl Into<PathBuf>, min_free: u64) -> Result<LocalStore, StoreError> {
         let root = root.into();
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
+        crate::private_dir::create(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
         let root = fs::canonicalize(&root).map_err(StoreError::io("resolve media directory", &root))?;
         for entry in fs::read_dir(&tmp).map_err(StoreError::io("list", &tmp))?.flatten() {
             if entry.path().extension().is_some_and(|e| e == "part") {

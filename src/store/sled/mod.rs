@@ -221,6 +221,14 @@ fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
 /// is retried briefly before it is reported as a second process.
 fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     check_compression(&opts.path, opts.compression)?;
+    if !opts.path.exists() {
+        crate::private_dir::create(&opts.path).map_err(|e| {
+            StoreError::Engine(format!(
+                "cannot create the store directory {}: {e}",
+                opts.path.display()
+            ))
+        })?;
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let r = sled::Config::new()
