@@ -232,3 +232,38 @@ async fn a_migration_without_room_is_refused_before_it_starts() {
 fn tmpfs_used_kib(t: &tmpfs::Tmpfs) -> u64 {
     64 * 1024 - t.free_kib()
 }
+
+/// hookrelay 0.1 started again on a migrated store writes in its own layout,
+/// which version 2 does not read: version 2 refuses the store, naming what 0.1
+/// wrote, instead of leaving those callbacks behind silently; `migrate
+/// --discard-0.1-rows` drops them (once 0.1 has delivered them).
+#[tokio::test]
+async fn a_store_0_1_wrote_to_after_the_migration_is_refused_until_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 2);
+    let path = cfg.write().display().to_string();
+    let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(ok, "{err}");
+    // 0.1 runs on it again and accepts callbacks (its tree comes back).
+    v1_store::write(&cfg.data(), 3);
+    let e = hookrelay::start(hookrelay::Config::load(&cfg.path()).unwrap())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("hookrelay 0.1 was started on the store")
+            && e.contains("6 events and 4 deliveries still pending")
+            && e.contains("--discard-0.1-rows"),
+        "{e}"
+    );
+    let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(!ok && err.contains("--discard-0.1-rows"), "{err}");
+    let args = vec!["migrate".into(), "--discard-0.1-rows".into(), "--config".into(), path];
+    let (ok, out, err) = cli_async(args).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing to migrate"), "{out}");
+    let h = start(&cfg).await;
+    h.shutdown().await;
+}

@@ -105,7 +105,12 @@ pub enum Command {
     ApplyClusterSettings,
     /// Upgrade the store to this version's layout, then exit (the daemon also
     /// does this on its first start).
-    Migrate,
+    Migrate {
+        /// Drop what hookrelay 0.1 wrote to an already migrated store (when 0.1
+        /// was started on it again); without this such a store is refused.
+        #[arg(long = "discard-0.1-rows")]
+        discard_v1_rows: bool,
+    },
     /// Run inside a private network: fetch a pull subscriber's messages from
     /// the relay and POST each to a local service (no config file, no store).
     #[command(
@@ -220,7 +225,7 @@ pub fn main() -> ExitCode {
         }
         Command::Init(args) => init::run(args),
         Command::GenerateAssets { dir } => assets::run(dir),
-        Command::Migrate => migrate(&cli),
+        Command::Migrate { discard_v1_rows } => migrate(&cli, *discard_v1_rows),
         Command::ApplyClusterSettings => cluster::apply_cluster_settings(&cli),
         Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
             // A pull token given as --token would be silently taken for the admin one.
@@ -299,7 +304,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn migrate(cli: &Cli) -> ExitCode {
+fn migrate(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -321,7 +326,11 @@ fn migrate(cli: &Cli) -> ExitCode {
     }
     let rt = runtime();
     let result = rt.block_on(async {
-        let store = crate::store::Store::open_sled(&crate::store::Options::of(&config))?;
+        let opts = crate::store::Options {
+            discard_v1_rows,
+            ..crate::store::Options::of(&config)
+        };
+        let store = crate::store::Store::open_sled(&opts)?;
         store.register(&crate::store::Topology::of(&config)).await?;
         let migrated = store.migrated();
         store.close().await;

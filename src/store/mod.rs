@@ -39,6 +39,10 @@ pub struct Options {
     pub min_free: u64,
     /// zstd compression of rows; fixed when the store is created.
     pub compression: bool,
+    /// Drop rows hookrelay 0.1 wrote to the store after it was migrated
+    /// (`hookrelay migrate --discard-0.1-rows`); otherwise such a store is
+    /// refused.
+    pub discard_v1_rows: bool,
 }
 
 impl Options {
@@ -49,6 +53,7 @@ impl Options {
             cache_bytes: config.store.cache_bytes,
             min_free: config.store.min_free,
             compression: config.store.compression,
+            discard_v1_rows: false,
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn open_store(data: &Path) -> hookrelay::store::Store {
         cache_bytes: 1 << 20,
         min_free: 0,
         compression: false,
+        discard_v1_rows: false,
     })
     .unwrap()
 }

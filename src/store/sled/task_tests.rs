@@ -13,6 +13,7 @@ async fn open(dir: &std::path::Path) -> Store {
         cache_bytes: 4 << 20,
         min_free: 0,
         compression: false,
+        discard_v1_rows: false,
     })
     .unwrap();
     s.register(&Topology {

@@ -16,6 +16,7 @@ pub(super) fn opts(dir: &std::path::Path) -> Options {
         cache_bytes: 4 << 20,
         min_free: 0,
         compression: false,
+        discard_v1_rows: false,
     }
 }
 
