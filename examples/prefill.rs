@@ -19,6 +19,7 @@ fn main() {
             cache_bytes: 64 << 20,
             min_free: 0,
             compression: a.get(5).is_some_and(|f| f == "--compression"),
+            discard_v1_rows: false,
         })
         .unwrap();
         let started = std::time::Instant::now();
