@@ -24,6 +24,7 @@ async fn main() {
         cache_bytes: 16 << 20,
         min_free: 0,
         compression: false,
+        discard_v1_rows: false,
     })
     .unwrap();
     let names: Vec<String> = (0..subs).map(|i| format!("s{i}")).collect();
@@ -67,6 +68,7 @@ async fn main() {
         cache_bytes: 16 << 20,
         min_free: 0,
         compression: false,
+        discard_v1_rows: false,
     })
     .unwrap();
     store
