@@ -22,6 +22,9 @@ pub(super) struct DeadCount {
     /// The first key not counted yet; `None` once every key is.
     next: Option<Vec<u8>>,
     counts: HashMap<u32, u64>,
+    /// A step could not read the tree: counting stopped, and readers keep
+    /// counting keys themselves (a store that cannot be read fails anyway).
+    failed: bool,
 }
 
 /// A change of one subscriber's count by one batch.
@@ -36,12 +39,13 @@ impl DeadCount {
         DeadCount {
             next: Some(vec![keys::X]),
             counts: HashMap::new(),
+            failed: false,
         }
     }
 
-    /// Keys are left to count.
+    /// Keys are left to count (and counting has not failed).
     pub fn pending(&self) -> bool {
-        self.next.is_some()
+        self.next.is_some() && !self.failed
     }
 
     fn counted(&self, k: &[u8]) -> bool {
@@ -52,6 +56,9 @@ impl DeadCount {
     /// one takes one off (read before `b` is applied).
     pub fn changes(&self, tree: &sled::Tree, b: &Batch<'_>) -> Result<Vec<Change>, StoreError> {
         let mut out = Vec::new();
+        if self.failed {
+            return Ok(out);
+        }
         for (k, put) in b.rows_with_tag(keys::X) {
             let Some(sub) = sub_of(k).filter(|_| self.counted(k)) else {
                 continue;
@@ -73,20 +80,31 @@ impl DeadCount {
         }
     }
 
-    /// Count the next [`STEP`] keys.
+    /// Count the next [`STEP`] keys. An error stops the counting for good
+    /// (nothing of the failed step is counted; readers count keys).
     pub fn step(&mut self, tree: &sled::Tree) -> Result<(), StoreError> {
-        let Some(from) = self.next.clone() else {
+        let Some(from) = self.next.clone().filter(|_| !self.failed) else {
             return Ok(());
         };
+        let mut found: HashMap<u32, u64> = HashMap::new();
         let mut seen = 0;
         let mut last = None;
         for k in tree.range(from..keys::prefix_end(&[keys::X])).keys().take(STEP) {
-            let k = k?;
+            let k = match k {
+                Ok(k) => k,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e.into());
+                }
+            };
             if let Some(sub) = sub_of(&k) {
-                *self.counts.entry(sub).or_default() += 1;
+                *found.entry(sub).or_default() += 1;
             }
             seen += 1;
             last = Some(k);
+        }
+        for (sub, n) in found {
+            *self.counts.entry(sub).or_default() += n;
         }
         self.next = match last {
             Some(k) if seen == STEP => {
@@ -102,7 +120,7 @@ impl DeadCount {
 
     /// The counts, once every key that existed at start is counted.
     pub fn complete(&self) -> Option<&HashMap<u32, u64>> {
-        self.next.is_none().then_some(&self.counts)
+        (self.next.is_none() && !self.failed).then_some(&self.counts)
     }
 }
 

@@ -338,7 +338,7 @@ impl Writer {
 
     fn count_dead(&mut self) {
         if let Err(e) = self.dead.step(&self.inner.tree) {
-            tracing::warn!(error = %e, "counting dead letters failed; trying again");
+            tracing::warn!(error = %e, "counting dead letters failed; the admin views count them on each read instead");
         }
         self.publish_dead();
     }
