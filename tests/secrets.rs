@@ -137,6 +137,8 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
         ("x-webhook-signature", "sha256=abcdef"),
         ("webhook-id", "msg_1"),
         ("x-webhook-secretkey", "JOINEDSECRET"),
+        ("x-webhook-signingkey", "SIGNINGKEYVALUE"),
+        ("x-webhook-hmackey", "HMACKEYVALUE"),
         ("webhook-idempotency-key", "idem-42"),
         ("x-webhook-keyword", "kw"),
     ];
@@ -155,6 +157,8 @@ async fn secret_looking_webhook_headers_are_kept_without_their_values() {
         "AUTHVALUE",
         "PASSVALUE",
         "JOINEDSECRET",
+        "SIGNINGKEYVALUE",
+        "HMACKEYVALUE",
     ] {
         assert!(!text.contains(secret), "{secret} shown: {text}");
     }

@@ -80,9 +80,10 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
 }
 
 /// Names of headers some platforms authenticate callbacks with (a static
-/// `X-Webhook-Secret`, `Webhook-Token`, `X-Webhook-Api-Key`…): kept by name
-/// only. "key" counts only as a whole part of the name (`api-key`, `key`), and
-/// an idempotency key is an id, not a credential.
+/// `X-Webhook-Secret`, `Webhook-Token`, `X-Webhook-Api-Key`,
+/// `X-Webhook-SigningKey`…): kept by name only. "key" counts at the end of a
+/// part of the name (`api-key`, `hmackey`), not inside one (`keyword`), and an
+/// idempotency key is an id, not a credential.
 fn looks_secret(name: &str) -> bool {
     const WORDS: [&str; 7] = ["secret", "token", "auth", "pass", "cred", "cookie", "session"];
     if WORDS.iter().any(|w| name.contains(w)) {
@@ -90,8 +91,8 @@ fn looks_secret(name: &str) -> bool {
     }
     let parts: Vec<&str> = name.split(['-', '_']).collect();
     parts.iter().enumerate().any(|(i, p)| {
-        matches!(*p, "key" | "apikey" | "accesskey" | "privatekey")
-            && !(*p == "key" && i > 0 && parts[i - 1] == "idempotency")
+        let idempotency = p.starts_with("idempotency") || (i > 0 && parts[i - 1] == "idempotency");
+        p.ends_with("key") && !idempotency
     })
 }
 
