@@ -468,3 +468,81 @@ async fn bodies_being_received_share_max_body_memory() {
         .expect("taken again once the bodies are gone");
     h.shutdown().await;
 }
+
+/// What counts against `max_body_memory` is what a stranger's request really
+/// holds: its headers (an HTTP/2 stream may hold 64 KiB of them until its body
+/// deadline) and the body bytes that arrived — not the length it declares
+/// (requests declaring 60 KB and sending nothing took the whole budget, and
+/// every signed callback got 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_count_against_max_body_memory_and_declared_lengths_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(20))
+        .max_body(64 << 10)
+        .raw(|t| {
+            t["server"]
+                .as_table_mut()
+                .unwrap()
+                .insert("max_body_memory".into(), "256KiB".into());
+        })
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("signed", "/hooks/signed")
+                .signature(Signature::hmac_sha256("k", "x-sig", None))
+                .subscriber(Subscriber::new("s2", sub.url())),
+        );
+    let h = common::start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    // Eight HTTP/1.1 requests declare 64 KiB each (four would fill the
+    // budget) and send none of it.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = "POST /hooks/signed HTTP/1.1\r\nhost: x\r\nx-sig: 00\r\ncontent-length: 65536\r\n\r\n";
+        c.write_all(head.as_bytes()).await.unwrap();
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = runway("signed-while-declared");
+    let sig = common::oracle::hmac_hex(b"k", body.as_bytes());
+    let (s, _, _) = post(addr, "/hooks/signed", &[("x-sig", sig.as_str())], body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "a declared length took the budget");
+    drop(idle);
+    // HTTP/2 streams with 30 KiB of headers each and no body: their headers
+    // count, so the budget holds about eight of them, and the rest are
+    // answered 503 at once.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut streams = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..16 {
+        let mut c = client.clone().ready().await.unwrap();
+        let req = http::Request::post("http://localhost/hooks/signed")
+            .header("x-sig", "00")
+            .header("x-pad", "p".repeat(30 << 10))
+            .header("x-n", i.to_string())
+            .body(())
+            .unwrap();
+        let (resp, body) = c.send_request(req, false).unwrap();
+        streams.push(body);
+        answers.push(resp);
+    }
+    let waits = answers
+        .into_iter()
+        .map(|resp| tokio::time::timeout(Duration::from_secs(2), resp));
+    let mut busy = 0;
+    for answer in futures_util::future::join_all(waits).await {
+        if let Ok(r) = answer {
+            assert_eq!(r.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+            busy += 1;
+        }
+    }
+    assert!((7..16).contains(&busy), "refused at once: {busy} of 16");
+    drop(streams);
+    drop(client);
+    conn.abort();
+    h.shutdown().await;
+}

@@ -2,26 +2,25 @@
 //! all bodies may hold together ([`super::budget`]). A declared
 //! `Content-Length` is only a claim: memory grows with the bytes that arrive.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use super::budget::{BodyBudget, BodyLease};
+use super::budget::BodyLease;
 use super::Answer;
 
 /// The most a body buffer starts with, whatever `Content-Length` says.
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 
-/// The whole body and the memory it holds of `budget` (keep the lease while
+/// The whole body, with `lease` grown by the memory it holds (keep it while
 /// the body is in use), or the answer that ends the request (413, 408, 400,
-/// 503 when all bodies together would pass the budget). Bodies of requests
-/// already authenticated (a route token) have no budget (`None`).
+/// 503 when the lease cannot grow: all requests not yet authenticated would
+/// hold more than the budget). Bodies of requests already authenticated (a
+/// route token) have no lease (`None`).
 pub(crate) async fn read<B>(
     mut body: B,
     declared: Option<u64>,
     max: usize,
-    budget: Option<&Arc<BodyBudget>>,
+    mut lease: Option<BodyLease>,
     deadline: tokio::time::Instant,
 ) -> Result<(Bytes, Option<BodyLease>), Answer>
 where
@@ -31,13 +30,14 @@ where
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Answer::TooLarge(max));
     }
-    // The buffer's capacity is what counts: it grows only by what the
-    // lease could take first.
-    let mut lease = budget.map(|b| b.lease());
-    let initial = declared.map_or(4096, |n| n.min(INITIAL_BODY_BUFFER) as usize);
-    if !lease.as_mut().is_none_or(|l| l.grow(initial)) {
-        return Err(Answer::Busy);
-    }
+    // With a lease the buffer's capacity is what counts: it grows only by
+    // what the lease could take first, and only as bytes arrive (a declared
+    // length costs a stranger nothing). Without one, the declared length (up
+    // to 64 KiB) is allocated at once.
+    let initial = match lease {
+        Some(_) => 0,
+        None => declared.map_or(4096, |n| n.min(INITIAL_BODY_BUFFER) as usize),
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(initial);
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -53,7 +53,7 @@ where
                     if needed > buf.capacity() {
                         // Doubling (copies stay linear), never past `max`.
                         let target = needed.max(buf.capacity() * 2).min(max);
-                        if !lease.as_mut().is_none_or(|l| l.grow(target.saturating_sub(l.held()))) {
+                        if !lease.as_mut().is_none_or(|l| l.grow(target - buf.capacity())) {
                             return Err(Answer::Busy);
                         }
                         buf.reserve_exact(target - buf.len());

@@ -47,10 +47,6 @@ impl BodyBudget {
 }
 
 impl BodyLease {
-    pub fn held(&self) -> usize {
-        self.bytes
-    }
-
     /// Hold `n` more bytes; false (nothing taken) when that passes the limit.
     pub fn grow(&mut self, n: usize) -> bool {
         let b = &self.budget;
@@ -71,6 +67,12 @@ impl BodyLease {
             }
         }
     }
+}
+
+/// What a request's headers hold, counted as HTTP/2 does (name, value and
+/// 32 bytes per field).
+pub fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum()
 }
 
 impl Drop for BodyLease {

@@ -181,16 +181,33 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Requests not authenticated before their body is read (signature
+    // routes, routes without a token) share `max_body_memory`: their headers
+    // and their bodies, held until the answer.
+    let lease = match r.tokens.is_empty() {
+        true => {
+            let mut l = app.bodies.lease();
+            if !l.grow(budget::header_bytes(req.headers())) {
+                return Answer::Busy;
+            }
+            Some(l)
+        }
+        false => None,
+    };
     let (parts, body) = req.into_parts();
-    // Bodies read before the request is authenticated (signature routes,
-    // routes without a token) share `max_body_memory`; the lease is held
-    // until the answer.
-    let budget = r.tokens.is_empty().then_some(&app.bodies);
-    let (body, _lease) = match body::read(body, declared, server.max_body, budget, started + server.read_timeout).await
-    {
+    let (body, _lease) = match body::read(body, declared, server.max_body, lease, started + server.read_timeout).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
+    // A signature over the raw body is checked before the body is parsed (a
+    // stranger's JSON costs several times its size); kie's names the task id
+    // inside it, so that one is checked after.
+    let over_json = matches!(r.signature, Some(crate::config::Signature::Kie { .. }));
+    if let Some(sig) = r.signature.as_ref().filter(|_| !over_json) {
+        if let Err(e) = auth::verify_signature(sig, &parts.headers, &body, None, crate::clock::now_secs()) {
+            return Answer::Unauthorized(format!("bad provider signature: {e}"));
+        }
+    }
     let json = if r.json {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) => Some(v),
@@ -199,7 +216,7 @@ where
     } else {
         None
     };
-    if let Some(sig) = &r.signature {
+    if let Some(sig) = r.signature.as_ref().filter(|_| over_json) {
         if let Err(e) = auth::verify_signature(sig, &parts.headers, &body, json.as_ref(), crate::clock::now_secs()) {
             return Answer::Unauthorized(format!("bad provider signature: {e}"));
         }
