@@ -400,8 +400,9 @@ impl NatsStore {
         let flush = self.shared.client.flush();
         if tokio::time::timeout(CLOSE_FLUSH, flush).await.is_err() {
             tracing::warn!(
-                "NATS did not take the last acknowledgements within {}s; \
-                 what this relay held is delivered again after takeover",
+                "NATS did not take the last acknowledgements within {}s: after takeover another relay \
+                 gets what this relay held — a delivery whose result was recorded is only acknowledged \
+                 then, not sent again",
                 CLOSE_FLUSH.as_secs()
             );
         }
