@@ -95,6 +95,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Media downloads running.
     pub media_in_flight: Gauge,
+    /// Bytes held by requests not yet authenticated (`server.max_body_memory`).
+    pub unauthenticated_bytes: Gauge,
     /// Expired URLs the provider was asked to refresh, by outcome (ok, failed).
     pub media_refresh: Family<OutcomeLabels, Counter>,
     /// Expected tasks by state (read from the store when scraped).
@@ -139,6 +141,7 @@ impl Metrics {
             media_queue_depth: Gauge::default(),
             ready: Gauge::default(),
             media_in_flight: Gauge::default(),
+            unauthenticated_bytes: Gauge::default(),
             media_refresh: Family::default(),
             tasks: Family::default(),
             tasks_oldest_open_seconds: Gauge::default(),
@@ -238,6 +241,12 @@ impl Metrics {
             m.media_queue_depth.clone(),
         );
         registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());
+        registry.register(
+            "unauthenticated_bytes",
+            "Bytes held by requests not yet authenticated (headers and bodies of signature routes and routes \
+             without a token); at server.max_body_memory they get 503",
+            m.unauthenticated_bytes.clone(),
+        );
         registry.register(
             "media_refresh",
             "Expired media URLs the provider was asked to refresh, by outcome",

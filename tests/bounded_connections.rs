@@ -444,6 +444,9 @@ async fn bodies_being_received_share_max_body_memory() {
     // 256 KiB holds at most six bodies of 40 KiB (fewer as buffers grow in
     // steps); the others are refused, and some are taken.
     assert!((4..10).contains(&busy), "refused at once: {busy} of 10");
+    // The metric shows the budget in use.
+    let held = sample(&metrics(h.admin_addr).await, "hookrelay_unauthenticated_bytes");
+    assert!(held >= 100_000.0, "hookrelay_unauthenticated_bytes {held}");
     // The daemon keeps serving: a request with a route token is checked
     // before its body is read, and its body does not count.
     assert_eq!(callback(addr, &runway("meanwhile")).await.0, StatusCode::OK);

@@ -42,6 +42,7 @@ pub(super) async fn render(app: &App) -> String {
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
     m.ready.set(i64::from(app.ready()));
+    m.unauthenticated_bytes.set(app.bodies.used() as i64);
     if let Some(cert) = app.served_certificate().flatten() {
         let source = app.tls_kind();
         m.tls_cert_expiry
