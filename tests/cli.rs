@@ -167,7 +167,7 @@ fn check_config_command() {
         .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"))
         .write();
     let (ok, out, _) = cli(&["check-config", "--config", good.to_str().unwrap()]);
-    assert!(ok && out.contains("OK (1 routes, 1 subscribers)"), "{out}");
+    assert!(ok && out.contains("OK (1 route, 1 subscriber)"), "{out}");
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,

@@ -132,6 +132,19 @@ async fn filters_skip_and_record() {
     )
     .await;
     assert_eq!(row(&ev["subscribers"], "name", "only-ok")["state"], "skipped");
+    // A replay to it says it is skipped again, not that it was queued.
+    let failed_id = failed["id"].as_str().unwrap();
+    let (s, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{failed_id}/replay?subscriber=only-ok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["queued"], serde_json::json!([]), "{v}");
+    assert_eq!(v["filtered"], serde_json::json!(["only-ok"]), "{v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sub.count(), 1, "nothing sent to the filtered subscriber");
     h.shutdown().await;
 }
 

@@ -214,7 +214,7 @@ fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
         dir.path().join("acme").display()
     );
     assert!(
-        out.contains("OK (1 routes, 1 subscribers)") && out.contains(&line),
+        out.contains("OK (1 route, 1 subscriber)") && out.contains(&line),
         "{out}"
     );
 

@@ -178,18 +178,26 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
             return Err((StatusCode::NOT_FOUND, why));
         }
     }
-    let queued: Vec<&str> = result
-        .iter()
-        .filter(|r| r.queued)
-        .map(|r| r.subscriber.as_str())
-        .collect();
-    let pending: Vec<&str> = result
-        .iter()
-        .filter(|r| !r.queued)
-        .map(|r| r.subscriber.as_str())
-        .collect();
+    // A subscriber whose filter does not match the event skips it again:
+    // say so rather than that it was queued.
+    let event = app.store.event(id).await.map_err(internal)?;
+    let live = app.live();
+    let filtered = |name: &str| {
+        let sub = live.config.subscribers().find(|c| c.name == name);
+        matches!((sub, &event), (Some(s), Some(e)) if !crate::delivery::attempt::filter_matches(s, e))
+    };
+    let names = |pick: &dyn Fn(&crate::store::Replayed) -> bool| -> Vec<&str> {
+        result
+            .iter()
+            .filter(|r| pick(r))
+            .map(|r| r.subscriber.as_str())
+            .collect()
+    };
+    let queued = names(&|r| r.queued && !filtered(&r.subscriber));
+    let skipped = names(&|r| r.queued && filtered(&r.subscriber));
+    let pending = names(&|r| !r.queued);
     tracing::info!(event = %id, subscribers = ?queued, "replay requested");
-    Ok(json!({ "id": id.to_string(), "queued": queued, "already_pending": pending }))
+    Ok(json!({ "id": id.to_string(), "queued": queued, "filtered": skipped, "already_pending": pending }))
 }
 
 pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {

@@ -22,11 +22,15 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             if c.routes.iter().any(|r| !r.media.is_empty()) {
                 println!("media store: {}", describe_media_store(&c.media.store));
             }
+            let n = |count: usize, one: &str| match count {
+                1 => format!("1 {one}"),
+                n => format!("{n} {one}s"),
+            };
             println!(
-                "{}: OK ({} routes, {} subscribers)",
+                "{}: OK ({}, {})",
                 cli.config.display(),
-                c.routes.len(),
-                c.subscribers().count()
+                n(c.routes.len(), "route"),
+                n(c.subscribers().count(), "subscriber")
             );
             if let Some(tls) = tls_summary(&c) {
                 println!("{tls}");

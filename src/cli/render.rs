@@ -377,6 +377,10 @@ pub fn render_replay(v: &Value) -> String {
     if !pending.is_empty() {
         out += &format!("already pending (not sent twice) for {pending}\n");
     }
+    let filtered = names("filtered");
+    if !filtered.is_empty() {
+        out += &format!("skipped again for {filtered}: its filter does not match this event\n");
+    }
     out
 }
 
@@ -429,6 +433,11 @@ mod tests {
         assert_eq!(
             render_replay(&v),
             "nothing queued for evt_1\nalready pending (not sent twice) for hang\n"
+        );
+        let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": [], "filtered": ["f"]});
+        assert_eq!(
+            render_replay(&v),
+            "nothing queued for evt_1\nskipped again for f: its filter does not match this event\n"
         );
     }
 

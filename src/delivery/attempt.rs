@@ -44,7 +44,7 @@ pub(super) struct Attempter {
 }
 
 /// Whether a callback passes the subscriber's filter (push and pull alike).
-pub(super) fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
+pub fn filter_matches(sub: &Subscriber, event: &Event) -> bool {
     if sub.filter.is_empty() {
         return true;
     }
