@@ -182,6 +182,20 @@ impl Follower {
         give_back(&self.held, excess);
     }
 
+    /// The reader wants nothing and cannot start anything soon: ask NATS
+    /// for nothing and give back at once everything that arrived and was not
+    /// read (unlike [`want`](Self::want), with no grace for a reader that
+    /// comes right back).
+    pub fn want_nothing_now(&self) {
+        let all: Vec<Received> = {
+            let mut inbox = lock(&self.inbox);
+            inbox.wanted = 0;
+            inbox.queue.drain(..).map(|(_, r)| r).collect()
+        };
+        self.demand.notify_one();
+        give_back(&self.held, all);
+    }
+
     /// Stop holding the message: it was settled, or it should come again
     /// after `takeover` (possibly to another relay).
     pub fn release(&self, seq: u64) {
