@@ -167,3 +167,58 @@ async fn a_retention_under_two_minutes_works_in_cluster_mode() {
     assert_eq!((work.max_age, work.duplicate_window), (secs(60), secs(60)));
     h.shutdown().await;
 }
+
+/// `apply-cluster-settings` lowers `store.nats.takeover` (30 s -> 5 s) under
+/// running relays: they renew what they hold by the consumer's new ack wait
+/// (read every second), not every 6 s (a fifth of the takeover they started
+/// with), which let NATS hand a delivery still in flight to the other relay:
+/// sent twice, until every relay restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_takeover_applies_to_running_relays_at_once() {
+    let nats = NatsCluster::start(1).await;
+    // Every delivery takes 12 s: more than twice the new takeover.
+    let sub = Sub::start(std::sync::Arc::new(|_, _| Behaviour::Slow(secs(12)))).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cfg = |dir: &std::path::Path, t: &'static str| {
+        TestConfig::new(dir)
+            .subscriber(Subscriber::new("s", sub.url()).timeout(secs(30)))
+            .nats(nats.urls(), 1)
+            .retention(secs(3600))
+            .raw(takeover(t))
+    };
+    let a = start(&cfg(dirs[0].path(), "30s")).await;
+    let b = start(&cfg(dirs[1].path(), "30s")).await;
+    let path = cfg(dirs[2].path(), "5s").write();
+    let (ok, out, err) = cli_async(vec![
+        "apply-cluster-settings".into(),
+        "-c".into(),
+        path.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("store.nats.takeover \"30s\" -> \"5s\""), "{out}");
+    assert_eq!(consumer_ack_wait(&nats, "HR_EV_t", "sub_s").await, secs(5));
+    // The relays read the consumer's ack wait every second.
+    tokio::time::sleep(secs(2)).await;
+
+    let mut ids = Vec::new();
+    for (i, h) in [&a, &b, &a, &b].into_iter().enumerate() {
+        ids.push(accepted(h.ingest_addrs[0], &runway(&format!("slow-{i}"))).await);
+    }
+    for id in &ids {
+        let ev = admin_until(a.admin_addr, &format!("/api/events/{id}"), secs(30), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    }
+    let seen = seen_ids(&sub);
+    assert_eq!(seen.len(), ids.len(), "{seen:?}");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "sent more than once (NATS handed them to the other relay while in flight): {twice:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -153,10 +153,14 @@ pub(super) async fn run(
             .set(i64::from(state == State::Open));
         let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
         let mut took = 0;
-        if state == State::Open {
-            // Paused: ask for nothing (in cluster mode, relays that can reach
-            // the subscriber take its work meanwhile).
-            source.want_none();
+        if capacity == 0 {
+            // Nothing can start now (the circuit is open, or half-open with
+            // its probe in flight, or every slot is busy): ask for nothing and
+            // give back at once what came but was not started (in cluster
+            // mode, relays that can take it do meanwhile). Each message that
+            // arrives wakes the lane, so a pull request still out at NATS
+            // leaves nothing here either.
+            source.give_back_all();
         }
         if capacity > 0 {
             match source.take(capacity, clock::now_ms()).await {

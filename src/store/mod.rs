@@ -409,6 +409,15 @@ impl WorkSource {
         }
     }
 
+    /// The lane can start nothing now (a push lane whose circuit is not
+    /// closed or whose slots are busy): a cluster cursor stops asking NATS
+    /// and gives back at once everything that came and was not taken.
+    pub fn give_back_all(&mut self) {
+        if let WorkSource::Nats(c) = self {
+            c.give_back_all();
+        }
+    }
+
     /// When the earliest known waiting work becomes due (ms), if any.
     pub fn next_due(&mut self) -> Option<u64> {
         match self {

@@ -347,7 +347,8 @@ pub enum StoreError {
 /// [`Store::ask_peers`]: super::Store::ask_peers
 pub struct PeerRequest {
     pub body: bytes::Bytes,
-    /// Send Some to answer, None (or drop) to stay silent.
+    /// Send Some to answer, None (or drop) to decline (the asker hears
+    /// that this relay cannot answer).
     pub answer: tokio::sync::oneshot::Sender<Option<bytes::Bytes>>,
 }
 

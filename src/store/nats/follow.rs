@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub(super) use super::hold::Held;
+pub(super) use super::hold::{Held, Takeover};
 use super::Shared;
 
 /// Messages a standing reader (archiver, reconciler) keeps at hand.
@@ -95,8 +95,9 @@ pub(super) struct Follower {
     /// Pending + unacknowledged messages of the consumer, refreshed every second.
     pub depth: Arc<AtomicU64>,
     pub held: Held,
-    /// NATS's ack wait: how long a held message stays ours unrenewed.
-    pub takeover: Duration,
+    /// How long a held message stays ours unrenewed: this relay's
+    /// `takeover`, or the consumer's ack wait when shorter.
+    pub takeover: Takeover,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -120,7 +121,7 @@ impl Follower {
         }));
         let (demand, signal) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let held: Held = Arc::default();
-        let takeover = shared.takeover;
+        let takeover = Takeover::new(shared.takeover);
         let pull = Pull {
             shared: shared.clone(),
             follow: follow.clone(),
@@ -130,8 +131,8 @@ impl Follower {
             held: held.clone(),
         };
         let fetch = tokio::spawn(pull.run());
-        let count = tokio::spawn(count(shared, follow, depth.clone()));
-        let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover));
+        let count = tokio::spawn(count(shared, follow, depth.clone(), takeover.clone()));
+        let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover.clone()));
         Follower {
             inbox,
             demand,
@@ -157,7 +158,7 @@ impl Follower {
             };
             // A standing reader's window has room again.
             self.demand.notify_one();
-            if super::hold::holds(&self.held, r.seq, self.takeover) {
+            if super::hold::holds(&self.held, r.seq, self.takeover.get()) {
                 return Some(r);
             }
             self.release(r.seq);
@@ -180,6 +181,20 @@ impl Follower {
         };
         self.demand.notify_one();
         give_back(&self.held, excess);
+    }
+
+    /// The reader wants nothing and cannot start anything soon: ask NATS
+    /// for nothing and give back at once everything that arrived and was not
+    /// read (unlike [`want`](Self::want), with no grace for a reader that
+    /// comes right back).
+    pub fn want_nothing_now(&self) {
+        let all: Vec<Received> = {
+            let mut inbox = lock(&self.inbox);
+            inbox.wanted = 0;
+            inbox.queue.drain(..).map(|(_, r)| r).collect()
+        };
+        self.demand.notify_one();
+        give_back(&self.held, all);
     }
 
     /// Stop holding the message: it was settled, or it should come again
@@ -335,8 +350,9 @@ impl Pull {
     }
 }
 
-/// Refresh the consumer's backlog every second.
-async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) {
+/// Refresh the consumer's backlog and ack wait every second (the ack wait
+/// changes under running relays with `apply-cluster-settings`).
+async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>, takeover: Takeover) {
     let mut consumer = None;
     loop {
         if consumer.is_none() {
@@ -344,7 +360,10 @@ async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) {
         }
         if let Some(c) = consumer.as_mut() {
             match c.info().await {
-                Ok(info) => depth.store(info.num_pending + info.num_ack_pending as u64, Ordering::Relaxed),
+                Ok(info) => {
+                    depth.store(info.num_pending + info.num_ack_pending as u64, Ordering::Relaxed);
+                    takeover.set_cluster(info.config.ack_wait);
+                }
                 // Set up again (a reload), or NATS is away: look it up anew.
                 Err(_) => consumer = None,
             }

@@ -7,6 +7,7 @@
 //! *lost* and must not be sent from here any more. Used by [`super::follow`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use tokio::time::Instant;
 /// The longest this relay keeps a message from the others: a pull lease's
 /// maximum; after it a message whose record failed goes to another relay.
 const MAX_HOLD: Duration = Duration::from_secs(3600);
+/// How often the renewing task looks at the takeover in force.
+const CHECK_TAKEOVER: Duration = Duration::from_secs(1);
 
 /// One held message.
 pub(super) struct Hold {
@@ -34,6 +37,40 @@ pub(super) type Held = Arc<Mutex<HashMap<u64, Hold>>>;
 
 fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<u64, Hold>> {
     held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a held message stays this relay's unrenewed: the relay's own
+/// `takeover`, or the consumer's ack wait when that is shorter (lowered by
+/// `apply-cluster-settings` while the relay runs: NATS hands a message out
+/// again after its ack wait, whatever the relay started with). Cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) struct Takeover {
+    own: Duration,
+    /// The consumer's ack wait as last read (ms; 0 until read).
+    cluster_ms: Arc<AtomicU64>,
+}
+
+impl Takeover {
+    pub fn new(own: Duration) -> Takeover {
+        Takeover {
+            own,
+            cluster_ms: Arc::default(),
+        }
+    }
+
+    /// The consumer's ack wait, as NATS says it is now.
+    pub fn set_cluster(&self, ack_wait: Duration) {
+        let ms = u64::try_from(ack_wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.cluster_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The shorter of this relay's `takeover` and the consumer's ack wait.
+    pub fn get(&self) -> Duration {
+        match self.cluster_ms.load(Ordering::Relaxed) {
+            0 => self.own,
+            ms => self.own.min(Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// The gap between confirmed renewals after which a message counts as lost:
@@ -146,10 +183,18 @@ async fn renew(held: &Held, seq: u64, acker: Arc<Acker>, takeover: Duration) -> 
 /// stopped (died, paused, lost NATS) hands them over. Lost messages are
 /// still renewed (one may be in flight: it should not be sent a third time);
 /// a message held longer than [`MAX_HOLD`] is let go.
-pub(super) async fn keep_held(held: Held, takeover: Duration) {
-    let period = renew_period(takeover);
+pub(super) async fn keep_held(held: Held, takeover: Takeover) {
+    let mut last = Instant::now();
     loop {
-        tokio::time::sleep(period).await;
+        // Looked at every second: a takeover lowered meanwhile applies at
+        // once, not after the old period.
+        let next = last + renew_period(takeover.get());
+        if Instant::now() < next {
+            tokio::time::sleep_until(next.min(Instant::now() + CHECK_TAKEOVER)).await;
+            continue;
+        }
+        last = Instant::now();
+        let takeover = takeover.get();
         let due: Vec<(u64, Arc<Acker>)> = {
             let mut h = lock(&held);
             h.retain(|_, m| m.arrived.elapsed() < MAX_HOLD);

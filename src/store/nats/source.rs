@@ -128,11 +128,17 @@ impl NatsCursor {
         self.follower.want(0);
     }
 
+    /// The lane can start nothing now: ask NATS for nothing, and give back
+    /// at once everything that came (another relay may start it now).
+    pub fn give_back_all(&mut self) {
+        self.follower.want_nothing_now();
+    }
+
     /// Whether the work may be sent now: this relay still holds its message
     /// (NATS has not handed it to another relay meanwhile) and NATS confirms
     /// it, so the result can be recorded. Otherwise it is let go, not sent.
     pub async fn confirm(&mut self, ticket: &NatsTicket) -> bool {
-        let ok = super::hold::confirm(&self.follower.held, ticket.message_seq, self.follower.takeover).await;
+        let ok = super::hold::confirm(&self.follower.held, ticket.message_seq, self.follower.takeover.get()).await;
         if !ok {
             tracing::debug!(subscriber = %self.sub, message = ticket.message_seq, "not sent: no longer held, or NATS did not confirm it");
             self.release(ticket.message_seq);
