@@ -376,17 +376,12 @@ async fn declared_content_length_is_not_allocated_before_it_arrives() {
     assert_eq!(callback(addr, &runway("after-declared")).await.0, StatusCode::OK);
 }
 
-/// Bodies that must be read before they can be checked (a signature route)
-/// share `server.max_body_memory`: many HTTP/2 streams each sending a body
-/// that never ends get 503 at once when they would pass it (they held up to
-/// `http2_max_streams × max_body` per connection until read_timeout before,
-/// and a stranger could make the daemon run out of memory); the memory is
-/// given back when they go, and signed callbacks are taken again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_being_received_share_max_body_memory() {
-    let dir = tempfile::tempdir().unwrap();
+/// A daemon with `max_body` 64 KiB, `max_body_memory` 256 KiB and a
+/// signature route `/hooks/signed` (key `k`, header `x-sig`, hex) beside the
+/// token route `t`.
+async fn with_small_body_memory(dir: &std::path::Path) -> (Sub, hookrelay::Handle) {
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
+    let cfg = TestConfig::new(dir)
         .read_timeout(secs(20))
         .max_body(64 << 10)
         .raw(|t| {
@@ -402,45 +397,89 @@ async fn bodies_being_received_share_max_body_memory() {
                 .subscriber(Subscriber::new("s2", sub.url())),
         );
     let h = common::start(&cfg).await;
-    let addr = h.ingest_addrs[0];
+    (sub, h)
+}
+
+/// `n` HTTP/2 requests to `/hooks/signed` on one connection, each with a
+/// `pad`-byte header and `body` bytes of a body that never ends: how many were
+/// answered at once (each must be the body budget's 503), and what keeps the
+/// others open (dropping it closes the connection).
+async fn h2_requests_left_open(addr: std::net::SocketAddr, n: usize, pad: usize, body: usize) -> (usize, OpenH2) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     let conn = tokio::spawn(conn);
     let mut streams = Vec::new();
     let mut answers = Vec::new();
-    // 10 bodies of 40 KiB (400 KiB in all), none of them ending.
-    for _ in 0..10 {
+    for i in 0..n {
         let mut c = client.clone().ready().await.unwrap();
-        let req = http::Request::post("http://localhost/hooks/signed")
+        let mut req = http::Request::post("http://localhost/hooks/signed")
             .header("x-sig", "00")
-            .body(())
-            .unwrap();
-        let (resp, mut body) = c.send_request(req, false).unwrap();
-        body.reserve_capacity(40 << 10);
-        let _ = body.send_data(Bytes::from(vec![b' '; 40 << 10]), false);
-        streams.push(body);
+            .header("x-n", i.to_string());
+        if pad > 0 {
+            req = req.header("x-pad", "p".repeat(pad));
+        }
+        let (resp, mut stream) = c.send_request(req.body(()).unwrap(), false).unwrap();
+        if body > 0 {
+            stream.reserve_capacity(body);
+            let _ = stream.send_data(Bytes::from(vec![b' '; body]), false);
+        }
+        streams.push(stream);
         answers.push(resp);
     }
-    // Those within the budget wait for the rest of their body; the others
-    // are answered at once.
     let waits = answers
         .into_iter()
         .map(|resp| tokio::time::timeout(Duration::from_secs(2), resp));
     let mut busy = 0;
-    for answer in futures_util::future::join_all(waits).await {
-        let Ok(r) = answer else { continue };
+    for r in futures_util::future::join_all(waits).await.into_iter().flatten() {
         let r = r.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()["retry-after"], "5");
-        let mut body = r.into_body();
+        let mut b = r.into_body();
         let mut text = Vec::new();
-        while let Some(Ok(chunk)) = body.data().await {
+        while let Some(Ok(chunk)) = b.data().await {
             text.extend_from_slice(&chunk);
         }
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("too many request bodies"), "{text}");
         busy += 1;
     }
+    (
+        busy,
+        OpenH2 {
+            _streams: streams,
+            _client: client,
+            conn,
+        },
+    )
+}
+
+/// An HTTP/2 connection and its open streams; closed when dropped.
+struct OpenH2 {
+    _streams: Vec<h2::SendStream<Bytes>>,
+    _client: h2::client::SendRequest<Bytes>,
+    conn: tokio::task::JoinHandle<Result<(), h2::Error>>,
+}
+
+impl Drop for OpenH2 {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+/// Bodies that must be read before they can be checked (a signature route)
+/// share `server.max_body_memory`: many HTTP/2 streams each sending a body
+/// that never ends get 503 at once when they would pass it (they held up to
+/// `http2_max_streams × max_body` per connection until read_timeout before,
+/// and a stranger could make the daemon run out of memory); the memory is
+/// given back when they go, and signed callbacks are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_received_share_max_body_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = with_small_body_memory(dir.path()).await;
+    let addr = h.ingest_addrs[0];
+    // 10 bodies of 40 KiB (400 KiB in all), none of them ending: those within
+    // the budget wait for the rest of their body, the others get 503 at once.
+    let (busy, open) = h2_requests_left_open(addr, 10, 0, 40 << 10).await;
     // 256 KiB holds at most six bodies of 40 KiB (fewer as buffers grow in
     // steps); the others are refused, and some are taken.
     assert!((4..10).contains(&busy), "refused at once: {busy} of 10");
@@ -451,9 +490,7 @@ async fn bodies_being_received_share_max_body_memory() {
     // before its body is read, and its body does not count.
     assert_eq!(callback(addr, &runway("meanwhile")).await.0, StatusCode::OK);
     // The bodies' connection goes: their memory is given back.
-    drop(streams);
-    drop(client);
-    conn.abort();
+    drop(open);
     let body = runway("signed-after");
     let sig = common::oracle::hmac_hex(b"k", body.as_bytes());
     let signed = async {
@@ -480,23 +517,7 @@ async fn bodies_being_received_share_max_body_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_count_against_max_body_memory_and_declared_lengths_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .read_timeout(secs(20))
-        .max_body(64 << 10)
-        .raw(|t| {
-            t["server"]
-                .as_table_mut()
-                .unwrap()
-                .insert("max_body_memory".into(), "256KiB".into());
-        })
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(
-            Route::new("signed", "/hooks/signed")
-                .signature(Signature::hmac_sha256("k", "x-sig", None))
-                .subscriber(Subscriber::new("s2", sub.url())),
-        );
-    let h = common::start(&cfg).await;
+    let (_sub, h) = with_small_body_memory(dir.path()).await;
     let addr = h.ingest_addrs[0];
     // Eight HTTP/1.1 requests declare 64 KiB each (four would fill the
     // budget) and send none of it.
@@ -516,34 +537,8 @@ async fn headers_count_against_max_body_memory_and_declared_lengths_do_not() {
     // HTTP/2 streams with 30 KiB of headers each and no body: their headers
     // count, so the budget holds about eight of them, and the rest are
     // answered 503 at once.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    let conn = tokio::spawn(conn);
-    let mut streams = Vec::new();
-    let mut answers = Vec::new();
-    for i in 0..16 {
-        let mut c = client.clone().ready().await.unwrap();
-        let req = http::Request::post("http://localhost/hooks/signed")
-            .header("x-sig", "00")
-            .header("x-pad", "p".repeat(30 << 10))
-            .header("x-n", i.to_string())
-            .body(())
-            .unwrap();
-        let (resp, body) = c.send_request(req, false).unwrap();
-        streams.push(body);
-        answers.push(resp);
-    }
-    let waits = answers
-        .into_iter()
-        .map(|resp| tokio::time::timeout(Duration::from_secs(2), resp));
-    let mut busy = 0;
-    for r in futures_util::future::join_all(waits).await.into_iter().flatten() {
-        assert_eq!(r.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
-        busy += 1;
-    }
+    let (busy, open) = h2_requests_left_open(addr, 16, 30 << 10, 0).await;
     assert!((7..16).contains(&busy), "refused at once: {busy} of 16");
-    drop(streams);
-    drop(client);
-    conn.abort();
+    drop(open);
     h.shutdown().await;
 }

@@ -102,12 +102,7 @@ async fn a_relay_does_not_change_the_clusters_settings() {
     // The operator changes the retention for the whole cluster on purpose.
     let two_hours = relay(other.path(), &nats, &sub.url(), 3, secs(7200));
     let path = two_hours.write();
-    let (ok, out, err) = cli_async(vec![
-        "apply-cluster-settings".into(),
-        "-c".into(),
-        path.to_str().unwrap().into(),
-    ])
-    .await;
+    let (ok, out, err) = apply_cluster_settings(&path).await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("stream HR_EV_t: store.retention \"1h\" -> \"2h\""),
@@ -189,12 +184,7 @@ async fn a_lowered_takeover_applies_to_running_relays_at_once() {
     let a = start(&cfg(dirs[0].path(), "30s")).await;
     let b = start(&cfg(dirs[1].path(), "30s")).await;
     let path = cfg(dirs[2].path(), "5s").write();
-    let (ok, out, err) = cli_async(vec![
-        "apply-cluster-settings".into(),
-        "-c".into(),
-        path.to_str().unwrap().into(),
-    ])
-    .await;
+    let (ok, out, err) = apply_cluster_settings(&path).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("store.nats.takeover \"30s\" -> \"5s\""), "{out}");
     assert_eq!(consumer_ack_wait(&nats, "HR_EV_t", "sub_s").await, secs(5));
@@ -221,4 +211,14 @@ async fn a_lowered_takeover_applies_to_running_relays_at_once() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// `hookrelay apply-cluster-settings -c PATH`: (success, stdout, stderr).
+async fn apply_cluster_settings(path: &std::path::Path) -> (bool, String, String) {
+    cli_async(vec![
+        "apply-cluster-settings".into(),
+        "-c".into(),
+        path.to_str().unwrap().into(),
+    ])
+    .await
 }
