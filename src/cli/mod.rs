@@ -13,6 +13,7 @@ mod check;
 mod cluster;
 pub mod init;
 mod init_steps;
+mod migrate;
 pub mod render;
 pub mod render_tasks;
 
@@ -21,8 +22,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use http::Method;
-
-use crate::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -225,7 +224,7 @@ pub fn main() -> ExitCode {
         }
         Command::Init(args) => init::run(args),
         Command::GenerateAssets { dir } => assets::run(dir),
-        Command::Migrate { discard_v1_rows } => migrate(&cli, *discard_v1_rows),
+        Command::Migrate { discard_v1_rows } => migrate::run(&cli, *discard_v1_rows),
         Command::ApplyClusterSettings => cluster::apply_cluster_settings(&cli),
         Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
             // A pull token given as --token would be silently taken for the admin one.
@@ -302,69 +301,6 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn migrate(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::logging::init(&config.log);
-    let path = &config.store.path;
-    // sled's files: without them there is nothing to migrate (and opening
-    // would create an empty store where a mistyped path points).
-    if !path.join("conf").is_file() {
-        eprintln!(
-            "error: {}: no store at {} (key `store.path`): nothing to migrate",
-            config.file.display(),
-            path.display()
-        );
-        return ExitCode::from(2);
-    }
-    let rt = runtime();
-    let result = rt.block_on(async {
-        let opts = crate::store::Options {
-            discard_v1_rows,
-            ..crate::store::Options::of(&config)
-        };
-        let store = crate::store::Store::open_sled(&opts)?;
-        store.register(&crate::store::Topology::of(&config)).await?;
-        let migrated = store.migrated();
-        store.close().await;
-        Ok::<_, crate::store::StoreError>(migrated)
-    });
-    match result {
-        Ok(Some(m)) => {
-            println!(
-                "{}: migrated from 0.1: {} events, {} deliveries pending, {} dead letters",
-                path.display(),
-                m.events,
-                m.pending,
-                m.dead_letters
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            println!(
-                "{}: already in this version's layout; nothing to migrate",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            // Named once: some store errors name the path already.
-            let (path, msg) = (config.store.path.display().to_string(), e.to_string());
-            if msg.contains(&format!("({path})")) {
-                eprintln!("error: {msg}");
-            } else {
-                eprintln!("error: {path}: {msg}");
-            }
-            ExitCode::FAILURE
-        }
-    }
 }
 
 fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {

@@ -3,7 +3,9 @@
 //! attempts; pending jobs become due-index rows (so cursors start at the tail)
 //! and dead letters stay dead letters. The new tree is written in batches and
 //! marked with its schema version only at the end, so an interrupted migration
-//! starts over; the old tree is dropped after that.
+//! starts over; the old tree is dropped after that. A migration is refused
+//! before it starts when the disk lacks room for it, and a migrated store
+//! that 0.1 wrote to again is refused (or its 0.1 rows discarded on request).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,7 +15,7 @@ use serde::Deserialize;
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
-use crate::store::{Attempt, DeliveryState, EventId, Origin, StoreError};
+use crate::store::{Attempt, DeliveryState, EventId, Options, Origin, StoreError};
 
 /// The 0.1 tree.
 pub(super) const V1_TREE: &str = "hookrelay";
@@ -279,4 +281,60 @@ pub struct Migrated {
     /// Deliveries still to make.
     pub pending: u64,
     pub dead_letters: u64,
+}
+
+/// A migrated store that hookrelay 0.1 was started on again: 0.1 reads and
+/// writes only its own layout, so what it accepted since is invisible here.
+/// Refuse, saying what to do, rather than leave those callbacks behind
+/// silently; `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
+/// delivered them.
+pub(super) fn written_by_v1_since(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes()) {
+        return Ok(());
+    }
+    let old = db.open_tree(V1_TREE)?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let events = old.scan_prefix([b'E']).count();
+    let pending = old.scan_prefix([b'J']).count();
+    if opts.discard_v1_rows {
+        db.drop_tree(V1_TREE)?;
+        db.flush()?;
+        tracing::warn!(
+            events,
+            pending,
+            "rows written by hookrelay 0.1 after the migration discarded"
+        );
+        return Ok(());
+    }
+    Err(StoreError::Incompatible(format!(
+        "hookrelay 0.1 was started on the store at {} after it was migrated to version 2, and wrote to it: \
+         {events} events and {pending} deliveries still pending in 0.1's layout, which version 2 does not read. \
+         To keep them, start 0.1 on this store until `hookrelay status` shows nothing pending; then run \
+         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2",
+        opts.path.display()
+    )))
+}
+
+/// A 0.1 store is rewritten beside itself before the old rows go (measured:
+/// half its size again, more after interrupted attempts): refuse to start a
+/// migration that would fill the disk, with how much room it needs, instead
+/// of failing halfway with the file system's error.
+pub(super) fn room_to_migrate(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
+    let v1 = db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes());
+    if !v1 {
+        return Ok(());
+    }
+    let needed = db.size_on_disk().unwrap_or(0) + opts.min_free;
+    match fs4::available_space(&opts.path) {
+        Ok(free) if free < needed => Err(StoreError::Unavailable(format!(
+            "migrating the 0.1 store at {} needs about {} MiB free (the store's size again, plus store.min_free); \
+             {} MiB are: make room and start again (nothing was changed)",
+            opts.path.display(),
+            needed >> 20,
+            free >> 20
+        ))),
+        _ => Ok(()),
+    }
 }

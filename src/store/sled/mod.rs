@@ -169,69 +169,6 @@ impl Inner {
     }
 }
 
-/// A migrated store that hookrelay 0.1 was started on again: 0.1 reads and
-/// writes only its own layout, so what it accepted since is invisible here.
-/// Refuse, saying what to do, rather than leave those callbacks behind
-/// silently; `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
-/// delivered them.
-fn written_by_v1_since(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
-    if !db
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes())
-    {
-        return Ok(());
-    }
-    let old = db.open_tree(migrate::V1_TREE)?;
-    if old.is_empty() {
-        return Ok(());
-    }
-    let events = old.scan_prefix([b'E']).count();
-    let pending = old.scan_prefix([b'J']).count();
-    if opts.discard_v1_rows {
-        db.drop_tree(migrate::V1_TREE)?;
-        db.flush()?;
-        tracing::warn!(
-            events,
-            pending,
-            "rows written by hookrelay 0.1 after the migration discarded"
-        );
-        return Ok(());
-    }
-    Err(StoreError::Incompatible(format!(
-        "hookrelay 0.1 was started on the store at {} after it was migrated to version 2, and wrote to it: \
-         {events} events and {pending} deliveries still pending in 0.1's layout, which version 2 does not read. \
-         To keep them, start 0.1 on this store until `hookrelay status` shows nothing pending; then run \
-         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2",
-        opts.path.display()
-    )))
-}
-
-/// A 0.1 store is rewritten beside itself before the old rows go (measured:
-/// half its size again, more after interrupted attempts): refuse to start a
-/// migration that would fill the disk, with how much room it needs, instead
-/// of failing halfway with the file system's error.
-fn room_to_migrate(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
-    let v1 = db
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes());
-    if !v1 {
-        return Ok(());
-    }
-    let needed = db.size_on_disk().unwrap_or(0) + opts.min_free;
-    match fs4::available_space(&opts.path) {
-        Ok(free) if free < needed => Err(StoreError::Unavailable(format!(
-            "migrating the 0.1 store at {} needs about {} MiB free (the store's size again, plus store.min_free); \
-             {} MiB are: make room and start again (nothing was changed)",
-            opts.path.display(),
-            needed >> 20,
-            free >> 20
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Refuse to switch compression on an existing store, with a message that says
 /// what to do (sled's own error names its internals).
 fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
@@ -307,11 +244,11 @@ impl SledStore {
                         opts.path.display()
                     )));
                 }
-                written_by_v1_since(&db, opts)?;
+                migrate::written_by_v1_since(&db, opts)?;
             }
             None => {
                 // New, or a 0.1 store, or a migration that was interrupted.
-                room_to_migrate(&db, opts)?;
+                migrate::room_to_migrate(&db, opts)?;
                 tree.clear()?;
                 migrated = migrate::from_v1(&db, &tree)?;
                 tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
