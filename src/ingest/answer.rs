@@ -19,7 +19,7 @@ pub enum Answer {
     BadRequest(String),
     Timeout,
     Unavailable,
-    /// All bodies being received would hold more than `server.max_body_memory`.
+    /// Requests not yet authenticated would hold more than `server.max_body_memory`.
     Busy,
 }
 

@@ -1,5 +1,5 @@
-//! Reading a request body within `max_body`, `read_timeout` and the memory
-//! all bodies may hold together ([`super::budget`]). A declared
+//! Reading a request body within `max_body`, `read_timeout` and, before the
+//! request is authenticated, the shared budget ([`super::budget`]). A declared
 //! `Content-Length` is only a claim: memory grows with the bytes that arrive.
 
 use bytes::Bytes;

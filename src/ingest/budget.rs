@@ -1,11 +1,12 @@
-//! The memory that bodies of requests not yet authenticated may hold
-//! together (`server.max_body_memory`). `max_body` bounds one body; without a
-//! shared bound, bodies that must be read before they can be checked
-//! (signature routes, routes without a token) multiplied it by every stream
-//! of every connection — 128 HTTP/2 streams each on 4,096 connections — and
-//! a stranger could make the daemon run out of memory. A body whose buffer
-//! would pass the bound is answered 503 (retry later) at once. Requests with
-//! a valid route token are past that point and not counted.
+//! The memory that requests not yet authenticated may hold together
+//! (`server.max_body_memory`): their headers and the bodies that must be
+//! read before they can be checked (signature routes, routes without a
+//! token). `max_body` bounds one body; without a shared bound it was
+//! multiplied by every stream of every connection — 128 HTTP/2 streams each
+//! on 4,096 connections — and a stranger could make the daemon run out of
+//! memory. A request that would pass the bound is answered 503 (retry later)
+//! at once. Requests with a valid route token are past that point and not
+//! counted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
