@@ -347,8 +347,7 @@ pub enum StoreError {
 /// [`Store::ask_peers`]: super::Store::ask_peers
 pub struct PeerRequest {
     pub body: bytes::Bytes,
-    /// Send Some to answer, None (or drop) to decline (the asker hears
-    /// that this relay cannot answer).
+    /// Send Some to answer, None (or drop) to stay silent.
     pub answer: tokio::sync::oneshot::Sender<Option<bytes::Bytes>>,
 }
 

@@ -54,8 +54,7 @@ fn parse(list: &[String]) -> Option<Vec<EventId>> {
 }
 
 /// Ask the relay that holds these leases to apply the acknowledgement; None
-/// when no relay holds them all (known once every relay declined, else
-/// after [`PEER_WAIT`]).
+/// when no relay holds them all.
 pub(super) async fn ask(
     store: &Store,
     subscriber: &str,
@@ -89,7 +88,7 @@ pub(super) async fn ask(
 }
 
 /// Answer the other relays' acknowledgements for leases this lane holds;
-/// declines the others (so the asker learns at once when no relay holds them).
+/// stays silent about the others.
 pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(req) = inbox.rx.recv().await {

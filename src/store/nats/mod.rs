@@ -107,8 +107,6 @@ pub(super) struct Shared {
     servers: Vec<String>,
     /// `server.max_body`: checked against the servers' `max_payload`.
     max_body: usize,
-    /// Who listens on each topic of the requests between relays.
-    peers: peer::Peers,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -256,7 +254,6 @@ impl NatsStore {
                 held_tasks: std::sync::Mutex::default(),
                 servers: cfg.servers.iter().map(|u| crate::auth::redact_url(u)).collect(),
                 max_body,
-                peers: peer::Peers::default(),
             }),
         })
     }
