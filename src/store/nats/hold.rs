@@ -58,9 +58,15 @@ impl Takeover {
         }
     }
 
-    /// The consumer's ack wait, as NATS says it is now.
+    /// The consumer's ack wait, as NATS says it is now. Zero (NATS's
+    /// default, 30 s) or under a second (no relay sets that: `takeover` is
+    /// at least 5 s) is not taken: it would mean renewing without pause and
+    /// counting every held message lost.
     pub fn set_cluster(&self, ack_wait: Duration) {
-        let ms = u64::try_from(ack_wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        if ack_wait < Duration::from_secs(1) {
+            return;
+        }
+        let ms = u64::try_from(ack_wait.as_millis()).unwrap_or(u64::MAX);
         self.cluster_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -207,5 +213,27 @@ pub(super) async fn keep_held(held: Held, takeover: Takeover) {
             }
         });
         futures_util::future::join_all(renewals).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_of_the_relays_takeover_and_a_sensible_ack_wait() {
+        let t = Takeover::new(Duration::from_secs(30));
+        assert_eq!(t.get(), Duration::from_secs(30), "not read yet");
+        t.set_cluster(Duration::from_secs(5));
+        assert_eq!(t.get(), Duration::from_secs(5));
+        t.set_cluster(Duration::ZERO);
+        t.set_cluster(Duration::from_millis(1));
+        assert_eq!(
+            t.get(),
+            Duration::from_secs(5),
+            "zero or sub-second ack waits are not taken"
+        );
+        t.set_cluster(Duration::from_secs(60));
+        assert_eq!(t.get(), Duration::from_secs(30), "never longer than the relay's own");
     }
 }
