@@ -20,8 +20,14 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "laptop-pull-token";
 
 /// Pull subscriber `name` fetched with `token`, leases of `lease`, signed with SECRET.
+/// Five retries a second apart: a lease that runs out (a forwarder killed, or
+/// slow on a loaded machine) is a failed attempt, and the test config's
+/// default schedule (100 ms, 200 ms) would make a dead letter of a third.
 fn pull_sub(name: &str, token: &str, lease: Duration) -> Subscriber {
-    Subscriber::pull(name, token).lease(lease).secret(SECRET)
+    Subscriber::pull(name, token)
+        .lease(lease)
+        .secret(SECRET)
+        .retry([secs(1); 5])
 }
 
 /// A relay (the real binary) with pull subscriber `laptop` (TOKEN, `lease`)

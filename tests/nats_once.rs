@@ -32,7 +32,7 @@ async fn ingest(addr: std::net::SocketAddr, tag: &str, n: usize) -> HashSet<Stri
             .iter()
             .map(|i| {
                 let body = runway(&format!("{tag}-{i}"));
-                tokio::spawn(async move { accepted(addr, &body).await })
+                tokio::spawn(async move { accepted_retrying(addr, &body).await })
             })
             .collect();
         for s in sent {

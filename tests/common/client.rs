@@ -104,6 +104,22 @@ pub async fn try_callback(addr: SocketAddr, body: &str) -> Option<(StatusCode, s
     Some((s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)))
 }
 
+/// POST a callback as a provider does: a `503` (the store busy for a moment,
+/// e.g. a replicated NATS append past its budget on a loaded machine) is
+/// tried again, for up to 10 s; its event id once accepted.
+pub async fn accepted_retrying(addr: SocketAddr, body: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = callback(addr, body).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(s, StatusCode::OK, "callback refused: {v}");
+        return v["id"].as_str().unwrap().to_string();
+    }
+}
+
 /// POST a callback that must be accepted; its event id.
 pub async fn accepted(addr: SocketAddr, body: &str) -> String {
     let (s, v) = callback(addr, body).await;
