@@ -327,6 +327,7 @@ fn a_route_open_to_anyone_must_say_so() {
         "",
         "allow_ips = [\"0.0.0.0/0\", \"::/0\"]",
         "allow_ips = [\"10.0.0.0/8\", \"::/0\"]",
+        "allow_ips = [\"0.0.0.0/1\", \"128.0.0.0/1\"]",
     ] {
         expect_err(&open(extra), "routes[0]", 5, "would accept callbacks from anyone");
     }

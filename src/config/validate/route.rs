@@ -135,10 +135,12 @@ impl Validator<'_> {
             }
             subscribers.push(self.subscriber(&skey, &name, s, defaults)?);
         }
-        let everyone = r
-            .allow_ips
-            .as_ref()
-            .is_none_or(|nets| nets.iter().any(|c| c.0.prefix_len() == 0));
+        // Pieces that add up to everything (`0.0.0.0/1` and `128.0.0.0/1`)
+        // are everyone too.
+        let everyone = r.allow_ips.as_ref().is_none_or(|nets| {
+            let nets: Vec<ipnet::IpNet> = nets.iter().map(|c| c.0).collect();
+            ipnet::IpNet::aggregate(&nets).iter().any(|n| n.prefix_len() == 0)
+        });
         if tokens.is_empty() && signature.is_none() && everyone && !r.allow_anyone {
             return Err(self.err(
                 key,
