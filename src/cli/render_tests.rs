@@ -1,0 +1,68 @@
+//! Tests of [`super`]: what the CLI prints for the admin API's answers.
+
+use super::*;
+
+#[test]
+fn the_event_view_says_where_a_polled_result_came_from_and_who_waits_for_media() {
+    let v = serde_json::json!({
+        "id": "evt_1", "route": "r", "task_id": "t1", "source": null, "origin": "poll", "status": "pending",
+        "subscribers": [{"name": "app", "state": "pending", "waiting_for_media": true, "attempts": []}],
+    });
+    let out = render_event(&v);
+    assert!(
+        out.contains("source:    polled from the provider (origin: poll)"),
+        "{out}"
+    );
+    assert!(out.contains("task:      t1"), "{out}");
+    assert!(out.contains("pending (waiting for its media)"), "{out}");
+}
+
+#[test]
+fn a_pull_hand_back_with_the_private_services_status_says_it_was_handed_back() {
+    let attempt = |status: Value, error: Value| serde_json::json!({"attempt": 1, "at": "t", "duration_ms": 5, "status": status, "error": error});
+    let v = serde_json::json!({
+        "id": "evt_1", "route": "r", "task_id": null, "source": null, "origin": "callback", "status": "pending",
+        "subscribers": [{"name": "laptop", "state": "retrying", "waiting_for_media": false, "attempts": [
+            attempt(Value::from(503), Value::from("handed back by the pull client")),
+            attempt(Value::from(502), Value::Null),
+            attempt(Value::Null, Value::Null),
+        ]}],
+    });
+    let out = render_event(&v);
+    assert!(out.contains("handed back by the pull client (local HTTP 503)"), "{out}");
+    assert!(
+        out.contains("HTTP 502") && out.contains("acknowledged by the pull client"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_replay_names_whom_it_queued_and_who_was_pending() {
+    let v = serde_json::json!({"id": "evt_1", "queued": ["a", "b"], "already_pending": ["c"]});
+    assert_eq!(
+        render_replay(&v),
+        "queued evt_1 for a, b\nalready pending (not sent twice) for c\n"
+    );
+    let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": ["hang"]});
+    assert_eq!(
+        render_replay(&v),
+        "nothing queued for evt_1\nalready pending (not sent twice) for hang\n"
+    );
+    let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": [], "filtered": ["f"]});
+    assert_eq!(
+        render_replay(&v),
+        "nothing queued for evt_1\nskipped again for f: its filter does not match this event\n"
+    );
+}
+
+#[test]
+fn durations_keep_their_two_largest_units() {
+    let d = |n: u64| secs(&Value::from(n));
+    assert_eq!(d(0), "0s");
+    assert_eq!(d(42), "42s");
+    assert_eq!(d(3 * 60 + 5), "3m 5s");
+    assert_eq!(d(5 * 3600 + 3 * 60 + 9), "5h 3m");
+    assert_eq!(d(29 * 86_400 + 23 * 3600 + 59 * 60), "29d 23h");
+    assert_eq!(d(2 * 86_400 + 5 * 60), "2d 0h");
+    assert_eq!(secs(&Value::Null), "-");
+}
