@@ -328,6 +328,7 @@ fn a_route_open_to_anyone_must_say_so() {
         "allow_ips = [\"0.0.0.0/0\", \"::/0\"]",
         "allow_ips = [\"10.0.0.0/8\", \"::/0\"]",
         "allow_ips = [\"0.0.0.0/1\", \"128.0.0.0/1\"]",
+        "allow_ips = [\"::ffff:0.0.0.0/96\", \"::/0\"]",
     ] {
         expect_err(&open(extra), "routes[0]", 5, "would accept callbacks from anyone");
     }
@@ -353,4 +354,32 @@ fn a_route_open_to_anyone_must_say_so() {
     );
     let c = parse(&open(&format!("{kie}\ntokens = [\"t\"]"))).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// A peer at an IPv4-mapped address is seen as IPv4, so an allow_ips entry
+/// written in the mapped form is the IPv4 network it maps (it never matched
+/// anyone before).
+#[test]
+fn ipv4_mapped_allow_ips_match_ipv4_peers() {
+    use crate::auth::ip_allowed;
+    use ipnet::IpNet;
+    let c = parse(&minimal(
+        r#"allow_ips = ["::ffff:10.1.0.0/112", "::ffff:192.0.2.7", "2001:db8::/32"]"#,
+    ))
+    .unwrap();
+    let nets = &c.routes[0].allow_ips;
+    assert_eq!(nets[0], "10.1.0.0/16".parse::<IpNet>().unwrap());
+    assert_eq!(nets[1], "192.0.2.7/32".parse::<IpNet>().unwrap());
+    assert_eq!(nets[2], "2001:db8::/32".parse::<IpNet>().unwrap());
+    for (peer, allowed) in [
+        ("10.1.2.3", true),
+        ("::ffff:10.1.2.3", true),
+        ("192.0.2.7", true),
+        ("10.2.0.1", false),
+        ("2001:db8::1", true),
+    ] {
+        let ip: std::net::IpAddr = peer.parse().unwrap();
+        let src = crate::auth::client_ip(ip, &http::HeaderMap::new(), &[]);
+        assert_eq!(ip_allowed(src, nets), allowed, "{peer}");
+    }
 }

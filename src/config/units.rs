@@ -64,12 +64,26 @@ impl<'de> Deserialize<'de> for Cidr {
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let t = s.trim();
-    if let Ok(net) = t.parse::<IpNet>() {
-        return Ok(net);
+    let net = match t.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)")
+        })?,
+    };
+    Ok(ipv4_mapped_as_ipv4(net))
+}
+
+/// A peer at an IPv4-mapped address (`::ffff:1.2.3.4`) is seen as IPv4, so a
+/// network written in that form (`::ffff:10.0.0.0/104`) is the IPv4 network
+/// it maps (`10.0.0.0/8`); otherwise it could never match anyone.
+fn ipv4_mapped_as_ipv4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
     }
-    t.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)"))
 }
 
 /// A rate such as "50/s", "600/m" or "1000/h".
