@@ -26,17 +26,29 @@ impl Shared {
         name: &str,
         max_age: Duration,
     ) -> Result<kv::Store, SetUpError> {
-        self.check_stream(plan, &format!("KV_{name}"), max_age).await?;
+        let cfg = kv::Config {
+            bucket: name.into(),
+            history: 1,
+            max_age,
+            num_replicas: self.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let stream = format!("KV_{name}");
+        if !self.check_stream(plan, &stream, max_age).await? {
+            // Strictly, as for streams (setup.rs): a relay starting at the
+            // same moment may have created it with other settings.
+            match self.js.create_key_value(cfg.clone()).await {
+                Ok(kv) => return Ok(kv),
+                Err(e) => {
+                    self.created_meanwhile(plan, &stream, max_age, format!("bucket {name}: {e}"))
+                        .await?
+                }
+            }
+        }
         Ok(self
             .js
-            .create_or_update_key_value(kv::Config {
-                bucket: name.into(),
-                history: 1,
-                max_age,
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+            .create_or_update_key_value(cfg)
             .await
             .map_err(|e| format!("bucket {name}: {e}"))?)
     }

@@ -105,13 +105,18 @@ fn mismatch(object: &str, diffs: &[Differs]) -> String {
 
 impl Shared {
     /// Check the existing stream `name` (a bucket's is `KV_<bucket>`)
-    /// against `max_age` and this relay's replicas: Ok when it is absent or
-    /// agrees, or when applying (the change is listed).
-    pub(super) async fn check_stream(&self, plan: &mut SetUp, name: &str, max_age: Duration) -> Result<(), SetUpError> {
+    /// against `max_age` and this relay's replicas: Ok when it is absent
+    /// (`false`) or agrees, or when applying (the change is listed).
+    pub(super) async fn check_stream(
+        &self,
+        plan: &mut SetUp,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<bool, SetUpError> {
         let info = match self.js.get_stream(name).await {
             Ok(s) => s.cached_info().config.clone(),
             Err(e) => match e.kind() {
-                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => return Ok(()),
+                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => return Ok(false),
                 _ => return Err(SetUpError::Failed(format!("stream {name}: {e}"))),
             },
         };
@@ -130,18 +135,47 @@ impl Shared {
                 here: self.replicas.to_string(),
             });
         }
-        self.differs(plan, &format!("stream {name}"), diffs)
+        self.differs(plan, &format!("stream {name}"), diffs)?;
+        Ok(true)
+    }
+
+    /// After a strict create of the stream `name` failed: another relay may
+    /// have created it between the check and the create (two relays started
+    /// at the same moment on an empty cluster). Compare with what is there
+    /// now, so the later relay refuses rather than rewrite the first one's
+    /// settings; if it is still absent, the create's own error stands.
+    pub(super) async fn created_meanwhile(
+        &self,
+        plan: &mut SetUp,
+        name: &str,
+        max_age: Duration,
+        create_error: String,
+    ) -> Result<(), SetUpError> {
+        match self.check_stream(plan, name, max_age).await? {
+            true => Ok(()),
+            false => Err(SetUpError::Failed(create_error)),
+        }
     }
 
     /// Create `cfg`'s stream, or bring it up to date (keeping the cluster's
-    /// settings, which [`check_stream`](Self::check_stream) compared).
+    /// settings, which [`check_stream`](Self::check_stream) compared). A
+    /// stream found absent is created strictly (never over one another relay
+    /// created in the meantime).
     pub(super) async fn ensure_stream(
         &self,
         plan: &mut SetUp,
         cfg: stream::Config,
     ) -> Result<stream::Stream, SetUpError> {
         let name = cfg.name.clone();
-        self.check_stream(plan, &name, cfg.max_age).await?;
+        if !self.check_stream(plan, &name, cfg.max_age).await? {
+            match self.js.create_stream(cfg.clone()).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    self.created_meanwhile(plan, &name, cfg.max_age, format!("stream {name}: {e}"))
+                        .await?
+                }
+            }
+        }
         self.js
             .create_or_update_stream(cfg)
             .await
@@ -155,6 +189,8 @@ impl Shared {
 
     /// Create the consumer `cfg` on `s`, or bring it up to date; its
     /// `ack_wait` (`store.nats.takeover`) is compared like a stream's settings.
+    /// One found absent is created strictly: if another relay created it in
+    /// the meantime, that one is compared instead of overwritten.
     pub(super) async fn ensure_consumer(
         &self,
         plan: &mut SetUp,
@@ -162,26 +198,30 @@ impl Shared {
         cfg: pull::Config,
     ) -> Result<PullConsumer, SetUpError> {
         let name = cfg.durable_name.clone().unwrap_or_default();
-        match s.consumer_info(&name).await {
-            Ok(info) if info.config.ack_wait != cfg.ack_wait => {
-                let diffs = vec![Differs {
-                    key: "store.nats.takeover",
-                    cluster: age(info.config.ack_wait),
-                    here: age(cfg.ack_wait),
-                }];
-                self.differs(
-                    plan,
-                    &format!("consumer {name} of stream {}", s.cached_info().config.name),
-                    diffs,
-                )?;
+        let object = format!("consumer {name} of stream {}", s.cached_info().config.name);
+        for last_look in [false, true] {
+            match s.consumer_info(&name).await {
+                Ok(info) if info.config.ack_wait != cfg.ack_wait => {
+                    let diffs = vec![Differs {
+                        key: "store.nats.takeover",
+                        cluster: age(info.config.ack_wait),
+                        here: age(cfg.ack_wait),
+                    }];
+                    self.differs(plan, &object, diffs)?;
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                    match s.create_consumer_strict(cfg.clone()).await {
+                        Ok(c) => return Ok(c),
+                        Err(e) if last_look => return Err(SetUpError::Failed(format!("{object}: {e}"))),
+                        Err(_) => continue,
+                    }
+                }
+                Err(e) => return Err(SetUpError::Failed(format!("{object}: {e}"))),
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
-            Err(e) => return Err(SetUpError::Failed(format!("consumer {name}: {e}"))),
         }
-        Ok(s.create_consumer(cfg)
-            .await
-            .map_err(|e| format!("consumer {name}: {e}"))?)
+        Ok(s.create_consumer(cfg).await.map_err(|e| format!("{object}: {e}"))?)
     }
 
     fn differs(&self, plan: &mut SetUp, object: &str, diffs: Vec<Differs>) -> Result<(), SetUpError> {
