@@ -376,6 +376,32 @@ async fn bad_input_is_answered_clearly_and_changes_nothing() {
     h.shutdown().await;
 }
 
+/// A request that reaches the relay after it let go of its pull lanes (on a
+/// connection opened before the stop, as `hookrelay forward` keeps them) is
+/// told the relay is stopping (503, try again), not that its token is wrong
+/// (401: the forwarder exits on that). Its headers end only after the stop
+/// began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_arriving_while_the_relay_stops_is_told_to_come_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let mut conn = tokio::net::TcpStream::connect(h.ingest_addrs[0]).await.unwrap();
+    conn.write_all(
+        format!("GET /pull/laptop?wait=0s HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {TOKEN}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let stopping = tokio::spawn(h.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(b"\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    stopping.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_waiting_long_polls_at_once() {
     let (_dir, _sub, h) = relay(secs(30)).await;

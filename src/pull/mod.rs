@@ -107,6 +107,12 @@ where
         (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
     }
     let Some(lane) = authorized(app, name, req.headers()) else {
+        // A stopping relay has let go of its pull lanes while connections
+        // opened before still bring requests: that is not a wrong token
+        // (`hookrelay forward` exits on a 401), try again after the restart.
+        if !app.serving.load(std::sync::atomic::Ordering::Relaxed) {
+            return PullAnswer::Unavailable("the relay is shutting down; try again".into());
+        }
         return PullAnswer::Unauthorized;
     };
     let holder = match forwarder_id(req.headers()) {
