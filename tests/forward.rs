@@ -384,7 +384,12 @@ async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
     let url = format!("https://127.0.0.1:{port}/pull/laptop");
     // Without the CA the relay's certificate is not trusted: nothing is fetched.
     let untrusting = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &[]);
-    log_until(|| untrusting.log_text(), "certificate", secs(10)).await;
+    log_until(
+        || untrusting.log_text(),
+        "the relay's TLS certificate is not trusted: pass the CA",
+        secs(10),
+    )
+    .await;
     assert!(local.all().is_empty());
     drop(untrusting);
     let ca = cert.cert.to_str().unwrap().to_string();

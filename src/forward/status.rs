@@ -73,7 +73,13 @@ impl Status {
             until: Instant::now() + retry_in,
         });
         if !matches!(was, Link::Away { .. }) {
-            tracing::warn!(relay = %self.relay, error = %why, "relay unreachable; reconnecting with back-off");
+            if untrusted_certificate(why) {
+                // Not an outage: it stays so until the CA is given.
+                tracing::error!(relay = %self.relay, error = %why,
+                    "the relay's TLS certificate is not trusted: pass the CA that signed it with --ca-file (the relay's own certificate only if it is a CA); trying again with back-off");
+            } else {
+                tracing::warn!(relay = %self.relay, error = %why, "relay unreachable; reconnecting with back-off");
+            }
         } else {
             tracing::debug!(relay = %self.relay, error = %why, retry_in_ms = retry_in.as_millis() as u64, "relay still unreachable");
         }
@@ -162,6 +168,12 @@ impl Status {
     pub fn handed_back(&self) -> u64 {
         self.handed_back.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a connection error is the relay's certificate failing
+/// verification (rustls: "invalid peer certificate: UnknownIssuer", …).
+fn untrusted_certificate(why: &str) -> bool {
+    why.contains("invalid peer certificate")
 }
 
 #[cfg(test)]
