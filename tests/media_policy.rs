@@ -63,7 +63,7 @@ async fn private_addresses_are_refused_without_allow_private() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "refused files.example: 127.0.0.1 is loopback (set media.allow_private = true to allow private addresses)"
+        "refused files.example: 127.0.0.1 is loopback (list its network in media.allow_networks, or set media.allow_private = true to allow every private address)"
     );
     assert_eq!(s.total_hits(), 0);
     // The same URL with allow_private.

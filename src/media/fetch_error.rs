@@ -18,7 +18,7 @@ pub enum FetchError {
     #[error("unsupported URL scheme {0:?}: only http and https are fetched")]
     BadScheme(String),
     /// Every address of the host is non-public and `allow_private` is off.
-    #[error("refused {host}: {reason} (set media.allow_private = true to allow private addresses)")]
+    #[error("refused {host}: {reason} (list its network in media.allow_networks, or set media.allow_private = true to allow every private address)")]
     Refused { host: String, reason: String },
     /// The name did not resolve (DNS down, NXDOMAIN during an outage, …).
     #[error("cannot resolve {host}: {detail}")]

@@ -240,13 +240,22 @@ impl fmt::Display for ProviderError {
             write!(f, ": {}", self.message)?;
         }
         match self.action {
-            Action::RetryLater { after } => write!(f, "; retry in {}", humantime::format_duration(after)),
+            Action::RetryLater { after } => write!(f, "; retry in {}", humantime::format_duration(whole(after))),
             Action::GiveUp => f.write_str("; giving up"),
         }
     }
 }
 
 impl std::error::Error for ProviderError {}
+
+/// A wait as people read it: whole seconds (whole milliseconds under one).
+fn whole(d: Duration) -> Duration {
+    if d >= Duration::from_secs(1) {
+        Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+    } else {
+        Duration::from_millis(d.as_millis() as u64)
+    }
+}
 
 /// What went wrong with one call, before the back-off state turns it into a
 /// [`ProviderError`] with an [`Action`].

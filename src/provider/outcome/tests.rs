@@ -77,6 +77,21 @@ fn display_names_the_call_and_the_decision() {
         "GET /api/v1/veo/record-info: rate_limited (code 429, HTTP 429): slow down; retry in 4s"
     );
     assert_eq!(clip(&"é".repeat(400)).chars().count(), 151);
+    // A jittered wait reads in whole seconds, not down to the nanosecond.
+    let e = ProviderError {
+        action: Action::RetryLater {
+            after: Duration::from_nanos(57_438_202_431),
+        },
+        ..e
+    };
+    assert!(e.to_string().ends_with("; retry in 57s"), "{e}");
+    let e = ProviderError {
+        action: Action::RetryLater {
+            after: Duration::from_nanos(250_500_001),
+        },
+        ..e
+    };
+    assert!(e.to_string().ends_with("; retry in 250ms"), "{e}");
 }
 
 #[test]
