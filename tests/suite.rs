@@ -60,6 +60,7 @@ mod pull_attempts;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_pull;
+mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
 mod removed_subscriber;
