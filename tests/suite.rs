@@ -37,6 +37,7 @@ mod media_durable;
 mod media_expired;
 mod media_fetch;
 mod media_local;
+mod media_low_space;
 mod media_policy;
 mod media_s3;
 mod media_safety;
