@@ -84,7 +84,8 @@ pub struct Metrics {
     pub tls_cert_valid: Gauge,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
-    /// Media tries by outcome: stored, retry, failed (for good).
+    /// Media tries by outcome: stored, retry, failed (for good), low_space
+    /// (put off while the media disk is below `media.min_free`; no try).
     pub media_files: Family<OutcomeLabels, Counter>,
     /// Bytes of media stored.
     pub media_bytes: Counter,
@@ -231,7 +232,7 @@ impl Metrics {
         );
         registry.register(
             "media_files",
-            "Media download tries by outcome (stored, retry, failed for good)",
+            "Media download tries by outcome (stored, retry, failed for good; low_space: put off for a low media disk)",
             m.media_files.clone(),
         );
         registry.register("media_bytes", "Bytes of media stored", m.media_bytes.clone());

@@ -1,7 +1,8 @@
 //! Retention: every minute (the first time ten seconds after start), remove
 //! the events older than `store.retention` whose deliveries are all over, a
-//! dead letter only `retention` after it died, and the expected tasks registered
-//! before the same cutoff; then the media URLs that were
+//! dead letter only `retention` after it died, and the expected tasks that
+//! settled before the same cutoff (an open task only when nothing polls it:
+//! `store::Task::expired`); then the media URLs that were
 //! archived (or failed) longer than `media.retention` ago, deleting the files
 //! no remaining URL refers to. The store does the work in bounded steps
 //! between its other writes.

@@ -1,8 +1,10 @@
 //! `[store]` in cluster mode: credentials in a server URL are refused (and
-//! never echoed), the retention warning says what happens on NATS, and the
-//! embedded store's keys are named as doing nothing.
+//! never echoed), the retention warnings say what happens on NATS (to
+//! retries, and to expected tasks still open), and the embedded store's keys
+//! are named as doing nothing.
 
 use super::tests::{minimal, parse};
+use super::Config;
 
 fn cluster(store_extra: &str, route_extra: &str) -> String {
     format!(
@@ -57,4 +59,37 @@ fn embedded_store_keys_are_named_as_unused_in_cluster_mode() {
     assert!(!w.contains("store.min_free"), "{w}");
     let c = parse(&cluster("", "")).expect("valid");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn a_give_up_not_shorter_than_the_retention_is_named_in_cluster_mode() {
+    let route = "preset = \"kie-veo\"\nprovider = { api_key = \"sk-test\", base_url = \"http://127.0.0.1:1\" }\n\
+                 reconcile = { after = \"5s\", every = \"5s\", give_up = \"10m\" }";
+    let public = |t: String| {
+        t.replace(
+            "listen = [\"127.0.0.1:0\"]\n",
+            "listen = [\"127.0.0.1:0\"]\npublic_url = \"https://hooks.example.com\"\n",
+        )
+    };
+    let w = parse(&public(cluster("retention = \"1m\"", route)))
+        .expect("valid")
+        .warnings
+        .join("\n");
+    assert!(
+        w.contains("key `routes[0].reconcile.give_up` (route \"r\"): 10m"),
+        "{w}"
+    );
+    assert!(
+        w.contains("`store.retention` (1m)") && w.contains("polled no more"),
+        "{w}"
+    );
+    // A retention longer than give_up: nothing to say about it (other
+    // warnings, about the retry schedule, say what they say).
+    let names_give_up = |c: Config| c.warnings.iter().any(|w| w.contains("reconcile.give_up"));
+    assert!(!names_give_up(
+        parse(&public(cluster("retention = \"11m\"", route))).expect("valid")
+    ));
+    // The embedded store keeps an open task until it settles.
+    let sled = format!("{}\n[store]\nretention = \"1m\"\n", public(minimal(route)));
+    assert!(!names_give_up(parse(&sled).expect("valid")));
 }

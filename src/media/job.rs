@@ -1,7 +1,10 @@
 //! One archive try of one URL: download and store it; on 403/404/410, when
 //! the URL's route has a provider key, ask the provider once for a fresh URL
 //! (`POST /api/v1/common/download-url`) and download that. Then decide what
-//! the store records: stored, retry on the media schedule, or failed for good.
+//! the store records: stored, retry on the media schedule, or failed for good
+//! — or, while the media disk is below `media.min_free` (checked before the
+//! GET, and again as the file is written), a wait that is no try: the URL is
+//! looked at again after [`low_space_wait`] with its tries and step unchanged.
 //!
 //! Logs name the URL without its query ([`super::shown`]); error texts name
 //! hosts, never URLs.
@@ -23,11 +26,26 @@ struct Failure {
     retryable: bool,
     /// How long the server (or the provider) asked us to wait.
     retry_after: Option<Duration>,
+    /// The media disk is below its floor: not the URL's fault, no try.
+    low_space: bool,
+}
+
+/// The longest wait of a URL for the media disk to get above `min_free`.
+const LOW_SPACE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// How long a URL waits for space before it is looked at again: the first
+/// delay of `media.retry` (jittered), at most a minute.
+fn low_space_wait(s: &ArchiveSettings) -> Duration {
+    s.retry
+        .next_delay(0, None)
+        .unwrap_or(LOW_SPACE_WAIT_MAX)
+        .min(LOW_SPACE_WAIT_MAX)
 }
 
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         Failure {
+            low_space: matches!(&e, ArchiveError::Store(s) if s.is_low_space()),
             retryable: e.retryable(),
             retry_after: match &e {
                 ArchiveError::Fetch(f) => f.retry_after(),
@@ -40,6 +58,13 @@ impl From<ArchiveError> for Failure {
 
 /// Download, and refresh once through the provider when the URL expired.
 async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Result<Stored, Failure> {
+    // No GET while the disk is low (the file could not be kept, and a signed
+    // URL's provider may count the download).
+    if let Err(e) = s.store.check_room() {
+        if e.is_low_space() {
+            return Err(Failure::from(ArchiveError::Store(e)));
+        }
+    }
     let gone = match archive(&s.fetcher, &s.store, &w.url).await {
         Err(e) if e.is_gone() => e,
         other => return other.map_err(Failure::from),
@@ -59,6 +84,7 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
                 message: format!("{gone}; asking the provider for a fresh URL failed: {pe}"),
                 retryable: pe.is_retryable(),
                 retry_after: pe.retry_after(),
+                low_space: false,
             });
         }
     };
@@ -88,6 +114,16 @@ pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: A
                 size: st.size,
                 content_type: st.content_type,
             })
+        }
+        Err(f) if f.low_space => {
+            metrics.media_file("low_space");
+            let delay = low_space_wait(&settings);
+            tracing::info!(url = %url, error = %f.message, retry_in_ms = delay.as_millis() as u64,
+                "media disk below media.min_free; the download waits (no try counted)");
+            MediaOutcome::Wait {
+                due_ms: clock::now_ms() + delay.as_millis() as u64,
+                error: f.message,
+            }
         }
         Err(f) if f.retryable => match settings.retry.next_delay(w.step, f.retry_after) {
             Some(delay) => {

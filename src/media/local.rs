@@ -104,6 +104,12 @@ impl LocalStore {
         )
     }
 
+    /// Whether the media disk has more than `min_free` free now (a download
+    /// checks before it starts: no GET while the disk is low).
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        Self::check_space(&self.root, self.min_free, 0)
+    }
+
     fn check_space(root: &Path, min_free: u64, upcoming: u64) -> Result<(), StoreError> {
         let available = fs4::available_space(root).map_err(StoreError::io("statvfs", root))?;
         if available < min_free.saturating_add(upcoming) {

@@ -78,6 +78,11 @@ impl StoreError {
         !matches!(self, StoreError::BadDigest(_))
     }
 
+    /// The media disk is below its floor: the file's own fault it is not.
+    pub fn is_low_space(&self) -> bool {
+        matches!(self, StoreError::LowSpace { .. })
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { op, path, source }
@@ -128,6 +133,15 @@ impl MediaStore {
         match self {
             MediaStore::Local(l) => l.put_stream(stream, content_type, size_hint).await,
             MediaStore::S3(s) => s.put_stream(stream, content_type).await,
+        }
+    }
+
+    /// Whether a file may be stored now: a local store's disk is above its
+    /// `min_free` (an object store has no floor).
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        match self {
+            MediaStore::Local(l) => l.check_room(),
+            MediaStore::S3(_) => Ok(()),
         }
     }
 

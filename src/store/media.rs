@@ -88,6 +88,13 @@ pub enum MediaOutcome {
         due_ms: u64,
         error: String,
     },
+    /// Not a try: the URL could not be stored for a reason that is not its
+    /// own (the media disk is below `media.min_free`). Looked at again at
+    /// `due_ms` with its tries and retry step unchanged; `error` says why.
+    Wait {
+        due_ms: u64,
+        error: String,
+    },
     Failed {
         error: String,
     },

@@ -152,6 +152,24 @@ impl Task {
         due
     }
 
+    /// Whether task retention forgets it at `cutoff_ms` (now minus
+    /// `store.retention`). A settled task goes once it settled before the
+    /// cutoff, so it stays visible for the retention after it settled. An open
+    /// task with a poll scheduled never goes: its reconciler settles it, as
+    /// `gave_up` at the latest, at its first poll after its route's
+    /// `give_up` (or at its next poll when the route no longer reconciles),
+    /// and it goes the retention after that. An open task nobody polls (its
+    /// route did not reconcile when it was registered, and still does not)
+    /// goes once it was registered before the cutoff: only its callback
+    /// could settle it, and the store must stay bounded.
+    pub fn expired(&self, cutoff_ms: u64) -> bool {
+        if self.state.is_final() {
+            self.updated_ms < cutoff_ms
+        } else {
+            self.next_poll_ms.is_none() && self.registered_ms < cutoff_ms
+        }
+    }
+
     /// Settled by `event` ([`settled_state`] chose `state`); a polled result
     /// counts its poll. An earlier poll's error no longer describes it.
     pub fn settled(&mut self, state: TaskState, event: EventId, origin: Origin, now_ms: u64) {
@@ -308,9 +326,10 @@ impl Store {
         }
     }
 
-    /// Task retention: forget tasks registered before `cutoff_ms` (final or
-    /// not: past the event retention a result could no longer be deduplicated
-    /// anyway). Returns how many.
+    /// Task retention: forget the tasks [`Task::expired`] at `cutoff_ms`
+    /// (never an open task its reconciler still polls). Returns how many.
+    /// In cluster mode the bucket and the work queue also expire by
+    /// themselves at the retention, open tasks included.
     pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         match &self.backend {
             super::Backend::Sled(s) => s.sweep_tasks(cutoff_ms).await,

@@ -215,6 +215,7 @@ impl Validator<'_> {
         self.public_url_present(&server, &routes)?;
         let media = self.media(raw.media, &store.path)?;
         let mut warnings = self.retention_warnings(&store, &routes);
+        warnings.extend(self.task_retention_warnings(&store, &routes));
         if matches!(store.backend, StoreBackend::Nats(_)) {
             self.nats_names(&routes)?;
             warnings.extend(self.nats_unused_keys());

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::config::raw::RawRoute;
-use crate::config::values::{Reconcile, Route, ServerConfig, Verify};
+use crate::config::values::{Reconcile, Route, ServerConfig, StoreBackend, StoreConfig, Verify};
 use crate::config::ConfigError;
 use crate::preset::Preset;
 
@@ -135,5 +135,34 @@ impl Validator<'_> {
                 ),
             )),
         }
+    }
+
+    /// Routes whose `reconcile.give_up` is not shorter than `store.retention`
+    /// in cluster mode: there a task's row and work message expire at the
+    /// retention after its registration whether or not it settled, so a task
+    /// still open then is polled no more (neither recovered nor given up).
+    /// The embedded store keeps an open task until its reconciler settles it.
+    pub(super) fn task_retention_warnings(&self, store: &StoreConfig, routes: &[Route]) -> Vec<String> {
+        if !matches!(store.backend, StoreBackend::Nats(_)) {
+            return Vec::new();
+        }
+        routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r, r.reconcile?)))
+            .filter(|(_, _, rc)| rc.give_up >= store.retention)
+            .map(|(i, r, rc)| {
+                format!(
+                    "{}: key `routes[{i}].reconcile.give_up` (route {:?}): {} is not shorter than `store.retention` \
+                     ({}): in cluster mode an expected task expires at the retention whether or not it settled, so a \
+                     task still open then is polled no more and its result is lost (no gave_up): raise \
+                     store.retention or shorten give_up",
+                    self.file.display(),
+                    r.name,
+                    humantime::format_duration(rc.give_up),
+                    humantime::format_duration(store.retention),
+                )
+            })
+            .collect()
     }
 }

@@ -156,11 +156,17 @@ impl NatsStore {
     pub async fn record_media(&self, t: &NatsMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         let mut row = t.row.clone();
-        row.attempts += 1;
         row.at_ms = now;
+        // A wait (the media disk is low) was no try: neither counted nor a step.
+        let tried = !matches!(outcome, MediaOutcome::Wait { .. });
+        if tried {
+            row.attempts += 1;
+        }
         let settle = match outcome {
-            MediaOutcome::Retry { due_ms, error } => {
-                row.step += 1;
+            MediaOutcome::Retry { due_ms, error } | MediaOutcome::Wait { due_ms, error } => {
+                if tried {
+                    row.step += 1;
+                }
                 row.last_error = Some(error);
                 row.state = RowState::Pending { due_ms };
                 AckKind::Nak(Some(Duration::from_millis(due_ms.saturating_sub(now))))

@@ -326,7 +326,11 @@ impl NatsStore {
 
     /// Task rows expire with the bucket's `max_age` (the retention); this
     /// removes the ones registered before `cutoff_ms` sooner when the
-    /// caller's cutoff is later.
+    /// caller's cutoff is later. Open ones too, unlike the embedded store
+    /// ([`Task::expired`]): a task's work message expires at the retention
+    /// after its registration whatever happens, so a task still open then is
+    /// polled no more (`check-config` warns when a route's `give_up` is not
+    /// shorter than the retention).
     pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let rows = self.shared.task_rows().await?;
         let bucket = self.shared.tasks_bucket()?;

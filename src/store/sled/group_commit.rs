@@ -374,8 +374,8 @@ impl Writer {
             Msg::MediaSweep { from, cutoff_ms, reply } => {
                 let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
             }
-            Msg::TaskSweep { cutoff_ms, reply } => {
-                let _ = reply.send(self.task_sweep_step(cutoff_ms));
+            Msg::TaskSweep { cutoff_ms, from, reply } => {
+                let _ = reply.send(self.task_sweep_step(cutoff_ms, from));
             }
             Msg::TaskSchedule {
                 route,

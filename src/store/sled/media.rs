@@ -185,11 +185,17 @@ impl Writer {
                 self.del_media_due(b, due_ms, &t.hash)?;
             }
         }
-        row.attempts += 1;
         row.at_ms = rec.now_ms;
+        // A wait (the media disk is low) was no try: neither counted nor a step.
+        let tried = !matches!(rec.outcome, MediaOutcome::Wait { .. });
+        if tried {
+            row.attempts += 1;
+        }
         match &rec.outcome {
-            MediaOutcome::Retry { due_ms, error } => {
-                row.step += 1;
+            MediaOutcome::Retry { due_ms, error } | MediaOutcome::Wait { due_ms, error } => {
+                if tried {
+                    row.step += 1;
+                }
                 row.last_error = Some(error.clone());
                 row.state = MediaState::Pending { due_ms: *due_ms };
                 self.put_media_due(b, *due_ms, &t.hash)?;

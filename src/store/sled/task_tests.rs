@@ -182,11 +182,56 @@ async fn polls_reschedule_and_survive_a_reopen() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    // Retention forgets tasks registered before the cutoff, schedule included.
-    s.register_task(new_task("young", 5000, Some(6000))).await.unwrap();
-    assert_eq!(s.sweep_tasks(2000).await.unwrap(), 2);
-    let (due, _) = s.due_tasks(u64::MAX, 10).await.unwrap();
-    assert_eq!(due.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["young"]);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_open_tasks_that_are_polled_and_settled_ones_the_retention_after_they_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    fn ids(p: &'static str) -> impl Iterator<Item = String> {
+        (0..5).map(move |i| format!("{p}{i}"))
+    }
+    // Registered long ago: open and polled, open and never polled (their
+    // route did not reconcile), given up now; and one registered lately.
+    for (a, b, c) in ids("polled")
+        .zip(ids("unpolled"))
+        .zip(ids("gave"))
+        .map(|((a, b), c)| (a, b, c))
+    {
+        s.register_task(new_task(&a, 1000, Some(2000))).await.unwrap();
+        s.register_task(new_task(&b, 1000, None)).await.unwrap();
+        s.register_task(new_task(&c, 1000, Some(2000))).await.unwrap();
+        let gave = TaskUpdate::GaveUp {
+            error: "no result".into(),
+        };
+        s.update_task("runway", &c, gave).await.unwrap();
+    }
+    s.register_task(new_task("young", 5000, None)).await.unwrap();
+    let now = crate::clock::now_ms();
+    // Everything was registered before the cutoff; only the tasks nobody
+    // polls go, across steps.
+    assert_eq!(s.sweep_tasks(2000).await.unwrap(), 5);
+    for id in ids("unpolled") {
+        assert!(s.task(None, id).await.unwrap().is_none());
+    }
+    // A task given up goes the retention after it gave up; the open ones stay,
+    // schedule included, however old.
+    assert_eq!(s.sweep_tasks(now + 1).await.unwrap(), 5 + 1);
+    let (due, _) = s.due_tasks(u64::MAX, 100).await.unwrap();
+    let mut left: Vec<_> = due.iter().map(|t| t.task_id.clone()).collect();
+    left.sort();
+    assert_eq!(left, ids("polled").collect::<Vec<_>>());
+    for id in ids("polled") {
+        assert_eq!(state(&s, &id).await, TaskState::Waiting);
+    }
+    // Once settled, they go the retention after that.
+    for id in ids("polled") {
+        let cb = s.append(event(&id, Origin::Callback, true, 3000)).await.unwrap();
+        assert!(!cb.duplicate);
+    }
+    assert_eq!(s.sweep_tasks(2000).await.unwrap(), 0, "settled after the cutoff");
+    assert_eq!(s.sweep_tasks(u64::MAX).await.unwrap(), 5);
     s.close().await;
 }
 

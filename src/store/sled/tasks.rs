@@ -1,6 +1,7 @@
 //! Expected tasks on the writer thread: registering, settling a task with
 //! the event appended for it (in that event's own batch), recording polls
-//! that did not settle it, and task retention. The rows are in
+//! that did not settle it, and task retention (`Task::expired`: never an
+//! open task that is still polled). The rows are in
 //! [`super::task_codec`]; reads in [`super::task_query`].
 //!
 //! Settling rules (`mark_task`): a terminal callback marks an open task
@@ -25,8 +26,9 @@ pub(super) enum TaskOp {
     },
 }
 
-/// Tasks forgotten per retention step (the caller loops).
-const SWEEP_CHUNK: usize = 1000;
+/// Task rows looked at per retention step (the caller loops; small in
+/// tests so that they cross steps).
+const SWEEP_CHUNK: usize = if cfg!(test) { 3 } else { 1000 };
 /// Task rows looked at per scheduling step (the caller loops; small in
 /// tests so that they cross steps).
 const SCHEDULE_CHUNK: usize = if cfg!(test) { 3 } else { 10_000 };
@@ -116,24 +118,30 @@ impl Writer {
         Ok(())
     }
 
-    /// One bounded retention step: tasks registered before `cutoff_ms`.
-    /// Returns how many were removed and whether more may remain.
-    pub(super) fn task_sweep_step(&mut self, cutoff_ms: u64) -> Result<(usize, bool), StoreError> {
+    /// One bounded retention step from `from` (None: the first task): the
+    /// tasks [`Task::expired`] at `cutoff_ms` go, with their schedule rows.
+    /// Returns how many were removed and the key to go on from.
+    pub(super) fn task_sweep_step(
+        &mut self,
+        cutoff_ms: u64,
+        from: Option<Vec<u8>>,
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
         let tree = self.inner.tree.clone();
         let mut b = Batch::new(&tree);
-        let mut seen = 0;
         let mut removed = 0;
-        for item in tree.scan_prefix([tc::G]) {
+        let mut next = None;
+        let start = from.unwrap_or_else(|| vec![tc::G]);
+        for (seen, item) in tree.range(start..super::keys::prefix_end(&[tc::G])).enumerate() {
             let (k, v) = item?;
-            seen += 1;
-            if seen > SWEEP_CHUNK * 10 || removed >= SWEEP_CHUNK {
+            if seen >= SWEEP_CHUNK {
+                next = Some(k.to_vec());
                 break;
             }
             let Some((route, id)) = tc::parse_task(&k) else {
                 continue;
             };
             let Some(row) = tc::decode(&v, "", &id) else { continue };
-            if row.registered_ms >= cutoff_ms {
+            if !row.expired(cutoff_ms) {
                 continue;
             }
             if let Some(due) = row.next_poll_ms {
@@ -142,8 +150,10 @@ impl Writer {
             b.del(k.to_vec());
             removed += 1;
         }
-        self.commit(b)?;
-        Ok((removed, removed >= SWEEP_CHUNK))
+        if removed > 0 {
+            self.commit(b)?;
+        }
+        Ok((removed, next))
     }
 
     /// One bounded step over `route`'s tasks from `from`: every open task
@@ -240,13 +250,15 @@ impl SledStore {
 
     pub async fn sweep_tasks(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let mut total = 0;
+        let mut from = None;
         loop {
-            let (n, more) = self
-                .call(|reply| super::group_commit::Msg::TaskSweep { cutoff_ms, reply })
+            let (n, next) = self
+                .call(|reply| super::group_commit::Msg::TaskSweep { cutoff_ms, from, reply })
                 .await?;
             total += n;
-            if !more {
-                return Ok(total);
+            match next {
+                Some(k) => from = Some(k),
+                None => return Ok(total),
             }
             tokio::task::yield_now().await;
         }

@@ -80,10 +80,11 @@ pub(super) enum Msg {
     },
     /// Register a task or record a poll ([`super::tasks`]); batched like `Record`.
     Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
-    /// One bounded task-retention step: (removed, more remain).
+    /// One bounded task-retention step from `from`: (removed, where to go on).
     TaskSweep {
         cutoff_ms: u64,
-        reply: Reply<(usize, bool)>,
+        from: Option<Vec<u8>>,
+        reply: Reply<(usize, Option<Vec<u8>>)>,
     },
     /// One bounded step giving a route's unscheduled open tasks their
     /// first poll ([`super::tasks`]): (scheduled, where to go on).

@@ -1,0 +1,67 @@
+//! A low media disk puts downloads off without using up their tries: while
+//! the disk is below `media.min_free` (here a floor no disk reaches) a URL is
+//! not even fetched, stays pending with no try counted however many times
+//! its retry schedule would have run out, and its `after_archive` subscriber
+//! waits; once a reload lowers the floor the file is stored and the
+//! subscriber gets it with state `stored`.
+
+use crate::common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use common::files::{sha256_hex, FileServer};
+use common::*;
+use serde_json::Value;
+
+/// More free space than any disk has (1 EiB).
+const NO_DISK_HAS: u64 = 1 << 60;
+
+#[tokio::test]
+async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room() {
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/video.mp4", b"the video", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    // Two quick steps: without a floor a failing URL is given up in about 0.2 s.
+    let media = Media::new().allow_private().retry([ms(100), ms(100)]);
+    let cfg = media_config(dir.path(), media.clone().min_free(NO_DISK_HAS)).route(route);
+    let h = start(&cfg).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603959", &video, "").to_string(),
+    )
+    .await;
+
+    // Far longer than the schedule: still pending, no try, not fetched.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let media_now = media_of(h.admin_addr, &id).await;
+    let m = item(&media_now, &video);
+    assert_eq!(m["state"], "pending", "{m}");
+    assert_eq!(m["attempts"], 0, "{m}");
+    assert!(
+        m["error"].as_str().is_some_and(|e| e.contains("below the minimum")),
+        "{m}"
+    );
+    assert_eq!(s.hits("/k/video.mp4"), 0, "no GET while the disk is low");
+    assert_eq!(later.count(), 0, "after_archive waits for the file");
+
+    // Room again (a reload lowers the floor): stored, and delivered.
+    cfg.media(media.min_free(0)).write();
+    h.reload().await.expect("reload");
+    let got = later
+        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    assert_eq!(header[0]["sha256"], sha256_hex(b"the video"));
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_u64()),
+        (Some("stored"), Some(1)),
+        "{m}"
+    );
+    h.shutdown().await;
+}
