@@ -59,6 +59,7 @@ mod pull;
 mod pull_attempts;
 mod reconcile;
 mod reconcile_durable;
+mod reconcile_outcomes;
 mod reconcile_pull;
 mod reconcile_shapes;
 mod reload;
