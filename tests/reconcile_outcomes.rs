@@ -3,7 +3,8 @@
 //! a failure whatever its code (the record says 400 or nothing, the late
 //! callback 500), a market callback in the short shape docs.kie.ai shows
 //! (`{code, msg, data: {taskId}}`, no `state`) settles its task and is a
-//! duplicate of the polled record, in either order.
+//! duplicate of the polled record, in either order; a success record without
+//! its result URLs is not an end (the callback carrying them is delivered).
 
 use crate::common;
 
@@ -31,6 +32,15 @@ async fn send(addr: SocketAddr, route: &str, body: &Value) -> Value {
 async fn registered(admin_addr: SocketAddr, route: &str, id: &str) {
     let (s, t) = register(admin_addr, route, id).await;
     assert_eq!(s, 200, "{t}");
+}
+
+/// Wait (up to 10 s) until the task's record was asked for `n` times; the
+/// caller then asserts what the task is.
+async fn polled(fake: &FakeProvider, id: &str, n: usize) {
+    let end = tokio::time::Instant::now() + secs(10);
+    while fake.status_requests(id) < n && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(20)).await;
+    }
 }
 
 fn runway_failure(id: &str, code: i64, msg: &str) -> Value {
@@ -166,5 +176,49 @@ async fn a_market_callback_without_state_settles_its_task_and_dedupes_with_polli
             .all(|(k, v)| k != "hookrelay_dedupe_fallback_total{route=\"market\"}" || *v == 0.0),
         "no callback fell back to the body hash"
     );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_success_record_without_its_result_urls_is_polled_again() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    let h = start(&cfg).await;
+    let lagging = |id: &str, info: Value| json!({"taskId": id, "state": "success", "videoInfo": info, "expireFlag": 0});
+    let video = |id: &str| format!("https://files.invalid/{id}/video.mp4");
+    // The record lags behind: the real callback, carrying the URLs, is delivered.
+    fake.set_record(Product::Runway, "rS", lagging("rS", Value::Null));
+    registered(h.admin_addr, "runway", "rS").await;
+    polled(&fake, "rS", 3).await;
+    let t = task(h.admin_addr, "rS").await;
+    assert_eq!(t["state"], "polling", "{t}");
+    assert_eq!(t["provider_state"], "success (no result yet)", "{t}");
+    assert_eq!(sub.count(), 0, "nothing made of a record without its result");
+    let real = json!({"code": 200, "msg": "All generated successfully.", "data": {"task_id": "rS",
+        "video_id": "v1", "video_url": video("rS"), "image_url": "https://files.invalid/rS/cover.png"}});
+    let a = send(addr, "runway", &real).await;
+    assert_eq!(a["duplicate"], false, "{a}");
+    let got = sub.wait_for(secs(10), "the real callback", |all| all.len() == 1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["video_url"], video("rS"));
+    assert_eq!(task(h.admin_addr, "rS").await["state"], "called_back");
+
+    // No callback comes: once the record has the video, it is recovered with it.
+    let empty = json!({"videoId": "v2", "taskId": "rT", "videoUrl": "", "imageUrl": ""});
+    fake.set_record(Product::Runway, "rT", lagging("rT", empty));
+    registered(h.admin_addr, "runway", "rT").await;
+    polled(&fake, "rT", 2).await;
+    assert_eq!(task(h.admin_addr, "rT").await["state"], "polling");
+    let full = json!({"videoId": "v2", "taskId": "rT", "videoUrl": video("rT"), "imageUrl": ""});
+    fake.set_record(Product::Runway, "rT", lagging("rT", full));
+    let t = task_until(h.admin_addr, "rT", "recovered", secs(10)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    let got = sub
+        .wait_for(secs(10), "the recovered result", |all| all.len() == 2)
+        .await;
+    let body: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(body["data"]["video_url"], video("rT"), "{body}");
     h.shutdown().await;
 }
