@@ -4,7 +4,8 @@
 //! callback 500), a market callback in the short shape docs.kie.ai shows
 //! (`{code, msg, data: {taskId}}`, no `state`) settles its task and is a
 //! duplicate of the polled record, in either order; a success record without
-//! its result URLs is not an end (the callback carrying them is delivered).
+//! its result URLs is not an end (the callback carrying them is delivered);
+//! the task view shows the provider's final state of a task a poll settled.
 
 use crate::common;
 
@@ -66,6 +67,7 @@ async fn a_failure_callback_with_another_code_is_a_duplicate_of_the_polled_failu
         registered(h.admin_addr, "runway", &id).await;
         let t = task_until(h.admin_addr, &id, "recovered", secs(10)).await;
         assert_eq!(t["state"], "recovered", "{t}");
+        assert_eq!(t["provider_state"], "fail", "the task view shows the final state: {t}");
         let got = sub
             .wait_for(secs(10), "the recovered failure", |all| all.len() == n + 1)
             .await;
@@ -215,6 +217,10 @@ async fn a_success_record_without_its_result_urls_is_polled_again() {
     fake.set_record(Product::Runway, "rT", lagging("rT", full));
     let t = task_until(h.admin_addr, "rT", "recovered", secs(10)).await;
     assert_eq!(t["state"], "recovered", "{t}");
+    assert_eq!(
+        t["provider_state"], "success",
+        "the final state, not the last poll's: {t}"
+    );
     let got = sub
         .wait_for(secs(10), "the recovered result", |all| all.len() == 2)
         .await;
