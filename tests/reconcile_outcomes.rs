@@ -5,7 +5,9 @@
 //! (`{code, msg, data: {taskId}}`, no `state`) settles its task and is a
 //! duplicate of the polled record, in either order; a success record without
 //! its result URLs is not an end (the callback carrying them is delivered);
-//! the task view shows the provider's final state of a task a poll settled.
+//! the task view shows the provider's final state of a task a poll settled,
+//! and a refused API key does not read "giving up" while the task keeps
+//! polling.
 
 use crate::common;
 
@@ -226,5 +228,26 @@ async fn a_success_record_without_its_result_urls_is_polled_again() {
         .await;
     let body: Value = serde_json::from_slice(&got[1].body).unwrap();
     assert_eq!(body["data"]["video_url"], video("rT"), "{body}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .provider(common::route::Provider::new("not-the-key", &fake.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    fake.set_record(Product::Runway, "rK", json!({"taskId": "rK", "state": "generating"}));
+    registered(h.admin_addr, "runway", "rK").await;
+    polled(&fake, "rK", 3).await;
+    let t = task(h.admin_addr, "rK").await;
+    assert_eq!(t["state"], "polling", "{t}");
+    let error = t["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("unauthorized (code 401"), "{t}");
+    assert!(!error.contains("giving up"), "the task is not given up: {error}");
+    assert!(error.contains("until the key or account is fixed"), "{error}");
     h.shutdown().await;
 }
