@@ -1,8 +1,44 @@
 //! The dedupe key of a callback: SHA-256 over the values at the route's JSON
-//! pointers, or over the raw body (also when a pointer is missing, which is
+//! pointers, over its preset's task id and outcome, or over the raw body
+//! (also when a pointer or the preset's values are missing, which is
 //! counted, never a reason to drop the callback).
 
 use sha2::{Digest, Sha256};
+
+use crate::preset::Preset;
+
+/// How a route keys its callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupeKey {
+    /// SHA-256 of the raw body (no `dedupe_key`, no preset; or `dedupe_key = []`).
+    Body,
+    /// The values at the route's own JSON pointers (`dedupe_key = [...]`).
+    Pointers(Vec<String>),
+    /// The preset's: the task id and the callback's outcome (success or
+    /// failure, or the stage before the end), whatever field spells them.
+    Preset(Preset),
+}
+
+impl DedupeKey {
+    /// The key's hash for a callback, and whether it fell back to the body.
+    pub fn hash(&self, json: Option<&serde_json::Value>, body: &[u8]) -> ([u8; 32], bool) {
+        match self {
+            DedupeKey::Body => (Sha256::digest(body).into(), false),
+            DedupeKey::Pointers(p) => dedupe_hash(p, json, body),
+            DedupeKey::Preset(preset) => match json.and_then(|j| preset.dedupe_values(j)) {
+                Some((task_id, outcome)) => {
+                    let mut h = Sha256::new();
+                    h.update(b"preset\0");
+                    h.update(task_id.as_bytes());
+                    h.update([0x1f]);
+                    h.update(outcome.as_bytes());
+                    (h.finalize().into(), false)
+                }
+                None => (Sha256::digest(body).into(), true),
+            },
+        }
+    }
+}
 
 /// SHA-256 over the values at the dedupe pointers (canonical JSON, separated),
 /// or over the raw body when no pointers are set or one is missing.
@@ -55,6 +91,34 @@ mod tests {
         let (h, fallback) = dedupe_hash(&p, Some(&v), b"body");
         assert!(fallback);
         assert_eq!(h, <[u8; 32]>::from(Sha256::digest(b"body")));
+    }
+
+    #[test]
+    fn a_preset_keys_by_task_and_outcome_whatever_the_failure_code() {
+        let key = DedupeKey::Preset(crate::preset::KIE_RUNWAY);
+        let runway = |code: i64, msg: &str| json!({"code": code, "msg": msg, "data": {"task_id": "rD", "video_id": "", "video_url": "", "image_url": ""}});
+        let hash = |v: &serde_json::Value| key.hash(Some(v), v.to_string().as_bytes());
+        let (polled, fallback) = hash(&runway(400, "generation failed (fail)"));
+        assert!(!fallback);
+        assert_eq!(polled, hash(&runway(500, "Internal error")).0, "a failure is a failure");
+        let ok = json!({"code": 200, "data": {"task_id": "rD", "video_url": "https://f/v.mp4"}});
+        assert_ne!(polled, hash(&ok).0, "success and failure stay distinct");
+        let other = json!({"code": 500, "data": {"task_id": "rE"}});
+        assert_ne!(polled, hash(&other).0);
+        assert!(hash(&json!({"data": {"task_id": "rD"}})).1, "no code: body hash");
+        // The market's documented minimal callback has no state: its code says the outcome.
+        let market = DedupeKey::Preset(crate::preset::KIE_MARKET);
+        let mhash = |v: serde_json::Value| market.hash(Some(&v), v.to_string().as_bytes());
+        let minimal = mhash(json!({"code": 200, "msg": "done", "data": {"taskId": "m1"}}));
+        let full = mhash(json!({"code": 200, "data": {"taskId": "m1", "state": "success", "resultJson": ""}}));
+        assert!(!minimal.1);
+        assert_eq!(minimal.0, full.0);
+        let failed = mhash(json!({"code": 501, "msg": "failed", "data": {"taskId": "m1"}}));
+        let failed_full = mhash(json!({"code": 501, "data": {"taskId": "m1", "state": "fail", "failCode": "500"}}));
+        assert_eq!(failed.0, failed_full.0);
+        assert_ne!(failed.0, minimal.0);
+        let progress = mhash(json!({"code": 200, "data": {"taskId": "m1", "state": "generating"}}));
+        assert_ne!(progress.0, minimal.0, "a progress post is not the result");
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! Facts shared by every product: the body is a `{code, msg, data}` JSON
 //! envelope; the same task may be called back more than once (provider
 //! retries, and Suno's stages), so the dedupe key must tell a retry of one
-//! callback (drop) from a different callback of the same task (keep); result
+//! callback (drop) from a different callback of the same task (keep). A
+//! preset's key is the task id and the callback's [`Outcome`]: success or
+//! failure (not the failure code: a result the reconciler recovers by polling
+//! carries the record's code, or a guess when the record has none, and the
+//! late real callback must still be its duplicate), or the stage before the
+//! end for products that call back several times per task. Result
 //! URLs expire (14 days; Flux's origin URL after 10 minutes; market results
 //! "typically" after 24 hours), so media is archived at once.
 
@@ -19,17 +24,22 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-/// Which callbacks end a task (for reconciliation: a task whose terminal
-/// callback arrived needs no polling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Terminal {
-    /// The product sends one callback per task, success or failure.
-    Every,
-    /// Terminal only when the string at `pointer` is one of `values`.
-    When {
-        pointer: &'static str,
-        values: &'static [&'static str],
-    },
+use crate::provider::{CallbackStage, Product};
+
+/// What a callback says about its task, as its preset reads it (the
+/// product's own reading: [`Product::callback_stage`], which verification
+/// uses too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The task ended with a result (`code` 200, a market `success`, Suno `complete`).
+    Success,
+    /// The task ended without one, whatever the failure code.
+    Failure,
+    /// A stage before the end, by the name the callback gives it (Suno's
+    /// `text`, a market `generating`).
+    Stage(String),
+    /// Nothing the preset can read (no `code`, no stage).
+    Unknown,
 }
 
 /// One product's preset.
@@ -39,9 +49,6 @@ pub struct Preset {
     pub name: &'static str,
     /// The product, for humans (check-config output, errors).
     pub product: &'static str,
-    /// JSON pointers whose values form the dedupe key: one callback per
-    /// distinct combination is kept, provider retries of it are dropped.
-    pub dedupe_key: &'static [&'static str],
     /// Where the task id is, tried in order (the first non-empty string or
     /// number wins). Used by the `kie` signature (taskId + "." + timestamp)
     /// and to match callbacks with expected tasks. Several pointers because
@@ -50,20 +57,22 @@ pub struct Preset {
     /// Media pointers (`*` = every array element; a string holding JSON is
     /// entered) for the result files to archive.
     pub media: &'static [&'static str],
-    /// Which callbacks are the last one for their task.
-    pub terminal: Terminal,
+    /// Where a product that calls back several times per task names the
+    /// stage (Suno's `callbackType`, the market's `state`); None: one
+    /// callback per task, every one final.
+    pub stage: Option<&'static str>,
 }
 
 /// Runway generate/extend: one callback per task; `code` 200, 400 or 500.
 /// `video_url`/`image_url` (the cover) are `""` on failure. Keyed by task and
-/// `code` so a failure and a later success of the same task id both pass.
+/// outcome, so a failure and a later success of the same task id both pass
+/// (and a failure with code 500 is a duplicate of one with 400).
 pub const KIE_RUNWAY: Preset = Preset {
     name: "kie-runway",
     product: "Runway generate/extend",
-    dedupe_key: &["/data/task_id", "/code"],
     task_id: &["/data/task_id", "/data/taskId"],
     media: &["/data/video_url", "/data/image_url"],
-    terminal: Terminal::Every,
+    stage: None,
 };
 
 /// Runway Aleph: the task id is at the top level (`/taskId`), `data` holds only
@@ -71,10 +80,9 @@ pub const KIE_RUNWAY: Preset = Preset {
 pub const KIE_ALEPH: Preset = Preset {
     name: "kie-aleph",
     product: "Runway Aleph",
-    dedupe_key: &["/taskId", "/code"],
     task_id: &["/taskId", "/data/taskId"],
     media: &["/data/result_video_url", "/data/result_image_url"],
-    terminal: Terminal::Every,
+    stage: None,
 };
 
 /// Veo 3.1: `code` 200 ok; 400, 422, 500, 501 failed. The docs disagree on
@@ -85,7 +93,6 @@ pub const KIE_ALEPH: Preset = Preset {
 pub const KIE_VEO: Preset = Preset {
     name: "kie-veo",
     product: "Veo 3.1",
-    dedupe_key: &["/data/taskId", "/code"],
     task_id: &["/data/taskId"],
     media: &[
         "/data/info/resultUrls/*",
@@ -94,29 +101,25 @@ pub const KIE_VEO: Preset = Preset {
         "/data/response/resultUrls/*",
         "/data/response/originUrls/*",
     ],
-    terminal: Terminal::Every,
+    stage: None,
 };
 
 /// Suno: **several callbacks per task**, told apart by `data.callbackType`:
 /// `text`, then `first`, then `complete` — or `error`. Only `complete` and
-/// `error` are terminal. The dedupe key must include `callbackType`: with the
+/// `error` are terminal. The dedupe key must tell the stages apart: with the
 /// task id alone, `first` and `complete` would be dropped as duplicates of
 /// `text`, and the finished audio would never be delivered. A provider retry
-/// of the same stage carries the same pair and is dropped. (A callback without
-/// `callbackType` falls back to the body hash at ingest: kept, not lost.)
+/// of the same stage carries the same pair and is dropped. (A `200` callback
+/// without `callbackType` falls back to the body hash at ingest: kept, not lost.)
 /// `data.data[]` items carry `audio_url` and `image_url` (snake case;
 /// `data.data` is null on error). `stream_audio_url` is a live stream
 /// (available from the `first` stage), not a finished file: not archived.
 pub const KIE_SUNO: Preset = Preset {
     name: "kie-suno",
     product: "Suno music",
-    dedupe_key: &["/data/task_id", "/data/callbackType"],
     task_id: &["/data/task_id", "/data/taskId"],
     media: &["/data/data/*/audio_url", "/data/data/*/image_url"],
-    terminal: Terminal::When {
-        pointer: "/data/callbackType",
-        values: &["complete", "error"],
-    },
+    stage: Some("/data/callbackType"),
 };
 
 /// 4o Image: `code` 200, 400, 451, 500; `data.info` is null on failure. The
@@ -125,10 +128,9 @@ pub const KIE_SUNO: Preset = Preset {
 pub const KIE_4O_IMAGE: Preset = Preset {
     name: "kie-4o-image",
     product: "4o Image",
-    dedupe_key: &["/data/taskId", "/code"],
     task_id: &["/data/taskId"],
     media: &["/data/info/result_urls/*", "/data/info/resultUrls/*"],
-    terminal: Terminal::Every,
+    stage: None,
 };
 
 /// Flux Kontext: `code` 200, 400, 500, 501; both URLs `""` on failure. The
@@ -136,28 +138,25 @@ pub const KIE_4O_IMAGE: Preset = Preset {
 pub const KIE_FLUX_KONTEXT: Preset = Preset {
     name: "kie-flux-kontext",
     product: "Flux Kontext",
-    dedupe_key: &["/data/taskId", "/code"],
     task_id: &["/data/taskId"],
     media: &["/data/info/resultImageUrl", "/data/info/originImageUrl"],
-    terminal: Terminal::Every,
+    stage: None,
 };
 
 /// Market jobs (Kling, Sora 2, Seedream, Grok, …): `code` 200 done, 501
 /// failed; `data.state` `success` or `fail`; `data.resultJson` is a JSON
-/// *string* holding `{"resultUrls": [...]}` (or `resultObject` for text). Keyed
-/// by task and `state`, not `code`: Sora's progress callbacks (state
-/// `generating`) must not make the final `success` a duplicate. Sora's
-/// watermarked copies (`resultWaterMarkUrls`) are not archived.
+/// *string* holding `{"resultUrls": [...]}` (or `resultObject` for text). The
+/// callback docs.kie.ai shows has no `state` (`{code: 200|501, msg, data:
+/// {taskId}}`): then the code says the outcome. Sora's progress callbacks
+/// (state `generating`) are a stage, so they do not make the final `success`
+/// a duplicate. Sora's watermarked copies (`resultWaterMarkUrls`) are not
+/// archived.
 pub const KIE_MARKET: Preset = Preset {
     name: "kie-market",
     product: "Market jobs (Kling, Sora 2, Seedream, Grok, ...)",
-    dedupe_key: &["/data/taskId", "/data/state"],
     task_id: &["/data/taskId"],
     media: &["/data/resultJson/resultUrls/*"],
-    terminal: Terminal::When {
-        pointer: "/data/state",
-        values: &["success", "fail"],
-    },
+    stage: Some("/data/state"),
 };
 
 /// Every preset, in the order they are listed to users.
@@ -207,28 +206,60 @@ impl Preset {
         })
     }
 
-    /// Whether this callback is the last one its task will send.
-    pub fn is_terminal(&self, body: &Value) -> bool {
-        match self.terminal {
-            Terminal::Every => true,
-            Terminal::When { pointer, values } => {
-                matches!(body.pointer(pointer), Some(Value::String(s)) if values.contains(&s.as_str()))
-            }
+    /// What a callback body says about its task.
+    pub fn outcome(&self, body: &Value) -> Outcome {
+        match Product::from_preset_name(self.name).map(|p| p.callback_stage(body)) {
+            Some(CallbackStage::Succeeded) => Outcome::Success,
+            Some(CallbackStage::Failed) => Outcome::Failure,
+            _ => match self.stage.and_then(|p| body.pointer(p)) {
+                Some(Value::String(s)) if !s.is_empty() => Outcome::Stage(s.clone()),
+                _ => Outcome::Unknown,
+            },
         }
+    }
+
+    /// Whether this callback is the last one its task will send: every
+    /// callback of a product that sends one per task; otherwise a success or
+    /// a failure.
+    pub fn is_terminal(&self, body: &Value) -> bool {
+        self.stage.is_none() || matches!(self.outcome(body), Outcome::Success | Outcome::Failure)
+    }
+
+    /// The values of the preset's dedupe key: the task id and the outcome
+    /// (`success`, `failure`, or `stage NAME`). None when either is missing:
+    /// ingest then keys the callback by its body hash (kept, never dropped).
+    pub fn dedupe_values(&self, body: &Value) -> Option<(String, String)> {
+        let outcome = match self.outcome(body) {
+            Outcome::Success => "success".to_string(),
+            Outcome::Failure => "failure".to_string(),
+            Outcome::Stage(s) => format!("stage {s}"),
+            Outcome::Unknown => return None,
+        };
+        Some((self.task_id_of(body)?, outcome))
+    }
+
+    /// The preset's dedupe key, in words (`check-config`).
+    pub fn dedupe_text(&self) -> String {
+        let mut text = "task id + outcome (success or failure, whatever the failure code".to_string();
+        if let Some(stage) = self.stage {
+            text.push_str(&format!("; before the end, the stage at {stage:?}"));
+        }
+        text.push(')');
+        text
     }
 
     /// What the preset sets, as TOML-like lines for `check-config`.
     pub fn describe(&self) -> String {
         let list = |v: &[&str]| v.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
-        let terminal = match self.terminal {
-            Terminal::Every => "every callback".to_string(),
-            Terminal::When { pointer, values } => format!("{pointer} is one of [{}]", list(values)),
+        let terminal = match self.stage {
+            None => "every callback".to_string(),
+            Some(stage) => format!("a success or a failure (not a stage at {stage:?})"),
         };
         format!(
-            "preset {:?} ({}):\n  dedupe_key = [{}]\n  task_id    = [{}]  # tried in order\n  media      = [{}]\n  terminal   : {}\n",
+            "preset {:?} ({}):\n  dedupe_key = {}\n  task_id    = [{}]  # tried in order\n  media      = [{}]\n  terminal   : {}\n",
             self.name,
             self.product,
-            list(self.dedupe_key),
+            self.dedupe_text(),
             list(self.task_id),
             list(self.media),
             terminal

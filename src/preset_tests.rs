@@ -11,13 +11,10 @@ fn media(p: &Preset, body: &Value) -> Vec<String> {
     media_urls(&ptrs, body)
 }
 
-/// The values the dedupe key hashes; `None` when a field is missing (ingest
+/// The values the dedupe key hashes; `None` when one is missing (ingest
 /// then falls back to the body hash).
-fn key(p: &Preset, body: &Value) -> Option<Vec<Value>> {
-    p.dedupe_key
-        .iter()
-        .map(|ptr| body.pointer(ptr).filter(|v| !v.is_null()).cloned())
-        .collect()
+fn key(p: &Preset, body: &Value) -> Option<(String, String)> {
+    p.dedupe_values(body)
 }
 
 #[test]
@@ -39,10 +36,15 @@ fn every_pointer_is_valid() {
         for m in p.media {
             MediaPointer::parse(m).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
-        for ptr in p.dedupe_key.iter().chain(p.task_id) {
+        for ptr in p.task_id.iter().chain(p.stage.as_slice()) {
             assert!(ptr.starts_with('/') && !ptr.contains('*'), "{}: {ptr}", p.name);
         }
-        assert!(!p.dedupe_key.is_empty() && !p.task_id.is_empty() && !p.media.is_empty());
+        assert!(!p.task_id.is_empty() && !p.media.is_empty());
+        assert!(
+            crate::provider::Product::from_preset_name(p.name).is_some(),
+            "{}: the outcome is read as its product reads it",
+            p.name
+        );
     }
 }
 
@@ -61,6 +63,11 @@ fn runway() {
         "task_id": "ee603959", "video_id": "", "video_url": "", "image_url": ""}});
     assert!(media(&KIE_RUNWAY, &failed).is_empty());
     assert_ne!(key(&KIE_RUNWAY, &ok), key(&KIE_RUNWAY, &failed));
+    // A provider failure (500) is the same failure as a client-side one (400):
+    // one result per task and outcome, whatever the code.
+    let provider_failed = json!({"code": 500, "msg": "Internal error", "data": {
+        "task_id": "ee603959", "video_id": "", "video_url": "", "image_url": ""}});
+    assert_eq!(key(&KIE_RUNWAY, &failed), key(&KIE_RUNWAY, &provider_failed));
 }
 
 #[test]
@@ -184,9 +191,18 @@ fn market_result_json_string_and_progress_callbacks() {
         "taskId": "mk-1", "state": "fail", "resultJson": "", "failCode": "500", "failMsg": "x"}});
     assert!(KIE_MARKET.is_terminal(&failed));
     assert!(media(&KIE_MARKET, &failed).is_empty());
-    // The minimal documented shape has no state: the key is incomplete, so
-    // ingest keys it by body hash (kept, never dropped).
-    assert!(key(&KIE_MARKET, &json!({"code": 200, "data": {"taskId": "mk-1"}})).is_none());
+    // The minimal shape docs.kie.ai shows has no state: its code says the
+    // outcome, so it ends the task and keys like the full one.
+    let minimal = json!({"code": 200, "msg": "Playground task completed successfully.", "data": {"taskId": "mk-1"}});
+    assert!(KIE_MARKET.is_terminal(&minimal));
+    assert_eq!(key(&KIE_MARKET, &minimal), key(&KIE_MARKET, &done));
+    let minimal_failed = json!({"code": 501, "msg": "Playground task failed.", "data": {"taskId": "mk-1"}});
+    assert!(KIE_MARKET.is_terminal(&minimal_failed));
+    assert_eq!(key(&KIE_MARKET, &minimal_failed), key(&KIE_MARKET, &failed));
+    assert!(
+        key(&KIE_MARKET, &json!({"data": {"taskId": "mk-1"}})).is_none(),
+        "no code, no state"
+    );
 }
 
 #[test]
@@ -209,7 +225,7 @@ fn describe_lists_what_the_preset_sets() {
     let d = KIE_SUNO.describe();
     assert!(d.starts_with("preset \"kie-suno\" (Suno music):\n"), "{d}");
     assert!(
-        d.contains("dedupe_key = [\"/data/task_id\", \"/data/callbackType\"]"),
+        d.contains("dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at \"/data/callbackType\")"),
         "{d}"
     );
     assert!(d.contains("task_id    = [\"/data/task_id\", \"/data/taskId\"]"), "{d}");
@@ -218,7 +234,7 @@ fn describe_lists_what_the_preset_sets() {
         "{d}"
     );
     assert!(
-        d.contains("terminal   : /data/callbackType is one of [\"complete\", \"error\"]"),
+        d.contains("terminal   : a success or a failure (not a stage at \"/data/callbackType\")"),
         "{d}"
     );
     for p in ALL {

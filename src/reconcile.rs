@@ -46,6 +46,7 @@ pub fn task_mark(route: &Route, json: &Value) -> Option<TaskMark> {
     Some(TaskMark {
         task_id,
         terminal: preset.is_terminal(json),
+        provider_state: None,
     })
 }
 

@@ -224,7 +224,9 @@ fn check_config_lists_what_a_preset_set() {
     assert!(out.contains("route \"suno\":"), "{out}");
     assert!(out.contains("preset \"kie-suno\": Suno music"), "{out}");
     assert!(
-        out.contains(r#"dedupe_key = ["/data/task_id", "/data/callbackType"]  (from the preset)"#),
+        out.contains(
+            r#"dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at "/data/callbackType")  (from the preset)"#
+        ),
         "{out}"
     );
     assert!(out.contains("media: set by the route"), "{out}");

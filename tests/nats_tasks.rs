@@ -86,6 +86,7 @@ async fn two_relays_recover_each_lost_result_once() {
         for id in &lost {
             let t = task(h.admin_addr, id).await;
             assert_eq!(t["state"], "recovered", "{t}");
+            assert_eq!(t["provider_state"], "success", "the record's final state: {t}");
             let (_, ev) = admin(
                 h.admin_addr,
                 "GET",

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::{Behaviour, Received, Sub};
 use hmac::Mac;
+use hookrelay::dedupe::DedupeKey;
 use hookrelay::provider::product::Rate;
 use hookrelay::provider::{
     to_callback, verify, ApiKey, CallbackStage, ClientConfig, Product, ProviderClient, Stage, Verdict,
@@ -36,11 +37,13 @@ fn comparable(product: Product, mut callback: Value) -> Value {
 }
 
 fn assert_same_dedupe_key(product: Product, polled: &Value, real: &Value) {
-    for ptr in product.dedupe_pointers() {
-        let (a, b) = (polled.pointer(ptr), real.pointer(ptr));
-        assert!(a.is_some(), "{product}: {ptr} missing from the polled shape {polled}");
-        assert_eq!(a, b, "{product}: dedupe pointer {ptr} differs");
-    }
+    let key = DedupeKey::Preset(product.preset_name().parse().unwrap());
+    let (a, fell_back) = key.hash(Some(polled), b"polled");
+    assert!(
+        !fell_back,
+        "{product}: the polled shape {polled} has no task id or outcome"
+    );
+    assert_eq!(a, key.hash(Some(real), b"real").0, "{product}: dedupe keys differ");
 }
 
 /// Stages before the end, as the client must classify them.

@@ -60,6 +60,7 @@ mod pull;
 mod pull_attempts;
 mod reconcile;
 mod reconcile_durable;
+mod reconcile_outcomes;
 mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::Secret;
+use crate::dedupe::DedupeKey;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/hookrelay/test.toml"), text)
@@ -64,7 +65,7 @@ signature = { scheme = "kie", secret = "k" }"#,
     .unwrap();
     let r = &c.routes[0];
     assert_eq!(r.preset.map(|p| p.name), Some("kie-veo"));
-    assert_eq!(r.dedupe_key, ["/data/taskId", "/code"]);
+    assert_eq!(r.dedupe_key, DedupeKey::Preset(crate::preset::KIE_VEO));
     assert_eq!(pointers(r)[0], "/data/info/resultUrls/*");
     assert_eq!(r.task_id, ["/data/taskId"]);
     match &r.signature {
@@ -73,7 +74,9 @@ signature = { scheme = "kie", secret = "k" }"#,
     }
     let report = r.preset_report.join("\n");
     assert!(
-        report.contains("dedupe_key = [\"/data/taskId\", \"/code\"]  (from the preset)"),
+        report.contains(
+            "dedupe_key = task id + outcome (success or failure, whatever the failure code)  (from the preset)"
+        ),
         "{report}"
     );
     assert!(report.contains("used by the kie signature"), "{report}");
@@ -88,7 +91,7 @@ signature = { scheme = "kie", secret = "k", task_id = "/job" }"#,
     ))
     .unwrap();
     let r = &c.routes[0];
-    assert_eq!(r.dedupe_key, ["/data/task_id"]);
+    assert_eq!(r.dedupe_key, DedupeKey::Pointers(vec!["/data/task_id".into()]));
     assert_eq!(pointers(r), ["/data/video_url"]);
     match &r.signature {
         Some(Signature::Kie { task_id, .. }) => assert_eq!(task_id, &["/job"]),

@@ -38,7 +38,10 @@ fn shipped_config_parses() {
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("runway", "/hooks/runway"));
     assert_eq!(r.tokens, vec![Secret::new("change-me")]);
-    assert_eq!(r.dedupe_key, vec!["/data/task_id".to_string(), "/code".to_string()]);
+    assert_eq!(
+        r.dedupe_key,
+        crate::dedupe::DedupeKey::Pointers(vec!["/data/task_id".to_string(), "/code".to_string()])
+    );
     let s = &r.subscribers[0];
     assert_eq!(s.retry.steps().len(), 10);
     assert_eq!(s.concurrency, 8);

@@ -179,8 +179,9 @@ pub struct Route {
     /// Deliberately open to anyone (`allow_anyone = true`): no token,
     /// signature or narrower `allow_ips`.
     pub allow_anyone: bool,
-    /// JSON pointers whose values form the dedupe key; empty: SHA-256 of the body.
-    pub dedupe_key: Vec<String>,
+    /// How callbacks are keyed for dedupe: the route's JSON pointers, its
+    /// preset's task id and outcome, or SHA-256 of the body.
+    pub dedupe_key: crate::dedupe::DedupeKey,
     pub signature: Option<Signature>,
     /// The provider preset the route started from, if any.
     pub preset: Option<Preset>,

@@ -24,7 +24,6 @@ pub(crate) use body::read as read_body;
 pub use budget::{BodyBudget, BodyLease};
 
 use crate::auth;
-use crate::dedupe::dedupe_hash;
 use crate::state::{App, RouteState};
 use crate::store::{EventMeta, NewEvent, Origin};
 
@@ -221,14 +220,14 @@ where
             return Answer::Unauthorized(format!("bad provider signature: {e}"));
         }
     }
-    let (hash, fallback) = dedupe_hash(&r.dedupe_key, json.as_ref(), &body);
+    let (hash, fallback) = r.dedupe_key.hash(json.as_ref(), &body);
     if fallback {
         app.metrics
             .dedupe_fallback
             .get_or_create(&crate::metrics::RouteLabels { route: r.name.clone() })
             .inc();
         if !route.fallback_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(route = %r.name, pointers = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
+            tracing::warn!(route = %r.name, key = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
         }
     }
     let meta = EventMeta {

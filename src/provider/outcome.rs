@@ -226,19 +226,26 @@ impl ProviderError {
             Action::GiveUp => None,
         }
     }
+
+    /// What happened, without what the client advises next (`; giving up`,
+    /// `; retry in …`): for a caller that does something else.
+    pub fn cause(&self) -> String {
+        let mut out = format!("{}: {}", self.call, self.kind);
+        match (self.code, self.http_status) {
+            (Some(c), Some(s)) => out.push_str(&format!(" (code {c}, HTTP {s})")),
+            (None, Some(s)) => out.push_str(&format!(" (HTTP {s})")),
+            _ => {}
+        }
+        if !self.message.is_empty() {
+            out.push_str(&format!(": {}", self.message));
+        }
+        out
+    }
 }
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.call, self.kind)?;
-        match (self.code, self.http_status) {
-            (Some(c), Some(s)) => write!(f, " (code {c}, HTTP {s})")?,
-            (None, Some(s)) => write!(f, " (HTTP {s})")?,
-            _ => {}
-        }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
-        }
+        f.write_str(&self.cause())?;
         match self.action {
             Action::RetryLater { after } => write!(f, "; retry in {}", humantime::format_duration(whole(after))),
             Action::GiveUp => f.write_str("; giving up"),

@@ -182,19 +182,6 @@ impl Product {
         }
     }
 
-    /// The dedupe key that [`super::shape::to_callback`] is built to reproduce:
-    /// a polled result and the real callback for the same task give the same
-    /// values at these pointers. The preset module should take its default key
-    /// from here so the two cannot drift apart.
-    pub fn dedupe_pointers(self) -> &'static [&'static str] {
-        match self {
-            Product::Runway => &["/data/task_id", "/code"],
-            Product::Aleph => &["/taskId", "/code"],
-            Product::Suno => &["/data/task_id", "/data/callbackType"],
-            Product::Veo | Product::FourOImage | Product::FluxKontext | Product::Market => &["/data/taskId", "/code"],
-        }
-    }
-
     /// Documented status-endpoint limits. Only Suno and 4o Image (per task)
     /// and Market (per key) document any; the client applies its own
     /// conservative defaults elsewhere.

@@ -51,7 +51,16 @@ impl Record {
                 found: found.into(),
             });
         }
-        let classified = product.classify(&data);
+        let mut classified = product.classify(&data);
+        // A success whose result is not in the record yet (it can lag behind
+        // the callback) is not the end: a callback made from it would carry
+        // no result, and the real one, later, would be its duplicate.
+        if classified.stage == Stage::Succeeded && !has_result(product, &data) {
+            classified = Classified {
+                stage: Stage::Running,
+                state: format!("{} (no result yet)", classified.state),
+            };
+        }
         Ok(Record {
             product,
             task_id: requested.into(),
@@ -145,6 +154,31 @@ impl Record {
     }
 }
 
+/// Whether a success record holds the product's result: its main result
+/// URL(s) (Runway's video, not only the cover), or for the market any
+/// result (`resultObject` for text models).
+fn has_result(product: Product, d: &Value) -> bool {
+    match product {
+        Product::Runway => str_at(d, "/videoInfo/videoUrl").is_some(),
+        Product::Aleph => str_at(d, "/response/resultVideoUrl").is_some(),
+        Product::FluxKontext => str_at(d, "/response/resultImageUrl").is_some(),
+        Product::Veo => !veo_list(d, "resultUrls").is_empty(),
+        Product::FourOImage => !four_o_urls(d).is_empty(),
+        Product::Suno => super::product::suno_has_audio(d),
+        // `resultUrls` with a URL, or any other result field (`resultObject`
+        // for text models; a model's own shape is not dropped).
+        Product::Market => d.get("resultJson").and_then(unstring).is_some_and(|r| {
+            r.as_object().is_some_and(|o| {
+                o.iter().any(|(k, v)| match k.as_str() {
+                    "resultUrls" => !strings_of(v).is_empty(),
+                    "resultWaterMarkUrls" => false,
+                    _ => !v.is_null(),
+                })
+            })
+        }),
+    }
+}
+
 /// Suno track URL fields: poll name (camelCase) and callback name (snake_case).
 pub(crate) const SUNO_URL_FIELDS: [(&str, &str); 6] = [
     ("audioUrl", "audio_url"),
@@ -232,6 +266,38 @@ mod tests {
         assert_eq!((f.code, f.message.as_deref()), (None, Some("nsfw")));
         let r = Record::from_data(Product::Market, "t", json!({"state": "fail", "failCode": "422"})).unwrap();
         assert_eq!(r.failure().unwrap().code, Some(422));
+    }
+
+    #[test]
+    fn a_success_without_its_result_is_not_the_end_yet() {
+        let runway = |info: Value| {
+            Record::from_data(Product::Runway, "t", json!({"state": "success", "videoInfo": info})).unwrap()
+        };
+        for info in [
+            Value::Null,
+            json!({"videoUrl": "", "imageUrl": ""}),
+            json!({"videoUrl": "", "imageUrl": "https://f/c.png"}),
+        ] {
+            let r = runway(info.clone());
+            assert_eq!(r.stage(), Stage::Running, "{info}");
+            assert_eq!(r.state(), "success (no result yet)");
+        }
+        let r = runway(json!({"videoUrl": "https://f/v.mp4", "imageUrl": ""}));
+        assert_eq!((r.stage(), r.state()), (Stage::Succeeded, "success"));
+        let market = |result: Value| {
+            Record::from_data(Product::Market, "t", json!({"state": "success", "resultJson": result}))
+                .unwrap()
+                .stage()
+        };
+        assert_eq!(market(json!("")), Stage::Running);
+        assert_eq!(market(json!("{\"resultUrls\":[]}")), Stage::Running);
+        assert_eq!(market(json!("{\"resultObject\":{\"text\":\"hi\"}}")), Stage::Succeeded);
+        assert_eq!(market(json!({"resultUrls": ["https://m/1.png"]})), Stage::Succeeded);
+        let veo = Record::from_data(Product::Veo, "t", json!({"successFlag": 1, "response": null})).unwrap();
+        assert_eq!(veo.stage(), Stage::Running);
+        // A failure needs no result.
+        let failed = Record::from_data(Product::Runway, "t", json!({"state": "fail", "videoInfo": null})).unwrap();
+        assert_eq!(failed.stage(), Stage::Failed);
     }
 
     #[test]

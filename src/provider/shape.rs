@@ -1,7 +1,7 @@
 //! A terminal poll record → exactly the body the provider would have POSTed to
-//! the callback URL for that product, so the route's dedupe key (see
-//! [`Product::dedupe_pointers`]) gives a polled result and the real callback
-//! the same value.
+//! the callback URL for that product, so the preset's dedupe key (the task id
+//! and the outcome, see [`crate::preset::Preset::dedupe_values`]) gives a
+//! polled result and the real callback the same value.
 //!
 //! Only fields the record holds can be reproduced: the provider's free-text
 //! `msg` on success is the documented example text, and fields that exist only

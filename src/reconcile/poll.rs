@@ -75,16 +75,24 @@ pub async fn poll(app: &App, task: Task) {
                         Action::RetryLater { after } => after,
                         Action::GiveUp => Duration::ZERO,
                     };
-                    if account {
-                        tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
+                    // The client gives up on the call; the task is not given
+                    // up: it keeps its schedule while the key is fixed.
+                    let error = if account {
+                        let error = format!(
+                            "{}; polled again on its schedule until the key or account is fixed (or give_up)",
+                            e.cause()
+                        );
+                        tracing::error!(route = %route.name, task_id = %task.task_id, error = %error,
                             "the provider refused the route's API key or account; check provider.api_key");
+                        error
                     } else {
                         tracing::info!(route = %route.name, task_id = %task.task_id, error = %e, "poll failed; will retry");
-                    }
+                        e.to_string()
+                    };
                     TaskUpdate::Polled {
                         next_poll_ms: next(pause),
                         provider_state: None,
-                        error: Some(e.to_string()),
+                        error: Some(error),
                     }
                 }
             }

@@ -17,7 +17,7 @@ use crate::store::{Accepted, EventMeta, NewEvent, Origin, TaskMark};
 pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result<Accepted> {
     let body = to_callback_bytes(record)?;
     let json: serde_json::Value = serde_json::from_slice(&body)?;
-    let (hash, fallback) = crate::dedupe::dedupe_hash(&route.dedupe_key, Some(&json), &body);
+    let (hash, fallback) = route.dedupe_key.hash(Some(&json), &body);
     let media = crate::ingest::media_urls(route, Some(&json));
     let meta = EventMeta {
         route: route.name.clone(),
@@ -39,6 +39,7 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
             task: Some(TaskMark {
                 task_id: record.task_id().to_string(),
                 terminal: true,
+                provider_state: Some(record.state().to_string()),
             }),
         })
         .await?;

@@ -172,8 +172,11 @@ impl Task {
 
     /// Settled by `event` ([`settled_state`] chose `state`); a polled result
     /// counts its poll. An earlier poll's error no longer describes it.
-    pub fn settled(&mut self, state: TaskState, event: EventId, origin: Origin, now_ms: u64) {
+    pub fn settled(&mut self, state: TaskState, event: EventId, mark: &TaskMark, origin: Origin, now_ms: u64) {
         self.state = state;
+        if mark.provider_state.is_some() {
+            self.provider_state = mark.provider_state.clone();
+        }
         self.updated_ms = now_ms;
         self.next_poll_ms = None;
         self.event = Some(event);
@@ -219,6 +222,9 @@ pub struct TaskMark {
     pub task_id: String,
     /// The last callback the task will send (Suno's `text`/`first` are not).
     pub terminal: bool,
+    /// The provider's state word when a poll settles the task (shown as the
+    /// task's `provider_state`); None for a callback.
+    pub provider_state: Option<String>,
 }
 
 /// A poll that did not settle the task.

@@ -125,6 +125,8 @@ pub(crate) struct State {
     /// download-url hands out for them (with `fresh=`) still works.
     expired_files: std::collections::HashSet<String>,
     creates_received: usize,
+    /// Records set by hand ([`FakeProvider::set_record`]): task id → product and `data`.
+    records: HashMap<String, (Product, Value)>,
 }
 
 pub(crate) struct Shared {
@@ -230,6 +232,13 @@ impl FakeProvider {
     pub fn expire_file(&self, name: &str) -> String {
         self.shared.lock().expired_files.insert(name.to_string());
         format!("{}/files/{name}", self.shared.base)
+    }
+
+    /// Answer the status endpoint of `product` for `task_id` with `data` (a
+    /// record set by hand, for a task the fake did not create; set it again
+    /// to change it). No callback is sent for it: the test sends its own.
+    pub fn set_record(&self, product: Product, task_id: &str, data: Value) {
+        self.shared.lock().records.insert(task_id.to_string(), (product, data));
     }
 
     /// Make the task's record answer 422 "older than 14 days".

@@ -15,6 +15,7 @@ use crate::config::secret::{decode_whsec, SecretSource};
 use crate::config::units::Dur;
 use crate::config::values::{Route, Signature};
 use crate::config::ConfigError;
+use crate::dedupe::DedupeKey;
 
 impl Validator<'_> {
     pub(super) fn route(
@@ -73,11 +74,15 @@ impl Validator<'_> {
                     }
                     out.push(ptr.clone());
                 }
-                out
+                if out.is_empty() {
+                    DedupeKey::Body
+                } else {
+                    DedupeKey::Pointers(out)
+                }
             }
-            None => preset.map_or_else(Vec::new, |p| p.dedupe_key.iter().map(|s| s.to_string()).collect()),
+            None => preset.map_or(DedupeKey::Body, DedupeKey::Preset),
         };
-        if !dedupe_key.is_empty() && !r.json {
+        if dedupe_key != DedupeKey::Body && !r.json {
             return Err(self.err(
                 format!("{key}.dedupe_key"),
                 None,

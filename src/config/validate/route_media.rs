@@ -89,7 +89,14 @@ pub(super) fn preset_report(p: Preset, r: &RawRoute, signature: &Option<Signatur
         }
     };
     let mut out = vec![format!("preset {:?}: {}", p.name, p.product)];
-    out.push(from(r.dedupe_key.is_some(), "dedupe_key", list(p.dedupe_key)));
+    out.push(if r.dedupe_key.is_some() {
+        format!(
+            "dedupe_key: set by the route (the preset's {} is not used)",
+            p.dedupe_text()
+        )
+    } else {
+        format!("dedupe_key = {}  (from the preset)", p.dedupe_text())
+    });
     out.push(from(r.media.is_some(), "media", list(p.media)));
     let own_task_id = matches!(
         r.signature.as_ref().map(|s| s.get_ref()),

@@ -145,7 +145,8 @@ impl Shared {
             let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) else {
                 break;
             };
-            row.task.settled(state, accepted.id, origin, crate::clock::now_ms());
+            row.task
+                .settled(state, accepted.id, mark, origin, crate::clock::now_ms());
             let key = layout::task_key(&hash);
             if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_ok() {
                 break;

@@ -42,6 +42,7 @@ fn event(task: &str, origin: Origin, terminal: bool, ms: u64) -> NewEvent {
         task: Some(TaskMark {
             task_id: task.into(),
             terminal,
+            provider_state: None,
         }),
     }
 }

@@ -113,7 +113,7 @@ impl Writer {
         if let Some(due) = row.next_poll_ms {
             b.del(tc::task_due(due, route, &mark.task_id));
         }
-        row.settled(state, accepted.id, origin, now_ms);
+        row.settled(state, accepted.id, mark, origin, now_ms);
         b.put(key, tc::encode(&row));
         Ok(())
     }

@@ -144,6 +144,9 @@ fn status(shared: &Shared, product: Product, task_id: Option<&str>) -> (u16, Val
     let Some(id) = task_id.filter(|t| !t.is_empty()) else {
         return (200, json!({"code": 400, "msg": "taskId is required"}));
     };
+    if let Some((_, data)) = shared.lock().records.get(id).filter(|(p, _)| *p == product) {
+        return (200, json!({"code": 200, "msg": "success", "data": data}));
+    }
     let Some(task) = shared.lock().tasks.get(id).cloned().filter(|t| t.product == product) else {
         return (200, json!({"code": 404, "msg": "Task not found"}));
     };

@@ -1,0 +1,253 @@
+//! A result recovered by polling and the real callback are one result
+//! whatever the details the record cannot know: a failure is a duplicate of
+//! a failure whatever its code (the record says 400 or nothing, the late
+//! callback 500), a market callback in the short shape docs.kie.ai shows
+//! (`{code, msg, data: {taskId}}`, no `state`) settles its task and is a
+//! duplicate of the polled record, in either order; a success record without
+//! its result URLs is not an end (the callback carrying them is delivered);
+//! the task view shows the provider's final state of a task a poll settled,
+//! and a refused API key does not read "giving up" while the task keeps
+//! polling.
+
+use crate::common;
+
+use std::net::SocketAddr;
+
+use common::provider::{FakeOptions, FakeProvider};
+use common::tasks::{register, task, task_route, task_until, tasks_config};
+use common::*;
+use hookrelay::provider::Product;
+use serde_json::{json, Value};
+
+/// POST a callback to `/hooks/{route}`: the relay's answer (`duplicate`, `id`).
+async fn send(addr: SocketAddr, route: &str, body: &Value) -> Value {
+    let (s, _, b) = post(
+        addr,
+        &format!("/hooks/{route}"),
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+async fn registered(admin_addr: SocketAddr, route: &str, id: &str) {
+    let (s, t) = register(admin_addr, route, id).await;
+    assert_eq!(s, 200, "{t}");
+}
+
+/// Wait (up to 10 s) until the task's record was asked for `n` times; the
+/// caller then asserts what the task is.
+async fn polled(fake: &FakeProvider, id: &str, n: usize) {
+    let end = tokio::time::Instant::now() + secs(10);
+    while fake.status_requests(id) < n && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+fn runway_failure(id: &str, code: i64, msg: &str) -> Value {
+    json!({"code": code, "msg": msg, "data": {"task_id": id, "video_id": "", "video_url": "", "image_url": ""}})
+}
+
+#[tokio::test]
+async fn a_failure_callback_with_another_code_is_a_duplicate_of_the_polled_failure() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    let h = start(&cfg).await;
+    // The record's failCode: the documented 400, null, and the old page's "".
+    for (n, fail_code) in [json!(400), Value::Null, json!("")].into_iter().enumerate() {
+        let id = format!("rD{n}");
+        fake.set_record(
+            Product::Runway,
+            &id,
+            json!({"taskId": id, "state": "fail", "videoInfo": null, "failCode": fail_code,
+                   "failMsg": "Inappropriate content detected.", "expireFlag": 0}),
+        );
+        registered(h.admin_addr, "runway", &id).await;
+        let t = task_until(h.admin_addr, &id, "recovered", secs(10)).await;
+        assert_eq!(t["state"], "recovered", "{t}");
+        assert_eq!(t["provider_state"], "fail", "the task view shows the final state: {t}");
+        let got = sub
+            .wait_for(secs(10), "the recovered failure", |all| all.len() == n + 1)
+            .await;
+        let polled: Value = serde_json::from_slice(&got[n].body).unwrap();
+        assert_eq!(polled["code"], 400, "{polled}");
+        // The provider's own failure callback comes late, with code 500.
+        let a = send(addr, "runway", &runway_failure(&id, 500, "Internal error")).await;
+        assert_eq!(a["duplicate"], true, "{id}: {a}");
+        assert_eq!(a["id"], t["event"], "{id}: the polled event's id");
+    }
+    // The other order: the failure callback (500) is stored first, then the
+    // task is registered and its record (failCode 400) polled.
+    let id = "rE";
+    let first = send(addr, "runway", &runway_failure(id, 500, "Internal error")).await;
+    assert_eq!(first["duplicate"], false, "{first}");
+    fake.set_record(
+        Product::Runway,
+        id,
+        json!({"taskId": id, "state": "fail", "videoInfo": null, "failCode": 400, "failMsg": "x"}),
+    );
+    registered(h.admin_addr, "runway", id).await;
+    let t = task_until(h.admin_addr, id, "called_back", secs(10)).await;
+    assert_eq!(t["state"], "called_back", "the polled failure was a duplicate: {t}");
+    assert_eq!(t["event"], first["id"]);
+    assert!(fake.status_requests(id) >= 1);
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(sub.count(), 4, "one delivery per task");
+    let m = metrics(h.admin_addr).await;
+    assert!(
+        m.iter()
+            .all(|(k, v)| k != "hookrelay_dedupe_fallback_total{route=\"runway\"}" || *v == 0.0),
+        "no callback fell back to the body hash"
+    );
+    h.shutdown().await;
+}
+
+/// The market callback docs.kie.ai shows, without `state`.
+fn market_short(id: &str, ok: bool) -> Value {
+    match ok {
+        true => json!({"code": 200, "msg": "Playground task completed successfully.", "data": {"taskId": id}}),
+        false => json!({"code": 501, "msg": "Playground task failed.", "data": {"taskId": id}}),
+    }
+}
+
+fn market_record(id: &str, ok: bool) -> Value {
+    match ok {
+        true => json!({"taskId": id, "model": "grok-imagine/text-to-video", "state": "success",
+            "resultJson": "{\"resultUrls\":[\"https://files.invalid/v.mp4\"]}", "failCode": null, "failMsg": ""}),
+        false => json!({"taskId": id, "model": "grok-imagine/text-to-video", "state": "fail",
+            "resultJson": "", "failCode": "500", "failMsg": "Internal error"}),
+    }
+}
+
+#[tokio::test]
+async fn a_market_callback_without_state_settles_its_task_and_dedupes_with_polling() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = tasks_config(dir.path(), vec![task_route("market", "kie-market", &fake, &sub.url())]);
+    let h = start(&cfg).await;
+    let mut delivered = 0;
+    for ok in [true, false] {
+        // Polled first, then the short callback: a duplicate.
+        let id = format!("mA-{ok}");
+        fake.set_record(Product::Market, &id, market_record(&id, ok));
+        registered(h.admin_addr, "market", &id).await;
+        let t = task_until(h.admin_addr, &id, "recovered", secs(10)).await;
+        assert_eq!(t["state"], "recovered", "{t}");
+        let a = send(addr, "market", &market_short(&id, ok)).await;
+        assert_eq!((&a["duplicate"], &a["id"]), (&json!(true), &t["event"]), "{id}: {a}");
+        delivered += 1;
+
+        // The short callback first: it settles the task, which is not polled.
+        let id = format!("mB-{ok}");
+        fake.set_record(Product::Market, &id, market_record(&id, ok));
+        registered(h.admin_addr, "market", &id).await;
+        let a = send(addr, "market", &market_short(&id, ok)).await;
+        assert_eq!(a["duplicate"], false, "{a}");
+        let t = task(h.admin_addr, &id).await;
+        assert_eq!(t["state"], "called_back", "the callback ended the task: {t}");
+        delivered += 1;
+
+        // The short callback before the task is registered: the poll that
+        // follows is its duplicate.
+        let id = format!("mC-{ok}");
+        let a = send(addr, "market", &market_short(&id, ok)).await;
+        assert_eq!(a["duplicate"], false, "{a}");
+        fake.set_record(Product::Market, &id, market_record(&id, ok));
+        registered(h.admin_addr, "market", &id).await;
+        let t = task_until(h.admin_addr, &id, "called_back", secs(10)).await;
+        assert_eq!(t["state"], "called_back", "{t}");
+        assert_eq!(t["event"], a["id"], "settled by the callback's event");
+        assert!(fake.status_requests(&id) >= 1);
+        delivered += 1;
+    }
+    tokio::time::sleep(ms(800)).await;
+    assert_eq!(sub.count(), delivered, "one delivery per task");
+    for ok in [true, false] {
+        assert_eq!(
+            fake.status_requests(&format!("mB-{ok}")),
+            0,
+            "a settled task is not polled"
+        );
+    }
+    let m = metrics(h.admin_addr).await;
+    assert!(
+        m.iter()
+            .all(|(k, v)| k != "hookrelay_dedupe_fallback_total{route=\"market\"}" || *v == 0.0),
+        "no callback fell back to the body hash"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_success_record_without_its_result_urls_is_polled_again() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    let h = start(&cfg).await;
+    let lagging = |id: &str, info: Value| json!({"taskId": id, "state": "success", "videoInfo": info, "expireFlag": 0});
+    let video = |id: &str| format!("https://files.invalid/{id}/video.mp4");
+    // The record lags behind: the real callback, carrying the URLs, is delivered.
+    fake.set_record(Product::Runway, "rS", lagging("rS", Value::Null));
+    registered(h.admin_addr, "runway", "rS").await;
+    polled(&fake, "rS", 3).await;
+    let t = task(h.admin_addr, "rS").await;
+    assert_eq!(t["state"], "polling", "{t}");
+    assert_eq!(t["provider_state"], "success (no result yet)", "{t}");
+    assert_eq!(sub.count(), 0, "nothing made of a record without its result");
+    let real = json!({"code": 200, "msg": "All generated successfully.", "data": {"task_id": "rS",
+        "video_id": "v1", "video_url": video("rS"), "image_url": "https://files.invalid/rS/cover.png"}});
+    let a = send(addr, "runway", &real).await;
+    assert_eq!(a["duplicate"], false, "{a}");
+    let got = sub.wait_for(secs(10), "the real callback", |all| all.len() == 1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["video_url"], video("rS"));
+    assert_eq!(task(h.admin_addr, "rS").await["state"], "called_back");
+
+    // No callback comes: once the record has the video, it is recovered with it.
+    let empty = json!({"videoId": "v2", "taskId": "rT", "videoUrl": "", "imageUrl": ""});
+    fake.set_record(Product::Runway, "rT", lagging("rT", empty));
+    registered(h.admin_addr, "runway", "rT").await;
+    polled(&fake, "rT", 2).await;
+    assert_eq!(task(h.admin_addr, "rT").await["state"], "polling");
+    let full = json!({"videoId": "v2", "taskId": "rT", "videoUrl": video("rT"), "imageUrl": ""});
+    fake.set_record(Product::Runway, "rT", lagging("rT", full));
+    let t = task_until(h.admin_addr, "rT", "recovered", secs(10)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    assert_eq!(
+        t["provider_state"], "success",
+        "the final state, not the last poll's: {t}"
+    );
+    let got = sub
+        .wait_for(secs(10), "the recovered result", |all| all.len() == 2)
+        .await;
+    let body: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(body["data"]["video_url"], video("rT"), "{body}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .provider(common::route::Provider::new("not-the-key", &fake.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    fake.set_record(Product::Runway, "rK", json!({"taskId": "rK", "state": "generating"}));
+    registered(h.admin_addr, "runway", "rK").await;
+    polled(&fake, "rK", 3).await;
+    let t = task(h.admin_addr, "rK").await;
+    assert_eq!(t["state"], "polling", "{t}");
+    let error = t["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("unauthorized (code 401"), "{t}");
+    assert!(!error.contains("giving up"), "the task is not given up: {error}");
+    assert!(error.contains("until the key or account is fixed"), "{error}");
+    h.shutdown().await;
+}
