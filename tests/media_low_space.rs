@@ -65,3 +65,48 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
     );
     h.shutdown().await;
 }
+
+/// A file that does not fit above the floor of a disk that is above it is
+/// not a low disk: each refused write is a try, and the URL ends as failed
+/// after the schedule (the review found it fetched again every delay for
+/// ever, its after_archive delivery held with it). Needs a small tmpfs (root).
+#[tokio::test]
+async fn a_file_that_never_fits_uses_its_tries_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "16m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/big.mp4", &vec![7u8; 4 << 20], "video/mp4");
+    let later = Sub::ok().await;
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    // 1 MiB above the floor: the disk is not low, the 4 MiB file never fits.
+    let floor = (tmpfs.free_kib() * 1024).saturating_sub(1 << 20);
+    let media = Media::new()
+        .allow_private()
+        .retry([ms(100), ms(100)])
+        .dir(&mnt)
+        .min_free(floor);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603960", &video, "").to_string(),
+    )
+    .await;
+    let got = later
+        .wait_for(secs(20), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(header[0]["state"], "failed", "{header:?}");
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_u64()),
+        (Some("failed"), Some(3)),
+        "{m}"
+    );
+    assert_eq!(s.hits("/k/big.mp4"), 3);
+    h.shutdown().await;
+}

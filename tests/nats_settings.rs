@@ -231,28 +231,43 @@ async fn apply_cluster_settings(path: &std::path::Path) -> (bool, String, String
 /// loser waited at 503 for ever. Several rounds, each on a fresh server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_starting_together_on_an_empty_cluster_do_not_rewrite_each_other() {
+    // Even rounds: the retentions differ (the streams race); odd rounds: the
+    // takeovers (the streams agree, the consumers race).
     for round in 0..6 {
         let nats = NatsCluster::start(1).await;
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let url = "http://127.0.0.1:9/unused";
-        let cfg = |dir: &std::path::Path, hours: u64| {
-            hookrelay::Config::load(&relay(dir, &nats, url, 1, secs(3600 * hours)).write()).expect("valid config")
+        let streams_race = round % 2 == 0;
+        let cfg = |dir: &std::path::Path, n: u64| {
+            let hours = if streams_race { n } else { 1 };
+            let t = relay(dir, &nats, url, 1, secs(3600 * hours)).raw(takeover(if n == 1 { "5s" } else { "7s" }));
+            hookrelay::Config::load(&t.write()).expect("valid config")
         };
         let (ra, rb) = tokio::join!(hookrelay::start(cfg(a.path(), 1)), hookrelay::start(cfg(b.path(), 2)));
         let mut served = Vec::new();
-        for (hours, r) in [(1, ra), (2, rb)] {
+        for (n, r) in [(1, ra), (2, rb)] {
             match r {
-                Ok(h) => served.push((hours, h)),
-                Err(e) => assert!(e.to_string().contains("store.retention is"), "round {round}: {e}"),
+                Ok(h) => served.push((n, h)),
+                Err(e) => assert!(
+                    e.to_string().contains("store.retention is") || e.to_string().contains("store.nats.takeover is"),
+                    "round {round}: {e}"
+                ),
             }
         }
         assert_eq!(served.len(), 1, "round {round}: exactly one of the two relays serves");
-        let hours = served[0].0;
+        let n = served[0].0;
         accepted(served[0].1.ingest_addrs[0], &runway("served")).await;
+        let hours = if streams_race { n } else { 1 };
         for name in ["HR_DL", "KV_hr_results", "KV_hr_tasks", "HR_TASKS", "HR_EV_t"] {
             let c = stream_config(&nats, name).await;
             assert_eq!(c.max_age, secs(3600 * hours), "round {round}: {name}");
         }
+        let wait = consumer_ack_wait(&nats, "HR_EV_t", "sub_s").await;
+        assert_eq!(
+            wait,
+            secs(if n == 1 { 5 } else { 7 }),
+            "round {round}: the consumer's takeover"
+        );
         for (_, h) in served {
             h.shutdown().await;
         }

@@ -89,6 +89,10 @@ fn a_give_up_not_shorter_than_the_retention_is_named_in_cluster_mode() {
     assert!(!names_give_up(
         parse(&public(cluster("retention = \"11m\"", route))).expect("valid")
     ));
+    // The poll that gives up comes up to 1.2 × every (6 s) after give_up.
+    assert!(names_give_up(
+        parse(&public(cluster("retention = \"10m 5s\"", route))).expect("valid")
+    ));
     // The embedded store keeps an open task until it settles.
     let sled = format!("{}\n[store]\nretention = \"1m\"\n", public(minimal(route)));
     assert!(!names_give_up(parse(&sled).expect("valid")));

@@ -76,7 +76,7 @@ impl Status {
             if untrusted_certificate(why) {
                 // Not an outage: it stays so until the CA is given.
                 tracing::error!(relay = %self.relay, error = %why,
-                    "the relay's TLS certificate is not trusted: pass the CA that signed it with --ca-file (the relay's own certificate only if it is a CA); trying again with back-off");
+                    "the relay's TLS certificate does not verify (an unknown CA, another host name or out of its dates): pass the CA that signed it with --ca-file, or check the URL's host and the certificate; trying again with back-off");
             } else {
                 tracing::warn!(relay = %self.relay, error = %why, "relay unreachable; reconnecting with back-off");
             }

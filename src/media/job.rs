@@ -2,9 +2,11 @@
 //! the URL's route has a provider key, ask the provider once for a fresh URL
 //! (`POST /api/v1/common/download-url`) and download that. Then decide what
 //! the store records: stored, retry on the media schedule, or failed for good
-//! — or, while the media disk is below `media.min_free` (checked before the
-//! GET, and again as the file is written), a wait that is no try: the URL is
-//! looked at again after [`low_space_wait`] with its tries and step unchanged.
+//! — or, while the media disk is below `media.min_free` before the GET, a
+//! wait that is no try: the URL is looked at again after [`low_space_wait`]
+//! with its tries and step unchanged. A file refused as it is written (it
+//! does not fit above the floor) is a try like any other failure, so one that
+//! never fits ends as failed instead of being fetched again for ever.
 //!
 //! Logs name the URL without its query ([`super::shown`]); error texts name
 //! hosts, never URLs.
@@ -26,7 +28,9 @@ struct Failure {
     retryable: bool,
     /// How long the server (or the provider) asked us to wait.
     retry_after: Option<Duration>,
-    /// The media disk is below its floor: not the URL's fault, no try.
+    /// The media disk was below its floor before the try began: not the
+    /// URL's fault, no try. (A file refused while it was written counts as a
+    /// try: it may be one that never fits, which must end as failed.)
     low_space: bool,
 }
 
@@ -45,7 +49,7 @@ fn low_space_wait(s: &ArchiveSettings) -> Duration {
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         Failure {
-            low_space: matches!(&e, ArchiveError::Store(s) if s.is_low_space()),
+            low_space: false,
             retryable: e.retryable(),
             retry_after: match &e {
                 ArchiveError::Fetch(f) => f.retry_after(),
@@ -62,7 +66,10 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
     // URL's provider may count the download).
     if let Err(e) = s.store.check_room() {
         if e.is_low_space() {
-            return Err(Failure::from(ArchiveError::Store(e)));
+            return Err(Failure {
+                low_space: true,
+                ..Failure::from(ArchiveError::Store(e))
+            });
         }
     }
     let gone = match archive(&s.fetcher, &s.store, &w.url).await {

@@ -150,11 +150,13 @@ impl Validator<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| Some((i, r, r.reconcile?)))
-            .filter(|(_, _, rc)| rc.give_up >= store.retention)
+            // The poll that gives a task up comes up to one jittered `every`
+            // after `give_up`.
+            .filter(|(_, _, rc)| rc.give_up + rc.every.mul_f64(1.2) >= store.retention)
             .map(|(i, r, rc)| {
                 format!(
-                    "{}: key `routes[{i}].reconcile.give_up` (route {:?}): {} is not shorter than `store.retention` \
-                     ({}): in cluster mode an expected task expires at the retention whether or not it settled, so a \
+                    "{}: key `routes[{i}].reconcile.give_up` (route {:?}): {} (plus up to 1.2 × `every` for the poll that \
+                     gives a task up) is not shorter than `store.retention` ({}): in cluster mode an expected task expires at the retention whether or not it settled, so a \
                      task still open then is polled no more and its result is lost (no gave_up): raise \
                      store.retention or shorten give_up",
                     self.file.display(),
