@@ -58,6 +58,23 @@ impl NatsCluster {
     /// becomes the node's store directory, e.g. `jetstream { store_dir: $STORE, sync_interval: always }`
     /// or `jetstream: disabled`.
     pub async fn start_with(n: usize, extra: &str) -> NatsCluster {
+        // A port found free may be taken before the node binds it (another
+        // test's outgoing connection gets it as its source port): then start
+        // again on other ports.
+        for _ in 0..4 {
+            match Self::try_start(n, extra).await {
+                Ok(c) => return c,
+                Err(why) if why.contains("address already in use") => continue,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        match Self::try_start(n, extra).await {
+            Ok(c) => c,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    async fn try_start(n: usize, extra: &str) -> Result<NatsCluster, String> {
         assert!(n >= 1, "a cluster needs at least one node");
         let bin = server_binary();
         let dir = tempfile::Builder::new()
@@ -107,9 +124,9 @@ impl NatsCluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.wait_ready(i).await;
+            cluster.ready(i).await?;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// `nats://127.0.0.1:PORT` of every node, killed ones included (a client should list them all).
@@ -205,26 +222,34 @@ impl NatsCluster {
     /// then the full check (for a cluster node: it knows the meta leader and is current, so stream
     /// and KV creation will not fail with "JetStream system temporarily unavailable").
     pub async fn wait_ready(&mut self, i: usize) {
+        if let Err(why) = self.ready(i).await {
+            panic!("{why}");
+        }
+    }
+
+    /// [`wait_ready`](Self::wait_ready), the failure as an error.
+    async fn ready(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + READY_DEADLINE;
         for path in ["/healthz?js-enabled-only=true", "/healthz"] {
             loop {
                 if let Some(child) = self.nodes[i].child.as_mut() {
                     if let Ok(Some(status)) = child.try_wait() {
-                        panic!("nats-server node {i} exited ({status}):\n{}", self.log(i));
+                        return Err(format!("nats-server node {i} exited ({status}):\n{}", self.log(i)));
                     }
                 }
                 if http_status(self.nodes[i].monitor_port, path).await == Some(200) {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    panic!(
+                    return Err(format!(
                         "nats-server node {i} not ready ({path}) after {READY_DEADLINE:?}:\n{}",
                         self.log(i)
-                    );
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        Ok(())
     }
 }
 
