@@ -1,7 +1,7 @@
 //! Dedupe keys from arbitrary JSON and pointers: deterministic, never a panic,
 //! and a missing pointer always falls back to the body hash.
 #![no_main]
-use hookrelay::ingest::dedupe_hash;
+use hookrelay::dedupe::dedupe_hash;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Every signature scheme against arbitrary headers and bodies: never a panic,
 //! and never "valid" for a body the fuzzer made up without the key.
 #![no_main]
-use hookrelay::auth::verify_signature;
+use hookrelay::auth::{verify_signature, Secret};
 use hookrelay::config::{Encoding, Signature};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -21,10 +21,10 @@ fuzz_target!(|data: &[u8]| {
     let body: Vec<u8> = parts.flatten().copied().collect();
     let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
     let schemes = [
-        Signature::Kie { secret: b"k".to_vec(), task_id: None, tolerance: Duration::from_secs(300) },
-        Signature::StandardWebhooks { keys: vec![vec![7; 24]], tolerance: Duration::from_secs(300) },
-        Signature::HmacSha256 { secret: b"k".to_vec(), header: HeaderName::from_static("x-sig"), encoding: Encoding::Hex, prefix: "sha256=".into() },
-        Signature::HmacSha256 { secret: b"k".to_vec(), header: HeaderName::from_static("x-sig"), encoding: Encoding::Base64, prefix: String::new() },
+        Signature::Kie { secret: Secret::new(b"k".to_vec()), task_id: Vec::new(), tolerance: Duration::from_secs(300) },
+        Signature::StandardWebhooks { keys: vec![Secret::new(vec![7; 24])], tolerance: Duration::from_secs(300) },
+        Signature::HmacSha256 { secret: Secret::new(b"k".to_vec()), header: HeaderName::from_static("x-sig"), encoding: Encoding::Hex, prefix: "sha256=".into() },
+        Signature::HmacSha256 { secret: Secret::new(b"k".to_vec()), header: HeaderName::from_static("x-sig"), encoding: Encoding::Base64, prefix: String::new() },
     ];
     for s in &schemes {
         // A forged match would need a SHA-256 HMAC collision: treat one as a bug.
