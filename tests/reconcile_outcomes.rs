@@ -21,15 +21,9 @@ use serde_json::{json, Value};
 
 /// POST a callback to `/hooks/{route}`: the relay's answer (`duplicate`, `id`).
 async fn send(addr: SocketAddr, route: &str, body: &Value) -> Value {
-    let (s, _, b) = post(
-        addr,
-        &format!("/hooks/{route}"),
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice(&b).unwrap()
+    let (s, v) = callback_at(addr, &format!("/hooks/{route}"), &body.to_string()).await;
+    assert_eq!(s, 200, "{v}");
+    v
 }
 
 async fn registered(admin_addr: SocketAddr, route: &str, id: &str) {

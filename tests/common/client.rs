@@ -78,13 +78,12 @@ pub async fn try_request(
 
 /// POST a callback to `/hooks/t?token=tok`; the parsed answer.
 pub async fn callback(addr: SocketAddr, body: &str) -> (StatusCode, serde_json::Value) {
-    let (s, _, b) = post(
-        addr,
-        "/hooks/t?token=tok",
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await;
+    callback_at(addr, "/hooks/t?token=tok", body).await
+}
+
+/// POST a JSON callback to `path`; the parsed answer (`Null` if not JSON).
+pub async fn callback_at(addr: SocketAddr, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
     (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
@@ -130,9 +129,8 @@ pub async fn accepted(addr: SocketAddr, body: &str) -> String {
 /// POST a JSON callback to `path` (a route without a token) that must be
 /// accepted as a new event; its id.
 pub async fn accepted_at(addr: SocketAddr, path: &str, body: &str) -> String {
-    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let (s, v) = callback_at(addr, path, body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["duplicate"], false, "{v}");
     v["id"].as_str().unwrap().to_string()
 }
@@ -354,4 +352,42 @@ pub fn event_ids(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Wait (up to 10 s) until the server end of the loopback connection `s` has
+/// taken everything the test wrote on it out of its socket: the daemon has
+/// accepted the connection and read those bytes. Read from the kernel's
+/// socket table (`/proc/net/tcp`, `tcp6`): the server's socket is the one
+/// whose local port is our peer's and whose remote port is ours.
+pub async fn read_by_server(s: &tokio::net::TcpStream) {
+    let (ours, theirs) = (s.local_addr().unwrap().port(), s.peer_addr().unwrap().port());
+    let (local, remote) = (format!(":{theirs:04X}"), format!(":{ours:04X}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let unread = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .flat_map(|table| {
+                table
+                    .lines()
+                    .skip(1)
+                    .filter_map(|line| {
+                        let f: Vec<&str> = line.split_whitespace().collect();
+                        let queues = f.get(4)?;
+                        (f.get(1)?.ends_with(&local) && f.get(2)?.ends_with(&remote))
+                            .then(|| u64::from_str_radix(queues.split(':').nth(1)?, 16).ok())
+                            .flatten()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .next();
+        if unread == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server has not read what was sent within 10 s (unread: {unread:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
