@@ -391,6 +391,9 @@ async fn a_pull_arriving_while_the_relay_stops_is_told_to_come_back() {
     )
     .await
     .unwrap();
+    // The stop must find the connection reading its request's head: one it
+    // has not accepted or read yet is closed (reset), not answered.
+    read_by_server(&conn).await;
     let stopping = tokio::spawn(h.shutdown());
     tokio::time::sleep(Duration::from_millis(300)).await;
     conn.write_all(b"\r\n").await.unwrap();
