@@ -170,7 +170,8 @@ async fn shutdown_finishes_requests_in_flight() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body.as_bytes()[..10]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The request is in flight once the relay has read its head.
+    read_by_server(&s).await;
     let stopping = tokio::spawn(h.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!app.ready(), "not ready while shutting down");
