@@ -91,6 +91,9 @@ pub struct Metrics {
     pub media_bytes: Counter,
     /// Media URLs waiting for a try.
     pub media_queue_depth: Gauge,
+    /// 1 while the media disk was below `media.min_free` at the last
+    /// download's check (downloads are put off), 0 once one found room.
+    pub media_low_space: Gauge,
     /// 1 while `/readyz` answers 200: what a cluster's monitoring alerts on
     /// (a relay whose NATS is away answers 503 and says so here).
     pub ready: Gauge,
@@ -140,6 +143,7 @@ impl Metrics {
             media_files: Family::default(),
             media_bytes: Counter::default(),
             media_queue_depth: Gauge::default(),
+            media_low_space: Gauge::default(),
             ready: Gauge::default(),
             media_in_flight: Gauge::default(),
             unauthenticated_bytes: Gauge::default(),
@@ -240,6 +244,12 @@ impl Metrics {
             "media_queue_depth",
             "Media URLs waiting for a download try",
             m.media_queue_depth.clone(),
+        );
+        registry.register(
+            "media_low_space",
+            "1 while the media disk is below media.min_free (downloads and after_archive deliveries wait); \
+             checked before each download",
+            m.media_low_space.clone(),
         );
         registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());
         registry.register(

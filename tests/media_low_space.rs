@@ -3,12 +3,12 @@
 //! not even fetched, stays pending with no try counted however many times
 //! its retry schedule would have run out, and its `after_archive` subscriber
 //! waits; once a reload lowers the floor the file is stored and the
-//! subscriber gets it with state `stored`.
+//! subscriber gets it with state `stored`. The gauge `media_low_space` says
+//! so while it lasts.
 
 use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use common::files::{sha256_hex, FileServer};
 use common::*;
@@ -35,8 +35,14 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
     )
     .await;
 
-    // Far longer than the schedule: still pending, no try, not fetched.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Looked at four times, more than the schedule's three tries: still
+    // pending, no try, not fetched; the gauge says why.
+    const PUT_OFF: &str = "hookrelay_media_files_total{outcome=\"low_space\"}";
+    let m = metrics_until(h.admin_addr, secs(20), "four looks at a low disk", |m| {
+        m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
+    })
+    .await;
+    assert_eq!(sample(&m, "hookrelay_media_low_space"), 1.0);
     let media_now = media_of(h.admin_addr, &id).await;
     let m = item(&media_now, &video);
     assert_eq!(m["state"], "pending", "{m}");
@@ -63,6 +69,7 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
         (Some("stored"), Some(1)),
         "{m}"
     );
+    assert_eq!(sample(&metrics(h.admin_addr).await, "hookrelay_media_low_space"), 0.0);
     h.shutdown().await;
 }
 

@@ -64,8 +64,18 @@ impl From<ArchiveError> for Failure {
 async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Result<Stored, Failure> {
     // No GET while the disk is low (the file could not be kept, and a signed
     // URL's provider may count the download).
-    if let Err(e) = s.store.check_room() {
-        if e.is_low_space() {
+    let room = s.store.check_room();
+    let low = matches!(&room, Err(e) if e.is_low_space());
+    match (metrics.media_low_space.set(i64::from(low)) == 1, low) {
+        (false, true) => tracing::warn!(
+            store = %s.store.describe(),
+            "media disk below media.min_free: downloads and after_archive deliveries wait for room"
+        ),
+        (true, false) => tracing::info!("media disk above media.min_free again: downloads go on"),
+        _ => {}
+    }
+    if let Err(e) = room {
+        if low {
             return Err(Failure {
                 low_space: true,
                 ..Failure::from(ArchiveError::Store(e))

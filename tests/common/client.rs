@@ -230,6 +230,24 @@ pub fn sample(all: &[(String, f64)], key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {key}"))
 }
 
+/// Wait (up to `limit`) until `/metrics` satisfies `ok`; the samples then.
+pub async fn metrics_until(
+    addr: SocketAddr,
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&[(String, f64)]) -> bool,
+) -> Vec<(String, f64)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let m = metrics(addr).await;
+        if ok(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A TLS client trusting exactly `ca`, offering the given ALPN protocols.
 pub fn tls_client(ca: &rustls::pki_types::CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
