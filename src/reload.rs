@@ -112,7 +112,7 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     }
     app.listener_settings.set(conn_settings(&new));
     app.connections.set_limit(new.server.max_connections);
-    app.bodies.set_limit(new.server.max_body_memory);
+    app.bodies.set_limit(new.server.max_body_memory, new.server.max_body);
     let routes = new.routes.len();
     app.delivery.verifier().configure(&new, &media.providers);
     if new.routes.iter().any(|r| !r.media.is_empty()) {

@@ -124,7 +124,7 @@ impl App {
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),
-            bodies: crate::ingest::BodyBudget::new(config.server.max_body_memory),
+            bodies: crate::ingest::BodyBudget::new(config.server.max_body_memory, config.server.max_body),
             started_with: Arc::new(config.clone()),
             live: RwLock::new(Arc::new(Live::new(config))),
             store,

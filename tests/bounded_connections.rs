@@ -400,12 +400,20 @@ async fn with_small_body_memory(dir: &std::path::Path) -> (Sub, hookrelay::Handl
     (sub, h)
 }
 
-/// `n` HTTP/2 requests to `/hooks/signed` on one connection, each with a
-/// `pad`-byte header and `body` bytes of a body that never ends: how many were
-/// answered at once (each must be the body budget's 503), and what keeps the
-/// others open (dropping it closes the connection).
-async fn h2_requests_left_open(addr: std::net::SocketAddr, n: usize, pad: usize, body: usize) -> (usize, OpenH2) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// `n` HTTP/2 requests to `/hooks/signed` on one connection from `from`, each
+/// with a `pad`-byte header and `body` bytes of a body that never ends: how
+/// many were answered at once (each must be the body budget's 503), and what
+/// keeps the others open (dropping it closes the connection).
+async fn h2_requests_left_open(
+    addr: std::net::SocketAddr,
+    from: [u8; 4],
+    n: usize,
+    pad: usize,
+    body: usize,
+) -> (usize, OpenH2) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     let conn = tokio::spawn(conn);
     let mut streams = Vec::new();
@@ -477,9 +485,16 @@ async fn bodies_being_received_share_max_body_memory() {
     let dir = tempfile::tempdir().unwrap();
     let (_sub, h) = with_small_body_memory(dir.path()).await;
     let addr = h.ingest_addrs[0];
-    // 10 bodies of 40 KiB (400 KiB in all), none of them ending: those within
-    // the budget wait for the rest of their body, the others get 503 at once.
-    let (busy, open) = h2_requests_left_open(addr, 10, 0, 40 << 10).await;
+    // 10 bodies of 40 KiB (400 KiB in all), none of them ending, two from
+    // each of five clients (each within its share): those within the budget
+    // wait for the rest of their body, the others get 503 at once.
+    let mut busy = 0;
+    let mut open = Vec::new();
+    for client in 2..7 {
+        let (b, o) = h2_requests_left_open(addr, [127, 0, 0, client], 2, 0, 40 << 10).await;
+        busy += b;
+        open.push(o);
+    }
     // 256 KiB holds at most six bodies of 40 KiB (fewer as buffers grow in
     // steps); the others are refused, and some are taken.
     assert!((4..10).contains(&busy), "refused at once: {busy} of 10");
@@ -537,8 +552,51 @@ async fn headers_count_against_max_body_memory_and_declared_lengths_do_not() {
     // HTTP/2 streams with 30 KiB of headers each and no body: their headers
     // count, so the budget holds about eight of them, and the rest are
     // answered 503 at once.
-    let (busy, open) = h2_requests_left_open(addr, 16, 30 << 10, 0).await;
+    let mut busy = 0;
+    let mut open = Vec::new();
+    for client in 2..6 {
+        let (b, o) = h2_requests_left_open(addr, [127, 0, 0, client], 4, 30 << 10, 0).await;
+        busy += b;
+        open.push(o);
+    }
     assert!((7..16).contains(&busy), "refused at once: {busy} of 16");
     drop(open);
+    h.shutdown().await;
+}
+
+/// One client holds at most its share of `max_body_memory` (a quarter, or
+/// one whole request if that is more: 128 KiB here): a stranger sending
+/// bodies that never end on many HTTP/2 streams from one address no longer
+/// takes all of it, and a signed callback from the provider's address is
+/// still taken (it got 503 until the stranger gave up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_only_its_share_of_max_body_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = with_small_body_memory(dir.path()).await;
+    let addr = h.ingest_addrs[0];
+    // 10 bodies of 40 KiB, then 40 of 2 KiB: without a share they fill the
+    // 256 KiB to its last few KiB.
+    let (big, open_big) = h2_requests_left_open(addr, [127, 0, 0, 2], 10, 0, 40 << 10).await;
+    let (small, open_small) = h2_requests_left_open(addr, [127, 0, 0, 2], 40, 0, 2 << 10).await;
+    assert!(big >= 6 && small >= 1, "refused at once: {big} of 10, {small} of 40");
+    let held = sample(&metrics(h.admin_addr).await, "hookrelay_unauthenticated_bytes");
+    assert!(
+        (64_000.0..=131_072.0).contains(&held),
+        "hookrelay_unauthenticated_bytes {held}: one client holds its share, no more"
+    );
+    // A signed callback of 4 KiB from another address is taken meanwhile.
+    let body = serde_json::json!({"id": "signed-beside-a-stranger", "pad": "p".repeat(4 << 10)}).to_string();
+    let sig = common::oracle::hmac_hex(b"k", body.as_bytes());
+    let (s, _, b) = request(
+        addr,
+        Some([127, 0, 0, 3].into()),
+        "POST",
+        "/hooks/signed",
+        &[("x-sig", sig.as_str())],
+        Bytes::from(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    drop((open_big, open_small));
     h.shutdown().await;
 }

@@ -181,11 +181,14 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Requests not authenticated before their body is read (signature
-    // routes, routes without a token) share `max_body_memory`: their headers
-    // and their bodies, held until the answer.
+    // routes, routes without a token) share `max_body_memory`, each client
+    // a part of it: their headers and their bodies, held until the answer.
     let lease = match r.tokens.is_empty() {
         true => {
-            let mut l = app.bodies.lease();
+            let mut l = app.bodies.lease(budget::Client::of(match source {
+                auth::Source::Known(ip) => Some(ip),
+                auth::Source::Unknown => None,
+            }));
             if !l.grow(budget::header_bytes(req.headers())) {
                 return Answer::Busy;
             }
