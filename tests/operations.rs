@@ -207,6 +207,16 @@ async fn a_replay_asked_again_while_it_is_sent_is_sent_once() {
     let id = accepted(h.ingest_addrs[0], &runway("twice")).await;
     sub.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1)
         .await;
+    // Replayed once its outcome is recorded (until then it is still being
+    // sent, and a replay is `already_pending`).
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
     let json = [("content-type", "application/json")];
     let replay = format!("/api/events/{id}/replay");
     let answer = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
