@@ -1,5 +1,5 @@
-//! Volume: callbacks sent from many connections until a deadline, or one after
-//! another at a pace (with the acknowledged ones kept), a store prefilled
+//! Volume: callbacks sent from many connections until stopped (counting the
+//! acknowledged ones as they come), or one after another at a pace, a store prefilled
 //! through the group-commit writer, and the check that every acknowledged
 //! event is on disk.
 
@@ -13,14 +13,6 @@ use http::StatusCode;
 
 use super::bodies::runway;
 use super::client::callback;
-
-/// Send callbacks from `conns` connections until `stop` has passed or the daemon
-/// stops answering; the acknowledged (event id, body) pairs.
-pub async fn load_until(addr: SocketAddr, conns: usize, tag: &str, stop: Duration) -> Vec<(String, String)> {
-    let load = Load::start(addr, conns, tag);
-    tokio::time::sleep(stop).await;
-    load.finish().await
-}
 
 /// Callbacks sent from `conns` connections in the background until `finish`
 /// or until the daemon stops answering (it was killed), keeping the
