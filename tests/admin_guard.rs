@@ -46,6 +46,18 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
+/// Wait until the event's delivery to its one subscriber is recorded as
+/// delivered: the subscriber counts a request when it arrives, the daemon
+/// records the answer after, and a replay before that is `already_pending`
+/// (nothing is sent again).
+async fn delivered(admin_addr: SocketAddr, id: &str) {
+    let view = admin_until(admin_addr, &format!("/api/events/{id}"), Duration::from_secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_replays_are_refused_same_origin_ones_go_through() {
     let (_dir, sub, h) = with_ok_subscriber().await;
@@ -54,6 +66,7 @@ async fn cross_site_replays_are_refused_same_origin_ones_go_through() {
     let id = accepted(h.ingest_addrs[0], &runway("csrf")).await;
     sub.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1)
         .await;
+    delivered(a, &id).await;
     let replay = format!("/api/events/{id}/replay?subscriber=s");
     let other_port = format!("http://127.0.0.1:{}", a.port() + 1);
     let refused: [(u16, Vec<(&str, &str)>); 10] = [
@@ -95,6 +108,7 @@ async fn cross_site_replays_are_refused_same_origin_ones_go_through() {
     assert_eq!(status, 200, "{body}");
     sub.wait_for(Duration::from_secs(5), "the replay", |r| r.len() == 2)
         .await;
+    delivered(a, &id).await;
     // A client that is not a browser (the CLI): no Origin, no Sec-Fetch-Site.
     let (status, _, body) = send(a, "POST", &replay, &host, &[JSON]).await;
     assert_eq!(status, 200, "{body}");

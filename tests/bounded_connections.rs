@@ -275,7 +275,12 @@ async fn an_http2_header_still_arriving_after_a_request_is_cut_at_read_timeout()
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).idle_timeout(secs(2))).await;
+    // 1.5 s idle must outlast read_timeout and stay 1.5 s clear of
+    // idle_timeout: the sleep and the daemon's idle timer share one clock, and
+    // a loaded machine can wake the test late (it was 0.5 s with idle_timeout = 2s).
+    // The close is then timed from when the test saw the last answer, which
+    // may be late too: 500 ms of slack, still far above read_timeout.
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).idle_timeout(secs(3))).await;
     let addr = h.ingest_addrs[0];
 
     // HTTP/1.1 keep-alive: idle longer than read_timeout is fine, idle_timeout is not.
@@ -310,24 +315,24 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let _ = r.into_body().collect().await;
     let h2_idle_from = Instant::now();
 
-    tokio::time::timeout(Duration::from_secs(5), h1_conn)
+    tokio::time::timeout(Duration::from_secs(6), h1_conn)
         .await
-        .expect("idle HTTP/1.1 connection still open 5s after its last request")
+        .expect("idle HTTP/1.1 connection still open 6s after its last request")
         .unwrap()
         .ok();
     let took = idle_from.elapsed();
     assert!(
-        took >= Duration::from_millis(1900),
+        took >= Duration::from_millis(2500),
         "h1 closed after {took:?} idle, before idle_timeout"
     );
-    tokio::time::timeout(Duration::from_secs(5), h2_conn)
+    tokio::time::timeout(Duration::from_secs(6), h2_conn)
         .await
-        .expect("idle HTTP/2 connection still open 5s after its last request")
+        .expect("idle HTTP/2 connection still open 6s after its last request")
         .unwrap()
         .ok();
     let took = h2_idle_from.elapsed();
     assert!(
-        took >= Duration::from_millis(1900),
+        took >= Duration::from_millis(2500),
         "h2 closed after {took:?} idle, before idle_timeout"
     );
     h.shutdown().await;

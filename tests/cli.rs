@@ -20,7 +20,20 @@ async fn cli_against_a_running_daemon() {
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("cli")).await;
     sub.wait_for(Duration::from_secs(5), "attempt", |r| !r.is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The 410 makes a dead letter once its answer is recorded: wait for that
+    // (the admin API wants the token).
+    let auth = [("authorization", "Bearer cli-token")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = format!("/api/events/{id}");
+        let (_, _, b) = request(h.admin_addr, None, "GET", &path, &auth, Default::default()).await;
+        let ev: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+        if ev["subscribers"][0]["state"] == "dead" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the 410 was not recorded: {ev}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let base = format!("http://{}", h.admin_addr);
     let cfg_path = cfg.path();
     let cfg_s = cfg_path.to_str().unwrap();

@@ -122,16 +122,19 @@ async fn filters_skip_and_record() {
     let got = sub
         .wait_for(Duration::from_secs(5), "the matching one", |r| !r.is_empty())
         .await;
+    // The lane records the skip when it reaches the event (after delivering
+    // the one before it): wait for that, not for a fixed time.
+    let ev = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{}", failed["id"].as_str().unwrap()),
+        Duration::from_secs(10),
+        |ev| row(&ev["subscribers"], "name", "only-ok")["state"] != "pending",
+    )
+    .await;
+    assert_eq!(row(&ev["subscribers"], "name", "only-ok")["state"], "skipped", "{ev}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sub.count(), 1);
     assert_eq!(got[0].header("webhook-id"), ok["id"].as_str().unwrap());
-    let (_, ev) = admin(
-        h.admin_addr,
-        "GET",
-        &format!("/api/events/{}", failed["id"].as_str().unwrap()),
-    )
-    .await;
-    assert_eq!(row(&ev["subscribers"], "name", "only-ok")["state"], "skipped");
     // A replay to it says it is skipped again, not that it was queued.
     let failed_id = failed["id"].as_str().unwrap();
     let (s, v) = admin(
@@ -174,9 +177,22 @@ async fn https_subscriber_with_private_ca() {
         http::Version::HTTP_2,
         "ALPN negotiates h2 with an h2 subscriber"
     );
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    // The untrusted lane's failed attempt is recorded on its own time: wait for it.
+    let ev = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |ev| {
+            row(&ev["subscribers"], "name", "untrusted")["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    )
+    .await;
     let untrusted = row(&ev["subscribers"], "name", "untrusted");
-    let err = untrusted["attempts"][0]["error"].as_str().unwrap();
+    let err = untrusted["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no failed attempt recorded for untrusted: {ev}"));
     assert!(err.contains("certificate") || err.contains("Unknown"), "{err}");
     h.shutdown().await;
 }

@@ -157,6 +157,11 @@ async fn kill9_of_the_forwarder_mid_stream_loses_nothing() {
     let local = Local::start(Arc::new(|_, _| (200, Duration::from_millis(20)))).await;
     let url = pull_url(relay.addr, "laptop");
     let mut first = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--concurrency", "4"]);
+    // Killed mid-stream: the forwarder is pulling before the stream starts.
+    until_row(relay.admin, "laptop", "the forwarder's long-poll", |r| {
+        r["waiting_pulls"].as_u64() >= Some(1)
+    })
+    .await;
     let sender = tokio::spawn(send_spaced(relay.addr, "fwd-kill", 120, Duration::from_millis(10)));
     local
         .wait_for(Duration::from_secs(15), "30 deliveries", |g| g.len() >= 30)
@@ -188,6 +193,13 @@ async fn kill9_of_the_relay_mid_stream_loses_nothing() {
         TOKEN,
         &["--concurrency", "4"],
     );
+    // The forwarder is waiting for work before the stream starts: one that
+    // took seconds to start (a loaded machine) let all 400 be sent before
+    // the 20th delivery, and the kill came after the stream.
+    until_row(relay1.admin, "laptop", "the forwarder's long-poll", |r| {
+        r["waiting_pulls"].as_u64() >= Some(1)
+    })
+    .await;
     let sender = tokio::spawn(send_spaced(relay1.addr, "relay-kill", 400, Duration::from_millis(5)));
     local
         .wait_for(Duration::from_secs(15), "20 deliveries", |g| g.len() >= 20)

@@ -62,6 +62,13 @@ async fn failing_subscriber_opens_the_circuit_and_recovers_at_full_speed() {
     for i in 0..40 {
         callback(h.ingest_addrs[0], &runway(&format!("c-{i}"))).await;
     }
+    // The circuit opens after three failures (wait for it: a loaded machine
+    // may take a while to make them), then holds for 800 ms.
+    let subs = admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(10), |v| {
+        v["subscribers"][0]["state"] != "closed"
+    })
+    .await;
+    assert_ne!(subs["subscribers"][0]["state"], "closed", "{subs}");
     tokio::time::sleep(Duration::from_millis(800)).await;
     // 40 jobs × 9 tries would be 360 requests if hammered; the open circuit holds it to a few probes.
     let while_down = sub.count();

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// How long the video takes to finish downloading.
-const SLOW: Duration = Duration::from_secs(2);
+const SLOW: Duration = Duration::from_secs(4);
 
 fn media_header(value: &str) -> Vec<Value> {
     serde_json::from_str(value).expect("hookrelay-media is a JSON array")

@@ -150,6 +150,20 @@ async fn metrics_count_real_traffic() {
     post(addr, "/hooks/zzz", &[], runway("x")).await;
     sub.wait_for(Duration::from_secs(5), "4 attempts", |r| r.len() >= 4)
         .await;
+    // The subscriber counts a request when it arrives; the daemon counts it
+    // once the answer is back and recorded. Wait for the fourth outcome.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let attempts = "hookrelay_delivery_attempt_seconds_count{subscriber=\"s\"}";
+    let depth = "hookrelay_queue_depth{subscriber=\"s\"}";
+    loop {
+        let m = metrics(h.admin_addr).await;
+        let has = |key: &str, done: fn(f64) -> bool| m.iter().any(|(k, v)| k == key && done(*v));
+        if (has(attempts, |v| v >= 4.0) && has(depth, |v| v == 0.0)) || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing more is counted later.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics(h.admin_addr).await;
     for (key, want) in [
@@ -193,6 +207,16 @@ async fn a_replay_asked_again_while_it_is_sent_is_sent_once() {
     let id = accepted(h.ingest_addrs[0], &runway("twice")).await;
     sub.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1)
         .await;
+    // Replayed once its outcome is recorded (until then it is still being
+    // sent, and a replay is `already_pending`).
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
     let json = [("content-type", "application/json")];
     let replay = format!("/api/events/{id}/replay");
     let answer = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();

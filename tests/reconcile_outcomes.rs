@@ -89,6 +89,10 @@ async fn a_failure_callback_with_another_code_is_a_duplicate_of_the_polled_failu
     assert_eq!(t["state"], "called_back", "the polled failure was a duplicate: {t}");
     assert_eq!(t["event"], first["id"]);
     assert!(fake.status_requests(id) >= 1);
+    // The failure callback's delivery is made on its own time: wait for it,
+    // then give a second one the time to show.
+    sub.wait_for(secs(10), "the failure callback's delivery", |all| all.len() >= 4)
+        .await;
     tokio::time::sleep(ms(500)).await;
     assert_eq!(sub.count(), 4, "one delivery per task");
     let m = metrics(h.admin_addr).await;
@@ -159,6 +163,8 @@ async fn a_market_callback_without_state_settles_its_task_and_dedupes_with_polli
         assert!(fake.status_requests(&id) >= 1);
         delivered += 1;
     }
+    sub.wait_for(secs(10), "one delivery per task", |all| all.len() >= delivered)
+        .await;
     tokio::time::sleep(ms(800)).await;
     assert_eq!(sub.count(), delivered, "one delivery per task");
     for ok in [true, false] {

@@ -185,7 +185,11 @@ async fn reload_applies_connection_limits_timeouts_and_streams() {
         tokio::net::TcpStream::connect(addr).await.unwrap(),
         tokio::net::TcpStream::connect(addr).await.unwrap(),
     ];
-    let (s, _) = tokio::time::timeout(Duration::from_millis(1800), callback(addr, &runway("cap")))
+    // With the old cap (1; a slot is taken before a connection is accepted)
+    // the callback would wait for both silent ones to be cut, one after the
+    // other: 2 s each at the least. 3.5 s tells the two apart and leaves a
+    // loaded machine time to answer (1.8 s was 0.2 s short of the first cut).
+    let (s, _) = tokio::time::timeout(Duration::from_millis(3500), callback(addr, &runway("cap")))
         .await
         .expect("max_connections = 3 not applied: the callback waited for a slot");
     assert_eq!(s, StatusCode::OK);

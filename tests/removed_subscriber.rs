@@ -26,6 +26,15 @@ async fn a_removed_subscriber_keeps_its_dead_letters(base: TestConfig) {
     assert_eq!(dead["dead_letters"][0]["subscriber"], "gone", "{dead}");
     ok.wait_for(Duration::from_secs(10), "the delivery", |r| r.len() == 1)
         .await;
+    // Its outcome recorded (a delivery still being sent is not replayed again).
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| row(&v["subscribers"], "name", "s")["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(row(&view["subscribers"], "name", "s")["state"], "delivered", "{view}");
     // `gone` leaves the config.
     base.subscriber(Subscriber::new("s", ok.url())).write();
     h.reload().await.unwrap();

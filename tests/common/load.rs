@@ -1,10 +1,11 @@
-//! Volume: callbacks sent from many connections until a deadline, or one after
-//! another at a pace (with the acknowledged ones kept), a store prefilled
+//! Volume: callbacks sent from many connections until stopped (counting the
+//! acknowledged ones as they come), or one after another at a pace, a store prefilled
 //! through the group-commit writer, and the check that every acknowledged
 //! event is on disk.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,36 +14,76 @@ use http::StatusCode;
 use super::bodies::runway;
 use super::client::callback;
 
-/// Send callbacks from `conns` connections until `stop` has passed or the daemon
-/// stops answering; the acknowledged (event id, body) pairs.
-pub async fn load_until(addr: SocketAddr, conns: usize, tag: &str, stop: Duration) -> Vec<(String, String)> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + stop;
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let acked = acked.clone();
-        let tag = tag.to_string();
-        tasks.push(tokio::spawn(async move {
-            for i in 0.. {
-                if Instant::now() > deadline {
-                    return;
+/// Callbacks sent from `conns` connections in the background until `finish`
+/// or until the daemon stops answering (it was killed), keeping the
+/// acknowledged (event id, body) pairs as they come: a test can act once
+/// enough were acknowledged rather than after a fixed time.
+pub struct Load {
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, conns: usize, tag: &str) -> Load {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for c in 0..conns {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            let tag = tag.to_string();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let body = runway(&format!("{tag}-{c}-{i}"));
+                    match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
+                        Ok((StatusCode::OK, v)) => acked
+                            .lock()
+                            .unwrap()
+                            .push((v["id"].as_str().unwrap().to_string(), body)),
+                        _ => return,
+                    }
                 }
-                let body = runway(&format!("{tag}-{c}-{i}"));
-                match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
-                    Ok((StatusCode::OK, v)) => acked
-                        .lock()
-                        .unwrap()
-                        .push((v["id"].as_str().unwrap().to_string(), body)),
-                    _ => return,
-                }
-            }
-        }));
+            }));
+        }
+        Load { acked, stop, tasks }
     }
-    for t in tasks {
-        let _ = t.await;
+
+    /// How many callbacks were acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
     }
-    let v = acked.lock().unwrap().clone();
-    v
+
+    /// Wait until more than `n` callbacks were acknowledged; panics after `limit`.
+    pub async fn until_more_than(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.acked() <= n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} callbacks acknowledged within {limit:?}",
+                self.acked()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stop sending and wait for the requests under way; every acknowledged pair.
+    pub async fn finish(self) -> Vec<(String, String)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.join().await
+    }
+
+    /// Wait until every connection stopped (the daemon was killed, or
+    /// `finish`); every acknowledged pair.
+    pub async fn join(self) -> Vec<(String, String)> {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let v = self.acked.lock().unwrap().clone();
+        v
+    }
 }
 
 /// Send `n` callbacks tagged `tag`, `gap` apart, until the daemon stops
