@@ -239,6 +239,15 @@ fn s3_store_takes_secrets_from_any_source_and_names_what_is_missing() {
         Some(8),
         "invalid endpoint",
     );
+    // Keys in the endpoint would be shown wherever the store is named.
+    let keyed = cfg(
+        "",
+        r#"store = { s3 = { bucket = "b", endpoint = "http://ak:sk-SECRET@127.0.0.1:9000", access_key = "a", secret_key = "b" } }"#,
+        "",
+    );
+    expect_err(&keyed, "media.store.s3.endpoint", Some(8), "has credentials in the URL");
+    let shown = parse(&keyed).unwrap_err().to_string();
+    assert!(!shown.contains("sk-SECRET"), "{shown}");
 }
 
 #[test]

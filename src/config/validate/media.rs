@@ -109,14 +109,29 @@ impl Validator<'_> {
                 .parse::<http::Uri>()
                 .ok()
                 .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            let shown = crate::auth::redact_url(ep);
             if !ok {
                 return Err(self.err(
                     "media.store.s3.endpoint",
                     span,
                     format!(
-                        "invalid endpoint {ep:?}: use e.g. \"http://127.0.0.1:9000\" or \"https://s3.example.com\""
+                        "invalid endpoint {shown:?}: use e.g. \"http://127.0.0.1:9000\" or \"https://s3.example.com\""
                     ),
                 ));
+            }
+            // Keys in the URL would be shown wherever the store is named
+            // (logs, check-config, the media API); they have keys of their own.
+            if let Ok(u) = url::Url::parse(ep) {
+                if !u.username().is_empty() || u.password().is_some() {
+                    return Err(self.err(
+                        "media.store.s3.endpoint",
+                        span,
+                        format!(
+                            "{shown:?} has credentials in the URL: give the endpoint without them and the keys \
+                             as media.store.s3.access_key and secret_key"
+                        ),
+                    ));
+                }
             }
         }
         let secret = |name: &str, v: &Option<toml::Value>| -> Result<Secret, ConfigError> {
