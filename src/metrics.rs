@@ -85,15 +85,17 @@ pub struct Metrics {
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good), low_space
-    /// (put off while the media disk is below `media.min_free`; no try).
+    /// (put off while the media disk is below `media.min_free`; no try),
+    /// store_unavailable (put off while the object store fails its check).
     pub media_files: Family<OutcomeLabels, Counter>,
     /// Bytes of media stored.
     pub media_bytes: Counter,
     /// Media URLs waiting for a try.
     pub media_queue_depth: Gauge,
-    /// 1 while the media disk was below `media.min_free` at the last
-    /// download's check (downloads are put off), 0 once one found room.
-    pub media_low_space: Gauge,
+    /// 1 while the media store could not take files at the last download's
+    /// check (disk below `media.min_free`, object store failing its probe):
+    /// downloads are put off; 0 once one found it ready.
+    pub media_store_unavailable: Gauge,
     /// 1 while `/readyz` answers 200: what a cluster's monitoring alerts on
     /// (a relay whose NATS is away answers 503 and says so here).
     pub ready: Gauge,
@@ -143,7 +145,7 @@ impl Metrics {
             media_files: Family::default(),
             media_bytes: Counter::default(),
             media_queue_depth: Gauge::default(),
-            media_low_space: Gauge::default(),
+            media_store_unavailable: Gauge::default(),
             ready: Gauge::default(),
             media_in_flight: Gauge::default(),
             unauthenticated_bytes: Gauge::default(),
@@ -236,7 +238,7 @@ impl Metrics {
         );
         registry.register(
             "media_files",
-            "Media download tries by outcome (stored, retry, failed for good; low_space: put off for a low media disk)",
+            "Media download tries by outcome (stored, retry, failed for good; low_space, store_unavailable: put off, no try)",
             m.media_files.clone(),
         );
         registry.register("media_bytes", "Bytes of media stored", m.media_bytes.clone());
@@ -246,10 +248,10 @@ impl Metrics {
             m.media_queue_depth.clone(),
         );
         registry.register(
-            "media_low_space",
-            "1 while the media disk is below media.min_free (downloads and after_archive deliveries wait); \
-             checked before each download",
-            m.media_low_space.clone(),
+            "media_store_unavailable",
+            "1 while the media store cannot take files (the disk below media.min_free, or the object store \
+             failing its check): downloads and after_archive deliveries wait; checked before each download",
+            m.media_store_unavailable.clone(),
         );
         registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());
         registry.register(

@@ -3,14 +3,16 @@
 //! not even fetched, stays pending with no try counted however many times
 //! its retry schedule would have run out, and its `after_archive` subscriber
 //! waits; once a reload lowers the floor the file is stored and the
-//! subscriber gets it with state `stored`. The gauge `media_low_space` says
-//! so while it lasts.
+//! subscriber gets it with state `stored`. The gauge `media_store_unavailable` says
+//! so while it lasts. An S3 bucket that cannot take files is the same kind
+//! of wait.
 
 use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::files::{sha256_hex, FileServer};
+use common::s3::Moto;
 use common::*;
 use serde_json::Value;
 
@@ -42,7 +44,7 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
         m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
     })
     .await;
-    assert_eq!(sample(&m, "hookrelay_media_low_space"), 1.0);
+    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
     let media_now = media_of(h.admin_addr, &id).await;
     let m = item(&media_now, &video);
     assert_eq!(m["state"], "pending", "{m}");
@@ -69,7 +71,10 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
         (Some("stored"), Some(1)),
         "{m}"
     );
-    assert_eq!(sample(&metrics(h.admin_addr).await, "hookrelay_media_low_space"), 0.0);
+    assert_eq!(
+        sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
+        0.0
+    );
     h.shutdown().await;
 }
 
@@ -115,5 +120,80 @@ async fn a_file_that_never_fits_uses_its_tries_and_fails() {
         "{m}"
     );
     assert_eq!(s.hits("/k/big.mp4"), 3);
+    h.shutdown().await;
+}
+
+/// An S3 bucket that cannot take files (here: not created yet) is a wait
+/// like a low disk: the URL is not fetched and no try is counted however
+/// often its schedule would have run out; once the bucket is there the file
+/// is stored and the after_archive subscriber gets it. (Each try downloaded
+/// the file, failed the upload and counted: the URL failed for good after
+/// the schedule, as it would after any outage of the bucket or a key mistake.)
+#[tokio::test]
+async fn an_s3_bucket_that_cannot_take_files_costs_no_try() {
+    let moto = Moto::start().await;
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/s3.mp4", b"the video for s3", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = moto.store("media", "AKIATEST", "moto-secret").prefix("hookrelay/");
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new().allow_private().retry([ms(100), ms(100)]).s3(bucket);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603961", &video, "").to_string(),
+    )
+    .await;
+    const PUT_OFF: &str = "hookrelay_media_files_total{outcome=\"store_unavailable\"}";
+    let m = metrics_until(h.admin_addr, secs(30), "four looks at the bucket", |m| {
+        m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
+    })
+    .await;
+    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_u64()),
+        (Some("pending"), Some(0)),
+        "{m}"
+    );
+    let error = m["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cannot take files") && error.contains("NoSuchBucket"),
+        "{m}"
+    );
+    assert!(
+        !error.contains('\n') && !error.contains("<?xml"),
+        "one readable line: {error}"
+    );
+    assert_eq!(s.hits("/k/s3.mp4"), 0, "no GET while the bucket cannot take the file");
+    assert_eq!(later.count(), 0, "after_archive waits for the file");
+
+    moto.create_bucket("media").await;
+    let got = later
+        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    assert_eq!(header[0]["sha256"], sha256_hex(b"the video for s3"));
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_u64()),
+        (Some("stored"), Some(1)),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
+        0.0
+    );
+    // The probes removed what they wrote: the bucket holds the file alone.
+    let (status, _, listing) = request(moto.addr, None, "GET", "/media?list-type=2", &[], bytes::Bytes::new()).await;
+    let listing = String::from_utf8_lossy(&listing);
+    assert_eq!(
+        (status.as_u16(), listing.matches("<Key>").count()),
+        (200, 1),
+        "{listing}"
+    );
     h.shutdown().await;
 }

@@ -2,10 +2,11 @@
 //! the URL's route has a provider key, ask the provider once for a fresh URL
 //! (`POST /api/v1/common/download-url`) and download that. Then decide what
 //! the store records: stored, retry on the media schedule, or failed for good
-//! — or, while the media disk is below `media.min_free` before the GET, a
-//! wait that is no try: the URL is looked at again after [`low_space_wait`]
-//! with its tries and step unchanged. A file refused as it is written (it
-//! does not fit above the floor) is a try like any other failure, so one that
+//! — or, while the store cannot take files before the GET (the media disk
+//! below `media.min_free`, an object store failing its probe), a wait that is
+//! no try: the URL is looked at again after [`store_wait`] with its tries and
+//! step unchanged. A file refused as it is written (it does not fit above the
+//! floor, an upload that fails) is a try like any other failure, so one that
 //! never fits ends as failed instead of being fetched again for ever.
 //!
 //! Logs name the URL without its query ([`super::shown`]); error texts name
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use super::settings::ArchiveSettings;
 use super::shown::shown;
+use super::storage::StoreError;
 use super::{archive, ArchiveError, Stored};
 use crate::clock;
 use crate::metrics::Metrics;
@@ -28,28 +30,30 @@ struct Failure {
     retryable: bool,
     /// How long the server (or the provider) asked us to wait.
     retry_after: Option<Duration>,
-    /// The media disk was below its floor before the try began: not the
-    /// URL's fault, no try. (A file refused while it was written counts as a
-    /// try: it may be one that never fits, which must end as failed.)
-    low_space: bool,
+    /// The store could not take files before the try began (the media disk
+    /// below its floor: `low_space`; the object store failing its probe:
+    /// `store_unavailable`): not the URL's fault, no try. (A file refused
+    /// while it was written counts as a try: it may be one that never fits,
+    /// which must end as failed.)
+    wait: Option<&'static str>,
 }
 
-/// The longest wait of a URL for the media disk to get above `min_free`.
-const LOW_SPACE_WAIT_MAX: Duration = Duration::from_secs(60);
+/// The longest wait of a URL for the store to take files again.
+const STORE_WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// How long a URL waits for space before it is looked at again: the first
-/// delay of `media.retry` (jittered), at most a minute.
-fn low_space_wait(s: &ArchiveSettings) -> Duration {
+/// How long a URL waits for the store before it is looked at again: the
+/// first delay of `media.retry` (jittered), at most a minute.
+fn store_wait(s: &ArchiveSettings) -> Duration {
     s.retry
         .next_delay(0, None)
-        .unwrap_or(LOW_SPACE_WAIT_MAX)
-        .min(LOW_SPACE_WAIT_MAX)
+        .unwrap_or(STORE_WAIT_MAX)
+        .min(STORE_WAIT_MAX)
 }
 
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         Failure {
-            low_space: false,
+            wait: None,
             retryable: e.retryable(),
             retry_after: match &e {
                 ArchiveError::Fetch(f) => f.retry_after(),
@@ -62,25 +66,32 @@ impl From<ArchiveError> for Failure {
 
 /// Download, and refresh once through the provider when the URL expired.
 async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Result<Stored, Failure> {
-    // No GET while the disk is low (the file could not be kept, and a signed
-    // URL's provider may count the download).
-    let room = s.store.check_room();
-    let low = matches!(&room, Err(e) if e.is_low_space());
-    match (metrics.media_low_space.set(i64::from(low)) == 1, low) {
-        (false, true) => tracing::warn!(
-            store = %s.store.describe(),
-            "media disk below media.min_free: downloads and after_archive deliveries wait for room"
+    // No GET while the store cannot take the file (and a signed URL's
+    // provider may count the download).
+    let ready = s.store.check_ready().await;
+    let wait = match &ready {
+        Err(e @ StoreError::LowSpace { .. }) => Some(("low_space", e.to_string())),
+        Err(e @ StoreError::Unavailable { .. }) => Some(("store_unavailable", e.to_string())),
+        _ => None,
+    };
+    match (
+        metrics.media_store_unavailable.set(i64::from(wait.is_some())) == 1,
+        &wait,
+    ) {
+        (false, Some((_, why))) => tracing::warn!(
+            error = %why,
+            "the media store cannot take files: downloads and after_archive deliveries wait until it can"
         ),
-        (true, false) => tracing::info!("media disk above media.min_free again: downloads go on"),
+        (true, None) => {
+            tracing::info!(store = %s.store.describe(), "the media store takes files again: downloads go on")
+        }
         _ => {}
     }
-    if let Err(e) = room {
-        if low {
-            return Err(Failure {
-                low_space: true,
-                ..Failure::from(ArchiveError::Store(e))
-            });
-        }
+    if let (Err(e), Some((label, _))) = (ready, wait) {
+        return Err(Failure {
+            wait: Some(label),
+            ..Failure::from(ArchiveError::Store(e))
+        });
     }
     let gone = match archive(&s.fetcher, &s.store, &w.url).await {
         Err(e) if e.is_gone() => e,
@@ -101,7 +112,7 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
                 message: format!("{gone}; asking the provider for a fresh URL failed: {pe}"),
                 retryable: pe.is_retryable(),
                 retry_after: pe.retry_after(),
-                low_space: false,
+                wait: None,
             });
         }
     };
@@ -132,14 +143,18 @@ pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: A
                 content_type: st.content_type,
             })
         }
-        Err(f) if f.low_space => {
-            metrics.media_file("low_space");
-            let delay = low_space_wait(&settings);
-            tracing::info!(url = %url, error = %f.message, retry_in_ms = delay.as_millis() as u64,
-                "media disk below media.min_free; the download waits (no try counted)");
+        Err(Failure {
+            wait: Some(label),
+            message,
+            ..
+        }) => {
+            metrics.media_file(label);
+            let delay = store_wait(&settings);
+            tracing::info!(url = %url, error = %message, retry_in_ms = delay.as_millis() as u64,
+                "the media store cannot take files now; the download waits (no try counted)");
             MediaOutcome::Wait {
                 due_ms: clock::now_ms() + delay.as_millis() as u64,
-                error: f.message,
+                error: message,
             }
         }
         Err(f) if f.retryable => match settings.retry.next_delay(w.step, f.retry_after) {

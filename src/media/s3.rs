@@ -7,10 +7,17 @@
 //! temporary key is deleted. Readers never see a partial object under a
 //! digest. A crash between upload and delete can leave a `tmp/` object: a
 //! bucket lifecycle rule on `PREFIX` + `tmp/` clears those.
+//!
+//! Whether the bucket takes files at all (the endpoint up, the keys right,
+//! the bucket there) is checked with a small probe object before a download
+//! starts, but only while the last try with the store failed (and at start),
+//! so an outage of the store costs the URLs none of their tries.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -31,6 +38,8 @@ use crate::config::S3Config;
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// Parts uploaded concurrently per file.
 const PARTS_IN_FLIGHT: usize = 2;
+/// How long the probe of a failing store may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of `[media] store = { s3 = { … } }` (secrets already resolved)
 /// and what the media settings add to them.
@@ -57,6 +66,9 @@ pub struct S3Store {
     prefix: String,
     /// At least S3's 5 MiB minimum part size.
     part_size: usize,
+    /// The last request to the store failed (or none was made yet): probe it
+    /// before the next download. Shared by the clones.
+    failing: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for S3Store {
@@ -66,7 +78,29 @@ impl fmt::Debug for S3Store {
 }
 
 fn object_err(e: object_store::Error) -> StoreError {
-    StoreError::Object(e.to_string())
+    StoreError::Object(readable(&e.to_string()))
+}
+
+/// An object_store error on one line: an S3 error document in it (XML,
+/// several lines) is shortened to its code and message.
+fn readable(text: &str) -> String {
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    let head = text.split("<?xml").next().unwrap_or(text);
+    let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(code) = field("Code") {
+        out = format!("{} (S3 {code}", out.trim_end_matches(':'));
+        if let Some(msg) = field("Message") {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        out.push(')');
+    }
+    out
 }
 
 impl S3Store {
@@ -94,7 +128,47 @@ impl S3Store {
             endpoint: s.endpoint.clone().unwrap_or_else(|| format!("AWS {}", s.region)),
             prefix,
             part_size: settings.part_size.max(5 << 20),
+            failing: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// Whether the store takes files now. Asks it (a small object written
+    /// and removed under `tmp/`) only while the last request failed; an
+    /// `Unavailable` error otherwise.
+    pub(crate) async fn check_ready(&self) -> Result<(), StoreError> {
+        if !self.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let probe = ObjectPath::from(format!("{}tmp/probe-{}", self.prefix, ulid::Ulid::new()));
+        let asked = async {
+            self.store
+                .put(&probe, Bytes::from_static(b"hookrelay").into())
+                .await
+                .map_err(object_err)?;
+            self.store.delete(&probe).await.map_err(object_err)
+        };
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Object(format!(
+                "no answer within {}s",
+                PROBE_TIMEOUT.as_secs()
+            ))),
+        };
+        match answer {
+            Ok(()) => {
+                self.failing.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Unavailable {
+                store: self.describe(),
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    fn failed<T>(&self, e: StoreError) -> PutError<T> {
+        self.failing.store(true, Ordering::Release);
+        e.into()
     }
 
     /// The object key of a (checked) digest.
@@ -137,12 +211,12 @@ impl S3Store {
             size += chunk.len() as u64;
             if let Err(e) = writer.put(chunk).await {
                 let _ = writer.abort().await;
-                return Err(object_err(e).into());
+                return Err(self.failed(object_err(e)));
             }
         }
         if let Err(e) = writer.shutdown().await {
             let _ = self.store.delete(&tmp).await;
-            return Err(StoreError::Object(e.to_string()).into());
+            return Err(self.failed(StoreError::Object(readable(&e.to_string()))));
         }
         let sha256 = hex::encode(hasher.finalize());
         let key = self.key_of(&sha256);
@@ -153,7 +227,7 @@ impl S3Store {
             Err(e) => Err(object_err(e)),
         };
         let cleanup = self.store.delete(&tmp).await;
-        stored?;
+        stored.map_err(|e| self.failed(e))?;
         if let Err(e) = cleanup {
             tracing::warn!(error = %e, "could not delete a temporary media object (a lifecycle rule on tmp/ clears it)");
         }
@@ -188,5 +262,23 @@ impl S3Store {
         }
         self.store.delete(&path).await.map_err(object_err)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn an_s3_error_document_reads_as_one_line() {
+        let raw = "Error performing PUT http://s3/b/k in 5ms - Server returned non-2xx status code: 404 Not Found: \
+                   <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>NoSuchBucket</Code>\n  \
+                   <Message>The specified bucket does not exist</Message>\n</Error>";
+        assert_eq!(
+            readable(raw),
+            "Error performing PUT http://s3/b/k in 5ms - Server returned non-2xx status code: 404 Not Found \
+             (S3 NoSuchBucket: The specified bucket does not exist)"
+        );
+        assert_eq!(readable("connection refused\n  again"), "connection refused again");
     }
 }

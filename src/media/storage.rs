@@ -63,6 +63,10 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The object store failed its check before a download: it cannot take
+    /// files now (down, wrong keys, no bucket); the URL waits, no try.
+    #[error("media store {store} cannot take files: {error}")]
+    Unavailable { store: String, error: String },
     /// The object store refused or failed a request.
     #[error("object storage: {0}")]
     Object(String),
@@ -78,9 +82,11 @@ impl StoreError {
         !matches!(self, StoreError::BadDigest(_))
     }
 
-    /// The media disk is below its floor: the file's own fault it is not.
-    pub fn is_low_space(&self) -> bool {
-        matches!(self, StoreError::LowSpace { .. })
+    /// The store cannot take files before a download begins (the media disk
+    /// below its floor, the object store failing its check): the file's own
+    /// fault it is not, and it waits without a try.
+    pub fn is_wait(&self) -> bool {
+        matches!(self, StoreError::LowSpace { .. } | StoreError::Unavailable { .. })
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -137,11 +143,12 @@ impl MediaStore {
     }
 
     /// Whether a file may be stored now: a local store's disk is above its
-    /// `min_free` (an object store has no floor).
-    pub fn check_room(&self) -> Result<(), StoreError> {
+    /// `min_free`; an object store took its probe (asked only while its last
+    /// request failed).
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
         match self {
             MediaStore::Local(l) => l.check_room(),
-            MediaStore::S3(_) => Ok(()),
+            MediaStore::S3(s) => s.check_ready().await,
         }
     }
 
