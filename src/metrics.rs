@@ -80,8 +80,10 @@ pub struct Metrics {
     /// Unix time at which the served certificate expires, so an alert can
     /// fire before it does; set when scraped from what was loaded or issued.
     pub tls_cert_expiry: Family<SourceLabels, Gauge>,
-    /// 1 while the served certificate is valid, 0 without one or expired.
-    pub tls_cert_valid: Gauge,
+    /// 1 while the served certificate is valid, 0 without one or expired;
+    /// labelled by its source, absent when the relay serves no TLS (a 0
+    /// there was a false alarm behind a TLS proxy).
+    pub tls_cert_valid: Family<SourceLabels, Gauge>,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good), low_space
@@ -140,7 +142,7 @@ impl Metrics {
             store_bytes: Gauge::default(),
             store_writes: Counter::default(),
             tls_cert_expiry: Family::default(),
-            tls_cert_valid: Gauge::default(),
+            tls_cert_valid: Family::default(),
             acme_failures: Counter::default(),
             media_files: Family::default(),
             media_bytes: Counter::default(),
@@ -228,7 +230,8 @@ impl Metrics {
         );
         registry.register(
             "tls_cert_valid",
-            "1 while the public listeners serve a valid certificate; 0 without one yet (ACME) or once it expired",
+            "1 while the public listeners serve a valid certificate; 0 without one yet (ACME) or once it expired; \
+             absent without TLS",
             m.tls_cert_valid.clone(),
         );
         registry.register(

@@ -183,6 +183,11 @@ async fn metrics_count_real_traffic() {
         assert_eq!(sample(&m, key), want, "{key}");
     }
     assert!(sample(&m, "hookrelay_store_size_bytes") > 0.0);
+    // No TLS here (a proxy in front does it): no certificate to call invalid.
+    assert!(
+        !m.iter().any(|(k, _)| k.starts_with("hookrelay_tls_cert_valid")),
+        "a relay without TLS reports no certificate validity"
+    );
     assert!(m
         .iter()
         .any(|(k, _)| k.starts_with("hookrelay_oldest_pending_seconds{subscriber=\"down\"}")));

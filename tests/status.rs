@@ -344,7 +344,7 @@ async fn an_expired_certificate_is_shown_as_expired() {
     let (_, m) = admin(bin.admin, "GET", "/metrics").await;
     let m = m.as_str().unwrap();
     assert!(
-        m.contains("hookrelay_tls_cert_valid 0") && m.contains("hookrelay_ready 1"),
+        m.contains("hookrelay_tls_cert_valid{source=\"file\"} 0") && m.contains("hookrelay_ready 1"),
         "{m}"
     );
     log_until(|| bin.log_text(), "certificate is expired", secs(5)).await;

@@ -50,7 +50,9 @@ pub(super) async fn render(app: &App) -> String {
             .set(cert.expiry_unix());
     }
     if app.tls.is_some() || app.acme.is_some() {
-        m.tls_cert_valid.set(i64::from(app.certificate_problem().is_none()));
+        m.tls_cert_valid
+            .get_or_create(&SourceLabels { source: app.tls_kind() })
+            .set(i64::from(app.certificate_problem().is_none()));
     }
     m.media_queue_depth.set(app.store.media_queue() as i64);
     if let Ok(t) = app.store.task_stats().await {
