@@ -165,9 +165,13 @@ pub enum AdminCommand {
         limit: usize,
     },
     /// Show one event with every delivery attempt.
-    Event { id: String },
+    Event {
+        /// The event id (evt_…), as `events` lists it
+        id: String,
+    },
     /// List deliveries that gave up, newest first.
     DeadLetters {
+        /// Only this subscriber's dead letters
         #[arg(long)]
         subscriber: Option<String>,
         /// How many to list (the newest); more are counted and said
@@ -176,12 +180,15 @@ pub enum AdminCommand {
     },
     /// Deliver an event again (to all its subscribers, or one).
     Replay {
+        /// The event id (evt_…)
         id: String,
+        /// Only to this subscriber (without it: to every subscriber of its route)
         #[arg(long)]
         subscriber: Option<String>,
     },
     /// Re-queue dead letters (all, or one subscriber's).
     ReplayDeadLetters {
+        /// Only this subscriber's dead letters
         #[arg(long)]
         subscriber: Option<String>,
     },
@@ -191,11 +198,13 @@ pub enum AdminCommand {
     Tasks {
         /// A provider task id; without it, the list.
         task_id: Option<String>,
+        /// Only tasks of this route
         #[arg(long)]
         route: Option<String>,
         /// Only tasks in this state
         #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"])]
         state: Option<String>,
+        /// How many tasks at most
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -203,6 +212,7 @@ pub enum AdminCommand {
     Media {
         /// An event id (evt_…); without it, the archive at a glance.
         event: Option<String>,
+        /// How many recent files at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -402,5 +412,29 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if !matches!(id, "help" | "version") && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "hookrelay", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }
