@@ -129,7 +129,10 @@ try {
   await page.click(`${row} button.replay`);
   await until(page, 'the replayed dead letter to leave the list', (sel) => !document.querySelector(sel), row);
   await page.waitForSelector('#flash.ok');
-  step(`replayed ${taskEvent} to ${deadSub}: ${await page.textContent('#flash')}`);
+  const said = await page.textContent('#flash');
+  // The answer's lists, named: queued, already pending, filtered out.
+  if (!said.includes(`queued for ${deadSub}`)) throw new Error(`the replay's flash does not say where it was queued: ${said}`);
+  step(`replayed ${taskEvent} to ${deadSub}: ${said}`);
   await page.click(replayAll);
   await page.waitForSelector('#dead-table-empty');
   step(`replayed all of ${deadSub}: ${await page.textContent('#flash')}`);

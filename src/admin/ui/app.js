@@ -59,9 +59,15 @@ const ctx = {
   async replay(path, what) {
     try {
       const r = await api(path, { post: true });
+      const list = (k) => (r[k] || []).join(', ');
       if (r.requeued !== undefined) flash(`Replayed ${what}: ${r.requeued} requeued.`);
-      else if (r.queued && r.queued.length) flash(`Replayed ${what}: queued.`);
-      else flash(`Nothing to replay for ${what}: already pending.`);
+      else {
+        const said = [];
+        if (list('queued')) said.push(`queued for ${list('queued')}`);
+        if (list('already_pending')) said.push(`already pending for ${list('already_pending')}`);
+        if (list('filtered')) said.push(`not sent to ${list('filtered')} (its filter does not match)`);
+        flash(said.length ? `Replay of ${what}: ${said.join('; ')}.` : `Nothing to replay for ${what}.`);
+      }
     } catch (e) {
       if (e instanceof Unauthorized) showLogin(true, e.message);
       else flash(`Replay of ${what} failed: ${e.message}`, true);
