@@ -62,6 +62,9 @@ pub fn render_events(v: &Value) -> String {
             ]
         })
         .collect();
+    if rows.is_empty() {
+        return "no events\n".into();
+    }
     table(
         &["ID", "RECEIVED", "ROUTE", "TASK", "STATUS", "BYTES", "SUBSCRIBERS"],
         &rows,
@@ -192,6 +195,9 @@ pub fn render_dead_letters(v: &Value) -> String {
             ]
         })
         .collect();
+    if rows.is_empty() {
+        return "no dead letters\n".into();
+    }
     let mut out = table(&["EVENT", "SUBSCRIBER", "GAVE UP", "ATTEMPTS", "LAST ERROR"], &rows);
     // The newest are listed; say so when there are more.
     if let Some(total) = v["total"].as_u64().filter(|t| *t > rows.len() as u64) {

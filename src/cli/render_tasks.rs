@@ -23,6 +23,9 @@ pub fn render_tasks(v: &Value) -> String {
             ]
         })
         .collect();
+    if rows.is_empty() {
+        return "no tasks\n".into();
+    }
     table(
         &[
             "TASK",

@@ -66,3 +66,16 @@ fn durations_keep_their_two_largest_units() {
     assert_eq!(d(2 * 86_400 + 5 * 60), "2d 0h");
     assert_eq!(secs(&Value::Null), "-");
 }
+
+#[test]
+fn empty_lists_say_so_instead_of_a_bare_header() {
+    assert_eq!(
+        render_dead_letters(&serde_json::json!({"dead_letters": [], "total": 0})),
+        "no dead letters\n"
+    );
+    assert_eq!(render_events(&serde_json::json!({"events": []})), "no events\n");
+    assert_eq!(
+        crate::cli::render_tasks::render_tasks(&serde_json::json!({"tasks": []})),
+        "no tasks\n"
+    );
+}
