@@ -105,7 +105,8 @@ pub fn render_event(v: &Value) -> String {
                 "-".into(),
             ]);
         }
-        for a in attempts {
+        // The delivery's state once, on its first row: it is not each attempt's.
+        for (i, a) in attempts.into_iter().enumerate() {
             let result = if a["status"].is_null() && a["error"].is_null() {
                 // A pull subscriber's acknowledgement: the relay made no request.
                 "acknowledged by the pull client".to_string()
@@ -119,8 +120,8 @@ pub fn render_event(v: &Value) -> String {
                 format!("HTTP {}", s(&a["status"]))
             };
             rows.push(vec![
-                s(&sub["name"]),
-                state.clone(),
+                if i == 0 { s(&sub["name"]) } else { String::new() },
+                if i == 0 { state.clone() } else { String::new() },
                 s(&a["attempt"]),
                 s(&a["at"]),
                 format!("{}ms", s(&a["duration_ms"])),

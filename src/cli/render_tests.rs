@@ -79,3 +79,27 @@ fn empty_lists_say_so_instead_of_a_bare_header() {
         "no tasks\n"
     );
 }
+
+#[test]
+fn a_delivery_state_is_shown_once_not_on_each_attempt() {
+    let v = serde_json::json!({
+        "id": "evt_1", "route": "r", "status": "delivered",
+        "subscribers": [{"name": "flaky", "state": "delivered", "attempts": [
+            {"attempt": 1, "at": "t1", "duration_ms": 3, "status": 500, "error": null},
+            {"attempt": 2, "at": "t2", "duration_ms": 4, "status": 200, "error": null}]}],
+    });
+    let out = render_event(&v);
+    let rows: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("SUBSCRIBER"))
+        .skip(1)
+        .collect();
+    assert!(
+        rows[0].starts_with("flaky") && rows[0].contains("delivered") && rows[0].contains("HTTP 500"),
+        "{out}"
+    );
+    assert!(
+        !rows[1].contains("delivered") && !rows[1].contains("flaky") && rows[1].contains("HTTP 200"),
+        "{out}"
+    );
+}
