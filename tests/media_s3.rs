@@ -31,7 +31,9 @@ async fn stored_content_type(moto: &Moto, bucket: &str, sha256: &str) -> Option<
         .with_secret_access_key("very-secret-value")
         .with_endpoint(moto.endpoint())
         .with_allow_http(true)
-        .with_http_connector(hookrelay::media::s3_http::HyperConnector::new(None).unwrap())
+        .with_http_connector(
+            hookrelay::media::s3_http::HyperConnector::new(None, hookrelay::media::s3_http::REQUEST_TIMEOUT).unwrap(),
+        )
         .build()
         .unwrap();
     let key = object_store::path::Path::from(format!("hookrelay/{}/{sha256}", &sha256[..2]));
@@ -161,4 +163,36 @@ async fn secrets_stay_out_of_debug_and_errors() {
     assert!(matches!(err, ArchiveError::Store(_)), "{err}");
     let text = err.to_string();
     assert!(!text.contains("very-secret-value"), "{text}");
+}
+
+/// A store that takes connections and never answers (S3 hung, a proxy
+/// stuck) fails a request within its timeout, and the store then fails its
+/// probe the same way: a download slot is held about one request timeout,
+/// not the ten minutes (300 s per request, three minutes of retries) it was.
+#[tokio::test]
+async fn a_hung_store_fails_within_the_request_timeout() {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((c, _)) = hung.accept().await {
+            open.push(c); // read nothing, answer nothing
+        }
+    });
+    let mut settings = Moto::settings_for(&endpoint, "media");
+    settings.request_timeout = Duration::from_millis(500);
+    let store = MediaStore::S3(S3Store::new(&settings).unwrap());
+    let started = std::time::Instant::now();
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"a file"))]);
+    let put = tokio::time::timeout(Duration::from_secs(20), store.put_stream(chunks, None, None))
+        .await
+        .expect("the upload ends within 20 s");
+    assert!(put.is_err(), "nothing answered, nothing stored");
+    let ready = tokio::time::timeout(Duration::from_secs(20), store.check_ready())
+        .await
+        .expect("the probe ends within 20 s");
+    let e = ready.expect_err("a hung store cannot take files");
+    assert!(e.is_wait(), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    held.abort();
 }

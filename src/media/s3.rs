@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
+use object_store::{Attribute, Attributes, BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -51,6 +51,10 @@ pub struct S3Settings {
     pub ca_file: Option<PathBuf>,
     /// Multipart part size (and the single-upload threshold).
     pub part_size: usize,
+    /// Each request's time until its response headers arrive
+    /// ([`super::s3_http::REQUEST_TIMEOUT`] in the daemon); a failed one is
+    /// tried again while the first began less than this long ago.
+    pub request_timeout: Duration,
 }
 
 /// A bucket (and prefix) holding archived media.
@@ -105,15 +109,24 @@ fn readable(text: &str) -> String {
 
 impl S3Store {
     pub fn new(settings: &S3Settings) -> Result<S3Store, StoreError> {
-        let connector =
-            HyperConnector::new(settings.ca_file.as_deref()).map_err(|e| StoreError::Object(e.to_string()))?;
+        let connector = HyperConnector::new(settings.ca_file.as_deref(), settings.request_timeout)
+            .map_err(|e| StoreError::Object(e.to_string()))?;
         let s = &settings.s3;
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&s.bucket)
             .with_region(&s.region)
             .with_access_key_id(credential_text(&s.access_key))
             .with_secret_access_key(credential_text(&s.secret_key))
-            .with_http_connector(connector);
+            .with_http_connector(connector)
+            // A failing request is tried twice more, while the first began
+            // less than a request timeout ago: a hung store holds a download
+            // slot about one timeout (object_store's default: three minutes of
+            // retries, which with 300 s requests held it ten).
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 2,
+                retry_timeout: settings.request_timeout,
+            });
         if let Some(ep) = &s.endpoint {
             b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
         }

@@ -27,15 +27,18 @@ use object_store::ClientOptions;
 
 type Inner = Client<hyper_rustls::HttpsConnector<HyperHttp>, HttpRequestBody>;
 
-/// Time allowed for a request until the response headers arrive. A part
-/// upload sends its whole body first, so this bounds a part's transfer time.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed for a request until the response headers arrive, unless
+/// told otherwise. A part upload sends its whole body first, so this bounds
+/// a part's transfer time (8 MiB in a minute: 140 KB/s at least); a store
+/// that hangs holds a download slot this long per request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the object_store client over hyper-util (one shared pool).
 #[derive(Clone)]
 pub struct HyperConnector {
     client: Inner,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for HyperConnector {
@@ -45,7 +48,8 @@ impl std::fmt::Debug for HyperConnector {
 }
 
 impl HyperConnector {
-    pub fn new(ca_file: Option<&Path>) -> Result<HyperConnector, crate::tls::TlsError> {
+    /// `timeout`: each request's, until its response headers arrive.
+    pub fn new(ca_file: Option<&Path>, timeout: Duration) -> Result<HyperConnector, crate::tls::TlsError> {
         let tls = crate::tls::client_config(ca_file)?;
         let mut http = HyperHttp::new();
         http.enforce_http(false);
@@ -59,7 +63,7 @@ impl HyperConnector {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(HyperConnector { client })
+        Ok(HyperConnector { client, timeout })
     }
 }
 
@@ -67,6 +71,7 @@ impl HttpConnector for HyperConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
         Ok(HttpClient::new(HyperService {
             client: self.client.clone(),
+            timeout: self.timeout,
         }))
     }
 }
@@ -74,6 +79,7 @@ impl HttpConnector for HyperConnector {
 #[derive(Clone)]
 struct HyperService {
     client: Inner,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for HyperService {
@@ -85,7 +91,7 @@ impl std::fmt::Debug for HyperService {
 #[async_trait::async_trait]
 impl HttpService for HyperService {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req)).await {
+        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {

@@ -120,6 +120,7 @@ fn open_store(k: &StoreKey, min_free: u64) -> Result<MediaStore, SetupError> {
             s3: s.clone(),
             ca_file: k.ca_file.clone(),
             part_size: super::s3::DEFAULT_PART_SIZE,
+            request_timeout: super::s3_http::REQUEST_TIMEOUT,
         })
         .map(MediaStore::S3)
         .map_err(|e| SetupError::Store(e.to_string())),

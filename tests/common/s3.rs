@@ -117,10 +117,15 @@ impl Moto {
     /// The library's settings for `bucket` here, prefix "hookrelay/", parts
     /// of 5 MiB (S3's least); keys that tests look for in Debug output.
     pub fn settings(&self, bucket: &str) -> hookrelay::media::S3Settings {
+        Moto::settings_for(&self.endpoint(), bucket)
+    }
+
+    /// `settings`, for an S3 endpoint that is not this moto.
+    pub fn settings_for(endpoint: &str, bucket: &str) -> hookrelay::media::S3Settings {
         hookrelay::media::S3Settings {
             s3: hookrelay::config::S3Config {
                 bucket: bucket.into(),
-                endpoint: Some(self.endpoint()),
+                endpoint: Some(endpoint.into()),
                 region: "us-east-1".into(),
                 access_key: hookrelay::auth::Secret::new("AKIATESTKEY"),
                 secret_key: hookrelay::auth::Secret::new("very-secret-value"),
@@ -128,6 +133,7 @@ impl Moto {
             },
             ca_file: None,
             part_size: 5 << 20,
+            request_timeout: hookrelay::media::s3_http::REQUEST_TIMEOUT,
         }
     }
 
