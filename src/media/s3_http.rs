@@ -30,7 +30,9 @@ type Inner = Client<hyper_rustls::HttpsConnector<HyperHttp>, HttpRequestBody>;
 /// Time allowed for a request until the response headers arrive, unless
 /// told otherwise. A part upload sends its whole body first, so this bounds
 /// a part's transfer time (8 MiB in a minute: 140 KB/s at least); a store
-/// that hangs holds a download slot this long per request.
+/// that hangs holds a download slot this long per request. Copies and
+/// multipart completions, which the store does over the whole file, get ten
+/// times as long.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,7 +93,13 @@ impl std::fmt::Debug for HyperService {
 #[async_trait::async_trait]
 impl HttpService for HyperService {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        // A copy (the upload moved under its digest) and the completion of a
+        // multipart upload work on the whole file before they answer: up to
+        // ten times as long.
+        let whole_file = req.headers().contains_key("x-amz-copy-source")
+            || (req.method() == http::Method::POST && req.uri().query().is_some_and(|q| q.contains("uploadId=")));
+        let timeout = if whole_file { self.timeout * 10 } else { self.timeout };
+        let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
