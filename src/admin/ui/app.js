@@ -144,8 +144,13 @@ function start() {
     refresh();
   });
   window.addEventListener('hashchange', navigate);
-  setInterval(() => {
-    if ($('auto').checked && !document.hidden) refresh();
+  // One automatic refresh at a time: a slow answer (a filtered search over
+  // a large cluster store takes seconds) is not asked again while it runs.
+  let busy = false;
+  setInterval(async () => {
+    if (busy || !$('auto').checked || document.hidden) return;
+    busy = true;
+    try { await refresh(); } finally { busy = false; }
   }, REFRESH_MS);
   navigate();
 }
