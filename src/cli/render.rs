@@ -169,8 +169,9 @@ pub fn render_event_media(v: &Value) -> String {
 
 /// `hookrelay media`
 pub fn render_media(v: &Value) -> String {
+    // The queue counts the URLs being downloaded too.
     let mut out = format!(
-        "store:     {}\nwaiting:   {}\nin flight: {}\n\nrecent:\n",
+        "store:     {}\npending:   {} ({} downloading now)\n\nrecent:\n",
         s(&v["store"]),
         s(&v["queue_depth"]),
         s(&v["in_flight"])

@@ -103,3 +103,9 @@ fn a_delivery_state_is_shown_once_not_on_each_attempt() {
         "{out}"
     );
 }
+
+#[test]
+fn the_media_summary_counts_downloads_once() {
+    let v = serde_json::json!({"store": "local directory /m", "queue_depth": 6, "in_flight": 4, "recent": [], "waiting": []});
+    assert!(render_media(&v).starts_with("store:     local directory /m\npending:   6 (4 downloading now)\n"));
+}
