@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
@@ -271,39 +272,83 @@ impl NatsStore {
         Ok(counts)
     }
 
-    /// Every configured subscriber's backlog, oldest pending event and dead letters.
+    /// Every configured subscriber's backlog, oldest pending event and dead
+    /// letters. An error when NATS cannot be read (not zeros: the admin API
+    /// answers `503`, as for the dead letters).
     pub async fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
         let topology = super::read(&self.shared.topology);
         let mut out = Vec::new();
-        let dead = self.dead_subjects(None).await.unwrap_or_default();
+        let dead = self.dead_subjects(None).await?;
         for (route, subs) in &topology.routes {
-            let Ok(stream) = self.shared.stream(route) else {
-                continue;
-            };
+            let stream = self.shared.stream(route)?;
             for sub in subs {
-                let Ok(mut c) = super::existing_consumer(&stream, sub).await else {
-                    continue;
+                let info = match stream.consumer_info(layout::consumer(sub)).await {
+                    Ok(info) => info,
+                    // Not set up (yet): nothing pending with it.
+                    Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => continue,
+                    Err(e) => return Err(unavailable(e)),
                 };
-                let info = c.info().await.map_err(unavailable)?.clone();
-                let next = info.ack_floor.stream_sequence + 1;
-                let oldest = if info.num_pending + info.num_ack_pending as u64 > 0 {
-                    stream
-                        .direct_get(next)
-                        .await
-                        .ok()
-                        .and_then(|m| event::time_ms(&m.headers))
-                } else {
-                    None
+                let backlog = info.num_pending + info.num_ack_pending as u64;
+                let oldest = match backlog {
+                    0 => None,
+                    _ => {
+                        self.oldest_unsettled_ms(&stream, route, sub, info.ack_floor.stream_sequence)
+                            .await?
+                    }
                 };
                 out.push(SubscriberStats {
                     name: sub.clone(),
-                    backlog: info.num_pending + info.num_ack_pending as u64,
+                    backlog,
                     oldest_pending_ms: oldest,
                     dead_letters: dead.iter().filter(|(_, s, _)| s == sub).count() as u64,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Receipt time of the oldest message `sub`'s consumer has not settled:
+    /// the first of the consumer's subjects (the route's events, `sub`'s
+    /// replays) after its ack floor — a message waiting for a retry (NAKed
+    /// with a delay) included. The message right after the floor may be
+    /// another subscriber's replay. A replay counts from its event's time,
+    /// as on one host.
+    async fn oldest_unsettled_ms(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        route: &str,
+        sub: &str,
+        floor: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut first: Option<StreamMessage> = None;
+        for subject in [layout::event_filter(route), layout::replay_subject(route, sub)] {
+            match stream.direct_get_next_for_subject(subject, Some(floor + 1)).await {
+                Ok(m) if first.as_ref().is_none_or(|f| m.sequence < f.sequence) => first = Some(m),
+                Ok(_) => {}
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        let Some(m) = first else {
+            return Ok(None);
+        };
+        if !m.subject.starts_with("hr.rp.") {
+            return Ok(Some(
+                event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time)),
+            ));
+        }
+        let seq: u64 = std::str::from_utf8(&m.payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        match stream.direct_get(seq).await {
+            Ok(e) => Ok(Some(
+                event::time_ms(&e.headers).unwrap_or_else(|| layout::millis(e.time)),
+            )),
+            // Its event expired: the replay's own time.
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(Some(layout::millis(m.time))),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Streams and the bucket expire by themselves (`max_age`).
