@@ -221,15 +221,15 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let writes = app.store_writes();
         let problem = app.check_store(std::time::Duration::from_secs(2)).await;
-        let ok = problem.is_none();
-        if app.set_store_state(problem) != ok {
-            if ok {
-                tracing::info!("store reachable again; ready");
-            } else {
-                tracing::error!("store unreachable; ingest answers 503 until it is back");
-            }
+        if problem.is_some() && app.store_writes() != writes {
+            // The store took a write while the check failed: it is writable,
+            // and marking it lost would only flap until the next write.
+            continue;
         }
+        // Logs the change, if this is one (so does a failed or successful write).
+        app.set_store_state(problem);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::acme::Acme;
@@ -73,6 +73,8 @@ pub struct App {
     pub store_ok: AtomicBool,
     /// Why it did not, when it did not (for `/readyz` and the status API).
     store_problem: Mutex<Option<String>>,
+    /// Successful writes to the store (ingest), counted.
+    store_writes: AtomicU64,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
     /// The public listeners' TLS configuration, when TLS is on (file
@@ -133,6 +135,7 @@ impl App {
             media,
             store_ok: AtomicBool::new(true),
             store_problem: Mutex::new(None),
+            store_writes: AtomicU64::new(0),
             serving: AtomicBool::new(false),
             tls,
             acme,
@@ -178,11 +181,39 @@ impl App {
     }
 
     /// Record whether the store can be written (`None`) or why not; the
-    /// previous readiness of the store.
+    /// previous readiness of the store. Every change is logged here, once,
+    /// whoever noticed it (the store watcher, a failed or successful write):
+    /// a loss at `error` with its reason, a recovery at `info`.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {
         let ok = problem.is_none();
-        *self.store_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
-        self.store_ok.swap(ok, Ordering::Relaxed)
+        // Under the lock, so two callers noticing the same change log it once.
+        let mut held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
+        let was_ok = self.store_ok.swap(ok, Ordering::Relaxed);
+        match (&problem, was_ok) {
+            (Some(why), true) => tracing::error!(
+                error = %why,
+                "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
+            ),
+            (None, false) => tracing::info!("store reachable again; ready"),
+            _ => {}
+        }
+        *held = problem;
+        was_ok
+    }
+
+    /// A write to the store succeeded: it is writable (a recovery is logged
+    /// by [`Self::set_store_state`]), and the store watcher does not take a
+    /// failed check made meanwhile as a loss.
+    pub fn store_took_write(&self) {
+        self.store_writes.fetch_add(1, Ordering::Relaxed);
+        if !self.store_ok.load(Ordering::Relaxed) {
+            self.set_store_state(None);
+        }
+    }
+
+    /// How many writes the store took so far (see [`Self::store_took_write`]).
+    pub fn store_writes(&self) -> u64 {
+        self.store_writes.load(Ordering::Relaxed)
     }
 
     /// Why it is not ready, if it is not.

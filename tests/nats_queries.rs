@@ -96,3 +96,159 @@ async fn replays_asked_of_two_relays_at_once_queue_one_delivery() {
     r1.shutdown().await;
     r2.shutdown().await;
 }
+
+/// `hookrelay_oldest_pending_seconds{subscriber="s"}` from the metrics text.
+fn oldest_metric(text: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("hookrelay_oldest_pending_seconds{subscriber=\"s\"} "))
+        .unwrap_or_else(|| panic!("no oldest_pending_seconds for s: {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The oldest pending age counts what waits with NATS for a retry (NAKed
+/// with a delay) and a replayed dead letter, as on one host: an alert on it
+/// fires for a failing subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_pending_age_counts_retries_and_replayed_dead_letters() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The first callback is gone (410: a dead letter at once), every later
+    // attempt fails with a retry a minute later.
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| {
+        Behaviour::Status(if n == 0 { 410 } else { 500 })
+    }))
+    .await;
+    let other = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).retry([secs(60), secs(60)]))
+        .subscriber(Subscriber::new("other", other.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    let id = accepted(h.ingest_addrs[0], &runway("dies")).await;
+    admin_until(a, "/api/dead-letters", secs(10), |v| {
+        v["dead_letters"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    // A replay for the other subscriber: a message in the route's stream
+    // that is not s's, right after what s has settled.
+    admin_until(a, &format!("/api/events/{id}"), secs(10), |v| {
+        row(&v["subscribers"], "name", "other")["state"] == "delivered"
+    })
+    .await;
+    let (_, v) = admin(a, "POST", &format!("/api/events/{id}/replay?subscriber=other")).await;
+    assert_eq!(v["queued"], serde_json::json!(["other"]), "{v}");
+    other.wait_for(secs(10), "the other's replay", |r| r.len() == 2).await;
+    tokio::time::sleep(secs(2)).await;
+    // The dead letter, replayed, fails: it waits for its retry.
+    let (s, v) = admin(a, "POST", "/api/dead-letters/replay").await;
+    assert_eq!((s, &v["requeued"]), (StatusCode::OK, &serde_json::json!(1)), "{v}");
+    sub.wait_for(secs(10), "the replay's attempt", |r| r.len() == 2).await;
+    let v = admin_until(a, "/api/subscribers", secs(5), |v| {
+        row(&v["subscribers"], "name", "s")["oldest_pending_seconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 2)
+    })
+    .await;
+    let s0 = &row(&v["subscribers"], "name", "s");
+    assert!(s0["queue_depth"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        s0["oldest_pending_seconds"].as_u64().is_some_and(|s| s >= 2),
+        "the replayed event's age: {v}"
+    );
+    let (_, m) = admin(a, "GET", "/metrics").await;
+    assert!(oldest_metric(m.as_str().unwrap()) >= 2, "{m}");
+    // A new callback fails too and waits for its retry: the age is still
+    // the oldest one's, and grows.
+    accepted(h.ingest_addrs[0], &runway("fails")).await;
+    sub.wait_for(secs(10), "the new callback's attempt", |r| r.len() == 3)
+        .await;
+    tokio::time::sleep(secs(2)).await;
+    let (_, v) = admin(a, "GET", "/api/subscribers").await;
+    assert!(
+        row(&v["subscribers"], "name", "s")["oldest_pending_seconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 4),
+        "{v}"
+    );
+    let (_, m) = admin(a, "GET", "/metrics").await;
+    assert!(oldest_metric(m.as_str().unwrap()) >= 4, "{m}");
+    h.shutdown().await;
+}
+
+/// A retry waiting with NATS counts from its event's time, also when the
+/// message right after what the subscriber settled is another one's (a
+/// replay for another subscriber of the route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_pending_age_skips_another_subscribers_replay() {
+    let nats = NatsCluster::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    // s takes the first callback, then fails with a retry a minute later.
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| {
+        Behaviour::Status(if n == 0 { 200 } else { 500 })
+    }))
+    .await;
+    let other = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).retry([secs(60), secs(60)]))
+        .subscriber(Subscriber::new("other", other.url()))
+        .nats(nats.urls(), 3);
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    let id = accepted(h.ingest_addrs[0], &runway("fine")).await;
+    admin_until(a, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["state"] == "delivered"))
+    })
+    .await;
+    let (_, v) = admin(a, "POST", &format!("/api/events/{id}/replay?subscriber=other")).await;
+    assert_eq!(v["queued"], serde_json::json!(["other"]), "{v}");
+    other.wait_for(secs(10), "the other's replay", |r| r.len() == 2).await;
+    for i in 0..5 {
+        accepted(h.ingest_addrs[0], &runway(&format!("fails-{i}"))).await;
+    }
+    sub.wait_for(secs(10), "the failing attempts", |r| r.len() >= 6).await;
+    tokio::time::sleep(secs(3)).await;
+    let (_, v) = admin(a, "GET", "/api/subscribers").await;
+    let s0 = row(&v["subscribers"], "name", "s");
+    assert_eq!(s0["queue_depth"], 5, "{v}");
+    assert!(s0["oldest_pending_seconds"].as_u64().is_some_and(|s| s >= 3), "{v}");
+    let (_, m) = admin(a, "GET", "/metrics").await;
+    assert!(oldest_metric(m.as_str().unwrap()) >= 3, "{m}");
+    h.shutdown().await;
+}
+
+/// While the store cannot be read, the subscribers view says so (a `503` to
+/// retry, as the dead letters do) instead of zeros.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribers_view_is_a_503_while_nats_is_away() {
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("one")).await;
+    let (s, v) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    nats.kill9(0);
+    admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| {
+        v.to_string().contains("cannot be reached right now")
+    })
+    .await;
+    let (s, v) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v.to_string().contains("cannot be reached right now"), "{v}");
+    assert!(v.to_string().contains("try again"), "{v}");
+    nats.restart(0).await;
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+        v["subscribers"].is_array()
+    })
+    .await;
+    assert_eq!(v["subscribers"][0]["name"], "s", "{v}");
+    h.shutdown().await;
+}

@@ -213,6 +213,48 @@ async fn a_lowered_takeover_applies_to_running_relays_at_once() {
     b.shutdown().await;
 }
 
+/// `apply-cluster-settings` changes every object of the cluster whose value
+/// differs, also those the given config does not name: the stream of a
+/// route it does not have (and that stream's consumers) and the consumer of
+/// a subscriber it does not have. They used to keep the old values.
+#[tokio::test]
+async fn applying_settings_changes_the_objects_of_routes_and_subscribers_not_in_the_config() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let hour = secs(3600);
+    // A relay with an extra subscriber on `t` and an extra route `other`
+    // creates their objects.
+    let other_route = Route::new("other", "/hooks/other")
+        .allow_anyone()
+        .subscriber(Subscriber::new("o", sub.url()));
+    let wide = relay(dir.path(), &nats, &sub.url(), 1, hour)
+        .subscriber(Subscriber::new("old", sub.url()))
+        .route(other_route);
+    let h = start(&wide).await;
+    h.shutdown().await;
+    // The new settings, from a config with `t` and `s` only.
+    let narrow = relay(dir.path(), &nats, &sub.url(), 1, secs(7200)).raw(takeover("10s"));
+    let (ok, out, err) = apply_cluster_settings(&narrow.write()).await;
+    assert!(ok, "{out}{err}");
+    for line in [
+        "stream HR_EV_t: store.retention \"1h\" -> \"2h\"",
+        "stream HR_EV_other: store.retention \"1h\" -> \"2h\"",
+        "consumer sub_s of stream HR_EV_t: store.nats.takeover \"5s\" -> \"10s\"",
+        "consumer sub_old of stream HR_EV_t: store.nats.takeover \"5s\" -> \"10s\"",
+        "consumer sub_o of stream HR_EV_other: store.nats.takeover \"5s\" -> \"10s\"",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+    assert_eq!(stream_config(&nats, "HR_EV_other").await.max_age, secs(7200));
+    assert_eq!(consumer_ack_wait(&nats, "HR_EV_t", "sub_old").await, secs(10));
+    assert_eq!(consumer_ack_wait(&nats, "HR_EV_other", "sub_o").await, secs(10));
+    // Applied again: nothing left to change.
+    let (ok, out, err) = apply_cluster_settings(&narrow.write()).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("nothing changed"), "{out}");
+}
+
 /// `hookrelay apply-cluster-settings -c PATH`: (success, stdout, stderr).
 async fn apply_cluster_settings(path: &std::path::Path) -> (bool, String, String) {
     cli_async(vec![

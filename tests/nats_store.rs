@@ -296,6 +296,64 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     assert!(!bin.log_text().contains("shutdown took too long"), "{}", bin.log_text());
 }
 
+/// Every loss and recovery of NATS is logged once, whoever notices it first:
+/// a relay taking traffic notices a loss at its next callback (before its
+/// store watcher does) and a recovery at its first stored callback.
+#[tokio::test]
+async fn every_loss_and_recovery_of_nats_is_logged_once() {
+    const LOST: &str = "store unreachable";
+    const BACK: &str = "store reachable again";
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    accepted_retrying(bin.addr, &runway("before")).await;
+    let count = |needle: &str| bin.log_text().lines().filter(|l| l.contains(needle)).count();
+    for round in 0..2 {
+        // Traffic keeps coming while NATS goes: the first callback after it
+        // (sent at once, before the watcher's next look) gets the 503.
+        nats.kill9(0);
+        let mut refused = 0;
+        for i in 0..20 {
+            let (s, _) = callback(bin.addr, &runway(&format!("down-{round}-{i}"))).await;
+            refused += usize::from(s == StatusCode::SERVICE_UNAVAILABLE);
+            tokio::time::sleep(ms(100)).await;
+        }
+        assert!(refused > 0, "callbacks get 503 while NATS is away");
+        log_until(|| bin.log_text(), LOST, secs(5)).await;
+        assert_eq!(count(LOST), round + 1, "one loss line per loss:\n{}", bin.log_text());
+        let line = bin.log_text().lines().rfind(|l| l.contains(LOST)).unwrap().to_string();
+        assert!(line.contains("ERROR"), "a loss is an error: {line}");
+        assert!(line.contains("NATS"), "the loss says why: {line}");
+        assert_eq!(
+            admin(bin.admin, "GET", "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        nats.restart(0).await;
+        accepted_retrying(bin.addr, &runway(&format!("back-{round}"))).await;
+        log_until(|| bin.log_text(), BACK, secs(5)).await;
+        // A few more callbacks and watcher looks: nothing flaps.
+        for i in 0..10 {
+            accepted(bin.addr, &runway(&format!("after-{round}-{i}"))).await;
+            tokio::time::sleep(ms(200)).await;
+        }
+        assert_eq!(
+            count(BACK),
+            round + 1,
+            "one recovery line per recovery:\n{}",
+            bin.log_text()
+        );
+        assert_eq!(count(LOST), round + 1, "no loss while NATS is up:\n{}", bin.log_text());
+        let line = bin.log_text().lines().rfind(|l| l.contains(BACK)).unwrap().to_string();
+        assert!(line.contains("INFO"), "a recovery is info: {line}");
+        assert_eq!(admin(bin.admin, "GET", "/readyz").await.0, StatusCode::OK);
+    }
+}
+
 #[tokio::test]
 async fn refused_nats_credentials_are_named_not_called_unreachable() {
     let nats = NatsCluster::start_with(1, "authorization { users: [{user: hookrelay, password: right-one}] }").await;

@@ -8,7 +8,7 @@ use crate::state::App;
 pub(super) async fn render(app: &App) -> String {
     let m = &app.metrics;
     let now = crate::clock::now_ms();
-    let stats = app.store.subscriber_stats().await.unwrap_or_default();
+    let stats = app.store.configured_subscriber_stats().await.unwrap_or_default();
     for lane in app.delivery.lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);

@@ -1,8 +1,9 @@
 //! `hookrelay apply-cluster-settings`: the one deliberate way to change the
 //! settings the relays of a cluster share (`store.retention`,
 //! `store.nats.replicas`, `store.nats.takeover`) on the streams, buckets and
-//! consumers that exist; a relay itself refuses to start with values that
-//! differ from the cluster's. Prints each change.
+//! consumers that exist (also those of routes and subscribers the config
+//! does not name); a relay itself refuses to start with values that differ
+//! from the cluster's. Prints each change.
 
 use std::process::ExitCode;
 

@@ -267,7 +267,7 @@ where
     });
     match result {
         Ok(a) => {
-            app.store_ok.store(true, Ordering::Relaxed);
+            app.store_took_write();
             Answer::Accepted(a)
         }
         Err(crate::store::StoreError::TooLarge(max)) => {

@@ -216,7 +216,17 @@ impl Store {
     pub async fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(|s| s.subscriber_stats()).await,
-            Backend::Nats(s) => s.subscriber_stats().await,
+            Backend::Nats(s) => s.subscriber_stats(true).await,
+        }
+    }
+
+    /// [`Self::subscriber_stats`] for the metrics, which name configured
+    /// subscribers only: cluster mode leaves out the removed ones (finding
+    /// what is pending for them reads messages one by one).
+    pub async fn configured_subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats()).await,
+            Backend::Nats(s) => s.subscriber_stats(false).await,
         }
     }
 

@@ -35,8 +35,11 @@ pub const TASKS: &str = "hr_tasks";
 pub const TASK_WORK: &str = "HR_TASKS";
 pub const RECONCILER: &str = "reconciler";
 
+pub const STREAM_PREFIX: &str = "HR_EV_";
+pub const CONSUMER_PREFIX: &str = "sub_";
+
 pub fn stream(route: &str) -> String {
-    format!("HR_EV_{route}")
+    format!("{STREAM_PREFIX}{route}")
 }
 pub fn event_subject(route: &str, hash: &[u8; 32]) -> String {
     format!("hr.ev.{route}.{}", hex::encode(&hash[..16]))
@@ -51,7 +54,7 @@ pub fn replay_filter(route: &str) -> String {
     format!("hr.rp.{route}.*")
 }
 pub fn consumer(sub: &str) -> String {
-    format!("sub_{sub}")
+    format!("{CONSUMER_PREFIX}{sub}")
 }
 pub fn result_key(route: &str, seq: u64, sub: &str) -> String {
     format!("{route}.{seq}.{sub}")

@@ -298,7 +298,8 @@ impl NatsStore {
 
     /// `hookrelay apply-cluster-settings`: set the topology up with this
     /// config's retention, replicas and takeover, changing existing objects
-    /// whose settings differ; what changed, one line each.
+    /// whose settings differ (also the route streams and consumers it does
+    /// not name); what changed, one line each.
     pub async fn apply_settings(&self, topology: &Topology) -> Result<Vec<String>, StoreError> {
         let s = &self.shared;
         *s.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
@@ -309,10 +310,13 @@ impl NatsStore {
             }));
         }
         let mut plan = setup::SetUp::new(setup::Mode::Apply);
-        tokio::time::timeout(Duration::from_secs(60), s.set_up(&mut plan))
-            .await
-            .map_err(|_| unavailable("NATS did not answer in time"))?
-            .map_err(unavailable)?;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            s.set_up(&mut plan).await?;
+            s.apply_to_the_rest(&mut plan).await
+        })
+        .await
+        .map_err(|_| unavailable("NATS did not answer in time"))?
+        .map_err(unavailable)?;
         Ok(plan.changes)
     }
 

@@ -312,3 +312,79 @@ impl Shared {
         Ok(())
     }
 }
+
+impl Shared {
+    /// `apply-cluster-settings` only: the route streams (`HR_EV_*`) of routes
+    /// this config does not have, and every consumer on a route stream that
+    /// this config does not name (removed subscribers), brought to this
+    /// config's retention, replicas and takeover too: the settings are the
+    /// cluster's, not one config's routes'. Each change is listed.
+    pub(super) async fn apply_to_the_rest(&self, plan: &mut SetUp) -> Result<(), SetUpError> {
+        use futures_util::TryStreamExt;
+        let topology = super::read(&self.topology);
+        let names: Vec<String> = self
+            .js
+            .stream_names()
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing the streams: {e}"))?;
+        for name in names {
+            let Some(route) = name.strip_prefix(layout::STREAM_PREFIX) else {
+                continue;
+            };
+            let subs = topology.routes.iter().find(|(r, _)| r == route).map(|(_, s)| s);
+            if subs.is_none() && self.check_stream(plan, &name, self.retention).await? {
+                let mut s = self
+                    .js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| format!("stream {name}: {e}"))?;
+                let mut cfg = s
+                    .info()
+                    .await
+                    .map_err(|e| format!("stream {name}: {e}"))?
+                    .config
+                    .clone();
+                if (cfg.max_age, cfg.num_replicas) != (self.retention, self.replicas) {
+                    cfg.max_age = self.retention;
+                    cfg.num_replicas = self.replicas;
+                    cfg.duplicate_window = super::queue::duplicate_window(self.retention);
+                    self.js
+                        .update_stream(cfg)
+                        .await
+                        .map_err(|e| format!("stream {name}: {e}"))?;
+                }
+            }
+            let s = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| format!("stream {name}: {e}"))?;
+            let consumers: Vec<async_nats::jetstream::consumer::Info> = s
+                .consumers()
+                .try_collect()
+                .await
+                .map_err(|e| format!("consumers of stream {name}: {e}"))?;
+            for info in consumers {
+                let named = info
+                    .name
+                    .strip_prefix(layout::CONSUMER_PREFIX)
+                    .is_some_and(|sub| subs.is_some_and(|subs| subs.iter().any(|s| s == sub)));
+                if named || info.config.ack_wait == self.takeover {
+                    continue;
+                }
+                let object = format!("consumer {} of stream {name}", info.name);
+                let diffs = vec![Differs {
+                    key: "store.nats.takeover",
+                    cluster: age(info.config.ack_wait),
+                    here: age(self.takeover),
+                }];
+                self.differs(plan, &object, diffs)?;
+                let mut cfg = info.config.clone();
+                cfg.ack_wait = self.takeover;
+                s.update_consumer(cfg).await.map_err(|e| format!("{object}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
