@@ -143,7 +143,7 @@ async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
     drop(store);
     // A store written by a newer schema is refused, naming the store.
     {
-        let db = sled::open(cfg.data()).unwrap();
+        let db = v1_store::open(&cfg.data());
         db.open_tree("hookrelay-v2")
             .unwrap()
             .insert(b"Vversion", &9u32.to_be_bytes())

@@ -7,6 +7,28 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+/// Open a sled database the test itself writes. A store the test (or an
+/// in-process CLI) closed a moment ago may still hold its lock: sled's I/O
+/// threads let go of it last, after the store is dropped (the daemon retries
+/// the same way); try again for up to 10 s.
+pub fn open(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} stayed locked: {e}",
+                    path.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
 /// One event of the old store: its id, body and what happened to it.
 pub struct V1Event {
     pub id: String,
@@ -17,7 +39,7 @@ pub struct V1Event {
 /// events never tried, one retrying event (two failed attempts), one
 /// delivered and one dead letter. Returns them in that order.
 pub fn write(path: &Path, pending: usize) -> Vec<V1Event> {
-    let db = sled::open(path).unwrap();
+    let db = open(path);
     let t = db.open_tree("hookrelay").unwrap();
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
