@@ -140,6 +140,12 @@ async fn an_s3_bucket_that_cannot_take_files_costs_no_try() {
     let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
     let media = Media::new().allow_private().retry([ms(100), ms(100)]).s3(bucket);
     let h = start(&media_config(dir.path(), media).route(route)).await;
+    // Told at start, before any callback names a file.
+    metrics_until(h.admin_addr, secs(30), "the gauge set by the start-up probe", |m| {
+        m.iter()
+            .any(|(k, v)| k == "hookrelay_media_store_unavailable" && *v == 1.0)
+    })
+    .await;
     let id = accepted_at(
         h.ingest_addrs[0],
         "/hooks/runway",

@@ -196,3 +196,43 @@ async fn a_hung_store_fails_within_the_request_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     held.abort();
 }
+
+/// Keys that may write but not delete (an append-only bucket policy) take
+/// files: the probe passes once its PUT did (the refused delete of the probe
+/// is a warning, as for an upload's temporary object; it stalled every
+/// download). And while a store refuses, downloads due together ask it once
+/// within five seconds, not each (an outage with many URLs due was a probe
+/// per URL every retry delay).
+#[tokio::test]
+async fn the_probe_needs_no_delete_and_is_asked_once_for_many() {
+    use common::subscriber::{Behaviour, Received, Sub};
+    let append_only = Sub::start(std::sync::Arc::new(|_, r: &Received| {
+        if r.body.is_empty() {
+            Behaviour::Status(403)
+        } else {
+            Behaviour::With(200, vec![("etag", "\"p\"".into())])
+        }
+    }))
+    .await;
+    let at = |addr: std::net::SocketAddr| {
+        MediaStore::S3(S3Store::new(&Moto::settings_for(&format!("http://{addr}"), "media")).unwrap())
+    };
+    at(append_only.addr)
+        .check_ready()
+        .await
+        .expect("a store that takes files is ready");
+    assert_eq!(append_only.count(), 2, "the probe's PUT and its refused DELETE");
+
+    let refusing = Sub::always(Behaviour::Status(403)).await;
+    let store = at(refusing.addr);
+    let together = futures_util::future::join_all((0..50).map(|_| store.check_ready())).await;
+    assert!(together.iter().all(|r| r.as_ref().is_err_and(|e| e.is_wait())));
+    for _ in 0..50 {
+        assert!(store.check_ready().await.is_err());
+    }
+    assert_eq!(
+        refusing.count(),
+        1,
+        "one probe for a hundred downloads within five seconds"
+    );
+}

@@ -103,6 +103,11 @@ impl BodyLease {
     /// Hold `n` more bytes; false (nothing taken) when that passes the
     /// budget or the client's share of it.
     pub fn grow(&mut self, n: usize) -> bool {
+        if n == 0 {
+            // Nothing to hold (a request without header fields): no entry
+            // for its client, which `Drop` would never remove.
+            return true;
+        }
         let mut h = self.budget.held();
         let Some(used) = h.used.checked_add(n).filter(|&u| u <= h.limit) else {
             return false;
@@ -196,6 +201,12 @@ mod tests {
         drop(a);
         assert!(a2.grow(1 << 20));
         assert_eq!(b.used(), 1 << 20);
+        // Holding nothing leaves nothing behind for its client.
+        drop(a2);
+        let mut empty = b.lease(client("198.51.100.7"));
+        assert!(empty.grow(0));
+        drop(empty);
+        assert!(!b.held().by_client.contains_key(&client("198.51.100.7")));
     }
 
     #[test]

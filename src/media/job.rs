@@ -150,7 +150,8 @@ pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: A
         }) => {
             metrics.media_file(label);
             let delay = store_wait(&settings);
-            tracing::info!(url = %url, error = %message, retry_in_ms = delay.as_millis() as u64,
+            // The store's state is logged once when it changes (above); each URL's wait only at debug.
+            tracing::debug!(url = %url, error = %message, retry_in_ms = delay.as_millis() as u64,
                 "the media store cannot take files now; the download waits (no try counted)");
             MediaOutcome::Wait {
                 due_ms: clock::now_ms() + delay.as_millis() as u64,

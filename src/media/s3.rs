@@ -15,8 +15,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +40,24 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 /// How long the probe of a failing store may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A failed probe is the answer for this long: the downloads due meanwhile
+/// wait without asking the store each (an outage with a thousand URLs due
+/// would otherwise be a probe per URL every retry delay).
+const PROBE_AGAIN: Duration = Duration::from_secs(5);
+
+/// Whether the store takes files, shared by every download.
+#[derive(Default)]
+struct Health {
+    /// The last request to the store failed (or none was made yet).
+    failing: AtomicBool,
+    /// Failed uploads, counted: a probe clears `failing` only if none failed
+    /// while it ran.
+    failures: AtomicU64,
+    /// The last failed probe: when, and why.
+    last_failed: Mutex<Option<(tokio::time::Instant, String)>>,
+    /// One probe at a time; the others take its answer.
+    probing: tokio::sync::Mutex<()>,
+}
 
 /// Settings of `[media] store = { s3 = { … } }` (secrets already resolved)
 /// and what the media settings add to them.
@@ -70,9 +88,8 @@ pub struct S3Store {
     prefix: String,
     /// At least S3's 5 MiB minimum part size.
     part_size: usize,
-    /// The last request to the store failed (or none was made yet): probe it
-    /// before the next download. Shared by the clones.
-    failing: Arc<AtomicBool>,
+    /// Whether to probe the store before the next download. Shared by the clones.
+    health: Arc<Health>,
 }
 
 impl fmt::Debug for S3Store {
@@ -141,46 +158,63 @@ impl S3Store {
             endpoint: s.endpoint.clone().unwrap_or_else(|| format!("AWS {}", s.region)),
             prefix,
             part_size: settings.part_size.max(5 << 20),
-            failing: Arc::new(AtomicBool::new(true)),
+            health: Arc::new(Health {
+                failing: AtomicBool::new(true),
+                ..Health::default()
+            }),
         })
     }
 
     /// Whether the store takes files now. Asks it (a small object written
-    /// and removed under `tmp/`) only while the last request failed; an
-    /// `Unavailable` error otherwise.
+    /// under `tmp/`, then removed) only while the last request failed, one
+    /// probe at a time, and not again within [`PROBE_AGAIN`] of a failed
+    /// one; an `Unavailable` error when it does not.
     pub(crate) async fn check_ready(&self) -> Result<(), StoreError> {
-        if !self.failing.load(Ordering::Acquire) {
+        let h = &self.health;
+        if !h.failing.load(Ordering::Acquire) {
             return Ok(());
         }
-        let probe = ObjectPath::from(format!("{}tmp/probe-{}", self.prefix, ulid::Ulid::new()));
-        let asked = async {
-            self.store
-                .put(&probe, Bytes::from_static(b"hookrelay").into())
-                .await
-                .map_err(object_err)?;
-            self.store.delete(&probe).await.map_err(object_err)
-        };
-        let answer = match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Object(format!(
-                "no answer within {}s",
-                PROBE_TIMEOUT.as_secs()
-            ))),
-        };
-        match answer {
-            Ok(()) => {
-                self.failing.store(false, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => Err(StoreError::Unavailable {
-                store: self.describe(),
-                error: e.to_string(),
-            }),
+        let _one = h.probing.lock().await;
+        if !h.failing.load(Ordering::Acquire) {
+            return Ok(()); // the probe before this one passed
         }
+        let unavailable = |error: String| StoreError::Unavailable {
+            store: self.describe(),
+            error,
+        };
+        if let Some((at, why)) = h.last_failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            if at.elapsed() < PROBE_AGAIN {
+                return Err(unavailable(why));
+            }
+        }
+        let failures = h.failures.load(Ordering::Acquire);
+        let probe = ObjectPath::from(format!("{}tmp/probe-{}", self.prefix, ulid::Ulid::new()));
+        let put = self.store.put(&probe, Bytes::from_static(b"hookrelay").into());
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, put).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| object_err(e).to_string()),
+            Err(_) => Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
+        };
+        if let Err(why) = answer {
+            *h.last_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((tokio::time::Instant::now(), why.clone()));
+            return Err(unavailable(why));
+        }
+        // The store took a file. Removing the probe may be refused (keys
+        // without delete): what a lifecycle rule on tmp/ clears, like an
+        // upload's temporary object.
+        if let Err(e) = self.store.delete(&probe).await {
+            tracing::warn!(error = %readable(&e.to_string()), "could not delete the media store's probe object (a lifecycle rule on tmp/ clears it)");
+        }
+        *h.last_failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // An upload that failed while the probe ran says otherwise.
+        if h.failures.load(Ordering::Acquire) == failures {
+            h.failing.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     fn failed<T>(&self, e: StoreError) -> PutError<T> {
-        self.failing.store(true, Ordering::Release);
+        self.health.failures.fetch_add(1, Ordering::AcqRel);
+        self.health.failing.store(true, Ordering::Release);
         e.into()
     }
 
@@ -242,7 +276,7 @@ impl S3Store {
         let cleanup = self.store.delete(&tmp).await;
         stored.map_err(|e| self.failed(e))?;
         if let Err(e) = cleanup {
-            tracing::warn!(error = %e, "could not delete a temporary media object (a lifecycle rule on tmp/ clears it)");
+            tracing::warn!(error = %readable(&e.to_string()), "could not delete a temporary media object (a lifecycle rule on tmp/ clears it)");
         }
         Ok(Stored {
             location: format!("s3://{}/{}", self.bucket, key),

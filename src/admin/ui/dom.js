@@ -26,7 +26,9 @@ export async function api(path, opts = {}) {
   // A header cannot carry it (fetch would fail as if the API were down).
   if (/[^\x20-\x7e]/.test(t)) throw new Unauthorized('the token holds a character a header cannot carry (an invisible one, pasted with it?)');
   if (t) headers.Authorization = 'Bearer ' + t;
-  const init = { headers, credentials: 'omit', cache: 'no-store' };
+  // A stalled connection (a dead tunnel) must not hold the page for ever:
+  // automatic refreshes wait for the one running.
+  const init = { headers, credentials: 'omit', cache: 'no-store', signal: AbortSignal.timeout(60000) };
   if (opts.post) {
     // The API refuses state changes without a JSON content type (a form cannot send one).
     init.method = 'POST';
@@ -36,7 +38,8 @@ export async function api(path, opts = {}) {
   let r;
   try {
     r = await fetch(path, init);
-  } catch (_) {
+  } catch (e) {
+    if (e && e.name === 'TimeoutError') throw new Unreachable(`The admin API (${location.origin}) did not answer within 60 s.`);
     throw new Unreachable(`The admin API (${location.origin}) is unreachable: is hookrelay running?`);
   }
   let body = null;
