@@ -16,6 +16,27 @@ use common::s3::Moto;
 use common::*;
 use serde_json::Value;
 
+/// Once the store takes files: the after_archive subscriber gets the file
+/// stored with its digest, the URL took one try, the gauge is back at 0.
+async fn stored_once_in_one_try(h: &hookrelay::Handle, later: &Sub, id: &str, url: &str, bytes: &[u8]) {
+    let got = later
+        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    assert_eq!(header[0]["sha256"], sha256_hex(bytes));
+    let m = item(&media_of(h.admin_addr, id).await, url).clone();
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_u64()),
+        (Some("stored"), Some(1)),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
+        0.0
+    );
+}
+
 /// More free space than any disk has (1 EiB).
 const NO_DISK_HAS: u64 = 1 << 60;
 
@@ -59,22 +80,7 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
     // Room again (a reload lowers the floor): stored, and delivered.
     cfg.media(media.min_free(0)).write();
     h.reload().await.expect("reload");
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
-    assert_eq!(header[0]["state"], "stored", "{header:?}");
-    assert_eq!(header[0]["sha256"], sha256_hex(b"the video"));
-    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
-    assert_eq!(
-        (m["state"].as_str(), m["attempts"].as_u64()),
-        (Some("stored"), Some(1)),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
-        0.0
-    );
+    stored_once_in_one_try(&h, &later, &id, &video, b"the video").await;
     h.shutdown().await;
 }
 
@@ -177,22 +183,7 @@ async fn an_s3_bucket_that_cannot_take_files_costs_no_try() {
     assert_eq!(later.count(), 0, "after_archive waits for the file");
 
     moto.create_bucket("media").await;
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
-    assert_eq!(header[0]["state"], "stored", "{header:?}");
-    assert_eq!(header[0]["sha256"], sha256_hex(b"the video for s3"));
-    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
-    assert_eq!(
-        (m["state"].as_str(), m["attempts"].as_u64()),
-        (Some("stored"), Some(1)),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
-        0.0
-    );
+    stored_once_in_one_try(&h, &later, &id, &video, b"the video for s3").await;
     // The probes removed what they wrote: the bucket holds the file alone.
     let (status, _, listing) = request(moto.addr, None, "GET", "/media?list-type=2", &[], bytes::Bytes::new()).await;
     let listing = String::from_utf8_lossy(&listing);

@@ -357,14 +357,25 @@ impl NatsStore {
         info: &Info,
     ) -> Result<(u64, Option<u64>), StoreError> {
         let backlog = info.num_pending + info.num_ack_pending as u64;
-        let oldest = match backlog {
-            0 => None,
-            _ => {
-                self.oldest_unsettled_ms(stream, route, sub, info.ack_floor.stream_sequence)
-                    .await?
-            }
-        };
+        let oldest = self.oldest_if_any(backlog, stream, route, sub, info).await?;
         Ok((backlog, oldest))
+    }
+
+    /// The receipt time of the oldest message the consumer has not settled,
+    /// when `count` (what it has not settled) says there is one.
+    async fn oldest_if_any(
+        &self,
+        count: u64,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        info: &Info,
+    ) -> Result<Option<u64>, StoreError> {
+        if count == 0 {
+            return Ok(None);
+        }
+        self.oldest_unsettled_ms(stream, route, sub, info.ack_floor.stream_sequence)
+            .await
     }
 
     /// A removed subscriber's backlog: what relays had taken for it and not
@@ -380,13 +391,7 @@ impl NatsStore {
         info: &Info,
     ) -> Result<(u64, Option<u64>), StoreError> {
         let taken = info.num_ack_pending as u64;
-        let mut oldest = match taken {
-            0 => None,
-            _ => {
-                self.oldest_unsettled_ms(stream, route, sub, info.ack_floor.stream_sequence)
-                    .await?
-            }
-        };
+        let mut oldest = self.oldest_if_any(taken, stream, route, sub, info).await?;
         let mut unread = 0;
         if info.num_pending > 0 {
             let last = stream.get_info().await.map_err(unavailable)?.state.last_sequence;
