@@ -6,6 +6,7 @@
 //! ingest answers 503 (the provider retries) — never 200 for what is not
 //! stored. The `200` follows the publish acknowledged by the stream's quorum.
 
+mod backlog;
 mod claim;
 mod connect;
 mod event;

@@ -1,0 +1,208 @@
+//! Each subscriber's backlog in cluster mode, the same on every relay: what
+//! its consumer has not settled (a delivery waiting in NATS for its retry
+//! included), the receipt time of the oldest of it (a replay counted from
+//! its event's time, as on one host), and its dead letters; subscribers
+//! removed from the config are listed while their consumer or dead letters
+//! remain.
+
+use async_nats::jetstream::consumer::Info;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use futures_util::TryStreamExt;
+
+use super::{event, layout, unavailable, NatsStore};
+use crate::store::{StoreError, SubscriberStats};
+
+/// Messages never handed to a removed subscriber looked at, at most, for
+/// those that were for it.
+const REMOVED_SCAN: u64 = 1_000;
+
+impl NatsStore {
+    /// Every subscriber's backlog, oldest pending event and dead letters: the
+    /// configured ones, and (`with_removed`) those removed from the config
+    /// whose deliveries are still pending (their consumer is still on the
+    /// route's stream, also a route removed since) or dead. An error when
+    /// NATS cannot be read (not zeros: the admin API answers `503`, as for
+    /// the dead letters).
+    pub async fn subscriber_stats(&self, with_removed: bool) -> Result<Vec<SubscriberStats>, StoreError> {
+        let topology = super::read(&self.shared.topology);
+        let dead = self.dead_subjects(None).await?;
+        let dead_of = |sub: &str| dead.iter().filter(|(_, s, _)| s == sub).count() as u64;
+        let mut streams = Vec::new();
+        for (route, subs) in &topology.routes {
+            streams.push((route.clone(), self.shared.stream(route)?, subs.clone()));
+        }
+        if with_removed {
+            let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
+            for name in names {
+                let Some(route) = name.strip_prefix(layout::STREAM_PREFIX) else {
+                    continue;
+                };
+                if topology.routes.iter().any(|(r, _)| r == route) {
+                    continue;
+                }
+                let stream = self.shared.js.get_stream(&name).await.map_err(unavailable)?;
+                streams.push((route.to_string(), stream, Vec::new()));
+            }
+        }
+        let mut out: Vec<SubscriberStats> = Vec::new();
+        for (route, stream, subs) in &streams {
+            let consumers: Vec<Info> = stream.consumers().try_collect().await.map_err(unavailable)?;
+            for info in consumers {
+                let Some(sub) = info.name.strip_prefix(layout::CONSUMER_PREFIX) else {
+                    continue;
+                };
+                let configured = subs.iter().any(|s| s == sub);
+                let (backlog, oldest) = match configured {
+                    true => self.configured_backlog(stream, route, sub, &info).await?,
+                    false if with_removed => self.removed_backlog(stream, route, sub, &info).await?,
+                    false => continue,
+                };
+                // The same name on two routes' streams (moved to another route): one row.
+                match out.iter_mut().find(|s| s.name == sub) {
+                    Some(s) => {
+                        s.backlog += backlog;
+                        s.oldest_pending_ms = s.oldest_pending_ms.into_iter().chain(oldest).min();
+                    }
+                    None => out.push(SubscriberStats {
+                        name: sub.to_string(),
+                        backlog,
+                        oldest_pending_ms: oldest,
+                        dead_letters: dead_of(sub),
+                    }),
+                }
+            }
+        }
+        if with_removed {
+            // Dead letters of subscribers whose consumer is gone.
+            for (_, sub, _) in &dead {
+                if !out.iter().any(|s| &s.name == sub) {
+                    out.push(SubscriberStats {
+                        name: sub.clone(),
+                        backlog: 0,
+                        oldest_pending_ms: None,
+                        dead_letters: dead_of(sub),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A configured subscriber's backlog (what its consumer has not settled)
+    /// and the receipt time of the oldest of it.
+    async fn configured_backlog(
+        &self,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        info: &Info,
+    ) -> Result<(u64, Option<u64>), StoreError> {
+        let backlog = info.num_pending + info.num_ack_pending as u64;
+        let oldest = self.oldest_if_any(backlog, stream, route, sub, info).await?;
+        Ok((backlog, oldest))
+    }
+
+    /// The receipt time of the oldest message the consumer has not settled,
+    /// when `count` (what it has not settled) says there is one.
+    async fn oldest_if_any(
+        &self,
+        count: u64,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        info: &Info,
+    ) -> Result<Option<u64>, StoreError> {
+        if count == 0 {
+            return Ok(None);
+        }
+        self.oldest_unsettled_ms(stream, route, sub, info.ack_floor.stream_sequence)
+            .await
+    }
+
+    /// A removed subscriber's backlog: what relays had taken for it and not
+    /// settled (retries waiting in NATS, deliveries held when it left), and
+    /// of the messages it was never handed those for it (events that name
+    /// it, its replays), looking at [`REMOVED_SCAN`] of them at most: its
+    /// consumer also counts every later event, none of them for it.
+    async fn removed_backlog(
+        &self,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        info: &Info,
+    ) -> Result<(u64, Option<u64>), StoreError> {
+        let taken = info.num_ack_pending as u64;
+        let mut oldest = self.oldest_if_any(taken, stream, route, sub, info).await?;
+        let mut unread = 0;
+        if info.num_pending > 0 {
+            let last = stream.get_info().await.map_err(unavailable)?.state.last_sequence;
+            let from = info.delivered.stream_sequence + 1;
+            let replays = layout::replay_subject(route, sub);
+            for seq in from..=last.min(from + REMOVED_SCAN - 1) {
+                let m = match stream.direct_get(seq).await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                    Err(e) => return Err(unavailable(e)),
+                };
+                let time = if m.subject.as_str() == replays {
+                    self.replay_time_ms(stream, &m).await?
+                } else if m.subject.starts_with("hr.ev.") && event::subscribers(&m.headers).iter().any(|s| s == sub) {
+                    event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time))
+                } else {
+                    continue;
+                };
+                unread += 1;
+                oldest = Some(oldest.map_or(time, |o: u64| o.min(time)));
+            }
+        }
+        Ok((taken + unread, oldest))
+    }
+
+    /// Receipt time of the oldest message `sub`'s consumer has not settled:
+    /// the first of the consumer's subjects (the route's events, `sub`'s
+    /// replays) after its ack floor — a message waiting for a retry (NAKed
+    /// with a delay) included. The message right after the floor may be
+    /// another subscriber's replay. A replay counts from its event's time,
+    /// as on one host.
+    async fn oldest_unsettled_ms(
+        &self,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        floor: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut first: Option<StreamMessage> = None;
+        for subject in [layout::event_filter(route), layout::replay_subject(route, sub)] {
+            match stream.direct_get_next_for_subject(subject, Some(floor + 1)).await {
+                Ok(m) if first.as_ref().is_none_or(|f| m.sequence < f.sequence) => first = Some(m),
+                Ok(_) => {}
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        let Some(m) = first else {
+            return Ok(None);
+        };
+        if !m.subject.starts_with("hr.rp.") {
+            return Ok(Some(
+                event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time)),
+            ));
+        }
+        Ok(Some(self.replay_time_ms(stream, &m).await?))
+    }
+
+    /// A replay message's time: its event's (the payload names it), as on
+    /// one host; its own when the event expired.
+    async fn replay_time_ms(&self, stream: &Stream, m: &StreamMessage) -> Result<u64, StoreError> {
+        let seq: u64 = std::str::from_utf8(&m.payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        match stream.direct_get(seq).await {
+            Ok(e) => Ok(event::time_ms(&e.headers).unwrap_or_else(|| layout::millis(e.time))),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(layout::millis(m.time)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
