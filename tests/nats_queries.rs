@@ -228,9 +228,7 @@ async fn the_subscribers_view_is_a_503_while_nats_is_away() {
     let mut nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
+    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
     let h = start(&cfg).await;
     accepted(h.ingest_addrs[0], &runway("one")).await;
     let (s, v) = admin(h.admin_addr, "GET", "/api/subscribers").await;

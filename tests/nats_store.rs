@@ -218,9 +218,7 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     nats.kill9(0);
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
+    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
     // The relay starts while NATS is away: it listens, answers 503 and is not ready.
     let path = cfg.write();
     let bin = Bin::start(&path, &[]);
@@ -306,9 +304,7 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
     let mut nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
+    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
     let path = cfg.write();
     let bin = Bin::start(&path, &[]);
     accepted_retrying(bin.addr, &runway("before")).await;
@@ -395,9 +391,7 @@ async fn a_body_larger_than_max_payload_is_a_413() {
     let nats = NatsCluster::start_with(1, "max_payload: 65536").await;
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
+    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
     let h = start(&cfg).await;
     let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(70_000));
     let (s, v) = callback(h.ingest_addrs[0], &big).await;

@@ -134,6 +134,14 @@ impl NatsCluster {
         (0..self.nodes.len()).map(|i| self.url(i)).collect()
     }
 
+    /// A relay on this cluster (stream replicas 1) with the one subscriber
+    /// `s` at `sub_url`, its store files under `dir`.
+    pub fn relay_with_one_subscriber(&self, dir: &Path, sub_url: &str) -> super::config::TestConfig {
+        super::config::TestConfig::new(dir)
+            .subscriber(super::route::Subscriber::new("s", sub_url))
+            .nats(self.urls(), 1)
+    }
+
     /// The client URL of node `i`.
     pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
