@@ -52,9 +52,47 @@ fn choose(env: Option<&str>, configured: &str) -> (String, Option<String>) {
     }
 }
 
+/// The libraries whose log lines a command that runs to completion leaves
+/// out: the NATS client logs every connection attempt (`event: client error:
+/// nats: IO error`, a dozen lines before a command against an unreachable
+/// cluster gives up), and the command's own error says what went wrong.
+const QUIET_IN_COMMANDS: [&str; 1] = ["async_nats"];
+
+/// `filter` with the [`QUIET_IN_COMMANDS`] libraries turned off, each
+/// unless the filter names it (`RUST_LOG=async_nats=debug` still shows it).
+fn command_filter(filter: &str) -> String {
+    let filter = normalized(filter);
+    let quiet = QUIET_IN_COMMANDS
+        .iter()
+        .filter(|t| !filter.contains(**t))
+        .map(|t| format!("{t}=off"));
+    std::iter::once(filter.clone())
+        .filter(|f| !f.is_empty())
+        .chain(quiet)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Log set-up for the daemon (`hookrelay run`): every library's lines at
+/// the configured level.
 pub fn init(cfg: &LogConfig) {
+    init_as(cfg, false)
+}
+
+/// Log set-up for a command that runs to completion and prints its own
+/// result or error (`apply-cluster-settings`, `migrate`): as [`init`],
+/// without the client libraries' lines ([`QUIET_IN_COMMANDS`]).
+pub fn init_command(cfg: &LogConfig) {
+    init_as(cfg, true)
+}
+
+fn init_as(cfg: &LogConfig, command: bool) {
     let env = std::env::var("RUST_LOG").ok();
     let (chosen, ignored) = choose(env.as_deref(), &cfg.level);
+    let chosen = match command {
+        true => command_filter(&chosen),
+        false => chosen,
+    };
     let filter = EnvFilter::try_new(normalized(&chosen)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -101,6 +139,18 @@ mod tests {
             let e = check_filter(bad).unwrap_err();
             assert!(e.contains("is not a level") && e.contains("warn"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn commands_leave_the_nats_client_out_unless_asked_for() {
+        use super::command_filter;
+        assert_eq!(command_filter("info"), "info,async_nats=off");
+        assert_eq!(
+            command_filter("hookrelay=debug, warn"),
+            "hookrelay=debug,warn,async_nats=off"
+        );
+        assert_eq!(command_filter("info,async_nats=debug"), "info,async_nats=debug");
+        assert!(check_filter(&command_filter("warn")).is_ok());
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct App {
     store_problem: Mutex<Option<String>>,
     /// Successful writes to the store (ingest), counted.
     store_writes: AtomicU64,
+    /// Callbacks refused because the store could not take them, since it
+    /// was last lost ([`Self::store_refused_callback`]).
+    refusals: Mutex<Refusals>,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
     /// The public listeners' TLS configuration, when TLS is on (file
@@ -99,6 +102,31 @@ pub struct App {
     pub bodies: Arc<crate::ingest::BodyBudget>,
     /// Wakes the reconciler when a task is registered (its schedule changed).
     pub tasks_wake: Arc<tokio::sync::Notify>,
+}
+
+/// How often refused callbacks are summed up in the log while the store is
+/// away (at most; only when callbacks keep coming).
+pub const REFUSAL_SUMMARY_MS: u64 = 10_000;
+
+/// Callbacks refused for the store since it was lost.
+#[derive(Default)]
+struct Refusals {
+    /// In all (said when the store is back).
+    total: u64,
+    /// Since the last summary (or the first refusal), not counting it.
+    in_window: u64,
+    window_start_ms: u64,
+}
+
+/// How to log a callback refused because the store could not take it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The first since the store was lost: an error with the reason.
+    First,
+    /// One more, counted: debug.
+    Counted,
+    /// Time for a summary: `refused` callbacks in the last `secs` seconds.
+    Summary { refused: u64, secs: u64 },
 }
 
 /// The public listeners as the wiring set them up: their TLS and addresses.
@@ -136,6 +164,7 @@ impl App {
             store_ok: AtomicBool::new(true),
             store_problem: Mutex::new(None),
             store_writes: AtomicU64::new(0),
+            refusals: Mutex::default(),
             serving: AtomicBool::new(false),
             tls,
             acme,
@@ -190,11 +219,17 @@ impl App {
         let mut held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
         let was_ok = self.store_ok.swap(ok, Ordering::Relaxed);
         match (&problem, was_ok) {
-            (Some(why), true) => tracing::error!(
-                error = %why,
-                "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
-            ),
-            (None, false) => tracing::info!("store reachable again; ready"),
+            (Some(why), true) => {
+                *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
+                tracing::error!(
+                    error = %why,
+                    "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
+                )
+            }
+            (None, false) => {
+                let refused = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|e| e.into_inner())).total;
+                tracing::info!(refused_callbacks = refused, "store reachable again; ready")
+            }
             _ => {}
         }
         *held = problem;
@@ -208,6 +243,32 @@ impl App {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
         if !self.store_ok.load(Ordering::Relaxed) {
             self.set_store_state(None);
+        }
+    }
+
+    /// Count a callback refused because the store could not take it, and
+    /// say how to log it: the first since the store was lost at `error`, the
+    /// rest at `debug` with a summary every [`REFUSAL_SUMMARY_MS`] (a relay
+    /// taking thousands of callbacks a second must not write as many lines
+    /// while the store is away).
+    pub fn store_refused_callback(&self) -> Refusal {
+        let now = crate::clock::now_ms();
+        let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        r.total += 1;
+        if r.total == 1 {
+            r.window_start_ms = now;
+            return Refusal::First;
+        }
+        r.in_window += 1;
+        let took_ms = now.saturating_sub(r.window_start_ms);
+        if took_ms < REFUSAL_SUMMARY_MS {
+            return Refusal::Counted;
+        }
+        let refused = std::mem::take(&mut r.in_window);
+        r.window_start_ms = now;
+        Refusal::Summary {
+            refused,
+            secs: took_ms / 1000,
         }
     }
 

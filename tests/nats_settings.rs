@@ -255,6 +255,38 @@ async fn applying_settings_changes_the_objects_of_routes_and_subscribers_not_in_
     assert!(out.contains("nothing changed"), "{out}");
 }
 
+/// A command against a cluster that does not answer prints its own error
+/// and nothing else: not the NATS client library's line for every
+/// connection attempt (target `async_nats`), nor a warning about
+/// acknowledgements only a relay holds. The daemon keeps the library's lines.
+#[tokio::test]
+async fn a_command_against_an_unreachable_cluster_prints_only_its_error() {
+    let mut nats = NatsCluster::start(1).await;
+    nats.kill9(0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = relay(
+        dir.path(),
+        &nats,
+        "http://127.0.0.1:9/",
+        1,
+        Duration::from_secs(14 * 86400),
+    )
+    .write();
+    let (ok, out, err) = apply_cluster_settings(&path).await;
+    assert!(!ok, "{out}{err}");
+    assert!(!err.contains("async_nats"), "the client library's lines:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "only the error:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        lines[0].contains("not reachable") && lines[0].contains(&nats.url(0)),
+        "says what and where: {err}"
+    );
+    // The daemon on the same config still logs them.
+    let bin = Bin::start(&path, &[]);
+    log_until(|| bin.log_text(), "async_nats", secs(10)).await;
+}
+
 /// `hookrelay apply-cluster-settings -c PATH`: (success, stdout, stderr).
 async fn apply_cluster_settings(path: &std::path::Path) -> (bool, String, String) {
     cli_async(vec![

@@ -212,6 +212,41 @@ async fn the_queue_depth_follows_the_backlog_while_the_circuit_is_open() {
     h.shutdown().await;
 }
 
+/// While NATS cannot be read the oldest pending age is not known: its
+/// series leaves `/metrics` (as the admin API answers `503`), where it used
+/// to read 0, "nothing waits", with a backlog waiting. It is back with the
+/// store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_pending_age_is_absent_not_zero_while_nats_is_away() {
+    const OLDEST: &str = "hookrelay_oldest_pending_seconds{subscriber=\"s\"}";
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, _up) = Sub::broken(Behaviour::Status(500)).await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).retry([secs(60); 3]))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("waits")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| !r.is_empty()).await;
+    let waits = |m: &[(String, f64)]| m.iter().any(|(k, v)| k == OLDEST && *v >= 1.0);
+    metrics_until(h.admin_addr, secs(10), "the retry's age", waits).await;
+    nats.kill9(0);
+    let down = |m: &[(String, f64)]| sample(m, "hookrelay_ready") == 0.0;
+    let m = metrics_until(h.admin_addr, secs(10), "not ready without NATS", down).await;
+    assert!(
+        m.iter().all(|(k, _)| k != OLDEST),
+        "no age while NATS cannot say it: {m:?}"
+    );
+    // Other per-subscriber gauges stay.
+    assert!(
+        m.iter().any(|(k, _)| k == "hookrelay_queue_depth{subscriber=\"s\"}"),
+        "{m:?}"
+    );
+    nats.restart(0).await;
+    metrics_until(h.admin_addr, secs(20), "the age back with NATS", waits).await;
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     let mut nats = NatsCluster::start(1).await;
@@ -348,6 +383,75 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
         assert!(line.contains("INFO"), "a recovery is info: {line}");
         assert_eq!(admin(bin.admin, "GET", "/readyz").await.0, StatusCode::OK);
     }
+}
+
+/// Callbacks refused while NATS is away do not write an error line each (a
+/// relay taking thousands a second would flood the journal): the first of
+/// the outage is an error with the reason, the rest are debug with a summary
+/// every 10 s while they keep coming, and the recovery line says how many
+/// were refused. Each still gets its 503 and is counted in the metrics.
+#[tokio::test]
+async fn callbacks_refused_during_an_outage_log_one_error_not_one_each() {
+    const REFUSED: &str = "cannot persist callback";
+    const SUMMARY: &str = "callbacks refused in the last";
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    accepted_retrying(bin.addr, &runway("before")).await;
+    nats.kill9(0);
+    let first = std::time::Instant::now();
+    for i in 0..50 {
+        let (s, v) = callback(bin.addr, &runway(&format!("down-{i}"))).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    }
+    let lines = |needle: &str| -> Vec<String> {
+        bin.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    };
+    let refused = lines(REFUSED);
+    assert_eq!(refused.len(), 1, "one line for 50 refusals:\n{}", bin.log_text());
+    assert!(refused[0].contains("ERROR"), "the first is an error: {}", refused[0]);
+    assert!(refused[0].contains("NATS"), "it says why: {}", refused[0]);
+    assert!(lines(SUMMARY).is_empty(), "no summary before 10 s:\n{}", bin.log_text());
+    let (_, m) = admin(bin.admin, "GET", "/metrics").await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("hookrelay_ingest_requests_total{") && l.contains("\"503\"") && l.ends_with(" 50")),
+        "every refusal counted:\n{m}"
+    );
+    // Callbacks keep coming past 10 s: one summary of what was refused since.
+    tokio::time::sleep(secs(10).saturating_sub(first.elapsed()) + ms(200)).await;
+    let (s, _) = callback(bin.addr, &runway("down-last")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let summary = lines(SUMMARY);
+    assert_eq!(summary.len(), 1, "{}", bin.log_text());
+    assert!(summary[0].contains("WARN"), "{}", summary[0]);
+    assert!(
+        summary[0].contains(" 50 callbacks refused in the last 10s"),
+        "{}",
+        summary[0]
+    );
+    assert_eq!(lines(REFUSED).len(), 1, "{}", bin.log_text());
+    // Back: the recovery line counts them all (51, and any refused while
+    // the relay reconnected).
+    nats.restart(0).await;
+    accepted_retrying(bin.addr, &runway("back")).await;
+    log_until(|| bin.log_text(), "store reachable again", secs(5)).await;
+    let back = lines("store reachable again").pop().unwrap();
+    let n: u64 = back
+        .split("refused_callbacks=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the recovery line counts the refusals: {back}"));
+    assert!(n >= 51, "{back}");
 }
 
 #[tokio::test]

@@ -2,25 +2,22 @@
 //! age, leases and time since the last pull, store size, certificate expiry)
 //! are refreshed, then everything is encoded.
 
-use crate::metrics::SourceLabels;
+use crate::metrics::{Metrics, SourceLabels, SubLabels};
 use crate::state::App;
+use crate::store::SubscriberStats;
 
 pub(super) async fn render(app: &App) -> String {
     let m = &app.metrics;
     let now = crate::clock::now_ms();
-    let stats = app.store.configured_subscriber_stats().await.unwrap_or_default();
+    // None while the store cannot be read (NATS away): then the oldest
+    // pending age is not known, and its series is left out rather than 0.
+    let stats = app.store.configured_subscriber_stats().await.ok();
     for lane in app.delivery.lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
         let depth = lane.queue_depth();
         m.queue_depth.get_or_create(&labels).set(depth as i64);
-        let age = stats
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.oldest_pending_ms)
-            .filter(|_| depth > 0)
-            .map_or(0, |t| now.saturating_sub(t) / 1000);
-        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
+        set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
     }
     for lane in app.delivery.pull_lanes() {
         let name = lane.subscriber().name.clone();
@@ -32,13 +29,7 @@ pub(super) async fn render(app: &App) -> String {
         m.pull_last_seconds
             .get_or_create(&labels)
             .set(lane.seconds_since_pull(now) as i64);
-        let age = stats
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.oldest_pending_ms)
-            .filter(|_| depth > 0)
-            .map_or(0, |t| now.saturating_sub(t) / 1000);
-        m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
+        set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
     }
     m.store_bytes.set(app.store.size_on_disk() as i64);
     m.ready.set(i64::from(app.ready()));
@@ -68,4 +59,22 @@ pub(super) async fn render(app: &App) -> String {
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()
+}
+
+/// `hookrelay_oldest_pending_seconds` of one subscriber: 0 with nothing
+/// queued; absent while the store cannot say (`stats` None), as the admin
+/// API answers `503` then: a 0 would read as "nothing waits" during an
+/// outage, when it is exactly what an alert should not miss.
+fn set_oldest_pending(m: &Metrics, labels: &SubLabels, stats: Option<&[SubscriberStats]>, depth: u64, now: u64) {
+    let Some(stats) = stats else {
+        m.oldest_pending_seconds.remove(labels);
+        return;
+    };
+    let age = stats
+        .iter()
+        .find(|s| s.name == labels.subscriber)
+        .and_then(|s| s.oldest_pending_ms)
+        .filter(|_| depth > 0)
+        .map_or(0, |t| now.saturating_sub(t) / 1000);
+    m.oldest_pending_seconds.get_or_create(labels).set(age as i64);
 }

@@ -27,12 +27,17 @@ pub(super) fn apply_cluster_settings(cli: &Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    crate::logging::init(&config.log);
+    crate::logging::init_command(&config.log);
     let rt = super::runtime();
     let result = rt.block_on(async {
         let store = NatsStore::open(nats, config.store.retention, config.server.max_body).await?;
         let changes = store.apply_settings(&Topology::of(&config)).await;
-        store.close().await;
+        // Flushed when it worked. After a failure (NATS away) a flush only
+        // waits out its bound and warns about acknowledgements a relay
+        // held: this command holds none, and its error is the whole story.
+        if changes.is_ok() {
+            store.close().await;
+        }
         changes
     });
     match result {

@@ -15,7 +15,7 @@ pub(super) fn run(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::logging::init(&config.log);
+    crate::logging::init_command(&config.log);
     let path = &config.store.path;
     // sled's files: without them there is nothing to migrate (and opening
     // would create an empty store where a mistyped path points).

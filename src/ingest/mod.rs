@@ -24,7 +24,7 @@ pub(crate) use body::read as read_body;
 pub use budget::{BodyBudget, BodyLease};
 
 use crate::auth;
-use crate::state::{App, RouteState};
+use crate::state::{App, Refusal, RouteState};
 use crate::store::{EventMeta, NewEvent, Origin};
 
 /// Media URLs archived per callback at most, and the longest URL taken: a
@@ -276,7 +276,16 @@ where
         }
         Err(e) => {
             app.set_store_state(Some(e.to_string()));
-            tracing::error!(route = %r.name, error = %e, "cannot persist callback; answering 503");
+            match app.store_refused_callback() {
+                Refusal::First => tracing::error!(route = %r.name, error = %e,
+                    "cannot persist callback; answering 503 (while the store stays unavailable, further refusals are logged at debug and summed up every {}s)",
+                    crate::state::REFUSAL_SUMMARY_MS / 1000),
+                Refusal::Counted => {
+                    tracing::debug!(route = %r.name, error = %e, "cannot persist callback; answering 503")
+                }
+                Refusal::Summary { refused, secs } => tracing::warn!(error = %e,
+                    "{refused} callbacks refused in the last {secs}s while the store is unavailable (answered 503)"),
+            }
             Answer::Unavailable
         }
     }
