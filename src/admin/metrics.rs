@@ -40,7 +40,10 @@ pub(super) async fn render(app: &App) -> String {
             .map_or(0, |t| now.saturating_sub(t) / 1000);
         m.oldest_pending_seconds.get_or_create(&labels).set(age as i64);
     }
-    m.store_bytes.set(app.store.size_on_disk() as i64);
+    // In cluster mode JetStream's figure; kept as last read while NATS is away.
+    if let Ok(size) = app.store.size().await {
+        m.store_bytes.set(size.bytes as i64);
+    }
     m.ready.set(i64::from(app.ready()));
     m.unauthenticated_bytes.set(app.bodies.used() as i64);
     if let Some(cert) = app.served_certificate().flatten() {
