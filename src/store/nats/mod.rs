@@ -112,6 +112,9 @@ pub(super) struct Shared {
     /// Messages JetStream stored for this relay since start (publishes it
     /// acknowledged, bucket writes included): `hookrelay_store_writes_total`.
     writes: AtomicU64,
+    /// What the last look at each removed subscriber's messages found, by
+    /// (route, subscriber): see [`backlog`].
+    removed_scans: std::sync::Mutex<HashMap<(String, String), backlog::RemovedScan>>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -266,6 +269,7 @@ impl NatsStore {
                 servers: cfg.servers.iter().map(|u| crate::auth::redact_url(u)).collect(),
                 max_body,
                 writes: AtomicU64::new(0),
+                removed_scans: std::sync::Mutex::default(),
             }),
         })
     }
