@@ -75,7 +75,8 @@ pub struct Metrics {
     /// forwarder is gone (nothing else notices a private side that stopped asking).
     pub pull_last_seconds: Family<SubLabels, Gauge>,
     pub store_bytes: Gauge,
-    /// Rows the store has written since start (sled writes per event = this / events).
+    /// Rows the store has written since start (sled writes per event = this /
+    /// events); in cluster mode the messages JetStream stored for this relay.
     pub store_writes: Counter,
     /// Unix time at which the served certificate expires, so an alert can
     /// fire before it does; set when scraped from what was loaded or issued.
@@ -217,10 +218,14 @@ impl Metrics {
             "1 while the relay is ready (listening, and the store takes writes: in cluster mode, JetStream reachable)",
             m.ready.clone(),
         );
-        registry.register("store_size_bytes", "Size of the store on disk", m.store_bytes.clone());
+        registry.register(
+            "store_size_bytes",
+            "Size of the store on disk (cluster mode: bytes of the hookrelay streams and buckets in JetStream, one copy)",
+            m.store_bytes.clone(),
+        );
         registry.register(
             "store_writes",
-            "Rows written to the store since start",
+            "Rows written to the store since start (cluster mode: messages JetStream stored for this relay)",
             m.store_writes.clone(),
         );
         registry.register(

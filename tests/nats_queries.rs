@@ -250,3 +250,63 @@ async fn the_subscribers_view_is_a_503_while_nats_is_away() {
     assert_eq!(v["subscribers"][0]["name"], "s", "{v}");
     h.shutdown().await;
 }
+
+/// A removed subscriber's leftovers are counted by reading its messages
+/// (up to 1,000 per request): a request within the cache window reads none
+/// again, only messages stored since (the console asks every 2.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_messages_are_not_read_again_on_every_request() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    // Gone at the subscriber: a dead letter keeps it listed once removed.
+    let gone = Sub::always(Behaviour::Status(410)).await;
+    let base = TestConfig::new(dir.path()).nats(nats.urls(), 1);
+    let both = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()))
+        .subscriber(Subscriber::new("gone", gone.url()));
+    let h = start(&both).await;
+    let a = h.admin_addr;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    admin_until(a, "/api/dead-letters", secs(10), |v| {
+        v["dead_letters"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    base.subscriber(Subscriber::new("s", sub.url())).write();
+    h.reload().await.unwrap();
+    // 300 events after it left: its consumer counts them all, none is for it.
+    for i in 0..300 {
+        accepted(h.ingest_addrs[0], &runway(&format!("after-{i}"))).await;
+    }
+    sub.wait_for(secs(30), "every delivery", |r| r.len() == 301).await;
+    let subscribers = || async {
+        let (s, v) = admin(a, "GET", "/api/subscribers").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let g = row(&v["subscribers"], "name", "gone");
+        assert_eq!(
+            (&g["state"], &g["queue_depth"], &g["dead_letters"]),
+            (&"removed".into(), &0.into(), &1.into()),
+            "{v}"
+        );
+    };
+    let before = nats.received_messages(0).await;
+    subscribers().await;
+    let first = nats.received_messages(0).await - before;
+    assert!(
+        first >= 300,
+        "the first request reads its 300 messages: {first} requests"
+    );
+    let before = nats.received_messages(0).await;
+    subscribers().await;
+    let second = nats.received_messages(0).await - before;
+    assert!(second < 50, "the second request reads them again: {second} requests");
+    // A new event is read once, and still not counted for it.
+    accepted(h.ingest_addrs[0], &runway("one-more")).await;
+    sub.wait_for(secs(10), "the new delivery", |r| r.len() == 302).await;
+    let before = nats.received_messages(0).await;
+    subscribers().await;
+    let third = nats.received_messages(0).await - before;
+    assert!(third < 50, "{third} requests");
+    h.shutdown().await;
+}

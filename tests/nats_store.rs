@@ -57,6 +57,55 @@ async fn delivers_dedupes_and_keeps_ids_on_one_node() {
     h.shutdown().await;
 }
 
+/// `hookrelay status`, its API and the store metrics read JetStream in
+/// cluster mode (they read 0): the messages and bytes of the hookrelay
+/// streams and buckets, and the messages JetStream stored for this relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_store_metrics_read_jetstream() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&nats.relay_with_one_subscriber(dir.path(), &sub.url())).await;
+    for i in 0..5 {
+        accepted(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
+    }
+    sub.wait_for(secs(10), "every delivery", |r| r.len() == 5).await;
+    // Five events and their five results, at least.
+    let m = metrics_until(h.admin_addr, secs(10), "the results stored", |m| {
+        sample(m, "hookrelay_store_writes_total") >= 10.0
+    })
+    .await;
+    assert!(sample(&m, "hookrelay_store_size_bytes") > 1000.0, "{m:?}");
+    let (s, v) = admin(h.admin_addr, "GET", "/api/status").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["store"]["backend"], "nats", "{v}");
+    assert!(v["store"]["messages"].as_u64().is_some_and(|n| n >= 10), "{v}");
+    let bytes = v["store"]["size_bytes"].as_u64().unwrap_or(0);
+    assert!(bytes > 1000, "{v}");
+    let admin_url = format!("http://{}", h.admin_addr);
+    let (ok, out, err) = cli_async(vec!["status".into(), "--admin".into(), admin_url]).await;
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("store:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("(cluster: ") && line.contains(" messages, ") && line.ends_with(" MiB in JetStream)"),
+        "{out}"
+    );
+    // More events: more writes, more bytes.
+    for i in 5..10 {
+        accepted(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
+    }
+    let later = metrics_until(h.admin_addr, secs(10), "the later writes", |m| {
+        sample(m, "hookrelay_store_writes_total") >= 20.0
+    })
+    .await;
+    assert!(sample(&later, "hookrelay_store_size_bytes") > bytes as f64, "{later:?}");
+    h.shutdown().await;
+}
+
 /// The dead letters once there are `n` of them (or after `limit`).
 async fn dead_letters(admin_addr: std::net::SocketAddr, n: usize, limit: Duration) -> serde_json::Value {
     admin_until(admin_addr, "/api/dead-letters", limit, |dl| {

@@ -31,7 +31,10 @@ pub(super) async fn render(app: &App) -> String {
             .set(lane.seconds_since_pull(now) as i64);
         set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
     }
-    m.store_bytes.set(app.store.size_on_disk() as i64);
+    // In cluster mode JetStream's figure; kept as last read while NATS is away.
+    if let Ok(size) = app.store.size().await {
+        m.store_bytes.set(size.bytes as i64);
+    }
     m.ready.set(i64::from(app.ready()));
     m.unauthenticated_bytes.set(app.bodies.used() as i64);
     if let Some(cert) = app.served_certificate().flatten() {

@@ -206,7 +206,7 @@ where
                 metrics::render(&app).await,
             );
         }
-        (Method::GET, ["api", "status"]) => status::status(&app),
+        (Method::GET, ["api", "status"]) => status::status(&app).await,
         (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
         (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
         (Method::POST, ["api", "events", id, "replay"]) => events::replay(&app, id, q.get("subscriber")).await,

@@ -2,7 +2,8 @@
 //! how they do TLS, the configured routes (the console's route filters), the
 //! store, and each served certificate (names and expiry; for ACME also the
 //! renewal and failure state). Reads no store rows, so it
-//! stays cheap however large the store is.
+//! stays cheap however large the store is (in cluster mode one stream list
+//! from JetStream for the store's size).
 
 use serde_json::{json, Value};
 
@@ -11,7 +12,7 @@ use crate::config::TlsSource;
 use crate::state::App;
 use crate::tls::CertInfo;
 
-pub(super) fn status(app: &App) -> ApiResult {
+pub(super) async fn status(app: &App) -> ApiResult {
     let now = crate::clock::now_ms();
     let tls = app.tls_kind();
     let listeners: Vec<Value> = app
@@ -20,6 +21,17 @@ pub(super) fn status(app: &App) -> ApiResult {
         .map(|a| json!({ "addr": a.to_string(), "tls": tls }))
         .collect();
     let (backend, location) = app.store.describe();
+    // In cluster mode read from JetStream's stream info (no messages); null
+    // while NATS cannot be read.
+    let size = app.store.size().await.ok();
+    let mut store = json!({
+        "backend": backend,
+        "path": location,
+        "size_bytes": size.map(|s| s.bytes),
+    });
+    if app.store.is_clustered() {
+        store["messages"] = json!(size.and_then(|s| s.messages));
+    }
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": rfc3339(app.started_ms),
@@ -28,11 +40,7 @@ pub(super) fn status(app: &App) -> ApiResult {
         "not_ready_because": app.not_ready_because(),
         "listeners": listeners,
         "routes": app.live().config.routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        "store": {
-            "backend": backend,
-            "path": location,
-            "size_bytes": app.store.size_on_disk(),
-        },
+        "store": store,
         "certificates": certificates(app),
     }))
 }

@@ -295,8 +295,17 @@ pub fn render_status(v: &Value) -> String {
     } else {
         routes.join(", ")
     };
+    // Cluster mode: what JetStream holds for the cluster, not a disk.
+    let size = match (v["store"]["messages"].as_u64(), v["store"].get("messages")) {
+        (Some(n), _) => format!(
+            "cluster: {n} messages, {:.2} MiB in JetStream",
+            v["store"]["size_bytes"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+        ),
+        (None, Some(_)) => "cluster: size unknown, NATS cannot be read now".to_string(),
+        (None, None) => format!("{} bytes", s(&v["store"]["size_bytes"])),
+    };
     let mut out = format!(
-        "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({} bytes)\nlisteners:  {}\nroutes:     {}\n",
+        "hookrelay {}, up {} (since {}), {}\nstore:      {} at {} ({size})\nlisteners:  {}\nroutes:     {}\n",
         s(&v["version"]),
         secs(&v["uptime_seconds"]),
         s(&v["started_at"]),
@@ -307,7 +316,6 @@ pub fn render_status(v: &Value) -> String {
         },
         s(&v["store"]["backend"]),
         s(&v["store"]["path"]),
-        s(&v["store"]["size_bytes"]),
         listeners.join(", "),
         routes,
     );

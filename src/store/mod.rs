@@ -93,6 +93,15 @@ macro_rules! each {
     };
 }
 
+/// What the store holds ([`Store::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSize {
+    /// sled: on disk; NATS: stream bytes in JetStream, one copy.
+    pub bytes: u64,
+    /// NATS only: messages in the streams and buckets.
+    pub messages: Option<u64>,
+}
+
 /// Routes and the subscribers of each, as configured (names only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -342,18 +351,30 @@ impl Store {
         }
     }
 
-    /// (rows written, batches applied) since start.
+    /// (writes, batches applied) since start. Writes: rows on one host;
+    /// in cluster mode the messages JetStream stored for this relay
+    /// (events, results, replays, dead letters, media and task rows and
+    /// work; no batches: 0).
     pub fn write_counts(&self) -> (u64, u64) {
         match &self.backend {
             Backend::Sled(s) => (s.rows_written(), s.batches()),
-            Backend::Nats(_) => (0, 0),
+            Backend::Nats(s) => (s.writes(), 0),
         }
     }
 
-    pub fn size_on_disk(&self) -> u64 {
+    /// What the store holds: on one host its size on disk; in cluster mode
+    /// the messages and bytes of the cluster's hookrelay streams and buckets
+    /// in JetStream (one copy). An error when NATS cannot be read now.
+    pub async fn size(&self) -> Result<StoreSize, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.size_on_disk(),
-            Backend::Nats(_) => 0,
+            Backend::Sled(s) => Ok(StoreSize {
+                bytes: s.size_on_disk(),
+                messages: None,
+            }),
+            Backend::Nats(s) => s.size().await.map(|(messages, bytes)| StoreSize {
+                bytes,
+                messages: Some(messages),
+            }),
         }
     }
 

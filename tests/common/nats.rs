@@ -152,6 +152,19 @@ impl NatsCluster {
         format!("http://127.0.0.1:{}", self.nodes[i].monitor_port)
     }
 
+    /// Messages node `i` has received from its clients so far (`/varz`
+    /// `in_msgs`): every publish and request, direct gets of stream messages
+    /// included.
+    pub async fn received_messages(&self, i: usize) -> u64 {
+        let body = http_body(self.nodes[i].monitor_port, "/varz")
+            .await
+            .unwrap_or_else(|| panic!("node {i}'s /varz did not answer"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/varz: {e}: {body}"));
+        v["in_msgs"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no in_msgs in /varz: {body}"))
+    }
+
     /// Where the fixture keeps configs, stores and logs (e.g. to put certificates for a `tls {}` block).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -309,6 +322,23 @@ fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
+}
+
+/// The body of `GET path` on the monitoring port, `None` while it does not answer.
+async fn http_body(port: u16, path: &str) -> Option<String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        Some(text.split_once("\r\n\r\n")?.1.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Status code of `GET path` on the monitoring port, `None` while it does not answer.

@@ -3,12 +3,18 @@
 //! included), the receipt time of the oldest of it (a replay counted from
 //! its event's time, as on one host), and its dead letters; subscribers
 //! removed from the config are listed while their consumer or dead letters
-//! remain.
+//! remain. What a look at a removed subscriber's messages found is kept: a
+//! request within [`RESCAN_AFTER`] reads only the messages stored since (the
+//! console asks every 2.5 s).
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::Info;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use futures_util::TryStreamExt;
+use tokio::time::Instant;
 
 use super::{event, layout, unavailable, NatsStore};
 use crate::store::{StoreError, SubscriberStats};
@@ -16,6 +22,26 @@ use crate::store::{StoreError, SubscriberStats};
 /// Messages never handed to a removed subscriber looked at, at most, for
 /// those that were for it.
 const REMOVED_SCAN: u64 = 1_000;
+
+/// How long what a look at a removed subscriber's messages found stands
+/// (only messages stored since are read meanwhile); then they are all read
+/// again, so messages that expired or were purged meanwhile drop out.
+const RESCAN_AFTER: Duration = Duration::from_secs(30);
+
+/// What the last look at a removed subscriber's messages found.
+#[derive(Clone)]
+pub(super) struct RemovedScan {
+    /// The first sequence looked at: right after what its consumer was handed.
+    from: u64,
+    /// The last sequence looked at.
+    to: u64,
+    /// Of those messages, how many were for the subscriber, and the oldest
+    /// one's time.
+    unread: u64,
+    oldest: Option<u64>,
+    /// When all of them were read.
+    at: Instant,
+}
 
 impl NatsStore {
     /// Every subscriber's backlog, oldest pending event and dead letters: the
@@ -46,6 +72,7 @@ impl NatsStore {
             }
         }
         let mut out: Vec<SubscriberStats> = Vec::new();
+        let mut removed = HashSet::new();
         for (route, stream, subs) in &streams {
             let consumers: Vec<Info> = stream.consumers().try_collect().await.map_err(unavailable)?;
             for info in consumers {
@@ -55,7 +82,10 @@ impl NatsStore {
                 let configured = subs.iter().any(|s| s == sub);
                 let (backlog, oldest) = match configured {
                     true => self.configured_backlog(stream, route, sub, &info).await?,
-                    false if with_removed => self.removed_backlog(stream, route, sub, &info).await?,
+                    false if with_removed => {
+                        removed.insert((route.clone(), sub.to_string()));
+                        self.removed_backlog(stream, route, sub, &info).await?
+                    }
                     false => continue,
                 };
                 // The same name on two routes' streams (moved to another route): one row.
@@ -74,6 +104,8 @@ impl NatsStore {
             }
         }
         if with_removed {
+            // Forget the looks at subscribers no longer removed (or gone).
+            self.removed_scans().retain(|k, _| removed.contains(k));
             // Dead letters of subscribers whose consumer is gone.
             for (_, sub, _) in &dead {
                 if !out.iter().any(|s| &s.name == sub) {
@@ -124,7 +156,9 @@ impl NatsStore {
     /// settled (retries waiting in NATS, deliveries held when it left), and
     /// of the messages it was never handed those for it (events that name
     /// it, its replays), looking at [`REMOVED_SCAN`] of them at most: its
-    /// consumer also counts every later event, none of them for it.
+    /// consumer also counts every later event, none of them for it. Within
+    /// [`RESCAN_AFTER`] of the last full look only messages stored since are
+    /// read.
     async fn removed_backlog(
         &self,
         stream: &Stream,
@@ -138,8 +172,20 @@ impl NatsStore {
         if info.num_pending > 0 {
             let last = stream.get_info().await.map_err(unavailable)?.state.last_sequence;
             let from = info.delivered.stream_sequence + 1;
+            let end = last.min(from + REMOVED_SCAN - 1);
+            let key = (route.to_string(), sub.to_string());
+            let known = self.removed_scans().get(&key).cloned();
+            let mut scan = known
+                .filter(|k| k.from == from && k.to <= end && k.at.elapsed() < RESCAN_AFTER)
+                .unwrap_or(RemovedScan {
+                    from,
+                    to: from - 1,
+                    unread: 0,
+                    oldest: None,
+                    at: Instant::now(),
+                });
             let replays = layout::replay_subject(route, sub);
-            for seq in from..=last.min(from + REMOVED_SCAN - 1) {
+            for seq in scan.to + 1..=end {
                 let m = match stream.direct_get(seq).await {
                     Ok(m) => m,
                     Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
@@ -152,11 +198,19 @@ impl NatsStore {
                 } else {
                     continue;
                 };
-                unread += 1;
-                oldest = Some(oldest.map_or(time, |o: u64| o.min(time)));
+                scan.unread += 1;
+                scan.oldest = Some(scan.oldest.map_or(time, |o: u64| o.min(time)));
             }
+            scan.to = scan.to.max(end);
+            unread = scan.unread;
+            oldest = oldest.into_iter().chain(scan.oldest).min();
+            self.removed_scans().insert(key, scan);
         }
         Ok((taken + unread, oldest))
+    }
+
+    fn removed_scans(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), RemovedScan>> {
+        self.shared.removed_scans.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Receipt time of the oldest message `sub`'s consumer has not settled:

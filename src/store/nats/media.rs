@@ -166,7 +166,9 @@ impl Shared {
     /// Write the row of a URL first seen by its work message; false when
     /// another work message got there first.
     pub(super) async fn create_media_row(&self, hash: &str, row: &MediaRow) -> Result<bool, StoreError> {
-        create_json(&self.media()?, layout::media_key(hash), row).await
+        let created = create_json(&self.media()?, layout::media_key(hash), row).await?;
+        self.wrote(u64::from(created));
+        Ok(created)
     }
 
     pub(super) async fn put_media_row(&self, hash: &str, row: &MediaRow) -> Result<(), StoreError> {
@@ -175,6 +177,7 @@ impl Shared {
             .put(layout::media_key(hash), value)
             .await
             .map_err(unavailable)?;
+        self.wrote(1);
         if let RowState::Stored {
             sha256,
             size,
@@ -191,6 +194,7 @@ impl Shared {
                 .put(layout::file_key(sha256), value)
                 .await
                 .map_err(unavailable)?;
+            self.wrote(1);
         }
         Ok(())
     }
@@ -297,6 +301,7 @@ impl NatsStore {
         for (hash, row) in rows {
             if row.is_final() && row.at_ms < cutoff_ms {
                 bucket.purge(layout::media_key(&hash)).await.map_err(unavailable)?;
+                self.shared.wrote(1);
                 removed += 1;
                 if let Some(sha) = row.sha256() {
                     freed.insert(sha.to_string());
@@ -308,6 +313,7 @@ impl NatsStore {
         let mut files = Vec::new();
         for sha in freed.difference(&kept) {
             bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
+            self.shared.wrote(1);
             files.push(sha.clone());
         }
         Ok((removed, files))

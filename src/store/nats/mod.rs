@@ -32,6 +32,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use tokio::sync::Mutex;
 
 pub use media_source::{NatsMediaCursor, NatsMediaTicket};
@@ -108,6 +109,12 @@ pub(super) struct Shared {
     servers: Vec<String>,
     /// `server.max_body`: checked against the servers' `max_payload`.
     max_body: usize,
+    /// Messages JetStream stored for this relay since start (publishes it
+    /// acknowledged, bucket writes included): `hookrelay_store_writes_total`.
+    writes: AtomicU64,
+    /// What the last look at each removed subscriber's messages found, by
+    /// (route, subscriber): see [`backlog`].
+    removed_scans: std::sync::Mutex<HashMap<(String, String), backlog::RemovedScan>>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -119,6 +126,11 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Shared {
+    /// JetStream stored `n` more messages for this relay.
+    pub(super) fn wrote(&self, n: u64) {
+        self.writes.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
@@ -159,6 +171,7 @@ impl Shared {
     pub(super) async fn put_result(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
         let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
         self.results()?.put(key, value).await.map_err(unavailable)?;
+        self.wrote(1);
         Ok(())
     }
 }
@@ -255,6 +268,8 @@ impl NatsStore {
                 held_tasks: std::sync::Mutex::default(),
                 servers: cfg.servers.iter().map(|u| crate::auth::redact_url(u)).collect(),
                 max_body,
+                writes: AtomicU64::new(0),
+                removed_scans: std::sync::Mutex::default(),
             }),
         })
     }
@@ -351,10 +366,13 @@ impl NatsStore {
             .await
             .map_err(unavailable)?
         {
-            claim::Claim::New { seq } => Accepted {
-                id: layout::event_id(&route, seq, ev.meta.received_ms),
-                duplicate: false,
-            },
+            claim::Claim::New { seq } => {
+                s.wrote(1);
+                Accepted {
+                    id: layout::event_id(&route, seq, ev.meta.received_ms),
+                    duplicate: false,
+                }
+            }
             claim::Claim::Duplicate { seq, time_ms } => Accepted {
                 id: layout::event_id(&route, seq, time_ms),
                 duplicate: true,
@@ -392,6 +410,33 @@ impl NatsStore {
             return Err(s.not_serving());
         }
         Ok(())
+    }
+
+    /// Messages JetStream stored for this relay since start.
+    pub fn writes(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
+    }
+
+    /// (messages, bytes) of the cluster's hookrelay streams and buckets, as
+    /// JetStream's stream info says (one copy: replicas not multiplied).
+    pub async fn size(&self) -> Result<(u64, u64), StoreError> {
+        let ours = |name: &str| {
+            name.starts_with(layout::STREAM_PREFIX)
+                || [layout::DEAD, layout::MEDIA_WORK, layout::TASK_WORK].contains(&name)
+                || [layout::RESULTS, layout::MEDIA, layout::TASKS]
+                    .iter()
+                    .any(|b| name.strip_prefix("KV_") == Some(*b))
+        };
+        let list = async {
+            let infos: Vec<stream::Info> = self.shared.js.streams().try_collect().await.map_err(unavailable)?;
+            Ok(infos
+                .iter()
+                .filter(|i| ours(&i.config.name))
+                .fold((0, 0), |(m, b), i| (m + i.state.messages, b + i.state.bytes)))
+        };
+        tokio::time::timeout(Duration::from_secs(2), list)
+            .await
+            .map_err(|_| unavailable("NATS did not answer in time"))?
     }
 
     pub fn describe(&self) -> String {

@@ -206,6 +206,7 @@ impl NatsStore {
                 false => Err(unavailable(e)),
             };
         }
+        self.shared.wrote(1);
         self.shared
             .js
             .publish(layout::replay_subject(route, sub), Bytes::from(seq.to_string()))
@@ -213,6 +214,7 @@ impl NatsStore {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
+        self.shared.wrote(1);
         if was_dead {
             let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
             dl.purge()

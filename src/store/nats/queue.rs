@@ -111,6 +111,7 @@ impl Shared {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
+        self.wrote(1);
         Ok(ack.sequence)
     }
 

@@ -82,6 +82,7 @@ impl NatsStore {
                     .map_err(unavailable)?
                     .await
                     .map_err(unavailable)?;
+                s.wrote(1);
                 t.acker.double_ack_with(AckKind::Term).await.map_err(unavailable)
             }
         }

@@ -85,6 +85,7 @@ impl Shared {
                     .await;
                 return Ok(None);
             }
+            self.wrote(1);
         }
         if row.work != r.seq || row.task.state.is_final() {
             self.drop_task_message(r, AckKind::Ack).await;

@@ -92,7 +92,9 @@ impl Shared {
 
     /// Write a new task's row; false when it exists.
     pub(super) async fn create_task_row(&self, hash: &str, row: &TaskRow) -> Result<bool, StoreError> {
-        create_json(&self.tasks_bucket()?, layout::task_key(hash), row).await
+        let created = create_json(&self.tasks_bucket()?, layout::task_key(hash), row).await?;
+        self.wrote(u64::from(created));
+        Ok(created)
     }
 
     async fn put_task_row(&self, hash: &str, row: &TaskRow) -> Result<(), StoreError> {
@@ -100,6 +102,7 @@ impl Shared {
             .put(layout::task_key(hash), encode(row))
             .await
             .map_err(unavailable)?;
+        self.wrote(1);
         Ok(())
     }
 
@@ -149,6 +152,7 @@ impl Shared {
                 .settled(state, accepted.id, mark, origin, crate::clock::now_ms());
             let key = layout::task_key(&hash);
             if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_ok() {
+                self.wrote(1);
                 break;
             }
         }
@@ -243,6 +247,7 @@ impl NatsStore {
                 .update(layout::task_key(&hash), encode(&row), revision)
                 .await;
             scheduled += usize::from(updated.is_ok());
+            s.wrote(u64::from(updated.is_ok()));
         }
         Ok(scheduled)
     }
@@ -341,6 +346,7 @@ impl NatsStore {
                 .purge(layout::task_key(&layout::task_hash(&r.route, &r.task_id)))
                 .await
                 .map_err(unavailable)?;
+            self.shared.wrote(1);
             removed += 1;
         }
         Ok(removed)
