@@ -324,16 +324,16 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// The body of `GET path` on the monitoring port, `None` while it does not answer.
-async fn http_body(port: u16, path: &str) -> Option<String> {
+/// The whole answer (head and body) to `GET path` on the monitoring port,
+/// `None` while it does not answer.
+async fn http_get(port: u16, path: &str) -> Option<String> {
     let attempt = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.ok()?;
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        Some(text.split_once("\r\n\r\n")?.1.to_string())
+        Some(String::from_utf8_lossy(&answer).into_owned())
     };
     tokio::time::timeout(Duration::from_secs(2), attempt)
         .await
@@ -341,19 +341,12 @@ async fn http_body(port: u16, path: &str) -> Option<String> {
         .flatten()
 }
 
+/// The body of `GET path` on the monitoring port, `None` while it does not answer.
+async fn http_body(port: u16, path: &str) -> Option<String> {
+    Some(http_get(port, path).await?.split_once("\r\n\r\n")?.1.to_string())
+}
+
 /// Status code of `GET path` on the monitoring port, `None` while it does not answer.
 async fn http_status(port: u16, path: &str) -> Option<u16> {
-    let attempt = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.ok()?;
-        let head = String::from_utf8_lossy(&answer);
-        head.split_whitespace().nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
+    http_get(port, path).await?.split_whitespace().nth(1)?.parse().ok()
 }
