@@ -93,15 +93,6 @@ macro_rules! each {
     };
 }
 
-/// What the store holds ([`Store::size`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreSize {
-    /// sled: on disk; NATS: stream bytes in JetStream, one copy.
-    pub bytes: u64,
-    /// NATS only: messages in the streams and buckets.
-    pub messages: Option<u64>,
-}
-
 /// Routes and the subscribers of each, as configured (names only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

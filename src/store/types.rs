@@ -362,3 +362,12 @@ impl Drop for PeerInbox {
         self.task.abort();
     }
 }
+
+/// What the store holds ([`Store::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSize {
+    /// sled: on disk; NATS: stream bytes in JetStream, one copy.
+    pub bytes: u64,
+    /// NATS only: messages in the streams and buckets.
+    pub messages: Option<u64>,
+}

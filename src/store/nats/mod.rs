@@ -32,7 +32,6 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use tokio::sync::Mutex;
 
 pub use media_source::{NatsMediaCursor, NatsMediaTicket};
@@ -415,28 +414,6 @@ impl NatsStore {
     /// Messages JetStream stored for this relay since start.
     pub fn writes(&self) -> u64 {
         self.shared.writes.load(Ordering::Relaxed)
-    }
-
-    /// (messages, bytes) of the cluster's hookrelay streams and buckets, as
-    /// JetStream's stream info says (one copy: replicas not multiplied).
-    pub async fn size(&self) -> Result<(u64, u64), StoreError> {
-        let ours = |name: &str| {
-            name.starts_with(layout::STREAM_PREFIX)
-                || [layout::DEAD, layout::MEDIA_WORK, layout::TASK_WORK].contains(&name)
-                || [layout::RESULTS, layout::MEDIA, layout::TASKS]
-                    .iter()
-                    .any(|b| name.strip_prefix("KV_") == Some(*b))
-        };
-        let list = async {
-            let infos: Vec<stream::Info> = self.shared.js.streams().try_collect().await.map_err(unavailable)?;
-            Ok(infos
-                .iter()
-                .filter(|i| ours(&i.config.name))
-                .fold((0, 0), |(m, b), i| (m + i.state.messages, b + i.state.bytes)))
-        };
-        tokio::time::timeout(Duration::from_secs(2), list)
-            .await
-            .map_err(|_| unavailable("NATS did not answer in time"))?
     }
 
     pub fn describe(&self) -> String {

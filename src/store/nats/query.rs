@@ -23,6 +23,29 @@ use crate::store::{
 const SCAN_LIMIT: u64 = 10_000;
 
 impl NatsStore {
+    /// (messages, bytes) of the cluster's hookrelay streams and buckets, as
+    /// JetStream's stream info says (one copy: replicas not multiplied).
+    pub async fn size(&self) -> Result<(u64, u64), StoreError> {
+        let ours = |name: &str| {
+            name.starts_with(layout::STREAM_PREFIX)
+                || [layout::DEAD, layout::MEDIA_WORK, layout::TASK_WORK].contains(&name)
+                || [layout::RESULTS, layout::MEDIA, layout::TASKS]
+                    .iter()
+                    .any(|b| name.strip_prefix("KV_") == Some(*b))
+        };
+        let list = async {
+            let infos: Vec<async_nats::jetstream::stream::Info> =
+                self.shared.js.streams().try_collect().await.map_err(unavailable)?;
+            Ok(infos
+                .iter()
+                .filter(|i| ours(&i.config.name))
+                .fold((0, 0), |(m, b), i| (m + i.state.messages, b + i.state.bytes)))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), list)
+            .await
+            .map_err(|_| unavailable("NATS did not answer in time"))?
+    }
+
     /// The event behind an id, with its route and sequence.
     async fn find(&self, id: EventId) -> Result<Option<(String, u64, Event)>, StoreError> {
         Ok(self.find_message(id).await?.map(|(route, seq, m)| {
