@@ -12,6 +12,7 @@ mod batch;
 mod codec;
 mod cursor;
 mod dead_count;
+mod dedupe_filter;
 mod group_commit;
 mod keys;
 mod media;

@@ -75,7 +75,6 @@ impl Writer {
         let media = MediaBook::load(&inner, tree)?;
         *super::write_lock(&inner.cursors) = cursors.clone();
         Ok(Writer {
-            inner,
             last_id,
             cursors,
             dirty_cursors: HashSet::new(),
@@ -88,6 +87,8 @@ impl Writer {
             space_ok: true,
             media,
             dead: super::dead_count::DeadCount::new(),
+            dedupe_filter: super::dedupe_filter::DedupeFilter::start(inner.tree.clone()),
+            inner,
         })
     }
 }
