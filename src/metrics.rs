@@ -7,6 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod optional_gauge;
+pub use optional_gauge::OptionalGauge;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IngestLabels {
     pub route: String,
@@ -108,10 +111,12 @@ pub struct Metrics {
     pub unauthenticated_bytes: Gauge,
     /// Expired URLs the provider was asked to refresh, by outcome (ok, failed).
     pub media_refresh: Family<OutcomeLabels, Counter>,
-    /// Expected tasks by state (read from the store when scraped).
+    /// Expected tasks by state (read from the store when scraped; no series
+    /// while it cannot be read).
     pub tasks: Family<StateLabels, Gauge>,
-    /// Age of the oldest task still waiting or polling: alert when it nears `give_up`.
-    pub tasks_oldest_open_seconds: Gauge,
+    /// Age of the oldest task still waiting or polling: alert when it nears
+    /// `give_up`. Absent while the store cannot be read (NATS away).
+    pub tasks_oldest_open_seconds: OptionalGauge,
     /// Status polls by route and result (`terminal`, `running`, or the error kind).
     pub task_polls: Family<PollLabels, Counter>,
     /// Callbacks held because the provider's record disagreed (`verify = "fetch"`).
@@ -154,7 +159,7 @@ impl Metrics {
             unauthenticated_bytes: Gauge::default(),
             media_refresh: Family::default(),
             tasks: Family::default(),
-            tasks_oldest_open_seconds: Gauge::default(),
+            tasks_oldest_open_seconds: OptionalGauge::default(),
             task_polls: Family::default(),
             unverified: Family::default(),
         };
@@ -273,10 +278,15 @@ impl Metrics {
             "Expired media URLs the provider was asked to refresh, by outcome",
             m.media_refresh.clone(),
         );
-        registry.register("tasks", "Expected tasks by state", m.tasks.clone());
+        registry.register(
+            "tasks",
+            "Expected tasks by state (absent while the store cannot be read)",
+            m.tasks.clone(),
+        );
         registry.register(
             "tasks_oldest_open_seconds",
-            "Age of the oldest expected task with no result yet (waiting or polling)",
+            "Age of the oldest expected task with no result yet (waiting or polling); absent while the store \
+             cannot be read",
             m.tasks_oldest_open_seconds.clone(),
         );
         registry.register(

@@ -188,3 +188,39 @@ async fn a_work_message_no_row_names_yet_is_taken_over() {
     assert_eq!(got[0].header("hookrelay-source"), "poll");
     h1.shutdown().await;
 }
+
+/// While NATS is away the task figures cannot be read: their series are left
+/// out of `/metrics` (as `hookrelay_oldest_pending_seconds` is), not kept at
+/// their last value, which would hide an open task's growing age from an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_gauges_are_absent_not_stale_while_nats_is_away() {
+    const OLDEST: &str = "hookrelay_tasks_oldest_open_seconds";
+    let mut nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&relay(dir.path(), &nats, &fake, &sub)).await;
+    // A task whose stages move only by hand: it stays open (waiting, or
+    // polling once its route polls it) while the test runs.
+    fake.plan_next(TaskPlan::success().manual());
+    submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let open = |m: &[(String, f64)]| {
+        let of = |state: &str| {
+            m.iter()
+                .find(|(k, _)| *k == format!("hookrelay_tasks{{state=\"{state}\"}}"))
+                .map_or(0.0, |(_, v)| *v)
+        };
+        m.iter().any(|(k, v)| k == OLDEST && *v >= 1.0) && of("waiting") + of("polling") == 1.0
+    };
+    metrics_until(h.admin_addr, secs(10), "the open task's age", open).await;
+    nats.kill9(0);
+    let down = |m: &[(String, f64)]| sample(m, "hookrelay_ready") == 0.0;
+    let m = metrics_until(h.admin_addr, secs(10), "not ready without NATS", down).await;
+    assert!(
+        m.iter().all(|(k, _)| k != OLDEST && !k.starts_with("hookrelay_tasks{")),
+        "no task figures while NATS cannot say them: {m:?}"
+    );
+    nats.restart(0).await;
+    metrics_until(h.admin_addr, secs(20), "the task figures back with NATS", open).await;
+    h.shutdown().await;
+}

@@ -42,6 +42,7 @@ mod media_policy;
 mod media_s3;
 mod media_safety;
 mod nats_circuit;
+mod nats_console;
 mod nats_media;
 mod nats_once;
 mod nats_pull;

@@ -49,14 +49,22 @@ pub(super) async fn render(app: &App) -> String {
             .set(i64::from(app.certificate_problem().is_none()));
     }
     m.media_queue_depth.set(app.store.media_queue() as i64);
-    if let Ok(t) = app.store.task_stats().await {
-        for (state, n) in t.by_state {
-            m.tasks
-                .get_or_create(&crate::metrics::StateLabels { state: state.as_str() })
-                .set(n as i64);
+    // Absent, not kept at the last read, while the store cannot be read (NATS
+    // away): a stale age would hide an open task nearing `give_up`.
+    match app.store.task_stats().await {
+        Ok(t) => {
+            for (state, n) in t.by_state {
+                m.tasks
+                    .get_or_create(&crate::metrics::StateLabels { state: state.as_str() })
+                    .set(n as i64);
+            }
+            let age = t.oldest_open_ms.map_or(0, |r| now.saturating_sub(r) / 1000);
+            m.tasks_oldest_open_seconds.set(age as i64);
         }
-        let age = t.oldest_open_ms.map_or(0, |r| now.saturating_sub(r) / 1000);
-        m.tasks_oldest_open_seconds.set(age as i64);
+        Err(_) => {
+            m.tasks.clear();
+            m.tasks_oldest_open_seconds.forget();
+        }
     }
     m.media_in_flight.set(app.media.in_flight() as i64);
     let (rows, _) = app.store.write_counts();

@@ -286,6 +286,16 @@ const tasks = {
     ),
 };
 
+// The store's figures: size, and in cluster mode its message count (the
+// API has `messages` then); either is null while the store cannot be read
+// (NATS away), which the page says rather than showing a blank.
+function store(st) {
+  const known = (v, show) => (v === null || v === undefined ? 'unknown (the store cannot be read right now)' : show(v));
+  const out = { backend: st.backend, path: st.path, size: known(st.size_bytes, bytes) };
+  if ('messages' in st) out.messages = known(st.messages, (n) => n.toLocaleString('en-US'));
+  return out;
+}
+
 const status = {
   title: 'Status',
   load: () => api('/api/status'),
@@ -298,7 +308,7 @@ const status = {
         ready: s.ready,
         'started at': s.started_at,
         uptime: age(s.uptime_seconds),
-        store: { backend: s.store.backend, path: s.store.path, size: bytes(s.store.size_bytes) },
+        store: store(s.store),
       }),
       el('h3', {}, 'Listeners'),
       table('listeners-table', ['Address', 'TLS'], s.listeners.map((l) => ({ cells: [l.addr, String(l.tls)] })), 'No public listener.'),

@@ -1,0 +1,49 @@
+// The console's Status page in a real headless Chromium, driven by
+// tests/nats_console.rs (a cluster-mode relay, no admin token). Env:
+// ADMIN_URL, CHROMIUM, MESSAGES (the text the store's `messages` row must
+// show, e.g. `3`, or `unknown …` while NATS is away), SIZE_UNKNOWN (`1`: the
+// size row must say unknown too; `0`: it must show a size). Prints one line
+// per step; exits non-zero with the reason on failure.
+
+import { chromium } from 'playwright-core';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined) throw new Error(`${k} is not set`);
+  return v;
+};
+const [ADMIN, MESSAGES, SIZE_UNKNOWN] = ['ADMIN_URL', 'MESSAGES', 'SIZE_UNKNOWN'].map(env);
+
+const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
+let failed = null;
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(15000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${ADMIN}/ui#/status`);
+  await page.waitForSelector('#status');
+  // The store's rows, from the definition list the page renders.
+  const rows = () =>
+    page.evaluate(() =>
+      Object.fromEntries([...document.querySelectorAll('#status dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent])),
+    );
+  const want = (r) => r.messages === MESSAGES && /^unknown/.test(r.size) === (SIZE_UNKNOWN === '1');
+  let r = await rows();
+  for (let i = 0; i < 150 && !want(r); i++) {
+    await page.waitForTimeout(100);
+    r = await rows();
+  }
+  if (!want(r)) throw new Error(`store rows: messages ${JSON.stringify(r.messages)}, size ${JSON.stringify(r.size)}`);
+  console.log(`step: messages ${r.messages}, size ${r.size}`);
+  if (errors.length) throw new Error('errors in the page: ' + errors.join('; '));
+  console.log('STATUS OK');
+} catch (e) {
+  failed = e;
+} finally {
+  await browser.close();
+}
+if (failed) {
+  console.error('status test failed: ' + failed.message);
+  process.exit(1);
+}
