@@ -65,6 +65,7 @@ mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
+mod removed_returns;
 mod removed_subscriber;
 mod retries;
 mod secrets;
