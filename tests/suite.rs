@@ -66,6 +66,7 @@ mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
 mod removed_returns;
+mod removed_route;
 mod removed_subscriber;
 mod retries;
 mod secrets;

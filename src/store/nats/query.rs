@@ -64,10 +64,16 @@ impl NatsStore {
 
     async fn find_message(&self, id: EventId) -> Result<Option<(String, u64, StreamMessage)>, StoreError> {
         let (tag, seq, time_ms) = layout::parse_id(id);
-        let Some(route) = self.shared.route_of_tag(tag) else {
-            return Ok(None);
+        let (route, stream) = match self.shared.route_of_tag(tag) {
+            Some(route) => {
+                let stream = self.shared.stream(&route)?;
+                (route, stream)
+            }
+            None => match self.removed_route_of_tag(tag).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
-        let stream = self.shared.stream(&route)?;
         match stream.direct_get(seq).await {
             Ok(m) => {
                 // A re-created stream reuses sequences: the time must match too.
@@ -78,6 +84,30 @@ impl NatsStore {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// The route no longer configured whose stream is still in NATS (its
+    /// events, pending deliveries of removed subscribers among them, are
+    /// kept until it comes back or they expire) and whose tag `tag` is.
+    async fn removed_route_of_tag(
+        &self,
+        tag: u16,
+    ) -> Result<Option<(String, async_nats::jetstream::stream::Stream)>, StoreError> {
+        let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
+        let route = names.iter().find_map(|n| {
+            n.strip_prefix(layout::STREAM_PREFIX)
+                .filter(|route| layout::route_tag(route) == tag)
+        });
+        let Some(route) = route else {
+            return Ok(None);
+        };
+        let stream = self
+            .shared
+            .js
+            .get_stream(layout::stream(route))
+            .await
+            .map_err(unavailable)?;
+        Ok(Some((route.to_string(), stream)))
     }
 
     pub async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
