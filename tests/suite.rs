@@ -49,6 +49,7 @@ mod nats_queries;
 mod nats_retries;
 mod nats_settings;
 mod nats_store;
+mod nats_takeover_attempts;
 mod nats_tasks;
 mod nothing_lost;
 mod open_files;

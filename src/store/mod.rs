@@ -169,6 +169,18 @@ impl Store {
         }
     }
 
+    /// Right before attempt `number` is sent (see
+    /// [`nats::NatsStore::begin_attempt`]); nothing to do on one host.
+    pub async fn begin_attempt(&self, ticket: &Ticket, number: u32) -> Result<(), StoreError> {
+        match ticket {
+            Ticket::Nats(t) => match &self.backend {
+                Backend::Nats(s) => s.begin_attempt(t, number).await,
+                Backend::Sled(_) => Err(StoreError::Corrupt("work from another backend".into())),
+            },
+            _ => Ok(()),
+        }
+    }
+
     pub async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event(id)).await,
