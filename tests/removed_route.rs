@@ -61,6 +61,17 @@ async fn a_removed_route_keeps_its_pending_deliveries_until_it_comes_back(base: 
     assert!(v["subscribers"].is_array(), "{v}");
     assert_eq!(row(&v["subscribers"], "name", "y")["state"], "pending", "{v}");
     assert_eq!(y.count(), 1, "nothing sent for a route no longer configured");
+    // Its events are still listed, with the route's name or without.
+    for path in ["/api/events?limit=10", "/api/events?route=u"] {
+        let (_, v) = admin(h.admin_addr, "GET", path).await;
+        let listed: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {v}"))
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        assert!(pending.iter().all(|id| listed.contains(&id.as_str())), "{path}: {v}");
+    }
     h.shutdown().await;
 
     // Back: its deliveries go out.
