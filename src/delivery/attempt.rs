@@ -84,6 +84,12 @@ impl Attempter {
             None
         };
         let number = work.attempts + 1;
+        if let Err(e) = self.store.begin_attempt(&work.ticket, number).await {
+            // Another relay may have it now, or NATS is away: not sent.
+            tracing::debug!(subscriber = %sub.name, event = %id, attempt = number, error = %e,
+                "attempt not started: its number could not be recorded");
+            return (Health::Neutral, false);
+        }
         let started = tokio::time::Instant::now();
         let at_ms = clock::now_ms();
         let result = self.send(&work.event, number, media).await;

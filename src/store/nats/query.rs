@@ -7,9 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -64,10 +66,16 @@ impl NatsStore {
 
     async fn find_message(&self, id: EventId) -> Result<Option<(String, u64, StreamMessage)>, StoreError> {
         let (tag, seq, time_ms) = layout::parse_id(id);
-        let Some(route) = self.shared.route_of_tag(tag) else {
-            return Ok(None);
+        let (route, stream) = match self.shared.route_of_tag(tag) {
+            Some(route) => {
+                let stream = self.shared.stream(&route)?;
+                (route, stream)
+            }
+            None => match self.removed_route_of_tag(tag).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
-        let stream = self.shared.stream(&route)?;
         match stream.direct_get(seq).await {
             Ok(m) => {
                 // A re-created stream reuses sequences: the time must match too.
@@ -77,6 +85,35 @@ impl NatsStore {
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The route no longer configured whose stream is still in NATS (its
+    /// events, pending deliveries of removed subscribers among them, are
+    /// kept until it comes back or they expire) and whose tag `tag` is.
+    async fn removed_route_of_tag(&self, tag: u16) -> Result<Option<(String, Stream)>, StoreError> {
+        let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
+        let route = names.iter().find_map(|n| {
+            n.strip_prefix(layout::STREAM_PREFIX)
+                .filter(|route| layout::route_tag(route) == tag)
+        });
+        let Some(route) = route else {
+            return Ok(None);
+        };
+        Ok(self
+            .removed_route_stream(route)
+            .await?
+            .map(|stream| (route.to_string(), stream)))
+    }
+
+    /// The stream of a route not in the config, if it is still in NATS.
+    async fn removed_route_stream(&self, route: &str) -> Result<Option<Stream>, StoreError> {
+        match self.shared.js.get_stream(layout::stream(route)).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => Ok(None),
+                _ => Err(unavailable(e)),
+            },
         }
     }
 
@@ -107,19 +144,36 @@ impl NatsStore {
     /// (its own sequence when `before` is one of its events), looking at
     /// [`SCAN_LIMIT`] messages at most.
     pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
+        let configured: Vec<String> = super::read(&self.shared.topology)
+            .routes
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
         let routes: Vec<String> = match &q.route {
             Some(r) => vec![r.clone()],
-            None => super::read(&self.shared.topology)
-                .routes
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect(),
+            None => {
+                // Routes removed from the config whose streams are kept too, as on one host.
+                let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
+                let removed = names
+                    .iter()
+                    .filter_map(|n| n.strip_prefix(layout::STREAM_PREFIX))
+                    .filter(|r| !configured.iter().any(|c| c == r))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>();
+                configured.iter().cloned().chain(removed).collect()
+            }
         };
         let before = q.before.map(layout::parse_id);
         let mut out: Vec<EventView> = Vec::new();
         for route in routes {
-            let Ok(stream) = self.shared.stream(&route) else {
-                continue;
+            let stream = match self.shared.stream(&route) {
+                Ok(s) => s,
+                Err(_) if configured.contains(&route) => continue,
+                // A removed route's stream, if it is still there.
+                Err(_) => match self.removed_route_stream(&route).await? {
+                    Some(s) => s,
+                    None => continue,
+                },
             };
             let info = stream.get_info().await.map_err(unavailable)?;
             let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);

@@ -35,6 +35,37 @@ impl NatsStore {
         result
     }
 
+    /// Before attempt `number` of a delivery that has a result (a retry, a
+    /// replay, one taken over): count the attempt in it, so that a relay
+    /// taking the delivery over after this one died during the attempt
+    /// sends the next number, not this one again. Written only if the
+    /// result is still the one read with the work (else another relay wrote
+    /// it meanwhile: this copy is not sent, and let go). A first attempt
+    /// needs no write: NATS's count of hand-outs numbers it.
+    pub async fn begin_attempt(&self, t: &NatsTicket, number: u32) -> Result<(), StoreError> {
+        let Some(row) = t.row.as_ref().filter(|r| r.attempts < number) else {
+            return Ok(());
+        };
+        let mut row = row.clone();
+        row.attempts = number;
+        let key = layout::result_key(&t.route, t.event_seq, &t.sub);
+        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+        let written = match self.shared.results() {
+            Ok(bucket) => bucket.update(&key, value, t.revision).await.map_err(unavailable),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(_) => {
+                self.shared.wrote(1);
+                Ok(())
+            }
+            Err(e) => {
+                t.let_go();
+                Err(e)
+            }
+        }
+    }
+
     /// Write a result, trying again (with a growing pause) for
     /// [`RESULT_PATIENCE`]: the delivery was made, and a result not written
     /// means the subscriber gets it again.

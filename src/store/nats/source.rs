@@ -33,6 +33,8 @@ pub struct NatsTicket {
     /// The delivery's result as it was when the work was taken (none for a
     /// fresh event's first delivery).
     pub(super) row: Option<ResultRow>,
+    /// The result's revision in the bucket when it was read (0: none).
+    pub(super) revision: u64,
     /// The lane's held messages: a record that failed lets go of this one,
     /// so that it comes again after `takeover`.
     pub(super) held: Held,
@@ -198,11 +200,14 @@ impl NatsCursor {
         // result (not NATS's delivered count, which also counts messages
         // given back unsent: a lane's circuit opening, a media wait, a
         // forwarder gone).
-        let row = if delivered == 1 && !replay {
-            None
+        let (row, revision) = if delivered == 1 && !replay {
+            (None, 0)
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
-            self.shared.result(&key).await?.map(|(r, _)| r)
+            match self.shared.result(&key).await? {
+                Some((r, revision)) => (Some(r), revision),
+                None => (None, 0),
+            }
         };
         if !replay {
             // Settled before, and the acknowledgement did not arrive.
@@ -232,6 +237,7 @@ impl NatsCursor {
                 message_seq,
                 acker,
                 row,
+                revision,
                 held: self.follower.held.clone(),
             }),
         }))

@@ -1,0 +1,85 @@
+//! A subscriber's work as its lane sees it, whichever the backend: what is
+//! due, what was done, whether work may still be started (cluster mode).
+
+use super::{nats, sled, StoreError, Ticket, Work};
+
+/// One subscriber's view of its work: fresh events from the log and waiting
+/// work from the due index, merged by due time. Owned by the lane.
+// One per lane, made once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum WorkSource {
+    Sled(sled::Cursor),
+    Nats(Box<nats::NatsCursor>),
+}
+
+impl WorkSource {
+    /// Up to `max` pieces of work due at `now_ms`, oldest due first. Never hands
+    /// out work that is handed out and not yet [`done`](Self::done).
+    pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
+        match self {
+            WorkSource::Sled(c) => c.take(max, now_ms).await,
+            WorkSource::Nats(c) => c.take(max, now_ms).await,
+        }
+    }
+
+    /// The work behind `ticket` was recorded ([`Store::record`]): let it go.
+    pub async fn done(&mut self, ticket: &Ticket) {
+        match (self, ticket) {
+            (WorkSource::Sled(c), Ticket::Sled(t)) => c.done(t).await,
+            (WorkSource::Nats(c), Ticket::Nats(t)) => c.done(t).await,
+            _ => {}
+        }
+    }
+
+    /// Whether the work may be started now. Always for the embedded store; in
+    /// cluster mode only while this relay still holds its message and NATS
+    /// confirms it (otherwise another relay may have it, or its result could
+    /// not be recorded): work that may not is let go, not sent.
+    pub async fn confirm(&mut self, ticket: &Ticket) -> bool {
+        match (self, ticket) {
+            (WorkSource::Nats(c), Ticket::Nats(t)) => c.confirm(t).await,
+            _ => true,
+        }
+    }
+
+    /// The lane wants no work now (a pull lane without waiting pullers):
+    /// a cluster cursor stops asking NATS and gives back what came.
+    pub fn want_none(&mut self) {
+        if let WorkSource::Nats(c) = self {
+            c.want_none();
+        }
+    }
+
+    /// The lane can start nothing now (a push lane whose circuit is not
+    /// closed or whose slots are busy): a cluster cursor stops asking NATS
+    /// and gives back at once everything that came and was not taken.
+    pub fn give_back_all(&mut self) {
+        if let WorkSource::Nats(c) = self {
+            c.give_back_all();
+        }
+    }
+
+    /// When the earliest known waiting work becomes due (ms), if any.
+    pub fn next_due(&mut self) -> Option<u64> {
+        match self {
+            WorkSource::Sled(c) => c.next_due(),
+            WorkSource::Nats(c) => c.next_due(),
+        }
+    }
+
+    /// Resolves when new work may have arrived (a new event, a replay).
+    pub fn signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        match self {
+            WorkSource::Sled(c) => c.signal(),
+            WorkSource::Nats(c) => c.signal(),
+        }
+    }
+
+    /// Pending deliveries, handed out ones included.
+    pub fn depth(&self) -> u64 {
+        match self {
+            WorkSource::Sled(c) => c.depth(),
+            WorkSource::Nats(c) => c.depth(),
+        }
+    }
+}
