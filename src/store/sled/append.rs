@@ -60,13 +60,9 @@ impl Writer {
                 duplicate: true,
             });
         }
-        // A fresh key is almost never in the tree: the filter says so
-        // without the lookup.
-        if self.dedupe_filter.may_contain(&dkey) {
-            if let Some(v) = b.get(&dkey)? {
-                if let Some(id) = EventId::from_slice(&v) {
-                    return Ok(Accepted { id, duplicate: true });
-                }
+        if let Some(v) = b.get(&dkey)? {
+            if let Some(id) = EventId::from_slice(&v) {
+                return Ok(Accepted { id, duplicate: true });
             }
         }
         let id = self.next_id(ev.meta.received_ms);
@@ -84,7 +80,6 @@ impl Writer {
             self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
         }
         b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
-        self.dedupe_filter.insert(&dkey);
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);
         news.insert(route);

@@ -71,8 +71,6 @@ pub(super) struct Writer {
     pub media: MediaBook,
     /// Dead letters per subscriber ([`super::dead_count`]).
     pub(super) dead: super::dead_count::DeadCount,
-    /// Which dedupe keys the tree certainly lacks ([`super::dedupe_filter`]).
-    pub(super) dedupe_filter: super::dedupe_filter::DedupeFilter,
 }
 
 /// The writer's thread: a blocking task of the runtime when there is one (so a
@@ -245,7 +243,6 @@ impl Writer {
         });
         match result {
             Ok(dead) => {
-                self.dedupe_filter.applied();
                 if !dead.is_empty() {
                     self.dead.commit(dead);
                     self.publish_dead();

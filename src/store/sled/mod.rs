@@ -12,7 +12,6 @@ mod batch;
 mod codec;
 mod cursor;
 mod dead_count;
-mod dedupe_filter;
 mod group_commit;
 mod keys;
 mod media;

@@ -75,6 +75,7 @@ impl Writer {
         let media = MediaBook::load(&inner, tree)?;
         *super::write_lock(&inner.cursors) = cursors.clone();
         Ok(Writer {
+            inner,
             last_id,
             cursors,
             dirty_cursors: HashSet::new(),
@@ -87,8 +88,6 @@ impl Writer {
             space_ok: true,
             media,
             dead: super::dead_count::DeadCount::new(),
-            dedupe_filter: super::dedupe_filter::DedupeFilter::start(inner.tree.clone()),
-            inner,
         })
     }
 }
