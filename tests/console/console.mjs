@@ -6,13 +6,7 @@
 // (the one that is down), EXPECTED_TASK (a registered task id), CHROMIUM (the
 // browser), SCREENSHOTS (a directory, or empty). Prints one line per step; exits non-zero with the reason on failure.
 
-import { chromium } from 'playwright-core';
-
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`${k} is not set`);
-  return v;
-};
+import { env, inChromium } from './page.mjs';
 const ADMIN = env('ADMIN_URL');
 const ids = env('EVENT_IDS').split(',');
 const [task, taskEvent, deadSub, downSub] = ['TASK', 'TASK_EVENT', 'DEAD_SUB', 'DOWN_SUB'].map(env);
@@ -35,14 +29,7 @@ async function until(page, what, fn, arg) {
   }
 }
 
-const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
-let failed = null;
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(15000);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+await inChromium('console', async (page, errors) => {
 
   // The API wants the token: the page asks for it, then lists the test's events.
   await page.goto(`${ADMIN}/ui`);
@@ -245,15 +232,4 @@ try {
   await page.waitForTimeout(3000);
   if (calls > 0) throw new Error(`${calls} API calls while auto-refresh was paused`);
   step('auto-refresh pauses');
-
-  if (errors.length) throw new Error('errors in the page: ' + errors.join('; '));
-  console.log('CONSOLE OK');
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close();
-}
-if (failed) {
-  console.error('console test failed: ' + failed.message);
-  process.exit(1);
-}
+}, { consoleErrors: true });

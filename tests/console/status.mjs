@@ -5,22 +5,10 @@
 // size row must say unknown too; `0`: it must show a size). Prints one line
 // per step; exits non-zero with the reason on failure.
 
-import { chromium } from 'playwright-core';
-
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`${k} is not set`);
-  return v;
-};
+import { env, inChromium } from './page.mjs';
 const [ADMIN, MESSAGES, SIZE_UNKNOWN] = ['ADMIN_URL', 'MESSAGES', 'SIZE_UNKNOWN'].map(env);
 
-const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
-let failed = null;
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(15000);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+await inChromium('status', async (page) => {
   await page.goto(`${ADMIN}/ui#/status`);
   await page.waitForSelector('#status');
   // The store's rows, from the definition list the page renders.
@@ -36,14 +24,4 @@ try {
   }
   if (!want(r)) throw new Error(`store rows: messages ${JSON.stringify(r.messages)}, size ${JSON.stringify(r.size)}`);
   console.log(`step: messages ${r.messages}, size ${r.size}`);
-  if (errors.length) throw new Error('errors in the page: ' + errors.join('; '));
-  console.log('STATUS OK');
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close();
-}
-if (failed) {
-  console.error('status test failed: ' + failed.message);
-  process.exit(1);
-}
+});
