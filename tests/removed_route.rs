@@ -72,6 +72,10 @@ async fn a_removed_route_keeps_its_pending_deliveries_until_it_comes_back(base: 
             .collect();
         assert!(pending.iter().all(|id| listed.contains(&id.as_str())), "{path}: {v}");
     }
+    // A name no route can have (a typo) lists nothing, as for any unknown route.
+    let (status, v) = admin(h.admin_addr, "GET", "/api/events?route=u.x%20y").await;
+    assert_eq!(status.as_u16(), 200, "{v}");
+    assert_eq!(v["events"], serde_json::json!([]), "{v}");
     h.shutdown().await;
 
     // Back: its deliveries go out.

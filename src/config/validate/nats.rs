@@ -169,7 +169,7 @@ impl Validator<'_> {
 
     /// NATS stream, subject and consumer names carry route and subscriber names.
     pub(super) fn nats_names(&self, routes: &[Route]) -> Result<(), ConfigError> {
-        let ok = |n: &str| n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        let ok = crate::store::nats::layout::name_fits;
         for (i, r) in routes.iter().enumerate() {
             if !ok(&r.name) {
                 return Err(self.err(

@@ -38,6 +38,15 @@ pub const RECONCILER: &str = "reconciler";
 pub const STREAM_PREFIX: &str = "HR_EV_";
 pub const CONSUMER_PREFIX: &str = "sub_";
 
+/// Whether a route or subscriber name can be part of the stream, subject and
+/// consumer names (letters, digits, '-' and '_'; `check-config` holds
+/// cluster-mode names to it).
+pub fn name_fits(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
 pub fn stream(route: &str) -> String {
     format!("{STREAM_PREFIX}{route}")
 }

@@ -108,6 +108,11 @@ impl NatsStore {
 
     /// The stream of a route not in the config, if it is still in NATS.
     async fn removed_route_stream(&self, route: &str) -> Result<Option<Stream>, StoreError> {
+        // No route ever had such a name (an operator's typo in `?route=`):
+        // NATS would refuse the stream name rather than say it is not there.
+        if !layout::name_fits(route) {
+            return Ok(None);
+        }
         match self.shared.js.get_stream(layout::stream(route)).await {
             Ok(s) => Ok(Some(s)),
             Err(e) => match e.kind() {
