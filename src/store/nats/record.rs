@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::AckKind;
 use bytes::Bytes;
 
@@ -50,19 +51,45 @@ impl NatsStore {
         row.attempts = number;
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
         let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-        let written = match self.shared.results() {
-            Ok(bucket) => bucket.update(&key, value, t.revision).await.map_err(unavailable),
-            Err(e) => Err(e),
-        };
+        let written = self.update_result_patiently(&key, value, t.revision).await;
         match written {
-            Ok(_) => {
-                self.shared.wrote(1);
-                Ok(())
+            Ok(()) => self.shared.wrote(1),
+            Err(_) => t.let_go(),
+        }
+        written
+    }
+
+    /// Write a result over revision `revision`, trying again (with a growing
+    /// pause) for [`RESULT_PATIENCE`] while NATS does not answer (a bucket
+    /// leader change fails writes for about 4 s: retries due then would wait
+    /// a whole `takeover`); at once when another relay wrote it meanwhile.
+    async fn update_result_patiently(&self, key: &str, value: Bytes, revision: u64) -> Result<(), StoreError> {
+        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let e = match self.shared.results() {
+                Ok(bucket) => match bucket.update(key, value.clone(), revision).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                        tracing::debug!(
+                            key,
+                            "another relay wrote this delivery's result meanwhile: not sent here"
+                        );
+                        return Err(unavailable(e));
+                    }
+                    Err(e) => unavailable(e),
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + pause >= give_up {
+                tracing::warn!(key, error = %e,
+                    "a retry's attempt number could not be recorded for {}s; not sent now, it comes again after `takeover`",
+                    RESULT_PATIENCE.as_secs());
+                return Err(e);
             }
-            Err(e) => {
-                t.let_go();
-                Err(e)
-            }
+            tracing::debug!(key, error = %e, "attempt number not written; trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
