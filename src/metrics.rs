@@ -77,7 +77,9 @@ pub struct Metrics {
     /// Seconds since a pull subscriber last pulled: the alert that its
     /// forwarder is gone (nothing else notices a private side that stopped asking).
     pub pull_last_seconds: Family<SubLabels, Gauge>,
-    pub store_bytes: Gauge,
+    /// Size of the store: on one host on disk (always known); in cluster
+    /// mode JetStream's figure, absent while NATS cannot be read.
+    pub store_bytes: OptionalGauge,
     /// Rows the store has written since start (sled writes per event = this /
     /// events); in cluster mode the messages JetStream stored for this relay.
     pub store_writes: Counter,
@@ -145,7 +147,7 @@ impl Metrics {
             circuit_open: Family::default(),
             pull_leased: Family::default(),
             pull_last_seconds: Family::default(),
-            store_bytes: Gauge::default(),
+            store_bytes: OptionalGauge::default(),
             store_writes: Counter::default(),
             tls_cert_expiry: Family::default(),
             tls_cert_valid: Family::default(),

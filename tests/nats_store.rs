@@ -263,10 +263,10 @@ async fn the_queue_depth_follows_the_backlog_while_the_circuit_is_open() {
 
 /// While NATS cannot be read the oldest pending age is not known: its
 /// series leaves `/metrics` (as the admin API answers `503`), where it used
-/// to read 0, "nothing waits", with a backlog waiting. It is back with the
-/// store.
+/// to read 0, "nothing waits", with a backlog waiting. So does the store's
+/// size (it used to keep its last value). Both are back with the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_oldest_pending_age_is_absent_not_zero_while_nats_is_away() {
+async fn the_oldest_pending_age_and_the_store_size_are_absent_while_nats_is_away() {
     const OLDEST: &str = "hookrelay_oldest_pending_seconds{subscriber=\"s\"}";
     let mut nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -277,8 +277,13 @@ async fn the_oldest_pending_age_is_absent_not_zero_while_nats_is_away() {
     let h = start(&cfg).await;
     accepted(h.ingest_addrs[0], &runway("waits")).await;
     sub.wait_for(secs(10), "the first attempt", |r| !r.is_empty()).await;
-    let waits = |m: &[(String, f64)]| m.iter().any(|(k, v)| k == OLDEST && *v >= 1.0);
-    metrics_until(h.admin_addr, secs(10), "the retry's age", waits).await;
+    // The store's size is read from JetStream too: there with the age, and
+    // absent with it.
+    const SIZE: &str = "hookrelay_store_size_bytes";
+    let waits = |m: &[(String, f64)]| {
+        m.iter().any(|(k, v)| k == OLDEST && *v >= 1.0) && m.iter().any(|(k, v)| k == SIZE && *v > 0.0)
+    };
+    metrics_until(h.admin_addr, secs(10), "the retry's age and the size", waits).await;
     nats.kill9(0);
     let down = |m: &[(String, f64)]| sample(m, "hookrelay_ready") == 0.0;
     let m = metrics_until(h.admin_addr, secs(10), "not ready without NATS", down).await;
@@ -286,13 +291,17 @@ async fn the_oldest_pending_age_is_absent_not_zero_while_nats_is_away() {
         m.iter().all(|(k, _)| k != OLDEST),
         "no age while NATS cannot say it: {m:?}"
     );
+    assert!(
+        m.iter().all(|(k, _)| k != SIZE),
+        "no size while NATS cannot say it: {m:?}"
+    );
     // Other per-subscriber gauges stay.
     assert!(
         m.iter().any(|(k, _)| k == "hookrelay_queue_depth{subscriber=\"s\"}"),
         "{m:?}"
     );
     nats.restart(0).await;
-    metrics_until(h.admin_addr, secs(20), "the age back with NATS", waits).await;
+    metrics_until(h.admin_addr, secs(20), "the age and the size back with NATS", waits).await;
     h.shutdown().await;
 }
 

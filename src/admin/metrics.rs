@@ -31,9 +31,11 @@ pub(super) async fn render(app: &App) -> String {
             .set(lane.seconds_since_pull(now) as i64);
         set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
     }
-    // In cluster mode JetStream's figure; kept as last read while NATS is away.
-    if let Ok(size) = app.store.size().await {
-        m.store_bytes.set(size.bytes as i64);
+    // In cluster mode JetStream's figure: absent, not kept at the last read,
+    // while NATS cannot be read (one host: always known).
+    match app.store.size().await {
+        Ok(size) => m.store_bytes.set(size.bytes as i64),
+        Err(_) => m.store_bytes.forget(),
     }
     m.ready.set(i64::from(app.ready()));
     m.unauthenticated_bytes.set(app.bodies.used() as i64);
