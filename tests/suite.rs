@@ -47,6 +47,7 @@ mod nats_media;
 mod nats_once;
 mod nats_pull;
 mod nats_queries;
+mod nats_replay_settled;
 mod nats_retries;
 mod nats_settings;
 mod nats_store;

@@ -209,18 +209,18 @@ impl NatsCursor {
                 None => (None, 0),
             }
         };
-        if !replay {
-            // Settled before, and the acknowledgement did not arrive.
-            let settle = match row.as_ref().map(|r| &r.state) {
-                Some(DeliveryState::Delivered | DeliveryState::Skipped) => Some(AckKind::Ack),
-                Some(DeliveryState::Dead) => Some(AckKind::Term),
-                _ => None,
-            };
-            if let Some(kind) = settle {
-                self.release(message_seq);
-                let _ = acker.ack_with(kind).await;
-                return Ok(None);
-            }
+        // Settled before, and the acknowledgement did not arrive. A replay
+        // too: queuing one marks the delivery due again before its message
+        // is published, so a final result here is this replay's own.
+        let settle = match row.as_ref().map(|r| &r.state) {
+            Some(DeliveryState::Delivered | DeliveryState::Skipped) => Some(AckKind::Ack),
+            Some(DeliveryState::Dead) => Some(AckKind::Term),
+            _ => None,
+        };
+        if let Some(kind) = settle {
+            self.release(message_seq);
+            let _ = acker.ack_with(kind).await;
+            return Ok(None);
         }
         let step = row.as_ref().map_or(0, |r| r.step);
         // Without a result, an attempt may still have been made (a relay
