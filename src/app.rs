@@ -197,7 +197,11 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     ));
     let sweeper = tokio::spawn(crate::retention::run(app.clone(), shutdown_rx.clone()));
     let reconciler = tokio::spawn(crate::reconcile::run(app.clone(), shutdown_rx.clone()));
-    let mut background = vec![admin_task, sweeper, reconciler];
+    let removed = tokio::spawn(crate::delivery::removed::warn_at_start(
+        app.store.clone(),
+        app.delivery.clone(),
+    ));
+    let mut background = vec![admin_task, sweeper, reconciler, removed];
     if app.store.needs_health_checks() {
         background.push(tokio::spawn(watch_store(app.clone(), shutdown_rx.clone())));
     }

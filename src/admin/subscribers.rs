@@ -60,13 +60,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
         }));
     }
     // Subscribers removed from the config whose work is kept.
-    let configured = |name: &str| {
-        lanes.iter().any(|l| l.subscriber().name == name) || pulls.iter().any(|l| l.subscriber().name == name)
-    };
-    for s in &stats {
-        if configured(&s.name) || (s.backlog == 0 && s.dead_letters == 0) {
-            continue;
-        }
+    for s in app.delivery.removed(&stats) {
         out.push(json!({
             "name": s.name,
             "route": null,

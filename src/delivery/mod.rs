@@ -16,6 +16,7 @@ mod lane;
 pub mod media_gate;
 pub mod pull;
 mod rate;
+pub mod removed;
 pub mod retry;
 pub mod verify_gate;
 

@@ -297,6 +297,9 @@ pub struct Replayed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStats {
     pub name: String,
+    /// The route the store has it on (`None` when it is on several, or
+    /// only its dead letters are left).
+    pub route: Option<String>,
     /// Pending deliveries (fresh events not yet read + waiting retries).
     pub backlog: u64,
     /// Receipt time of the oldest pending event.

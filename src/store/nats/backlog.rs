@@ -91,11 +91,15 @@ impl NatsStore {
                 // The same name on two routes' streams (moved to another route): one row.
                 match out.iter_mut().find(|s| s.name == sub) {
                     Some(s) => {
+                        if s.route.as_ref() != Some(route) {
+                            s.route = None;
+                        }
                         s.backlog += backlog;
                         s.oldest_pending_ms = s.oldest_pending_ms.into_iter().chain(oldest).min();
                     }
                     None => out.push(SubscriberStats {
                         name: sub.to_string(),
+                        route: Some(route.clone()),
                         backlog,
                         oldest_pending_ms: oldest,
                         dead_letters: dead_of(sub),
@@ -111,6 +115,7 @@ impl NatsStore {
                 if !out.iter().any(|s| &s.name == sub) {
                     out.push(SubscriberStats {
                         name: sub.clone(),
+                        route: None,
                         backlog: 0,
                         oldest_pending_ms: None,
                         dead_letters: dead_of(sub),

@@ -217,6 +217,7 @@ impl SledStore {
             }
             out.push(SubscriberStats {
                 name: reg.sub_name(sub).unwrap_or_default().to_string(),
+                route: reg.route_name(route).map(str::to_string),
                 backlog: unread + waiting,
                 oldest_pending_ms: oldest,
                 dead_letters: self.inner.dead_letters(sub)?,

@@ -1,0 +1,47 @@
+//! Subscribers removed from the config whose work the store keeps: which
+//! they are (for `/api/subscribers`), and the warning at start for those
+//! with deliveries still pending (a reload logs its own line as it stops
+//! their lanes).
+
+use super::Delivery;
+use crate::store::{Store, SubscriberStats};
+
+impl Delivery {
+    /// Whether `name` is a configured subscriber (push or pull).
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.lanes.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+            || self.pulls.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+    }
+
+    /// The subscribers among `stats` removed from the config whose
+    /// deliveries are still pending or dead, in `stats`' order.
+    pub fn removed<'a>(&self, stats: &'a [SubscriberStats]) -> Vec<&'a SubscriberStats> {
+        stats
+            .iter()
+            .filter(|s| !self.is_configured(&s.name) && (s.backlog > 0 || s.dead_letters > 0))
+            .collect()
+    }
+}
+
+/// Once at start (the lanes configured): a warning for every subscriber the
+/// config no longer has whose deliveries are still pending, so a subscriber
+/// deleted by mistake is noticed. A store that cannot be read now (NATS
+/// gone since it was opened) skips it.
+pub async fn warn_at_start(store: Store, delivery: Delivery) {
+    let stats = match store.subscriber_stats().await {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::debug!(error = %e, "removed subscribers not looked for at start");
+            return;
+        }
+    };
+    for s in delivery.removed(&stats).into_iter().filter(|s| s.backlog > 0) {
+        tracing::warn!(
+            subscriber = %s.name,
+            route = s.route.as_deref().map(tracing::field::display),
+            pending = s.backlog,
+            "subscriber not in the config has pending deliveries in the store; they are kept, \
+             delivered if it comes back, and listed as removed by `hookrelay subscribers` (GET /api/subscribers)"
+        );
+    }
+}
