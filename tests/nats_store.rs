@@ -387,6 +387,18 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     assert!(!bin.log_text().contains("shutdown took too long"), "{}", bin.log_text());
 }
 
+/// One NATS node and the real binary with one subscriber, its first callback
+/// stored (the two outage-logging tests).
+async fn relay_taking_callbacks() -> (NatsCluster, tempfile::TempDir, Sub, Bin) {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let path = nats.relay_with_one_subscriber(dir.path(), &sub.url()).write();
+    let bin = Bin::start(&path, &[]);
+    accepted_retrying(bin.addr, &runway("before")).await;
+    (nats, dir, sub, bin)
+}
+
 /// Every loss and recovery of NATS is logged once, whoever notices it first:
 /// a relay taking traffic notices a loss at its next callback (before its
 /// store watcher does) and a recovery at its first stored callback.
@@ -394,13 +406,7 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
 async fn every_loss_and_recovery_of_nats_is_logged_once() {
     const LOST: &str = "store unreachable";
     const BACK: &str = "store reachable again";
-    let mut nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
-    let path = cfg.write();
-    let bin = Bin::start(&path, &[]);
-    accepted_retrying(bin.addr, &runway("before")).await;
+    let (mut nats, _dir, _sub, bin) = relay_taking_callbacks().await;
     let count = |needle: &str| bin.log_text().lines().filter(|l| l.contains(needle)).count();
     for round in 0..2 {
         // Traffic keeps coming while NATS goes: the first callback after it
@@ -452,13 +458,7 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
 async fn callbacks_refused_during_an_outage_log_one_error_not_one_each() {
     const REFUSED: &str = "cannot persist callback";
     const SUMMARY: &str = "callbacks refused in the last";
-    let mut nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = nats.relay_with_one_subscriber(dir.path(), &sub.url());
-    let path = cfg.write();
-    let bin = Bin::start(&path, &[]);
-    accepted_retrying(bin.addr, &runway("before")).await;
+    let (mut nats, _dir, _sub, bin) = relay_taking_callbacks().await;
     nats.kill9(0);
     let first = std::time::Instant::now();
     for i in 0..50 {
