@@ -51,8 +51,14 @@ async fn a_start_without_a_subscriber_with_pending_deliveries_warns(base: TestCo
     let log = bin.log_text();
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("not in the config")).collect();
     assert_eq!(warned.len(), 1, "{log}");
-    let route = format!("route={route}");
-    for part in ["WARN", "subscriber=x", &route, "pending=3", "hookrelay subscribers"] {
+    let route_field = format!("route={route}");
+    for part in [
+        "WARN",
+        "subscriber=x",
+        &route_field,
+        "pending=3",
+        "hookrelay subscribers",
+    ] {
         assert!(warned[0].contains(part), "{part:?} missing: {}", warned[0]);
     }
     let v = admin_until(bin.admin, "/api/subscribers", secs(10), |v| {
@@ -60,6 +66,7 @@ async fn a_start_without_a_subscriber_with_pending_deliveries_warns(base: TestCo
     })
     .await;
     assert_eq!(row(&v["subscribers"], "name", "x")["state"], "removed", "{v}");
+    assert_eq!(row(&v["subscribers"], "name", "x")["route"], route, "{v}");
     assert_eq!(x.count(), 1, "nothing sent to a subscriber no longer configured");
 }
 

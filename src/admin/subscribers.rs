@@ -63,7 +63,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
     for s in app.delivery.removed(&stats) {
         out.push(json!({
             "name": s.name,
-            "route": null,
+            "route": s.route,
             "kind": null,
             "url": null,
             "state": "removed",
