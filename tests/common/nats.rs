@@ -314,14 +314,25 @@ fn server_binary() -> PathBuf {
 
 /// Distinct free loopback ports. The listeners are held until all are chosen so no port repeats;
 /// a port can still be taken by another process before the server binds it (rare on loopback).
+/// `n` free ports none of this process's nodes has had before: a node's port
+/// freed by `kill9` must not go to another test's node, or a relay of the
+/// first test reconnects to the second test's NATS (same stream names).
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    // Held until the end, so that the kernel offers another port each time.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = l.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            ports.push(port);
+        }
+        held.push(l);
+    }
+    ports
 }
 
 /// The whole answer (head and body) to `GET path` on the monitoring port,
