@@ -488,6 +488,8 @@ async fn callbacks_refused_during_an_outage_log_one_error_not_one_each() {
     tokio::time::sleep(secs(10).saturating_sub(first.elapsed()) + ms(200)).await;
     let (s, _) = callback(bin.addr, &runway("down-last")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // The line is written as the 503 goes out: the log file may lag a little.
+    log_until(|| bin.log_text(), SUMMARY, secs(5)).await;
     let summary = lines(SUMMARY);
     assert_eq!(summary.len(), 1, "{}", bin.log_text());
     assert!(summary[0].contains("WARN"), "{}", summary[0]);
