@@ -31,6 +31,16 @@ impl WorkSource {
         }
     }
 
+    /// `ticket` is a second copy of work the lane holds (its earlier hand-out
+    /// still being recorded): let the copy go, recording nothing; the work
+    /// comes again once due and not held. Nothing to do in cluster mode (the
+    /// copy is the same message, held once).
+    pub fn ignore(&mut self, ticket: &Ticket) {
+        if let (WorkSource::Sled(c), Ticket::Sled(t)) = (self, ticket) {
+            c.ignore(t);
+        }
+    }
+
     /// Whether the work may be started now. Always for the embedded store; in
     /// cluster mode only while this relay still holds its message and NATS
     /// confirms it (otherwise another relay may have it, or its result could

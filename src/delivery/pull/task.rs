@@ -246,14 +246,19 @@ impl State {
                 return Err(());
             }
         };
-        let took = work.len();
+        let mut took = work.len();
         let mut settled: Vec<Settled> = Vec::new();
         for w in work {
             if self.leases.holds(&w.event.id) || self.recording.contains(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
                 // wait is shorter than the lease) may hand out what we hold: the
-                // lease we have stands. The sled cursor never does this.
+                // lease we have stands. The sled cursor does it from its due
+                // index when an expired lease's retry, due at once, is taken
+                // before its record is done: that copy is let go, or it would
+                // stay handed out and never come again.
                 tracing::debug!(subscriber = %sub.name, event = %w.event.id, "work handed out again while held; ignored");
+                source.ignore(&w.ticket);
+                took -= 1;
                 continue;
             }
             if !filter_matches(&sub, &w.event) {

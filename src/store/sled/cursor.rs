@@ -165,6 +165,17 @@ impl Cursor {
         self.advance().await;
     }
 
+    /// A copy of work the lane already holds, handed out again from the due
+    /// index (the lane took it while its earlier hand-out's retry was still
+    /// being recorded): forget this copy, or it would count as handed out
+    /// forever and never come again. A log copy cannot happen (the log is read
+    /// once) and shares the original's key: nothing to forget.
+    pub fn ignore(&mut self, ticket: &SledTicket) {
+        if let Source::Due { due_ms } = ticket.source {
+            self.in_flight_due.remove(&(due_ms, ticket.event));
+        }
+    }
+
     /// Read up to `want` events for this subscriber from the log into the buffer.
     fn read_log(&mut self, want: usize) -> Result<(), StoreError> {
         // Only events whose batch is flushed: the writer applies a batch to the

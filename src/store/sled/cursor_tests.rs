@@ -81,3 +81,37 @@ async fn an_unreadable_last_row_does_not_hold_the_log_back() {
     assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), ids);
     s.close().await;
 }
+
+/// A pull lane's expired lease is recorded as a retry due at once; the lane
+/// may take that due row before the record is done with the earlier
+/// hand-out, and drops the copy (it holds the work). The copy let go with
+/// `ignore`, the work comes again once the record is done; kept handed out,
+/// it never came again (the CI found a pull delivery stuck so).
+#[tokio::test]
+async fn a_due_copy_taken_while_its_retry_is_recorded_comes_again_once_let_go() {
+    use super::tests::{attempt, open};
+    use crate::store::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("lapsed", &["a"], now)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let w = src.take(1, now).await.unwrap().remove(0);
+    store
+        .record(&w.ticket, Some(attempt(1, 0, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    // Taken again before the earlier hand-out is done: the lane drops it.
+    let copy = src.take(10, now + 1).await.unwrap();
+    assert_eq!(copy.iter().map(|w| w.event.id).collect::<Vec<_>>(), [id]);
+    src.ignore(&copy[0].ticket);
+    src.done(&w.ticket).await;
+    let again = src.take(10, now + 2).await.unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "never came again"
+    );
+    assert_eq!(src.depth(), 1);
+    store.close().await;
+}
