@@ -59,16 +59,14 @@ impl NatsStore {
             streams.push((route.clone(), self.shared.stream(route)?, subs.clone()));
         }
         if with_removed {
-            let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
-            for name in names {
-                let Some(route) = name.strip_prefix(layout::STREAM_PREFIX) else {
-                    continue;
-                };
-                if topology.routes.iter().any(|(r, _)| r == route) {
-                    continue;
-                }
-                let stream = self.shared.js.get_stream(&name).await.map_err(unavailable)?;
-                streams.push((route.to_string(), stream, Vec::new()));
+            for route in self.removed_routes().await? {
+                let stream = self
+                    .shared
+                    .js
+                    .get_stream(layout::stream(&route))
+                    .await
+                    .map_err(unavailable)?;
+                streams.push((route, stream, Vec::new()));
             }
         }
         let mut out: Vec<SubscriberStats> = Vec::new();

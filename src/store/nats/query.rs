@@ -92,18 +92,23 @@ impl NatsStore {
     /// events, pending deliveries of removed subscribers among them, are
     /// kept until it comes back or they expire) and whose tag `tag` is.
     async fn removed_route_of_tag(&self, tag: u16) -> Result<Option<(String, Stream)>, StoreError> {
-        let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
-        let route = names.iter().find_map(|n| {
-            n.strip_prefix(layout::STREAM_PREFIX)
-                .filter(|route| layout::route_tag(route) == tag)
-        });
-        let Some(route) = route else {
+        let removed = self.removed_routes().await?;
+        let Some(route) = removed.into_iter().find(|route| layout::route_tag(route) == tag) else {
             return Ok(None);
         };
-        Ok(self
-            .removed_route_stream(route)
-            .await?
-            .map(|stream| (route.to_string(), stream)))
+        Ok(self.removed_route_stream(&route).await?.map(|stream| (route, stream)))
+    }
+
+    /// Routes not in the config whose streams NATS still has (one request).
+    pub(super) async fn removed_routes(&self) -> Result<Vec<String>, StoreError> {
+        let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
+        let topology = super::read(&self.shared.topology);
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_prefix(layout::STREAM_PREFIX))
+            .filter(|r| !topology.routes.iter().any(|(c, _)| c == r))
+            .map(str::to_string)
+            .collect())
     }
 
     /// The stream of a route not in the config, if it is still in NATS.
@@ -156,17 +161,8 @@ impl NatsStore {
             .collect();
         let routes: Vec<String> = match &q.route {
             Some(r) => vec![r.clone()],
-            None => {
-                // Routes removed from the config whose streams are kept too, as on one host.
-                let names: Vec<String> = self.shared.js.stream_names().try_collect().await.map_err(unavailable)?;
-                let removed = names
-                    .iter()
-                    .filter_map(|n| n.strip_prefix(layout::STREAM_PREFIX))
-                    .filter(|r| !configured.iter().any(|c| c == r))
-                    .map(str::to_string)
-                    .collect::<Vec<_>>();
-                configured.iter().cloned().chain(removed).collect()
-            }
+            // Routes removed from the config whose streams are kept too, as on one host.
+            None => configured.iter().cloned().chain(self.removed_routes().await?).collect(),
         };
         let before = q.before.map(layout::parse_id);
         let mut out: Vec<EventView> = Vec::new();
