@@ -2,7 +2,8 @@
 //! before fan-out. A forged body carrying a replayed valid `kie` signature
 //! (the signature covers only `taskId.timestamp`) is accepted by ingest but
 //! held as unverified, never delivered, until an operator replays it; a
-//! genuine callback is delivered.
+//! genuine callback is delivered, and so is the Market's short callback
+//! (`{code, msg, data: {taskId}}`), which claims only the outcome.
 
 use crate::common;
 
@@ -91,6 +92,94 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
     assert_eq!(s, 200);
     let got = sub.wait_for(secs(10), "the released event", |all| all.len() == 2).await;
     assert!(String::from_utf8_lossy(&got[1].body).contains("evil.example"));
+    h.shutdown().await;
+}
+
+/// POST `body` to `path` with a valid `kie` signature for `task` (made now).
+async fn post_signed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    fake: &FakeProvider,
+    task: &str,
+    body: &serde_json::Value,
+) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(task, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_held() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("market", "kie-market", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    // The provider's own callbacks are lost; each test body stands in for one.
+    let ok = fake.create(Product::Market, TaskPlan::success().lose(), None);
+    let failed = fake.create(Product::Market, TaskPlan::failure(422, "nsfw").lose(), None);
+    let forged = fake.create(Product::Market, TaskPlan::success().lose(), None);
+    fake.wait_until("the tasks to finish", secs(5), |f| {
+        [&ok, &failed, &forged].iter().all(|t| f.is_finished(t))
+    })
+    .await;
+
+    // The documented short form (`code` 200, only the task id): the record
+    // has the result URLs, the callback claims no more than the success.
+    let short = serde_json::json!({"code": 200, "msg": "success", "data": {"taskId": ok}});
+    post_signed(addr, "/hooks/market", &fake, &ok, &short).await;
+    let got = sub
+        .wait_for(secs(10), "the short success callback", |all| all.len() == 1)
+        .await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap(),
+        short
+    );
+    assert!(fake.status_requests(&ok) >= 1, "it was checked at the provider");
+
+    // Its failure form (`code` 501, no failCode) agrees with a failed record.
+    let short_fail = serde_json::json!({"code": 501, "msg": "failed", "data": {"taskId": failed}});
+    post_signed(addr, "/hooks/market", &fake, &failed, &short_fail).await;
+    sub.wait_for(secs(10), "the short failure callback", |all| all.len() == 2)
+        .await;
+
+    // A result that names a URL the record does not have is still held.
+    let mut body = fake.final_callback(&forged);
+    body["data"]["resultJson"] = serde_json::json!({"resultUrls": ["https://evil.example/x.mp4"]})
+        .to_string()
+        .into();
+    let id = post_signed(addr, "/hooks/market", &fake, &forged, &body).await;
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    let why = view["subscribers"][0]["last_error"].as_str().unwrap();
+    assert!(why.starts_with("unverified: ") && why.contains("evil.example"), "{why}");
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(sub.count(), 2, "the forged result was not delivered");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"market\"}"), 1.0);
     h.shutdown().await;
 }
 

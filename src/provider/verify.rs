@@ -33,6 +33,10 @@ pub struct CallbackFacts {
     pub media_urls: Vec<String>,
     /// The failure code it reports: the body `code`, or Market's `data.failCode`.
     pub failure_code: Option<i64>,
+    /// Whether the body has a place for result URLs at all. Only Market's
+    /// documented short callback, `{code, msg, data: {taskId}}`, has none:
+    /// without `data.resultJson` it claims the outcome and nothing more.
+    pub names_results: bool,
 }
 
 impl CallbackFacts {
@@ -48,6 +52,7 @@ impl CallbackFacts {
             stage,
             media_urls: callback_urls(product, body),
             failure_code,
+            names_results: product != Product::Market || body.pointer("/data/resultJson").is_some(),
         }
     }
 }
@@ -87,7 +92,9 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
             if let Some(u) = unknown_url {
                 return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
             }
-            if facts.media_urls.is_empty() && !known.is_empty() {
+            // A callback that can name results but names none of them is a
+            // body with its URLs stripped; the short form names none to strip.
+            if facts.media_urls.is_empty() && !known.is_empty() && facts.names_results {
                 return Verdict::Disagree("callback names none of the record's result URLs".into());
             }
             Verdict::Agree

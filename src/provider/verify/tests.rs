@@ -123,3 +123,67 @@ fn market_failure_code_is_in_data() {
     assert_eq!(verify(&cb("422"), &record), Verdict::Agree);
     assert!(matches!(verify(&cb("500"), &record), Verdict::Disagree(_)));
 }
+
+fn market(data: Value) -> Record {
+    Record::from_data(Product::Market, "m", data).unwrap()
+}
+
+fn market_success() -> Record {
+    market(json!({"taskId": "m", "state": "success", "resultJson": "{\"resultUrls\":[\"https://m/1.mp4\"]}"}))
+}
+
+#[test]
+fn market_short_success_claims_only_the_outcome() {
+    // The documented short form: no state, no resultJson.
+    let short = json!({"code": 200, "msg": "success", "data": {"taskId": "m"}});
+    assert_eq!(verify(&short, &market_success()), Verdict::Agree);
+    let failed = market(json!({"taskId": "m", "state": "fail", "failCode": "422"}));
+    assert!(matches!(verify(&short, &failed), Verdict::Disagree(_)));
+    let running = market(json!({"taskId": "m", "state": "generating"}));
+    assert_eq!(verify(&short, &running), Verdict::NotTerminalYet);
+    let mut other = short.clone();
+    other["data"]["taskId"] = "n".into();
+    assert!(matches!(verify(&other, &market_success()), Verdict::Disagree(_)));
+}
+
+#[test]
+fn a_market_result_json_must_name_the_records_urls() {
+    let cb = |result: Value| json!({"code": 200, "data": {"taskId": "m", "state": "success", "resultJson": result}});
+    assert_eq!(
+        verify(&cb(json!("{\"resultUrls\":[\"https://m/1.mp4\"]}")), &market_success()),
+        Verdict::Agree
+    );
+    // Its URLs stripped: a result that names none of the record's.
+    for stripped in [json!(""), json!(null), json!("{\"resultUrls\":[]}")] {
+        let v = verify(&cb(stripped.clone()), &market_success());
+        assert!(
+            matches!(&v, Verdict::Disagree(m) if m.contains("none of the record's")),
+            "{stripped}: {v:?}"
+        );
+    }
+    let v = verify(&cb(json!({"resultUrls": ["https://evil/x.mp4"]})), &market_success());
+    assert!(
+        matches!(&v, Verdict::Disagree(m) if m.contains("https://evil/x.mp4")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn market_short_failure_agrees_with_a_failed_record() {
+    let short = json!({"code": 501, "msg": "failed", "data": {"taskId": "m"}});
+    let failed = market(json!({"taskId": "m", "state": "fail", "failCode": "422", "failMsg": "nsfw"}));
+    assert_eq!(verify(&short, &failed), Verdict::Agree);
+    assert!(matches!(verify(&short, &market_success()), Verdict::Disagree(_)));
+}
+
+#[test]
+fn other_products_without_results_still_disagree() {
+    let veo = Record::from_data(
+        Product::Veo,
+        "v",
+        json!({"taskId": "v", "successFlag": 1, "response": {"resultUrls": ["https://v/1.mp4"]}}),
+    )
+    .unwrap();
+    let short = json!({"code": 200, "msg": "success", "data": {"taskId": "v"}});
+    assert!(matches!(verify(&short, &veo), Verdict::Disagree(m) if m.contains("none of the record's")));
+}
