@@ -448,3 +448,5 @@ mod replay_tests;
 mod task_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod review12_tests;
