@@ -61,3 +61,77 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
     );
     store.close().await;
 }
+
+/// An `after_archive` delivery parked until its re-check time is handed out
+/// at that time (the lane's attempt will look at the media); the archiver
+/// finishes the event's last URL meanwhile, and `release` moves the parked
+/// due row — the one in flight — to now. The cursor only knows the old
+/// (due, id) as handed out, so it hands the delivery out a second time while
+/// the first copy is still in flight. A push lane has no check against a
+/// copy (the pull lane drops it with `leases.holds`): both attempts find the
+/// media final and both POST — a duplicate with no crash involved.
+#[tokio::test]
+async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_the_media_wake() {
+    use bytes::Bytes;
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store
+        .register(&Topology {
+            routes: vec![("runway".into(), vec!["later".into()])],
+        })
+        .await
+        .unwrap();
+    let now = crate::clock::now_ms();
+    let url = "https://file.com/k/a.mp4";
+    let ev = NewEvent {
+        meta: EventMeta {
+            route: "runway".into(),
+            received_ms: now,
+            source: None,
+            content_type: Some("application/json".into()),
+            headers: Vec::new(),
+            subscribers: vec!["later".into()],
+            dedupe_fallback: false,
+            origin: Origin::Callback,
+        },
+        dedupe_hash: Sha256::digest(b"m1").into(),
+        body: Bytes::from_static(br#"{"data":{"task_id":"m1"}}"#),
+        media: vec![url.to_string()],
+        task: None,
+    };
+    let id = store.append(ev).await.unwrap().id;
+    let mut src = store.work_source("later").unwrap();
+    let w = src.take(10, now).await.unwrap().remove(0);
+    // Parked; its re-check time (MEDIA_RECHECK later in real life) has come.
+    store
+        .record(&w.ticket, None, Outcome::Defer { due_ms: now - 1 })
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    let first = src.take(10, now).await.unwrap();
+    assert_eq!(first.iter().map(|w| w.event.id).collect::<Vec<_>>(), [id], "the re-check");
+    // The archiver stores the URL while that attempt runs.
+    let mut media = store.media_source();
+    let tries = media.take(10, now).await.unwrap();
+    store
+        .record_media(
+            &tries[0].ticket,
+            MediaOutcome::Stored(StoredFile {
+                location: "/m/aa".into(),
+                sha256: "aa".repeat(32),
+                size: 7,
+                content_type: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let second = src.take(10, crate::clock::now_ms()).await.unwrap();
+    assert!(
+        second.is_empty(),
+        "handed out twice at once: {:?} while {:?} is in flight",
+        second.iter().map(|w| &w.ticket).collect::<Vec<_>>(),
+        first[0].ticket
+    );
+    store.close().await;
+}
