@@ -34,7 +34,11 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
         let mut src = store.work_source("a").unwrap();
         let w = src.take(10, now).await.unwrap().remove(0);
         store
-            .record(&w.ticket, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now - 10 })
+            .record(
+                &w.ticket,
+                Some(attempt(1, 503, now)),
+                Outcome::Retry { due_ms: now - 10 },
+            )
             .await
             .unwrap();
         src.done(&w.ticket).await;
@@ -44,6 +48,10 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
     {
         let mut src = store.work_source("a").unwrap();
         let got = src.take(10, now).await.unwrap();
+        assert!(
+            got.is_empty(),
+            "the new route's cursor hands out the old route's retry: {got:?}"
+        );
     }
     // Reload back: `a` is on `runway` again.
     store.register(&two_routes(&["a"], &["b"])).await.unwrap();
@@ -59,6 +67,80 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
         replayed.iter().map(|r| r.queued).collect::<Vec<_>>(),
         src.depth()
     );
+    store.close().await;
+}
+
+/// The same move seen from the counts: the moved subscriber's new route
+/// shows only its own work, and the old route's — a waiting retry and an
+/// event not yet read — is listed under the old route (as removed work is),
+/// until the subscriber is on that route again and gets both.
+#[tokio::test]
+async fn the_work_a_subscriber_left_on_its_old_route_counts_there_not_on_its_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let retried = store.append(event("t1", &["a"], now)).await.unwrap().id;
+    let unread = store.append(event("t2", &["a"], now)).await.unwrap().id;
+    {
+        let mut src = store.work_source("a").unwrap();
+        let w = src.take(1, now).await.unwrap().remove(0);
+        assert_eq!(w.event.id, retried);
+        store
+            .record(
+                &w.ticket,
+                Some(attempt(1, 503, now)),
+                Outcome::Retry { due_ms: now - 10 },
+            )
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
+    let pending = |stats: &[SubscriberStats], route: &str| {
+        stats
+            .iter()
+            .find(|s| s.name == "a" && s.route.as_deref() == Some(route))
+            .map(|s| s.backlog)
+    };
+    let stats = store.subscriber_stats().await.unwrap();
+    assert_eq!(pending(&stats, "other"), Some(0), "{stats:?}");
+    assert_eq!(pending(&stats, "runway"), Some(2), "{stats:?}");
+    let configured = store.configured_subscriber_stats().await.unwrap();
+    assert_eq!(
+        pending(&configured, "runway"),
+        None,
+        "metrics name the configured route only"
+    );
+    let mut src = store.work_source("a").unwrap();
+    assert_eq!(src.depth(), 0, "the old route's work is not the new route's backlog");
+    let mut fresh = event("t3", &["a"], now);
+    fresh.meta.route = "other".into();
+    let fresh = store.append(fresh).await.unwrap().id;
+    let got: Vec<_> = src
+        .take(10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.event.id)
+        .collect();
+    assert_eq!(got, vec![fresh]);
+    drop(src);
+    // Back on `runway` (after a restart, too): both come.
+    store.close().await;
+    drop(store);
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    let mut src = store.work_source("a").unwrap();
+    let mut got: Vec<_> = src
+        .take(10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.event.id)
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![retried, unread]);
     store.close().await;
 }
 
@@ -110,7 +192,11 @@ async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_t
         .unwrap();
     src.done(&w.ticket).await;
     let first = src.take(10, now).await.unwrap();
-    assert_eq!(first.iter().map(|w| w.event.id).collect::<Vec<_>>(), [id], "the re-check");
+    assert_eq!(
+        first.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "the re-check"
+    );
     // The archiver stores the URL while that attempt runs.
     let mut media = store.media_source();
     let tries = media.take(10, now).await.unwrap();
