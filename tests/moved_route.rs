@@ -1,0 +1,123 @@
+//! A subscriber moved to another route by a reload (a route renamed does
+//! this to all of its subscribers) gets the new route's events at once; a
+//! retry it had waiting on its old route is kept — listed as `removed` work
+//! of the old route with its count, not sent meanwhile, also across a
+//! restart — and is delivered once, with the same `webhook-id`, when a
+//! reload puts it on that route again. Embedded store and cluster mode.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use common::nats::NatsCluster;
+use common::*;
+
+/// `a`'s rows in `/api/subscribers`: (route, state, queue_depth).
+fn rows_of_a(v: &serde_json::Value) -> Vec<(String, String, u64)> {
+    v["subscribers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|s| s["name"] == "a")
+                .map(|s| {
+                    (
+                        s["route"].as_str().unwrap_or_default().to_string(),
+                        s["state"].as_str().unwrap_or_default().to_string(),
+                        s["queue_depth"].as_u64().unwrap_or(u64::MAX),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(base: TestConfig) {
+    // `a` fails the first request: a retry 4 s later.
+    let a = Sub::start(Arc::new(|n, _| match n {
+        0 => Behaviour::Status(503),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let sub_a = || Subscriber::new("a", a.url()).retry([secs(4)]);
+    let route_u = |subs: Vec<Subscriber>| {
+        subs.into_iter().fold(
+            Route::new("u", "/hooks/u")
+                .tokens(["tok"])
+                .dedupe_key(["/data/task_id"]),
+            Route::subscriber,
+        )
+    };
+    let base = base.subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(sub_a())
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), sub_a()]));
+
+    let h = start(&on_t).await;
+    let pending = accepted(h.ingest_addrs[0], &runway("pending")).await;
+    a.wait_for(secs(10), "a's first attempt", |r| r.len() == 1).await;
+    let first_at = std::time::Instant::now();
+
+    // Reload: `a` is on route u now.
+    on_u.write();
+    h.reload().await.expect("reload");
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+        rows_of_a(v).contains(&("t".into(), "removed".into(), 1))
+    })
+    .await;
+    let rows = rows_of_a(&v);
+    assert!(rows.contains(&("t".into(), "removed".into(), 1)), "{v}");
+    assert!(rows.iter().any(|(r, s, _)| r == "u" && s != "removed"), "{v}");
+    let fresh = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("fresh")).await;
+    let got = a.wait_for(secs(10), "route u's event at a", |r| r.len() == 2).await;
+    assert_eq!(got[1].header("webhook-id"), fresh);
+
+    // A restart on route u: t's retry, due meanwhile, is still not sent.
+    h.shutdown().await;
+    let h = start(&on_u).await;
+    tokio::time::sleep((first_at + secs(6)).saturating_duration_since(std::time::Instant::now())).await;
+    assert_eq!(a.count(), 2, "route t's retry is not sent while a is on route u");
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+        rows_of_a(v).contains(&("t".into(), "removed".into(), 1))
+    })
+    .await;
+    assert!(rows_of_a(&v).contains(&("t".into(), "removed".into(), 1)), "{v}");
+
+    // Back on route t: the retry goes out, once, as the same message.
+    on_t.write();
+    h.reload().await.expect("reload back");
+    let got = a.wait_for(secs(20), "route t's retry at a", |r| r.len() == 3).await;
+    assert_eq!(got[2].header("webhook-id"), pending);
+    let v = admin_until(h.admin_addr, &format!("/api/events/{pending}"), secs(10), |v| {
+        row(&v["subscribers"], "name", "a")["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(row(&v["subscribers"], "name", "a")["state"], "delivered", "{v}");
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        rows_of_a(v).iter().all(|(_, s, _)| s != "removed")
+    })
+    .await;
+    assert_eq!(rows_of_a(&v).len(), 1, "{v}");
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(a.count(), 3, "sent once");
+    assert_eq!(seen_ids(&a).get(&pending), Some(&2), "the failed attempt and the retry");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+    )
+    .await;
+}
