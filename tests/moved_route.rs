@@ -2,8 +2,9 @@
 //! this to all of its subscribers) gets the new route's events at once; a
 //! retry it had waiting on its old route is kept — listed as `removed` work
 //! of the old route with its count, not sent meanwhile, also across a
-//! restart — and is delivered once, with the same `webhook-id`, when a
-//! reload puts it on that route again; a pull subscriber likewise, its lease
+//! restart (of the real binary, which warns about it) — and is delivered
+//! once, with the same `webhook-id`, when a reload (SIGHUP) puts it on that
+//! route again; a pull subscriber likewise, its lease
 //! on the old route let go as on a removal. Embedded store and cluster mode.
 
 use crate::common;
@@ -80,28 +81,37 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     let got = a.wait_for(secs(10), "route u's event at a", |r| r.len() == 2).await;
     assert_eq!(got[1].header("webhook-id"), fresh);
 
-    // A restart on route u: t's retry, due meanwhile, is still not sent.
+    // The real binary restarted on route u: it warns once about t's retry
+    // (due meanwhile), which is still not sent.
     h.shutdown().await;
-    let h = start(&on_u).await;
+    let bin = Bin::start(&on_u.write(), &[]);
+    log_until(|| bin.log_text(), "pending=1", secs(20)).await;
+    let log = bin.log_text();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("moved to another route")).collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    for part in ["WARN", "subscriber=a", "route=t", "now_on=u", "pending=1"] {
+        assert!(warned[0].contains(part), "{part}: {}", warned[0]);
+    }
     tokio::time::sleep((first_at + secs(6)).saturating_duration_since(std::time::Instant::now())).await;
     assert_eq!(a.count(), 2, "route t's retry is not sent while a is on route u");
-    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+    let v = admin_until(bin.admin, "/api/subscribers", secs(20), |v| {
         rows_of_a(v).contains(&("t".into(), "removed".into(), 1))
     })
     .await;
     assert!(rows_of_a(&v).contains(&("t".into(), "removed".into(), 1)), "{v}");
 
-    // Back on route t: the retry goes out, once, as the same message.
+    // SIGHUP with `a` back on route t: the retry goes out, once, as the same message.
     on_t.write();
-    h.reload().await.expect("reload back");
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(20)).await;
     let got = a.wait_for(secs(20), "route t's retry at a", |r| r.len() == 3).await;
     assert_eq!(got[2].header("webhook-id"), pending);
-    let v = admin_until(h.admin_addr, &format!("/api/events/{pending}"), secs(10), |v| {
+    let v = admin_until(bin.admin, &format!("/api/events/{pending}"), secs(10), |v| {
         row(&v["subscribers"], "name", "a")["state"] == "delivered"
     })
     .await;
     assert_eq!(row(&v["subscribers"], "name", "a")["state"], "delivered", "{v}");
-    let v = admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+    let v = admin_until(bin.admin, "/api/subscribers", secs(10), |v| {
         rows_of_a(v).iter().all(|(_, s, _)| s != "removed")
     })
     .await;
@@ -109,7 +119,9 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     tokio::time::sleep(secs(1)).await;
     assert_eq!(a.count(), 3, "sent once");
     assert_eq!(seen_ids(&a).get(&pending), Some(&2), "the failed attempt and the retry");
-    h.shutdown().await;
+    bin.signal("TERM");
+    let (status, _) = bin.exit().await;
+    assert!(status.success());
 }
 
 /// Route u with the given subscribers.
