@@ -8,12 +8,6 @@ use super::Delivery;
 use crate::store::{Store, SubscriberStats};
 
 impl Delivery {
-    /// Whether `name` is a configured subscriber (push or pull).
-    pub fn is_configured(&self, name: &str) -> bool {
-        self.lanes.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
-            || self.pulls.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
-    }
-
     /// The route of the configured subscriber `name` (push or pull).
     fn configured_route(&self, name: &str) -> Option<String> {
         let push = self.lanes.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
