@@ -267,3 +267,45 @@ async fn a_store_0_1_wrote_to_after_the_migration_is_refused_until_told() {
     let h = start(&cfg).await;
     h.shutdown().await;
 }
+
+/// Review 12: a reload that moves a subscriber to another route (names are
+/// unique across routes, so renaming a route does this to all of its
+/// subscribers) keeps the running lane with its work source over the *old*
+/// route (`Delivery::configure` only updates a lane it has): the events of
+/// the new route meant for it are not delivered until a restart.
+#[tokio::test]
+async fn a_subscriber_moved_to_another_route_by_a_reload_gets_that_routes_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (Sub::ok().await, Sub::ok().await, Sub::ok().await);
+    let other = |subs: Vec<Subscriber>| {
+        let mut r = Route::new("u", "/hooks/u")
+            .tokens(["tok"])
+            .dedupe_key(["/data/task_id", "/code"]);
+        for s in subs {
+            r = r.subscriber(s);
+        }
+        r
+    };
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    let h = start(&cfg.clone().route(other(vec![Subscriber::new("b", b.url())]))).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    a.wait_for(Duration::from_secs(10), "1 delivery to a", |r| r.len() == 1)
+        .await;
+    // `a` moves from route t to route u.
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("c", c.url()))
+        .route(other(vec![
+            Subscriber::new("b", b.url()),
+            Subscriber::new("a", a.url()),
+        ]))
+        .write();
+    h.reload().await.expect("reload");
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("after")).await;
+    b.wait_for(Duration::from_secs(10), "the new event at b", |r| r.len() == 1)
+        .await;
+    let got = a
+        .wait_for(Duration::from_secs(5), "the new route's event at a", |r| r.len() == 2)
+        .await;
+    assert_eq!(got[1].header("webhook-id"), id);
+    h.shutdown().await;
+}

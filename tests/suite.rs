@@ -41,6 +41,7 @@ mod media_low_space;
 mod media_policy;
 mod media_s3;
 mod media_safety;
+mod moved_route;
 mod nats_circuit;
 mod nats_console;
 mod nats_media;

@@ -1,7 +1,8 @@
 //! `/api/subscribers`: every push lane with its backlog, in-flight count and
 //! circuit; every pull lane with its backlog, leases (its "in flight") and
 //! last pull (when, from where); plus subscribers removed from the config
-//! whose work is kept.
+//! whose work is kept, and the routes subscribers were moved from with work
+//! still pending there (state `removed`, that route's name and count).
 
 use serde_json::json;
 
@@ -11,14 +12,14 @@ use crate::state::App;
 pub(super) async fn list(app: &App) -> ApiResult {
     let stats = app.store.subscriber_stats().await.map_err(internal)?;
     let now = crate::clock::now_ms();
+    // A configured subscriber's entry (not one of a route it was moved from).
+    let current = |name: &str| stats.iter().find(|s| s.name == name && app.delivery.is_current(s));
     let age = |name: &str| {
-        stats
-            .iter()
-            .find(|s| s.name == name)
+        current(name)
             .and_then(|s| s.oldest_pending_ms)
             .map(|t| now.saturating_sub(t) / 1000)
     };
-    let dead = |name: &str| stats.iter().find(|s| s.name == name).map_or(0, |s| s.dead_letters);
+    let dead = |name: &str| current(name).map_or(0, |s| s.dead_letters);
     let mut out = Vec::new();
     let lanes = app.delivery.lanes();
     for lane in &lanes {
@@ -69,7 +70,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "state": "removed",
             "queue_depth": s.backlog,
             "in_flight": 0,
-            "oldest_pending_seconds": age(&s.name),
+            "oldest_pending_seconds": s.oldest_pending_ms.map(|t| now.saturating_sub(t) / 1000),
             "dead_letters": s.dead_letters,
         }));
     }

@@ -20,7 +20,7 @@ pub mod removed;
 pub mod retry;
 pub mod verify_gate;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use client::SendError;
@@ -127,25 +127,45 @@ impl Delivery {
         }
         let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
         let mut pulls = self.pulls.write().unwrap_or_else(|e| e.into_inner());
-        let push_names: HashSet<&str> = ready.iter().map(|(s, _)| s.name.as_str()).collect();
-        let pull_names: HashSet<&str> = pulled.iter().map(|s| s.name.as_str()).collect();
+        let push_names: HashMap<&str, &str> = ready.iter().map(|(s, _)| (s.name.as_str(), s.route.as_str())).collect();
+        let pull_names: HashMap<&str, &str> = pulled.iter().map(|s| (s.name.as_str(), s.route.as_str())).collect();
+        // A subscriber moved to another route (a route renamed, or the
+        // subscriber listed under another) gets a new lane over the new
+        // route's work; the old route's pending work stays in the store,
+        // listed as removed, as a removed subscriber's does, and is delivered
+        // when the subscriber is on that route again.
+        let moved = |name: &str, route: &str| {
+            let now = push_names.get(name).or_else(|| pull_names.get(name));
+            if now.is_some_and(|r| *r != route) {
+                tracing::info!(
+                    subscriber = %name,
+                    from = %route,
+                    to = %now.copied().unwrap_or_default(),
+                    "subscriber moved to another route; its pending work of the old route stays in the store"
+                );
+            }
+        };
         lanes.retain(|name, lane| {
-            let keep = push_names.contains(name.as_str());
+            let route = lane.subscriber().route.clone();
+            let keep = push_names.get(name.as_str()) == Some(&route.as_str());
             if !keep {
                 lane.signal_stop();
-                if !pull_names.contains(name.as_str()) {
+                if !push_names.contains_key(name.as_str()) && !pull_names.contains_key(name.as_str()) {
                     tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
                 }
+                moved(name, &route);
             }
             keep
         });
         pulls.retain(|name, lane| {
-            let keep = pull_names.contains(name.as_str());
+            let route = lane.subscriber().route.clone();
+            let keep = pull_names.get(name.as_str()) == Some(&route.as_str());
             if !keep {
                 lane.signal_stop();
-                if !push_names.contains(name.as_str()) {
+                if !push_names.contains_key(name.as_str()) && !pull_names.contains_key(name.as_str()) {
                     tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
                 }
+                moved(name, &route);
             }
             keep
         });

@@ -1,24 +1,37 @@
 //! Subscribers removed from the config whose work the store keeps: which
-//! they are (for `/api/subscribers`), and the warning at start for those
-//! with deliveries still pending (a reload logs its own line as it stops
+//! they are (for `/api/subscribers`), with the routes a subscriber was moved
+//! from whose work is kept, and the warning at start for those with
+//! deliveries still pending (a reload logs its own line as it stops
 //! their lanes).
 
 use super::Delivery;
 use crate::store::{Store, SubscriberStats};
 
 impl Delivery {
-    /// Whether `name` is a configured subscriber (push or pull).
-    pub fn is_configured(&self, name: &str) -> bool {
-        self.lanes.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
-            || self.pulls.read().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+    /// The route of the configured subscriber `name` (push or pull).
+    fn configured_route(&self, name: &str) -> Option<String> {
+        let push = self.lanes.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        if let Some(lane) = push {
+            return Some(lane.subscriber().route.clone());
+        }
+        let pull = self.pulls.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        pull.map(|lane| lane.subscriber().route.clone())
+    }
+
+    /// Whether `s` is the work of a configured subscriber on its configured
+    /// route (not of a route it was moved from).
+    pub fn is_current(&self, s: &SubscriberStats) -> bool {
+        self.configured_route(&s.name)
+            .is_some_and(|route| s.route.as_ref().is_none_or(|r| *r == route))
     }
 
     /// The subscribers among `stats` removed from the config whose
-    /// deliveries are still pending or dead, in `stats`' order.
+    /// deliveries are still pending or dead, and the routes subscribers were
+    /// moved from with deliveries still pending there, in `stats`' order.
     pub fn removed<'a>(&self, stats: &'a [SubscriberStats]) -> Vec<&'a SubscriberStats> {
         stats
             .iter()
-            .filter(|s| !self.is_configured(&s.name) && (s.backlog > 0 || s.dead_letters > 0))
+            .filter(|s| !self.is_current(s) && (s.backlog > 0 || s.dead_letters > 0))
             .collect()
     }
 }
@@ -36,6 +49,18 @@ pub async fn warn_at_start(store: Store, delivery: Delivery) {
         }
     };
     for s in delivery.removed(&stats).into_iter().filter(|s| s.backlog > 0) {
+        if let Some(now) = delivery.configured_route(&s.name) {
+            tracing::warn!(
+                subscriber = %s.name,
+                route = s.route.as_deref().map(tracing::field::display),
+                now_on = %now,
+                pending = s.backlog,
+                "subscriber moved to another route has pending deliveries of its old route in the store; \
+                 they are kept, delivered when it is on that route again, and listed as removed by \
+                 `hookrelay subscribers` (GET /api/subscribers)"
+            );
+            continue;
+        }
         tracing::warn!(
             subscriber = %s.name,
             route = s.route.as_deref().map(tracing::field::display),

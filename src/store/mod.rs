@@ -226,20 +226,22 @@ impl Store {
     }
 
     /// Backlog, oldest pending age and dead letters of every subscriber the store
-    /// knows (configured or not).
+    /// knows (configured or not); one host: a subscriber moved to another
+    /// route with work still pending on its old one has an entry for each.
     pub async fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats()).await,
+            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats(true)).await,
             Backend::Nats(s) => s.subscriber_stats(true).await,
         }
     }
 
     /// [`Self::subscriber_stats`] for the metrics, which name configured
-    /// subscribers only: cluster mode leaves out the removed ones (finding
+    /// subscribers only (one host leaves out the routes a subscriber was moved
+    /// from): cluster mode leaves out the removed ones (finding
     /// what is pending for them reads messages one by one).
     pub async fn configured_subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats()).await,
+            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats(false)).await,
             Backend::Nats(s) => s.subscriber_stats(false).await,
         }
     }

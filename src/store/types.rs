@@ -297,8 +297,9 @@ pub struct Replayed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStats {
     pub name: String,
-    /// The route the store has it on (`None` when it is on several, or
-    /// only its dead letters are left).
+    /// The route these deliveries are of (`None` when only its dead letters
+    /// are left). A subscriber moved to another route with work still
+    /// pending on its old one has a row for each route.
     pub route: Option<String>,
     /// Pending deliveries (fresh events not yet read + waiting retries).
     pub backlog: u64,

@@ -86,23 +86,33 @@ impl NatsStore {
                     }
                     false => continue,
                 };
-                // The same name on two routes' streams (moved to another route): one row.
-                match out.iter_mut().find(|s| s.name == sub) {
-                    Some(s) => {
-                        if s.route.as_ref() != Some(route) {
-                            s.route = None;
-                        }
-                        s.backlog += backlog;
-                        s.oldest_pending_ms = s.oldest_pending_ms.into_iter().chain(oldest).min();
-                    }
-                    None => out.push(SubscriberStats {
-                        name: sub.to_string(),
-                        route: Some(route.clone()),
-                        backlog,
-                        oldest_pending_ms: oldest,
-                        dead_letters: dead_of(sub),
-                    }),
-                }
+                // The same name on two routes' streams (moved to another
+                // route): a row for each, the old route's listed as removed.
+                out.push(SubscriberStats {
+                    name: sub.to_string(),
+                    route: Some(route.clone()),
+                    backlog,
+                    oldest_pending_ms: oldest,
+                    dead_letters: 0,
+                });
+            }
+        }
+        // Dead letters are the subscriber's, whatever the route: on the row
+        // of the route it is configured on, else on its first.
+        for i in 0..out.len() {
+            let name = out[i].name.clone();
+            let on = topology
+                .routes
+                .iter()
+                .find(|(_, subs)| subs.contains(&name))
+                .map(|(r, _)| r);
+            let first = out.iter().position(|s| s.name == name);
+            let here = match on {
+                Some(r) => out[i].route.as_ref() == Some(r),
+                None => first == Some(i),
+            };
+            if here {
+                out[i].dead_letters = dead_of(&name);
             }
         }
         if with_removed {

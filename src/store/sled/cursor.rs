@@ -35,7 +35,9 @@ pub struct Cursor {
     signal: Arc<Notify>,
     /// The route's next log sequence (published by the writer).
     tail: Arc<AtomicU64>,
-    /// This subscriber's number of due-index rows (published by the writer).
+    /// This subscriber's number of due-index rows of this route (published
+    /// by the writer; rows of another route wait for the subscriber to be
+    /// on it again: [`super::due_route`]).
     waiting: Arc<AtomicU64>,
     /// The next log position to read, and its sequence.
     read_from: EventId,
@@ -73,7 +75,7 @@ impl Cursor {
         Ok(Cursor {
             signal: inner.signal(sub),
             tail: inner.tail(route),
-            waiting: inner.waiting(sub),
+            waiting: inner.waiting_at(route, sub),
             inner,
             tx,
             route,
@@ -109,7 +111,10 @@ impl Cursor {
         }
         let prefix = keys::due_prefix(self.sub);
         for item in self.inner.tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
-            let Ok((k, _)) = item else { return None };
+            let Ok((k, v)) = item else { return None };
+            if keys::due_route(&v) != Some(self.route) {
+                continue;
+            }
             if let Some((due, id)) = keys::parse_due(&k) {
                 if !self.in_flight_due.contains(&(due, id)) {
                     return Some(due);
@@ -244,10 +249,15 @@ impl Cursor {
             let reg = super::read_lock(&self.inner.registry);
             let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
             for item in tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
-                let (k, _) = item?;
+                let (k, v) = item?;
                 let Some((due, id)) = keys::parse_due(&k) else { continue };
                 if due > now_ms || out.len() >= max {
                     break;
+                }
+                // Another route's work: kept for when the subscriber is on
+                // that route again.
+                if keys::due_route(&v) != Some(self.route) {
+                    continue;
                 }
                 if self.in_flight_due.contains(&(due, id)) {
                     continue;
@@ -283,7 +293,8 @@ impl Cursor {
             }
         }
         for ticket in gone {
-            // The event was removed (retention): forget the waiting work.
+            // This route's event is not in its log: removed by retention
+            // (which removes the result row with it): forget the waiting work.
             let (reply, rx) = tokio::sync::oneshot::channel();
             let rec = Record {
                 ticket,

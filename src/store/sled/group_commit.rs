@@ -65,6 +65,9 @@ pub(super) struct Writer {
     /// `W` rows per subscriber.
     pub waiting: HashMap<u32, u64>,
     pub(super) dirty_waiting: HashSet<u32>,
+    /// `W` rows per (route, subscriber) ([`super::due_route`]; not stored).
+    pub(super) waiting_at: HashMap<(u32, u32), u64>,
+    pub(super) dirty_waiting_at: HashSet<(u32, u32)>,
     /// Whether the last space check passed (to log changes once).
     pub(super) space_ok: bool,
     /// Media work waiting, and whom this batch wakes ([`super::media`]).

@@ -10,8 +10,8 @@
 //! | `D` | route (4), dedupe hash (16) | event id (16) | ingest |
 //! | `Q` | route (4) | next log sequence (u64 BE) | once per ingest batch |
 //! | `C` | route (4), subscriber (4) | cursor id (16), cursor seq (8), high-water id (16) | once per batch that moves it |
-//! | `W` | subscriber (4), due ms (8), event id (16) | — | only for work that waits: retries, `Retry-After`, replays |
-//! | `K` | subscriber (4) | number of `W` rows (u64 BE) | with every batch that changes them |
+//! | `W` | subscriber (4), due ms (8), event id (16) | route (4) ([`super::due_route`]) | only for work that waits: retries, `Retry-After`, replays |
+//! | `K` | subscriber (4) | number of `W` rows (u64 BE), all routes | with every batch that changes them |
 //! | `R` | event id (16), subscriber (4) | result row ([`super::codec`]) | once per finished attempt |
 //! | `X` | subscriber (4), event id (16) | died at ms (u64 BE) | on a dead letter |
 //! | `E` | event id (16) | route (4), then the URL hash (16) of each media URL | ingest, with the event (only when the route's pointers found URLs) |
@@ -92,6 +92,14 @@ pub fn due_prefix(sub: u32) -> Vec<u8> {
 }
 pub fn due(sub: u32, due_ms: u64, id: EventId) -> Vec<u8> {
     cat::<29>(&[&[W], &sub.to_be_bytes(), &due_ms.to_be_bytes(), &id.bytes()])
+}
+/// The value of a `W` row: the route whose log holds the event.
+pub fn due_value(route: u32) -> [u8; 4] {
+    route.to_be_bytes()
+}
+/// The route of a `W` row's value (None: a row written before it named one).
+pub fn due_route(v: &[u8]) -> Option<u32> {
+    v.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes)
 }
 /// (due ms, event id) of a `W` key.
 pub fn parse_due(k: &[u8]) -> Option<(u64, EventId)> {

@@ -256,7 +256,7 @@ impl Writer {
             due_ms
         };
         row.state = DeliveryState::AwaitingMedia { due_ms: due };
-        self.put_due(b, t.sub, due, t.event)
+        self.put_due(b, t.route, t.sub, due, t.event)
     }
 
     /// The event's media may all be final: make its deliveries that wait for
@@ -286,7 +286,7 @@ impl Writer {
                 continue;
             };
             self.del_due(b, sub, due_ms, id)?;
-            self.put_due(b, sub, now_ms, id)?;
+            self.put_due(b, route, sub, now_ms, id)?;
             row.state = DeliveryState::AwaitingMedia { due_ms: now_ms };
             b.put(rkey, super::codec::encode_result(&row));
             self.media.woken.push(sub);

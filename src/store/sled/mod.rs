@@ -12,6 +12,7 @@ mod batch;
 mod codec;
 mod cursor;
 mod dead_count;
+mod due_route;
 mod group_commit;
 mod keys;
 mod media;
@@ -83,8 +84,11 @@ pub(super) struct Inner {
     /// Per route: the next log sequence. Written by the writer after each
     /// commit, read by lanes to know their backlog.
     tails: RwLock<HashMap<u32, Arc<AtomicU64>>>,
-    /// Per subscriber: how many `W` rows it has (waiting work).
+    /// Per subscriber: how many `W` rows it has (waiting work, all routes).
     waiting: RwLock<HashMap<u32, Arc<AtomicU64>>>,
+    /// Per (route, subscriber): how many of them belong to that route
+    /// ([`due_route`]).
+    waiting_at: RwLock<HashMap<(u32, u32), Arc<AtomicU64>>>,
     /// What this open migrated from a 0.1 store (`hookrelay migrate` says it).
     migrated: Option<migrate::Migrated>,
     /// Per subscriber: its dead letters, kept by the writer once it has
@@ -124,6 +128,12 @@ impl Inner {
             return t.clone();
         }
         write_lock(&self.waiting).entry(sub).or_default().clone()
+    }
+    fn waiting_at(&self, route: u32, sub: u32) -> Arc<AtomicU64> {
+        if let Some(t) = read_lock(&self.waiting_at).get(&(route, sub)) {
+            return t.clone();
+        }
+        write_lock(&self.waiting_at).entry((route, sub)).or_default().clone()
     }
     /// `sub`'s dead letters: the writer's count, or the keys counted now
     /// while the writer has not finished counting them after start.
@@ -273,6 +283,7 @@ impl SledStore {
             registry: RwLock::new(registry),
             tails: RwLock::default(),
             waiting: RwLock::default(),
+            waiting_at: RwLock::default(),
             dead_counts: RwLock::default(),
             migrated,
             cursors: RwLock::default(),
@@ -444,6 +455,8 @@ mod media_tests;
 mod migrate_tests;
 #[cfg(test)]
 mod replay_tests;
+#[cfg(test)]
+mod review12_tests;
 #[cfg(test)]
 mod task_tests;
 #[cfg(test)]

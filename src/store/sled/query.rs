@@ -181,49 +181,93 @@ impl SledStore {
         Ok(DeadLetterPage { letters: out, total })
     }
 
-    /// Every subscriber the store knows, with its backlog.
-    pub fn subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
+    /// Every subscriber the store knows, with its backlog on its route; with
+    /// `with_moved`, also an entry for each route it was moved from whose
+    /// work is still pending (kept for when it is on that route again:
+    /// [`super::due_route`]).
+    pub fn subscriber_stats(&self, with_moved: bool) -> Result<Vec<SubscriberStats>, StoreError> {
         let reg = super::read_lock(&self.inner.registry).clone();
+        // The writer's copy (the stored rows may be behind it).
+        let live = super::read_lock(&self.inner.cursors).clone();
         let mut out = Vec::new();
         for sub in reg.sub_numbers() {
             let Some(route) = reg.sub_route(sub) else { continue };
-            // The writer's copy (the stored row may be behind it); results
-            // ahead of it are looked for within the same bounds as a restart.
-            let live = super::read_lock(&self.inner.cursors).get(&(route, sub)).copied();
-            let cursor = match live {
-                Some(c) => Some(c),
-                None => self
-                    .inner
-                    .tree
-                    .get(keys::cursor(route, sub))?
-                    .and_then(|v| CursorRow::decode(&v)),
-            };
-            let tail = self.inner.tail(route).load(Ordering::Relaxed);
-            let waiting = self.inner.waiting(sub).load(Ordering::Relaxed);
-            let unread = match cursor {
-                Some(c) => self.unread(route, sub, c, tail)?,
-                None => 0,
-            };
-            let mut oldest = cursor
-                .filter(|_| unread > 0)
-                .map(|c| self.first_event_ms(route, c.at))
-                .transpose()?
-                .flatten();
-            let prefix = keys::due_prefix(sub);
-            for item in self.inner.tree.scan_prefix(&prefix).keys().take(64) {
-                if let Some((_, id)) = keys::parse_due(&item?) {
-                    oldest = Some(oldest.map_or(id.timestamp_ms(), |o: u64| o.min(id.timestamp_ms())));
-                }
-            }
+            let name = reg.sub_name(sub).unwrap_or_default().to_string();
+            let (backlog, oldest) = self.pending(route, sub, live.get(&(route, sub)).copied())?;
             out.push(SubscriberStats {
-                name: reg.sub_name(sub).unwrap_or_default().to_string(),
+                name: name.clone(),
                 route: reg.route_name(route).map(str::to_string),
-                backlog: unread + waiting,
+                backlog,
                 oldest_pending_ms: oldest,
                 dead_letters: self.inner.dead_letters(sub)?,
             });
+            if !with_moved {
+                continue;
+            }
+            let mut before: Vec<u32> = live
+                .keys()
+                .filter(|(r, s)| *s == sub && *r != route)
+                .map(|(r, _)| *r)
+                .collect();
+            before.sort_unstable();
+            for r in before {
+                let (backlog, oldest) = self.pending(r, sub, live.get(&(r, sub)).copied())?;
+                if backlog > 0 {
+                    out.push(SubscriberStats {
+                        name: name.clone(),
+                        route: reg.route_name(r).map(str::to_string),
+                        backlog,
+                        oldest_pending_ms: oldest,
+                        dead_letters: 0,
+                    });
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// `sub`'s pending deliveries of `route` (events not yet finished, and
+    /// waiting work) and the receipt time of the oldest.
+    fn pending(&self, route: u32, sub: u32, live: Option<CursorRow>) -> Result<(u64, Option<u64>), StoreError> {
+        let cursor = match live {
+            Some(c) => Some(c),
+            None => self
+                .inner
+                .tree
+                .get(keys::cursor(route, sub))?
+                .and_then(|v| CursorRow::decode(&v)),
+        };
+        let tail = self.inner.tail(route).load(Ordering::Relaxed);
+        let waiting = self.inner.waiting_at(route, sub).load(Ordering::Relaxed);
+        // Results ahead of the cursor are looked for within the same bounds
+        // as a restart.
+        let unread = match cursor {
+            Some(c) => self.unread(route, sub, c, tail)?,
+            None => 0,
+        };
+        let mut oldest = cursor
+            .filter(|_| unread > 0)
+            .map(|c| self.first_event_ms(route, c.at))
+            .transpose()?
+            .flatten();
+        if waiting > 0 {
+            let prefix = keys::due_prefix(sub);
+            let mut seen = 0;
+            for item in self.inner.tree.scan_prefix(&prefix) {
+                let (k, v) = item?;
+                if keys::due_route(&v) != Some(route) {
+                    continue;
+                }
+                if let Some((_, id)) = keys::parse_due(&k) {
+                    oldest = Some(oldest.map_or(id.timestamp_ms(), |o: u64| o.min(id.timestamp_ms())));
+                }
+                seen += 1;
+                if seen == 64 {
+                    break;
+                }
+            }
+        }
+        Ok((unread + waiting, oldest))
     }
 
     /// Events of the log not yet finished for `sub`: those from the stored

@@ -24,25 +24,51 @@ use crate::store::{DeliveryState, EventId, Outcome, StoreError};
 pub(super) const RECOVER_AHEAD: u64 = 4096;
 
 impl Writer {
-    pub fn put_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
+    /// A `W` row for `sub`'s delivery of `route`'s event `id`, due at `due_ms`.
+    pub fn put_due(
+        &mut self,
+        b: &mut Batch<'_>,
+        route: u32,
+        sub: u32,
+        due_ms: u64,
+        id: EventId,
+    ) -> Result<(), StoreError> {
         let k = keys::due(sub, due_ms, id);
-        if b.get(&k)?.is_none() {
-            *self.waiting.entry(sub).or_default() += 1;
-            self.dirty_waiting.insert(sub);
+        match b.get(&k)? {
+            None => {
+                *self.waiting.entry(sub).or_default() += 1;
+                self.dirty_waiting.insert(sub);
+                self.count_at(route, sub, 1);
+            }
+            Some(v) => {
+                if let Some(was) = keys::due_route(&v).filter(|was| *was != route) {
+                    self.count_at(was, sub, -1);
+                    self.count_at(route, sub, 1);
+                }
+            }
         }
-        b.put(k, Vec::new());
+        b.put(k, keys::due_value(route).to_vec());
         Ok(())
     }
 
     pub fn del_due(&mut self, b: &mut Batch<'_>, sub: u32, due_ms: u64, id: EventId) -> Result<(), StoreError> {
         let k = keys::due(sub, due_ms, id);
-        if b.get(&k)?.is_some() {
+        if let Some(v) = b.get(&k)? {
             let n = self.waiting.entry(sub).or_default();
             *n = n.saturating_sub(1);
             self.dirty_waiting.insert(sub);
+            if let Some(route) = keys::due_route(&v) {
+                self.count_at(route, sub, -1);
+            }
         }
         b.del(k);
         Ok(())
+    }
+
+    fn count_at(&mut self, route: u32, sub: u32, by: i64) {
+        let n = self.waiting_at.entry((route, sub)).or_default();
+        *n = n.saturating_add_signed(by);
+        self.dirty_waiting_at.insert((route, sub));
     }
 
     /// Record an attempt: the result row, the due index, the dead letter.
@@ -84,7 +110,7 @@ impl Writer {
         }
         row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
         match &rec.outcome {
-            Outcome::Retry { due_ms } => self.put_due(b, t.sub, *due_ms, t.event)?,
+            Outcome::Retry { due_ms } => self.put_due(b, t.route, t.sub, *due_ms, t.event)?,
             Outcome::Dead { .. } => b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec()),
             Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
             Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {}
@@ -151,6 +177,11 @@ impl Writer {
         }
         for sub in self.dirty_waiting.drain() {
             self.inner.waiting(sub).store(self.waiting[&sub], Ordering::Relaxed);
+        }
+        for key in self.dirty_waiting_at.drain() {
+            self.inner
+                .waiting_at(key.0, key.1)
+                .store(self.waiting_at[&key], Ordering::Relaxed);
         }
         self.media.publish(&self.inner);
     }

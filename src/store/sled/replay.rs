@@ -23,8 +23,15 @@ pub(super) struct DeadRange {
 }
 
 impl Writer {
-    /// Queue `id` again for `sub`; whether anything was queued.
-    fn replay_one(&mut self, b: &mut Batch<'_>, id: EventId, sub: u32, now_ms: u64) -> Result<bool, StoreError> {
+    /// Queue `route`'s event `id` again for `sub`; whether anything was queued.
+    fn replay_one(
+        &mut self,
+        b: &mut Batch<'_>,
+        route: u32,
+        id: EventId,
+        sub: u32,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         let rkey = keys::result(id, sub);
         let Some(v) = b.get(&rkey)? else {
             // No result: still pending in the log (or being attempted).
@@ -48,7 +55,7 @@ impl Writer {
             DeliveryState::Dead => b.del(keys::dead(sub, id)),
             DeliveryState::Delivered | DeliveryState::Skipped => {}
         }
-        self.put_due(b, sub, now_ms, id)?;
+        self.put_due(b, route, sub, now_ms, id)?;
         row.replayed(now_ms);
         b.put(rkey, codec::encode_result(&row));
         Ok(true)
@@ -87,7 +94,7 @@ impl Writer {
             if only.is_some_and(|o| o != name) || !reg.route_subs(header_route).contains(&sub) {
                 continue;
             }
-            let queued = self.replay_one(&mut b, id, sub, now_ms)?;
+            let queued = self.replay_one(&mut b, header_route, id, sub, now_ms)?;
             if queued {
                 woken.push(sub);
             }
@@ -151,10 +158,25 @@ impl Writer {
                     break 'subs;
                 }
                 n += 1;
+                let (Some(id), Some(route)) = (keys::id_at_5(&k), reg.sub_route(sub)) else {
+                    b.del(k.to_vec());
+                    continue;
+                };
+                // A letter of a route the subscriber was moved from (its
+                // event is in that route's log, its result says dead): that
+                // route has no lane for it now; it stays listed, as a
+                // removed subscriber's do.
+                if !tree.contains_key(keys::log(route, id))?
+                    && tree
+                        .get(keys::result(id, sub))?
+                        .and_then(|v| codec::decode_result(&v))
+                        .is_some_and(|r| r.state == DeliveryState::Dead)
+                {
+                    continue;
+                }
                 // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
                 b.del(k.to_vec());
-                let Some(id) = keys::id_at_5(&k) else { continue };
-                if self.replay_one(&mut b, id, sub, now_ms)? {
+                if self.replay_one(&mut b, route, id, sub, now_ms)? {
                     *counts
                         .entry(reg.sub_name(sub).unwrap_or_default().to_string())
                         .or_default() += 1;

@@ -1,7 +1,7 @@
 //! The writer's authoritative state at start-up, read back from the tree:
 //! every cursor, each route's next log sequence (the stored one, or past the
 //! last log row if a crash came before it was written), the last event id
-//! handed out, the due-index counts, and the media bookkeeping.
+//! handed out, the due-index counts (per route: [`super::due_route`]), and the media bookkeeping.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -72,6 +72,10 @@ impl Writer {
                 inner.waiting(s).store(n, Ordering::Relaxed);
             }
         }
+        let waiting_at = super::due_route::load(tree, &super::read_lock(&inner.registry))?;
+        for (key, n) in &waiting_at {
+            inner.waiting_at(key.0, key.1).store(*n, Ordering::Relaxed);
+        }
         let media = MediaBook::load(&inner, tree)?;
         *super::write_lock(&inner.cursors) = cursors.clone();
         Ok(Writer {
@@ -85,6 +89,8 @@ impl Writer {
             dirty_tails: HashSet::new(),
             waiting,
             dirty_waiting: HashSet::new(),
+            waiting_at,
+            dirty_waiting_at: HashSet::new(),
             space_ok: true,
             media,
             dead: super::dead_count::DeadCount::new(),

@@ -1,0 +1,223 @@
+//! Review 12: defects of the single-host delivery path, each shown by a test
+//! that fails on the code it was written against.
+
+use super::tests::{attempt, event, opts};
+use crate::store::*;
+
+fn two_routes(runway: &[&str], other: &[&str]) -> Topology {
+    Topology {
+        routes: vec![
+            ("runway".into(), runway.iter().map(|s| s.to_string()).collect()),
+            ("other".into(), other.iter().map(|s| s.to_string()).collect()),
+        ],
+    }
+}
+
+/// A subscriber moved to another route by a reload (or its route renamed)
+/// while one of its deliveries waits for a retry: its new cursor looks the
+/// `W` row's event up in the *new* route's log, does not find it, and
+/// records it `Gone` — the due row is deleted, the result row stays
+/// `Retrying` for ever. Moved back, the delivery is never offered again,
+/// and a replay leaves it alone (its due time has passed). README: "The
+/// pending deliveries of a subscriber removed from the config are kept …
+/// until it comes back".
+#[tokio::test]
+async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    // The retry below is due by the time the lanes look (as after any
+    // reload that comes later than the backoff).
+    let now = crate::clock::now_ms();
+    let id = store.append(event("t1", &["a"], now)).await.unwrap().id;
+    {
+        let mut src = store.work_source("a").unwrap();
+        let w = src.take(10, now).await.unwrap().remove(0);
+        store
+            .record(
+                &w.ticket,
+                Some(attempt(1, 503, now)),
+                Outcome::Retry { due_ms: now - 10 },
+            )
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    // Reload: `a` moves to route `other` (say the route was renamed).
+    store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
+    {
+        let mut src = store.work_source("a").unwrap();
+        let got = src.take(10, now).await.unwrap();
+        assert!(
+            got.is_empty(),
+            "the new route's cursor hands out the old route's retry: {got:?}"
+        );
+    }
+    // Reload back: `a` is on `runway` again.
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    let mut src = store.work_source("a").unwrap();
+    let got = src.take(10, now).await.unwrap();
+    let view = store.event_view(id).await.unwrap().unwrap();
+    let replayed = store.replay_event(id, Some("a".into())).await.unwrap().unwrap();
+    let again = src.take(10, now).await.unwrap();
+    assert!(
+        !got.is_empty() || !again.is_empty(),
+        "the retry is never offered again: state {:?}, replay queued {:?}, depth {}",
+        view.deliveries[0].state,
+        replayed.iter().map(|r| r.queued).collect::<Vec<_>>(),
+        src.depth()
+    );
+    store.close().await;
+}
+
+/// The same move seen from the counts: the moved subscriber's new route
+/// shows only its own work, and the old route's — a waiting retry and an
+/// event not yet read — is listed under the old route (as removed work is),
+/// until the subscriber is on that route again and gets both.
+#[tokio::test]
+async fn the_work_a_subscriber_left_on_its_old_route_counts_there_not_on_its_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let retried = store.append(event("t1", &["a"], now)).await.unwrap().id;
+    let unread = store.append(event("t2", &["a"], now)).await.unwrap().id;
+    {
+        let mut src = store.work_source("a").unwrap();
+        let w = src.take(1, now).await.unwrap().remove(0);
+        assert_eq!(w.event.id, retried);
+        store
+            .record(
+                &w.ticket,
+                Some(attempt(1, 503, now)),
+                Outcome::Retry { due_ms: now - 10 },
+            )
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
+    let pending = |stats: &[SubscriberStats], route: &str| {
+        stats
+            .iter()
+            .find(|s| s.name == "a" && s.route.as_deref() == Some(route))
+            .map(|s| s.backlog)
+    };
+    let stats = store.subscriber_stats().await.unwrap();
+    assert_eq!(pending(&stats, "other"), Some(0), "{stats:?}");
+    assert_eq!(pending(&stats, "runway"), Some(2), "{stats:?}");
+    let configured = store.configured_subscriber_stats().await.unwrap();
+    assert_eq!(
+        pending(&configured, "runway"),
+        None,
+        "metrics name the configured route only"
+    );
+    let mut src = store.work_source("a").unwrap();
+    assert_eq!(src.depth(), 0, "the old route's work is not the new route's backlog");
+    let mut fresh = event("t3", &["a"], now);
+    fresh.meta.route = "other".into();
+    let fresh = store.append(fresh).await.unwrap().id;
+    let got: Vec<_> = src
+        .take(10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.event.id)
+        .collect();
+    assert_eq!(got, vec![fresh]);
+    drop(src);
+    // Back on `runway` (after a restart, too): both come.
+    store.close().await;
+    drop(store);
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&two_routes(&["a"], &["b"])).await.unwrap();
+    let mut src = store.work_source("a").unwrap();
+    let mut got: Vec<_> = src
+        .take(10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.event.id)
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![retried, unread]);
+    store.close().await;
+}
+
+/// An `after_archive` delivery parked until its re-check time is handed out
+/// at that time (the lane's attempt will look at the media); the archiver
+/// finishes the event's last URL meanwhile, and `release` moves the parked
+/// due row — the one in flight — to now. The cursor only knows the old
+/// (due, id) as handed out, so it hands the delivery out a second time while
+/// the first copy is still in flight. A push lane has no check against a
+/// copy (the pull lane drops it with `leases.holds`): both attempts find the
+/// media final and both POST — a duplicate with no crash involved.
+#[tokio::test]
+async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_the_media_wake() {
+    use bytes::Bytes;
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store
+        .register(&Topology {
+            routes: vec![("runway".into(), vec!["later".into()])],
+        })
+        .await
+        .unwrap();
+    let now = crate::clock::now_ms();
+    let url = "https://file.com/k/a.mp4";
+    let ev = NewEvent {
+        meta: EventMeta {
+            route: "runway".into(),
+            received_ms: now,
+            source: None,
+            content_type: Some("application/json".into()),
+            headers: Vec::new(),
+            subscribers: vec!["later".into()],
+            dedupe_fallback: false,
+            origin: Origin::Callback,
+        },
+        dedupe_hash: Sha256::digest(b"m1").into(),
+        body: Bytes::from_static(br#"{"data":{"task_id":"m1"}}"#),
+        media: vec![url.to_string()],
+        task: None,
+    };
+    let id = store.append(ev).await.unwrap().id;
+    let mut src = store.work_source("later").unwrap();
+    let w = src.take(10, now).await.unwrap().remove(0);
+    // Parked; its re-check time (MEDIA_RECHECK later in real life) has come.
+    store
+        .record(&w.ticket, None, Outcome::Defer { due_ms: now - 1 })
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    let first = src.take(10, now).await.unwrap();
+    assert_eq!(
+        first.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "the re-check"
+    );
+    // The archiver stores the URL while that attempt runs.
+    let mut media = store.media_source();
+    let tries = media.take(10, now).await.unwrap();
+    store
+        .record_media(
+            &tries[0].ticket,
+            MediaOutcome::Stored(StoredFile {
+                location: "/m/aa".into(),
+                sha256: "aa".repeat(32),
+                size: 7,
+                content_type: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let second = src.take(10, crate::clock::now_ms()).await.unwrap();
+    assert!(
+        second.is_empty(),
+        "handed out twice at once: {:?} while {:?} is in flight",
+        second.iter().map(|w| &w.ticket).collect::<Vec<_>>(),
+        first[0].ticket
+    );
+    store.close().await;
+}

@@ -1,0 +1,229 @@
+//! A subscriber moved to another route by a reload (a route renamed does
+//! this to all of its subscribers) gets the new route's events at once; a
+//! retry it had waiting on its old route is kept — listed as `removed` work
+//! of the old route with its count, not sent meanwhile, also across a
+//! restart (of the real binary, which warns about it) — and is delivered
+//! once, with the same `webhook-id`, when a reload (SIGHUP) puts it on that
+//! route again; a pull subscriber likewise, its lease
+//! on the old route let go as on a removal. Embedded store and cluster mode.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use common::nats::NatsCluster;
+use common::*;
+
+/// `a`'s rows in `/api/subscribers`: (route, state, queue_depth).
+fn rows_of_a(v: &serde_json::Value) -> Vec<(String, String, u64)> {
+    rows_of(v, "a")
+}
+
+/// `name`'s rows in `/api/subscribers`: (route, state, queue_depth).
+fn rows_of(v: &serde_json::Value, name: &str) -> Vec<(String, String, u64)> {
+    v["subscribers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|s| s["name"] == name)
+                .map(|s| {
+                    (
+                        s["route"].as_str().unwrap_or_default().to_string(),
+                        s["state"].as_str().unwrap_or_default().to_string(),
+                        s["queue_depth"].as_u64().unwrap_or(u64::MAX),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(base: TestConfig) {
+    // `a` fails the first request: a retry 4 s later.
+    let a = Sub::start(Arc::new(|n, _| match n {
+        0 => Behaviour::Status(503),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let sub_a = || Subscriber::new("a", a.url()).retry([secs(4)]);
+    let route_u = |subs: Vec<Subscriber>| {
+        subs.into_iter().fold(
+            Route::new("u", "/hooks/u")
+                .tokens(["tok"])
+                .dedupe_key(["/data/task_id"]),
+            Route::subscriber,
+        )
+    };
+    let base = base.subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(sub_a())
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), sub_a()]));
+
+    let h = start(&on_t).await;
+    let pending = accepted(h.ingest_addrs[0], &runway("pending")).await;
+    a.wait_for(secs(10), "a's first attempt", |r| r.len() == 1).await;
+    let first_at = std::time::Instant::now();
+
+    // Reload: `a` is on route u now.
+    on_u.write();
+    h.reload().await.expect("reload");
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+        rows_of_a(v).contains(&("t".into(), "removed".into(), 1))
+    })
+    .await;
+    let rows = rows_of_a(&v);
+    assert!(rows.contains(&("t".into(), "removed".into(), 1)), "{v}");
+    assert!(rows.iter().any(|(r, s, _)| r == "u" && s != "removed"), "{v}");
+    let fresh = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("fresh")).await;
+    let got = a.wait_for(secs(10), "route u's event at a", |r| r.len() == 2).await;
+    assert_eq!(got[1].header("webhook-id"), fresh);
+
+    // The real binary restarted on route u: it warns once about t's retry
+    // (due meanwhile), which is still not sent.
+    h.shutdown().await;
+    let bin = Bin::start(&on_u.write(), &[]);
+    log_until(|| bin.log_text(), "pending=1", secs(20)).await;
+    let log = bin.log_text();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("moved to another route")).collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    for part in ["WARN", "subscriber=a", "route=t", "now_on=u", "pending=1"] {
+        assert!(warned[0].contains(part), "{part}: {}", warned[0]);
+    }
+    tokio::time::sleep((first_at + secs(6)).saturating_duration_since(std::time::Instant::now())).await;
+    assert_eq!(a.count(), 2, "route t's retry is not sent while a is on route u");
+    let v = admin_until(bin.admin, "/api/subscribers", secs(20), |v| {
+        rows_of_a(v).contains(&("t".into(), "removed".into(), 1))
+    })
+    .await;
+    assert!(rows_of_a(&v).contains(&("t".into(), "removed".into(), 1)), "{v}");
+
+    // SIGHUP with `a` back on route t: the retry goes out, once, as the same message.
+    on_t.write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(20)).await;
+    let got = a.wait_for(secs(20), "route t's retry at a", |r| r.len() == 3).await;
+    assert_eq!(got[2].header("webhook-id"), pending);
+    let v = admin_until(bin.admin, &format!("/api/events/{pending}"), secs(10), |v| {
+        row(&v["subscribers"], "name", "a")["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(row(&v["subscribers"], "name", "a")["state"], "delivered", "{v}");
+    let v = admin_until(bin.admin, "/api/subscribers", secs(10), |v| {
+        rows_of_a(v).iter().all(|(_, s, _)| s != "removed")
+    })
+    .await;
+    assert_eq!(rows_of_a(&v).len(), 1, "{v}");
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(a.count(), 3, "sent once");
+    assert_eq!(seen_ids(&a).get(&pending), Some(&2), "the failed attempt and the retry");
+    bin.signal("TERM");
+    let (status, _) = bin.exit().await;
+    assert!(status.success());
+}
+
+/// Route u with the given subscribers.
+fn route_u(subs: Vec<Subscriber>) -> Route {
+    subs.into_iter().fold(
+        Route::new("u", "/hooks/u")
+            .tokens(["tok"])
+            .dedupe_key(["/data/task_id"]),
+        Route::subscriber,
+    )
+}
+
+/// A pull subscriber holding a lease on route t when a reload moves it to
+/// route u: its next pull gets u's event, the lease of t is let go as on a
+/// removal (listed as t's removed work), and it is offered again, as the same
+/// message, once the subscriber is back on t.
+async fn a_pull_subscriber_moved_to_another_route_pulls_that_routes_events(base: TestConfig) {
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let p = || Subscriber::pull("p", "p-token").lease(secs(60));
+    let base = base.subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(p())
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), p()]));
+    let pull = |h: &hookrelay::Handle| {
+        let addr = h.ingest_addrs[0];
+        async move {
+            let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
+            assert_eq!(s.as_u16(), 200, "{v}");
+            v["messages"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{v}"))
+                .iter()
+                .map(|m| {
+                    (
+                        m["id"].as_str().unwrap_or_default().to_string(),
+                        m["route"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let ack = |h: &hookrelay::Handle, id: String| {
+        let addr = h.ingest_addrs[0];
+        async move {
+            let body = format!(r#"{{"ids": ["{id}"]}}"#);
+            let (s, _, v) = pull_call(addr, "POST", "/pull/p/ack", Some("p-token"), Some("f1"), &body).await;
+            assert_eq!((s.as_u16(), v["acknowledged"].as_u64()), (200, Some(1)), "{v}");
+        }
+    };
+
+    let h = start(&on_t).await;
+    let leased = accepted(h.ingest_addrs[0], &runway("leased")).await;
+    assert_eq!(pull(&h).await, vec![(leased.clone(), "t".to_string())]);
+
+    on_u.write();
+    h.reload().await.expect("reload");
+    let fresh = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("fresh")).await;
+    assert_eq!(pull(&h).await, vec![(fresh.clone(), "u".to_string())]);
+    ack(&h, fresh).await;
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), |v| {
+        rows_of(v, "p").contains(&("t".into(), "removed".into(), 1))
+    })
+    .await;
+    assert!(rows_of(&v, "p").contains(&("t".into(), "removed".into(), 1)), "{v}");
+
+    on_t.write();
+    h.reload().await.expect("reload back");
+    assert_eq!(pull(&h).await, vec![(leased.clone(), "t".to_string())]);
+    ack(&h, leased.clone()).await;
+    let v = admin(h.admin_addr, "GET", &format!("/api/events/{leased}")).await.1;
+    assert_eq!(row(&v["subscribers"], "name", "p")["state"], "delivered", "{v}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_subscriber_moved_to_another_route_pulls_that_routes_events_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_pull_subscriber_moved_to_another_route_pulls_that_routes_events(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_subscriber_moved_to_another_route_pulls_that_routes_events_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_pull_subscriber_moved_to_another_route_pulls_that_routes_events(TestConfig::new(dir.path()).nats(nats.urls(), 1))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+    )
+    .await;
+}
