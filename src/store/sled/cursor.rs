@@ -9,7 +9,7 @@
 //! `recover_seq`, [`CursorRow`]) are checked against their results, so only
 //! unfinished ones are sent again (with the same `webhook-id`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -47,8 +47,10 @@ pub struct Cursor {
     buffered: VecDeque<Work>,
     /// Log events handed out and not yet done: id → sequence.
     in_flight_log: BTreeMap<EventId, u64>,
-    /// Due-index rows handed out and not yet done.
-    in_flight_due: HashSet<(u64, EventId)>,
+    /// Due-index rows handed out and not yet done: event → due time. One
+    /// per event: while an event is held, another due row of it (a media
+    /// wake, a replay or a retry moved it) is not handed out ([`Self::holds`]).
+    in_flight_due: HashMap<EventId, u64>,
     /// The cursor position last sent to the writer.
     sent: EventId,
 }
@@ -83,7 +85,7 @@ impl Cursor {
             recover: row.recovering().then_some(row),
             buffered: VecDeque::new(),
             in_flight_log: BTreeMap::new(),
-            in_flight_due: HashSet::new(),
+            in_flight_due: HashMap::new(),
             sent: row.at,
         })
     }
@@ -111,7 +113,7 @@ impl Cursor {
         for item in self.inner.tree.range(prefix.clone()..keys::prefix_end(&prefix)) {
             let Ok((k, _)) = item else { return None };
             if let Some((due, id)) = keys::parse_due(&k) {
-                if !self.in_flight_due.contains(&(due, id)) {
+                if !self.holds(id) {
                     return Some(due);
                 }
             }
@@ -144,7 +146,7 @@ impl Cursor {
                 out.push(w);
             } else {
                 let (d, w) = due.next().expect("peeked");
-                self.in_flight_due.insert((d, w.event.id));
+                self.in_flight_due.insert(w.event.id, d);
                 out.push(w);
             }
         }
@@ -158,22 +160,36 @@ impl Cursor {
             Source::Log { .. } => {
                 self.in_flight_log.remove(&ticket.event);
             }
-            Source::Due { due_ms } => {
-                self.in_flight_due.remove(&(due_ms, ticket.event));
-            }
+            Source::Due { due_ms } => self.let_go(due_ms, ticket.event),
         }
         self.advance().await;
     }
 
-    /// A copy of work the lane already holds, handed out again from the due
-    /// index (the lane took it while its earlier hand-out's retry was still
-    /// being recorded): forget this copy, or it would count as handed out
-    /// forever and never come again. A log copy cannot happen (the log is read
-    /// once) and shares the original's key: nothing to forget.
+    /// A copy of work the lane already holds: forget it, so that it does not
+    /// count as handed out. The cursor hands out no such copy (a due row of an
+    /// event it holds waits until that is done, [`Self::holds`]); a lane that
+    /// got one anyway lets it go with this, and the work comes again.
     pub fn ignore(&mut self, ticket: &SledTicket) {
         if let Source::Due { due_ms } = ticket.source {
-            self.in_flight_due.remove(&(due_ms, ticket.event));
+            self.let_go(due_ms, ticket.event);
         }
+    }
+
+    /// The due row `(due_ms, id)` is no longer handed out (only that one:
+    /// a copy let go leaves the hand-out it copies held).
+    fn let_go(&mut self, due_ms: u64, id: EventId) {
+        if self.in_flight_due.get(&id) == Some(&due_ms) {
+            self.in_flight_due.remove(&id);
+        }
+    }
+
+    /// Whether `id` is handed out and not done. A due row of it is then not
+    /// handed out, whatever moved it there (a media wake, a replay, a retry
+    /// recorded before the lane is done with the attempt): a second copy in
+    /// flight would be sent twice. It comes once the held one is done, if
+    /// its record left it due.
+    fn holds(&self, id: EventId) -> bool {
+        self.in_flight_due.contains_key(&id) || self.in_flight_log.contains_key(&id)
     }
 
     /// Read up to `want` events for this subscriber from the log into the buffer.
@@ -249,7 +265,7 @@ impl Cursor {
                 if due > now_ms || out.len() >= max {
                     break;
                 }
-                if self.in_flight_due.contains(&(due, id)) {
+                if self.holds(id) || out.iter().any(|(_, w): &(u64, Work)| w.event.id == id) {
                     continue;
                 }
                 let ticket = SledTicket {
