@@ -215,15 +215,21 @@ impl Cursor {
             if h.seq >= committed {
                 break;
             }
+            let finished = match self.recover {
+                Some(stored) if stored.may_have_result(id, h.seq) => tree.contains_key(keys::result(id, self.sub))?,
+                Some(_) => {
+                    self.recover = None;
+                    false
+                }
+                None => false,
+            };
+            // Past it only once it is looked at: a read error leaves it to the
+            // next take (read past, the stored cursor would skip it for good).
             self.read_from = id.next();
             self.read_seq = h.seq + 1;
-            if let Some(stored) = self.recover {
-                if !stored.may_have_result(id, h.seq) {
-                    self.recover = None;
-                } else if tree.contains_key(keys::result(id, self.sub))? {
-                    // Finished (or parked in the due index) before a restart.
-                    continue;
-                }
+            if finished {
+                // Finished (or parked in the due index) before a restart.
+                continue;
             }
             if h.subscribers.contains(&self.sub) {
                 let event = super::query::event_from(&reg, &route_name, id, h.clone(), codec::body(&v, at));
