@@ -205,3 +205,51 @@ async fn a_recheck_delivered_after_the_media_wake_is_not_sent_again() {
     assert_eq!(src.depth(), 0);
     store.close().await;
 }
+
+/// The sled ticket of work from a sled work source.
+fn sled_ticket(w: &Work) -> super::SledTicket {
+    match &w.ticket {
+        Ticket::Sled(t) => t.clone(),
+        _ => panic!("not a sled ticket"),
+    }
+}
+
+/// A waiting retry whose result row does not decode (written torn, say):
+/// its record deleted the due row, then failed on the result row, and the
+/// batch went in without the due row — nothing ever offered it again. Now
+/// the outcome is recorded on a new row (an error names the key) and the
+/// delivery goes on.
+#[tokio::test]
+async fn a_retry_whose_result_row_is_unreadable_is_recorded_and_offered_again() {
+    use super::tests::topology;
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
+    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    c.done(&t).await;
+    s.inner
+        .tree
+        .insert(super::keys::result(id, t.sub), b"\xff\xff".to_vec())
+        .unwrap();
+    let t = sled_ticket(&c.take(10, now + 1).await.unwrap()[0]);
+    s.record(&t, Some(attempt(2, 503, now + 1)), Outcome::Retry { due_ms: now + 1 })
+        .await
+        .expect("the outcome is recorded");
+    c.done(&t).await;
+    let again = c.take(10, now + 2).await.unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "never offered again (depth {})",
+        c.depth()
+    );
+    let view = s.event_view(id).unwrap().unwrap();
+    assert_eq!(view.deliveries[0].state, DeliveryState::Retrying { due_ms: now + 1 });
+    s.close().await;
+}
