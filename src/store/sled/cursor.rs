@@ -261,7 +261,8 @@ impl Cursor {
         let tree = self.inner.tree.clone();
         let prefix = keys::due_prefix(self.sub);
         let mut out = Vec::new();
-        let mut gone = Vec::new();
+        // Work to record without an attempt: gone, or dead if unreadable.
+        let mut unsendable = Vec::new();
         {
             let reg = super::read_lock(&self.inner.registry);
             let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
@@ -281,11 +282,15 @@ impl Cursor {
                     source: Source::Due { due_ms: due },
                 };
                 let Some(v) = tree.get(keys::log(self.route, id))? else {
-                    gone.push(ticket);
+                    unsendable.push((ticket, Outcome::Gone));
                     continue;
                 };
                 let Some((h, at)) = codec::decode_header(&v) else {
-                    gone.push(ticket);
+                    // Dead-lettered: listed, counted and replayable, not
+                    // forgotten with its result left `Retrying` for ever.
+                    tracing::error!(event = %id, key = %hex::encode(keys::log(self.route, id)), "unreadable event row; its delivery is dead-lettered");
+                    let error = "the event's stored row is unreadable".to_string();
+                    unsendable.push((ticket, Outcome::Dead { error }));
                     continue;
                 };
                 let result = tree
@@ -304,13 +309,13 @@ impl Cursor {
                 ));
             }
         }
-        for ticket in gone {
-            // The event was removed (retention): forget the waiting work.
+        for (ticket, outcome) in unsendable {
+            // Gone: the event was removed (retention): forget the waiting work.
             let (reply, rx) = tokio::sync::oneshot::channel();
             let rec = Record {
                 ticket,
                 attempt: None,
-                outcome: Outcome::Gone,
+                outcome,
                 now_ms,
             };
             if self.tx.send(Msg::Record(Box::new(rec), reply)).await.is_ok() {

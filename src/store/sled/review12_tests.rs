@@ -253,3 +253,43 @@ async fn a_retry_whose_result_row_is_unreadable_is_recorded_and_offered_again() 
     assert_eq!(view.deliveries[0].state, DeliveryState::Retrying { due_ms: now + 1 });
     s.close().await;
 }
+
+/// A waiting retry whose event row does not decode: it was recorded `Gone`
+/// (the due row deleted, the result left `Retrying` for ever, which replay
+/// leaves alone). Now it is dead-lettered, with an error naming the key:
+/// listed and counted as a dead letter, and replayable.
+#[tokio::test]
+async fn a_retry_whose_event_row_is_unreadable_is_dead_lettered() {
+    use super::tests::topology;
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
+    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    c.done(&t).await;
+    s.inner
+        .tree
+        .insert(super::keys::log(t.route, id), b"torn".to_vec())
+        .unwrap();
+    let got = c.take(10, now + 1).await.unwrap();
+    assert!(got.is_empty());
+    let dead = s.dead_letters(Some("a"), 10).unwrap();
+    assert_eq!(
+        dead.letters.iter().map(|d| d.event).collect::<Vec<_>>(),
+        [id],
+        "not dead-lettered: depth {}",
+        c.depth()
+    );
+    assert_eq!(dead.total, 1);
+    assert!(dead.letters[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("unreadable")));
+    assert_eq!(c.depth(), 0);
+    s.close().await;
+}
