@@ -278,7 +278,9 @@ async fn a_subscriber_moved_to_another_route_by_a_reload_gets_that_routes_events
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (Sub::ok().await, Sub::ok().await, Sub::ok().await);
     let other = |subs: Vec<Subscriber>| {
-        let mut r = Route::new("u", "/hooks/u").tokens(["tok"]).dedupe_key(["/data/task_id", "/code"]);
+        let mut r = Route::new("u", "/hooks/u")
+            .tokens(["tok"])
+            .dedupe_key(["/data/task_id", "/code"]);
         for s in subs {
             r = r.subscriber(s);
         }
@@ -287,15 +289,20 @@ async fn a_subscriber_moved_to_another_route_by_a_reload_gets_that_routes_events
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
     let h = start(&cfg.clone().route(other(vec![Subscriber::new("b", b.url())]))).await;
     accepted(h.ingest_addrs[0], &runway("before")).await;
-    a.wait_for(Duration::from_secs(10), "1 delivery to a", |r| r.len() == 1).await;
+    a.wait_for(Duration::from_secs(10), "1 delivery to a", |r| r.len() == 1)
+        .await;
     // `a` moves from route t to route u.
     TestConfig::new(dir.path())
         .subscriber(Subscriber::new("c", c.url()))
-        .route(other(vec![Subscriber::new("b", b.url()), Subscriber::new("a", a.url())]))
+        .route(other(vec![
+            Subscriber::new("b", b.url()),
+            Subscriber::new("a", a.url()),
+        ]))
         .write();
     h.reload().await.expect("reload");
     let id = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("after")).await;
-    b.wait_for(Duration::from_secs(10), "the new event at b", |r| r.len() == 1).await;
+    b.wait_for(Duration::from_secs(10), "the new event at b", |r| r.len() == 1)
+        .await;
     let got = a
         .wait_for(Duration::from_secs(5), "the new route's event at a", |r| r.len() == 2)
         .await;

@@ -445,8 +445,8 @@ mod migrate_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]
+mod review12_tests;
+#[cfg(test)]
 mod task_tests;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod review12_tests;

@@ -47,7 +47,7 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
     store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
     {
         let mut src = store.work_source("a").unwrap();
-        let got = src.take(10, now).await.unwrap();
+        let _got = src.take(10, now).await.unwrap();
     }
     // Reload back: `a` is on `runway` again.
     store.register(&two_routes(&["a"], &["b"])).await.unwrap();
