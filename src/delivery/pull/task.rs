@@ -252,10 +252,10 @@ impl State {
             if self.leases.holds(&w.event.id) || self.recording.contains(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
                 // wait is shorter than the lease) may hand out what we hold: the
-                // lease we have stands. The sled cursor does it from its due
-                // index when an expired lease's retry, due at once, is taken
-                // before its record is done: that copy is let go, or it would
-                // stay handed out and never come again.
+                // lease we have stands. That copy is let go, or it would stay
+                // handed out and never come again. (The sled cursor hands out
+                // no copy of what it holds: an expired lease's retry, due at
+                // once, waits until its record is done.)
                 tracing::debug!(subscriber = %sub.name, event = %w.event.id, "work handed out again while held; ignored");
                 source.ignore(&w.ticket);
                 took -= 1;

@@ -9,7 +9,7 @@
 //! `recover_seq`, [`CursorRow`]) are checked against their results, so only
 //! unfinished ones are sent again (with the same `webhook-id`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -49,8 +49,10 @@ pub struct Cursor {
     buffered: VecDeque<Work>,
     /// Log events handed out and not yet done: id → sequence.
     in_flight_log: BTreeMap<EventId, u64>,
-    /// Due-index rows handed out and not yet done.
-    in_flight_due: HashSet<(u64, EventId)>,
+    /// Due-index rows handed out and not yet done: event → due time. One
+    /// per event: while an event is held, another due row of it (a media
+    /// wake, a replay or a retry moved it) is not handed out ([`Self::holds`]).
+    in_flight_due: HashMap<EventId, u64>,
     /// The cursor position last sent to the writer.
     sent: EventId,
 }
@@ -85,7 +87,7 @@ impl Cursor {
             recover: row.recovering().then_some(row),
             buffered: VecDeque::new(),
             in_flight_log: BTreeMap::new(),
-            in_flight_due: HashSet::new(),
+            in_flight_due: HashMap::new(),
             sent: row.at,
         })
     }
@@ -116,7 +118,7 @@ impl Cursor {
                 continue;
             }
             if let Some((due, id)) = keys::parse_due(&k) {
-                if !self.in_flight_due.contains(&(due, id)) {
+                if !self.holds(id) {
                     return Some(due);
                 }
             }
@@ -149,7 +151,7 @@ impl Cursor {
                 out.push(w);
             } else {
                 let (d, w) = due.next().expect("peeked");
-                self.in_flight_due.insert((d, w.event.id));
+                self.in_flight_due.insert(w.event.id, d);
                 out.push(w);
             }
         }
@@ -163,22 +165,36 @@ impl Cursor {
             Source::Log { .. } => {
                 self.in_flight_log.remove(&ticket.event);
             }
-            Source::Due { due_ms } => {
-                self.in_flight_due.remove(&(due_ms, ticket.event));
-            }
+            Source::Due { due_ms } => self.let_go(due_ms, ticket.event),
         }
         self.advance().await;
     }
 
-    /// A copy of work the lane already holds, handed out again from the due
-    /// index (the lane took it while its earlier hand-out's retry was still
-    /// being recorded): forget this copy, or it would count as handed out
-    /// forever and never come again. A log copy cannot happen (the log is read
-    /// once) and shares the original's key: nothing to forget.
+    /// A copy of work the lane already holds: forget it, so that it does not
+    /// count as handed out. The cursor hands out no such copy (a due row of an
+    /// event it holds waits until that is done, [`Self::holds`]); a lane that
+    /// got one anyway lets it go with this, and the work comes again.
     pub fn ignore(&mut self, ticket: &SledTicket) {
         if let Source::Due { due_ms } = ticket.source {
-            self.in_flight_due.remove(&(due_ms, ticket.event));
+            self.let_go(due_ms, ticket.event);
         }
+    }
+
+    /// The due row `(due_ms, id)` is no longer handed out (only that one:
+    /// a copy let go leaves the hand-out it copies held).
+    fn let_go(&mut self, due_ms: u64, id: EventId) {
+        if self.in_flight_due.get(&id) == Some(&due_ms) {
+            self.in_flight_due.remove(&id);
+        }
+    }
+
+    /// Whether `id` is handed out and not done. A due row of it is then not
+    /// handed out, whatever moved it there (a media wake, a replay, a retry
+    /// recorded before the lane is done with the attempt): a second copy in
+    /// flight would be sent twice. It comes once the held one is done, if
+    /// its record left it due.
+    fn holds(&self, id: EventId) -> bool {
+        self.in_flight_due.contains_key(&id) || self.in_flight_log.contains_key(&id)
     }
 
     /// Read up to `want` events for this subscriber from the log into the buffer.
@@ -204,15 +220,21 @@ impl Cursor {
             if h.seq >= committed {
                 break;
             }
+            let finished = match self.recover {
+                Some(stored) if stored.may_have_result(id, h.seq) => tree.contains_key(keys::result(id, self.sub))?,
+                Some(_) => {
+                    self.recover = None;
+                    false
+                }
+                None => false,
+            };
+            // Past it only once it is looked at: a read error leaves it to the
+            // next take (read past, the stored cursor would skip it for good).
             self.read_from = id.next();
             self.read_seq = h.seq + 1;
-            if let Some(stored) = self.recover {
-                if !stored.may_have_result(id, h.seq) {
-                    self.recover = None;
-                } else if tree.contains_key(keys::result(id, self.sub))? {
-                    // Finished (or parked in the due index) before a restart.
-                    continue;
-                }
+            if finished {
+                // Finished (or parked in the due index) before a restart.
+                continue;
             }
             if h.subscribers.contains(&self.sub) {
                 let event = super::query::event_from(&reg, &route_name, id, h.clone(), codec::body(&v, at));
@@ -244,7 +266,8 @@ impl Cursor {
         let tree = self.inner.tree.clone();
         let prefix = keys::due_prefix(self.sub);
         let mut out = Vec::new();
-        let mut gone = Vec::new();
+        // Work to record without an attempt: gone, or dead if unreadable.
+        let mut unsendable = Vec::new();
         {
             let reg = super::read_lock(&self.inner.registry);
             let route_name = reg.route_name(self.route).unwrap_or_default().to_string();
@@ -259,7 +282,7 @@ impl Cursor {
                 if keys::due_route(&v) != Some(self.route) {
                     continue;
                 }
-                if self.in_flight_due.contains(&(due, id)) {
+                if self.holds(id) || out.iter().any(|(_, w): &(u64, Work)| w.event.id == id) {
                     continue;
                 }
                 let ticket = SledTicket {
@@ -269,11 +292,15 @@ impl Cursor {
                     source: Source::Due { due_ms: due },
                 };
                 let Some(v) = tree.get(keys::log(self.route, id))? else {
-                    gone.push(ticket);
+                    unsendable.push((ticket, Outcome::Gone));
                     continue;
                 };
                 let Some((h, at)) = codec::decode_header(&v) else {
-                    gone.push(ticket);
+                    // Dead-lettered: listed, counted and replayable, not
+                    // forgotten with its result left `Retrying` for ever.
+                    tracing::error!(event = %id, key = %hex::encode(keys::log(self.route, id)), "unreadable event row; its delivery is dead-lettered");
+                    let error = "the event's stored row is unreadable".to_string();
+                    unsendable.push((ticket, Outcome::Dead { error }));
                     continue;
                 };
                 let result = tree
@@ -292,14 +319,15 @@ impl Cursor {
                 ));
             }
         }
-        for ticket in gone {
-            // This route's event is not in its log: removed by retention
+        for (ticket, outcome) in unsendable {
+            // Gone: this route's event is not in its log, removed by retention
             // (which removes the result row with it): forget the waiting work.
+            // Dead: its row is unreadable.
             let (reply, rx) = tokio::sync::oneshot::channel();
             let rec = Record {
                 ticket,
                 attempt: None,
-                outcome: Outcome::Gone,
+                outcome,
                 now_ms,
             };
             if self.tx.send(Msg::Record(Box::new(rec), reply)).await.is_ok() {

@@ -74,6 +74,14 @@ impl Writer {
     /// Record an attempt: the result row, the due index, the dead letter.
     pub(super) fn add_record(&mut self, b: &mut Batch<'_>, rec: &Record) -> Result<(), StoreError> {
         let t = &rec.ticket;
+        let rkey = keys::result(t.event, t.sub);
+        // Read before the due row goes: a read that fails leaves nothing of
+        // this record in the batch (a due row deleted by a record that then
+        // failed stranded the delivery).
+        let stored = match rec.outcome {
+            Outcome::Gone => None,
+            _ => b.get(&rkey)?,
+        };
         match t.source {
             Source::Due { due_ms } => self.del_due(b, t.sub, due_ms, t.event)?,
             Source::Log { seq } => {
@@ -96,9 +104,8 @@ impl Writer {
         if rec.outcome == Outcome::Gone {
             return Ok(());
         }
-        let rkey = keys::result(t.event, t.sub);
-        let mut row = match b.get(&rkey)? {
-            Some(v) => codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {}", t.event)))?,
+        let mut row = match stored {
+            Some(v) => codec::decode_result(&v).unwrap_or_else(|| self.unreadable_result(rec, &rkey, &v)),
             None => ResultRow::new(rec.now_ms),
         };
         // Work parked under another due time (a media wake or a replay moved
@@ -117,6 +124,21 @@ impl Writer {
         }
         b.put(rkey, codec::encode_result(&row));
         Ok(())
+    }
+
+    /// A result row that does not decode: the outcome is recorded on a fresh
+    /// row (the attempt history is lost), so the delivery goes on and shows
+    /// its state; failing the record left it handed out, sent again after
+    /// every restart and never recorded.
+    fn unreadable_result(&self, rec: &Record, rkey: &[u8], v: &[u8]) -> ResultRow {
+        let t = &rec.ticket;
+        let sub = super::read_lock(&self.inner.registry)
+            .sub_name(t.sub)
+            .unwrap_or_default()
+            .to_string();
+        tracing::error!(event = %t.event, subscriber = %sub, key = %hex::encode(rkey), row = %hex::encode(&v[..v.len().min(64)]),
+            "unreadable result row; its history is lost, the outcome is recorded on a new row");
+        ResultRow::new(rec.now_ms)
     }
 
     pub(super) fn move_cursor(&mut self, route: u32, sub: u32, at: EventId, seq: u64) {

@@ -147,17 +147,12 @@ async fn the_work_a_subscriber_left_on_its_old_route_counts_there_not_on_its_new
 /// An `after_archive` delivery parked until its re-check time is handed out
 /// at that time (the lane's attempt will look at the media); the archiver
 /// finishes the event's last URL meanwhile, and `release` moves the parked
-/// due row — the one in flight — to now. The cursor only knows the old
-/// (due, id) as handed out, so it hands the delivery out a second time while
-/// the first copy is still in flight. A push lane has no check against a
-/// copy (the pull lane drops it with `leases.holds`): both attempts find the
-/// media final and both POST — a duplicate with no crash involved.
-#[tokio::test]
-async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_the_media_wake() {
+/// due row — the one in flight — to now. The store as it is then: the
+/// work source, the event, the copy in flight.
+async fn rechecked_while_its_media_is_stored(dir: &std::path::Path) -> (Store, WorkSource, EventId, Work) {
     use bytes::Bytes;
     use sha2::{Digest, Sha256};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    let store = Store::open_sled(&opts(dir)).unwrap();
     store
         .register(&Topology {
             routes: vec![("runway".into(), vec!["later".into()])],
@@ -191,7 +186,7 @@ async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_t
         .await
         .unwrap();
     src.done(&w.ticket).await;
-    let first = src.take(10, now).await.unwrap();
+    let mut first = src.take(10, now).await.unwrap();
     assert_eq!(
         first.iter().map(|w| w.event.id).collect::<Vec<_>>(),
         [id],
@@ -212,12 +207,167 @@ async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_t
         )
         .await
         .unwrap();
+    (store, src, id, first.remove(0))
+}
+
+/// The cursor only knew the old (due, id) as handed out, so it handed the
+/// delivery out a second time while the first copy was still in flight. A
+/// push lane has no check against a copy (the pull lane drops it with
+/// `leases.holds`): both attempts find the media final and both POST — a
+/// duplicate with no crash involved.
+#[tokio::test]
+async fn a_parked_delivery_in_flight_at_its_recheck_is_not_handed_out_again_by_the_media_wake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut src, _, first) = rechecked_while_its_media_is_stored(dir.path()).await;
     let second = src.take(10, crate::clock::now_ms()).await.unwrap();
     assert!(
         second.is_empty(),
         "handed out twice at once: {:?} while {:?} is in flight",
         second.iter().map(|w| &w.ticket).collect::<Vec<_>>(),
-        first[0].ticket
+        first.ticket
     );
     store.close().await;
+}
+
+/// The attempt in flight read the media before the wake and parks the
+/// delivery again for its next re-check: the media is final by then, so it
+/// goes out once that attempt is done — not a re-check interval later, and
+/// once.
+#[tokio::test]
+async fn a_recheck_that_parks_again_after_the_media_wake_is_sent_once_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut src, id, first) = rechecked_while_its_media_is_stored(dir.path()).await;
+    assert!(src.take(10, crate::clock::now_ms()).await.unwrap().is_empty());
+    let recheck = crate::clock::now_ms() + 300_000;
+    store
+        .record(&first.ticket, None, Outcome::Defer { due_ms: recheck })
+        .await
+        .unwrap();
+    src.done(&first.ticket).await;
+    let now = crate::clock::now_ms();
+    let mut again = src.take(10, now).await.unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "not sent once its media is final"
+    );
+    let w = again.remove(0);
+    store
+        .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    assert!(src.take(10, recheck + 1).await.unwrap().is_empty(), "sent twice");
+    assert_eq!(src.depth(), 0);
+    store.close().await;
+}
+
+/// The attempt in flight saw the media final and delivered: the row the
+/// wake moved goes with its record, nothing is sent again.
+#[tokio::test]
+async fn a_recheck_delivered_after_the_media_wake_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut src, _, first) = rechecked_while_its_media_is_stored(dir.path()).await;
+    let now = crate::clock::now_ms();
+    store
+        .record(&first.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+        .await
+        .unwrap();
+    src.done(&first.ticket).await;
+    let again = src.take(10, now + 300_000).await.unwrap();
+    assert!(
+        again.is_empty(),
+        "sent twice: {:?}",
+        again.iter().map(|w| &w.ticket).collect::<Vec<_>>()
+    );
+    assert_eq!(src.depth(), 0);
+    store.close().await;
+}
+
+/// The sled ticket of work from a sled work source.
+fn sled_ticket(w: &Work) -> super::SledTicket {
+    match &w.ticket {
+        Ticket::Sled(t) => t.clone(),
+        _ => panic!("not a sled ticket"),
+    }
+}
+
+/// A waiting retry whose result row does not decode (written torn, say):
+/// its record deleted the due row, then failed on the result row, and the
+/// batch went in without the due row — nothing ever offered it again. Now
+/// the outcome is recorded on a new row (an error names the key) and the
+/// delivery goes on.
+#[tokio::test]
+async fn a_retry_whose_result_row_is_unreadable_is_recorded_and_offered_again() {
+    use super::tests::topology;
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
+    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    c.done(&t).await;
+    s.inner
+        .tree
+        .insert(super::keys::result(id, t.sub), b"\xff\xff".to_vec())
+        .unwrap();
+    let t = sled_ticket(&c.take(10, now + 1).await.unwrap()[0]);
+    s.record(&t, Some(attempt(2, 503, now + 1)), Outcome::Retry { due_ms: now + 1 })
+        .await
+        .expect("the outcome is recorded");
+    c.done(&t).await;
+    let again = c.take(10, now + 2).await.unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.event.id).collect::<Vec<_>>(),
+        [id],
+        "never offered again (depth {})",
+        c.depth()
+    );
+    let view = s.event_view(id).unwrap().unwrap();
+    assert_eq!(view.deliveries[0].state, DeliveryState::Retrying { due_ms: now + 1 });
+    s.close().await;
+}
+
+/// A waiting retry whose event row does not decode: it was recorded `Gone`
+/// (the due row deleted, the result left `Retrying` for ever, which replay
+/// leaves alone). Now it is dead-lettered, with an error naming the key:
+/// listed and counted as a dead letter, and replayable.
+#[tokio::test]
+async fn a_retry_whose_event_row_is_unreadable_is_dead_lettered() {
+    use super::tests::topology;
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
+    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    c.done(&t).await;
+    s.inner
+        .tree
+        .insert(super::keys::log(t.route, id), b"torn".to_vec())
+        .unwrap();
+    let got = c.take(10, now + 1).await.unwrap();
+    assert!(got.is_empty());
+    let dead = s.dead_letters(Some("a"), 10).unwrap();
+    assert_eq!(
+        dead.letters.iter().map(|d| d.event).collect::<Vec<_>>(),
+        [id],
+        "not dead-lettered: depth {}",
+        c.depth()
+    );
+    assert_eq!(dead.total, 1);
+    assert!(dead.letters[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("unreadable")));
+    assert_eq!(c.depth(), 0);
+    s.close().await;
 }
