@@ -68,6 +68,7 @@ mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
+mod reload_keeps;
 mod removed_at_start;
 mod removed_returns;
 mod removed_route;
