@@ -91,3 +91,33 @@ async fn a_reload_keeps_a_subscribers_open_connections() {
     assert_ne!(from(4), from(3), "a changed timeout builds a new client");
     h.shutdown().await;
 }
+
+/// A shutdown while a delivery waits for the rate limit ends at once: the
+/// lane's wait for its next request saw the stop and left only the
+/// rate-limit loop, then slept with nothing to wake it (a kept limiter made
+/// the waits after a reload long enough to hit it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_rate_limit_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("limited", sub.url()))
+        .raw(|doc| {
+            doc["routes"][0]["subscribers"][0]
+                .as_table_mut()
+                .unwrap()
+                .insert("rate".into(), toml::Value::String("1/h".into()));
+        });
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(ms(500)).await;
+    let t = std::time::Instant::now();
+    assert!(
+        tokio::time::timeout(secs(10), h.shutdown()).await.is_ok(),
+        "shutdown still waiting after {:?} for the lane waiting for its rate limit",
+        t.elapsed()
+    );
+}

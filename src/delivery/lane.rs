@@ -225,7 +225,9 @@ pub(super) async fn run(
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            // The stop itself, not a change since: the rate-limit wait above
+            // may have seen it already and left only its own loop.
+            _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => break,
             Some(done) = tasks.join_next_with_id() => {
                 let (id, health, recorded) = match done {
                     Ok((id, (health, recorded))) => (id, health, recorded),
