@@ -70,6 +70,7 @@ mod reconcile_shapes;
 mod reload;
 mod reload_keeps;
 mod removed_at_start;
+mod removed_gauges;
 mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
