@@ -1,5 +1,8 @@
 //! Prometheus metrics (`hookrelay_*`), exported as text by the admin listener.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -123,6 +126,24 @@ pub struct Metrics {
     pub task_polls: Family<PollLabels, Counter>,
     /// Callbacks held because the provider's record disagreed (`verify = "fetch"`).
     pub unverified: Family<RouteLabels, Counter>,
+    /// Every subscriber a series was labelled with since start ([`Metrics::sub`]):
+    /// the names whose gauges a scrape checks against the config.
+    subscribers: Mutex<BTreeSet<String>>,
+}
+
+/// Which per-subscriber gauges a subscriber has ([`Metrics::keep_gauges`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubGauges {
+    /// A push lane: queue depth, in flight, oldest pending, circuit.
+    Push,
+    /// A pull lane: queue depth, in flight (its leases), oldest pending,
+    /// leases, time since the last pull.
+    Pull,
+    /// Removed from the config with deliveries still pending: queue depth
+    /// and oldest pending only (what an alert on a stuck backlog watches).
+    RemovedPending,
+    /// Not configured, nothing pending (or not known: the store cannot be read): none.
+    Gone,
 }
 
 impl Default for Metrics {
@@ -164,6 +185,7 @@ impl Metrics {
             tasks_oldest_open_seconds: OptionalGauge::default(),
             task_polls: Family::default(),
             unverified: Family::default(),
+            subscribers: Mutex::default(),
         };
         registry.register(
             "ingest_requests",
@@ -339,9 +361,42 @@ impl Metrics {
             .inc();
     }
 
+    /// The labels of `subscriber`'s series (the name is noted, so that a
+    /// scrape can remove its gauges once it is gone: [`Self::keep_gauges`]).
     pub fn sub(&self, subscriber: &str) -> SubLabels {
+        let mut names = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if !names.contains(subscriber) {
+            names.insert(subscriber.to_string());
+        }
         SubLabels {
             subscriber: subscriber.to_string(),
+        }
+    }
+
+    /// Every subscriber a series was labelled with since start.
+    pub fn subscriber_names(&self) -> Vec<String> {
+        let names = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        names.iter().cloned().collect()
+    }
+
+    /// Remove the per-subscriber gauges of `labels` that `kind` does not
+    /// have (the counters and the attempt histogram stay: history). Those
+    /// it has are set by whoever keeps them (the lanes, the scrape).
+    pub fn keep_gauges(&self, labels: &SubLabels, kind: SubGauges) {
+        use SubGauges::*;
+        let keep = |which: &[SubGauges]| which.contains(&kind);
+        let gauges: [(&Family<SubLabels, Gauge>, bool); 6] = [
+            (&self.queue_depth, keep(&[Push, Pull, RemovedPending])),
+            (&self.oldest_pending_seconds, keep(&[Push, Pull, RemovedPending])),
+            (&self.in_flight, keep(&[Push, Pull])),
+            (&self.circuit_open, keep(&[Push])),
+            (&self.pull_leased, keep(&[Pull])),
+            (&self.pull_last_seconds, keep(&[Pull])),
+        ];
+        for (family, kept) in gauges {
+            if !kept {
+                family.remove(labels);
+            }
         }
     }
 

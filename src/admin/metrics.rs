@@ -1,23 +1,32 @@
 //! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
 //! age, leases and time since the last pull, store size, certificate expiry)
-//! are refreshed, then everything is encoded.
+//! are refreshed, those of subscribers a reload removed or moved are removed,
+//! then everything is encoded.
 
-use crate::metrics::{Metrics, SourceLabels, SubLabels};
+use crate::metrics::{Metrics, SourceLabels, SubGauges, SubLabels};
 use crate::state::App;
 use crate::store::SubscriberStats;
 
 pub(super) async fn render(app: &App) -> String {
     let m = &app.metrics;
     let now = crate::clock::now_ms();
+    // Every subscriber a series was made for: those without a lane lose theirs.
+    let named = m.subscriber_names();
     // None while the store cannot be read (NATS away): then the oldest
     // pending age is not known, and its series is left out rather than 0.
-    let stats = app.store.configured_subscriber_stats().await.ok();
+    // Removed subscribers included, counted as `/api/subscribers` does (in
+    // cluster mode a look at their messages, kept for 30 s).
+    let stats = app.store.subscriber_stats().await.ok();
+    // A configured subscriber's own row: not the route it was moved from.
+    let current: Option<Vec<SubscriberStats>> = stats
+        .as_deref()
+        .map(|s| s.iter().filter(|x| app.delivery.is_current(x)).cloned().collect());
     for lane in app.delivery.lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
         let depth = lane.queue_depth();
         m.queue_depth.get_or_create(&labels).set(depth as i64);
-        set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
+        set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
     for lane in app.delivery.pull_lanes() {
         let name = lane.subscriber().name.clone();
@@ -29,8 +38,9 @@ pub(super) async fn render(app: &App) -> String {
         m.pull_last_seconds
             .get_or_create(&labels)
             .set(lane.seconds_since_pull(now) as i64);
-        set_oldest_pending(m, &labels, stats.as_deref(), depth, now);
+        set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
+    forget_gone(app, &named, stats.as_deref(), now);
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).
     match app.store.size().await {
@@ -72,6 +82,36 @@ pub(super) async fn render(app: &App) -> String {
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
     m.encode()
+}
+
+/// The gauges of subscribers without a lane of that kind any more (removed
+/// or moved by a reload) are removed, except the backlog of a removed one
+/// with deliveries still pending (its queue depth and oldest pending age, as
+/// `/api/subscribers` lists it): an alert on an open circuit or a silent
+/// puller clears, one on a stuck backlog keeps firing.
+/// Each name's lanes are looked up now, not from the scrape's list, so a
+/// reload meanwhile does not take a subscriber it adds for a removed one.
+fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, now: u64) {
+    let m = &app.metrics;
+    let removed = stats.map(|s| app.delivery.removed(s)).unwrap_or_default();
+    for name in named {
+        let labels = m.sub(name);
+        let pending = removed.iter().find(|s| &s.name == name && s.backlog > 0);
+        let kind = if app.delivery.pull_lane(name).is_some() {
+            SubGauges::Pull
+        } else if app.delivery.configured_route(name).is_some() {
+            SubGauges::Push
+        } else if pending.is_some() {
+            SubGauges::RemovedPending
+        } else {
+            SubGauges::Gone
+        };
+        m.keep_gauges(&labels, kind);
+        if let Some(s) = pending.filter(|_| kind == SubGauges::RemovedPending) {
+            m.queue_depth.get_or_create(&labels).set(s.backlog as i64);
+            set_oldest_pending(m, &labels, Some(std::slice::from_ref(*s)), s.backlog, now);
+        }
+    }
 }
 
 /// `hookrelay_oldest_pending_seconds` of one subscriber: 0 with nothing

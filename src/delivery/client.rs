@@ -1,6 +1,7 @@
 //! The HTTP client of a subscriber's lane (h1/h2, plain or TLS with ring,
 //! system roots plus an optional private CA) and the errors a send can end in.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +15,38 @@ use crate::tls::TlsError;
 
 pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub(super) fn build(sub: &Subscriber) -> Result<HttpClient, TlsError> {
+/// A lane's client and what it was built from: a reload keeps the client (and
+/// its open connections) when that is the same.
+pub(super) struct LaneClient {
+    pub(super) http: HttpClient,
+    made_from: Made,
+}
+
+#[derive(PartialEq, Eq)]
+struct Made {
+    /// The CA file and its contents (a file replaced under the same name is a change).
+    ca_file: Option<(PathBuf, Vec<u8>)>,
+    /// The connect timeout.
+    timeout: Duration,
+}
+
+impl LaneClient {
+    /// Whether `other` was built from the same settings as this one.
+    pub(super) fn made_like(&self, other: &LaneClient) -> bool {
+        self.made_from == other.made_from
+    }
+}
+
+pub(super) fn build(sub: &Subscriber) -> Result<LaneClient, TlsError> {
+    // Read before the client is built: a file changed in between is read
+    // again at the next reload rather than taken for the same.
+    let made_from = Made {
+        ca_file: sub
+            .ca_file
+            .as_ref()
+            .map(|p| (p.clone(), std::fs::read(p).unwrap_or_default())),
+        timeout: sub.timeout,
+    };
     let tls = crate::tls::client_config(sub.ca_file.as_deref())?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -25,9 +57,10 @@ pub(super) fn build(sub: &Subscriber) -> Result<HttpClient, TlsError> {
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    let http = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+        .build(https);
+    Ok(LaneClient { http, made_from })
 }
 
 /// Why an attempt got no status from the subscriber.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::attempt::{Attempter, Health, READ_ERROR_PAUSE};
 use super::circuit::{Circuit, State};
-use super::client::HttpClient;
+use super::client::LaneClient;
 use super::rate::Limiter;
 use crate::clock;
 use crate::config::Subscriber;
@@ -25,9 +25,10 @@ use crate::store::{Store, Ticket, WorkSource};
 pub struct Lane {
     /// The subscriber's settings; a reload replaces them in place.
     sub: RwLock<Arc<Subscriber>>,
-    /// Its HTTP client (a reload may change the CA file or timeout).
-    client: RwLock<HttpClient>,
-    /// Its rate limit, if it has one.
+    /// Its HTTP client and connection pool (replaced by a reload that
+    /// changes the CA file or timeout, kept otherwise).
+    client: RwLock<LaneClient>,
+    /// Its rate limit, if it has one (kept by a reload that keeps the rate).
     limiter: RwLock<Option<Arc<Limiter>>>,
     /// Wakes the task when the settings change.
     changed: Notify,
@@ -50,12 +51,12 @@ fn write<T>(l: &RwLock<T>, v: T) {
 }
 
 impl Lane {
-    pub(super) fn new(sub: &Subscriber, client: HttpClient) -> (Arc<Lane>, watch::Receiver<bool>) {
+    pub(super) fn new(sub: &Subscriber, client: LaneClient) -> (Arc<Lane>, watch::Receiver<bool>) {
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(Lane {
             sub: RwLock::new(Arc::new(sub.clone())),
             client: RwLock::new(client),
-            limiter: RwLock::new(super::rate::limiter(sub.rate)),
+            limiter: RwLock::new(super::rate::limiter(None, sub.rate)),
             changed: Notify::new(),
             depth: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -66,11 +67,19 @@ impl Lane {
         (lane, stop_rx)
     }
 
-    /// New settings from a reload; the task picks them up at once.
-    pub(super) fn update(&self, sub: &Subscriber, client: HttpClient) {
+    /// New settings from a reload; the task picks them up at once. What
+    /// carries state (the client's open connections, the rate limiter's
+    /// window) is kept when its settings did not change.
+    pub(super) fn update(&self, sub: &Subscriber, client: LaneClient) {
         write(&self.sub, Arc::new(sub.clone()));
-        write(&self.client, client);
-        write(&self.limiter, super::rate::limiter(sub.rate));
+        {
+            let mut current = self.client.write().unwrap_or_else(|e| e.into_inner());
+            if !current.made_like(&client) {
+                *current = client;
+            }
+        }
+        let limiter = super::rate::limiter(read(&self.limiter).as_ref(), sub.rate);
+        write(&self.limiter, limiter);
         self.changed.notify_one();
     }
 
@@ -167,7 +176,7 @@ pub(super) async fn run(
                 Ok(work) => {
                     took = work.len();
                     let limiter = read(&lane.limiter);
-                    let client = read(&lane.client);
+                    let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).http.clone();
                     for w in work {
                         if let Some(l) = &limiter {
                             tokio::select! {
@@ -216,7 +225,9 @@ pub(super) async fn run(
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            // The stop itself, not a change since: the rate-limit wait above
+            // may have seen it already and left only its own loop.
+            _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => break,
             Some(done) = tasks.join_next_with_id() => {
                 let (id, health, recorded) = match done {
                     Ok((id, (health, recorded))) => (id, health, recorded),

@@ -9,7 +9,7 @@ use crate::store::{Store, SubscriberStats};
 
 impl Delivery {
     /// The route of the configured subscriber `name` (push or pull).
-    fn configured_route(&self, name: &str) -> Option<String> {
+    pub fn configured_route(&self, name: &str) -> Option<String> {
         let push = self.lanes.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         if let Some(lane) = push {
             return Some(lane.subscriber().route.clone());

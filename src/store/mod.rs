@@ -235,17 +235,6 @@ impl Store {
         }
     }
 
-    /// [`Self::subscriber_stats`] for the metrics, which name configured
-    /// subscribers only (one host leaves out the routes a subscriber was moved
-    /// from): cluster mode leaves out the removed ones (finding
-    /// what is pending for them reads messages one by one).
-    pub async fn configured_subscriber_stats(&self) -> Result<Vec<SubscriberStats>, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.blocking(|s| s.subscriber_stats(false)).await,
-            Backend::Nats(s) => s.subscriber_stats(false).await,
-        }
-    }
-
     /// Remove what retention allows: events received before `cutoff_ms` whose
     /// deliveries are all finished (dead letters: died before `cutoff_ms`).
     /// Works in bounded steps; returns how many events were removed.

@@ -31,6 +31,8 @@ pub struct Received {
     /// The bytes as received, to compare with what the provider sent.
     pub body: Bytes,
     pub path: String,
+    /// The relay's end of the connection it came on (a reused connection: the same).
+    pub from: SocketAddr,
 }
 
 impl Received {
@@ -109,18 +111,18 @@ impl Sub {
         let (rec, stop2) = (received.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, from) = tokio::select! {
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                     _ = stop2.notified() => return,
                 };
                 let (rec, script, tls) = (rec.clone(), script.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_connection(stream, rec, script).await,
+                        None => serve_connection(stream, from, rec, script).await,
                         Some(acceptor) => {
                             // An untrusting client fails the handshake: nothing to record.
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                serve_connection(stream, rec, script).await;
+                                serve_connection(stream, from, rec, script).await;
                             }
                         }
                     }
@@ -173,7 +175,7 @@ impl Sub {
     }
 }
 
-async fn serve_connection<S>(stream: S, rec: Arc<Mutex<Vec<Received>>>, script: Script)
+async fn serve_connection<S>(stream: S, from: SocketAddr, rec: Arc<Mutex<Vec<Received>>>, script: Script)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -190,6 +192,7 @@ where
                 headers: parts.headers,
                 body,
                 path,
+                from,
             };
             let n = {
                 let mut g = rec.lock().unwrap();

@@ -1,0 +1,123 @@
+//! A reload keeps the state of a subscriber's delivery settings it does not
+//! change: the rate limiter's window (`rate` promises no bursts, so a reload
+//! must not let one through) and the client's open connections (kept unless
+//! `ca_file` or `timeout` changes).
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Review 13, finding 2: a reload that did not even touch the subscriber
+/// built a fresh limiter, so the next delivery went out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_reset_a_subscribers_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    // 6/m: one request every 10 s.
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("limited", sub.url()))
+        .raw(|doc| {
+            doc["routes"][0]["subscribers"][0]
+                .as_table_mut()
+                .unwrap()
+                .insert("rate".into(), toml::Value::String("6/m".into()));
+        });
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    // Control: without a reload the limit holds the second one back.
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(sub.count(), 1, "the rate limit holds the second delivery");
+    sub.wait_for(secs(15), "the second delivery", |r| r.len() == 2).await;
+    // The same file again: nothing about the subscriber changed.
+    cfg.write();
+    h.reload().await.expect("reload");
+    accepted(addr, &runway("three")).await;
+    tokio::time::sleep(secs(3)).await;
+    let all = sub.all();
+    let gaps: Vec<Duration> = all.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert_eq!(
+        all.len(),
+        2,
+        "rate 6/m: a third delivery within 3 s of the second one (gaps between deliveries: {gaps:?})"
+    );
+    h.shutdown().await;
+}
+
+/// A reload that keeps `ca_file` and `timeout` keeps the client, so the next
+/// delivery goes on the connection already open; a changed `timeout` builds
+/// a new client (a new connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_subscribers_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path());
+    let cfg = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let deliver = |n: usize| {
+        let sub = sub.clone();
+        async move {
+            accepted(addr, &runway(&format!("call-{n}"))).await;
+            sub.wait_for(secs(10), "the delivery", |r| r.len() == n).await;
+            // The connection is back in the client's pool.
+            tokio::time::sleep(ms(200)).await;
+        }
+    };
+    deliver(1).await;
+    deliver(2).await;
+    let from = |n: usize| sub.all()[n - 1].from;
+    // Control: without a reload the second one came on the same connection.
+    assert_eq!(from(1), from(2), "the client reuses its connection");
+    cfg.write();
+    h.reload().await.expect("reload");
+    deliver(3).await;
+    assert_eq!(
+        from(3),
+        from(2),
+        "a reload that changed nothing about the subscriber opened a new connection"
+    );
+    base.clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(20)))
+        .write();
+    h.reload().await.expect("reload");
+    deliver(4).await;
+    assert_ne!(from(4), from(3), "a changed timeout builds a new client");
+    h.shutdown().await;
+}
+
+/// A shutdown while a delivery waits for the rate limit ends at once: the
+/// lane's wait for its next request saw the stop and left only the
+/// rate-limit loop, then slept with nothing to wake it (a kept limiter made
+/// the waits after a reload long enough to hit it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_rate_limit_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("limited", sub.url()))
+        .raw(|doc| {
+            doc["routes"][0]["subscribers"][0]
+                .as_table_mut()
+                .unwrap()
+                .insert("rate".into(), toml::Value::String("1/h".into()));
+        });
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(ms(500)).await;
+    let t = std::time::Instant::now();
+    assert!(
+        tokio::time::timeout(secs(10), h.shutdown()).await.is_ok(),
+        "shutdown still waiting after {:?} for the lane waiting for its rate limit",
+        t.elapsed()
+    );
+}

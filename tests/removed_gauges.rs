@@ -1,0 +1,111 @@
+//! A reload that removes a subscriber, or moves it between push and pull,
+//! leaves none of its per-subscriber gauges frozen at their last value (an
+//! alert on `hookrelay_circuit_open` or `hookrelay_pull_last_seconds` would
+//! never clear), except the backlog of a removed subscriber with deliveries
+//! still pending: its `hookrelay_queue_depth` (and oldest pending age) stay,
+//! with the count `/api/subscribers` lists. Embedded store and cluster mode.
+
+use crate::common;
+
+use common::nats::NatsCluster;
+use common::*;
+
+async fn gauges_follow_the_reload(base: TestConfig) {
+    let ok = Sub::ok().await;
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::new("other", ok.url()))
+            .subscriber(Subscriber::new("gone", DOWN).circuit_threshold(1).retry([secs(3600)]))
+            .subscriber(Subscriber::new("switch", DOWN).circuit_threshold(1).retry([secs(3600)]))
+            .subscriber(Subscriber::new("drained", ok.url()))
+            .subscriber(Subscriber::pull("puller", "puller-token")),
+    )
+    .await;
+    accepted_retrying(h.ingest_addrs[0], &runway("x")).await;
+    ok.wait_for(secs(10), "other's and drained's deliveries", |r| r.len() == 2)
+        .await;
+    let has = |m: &[(String, f64)], k: &str| m.iter().any(|(key, _)| key == k);
+    let key = |name: &str, sub: &str| format!("hookrelay_{name}{{subscriber=\"{sub}\"}}");
+    // The circuits of gone and switch opened at their failure (for 1 s: then
+    // half-open, 0, with the retry an hour away): their series exist.
+    let failed = |sub: &str| format!("hookrelay_deliveries_total{{subscriber=\"{sub}\",outcome=\"retry\"}}");
+    metrics_until(h.admin_addr, secs(10), "every subscriber's series", |m| {
+        m.contains(&(failed("gone"), 1.0))
+            && m.contains(&(failed("switch"), 1.0))
+            && has(m, &key("circuit_open", "gone"))
+            && has(m, &key("circuit_open", "switch"))
+            && m.contains(&(key("queue_depth", "drained"), 0.0))
+            && has(m, &key("pull_last_seconds", "puller"))
+    })
+    .await;
+    // gone, drained and puller removed; switch now pulls; other stays.
+    base.clone()
+        .subscriber(Subscriber::new("other", ok.url()))
+        .subscriber(Subscriber::pull("switch", "switch-token"))
+        .write();
+    h.reload().await.expect("reload");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    for name in ["gone", "puller"] {
+        let r = row(&subs["subscribers"], "name", name);
+        assert_eq!(
+            (&r["state"], &r["queue_depth"]),
+            (&"removed".into(), &1.into()),
+            "{subs}"
+        );
+    }
+    let first = metrics(h.admin_addr).await;
+    tokio::time::sleep(secs(1)).await;
+    let later = metrics(h.admin_addr).await;
+    let frozen = [
+        key("circuit_open", "gone"),
+        key("in_flight", "gone"),
+        key("circuit_open", "switch"),
+        key("pull_last_seconds", "puller"),
+        key("pull_leased", "puller"),
+        key("in_flight", "puller"),
+        key("queue_depth", "drained"),
+        key("oldest_pending_seconds", "drained"),
+        key("in_flight", "drained"),
+        key("circuit_open", "drained"),
+    ];
+    let stale =
+        |m: &[(String, f64)]| -> Vec<(String, f64)> { m.iter().filter(|(k, _)| frozen.contains(k)).cloned().collect() };
+    assert!(
+        stale(&later).is_empty(),
+        "series of removed or moved subscribers still exported (first scrape after the reload: {:?}; 1 s later: {:?})",
+        stale(&first),
+        stale(&later)
+    );
+    // The backlog of the removed ones, as /api/subscribers counts it.
+    assert_eq!(sample(&later, &key("queue_depth", "gone")), 1.0);
+    assert_eq!(sample(&later, &key("queue_depth", "puller")), 1.0);
+    assert!(has(&later, &key("oldest_pending_seconds", "gone")));
+    // What is configured keeps its series.
+    assert!(has(&later, &key("pull_last_seconds", "switch")));
+    assert!(has(&later, &key("in_flight", "switch")));
+    assert_eq!(sample(&later, &key("circuit_open", "other")), 0.0);
+    assert_eq!(sample(&later, &key("queue_depth", "other")), 0.0);
+    // The counters are history and stay.
+    assert_eq!(
+        sample(
+            &later,
+            "hookrelay_deliveries_total{subscriber=\"drained\",outcome=\"delivered\"}"
+        ),
+        1.0
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauges_of_removed_and_moved_subscribers_are_not_kept_frozen_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    gauges_follow_the_reload(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauges_of_removed_and_moved_subscribers_are_not_kept_frozen_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    gauges_follow_the_reload(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
+}
