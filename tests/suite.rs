@@ -69,6 +69,7 @@ mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
+mod reload_handover;
 mod removed_at_start;
 mod removed_returns;
 mod removed_route;
