@@ -70,6 +70,7 @@ mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
 mod reload_handover;
+mod reload_removal_race;
 mod removed_at_start;
 mod removed_returns;
 mod removed_route;
