@@ -5,7 +5,7 @@
 //! slow or dead subscriber never delays another one, nor ingest.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Notify};
@@ -40,6 +40,9 @@ pub struct Lane {
     circuit: AtomicU8,
     /// Tells the task to stop.
     stop: watch::Sender<bool>,
+    /// Whether the stopping task lets its attempts in flight finish (a
+    /// reload stopped it) or abandons them (a shutdown).
+    finish: AtomicBool,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -62,6 +65,7 @@ impl Lane {
             in_flight: AtomicUsize::new(0),
             circuit: AtomicU8::new(0),
             stop,
+            finish: AtomicBool::new(false),
             task: std::sync::Mutex::new(None),
         });
         (lane, stop_rx)
@@ -89,7 +93,7 @@ impl Lane {
 
     /// Stop the task; attempts in flight are abandoned (sent again after a restart).
     pub(super) async fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.signal_stop();
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
@@ -97,7 +101,24 @@ impl Lane {
     }
 
     pub(super) fn signal_stop(&self) {
+        self.finish.store(false, Ordering::SeqCst);
         let _ = self.stop.send(true);
+    }
+
+    /// Stop taking work; attempts in flight finish and are recorded
+    /// ([`super::handover::finish`]) before the task ends.
+    pub(super) fn retire(&self) {
+        self.finish.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+
+    /// Whether the task has ended.
+    pub(super) fn has_ended(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.is_finished())
     }
 
     pub fn subscriber(&self) -> Arc<Subscriber> {
@@ -268,6 +289,11 @@ pub(super) async fn run(
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
             _ = refresh.tick(), if matches!(state, State::Open) => {}
         }
+    }
+    stop.borrow_and_update();
+    if lane.finish.load(Ordering::SeqCst) {
+        let timeout = lane.subscriber().timeout;
+        super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, &mut stop).await;
     }
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);

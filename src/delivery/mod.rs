@@ -12,6 +12,7 @@
 pub mod attempt;
 pub mod circuit;
 mod client;
+mod handover;
 mod lane;
 pub mod media_gate;
 pub mod pull;
@@ -58,6 +59,10 @@ pub struct Delivery {
     pulls: Arc<RwLock<HashMap<String, Arc<PullLane>>>>,
     /// `verify = "fetch"` routes: asked before each delivery of a callback.
     verifier: Arc<verify_gate::Verifier>,
+    /// Each subscriber's lanes run one after another.
+    turns: Arc<handover::Turns>,
+    /// Push lanes stopped by a reload, finishing their attempts in flight.
+    retiring: Arc<std::sync::Mutex<Vec<Arc<Lane>>>>,
 }
 
 impl Delivery {
@@ -68,6 +73,8 @@ impl Delivery {
             lanes: Arc::default(),
             pulls: Arc::default(),
             verifier: Arc::default(),
+            turns: Arc::default(),
+            retiring: Arc::default(),
         }
     }
 
@@ -109,7 +116,9 @@ impl Delivery {
 
     /// Start, update or stop lanes to match the configured subscribers (which
     /// the store must know: [`Store::register`]). The work of a removed
-    /// subscriber stays in the store (reported by the admin API).
+    /// subscriber stays in the store (reported by the admin API). A stopped
+    /// lane's attempts in flight finish and are recorded, and a new lane of
+    /// the same subscriber starts after them ([`handover`]).
     pub fn configure(&self, subscribers: &[Subscriber]) -> Result<(), DeliveryError> {
         // Build every client and work source first, so a bad CA file changes nothing.
         let mut ready = Vec::with_capacity(subscribers.len());
@@ -145,11 +154,14 @@ impl Delivery {
                 );
             }
         };
+        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        retiring.retain(|lane| !lane.has_ended());
         lanes.retain(|name, lane| {
             let route = lane.subscriber().route.clone();
             let keep = push_names.get(name.as_str()) == Some(&route.as_str());
             if !keep {
-                lane.signal_stop();
+                lane.retire();
+                retiring.push(lane.clone());
                 if !push_names.contains_key(name.as_str()) && !pull_names.contains_key(name.as_str()) {
                     tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
                 }
@@ -174,17 +186,20 @@ impl Delivery {
                 lane.update(s, client);
                 continue;
             }
-            let source = self.store.work_source(&s.name)?;
-            let (lane, stop) = Lane::new(s, client);
+            let opening = self.turns.open(&self.store, &s.name)?;
+            let (lane, mut stop) = Lane::new(s, client);
             lanes.insert(s.name.clone(), lane.clone());
-            let task = tokio::spawn(lane::run(
-                lane.clone(),
-                self.store.clone(),
-                source,
-                self.metrics.clone(),
-                self.verifier.clone(),
-                stop,
-            ));
+            let (store, metrics, verifier) = (self.store.clone(), self.metrics.clone(), self.verifier.clone());
+            let name = s.name.clone();
+            let task = tokio::spawn({
+                let lane = lane.clone();
+                async move {
+                    let Some((source, _turn)) = opening.source(&store, &name, &mut stop).await else {
+                        return;
+                    };
+                    lane::run(lane, store, source, metrics, verifier, stop).await;
+                }
+            });
             lane.set_task(task);
         }
         for s in pulled {
@@ -192,11 +207,11 @@ impl Delivery {
                 lane.update(s);
                 continue;
             }
-            let source = self.store.work_source(&s.name)?;
+            let opening = self.turns.open(&self.store, &s.name)?;
             let lane = PullLane::start(
                 s,
                 self.store.clone(),
-                source,
+                opening,
                 self.metrics.clone(),
                 self.verifier.clone(),
             );
@@ -227,13 +242,14 @@ impl Delivery {
     /// abandoned (their work stays in the store and is sent again after a restart).
     pub async fn stop(&self) {
         self.stop_pulls().await;
-        let lanes: Vec<Arc<Lane>> = self
+        let mut lanes: Vec<Arc<Lane>> = self
             .lanes
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .map(|(_, l)| l)
             .collect();
+        lanes.append(&mut self.retiring.lock().unwrap_or_else(|e| e.into_inner()));
         for lane in &lanes {
             lane.signal_stop();
         }

@@ -35,11 +35,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::handover::Opening;
 use crate::clock;
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
 pub use crate::pull::wire::LocalAnswer;
-use crate::store::{Event, EventId, Store, WorkSource};
+use crate::store::{Event, EventId, Store};
 
 /// Messages leased at once per pull subscriber, whoever holds them: bounds
 /// the memory a subscriber's forwarders can pin.
@@ -166,7 +167,7 @@ impl PullLane {
     pub(super) fn start(
         sub: &Subscriber,
         store: Store,
-        source: WorkSource,
+        opening: Opening,
         metrics: Arc<Metrics>,
         verifier: Arc<super::verify_gate::Verifier>,
     ) -> Arc<PullLane> {
@@ -176,7 +177,7 @@ impl PullLane {
             sub: RwLock::new(Arc::new(sub.clone())),
             tx,
             changed: Notify::new(),
-            depth: AtomicU64::new(source.depth()),
+            depth: AtomicU64::new(opening.depth()),
             leased: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             last: Mutex::new(LastPull::default()),
@@ -189,7 +190,17 @@ impl PullLane {
         if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
             *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
         }
-        let t = tokio::spawn(task::run(lane.clone(), store, source, metrics, verifier, rx, stop_rx));
+        let name = sub.name.clone();
+        let t = tokio::spawn({
+            let lane = lane.clone();
+            let mut stop_rx = stop_rx;
+            async move {
+                let Some((source, _turn)) = opening.source(&store, &name, &mut stop_rx).await else {
+                    return;
+                };
+                task::run(lane, store, source, metrics, verifier, rx, stop_rx).await;
+            }
+        });
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         lane
     }

@@ -50,7 +50,11 @@ impl Writer {
         seen: &mut HashMap<Vec<u8>, EventId>,
         news: &mut HashSet<u32>,
     ) -> Result<Accepted, StoreError> {
-        let (route, subs) = self.numbers(b, &ev.meta.route, &ev.meta.subscribers);
+        let (route, mut subs) = self.numbers(b, &ev.meta.route, &ev.meta.subscribers);
+        // The request read its config before a reload removed one of these
+        // subscribers from the route: its log there has ended (`end`), so
+        // the event is not for it, as every view and its return agree.
+        subs.retain(|s| self.cursors.get(&(route, *s)).is_none_or(|c| c.end == 0));
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ev.dedupe_hash[..16]);
         let dkey = keys::dedupe(route, &hash);

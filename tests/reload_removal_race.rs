@@ -1,0 +1,78 @@
+//! A callback whose request began before a reload that removes its
+//! subscriber, and is stored after it: the removal decides. The event is
+//! not for the removed subscriber — not listed as its delivery by
+//! `/api/events/{id}`, not counted for it by `/api/subscribers` or the
+//! start-up warning, not sent when it comes back — as a callback that
+//! arrives while it is away. From review 13, finding 1.
+
+use crate::common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_callback_accepted_across_the_reload_that_removes_its_subscriber_is_not_for_it_in_any_view() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path());
+    let s = Sub::ok().await;
+    let with_s = base.clone().subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let h = start(&with_s).await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("across-the-reload");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    // s removed (another subscriber keeps the route).
+    base.clone().subscriber(Subscriber::new("other", DOWN)).write();
+    h.reload().await.expect("reload");
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = c.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json_at = answer.find("\r\n\r\n").unwrap() + 4;
+    let v: serde_json::Value = serde_json::from_str(&answer[json_at..]).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    let for_s = ev["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "s")
+        .cloned();
+    assert_eq!(
+        for_s, None,
+        "event {id}, stored after the reload that removed s, is listed for s: {ev}"
+    );
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let listed = subs["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "s")
+        .cloned();
+    assert_eq!(listed, None, "nothing is pending for s: {subs}");
+    // Nor at the next start, and s back (on a subscriber that answers) does not get it.
+    h.shutdown().await;
+    let h = start(&base.clone().subscriber(Subscriber::new("s", s.url()))).await;
+    let back = accepted(h.ingest_addrs[0], &runway("after-return")).await;
+    s.wait_for(secs(10), "the callback after the return", |r| {
+        r.iter().any(|x| x.header("webhook-id") == back)
+    })
+    .await;
+    assert_eq!(
+        seen_ids(&s).get(&id),
+        None,
+        "event {id} was sent to s when it came back"
+    );
+    h.shutdown().await;
+}
