@@ -16,14 +16,7 @@ async fn a_reload_does_not_reset_a_subscribers_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     // 6/m: one request every 10 s.
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("limited", sub.url()))
-        .raw(|doc| {
-            doc["routes"][0]["subscribers"][0]
-                .as_table_mut()
-                .unwrap()
-                .insert("rate".into(), toml::Value::String("6/m".into()));
-        });
+    let cfg = limited(dir.path(), &sub, "6/m");
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
     accepted(addr, &runway("one")).await;
@@ -100,14 +93,7 @@ async fn a_reload_keeps_a_subscribers_open_connections() {
 async fn a_shutdown_during_a_rate_limit_wait_ends() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("limited", sub.url()))
-        .raw(|doc| {
-            doc["routes"][0]["subscribers"][0]
-                .as_table_mut()
-                .unwrap()
-                .insert("rate".into(), toml::Value::String("1/h".into()));
-        });
+    let cfg = limited(dir.path(), &sub, "1/h");
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
     accepted(addr, &runway("one")).await;
@@ -120,4 +106,17 @@ async fn a_shutdown_during_a_rate_limit_wait_ends() {
         "shutdown still waiting after {:?} for the lane waiting for its rate limit",
         t.elapsed()
     );
+}
+
+/// One subscriber `limited` sending to `sub` at most at `rate`.
+fn limited(dir: &std::path::Path, sub: &Sub, rate: &str) -> TestConfig {
+    let rate = rate.to_string();
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("limited", sub.url()))
+        .raw(move |doc| {
+            doc["routes"][0]["subscribers"][0]
+                .as_table_mut()
+                .unwrap()
+                .insert("rate".into(), toml::Value::String(rate.clone()));
+        })
 }

@@ -293,18 +293,8 @@ fn sled_ticket(w: &Work) -> super::SledTicket {
 /// delivery goes on.
 #[tokio::test]
 async fn a_retry_whose_result_row_is_unreadable_is_recorded_and_offered_again() {
-    use super::tests::topology;
     let dir = tempfile::tempdir().unwrap();
-    let s = super::SledStore::open(&opts(dir.path())).unwrap();
-    s.register(&topology(&["a"])).await.unwrap();
-    let now = crate::clock::now_ms();
-    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
-    let mut c = s.work_source("a").unwrap();
-    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
-    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
-        .await
-        .unwrap();
-    c.done(&t).await;
+    let (s, id, mut c, t, now) = a_waiting_retry(dir.path()).await;
     s.inner
         .tree
         .insert(super::keys::result(id, t.sub), b"\xff\xff".to_vec())
@@ -332,18 +322,8 @@ async fn a_retry_whose_result_row_is_unreadable_is_recorded_and_offered_again() 
 /// listed and counted as a dead letter, and replayable.
 #[tokio::test]
 async fn a_retry_whose_event_row_is_unreadable_is_dead_lettered() {
-    use super::tests::topology;
     let dir = tempfile::tempdir().unwrap();
-    let s = super::SledStore::open(&opts(dir.path())).unwrap();
-    s.register(&topology(&["a"])).await.unwrap();
-    let now = crate::clock::now_ms();
-    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
-    let mut c = s.work_source("a").unwrap();
-    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
-    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
-        .await
-        .unwrap();
-    c.done(&t).await;
+    let (s, id, mut c, t, now) = a_waiting_retry(dir.path()).await;
     s.inner
         .tree
         .insert(super::keys::log(t.route, id), b"torn".to_vec())
@@ -364,4 +344,22 @@ async fn a_retry_whose_event_row_is_unreadable_is_dead_lettered() {
         .is_some_and(|e| e.contains("unreadable")));
     assert_eq!(c.depth(), 0);
     s.close().await;
+}
+
+/// A store with subscriber `a`, one event whose first attempt failed, and
+/// its retry due now: the store, the event, `a`'s cursor, the attempt's
+/// ticket and the time.
+async fn a_waiting_retry(dir: &std::path::Path) -> (super::SledStore, EventId, super::Cursor, super::SledTicket, u64) {
+    use super::tests::topology;
+    let s = super::SledStore::open(&opts(dir)).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let id = s.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut c = s.work_source("a").unwrap();
+    let t = sled_ticket(&c.take(10, now).await.unwrap()[0]);
+    s.record(&t, Some(attempt(1, 503, now)), Outcome::Retry { due_ms: now })
+        .await
+        .unwrap();
+    c.done(&t).await;
+    (s, id, c, t, now)
 }
