@@ -29,20 +29,7 @@ async fn a_retry_pending_when_its_subscriber_moves_route_is_kept_until_it_comes_
     // The retry below is due by the time the lanes look (as after any
     // reload that comes later than the backoff).
     let now = crate::clock::now_ms();
-    let id = store.append(event("t1", &["a"], now)).await.unwrap().id;
-    {
-        let mut src = store.work_source("a").unwrap();
-        let w = src.take(10, now).await.unwrap().remove(0);
-        store
-            .record(
-                &w.ticket,
-                Some(attempt(1, 503, now)),
-                Outcome::Retry { due_ms: now - 10 },
-            )
-            .await
-            .unwrap();
-        src.done(&w.ticket).await;
-    }
+    let id = a_retry_due_for_a(&store, now).await;
     // Reload: `a` moves to route `other` (say the route was renamed).
     store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
     {
@@ -80,22 +67,8 @@ async fn the_work_a_subscriber_left_on_its_old_route_counts_there_not_on_its_new
     let store = Store::open_sled(&opts(dir.path())).unwrap();
     store.register(&two_routes(&["a"], &["b"])).await.unwrap();
     let now = crate::clock::now_ms();
-    let retried = store.append(event("t1", &["a"], now)).await.unwrap().id;
+    let retried = a_retry_due_for_a(&store, now).await;
     let unread = store.append(event("t2", &["a"], now)).await.unwrap().id;
-    {
-        let mut src = store.work_source("a").unwrap();
-        let w = src.take(1, now).await.unwrap().remove(0);
-        assert_eq!(w.event.id, retried);
-        store
-            .record(
-                &w.ticket,
-                Some(attempt(1, 503, now)),
-                Outcome::Retry { due_ms: now - 10 },
-            )
-            .await
-            .unwrap();
-        src.done(&w.ticket).await;
-    }
     store.register(&two_routes(&["x"], &["b", "a"])).await.unwrap();
     let pending = |stats: &[SubscriberStats], route: &str| {
         stats
@@ -362,4 +335,23 @@ async fn a_waiting_retry(dir: &std::path::Path) -> (super::SledStore, EventId, s
         .unwrap();
     c.done(&t).await;
     (s, id, c, t, now)
+}
+
+/// An event for `a` whose first attempt failed, its retry due already (as
+/// after any reload that comes later than the backoff).
+async fn a_retry_due_for_a(store: &Store, now: u64) -> EventId {
+    let id = store.append(event("t1", &["a"], now)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let w = src.take(1, now).await.unwrap().remove(0);
+    assert_eq!(w.event.id, id);
+    store
+        .record(
+            &w.ticket,
+            Some(attempt(1, 503, now)),
+            Outcome::Retry { due_ms: now - 10 },
+        )
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    id
 }
