@@ -3,17 +3,16 @@
 //! not for the removed subscriber — not listed as its delivery by
 //! `/api/events/{id}`, not counted for it by `/api/subscribers` or the
 //! start-up warning, not sent when it comes back — as a callback that
-//! arrives while it is away. From review 13, finding 1.
+//! arrives while it is away. Embedded store and cluster mode. From review
+//! 13, finding 1.
 
 use crate::common;
 
+use common::nats::NatsCluster;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r13_a_callback_accepted_across_the_reload_that_removes_its_subscriber_is_not_for_it_in_any_view() {
+async fn not_for_the_removed_subscriber(base: TestConfig) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let base = TestConfig::new(dir.path());
     let s = Sub::ok().await;
     let with_s = base.clone().subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
     let h = start(&with_s).await;
@@ -75,4 +74,17 @@ async fn r13_a_callback_accepted_across_the_reload_that_removes_its_subscriber_i
         "event {id} was sent to s when it came back"
     );
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_callback_accepted_across_the_reload_that_removes_its_subscriber_is_not_for_it_in_any_view() {
+    let dir = tempfile::tempdir().unwrap();
+    not_for_the_removed_subscriber(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_callback_accepted_across_the_reload_that_removes_its_subscriber_is_not_for_it_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    not_for_the_removed_subscriber(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
 }

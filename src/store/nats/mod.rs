@@ -159,6 +159,14 @@ impl Shared {
         read(&self.results).ok_or_else(|| unavailable("the results bucket is not set up yet"))
     }
 
+    /// Of `subs`, those the registered topology has on `route` now.
+    fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
+        let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
+        let now = topology.routes.iter().find(|(r, _)| r == route).map(|(_, s)| s);
+        subs.retain(|sub| now.is_some_and(|now| now.contains(sub)));
+        subs
+    }
+
     fn route_of_tag(&self, tag: u16) -> Option<String> {
         read(&self.tags).get(&tag).cloned()
     }
@@ -344,7 +352,11 @@ impl NatsStore {
         let stream = s.stream(&route)?;
         let subject = layout::event_subject(&route, &ev.dedupe_hash);
         let nonce = ulid::Ulid::new().to_string();
-        let headers = event::headers(&ev.meta, &ev.media, &nonce);
+        let mut meta = ev.meta;
+        // A reload since the request read its config removed one of these
+        // from the route: the event is not for it in any view (as on one host).
+        meta.subscribers = s.on_route_now(&route, meta.subscribers);
+        let headers = event::headers(&meta, &ev.media, &nonce);
         let room = s
             .client
             .server_info()
@@ -360,7 +372,7 @@ impl NatsStore {
                 .await
                 .map_err(|_| unavailable("NATS did not answer in time"))??;
         }
-        let (mark, origin) = (ev.task.clone(), ev.meta.origin);
+        let (mark, origin) = (ev.task.clone(), meta.origin);
         let accepted = match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)
             .await
             .map_err(unavailable)?
@@ -368,7 +380,7 @@ impl NatsStore {
             claim::Claim::New { seq } => {
                 s.wrote(1);
                 Accepted {
-                    id: layout::event_id(&route, seq, ev.meta.received_ms),
+                    id: layout::event_id(&route, seq, meta.received_ms),
                     duplicate: false,
                 }
             }
