@@ -60,6 +60,7 @@ mod operations;
 mod packaging;
 mod provider;
 mod provider_callbacks;
+mod provider_key_shared;
 mod pull;
 mod pull_attempts;
 mod reconcile;

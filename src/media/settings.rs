@@ -50,13 +50,15 @@ pub struct ArchiveSettings {
     pub concurrency: usize,
     /// Stored files go this long after they were archived.
     pub retention: Duration,
-    /// By route name: the client that refreshes that route's expired URLs.
+    /// By route name: the client that refreshes that route's expired URLs
+    /// (routes with the same key and base URL share one).
     pub providers: HashMap<String, ProviderClient>,
 }
 
 impl ArchiveSettings {
     /// Build from a validated config; `current` lends its store when the
-    /// store settings did not change.
+    /// store settings did not change, and its provider clients (their pacing
+    /// and pause) where a route keeps its key and base URL.
     pub fn build(config: &Config, current: Option<&ArchiveSettings>) -> Result<ArchiveSettings, SetupError> {
         let m = &config.media;
         let store_key = StoreKey {
@@ -95,8 +97,20 @@ impl ArchiveSettings {
                 message,
             };
             let key = ApiKey::new(credential_text(&p.api_key)).map_err(err)?;
-            let client =
-                ProviderClient::new(ClientConfig::new(p.base_url.clone(), key)).map_err(|e| err(e.to_string()))?;
+            // One client per key and base URL: its pacing and its pause after
+            // a 429 are the key's, whichever routes use it, and they outlive
+            // a reload that keeps the key.
+            let same = providers
+                .values()
+                .chain(current.into_iter().flat_map(|c| c.providers.values()))
+                .find(|c: &&ProviderClient| c.serves(&p.base_url, &key))
+                .cloned();
+            let client = match same {
+                Some(client) => client,
+                None => {
+                    ProviderClient::new(ClientConfig::new(p.base_url.clone(), key)).map_err(|e| err(e.to_string()))?
+                }
+            };
             providers.insert(r.name.clone(), client);
         }
         Ok(ArchiveSettings {

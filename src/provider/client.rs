@@ -139,6 +139,11 @@ impl ProviderClient {
         &self.inner.transport.base
     }
 
+    /// Whether this is the client for `key` at `base_url` (as configured).
+    pub fn serves(&self, base_url: &str, key: &ApiKey) -> bool {
+        self.inner.cfg.base_url == base_url && self.inner.cfg.api_key.same(key)
+    }
+
     /// The task's status record (`GET <status endpoint>?taskId=`).
     pub async fn record(&self, product: Product, task_id: &str) -> Result<Record, ProviderError> {
         let call = format!("GET {}", product.status_path());

@@ -39,6 +39,12 @@ impl ApiKey {
         }
         Ok(ApiKey(key.into()))
     }
+
+    /// The same key (compared in constant time).
+    pub fn same(&self, other: &ApiKey) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
 }
 
 impl fmt::Debug for ApiKey {
