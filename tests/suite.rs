@@ -79,6 +79,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review14;
 mod secrets;
 mod status;
 mod timing;
