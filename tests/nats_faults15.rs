@@ -7,7 +7,6 @@
 
 use crate::common;
 
-
 use async_nats::jetstream::{self, stream};
 use common::nats::NatsCluster;
 use common::*;
@@ -157,7 +156,10 @@ async fn a_stale_relays_late_result_does_not_overwrite_a_newer_final_one() {
     let second = start(&cfg(d2.path())).await;
     let path = format!("/api/events/{id}");
     sub.wait_for(secs(20), "taken over", |r| r.len() == 2).await;
-    admin_until(second.admin_addr, &path, secs(10), |v| v["subscribers"][0]["state"] == "delivered").await;
+    admin_until(second.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
 
     // The paused relay runs again: its attempt timed out long ago.
     first.signal("CONT");
