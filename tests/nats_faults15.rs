@@ -173,3 +173,55 @@ async fn a_stale_relays_late_result_does_not_overwrite_a_newer_final_one() {
     );
     second.shutdown().await;
 }
+
+/// Replaying a dead letter is three writes: the result marked due again,
+/// the replay message, then the purge of the letter from `HR_DL`. When the
+/// purge fails (HR_DL's leader is being elected; the relay dies just
+/// before it) the replay is still sent and delivered, but the letter stays
+/// listed for ever, its result now `delivered` — and since `replay_one`
+/// queues any delivery whose result is final, every later
+/// `POST /api/dead-letters/replay` sends the delivered event again (and
+/// never purges the letter: `was_dead` is false from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dead_letter_is_not_sent_again_by_the_next_dead_letter_replay() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Gone the first time (a dead letter at once), 200 after.
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| {
+        Behaviour::Status(if n == 0 { 410 } else { 200 })
+    }))
+    .await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    let id = accepted(h.ingest_addrs[0], &runway("purge-fails")).await;
+    admin_until(a, "/api/dead-letters", secs(10), |v| v["total"] == 1).await;
+
+    // HR_DL refuses the purge.
+    let js = js_of(&nats).await;
+    let mut no_purge = config_of(&js, "HR_DL").await;
+    no_purge.deny_purge = true;
+    js.update_stream(&no_purge).await.expect("deny_purge can be set");
+    let (status, v) = admin(a, "POST", "/api/dead-letters/replay").await;
+    // (NATS cannot lift deny_purge again; the later replays below do not
+    // purge anything anyway: the letter's result is no longer `dead`.)
+    admin_until(a, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(sub.count(), 2, "the replay was sent once");
+
+    // The operator replays the dead letters again (the first call failed, or
+    // later ones come): the delivered event must not be sent again.
+    let (status2, v2) = admin(a, "POST", "/api/dead-letters/replay").await;
+    tokio::time::sleep(secs(3)).await;
+    let (_, dl) = admin(a, "GET", "/api/dead-letters").await;
+    assert_eq!(
+        sub.count(),
+        2,
+        "a delivered replay was sent again by the next dead-letter replay: first replay {status} {v}, second {status2} {v2}; dead letters now {dl}"
+    );
+    h.shutdown().await;
+}
