@@ -225,3 +225,60 @@ async fn a_replayed_dead_letter_is_not_sent_again_by_the_next_dead_letter_replay
     );
     h.shutdown().await;
 }
+
+/// Two dead-letter replays that overlap (two operators, the console and a
+/// script, two relays): `replay_one` re-queues any delivery whose result is
+/// final, not only one still `dead`. A letter the faster call replayed and
+/// the subscriber already got (now `delivered`) is re-queued and sent again
+/// by the slower call, which listed it when it started — although of "two
+/// replays at once one queues the delivery, the other finds it pending".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_dead_letter_replays_send_a_letter_once() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // s1 refuses everything (its letters die again when replayed); s2
+    // refuses only the first attempt of the last event.
+    let s1 = Sub::always(Behaviour::Status(410)).await;
+    let s2 = Sub::start(std::sync::Arc::new(|_, r: &Received| {
+        let last = String::from_utf8_lossy(&r.body).contains("\"last\"");
+        Behaviour::Status(if last && r.header("hookrelay-attempt") == "1" {
+            410
+        } else {
+            200
+        })
+    }))
+    .await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s1", s1.url()))
+        .subscriber(Subscriber::new("s2", s2.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    const FILL: usize = 100;
+    for i in 0..FILL {
+        accepted(h.ingest_addrs[0], &runway(&format!("fill-{i}"))).await;
+    }
+    let last = accepted(h.ingest_addrs[0], &runway("last")).await;
+    admin_until(a, "/api/dead-letters?limit=1000", secs(30), |v| v["total"] == FILL + 2).await;
+
+    // The slower call replays every letter (s1's first, in arrival order);
+    // the other one, started just after, only s2's.
+    let all = tokio::spawn(async move { admin(a, "POST", "/api/dead-letters/replay").await });
+    tokio::time::sleep(ms(20)).await;
+    let (st, only_s2) = admin(a, "POST", "/api/dead-letters/replay?subscriber=s2").await;
+    let (st_all, v_all) = all.await.unwrap();
+    tokio::time::sleep(secs(3)).await;
+    let sent: Vec<String> = s2
+        .all()
+        .iter()
+        .filter(|r| r.header("webhook-id") == last)
+        .map(|r| r.header("hookrelay-attempt").to_string())
+        .collect();
+    assert_eq!(
+        sent.len(),
+        2,
+        "s2's letter was sent {} times (attempts {sent:?}): the s2 call answered {st} {only_s2}, the full one {st_all} {v_all}",
+        sent.len()
+    );
+    h.shutdown().await;
+}
