@@ -43,7 +43,7 @@ mod media_s3;
 mod media_safety;
 mod moved_route;
 mod nats_circuit;
-mod nats_faults15;
+mod nats_store_faults;
 mod nats_console;
 mod nats_media;
 mod nats_once;

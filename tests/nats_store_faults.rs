@@ -1,4 +1,4 @@
-//! Review 15: cluster mode under faults between the two or three writes
+//! Cluster mode under faults between the two or three writes (review 15)
 //! that settle a delivery or queue a replay. JetStream refusing one write
 //! for a moment (a stream whose leader is being elected answers "no
 //! responders"; a stream at a limit refuses) is made by hand, on the one
