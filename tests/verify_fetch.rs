@@ -3,7 +3,8 @@
 //! (the signature covers only `taskId.timestamp`) is accepted by ingest but
 //! held as unverified, never delivered, until an operator replays it; a
 //! genuine callback is delivered, and so is the Market's short callback
-//! (`{code, msg, data: {taskId}}`), which claims only the outcome.
+//! (`{code, msg, data: {taskId}}`), which claims only the outcome (a URL
+//! added to it, or anywhere in a Market callback, must be the record's).
 
 use crate::common;
 
@@ -140,8 +141,9 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
     let ok = fake.create(Product::Market, TaskPlan::success().lose(), None);
     let failed = fake.create(Product::Market, TaskPlan::failure(422, "nsfw").lose(), None);
     let forged = fake.create(Product::Market, TaskPlan::success().lose(), None);
+    let forged_short = fake.create(Product::Market, TaskPlan::success().lose(), None);
     fake.wait_until("the tasks to finish", secs(5), |f| {
-        [&ok, &failed, &forged].iter().all(|t| f.is_finished(t))
+        [&ok, &failed, &forged, &forged_short].iter().all(|t| f.is_finished(t))
     })
     .await;
 
@@ -176,10 +178,24 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
     .await;
     let why = view["subscribers"][0]["last_error"].as_str().unwrap();
     assert!(why.starts_with("unverified: ") && why.contains("evil.example"), "{why}");
+
+    // The short form with a result of its own beside the task id is held too.
+    let body = serde_json::json!({"code": 200, "msg": "success",
+        "data": {"taskId": forged_short, "resultUrls": ["https://evil.example/short.mp4"]}});
+    let id = post_signed(addr, "/hooks/market", &fake, &forged_short, &body).await;
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    let why = view["subscribers"][0]["last_error"].as_str().unwrap();
+    assert!(
+        why.starts_with("unverified: ") && why.contains("evil.example/short"),
+        "{why}"
+    );
     tokio::time::sleep(ms(300)).await;
-    assert_eq!(sub.count(), 2, "the forged result was not delivered");
+    assert_eq!(sub.count(), 2, "the forged results were not delivered");
     let m = metrics(h.admin_addr).await;
-    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"market\"}"), 1.0);
+    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"market\"}"), 2.0);
     h.shutdown().await;
 }
 

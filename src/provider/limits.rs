@@ -41,8 +41,20 @@ struct PerTask {
 }
 
 impl PerTask {
-    fn take(&self, task_id: &str, now: Instant) -> Result<(), Duration> {
+    /// Take a call at `now` in both the task's bucket and the key's, or in
+    /// neither: the longer of the two waits when either refuses. So a call
+    /// is counted for its task only when it is made, and at the instant it
+    /// is made. Locks the task map, then the key (nothing locks the other
+    /// way round).
+    fn take_with_key(&self, task_id: &str, key: &Mutex<Window>, now: Instant) -> Result<(), Duration> {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = key.lock().unwrap_or_else(|e| e.into_inner());
+        let task_wait = tasks.get(task_id).map_or(Duration::ZERO, |w| w.wait(now));
+        let wait = task_wait.max(key.wait(now));
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        key.take(now)?;
         match tasks.get_mut(task_id) {
             Some(w) => w.take(now),
             None => {
@@ -107,8 +119,9 @@ impl Limits {
         }
     }
 
-    /// Wait for a status call's turn (the task's bucket, then the key's).
-    /// `Err(wait)` when the turn is further away than `budget`.
+    /// Wait for a status call's turn (in the task's bucket and the key's at
+    /// once). `Err(wait)` when the turn is further away than `budget`; the
+    /// refused call is then counted in neither bucket.
     pub async fn status(&self, product: Product, task_id: &str, budget: Duration) -> Result<(), Duration> {
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let now = Instant::now();
@@ -117,8 +130,9 @@ impl Limits {
             }
         }
         let tasks = &self.per_task[&product];
-        let spent = self.wait(|| tasks.take(task_id, Instant::now()), budget).await?;
-        self.key(budget.saturating_sub(spent)).await.map(|_| ())
+        self.wait(|| tasks.take_with_key(task_id, &self.per_key, Instant::now()), budget)
+            .await
+            .map(|_| ())
     }
 
     /// Wait for a turn in the key's shared budget (download-url and status calls).

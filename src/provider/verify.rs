@@ -7,6 +7,8 @@
 //! with it. Does not fetch the record (the caller does, through
 //! [`super::client`]) and does not decide what happens to a disagreeing event.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::loose::{first_present, int_at, int_of, push_unique, str_at, strings_of, unstring};
@@ -35,7 +37,9 @@ pub struct CallbackFacts {
     pub failure_code: Option<i64>,
     /// Whether the body has a place for result URLs at all. Only Market's
     /// documented short callback, `{code, msg, data: {taskId}}`, has none:
-    /// without `data.resultJson` it claims the outcome and nothing more.
+    /// without `data.resultJson` it claims the outcome and nothing more (a
+    /// URL anywhere else in a Market callback must be in the record, see
+    /// [`verify`]).
     pub names_results: bool,
 }
 
@@ -69,6 +73,15 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
             ))
         }
         None => return Verdict::Disagree("callback names no task id".into()),
+    }
+    // A Market callback is the record's `data` (or the short form, which
+    // names no URL): a URL it names anywhere, in whatever field, must be one
+    // the record has somewhere, once the record has reached its end.
+    if let Some(u) = unvouched_url(received, record).filter(|_| facts.stage != CallbackStage::Unrecognised) {
+        if !record.stage().is_terminal() {
+            return Verdict::NotTerminalYet;
+        }
+        return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
     }
     let known = record.media_urls();
     let unknown_url = facts.media_urls.iter().find(|u| !known.contains(u));
@@ -117,6 +130,53 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
                 _ => Verdict::Agree,
             }
         }
+    }
+}
+
+/// How deep strings holding JSON (`resultJson`, `param`) are read inside
+/// one another.
+const NESTED_JSON_DEPTH: u8 = 4;
+
+/// For a Market callback: the first URL-looking string in the body (outside
+/// the envelope's `msg`) that is no string of the record's `data`. Both are
+/// read through strings that hold JSON, so `param` echoed as an object or as
+/// a string compares alike. Other products' callbacks are not the record's
+/// shape; their documented URL fields are compared instead.
+fn unvouched_url(received: &Value, record: &Record) -> Option<String> {
+    if record.product() != Product::Market {
+        return None;
+    }
+    let mut claimed = Vec::new();
+    match received {
+        Value::Object(top) => top
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "msg" | "message"))
+            .for_each(|(_, v)| strings_in(v, NESTED_JSON_DEPTH, &mut claimed)),
+        other => strings_in(other, NESTED_JSON_DEPTH, &mut claimed),
+    }
+    let mut known = Vec::new();
+    strings_in(record.data(), NESTED_JSON_DEPTH, &mut known);
+    let known: HashSet<String> = known.into_iter().collect();
+    claimed.into_iter().find(|s| looks_like_url(s) && !known.contains(s))
+}
+
+/// A scheme (`https://…`, `s3://…`) or a scheme-relative `//host/…`.
+fn looks_like_url(s: &str) -> bool {
+    s.contains("://") || s.trim_start().starts_with("//")
+}
+
+/// Every string in `v`, and in the JSON held by its strings, `depth` deep.
+fn strings_in(v: &Value, depth: u8, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(inner) = unstring(v).filter(|_| depth > 0) {
+                strings_in(&inner, depth - 1, out);
+            }
+            out.push(s.clone());
+        }
+        Value::Array(items) => items.iter().for_each(|x| strings_in(x, depth, out)),
+        Value::Object(map) => map.values().for_each(|x| strings_in(x, depth, out)),
+        _ => {}
     }
 }
 

@@ -151,3 +151,51 @@ async fn idle_task_buckets_are_forgotten() {
     let kept = l.per_task[&Product::Market].len();
     assert!(kept > 0 && kept <= 10, "{kept} task buckets kept");
 }
+
+/// Fill the key's budget (10 calls) at the current instant.
+async fn fill_key(l: &Limits) {
+    for _ in 0..MARKET_PER_KEY.cells.get() {
+        l.key(Duration::ZERO).await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_the_key_refuses_is_not_counted_for_its_task() {
+    let l = limits();
+    fill_key(&l).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The key refuses each of these; none of them is made.
+    for _ in 0..3 {
+        let wait = l.status(Product::Suno, "a", Duration::ZERO).await.unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The key is free again, and the task has made no call: its full quota.
+    for i in 0..3 {
+        l.status(Product::Suno, "a", Duration::ZERO)
+            .await
+            .unwrap_or_else(|w| panic!("call {i} held back {w:?} for refused calls"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_waits_for_the_key_counts_for_its_task_when_made() {
+    let l = limits();
+    fill_key(&l).await;
+    // Each call returns when it may be made; the task allows 3 in any second.
+    let mut made = Vec::new();
+    for _ in 0..6 {
+        l.status(Product::Suno, "a", Duration::from_secs(5)).await.unwrap();
+        made.push(Instant::now());
+    }
+    let most = made
+        .iter()
+        .map(|&t| {
+            made.iter()
+                .filter(|&&u| u >= t && u < t + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 3, "{most} calls of one task within a second: {made:?}");
+}

@@ -30,13 +30,23 @@ impl Window {
         }
     }
 
+    /// How long from `now` until a call is allowed (zero: at once).
+    pub(super) fn wait(&self, now: Instant) -> Duration {
+        match self.calls.front() {
+            Some(&oldest) if self.calls.len() >= self.cells() => {
+                (oldest + self.rate.per).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Take a call at `now`, or say how long until one is allowed.
     pub(super) fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let wait = self.wait(now);
+        if !wait.is_zero() {
+            return Err(wait);
+        }
         if self.calls.len() >= self.cells() {
-            let free_at = self.calls[0] + self.rate.per;
-            if now < free_at {
-                return Err(free_at - now);
-            }
             self.calls.pop_front();
         }
         self.calls.push_back(now);

@@ -187,3 +187,54 @@ fn other_products_without_results_still_disagree() {
     let short = json!({"code": 200, "msg": "success", "data": {"taskId": "v"}});
     assert!(matches!(verify(&short, &veo), Verdict::Disagree(m) if m.contains("none of the record's")));
 }
+
+#[test]
+fn a_market_short_form_with_result_fields_of_its_own_disagrees() {
+    // A replayed signature on the short form, plus URLs a subscriber might
+    // read as the result: wherever they are, the record must have them.
+    let forged = [
+        json!({"code": 200, "msg": "success", "data": {"taskId": "m", "resultUrls": ["https://evil/x.mp4"]}}),
+        json!({"code": 200, "msg": "success", "data": {"taskId": "m", "info": {"result_urls": "[\"https://evil/x.mp4\"]"}}}),
+        json!({"code": 200, "msg": "success", "data": {"taskId": "m"}, "resultUrl": "https://evil/x.mp4"}),
+        json!({"code": 200, "data": {"taskId": "m", "state": "success",
+            "resultJson": "{\"resultUrls\":[\"https://m/1.mp4\"]}", "videoUrl": "https://evil/x.mp4"}}),
+    ];
+    for body in forged {
+        let v = verify(&body, &market_success());
+        assert!(
+            matches!(&v, Verdict::Disagree(m) if m.contains("https://evil/x.mp4")),
+            "{body}: {v:?}"
+        );
+    }
+    // The same URL in a failure callback, against a failed record.
+    let failed = market(json!({"taskId": "m", "state": "fail", "failCode": "422"}));
+    let body = json!({"code": 501, "msg": "failed", "data": {"taskId": "m", "resultUrls": ["https://evil/x.mp4"]}});
+    assert!(matches!(verify(&body, &failed), Verdict::Disagree(_)));
+    // A record that has not caught up yet: ask again later, as for resultJson.
+    let running = market(json!({"taskId": "m", "state": "generating"}));
+    let body = json!({"code": 200, "data": {"taskId": "m", "resultUrls": ["https://evil/x.mp4"]}});
+    assert_eq!(verify(&body, &running), Verdict::NotTerminalYet);
+}
+
+#[test]
+fn a_market_full_callback_agrees_with_every_url_it_echoes() {
+    // The model pages' callback: the record's `data` plus the credit fields;
+    // `param` (a JSON string here, an object there) echoes input URLs.
+    let param = json!({"model": "kling", "callBackUrl": "https://me/hook",
+        "input": {"image_url": "https://in/cat.png", "prompt": "a cat"}});
+    let record = market(json!({"taskId": "m", "state": "success", "param": param.to_string(),
+        "resultJson": "{\"resultUrls\":[\"https://m/1.mp4\"]}", "failMsg": ""}));
+    let mut data = record.data().clone();
+    data["consumeCredits"] = json!(10);
+    let full = json!({"code": 200, "msg": "Playground task completed successfully.", "data": data});
+    assert_eq!(verify(&full, &record), Verdict::Agree);
+    let mut structured = full.clone();
+    structured["data"]["param"] = param;
+    assert_eq!(verify(&structured, &record), Verdict::Agree);
+    // The documented short form still claims only the outcome.
+    let short = json!({"code": 200, "msg": "success", "data": {"taskId": "m"}});
+    assert_eq!(verify(&short, &record), Verdict::Agree);
+    // A message that happens to hold a URL is not a result.
+    let noted = json!({"code": 200, "msg": "see https://docs/x", "data": {"taskId": "m"}});
+    assert_eq!(verify(&noted, &record), Verdict::Agree);
+}
