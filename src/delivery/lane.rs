@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempter, Health, READ_ERROR_PAUSE};
 use super::circuit::{Circuit, State};
 use super::client::LaneClient;
+use super::handover::Phase;
 use super::rate::Limiter;
 use crate::clock;
 use crate::config::Subscriber;
@@ -161,8 +162,9 @@ pub(super) async fn run(
     let signal = source.signal();
     let mut circuit = Circuit::new(lane.subscriber().circuit_threshold);
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
-    // Each attempt's ticket and when it was sent (the circuit tells probes from stale requests).
-    let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant)> = HashMap::new();
+    // Each attempt's ticket, when it was spawned (the circuit tells probes
+    // from stale requests) and whether it is sending (for a handover).
+    let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)> = HashMap::new();
     // While the circuit is open the lane waits for its next probe (up to a
     // minute): the queue depth the admin views show is copied meanwhile at
     // least this often (see `clock::DEPTH_REFRESH`); one timer for the
@@ -210,16 +212,18 @@ pub(super) async fn run(
                         if !source.confirm(&w.ticket).await {
                             continue;
                         }
+                        let phase = Arc::new(Phase::default());
                         let attempter = Attempter {
                             store: store.clone(),
                             metrics: metrics.clone(),
                             sub: sub.clone(),
                             client: client.clone(),
                             verifier: verifier.clone(),
+                            phase: phase.clone(),
                         };
                         let ticket = w.ticket.clone();
                         let handle = tasks.spawn(attempter.run(w));
-                        tickets.insert(handle.id(), (ticket, Instant::now()));
+                        tickets.insert(handle.id(), (ticket, Instant::now(), phase));
                     }
                 }
                 Err(e) => {
@@ -258,7 +262,7 @@ pub(super) async fn run(
                     }
                 };
                 let started = match tickets.remove(&id) {
-                    Some((ticket, started)) => {
+                    Some((ticket, started, _)) => {
                         // Unrecorded work stays handed out: the cursor never passes it.
                         if recorded {
                             source.done(&ticket).await;
