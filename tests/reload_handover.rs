@@ -3,8 +3,9 @@
 //! and is recorded (up to its own deadline: the `timeout` it was sent with,
 //! counted from its send), and whatever reads the subscriber's work next (a
 //! pull lane, the push lane of its return) starts after it, so the event is
-//! not delivered a second time. From review 13, finding 3; removal also in
-//! cluster mode (the same lanes); review 14, finding 1.
+//! not delivered a second time; meanwhile the admin views show the
+//! subscriber's backlog. From review 13, finding 3; removal also in cluster
+//! mode (the same lanes); review 14, findings 1 and 4.
 
 use crate::common;
 
@@ -242,6 +243,45 @@ async fn a_verify_fetch_attempt_sent_after_the_reload_is_not_cut_off_and_sent_ag
         "task {task}: s received the callback (sent within its 2 s timeout, answered 200 after 1.5 s) and the lane of \
          its return sent it again ({gaps:?} later; first sent {:?} after the check began): {seen:?}",
         all[0].at - t0
+    );
+    h.shutdown().await;
+}
+
+/// Review 14 finding 4: while a subscriber's new lane waits for its stopped
+/// lane's attempt in flight (its work source not open yet),
+/// `/api/subscribers` and `hookrelay_queue_depth` show its backlog in the
+/// store, not 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_waiting_for_the_handover_shows_its_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = slow_first(secs(8)).await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)).concurrency(1));
+    let h = start(&with_s).await;
+    let addr = h.ingest_addrs[0];
+    for n in 0..4 {
+        accepted(addr, &runway(&format!("backlog-{n}"))).await;
+    }
+    sub.wait_for(secs(5), "the attempt in flight", |r| r.len() == 1).await;
+    let v = admin_until(h.admin_addr, "/api/subscribers", secs(5), |v| {
+        row(&v["subscribers"], "name", "s")["queue_depth"].as_u64() >= Some(3)
+    })
+    .await;
+    let before = row(&v["subscribers"], "name", "s")["queue_depth"].clone();
+    base.clone().write();
+    h.reload().await.expect("reload removing s");
+    with_s.write();
+    h.reload().await.expect("reload adding s back");
+    tokio::time::sleep(secs(2)).await;
+    let (_, v) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let m = metrics(h.admin_addr).await;
+    let depth = sample(&m, "hookrelay_queue_depth{subscriber=\"s\"}");
+    assert!(
+        row(&v["subscribers"], "name", "s")["queue_depth"].as_u64() >= Some(3) && depth >= 3.0,
+        "s has 4 callbacks pending (queue_depth {before} before the reloads); while its new lane waits for \
+         the attempt in flight: {v}, hookrelay_queue_depth {depth}"
     );
     h.shutdown().await;
 }

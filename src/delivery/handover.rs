@@ -7,9 +7,11 @@
 //! lane of the same subscriber opens its work source only once that lane has
 //! finished ([`Turns`]), so work whose attempt is still out is never read
 //! again and sent twice. The reload and the other subscribers' lanes do not
-//! wait for it.
+//! wait for it; meanwhile the new lane's queue depth is not known
+//! ([`UNKNOWN_DEPTH`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +24,14 @@ use crate::store::{Store, StoreError, Ticket, WorkSource};
 
 /// Time for recording an attempt that ended at the subscriber's `timeout`.
 const RECORD_MARGIN: Duration = Duration::from_secs(2);
+
+/// A lane's depth while it waits for its turn: its work source is not open.
+pub(super) const UNKNOWN_DEPTH: u64 = u64::MAX;
+
+/// A lane's queue depth as last counted; `None` while it waits for its turn.
+pub(super) fn depth(d: &AtomicU64) -> Option<u64> {
+    Some(d.load(Ordering::Relaxed)).filter(|d| *d != UNKNOWN_DEPTH)
+}
 
 /// Where one attempt is, shared by the attempt and its lane: a handover may
 /// drop it only before it sends, and waits for one sending until its own
@@ -116,11 +126,12 @@ impl Turns {
 }
 
 impl Opening {
-    /// Pending deliveries as far as known before the source is open.
+    /// Pending deliveries as far as known before the source is open
+    /// ([`UNKNOWN_DEPTH`] while an earlier lane finishes).
     pub(super) fn depth(&self) -> u64 {
         match self {
             Opening::Now(source, _) => source.depth(),
-            Opening::After(_) => 0,
+            Opening::After(_) => UNKNOWN_DEPTH,
         }
     }
 

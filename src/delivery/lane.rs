@@ -33,7 +33,8 @@ pub struct Lane {
     limiter: RwLock<Option<Arc<Limiter>>>,
     /// Wakes the task when the settings change.
     changed: Notify,
-    /// Pending deliveries, as the task last counted them.
+    /// Pending deliveries, as the task last counted them
+    /// ([`super::handover::UNKNOWN_DEPTH`] before its source is open).
     depth: AtomicU64,
     /// Attempts running now.
     in_flight: AtomicUsize,
@@ -55,14 +56,15 @@ fn write<T>(l: &RwLock<T>, v: T) {
 }
 
 impl Lane {
-    pub(super) fn new(sub: &Subscriber, client: LaneClient) -> (Arc<Lane>, watch::Receiver<bool>) {
+    /// A lane with the depth its opening knows (see [`super::handover::Opening::depth`]).
+    pub(super) fn new(sub: &Subscriber, client: LaneClient, depth: u64) -> (Arc<Lane>, watch::Receiver<bool>) {
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(Lane {
             sub: RwLock::new(Arc::new(sub.clone())),
             client: RwLock::new(client),
             limiter: RwLock::new(super::rate::limiter(None, sub.rate)),
             changed: Notify::new(),
-            depth: AtomicU64::new(0),
+            depth: AtomicU64::new(depth),
             in_flight: AtomicUsize::new(0),
             circuit: AtomicU8::new(0),
             stop,
@@ -125,8 +127,11 @@ impl Lane {
     pub fn subscriber(&self) -> Arc<Subscriber> {
         read(&self.sub)
     }
-    pub fn queue_depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+    /// Pending deliveries as the task last counted them; `None` while the
+    /// lane waits for the subscriber's stopped lane to finish its attempts
+    /// (its work source is not open yet: the store's count stands for it).
+    pub fn queue_depth(&self) -> Option<u64> {
+        super::handover::depth(&self.depth)
     }
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
