@@ -24,15 +24,13 @@ pub(super) async fn render(app: &App) -> String {
     for lane in app.delivery.lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
-        let depth = lane.queue_depth();
-        m.queue_depth.get_or_create(&labels).set(depth as i64);
+        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref());
         set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
     for lane in app.delivery.pull_lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
-        let depth = lane.queue_depth();
-        m.queue_depth.get_or_create(&labels).set(depth as i64);
+        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref());
         m.in_flight.get_or_create(&labels).set(lane.leased() as i64);
         m.pull_leased.get_or_create(&labels).set(lane.leased() as i64);
         m.pull_last_seconds
@@ -112,6 +110,23 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
             set_oldest_pending(m, &labels, Some(std::slice::from_ref(*s)), s.backlog, now);
         }
     }
+}
+
+/// `hookrelay_queue_depth` of a configured subscriber: its lane's count, or
+/// while its lane waits for a reload's handover (`depth` None) the store's;
+/// absent if the store cannot say then. Returns the depth set.
+fn set_queue_depth(m: &Metrics, labels: &SubLabels, depth: Option<u64>, current: Option<&[SubscriberStats]>) -> u64 {
+    let store = |c: &[SubscriberStats]| c.iter().find(|s| s.name == labels.subscriber).map_or(0, |s| s.backlog);
+    let depth = depth.or_else(|| current.map(store));
+    match depth {
+        Some(d) => {
+            m.queue_depth.get_or_create(labels).set(d as i64);
+        }
+        None => {
+            m.queue_depth.remove(labels);
+        }
+    }
+    depth.unwrap_or(0)
 }
 
 /// `hookrelay_oldest_pending_seconds` of one subscriber: 0 with nothing

@@ -20,11 +20,13 @@ pub(super) async fn list(app: &App) -> ApiResult {
             .map(|t| now.saturating_sub(t) / 1000)
     };
     let dead = |name: &str| current(name).map_or(0, |s| s.dead_letters);
+    // A lane waiting for a reload's handover has no count of its own yet.
+    let depth = |counted: Option<u64>, name: &str| counted.unwrap_or_else(|| current(name).map_or(0, |s| s.backlog));
     let mut out = Vec::new();
     let lanes = app.delivery.lanes();
     for lane in &lanes {
         let s = lane.subscriber();
-        let depth = lane.queue_depth();
+        let depth = depth(lane.queue_depth(), &s.name);
         out.push(json!({
             "name": s.name,
             "route": s.route,
@@ -40,7 +42,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
     let pulls = app.delivery.pull_lanes();
     for lane in &pulls {
         let s = lane.subscriber();
-        let depth = lane.queue_depth();
+        let depth = depth(lane.queue_depth(), &s.name);
         let last = lane.last_pull();
         out.push(json!({
             "name": s.name,

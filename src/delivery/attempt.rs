@@ -41,6 +41,8 @@ pub(super) struct Attempter {
     pub client: HttpClient,
     /// Callbacks of `verify = "fetch"` routes are checked at the provider first.
     pub verifier: Arc<super::verify_gate::Verifier>,
+    /// Whether it may still send (a reload's handover may drop it before).
+    pub phase: Arc<super::handover::Phase>,
 }
 
 /// Whether a callback passes the subscriber's filter (push and pull alike).
@@ -88,6 +90,12 @@ impl Attempter {
             // Another relay may have it now, or NATS is away: not sent.
             tracing::debug!(subscriber = %sub.name, event = %id, attempt = number, error = %e,
                 "attempt not started: its number could not be recorded");
+            return (Health::Neutral, false);
+        }
+        if !self.phase.send(sub.timeout) {
+            // Its lane was stopped by a reload: the next one reads it again.
+            tracing::debug!(subscriber = %sub.name, event = %id, attempt = number,
+                "attempt not sent: a reload stopped its lane before it was sent");
             return (Health::Neutral, false);
         }
         let started = tokio::time::Instant::now();

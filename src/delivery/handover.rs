@@ -1,12 +1,17 @@
 //! A subscriber's lanes one after another. A lane stopped by a reload (its
 //! subscriber removed, switched between push and pull, or moved to another
-//! route) lets its attempts in flight finish and be recorded, bounded by the
-//! subscriber's `timeout` ([`finish`]); the next lane of the same subscriber
-//! opens its work source only once that lane has finished ([`Turns`]), so
-//! work whose attempt is still out is never read again and sent twice. The
-//! reload and the other subscribers' lanes do not wait for it.
+//! route) lets its attempts in flight finish and be recorded ([`finish`]):
+//! one already sending is bounded only by its own send's deadline (the
+//! `timeout` it was sent with, counted from its send), one not yet sending
+//! is dropped before it sends if it takes too long ([`Phase`]). The next
+//! lane of the same subscriber opens its work source only once that lane has
+//! finished ([`Turns`]), so work whose attempt is still out is never read
+//! again and sent twice. The reload and the other subscribers' lanes do not
+//! wait for it; meanwhile the new lane's queue depth is not known
+//! ([`UNKNOWN_DEPTH`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +24,66 @@ use crate::store::{Store, StoreError, Ticket, WorkSource};
 
 /// Time for recording an attempt that ended at the subscriber's `timeout`.
 const RECORD_MARGIN: Duration = Duration::from_secs(2);
+
+/// A lane's depth while it waits for its turn: its work source is not open.
+pub(super) const UNKNOWN_DEPTH: u64 = u64::MAX;
+
+/// A lane's queue depth as last counted; `None` while it waits for its turn.
+pub(super) fn depth(d: &AtomicU64) -> Option<u64> {
+    Some(d.load(Ordering::Relaxed)).filter(|d| *d != UNKNOWN_DEPTH)
+}
+
+/// Where one attempt is, shared by the attempt and its lane: a handover may
+/// drop it only before it sends, and waits for one sending until its own
+/// deadline.
+#[derive(Debug, Default)]
+pub(super) struct Phase(Mutex<Stage>);
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Stage {
+    /// Filtering, verifying, waiting for media, numbering: nothing sent.
+    #[default]
+    Preparing,
+    /// Sent or being sent; ends and is recorded by this instant.
+    Sending(Instant),
+    /// Dropped by a handover before it sent: it must not send.
+    Dropped,
+}
+
+impl Phase {
+    fn stage(&self) -> std::sync::MutexGuard<'_, Stage> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the attempt right before it sends with `timeout`: false if
+    /// a handover dropped it (then it does not send).
+    pub(super) fn send(&self, timeout: Duration) -> bool {
+        let mut stage = self.stage();
+        match *stage {
+            Stage::Dropped => false,
+            _ => {
+                *stage = Stage::Sending(Instant::now() + timeout + RECORD_MARGIN);
+                true
+            }
+        }
+    }
+
+    /// Until when a handover waits for the attempt, or `None` if not any
+    /// more: one still preparing at `prepare_until` is dropped then, one
+    /// sending is waited for until its own deadline.
+    fn wait_until(&self, now: Instant, prepare_until: Instant) -> Option<Instant> {
+        let mut stage = self.stage();
+        match *stage {
+            Stage::Preparing if now >= prepare_until => {
+                *stage = Stage::Dropped;
+                None
+            }
+            Stage::Preparing => Some(prepare_until),
+            Stage::Sending(deadline) => Some(deadline).filter(|d| *d > now),
+            Stage::Dropped => None,
+        }
+    }
+}
 
 /// One turn per subscriber name: held by a lane's task for its whole life.
 #[derive(Default)]
@@ -61,11 +126,12 @@ impl Turns {
 }
 
 impl Opening {
-    /// Pending deliveries as far as known before the source is open.
+    /// Pending deliveries as far as known before the source is open
+    /// ([`UNKNOWN_DEPTH`] while an earlier lane finishes).
     pub(super) fn depth(&self) -> u64 {
         match self {
             Opening::Now(source, _) => source.depth(),
-            Opening::After(_) => 0,
+            Opening::After(_) => UNKNOWN_DEPTH,
         }
     }
 
@@ -100,33 +166,91 @@ impl Opening {
     }
 }
 
-/// A stopped push lane's attempts in flight: each that ends within the
-/// subscriber's `timeout` (and a margin to record it) is let go as the lane
-/// does; the others are abandoned (sent again after a restart). A change
-/// of `abandon` (a shutdown) ends the wait early: the caller marks its
-/// value seen before it decides to finish.
+/// A stopped push lane's attempts in flight, each with its ticket, when it
+/// was spawned and its [`Phase`]. Each is waited for as it is let go in the
+/// lane: one sending until its own deadline (its send's start, the
+/// `timeout` it was sent with, a margin to record it); one not yet sending
+/// until `timeout` (the lane's, from now) and the margin, then dropped
+/// before it sends (its work is read again by the next lane: nothing was
+/// sent). What is not recorded by then is abandoned (sent again after a
+/// restart). A change of `abandon` (a shutdown) ends the wait early: the
+/// caller marks its value seen before it decides to finish.
 pub(super) async fn finish(
     tasks: &mut JoinSet<(Health, bool)>,
-    tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant)>,
+    tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
     source: &mut WorkSource,
     timeout: Duration,
     abandon: &mut watch::Receiver<bool>,
 ) {
-    let deadline = Instant::now() + timeout + RECORD_MARGIN;
+    let prepare_until = Instant::now() + timeout + RECORD_MARGIN;
     loop {
+        let now = Instant::now();
+        let Some(until) = tickets
+            .values()
+            .filter_map(|(_, _, phase)| phase.wait_until(now, prepare_until))
+            .min()
+        else {
+            break;
+        };
         let done = tokio::select! {
             done = tasks.join_next_with_id() => done,
-            _ = tokio::time::sleep_until(deadline) => None,
+            _ = tokio::time::sleep_until(until) => continue,
             _ = abandon.changed() => None,
         };
         let Some(done) = done else {
             break;
         };
-        if let Ok((id, (_, true))) = done {
-            if let Some((ticket, _)) = tickets.remove(&id) {
+        let (id, recorded) = match done {
+            Ok((id, (_, recorded))) => (id, recorded),
+            Err(e) => (e.id(), false),
+        };
+        if let Some((ticket, _, _)) = tickets.remove(&id) {
+            if recorded {
                 source.done(&ticket).await;
             }
         }
     }
     tasks.abort_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_sending_is_waited_for_until_its_own_deadline() {
+        let phase = Phase::default();
+        let prepare_until = Instant::now() + Duration::from_secs(3);
+        assert!(phase.send(Duration::from_secs(10)));
+        let deadline = phase.wait_until(Instant::now(), prepare_until).expect("waited for");
+        assert_eq!(deadline, Instant::now() + Duration::from_secs(10) + RECORD_MARGIN);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), Some(deadline));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_preparing_is_dropped_at_the_bound_and_never_sends() {
+        let phase = Phase::default();
+        let prepare_until = Instant::now() + Duration::from_secs(3);
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), Some(prepare_until));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), None);
+        assert!(!phase.send(Duration::from_secs(10)), "dropped: must not send");
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_sending_after_the_reload_is_not_bounded_by_the_reload() {
+        let phase = Phase::default();
+        let prepare_until = Instant::now() + Duration::from_secs(3);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(phase.send(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let until = phase
+            .wait_until(Instant::now(), prepare_until)
+            .expect("still waited for");
+        assert!(until > prepare_until);
+    }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempter, Health, READ_ERROR_PAUSE};
 use super::circuit::{Circuit, State};
 use super::client::LaneClient;
+use super::handover::Phase;
 use super::rate::Limiter;
 use crate::clock;
 use crate::config::Subscriber;
@@ -32,7 +33,8 @@ pub struct Lane {
     limiter: RwLock<Option<Arc<Limiter>>>,
     /// Wakes the task when the settings change.
     changed: Notify,
-    /// Pending deliveries, as the task last counted them.
+    /// Pending deliveries, as the task last counted them
+    /// ([`super::handover::UNKNOWN_DEPTH`] before its source is open).
     depth: AtomicU64,
     /// Attempts running now.
     in_flight: AtomicUsize,
@@ -54,14 +56,15 @@ fn write<T>(l: &RwLock<T>, v: T) {
 }
 
 impl Lane {
-    pub(super) fn new(sub: &Subscriber, client: LaneClient) -> (Arc<Lane>, watch::Receiver<bool>) {
+    /// A lane with the depth its opening knows (see [`super::handover::Opening::depth`]).
+    pub(super) fn new(sub: &Subscriber, client: LaneClient, depth: u64) -> (Arc<Lane>, watch::Receiver<bool>) {
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(Lane {
             sub: RwLock::new(Arc::new(sub.clone())),
             client: RwLock::new(client),
             limiter: RwLock::new(super::rate::limiter(None, sub.rate)),
             changed: Notify::new(),
-            depth: AtomicU64::new(0),
+            depth: AtomicU64::new(depth),
             in_flight: AtomicUsize::new(0),
             circuit: AtomicU8::new(0),
             stop,
@@ -124,8 +127,11 @@ impl Lane {
     pub fn subscriber(&self) -> Arc<Subscriber> {
         read(&self.sub)
     }
-    pub fn queue_depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+    /// Pending deliveries as the task last counted them; `None` while the
+    /// lane waits for the subscriber's stopped lane to finish its attempts
+    /// (its work source is not open yet: the store's count stands for it).
+    pub fn queue_depth(&self) -> Option<u64> {
+        super::handover::depth(&self.depth)
     }
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -161,8 +167,9 @@ pub(super) async fn run(
     let signal = source.signal();
     let mut circuit = Circuit::new(lane.subscriber().circuit_threshold);
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
-    // Each attempt's ticket and when it was sent (the circuit tells probes from stale requests).
-    let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant)> = HashMap::new();
+    // Each attempt's ticket, when it was spawned (the circuit tells probes
+    // from stale requests) and whether it is sending (for a handover).
+    let mut tickets: HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)> = HashMap::new();
     // While the circuit is open the lane waits for its next probe (up to a
     // minute): the queue depth the admin views show is copied meanwhile at
     // least this often (see `clock::DEPTH_REFRESH`); one timer for the
@@ -210,16 +217,18 @@ pub(super) async fn run(
                         if !source.confirm(&w.ticket).await {
                             continue;
                         }
+                        let phase = Arc::new(Phase::default());
                         let attempter = Attempter {
                             store: store.clone(),
                             metrics: metrics.clone(),
                             sub: sub.clone(),
                             client: client.clone(),
                             verifier: verifier.clone(),
+                            phase: phase.clone(),
                         };
                         let ticket = w.ticket.clone();
                         let handle = tasks.spawn(attempter.run(w));
-                        tickets.insert(handle.id(), (ticket, Instant::now()));
+                        tickets.insert(handle.id(), (ticket, Instant::now(), phase));
                     }
                 }
                 Err(e) => {
@@ -258,7 +267,7 @@ pub(super) async fn run(
                     }
                 };
                 let started = match tickets.remove(&id) {
-                    Some((ticket, started)) => {
+                    Some((ticket, started, _)) => {
                         // Unrecorded work stays handed out: the cursor never passes it.
                         if recorded {
                             source.done(&ticket).await;

@@ -187,7 +187,7 @@ impl Delivery {
                 continue;
             }
             let opening = self.turns.open(&self.store, &s.name)?;
-            let (lane, mut stop) = Lane::new(s, client);
+            let (lane, mut stop) = Lane::new(s, client, opening.depth());
             lanes.insert(s.name.clone(), lane.clone());
             let (store, metrics, verifier) = (self.store.clone(), self.metrics.clone(), self.verifier.clone());
             let name = s.name.clone();

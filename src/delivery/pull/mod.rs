@@ -143,7 +143,8 @@ pub struct PullLane {
     tx: mpsc::Sender<Cmd>,
     /// Wakes the task when the settings change.
     changed: Notify,
-    /// Pending deliveries (leased ones included), as the task last counted them.
+    /// Pending deliveries (leased ones included), as the task last counted
+    /// them ([`super::handover::UNKNOWN_DEPTH`] before its source is open).
     depth: AtomicU64,
     /// Messages leased now.
     leased: AtomicUsize,
@@ -292,8 +293,11 @@ impl PullLane {
         };
     }
 
-    pub fn queue_depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+    /// Pending deliveries as the task last counted them; `None` while the
+    /// lane waits for the subscriber's stopped push lane to finish its
+    /// attempts (its work source is not open yet: the store's count stands for it).
+    pub fn queue_depth(&self) -> Option<u64> {
+        super::handover::depth(&self.depth)
     }
     pub fn leased(&self) -> usize {
         self.leased.load(Ordering::Relaxed)
