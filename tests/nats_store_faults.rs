@@ -282,3 +282,56 @@ async fn overlapping_dead_letter_replays_send_a_letter_once() {
     );
     h.shutdown().await;
 }
+
+/// A replay whose relay died between its two writes (the result marked due
+/// again, the replay message not published yet) — or whose publish and
+/// undo both failed — leaves the result "retrying" with no message to carry
+/// it. A replay asked again once the marking replay has had its time finds
+/// no message for the delivery and publishes one: it is sent, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_left_marked_without_its_message_is_queued_by_the_next_replay() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("marked")).await;
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(sub.count(), 1);
+
+    // What a replay's first write leaves, a minute ago, its message never published.
+    let js = js_of(&nats).await;
+    let kv = js.get_key_value("hr_results").await.unwrap();
+    let key = "t.1.s";
+    let mut row: serde_json::Value = serde_json::from_slice(&kv.get(key).await.unwrap().expect("a result")).unwrap();
+    let then = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+    row["state"] = serde_json::json!({ "retrying": { "due_ms": then } });
+    row["at_ms"] = serde_json::json!(then);
+    row["step"] = serde_json::json!(0);
+    kv.put(key, serde_json::to_vec(&row).unwrap().into()).await.unwrap();
+
+    let (status, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    let got = tokio::time::timeout(secs(10), sub.wait_for(secs(10), "the replay", |r| r.len() == 2)).await;
+    assert!(
+        got.is_ok(),
+        "a delivery marked with no message was never sent: {status} {v}"
+    );
+    assert_eq!(v["queued"], serde_json::json!(["s"]), "{v}");
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(sub.count(), 2, "sent once more");
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["attempts_total"], 2, "{ev}");
+    h.shutdown().await;
+}

@@ -2,24 +2,22 @@
 //! relay: an event (direct get of its sequence, from any replica) with its
 //! results, recent events (walking each route's stream down), dead letters
 //! (their stream) and replays (a message on the subscriber's replay
-//! subject). Each subscriber's backlog is in [`super::backlog`].
+//! subject, see [`replay`]). Each subscriber's backlog is in
+//! [`super::backlog`].
 
-use std::collections::BTreeMap;
+mod replay;
+
 use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use super::{event, layout, unavailable, NatsStore};
-use crate::store::{
-    DeadLetter, DeadLetterPage, DeliveryState, Event, EventId, EventQuery, EventView, Replayed, StoreError,
-};
+use crate::store::{DeadLetter, DeadLetterPage, Event, EventId, EventQuery, EventView, StoreError};
 
 /// Messages one listing looks at, at most, per route (from `before` down).
 const SCAN_LIMIT: u64 = 10_000;
@@ -254,100 +252,6 @@ impl NatsStore {
         out.sort_by(DeadLetter::newest_first);
         out.truncate(limit);
         Ok(DeadLetterPage { letters: out, total })
-    }
-
-    /// Queue the delivery of message `seq` of `route` to `sub` again, unless it
-    /// is still pending with the consumer. Whether it was queued.
-    async fn replay_one(&self, route: &str, seq: u64, sub: &str) -> Result<bool, StoreError> {
-        let key = layout::result_key(route, seq, sub);
-        let Some((mut row, revision)) = self.shared.result(&key).await? else {
-            return Ok(false);
-        };
-        if !row.state.is_final() {
-            return Ok(false);
-        }
-        let was_dead = row.state == DeliveryState::Dead;
-        let now = crate::clock::now_ms();
-        row.replayed(now);
-        // Only over the row as read: of two replays at once (two relays, two
-        // operators) one queues the delivery, the other finds it pending.
-        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-        if let Err(e) = self.shared.results()?.update(&key, value, revision).await {
-            // A write in between (the server names it with more than one
-            // error code, and a replica may not show it yet): the other
-            // replay queued it.
-            let conflict =
-                e.kind() == UpdateErrorKind::WrongLastRevision || e.to_string().contains("wrong last sequence");
-            let moved = conflict || self.shared.result(&key).await?.is_some_and(|(_, r)| r != revision);
-            return match moved {
-                true => Ok(false),
-                false => Err(unavailable(e)),
-            };
-        }
-        self.shared.wrote(1);
-        self.shared
-            .js
-            .publish(layout::replay_subject(route, sub), Bytes::from(seq.to_string()))
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
-        self.shared.wrote(1);
-        if was_dead {
-            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
-            dl.purge()
-                .filter(layout::dead_subject(route, sub, seq))
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(true)
-    }
-
-    /// Whether `sub` is configured on `route`, read once per call: a
-    /// subscriber removed from the config has no lane, so nothing it is handed
-    /// would be sent.
-    fn configured(&self) -> impl Fn(&str, &str) -> bool {
-        let topology = super::read(&self.shared.topology);
-        move |route, sub| {
-            topology
-                .routes
-                .iter()
-                .any(|(r, subs)| r == route && subs.iter().any(|s| s == sub))
-        }
-    }
-
-    pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
-        let Some((route, seq, ev)) = self.find(id).await? else {
-            return Ok(None);
-        };
-        let configured = self.configured();
-        let mut out = Vec::new();
-        for sub in &ev.meta.subscribers {
-            if only.as_ref().is_some_and(|o| o != sub) || !configured(&route, sub) {
-                continue;
-            }
-            let queued = self.replay_one(&route, seq, sub).await?;
-            out.push(Replayed {
-                subscriber: sub.clone(),
-                queued,
-            });
-        }
-        Ok(Some(out))
-    }
-
-    pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
-        let configured = self.configured();
-        let mut counts = BTreeMap::new();
-        for (route, sub, seq) in self.dead_subjects(only.as_deref()).await? {
-            // A removed subscriber's dead letters stay listed.
-            if !configured(&route, &sub) {
-                continue;
-            }
-            if self.replay_one(&route, seq, &sub).await? {
-                *counts.entry(sub).or_default() += 1;
-            }
-        }
-        Ok(counts)
     }
 
     /// Streams and the bucket expire by themselves (`max_age`).

@@ -1,0 +1,293 @@
+//! Replays in cluster mode. Queuing one is two writes: the delivery's result
+//! marked due again (over the revision read, so of two replays at once —
+//! two relays, two calls — one queues it, the other finds it pending), then
+//! a message on the subscriber's replay subject naming the event, whose
+//! `Nats-Msg-Id` names the mark (publishing it again is a no-op). A replay
+//! of one event re-queues any finished delivery, as on one host; a replay of
+//! dead letters only one still dead (a letter another call replayed
+//! meanwhile is left to it, or dropped once it was delivered). When the
+//! message cannot be published the mark is undone; if that fails too (NATS
+//! away, the relay killed between the writes), a later replay finds the
+//! delivery marked with no message to carry it, and publishes one.
+
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::kv::{UpdateError, UpdateErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
+use bytes::Bytes;
+
+use crate::store::nats::{layout, unavailable, NatsStore};
+use crate::store::result::ResultRow;
+use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+
+/// How long a marked delivery is left to the replay that marked it (its
+/// publish, the undo of a failed one) before another replay looks for its
+/// message.
+const GRACE_MS: u64 = 30_000;
+/// Replay messages looked at, at most, for one that carries a delivery.
+const SCAN_LIMIT: usize = 10_000;
+
+/// Which replay asks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// One event's: any finished delivery is queued again.
+    Event,
+    /// The dead letters': only a delivery still dead.
+    DeadLetter,
+}
+
+fn encode(row: &ResultRow) -> Bytes {
+    Bytes::from(serde_json::to_vec(row).expect("serializes"))
+}
+
+/// Another write came first (the server names it with more than one code).
+fn conflict(e: &UpdateError) -> bool {
+    e.kind() == UpdateErrorKind::WrongLastRevision || e.to_string().contains("wrong last sequence")
+}
+
+impl NatsStore {
+    /// Queue the delivery of message `seq` of `route` to `sub` again, unless
+    /// it is still pending with the consumer (or, for a dead-letter replay,
+    /// no longer dead). Whether it was queued.
+    async fn replay_one(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<bool, StoreError> {
+        let key = layout::result_key(route, seq, sub);
+        let Some((row, revision)) = self.shared.result(&key).await? else {
+            return Ok(false);
+        };
+        match (&row.state, asked) {
+            (DeliveryState::Dead, _) | (DeliveryState::Delivered | DeliveryState::Skipped, Asked::Event) => {}
+            // Replayed by another call since it was listed, and delivered:
+            // its letter is stale (its purge failed, or is still to come).
+            (DeliveryState::Delivered | DeliveryState::Skipped, Asked::DeadLetter) => {
+                let letter = self.last_letter(route, sub, seq).await;
+                self.drop_letter(route, sub, seq, letter).await;
+                return Ok(false);
+            }
+            _ => return self.requeue_unqueued(route, seq, sub, &row, revision).await,
+        }
+        // Read before the replay is queued: a letter of its dying again comes later.
+        let letter = match row.state {
+            DeliveryState::Dead => self.last_letter(route, sub, seq).await,
+            _ => None,
+        };
+        let mut marked = row.clone();
+        marked.replayed(crate::clock::now_ms());
+        let Some(mark) = self.mark(&key, &marked, revision).await? else {
+            return Ok(false);
+        };
+        if let Err(e) = self.publish_replay(route, seq, sub, mark).await {
+            return self.undo(&key, &row, mark, e).await;
+        }
+        self.drop_letter(route, sub, seq, letter).await;
+        Ok(true)
+    }
+
+    /// Write `marked` over `revision`: the new revision, or None when
+    /// another write came first (another replay queued it).
+    async fn mark(&self, key: &str, marked: &ResultRow, revision: u64) -> Result<Option<u64>, StoreError> {
+        let e = match self.shared.results()?.update(key, encode(marked), revision).await {
+            Ok(mark) => {
+                self.shared.wrote(1);
+                return Ok(Some(mark));
+            }
+            Err(e) if conflict(&e) => return Ok(None),
+            Err(e) => e,
+        };
+        // No answer: the write may have landed all the same.
+        match self.shared.result(key).await? {
+            Some((stored, mark)) if mark != revision && stored == *marked => Ok(Some(mark)),
+            Some((_, moved)) if moved != revision => Ok(None),
+            _ => Err(unavailable(e)),
+        }
+    }
+
+    /// Publish the message that carries mark `mark` of the delivery.
+    async fn publish_replay(&self, route: &str, seq: u64, sub: &str, mark: u64) -> Result<(), StoreError> {
+        let msg = PublishMessage::build()
+            .payload(Bytes::from(seq.to_string()))
+            .message_id(format!("rp.{route}.{seq}.{sub}.{mark}"));
+        let ack = self
+            .shared
+            .js
+            .send_publish(layout::replay_subject(route, sub), msg)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if !ack.duplicate {
+            self.shared.wrote(1);
+        }
+        Ok(())
+    }
+
+    /// The replay's message was not published: put the result back as it
+    /// was (`row`), so that the replay asked again queues it. Queued after
+    /// all if a relay got the message meanwhile (it was stored, the answer
+    /// lost) and started it.
+    async fn undo(&self, key: &str, row: &ResultRow, mark: u64, failed: StoreError) -> Result<bool, StoreError> {
+        let undone = match self.shared.results() {
+            Ok(bucket) => bucket.update(key, encode(row), mark).await,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "a replay's message was not stored and its mark could not be undone; a replay asked again later queues it");
+                return Err(failed);
+            }
+        };
+        match undone {
+            Ok(_) => {
+                self.shared.wrote(1);
+                Err(failed)
+            }
+            Err(e) if conflict(&e) => Ok(true),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "a replay's message was not stored and its mark could not be undone; a replay asked again later queues it");
+                Err(failed)
+            }
+        }
+    }
+
+    /// A delivery not finished is already pending — unless a replay marked
+    /// it (due when marked, its schedule from the start) more than
+    /// [`GRACE_MS`] ago and no message carries it (that replay's publish and
+    /// undo failed, or its relay died between its writes): then its message
+    /// is published now. Whether it was.
+    async fn requeue_unqueued(
+        &self,
+        route: &str,
+        seq: u64,
+        sub: &str,
+        row: &ResultRow,
+        revision: u64,
+    ) -> Result<bool, StoreError> {
+        let marked = matches!(row.state, DeliveryState::Retrying { due_ms } if due_ms == row.at_ms) && row.step == 0;
+        let left = crate::clock::now_ms().saturating_sub(row.at_ms) >= GRACE_MS;
+        if !marked || !left || self.carried(route, seq, sub).await? {
+            return Ok(false);
+        }
+        tracing::warn!(
+            route,
+            subscriber = sub,
+            seq,
+            "a replay marked this delivery but its message was never stored; publishing it now"
+        );
+        // If it was a dead letter, its letter is still listed.
+        let letter = self.last_letter(route, sub, seq).await;
+        // Replays doing this at once publish one message (same id).
+        self.publish_replay(route, seq, sub, revision).await?;
+        self.drop_letter(route, sub, seq, letter).await;
+        Ok(true)
+    }
+
+    /// Whether a message that may still be handed out carries event `seq`
+    /// to `sub`: the event itself or a replay of it after the consumer's
+    /// ack floor (all at or below it are settled). One settled above the
+    /// floor counts too, until the floor passes it.
+    async fn carried(&self, route: &str, seq: u64, sub: &str) -> Result<bool, StoreError> {
+        let stream = self.shared.stream(route)?;
+        let info = stream.consumer_info(layout::consumer(sub)).await.map_err(unavailable)?;
+        let floor = info.ack_floor.stream_sequence;
+        if seq > floor {
+            return Ok(true);
+        }
+        let (subject, payload) = (layout::replay_subject(route, sub), seq.to_string());
+        let mut next = floor + 1;
+        for _ in 0..SCAN_LIMIT {
+            match stream.direct_get_next_for_subject(subject.as_str(), Some(next)).await {
+                Ok(m) if m.payload.as_ref() == payload.as_bytes() => return Ok(true),
+                Ok(m) => next = m.sequence + 1,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The sequence of the newest dead letter of event `seq` to `sub`, if
+    /// there is one (None too when NATS does not answer: it stays listed).
+    async fn last_letter(&self, route: &str, sub: &str, seq: u64) -> Option<u64> {
+        let last = async {
+            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+            match dl
+                .get_last_raw_message_by_subject(&layout::dead_subject(route, sub, seq))
+                .await
+            {
+                Ok(m) => Ok(Some(m.sequence)),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            }
+        };
+        last.await.unwrap_or_else(|e: StoreError| {
+            tracing::warn!(route, subscriber = sub, seq, error = %e, "a replayed dead letter stays listed for now (a later dead-letter replay drops it)");
+            None
+        })
+    }
+
+    /// Purge the dead letter of event `seq` to `sub` (queued again, or
+    /// delivered) up to sequence `letter`: one of its dying again since is
+    /// kept. Left listed when NATS refuses: a later dead-letter replay drops
+    /// it without sending it again (its delivery is no longer dead).
+    async fn drop_letter(&self, route: &str, sub: &str, seq: u64, letter: Option<u64>) {
+        let Some(letter) = letter else { return };
+        let purged = async {
+            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+            dl.purge()
+                .filter(layout::dead_subject(route, sub, seq))
+                .sequence(letter + 1)
+                .await
+                .map_err(unavailable)
+        };
+        if let Err(e) = purged.await {
+            tracing::warn!(route, subscriber = sub, seq, error = %e, "a replayed dead letter stays listed for now (a later dead-letter replay drops it)");
+        }
+    }
+
+    /// Whether `sub` is configured on `route`, read once per call: a
+    /// subscriber removed from the config has no lane, so nothing it is handed
+    /// would be sent.
+    fn configured(&self) -> impl Fn(&str, &str) -> bool {
+        let topology = crate::store::nats::read(&self.shared.topology);
+        move |route, sub| {
+            topology
+                .routes
+                .iter()
+                .any(|(r, subs)| r == route && subs.iter().any(|s| s == sub))
+        }
+    }
+
+    pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
+        let Some((route, seq, ev)) = self.find(id).await? else {
+            return Ok(None);
+        };
+        let configured = self.configured();
+        let mut out = Vec::new();
+        for sub in &ev.meta.subscribers {
+            if only.as_ref().is_some_and(|o| o != sub) || !configured(&route, sub) {
+                continue;
+            }
+            let queued = self.replay_one(&route, seq, sub, Asked::Event).await?;
+            out.push(Replayed {
+                subscriber: sub.clone(),
+                queued,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// Each letter dead when the call starts, once: one that another replay
+    /// queued meanwhile is that replay's (checked in the conditional write
+    /// that marks it).
+    pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
+        let configured = self.configured();
+        let mut counts = BTreeMap::new();
+        for (route, sub, seq) in self.dead_subjects(only.as_deref()).await? {
+            // A removed subscriber's dead letters stay listed.
+            if !configured(&route, &sub) {
+                continue;
+            }
+            if self.replay_one(&route, seq, &sub, Asked::DeadLetter).await? {
+                *counts.entry(sub).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
