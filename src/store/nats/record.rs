@@ -46,6 +46,8 @@ impl NatsStore {
                 t.wrote(row, revision);
                 return Ok(());
             }
+            // Also when it now says just this: the relay that took the
+            // delivery over may have begun the same attempt.
             Ok(Write::Moved(_)) => {
                 tracing::debug!(
                     key,

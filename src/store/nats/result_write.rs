@@ -44,9 +44,10 @@ pub(super) enum Recorded {
 
 impl Shared {
     /// Write `row` over `revision` (0: the delivery has no result yet).
-    /// Tried again for `patience` while NATS does not answer; a try whose
-    /// answer was lost but that was stored is recognised (the result read
-    /// back is this one).
+    /// Tried again for `patience` while NATS does not answer. A try whose
+    /// answer was lost but that was stored comes back as moved, to this
+    /// very row: only the caller knows whether another relay could have
+    /// written the same one.
     pub(super) async fn write_result(
         &self,
         key: &str,
@@ -64,7 +65,6 @@ impl Shared {
                     return Ok(Write::Done(written));
                 }
                 Ok(None) => match self.result(key).await {
-                    Ok(Some((now, written))) if now == *row => return Ok(Write::Done(written)),
                     // Read from a replica that has not applied the write
                     // that moved it yet: look again.
                     Ok(Some((_, now))) if now == revision => unavailable("the result read lags behind its bucket"),
@@ -133,6 +133,15 @@ impl Shared {
                 Write::Moved(now) => now,
             };
             let (stored, at) = now.unwrap_or_else(|| (ResultRow::new(now_ms), 0));
+            // This relay's own earlier try, its answer lost (a row with this
+            // attempt's times, or with this millisecond's).
+            if stored == row {
+                return Ok(if mine {
+                    Recorded::Mine(row, at)
+                } else {
+                    Recorded::Theirs
+                });
+            }
             if stored.state.is_final() {
                 tracing::info!(key, state = ?stored.state,
                     "another relay recorded this delivery's final result meanwhile; this relay's later outcome is dropped");
