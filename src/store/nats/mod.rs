@@ -9,6 +9,7 @@
 mod backlog;
 mod claim;
 mod connect;
+mod dead_letter;
 mod event;
 mod follow;
 mod hold;
@@ -19,6 +20,7 @@ mod peer;
 mod query;
 mod queue;
 mod record;
+mod result_write;
 mod setup;
 mod source;
 mod task_work;
@@ -31,7 +33,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, kv, stream};
-use bytes::Bytes;
 use tokio::sync::Mutex;
 
 pub use media_source::{NatsMediaCursor, NatsMediaTicket};
@@ -173,13 +174,6 @@ impl Shared {
 
     pub(super) async fn result(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
         queue::get_json(&self.results()?, key).await
-    }
-
-    pub(super) async fn put_result(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
-        let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
-        self.results()?.put(key, value).await.map_err(unavailable)?;
-        self.wrote(1);
-        Ok(())
     }
 }
 

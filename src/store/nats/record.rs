@@ -4,23 +4,14 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::AckKind;
-use bytes::Bytes;
 
+use super::result_write::{Recorded, Write, RESULT_PATIENCE};
 use super::{layout, unavailable, NatsStore, NatsTicket};
-use crate::store::result::ResultRow;
 use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How soon an `after_archive` delivery waiting for media is looked at again.
 const DEFER_RECHECK: Duration = Duration::from_secs(2);
-/// How long a result is tried again while its bucket has no leader (a node
-/// died: writes fail for up to about 4 s). The message stays held meanwhile;
-/// given up, it comes again after `takeover` and is sent again. Not capped by
-/// `takeover`: if the hold is lost meanwhile and another relay sends the
-/// event again, a late result here says the same (it was delivered), and
-/// giving up early would make that repeat certain.
-const RESULT_PATIENCE: Duration = Duration::from_secs(10);
 
 impl NatsStore {
     /// Record the attempt, then settle the message: ack, NAK with the
@@ -44,103 +35,77 @@ impl NatsStore {
     /// it meanwhile: this copy is not sent, and let go). A first attempt
     /// needs no write: NATS's count of hand-outs numbers it.
     pub async fn begin_attempt(&self, t: &NatsTicket, number: u32) -> Result<(), StoreError> {
-        let Some(row) = t.row.as_ref().filter(|r| r.attempts < number) else {
+        let (known, revision) = t.known();
+        let Some(mut row) = known.filter(|r| r.attempts < number) else {
             return Ok(());
         };
-        let mut row = row.clone();
         row.attempts = number;
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-        let written = self.update_result_patiently(&key, value, t.revision).await;
-        match written {
-            Ok(()) => self.shared.wrote(1),
-            Err(_) => t.let_go(),
-        }
-        written
-    }
-
-    /// Write a result over revision `revision`, trying again (with a growing
-    /// pause) for [`RESULT_PATIENCE`] while NATS does not answer (a bucket
-    /// leader change fails writes for about 4 s: retries due then would wait
-    /// a whole `takeover`); at once when another relay wrote it meanwhile.
-    async fn update_result_patiently(&self, key: &str, value: Bytes, revision: u64) -> Result<(), StoreError> {
-        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let e = match self.shared.results() {
-                Ok(bucket) => match bucket.update(key, value.clone(), revision).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                        tracing::debug!(
-                            key,
-                            "another relay wrote this delivery's result meanwhile: not sent here"
-                        );
-                        return Err(unavailable(e));
-                    }
-                    Err(e) => unavailable(e),
-                },
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() + pause >= give_up {
+        let written = match self.shared.write_result(&key, &row, revision, RESULT_PATIENCE).await {
+            Ok(Write::Done(revision)) => {
+                t.wrote(row, revision);
+                return Ok(());
+            }
+            // Also when it now says just this: the relay that took the
+            // delivery over may have begun the same attempt.
+            Ok(Write::Moved(_)) => {
+                tracing::debug!(
+                    key,
+                    "another relay wrote this delivery's result meanwhile: not sent here"
+                );
+                unavailable("another relay wrote this delivery's result meanwhile")
+            }
+            Err(e) => {
                 tracing::warn!(key, error = %e,
                     "a retry's attempt number could not be recorded for {}s; not sent now, it comes again after `takeover`",
                     RESULT_PATIENCE.as_secs());
-                return Err(e);
+                e
             }
-            tracing::debug!(key, error = %e, "attempt number not written; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Write a result, trying again (with a growing pause) for
-    /// [`RESULT_PATIENCE`]: the delivery was made, and a result not written
-    /// means the subscriber gets it again.
-    async fn put_result_patiently(&self, key: &str, row: &ResultRow) -> Result<(), StoreError> {
-        let give_up = tokio::time::Instant::now() + RESULT_PATIENCE;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.shared.put_result(key, row).await {
-                Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() + pause >= give_up => return Err(e),
-                Err(e) => {
-                    tracing::debug!(key, error = %e, "result not written; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
+        };
+        t.let_go();
+        Err(written)
     }
 
     async fn settle(&self, t: &NatsTicket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
-        let s = &self.shared;
         let now = crate::clock::now_ms();
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-        let mut row = t.row.clone().unwrap_or_else(|| ResultRow::new(now));
-        let parked = matches!(row.state, DeliveryState::AwaitingMedia { .. });
-        row.apply(attempt.as_ref(), &outcome, now);
+        let known = t.known();
+        let parked = known
+            .0
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, DeliveryState::AwaitingMedia { .. }));
         // A parked delivery looked at again is still parked: nothing to write.
         let unchanged = parked && matches!(outcome, Outcome::Defer { .. });
-        if outcome != Outcome::Gone && !unchanged {
-            self.put_result_patiently(&key, &row).await?;
+        if outcome == Outcome::Gone {
+            return t.acker.ack().await.map_err(unavailable);
         }
+        let written = match unchanged {
+            true => None,
+            false => match self
+                .shared
+                .write_outcome(&key, known, attempt.as_ref(), &outcome, now)
+                .await?
+            {
+                Recorded::Mine(row, revision) => Some((row, revision)),
+                Recorded::Theirs => {
+                    // Another relay has the message now (or settled it).
+                    t.let_go();
+                    return Ok(());
+                }
+            },
+        };
         match &outcome {
-            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => {
-                return t.acker.ack().await.map_err(unavailable);
-            }
+            Outcome::Delivered | Outcome::Skipped | Outcome::Gone => t.acker.ack().await.map_err(unavailable),
             Outcome::Retry { due_ms } => nak(t, until(*due_ms)).await,
             // Nothing tells this relay when another one archives the media:
             // look again soon, however late `due_ms` is.
             Outcome::Defer { due_ms } => nak(t, until(*due_ms).min(DEFER_RECHECK)).await,
             Outcome::Dead { .. } => {
-                let body = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-                let subject = layout::dead_subject(&t.route, &t.sub, t.event_seq);
-                s.js.publish(subject, body)
-                    .await
-                    .map_err(unavailable)?
-                    .await
-                    .map_err(unavailable)?;
-                s.wrote(1);
+                let (row, revision) = written.expect("a dead outcome is written");
+                let delivery = (t.route.as_str(), t.event_seq, t.sub.as_str());
+                self.shared
+                    .publish_dead_letter(delivery, &row, revision, RESULT_PATIENCE)
+                    .await?;
                 t.acker.double_ack_with(AckKind::Term).await.map_err(unavailable)
             }
         }

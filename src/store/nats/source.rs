@@ -8,7 +8,8 @@
 //! ([`NatsCursor::confirm`]) right before it sends it.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
@@ -30,17 +31,26 @@ pub struct NatsTicket {
     pub(super) message_seq: u64,
     /// Settles the message (any relay could, with its reply subject).
     pub(super) acker: Arc<Acker>,
-    /// The delivery's result as it was when the work was taken (none for a
-    /// fresh event's first delivery).
-    pub(super) row: Option<ResultRow>,
-    /// The result's revision in the bucket when it was read (0: none).
-    pub(super) revision: u64,
+    /// The delivery's result as this relay last read (with the work: none
+    /// for a fresh event's first delivery) or wrote it, and its revision in
+    /// the bucket (0: none). Results are written only over it.
+    pub(super) known: Arc<Mutex<(Option<ResultRow>, u64)>>,
     /// The lane's held messages: a record that failed lets go of this one,
     /// so that it comes again after `takeover`.
     pub(super) held: Held,
 }
 
 impl NatsTicket {
+    /// The result as last read or written here, and its revision.
+    pub(super) fn known(&self) -> (Option<ResultRow>, u64) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// This relay wrote the result: `row` at `revision` now.
+    pub(super) fn wrote(&self, row: ResultRow, revision: u64) {
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = (Some(row), revision);
+    }
+
     /// Stop renewing the message: NATS hands it out again after `takeover`.
     pub(super) fn let_go(&self) {
         super::follow::release(&self.held, self.message_seq);
@@ -217,6 +227,22 @@ impl NatsCursor {
             Some(DeliveryState::Dead) => Some(AckKind::Term),
             _ => None,
         };
+        if let (Some(AckKind::Term), Some(row)) = (settle, row.as_ref()) {
+            // Its dead letter may not be stored (the publish failed, the relay
+            // died before it): published again (idempotent) before the
+            // message is terminated; else the message comes again.
+            let delivery = (self.route.as_str(), event_seq, self.sub.as_str());
+            if let Err(e) = self
+                .shared
+                .publish_dead_letter(delivery, row, revision, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(subscriber = %self.sub, event_seq, error = %e,
+                    "a dead delivery's letter could not be published; it is tried again after `takeover`");
+                self.release(message_seq);
+                return Ok(None);
+            }
+        }
         if let Some(kind) = settle {
             self.release(message_seq);
             let _ = acker.ack_with(kind).await;
@@ -236,8 +262,7 @@ impl NatsCursor {
                 event_seq,
                 message_seq,
                 acker,
-                row,
-                revision,
+                known: Arc::new(Mutex::new((row, revision))),
                 held: self.follower.held.clone(),
             }),
         }))

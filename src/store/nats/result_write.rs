@@ -1,0 +1,181 @@
+//! Writing a delivery's result in cluster mode: only over the revision this
+//! relay read (or wrote) last, never blindly. A relay that lost its hold on
+//! the message (paused, cut off from NATS: its buffered write lands late)
+//! must not overwrite the newer result of the relay that took the delivery
+//! over. Writes are tried again for a while: a bucket whose leader is being
+//! elected fails them for a few seconds.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+use bytes::Bytes;
+
+use super::{unavailable, Shared};
+use crate::store::result::ResultRow;
+use crate::store::{Attempt, Outcome, StoreError};
+
+/// How long a result is tried again while its bucket has no leader (a node
+/// died: writes fail for up to about 4 s). The message stays held meanwhile;
+/// given up, it comes again after `takeover` and is sent again. Not capped by
+/// `takeover`: if the hold is lost meanwhile and another relay sends the
+/// event again, a late result here says the same (it was delivered), and
+/// giving up early would make that repeat certain.
+pub(super) const RESULT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What a revision-checked write found.
+pub(super) enum Write {
+    /// Written; the result's new revision.
+    Done(u64),
+    /// The result is not at the revision given any more: what it is now
+    /// (none: deleted, or expired).
+    Moved(Option<(ResultRow, u64)>),
+}
+
+/// What became of an outcome.
+pub(super) enum Recorded {
+    /// Written (perhaps merged into a newer result): the result now and its
+    /// revision. The message is this relay's to settle.
+    Mine(ResultRow, u64),
+    /// Another relay's newer result stands (a final one, or one of a later
+    /// attempt, into which this attempt was merged): the message is not this
+    /// relay's to settle.
+    Theirs,
+}
+
+impl Shared {
+    /// Write `row` over `revision` (0: the delivery has no result yet).
+    /// Tried again for `patience` while NATS does not answer. A try whose
+    /// answer was lost but that was stored comes back as moved, to this
+    /// very row: only the caller knows whether another relay could have
+    /// written the same one.
+    pub(super) async fn write_result(
+        &self,
+        key: &str,
+        row: &ResultRow,
+        revision: u64,
+        patience: Duration,
+    ) -> Result<Write, StoreError> {
+        let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
+        let give_up = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let e = match self.try_write(key, value.clone(), revision).await {
+                Ok(Some(written)) => {
+                    self.wrote(1);
+                    return Ok(Write::Done(written));
+                }
+                Ok(None) => match self.result(key).await {
+                    // Read from a replica that has not applied the write
+                    // that moved it yet: look again.
+                    Ok(Some((_, now))) if now == revision => unavailable("the result read lags behind its bucket"),
+                    Ok(None) if revision == 0 => unavailable("the result read lags behind its bucket"),
+                    Ok(now) => return Ok(Write::Moved(now)),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + pause >= give_up {
+                return Err(e);
+            }
+            tracing::debug!(key, error = %e, "result not written; trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One write; None when the result is not at `revision` any more.
+    async fn try_write(&self, key: &str, value: Bytes, revision: u64) -> Result<Option<u64>, StoreError> {
+        let bucket = self.results()?;
+        let written = if revision == 0 {
+            bucket
+                .create(key, value)
+                .await
+                .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string()))
+        } else {
+            bucket
+                .update(key, value, revision)
+                .await
+                .map_err(|e| (e.kind() == UpdateErrorKind::WrongLastRevision, e.to_string()))
+        };
+        match written {
+            Ok(revision) => Ok(Some(revision)),
+            // The server names a conflict with more than one error code.
+            Err((conflict, e)) if conflict || e.contains("wrong last sequence") => Ok(None),
+            Err((_, e)) => Err(unavailable(e)),
+        }
+    }
+
+    /// Record an attempt's outcome over the result `known` at `revision`.
+    /// When another relay wrote the result meanwhile (this one lost its hold
+    /// on the message: it was paused, or cut off): a final result there
+    /// stands (first final wins, and a final result never goes back to a
+    /// pending one); over a pending one, a final outcome here is written (it
+    /// is what the subscriber got), as is a pending one of an attempt at
+    /// least as late as any recorded there; an earlier attempt only joins
+    /// its history.
+    pub(super) async fn write_outcome(
+        &self,
+        key: &str,
+        known: (Option<ResultRow>, u64),
+        attempt: Option<&Attempt>,
+        outcome: &Outcome,
+        now_ms: u64,
+    ) -> Result<Recorded, StoreError> {
+        let (known, mut revision) = known;
+        let number = attempt.map_or(known.as_ref().map_or(0, |r| r.attempts), |a| a.attempt);
+        let mut row = known.unwrap_or_else(|| ResultRow::new(now_ms));
+        row.apply(attempt, outcome, now_ms);
+        let mut mine = true;
+        loop {
+            let now = match self.write_result(key, &row, revision, RESULT_PATIENCE).await? {
+                Write::Done(written) if mine => return Ok(Recorded::Mine(row, written)),
+                Write::Done(_) => return Ok(Recorded::Theirs),
+                Write::Moved(now) => now,
+            };
+            let (stored, at) = now.unwrap_or_else(|| (ResultRow::new(now_ms), 0));
+            // This relay's own earlier try, its answer lost (a row with this
+            // attempt's times, or with this millisecond's).
+            if stored == row {
+                return Ok(if mine {
+                    Recorded::Mine(row, at)
+                } else {
+                    Recorded::Theirs
+                });
+            }
+            if stored.state.is_final() {
+                tracing::info!(key, state = ?stored.state,
+                    "another relay recorded this delivery's final result meanwhile; this relay's later outcome is dropped");
+                return Ok(Recorded::Theirs);
+            }
+            revision = at;
+            mine = is_final(outcome) || number >= stored.attempts;
+            tracing::info!(
+                key,
+                kept = mine,
+                "another relay wrote this delivery's result meanwhile; this relay's outcome is merged into it"
+            );
+            row = stored;
+            let seen = attempt.is_some_and(|a| row.history.contains(a));
+            match (mine, attempt) {
+                (true, _) if seen => row.apply(None, outcome, now_ms),
+                (true, _) => row.apply(attempt, outcome, now_ms),
+                (false, Some(a)) if !seen => join_history(&mut row, a),
+                (false, _) => return Ok(Recorded::Theirs),
+            }
+        }
+    }
+}
+
+fn is_final(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Delivered | Outcome::Skipped | Outcome::Dead { .. })
+}
+
+/// An earlier attempt, told late, in its place in a newer result's history.
+fn join_history(row: &mut ResultRow, a: &Attempt) {
+    let at = row.history.partition_point(|h| h.attempt <= a.attempt);
+    row.history.insert(at, a.clone());
+    if row.history.len() > crate::store::result::HISTORY {
+        row.history.remove(0);
+    }
+    row.attempts = row.attempts.max(a.attempt);
+}
