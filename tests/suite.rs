@@ -72,6 +72,7 @@ mod reconcile_shapes;
 mod reload;
 mod reload_handover;
 mod reload_keeps;
+mod reload_refused;
 mod reload_removal_race;
 mod removed_at_start;
 mod removed_gauges;
