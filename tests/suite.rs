@@ -82,6 +82,7 @@ mod removed_subscriber;
 mod retries;
 mod review14;
 mod secrets;
+mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
