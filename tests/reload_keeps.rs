@@ -111,6 +111,34 @@ async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
     h.shutdown().await;
 }
 
+/// Review 14, finding 3: the same for a subscriber switched to pull and back
+/// to push (a pull subscriber has no rate; its push lane of the return
+/// started with an empty limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_a_subscriber_to_pull_and_back_does_not_reset_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let with_limited = limited(dir.path(), &sub, "1/h");
+    let h = start(&with_limited).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("limited", "pull-token"))
+        .write();
+    h.reload().await.expect("reload switching limited to pull");
+    with_limited.write();
+    h.reload().await.expect("reload switching limited back to push");
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        sub.count(),
+        1,
+        "rate 1/h: a second request within seconds of the first, after the subscriber was switched to pull and back"
+    );
+    h.shutdown().await;
+}
+
 /// A reload that keeps `ca_file` and `timeout` keeps the client, so the next
 /// delivery goes on the connection already open; a changed `timeout` builds
 /// a new client (a new connection).
