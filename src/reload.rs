@@ -97,10 +97,13 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
         tracing::warn!("{w}");
     }
     let media = crate::media::ArchiveSettings::build(&new, Some(&app.media.settings()))?;
-    app.store.register(&Topology::of(&new)).await?;
     let subscribers: Vec<_> = new.subscribers().cloned().collect();
-    app.delivery.configure(&subscribers)?;
-    // Validated like the rest: nothing below can fail.
+    // Before the store is told: a subscriber the new file removes is ended
+    // there (left out of new events), which only an applied reload may do.
+    let prepared = app.delivery.prepare(&subscribers)?;
+    app.store.register(&Topology::of(&new)).await?;
+    // Nothing below can fail.
+    app.delivery.apply(prepared);
     if let (Some((cfg, cert)), Some(current)) = (certificate, &app.tls) {
         let days_left = cert
             .not_after

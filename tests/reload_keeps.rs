@@ -1,7 +1,8 @@
 //! A reload keeps the state of a subscriber's delivery settings it does not
 //! change: the rate limiter's window (`rate` promises no bursts, so a reload
-//! must not let one through) and the client's open connections (kept unless
-//! `ca_file` or `timeout` changes).
+//! must not let one through, even one that gives the subscriber a new lane)
+//! and the client's open connections (kept unless `ca_file` or `timeout`
+//! changes).
 
 use crate::common;
 
@@ -37,6 +38,103 @@ async fn a_reload_does_not_reset_a_subscribers_rate_limit() {
         all.len(),
         2,
         "rate 6/m: a third delivery within 3 s of the second one (gaps between deliveries: {gaps:?})"
+    );
+    h.shutdown().await;
+}
+
+/// Review 14, finding 3: a subscriber moved to another route keeps its URL
+/// and `rate` but gets a new lane, whose limiter started empty: rate = "1/h"
+/// sent the next request seconds after the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_subscriber_to_another_route_does_not_reset_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let limited = || Subscriber::new("limited", sub.url());
+    let rate = |doc: &mut toml::Table, route: usize, i: usize| {
+        doc["routes"][route]["subscribers"][i]
+            .as_table_mut()
+            .unwrap()
+            .insert("rate".into(), toml::Value::String("1/h".into()));
+    };
+    let route_u = |subs: Vec<Subscriber>| {
+        subs.into_iter()
+            .fold(Route::new("u", "/hooks/u").tokens(["tok"]), Route::subscriber)
+    };
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
+    let on_t = base
+        .clone()
+        .subscriber(limited())
+        .route(route_u(vec![Subscriber::new("b", DOWN)]))
+        .raw(move |doc| rate(doc, 0, 1));
+    let on_u = base
+        .route(route_u(vec![Subscriber::new("b", DOWN), limited()]))
+        .raw(move |doc| rate(doc, 1, 1));
+    let h = start(&on_t).await;
+    accepted(h.ingest_addrs[0], &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    on_u.write();
+    h.reload().await.expect("reload moving limited to u");
+    accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("two")).await;
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        sub.count(),
+        1,
+        "rate 1/h: a second request within seconds of the first, after a reload that moved the subscriber"
+    );
+    h.shutdown().await;
+}
+
+/// Review 14, finding 3: the same for a subscriber removed and put back (its
+/// lane of the return started with an empty limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let with_limited = limited(dir.path(), &sub, "1/h");
+    let h = start(&with_limited).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("other", DOWN))
+        .write();
+    h.reload().await.expect("reload removing limited");
+    with_limited.write();
+    h.reload().await.expect("reload adding limited back");
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        sub.count(),
+        1,
+        "rate 1/h: a second request within seconds of the first, after the subscriber was removed and put back"
+    );
+    h.shutdown().await;
+}
+
+/// Review 14, finding 3: the same for a subscriber switched to pull and back
+/// to push (a pull subscriber has no rate; its push lane of the return
+/// started with an empty limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_a_subscriber_to_pull_and_back_does_not_reset_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let with_limited = limited(dir.path(), &sub, "1/h");
+    let h = start(&with_limited).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("limited", "pull-token"))
+        .write();
+    h.reload().await.expect("reload switching limited to pull");
+    with_limited.write();
+    h.reload().await.expect("reload switching limited back to push");
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        sub.count(),
+        1,
+        "rate 1/h: a second request within seconds of the first, after the subscriber was switched to pull and back"
     );
     h.shutdown().await;
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::attempt::{Health, READ_ERROR_PAUSE};
-use crate::store::{Store, StoreError, Ticket, WorkSource};
+use crate::store::{Store, Ticket, WorkSource};
 
 /// Time for recording an attempt that ended at the subscriber's `timeout`.
 const RECORD_MARGIN: Duration = Duration::from_secs(2);
@@ -86,8 +86,22 @@ impl Phase {
 }
 
 /// One turn per subscriber name: held by a lane's task for its whole life.
-#[derive(Default)]
-pub(super) struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+/// Closed by a shutdown: a lane still waiting for its turn then never opens
+/// its work source (a lane stopped first would otherwise hand it the turn
+/// in the middle of the shutdown).
+pub(super) struct Turns {
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    closed: watch::Sender<bool>,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns {
+            turns: Mutex::default(),
+            closed: watch::channel(false).0,
+        }
+    }
+}
 
 /// A lane's turn: the subscriber's next lane waits until it is dropped.
 pub(super) struct Turn {
@@ -95,33 +109,59 @@ pub(super) struct Turn {
 }
 
 /// How a new lane gets its work source.
+pub(super) struct Opening {
+    how: How,
+    /// Turns true at a shutdown.
+    closed: watch::Receiver<bool>,
+}
+
 // One per lane start, moved once: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Opening {
-    /// No earlier lane of the subscriber runs: open now.
+enum How {
+    /// No earlier lane of the subscriber runs: opened now.
     Now(WorkSource, Turn),
+    /// The turn is the lane's but its work source could not be opened
+    /// (logged): opened by the lane's task, trying again.
+    Held(OwnedMutexGuard<()>),
     /// An earlier lane is finishing its attempts: open once it has.
     After(Arc<tokio::sync::Mutex<()>>),
 }
 
 impl Turns {
     /// Open subscriber `name`'s work source now if no earlier lane of it
-    /// runs (an error then refuses the reload), else later.
-    pub(super) fn open(&self, store: &Store, name: &str) -> Result<Opening, StoreError> {
+    /// runs, else later. Never fails, so that a reload commits whole once
+    /// the store knows its subscribers: a source that cannot be opened now
+    /// is opened by the lane's task, trying again.
+    pub(super) fn open(&self, store: &Store, name: &str) -> Opening {
         let turn = self
-            .0
+            .turns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_string())
             .or_default()
             .clone();
-        match turn.clone().try_lock_owned() {
-            Ok(held) => Ok(Opening::Now(store.work_source(name)?, Turn { _held: held })),
+        let how = match turn.clone().try_lock_owned() {
+            Ok(held) => match store.work_source(name) {
+                Ok(source) => How::Now(source, Turn { _held: held }),
+                Err(e) => {
+                    tracing::error!(subscriber = %name, error = %e, "cannot open the subscriber's work source; trying again");
+                    How::Held(held)
+                }
+            },
             Err(_) => {
                 tracing::info!(subscriber = %name, "the subscriber's stopped lane is finishing its attempts in flight; its new lane starts after it");
-                Ok(Opening::After(turn))
+                How::After(turn)
             }
+        };
+        Opening {
+            how,
+            closed: self.closed.subscribe(),
         }
+    }
+
+    /// A shutdown: no lane waiting for its turn gets it any more.
+    pub(super) fn close(&self) {
+        let _ = self.closed.send(true);
     }
 }
 
@@ -129,29 +169,36 @@ impl Opening {
     /// Pending deliveries as far as known before the source is open
     /// ([`UNKNOWN_DEPTH`] while an earlier lane finishes).
     pub(super) fn depth(&self) -> u64 {
-        match self {
-            Opening::Now(source, _) => source.depth(),
-            Opening::After(_) => UNKNOWN_DEPTH,
+        match &self.how {
+            How::Now(source, _) => source.depth(),
+            How::Held(_) | How::After(_) => UNKNOWN_DEPTH,
         }
     }
 
     /// The work source and the lane's turn, once the earlier lane finished;
-    /// `None` if the new lane was stopped meanwhile.
+    /// `None` if the new lane was stopped meanwhile, or a shutdown began.
     pub(super) async fn source(
         self,
         store: &Store,
         name: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<(WorkSource, Turn)> {
-        let turn = match self {
-            Opening::Now(source, turn) => return Some((source, turn)),
-            Opening::After(turn) => turn,
-        };
-        let held = tokio::select! {
-            held = turn.lock_owned() => held,
-            _ = stop.wait_for(|s| *s) => return None,
+        let Opening { how, mut closed } = self;
+        let held = match how {
+            How::Now(source, turn) => return Some((source, turn)),
+            How::Held(held) => held,
+            How::After(turn) => tokio::select! {
+                // A stop or a shutdown seen together with the turn wins.
+                biased;
+                _ = stop.wait_for(|s| *s) => return None,
+                _ = closed.wait_for(|c| *c) => return None,
+                held = turn.lock_owned() => held,
+            },
         };
         loop {
+            if *closed.borrow() {
+                return None;
+            }
             match store.work_source(name) {
                 Ok(source) => return Some((source, Turn { _held: held })),
                 Err(e) => {
@@ -159,6 +206,7 @@ impl Opening {
                     tokio::select! {
                         _ = tokio::time::sleep(READ_ERROR_PAUSE) => {}
                         _ = stop.wait_for(|s| *s) => return None,
+                        _ = closed.wait_for(|c| *c) => return None,
                     }
                 }
             }

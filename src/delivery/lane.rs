@@ -56,13 +56,19 @@ fn write<T>(l: &RwLock<T>, v: T) {
 }
 
 impl Lane {
-    /// A lane with the depth its opening knows (see [`super::handover::Opening::depth`]).
-    pub(super) fn new(sub: &Subscriber, client: LaneClient, depth: u64) -> (Arc<Lane>, watch::Receiver<bool>) {
+    /// A lane for `sub`, under the subscriber's `limiter` ([`super::rate::Limiters`]),
+    /// with the depth its opening knows (see [`super::handover::Opening::depth`]).
+    pub(super) fn new(
+        sub: &Subscriber,
+        client: LaneClient,
+        limiter: Option<Arc<Limiter>>,
+        depth: u64,
+    ) -> (Arc<Lane>, watch::Receiver<bool>) {
         let (stop, stop_rx) = watch::channel(false);
         let lane = Arc::new(Lane {
             sub: RwLock::new(Arc::new(sub.clone())),
             client: RwLock::new(client),
-            limiter: RwLock::new(super::rate::limiter(None, sub.rate)),
+            limiter: RwLock::new(limiter),
             changed: Notify::new(),
             depth: AtomicU64::new(depth),
             in_flight: AtomicUsize::new(0),
@@ -74,10 +80,10 @@ impl Lane {
         (lane, stop_rx)
     }
 
-    /// New settings from a reload; the task picks them up at once. What
-    /// carries state (the client's open connections, the rate limiter's
-    /// window) is kept when its settings did not change.
-    pub(super) fn update(&self, sub: &Subscriber, client: LaneClient) {
+    /// New settings from a reload; the task picks them up at once. The
+    /// client (its open connections) is kept when its settings did not
+    /// change; `limiter` is the subscriber's ([`super::rate::Limiters`]).
+    pub(super) fn update(&self, sub: &Subscriber, client: LaneClient, limiter: Option<Arc<Limiter>>) {
         write(&self.sub, Arc::new(sub.clone()));
         {
             let mut current = self.client.write().unwrap_or_else(|e| e.into_inner());
@@ -85,7 +91,6 @@ impl Lane {
                 *current = client;
             }
         }
-        let limiter = super::rate::limiter(read(&self.limiter).as_ref(), sub.rate);
         write(&self.limiter, limiter);
         self.changed.notify_one();
     }

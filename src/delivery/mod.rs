@@ -30,7 +30,7 @@ pub use pull::PullLane;
 
 use crate::config::Subscriber;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::tls::TlsError;
 
 /// The `User-Agent` of every delivery.
@@ -43,8 +43,14 @@ pub const ATTEMPT_HEADER: &str = "hookrelay-attempt";
 pub enum DeliveryError {
     #[error("subscriber {subscriber:?}: {source}")]
     Client { subscriber: String, source: TlsError },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+}
+
+/// Subscribers ready to be applied ([`Delivery::prepare`]): everything that
+/// can fail is done.
+pub struct Prepared<'a> {
+    /// Push subscribers and their clients.
+    push: Vec<(&'a Subscriber, client::LaneClient)>,
+    pull: Vec<&'a Subscriber>,
 }
 
 /// The delivery side: a lane per configured subscriber.
@@ -61,6 +67,8 @@ pub struct Delivery {
     verifier: Arc<verify_gate::Verifier>,
     /// Each subscriber's lanes run one after another.
     turns: Arc<handover::Turns>,
+    /// Each subscriber's rate limiter, kept across its lanes.
+    limiters: Arc<rate::Limiters>,
     /// Push lanes stopped by a reload, finishing their attempts in flight.
     retiring: Arc<std::sync::Mutex<Vec<Arc<Lane>>>>,
 }
@@ -74,6 +82,7 @@ impl Delivery {
             pulls: Arc::default(),
             verifier: Arc::default(),
             turns: Arc::default(),
+            limiters: Arc::default(),
             retiring: Arc::default(),
         }
     }
@@ -115,25 +124,46 @@ impl Delivery {
     }
 
     /// Start, update or stop lanes to match the configured subscribers (which
-    /// the store must know: [`Store::register`]). The work of a removed
-    /// subscriber stays in the store (reported by the admin API). A stopped
-    /// lane's attempts in flight finish and are recorded, and a new lane of
-    /// the same subscriber starts after them ([`handover`]).
+    /// the store must know: [`Store::register`]): [`Self::prepare`], then
+    /// [`Self::apply`].
     pub fn configure(&self, subscribers: &[Subscriber]) -> Result<(), DeliveryError> {
-        // Build every client and work source first, so a bad CA file changes nothing.
-        let mut ready = Vec::with_capacity(subscribers.len());
-        let mut pulled = Vec::new();
+        self.apply(self.prepare(subscribers)?);
+        Ok(())
+    }
+
+    /// Everything [`Self::apply`] needs that can fail: every push
+    /// subscriber's client (its CA file read). Changes nothing, so a reload
+    /// does it before the store is told the new subscribers.
+    pub fn prepare<'a>(&self, subscribers: &'a [Subscriber]) -> Result<Prepared<'a>, DeliveryError> {
+        let mut ready = Prepared {
+            push: Vec::with_capacity(subscribers.len()),
+            pull: Vec::new(),
+        };
         for s in subscribers {
             if s.pull().is_some() {
-                pulled.push(s);
+                ready.pull.push(s);
                 continue;
             }
             let client = client::build(s).map_err(|source| DeliveryError::Client {
                 subscriber: s.name.clone(),
                 source,
             })?;
-            ready.push((s, client));
+            ready.push.push((s, client));
         }
+        Ok(ready)
+    }
+
+    /// Start, update or stop lanes to match `prepared` (whose subscribers
+    /// the store must know: [`Store::register`]); cannot fail. The work of a
+    /// removed subscriber stays in the store (reported by the admin API). A
+    /// stopped lane's attempts in flight finish and are recorded, and a new
+    /// lane of the same subscriber starts after them ([`handover`]); it goes
+    /// on with the subscriber's rate limiter ([`rate::Limiters`]).
+    pub fn apply(&self, prepared: Prepared<'_>) {
+        let Prepared {
+            push: ready,
+            pull: pulled,
+        } = prepared;
         let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
         let mut pulls = self.pulls.write().unwrap_or_else(|e| e.into_inner());
         let push_names: HashMap<&str, &str> = ready.iter().map(|(s, _)| (s.name.as_str(), s.route.as_str())).collect();
@@ -182,12 +212,13 @@ impl Delivery {
             keep
         });
         for (s, client) in ready {
+            let limiter = self.limiters.get(&s.name, s.rate);
             if let Some(lane) = lanes.get(&s.name) {
-                lane.update(s, client);
+                lane.update(s, client, limiter);
                 continue;
             }
-            let opening = self.turns.open(&self.store, &s.name)?;
-            let (lane, mut stop) = Lane::new(s, client, opening.depth());
+            let opening = self.turns.open(&self.store, &s.name);
+            let (lane, mut stop) = Lane::new(s, client, limiter, opening.depth());
             lanes.insert(s.name.clone(), lane.clone());
             let (store, metrics, verifier) = (self.store.clone(), self.metrics.clone(), self.verifier.clone());
             let name = s.name.clone();
@@ -207,7 +238,7 @@ impl Delivery {
                 lane.update(s);
                 continue;
             }
-            let opening = self.turns.open(&self.store, &s.name)?;
+            let opening = self.turns.open(&self.store, &s.name);
             let lane = PullLane::start(
                 s,
                 self.store.clone(),
@@ -217,19 +248,15 @@ impl Delivery {
             );
             pulls.insert(s.name.clone(), lane);
         }
-        Ok(())
     }
 
     /// Stop the pull lanes: long-polls waiting are answered at once (so a
-    /// shutdown does not wait for them), leases are forgotten.
+    /// shutdown does not wait for them), leases are forgotten. A shutdown
+    /// starts here: no lane waiting for its turn (a push lane behind the pull
+    /// lane of its subscriber) starts after it.
     pub async fn stop_pulls(&self) {
-        let pulls: Vec<Arc<PullLane>> = self
-            .pulls
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, l)| l)
-            .collect();
+        self.turns.close();
+        let pulls = self.take_pulls();
         for lane in &pulls {
             lane.signal_stop();
         }
@@ -238,10 +265,22 @@ impl Delivery {
         }
     }
 
+    fn take_pulls(&self) -> Vec<Arc<PullLane>> {
+        self.pulls
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect()
+    }
+
     /// Stop every lane and wait for it; attempts in flight and leases are
-    /// abandoned (their work stays in the store and is sent again after a restart).
+    /// abandoned (their work stays in the store and is sent again after a
+    /// restart). Every lane is told before any is waited for, and no lane
+    /// waiting for its turn gets it.
     pub async fn stop(&self) {
-        self.stop_pulls().await;
+        self.turns.close();
+        let pulls = self.take_pulls();
         let mut lanes: Vec<Arc<Lane>> = self
             .lanes
             .write()
@@ -250,8 +289,14 @@ impl Delivery {
             .map(|(_, l)| l)
             .collect();
         lanes.append(&mut self.retiring.lock().unwrap_or_else(|e| e.into_inner()));
+        for lane in &pulls {
+            lane.signal_stop();
+        }
         for lane in &lanes {
             lane.signal_stop();
+        }
+        for lane in pulls {
+            lane.stop().await;
         }
         for lane in lanes {
             lane.stop().await;

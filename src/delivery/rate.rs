@@ -2,8 +2,12 @@
 //! period, no bursts, so a subscriber is never sent more than it asked for.
 //! A reload that keeps the rate keeps the limiter (its window goes on); a
 //! changed rate gets a new limiter whose first request waits one cell of the
-//! new rate after the last request sent under the old one.
+//! new rate after the last request sent under the old one. The limiter is the
+//! subscriber's, not its lane's ([`Limiters`]): a new lane of the subscriber
+//! (moved to another route, removed and put back, switched to pull and back)
+//! goes on with it.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +63,25 @@ pub(super) fn limiter(old: Option<&Arc<Limiter>>, rate: Option<Rate>) -> Option<
         last: old.map(|o| o.last.clone()).unwrap_or_default(),
         fresh: true.into(),
     }))
+}
+
+/// Every subscriber's limiter, by name: kept while the subscriber has no
+/// lane (removed, or a pull subscriber), for the lane it has next.
+#[derive(Default)]
+pub(super) struct Limiters(Mutex<HashMap<String, Arc<Limiter>>>);
+
+impl Limiters {
+    /// Subscriber `name`'s limiter for `rate` ([`limiter`] over the one it
+    /// had last), remembered for its next lanes.
+    pub(super) fn get(&self, name: &str, rate: Option<Rate>) -> Option<Arc<Limiter>> {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let l = limiter(all.get(name), rate);
+        match &l {
+            Some(l) => all.insert(name.to_string(), l.clone()),
+            None => all.remove(name),
+        };
+        l
+    }
 }
 
 #[cfg(test)]

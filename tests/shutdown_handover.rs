@@ -1,0 +1,130 @@
+//! A shutdown starts no lane: a subscriber's new lane still waiting for its
+//! turn (behind the lane a reload stopped) stays waiting, and its work is
+//! sent after the restart, once. From review 14, finding 5.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::task_route;
+use common::*;
+use hookrelay::provider::Product;
+
+/// A TCP proxy to `upstream` that holds each new connection `delay` before
+/// passing it on; counts connections.
+async fn slow_proxy(upstream: SocketAddr, delay: std::time::Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let count = n.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
+            });
+        }
+    });
+    (addr, n)
+}
+
+/// `s` is switched from pull to push while its pull lane asks the provider
+/// about an event (`verify = "fetch"`, held 4 s), so its push lane waits for
+/// the pull lane; a shutdown begins meanwhile, held open by a request in
+/// flight. Before, the shutdown stopped the pull lanes and waited for them
+/// before it told the push lanes: the waiting push lane got its turn in the
+/// middle of the shutdown and sent the event, the shutdown abandoned that
+/// attempt, and the restart sent the event again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
+    use tokio::io::AsyncWriteExt;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let (proxy, connections) = slow_proxy(fake.addr(), secs(4)).await;
+    // Answers its first request after 30 s (still out at the shutdown), the others at once.
+    let sub = Sub::start(Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Slow(secs(30))
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = |pull: bool| {
+        let s = match pull {
+            true => Subscriber::pull("s", "pull-token"),
+            false => Subscriber::new("s", sub.url()).timeout(secs(60)),
+        };
+        let route = task_route("runway", "kie-runway", &fake, DOWN)
+            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
+            .without_reconcile()
+            .verify("fetch")
+            .subscriber(s);
+        let public = format!("http://{addr}");
+        TestConfig::new(dir.path())
+            .listen(addr)
+            .read_timeout(secs(30))
+            .shutdown_grace(secs(15))
+            .edit_route("t", |_| route)
+            .raw(move |t| {
+                t["server"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("public_url".into(), toml::Value::String(public.clone()));
+            })
+    };
+    let h = start(&config(true)).await;
+    // A forwarder waits; the callback comes, and s's pull lane asks the provider about it.
+    let pulling = tokio::spawn(pull_call(
+        addr,
+        "GET",
+        "/pull/s?wait=20s&max=5",
+        Some("pull-token"),
+        Some("f1"),
+        "",
+    ));
+    let task = fake.create(
+        Product::Runway,
+        TaskPlan::success(),
+        Some(&format!("http://{addr}/hooks/runway")),
+    );
+    let t0 = Instant::now();
+    while connections.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < secs(10), "no verification request");
+        tokio::time::sleep(ms(20)).await;
+    }
+    // s switched to push: its push lane waits for the pull lane's check.
+    config(false).write();
+    h.reload().await.expect("reload switching s to push");
+    // A request in flight holds the shutdown's drain open (up to the grace).
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    h.shutdown().await;
+    let _ = pulling.await;
+    let during = sub.count();
+    drop(held);
+    // After the restart the event is sent, once.
+    let h = start(&config(false)).await;
+    sub.wait_for(secs(20), "the callback, after the restart", |r| !r.is_empty())
+        .await;
+    tokio::time::sleep(secs(1)).await;
+    let seen = seen_ids(&sub);
+    assert!(
+        during == 0 && seen.values().all(|n| *n == 1),
+        "task {task}: s's push lane, waiting for its turn behind the pull lane, was sent {during} request(s) during \
+         the shutdown, abandoned by it; after the restart s has seen: {seen:?}"
+    );
+    h.shutdown().await;
+}
