@@ -10,12 +10,13 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::slow_proxy::slow_proxy;
 use common::tasks::task_route;
 use common::*;
 use hookrelay::provider::Product;
@@ -160,29 +161,6 @@ async fn an_attempt_sent_under_a_longer_timeout_is_not_cut_off_by_the_handover()
          (second request {gaps:?} after the first): {seen:?}"
     );
     h.shutdown().await;
-}
-
-/// A TCP proxy to `upstream` that holds each new connection `delay` before
-/// passing it on; counts connections.
-async fn slow_proxy(upstream: SocketAddr, delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    let count = n.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut c, _)) = l.accept().await else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-            });
-        }
-    });
-    (addr, n)
 }
 
 /// Review 14 finding 1: on a `verify = "fetch"` route the attempt first asks

@@ -84,10 +84,10 @@ async fn moving_a_subscriber_to_another_route_does_not_reset_its_rate_limit() {
     h.shutdown().await;
 }
 
-/// Review 14, finding 3: the same for a subscriber removed and put back (its
-/// lane of the return started with an empty limiter).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
+/// A `1/h` subscriber delivers once; the reloads with `away` then with it
+/// back in place; a second callback must then wait for the rate (`what`
+/// names the change in the failure).
+async fn rate_survives_going_and_coming_back(away: impl FnOnce(&std::path::Path) -> TestConfig, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let with_limited = limited(dir.path(), &sub, "1/h");
@@ -95,20 +95,26 @@ async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
     let addr = h.ingest_addrs[0];
     accepted(addr, &runway("one")).await;
     sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
-    TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("other", DOWN))
-        .write();
-    h.reload().await.expect("reload removing limited");
+    away(dir.path()).write();
+    h.reload().await.expect("reload taking limited away");
     with_limited.write();
-    h.reload().await.expect("reload adding limited back");
+    h.reload().await.expect("reload putting limited back");
     accepted(addr, &runway("two")).await;
     tokio::time::sleep(secs(3)).await;
     assert_eq!(
         sub.count(),
         1,
-        "rate 1/h: a second request within seconds of the first, after the subscriber was removed and put back"
+        "rate 1/h: a second request within seconds of the first, after the subscriber was {what}"
     );
     h.shutdown().await;
+}
+
+/// Review 14, finding 3: the same for a subscriber removed and put back (its
+/// lane of the return started with an empty limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
+    let removed = |dir: &std::path::Path| TestConfig::new(dir).subscriber(Subscriber::new("other", DOWN));
+    rate_survives_going_and_coming_back(removed, "removed and put back").await;
 }
 
 /// Review 14, finding 3: the same for a subscriber switched to pull and back
@@ -116,27 +122,8 @@ async fn removing_and_re_adding_a_subscriber_does_not_reset_its_rate_limit() {
 /// started with an empty limiter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_a_subscriber_to_pull_and_back_does_not_reset_its_rate_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let with_limited = limited(dir.path(), &sub, "1/h");
-    let h = start(&with_limited).await;
-    let addr = h.ingest_addrs[0];
-    accepted(addr, &runway("one")).await;
-    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
-    TestConfig::new(dir.path())
-        .subscriber(Subscriber::pull("limited", "pull-token"))
-        .write();
-    h.reload().await.expect("reload switching limited to pull");
-    with_limited.write();
-    h.reload().await.expect("reload switching limited back to push");
-    accepted(addr, &runway("two")).await;
-    tokio::time::sleep(secs(3)).await;
-    assert_eq!(
-        sub.count(),
-        1,
-        "rate 1/h: a second request within seconds of the first, after the subscriber was switched to pull and back"
-    );
-    h.shutdown().await;
+    let pulled = |dir: &std::path::Path| TestConfig::new(dir).subscriber(Subscriber::pull("limited", "pull-token"));
+    rate_survives_going_and_coming_back(pulled, "switched to pull and back").await;
 }
 
 /// A reload that keeps `ca_file` and `timeout` keeps the client, so the next

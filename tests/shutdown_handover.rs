@@ -5,35 +5,15 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::slow_proxy::slow_proxy;
 use common::tasks::task_route;
 use common::*;
 use hookrelay::provider::Product;
-
-/// A TCP proxy to `upstream` that holds each new connection `delay` before
-/// passing it on; counts connections.
-async fn slow_proxy(upstream: SocketAddr, delay: std::time::Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    let count = n.clone();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                }
-            });
-        }
-    });
-    (addr, n)
-}
 
 /// `s` is switched from pull to push while its pull lane asks the provider
 /// about an event (`verify = "fetch"`, held 4 s), so its push lane waits for

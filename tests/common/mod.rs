@@ -48,6 +48,7 @@ pub mod ports;
 pub mod provider;
 pub mod route;
 pub mod s3;
+pub mod slow_proxy;
 pub mod subscriber;
 pub mod systemd;
 pub mod tasks;
