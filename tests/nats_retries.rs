@@ -3,7 +3,8 @@
 //! counts every time the message went back unsent (an `after_archive`
 //! delivery waiting for its media, looked at again every 2 s; a lane whose
 //! circuit opened; a relay that stopped), so a delivery that waited would
-//! become a dead letter after its first real failure.
+//! become a dead letter after its first real failure. And a retry's due
+//! time: a retry whose delay (a NAK) was lost is not sent before it.
 
 use crate::common;
 
@@ -75,3 +76,63 @@ async fn waiting_for_media_uses_up_no_retry_step() {
     assert_eq!(statuses, vec![500, 200], "{ev}");
     h.shutdown().await;
 }
+
+/// A retry's delay is a NAK after its result is written: a relay that dies
+/// between the two (or whose NAK NATS never takes) leaves the message to
+/// come again after `takeover`, long before the retry is due. The relay
+/// that gets it hands it back until then, and sends it once it is due,
+/// with the next attempt number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
+    let nats = NatsCluster::start(1).await;
+    // The first attempt is never answered (its relay dies), the retry gets 200.
+    let sub = Sub::start(Arc::new(|n, _| match n {
+        0 => Behaviour::Hang,
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let s = Subscriber::new("s", sub.url()).timeout(secs(60));
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
+    let mut first = Bin::start(&cfg(d1.path()).write(), &[]);
+    let id = accepted(first.addr, &runway("nak-lost")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+
+    // What the first attempt's result write leaves (a 503, its retry due
+    // in 15 s); the relay dies before its NAK.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let kv = js.get_key_value("hr_results").await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let row = serde_json::json!({
+        "state": { "retrying": { "due_ms": now_ms + DUE_IN.as_millis() as u64 } },
+        "attempts": 1, "step": 1, "at_ms": now_ms, "history": [], "last_error": "HTTP 503",
+    });
+    kv.put("t.1.s", serde_json::to_vec(&row).unwrap().into()).await.unwrap();
+    let due = Instant::now() + DUE_IN;
+    first.kill9();
+
+    // NATS hands the message out again after `takeover` (5 s), 10 s early.
+    let second = start(&cfg(d2.path())).await;
+    let got = sub.wait_for(secs(30), "the retry", |r| r.len() == 2).await;
+    assert!(
+        got[1].at + ms(100) >= due,
+        "the retry was sent {:?} before it was due",
+        due - got[1].at
+    );
+    assert_eq!(got[1].header("webhook-id"), id);
+    assert_eq!(got[1].header("hookrelay-attempt"), "2");
+    let ev = admin_until(second.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["attempts_total"], 2, "{ev}");
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(sub.count(), 2, "sent once more");
+    second.shutdown().await;
+}
+
+/// When the retry whose NAK was lost is due: well after `takeover`.
+const DUE_IN: Duration = Duration::from_secs(15);

@@ -248,6 +248,17 @@ impl NatsCursor {
             let _ = acker.ack_with(kind).await;
             return Ok(None);
         }
+        if let Some(delay) = row.as_ref().and_then(early) {
+            // A retry handed out before it is due: the NAK with its delay,
+            // a write after the result's, was lost (NATS did not take it,
+            // the relay died between the two). Back with the rest of the
+            // delay, unsent (the schedule, a subscriber's `Retry-After`).
+            tracing::debug!(subscriber = %self.sub, event_seq, delay_ms = delay.as_millis() as u64,
+                "a retry came before it is due: handed back until then");
+            self.release(message_seq);
+            let _ = acker.ack_with(AckKind::Nak(Some(delay))).await;
+            return Ok(None);
+        }
         let step = row.as_ref().map_or(0, |r| r.step);
         // Without a result, an attempt may still have been made (a relay
         // that died during it): the attempt number counts the deliveries.
@@ -278,4 +289,16 @@ impl NatsCursor {
     pub fn next_due(&mut self) -> Option<u64> {
         Some(crate::clock::now_ms() + 1000)
     }
+}
+
+/// How long until a retry whose result says it is due later than now
+/// (beyond [`super::EARLY_MS`]) is due. An `after_archive` delivery waiting
+/// for media is not one: it is looked at again before its due time, to
+/// find its media archived by another relay.
+fn early(row: &ResultRow) -> Option<Duration> {
+    let DeliveryState::Retrying { due_ms } = row.state else {
+        return None;
+    };
+    let now = crate::clock::now_ms();
+    (due_ms > now + super::EARLY_MS).then(|| Duration::from_millis(due_ms - now))
 }
