@@ -70,3 +70,50 @@ async fn a_stale_relays_late_success_does_not_cancel_a_later_replay() {
     );
     second.shutdown().await;
 }
+
+/// Finding 2. A stale relay's late `dead` beats a later attempt's 200 (the
+/// same rule: a final outcome is written over a pending result, and then
+/// "the first final wins"). Relay 1's attempt 2 (the schedule's last) hangs
+/// and relay 1 is paused; relay 2 takes over and begins attempt 3 (the
+/// result: pending, attempts 3), which the subscriber answers 200 after a
+/// while. Meanwhile relay 1 runs again, its attempt 2 times out, and it
+/// writes `dead` over attempt 3's pending result and publishes a dead letter.
+/// Attempt 3's 200 then finds a final result and is dropped. The delivery
+/// the subscriber acknowledged shows `dead`, its letter is listed, and a
+/// dead-letter replay sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_relays_late_dead_does_not_bury_a_later_attempts_success() {
+    let nats = common::nats::NatsCluster::start(1).await;
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| match n {
+        0 => Behaviour::Status(500),
+        // Relay 1's last attempt: never answered (it times out late).
+        1 => Behaviour::Hang,
+        // Relay 2's attempt: 200, after relay 1's timeout has struck.
+        2 => Behaviour::Slow(secs(12)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let s = Subscriber::new("s", sub.url()).timeout(secs(12)).retry([secs(1)]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
+    let first = Bin::start(&cfg(d1.path()).write(), &[]);
+    let id = accepted(first.addr, &runway("stale-dead")).await;
+    sub.wait_for(secs(10), "relay 1's second attempt", |r| r.len() == 2).await;
+    first.signal("STOP");
+
+    let second = start(&cfg(d2.path())).await;
+    let path = format!("/api/events/{id}");
+    sub.wait_for(secs(20), "relay 2's attempt", |r| r.len() == 3).await;
+    first.signal("CONT");
+    // Relay 2's attempt is answered 200 twelve seconds after it was sent.
+    tokio::time::sleep(secs(16)).await;
+    let (_, ev) = admin(second.admin_addr, "GET", &path).await;
+    let (_, dead) = admin(second.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(
+        ev["subscribers"][0]["state"], "delivered",
+        "the subscriber answered 200 to attempt 3, but relay 1's late `dead` of attempt 2 stands: \
+         event {ev}; dead letters {dead}; relay 1's log:\n{}",
+        first.log_text()
+    );
+    second.shutdown().await;
+}
