@@ -98,7 +98,8 @@ async fn a_stale_relays_late_dead_does_not_bury_a_later_attempts_success() {
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let first = Bin::start(&cfg(d1.path()).write(), &[]);
     let id = accepted(first.addr, &runway("stale-dead")).await;
-    sub.wait_for(secs(10), "relay 1's second attempt", |r| r.len() == 2).await;
+    sub.wait_for(secs(10), "relay 1's second attempt", |r| r.len() == 2)
+        .await;
     first.signal("STOP");
 
     let second = start(&cfg(d2.path())).await;
@@ -110,10 +111,112 @@ async fn a_stale_relays_late_dead_does_not_bury_a_later_attempts_success() {
     let (_, ev) = admin(second.admin_addr, "GET", &path).await;
     let (_, dead) = admin(second.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(
-        ev["subscribers"][0]["state"], "delivered",
+        ev["subscribers"][0]["state"],
+        "delivered",
         "the subscriber answered 200 to attempt 3, but relay 1's late `dead` of attempt 2 stands: \
          event {ev}; dead letters {dead}; relay 1's log:\n{}",
         first.log_text()
     );
     second.shutdown().await;
+}
+
+/// A TCP proxy to `upstream` that holds each new connection `delay` before
+/// passing it on; counts connections (as in reload_handover.rs).
+async fn slow_proxy(
+    upstream: std::net::SocketAddr,
+    delay: std::time::Duration,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = n.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+        }
+    });
+    (addr, n)
+}
+
+/// Finding 3 (nit). In cluster mode an attempt that a reload's handover
+/// drops before it sends (here: its `verify = "fetch"` check outlasts the
+/// handover's bound) is never sent, yet its number is spent: the next lane
+/// reads the delivery again only after `takeover` (the message was taken, so
+/// the stopped lane's follower does not give it back) and numbers its first
+/// real send attempt 2 (NATS's hand-out count; for a retry, the number that
+/// `begin_attempt` wrote). The subscriber's first request says
+/// `hookrelay-attempt: 2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_mode() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::tasks::task_route;
+    use hookrelay::provider::Product;
+    use std::sync::atomic::Ordering;
+    let nats = common::nats::NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    // Every check at the provider takes 6 s: longer than the handover's
+    // bound for an attempt still preparing (timeout 2 s + 2 s).
+    let (proxy, connections) = slow_proxy(fake.addr(), secs(6)).await;
+    let sub = Sub::start(std::sync::Arc::new(|_, _: &Received| Behaviour::Status(200))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("http://{addr}/hooks/runway");
+    let urls = nats.urls();
+    let config = |with_s: bool| {
+        let mut route = task_route("runway", "kie-runway", &fake, DOWN)
+            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
+            .verify("fetch");
+        if with_s {
+            route = route.subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
+        }
+        let public = format!("http://{addr}");
+        TestConfig::new(dir.path())
+            .listen(addr)
+            .edit_route("t", |_| route)
+            .nats(urls.clone(), 1)
+            .raw(move |t| {
+                t["server"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("public_url".into(), toml::Value::String(public.clone()));
+            })
+    };
+    let h = start(&config(true)).await;
+    let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+    let t0 = tokio::time::Instant::now();
+    while connections.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < secs(15), "no verification request");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // s is removed while the check is out, and put back: the check outlasts
+    // the handover's bound, so the attempt is dropped unsent.
+    config(false).write();
+    h.reload().await.expect("reload removing s");
+    config(true).write();
+    h.reload().await.expect("reload adding s back");
+    let got = sub.wait_for(secs(40), "the callback", |r| !r.is_empty()).await;
+    let attempt = got[0]
+        .headers
+        .get("hookrelay-attempt")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        attempt,
+        "1",
+        "task {task}: the subscriber's first request is numbered {attempt} (an attempt dropped unsent spent a number); \
+         it came {:?} after the check began",
+        got[0].at.duration_since(t0.into_std())
+    );
+    h.shutdown().await;
 }
