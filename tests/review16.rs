@@ -220,3 +220,70 @@ async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_
     );
     h.shutdown().await;
 }
+
+/// Finding 4. A handover waits for an attempt sending until its send's start
+/// + `timeout` + 2 s (handover.rs `RECORD_MARGIN`), then aborts it; but in
+/// cluster mode recording is tried again for up to 10 s while the results
+/// bucket has no leader (result_write.rs `RESULT_PATIENCE`). An attempt
+/// answered 200 whose result write is waiting out a short NATS hiccup is cut
+/// off by a reload that removes and re-adds its subscriber: unrecorded, its
+/// message goes to the next lane after `takeover`, which sends it again.
+/// Without the reload the same hiccup costs nothing (the write lands once
+/// the bucket is back, within its patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_does_not_cut_off_an_attempt_recording_through_a_nats_hiccup() {
+    let nats = common::nats::NatsCluster::start(1).await;
+    // The attempt is answered 200 after 1.5 s (its timeout: 2 s).
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| match n {
+        0 => Behaviour::Slow(ms(1500)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path())
+        .nats(nats.urls(), 1)
+        .subscriber(Subscriber::new("other", DOWN));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
+    let without_s = base.clone();
+    let h = start(&with_s).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let original = js
+        .get_stream("KV_hr_results")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    let id = accepted(h.ingest_addrs[0], &runway("hiccup")).await;
+    sub.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
+    // While the attempt waits for its answer a reload removes s and another
+    // puts it back; then the bucket stops taking writes.
+    without_s.write();
+    h.reload().await.expect("reload removing s");
+    with_s.write();
+    h.reload().await.expect("reload adding s back");
+    // The results bucket takes no writes for a moment, from before the 200 comes ("no responders", as
+    // while its leader is being elected).
+    let mut away = original.clone();
+    away.subjects = vec!["hr.elsewhere.>".into()];
+    js.update_stream(&away).await.unwrap();
+
+    // The bucket is back 6 s later: well within the write's 10 s patience.
+    tokio::time::sleep(secs(6)).await;
+    js.update_stream(&original).await.unwrap();
+
+    tokio::time::sleep(secs(12)).await;
+    let seen = seen_ids(&sub);
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(
+        seen.get(&id),
+        Some(&1),
+        "event {id} was answered 200, its result write was cut off by the handover and the lane of s's return \
+         sent it again: {seen:?}; {ev}"
+    );
+    h.shutdown().await;
+}
