@@ -81,6 +81,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review16;
 mod secrets;
 mod shutdown_handover;
 mod status;
