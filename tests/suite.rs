@@ -44,6 +44,8 @@ mod media_safety;
 mod moved_route;
 mod nats_circuit;
 mod nats_console;
+mod nats_handover;
+mod nats_late_outcomes;
 mod nats_media;
 mod nats_once;
 mod nats_pull;
@@ -81,7 +83,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
-mod review16;
+
 mod secrets;
 mod shutdown_handover;
 mod status;

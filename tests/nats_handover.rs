@@ -1,0 +1,150 @@
+//! Cluster mode and a reload's handover: an attempt the handover drops
+//! before it sends spends no attempt number, and one recording its outcome
+//! through a NATS hiccup is not cut off and sent again. From review 16,
+//! findings 3 and 4.
+
+use crate::common;
+
+use common::slow_proxy::slow_proxy;
+use common::*;
+
+/// Finding 3 (nit). In cluster mode an attempt that a reload's handover
+/// drops before it sends (here: its `verify = "fetch"` check outlasts the
+/// handover's bound) is never sent, yet its number is spent: the next lane
+/// reads the delivery again only after `takeover` (the message was taken, so
+/// the stopped lane's follower does not give it back) and numbers its first
+/// real send attempt 2 (NATS's hand-out count; for a retry, the number that
+/// `begin_attempt` wrote). The subscriber's first request says
+/// `hookrelay-attempt: 2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_mode() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::tasks::task_route;
+    use hookrelay::provider::Product;
+    use std::sync::atomic::Ordering;
+    let nats = common::nats::NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    // Every check at the provider takes 6 s: longer than the handover's
+    // bound for an attempt still preparing (timeout 2 s + 2 s).
+    let (proxy, connections) = slow_proxy(fake.addr(), secs(6)).await;
+    let sub = Sub::start(std::sync::Arc::new(|_, _: &Received| Behaviour::Status(200))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("http://{addr}/hooks/runway");
+    let urls = nats.urls();
+    let config = |with_s: bool| {
+        let mut route = task_route("runway", "kie-runway", &fake, DOWN)
+            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
+            .verify("fetch");
+        if with_s {
+            route = route.subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
+        }
+        let public = format!("http://{addr}");
+        TestConfig::new(dir.path())
+            .listen(addr)
+            .edit_route("t", |_| route)
+            .nats(urls.clone(), 1)
+            .raw(move |t| {
+                t["server"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("public_url".into(), toml::Value::String(public.clone()));
+            })
+    };
+    let h = start(&config(true)).await;
+    let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+    let t0 = tokio::time::Instant::now();
+    while connections.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < secs(15), "no verification request");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // s is removed while the check is out, and put back: the check outlasts
+    // the handover's bound, so the attempt is dropped unsent.
+    config(false).write();
+    h.reload().await.expect("reload removing s");
+    config(true).write();
+    h.reload().await.expect("reload adding s back");
+    let got = sub.wait_for(secs(40), "the callback", |r| !r.is_empty()).await;
+    let attempt = got[0]
+        .headers
+        .get("hookrelay-attempt")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        attempt,
+        "1",
+        "task {task}: the subscriber's first request is numbered {attempt} (an attempt dropped unsent spent a number); \
+         it came {:?} after the check began",
+        got[0].at.duration_since(t0.into_std())
+    );
+    h.shutdown().await;
+}
+
+/// Finding 4. A handover waits for an attempt sending until its send's start
+/// + `timeout` + 2 s (handover.rs `RECORD_MARGIN`), then aborts it; but in
+/// cluster mode recording is tried again for up to 10 s while the results
+/// bucket has no leader (result_write.rs `RESULT_PATIENCE`). An attempt
+/// answered 200 whose result write is waiting out a short NATS hiccup is cut
+/// off by a reload that removes and re-adds its subscriber: unrecorded, its
+/// message goes to the next lane after `takeover`, which sends it again.
+/// Without the reload the same hiccup costs nothing (the write lands once
+/// the bucket is back, within its patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_does_not_cut_off_an_attempt_recording_through_a_nats_hiccup() {
+    let nats = common::nats::NatsCluster::start(1).await;
+    // The attempt is answered 200 after 1.5 s (its timeout: 2 s).
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| match n {
+        0 => Behaviour::Slow(ms(1500)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path())
+        .nats(nats.urls(), 1)
+        .subscriber(Subscriber::new("other", DOWN));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
+    let without_s = base.clone();
+    let h = start(&with_s).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let original = js
+        .get_stream("KV_hr_results")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    let id = accepted(h.ingest_addrs[0], &runway("hiccup")).await;
+    sub.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
+    // While the attempt waits for its answer a reload removes s and another
+    // puts it back; then the bucket stops taking writes.
+    without_s.write();
+    h.reload().await.expect("reload removing s");
+    with_s.write();
+    h.reload().await.expect("reload adding s back");
+    // The results bucket takes no writes for a moment, from before the 200 comes ("no responders", as
+    // while its leader is being elected).
+    let mut away = original.clone();
+    away.subjects = vec!["hr.elsewhere.>".into()];
+    js.update_stream(&away).await.unwrap();
+
+    // The bucket is back 6 s later: well within the write's 10 s patience.
+    tokio::time::sleep(secs(6)).await;
+    js.update_stream(&original).await.unwrap();
+
+    tokio::time::sleep(secs(12)).await;
+    let seen = seen_ids(&sub);
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(
+        seen.get(&id),
+        Some(&1),
+        "event {id} was answered 200, its result write was cut off by the handover and the lane of s's return \
+         sent it again: {seen:?}; {ev}"
+    );
+    h.shutdown().await;
+}
