@@ -83,7 +83,6 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
-
 mod secrets;
 mod shutdown_handover;
 mod status;
