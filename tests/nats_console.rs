@@ -30,12 +30,29 @@ async fn the_status_page_shows_the_cluster_store_messages_or_says_they_are_unkno
     let sub = Sub::ok().await;
     let h = start(&nats.relay_with_one_subscriber(dir.path(), &sub.url())).await;
     for t in ["status-1", "status-2"] {
-        accepted(h.ingest_addrs[0], &runway(t)).await;
+        let id = accepted(h.ingest_addrs[0], &runway(t)).await;
+        // Recorded, not only received: the count below must not move any more.
+        admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
     }
     sub.wait_for(secs(10), "the deliveries", |r| r.len() == 2).await;
-    let (_, v) = admin(h.admin_addr, "GET", "/api/status").await;
-    let n = v["store"]["messages"].as_u64().unwrap_or_else(|| panic!("{v}"));
-    assert!(n > 0, "{v}");
+    let messages = || async {
+        let (_, v) = admin(h.admin_addr, "GET", "/api/status").await;
+        v["store"]["messages"].as_u64().unwrap_or_else(|| panic!("{v}"))
+    };
+    // Settled: the same count twice, half a second apart.
+    let mut n = messages().await;
+    for _ in 0..20 {
+        tokio::time::sleep(ms(500)).await;
+        let again = messages().await;
+        if again == n {
+            break;
+        }
+        n = again;
+    }
+    assert!(n > 0);
     status_page(h.admin_addr, &n.to_string(), false).await;
     nats.kill9(0);
     let (_, v) = admin(h.admin_addr, "GET", "/api/status").await;
