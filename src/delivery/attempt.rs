@@ -101,6 +101,9 @@ impl Attempter {
         let started = tokio::time::Instant::now();
         let at_ms = clock::now_ms();
         let result = self.send(&work.event, number, media).await;
+        // Answered: a handover now waits for the record as long as the store
+        // may take (cut off, the event would be sent again).
+        self.phase.recording(self.store.record_patience());
         let elapsed = started.elapsed();
         self.metrics
             .attempt_seconds
