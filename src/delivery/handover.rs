@@ -50,7 +50,7 @@ enum Stage {
     /// Being sent; its answer is in (or its send failed) by this instant.
     Sending(Instant),
     /// Answered (or failed): its outcome is recorded by this instant, the
-    /// store's patience from the answer.
+    /// store's patience from the answer (not sooner than its send's).
     Recording(Instant),
     /// Dropped by a handover before it sent: it must not send.
     Dropped,
@@ -74,12 +74,28 @@ impl Phase {
         }
     }
 
-    /// Called by the attempt once its send ended, before it records the
-    /// outcome: the store may take up to `patience` for that.
-    pub(super) fn recording(&self, patience: Duration) {
+    /// Called by the attempt once it starts its send, after `send` (and
+    /// the numbering in between): its deadline counts from now.
+    pub(super) fn sending(&self, timeout: Duration) {
         let mut stage = self.stage();
         if let Stage::Sending(_) = *stage {
-            *stage = Stage::Recording(Instant::now() + patience);
+            *stage = Stage::Sending(Instant::now() + timeout + RECORD_MARGIN);
+        }
+    }
+
+    /// Whether a handover dropped the attempt before it sent.
+    fn dropped(&self) -> bool {
+        matches!(*self.stage(), Stage::Dropped)
+    }
+
+    /// Called by the attempt once its send ended, before it records the
+    /// outcome: the store may take up to `patience` for that (waited for
+    /// at least until the send's own deadline).
+    pub(super) fn recording(&self, patience: Duration) {
+        let mut stage = self.stage();
+        // Never sooner than its send's deadline: an early answer keeps it.
+        if let Stage::Sending(deadline) = *stage {
+            *stage = Stage::Recording(deadline.max(Instant::now() + patience));
         }
     }
 
@@ -235,10 +251,12 @@ impl Opening {
 /// `timeout` it was sent with, a margin); one answered until the store's
 /// patience for recording it, from the answer; one not yet sending
 /// until `timeout` (the lane's, from now) and the margin, then dropped
-/// before it sends (its work is read again by the next lane: nothing was
-/// sent). What is not recorded by then is abandoned (sent again after a
-/// restart). A change of `abandon` (a shutdown) ends the wait early: the
-/// caller marks its value seen before it decides to finish.
+/// before it sends (its work is given back at once, its attempt number
+/// unspent, and read again by the next lane: nothing was sent). What is
+/// not recorded by then is abandoned (sent again after a restart; in
+/// cluster mode after `takeover`). A change of `abandon` (a shutdown) ends
+/// the wait early: the caller marks its value seen before it decides to
+/// finish.
 pub(super) async fn finish(
     tasks: &mut JoinSet<(Health, bool)>,
     tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
@@ -247,6 +265,7 @@ pub(super) async fn finish(
     abandon: &mut watch::Receiver<bool>,
 ) {
     let prepare_until = Instant::now() + timeout + RECORD_MARGIN;
+    let mut abandoned = false;
     loop {
         let now = Instant::now();
         let Some(until) = tickets
@@ -259,7 +278,10 @@ pub(super) async fn finish(
         let done = tokio::select! {
             done = tasks.join_next_with_id() => done,
             _ = tokio::time::sleep_until(until) => continue,
-            _ = abandon.changed() => None,
+            _ = abandon.changed() => {
+                abandoned = true;
+                None
+            }
         };
         let Some(done) = done else {
             break;
@@ -268,13 +290,27 @@ pub(super) async fn finish(
             Ok((id, (_, recorded))) => (id, recorded),
             Err(e) => (e.id(), false),
         };
-        if let Some((ticket, _, _)) = tickets.remove(&id) {
+        if let Some((ticket, _, phase)) = tickets.remove(&id) {
             if recorded {
                 source.done(&ticket).await;
+            } else if phase.dropped() {
+                source.give_back(&ticket).await;
             }
         }
     }
+    // Dropped attempts still preparing end here; their work is given back
+    // once they cannot write anything more (not in a shutdown, which does
+    // not wait for the store: it comes again after `takeover`).
     tasks.abort_all();
+    if abandoned {
+        return;
+    }
+    while tasks.join_next().await.is_some() {}
+    for (_, (ticket, _, phase)) in tickets.drain() {
+        if phase.dropped() {
+            source.give_back(&ticket).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -320,10 +356,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_send_deadline_counts_from_the_send_not_from_the_numbering() {
+        let phase = Phase::default();
+        let now = Instant::now();
+        assert!(phase.send(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        phase.sending(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(2) + RECORD_MARGIN;
+        assert_eq!(phase.wait_until(Instant::now(), now), Some(deadline));
+        assert!(!phase.dropped(), "committed to sending: never dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_dropped_attempt_never_records_as_answered() {
         let phase = Phase::default();
         let now = Instant::now();
         assert_eq!(phase.wait_until(now, now), None);
+        assert!(phase.dropped());
+        phase.sending(Duration::from_secs(2));
         phase.recording(Duration::from_secs(20));
         assert_eq!(phase.wait_until(Instant::now(), now), None);
     }
