@@ -10,7 +10,8 @@ use common::*;
 
 /// Finding 3 (nit). In cluster mode an attempt that a reload's handover
 /// drops before it sends (here: its `verify = "fetch"` check outlasts the
-/// handover's bound) is never sent, yet its number is spent: the next lane
+/// handover's bound) spends no attempt number, and its message goes back at
+/// once. Review 16 found it never sent, yet its number spent: the next lane
 /// reads the delivery again only after `takeover` (the message was taken, so
 /// the stopped lane's follower does not give it back) and numbers its first
 /// real send attempt 2 (NATS's hand-out count; for a retry, the number that
@@ -82,8 +83,10 @@ async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_
     h.shutdown().await;
 }
 
-/// Finding 4. A handover waits for an attempt sending until its send's start
-/// + `timeout` + 2 s (handover.rs `RECORD_MARGIN`), then aborts it; but in
+/// Finding 4. A handover waits for an answered attempt's record as long as
+/// the store keeps trying it (`Store::record_patience`). Review 16 found it
+/// waited only until the send's start + `timeout` + 2 s (handover.rs
+/// `RECORD_MARGIN`), then aborted it; but in
 /// cluster mode recording is tried again for up to 10 s while the results
 /// bucket has no leader (result_write.rs `RESULT_PATIENCE`). An attempt
 /// answered 200 whose result write is waiting out a short NATS hiccup is cut

@@ -86,21 +86,27 @@ impl Attempter {
             None
         };
         let number = work.attempts + 1;
+        // Committed to sending before its number is spent: a handover that
+        // drops it finds the number unspent (and gives its work back).
+        if !self.phase.send(sub.timeout) {
+            tracing::debug!(subscriber = %sub.name, event = %id, attempt = number,
+                "attempt not sent: a reload stopped its lane before it was sent");
+            return (Health::Neutral, false);
+        }
         if let Err(e) = self.store.begin_attempt(&work.ticket, number).await {
             // Another relay may have it now, or NATS is away: not sent.
             tracing::debug!(subscriber = %sub.name, event = %id, attempt = number, error = %e,
                 "attempt not started: its number could not be recorded");
             return (Health::Neutral, false);
         }
-        if !self.phase.send(sub.timeout) {
-            // Its lane was stopped by a reload: the next one reads it again.
-            tracing::debug!(subscriber = %sub.name, event = %id, attempt = number,
-                "attempt not sent: a reload stopped its lane before it was sent");
-            return (Health::Neutral, false);
-        }
+        // Its send's deadline counts from the send, not from the numbering.
+        self.phase.sending(sub.timeout);
         let started = tokio::time::Instant::now();
         let at_ms = clock::now_ms();
         let result = self.send(&work.event, number, media).await;
+        // Answered: a handover now waits for the record as long as the store
+        // may take (cut off, the event would be sent again).
+        self.phase.recording(self.store.record_patience());
         let elapsed = started.elapsed();
         self.metrics
             .attempt_seconds

@@ -2,8 +2,10 @@
 //! subscriber removed, switched between push and pull, or moved to another
 //! route) lets its attempts in flight finish and be recorded ([`finish`]):
 //! one already sending is bounded only by its own send's deadline (the
-//! `timeout` it was sent with, counted from its send), one not yet sending
-//! is dropped before it sends if it takes too long ([`Phase`]). The next
+//! `timeout` it was sent with, counted from its send), one that has its
+//! answer by the store's patience for recording it
+//! ([`Store::record_patience`]: cut off, it would be sent again), one not
+//! yet sending is dropped before it sends if it takes too long ([`Phase`]). The next
 //! lane of the same subscriber opens its work source only once that lane has
 //! finished ([`Turns`]), so work whose attempt is still out is never read
 //! again and sent twice. The reload and the other subscribers' lanes do not
@@ -22,7 +24,8 @@ use tokio::time::Instant;
 use super::attempt::{Health, READ_ERROR_PAUSE};
 use crate::store::{Store, Ticket, WorkSource};
 
-/// Time for recording an attempt that ended at the subscriber's `timeout`.
+/// Time for an attempt's send to end (its answer read) after its `timeout`
+/// and begin recording.
 const RECORD_MARGIN: Duration = Duration::from_secs(2);
 
 /// A lane's depth while it waits for its turn: its work source is not open.
@@ -34,8 +37,8 @@ pub(super) fn depth(d: &AtomicU64) -> Option<u64> {
 }
 
 /// Where one attempt is, shared by the attempt and its lane: a handover may
-/// drop it only before it sends, and waits for one sending until its own
-/// deadline.
+/// drop it only before it sends, and waits for one sending or recording
+/// until its own deadline.
 #[derive(Debug, Default)]
 pub(super) struct Phase(Mutex<Stage>);
 
@@ -44,8 +47,11 @@ enum Stage {
     /// Filtering, verifying, waiting for media, numbering: nothing sent.
     #[default]
     Preparing,
-    /// Sent or being sent; ends and is recorded by this instant.
+    /// Being sent; its answer is in (or its send failed) by this instant.
     Sending(Instant),
+    /// Answered (or failed): its outcome is recorded by this instant, the
+    /// store's patience from the answer (not sooner than its send's).
+    Recording(Instant),
     /// Dropped by a handover before it sent: it must not send.
     Dropped,
 }
@@ -68,9 +74,34 @@ impl Phase {
         }
     }
 
+    /// Called by the attempt once it starts its send, after `send` (and
+    /// the numbering in between): its deadline counts from now.
+    pub(super) fn sending(&self, timeout: Duration) {
+        let mut stage = self.stage();
+        if let Stage::Sending(_) = *stage {
+            *stage = Stage::Sending(Instant::now() + timeout + RECORD_MARGIN);
+        }
+    }
+
+    /// Whether a handover dropped the attempt before it sent.
+    fn dropped(&self) -> bool {
+        matches!(*self.stage(), Stage::Dropped)
+    }
+
+    /// Called by the attempt once its send ended, before it records the
+    /// outcome: the store may take up to `patience` for that (waited for
+    /// at least until the send's own deadline).
+    pub(super) fn recording(&self, patience: Duration) {
+        let mut stage = self.stage();
+        // Never sooner than its send's deadline: an early answer keeps it.
+        if let Stage::Sending(deadline) = *stage {
+            *stage = Stage::Recording(deadline.max(Instant::now() + patience));
+        }
+    }
+
     /// Until when a handover waits for the attempt, or `None` if not any
     /// more: one still preparing at `prepare_until` is dropped then, one
-    /// sending is waited for until its own deadline.
+    /// sending or recording is waited for until its own deadline.
     fn wait_until(&self, now: Instant, prepare_until: Instant) -> Option<Instant> {
         let mut stage = self.stage();
         match *stage {
@@ -79,7 +110,7 @@ impl Phase {
                 None
             }
             Stage::Preparing => Some(prepare_until),
-            Stage::Sending(deadline) => Some(deadline).filter(|d| *d > now),
+            Stage::Sending(deadline) | Stage::Recording(deadline) => Some(deadline).filter(|d| *d > now),
             Stage::Dropped => None,
         }
     }
@@ -217,12 +248,15 @@ impl Opening {
 /// A stopped push lane's attempts in flight, each with its ticket, when it
 /// was spawned and its [`Phase`]. Each is waited for as it is let go in the
 /// lane: one sending until its own deadline (its send's start, the
-/// `timeout` it was sent with, a margin to record it); one not yet sending
+/// `timeout` it was sent with, a margin); one answered until the store's
+/// patience for recording it, from the answer; one not yet sending
 /// until `timeout` (the lane's, from now) and the margin, then dropped
-/// before it sends (its work is read again by the next lane: nothing was
-/// sent). What is not recorded by then is abandoned (sent again after a
-/// restart). A change of `abandon` (a shutdown) ends the wait early: the
-/// caller marks its value seen before it decides to finish.
+/// before it sends (its work is given back at once, its attempt number
+/// unspent, and read again by the next lane: nothing was sent). What is
+/// not recorded by then is abandoned (sent again after a restart; in
+/// cluster mode after `takeover`). A change of `abandon` (a shutdown) ends
+/// the wait early: the caller marks its value seen before it decides to
+/// finish.
 pub(super) async fn finish(
     tasks: &mut JoinSet<(Health, bool)>,
     tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
@@ -231,6 +265,7 @@ pub(super) async fn finish(
     abandon: &mut watch::Receiver<bool>,
 ) {
     let prepare_until = Instant::now() + timeout + RECORD_MARGIN;
+    let mut abandoned = false;
     loop {
         let now = Instant::now();
         let Some(until) = tickets
@@ -243,7 +278,10 @@ pub(super) async fn finish(
         let done = tokio::select! {
             done = tasks.join_next_with_id() => done,
             _ = tokio::time::sleep_until(until) => continue,
-            _ = abandon.changed() => None,
+            _ = abandon.changed() => {
+                abandoned = true;
+                None
+            }
         };
         let Some(done) = done else {
             break;
@@ -252,13 +290,27 @@ pub(super) async fn finish(
             Ok((id, (_, recorded))) => (id, recorded),
             Err(e) => (e.id(), false),
         };
-        if let Some((ticket, _, _)) = tickets.remove(&id) {
+        if let Some((ticket, _, phase)) = tickets.remove(&id) {
             if recorded {
                 source.done(&ticket).await;
+            } else if phase.dropped() {
+                source.give_back(&ticket).await;
             }
         }
     }
+    // Dropped attempts still preparing end here; their work is given back
+    // once they cannot write anything more (not in a shutdown, which does
+    // not wait for the store: it comes again after `takeover`).
     tasks.abort_all();
+    if abandoned {
+        return;
+    }
+    while tasks.join_next().await.is_some() {}
+    for (_, (ticket, _, phase)) in tickets.drain() {
+        if phase.dropped() {
+            source.give_back(&ticket).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +339,43 @@ mod tests {
         assert_eq!(phase.wait_until(Instant::now(), prepare_until), None);
         assert!(!phase.send(Duration::from_secs(10)), "dropped: must not send");
         assert_eq!(phase.wait_until(Instant::now(), prepare_until), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_attempt_is_waited_for_by_the_stores_patience_to_record_it() {
+        let phase = Phase::default();
+        let prepare_until = Instant::now() + Duration::from_secs(3);
+        assert!(phase.send(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        phase.recording(Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), Some(deadline));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(phase.wait_until(Instant::now(), prepare_until), None, "bounded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_deadline_counts_from_the_send_not_from_the_numbering() {
+        let phase = Phase::default();
+        let now = Instant::now();
+        assert!(phase.send(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        phase.sending(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(2) + RECORD_MARGIN;
+        assert_eq!(phase.wait_until(Instant::now(), now), Some(deadline));
+        assert!(!phase.dropped(), "committed to sending: never dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_attempt_never_records_as_answered() {
+        let phase = Phase::default();
+        let now = Instant::now();
+        assert_eq!(phase.wait_until(now, now), None);
+        assert!(phase.dropped());
+        phase.sending(Duration::from_secs(2));
+        phase.recording(Duration::from_secs(20));
+        assert_eq!(phase.wait_until(Instant::now(), now), None);
     }
 
     #[tokio::test(start_paused = true)]

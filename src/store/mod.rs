@@ -169,6 +169,19 @@ impl Store {
         }
     }
 
+    /// How long recording an answered attempt ([`Store::record`]) may take
+    /// at most, by the store's own patience: one host writes at once (a
+    /// local group commit); in cluster mode the result write is tried again
+    /// while its bucket has no leader (see [`nats::RECORD_PATIENCE`]). A
+    /// reload's handover waits this long for an attempt that got its
+    /// answer: cut off earlier, it would be sent again.
+    pub fn record_patience(&self) -> std::time::Duration {
+        match &self.backend {
+            Backend::Sled(_) => std::time::Duration::from_secs(2),
+            Backend::Nats(_) => nats::RECORD_PATIENCE,
+        }
+    }
+
     /// Right before attempt `number` is sent (see
     /// [`nats::NatsStore::begin_attempt`]); nothing to do on one host.
     pub async fn begin_attempt(&self, ticket: &Ticket, number: u32) -> Result<(), StoreError> {

@@ -31,6 +31,16 @@ impl WorkSource {
         }
     }
 
+    /// The work behind `ticket` was dropped before it was sent (a reload's
+    /// handover): in cluster mode its message goes back to NATS at once,
+    /// its attempt number not spent. On one host the next cursor reads it
+    /// again anyway (it was never done).
+    pub async fn give_back(&mut self, ticket: &Ticket) {
+        if let (WorkSource::Nats(c), Ticket::Nats(t)) = (self, ticket) {
+            c.give_back(t).await;
+        }
+    }
+
     /// `ticket` is a second copy of work the lane holds (its earlier hand-out
     /// still being recorded): let the copy go, recording nothing; the work
     /// comes again once due and not held. Nothing to do in cluster mode (the

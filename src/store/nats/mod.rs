@@ -53,6 +53,10 @@ const EARLY_MS: u64 = 50;
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a stopping relay waits for NATS to take what it still buffers.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// How long recording an attempt may take: its result written and its
+/// dead letter published (each tried again for `RESULT_PATIENCE` while NATS
+/// has no leader for them), the message settled.
+pub const RECORD_PATIENCE: Duration = Duration::from_secs(2 * result_write::RESULT_PATIENCE.as_secs() + 2);
 
 /// The NATS store. Cheap to clone.
 #[derive(Clone)]

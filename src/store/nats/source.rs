@@ -16,6 +16,7 @@ use async_nats::jetstream::AckKind;
 use tokio::sync::Notify;
 
 use super::follow::{Follow, Follower, Held, Received};
+use super::result_write::Write;
 use super::{event, layout, Shared};
 use crate::store::result::ResultRow;
 use crate::store::{DeliveryState, StoreError, Ticket, Work};
@@ -73,6 +74,10 @@ impl Hash for NatsTicket {
         (self.message_seq, &self.sub, &self.route).hash(h)
     }
 }
+
+/// How long work dropped unsent waits for its empty result to be written
+/// before it is only let go (the handover waits for it).
+const GIVE_BACK_PATIENCE: Duration = Duration::from_secs(2);
 
 pub struct NatsCursor {
     shared: Arc<Shared>,
@@ -282,6 +287,33 @@ impl NatsCursor {
     /// The message was settled in `record`: stop holding it.
     pub async fn done(&mut self, ticket: &NatsTicket) {
         self.release(ticket.message_seq);
+    }
+
+    /// Work dropped before it was sent (a reload's handover): back to NATS
+    /// at once, for any relay, its attempt number not spent. A first
+    /// delivery is numbered by NATS's count of hand-outs unless it has a
+    /// result, so an empty one (no attempt) is written first. If that
+    /// cannot be written, or another relay wrote one meanwhile, the message
+    /// is only let go: it comes again after `takeover`.
+    pub async fn give_back(&mut self, t: &NatsTicket) {
+        if t.known().0.is_none() {
+            let key = layout::result_key(&t.route, t.event_seq, &t.sub);
+            let row = ResultRow::new(crate::clock::now_ms());
+            let written = self.shared.write_result(&key, &row, 0, GIVE_BACK_PATIENCE).await;
+            match written {
+                Ok(Write::Done(_)) => {}
+                // This very row: the answer to an earlier try was lost.
+                Ok(Write::Moved(Some((now, _)))) if now == row => {}
+                Ok(Write::Moved(_)) | Err(_) => {
+                    tracing::debug!(subscriber = %self.sub, message = t.message_seq,
+                        "work dropped unsent is let go: its empty result could not be written");
+                    self.release(t.message_seq);
+                    return;
+                }
+            }
+        }
+        self.release(t.message_seq);
+        let _ = t.acker.ack_with(AckKind::Nak(None)).await;
     }
 
     /// Waiting work lives in NATS and the prefetch wakes the lane; a look
