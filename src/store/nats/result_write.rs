@@ -160,7 +160,11 @@ impl Shared {
                 return Ok(Recorded::Theirs);
             }
             revision = at;
-            mine = stored.replays == round && (is_success(outcome) || number >= stored.attempts);
+            // A later round: a replay was queued since this attempt began. (A
+            // lower one: written by a relay of an earlier version, which does
+            // not keep it; no replay since as far as this relay can tell.)
+            let replayed_since = stored.replays > round;
+            mine = !replayed_since && (is_success(outcome) || number >= stored.attempts);
             tracing::info!(
                 key,
                 kept = mine,
