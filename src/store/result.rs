@@ -22,6 +22,16 @@ pub struct ResultRow {
     pub history: Vec<Attempt>,
     /// Why it failed last (only on failure).
     pub last_error: Option<String>,
+    /// Cluster mode: how many times an operator's replay queued it again
+    /// (its replay round). A late outcome from an earlier round only joins
+    /// the history. Absent in rows written before it (0); one host has a
+    /// single writer and does not store it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replays: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ResultRow {
@@ -33,6 +43,7 @@ impl ResultRow {
             at_ms: now_ms,
             history: Vec::new(),
             last_error: None,
+            replays: 0,
         }
     }
 
@@ -47,10 +58,7 @@ impl ResultRow {
                     .clone()
                     .unwrap_or_else(|| format!("HTTP {}", a.status.unwrap_or(0)))
             });
-            self.history.push(a.clone());
-            if self.history.len() > HISTORY {
-                self.history.remove(0);
-            }
+            self.remember(a);
         }
         self.at_ms = now_ms;
         match outcome {
@@ -70,6 +78,17 @@ impl ResultRow {
             }
             Outcome::Defer { due_ms } => self.state = DeliveryState::AwaitingMedia { due_ms: *due_ms },
             Outcome::Gone => {}
+        }
+    }
+
+    /// Put an attempt in the history in attempt order (one told late, by a
+    /// relay that lost its hold on the delivery, may be earlier than those
+    /// recorded), dropping the oldest beyond [`HISTORY`].
+    pub fn remember(&mut self, a: &Attempt) {
+        let at = self.history.partition_point(|h| h.attempt <= a.attempt);
+        self.history.insert(at, a.clone());
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
         }
     }
 
@@ -95,5 +114,49 @@ impl ResultRow {
             history: self.history,
             last_error: self.last_error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(n: u32) -> Attempt {
+        Attempt {
+            attempt: n,
+            at_ms: u64::from(n),
+            duration_ms: 1,
+            status: Some(500),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_told_late_takes_its_place_and_the_oldest_is_trimmed() {
+        let mut row = ResultRow::new(0);
+        for n in [2, 3, 1] {
+            row.remember(&attempt(n));
+        }
+        let order: Vec<u32> = row.history.iter().map(|a| a.attempt).collect();
+        assert_eq!(order, [1, 2, 3]);
+        let mut full = ResultRow::new(0);
+        for n in 2..=HISTORY as u32 + 1 {
+            full.remember(&attempt(n));
+        }
+        full.remember(&attempt(1));
+        assert_eq!(full.history.len(), HISTORY);
+        assert_eq!(full.history[0].attempt, 2, "the late attempt 1 is the oldest: it goes");
+    }
+
+    #[test]
+    fn a_row_written_before_replay_rounds_reads_as_round_zero() {
+        let row = ResultRow::new(5);
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(!json.contains("replays"), "{json}");
+        let back: ResultRow = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.replays, 0);
+        let replayed = ResultRow { replays: 2, ..row };
+        let back: ResultRow = serde_json::from_str(&serde_json::to_string(&replayed).unwrap()).unwrap();
+        assert_eq!(back, replayed);
     }
 }

@@ -109,10 +109,13 @@ impl Shared {
     /// When another relay wrote the result meanwhile (this one lost its hold
     /// on the message: it was paused, or cut off): a final result there
     /// stands (first final wins, and a final result never goes back to a
-    /// pending one); over a pending one, a final outcome here is written (it
-    /// is what the subscriber got), as is a pending one of an attempt at
-    /// least as late as any recorded there; an earlier attempt only joins
-    /// its history.
+    /// pending one). A pending one is taken over only by an outcome of the
+    /// same replay round (an operator's replay since makes this attempt's
+    /// outcome old news: the replay is carried out) that is a success (the
+    /// subscriber got it) or comes from an attempt at least as late as any
+    /// recorded there (a failure of an earlier attempt decides nothing: the
+    /// later one is still under way). Otherwise the attempt only joins the
+    /// history.
     pub(super) async fn write_outcome(
         &self,
         key: &str,
@@ -122,6 +125,8 @@ impl Shared {
         now_ms: u64,
     ) -> Result<Recorded, StoreError> {
         let (known, mut revision) = known;
+        // The replay round this attempt was begun in.
+        let round = known.as_ref().map_or(0, |r| r.replays);
         let number = attempt.map_or(known.as_ref().map_or(0, |r| r.attempts), |a| a.attempt);
         let mut row = known.unwrap_or_else(|| ResultRow::new(now_ms));
         row.apply(attempt, outcome, now_ms);
@@ -132,7 +137,14 @@ impl Shared {
                 Write::Done(_) => return Ok(Recorded::Theirs),
                 Write::Moved(now) => now,
             };
-            let (stored, at) = now.unwrap_or_else(|| (ResultRow::new(now_ms), 0));
+            // None: deleted or expired; written afresh, in this round.
+            let (stored, at) = now.unwrap_or_else(|| {
+                let fresh = ResultRow {
+                    replays: round,
+                    ..ResultRow::new(now_ms)
+                };
+                (fresh, 0)
+            });
             // This relay's own earlier try, its answer lost (a row with this
             // attempt's times, or with this millisecond's).
             if stored == row {
@@ -148,10 +160,16 @@ impl Shared {
                 return Ok(Recorded::Theirs);
             }
             revision = at;
-            mine = is_final(outcome) || number >= stored.attempts;
+            // A later round: a replay was queued since this attempt began. (A
+            // lower one: written by a relay of an earlier version, which does
+            // not keep it; no replay since as far as this relay can tell.)
+            let replayed_since = stored.replays > round;
+            mine = !replayed_since && (is_success(outcome) || number >= stored.attempts);
             tracing::info!(
                 key,
                 kept = mine,
+                round,
+                stored_round = stored.replays,
                 "another relay wrote this delivery's result meanwhile; this relay's outcome is merged into it"
             );
             row = stored;
@@ -166,16 +184,13 @@ impl Shared {
     }
 }
 
-fn is_final(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Delivered | Outcome::Skipped | Outcome::Dead { .. })
+/// The subscriber got it: no later attempt can do better.
+fn is_success(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Delivered | Outcome::Skipped)
 }
 
-/// An earlier attempt, told late, in its place in a newer result's history.
+/// An attempt, told late, in its place in a newer result's history.
 fn join_history(row: &mut ResultRow, a: &Attempt) {
-    let at = row.history.partition_point(|h| h.attempt <= a.attempt);
-    row.history.insert(at, a.clone());
-    if row.history.len() > crate::store::result::HISTORY {
-        row.history.remove(0);
-    }
+    row.remember(a);
     row.attempts = row.attempts.max(a.attempt);
 }

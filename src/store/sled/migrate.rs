@@ -189,6 +189,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             at_ms: st.at_ms,
             history: attempts(&old, id, sub)?,
             last_error: st.last_error,
+            replays: 0,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }
@@ -223,6 +224,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
                 .last()
                 .and_then(|a| a.error.clone().or(a.status.map(|s| format!("HTTP {s}")))),
             history,
+            replays: 0,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }

@@ -125,6 +125,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         at_ms,
         history,
         last_error,
+        replays: 0,
     })
 }
 
@@ -158,6 +159,7 @@ mod tests {
                 },
             ],
             last_error: Some("timeout after 15s".into()),
+            replays: 0,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
         let delivered = ResultRow {
@@ -173,6 +175,7 @@ mod tests {
                 error: None,
             }],
             last_error: None,
+            replays: 0,
         };
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
@@ -197,6 +200,7 @@ mod tests {
             at_ms: 1_700_000_000_010,
             history: vec![attempt(1, Some(back)), attempt(2, Some(expired)), attempt(3, None)],
             last_error: None,
+            replays: 0,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
@@ -223,6 +227,7 @@ mod tests {
             at_ms: 2000,
             history,
             last_error: Some("HTTP 500".into()),
+            replays: 0,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(back.attempts, 40);

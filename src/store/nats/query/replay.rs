@@ -73,6 +73,8 @@ impl NatsStore {
         };
         let mut marked = row.clone();
         marked.replayed(crate::clock::now_ms());
+        // A new round: an outcome told late from before it only joins the history.
+        marked.replays += 1;
         let Some(mark) = self.mark(&key, &marked, revision).await? else {
             return Ok(false);
         };
