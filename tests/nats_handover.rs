@@ -46,12 +46,7 @@ async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_
             .listen(addr)
             .edit_route("t", |_| route)
             .nats(urls.clone(), 1)
-            .raw(move |t| {
-                t["server"]
-                    .as_table_mut()
-                    .unwrap()
-                    .insert("public_url".into(), toml::Value::String(public.clone()));
-            })
+            .public_url(public)
     };
     let h = start(&config(true)).await;
     let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));

@@ -78,6 +78,25 @@ async fn a_dead_letter_whose_publish_failed_once_is_still_listed() {
     h.shutdown().await;
 }
 
+/// One NATS node, a relay with subscriber `s`, and one event (`name`)
+/// delivered to it, once.
+async fn one_delivered(name: &str) -> (NatsCluster, tempfile::TempDir, Sub, hookrelay::Handle, String) {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway(name)).await;
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(sub.count(), 1);
+    (nats, dir, sub, h, id)
+}
+
 /// Queuing a replay is two writes: the result marked due again (over the
 /// revision read), then the replay message on the route's stream. When the
 /// second fails (the stream's leader is being elected, or the relay dies
@@ -86,19 +105,7 @@ async fn a_dead_letter_whose_publish_failed_once_is_still_listed() {
 /// nothing ever sends it — also the dead-letter replay of a dead letter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_whose_message_was_not_stored_can_be_replayed_again() {
-    let nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("replayed")).await;
-    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
-    assert_eq!(sub.count(), 1);
+    let (nats, _dir, sub, h, id) = one_delivered("replayed").await;
 
     // The route's stream refuses new messages for a moment.
     let js = js_of(&nats).await;
@@ -290,19 +297,7 @@ async fn overlapping_dead_letter_replays_send_a_letter_once() {
 /// no message for the delivery and publishes one: it is sent, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_left_marked_without_its_message_is_queued_by_the_next_replay() {
-    let nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("marked")).await;
-    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
-    assert_eq!(sub.count(), 1);
+    let (nats, _dir, sub, h, id) = one_delivered("marked").await;
 
     // What a replay's first write leaves, a minute ago, its message never published.
     let js = js_of(&nats).await;

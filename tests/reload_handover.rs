@@ -190,12 +190,7 @@ async fn a_verify_fetch_attempt_sent_after_the_reload_is_not_cut_off_and_sent_ag
         TestConfig::new(dir.path())
             .listen(addr)
             .edit_route("t", |_| route)
-            .raw(move |t| {
-                t["server"]
-                    .as_table_mut()
-                    .unwrap()
-                    .insert("public_url".into(), toml::Value::String(public.clone()));
-            })
+            .public_url(public)
     };
     let h = start(&config(true)).await;
     let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));

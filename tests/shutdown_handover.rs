@@ -55,12 +55,7 @@ async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
             .read_timeout(secs(30))
             .shutdown_grace(secs(15))
             .edit_route("t", |_| route)
-            .raw(move |t| {
-                t["server"]
-                    .as_table_mut()
-                    .unwrap()
-                    .insert("public_url".into(), toml::Value::String(public.clone()));
-            })
+            .public_url(public)
     };
     let h = start(&config(true)).await;
     // A forwarder waits; the callback comes, and s's pull lane asks the provider about it.

@@ -377,6 +377,18 @@ impl TestConfig {
         self
     }
 
+    /// `server.public_url` (where the provider calls back, for the submit
+    /// proxy and `verify = "fetch"` routes).
+    pub fn public_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.raw(move |t| {
+            t["server"]
+                .as_table_mut()
+                .unwrap()
+                .insert("public_url".into(), toml::Value::String(url.clone()));
+        })
+    }
+
     /// The file's text: sections and keys in the daemon's documented order
     /// (sorted instead when a `raw` edit went through `toml::Table`).
     pub fn render(&self) -> String {

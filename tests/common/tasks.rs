@@ -45,12 +45,7 @@ pub fn tasks_config(dir: &Path, routes: Vec<Route>) -> (TestConfig, SocketAddr) 
         cfg = cfg.route(r);
     }
     let public = format!("http://{addr}");
-    let cfg = cfg.raw(move |t| {
-        t["server"]
-            .as_table_mut()
-            .unwrap()
-            .insert("public_url".into(), toml::Value::String(public.clone()));
-    });
+    let cfg = cfg.public_url(public);
     (cfg, addr)
 }
 
