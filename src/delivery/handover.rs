@@ -307,7 +307,8 @@ pub(super) async fn finish(
     }
     while tasks.join_next().await.is_some() {}
     for (_, (ticket, _, phase)) in tickets.drain() {
-        if phase.dropped() {
+        // A shutdown begun meanwhile does not wait for the store either.
+        if phase.dropped() && !abandon.has_changed().unwrap_or(true) {
             source.give_back(&ticket).await;
         }
     }

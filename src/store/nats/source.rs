@@ -39,6 +39,9 @@ pub struct NatsTicket {
     /// The lane's held messages: a record that failed lets go of this one,
     /// so that it comes again after `takeover`.
     pub(super) held: Held,
+    /// Attempts made before this hand-out (from the result, or NATS's count
+    /// of hand-outs when there is none): what work given back unsent keeps.
+    pub(super) attempts_before: u32,
 }
 
 impl NatsTicket {
@@ -280,6 +283,7 @@ impl NatsCursor {
                 acker,
                 known: Arc::new(Mutex::new((row, revision))),
                 held: self.follower.held.clone(),
+                attempts_before: attempts,
             }),
         }))
     }
@@ -294,11 +298,21 @@ impl NatsCursor {
     /// delivery is numbered by NATS's count of hand-outs unless it has a
     /// result, so an empty one (no attempt) is written first. If that
     /// cannot be written, or another relay wrote one meanwhile, the message
-    /// is only let go: it comes again after `takeover`.
+    /// is only let go: it comes again after `takeover`. Nothing is done for
+    /// a message this relay no longer holds (another relay took it over:
+    /// handing it out again would send it beside that relay's attempt).
     pub async fn give_back(&mut self, t: &NatsTicket) {
+        if !self.confirm(t).await {
+            return;
+        }
         if t.known().0.is_none() {
             let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-            let row = ResultRow::new(crate::clock::now_ms());
+            // The attempts before this hand-out stay counted (one may have
+            // been made by a relay that died during it).
+            let row = ResultRow {
+                attempts: t.attempts_before,
+                ..ResultRow::new(crate::clock::now_ms())
+            };
             let written = self.shared.write_result(&key, &row, 0, GIVE_BACK_PATIENCE).await;
             match written {
                 Ok(Write::Done(_)) => {}
