@@ -21,7 +21,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_mode() {
     use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-    use common::tasks::task_route;
+    use common::tasks::{config_at, fetch_verified_route};
     use hookrelay::provider::Product;
     use std::sync::atomic::Ordering;
     let nats = common::nats::NatsCluster::start(1).await;
@@ -36,18 +36,11 @@ async fn an_attempt_dropped_before_it_sends_spends_no_attempt_number_in_cluster_
     let url = format!("http://{addr}/hooks/runway");
     let urls = nats.urls();
     let config = |with_s: bool| {
-        let mut route = task_route("runway", "kie-runway", &fake, DOWN)
-            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
-            .verify("fetch");
+        let mut route = fetch_verified_route(&fake, proxy);
         if with_s {
             route = route.subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
         }
-        let public = format!("http://{addr}");
-        TestConfig::new(dir.path())
-            .listen(addr)
-            .edit_route("t", |_| route)
-            .nats(urls.clone(), 1)
-            .public_url(public)
+        config_at(dir.path(), addr, route).nats(urls.clone(), 1)
     };
     let h = start(&config(true)).await;
     let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::slow_proxy::slow_proxy;
-use common::tasks::task_route;
+use common::tasks::{config_at, fetch_verified_route};
 use common::*;
 use hookrelay::provider::Product;
 use http::StatusCode;
@@ -180,17 +180,11 @@ async fn a_verify_fetch_attempt_sent_after_the_reload_is_not_cut_off_and_sent_ag
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("http://{addr}/hooks/runway");
     let config = |with_s: bool| {
-        let mut route = task_route("runway", "kie-runway", &fake, DOWN)
-            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
-            .verify("fetch");
+        let mut route = fetch_verified_route(&fake, proxy);
         if with_s {
             route = route.subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
         }
-        let public = format!("http://{addr}");
-        TestConfig::new(dir.path())
-            .listen(addr)
-            .edit_route("t", |_| route)
-            .public_url(public)
+        config_at(dir.path(), addr, route)
     };
     let h = start(&config(true)).await;
     let task = fake.create(Product::Runway, TaskPlan::success(), Some(&url));

@@ -40,13 +40,28 @@ pub fn tasks_config(dir: &Path, routes: Vec<Route>) -> (TestConfig, SocketAddr) 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut routes = routes.into_iter();
     let first = routes.next().expect("at least one route");
-    let mut cfg = TestConfig::new(dir).listen(addr).edit_route("t", |_| first);
+    let mut cfg = config_at(dir, addr, first);
     for r in routes {
         cfg = cfg.route(r);
     }
-    let public = format!("http://{addr}");
-    let cfg = cfg.public_url(public);
     (cfg, addr)
+}
+
+/// A config listening on `addr`, which `server.public_url` names, with
+/// `route` in place of route `t`.
+pub fn config_at(dir: &Path, addr: SocketAddr, route: Route) -> TestConfig {
+    TestConfig::new(dir)
+        .listen(addr)
+        .edit_route("t", |_| route)
+        .public_url(format!("http://{addr}"))
+}
+
+/// Route `runway` (`kie-runway`, `verify = "fetch"`, subscriber `DOWN`)
+/// whose calls to the provider go to `via` (a slow proxy to `fake`, say).
+pub fn fetch_verified_route(fake: &FakeProvider, via: SocketAddr) -> Route {
+    task_route("runway", "kie-runway", fake, super::subscriber::DOWN)
+        .provider(Provider::new(fake.api_key(), &format!("http://{via}")))
+        .verify("fetch")
 }
 
 /// `POST /api/routes/{route}/submit?endpoint=…`: status, headers and the answer's bytes.
