@@ -44,6 +44,7 @@ mod media_safety;
 mod moved_route;
 mod nats_circuit;
 mod nats_console;
+mod nats_give_back;
 mod nats_handover;
 mod nats_late_outcomes;
 mod nats_media;
