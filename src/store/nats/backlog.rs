@@ -166,12 +166,12 @@ impl NatsStore {
     }
 
     /// A removed subscriber's backlog: what relays had taken for it and not
-    /// settled (retries waiting in NATS, deliveries held when it left), and
-    /// of the messages it was never handed those for it (events that name
-    /// it, its replays), looking at [`REMOVED_SCAN`] of them at most: its
-    /// consumer also counts every later event, none of them for it. Within
-    /// [`RESCAN_AFTER`] of the last full look only messages stored since are
-    /// read.
+    /// settled (retries waiting in NATS, deliveries held when it left; see
+    /// [`Self::removed_taken`]), and of the messages it was never handed
+    /// those for it (events that name it, its replays), looking at
+    /// [`REMOVED_SCAN`] of them at most: its consumer also counts every later
+    /// event, none of them for it. Within [`RESCAN_AFTER`] of the last full
+    /// look only messages stored since are read.
     async fn removed_backlog(
         &self,
         stream: &Stream,
@@ -179,8 +179,7 @@ impl NatsStore {
         sub: &str,
         info: &Info,
     ) -> Result<(u64, Option<u64>), StoreError> {
-        let taken = info.num_ack_pending as u64;
-        let mut oldest = self.oldest_if_any(taken, stream, route, sub, info).await?;
+        let (taken, mut oldest) = self.removed_taken(stream, route, sub, info).await?;
         let mut unread = 0;
         if info.num_pending > 0 {
             let last = stream.get_info().await.map_err(unavailable)?.state.last_sequence;
@@ -220,6 +219,67 @@ impl NatsStore {
             self.removed_scans().insert(key, scan);
         }
         Ok((taken + unread, oldest))
+    }
+
+    /// Of what a removed subscriber's consumer handed out and nobody
+    /// settled (NATS's `num_ack_pending`), its own deliveries still pending,
+    /// and the oldest one's time. Not every such message is: an event
+    /// fanned out after the subscriber left can be handed out by its consumer
+    /// all the same (its stopping lane's pull request was still out at NATS
+    /// as the reload stopped it, or the message reached that lane as it
+    /// stopped and went back), and no relay reads that consumer any more to
+    /// settle it; nor is a delivery whose result is final (its message's
+    /// acknowledgement was lost: a relay settles it if the subscriber comes
+    /// back, unsent). The messages from the consumer's ack floor to the last
+    /// one handed out are looked at when that is at most [`REMOVED_SCAN`]
+    /// of them; otherwise NATS's count stands.
+    async fn removed_taken(
+        &self,
+        stream: &Stream,
+        route: &str,
+        sub: &str,
+        info: &Info,
+    ) -> Result<(u64, Option<u64>), StoreError> {
+        let unsettled = info.num_ack_pending as u64;
+        if unsettled == 0 {
+            return Ok((0, None));
+        }
+        let (from, to) = (info.ack_floor.stream_sequence + 1, info.delivered.stream_sequence);
+        if to.saturating_sub(from) >= REMOVED_SCAN {
+            let oldest = self.oldest_if_any(unsettled, stream, route, sub, info).await?;
+            return Ok((unsettled, oldest));
+        }
+        let replays = layout::replay_subject(route, sub);
+        let (mut taken, mut oldest) = (0, None::<u64>);
+        for seq in from..=to {
+            let m = match stream.direct_get(seq).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                Err(e) => return Err(unavailable(e)),
+            };
+            let (event_seq, time) = if m.subject.as_str() == replays {
+                let event_seq = std::str::from_utf8(&m.payload)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                (event_seq, self.replay_time_ms(stream, &m).await?)
+            } else if m.subject.starts_with("hr.ev.") && event::subscribers(&m.headers).iter().any(|s| s == sub) {
+                let time = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
+                (seq, time)
+            } else {
+                continue;
+            };
+            let key = layout::result_key(route, event_seq, sub);
+            if let Some((row, _)) = self.shared.result(&key).await? {
+                if row.state.is_final() {
+                    continue;
+                }
+            }
+            taken += 1;
+            oldest = Some(oldest.map_or(time, |o| o.min(time)));
+        }
+        // Settled since NATS counted: not more than it says.
+        Ok((taken.min(unsettled), oldest))
     }
 
     fn removed_scans(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), RemovedScan>> {
