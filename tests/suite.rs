@@ -49,6 +49,7 @@ mod nats_late_outcomes;
 mod nats_media;
 mod nats_once;
 mod nats_pull;
+mod nats_pull_acks;
 mod nats_queries;
 mod nats_replay_settled;
 mod nats_retries;

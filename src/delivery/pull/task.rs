@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::leases::Leases;
 use super::settle::{self, Settled};
-use super::{AckError, AckRequest, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
+use super::{AckError, AckRequest, Applied, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
 use crate::delivery::attempt::filter_matches;
 use crate::delivery::media_gate::{self, Gate};
@@ -219,11 +219,7 @@ impl State {
 
     /// Record `items` (answering `reply` once done), keeping their messages
     /// from being taken again until then.
-    fn settle(
-        &mut self,
-        items: Vec<Settled>,
-        reply: Option<tokio::sync::oneshot::Sender<Result<super::AckSummary, AckError>>>,
-    ) {
+    fn settle(&mut self, items: Vec<Settled>, reply: Option<super::Reply>) {
         self.recording.extend(items.iter().map(|s| s.event));
         let (store, metrics, name) = (
             self.store.clone(),
@@ -341,17 +337,27 @@ impl State {
         }
     }
 
-    /// Claim the leases (all or nothing) and record what the puller says.
+    /// Claim the leases (all or nothing, or those held when `partial`) and
+    /// record what the puller says.
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
         let ids: Vec<_> = a.lists.all().copied().collect();
-        let claimed = match self.leases.claim(&a.holder, &ids, Instant::now()) {
-            Ok(c) => c,
-            Err(bad) => {
-                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
-                return;
+        let (claimed, not_held) = if a.partial {
+            self.leases.claim_held(&a.holder, &ids, Instant::now())
+        } else {
+            match self.leases.claim(&a.holder, &ids, Instant::now()) {
+                Ok(c) => (c, Vec::new()),
+                Err(bad) => {
+                    let _ = a.reply.send(Err(AckError::NotLeased(bad)));
+                    return;
+                }
             }
         };
+        if claimed.is_empty() {
+            let summary = Default::default();
+            let _ = a.reply.send(Ok(Applied { summary, not_held }));
+            return;
+        }
         let sub = self.lane.subscriber();
         let acked: HashSet<_> = a.lists.ack.iter().collect();
         let released: HashSet<_> = a.lists.release.iter().collect();
@@ -369,7 +375,11 @@ impl State {
                 }
             })
             .collect();
-        self.settle(items, Some(a.reply));
+        let reply = a.reply;
+        let reply: super::Reply = Box::new(move |r| {
+            let _ = reply.send(r.map(|summary| Applied { summary, not_held }));
+        });
+        self.settle(items, Some(reply));
     }
 }
 
