@@ -82,6 +82,11 @@ impl<T> Leases<T> {
         self.ready.retain(|o| o.id != *id);
     }
 
+    /// Take out every ready message (nobody here may hand them out now).
+    pub fn take_ready(&mut self) -> Vec<Offer<T>> {
+        self.ready.drain(..).collect()
+    }
+
     /// Fresh work, offered after what is already waiting.
     pub fn push_ready(&mut self, id: EventId, item: T, attempt: u32) {
         self.ready.push_back(Offer { id, item, attempt });

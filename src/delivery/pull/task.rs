@@ -109,6 +109,9 @@ pub(super) async fn run(
             let w = st.waiting.remove(i).expect("found");
             let _ = w.reply.send(Vec::new());
         }
+        if st.waiting.is_empty() {
+            st.give_back_ready(&mut source).await;
+        }
         let labels = st.metrics.sub(&name);
         st.lane.depth.store(source.depth(), Ordering::Relaxed);
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
@@ -308,6 +311,25 @@ impl State {
             if !source.confirm(&ticket).await {
                 self.leases.remove_ready(&id);
             }
+        }
+    }
+
+    /// Nobody waits here any more (the pullers left while their messages
+    /// were being taken, or their wait ended with the subscriber's leases
+    /// full): in cluster mode what is ready goes back to NATS at once, for
+    /// any relay (the forwarder may pull through another one now), its
+    /// attempt number not spent. Kept otherwise, it would stay held here,
+    /// renewed, until a puller came to this relay. On one host it stays
+    /// ready (the cursor offers nothing it handed out again before a restart).
+    async fn give_back_ready(&mut self, source: &mut WorkSource) {
+        if !self.store.is_clustered() || self.leases.ready() == 0 {
+            return;
+        }
+        let offers = self.leases.take_ready();
+        tracing::debug!(subscriber = %self.lane.subscriber().name, count = offers.len(),
+            "no puller waits at this relay: giving its ready messages back to the cluster");
+        for o in offers {
+            source.give_back(&o.item.work.ticket).await;
         }
     }
 
