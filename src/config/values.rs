@@ -400,6 +400,11 @@ pub enum Endpoint {
 /// Where the pull API lives on the public listener (`/pull/{subscriber}`).
 pub const PULL_PREFIX: &str = "/pull/";
 
+/// The longest pull lease a subscriber may set: a forwarder that died holds
+/// its messages this long (in cluster mode a relay keeps such a message from
+/// the others for a lease plus its lapse, see `store::nats::hold`).
+pub const MAX_PULL_LEASE: Duration = Duration::from_secs(3600);
+
 /// A pull subscriber's settings.
 #[derive(Debug, Clone)]
 pub struct PullSettings {

@@ -138,11 +138,15 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     backoff.reset();
                     break;
                 }
-                Err(RelayError::NotLeased(late)) => {
+                Err(RelayError::NotLeased {
+                    ids: late,
+                    rest_applied,
+                }) => {
                     tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
                         attempt each, or the relay restarted); the relay will offer them again with the same id");
                     batch.retain(|f| !late.contains(&f.id));
-                    if batch.is_empty() {
+                    // A cluster relay applied the others where they are leased.
+                    if batch.is_empty() || rest_applied {
                         break;
                     }
                 }

@@ -3,7 +3,8 @@
 //! answers). Each refuses the field it does not know (400, unknown field, in
 //! serde's words, naming the fields it expects), and the acker must not give
 //! up the batch (the delivered ids in it would be sent again): it hands the
-//! releases back instead, or leaves the answers out.
+//! releases back instead, or leaves the answers out. Also: what the acker
+//! does with a 409 (some ids not leased).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -183,4 +184,68 @@ fn a_local_answer_is_always_one_the_relay_can_record() {
         let a = LocalAnswer::of(&result);
         assert_eq!(a.check(), Ok(()), "{result:?} -> {a:?}");
     }
+}
+
+/// A relay that answers every acknowledgement naming [`DELIVERED`] with a
+/// 409: a cluster relay that applied the others (`applied`), or one that
+/// changed nothing. Every body it got is kept.
+async fn conflict_relay(applied: bool) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let kept = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (conn, _) = listener.accept().await.unwrap();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let kept = kept.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let named = v["ids"].as_array().is_some_and(|l| l.iter().any(|i| i == DELIVERED));
+                        kept.lock().unwrap().push(v);
+                        let (status, answer) = match (named, applied) {
+                            (false, _) => (200, r#"{"acknowledged":0,"retried":2,"dead":0}"#.to_string()),
+                            (true, false) => (409, format!(r#"{{"error":"no","not_leased":["{DELIVERED}"]}}"#)),
+                            (true, true) => (
+                                409,
+                                format!(
+                                    r#"{{"error":"no","not_leased":["{DELIVERED}"],"applied":{{"acknowledged":0,"retried":2,"dead":0}}}}"#
+                                ),
+                            ),
+                        };
+                        let mut resp = Response::new(Full::new(Bytes::from(answer)));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/pull/laptop"), got)
+}
+
+#[tokio::test]
+async fn a_409_that_changed_nothing_sends_the_others_again_without_the_named_ids() {
+    let (url, got) = conflict_relay(false).await;
+    let sent = ack_three(url, got).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["ids"], serde_json::json!([]), "{sent:?}");
+    assert_eq!(sent[1]["retry"].as_array().unwrap().len(), 1, "{sent:?}");
+}
+
+#[tokio::test]
+async fn a_409_whose_others_were_applied_is_not_sent_again() {
+    let (url, got) = conflict_relay(true).await;
+    let sent = ack_three(url, got).await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "a cluster relay applied the others where they are leased: {sent:?}"
+    );
 }

@@ -35,9 +35,11 @@ pub enum RelayError {
     /// 401: unknown subscriber or wrong token.
     #[error("the relay refused the token (unknown pull subscriber or wrong token)")]
     Refused,
-    /// 409 on an acknowledgement: these ids are not leased to us any more.
-    #[error("{} ids are not leased to this forwarder", .0.len())]
-    NotLeased(Vec<String>),
+    /// 409 on an acknowledgement: these ids are not leased to us any more;
+    /// the others were applied when `rest_applied` (a cluster relay), else
+    /// nothing was changed.
+    #[error("{} ids are not leased to this forwarder", .ids.len())]
+    NotLeased { ids: Vec<String>, rest_applied: bool },
     /// Another answer: status and the relay's message.
     #[error("HTTP {0}: {1}")]
     Status(StatusCode, String),
@@ -49,7 +51,7 @@ impl RelayError {
         match self {
             RelayError::Away(_) => true,
             RelayError::Status(s, _) => s.is_server_error() || *s == StatusCode::TOO_MANY_REQUESTS,
-            RelayError::Refused | RelayError::NotLeased(_) => false,
+            RelayError::Refused | RelayError::NotLeased { .. } => false,
         }
     }
 }
@@ -149,7 +151,10 @@ impl Relay {
             s if s.is_success() => Ok(body),
             StatusCode::UNAUTHORIZED => Err(RelayError::Refused),
             StatusCode::CONFLICT => match serde_json::from_slice::<wire::NotLeased>(&body) {
-                Ok(n) => Err(RelayError::NotLeased(n.not_leased)),
+                Ok(n) => Err(RelayError::NotLeased {
+                    ids: n.not_leased,
+                    rest_applied: n.applied.is_some(),
+                }),
                 Err(_) => Err(RelayError::Status(status, message())),
             },
             s => Err(RelayError::Status(s, message())),

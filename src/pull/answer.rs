@@ -23,8 +23,9 @@ pub enum PullAnswer {
     BadRequest(String),
     TooLarge(usize),
     Timeout,
-    /// Some ids are not leased to the caller; nothing was changed.
-    NotLeased(Vec<String>),
+    /// Some ids are not leased to the caller; nothing was changed, or
+    /// (`Some`) the others were applied, as said.
+    NotLeased(Vec<String>, Option<wire::Acked>),
     /// Shutting down, or the store cannot record: try again shortly.
     Unavailable(String),
 }
@@ -39,7 +40,7 @@ impl PullAnswer {
             PullAnswer::BadRequest(_) => StatusCode::BAD_REQUEST,
             PullAnswer::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PullAnswer::Timeout => StatusCode::REQUEST_TIMEOUT,
-            PullAnswer::NotLeased(_) => StatusCode::CONFLICT,
+            PullAnswer::NotLeased(..) => StatusCode::CONFLICT,
             PullAnswer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -60,11 +61,21 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
         PullAnswer::BadRequest(why) => json!({ "error": why }),
         PullAnswer::TooLarge(max) => json!({ "error": format!("body larger than {max} bytes") }),
         PullAnswer::Timeout => json!({"error": "request body not received in time"}),
-        PullAnswer::NotLeased(ids) => serde_json::to_value(wire::NotLeased {
-            error: "these ids are not leased to you (never handed out, another forwarder's, expired or already \
-                    acknowledged); nothing was changed: send the others again without them"
-                .into(),
+        PullAnswer::NotLeased(ids, applied) => serde_json::to_value(wire::NotLeased {
+            error: match applied {
+                None => {
+                    "these ids are not leased to you (never handed out, another forwarder's, expired or already \
+                         acknowledged); nothing was changed: send the others again without them"
+                }
+                Some(_) => {
+                    "these ids are not leased to you by any relay (never handed out, another forwarder's, \
+                            expired or already acknowledged); the others were applied (see applied): do not send \
+                            them again"
+                }
+            }
+            .into(),
             not_leased: ids.clone(),
+            applied: applied.clone(),
         })
         .unwrap_or_default(),
         PullAnswer::Unavailable(why) => json!({ "error": why }),

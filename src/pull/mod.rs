@@ -300,7 +300,16 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
             dead: s.dead,
             warnings,
         }),
-        Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased(bad.iter().map(|id| id.to_string()).collect()),
+        Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased(bad.iter().map(|id| id.to_string()).collect(), None),
+        Err(AckError::NotLeasedRestApplied { not_leased, applied }) => PullAnswer::NotLeased(
+            not_leased.iter().map(|id| id.to_string()).collect(),
+            Some(wire::Acked {
+                acknowledged: applied.acknowledged,
+                retried: applied.retried,
+                dead: applied.dead,
+                warnings,
+            }),
+        ),
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the messages will be offered again"
         )),

@@ -167,11 +167,16 @@ pub struct Acked {
     pub warnings: Vec<String>,
 }
 
-/// The answer when some ids are not leased to the caller (nothing changed).
+/// The answer when some ids are not leased to the caller: nothing changed,
+/// or (cluster mode, `applied` given) the others were applied at the
+/// relays that lease them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotLeased {
     pub error: String,
     pub not_leased: Vec<String>,
+    /// What the ids not named did; absent when nothing was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Acked>,
 }
 
 /// A long-poll's parameters.

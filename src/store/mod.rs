@@ -323,18 +323,19 @@ impl Store {
         matches!(self.backend, Backend::Nats(_))
     }
 
-    /// Ask the other relays of the cluster on `topic`: the answer of the one
-    /// that can answer, or None when none did within `wait` (always None on
-    /// a single host).
+    /// Ask the other relays of the cluster on `topic`, handing each answer
+    /// to `answer` as it comes until it returns true (heard enough) or
+    /// `wait` is over (on a single host nobody answers: returns at once).
     pub async fn ask_peers(
         &self,
         topic: &str,
         body: bytes::Bytes,
         wait: std::time::Duration,
-    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        answer: &mut (dyn FnMut(bytes::Bytes) -> bool + Send),
+    ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sled(_) => Ok(None),
-            Backend::Nats(s) => s.ask_peers(topic, body, wait).await,
+            Backend::Sled(_) => Ok(()),
+            Backend::Nats(s) => s.ask_peers(topic, body, wait, answer).await,
         }
     }
 

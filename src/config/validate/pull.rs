@@ -14,7 +14,7 @@ use crate::config::ConfigError;
 /// The shortest lease: a forwarder needs time to POST locally and acknowledge.
 const MIN_LEASE: Duration = Duration::from_secs(1);
 /// The longest lease: a forwarder that died holds its messages this long.
-const MAX_LEASE: Duration = Duration::from_secs(3600);
+const MAX_LEASE: Duration = crate::config::MAX_PULL_LEASE;
 
 impl Validator<'_> {
     pub(super) fn pull(&self, key: &str, pull: &Spanned<RawPull>) -> Result<PullSettings, ConfigError> {

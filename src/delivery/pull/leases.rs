@@ -82,6 +82,11 @@ impl<T> Leases<T> {
         self.ready.retain(|o| o.id != *id);
     }
 
+    /// Take out every ready message (nobody here may hand them out now).
+    pub fn take_ready(&mut self) -> Vec<Offer<T>> {
+        self.ready.drain(..).collect()
+    }
+
     /// Fresh work, offered after what is already waiting.
     pub fn push_ready(&mut self, id: EventId, item: T, attempt: u32) {
         self.ready.push_back(Offer { id, item, attempt });
@@ -185,6 +190,14 @@ impl<T> Leases<T> {
         lease.into_iter().chain(lapse).min()
     }
 
+    /// Whether `holder` may claim `id` at `now`: leased to it and not
+    /// expired, or lapsed.
+    fn claimable(&self, holder: &str, id: &EventId, now: Instant) -> bool {
+        let live = self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now);
+        let lapsed = self.lapsed.get(id).is_some_and(|(l, _, _)| l.holder == holder);
+        live || lapsed
+    }
+
     /// Take the leases of `ids` out, if every one is held by `holder` (and
     /// not expired at `now`, or lapsed); otherwise change nothing and name
     /// the ids that are not (never handed out, another puller's, expired and
@@ -192,16 +205,24 @@ impl<T> Leases<T> {
     pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Lease<T>>, Vec<EventId>> {
         let bad: Vec<EventId> = ids
             .iter()
-            .filter(|id| {
-                let live = self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now);
-                let lapsed = self.lapsed.get(id).is_some_and(|(l, _, _)| l.holder == holder);
-                !(live || lapsed)
-            })
+            .filter(|id| !self.claimable(holder, id, now))
             .copied()
             .collect();
         if !bad.is_empty() {
             return Err(bad);
         }
+        Ok(self.take(ids))
+    }
+
+    /// Take out the leases of those of `ids` that `holder` may claim (see
+    /// [`claim`](Self::claim)); the others are named and left as they are.
+    /// In a cluster the others may be held by another relay.
+    pub fn claim_held(&mut self, holder: &str, ids: &[EventId], now: Instant) -> (Vec<Lease<T>>, Vec<EventId>) {
+        let (held, others): (Vec<EventId>, Vec<EventId>) = ids.iter().partition(|id| self.claimable(holder, id, now));
+        (self.take(&held), others)
+    }
+
+    fn take(&mut self, ids: &[EventId]) -> Vec<Lease<T>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(l) = self.leased.remove(id) {
@@ -212,7 +233,7 @@ impl<T> Leases<T> {
                 out.push(l);
             }
         }
-        Ok(out)
+        out
     }
 
     /// Everything still here (ready, leased or lapsed), for a clean stop.
@@ -273,6 +294,24 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)], "claimed once");
         assert_eq!(l.leased(), 1);
+    }
+
+    #[test]
+    fn a_partial_claim_takes_what_the_holder_holds_and_names_the_rest() {
+        let now = Instant::now();
+        let mut l = with(3);
+        l.lease(2, "a", now, Duration::from_secs(60), 0);
+        l.lease(1, "b", now, Duration::from_secs(60), 0);
+        let (got, others) = l.claim_held("a", &[id(0), id(2), id(9)], now);
+        assert_eq!(got.iter().map(|x| x.offer.id).collect::<Vec<_>>(), vec![id(0)]);
+        assert_eq!(
+            others,
+            vec![id(2), id(9)],
+            "b's and one never handed out, in the order given"
+        );
+        assert_eq!((l.leased(), l.get(&id(2)).map(|x| x.holder.as_str())), (2, Some("b")));
+        let (got, others) = l.claim_held("a", &[id(0), id(1)], now);
+        assert_eq!((got.len(), others), (1, vec![id(0)]), "claimed once");
     }
 
     #[test]

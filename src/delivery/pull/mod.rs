@@ -68,12 +68,27 @@ pub struct AckSummary {
     pub dead: usize,
 }
 
+impl std::ops::AddAssign for AckSummary {
+    fn add_assign(&mut self, o: AckSummary) {
+        self.acknowledged += o.acknowledged;
+        self.retried += o.retried;
+        self.dead += o.dead;
+    }
+}
+
 /// Why an acknowledgement was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckError {
     /// These ids are not leased to the caller now (never handed out, another
     /// puller's, expired or already acknowledged): nothing was changed.
     NotLeased(Vec<EventId>),
+    /// In cluster mode: these ids are leased to the caller by no relay; the
+    /// others were applied where they are leased (`applied` says what they
+    /// did).
+    NotLeasedRestApplied {
+        not_leased: Vec<EventId>,
+        applied: AckSummary,
+    },
     /// The store could not record them; they are offered again after a restart.
     Store(String),
     /// The lane is stopping (shutdown or the subscriber was removed).
@@ -127,12 +142,44 @@ impl AckLists {
     fn all(&self) -> impl Iterator<Item = &EventId> {
         self.ack.iter().chain(&self.retry).chain(&self.release)
     }
+
+    /// The same lists with only `ids` in them (same order).
+    fn only(&self, ids: &[EventId]) -> AckLists {
+        let keep: std::collections::HashSet<&EventId> = ids.iter().collect();
+        let pick = |l: &[EventId]| l.iter().filter(|id| keep.contains(id)).copied().collect();
+        AckLists {
+            ack: pick(&self.ack),
+            retry: pick(&self.retry),
+            release: pick(&self.release),
+            local: self
+                .local
+                .iter()
+                .filter(|(id, _)| keep.contains(id))
+                .map(|(id, a)| (*id, a.clone()))
+                .collect(),
+        }
+    }
 }
+
+/// What one relay did with an acknowledgement.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Applied {
+    pub summary: AckSummary,
+    /// The ids it does not lease to the caller (left as they are); always
+    /// empty for an all-or-nothing acknowledgement that was applied.
+    pub not_held: Vec<EventId>,
+}
+
+/// Answers an acknowledgement once its records are written.
+pub(super) type Reply = Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>;
 
 pub(super) struct AckRequest {
     holder: String,
     lists: AckLists,
-    reply: oneshot::Sender<Result<AckSummary, AckError>>,
+    /// Apply what this relay leases to the holder and name the rest (cluster
+    /// mode), instead of all or nothing.
+    partial: bool,
+    reply: oneshot::Sender<Result<Applied, AckError>>,
 }
 
 /// One pull subscriber's lane, shared between its task and the request handlers.
@@ -258,30 +305,41 @@ impl PullLane {
     }
 
     /// Acknowledge (`ack`), hand back (`retry`) or release messages leased
-    /// to `holder`; all or nothing. Answers once every result is recorded. In
-    /// cluster mode, messages none of which this relay leases are
-    /// acknowledged at the relay that does.
+    /// to `holder`. Answers once every result is recorded. On one host all
+    /// or nothing. In cluster mode the leases of one forwarder may be held
+    /// by several relays: this relay applies the ones it holds and asks the
+    /// other relays to apply the rest ([`peer`]); the ids no relay leases to
+    /// `holder` are refused, the others applied.
     pub async fn ack(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
-        let total = lists.len();
-        let asked = self.store.is_clustered().then(|| lists.clone());
-        match self.ack_here(holder.clone(), lists).await {
-            Err(AckError::NotLeased(bad)) if bad.len() == total => {
-                let Some(lists) = asked else {
-                    return Err(AckError::NotLeased(bad));
-                };
-                let name = self.subscriber().name.clone();
-                peer::ask(&self.store, &name, holder, &lists)
-                    .await
-                    .unwrap_or(Err(AckError::NotLeased(bad)))
-            }
-            other => other,
+        if !self.store.is_clustered() {
+            return self.ack_here(holder, lists, false).await.map(|a| a.summary);
+        }
+        let here = self.ack_here(holder.clone(), lists.clone(), true).await?;
+        if here.not_held.is_empty() {
+            return Ok(here.summary);
+        }
+        let name = self.subscriber().name.clone();
+        let rest = lists.only(&here.not_held);
+        let there = peer::ask(&self.store, &name, holder, &rest).await?;
+        let mut applied = here.summary;
+        applied += there.summary;
+        match there.not_held {
+            none if none.is_empty() => Ok(applied),
+            not_leased if applied == AckSummary::default() => Err(AckError::NotLeased(not_leased)),
+            not_leased => Err(AckError::NotLeasedRestApplied { not_leased, applied }),
         }
     }
 
-    /// [`ack`](Self::ack) of this relay's leases only.
-    async fn ack_here(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
+    /// [`ack`](Self::ack) of this relay's leases only: all or nothing, or
+    /// (`partial`) those it holds, naming the others.
+    async fn ack_here(&self, holder: String, lists: AckLists, partial: bool) -> Result<Applied, AckError> {
         let (reply, rx) = oneshot::channel();
-        let req = AckRequest { holder, lists, reply };
+        let req = AckRequest {
+            holder,
+            lists,
+            partial,
+            reply,
+        };
         self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;
         rx.await.map_err(|_| AckError::Stopped)?
     }

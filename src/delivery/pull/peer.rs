@@ -1,18 +1,21 @@
 //! Pull subscribers in cluster mode: a forwarder's acknowledgement may reach
 //! any relay (a balancer without sticky sessions, a reconnect), but its
-//! leases live in the memory of the relay that handed the messages out. An
-//! acknowledgement for messages this relay does not lease is asked of the
-//! other relays ([`Store::ask_peers`]); the holder applies it and answers,
-//! exactly as if it had come to it directly (all or nothing, same summary).
+//! leases live in the memory of the relay that handed the messages out, and
+//! one forwarder's leases may be split over several relays (it pulled
+//! through each). The part of an acknowledgement this relay does not lease
+//! is asked of the other relays ([`Store::ask_peers`]); each relay that
+//! leases some of it to that forwarder applies those and answers with what
+//! it did and which ids it does not hold. The asker merges the answers: the
+//! ids no relay holds are refused, the rest is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{AckError, AckLists, AckSummary, LocalAnswer, PullLane};
+use super::{AckError, AckLists, AckSummary, Applied, LocalAnswer, PullLane};
 use crate::store::{EventId, PeerInbox, Store};
 
 /// How long an acknowledgement waits for the relay holding its leases.
@@ -37,10 +40,20 @@ struct Ask {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Reply {
+    /// Every id asked about was applied.
     Done {
         acknowledged: usize,
         retried: usize,
         dead: usize,
+    },
+    /// Some were applied (counted here); the others are not leased to the
+    /// holder by this relay (another relay may lease them). Relays before
+    /// it only answered `Done` or stayed silent.
+    Partly {
+        acknowledged: usize,
+        retried: usize,
+        dead: usize,
+        not_held: Vec<String>,
     },
     Store(String),
 }
@@ -53,14 +66,16 @@ fn parse(list: &[String]) -> Option<Vec<EventId>> {
     list.iter().map(|s| s.parse().ok()).collect()
 }
 
-/// Ask the relay that holds these leases to apply the acknowledgement; None
-/// when no relay holds them all.
+/// Ask the other relays to apply the acknowledgement of the leases they
+/// hold: what they applied, and the ids none of them leases to `holder`
+/// (in the order given). Each relay that holds some answers (the others
+/// stay silent); waits until every id is applied, or up to [`PEER_WAIT`].
 pub(super) async fn ask(
     store: &Store,
     subscriber: &str,
     holder: String,
     lists: &AckLists,
-) -> Option<Result<AckSummary, AckError>> {
+) -> Result<Applied, AckError> {
     let body = serde_json::to_vec(&Ask {
         holder,
         ack: ids(&lists.ack),
@@ -68,27 +83,63 @@ pub(super) async fn ask(
         release: ids(&lists.release),
         local: lists.local.iter().map(|(id, a)| (id.to_string(), a.clone())).collect(),
     })
-    .ok()?;
-    let answer = match store.ask_peers(&topic(subscriber), Bytes::from(body), PEER_WAIT).await {
-        Ok(a) => a?,
-        Err(e) => return Some(Err(AckError::Store(e.to_string()))),
+    .map_err(|e| AckError::Store(e.to_string()))?;
+    let mut open: HashSet<EventId> = lists.all().copied().collect();
+    let mut summary = AckSummary::default();
+    let mut failed = None;
+    let mut heard = |answer: Bytes| {
+        let (done, not_held) = match serde_json::from_slice(&answer) {
+            Ok(Reply::Done {
+                acknowledged,
+                retried,
+                dead,
+            }) => (
+                AckSummary {
+                    acknowledged,
+                    retried,
+                    dead,
+                },
+                HashSet::<EventId>::new(),
+            ),
+            Ok(Reply::Partly {
+                acknowledged,
+                retried,
+                dead,
+                not_held,
+            }) => (
+                AckSummary {
+                    acknowledged,
+                    retried,
+                    dead,
+                },
+                not_held.iter().filter_map(|s| s.parse().ok()).collect(),
+            ),
+            Ok(Reply::Store(why)) => {
+                failed = Some(why);
+                return true;
+            }
+            Err(_) => return false,
+        };
+        summary += done;
+        // An id is leased by one relay at most: what that relay applied is
+        // everything it was asked but does not name.
+        open.retain(|id| not_held.contains(id));
+        open.is_empty()
     };
-    Some(match serde_json::from_slice(&answer).ok()? {
-        Reply::Done {
-            acknowledged,
-            retried,
-            dead,
-        } => Ok(AckSummary {
-            acknowledged,
-            retried,
-            dead,
-        }),
-        Reply::Store(why) => Err(AckError::Store(why)),
-    })
+    store
+        .ask_peers(&topic(subscriber), Bytes::from(body), PEER_WAIT, &mut heard)
+        .await
+        .map_err(|e| AckError::Store(e.to_string()))?;
+    if let Some(why) = failed {
+        return Err(AckError::Store(why));
+    }
+    let not_held = lists.all().filter(|id| open.contains(id)).copied().collect();
+    Ok(Applied { summary, not_held })
 }
 
-/// Answer the other relays' acknowledgements for leases this lane holds;
-/// stays silent about the others.
+/// Answer the other relays' acknowledgements for leases this lane holds:
+/// what it applied and which of the ids it does not hold. A relay that
+/// holds none of them stays silent (the asker waits for the relays that do).
 pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(req) = inbox.rx.recv().await {
@@ -112,14 +163,22 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     release,
                     local,
                 };
-                let reply = match lane.ack_here(ask.holder, lists).await {
-                    Ok(s) => Reply::Done {
-                        acknowledged: s.acknowledged,
-                        retried: s.retried,
-                        dead: s.dead,
+                let total = lists.len();
+                let reply = match lane.ack_here(ask.holder, lists, true).await {
+                    Ok(a) if a.not_held.len() == total => return,
+                    Ok(Applied { summary, not_held }) if not_held.is_empty() => Reply::Done {
+                        acknowledged: summary.acknowledged,
+                        retried: summary.retried,
+                        dead: summary.dead,
+                    },
+                    Ok(Applied { summary, not_held }) => Reply::Partly {
+                        acknowledged: summary.acknowledged,
+                        retried: summary.retried,
+                        dead: summary.dead,
+                        not_held: ids(&not_held),
                     },
                     Err(AckError::Store(why)) => Reply::Store(why),
-                    Err(AckError::NotLeased(_) | AckError::Stopped) => return,
+                    Err(AckError::NotLeased(_) | AckError::NotLeasedRestApplied { .. } | AckError::Stopped) => return,
                 };
                 let _ = req.answer.send(serde_json::to_vec(&reply).ok().map(Bytes::from));
             });

@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use super::{AckError, AckSummary, LocalAnswer};
 use crate::clock;
 use crate::config::Subscriber;
@@ -196,7 +194,7 @@ pub(super) async fn record(
     metrics: Arc<Metrics>,
     subscriber: String,
     items: Vec<Settled>,
-    reply: Option<oneshot::Sender<Result<AckSummary, AckError>>>,
+    reply: Option<super::Reply>,
 ) -> Vec<(Ticket, EventId, bool)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, s) in items.iter().enumerate() {
@@ -259,7 +257,7 @@ pub(super) async fn record(
             "cannot record a pull outcome; the message will be offered again after a restart");
     }
     if let Some(reply) = reply {
-        let _ = reply.send(match failure {
+        reply(match failure {
             None => Ok(summary),
             Some(e) => Err(AckError::Store(e)),
         });

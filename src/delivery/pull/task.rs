@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::leases::Leases;
 use super::settle::{self, Settled};
-use super::{AckError, AckRequest, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
+use super::{AckError, AckRequest, Applied, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
 use crate::delivery::attempt::filter_matches;
 use crate::delivery::media_gate::{self, Gate};
@@ -108,6 +108,9 @@ pub(super) async fn run(
         while let Some(i) = st.waiting.iter().position(|w| w.until <= now) {
             let w = st.waiting.remove(i).expect("found");
             let _ = w.reply.send(Vec::new());
+        }
+        if st.waiting.is_empty() {
+            st.give_back_ready(&mut source).await;
         }
         let labels = st.metrics.sub(&name);
         st.lane.depth.store(source.depth(), Ordering::Relaxed);
@@ -219,11 +222,7 @@ impl State {
 
     /// Record `items` (answering `reply` once done), keeping their messages
     /// from being taken again until then.
-    fn settle(
-        &mut self,
-        items: Vec<Settled>,
-        reply: Option<tokio::sync::oneshot::Sender<Result<super::AckSummary, AckError>>>,
-    ) {
+    fn settle(&mut self, items: Vec<Settled>, reply: Option<super::Reply>) {
         self.recording.extend(items.iter().map(|s| s.event));
         let (store, metrics, name) = (
             self.store.clone(),
@@ -315,6 +314,25 @@ impl State {
         }
     }
 
+    /// Nobody waits here any more (the pullers left while their messages
+    /// were being taken, or their wait ended with the subscriber's leases
+    /// full): in cluster mode what is ready goes back to NATS at once, for
+    /// any relay (the forwarder may pull through another one now), its
+    /// attempt number not spent. Kept otherwise, it would stay held here,
+    /// renewed, until a puller came to this relay. On one host it stays
+    /// ready (the cursor offers nothing it handed out again before a restart).
+    async fn give_back_ready(&mut self, source: &mut WorkSource) {
+        if !self.store.is_clustered() || self.leases.ready() == 0 {
+            return;
+        }
+        let offers = self.leases.take_ready();
+        tracing::debug!(subscriber = %self.lane.subscriber().name, count = offers.len(),
+            "no puller waits at this relay: giving its ready messages back to the cluster");
+        for o in offers {
+            source.give_back(&o.item.work.ticket).await;
+        }
+    }
+
     /// Give ready messages to waiting pullers, first come first served, each
     /// up to what it asked for; a puller that got something is answered now.
     fn hand_out(&mut self, now: Instant) {
@@ -341,17 +359,27 @@ impl State {
         }
     }
 
-    /// Claim the leases (all or nothing) and record what the puller says.
+    /// Claim the leases (all or nothing, or those held when `partial`) and
+    /// record what the puller says.
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
         let ids: Vec<_> = a.lists.all().copied().collect();
-        let claimed = match self.leases.claim(&a.holder, &ids, Instant::now()) {
-            Ok(c) => c,
-            Err(bad) => {
-                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
-                return;
+        let (claimed, not_held) = if a.partial {
+            self.leases.claim_held(&a.holder, &ids, Instant::now())
+        } else {
+            match self.leases.claim(&a.holder, &ids, Instant::now()) {
+                Ok(c) => (c, Vec::new()),
+                Err(bad) => {
+                    let _ = a.reply.send(Err(AckError::NotLeased(bad)));
+                    return;
+                }
             }
         };
+        if claimed.is_empty() {
+            let summary = Default::default();
+            let _ = a.reply.send(Ok(Applied { summary, not_held }));
+            return;
+        }
         let sub = self.lane.subscriber();
         let acked: HashSet<_> = a.lists.ack.iter().collect();
         let released: HashSet<_> = a.lists.release.iter().collect();
@@ -369,7 +397,11 @@ impl State {
                 }
             })
             .collect();
-        self.settle(items, Some(a.reply));
+        let reply = a.reply;
+        let reply: super::Reply = Box::new(move |r| {
+            let _ = reply.send(r.map(|summary| Applied { summary, not_held }));
+        });
+        self.settle(items, Some(reply));
     }
 }
 

@@ -15,17 +15,27 @@ use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use tokio::time::Instant;
 
-/// The longest this relay keeps a message from the others: a pull lease's
-/// maximum; after it a message whose record failed goes to another relay.
-const MAX_HOLD: Duration = Duration::from_secs(3600);
+/// The longest this relay keeps a message from the others after it last
+/// started it (a push attempt or a pull hand-out, each after a [`confirm`]);
+/// after it a message whose record failed goes to another relay. A pull
+/// hand-out stays this relay's for its lease (at most
+/// [`MAX_PULL_LEASE`](crate::config::MAX_PULL_LEASE)), then its lapse (at
+/// most one more lease: `delivery::pull::task`), then while its result is
+/// recorded: the hold must outlast all three, or NATS hands the message to
+/// another relay while this one still accepts its holder's acknowledgement.
+const MAX_HOLD: Duration = Duration::from_secs(2 * crate::config::MAX_PULL_LEASE.as_secs() + RECORD_MARGIN_SECS);
+/// Time left for recording after a lease and its lapse.
+const RECORD_MARGIN_SECS: u64 = 600;
+const _: () = assert!(MAX_HOLD.as_secs() > 2 * crate::config::MAX_PULL_LEASE.as_secs());
 /// How often the renewing task looks at the takeover in force.
 const CHECK_TAKEOVER: Duration = Duration::from_secs(1);
 
 /// One held message.
 pub(super) struct Hold {
     acker: Arc<Acker>,
-    /// When it arrived (the hold ends [`MAX_HOLD`] later).
-    arrived: Instant,
+    /// When it arrived or was last confirmed for a start (the hold ends
+    /// [`MAX_HOLD`] later).
+    started: Instant,
     /// When the last renewal NATS confirmed was sent (first: the arrival).
     confirmed: Instant,
     /// NATS may have handed it to another relay: do not send it from here.
@@ -113,7 +123,7 @@ pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) -> bool {
         seq,
         Hold {
             acker,
-            arrived: now,
+            started: now,
             confirmed: now,
             lost: false,
         },
@@ -158,11 +168,18 @@ pub(super) async fn confirm(held: &Held, seq: u64, takeover: Duration) -> bool {
             return false;
         }
         if age < fresh(takeover) {
+            m.started = Instant::now();
             return true;
         }
         m.acker.clone()
     };
-    renew(held, seq, acker, takeover).await
+    let ok = renew(held, seq, acker, takeover).await;
+    if ok {
+        if let Some(m) = lock(held).get_mut(&seq) {
+            m.started = Instant::now();
+        }
+    }
+    ok
 }
 
 /// Send one renewal and wait for NATS to confirm it; whether the message is
@@ -188,7 +205,7 @@ async fn renew(held: &Held, seq: u64, acker: Arc<Acker>, takeover: Duration) -> 
 /// Renew every held message each [`renew_period`], so only a relay that
 /// stopped (died, paused, lost NATS) hands them over. Lost messages are
 /// still renewed (one may be in flight: it should not be sent a third time);
-/// a message held longer than [`MAX_HOLD`] is let go.
+/// a message held [`MAX_HOLD`] since it was last started is let go.
 pub(super) async fn keep_held(held: Held, takeover: Takeover) {
     let mut last = Instant::now();
     loop {
@@ -203,7 +220,7 @@ pub(super) async fn keep_held(held: Held, takeover: Takeover) {
         let takeover = takeover.get();
         let due: Vec<(u64, Arc<Acker>)> = {
             let mut h = lock(&held);
-            h.retain(|_, m| m.arrived.elapsed() < MAX_HOLD);
+            h.retain(|_, m| m.started.elapsed() < MAX_HOLD);
             h.iter().map(|(seq, m)| (*seq, m.acker.clone())).collect()
         };
         let renewals = due.into_iter().map(|(seq, acker)| {

@@ -1,12 +1,12 @@
 //! Requests between the relays of a cluster, over core NATS (no
 //! JetStream: nothing here needs to be stored). A relay asks all of them
-//! on a topic; the relay that can answer does, the others stay silent.
+//! on a topic; the relays that can answer do (one or several), the others
+//! stay silent.
 //! Used by pull subscribers: an acknowledgement that reaches a relay other
 //! than the one holding the leases is answered by the holder.
 
 use std::time::Duration;
 
-use async_nats::RequestErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -22,16 +22,30 @@ fn subject(topic: &str) -> String {
 }
 
 impl NatsStore {
-    /// Ask every relay (this one too) on `topic`; the first answer, or None
-    /// when none answered within `wait`.
-    pub async fn ask_peers(&self, topic: &str, body: Bytes, wait: Duration) -> Result<Option<Bytes>, StoreError> {
-        let request = self.shared.client.request(subject(topic), body);
-        match tokio::time::timeout(wait, request).await {
-            Ok(Ok(m)) => Ok(Some(m.payload)),
-            Ok(Err(e)) if matches!(e.kind(), RequestErrorKind::NoResponders | RequestErrorKind::TimedOut) => Ok(None),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Ok(None),
+    /// Ask every relay (this one too) on `topic` and hand each answer to
+    /// `answer` as it comes, until `answer` says it has heard enough (true)
+    /// or `wait` is over. Several relays may answer one request.
+    pub async fn ask_peers(
+        &self,
+        topic: &str,
+        body: Bytes,
+        wait: Duration,
+        answer: &mut (dyn FnMut(Bytes) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let client = &self.shared.client;
+        let inbox = client.new_inbox();
+        let mut answers = client.subscribe(inbox.clone()).await.map_err(unavailable)?;
+        client
+            .publish_with_reply(subject(topic), inbox, body)
+            .await
+            .map_err(unavailable)?;
+        let until = tokio::time::Instant::now() + wait;
+        while let Ok(Some(m)) = tokio::time::timeout_at(until, answers.next()).await {
+            if answer(m.payload) {
+                break;
+            }
         }
+        Ok(())
     }
 
     /// The requests other relays make on `topic`, until the inbox is dropped.
