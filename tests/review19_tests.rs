@@ -90,42 +90,6 @@ async fn r19_switching_pull_to_push_does_not_deliver_a_leased_message_again() {
     );
 }
 
-/// Finding 3 (low): a lease that ran out is a failed attempt (README,
-/// "Leases"), but while it lapses its holder may *release* it: the claim
-/// accepts a lapsed lease for any list (src/delivery/pull/leases.rs `claim`),
-/// and `settle::released` records no attempt, so the expiry vanishes from
-/// the history, the message is offered again at once with the same attempt
-/// number and no step of the retry schedule is used. A forwarder whose
-/// local service outlives the lease and that is restarted (SIGTERM
-/// releases what it still delivers) never moves the message toward a dead
-/// letter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r19_releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(5)]);
-    let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
-    let addr = h.ingest_addrs[0];
-    let id = accepted(addr, &runway("lapsed-release")).await;
-    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
-    assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(1), "{got}");
-    // The local service outlives the 1 s lease; then the forwarder is stopped
-    // and releases what it still delivers (within the lapse: one more lease).
-    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
-    let release = format!(r#"{{"release": ["{id}"]}}"#);
-    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &release).await;
-    assert_eq!(s, StatusCode::OK, "{a}");
-    let (_, _, again) = pull_call(addr, "GET", "/pull/laptop?wait=1s&max=1", Some(TOKEN), Some("fwd2"), "").await;
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
-    h.shutdown().await;
-    assert_eq!(
-        ev["subscribers"][0]["attempts_total"], 1,
-        "the lease ran out (a failed attempt), yet after its release within the lapse no attempt is recorded \
-         and the message is offered again at once with the same attempt number; the event's history: {}; \
-         the next hand-out: {}",
-        ev["subscribers"][0], again["messages"][0]["headers"]
-    );
-}
-
 /// Finding 4: a pull answer has no size bound (src/pull/mod.rs `pull`:
 /// every handed-out message, base64, in one body), but `hookrelay forward`
 /// reads at most 128 MiB of it (src/forward/client.rs `MAX_ANSWER`). With

@@ -134,7 +134,7 @@ impl Pump {
         while deliveries.join_next().await.is_some() {}
         let cut: Vec<String> = active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         if !cut.is_empty() {
-            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used)");
+            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
         }
         for id in cut {
             self.status.cut();

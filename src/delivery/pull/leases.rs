@@ -37,6 +37,10 @@ pub(super) struct Lease<T> {
     pub length: std::time::Duration,
 }
 
+/// A lease taken out by [`Leases::claim`], with when its retry is due (ms)
+/// if it had lapsed (its expiry was a failed attempt already).
+pub(super) type Claimed<T> = (Lease<T>, Option<u64>);
+
 pub(super) struct Leases<T> {
     leased: HashMap<EventId, Lease<T>>,
     /// The leases by deadline, to expire them in order without a scan.
@@ -188,8 +192,9 @@ impl<T> Leases<T> {
     /// Take the leases of `ids` out, if every one is held by `holder` (and
     /// not expired at `now`, or lapsed); otherwise change nothing and name
     /// the ids that are not (never handed out, another puller's, expired and
-    /// over, already claimed).
-    pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Lease<T>>, Vec<EventId>> {
+    /// over, already claimed). A lapsed one comes with when its retry is due
+    /// (ms): its expiry was a failed attempt already.
+    pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Claimed<T>>, Vec<EventId>> {
         let bad: Vec<EventId> = ids
             .iter()
             .filter(|id| {
@@ -206,10 +211,10 @@ impl<T> Leases<T> {
         for id in ids {
             if let Some(l) = self.leased.remove(id) {
                 self.deadlines.remove(&(l.until, *id));
-                out.push(l);
-            } else if let Some((l, end, _)) = self.lapsed.remove(id) {
+                out.push((l, None));
+            } else if let Some((l, end, due)) = self.lapsed.remove(id) {
                 self.lapse_ends.remove(&(end, *id));
-                out.push(l);
+                out.push((l, Some(due)));
             }
         }
         Ok(out)
@@ -270,7 +275,10 @@ mod tests {
         );
         assert_eq!(l.leased(), 3);
         let got = l.claim("a", &[id(0), id(1)], now).unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got.iter().map(|(_, lapsed)| *lapsed).collect::<Vec<_>>(),
+            vec![None, None]
+        );
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)], "claimed once");
         assert_eq!(l.leased(), 1);
     }
@@ -331,7 +339,11 @@ mod tests {
         );
         assert_eq!(l.claim("b", &[id(0)], now).unwrap_err(), vec![id(0)], "only its holder");
         let late = l.claim("a", &[id(0)], now + Duration::from_secs(12)).unwrap();
-        assert_eq!((late[0].offer.id, late[0].length), (id(0), Duration::from_secs(10)));
+        assert_eq!(
+            (late[0].0.offer.id, late[0].0.length, late[0].1),
+            (id(0), Duration::from_secs(10), Some(7)),
+            "with when the retry of its expiry is due"
+        );
         assert!(l.lapses_over(now + Duration::from_secs(14)).is_empty());
         let over = l.lapses_over(end);
         assert_eq!(

@@ -357,12 +357,19 @@ impl State {
         let released: HashSet<_> = a.lists.release.iter().collect();
         let items: Vec<Settled> = claimed
             .into_iter()
-            .map(|l| {
+            .map(|(l, lapsed)| {
                 let (work, number) = (l.offer.item.work, l.offer.attempt);
                 if acked.contains(&work.event.id) {
                     settle::acknowledged(work, number, l.at_ms)
                 } else if released.contains(&work.event.id) {
-                    settle::released(work)
+                    match lapsed {
+                        None => settle::released(work),
+                        // Its lease ran out before the release: that expiry
+                        // was a failed attempt (a release only keeps the
+                        // retry step of a live lease), recorded now with the
+                        // due time it got then.
+                        Some(due) => settle::expired(work, number, l.at_ms, l.length, &sub, Some(due)),
+                    }
                 } else {
                     let local = a.lists.local.get(&work.event.id);
                     settle::handed_back(work, number, l.at_ms, &sub, local)
