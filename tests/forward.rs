@@ -514,3 +514,60 @@ async fn a_forwarder_says_it_is_connected_before_its_first_long_poll_ends() {
     let id = accepted(relay.addr, &runway("after-connect")).await;
     local.wait_all(secs(10), &[id]).await;
 }
+
+/// A pull answer carries at most 32 MiB of messages (the rest waits, not
+/// leased, for the next pull), so it stays within what the forwarder reads:
+/// with `--concurrency 100` and 70 callbacks of 1.5 MB (~2 MB each in base64,
+/// ~140 MB in all) every one arrives within its first lease, as attempt 1.
+/// (Before the bound the relay leased all 70 in one answer the forwarder
+/// could not read, and each came back as attempt 2 after its lease ran out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_callbacks_reach_a_forwarder_with_high_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(10)).retry([secs(1); 5]);
+    let h = start(&TestConfig::new(dir.path()).max_body(2 << 20).subscriber(laptop)).await;
+    let addr = h.ingest_addrs[0];
+    let pad = "x".repeat(1_500_000);
+    let mut ids = Vec::new();
+    for i in 0..70 {
+        let body = format!(r#"{{"code":200,"data":{{"task_id":"big-{i}"}},"pad":"{pad}"}}"#);
+        ids.push(accepted(addr, &body).await);
+    }
+    drop(pad);
+    let local = common::forward::Local::ok().await;
+    let mut fwd = common::forward::Forwarder::start(
+        dir.path(),
+        &common::forward::pull_url(addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--concurrency", "100", "--timeout", "5s"],
+    );
+    // Well within the 10 s lease: on loopback this takes a second or two.
+    let deadline = tokio::time::Instant::now() + secs(8);
+    while local.all().len() < ids.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got: Vec<u32> = local.all().iter().map(|g| g.attempt).collect();
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let row = row(&subs["subscribers"], "name", "laptop");
+    fwd.kill9();
+    let log: Vec<String> = fwd
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("answer") || l.contains("WARN") || l.contains("ERROR"))
+        .take(3)
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    h.shutdown().await;
+    assert_eq!(
+        got.len(),
+        ids.len(),
+        "the local service received {} of {} messages in 8 s (within their lease); the relay shows leased={} \
+         depth={}; forwarder log: {log:#?}",
+        got.len(),
+        ids.len(),
+        row["leased"],
+        row["queue_depth"],
+    );
+    assert!(got.iter().all(|a| *a == 1), "each at its first attempt: {got:?}");
+}

@@ -471,6 +471,29 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_cut_short_by_a_reload_that_removes_its_subscriber_is_told_so() {
+    let (dir, sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let waiting = tokio::spawn(pull_call(addr, "GET", "/pull/laptop?wait=20s", Some(TOKEN), None, ""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let without = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("push", sub.url()))
+        .subscriber(Subscriber::pull("other", "other-token").lease(secs(30)).secret(SECRET));
+    without.write();
+    h.reload().await.unwrap();
+    let (s, _, v) = tokio::time::timeout(secs(5), waiting).await.unwrap().unwrap();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("removed or changed by a configuration reload") && !error.contains("shutting down"),
+        "{v}"
+    );
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "gone");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
     // The common config's read_timeout is 2s: it bounds reading a request, not waiting for work.
     let (_dir, _sub, h) = relay(secs(30)).await;

@@ -1,7 +1,8 @@
 //! What a pull subscriber's attempts record: a lease that runs out is a
-//! failed attempt (the retry schedule, then a dead letter), and a hand-back
-//! keeps what the private service answered (`local`, advisory: an entry the
-//! relay cannot use is left out and named, the acknowledgement stands).
+//! failed attempt (the retry schedule, then a dead letter; a release during
+//! its lapse does not undo it), and a hand-back keeps what the private
+//! service answered (`local`, advisory: an entry the relay cannot use is left
+//! out and named, the acknowledgement stands).
 
 use crate::common;
 use crate::pull::{ids, laptop_delivery, relay, send, TOKEN};
@@ -173,4 +174,46 @@ async fn a_lapse_lasts_at_most_one_more_lease() {
     let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
     assert!(ids(&none).is_empty(), "due when the 60 s delay ends: {none}");
     h.shutdown().await;
+}
+
+/// A lease that ran out is a failed attempt (README, "Leases"); its holder
+/// may still claim it during the lapse, but a *release* then (a forwarder
+/// restarted while its local service outlived the lease) does not undo the
+/// expiry: the attempt is recorded, and the message comes again after the
+/// retry delay with the next attempt number, not at once as the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(5)]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
+    let addr = h.ingest_addrs[0];
+    let id = accepted(addr, &runway("lapsed-release")).await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(1), "{got}");
+    // The local service outlives the 1 s lease; then the forwarder is stopped
+    // and releases what it still delivers (within the lapse: one more lease).
+    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
+    let release = format!(r#"{{"release": ["{id}"]}}"#);
+    let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &release).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(
+        a["retried"], 1,
+        "offered again after the retry delay, like a hand-back: {a}"
+    );
+    // Not offered at once: the retry is due 5 s after the expiry.
+    let (_, _, again) = pull_call(addr, "GET", "/pull/laptop?wait=1s&max=1", Some(TOKEN), Some("fwd2"), "").await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    h.shutdown().await;
+    let delivery = &ev["subscribers"][0];
+    assert_eq!(
+        delivery["attempts_total"], 1,
+        "the expiry stays a failed attempt after a release within the lapse: {delivery}"
+    );
+    let error = delivery["attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("lease expired"), "{delivery}");
+    assert_eq!(
+        again["messages"],
+        serde_json::json!([]),
+        "not offered again at once: {again}"
+    );
 }

@@ -59,6 +59,26 @@ fn a_pull_subscriber_takes_after_archive() {
 }
 
 #[test]
+fn a_max_body_larger_than_hookrelay_forward_receives_is_warned_about_with_pull_subscribers() {
+    let pull = with_sub("pull = { token = \"laptop-token\" }");
+    let large = |t: &str| t.replace("listen = [", "max_body = \"200MiB\"\nlisten = [");
+    let c = parse(&large(&pull)).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("server.max_body") && w.contains("\"laptop\"") && w.contains("160 MiB")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(parse(&pull).unwrap().warnings.is_empty(), "the default is far below");
+    let push = with_sub("url = \"http://127.0.0.1:9/x\"");
+    assert!(
+        parse(&large(&push)).unwrap().warnings.is_empty(),
+        "no pull subscriber: nothing to say"
+    );
+}
+
+#[test]
 fn the_lease_defaults_to_a_minute_and_the_token_comes_from_any_source() {
     std::env::set_var("HOOKRELAY_TEST_PULL_TOKEN", "from-env");
     let c = parse(&with_sub("pull = { token = { env = \"HOOKRELAY_TEST_PULL_TOKEN\" } }")).unwrap();

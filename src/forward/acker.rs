@@ -4,7 +4,8 @@
 //! the batch is kept and sent again with back-off (it grows meanwhile). Ids
 //! the relay no longer leases to us (expired, or the relay restarted) are
 //! dropped from the batch: the relay offers those messages again, with the
-//! same id. A hand-back carries what the local service answered, for the
+//! same id. A relay that refuses a request as too large (413: a small
+//! `server.max_body`) gets the batch in smaller parts. A hand-back carries what the local service answered, for the
 //! relay's history. A relay older than a field of the acknowledgement
 //! refuses it (400, unknown field): the acker then sends without it, and
 //! never gives up delivered ids for that.
@@ -88,6 +89,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     // for a while releases go as hand-backs, as that relay expects. One older
     // than `local` refuses that: for a while it is left out.
     let mut old = OldRelay::default();
+    // Ids sent in one request at most: halved when the relay answers 413 (a
+    // small `server.max_body` caps its acknowledgements), the rest of the
+    // batch goes in the next requests.
+    let mut cap = MAX_ACK_IDS;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut tries = 0;
@@ -105,15 +110,17 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             batch.reverse();
             batch.retain(|f| seen.insert(f.id.clone()));
             batch.reverse();
+            let sent = batch.len().min(cap);
+            let part = &batch[..sent];
             let list =
-                |end: End| -> Vec<String> { batch.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
+                |end: End| -> Vec<String> { part.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
             let (ids, mut retry, mut release) = (list(End::Delivered), list(End::HandBack), list(End::Release));
             if OldRelay::active(&mut old.release_until) {
                 retry.append(&mut release);
             }
             let mut local: std::collections::BTreeMap<String, LocalAnswer> =
                 match without_local || OldRelay::active(&mut old.local_until) {
-                    false => batch
+                    false => part
                         .iter()
                         .filter(|f| f.end == End::HandBack)
                         .filter_map(|f| Some((f.id.clone(), f.local.clone()?)))
@@ -121,7 +128,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     true => Default::default(),
                 };
             // The answers are extra: they never make an acknowledgement too large.
-            if sizes(batch.len(), &local).1 > LOCAL_BUDGET {
+            if sizes(sent, &local).1 > LOCAL_BUDGET {
                 local.clear();
             }
             match relay.ack(&ids, &retry, &release, local.clone()).await {
@@ -136,7 +143,11 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         "acknowledged"
                     );
                     backoff.reset();
-                    break;
+                    batch.drain(..sent);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    tries = 0;
                 }
                 Err(RelayError::NotLeased {
                     ids: late,
@@ -174,6 +185,13 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     tracing::info!(error = %why, "acknowledgement refused with the local service's answers; sending it without them");
                     without_local = true;
                 }
+                // Too large even without the answers (a relay whose
+                // `server.max_body` is small): fewer ids per request.
+                Err(RelayError::Status(StatusCode::PAYLOAD_TOO_LARGE, why)) if sent > 1 => {
+                    cap = sent / 2;
+                    tracing::info!(error = %why, ids_per_request = cap,
+                        "acknowledgement too large for the relay; sending it in smaller parts");
+                }
                 Err(e) if e.is_transient() && tries < MAX_TRIES => {
                     tries += 1;
                     let wait = backoff.next_delay();
@@ -183,7 +201,11 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                 Err(e) => {
                     tracing::error!(error = %e, ids = ?ids, retry = ?retry,
                         "acknowledgement given up; the relay will offer these messages again when their leases expire");
-                    break;
+                    batch.drain(..sent);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    tries = 0;
                 }
             }
         }

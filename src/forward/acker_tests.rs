@@ -4,7 +4,8 @@
 //! serde's words, naming the fields it expects), and the acker must not give
 //! up the batch (the delivered ids in it would be sent again): it hands the
 //! releases back instead, or leaves the answers out. Also: what the acker
-//! does with a 409 (some ids not leased).
+//! does with a 409 (some ids not leased), and a relay that finds the
+//! acknowledgement too large (413) gets it in parts.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -168,6 +169,23 @@ async fn answers_that_would_make_the_acknowledgement_too_large_are_left_out() {
         "the delivered id is not given up"
     );
     assert!(got[0].get("local").is_none(), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_relay_that_refuses_the_batch_as_too_large_gets_it_in_parts() {
+    // A relay whose max_body takes one id per acknowledgement: the acker
+    // does not give up the batch (the delivered id would be sent again).
+    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local"], 80).await;
+    let got = ack_three(url, accepted).await;
+    assert_eq!(got.len(), 3, "one request each: {got:?}");
+    let all = |k: &str| -> Vec<serde_json::Value> {
+        got.iter()
+            .flat_map(|v| v.get(k).and_then(|l| l.as_array()).cloned().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(all("ids"), vec![serde_json::json!(DELIVERED)], "{got:?}");
+    assert_eq!(all("release"), vec![serde_json::json!(RELEASED)], "{got:?}");
+    assert_eq!(all("retry"), vec![serde_json::json!(HANDED_BACK)], "{got:?}");
 }
 
 #[test]

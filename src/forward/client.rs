@@ -21,8 +21,10 @@ type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The `User-Agent` of the forwarder's requests (to the relay and locally).
 pub const USER_AGENT: &str = concat!("hookrelay-forward/", env!("CARGO_PKG_VERSION"));
-/// Bytes of an answer read at most (errors are shown, messages are bounded by the relay).
-const MAX_ANSWER: usize = 128 << 20;
+/// Bytes of an answer read at most: the relay bounds a pull answer to
+/// [`wire::ANSWER_BUDGET`] (or one larger message alone), and this is that
+/// budget plus one message of [`wire::MAX_FORWARDED_BODY`].
+const MAX_ANSWER: usize = wire::MAX_ANSWER;
 /// How long a request to the relay may take beyond the long-poll's wait.
 const RELAY_SLACK: Duration = Duration::from_secs(15);
 
@@ -35,6 +37,19 @@ pub enum RelayError {
     /// 401: unknown subscriber or wrong token.
     #[error("the relay refused the token (unknown pull subscriber or wrong token)")]
     Refused,
+    /// The relay answered, but with more than [`MAX_ANSWER`] bytes (its
+    /// declared length, when it said one): a message larger than this
+    /// forwarder can take.
+    #[error(
+        "the relay's answer ({}) is larger than the {} MiB this forwarder reads: a message with a body over {} MiB \
+         (the relay's server.max_body allows it), which hookrelay forward cannot receive, or a relay older than \
+         this forwarder, whose answers have no size bound (lower --concurrency); the relay offers what it leased \
+         again when the leases run out (a failed attempt each)",
+        .0.map_or("size unknown".to_string(), |n| format!("{n} bytes")),
+        MAX_ANSWER >> 20,
+        wire::MAX_FORWARDED_BODY >> 20
+    )]
+    TooLarge(Option<u64>),
     /// 409 on an acknowledgement: these ids are not leased to us any more;
     /// the others were applied when `rest_applied` (a cluster relay), else
     /// nothing was changed.
@@ -49,7 +64,8 @@ impl RelayError {
     /// Whether trying again later can help.
     pub fn is_transient(&self) -> bool {
         match self {
-            RelayError::Away(_) => true,
+            // The next answer may be smaller (other messages, in other answers).
+            RelayError::Away(_) | RelayError::TooLarge(_) => true,
             RelayError::Status(s, _) => s.is_server_error() || *s == StatusCode::TOO_MANY_REQUESTS,
             RelayError::Refused | RelayError::NotLeased { .. } => false,
         }
@@ -131,10 +147,21 @@ impl Relay {
         let exchange = async {
             let resp = self.http.request(req).await.map_err(|e| RelayError::Away(chain(&e)))?;
             let status = resp.status();
+            let declared = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_ANSWER as u64) {
+                return Err(RelayError::TooLarge(declared));
+            }
             let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| RelayError::Away(format!("reading the answer: {e}")))?
+                .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => RelayError::TooLarge(declared),
+                    None => RelayError::Away(format!("reading the answer: {e}")),
+                })?
                 .to_bytes();
             Ok::<_, RelayError>((status, body))
         };
@@ -248,5 +275,40 @@ impl Local {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay answer longer than the forwarder reads is told as such, not
+    /// as an unreachable relay (the relay is there; its message is too large).
+    #[tokio::test]
+    async fn an_answer_larger_than_the_forwarder_reads_is_named() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_ANSWER + 1);
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(b"{\"messages\": [").await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        crate::tls::install_provider();
+        let tls = crate::tls::client_config(None).unwrap();
+        let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
+        let relay = Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap();
+        let err = relay.pull(1, false).await.unwrap_err();
+        assert!(
+            matches!(err, RelayError::TooLarge(Some(n)) if n == MAX_ANSWER as u64 + 1),
+            "{err:?}"
+        );
+        let said = err.to_string();
+        assert!(said.contains("larger than the 256 MiB this forwarder reads"), "{said}");
+        assert!(err.is_transient(), "other answers may be smaller");
     }
 }

@@ -113,6 +113,17 @@ impl Pump {
                     result = Err(Fatal::Refused);
                     break;
                 }
+                Err(e @ RelayError::TooLarge(_)) => {
+                    // The relay is there: say what is wrong, not "unreachable".
+                    drop(permits);
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                        "cannot read the relay's answer; pulling again after a pause");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
                 Err(e) if e.is_transient() => {
                     drop(permits);
                     let wait = backoff.next_delay();
@@ -134,7 +145,7 @@ impl Pump {
         while deliveries.join_next().await.is_some() {}
         let cut: Vec<String> = active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         if !cut.is_empty() {
-            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used)");
+            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
         }
         for id in cut {
             self.status.cut();

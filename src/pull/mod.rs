@@ -124,7 +124,7 @@ where
         auth::Source::Unknown => None,
     };
     match op {
-        Op::Pull => pull(&lane, holder, req.uri().query(), ip).await,
+        Op::Pull => pull(app, &lane, holder, req.uri().query(), ip).await,
         Op::Ack => {
             let limit = server.max_body.min(wire::MAX_ACK_BODY);
             let declared = req
@@ -141,7 +141,7 @@ where
                 Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
                 Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
             };
-            ack(&lane, holder, &body).await
+            ack(app, &lane, holder, &body).await
         }
     }
 }
@@ -185,14 +185,33 @@ fn forwarder_id(headers: &HeaderMap) -> Result<String, String> {
     }
 }
 
-async fn pull(lane: &PullLane, holder: String, query: Option<&str>, ip: Option<std::net::IpAddr>) -> PullAnswer {
+/// The answer when the subscriber's lane stopped under a request: the relay
+/// stops, or a reload removed the subscriber (or made it another one: push,
+/// another route), which a forwarder learns from its next request.
+fn lane_stopped(app: &App, name: &str, then: &str) -> PullAnswer {
+    if !app.serving.load(std::sync::atomic::Ordering::Relaxed) {
+        return PullAnswer::Unavailable(format!("the relay is shutting down; {then} shortly"));
+    }
+    PullAnswer::Unavailable(format!(
+        "pull subscriber {name:?} was removed or changed by a configuration reload during this request; {then} \
+         (an answer 401 then means it is no longer a pull subscriber with this token)"
+    ))
+}
+
+async fn pull(
+    app: &App,
+    lane: &PullLane,
+    holder: String,
+    query: Option<&str>,
+    ip: Option<std::net::IpAddr>,
+) -> PullAnswer {
     let params = match wire::parse_params(query) {
         Ok(p) => p,
         Err(why) => return PullAnswer::BadRequest(why),
     };
     let handouts = match lane.pull(holder, params.max, params.wait, ip).await {
         Ok(h) => h,
-        Err(_) => return PullAnswer::Unavailable("the relay is shutting down; pull again shortly".into()),
+        Err(_) => return lane_stopped(app, &lane.subscriber().name, "pull again"),
     };
     let sub = lane.subscriber();
     let messages = handouts.iter().map(|h| message(&sub.keys, h)).collect();
@@ -233,7 +252,7 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
     }
 }
 
-async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
+async fn ack(app: &App, lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
     let parsed: wire::Ack = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) => {
@@ -313,7 +332,7 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the messages will be offered again"
         )),
-        Err(AckError::Stopped) => PullAnswer::Unavailable("the relay is shutting down; acknowledge again".into()),
+        Err(AckError::Stopped) => lane_stopped(app, &lane.subscriber().name, "acknowledge again"),
     }
 }
 

@@ -20,6 +20,38 @@ pub const MAX_PER_PULL: usize = 100;
 /// 60 s many proxies allow an idle request).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub const MAX_WAIT: Duration = Duration::from_secs(55);
+/// How many bytes of messages one pull answer carries at most: the relay
+/// stops adding messages once the next would take the answer past it (a
+/// message larger than that alone is still sent, by itself); what is left
+/// waits, not leased, for the next pull. Bounds what the relay holds for
+/// one answer, and keeps it readable by `hookrelay forward`
+/// ([`MAX_ANSWER`]).
+pub const ANSWER_BUDGET: usize = 32 << 20;
+/// Bytes of one message in an answer besides its base64 body and the
+/// strings [`message_size`] is given: the JSON names, the id twice, the
+/// timestamp, the attempt header, `hookrelay-source` (generous).
+pub const MESSAGE_OVERHEAD: usize = 1024;
+/// The largest callback body `hookrelay forward` can receive: one message
+/// of it (with up to 64 KiB of headers) next to a full [`ANSWER_BUDGET`]
+/// still fits in [`MAX_ANSWER`]. A relay whose `server.max_body` is larger
+/// warns at start when it has pull subscribers.
+pub const MAX_FORWARDED_BODY: usize = 160 << 20;
+/// Bytes of a pull answer `hookrelay forward` reads at most. The relay's
+/// answers are at most [`ANSWER_BUDGET`], or one message alone when that one
+/// is larger, so this is the budget plus one message of
+/// [`MAX_FORWARDED_BODY`] (more than needed: either one, not both, plus the
+/// envelope).
+pub const MAX_ANSWER: usize = 256 << 20;
+const _: () = assert!(ANSWER_BUDGET + message_size(MAX_FORWARDED_BODY, 64 << 10) + 1024 <= MAX_ANSWER);
+
+/// What a message of `body` bytes takes in a pull answer, at most: its body
+/// in base64 and [`MESSAGE_OVERHEAD`], with `strings` (the bytes of its
+/// route, content type, media header and signatures), counted twice for
+/// JSON escapes.
+pub const fn message_size(body: usize, strings: usize) -> usize {
+    body.div_ceil(3) * 4 + MESSAGE_OVERHEAD + strings * 2
+}
+
 /// The largest acknowledgement body (further capped by `server.max_body`):
 /// room for every id a subscriber can have leased.
 pub const MAX_ACK_BODY: usize = 64 * 1024;

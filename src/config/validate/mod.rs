@@ -222,6 +222,7 @@ impl Validator<'_> {
         }
         warnings.extend(self.after_archive_warnings(&routes));
         warnings.extend(self.open_route_warnings(&routes));
+        warnings.extend(self.pull_body_warnings(&server, &routes));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {
@@ -282,6 +283,27 @@ impl Validator<'_> {
             names.join(", "),
             humantime::format_duration(Duration::from_secs(longest.as_secs())),
         )]
+    }
+}
+
+impl Validator<'_> {
+    /// Pull subscribers on a relay that accepts bodies larger than
+    /// `hookrelay forward` can receive in a pull answer.
+    fn pull_body_warnings(&self, server: &crate::config::ServerConfig, routes: &[Route]) -> Vec<String> {
+        let max = crate::pull::wire::MAX_FORWARDED_BODY;
+        let pull = routes.iter().flat_map(|r| &r.subscribers).find(|s| s.pull().is_some());
+        match pull {
+            Some(s) if server.max_body > max => vec![format!(
+                "{}: key `server.max_body`: {} bytes is more than hookrelay forward receives in a pull answer \
+                 ({} MiB of body): a larger callback for pull subscriber {:?} (or any other) can only be \
+                 pulled by another client; with hookrelay forward its leases run out until it is a dead letter",
+                self.file.display(),
+                server.max_body,
+                max >> 20,
+                s.name
+            )],
+            _ => Vec::new(),
+        }
     }
 }
 

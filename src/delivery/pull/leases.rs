@@ -37,6 +37,10 @@ pub(super) struct Lease<T> {
     pub length: std::time::Duration,
 }
 
+/// A lease taken out by [`Leases::claim`], with when its retry is due (ms)
+/// if it had lapsed (its expiry was a failed attempt already).
+pub(super) type Claimed<T> = (Lease<T>, Option<u64>);
+
 pub(super) struct Leases<T> {
     leased: HashMap<EventId, Lease<T>>,
     /// The leases by deadline, to expire them in order without a scan.
@@ -90,6 +94,22 @@ impl<T> Leases<T> {
     /// Fresh work, offered after what is already waiting.
     pub fn push_ready(&mut self, id: EventId, item: T, attempt: u32) {
         self.ready.push_back(Offer { id, item, attempt });
+    }
+
+    /// How many of the first `max` ready messages fit in `budget`, each
+    /// taking `size`: at least one when any is ready (a message larger than
+    /// the budget goes alone).
+    pub fn fitting(&self, max: usize, budget: usize, size: impl Fn(&T) -> usize) -> usize {
+        let mut used = 0usize;
+        let mut n = 0;
+        for o in self.ready.iter().take(max) {
+            used = used.saturating_add(size(&o.item));
+            if n > 0 && used > budget {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 
     /// Hand out up to `max` ready messages to `holder` for `length` from
@@ -201,8 +221,9 @@ impl<T> Leases<T> {
     /// Take the leases of `ids` out, if every one is held by `holder` (and
     /// not expired at `now`, or lapsed); otherwise change nothing and name
     /// the ids that are not (never handed out, another puller's, expired and
-    /// over, already claimed).
-    pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Lease<T>>, Vec<EventId>> {
+    /// over, already claimed). A lapsed one comes with when its retry is due
+    /// (ms): its expiry was a failed attempt already.
+    pub fn claim(&mut self, holder: &str, ids: &[EventId], now: Instant) -> Result<Vec<Claimed<T>>, Vec<EventId>> {
         let bad: Vec<EventId> = ids
             .iter()
             .filter(|id| !self.claimable(holder, id, now))
@@ -227,10 +248,10 @@ impl<T> Leases<T> {
         for id in ids {
             if let Some(l) = self.leased.remove(id) {
                 self.deadlines.remove(&(l.until, *id));
-                out.push(l);
-            } else if let Some((l, end, _)) = self.lapsed.remove(id) {
+                out.push((l, None));
+            } else if let Some((l, end, due)) = self.lapsed.remove(id) {
                 self.lapse_ends.remove(&(end, *id));
-                out.push(l);
+                out.push((l, Some(due)));
             }
         }
         out
@@ -279,6 +300,26 @@ mod tests {
     }
 
     #[test]
+    fn what_fits_in_a_budget_is_counted_in_order_and_is_never_nothing() {
+        let mut l = Leases::default();
+        for (i, size) in [40usize, 40, 30, 5].into_iter().enumerate() {
+            l.push_ready(id(i as u64), size, 1);
+        }
+        assert_eq!(l.fitting(10, 100, |s| *s), 2, "the third would pass 100");
+        assert_eq!(l.fitting(1, 100, |s| *s), 1, "max counts too");
+        assert_eq!(
+            l.fitting(10, 10, |s| *s),
+            1,
+            "a message larger than the budget goes alone"
+        );
+        assert_eq!(l.fitting(10, 1000, |s| *s), 4);
+        assert_eq!(Leases::<usize>::default().fitting(10, 100, |s| *s), 0);
+        // What did not fit stays ready, first in line.
+        l.lease(2, "a", Instant::now(), Duration::from_secs(1), 0);
+        assert_eq!(l.ready_offers().map(|o| o.id).collect::<Vec<_>>(), vec![id(2), id(3)]);
+    }
+
+    #[test]
     fn claims_are_all_or_nothing_and_only_for_the_holder() {
         let now = Instant::now();
         let mut l = with(3);
@@ -291,7 +332,10 @@ mod tests {
         );
         assert_eq!(l.leased(), 3);
         let got = l.claim("a", &[id(0), id(1)], now).unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got.iter().map(|(_, lapsed)| *lapsed).collect::<Vec<_>>(),
+            vec![None, None]
+        );
         assert_eq!(l.claim("a", &[id(0)], now).unwrap_err(), vec![id(0)], "claimed once");
         assert_eq!(l.leased(), 1);
     }
@@ -370,7 +414,11 @@ mod tests {
         );
         assert_eq!(l.claim("b", &[id(0)], now).unwrap_err(), vec![id(0)], "only its holder");
         let late = l.claim("a", &[id(0)], now + Duration::from_secs(12)).unwrap();
-        assert_eq!((late[0].offer.id, late[0].length), (id(0), Duration::from_secs(10)));
+        assert_eq!(
+            (late[0].0.offer.id, late[0].0.length, late[0].1),
+            (id(0), Duration::from_secs(10), Some(7)),
+            "with when the retry of its expiry is due"
+        );
         assert!(l.lapses_over(now + Duration::from_secs(14)).is_empty());
         let over = l.lapses_over(end);
         assert_eq!(

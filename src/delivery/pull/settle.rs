@@ -137,7 +137,8 @@ fn failed(
 /// Not finished: the forwarder stopped while its service had it. Offered
 /// again at once: a retry without an attempt, which keeps its step of the
 /// retry schedule (a restart of the private side is not a failure of the
-/// delivery).
+/// delivery). Only for a live lease: one released after it ran out is
+/// recorded as the expiry it is ([`expired`]).
 pub(super) fn released(work: Work) -> Settled {
     Settled {
         ticket: work.ticket,
@@ -233,6 +234,9 @@ pub(super) async fn record(
                     "released by the pull client (it stopped before an answer); offering it again");
             }
             Outcome::Retry { .. } if s.cause == Cause::Expired => {
+                // Counted for a release that came after its lease ran out:
+                // offered again after the retry delay, like a hand-back.
+                summary.retried += 1;
                 tracing::debug!(subscriber = %subscriber, event = %s.event, attempt = number,
                     "lease expired without an answer from the pull client; offering it again");
             }

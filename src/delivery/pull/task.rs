@@ -26,12 +26,16 @@ use crate::delivery::attempt::filter_matches;
 use crate::delivery::media_gate::{self, Gate};
 use crate::delivery::verify_gate::Verifier;
 use crate::metrics::Metrics;
+use crate::pull::wire::{message_size, ANSWER_BUDGET};
 use crate::store::{EventId, Store, Ticket, Work, WorkSource};
 
 /// How long a stopping lane waits for records in progress.
 const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
 /// The lease when the settings have none (they always do for a pull subscriber).
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Bytes of one key's Standard Webhooks signature in `webhook-signature`
+/// (`v1,` and 44 of base64, a space), rounded up.
+const SIGNATURE_SIZE: usize = 64;
 
 /// A message taken from the store for a hand-out.
 pub(super) struct Ready {
@@ -334,15 +338,26 @@ impl State {
     }
 
     /// Give ready messages to waiting pullers, first come first served, each
-    /// up to what it asked for; a puller that got something is answered now.
+    /// up to what it asked for and what fits in one answer
+    /// ([`ANSWER_BUDGET`]: the rest stays ready, not leased, for the next
+    /// pull); a puller that got something is answered now.
     fn hand_out(&mut self, now: Instant) {
-        let lease = self.lane.subscriber().pull().map_or(DEFAULT_LEASE, |p| p.lease);
+        let sub = self.lane.subscriber();
+        let lease = sub.pull().map_or(DEFAULT_LEASE, |p| p.lease);
+        let signatures = sub.keys.len() * SIGNATURE_SIZE;
+        let size = |r: &Ready| {
+            let ev = &r.work.event;
+            let strings = ev.meta.route.len()
+                + ev.meta.content_type.as_ref().map_or(0, String::len)
+                + r.media.as_ref().map_or(0, |m| m.len())
+                + signatures;
+            message_size(ev.body.len(), strings)
+        };
         while self.leases.ready() > 0 && self.leases.leased() < MAX_LEASED {
             let Some(w) = self.waiting.pop_front() else { break };
             let room = MAX_LEASED - self.leases.leased();
-            let ids = self
-                .leases
-                .lease(w.max.min(room), &w.holder, now, lease, clock::now_ms());
+            let n = self.leases.fitting(w.max.min(room), ANSWER_BUDGET, size);
+            let ids = self.leases.lease(n, &w.holder, now, lease, clock::now_ms());
             let handouts: Vec<Handout> = ids
                 .iter()
                 .filter_map(|id| self.leases.get(id))
@@ -385,12 +400,19 @@ impl State {
         let released: HashSet<_> = a.lists.release.iter().collect();
         let items: Vec<Settled> = claimed
             .into_iter()
-            .map(|l| {
+            .map(|(l, lapsed)| {
                 let (work, number) = (l.offer.item.work, l.offer.attempt);
                 if acked.contains(&work.event.id) {
                     settle::acknowledged(work, number, l.at_ms)
                 } else if released.contains(&work.event.id) {
-                    settle::released(work)
+                    match lapsed {
+                        None => settle::released(work),
+                        // Its lease ran out before the release: that expiry
+                        // was a failed attempt (a release only keeps the
+                        // retry step of a live lease), recorded now with the
+                        // due time it got then.
+                        Some(due) => settle::expired(work, number, l.at_ms, l.length, &sub, Some(due)),
+                    }
                 } else {
                     let local = a.lists.local.get(&work.event.id);
                     settle::handed_back(work, number, l.at_ms, &sub, local)
