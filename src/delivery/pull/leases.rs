@@ -238,12 +238,12 @@ impl<T> Leases<T> {
     /// Take out the leases of those of `ids` that `holder` may claim (see
     /// [`claim`](Self::claim)); the others are named and left as they are.
     /// In a cluster the others may be held by another relay.
-    pub fn claim_held(&mut self, holder: &str, ids: &[EventId], now: Instant) -> (Vec<Lease<T>>, Vec<EventId>) {
+    pub fn claim_held(&mut self, holder: &str, ids: &[EventId], now: Instant) -> (Vec<Claimed<T>>, Vec<EventId>) {
         let (held, others): (Vec<EventId>, Vec<EventId>) = ids.iter().partition(|id| self.claimable(holder, id, now));
         (self.take(&held), others)
     }
 
-    fn take(&mut self, ids: &[EventId]) -> Vec<Lease<T>> {
+    fn take(&mut self, ids: &[EventId]) -> Vec<Claimed<T>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(l) = self.leased.remove(id) {
@@ -347,7 +347,7 @@ mod tests {
         l.lease(2, "a", now, Duration::from_secs(60), 0);
         l.lease(1, "b", now, Duration::from_secs(60), 0);
         let (got, others) = l.claim_held("a", &[id(0), id(2), id(9)], now);
-        assert_eq!(got.iter().map(|x| x.offer.id).collect::<Vec<_>>(), vec![id(0)]);
+        assert_eq!(got.iter().map(|x| x.0.offer.id).collect::<Vec<_>>(), vec![id(0)]);
         assert_eq!(
             others,
             vec![id(2), id(9)],
