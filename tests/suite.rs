@@ -83,6 +83,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review18_tests;
 mod secrets;
 mod shutdown_handover;
 mod status;
