@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::files::{sha256_hex, FileServer};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
