@@ -43,36 +43,6 @@ async fn a_del_character_in_one_media_url_does_not_blank_the_media_header() {
     h.shutdown().await;
 }
 
-/// Finding 2. A config value of the wrong type is refused with serde's
-/// message, which quotes the value: `tokens = "<the token>"` (one string
-/// where a list is expected) or `provider = "<api key>"` puts the secret in
-/// the reload refusal the daemon logs (and in check-config's stderr).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_of_the_wrong_type_is_not_quoted_in_the_logged_reload_refusal() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
-    let bin = Bin::start(&base.write(), &[]);
-    const SECRET: &str = "rt-3f9c2b7d41e6a8c0-secret";
-    // The operator rotates the token and forgets the brackets.
-    base.clone()
-        .raw(|t| {
-            t["routes"].as_array_mut().unwrap()[0]
-                .as_table_mut()
-                .unwrap()
-                .insert("tokens".into(), toml::Value::String(SECRET.into()));
-        })
-        .write();
-    bin.signal("HUP");
-    log_until(|| bin.log_text(), "reload refused", Duration::from_secs(10)).await;
-    let (_, _, err) = cli(&["check-config", "--config", base.path().to_str().unwrap()]);
-    let shown = format!("{}\n{err}", bin.log_text());
-    assert!(
-        !shown.contains(SECRET),
-        "the token is quoted in the refusal:\n{shown}"
-    );
-}
-
 /// Keeps `n` idle connections from 127.0.0.2 open to `addr` (each one closed
 /// by the relay is opened again), as one stranger can. Abort to stop.
 fn hog(addr: std::net::SocketAddr, n: usize) -> tokio::task::JoinHandle<()> {

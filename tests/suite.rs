@@ -22,6 +22,7 @@ mod allowlist;
 mod answers;
 mod bounded_connections;
 mod cli;
+mod config_errors;
 mod console;
 mod console_api;
 mod cursors;
