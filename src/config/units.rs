@@ -67,7 +67,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
         Err(_) => t
             .parse::<IpAddr>()
             .map(IpNet::from)
-            .map_err(|_| format!("invalid CIDR (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)"))?,
+            .map_err(|_| "invalid CIDR (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)".to_string())?,
     };
     Ok(ipv4_mapped_as_ipv4(net))
 }
@@ -100,7 +100,7 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 fn parse_rate(s: &str) -> Result<Rate, String> {
-    let bad = || format!("invalid rate (use e.g. \"50/s\", \"600/m\", \"1000/h\")");
+    let bad = || "invalid rate (use e.g. \"50/s\", \"600/m\", \"1000/h\")".to_string();
     let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
     let count: u32 = n.trim().parse().map_err(|_| bad())?;
     let count = NonZeroU32::new(count).ok_or_else(bad)?;
