@@ -229,6 +229,51 @@ async fn provider_signature_schemes() {
     h.shutdown().await;
 }
 
+/// A timestamp at the ends of i64 is stale like any other (401), not an
+/// overflow that panicked the connection (a reset, in debug builds such as
+/// the one tests run). From review 18, finding 6.
+#[tokio::test]
+async fn a_timestamp_at_the_ends_of_i64_is_refused_as_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let sw_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = |name: &str, sub_name: &str, sig: Signature| {
+        Route::new(name, &format!("/hooks/{name}"))
+            .signature(sig)
+            .subscriber(Subscriber::new(sub_name, sub.url()))
+    };
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(signed("kie", "k", Signature::kie("kie-key")))
+        .route(signed("sw", "w", Signature::standard_webhooks(sw_secret)));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let kie_body = r#"{"code":200,"msg":"ok","data":{"taskId":"veo-123","info":{"resultUrls":["u"]}}}"#;
+    let sw_body = r#"{"type":"done","id":42}"#;
+    for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+        let kie_sig = kie_sign("kie-key", "veo-123", &ts);
+        let kie = [
+            ("x-webhook-timestamp", ts.as_str()),
+            ("x-webhook-signature", kie_sig.as_str()),
+        ];
+        let sw_sig = standard_webhooks_sign(sw_secret, "msg_1", &ts, sw_body.as_bytes());
+        let sw = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", sw_sig.as_str()),
+        ];
+        for (path, headers, body) in [("/hooks/kie", &kie[..], kie_body), ("/hooks/sw", &sw[..], sw_body)] {
+            let (s, _, b) = post(addr, path, headers, body).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} at {ts}: {b:?}");
+            assert!(
+                String::from_utf8_lossy(&b).contains("timestamp"),
+                "{path} at {ts}: {b:?}"
+            );
+        }
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn missing_hmac_signature_header_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -251,3 +251,35 @@ async fn a_pull_subscriber_with_after_archive_gets_the_message_once_the_files_ar
     assert_eq!(local.all().len(), 1);
     h.shutdown().await;
 }
+
+/// `hookrelay-media` promises one item per archived URL ("any URL or error
+/// text makes a valid header"). A media URL holding a DEL
+/// (0x7F: valid in a JSON string, accepted by the URL parser, which
+/// percent-encodes it) is not escaped by serde_json, so the header value
+/// was refused by `HeaderValue::from_str` and the relay sent `[]` — "this
+/// callback named no media" — although both files were archived. From
+/// review 18, finding 4.
+#[tokio::test]
+async fn a_del_character_in_one_media_url_does_not_blank_the_media_header() {
+    let s = FileServer::start(LOCAL).await;
+    let video_url = s.bytes("/k/video.mp4", b"video-bytes", "video/mp4");
+    let cover_url = format!("{}?v=\u{7f}", s.bytes("/m/cover.png", b"cover", "image/png"));
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+    let body = runway_media("del-in-url", &video_url, &cover_url).to_string();
+    accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
+    let got = later
+        .wait_for(Duration::from_secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(
+        header.len(),
+        2,
+        "both URLs were archived, the header must list them; got {:?}",
+        got[0].header("hookrelay-media")
+    );
+    assert_eq!(header[0]["sha256"], sha256_hex(b"video-bytes"));
+    h.shutdown().await;
+}

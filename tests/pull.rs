@@ -376,6 +376,34 @@ async fn bad_input_is_answered_clearly_and_changes_nothing() {
     h.shutdown().await;
 }
 
+/// A refused acknowledgement is logged with its reason escaped: serde names
+/// an unknown key raw, and a JSON key may hold `\n`, so the holder of the
+/// pull token could otherwise write a line of its own into the text log.
+/// From review 18, finding 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_acknowledgement_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Bin::start(
+        &relay_config(dir.path(), DOWN, laptop(TOKEN, secs(30)), secs(30)).write(),
+        &[],
+    );
+    const FORGED: &str = "2026-01-01T00:00:00.000000Z  WARN hookrelay::forged: admin token accepted";
+    let body = serde_json::json!({ format!("x\n{FORGED}"): 1 }).to_string();
+    let (s, _, v) = pull_call(bin.addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    log_until(|| bin.log_text(), "pull request refused", secs(10)).await;
+    let log = bin.log_text();
+    assert!(
+        !log.lines().any(|l| l.starts_with(FORGED)),
+        "the refused key wrote a line of its own:\n{log}"
+    );
+    let refusal = log.lines().find(|l| l.contains("pull request refused")).unwrap();
+    assert!(
+        refusal.contains("unknown field") && refusal.contains(r"x\n"),
+        "{refusal}"
+    );
+}
+
 /// A request that reaches the relay after it let go of its pull lanes (on a
 /// connection opened before the stop, as `hookrelay forward` keeps them) is
 /// told the relay is stopping (503, try again), not that its token is wrong

@@ -40,7 +40,8 @@ fn check_timestamp(
     name: &'static str,
 ) -> Result<(), SignatureError> {
     let t: i64 = ts.trim().parse().map_err(|_| SignatureError::Malformed(name))?;
-    if (now_secs - t).unsigned_abs() > tolerance.as_secs() {
+    // abs_diff: `now_secs - t` overflows for a `t` near i64::MIN or MAX.
+    if now_secs.abs_diff(t) > tolerance.as_secs() {
         return Err(SignatureError::Stale);
     }
     Ok(())

@@ -124,9 +124,59 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Resul
             file: file.to_path_buf(),
             key: if key == "." { String::new() } else { key },
             position,
-            message: inner.message().trim().to_string(),
+            message: without_values(inner.message().trim()),
         }
     })
+}
+
+/// serde's message without the value it refused: `invalid type: string
+/// "<value>", expected a sequence` becomes `invalid type: string, expected a
+/// sequence`, and the same for `invalid value:`, a `character` and an
+/// `unknown variant`. The value may be a secret written with the wrong type
+/// (`tokens = "<token>"` where a list is expected), and the message is logged
+/// (a refused reload) and printed (`check-config`); the key, line and column
+/// already say where it is. Done for every key, so no secret is missed.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        // The earliest of the forms that quote a value.
+        let next = ["string \"", "character `", "unknown variant `"]
+            .into_iter()
+            .filter_map(|open| rest.find(open).map(|at| (at, open)))
+            .min_by_key(|&(at, _)| at);
+        let Some((at, open)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&open[..open.len() - 2]);
+        rest = &rest[at + open.len()..];
+        // A string is written escaped (`{:?}`): skip `\"` and `\\` in it. A
+        // character is one, raw; a variant is raw and followed by the list of
+        // expected ones (identifiers), so its end is the last `, expected`.
+        let end = match open {
+            "string \"" => {
+                let mut escaped = false;
+                rest.char_indices()
+                    .find(|&(_, c)| {
+                        let end = !escaped && c == '"';
+                        escaped = !escaped && c == '\\';
+                        end
+                    })
+                    .map(|(i, _)| i)
+            }
+            "character `" => rest.char_indices().nth(1).filter(|&(_, c)| c == '`').map(|(i, _)| i),
+            _ => rest
+                .rfind("`, expected")
+                .or_else(|| rest.rfind("`, there are no variants")),
+        };
+        rest = match end {
+            Some(i) => &rest[i + 1..],
+            // Unterminated: drop the rest rather than show part of the value.
+            None => "",
+        };
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -150,3 +200,5 @@ mod store_tests;
 mod tasks_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wrong_type_tests;

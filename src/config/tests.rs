@@ -178,7 +178,9 @@ fn signature_schemes_parse() {
     .unwrap();
     assert_eq!(c.routes[0].signature.as_ref().unwrap().scheme_name(), "hmac-sha256");
     let e = parse(&minimal(r#"signature = { scheme = "md5", secret = "k" }"#)).unwrap_err();
-    assert!(e.to_string().contains("md5"), "{e}");
+    // The refused value is not quoted (it could be a misplaced secret).
+    assert!(e.to_string().contains("unknown variant, expected one of `kie`"), "{e}");
+    assert!(!e.to_string().contains("md5"), "{e}");
     assert!(e.key.starts_with("routes[0].signature"), "{e}");
 }
 

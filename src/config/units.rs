@@ -16,11 +16,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {e} (use e.g. \"15s\", \"2m\", \"14d\")"
-            ))
-        })
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration: {e} (use e.g. \"15s\", \"2m\", \"14d\")")))
     }
 }
 
@@ -44,9 +42,9 @@ impl<'de> Deserialize<'de> for Size {
         }
         match Either::deserialize(d)? {
             Either::N(n) => Ok(Size(n)),
-            Either::S(s) => parse_size::parse_size(s.trim()).map(Size).map_err(|e| {
-                serde::de::Error::custom(format!("invalid size {s:?}: {e} (use e.g. \"1MiB\", \"64KiB\")"))
-            }),
+            Either::S(s) => parse_size::parse_size(s.trim())
+                .map(Size)
+                .map_err(|e| serde::de::Error::custom(format!("invalid size: {e} (use e.g. \"1MiB\", \"64KiB\")"))),
         }
     }
 }
@@ -66,9 +64,10 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let t = s.trim();
     let net = match t.parse::<IpNet>() {
         Ok(net) => net,
-        Err(_) => t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-            format!("invalid CIDR {s:?} (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)")
-        })?,
+        Err(_) => t
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| "invalid CIDR (use e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or a single address)".to_string())?,
     };
     Ok(ipv4_mapped_as_ipv4(net))
 }
@@ -101,7 +100,7 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 fn parse_rate(s: &str) -> Result<Rate, String> {
-    let bad = || format!("invalid rate {s:?} (use e.g. \"50/s\", \"600/m\", \"1000/h\")");
+    let bad = || "invalid rate (use e.g. \"50/s\", \"600/m\", \"1000/h\")".to_string();
     let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
     let count: u32 = n.trim().parse().map_err(|_| bad())?;
     let count = NonZeroU32::new(count).ok_or_else(bad)?;

@@ -83,8 +83,9 @@ pub fn item_json(i: &MediaItem) -> Value {
 /// Node.js 16 KiB for all headers).
 pub const MEDIA_HEADER_MAX: usize = 8000;
 
-/// The header value: the JSON array with every non-ASCII character written
-/// as a `\u` escape, so any URL or error text makes a valid header. Over
+/// The header value: the JSON array with every character outside printable
+/// ASCII (non-ASCII, DEL) written as a `\u` escape, so any URL or error
+/// text makes a valid header. Over
 /// [`MEDIA_HEADER_MAX`] the items keep less, step by step: the URL without
 /// its query (and credentials), `state`, `sha256`, `size`, `error`; then the
 /// URL, `state` and `sha256`; then `state` and `sha256` (64 URLs at most:
@@ -112,15 +113,32 @@ pub fn header_value(items: &[MediaItem]) -> HeaderValue {
         .chain(shorter.into_iter().map(keep))
         .find(|t| t.len() <= MEDIA_HEADER_MAX)
         .unwrap_or_else(|| keep(&["state", "sha256"]));
-    // JSON escapes control characters and the rest is now printable ASCII.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("[]"))
+    // JSON escapes the control characters below 0x20 and `ascii_json` the
+    // rest that is not printable ASCII: every header value takes this.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| {
+        // Not reached; were it, the states and digests (no URL or error
+        // text) still say what was archived, where `[]` would say "no media".
+        tracing::warn!(
+            items = items.len(),
+            "the hookrelay-media header cannot carry the media URLs; sending only state and sha256"
+        );
+        HeaderValue::from_str(&keep(&["state", "sha256"])).unwrap_or_else(|_| {
+            tracing::error!(
+                items = items.len(),
+                "the hookrelay-media header cannot be built; sending []"
+            );
+            HeaderValue::from_static("[]")
+        })
+    })
 }
 
+/// `v` as JSON with every character outside printable ASCII (DEL, which
+/// JSON leaves raw, and anything non-ASCII) written as a `\u` escape.
 fn ascii_json(v: &Value) -> String {
     let text = v.to_string();
     let mut ascii = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_ascii() {
+        if c.is_ascii() && !c.is_ascii_control() {
             ascii.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -229,5 +247,24 @@ mod tests {
         let one = header_value(&items[..1]);
         let back: Value = serde_json::from_str(one.to_str().unwrap()).unwrap();
         assert!(back[0]["error"].as_str().unwrap().starts_with("expired or gone"));
+    }
+
+    #[test]
+    fn a_del_or_other_unprintable_character_is_escaped_not_a_blank_header() {
+        let items = vec![MediaItem {
+            url: "https://file.com/k/a.png?v=\u{7f}\u{85}\u{2028}\u{1f}".into(),
+            state: MediaState::Failed {
+                error: "odd \u{7f} text".into(),
+            },
+            attempts: 1,
+            last_error: None,
+            at_ms: 1,
+        }];
+        let h = header_value(&items);
+        let text = h.to_str().expect("visible ASCII");
+        assert!(text.contains("\\u007f") && text.contains("\\u0085"), "{text}");
+        let back: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back[0]["url"], "https://file.com/k/a.png?v=\u{7f}\u{85}\u{2028}\u{1f}");
+        assert_eq!(back[0]["error"], "odd \u{7f} text");
     }
 }

@@ -80,8 +80,10 @@ where
         }
         PullAnswer::Acked(a) => tracing::debug!(path = %path, source = %source, acknowledged = a.acknowledged,
             retried = a.retried, dead = a.dead, "pull acknowledgement recorded"),
+        // Escaped (`?`): a reason can quote what the client sent (serde
+        // names an unknown JSON key raw, and a key may hold a newline).
         PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => {
-            tracing::info!(path = %path, source = %source, status, reason = %why, "pull request refused")
+            tracing::info!(path = %path, source = %source, status, reason = ?why, "pull request refused")
         }
         _ => tracing::info!(path = %path, source = %source, status, "pull request refused"),
     }

@@ -82,10 +82,13 @@ impl Validator<'_> {
                 Ok(MediaStoreConfig::Local(self.resolve_path(Path::new(dir))))
             }
             toml::Value::Table(t) if t.len() == 1 && t.contains_key("s3") => {
-                let raw: RawS3 = t["s3"]
-                    .clone()
-                    .try_into()
-                    .map_err(|e: toml::de::Error| self.err("media.store.s3", span.clone(), e.message().trim()))?;
+                let raw: RawS3 = t["s3"].clone().try_into().map_err(|e: toml::de::Error| {
+                    self.err(
+                        "media.store.s3",
+                        span.clone(),
+                        crate::config::without_values(e.message().trim()),
+                    )
+                })?;
                 self.s3(raw, span)
             }
             toml::Value::Table(t) => Err(self.err(

@@ -1,0 +1,100 @@
+//! A config error never quotes the value it refuses: a secret written with
+//! the wrong type (`tokens = "<token>"` where a list is expected, `provider =
+//! "<api key>"`, `pull = "<token>"`, `headers = "<value>"`) would otherwise
+//! end up in the reload refusal the daemon logs, in `check-config`'s output
+//! and in the start-up error. The error still names the file, the key, the
+//! line and column and the problem. From review 18, finding 3.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SECRET: &str = "rt-3f9c2b7d41e6a8c0-secret";
+
+/// The route's (or its first subscriber's) `key` set to the secret, a string
+/// where something else is expected.
+fn secret_as(base: &TestConfig, key: &'static str, on_subscriber: bool) -> TestConfig {
+    base.clone().raw(move |t| {
+        let route = t["routes"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
+        let table = if on_subscriber {
+            route["subscribers"].as_array_mut().unwrap()[0].as_table_mut().unwrap()
+        } else {
+            route
+        };
+        table.insert(key.into(), toml::Value::String(SECRET.into()));
+    })
+}
+
+/// The operator rotates the token, forgets the brackets and sends SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_of_the_wrong_type_is_not_quoted_in_the_logged_reload_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&base.write(), &[]);
+    secret_as(&base, "tokens", false).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "reload refused", Duration::from_secs(10)).await;
+    let (_, _, err) = cli(&["check-config", "--config", base.path().to_str().unwrap()]);
+    let shown = format!("{}\n{err}", bin.log_text());
+    assert!(!shown.contains(SECRET), "the token is quoted in the refusal:\n{shown}");
+    let refusal = shown.lines().find(|l| l.contains("reload refused")).unwrap();
+    assert!(
+        refusal.contains("key `routes[0].tokens` (line ")
+            && refusal.contains("invalid type: string, expected a sequence"),
+        "the refusal names the key, its line and the problem: {refusal}"
+    );
+}
+
+/// `check-config` and `run` refuse the file with the key, line and problem,
+/// and without the value, for each secret a natural mistake leaks.
+#[tokio::test]
+async fn check_config_and_start_up_do_not_quote_a_secret_of_the_wrong_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let cases = [
+        (
+            "tokens",
+            false,
+            "routes[0].tokens",
+            "invalid type: string, expected a sequence",
+        ),
+        (
+            "provider",
+            false,
+            "routes[0].provider",
+            "invalid type: string, expected",
+        ),
+        (
+            "pull",
+            true,
+            "routes[0].subscribers[0].pull",
+            "invalid type: string, expected",
+        ),
+        (
+            "headers",
+            true,
+            "routes[0].subscribers[0].headers",
+            "invalid type: string, expected a map",
+        ),
+    ];
+    for (key, on_subscriber, path, problem) in cases {
+        let file = secret_as(&base, key, on_subscriber).write();
+        let file = file.to_str().unwrap();
+        for args in [["check-config", "--config", file], ["run", "--config", file]] {
+            let out = cli_output(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted `{key} = <string>`: {err}");
+            assert!(!err.contains(SECRET), "{args:?} quotes the `{key}` value:\n{err}");
+            assert!(
+                err.contains(file)
+                    && err.contains(&format!("key `{path}` (line "))
+                    && err.contains(", column ")
+                    && err.contains(problem),
+                "{args:?}: the error names the file, key `{path}`, its line and column and {problem:?}:\n{err}"
+            );
+        }
+    }
+}
