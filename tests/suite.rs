@@ -22,6 +22,7 @@ mod allowlist;
 mod answers;
 mod bounded_connections;
 mod cli;
+mod connection_share;
 mod console;
 mod console_api;
 mod cursors;
