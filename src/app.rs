@@ -26,6 +26,11 @@ use crate::state::{App, Public};
 use crate::store::{Store, StoreError, Topology};
 use crate::tls::{self, TlsError};
 
+/// Open connections the admin listener takes (fixed; README "Bounded
+/// resources"). One client (an address or an IPv6 /64) may hold a quarter:
+/// 16, enough for a console's browser, the CLI and probes.
+const ADMIN_CONNECTIONS: usize = 64;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -183,7 +188,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     app.serving.store(true, Ordering::Relaxed);
     let admin_opts = ListenerOptions {
         tls: None,
-        connections: ConnLimit::new(64),
+        connections: ConnLimit::new(ADMIN_CONNECTIONS),
         ..opts.clone()
     };
     tracing::info!(addr = %admin_addr, "admin API listening");

@@ -1,11 +1,12 @@
 //! Listeners: accept TCP, optionally terminate TLS, serve HTTP/1.1 and HTTP/2.
 //!
 //! Owns the connection-level limits: a cap on open connections (taken before
-//! `accept`), the deadline of every phase that waits for the client (TLS
-//! handshake, protocol detection and headers under `read_timeout`; idle
-//! keep-alive under `idle_timeout`, see `activity`; an HTTP/2 header still
-//! arriving is found by `h2_frames`), the HTTP/2 stream limit,
-//! and the graceful drain on shutdown; a reload changes them through `limits`.
+//! `accept`) and each client's share of it (checked after: a connection past
+//! it is closed at once), the deadline of every phase that waits for the
+//! client (TLS handshake, protocol detection and headers under
+//! `read_timeout`; idle keep-alive under `idle_timeout`, see `activity`; an
+//! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
+//! limit, and the graceful drain on shutdown; a reload changes them through `limits`.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
 //! `acme`) is closed after its handshake, never served HTTP.
 //! What a request means is for the service function given to [`serve`] (which
@@ -40,7 +41,8 @@ pub struct ListenerOptions {
     pub tls: Option<tls::Reloadable>,
     /// Timeouts, HTTP/2 streams, shutdown grace: read for each new connection.
     pub settings: Settings,
-    /// Open connections; shared by every public listener.
+    /// Open connections; shared by every public listener. Each client may
+    /// hold a share of them (see [`ConnLimit`]).
     pub connections: Arc<ConnLimit>,
 }
 
@@ -59,6 +61,9 @@ pub async fn serve<S, F, B>(
 {
     // Every connection task holds a clone; when all are dropped, all are done.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
@@ -75,6 +80,25 @@ pub async fn serve<S, F, B>(
                     continue;
                 }
             },
+        };
+        let permit = match permit.claim(peer.ip()) {
+            Ok(p) => p,
+            Err(over) => {
+                // Closed at once, with a reset: not left in the accept queue
+                // (where it would hold others back), and no TIME_WAIT here.
+                let _ = stream.set_zero_linger();
+                drop(stream);
+                if over.warn {
+                    tracing::warn!(
+                        peer = %peer.ip(), listener = %local, share = over.share,
+                        "a client holds its share of the connections (a quarter of the cap): \
+                         its further connections are closed at once (this warning at most once a minute, each one at debug)"
+                    );
+                } else {
+                    tracing::debug!(peer = %peer, share = over.share, "connection past its client's share; closed");
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();

@@ -102,9 +102,10 @@ async fn connection_cap_holds_extra_connections_back() {
     let dir = tempfile::tempdir().unwrap();
     let (_sub, h) = daemon(dir.path(), |c| c.max_connections(2)).await;
     let addr = h.ingest_addrs[0];
-    // Two idle connections take both slots.
-    let c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Two idle connections take both slots; from two addresses, since one
+    // client may hold only a quarter of them (`connection_share`).
+    let c1 = connect_from(addr, [127, 0, 0, 2].into()).await;
+    let c2 = connect_from(addr, [127, 0, 0, 3].into()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let third = tokio::spawn(async move { callback(addr, &runway("capped")).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -129,15 +130,19 @@ async fn stalled_connections_are_closed_within_read_timeout() {
     let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).max_connections(4)).await;
     let addr = h.ingest_addrs[0];
     // Silent, one byte of the HTTP/2 preface, most of it, a header that never ends:
-    // each takes a connection slot, all four slots together.
+    // each takes a connection slot, all four slots together (each from an
+    // address of its own: one client may hold only a quarter of them).
     let mut stalled = Vec::new();
-    for first in [
+    for (n, first) in [
         &b""[..],
         b"P",
         b"PRI * HTTP/2.0\r\n",
         b"POST /hooks/t?token=tok HTTP/1.1\r\n",
-    ] {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = connect_from(addr, [127, 0, 0, 2 + n as u8].into()).await;
         s.write_all(first).await.unwrap();
         stalled.push((format!("stalled connection {}", stalled.len()), watch(s)));
     }

@@ -180,10 +180,11 @@ async fn reload_applies_connection_limits_timeouts_and_streams() {
         .write();
     h.reload().await.expect("reload");
 
-    // max_connections: two silent connections no longer lock out a callback.
+    // max_connections: two silent connections no longer lock out a callback
+    // (from two other addresses: one client may hold only a quarter).
     let silent: Vec<_> = vec![
-        tokio::net::TcpStream::connect(addr).await.unwrap(),
-        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        connect_from(addr, [127, 0, 0, 2].into()).await,
+        connect_from(addr, [127, 0, 0, 3].into()).await,
     ];
     // With the old cap (1; a slot is taken before a connection is accepted)
     // the callback would wait for both silent ones to be cut, one after the

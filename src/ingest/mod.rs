@@ -21,7 +21,7 @@ use http_body_util::Full;
 
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
-pub use budget::{BodyBudget, BodyLease};
+pub use budget::{BodyBudget, BodyLease, Client};
 
 use crate::auth;
 use crate::state::{App, Refusal, RouteState};

@@ -1,18 +1,23 @@
 //! The connection-level limits a reload can change while listeners run: the
-//! open-connection cap ([`ConnLimit`]) and the per-connection settings
+//! open-connection cap ([`ConnLimit`]) with each client's share of it, and
+//! the per-connection settings
 //! ([`Settings`]: timeouts, HTTP/2 streams, shutdown grace). New connections
 //! take the current values; open ones keep those they started with (the
 //! shutdown grace is read when the shutdown starts).
 //!
 //! This module does not accept connections nor know what they carry.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::Notify;
+
+use crate::ingest::Client;
 
 /// Per-connection settings of the listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,21 +89,66 @@ impl Settings {
 
 /// A cap on open connections that can be raised or lowered while they are
 /// open: lowering it lets the surplus finish and holds new ones back.
+///
+/// Each client (an IPv4 address, an IPv6 /64, IPv4-mapped addresses as
+/// IPv4: [`Client`]) may hold a quarter of the cap, rounded up: without that
+/// share one stranger keeping idle connections open (each cut at
+/// `read_timeout` and simply opened again) held every slot, and a provider's
+/// callbacks waited behind it in the kernel's accept queue until they timed
+/// out. The share is checked once the connection is accepted, so a
+/// connection past it is closed at once rather than left in that queue.
+/// The client is the TCP peer: behind a proxy, the proxy.
 pub struct ConnLimit {
     limit: AtomicUsize,
     open: AtomicUsize,
     /// Wakes acceptors waiting for a slot (a connection closed, the cap rose).
     freed: Notify,
+    shares: Mutex<Shares>,
+}
+
+/// Connections held by each client that holds any.
+struct Shares {
+    held: HashMap<Client, usize>,
+    /// When a refusal was last logged at `warn` (at most once a minute).
+    warned: Option<Instant>,
 }
 
 /// A slot of [`ConnLimit`], given back when dropped.
-pub struct ConnPermit(Arc<ConnLimit>);
+pub struct ConnPermit {
+    limit: Arc<ConnLimit>,
+    /// Set once the slot counts against its client's share.
+    client: Option<Client>,
+}
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.freed.notify_waiters();
+        if let Some(client) = self.client {
+            let mut s = self.limit.shares();
+            if let Some(n) = s.held.get_mut(&client) {
+                *n -= 1;
+                if *n == 0 {
+                    s.held.remove(&client);
+                }
+            }
+        }
+        self.limit.open.fetch_sub(1, Ordering::AcqRel);
+        self.limit.freed.notify_waiters();
     }
+}
+
+/// One client's share of a cap of `limit` connections: a quarter, rounded
+/// up, so at least one.
+pub fn share_of(limit: usize) -> usize {
+    limit.div_ceil(4).max(1)
+}
+
+/// A connection refused because its client already holds its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverShare {
+    /// The client's share (it holds that many).
+    pub share: usize,
+    /// Whether to log this refusal at `warn` (the first in a minute).
+    pub warn: bool,
 }
 
 impl ConnLimit {
@@ -107,15 +157,28 @@ impl ConnLimit {
             limit: AtomicUsize::new(limit),
             open: AtomicUsize::new(0),
             freed: Notify::new(),
+            shares: Mutex::new(Shares {
+                held: HashMap::new(),
+                warned: None,
+            }),
         })
     }
 
+    fn shares(&self) -> std::sync::MutexGuard<'_, Shares> {
+        // Nothing panics while holding it; a poisoned count is still right.
+        self.shares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lowered below what a client holds, it keeps those and gets no more
+    /// until enough have closed.
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, Ordering::Release);
         self.freed.notify_waiters();
     }
 
-    /// Wait for a free slot.
+    /// Wait for a free slot (taken before `accept`, so the global cap holds
+    /// connections back in the kernel's queue); [`ConnPermit::claim`] it for
+    /// the connection's client once accepted.
     pub async fn acquire(self: &Arc<Self>) -> ConnPermit {
         loop {
             let freed = self.freed.notified();
@@ -129,12 +192,47 @@ impl ConnLimit {
                     .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return ConnPermit(self.clone());
+                    return ConnPermit {
+                        limit: self.clone(),
+                        client: None,
+                    };
                 }
                 continue;
             }
             freed.await;
         }
+    }
+
+    /// Connections `client` holds now.
+    #[cfg(test)]
+    fn held_by(&self, client: Client) -> usize {
+        self.shares().held.get(&client).copied().unwrap_or(0)
+    }
+}
+
+impl ConnPermit {
+    /// Count this slot against the share of the client at `peer`; refused,
+    /// and the slot given back, if that client already holds its share.
+    pub fn claim(mut self, peer: IpAddr) -> Result<ConnPermit, OverShare> {
+        debug_assert!(self.client.is_none(), "claimed twice");
+        let client = Client::of(Some(peer));
+        let share = share_of(self.limit.limit.load(Ordering::Acquire));
+        let mut s = self.limit.shares();
+        let mine = s.held.entry(client).or_insert(0);
+        if *mine >= share {
+            let now = Instant::now();
+            let warn = s
+                .warned
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60));
+            if warn {
+                s.warned = Some(now);
+            }
+            return Err(OverShare { share, warn });
+        }
+        *mine += 1;
+        drop(s);
+        self.client = Some(client);
+        Ok(self)
     }
 }
 
@@ -171,5 +269,75 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_client_holds_at_most_a_quarter_and_gets_it_back_on_close() {
+        let limit = ConnLimit::new(8);
+        assert_eq!(share_of(8), 2);
+        let a1 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
+        let a2 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
+        // Past its share: refused, and the global slot it took is free again.
+        let refused = limit.acquire().await.claim(ip("192.0.2.1")).err();
+        assert_eq!(refused, Some(OverShare { share: 2, warn: true }));
+        assert_eq!(limit.open.load(Ordering::Acquire), 2);
+        // The IPv4-mapped form of the address is the same client; the next
+        // refusal within a minute is not logged at warn again.
+        let refused = limit.acquire().await.claim(ip("::ffff:192.0.2.1")).err();
+        assert_eq!(refused, Some(OverShare { share: 2, warn: false }));
+        // Others have their own share.
+        let b = limit.acquire().await.claim(ip("192.0.2.2")).unwrap();
+        // A closed connection gives its client's slot back.
+        drop(a1);
+        assert_eq!(limit.held_by(Client::of(Some(ip("192.0.2.1")))), 1);
+        let a3 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
+        drop((a2, a3, b));
+        assert!(limit.shares().held.is_empty(), "no entry left for clients holding none");
+        assert_eq!(limit.open.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_slash_64_is_one_client() {
+        let limit = ConnLimit::new(4);
+        let one = limit.acquire().await.claim(ip("2001:db8:0:1::1")).unwrap();
+        // Another address in the same /64: the same client, whose share is one.
+        assert!(limit.acquire().await.claim(ip("2001:db8:0:1:ffff::2")).is_err());
+        // The next /64 is another client.
+        let other = limit.acquire().await.claim(ip("2001:db8:0:2::1")).unwrap();
+        drop(one);
+        let again = limit.acquire().await.claim(ip("2001:db8:0:1:ffff::2")).unwrap();
+        drop((other, again));
+        assert!(limit.shares().held.is_empty());
+    }
+
+    #[test]
+    fn the_share_is_a_quarter_rounded_up() {
+        assert_eq!(share_of(4096), 1024);
+        assert_eq!(share_of(64), 16);
+        assert_eq!(share_of(9), 3);
+        assert_eq!(share_of(2), 1);
+        assert_eq!(share_of(1), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lowered_cap_lowers_the_share_and_keeps_what_is_held() {
+        let limit = ConnLimit::new(8);
+        let mut permits = Vec::new();
+        for _ in 0..2 {
+            permits.push(limit.acquire().await.claim(ip("192.0.2.1")).unwrap());
+        }
+        limit.set_limit(4);
+        assert!(
+            limit.acquire().await.claim(ip("192.0.2.1")).is_err(),
+            "share now 1, holds 2"
+        );
+        drop(permits.pop());
+        assert!(limit.acquire().await.claim(ip("192.0.2.1")).is_err(), "holds 1");
+        drop(permits);
+        assert!(limit.acquire().await.claim(ip("192.0.2.1")).is_ok());
     }
 }

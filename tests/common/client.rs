@@ -45,6 +45,15 @@ pub async fn request(
     .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// A TCP connection to `addr` from `from` (any 127.0.0.0/8 address is
+/// local): another client, as the relay's per-client connection share sees
+/// it.
+pub async fn connect_from(addr: SocketAddr, from: IpAddr) -> tokio::net::TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 /// `request`, with a refused or cut connection as an error (a daemon being killed).
 pub async fn try_request(
     addr: SocketAddr,

@@ -1,24 +1,33 @@
-//! Review 18 (security review): failing tests for the findings in
-//! /work/notes/review18.md. Each test states the promise it checks.
+//! Promise 4, bounded resources, per client: one client (an IPv4 address,
+//! an IPv6 /64) may hold a quarter of a listener's connection slots, so a
+//! stranger keeping idle connections open cannot lock a provider out of the
+//! public listener nor a probe out of the admin one; its connections past
+//! that share are closed at once, not queued. (The global cap:
+//! `bounded_connections`; the share bookkeeping: `server::limits` unit
+//! tests.) The first two tests came from review 18 (findings 1 and 2), where
+//! they failed on the code before the share.
 
 use crate::common;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOG: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// Keeps `n` idle connections from 127.0.0.2 open to `addr` (each one closed
 /// by the relay is opened again), as one stranger can. Abort to stop.
-fn hog(addr: std::net::SocketAddr, n: usize) -> tokio::task::JoinHandle<()> {
+fn hog(addr: SocketAddr, n: usize) -> tokio::task::JoinHandle<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use tokio::io::AsyncReadExt;
     let live = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             while live.load(Ordering::SeqCst) < n {
                 let sock = tokio::net::TcpSocket::new_v4().unwrap();
-                sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                sock.bind(SocketAddr::new(HOG, 0)).unwrap();
                 let Ok(mut s) = sock.connect(addr).await else { break };
                 live.fetch_add(1, Ordering::SeqCst);
                 let live = live.clone();
@@ -33,12 +42,10 @@ fn hog(addr: std::net::SocketAddr, n: usize) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Finding 3. `max_connections` is one pool for every client: a single
-/// stranger (one address, no token, sending nothing) keeps every slot and
-/// the accept queue full — each idle connection is cut at `read_timeout` and
-/// simply opened again — so the provider's callbacks wait behind it and time
-/// out. The memory budget gives one client a quarter; connections have no
-/// per-client share.
+/// `max_connections` is no longer one pool for every client: a single
+/// stranger (one address, no token, sending nothing) that keeps six times
+/// the cap open holds two of the eight slots, and the provider's callback is
+/// served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_stranger_cannot_hold_every_connection_slot_from_the_provider() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,15 +68,11 @@ async fn one_stranger_cannot_hold_every_connection_slot_from_the_provider() {
     h.shutdown().await;
 }
 
-/// Finding 4. The admin listener has a fixed, undocumented cap of 64
-/// connections (src/app.rs `ConnLimit::new(64)`), taken before any
-/// authentication: anyone who can reach it (any local user on the default
-/// loopback address; anyone on the network when it listens elsewhere with
-/// a token) keeps `/healthz`, `/readyz`, the API and the console from
-/// answering, so a load balancer or orchestrator sees the relay as dead.
+/// The admin listener's 64 slots (README "Bounded resources") are shared
+/// the same way: one client holds 16, and `/healthz` from another address
+/// still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_starve_healthz_on_the_admin_listener() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()))).await;
@@ -90,6 +93,45 @@ async fn one_client_cannot_starve_healthz_on_the_admin_listener() {
     assert!(
         matches!(&answered, Ok(t) if t.starts_with("HTTP/1.1 200")),
         "/healthz did not answer within 6 s while one other address held admin connections: {answered:?}"
+    );
+    h.shutdown().await;
+}
+
+/// A connection past its client's share is closed at once (well before
+/// `read_timeout`), it does not wait for a slot; one within the share of
+/// another client is served, and the first client gets a slot back as soon
+/// as one of its connections closes.
+#[tokio::test]
+async fn a_connection_past_its_share_is_closed_at_once_and_the_slot_comes_back_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .max_connections(8)
+            .read_timeout(secs(10)),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    // Its share: a quarter of 8.
+    let held = [connect_from(addr, HOG).await, connect_from(addr, HOG).await];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = connect_from(addr, HOG).await;
+    let closed = closed_within(third, Duration::from_secs(3))
+        .await
+        .expect("a third connection from one client was not closed");
+    assert!(closed < Duration::from_secs(2), "closed after {closed:?}, not at once");
+    // Another client is served meanwhile.
+    assert_eq!(callback(addr, &runway("other-client")).await.0, http::StatusCode::OK);
+    // One of the two closes: the client may open one again, and it is held
+    // open (cut only at read_timeout).
+    let [first, _second] = held;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = connect_from(addr, HOG).await;
+    assert!(
+        closed_within(again, Duration::from_secs(1)).await.is_none(),
+        "the slot of a closed connection was not given back to its client"
     );
     h.shutdown().await;
 }
