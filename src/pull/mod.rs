@@ -106,7 +106,11 @@ where
         (Op::Pull, _) => return PullAnswer::MethodNotAllowed("GET"),
         (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
     }
-    let Some(lane) = authorized(app, name, req.headers()) else {
+    let lanes = match op {
+        Op::Pull => authorized(app, name, req.headers()).into_iter().collect(),
+        Op::Ack => authorized_for_acks(app, name, req.headers()),
+    };
+    let Some(lane) = lanes.first().cloned() else {
         // A stopping relay has let go of its pull lanes while connections
         // opened before still bring requests: that is not a wrong token
         // (`hookrelay forward` exits on a 401), try again after the restart.
@@ -141,7 +145,7 @@ where
                 Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
                 Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
             };
-            ack(&lane, holder, &body).await
+            ack(&lanes, holder, &body).await
         }
     }
 }
@@ -166,6 +170,24 @@ fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane
         }
     };
     lane.filter(|_| ok)
+}
+
+/// The lanes that may take an acknowledgement for subscriber `name`: its
+/// pull lane if the bearer token is its token, then its pull lanes stopped
+/// by a reload that still serve their leases, each if the token is the one
+/// *it* was configured with (the token those leases were issued under: a
+/// reload that switched the subscriber to push, or rotated the token at
+/// the same time, does not make its forwarders' acknowledgements fail).
+fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<Arc<PullLane>> {
+    let presented = auth::presented_tokens(None, headers);
+    let mut lanes: Vec<_> = authorized(app, name, headers).into_iter().collect();
+    for lane in app.delivery.retiring_pull_lanes(name) {
+        let token = lane.subscriber().pull().map(|p| p.token.clone());
+        if token.is_some_and(|t| auth::token_matches(&presented, std::slice::from_ref(&t))) {
+            lanes.push(lane);
+        }
+    }
+    lanes
 }
 
 /// The `hookrelay-forwarder` header: who holds the leases handed out.
@@ -233,7 +255,7 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
     }
 }
 
-async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
+async fn ack(lanes: &[Arc<PullLane>], holder: String, body: &[u8]) -> PullAnswer {
     let parsed: wire::Ack = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) => {
@@ -293,7 +315,18 @@ async fn ack(lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
             Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
     }
-    match lane.ack(holder, lists).await {
+    // The subscriber's lane first; ids none of which it leases may be a
+    // stopped lane's (a reload switched the subscriber meanwhile).
+    let total = lists.len();
+    let mut answer = Err(AckError::NotLeased(Vec::new()));
+    for lane in lanes {
+        answer = lane.ack(holder.clone(), lists.clone()).await;
+        match &answer {
+            Err(AckError::NotLeased(bad)) if bad.len() == total => continue,
+            _ => break,
+        }
+    }
+    match answer {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,
             retried: s.retried,

@@ -215,6 +215,16 @@ impl<T> Leases<T> {
         Ok(out)
     }
 
+    /// Take out the messages ready to be handed out.
+    pub fn take_ready(&mut self) -> Vec<Offer<T>> {
+        self.ready.drain(..).collect()
+    }
+
+    /// The leases handed out and not claimed: live or lapsed.
+    pub fn held(&self) -> impl Iterator<Item = &Lease<T>> {
+        self.leased.values().chain(self.lapsed.values().map(|(l, _, _)| l))
+    }
+
     /// Everything still here (ready, leased or lapsed), for a clean stop.
     pub fn drain(&mut self) -> Vec<Offer<T>> {
         self.deadlines.clear();

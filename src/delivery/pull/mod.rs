@@ -119,8 +119,10 @@ pub struct AckLists {
     pub local: HashMap<EventId, LocalAnswer>,
 }
 
+#[allow(clippy::len_without_is_empty)]
 impl AckLists {
-    fn len(&self) -> usize {
+    /// How many ids are given.
+    pub fn len(&self) -> usize {
         self.ack.len() + self.retry.len() + self.release.len()
     }
 
@@ -169,6 +171,7 @@ impl PullLane {
         sub: &Subscriber,
         store: Store,
         opening: Opening,
+        closed: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
         verifier: Arc<super::verify_gate::Verifier>,
     ) -> Arc<PullLane> {
@@ -196,10 +199,11 @@ impl PullLane {
             let lane = lane.clone();
             let mut stop_rx = stop_rx;
             async move {
-                let Some((source, _turn)) = opening.source(&store, &name, &mut stop_rx).await else {
+                let Some((source, turn)) = opening.source(&store, &name, &mut stop_rx).await else {
                     return;
                 };
-                task::run(lane, store, source, metrics, verifier, rx, stop_rx).await;
+                let stopping = task::Stopping { turn, closed };
+                task::run(lane, store, source, metrics, verifier, rx, stop_rx, stopping).await;
             }
         });
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
@@ -212,11 +216,22 @@ impl PullLane {
         self.changed.notify_one();
     }
 
+    /// Whether its task is over (a lane stopped by a reload: its last lease too).
+    pub(super) fn has_ended(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.is_finished())
+    }
+
     pub(super) fn signal_stop(&self) {
         let _ = self.stop.send(true);
     }
 
-    /// Stop the task: waiting pulls are answered `Stopped`, leases are
+    /// Stop the task: waiting pulls are answered `Stopped`. Stopped by a
+    /// reload (see [`super::handover`]), it goes on serving acknowledgements
+    /// of its leases until the last is over; at a shutdown leases are
     /// forgotten (their messages are offered again after a restart).
     pub(super) async fn stop(&self) {
         self.signal_stop();
