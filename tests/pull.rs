@@ -453,15 +453,30 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token no longer opens it");
     let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!((s, ids(&got)), (StatusCode::OK, vec![id.clone()]));
-    // Now pushed: the work not acknowledged is delivered by the push lane.
+    // Now pushed. The message leased above stays with its forwarder until
+    // its 30 s lease is over (tests/pull_to_push.rs): the push lane sends
+    // fresh work at once but not that one, and the forwarder's
+    // acknowledgement, under the token the lease was issued with, is applied.
     let pushed = relay_config(dir.path(), &sub.url(), Subscriber::new("laptop", sub.url()), secs(30));
     assert_ne!(pushed.render(), rotated.render());
     pushed.write();
     h.reload().await.unwrap();
-    sub.wait_for(Duration::from_secs(10), "the pushed delivery", |r| {
-        r.iter().any(|x| x.header("webhook-id") == id)
-    })
+    // `push` shares the endpoint: every event reaches it once.
+    let fresh = send(&h, "after-the-switch").await;
+    sub.wait_for(
+        Duration::from_secs(10),
+        "the callback after the switch, for push and laptop",
+        |r| r.iter().filter(|x| x.header("webhook-id") == fresh).count() == 2,
+    )
     .await;
+    let leased = sub.all().iter().filter(|x| x.header("webhook-id") == id).count();
+    assert_eq!(
+        leased, 1,
+        "the leased message is its forwarder's until its lease is over (sent to push only)"
+    );
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some("rotated-token"), None, &ack).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "no pull API for a push subscriber");
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;

@@ -66,6 +66,7 @@ mod provider_callbacks;
 mod provider_key_shared;
 mod pull;
 mod pull_attempts;
+mod pull_to_push;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_outcomes;
