@@ -140,3 +140,49 @@ async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attemp
     assert_eq!(v["subscribers"][0]["attempts_total"], 2, "{v}");
     assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
 }
+
+/// With `hookrelay forward`: the subscriber is switched to push while the
+/// forwarder's local service is answering a message. The forwarder's next
+/// pull is refused (no pull API any more) and it stops, letting the local
+/// delivery finish and acknowledging it under its token: the relay records
+/// it delivered and the push lane never sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path());
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30))),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let local = common::forward::Local::start(std::sync::Arc::new(|_, _| (200, secs(2)))).await;
+    let mut fwd = common::forward::Forwarder::start(
+        dir.path(),
+        &common::forward::pull_url(addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "10s"],
+    );
+    let id = accepted(addr, &runway("being-delivered")).await;
+    admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["in_flight"] == 1
+    })
+    .await;
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    fwd.wait(secs(20));
+    let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    tokio::time::sleep(secs(1)).await;
+    let pushed = sub.all().iter().filter(|r| r.header("webhook-id") == id).count();
+    let delivered_locally = local.all().iter().filter(|g| g.id == id).count();
+    h.shutdown().await;
+    assert_eq!((delivered_locally, pushed), (1, 0), "forwarder log: {}", fwd.log_text());
+    assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+    assert_eq!(v["subscribers"][0]["attempts_total"], 1, "{v}");
+}
