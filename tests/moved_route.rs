@@ -193,8 +193,20 @@ async fn a_pull_subscriber_moved_to_another_route_pulls_that_routes_events(base:
 
     on_t.write();
     h.reload().await.expect("reload back");
-    let (s, _, v) = pull_call(h.ingest_addrs[0], "GET", "/pull/p?wait=1s&max=5", Some("p-token"), Some("f2"), "").await;
-    assert_eq!((s.as_u16(), v["messages"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    let (s, _, v) = pull_call(
+        h.ingest_addrs[0],
+        "GET",
+        "/pull/p?wait=1s&max=5",
+        Some("p-token"),
+        Some("f2"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["messages"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
     ack(&h, leased.clone()).await;
     let v = admin(h.admin_addr, "GET", &format!("/api/events/{leased}")).await.1;
     assert_eq!(row(&v["subscribers"], "name", "p")["state"], "delivered", "{v}");
