@@ -90,11 +90,8 @@ async fn switching_pull_to_push_does_not_deliver_a_leased_message_again_in_clust
 /// A lease that runs out after the switch is a failed attempt (as it would
 /// be for a pull subscriber): once its lapse is over the push lane sends
 /// the message as the next attempt, not before the lease ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(base: TestConfig) {
     let sub = Sub::ok().await;
-    let base = TestConfig::new(dir.path());
     let lease = secs(3);
     let h = start(
         &base
@@ -139,6 +136,22 @@ async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attemp
     assert_eq!(attempts, vec!["2".to_string()], "the expired lease was attempt 1");
     assert_eq!(v["subscribers"][0]["attempts_total"], 2, "{v}");
     assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+    )
+    .await;
 }
 
 /// With `hookrelay forward`: the subscriber is switched to push while the
