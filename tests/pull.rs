@@ -499,3 +499,55 @@ async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
     );
     h.shutdown().await;
 }
+
+/// A reload that rotates a pull subscriber's token while its forwarder
+/// leases a message: the old token opens nothing any more, except the
+/// acknowledgement of the leases handed out under it (the forwarder still
+/// has it until it is restarted with the new one); once those are over it
+/// is refused like any wrong token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_still_acknowledges_the_leases_handed_out_under_it() {
+    let (dir, sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let first = send(&h, "leased-before").await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("old"), "").await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![first.clone()]));
+    relay_config(dir.path(), &sub.url(), laptop("rotated-token", secs(30)), secs(30)).write();
+    h.reload().await.unwrap();
+    let second = send(&h, "leased-after").await;
+    let (s, _, got) = pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=5s&max=1",
+        Some("rotated-token"),
+        Some("old"),
+        "",
+    )
+    .await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![second.clone()]));
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("old"), "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token pulls nothing");
+    // Not a lease handed out under the old token: refused, nothing changes.
+    let body = format!(r#"{{"ids": ["{second}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let body = format!(r#"{{"ids": ["{first}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    assert_eq!(laptop_delivery(&h, &first).await["state"], "delivered");
+    // No lease of the old token is left: it is a wrong token now.
+    let body = format!(r#"{{"ids": ["{second}"]}}"#);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, v) = pull_call(
+        addr,
+        "POST",
+        "/pull/laptop/ack",
+        Some("rotated-token"),
+        Some("old"),
+        &body,
+    )
+    .await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    h.shutdown().await;
+}

@@ -107,10 +107,13 @@ where
         (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
     }
     let lanes = match op {
-        Op::Pull => authorized(app, name, req.headers()).into_iter().collect(),
+        Op::Pull => authorized(app, name, req.headers())
+            .map(|l| (l, None))
+            .into_iter()
+            .collect(),
         Op::Ack => authorized_for_acks(app, name, req.headers()),
     };
-    let Some(lane) = lanes.first().cloned() else {
+    let Some((lane, _)) = lanes.first().cloned() else {
         // A stopping relay has let go of its pull lanes while connections
         // opened before still bring requests: that is not a wrong token
         // (`hookrelay forward` exits on a 401), try again after the restart.
@@ -172,21 +175,30 @@ fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane
     lane.filter(|_| ok)
 }
 
-/// The lanes that may take an acknowledgement for subscriber `name`: its
-/// pull lane if the bearer token is its token, then its pull lanes stopped
-/// by a reload that still serve their leases, each if the token is the one
-/// *it* was configured with (the token those leases were issued under: a
-/// reload that switched the subscriber to push, or rotated the token at
-/// the same time, does not make its forwarders' acknowledgements fail).
-fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<Arc<PullLane>> {
+/// The lanes that may take an acknowledgement for subscriber `name`, each
+/// with the earlier token generation it was presented under (`None`: its
+/// current token): its pull lane if the bearer token is its token, or an
+/// earlier one of its tokens that leases handed out under it still need;
+/// then its pull lanes stopped by a reload that still serve their leases,
+/// likewise by *their* tokens. So a reload that rotates the token, or
+/// switches the subscriber to push, does not make its forwarders'
+/// acknowledgements of what they lease fail; an earlier token acknowledges
+/// only the leases handed out under it and opens nothing else.
+fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<(Arc<PullLane>, Option<u64>)> {
     let presented = auth::presented_tokens(None, headers);
-    let mut lanes: Vec<_> = authorized(app, name, headers).into_iter().collect();
-    for lane in app.delivery.retiring_pull_lanes(name) {
+    let by_token = |lane: Arc<PullLane>| {
         let token = lane.subscriber().pull().map(|p| p.token.clone());
         if token.is_some_and(|t| auth::token_matches(&presented, std::slice::from_ref(&t))) {
-            lanes.push(lane);
+            return Some((lane, None));
         }
-    }
+        let earlier = lane.earlier_token(&presented);
+        earlier.map(|g| (lane, Some(g)))
+    };
+    let mut lanes: Vec<_> = match authorized(app, name, headers) {
+        Some(lane) => vec![(lane, None)],
+        None => app.delivery.pull_lane(name).and_then(by_token).into_iter().collect(),
+    };
+    lanes.extend(app.delivery.retiring_pull_lanes(name).into_iter().filter_map(by_token));
     lanes
 }
 
@@ -255,7 +267,7 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
     }
 }
 
-async fn ack(lanes: &[Arc<PullLane>], holder: String, body: &[u8]) -> PullAnswer {
+async fn ack(lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, body: &[u8]) -> PullAnswer {
     let parsed: wire::Ack = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) => {
@@ -319,8 +331,8 @@ async fn ack(lanes: &[Arc<PullLane>], holder: String, body: &[u8]) -> PullAnswer
     // stopped lane's (a reload switched the subscriber meanwhile).
     let total = lists.len();
     let mut answer = Err(AckError::NotLeased(Vec::new()));
-    for lane in lanes {
-        answer = lane.ack(holder.clone(), lists.clone()).await;
+    for (lane, under) in lanes {
+        answer = lane.ack(holder.clone(), lists.clone(), *under).await;
         match &answer {
             Err(AckError::NotLeased(bad)) if bad.len() == total => continue,
             _ => break,

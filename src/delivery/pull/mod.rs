@@ -134,6 +134,9 @@ impl AckLists {
 pub(super) struct AckRequest {
     holder: String,
     lists: AckLists,
+    /// Presented with an earlier token of the subscriber (of this
+    /// generation): only leases handed out under it may be claimed.
+    under: Option<u64>,
     reply: oneshot::Sender<Result<AckSummary, AckError>>,
 }
 
@@ -163,6 +166,9 @@ pub struct PullLane {
     /// Answers the other relays' acknowledgements for this relay's leases
     /// (cluster mode only).
     peer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The generation of the current token, and earlier tokens (with their
+    /// generation) that leases handed out under them still need.
+    tokens: Mutex<(u64, Vec<(u64, crate::auth::Secret)>)>,
 }
 
 impl PullLane {
@@ -190,6 +196,7 @@ impl PullLane {
             task: Mutex::new(None),
             store: store.clone(),
             peer: Mutex::new(None),
+            tokens: Mutex::new((0, Vec::new())),
         });
         if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
             *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
@@ -212,8 +219,50 @@ impl PullLane {
 
     /// New settings from a reload (a new lease applies to the next hand-outs).
     pub(super) fn update(&self, sub: &Subscriber) {
-        *self.sub.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sub.clone());
+        {
+            let mut current = self.sub.write().unwrap_or_else(|e| e.into_inner());
+            let old = current.pull().map(|p| p.token.clone());
+            if let Some(old) = old.filter(|t| sub.pull().is_some_and(|p| p.token != *t)) {
+                // A rotated token: the old one still acknowledges the leases
+                // handed out under it, until they are over (the task prunes it).
+                let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                let gen = tokens.0;
+                tokens.1.push((gen, old));
+                tokens.0 += 1;
+            }
+            *current = Arc::new(sub.clone());
+        }
         self.changed.notify_one();
+    }
+
+    /// The generation of the current token.
+    fn token_gen(&self) -> u64 {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// The generation of the earlier token `presented` matches, if leases
+    /// handed out under it may still be acknowledged with it.
+    pub fn earlier_token(&self, presented: &[String]) -> Option<u64> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .1
+            .iter()
+            .find(|(_, t)| crate::auth::token_matches(presented, std::slice::from_ref(t)))
+            .map(|(g, _)| *g)
+    }
+
+    /// Forget earlier tokens no lease needs: `live` are the generations of
+    /// the leases now (all of them handed out before any later rotation).
+    fn prune_tokens(&self, live: impl Fn(u64) -> bool) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if !tokens.1.is_empty() {
+            tokens.1.retain(|(g, _)| live(*g));
+        }
+    }
+
+    /// Whether an earlier token is still kept.
+    fn has_earlier_tokens(&self) -> bool {
+        !self.tokens.lock().unwrap_or_else(|e| e.into_inner()).1.is_empty()
     }
 
     /// Whether its task is over (a lane stopped by a reload: its last lease too).
@@ -276,10 +325,13 @@ impl PullLane {
     /// to `holder`; all or nothing. Answers once every result is recorded. In
     /// cluster mode, messages none of which this relay leases are
     /// acknowledged at the relay that does.
-    pub async fn ack(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
+    /// `under`: presented with an earlier token of this generation
+    /// ([`earlier_token`](Self::earlier_token)): only leases handed out
+    /// under it are claimed (not asked of other relays).
+    pub async fn ack(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
         let total = lists.len();
-        let asked = self.store.is_clustered().then(|| lists.clone());
-        match self.ack_here(holder.clone(), lists).await {
+        let asked = (self.store.is_clustered() && under.is_none()).then(|| lists.clone());
+        match self.ack_here(holder.clone(), lists, under).await {
             Err(AckError::NotLeased(bad)) if bad.len() == total => {
                 let Some(lists) = asked else {
                     return Err(AckError::NotLeased(bad));
@@ -294,9 +346,14 @@ impl PullLane {
     }
 
     /// [`ack`](Self::ack) of this relay's leases only.
-    async fn ack_here(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
+    async fn ack_here(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
         let (reply, rx) = oneshot::channel();
-        let req = AckRequest { holder, lists, reply };
+        let req = AckRequest {
+            holder,
+            lists,
+            under,
+            reply,
+        };
         self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;
         rx.await.map_err(|_| AckError::Stopped)?
     }

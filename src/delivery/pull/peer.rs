@@ -112,7 +112,7 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     release,
                     local,
                 };
-                let reply = match lane.ack_here(ask.holder, lists).await {
+                let reply = match lane.ack_here(ask.holder, lists, None).await {
                     Ok(s) => Reply::Done {
                         acknowledged: s.acknowledged,
                         retried: s.retried,

@@ -122,6 +122,10 @@ pub(super) async fn run(
             let _ = w.reply.send(Vec::new());
         }
         let labels = st.metrics.sub(&name);
+        if st.lane.has_earlier_tokens() {
+            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            st.lane.prune_tokens(|g| live.contains(&g));
+        }
         st.lane.depth.store(source.depth(), Ordering::Relaxed);
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
         st.lane.waiting.store(st.waiting.len(), Ordering::Relaxed);
@@ -224,6 +228,10 @@ pub(super) async fn run(
     loop {
         st.expire(Instant::now());
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
+        if st.lane.has_earlier_tokens() {
+            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            st.lane.prune_tokens(|g| live.contains(&g));
+        }
         if st.leases.held().next().is_none() && st.settling.is_empty() {
             break;
         }
@@ -403,6 +411,12 @@ impl State {
             let ids = self
                 .leases
                 .lease(w.max.min(room), &w.holder, now, lease, clock::now_ms());
+            let token_gen = self.lane.token_gen();
+            for id in &ids {
+                if let Some(l) = self.leases.get_mut(id) {
+                    l.token_gen = token_gen;
+                }
+            }
             let handouts: Vec<Handout> = ids
                 .iter()
                 .filter_map(|id| self.leases.get(id))
@@ -423,6 +437,18 @@ impl State {
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
         let ids: Vec<_> = a.lists.all().copied().collect();
+        if let Some(under) = a.under {
+            // An earlier token acknowledges only what was handed out under it.
+            let bad: Vec<EventId> = ids
+                .iter()
+                .filter(|id| self.leases.token_gen(id) != Some(under))
+                .copied()
+                .collect();
+            if !bad.is_empty() {
+                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
+                return;
+            }
+        }
         let claimed = match self.leases.claim(&a.holder, &ids, Instant::now()) {
             Ok(c) => c,
             Err(bad) => {
