@@ -487,15 +487,30 @@ async fn reload_rotates_the_token_and_can_turn_a_pull_subscriber_into_a_push_one
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token no longer opens it");
     let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!((s, ids(&got)), (StatusCode::OK, vec![id.clone()]));
-    // Now pushed: the work not acknowledged is delivered by the push lane.
+    // Now pushed. The message leased above stays with its forwarder until
+    // its 30 s lease is over (tests/pull_to_push.rs): the push lane sends
+    // fresh work at once but not that one, and the forwarder's
+    // acknowledgement, under the token the lease was issued with, is applied.
     let pushed = relay_config(dir.path(), &sub.url(), Subscriber::new("laptop", sub.url()), secs(30));
     assert_ne!(pushed.render(), rotated.render());
     pushed.write();
     h.reload().await.unwrap();
-    sub.wait_for(Duration::from_secs(10), "the pushed delivery", |r| {
-        r.iter().any(|x| x.header("webhook-id") == id)
-    })
+    // `push` shares the endpoint: every event reaches it once.
+    let fresh = send(&h, "after-the-switch").await;
+    sub.wait_for(
+        Duration::from_secs(10),
+        "the callback after the switch, for push and laptop",
+        |r| r.iter().filter(|x| x.header("webhook-id") == fresh).count() == 2,
+    )
     .await;
+    let leased = sub.all().iter().filter(|x| x.header("webhook-id") == id).count();
+    assert_eq!(
+        leased, 1,
+        "the leased message is its forwarder's until its lease is over (sent to push only)"
+    );
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some("rotated-token"), None, &ack).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some("rotated-token"), None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "no pull API for a push subscriber");
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
@@ -539,5 +554,57 @@ async fn a_long_poll_outlasts_the_read_timeout_and_ends_empty_after_wait() {
         took >= Duration::from_secs(3) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    h.shutdown().await;
+}
+
+/// A reload that rotates a pull subscriber's token while its forwarder
+/// leases a message: the old token opens nothing any more, except the
+/// acknowledgement of the leases handed out under it (the forwarder still
+/// has it until it is restarted with the new one); once those are over it
+/// is refused like any wrong token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_still_acknowledges_the_leases_handed_out_under_it() {
+    let (dir, sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let first = send(&h, "leased-before").await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("old"), "").await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![first.clone()]));
+    relay_config(dir.path(), &sub.url(), laptop("rotated-token", secs(30)), secs(30)).write();
+    h.reload().await.unwrap();
+    let second = send(&h, "leased-after").await;
+    let (s, _, got) = pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=5s&max=1",
+        Some("rotated-token"),
+        Some("old"),
+        "",
+    )
+    .await;
+    assert_eq!((s, ids(&got)), (StatusCode::OK, vec![second.clone()]));
+    let (s, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("old"), "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token pulls nothing");
+    // Not a lease handed out under the old token: refused, nothing changes.
+    let body = format!(r#"{{"ids": ["{second}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let body = format!(r#"{{"ids": ["{first}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    assert_eq!(laptop_delivery(&h, &first).await["state"], "delivered");
+    // No lease of the old token is left: it is a wrong token now.
+    let body = format!(r#"{{"ids": ["{second}"]}}"#);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("old"), &body).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, v) = pull_call(
+        addr,
+        "POST",
+        "/pull/laptop/ack",
+        Some("rotated-token"),
+        Some("old"),
+        &body,
+    )
+    .await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     h.shutdown().await;
 }

@@ -11,6 +11,15 @@
 //! again and sent twice. The reload and the other subscribers' lanes do not
 //! wait for it; meanwhile the new lane's queue depth is not known
 //! ([`UNKNOWN_DEPTH`]).
+//!
+//! A stopped pull lane is different: its leases may last an hour, so its
+//! next lane does not wait for them. It lets go of its turn at once but
+//! keeps serving its forwarders' acknowledgements (and its leases' expiry)
+//! until its last lease and lapse are over; meanwhile what it leases is
+//! [`Held`]: every later lane of the subscriber treats it as handed out
+//! ([`WorkSource::adopt`]) and lets it go once that lane recorded it
+//! ([`WorkSource::settled_elsewhere`]), so fresh work flows and the leased
+//! messages are not sent beside their forwarder's delivery.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::attempt::{Health, READ_ERROR_PAUSE};
-use crate::store::{Store, Ticket, WorkSource};
+use crate::store::{EventId, Store, Ticket, WorkSource};
 
 /// Time for an attempt's send to end (its answer read) after its `timeout`
 /// and begin recording.
@@ -122,6 +131,8 @@ impl Phase {
 /// in the middle of the shutdown).
 pub(super) struct Turns {
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// What stopped pull lanes of each subscriber still lease.
+    held: Mutex<HashMap<String, Arc<Held>>>,
     closed: watch::Sender<bool>,
 }
 
@@ -129,6 +140,7 @@ impl Default for Turns {
     fn default() -> Self {
         Turns {
             turns: Mutex::default(),
+            held: Mutex::default(),
             closed: watch::channel(false).0,
         }
     }
@@ -137,11 +149,81 @@ impl Default for Turns {
 /// A lane's turn: the subscriber's next lane waits until it is dropped.
 pub(super) struct Turn {
     _held: OwnedMutexGuard<()>,
+    held: Arc<Held>,
+}
+
+impl Turn {
+    /// What stopped pull lanes of the subscriber still lease.
+    pub(super) fn held(&self) -> Arc<Held> {
+        self.held.clone()
+    }
+}
+
+/// Work that stopped pull lanes of one subscriber still lease (or are
+/// recording), by event. The lane whose turn it is holds it as handed out
+/// from when it opens its source, and lets it go once it is recorded.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    state: Mutex<HeldState>,
+    /// Woken when something was settled.
+    settled: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct HeldState {
+    tickets: HashMap<EventId, Ticket>,
+    /// Recorded since the current lane opened its source: it lets them go.
+    settled: Vec<Ticket>,
+}
+
+impl Held {
+    fn state(&self) -> std::sync::MutexGuard<'_, HeldState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stopped pull lane still leases `ticket`'s work.
+    pub(super) fn hold(&self, event: EventId, ticket: Ticket) {
+        self.state().tickets.insert(event, ticket);
+    }
+
+    /// Its lease was recorded (acknowledged, handed back, or run out): the
+    /// lane whose turn it is lets the work go.
+    pub(super) fn settle(&self, event: &EventId) {
+        let mut state = self.state();
+        if let Some(t) = state.tickets.remove(event) {
+            state.settled.push(t);
+            drop(state);
+            self.settled.notify_one();
+        }
+    }
+
+    /// Hold everything still leased in a source just opened.
+    fn adopt_into(&self, source: &mut WorkSource) {
+        let mut state = self.state();
+        state.settled.clear();
+        for t in state.tickets.values() {
+            source.adopt(t);
+        }
+    }
+
+    /// Resolves when something was settled.
+    pub(super) async fn changed(&self) {
+        self.settled.notified().await;
+    }
+
+    /// Let go of what was settled in the source whose turn it is.
+    pub(super) async fn release_settled(&self, source: &mut WorkSource) {
+        let settled = std::mem::take(&mut self.state().settled);
+        for t in settled {
+            source.settled_elsewhere(&t).await;
+        }
+    }
 }
 
 /// How a new lane gets its work source.
 pub(super) struct Opening {
     how: How,
+    held: Arc<Held>,
     /// Turns true at a shutdown.
     closed: watch::Receiver<bool>,
 }
@@ -171,9 +253,19 @@ impl Turns {
             .entry(name.to_string())
             .or_default()
             .clone();
+        let held_work = self.held(name);
         let how = match turn.clone().try_lock_owned() {
             Ok(held) => match store.work_source(name) {
-                Ok(source) => How::Now(source, Turn { _held: held }),
+                Ok(mut source) => {
+                    held_work.adopt_into(&mut source);
+                    How::Now(
+                        source,
+                        Turn {
+                            _held: held,
+                            held: held_work.clone(),
+                        },
+                    )
+                }
                 Err(e) => {
                     tracing::error!(subscriber = %name, error = %e, "cannot open the subscriber's work source; trying again");
                     How::Held(held)
@@ -186,8 +278,24 @@ impl Turns {
         };
         Opening {
             how,
+            held: held_work,
             closed: self.closed.subscribe(),
         }
+    }
+
+    /// What stopped pull lanes of subscriber `name` still lease.
+    pub(super) fn held(&self, name: &str) -> Arc<Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Turns true at a shutdown.
+    pub(super) fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// A shutdown: no lane waiting for its turn gets it any more.
@@ -214,7 +322,11 @@ impl Opening {
         name: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<(WorkSource, Turn)> {
-        let Opening { how, mut closed } = self;
+        let Opening {
+            how,
+            held: held_work,
+            mut closed,
+        } = self;
         let held = match how {
             How::Now(source, turn) => return Some((source, turn)),
             How::Held(held) => held,
@@ -231,7 +343,16 @@ impl Opening {
                 return None;
             }
             match store.work_source(name) {
-                Ok(source) => return Some((source, Turn { _held: held })),
+                Ok(mut source) => {
+                    held_work.adopt_into(&mut source);
+                    return Some((
+                        source,
+                        Turn {
+                            _held: held,
+                            held: held_work,
+                        },
+                    ));
+                }
                 Err(e) => {
                     tracing::error!(subscriber = %name, error = %e, "cannot open the subscriber's work source; trying again");
                     tokio::select! {

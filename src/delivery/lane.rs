@@ -166,6 +166,7 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
     verifier: Arc<super::verify_gate::Verifier>,
     mut stop: watch::Receiver<bool>,
+    held: Arc<super::handover::Held>,
 ) {
     let name = lane.subscriber().name.clone();
     let labels = metrics.sub(&name);
@@ -298,6 +299,8 @@ pub(super) async fn run(
                     Health::Neutral => {}
                 }
             }
+            // A stopped pull lane recorded work it still leased: let it go.
+            _ = held.changed() => held.release_settled(&mut source).await,
             _ = signal.notified() => {}
             _ = lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}

@@ -71,6 +71,9 @@ pub struct Delivery {
     limiters: Arc<rate::Limiters>,
     /// Push lanes stopped by a reload, finishing their attempts in flight.
     retiring: Arc<std::sync::Mutex<Vec<Arc<Lane>>>>,
+    /// Pull lanes stopped by a reload, serving acknowledgements of their
+    /// leases until the last one is over ([`handover`]).
+    retiring_pulls: Arc<std::sync::Mutex<Vec<Arc<PullLane>>>>,
 }
 
 impl Delivery {
@@ -84,6 +87,7 @@ impl Delivery {
             turns: Arc::default(),
             limiters: Arc::default(),
             retiring: Arc::default(),
+            retiring_pulls: Arc::default(),
         }
     }
 
@@ -108,6 +112,18 @@ impl Delivery {
     /// The pull lane of subscriber `name`, if it is a configured pull subscriber.
     pub fn pull_lane(&self, name: &str) -> Option<Arc<PullLane>> {
         self.pulls.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// The pull lanes of subscriber `name` stopped by a reload that still
+    /// serve acknowledgements of their leases, newest first.
+    pub fn retiring_pull_lanes(&self, name: &str) -> Vec<Arc<PullLane>> {
+        let retiring = self.retiring_pulls.lock().unwrap_or_else(|e| e.into_inner());
+        retiring
+            .iter()
+            .rev()
+            .filter(|l| !l.has_ended() && l.subscriber().name == name)
+            .cloned()
+            .collect()
     }
 
     /// Every lane, by subscriber name.
@@ -199,11 +215,14 @@ impl Delivery {
             }
             keep
         });
+        let mut retiring_pulls = self.retiring_pulls.lock().unwrap_or_else(|e| e.into_inner());
+        retiring_pulls.retain(|lane| !lane.has_ended());
         pulls.retain(|name, lane| {
             let route = lane.subscriber().route.clone();
             let keep = pull_names.get(name.as_str()) == Some(&route.as_str());
             if !keep {
                 lane.signal_stop();
+                retiring_pulls.push(lane.clone());
                 if !push_names.contains_key(name.as_str()) && !pull_names.contains_key(name.as_str()) {
                     tracing::info!(subscriber = %name, "subscriber removed from config; its pending work stays in the store");
                 }
@@ -225,10 +244,10 @@ impl Delivery {
             let task = tokio::spawn({
                 let lane = lane.clone();
                 async move {
-                    let Some((source, _turn)) = opening.source(&store, &name, &mut stop).await else {
+                    let Some((source, turn)) = opening.source(&store, &name, &mut stop).await else {
                         return;
                     };
-                    lane::run(lane, store, source, metrics, verifier, stop).await;
+                    lane::run(lane, store, source, metrics, verifier, stop, turn.held()).await;
                 }
             });
             lane.set_task(task);
@@ -243,6 +262,7 @@ impl Delivery {
                 s,
                 self.store.clone(),
                 opening,
+                self.turns.closed(),
                 self.metrics.clone(),
                 self.verifier.clone(),
             );
@@ -266,12 +286,15 @@ impl Delivery {
     }
 
     fn take_pulls(&self) -> Vec<Arc<PullLane>> {
-        self.pulls
+        let mut pulls: Vec<_> = self
+            .pulls
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .map(|(_, l)| l)
-            .collect()
+            .collect();
+        pulls.append(&mut self.retiring_pulls.lock().unwrap_or_else(|e| e.into_inner()));
+        pulls
     }
 
     /// Stop every lane and wait for it; attempts in flight and leases are

@@ -108,7 +108,14 @@ where
         (Op::Pull, _) => return PullAnswer::MethodNotAllowed("GET"),
         (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
     }
-    let Some(lane) = authorized(app, name, req.headers()) else {
+    let lanes = match op {
+        Op::Pull => authorized(app, name, req.headers())
+            .map(|l| (l, None))
+            .into_iter()
+            .collect(),
+        Op::Ack => authorized_for_acks(app, name, req.headers()),
+    };
+    let Some((lane, _)) = lanes.first().cloned() else {
         // A stopping relay has let go of its pull lanes while connections
         // opened before still bring requests: that is not a wrong token
         // (`hookrelay forward` exits on a 401), try again after the restart.
@@ -143,7 +150,7 @@ where
                 Err(crate::ingest::Answer::BadRequest(why)) => return PullAnswer::BadRequest(why),
                 Err(_) => return PullAnswer::BadRequest("cannot read the body".into()),
             };
-            ack(app, &lane, holder, &body).await
+            ack(app, &lanes, holder, &body).await
         }
     }
 }
@@ -168,6 +175,33 @@ fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane
         }
     };
     lane.filter(|_| ok)
+}
+
+/// The lanes that may take an acknowledgement for subscriber `name`, each
+/// with the earlier token generation it was presented under (`None`: its
+/// current token): its pull lane if the bearer token is its token, or an
+/// earlier one of its tokens that leases handed out under it still need;
+/// then its pull lanes stopped by a reload that still serve their leases,
+/// likewise by *their* tokens. So a reload that rotates the token, or
+/// switches the subscriber to push, does not make its forwarders'
+/// acknowledgements of what they lease fail; an earlier token acknowledges
+/// only the leases handed out under it and opens nothing else.
+fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<(Arc<PullLane>, Option<u64>)> {
+    let presented = auth::presented_tokens(None, headers);
+    let by_token = |lane: Arc<PullLane>| {
+        let token = lane.subscriber().pull().map(|p| p.token.clone());
+        if token.is_some_and(|t| auth::token_matches(&presented, std::slice::from_ref(&t))) {
+            return Some((lane, None));
+        }
+        let earlier = lane.earlier_token(&presented);
+        earlier.map(|g| (lane, Some(g)))
+    };
+    let mut lanes: Vec<_> = match authorized(app, name, headers) {
+        Some(lane) => vec![(lane, None)],
+        None => app.delivery.pull_lane(name).and_then(by_token).into_iter().collect(),
+    };
+    lanes.extend(app.delivery.retiring_pull_lanes(name).into_iter().filter_map(by_token));
+    lanes
 }
 
 /// The `hookrelay-forwarder` header: who holds the leases handed out.
@@ -254,7 +288,7 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
     }
 }
 
-async fn ack(app: &App, lane: &PullLane, holder: String, body: &[u8]) -> PullAnswer {
+async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, body: &[u8]) -> PullAnswer {
     let parsed: wire::Ack = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) => {
@@ -314,7 +348,20 @@ async fn ack(app: &App, lane: &PullLane, holder: String, body: &[u8]) -> PullAns
             Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
     }
-    match lane.ack(holder, lists).await {
+    // The subscriber's lane first; ids none of which it leases may be a
+    // stopped lane's (a reload switched the subscriber meanwhile).
+    let total = lists.len();
+    let mut answer = Err(AckError::NotLeased(Vec::new()));
+    let mut name = String::new();
+    for (lane, under) in lanes {
+        name.clone_from(&lane.subscriber().name);
+        answer = lane.ack(holder.clone(), lists.clone(), *under).await;
+        match &answer {
+            Err(AckError::NotLeased(bad)) if bad.len() == total => continue,
+            _ => break,
+        }
+    }
+    match answer {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,
             retried: s.retried,
@@ -334,7 +381,7 @@ async fn ack(app: &App, lane: &PullLane, holder: String, body: &[u8]) -> PullAns
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the messages will be offered again"
         )),
-        Err(AckError::Stopped) => lane_stopped(app, &lane.subscriber().name, "acknowledge again"),
+        Err(AckError::Stopped) => lane_stopped(app, &name, "acknowledge again"),
     }
 }
 

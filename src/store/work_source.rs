@@ -41,6 +41,39 @@ impl WorkSource {
         }
     }
 
+    /// `ticket`'s work is still leased by a stopped pull lane of the
+    /// subscriber (a reload's handover): hold it as handed out, so that it
+    /// is not taken (nor the cursor moved past it) until it is
+    /// [`settled_elsewhere`](Self::settled_elsewhere). Only the embedded
+    /// store's cursor needs it (of this route's work only): in cluster mode
+    /// the stopped lane's own cursor keeps holding the message at NATS.
+    pub fn adopt(&mut self, ticket: &Ticket) {
+        if let (WorkSource::Sled(c), Ticket::Sled(t)) = (self, ticket) {
+            c.adopt(t);
+        }
+    }
+
+    /// Work [`adopt`](Self::adopt)ed was recorded by the stopped pull lane
+    /// that leased it: let it go. (In cluster mode that lane's own cursor
+    /// lets it go.)
+    pub async fn settled_elsewhere(&mut self, ticket: &Ticket) {
+        if let (WorkSource::Sled(c), Ticket::Sled(t)) = (self, ticket) {
+            c.let_go_adopted(t).await;
+        }
+    }
+
+    /// What a pull lane stopped by a reload keeps while its leases last: in
+    /// cluster mode its cursor (it goes on holding the leased messages at
+    /// NATS, and lets each go once recorded); the embedded store's cursor is
+    /// dropped (the subscriber's next lane holds the leased work instead,
+    /// [`adopt`](Self::adopt), and moves the one stored position).
+    pub fn kept_while_leased(self) -> Option<WorkSource> {
+        match self {
+            WorkSource::Sled(_) => None,
+            nats @ WorkSource::Nats(_) => Some(nats),
+        }
+    }
+
     /// `ticket` is a second copy of work the lane holds (its earlier hand-out
     /// still being recorded): let the copy go, recording nothing; the work
     /// comes again once due and not held. Nothing to do in cluster mode (the

@@ -35,6 +35,9 @@ pub(super) struct Lease<T> {
     pub at_ms: u64,
     /// How long the lease was (the settings may change before it ends).
     pub length: std::time::Duration,
+    /// Which of the subscriber's tokens it was handed out under (a reload
+    /// may change the token while it lasts).
+    pub token_gen: u64,
 }
 
 /// A lease taken out by [`Leases::claim`], with when its retry is due (ms)
@@ -136,6 +139,7 @@ impl<T> Leases<T> {
                     until,
                     at_ms,
                     length,
+                    token_gen: 0,
                 },
             );
         }
@@ -149,6 +153,18 @@ impl<T> Leases<T> {
 
     pub fn get(&self, id: &EventId) -> Option<&Lease<T>> {
         self.leased.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &EventId) -> Option<&mut Lease<T>> {
+        self.leased.get_mut(id)
+    }
+
+    /// The token generation of `id`'s lease, live or lapsed.
+    pub fn token_gen(&self, id: &EventId) -> Option<u64> {
+        self.leased
+            .get(id)
+            .or_else(|| self.lapsed.get(id).map(|(l, _, _)| l))
+            .map(|l| l.token_gen)
     }
 
     /// Hand-outs that reached nobody (the puller left): ready again, in
@@ -255,6 +271,16 @@ impl<T> Leases<T> {
             }
         }
         out
+    }
+
+    /// Take out the messages ready to be handed out.
+    pub fn take_ready(&mut self) -> Vec<Offer<T>> {
+        self.ready.drain(..).collect()
+    }
+
+    /// The leases handed out and not claimed: live or lapsed.
+    pub fn held(&self) -> impl Iterator<Item = &Lease<T>> {
+        self.leased.values().chain(self.lapsed.values().map(|(l, _, _)| l))
     }
 
     /// Everything still here (ready, leased or lapsed), for a clean stop.

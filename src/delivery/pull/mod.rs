@@ -134,8 +134,10 @@ pub struct AckLists {
     pub local: HashMap<EventId, LocalAnswer>,
 }
 
+#[allow(clippy::len_without_is_empty)]
 impl AckLists {
-    fn len(&self) -> usize {
+    /// How many ids are given.
+    pub fn len(&self) -> usize {
         self.ack.len() + self.retry.len() + self.release.len()
     }
 
@@ -179,6 +181,9 @@ pub(super) struct AckRequest {
     /// Apply what this relay leases to the holder and name the rest (cluster
     /// mode), instead of all or nothing.
     partial: bool,
+    /// Presented with an earlier token of the subscriber (of this
+    /// generation): only leases handed out under it may be claimed.
+    under: Option<u64>,
     reply: oneshot::Sender<Result<Applied, AckError>>,
 }
 
@@ -208,6 +213,9 @@ pub struct PullLane {
     /// Answers the other relays' acknowledgements for this relay's leases
     /// (cluster mode only).
     peer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The generation of the current token, and earlier tokens (with their
+    /// generation) that leases handed out under them still need.
+    tokens: Mutex<(u64, Vec<(u64, crate::auth::Secret)>)>,
 }
 
 impl PullLane {
@@ -216,6 +224,7 @@ impl PullLane {
         sub: &Subscriber,
         store: Store,
         opening: Opening,
+        closed: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
         verifier: Arc<super::verify_gate::Verifier>,
     ) -> Arc<PullLane> {
@@ -234,6 +243,7 @@ impl PullLane {
             task: Mutex::new(None),
             store: store.clone(),
             peer: Mutex::new(None),
+            tokens: Mutex::new((0, Vec::new())),
         });
         if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
             *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
@@ -243,10 +253,11 @@ impl PullLane {
             let lane = lane.clone();
             let mut stop_rx = stop_rx;
             async move {
-                let Some((source, _turn)) = opening.source(&store, &name, &mut stop_rx).await else {
+                let Some((source, turn)) = opening.source(&store, &name, &mut stop_rx).await else {
                     return;
                 };
-                task::run(lane, store, source, metrics, verifier, rx, stop_rx).await;
+                let stopping = task::Stopping { turn, closed };
+                task::run(lane, store, source, metrics, verifier, rx, stop_rx, stopping).await;
             }
         });
         *lane.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
@@ -255,15 +266,68 @@ impl PullLane {
 
     /// New settings from a reload (a new lease applies to the next hand-outs).
     pub(super) fn update(&self, sub: &Subscriber) {
-        *self.sub.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sub.clone());
+        {
+            let mut current = self.sub.write().unwrap_or_else(|e| e.into_inner());
+            let old = current.pull().map(|p| p.token.clone());
+            if let Some(old) = old.filter(|t| sub.pull().is_some_and(|p| p.token != *t)) {
+                // A rotated token: the old one still acknowledges the leases
+                // handed out under it, until they are over (the task prunes it).
+                let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                let gen = tokens.0;
+                tokens.1.push((gen, old));
+                tokens.0 += 1;
+            }
+            *current = Arc::new(sub.clone());
+        }
         self.changed.notify_one();
+    }
+
+    /// The generation of the current token.
+    fn token_gen(&self) -> u64 {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// The generation of the earlier token `presented` matches, if leases
+    /// handed out under it may still be acknowledged with it.
+    pub fn earlier_token(&self, presented: &[String]) -> Option<u64> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .1
+            .iter()
+            .find(|(_, t)| crate::auth::token_matches(presented, std::slice::from_ref(t)))
+            .map(|(g, _)| *g)
+    }
+
+    /// Forget earlier tokens no lease needs: `live` are the generations of
+    /// the leases now (all of them handed out before any later rotation).
+    fn prune_tokens(&self, live: impl Fn(u64) -> bool) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if !tokens.1.is_empty() {
+            tokens.1.retain(|(g, _)| live(*g));
+        }
+    }
+
+    /// Whether an earlier token is still kept.
+    fn has_earlier_tokens(&self) -> bool {
+        !self.tokens.lock().unwrap_or_else(|e| e.into_inner()).1.is_empty()
+    }
+
+    /// Whether its task is over (a lane stopped by a reload: its last lease too).
+    pub(super) fn has_ended(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.is_finished())
     }
 
     pub(super) fn signal_stop(&self) {
         let _ = self.stop.send(true);
     }
 
-    /// Stop the task: waiting pulls are answered `Stopped`, leases are
+    /// Stop the task: waiting pulls are answered `Stopped`. Stopped by a
+    /// reload (see [`super::handover`]), it goes on serving acknowledgements
+    /// of its leases until the last is over; at a shutdown leases are
     /// forgotten (their messages are offered again after a restart).
     pub(super) async fn stop(&self) {
         self.signal_stop();
@@ -310,11 +374,14 @@ impl PullLane {
     /// by several relays: this relay applies the ones it holds and asks the
     /// other relays to apply the rest ([`peer`]); the ids no relay leases to
     /// `holder` are refused, the others applied.
-    pub async fn ack(&self, holder: String, lists: AckLists) -> Result<AckSummary, AckError> {
-        if !self.store.is_clustered() {
-            return self.ack_here(holder, lists, false).await.map(|a| a.summary);
+    /// `under`: presented with an earlier token of this generation
+    /// ([`earlier_token`](Self::earlier_token)): only leases handed out
+    /// under it are claimed, all or nothing, and other relays are not asked.
+    pub async fn ack(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
+        if !self.store.is_clustered() || under.is_some() {
+            return self.ack_here(holder, lists, false, under).await.map(|a| a.summary);
         }
-        let here = self.ack_here(holder.clone(), lists.clone(), true).await?;
+        let here = self.ack_here(holder.clone(), lists.clone(), true, None).await?;
         if here.not_held.is_empty() {
             return Ok(here.summary);
         }
@@ -332,12 +399,19 @@ impl PullLane {
 
     /// [`ack`](Self::ack) of this relay's leases only: all or nothing, or
     /// (`partial`) those it holds, naming the others.
-    async fn ack_here(&self, holder: String, lists: AckLists, partial: bool) -> Result<Applied, AckError> {
+    async fn ack_here(
+        &self,
+        holder: String,
+        lists: AckLists,
+        partial: bool,
+        under: Option<u64>,
+    ) -> Result<Applied, AckError> {
         let (reply, rx) = oneshot::channel();
         let req = AckRequest {
             holder,
             lists,
             partial,
+            under,
             reply,
         };
         self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;

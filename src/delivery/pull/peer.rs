@@ -164,7 +164,7 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     local,
                 };
                 let total = lists.len();
-                let reply = match lane.ack_here(ask.holder, lists, true).await {
+                let reply = match lane.ack_here(ask.holder, lists, true, None).await {
                     Ok(a) if a.not_held.len() == total => return,
                     Ok(Applied { summary, not_held }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,

@@ -8,7 +8,7 @@
 //! can change what it has to do: a request, the store's work signal, a lease
 //! or wait deadline, the next due retry, a finished record, new settings.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use super::settle::{self, Settled};
 use super::{AckError, AckRequest, Applied, Cmd, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
 use crate::delivery::attempt::filter_matches;
+use crate::delivery::handover::Turn;
 use crate::delivery::media_gate::{self, Gate};
 use crate::delivery::verify_gate::Verifier;
 use crate::metrics::Metrics;
@@ -56,11 +57,20 @@ struct State {
     settling: JoinSet<Vec<(Ticket, EventId, bool)>>,
     /// The messages of those records: not taken again meanwhile (a backend
     /// that redelivers on its own may offer them).
-    recording: HashSet<EventId>,
+    recording: HashMap<EventId, Ticket>,
     /// Callbacks of `verify = "fetch"` routes are checked before they are offered.
     verifier: Arc<Verifier>,
 }
 
+/// What a stopping lane needs: its turn (let go as soon as what it leases
+/// is [`Held`](crate::delivery::handover::Held)), and whether the stop is a
+/// shutdown (true) rather than a reload's.
+pub(super) struct Stopping {
+    pub turn: Turn,
+    pub closed: watch::Receiver<bool>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     lane: Arc<PullLane>,
     store: Store,
@@ -69,8 +79,10 @@ pub(super) async fn run(
     verifier: Arc<Verifier>,
     mut rx: mpsc::Receiver<Cmd>,
     mut stop: watch::Receiver<bool>,
+    stopping: Stopping,
 ) {
     let name = lane.subscriber().name.clone();
+    let held = stopping.turn.held();
     let signal = source.signal();
     let mut st = State {
         lane,
@@ -79,7 +91,7 @@ pub(super) async fn run(
         leases: Leases::default(),
         waiting: VecDeque::new(),
         settling: JoinSet::new(),
-        recording: HashSet::new(),
+        recording: HashMap::new(),
         verifier,
     };
     // The queue depth the admin views show (see `clock::DEPTH_REFRESH`).
@@ -117,6 +129,10 @@ pub(super) async fn run(
             st.give_back_ready(&mut source).await;
         }
         let labels = st.metrics.sub(&name);
+        if st.lane.has_earlier_tokens() {
+            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            st.lane.prune_tokens(|g| live.contains(&g));
+        }
         st.lane.depth.store(source.depth(), Ordering::Relaxed);
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
         st.lane.waiting.store(st.waiting.len(), Ordering::Relaxed);
@@ -161,6 +177,8 @@ pub(super) async fn run(
                     }
                 }
             }
+            // An earlier pull lane of the subscriber recorded work it still leased.
+            _ = held.changed() => held.release_settled(&mut source).await,
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Cmd::Pull(p)) => st.waiting.push_back(p),
@@ -173,16 +191,84 @@ pub(super) async fn run(
             _ = refresh.tick() => {}
         }
     }
-    // Pullers still waiting see the lane gone; leases are forgotten (offered
-    // again after a restart); records in progress may finish.
+    // Pullers still waiting see the lane gone.
     st.waiting.clear();
-    st.leases.drain();
-    st.lane.leased.store(0, Ordering::Relaxed);
     st.lane.waiting.store(0, Ordering::Relaxed);
-    let _ = tokio::time::timeout(SETTLE_ON_STOP, async {
-        while st.settling.join_next().await.is_some() {}
-    })
-    .await;
+    let Stopping { turn, mut closed } = stopping;
+    if *closed.borrow() {
+        // A shutdown: leases are forgotten (offered again after a
+        // restart); records in progress may finish.
+        st.leases.drain();
+        st.lane.leased.store(0, Ordering::Relaxed);
+        let _ = tokio::time::timeout(SETTLE_ON_STOP, async {
+            while st.settling.join_next().await.is_some() {}
+        })
+        .await;
+        return;
+    }
+    // A reload stopped the lane (its subscriber switched to push, removed or
+    // moved to another route). Its forwarders still deliver what they lease:
+    // the lane keeps serving their acknowledgements, and expires the leases
+    // they do not answer, until the last lease and lapse are over. What it
+    // leases is held for the subscriber's next lane meanwhile, which starts
+    // now with everything else (see `handover`).
+    for offer in st.leases.take_ready() {
+        source.give_back(&offer.item.work.ticket).await;
+    }
+    for l in st.leases.held() {
+        held.hold(l.offer.id, l.offer.item.work.ticket.clone());
+    }
+    for (event, ticket) in &st.recording {
+        held.hold(*event, ticket.clone());
+    }
+    let mut kept = source.kept_while_leased();
+    if let Some(kept) = kept.as_mut() {
+        // It takes nothing more: what came goes back to NATS at once.
+        kept.give_back_all();
+    }
+    drop(turn);
+    if st.leases.held().next().is_some() {
+        tracing::info!(subscriber = %name, leased = st.leases.held().count(),
+            "pull lane stopped by a reload: it still answers its forwarders' acknowledgements of the messages \
+             they lease until each lease is over; those messages are not delivered otherwise meanwhile");
+    }
+    loop {
+        st.expire(Instant::now());
+        st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
+        if st.lane.has_earlier_tokens() {
+            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            st.lane.prune_tokens(|g| live.contains(&g));
+        }
+        if st.leases.held().next().is_none() && st.settling.is_empty() {
+            break;
+        }
+        let wake_at = st.leases.next_deadline();
+        tokio::select! {
+            biased;
+            // A shutdown: what is still leased is offered again after a restart.
+            _ = async { closed.wait_for(|c| *c).await.is_ok() } => break,
+            Some(done) = st.settling.join_next() => {
+                for (ticket, event, recorded) in done.unwrap_or_default() {
+                    st.recording.remove(&event);
+                    // Unrecorded work stays held: nothing passes it before a restart.
+                    if recorded {
+                        if let Some(kept) = kept.as_mut() {
+                            kept.done(&ticket).await;
+                        }
+                        held.settle(&event);
+                    }
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                // No more hand-outs: the puller sees the lane gone.
+                Some(Cmd::Pull(_)) => {}
+                Some(Cmd::Ack(a)) => st.ack(a),
+                None => break,
+            },
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+        }
+    }
+    st.lane.leased.store(0, Ordering::Relaxed);
 }
 
 impl State {
@@ -227,7 +313,7 @@ impl State {
     /// Record `items` (answering `reply` once done), keeping their messages
     /// from being taken again until then.
     fn settle(&mut self, items: Vec<Settled>, reply: Option<super::Reply>) {
-        self.recording.extend(items.iter().map(|s| s.event));
+        self.recording.extend(items.iter().map(|s| (s.event, s.ticket.clone())));
         let (store, metrics, name) = (
             self.store.clone(),
             self.metrics.clone(),
@@ -252,7 +338,7 @@ impl State {
         let mut took = work.len();
         let mut settled: Vec<Settled> = Vec::new();
         for w in work {
-            if self.leases.holds(&w.event.id) || self.recording.contains(&w.event.id) {
+            if self.leases.holds(&w.event.id) || self.recording.contains_key(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
                 // wait is shorter than the lease) may hand out what we hold: the
                 // lease we have stands. That copy is let go, or it would stay
@@ -358,6 +444,12 @@ impl State {
             let room = MAX_LEASED - self.leases.leased();
             let n = self.leases.fitting(w.max.min(room), ANSWER_BUDGET, size);
             let ids = self.leases.lease(n, &w.holder, now, lease, clock::now_ms());
+            let token_gen = self.lane.token_gen();
+            for id in &ids {
+                if let Some(l) = self.leases.get_mut(id) {
+                    l.token_gen = token_gen;
+                }
+            }
             let handouts: Vec<Handout> = ids
                 .iter()
                 .filter_map(|id| self.leases.get(id))
@@ -379,6 +471,18 @@ impl State {
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
         let ids: Vec<_> = a.lists.all().copied().collect();
+        if let Some(under) = a.under {
+            // An earlier token acknowledges only what was handed out under it.
+            let bad: Vec<EventId> = ids
+                .iter()
+                .filter(|id| self.leases.token_gen(id) != Some(under))
+                .copied()
+                .collect();
+            if !bad.is_empty() {
+                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
+                return;
+            }
+        }
         let (claimed, not_held) = if a.partial {
             self.leases.claim_held(&a.holder, &ids, Instant::now())
         } else {

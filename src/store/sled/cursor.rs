@@ -170,6 +170,31 @@ impl Cursor {
         self.advance().await;
     }
 
+    /// Hold work that a stopped pull lane still leases as handed out (its
+    /// route's only): not read again, the cursor not moved past it, until
+    /// [`done`](Self::done).
+    pub fn adopt(&mut self, ticket: &SledTicket) {
+        if ticket.route != self.route || ticket.sub != self.sub {
+            return;
+        }
+        match ticket.source {
+            Source::Log { seq } => {
+                self.in_flight_log.insert(ticket.event, seq);
+            }
+            Source::Due { due_ms } => {
+                self.in_flight_due.insert(ticket.event, due_ms);
+            }
+        }
+    }
+
+    /// Work [`adopt`](Self::adopt)ed was recorded: let it go (nothing for
+    /// another route's, which was not adopted).
+    pub async fn let_go_adopted(&mut self, ticket: &SledTicket) {
+        if ticket.route == self.route && ticket.sub == self.sub {
+            self.done(ticket).await;
+        }
+    }
+
     /// A copy of work the lane already holds: forget it, so that it does not
     /// count as handed out. The cursor hands out no such copy (a due row of an
     /// event it holds waits until that is done, [`Self::holds`]); a lane that
@@ -234,6 +259,10 @@ impl Cursor {
             self.read_seq = h.seq + 1;
             if finished {
                 // Finished (or parked in the due index) before a restart.
+                continue;
+            }
+            if self.in_flight_log.contains_key(&id) {
+                // Held for a stopped pull lane's lease ([`Self::adopt`]).
                 continue;
             }
             if h.subscribers.contains(&self.sub) {

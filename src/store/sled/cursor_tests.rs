@@ -120,3 +120,33 @@ async fn a_due_copy_of_held_work_waits_for_it_and_comes_once_it_is_done() {
     assert_eq!(src.depth(), 1);
     store.close().await;
 }
+
+/// Work a stopped pull lane still leases is adopted by the next cursor: not
+/// handed out while held (the lane that leased it records it), nor after
+/// it is let go (recorded: the cursor moves past it).
+#[tokio::test]
+async fn adopted_work_is_not_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let leased = s.append(event("leased", &["a"], now)).await.unwrap().id;
+    let mut first = s.work_source("a").unwrap();
+    let got = first.take(1, now).await.unwrap();
+    assert_eq!(got[0].event.id, leased);
+    let ticket = match &got[0].ticket {
+        crate::store::Ticket::Sled(t) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    drop(first);
+    let fresh = s.append(event("fresh", &["a"], now + 1)).await.unwrap().id;
+
+    let mut next = s.work_source("a").unwrap();
+    next.adopt(&ticket);
+    let got = next.take(10, now + 2).await.unwrap();
+    assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [fresh]);
+    assert_eq!(next.depth(), 2, "both are pending: one held, one handed out");
+    next.let_go_adopted(&ticket).await;
+    assert!(next.take(10, now + 3).await.unwrap().is_empty());
+    s.close().await;
+}

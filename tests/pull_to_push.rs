@@ -1,0 +1,201 @@
+//! A pull subscriber switched to push by a reload while its forwarder
+//! leases messages (review 19, finding 2; the mirror of review 13's push to
+//! pull handover, tests/reload_handover.rs). The stopped pull lane keeps
+//! answering its forwarders' acknowledgements of what they lease, under the
+//! token those leases were issued with, until each lease (and its lapse) is
+//! over; the push lane sends fresh work at once but not the leased
+//! messages: one acknowledged is delivered, one whose lease runs out is
+//! pushed as the next attempt. Embedded store and cluster mode (the same
+//! lanes; in cluster mode the stopped lane's cursor keeps holding the
+//! leased messages at NATS).
+
+use crate::common;
+
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+const TOKEN: &str = "laptop-pull-token";
+
+/// Leased, then the subscriber is switched to push; the forwarder's
+/// acknowledgement within the lease is applied and the push lane never
+/// sends the message, while a callback arriving after the switch is pushed.
+async fn switching_pull_to_push_does_not_deliver_a_leased_message_again(base: TestConfig) {
+    let sub = Sub::ok().await;
+    let pulled = base
+        .clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let h = start(&pulled).await;
+    let addr = h.ingest_addrs[0];
+    let id = accepted(addr, &runway("switched")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(
+        (s, got["messages"][0]["id"].as_str()),
+        (StatusCode::OK, Some(id.as_str())),
+        "{got}"
+    );
+    // The operator opens an inbound route and switches the subscriber to push.
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    // Fresh work flows to the push lane at once.
+    let fresh = accepted(addr, &runway("after-switch")).await;
+    sub.wait_for(secs(10), "the callback after the switch", |r| {
+        r.iter().any(|x| x.header("webhook-id") == fresh)
+    })
+    .await;
+    // The forwarder's local delivery answers 2xx a moment later, well within the lease.
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (ack_status, _, ack_answer) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    // Pulling is over: only acknowledgements of the leases still count.
+    let (pull_status, _, _) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("fwd"), "").await;
+    tokio::time::sleep(secs(3)).await;
+    let pushed = sub.all().iter().filter(|r| r.header("webhook-id") == id).count();
+    let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    h.shutdown().await;
+    assert_eq!(
+        pushed, 0,
+        "the message was delivered by the forwarder within its 30 s lease (its acknowledgement answered \
+         {ack_status} {ack_answer}) and the push lane sent it again after the reload"
+    );
+    assert_eq!(
+        (ack_status, ack_answer["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{ack_answer}"
+    );
+    assert_eq!(
+        pull_status,
+        StatusCode::UNAUTHORIZED,
+        "no pull API for a push subscriber"
+    );
+    assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_pull_to_push_does_not_deliver_a_leased_message_again_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    switching_pull_to_push_does_not_deliver_a_leased_message_again(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_pull_to_push_does_not_deliver_a_leased_message_again_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    switching_pull_to_push_does_not_deliver_a_leased_message_again(TestConfig::new(dir.path()).nats(nats.urls(), 1))
+        .await;
+}
+
+/// A lease that runs out after the switch is a failed attempt (as it would
+/// be for a pull subscriber): once its lapse is over the push lane sends
+/// the message as the next attempt, not before the lease ends.
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(base: TestConfig) {
+    let sub = Sub::ok().await;
+    let lease = secs(3);
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::pull("laptop", TOKEN).lease(lease).retry([secs(1)])),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let id = accepted(addr, &runway("runs-out")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
+    let leased_at = std::time::Instant::now();
+    assert_eq!(
+        (s, got["messages"][0]["attempt"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{got}"
+    );
+    base.clone()
+        .subscriber(Subscriber::new("laptop", sub.url()).retry([secs(1)]))
+        .write();
+    h.reload().await.unwrap();
+    // The forwarder never answers.
+    sub.wait_for(secs(15), "the pushed delivery after the lease ran out", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
+    let pushed_after = leased_at.elapsed();
+    let got = sub.all();
+    let attempts: Vec<String> = got
+        .iter()
+        .filter(|r| r.header("webhook-id") == id)
+        .map(|r| r.header("hookrelay-attempt").to_string())
+        .collect();
+    let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    h.shutdown().await;
+    assert!(
+        pushed_after >= lease,
+        "pushed {pushed_after:?} after the hand-out, within its {lease:?} lease"
+    );
+    assert_eq!(attempts, vec!["2".to_string()], "the expired lease was attempt 1");
+    assert_eq!(v["subscribers"][0]["attempts_total"], 2, "{v}");
+    assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_lease_running_out_after_a_switch_to_push_is_pushed_as_the_next_attempt(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+    )
+    .await;
+}
+
+/// With `hookrelay forward`: the subscriber is switched to push while the
+/// forwarder's local service is answering a message. The forwarder's next
+/// pull is refused (no pull API any more) and it stops, letting the local
+/// delivery finish and acknowledging it under its token: the relay records
+/// it delivered and the push lane never sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path());
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30))),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let local = common::forward::Local::start(std::sync::Arc::new(|_, _| (200, secs(2)))).await;
+    let mut fwd = common::forward::Forwarder::start(
+        dir.path(),
+        &common::forward::pull_url(addr, "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "10s"],
+    );
+    let id = accepted(addr, &runway("being-delivered")).await;
+    admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        row(&v["subscribers"], "name", "laptop")["in_flight"] == 1
+    })
+    .await;
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    fwd.wait(secs(20));
+    let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    tokio::time::sleep(secs(1)).await;
+    let pushed = sub.all().iter().filter(|r| r.header("webhook-id") == id).count();
+    let delivered_locally = local.all().iter().filter(|g| g.id == id).count();
+    h.shutdown().await;
+    assert_eq!((delivered_locally, pushed), (1, 0), "forwarder log: {}", fwd.log_text());
+    assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+    assert_eq!(v["subscribers"][0]["attempts_total"], 1, "{v}");
+}
