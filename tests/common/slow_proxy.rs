@@ -10,22 +10,7 @@ use std::time::Duration;
 /// A proxy to `upstream` that holds each new connection `delay` before
 /// passing it on; its address and a count of connections.
 pub async fn slow_proxy(upstream: SocketAddr, delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    let count = n.clone();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                }
-            });
-        }
-    });
-    (addr, n)
+    scripted_proxy(upstream, move |_| Conn::PassAfter(delay)).await
 }
 
 /// What [`scripted_proxy`] does with one connection.
@@ -38,6 +23,8 @@ pub enum Conn {
     Hold,
     /// Pass on to the upstream at once.
     Pass,
+    /// Hold the connection this long, then pass it on.
+    PassAfter(Duration),
 }
 
 /// A proxy to `upstream` that treats its `n`th connection (from 0) as
@@ -83,7 +70,10 @@ pub async fn scripted_proxy(
                             }
                         }
                     }
-                    Conn::Pass => {
+                    Conn::Pass | Conn::PassAfter(_) => {
+                        if let Conn::PassAfter(delay) = plan {
+                            tokio::time::sleep(delay).await;
+                        }
                         if let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await {
                             let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                         }
