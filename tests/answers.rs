@@ -152,16 +152,22 @@ async fn a_wrong_bearer_does_not_hide_a_correct_query_token() {
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const GITHUB_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
+/// The Standard Webhooks secret of the signature tests.
+const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A route `name` at `/hooks/{name}` checked with `sig`, delivering to `sub` as `sub_name`.
+fn signed_route(sub: &Sub, name: &str, sub_name: &str, sig: Signature) -> Route {
+    Route::new(name, &format!("/hooks/{name}"))
+        .signature(sig)
+        .subscriber(Subscriber::new(sub_name, sub.url()))
+}
+
 #[tokio::test]
 async fn provider_signature_schemes() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let sw_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let signed = |name: &str, sub_name: &str, sig: Signature| {
-        Route::new(name, &format!("/hooks/{name}"))
-            .signature(sig)
-            .subscriber(Subscriber::new(sub_name, sub.url()))
-    };
+    let sw_secret = SW_SECRET;
+    let signed = |name: &str, sub_name: &str, sig: Signature| signed_route(&sub, name, sub_name, sig);
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()))
         .route(signed("kie", "k", Signature::kie("kie-key")))
@@ -236,12 +242,8 @@ async fn provider_signature_schemes() {
 async fn a_timestamp_at_the_ends_of_i64_is_refused_as_stale() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let sw_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let signed = |name: &str, sub_name: &str, sig: Signature| {
-        Route::new(name, &format!("/hooks/{name}"))
-            .signature(sig)
-            .subscriber(Subscriber::new(sub_name, sub.url()))
-    };
+    let sw_secret = SW_SECRET;
+    let signed = |name: &str, sub_name: &str, sig: Signature| signed_route(&sub, name, sub_name, sig);
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()))
         .route(signed("kie", "k", Signature::kie("kie-key")))
