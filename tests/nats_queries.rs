@@ -253,15 +253,13 @@ async fn the_subscribers_view_is_a_503_while_nats_is_away() {
     h.shutdown().await;
 }
 
-/// A removed subscriber's leftovers are counted by reading its messages
-/// (up to 1,000 per request): a request within the cache window reads none
-/// again, only messages stored since (the console asks every 2.5 s).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_subscribers_messages_are_not_read_again_on_every_request() {
+/// A relay with subscribers `s` and `gone` (410: one event, "before",
+/// becomes its dead letter, which keeps it listed once removed), and `gone`
+/// then removed by a reload once its dead delivery is settled.
+async fn gone_with_a_dead_letter() -> (NatsCluster, tempfile::TempDir, Sub, hookrelay::Handle) {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    // Gone at the subscriber: a dead letter keeps it listed once removed.
     let gone = Sub::always(Behaviour::Status(410)).await;
     let base = TestConfig::new(dir.path()).nats(nats.urls(), 1);
     let both = base
@@ -269,14 +267,24 @@ async fn a_removed_subscribers_messages_are_not_read_again_on_every_request() {
         .subscriber(Subscriber::new("s", sub.url()))
         .subscriber(Subscriber::new("gone", gone.url()));
     let h = start(&both).await;
-    let a = h.admin_addr;
     accepted(h.ingest_addrs[0], &runway("before")).await;
-    admin_until(a, "/api/dead-letters", secs(10), |v| {
-        v["dead_letters"].as_array().is_some_and(|d| d.len() == 1)
+    admin_until(h.admin_addr, "/api/subscribers", secs(10), |v| {
+        let g = row(&v["subscribers"], "name", "gone");
+        g["dead_letters"] == 1 && g["queue_depth"] == 0
     })
     .await;
     base.subscriber(Subscriber::new("s", sub.url())).write();
     h.reload().await.unwrap();
+    (nats, dir, sub, h)
+}
+
+/// A removed subscriber's leftovers are counted by reading its messages
+/// (up to 1,000 per request): a request within the cache window reads none
+/// again, only messages stored since (the console asks every 2.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_messages_are_not_read_again_on_every_request() {
+    let (nats, _dir, sub, h) = gone_with_a_dead_letter().await;
+    let a = h.admin_addr;
     // 300 events after it left: its consumer counts them all, none is for it.
     for i in 0..300 {
         accepted(h.ingest_addrs[0], &runway(&format!("after-{i}"))).await;
@@ -323,25 +331,8 @@ async fn a_removed_subscribers_messages_are_not_read_again_on_every_request() {
 async fn a_removed_subscribers_count_leaves_out_messages_not_for_it() {
     use async_nats::jetstream::{self, consumer::PullConsumer};
     use futures_util::StreamExt;
-    let nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let gone = Sub::always(Behaviour::Status(410)).await;
-    let base = TestConfig::new(dir.path()).nats(nats.urls(), 1);
-    let both = base
-        .clone()
-        .subscriber(Subscriber::new("s", sub.url()))
-        .subscriber(Subscriber::new("gone", gone.url()));
-    let h = start(&both).await;
+    let (nats, _dir, sub, h) = gone_with_a_dead_letter().await;
     let a = h.admin_addr;
-    accepted(h.ingest_addrs[0], &runway("before")).await;
-    admin_until(a, "/api/subscribers", secs(10), |v| {
-        let g = row(&v["subscribers"], "name", "gone");
-        g["dead_letters"] == 1 && g["queue_depth"] == 0
-    })
-    .await;
-    base.subscriber(Subscriber::new("s", sub.url())).write();
-    h.reload().await.unwrap();
     let js = jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
     let stream = js.get_stream("HR_EV_t").await.unwrap();
     // Its stopped lane asks for nothing any more (its pull requests ended).
