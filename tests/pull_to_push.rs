@@ -320,3 +320,73 @@ async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_app
     )
     .await;
 }
+
+/// The leases a stopped pull lane still serves are shown: in `leased` of the
+/// subscriber's row (push after the switch; pull again after switching
+/// back, with its new lane's leases, also in `in_flight`) and in
+/// `hookrelay_pull_leased`, until they are acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gauge() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path());
+    let pulled = base
+        .clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let h = start(&pulled).await;
+    let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    let old = [
+        accepted(addr, &runway("leased-1")).await,
+        accepted(addr, &runway("leased-2")).await,
+    ];
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=2", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(
+        (s, got["messages"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2)),
+        "{got}"
+    );
+    let gauge = "hookrelay_pull_leased{subscriber=\"laptop\"}";
+    let laptop = |v: &serde_json::Value| row(&v["subscribers"], "name", "laptop");
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    let pushed = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 2).await;
+    let pushed_gauge = metrics(admin_addr).await;
+    pulled.write();
+    h.reload().await.unwrap();
+    let fresh = accepted(addr, &runway("fresh")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=10", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(
+        (s, got["messages"][0]["id"].as_str()),
+        (StatusCode::OK, Some(fresh.as_str())),
+        "{got}"
+    );
+    let pulling = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 3).await;
+    let pulling_gauge = metrics(admin_addr).await;
+    let ack = format!(r#"{{"ids": ["{}", "{}", "{fresh}"]}}"#, old[0], old[1]);
+    let (ack_status, _, ack_answer) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    let done = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 0).await;
+    let done_gauge = metrics(admin_addr).await;
+    h.shutdown().await;
+    let pushed = laptop(&pushed);
+    assert_eq!(
+        (&pushed["kind"], &pushed["leased"]),
+        (&"push".into(), &2.into()),
+        "{pushed}"
+    );
+    assert_eq!(sample(&pushed_gauge, gauge), 2.0);
+    let pulling = laptop(&pulling);
+    assert_eq!(
+        (&pulling["kind"], &pulling["leased"], &pulling["in_flight"]),
+        (&"pull".into(), &3.into(), &3.into()),
+        "{pulling}"
+    );
+    assert_eq!(sample(&pulling_gauge, gauge), 3.0);
+    assert_eq!(
+        (ack_status, ack_answer["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{ack_answer}"
+    );
+    let done = laptop(&done);
+    assert_eq!((&done["leased"], &done["in_flight"]), (&0.into(), &0.into()), "{done}");
+    assert_eq!(sample(&done_gauge, gauge), 0.0);
+}
