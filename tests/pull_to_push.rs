@@ -199,3 +199,194 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
     assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
     assert_eq!(v["subscribers"][0]["attempts_total"], 1, "{v}");
 }
+
+/// Switched pull → push → pull while the forwarder leases messages: the
+/// stopped first pull lane still holds those leases, the new pull lane
+/// hands out fresh work to the same forwarder, and one acknowledgement
+/// names messages of both. The batch is split over the lanes (each applies
+/// what it leases): `200`, nothing offered or pushed again. While it is
+/// split, an id nobody holds any more is refused alone, with what the
+/// others did (`applied`), as in cluster mode.
+async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(base: TestConfig) {
+    let sub = Sub::ok().await;
+    let pulled = base
+        .clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let h = start(&pulled).await;
+    let addr = h.ingest_addrs[0];
+    let old = [
+        accepted(addr, &runway("before-the-switches")).await,
+        accepted(addr, &runway("before-the-switches-2")).await,
+    ];
+    let pull_all = |want: Vec<String>| async move {
+        let mut leased = Vec::new();
+        for _ in 0..10 {
+            let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=10", Some(TOKEN), Some("fwd"), "").await;
+            assert_eq!(s, StatusCode::OK, "{got}");
+            let ids = got["messages"].as_array().unwrap().iter();
+            leased.extend(ids.map(|m| m["id"].as_str().unwrap().to_string()));
+            if leased.len() >= want.len() {
+                break;
+            }
+        }
+        leased.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(leased, want);
+    };
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=2", Some(TOKEN), Some("fwd"), "").await;
+    let first: Vec<_> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (s, first),
+        (StatusCode::OK, vec![old[0].as_str(), old[1].as_str()]),
+        "{got}"
+    );
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    pulled.write();
+    h.reload().await.unwrap();
+    let new = [
+        accepted(addr, &runway("after-the-switches")).await,
+        accepted(addr, &runway("after-the-switches-2")).await,
+    ];
+    // The new lane hands out the fresh work only (the old leases are held).
+    pull_all(new.to_vec()).await;
+    // The forwarder delivered one message leased before the switches and
+    // one leased after them: one acknowledgement.
+    let ack = format!(r#"{{"ids": ["{}", "{}"]}}"#, old[0], new[0]);
+    let (ack_status, _, ack_answer) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    // One already acknowledged (sent again) and one leased: the leased one applies.
+    let ack = format!(r#"{{"ids": ["{}", "{}"]}}"#, new[1], new[0]);
+    let (rest_status, _, rest_answer) =
+        pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    // The last lease of the stopped lane, alone.
+    let ack = format!(r#"{{"ids": ["{}"]}}"#, old[1]);
+    let (last_status, _, last_answer) =
+        pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    let delivered = |v: &serde_json::Value| v["subscribers"][0]["state"] == "delivered";
+    let mut states = Vec::new();
+    for id in old.iter().chain(&new) {
+        let v = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), delivered).await;
+        states.push(v["subscribers"][0].clone());
+    }
+    let (s, _, offered) = pull_call(addr, "GET", "/pull/laptop?wait=1s&max=10", Some(TOKEN), Some("fwd"), "").await;
+    let pushed = sub.all().len();
+    h.shutdown().await;
+    assert_eq!(
+        (ack_status, ack_answer["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "one leased by the stopped lane, one by the current lane: {ack_answer}"
+    );
+    assert_eq!(rest_status, StatusCode::CONFLICT, "{rest_answer}");
+    assert_eq!(rest_answer["not_leased"], serde_json::json!([new[0]]), "{rest_answer}");
+    assert_eq!(rest_answer["applied"]["acknowledged"], 1, "{rest_answer}");
+    assert_eq!(
+        (last_status, last_answer["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{last_answer}"
+    );
+    for st in &states {
+        assert_eq!(
+            (&st["state"], &st["attempts_total"]),
+            (&"delivered".into(), &1.into()),
+            "{st}"
+        );
+    }
+    assert_eq!(
+        (s, offered["messages"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "{offered}"
+    );
+    assert_eq!(pushed, 0, "nothing was pushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(TestConfig::new(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+    )
+    .await;
+}
+
+/// The leases a stopped pull lane still serves are shown: in `leased` of the
+/// subscriber's row (push after the switch; pull again after switching
+/// back, with its new lane's leases, also in `in_flight`) and in
+/// `hookrelay_pull_leased`, until they are acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gauge() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path());
+    let pulled = base
+        .clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let h = start(&pulled).await;
+    let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    let old = [
+        accepted(addr, &runway("leased-1")).await,
+        accepted(addr, &runway("leased-2")).await,
+    ];
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=2", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(
+        (s, got["messages"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2)),
+        "{got}"
+    );
+    let gauge = "hookrelay_pull_leased{subscriber=\"laptop\"}";
+    let laptop = |v: &serde_json::Value| row(&v["subscribers"], "name", "laptop");
+    base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
+    h.reload().await.unwrap();
+    let pushed = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 2).await;
+    let pushed_gauge = metrics(admin_addr).await;
+    pulled.write();
+    h.reload().await.unwrap();
+    let fresh = accepted(addr, &runway("fresh")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=10", Some(TOKEN), Some("fwd"), "").await;
+    assert_eq!(
+        (s, got["messages"][0]["id"].as_str()),
+        (StatusCode::OK, Some(fresh.as_str())),
+        "{got}"
+    );
+    let pulling = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 3).await;
+    let pulling_gauge = metrics(admin_addr).await;
+    let ack = format!(r#"{{"ids": ["{}", "{}", "{fresh}"]}}"#, old[0], old[1]);
+    let (ack_status, _, ack_answer) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    let done = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 0).await;
+    let done_gauge = metrics(admin_addr).await;
+    h.shutdown().await;
+    let pushed = laptop(&pushed);
+    assert_eq!(
+        (&pushed["kind"], &pushed["leased"]),
+        (&"push".into(), &2.into()),
+        "{pushed}"
+    );
+    assert_eq!(sample(&pushed_gauge, gauge), 2.0);
+    let pulling = laptop(&pulling);
+    assert_eq!(
+        (&pulling["kind"], &pulling["leased"], &pulling["in_flight"]),
+        (&"pull".into(), &3.into(), &3.into()),
+        "{pulling}"
+    );
+    assert_eq!(sample(&pulling_gauge, gauge), 3.0);
+    assert_eq!(
+        (ack_status, ack_answer["acknowledged"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{ack_answer}"
+    );
+    let done = laptop(&done);
+    assert_eq!((&done["leased"], &done["in_flight"]), (&0.into(), &0.into()), "{done}");
+    assert_eq!(sample(&done_gauge, gauge), 0.0);
+}

@@ -31,14 +31,22 @@ pub(super) async fn render(app: &App) -> String {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
         let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref());
-        m.in_flight.get_or_create(&labels).set(lane.leased() as i64);
-        m.pull_leased.get_or_create(&labels).set(lane.leased() as i64);
+        let leased = lane.leased() + app.delivery.stopped_pull_leased(&name);
+        m.in_flight.get_or_create(&labels).set(leased as i64);
+        m.pull_leased.get_or_create(&labels).set(leased as i64);
         m.pull_last_seconds
             .get_or_create(&labels)
             .set(lane.seconds_since_pull(now) as i64);
         set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
     forget_gone(app, &named, stats.as_deref(), now);
+    // Leases the pull lanes a reload stopped still serve count as the
+    // subscriber's, whatever it is now (push, removed): its forwarders
+    // still deliver them.
+    for (name, n) in app.delivery.stopped_pull_leases() {
+        let own = app.delivery.pull_lane(&name).map_or(0, |l| l.leased());
+        m.pull_leased.get_or_create(&m.sub(&name)).set((own + n) as i64);
+    }
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).
     match app.store.size().await {

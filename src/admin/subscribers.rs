@@ -1,6 +1,7 @@
 //! `/api/subscribers`: every push lane with its backlog, in-flight count and
 //! circuit; every pull lane with its backlog, leases (its "in flight") and
-//! last pull (when, from where); plus subscribers removed from the config
+//! last pull (when, from where); the leases of pull lanes a reload stopped
+//! (still served) in `leased` of whatever the subscriber is now; plus subscribers removed from the config
 //! whose work is kept, and the routes subscribers were moved from with work
 //! still pending there (state `removed`, that route's name and count).
 
@@ -27,10 +28,14 @@ pub(super) async fn list(app: &App) -> ApiResult {
     for lane in &lanes {
         let s = lane.subscriber();
         let depth = depth(lane.queue_depth(), &s.name);
+        // Leased by its pull lane a reload stopped (switched to push): its
+        // forwarders still deliver them.
+        let leased = app.delivery.stopped_pull_leased(&s.name);
         out.push(json!({
             "name": s.name,
             "route": s.route,
             "kind": "push",
+            "leased": leased,
             "url": s.url().map(|u| crate::auth::redact_query_values(&u.to_string())),
             "state": lane.circuit(),
             "queue_depth": depth,
@@ -44,6 +49,9 @@ pub(super) async fn list(app: &App) -> ApiResult {
         let s = lane.subscriber();
         let depth = depth(lane.queue_depth(), &s.name);
         let last = lane.last_pull();
+        // Its pull lanes a reload stopped (moved, switched and back) still
+        // lease theirs: in flight as well.
+        let leased = lane.leased() + app.delivery.stopped_pull_leased(&s.name);
         out.push(json!({
             "name": s.name,
             "route": s.route,
@@ -51,8 +59,8 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "url": null,
             "state": if lane.waiting() > 0 { "pulling" } else { "idle" },
             "queue_depth": depth,
-            "in_flight": lane.leased(),
-            "leased": lane.leased(),
+            "in_flight": leased,
+            "leased": leased,
             "waiting_pulls": lane.waiting(),
             "lease_seconds": s.pull().map(|p| p.lease.as_secs_f64()),
             "last_pull_at": last.at_ms.map(rfc3339),
@@ -72,6 +80,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "state": "removed",
             "queue_depth": s.backlog,
             "in_flight": 0,
+            "leased": app.delivery.stopped_pull_leased(&s.name),
             "oldest_pending_seconds": s.oldest_pending_ms.map(|t| now.saturating_sub(t) / 1000),
             "dead_letters": s.dead_letters,
         }));

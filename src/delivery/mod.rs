@@ -126,6 +126,23 @@ impl Delivery {
             .collect()
     }
 
+    /// Messages the pull lanes of subscriber `name` stopped by a reload
+    /// still lease (their forwarders may acknowledge them).
+    pub fn stopped_pull_leased(&self, name: &str) -> usize {
+        self.retiring_pull_lanes(name).iter().map(|l| l.leased()).sum()
+    }
+
+    /// The subscribers whose pull lanes stopped by a reload still lease
+    /// messages, with how many.
+    pub fn stopped_pull_leases(&self) -> std::collections::BTreeMap<String, usize> {
+        let retiring = self.retiring_pulls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::collections::BTreeMap::new();
+        for lane in retiring.iter().filter(|l| !l.has_ended() && l.leased() > 0) {
+            *out.entry(lane.subscriber().name.clone()).or_default() += lane.leased();
+        }
+        out
+    }
+
     /// Every lane, by subscriber name.
     pub fn lanes(&self) -> Vec<Arc<Lane>> {
         let mut v: Vec<_> = self

@@ -5,7 +5,9 @@
 //!   as there is work, or with an empty list after `wait`; each message is
 //!   leased to the caller and carries a fresh Standard Webhooks signature;
 //! - `POST /pull/{subscriber}/ack` `{"ids": […], "retry": […]}` acknowledges
-//!   or hands back messages leased to the caller (all or nothing).
+//!   or hands back messages leased to the caller (all or nothing on one
+//!   host with one lane; split per lane and per relay otherwise, see
+//!   [`crate::delivery::pull::ack_across`]).
 //!
 //! Both need `Authorization: Bearer <the subscriber's pull token>`; a token
 //! opens its own subscriber only. Ingest dispatches here for paths under
@@ -348,19 +350,9 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
     }
-    // The subscriber's lane first; ids none of which it leases may be a
-    // stopped lane's (a reload switched the subscriber meanwhile).
-    let total = lists.len();
-    let mut answer = Err(AckError::NotLeased(Vec::new()));
-    let mut name = String::new();
-    for (lane, under) in lanes {
-        name.clone_from(&lane.subscriber().name);
-        answer = lane.ack(holder.clone(), lists.clone(), *under).await;
-        match &answer {
-            Err(AckError::NotLeased(bad)) if bad.len() == total => continue,
-            _ => break,
-        }
-    }
+    // The subscriber's lane first, then its lanes stopped by a reload: one
+    // forwarder may hold leases of several (see `ack_across`).
+    let answer = crate::delivery::pull::ack_across(lanes, holder, lists).await;
     match answer {
         Ok(s) => PullAnswer::Acked(wire::Acked {
             acknowledged: s.acknowledged,
@@ -381,7 +373,13 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the messages will be offered again"
         )),
-        Err(AckError::Stopped) => lane_stopped(app, &name, "acknowledge again"),
+        Err(AckError::Stopped) => {
+            let name = lanes
+                .first()
+                .map(|(l, _)| l.subscriber().name.clone())
+                .unwrap_or_default();
+            lane_stopped(app, &name, "acknowledge again")
+        }
     }
 }
 

@@ -187,6 +187,66 @@ pub(super) struct AckRequest {
     reply: oneshot::Sender<Result<Applied, AckError>>,
 }
 
+/// Acknowledge (`ack`), hand back (`retry`) or release messages leased to
+/// `holder` by any of `lanes`: the subscriber's lanes that take the request,
+/// the current one first, then those stopped by a reload that still serve
+/// their leases (each with the earlier token generation it was reached
+/// under, see [`PullLane::ack`]).
+///
+/// One lane: [`PullLane::ack`] (all or nothing on one host). Several: the
+/// batch is split, since one forwarder may hold leases of several of them
+/// (it pulled before and after a reload that switched the subscriber
+/// pull→push→pull, or moved it and back): each lane in turn claims what it
+/// leases to `holder` (reached under an earlier token, only the leases
+/// handed out under that token) and the rest goes to the next; in cluster
+/// mode what no lane here holds is asked of the other relays, if the first
+/// lane is the subscriber's running lane reached with its current token
+/// (their lanes do not know this relay's earlier tokens). Ok when
+/// everything was applied; else the ids nobody holds, with what the others
+/// did ([`AckError::NotLeasedRestApplied`], or [`AckError::NotLeased`] when
+/// nothing was applied) — not all or nothing, as in cluster mode.
+pub async fn ack_across(
+    lanes: &[(Arc<PullLane>, Option<u64>)],
+    holder: String,
+    lists: AckLists,
+) -> Result<AckSummary, AckError> {
+    let first = match lanes {
+        [] => return Err(AckError::NotLeased(lists.all().copied().collect())),
+        [(lane, under)] => return lane.ack(holder, lists, *under).await,
+        [first, ..] => first,
+    };
+    let mut rest = lists;
+    let mut applied = AckSummary::default();
+    let mut stopped = false;
+    for (lane, under) in lanes {
+        if rest.len() == 0 {
+            break;
+        }
+        match lane.ack_here(holder.clone(), rest.clone(), true, *under).await {
+            Ok(here) => {
+                applied += here.summary;
+                rest = rest.only(&here.not_held);
+            }
+            // Its last lease ended meanwhile (or the relay stops): it holds nothing.
+            Err(AckError::Stopped) => stopped = true,
+            Err(e) => return Err(e),
+        }
+    }
+    let (lane, under) = first;
+    if rest.len() > 0 && under.is_none() && !lane.is_stopped() && lane.store.is_clustered() {
+        let name = lane.subscriber().name.clone();
+        let there = peer::ask(&lane.store, &name, holder, &rest).await?;
+        applied += there.summary;
+        rest = rest.only(&there.not_held);
+    }
+    match rest.all().copied().collect::<Vec<_>>() {
+        none if none.is_empty() => Ok(applied),
+        _ if stopped && applied == AckSummary::default() => Err(AckError::Stopped),
+        not_leased if applied == AckSummary::default() => Err(AckError::NotLeased(not_leased)),
+        not_leased => Err(AckError::NotLeasedRestApplied { not_leased, applied }),
+    }
+}
+
 /// One pull subscriber's lane, shared between its task and the request handlers.
 pub struct PullLane {
     /// The subscriber's settings (token, lease, filter, retry); a reload replaces them.
@@ -395,6 +455,11 @@ impl PullLane {
             not_leased if applied == AckSummary::default() => Err(AckError::NotLeased(not_leased)),
             not_leased => Err(AckError::NotLeasedRestApplied { not_leased, applied }),
         }
+    }
+
+    /// Whether a reload stopped the lane (it only serves acknowledgements).
+    fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// [`ack`](Self::ack) of this relay's leases only: all or nothing, or

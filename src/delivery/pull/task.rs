@@ -470,21 +470,28 @@ impl State {
     /// record what the puller says.
     fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
-        let ids: Vec<_> = a.lists.all().copied().collect();
+        let mut ids: Vec<_> = a.lists.all().copied().collect();
         if let Some(under) = a.under {
-            // An earlier token acknowledges only what was handed out under it.
+            // An earlier token acknowledges only what was handed out under it:
+            // the others are not held for this request.
             let bad: Vec<EventId> = ids
                 .iter()
                 .filter(|id| self.leases.token_gen(id) != Some(under))
                 .copied()
                 .collect();
-            if !bad.is_empty() {
+            if !bad.is_empty() && !a.partial {
                 let _ = a.reply.send(Err(AckError::NotLeased(bad)));
                 return;
             }
+            let bad: HashSet<EventId> = bad.into_iter().collect();
+            ids.retain(|id| !bad.contains(id));
         }
         let (claimed, not_held) = if a.partial {
-            self.leases.claim_held(&a.holder, &ids, Instant::now())
+            let (claimed, _) = self.leases.claim_held(&a.holder, &ids, Instant::now());
+            let taken: HashSet<EventId> = claimed.iter().map(|(l, _)| l.offer.id).collect();
+            // In the order given, those under another token included.
+            let not_held = a.lists.all().filter(|id| !taken.contains(id)).copied().collect();
+            (claimed, not_held)
         } else {
             match self.leases.claim(&a.holder, &ids, Instant::now()) {
                 Ok(c) => (c, Vec::new()),
