@@ -122,11 +122,7 @@ impl Lane {
 
     /// Whether the task has ended.
     pub(super) fn has_ended(&self) -> bool {
-        self.task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(|t| t.is_finished())
+        task_ended(&self.task)
     }
 
     pub fn subscriber(&self) -> Arc<Subscriber> {
@@ -320,4 +316,13 @@ async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at).await;
     }
+}
+
+/// Whether the lane task kept in `task` has ended (or never started): a
+/// push or pull lane's.
+pub(super) fn task_ended(task: &std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>) -> bool {
+    task.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_none_or(|t| t.is_finished())
 }

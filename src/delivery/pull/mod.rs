@@ -374,11 +374,7 @@ impl PullLane {
 
     /// Whether its task is over (a lane stopped by a reload: its last lease too).
     pub(super) fn has_ended(&self) -> bool {
-        self.task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(|t| t.is_finished())
+        super::lane::task_ended(&self.task)
     }
 
     pub(super) fn signal_stop(&self) {
