@@ -1,0 +1,172 @@
+//! Review 20: failing tests for findings in the merged pull-handover,
+//! connection-share and config-error changes (notes/review20.md).
+
+use crate::common;
+
+use common::*;
+
+fn route_u(subs: Vec<Subscriber>) -> Route {
+    subs.into_iter().fold(
+        Route::new("u", "/hooks/u")
+            .tokens(["tok"])
+            .dedupe_key(["/data/task_id"]),
+        Route::subscriber,
+    )
+}
+
+/// Finding 1: a forwarder's acknowledgement batch holding a lease of the
+/// lane a reload stopped (the subscriber moved to another route) *and* a
+/// lease of its new lane is refused with 409 naming the stopped lane's id
+/// (src/pull/mod.rs `ack`: the current lane answers NotLeased for fewer than
+/// all ids, so the loop breaks before the stopped lane is asked). The
+/// forwarder drops what a 409 names (src/forward/acker.rs), so the delivered
+/// message's lease runs out and it is delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_an_ack_batch_spanning_a_stopped_lane_and_the_new_one_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let p = || Subscriber::pull("p", "p-token").lease(secs(60));
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(p())
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), p()]));
+    let h = start(&on_t).await;
+    let addr = h.ingest_addrs[0];
+    let old = accepted(addr, &runway("old-lane")).await;
+    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(old.as_str())),
+        "{v}"
+    );
+
+    on_u.write();
+    h.reload().await.expect("reload");
+    let fresh = accepted_at(addr, "/hooks/u?token=tok", &runway("new-lane")).await;
+    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(fresh.as_str())),
+        "{v}"
+    );
+
+    // Both delivered by the forwarder: one acknowledgement batch.
+    let body = format!(r#"{{"ids": ["{old}", "{fresh}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/p/ack", Some("p-token"), Some("f1"), &body).await;
+    h.shutdown().await;
+    assert_eq!(
+        (s.as_u16(), v["acknowledged"].as_u64()),
+        (200, Some(2)),
+        "both ids are leased to f1 (one by the stopped lane, one by the new one), yet: {v}"
+    );
+}
+
+/// Finding 2: a pull waiting when a reload rotates the token was presented
+/// with the old token, but what it is handed during its wait is leased under
+/// the new token's generation (src/delivery/pull/task.rs `hand_out`:
+/// `self.lane.token_gen()` at hand-out, not the generation the request was
+/// authorized under). Its forwarder, which only knows the old token, cannot
+/// acknowledge it (409: an earlier token acknowledges only leases "handed
+/// out under it"), drops the id, and the delivered message runs out and is
+/// delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_a_pull_waiting_across_a_token_rotation_can_acknowledge_what_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |token: &str| TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token).lease(secs(30)));
+    let h = start(&cfg("old-token")).await;
+    let addr = h.ingest_addrs[0];
+    let waiting = tokio::spawn(pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=10s&max=1",
+        Some("old-token"),
+        Some("fwd"),
+        "",
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    cfg("new-token").write();
+    h.reload().await.unwrap();
+    let id = accepted(addr, &runway("during-the-wait")).await;
+    let (s, _, got) = tokio::time::timeout(secs(15), waiting).await.unwrap().unwrap();
+    assert_eq!(
+        (s.as_u16(), got["messages"][0]["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{got}"
+    );
+    // The forwarder delivered it and acknowledges with the token it pulled with.
+    let body = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some("old-token"), Some("fwd"), &body).await;
+    h.shutdown().await;
+    assert_eq!(
+        (s.as_u16(), v["acknowledged"].as_u64()),
+        (200, Some(1)),
+        "handed out to a pull presented with the old token, yet that token cannot acknowledge it: {v}"
+    );
+}
+
+/// Finding 3: in cluster mode the token of a stopped (retiring) pull lane
+/// opens the subscriber's *current* leases. A reload moves `p` to route u and
+/// rotates its token (the old one leaked); the stopped lane accepts the old
+/// token for its own leases, with no generation restriction
+/// (src/pull/mod.rs `authorized_for_acks`: `(lane, None)`), so its `ack`
+/// asks the peers for ids it does not hold (src/delivery/pull/mod.rs `ack`,
+/// `peer::ask`), and the peer request carries no token: the new lane (here
+/// the same relay, through NATS) applies the acknowledgement of a lease
+/// handed out under the new token. Whoever has the old token and a
+/// forwarder's id marks undelivered messages delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_an_old_token_cannot_acknowledge_leases_handed_out_under_the_new_one_in_cluster_mode() {
+    let nats = common::nats::NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let base = TestConfig::new(dir.path())
+        .nats(nats.urls(), 1)
+        .subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(Subscriber::pull("p", "leaked-token").lease(secs(60)))
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![
+        Subscriber::new("b", b.url()),
+        Subscriber::pull("p", "new-token").lease(secs(60)),
+    ]));
+    let h = start(&on_t).await;
+    let addr = h.ingest_addrs[0];
+    let old = accepted(addr, &runway("old-lane")).await;
+    let (s, _, v) = pull_call(
+        addr,
+        "GET",
+        "/pull/p?wait=10s&max=5",
+        Some("leaked-token"),
+        Some("f1"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(old.as_str())),
+        "{v}"
+    );
+    // Moved to route u with a new token.
+    on_u.write();
+    h.reload().await.expect("reload");
+    let fresh = accepted_at(addr, "/hooks/u?token=tok", &runway("new-lane")).await;
+    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("new-token"), Some("f1"), "").await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(fresh.as_str())),
+        "{v}"
+    );
+    // The leaked token acknowledges the lease handed out under the new one.
+    let body = format!(r#"{{"ids": ["{fresh}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/p/ack", Some("leaked-token"), Some("f1"), &body).await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{fresh}")).await;
+    h.shutdown().await;
+    assert!(
+        s.as_u16() != 200,
+        "the old token acknowledged a lease issued under the new one: {s} {v}; the event: {}",
+        row(&ev["subscribers"], "name", "p")
+    );
+}
