@@ -273,11 +273,6 @@ impl<T> Leases<T> {
         out
     }
 
-    /// Take out the messages ready to be handed out.
-    pub fn take_ready(&mut self) -> Vec<Offer<T>> {
-        self.ready.drain(..).collect()
-    }
-
     /// The leases handed out and not claimed: live or lapsed.
     pub fn held(&self) -> impl Iterator<Item = &Lease<T>> {
         self.leased.values().chain(self.lapsed.values().map(|(l, _, _)| l))
