@@ -321,6 +321,11 @@ impl PullLane {
             .is_none_or(|t| t.is_finished())
     }
 
+    /// Whether the lane was told to stop (by a reload, or a shutdown).
+    fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     pub(super) fn signal_stop(&self) {
         let _ = self.stop.send(true);
     }
@@ -377,8 +382,12 @@ impl PullLane {
     /// `under`: presented with an earlier token of this generation
     /// ([`earlier_token`](Self::earlier_token)): only leases handed out
     /// under it are claimed, all or nothing, and other relays are not asked.
+    /// A lane a reload stopped never asks the other relays either: it is
+    /// reached with its own token, which may be one the reload replaced,
+    /// and a peer applies what it is asked for any lease of the holder
+    /// (the subscriber's current ones too), with no token to check.
     pub async fn ack(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
-        if !self.store.is_clustered() || under.is_some() {
+        if !self.store.is_clustered() || under.is_some() || self.is_stopped() {
             return self.ack_here(holder, lists, false, under).await.map(|a| a.summary);
         }
         let here = self.ack_here(holder.clone(), lists.clone(), true, None).await?;
