@@ -115,6 +115,10 @@ pub(super) enum Cmd {
 
 pub(super) struct PullRequest {
     holder: String,
+    /// The generation of the token the request was authorized with: what it
+    /// is handed is leased under that token, which acknowledges it even if a
+    /// reload rotates the token while the request waits.
+    token_gen: u64,
     max: usize,
     /// When to answer with nothing.
     until: tokio::time::Instant,
@@ -282,9 +286,21 @@ impl PullLane {
         self.changed.notify_one();
     }
 
-    /// The generation of the current token.
-    fn token_gen(&self) -> u64 {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0
+    /// The current token and its generation, read together (a reload
+    /// changes both under the settings' lock): a request authorized with the
+    /// token is tagged with the generation that token has.
+    pub fn current_token(&self) -> (Option<crate::auth::Secret>, u64) {
+        let sub = self.sub.read().unwrap_or_else(|e| e.into_inner());
+        let gen = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0;
+        (sub.pull().map(|p| p.token.clone()), gen)
+    }
+
+    /// Whether a request authorized under token generation `gen` may still
+    /// be handed something: `gen` is the current generation, or an earlier
+    /// one still kept (so its token acknowledges what the request gets).
+    fn token_gen_open(&self, gen: u64) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.0 == gen || tokens.1.iter().any(|(g, _)| *g == gen)
     }
 
     /// The generation of the earlier token `presented` matches, if leases
@@ -298,8 +314,9 @@ impl PullLane {
             .map(|(g, _)| *g)
     }
 
-    /// Forget earlier tokens no lease needs: `live` are the generations of
-    /// the leases now (all of them handed out before any later rotation).
+    /// Forget earlier tokens nothing needs: `live` are the generations of
+    /// the leases now and of the pulls waiting (all of them authorized
+    /// before any later rotation).
     fn prune_tokens(&self, live: impl Fn(u64) -> bool) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if !tokens.1.is_empty() {
@@ -349,11 +366,15 @@ impl PullLane {
         self.sub.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Up to `max` messages, leased to `holder`; waits up to `wait` for the
-    /// first one. An empty list when none came in time.
+    /// Up to `max` messages, leased to `holder` under token generation
+    /// `token_gen` (the one the request was authorized with:
+    /// [`current_token`](Self::current_token)); waits up to `wait` for the
+    /// first one. An empty list when none came in time, or when that token
+    /// was replaced and is no longer kept meanwhile.
     pub async fn pull(
         &self,
         holder: String,
+        token_gen: u64,
         max: usize,
         wait: Duration,
         from: Option<IpAddr>,
@@ -362,6 +383,7 @@ impl PullLane {
         let (reply, rx) = oneshot::channel();
         let req = PullRequest {
             holder,
+            token_gen,
             max,
             until: tokio::time::Instant::now() + wait,
             reply,
