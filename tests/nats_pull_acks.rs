@@ -158,3 +158,82 @@ async fn leases_at_two_other_relays_are_applied_through_a_third() {
         r.shutdown().await;
     }
 }
+
+/// Route u (`/hooks/u`, token "tok") with `subs`.
+fn route_u(subs: Vec<Subscriber>) -> Route {
+    subs.into_iter().fold(
+        Route::new("u", "/hooks/u")
+            .tokens(["tok"])
+            .dedupe_key(["/data/task_id"]),
+        Route::subscriber,
+    )
+}
+
+/// In cluster mode the token of a stopped (retiring) pull lane does not
+/// open the subscriber's *current* leases. A reload moves `p` to route u and
+/// rotates its token (the old one leaked). The stopped lane still takes the
+/// old token for its own leases; review 20 (finding 3) found that its `ack`
+/// then asked the other relays for the ids it does not hold, and a peer
+/// request carries no token: the new lane (here the same relay, through
+/// NATS) applied the acknowledgement of a lease handed out under the new
+/// token, so whoever had the old token and a forwarder's id could mark
+/// undelivered messages delivered. A lane a reload stopped never asks the
+/// other relays now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_token_cannot_acknowledge_leases_handed_out_under_the_new_one_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, c) = (Sub::ok().await, Sub::ok().await);
+    let base = TestConfig::new(dir.path())
+        .nats(nats.urls(), 1)
+        .subscriber(Subscriber::new("c", c.url()));
+    let on_t = base
+        .clone()
+        .subscriber(Subscriber::pull("p", "leaked-token").lease(secs(60)))
+        .route(route_u(vec![Subscriber::new("b", b.url())]));
+    let on_u = base.route(route_u(vec![
+        Subscriber::new("b", b.url()),
+        Subscriber::pull("p", "new-token").lease(secs(60)),
+    ]));
+    let h = start(&on_t).await;
+    let addr = h.ingest_addrs[0];
+    let old = accepted(addr, &runway("old-lane")).await;
+    let (s, _, v) = pull_call(
+        addr,
+        "GET",
+        "/pull/p?wait=10s&max=5",
+        Some("leaked-token"),
+        Some("f1"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(old.as_str())),
+        "{v}"
+    );
+    // Moved to route u with a new token.
+    on_u.write();
+    h.reload().await.expect("reload");
+    let fresh = accepted_at(addr, "/hooks/u?token=tok", &runway("new-lane")).await;
+    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("new-token"), Some("f1"), "").await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(fresh.as_str())),
+        "{v}"
+    );
+    // The leaked token acknowledges the lease handed out under the new one.
+    let body = format!(r#"{{"ids": ["{fresh}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/p/ack", Some("leaked-token"), Some("f1"), &body).await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{fresh}")).await;
+    let p = row(&ev["subscribers"], "name", "p");
+    // The forwarder that holds it with the new token still acknowledges it.
+    let (s2, _, v2) = pull_call(addr, "POST", "/pull/p/ack", Some("new-token"), Some("f1"), &body).await;
+    h.shutdown().await;
+    assert_eq!(
+        (s.as_u16(), p["state"].as_str()),
+        (409, Some("pending")),
+        "the old token acknowledged a lease issued under the new one: {s} {v}; the event: {p}"
+    );
+    assert_eq!((s2.as_u16(), v2["acknowledged"].as_u64()), (200, Some(1)), "{v2}");
+}

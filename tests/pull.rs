@@ -608,3 +608,44 @@ async fn a_rotated_token_still_acknowledges_the_leases_handed_out_under_it() {
     assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     h.shutdown().await;
 }
+
+/// A pull waiting when a reload rotates the token was presented with the
+/// old token: what it is handed during its wait is leased under that token,
+/// so its forwarder, which only knows the old token, acknowledges it (review
+/// 20, finding 2: it was leased under the new token's generation and the old
+/// token was forgotten at once, so the acknowledgement got 401, the
+/// forwarder exited and the delivered message was sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_waiting_across_a_token_rotation_can_acknowledge_what_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |token: &str| TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token).lease(secs(30)));
+    let h = start(&cfg("old-token")).await;
+    let addr = h.ingest_addrs[0];
+    let waiting = tokio::spawn(pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=10s&max=1",
+        Some("old-token"),
+        Some("fwd"),
+        "",
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    cfg("new-token").write();
+    h.reload().await.unwrap();
+    let id = accepted(addr, &runway("during-the-wait")).await;
+    let (s, _, got) = tokio::time::timeout(secs(15), waiting).await.unwrap().unwrap();
+    assert_eq!(
+        (s.as_u16(), got["messages"][0]["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{got}"
+    );
+    // The forwarder delivered it and acknowledges with the token it pulled with.
+    let body = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some("old-token"), Some("fwd"), &body).await;
+    h.shutdown().await;
+    assert_eq!(
+        (s.as_u16(), v["acknowledged"].as_u64()),
+        (200, Some(1)),
+        "handed out to a pull presented with the old token, yet that token cannot acknowledge it: {v}"
+    );
+}

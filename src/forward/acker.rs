@@ -155,9 +155,19 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                 }) => {
                     tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
                         attempt each, or the relay restarted); the relay will offer them again with the same id");
-                    batch.retain(|f| !late.contains(&f.id));
-                    // A cluster relay applied the others where they are leased.
-                    if batch.is_empty() || rest_applied {
+                    if rest_applied {
+                        // A cluster relay applied the others of this part
+                        // where they are leased: the part is done, as when
+                        // it is applied, and the rest of the batch (a part
+                        // after a 413) goes next.
+                        backoff.reset();
+                        batch.drain(..sent);
+                        tries = 0;
+                    } else {
+                        // Nothing was changed: the same without those ids.
+                        batch.retain(|f| !late.contains(&f.id));
+                    }
+                    if batch.is_empty() {
                         break;
                     }
                 }

@@ -110,12 +110,13 @@ where
         (Op::Pull, _) => return PullAnswer::MethodNotAllowed("GET"),
         (Op::Ack, _) => return PullAnswer::MethodNotAllowed("POST"),
     }
-    let lanes = match op {
-        Op::Pull => authorized(app, name, req.headers())
-            .map(|l| (l, None))
-            .into_iter()
-            .collect(),
-        Op::Ack => authorized_for_acks(app, name, req.headers()),
+    // A pull is leased under the token generation it is authorized with.
+    let (lanes, token_gen) = match op {
+        Op::Pull => match authorized(app, name, req.headers()) {
+            Some((l, gen)) => (vec![(l, None)], gen),
+            None => (Vec::new(), 0),
+        },
+        Op::Ack => (authorized_for_acks(app, name, req.headers()), 0),
     };
     let Some((lane, _)) = lanes.first().cloned() else {
         // A stopping relay has let go of its pull lanes while connections
@@ -135,7 +136,7 @@ where
         auth::Source::Unknown => None,
     };
     match op {
-        Op::Pull => pull(app, &lane, holder, req.uri().query(), ip).await,
+        Op::Pull => pull(app, &lane, holder, token_gen, req.uri().query(), ip).await,
         Op::Ack => {
             let limit = server.max_body.min(wire::MAX_ACK_BODY);
             let declared = req
@@ -158,15 +159,13 @@ where
 }
 
 /// The subscriber's lane if `name` is a pull subscriber and the bearer token
-/// is its token. Unknown names are compared against a stand-in token, so
-/// both refusals take the same path.
-fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane>> {
+/// is its token, with that token's generation. Unknown names are compared
+/// against a stand-in token, so both refusals take the same path.
+fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<(Arc<PullLane>, u64)> {
     static STAND_IN: OnceLock<Secret> = OnceLock::new();
     let presented = auth::presented_tokens(None, headers);
     let lane = app.delivery.pull_lane(name);
-    let token = lane
-        .as_ref()
-        .and_then(|l| l.subscriber().pull().map(|p| p.token.clone()));
+    let (token, gen) = lane.as_ref().map_or((None, 0), |l| l.current_token());
     let ok = match token {
         Some(t) => auth::token_matches(&presented, std::slice::from_ref(&t)),
         None => {
@@ -176,7 +175,7 @@ fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<Arc<PullLane
             false
         }
     };
-    lane.filter(|_| ok)
+    lane.filter(|_| ok).map(|l| (l, gen))
 }
 
 /// The lanes that may take an acknowledgement for subscriber `name`, each
@@ -199,7 +198,7 @@ fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<(Arc<P
         earlier.map(|g| (lane, Some(g)))
     };
     let mut lanes: Vec<_> = match authorized(app, name, headers) {
-        Some(lane) => vec![(lane, None)],
+        Some((lane, _)) => vec![(lane, None)],
         None => app.delivery.pull_lane(name).and_then(by_token).into_iter().collect(),
     };
     lanes.extend(app.delivery.retiring_pull_lanes(name).into_iter().filter_map(by_token));
@@ -240,6 +239,7 @@ async fn pull(
     app: &App,
     lane: &PullLane,
     holder: String,
+    token_gen: u64,
     query: Option<&str>,
     ip: Option<std::net::IpAddr>,
 ) -> PullAnswer {
@@ -247,7 +247,7 @@ async fn pull(
         Ok(p) => p,
         Err(why) => return PullAnswer::BadRequest(why),
     };
-    let handouts = match lane.pull(holder, params.max, params.wait, ip).await {
+    let handouts = match lane.pull(holder, token_gen, params.max, params.wait, ip).await {
         Ok(h) => h,
         Err(_) => return lane_stopped(app, &lane.subscriber().name, "pull again"),
     };

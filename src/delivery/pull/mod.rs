@@ -115,6 +115,10 @@ pub(super) enum Cmd {
 
 pub(super) struct PullRequest {
     holder: String,
+    /// The generation of the token the request was authorized with: what it
+    /// is handed is leased under that token, which acknowledges it even if a
+    /// reload rotates the token while the request waits.
+    token_gen: u64,
     max: usize,
     /// When to answer with nothing.
     until: tokio::time::Instant,
@@ -342,9 +346,21 @@ impl PullLane {
         self.changed.notify_one();
     }
 
-    /// The generation of the current token.
-    fn token_gen(&self) -> u64 {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0
+    /// The current token and its generation, read together (a reload
+    /// changes both under the settings' lock): a request authorized with the
+    /// token is tagged with the generation that token has.
+    pub fn current_token(&self) -> (Option<crate::auth::Secret>, u64) {
+        let sub = self.sub.read().unwrap_or_else(|e| e.into_inner());
+        let gen = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0;
+        (sub.pull().map(|p| p.token.clone()), gen)
+    }
+
+    /// Whether a request authorized under token generation `gen` may still
+    /// be handed something: `gen` is the current generation, or an earlier
+    /// one still kept (so its token acknowledges what the request gets).
+    fn token_gen_open(&self, gen: u64) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.0 == gen || tokens.1.iter().any(|(g, _)| *g == gen)
     }
 
     /// The generation of the earlier token `presented` matches, if leases
@@ -358,8 +374,9 @@ impl PullLane {
             .map(|(g, _)| *g)
     }
 
-    /// Forget earlier tokens no lease needs: `live` are the generations of
-    /// the leases now (all of them handed out before any later rotation).
+    /// Forget earlier tokens nothing needs: `live` are the generations of
+    /// the leases now and of the pulls waiting (all of them authorized
+    /// before any later rotation).
     fn prune_tokens(&self, live: impl Fn(u64) -> bool) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if !tokens.1.is_empty() {
@@ -375,6 +392,11 @@ impl PullLane {
     /// Whether its task is over (a lane stopped by a reload: its last lease too).
     pub(super) fn has_ended(&self) -> bool {
         super::lane::task_ended(&self.task)
+    }
+
+    /// Whether the lane was told to stop (by a reload, or a shutdown).
+    fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
     }
 
     pub(super) fn signal_stop(&self) {
@@ -400,11 +422,15 @@ impl PullLane {
         self.sub.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Up to `max` messages, leased to `holder`; waits up to `wait` for the
-    /// first one. An empty list when none came in time.
+    /// Up to `max` messages, leased to `holder` under token generation
+    /// `token_gen` (the one the request was authorized with:
+    /// [`current_token`](Self::current_token)); waits up to `wait` for the
+    /// first one. An empty list when none came in time, or when that token
+    /// was replaced and is no longer kept meanwhile.
     pub async fn pull(
         &self,
         holder: String,
+        token_gen: u64,
         max: usize,
         wait: Duration,
         from: Option<IpAddr>,
@@ -413,6 +439,7 @@ impl PullLane {
         let (reply, rx) = oneshot::channel();
         let req = PullRequest {
             holder,
+            token_gen,
             max,
             until: tokio::time::Instant::now() + wait,
             reply,
@@ -433,8 +460,12 @@ impl PullLane {
     /// `under`: presented with an earlier token of this generation
     /// ([`earlier_token`](Self::earlier_token)): only leases handed out
     /// under it are claimed, all or nothing, and other relays are not asked.
+    /// A lane a reload stopped never asks the other relays either: it is
+    /// reached with its own token, which may be one the reload replaced,
+    /// and a peer applies what it is asked for any lease of the holder
+    /// (the subscriber's current ones too), with no token to check.
     pub async fn ack(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
-        if !self.store.is_clustered() || under.is_some() {
+        if !self.store.is_clustered() || under.is_some() || self.is_stopped() {
             return self.ack_here(holder, lists, false, under).await.map(|a| a.summary);
         }
         let here = self.ack_here(holder.clone(), lists.clone(), true, None).await?;

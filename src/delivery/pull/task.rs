@@ -130,7 +130,10 @@ pub(super) async fn run(
         }
         let labels = st.metrics.sub(&name);
         if st.lane.has_earlier_tokens() {
-            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            // A pull waiting is answered under the token it was authorized
+            // with: that token is kept for it too.
+            let leased = st.leases.held().map(|l| l.token_gen);
+            let live: HashSet<u64> = leased.chain(st.waiting.iter().map(|w| w.token_gen)).collect();
             st.lane.prune_tokens(|g| live.contains(&g));
         }
         st.lane.depth.store(source.depth(), Ordering::Relaxed);
@@ -181,6 +184,12 @@ pub(super) async fn run(
             _ = held.changed() => held.release_settled(&mut source).await,
             cmd = rx.recv() => match cmd {
                 None => break,
+                // Authorized with a token a reload replaced, and no longer
+                // kept (pruned before the request got here): its token could
+                // not acknowledge anything, so it gets nothing.
+                Some(Cmd::Pull(p)) if !st.lane.token_gen_open(p.token_gen) => {
+                    let _ = p.reply.send(Vec::new());
+                }
                 Some(Cmd::Pull(p)) => st.waiting.push_back(p),
                 Some(Cmd::Ack(a)) => st.ack(a),
             },
@@ -444,10 +453,12 @@ impl State {
             let room = MAX_LEASED - self.leases.leased();
             let n = self.leases.fitting(w.max.min(room), ANSWER_BUDGET, size);
             let ids = self.leases.lease(n, &w.holder, now, lease, clock::now_ms());
-            let token_gen = self.lane.token_gen();
+            // Under the token the pull was authorized with (a reload may
+            // have rotated it while the pull waited): the token its
+            // forwarder has acknowledges it.
             for id in &ids {
                 if let Some(l) = self.leases.get_mut(id) {
-                    l.token_gen = token_gen;
+                    l.token_gen = w.token_gen;
                 }
             }
             let handouts: Vec<Handout> = ids
