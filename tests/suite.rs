@@ -88,7 +88,6 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
-mod review20_tests;
 mod secrets;
 mod shutdown_handover;
 mod status;

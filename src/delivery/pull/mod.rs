@@ -484,11 +484,6 @@ impl PullLane {
         }
     }
 
-    /// Whether a reload stopped the lane (it only serves acknowledgements).
-    fn is_stopped(&self) -> bool {
-        *self.stop.borrow()
-    }
-
     /// [`ack`](Self::ack) of this relay's leases only: all or nothing, or
     /// (`partial`) those it holds, naming the others.
     async fn ack_here(
