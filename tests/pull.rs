@@ -649,3 +649,67 @@ async fn a_pull_waiting_across_a_token_rotation_can_acknowledge_what_it_got() {
         "handed out to a pull presented with the old token, yet that token cannot acknowledge it: {v}"
     );
 }
+
+/// The token is rotated A → B → A → C while the forwarder leases one
+/// message handed out under A the first time (generation 0) and one handed
+/// out under A the second time (generation 2). A, replaced, must still
+/// acknowledge both (both were leased under it). Review 21: the lease of
+/// generation 2 was refused with 409 (A matched only its first kept
+/// generation), the forwarder dropped that acknowledgement and the
+/// delivered message was offered again when its lease ran out; a token
+/// rotated back to takes up its generation again now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_back_and_away_again_acknowledges_all_it_leased() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path());
+    let with = |t: &str| base.clone().subscriber(Subscriber::pull("laptop", t).lease(secs(60)));
+    let h = start(&with("token-a")).await;
+    let addr = h.ingest_addrs[0];
+    let first = accepted(addr, &runway("under-a-first")).await;
+    let (s, _, v) = pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=5s&max=1",
+        Some("token-a"),
+        Some("fwd"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(first.as_str())),
+        "{v}"
+    );
+    with("token-b").write();
+    h.reload().await.expect("reload to b");
+    with("token-a").write();
+    h.reload().await.expect("reload back to a");
+    let second = accepted(addr, &runway("under-a-again")).await;
+    let (s, _, v) = pull_call(
+        addr,
+        "GET",
+        "/pull/laptop?wait=5s&max=1",
+        Some("token-a"),
+        Some("fwd"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["messages"][0]["id"].as_str()),
+        (200, Some(second.as_str())),
+        "{v}"
+    );
+    with("token-c").write();
+    h.reload().await.expect("reload to c");
+    let body = format!(r#"{{"ids": ["{second}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some("token-a"), Some("fwd"), &body).await;
+    let body = format!(r#"{{"ids": ["{first}"]}}"#);
+    let (s0, _, v0) = pull_call(addr, "POST", "/pull/laptop/ack", Some("token-a"), Some("fwd"), &body).await;
+    h.shutdown().await;
+    assert_eq!((s0.as_u16(), v0["acknowledged"].as_u64()), (200, Some(1)), "{v0}");
+    assert_eq!(
+        (s.as_u16(), v["acknowledged"].as_u64()),
+        (200, Some(1)),
+        "leased under token-a (its second time), acknowledged with token-a after it was replaced: {v}"
+    );
+}

@@ -71,7 +71,6 @@ mod provider_key_shared;
 mod pull;
 mod pull_attempts;
 mod pull_to_push;
-mod review21_tests;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_outcomes;

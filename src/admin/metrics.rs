@@ -40,13 +40,6 @@ pub(super) async fn render(app: &App) -> String {
         set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
     forget_gone(app, &named, stats.as_deref(), now);
-    // Leases the pull lanes a reload stopped still serve count as the
-    // subscriber's, whatever it is now (push, removed): its forwarders
-    // still deliver them.
-    for (name, n) in app.delivery.stopped_pull_leases() {
-        let own = app.delivery.pull_lane(&name).map_or(0, |l| l.leased());
-        m.pull_leased.get_or_create(&m.sub(&name)).set((own + n) as i64);
-    }
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).
     match app.store.size().await {
@@ -87,6 +80,14 @@ pub(super) async fn render(app: &App) -> String {
     m.media_in_flight.set(app.media.in_flight() as i64);
     let (rows, _) = app.store.write_counts();
     m.store_writes.inc_by(rows.saturating_sub(m.store_writes.get()));
+    // Leases the pull lanes a reload stopped still serve count as the
+    // subscriber's, whatever it is now (push, removed): its forwarders
+    // still deliver them. Set last, after the store's reads: a running pull
+    // lane sets its own count meanwhile.
+    for (name, n) in app.delivery.stopped_pull_leases() {
+        let own = app.delivery.pull_lane(&name).map_or(0, |l| l.leased());
+        m.pull_leased.get_or_create(&m.sub(&name)).set((own + n) as i64);
+    }
     m.encode()
 }
 

@@ -70,7 +70,13 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "dead_letters": dead(&s.name),
         }));
     }
-    // Subscribers removed from the config whose work is kept.
+    // Subscribers removed from the config whose work is kept. A stopped
+    // pull lane's leases are shown once: on the subscriber's configured row
+    // if it still has one (moved to another route), else here.
+    let configured: std::collections::HashSet<String> = out
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
     for s in app.delivery.removed(&stats) {
         out.push(json!({
             "name": s.name,
@@ -80,7 +86,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "state": "removed",
             "queue_depth": s.backlog,
             "in_flight": 0,
-            "leased": app.delivery.stopped_pull_leased(&s.name),
+            "leased": if configured.contains(&s.name) { 0 } else { app.delivery.stopped_pull_leased(&s.name) },
             "oldest_pending_seconds": s.oldest_pending_ms.map(|t| now.saturating_sub(t) / 1000),
             "dead_letters": s.dead_letters,
         }));

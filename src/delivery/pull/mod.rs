@@ -279,7 +279,17 @@ pub struct PullLane {
     peer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The generation of the current token, and earlier tokens (with their
     /// generation) that leases handed out under them still need.
-    tokens: Mutex<(u64, Vec<(u64, crate::auth::Secret)>)>,
+    tokens: Mutex<Tokens>,
+}
+
+/// A pull subscriber's token generations: one per token (a token rotated
+/// back to while still kept gets its generation again, so that it
+/// acknowledges everything handed out under it as one set).
+struct Tokens {
+    current: u64,
+    /// The generation a new token gets.
+    next: u64,
+    earlier: Vec<(u64, crate::auth::Secret)>,
 }
 
 impl PullLane {
@@ -307,7 +317,11 @@ impl PullLane {
             task: Mutex::new(None),
             store: store.clone(),
             peer: Mutex::new(None),
-            tokens: Mutex::new((0, Vec::new())),
+            tokens: Mutex::new(Tokens {
+                current: 0,
+                next: 1,
+                earlier: Vec::new(),
+            }),
         });
         if let Some(inbox) = store.peer_inbox(&peer::topic(&sub.name)) {
             *lane.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer::serve(Arc::downgrade(&lane), inbox));
@@ -333,13 +347,22 @@ impl PullLane {
         {
             let mut current = self.sub.write().unwrap_or_else(|e| e.into_inner());
             let old = current.pull().map(|p| p.token.clone());
-            if let Some(old) = old.filter(|t| sub.pull().is_some_and(|p| p.token != *t)) {
+            if let Some((old, new)) = old.zip(sub.pull()).filter(|(old, new)| new.token != *old) {
                 // A rotated token: the old one still acknowledges the leases
                 // handed out under it, until they are over (the task prunes it).
                 let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-                let gen = tokens.0;
-                tokens.1.push((gen, old));
-                tokens.0 += 1;
+                let gen = tokens.current;
+                tokens.earlier.push((gen, old));
+                // A token rotated back to while still kept takes up its
+                // generation again: rotated away once more, it acknowledges
+                // what it was handed both times.
+                match tokens.earlier.iter().position(|(_, t)| *t == new.token) {
+                    Some(i) => tokens.current = tokens.earlier.remove(i).0,
+                    None => {
+                        tokens.current = tokens.next;
+                        tokens.next += 1;
+                    }
+                }
             }
             *current = Arc::new(sub.clone());
         }
@@ -351,7 +374,7 @@ impl PullLane {
     /// token is tagged with the generation that token has.
     pub fn current_token(&self) -> (Option<crate::auth::Secret>, u64) {
         let sub = self.sub.read().unwrap_or_else(|e| e.into_inner());
-        let gen = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).0;
+        let gen = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).current;
         (sub.pull().map(|p| p.token.clone()), gen)
     }
 
@@ -360,7 +383,7 @@ impl PullLane {
     /// one still kept (so its token acknowledges what the request gets).
     fn token_gen_open(&self, gen: u64) -> bool {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens.0 == gen || tokens.1.iter().any(|(g, _)| *g == gen)
+        tokens.current == gen || tokens.earlier.iter().any(|(g, _)| *g == gen)
     }
 
     /// The generation of the earlier token `presented` matches, if leases
@@ -368,7 +391,7 @@ impl PullLane {
     pub fn earlier_token(&self, presented: &[String]) -> Option<u64> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         tokens
-            .1
+            .earlier
             .iter()
             .find(|(_, t)| crate::auth::token_matches(presented, std::slice::from_ref(t)))
             .map(|(g, _)| *g)
@@ -379,14 +402,14 @@ impl PullLane {
     /// before any later rotation).
     fn prune_tokens(&self, live: impl Fn(u64) -> bool) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if !tokens.1.is_empty() {
-            tokens.1.retain(|(g, _)| live(*g));
+        if !tokens.earlier.is_empty() {
+            tokens.earlier.retain(|(g, _)| live(*g));
         }
     }
 
     /// Whether an earlier token is still kept.
     fn has_earlier_tokens(&self) -> bool {
-        !self.tokens.lock().unwrap_or_else(|e| e.into_inner()).1.is_empty()
+        !self.tokens.lock().unwrap_or_else(|e| e.into_inner()).earlier.is_empty()
     }
 
     /// Whether its task is over (a lane stopped by a reload: its last lease too).
