@@ -13,6 +13,7 @@ pub mod attempt;
 pub mod circuit;
 mod client;
 mod handover;
+mod held;
 mod lane;
 pub mod media_gate;
 pub mod pull;

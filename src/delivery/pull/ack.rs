@@ -1,0 +1,176 @@
+//! A pull subscriber's acknowledgements: what a puller says about the
+//! messages leased to it ([`AckLists`]), what that did ([`AckSummary`],
+//! [`AckError`]), the request a lane's task answers ([`AckRequest`]), and one
+//! acknowledgement split over the subscriber's lanes and the other relays
+//! ([`ack_across`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{peer, LocalAnswer, PullLane};
+use crate::store::EventId;
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckSummary {
+    pub acknowledged: usize,
+    /// Handed back: offered again after the retry schedule's delay.
+    pub retried: usize,
+    /// Handed back with the retry schedule exhausted: dead letters.
+    pub dead: usize,
+}
+
+impl std::ops::AddAssign for AckSummary {
+    fn add_assign(&mut self, o: AckSummary) {
+        self.acknowledged += o.acknowledged;
+        self.retried += o.retried;
+        self.dead += o.dead;
+    }
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// These ids are not leased to the caller now (never handed out, another
+    /// puller's, expired or already acknowledged): nothing was changed.
+    NotLeased(Vec<EventId>),
+    /// In cluster mode: these ids are leased to the caller by no relay; the
+    /// others were applied where they are leased (`applied` says what they
+    /// did).
+    NotLeasedRestApplied {
+        not_leased: Vec<EventId>,
+        applied: AckSummary,
+    },
+    /// The store could not record them; they are offered again after a restart.
+    Store(String),
+    /// The lane is stopping (shutdown or the subscriber was removed).
+    Stopped,
+}
+
+/// What a puller says about messages leased to it.
+#[derive(Debug, Clone, Default)]
+pub struct AckLists {
+    /// Delivered.
+    pub ack: Vec<EventId>,
+    /// Handed back: the retry schedule's next step.
+    pub retry: Vec<EventId>,
+    /// Not finished (the forwarder stopped): offered again at once, no step used.
+    pub release: Vec<EventId>,
+    /// What the local service answered, for some of `retry`.
+    pub local: HashMap<EventId, LocalAnswer>,
+}
+
+#[allow(clippy::len_without_is_empty)]
+impl AckLists {
+    /// How many ids are given.
+    pub fn len(&self) -> usize {
+        self.ack.len() + self.retry.len() + self.release.len()
+    }
+
+    pub(super) fn all(&self) -> impl Iterator<Item = &EventId> {
+        self.ack.iter().chain(&self.retry).chain(&self.release)
+    }
+
+    /// The same lists with only `ids` in them (same order).
+    pub(super) fn only(&self, ids: &[EventId]) -> AckLists {
+        let keep: std::collections::HashSet<&EventId> = ids.iter().collect();
+        let pick = |l: &[EventId]| l.iter().filter(|id| keep.contains(id)).copied().collect();
+        AckLists {
+            ack: pick(&self.ack),
+            retry: pick(&self.retry),
+            release: pick(&self.release),
+            local: self
+                .local
+                .iter()
+                .filter(|(id, _)| keep.contains(id))
+                .map(|(id, a)| (*id, a.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// What one relay did with an acknowledgement.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Applied {
+    pub summary: AckSummary,
+    /// The ids it does not lease to the caller (left as they are); always
+    /// empty for an all-or-nothing acknowledgement that was applied.
+    pub not_held: Vec<EventId>,
+}
+
+/// Answers an acknowledgement once its records are written.
+pub(super) type Reply = Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>;
+
+pub(super) struct AckRequest {
+    pub(super) holder: String,
+    pub(super) lists: AckLists,
+    /// Apply what this relay leases to the holder and name the rest (cluster
+    /// mode), instead of all or nothing.
+    pub(super) partial: bool,
+    /// Presented with an earlier token of the subscriber (of this
+    /// generation): only leases handed out under it may be claimed.
+    pub(super) under: Option<u64>,
+    pub(super) reply: oneshot::Sender<Result<Applied, AckError>>,
+}
+
+/// Acknowledge (`ack`), hand back (`retry`) or release messages leased to
+/// `holder` by any of `lanes`: the subscriber's lanes that take the request,
+/// the current one first, then those stopped by a reload that still serve
+/// their leases (each with the earlier token generation it was reached
+/// under, see [`PullLane::ack`]).
+///
+/// One lane: [`PullLane::ack`] (all or nothing on one host). Several: the
+/// batch is split, since one forwarder may hold leases of several of them
+/// (it pulled before and after a reload that switched the subscriber
+/// pull→push→pull, or moved it and back): each lane in turn claims what it
+/// leases to `holder` (reached under an earlier token, only the leases
+/// handed out under that token) and the rest goes to the next; in cluster
+/// mode what no lane here holds is asked of the other relays, if the first
+/// lane is the subscriber's running lane reached with its current token
+/// (their lanes do not know this relay's earlier tokens). Ok when
+/// everything was applied; else the ids nobody holds, with what the others
+/// did ([`AckError::NotLeasedRestApplied`], or [`AckError::NotLeased`] when
+/// nothing was applied) — not all or nothing, as in cluster mode.
+pub async fn ack_across(
+    lanes: &[(Arc<PullLane>, Option<u64>)],
+    holder: String,
+    lists: AckLists,
+) -> Result<AckSummary, AckError> {
+    let first = match lanes {
+        [] => return Err(AckError::NotLeased(lists.all().copied().collect())),
+        [(lane, under)] => return lane.ack(holder, lists, *under).await,
+        [first, ..] => first,
+    };
+    let mut rest = lists;
+    let mut applied = AckSummary::default();
+    let mut stopped = false;
+    for (lane, under) in lanes {
+        if rest.len() == 0 {
+            break;
+        }
+        match lane.ack_here(holder.clone(), rest.clone(), true, *under).await {
+            Ok(here) => {
+                applied += here.summary;
+                rest = rest.only(&here.not_held);
+            }
+            // Its last lease ended meanwhile (or the relay stops): it holds nothing.
+            Err(AckError::Stopped) => stopped = true,
+            Err(e) => return Err(e),
+        }
+    }
+    let (lane, under) = first;
+    if rest.len() > 0 && under.is_none() && !lane.is_stopped() && lane.store.is_clustered() {
+        let name = lane.subscriber().name.clone();
+        let there = peer::ask(&lane.store, &name, holder, &rest).await?;
+        applied += there.summary;
+        rest = rest.only(&there.not_held);
+    }
+    match rest.all().copied().collect::<Vec<_>>() {
+        none if none.is_empty() => Ok(applied),
+        _ if stopped && applied == AckSummary::default() => Err(AckError::Stopped),
+        not_leased if applied == AckSummary::default() => Err(AckError::NotLeased(not_leased)),
+        not_leased => Err(AckError::NotLeasedRestApplied { not_leased, applied }),
+    }
+}
