@@ -17,14 +17,18 @@ use http::StatusCode;
 
 const TOKEN: &str = "laptop-pull-token";
 
+/// `base` with pull subscriber laptop (`TOKEN`, 30 s leases).
+fn laptop_pulling(base: &TestConfig) -> TestConfig {
+    base.clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)))
+}
+
 /// Leased, then the subscriber is switched to push; the forwarder's
 /// acknowledgement within the lease is applied and the push lane never
 /// sends the message, while a callback arriving after the switch is pushed.
 async fn switching_pull_to_push_does_not_deliver_a_leased_message_again(base: TestConfig) {
     let sub = Sub::ok().await;
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let addr = h.ingest_addrs[0];
     let id = accepted(addr, &runway("switched")).await;
@@ -159,12 +163,7 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let base = TestConfig::new(dir.path());
-    let h = start(
-        &base
-            .clone()
-            .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30))),
-    )
-    .await;
+    let h = start(&laptop_pulling(&base)).await;
     let addr = h.ingest_addrs[0];
     let local = common::forward::Local::start(std::sync::Arc::new(|_, _| (200, secs(2)))).await;
     let mut fwd = common::forward::Forwarder::start(
@@ -204,9 +203,7 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
 /// others did (`applied`), as in cluster mode.
 async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(base: TestConfig) {
     let sub = Sub::ok().await;
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let addr = h.ingest_addrs[0];
     let old = [
@@ -325,9 +322,7 @@ async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gaug
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let base = TestConfig::new(dir.path());
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
     let old = [
