@@ -162,24 +162,28 @@ fn signed_route(sub: &Sub, name: &str, sub_name: &str, sig: Signature) -> Route 
         .subscriber(Subscriber::new(sub_name, sub.url()))
 }
 
+/// Subscriber s, route kie (`kie-key`, to k) and route sw ([`SW_SECRET`], to w).
+fn kie_and_sw_routes(dir: &std::path::Path, sub: &Sub) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(signed_route(sub, "kie", "k", Signature::kie("kie-key")))
+        .route(signed_route(sub, "sw", "w", Signature::standard_webhooks(SW_SECRET)))
+}
+
 #[tokio::test]
 async fn provider_signature_schemes() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let sw_secret = SW_SECRET;
-    let signed = |name: &str, sub_name: &str, sig: Signature| signed_route(&sub, name, sub_name, sig);
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(signed("kie", "k", Signature::kie("kie-key")))
-        .route(signed("sw", "w", Signature::standard_webhooks(sw_secret)))
-        .route(
-            signed(
-                "gh",
-                "g",
-                Signature::hmac_sha256(GITHUB_SECRET, "X-Hub-Signature-256", Some("sha256=")),
-            )
-            .json(false),
-        );
+    let cfg = kie_and_sw_routes(dir.path(), &sub).route(
+        signed_route(
+            &sub,
+            "gh",
+            "g",
+            Signature::hmac_sha256(GITHUB_SECRET, "X-Hub-Signature-256", Some("sha256=")),
+        )
+        .json(false),
+    );
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
 
@@ -243,11 +247,7 @@ async fn a_timestamp_at_the_ends_of_i64_is_refused_as_stale() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let sw_secret = SW_SECRET;
-    let signed = |name: &str, sub_name: &str, sig: Signature| signed_route(&sub, name, sub_name, sig);
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(signed("kie", "k", Signature::kie("kie-key")))
-        .route(signed("sw", "w", Signature::standard_webhooks(sw_secret)));
+    let cfg = kie_and_sw_routes(dir.path(), &sub);
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
     let kie_body = r#"{"code":200,"msg":"ok","data":{"taskId":"veo-123","info":{"resultUrls":["u"]}}}"#;

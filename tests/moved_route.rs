@@ -45,22 +45,13 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
         _ => Behaviour::Status(200),
     }))
     .await;
-    let (b, c) = (Sub::ok().await, Sub::ok().await);
     let sub_a = || Subscriber::new("a", a.url()).retry([secs(4)]);
-    let route_u = |subs: Vec<Subscriber>| {
-        subs.into_iter().fold(
-            Route::new("u", "/hooks/u")
-                .tokens(["tok"])
-                .dedupe_key(["/data/task_id"]),
-            Route::subscriber,
-        )
-    };
-    let base = base.subscriber(Subscriber::new("c", c.url()));
-    let on_t = base
-        .clone()
-        .subscriber(sub_a())
-        .route(route_u(vec![Subscriber::new("b", b.url())]));
-    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), sub_a()]));
+    let Move {
+        on_t,
+        on_u,
+        b: _b,
+        c: _c,
+    } = Move::new(base, sub_a(), sub_a()).await;
 
     let h = start(&on_t).await;
     let pending = accepted(h.ingest_addrs[0], &runway("pending")).await;
@@ -124,16 +115,6 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     assert!(status.success());
 }
 
-/// Route u with the given subscribers.
-fn route_u(subs: Vec<Subscriber>) -> Route {
-    subs.into_iter().fold(
-        Route::new("u", "/hooks/u")
-            .tokens(["tok"])
-            .dedupe_key(["/data/task_id"]),
-        Route::subscriber,
-    )
-}
-
 /// A pull subscriber holding a lease on route t when a reload moves it to
 /// route u: its next pull gets u's event, t's work is listed as removed,
 /// and the lease of t stays its forwarder's until it is over (review 19,
@@ -141,14 +122,13 @@ fn route_u(subs: Vec<Subscriber>) -> Route {
 /// to a pull while its 60 s lease lasts, and the forwarder's
 /// acknowledgement of it is applied.
 async fn a_pull_subscriber_moved_to_another_route_pulls_that_routes_events(base: TestConfig) {
-    let (b, c) = (Sub::ok().await, Sub::ok().await);
     let p = || Subscriber::pull("p", "p-token").lease(secs(60));
-    let base = base.subscriber(Subscriber::new("c", c.url()));
-    let on_t = base
-        .clone()
-        .subscriber(p())
-        .route(route_u(vec![Subscriber::new("b", b.url())]));
-    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), p()]));
+    let Move {
+        on_t,
+        on_u,
+        b: _b,
+        c: _c,
+    } = Move::new(base, p(), p()).await;
     let pull = |h: &hookrelay::Handle| {
         let addr = h.ingest_addrs[0];
         async move {

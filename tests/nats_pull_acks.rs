@@ -159,16 +159,6 @@ async fn leases_at_two_other_relays_are_applied_through_a_third() {
     }
 }
 
-/// Route u (`/hooks/u`, token "tok") with `subs`.
-fn route_u(subs: Vec<Subscriber>) -> Route {
-    subs.into_iter().fold(
-        Route::new("u", "/hooks/u")
-            .tokens(["tok"])
-            .dedupe_key(["/data/task_id"]),
-        Route::subscriber,
-    )
-}
-
 /// In cluster mode the token of a stopped (retiring) pull lane does not
 /// open the subscriber's *current* leases. A reload moves `p` to route u and
 /// rotates its token (the old one leaked). The stopped lane still takes the
@@ -183,45 +173,17 @@ fn route_u(subs: Vec<Subscriber>) -> Route {
 async fn an_old_token_cannot_acknowledge_leases_handed_out_under_the_new_one_in_cluster_mode() {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let (b, c) = (Sub::ok().await, Sub::ok().await);
-    let base = TestConfig::new(dir.path())
-        .nats(nats.urls(), 1)
-        .subscriber(Subscriber::new("c", c.url()));
-    let on_t = base
-        .clone()
-        .subscriber(Subscriber::pull("p", "leaked-token").lease(secs(60)))
-        .route(route_u(vec![Subscriber::new("b", b.url())]));
-    let on_u = base.route(route_u(vec![
-        Subscriber::new("b", b.url()),
+    let moved = Move::new(
+        TestConfig::new(dir.path()).nats(nats.urls(), 1),
+        Subscriber::pull("p", "leaked-token").lease(secs(60)),
         Subscriber::pull("p", "new-token").lease(secs(60)),
-    ]));
-    let h = start(&on_t).await;
-    let addr = h.ingest_addrs[0];
-    let old = accepted(addr, &runway("old-lane")).await;
-    let (s, _, v) = pull_call(
-        addr,
-        "GET",
-        "/pull/p?wait=10s&max=5",
-        Some("leaked-token"),
-        Some("f1"),
-        "",
     )
     .await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(old.as_str())),
-        "{v}"
-    );
-    // Moved to route u with a new token.
-    on_u.write();
-    h.reload().await.expect("reload");
+    // A lease under the leaked token, then moved to route u with a new token.
+    let (h, _) = moved.lease_then_move("leaked-token").await;
+    let addr = h.ingest_addrs[0];
     let fresh = accepted_at(addr, "/hooks/u?token=tok", &runway("new-lane")).await;
-    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("new-token"), Some("f1"), "").await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(fresh.as_str())),
-        "{v}"
-    );
+    assert_hands_out(addr, "/pull/p?wait=10s&max=5", "new-token", "f1", &fresh).await;
     // The leaked token acknowledges the lease handed out under the new one.
     let body = format!(r#"{{"ids": ["{fresh}"]}}"#);
     let (s, _, v) = pull_call(addr, "POST", "/pull/p/ack", Some("leaked-token"), Some("f1"), &body).await;

@@ -666,39 +666,13 @@ async fn a_token_rotated_back_and_away_again_acknowledges_all_it_leased() {
     let h = start(&with("token-a")).await;
     let addr = h.ingest_addrs[0];
     let first = accepted(addr, &runway("under-a-first")).await;
-    let (s, _, v) = pull_call(
-        addr,
-        "GET",
-        "/pull/laptop?wait=5s&max=1",
-        Some("token-a"),
-        Some("fwd"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(first.as_str())),
-        "{v}"
-    );
+    assert_hands_out(addr, "/pull/laptop?wait=5s&max=1", "token-a", "fwd", &first).await;
     with("token-b").write();
     h.reload().await.expect("reload to b");
     with("token-a").write();
     h.reload().await.expect("reload back to a");
     let second = accepted(addr, &runway("under-a-again")).await;
-    let (s, _, v) = pull_call(
-        addr,
-        "GET",
-        "/pull/laptop?wait=5s&max=1",
-        Some("token-a"),
-        Some("fwd"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(second.as_str())),
-        "{v}"
-    );
+    assert_hands_out(addr, "/pull/laptop?wait=5s&max=1", "token-a", "fwd", &second).await;
     with("token-c").write();
     h.reload().await.expect("reload to c");
     let body = format!(r#"{{"ids": ["{second}"]}}"#);

@@ -17,23 +17,22 @@ use http::StatusCode;
 
 const TOKEN: &str = "laptop-pull-token";
 
+/// `base` with pull subscriber laptop (`TOKEN`, 30 s leases).
+fn laptop_pulling(base: &TestConfig) -> TestConfig {
+    base.clone()
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)))
+}
+
 /// Leased, then the subscriber is switched to push; the forwarder's
 /// acknowledgement within the lease is applied and the push lane never
 /// sends the message, while a callback arriving after the switch is pushed.
 async fn switching_pull_to_push_does_not_deliver_a_leased_message_again(base: TestConfig) {
     let sub = Sub::ok().await;
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let addr = h.ingest_addrs[0];
     let id = accepted(addr, &runway("switched")).await;
-    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
-    assert_eq!(
-        (s, got["messages"][0]["id"].as_str()),
-        (StatusCode::OK, Some(id.as_str())),
-        "{got}"
-    );
+    assert_hands_out(addr, "/pull/laptop?wait=5s&max=1", TOKEN, "fwd", &id).await;
     // The operator opens an inbound route and switches the subscriber to push.
     base.clone().subscriber(Subscriber::new("laptop", sub.url())).write();
     h.reload().await.unwrap();
@@ -164,12 +163,7 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let base = TestConfig::new(dir.path());
-    let h = start(
-        &base
-            .clone()
-            .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30))),
-    )
-    .await;
+    let h = start(&laptop_pulling(&base)).await;
     let addr = h.ingest_addrs[0];
     let local = common::forward::Local::start(std::sync::Arc::new(|_, _| (200, secs(2)))).await;
     let mut fwd = common::forward::Forwarder::start(
@@ -209,9 +203,7 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
 /// others did (`applied`), as in cluster mode.
 async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(base: TestConfig) {
     let sub = Sub::ok().await;
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let addr = h.ingest_addrs[0];
     let old = [
@@ -330,9 +322,7 @@ async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gaug
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let base = TestConfig::new(dir.path());
-    let pulled = base
-        .clone()
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)));
+    let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
     let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
     let old = [
@@ -354,12 +344,7 @@ async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gaug
     pulled.write();
     h.reload().await.unwrap();
     let fresh = accepted(addr, &runway("fresh")).await;
-    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=10", Some(TOKEN), Some("fwd"), "").await;
-    assert_eq!(
-        (s, got["messages"][0]["id"].as_str()),
-        (StatusCode::OK, Some(fresh.as_str())),
-        "{got}"
-    );
+    assert_hands_out(addr, "/pull/laptop?wait=5s&max=10", TOKEN, "fwd", &fresh).await;
     let pulling = admin_until(admin_addr, "/api/subscribers", secs(5), |v| laptop(v)["leased"] == 3).await;
     let pulling_gauge = metrics(admin_addr).await;
     let ack = format!(r#"{{"ids": ["{}", "{}", "{fresh}"]}}"#, old[0], old[1]);
@@ -391,13 +376,10 @@ async fn the_leases_of_a_stopped_pull_lane_are_shown_in_the_listing_and_the_gaug
     assert_eq!(sample(&done_gauge, gauge), 0.0);
 }
 
-fn route_u(subs: Vec<Subscriber>) -> Route {
-    subs.into_iter().fold(
-        Route::new("u", "/hooks/u")
-            .tokens(["tok"])
-            .dedupe_key(["/data/task_id"]),
-        Route::subscriber,
-    )
+/// `p` (token "p-token", 60 s leases) moved from route t to route u.
+async fn p_moved(dir: &std::path::Path) -> Move {
+    let p = || Subscriber::pull("p", "p-token").lease(secs(60));
+    Move::new(TestConfig::new(dir), p(), p()).await
 }
 
 /// A forwarder's acknowledgement batch holding a lease of the lane a reload
@@ -408,33 +390,11 @@ fn route_u(subs: Vec<Subscriber>) -> Route {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_batch_spanning_a_stopped_lane_and_the_new_one_is_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, c) = (Sub::ok().await, Sub::ok().await);
-    let p = || Subscriber::pull("p", "p-token").lease(secs(60));
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("c", c.url()));
-    let on_t = base
-        .clone()
-        .subscriber(p())
-        .route(route_u(vec![Subscriber::new("b", b.url())]));
-    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), p()]));
-    let h = start(&on_t).await;
+    let moved = p_moved(dir.path()).await;
+    let (h, old) = moved.lease_then_move("p-token").await;
     let addr = h.ingest_addrs[0];
-    let old = accepted(addr, &runway("old-lane")).await;
-    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(old.as_str())),
-        "{v}"
-    );
-
-    on_u.write();
-    h.reload().await.expect("reload");
     let fresh = accepted_at(addr, "/hooks/u?token=tok", &runway("new-lane")).await;
-    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(fresh.as_str())),
-        "{v}"
-    );
+    assert_hands_out(addr, "/pull/p?wait=10s&max=5", "p-token", "f1", &fresh).await;
 
     // Both delivered by the forwarder: one acknowledgement batch.
     let body = format!(r#"{{"ids": ["{old}", "{fresh}"]}}"#);
@@ -454,25 +414,8 @@ async fn an_ack_batch_spanning_a_stopped_lane_and_the_new_one_is_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_subscribers_stopped_lease_is_listed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, c) = (Sub::ok().await, Sub::ok().await);
-    let p = || Subscriber::pull("p", "p-token").lease(secs(60));
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("c", c.url()));
-    let on_t = base
-        .clone()
-        .subscriber(p())
-        .route(route_u(vec![Subscriber::new("b", b.url())]));
-    let on_u = base.route(route_u(vec![Subscriber::new("b", b.url()), p()]));
-    let h = start(&on_t).await;
-    let addr = h.ingest_addrs[0];
-    let old = accepted(addr, &runway("old-lane")).await;
-    let (s, _, v) = pull_call(addr, "GET", "/pull/p?wait=10s&max=5", Some("p-token"), Some("f1"), "").await;
-    assert_eq!(
-        (s.as_u16(), v["messages"][0]["id"].as_str()),
-        (200, Some(old.as_str())),
-        "{v}"
-    );
-    on_u.write();
-    h.reload().await.expect("reload");
+    let moved = p_moved(dir.path()).await;
+    let (h, _) = moved.lease_then_move("p-token").await;
     let rows_of_p = |v: &serde_json::Value| -> Vec<serde_json::Value> {
         v["subscribers"]
             .as_array()

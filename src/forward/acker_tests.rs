@@ -32,6 +32,41 @@ async fn relay_with_limit(
     knows: &'static [&'static str],
     max_body: usize,
 ) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    serve_acks(move |len, v| {
+        let unknown = v
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| !knows.contains(&k.as_str()))
+            .cloned();
+        if len > max_body {
+            (413, r#"{"error":"body larger than the limit"}"#.to_string(), false)
+        } else if let Some(k) = unknown {
+            let expected: Vec<String> = knows.iter().map(|f| format!("`{f}`")).collect();
+            let error = format!(
+                "invalid acknowledgement: unknown field `{k}`, expected one of {}",
+                expected.join(", ")
+            );
+            (400, serde_json::json!({ "error": error }).to_string(), false)
+        } else {
+            let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
+            (
+                200,
+                format!(r#"{{"acknowledged":{},"retried":{},"dead":0}}"#, n("ids"), n("retry")),
+                true,
+            )
+        }
+    })
+    .await
+}
+
+/// A relay at `/pull/laptop` answering each acknowledgement with
+/// `answer(body length, body)`: (status, answer body, whether the body is
+/// kept); the bodies kept.
+async fn serve_acks<F>(answer: F) -> (String, Arc<Mutex<Vec<serde_json::Value>>>)
+where
+    F: Fn(usize, &serde_json::Value) -> (u16, String, bool) + Clone + Send + Sync + 'static,
+{
     let accepted: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -39,36 +74,17 @@ async fn relay_with_limit(
     tokio::spawn(async move {
         loop {
             let (conn, _) = listener.accept().await.unwrap();
-            let kept = kept.clone();
+            let (kept, answer) = (kept.clone(), answer.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let kept = kept.clone();
+                    let (kept, answer) = (kept.clone(), answer.clone());
                     async move {
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                        let unknown = v
-                            .as_object()
-                            .unwrap()
-                            .keys()
-                            .find(|k| !knows.contains(&k.as_str()))
-                            .cloned();
-                        let (status, answer) = if body.len() > max_body {
-                            (413, r#"{"error":"body larger than the limit"}"#.to_string())
-                        } else if let Some(k) = unknown {
-                            let expected: Vec<String> = knows.iter().map(|f| format!("`{f}`")).collect();
-                            let error = format!(
-                                "invalid acknowledgement: unknown field `{k}`, expected one of {}",
-                                expected.join(", ")
-                            );
-                            (400, serde_json::json!({ "error": error }).to_string())
-                        } else {
-                            let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
-                            kept.lock().unwrap().push(v.clone());
-                            (
-                                200,
-                                format!(r#"{{"acknowledged":{},"retried":{},"dead":0}}"#, n("ids"), n("retry")),
-                            )
-                        };
+                        let (status, answer, keep) = answer(body.len(), &v);
+                        if keep {
+                            kept.lock().unwrap().push(v);
+                        }
                         let mut resp = Response::new(Full::new(Bytes::from(answer)));
                         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, std::convert::Infallible>(resp)
@@ -178,14 +194,17 @@ async fn a_relay_that_refuses_the_batch_as_too_large_gets_it_in_parts() {
     let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local"], 80).await;
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 3, "one request each: {got:?}");
-    let all = |k: &str| -> Vec<serde_json::Value> {
-        got.iter()
-            .flat_map(|v| v.get(k).and_then(|l| l.as_array()).cloned().unwrap_or_default())
-            .collect()
-    };
+    let all = |k: &str| all_of(&got, k);
     assert_eq!(all("ids"), vec![serde_json::json!(DELIVERED)], "{got:?}");
     assert_eq!(all("release"), vec![serde_json::json!(RELEASED)], "{got:?}");
     assert_eq!(all("retry"), vec![serde_json::json!(HANDED_BACK)], "{got:?}");
+}
+
+/// The ids under `k` in all of the acknowledgements `sent`, in order.
+fn all_of(sent: &[serde_json::Value], k: &str) -> Vec<serde_json::Value> {
+    sent.iter()
+        .flat_map(|v| v.get(k).and_then(|l| l.as_array()).cloned().unwrap_or_default())
+        .collect()
 }
 
 #[test]
@@ -214,48 +233,23 @@ async fn conflict_relay(applied: bool) -> (String, Arc<Mutex<Vec<serde_json::Val
 /// Like [`conflict_relay`], answering 413 (and keeping nothing) to bodies
 /// over `max_body` bytes.
 async fn conflict_relay_with_limit(applied: bool, max_body: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kept = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let (conn, _) = listener.accept().await.unwrap();
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let kept = kept.clone();
-                    async move {
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                        let named = v["ids"].as_array().is_some_and(|l| l.iter().any(|i| i == DELIVERED));
-                        let too_large = body.len() > max_body;
-                        if !too_large {
-                            kept.lock().unwrap().push(v);
-                        }
-                        let (status, answer) = match (named, applied) {
-                            _ if too_large => (413, r#"{"error":"body larger than the limit"}"#.to_string()),
-                            (false, _) => (200, r#"{"acknowledged":0,"retried":2,"dead":0}"#.to_string()),
-                            (true, false) => (409, format!(r#"{{"error":"no","not_leased":["{DELIVERED}"]}}"#)),
-                            (true, true) => (
-                                409,
-                                format!(
-                                    r#"{{"error":"no","not_leased":["{DELIVERED}"],"applied":{{"acknowledged":0,"retried":2,"dead":0}}}}"#
-                                ),
-                            ),
-                        };
-                        let mut resp = Response::new(Full::new(Bytes::from(answer)));
-                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(conn), service)
-                    .await;
-            });
-        }
-    });
-    (format!("http://{addr}/pull/laptop"), got)
+    serve_acks(move |len, v| {
+        let named = v["ids"].as_array().is_some_and(|l| l.iter().any(|i| i == DELIVERED));
+        let too_large = len > max_body;
+        let (status, answer) = match (named, applied) {
+            _ if too_large => (413, r#"{"error":"body larger than the limit"}"#.to_string()),
+            (false, _) => (200, r#"{"acknowledged":0,"retried":2,"dead":0}"#.to_string()),
+            (true, false) => (409, format!(r#"{{"error":"no","not_leased":["{DELIVERED}"]}}"#)),
+            (true, true) => (
+                409,
+                format!(
+                    r#"{{"error":"no","not_leased":["{DELIVERED}"],"applied":{{"acknowledged":0,"retried":2,"dead":0}}}}"#
+                ),
+            ),
+        };
+        (status, answer, !too_large)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -288,11 +282,7 @@ async fn a_409_whose_others_were_applied_is_not_sent_again() {
 async fn a_409_whose_others_were_applied_still_sends_the_parts_not_sent_yet() {
     let (url, got) = conflict_relay_with_limit(true, 80).await;
     let sent = ack_three(url, got).await;
-    let all = |k: &str| -> Vec<serde_json::Value> {
-        sent.iter()
-            .flat_map(|v| v.get(k).and_then(|l| l.as_array()).cloned().unwrap_or_default())
-            .collect()
-    };
+    let all = |k: &str| all_of(&sent, k);
     assert_eq!(sent.len(), 3, "one request each: {sent:?}");
     assert_eq!(all("ids"), vec![serde_json::json!(DELIVERED)], "{sent:?}");
     assert_eq!(all("release"), vec![serde_json::json!(RELEASED)], "{sent:?}");

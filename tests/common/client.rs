@@ -174,6 +174,13 @@ pub async fn pull_call(
     (s, h, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
+/// Pulls `path` (`/pull/…`) with `token` as `forwarder`, asserting that it
+/// answers 200 and hands out `id` first.
+pub async fn assert_hands_out(addr: SocketAddr, path: &str, token: &str, forwarder: &str, id: &str) {
+    let (s, _, v) = pull_call(addr, "GET", path, Some(token), Some(forwarder), "").await;
+    assert_eq!((s.as_u16(), v["messages"][0]["id"].as_str()), (200, Some(id)), "{v}");
+}
+
 /// GET/POST on the admin API (with the JSON content type its POSTs need); the
 /// parsed JSON (or text) answer.
 pub async fn admin(addr: SocketAddr, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
