@@ -53,6 +53,7 @@ mod nats_media;
 mod nats_once;
 mod nats_pull;
 mod nats_pull_acks;
+mod nats_pull_give_back;
 mod nats_queries;
 mod nats_replay_settled;
 mod nats_retries;
