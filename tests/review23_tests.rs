@@ -10,63 +10,6 @@ use common::tasks::{register, task_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 
-/// `hookrelay replay EVT --subscriber "$SUB"` with `$SUB` empty (a script's
-/// unset variable) asks for one subscriber and names none: it must be refused,
-/// not taken for "every subscriber" (the API drops empty parameters), which
-/// sends the event again to subscribers that already have it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_with_an_empty_subscriber_is_refused_not_sent_to_everyone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (Sub::ok().await, Sub::ok().await);
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("a", a.url()))
-        .subscriber(Subscriber::new("b", b.url()));
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("empty-sub")).await;
-    a.wait_for(Duration::from_secs(10), "a's delivery", |r| r.len() == 1).await;
-    b.wait_for(Duration::from_secs(10), "b's delivery", |r| r.len() == 1).await;
-    let base = format!("http://{}", h.admin_addr);
-    let (ok, out, err) = cli_async(vec![
-        "--admin".into(),
-        base,
-        "replay".into(),
-        id.clone(),
-        "--subscriber".into(),
-        String::new(),
-    ])
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (na, nb) = (a.count(), b.count());
-    h.shutdown().await;
-    assert!(
-        !ok && na == 1 && nb == 1,
-        "an empty --subscriber was taken for every subscriber: exit ok={ok}, a got {na}, b got {nb} \
-         deliveries of one event\nstdout: {out}\nstderr: {err}"
-    );
-}
-
-/// The same at the API: `POST /api/dead-letters/replay?subscriber=` re-queues
-/// every subscriber's dead letters, where the caller named one (empty).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (x, _hx) = Sub::broken(Behaviour::Status(410)).await;
-    let (y, _hy) = Sub::broken(Behaviour::Status(410)).await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("x", x.url()))
-        .subscriber(Subscriber::new("y", y.url()));
-    let h = start(&cfg).await;
-    accepted(h.ingest_addrs[0], &runway("empty-dead")).await;
-    let v = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
-    assert_eq!(v["total"], 2, "{v}");
-    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=").await;
-    h.shutdown().await;
-    assert!(
-        s.is_client_error(),
-        "an empty subscriber was taken for every subscriber: {s} {v}"
-    );
-}
-
 /// A task id with a character that must be percent-encoded in a URL path
 /// (`:`, a space, `/`; registration takes any 1-256 non-control characters)
 /// cannot be shown: the CLI encodes it, the API never decodes the path.
