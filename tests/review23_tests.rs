@@ -119,8 +119,7 @@ async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
     let problem = h.app.certificate_problem();
     h.shutdown().await;
     assert_eq!(
-        problem,
-        None,
+        problem, None,
         "the reload ({:?}) put an expired certificate in place of a valid one",
         reloaded.map_err(|e| e.to_string())
     );
