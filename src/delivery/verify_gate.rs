@@ -13,7 +13,7 @@
 //! status call. Results recovered by polling are the provider's own record
 //! and are not checked again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -118,8 +118,11 @@ pub struct Verifier {
     verdicts: Mutex<Recent<Option<String>>>,
     /// Event → the subscribers an operator's replay of it queued: those
     /// deliveries go without asking again (the event's other subscribers,
-    /// and a bulk dead-letter replay of them, are still checked).
-    released: Mutex<Recent<HashSet<String>>>,
+    /// and a bulk dead-letter replay of them, are still checked). Each
+    /// with a count of releases not taken back, so that of two replays at
+    /// once (a double click), the one that finds the delivery already queued
+    /// takes back its own release, not the other's.
+    released: Mutex<Recent<HashMap<String, u32>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,14 +147,23 @@ impl Verifier {
     /// at once); [`Verifier::revoke`] takes it back if the replay did not
     /// queue it.
     pub fn release(&self, id: EventId, subscriber: &str) {
-        lock(&self.released).entry(id).insert(subscriber.to_string());
+        let mut released = lock(&self.released);
+        let n = released.entry(id).entry(subscriber.to_string()).or_default();
+        *n = n.saturating_add(1);
     }
 
     /// Take back a [`Verifier::release`] whose replay was refused, failed or
     /// did not queue the delivery.
     pub fn revoke(&self, id: EventId, subscriber: &str) {
-        if let Some(subs) = lock(&self.released).known.get_mut(&id) {
-            subs.remove(subscriber);
+        let mut released = lock(&self.released);
+        let Some(subs) = released.known.get_mut(&id) else {
+            return;
+        };
+        if let Some(n) = subs.get_mut(subscriber) {
+            *n -= 1;
+            if *n == 0 {
+                subs.remove(subscriber);
+            }
         }
     }
 
@@ -159,7 +171,7 @@ impl Verifier {
         lock(&self.released)
             .known
             .get(&id)
-            .is_some_and(|subs| subs.contains(subscriber))
+            .is_some_and(|subs| subs.contains_key(subscriber))
     }
 
     fn remember(&self, id: EventId, verdict: Option<String>) {
@@ -261,5 +273,12 @@ mod tests {
         assert!(v.is_released(one, "a") && !v.is_released(one, "b"));
         v.revoke(two, "a");
         assert!(!v.is_released(two, "a"), "nothing released: nothing to take back");
+        // Two replays at once: the one that did not queue it takes back its own.
+        v.release(one, "b");
+        v.release(one, "b");
+        v.revoke(one, "b");
+        assert!(v.is_released(one, "b"), "the other replay's release stands");
+        v.revoke(one, "b");
+        assert!(!v.is_released(one, "b"));
     }
 }
