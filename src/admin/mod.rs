@@ -85,6 +85,35 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
+    /// The subscriber a state-changing request is limited to: None when the
+    /// parameter is absent (every subscriber). Present, it must name one
+    /// subscriber: empty (`?subscriber=`, a script's unset variable),
+    /// blank, not a name, or given twice is refused, never taken for
+    /// "every subscriber".
+    fn subscriber(&self) -> Result<Option<&str>, (StatusCode, String)> {
+        let mut given = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == "subscriber")
+            .map(|(_, v)| v.as_str());
+        let Some(v) = given.next() else { return Ok(None) };
+        let bad = |why: String| Err((StatusCode::BAD_REQUEST, why));
+        if given.next().is_some() {
+            return bad("subscriber is given more than once: name one subscriber (leave it out for all)".into());
+        }
+        if v.trim().is_empty() {
+            return bad(format!(
+                "subscriber must not be empty (got {v:?}): name one subscriber, or leave the parameter out for all"
+            ));
+        }
+        if !crate::config::valid_name(v) {
+            return bad(format!(
+                "invalid subscriber {v:?}: a subscriber name is 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        Ok(Some(v))
+    }
+
     fn limit(&self, default: usize) -> Result<usize, (StatusCode, String)> {
         match self.get("limit") {
             None => Ok(default),
@@ -209,9 +238,15 @@ where
         (Method::GET, ["api", "status"]) => status::status(&app).await,
         (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
         (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
-        (Method::POST, ["api", "events", id, "replay"]) => events::replay(&app, id, q.get("subscriber")).await,
+        (Method::POST, ["api", "events", id, "replay"]) => match q.subscriber() {
+            Ok(sub) => events::replay(&app, id, sub).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, ["api", "dead-letters"]) => events::dead_letters(&app, &q).await,
-        (Method::POST, ["api", "dead-letters", "replay"]) => events::replay_dead(&app, q.get("subscriber")).await,
+        (Method::POST, ["api", "dead-letters", "replay"]) => match q.subscriber() {
+            Ok(sub) => events::replay_dead(&app, sub).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
         (Method::GET, ["api", "media"]) => media::list(&app, &q).await,
         (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,

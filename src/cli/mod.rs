@@ -172,7 +172,7 @@ pub enum AdminCommand {
     /// List deliveries that gave up, newest first.
     DeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
         /// How many to list (the newest); more are counted and said
         #[arg(long, default_value_t = 100)]
@@ -183,13 +183,13 @@ pub enum AdminCommand {
         /// The event id (evt_…)
         id: String,
         /// Only to this subscriber (without it: to every subscriber of its route)
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Re-queue dead letters (all, or one subscriber's).
     ReplayDeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Show subscribers with their backlog and state.
@@ -271,6 +271,19 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
         return Err("at most 55s".into());
     }
     Ok(d)
+}
+
+/// `--subscriber`: one subscriber's name. An empty value (a script's unset
+/// variable) is refused here rather than sent, where it could only be read as
+/// "every subscriber" (the API refuses it too).
+fn parse_subscriber(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty: name one subscriber, or leave out --subscriber for all".into());
+    }
+    if !crate::config::valid_name(s) {
+        return Err("not a subscriber name (1 to 64 letters, digits, '-', '_' or '.')".into());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {

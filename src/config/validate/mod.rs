@@ -350,8 +350,9 @@ impl Validator<'_> {
     }
 }
 
-/// Route and subscriber names: used in metrics labels, logs and store keys.
-pub(super) fn valid_name(s: &str) -> bool {
+/// Route and subscriber names: used in metrics labels, logs and store keys
+/// (also how the admin API and the CLI tell a name from a mistake).
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
