@@ -157,31 +157,3 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
     h.shutdown().await;
     assert_eq!(n, 0, "the forged (unverified) callback was delivered after a refused replay");
 }
-
-/// `/healthz` and `/readyz` need no token (admin/mod.rs), but only for GET:
-/// a health check that sends HEAD (load balancers, uptime monitors,
-/// `curl -I`) gets 401 with a token set, and 404 without one, so a healthy
-/// relay is reported down.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_health_checks_are_answered_like_get() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    for token in [Some("head-token"), None] {
-        let mut cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
-        if let Some(t) = token {
-            cfg = cfg.admin_token(t);
-        }
-        let h = start(&cfg).await;
-        let mut got = Vec::new();
-        for path in ["/healthz", "/readyz"] {
-            let (get, _, _) = request(h.admin_addr, None, "GET", path, &[], Default::default()).await;
-            let (head, _, _) = request(h.admin_addr, None, "HEAD", path, &[], Default::default()).await;
-            got.push((path, get.as_u16(), head.as_u16()));
-        }
-        h.shutdown().await;
-        assert!(
-            got.iter().all(|(_, get, head)| get == head),
-            "token {token:?}: (path, GET, HEAD) = {got:?}"
-        );
-    }
-}

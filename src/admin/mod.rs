@@ -6,6 +6,7 @@
 //! When `admin.token` is set every path but `/healthz`, `/readyz` and the
 //! console's files needs `Authorization: Bearer <token>`. Every request but
 //! the health checks passes `guard` (DNS rebinding, cross-site requests).
+//! HEAD is answered as GET, without the body.
 //! Store scans run on the blocking pool (the store does that), never on the
 //! workers that serve callbacks.
 
@@ -130,9 +131,23 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let head = req.method() == Method::HEAD;
     let mut r = answer(app, req).await;
     ui::harden(&mut r);
+    if head {
+        without_body(&mut r);
+    }
     r
+}
+
+/// A HEAD answer: the GET answer's status and headers (its length among
+/// them, when known), no body.
+fn without_body(r: &mut Reply) {
+    use hyper::body::Body as _;
+    if let Some(n) = r.body().size_hint().exact() {
+        r.headers_mut().entry(header::CONTENT_LENGTH).or_insert(n.into());
+    }
+    *r.body_mut() = full(Bytes::new());
 }
 
 async fn answer<B>(app: Arc<App>, req: Request<B>) -> Reply
@@ -141,7 +156,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path().to_string();
-    let method = req.method().clone();
+    // HEAD is answered as GET (`handle` leaves the body out).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
