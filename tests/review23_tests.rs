@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{register, task_route, tasks_config};
+use common::tasks::{task_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 
@@ -65,26 +65,6 @@ async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
         s.is_client_error(),
         "an empty subscriber was taken for every subscriber: {s} {v}"
     );
-}
-
-/// A task id with a character that must be percent-encoded in a URL path
-/// (`:`, a space, `/`; registration takes any 1-256 non-control characters)
-/// cannot be shown: the CLI encodes it, the API never decodes the path.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_shows_a_registered_task_whose_id_needs_encoding() {
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = task_route("plain", "kie-runway", &fake, &sub.url()).without_reconcile();
-    let (cfg, _) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
-    let task = "batch 7:42";
-    let (s, v) = register(h.admin_addr, "plain", task).await;
-    assert_eq!(s, 200, "{v}");
-    let base = format!("http://{}", h.admin_addr);
-    let (ok, out, err) = cli_async(vec!["--admin".into(), base, "tasks".into(), task.into()]).await;
-    h.shutdown().await;
-    assert!(ok, "`hookrelay tasks {task:?}` of a registered task failed: {err}{out}");
 }
 
 /// An operator's replay of an unverified callback to ONE subscriber (or to a

@@ -150,6 +150,21 @@ fn without_body(r: &mut Reply) {
     *r.body_mut() = full(Bytes::new());
 }
 
+/// The path's segments, each percent-decoded (an id may hold a space, `:`
+/// or `/`, sent as `%20`, `%3A`, `%2F`); `None` when one does not decode to
+/// UTF-8.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect()
+}
+
 async fn answer<B>(app: Arc<App>, req: Request<B>) -> Reply
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -195,7 +210,13 @@ where
         }
     }
     let q = Query::of(&req);
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let Some(decoded) = segments(&path) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the path {path} is not percent-encoded UTF-8"),
+        );
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "tasks"]) => {
             let r = match body(req.into_body()).await {
