@@ -385,6 +385,11 @@ async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
     TestCert::write_until(dir.path(), "tls", 2025, 1);
     let reloaded = h.reload().await.map_err(|e| e.to_string());
     let problem = h.app.certificate_problem();
+    // The refusal is shown where a refused reload is: status and metrics.
+    let (_, status) = admin(h.admin_addr, "GET", "/api/status").await;
+    let refusals = sample(&metrics(h.admin_addr).await, "hookrelay_reload_failures_total");
+    let url = format!("http://{}", h.admin_addr);
+    let (_, shown, _) = cli_async(vec!["status".into(), "--admin".into(), url]).await;
     h.shutdown().await;
     assert_eq!(
         problem, None,
@@ -392,6 +397,17 @@ async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
     );
     let why = reloaded.expect_err("the reload is refused");
     assert!(why.contains("tls.crt") && why.contains("expired at 2025-"), "{why}");
+    let last = &status["last_reload"];
+    assert_eq!(
+        (last["applied"].as_bool(), last["refused_because"].as_str()),
+        (Some(false), Some(why.as_str())),
+        "{status}"
+    );
+    assert_eq!(refusals, 1.0);
+    assert!(
+        shown.contains("last reload: REFUSED") && shown.contains("expired at 2025-"),
+        "{shown}"
+    );
 }
 
 /// A reload that moves the media store says what happens to the files
