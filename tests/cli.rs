@@ -9,6 +9,8 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::provider::{FakeOptions, FakeProvider};
+use common::tasks::{register, task_route, tasks_config};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,4 +352,35 @@ async fn replay_with_an_empty_subscriber_is_refused_not_sent_to_everyone() {
     assert!(answers[0].2.contains("subscriber must not be empty"), "{answers:?}");
     assert!(answers[2].2.contains("invalid subscriber"), "{answers:?}");
     assert!(answers[3].2.contains("more than once"), "{answers:?}");
+}
+
+/// A task id with characters that must be percent-encoded in a URL path
+/// (`:`, a space, `/`, `+`; registration takes any 1-256 non-control
+/// characters) is shown: the CLI percent-encodes the path segment, the API
+/// decodes it. From review 23, finding 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_a_registered_task_whose_id_needs_encoding() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("plain", "kie-runway", &fake, &sub.url()).without_reconcile();
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let base = format!("http://{}", h.admin_addr);
+    for task in ["batch 7:42", "runs/7 a+b%2F"] {
+        let (s, v) = register(h.admin_addr, "plain", task).await;
+        assert_eq!(s, 200, "{v}");
+        let (ok, out, err) = cli_async(vec![
+            "--admin".into(),
+            base.clone(),
+            "tasks".into(),
+            task.into(),
+            "--json".into(),
+        ])
+        .await;
+        assert!(ok, "`hookrelay tasks {task:?}` of a registered task failed: {err}{out}");
+        let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(shown["task_id"], task, "{out}");
+    }
+    h.shutdown().await;
 }

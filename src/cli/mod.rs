@@ -326,6 +326,13 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// What a path segment keeps unencoded: RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
     let target = match admin::target(cli) {
         Ok(t) => t,
@@ -334,7 +341,10 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A query value (form encoding: a space is `+`).
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    // A path segment (an id): percent-encoded, `/` included; the API decodes it.
+    let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
     let opt = |name: &str, v: &Option<String>| v.as_deref().map_or(String::new(), |v| format!("&{name}={}", enc(v)));
     let (method, path, render): (Method, String, fn(&serde_json::Value) -> String) = match cmd {
         AdminCommand::Events {
@@ -352,7 +362,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             ),
             render::render_events,
         ),
-        AdminCommand::Event { id } => (Method::GET, format!("/api/events/{}", enc(id)), render::render_event),
+        AdminCommand::Event { id } => (Method::GET, format!("/api/events/{}", seg(id)), render::render_event),
         AdminCommand::DeadLetters { subscriber, limit } => (
             Method::GET,
             format!("/api/dead-letters?limit={limit}{}", opt("subscriber", subscriber)),
@@ -362,7 +372,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             Method::POST,
             format!(
                 "/api/events/{}/replay?{}",
-                enc(id),
+                seg(id),
                 opt("subscriber", subscriber).trim_start_matches('&')
             ),
             render::render_replay,
@@ -391,7 +401,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             ..
         } => (
             Method::GET,
-            format!("/api/tasks/{}?{}", enc(id), opt("route", route).trim_start_matches('&')),
+            format!("/api/tasks/{}?{}", seg(id), opt("route", route).trim_start_matches('&')),
             render_tasks::render_task,
         ),
         AdminCommand::Tasks {
