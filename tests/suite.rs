@@ -94,6 +94,7 @@ mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
+mod review24_tests;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).
