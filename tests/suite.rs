@@ -89,12 +89,12 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review24_tests;
 mod secrets;
 mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
-mod review24_tests;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).
