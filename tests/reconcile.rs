@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{
-    a_task_from_before_reconcile_is_polled_once_it_is_added, register, submit, submit_ok, task, task_list, task_route,
-    task_until, tasks_config,
+    a_task_from_before_reconcile_is_polled_once_it_is_added, a_task_registered_after_its_callback_is_called_back,
+    register, submit, submit_ok, task, task_list, task_route, task_until, tasks_config,
 };
 use common::*;
 use hookrelay::provider::Product;
@@ -305,4 +305,23 @@ async fn the_submit_proxy_refuses_what_it_must_not_forward() {
     assert!(fake.requests().is_empty(), "nothing was forwarded");
     assert!(task_list(h.admin_addr, "").await.is_empty());
     h.shutdown().await;
+}
+
+/// A task registered after its final callback was stored (a fast failure
+/// callback beats the submit proxy's registration, or a late
+/// `POST /api/tasks`) is `called_back` at once, not polled for a result the
+/// relay already has; the same without `reconcile`.
+#[tokio::test]
+async fn a_task_registered_after_its_callback_is_called_back_not_waiting() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    for reconcile in [true, false] {
+        let sub = Sub::ok().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut route = task_route("runway", "kie-runway", &fake, &sub.url());
+        if !reconcile {
+            route = route.without_reconcile();
+        }
+        let (cfg, _) = tasks_config(dir.path(), vec![route]);
+        a_task_registered_after_its_callback_is_called_back(cfg, &fake, &sub).await;
+    }
 }

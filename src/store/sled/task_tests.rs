@@ -53,6 +53,7 @@ fn new_task(id: &str, now: u64, first: Option<u64>) -> NewTask {
         task_id: id.into(),
         now_ms: now,
         first_poll_ms: first,
+        terminal_keys: Vec::new(),
     }
 }
 
