@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::settings::ArchiveSettings;
+use super::storage::DigestLocks;
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::store::{MediaSource, MediaTicket, Store};
@@ -44,6 +45,8 @@ pub struct Archiver {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The archiver's own runtime (shut down without blocking on drop).
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    /// Per-digest locks shared by the tries and media retention.
+    files: DigestLocks,
 }
 
 impl Drop for Archiver {
@@ -75,6 +78,7 @@ impl Archiver {
             stop,
             task: std::sync::Mutex::new(None),
             runtime: std::sync::Mutex::new(None),
+            files: DigestLocks::default(),
         });
         let source = store.media_source();
         // The task holds a weak handle: dropping the daemon drops the archiver.
@@ -112,17 +116,16 @@ impl Archiver {
     }
 
     /// Delete stored files that media retention released; how many went.
-    pub async fn delete_files(&self, digests: &[String]) -> usize {
+    /// Each is checked again under its digest's lock: a try that found the
+    /// file stored (the same bytes from another URL) after the sweep looked
+    /// has recorded it by then, and the file stays.
+    pub async fn delete_files(&self, db: &Store, digests: &[String]) -> usize {
         let store = self.settings().store.clone();
-        let mut deleted = 0;
-        for d in digests {
-            match store.delete(d).await {
-                Ok(true) => deleted += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
-            }
-        }
-        deleted
+        store
+            .delete_released(digests, &self.files, |d| async move {
+                db.media_file(d).await.map(|f| f.is_some())
+            })
+            .await
     }
 }
 
@@ -153,7 +156,13 @@ async fn run(
                     took = work.len();
                     for w in work {
                         let ticket = w.ticket.clone();
-                        let job = super::job::run(settings.clone(), store.clone(), metrics.clone(), w);
+                        let job = super::job::run(
+                            settings.clone(),
+                            store.clone(),
+                            metrics.clone(),
+                            strong.files.clone(),
+                            w,
+                        );
                         let handle = tasks.spawn(job);
                         tickets.insert(handle.id(), ticket);
                     }
