@@ -28,7 +28,7 @@ use super::settings::ArchiveSettings;
 use super::storage::DigestLocks;
 use crate::clock;
 use crate::metrics::Metrics;
-use crate::store::{MediaSource, MediaTicket, Store};
+use crate::store::{MediaOutcome, MediaSource, MediaTicket, Store};
 
 /// After the store failed a read, wait this long before reading again.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -138,7 +138,8 @@ async fn run(
 ) {
     let signal = source.signal();
     let mut tasks: JoinSet<bool> = JoinSet::new();
-    let mut tickets: HashMap<tokio::task::Id, MediaTicket> = HashMap::new();
+    // Each try's ticket, and its step in the retry schedule.
+    let mut tickets: HashMap<tokio::task::Id, (MediaTicket, u32)> = HashMap::new();
     loop {
         // Held only between waits, so dropping the daemon drops the archiver.
         let Some(strong) = me.upgrade() else { break };
@@ -155,7 +156,7 @@ async fn run(
                 Ok(work) => {
                     took = work.len();
                     for w in work {
-                        let ticket = w.ticket.clone();
+                        let ticket = (w.ticket.clone(), w.step);
                         let job = super::job::run(
                             settings.clone(),
                             store.clone(),
@@ -190,18 +191,22 @@ async fn run(
             biased;
             _ = stop.changed() => break,
             Some(done) = tasks.join_next_with_id() => {
-                let (id, recorded) = match done {
-                    Ok((id, recorded)) => (id, recorded),
-                    Err(e) => {
-                        tracing::error!(error = %e, "media try failed unexpectedly; it is tried again after a restart");
-                        (e.id(), false)
-                    }
+                let (id, recorded, panicked) = match done {
+                    Ok((id, recorded)) => (id, recorded, None),
+                    Err(e) => (e.id(), false, Some(e.to_string())),
                 };
-                if let Some(ticket) = tickets.remove(&id) {
-                    // Unrecorded work stays handed out: never two tries at once.
-                    if recorded {
-                        source.done(&ticket).await;
-                    }
+                let Some((ticket, step)) = tickets.remove(&id) else { continue };
+                // A try that panicked recorded nothing: record it as a failed
+                // try (retried on the schedule), so that its URL and the
+                // after_archive deliveries waiting for it do not wait for a
+                // restart.
+                let recorded = match panicked {
+                    None => recorded,
+                    Some(why) => record_panicked(&me, &store, &metrics, &ticket, step, &why).await,
+                };
+                // Unrecorded work stays handed out: never two tries at once.
+                if recorded {
+                    source.done(&ticket).await;
                 }
             }
             _ = signal.notified() => {}
@@ -212,6 +217,47 @@ async fn run(
     tasks.abort_all();
     if let Some(me) = me.upgrade() {
         me.in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Record the try of `ticket` that panicked (`why`) as a failed try: a
+/// retry after the schedule's next delay, or failed for good past its end.
+/// Whether the record was written (if not, the work stays handed out until
+/// a restart, as any unrecorded try).
+async fn record_panicked(
+    me: &std::sync::Weak<Archiver>,
+    store: &Store,
+    metrics: &Metrics,
+    ticket: &MediaTicket,
+    step: u32,
+    why: &str,
+) -> bool {
+    let Some(archiver) = me.upgrade() else { return false };
+    let delay = archiver.settings().retry.next_delay(step, None);
+    drop(archiver);
+    let error = "the archive try stopped unexpectedly (an internal error, logged)".to_string();
+    let outcome = match delay {
+        Some(d) => {
+            metrics.media_file("retry");
+            tracing::error!(error = %why, retry_in_ms = d.as_millis() as u64,
+                "media try failed unexpectedly; it is tried again on the retry schedule");
+            MediaOutcome::Retry {
+                due_ms: clock::now_ms() + d.as_millis() as u64,
+                error,
+            }
+        }
+        None => {
+            metrics.media_file("failed");
+            tracing::error!(error = %why, "media try failed unexpectedly at the end of its retry schedule; failed");
+            MediaOutcome::Failed { error }
+        }
+    };
+    match store.record_media(ticket, outcome).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a media try that failed unexpectedly; it is tried again after a restart");
+            false
+        }
     }
 }
 
