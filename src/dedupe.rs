@@ -26,18 +26,38 @@ impl DedupeKey {
             DedupeKey::Body => (Sha256::digest(body).into(), false),
             DedupeKey::Pointers(p) => dedupe_hash(p, json, body),
             DedupeKey::Preset(preset) => match json.and_then(|j| preset.dedupe_values(j)) {
-                Some((task_id, outcome)) => {
-                    let mut h = Sha256::new();
-                    h.update(b"preset\0");
-                    h.update(task_id.as_bytes());
-                    h.update([0x1f]);
-                    h.update(outcome.as_bytes());
-                    (h.finalize().into(), false)
-                }
+                Some((task_id, outcome)) => (preset_hash(&task_id, &outcome), false),
                 None => (Sha256::digest(body).into(), true),
             },
         }
     }
+}
+
+impl DedupeKey {
+    /// The hashes a final callback (success or failure) of `task_id` is
+    /// keyed by, so a task registered late can find its result already
+    /// stored. Empty unless the route keys by its preset: a route's own
+    /// pointers or the body hash cannot be rebuilt from the task id.
+    pub fn terminal_hashes(&self, task_id: &str) -> Vec<[u8; 32]> {
+        match self {
+            DedupeKey::Preset(_) => ["success", "failure"]
+                .iter()
+                .map(|outcome| preset_hash(task_id, outcome))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The preset key's hash: the task id and the outcome (see
+/// [`crate::preset::Preset::dedupe_values`]).
+fn preset_hash(task_id: &str, outcome: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"preset\0");
+    h.update(task_id.as_bytes());
+    h.update([0x1f]);
+    h.update(outcome.as_bytes());
+    h.finalize().into()
 }
 
 /// SHA-256 over the values at the dedupe pointers (canonical JSON, separated),

@@ -147,6 +147,14 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
             .find(|r| r.name == route)
             .and_then(first_poll_after)
     };
+    let terminal_keys = app
+        .live()
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == route)
+        .map(|r| r.dedupe_key.terminal_hashes(&task_id))
+        .unwrap_or_default();
     let now = crate::clock::now_ms();
     let task = app
         .store
@@ -155,6 +163,7 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
             task_id,
             now_ms: now,
             first_poll_ms: after().map(|a| now + a.as_millis() as u64),
+            terminal_keys,
         })
         .await?;
     app.tasks_wake.notify_one();

@@ -59,7 +59,7 @@ pub async fn sweep_media(app: &App, cutoff_ms: u64) -> (usize, usize) {
     match app.store.sweep_media(cutoff_ms).await {
         Ok((0, _)) => (0, 0),
         Ok((removed, files)) => {
-            let deleted = app.media.delete_files(&files).await;
+            let deleted = app.media.delete_files(&app.store, &files).await;
             tracing::info!(removed, files = deleted, "media retention: removed expired media");
             (removed, deleted)
         }

@@ -110,6 +110,42 @@ async fn veo_array_and_market_result_json_are_followed() {
     }
 }
 
+/// A file server answering `204 No Content`, or `200` with an empty body (an
+/// object not ready yet), gives no file: the try fails, is retried later, and
+/// nothing is stored (no 0-byte file recorded as archived).
+#[tokio::test]
+async fn an_empty_answer_is_a_failed_try_not_an_archived_file() {
+    let s = FileServer::start(LOCAL).await;
+    let no_content = s.status("/k/video.mp4", 204);
+    let empty = s.bytes("/k/empty.mp4", b"", "video/mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::Local(LocalStore::new(dir.path(), 0).unwrap());
+    let f = archive_fetcher(1 << 20, DOWNLOAD);
+    for url in [&no_content, &empty] {
+        let got = archive(&f, &store, url).await;
+        let err = match got {
+            Ok(st) => panic!(
+                "{url}: an empty answer was archived as a file: {} {}",
+                st.size, st.sha256
+            ),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, ArchiveError::Fetch(FetchError::Empty { .. })) && err.retryable(),
+            "{url}: {err}"
+        );
+        assert!(err.to_string().contains("empty body"), "{err}");
+    }
+    assert_eq!(temp_files(dir.path()), 0, "temp files removed");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "tmp")
+        .map(|e| e.file_name())
+        .collect();
+    assert!(files.is_empty(), "nothing stored: {files:?}");
+}
+
 #[tokio::test]
 async fn failed_downloads_leave_no_partial_file() {
     let s = FileServer::start(LOCAL).await;

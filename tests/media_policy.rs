@@ -156,3 +156,32 @@ async fn resolves_once_and_connects_to_the_checked_address() {
         .unwrap_err();
     assert!(matches!(err, FetchError::Refused { .. }), "{err}");
 }
+
+/// IANA's special-purpose registry marks these "globally reachable: false"
+/// (RFC 8215's local-use NAT64 prefix carries any IPv4 address, private
+/// ones included: `64:ff9b:1::a9fe:a9fe` is the metadata endpoint behind a
+/// local NAT64; `::ffff:0:a.b.c.d` is SIIT's IPv4-translated form; the
+/// documentation ranges are reserved). The strict policy refuses them all.
+#[test]
+fn nat64_local_use_translated_and_documentation_addresses_are_refused() {
+    let strict = AddressPolicy::default();
+    let mut passed = Vec::new();
+    for ip in [
+        "64:ff9b:1::a9fe:a9fe", // local-use NAT64 (RFC 8215) of 169.254.169.254
+        "64:ff9b:1::a00:1",     // local-use NAT64 of 10.0.0.1
+        "::ffff:0:a9fe:a9fe",   // IPv4-translated (RFC 2765) 169.254.169.254
+        "::ffff:0:7f00:1",      // IPv4-translated 127.0.0.1
+        "192.0.2.1",            // documentation (TEST-NET-1)
+        "198.51.100.1",         // documentation (TEST-NET-2)
+        "203.0.113.1",          // documentation (TEST-NET-3)
+        "2001:db8::1",          // documentation
+    ] {
+        if strict.check(ip.parse().unwrap()).is_ok() {
+            passed.push(ip);
+        }
+    }
+    assert!(
+        passed.is_empty(),
+        "the strict media policy lets these non-global addresses through: {passed:?}"
+    );
+}

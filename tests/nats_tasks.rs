@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{
-    a_task_from_before_reconcile_is_polled_once_it_is_added, submit_ok, task, task_list, task_route, task_until,
-    tasks_config,
+    a_task_from_before_reconcile_is_polled_once_it_is_added, a_task_registered_after_its_callback_is_called_back,
+    submit_ok, task, task_list, task_route, task_until, tasks_config,
 };
 use common::*;
 use serde_json::Value;
@@ -223,4 +223,15 @@ async fn the_task_gauges_are_absent_not_stale_while_nats_is_away() {
     nats.restart(0).await;
     metrics_until(h.admin_addr, secs(20), "the task figures back with NATS", open).await;
     h.shutdown().await;
+}
+
+/// In cluster mode too, a task registered after its final callback was
+/// stored is `called_back` at once, never polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_registered_after_its_callback_is_called_back_not_waiting() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    a_task_registered_after_its_callback_is_called_back(relay(dir.path(), &nats, &fake, &sub), &fake, &sub).await;
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{
-    a_task_from_before_reconcile_is_polled_once_it_is_added, register, submit, submit_ok, task, task_list, task_route,
-    task_until, tasks_config,
+    a_task_from_before_reconcile_is_polled_once_it_is_added, a_task_registered_after_its_callback_is_called_back,
+    register, submit, submit_ok, task, task_list, task_route, task_until, tasks_config,
 };
 use common::*;
 use hookrelay::provider::Product;
@@ -152,8 +152,10 @@ async fn a_late_callback_after_recovery_is_a_duplicate() {
     h.shutdown().await;
 }
 
+/// A task registered after its callback was delivered is settled by that
+/// callback at once: it is not polled, and nothing more is delivered.
 #[tokio::test]
-async fn a_poll_after_a_delivered_callback_creates_nothing() {
+async fn a_task_registered_after_its_delivered_callback_creates_nothing() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
@@ -168,10 +170,7 @@ async fn a_poll_after_a_delivered_callback_creates_nothing() {
     sub.wait_for(secs(10), "the callback", |all| all.len() == 1).await;
     let (s, t) = register(h.admin_addr, "runway", &id).await;
     assert_eq!(s, 200, "{t}");
-    assert_eq!(t["state"], "waiting");
-    let t = task_until(h.admin_addr, &id, "called_back", secs(10)).await;
-    assert_eq!(t["state"], "called_back", "{t}");
-    assert!(fake.status_requests(&id) >= 1, "the task was polled");
+    assert_eq!(t["state"], "called_back", "settled by the stored callback: {t}");
     let (_, ev) = admin(
         h.admin_addr,
         "GET",
@@ -179,8 +178,9 @@ async fn a_poll_after_a_delivered_callback_creates_nothing() {
     )
     .await;
     assert_eq!(ev["origin"], "callback", "the task is settled by the callback's event");
-    tokio::time::sleep(ms(500)).await;
-    assert_eq!(sub.count(), 1, "the polled result was a duplicate");
+    tokio::time::sleep(ms(800)).await;
+    assert_eq!(fake.status_requests(&id), 0, "a settled task is not polled");
+    assert_eq!(sub.count(), 1, "nothing more delivered");
     h.shutdown().await;
 }
 
@@ -305,4 +305,23 @@ async fn the_submit_proxy_refuses_what_it_must_not_forward() {
     assert!(fake.requests().is_empty(), "nothing was forwarded");
     assert!(task_list(h.admin_addr, "").await.is_empty());
     h.shutdown().await;
+}
+
+/// A task registered after its final callback was stored (a fast failure
+/// callback beats the submit proxy's registration, or a late
+/// `POST /api/tasks`) is `called_back` at once, not polled for a result the
+/// relay already has; the same without `reconcile`.
+#[tokio::test]
+async fn a_task_registered_after_its_callback_is_called_back_not_waiting() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    for reconcile in [true, false] {
+        let sub = Sub::ok().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut route = task_route("runway", "kie-runway", &fake, &sub.url());
+        if !reconcile {
+            route = route.without_reconcile();
+        }
+        let (cfg, _) = tasks_config(dir.path(), vec![route]);
+        a_task_registered_after_its_callback_is_called_back(cfg, &fake, &sub).await;
+    }
 }

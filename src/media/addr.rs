@@ -30,6 +30,9 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
         [169, 254, ..] => "link-local (169.254.0.0/16, cloud metadata)",
         [192, 0, 0, _] => "IETF protocol assignments (192.0.0.0/24)",
         [198, b, ..] if b == 18 || b == 19 => "benchmarking (198.18.0.0/15)",
+        [192, 0, 2, _] => "documentation (192.0.2.0/24)",
+        [198, 51, 100, _] => "documentation (198.51.100.0/24)",
+        [203, 0, 113, _] => "documentation (203.0.113.0/24)",
         [255, 255, 255, 255] => "broadcast",
         [a, ..] if (224..240).contains(&a) => "multicast",
         [a, ..] if a >= 240 => "reserved (240.0.0.0/4)",
@@ -53,13 +56,30 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         // Deprecated IPv4-compatible ::a.b.c.d.
         return v4_reason(embedded_v4(s[6], s[7])).map(|_| "IPv4-compatible non-public address");
     }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // SIIT's IPv4-translated ::ffff:0:a.b.c.d (RFC 2765).
+        return v4_reason(embedded_v4(s[6], s[7])).map(|_| "IPv4-translated non-public address");
+    }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return v4_reason(embedded_v4(s[6], s[7])).map(|_| "NAT64 of a non-public address");
+    }
+    if s[..3] == [0x64, 0xff9b, 1] {
+        // RFC 8215's local-use prefix: a local NAT64 may translate any IPv4
+        // address into it, private ones included, and where the IPv4 address
+        // sits depends on the prefix length the site chose (RFC 6052: /48 to
+        // /96), so it cannot be read reliably: the whole prefix is refused.
+        return Some("local-use NAT64 (64:ff9b:1::/48)");
     }
     if s[0] == 0x2002 {
         return v4_reason(embedded_v4(s[1], s[2])).map(|_| "6to4 of a non-public address");
     }
     match s[0] {
+        // IETF protocol assignments (Teredo, benchmarking, ORCHID, …).
+        0x2001 if s[1] < 0x200 => Some("IETF protocol assignments (2001::/23)"),
+        0x2001 if s[1] == 0xdb8 => Some("documentation (2001:db8::/32)"),
+        x if x & 0xfff0 == 0x3ff0 => Some("documentation (3fff::/20)"),
+        0x100 if s[1..4] == [0; 3] => Some("discard-only (100::/64)"),
+        0x5f00 => Some("segment routing (5f00::/16)"),
         x if x & 0xfe00 == 0xfc00 => Some("unique local (fc00::/7)"),
         x if x & 0xffc0 == 0xfe80 => Some("link-local (fe80::/10)"),
         x if x & 0xffc0 == 0xfec0 => Some("site-local (fec0::/10)"),
@@ -101,11 +121,15 @@ impl AddressPolicy {
     }
 }
 
-/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry, so an
-/// allowed IPv4 network also covers its mapped form.
+/// IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-translated (`::ffff:0:a.b.c.d`)
+/// IPv6 addresses compare as the IPv4 address they carry, so an allowed IPv4
+/// network also covers those forms.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        IpAddr::V6(v6) => match v6.segments() {
+            [0, 0, 0, 0, 0xffff, 0, hi, lo] => IpAddr::V4(embedded_v4(hi, lo)),
+            _ => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        },
         v4 => v4,
     }
 }
@@ -154,6 +178,22 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:a00:1::1",
             "2002:7f00:1::",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.255",
+            "2001:db8::1",
+            "2001::1",
+            "2001:1ff::1",
+            "3fff::1",
+            "100::1",
+            "5f00::1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "64:ff9b::c000:201",
+            "2002:cb00:7101::",
         ] {
             assert!(reason(ip).is_some(), "{ip} must be refused");
         }
@@ -178,6 +218,12 @@ mod tests {
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
+            "::ffff:0:808:808",
+            "2001:200::1",
+            "2001:db9::1",
+            "64:ff9b:2::1",
+            "192.0.3.1",
+            "203.0.114.1",
         ] {
             assert_eq!(reason(ip), None, "{ip} is public");
         }
@@ -199,6 +245,7 @@ mod tests {
         };
         assert!(one_net.check("10.1.2.3".parse().unwrap()).is_ok());
         assert!(one_net.check("::ffff:10.1.2.3".parse().unwrap()).is_ok());
+        assert!(one_net.check("::ffff:0:10.1.2.3".parse().unwrap()).is_ok());
         assert!(one_net.check("10.2.0.1".parse().unwrap()).is_err());
         assert!(one_net.check("127.0.0.1".parse().unwrap()).is_err());
     }

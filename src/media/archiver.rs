@@ -25,9 +25,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::settings::ArchiveSettings;
+use super::storage::DigestLocks;
 use crate::clock;
 use crate::metrics::Metrics;
-use crate::store::{MediaSource, MediaTicket, Store};
+use crate::store::{MediaOutcome, MediaSource, MediaTicket, Store};
 
 /// After the store failed a read, wait this long before reading again.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -44,6 +45,8 @@ pub struct Archiver {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The archiver's own runtime (shut down without blocking on drop).
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    /// Per-digest locks shared by the tries and media retention.
+    files: DigestLocks,
 }
 
 impl Drop for Archiver {
@@ -75,6 +78,7 @@ impl Archiver {
             stop,
             task: std::sync::Mutex::new(None),
             runtime: std::sync::Mutex::new(None),
+            files: DigestLocks::default(),
         });
         let source = store.media_source();
         // The task holds a weak handle: dropping the daemon drops the archiver.
@@ -112,17 +116,16 @@ impl Archiver {
     }
 
     /// Delete stored files that media retention released; how many went.
-    pub async fn delete_files(&self, digests: &[String]) -> usize {
+    /// Each is checked again under its digest's lock: a try that found the
+    /// file stored (the same bytes from another URL) after the sweep looked
+    /// has recorded it by then, and the file stays.
+    pub async fn delete_files(&self, db: &Store, digests: &[String]) -> usize {
         let store = self.settings().store.clone();
-        let mut deleted = 0;
-        for d in digests {
-            match store.delete(d).await {
-                Ok(true) => deleted += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
-            }
-        }
-        deleted
+        store
+            .delete_released(digests, &self.files, |d| async move {
+                db.media_file(d).await.map(|f| f.is_some())
+            })
+            .await
     }
 }
 
@@ -135,7 +138,8 @@ async fn run(
 ) {
     let signal = source.signal();
     let mut tasks: JoinSet<bool> = JoinSet::new();
-    let mut tickets: HashMap<tokio::task::Id, MediaTicket> = HashMap::new();
+    // Each try's ticket, and its step in the retry schedule.
+    let mut tickets: HashMap<tokio::task::Id, (MediaTicket, u32)> = HashMap::new();
     loop {
         // Held only between waits, so dropping the daemon drops the archiver.
         let Some(strong) = me.upgrade() else { break };
@@ -152,8 +156,14 @@ async fn run(
                 Ok(work) => {
                     took = work.len();
                     for w in work {
-                        let ticket = w.ticket.clone();
-                        let job = super::job::run(settings.clone(), store.clone(), metrics.clone(), w);
+                        let ticket = (w.ticket.clone(), w.step);
+                        let job = super::job::run(
+                            settings.clone(),
+                            store.clone(),
+                            metrics.clone(),
+                            strong.files.clone(),
+                            w,
+                        );
                         let handle = tasks.spawn(job);
                         tickets.insert(handle.id(), ticket);
                     }
@@ -181,18 +191,22 @@ async fn run(
             biased;
             _ = stop.changed() => break,
             Some(done) = tasks.join_next_with_id() => {
-                let (id, recorded) = match done {
-                    Ok((id, recorded)) => (id, recorded),
-                    Err(e) => {
-                        tracing::error!(error = %e, "media try failed unexpectedly; it is tried again after a restart");
-                        (e.id(), false)
-                    }
+                let (id, recorded, panicked) = match done {
+                    Ok((id, recorded)) => (id, recorded, None),
+                    Err(e) => (e.id(), false, Some(e.to_string())),
                 };
-                if let Some(ticket) = tickets.remove(&id) {
-                    // Unrecorded work stays handed out: never two tries at once.
-                    if recorded {
-                        source.done(&ticket).await;
-                    }
+                let Some((ticket, step)) = tickets.remove(&id) else { continue };
+                // A try that panicked recorded nothing: record it as a failed
+                // try (retried on the schedule), so that its URL and the
+                // after_archive deliveries waiting for it do not wait for a
+                // restart.
+                let recorded = match panicked {
+                    None => recorded,
+                    Some(why) => record_panicked(&me, &store, &metrics, &ticket, step, &why).await,
+                };
+                // Unrecorded work stays handed out: never two tries at once.
+                if recorded {
+                    source.done(&ticket).await;
                 }
             }
             _ = signal.notified() => {}
@@ -203,6 +217,47 @@ async fn run(
     tasks.abort_all();
     if let Some(me) = me.upgrade() {
         me.in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Record the try of `ticket` that panicked (`why`) as a failed try: a
+/// retry after the schedule's next delay, or failed for good past its end.
+/// Whether the record was written (if not, the work stays handed out until
+/// a restart, as any unrecorded try).
+async fn record_panicked(
+    me: &std::sync::Weak<Archiver>,
+    store: &Store,
+    metrics: &Metrics,
+    ticket: &MediaTicket,
+    step: u32,
+    why: &str,
+) -> bool {
+    let Some(archiver) = me.upgrade() else { return false };
+    let delay = archiver.settings().retry.next_delay(step, None);
+    drop(archiver);
+    let error = "the archive try stopped unexpectedly (an internal error, logged)".to_string();
+    let outcome = match delay {
+        Some(d) => {
+            metrics.media_file("retry");
+            tracing::error!(error = %why, retry_in_ms = d.as_millis() as u64,
+                "media try failed unexpectedly; it is tried again on the retry schedule");
+            MediaOutcome::Retry {
+                due_ms: clock::now_ms() + d.as_millis() as u64,
+                error,
+            }
+        }
+        None => {
+            metrics.media_file("failed");
+            tracing::error!(error = %why, "media try failed unexpectedly at the end of its retry schedule; failed");
+            MediaOutcome::Failed { error }
+        }
+    };
+    match store.record_media(ticket, outcome).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a media try that failed unexpectedly; it is tried again after a restart");
+            false
+        }
     }
 }
 

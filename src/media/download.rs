@@ -59,8 +59,9 @@ impl fmt::Debug for Download {
 impl Download {
     /// The body as a stream of chunks as they arrive. Fails with
     /// [`FetchError::TooLarge`] as soon as more than `max_size` bytes came
-    /// (the connection is dropped: the rest is never read), and with
-    /// [`FetchError::Timeout`] when the download's deadline passes.
+    /// (the connection is dropped: the rest is never read), with
+    /// [`FetchError::Timeout`] when the download's deadline passes, and with
+    /// [`FetchError::Empty`] at the end of a body without a byte.
     pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, FetchError>> {
         struct State {
             body: Incoming,
@@ -86,6 +87,9 @@ impl Download {
             while !st.done {
                 let frame = match timeout_at(st.deadline, st.body.frame()).await {
                     Err(_) => Err(FetchError::Timeout(st.timeout)),
+                    // A 204, or a 2xx with an empty body, is no file: result
+                    // media is never empty, so it is a failed try.
+                    Ok(None) if st.received == 0 => Err(FetchError::Empty { host: st.host.clone() }),
                     Ok(None) => return None,
                     Ok(Some(Err(e))) => Err(FetchError::Http {
                         host: st.host.clone(),

@@ -57,6 +57,11 @@ pub enum FetchError {
     /// or found while streaming (the download was cut off).
     #[error("{}", too_large_message(*.max, *.announced))]
     TooLarge { max: u64, announced: Option<u64> },
+    /// A success answer without a byte of body (`204 No Content`, or a 2xx
+    /// with an empty body): no file, e.g. an object not ready yet. Result
+    /// media is never empty, so it is not stored; tried again later.
+    #[error("{host} answered without a file (empty body)")]
+    Empty { host: String },
 }
 
 fn too_large_message(max: u64, announced: Option<u64>) -> String {
@@ -68,7 +73,7 @@ fn too_large_message(max: u64, announced: Option<u64>) -> String {
 
 impl FetchError {
     /// Whether a later attempt may succeed (network trouble, timeouts,
-    /// overloaded or failing servers). Refused addresses, bad schemes and
+    /// overloaded or failing servers, an empty answer). Refused addresses, bad schemes and
     /// URLs, files over the cap and 4xx answers other than 408/429 are
     /// permanent. `Gone` is not retryable as such: see [`FetchError::is_gone`].
     pub fn retryable(&self) -> bool {
@@ -77,7 +82,8 @@ impl FetchError {
             | FetchError::Connect { .. }
             | FetchError::Tls { .. }
             | FetchError::Http { .. }
-            | FetchError::Timeout(_) => true,
+            | FetchError::Timeout(_)
+            | FetchError::Empty { .. } => true,
             FetchError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             FetchError::BadUrl(_)
             | FetchError::BadScheme(_)
@@ -120,6 +126,7 @@ impl FetchError {
             FetchError::TooManyRedirects(_) => "redirects",
             FetchError::BadRedirect { .. } => "bad_redirect",
             FetchError::TooLarge { .. } => "too_large",
+            FetchError::Empty { .. } => "empty",
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::settings::ArchiveSettings;
 use super::shown::shown;
 use super::storage::StoreError;
-use super::{archive, ArchiveError, Stored};
+use super::{archive_held, ArchiveError, DigestHold, DigestLocks, Stored};
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::store::{MediaOutcome, MediaWork, Store, StoredFile};
@@ -65,7 +65,14 @@ impl From<ArchiveError> for Failure {
 }
 
 /// Download, and refresh once through the provider when the URL expired.
-async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Result<Stored, Failure> {
+/// The file's digest stays locked in `files` until the hold returned with it
+/// is dropped (after the record).
+async fn try_once(
+    s: &ArchiveSettings,
+    metrics: &Metrics,
+    w: &MediaWork,
+    files: &DigestLocks,
+) -> Result<(Stored, DigestHold), Failure> {
     // No GET while the store cannot take the file (and a signed URL's
     // provider may count the download).
     let ready = s.store.check_ready().await;
@@ -93,7 +100,7 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
             ..Failure::from(ArchiveError::Store(e))
         });
     }
-    let gone = match archive(&s.fetcher, &s.store, &w.url).await {
+    let gone = match archive_held(&s.fetcher, &s.store, &w.url, files).await {
         Err(e) if e.is_gone() => e,
         other => return other.map_err(Failure::from),
     };
@@ -117,7 +124,7 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
         }
     };
     tracing::info!(url = %shown(&w.url), "media URL expired; downloading the fresh URL the provider gave");
-    archive(&s.fetcher, &s.store, &fresh).await.map_err(|e| {
+    archive_held(&s.fetcher, &s.store, &fresh, files).await.map_err(|e| {
         let mut f = Failure::from(e);
         f.message = format!("{gone}; the provider's fresh URL then failed too: {}", f.message);
         f
@@ -126,12 +133,22 @@ async fn try_once(s: &ArchiveSettings, metrics: &Metrics, w: &MediaWork) -> Resu
 
 /// Run one try and record it; whether the record was written (if not, the
 /// store is failing: the work stays handed out until the restart that follows).
-pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: Arc<Metrics>, w: MediaWork) -> bool {
+/// A stored file's digest stays locked in `files` until the record is
+/// written, so media retention cannot delete the file meanwhile.
+pub(super) async fn run(
+    settings: Arc<ArchiveSettings>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    files: DigestLocks,
+    w: MediaWork,
+) -> bool {
     let started = tokio::time::Instant::now();
     let url = shown(&w.url);
     let attempt = w.attempts + 1;
-    let outcome = match try_once(&settings, &metrics, &w).await {
-        Ok(st) => {
+    let mut hold = DigestHold::default();
+    let outcome = match try_once(&settings, &metrics, &w, &files).await {
+        Ok((st, held)) => {
+            hold = held;
             metrics.media_file("stored");
             metrics.media_bytes.inc_by(st.size);
             tracing::info!(url = %url, sha256 = %st.sha256, size = st.size, location = %st.location,
@@ -181,7 +198,9 @@ pub(super) async fn run(settings: Arc<ArchiveSettings>, store: Store, metrics: A
             MediaOutcome::Failed { error: f.message }
         }
     };
-    match store.record_media(&w.ticket, outcome).await {
+    let recorded = store.record_media(&w.ticket, outcome).await;
+    drop(hold);
+    match recorded {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(url = %url, error = %e, "cannot record the media result; it is tried again after a restart");

@@ -20,7 +20,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::storage::{PutError, StoreError, Stored, StoredReader};
+use super::storage::{DigestHold, DigestLocks, PutError, StoreError, Stored, StoredReader};
 
 /// Chunks in flight between the download and the writer thread.
 const CHANNEL_CHUNKS: usize = 16;
@@ -127,15 +127,16 @@ impl LocalStore {
         mut stream: S,
         content_type: Option<&str>,
         size_hint: Option<u64>,
-    ) -> Result<Stored, PutError<E>>
+        locks: Option<&DigestLocks>,
+    ) -> Result<(Stored, DigestHold), PutError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Send,
     {
         Self::check_space(&self.root, self.min_free, size_hint.unwrap_or(0))?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let (root, min_free) = (self.root.clone(), self.min_free);
-        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, min_free));
+        let (root, min_free, locks) = (self.root.clone(), self.min_free, locks.cloned());
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, min_free, locks.as_ref()));
         let mut source_err = None;
         while let Some(item) = stream.next().await {
             match item {
@@ -162,13 +163,14 @@ impl LocalStore {
         if let Some(e) = source_err {
             return Err(PutError::Source(e));
         }
-        let (sha256, size, path) = written??;
-        Ok(Stored {
+        let (sha256, size, path, hold) = written??;
+        let stored = Stored {
             location: path.display().to_string(),
             sha256,
             size,
             content_type: content_type.map(str::to_string),
-        })
+        };
+        Ok((stored, hold))
     }
 
     pub(crate) async fn open(&self, sha256: &str) -> Result<Option<StoredReader>, StoreError> {
@@ -194,8 +196,15 @@ impl LocalStore {
 }
 
 /// The writer thread: hash and write every chunk, then fsync, rename into
-/// place and fsync the directory. Returns the digest, size and final path.
-fn write_file(mut rx: mpsc::Receiver<Msg>, root: &Path, min_free: u64) -> Result<(String, u64, PathBuf), StoreError> {
+/// place and fsync the directory. Returns the digest, size and final path,
+/// and the digest's lock in `locks` (taken before looking whether the file
+/// is there already; see [`DigestLocks`]).
+fn write_file(
+    mut rx: mpsc::Receiver<Msg>,
+    root: &Path,
+    min_free: u64,
+    locks: Option<&DigestLocks>,
+) -> Result<(String, u64, PathBuf, DigestHold), StoreError> {
     let tmp_path = root.join("tmp").join(format!("{}.part", ulid::Ulid::new()));
     let file = fs::File::create(&tmp_path).map_err(StoreError::io("create", &tmp_path))?;
     let mut temp = TempFile(Some(tmp_path.clone()));
@@ -238,6 +247,7 @@ fn write_file(mut rx: mpsc::Receiver<Msg>, root: &Path, min_free: u64) -> Result
         sync_dir(root)?;
     }
     let path = dir.join(&sha256);
+    let hold = locks.map(|l| l.blocking_hold(&sha256)).unwrap_or_default();
     if path.exists() {
         // The same bytes are already stored (content addressing): keep those.
         drop(temp);
@@ -246,7 +256,7 @@ fn write_file(mut rx: mpsc::Receiver<Msg>, root: &Path, min_free: u64) -> Result
         temp.0 = None;
         sync_dir(&dir)?;
     }
-    Ok((sha256, size, path))
+    Ok((sha256, size, path, hold))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

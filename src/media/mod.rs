@@ -45,7 +45,7 @@ pub use resolve::{Resolver, StaticResolver, SystemResolver};
 pub use s3::{S3Settings, S3Store};
 pub use settings::{ArchiveSettings, SetupError};
 pub use shown::shown;
-pub use storage::{MediaStore, PutError, StoreError, Stored, StoredReader};
+pub use storage::{DigestHold, DigestLocks, MediaStore, PutError, StoreError, Stored, StoredReader};
 
 /// Why archiving one URL failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,25 @@ pub async fn archive(fetcher: &Fetcher, store: &MediaStore, url: &str) -> Result
     let size_hint = download.content_length;
     let stored = store
         .put_stream(download.into_stream(), content_type.as_deref(), size_hint)
+        .await?;
+    Ok(stored)
+}
+
+/// [`archive`], holding the stored digest's lock in `locks` until the
+/// returned hold is dropped: the archiver drops it once its record names
+/// the file, so media retention cannot delete the file in between (see
+/// [`DigestLocks`]).
+pub async fn archive_held(
+    fetcher: &Fetcher,
+    store: &MediaStore,
+    url: &str,
+    locks: &DigestLocks,
+) -> Result<(Stored, DigestHold), ArchiveError> {
+    let download = fetcher.get(url).await?;
+    let content_type = download.content_type.clone();
+    let size_hint = download.content_length;
+    let stored = store
+        .put_stream_held(download.into_stream(), content_type.as_deref(), size_hint, locks)
         .await?;
     Ok(stored)
 }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::s3_http::HyperConnector;
-use super::storage::{PutError, StoreError, Stored, StoredReader};
+use super::storage::{DigestHold, DigestLocks, PutError, StoreError, Stored, StoredReader};
 use crate::auth::credential_text;
 use crate::config::S3Config;
 
@@ -231,7 +231,8 @@ impl S3Store {
         &self,
         mut stream: S,
         content_type: Option<&str>,
-    ) -> Result<Stored, PutError<E>>
+        locks: Option<&DigestLocks>,
+    ) -> Result<(Stored, DigestHold), PutError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Send,
@@ -268,6 +269,11 @@ impl S3Store {
         let sha256 = hex::encode(hasher.finalize());
         let key = self.key_of(&sha256);
         let final_path = ObjectPath::from(key.as_str());
+        // Held from the look below until the caller's record names the file.
+        let hold = match locks {
+            Some(l) => l.hold(&sha256).await,
+            None => DigestHold::default(),
+        };
         let stored = match self.store.head(&final_path).await {
             Ok(_) => Ok(()), // the same bytes are already stored
             Err(object_store::Error::NotFound { .. }) => self.store.copy(&tmp, &final_path).await.map_err(object_err),
@@ -278,12 +284,13 @@ impl S3Store {
         if let Err(e) = cleanup {
             tracing::warn!(error = %readable(&e.to_string()), "could not delete a temporary media object (a lifecycle rule on tmp/ clears it)");
         }
-        Ok(Stored {
+        let stored = Stored {
             location: format!("s3://{}/{}", self.bucket, key),
             sha256,
             size,
             content_type: content_type.map(str::to_string),
-        })
+        };
+        Ok((stored, hold))
     }
 
     pub(crate) async fn open(&self, sha256: &str) -> Result<Option<StoredReader>, StoreError> {

@@ -5,10 +5,13 @@
 //! stored file, and the error types. Files are content-addressed by their
 //! SHA-256, so the same bytes named by several callbacks are stored once and
 //! a finished file is never rewritten. Does not own downloading (`fetch`) or
-//! which files to keep (retention is the archiver's; it calls `delete`).
+//! which files to keep (retention is the archiver's; it calls
+//! `delete_released`, which re-checks under the digest's lock).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -104,6 +107,52 @@ pub enum PutError<E> {
     Store(#[from] StoreError),
 }
 
+/// One lock per digest, shared by the archive tries and media retention of
+/// a process, so that retention never deletes a file between a try finding
+/// it stored (content addressing: the same bytes are kept, not written
+/// again) and that try's record naming it. A try holds its digest's lock
+/// from that check until its record is written ([`DigestHold`]); retention
+/// holds it while it checks that no URL refers to the file any more and
+/// deletes it. Whichever comes second sees what the first did: the try
+/// writes the file again, or retention keeps it.
+#[derive(Clone, Debug, Default)]
+pub struct DigestLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// A digest's lock, held until dropped (see [`DigestLocks`]).
+#[derive(Debug, Default)]
+pub struct DigestHold {
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl DigestLocks {
+    fn entry(&self, sha256: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Locks nobody holds or waits for go (the map holds the only Arc).
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(sha256.to_string()).or_default().clone()
+    }
+
+    /// Wait for `sha256`'s lock.
+    pub async fn hold(&self, sha256: &str) -> DigestHold {
+        DigestHold {
+            _guard: Some(self.entry(sha256).lock_owned().await),
+        }
+    }
+
+    /// [`hold`](Self::hold) from a blocking thread (never from async code).
+    pub fn blocking_hold(&self, sha256: &str) -> DigestHold {
+        DigestHold {
+            _guard: Some(self.entry(sha256).blocking_lock_owned()),
+        }
+    }
+
+    /// Digests whose lock is held or waited for now (for tests).
+    pub fn busy(&self) -> usize {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|l| Arc::strong_count(l) > 1).count()
+    }
+}
+
 /// The media store in use.
 #[derive(Debug, Clone)]
 pub enum MediaStore {
@@ -136,10 +185,76 @@ impl MediaStore {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Send,
     {
+        let (stored, _) = self.put(stream, content_type, size_hint, None).await?;
+        Ok(stored)
+    }
+
+    /// [`put_stream`](Self::put_stream), and hold the stored digest's lock
+    /// in `locks` from the moment the file is found present (or written)
+    /// until the returned hold is dropped: drop it once the store's record
+    /// names the file, so media retention cannot delete it in between.
+    pub async fn put_stream_held<S, E>(
+        &self,
+        stream: S,
+        content_type: Option<&str>,
+        size_hint: Option<u64>,
+        locks: &DigestLocks,
+    ) -> Result<(Stored, DigestHold), PutError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Send,
+    {
+        self.put(stream, content_type, size_hint, Some(locks)).await
+    }
+
+    async fn put<S, E>(
+        &self,
+        stream: S,
+        content_type: Option<&str>,
+        size_hint: Option<u64>,
+        locks: Option<&DigestLocks>,
+    ) -> Result<(Stored, DigestHold), PutError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Send,
+    {
         match self {
-            MediaStore::Local(l) => l.put_stream(stream, content_type, size_hint).await,
-            MediaStore::S3(s) => s.put_stream(stream, content_type).await,
+            MediaStore::Local(l) => l.put_stream(stream, content_type, size_hint, locks).await,
+            MediaStore::S3(s) => s.put_stream(stream, content_type, locks).await,
         }
+    }
+
+    /// Media retention: delete each of `digests` (files no URL referred to
+    /// when the sweep looked) unless `referenced` now says a URL refers to
+    /// it, checked under the digest's lock (see [`DigestLocks`]). A failed
+    /// check keeps the file. Returns how many were deleted.
+    pub async fn delete_released<F, Fut, Er>(&self, digests: &[String], locks: &DigestLocks, referenced: F) -> usize
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Er>>,
+        Er: fmt::Display,
+    {
+        let mut deleted = 0;
+        for d in digests {
+            let _hold = locks.hold(d).await;
+            match referenced(d.clone()).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::debug!(sha256 = %d, "media retention keeps a file a URL was archived to meanwhile");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(sha256 = %d, error = %e, "media retention could not check a file before deleting it; kept");
+                    continue;
+                }
+            }
+            match self.delete(d).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
+            }
+        }
+        deleted
     }
 
     /// Whether a file may be stored now: a local store's disk is above its
@@ -191,6 +306,77 @@ impl MediaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    fn bytes_of(b: &'static [u8]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
+        futures_util::stream::iter([Ok(Bytes::from_static(b))])
+    }
+
+    /// A try finds the file stored (same bytes) after media retention
+    /// decided to delete it: retention waits for the try's record, sees the
+    /// URL now referring to the file, and keeps it.
+    #[tokio::test]
+    async fn retention_keeps_a_file_a_try_found_and_is_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::Local(LocalStore::new(dir.path().to_path_buf(), 0).unwrap());
+        let locks = DigestLocks::default();
+        let first = store.put_stream(bytes_of(b"same bytes"), None, None).await.unwrap();
+        // The sweep released the digest (no URL referred to it); now a try of
+        // another URL with the same bytes finds the file and keeps it.
+        let (again, hold) = store
+            .put_stream_held(bytes_of(b"same bytes"), None, None, &locks)
+            .await
+            .unwrap();
+        assert_eq!(again.sha256, first.sha256);
+        let recorded = Arc::new(AtomicBool::new(false));
+        let deleting = {
+            let (store, locks, recorded) = (store.clone(), locks.clone(), recorded.clone());
+            let digest = first.sha256.clone();
+            tokio::spawn(async move {
+                store
+                    .delete_released(&[digest], &locks, |_| {
+                        let r = recorded.load(Ordering::SeqCst);
+                        async move { Ok::<_, String>(r) }
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!deleting.is_finished(), "retention waits for the try's record");
+        recorded.store(true, Ordering::SeqCst); // the try's record names the file
+        drop(hold);
+        assert_eq!(deleting.await.unwrap(), 0, "nothing deleted");
+        assert!(store.open(&first.sha256).await.unwrap().is_some(), "the file stays");
+        assert_eq!(locks.busy(), 0);
+    }
+
+    /// Retention is deleting a file when a try of the same bytes finishes:
+    /// the try waits, then finds the file gone and writes it again.
+    #[tokio::test]
+    async fn a_try_during_a_deletion_writes_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::Local(LocalStore::new(dir.path().to_path_buf(), 0).unwrap());
+        let locks = DigestLocks::default();
+        let first = store.put_stream(bytes_of(b"other bytes"), None, None).await.unwrap();
+        let retention = locks.hold(&first.sha256).await;
+        let trying = {
+            let (store, locks) = (store.clone(), locks.clone());
+            tokio::spawn(async move {
+                store
+                    .put_stream_held(bytes_of(b"other bytes"), None, None, &locks)
+                    .await
+                    .map(|(st, _hold)| st)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!trying.is_finished(), "the try waits for the deletion");
+        assert!(store.delete(&first.sha256).await.unwrap());
+        drop(retention);
+        let st = trying.await.unwrap().unwrap();
+        assert_eq!(st.sha256, first.sha256);
+        assert!(store.open(&st.sha256).await.unwrap().is_some(), "written again");
+    }
 
     #[test]
     fn digests_are_checked_before_use() {

@@ -187,6 +187,18 @@ impl Task {
     }
 }
 
+impl Task {
+    /// A task registered after its final event `event` (of `origin`) was
+    /// stored: settled by it at once, never polled.
+    pub fn found_settled(t: &NewTask, event: EventId, origin: Origin) -> Task {
+        let mut task = Task::new(t);
+        task.state = settled_state(TaskState::Waiting, origin, false).unwrap_or(TaskState::CalledBack);
+        task.next_poll_ms = None;
+        task.event = Some(event);
+        task
+    }
+}
+
 /// The settling rule every backend applies when a terminal result is
 /// appended for a task in state `current`: a callback marks an open task
 /// `called_back`; a polled result marks it `recovered` when it was new,
@@ -214,6 +226,11 @@ pub struct NewTask {
     pub now_ms: u64,
     /// First poll (registration + `after`); None: the route does not reconcile.
     pub first_poll_ms: Option<u64>,
+    /// The dedupe hashes of the task's final callback (success, failure:
+    /// [`crate::dedupe::DedupeKey::terminal_hashes`]): a task whose final
+    /// event is already stored (its callback beat the registration)
+    /// registers settled by it, not `waiting`.
+    pub terminal_keys: Vec<[u8; 32]>,
 }
 
 /// What an appended event says about its route's expected task, if any.

@@ -169,3 +169,45 @@ pub async fn a_task_from_before_reconcile_is_polled_once_it_is_added(
     assert_eq!(fake.status_requests(&called), 0, "a settled task is not polled");
     h.shutdown().await;
 }
+
+/// A task registered after its final callback was stored (the submit proxy
+/// registers once the create answer is back, so a fast failure callback can
+/// come first; or `POST /api/tasks` for a task whose callback came) is
+/// `called_back` by that event at once, not `waiting`, and never polled. The
+/// relay's route `runway` (preset `kie-runway`) reconciles with `cfg`.
+pub async fn a_task_registered_after_its_callback_is_called_back(
+    cfg: TestConfig,
+    fake: &FakeProvider,
+    sub: &super::subscriber::Sub,
+) {
+    let h = super::daemon::start(&cfg).await;
+    let body = serde_json::json!({"code": 400, "msg": "bad prompt",
+        "data": {"task_id": "early-1", "video_id": "", "video_url": "", "image_url": ""}});
+    let (s, _, b) = super::client::post(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    sub.wait_for(secs(10), "the callback", |all| !all.is_empty()).await;
+    let (s, v) = register(h.admin_addr, "runway", "early-1").await;
+    assert!(s.is_success(), "{s} {v}");
+    assert_eq!(v["state"], "called_back", "the registration's answer: {v}");
+    let t = task(h.admin_addr, "early-1").await;
+    assert_eq!(
+        (&t["state"], &t["next_poll_at"]),
+        (&Value::from("called_back"), &Value::Null),
+        "the task's final callback was stored before it was registered: {t}"
+    );
+    let (_, events) = admin(h.admin_addr, "GET", "/api/events?route=runway").await;
+    assert_eq!(
+        t["event"], events["events"][0]["id"],
+        "settled by the stored callback: {events}"
+    );
+    tokio::time::sleep(ms(800)).await;
+    assert_eq!(fake.status_requests("early-1"), 0, "a settled task is not polled");
+    assert_eq!(sub.count(), 1, "delivered once");
+    h.shutdown().await;
+}

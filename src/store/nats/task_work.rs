@@ -58,6 +58,8 @@ impl Shared {
                     task_id: w.task_id,
                     now_ms: w.registered_ms,
                     first_poll_ms: Some(w.first_poll_ms),
+                    // Its poll finds a result already stored (a duplicate).
+                    terminal_keys: Vec::new(),
                 });
                 task.updated_ms = w.registered_ms;
                 let row = TaskRow { work: r.seq, task };

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{stream, AckKind};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::queue::{create_json, get_json};
 use super::{layout, read, unavailable, NatsStore, Shared};
 use crate::store::{
-    Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
+    Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
 };
 
 /// Times a settling mark reads and writes a task row that keeps changing.
@@ -161,6 +162,41 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A task registered by another relay at the same moment.
+    async fn registered_meanwhile(&self, hash: &str) -> Result<Task, StoreError> {
+        let (row, _) = self
+            .task_row(hash)
+            .await?
+            .ok_or_else(|| unavailable("the task vanished while being registered"))?;
+        Ok(row.task)
+    }
+
+    /// The first final event of a task being registered that is already
+    /// stored (its callback came first): the messages on the dedupe
+    /// subjects of its final callbacks' keys.
+    async fn stored_final(&self, route: &str, keys: &[[u8; 32]]) -> Result<Option<(EventId, Origin)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let stream = self.stream(route)?;
+        let mut first: Option<(EventId, Origin)> = None;
+        for hash in keys {
+            let subject = layout::event_subject(route, hash);
+            let m = match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
+                Err(e) => return Err(unavailable(e)),
+            };
+            let ev = super::event::decode(route, m.sequence, layout::millis(m.time), &m.headers, Bytes::new());
+            if first.is_none_or(|(f, _)| ev.id < f) {
+                first = Some((ev.id, ev.meta.origin));
+            }
+        }
+        Ok(first)
+    }
+}
+
 impl NatsStore {
     pub async fn register_task(&self, t: NewTask) -> Result<Task, StoreError> {
         let s = &self.shared;
@@ -170,6 +206,17 @@ impl NatsStore {
         let hash = layout::task_hash(&t.route, &t.task_id);
         if let Some((row, _)) = s.task_row(&hash).await? {
             return Ok(row.task);
+        }
+        // Its final callback came first: settled at once, never polled.
+        if let Some((event, origin)) = s.stored_final(&t.route, &t.terminal_keys).await? {
+            let row = TaskRow {
+                work: 0,
+                task: Task::found_settled(&t, event, origin),
+            };
+            if s.create_task_row(&hash, &row).await? {
+                return Ok(row.task);
+            }
+            return s.registered_meanwhile(&hash).await;
         }
         // The work first (when the route reconciles), then the row naming it.
         let mut work = 0;
@@ -186,14 +233,27 @@ impl NatsStore {
             work,
             task: Task::new(&t),
         };
-        if s.create_task_row(&hash, &row).await? {
-            return Ok(row.task);
+        if !s.create_task_row(&hash, &row).await? {
+            return s.registered_meanwhile(&hash).await;
         }
-        // Registered by another relay at the same moment.
-        let (row, _) = s
-            .task_row(&hash)
-            .await?
-            .ok_or_else(|| unavailable("the task vanished while being registered"))?;
+        // A final callback stored between the look above and the row: its
+        // mark (after its publish) found no row, so settle the task here.
+        // One of the two sees the other's write.
+        if let Some((event, origin)) = s.stored_final(&t.route, &t.terminal_keys).await? {
+            let mark = TaskMark {
+                task_id: t.task_id.clone(),
+                terminal: true,
+                provider_state: None,
+            };
+            let accepted = Accepted {
+                id: event,
+                duplicate: false,
+            };
+            s.mark_task(&t.route, &mark, origin, &accepted).await?;
+            if let Some((now, _)) = s.task_row(&hash).await? {
+                return Ok(now.task);
+            }
+        }
         Ok(row.task)
     }
 

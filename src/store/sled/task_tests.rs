@@ -53,6 +53,7 @@ fn new_task(id: &str, now: u64, first: Option<u64>) -> NewTask {
         task_id: id.into(),
         now_ms: now,
         first_poll_ms: first,
+        terminal_keys: Vec::new(),
     }
 }
 
@@ -311,4 +312,43 @@ async fn tasks_registered_without_a_schedule_get_one_when_the_route_starts_recon
         0,
         "an unknown route has no tasks"
     );
+}
+
+/// A task registered after its final event was stored (a fast callback beat
+/// the registration) registers settled by that event, found by the preset
+/// dedupe keys of its final callbacks; a polled result registers it
+/// `recovered`; without a stored event it waits as before.
+#[tokio::test]
+async fn a_task_registered_after_its_final_event_is_settled_by_it() {
+    use crate::dedupe::DedupeKey;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let key = DedupeKey::Preset(crate::preset::KIE_RUNWAY);
+    let with_keys = |id: &str| NewTask {
+        terminal_keys: key.terminal_hashes(id),
+        ..new_task(id, 2000, Some(9000))
+    };
+    let mut cb = event("early", Origin::Callback, true, 1000);
+    cb.dedupe_hash = key.terminal_hashes("early")[1]; // a failure
+    let stored = s.append(cb).await.unwrap();
+    let mut polled = event("polled-early", Origin::Poll, true, 1000);
+    polled.dedupe_hash = key.terminal_hashes("polled-early")[0]; // a success
+    let recovered = s.append(polled).await.unwrap();
+
+    let t = s.register_task(with_keys("early")).await.unwrap();
+    assert_eq!(
+        (t.state, t.event, t.next_poll_ms),
+        (TaskState::CalledBack, Some(stored.id), None)
+    );
+    let t = s.register_task(with_keys("polled-early")).await.unwrap();
+    assert_eq!((t.state, t.event), (TaskState::Recovered, Some(recovered.id)));
+    let t = s.register_task(with_keys("late")).await.unwrap();
+    assert_eq!((t.state, t.next_poll_ms), (TaskState::Waiting, Some(9000)));
+    assert!(s
+        .due_tasks(10_000, 10)
+        .await
+        .unwrap()
+        .0
+        .iter()
+        .all(|t| t.task_id == "late"));
 }

@@ -9,11 +9,13 @@
 //! new, `called_back` when it duplicated a callback already stored (so a poll
 //! after a real callback creates nothing). A final task is never reopened;
 //! a late callback for a given-up task marks it `called_back` (it did come).
+//! A task registered after its final event was stored (the callback beat
+//! the submit proxy's registration) registers settled by that event.
 
 use super::group_commit::{Batch, Writer};
 use super::task_codec as tc;
 use super::SledStore;
-use crate::store::{Accepted, NewTask, Origin, StoreError, Task, TaskMark, TaskUpdate};
+use crate::store::{Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskUpdate};
 
 /// A task operation sent to the writer.
 pub(super) enum TaskOp {
@@ -42,6 +44,33 @@ fn load(b: &Batch<'_>, key: &[u8], route: &str, task_id: &str) -> Result<Option<
     }
 }
 
+/// The first final event of a task being registered that is already stored
+/// (its callback came first): found by the dedupe rows of its final
+/// callbacks' keys, which live as long as the events.
+fn stored_final(b: &Batch<'_>, route: u32, keys: &[[u8; 32]]) -> Result<Option<(EventId, Origin)>, StoreError> {
+    let mut first: Option<(EventId, Origin)> = None;
+    for hash in keys {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&hash[..16]);
+        let Some(id) = b
+            .get(&super::keys::dedupe(route, &h))?
+            .and_then(|v| EventId::from_slice(&v))
+        else {
+            continue;
+        };
+        let Some(row) = b.get(&super::keys::log(route, id))? else {
+            continue;
+        };
+        let Some((header, _)) = super::codec::decode_header(&row) else {
+            continue;
+        };
+        if first.is_none_or(|(f, _)| id < f) {
+            first = Some((id, header.meta.origin));
+        }
+    }
+    Ok(first)
+}
+
 impl Writer {
     /// Apply one task operation in the current data batch.
     pub(super) fn task_op(&mut self, b: &mut Batch<'_>, op: &TaskOp) -> Result<Option<Task>, StoreError> {
@@ -52,10 +81,15 @@ impl Writer {
                 if let Some(row) = load(b, &key, &t.route, &t.task_id)? {
                     return Ok(Some(row));
                 }
-                let row = Task::new(t);
-                if let Some(due) = t.first_poll_ms {
-                    b.put(tc::task_due(due, route, &t.task_id), Vec::new());
-                }
+                let row = match stored_final(b, route, &t.terminal_keys)? {
+                    Some((event, origin)) => Task::found_settled(t, event, origin),
+                    None => {
+                        if let Some(due) = t.first_poll_ms {
+                            b.put(tc::task_due(due, route, &t.task_id), Vec::new());
+                        }
+                        Task::new(t)
+                    }
+                };
                 b.put(key, tc::encode(&row));
                 Ok(Some(row))
             }
