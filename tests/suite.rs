@@ -89,6 +89,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review25_tests;
 mod secrets;
 mod shutdown_handover;
 mod status;
