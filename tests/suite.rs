@@ -91,6 +91,7 @@ mod removed_subscriber;
 mod retries;
 mod review25_tests;
 mod secrets;
+mod shutdown;
 mod shutdown_handover;
 mod status;
 mod timing;
