@@ -181,7 +181,7 @@ impl Acme {
             },
             Ok(None) => tracing::info!(
                 domains = ?settings.domains,
-                directory = %settings.directory,
+                directory = %crate::auth::redact_url(&settings.directory),
                 "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
             ),
             Err(e) => {

@@ -4,6 +4,11 @@
 //! end up in the reload refusal the daemon logs, in `check-config`'s output
 //! and in the start-up error. The error still names the file, the key, the
 //! line and column and the problem. From review 18, finding 3.
+//!
+//! A URL refused *because* it carries credentials or a query
+//! (`routes[].provider.base_url`, `server.public_url`, an ACME `directory`)
+//! is shown as subscriber URLs are: `REDACTED@` and query values
+//! `REDACTED`. From review 25, finding 2.
 
 use crate::common;
 
@@ -97,4 +102,93 @@ async fn check_config_and_start_up_do_not_quote_a_secret_of_the_wrong_type() {
             );
         }
     }
+}
+
+/// A working config with `server_extra` added to `[server]` and
+/// `route_extra` to its route; check-config's (success, stdout, stderr).
+fn check_with(server_extra: &str, route_extra: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n{server_extra}\n\
+         [[routes]]\nname = \"r\"\npath = \"/h\"\ntokens = [\"t\"]\n{route_extra}\n\
+         [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    cli(&["check-config", "--config", path.to_str().unwrap()])
+}
+
+/// A `kie-runway` route whose provider API is at `base_url`.
+fn provider_at(base_url: &str) -> String {
+    format!("preset = \"kie-runway\"\nprovider = {{ api_key = \"k\", base_url = \"{base_url}\" }}")
+}
+
+#[test]
+fn provider_base_url_with_credentials_is_refused_without_quoting_them() {
+    let (ok, _, err) = check_with("", &provider_at(&format!("https://ops:{SECRET}@api.example.com")));
+    assert!(!ok, "credentials in base_url are refused");
+    assert!(
+        err.contains("routes[0].provider.base_url") && err.contains("must not carry credentials"),
+        "{err}"
+    );
+    assert!(
+        err.contains("REDACTED@api.example.com"),
+        "the URL is shown redacted:\n{err}"
+    );
+    assert!(!err.contains(SECRET), "the refusal quotes the password:\n{err}");
+}
+
+#[test]
+fn provider_base_url_with_a_query_is_refused_without_quoting_its_values() {
+    let (ok, _, err) = check_with("", &provider_at(&format!("https://api.example.com/?key={SECRET}")));
+    assert!(!ok, "a query in base_url is refused");
+    assert!(err.contains("must not have a query string"), "{err}");
+    assert!(
+        err.contains("?key=REDACTED"),
+        "the query's names are shown, not its values:\n{err}"
+    );
+    assert!(!err.contains(SECRET), "the refusal quotes a query value:\n{err}");
+}
+
+#[test]
+fn public_url_with_credentials_or_a_query_is_refused_without_quoting_them() {
+    for url in [
+        format!("https://ops:{SECRET}@hooks.example.com"),
+        format!("https://:{SECRET}@hooks.example.com"),
+        format!("https://hooks.example.com/?token={SECRET}"),
+    ] {
+        let (ok, _, err) = check_with(&format!("public_url = \"{url}\""), "");
+        assert!(!ok, "{url} is refused");
+        assert!(err.contains("server.public_url"), "{err}");
+        assert!(
+            !err.contains(SECRET),
+            "server.public_url's secret part is quoted:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn acme_directory_credentials_are_not_quoted() {
+    let acme = |directory: &str| {
+        format!(
+            "tls = {{ acme = {{ domains = [\"hooks.example.com\"], email = \"ops@example.com\", \
+             directory = \"{directory}\" }} }}"
+        )
+    };
+    // Refused (plain http): the refusal shows the URL redacted.
+    let (ok, _, err) = check_with(&acme(&format!("http://eab:{SECRET}@acme.example.com/dir")), "");
+    assert!(!ok, "a plain-http directory is refused");
+    assert!(err.contains("must be an https:// URL"), "{err}");
+    assert!(
+        !err.contains(SECRET),
+        "the refusal quotes the directory's password:\n{err}"
+    );
+    // Accepted: check-config's summary shows it redacted too.
+    let (ok, out, err) = check_with(&acme(&format!("https://eab:{SECRET}@acme.example.com/dir")), "");
+    assert!(ok, "{err}");
+    assert!(out.contains("TLS: ACME certificate"), "{out}");
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "check-config quotes the password:\n{out}{err}"
+    );
 }

@@ -72,6 +72,7 @@ mod provider_key_shared;
 mod pull;
 mod pull_attempts;
 mod pull_to_push;
+mod readme;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_outcomes;

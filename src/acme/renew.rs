@@ -77,7 +77,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 let wait = backoff(&acme.options, in_a_row);
                 acme.failed(&error, wait);
                 tracing::warn!(
-                    directory = %acme.settings.directory,
+                    directory = %crate::auth::redact_url(&acme.settings.directory),
                     error = %error,
                     consecutive_failures = in_a_row,
                     retry_in = %humantime::format_duration(wait),
@@ -108,7 +108,7 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
     let mut state = std::pin::pin!(state);
     tracing::info!(
         domains = ?acme.settings.domains,
-        directory = %acme.settings.directory,
+        directory = %crate::auth::redact_url(&acme.settings.directory),
         "ordering an ACME certificate (TLS-ALPN-01)"
     );
     loop {

@@ -72,7 +72,7 @@ fn tls_summary(c: &Config) -> Option<String> {
         crate::config::TlsSource::Acme(a) => format!(
             "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
             a.domains.join(", "),
-            a.directory,
+            crate::auth::redact_url(&a.directory),
             crate::acme::state_dir(&c.store.path).display()
         ),
     })

@@ -182,7 +182,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// `https://host[:port][/prefix]`; `http` only for loopback (tests), since the
 /// key would otherwise cross the network in clear.
 pub fn check_base_url(raw: &str) -> anyhow::Result<String> {
-    let bad = |why: &str| anyhow::anyhow!("provider base_url {raw:?}: {why}");
+    // Messages show the URL without credentials or query values: they are
+    // refused because they may be secrets, so they must not be echoed.
+    let shown = crate::auth::redact_url(raw);
+    let bad = |why: &str| anyhow::anyhow!("provider base_url {shown:?}: {why}");
     let uri: Uri = raw.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     if authority.as_str().contains('@') {

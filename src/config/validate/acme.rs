@@ -82,8 +82,9 @@ impl Validator<'_> {
                 format!("{KEY}.directory"),
                 Some(raw.directory.span()),
                 format!(
-                    "invalid ACME directory URL {directory:?}: must be an https:// URL \
-                     (e.g. \"https://acme-v02.api.letsencrypt.org/directory\")"
+                    "invalid ACME directory URL {:?}: must be an https:// URL \
+                     (e.g. \"https://acme-v02.api.letsencrypt.org/directory\")",
+                    crate::auth::redact_url(&directory)
                 ),
             ));
         }

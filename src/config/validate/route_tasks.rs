@@ -102,16 +102,23 @@ impl Validator<'_> {
 
     /// `server.public_url`: an absolute http(s) URL with no query or fragment.
     pub(super) fn public_url(&self, u: &Spanned<String>) -> Result<String, ConfigError> {
-        let bad = |m: &str| self.err("server.public_url", Some(u.span()), format!("{:?}: {m}", u.get_ref()));
+        // Shown without credentials or query values (refused because they
+        // may be secrets).
+        let shown = crate::auth::redact_url(u.get_ref());
+        let bad = |m: &str| self.err("server.public_url", Some(u.span()), format!("{shown:?}: {m}"));
         let parsed = url::Url::parse(u.get_ref()).map_err(|e| bad(&format!("not a URL ({e})")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(bad(
                 "must be an http(s) URL with a host, e.g. \"https://hooks.example.com\"",
             ));
         }
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        if parsed.query().is_some()
+            || parsed.fragment().is_some()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
             return Err(bad(
-                "must have no query, fragment or user name (the route's path is appended)",
+                "must have no query, fragment, user name or password (the route's path is appended)",
             ));
         }
         Ok(u.get_ref().trim_end_matches('/').to_string())
