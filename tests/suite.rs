@@ -88,6 +88,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review22_tests;
 mod secrets;
 mod shutdown_handover;
 mod status;
