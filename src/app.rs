@@ -252,8 +252,12 @@ impl Handle {
     /// invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         let old = self.app.live();
-        let new = Config::load(&old.config.file)?;
-        crate::reload::apply(&self.app, new).await
+        let applied = match Config::load(&old.config.file) {
+            Ok(new) => crate::reload::apply(&self.app, new).await,
+            Err(e) => Err(e.into()),
+        };
+        self.app.record_reload(applied.as_ref().err().map(ToString::to_string));
+        applied
     }
 
     /// Stop accepting, let requests in flight finish (bounded), stop delivery

@@ -22,7 +22,7 @@
 //! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
-//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `pull`, `handover`, `held`) |
+//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
 //! | retention sweeps | [`retention`] |
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests and DNS rebinding | [`admin`] (`guard`, `ui`) |
 //! | Prometheus metrics | [`metrics`] |

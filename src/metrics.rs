@@ -95,6 +95,8 @@ pub struct Metrics {
     pub tls_cert_valid: Family<SourceLabels, Gauge>,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
+    /// Reloads refused since start (the running configuration stayed).
+    pub reload_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good), low_space
     /// (put off while the media disk is below `media.min_free`; no try),
     /// store_unavailable (put off while the object store fails its check).
@@ -173,6 +175,7 @@ impl Metrics {
             tls_cert_expiry: Family::default(),
             tls_cert_valid: Family::default(),
             acme_failures: Counter::default(),
+            reload_failures: Counter::default(),
             media_files: Family::default(),
             media_bytes: Counter::default(),
             media_queue_depth: Gauge::default(),
@@ -272,6 +275,12 @@ impl Metrics {
             "acme_failures",
             "Failed ACME certificate orders (first issuance or renewal); the current certificate stays in use",
             m.acme_failures.clone(),
+        );
+        registry.register(
+            "reload_failures",
+            "Reloads (SIGHUP) refused since start: the running configuration and certificate stayed; \
+             /api/status `last_reload` says why",
+            m.reload_failures.clone(),
         );
         registry.register(
             "media_files",

@@ -1,7 +1,9 @@
 //! Applying a new configuration to a running daemon (SIGHUP): what can change
 //! in place changes (certificate files are read again), what needs a restart
 //! is logged (ACME settings among them: ACME certificates renew on their
-//! own), and a file that cannot be applied changes nothing.
+//! own), and a file that cannot be applied changes nothing (certificate
+//! files that cannot be read, whose key does not fit, or whose certificate
+//! is expired or not yet valid among them).
 
 use crate::config::{Config, ConfigError, StoreBackend, TlsSource};
 use crate::delivery::DeliveryError;
@@ -76,7 +78,14 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     // Compared with what the listeners run, not with the previous file: a
     // change that needed a restart is still pending after further reloads.
     let certificate = match (&new.server.tls, &app.tls, &app.acme) {
-        (Some(TlsSource::Files(files)), Some(_), None) => Some(tls::load_files(files)?),
+        (Some(TlsSource::Files(files)), Some(_), None) => {
+            let (cfg, cert) = tls::load_files(files)?;
+            // Served, it would fail every handshake: keep the one being served.
+            if let Some(e) = tls::not_valid_at(files, &cert, crate::clock::now()) {
+                return Err(e.into());
+            }
+            Some((cfg, cert))
+        }
         (Some(TlsSource::Acme(settings)), Some(_), Some(running)) => {
             if settings != running.settings() {
                 tracing::warn!("server.tls.acme changed; it takes effect after a restart");

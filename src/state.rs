@@ -102,6 +102,16 @@ pub struct App {
     pub bodies: Arc<crate::ingest::BodyBudget>,
     /// Wakes the reconciler when a task is registered (its schedule changed).
     pub tasks_wake: Arc<tokio::sync::Notify>,
+    /// The last reload: when, and why it was refused (`/api/status`).
+    last_reload: Mutex<Option<ReloadOutcome>>,
+}
+
+/// What the last reload did.
+#[derive(Debug, Clone)]
+pub struct ReloadOutcome {
+    pub at_ms: u64,
+    /// Why it was refused (the running configuration stayed); None: applied.
+    pub refused: Option<String>,
 }
 
 /// How often refused callbacks are summed up in the log while the store is
@@ -171,7 +181,24 @@ impl App {
             ingest_addrs,
             started_ms: crate::clock::now_ms(),
             tasks_wake: Arc::default(),
+            last_reload: Mutex::new(None),
         }
+    }
+
+    /// Note a reload's outcome (a refused one is counted).
+    pub fn record_reload(&self, refused: Option<String>) {
+        if refused.is_some() {
+            self.metrics.reload_failures.inc();
+        }
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadOutcome {
+            at_ms: crate::clock::now_ms(),
+            refused,
+        });
+    }
+
+    /// The last reload since start, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadOutcome> {
+        self.last_reload.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// How the public listeners do TLS: `acme`, `file` or `off`.

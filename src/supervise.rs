@@ -14,6 +14,16 @@ use crate::state::App;
 /// Exit code asking the supervisor for a restart (EX_TEMPFAIL).
 const EXIT_RESTART: u8 = 75;
 
+/// How long a stop may take beyond `server.shutdown_grace`: stopping
+/// delivery and the media archiver, and closing the store (its last flush;
+/// in cluster mode at most 2 s). A stop takes at most the grace plus this.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
+
+/// `TimeoutStopSec=` of the shipped unit (systemd/hookrelay.service): systemd
+/// kills the process when a stop takes longer, so `shutdown_grace` plus
+/// [`SHUTDOWN_MARGIN`] should fit in it (check-config warns otherwise).
+pub const UNIT_TIMEOUT_STOP: Duration = Duration::from_secs(15);
+
 /// `hookrelay run`: load the config, start, serve until told to stop.
 pub fn run(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
@@ -116,17 +126,25 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 if let Err(e) = handle.reload().await {
                     tracing::error!("reload refused, keeping the running configuration: {e}");
                 }
+                if let Some(problem) = handle.app.certificate_problem() {
+                    tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");
+                }
                 let _ = sd_notify::notify(false, &[NotifyState::Ready]);
             }
         }
     }
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
-    if tokio::time::timeout(Duration::from_secs(8), handle.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown took too long; exiting");
+    // The grace as reloaded last, plus the margin for stopping delivery and
+    // media and closing the store.
+    let grace = handle.app.live().config.server.shutdown_grace;
+    let bound = grace + SHUTDOWN_MARGIN;
+    if tokio::time::timeout(bound, handle.shutdown()).await.is_err() {
+        tracing::warn!(
+            "shutdown took longer than shutdown_grace ({}) plus {} s; exiting",
+            humantime::format_duration(grace),
+            SHUTDOWN_MARGIN.as_secs()
+        );
     }
     tracing::info!("stopped");
     Ok(())

@@ -79,6 +79,26 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     Ok((Arc::new(cfg), info))
 }
 
+/// Why the certificate read from `files` cannot be served at `now` (it
+/// expired, or is not valid yet: every handshake would fail), if it cannot.
+pub fn not_valid_at(files: &TlsFiles, cert: &CertInfo, now: std::time::SystemTime) -> Option<TlsError> {
+    if now >= cert.not_after {
+        Some(fail(format!(
+            "certificate {} expired at {} (every handshake would fail)",
+            files.cert.display(),
+            rfc3339(cert.not_after)
+        )))
+    } else if now < cert.not_before {
+        Some(fail(format!(
+            "certificate {} is not valid before {} (every handshake would fail)",
+            files.cert.display(),
+            rfc3339(cert.not_before)
+        )))
+    } else {
+        None
+    }
+}
+
 /// A server configuration whose certificates come from `resolver` (it never
 /// needs replacing: the resolver swaps what it serves), offering ALPN `h2`,
 /// `http/1.1` and then `extra_alpn` (ACME: `acme-tls/1` for validations).

@@ -1,13 +1,16 @@
 //! The command line (the design's CLI contract): admin subcommands against a
 //! running daemon, reading only the admin settings they need from the config,
 //! and `check-config` (valid, invalid with file/key/line named, warnings),
-//! `gen-secret`. Invalid configs here are small literal files: their text is
+//! `gen-secret`; a replay's `--subscriber` (and the API's `?subscriber=`)
+//! that names no subscriber is refused, never read as "every subscriber". Invalid configs here are small literal files: their text is
 //! the subject.
 
 use crate::common;
 
 use std::time::Duration;
 
+use common::provider::{FakeOptions, FakeProvider};
+use common::tasks::{register, task_route, tasks_config};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,4 +281,106 @@ fn states_to_filter_on_are_checked_before_asking_the_daemon() {
         bash.contains("pending delivered dead"),
         "the completion offers the states"
     );
+}
+
+/// `hookrelay replay EVT --subscriber "$SUB"` with `$SUB` empty (a script's
+/// unset variable) asks for one subscriber and names none: the CLI refuses it
+/// before sending, naming the flag, and the API answers `400` to
+/// `?subscriber=` (empty, blank, not a name, given twice). Neither is taken
+/// for "every subscriber", which would send the event again to subscribers
+/// that already have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_with_an_empty_subscriber_is_refused_not_sent_to_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Sub::ok().await, Sub::ok().await);
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("a", a.url()))
+        .subscriber(Subscriber::new("b", b.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("empty-sub")).await;
+    a.wait_for(Duration::from_secs(10), "a's delivery", |r| r.len() == 1)
+        .await;
+    b.wait_for(Duration::from_secs(10), "b's delivery", |r| r.len() == 1)
+        .await;
+    let base = format!("http://{}", h.admin_addr);
+    let mut refused = Vec::new();
+    for value in ["", " "] {
+        let (ok, out, err) = cli_async(vec![
+            "--admin".into(),
+            base.clone(),
+            "replay".into(),
+            id.clone(),
+            "--subscriber".into(),
+            value.into(),
+        ])
+        .await;
+        refused.push((
+            value,
+            ok,
+            err.contains("--subscriber") && err.contains("must not be empty"),
+            out,
+            err,
+        ));
+    }
+    let mut answers = Vec::new();
+    for query in [
+        "subscriber=",
+        "subscriber=%20",
+        "subscriber=a%2Fb",
+        "subscriber=a&subscriber=b",
+    ] {
+        let (s, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay?{query}")).await;
+        answers.push((query, s.as_u16(), v["error"].as_str().unwrap_or("").to_string()));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (na, nb) = (a.count(), b.count());
+    h.shutdown().await;
+    assert!(
+        na == 1 && nb == 1,
+        "a replay naming no subscriber was sent: a got {na}, b got {nb} deliveries of one event\n\
+         CLI: {refused:?}\nAPI: {answers:?}"
+    );
+    for (value, ok, named, out, err) in &refused {
+        assert!(
+            !ok && *named,
+            "--subscriber {value:?}: refused naming the flag\nstdout: {out}\nstderr: {err}"
+        );
+    }
+    for (query, status, error) in &answers {
+        assert_eq!(*status, 400, "?{query}: {error}");
+    }
+    assert!(answers[0].2.contains("subscriber must not be empty"), "{answers:?}");
+    assert!(answers[2].2.contains("invalid subscriber"), "{answers:?}");
+    assert!(answers[3].2.contains("more than once"), "{answers:?}");
+}
+
+/// A task id with characters that must be percent-encoded in a URL path
+/// (`:`, a space, `/`, `+`; registration takes any 1-256 non-control
+/// characters) is shown: the CLI percent-encodes the path segment, the API
+/// decodes it. From review 23, finding 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_a_registered_task_whose_id_needs_encoding() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("plain", "kie-runway", &fake, &sub.url()).without_reconcile();
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let base = format!("http://{}", h.admin_addr);
+    for task in ["batch 7:42", "runs/7 a+b%2F"] {
+        let (s, v) = register(h.admin_addr, "plain", task).await;
+        assert_eq!(s, 200, "{v}");
+        let (ok, out, err) = cli_async(vec![
+            "--admin".into(),
+            base.clone(),
+            "tasks".into(),
+            task.into(),
+            "--json".into(),
+        ])
+        .await;
+        assert!(ok, "`hookrelay tasks {task:?}` of a registered task failed: {err}{out}");
+        let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(shown["task_id"], task, "{out}");
+    }
+    h.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Listing dead letters: the newest first across subscribers (not the oldest
 //! of the first subscriber), with `total` counting them all; the CLI says
 //! when its list is cut. Embedded store and cluster mode answer alike.
+//! Replaying them with `?subscriber=` that names no subscriber is refused.
 
 use crate::common;
 
@@ -74,4 +75,51 @@ async fn dead_letters_are_listed_newest_first_across_subscribers_in_cluster_mode
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     dead_letters_are_listed_newest_first_across_subscribers(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
+}
+
+/// `POST /api/dead-letters/replay?subscriber=` names one subscriber (empty):
+/// it is refused (`400`, saying why), not taken for every subscriber, whose
+/// dead letters would all be re-queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, _hx) = Sub::broken(Behaviour::Status(410)).await;
+    let (y, _hy) = Sub::broken(Behaviour::Status(410)).await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("x", x.url()))
+        .subscriber(Subscriber::new("y", y.url()));
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("empty-dead")).await;
+    let before = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
+    assert_eq!(before["total"], 2, "{before}");
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=").await;
+    let (blank, bv) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=+").await;
+    tokio::time::sleep(ms(500)).await;
+    let (_, after) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    let (ok, out, err) = cli_async(vec![
+        "--admin".into(),
+        format!("http://{}", h.admin_addr),
+        "replay-dead-letters".into(),
+        "--subscriber".into(),
+        String::new(),
+    ])
+    .await;
+    h.shutdown().await;
+    assert_eq!(s, 400, "an empty subscriber was taken for every subscriber: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("subscriber must not be empty"),
+        "{v}"
+    );
+    assert_eq!(blank, 400, "a blank subscriber: {bv}");
+    assert_eq!(
+        after["dead_letters"], before["dead_letters"],
+        "nothing was re-queued (a re-queued letter dies again later): {after}"
+    );
+    assert!(
+        !ok && err.contains("--subscriber") && err.contains("must not be empty"),
+        "the CLI refuses it before sending\nstdout: {out}\nstderr: {err}"
+    );
 }

@@ -330,3 +330,31 @@ fn unit_file_exposure_is_low() {
         .unwrap();
     assert!(score <= 2.0, "exposure {score}: {line}");
 }
+
+/// `/healthz` and `/readyz` need no token, for GET and for HEAD alike: a
+/// health check that sends HEAD (load balancers, uptime monitors, `curl -I`)
+/// gets the GET status, without a body. From review 23, finding 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_health_checks_are_answered_like_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    for token in [Some("head-token"), None] {
+        let mut cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+        if let Some(t) = token {
+            cfg = cfg.admin_token(t);
+        }
+        let h = start(&cfg).await;
+        let mut got = Vec::new();
+        for path in ["/healthz", "/readyz"] {
+            let (get, _, _) = request(h.admin_addr, None, "GET", path, &[], Default::default()).await;
+            let (head, _, body) = request(h.admin_addr, None, "HEAD", path, &[], Default::default()).await;
+            assert!(body.is_empty(), "HEAD {path} answered with a body: {body:?}");
+            got.push((path, get.as_u16(), head.as_u16()));
+        }
+        h.shutdown().await;
+        assert!(
+            got.iter().all(|(_, get, head)| get == head),
+            "token {token:?}: (path, GET, HEAD) = {got:?}"
+        );
+    }
+}

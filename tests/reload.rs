@@ -368,6 +368,48 @@ async fn a_reload_logs_the_certificate_it_read() {
     assert!(line.contains(&serial) && line.contains("days_left"), "{line}");
 }
 
+/// A SIGHUP that would replace the valid certificate with an expired one
+/// (a deploy hook that copied the wrong file) keeps the running one: a
+/// reload that cannot be applied changes nothing, and the refusal names the
+/// file and when it expired. From review 23, finding 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let h = start(&cfg).await;
+    assert_eq!(h.app.certificate_problem(), None);
+    // Same file names, a certificate that expired in 2025.
+    TestCert::write_until(dir.path(), "tls", 2025, 1);
+    let reloaded = h.reload().await.map_err(|e| e.to_string());
+    let problem = h.app.certificate_problem();
+    // The refusal is shown where a refused reload is: status and metrics.
+    let (_, status) = admin(h.admin_addr, "GET", "/api/status").await;
+    let refusals = sample(&metrics(h.admin_addr).await, "hookrelay_reload_failures_total");
+    let url = format!("http://{}", h.admin_addr);
+    let (_, shown, _) = cli_async(vec!["status".into(), "--admin".into(), url]).await;
+    h.shutdown().await;
+    assert_eq!(
+        problem, None,
+        "the reload ({reloaded:?}) put an expired certificate in place of a valid one"
+    );
+    let why = reloaded.expect_err("the reload is refused");
+    assert!(why.contains("tls.crt") && why.contains("expired at 2025-"), "{why}");
+    let last = &status["last_reload"];
+    assert_eq!(
+        (last["applied"].as_bool(), last["refused_because"].as_str()),
+        (Some(false), Some(why.as_str())),
+        "{status}"
+    );
+    assert_eq!(refusals, 1.0);
+    assert!(
+        shown.contains("last reload: REFUSED") && shown.contains("expired at 2025-"),
+        "{shown}"
+    );
+}
+
 /// A reload that moves the media store says what happens to the files
 /// archived before: they stay in the old store, neither served nor swept.
 #[tokio::test]

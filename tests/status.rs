@@ -277,6 +277,15 @@ url = "http://127.0.0.1:1/"
         cert.display()
     );
     assert!(out.contains(&line), "{out}");
+    // An expired one passes (the daemon starts and says so) with a warning:
+    // a reload with it would be refused.
+    let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "old", 2025, 1);
+    let (code, _, err) = check("expired.toml", &base.clone().tls(&cert, &key).render());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("warning: certificate {} expired at 2025-", cert.display())),
+        "{err}"
+    );
     // A certificate that names nothing is served, and named as the problem.
     let TestCert { cert, key, .. } = TestCert::write_without_names(dir.path(), "nameless");
     let (code, out, err) = check("nameless.toml", &base.clone().tls(&cert, &key).render());

@@ -1,7 +1,8 @@
 //! `verify = "fetch"`: a callback is checked against the provider's record
 //! before fan-out. A forged body carrying a replayed valid `kie` signature
 //! (the signature covers only `taskId.timestamp`) is accepted by ingest but
-//! held as unverified, never delivered, until an operator replays it; a
+//! held as unverified, never delivered, until an operator replays it (to the
+//! subscribers that replay queues it for, and only if it is accepted); a
 //! genuine callback is delivered, and so is the Market's short callback
 //! (`{code, msg, data: {taskId}}`), which claims only the outcome (a URL
 //! added to it, or anywhere in a Market callback, must be the record's).
@@ -94,6 +95,110 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
     let got = sub.wait_for(secs(10), "the released event", |all| all.len() == 2).await;
     assert!(String::from_utf8_lossy(&got[1].body).contains("evil.example"));
     h.shutdown().await;
+}
+
+/// An operator's replay releases an unverified callback only when it is
+/// accepted, and only to the subscribers it was queued for: a replay refused
+/// with `404` (a misspelt subscriber) releases nothing, and a replay to one
+/// subscriber does not release the event for the others. Otherwise a later
+/// "replay all dead letters" (after an outage, say) delivers the forged body,
+/// which the docs say is held again.
+#[tokio::test]
+async fn a_refused_replay_does_not_release_an_unverified_callback() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let (sub, other) = (Sub::ok().await, Sub::ok().await);
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .subscriber(Subscriber::new("other", other.url()))
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
+        .await;
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["state"] == "dead"))
+    })
+    .await;
+    for held in view["subscribers"].as_array().unwrap() {
+        assert!(
+            held["last_error"].as_str().unwrap_or("").starts_with("unverified: "),
+            "{view}"
+        );
+    }
+    // When each subscriber's dead letter of the event was (last) held.
+    let held_at = |v: &serde_json::Value, subscriber: &str| {
+        v["dead_letters"]
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|d| d["event"] == id.as_str() && d["subscriber"] == subscriber)
+            })
+            .map(|d| d["at"].clone())
+    };
+    // Re-queue every dead letter, and wait until `subscribers` are held again.
+    let replay_all_and_wait = |subscribers: &'static [&'static str]| {
+        let (admin_addr, held_at) = (h.admin_addr, &held_at);
+        async move {
+            let (_, before) = admin(admin_addr, "GET", "/api/dead-letters").await;
+            tokio::time::sleep(ms(5)).await; // a re-hold gets a later time
+            let (s, v) = admin(admin_addr, "POST", "/api/dead-letters/replay").await;
+            assert_eq!(s, 200, "{v}");
+            admin_until(admin_addr, "/api/dead-letters", secs(5), |v| {
+                subscribers
+                    .iter()
+                    .all(|s| held_at(v, s).is_some_and(|at| Some(at) != held_at(&before, s)))
+            })
+            .await;
+            tokio::time::sleep(ms(500)).await;
+        }
+    };
+
+    // A typo: refused, nothing replayed, nothing released.
+    let (s, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{id}/replay?subscriber=typo"),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    // Later the operator re-queues the dead letters (say, after an outage).
+    replay_all_and_wait(&["runway-sub", "other"]).await;
+    assert_eq!(
+        (sub.count(), other.count()),
+        (0, 0),
+        "the forged (unverified) callback was delivered after a refused replay"
+    );
+
+    // A replay to one subscriber delivers it there, and only there.
+    let (s, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{id}/replay?subscriber=runway-sub"),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), &v["queued"]),
+        (200, &serde_json::json!(["runway-sub"])),
+        "{v}"
+    );
+    sub.wait_for(secs(10), "the released delivery", |all| all.len() == 1)
+        .await;
+    replay_all_and_wait(&["other"]).await;
+    let (n, m) = (sub.count(), other.count());
+    h.shutdown().await;
+    assert_eq!(
+        (n, m),
+        (1, 0),
+        "a replay to one subscriber released the forged callback for the other"
+    );
 }
 
 /// POST `body` to `path` with a valid `kie` signature for `task` (made now).

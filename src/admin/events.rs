@@ -159,12 +159,35 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
 
 pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
     let id = parse_id(id)?;
-    // An operator's replay delivers a callback held as unverified.
-    app.delivery.verifier().release(id);
-    let result = app
+    // An operator's replay delivers a callback held as unverified, to the
+    // subscribers it queues the event for and to no other: released before
+    // the replay is queued (a lane may take it at once), taken back for
+    // every delivery the replay did not queue (refused, failed, pending).
+    let view = app
         .store
-        .replay_event(id, sub.map(str::to_string))
+        .event_view(id)
         .await
+        .map_err(internal)?
+        .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    let verifier = app.delivery.verifier();
+    let configured = app.live();
+    let released: Vec<&str> = view
+        .deliveries
+        .iter()
+        .filter(|d| d.state.is_final() && sub.is_none_or(|s| s == d.subscriber))
+        .filter(|d| configured.config.subscribers().any(|c| c.name == d.subscriber))
+        .map(|d| d.subscriber.as_str())
+        .collect();
+    for s in &released {
+        verifier.release(id, s);
+    }
+    let result = app.store.replay_event(id, sub.map(str::to_string)).await;
+    for s in &released {
+        if !matches!(&result, Ok(Some(r)) if r.iter().any(|r| r.queued && r.subscriber == *s)) {
+            verifier.revoke(id, s);
+        }
+    }
+    let result = result
         .map_err(internal)?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {

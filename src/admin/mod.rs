@@ -6,6 +6,7 @@
 //! When `admin.token` is set every path but `/healthz`, `/readyz` and the
 //! console's files needs `Authorization: Bearer <token>`. Every request but
 //! the health checks passes `guard` (DNS rebinding, cross-site requests).
+//! HEAD is answered as GET, without the body.
 //! Store scans run on the blocking pool (the store does that), never on the
 //! workers that serve callbacks.
 
@@ -85,6 +86,35 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
+    /// The subscriber a state-changing request is limited to: None when the
+    /// parameter is absent (every subscriber). Present, it must name one
+    /// subscriber: empty (`?subscriber=`, a script's unset variable),
+    /// blank, not a name, or given twice is refused, never taken for
+    /// "every subscriber".
+    fn subscriber(&self) -> Result<Option<&str>, (StatusCode, String)> {
+        let mut given = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == "subscriber")
+            .map(|(_, v)| v.as_str());
+        let Some(v) = given.next() else { return Ok(None) };
+        let bad = |why: String| Err((StatusCode::BAD_REQUEST, why));
+        if given.next().is_some() {
+            return bad("subscriber is given more than once: name one subscriber (leave it out for all)".into());
+        }
+        if v.trim().is_empty() {
+            return bad(format!(
+                "subscriber must not be empty (got {v:?}): name one subscriber, or leave the parameter out for all"
+            ));
+        }
+        if !crate::config::valid_name(v) {
+            return bad(format!(
+                "invalid subscriber {v:?}: a subscriber name is 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        Ok(Some(v))
+    }
+
     fn limit(&self, default: usize) -> Result<usize, (StatusCode, String)> {
         match self.get("limit") {
             None => Ok(default),
@@ -130,9 +160,38 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let head = req.method() == Method::HEAD;
     let mut r = answer(app, req).await;
     ui::harden(&mut r);
+    if head {
+        without_body(&mut r);
+    }
     r
+}
+
+/// A HEAD answer: the GET answer's status and headers (its length among
+/// them, when known), no body.
+fn without_body(r: &mut Reply) {
+    use hyper::body::Body as _;
+    if let Some(n) = r.body().size_hint().exact() {
+        r.headers_mut().entry(header::CONTENT_LENGTH).or_insert(n.into());
+    }
+    *r.body_mut() = full(Bytes::new());
+}
+
+/// The path's segments, each percent-decoded (an id may hold a space, `:`
+/// or `/`, sent as `%20`, `%3A`, `%2F`); `None` when one does not decode to
+/// UTF-8.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect()
 }
 
 async fn answer<B>(app: Arc<App>, req: Request<B>) -> Reply
@@ -141,7 +200,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path().to_string();
-    let method = req.method().clone();
+    // HEAD is answered as GET (`handle` leaves the body out).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
@@ -176,7 +239,13 @@ where
         }
     }
     let q = Query::of(&req);
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let Some(decoded) = segments(&path) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the path {path} is not percent-encoded UTF-8"),
+        );
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "tasks"]) => {
             let r = match body(req.into_body()).await {
@@ -209,9 +278,15 @@ where
         (Method::GET, ["api", "status"]) => status::status(&app).await,
         (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
         (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
-        (Method::POST, ["api", "events", id, "replay"]) => events::replay(&app, id, q.get("subscriber")).await,
+        (Method::POST, ["api", "events", id, "replay"]) => match q.subscriber() {
+            Ok(sub) => events::replay(&app, id, sub).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, ["api", "dead-letters"]) => events::dead_letters(&app, &q).await,
-        (Method::POST, ["api", "dead-letters", "replay"]) => events::replay_dead(&app, q.get("subscriber")).await,
+        (Method::POST, ["api", "dead-letters", "replay"]) => match q.subscriber() {
+            Ok(sub) => events::replay_dead(&app, sub).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
         (Method::GET, ["api", "media"]) => media::list(&app, &q).await,
         (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,

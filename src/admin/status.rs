@@ -1,7 +1,7 @@
 //! `/api/status`: what is running. Version, uptime, the public listeners and
 //! how they do TLS, the configured routes (the console's route filters), the
-//! store, and each served certificate (names and expiry; for ACME also the
-//! renewal and failure state). Reads no store rows, so it
+//! store, each served certificate (names and expiry; for ACME also the
+//! renewal and failure state), and the last reload (refused: why). Reads no store rows, so it
 //! stays cheap however large the store is (in cluster mode one stream list
 //! from JetStream for the store's size).
 
@@ -42,6 +42,11 @@ pub(super) async fn status(app: &App) -> ApiResult {
         "routes": app.live().config.routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         "store": store,
         "certificates": certificates(app),
+        "last_reload": app.last_reload().map(|r| json!({
+            "at": rfc3339(r.at_ms),
+            "applied": r.refused.is_none(),
+            "refused_because": r.refused,
+        })),
     }))
 }
 

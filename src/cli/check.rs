@@ -50,6 +50,9 @@ fn tls_summary(c: &Config) -> Option<String> {
     Some(match c.server.tls.as_ref()? {
         crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
             Ok((_, cert)) => {
+                if let Some(e) = crate::tls::not_valid_at(f, &cert, std::time::SystemTime::now()) {
+                    eprintln!("warning: {e}; a reload with it is refused");
+                }
                 if cert.names.is_empty() {
                     eprintln!(
                         "warning: {}: the certificate names no host (no subjectAltName): TLS clients will refuse it",

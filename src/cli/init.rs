@@ -136,6 +136,18 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
          # Check it: hookrelay check-config --config FILE"
             .to_string()
     };
+    // Under the unit (a dynamic user, which cannot read a root-only key) the
+    // certificate and key are credentials too; systemd copies them when the
+    // unit starts, so a renewed certificate needs a restart.
+    let tls = if secrets.is_none() {
+        "# tls = { cert = \"/run/credentials/hookrelay.service/tls-cert\", key = \"/run/credentials/hookrelay.service/tls-key\" }\n\
+         #   with LoadCredential=tls-cert:/etc/letsencrypt/live/NAME/fullchain.pem and\n\
+         #   LoadCredential=tls-key:/etc/letsencrypt/live/NAME/privkey.pem (systemctl edit hookrelay); the key\n\
+         #   stays root-only. A renewed certificate needs `systemctl restart hookrelay` (a reload keeps the\n\
+         #   credentials the unit started with): see systemd/README.md. Or let hookrelay renew: tls = { acme = ... }"
+    } else {
+        "# tls = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }"
+    };
     format!(
         r#"{header}
 # Apply changes with SIGHUP (systemctl reload hookrelay). Every key is documented in the
@@ -144,7 +156,7 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
 [server]
 # Localhost: put a TLS reverse proxy in front, or listen publicly with server.tls.
 listen = [{listen}]
-# tls = {{ cert = "tls/cert.pem", key = "tls/key.pem" }}
+{tls}
 max_body = "1MiB"
 
 [store]

@@ -172,7 +172,7 @@ pub enum AdminCommand {
     /// List deliveries that gave up, newest first.
     DeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
         /// How many to list (the newest); more are counted and said
         #[arg(long, default_value_t = 100)]
@@ -183,13 +183,13 @@ pub enum AdminCommand {
         /// The event id (evt_…)
         id: String,
         /// Only to this subscriber (without it: to every subscriber of its route)
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Re-queue dead letters (all, or one subscriber's).
     ReplayDeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Show subscribers with their backlog and state.
@@ -273,6 +273,19 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// `--subscriber`: one subscriber's name. An empty value (a script's unset
+/// variable) is refused here rather than sent, where it could only be read as
+/// "every subscriber" (the API refuses it too).
+fn parse_subscriber(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty: name one subscriber, or leave out --subscriber for all".into());
+    }
+    if !crate::config::valid_name(s) {
+        return Err("not a subscriber name (1 to 64 letters, digits, '-', '_' or '.')".into());
+    }
+    Ok(s.to_string())
+}
+
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
     if d.is_zero() {
@@ -313,6 +326,13 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// What a path segment keeps unencoded: RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
     let target = match admin::target(cli) {
         Ok(t) => t,
@@ -321,7 +341,10 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A query value (form encoding: a space is `+`).
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    // A path segment (an id): percent-encoded, `/` included; the API decodes it.
+    let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
     let opt = |name: &str, v: &Option<String>| v.as_deref().map_or(String::new(), |v| format!("&{name}={}", enc(v)));
     let (method, path, render): (Method, String, fn(&serde_json::Value) -> String) = match cmd {
         AdminCommand::Events {
@@ -339,7 +362,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             ),
             render::render_events,
         ),
-        AdminCommand::Event { id } => (Method::GET, format!("/api/events/{}", enc(id)), render::render_event),
+        AdminCommand::Event { id } => (Method::GET, format!("/api/events/{}", seg(id)), render::render_event),
         AdminCommand::DeadLetters { subscriber, limit } => (
             Method::GET,
             format!("/api/dead-letters?limit={limit}{}", opt("subscriber", subscriber)),
@@ -349,7 +372,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             Method::POST,
             format!(
                 "/api/events/{}/replay?{}",
-                enc(id),
+                seg(id),
                 opt("subscriber", subscriber).trim_start_matches('&')
             ),
             render::render_replay,
@@ -378,7 +401,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             ..
         } => (
             Method::GET,
-            format!("/api/tasks/{}?{}", enc(id), opt("route", route).trim_start_matches('&')),
+            format!("/api/tasks/{}?{}", seg(id), opt("route", route).trim_start_matches('&')),
             render_tasks::render_task,
         ),
         AdminCommand::Tasks {

@@ -319,6 +319,13 @@ pub fn render_status(v: &Value) -> String {
         listeners.join(", "),
         routes,
     );
+    // Only a refused one is worth a line: the running config is not the file's.
+    if let Some(why) = v["last_reload"]["refused_because"].as_str() {
+        out.push_str(&format!(
+            "last reload: REFUSED at {} (the running configuration stayed): {why}\n",
+            s(&v["last_reload"]["at"])
+        ));
+    }
     let certs = v["certificates"].as_array().cloned().unwrap_or_default();
     if certs.is_empty() {
         out.push_str("certificates: none (plain HTTP)\n");

@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 pub use secret::{decode_whsec, SecretSource};
 pub use units::{Cidr, Dur, Rate, Size};
+pub use validate::valid_name;
 pub use values::*;
 
 use crate::auth::Secret;

@@ -16,9 +16,25 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration: {e} (use e.g. \"15s\", \"2m\", \"14d\")")))
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration: {} (use e.g. \"15s\", \"2m\", \"14d\")",
+                duration_problem(&e)
+            ))
+        })
+    }
+}
+
+/// What is wrong with a duration, without quoting any of it: humantime's
+/// message for an unknown unit quotes the unit's text, and the value may be
+/// a secret written under the wrong key.
+fn duration_problem(e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    match e {
+        E::UnknownUnit { start, .. } => {
+            format!("unknown time unit at {start} (units: ns, us, ms, s, m, h, d, w, M, y)")
+        }
+        other => other.to_string(),
     }
 }
 

@@ -98,3 +98,28 @@ fn serde_messages_lose_only_the_value() {
         assert_eq!(without_values(given), want, "{given}");
     }
 }
+
+#[test]
+fn a_mistyped_duration_or_size_is_refused_without_its_text() {
+    let server = |line: &str| minimal("").replacen("[server]", &format!("[server]\n{line}"), 1);
+    let cases = [
+        (server("read_timeout = \"15sk-7d41e6a8c0\""), "server.read_timeout"),
+        (server("read_timeout = \"sk-7d41e6a8c0\""), "server.read_timeout"),
+        (server("read_timeout = \"15 sk-7d41e6a8c0\""), "server.read_timeout"),
+        (
+            server("read_timeout = \"15skqsevenfouroneaeight\""),
+            "server.read_timeout",
+        ),
+        (server("max_body = \"1sk-7d41e6a8c0\""), "server.max_body"),
+    ];
+    for (text, key) in cases {
+        let e = parse(&text).expect_err("config should be refused");
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("sk-7d41") && !shown.contains("skqseven"),
+            "the value is quoted: {shown}"
+        );
+        assert_eq!(e.key, key, "{shown}");
+        assert!(shown.contains("use e.g."), "{shown}");
+    }
+}

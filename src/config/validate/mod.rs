@@ -223,6 +223,7 @@ impl Validator<'_> {
         warnings.extend(self.after_archive_warnings(&routes));
         warnings.extend(self.open_route_warnings(&routes));
         warnings.extend(self.pull_body_warnings(&server, &routes));
+        warnings.extend(self.shutdown_grace_warning(&server));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {
@@ -247,6 +248,25 @@ impl Validator<'_> {
             media,
             routes,
             warnings,
+        })
+    }
+
+    /// A `server.shutdown_grace` whose stop (grace plus the margin for closing
+    /// the store) outlasts the shipped unit's `TimeoutStopSec`: systemd would
+    /// kill the relay before it closed the store.
+    fn shutdown_grace_warning(&self, server: &ServerConfig) -> Option<String> {
+        use crate::supervise::{SHUTDOWN_MARGIN, UNIT_TIMEOUT_STOP};
+        let stop = server.shutdown_grace + SHUTDOWN_MARGIN;
+        (stop > UNIT_TIMEOUT_STOP).then(|| {
+            format!(
+                "{}: key `server.shutdown_grace`: a stop takes up to the grace plus {} s ({}), longer than the \
+                 shipped unit's TimeoutStopSec={}s: under it, raise TimeoutStopSec to at least that \
+                 (`systemctl edit hookrelay`), or systemd kills the relay before it closes the store",
+                self.file.display(),
+                SHUTDOWN_MARGIN.as_secs(),
+                humantime::format_duration(stop),
+                UNIT_TIMEOUT_STOP.as_secs()
+            )
         })
     }
 
@@ -350,8 +370,9 @@ impl Validator<'_> {
     }
 }
 
-/// Route and subscriber names: used in metrics labels, logs and store keys.
-pub(super) fn valid_name(s: &str) -> bool {
+/// Route and subscriber names: used in metrics labels, logs and store keys
+/// (also how the admin API and the CLI tell a name from a mistake).
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -9,7 +9,8 @@
 //! a hand-out).
 //!
 //! One task per pull subscriber ([`task`]) owns the work source and the
-//! [`leases`]; request handlers talk to it through [`PullLane::pull`] and
+//! [`leases`] (with the pullers waiting and the records in progress:
+//! [`state`]); request handlers talk to it through [`PullLane::pull`] and
 //! [`PullLane::ack`], so several forwarders pulling one subscriber are served
 //! one at a time and never get a message another one holds. A long-poll waits
 //! on the store's work signal (no periodic polling). Leases live in this
@@ -26,6 +27,7 @@ mod ack;
 mod leases;
 mod peer;
 pub mod settle;
+mod state;
 mod task;
 
 use std::net::IpAddr;

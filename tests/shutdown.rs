@@ -1,0 +1,81 @@
+//! SIGTERM: requests in flight finish within `server.shutdown_grace`, and
+//! the stop as a whole is bounded by that grace plus a margin for closing
+//! the store. (A shutdown while a reload's lane waits: `shutdown_handover`.)
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// `server.shutdown_grace` is how long SIGTERM waits for requests in flight;
+/// the whole stop is bounded by the grace plus a margin for closing the store
+/// (not a fixed 8 s). With a grace of 12 s (its stop fits the shipped unit's
+/// `TimeoutStopSec=15s`), a callback still uploading 10 s after SIGTERM is
+/// answered, and the store is closed. From review 23, finding 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_the_configured_shutdown_grace() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let path = TestConfig::new(dir.path())
+        .read_timeout(secs(30))
+        .shutdown_grace(secs(12))
+        .subscriber(Subscriber::new("s", sub.url()))
+        .write();
+    let bin = Bin::start(&path, &[]);
+    let body = runway("slow-upload");
+    let mut s = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+    let head = format!(
+        "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_some(&mut s, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    bin.signal("TERM");
+    // Inside the 12 s grace, after the fixed 8 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let _ = s.write_all(body.as_bytes()).await;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut s, &mut buf))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    let (_, bin) = bin.exit().await;
+    let log = bin.log_text();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the callback in flight was cut off inside shutdown_grace = 12s: answer {answer:?}\nlog:\n{log}"
+    );
+    assert!(
+        log.contains("stopped") && !log.contains("shutdown took longer"),
+        "the stop was cut short:\n{log}"
+    );
+}
+
+/// The shipped unit's `TimeoutStopSec` is the one the relay's stop bound is
+/// checked against: a grace whose stop (grace + margin) outlasts it gets a
+/// warning (systemd would kill the relay before it closed the store).
+#[test]
+fn check_config_warns_of_a_grace_the_shipped_units_stop_timeout_cuts() {
+    use hookrelay::supervise::{SHUTDOWN_MARGIN, UNIT_TIMEOUT_STOP};
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hookrelay.service")).unwrap();
+    let stop: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("TimeoutStopSec=")).collect();
+    assert_eq!(stop, [format!("{}s", UNIT_TIMEOUT_STOP.as_secs())]);
+    let dir = tempfile::tempdir().unwrap();
+    let fits = UNIT_TIMEOUT_STOP - SHUTDOWN_MARGIN;
+    for (grace, warned) in [(secs(5), false), (fits, false), (fits + secs(1), true)] {
+        let path = TestConfig::new(dir.path())
+            .shutdown_grace(grace)
+            .subscriber(Subscriber::new("s", DOWN))
+            .write();
+        let cfg = hookrelay::Config::load(&path).unwrap();
+        let warning = cfg
+            .warnings
+            .iter()
+            .any(|w| w.contains("server.shutdown_grace") && w.contains("TimeoutStopSec"));
+        assert_eq!(warning, warned, "grace {grace:?}: {:?}", cfg.warnings);
+    }
+}
