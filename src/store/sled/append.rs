@@ -70,6 +70,12 @@ impl Writer {
             }
         }
         let id = self.next_id(ev.meta.received_ms);
+        // Ids never go back across a restart either, whatever the clock.
+        b.put(keys::LAST_ID_KEY.to_vec(), id.bytes().to_vec());
+        if !ev.media.is_empty() {
+            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        }
+        // The sequence only once nothing can fail: no gap in the log.
         let tail = self.tails.entry(route).or_insert(1);
         let seq = *tail;
         *tail += 1;
@@ -80,9 +86,6 @@ impl Writer {
             subscribers: subs,
             dedupe: hash,
         };
-        if !ev.media.is_empty() {
-            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
-        }
         b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);
