@@ -37,7 +37,12 @@ impl Writer {
         let accepted = self.add_log_rows(b, ev, seen, news)?;
         if let Some(mark) = &ev.task {
             let (route, _) = self.numbers(b, &ev.meta.route, &[]);
-            self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms)?;
+            // The event's rows are in this batch: once it is flushed the
+            // answer is its id, whatever became of its task (a poll settles it).
+            if let Err(e) = self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms) {
+                tracing::error!(route = %ev.meta.route, task_id = %mark.task_id, error = %e,
+                    "event stored, but its expected task could not be marked; its next poll settles it");
+            }
         }
         Ok(accepted)
     }
