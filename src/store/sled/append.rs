@@ -75,8 +75,6 @@ impl Writer {
             }
         }
         let id = self.next_id(ev.meta.received_ms);
-        // Ids never go back across a restart either, whatever the clock.
-        b.put(keys::LAST_ID_KEY.to_vec(), id.bytes().to_vec());
         if !ev.media.is_empty() {
             self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
         }

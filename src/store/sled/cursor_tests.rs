@@ -164,9 +164,10 @@ async fn ids_after_a_restart_with_the_clock_behind_go_above_the_cursor() {
         let s = SledStore::open(&opts(dir.path())).unwrap();
         s.register(&topology(&["a"])).await.unwrap();
         let last = s.append(event("ahead", &["a"], ahead)).await.unwrap().id;
-        let reg = read_lock(&s.inner.registry);
-        let (route, sub) = (reg.route("runway").unwrap(), reg.sub("a").unwrap());
-        drop(reg);
+        let (route, sub) = {
+            let reg = read_lock(&s.inner.registry);
+            (reg.route("runway").unwrap(), reg.sub("a").unwrap())
+        };
         s.close().await;
         (route, sub, last)
     };

@@ -100,10 +100,12 @@ impl Writer {
 
 /// The floor for new event ids: above every id this store has handed out,
 /// whatever the wall clock says now (it may be behind the last event: a
-/// corrected clock, a restored VM). The stored last id, and — for stores
-/// written before it was kept, or a crash — every id a row still names:
-/// cursor positions (the logs may all have been swept), the newest result
-/// row; the last log row of each route is added by the caller.
+/// corrected clock, a restored VM). The stored last id (written lazily, and
+/// missing in stores from before it was kept), and every id a row still
+/// names: cursor positions (retention may have emptied the logs, but its
+/// commits write the cursors past what they remove), the newest result
+/// row; the last log row of each route is added by the caller. Only ids at
+/// or past a cursor matter for delivery, and those are all covered.
 fn id_floor(tree: &sled::Tree, cursors: &HashMap<(u32, u32), CursorRow>) -> Result<Ulid, StoreError> {
     let mut floor = Ulid::nil();
     let mut raise = |id: Option<crate::store::EventId>| {
