@@ -327,7 +327,10 @@ pub(super) fn written_by_v1_since(db: &sled::Db, tree: &sled::Tree, opts: &Optio
     let events = old.scan_prefix([b'E']).count();
     let pending = old.scan_prefix([b'J']).count();
     let migrated = tree.get(keys::MIGRATED_KEY)?;
-    if migrated.is_some_and(|m| fingerprint(db).is_ok_and(|now| now == m.as_ref())) {
+    if migrated
+        .as_ref()
+        .is_some_and(|m| fingerprint(db).is_ok_and(|now| now == m.as_ref()))
+    {
         drop(old);
         db.drop_tree(V1_TREE)?;
         db.flush()?;
@@ -353,8 +356,16 @@ pub(super) fn written_by_v1_since(db: &sled::Db, tree: &sled::Tree, opts: &Optio
         "hookrelay 0.1 was started on the store at {} after it was migrated to version 2, and wrote to it: \
          {events} events and {pending} deliveries still pending in 0.1's layout, which version 2 does not read. \
          To keep them, start 0.1 on this store until `hookrelay status` shows nothing pending; then run \
-         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2",
-        opts.path.display()
+         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2. \
+         {marker}",
+        opts.path.display(),
+        marker = if migrated.is_none() {
+            "If 0.1 was not started on it (a migration by an earlier 2.x build was stopped before it dropped \
+             0.1's rows), do not run 0.1: it would send the migrated deliveries again; run \
+             `hookrelay migrate --discard-0.1-rows` only"
+        } else {
+            ""
+        }
     )))
 }
 
