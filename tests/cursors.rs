@@ -1,7 +1,9 @@
 //! Promises 1 and 3 on the log-and-cursors store: a `kill -9` in the middle of
 //! a drain skips no acknowledged event and re-sends no more than the lane had
 //! in flight; a subscriber added later starts at the tail; a 0.1 store is
-//! upgraded in place and its pending deliveries are made.
+//! upgraded in place and its pending deliveries are made, also when the
+//! migration was killed before it dropped 0.1's tree; a store a newer
+//! hookrelay wrote is refused.
 
 use crate::common;
 use crate::common::v1_store;
@@ -308,4 +310,105 @@ async fn a_subscriber_moved_to_another_route_by_a_reload_gets_that_routes_events
         .await;
     assert_eq!(got[1].header("webhook-id"), id);
     h.shutdown().await;
+}
+
+/// The rows of one tree of the sled database at `path` (the store closed).
+fn tree_rows(path: &std::path::Path, tree: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = v1_store::open(path);
+    let t = db.open_tree(tree).unwrap();
+    let rows = t
+        .iter()
+        .map(|r| r.unwrap())
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    drop(t);
+    drop(db);
+    rows
+}
+
+/// `SledStore::open` migrates a 0.1 store in this order: the new tree, its
+/// version row, `db.flush()`, and only then `drop_tree("hookrelay")` and a
+/// second flush (review 22 #2). A `kill -9` (or power cut)
+/// between the two flushes leaves the version row on disk *and* 0.1's tree
+/// as it was. That start was taken for "0.1 was started again on the
+/// migrated store and wrote to it" and refused, telling the operator to run
+/// 0.1 on the store until nothing is pending — which would send every
+/// migrated pending delivery a second time (0.1 and version 2 each hold
+/// them). The version row's batch now records what was migrated, and a
+/// start that finds 0.1's tree just so finishes the drop.
+///
+/// The state is made as the crash leaves it: 0.1's rows copied before the
+/// migration and put back after it.
+#[tokio::test]
+async fn a_migration_killed_before_the_old_tree_is_dropped_still_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 2);
+    let old = tree_rows(&cfg.data(), "hookrelay");
+    assert!(!old.is_empty());
+    let path = cfg.write().display().to_string();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("migrated from 0.1"), "{out}");
+    // The crash: the version row is flushed, the drop of 0.1's tree is not.
+    {
+        let db = v1_store::open(&cfg.data());
+        let t = db.open_tree("hookrelay").unwrap();
+        for (k, v) in &old {
+            t.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let r = hookrelay::start(hookrelay::Config::load(&cfg.path()).unwrap()).await;
+    match r {
+        Ok(h) => h.shutdown().await,
+        Err(e) => panic!(
+            "a store whose migration was killed after its version row was flushed and before 0.1's \
+             tree was dropped is refused, and the operator is told to run 0.1 on it: {e}"
+        ),
+    }
+}
+
+/// The newer-store check read the version row of tree `hookrelay-v2` only
+/// (review 22 #3). This version itself moved to a new tree
+/// when its schema changed (0.1's `hookrelay` → `hookrelay-v2`, the old tree
+/// dropped). A newer hookrelay that does the same (`hookrelay-v3`) leaves no
+/// `hookrelay-v2` tree: this version then opened an empty one, takes the
+/// store for new, writes schema 2 into it and starts with none of the
+/// events, dedupe keys, retries or dead letters — pending deliveries are
+/// silently not made, and provider retries of acknowledged callbacks are
+/// accepted as new events later, when the newer version is started again.
+#[tokio::test]
+async fn a_store_a_newer_version_moved_to_its_own_tree_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let h = start(&cfg).await;
+    for i in 0..3 {
+        accepted(h.ingest_addrs[0], &runway(&format!("pending-{i}"))).await;
+    }
+    h.shutdown().await;
+    // A schema 3 hookrelay migrates the way this one did: a new tree, then
+    // the old one dropped.
+    let rows = tree_rows(&cfg.data(), "hookrelay-v2");
+    {
+        let db = v1_store::open(&cfg.data());
+        let t = db.open_tree("hookrelay-v3").unwrap();
+        for (k, v) in &rows {
+            t.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+        t.insert(b"Vversion", &3u32.to_be_bytes()).unwrap();
+        db.drop_tree("hookrelay-v2").unwrap();
+        db.flush().unwrap();
+    }
+    match hookrelay::start(hookrelay::Config::load(&cfg.path()).unwrap()).await {
+        Err(e) => assert!(e.to_string().contains("newer"), "{e}"),
+        Ok(h) => {
+            let (_, v) = admin(h.admin_addr, "GET", "/api/events?limit=100").await;
+            h.shutdown().await;
+            panic!(
+                "a store upgraded by a newer hookrelay (schema 3, tree hookrelay-v3) was taken for a \
+                 new one; its 3 pending events are invisible: /api/events = {v}"
+            );
+        }
+    }
 }

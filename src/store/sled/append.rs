@@ -37,7 +37,12 @@ impl Writer {
         let accepted = self.add_log_rows(b, ev, seen, news)?;
         if let Some(mark) = &ev.task {
             let (route, _) = self.numbers(b, &ev.meta.route, &[]);
-            self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms)?;
+            // The event's rows are in this batch: once it is flushed the
+            // answer is its id, whatever became of its task (a poll settles it).
+            if let Err(e) = self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms) {
+                tracing::error!(route = %ev.meta.route, task_id = %mark.task_id, error = %e,
+                    "event stored, but its expected task could not be marked; its next poll settles it");
+            }
         }
         Ok(accepted)
     }
@@ -70,6 +75,10 @@ impl Writer {
             }
         }
         let id = self.next_id(ev.meta.received_ms);
+        if !ev.media.is_empty() {
+            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        }
+        // The sequence only once nothing can fail: no gap in the log.
         let tail = self.tails.entry(route).or_insert(1);
         let seq = *tail;
         *tail += 1;
@@ -80,9 +89,6 @@ impl Writer {
             subscribers: subs,
             dedupe: hash,
         };
-        if !ev.media.is_empty() {
-            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
-        }
         b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);

@@ -150,3 +150,63 @@ async fn adopted_work_is_not_handed_out_again() {
     assert!(next.take(10, now + 3).await.unwrap().is_empty());
     s.close().await;
 }
+
+/// New ids go above every id handed out before a restart, whatever the
+/// clock says then (review 22 #1): from the kept last id, and — for a store
+/// from before it was kept — from the cursors, though retention emptied the
+/// log. An id below the cursor is never read.
+#[tokio::test]
+async fn ids_after_a_restart_with_the_clock_behind_go_above_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = crate::clock::now_ms();
+    let ahead = now + 3_600_000;
+    let (route, sub, last) = {
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.register(&topology(&["a"])).await.unwrap();
+        let last = s.append(event("ahead", &["a"], ahead)).await.unwrap().id;
+        let (route, sub) = {
+            let reg = read_lock(&s.inner.registry);
+            (reg.route("runway").unwrap(), reg.sub("a").unwrap())
+        };
+        s.close().await;
+        (route, sub, last)
+    };
+    for kept in [true, false] {
+        {
+            // Retention took the event, the cursor is past it; a store of
+            // before has no last id row.
+            let db = sled::open(opts(dir.path()).path).unwrap();
+            let tree = db.open_tree(super::TREE).unwrap();
+            for item in tree.scan_prefix(keys::log_prefix(route)).keys() {
+                tree.remove(item.unwrap()).unwrap();
+            }
+            let at = tree
+                .scan_prefix(keys::cursor(route, sub))
+                .values()
+                .next()
+                .and_then(|v| keys::CursorRow::decode(&v.unwrap()))
+                .unwrap();
+            let moved = keys::CursorRow {
+                at: at.at.max(last.next()),
+                ..at
+            };
+            tree.insert(keys::cursor(route, sub), moved.encode().to_vec()).unwrap();
+            if !kept {
+                tree.remove(keys::LAST_ID_KEY).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.register(&topology(&["a"])).await.unwrap();
+        let id = s
+            .append(event(&format!("behind-{kept}"), &["a"], now))
+            .await
+            .unwrap()
+            .id;
+        assert!(id > last, "kept last id: {kept}: {id} is below {last}");
+        let mut c = s.work_source("a").unwrap();
+        let got = c.take(10, now).await.unwrap();
+        assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [id], "kept: {kept}");
+        s.close().await;
+    }
+}

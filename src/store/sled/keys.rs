@@ -5,6 +5,8 @@
 //! | prefix | key | value | written |
 //! |---|---|---|---|
 //! | `V` | `version` | schema version (u32 BE) | once |
+//! | `V` | `last_event_id` | the last event id handed out (16): new ids go above it whatever the clock says | with the sequence rows (control batches, shutdown) |
+//! | `V` | `migrated_from_v1` | rows (u64 BE) and SHA-256 (32) of 0.1's tree as migrated ([`super::migrate`]) | with the version row of a migration |
 //! | `N` | `r` or `s`, name | number (u32 BE) | once per name |
 //! | `L` | route (4), event id (16) | header + body ([`super::codec`]) | ingest |
 //! | `D` | route (4), dedupe hash (16) | event id (16) | ingest |
@@ -49,6 +51,10 @@ pub const T: u8 = b'T';
 pub const H: u8 = b'H';
 
 pub const VERSION_KEY: &[u8] = b"Vversion";
+/// The last event id handed out (written lazily, with the sequence rows).
+pub const LAST_ID_KEY: &[u8] = b"Vlast_event_id";
+/// What a migration from 0.1 read, written with the version row.
+pub const MIGRATED_KEY: &[u8] = b"Vmigrated_from_v1";
 
 fn cat<const M: usize>(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(M);

@@ -3,7 +3,8 @@
 //! attempts; pending jobs become due-index rows (so cursors start at the tail)
 //! and dead letters stay dead letters. The new tree is written in batches and
 //! marked with its schema version only at the end, so an interrupted migration
-//! starts over; the old tree is dropped after that. A migration is refused
+//! starts over; the old tree is dropped after that (a restart finishes the
+//! drop when a crash came first: [`fingerprint`]). A migration is refused
 //! before it starts when the disk lacks room for it, and a migrated store
 //! that 0.1 wrote to again is refused (or its 0.1 rows discarded on request).
 
@@ -285,13 +286,38 @@ pub struct Migrated {
     pub dead_letters: u64,
 }
 
-/// A migrated store that hookrelay 0.1 was started on again: 0.1 reads and
-/// writes only its own layout, so what it accepted since is invisible here.
-/// Refuse, saying what to do, rather than leave those callbacks behind
-/// silently; `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
+/// 0.1's tree as it is now: its rows (u64 BE), then the SHA-256 of every
+/// key and value in order. Written with the version row of a migration
+/// ([`keys::MIGRATED_KEY`]), so that a restart can tell a migration killed
+/// before it dropped that tree (the same rows) from 0.1 started again.
+pub(super) fn fingerprint(db: &sled::Db) -> Result<Vec<u8>, StoreError> {
+    use sha2::Digest;
+    let old = db.open_tree(V1_TREE)?;
+    let mut h = sha2::Sha256::new();
+    let mut rows = 0u64;
+    for item in old.iter() {
+        let (k, v) = item?;
+        for part in [&k[..], &v[..]] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        rows += 1;
+    }
+    let mut out = rows.to_be_bytes().to_vec();
+    out.extend_from_slice(&h.finalize());
+    Ok(out)
+}
+
+/// A migrated store that still has 0.1's tree. Either the migration was
+/// killed after its version row and before it dropped that tree (0.1's
+/// rows are the ones migrated, [`fingerprint`]): the drop is finished. Or
+/// hookrelay 0.1 was started on the store again: 0.1 reads and writes only
+/// its own layout, so what it accepted since is invisible here. Refuse,
+/// saying what to do, rather than leave those callbacks behind silently;
+/// `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
 /// delivered them.
-pub(super) fn written_by_v1_since(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
-    if !db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes()) {
+pub(super) fn written_by_v1_since(db: &sled::Db, tree: &sled::Tree, opts: &Options) -> Result<(), StoreError> {
+    if !super::schema::has_tree(db, V1_TREE) {
         return Ok(());
     }
     let old = db.open_tree(V1_TREE)?;
@@ -300,7 +326,23 @@ pub(super) fn written_by_v1_since(db: &sled::Db, opts: &Options) -> Result<(), S
     }
     let events = old.scan_prefix([b'E']).count();
     let pending = old.scan_prefix([b'J']).count();
+    let migrated = tree.get(keys::MIGRATED_KEY)?;
+    if migrated
+        .as_ref()
+        .is_some_and(|m| fingerprint(db).is_ok_and(|now| now == m.as_ref()))
+    {
+        drop(old);
+        db.drop_tree(V1_TREE)?;
+        db.flush()?;
+        tracing::info!(
+            events,
+            "0.1's tree, left by a migration that was stopped before it dropped it, is dropped \
+             (its rows are the ones migrated)"
+        );
+        return Ok(());
+    }
     if opts.discard_v1_rows {
+        drop(old);
         db.drop_tree(V1_TREE)?;
         db.flush()?;
         tracing::warn!(
@@ -314,8 +356,16 @@ pub(super) fn written_by_v1_since(db: &sled::Db, opts: &Options) -> Result<(), S
         "hookrelay 0.1 was started on the store at {} after it was migrated to version 2, and wrote to it: \
          {events} events and {pending} deliveries still pending in 0.1's layout, which version 2 does not read. \
          To keep them, start 0.1 on this store until `hookrelay status` shows nothing pending; then run \
-         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2",
-        opts.path.display()
+         `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2. \
+         {marker}",
+        opts.path.display(),
+        marker = if migrated.is_none() {
+            "If 0.1 was not started on it (a migration by an earlier 2.x build was stopped before it dropped \
+             0.1's rows), do not run 0.1: it would send the migrated deliveries again; run \
+             `hookrelay migrate --discard-0.1-rows` only"
+        } else {
+            ""
+        }
     )))
 }
 

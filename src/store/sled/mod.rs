@@ -28,6 +28,7 @@ mod record;
 mod registry;
 mod replay;
 mod result_codec;
+mod schema;
 mod sweep;
 mod task_codec;
 mod task_query;
@@ -184,37 +185,7 @@ impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
         let db = open_db::open_db(opts)?;
-        let tree = db.open_tree(TREE)?;
-        let mut migrated = None;
-        match tree.get(keys::VERSION_KEY)? {
-            Some(v) => {
-                let version = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
-                if version > SCHEMA {
-                    return Err(StoreError::Incompatible(format!(
-                        "the store at {} was written by a newer hookrelay (schema {version}); this version reads \
-                         schema {SCHEMA} and older: upgrade hookrelay",
-                        opts.path.display()
-                    )));
-                }
-                migrate::written_by_v1_since(&db, opts)?;
-            }
-            None => {
-                // New, or a 0.1 store, or a migration that was interrupted.
-                migrate::room_to_migrate(&db, opts)?;
-                tree.clear()?;
-                migrated = migrate::from_v1(&db, &tree)?;
-                tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
-                db.flush()?;
-                if db
-                    .tree_names()
-                    .iter()
-                    .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes())
-                {
-                    db.drop_tree(migrate::V1_TREE)?;
-                    db.flush()?;
-                }
-            }
-        }
+        let (tree, migrated) = schema::open_tree(&db, opts)?;
         let registry = Registry::load(&tree)?;
         let inner = Arc::new(Inner {
             db,

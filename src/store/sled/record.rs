@@ -175,6 +175,11 @@ impl Writer {
             for (route, next) in &self.tails {
                 b.put(keys::seq(*route), next.to_be_bytes().to_vec());
             }
+            // Ids never go back across a restart (whatever the clock): the
+            // log rows and cursors keep the floor between these writes.
+            if !self.last_id.is_nil() {
+                b.put(keys::LAST_ID_KEY.to_vec(), self.last_id.to_bytes().to_vec());
+            }
         }
         for sub in &self.dirty_waiting {
             b.put(keys::count(*sub), self.waiting[sub].to_be_bytes().to_vec());

@@ -78,8 +78,13 @@ impl Writer {
             TaskOp::Register(t) => {
                 let (route, _) = self.numbers(b, &t.route, &[]);
                 let key = tc::task(route, &t.task_id);
-                if let Some(row) = load(b, &key, &t.route, &t.task_id)? {
-                    return Ok(Some(row));
+                if let Some(v) = b.get(&key)? {
+                    match tc::decode(&v, &t.route, &t.task_id) {
+                        Some(row) => return Ok(Some(row)),
+                        None => tracing::error!(route = %t.route, task_id = %t.task_id,
+                            row = %hex::encode(&v[..v.len().min(64)]),
+                            "unreadable expected-task row; registered again on a new row"),
+                    }
                 }
                 let row = match stored_final(b, route, &t.terminal_keys)? {
                     Some((event, origin)) => Task::found_settled(t, event, origin),
@@ -138,8 +143,12 @@ impl Writer {
             return Ok(());
         }
         let key = tc::task(route, &mark.task_id);
-        let Some(mut row) = load(b, &key, "", &mark.task_id)? else {
-            return Ok(());
+        let mut row = match b.get(&key)? {
+            None => return Ok(()),
+            Some(v) => match tc::decode(&v, "", &mark.task_id) {
+                Some(row) => row,
+                None => self.unreadable_task(b, route, &key, &v, mark, now_ms)?,
+            },
         };
         let Some(state) = crate::store::settled_state(row.state, origin, accepted.duplicate) else {
             return Ok(());
@@ -150,6 +159,44 @@ impl Writer {
         row.settled(state, accepted.id, mark, origin, now_ms);
         b.put(key, tc::encode(&row));
         Ok(())
+    }
+
+    /// A task row that does not decode, met by the event that settles it:
+    /// the task is settled on a fresh row (its registration time, polls and
+    /// history are lost), and its schedule rows go. Failing instead answered
+    /// the callback 503 for ever, though its event was stored and delivered.
+    fn unreadable_task(
+        &mut self,
+        b: &mut Batch<'_>,
+        route: u32,
+        key: &[u8],
+        v: &[u8],
+        mark: &TaskMark,
+        now_ms: u64,
+    ) -> Result<Task, StoreError> {
+        let name = super::read_lock(&self.inner.registry)
+            .route_name(route)
+            .unwrap_or_default()
+            .to_string();
+        tracing::error!(route = %name, task_id = %mark.task_id, key = %hex::encode(key),
+            row = %hex::encode(&v[..v.len().min(64)]),
+            "unreadable expected-task row; it is replaced, settled by this event (its history is lost)");
+        let mut stale = Vec::new();
+        for item in self.inner.tree.scan_prefix([tc::P]).keys() {
+            let k = item?;
+            if tc::parse_task_due(&k).is_some_and(|(_, r, id)| r == route && id == mark.task_id) {
+                stale.push(k.to_vec());
+            }
+        }
+        for k in stale {
+            b.del(k);
+        }
+        Ok(Task::new(&NewTask {
+            route: name,
+            task_id: mark.task_id.clone(),
+            now_ms,
+            first_poll_ms: None,
+        }))
     }
 
     /// One bounded retention step from `from` (None: the first task): the

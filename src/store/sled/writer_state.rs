@@ -1,7 +1,7 @@
 //! The writer's authoritative state at start-up, read back from the tree:
 //! every cursor, each route's next log sequence (the stored one, or past the
 //! last log row if a crash came before it was written), the last event id
-//! handed out, the due-index counts (per route: [`super::due_route`]), and the media bookkeeping.
+//! handed out ([`id_floor`]), the due-index counts (per route: [`super::due_route`]), and the media bookkeeping.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -34,7 +34,7 @@ impl Writer {
             }
         }
         let mut tails = HashMap::new();
-        let mut last_id = Ulid::nil();
+        let mut last_id = id_floor(tree, &cursors)?;
         for route in super::read_lock(&inner.registry).route_numbers() {
             let stored = tree.get(keys::seq(route))?.map(|v| keys::u64_value(&v));
             let mut next = stored.unwrap_or(1);
@@ -96,4 +96,33 @@ impl Writer {
             dead: super::dead_count::DeadCount::new(),
         })
     }
+}
+
+/// The floor for new event ids: above every id this store has handed out,
+/// whatever the wall clock says now (it may be behind the last event: a
+/// corrected clock, a restored VM). The stored last id (written lazily, and
+/// missing in stores from before it was kept), and every id a row still
+/// names: cursor positions (retention may have emptied the logs, but its
+/// commits write the cursors past what they remove), the newest result
+/// row; the last log row of each route is added by the caller. Only ids at
+/// or past a cursor matter for delivery, and those are all covered.
+fn id_floor(tree: &sled::Tree, cursors: &HashMap<(u32, u32), CursorRow>) -> Result<Ulid, StoreError> {
+    let mut floor = Ulid::nil();
+    let mut raise = |id: Option<crate::store::EventId>| {
+        if let Some(id) = id {
+            floor = floor.max(id.0);
+        }
+    };
+    raise(
+        tree.get(keys::LAST_ID_KEY)?
+            .and_then(|v| crate::store::EventId::from_slice(&v)),
+    );
+    for c in cursors.values() {
+        // `at` is the first event not finished: ids below it are never read.
+        raise(Some(c.at));
+        raise(Some(c.high_water));
+    }
+    let newest_result = tree.scan_prefix([keys::R]).next_back().transpose()?;
+    raise(newest_result.and_then(|(k, _)| crate::store::EventId::from_slice(k.get(1..17)?)));
+    Ok(floor)
 }

@@ -1,0 +1,72 @@
+//! The schema checks when the store opens: a store a newer hookrelay wrote
+//! (a newer version row in this version's tree, or a tree of its own named
+//! `hookrelay-v{N}`, as this version moved to `hookrelay-v2`) is refused;
+//! a new store, a 0.1 store or an interrupted migration is (re)built; a
+//! migrated store whose 0.1 tree is still there is checked ([`super::migrate`]).
+
+use super::keys;
+use super::{migrate, SCHEMA, TREE};
+use crate::store::{Options, StoreError};
+
+/// Open this version's tree, checked; what a migration carried over.
+pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Option<migrate::Migrated>), StoreError> {
+    // Before `open_tree`, which would create this version's tree beside
+    // the newer one's.
+    if let Some(newer) = newest_tree_schema(db).filter(|n| *n > SCHEMA) {
+        return Err(newer_store(opts, newer));
+    }
+    let tree = db.open_tree(TREE)?;
+    if let Some(v) = tree.get(keys::VERSION_KEY)? {
+        let version = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+        if version > SCHEMA {
+            return Err(newer_store(opts, version));
+        }
+        migrate::written_by_v1_since(db, &tree, opts)?;
+        return Ok((tree, None));
+    }
+    // New, or a 0.1 store, or a migration that was interrupted.
+    migrate::room_to_migrate(db, opts)?;
+    tree.clear()?;
+    let migrated = migrate::from_v1(db, &tree)?;
+    // The version row, and what was migrated, in one batch: a crash after
+    // it and before 0.1's tree is dropped is told from 0.1 writing again.
+    let mut b = sled::Batch::default();
+    b.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes());
+    if migrated.is_some() {
+        b.insert(keys::MIGRATED_KEY, migrate::fingerprint(db)?);
+    }
+    tree.apply_batch(b)?;
+    db.flush()?;
+    if has_tree(db, migrate::V1_TREE) {
+        db.drop_tree(migrate::V1_TREE)?;
+        db.flush()?;
+    }
+    Ok((tree, migrated))
+}
+
+pub(super) fn has_tree(db: &sled::Db, name: &str) -> bool {
+    db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes())
+}
+
+/// The highest N of the trees named `hookrelay-v{N}` that hold rows.
+fn newest_tree_schema(db: &sled::Db) -> Option<u32> {
+    db.tree_names()
+        .iter()
+        .filter_map(|n| {
+            std::str::from_utf8(n)
+                .ok()?
+                .strip_prefix("hookrelay-v")?
+                .parse::<u32>()
+                .ok()
+        })
+        .filter(|n| *n <= SCHEMA || db.open_tree(format!("hookrelay-v{n}")).is_ok_and(|t| !t.is_empty()))
+        .max()
+}
+
+fn newer_store(opts: &Options, version: u32) -> StoreError {
+    StoreError::Incompatible(format!(
+        "the store at {} was written by a newer hookrelay (schema {version}); this version reads \
+         schema {SCHEMA} and older: upgrade hookrelay",
+        opts.path.display()
+    ))
+}
