@@ -196,6 +196,8 @@ impl Writer {
             task_id: mark.task_id.clone(),
             now_ms,
             first_poll_ms: None,
+            // Settled by this event at once: nothing to look up.
+            terminal_keys: Vec::new(),
         }))
     }
 
