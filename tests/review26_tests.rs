@@ -203,3 +203,30 @@ fn review26_a_mistyped_log_level_is_refused_without_its_text() {
     assert!(!shown.contains("sk-7d41"), "the value is quoted: {shown}");
 }
 
+
+/// Finding 5 (low). The new `server.shutdown_grace` warning adds the 3 s
+/// margin with `Duration + Duration`, which panics on overflow: a grace near
+/// the largest duration (`"18446744073709551615s"`, which humantime accepts)
+/// makes `Config::parse` panic instead of answering a located error, against
+/// the fuzz target's contract (fuzz/fuzz_targets/config.rs: "a Config or a
+/// located error, never a panic"); `check-config` and ExecStartPre crash.
+/// supervise.rs's `grace + SHUTDOWN_MARGIN` has the same overflow at SIGTERM.
+#[test]
+fn review26_a_huge_shutdown_grace_is_refused_or_accepted_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .render()
+        .replacen("[server]", "[server]\nshutdown_grace = \"18446744073709551615s\"", 1);
+    let parsed = std::panic::catch_unwind(|| {
+        hookrelay::Config::parse(std::path::Path::new("fuzz.toml"), &text).map(|_| ()).map_err(|e| e.to_string())
+    });
+    match parsed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => assert!(e.starts_with("fuzz.toml"), "{e}"),
+        Err(p) => panic!(
+            "Config::parse panicked: {:?}",
+            p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        ),
+    }
+}
