@@ -38,7 +38,7 @@ async fn review26_a_reload_that_leaves_an_expired_certificate_alone_is_not_refus
     );
 }
 
-/// Finding 2. `hookrelay init --systemd` now suggests the TLS files as
+/// Finding 3. `hookrelay init --systemd` now suggests the TLS files as
 /// credentials at the absolute path `/run/credentials/hookrelay.service/…`,
 /// and its header (like systemd/README.md) says to check the file "as the
 /// unit sees it" with `CREDENTIALS_DIRECTORY=DIR/secrets hookrelay
@@ -82,7 +82,7 @@ fn review26_the_documented_check_passes_for_the_suggested_tls_credentials() {
     );
 }
 
-/// Finding 3. `replay` releases only deliveries that are final (dead,
+/// Finding 2. `replay` releases only deliveries that are final (dead,
 /// delivered, skipped) before it queues, yet it also queues a delivery that
 /// waits for a later retry ("sent at once"). A delivery of a `verify =
 /// "fetch"` route waits so when the provider's record had not caught up (or
@@ -183,7 +183,7 @@ async fn review26_a_replay_that_queues_a_delivery_waiting_on_the_provider_releas
     );
 }
 
-/// Finding 4 (low; the same class as 7837996, left open). A duration with an
+/// Finding 5 (low; the same class as 7837996, left open). A duration with an
 /// unknown unit is now refused without quoting it, because "the value may be
 /// a secret written under the wrong key". A string key next to it,
 /// `log.level`, still quotes the whole value in the error (which
@@ -204,7 +204,7 @@ fn review26_a_mistyped_log_level_is_refused_without_its_text() {
 }
 
 
-/// Finding 5 (low). The new `server.shutdown_grace` warning adds the 3 s
+/// Finding 4 (low). The new `server.shutdown_grace` warning adds the 3 s
 /// margin with `Duration + Duration`, which panics on overflow: a grace near
 /// the largest duration (`"18446744073709551615s"`, which humantime accepts)
 /// makes `Config::parse` panic instead of answering a located error, against
