@@ -70,8 +70,11 @@ impl Validator<'_> {
         }
     }
 
+    /// A file that must exist now; one under `/run/credentials/UNIT/` is read
+    /// from `$CREDENTIALS_DIRECTORY` when that is set (see
+    /// [`crate::config::secret::in_credentials_directory`]).
     pub fn existing_file(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
-        let path = self.resolve_path(p.get_ref());
+        let path = crate::config::secret::in_credentials_directory(&self.resolve_path(p.get_ref()));
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(path),
             Ok(_) => Err(self.err(key, Some(p.span()), format!("{} is not a file", path.display()))),
