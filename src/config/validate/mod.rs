@@ -259,16 +259,19 @@ impl Validator<'_> {
     /// kill the relay before it closed the store.
     fn shutdown_grace_warning(&self, server: &ServerConfig) -> Option<String> {
         use crate::supervise::{SHUTDOWN_MARGIN, UNIT_TIMEOUT_STOP};
-        let stop = server.shutdown_grace + SHUTDOWN_MARGIN;
+        let stop = server.shutdown_grace.saturating_add(SHUTDOWN_MARGIN);
         (stop > UNIT_TIMEOUT_STOP).then(|| {
             format!(
-                "{}: key `server.shutdown_grace`: a stop takes up to the grace plus {} s ({}), longer than the \
-                 shipped unit's TimeoutStopSec={}s: under it, raise TimeoutStopSec to at least that \
-                 (`systemctl edit hookrelay`), or systemd kills the relay before it closes the store",
+                "{}: key `server.shutdown_grace`: a stop takes up to the grace plus {} s ({stop}), longer than \
+                 the shipped unit's TimeoutStopSec={}s: under that unit, raise it to at least {stop} \
+                 (`systemctl edit hookrelay`, then `TimeoutStopSec={}s` under [Service]), or systemd kills the \
+                 relay before it closes the store (this check does not read the unit: once it is raised, or \
+                 outside that unit, this warning does not apply)",
                 self.file.display(),
                 SHUTDOWN_MARGIN.as_secs(),
-                humantime::format_duration(stop),
-                UNIT_TIMEOUT_STOP.as_secs()
+                UNIT_TIMEOUT_STOP.as_secs(),
+                stop.as_secs().saturating_add(u64::from(stop.subsec_nanos() > 0)),
+                stop = humantime::format_duration(stop),
             )
         })
     }
