@@ -159,7 +159,7 @@ impl Validator<'_> {
             level: raw.log.level,
             format: raw.log.format,
         };
-        if let Err(e) = crate::logging::check_filter(&log.level) {
+        if let Err(e) = crate::logging::check_configured_filter(&log.level) {
             return Err(self.err("log.level", None, format!("invalid log level: {e}")));
         }
         let d = raw.delivery;
