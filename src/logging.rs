@@ -16,21 +16,58 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 /// such as `warning` as a target name and turns every other log line off,
 /// errors included: that is refused here with what to write instead.
 pub fn check_filter(filter: &str) -> Result<(), String> {
+    match filter_problem(filter) {
+        None => Ok(()),
+        Some(FilterProblem::NotALevel { part, .. }) => Err(format!(
+            "{part:?} is not a level: use one of {} (or target=level, comma-separated)",
+            LEVELS.join(", ")
+        )),
+        Some(FilterProblem::Syntax(e)) => Err(e),
+    }
+}
+
+/// [`check_filter`] for the config file's `log.level`, quoting none of the
+/// value: it may be a secret written under the wrong key, and the error is
+/// printed by `check-config` and logged to the journal.
+pub fn check_configured_filter(filter: &str) -> Result<(), String> {
+    match filter_problem(filter) {
+        None => Ok(()),
+        Some(FilterProblem::NotALevel { at, .. }) => Err(format!(
+            "directive {at} is not a level: use one of {} (or target=level, comma-separated)",
+            LEVELS.join(", ")
+        )),
+        Some(FilterProblem::Syntax(_)) => Err(format!(
+            "not a filter: use one of {} (or target=level, comma-separated)",
+            LEVELS.join(", ")
+        )),
+    }
+}
+
+enum FilterProblem {
+    /// Directive `at` (from 1, after blank ones are dropped) names no level.
+    NotALevel { at: usize, part: String },
+    /// `EnvFilter` refuses it (its message may quote the filter).
+    Syntax(String),
+}
+
+fn filter_problem(filter: &str) -> Option<FilterProblem> {
     // Level names, or tracing's numbers for them (0 = off … 5 = trace).
     let is_level = |l: &str| {
         LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim())) || matches!(l.trim(), "0" | "1" | "2" | "3" | "4" | "5")
     };
     let filter = normalized(filter);
-    for part in filter.split(',') {
+    for (i, part) in filter.split(',').enumerate() {
         let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
         if !is_level(level) {
-            return Err(format!(
-                "{part:?} is not a level: use one of {} (or target=level, comma-separated)",
-                LEVELS.join(", ")
-            ));
+            return Some(FilterProblem::NotALevel {
+                at: i + 1,
+                part: part.to_string(),
+            });
         }
     }
-    EnvFilter::try_new(&filter).map(|_| ()).map_err(|e| e.to_string())
+    EnvFilter::try_new(&filter)
+        .err()
+        .map(|e| FilterProblem::Syntax(e.to_string()))
 }
 
 /// The filter without blanks around its parts: `EnvFilter` reads the space
@@ -138,7 +175,18 @@ mod tests {
         for bad in ["warning", "verbose", "trace1", "hookrelay=loud", "info,quiet"] {
             let e = check_filter(bad).unwrap_err();
             assert!(e.contains("is not a level") && e.contains("warn"), "{bad}: {e}");
+            // The config file's value is never quoted (it may be a misplaced secret).
+            let e = super::check_configured_filter(bad).unwrap_err();
+            let word = bad.rsplit([',', '=']).next().unwrap();
+            assert!(
+                e.contains("is not a level") && e.contains("warn") && !e.contains(word),
+                "{bad}: {e}"
+            );
         }
+        assert!(super::check_configured_filter("info, hookrelay=debug").is_ok());
+        assert!(super::check_configured_filter("info,sk-7d41")
+            .unwrap_err()
+            .starts_with("directive 2 "));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! is logged (ACME settings among them: ACME certificates renew on their
 //! own), and a file that cannot be applied changes nothing (certificate
 //! files that cannot be read, whose key does not fit, or whose certificate
-//! is expired or not yet valid among them).
+//! is expired or not yet valid among them, unless that certificate is the
+//! one being served already).
 
 use crate::config::{Config, ConfigError, StoreBackend, TlsSource};
 use crate::delivery::DeliveryError;
@@ -78,13 +79,20 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     // Compared with what the listeners run, not with the previous file: a
     // change that needed a restart is still pending after further reloads.
     let certificate = match (&new.server.tls, &app.tls, &app.acme) {
-        (Some(TlsSource::Files(files)), Some(_), None) => {
+        (Some(TlsSource::Files(files)), Some(served), None) => {
             let (cfg, cert) = tls::load_files(files)?;
-            // Served, it would fail every handshake: keep the one being served.
-            if let Some(e) = tls::not_valid_at(files, &cert, crate::clock::now()) {
-                return Err(e.into());
+            match tls::not_valid_at(files, &cert, crate::clock::now()) {
+                None => Some((cfg, cert)),
+                // The certificate being served already (expired since, or
+                // never valid): refusing would protect nothing and keep the
+                // rest of the file (a new token, an allowlist) from applying.
+                Some(e) if served.certificate().as_ref() == Some(&cert) => {
+                    tracing::error!("{e}; it is the certificate being served already: the rest of the reload applies");
+                    None
+                }
+                // Served, it would fail every handshake: keep the one being served.
+                Some(e) => return Err(e.into()),
             }
-            Some((cfg, cert))
         }
         (Some(TlsSource::Acme(settings)), Some(_), Some(running)) => {
             if settings != running.settings() {

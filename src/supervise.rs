@@ -138,7 +138,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // The grace as reloaded last, plus the margin for stopping delivery and
     // media and closing the store.
     let grace = handle.app.live().config.server.shutdown_grace;
-    let bound = grace + SHUTDOWN_MARGIN;
+    let bound = grace.saturating_add(SHUTDOWN_MARGIN);
     if tokio::time::timeout(bound, handle.shutdown()).await.is_err() {
         tracing::warn!(
             "shutdown took longer than shutdown_grace ({}) plus {} s; exiting",

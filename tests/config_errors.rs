@@ -192,3 +192,26 @@ fn acme_directory_credentials_are_not_quoted() {
         "check-config quotes the password:\n{out}{err}"
     );
 }
+
+/// A mistyped `log.level` is refused without quoting it (like a duration
+/// with an unknown unit): the value may be a secret written under the wrong
+/// key, and `check-config`, ExecStartPre and the journal print the error. It
+/// names the allowed levels instead. From review 26, finding 5.
+#[test]
+fn a_mistyped_log_level_is_refused_without_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .log_level("sk-7d41e6a8c0")
+        .subscriber(Subscriber::new("s", DOWN))
+        .write();
+    let shown = match hookrelay::Config::load(&path) {
+        Ok(_) => panic!("the config should be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(shown.contains("log.level"), "{shown}");
+    assert!(!shown.contains("sk-7d41"), "the value is quoted: {shown}");
+    assert!(
+        shown.contains("is not a level: use one of trace, debug, info, warn, error, off"),
+        "{shown}"
+    );
+}

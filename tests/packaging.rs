@@ -297,3 +297,53 @@ async fn init_does_not_print_the_subscriber_urls_credentials() {
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(config.contains("pw-s3cret") && config.contains("k3y"));
 }
+
+/// `hookrelay init --systemd` suggests the TLS files as credentials at the
+/// absolute path `/run/credentials/hookrelay.service/…`, and its header
+/// (like systemd/README.md) says to check the file "as the unit sees it" with
+/// `CREDENTIALS_DIRECTORY=DIR/secrets hookrelay check-config`. That check
+/// passes for the suggested setting before the restart that loads the
+/// credentials: with `CREDENTIALS_DIRECTORY` set, a path under
+/// `/run/credentials/UNIT/` is read from that directory. From review 26,
+/// finding 3.
+#[test]
+fn the_documented_check_passes_for_the_suggested_tls_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("etc");
+    let (ok, _, err) = cli(&["init", "--systemd", "--dir", dir.to_str().unwrap()]);
+    assert!(ok, "init: {err}");
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The operator's certificate files, placed where the unit's LoadCredential=
+    // lines would read them from (as the secrets are in DIR/secrets).
+    TestCert::write(&dir.join("secrets"), "tls");
+    std::fs::rename(dir.join("secrets/tls.crt"), dir.join("secrets/tls-cert")).unwrap();
+    std::fs::rename(dir.join("secrets/tls.key"), dir.join("secrets/tls-key")).unwrap();
+    // Uncomment the suggested line, as the comment says to.
+    let edited = text.replacen(
+        "# tls = { cert = \"/run/credentials",
+        "tls = { cert = \"/run/credentials",
+        1,
+    );
+    assert_ne!(edited, text, "init suggests the TLS files as credentials");
+    std::fs::write(&config, edited).unwrap();
+    // The check the header documents ("as the unit sees it").
+    let check = text
+        .lines()
+        .find(|l| l.contains("CREDENTIALS_DIRECTORY=") && l.contains("check-config"))
+        .expect("the header documents the check");
+    assert!(
+        check.contains(&format!("CREDENTIALS_DIRECTORY={}/secrets", dir.display())),
+        "{check}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .env("CREDENTIALS_DIRECTORY", dir.join("secrets"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the documented check of the suggested TLS credentials fails:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -485,3 +485,33 @@ async fn a_restart_after_a_reload_that_moved_the_media_store_compares_with_the_r
     log_until(|| bin.log_text(), "admin API listening", secs(10)).await;
     assert!(!bin.log_text().contains("media.store changed"), "{}", bin.log_text());
 }
+
+/// A relay whose served certificate file has expired (the renewal failed,
+/// or under the unit the credential copy of the start is stale) still
+/// applies a reload that leaves that certificate alone: here the operator
+/// locks down the admin API with a token. Refusing would protect nothing (the
+/// expired certificate is served either way); the problem stays reported.
+/// From review 26, finding 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_leaves_the_served_expired_certificate_alone_applies_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write_until(dir.path(), "tls", 2025, 1);
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let h = start(&cfg).await;
+    let before = h.app.certificate_problem();
+    // Same certificate files; only the admin token is new.
+    cfg.clone().admin_token("locked-down-now").write();
+    let reloaded = h.reload().await.map_err(|e| e.to_string());
+    let token_applied = h.app.live().config.admin.token.is_some();
+    let still_served = h.app.certificate_problem();
+    h.shutdown().await;
+    assert!(before.is_some(), "the relay started serving the expired certificate");
+    assert_eq!(before, still_served, "the served certificate is the same either way");
+    assert!(
+        reloaded.is_ok() && token_applied,
+        "a reload that only sets admin.token was refused because the (unchanged, already served) \
+         certificate is expired: {reloaded:?}; admin.token applied: {token_applied}"
+    );
+}

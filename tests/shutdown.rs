@@ -75,7 +75,53 @@ fn check_config_warns_of_a_grace_the_shipped_units_stop_timeout_cuts() {
         let warning = cfg
             .warnings
             .iter()
-            .any(|w| w.contains("server.shutdown_grace") && w.contains("TimeoutStopSec"));
-        assert_eq!(warning, warned, "grace {grace:?}: {:?}", cfg.warnings);
+            .find(|w| w.contains("server.shutdown_grace") && w.contains("TimeoutStopSec"));
+        assert_eq!(warning.is_some(), warned, "grace {grace:?}: {:?}", cfg.warnings);
+        // It names the shipped unit's value (it cannot see a raised one) and how to raise it.
+        if let Some(w) = warning {
+            let shipped = format!("the shipped unit's TimeoutStopSec={}s", UNIT_TIMEOUT_STOP.as_secs());
+            let raise = format!("TimeoutStopSec={}s", (fits + secs(1) + SHUTDOWN_MARGIN).as_secs());
+            assert!(
+                w.contains(&shipped) && w.contains("systemctl edit hookrelay") && w.contains(&raise),
+                "{w}"
+            );
+        }
+    }
+}
+
+/// A huge `server.shutdown_grace` (`"18446744073709551615s"`, which
+/// humantime accepts) is refused with a located error: adding the 3 s margin
+/// to it (the warning above, the bound at SIGTERM) used to panic
+/// `Config::parse`, against the fuzz target's contract ("a Config or a
+/// located error, never a panic"). A grace above 1 h is refused, and so is
+/// any duration above 100 years (a deadline `now + timeout` would overflow).
+/// From review 26, finding 4.
+#[test]
+fn a_huge_shutdown_grace_is_refused_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .render();
+    for (line, says) in [
+        ("shutdown_grace = \"18446744073709551615s\"", "longer than 100 years"),
+        ("shutdown_grace = \"2h\"", "at most 1h"),
+        ("idle_timeout = \"18446744073709551615s\"", "longer than 100 years"),
+    ] {
+        let text = base.replacen("[server]", &format!("[server]\n{line}"), 1);
+        let parsed = std::panic::catch_unwind(|| {
+            hookrelay::Config::parse(std::path::Path::new("fuzz.toml"), &text)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok(Ok(())) => panic!("{line} was accepted"),
+            Ok(Err(e)) => assert!(e.starts_with("fuzz.toml") && e.contains(says), "{line}: {e}"),
+            Err(p) => panic!(
+                "Config::parse panicked on {line}: {:?}",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            ),
+        }
     }
 }

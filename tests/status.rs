@@ -278,7 +278,7 @@ url = "http://127.0.0.1:1/"
     );
     assert!(out.contains(&line), "{out}");
     // An expired one passes (the daemon starts and says so) with a warning:
-    // a reload with it would be refused.
+    // a reload that would put it in place of another certificate is refused.
     let TestCert { cert, key, .. } = TestCert::write_until(dir.path(), "old", 2025, 1);
     let (code, _, err) = check("expired.toml", &base.clone().tls(&cert, &key).render());
     assert_eq!(code, Some(0), "{err}");

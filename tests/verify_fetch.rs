@@ -365,3 +365,100 @@ async fn verify_and_reconcile_need_a_preset_and_a_key() {
     let err = hookrelay::Config::load(&cfg.write()).unwrap_err().to_string();
     assert!(err.contains("server.public_url"), "{err}");
 }
+
+/// A replay releases every delivery it queues, also one that was waiting
+/// for a later retry (the provider's record had not caught up at its check)
+/// while the verdict was settled through another subscriber: it answers
+/// `queued: [that subscriber]` and delivers there, rather than holding it
+/// again as unverified at once. From review 26, finding 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
+    const TOKEN: &str = "review26-pull-token";
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let a = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &a.url())
+        .without_reconcile()
+        .subscriber(Subscriber::pull("b", TOKEN))
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    // A task still running at the provider; its callback forged ahead of it.
+    let target = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(&target, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        "/hooks/runway",
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        forged.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The push subscriber's check finds the record behind: it waits (10 s).
+    let t0 = std::time::Instant::now();
+    while fake.status_requests(&target) < 1 {
+        assert!(t0.elapsed() < secs(10), "the push delivery was never checked");
+        tokio::time::sleep(ms(20)).await;
+    }
+    tokio::time::sleep(ms(200)).await;
+    // The task ends; the pull subscriber's check settles the verdict: held.
+    fake.set_stage(&target, fake.stage_count(&target));
+    let (s, _, got) = pull_call(addr, "GET", "/pull/b?wait=1s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, 200, "{got}");
+    let state = |v: &serde_json::Value, name: &str| {
+        v["subscribers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["name"] == name || s["subscriber"] == name).cloned())
+            .unwrap_or_default()
+    };
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        state(v, "b")["state"] == "dead"
+    })
+    .await;
+    assert_eq!(state(&view, "b")["state"], "dead", "{view}");
+    assert_ne!(
+        state(&view, "runway-sub")["state"],
+        "dead",
+        "still waiting on the provider: {view}"
+    );
+    // The operator has looked at it and replays the event to everyone.
+    let (s, replay) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(s, 200, "{replay}");
+    let queued: Vec<&str> = replay["queued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(queued.contains(&"runway-sub"), "{replay}");
+    let delivered = tokio::time::timeout(secs(5), async {
+        while a.count() == 0 {
+            tokio::time::sleep(ms(50)).await;
+        }
+    })
+    .await
+    .is_ok();
+    let (_, after) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    h.shutdown().await;
+    assert!(
+        delivered,
+        "the replay answered {replay} (queued to runway-sub) but did not release it: held again: {}",
+        state(&after, "runway-sub")
+    );
+}

@@ -171,10 +171,13 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     let verifier = app.delivery.verifier();
     let configured = app.live();
+    // What the store may queue: a finished delivery, and on one host one
+    // waiting for a later retry too (moved to now).
+    let now_ms = crate::clock::now_ms();
     let released: Vec<&str> = view
         .deliveries
         .iter()
-        .filter(|d| d.state.is_final() && sub.is_none_or(|s| s == d.subscriber))
+        .filter(|d| app.store.replay_may_queue(&d.state, now_ms) && sub.is_none_or(|s| s == d.subscriber))
         .filter(|d| configured.config.subscribers().any(|c| c.name == d.subscriber))
         .map(|d| d.subscriber.as_str())
         .collect();

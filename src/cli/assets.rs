@@ -23,7 +23,9 @@ const FILES_SECTION: &str = r#".SH FILES
 .TP
 \fI/etc/hookrelay/config.toml\fR
 The packaged service's configuration (a conffile). Its secrets are systemd
-credentials: \fB{ credential = "NAME" }\fR reads \fI$CREDENTIALS_DIRECTORY/NAME\fR.
+credentials: \fB{ credential = "NAME" }\fR reads \fI$CREDENTIALS_DIRECTORY/NAME\fR,
+and so does a file path \fI/run/credentials/UNIT/NAME\fR (the TLS files) when
+\fBCREDENTIALS_DIRECTORY\fR is set.
 .TP
 \fI/etc/hookrelay/secrets/\fR
 One file per secret (route-token, subscriber-secret, admin-token), mode 0600,

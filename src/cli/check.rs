@@ -51,7 +51,7 @@ fn tls_summary(c: &Config) -> Option<String> {
         crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {
             Ok((_, cert)) => {
                 if let Some(e) = crate::tls::not_valid_at(f, &cert, std::time::SystemTime::now()) {
-                    eprintln!("warning: {e}; a reload with it is refused");
+                    eprintln!("warning: {e}; a reload that would put it in place of another certificate is refused");
                 }
                 if cert.names.is_empty() {
                     eprintln!(

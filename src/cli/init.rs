@@ -140,13 +140,19 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
     // certificate and key are credentials too; systemd copies them when the
     // unit starts, so a renewed certificate needs a restart.
     let tls = if secrets.is_none() {
-        "# tls = { cert = \"/run/credentials/hookrelay.service/tls-cert\", key = \"/run/credentials/hookrelay.service/tls-key\" }\n\
-         #   with LoadCredential=tls-cert:/etc/letsencrypt/live/NAME/fullchain.pem and\n\
-         #   LoadCredential=tls-key:/etc/letsencrypt/live/NAME/privkey.pem (systemctl edit hookrelay); the key\n\
-         #   stays root-only. A renewed certificate needs `systemctl restart hookrelay` (a reload keeps the\n\
-         #   credentials the unit started with): see systemd/README.md. Or let hookrelay renew: tls = { acme = ... }"
+        format!(
+            "# tls = {{ cert = \"/run/credentials/hookrelay.service/tls-cert\", key = \"/run/credentials/hookrelay.service/tls-key\" }}\n\
+             #   with LoadCredential=tls-cert:/etc/letsencrypt/live/NAME/fullchain.pem and\n\
+             #   LoadCredential=tls-key:/etc/letsencrypt/live/NAME/privkey.pem (systemctl edit hookrelay); the key\n\
+             #   stays root-only. A renewed certificate needs `systemctl restart hookrelay` (a reload keeps the\n\
+             #   credentials the unit started with): see systemd/README.md. Or let hookrelay renew: tls = {{ acme = ... }}\n\
+             #   With CREDENTIALS_DIRECTORY set, as in the check above, a path under /run/credentials/UNIT/ is\n\
+             #   read from that directory: to check before the restart, link the files there as the unit names\n\
+             #   them (sudo ln -s /etc/letsencrypt/live/NAME/fullchain.pem {dir}/secrets/tls-cert, same for tls-key)",
+            dir = s.dir
+        )
     } else {
-        "# tls = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }"
+        "# tls = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }".to_string()
     };
     format!(
         r#"{header}

@@ -119,7 +119,7 @@ fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
         (
             minimal("") + "\n[log]\nlevel = \"warning\"\n",
             "log.level",
-            "\"warning\" is not a level",
+            "directive 1 is not a level",
         ),
         (sub("retry = []"), "routes[0].subscribers[0].retry", "empty"),
         (

@@ -126,3 +126,55 @@ pub fn decode_whsec(s: &str) -> Result<Secret, String> {
     }
     Ok(Secret::new(key))
 }
+
+/// A file path the config names under a unit's credentials directory
+/// (`/run/credentials/UNIT/NAME`, as `hookrelay init --systemd` suggests for
+/// the TLS files), read from `$CREDENTIALS_DIRECTORY/NAME` when that is set.
+/// Under the unit that is the same file (systemd sets it to that directory);
+/// for `CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config`
+/// it is the file of that name there, as for `{ credential = "NAME" }`.
+pub fn in_credentials_directory(path: &Path) -> std::path::PathBuf {
+    in_credentials_dir(
+        path,
+        std::env::var_os("CREDENTIALS_DIRECTORY").as_deref().map(Path::new),
+    )
+}
+
+fn in_credentials_dir(path: &Path, dir: Option<&Path>) -> std::path::PathBuf {
+    let rest = path.strip_prefix("/run/credentials").ok().and_then(|unit| {
+        let mut parts = unit.components();
+        let unit = parts.next()?;
+        let rest = parts.as_path();
+        (matches!(unit, std::path::Component::Normal(_)) && !rest.as_os_str().is_empty()).then_some(rest)
+    });
+    match (dir, rest) {
+        (Some(dir), Some(rest)) if !dir.as_os_str().is_empty() => dir.join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod credential_path_tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_path_under_the_units_credentials_is_read_from_the_credentials_directory() {
+        let dir = Some(Path::new("/etc/hookrelay/secrets"));
+        let at = |p: &str, d| super::in_credentials_dir(Path::new(p), d);
+        assert_eq!(
+            at("/run/credentials/hookrelay.service/tls-cert", dir),
+            Path::new("/etc/hookrelay/secrets/tls-cert")
+        );
+        // Unset: as written. Other paths, or the directory itself: as written.
+        assert_eq!(
+            at("/run/credentials/hookrelay.service/tls-cert", None),
+            Path::new("/run/credentials/hookrelay.service/tls-cert")
+        );
+        assert_eq!(at("/etc/ssl/tls.crt", dir), Path::new("/etc/ssl/tls.crt"));
+        assert_eq!(
+            at("/run/credentials/hookrelay.service", dir),
+            Path::new("/run/credentials/hookrelay.service")
+        );
+        assert_eq!(at("/run/credentialsx/u/tls", dir), Path::new("/run/credentialsx/u/tls"));
+    }
+}

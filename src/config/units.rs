@@ -16,14 +16,25 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration: {} (use e.g. \"15s\", \"2m\", \"14d\")",
                 duration_problem(&e)
             ))
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(serde::de::Error::custom(
+                "invalid duration: longer than 100 years (no setting needs that much)",
+            ));
+        }
+        Ok(Dur(d))
     }
 }
+
+/// The longest duration any key accepts. Far beyond any useful setting, it
+/// keeps `Instant + duration` (a timeout's deadline, a lease's end) from
+/// overflowing, which would panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// What is wrong with a duration, without quoting any of it: humantime's
 /// message for an unknown unit quotes the unit's text, and the value may be

@@ -70,8 +70,11 @@ impl Validator<'_> {
         }
     }
 
+    /// A file that must exist now; one under `/run/credentials/UNIT/` is read
+    /// from `$CREDENTIALS_DIRECTORY` when that is set (see
+    /// [`crate::config::secret::in_credentials_directory`]).
     pub fn existing_file(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
-        let path = self.resolve_path(p.get_ref());
+        let path = crate::config::secret::in_credentials_directory(&self.resolve_path(p.get_ref()));
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(path),
             Ok(_) => Err(self.err(key, Some(p.span()), format!("{} is not a file", path.display()))),
@@ -156,7 +159,7 @@ impl Validator<'_> {
             level: raw.log.level,
             format: raw.log.format,
         };
-        if let Err(e) = crate::logging::check_filter(&log.level) {
+        if let Err(e) = crate::logging::check_configured_filter(&log.level) {
             return Err(self.err("log.level", None, format!("invalid log level: {e}")));
         }
         let d = raw.delivery;
@@ -256,16 +259,19 @@ impl Validator<'_> {
     /// kill the relay before it closed the store.
     fn shutdown_grace_warning(&self, server: &ServerConfig) -> Option<String> {
         use crate::supervise::{SHUTDOWN_MARGIN, UNIT_TIMEOUT_STOP};
-        let stop = server.shutdown_grace + SHUTDOWN_MARGIN;
+        let stop = server.shutdown_grace.saturating_add(SHUTDOWN_MARGIN);
         (stop > UNIT_TIMEOUT_STOP).then(|| {
             format!(
-                "{}: key `server.shutdown_grace`: a stop takes up to the grace plus {} s ({}), longer than the \
-                 shipped unit's TimeoutStopSec={}s: under it, raise TimeoutStopSec to at least that \
-                 (`systemctl edit hookrelay`), or systemd kills the relay before it closes the store",
+                "{}: key `server.shutdown_grace`: a stop takes up to the grace plus {} s ({stop}), longer than \
+                 the shipped unit's TimeoutStopSec={}s: under that unit, raise it to at least {stop} \
+                 (`systemctl edit hookrelay`, then `TimeoutStopSec={}s` under [Service]), or systemd kills the \
+                 relay before it closes the store (this check does not read the unit: once it is raised, or \
+                 outside that unit, this warning does not apply)",
                 self.file.display(),
                 SHUTDOWN_MARGIN.as_secs(),
-                humantime::format_duration(stop),
-                UNIT_TIMEOUT_STOP.as_secs()
+                UNIT_TIMEOUT_STOP.as_secs(),
+                stop.as_secs().saturating_add(u64::from(stop.subsec_nanos() > 0)),
+                stop = humantime::format_duration(stop),
             )
         })
     }

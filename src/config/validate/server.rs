@@ -11,6 +11,10 @@ use crate::config::values::{ServerConfig, TlsSource};
 use crate::config::ConfigError;
 use crate::tls::TlsFiles;
 
+/// The longest `server.shutdown_grace`: a stop waits this long for requests
+/// in flight; more would only keep a stop from ending.
+const MAX_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Validator<'_> {
     pub(super) fn server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
         if s.listen.is_empty() {
@@ -70,6 +74,13 @@ impl Validator<'_> {
             if d.is_zero() {
                 return Err(self.err(key, None, "must be greater than 0"));
             }
+        }
+        if s.shutdown_grace.0 > MAX_SHUTDOWN_GRACE {
+            return Err(self.err(
+                "server.shutdown_grace",
+                None,
+                "must be at most 1h (a stop waits this long for requests in flight)",
+            ));
         }
         if s.max_connections == 0 {
             return Err(self.err("server.max_connections", None, "must be at least 1"));

@@ -22,6 +22,20 @@ pub(super) struct DeadRange {
     last: Vec<u8>,
 }
 
+impl super::SledStore {
+    /// Whether [`Writer::replay`] may queue a delivery seen in `state` at
+    /// `now_ms` (it decides later, at its own clock): a finished one, or one
+    /// waiting for a later retry (moved to now). One due already is left
+    /// alone, as is one never attempted.
+    pub fn replay_may_queue(&self, state: &DeliveryState, now_ms: u64) -> bool {
+        match state {
+            DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => *due_ms > now_ms,
+            DeliveryState::Pending => false,
+            DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
+        }
+    }
+}
+
 impl Writer {
     /// Queue `route`'s event `id` again for `sub`; whether anything was queued.
     fn replay_one(

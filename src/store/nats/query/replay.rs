@@ -47,6 +47,19 @@ fn conflict(e: &UpdateError) -> bool {
 }
 
 impl NatsStore {
+    /// Whether [`Self::replay_event`] may queue a delivery seen in `state` at
+    /// `now_ms`: a finished one, or one a replay marked (due at its mark)
+    /// whose message was never stored, once the grace for its publish is
+    /// over (`requeue_unqueued`). A delivery waiting for a retry is left to
+    /// it (unlike on one host).
+    pub fn replay_may_queue(&self, state: &DeliveryState, now_ms: u64) -> bool {
+        match state {
+            DeliveryState::Retrying { due_ms } => due_ms.saturating_add(GRACE_MS) <= now_ms,
+            DeliveryState::AwaitingMedia { .. } | DeliveryState::Pending => false,
+            DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
+        }
+    }
+
     /// Queue the delivery of message `seq` of `route` to `sub` again, unless
     /// it is still pending with the consumer (or, for a dead-letter replay,
     /// no longer dead). Whether it was queued.
