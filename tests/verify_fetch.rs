@@ -39,27 +39,7 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
         .await;
     let mut forged = fake.final_callback(&target);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(&target, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        "/hooks/runway",
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        forged.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "the signature is valid: {}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
@@ -389,27 +369,7 @@ async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
     let target = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
     let mut forged = fake.final_callback(&target);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(&target, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        "/hooks/runway",
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        forged.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
     // The push subscriber's check finds the record behind: it waits (10 s).
     let t0 = std::time::Instant::now();
     while fake.status_requests(&target) < 1 {
