@@ -34,12 +34,7 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
 
     // Forged: the task's real callback is lost; an attacker replays a valid
     // signature for the task with a body pointing at their own file.
-    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
-        .await;
-    let mut forged = fake.final_callback(&target);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
+    let id = forge_after_a_lost_callback(&fake, addr, &url).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
@@ -95,12 +90,7 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/runway");
-    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
-        .await;
-    let mut forged = fake.final_callback(&target);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
+    let id = forge_after_a_lost_callback(&fake, addr, &url).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"]
             .as_array()
@@ -179,6 +169,18 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
         (1, 0),
         "a replay to one subscriber released the forged callback for the other"
     );
+}
+
+/// A Runway task that finished at the provider but whose callback was lost,
+/// and a callback for it forged by an attacker with a valid signature and a
+/// body pointing at their own file, posted to `/hooks/runway`: the event's id.
+async fn forge_after_a_lost_callback(fake: &FakeProvider, addr: std::net::SocketAddr, url: &str) -> String {
+    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(url));
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
+        .await;
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    post_signed(addr, "/hooks/runway", fake, &target, &forged).await
 }
 
 /// POST `body` to `path` with a valid `kie` signature for `task` (made now).
