@@ -6,7 +6,6 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -27,10 +26,6 @@ fn route(fake: &FakeProvider, provider: &str) -> Route {
         .provider(Provider::new(fake.api_key(), provider))
         .verify("fetch")
         .subscriber(Subscriber::new("other", DOWN).filter("/never", serde_json::json!(true)))
-}
-
-fn free_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
 async fn until(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {

@@ -35,10 +35,6 @@ fn route(fake: &FakeProvider, provider: &str) -> Route {
         .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(300)))
 }
 
-fn free_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 /// Long-poll `relay` as forwarder `fwd` on a raw connection, and close it
 /// once the relay has called the provider (its first `connections`: the
 /// check of the message it took for that poll, held 3 s); when it left.
@@ -137,29 +133,7 @@ async fn a_pullers_messages_go_back_to_the_cluster_when_it_leaves_before_its_ans
     );
 
     // Delivered once: acknowledged through B, and offered by neither relay again.
-    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
-    let (s, _, v) = pull_call(addr_b, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
-    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
-    for h in [&a, &b] {
-        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
-            v["subscribers"][0]["state"] == "delivered"
-        })
-        .await;
-        let d = &ev["subscribers"][0];
-        assert_eq!(
-            (d["state"].as_str(), d["attempts_total"].as_u64()),
-            (Some("delivered"), Some(1)),
-            "{ev}"
-        );
-    }
-    for addr in [addr_a, addr_b] {
-        let (_, _, after) = pull_call(addr, "GET", "/pull/laptop?wait=1s", Some(TOKEN), Some("fwd"), "").await;
-        assert_eq!(
-            after["messages"].as_array().map(Vec::len),
-            Some(0),
-            "handed out again: {after}"
-        );
-    }
+    acknowledge_once(&id, addr_b, &[(&a, addr_a), (&b, addr_b)]).await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -211,24 +185,34 @@ async fn on_one_host_a_pullers_messages_stay_ready_when_it_leaves_before_its_ans
         (Some(id.as_str()), Some(1), Some("1")),
         "the attempt number of a message nobody got is not spent: {got}"
     );
-    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
-    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
-    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
-    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
-    let d = &ev["subscribers"][0];
-    assert_eq!(
-        (d["state"].as_str(), d["attempts_total"].as_u64()),
-        (Some("delivered"), Some(1)),
-        "{ev}"
-    );
-    let (_, _, after) = pull_call(addr, "GET", "/pull/laptop?wait=1s", Some(TOKEN), Some("fwd"), "").await;
-    assert_eq!(
-        after["messages"].as_array().map(Vec::len),
-        Some(0),
-        "handed out again: {after}"
-    );
+    acknowledge_once(&id, addr, &[(&h, addr)]).await;
     h.shutdown().await;
+}
+
+/// Acknowledge `id` through `through` and check it was delivered once: at
+/// every relay its one attempt is recorded delivered, and none offers it again.
+async fn acknowledge_once(id: &str, through: SocketAddr, relays: &[(&hookrelay::Handle, SocketAddr)]) {
+    let ack = format!(r#"{{"ids": ["{id}"]}}"#);
+    let (s, _, v) = pull_call(through, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    for (h, _) in relays {
+        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        let d = &ev["subscribers"][0];
+        assert_eq!(
+            (d["state"].as_str(), d["attempts_total"].as_u64()),
+            (Some("delivered"), Some(1)),
+            "{ev}"
+        );
+    }
+    for (_, addr) in relays {
+        let (_, _, after) = pull_call(*addr, "GET", "/pull/laptop?wait=1s", Some(TOKEN), Some("fwd"), "").await;
+        assert_eq!(
+            after["messages"].as_array().map(Vec::len),
+            Some(0),
+            "handed out again: {after}"
+        );
+    }
 }

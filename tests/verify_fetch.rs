@@ -34,32 +34,7 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
 
     // Forged: the task's real callback is lost; an attacker replays a valid
     // signature for the task with a body pointing at their own file.
-    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
-        .await;
-    let mut forged = fake.final_callback(&target);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(&target, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        "/hooks/runway",
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        forged.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "the signature is valid: {}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = forge_after_a_lost_callback(&fake, addr, &url).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
@@ -115,12 +90,7 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/runway");
-    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
-        .await;
-    let mut forged = fake.final_callback(&target);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
+    let id = forge_after_a_lost_callback(&fake, addr, &url).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"]
             .as_array()
@@ -199,6 +169,18 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
         (1, 0),
         "a replay to one subscriber released the forged callback for the other"
     );
+}
+
+/// A Runway task that finished at the provider but whose callback was lost,
+/// and a callback for it forged by an attacker with a valid signature and a
+/// body pointing at their own file, posted to `/hooks/runway`: the event's id.
+async fn forge_after_a_lost_callback(fake: &FakeProvider, addr: std::net::SocketAddr, url: &str) -> String {
+    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(url));
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
+        .await;
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    post_signed(addr, "/hooks/runway", fake, &target, &forged).await
 }
 
 /// POST `body` to `path` with a valid `kie` signature for `task` (made now).
@@ -389,27 +371,7 @@ async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
     let target = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
     let mut forged = fake.final_callback(&target);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(&target, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        "/hooks/runway",
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        forged.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
     // The push subscriber's check finds the record behind: it waits (10 s).
     let t0 = std::time::Instant::now();
     while fake.status_requests(&target) < 1 {

@@ -5,9 +5,11 @@
 //! writes a first config ([`init`]); `check-config` validates and
 //! summarises one ([`check`]); `apply-cluster-settings` changes what the
 //! relays of a cluster share ([`cluster`]); the hidden `generate-assets` writes the
-//! man pages, completions and packaged config for the .deb ([`assets`]).
+//! man pages, completions and packaged config for the .deb ([`assets`]); the
+//! flags' own value checks are in [`args`].
 
 pub mod admin;
+mod args;
 pub mod assets;
 mod check;
 mod cluster;
@@ -134,10 +136,10 @@ pub enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
         /// How long one long-poll waits for work (at most 55s).
-        #[arg(long, default_value = "30s", value_parser = parse_wait)]
+        #[arg(long, default_value = "30s", value_parser = args::parse_wait)]
         wait: std::time::Duration,
         /// How long the local service may take per message (keep it below the subscriber's lease).
-        #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+        #[arg(long, default_value = "30s", value_parser = args::parse_timeout)]
         timeout: std::time::Duration,
     },
     #[command(flatten)]
@@ -172,7 +174,7 @@ pub enum AdminCommand {
     /// List deliveries that gave up, newest first.
     DeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long, value_parser = parse_subscriber)]
+        #[arg(long, value_parser = args::parse_subscriber)]
         subscriber: Option<String>,
         /// How many to list (the newest); more are counted and said
         #[arg(long, default_value_t = 100)]
@@ -183,13 +185,13 @@ pub enum AdminCommand {
         /// The event id (evt_…)
         id: String,
         /// Only to this subscriber (without it: to every subscriber of its route)
-        #[arg(long, value_parser = parse_subscriber)]
+        #[arg(long, value_parser = args::parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Re-queue dead letters (all, or one subscriber's).
     ReplayDeadLetters {
         /// Only this subscriber's dead letters
-        #[arg(long, value_parser = parse_subscriber)]
+        #[arg(long, value_parser = args::parse_subscriber)]
         subscriber: Option<String>,
     },
     /// Show subscribers with their backlog and state.
@@ -263,35 +265,6 @@ pub fn main() -> ExitCode {
         }),
         Command::Admin(cmd) => admin_command(&cli, cmd),
     }
-}
-
-fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
-    if d > crate::pull::wire::MAX_WAIT {
-        return Err("at most 55s".into());
-    }
-    Ok(d)
-}
-
-/// `--subscriber`: one subscriber's name. An empty value (a script's unset
-/// variable) is refused here rather than sent, where it could only be read as
-/// "every subscriber" (the API refuses it too).
-fn parse_subscriber(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty: name one subscriber, or leave out --subscriber for all".into());
-    }
-    if !crate::config::valid_name(s) {
-        return Err("not a subscriber name (1 to 64 letters, digits, '-', '_' or '.')".into());
-    }
-    Ok(s.to_string())
-}
-
-fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
-    if d.is_zero() {
-        return Err("must be greater than 0".into());
-    }
-    Ok(d)
 }
 
 /// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.

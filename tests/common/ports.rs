@@ -26,3 +26,9 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// A loopback address on a [`free_port`]: for a relay restarted on the same
+/// address, or one whose address its peers must know first.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}

@@ -1,0 +1,31 @@
+//! The command line's own value checks (clap value parsers): each refuses a
+//! bad value before anything is sent, naming what it expects.
+
+pub(super) fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
+    if d > crate::pull::wire::MAX_WAIT {
+        return Err("at most 55s".into());
+    }
+    Ok(d)
+}
+
+/// `--subscriber`: one subscriber's name. An empty value (a script's unset
+/// variable) is refused here rather than sent, where it could only be read as
+/// "every subscriber" (the API refuses it too).
+pub(super) fn parse_subscriber(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty: name one subscriber, or leave out --subscriber for all".into());
+    }
+    if !crate::config::valid_name(s) {
+        return Err("not a subscriber name (1 to 64 letters, digits, '-', '_' or '.')".into());
+    }
+    Ok(s.to_string())
+}
+
+pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
+    if d.is_zero() {
+        return Err("must be greater than 0".into());
+    }
+    Ok(d)
+}
