@@ -2,7 +2,8 @@
 //! a drain skips no acknowledged event and re-sends no more than the lane had
 //! in flight; a subscriber added later starts at the tail; a 0.1 store is
 //! upgraded in place and its pending deliveries are made, also when the
-//! migration was killed before it dropped 0.1's tree; a store a newer
+//! migration was killed before it dropped 0.1's tree (and 0.1 ran on it
+//! then); a store a newer
 //! hookrelay wrote is refused.
 
 use crate::common;
@@ -326,6 +327,29 @@ fn tree_rows(path: &std::path::Path, tree: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     rows
 }
 
+/// The state a migration killed after its version row and before it
+/// dropped 0.1's tree leaves (`hookrelay migrate` ran to the end first):
+/// 0.1's rows `old` back, and the marker written with the version row (the
+/// rows and the SHA-256 of 0.1's tree, removed once that tree is dropped).
+fn killed_before_the_drop(db: &sled::Db, old: &[(Vec<u8>, Vec<u8>)]) {
+    use sha2::Digest;
+    let t = db.open_tree("hookrelay").unwrap();
+    let mut h = sha2::Sha256::new();
+    for (k, v) in old {
+        t.insert(k.as_slice(), v.as_slice()).unwrap();
+        for part in [k, v] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+    }
+    let mut marker = (old.len() as u64).to_be_bytes().to_vec();
+    marker.extend_from_slice(&h.finalize());
+    db.open_tree("hookrelay-v2")
+        .unwrap()
+        .insert(b"Vmigrated_from_v1", marker)
+        .unwrap();
+}
+
 /// `SledStore::open` migrates a 0.1 store in this order: the new tree, its
 /// version row, `db.flush()`, and only then `drop_tree("hookrelay")` and a
 /// second flush (review 22 #2). A `kill -9` (or power cut)
@@ -353,10 +377,7 @@ async fn a_migration_killed_before_the_old_tree_is_dropped_still_starts() {
     // The crash: the version row is flushed, the drop of 0.1's tree is not.
     {
         let db = v1_store::open(&cfg.data());
-        let t = db.open_tree("hookrelay").unwrap();
-        for (k, v) in &old {
-            t.insert(k.as_slice(), v.as_slice()).unwrap();
-        }
+        killed_before_the_drop(&db, &old);
         db.flush().unwrap();
     }
     let r = hookrelay::start(hookrelay::Config::load(&cfg.path()).unwrap()).await;
@@ -367,6 +388,60 @@ async fn a_migration_killed_before_the_old_tree_is_dropped_still_starts() {
              tree was dropped is refused, and the operator is told to run 0.1 on it: {e}"
         ),
     }
+}
+
+/// A migration killed after its version row and before it dropped 0.1's
+/// tree, then hookrelay 0.1 started on the store (a rollback) and sent one
+/// of the pending deliveries (review 27 #2). Version 2 has not served from
+/// the store (every start with the marker drops the tree or migrates
+/// again first), so it migrates again from 0.1's rows as 0.1 left them:
+/// the deliveries still pending are made once, the one 0.1 sent is not
+/// sent again (draining with 0.1 and discarding 0.1's rows, as it used to
+/// advise, made version 2 send every migrated pending delivery again).
+#[tokio::test]
+async fn a_migration_killed_before_the_drop_then_0_1_started_is_migrated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
+    // Three fresh jobs and the retrying one pending.
+    let old = v1_store::write(&cfg.data(), 3);
+    let rows = tree_rows(&cfg.data(), "hookrelay");
+    let path = cfg.write().display().to_string();
+    let (ok, _, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok, "{err}");
+    {
+        let db = v1_store::open(&cfg.data());
+        killed_before_the_drop(&db, &rows);
+        let t = db.open_tree("hookrelay").unwrap();
+        // 0.1 then ran on it: it sent the first pending job (old[0]),
+        // dropped its job row and wrote its final state.
+        let job = t.scan_prefix(b"J").keys().next().unwrap().unwrap();
+        t.remove(job).unwrap();
+        let id = ulid::Ulid::from_string(old[0].id.trim_start_matches("evt_"))
+            .unwrap()
+            .to_bytes();
+        let st = serde_json::json!({"state": "delivered", "at_ms": 1, "attempts": 1, "last_error": null});
+        t.insert([&b"S"[..], &id, b"s"].concat(), serde_json::to_vec(&st).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let h = match hookrelay::start(hookrelay::Config::load(&cfg.path()).unwrap()).await {
+        Ok(h) => h,
+        Err(e) => panic!("a store whose migration was killed before the drop and 0.1 then ran is refused: {e}"),
+    };
+    let pending: HashSet<&str> = old[1..4].iter().map(|e| e.id.as_str()).collect();
+    let got = sub
+        .wait_for(Duration::from_secs(15), "the 3 pending deliveries", |r| r.len() >= 3)
+        .await;
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids, pending, "what 0.1 left pending, once; not what it sent");
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{}", old[0].id)).await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    h.shutdown().await;
+    let h = start(&cfg).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sub.count(), 3, "nothing sent twice, also after a restart");
+    h.shutdown().await;
 }
 
 /// The newer-store check read the version row of tree `hookrelay-v2` only

@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | `V` | `version` | schema version (u32 BE) | once |
 //! | `V` | `last_event_id` | the last event id handed out (16): new ids go above it whatever the clock says | with the sequence rows (control batches, shutdown) |
-//! | `V` | `migrated_from_v1` | rows (u64 BE) and SHA-256 (32) of 0.1's tree as migrated ([`super::migrate`]) | with the version row of a migration |
+//! | `V` | `migrated_from_v1` | rows (u64 BE) and SHA-256 (32) of 0.1's tree as migrated ([`super::migrate`]) | with the version row of a migration; removed once 0.1's tree is dropped |
 //! | `N` | `r` or `s`, name | number (u32 BE) | once per name |
 //! | `L` | route (4), event id (16) | header + body ([`super::codec`]) | ingest |
 //! | `D` | route (4), dedupe hash (16) | event id (16) | ingest |

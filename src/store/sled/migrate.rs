@@ -4,9 +4,10 @@
 //! and dead letters stay dead letters. The new tree is written in batches and
 //! marked with its schema version only at the end, so an interrupted migration
 //! starts over; the old tree is dropped after that (a restart finishes the
-//! drop when a crash came first: [`fingerprint`]). A migration is refused
-//! before it starts when the disk lacks room for it, and a migrated store
-//! that 0.1 wrote to again is refused (or its 0.1 rows discarded on request).
+//! drop when a crash came first: [`fingerprint`], or migrates again when 0.1
+//! ran in between). A migration is refused before it starts when the disk
+//! lacks room for it, and a migrated store version 2 served from that 0.1
+//! wrote to again is refused (or its 0.1 rows discarded on request).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -308,64 +309,88 @@ pub(super) fn fingerprint(db: &sled::Db) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// A migrated store that still has 0.1's tree. Either the migration was
-/// killed after its version row and before it dropped that tree (0.1's
-/// rows are the ones migrated, [`fingerprint`]): the drop is finished. Or
-/// hookrelay 0.1 was started on the store again: 0.1 reads and writes only
-/// its own layout, so what it accepted since is invisible here. Refuse,
-/// saying what to do, rather than leave those callbacks behind silently;
-/// `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
-/// delivered them.
-pub(super) fn written_by_v1_since(db: &sled::Db, tree: &sled::Tree, opts: &Options) -> Result<(), StoreError> {
-    if !super::schema::has_tree(db, V1_TREE) {
-        return Ok(());
-    }
-    let old = db.open_tree(V1_TREE)?;
-    if old.is_empty() {
-        return Ok(());
-    }
-    let events = old.scan_prefix([b'E']).count();
-    let pending = old.scan_prefix([b'J']).count();
-    let migrated = tree.get(keys::MIGRATED_KEY)?;
-    if migrated
-        .as_ref()
-        .is_some_and(|m| fingerprint(db).is_ok_and(|now| now == m.as_ref()))
-    {
-        drop(old);
+/// Drop 0.1's tree, then the migration marker: the marker is there only
+/// while 0.1's tree is (so version 2 has not served from the store yet).
+pub(super) fn drop_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    if super::schema::has_tree(db, V1_TREE) {
         db.drop_tree(V1_TREE)?;
         db.flush()?;
-        tracing::info!(
+    }
+    if tree.remove(keys::MIGRATED_KEY)?.is_some() {
+        db.flush()?;
+    }
+    Ok(())
+}
+
+/// A migrated store that still has 0.1's tree; `true`: migrate again.
+///
+/// With the migration marker ([`fingerprint`]), the migration was killed
+/// after its version row and before it dropped that tree, so version 2 has
+/// not served from this store (every start drops the tree, or migrates
+/// again, before serving). If 0.1's rows are the ones migrated, the drop
+/// is finished. Otherwise hookrelay 0.1 was started on the store in
+/// between: the migration is done again from 0.1's rows as they are now
+/// (what 0.1 sent since is not sent again; what it accepted comes along).
+///
+/// Without the marker, hookrelay 0.1 was started on a store version 2
+/// served from: what 0.1 accepted since is invisible here. Refuse, saying
+/// what to do, rather than leave those callbacks behind silently;
+/// `hookrelay migrate --discard-0.1-rows` drops them once 0.1 has
+/// delivered them.
+pub(super) fn written_by_v1_since(db: &sled::Db, tree: &sled::Tree, opts: &Options) -> Result<bool, StoreError> {
+    let migrated = tree.get(keys::MIGRATED_KEY)?;
+    if !super::schema::has_tree(db, V1_TREE) {
+        if migrated.is_some() {
+            // Killed after the drop, before the marker went.
+            drop_v1(db, tree)?;
+        }
+        return Ok(false);
+    }
+    let old = db.open_tree(V1_TREE)?;
+    let events = old.scan_prefix([b'E']).count();
+    let pending = old.scan_prefix([b'J']).count();
+    if let Some(m) = migrated {
+        drop(old);
+        if fingerprint(db)? == m.as_ref() {
+            drop_v1(db, tree)?;
+            tracing::info!(
+                events,
+                "0.1's tree, left by a migration that was stopped before it dropped it, is dropped \
+                 (its rows are the ones migrated)"
+            );
+            return Ok(false);
+        }
+        tracing::warn!(
             events,
-            "0.1's tree, left by a migration that was stopped before it dropped it, is dropped \
-             (its rows are the ones migrated)"
+            pending,
+            "hookrelay 0.1 was started on this store after a migration that was stopped before it \
+             dropped 0.1's rows (version 2 has not served from it): migrating 0.1's rows as they are \
+             now again"
         );
-        return Ok(());
+        return Ok(true);
+    }
+    if old.is_empty() {
+        return Ok(false);
     }
     if opts.discard_v1_rows {
         drop(old);
-        db.drop_tree(V1_TREE)?;
-        db.flush()?;
+        drop_v1(db, tree)?;
         tracing::warn!(
             events,
             pending,
             "rows written by hookrelay 0.1 after the migration discarded"
         );
-        return Ok(());
+        return Ok(false);
     }
     Err(StoreError::Incompatible(format!(
         "hookrelay 0.1 was started on the store at {} after it was migrated to version 2, and wrote to it: \
          {events} events and {pending} deliveries still pending in 0.1's layout, which version 2 does not read. \
          To keep them, start 0.1 on this store until `hookrelay status` shows nothing pending; then run \
          `hookrelay migrate --discard-0.1-rows` (0.1's events and their dedupe keys go) and start version 2. \
-         {marker}",
+         If 0.1 was not started on it (a migration by an earlier 2.x build was stopped before it dropped \
+         0.1's rows), do not run 0.1: it would send the migrated deliveries again; run \
+         `hookrelay migrate --discard-0.1-rows` only",
         opts.path.display(),
-        marker = if migrated.is_none() {
-            "If 0.1 was not started on it (a migration by an earlier 2.x build was stopped before it dropped \
-             0.1's rows), do not run 0.1: it would send the migrated deliveries again; run \
-             `hookrelay migrate --discard-0.1-rows` only"
-        } else {
-            ""
-        }
     )))
 }
 

@@ -2,7 +2,8 @@
 //! (a newer version row in this version's tree, or a tree of its own named
 //! `hookrelay-v{N}`, as this version moved to `hookrelay-v2`) is refused;
 //! a new store, a 0.1 store or an interrupted migration is (re)built; a
-//! migrated store whose 0.1 tree is still there is checked ([`super::migrate`]).
+//! migrated store whose 0.1 tree is still there is checked, and migrated
+//! again when 0.1 ran on it before version 2 served ([`super::migrate`]).
 
 use super::keys;
 use super::{migrate, SCHEMA, TREE};
@@ -21,8 +22,14 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
         if version > SCHEMA {
             return Err(newer_store(opts, version));
         }
-        migrate::written_by_v1_since(db, &tree, opts)?;
-        return Ok((tree, None));
+        if !migrate::written_by_v1_since(db, &tree, opts)? {
+            return Ok((tree, None));
+        }
+        // Migrate again: the version row goes first, so that a crash
+        // from here on starts the migration over.
+        migrate::room_to_migrate(db, opts)?;
+        tree.remove(keys::VERSION_KEY)?;
+        db.flush()?;
     }
     // New, or a 0.1 store, or a migration that was interrupted.
     migrate::room_to_migrate(db, opts)?;
@@ -37,10 +44,7 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
     }
     tree.apply_batch(b)?;
     db.flush()?;
-    if has_tree(db, migrate::V1_TREE) {
-        db.drop_tree(migrate::V1_TREE)?;
-        db.flush()?;
-    }
+    migrate::drop_v1(db, &tree)?;
     Ok((tree, migrated))
 }
 
