@@ -177,7 +177,7 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     let released: Vec<&str> = view
         .deliveries
         .iter()
-        .filter(|d| app.store.replay_may_queue(&d.state, now_ms) && sub.is_none_or(|s| s == d.subscriber))
+        .filter(|d| app.store.replay_may_queue(d, now_ms) && sub.is_none_or(|s| s == d.subscriber))
         .filter(|d| configured.config.subscribers().any(|c| c.name == d.subscriber))
         .map(|d| d.subscriber.as_str())
         .collect();

@@ -233,8 +233,8 @@ impl Store {
     /// Whether [`Self::replay_event`] may queue a delivery seen in `state` at
     /// `now_ms` (what an operator's replay releases first, see
     /// `admin::events::replay`): each backend's own rule.
-    pub fn replay_may_queue(&self, state: &DeliveryState, now_ms: u64) -> bool {
-        each!(self, s => s.replay_may_queue(state, now_ms))
+    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
+        each!(self, s => s.replay_may_queue(d, now_ms))
     }
 
     /// Re-queue dead letters (all, or one subscriber's); how many per subscriber.

@@ -111,6 +111,8 @@ impl ResultRow {
             subscriber: subscriber.to_string(),
             state: self.state,
             attempts: self.attempts,
+            step: self.step,
+            at_ms: self.at_ms,
             history: self.history,
             last_error: self.last_error,
         }

@@ -210,6 +210,10 @@ pub struct Delivery {
     pub subscriber: String,
     pub state: DeliveryState,
     pub attempts: u32,
+    /// Position in the retry schedule (failures since the last replay).
+    pub step: u32,
+    /// When the state was set (ms).
+    pub at_ms: u64,
     /// The most recent attempts, oldest first.
     pub history: Vec<Attempt>,
     pub last_error: Option<String>,

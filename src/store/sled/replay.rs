@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::codec;
 use super::group_commit::{Batch, Writer};
 use super::keys;
-use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+use crate::store::{Delivery, DeliveryState, EventId, Replayed, StoreError};
 
 /// Dead letters re-queued per writer message (the caller loops).
 pub(super) const DEAD_CHUNK: usize = 1000;
@@ -23,16 +23,22 @@ pub(super) struct DeadRange {
 }
 
 impl super::SledStore {
-    /// Whether [`Writer::replay`] may queue a delivery seen in `state` at
-    /// `now_ms` (it decides later, at its own clock): a finished one, or one
-    /// waiting for a later retry (moved to now). One due already is left
-    /// alone, as is one never attempted.
-    pub fn replay_may_queue(&self, state: &DeliveryState, now_ms: u64) -> bool {
-        match state {
-            DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => *due_ms > now_ms,
-            DeliveryState::Pending => false,
-            DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
-        }
+    /// Whether [`Writer::replay`] may queue delivery `d` at `now_ms` (it
+    /// decides later, at its own clock): [`replay_queues`].
+    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
+        replay_queues(&d.state, now_ms)
+    }
+}
+
+/// Whether a replay queues a delivery in `state` at `now_ms`: a finished
+/// one, or one waiting for a later retry (moved to now). One due already
+/// is left alone (its due row may be handed out), as is one never
+/// attempted. The rule of both the replay and the admin API's release.
+pub(crate) fn replay_queues(state: &DeliveryState, now_ms: u64) -> bool {
+    match state {
+        DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => *due_ms > now_ms,
+        DeliveryState::Pending => false,
+        DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
     }
 }
 
@@ -52,22 +58,22 @@ impl Writer {
             return Ok(false);
         };
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
-        match row.state {
-            // Its due row may be handed out already (a second one would send
-            // it twice): left as it is, its retry schedule starts again.
-            DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } if due_ms <= now_ms => {
-                if row.step != 0 {
-                    row.step = 0;
-                    b.put(rkey, codec::encode_result(&row));
-                }
-                return Ok(false);
+        if !replay_queues(&row.state, now_ms) {
+            // Due already, its due row may be handed out (a second one would
+            // send it twice): left as it is, its retry schedule starts again.
+            if row.step != 0 && !matches!(row.state, DeliveryState::Pending) {
+                row.step = 0;
+                b.put(rkey, codec::encode_result(&row));
             }
-            DeliveryState::Pending => return Ok(false),
+            return Ok(false);
+        }
+        match row.state {
+            // (Pending is not queued: above.)
+            DeliveryState::Pending | DeliveryState::Delivered | DeliveryState::Skipped => {}
             DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => {
                 self.del_due(b, sub, due_ms, id)?
             }
             DeliveryState::Dead => b.del(keys::dead(sub, id)),
-            DeliveryState::Delivered | DeliveryState::Skipped => {}
         }
         self.put_due(b, route, sub, now_ms, id)?;
         row.replayed(now_ms);
@@ -204,5 +210,28 @@ impl Writer {
             }
         }
         Ok((counts, next.map(|next| DeadRange { next, last: at.last })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_queues_finished_deliveries_and_later_retries_only() {
+        let now = 1_000_000;
+        for s in [DeliveryState::Dead, DeliveryState::Delivered, DeliveryState::Skipped] {
+            assert!(replay_queues(&s, now), "{s:?}");
+        }
+        assert!(!replay_queues(&DeliveryState::Pending, now));
+        for later in [true, false] {
+            let due_ms = if later { now + 1 } else { now };
+            for s in [
+                DeliveryState::Retrying { due_ms },
+                DeliveryState::AwaitingMedia { due_ms },
+            ] {
+                assert_eq!(replay_queues(&s, now), later, "{s:?}");
+            }
+        }
     }
 }

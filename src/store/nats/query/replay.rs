@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::store::nats::{layout, unavailable, NatsStore};
 use crate::store::result::ResultRow;
-use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+use crate::store::{Delivery, DeliveryState, EventId, Replayed, StoreError};
 
 /// How long a marked delivery is left to the replay that marked it (its
 /// publish, the undo of a failed one) before another replay looks for its
@@ -37,6 +37,22 @@ enum Asked {
     DeadLetter,
 }
 
+/// Whether a replay of one event queues a delivery in `state` (at `step`
+/// of its schedule, the state set at `at_ms`) at `now_ms`: a finished one,
+/// or one a replay marked (due at its mark, its schedule from the start)
+/// whose message was never stored, once the grace for its publish is over
+/// and no message carries it (`requeue_unqueued`). A delivery waiting for
+/// a retry is left to it (unlike on one host). The admin API releases the
+/// unverified-callback gate by this rule before the replay, so the two
+/// cannot drift apart.
+pub(crate) fn replay_queues(state: &DeliveryState, step: u32, at_ms: u64, now_ms: u64) -> bool {
+    match state {
+        DeliveryState::Retrying { due_ms } => *due_ms == at_ms && step == 0 && now_ms.saturating_sub(at_ms) >= GRACE_MS,
+        DeliveryState::AwaitingMedia { .. } | DeliveryState::Pending => false,
+        DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
+    }
+}
+
 fn encode(row: &ResultRow) -> Bytes {
     Bytes::from(serde_json::to_vec(row).expect("serializes"))
 }
@@ -47,17 +63,10 @@ fn conflict(e: &UpdateError) -> bool {
 }
 
 impl NatsStore {
-    /// Whether [`Self::replay_event`] may queue a delivery seen in `state` at
-    /// `now_ms`: a finished one, or one a replay marked (due at its mark)
-    /// whose message was never stored, once the grace for its publish is
-    /// over (`requeue_unqueued`). A delivery waiting for a retry is left to
-    /// it (unlike on one host).
-    pub fn replay_may_queue(&self, state: &DeliveryState, now_ms: u64) -> bool {
-        match state {
-            DeliveryState::Retrying { due_ms } => due_ms.saturating_add(GRACE_MS) <= now_ms,
-            DeliveryState::AwaitingMedia { .. } | DeliveryState::Pending => false,
-            DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
-        }
+    /// Whether [`Self::replay_event`] may queue delivery `d` at `now_ms`
+    /// ([`replay_queues`], the rule it queues by).
+    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
+        replay_queues(&d.state, d.step, d.at_ms, now_ms)
     }
 
     /// Queue the delivery of message `seq` of `route` to `sub` again, unless
@@ -174,9 +183,9 @@ impl NatsStore {
         row: &ResultRow,
         revision: u64,
     ) -> Result<bool, StoreError> {
-        let marked = matches!(row.state, DeliveryState::Retrying { due_ms } if due_ms == row.at_ms) && row.step == 0;
-        let left = crate::clock::now_ms().saturating_sub(row.at_ms) >= GRACE_MS;
-        if !marked || !left || self.carried(route, seq, sub).await? {
+        // Not finished here (the caller queues those): a replay's mark, left.
+        let unqueued = replay_queues(&row.state, row.step, row.at_ms, crate::clock::now_ms());
+        if !unqueued || self.carried(route, seq, sub).await? {
             return Ok(false);
         }
         tracing::warn!(
@@ -304,5 +313,49 @@ impl NatsStore {
             }
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_queues_finished_deliveries_and_its_own_lost_marks_only() {
+        let now = 10_000_000;
+        for s in [DeliveryState::Dead, DeliveryState::Delivered, DeliveryState::Skipped] {
+            assert!(replay_queues(&s, 3, 0, now), "{s:?}");
+        }
+        assert!(!replay_queues(&DeliveryState::Pending, 0, 0, now));
+        let old = now - GRACE_MS;
+        assert!(!replay_queues(
+            &DeliveryState::AwaitingMedia { due_ms: old },
+            0,
+            old,
+            now
+        ));
+        // A replay's mark (due when set, schedule from the start), its grace over.
+        assert!(replay_queues(&DeliveryState::Retrying { due_ms: old }, 0, old, now));
+        // Still within the grace of the replay that marked it.
+        assert!(!replay_queues(
+            &DeliveryState::Retrying { due_ms: old + 1 },
+            0,
+            old + 1,
+            now
+        ));
+        // An ordinary retry, however overdue (review 27 #3): left to it.
+        assert!(!replay_queues(
+            &DeliveryState::Retrying { due_ms: old - 5_000 },
+            1,
+            old - 6_000,
+            now
+        ));
+        assert!(!replay_queues(&DeliveryState::Retrying { due_ms: old }, 1, old, now));
+        assert!(!replay_queues(
+            &DeliveryState::Retrying { due_ms: old },
+            0,
+            old - 1,
+            now
+        ));
     }
 }
