@@ -118,13 +118,12 @@ impl Archiver {
     /// Delete stored files that media retention released; how many went.
     /// Each is checked again under its digest's lock: a try that found the
     /// file stored (the same bytes from another URL) after the sweep looked
-    /// has recorded it by then, and the file stays.
+    /// has recorded it by then, and the file stays (the check reads the
+    /// URL rows: [`Store::media_referenced`]).
     pub async fn delete_files(&self, db: &Store, digests: &[String]) -> usize {
         let store = self.settings().store.clone();
         store
-            .delete_released(digests, &self.files, |d| async move {
-                db.media_file(d).await.map(|f| f.is_some())
-            })
+            .delete_released(digests, &self.files, |d| async move { db.media_referenced(d).await })
             .await
     }
 }

@@ -304,6 +304,16 @@ impl Store {
         }
     }
 
+    /// Whether a URL still names the stored file `sha256` (media
+    /// retention's last check before it deletes the file).
+    pub async fn media_referenced(&self, sha256: String) -> Result<bool, StoreError> {
+        match &self.backend {
+            // The `F` index rows, which a sweep removes only with their URL.
+            Backend::Sled(s) => s.blocking(move |s| s.media_file(&sha256)).await.map(|f| f.is_some()),
+            Backend::Nats(s) => s.media_referenced(&sha256).await,
+        }
+    }
+
     /// The most recently finished media URLs (newest first) and the ones
     /// waiting for a try, up to `limit` each.
     pub async fn recent_media(&self, limit: usize) -> Result<(Vec<MediaItem>, Vec<MediaItem>), StoreError> {

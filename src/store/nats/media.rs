@@ -178,12 +178,17 @@ impl Shared {
             .await
             .map_err(unavailable)?;
         self.wrote(1);
+        self.put_file_row(&row.state).await
+    }
+
+    /// The file row of a URL row naming a stored file.
+    async fn put_file_row(&self, state: &RowState) -> Result<(), StoreError> {
         if let RowState::Stored {
             sha256,
             size,
             content_type,
             ..
-        } = &row.state
+        } = state
         {
             let file = FileRow {
                 size: *size,
@@ -270,6 +275,23 @@ impl NatsStore {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Whether a URL row names the file `sha256` as stored: media
+    /// retention's check under the digest's lock, before it deletes the
+    /// file. It reads the URL rows, not the file row, which the sweep
+    /// itself purges (a try that recorded the same bytes during the sweep
+    /// wrote both); a file row so purged is put back. A listing per digest:
+    /// for retention only.
+    pub async fn media_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
+        let rows = self.shared.media_rows().await?;
+        let Some(row) = rows.into_iter().map(|(_, r)| r).find(|r| r.sha256() == Some(sha256)) else {
+            return Ok(false);
+        };
+        if self.media_file(sha256.to_string()).await?.is_none() {
+            self.shared.put_file_row(&row.state).await?;
+        }
+        Ok(true)
     }
 
     /// The most recently finished URLs (newest first) and the waiting ones
