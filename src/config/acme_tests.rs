@@ -6,11 +6,15 @@ use std::path::Path;
 use super::{Config, ConfigError, TlsSource};
 
 fn parse(tls: &str) -> Result<Config, ConfigError> {
-    let text = format!(
+    Config::parse(Path::new("test.toml"), &parse_text(tls))
+}
+
+/// A config listening on 127.0.0.1:0 with `tls` under `[server]`.
+fn parse_text(tls: &str) -> String {
+    format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n{tls}\n\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\nallow_anyone = true\n\
          [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n"
-    );
-    Config::parse(Path::new("test.toml"), &text)
+    )
 }
 
 fn acme(inner: &str) -> String {
@@ -183,4 +187,21 @@ fn the_shipped_example_is_valid() {
     };
     assert_eq!(a.domains, ["hooks.example.com"]);
     assert_eq!(a.directory, "https://acme-v02.api.letsencrypt.org/directory");
+}
+
+#[test]
+fn acme_without_a_listener_on_port_443_is_warned_about() {
+    let warned = |c: &Config| c.warnings.iter().any(|w| w.contains("no listener on port 443"));
+    let c = parse(&acme(OK)).unwrap();
+    assert!(warned(&c), "{:?}", c.warnings);
+    let on_443 = parse_text(&acme(OK)).replacen(
+        r#"listen = ["127.0.0.1:0"]"#,
+        r#"listen = ["127.0.0.1:0", "[::]:443"]"#,
+        1,
+    );
+    let c = Config::parse(Path::new("test.toml"), &on_443).unwrap();
+    assert!(!warned(&c), "{:?}", c.warnings);
+    // Plain HTTP: no such warning.
+    let c = parse("").unwrap();
+    assert!(!warned(&c), "{:?}", c.warnings);
 }

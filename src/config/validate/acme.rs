@@ -106,4 +106,18 @@ impl Validator<'_> {
             ca_file,
         })
     }
+
+    /// ACME certificates, but no public listener on port 443, where the CA
+    /// validates (TLS-ALPN-01): every order fails unless a TCP port forward
+    /// sends 443 here, which the config cannot tell.
+    pub(super) fn acme_port_warning(&self, server: &crate::config::ServerConfig) -> Option<String> {
+        let acme = matches!(server.tls, Some(crate::config::values::TlsSource::Acme(_)));
+        (acme && !server.listen.iter().any(|a| a.port() == 443)).then(|| {
+            format!(
+                "{}: key `server.listen`: no listener on port 443, where the ACME CA validates (TLS-ALPN-01): \
+                 every certificate order fails unless a TCP port forward sends port 443 to one of them",
+                self.file.display()
+            )
+        })
+    }
 }

@@ -227,6 +227,7 @@ impl Validator<'_> {
         warnings.extend(self.open_route_warnings(&routes));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
+        warnings.extend(self.acme_port_warning(&server));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {
