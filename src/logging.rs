@@ -18,10 +18,7 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 pub fn check_filter(filter: &str) -> Result<(), String> {
     match filter_problem(filter) {
         None => Ok(()),
-        Some(FilterProblem::NotALevel { part, .. }) => Err(format!(
-            "{part:?} is not a level: use one of {} (or target=level, comma-separated)",
-            LEVELS.join(", ")
-        )),
+        Some(FilterProblem::NotALevel { part, .. }) => Err(format!("{part:?} is not a level: {}", what_to_write())),
         Some(FilterProblem::Syntax(e)) => Err(e),
     }
 }
@@ -32,15 +29,14 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
 pub fn check_configured_filter(filter: &str) -> Result<(), String> {
     match filter_problem(filter) {
         None => Ok(()),
-        Some(FilterProblem::NotALevel { at, .. }) => Err(format!(
-            "directive {at} is not a level: use one of {} (or target=level, comma-separated)",
-            LEVELS.join(", ")
-        )),
-        Some(FilterProblem::Syntax(_)) => Err(format!(
-            "not a filter: use one of {} (or target=level, comma-separated)",
-            LEVELS.join(", ")
-        )),
+        Some(FilterProblem::NotALevel { at, .. }) => Err(format!("directive {at} is not a level: {}", what_to_write())),
+        Some(FilterProblem::Syntax(_)) => Err(format!("not a filter: {}", what_to_write())),
     }
+}
+
+/// What a filter may say, for the errors above.
+fn what_to_write() -> String {
+    format!("use one of {} (or target=level, comma-separated)", LEVELS.join(", "))
 }
 
 enum FilterProblem {

@@ -20,11 +20,7 @@ use hookrelay::provider::Product;
 /// reconcile) with a subscriber `other` that takes nothing (its filter
 /// never matches: no call to the provider), so that `s` can be removed.
 fn route(fake: &FakeProvider, provider: &str) -> Route {
-    Route::new("runway", "/hooks/runway")
-        .allow_anyone()
-        .preset("kie-runway")
-        .provider(Provider::new(fake.api_key(), provider))
-        .verify("fetch")
+    common::tasks::verified_runway(fake, provider)
         .subscriber(Subscriber::new("other", DOWN).filter("/never", serde_json::json!(true)))
 }
 

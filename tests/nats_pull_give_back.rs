@@ -27,12 +27,7 @@ const TOKEN: &str = "laptop-pull-token";
 /// reconcile) whose one subscriber is pull subscriber `laptop`, with a lease
 /// (5 min) far longer than this test.
 fn route(fake: &FakeProvider, provider: &str) -> Route {
-    Route::new("runway", "/hooks/runway")
-        .allow_anyone()
-        .preset("kie-runway")
-        .provider(Provider::new(fake.api_key(), provider))
-        .verify("fetch")
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(300)))
+    common::tasks::verified_runway(fake, provider).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(300)))
 }
 
 /// Long-poll `relay` as forwarder `fwd` on a raw connection, and close it

@@ -64,6 +64,16 @@ pub fn fetch_verified_route(fake: &FakeProvider, via: SocketAddr) -> Route {
         .verify("fetch")
 }
 
+/// Route `runway` (`kie-runway`, open, no reconcile) whose callbacks are
+/// checked at `provider` (`verify = "fetch"`), with no subscriber yet.
+pub fn verified_runway(fake: &FakeProvider, provider: &str) -> Route {
+    Route::new("runway", "/hooks/runway")
+        .allow_anyone()
+        .preset("kie-runway")
+        .provider(Provider::new(fake.api_key(), provider))
+        .verify("fetch")
+}
+
 /// `POST /api/routes/{route}/submit?endpoint=…`: status, headers and the answer's bytes.
 pub async fn submit(
     admin_addr: SocketAddr,
