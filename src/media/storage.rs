@@ -395,7 +395,7 @@ mod tests {
                 })
                 .await
         };
-        let asked = asked.lock().unwrap();
+        let asked = std::mem::take(&mut *asked.lock().unwrap());
         assert_eq!(asked.len(), 2, "one check per chunk of {RELEASE_CHUNK}");
         assert_eq!(
             asked.iter().map(Vec::len).sum::<usize>(),
