@@ -36,17 +36,53 @@ impl DedupeKey {
 impl DedupeKey {
     /// The hashes a final callback (success or failure) of `task_id` is
     /// keyed by, so a task registered late can find its result already
-    /// stored. Empty unless the route keys by its preset: a route's own
-    /// pointers or the body hash cannot be rebuilt from the task id.
-    pub fn terminal_hashes(&self, task_id: &str) -> Vec<[u8; 32]> {
+    /// stored. With the preset's key: the task id and each outcome. With the
+    /// route's own pointers: only when they can be rebuilt from the task id
+    /// and only a final callback can have them ([`task_id_pointers`]). Empty
+    /// otherwise (the body hash, or pointers at values the task id does not
+    /// give, such as a failure `code`).
+    pub fn terminal_hashes(&self, preset: Option<&Preset>, task_id: &str) -> Vec<[u8; 32]> {
         match self {
             DedupeKey::Preset(_) => ["success", "failure"]
                 .iter()
                 .map(|outcome| preset_hash(task_id, outcome))
                 .collect(),
+            DedupeKey::Pointers(p) if task_id_pointers(p, preset) => {
+                // The task id as the callback may spell it: a string, or a number.
+                let mut texts = vec![serde_json::Value::from(task_id).to_string()];
+                if let Ok(n) = task_id.parse::<serde_json::Number>() {
+                    texts.push(n.to_string());
+                }
+                texts
+                    .iter()
+                    .map(|t| pointer_values_hash(p.iter().map(|_| t.as_str())))
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
+}
+
+/// Whether a route's own `pointers` hash a final callback of a task from its
+/// id alone: every pointer is one where the preset reads the task id, and
+/// every callback of the product is final (no stages: with them the first
+/// callback, not the last, holds the key).
+fn task_id_pointers(pointers: &[String], preset: Option<&Preset>) -> bool {
+    let Some(preset) = preset.filter(|p| p.stage.is_none()) else {
+        return false;
+    };
+    !pointers.is_empty() && pointers.iter().all(|p| preset.task_id.contains(&p.as_str()))
+}
+
+/// The pointer hash over the values' JSON texts (see [`dedupe_hash`]).
+fn pointer_values_hash<'a>(values: impl Iterator<Item = &'a str>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"pointers\0");
+    for v in values {
+        h.update(v.as_bytes());
+        h.update([0x1f]);
+    }
+    h.finalize().into()
 }
 
 /// The preset key's hash: the task id and the outcome (see
@@ -71,18 +107,14 @@ pub fn dedupe_hash(pointers: &[String], json: Option<&serde_json::Value>, body: 
     let Some(json) = json else {
         return (body_hash(), true);
     };
-    let mut h = Sha256::new();
-    h.update(b"pointers\0");
+    let mut values = Vec::with_capacity(pointers.len());
     for p in pointers {
         match json.pointer(p) {
-            Some(v) if !v.is_null() => {
-                h.update(v.to_string().as_bytes());
-                h.update([0x1f]);
-            }
+            Some(v) if !v.is_null() => values.push(v.to_string()),
             _ => return (body_hash(), true),
         }
     }
-    (h.finalize().into(), false)
+    (pointer_values_hash(values.iter().map(String::as_str)), false)
 }
 
 #[cfg(test)]
@@ -147,5 +179,27 @@ mod tests {
         let (a, _) = dedupe_hash(&p, Some(&json!({"id": "1"})), b"");
         let (b, _) = dedupe_hash(&p, Some(&json!({"id": 1})), b"");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn own_pointers_at_the_task_id_give_terminal_hashes_others_do_not() {
+        let runway = Some(&crate::preset::KIE_RUNWAY);
+        let key = |p: &[&str]| DedupeKey::Pointers(p.iter().map(|s| s.to_string()).collect());
+        let failure = json!({"code": 400, "data": {"task_id": "t9", "video_url": ""}});
+        let stored = key(&["/data/task_id"]).hash(Some(&failure), b"x").0;
+        assert!(key(&["/data/task_id"]).terminal_hashes(runway, "t9").contains(&stored));
+        let numeric = json!({"code": 200, "data": {"task_id": 42}});
+        let stored = key(&["/data/task_id"]).hash(Some(&numeric), b"x").0;
+        assert!(key(&["/data/task_id"]).terminal_hashes(runway, "42").contains(&stored));
+        // A failure code cannot be rebuilt from the task id; without a preset
+        // nothing says where the task id is; with stages the first callback
+        // holds the key; the body hash is the body's.
+        assert!(key(&["/data/task_id", "/code"])
+            .terminal_hashes(runway, "t9")
+            .is_empty());
+        assert!(key(&["/data/task_id"]).terminal_hashes(None, "t9").is_empty());
+        let suno = Some(&crate::preset::KIE_SUNO);
+        assert!(key(&["/data/task_id"]).terminal_hashes(suno, "t9").is_empty());
+        assert!(DedupeKey::Body.terminal_hashes(runway, "t9").is_empty());
     }
 }

@@ -153,7 +153,7 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
         .routes
         .iter()
         .find(|r| r.name == route)
-        .map(|r| r.dedupe_key.terminal_hashes(&task_id))
+        .map(|r| r.dedupe_key.terminal_hashes(r.preset.as_ref(), &task_id))
         .unwrap_or_default();
     let now = crate::clock::now_ms();
     let task = app

@@ -215,3 +215,27 @@ fn a_mistyped_log_level_is_refused_without_its_text() {
         "{shown}"
     );
 }
+
+/// A short admin token on a non-loopback `admin.listen`: `check-config` warns
+/// (file, key, what is wrong) and still accepts the file; the token is not
+/// shown.
+#[test]
+fn check_config_warns_about_a_short_admin_token_off_loopback_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "adm-7q2w";
+    let file = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .admin_listen("0.0.0.0:0")
+        .admin_token(token)
+        .write();
+    let (ok, _, err) = cli(&["check-config", "--config", file.to_str().unwrap()]);
+    assert!(ok, "a weak admin token is refused: {err}");
+    let line = err.lines().find(|l| l.contains("key `admin.token`"));
+    let line = line.unwrap_or_else(|| panic!("no admin.token warning:\n{err}"));
+    assert!(
+        line.starts_with("warning: ") && line.contains(file.to_str().unwrap()),
+        "{line}"
+    );
+    assert!(line.contains("shorter than 32"), "{line}");
+    assert!(!err.contains(token), "the token is shown:\n{err}");
+}

@@ -235,3 +235,15 @@ async fn a_task_registered_after_its_callback_is_called_back_not_waiting() {
     let dir = tempfile::tempdir().unwrap();
     a_task_registered_after_its_callback_is_called_back(relay(dir.path(), &nats, &fake, &sub), &fake, &sub).await;
 }
+
+/// …also on a route whose own `dedupe_key` is the task id alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_registered_after_its_callback_is_called_back_with_the_routes_own_dedupe_key() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url()).dedupe_key(["/data/task_id"]);
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    a_task_registered_after_its_callback_is_called_back(cfg.nats(nats.urls(), 1), &fake, &sub).await;
+}

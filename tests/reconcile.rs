@@ -325,3 +325,15 @@ async fn a_task_registered_after_its_callback_is_called_back_not_waiting() {
         a_task_registered_after_its_callback_is_called_back(cfg, &fake, &sub).await;
     }
 }
+
+/// The same on a route whose own `dedupe_key` replaces the preset's with the
+/// task id alone: registration finds the stored final callback by that key.
+#[tokio::test]
+async fn a_task_registered_after_its_callback_is_called_back_with_the_routes_own_dedupe_key() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url()).dedupe_key(["/data/task_id"]);
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    a_task_registered_after_its_callback_is_called_back(cfg, &fake, &sub).await;
+}

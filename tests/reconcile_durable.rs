@@ -1,7 +1,8 @@
 //! Expected tasks survive `kill -9` of the relay: a task registered through
 //! the submit proxy, whose callback is lost while the relay is down, is
 //! polled after the restart and its result delivered (marked `poll`); an
-//! unreadable task row does not make its callback refused for ever.
+//! unreadable task row does not make its callback refused for ever, nor
+//! keep its task from being polled and the poll recorded.
 
 use crate::common;
 
@@ -89,4 +90,47 @@ async fn an_unreadable_task_row_does_not_refuse_its_callback_for_ever() {
         "the callback was stored and delivered ({delivered} time(s)) but the provider was answered {:?}",
         answers.iter().map(|(s, v)| format!("{s} {v}")).collect::<Vec<_>>()
     );
+}
+
+/// An unreadable task row of a task the reconciler is polling: the due
+/// schedule row named a task that did not decode, so it was skipped every
+/// round and never polled again (and a poll's outcome could not be recorded
+/// on it). Now it is polled, and the poll's outcome goes on a fresh row.
+#[tokio::test]
+async fn an_unreadable_task_row_is_still_polled_and_its_poll_recorded() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route =
+        task_route("runway", "kie-runway", &fake, &sub.url()).reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    // Still running at the provider, and no callback comes.
+    fake.plan_next(TaskPlan::success().manual());
+    let id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    h.shutdown().await;
+    assert_eq!(fake.status_requests(&id), 0, "not polled before the restart");
+    {
+        let db = v1_store::open(&cfg.data());
+        let t = db.open_tree("hookrelay-v2").unwrap();
+        let keys: Vec<_> = t.scan_prefix(b"G").keys().map(|k| k.unwrap()).collect();
+        assert_eq!(keys.len(), 1, "one task row");
+        for k in keys {
+            t.insert(k, &b"\xff\xff"[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let h = start(&cfg).await;
+    // Unreadable: not shown (404) until the poll replaces the row.
+    let end = tokio::time::Instant::now() + secs(15);
+    let t = loop {
+        let (s, t) = admin(h.admin_addr, "GET", &format!("/api/tasks/{id}")).await;
+        if (s == StatusCode::OK && t["state"] == "polling") || tokio::time::Instant::now() > end {
+            break t;
+        }
+        tokio::time::sleep(ms(100)).await;
+    };
+    h.shutdown().await;
+    assert!(fake.status_requests(&id) >= 1, "never polled: {t}");
+    assert_eq!(t["state"], "polling", "the poll is recorded on a readable row: {t}");
 }

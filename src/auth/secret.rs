@@ -25,6 +25,14 @@ impl Secret {
         self.0.is_empty()
     }
 
+    /// How many different byte values it has (a token's entropy, roughly;
+    /// safe to show: it says nothing about which bytes).
+    pub fn distinct_bytes(&self) -> usize {
+        let mut seen = [false; 256];
+        self.0.iter().for_each(|&b| seen[usize::from(b)] = true);
+        seen.iter().filter(|&&s| s).count()
+    }
+
     /// The bytes, for this module only.
     pub(in crate::auth) fn expose(&self) -> &[u8] {
         &self.0

@@ -190,6 +190,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod acme_tests;
 #[cfg(test)]
+mod admin_tests;
+#[cfg(test)]
 mod media_tests;
 #[cfg(test)]
 mod pull_tests;

@@ -1,10 +1,12 @@
 //! Raw → typed: the checks serde cannot make, each error naming file, key,
-//! line and what is wrong. Admin, store, log and delivery settings here;
+//! line and what is wrong. Store, log and delivery settings here; `[admin]`
+//! ([`admin`]),
 //! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`],
 //! [`route_media`]), subscribers ([`subscriber`]) and their pull settings
 //! ([`pull`]), and `[media]` ([`media`]) in their own files.
 
 mod acme;
+mod admin;
 mod media;
 mod nats;
 mod pull;
@@ -15,14 +17,13 @@ mod server;
 mod subscriber;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawAdmin, RawConfig};
+use super::raw::RawConfig;
 use super::secret::SecretSource;
 use super::values::*;
 use super::{line_col, ConfigError};
@@ -80,23 +81,6 @@ impl Validator<'_> {
             Ok(_) => Err(self.err(key, Some(p.span()), format!("{} is not a file", path.display()))),
             Err(e) => Err(self.err(key, Some(p.span()), format!("cannot open {}: {e}", path.display()))),
         }
-    }
-
-    pub fn admin_listen(&self, admin: &RawAdmin) -> Result<SocketAddr, ConfigError> {
-        admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
-            self.err(
-                "admin.listen",
-                Some(admin.listen.span()),
-                format!(
-                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
-                    admin.listen.get_ref()
-                ),
-            )
-        })
-    }
-
-    pub fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
-        self.token("admin.token", t)
     }
 
     /// A token a client can present: not blank, no surrounding whitespace
@@ -228,6 +212,7 @@ impl Validator<'_> {
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
+        warnings.extend(self.admin_token_warning(admin_listen, admin_token.as_ref()));
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {

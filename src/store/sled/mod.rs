@@ -371,6 +371,8 @@ mod replay_tests;
 #[cfg(test)]
 mod review12_tests;
 #[cfg(test)]
+mod task_corrupt_tests;
+#[cfg(test)]
 mod task_tests;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use super::task_codec as tc;
 use super::SledStore;
-use crate::store::{StoreError, Task, TaskQuery, TaskState, TaskStats};
+use crate::store::{NewTask, StoreError, Task, TaskQuery, TaskState, TaskStats};
 
 impl SledStore {
     fn task_at(&self, route: u32, task_id: &str) -> Result<Option<Task>, StoreError> {
@@ -17,6 +17,29 @@ impl SledStore {
             .tree
             .get(tc::task(route, task_id))?
             .and_then(|v| tc::decode(&v, &name, task_id)))
+    }
+
+    /// The task a due schedule row names. Its row unreadable (written torn,
+    /// say): a stand-in, registered at `due`, so that it is still polled and
+    /// the poll's outcome replaces the row (see `unreadable_task` in
+    /// [`super::tasks`], which logs it); skipped, it was never polled again.
+    fn due_task_at(&self, route: u32, task_id: &str, due: u64) -> Result<Option<Task>, StoreError> {
+        let Some(v) = self.inner.tree.get(tc::task(route, task_id))? else {
+            return Ok(None);
+        };
+        let name = super::read_lock(&self.inner.registry)
+            .route_name(route)
+            .unwrap_or_default()
+            .to_string();
+        Ok(Some(tc::decode(&v, &name, task_id).unwrap_or_else(|| {
+            Task::new(&NewTask {
+                route: name,
+                task_id: task_id.to_string(),
+                now_ms: due,
+                first_poll_ms: Some(due),
+                terminal_keys: Vec::new(),
+            })
+        })))
     }
 
     pub fn task(&self, route: Option<&str>, task_id: &str) -> Result<Option<Task>, StoreError> {
@@ -77,7 +100,7 @@ impl SledStore {
             }
             // A schedule row whose task is gone or settled is stale: skip it
             // (the writer removes it with the next change of that task).
-            if let Some(t) = self.task_at(route, &id)? {
+            if let Some(t) = self.due_task_at(route, &id, due)? {
                 if !t.state.is_final() && t.next_poll_ms == Some(due) {
                     out.push(t);
                 }

@@ -325,14 +325,14 @@ async fn a_task_registered_after_its_final_event_is_settled_by_it() {
     let s = open(dir.path()).await;
     let key = DedupeKey::Preset(crate::preset::KIE_RUNWAY);
     let with_keys = |id: &str| NewTask {
-        terminal_keys: key.terminal_hashes(id),
+        terminal_keys: key.terminal_hashes(None, id),
         ..new_task(id, 2000, Some(9000))
     };
     let mut cb = event("early", Origin::Callback, true, 1000);
-    cb.dedupe_hash = key.terminal_hashes("early")[1]; // a failure
+    cb.dedupe_hash = key.terminal_hashes(None, "early")[1]; // a failure
     let stored = s.append(cb).await.unwrap();
     let mut polled = event("polled-early", Origin::Poll, true, 1000);
-    polled.dedupe_hash = key.terminal_hashes("polled-early")[0]; // a success
+    polled.dedupe_hash = key.terminal_hashes(None, "polled-early")[0]; // a success
     let recovered = s.append(polled).await.unwrap();
 
     let t = s.register_task(with_keys("early")).await.unwrap();

@@ -35,15 +35,6 @@ const SWEEP_CHUNK: usize = if cfg!(test) { 3 } else { 1000 };
 /// tests so that they cross steps).
 const SCHEDULE_CHUNK: usize = if cfg!(test) { 3 } else { 10_000 };
 
-fn load(b: &Batch<'_>, key: &[u8], route: &str, task_id: &str) -> Result<Option<Task>, StoreError> {
-    match b.get(key)? {
-        None => Ok(None),
-        Some(v) => tc::decode(&v, route, task_id)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt("an expected-task row".into())),
-    }
-}
-
 /// The first final event of a task being registered that is already stored
 /// (its callback came first): found by the dedupe rows of its final
 /// callbacks' keys, which live as long as the events.
@@ -109,8 +100,12 @@ impl Writer {
                     None => return Ok(None),
                 };
                 let key = tc::task(route, task_id);
-                let Some(mut row) = load(b, &key, name, task_id)? else {
-                    return Ok(None);
+                let mut row = match b.get(&key)? {
+                    None => return Ok(None),
+                    Some(v) => match tc::decode(&v, name, task_id) {
+                        Some(row) => row,
+                        None => self.unreadable_task(b, route, &v, task_id, *now_ms, "recording this poll")?,
+                    },
                 };
                 if row.state.is_final() {
                     return Ok(Some(row));
@@ -147,7 +142,7 @@ impl Writer {
             None => return Ok(()),
             Some(v) => match tc::decode(&v, "", &mark.task_id) {
                 Some(row) => row,
-                None => self.unreadable_task(b, route, &key, &v, mark, now_ms)?,
+                None => self.unreadable_task(b, route, &v, &mark.task_id, now_ms, "settled by this event")?,
             },
         };
         let Some(state) = crate::store::settled_state(row.state, origin, accepted.duplicate) else {
@@ -161,30 +156,33 @@ impl Writer {
         Ok(())
     }
 
-    /// A task row that does not decode, met by the event that settles it:
-    /// the task is settled on a fresh row (its registration time, polls and
-    /// history are lost), and its schedule rows go. Failing instead answered
-    /// the callback 503 for ever, though its event was stored and delivered.
+    /// A task row that does not decode, met by the event that settles it or
+    /// by a poll's outcome (`then` says which, for the log): the task goes on
+    /// on a fresh row (its registration time, polls and history are lost; a
+    /// poll's `give_up` counts from now), and its schedule rows go. Failing
+    /// instead answered the callback 503 for ever, though its event was
+    /// stored and delivered, and left a polled task's row unreadable and its
+    /// schedule row read on every round.
     fn unreadable_task(
         &mut self,
         b: &mut Batch<'_>,
         route: u32,
-        key: &[u8],
         v: &[u8],
-        mark: &TaskMark,
+        task_id: &str,
         now_ms: u64,
+        then: &str,
     ) -> Result<Task, StoreError> {
         let name = super::read_lock(&self.inner.registry)
             .route_name(route)
             .unwrap_or_default()
             .to_string();
-        tracing::error!(route = %name, task_id = %mark.task_id, key = %hex::encode(key),
+        tracing::error!(route = %name, task_id = %task_id, key = %hex::encode(tc::task(route, task_id)),
             row = %hex::encode(&v[..v.len().min(64)]),
-            "unreadable expected-task row; it is replaced, settled by this event (its history is lost)");
+            "unreadable expected-task row; it is replaced, {then} (its history is lost)");
         let mut stale = Vec::new();
         for item in self.inner.tree.scan_prefix([tc::P]).keys() {
             let k = item?;
-            if tc::parse_task_due(&k).is_some_and(|(_, r, id)| r == route && id == mark.task_id) {
+            if tc::parse_task_due(&k).is_some_and(|(_, r, id)| r == route && id == task_id) {
                 stale.push(k.to_vec());
             }
         }
@@ -193,10 +191,10 @@ impl Writer {
         }
         Ok(Task::new(&NewTask {
             route: name,
-            task_id: mark.task_id.clone(),
+            task_id: task_id.to_string(),
             now_ms,
             first_poll_ms: None,
-            // Settled by this event at once: nothing to look up.
+            // Settled or polled at once: nothing to look up.
             terminal_keys: Vec::new(),
         }))
     }

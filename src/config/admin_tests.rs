@@ -1,0 +1,44 @@
+//! `admin.token` strength: a short or low-entropy token is warned about (by
+//! file and key, never shown) when `admin.listen` is not a loopback address;
+//! on loopback, where the token is optional, it is not.
+
+use super::tests::{minimal, parse};
+use super::Config;
+
+fn with_admin(listen: &str, token: &str) -> Config {
+    let t = format!("{}\n[admin]\nlisten = \"{listen}\"\ntoken = \"{token}\"\n", minimal(""));
+    parse(&t).expect("a weak token is a warning, not an error")
+}
+
+fn admin_warning(c: &Config) -> Option<&String> {
+    c.warnings.iter().find(|w| w.contains("key `admin.token`"))
+}
+
+#[test]
+fn a_short_admin_token_off_loopback_is_warned_about_without_showing_it() {
+    let token = "hunter2-admin";
+    let c = with_admin("0.0.0.0:9090", token);
+    let w = admin_warning(&c).unwrap_or_else(|| panic!("no warning: {:?}", c.warnings));
+    assert!(w.starts_with("test.toml: key `admin.token`"), "{w}");
+    assert!(w.contains("13 bytes long, shorter than 32"), "{w}");
+    assert!(w.contains("0.0.0.0:9090") && w.contains("hookrelay gen-token"), "{w}");
+    assert!(!w.contains(token), "the token is shown: {w}");
+}
+
+#[test]
+fn a_long_but_repetitive_admin_token_off_loopback_is_warned_about() {
+    let token = "password".repeat(5);
+    let c = with_admin("[::]:9090", &token);
+    let w = admin_warning(&c).unwrap_or_else(|| panic!("no warning: {:?}", c.warnings));
+    assert!(w.contains("low entropy"), "{w}");
+    assert!(!w.contains("password"), "the token is shown: {w}");
+}
+
+#[test]
+fn a_strong_admin_token_or_a_loopback_listener_is_not_warned_about() {
+    let strong = "3f9c2b7d41e6a8c05b1d9e7f2a4c6b8d";
+    assert!(admin_warning(&with_admin("0.0.0.0:9090", strong)).is_none());
+    assert!(admin_warning(&with_admin("10.1.2.3:9090", &"0123456789abcdef".repeat(4))).is_none());
+    assert!(admin_warning(&with_admin("127.0.0.1:9090", "short")).is_none());
+    assert!(admin_warning(&with_admin("[::1]:9090", "short")).is_none());
+}

@@ -1,0 +1,69 @@
+//! `[admin]`: the listen address, the token, and the warning about a weak
+//! token where the admin API can be reached from other hosts.
+//!
+//! Why a warning and not a refusal: a non-loopback `admin.listen` is not
+//! necessarily public (a private network, a firewall), which the config
+//! cannot tell, and refusing a config that ran before would keep the relay
+//! from starting after an upgrade (no webhook received) for a risk the
+//! operator may already have closed. The token itself is never shown: only
+//! its length and the rule it breaks.
+
+use std::net::SocketAddr;
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::auth::Secret;
+use crate::config::raw::RawAdmin;
+use crate::config::secret::SecretSource;
+use crate::config::ConfigError;
+
+/// Shorter than this (bytes) is weak: `hookrelay gen-token` makes 64.
+const ADMIN_TOKEN_MIN_LEN: usize = 32;
+/// Fewer distinct bytes than this is low entropy (a word repeated, one
+/// character): a random hex token of 32 has about 16.
+const ADMIN_TOKEN_MIN_DISTINCT: usize = 8;
+
+impl Validator<'_> {
+    pub fn admin_listen(&self, admin: &RawAdmin) -> Result<SocketAddr, ConfigError> {
+        admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                "admin.listen",
+                Some(admin.listen.span()),
+                format!(
+                    "invalid address {:?} (use e.g. \"127.0.0.1:9090\")",
+                    admin.listen.get_ref()
+                ),
+            )
+        })
+    }
+
+    pub fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
+        self.token("admin.token", t)
+    }
+
+    /// A short or low-entropy `admin.token` on a listener other hosts can
+    /// reach (not loopback): the admin API does not slow down wrong guesses,
+    /// and it can replay, delete and read every stored event.
+    pub(super) fn admin_token_warning(&self, listen: SocketAddr, token: Option<&Secret>) -> Option<String> {
+        let token = token?;
+        if listen.ip().is_loopback() {
+            return None;
+        }
+        let problem = if token.len() < ADMIN_TOKEN_MIN_LEN {
+            format!("is {} bytes long, shorter than {ADMIN_TOKEN_MIN_LEN}", token.len())
+        } else if token.distinct_bytes() < ADMIN_TOKEN_MIN_DISTINCT {
+            format!(
+                "has fewer than {ADMIN_TOKEN_MIN_DISTINCT} different characters (low entropy: a repeated word or character)"
+            )
+        } else {
+            return None;
+        };
+        Some(format!(
+            "{}: key `admin.token`: the admin token {problem}, and `admin.listen` ({listen}) is not a loopback \
+             address, so other hosts can guess at it (the admin API can read, replay and delete events): \
+             use `hookrelay gen-token` (64 random hex characters), or listen on a loopback address",
+            self.file.display()
+        ))
+    }
+}
