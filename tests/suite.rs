@@ -44,6 +44,7 @@ mod media_policy;
 mod media_s3;
 mod media_safety;
 mod moved_route;
+mod nats_added_subscriber;
 mod nats_circuit;
 mod nats_console;
 mod nats_give_back;

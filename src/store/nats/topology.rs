@@ -1,6 +1,17 @@
 //! The registered topology (routes and their subscribers): set up now or,
 //! while NATS does not let us, in the background; and which subscribers an
-//! event is fanned out to.
+//! event is fanned out to meanwhile.
+//!
+//! A subscriber's consumer is created at the tail of its route's log
+//! (`DeliverPolicy::New`): it gets only events stored after it exists. So an
+//! event names a subscriber in its fan-out only once its consumer exists
+//! (the topology last set up completely has it), whatever the registered
+//! topology says: a reload that adds a subscriber while NATS has a hiccup
+//! (a request timing out, no leader, NATS away) starts its fan-out when the
+//! set-up, tried again in the background, has created the consumer — never
+//! an event answered `200` for it that its consumer would skip. After a
+//! restart nothing is stored before every consumer exists (ingest answers
+//! `503` until the set-up is done).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,11 +21,13 @@ use super::{read, setup, NatsStore, Shared};
 use crate::store::{StoreError, Topology};
 
 impl Shared {
-    /// Of `subs`, those the registered topology has on `route` now.
+    /// Of `subs`, those the registered topology has on `route` now and whose
+    /// consumers exist (the topology last set up completely has them too).
     pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
         let has = |t: &Topology, sub: &String| t.routes.iter().any(|(r, s)| r == route && s.contains(sub));
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|sub| has(&topology, sub));
+        let set_up = self.set_up_for.read().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|sub| has(&topology, sub) && set_up.as_ref().is_some_and(|t| has(t, sub)));
         subs
     }
 }
@@ -63,7 +76,8 @@ impl NatsStore {
     /// serving (a reload), readiness stays: an unchanged topology does
     /// nothing, a changed one gets its new streams and consumers. Refused
     /// when the cluster's retention, replicas or takeover differ from this
-    /// relay's (see [`setup`]).
+    /// relay's (see [`setup`]). A subscriber added here is left out of the
+    /// fan-out until its consumer exists ([`Shared::on_route_now`]).
     pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
         let s = &self.shared;
         if read(&s.set_up_for).as_ref() == Some(topology) {
