@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::AckKind;
 use tokio::sync::Notify;
 
@@ -77,6 +78,9 @@ impl Hash for NatsTicket {
         (self.message_seq, &self.sub, &self.route).hash(h)
     }
 }
+
+/// How long a replay whose event could not be read waits before it comes again.
+const REREAD: Duration = Duration::from_secs(1);
 
 /// How long work dropped unsent waits for its empty result to be written
 /// before it is only let go (the handover waits for it).
@@ -193,9 +197,21 @@ impl NatsCursor {
                     event::decode(&self.route, seq, layout::millis(e.time), &e.headers, e.payload),
                     seq,
                 ),
-                Err(_) => {
+                // Its event is gone (expired, or the payload names none):
+                // nothing to send, ever.
+                Err(e) if seq == 0 || e.kind() == DirectGetErrorKind::NotFound => {
                     self.release(message_seq);
                     let _ = acker.ack_with(AckKind::Term).await;
+                    return Ok(None);
+                }
+                // Not read now (no replica answers direct gets for a
+                // moment: a leader change, a node restarting; a timeout;
+                // the connection): the replay comes again, unsent.
+                Err(e) => {
+                    tracing::debug!(subscriber = %self.sub, event_seq = seq, error = %e,
+                        "a replay's event could not be read: handed back");
+                    self.release(message_seq);
+                    let _ = acker.ack_with(AckKind::Nak(Some(REREAD))).await;
                     return Ok(None);
                 }
             }
