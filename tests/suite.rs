@@ -46,6 +46,7 @@ mod media_safety;
 mod moved_route;
 mod nats_added_subscriber;
 mod nats_circuit;
+mod nats_clock_skew;
 mod nats_console;
 mod nats_give_back;
 mod nats_handover;
