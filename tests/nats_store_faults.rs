@@ -4,6 +4,7 @@
 //! responders"; a stream at a limit refuses) is made by hand, on the one
 //! stream concerned, while the others (the results bucket) keep working —
 //! as when one node dies and only the streams it led elect a new leader.
+//! Also a read failing for a moment (no replica answers direct gets).
 
 use crate::common;
 
@@ -328,5 +329,60 @@ async fn a_replay_left_marked_without_its_message_is_queued_by_the_next_replay()
     })
     .await;
     assert_eq!(ev["subscribers"][0]["attempts_total"], 2, "{ev}");
+    h.shutdown().await;
+}
+
+/// A replay message whose event cannot be read for a moment (`direct_get`
+/// fails: the stream's replicas do not answer direct gets for a moment;
+/// here `allow_direct` is switched off for 3 s) is handed back, not
+/// terminated as if its event had expired: the replay was queued (the call
+/// answered `queued`) and is sent once the event can be read. The replay's
+/// writes are made by hand: the admin API's replay reads the event itself
+/// first (so it must be queued just before the hiccup, by this relay or
+/// another). From review 29, finding 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_event_read_failed_once_is_still_sent() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let urls = nats.urls();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("a", a.url()))
+        .nats(urls.clone(), 1);
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("replayed")).await;
+    let path = format!("/api/events/{id}");
+    admin_until(h.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(a.count(), 1);
+
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
+    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
+    let original = stream.info().await.unwrap().config.clone();
+    let seq = stream.info().await.unwrap().state.last_sequence;
+    let mut no_direct = original.clone();
+    no_direct.allow_direct = false;
+    js.update_stream(&no_direct).await.unwrap();
+    // The replay's two writes (as `replay_one` makes them, at any relay,
+    // just before the hiccup): the API's own replay reads the event first,
+    // so it is made by hand here.
+    common::nats_replay::replay_by_hand(&js, seq, 0).await;
+    tokio::time::sleep(secs(3)).await;
+    js.update_stream(&original).await.unwrap();
+
+    let ev = admin_until(h.admin_addr, &path, secs(20), |v| {
+        v["subscribers"][0]["state"] == "delivered" && v["subscribers"][0]["attempts_total"] == 2
+    })
+    .await;
+    // The replay's message is settled (terminated), not waiting anywhere.
+    let info = stream.consumer_info("sub_a").await.unwrap();
+    let gone = info.num_pending == 0 && info.num_ack_pending == 0;
+    assert_eq!(
+        a.count(),
+        2,
+        "the queued replay was never sent (its message settled unsent: {gone}); the delivery now: {ev}"
+    );
     h.shutdown().await;
 }

@@ -15,6 +15,7 @@
 //! - `forward`: the private side of a pull subscriber (`Forwarder`, `Local`);
 //! - `systemd`: the shipped unit files' exposure scores;
 //! - `nats`: a real `nats-server` JetStream cluster on loopback;
+//! - `nats_replay`: a cluster-mode replay's two writes made by hand;
 //! - `media`: the `[media]` section; `archive`: watching the archive through
 //!   the admin API;
 //! - `files`: a loopback file server for media URLs (used as `common::files::…`);
@@ -44,6 +45,7 @@ pub mod load;
 pub mod media;
 pub mod moved;
 pub mod nats;
+pub mod nats_replay;
 pub mod oracle;
 pub mod pebble;
 pub mod ports;

@@ -25,6 +25,7 @@ mod setup;
 mod source;
 mod task_work;
 mod tasks;
+mod topology;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,58 +165,12 @@ impl Shared {
         read(&self.results).ok_or_else(|| unavailable("the results bucket is not set up yet"))
     }
 
-    /// Of `subs`, those the registered topology has on `route` now.
-    fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
-        let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
-        let now = topology.routes.iter().find(|(r, _)| r == route).map(|(_, s)| s);
-        subs.retain(|sub| now.is_some_and(|now| now.contains(sub)));
-        subs
-    }
-
     fn route_of_tag(&self, tag: u16) -> Option<String> {
         read(&self.tags).get(&tag).cloned()
     }
 
     pub(super) async fn result(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
         queue::get_json(&self.results()?, key).await
-    }
-}
-
-/// Set up the registered topology once NATS lets us; ends when it is.
-async fn retry_set_up(shared: Arc<Shared>) {
-    let done = |s: &Shared| read(&s.set_up_for).as_ref() == Some(&read(&s.topology));
-    loop {
-        let mut wait = Duration::from_millis(250);
-        while !done(&shared) {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-            if !shared.connected() {
-                continue;
-            }
-            match shared.set_up(&mut setup::SetUp::new(setup::Mode::Keep)).await {
-                Ok(()) => {
-                    *shared.problem.write().unwrap_or_else(|e| e.into_inner()) = None;
-                    tracing::info!("NATS JetStream set up; serving");
-                }
-                Err(setup::SetUpError::Mismatch(m)) => {
-                    // Logged once: it stays until the cluster or this config changes.
-                    let old = shared
-                        .problem
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .replace(m.clone());
-                    if old.as_ref() != Some(&m) {
-                        tracing::error!(error = %m, "this relay's store settings differ from the cluster's; not serving");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
-            }
-        }
-        shared.retrying.store(false, Ordering::Release);
-        // A registration that came in meanwhile saw `retrying` and left it to us.
-        if done(&shared) || shared.retrying.swap(true, Ordering::AcqRel) {
-            return;
-        }
     }
 }
 
@@ -277,44 +232,6 @@ impl NatsStore {
                 removed_scans: std::sync::Mutex::default(),
             }),
         })
-    }
-
-    /// Set the topology up now if NATS answers, else keep trying in the
-    /// background (ingest answers 503 until then). When the relay is already
-    /// serving (a reload), readiness stays: an unchanged topology does
-    /// nothing, a changed one gets its new streams and consumers. Refused
-    /// when the cluster's retention, replicas or takeover differ from this
-    /// relay's (see [`setup`]).
-    pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
-        let s = &self.shared;
-        if read(&s.set_up_for).as_ref() == Some(topology) {
-            *s.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
-            return Ok(());
-        }
-        let before = std::mem::replace(
-            &mut *s.topology.write().unwrap_or_else(|e| e.into_inner()),
-            topology.clone(),
-        );
-        if s.connected() {
-            let mut plan = setup::SetUp::new(setup::Mode::Keep);
-            match tokio::time::timeout(Duration::from_secs(10), s.set_up(&mut plan)).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(setup::SetUpError::Mismatch(m))) => {
-                    *s.topology.write().unwrap_or_else(|e| e.into_inner()) = before;
-                    return Err(StoreError::Incompatible(m));
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
-                Err(_) => tracing::warn!("NATS set-up is slow; retrying in the background"),
-            }
-        } else if let Some(why) = s.refused.get() {
-            tracing::error!(servers = ?s.servers, error = %why, "NATS refused this relay's credentials (store.nats); answering 503 until it accepts them");
-        } else {
-            tracing::warn!(servers = ?s.servers, "NATS is not reachable yet; answering 503 until it is");
-        }
-        if !s.retrying.swap(true, Ordering::AcqRel) {
-            tokio::spawn(retry_set_up(s.clone()));
-        }
-        Ok(())
     }
 
     /// `hookrelay apply-cluster-settings`: set the topology up with this

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::AckKind;
 use tokio::sync::Notify;
 
@@ -77,6 +78,9 @@ impl Hash for NatsTicket {
         (self.message_seq, &self.sub, &self.route).hash(h)
     }
 }
+
+/// How long a replay whose event could not be read waits before it comes again.
+const REREAD: Duration = Duration::from_secs(1);
 
 /// How long work dropped unsent waits for its empty result to be written
 /// before it is only let go (the handover waits for it).
@@ -193,9 +197,21 @@ impl NatsCursor {
                     event::decode(&self.route, seq, layout::millis(e.time), &e.headers, e.payload),
                     seq,
                 ),
-                Err(_) => {
+                // Its event is gone (expired, or the payload names none):
+                // nothing to send, ever.
+                Err(e) if seq == 0 || e.kind() == DirectGetErrorKind::NotFound => {
                     self.release(message_seq);
                     let _ = acker.ack_with(AckKind::Term).await;
+                    return Ok(None);
+                }
+                // Not read now (no replica answers direct gets for a
+                // moment: a leader change, a node restarting; a timeout;
+                // the connection): the replay comes again, unsent.
+                Err(e) => {
+                    tracing::debug!(subscriber = %self.sub, event_seq = seq, error = %e,
+                        "a replay's event could not be read: handed back");
+                    self.release(message_seq);
+                    let _ = acker.ack_with(AckKind::Nak(Some(REREAD))).await;
                     return Ok(None);
                 }
             }
@@ -259,8 +275,10 @@ impl NatsCursor {
         if let Some(delay) = row.as_ref().and_then(early) {
             // A retry handed out before it is due: the NAK with its delay,
             // a write after the result's, was lost (NATS did not take it,
-            // the relay died between the two). Back with the rest of the
-            // delay, unsent (the schedule, a subscriber's `Retry-After`).
+            // the relay died between the two), or this relay's clock is
+            // behind the one that scheduled it. Back with the rest of the
+            // delay (at most the whole of it), unsent (the schedule, a
+            // subscriber's `Retry-After`).
             tracing::debug!(subscriber = %self.sub, event_seq, delay_ms = delay.as_millis() as u64,
                 "a retry came before it is due: handed back until then");
             self.release(message_seq);
@@ -340,11 +358,54 @@ impl NatsCursor {
 /// How long until a retry whose result says it is due later than now
 /// (beyond [`super::EARLY_MS`]) is due. An `after_archive` delivery waiting
 /// for media is not one: it is looked at again before its due time, to
-/// find its media archived by another relay.
+/// find its media archived by another relay. The due time was written by
+/// the relay that scheduled the retry, by its clock: the wait is never
+/// longer than the retry's own delay (`due - at`, both by that clock), so a
+/// clock behind that relay's cannot stretch it by the difference, and a
+/// replay (due when it was queued) is never early.
 fn early(row: &ResultRow) -> Option<Duration> {
+    early_at(row, crate::clock::now_ms())
+}
+
+fn early_at(row: &ResultRow, now_ms: u64) -> Option<Duration> {
     let DeliveryState::Retrying { due_ms } = row.state else {
         return None;
     };
-    let now = crate::clock::now_ms();
-    (due_ms > now + super::EARLY_MS).then(|| Duration::from_millis(due_ms - now))
+    let wait = due_ms.saturating_sub(now_ms).min(due_ms.saturating_sub(row.at_ms));
+    (wait > super::EARLY_MS).then(|| Duration::from_millis(wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retrying(at_ms: u64, due_ms: u64) -> ResultRow {
+        ResultRow {
+            state: DeliveryState::Retrying { due_ms },
+            ..ResultRow::new(at_ms)
+        }
+    }
+
+    #[test]
+    fn a_retry_is_handed_back_for_the_rest_of_its_delay() {
+        let row = retrying(1_000_000, 1_010_000);
+        assert_eq!(early_at(&row, 1_004_000), Some(Duration::from_secs(6)));
+        assert_eq!(early_at(&row, 1_009_990), None);
+        assert_eq!(early_at(&row, 1_020_000), None);
+    }
+
+    #[test]
+    fn a_clock_behind_the_schedulers_waits_no_longer_than_the_retrys_own_delay() {
+        // Scheduled for 10 s by a relay 60 s ahead of this one.
+        let row = retrying(1_060_000, 1_070_000);
+        assert_eq!(early_at(&row, 1_000_000), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_replay_is_never_early_whatever_the_queuing_relays_clock() {
+        // Queued by a relay 60 s ahead: due when it was queued, by its clock.
+        let mut row = retrying(0, 0);
+        row.replayed(1_060_000);
+        assert_eq!(early_at(&row, 1_000_000), None);
+    }
 }

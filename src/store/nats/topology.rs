@@ -1,0 +1,112 @@
+//! The registered topology (routes and their subscribers): set up now or,
+//! while NATS does not let us, in the background; and which subscribers an
+//! event is fanned out to meanwhile.
+//!
+//! A subscriber's consumer is created at the tail of its route's log
+//! (`DeliverPolicy::New`): it gets only events stored after it exists. So an
+//! event names a subscriber in its fan-out only once its consumer exists
+//! (the topology last set up completely has it), whatever the registered
+//! topology says: a reload that adds a subscriber while NATS has a hiccup
+//! (a request timing out, no leader, NATS away) starts its fan-out when the
+//! set-up, tried again in the background, has created the consumer — never
+//! an event answered `200` for it that its consumer would skip. After a
+//! restart nothing is stored before every consumer exists (ingest answers
+//! `503` until the set-up is done).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{read, setup, NatsStore, Shared};
+use crate::store::{StoreError, Topology};
+
+impl Shared {
+    /// Of `subs`, those the registered topology has on `route` now and whose
+    /// consumers exist (the topology last set up completely has them too).
+    pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
+        let has = |t: &Topology, sub: &String| t.routes.iter().any(|(r, s)| r == route && s.contains(sub));
+        let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
+        let set_up = self.set_up_for.read().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|sub| has(&topology, sub) && set_up.as_ref().is_some_and(|t| has(t, sub)));
+        subs
+    }
+}
+
+/// Set up the registered topology once NATS lets us; ends when it is.
+async fn retry_set_up(shared: Arc<Shared>) {
+    let done = |s: &Shared| read(&s.set_up_for).as_ref() == Some(&read(&s.topology));
+    loop {
+        let mut wait = Duration::from_millis(250);
+        while !done(&shared) {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            if !shared.connected() {
+                continue;
+            }
+            match shared.set_up(&mut setup::SetUp::new(setup::Mode::Keep)).await {
+                Ok(()) => {
+                    *shared.problem.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    tracing::info!("NATS JetStream set up; serving");
+                }
+                Err(setup::SetUpError::Mismatch(m)) => {
+                    // Logged once: it stays until the cluster or this config changes.
+                    let old = shared
+                        .problem
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .replace(m.clone());
+                    if old.as_ref() != Some(&m) {
+                        tracing::error!(error = %m, "this relay's store settings differ from the cluster's; not serving");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
+            }
+        }
+        shared.retrying.store(false, Ordering::Release);
+        // A registration that came in meanwhile saw `retrying` and left it to us.
+        if done(&shared) || shared.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
+}
+
+impl NatsStore {
+    /// Set the topology up now if NATS answers, else keep trying in the
+    /// background (ingest answers 503 until then). When the relay is already
+    /// serving (a reload), readiness stays: an unchanged topology does
+    /// nothing, a changed one gets its new streams and consumers. Refused
+    /// when the cluster's retention, replicas or takeover differ from this
+    /// relay's (see [`setup`]). A subscriber added here is left out of the
+    /// fan-out until its consumer exists ([`Shared::on_route_now`]).
+    pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
+        let s = &self.shared;
+        if read(&s.set_up_for).as_ref() == Some(topology) {
+            *s.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
+            return Ok(());
+        }
+        let before = std::mem::replace(
+            &mut *s.topology.write().unwrap_or_else(|e| e.into_inner()),
+            topology.clone(),
+        );
+        if s.connected() {
+            let mut plan = setup::SetUp::new(setup::Mode::Keep);
+            match tokio::time::timeout(Duration::from_secs(10), s.set_up(&mut plan)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(setup::SetUpError::Mismatch(m))) => {
+                    *s.topology.write().unwrap_or_else(|e| e.into_inner()) = before;
+                    return Err(StoreError::Incompatible(m));
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
+                Err(_) => tracing::warn!("NATS set-up is slow; retrying in the background"),
+            }
+        } else if let Some(why) = s.refused.get() {
+            tracing::error!(servers = ?s.servers, error = %why, "NATS refused this relay's credentials (store.nats); answering 503 until it accepts them");
+        } else {
+            tracing::warn!(servers = ?s.servers, "NATS is not reachable yet; answering 503 until it is");
+        }
+        if !s.retrying.swap(true, Ordering::AcqRel) {
+            tokio::spawn(retry_set_up(s.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! A subscriber a reload adds in cluster mode gets every event answered
+//! `200` with it in its fan-out, also when its consumer cannot be created at
+//! that moment (any JetStream hiccup: a request timing out, no leader; here
+//! a consumer of the same name that cannot be updated stands in for it):
+//! its consumer, created later at the tail of the log, must not skip events
+//! already fanned out to it. So the fan-out to it starts once its consumer
+//! exists, and every event that names it reaches it. From review 29,
+//! finding 1.
+
+use crate::common;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use common::nats::NatsCluster;
+use common::*;
+
+/// The state of `sub`'s delivery in an event's view, if the event is fanned
+/// out to it.
+fn state_of(view: &serde_json::Value, sub: &str) -> Option<String> {
+    view["subscribers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == sub)
+        .map(|s| s["state"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_out_to_it() {
+    let nats = NatsCluster::start(1).await;
+    let (s1, s2) = (Sub::ok().await, Sub::ok().await);
+    let dir = tempfile::tempdir().unwrap();
+    let urls = nats.urls();
+    let base = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s1", s1.url()))
+        .nats(urls.clone(), 1);
+    let h = start(&base).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
+
+    // The fault: creating s2's consumer fails for now.
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
+    let stream = js.get_stream("HR_EV_t").await.unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("sub_s2".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: secs(5),
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: "hr.rp.t.s2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s1", s1.url()))
+        .subscriber(Subscriber::new("s2", s2.url()))
+        .nats(urls.clone(), 1)
+        .write();
+    let reloaded = h.reload().await;
+    assert!(reloaded.is_ok(), "the reload was refused: {reloaded:?}");
+    // Accepted while s2 has no consumer.
+    let mut ids = vec![accepted(h.ingest_addrs[0], &runway("meanwhile")).await];
+
+    // The hiccup is over: the relay's set-up, tried again, creates s2's consumer.
+    stream.delete_consumer("sub_s2").await.unwrap();
+    let deadline = std::time::Instant::now() + secs(20);
+    loop {
+        if let Ok(info) = stream.consumer_info("sub_s2").await {
+            if info.config.deliver_policy == DeliverPolicy::New {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "s2's consumer was never created");
+        tokio::time::sleep(ms(200)).await;
+    }
+    // From now on (once the set-up finished) events are fanned out to s2.
+    let deadline = std::time::Instant::now() + secs(20);
+    loop {
+        let id = accepted(h.ingest_addrs[0], &runway(&format!("after {}", ids.len()))).await;
+        let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+        ids.push(id);
+        if state_of(&view, "s2").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event is fanned out to s2: {view}"
+        );
+        tokio::time::sleep(ms(200)).await;
+    }
+
+    // Every event answered 200 with s2 in its fan-out reaches s2.
+    let mut for_s2 = 0;
+    for id in &ids {
+        let path = format!("/api/events/{id}");
+        let first = admin_until(h.admin_addr, &path, secs(1), |_| true).await;
+        if state_of(&first, "s2").is_none() {
+            continue;
+        }
+        for_s2 += 1;
+        let view = admin_until(h.admin_addr, &path, secs(15), |v| {
+            state_of(v, "s2").as_deref() == Some("delivered")
+        })
+        .await;
+        assert_eq!(
+            state_of(&view, "s2").as_deref(),
+            Some("delivered"),
+            "an event answered 200 with s2 in its fan-out was never delivered to s2: {view}"
+        );
+    }
+    assert_eq!(s2.count(), for_s2, "s2 got events not fanned out to it, or twice");
+    h.shutdown().await;
+}
