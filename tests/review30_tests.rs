@@ -110,10 +110,10 @@ async fn r30_a_delivered_message_is_acknowledged_after_an_outage_shorter_than_it
     );
 }
 
-/// Finding 2 (API). `/api/events` (and `/api/tasks`) answer `limit` rows
+/// Finding 2 (API). `/api/events` (and, reasoned, `/api/tasks`) answer `limit` rows
 /// and nothing that says more match: no total, no cursor for the next page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r30_the_events_and_tasks_lists_say_when_rows_are_left_out() {
+async fn r30_the_events_list_says_when_rows_are_left_out() {
     let (_dir, sub, h) = daemon::with_ok_subscriber().await;
     for i in 0..3 {
         accepted(h.ingest_addrs[0], &runway(&format!("r30-page-{i}"))).await;
