@@ -297,6 +297,27 @@ fn relay_at(url: &str) -> Arc<Relay> {
     Arc::new(Relay::new(url.parse().unwrap(), Secret::new("t"), tls, "fwd-1".into(), Duration::from_secs(1)).unwrap())
 }
 
+/// A 408 (the relay's read timeout) is transient: the acknowledgement is
+/// sent again, not given up.
+#[tokio::test]
+async fn a_408_is_tried_again() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let (url, accepted) = serve_acks(move |_, _| match c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => (408, r#"{"error":"request timeout"}"#.to_string(), false),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.to_string(), true),
+    })
+    .await;
+    let (tx, rx) = mpsc::channel(8);
+    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    tx.send(Finished { id: DELIVERED.into(), end: End::Delivered, local: None, keep_until }).await.unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), run(relay_at(&url), rx)).await.unwrap();
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ids"][0], DELIVERED);
+}
+
 /// While the relay is away the acker keeps an id only until its lease and
 /// lapse are over (the relay offers it again then); then it stops trying.
 #[tokio::test]
