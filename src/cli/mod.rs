@@ -165,6 +165,9 @@ pub enum AdminCommand {
         /// How many events at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only events older than this one (evt_…): the next page
+        #[arg(long)]
+        before: Option<String>,
     },
     /// Show one event with every delivery attempt.
     Event {
@@ -325,13 +328,15 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             status,
             task,
             limit,
+            before,
         } => (
             Method::GET,
             format!(
-                "/api/events?limit={limit}{}{}{}",
+                "/api/events?limit={limit}{}{}{}{}",
                 opt("route", route),
                 opt("status", status),
-                opt("task", task)
+                opt("task", task),
+                opt("before", before)
             ),
             render::render_events,
         ),
