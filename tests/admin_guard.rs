@@ -261,7 +261,10 @@ async fn behind_an_https_reverse_proxy_the_consoles_replay_works_and_cross_site_
         ("sec-fetch-mode", "cors"),
     ];
     let (status, _, body) = send(a, "POST", &path, host, &console).await;
-    assert_eq!(status, 200, "the console's own replay over the proxy's https was refused: {body}");
+    assert_eq!(
+        status, 200,
+        "the console's own replay over the proxy's https was refused: {body}"
+    );
     for (origin, site) in [
         ("https://evil.example", Some("cross-site")),
         ("https://evil.example", None),

@@ -146,15 +146,35 @@ async fn lists_say_when_rows_are_left_out_and_where_the_next_page_is() {
     assert_eq!(next["more"], false, "{next}");
     assert!(next["next_before"].is_null(), "{next}");
     let (_, all) = admin(a, "GET", "/api/events?limit=3").await;
-    assert_eq!((all["more"].clone(), event_ids(&all).len()), (serde_json::json!(false), 3), "{all}");
+    assert_eq!(
+        (all["more"].clone(), event_ids(&all).len()),
+        (serde_json::json!(false), 3),
+        "{all}"
+    );
     for t in ["page-task-1", "page-task-2"] {
         let body = format!(r#"{{"route": "tasks", "task_id": "{t}"}}"#);
-        let (s, _, b) = request(a, None, "POST", "/api/tasks", &[("content-type", "application/json")], body.into()).await;
+        let (s, _, b) = request(
+            a,
+            None,
+            "POST",
+            "/api/tasks",
+            &[("content-type", "application/json")],
+            body.into(),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     }
     let (_, one) = admin(a, "GET", "/api/tasks?limit=1").await;
-    assert_eq!((one["tasks"].as_array().unwrap().len(), one["more"].clone()), (1, serde_json::json!(true)), "{one}");
+    assert_eq!(
+        (one["tasks"].as_array().unwrap().len(), one["more"].clone()),
+        (1, serde_json::json!(true)),
+        "{one}"
+    );
     let (_, both) = admin(a, "GET", "/api/tasks?limit=2").await;
-    assert_eq!((both["tasks"].as_array().unwrap().len(), both["more"].clone()), (2, serde_json::json!(false)), "{both}");
+    assert_eq!(
+        (both["tasks"].as_array().unwrap().len(), both["more"].clone()),
+        (2, serde_json::json!(false)),
+        "{both}"
+    );
     h.shutdown().await;
 }

@@ -30,7 +30,9 @@ async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bo
                 continue;
             }
             tokio::spawn(async move {
-                let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
                     _ = on.wait_for(|v| !*v) => {}
@@ -71,7 +73,11 @@ async fn a_delivered_message_is_acknowledged_after_an_outage_shorter_than_its_le
     let id = accepted(h.ingest_addrs[0], &runway("outage")).await;
     let deadline = Instant::now() + secs(20);
     while !arrived.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "the message never reached the local service: {}", fwd.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached the local service: {}",
+            fwd.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The network between the forwarder and the relay goes away while the

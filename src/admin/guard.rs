@@ -167,13 +167,31 @@ mod tests {
     #[test]
     fn behind_an_https_proxy_the_origin_matches_its_host_on_443_only() {
         assert!(origin_matches("https://admin.example.com", Some("admin.example.com")));
-        assert!(origin_matches("https://admin.example.com", Some("admin.example.com:443")));
-        assert!(origin_matches("https://admin.example.com:443", Some("admin.example.com")));
-        assert!(!origin_matches("https://admin.example.com:8443", Some("admin.example.com")));
-        assert!(!origin_matches("https://admin.example.com", Some("admin.example.com:9090")));
-        assert!(!origin_matches("http://admin.example.com", Some("admin.example.com:443")));
+        assert!(origin_matches(
+            "https://admin.example.com",
+            Some("admin.example.com:443")
+        ));
+        assert!(origin_matches(
+            "https://admin.example.com:443",
+            Some("admin.example.com")
+        ));
+        assert!(!origin_matches(
+            "https://admin.example.com:8443",
+            Some("admin.example.com")
+        ));
+        assert!(!origin_matches(
+            "https://admin.example.com",
+            Some("admin.example.com:9090")
+        ));
+        assert!(!origin_matches(
+            "http://admin.example.com",
+            Some("admin.example.com:443")
+        ));
         assert!(!origin_matches("https://evil.example", Some("admin.example.com")));
-        assert!(!origin_matches("https://admin.example.com.evil.example", Some("admin.example.com")));
+        assert!(!origin_matches(
+            "https://admin.example.com.evil.example",
+            Some("admin.example.com")
+        ));
     }
 
     #[test]

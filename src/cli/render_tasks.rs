@@ -41,7 +41,10 @@ pub fn render_tasks(v: &Value) -> String {
     );
     // Say so when more tasks match than are listed.
     if v["more"] == true {
-        out.push_str(&format!("showing the newest {}; more tasks match (--limit N for more)\n", rows.len()));
+        out.push_str(&format!(
+            "showing the newest {}; more tasks match (--limit N for more)\n",
+            rows.len()
+        ));
     }
     out
 }

@@ -214,7 +214,11 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                 // the ids it can no longer take (their lease and lapse over).
                 Err(e) if e.is_transient() => {
                     let now = Instant::now();
-                    let over: Vec<&str> = batch.iter().filter(|f| f.keep_until <= now).map(|f| f.id.as_str()).collect();
+                    let over: Vec<&str> = batch
+                        .iter()
+                        .filter(|f| f.keep_until <= now)
+                        .map(|f| f.id.as_str())
+                        .collect();
                     if !over.is_empty() {
                         tracing::error!(error = %e, ids = ?over,
                             "acknowledgement given up: the relay was away until these leases were over; it offers \

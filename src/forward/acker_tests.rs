@@ -294,7 +294,16 @@ async fn a_409_whose_others_were_applied_still_sends_the_parts_not_sent_yet() {
 fn relay_at(url: &str) -> Arc<Relay> {
     crate::tls::install_provider();
     let tls = crate::tls::client_config(None).unwrap();
-    Arc::new(Relay::new(url.parse().unwrap(), Secret::new("t"), tls, "fwd-1".into(), Duration::from_secs(1)).unwrap())
+    Arc::new(
+        Relay::new(
+            url.parse().unwrap(),
+            Secret::new("t"),
+            tls,
+            "fwd-1".into(),
+            Duration::from_secs(1),
+        )
+        .unwrap(),
+    )
 }
 
 /// A 408 (the relay's read timeout) is transient: the acknowledgement is
@@ -310,9 +319,18 @@ async fn a_408_is_tried_again() {
     .await;
     let (tx, rx) = mpsc::channel(8);
     let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    tx.send(Finished { id: DELIVERED.into(), end: End::Delivered, local: None, keep_until }).await.unwrap();
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+    })
+    .await
+    .unwrap();
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(relay_at(&url), rx)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run(relay_at(&url), rx))
+        .await
+        .unwrap();
     let got = accepted.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["ids"][0], DELIVERED);
@@ -325,10 +343,22 @@ async fn an_acknowledgement_is_given_up_when_the_relay_can_no_longer_take_it() {
     let (url, accepted) = serve_acks(|_, _| (503, r#"{"error":"stopping"}"#.to_string(), false)).await;
     let (tx, rx) = mpsc::channel(8);
     let keep_until = tokio::time::Instant::now() + Duration::from_secs(2);
-    tx.send(Finished { id: DELIVERED.into(), end: End::Delivered, local: None, keep_until }).await.unwrap();
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+    })
+    .await
+    .unwrap();
     drop(tx);
     let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx)).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(2), "given up before its lease was over");
+    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "given up before its lease was over"
+    );
     assert!(accepted.lock().unwrap().is_empty());
 }

@@ -69,7 +69,11 @@ impl RelayError {
             // 408: the relay's read timeout (a slow link); 200 here is an
             // answer that was not the relay's (a captive portal, a proxy).
             RelayError::Status(s, _) => {
-                s.is_server_error() || matches!(*s, StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT | StatusCode::OK)
+                s.is_server_error()
+                    || matches!(
+                        *s,
+                        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT | StatusCode::OK
+                    )
             }
             RelayError::Refused | RelayError::NotLeased { .. } => false,
         }
