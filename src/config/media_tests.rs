@@ -289,19 +289,24 @@ fn media_settings_that_cannot_work_are_refused() {
 }
 
 #[test]
-fn an_s3_store_refuses_files_it_cannot_copy_in_one_request() {
+fn an_s3_store_takes_files_it_can_copy_in_one_request_and_says_so() {
     let s3 = r#"store = { s3 = { bucket = "b", access_key = "AK", secret_key = "SK" } }"#;
-    expect_err(
-        &cfg("", &format!("{s3}\nmax_size = \"6GiB\""), ""),
-        "media.max_size",
-        None,
-        "at most 5GiB with an S3 store",
+    let c = parse(&cfg("", &format!("{s3}\nmax_size = \"6GiB\""), "")).unwrap();
+    assert_eq!(c.media.max_size, 5 << 30, "cut to what one copy request takes");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("/etc/hookrelay/test.toml: key `media.max_size`") && w.contains("up to 5GiB")),
+        "{:?}",
+        c.warnings
     );
     let c = parse(&cfg("", &format!("{s3}\nmax_size = \"5GiB\""), "")).unwrap();
     assert_eq!(c.media.max_size, 5 << 30);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     // A directory takes any size.
     let c = parse(&cfg("", "max_size = \"6GiB\"", "")).unwrap();
     assert_eq!(c.media.max_size, 6 << 30);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]

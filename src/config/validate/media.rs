@@ -23,7 +23,14 @@ const S3_MAX_SIZE: u64 = 5 << 30;
 impl Validator<'_> {
     /// `store_dir` is the callback store's directory (the default media
     /// directory lives under it).
-    pub(super) fn media(&self, m: RawMedia, store_dir: &Path) -> Result<MediaConfig, ConfigError> {
+    /// A setting that cannot work as written but is taken in a narrower form
+    /// adds a line to `warnings`.
+    pub(super) fn media(
+        &self,
+        m: RawMedia,
+        store_dir: &Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<MediaConfig, ConfigError> {
         let store = match &m.store {
             None => MediaStoreConfig::Local(store_dir.join("media")),
             Some(v) => self.media_store(v)?,
@@ -31,12 +38,16 @@ impl Validator<'_> {
         if m.max_size.0 == 0 {
             return Err(self.err("media.max_size", None, "must be greater than 0"));
         }
-        if matches!(store, MediaStoreConfig::S3(_)) && m.max_size.0 > S3_MAX_SIZE {
-            return Err(self.err(
-                "media.max_size",
-                None,
-                "must be at most 5GiB with an S3 store (a stored file is copied under its digest in one request, which S3 limits to 5 GiB)",
+        let mut max_size = m.max_size.0;
+        if matches!(store, MediaStoreConfig::S3(_)) && max_size > S3_MAX_SIZE {
+            // A warning, not a refusal: a relay whose config once started
+            // must start after an upgrade (its callbacks are at stake).
+            warnings.push(format!(
+                "{}: key `media.max_size`: an S3 store takes files up to 5GiB (a stored file is copied under its \
+                 digest in one request, which S3 limits to 5 GiB): larger downloads are cut off at 5GiB and marked failed",
+                self.file.display()
             ));
+            max_size = S3_MAX_SIZE;
         }
         if m.timeout.0.is_zero() {
             return Err(self.err("media.timeout", None, "must be greater than 0"));
@@ -64,7 +75,7 @@ impl Validator<'_> {
         };
         Ok(MediaConfig {
             store,
-            max_size: m.max_size.0,
+            max_size,
             timeout: m.timeout.0,
             concurrency: m.concurrency,
             retry,

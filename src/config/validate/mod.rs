@@ -200,8 +200,9 @@ impl Validator<'_> {
         }
         self.pull_paths_free(&routes, &path_spans)?;
         self.public_url_present(&server, &routes)?;
-        let media = self.media(raw.media, &store.path)?;
-        let mut warnings = self.retention_warnings(&store, &routes);
+        let mut warnings = Vec::new();
+        let media = self.media(raw.media, &store.path, &mut warnings)?;
+        warnings.extend(self.retention_warnings(&store, &routes));
         warnings.extend(self.task_retention_warnings(&store, &routes));
         if matches!(store.backend, StoreBackend::Nats(_)) {
             self.nats_names(&routes)?;
