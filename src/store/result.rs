@@ -28,10 +28,21 @@ pub struct ResultRow {
     /// single writer and does not store it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replays: u32,
+    /// An operator's replay of the event queued it for this subscriber:
+    /// sent as it is, without the `verify = "fetch"` check (which holds it
+    /// otherwise), by whichever relay takes it, across restarts and retries,
+    /// until it is finished. Absent in rows written before it (false); a
+    /// dead-letter replay does not set it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub released: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ResultRow {
@@ -44,6 +55,7 @@ impl ResultRow {
             history: Vec::new(),
             last_error: None,
             replays: 0,
+            released: false,
         }
     }
 
@@ -61,6 +73,10 @@ impl ResultRow {
             self.remember(a);
         }
         self.at_ms = now_ms;
+        if matches!(outcome, Outcome::Delivered | Outcome::Skipped | Outcome::Dead { .. }) {
+            // Finished: a later replay of its dead letter is checked again.
+            self.released = false;
+        }
         match outcome {
             Outcome::Delivered => self.state = DeliveryState::Delivered,
             Outcome::Skipped => self.state = DeliveryState::Skipped,
@@ -92,11 +108,13 @@ impl ResultRow {
         }
     }
 
-    /// Queued again by an operator: due now, the schedule from its start.
-    pub fn replayed(&mut self, now_ms: u64) {
+    /// Queued again by an operator: due now, the schedule from its start;
+    /// `released` by a replay of the event itself (not of dead letters).
+    pub fn replayed(&mut self, now_ms: u64, released: bool) {
         self.state = DeliveryState::Retrying { due_ms: now_ms };
         self.step = 0;
         self.at_ms = now_ms;
+        self.released = released;
     }
 
     /// The admin view of a delivery with this result, or of one not
@@ -160,5 +178,34 @@ mod tests {
         let replayed = ResultRow { replays: 2, ..row };
         let back: ResultRow = serde_json::from_str(&serde_json::to_string(&replayed).unwrap()).unwrap();
         assert_eq!(back, replayed);
+    }
+
+    #[test]
+    fn a_release_lasts_through_retries_until_the_delivery_is_finished() {
+        let row = ResultRow::new(5);
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(!json.contains("released"), "{json}");
+        assert!(
+            !serde_json::from_str::<ResultRow>(&json).unwrap().released,
+            "a row written before it"
+        );
+        for (outcome, kept) in [
+            (Outcome::Retry { due_ms: 9 }, true),
+            (Outcome::Defer { due_ms: 9 }, true),
+            (Outcome::Delivered, false),
+            (Outcome::Dead { error: "x".into() }, false),
+            (Outcome::Skipped, false),
+        ] {
+            let mut row = ResultRow::new(5);
+            row.replayed(6, true);
+            let back: ResultRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+            assert!(back.released);
+            row.apply(Some(&attempt(1)), &outcome, 7);
+            assert_eq!(row.released, kept, "{outcome:?}");
+        }
+        let mut row = ResultRow::new(5);
+        row.replayed(6, true);
+        row.replayed(7, false);
+        assert!(!row.released, "a dead-letter replay releases nothing");
     }
 }
