@@ -30,9 +30,10 @@ pub struct ResultRow {
     pub replays: u32,
     /// An operator's replay of the event queued it for this subscriber:
     /// sent as it is, without the `verify = "fetch"` check (which holds it
-    /// otherwise), by whichever relay takes it, across restarts and retries,
-    /// until it is finished. Absent in rows written before it (false); a
-    /// dead-letter replay does not set it.
+    /// otherwise), by whichever relay takes it, across restarts and retries;
+    /// one that dies stays released (a replay of dead letters sends it
+    /// again). Absent in rows written before it (false); a dead-letter
+    /// replay does not set it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub released: bool,
 }
@@ -73,10 +74,6 @@ impl ResultRow {
             self.remember(a);
         }
         self.at_ms = now_ms;
-        if matches!(outcome, Outcome::Delivered | Outcome::Skipped | Outcome::Dead { .. }) {
-            // Finished: a later replay of its dead letter is checked again.
-            self.released = false;
-        }
         match outcome {
             Outcome::Delivered => self.state = DeliveryState::Delivered,
             Outcome::Skipped => self.state = DeliveryState::Skipped,
@@ -109,12 +106,13 @@ impl ResultRow {
     }
 
     /// Queued again by an operator: due now, the schedule from its start;
-    /// `released` by a replay of the event itself (not of dead letters).
-    pub fn replayed(&mut self, now_ms: u64, released: bool) {
+    /// `release`: by a replay of the event itself (a dead-letter replay
+    /// keeps an earlier release, and makes none).
+    pub fn replayed(&mut self, now_ms: u64, release: bool) {
         self.state = DeliveryState::Retrying { due_ms: now_ms };
         self.step = 0;
         self.at_ms = now_ms;
-        self.released = released;
+        self.released |= release;
     }
 
     /// The admin view of a delivery with this result, or of one not
@@ -181,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn a_release_lasts_through_retries_until_the_delivery_is_finished() {
+    fn a_release_lasts_through_retries_and_dead_letter_replays() {
         let row = ResultRow::new(5);
         let json = serde_json::to_string(&row).unwrap();
         assert!(!json.contains("released"), "{json}");
@@ -189,23 +187,22 @@ mod tests {
             !serde_json::from_str::<ResultRow>(&json).unwrap().released,
             "a row written before it"
         );
-        for (outcome, kept) in [
-            (Outcome::Retry { due_ms: 9 }, true),
-            (Outcome::Defer { due_ms: 9 }, true),
-            (Outcome::Delivered, false),
-            (Outcome::Dead { error: "x".into() }, false),
-            (Outcome::Skipped, false),
-        ] {
-            let mut row = ResultRow::new(5);
-            row.replayed(6, true);
-            let back: ResultRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
-            assert!(back.released);
-            row.apply(Some(&attempt(1)), &outcome, 7);
-            assert_eq!(row.released, kept, "{outcome:?}");
-        }
-        let mut row = ResultRow::new(5);
+        let mut unreleased = row.clone();
+        unreleased.replayed(6, false);
+        assert!(!unreleased.released, "a dead-letter replay releases nothing");
+        let mut row = row;
         row.replayed(6, true);
-        row.replayed(7, false);
-        assert!(!row.released, "a dead-letter replay releases nothing");
+        let back: ResultRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        assert!(back.released);
+        for outcome in [
+            Outcome::Retry { due_ms: 9 },
+            Outcome::Defer { due_ms: 9 },
+            Outcome::Dead { error: "x".into() },
+        ] {
+            row.apply(Some(&attempt(1)), &outcome, 7);
+            assert!(row.released, "{outcome:?}");
+        }
+        row.replayed(8, false);
+        assert!(row.released, "a dead-letter replay keeps the release");
     }
 }
