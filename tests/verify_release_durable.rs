@@ -37,7 +37,10 @@ async fn a_replayed_unverified_callback_is_still_sent_after_a_restart() {
     assert_eq!(s, 200, "{replay}");
     sub.wait_for(secs(10), "the replayed delivery", |all| all.len() == 1)
         .await;
-    let view = admin_until(h.admin_addr, &path, secs(10), |v| v["subscribers"][0]["attempts_total"] == 1).await;
+    let view = admin_until(h.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["attempts_total"] == 1
+    })
+    .await;
     assert_eq!(view["subscribers"][0]["state"], "pending", "{view}");
     h.shutdown().await;
 
