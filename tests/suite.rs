@@ -65,6 +65,7 @@ mod nats_store;
 mod nats_store_faults;
 mod nats_takeover_attempts;
 mod nats_tasks;
+mod nats_verify_release;
 mod nothing_lost;
 mod open_files;
 mod operations;
@@ -99,6 +100,7 @@ mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
+mod verify_release_durable;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).

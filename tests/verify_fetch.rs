@@ -174,7 +174,7 @@ async fn a_refused_replay_does_not_release_an_unverified_callback() {
 /// A Runway task that finished at the provider but whose callback was lost,
 /// and a callback for it forged by an attacker with a valid signature and a
 /// body pointing at their own file, posted to `/hooks/runway`: the event's id.
-async fn forge_after_a_lost_callback(fake: &FakeProvider, addr: std::net::SocketAddr, url: &str) -> String {
+pub(crate) async fn forge_after_a_lost_callback(fake: &FakeProvider, addr: std::net::SocketAddr, url: &str) -> String {
     let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(url));
     fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&target))
         .await;

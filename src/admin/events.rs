@@ -169,36 +169,11 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
 pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
     let id = parse_id(id)?;
     // An operator's replay delivers a callback held as unverified, to the
-    // subscribers it queues the event for and to no other: released before
-    // the replay is queued (a lane may take it at once), taken back for
-    // every delivery the replay did not queue (refused, failed, pending).
-    let view = app
-        .store
-        .event_view(id)
-        .await
-        .map_err(internal)?
-        .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
-    let verifier = app.delivery.verifier();
-    let configured = app.live();
-    // What the store may queue: a finished delivery, and on one host one
-    // waiting for a later retry too (moved to now).
-    let now_ms = crate::clock::now_ms();
-    let released: Vec<&str> = view
-        .deliveries
-        .iter()
-        .filter(|d| app.store.replay_may_queue(d, now_ms) && sub.is_none_or(|s| s == d.subscriber))
-        .filter(|d| configured.config.subscribers().any(|c| c.name == d.subscriber))
-        .map(|d| d.subscriber.as_str())
-        .collect();
-    for s in &released {
-        verifier.release(id, s);
-    }
+    // subscribers it queues the event for and to no other: the store marks
+    // each delivery it queues released, with the work (whichever relay
+    // takes it, after a restart too); a refused or failed replay queues
+    // nothing and releases nothing.
     let result = app.store.replay_event(id, sub.map(str::to_string)).await;
-    for s in &released {
-        if !matches!(&result, Ok(Some(r)) if r.iter().any(|r| r.queued && r.subscriber == *s)) {
-            verifier.revoke(id, s);
-        }
-    }
     let result = result
         .map_err(internal)?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;

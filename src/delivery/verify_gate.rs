@@ -4,7 +4,9 @@
 //! A disagreeing callback is held as `unverified` (a dead letter whose error
 //! says why, counted in `hookrelay_unverified_total`): not delivered, but
 //! visible, and an operator's replay of the event delivers it to the
-//! subscribers that replay queued it for (and to no other). A provider
+//! subscribers that replay queued it for (and to no other): the store marks
+//! the work it queues released ([`crate::store::Work::released`]), so the
+//! release holds on whichever relay takes it, after a restart too. A provider
 //! that cannot be asked, or whose record lags behind the callback, parks the
 //! delivery and asks again: never a silent drop.
 //!
@@ -30,8 +32,8 @@ pub const LAGGING: Duration = Duration::from_secs(10);
 /// What a delivery of a checked route should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    /// Not a checked route, or the record agrees (or an operator released it
-    /// for this subscriber).
+    /// Not a checked route, or the record agrees (or an operator's replay
+    /// released it for this subscriber).
     Go,
     /// Ask again at `due_ms` (provider unreachable, rate limited, record behind).
     Wait { due_ms: u64 },
@@ -86,17 +88,6 @@ impl<V> Default for Recent<V> {
 }
 
 impl<V> Recent<V> {
-    /// What is known about `id`, made (as the newest) when nothing is.
-    fn entry(&mut self, id: EventId) -> &mut V
-    where
-        V: Default,
-    {
-        if !self.known.contains_key(&id) {
-            self.insert(id, V::default());
-        }
-        self.known.entry(id).or_default()
-    }
-
     fn insert(&mut self, id: EventId, v: V) {
         if self.known.insert(id, v).is_none() {
             self.order.push_back(id);
@@ -116,13 +107,6 @@ pub struct Verifier {
     routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
     /// Settled verdicts: None (agrees) or the disagreement.
     verdicts: Mutex<Recent<Option<String>>>,
-    /// Event → the subscribers an operator's replay of it queued: those
-    /// deliveries go without asking again (the event's other subscribers,
-    /// and a bulk dead-letter replay of them, are still checked). Each
-    /// with a count of releases not taken back, so that of two replays at
-    /// once (a double click), the one that finds the delivery already queued
-    /// takes back its own release, not the other's.
-    released: Mutex<Recent<HashMap<String, u32>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,45 +126,14 @@ impl Verifier {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
-    /// An operator replayed the event to `subscriber`: deliver it there as
-    /// it is. Made before the replay is queued (a lane may take the delivery
-    /// at once); [`Verifier::revoke`] takes it back if the replay did not
-    /// queue it.
-    pub fn release(&self, id: EventId, subscriber: &str) {
-        let mut released = lock(&self.released);
-        let n = released.entry(id).entry(subscriber.to_string()).or_default();
-        *n = n.saturating_add(1);
-    }
-
-    /// Take back a [`Verifier::release`] whose replay was refused, failed or
-    /// did not queue the delivery.
-    pub fn revoke(&self, id: EventId, subscriber: &str) {
-        let mut released = lock(&self.released);
-        let Some(subs) = released.known.get_mut(&id) else {
-            return;
-        };
-        if let Some(n) = subs.get_mut(subscriber) {
-            *n -= 1;
-            if *n == 0 {
-                subs.remove(subscriber);
-            }
-        }
-    }
-
-    fn is_released(&self, id: EventId, subscriber: &str) -> bool {
-        lock(&self.released)
-            .known
-            .get(&id)
-            .is_some_and(|subs| subs.contains_key(subscriber))
-    }
-
     fn remember(&self, id: EventId, verdict: Option<String>) {
         lock(&self.verdicts).insert(id, verdict);
     }
 
-    /// Whether `event` may be delivered to `subscriber` now.
-    pub async fn check(&self, event: &Event, subscriber: &str) -> Check {
-        if event.meta.origin == Origin::Poll {
+    /// Whether `event` may be delivered to `subscriber` now; `released`:
+    /// an operator's replay of the event queued this delivery (sent as it is).
+    pub async fn check(&self, event: &Event, released: bool) -> Check {
+        if event.meta.origin == Origin::Poll || released {
             return Check::Go;
         }
         let Some((product, client)) = self
@@ -192,9 +145,6 @@ impl Verifier {
         else {
             return Check::Go;
         };
-        if self.is_released(event.id, subscriber) {
-            return Check::Go;
-        }
         if let Some(known) = lock(&self.verdicts).known.get(&event.id) {
             return match known {
                 None => Check::Go,
@@ -248,7 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn releases_and_verdicts_are_kept_for_the_last_events_only() {
+    fn verdicts_are_kept_for_the_last_events_only() {
         let mut r = Recent::default();
         let id = |n: u64| EventId::from_parts(n, 0);
         for n in 0..=REMEMBER as u64 {
@@ -258,27 +208,5 @@ mod tests {
         assert_eq!((r.known.len(), r.order.len()), (REMEMBER, REMEMBER));
         assert!(!r.known.contains_key(&id(0)), "the oldest is forgotten");
         assert!(r.known.contains_key(&id(1)) && r.known.contains_key(&id(REMEMBER as u64)));
-    }
-
-    #[test]
-    fn a_release_is_for_the_subscribers_named_and_can_be_taken_back() {
-        let v = Verifier::default();
-        let (one, two) = (EventId::from_parts(1, 0), EventId::from_parts(2, 0));
-        v.release(one, "a");
-        v.release(one, "b");
-        assert!(v.is_released(one, "a") && v.is_released(one, "b"));
-        assert!(!v.is_released(one, "c"), "another subscriber of the event");
-        assert!(!v.is_released(two, "a"), "another event");
-        v.revoke(one, "b");
-        assert!(v.is_released(one, "a") && !v.is_released(one, "b"));
-        v.revoke(two, "a");
-        assert!(!v.is_released(two, "a"), "nothing released: nothing to take back");
-        // Two replays at once: the one that did not queue it takes back its own.
-        v.release(one, "b");
-        v.release(one, "b");
-        v.revoke(one, "b");
-        assert!(v.is_released(one, "b"), "the other replay's release stands");
-        v.revoke(one, "b");
-        assert!(!v.is_released(one, "b"));
     }
 }

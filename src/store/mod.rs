@@ -226,16 +226,12 @@ impl Store {
         }
     }
 
-    /// Deliver an event again (to all its subscribers, or one). None: no such event.
+    /// Deliver an event again (to all its subscribers, or one). None: no
+    /// such event. Each delivery it queues is released (a callback held as
+    /// unverified is sent: [`result::ResultRow::released`]), unlike one
+    /// [`Self::replay_dead_letters`] queues.
     pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
         each!(self, s => s.replay_event(id, only).await)
-    }
-
-    /// Whether [`Self::replay_event`] may queue a delivery seen in `state` at
-    /// `now_ms` (what an operator's replay releases first, see
-    /// `admin::events::replay`): each backend's own rule.
-    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
-        each!(self, s => s.replay_may_queue(d, now_ms))
     }
 
     /// Re-queue dead letters (all, or one subscriber's); how many per subscriber.

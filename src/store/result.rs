@@ -28,10 +28,22 @@ pub struct ResultRow {
     /// single writer and does not store it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replays: u32,
+    /// An operator's replay of the event queued it for this subscriber:
+    /// sent as it is, without the `verify = "fetch"` check (which holds it
+    /// otherwise), by whichever relay takes it, across restarts and retries;
+    /// one that dies stays released (a replay of dead letters sends it
+    /// again). Absent in rows written before it (false); a dead-letter
+    /// replay does not set it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub released: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ResultRow {
@@ -44,6 +56,7 @@ impl ResultRow {
             history: Vec::new(),
             last_error: None,
             replays: 0,
+            released: false,
         }
     }
 
@@ -92,11 +105,14 @@ impl ResultRow {
         }
     }
 
-    /// Queued again by an operator: due now, the schedule from its start.
-    pub fn replayed(&mut self, now_ms: u64) {
+    /// Queued again by an operator: due now, the schedule from its start;
+    /// `release`: by a replay of the event itself (a dead-letter replay
+    /// keeps an earlier release, and makes none).
+    pub fn replayed(&mut self, now_ms: u64, release: bool) {
         self.state = DeliveryState::Retrying { due_ms: now_ms };
         self.step = 0;
         self.at_ms = now_ms;
+        self.released |= release;
     }
 
     /// The admin view of a delivery with this result, or of one not
@@ -160,5 +176,33 @@ mod tests {
         let replayed = ResultRow { replays: 2, ..row };
         let back: ResultRow = serde_json::from_str(&serde_json::to_string(&replayed).unwrap()).unwrap();
         assert_eq!(back, replayed);
+    }
+
+    #[test]
+    fn a_release_lasts_through_retries_and_dead_letter_replays() {
+        let row = ResultRow::new(5);
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(!json.contains("released"), "{json}");
+        assert!(
+            !serde_json::from_str::<ResultRow>(&json).unwrap().released,
+            "a row written before it"
+        );
+        let mut unreleased = row.clone();
+        unreleased.replayed(6, false);
+        assert!(!unreleased.released, "a dead-letter replay releases nothing");
+        let mut row = row;
+        row.replayed(6, true);
+        let back: ResultRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        assert!(back.released);
+        for outcome in [
+            Outcome::Retry { due_ms: 9 },
+            Outcome::Defer { due_ms: 9 },
+            Outcome::Dead { error: "x".into() },
+        ] {
+            row.apply(Some(&attempt(1)), &outcome, 7);
+            assert!(row.released, "{outcome:?}");
+        }
+        row.replayed(8, false);
+        assert!(row.released, "a dead-letter replay keeps the release");
     }
 }

@@ -320,6 +320,10 @@ pub struct Work {
     pub step: u32,
     /// Attempts made so far (the next one is `attempts + 1`).
     pub attempts: u32,
+    /// An operator's replay of the event released it for this subscriber
+    /// ([`super::result::ResultRow::released`]): read with the work, from
+    /// its result.
+    pub released: bool,
     pub ticket: Ticket,
 }
 

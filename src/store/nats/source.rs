@@ -289,10 +289,12 @@ impl NatsCursor {
         // Without a result, an attempt may still have been made (a relay
         // that died during it): the attempt number counts the deliveries.
         let attempts = row.as_ref().map_or(delivered - 1, |r| r.attempts);
+        let released = row.as_ref().is_some_and(|r| r.released);
         Ok(Some(Work {
             event,
             step,
             attempts,
+            released,
             ticket: Ticket::Nats(NatsTicket {
                 route: self.route.clone(),
                 sub: self.sub.clone(),
@@ -405,7 +407,7 @@ mod tests {
     fn a_replay_is_never_early_whatever_the_queuing_relays_clock() {
         // Queued by a relay 60 s ahead: due when it was queued, by its clock.
         let mut row = retrying(0, 0);
-        row.replayed(1_060_000);
+        row.replayed(1_060_000, true);
         assert_eq!(early_at(&row, 1_000_000), None);
     }
 }

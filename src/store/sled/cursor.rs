@@ -271,6 +271,7 @@ impl Cursor {
                     event,
                     step: 0,
                     attempts: 0,
+                    released: false,
                     ticket: Ticket::Sled(SledTicket {
                         route: self.route,
                         sub: self.sub,
@@ -335,7 +336,7 @@ impl Cursor {
                 let result = tree
                     .get(keys::result(id, self.sub))?
                     .and_then(|r| codec::decode_result(&r));
-                let (step, attempts) = result.map_or((0, 0), |r| (r.step, r.attempts));
+                let (step, attempts, released) = result.map_or((0, 0, false), |r| (r.step, r.attempts, r.released));
                 let event = super::query::event_from(&reg, &route_name, id, h, codec::body(&v, at));
                 out.push((
                     due,
@@ -343,6 +344,7 @@ impl Cursor {
                         event,
                         step,
                         attempts,
+                        released,
                         ticket: Ticket::Sled(ticket),
                     },
                 ));

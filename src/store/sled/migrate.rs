@@ -192,6 +192,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             history: attempts(&old, id, sub)?,
             last_error: st.last_error,
             replays: 0,
+            released: false,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }
@@ -227,6 +228,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
                 .and_then(|a| a.error.clone().or(a.status.map(|s| format!("HTTP {s}")))),
             history,
             replays: 0,
+            released: false,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }

@@ -3,13 +3,15 @@
 //! row (due now, schedule from the start, history kept); a delivery still
 //! waiting for a later retry is moved to now; one already due (being sent, or
 //! about to be: an earlier replay, say) or not attempted yet is left alone.
+//! A replay of the event itself marks what it queues released (the result
+//! row's flag, read with the work): a callback held as unverified is sent.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec;
 use super::group_commit::{Batch, Writer};
 use super::keys;
-use crate::store::{Delivery, DeliveryState, EventId, Replayed, StoreError};
+use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 
 /// Dead letters re-queued per writer message (the caller loops).
 pub(super) const DEAD_CHUNK: usize = 1000;
@@ -22,18 +24,10 @@ pub(super) struct DeadRange {
     last: Vec<u8>,
 }
 
-impl super::SledStore {
-    /// Whether [`Writer::replay`] may queue delivery `d` at `now_ms` (it
-    /// decides later, at its own clock): [`replay_queues`].
-    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
-        replay_queues(&d.state, now_ms)
-    }
-}
-
 /// Whether a replay queues a delivery in `state` at `now_ms`: a finished
 /// one, or one waiting for a later retry (moved to now). One due already
 /// is left alone (its due row may be handed out), as is one never
-/// attempted. The rule of both the replay and the admin API's release.
+/// attempted.
 pub(crate) fn replay_queues(state: &DeliveryState, now_ms: u64) -> bool {
     match state {
         DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } => *due_ms > now_ms,
@@ -43,7 +37,9 @@ pub(crate) fn replay_queues(state: &DeliveryState, now_ms: u64) -> bool {
 }
 
 impl Writer {
-    /// Queue `route`'s event `id` again for `sub`; whether anything was queued.
+    /// Queue `route`'s event `id` again for `sub`; whether anything was
+    /// queued. `released`: a replay of the event itself, which delivers a
+    /// callback held as unverified (kept in the result row it writes).
     fn replay_one(
         &mut self,
         b: &mut Batch<'_>,
@@ -51,6 +47,7 @@ impl Writer {
         id: EventId,
         sub: u32,
         now_ms: u64,
+        released: bool,
     ) -> Result<bool, StoreError> {
         let rkey = keys::result(id, sub);
         let Some(v) = b.get(&rkey)? else {
@@ -76,7 +73,7 @@ impl Writer {
             DeliveryState::Dead => b.del(keys::dead(sub, id)),
         }
         self.put_due(b, route, sub, now_ms, id)?;
-        row.replayed(now_ms);
+        row.replayed(now_ms, released);
         b.put(rkey, codec::encode_result(&row));
         Ok(true)
     }
@@ -114,7 +111,7 @@ impl Writer {
             if only.is_some_and(|o| o != name) || !reg.route_subs(header_route).contains(&sub) {
                 continue;
             }
-            let queued = self.replay_one(&mut b, header_route, id, sub, now_ms)?;
+            let queued = self.replay_one(&mut b, header_route, id, sub, now_ms, true)?;
             if queued {
                 woken.push(sub);
             }
@@ -196,7 +193,7 @@ impl Writer {
                 }
                 // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
                 b.del(k.to_vec());
-                if self.replay_one(&mut b, route, id, sub, now_ms)? {
+                if self.replay_one(&mut b, route, id, sub, now_ms, false)? {
                     *counts
                         .entry(reg.sub_name(sub).unwrap_or_default().to_string())
                         .or_default() += 1;

@@ -153,3 +153,48 @@ async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_mean
     assert_eq!(queued, ids, "every letter replayed exactly once");
     store.close().await;
 }
+
+#[tokio::test]
+async fn an_event_replay_releases_what_it_queues_with_the_work_a_dead_letter_replay_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a", "b"]).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("held", &["a", "b"], now)).await.unwrap().id;
+    let mut srcs = Vec::new();
+    for sub in ["a", "b"] {
+        let mut src = store.work_source(sub).unwrap();
+        let w = src.take(1, now).await.unwrap().remove(0);
+        assert!(!w.released, "a fresh delivery is not released");
+        let dead = Outcome::Dead {
+            error: "unverified: x".into(),
+        };
+        store.record(&w.ticket, None, dead).await.unwrap();
+        src.done(&w.ticket).await;
+        srcs.push(src);
+    }
+    let r = store.replay_event(id, Some("a".into())).await.unwrap().unwrap();
+    assert!(r[0].queued, "{r:?}");
+    store.replay_dead_letters(None).await.unwrap();
+    let later = crate::clock::now_ms() + 5;
+    let a = srcs[0].take(10, later).await.unwrap();
+    let b = srcs[1].take(10, later).await.unwrap();
+    assert!(a.len() == 1 && a[0].released, "the event's replay released a");
+    assert!(b.len() == 1 && !b[0].released, "a dead-letter replay releases nothing");
+    // Failed: its retry, after a restart too, is still released.
+    let retry = Outcome::Retry { due_ms: later + 1 };
+    store
+        .record(&a[0].ticket, Some(attempt(2, 500, later)), retry)
+        .await
+        .unwrap();
+    srcs[0].done(&a[0].ticket).await;
+    drop(srcs);
+    store.close().await;
+    drop(store);
+    let store = open(dir.path(), &["a", "b"]).await;
+    let again = store.work_source("a").unwrap().take(10, later + 5).await.unwrap();
+    assert!(
+        again.len() == 1 && again[0].released,
+        "the release is stored with the delivery"
+    );
+    store.close().await;
+}

@@ -68,6 +68,10 @@ pub(super) fn encode_result(r: &ResultRow) -> Vec<u8> {
         w.u8(error_kind(a.error.as_deref()));
     }
     w.bytes(r.last_error.as_deref().unwrap_or("").as_bytes());
+    // A trailing flag, only when set: rows written before it end here.
+    if r.released {
+        w.u8(1);
+    }
     w.0
 }
 
@@ -112,6 +116,10 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
     }
     let err = r.string()?;
     let last_error = (!err.is_empty()).then_some(err);
+    let released = match r.rest() {
+        [] => false,
+        _ => r.u8()? == 1,
+    };
     // The last failed attempt gets its whole message back.
     if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
         if last.error.is_some() {
@@ -126,6 +134,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         history,
         last_error,
         replays: 0,
+        released,
     })
 }
 
@@ -160,6 +169,7 @@ mod tests {
             ],
             last_error: Some("timeout after 15s".into()),
             replays: 0,
+            released: false,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
         let delivered = ResultRow {
@@ -176,10 +186,25 @@ mod tests {
             }],
             last_error: None,
             replays: 0,
+            released: false,
         };
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
         assert_eq!(decode_result(&bytes).unwrap(), delivered);
+        // A replay's release is one trailing byte; a row without it (any
+        // written before it) reads as not released.
+        let released = ResultRow { released: true, ..r };
+        let with = encode_result(&released);
+        assert_eq!(
+            with.len(),
+            encode_result(&ResultRow {
+                released: false,
+                ..released.clone()
+            })
+            .len()
+                + 1
+        );
+        assert_eq!(decode_result(&with).unwrap(), released);
     }
 
     #[test]
@@ -201,6 +226,7 @@ mod tests {
             history: vec![attempt(1, Some(back)), attempt(2, Some(expired)), attempt(3, None)],
             last_error: None,
             replays: 0,
+            released: false,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
@@ -228,6 +254,7 @@ mod tests {
             history,
             last_error: Some("HTTP 500".into()),
             replays: 0,
+            released: false,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(back.attempts, 40);

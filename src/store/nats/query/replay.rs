@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::store::nats::{layout, unavailable, NatsStore};
 use crate::store::result::ResultRow;
-use crate::store::{Delivery, DeliveryState, EventId, Replayed, StoreError};
+use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 
 /// How long a marked delivery is left to the replay that marked it (its
 /// publish, the undo of a failed one) before another replay looks for its
@@ -42,9 +42,7 @@ enum Asked {
 /// or one a replay marked (due at its mark, its schedule from the start)
 /// whose message was never stored, once the grace for its publish is over
 /// and no message carries it (`requeue_unqueued`). A delivery waiting for
-/// a retry is left to it (unlike on one host). The admin API releases the
-/// unverified-callback gate by this rule before the replay, so the two
-/// cannot drift apart.
+/// a retry is left to it (unlike on one host).
 pub(crate) fn replay_queues(state: &DeliveryState, step: u32, at_ms: u64, now_ms: u64) -> bool {
     match state {
         DeliveryState::Retrying { due_ms } => *due_ms == at_ms && step == 0 && now_ms.saturating_sub(at_ms) >= GRACE_MS,
@@ -63,12 +61,6 @@ fn conflict(e: &UpdateError) -> bool {
 }
 
 impl NatsStore {
-    /// Whether [`Self::replay_event`] may queue delivery `d` at `now_ms`
-    /// ([`replay_queues`], the rule it queues by).
-    pub fn replay_may_queue(&self, d: &Delivery, now_ms: u64) -> bool {
-        replay_queues(&d.state, d.step, d.at_ms, now_ms)
-    }
-
     /// Queue the delivery of message `seq` of `route` to `sub` again, unless
     /// it is still pending with the consumer (or, for a dead-letter replay,
     /// no longer dead). Whether it was queued.
@@ -86,7 +78,7 @@ impl NatsStore {
                 self.drop_letter(route, sub, seq, letter).await;
                 return Ok(false);
             }
-            _ => return self.requeue_unqueued(route, seq, sub, &row, revision).await,
+            _ => return self.requeue_unqueued(route, seq, sub, (&row, revision), asked).await,
         }
         // Read before the replay is queued: a letter of its dying again comes later.
         let letter = match row.state {
@@ -94,7 +86,9 @@ impl NatsStore {
             _ => None,
         };
         let mut marked = row.clone();
-        marked.replayed(crate::clock::now_ms());
+        // A replay of the event itself releases it (sent without the
+        // `verify = "fetch"` check, by whichever relay takes it).
+        marked.replayed(crate::clock::now_ms(), asked == Asked::Event);
         // A new round: an outcome told late from before it only joins the history.
         marked.replays += 1;
         let Some(mark) = self.mark(&key, &marked, revision).await? else {
@@ -174,19 +168,32 @@ impl NatsStore {
     /// it (due when marked, its schedule from the start) more than
     /// [`GRACE_MS`] ago and no message carries it (that replay's publish and
     /// undo failed, or its relay died between its writes): then its message
-    /// is published now. Whether it was.
+    /// is published now (released first if a replay of the event asks for
+    /// a dead-letter replay's mark). Whether it was.
     async fn requeue_unqueued(
         &self,
         route: &str,
         seq: u64,
         sub: &str,
-        row: &ResultRow,
-        revision: u64,
+        (row, revision): (&ResultRow, u64),
+        asked: Asked,
     ) -> Result<bool, StoreError> {
         // Not finished here (the caller queues those): a replay's mark, left.
         let unqueued = replay_queues(&row.state, row.step, row.at_ms, crate::clock::now_ms());
         if !unqueued || self.carried(route, seq, sub).await? {
             return Ok(false);
+        }
+        let mut revision = revision;
+        if asked == Asked::Event && !row.released {
+            let key = layout::result_key(route, seq, sub);
+            let released = ResultRow {
+                released: true,
+                ..row.clone()
+            };
+            match self.mark(&key, &released, revision).await? {
+                Some(mark) => revision = mark,
+                None => return Ok(false),
+            }
         }
         tracing::warn!(
             route,

@@ -1,0 +1,89 @@
+//! Cluster mode: an operator's replay of a callback held as unverified
+//! (`verify = "fetch"`) at one relay releases it for every relay: the
+//! release is stored with the replayed delivery, so the relay that takes
+//! the delivery (or its retry) sends it rather than holding it again.
+
+use crate::common;
+
+use crate::verify_fetch::forge_after_a_lost_callback;
+use common::nats::NatsCluster;
+use common::provider::{FakeOptions, FakeProvider};
+use common::tasks::{task_route, tasks_config};
+use common::*;
+
+/// A relay on `nats` whose route `runway` verifies its callbacks at `fake`
+/// and delivers to `sub` (one retry, after 3 s); and its ingest address.
+fn relay(
+    dir: &std::path::Path,
+    nats: &NatsCluster,
+    fake: &FakeProvider,
+    sub: &Sub,
+) -> (TestConfig, std::net::SocketAddr) {
+    let route = task_route("runway", "kie-runway", fake, &sub.url())
+        .without_reconcile()
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir, vec![route]);
+    (cfg.nats(nats.urls(), 1).delivery_retry([secs(3)]), addr)
+}
+
+/// Replayed at relay A while the subscriber is down; A stops; relay B
+/// takes the replayed delivery's retry and sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_accepted_at_one_relay_is_sent_by_another() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let (sub, healthy) = Sub::broken(Behaviour::Status(503)).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (cfg_a, addr_a) = relay(d1.path(), &nats, &fake, &sub);
+    let a = start(&cfg_a).await;
+    let b = start(&relay(d2.path(), &nats, &fake, &sub).0).await;
+    let id = forge_after_a_lost_callback(&fake, addr_a, &format!("http://{addr_a}/hooks/runway")).await;
+    let path = format!("/api/events/{id}");
+    admin_until(a.admin_addr, &path, secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    assert_eq!(sub.count(), 0, "held, not sent");
+
+    // Accepted at A: sent once (by either relay; the subscriber fails).
+    let (s, replay) = admin(a.admin_addr, "POST", &format!("{path}/replay")).await;
+    assert_eq!(s, 200, "{replay}");
+    assert_eq!(replay["queued"], serde_json::json!(["runway-sub"]), "{replay}");
+    let first = tokio::time::timeout(secs(10), async {
+        while sub.count() == 0 {
+            tokio::time::sleep(ms(50)).await;
+        }
+    })
+    .await
+    .is_ok();
+    let (_, view) = admin(b.admin_addr, "GET", &path).await;
+    assert!(
+        first,
+        "the replayed delivery was held again: {}",
+        view["subscribers"][0]
+    );
+
+    // A stops; its retry is B's to take: sent, not held again.
+    a.shutdown().await;
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = tokio::time::timeout(secs(20), async {
+        while sub.count() < 2 {
+            tokio::time::sleep(ms(50)).await;
+        }
+    })
+    .await
+    .is_ok();
+    let (_, after) = admin(b.admin_addr, "GET", &path).await;
+    assert!(
+        sent,
+        "relay B held the replayed delivery again: {}",
+        after["subscribers"][0]
+    );
+    assert!(String::from_utf8_lossy(&sub.all()[1].body).contains("evil.example"));
+    admin_until(b.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    b.shutdown().await;
+}
