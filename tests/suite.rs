@@ -90,6 +90,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review28_tests;
 mod secrets;
 mod shutdown;
 mod shutdown_handover;

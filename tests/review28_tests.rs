@@ -1,0 +1,89 @@
+//! Review 28: hostile review of the core path (ingest, auth, server,
+//! delivery). Each test here fails on the code it was written against
+//! (branch r28 at 5784ddc) and names the defect it proves.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+/// Finding 1. `verify = "fetch"` is documented as the defence against "a
+/// forged body under a replayed valid signature" (the `kie` signature covers
+/// only `taskId.timestamp`), and promises "never a silent drop". But the
+/// forged event is stored (and its dedupe key taken) before it is verified:
+/// a forged final callback that arrives before the genuine one makes the
+/// genuine one a duplicate (`200`, `"duplicate": true`, dropped); then the
+/// forged one is held as unverified. The subscriber never gets the result.
+///
+/// Suno sends several signed callbacks per task (`text`, `first`, then
+/// `complete`), so the signature of its `text` callback, replayed within the
+/// tolerance with a `complete` body, pre-empts the real `complete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_final_callback_sent_first_makes_the_genuine_one_a_duplicate_and_nothing_is_delivered() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::tasks::{task_route, tasks_config};
+    use hookrelay::provider::Product;
+
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("suno", "kie-suno", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/suno");
+    // Stages of 2 s: `text` at ~2 s, `first` at ~4 s, `complete` at ~6 s.
+    let task = fake.create(Product::Suno, TaskPlan::success().step(secs(2)), Some(&url));
+    fake.wait_until("the text callback", secs(10), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "text" && c.delivered())
+    })
+    .await;
+    // The attacker replays the `text` callback's timestamp and signature
+    // with a `complete` body naming their own file.
+    let text = fake.callbacks(&task).into_iter().find(|c| c.kind == "text").unwrap();
+    let mut forged = fake.final_callback(&task);
+    forged["data"]["data"][0]["audio_url"] = "https://evil.example/a.mp3".into();
+    let ts = text.timestamp.to_string();
+    let sig = text.signature.clone().expect("signed");
+    let (s, _, b) = post(
+        addr,
+        "/hooks/suno",
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts),
+            ("x-webhook-signature", &sig),
+        ],
+        forged.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    // The genuine `complete` callback arrives and is answered 200.
+    fake.wait_until("the genuine complete callback", secs(20), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
+    })
+    .await;
+    // It must reach the subscriber (the forged one must not).
+    let deadline = tokio::time::Instant::now() + secs(25);
+    let genuine = loop {
+        let got = sub.all().into_iter().find(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["data"]["callbackType"] == "complete"
+        });
+        if got.is_some() || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(ms(200)).await;
+    };
+    let (_, dead) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    h.shutdown().await;
+    let genuine = genuine.unwrap_or_else(|| {
+        panic!(
+            "the genuine `complete` callback was answered 200 (a duplicate of the forged one) and never \
+             delivered; dead letters: {dead}"
+        )
+    });
+    assert!(!String::from_utf8_lossy(&genuine.body).contains("evil.example"));
+}
