@@ -87,3 +87,27 @@ async fn a_forged_final_callback_sent_first_makes_the_genuine_one_a_duplicate_an
     });
     assert!(!String::from_utf8_lossy(&genuine.body).contains("evil.example"));
 }
+
+/// Finding 2. The bearer scheme is matched as `Bearer ` or `bearer ` only.
+/// An auth scheme is case-insensitive (RFC 9110 §11.1, RFC 6750 §2.1 uses
+/// the same rule), so `BEARER tok` from a proxy or client library that
+/// upper-cases it is answered `401 "missing token"` (the token was there).
+/// README: "`?token=…` or `Authorization: Bearer …`".
+#[tokio::test]
+async fn a_bearer_scheme_in_another_case_is_still_a_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let mut got = Vec::new();
+    for (n, scheme) in ["Bearer", "bearer", "BEARER", "BeArEr"].iter().enumerate() {
+        let value = format!("{scheme} tok");
+        let (s, _, b) = post(addr, "/hooks/t", &[("authorization", value.as_str())], runway(&format!("case-{n}"))).await;
+        got.push((scheme.to_string(), s, String::from_utf8_lossy(&b).to_string()));
+    }
+    h.shutdown().await;
+    for (scheme, s, body) in got {
+        assert_eq!(s, StatusCode::OK, "Authorization: {scheme} tok -> {s} {body}");
+    }
+}
