@@ -4,8 +4,6 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use common::*;
 use http::StatusCode;
 
@@ -110,4 +108,56 @@ async fn a_bearer_scheme_in_another_case_is_still_a_bearer_token() {
     for (scheme, s, body) in got {
         assert_eq!(s, StatusCode::OK, "Authorization: {scheme} tok -> {s} {body}");
     }
+}
+
+/// Finding 3. Verification (`verify = "fetch"`) reads the result URLs a
+/// callback claims with `push_unique` (src/provider/loose.rs), which checks
+/// each new URL against every one kept so far: quadratic in the number of
+/// URLs, on a runtime worker, with no bound. A Market callback naming 60,000
+/// distinct short strings in `resultJson.resultUrls` (about 600 KB, well
+/// inside the default `max_body` of 1 MiB) keeps a worker busy for that
+/// long before the callback is held. The attacker needs only a task id the
+/// provider knows (the threat `verify = "fetch"` is there for); a few such
+/// posts occupy every worker of the runtime, ingest included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_a_callback_with_many_urls_is_not_quadratic() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::tasks::{task_route, tasks_config};
+    use hookrelay::provider::Product;
+
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("market", "kie-market", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let task = fake.create(Product::Market, TaskPlan::success().lose(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task)).await;
+    let urls: Vec<String> = (0..60_000u32).map(|i| format!("{i:x}")).collect();
+    let mut body = fake.final_callback(&task);
+    body["data"]["resultJson"] = serde_json::json!({ "resultUrls": urls });
+    let body = body.to_string();
+    assert!(body.len() < 1 << 20, "{} bytes", body.len());
+    let t0 = tokio::time::Instant::now();
+    let (s, _, b) = post(addr, "/hooks/market", &[("content-type", "application/json")], body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Held (or delivered) within a few seconds, as any other callback is.
+    let mut settled = None;
+    while t0.elapsed() < secs(60) {
+        let (_, v) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+        let state = v["subscribers"][0]["state"].as_str().unwrap_or("").to_string();
+        if state == "dead" || state == "delivered" {
+            settled = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(ms(200)).await;
+    }
+    h.shutdown().await;
+    let took = settled.expect("not verified within 60 s");
+    eprintln!("verified after {took:?}");
+    assert!(took < secs(5), "verifying one 600 KB callback took {took:?}");
 }
