@@ -161,3 +161,57 @@ async fn verifying_a_callback_with_many_urls_is_not_quadratic() {
     eprintln!("verified after {took:?}");
     assert!(took < secs(5), "verifying one 600 KB callback took {took:?}");
 }
+
+/// Finding 4. The verifier treats every provider error other than
+/// `NotFound`/`Rejected` as "cannot ask now", and a `GiveUp` action as "ask
+/// again in 10 s" (src/delivery/verify_gate.rs, `Action::GiveUp =>
+/// later(LAGGING)`). `ProviderClient::record` refuses, without asking the
+/// provider, a task id over 256 characters or holding a control character
+/// (`InvalidInput`, `GiveUp`): such a callback — which no genuine callback
+/// is — is never held as unverified, it stays pending for ever, re-checked
+/// every 10 s with a `warn` line each time. A stranger's posts to a
+/// `verify = "fetch"` route without a signature (`allow_anyone`, or
+/// `allow_ips` when the stranger is inside them) each add one such
+/// everlasting loop and log line every 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_task_id_cannot_be_asked_about_is_held_not_rechecked_for_ever() {
+    use common::provider::{FakeOptions, FakeProvider};
+    use common::tasks::{task_route, tasks_config};
+
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let task = "t".repeat(300);
+    let body = serde_json::json!({"code": 200, "msg": "All generated successfully.",
+        "data": {"task_id": task, "video_id": "v", "video_url": "https://evil.example/v.mp4", "image_url": ""}});
+    let (s, _, b) = post(addr, "/hooks/runway", &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A callback the provider cannot vouch for is held (dead, `unverified:`)
+    // at once, like one naming a task the provider does not know.
+    let t0 = tokio::time::Instant::now();
+    let mut last = serde_json::Value::Null;
+    let mut held = false;
+    while t0.elapsed() < secs(25) {
+        let (_, v) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+        if v["subscribers"][0]["state"] == "dead" {
+            held = true;
+            break;
+        }
+        last = v;
+        tokio::time::sleep(ms(250)).await;
+    }
+    h.shutdown().await;
+    assert_eq!(sub.count(), 0, "not delivered");
+    assert!(
+        held,
+        "still not held 25 s after it was accepted (re-checked every 10 s for ever): {}",
+        last["subscribers"]
+    );
+}
