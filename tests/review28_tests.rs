@@ -215,3 +215,109 @@ async fn a_callback_whose_task_id_cannot_be_asked_about_is_held_not_rechecked_fo
         last["subscribers"]
     );
 }
+
+/// An `LD_PRELOAD` library that shifts `CLOCK_REALTIME` (only) by the number
+/// of seconds in the file `$R28_OFFSET_FILE`, read on every call: the wall
+/// clock of one process can be stepped, as NTP steps a machine's, without
+/// touching the machine's.
+fn realtime_shift_library(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("shift.c");
+    std::fs::write(
+        &src,
+        r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    int r = syscall(SYS_clock_gettime, id, ts);
+    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {
+        const char *f = getenv("R28_OFFSET_FILE");
+        FILE *fp = f ? fopen(f, "r") : NULL;
+        if (fp) {
+            long off = 0;
+            if (fscanf(fp, "%ld", &off) == 1) ts->tv_sec += off;
+            fclose(fp);
+        }
+    }
+    return r;
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join("libshift.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lib
+}
+
+/// Finding 5. `clock::now()` is the wall time read once (the first call)
+/// advanced by the monotonic clock: a wall clock that is stepped while the
+/// daemon runs is never seen. A host whose clock is wrong at boot (no RTC,
+/// a drifted one, a restored VM) and that NTP corrects after the daemon
+/// started (`hookrelay.service` is ordered after `network-online.target`,
+/// not `time-sync.target`) keeps the wrong time until a restart: every
+/// signed callback is refused as stale (`401`) once the error passes the
+/// tolerance (5 min by default) — the provider retries three times over
+/// ~20 min and gives up: the callbacks are lost — and every delivery's
+/// `webhook-timestamp` is that far off, which Standard Webhooks receivers
+/// refuse. (Likewise after a suspend: the monotonic clock stops meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_corrected_while_running_is_followed() {
+    use common::oracle::standard_webhooks_sign;
+    const SW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = tempfile::tempdir().unwrap();
+    let lib = realtime_shift_library(dir.path());
+    let offset = dir.path().join("offset");
+    // At boot the clock is an hour behind.
+    std::fs::write(&offset, "-3600").unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url())).route(
+        Route::new("sw", "/hooks/sw")
+            .signature(Signature::standard_webhooks(SW))
+            .subscriber(Subscriber::new("w", sub.url())),
+    );
+    let bin = Bin::start(
+        &cfg.write(),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("R28_OFFSET_FILE", offset.to_str().unwrap()),
+        ],
+    );
+    let real_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let signed = |ts: u64, n: u32| {
+        let body = format!(r#"{{"type":"done","n":{n}}}"#);
+        let ts = ts.to_string();
+        let sig = standard_webhooks_sign(SW, &format!("msg_{n}"), &ts, body.as_bytes());
+        (body, ts, sig, format!("msg_{n}"))
+    };
+    // The daemon believes the clock: a callback signed an hour ago is fresh to it.
+    let (body, ts, sig, id) = signed(real_now() - 3600, 1);
+    let h = [("webhook-id", id.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+    assert_eq!(post(bin.addr, "/hooks/sw", &h, body).await.0, StatusCode::OK, "the shift took effect");
+    // NTP corrects the clock.
+    std::fs::write(&offset, "0").unwrap();
+    tokio::time::sleep(ms(500)).await;
+    // The provider signs with the right time.
+    let (body, ts, sig, id) = signed(real_now(), 2);
+    let h = [("webhook-id", id.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+    let (s, _, b) = post(bin.addr, "/hooks/sw", &h, body).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a callback signed now, after the host's clock was corrected, is refused: {}",
+        String::from_utf8_lossy(&b)
+    );
+}
