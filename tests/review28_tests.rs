@@ -101,7 +101,13 @@ async fn a_bearer_scheme_in_another_case_is_still_a_bearer_token() {
     let mut got = Vec::new();
     for (n, scheme) in ["Bearer", "bearer", "BEARER", "BeArEr"].iter().enumerate() {
         let value = format!("{scheme} tok");
-        let (s, _, b) = post(addr, "/hooks/t", &[("authorization", value.as_str())], runway(&format!("case-{n}"))).await;
+        let (s, _, b) = post(
+            addr,
+            "/hooks/t",
+            &[("authorization", value.as_str())],
+            runway(&format!("case-{n}")),
+        )
+        .await;
         got.push((scheme.to_string(), s, String::from_utf8_lossy(&b).to_string()));
     }
     h.shutdown().await;
@@ -132,7 +138,8 @@ async fn verifying_a_callback_with_many_urls_is_not_quadratic() {
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let task = fake.create(Product::Market, TaskPlan::success().lose(), None);
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task)).await;
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
     let urls: Vec<String> = (0..60_000u32).map(|i| format!("{i:x}")).collect();
     let mut body = fake.final_callback(&task);
     body["data"]["resultJson"] = serde_json::json!({ "resultUrls": urls });
@@ -187,7 +194,13 @@ async fn a_callback_whose_task_id_cannot_be_asked_about_is_held_not_rechecked_fo
     let task = "t".repeat(300);
     let body = serde_json::json!({"code": 200, "msg": "All generated successfully.",
         "data": {"task_id": task, "video_id": "v", "video_url": "https://evil.example/v.mp4", "image_url": ""}});
-    let (s, _, b) = post(addr, "/hooks/runway", &[("content-type", "application/json")], body.to_string()).await;
+    let (s, _, b) = post(
+        addr,
+        "/hooks/runway",
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
         .as_str()
@@ -279,11 +292,13 @@ async fn a_wall_clock_corrected_while_running_is_followed() {
     // At boot the clock is an hour behind.
     std::fs::write(&offset, "-3600").unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url())).route(
-        Route::new("sw", "/hooks/sw")
-            .signature(Signature::standard_webhooks(SW))
-            .subscriber(Subscriber::new("w", sub.url())),
-    );
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("sw", "/hooks/sw")
+                .signature(Signature::standard_webhooks(SW))
+                .subscriber(Subscriber::new("w", sub.url())),
+        );
     let bin = Bin::start(
         &cfg.write(),
         &[
@@ -305,14 +320,26 @@ async fn a_wall_clock_corrected_while_running_is_followed() {
     };
     // The daemon believes the clock: a callback signed an hour ago is fresh to it.
     let (body, ts, sig, id) = signed(real_now() - 3600, 1);
-    let h = [("webhook-id", id.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
-    assert_eq!(post(bin.addr, "/hooks/sw", &h, body).await.0, StatusCode::OK, "the shift took effect");
+    let h = [
+        ("webhook-id", id.as_str()),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    assert_eq!(
+        post(bin.addr, "/hooks/sw", &h, body).await.0,
+        StatusCode::OK,
+        "the shift took effect"
+    );
     // NTP corrects the clock.
     std::fs::write(&offset, "0").unwrap();
     tokio::time::sleep(ms(500)).await;
     // The provider signs with the right time.
     let (body, ts, sig, id) = signed(real_now(), 2);
-    let h = [("webhook-id", id.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+    let h = [
+        ("webhook-id", id.as_str()),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
     let (s, _, b) = post(bin.addr, "/hooks/sw", &h, body).await;
     assert_eq!(
         s,
