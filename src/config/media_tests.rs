@@ -289,6 +289,22 @@ fn media_settings_that_cannot_work_are_refused() {
 }
 
 #[test]
+fn an_s3_store_refuses_files_it_cannot_copy_in_one_request() {
+    let s3 = r#"store = { s3 = { bucket = "b", access_key = "AK", secret_key = "SK" } }"#;
+    expect_err(
+        &cfg("", &format!("{s3}\nmax_size = \"6GiB\""), ""),
+        "media.max_size",
+        None,
+        "at most 5GiB with an S3 store",
+    );
+    let c = parse(&cfg("", &format!("{s3}\nmax_size = \"5GiB\""), "")).unwrap();
+    assert_eq!(c.media.max_size, 5 << 30);
+    // A directory takes any size.
+    let c = parse(&cfg("", "max_size = \"6GiB\"", "")).unwrap();
+    assert_eq!(c.media.max_size, 6 << 30);
+}
+
+#[test]
 fn after_archive_is_read_and_warned_about_where_nothing_is_archived() {
     let c = parse(&cfg("preset = \"kie-runway\"", "", "after_archive = true")).unwrap();
     assert!(c.routes[0].subscribers[0].after_archive);

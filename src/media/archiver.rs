@@ -123,7 +123,11 @@ impl Archiver {
     pub async fn delete_files(&self, db: &Store, digests: &[String]) -> usize {
         let store = self.settings().store.clone();
         store
-            .delete_released(digests, &self.files, |d| async move { db.media_referenced(d).await })
+            .delete_released(
+                digests,
+                &self.files,
+                |chunk| async move { db.media_referenced(chunk).await },
+            )
             .await
     }
 }

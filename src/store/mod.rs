@@ -24,6 +24,7 @@ mod tasks;
 mod types;
 mod work_source;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub use media::*;
@@ -304,13 +305,24 @@ impl Store {
         }
     }
 
-    /// Whether a URL still names the stored file `sha256` (media
-    /// retention's last check before it deletes the file).
-    pub async fn media_referenced(&self, sha256: String) -> Result<bool, StoreError> {
+    /// Which of `digests` a URL still names as its stored file (media
+    /// retention's last check before it deletes the others).
+    pub async fn media_referenced(&self, digests: Vec<String>) -> Result<HashSet<String>, StoreError> {
         match &self.backend {
             // The `F` index rows, which a sweep removes only with their URL.
-            Backend::Sled(s) => s.blocking(move |s| s.media_file(&sha256)).await.map(|f| f.is_some()),
-            Backend::Nats(s) => s.media_referenced(&sha256).await,
+            Backend::Sled(s) => {
+                s.blocking(move |s| {
+                    let mut kept = HashSet::new();
+                    for d in digests {
+                        if s.media_file(&d)?.is_some() {
+                            kept.insert(d);
+                        }
+                    }
+                    Ok(kept)
+                })
+                .await
+            }
+            Backend::Nats(s) => s.media_referenced(digests).await,
         }
     }
 

@@ -16,6 +16,10 @@ use crate::config::ConfigError;
 /// delays are not capped).
 const MEDIA_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The largest file an S3 store can take: the upload is copied under its
+/// digest with one `CopyObject`, which S3 allows up to 5 GiB.
+const S3_MAX_SIZE: u64 = 5 << 30;
+
 impl Validator<'_> {
     /// `store_dir` is the callback store's directory (the default media
     /// directory lives under it).
@@ -26,6 +30,13 @@ impl Validator<'_> {
         };
         if m.max_size.0 == 0 {
             return Err(self.err("media.max_size", None, "must be greater than 0"));
+        }
+        if matches!(store, MediaStoreConfig::S3(_)) && m.max_size.0 > S3_MAX_SIZE {
+            return Err(self.err(
+                "media.max_size",
+                None,
+                "must be at most 5GiB with an S3 store (a stored file is copied under its digest in one request, which S3 limits to 5 GiB)",
+            ));
         }
         if m.timeout.0.is_zero() {
             return Err(self.err("media.timeout", None, "must be greater than 0"));

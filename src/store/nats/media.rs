@@ -13,7 +13,7 @@
 //! (after the de-duplication window) is acknowledged unread by whoever
 //! takes it: only the message a row names is worked on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -277,21 +277,27 @@ impl NatsStore {
         }
     }
 
-    /// Whether a URL row names the file `sha256` as stored: media
-    /// retention's check under the digest's lock, before it deletes the
-    /// file. It reads the URL rows, not the file row, which the sweep
+    /// Which of `digests` a URL row names as its stored file: media
+    /// retention's check under the digests' locks, before it deletes the
+    /// others. It reads the URL rows, not the file rows, which the sweep
     /// itself purges (a try that recorded the same bytes during the sweep
-    /// wrote both); a file row so purged is put back. A listing per digest:
-    /// for retention only.
-    pub async fn media_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
+    /// wrote both); a file row so purged is put back. One listing per call:
+    /// retention asks for a chunk of digests at once.
+    pub async fn media_referenced(&self, digests: Vec<String>) -> Result<HashSet<String>, StoreError> {
+        let asked: HashSet<String> = digests.into_iter().collect();
         let rows = self.shared.media_rows().await?;
-        let Some(row) = rows.into_iter().map(|(_, r)| r).find(|r| r.sha256() == Some(sha256)) else {
-            return Ok(false);
-        };
-        if self.media_file(sha256.to_string()).await?.is_none() {
-            self.shared.put_file_row(&row.state).await?;
+        let mut kept: HashMap<String, _> = HashMap::new();
+        for (_, r) in rows {
+            if let Some(d) = r.sha256().filter(|d| asked.contains(*d)) {
+                kept.entry(d.to_string()).or_insert(r);
+            }
         }
-        Ok(true)
+        for (d, row) in &kept {
+            if self.media_file(d.clone()).await?.is_none() {
+                self.shared.put_file_row(&row.state).await?;
+            }
+        }
+        Ok(kept.into_keys().collect())
     }
 
     /// The most recently finished URLs (newest first) and the waiting ones
