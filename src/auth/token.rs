@@ -2,6 +2,7 @@
 //! match), compared in constant time, and redacted from URLs that are logged.
 
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Secret;
@@ -36,12 +37,17 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Whether any of `presented` equals one of `tokens`. Every pair is compared,
-/// in constant time, so timing does not reveal which one (or how much) matched.
+/// in constant time, so timing does not reveal which one (or how much)
+/// matched; the values compared are their SHA-256 digests, of one length,
+/// so it does not reveal a token's length either.
 pub fn token_matches(presented: &[String], tokens: &[Secret]) -> bool {
+    let digest = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let tokens: Vec<[u8; 32]> = tokens.iter().map(|t| digest(t.expose())).collect();
     let mut ok = subtle::Choice::from(0);
     for p in presented {
-        for t in tokens {
-            ok |= p.as_bytes().ct_eq(t.expose());
+        let p = digest(p.as_bytes());
+        for t in &tokens {
+            ok |= p.ct_eq(t);
         }
     }
     ok.into()
