@@ -90,13 +90,14 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
-mod review28_tests;
 mod secrets;
 mod shutdown;
 mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
+mod verify_fetch_bounded;
+mod wall_clock;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).
