@@ -124,6 +124,19 @@ async fn missing_dedupe_field_falls_back_to_body_hash() {
 /// forged one is held (review 28, finding 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuine_one_a_duplicate() {
+    forged_final_callback_first(None, false).await;
+}
+
+/// The same with the relay restarted between the forged callback and the
+/// genuine one: what holds the key is read from the store, not memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_verify_route_a_forged_callback_sent_first_before_a_restart_does_not_make_the_genuine_one_a_duplicate() {
+    forged_final_callback_first(None, true).await;
+}
+
+/// The test above, on `nats` (cluster mode) when given, with the relay
+/// restarted after the forged callback when `restart`.
+pub async fn forged_final_callback_first(nats: Option<&common::nats::NatsCluster>, restart: bool) {
     use common::provider::{FakeOptions, FakeProvider, TaskPlan};
     use common::tasks::{task_route, tasks_config};
     use hookrelay::provider::Product;
@@ -135,7 +148,11 @@ async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuin
         .signature(Signature::kie("fake-hmac-key"))
         .verify("fetch");
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
+    let cfg = match nats {
+        Some(n) => cfg.nats(n.urls(), 1),
+        None => cfg,
+    };
+    let mut h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/suno");
     // Stages of 2 s: `text` at ~2 s, `first` at ~4 s, `complete` at ~6 s.
     let task = fake.create(Product::Suno, TaskPlan::success().step(secs(2)), Some(&url));
@@ -162,6 +179,10 @@ async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuin
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    if restart {
+        h.shutdown().await;
+        h = start(&cfg).await;
+    }
     // The genuine `complete` callback arrives and is answered 200.
     fake.wait_until("the genuine complete callback", secs(20), |f| {
         f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
@@ -179,7 +200,21 @@ async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuin
         }
         tokio::time::sleep(ms(200)).await;
     };
-    let (_, dead) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    // The forged one is held as unverified.
+    let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(20), |v| {
+        v.to_string().contains("evil.example")
+    })
+    .await;
+    // Once: the provider's retries of it (none here) and the forged one are not delivered too.
+    tokio::time::sleep(secs(1)).await;
+    let completes = sub
+        .all()
+        .into_iter()
+        .filter(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["data"]["callbackType"] == "complete"
+        })
+        .count();
     h.shutdown().await;
     let genuine = genuine.unwrap_or_else(|| {
         panic!(
@@ -188,4 +223,6 @@ async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuin
         )
     });
     assert!(!String::from_utf8_lossy(&genuine.body).contains("evil.example"));
+    assert_eq!(completes, 1, "the result is delivered once");
+    assert!(dead.to_string().contains("unverified"), "{dead}");
 }
