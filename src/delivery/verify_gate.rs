@@ -177,6 +177,12 @@ impl Verifier {
             .is_some_and(|subs| subs.contains_key(subscriber))
     }
 
+    /// Whether `id` was found to agree with the provider's record (while
+    /// remembered; the store's states tell the rest).
+    pub fn agreed(&self, id: EventId) -> bool {
+        matches!(lock(&self.verdicts).known.get(&id), Some(None))
+    }
+
     fn remember(&self, id: EventId, verdict: Option<String>) {
         lock(&self.verdicts).insert(id, verdict);
     }

@@ -11,20 +11,22 @@
 //! it is stored all the same, under a key of its own (the key and its body's
 //! hash: the provider's retries of it are still duplicates), and verified on
 //! its own: whichever agrees with the provider's record is delivered. An
-//! event is vouched for once a delivery of it was attempted (verification
-//! let it go, or an operator released it); a callback with its key is then
-//! a duplicate as on any route. The state read is the store's, so it holds
-//! across restarts, on either backend.
+//! event is vouched for once it was found to agree, or a delivery of it was
+//! attempted (verification let it go, or an operator released it), or when
+//! it is a polled result (the provider's own record); a callback with its
+//! key is then a duplicate as on any route. The delivery states read are
+//! the store's, so this holds across restarts, on either backend.
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{Accepted, DeliveryState, EventView, NewEvent, Store, StoreError};
+use crate::delivery::verify_gate::Verifier;
+use crate::store::{Accepted, DeliveryState, EventView, NewEvent, Origin, Store, StoreError};
 
-/// Append `event`; `verifies`: its route has `verify = "fetch"`.
-pub async fn append(store: &Store, verifies: bool, event: NewEvent) -> Result<Accepted, StoreError> {
-    if !verifies {
+/// Append `event`; `verifier`: its route's, when it has `verify = "fetch"`.
+pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent) -> Result<Accepted, StoreError> {
+    let Some(verifier) = verifier else {
         return store.append(event).await;
-    }
+    };
     let first = store.append(event.clone()).await?;
     if !first.duplicate {
         return Ok(first);
@@ -32,7 +34,7 @@ pub async fn append(store: &Store, verifies: bool, event: NewEvent) -> Result<Ac
     let Some(owner) = store.event_view(first.id).await? else {
         return Ok(first);
     };
-    if owner.event.body == event.body || vouched(&owner) {
+    if owner.event.body == event.body || verifier.agreed(first.id) || vouched(&owner) {
         return Ok(first);
     }
     let own = own_key(&event.dedupe_hash, &event.body);
@@ -46,12 +48,15 @@ pub async fn append(store: &Store, verifies: bool, event: NewEvent) -> Result<Ac
         .await
 }
 
-/// Whether a delivery of the event was attempted (or made): it was let go
-/// by verification, or released by an operator.
+/// Whether the event is the provider's own record (a polled result), or a
+/// delivery of it was attempted (or made): it was let go by verification,
+/// or released by an operator.
 fn vouched(view: &EventView) -> bool {
-    view.deliveries
-        .iter()
-        .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
+    view.event.meta.origin == Origin::Poll
+        || view
+            .deliveries
+            .iter()
+            .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
 }
 
 /// The dedupe key of a callback contesting `key`: the key and its body.

@@ -255,10 +255,10 @@ where
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
     let media = media_urls(r, json.as_ref());
     let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
-    let verifies = r.verify == crate::config::Verify::Fetch;
+    let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
     let commit = contested::append(
         &app.store,
-        verifies,
+        verifier,
         NewEvent {
             meta,
             dedupe_hash: hash,

@@ -29,10 +29,10 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
         dedupe_fallback: fallback,
         origin: Origin::Poll,
     };
-    let verifies = route.verify == crate::config::Verify::Fetch;
+    let verifier = (route.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
     let accepted = crate::ingest::append_contested(
         &app.store,
-        verifies,
+        verifier,
         NewEvent {
             meta,
             dedupe_hash: hash,
