@@ -409,3 +409,7 @@ mod tests {
         assert_eq!(early_at(&row, 1_000_000), None);
     }
 }
+
+#[cfg(test)]
+#[path = "review31_early_tests.rs"]
+mod review31_early_tests;
