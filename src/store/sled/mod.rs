@@ -373,6 +373,8 @@ mod review12_tests;
 #[cfg(test)]
 mod task_corrupt_tests;
 #[cfg(test)]
+mod review31_tests;
+#[cfg(test)]
 mod task_tests;
 #[cfg(test)]
 mod tests;
