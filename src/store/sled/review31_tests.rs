@@ -64,11 +64,15 @@ async fn review31_an_unreadable_task_is_handed_out_once_per_round() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(&opts(dir.path())).unwrap();
     s.register(&topology(&["s"])).await.unwrap();
-    s.register_task(new_task("twice", 1000, 5000, Vec::new())).await.unwrap();
+    s.register_task(new_task("twice", 1000, 5000, Vec::new()))
+        .await
+        .unwrap();
     corrupt(&s, "twice");
     // Registered again over the torn row: a schedule row at 6000, the one at
     // 5000 stays.
-    s.register_task(new_task("twice", 2000, 6000, Vec::new())).await.unwrap();
+    s.register_task(new_task("twice", 2000, 6000, Vec::new()))
+        .await
+        .unwrap();
     corrupt(&s, "twice");
     let (due, _) = s.due_tasks(20_000, 100).unwrap();
     let n = due.iter().filter(|t| t.task_id == "twice").count();
