@@ -232,3 +232,52 @@ async fn the_console_is_served_locked_down() {
     }
     h.shutdown().await;
 }
+
+/// Behind a TLS-terminating reverse proxy (`https://admin.example.com` →
+/// the admin listener, `admin.token` set) the console's own replay is
+/// same-origin: the browser sends `Origin: https://admin.example.com` and
+/// the proxy `Host: admin.example.com` (port 443 on both sides). It goes
+/// through; cross-site ones, and pages on another port, are still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_an_https_reverse_proxy_the_consoles_replay_works_and_cross_site_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token("proxy-admin-token")
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("behind-proxy")).await;
+    sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    let a = h.admin_addr;
+    let host = "admin.example.com";
+    let bearer = ("authorization", "Bearer proxy-admin-token");
+    let path = format!("/api/events/{id}/replay");
+    // What Chromium sends for the console's fetch on https://admin.example.com/ui.
+    let console = [
+        bearer,
+        JSON,
+        ("origin", "https://admin.example.com"),
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "cors"),
+    ];
+    let (status, _, body) = send(a, "POST", &path, host, &console).await;
+    assert_eq!(
+        status, 200,
+        "the console's own replay over the proxy's https was refused: {body}"
+    );
+    for (origin, site) in [
+        ("https://evil.example", Some("cross-site")),
+        ("https://evil.example", None),
+        ("https://admin.example.com:8443", Some("same-site")),
+        ("https://admin.example.com:8443", None),
+        ("http://admin.example.com:8080", None),
+        ("http://admin.example.com", Some("same-site")),
+    ] {
+        let mut headers = vec![bearer, JSON, ("origin", origin)];
+        headers.extend(site.map(|s| ("sec-fetch-site", s)));
+        let (status, _, body) = send(a, "POST", &path, host, &headers).await;
+        assert_eq!(status, 403, "{origin} ({site:?}) was not refused: {body}");
+        assert!(body.contains("cross-site request refused"), "{body}");
+    }
+    h.shutdown().await;
+}

@@ -384,3 +384,41 @@ async fn the_cli_shows_a_registered_task_whose_id_needs_encoding() {
     }
     h.shutdown().await;
 }
+
+/// `hookrelay forward --token …` is refused (the pull token goes in a file or
+/// HOOKRELAY_PULL_TOKEN), also when HOOKRELAY_ADMIN_TOKEN is set, where it was
+/// silently ignored; the value given is never printed.
+#[test]
+fn forward_refuses_a_token_on_the_command_line_whatever_the_environment() {
+    for admin_env in [None, Some("admin-env-token")] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        cmd.args([
+            "forward",
+            "http://127.0.0.1:9/pull/laptop",
+            "--to",
+            "http://127.0.0.1:9/hooks",
+            "--token",
+            "pull-token-on-the-command-line",
+        ])
+        .env_remove("HOOKRELAY_ADMIN_TOKEN")
+        .env("HOOKRELAY_PULL_TOKEN", "pull-env-token");
+        if let Some(t) = admin_env {
+            cmd.env("HOOKRELAY_ADMIN_TOKEN", t);
+        }
+        // Not refused, it would forward (and retry the relay) until killed.
+        let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{admin_env:?}: {err}");
+        assert!(err.contains("--token is the admin API's token"), "{admin_env:?}: {err}");
+        assert!(
+            !err.contains("pull-token-on-the-command-line") && !err.contains("env-token"),
+            "{err}"
+        );
+    }
+}

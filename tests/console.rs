@@ -7,6 +7,8 @@
 //! letter and all of a subscriber's, and shows the backlog of `down` growing
 //! without a reload. The test then checks that `flaky` received the replays.
 //! With HOOKRELAY_SCREENSHOTS=1 the script saves docs/console-*.png.
+//! `tests/console/lists.mjs`: lists cut at a limit say so and lead to the
+//! rest, and a pull subscriber's last pull and leases are shown.
 
 use crate::common;
 
@@ -186,4 +188,37 @@ async fn without_a_token_hostile_pages_and_rebound_names_cannot_replay_or_read()
     let (_, v) = admin(sc.h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(v["dead_letters"].as_array().unwrap().len(), 3, "{v}");
     sc.h.shutdown().await;
+}
+
+/// 105 events: the Events page lists the newest 100, says older ones match,
+/// and its "older" button lists the other 5; the Subscribers page shows the
+/// pull subscriber's last pull (when, from where) and its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_say_when_rows_are_left_out_and_pull_subscribers_show_their_last_pull() {
+    let _ = browser::chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let pull_token = "lists-pull-token";
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .subscriber(Subscriber::pull("laptop", pull_token).lease(secs(60))),
+    )
+    .await;
+    for i in 0..105 {
+        accepted(h.ingest_addrs[0], &runway(&format!("lists-{i}"))).await;
+    }
+    // One pull (one message leased), so the relay has a last pull to show.
+    let (s, _, _) = request(
+        h.ingest_addrs[0],
+        None,
+        "GET",
+        "/pull/laptop?wait=0&max=1",
+        &[("authorization", &format!("Bearer {pull_token}"))],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(s, http::StatusCode::OK);
+    let env = [("ADMIN_URL", format!("http://{}", h.admin_addr))];
+    browser::run_script("lists.mjs", &env, secs(90), "LISTS OK").await;
 }

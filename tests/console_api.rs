@@ -1,4 +1,5 @@
 //! What the console reads from the admin API: the task id search on events,
+//! lists that say when they leave rows out (and where the next page is),
 //! and no secret (admin token, route token, subscriber signing secret, a
 //! secret header or URL parameter of a subscriber, a pull token) in any answer
 //! the console renders, nor in the console's own files.
@@ -114,5 +115,66 @@ async fn no_secret_is_in_anything_the_console_renders() {
         assert!(!shown.contains(secret), "{secret} is shown:\n{shown}");
     }
     assert!(shown.contains("code=REDACTED&x=REDACTED"), "{shown}");
+    h.shutdown().await;
+}
+
+/// A list cut at `limit` says so: `/api/events` answers `more` and
+/// `next_before` (the cursor of the next, older page), `/api/tasks` `more`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_say_when_rows_are_left_out_and_where_the_next_page_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .route(preset_route("tasks", "kie-runway").subscriber(Subscriber::new("tasks-sub", sub.url()))),
+    )
+    .await;
+    let a = h.admin_addr;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(accepted(h.ingest_addrs[0], &runway(&format!("page-{i}"))).await);
+    }
+    sub.wait_for(secs(10), "3 deliveries", |r| r.len() == 3).await;
+    let (s, first) = admin(a, "GET", "/api/events?limit=2").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(event_ids(&first), vec![sent[2].clone(), sent[1].clone()]);
+    assert_eq!(first["more"], true, "3 match, 2 listed: {first}");
+    assert_eq!(first["next_before"], sent[1].as_str(), "{first}");
+    let (_, next) = admin(a, "GET", &format!("/api/events?limit=2&before={}", sent[1])).await;
+    assert_eq!(event_ids(&next), vec![sent[0].clone()], "{next}");
+    assert_eq!(next["more"], false, "{next}");
+    assert!(next["next_before"].is_null(), "{next}");
+    let (_, all) = admin(a, "GET", "/api/events?limit=3").await;
+    assert_eq!(
+        (all["more"].clone(), event_ids(&all).len()),
+        (serde_json::json!(false), 3),
+        "{all}"
+    );
+    for t in ["page-task-1", "page-task-2"] {
+        let body = format!(r#"{{"route": "tasks", "task_id": "{t}"}}"#);
+        let (s, _, b) = request(
+            a,
+            None,
+            "POST",
+            "/api/tasks",
+            &[("content-type", "application/json")],
+            body.into(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    }
+    let (_, one) = admin(a, "GET", "/api/tasks?limit=1").await;
+    assert_eq!(
+        (one["tasks"].as_array().unwrap().len(), one["more"].clone()),
+        (1, serde_json::json!(true)),
+        "{one}"
+    );
+    let (_, both) = admin(a, "GET", "/api/tasks?limit=2").await;
+    assert_eq!(
+        (both["tasks"].as_array().unwrap().len(), both["more"].clone()),
+        (2, serde_json::json!(false)),
+        "{both}"
+    );
     h.shutdown().await;
 }

@@ -31,6 +31,7 @@ mod dead_letters;
 mod delivery;
 mod duplicates;
 mod forward;
+mod forward_acks;
 mod hostile_http;
 mod isolation;
 mod media_after_archive;

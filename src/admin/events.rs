@@ -69,17 +69,20 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         }
     }
     let pointers = Arc::new(task_pointers(app));
-    let views = app
+    // One more than asked: whether more match (older ones, past `limit`).
+    let mut views = app
         .store
         .recent_events(EventQuery {
             route: q.get("route").map(str::to_string),
             status: status.map(str::to_string),
             before,
             matching: q.get("task").map(|t| task_filter(&pointers, t)),
-            limit,
+            limit: limit + 1,
         })
         .await
         .map_err(internal)?;
+    let more = views.len() > limit;
+    views.truncate(limit);
     let events: Vec<Value> = views
         .iter()
         .map(|v| {
@@ -95,8 +98,14 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             })
         })
         .collect();
+    // `more`: older events match too; `next_before` lists them (`before=`).
+    let next_before = match more {
+        true => views.last().map(|v| v.event.id.to_string()),
+        false => None,
+    };
+    let answer = json!({ "events": events, "more": more, "next_before": next_before });
     let warning = super::unknown_names(app, q.get("route"), None);
-    Ok(super::with_warning(json!({ "events": events }), warning))
+    Ok(super::with_warning(answer, warning))
 }
 
 pub(super) async fn show(app: &App, id: &str) -> ApiResult {

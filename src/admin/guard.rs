@@ -103,8 +103,16 @@ fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), Refusal> {
 }
 
 /// `Origin` is `scheme://host[:port]`; it matches when host and port are
-/// those the request was sent to (the admin API speaks plain HTTP, port 80
-/// by default). `Origin: null` (sandboxed frames, file: pages) never matches.
+/// those the request was sent to. A `Host` without a port means the default
+/// port of the scheme the browser used, which is the origin's when the
+/// request is same-origin: behind a TLS-terminating reverse proxy
+/// (`https://admin.example.com` → the admin listener) the browser sends
+/// `Origin: https://admin.example.com` and the proxy `Host:
+/// admin.example.com`, both port 443. Another host, or a port given on one
+/// side that is not the other's, never matches (a page on another port of
+/// the same host is refused), and a same-host page of the other scheme is
+/// `Sec-Fetch-Site: same-site`, refused before this. `Origin: null`
+/// (sandboxed frames, file: pages) never matches.
 fn origin_matches(origin: &str, host: Option<&str>) -> bool {
     let Some(host) = host.and_then(split_authority) else {
         return false;
@@ -120,7 +128,7 @@ fn origin_matches(origin: &str, host: Option<&str>) -> bool {
     let Some(o) = uri.authority().and_then(|a| split_authority(a.as_str())) else {
         return false;
     };
-    o.0 == host.0 && o.1.unwrap_or(default_port) == host.1.unwrap_or(80)
+    o.0 == host.0 && o.1.unwrap_or(default_port) == host.1.unwrap_or(default_port)
 }
 
 fn json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
@@ -154,6 +162,36 @@ mod tests {
         assert!(!origin_matches("http://evil.example", Some("127.0.0.1:9090")));
         assert!(!origin_matches("null", Some("127.0.0.1:9090")));
         assert!(!origin_matches("http://127.0.0.1:9090", None));
+    }
+
+    #[test]
+    fn behind_an_https_proxy_the_origin_matches_its_host_on_443_only() {
+        assert!(origin_matches("https://admin.example.com", Some("admin.example.com")));
+        assert!(origin_matches(
+            "https://admin.example.com",
+            Some("admin.example.com:443")
+        ));
+        assert!(origin_matches(
+            "https://admin.example.com:443",
+            Some("admin.example.com")
+        ));
+        assert!(!origin_matches(
+            "https://admin.example.com:8443",
+            Some("admin.example.com")
+        ));
+        assert!(!origin_matches(
+            "https://admin.example.com",
+            Some("admin.example.com:9090")
+        ));
+        assert!(!origin_matches(
+            "http://admin.example.com",
+            Some("admin.example.com:443")
+        ));
+        assert!(!origin_matches("https://evil.example", Some("admin.example.com")));
+        assert!(!origin_matches(
+            "https://admin.example.com.evil.example",
+            Some("admin.example.com")
+        ));
     }
 
     #[test]

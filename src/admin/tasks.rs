@@ -35,16 +35,20 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         .map(|s| s.parse::<TaskState>())
         .transpose()
         .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-    let tasks = app
+    let limit = q.limit(100)?;
+    // One more than asked: whether more match than `limit` lists.
+    let mut tasks = app
         .store
         .tasks(TaskQuery {
             route: q.get("route").map(str::to_string),
             state,
-            limit: q.limit(100)?,
+            limit: limit + 1,
         })
         .await
         .map_err(internal)?;
-    let answer = json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() });
+    let more = tasks.len() > limit;
+    tasks.truncate(limit);
+    let answer = json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>(), "more": more });
     let warning = super::unknown_names(app, q.get("route"), None);
     Ok(super::with_warning(answer, warning))
 }

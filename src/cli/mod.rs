@@ -165,6 +165,9 @@ pub enum AdminCommand {
         /// How many events at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only events older than this one (evt_…): the next page
+        #[arg(long)]
+        before: Option<String>,
     },
     /// Show one event with every delivery attempt.
     Event {
@@ -238,8 +241,9 @@ pub fn main() -> ExitCode {
         Command::GenerateAssets { dir } => assets::run(dir),
         Command::Migrate { discard_v1_rows } => migrate::run(&cli, *discard_v1_rows),
         Command::ApplyClusterSettings => cluster::apply_cluster_settings(&cli),
-        Command::Forward { .. } if cli.token.is_some() && std::env::var_os("HOOKRELAY_ADMIN_TOKEN").is_none() => {
-            // A pull token given as --token would be silently taken for the admin one.
+        Command::Forward { .. } if cli.token.is_some() && cli.token_from == "--token" => {
+            // A pull token given as --token would be silently taken for the
+            // admin one (or ignored, HOOKRELAY_ADMIN_TOKEN set or not).
             eprintln!(
                 "error: --token is the admin API's token; give the pull token with --token-file FILE or \
                  HOOKRELAY_PULL_TOKEN"
@@ -325,13 +329,15 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             status,
             task,
             limit,
+            before,
         } => (
             Method::GET,
             format!(
-                "/api/events?limit={limit}{}{}{}",
+                "/api/events?limit={limit}{}{}{}{}",
                 opt("route", route),
                 opt("status", status),
-                opt("task", task)
+                opt("task", task),
+                opt("before", before)
             ),
             render::render_events,
         ),

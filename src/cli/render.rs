@@ -65,10 +65,19 @@ pub fn render_events(v: &Value) -> String {
     if rows.is_empty() {
         return "no events\n".into();
     }
-    table(
+    let mut out = table(
         &["ID", "RECEIVED", "ROUTE", "TASK", "STATUS", "BYTES", "SUBSCRIBERS"],
         &rows,
-    )
+    );
+    // The newest are listed; say so when older ones match too.
+    if v["more"] == true {
+        out.push_str(&format!(
+            "showing the newest {} events; older ones match too (--before {} for the next page, or --limit N)\n",
+            rows.len(),
+            s(&v["next_before"])
+        ));
+    }
+    out
 }
 
 pub fn render_event(v: &Value) -> String {

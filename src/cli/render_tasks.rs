@@ -26,7 +26,7 @@ pub fn render_tasks(v: &Value) -> String {
     if rows.is_empty() {
         return "no tasks\n".into();
     }
-    table(
+    let mut out = table(
         &[
             "TASK",
             "ROUTE",
@@ -38,7 +38,15 @@ pub fn render_tasks(v: &Value) -> String {
             "LAST ERROR",
         ],
         &rows,
-    )
+    );
+    // Say so when more tasks match than are listed.
+    if v["more"] == true {
+        out.push_str(&format!(
+            "showing the newest {}; more tasks match (--limit N for more)\n",
+            rows.len()
+        ));
+    }
+    out
 }
 
 /// `GET /api/tasks/{id}`: one field a line.

@@ -109,3 +109,24 @@ fn the_media_summary_counts_downloads_once() {
     let v = serde_json::json!({"store": "local directory /m", "queue_depth": 6, "in_flight": 4, "recent": [], "waiting": []});
     assert!(render_media(&v).starts_with("store:     local directory /m\npending:   6 (4 downloading now)\n"));
 }
+
+#[test]
+fn a_list_cut_at_its_limit_says_so_and_names_the_next_page() {
+    let e = |id: &str| serde_json::json!({"id": id, "subscribers": []});
+    let v = serde_json::json!({"events": [e("evt_2"), e("evt_1")], "more": true, "next_before": "evt_1"});
+    let out = render_events(&v);
+    assert!(
+        out.ends_with(
+            "showing the newest 2 events; older ones match too (--before evt_1 for the next page, or --limit N)\n"
+        ),
+        "{out}"
+    );
+    let all = serde_json::json!({"events": [e("evt_1")], "more": false, "next_before": null});
+    assert!(!render_events(&all).contains("showing"));
+    let t = serde_json::json!({"tasks": [{"task_id": "t1"}], "more": true});
+    let out = crate::cli::render_tasks::render_tasks(&t);
+    assert!(
+        out.ends_with("showing the newest 1; more tasks match (--limit N for more)\n"),
+        "{out}"
+    );
+}

@@ -8,13 +8,16 @@
 //! `server.max_body`) gets the batch in smaller parts. A hand-back carries what the local service answered, for the
 //! relay's history. A relay older than a field of the acknowledgement
 //! refuses it (400, unknown field): the acker then sends without it, and
-//! never gives up delivered ids for that.
+//! never gives up delivered ids for that. While the relay is away, each id
+//! is kept until the relay can no longer take it: its lease plus the lapse
+//! after it (at most one more lease) counted from when it was pulled.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
@@ -28,6 +31,17 @@ pub struct Finished {
     pub end: End,
     /// What the local service answered a hand-back (its status, or why none).
     pub local: Option<LocalAnswer>,
+    /// Until when the relay may still take this message's answer (see [`keep_until`]).
+    pub keep_until: Instant,
+}
+
+/// Until when the relay may still take the answer to a message pulled at
+/// `pulled` with a lease of `lease_ms` (unknown from an older relay: the
+/// longest lease there is): its lease, then its lapse, which is at most one
+/// more lease (`delivery::pull::state`); after that it is offered again.
+pub fn keep_until(pulled: Instant, lease_ms: Option<u64>) -> Instant {
+    let lease = lease_ms.map_or(crate::config::MAX_PULL_LEASE, Duration::from_millis);
+    pulled + lease.saturating_mul(2)
 }
 
 /// How a message ended here.
@@ -42,9 +56,6 @@ pub enum End {
     Release,
 }
 
-/// Tries of one batch before it is given up (the relay re-offers it when the
-/// leases expire): about a minute of back-off.
-const MAX_TRIES: u32 = 12;
 /// How long a field an older relay refused stays left out before it is
 /// tried again (the relay behind a balancer may have been upgraded).
 const OLD_RELAY_PAUSE: Duration = Duration::from_secs(600);
@@ -95,7 +106,6 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut cap = MAX_ACK_IDS;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let mut tries = 0;
         // This batch goes without `local` (too large, or the relay refused it).
         let mut without_local = false;
         loop {
@@ -147,7 +157,6 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     if batch.is_empty() {
                         break;
                     }
-                    tries = 0;
                 }
                 Err(RelayError::NotLeased {
                     ids: late,
@@ -162,7 +171,6 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // after a 413) goes next.
                         backoff.reset();
                         batch.drain(..sent);
-                        tries = 0;
                     } else {
                         // Nothing was changed: the same without those ids.
                         batch.retain(|f| !late.contains(&f.id));
@@ -202,8 +210,25 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     tracing::info!(error = %why, ids_per_request = cap,
                         "acknowledgement too large for the relay; sending it in smaller parts");
                 }
-                Err(e) if e.is_transient() && tries < MAX_TRIES => {
-                    tries += 1;
+                // The relay away: try again until it answers, dropping only
+                // the ids it can no longer take (their lease and lapse over).
+                Err(e) if e.is_transient() => {
+                    let now = Instant::now();
+                    let over: Vec<&str> = batch
+                        .iter()
+                        .filter(|f| f.keep_until <= now)
+                        .map(|f| f.id.as_str())
+                        .collect();
+                    if !over.is_empty() {
+                        tracing::error!(error = %e, ids = ?over,
+                            "acknowledgement given up: the relay was away until these leases were over; it offers \
+                             these messages again");
+                        batch.retain(|f| f.keep_until > now);
+                    }
+                    if batch.is_empty() {
+                        backoff.reset();
+                        break;
+                    }
                     let wait = backoff.next_delay();
                     tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "acknowledgement not delivered; trying again");
                     tokio::time::sleep(wait).await;
@@ -211,11 +236,11 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                 Err(e) => {
                     tracing::error!(error = %e, ids = ?ids, retry = ?retry,
                         "acknowledgement given up; the relay will offer these messages again when their leases expire");
+                    backoff.reset();
                     batch.drain(..sent);
                     if batch.is_empty() {
                         break;
                     }
-                    tries = 0;
                 }
             }
         }

@@ -121,6 +121,7 @@ async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) ->
         id: id.into(),
         end,
         local,
+        keep_until: tokio::time::Instant::now() + Duration::from_secs(60),
     };
     let answer = LocalAnswer::of(&Ok(http::StatusCode::SERVICE_UNAVAILABLE));
     for f in [
@@ -287,4 +288,77 @@ async fn a_409_whose_others_were_applied_still_sends_the_parts_not_sent_yet() {
     assert_eq!(all("ids"), vec![serde_json::json!(DELIVERED)], "{sent:?}");
     assert_eq!(all("release"), vec![serde_json::json!(RELEASED)], "{sent:?}");
     assert_eq!(all("retry"), vec![serde_json::json!(HANDED_BACK)], "{sent:?}");
+}
+
+/// A relay at `url` for the acker (no long-poll).
+fn relay_at(url: &str) -> Arc<Relay> {
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    Arc::new(
+        Relay::new(
+            url.parse().unwrap(),
+            Secret::new("t"),
+            tls,
+            "fwd-1".into(),
+            Duration::from_secs(1),
+        )
+        .unwrap(),
+    )
+}
+
+/// A 408 (the relay's read timeout) is transient: the acknowledgement is
+/// sent again, not given up.
+#[tokio::test]
+async fn a_408_is_tried_again() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let (url, accepted) = serve_acks(move |_, _| match c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => (408, r#"{"error":"request timeout"}"#.to_string(), false),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.to_string(), true),
+    })
+    .await;
+    let (tx, rx) = mpsc::channel(8);
+    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), run(relay_at(&url), rx))
+        .await
+        .unwrap();
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ids"][0], DELIVERED);
+}
+
+/// While the relay is away the acker keeps an id only until its lease and
+/// lapse are over (the relay offers it again then); then it stops trying.
+#[tokio::test]
+async fn an_acknowledgement_is_given_up_when_the_relay_can_no_longer_take_it() {
+    let (url, accepted) = serve_acks(|_, _| (503, r#"{"error":"stopping"}"#.to_string(), false)).await;
+    let (tx, rx) = mpsc::channel(8);
+    let keep_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "given up before its lease was over"
+    );
+    assert!(accepted.lock().unwrap().is_empty());
 }

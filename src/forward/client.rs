@@ -66,7 +66,15 @@ impl RelayError {
         match self {
             // The next answer may be smaller (other messages, in other answers).
             RelayError::Away(_) | RelayError::TooLarge(_) => true,
-            RelayError::Status(s, _) => s.is_server_error() || *s == StatusCode::TOO_MANY_REQUESTS,
+            // 408: the relay's read timeout (a slow link); 200 here is an
+            // answer that was not the relay's (a captive portal, a proxy).
+            RelayError::Status(s, _) => {
+                s.is_server_error()
+                    || matches!(
+                        *s,
+                        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT | StatusCode::OK
+                    )
+            }
             RelayError::Refused | RelayError::NotLeased { .. } => false,
         }
     }

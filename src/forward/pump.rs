@@ -5,7 +5,7 @@
 //! messages being delivered get a grace period to finish, the rest are
 //! handed back, the last acknowledgements are sent.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +45,9 @@ impl Pump {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let (done_tx, done_rx) = mpsc::channel::<Finished>(4 * MAX_PER_PULL.max(self.concurrency));
         let acker = tokio::spawn(acker::run(self.relay.clone(), done_rx));
-        // Ids being delivered locally now: handed back if a stop cuts them off.
-        let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+        // Ids being delivered locally now (with until when the relay takes
+        // their answer): handed back if a stop cuts them off.
+        let active: Arc<Mutex<HashMap<String, tokio::time::Instant>>> = Arc::default();
         let mut deliveries = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
@@ -72,6 +73,7 @@ impl Pump {
             };
             match pulled {
                 Ok(answer) => {
+                    let keep_until = acker::keep_until(tokio::time::Instant::now(), answer.lease_ms);
                     backoff.reset();
                     self.status.connected();
                     if let (false, Some(ms)) = (lease_checked, answer.lease_ms) {
@@ -90,7 +92,14 @@ impl Pump {
                     }
                     let messages = answer.messages;
                     for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
-                        if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.id.clone()) {
+                        let fresh = {
+                            let mut active = active.lock().unwrap_or_else(|e| e.into_inner());
+                            match active.contains_key(&m.id) {
+                                true => false,
+                                false => active.insert(m.id.clone(), keep_until).is_none(),
+                            }
+                        };
+                        if !fresh {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
                             // time; the running one's answer settles the new lease.
@@ -102,7 +111,7 @@ impl Pump {
                         let (local, status, done, active) =
                             (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
                         deliveries.spawn(async move {
-                            let finished = deliver(&local, &status, m).await;
+                            let finished = deliver(&local, &status, m, keep_until).await;
                             active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
                             let _ = done.send(finished).await;
                             drop(permit);
@@ -143,17 +152,20 @@ impl Pump {
         let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
         deliveries.abort_all();
         while deliveries.join_next().await.is_some() {}
-        let cut: Vec<String> = active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        let cut: Vec<(String, tokio::time::Instant)> =
+            active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         if !cut.is_empty() {
-            tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
+            let ids: Vec<&str> = cut.iter().map(|(id, _)| id.as_str()).collect();
+            tracing::warn!(ids = ?ids, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
         }
-        for id in cut {
+        for (id, keep_until) in cut {
             self.status.cut();
             let _ = done_tx
                 .send(Finished {
                     id,
                     end: End::Release,
                     local: None,
+                    keep_until,
                 })
                 .await;
         }
@@ -168,7 +180,7 @@ impl Pump {
 }
 
 /// POST one message locally.
-async fn deliver(local: &Local, status: &Status, m: wire::Message) -> Finished {
+async fn deliver(local: &Local, status: &Status, m: wire::Message, keep_until: tokio::time::Instant) -> Finished {
     status.started();
     let started = tokio::time::Instant::now();
     let result = local.post(&m).await;
@@ -177,5 +189,10 @@ async fn deliver(local: &Local, status: &Status, m: wire::Message) -> Finished {
         true => (End::Delivered, None),
         false => (End::HandBack, Some(wire::LocalAnswer::of(&result))),
     };
-    Finished { end, id: m.id, local }
+    Finished {
+        end,
+        id: m.id,
+        local,
+        keep_until,
+    }
 }

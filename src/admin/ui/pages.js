@@ -31,17 +31,39 @@ function routeFilter(id, current, onchange) {
   return { select, fill };
 }
 
-// Events: filters route, status and a text search on the task id (server-side).
-const filters = { route: '', status: '', task: '' };
+// A list the API cut at its limit says so, with a button to the rest.
+const listNote = (id, text, ...buttons) => el('p', { class: 'list-note', id }, text, ...buttons);
+const button = (id, label, onclick) => el('button', { type: 'button', id, onclick }, label);
+
+// Events: filters route, status and a text search on the task id (server-side);
+// `before` is the page: the newest, or those older than an event (`next_before`).
+const filters = { route: '', status: '', task: '', before: '' };
 let eventsRoute = null;
+
+// Which page of events this is, and the buttons to the others.
+function eventsNote(data, ctx) {
+  const go = (before) => () => {
+    filters.before = before;
+    ctx.refresh();
+  };
+  const newest = filters.before ? button('events-newest', '← newest', go('')) : null;
+  const n = data.events.length;
+  if (data.more && data.next_before) {
+    const which = filters.before ? `showing ${n} events older than ${filters.before}` : `showing the newest ${n} events`;
+    return listNote('events-note', which + '; older ones match too. ', newest, button('events-older', 'older →', go(data.next_before)));
+  }
+  return filters.before ? listNote('events-note', `showing the oldest ${n} events that match. `, newest) : null;
+}
 
 const events = {
   title: 'Events',
   setup(controls, _arg, ctx) {
     const onInput = (key) => (ev) => {
       filters[key] = ev.target.value.trim();
+      filters.before = ''; // another filter: from the newest again
       ctx.refresh();
     };
+    filters.before = '';
     eventsRoute = routeFilter('filter-route', filters.route, onInput('route'));
     const status = el(
       'select',
@@ -60,23 +82,28 @@ const events = {
     await route.fill();
     return data;
   },
-  render: (data) =>
-    table(
-      'events-table',
-      ['Event', 'Received', 'Route', 'Task id', 'Status', 'Size', 'Subscribers'],
-      data.events.map((e) => ({
-        attrs: { 'data-id': e.id },
-        cells: [
-          eventLink(e.id),
-          e.received_at,
-          e.route,
-          td('task', e.task_id || '–'),
-          td('status', badge(e.status)),
-          bytes(e.size),
-          e.subscribers.map((s) => el('span', { class: 'sub-state' }, s.name + ' ', badge(s.state))),
-        ],
-      })),
-      'No events match.',
+  render: (data, _arg, ctx) =>
+    el(
+      'div',
+      {},
+      table(
+        'events-table',
+        ['Event', 'Received', 'Route', 'Task id', 'Status', 'Size', 'Subscribers'],
+        data.events.map((e) => ({
+          attrs: { 'data-id': e.id },
+          cells: [
+            eventLink(e.id),
+            e.received_at,
+            e.route,
+            td('task', e.task_id || '–'),
+            td('status', badge(e.status)),
+            bytes(e.size),
+            e.subscribers.map((s) => el('span', { class: 'sub-state' }, s.name + ' ', badge(s.state))),
+          ],
+        })),
+        'No events match.',
+      ),
+      eventsNote(data, ctx),
     ),
 };
 
@@ -209,13 +236,23 @@ const deadLetters = {
   },
 };
 
+// A pull subscriber's last pull: how long ago and from where, and whether
+// a forwarder is waiting in a long-poll now; blank for push subscribers.
+function lastPull(s) {
+  if (s.kind !== 'pull') return '–';
+  const waiting = s.waiting_pulls > 0 ? ` (${s.waiting_pulls} waiting now)` : '';
+  if (s.seconds_since_pull === null || s.seconds_since_pull === undefined) return 'never' + waiting;
+  const from = s.last_pull_from ? ` from ${s.last_pull_from}` : '';
+  return `${age(s.seconds_since_pull)} ago${from}${waiting}`;
+}
+
 const subscribers = {
   title: 'Subscribers',
   load: () => api('/api/subscribers'),
   render: (data) =>
     table(
       'subscribers-table',
-      ['Name', 'Route', 'Kind', 'URL', 'Circuit', 'Backlog', 'In flight', 'Oldest pending', 'Dead letters'],
+      ['Name', 'Route', 'Kind', 'URL', 'Circuit', 'Backlog', 'In flight', 'Leased', 'Last pull', 'Oldest pending', 'Dead letters'],
       data.subscribers.map((s) => ({
         attrs: { 'data-name': s.name },
         cells: [
@@ -226,6 +263,8 @@ const subscribers = {
           td('circuit', badge(s.state)),
           td('backlog', String(s.queue_depth)),
           td('in-flight', String(s.in_flight)),
+          td('leased', String(s.leased ?? 0)),
+          td('last-pull', lastPull(s)),
           td('oldest', age(s.oldest_pending_seconds)),
           td('dead', String(s.dead_letters)),
         ],
@@ -237,6 +276,9 @@ const subscribers = {
 // Expected tasks: filters route and state (server-side).
 const taskFilters = { route: '', state: '' };
 let tasksRoute = null;
+// How many tasks the page asks for: 200 more each time the user asks.
+const TASKS_STEP = 200;
+let taskLimit = TASKS_STEP;
 
 const tasks = {
   title: 'Expected tasks',
@@ -245,6 +287,7 @@ const tasks = {
       taskFilters[key] = ev.target.value.trim();
       ctx.refresh();
     };
+    taskLimit = TASKS_STEP;
     tasksRoute = routeFilter('filter-task-route', taskFilters.route, onInput('route'));
     const state = el(
       'select',
@@ -260,29 +303,43 @@ const tasks = {
   },
   async load() {
     const route = tasksRoute; // this visit's, whatever a later visit sets
-    const data = await api('/api/tasks?' + q({ limit: 200, ...taskFilters }));
+    const data = await api('/api/tasks?' + q({ limit: taskLimit, ...taskFilters }));
     await route.fill();
     return data;
   },
-  render: (data) =>
-    table(
-      'tasks-table',
-      ['Task id', 'Route', 'State', 'Registered', 'Next poll', 'Polls', 'Provider state', 'Last error', 'Event'],
-      data.tasks.map((t) => ({
-        attrs: { 'data-task': t.task_id },
-        cells: [
-          t.task_id,
-          t.route,
-          td('state', badge(t.state)),
-          t.registered_at,
-          t.next_poll_at || '–',
-          String(t.polls),
-          t.provider_state || '–',
-          t.last_error || '',
-          t.event ? eventLink(t.event) : '–',
-        ],
-      })),
-      'No expected tasks match.',
+  render: (data, _arg, ctx) =>
+    el(
+      'div',
+      {},
+      table(
+        'tasks-table',
+        ['Task id', 'Route', 'State', 'Registered', 'Next poll', 'Polls', 'Provider state', 'Last error', 'Event'],
+        data.tasks.map((t) => ({
+          attrs: { 'data-task': t.task_id },
+          cells: [
+            t.task_id,
+            t.route,
+            td('state', badge(t.state)),
+            t.registered_at,
+            t.next_poll_at || '–',
+            String(t.polls),
+            t.provider_state || '–',
+            t.last_error || '',
+            t.event ? eventLink(t.event) : '–',
+          ],
+        })),
+        'No expected tasks match.',
+      ),
+      data.more
+        ? listNote(
+            'tasks-note',
+            `showing the newest ${data.tasks.length} tasks; more match. `,
+            button('tasks-more', `show ${TASKS_STEP} more`, () => {
+              taskLimit = Math.min(taskLimit + TASKS_STEP, 10000);
+              ctx.refresh();
+            }),
+          )
+        : null,
     ),
 };
 
