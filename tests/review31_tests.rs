@@ -7,26 +7,6 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use common::nats::NatsCluster;
 use common::*;
 
-/// Finding 2: `[::ffff:127.0.0.1]` (an IPv4-mapped loopback address, what a
-/// dual-stack listener shows for 127.0.0.1) is reachable only from this
-/// host, like `127.0.0.1`, but the weak-token warning treats it as other
-/// hosts' (`Ipv6Addr::is_loopback` is false for mapped addresses).
-#[test]
-fn review31_no_weak_token_warning_on_an_ipv4_mapped_loopback_listener() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", DOWN))
-        .admin_listen("[::ffff:127.0.0.1]:0")
-        .admin_token("adm-7q2w")
-        .write();
-    let (ok, _, err) = cli(&["check-config", "--config", file.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    assert!(
-        !err.contains("key `admin.token`"),
-        "a loopback listener is warned about as reachable from other hosts:\n{err}"
-    );
-}
-
 /// The state of `sub`'s delivery in an event's view, if the event is fanned
 /// out to it.
 fn state_of(view: &serde_json::Value, sub: &str) -> Option<String> {
