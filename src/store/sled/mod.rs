@@ -371,8 +371,6 @@ mod replay_tests;
 #[cfg(test)]
 mod review12_tests;
 #[cfg(test)]
-mod review31_tests;
-#[cfg(test)]
 mod task_corrupt_tests;
 #[cfg(test)]
 mod task_tests;
