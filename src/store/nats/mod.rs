@@ -10,6 +10,7 @@ mod backlog;
 mod claim;
 mod connect;
 mod dead_letter;
+mod early;
 mod event;
 mod follow;
 mod hold;
