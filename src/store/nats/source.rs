@@ -80,8 +80,20 @@ impl Hash for NatsTicket {
     }
 }
 
-/// How long a replay whose event could not be read waits before it comes again.
+/// How long a replay whose event could not be read waits before it comes
+/// again: the first time; doubled with each hand-out, up to [`REREAD_MAX`].
 const REREAD: Duration = Duration::from_secs(1);
+/// The longest wait between two reads of a replay's event.
+const REREAD_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before the `delivered`-th hand-out of a replay whose event could
+/// not be read comes again: a long outage (a leader election, degraded
+/// replicas) costs each queued replay a read every 30 s, not every second.
+fn reread_delay(delivered: u32) -> Duration {
+    REREAD
+        .saturating_mul(1u32 << delivered.saturating_sub(1).min(5))
+        .min(REREAD_MAX)
+}
 
 /// How long work dropped unsent waits for its empty result to be written
 /// before it is only let go (the handover waits for it).
@@ -212,7 +224,7 @@ impl NatsCursor {
                     tracing::debug!(subscriber = %self.sub, event_seq = seq, error = %e,
                         "a replay's event could not be read: handed back");
                     self.release(message_seq);
-                    let _ = acker.ack_with(AckKind::Nak(Some(REREAD))).await;
+                    let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
                     return Ok(None);
                 }
             }
@@ -359,5 +371,19 @@ impl NatsCursor {
     /// every second keeps its depth (counted by another task) current.
     pub fn next_due(&mut self) -> Option<u64> {
         Some(crate::clock::now_ms() + 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_whose_event_cannot_be_read_comes_again_ever_later_up_to_30s() {
+        let waits: Vec<u64> = [0, 1, 2, 3, 4, 5, 6, 7, 100, u32::MAX]
+            .into_iter()
+            .map(|d| reread_delay(d).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 1, 2, 4, 8, 16, 30, 30, 30, 30]);
     }
 }
