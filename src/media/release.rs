@@ -175,6 +175,11 @@ mod tests {
         let asked = std::mem::take(&mut *asked.lock().unwrap());
         assert_eq!(asked.len(), 2, "one check per chunk of {RELEASE_CHUNK}");
         assert_eq!(
+            asked[0].len(),
+            64,
+            "a chunk is small: its k-th file goes k-1 deletions after the check"
+        );
+        assert_eq!(
             asked.iter().map(Vec::len).sum::<usize>(),
             RELEASE_CHUNK + 12,
             "each digest once"
@@ -212,14 +217,13 @@ mod tests {
             }
         };
         let digests = [gone.sha256.clone()];
-        assert_eq!(store.delete_released(&digests, &locks, flaky(u32::MAX)).await, 0);
-        assert_eq!(
-            asked.swap(0, Ordering::SeqCst),
-            CHECK_TRIES,
-            "asked {CHECK_TRIES} times"
-        );
-        assert!(store.open(&gone.sha256).await.unwrap().is_some(), "kept: never checked");
-        assert_eq!(store.delete_released(&digests, &locks, flaky(CHECK_TRIES - 1)).await, 1);
+        let kept = store.put_stream(bytes_of(b"kept"), None, None).await.unwrap();
+        let never = [kept.sha256.clone()];
+        assert_eq!(store.delete_released(&never, &locks, flaky(u32::MAX)).await, 0);
+        assert_eq!(asked.swap(0, Ordering::SeqCst), 3, "asked 3 times");
+        assert!(store.open(&kept.sha256).await.unwrap().is_some(), "kept: never checked");
+        // Two failures, then an answer: deleted.
+        assert_eq!(store.delete_released(&digests, &locks, flaky(2)).await, 1);
         assert!(
             store.open(&gone.sha256).await.unwrap().is_none(),
             "deleted once checked"
