@@ -79,7 +79,7 @@ mod tests {
     fn a_replay_is_never_early_whatever_the_queuing_relays_clock() {
         // Queued by a relay 60 s ahead: due when it was queued, by its clock.
         let mut row = retrying(0, 0);
-        row.replayed(1_060_000);
+        row.replayed(1_060_000, true);
         assert_eq!(wait(&row, 1_000_000), None);
     }
 
