@@ -37,19 +37,7 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
     s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
 
     // The fault: creating s2's consumer fails for now.
-    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
-    let stream = js.get_stream("HR_EV_t").await.unwrap();
-    stream
-        .create_consumer(pull::Config {
-            durable_name: Some("sub_s2".into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: secs(5),
-            deliver_policy: DeliverPolicy::All,
-            filter_subject: "hr.rp.t.s2".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = block_consumer(&urls[0], "s2").await;
 
     TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s1", s1.url()))
@@ -132,19 +120,7 @@ async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_anot
     s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
 
     // The fault, for s3 only: its consumer cannot be created.
-    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
-    let stream = js.get_stream("HR_EV_t").await.unwrap();
-    stream
-        .create_consumer(pull::Config {
-            durable_name: Some("sub_s3".into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: secs(5),
-            deliver_policy: DeliverPolicy::All,
-            filter_subject: "hr.rp.t.s3".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = block_consumer(&urls[0], "s3").await;
 
     TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s1", s1.url()))
@@ -187,4 +163,24 @@ async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_anot
         views.len(),
         s2.count()
     );
+}
+
+/// Make creating subscriber `name`'s consumer on route `t` fail: a consumer
+/// of that name with other settings is there already. Returns the route's
+/// stream (to lift the fault and watch the consumers).
+async fn block_consumer(url: &str, name: &str) -> async_nats::jetstream::stream::Stream {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js.get_stream("HR_EV_t").await.unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(format!("sub_{name}")),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: secs(5),
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: format!("hr.rp.t.{name}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
 }
