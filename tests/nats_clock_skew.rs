@@ -22,22 +22,8 @@ use common::*;
 async fn a_replay_queued_by_a_relay_whose_clock_is_ahead_is_sent_at_once() {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Sub::ok().await;
-    let urls = nats.urls();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("a", a.url()))
-        .nats(urls.clone(), 1);
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("skewed")).await;
-    let path = format!("/api/events/{id}");
-    admin_until(h.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
-    assert_eq!(a.count(), 1);
+    let (h, a, path, js, mut stream) = common::nats_replay::one_delivered(&nats, dir.path(), "skewed").await;
 
-    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
-    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
     let seq = stream.info().await.unwrap().state.last_sequence;
     // What `replay_one` writes at a relay whose clock reads 60 s ahead.
     common::nats_replay::replay_by_hand(&js, seq, 60_000).await;

@@ -344,22 +344,8 @@ async fn a_replay_left_marked_without_its_message_is_queued_by_the_next_replay()
 async fn a_replay_whose_event_read_failed_once_is_still_sent() {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Sub::ok().await;
-    let urls = nats.urls();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("a", a.url()))
-        .nats(urls.clone(), 1);
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("replayed")).await;
-    let path = format!("/api/events/{id}");
-    admin_until(h.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
-    assert_eq!(a.count(), 1);
+    let (h, a, path, js, mut stream) = common::nats_replay::one_delivered(&nats, dir.path(), "replayed").await;
 
-    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
-    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
     let original = stream.info().await.unwrap().config.clone();
     let seq = stream.info().await.unwrap().state.last_sequence;
     let mut no_direct = original.clone();

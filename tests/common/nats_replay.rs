@@ -2,7 +2,43 @@
 //! `replay_one` makes (used as `common::nats_replay::…`), for tests that
 //! need them at a moment, or from a clock, the admin API cannot give.
 
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::nats::NatsCluster;
+use super::*;
+
+/// A relay on `nats` with one subscriber `a`, one callback (`body`'s Runway
+/// form) accepted and delivered to it: the relay, the subscriber, the
+/// event's admin path, a JetStream context and route `t`'s stream.
+pub async fn one_delivered(
+    nats: &NatsCluster,
+    dir: &Path,
+    body: &str,
+) -> (
+    hookrelay::Handle,
+    Sub,
+    String,
+    async_nats::jetstream::Context,
+    async_nats::jetstream::stream::Stream,
+) {
+    let a = Sub::ok().await;
+    let urls = nats.urls();
+    let cfg = TestConfig::new(dir)
+        .subscriber(Subscriber::new("a", a.url()))
+        .nats(urls.clone(), 1);
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway(body)).await;
+    let path = format!("/api/events/{id}");
+    admin_until(h.admin_addr, &path, secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(a.count(), 1);
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
+    let stream = js.get_stream("HR_EV_t").await.unwrap();
+    (h, a, path, js, stream)
+}
 
 /// This host's clock, in ms since the epoch.
 pub fn now_ms() -> u64 {
