@@ -63,16 +63,7 @@ async fn an_unreadable_task_row_does_not_refuse_its_callback_for_ever() {
     let (s, v) = register(h.admin_addr, "plain", "T1").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     h.shutdown().await;
-    {
-        let db = v1_store::open(&cfg.data());
-        let t = db.open_tree("hookrelay-v2").unwrap();
-        let keys: Vec<_> = t.scan_prefix(b"G").keys().map(|k| k.unwrap()).collect();
-        assert_eq!(keys.len(), 1, "one task row");
-        for k in keys {
-            t.insert(k, &b"\xff\xff"[..]).unwrap();
-        }
-        db.flush().unwrap();
-    }
+    tear_the_task_row(&cfg.data());
     let h = start(&cfg).await;
     let mut answers = Vec::new();
     for _ in 0..3 {
@@ -110,16 +101,7 @@ async fn an_unreadable_task_row_is_still_polled_and_its_poll_recorded() {
     let id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
     h.shutdown().await;
     assert_eq!(fake.status_requests(&id), 0, "not polled before the restart");
-    {
-        let db = v1_store::open(&cfg.data());
-        let t = db.open_tree("hookrelay-v2").unwrap();
-        let keys: Vec<_> = t.scan_prefix(b"G").keys().map(|k| k.unwrap()).collect();
-        assert_eq!(keys.len(), 1, "one task row");
-        for k in keys {
-            t.insert(k, &b"\xff\xff"[..]).unwrap();
-        }
-        db.flush().unwrap();
-    }
+    tear_the_task_row(&cfg.data());
     let h = start(&cfg).await;
     // Unreadable: not shown (404) until the poll replaces the row.
     let end = tokio::time::Instant::now() + secs(15);
@@ -133,4 +115,16 @@ async fn an_unreadable_task_row_is_still_polled_and_its_poll_recorded() {
     h.shutdown().await;
     assert!(fake.status_requests(&id) >= 1, "never polled: {t}");
     assert_eq!(t["state"], "polling", "the poll is recorded on a readable row: {t}");
+}
+
+/// Make the stopped store's one expected-task row unreadable.
+fn tear_the_task_row(data: &std::path::Path) {
+    let db = v1_store::open(data);
+    let t = db.open_tree("hookrelay-v2").unwrap();
+    let keys: Vec<_> = t.scan_prefix(b"G").keys().map(|k| k.unwrap()).collect();
+    assert_eq!(keys.len(), 1, "one task row");
+    for k in keys {
+        t.insert(k, &b"\xff\xff"[..]).unwrap();
+    }
+    db.flush().unwrap();
 }
