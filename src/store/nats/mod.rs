@@ -84,10 +84,10 @@ pub(super) struct Shared {
     ready: AtomicBool,
     /// The topology last set up completely.
     set_up_for: RwLock<Option<Topology>>,
-    /// The subscribers' consumers known to exist, by (route, subscriber):
+    /// The subscribers' consumers known to exist, by route then subscriber:
     /// each recorded as set-up creates or finds it, even when a later step
     /// fails. The relay deletes none.
-    consumers: RwLock<HashSet<(String, String)>>,
+    consumers: RwLock<HashMap<String, HashSet<String>>>,
     /// A background set-up is running (it ends once `topology` is set up).
     retrying: AtomicBool,
     /// Why set-up cannot finish, when trying again does not help (the

@@ -299,7 +299,7 @@ impl Shared {
                     .await?;
                 // Fanned out to from now on, whatever fails later in this set-up.
                 let mut consumers = self.consumers.write().unwrap_or_else(|e| e.into_inner());
-                consumers.insert((route.clone(), sub.clone()));
+                consumers.entry(route.clone()).or_default().insert(sub.clone());
             }
             streams.insert(route.clone(), s);
         }

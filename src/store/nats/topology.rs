@@ -29,7 +29,8 @@ impl Shared {
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
         let consumers = self.consumers.read().unwrap_or_else(|e| e.into_inner());
         let on_route = |sub: &String| topology.routes.iter().any(|(r, s)| r == route && s.contains(sub));
-        subs.retain(|sub| on_route(sub) && consumers.contains(&(route.to_string(), sub.clone())));
+        let exists = |sub: &String| consumers.get(route).is_some_and(|c| c.contains(sub));
+        subs.retain(|sub| on_route(sub) && exists(sub));
         subs
     }
 }
