@@ -98,9 +98,13 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     }
     let metrics = Arc::new(Metrics::new());
     let delivery = Delivery::new(store.clone(), metrics.clone());
+    let media_settings = ArchiveSettings::build(&config, None)?;
+    // The verifier knows its routes before any lane starts: a lane that took
+    // a stored delivery of a `verify = "fetch"` route first would send it
+    // unchecked.
+    delivery.verifier().configure(&config, &media_settings.providers);
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
     delivery.configure(&subscribers)?;
-    let media_settings = ArchiveSettings::build(&config, None)?;
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
         crate::media::last_store::check(&config.store.path, &media_settings.store.location());
@@ -149,7 +153,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
 
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
-    delivery.verifier().configure(&config, &media_settings.providers);
     let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
     let app = Arc::new(App::new(
         config,

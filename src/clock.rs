@@ -1,28 +1,30 @@
 //! The one clock: wall-clock time that follows tokio's clock.
 //!
 //! Due times, signature timestamps, the circuit and retention all read time
-//! here. It is the real time of day, anchored once, advanced by tokio's
-//! monotonic clock, so a test that pauses tokio's clock (`start_paused`) and
-//! `advance`s it moves this clock too, and nothing else is needed to test
-//! retry schedules or retention without sleeping.
+//! here. It is the real time of day, read afresh on every call (so a clock
+//! that NTP steps, or that jumps after a suspend, is followed at once),
+//! moved by however far tokio's clock is ahead of the monotonic clock: none
+//! in production, where tokio's clock is the monotonic clock; in a test that
+//! pauses tokio's clock (`start_paused`) and `advance`s it, the time
+//! advanced, so nothing else is needed to test retry schedules or retention
+//! without sleeping. (The time of day may step back: event ids keep their
+//! own floor, see the stores' append.)
 
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The wall time and the monotonic instant it corresponds to.
-static ANCHOR: OnceLock<(SystemTime, std::time::Instant)> = OnceLock::new();
-
-fn anchor() -> (SystemTime, std::time::Instant) {
-    *ANCHOR.get_or_init(|| (SystemTime::now(), std::time::Instant::now()))
-}
 
 /// The current time of day.
 pub fn now() -> SystemTime {
-    let (wall, at) = anchor();
-    let mono = tokio::time::Instant::now().into_std();
-    match mono.checked_duration_since(at) {
+    let tokio_now = tokio::time::Instant::now().into_std();
+    let mono = std::time::Instant::now();
+    shifted(SystemTime::now(), tokio_now, mono)
+}
+
+/// `wall` moved by how far `tokio_now` (tokio's clock) is from `mono` (the
+/// monotonic clock read at the same time).
+fn shifted(wall: SystemTime, tokio_now: std::time::Instant, mono: std::time::Instant) -> SystemTime {
+    match tokio_now.checked_duration_since(mono) {
         Some(ahead) => wall + ahead,
-        None => wall - at.duration_since(mono),
+        None => wall - mono.duration_since(tokio_now),
     }
 }
 
@@ -126,6 +128,16 @@ mod tests {
             instant_at(due) - tokio::time::Instant::now(),
             Duration::from_millis(5_000)
         );
+    }
+
+    #[test]
+    fn is_the_wall_clock_moved_by_tokios_lead_over_the_monotonic_clock() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mono = std::time::Instant::now();
+        let s = Duration::from_secs(5);
+        assert_eq!(shifted(wall, mono, mono), wall, "production: the wall clock as read");
+        assert_eq!(shifted(wall, mono + s, mono), wall + s, "a paused clock advanced");
+        assert_eq!(shifted(wall, mono, mono + s), wall - s, "a paused clock left behind");
     }
 
     #[test]

@@ -119,7 +119,9 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     // there (left out of new events), which only an applied reload may do.
     let prepared = app.delivery.prepare(&subscribers)?;
     app.store.register(&Topology::of(&new)).await?;
-    // Nothing below can fail.
+    // Nothing below can fail. The verifier knows the new routes before a
+    // new lane can take a delivery of one that verifies.
+    app.delivery.verifier().configure(&new, &media.providers);
     app.delivery.apply(prepared);
     if let (Some((cfg, cert)), Some(current)) = (certificate, &app.tls) {
         let days_left = cert
@@ -134,7 +136,6 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     app.connections.set_limit(new.server.max_connections);
     app.bodies.set_limit(new.server.max_body_memory, new.server.max_body);
     let routes = new.routes.len();
-    app.delivery.verifier().configure(&new, &media.providers);
     if new.routes.iter().any(|r| !r.media.is_empty()) {
         // The next start compares with the store in use now.
         crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());

@@ -294,3 +294,30 @@ async fn missing_hmac_signature_header_is_named() {
     assert!(why.contains("x-hub-signature-256"), "{why}");
     h.shutdown().await;
 }
+
+/// An auth scheme is case-insensitive (RFC 9110 §11.1): `BEARER tok` is
+/// the token `tok` (review 28, finding 2).
+#[tokio::test]
+async fn a_bearer_scheme_in_any_case_is_a_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let mut got = Vec::new();
+    for (n, scheme) in ["Bearer", "bearer", "BEARER", "BeArEr"].iter().enumerate() {
+        let value = format!("{scheme} tok");
+        let (s, _, b) = post(
+            addr,
+            "/hooks/t",
+            &[("authorization", value.as_str())],
+            runway(&format!("case-{n}")),
+        )
+        .await;
+        got.push((scheme.to_string(), s, String::from_utf8_lossy(&b).to_string()));
+    }
+    h.shutdown().await;
+    for (scheme, s, body) in got {
+        assert_eq!(s, StatusCode::OK, "Authorization: {scheme} tok -> {s} {body}");
+    }
+}

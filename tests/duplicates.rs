@@ -1,7 +1,9 @@
 //! Promise 2, duplicates are dropped race-free: the same dedupe key sequentially,
 //! 64-way concurrently and in a storm over many connections makes one event
 //! (delivered once), duplicates still get `200`, and a missing key field falls
-//! back to the body hash. (Dedupe keys surviving crashes: `nothing_lost`.)
+//! back to the body hash; on a `verify = "fetch"` route a callback not vouched
+//! for (a forgery sent first) does not make the genuine one a duplicate.
+//! (Dedupe keys surviving crashes: `nothing_lost`.)
 
 use crate::common;
 
@@ -112,4 +114,115 @@ async fn missing_dedupe_field_falls_back_to_body_hash() {
     let m = metrics(h.admin_addr).await;
     assert_eq!(sample(&m, "hookrelay_dedupe_fallback_total{route=\"t\"}"), 3.0);
     h.shutdown().await;
+}
+
+/// On a `verify = "fetch"` route a callback is stored before it is
+/// verified, and the `kie` signature covers only `taskId.timestamp`: a forged
+/// final callback under a replayed signature, sent before the genuine one,
+/// must not own the dedupe key. The genuine one (same task, same outcome,
+/// another body) is stored and verified on its own and delivered; the
+/// forged one is held (review 28, finding 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuine_one_a_duplicate() {
+    forged_final_callback_first(None, false).await;
+}
+
+/// The same with the relay restarted between the forged callback and the
+/// genuine one: what holds the key is read from the store, not memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_verify_route_a_forged_callback_sent_first_before_a_restart_does_not_make_the_genuine_one_a_duplicate() {
+    forged_final_callback_first(None, true).await;
+}
+
+/// The test above, on `nats` (cluster mode) when given, with the relay
+/// restarted after the forged callback when `restart`.
+pub async fn forged_final_callback_first(nats: Option<&common::nats::NatsCluster>, restart: bool) {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::tasks::{task_route, tasks_config};
+    use hookrelay::provider::Product;
+
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("suno", "kie-suno", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let cfg = match nats {
+        Some(n) => cfg.nats(n.urls(), 1),
+        None => cfg,
+    };
+    let mut h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/suno");
+    // Stages of 2 s: `text` at ~2 s, `first` at ~4 s, `complete` at ~6 s.
+    let task = fake.create(Product::Suno, TaskPlan::success().step(secs(2)), Some(&url));
+    fake.wait_until("the text callback", secs(10), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "text" && c.delivered())
+    })
+    .await;
+    // The attacker replays the `text` callback's timestamp and signature
+    // with a `complete` body naming their own file.
+    let text = fake.callbacks(&task).into_iter().find(|c| c.kind == "text").unwrap();
+    let mut forged = fake.final_callback(&task);
+    forged["data"]["data"][0]["audio_url"] = "https://evil.example/a.mp3".into();
+    let ts = text.timestamp.to_string();
+    let sig = text.signature.clone().expect("signed");
+    let (s, _, b) = post(
+        addr,
+        "/hooks/suno",
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts),
+            ("x-webhook-signature", &sig),
+        ],
+        forged.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    if restart {
+        h.shutdown().await;
+        h = start(&cfg).await;
+    }
+    // The genuine `complete` callback arrives and is answered 200.
+    fake.wait_until("the genuine complete callback", secs(20), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
+    })
+    .await;
+    // It must reach the subscriber (the forged one must not).
+    let deadline = tokio::time::Instant::now() + secs(25);
+    let genuine = loop {
+        let got = sub.all().into_iter().find(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["data"]["callbackType"] == "complete"
+        });
+        if got.is_some() || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(ms(200)).await;
+    };
+    // The forged one is held as unverified.
+    let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(20), |v| {
+        v.to_string().contains("evil.example")
+    })
+    .await;
+    // Once: the provider's retries of it (none here) and the forged one are not delivered too.
+    tokio::time::sleep(secs(1)).await;
+    let completes = sub
+        .all()
+        .into_iter()
+        .filter(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["data"]["callbackType"] == "complete"
+        })
+        .count();
+    h.shutdown().await;
+    let genuine = genuine.unwrap_or_else(|| {
+        panic!(
+            "the genuine `complete` callback was answered 200 (a duplicate of the forged one) and never \
+             delivered; dead letters: {dead}"
+        )
+    });
+    assert!(!String::from_utf8_lossy(&genuine.body).contains("evil.example"));
+    assert_eq!(completes, 1, "the result is delivered once");
+    assert!(dead.to_string().contains("unverified"), "{dead}");
 }

@@ -2,7 +2,8 @@
 //! and their poll schedule — tasks submitted through either relay are seen
 //! by both, a lost callback is recovered by exactly one relay's poll (the
 //! provider sees one status call for it, not one per relay), and every
-//! result is delivered once.
+//! result is delivered once (also the genuine final callback after a
+//! forged one on a `verify = "fetch"` route).
 
 use crate::common;
 
@@ -246,4 +247,13 @@ async fn a_task_registered_after_its_callback_is_called_back_with_the_routes_own
     let route = task_route("runway", "kie-runway", &fake, &sub.url()).dedupe_key(["/data/task_id"]);
     let (cfg, _) = tasks_config(dir.path(), vec![route]);
     a_task_registered_after_its_callback_is_called_back(cfg.nats(nats.urls(), 1), &fake, &sub).await;
+}
+
+/// Cluster mode: on a `verify = "fetch"` route a forged final callback sent
+/// first does not make the genuine one a duplicate (the dedupe key is
+/// JetStream's there; see `duplicates` for the single-node store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuine_one_a_duplicate_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    crate::duplicates::forged_final_callback_first(Some(&nats), false).await;
 }

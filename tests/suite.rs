@@ -101,7 +101,9 @@ mod shutdown_handover;
 mod status;
 mod timing;
 mod verify_fetch;
+mod verify_fetch_bounded;
 mod verify_release_durable;
+mod wall_clock;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).

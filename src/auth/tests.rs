@@ -177,6 +177,33 @@ fn tokens() {
 }
 
 #[test]
+fn the_bearer_scheme_is_read_in_any_case_and_from_any_authorization_line() {
+    let one = |t: &str| vec![t.to_string()];
+    for v in ["BEARER tok", "BeArEr tok", "bearer\ttok ", "Bearer  tok"] {
+        assert_eq!(
+            presented_tokens(None, &headers(&[("authorization", v)])),
+            one("tok"),
+            "{v}"
+        );
+    }
+    for v in ["Basic dG9rOg==", "Bearertok", "Token tok"] {
+        assert!(
+            presented_tokens(None, &headers(&[("authorization", v)])).is_empty(),
+            "{v}"
+        );
+    }
+    // A proxy's own `Basic` line before the client's bearer line.
+    let mut h = HeaderMap::new();
+    h.append("authorization", "Basic dG9rOg==".parse().unwrap());
+    h.append("authorization", "Bearer tok".parse().unwrap());
+    h.append("authorization", "Bearer other".parse().unwrap());
+    assert_eq!(
+        presented_tokens(Some("token=q"), &h),
+        vec!["tok".to_string(), "q".to_string()]
+    );
+}
+
+#[test]
 fn credentials_in_urls_are_hidden_however_written() {
     for (url, hidden) in [
         (

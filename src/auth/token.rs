@@ -2,19 +2,24 @@
 //! match), compared in constant time, and redacted from URLs that are logged.
 
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Secret;
 
-/// The tokens presented: `Authorization: Bearer` and the first `?token=`
-/// (either may be right, e.g. a proxy adding its own bearer; never more than
-/// two guesses per request).
+/// The tokens presented: the first `Authorization` line whose scheme is
+/// `Bearer` (in any case, RFC 9110 §11.1; other lines, e.g. a proxy's own
+/// `Basic`, are passed over) and the first `?token=` (either may be right;
+/// never more than two guesses per request).
 pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
-    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            out.push(t.trim().to_string());
-        }
+    let bearer = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(bearer_token);
+    if let Some(t) = bearer {
+        out.push(t.to_string());
     }
     if let Some(q) = query {
         if let Some((_, v)) = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token") {
@@ -24,13 +29,25 @@ pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String>
     out
 }
 
+/// The credentials of an `Authorization` value whose scheme is `Bearer`
+/// (compared ignoring case), trimmed.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 /// Whether any of `presented` equals one of `tokens`. Every pair is compared,
-/// in constant time, so timing does not reveal which one (or how much) matched.
+/// in constant time, so timing does not reveal which one (or how much)
+/// matched; the values compared are their SHA-256 digests, of one length,
+/// so it does not reveal a token's length either.
 pub fn token_matches(presented: &[String], tokens: &[Secret]) -> bool {
+    let digest = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let tokens: Vec<[u8; 32]> = tokens.iter().map(|t| digest(t.expose())).collect();
     let mut ok = subtle::Choice::from(0);
     for p in presented {
-        for t in tokens {
-            ok |= p.as_bytes().ct_eq(t.expose());
+        let p = digest(p.as_bytes());
+        for t in &tokens {
+            ok |= p.ct_eq(t);
         }
     }
     ok.into()

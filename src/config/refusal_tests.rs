@@ -61,6 +61,16 @@ fn settings_that_cannot_work_are_refused() {
             "spaces",
         ),
         (minimal("") + "\n[admin]\ntoken = \" \"\n", "admin.token", "blank"),
+        (
+            minimal(r#"signature = { scheme = "kie", secret = "   " }"#),
+            "routes[0].signature.secret",
+            "blank",
+        ),
+        (
+            minimal(r#"signature = { scheme = "hmac-sha256", header = "x-sig", secret = " \t " }"#),
+            "routes[0].signature.secret",
+            "blank",
+        ),
         (server("max_body = \"1EiB\""), "server.max_body", "memory"),
         (
             minimal(

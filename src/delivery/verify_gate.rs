@@ -28,6 +28,9 @@ use crate::store::{Event, EventId, Origin, Outcome};
 const REMEMBER: usize = 10_000;
 /// Asked again after this when the record has not caught up with the callback.
 pub const LAGGING: Duration = Duration::from_secs(10);
+/// Asked again after this when the provider refuses every call for now (a
+/// bad API key, no credits): not every 10 s, with a warning each time.
+pub const GAVE_UP: Duration = Duration::from_secs(300);
 
 /// What a delivery of a checked route should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,12 @@ impl Verifier {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
+    /// Whether `id` was found to agree with the provider's record (while
+    /// remembered; the store's states tell the rest).
+    pub fn agreed(&self, id: EventId) -> bool {
+        matches!(lock(&self.verdicts).known.get(&id), Some(None))
+    }
+
     fn remember(&self, id: EventId, verdict: Option<String>) {
         lock(&self.verdicts).insert(id, verdict);
     }
@@ -173,12 +182,23 @@ impl Verifier {
                 event.id,
                 Some(format!("the provider has no record of task {task_id:?}: {e}")),
             ),
+            // A task id the client will not send (empty, over 256
+            // characters, a control character) or the provider refuses as a
+            // request: no genuine callback names one, and asking again
+            // cannot help. Held like an unknown task (one log line, the hold's).
+            Err(e) if matches!(e.kind, ErrorKind::InvalidInput | ErrorKind::BadRequest) => self.settle(
+                event.id,
+                Some(format!(
+                    "the callback's task id cannot be looked up at the provider: {e}"
+                )),
+            ),
             Err(e) => {
                 tracing::warn!(route = %event.meta.route, event = %event.id, error = %e,
                     "cannot verify the callback at the provider; asking again later");
                 match e.action {
                     Action::RetryLater { after } => later(after.max(Duration::from_secs(1))),
-                    Action::GiveUp => later(LAGGING),
+                    // Fails until someone changes something (the API key, credits).
+                    Action::GiveUp => later(GAVE_UP),
                 }
             }
         }

@@ -10,6 +10,7 @@
 mod answer;
 mod body;
 mod budget;
+mod contested;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,7 @@ use http_body_util::Full;
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
 pub use budget::{BodyBudget, BodyLease, Client};
+pub use contested::append as append_contested;
 
 use crate::auth;
 use crate::state::{App, Refusal, RouteState};
@@ -253,13 +255,18 @@ where
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
     let media = media_urls(r, json.as_ref());
     let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
-    let commit = app.store.append(NewEvent {
-        meta,
-        dedupe_hash: hash,
-        body,
-        media,
-        task,
-    });
+    let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
+    let commit = contested::append(
+        &app.store,
+        verifier,
+        NewEvent {
+            meta,
+            dedupe_hash: hash,
+            body,
+            media,
+            task,
+        },
+    );
     let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
         Err(crate::store::StoreError::Unavailable(
             "the store did not confirm the write in time".into(),

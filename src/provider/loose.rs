@@ -80,12 +80,26 @@ pub fn message(envelope: &Value) -> Option<&str> {
     first_str(envelope, &["/msg", "/message"])
 }
 
-/// Append `items` to `out`, skipping ones already there (order kept).
-pub fn push_unique(out: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
-    for item in items {
-        if !out.contains(&item) {
-            out.push(item);
+/// A list of URLs without repeats (order kept), linear in the number
+/// added: a callback may name any number (it is untrusted input).
+#[derive(Default)]
+pub struct UniqueUrls {
+    list: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl UniqueUrls {
+    /// Append `items`, skipping ones already there.
+    pub fn push_all(&mut self, items: impl IntoIterator<Item = String>) {
+        for item in items {
+            if self.seen.insert(item.clone()) {
+                self.list.push(item);
+            }
         }
+    }
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.list
     }
 }
 

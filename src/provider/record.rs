@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::loose::{first_present, first_str, int_at, int_of, push_unique, str_at, strings_of, unstring};
+use super::loose::{first_present, first_str, int_at, int_of, str_at, strings_of, unstring, UniqueUrls};
 use super::product::{Classified, Product, Stage};
 
 /// One task's record as the provider returned it.
@@ -113,44 +113,38 @@ impl Record {
     /// Every result URL the record names, in a stable order, without repeats.
     pub fn media_urls(&self) -> Vec<String> {
         let d = &self.data;
-        let mut out = Vec::new();
+        let mut out = UniqueUrls::default();
         let strs = |ptrs: &[&str]| {
             ptrs.iter()
                 .filter_map(|p| str_at(d, p).map(str::to_string))
                 .collect::<Vec<_>>()
         };
         match self.product {
-            Product::Runway => push_unique(&mut out, strs(&["/videoInfo/videoUrl", "/videoInfo/imageUrl"])),
-            Product::Aleph => push_unique(
-                &mut out,
-                strs(&["/response/resultVideoUrl", "/response/resultImageUrl"]),
-            ),
-            Product::FluxKontext => push_unique(
-                &mut out,
-                strs(&["/response/resultImageUrl", "/response/originImageUrl"]),
-            ),
+            Product::Runway => out.push_all(strs(&["/videoInfo/videoUrl", "/videoInfo/imageUrl"])),
+            Product::Aleph => out.push_all(strs(&["/response/resultVideoUrl", "/response/resultImageUrl"])),
+            Product::FluxKontext => out.push_all(strs(&["/response/resultImageUrl", "/response/originImageUrl"])),
             Product::Veo => {
                 for field in ["resultUrls", "originUrls", "imageUrls"] {
-                    push_unique(&mut out, veo_list(d, field));
+                    out.push_all(veo_list(d, field));
                 }
             }
-            Product::FourOImage => push_unique(&mut out, four_o_urls(d)),
+            Product::FourOImage => out.push_all(four_o_urls(d)),
             Product::Suno => {
                 for track in suno_tracks(d) {
                     for field in SUNO_URL_FIELDS {
-                        push_unique(&mut out, str_at(track, &format!("/{}", field.0)).map(str::to_string));
+                        out.push_all(str_at(track, &format!("/{}", field.0)).map(str::to_string));
                     }
                 }
             }
             Product::Market => {
                 if let Some(result) = d.get("resultJson").and_then(unstring) {
                     for field in ["resultUrls", "resultWaterMarkUrls"] {
-                        push_unique(&mut out, result.get(field).map(strings_of).unwrap_or_default());
+                        out.push_all(result.get(field).map(strings_of).unwrap_or_default());
                     }
                 }
             }
         }
-        out
+        out.into_vec()
     }
 }
 

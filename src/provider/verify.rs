@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::loose::{first_present, int_at, int_of, push_unique, str_at, strings_of, unstring};
+use super::loose::{first_present, int_at, int_of, str_at, strings_of, unstring, UniqueUrls};
 use super::product::{CallbackStage, Product, Stage};
 use super::record::{four_o_urls, veo_list, Record, SUNO_URL_FIELDS};
 
@@ -83,8 +83,8 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
         }
         return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
     }
-    let known = record.media_urls();
-    let unknown_url = facts.media_urls.iter().find(|u| !known.contains(u));
+    let known: HashSet<String> = record.media_urls().into_iter().collect();
+    let unknown_url = facts.media_urls.iter().find(|u| !known.contains(*u));
     match facts.stage {
         CallbackStage::Unrecognised => Verdict::Disagree("callback has no status this product uses".into()),
         // A stage before the end: its URLs must be ones the record knows, once
@@ -182,7 +182,7 @@ fn strings_in(v: &Value, depth: u8, out: &mut Vec<String>) {
 
 /// Result URLs in a callback body, per product.
 fn callback_urls(product: Product, body: &Value) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = UniqueUrls::default();
     let strs = |ptrs: &[&str]| {
         ptrs.iter()
             .filter_map(|p| str_at(body, p).map(str::to_string))
@@ -190,34 +190,31 @@ fn callback_urls(product: Product, body: &Value) -> Vec<String> {
     };
     let data = body.get("data").unwrap_or(&Value::Null);
     match product {
-        Product::Runway => push_unique(&mut out, strs(&["/data/video_url", "/data/image_url"])),
-        Product::Aleph => push_unique(&mut out, strs(&["/data/result_video_url", "/data/result_image_url"])),
-        Product::FluxKontext => push_unique(
-            &mut out,
-            strs(&["/data/info/resultImageUrl", "/data/info/originImageUrl"]),
-        ),
+        Product::Runway => out.push_all(strs(&["/data/video_url", "/data/image_url"])),
+        Product::Aleph => out.push_all(strs(&["/data/result_video_url", "/data/result_image_url"])),
+        Product::FluxKontext => out.push_all(strs(&["/data/info/resultImageUrl", "/data/info/originImageUrl"])),
         Product::Veo => {
             for field in ["resultUrls", "originUrls", "imageUrls"] {
-                push_unique(&mut out, veo_list(data, field));
+                out.push_all(veo_list(data, field));
             }
         }
-        Product::FourOImage => push_unique(&mut out, four_o_urls(data)),
+        Product::FourOImage => out.push_all(four_o_urls(data)),
         Product::Suno => {
             for track in data.get("data").and_then(Value::as_array).into_iter().flatten() {
                 for (_, snake) in SUNO_URL_FIELDS {
-                    push_unique(&mut out, str_at(track, &format!("/{snake}")).map(str::to_string));
+                    out.push_all(str_at(track, &format!("/{snake}")).map(str::to_string));
                 }
             }
         }
         Product::Market => {
             if let Some(result) = data.get("resultJson").and_then(unstring) {
                 for field in ["resultUrls", "resultWaterMarkUrls"] {
-                    push_unique(&mut out, result.get(field).map(strings_of).unwrap_or_default());
+                    out.push_all(result.get(field).map(strings_of).unwrap_or_default());
                 }
             }
         }
     }
-    out
+    out.into_vec()
 }
 
 #[cfg(test)]

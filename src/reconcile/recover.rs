@@ -29,9 +29,11 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
         dedupe_fallback: fallback,
         origin: Origin::Poll,
     };
-    let accepted = app
-        .store
-        .append(NewEvent {
+    let verifier = (route.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
+    let accepted = crate::ingest::append_contested(
+        &app.store,
+        verifier,
+        NewEvent {
             meta,
             dedupe_hash: hash,
             body: Bytes::from(body),
@@ -41,8 +43,9 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
                 terminal: true,
                 provider_state: Some(record.state().to_string()),
             }),
-        })
-        .await?;
+        },
+    )
+    .await?;
     if accepted.duplicate {
         tracing::info!(route = %route.name, task_id = record.task_id(), event = %accepted.id,
             "polled result duplicates a callback already stored; nothing new");

@@ -96,7 +96,7 @@ pub struct EventMeta {
 }
 
 /// A callback to store.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     pub meta: EventMeta,
     pub dedupe_hash: [u8; 32],

@@ -208,7 +208,11 @@ impl Validator<'_> {
             .map(|(k, v)| {
                 SecretSource::from_value(v.clone())
                     .and_then(|src| src.resolve_text())
-                    .map(|text| (k.clone(), text))
+                    .and_then(|text| match text.trim().is_empty() {
+                        // An HMAC key of spaces is one anyone can guess.
+                        true => Err("the secret is blank (only whitespace)".to_string()),
+                        false => Ok((k.clone(), text)),
+                    })
                     .map_err(|m| self.err(k, span.clone(), m))
             })
             .collect()

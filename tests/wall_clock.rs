@@ -1,0 +1,125 @@
+//! The daemon's time of day is the host's, followed while it runs: a wall
+//! clock that NTP steps after the daemon started (a host without an RTC, a
+//! VM restored from a snapshot) is followed at once, so signed callbacks are
+//! judged fresh against the corrected time. The real binary runs with an
+//! `LD_PRELOAD` library (built here with the system's C compiler, which any
+//! Rust build on Linux has) that shifts its `CLOCK_REALTIME` only.
+
+#![cfg(target_os = "linux")]
+
+use crate::common;
+
+use common::*;
+use http::StatusCode;
+
+/// An `LD_PRELOAD` library that shifts `CLOCK_REALTIME` (only) by the number
+/// of seconds in the file `$HR_TEST_REALTIME_OFFSET_FILE`, read on every call: the wall
+/// clock of one process can be stepped, as NTP steps a machine's, without
+/// touching the machine's.
+fn realtime_shift_library(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("shift.c");
+    std::fs::write(
+        &src,
+        r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    int r = syscall(SYS_clock_gettime, id, ts);
+    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {
+        const char *f = getenv("HR_TEST_REALTIME_OFFSET_FILE");
+        FILE *fp = f ? fopen(f, "r") : NULL;
+        if (fp) {
+            long off = 0;
+            if (fscanf(fp, "%ld", &off) == 1) ts->tv_sec += off;
+            fclose(fp);
+        }
+    }
+    return r;
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join("libshift.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lib
+}
+
+/// Started an hour behind (a callback signed an hour ago is fresh to it),
+/// then corrected: a callback signed now is accepted (review 28, finding 5:
+/// the time of day was read once, at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_stepped_while_running_is_followed() {
+    use common::oracle::standard_webhooks_sign;
+    const SW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = tempfile::tempdir().unwrap();
+    let lib = realtime_shift_library(dir.path());
+    let offset = dir.path().join("offset");
+    // At boot the clock is an hour behind.
+    std::fs::write(&offset, "-3600").unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("sw", "/hooks/sw")
+                .signature(Signature::standard_webhooks(SW))
+                .subscriber(Subscriber::new("w", sub.url())),
+        );
+    let bin = Bin::start(
+        &cfg.write(),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
+        ],
+    );
+    let real_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let signed = |ts: u64, n: u32| {
+        let body = format!(r#"{{"type":"done","n":{n}}}"#);
+        let ts = ts.to_string();
+        let sig = standard_webhooks_sign(SW, &format!("msg_{n}"), &ts, body.as_bytes());
+        (body, ts, sig, format!("msg_{n}"))
+    };
+    // The daemon believes the clock: a callback signed an hour ago is fresh to it.
+    let (body, ts, sig, id) = signed(real_now() - 3600, 1);
+    let h = [
+        ("webhook-id", id.as_str()),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    assert_eq!(
+        post(bin.addr, "/hooks/sw", &h, body).await.0,
+        StatusCode::OK,
+        "the shift took effect"
+    );
+    // NTP corrects the clock.
+    std::fs::write(&offset, "0").unwrap();
+    tokio::time::sleep(ms(500)).await;
+    // The provider signs with the right time.
+    let (body, ts, sig, id) = signed(real_now(), 2);
+    let h = [
+        ("webhook-id", id.as_str()),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    let (s, _, b) = post(bin.addr, "/hooks/sw", &h, body).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a callback signed now, after the host's clock was corrected, is refused: {}",
+        String::from_utf8_lossy(&b)
+    );
+}
