@@ -94,15 +94,21 @@ impl Pump {
                     for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
                         let fresh = {
                             let mut active = active.lock().unwrap_or_else(|e| e.into_inner());
-                            match active.contains_key(&m.id) {
-                                true => false,
-                                false => active.insert(m.id.clone(), keep_until).is_none(),
+                            match active.get_mut(&m.id) {
+                                // The new lease is the later one: the running
+                                // delivery's answer is kept for it.
+                                Some(until) => {
+                                    *until = (*until).max(keep_until);
+                                    false
+                                }
+                                None => active.insert(m.id.clone(), keep_until).is_none(),
                             }
                         };
                         if !fresh {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
-                            // time; the running one's answer settles the new lease.
+                            // time; the running one's answer settles the new lease
+                            // (kept until that lease is over, raised above).
                             tracing::warn!(event = %m.id, attempt = m.attempt,
                                 "offered again while still being delivered here (its lease ran out: keep --timeout \
                                  below the subscriber's lease); not sent twice");
@@ -111,8 +117,12 @@ impl Pump {
                         let (local, status, done, active) =
                             (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
                         deliveries.spawn(async move {
-                            let finished = deliver(&local, &status, m, keep_until).await;
-                            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
+                            let mut finished = deliver(&local, &status, m, keep_until).await;
+                            // A lease taken again meanwhile raised the deadline.
+                            let raised = active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
+                            if let Some(until) = raised {
+                                finished.keep_until = finished.keep_until.max(until);
+                            }
                             let _ = done.send(finished).await;
                             drop(permit);
                         });
