@@ -30,6 +30,13 @@ pub enum Fatal {
     Refused,
     #[error("the relay refused the request: {0}")]
     Refusal(String),
+    #[error(
+        "the pull URL answered 200 with something that is not the relay's pull answer ({0}): a captive portal, or a \
+         proxy between here and the relay replacing answers. Stopping: that request may have leased messages, and \
+         pulling again would lease them again and again, each lease running out into a failed attempt (dead \
+         letters in the end); fix the path to the relay and start hookrelay forward again"
+    )]
+    NotPullAnswer(String),
 }
 
 pub struct Pump {
@@ -142,6 +149,11 @@ impl Pump {
                         _ = stop.changed() => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
+                }
+                // Transient for acks (a lost ack only waits), not for pulls.
+                Err(RelayError::Status(http::StatusCode::OK, why)) => {
+                    result = Err(Fatal::NotPullAnswer(why));
+                    break;
                 }
                 Err(e) if e.is_transient() => {
                     drop(permits);
