@@ -421,7 +421,9 @@ async fn a_matching_event_past_a_cut_scan_is_reached_by_more_and_next_before() {
         if listed || v["more"] != true || pages.len() == 4 {
             break listed;
         }
-        let next = v["next_before"].as_str().unwrap_or_else(|| panic!("more without next_before: {v}"));
+        let next = v["next_before"]
+            .as_str()
+            .unwrap_or_else(|| panic!("more without next_before: {v}"));
         path = format!("/api/events?task=r32-needle&limit=5&before={next}");
     };
     h.shutdown().await;

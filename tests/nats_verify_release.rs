@@ -104,7 +104,10 @@ async fn an_event_replay_that_did_not_queue_releases_nothing_for_a_later_dead_le
     let h = start(&cfg).await;
     let id = forge_after_a_lost_callback(&fake, addr, &format!("http://{addr}/hooks/runway")).await;
     let path = format!("/api/events/{id}");
-    admin_until(h.admin_addr, &path, secs(15), |v| v["subscribers"][0]["state"] == "dead").await;
+    admin_until(h.admin_addr, &path, secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
     // The event replay's mark, left without its message, its grace over.
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     let kv = js.get_key_value("hr_results").await.unwrap();

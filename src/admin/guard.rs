@@ -204,7 +204,10 @@ mod tests {
         assert!(!https("https://admin.example.com", Some("admin.example.com:9090")));
         assert!(!https("http://admin.example.com", Some("admin.example.com:443")));
         assert!(!https("https://evil.example", Some("admin.example.com")));
-        assert!(!https("https://admin.example.com.evil.example", Some("admin.example.com")));
+        assert!(!https(
+            "https://admin.example.com.evil.example",
+            Some("admin.example.com")
+        ));
     }
 
     #[test]
