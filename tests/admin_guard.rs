@@ -252,10 +252,13 @@ async fn behind_an_https_reverse_proxy_the_consoles_replay_works_and_cross_site_
     let host = "admin.example.com";
     let bearer = ("authorization", "Bearer proxy-admin-token");
     let path = format!("/api/events/{id}/replay");
+    // The proxy passes Host on and says the browser came over https.
+    let proto = ("x-forwarded-proto", "https");
     // What Chromium sends for the console's fetch on https://admin.example.com/ui.
     let console = [
         bearer,
         JSON,
+        proto,
         ("origin", "https://admin.example.com"),
         ("sec-fetch-site", "same-origin"),
         ("sec-fetch-mode", "cors"),
@@ -272,12 +275,50 @@ async fn behind_an_https_reverse_proxy_the_consoles_replay_works_and_cross_site_
         ("https://admin.example.com:8443", None),
         ("http://admin.example.com:8080", None),
         ("http://admin.example.com", Some("same-site")),
+        ("http://admin.example.com", None),
     ] {
-        let mut headers = vec![bearer, JSON, ("origin", origin)];
+        let mut headers = vec![bearer, JSON, proto, ("origin", origin)];
         headers.extend(site.map(|s| ("sec-fetch-site", s)));
         let (status, _, body) = send(a, "POST", &path, host, &headers).await;
         assert_eq!(status, 403, "{origin} ({site:?}) was not refused: {body}");
         assert!(body.contains("cross-site request refused"), "{body}");
     }
     h.shutdown().await;
+}
+
+/// A `Host` without a port is one request on one port, of one scheme: http
+/// on 80 (the listener's own), or https on 443 only when a TLS-terminating
+/// proxy says `X-Forwarded-Proto: https`. Without `Sec-Fetch-Site` (a browser
+/// without Fetch Metadata) a page of the other scheme on the same host is
+/// another origin and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portless_host_matches_the_origin_of_one_scheme_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token("r32-token")
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("r32-guard")).await;
+    sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    let path = format!("/api/events/{id}/replay");
+    let host = "admin.example.com";
+    let bearer = ("authorization", "Bearer r32-token");
+    let mut accepted_origins = Vec::new();
+    for origin in ["http://admin.example.com", "https://admin.example.com"] {
+        // No Sec-Fetch-Site: a browser without Fetch Metadata (older Safari, embedded webviews).
+        let (status, _, body) = send(h.admin_addr, "POST", &path, host, &[bearer, JSON, ("origin", origin)]).await;
+        if status != 403 {
+            accepted_origins.push(origin);
+        } else {
+            assert!(body.contains("cross-site"), "{body}");
+        }
+        tokio::time::sleep(ms(300)).await;
+    }
+    h.shutdown().await;
+    assert_eq!(
+        accepted_origins,
+        ["http://admin.example.com"],
+        "a portless Host without X-Forwarded-Proto is http on port 80, and only that origin matches"
+    );
 }

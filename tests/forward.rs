@@ -326,6 +326,37 @@ async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
     assert_eq!(sub_row(relay.admin, "laptop").await["queue_depth"], 2);
 }
 
+/// A pull answered `200` with something that is not a pull answer (a
+/// captive portal, a proxy replacing the body) stops the forwarder with a
+/// message that says so: that request may have leased messages, and pulling
+/// again and again would let each lease run out into a failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_answered_200_with_something_else_stops_the_forwarder() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let portal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = portal.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = portal.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let page = "<html>Sign in to the hotel wifi</html>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = c.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let local = Local::ok().await;
+    let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
+    assert_eq!(f.wait(Duration::from_secs(10)), Some(2), "{}", f.log_text());
+    let log = f.log_text();
+    assert!(log.contains("not the relay's pull answer"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_hands_back_what_it_holds() {
     let dir = tempfile::tempdir().unwrap();

@@ -114,3 +114,76 @@ async fn a_delivered_message_is_acknowledged_after_an_outage_shorter_than_its_le
          forwarder log: {log:#?}\nevent: {ev}"
     );
 }
+
+/// A message whose lease ran out while the local service still
+/// had it is leased to this forwarder again (the pump skips the new offer:
+/// "the running one's answer settles the new lease"); the answer is kept
+/// until the *second* lease is over. The relay is away for a moment when the
+/// service answers, inside the second lease: the acknowledgement waits for
+/// it (given up by the first lease's deadline, the second lease ran out too,
+/// another failed attempt, and the service got the message again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_for_a_message_leased_again_is_kept_until_the_new_lease_is_over() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "r32-pull-token";
+    // Lease 3 s, retry after 2 s: lease 1 [0, 3], lapse to 5, lease 2 [5, 8].
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token).lease(secs(3)).retry([secs(2); 5])),
+    )
+    .await;
+    let (proxy, on) = switchable_proxy(h.ingest_addrs[0]).await;
+    let first_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let f = first_at.clone();
+    let arrived = Arc::new(AtomicBool::new(false));
+    let a = arrived.clone();
+    // The first delivery takes 7 s (answered inside lease 2), later ones none.
+    let local = Local::start(Arc::new(move |_, seen| {
+        if seen == 0 {
+            f.lock().unwrap().get_or_insert_with(Instant::now);
+            a.store(true, Ordering::SeqCst);
+            (200, Duration::from_secs(7))
+        } else {
+            (200, Duration::ZERO)
+        }
+    }))
+    .await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("r32-relet")).await;
+    let deadline = Instant::now() + secs(20);
+    while !arrived.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "never delivered: {}", fwd.log_text());
+        tokio::time::sleep(ms(10)).await;
+    }
+    let t0 = first_at.lock().unwrap().unwrap();
+    // Away from 6.6 s to 7.6 s: the answer (7 s) finds the relay away, lease 2 still live.
+    tokio::time::sleep_until((t0 + ms(6600)).into()).await;
+    on.send_replace(false);
+    tokio::time::sleep_until((t0 + ms(7600)).into()).await;
+    on.send_replace(true);
+    // Past lease 2, its lapse and one more retry delay.
+    tokio::time::sleep_until((t0 + secs(14)).into()).await;
+    let got: Vec<u32> = local
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.id == id)
+        .map(|g| g.attempt)
+        .collect();
+    let log: Vec<String> = fwd
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("acknowledg") || l.contains("lease"))
+        .cloned()
+        .collect();
+    h.shutdown().await;
+    assert_eq!(
+        got.len(),
+        1,
+        "the service answered 200 once inside the forwarder's second lease, yet got the message again \
+         (attempts {got:?}): the acknowledgement was given up by the first lease's deadline; log: {log:#?}"
+    );
+}

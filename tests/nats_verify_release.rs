@@ -87,3 +87,59 @@ async fn a_replay_accepted_at_one_relay_is_sent_by_another() {
     .await;
     b.shutdown().await;
 }
+
+/// An event replay whose message was never stored (its publish and the undo
+/// of its mark failed, or its relay died between them) leaves a mark with
+/// the release and no message. A later replay of the dead letters publishes
+/// that mark's message: it releases nothing (the replay that set the flag
+/// did not queue), so the forged callback is held again, not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_replay_that_did_not_queue_releases_nothing_for_a_later_dead_letter_replay() {
+    use futures_util::StreamExt;
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = relay(dir.path(), &nats, &fake, &sub);
+    let h = start(&cfg).await;
+    let id = forge_after_a_lost_callback(&fake, addr, &format!("http://{addr}/hooks/runway")).await;
+    let path = format!("/api/events/{id}");
+    admin_until(h.admin_addr, &path, secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    // The event replay's mark, left without its message, its grace over.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let kv = js.get_key_value("hr_results").await.unwrap();
+    let keys: Vec<String> = kv.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
+    let key = keys
+        .iter()
+        .find(|k| k.starts_with("runway.") && k.ends_with(".runway-sub"))
+        .expect("the delivery's result row");
+    let entry = kv.entry(key.as_str()).await.unwrap().unwrap();
+    let mut row: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    let marked_at = common::nats_replay::now_ms() - 31_000;
+    row["state"] = serde_json::json!({ "retrying": { "due_ms": marked_at } });
+    row["step"] = 0.into();
+    row["at_ms"] = marked_at.into();
+    row["replays"] = (row["replays"].as_u64().unwrap_or(0) + 1).into();
+    row["released"] = true.into();
+    kv.update(key.as_str(), serde_json::to_vec(&row).unwrap().into(), entry.revision)
+        .await
+        .unwrap();
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["requeued"], 1, "the mark's message is published: {v}");
+    // Pending (the mark) until a lane takes it: held (dead) or sent (delivered).
+    let view = admin_until(h.admin_addr, &path, secs(15), |v| {
+        matches!(v["subscribers"][0]["state"].as_str(), Some("dead" | "delivered"))
+    })
+    .await;
+    h.shutdown().await;
+    assert_eq!(
+        sub.count(),
+        0,
+        "the forged callback was sent on a release no replay that queued gave: {}",
+        view["subscribers"][0]
+    );
+}

@@ -70,7 +70,7 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     }
     let pointers = Arc::new(task_pointers(app));
     // One more than asked: whether more match (older ones, past `limit`).
-    let mut views = app
+    let page = app
         .store
         .recent_events(EventQuery {
             route: q.get("route").map(str::to_string),
@@ -81,7 +81,9 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         })
         .await
         .map_err(internal)?;
-    let more = views.len() > limit;
+    let mut views = page.events;
+    // A scan cut short (cluster mode) leaves older events unlooked at: more.
+    let more = views.len() > limit || page.cut_at.is_some();
     views.truncate(limit);
     let events: Vec<Value> = views
         .iter()
@@ -98,10 +100,11 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             })
         })
         .collect();
-    // `more`: older events match too; `next_before` lists them (`before=`).
-    let next_before = match more {
-        true => views.last().map(|v| v.event.id.to_string()),
-        false => None,
+    // `more`: older events match too (or, past a cut scan, may); `next_before` lists them (`before=`).
+    let next_before = match (views.len() == limit, page.cut_at) {
+        _ if !more => None,
+        (false, Some(cut)) => Some(cut.to_string()),
+        _ => views.last().map(|v| v.event.id.to_string()),
     };
     let answer = json!({ "events": events, "more": more, "next_before": next_before });
     let warning = super::unknown_names(app, q.get("route"), None);

@@ -9,7 +9,9 @@
 //!   (the listen address is always an IP literal): a rebound name is refused;
 //! - a request that changes state (anything but GET, HEAD, OPTIONS) is refused
 //!   when `Sec-Fetch-Site` says it comes from another site, or when its
-//!   `Origin` is not the `Host` it was sent to;
+//!   `Origin` is not the scheme, `Host` and port it was sent to (the scheme
+//!   is http, the listener's own, unless a TLS-terminating proxy says
+//!   `X-Forwarded-Proto: https`);
 //! - and it must say `Content-Type: application/json`, which an HTML form
 //!   cannot send and a cross-site `fetch` cannot send without a CORS
 //!   preflight (which this API never grants).
@@ -30,7 +32,7 @@ pub(super) fn check<B>(req: &Request<B>, token_set: bool) -> Result<(), Refusal>
     if !changes_state(req.method()) {
         return Ok(());
     }
-    same_origin(req.headers(), host.as_deref())?;
+    same_origin(req.headers(), host.as_deref(), forwarded_https(req.headers()))?;
     json_content_type(req.headers())
 }
 
@@ -42,6 +44,22 @@ fn host_of<B>(req: &Request<B>) -> Option<String> {
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+}
+
+/// Whether the request reached the proxy in front over https. The admin
+/// listener serves no TLS itself, so a request is https only when a
+/// TLS-terminating proxy says so (`X-Forwarded-Proto: https`, the first
+/// entry when proxies append). Believing it from anyone is safe here: the
+/// header guards against browsers, and a page cannot add it to a
+/// cross-origin request without a CORS preflight, which this API never
+/// grants (it answers no `Access-Control-*` header); a client that is not a
+/// browser can send any `Origin` anyway.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 fn changes_state(m: &Method) -> bool {
@@ -82,7 +100,7 @@ fn host_allowed(host: Option<&str>) -> Result<(), Refusal> {
 
 /// CSRF: browsers say where a request comes from (`Sec-Fetch-Site`, and
 /// `Origin` on every cross-origin and every POST request).
-fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), Refusal> {
+fn same_origin(headers: &HeaderMap, host: Option<&str>, https: bool) -> Result<(), Refusal> {
     let cross = |why: String| Err((StatusCode::FORBIDDEN, format!("cross-site request refused: {why}")));
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or("");
@@ -92,9 +110,11 @@ fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), Refusal> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        if !origin_matches(origin, host) {
+        if !origin_matches(origin, host, https) {
+            let scheme = if https { "https" } else { "http" };
             return cross(format!(
-                "Origin {origin:?} is not this server ({})",
+                "Origin {origin:?} is not this server ({scheme}://{}; behind a TLS proxy, it must pass Host and \
+                 set X-Forwarded-Proto: https)",
                 host.unwrap_or("no Host")
             ));
         }
@@ -102,29 +122,28 @@ fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `Origin` is `scheme://host[:port]`; it matches when host and port are
-/// those the request was sent to. A `Host` without a port means the default
-/// port of the scheme the browser used, which is the origin's when the
-/// request is same-origin: behind a TLS-terminating reverse proxy
-/// (`https://admin.example.com` → the admin listener) the browser sends
-/// `Origin: https://admin.example.com` and the proxy `Host:
-/// admin.example.com`, both port 443. Another host, or a port given on one
-/// side that is not the other's, never matches (a page on another port of
-/// the same host is refused), and a same-host page of the other scheme is
-/// `Sec-Fetch-Site: same-site`, refused before this. `Origin: null`
-/// (sandboxed frames, file: pages) never matches.
-fn origin_matches(origin: &str, host: Option<&str>) -> bool {
+/// `Origin` is `scheme://host[:port]`; it matches when scheme, host and port
+/// are those the request was sent to. The scheme is http (the listener's
+/// own) unless `https` (a TLS-terminating proxy's `X-Forwarded-Proto`), and
+/// a `Host` without a port means that scheme's default port: behind the
+/// proxy (`https://admin.example.com` → the admin listener) the browser
+/// sends `Origin: https://admin.example.com`, the proxy `Host:
+/// admin.example.com` and `X-Forwarded-Proto: https`, both port 443. The
+/// scheme is never taken from the `Origin` itself: one `Host` would then
+/// match a page of either scheme, and one of them is another origin.
+/// Another host, or a port given on one side that is not the other's, never
+/// matches. `Origin: null` (sandboxed frames, file: pages) never matches.
+fn origin_matches(origin: &str, host: Option<&str>, https: bool) -> bool {
     let Some(host) = host.and_then(split_authority) else {
         return false;
     };
     let Ok(uri) = origin.parse::<http::Uri>() else {
         return false;
     };
-    let default_port = match uri.scheme_str() {
-        Some("http") => 80,
-        Some("https") => 443,
-        _ => return false,
-    };
+    let (scheme, default_port) = if https { ("https", 443) } else { ("http", 80) };
+    if uri.scheme_str() != Some(scheme) {
+        return false;
+    }
     let Some(o) = uri.authority().and_then(|a| split_authority(a.as_str())) else {
         return false;
     };
@@ -153,45 +172,53 @@ mod tests {
 
     #[test]
     fn origin_must_name_the_host_and_port() {
-        assert!(origin_matches("http://127.0.0.1:9090", Some("127.0.0.1:9090")));
-        assert!(origin_matches("http://LOCALHOST:9090", Some("localhost:9090")));
-        assert!(origin_matches("http://[::1]:9090", Some("[::1]:9090")));
-        assert!(origin_matches("http://localhost", Some("localhost:80")));
-        assert!(!origin_matches("http://127.0.0.1:9091", Some("127.0.0.1:9090")));
-        assert!(!origin_matches("https://127.0.0.1:9090", Some("127.0.0.1")));
-        assert!(!origin_matches("http://evil.example", Some("127.0.0.1:9090")));
-        assert!(!origin_matches("null", Some("127.0.0.1:9090")));
-        assert!(!origin_matches("http://127.0.0.1:9090", None));
+        let http = |o, h| origin_matches(o, h, false);
+        assert!(http("http://127.0.0.1:9090", Some("127.0.0.1:9090")));
+        assert!(http("http://LOCALHOST:9090", Some("localhost:9090")));
+        assert!(http("http://[::1]:9090", Some("[::1]:9090")));
+        assert!(http("http://localhost", Some("localhost:80")));
+        assert!(!http("http://127.0.0.1:9091", Some("127.0.0.1:9090")));
+        assert!(!http("https://127.0.0.1:9090", Some("127.0.0.1")));
+        assert!(!http("http://evil.example", Some("127.0.0.1:9090")));
+        assert!(!http("null", Some("127.0.0.1:9090")));
+        assert!(!http("http://127.0.0.1:9090", None));
+    }
+
+    #[test]
+    fn a_portless_host_is_one_scheme_the_listeners_unless_a_proxy_says_https() {
+        let (o_http, o_https) = ("http://admin.example.com", "https://admin.example.com");
+        let h = Some("admin.example.com");
+        assert!(origin_matches(o_http, h, false));
+        assert!(!origin_matches(o_https, h, false));
+        assert!(origin_matches(o_https, h, true));
+        assert!(!origin_matches(o_http, h, true));
     }
 
     #[test]
     fn behind_an_https_proxy_the_origin_matches_its_host_on_443_only() {
-        assert!(origin_matches("https://admin.example.com", Some("admin.example.com")));
-        assert!(origin_matches(
-            "https://admin.example.com",
-            Some("admin.example.com:443")
-        ));
-        assert!(origin_matches(
-            "https://admin.example.com:443",
-            Some("admin.example.com")
-        ));
-        assert!(!origin_matches(
-            "https://admin.example.com:8443",
-            Some("admin.example.com")
-        ));
-        assert!(!origin_matches(
-            "https://admin.example.com",
-            Some("admin.example.com:9090")
-        ));
-        assert!(!origin_matches(
-            "http://admin.example.com",
-            Some("admin.example.com:443")
-        ));
-        assert!(!origin_matches("https://evil.example", Some("admin.example.com")));
-        assert!(!origin_matches(
+        let https = |o, h| origin_matches(o, h, true);
+        assert!(https("https://admin.example.com", Some("admin.example.com")));
+        assert!(https("https://admin.example.com", Some("admin.example.com:443")));
+        assert!(https("https://admin.example.com:443", Some("admin.example.com")));
+        assert!(!https("https://admin.example.com:8443", Some("admin.example.com")));
+        assert!(!https("https://admin.example.com", Some("admin.example.com:9090")));
+        assert!(!https("http://admin.example.com", Some("admin.example.com:443")));
+        assert!(!https("https://evil.example", Some("admin.example.com")));
+        assert!(!https(
             "https://admin.example.com.evil.example",
             Some("admin.example.com")
         ));
+    }
+
+    #[test]
+    fn the_forwarded_scheme_is_the_first_entry() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-proto", v.parse().unwrap());
+            forwarded_https(&h)
+        };
+        assert!(with("https") && with("HTTPS") && with("https, http"));
+        assert!(!with("http") && !with("http, https") && !forwarded_https(&HeaderMap::new()));
     }
 
     #[test]

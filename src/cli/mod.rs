@@ -399,10 +399,14 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
     };
     let rt = runtime();
     match rt.block_on(admin::call(&target, method, &path)) {
-        Ok(v) => {
+        Ok(mut v) => {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
+                // The page asked for, for the note under an older page.
+                if let (AdminCommand::Events { before: Some(b), .. }, Some(o)) = (cmd, v.as_object_mut()) {
+                    o.insert("before".into(), b.clone().into());
+                }
                 print!("{}", render(&v));
                 if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
                     eprintln!("warning: {w}");

@@ -62,20 +62,26 @@ pub fn render_events(v: &Value) -> String {
             ]
         })
         .collect();
+    let more = v["more"] == true;
+    let next = format!("--before {} for the next page", s(&v["next_before"]));
     if rows.is_empty() {
-        return "no events\n".into();
+        // Cluster mode: a scan cut at 10,000 messages a route, none matching in it.
+        return match more {
+            true => format!("no events in this page; older ones may match ({next})\n"),
+            false => "no events\n".into(),
+        };
     }
     let mut out = table(
         &["ID", "RECEIVED", "ROUTE", "TASK", "STATUS", "BYTES", "SUBSCRIBERS"],
         &rows,
     );
-    // The newest are listed; say so when older ones match too.
-    if v["more"] == true {
-        out.push_str(&format!(
-            "showing the newest {} events; older ones match too (--before {} for the next page, or --limit N)\n",
-            rows.len(),
-            s(&v["next_before"])
-        ));
+    // Say so when older ones match too; `before` is the page asked for (the CLI adds it).
+    if more {
+        let shown = match v["before"].as_str() {
+            Some(b) => format!("showing {} events older than {b}", rows.len()),
+            None => format!("showing the newest {} events", rows.len()),
+        };
+        out.push_str(&format!("{shown}; older ones match too ({next}, or --limit N)\n"));
     }
     out
 }

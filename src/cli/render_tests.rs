@@ -130,3 +130,21 @@ fn a_list_cut_at_its_limit_says_so_and_names_the_next_page() {
         "{out}"
     );
 }
+
+#[test]
+fn an_older_page_says_what_it_shows_and_an_empty_cut_page_says_more_may_match() {
+    let e = |id: &str| serde_json::json!({"id": id, "subscribers": []});
+    let older = serde_json::json!({"events": [e("evt_2")], "more": true, "next_before": "evt_2", "before": "evt_3"});
+    assert!(
+        render_events(&older).ends_with(
+            "showing 1 events older than evt_3; older ones match too (--before evt_2 for the next page, or --limit N)\n"
+        ),
+        "{}",
+        render_events(&older)
+    );
+    let cut = serde_json::json!({"events": [], "more": true, "next_before": "evt_9"});
+    assert_eq!(
+        render_events(&cut),
+        "no events in this page; older ones may match (--before evt_9 for the next page)\n"
+    );
+}

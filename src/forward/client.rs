@@ -67,7 +67,9 @@ impl RelayError {
             // The next answer may be smaller (other messages, in other answers).
             RelayError::Away(_) | RelayError::TooLarge(_) => true,
             // 408: the relay's read timeout (a slow link); 200 here is an
-            // answer that was not the relay's (a captive portal, a proxy).
+            // answer that was not the relay's (a captive portal, a proxy):
+            // an acknowledgement is sent again; a pull stops the forwarder
+            // (`pump.rs`: it may have leased messages it cannot read).
             RelayError::Status(s, _) => {
                 s.is_server_error()
                     || matches!(

@@ -30,6 +30,13 @@ pub enum Fatal {
     Refused,
     #[error("the relay refused the request: {0}")]
     Refusal(String),
+    #[error(
+        "the pull URL answered 200 with something that is not the relay's pull answer ({0}): a captive portal, or a \
+         proxy between here and the relay replacing answers. Stopping: that request may have leased messages, and \
+         pulling again would lease them again and again, each lease running out into a failed attempt (dead \
+         letters in the end); fix the path to the relay and start hookrelay forward again"
+    )]
+    NotPullAnswer(String),
 }
 
 pub struct Pump {
@@ -94,15 +101,21 @@ impl Pump {
                     for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
                         let fresh = {
                             let mut active = active.lock().unwrap_or_else(|e| e.into_inner());
-                            match active.contains_key(&m.id) {
-                                true => false,
-                                false => active.insert(m.id.clone(), keep_until).is_none(),
+                            match active.get_mut(&m.id) {
+                                // The new lease is the later one: the running
+                                // delivery's answer is kept for it.
+                                Some(until) => {
+                                    *until = (*until).max(keep_until);
+                                    false
+                                }
+                                None => active.insert(m.id.clone(), keep_until).is_none(),
                             }
                         };
                         if !fresh {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
-                            // time; the running one's answer settles the new lease.
+                            // time; the running one's answer settles the new lease
+                            // (kept until that lease is over, raised above).
                             tracing::warn!(event = %m.id, attempt = m.attempt,
                                 "offered again while still being delivered here (its lease ran out: keep --timeout \
                                  below the subscriber's lease); not sent twice");
@@ -111,8 +124,12 @@ impl Pump {
                         let (local, status, done, active) =
                             (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
                         deliveries.spawn(async move {
-                            let finished = deliver(&local, &status, m, keep_until).await;
-                            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
+                            let mut finished = deliver(&local, &status, m, keep_until).await;
+                            // A lease taken again meanwhile raised the deadline.
+                            let raised = active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
+                            if let Some(until) = raised {
+                                finished.keep_until = finished.keep_until.max(until);
+                            }
                             let _ = done.send(finished).await;
                             drop(permit);
                         });
@@ -132,6 +149,11 @@ impl Pump {
                         _ = stop.changed() => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
+                }
+                // Transient for acks (a lost ack only waits), not for pulls.
+                Err(RelayError::Status(http::StatusCode::OK, why)) => {
+                    result = Err(Fatal::NotPullAnswer(why));
+                    break;
                 }
                 Err(e) if e.is_transient() => {
                     drop(permits);

@@ -211,9 +211,13 @@ impl Store {
     }
 
     /// Newest events first.
-    pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
+    pub async fn recent_events(&self, q: EventQuery) -> Result<EventPage, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.blocking(move |s| s.recent_events(&q)).await,
+            // One host scans without a bound.
+            Backend::Sled(s) => s
+                .blocking(move |s| s.recent_events(&q))
+                .await
+                .map(|events| EventPage { events, cut_at: None }),
             Backend::Nats(s) => s.recent_events(q).await,
         }
     }

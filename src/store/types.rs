@@ -254,6 +254,18 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// What [`super::Store::recent_events`] found: newest first, and where a
+/// bounded scan stopped (cluster mode looks at 10 000 messages of a route
+/// at most).
+#[derive(Debug, Default)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// Set when a route's scan stopped before its oldest message: `events`
+    /// holds only events at or newer than this id, and older ones, not
+    /// looked at, may match (list them with `before` = this id).
+    pub cut_at: Option<EventId>,
+}
+
 /// A predicate on stored events for [`EventQuery::matching`].
 #[derive(Clone)]
 pub struct EventFilter(pub std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>);

@@ -48,6 +48,10 @@ function eventsNote(data, ctx) {
   };
   const newest = filters.before ? button('events-newest', '← newest', go('')) : null;
   const n = data.events.length;
+  if (data.more && data.next_before && n === 0) {
+    // Cluster mode: this page's scan (10,000 messages a route) found none.
+    return listNote('events-note', 'none in this part of the log; older ones may match. ', newest, button('events-older', 'older →', go(data.next_before)));
+  }
   if (data.more && data.next_before) {
     const which = filters.before ? `showing ${n} events older than ${filters.before}` : `showing the newest ${n} events`;
     return listNote('events-note', which + '; older ones match too. ', newest, button('events-older', 'older →', go(data.next_before)));
@@ -278,6 +282,8 @@ const taskFilters = { route: '', state: '' };
 let tasksRoute = null;
 // How many tasks the page asks for: 200 more each time the user asks.
 const TASKS_STEP = 200;
+// The API's largest `limit` (tasks have no `before`: past it, filters narrow the list).
+const TASKS_MAX = 10000;
 let taskLimit = TASKS_STEP;
 
 const tasks = {
@@ -330,16 +336,21 @@ const tasks = {
         })),
         'No expected tasks match.',
       ),
-      data.more
-        ? listNote(
-            'tasks-note',
-            `showing the newest ${data.tasks.length} tasks; more match. `,
-            button('tasks-more', `show ${TASKS_STEP} more`, () => {
-              taskLimit = Math.min(taskLimit + TASKS_STEP, 10000);
-              ctx.refresh();
-            }),
-          )
-        : null,
+      !data.more
+        ? null
+        : taskLimit >= TASKS_MAX
+          ? listNote(
+              'tasks-note',
+              `showing the newest ${data.tasks.length} tasks, the most this page lists; more match: narrow the list with the filters above.`,
+            )
+          : listNote(
+              'tasks-note',
+              `showing the newest ${data.tasks.length} tasks; more match. `,
+              button('tasks-more', `show ${TASKS_STEP} more`, () => {
+                taskLimit = Math.min(taskLimit + TASKS_STEP, TASKS_MAX);
+                ctx.refresh();
+              }),
+            ),
     ),
 };
 

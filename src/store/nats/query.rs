@@ -17,7 +17,7 @@ use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
 
 use super::{event, layout, unavailable, NatsStore};
-use crate::store::{DeadLetter, DeadLetterPage, Event, EventId, EventQuery, EventView, StoreError};
+use crate::store::{DeadLetter, DeadLetterPage, Event, EventId, EventPage, EventQuery, EventView, StoreError};
 
 /// Messages one listing looks at, at most, per route (from `before` down).
 const SCAN_LIMIT: u64 = 10_000;
@@ -149,9 +149,13 @@ impl NatsStore {
     /// Newest first across routes (or of one), older than `before`, filtered
     /// by overall status and `matching` while scanning (so `limit` counts
     /// matches, as on one host). Each route is walked down from `before`
-    /// (its own sequence when `before` is one of its events), looking at
-    /// [`SCAN_LIMIT`] messages at most.
-    pub async fn recent_events(&self, q: EventQuery) -> Result<Vec<EventView>, StoreError> {
+    /// (its own sequence when `before` is one of its events, else the last
+    /// event older than `before`, found by its time), looking at
+    /// [`SCAN_LIMIT`] messages at most. A route whose walk stopped there
+    /// before its oldest message cuts the page: only events at or newer
+    /// than the newest cut point are returned (every route was looked at
+    /// down to there), and `cut_at` says where to go on from.
+    pub async fn recent_events(&self, q: EventQuery) -> Result<EventPage, StoreError> {
         let configured: Vec<String> = super::read(&self.shared.topology)
             .routes
             .into_iter()
@@ -162,8 +166,8 @@ impl NatsStore {
             // Routes removed from the config whose streams are kept too, as on one host.
             None => configured.iter().cloned().chain(self.removed_routes().await?).collect(),
         };
-        let before = q.before.map(layout::parse_id);
         let mut out: Vec<EventView> = Vec::new();
+        let mut cut_at: Option<EventId> = None;
         for route in routes {
             let stream = match self.shared.stream(&route) {
                 Ok(s) => s,
@@ -176,16 +180,23 @@ impl NatsStore {
             };
             let info = stream.get_info().await.map_err(unavailable)?;
             let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
-            let top = match before {
-                Some((tag, seq, _)) if tag == layout::route_tag(&route) => last.min(seq.saturating_sub(1)),
-                _ => last,
+            let top = match q.before {
+                None => last,
+                Some(b) => match layout::parse_id(b) {
+                    (tag, seq, _) if tag == layout::route_tag(&route) => last.min(seq.saturating_sub(1)),
+                    _ => start_before(&stream, &route, first, last, b).await?,
+                },
             };
             let mut seq = top;
             let mut found = 0;
+            // The oldest message looked at: (sequence, time) for the cut point.
+            let mut oldest: Option<(u64, u64)> = None;
             while seq >= first && top - seq < SCAN_LIMIT && found < q.limit {
                 if let Ok(m) = stream.direct_get(seq).await {
+                    let stored_ms = layout::millis(m.time);
                     if m.subject.starts_with("hr.ev.") {
-                        let ev = event::decode(&route, seq, layout::millis(m.time), &m.headers, m.payload);
+                        let ev = event::decode(&route, seq, stored_ms, &m.headers, m.payload);
+                        oldest = Some((seq, ev.meta.received_ms));
                         let wanted =
                             q.before.is_none_or(|b| ev.id < b) && q.matching.as_ref().is_none_or(|f| (f.0)(&ev));
                         if wanted {
@@ -195,14 +206,24 @@ impl NatsStore {
                                 out.push(view);
                             }
                         }
+                    } else {
+                        oldest = Some((seq, stored_ms));
                     }
                 }
                 seq -= 1;
             }
+            let cut = seq >= first && top - seq >= SCAN_LIMIT && found < q.limit;
+            if let (true, Some((s, ms))) = (cut, oldest) {
+                let id = layout::event_id(&route, s, ms);
+                cut_at = cut_at.max(Some(id));
+            }
         }
         out.sort_by_key(|v| std::cmp::Reverse(v.event.id));
+        if let Some(cut) = cut_at {
+            out.retain(|v| v.event.id >= cut);
+        }
         out.truncate(q.limit);
-        Ok(out)
+        Ok(EventPage { events: out, cut_at })
     }
 
     /// The dead-letter subjects (route, subscriber, sequence), oldest first.
@@ -262,4 +283,30 @@ impl NatsStore {
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
     }
+}
+
+/// The sequence of `route`'s last event older than `before` (of another
+/// route), or `first - 1` when there is none: a binary search on sequence by
+/// the events' ids (time first), ~log2(messages) direct gets. Events before
+/// `lo` are older than `before`, events from `hi` on are not.
+async fn start_before(stream: &Stream, route: &str, first: u64, last: u64, before: EventId) -> Result<u64, StoreError> {
+    let filter = layout::event_filter(route);
+    let (mut lo, mut hi) = (first, last.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match stream.direct_get_next_for_subject(filter.as_str(), Some(mid)).await {
+            Ok(m) if m.sequence < hi => {
+                let ms = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
+                match layout::event_id(route, m.sequence, ms) < before {
+                    true => lo = m.sequence + 1,
+                    false => hi = mid,
+                }
+            }
+            // No event in [mid, hi).
+            Ok(_) => hi = mid,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => hi = mid,
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(lo - 1)
 }

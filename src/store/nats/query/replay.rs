@@ -8,7 +8,9 @@
 //! meanwhile is left to it, or dropped once it was delivered). When the
 //! message cannot be published the mark is undone; if that fails too (NATS
 //! away, the relay killed between the writes), a later replay finds the
-//! delivery marked with no message to carry it, and publishes one.
+//! delivery marked with no message to carry it, and publishes one, with the
+//! release that later replay gives (the mark's own came from a replay that
+//! did not queue).
 
 use std::collections::BTreeMap;
 
@@ -87,7 +89,13 @@ impl NatsStore {
         };
         let mut marked = row.clone();
         // A replay of the event itself releases it (sent without the
-        // `verify = "fetch"` check, by whichever relay takes it).
+        // `verify = "fetch"` check, by whichever relay takes it). The flag is
+        // written with the mark, before the publish, so that a lane taking
+        // the replayed message (at once, at any relay) reads it. A replay
+        // that then does not queue (publish and undo failed, or this relay
+        // died between) leaves a mark no message carries: its flag is never
+        // acted on, as only `requeue_unqueued` publishes such a mark, and it
+        // sets the flag anew for the replay asking then.
         marked.replayed(crate::clock::now_ms(), asked == Asked::Event);
         // A new round: an outcome told late from before it only joins the history.
         marked.replays += 1;
@@ -168,8 +176,12 @@ impl NatsStore {
     /// it (due when marked, its schedule from the start) more than
     /// [`GRACE_MS`] ago and no message carries it (that replay's publish and
     /// undo failed, or its relay died between its writes): then its message
-    /// is published now (released first if a replay of the event asks for
-    /// a dead-letter replay's mark). Whether it was.
+    /// is published now. Its release is first set to what the replay asking
+    /// now gives: a replay of the event releases it, a replay of dead
+    /// letters does not (the mark's flag came from a replay that did not
+    /// queue, so it releases nothing; a release of an earlier replay that
+    /// did queue is lost with it, which holds the callback again: safe).
+    /// Whether it was.
     async fn requeue_unqueued(
         &self,
         route: &str,
@@ -184,10 +196,11 @@ impl NatsStore {
             return Ok(false);
         }
         let mut revision = revision;
-        if asked == Asked::Event && !row.released {
+        let release = asked == Asked::Event;
+        if row.released != release {
             let key = layout::result_key(route, seq, sub);
             let released = ResultRow {
-                released: true,
+                released: release,
                 ..row.clone()
             };
             match self.mark(&key, &released, revision).await? {
