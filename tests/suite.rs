@@ -103,6 +103,7 @@ mod verify_fetch;
 mod verify_fetch_bounded;
 mod verify_release_durable;
 mod wall_clock;
+mod review33_tests;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).
