@@ -313,3 +313,28 @@ async fn a_genuine_callback_checked_while_the_provider_answers_400_is_asked_agai
         "the genuine callback was not delivered (record asked {asked} times): {state}"
     );
 }
+
+/// Finding 6. With tokio's clock paused and not advanced, the time of day
+/// must stand still, as it did with the anchored clock: tests compare
+/// `now_ms()` read twice (e.g. `clock::next_wake`'s own unit test computes a
+/// due time from one reading and checks `instant_at` against another). It
+/// is now `SystemTime::now() + (tokio_now - Instant::now())`, three reads at
+/// slightly different moments, so it moves by the gap between the reads
+/// (nanoseconds, or a whole time slice when the thread is preempted between
+/// them on a busy CI machine) and crosses millisecond boundaries.
+#[tokio::test(start_paused = true)]
+async fn the_time_of_day_stands_still_while_tokios_clock_is_paused() {
+    let first = hookrelay::clock::now_ms();
+    let mut moved = 0u32;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(3) {
+        for _ in 0..10_000 {
+            if hookrelay::clock::now_ms() != first {
+                moved += 1;
+            }
+        }
+        // Let other threads (and other tests) in, as a loaded machine would.
+        std::thread::yield_now();
+    }
+    assert_eq!(moved, 0, "now_ms() differed from its first reading {moved} times with tokio's clock paused");
+}
