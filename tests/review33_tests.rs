@@ -49,7 +49,10 @@ async fn a_short_success_form_sent_first_and_the_genuine_callback_are_both_deliv
     tokio::time::sleep(secs(14)).await;
     let got = sub.all();
     h.shutdown().await;
-    let bodies: Vec<String> = got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
     assert_eq!(
         got.len(),
         1,
@@ -198,11 +201,13 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
     }))
     .await;
     let other = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", other.url())).route(
-        Route::new("o", "/hooks/o")
-            .allow_anyone()
-            .subscriber(Subscriber::new("w", sub.url()).retry([secs(3)])),
-    );
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(
+            Route::new("o", "/hooks/o")
+                .allow_anyone()
+                .subscriber(Subscriber::new("w", sub.url()).retry([secs(3)])),
+        );
     let bin = Bin::start(
         &cfg.write(),
         &[
@@ -210,7 +215,13 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
             ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
         ],
     );
-    let (s, _, b) = post(bin.addr, "/hooks/o", &[("content-type", "application/json")], r#"{"n":1}"#).await;
+    let (s, _, b) = post(
+        bin.addr,
+        "/hooks/o",
+        &[("content-type", "application/json")],
+        r#"{"n":1}"#,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
     // The retry is scheduled 3 s out; NTP steps the clock back an hour.
@@ -229,7 +240,9 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
 
 /// A provider API stand-in: answers the n-th request (0-based) with
 /// `answer(n)` as a JSON body (HTTP 200), one request per connection.
-async fn scripted_provider(answer: impl Fn(usize) -> Value + Send + Sync + 'static) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn scripted_provider(
+    answer: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -238,7 +251,9 @@ async fn scripted_provider(answer: impl Fn(usize) -> Value + Send + Sync + 'stat
     let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let body = answer(i).to_string();
             tokio::spawn(async move {
@@ -337,5 +352,8 @@ async fn the_time_of_day_stands_still_while_tokios_clock_is_paused() {
         // Let other threads (and other tests) in, as a loaded machine would.
         std::thread::yield_now();
     }
-    assert_eq!(moved, 0, "now_ms() differed from its first reading {moved} times with tokio's clock paused");
+    assert_eq!(
+        moved, 0,
+        "now_ms() differed from its first reading {moved} times with tokio's clock paused"
+    );
 }
