@@ -239,3 +239,22 @@ fn check_config_warns_about_a_short_admin_token_off_loopback_without_showing_it(
     assert!(line.contains("shorter than 32"), "{line}");
     assert!(!err.contains(token), "the token is shown:\n{err}");
 }
+
+/// `[::ffff:127.0.0.1]` (an IPv4-mapped loopback address, what a dual-stack
+/// listener shows for 127.0.0.1) is reachable only from this host, like
+/// `127.0.0.1`: no weak-token warning. From review 31, finding 5.
+#[test]
+fn no_weak_token_warning_on_an_ipv4_mapped_loopback_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .admin_listen("[::ffff:127.0.0.1]:0")
+        .admin_token("adm-7q2w")
+        .write();
+    let (ok, _, err) = cli(&["check-config", "--config", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        !err.contains("key `admin.token`"),
+        "a loopback listener is warned about as reachable from other hosts:\n{err}"
+    );
+}

@@ -111,3 +111,80 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
     assert_eq!(s2.count(), for_s2, "s2 got events not fanned out to it, or twice");
     h.shutdown().await;
 }
+
+/// A reload adds `s2` and `s3`; `s3`'s consumer cannot be created (a
+/// consumer of the same name that cannot be updated, as above), `s2`'s is
+/// created. The fan-out to `s2` starts once its consumer exists: `s3`'s
+/// fault does not cut it off (the filter asks whether this subscriber's
+/// consumer exists, not whether the whole set-up finished). From review 31,
+/// finding 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_another_ones_fault() {
+    let nats = NatsCluster::start(1).await;
+    let (s1, s2, s3) = (Sub::ok().await, Sub::ok().await, Sub::ok().await);
+    let dir = tempfile::tempdir().unwrap();
+    let urls = nats.urls();
+    let base = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s1", s1.url()))
+        .nats(urls.clone(), 1);
+    let h = start(&base).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
+
+    // The fault, for s3 only: its consumer cannot be created.
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
+    let stream = js.get_stream("HR_EV_t").await.unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("sub_s3".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: secs(5),
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: "hr.rp.t.s3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s1", s1.url()))
+        .subscriber(Subscriber::new("s2", s2.url()))
+        .subscriber(Subscriber::new("s3", s3.url()))
+        .nats(urls.clone(), 1)
+        .write();
+    let reloaded = h.reload().await;
+    assert!(reloaded.is_ok(), "the reload was refused: {reloaded:?}");
+
+    // s2's consumer is there (created by the reload's set-up).
+    let deadline = std::time::Instant::now() + secs(20);
+    loop {
+        if let Ok(info) = stream.consumer_info("sub_s2").await {
+            if info.config.deliver_policy == DeliverPolicy::New {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "s2's consumer was never created");
+        tokio::time::sleep(ms(200)).await;
+    }
+    // Events stored from now on, for 8 s (the background set-up retries
+    // every 5 s at most): none names s2.
+    let until = std::time::Instant::now() + secs(8);
+    let mut views = Vec::new();
+    while std::time::Instant::now() < until {
+        let id = accepted(h.ingest_addrs[0], &runway(&format!("after {}", views.len()))).await;
+        let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+        if state_of(&view, "s2").is_some() {
+            h.shutdown().await;
+            return;
+        }
+        views.push(view);
+        tokio::time::sleep(ms(500)).await;
+    }
+    let last = views.last().cloned().unwrap_or_default();
+    h.shutdown().await;
+    panic!(
+        "{} events stored after s2's consumer was created, none fanned out to s2 (s2 got {}): {last}",
+        views.len(),
+        s2.count()
+    );
+}

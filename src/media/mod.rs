@@ -27,6 +27,7 @@ mod job;
 pub mod last_store;
 pub mod local;
 pub mod pointer;
+mod release;
 pub mod resolve;
 pub mod s3;
 pub mod s3_http;

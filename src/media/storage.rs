@@ -6,9 +6,10 @@
 //! SHA-256, so the same bytes named by several callbacks are stored once and
 //! a finished file is never rewritten. Does not own downloading (`fetch`) or
 //! which files to keep (retention is the archiver's; it calls
-//! `delete_released`, which re-checks under the digest's lock).
+//! `delete_released`, in [`super::release`], which re-checks under the
+//! digest's lock).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -153,11 +154,6 @@ impl DigestLocks {
     }
 }
 
-/// Released files checked (and their locks held) together by media
-/// retention: one check per chunk, a try of one of them waits at most one
-/// check and the chunk's deletions.
-pub const RELEASE_CHUNK: usize = 256;
-
 /// The media store in use.
 #[derive(Debug, Clone)]
 pub enum MediaStore {
@@ -229,53 +225,6 @@ impl MediaStore {
         }
     }
 
-    /// Media retention: delete each of `digests` (files no URL referred to
-    /// when the sweep looked) unless `referenced` now says a URL refers to
-    /// it, checked under the digest's lock (see [`DigestLocks`]). The
-    /// digests go in chunks of [`RELEASE_CHUNK`]: a chunk's locks are held
-    /// together and `referenced` is asked once per chunk (the cluster store
-    /// lists its URL rows for that answer), and it returns the chunk's
-    /// digests a URL names. A failed check keeps the chunk's files. Returns
-    /// how many were deleted.
-    pub async fn delete_released<F, Fut, Er>(&self, digests: &[String], locks: &DigestLocks, referenced: F) -> usize
-    where
-        F: Fn(Vec<String>) -> Fut,
-        Fut: std::future::Future<Output = Result<HashSet<String>, Er>>,
-        Er: fmt::Display,
-    {
-        let mut sorted: Vec<&String> = digests.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        let mut deleted = 0;
-        for chunk in sorted.chunks(RELEASE_CHUNK) {
-            // In order, one digest at a time: a try holds at most one lock.
-            let mut holds = Vec::with_capacity(chunk.len());
-            for d in chunk {
-                holds.push(locks.hold(d).await);
-            }
-            let kept = match referenced(chunk.iter().map(|d| d.to_string()).collect()).await {
-                Ok(kept) => kept,
-                Err(e) => {
-                    tracing::warn!(files = chunk.len(), error = %e, "media retention could not check files before deleting them; kept");
-                    continue;
-                }
-            };
-            for d in chunk {
-                if kept.contains(d.as_str()) {
-                    tracing::debug!(sha256 = %d, "media retention keeps a file a URL was archived to meanwhile");
-                    continue;
-                }
-                match self.delete(d).await {
-                    Ok(true) => deleted += 1,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
-                }
-            }
-            drop(holds);
-        }
-        deleted
-    }
-
     /// Whether a file may be stored now: a local store's disk is above its
     /// `min_free`; an object store took its probe (asked only while its last
     /// request failed).
@@ -325,90 +274,10 @@ impl MediaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     fn bytes_of(b: &'static [u8]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
         futures_util::stream::iter([Ok(Bytes::from_static(b))])
-    }
-
-    /// A try finds the file stored (same bytes) after media retention
-    /// decided to delete it: retention waits for the try's record, sees the
-    /// URL now referring to the file, and keeps it.
-    #[tokio::test]
-    async fn retention_keeps_a_file_a_try_found_and_is_recording() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::Local(LocalStore::new(dir.path().to_path_buf(), 0).unwrap());
-        let locks = DigestLocks::default();
-        let first = store.put_stream(bytes_of(b"same bytes"), None, None).await.unwrap();
-        // The sweep released the digest (no URL referred to it); now a try of
-        // another URL with the same bytes finds the file and keeps it.
-        let (again, hold) = store
-            .put_stream_held(bytes_of(b"same bytes"), None, None, &locks)
-            .await
-            .unwrap();
-        assert_eq!(again.sha256, first.sha256);
-        let recorded = Arc::new(AtomicBool::new(false));
-        let deleting = {
-            let (store, locks, recorded) = (store.clone(), locks.clone(), recorded.clone());
-            let digest = first.sha256.clone();
-            tokio::spawn(async move {
-                store
-                    .delete_released(&[digest], &locks, |asked| {
-                        let r = recorded.load(Ordering::SeqCst);
-                        async move { Ok::<_, String>(asked.into_iter().filter(|_| r).collect::<HashSet<_>>()) }
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!deleting.is_finished(), "retention waits for the try's record");
-        recorded.store(true, Ordering::SeqCst); // the try's record names the file
-        drop(hold);
-        assert_eq!(deleting.await.unwrap(), 0, "nothing deleted");
-        assert!(store.open(&first.sha256).await.unwrap().is_some(), "the file stays");
-        assert_eq!(locks.busy(), 0);
-    }
-
-    /// Released files are checked a chunk at a time (the cluster store
-    /// lists every URL row per check): one check per chunk, each digest
-    /// asked once, and only the files the check does not name deleted.
-    #[tokio::test]
-    async fn released_files_are_checked_a_chunk_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::Local(LocalStore::new(dir.path().to_path_buf(), 0).unwrap());
-        let locks = DigestLocks::default();
-        let kept = store.put_stream(bytes_of(b"still named"), None, None).await.unwrap();
-        let gone = store.put_stream(bytes_of(b"released"), None, None).await.unwrap();
-        let mut digests: Vec<String> = (0..RELEASE_CHUNK + 10).map(|i| format!("{i:064x}")).collect();
-        digests.push(kept.sha256.clone());
-        digests.push(gone.sha256.clone());
-        digests.push(gone.sha256.clone()); // listed twice: checked once
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let deleted = {
-            let (asked, keep) = (asked.clone(), kept.sha256.clone());
-            store
-                .delete_released(&digests, &locks, move |chunk: Vec<String>| {
-                    asked.lock().unwrap().push(chunk.clone());
-                    let keep = keep.clone();
-                    async move { Ok::<_, String>(chunk.into_iter().filter(|d| *d == keep).collect::<HashSet<_>>()) }
-                })
-                .await
-        };
-        let asked = std::mem::take(&mut *asked.lock().unwrap());
-        assert_eq!(asked.len(), 2, "one check per chunk of {RELEASE_CHUNK}");
-        assert_eq!(
-            asked.iter().map(Vec::len).sum::<usize>(),
-            RELEASE_CHUNK + 12,
-            "each digest once"
-        );
-        assert_eq!(deleted, 1);
-        assert!(store.open(&kept.sha256).await.unwrap().is_some(), "a named file stays");
-        assert!(
-            store.open(&gone.sha256).await.unwrap().is_none(),
-            "a released file goes"
-        );
-        assert_eq!(locks.busy(), 0, "every lock given back");
     }
 
     /// Retention is deleting a file when a try of the same bytes finishes:

@@ -24,6 +24,13 @@ const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// character): a random hex token of 32 has about 16.
 const ADMIN_TOKEN_MIN_DISTINCT: usize = 8;
 
+/// Whether only this host can reach `listen`: a loopback address, also
+/// IPv4-mapped (`[::ffff:127.0.0.1]`, which `Ipv6Addr::is_loopback` is
+/// false for).
+pub(super) fn is_loopback(listen: SocketAddr) -> bool {
+    listen.ip().to_canonical().is_loopback()
+}
+
 impl Validator<'_> {
     pub fn admin_listen(&self, admin: &RawAdmin) -> Result<SocketAddr, ConfigError> {
         admin.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -47,7 +54,7 @@ impl Validator<'_> {
     /// and it can replay, delete and read every stored event.
     pub(super) fn admin_token_warning(&self, listen: SocketAddr, token: Option<&Secret>) -> Option<String> {
         let token = token?;
-        if listen.ip().is_loopback() {
+        if is_loopback(listen) {
             return None;
         }
         let problem = if token.len() < ADMIN_TOKEN_MIN_LEN {
@@ -65,5 +72,20 @@ impl Validator<'_> {
              use `hookrelay gen-token` (64 random hex characters), or listen on a loopback address",
             self.file.display()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn an_ipv4_mapped_loopback_address_is_loopback() {
+        for a in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1", "[::ffff:127.3.2.1]:1"] {
+            assert!(is_loopback(a.parse().unwrap()), "{a}");
+        }
+        for a in ["0.0.0.0:1", "[::]:1", "[::ffff:10.0.0.1]:1", "10.0.0.1:1"] {
+            assert!(!is_loopback(a.parse().unwrap()), "{a}");
+        }
     }
 }

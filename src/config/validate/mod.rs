@@ -132,7 +132,7 @@ impl Validator<'_> {
         }
         let admin_listen = self.admin_listen(&raw.admin)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
-        if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+        if admin_token.is_none() && !admin::is_loopback(admin_listen) {
             return Err(self.err(
                 "admin.token",
                 Some(raw.admin.listen.span()),

@@ -10,6 +10,7 @@ mod backlog;
 mod claim;
 mod connect;
 mod dead_letter;
+mod early;
 mod event;
 mod follow;
 mod hold;
@@ -27,7 +28,7 @@ mod task_work;
 mod tasks;
 mod topology;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -83,6 +84,10 @@ pub(super) struct Shared {
     ready: AtomicBool,
     /// The topology last set up completely.
     set_up_for: RwLock<Option<Topology>>,
+    /// The subscribers' consumers known to exist, by (route, subscriber):
+    /// each recorded as set-up creates or finds it, even when a later step
+    /// fails. The relay deletes none.
+    consumers: RwLock<HashSet<(String, String)>>,
     /// A background set-up is running (it ends once `topology` is set up).
     retrying: AtomicBool,
     /// Why set-up cannot finish, when trying again does not help (the
@@ -212,6 +217,7 @@ impl NatsStore {
                 topology: RwLock::new(Topology { routes: Vec::new() }),
                 ready: AtomicBool::new(false),
                 set_up_for: RwLock::default(),
+                consumers: RwLock::default(),
                 retrying: AtomicBool::new(false),
                 problem: RwLock::default(),
                 refused,

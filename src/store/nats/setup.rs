@@ -297,6 +297,9 @@ impl Shared {
             for sub in subs {
                 self.ensure_consumer(plan, &s, super::consumer_config(route, sub, self.takeover))
                     .await?;
+                // Fanned out to from now on, whatever fails later in this set-up.
+                let mut consumers = self.consumers.write().unwrap_or_else(|e| e.into_inner());
+                consumers.insert((route.clone(), sub.clone()));
             }
             streams.insert(route.clone(), s);
         }

@@ -16,6 +16,7 @@ use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::AckKind;
 use tokio::sync::Notify;
 
+use super::early::early_at;
 use super::follow::{Follow, Follower, Held, Received};
 use super::result_write::Write;
 use super::{event, layout, Shared};
@@ -79,8 +80,20 @@ impl Hash for NatsTicket {
     }
 }
 
-/// How long a replay whose event could not be read waits before it comes again.
+/// How long a replay whose event could not be read waits before it comes
+/// again: the first time; doubled with each hand-out, up to [`REREAD_MAX`].
 const REREAD: Duration = Duration::from_secs(1);
+/// The longest wait between two reads of a replay's event.
+const REREAD_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before the `delivered`-th hand-out of a replay whose event could
+/// not be read comes again: a long outage (a leader election, degraded
+/// replicas) costs each queued replay a read every 30 s, not every second.
+fn reread_delay(delivered: u32) -> Duration {
+    REREAD
+        .saturating_mul(1u32 << delivered.saturating_sub(1).min(5))
+        .min(REREAD_MAX)
+}
 
 /// How long work dropped unsent waits for its empty result to be written
 /// before it is only let go (the handover waits for it).
@@ -211,7 +224,7 @@ impl NatsCursor {
                     tracing::debug!(subscriber = %self.sub, event_seq = seq, error = %e,
                         "a replay's event could not be read: handed back");
                     self.release(message_seq);
-                    let _ = acker.ack_with(AckKind::Nak(Some(REREAD))).await;
+                    let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
                     return Ok(None);
                 }
             }
@@ -272,13 +285,19 @@ impl NatsCursor {
             let _ = acker.ack_with(kind).await;
             return Ok(None);
         }
-        if let Some(delay) = row.as_ref().and_then(early) {
-            // A retry handed out before it is due: the NAK with its delay,
-            // a write after the result's, was lost (NATS did not take it,
-            // the relay died between the two), or this relay's clock is
-            // behind the one that scheduled it. Back with the rest of the
-            // delay (at most the whole of it), unsent (the schedule, a
-            // subscriber's `Retry-After`).
+        if let Some((delay, rewrite)) = row.as_ref().and_then(|r| early_at(r, crate::clock::now_ms())) {
+            // A retry handed out before it is due: back, unsent, for the rest
+            // of its delay; the first time its due time is rewritten by this
+            // relay's clock (see [`super::early`]). Not written (another
+            // relay moved the result, NATS did not answer): handed back all
+            // the same, and looked at again next time.
+            if let Some(rewrite) = rewrite {
+                let key = layout::result_key(&self.route, event_seq, &self.sub);
+                if let Err(e) = self.shared.write_result(&key, &rewrite, revision, Duration::ZERO).await {
+                    tracing::debug!(subscriber = %self.sub, event_seq, error = %e,
+                        "an early retry's due time was not rewritten by this relay's clock");
+                }
+            }
             tracing::debug!(subscriber = %self.sub, event_seq, delay_ms = delay.as_millis() as u64,
                 "a retry came before it is due: handed back until then");
             self.release(message_seq);
@@ -357,57 +376,16 @@ impl NatsCursor {
     }
 }
 
-/// How long until a retry whose result says it is due later than now
-/// (beyond [`super::EARLY_MS`]) is due. An `after_archive` delivery waiting
-/// for media is not one: it is looked at again before its due time, to
-/// find its media archived by another relay. The due time was written by
-/// the relay that scheduled the retry, by its clock: the wait is never
-/// longer than the retry's own delay (`due - at`, both by that clock), so a
-/// clock behind that relay's cannot stretch it by the difference, and a
-/// replay (due when it was queued) is never early.
-fn early(row: &ResultRow) -> Option<Duration> {
-    early_at(row, crate::clock::now_ms())
-}
-
-fn early_at(row: &ResultRow, now_ms: u64) -> Option<Duration> {
-    let DeliveryState::Retrying { due_ms } = row.state else {
-        return None;
-    };
-    let wait = due_ms.saturating_sub(now_ms).min(due_ms.saturating_sub(row.at_ms));
-    (wait > super::EARLY_MS).then(|| Duration::from_millis(wait))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn retrying(at_ms: u64, due_ms: u64) -> ResultRow {
-        ResultRow {
-            state: DeliveryState::Retrying { due_ms },
-            ..ResultRow::new(at_ms)
-        }
-    }
-
     #[test]
-    fn a_retry_is_handed_back_for_the_rest_of_its_delay() {
-        let row = retrying(1_000_000, 1_010_000);
-        assert_eq!(early_at(&row, 1_004_000), Some(Duration::from_secs(6)));
-        assert_eq!(early_at(&row, 1_009_990), None);
-        assert_eq!(early_at(&row, 1_020_000), None);
-    }
-
-    #[test]
-    fn a_clock_behind_the_schedulers_waits_no_longer_than_the_retrys_own_delay() {
-        // Scheduled for 10 s by a relay 60 s ahead of this one.
-        let row = retrying(1_060_000, 1_070_000);
-        assert_eq!(early_at(&row, 1_000_000), Some(Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn a_replay_is_never_early_whatever_the_queuing_relays_clock() {
-        // Queued by a relay 60 s ahead: due when it was queued, by its clock.
-        let mut row = retrying(0, 0);
-        row.replayed(1_060_000, true);
-        assert_eq!(early_at(&row, 1_000_000), None);
+    fn a_replay_whose_event_cannot_be_read_comes_again_ever_later_up_to_30s() {
+        let waits: Vec<u64> = [0, 1, 2, 3, 4, 5, 6, 7, 100, u32::MAX]
+            .into_iter()
+            .map(|d| reread_delay(d).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 1, 2, 4, 8, 16, 30, 30, 30, 30]);
     }
 }

@@ -5,13 +5,15 @@
 //! A subscriber's consumer is created at the tail of its route's log
 //! (`DeliverPolicy::New`): it gets only events stored after it exists. So an
 //! event names a subscriber in its fan-out only once its consumer exists
-//! (the topology last set up completely has it), whatever the registered
+//! (set-up recorded it as created or found), whatever the registered
 //! topology says: a reload that adds a subscriber while NATS has a hiccup
 //! (a request timing out, no leader, NATS away) starts its fan-out when the
 //! set-up, tried again in the background, has created the consumer — never
-//! an event answered `200` for it that its consumer would skip. After a
-//! restart nothing is stored before every consumer exists (ingest answers
-//! `503` until the set-up is done).
+//! an event answered `200` for it that its consumer would skip. Each
+//! consumer counts on its own: one that cannot be created (a limit, a
+//! conflicting consumer) keeps only its own subscriber out, not the others
+//! added with it. After a restart nothing is stored before every consumer
+//! exists (ingest answers `503` until the set-up is done).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,12 +24,12 @@ use crate::store::{StoreError, Topology};
 
 impl Shared {
     /// Of `subs`, those the registered topology has on `route` now and whose
-    /// consumers exist (the topology last set up completely has them too).
+    /// consumers exist (recorded by set-up).
     pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
-        let has = |t: &Topology, sub: &String| t.routes.iter().any(|(r, s)| r == route && s.contains(sub));
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
-        let set_up = self.set_up_for.read().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|sub| has(&topology, sub) && set_up.as_ref().is_some_and(|t| has(t, sub)));
+        let consumers = self.consumers.read().unwrap_or_else(|e| e.into_inner());
+        let on_route = |sub: &String| topology.routes.iter().any(|(r, s)| r == route && s.contains(sub));
+        subs.retain(|sub| on_route(sub) && consumers.contains(&(route.to_string(), sub.clone())));
         subs
     }
 }

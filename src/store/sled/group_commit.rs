@@ -234,22 +234,21 @@ impl Writer {
         // New events are flushed before they are acknowledged; results too, so
         // that after a crash only deliveries still in flight are sent again.
         let durable = !routes_with_news.is_empty() || !recorded.is_empty() || !task_ops.is_empty();
+        // The counts change as the rows become visible (before the flush),
+        // so a reader listing the rows finds them counted.
         let result = self.dead.changes(&tree, &b).and_then(|dead| {
             b.apply()?;
-            Ok(dead)
+            self.count_changed(dead);
+            Ok(())
         });
-        let result = result.and_then(|dead| {
+        let result = result.and_then(|()| {
             if durable {
                 self.inner.db.flush()?;
             }
-            Ok(dead)
+            Ok(())
         });
         match result {
-            Ok(dead) => {
-                if !dead.is_empty() {
-                    self.dead.commit(dead);
-                    self.publish_dead();
-                }
+            Ok(()) => {
                 if rows > 0 {
                     self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                     self.inner.batches.fetch_add(1, Ordering::Relaxed);
@@ -316,15 +315,12 @@ impl Writer {
         let rows = b.len() as u64;
         let r = self.dead.changes(&self.inner.tree, &b).and_then(|dead| {
             b.apply()?;
+            self.count_changed(dead);
             self.inner.db.flush()?;
-            Ok(dead)
+            Ok(())
         });
         match r {
-            Ok(dead) => {
-                if !dead.is_empty() {
-                    self.dead.commit(dead);
-                    self.publish_dead();
-                }
+            Ok(()) => {
                 self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
                 self.inner.batches.fetch_add(1, Ordering::Relaxed);
                 self.publish_counters();
@@ -344,6 +340,14 @@ impl Writer {
             tracing::warn!(error = %e, "counting dead letters failed; the admin views count them on each read instead");
         }
         self.publish_dead();
+    }
+
+    /// A batch's changes to the dead-letter counts, as its rows are applied.
+    fn count_changed(&mut self, dead: Vec<super::dead_count::Change>) {
+        if !dead.is_empty() {
+            self.dead.commit(dead);
+            self.publish_dead();
+        }
     }
 
     /// Dead letters per subscriber for the admin views, once complete.

@@ -90,6 +90,9 @@ impl SledStore {
 
     pub fn due_tasks(&self, now_ms: u64, limit: usize) -> Result<(Vec<Task>, Option<u64>), StoreError> {
         let mut out = Vec::new();
+        // A stand-in for an unreadable row matches every schedule row of its
+        // task (stale ones, from before this fix, too): one per task a round.
+        let mut seen = std::collections::HashSet::new();
         for item in self.inner.tree.scan_prefix([tc::P]).keys() {
             let k = item?;
             let Some((due, route, id)) = tc::parse_task_due(&k) else {
@@ -101,7 +104,7 @@ impl SledStore {
             // A schedule row whose task is gone or settled is stale: skip it
             // (the writer removes it with the next change of that task).
             if let Some(t) = self.due_task_at(route, &id, due)? {
-                if !t.state.is_final() && t.next_poll_ms == Some(due) {
+                if !t.state.is_final() && t.next_poll_ms == Some(due) && seen.insert((route, id)) {
                     out.push(t);
                 }
             }

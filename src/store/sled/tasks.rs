@@ -72,9 +72,15 @@ impl Writer {
                 if let Some(v) = b.get(&key)? {
                     match tc::decode(&v, &t.route, &t.task_id) {
                         Some(row) => return Ok(Some(row)),
-                        None => tracing::error!(route = %t.route, task_id = %t.task_id,
-                            row = %hex::encode(&v[..v.len().min(64)]),
-                            "unreadable expected-task row; registered again on a new row"),
+                        None => {
+                            tracing::error!(route = %t.route, task_id = %t.task_id,
+                                row = %hex::encode(&v[..v.len().min(64)]),
+                                "unreadable expected-task row; registered again on a new row");
+                            // Its schedule rows go with it: left behind, one
+                            // is read as the new row's (a settled task
+                            // polled again once its row is torn again).
+                            self.drop_schedule_rows(b, route, &t.task_id)?;
+                        }
                     }
                 }
                 let row = match stored_final(b, route, &t.terminal_keys)? {
@@ -179,16 +185,7 @@ impl Writer {
         tracing::error!(route = %name, task_id = %task_id, key = %hex::encode(tc::task(route, task_id)),
             row = %hex::encode(&v[..v.len().min(64)]),
             "unreadable expected-task row; it is replaced, {then} (its history is lost)");
-        let mut stale = Vec::new();
-        for item in self.inner.tree.scan_prefix([tc::P]).keys() {
-            let k = item?;
-            if tc::parse_task_due(&k).is_some_and(|(_, r, id)| r == route && id == task_id) {
-                stale.push(k.to_vec());
-            }
-        }
-        for k in stale {
-            b.del(k);
-        }
+        self.drop_schedule_rows(b, route, task_id)?;
         Ok(Task::new(&NewTask {
             route: name,
             task_id: task_id.to_string(),
@@ -197,6 +194,17 @@ impl Writer {
             // Settled or polled at once: nothing to look up.
             terminal_keys: Vec::new(),
         }))
+    }
+
+    /// Every schedule row of the task goes, in the batch.
+    fn drop_schedule_rows(&mut self, b: &mut Batch<'_>, route: u32, task_id: &str) -> Result<(), StoreError> {
+        for item in self.inner.tree.scan_prefix([tc::P]).keys() {
+            let k = item?;
+            if tc::parse_task_due(&k).is_some_and(|(_, r, id)| r == route && id == task_id) {
+                b.del(k.to_vec());
+            }
+        }
+        Ok(())
     }
 
     /// One bounded retention step from `from` (None: the first task): the
