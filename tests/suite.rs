@@ -94,6 +94,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review33_tests;
 mod secrets;
 mod shutdown;
 mod shutdown_handover;
@@ -103,7 +104,6 @@ mod verify_fetch;
 mod verify_fetch_bounded;
 mod verify_release_durable;
 mod wall_clock;
-mod review33_tests;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its
 /// own would never be compiled or run (`autotests = false`).

@@ -116,7 +116,7 @@ impl Attempter {
             Ok((status, retry_after)) => (
                 Some(status.as_u16()),
                 None,
-                classify(status, retry_after.as_ref(), clock::now()),
+                classify(status, retry_after.as_ref(), clock::time_of_day()),
             ),
             Err(e) => (None, Some(e.to_string()), Verdict::Retry { after: None }),
         };
