@@ -28,9 +28,16 @@ use crate::store::{Event, EventId, Origin, Outcome};
 const REMEMBER: usize = 10_000;
 /// Asked again after this when the record has not caught up with the callback.
 pub const LAGGING: Duration = Duration::from_secs(10);
-/// Asked again after this when the provider refuses every call for now (a
-/// bad API key, no credits): not every 10 s, with a warning each time.
+/// A provider that refuses the look-up for now (a bad API key, no credits,
+/// a `400` such as Veo's "1080P is processing") is asked again after
+/// [`LAGGING`], then twice as long each time, up to this: not every 10 s,
+/// with a warning each time.
 pub const GAVE_UP: Duration = Duration::from_secs(300);
+
+/// The wait before asking again after the `n`-th (0-based) refusal.
+fn gave_up_wait(n: u32) -> Duration {
+    LAGGING.saturating_mul(1 << n.min(8)).min(GAVE_UP)
+}
 
 /// What a delivery of a checked route should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +117,8 @@ pub struct Verifier {
     routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
     /// Settled verdicts: None (agrees) or the disagreement.
     verdicts: Mutex<Recent<Option<String>>>,
+    /// How many times the provider refused to look each event up (back-off).
+    refused: Mutex<Recent<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,11 +191,12 @@ impl Verifier {
                 event.id,
                 Some(format!("the provider has no record of task {task_id:?}: {e}")),
             ),
-            // A task id the client will not send (empty, over 256
-            // characters, a control character) or the provider refuses as a
-            // request: no genuine callback names one, and asking again
-            // cannot help. Held like an unknown task (one log line, the hold's).
-            Err(e) if matches!(e.kind, ErrorKind::InvalidInput | ErrorKind::BadRequest) => self.settle(
+            // A task id our client will not send (empty, over 256
+            // characters, a control character): no genuine callback names
+            // one, and asking again cannot help. Held like an unknown task
+            // (one log line, the hold's). A provider's `400` is not this: Veo
+            // answers it for transient states, so it is asked again below.
+            Err(e) if e.kind == ErrorKind::InvalidInput => self.settle(
                 event.id,
                 Some(format!(
                     "the callback's task id cannot be looked up at the provider: {e}"
@@ -197,8 +207,14 @@ impl Verifier {
                     "cannot verify the callback at the provider; asking again later");
                 match e.action {
                     Action::RetryLater { after } => later(after.max(Duration::from_secs(1))),
-                    // Fails until someone changes something (the API key, credits).
-                    Action::GiveUp => later(GAVE_UP),
+                    // Fails until something changes (the API key, credits,
+                    // the provider's state): asked again with back-off.
+                    Action::GiveUp => {
+                        let mut refused = lock(&self.refused);
+                        let n = refused.known.get(&event.id).copied().unwrap_or(0);
+                        refused.insert(event.id, n.saturating_add(1));
+                        later(gave_up_wait(n))
+                    }
                 }
             }
         }
@@ -216,6 +232,14 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_asked_about_again_sooner_first() {
+        let s = |n| Duration::from_secs(n);
+        let waits: Vec<Duration> = (0..7).map(gave_up_wait).collect();
+        assert_eq!(waits, [s(10), s(20), s(40), s(80), s(160), s(300), s(300)]);
+        assert_eq!(gave_up_wait(u32::MAX), GAVE_UP);
+    }
 
     #[test]
     fn verdicts_are_kept_for_the_last_events_only() {
