@@ -243,7 +243,7 @@ impl Inner {
     fn failed(&self, error: &str, retry_in: Duration) {
         self.failures.inc();
         let mut s = self.lock_status();
-        let now = crate::clock::now();
+        let now = crate::clock::time_of_day();
         s.consecutive_failures += 1;
         s.last_error = Some(error.to_string());
         s.last_failure = Some(now);
@@ -253,7 +253,7 @@ impl Inner {
     /// How long until the next order is due; zero when it is (or there is no certificate).
     fn due_in(&self) -> Duration {
         match self.lock_status().renew_at {
-            Some(at) => at.duration_since(crate::clock::now()).unwrap_or_default(),
+            Some(at) => at.duration_since(crate::clock::time_of_day()).unwrap_or_default(),
             None => Duration::ZERO,
         }
     }

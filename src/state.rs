@@ -324,7 +324,7 @@ impl App {
     pub fn certificate_problem(&self) -> Option<&'static str> {
         match self.served_certificate() {
             Some(None) => Some("no TLS certificate yet: every handshake fails"),
-            Some(Some(c)) if !c.valid_at(crate::clock::now()) => {
+            Some(Some(c)) if !c.valid_at(crate::clock::time_of_day()) => {
                 Some("the TLS certificate is expired (or not yet valid): every handshake fails")
             }
             _ => None,

@@ -2,7 +2,8 @@
 //! 64-way concurrently and in a storm over many connections makes one event
 //! (delivered once), duplicates still get `200`, and a missing key field falls
 //! back to the body hash; on a `verify = "fetch"` route a callback not vouched
-//! for (a forgery sent first) does not make the genuine one a duplicate.
+//! for (a forgery sent first) does not make the genuine one a duplicate, and
+//! of the events of one key only the first let go is delivered.
 //! (Dedupe keys surviving crashes: `nothing_lost`.)
 
 use crate::common;
@@ -10,8 +11,12 @@ use crate::common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{task_route, tasks_config};
 use common::*;
+use hookrelay::provider::Product;
 use http::StatusCode;
+use serde_json::{json, Value};
 
 /// `copies` concurrent callbacks of each body, each on its own connection; how
 /// many were new and the distinct ids answered.
@@ -225,4 +230,87 @@ pub async fn forged_final_callback_first(nats: Option<&common::nats::NatsCluster
     assert!(!String::from_utf8_lossy(&genuine.body).contains("evil.example"));
     assert_eq!(completes, 1, "the result is delivered once");
     assert!(dead.to_string().contains("unverified"), "{dead}");
+}
+
+async fn send(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
+    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+/// On a `verify = "fetch"` route one dedupe key delivers one event: a
+/// stranger's Market short success form (it names no URL, so it agrees with
+/// any success) posted before the genuine final callback is settled as a
+/// duplicate once the genuine one was let go (review 33, finding 1: both
+/// were delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_success_form_sent_first_and_the_genuine_callback_are_delivered_once() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("market", "kie-market", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/market");
+    // waiting / queuing / generating, 2 s each: the final callback at ~6 s.
+    let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), Some(&url));
+    let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
+    let a = send(addr, "/hooks/market", &short).await;
+    assert_eq!(a["duplicate"], false, "{a}");
+    fake.wait_until("the genuine final callback", secs(20), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
+    })
+    .await;
+    // The short form is asked about again every 10 s (LAGGING): give it time.
+    tokio::time::sleep(secs(14)).await;
+    let got = sub.all();
+    h.shutdown().await;
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "one task, one success: delivered {} times: {bodies:#?}",
+        got.len()
+    );
+}
+
+/// A forged Suno `first` naming no track, posted before the genuine one,
+/// never agrees (a stage that reveals results must name them), so the
+/// genuine `first` is delivered (review 33, finding 3: the forged one was
+/// delivered and the genuine one was a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("suno", "kie-suno", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/suno");
+    // `text` at ~3 s, `first` at ~6 s, `complete` at ~9 s.
+    let task = fake.create(Product::Suno, TaskPlan::success().step(secs(3)), Some(&url));
+    let forged = json!({"code": 200, "msg": "first track ready (forged)",
+        "data": {"callbackType": "first", "task_id": task, "data": []}});
+    let a = send(addr, "/hooks/suno", &forged).await;
+    assert_eq!(a["duplicate"], false, "{a}");
+    fake.wait_until("the genuine complete callback", secs(20), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
+    })
+    .await;
+    tokio::time::sleep(secs(2)).await;
+    let firsts: Vec<Value> = sub
+        .all()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap_or_default())
+        .filter(|v| v["data"]["callbackType"] == "first")
+        .collect();
+    h.shutdown().await;
+    assert!(
+        firsts.iter().any(|v| v["msg"] != "first track ready (forged)"),
+        "the genuine `first` callback was answered as a duplicate of the forged one and never delivered; \
+         delivered `first`: {firsts:#?}"
+    );
 }

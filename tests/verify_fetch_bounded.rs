@@ -2,7 +2,8 @@
 //! one is linear in what it names (a 600 KB list of URLs is settled in
 //! seconds, not minutes of a runtime worker), and one that cannot be looked
 //! up at the provider at all (a task id the client will not send) is held
-//! as unverified at once, not asked about again every 10 s for ever.
+//! as unverified at once, not asked about again every 10 s for ever; forged
+//! bodies for one key are not each stored and looked up.
 //! (Verification itself: `verify_fetch`.)
 
 use crate::common;
@@ -12,6 +13,7 @@ use common::tasks::{task_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 use http::StatusCode;
+use serde_json::{json, Value};
 
 /// A Market callback naming 60,000 distinct short strings as result URLs
 /// (about 600 KB, inside the default `max_body`) is held within seconds
@@ -102,5 +104,46 @@ async fn a_callback_whose_task_id_cannot_be_looked_up_is_held_at_once() {
         held,
         "still not held 25 s after it was accepted (re-checked every 10 s for ever): {}",
         last["subscribers"]
+    );
+}
+
+async fn send(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
+    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+/// Distinct forged bodies for one task's key are not each stored and
+/// looked up: at most four events per key (owner and three contesting),
+/// the rest answered as duplicates, and one record look-up shared by the
+/// events checked together (review 33, finding 2: 200 posts made 200 events
+/// and about 3 look-ups a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_forged_bodies_for_one_key_are_not_each_stored_and_looked_up() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    // Runs for minutes: the first forged body waits for the record to end.
+    let task = fake.create(Product::Runway, TaskPlan::success().step(secs(120)).lose(), None);
+    let mut fresh = std::collections::HashSet::new();
+    for i in 0..200 {
+        let body = json!({"code": 200, "msg": "All generated successfully.",
+            "data": {"task_id": task, "video_id": "v", "video_url": format!("https://evil.example/{i}.mp4"), "image_url": ""}});
+        let a = send(addr, "/hooks/runway", &body).await;
+        if a["duplicate"] == false {
+            fresh.insert(a["id"].as_str().unwrap().to_string());
+        }
+    }
+    // Each is asked about again every 10 s (LAGGING) while the task runs.
+    tokio::time::sleep(secs(12)).await;
+    let lookups = fake.status_requests(&task);
+    h.shutdown().await;
+    assert!(
+        fresh.len() <= 4 && lookups <= 8,
+        "one task key, 200 forged bodies: {} events stored, {lookups} provider look-ups in the 12 s after",
+        fresh.len()
     );
 }

@@ -1,7 +1,8 @@
-//! The daemon's time of day is the host's, followed while it runs: a wall
-//! clock that NTP steps after the daemon started (a host without an RTC, a
-//! VM restored from a snapshot) is followed at once, so signed callbacks are
-//! judged fresh against the corrected time. The real binary runs with an
+//! A wall clock stepped while the daemon runs: the time of day is the
+//! host's, followed at once (a host without an RTC, a VM restored from a
+//! snapshot), so signed callbacks are judged fresh against the corrected
+//! time; schedules follow the monotonic clock, so the step moves no waiting
+//! retry. The real binary runs with an
 //! `LD_PRELOAD` library (built here with the system's C compiler, which any
 //! Rust build on Linux has) that shifts its `CLOCK_REALTIME` only.
 
@@ -121,5 +122,62 @@ async fn a_wall_clock_stepped_while_running_is_followed() {
         StatusCode::OK,
         "a callback signed now, after the host's clock was corrected, is refused: {}",
         String::from_utf8_lossy(&b)
+    );
+}
+
+/// Schedules follow the monotonic clock: a host clock stepped back (NTP
+/// correcting a clock that was ahead at boot) while a retry waits does not
+/// push the retry back by the step (review 33, finding 4: a 3 s retry came
+/// an hour late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = realtime_shift_library(dir.path());
+    let offset = dir.path().join("offset");
+    // At boot the clock is an hour ahead.
+    std::fs::write(&offset, "3600").unwrap();
+    let sub = Sub::start(std::sync::Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Status(503)
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let other = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(
+            Route::new("o", "/hooks/o")
+                .allow_anyone()
+                .subscriber(Subscriber::new("w", sub.url()).retry([secs(3)])),
+        );
+    let bin = Bin::start(
+        &cfg.write(),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
+        ],
+    );
+    let (s, _, b) = post(
+        bin.addr,
+        "/hooks/o",
+        &[("content-type", "application/json")],
+        r#"{"n":1}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
+    // The retry is scheduled 3 s out; NTP steps the clock back an hour.
+    tokio::time::sleep(ms(800)).await;
+    std::fs::write(&offset, "0").unwrap();
+    let t0 = std::time::Instant::now();
+    while sub.count() < 2 && t0.elapsed() < secs(20) {
+        tokio::time::sleep(ms(200)).await;
+    }
+    assert!(
+        sub.count() >= 2,
+        "a 3 s retry had not come {:?} after the wall clock was stepped back an hour",
+        t0.elapsed()
     );
 }

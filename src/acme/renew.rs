@@ -58,7 +58,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
                     "ACME certificate issued; serving it to new connections"
                 );
                 acme.install(key, info);
-                if renew_at <= crate::clock::now() {
+                if renew_at <= crate::clock::time_of_day() {
                     // A CA handing out certificates shorter than our margin must
                     // not turn this loop into a hot one.
                     let wait = acme.options.retry_first;

@@ -69,7 +69,7 @@ impl Attempter {
             let recorded = self.record(&work, None, Outcome::Skipped).await;
             return (Health::Neutral, recorded);
         }
-        let check = self.verifier.check(&work.event, work.released).await;
+        let check = self.verifier.check(&self.store, &work.event, work.released).await;
         if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &work.event) {
             let recorded = self.record(&work, None, outcome).await;
             return (Health::Neutral, recorded);
@@ -116,7 +116,7 @@ impl Attempter {
             Ok((status, retry_after)) => (
                 Some(status.as_u16()),
                 None,
-                classify(status, retry_after.as_ref(), clock::now()),
+                classify(status, retry_after.as_ref(), clock::time_of_day()),
             ),
             Err(e) => (None, Some(e.to_string()), Verdict::Retry { after: None }),
         };

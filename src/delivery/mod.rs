@@ -20,6 +20,7 @@ pub mod pull;
 mod rate;
 pub mod removed;
 pub mod retry;
+pub mod verify_claims;
 pub mod verify_gate;
 
 use std::collections::HashMap;

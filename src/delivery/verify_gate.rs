@@ -10,10 +10,12 @@
 //! that cannot be asked, or whose record lags behind the callback, parks the
 //! delivery and asks again: never a silent drop.
 //!
-//! Owns the per-route verification settings (following reloads) and a
-//! bounded memory of verdicts, so the subscribers of one event cost one
-//! status call. Results recovered by polling are the provider's own record
-//! and are not checked again.
+//! Owns the per-route verification settings (following reloads), a bounded
+//! memory of verdicts, so the subscribers of one event cost one status call,
+//! and a record fetched for a task is shared for [`SHARED`] by every event
+//! waiting on it. Results recovered by polling are the provider's own record
+//! and are not checked again. Of the events of one dedupe key, only the
+//! first let go is delivered ([`super::verify_claims`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -21,16 +23,32 @@ use std::time::Duration;
 
 use crate::config::{Config, Verify};
 use crate::metrics::Metrics;
-use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, Verdict};
-use crate::store::{Event, EventId, Origin, Outcome};
+use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
+use crate::store::{Event, EventId, Origin, Outcome, Store};
+
+use super::verify_claims::{Claim, Claims};
 
 /// Verdicts remembered (oldest forgotten first once full).
 const REMEMBER: usize = 10_000;
+/// A record fetched for a task answers the other events of the task checked
+/// within this once the task has ended (a burst of contesting callbacks
+/// costs one look-up)...
+pub const SHARED: Duration = Duration::from_secs(2);
+/// ...and within this while it runs (its record changes: a callback checked
+/// just after the task ended must not see it running).
+pub const SHARED_RUNNING: Duration = Duration::from_millis(100);
 /// Asked again after this when the record has not caught up with the callback.
 pub const LAGGING: Duration = Duration::from_secs(10);
-/// Asked again after this when the provider refuses every call for now (a
-/// bad API key, no credits): not every 10 s, with a warning each time.
+/// A provider that refuses the look-up for now (a bad API key, no credits,
+/// a `400` such as Veo's "1080P is processing") is asked again after
+/// [`LAGGING`], then twice as long each time, up to this: not every 10 s,
+/// with a warning each time.
 pub const GAVE_UP: Duration = Duration::from_secs(300);
+
+/// The wait before asking again after the `n`-th (0-based) refusal.
+fn gave_up_wait(n: u32) -> Duration {
+    LAGGING.saturating_mul(1 << n.min(8)).min(GAVE_UP)
+}
 
 /// What a delivery of a checked route should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +61,9 @@ pub enum Check {
     /// The record disagrees: hold it. `again`: the verdict was known (a
     /// replay of all dead letters re-queued it), so it is not a new one.
     Hold { reason: String, again: bool },
+    /// Another event of its dedupe key was let go first: settled as a
+    /// duplicate (a dead letter saying so; an event replay releases it).
+    Duplicate { of: EventId },
 }
 
 impl Check {
@@ -53,6 +74,15 @@ impl Check {
         match self {
             Check::Go => None,
             Check::Wait { due_ms } => Some(Outcome::Retry { due_ms }),
+            Check::Duplicate { of } => {
+                tracing::info!(subscriber, event = %event.id, of = %of,
+                    "callback not delivered: another event of its dedupe key agreed with the provider's record first");
+                Some(Outcome::Dead {
+                    error: format!(
+                        "duplicate: {of}, an event of the same dedupe key, agreed with the provider's record first"
+                    ),
+                })
+            }
             Check::Hold { reason, again } => {
                 if again {
                     tracing::info!(subscriber, event = %event.id,
@@ -75,13 +105,14 @@ impl Check {
     }
 }
 
-/// What is known about the last [`REMEMBER`] events, forgotten in order of arrival.
-struct Recent<V> {
-    known: HashMap<EventId, V>,
-    order: std::collections::VecDeque<EventId>,
+/// What is known about the last [`REMEMBER`] events (or families),
+/// forgotten in order of arrival.
+pub struct Recent<K, V> {
+    pub known: HashMap<K, V>,
+    order: std::collections::VecDeque<K>,
 }
 
-impl<V> Default for Recent<V> {
+impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
         Recent {
             known: HashMap::new(),
@@ -90,9 +121,9 @@ impl<V> Default for Recent<V> {
     }
 }
 
-impl<V> Recent<V> {
-    fn insert(&mut self, id: EventId, v: V) {
-        if self.known.insert(id, v).is_none() {
+impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
+    pub fn insert(&mut self, id: K, v: V) {
+        if self.known.insert(id.clone(), v).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > REMEMBER {
@@ -109,7 +140,15 @@ pub struct Verifier {
     /// Route name → its product and the client for its key.
     routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
     /// Settled verdicts: None (agrees) or the disagreement.
-    verdicts: Mutex<Recent<Option<String>>>,
+    verdicts: Mutex<Recent<EventId, Option<String>>>,
+    /// How many times the provider refused to look each event up (back-off).
+    refused: Mutex<Recent<EventId, u32>>,
+    /// Records fetched lately, by route and task id.
+    records: Mutex<HashMap<(String, String), (tokio::time::Instant, Record)>>,
+    /// Which event of each dedupe key was let go.
+    claims: Claims,
+    /// The keys whose contesting callbacks overflowed (logged once each).
+    overflowed: Mutex<Recent<EventId, ()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -135,14 +174,22 @@ impl Verifier {
         matches!(lock(&self.verdicts).known.get(&id), Some(None))
     }
 
+    /// Whether the key owned by `owner` overflows for the first time (remembered).
+    pub fn first_overflow(&self, owner: EventId) -> bool {
+        let mut seen = lock(&self.overflowed);
+        let first = !seen.known.contains_key(&owner);
+        seen.insert(owner, ());
+        first
+    }
+
     fn remember(&self, id: EventId, verdict: Option<String>) {
         lock(&self.verdicts).insert(id, verdict);
     }
 
     /// Whether `event` may be delivered to `subscriber` now; `released`:
     /// an operator's replay of the event queued this delivery (sent as it is).
-    pub async fn check(&self, event: &Event, released: bool) -> Check {
-        if event.meta.origin == Origin::Poll || released {
+    pub async fn check(&self, store: &Store, event: &Event, released: bool) -> Check {
+        if released {
             return Check::Go;
         }
         let Some((product, client)) = self
@@ -154,14 +201,14 @@ impl Verifier {
         else {
             return Check::Go;
         };
-        if let Some(known) = lock(&self.verdicts).known.get(&event.id) {
-            return match known {
-                None => Check::Go,
-                Some(reason) => Check::Hold {
-                    reason: reason.clone(),
-                    again: true,
-                },
-            };
+        if event.meta.origin == Origin::Poll {
+            return self.claim(store, event).await;
+        }
+        let known = lock(&self.verdicts).known.get(&event.id).cloned();
+        match known {
+            Some(None) => return self.claim(store, event).await,
+            Some(Some(reason)) => return Check::Hold { reason, again: true },
+            None => {}
         }
         let later = |d: Duration| Check::Wait {
             due_ms: crate::clock::now_ms() + d.as_millis() as u64,
@@ -172,9 +219,12 @@ impl Verifier {
         let Some(task_id) = product.callback_task_id(&body).map(str::to_string) else {
             return self.settle(event.id, Some("the callback names no task id".into()));
         };
-        match client.record(product, &task_id).await {
+        match self.record(&event.meta.route, product, &client, &task_id).await {
             Ok(record) => match verify(&body, &record) {
-                Verdict::Agree => self.settle(event.id, None),
+                Verdict::Agree => {
+                    self.settle(event.id, None);
+                    self.claim(store, event).await
+                }
                 Verdict::Disagree(why) => self.settle(event.id, Some(why)),
                 Verdict::NotTerminalYet => later(LAGGING),
             },
@@ -182,11 +232,12 @@ impl Verifier {
                 event.id,
                 Some(format!("the provider has no record of task {task_id:?}: {e}")),
             ),
-            // A task id the client will not send (empty, over 256
-            // characters, a control character) or the provider refuses as a
-            // request: no genuine callback names one, and asking again
-            // cannot help. Held like an unknown task (one log line, the hold's).
-            Err(e) if matches!(e.kind, ErrorKind::InvalidInput | ErrorKind::BadRequest) => self.settle(
+            // A task id our client will not send (empty, over 256
+            // characters, a control character): no genuine callback names
+            // one, and asking again cannot help. Held like an unknown task
+            // (one log line, the hold's). A provider's `400` is not this: Veo
+            // answers it for transient states, so it is asked again below.
+            Err(e) if e.kind == ErrorKind::InvalidInput => self.settle(
                 event.id,
                 Some(format!(
                     "the callback's task id cannot be looked up at the provider: {e}"
@@ -197,11 +248,57 @@ impl Verifier {
                     "cannot verify the callback at the provider; asking again later");
                 match e.action {
                     Action::RetryLater { after } => later(after.max(Duration::from_secs(1))),
-                    // Fails until someone changes something (the API key, credits).
-                    Action::GiveUp => later(GAVE_UP),
+                    // Fails until something changes (the API key, credits,
+                    // the provider's state): asked again with back-off.
+                    Action::GiveUp => {
+                        let mut refused = lock(&self.refused);
+                        let n = refused.known.get(&event.id).copied().unwrap_or(0);
+                        refused.insert(event.id, n.saturating_add(1));
+                        later(gave_up_wait(n))
+                    }
                 }
             }
         }
+    }
+
+    /// Go if `event` claims its dedupe key, else a duplicate.
+    async fn claim(&self, store: &Store, event: &Event) -> Check {
+        match self.claims.claim(store, event).await {
+            Claim::Won => Check::Go,
+            Claim::DuplicateOf(of) => Check::Duplicate { of },
+        }
+    }
+
+    /// The record of `task_id`, fetched at most once per [`SHARED`] (or
+    /// [`SHARED_RUNNING`]).
+    async fn record(
+        &self,
+        route: &str,
+        product: Product,
+        client: &ProviderClient,
+        task_id: &str,
+    ) -> Result<Record, ProviderError> {
+        let key = (route.to_string(), task_id.to_string());
+        let now = tokio::time::Instant::now();
+        if let Some((at, r)) = lock(&self.records).get(&key) {
+            let fresh = if r.stage().is_terminal() {
+                SHARED
+            } else {
+                SHARED_RUNNING
+            };
+            if now.duration_since(*at) < fresh {
+                return Ok(r.clone());
+            }
+        }
+        let record = client.record(product, task_id).await?;
+        let mut records = lock(&self.records);
+        if records.len() >= REMEMBER {
+            records.retain(|_, (at, _)| now.duration_since(*at) < SHARED);
+        }
+        if records.len() < REMEMBER {
+            records.insert(key, (tokio::time::Instant::now(), record.clone()));
+        }
+        Ok(record)
     }
 
     fn settle(&self, id: EventId, disagreement: Option<String>) -> Check {
@@ -216,6 +313,14 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_asked_about_again_sooner_first() {
+        let s = |n| Duration::from_secs(n);
+        let waits: Vec<Duration> = (0..7).map(gave_up_wait).collect();
+        assert_eq!(waits, [s(10), s(20), s(40), s(80), s(160), s(300), s(300)]);
+        assert_eq!(gave_up_wait(u32::MAX), GAVE_UP);
+    }
 
     #[test]
     fn verdicts_are_kept_for_the_last_events_only() {

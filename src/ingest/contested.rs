@@ -8,19 +8,33 @@
 //! forged one is held. So on these routes a callback whose key is taken by
 //! an event that is not vouched for — waiting for its verification (no
 //! delivery attempted) or held as unverified — and whose body differs from
-//! it is stored all the same, under a key of its own (the key and its body's
-//! hash: the provider's retries of it are still duplicates), and verified on
-//! its own: whichever agrees with the provider's record is delivered. An
-//! event is vouched for once it was found to agree, or a delivery of it was
-//! attempted (verification let it go, or an operator released it), or when
-//! it is a polled result (the provider's own record); a callback with its
-//! key is then a duplicate as on any route. The delivery states read are
-//! the store's, so this holds across restarts, on either backend.
+//! it is stored all the same, under a key of its own (the key and a place
+//! number, at most [`CONTESTING`] places; the provider's retries of it find
+//! it in its place and are duplicates), marked with the owner's id, and
+//! verified on its own. Of the events of one key, the first that agrees with
+//! the provider's record claims the key and is delivered; the others are
+//! settled as duplicates (`verify_gate`). An event is vouched for once it
+//! was found to agree, or a delivery of it was attempted (verification let
+//! it go, or an operator released it), or when it is a polled result (the
+//! provider's own record); a callback with its key is then a duplicate as on
+//! any route. The delivery states read are the store's, so this holds
+//! across restarts, on either backend.
 
 use sha2::{Digest, Sha256};
 
 use crate::delivery::verify_gate::Verifier;
 use crate::store::{Accepted, DeliveryState, EventView, NewEvent, Origin, Store, StoreError};
+
+/// The kept header a contesting event carries: the id of the event owning
+/// its key (shown with the event; never sent on). Verification lets one
+/// event of the key go (see `verify_gate`'s claims).
+pub const CONTESTS: &str = "hookrelay-contests";
+
+/// Contesting callbacks stored per key, beside its owner (so at most four
+/// events per key): beyond that a different body is answered as a
+/// duplicate, so forged bodies cannot make storage or provider look-ups
+/// grow. A polled result has a place of its own.
+pub const CONTESTING: u8 = 3;
 
 /// Append `event`; `verifier`: its route's, when it has `verify = "fetch"`.
 pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent) -> Result<Accepted, StoreError> {
@@ -37,21 +51,45 @@ pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent)
     if owner.event.body == event.body || verifier.agreed(first.id) || vouched(&owner) {
         return Ok(first);
     }
-    let own = own_key(&event.dedupe_hash, &event.body);
-    tracing::info!(route = %event.meta.route, owner = %first.id,
-        "callback shares its dedupe key with an event not verified yet (or held as unverified) but differs from it; stored to be verified on its own");
-    store
-        .append(NewEvent {
-            dedupe_hash: own,
-            ..event
-        })
-        .await
+    let key = event.dedupe_hash;
+    let mut contesting = event;
+    contesting
+        .meta
+        .headers
+        .push((CONTESTS.to_string(), first.id.to_string()));
+    let slots = match contesting.meta.origin {
+        Origin::Poll => 0..=0,
+        _ => 1..=CONTESTING,
+    };
+    for slot in slots {
+        let placed = store
+            .append(NewEvent {
+                dedupe_hash: slot_key(&key, slot),
+                ..contesting.clone()
+            })
+            .await?;
+        if !placed.duplicate {
+            tracing::info!(route = %contesting.meta.route, owner = %first.id, event = %placed.id,
+                "callback shares its dedupe key with an event not verified yet (or held as unverified) but differs from it; stored to be verified on its own");
+            return Ok(placed);
+        }
+        match store.event_view(placed.id).await? {
+            Some(v) if v.event.body != contesting.body => continue,
+            // A retry of that contesting callback (or it is gone).
+            _ => return Ok(placed),
+        }
+    }
+    if verifier.first_overflow(first.id) {
+        tracing::warn!(route = %contesting.meta.route, owner = %first.id, stored = CONTESTING,
+            "more callbacks with different bodies for one dedupe key than are kept: answered as duplicates (forged bodies?)");
+    }
+    Ok(first)
 }
 
 /// Whether the event is the provider's own record (a polled result), or a
 /// delivery of it was attempted (or made): it was let go by verification,
 /// or released by an operator.
-fn vouched(view: &EventView) -> bool {
+pub fn vouched(view: &EventView) -> bool {
     view.event.meta.origin == Origin::Poll
         || view
             .deliveries
@@ -59,12 +97,12 @@ fn vouched(view: &EventView) -> bool {
             .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
 }
 
-/// The dedupe key of a callback contesting `key`: the key and its body.
-fn own_key(key: &[u8; 32], body: &[u8]) -> [u8; 32] {
+/// The dedupe key of the `slot`-th callback contesting `key`.
+fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"contested\0");
     h.update(key);
-    h.update(Sha256::digest(body));
+    h.update([slot]);
     h.finalize().into()
 }
 
@@ -73,11 +111,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_contesting_callback_is_keyed_by_the_key_and_its_body() {
+    fn a_contesting_callback_is_keyed_by_the_key_and_its_place() {
         let (k, other) = ([1u8; 32], [2u8; 32]);
-        assert_eq!(own_key(&k, b"a"), own_key(&k, b"a"), "its retries are duplicates");
-        assert_ne!(own_key(&k, b"a"), own_key(&k, b"b"));
-        assert_ne!(own_key(&k, b"a"), own_key(&other, b"a"));
-        assert_ne!(own_key(&k, b"a"), k);
+        assert_eq!(slot_key(&k, 1), slot_key(&k, 1));
+        assert_ne!(slot_key(&k, 1), slot_key(&k, 2));
+        assert_ne!(slot_key(&k, 1), slot_key(&other, 1));
+        assert_ne!(slot_key(&k, 1), k);
     }
 }

@@ -10,7 +10,7 @@
 mod answer;
 mod body;
 mod budget;
-mod contested;
+pub mod contested;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

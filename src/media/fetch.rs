@@ -302,7 +302,7 @@ fn check_status<B>(resp: &Response<B>, host: &str) -> Result<(), FetchError> {
             host: host.to_string(),
             status,
             retry_after: header_str(resp, RETRY_AFTER)
-                .and_then(|v| crate::delivery::retry::parse_retry_after(v, crate::clock::now())),
+                .and_then(|v| crate::delivery::retry::parse_retry_after(v, crate::clock::time_of_day())),
         }),
     }
 }

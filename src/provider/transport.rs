@@ -165,7 +165,7 @@ impl Transport {
 /// against the daemon's clock).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    crate::delivery::retry::parse_retry_after(v, crate::clock::now())
+    crate::delivery::retry::parse_retry_after(v, crate::clock::time_of_day())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -41,6 +41,9 @@ pub struct CallbackFacts {
     /// URL anywhere else in a Market callback must be in the record, see
     /// [`verify`]).
     pub names_results: bool,
+    /// Whether this stage is the one that reveals results (Suno's `first`:
+    /// the first track): naming none of them is no such callback.
+    pub reveals_results: bool,
 }
 
 impl CallbackFacts {
@@ -57,6 +60,7 @@ impl CallbackFacts {
             media_urls: callback_urls(product, body),
             failure_code,
             names_results: product != Product::Market || body.pointer("/data/resultJson").is_some(),
+            reveals_results: product == Product::Suno && str_at(body, "/data/callbackType") == Some("first"),
         }
     }
 }
@@ -89,7 +93,17 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
         CallbackStage::Unrecognised => Verdict::Disagree("callback has no status this product uses".into()),
         // A stage before the end: its URLs must be ones the record knows, once
         // the record has them (it may lag behind the callback while running).
+        // A stage that reveals results but names none agrees with no record:
+        // it waits for the record to have results, then disagrees (a forged
+        // `first` naming no track would otherwise agree with any record).
         CallbackStage::Progress => match unknown_url {
+            None if facts.reveals_results && facts.media_urls.is_empty() => {
+                if known.is_empty() && !record.stage().is_terminal() {
+                    Verdict::NotTerminalYet
+                } else {
+                    Verdict::Disagree("callback names none of the record's result URLs".into())
+                }
+            }
             None => Verdict::Agree,
             Some(_) if !record.stage().is_terminal() => Verdict::NotTerminalYet,
             Some(u) => Verdict::Disagree(format!("callback names {u}, which the provider's record does not")),

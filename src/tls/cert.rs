@@ -104,7 +104,7 @@ impl CertInfo {
     /// For the admin API: names, validity (RFC 3339), seconds left (0 once
     /// expired), serial; once expired also `expired: true` and since when.
     pub fn to_json(&self) -> serde_json::Value {
-        let now = crate::clock::now();
+        let now = crate::clock::time_of_day();
         let left = self.not_after.duration_since(now).map_or(0, |d| d.as_secs());
         let mut v = serde_json::json!({
             "names": self.names,

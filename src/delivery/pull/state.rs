@@ -150,7 +150,7 @@ impl State {
                 settled.push(settle::skipped(w));
                 continue;
             }
-            let check = self.verifier.check(&w.event, w.released).await;
+            let check = self.verifier.check(&self.store, &w.event, w.released).await;
             if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &w.event) {
                 settled.push(Settled {
                     ticket: w.ticket,

@@ -98,6 +98,18 @@ fn suno_stages_against_the_record() {
         verify(&first, &record("SUCCESS", json!([{"audioUrl": "https://a/2.mp3"}]))),
         Verdict::Disagree(_)
     ));
+    // A `first` naming no track (review 33, finding 3): waits for the record
+    // to have tracks, then disagrees; it never agrees.
+    let bare = json!({"code": 200, "data": {"callbackType": "first", "task_id": "s", "data": []}});
+    assert_eq!(verify(&bare, &record("PENDING", json!([]))), Verdict::NotTerminalYet);
+    assert!(matches!(
+        verify(&bare, &record("FIRST_SUCCESS", tracks.clone())),
+        Verdict::Disagree(_)
+    ));
+    assert!(matches!(
+        verify(&bare, &record("GENERATE_AUDIO_FAILED", json!([]))),
+        Verdict::Disagree(_)
+    ));
     let text = json!({"code": 200, "data": {"callbackType": "text", "task_id": "s", "data": []}});
     assert_eq!(
         verify(&text, &record("GENERATE_AUDIO_FAILED", json!([]))),

@@ -1,41 +1,45 @@
-//! The one clock: wall-clock time that follows tokio's clock.
+//! The relay's clocks.
 //!
-//! Due times, signature timestamps, the circuit and retention all read time
-//! here. It is the real time of day, read afresh on every call (so a clock
-//! that NTP steps, or that jumps after a suspend, is followed at once),
-//! moved by however far tokio's clock is ahead of the monotonic clock: none
-//! in production, where tokio's clock is the monotonic clock; in a test that
-//! pauses tokio's clock (`start_paused`) and `advance`s it, the time
-//! advanced, so nothing else is needed to test retry schedules or retention
-//! without sleeping. (The time of day may step back: event ids keep their
-//! own floor, see the stores' append.)
+//! [`now`] / [`now_ms`] schedule and number: due times, ids, retention,
+//! ages. They are the wall time read once (the anchor), advanced by tokio's
+//! monotonic clock, so a wall clock stepped while the daemon runs moves no
+//! due time (a retry waits its delay, not its delay plus the step), and a
+//! test that pauses tokio's clock (`start_paused`) sees them stand exactly
+//! still until it `advance`s, which moves them by exactly that much.
+//!
+//! [`time_of_day`] / [`now_secs`] are for what is compared with other
+//! machines' clocks (a provider's signature timestamp, the
+//! `webhook-timestamp` we sign, certificate validity, an HTTP-date
+//! `Retry-After`): the anchored time plus the wall clock's step since the
+//! anchor, so an NTP step is followed at once (see `time_of_day`).
 
+mod time_of_day;
+
+pub use time_of_day::{now_secs, time_of_day};
+
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The current time of day.
-pub fn now() -> SystemTime {
-    let tokio_now = tokio::time::Instant::now().into_std();
-    let mono = std::time::Instant::now();
-    shifted(SystemTime::now(), tokio_now, mono)
+/// The wall time and the monotonic instant it corresponds to.
+static ANCHOR: OnceLock<(SystemTime, std::time::Instant)> = OnceLock::new();
+
+fn anchor() -> (SystemTime, std::time::Instant) {
+    *ANCHOR.get_or_init(|| (SystemTime::now(), std::time::Instant::now()))
 }
 
-/// `wall` moved by how far `tokio_now` (tokio's clock) is from `mono` (the
-/// monotonic clock read at the same time).
-fn shifted(wall: SystemTime, tokio_now: std::time::Instant, mono: std::time::Instant) -> SystemTime {
-    match tokio_now.checked_duration_since(mono) {
+/// The scheduling time: the anchor advanced by tokio's clock.
+pub fn now() -> SystemTime {
+    let (wall, at) = anchor();
+    let mono = tokio::time::Instant::now().into_std();
+    match mono.checked_duration_since(at) {
         Some(ahead) => wall + ahead,
-        None => wall - mono.duration_since(tokio_now),
+        None => wall - at.duration_since(mono),
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// [`now`] in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Seconds since the Unix epoch (signature timestamps).
-pub fn now_secs() -> i64 {
-    now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The tokio instant at which the wall clock reads `ms` (for sleeping until a due time).
@@ -130,14 +134,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn is_the_wall_clock_moved_by_tokios_lead_over_the_monotonic_clock() {
-        let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let mono = std::time::Instant::now();
-        let s = Duration::from_secs(5);
-        assert_eq!(shifted(wall, mono, mono), wall, "production: the wall clock as read");
-        assert_eq!(shifted(wall, mono + s, mono), wall + s, "a paused clock advanced");
-        assert_eq!(shifted(wall, mono, mono + s), wall - s, "a paused clock left behind");
+    /// Review 33, finding 6: exact, also on a busy machine.
+    #[tokio::test(start_paused = true)]
+    async fn the_time_of_day_stands_still_while_tokios_clock_is_paused() {
+        let first = now_ms();
+        let t0 = std::time::Instant::now();
+        let mut moved = 0u32;
+        while t0.elapsed() < Duration::from_secs(2) {
+            for _ in 0..10_000 {
+                if now_ms() != first {
+                    moved += 1;
+                }
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(moved, 0, "now_ms() moved {moved} times with tokio's clock paused");
     }
 
     #[test]
