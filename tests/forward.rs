@@ -352,7 +352,8 @@ async fn a_pull_answered_200_with_something_else_stops_the_forwarder() {
     });
     let local = Local::ok().await;
     let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
-    assert_eq!(f.wait(Duration::from_secs(10)), Some(2), "{}", f.log_text());
+    // Its own exit code: the shipped unit restarts exit 2 (a refusal), not 3.
+    assert_eq!(f.wait(Duration::from_secs(10)), Some(3), "{}", f.log_text());
     let log = f.log_text();
     assert!(log.contains("not the relay's pull answer"), "{log}");
 }
@@ -404,6 +405,9 @@ fn the_forwarder_unit_file_is_hardened() {
         "DynamicUser=yes",
         "CapabilityBoundingSet=\n",
         "Restart=on-failure",
+        // A forwarder stopped by a wrong answer on the way (exit 3) stays
+        // stopped: each start would lease messages into it.
+        "RestartPreventExitStatus=3\n",
     ] {
         assert!(text.contains(needed), "unit lacks {needed:?}");
     }

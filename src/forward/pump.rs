@@ -39,6 +39,23 @@ pub enum Fatal {
     NotPullAnswer(String),
 }
 
+/// The exit code of a forwarder stopped by something other than a refusal:
+/// the shipped unit does not restart it (`RestartPreventExitStatus=`), as
+/// every start would lease messages into the same wrong answer.
+pub const EXIT_NOT_PULL_ANSWER: u8 = 3;
+
+impl Fatal {
+    /// The process's exit code: `2` for a refusal (a token or request the
+    /// relay refused: restarted slowly by the unit), [`EXIT_NOT_PULL_ANSWER`]
+    /// for an answer that was not the relay's.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Fatal::Refused | Fatal::Refusal(_) => 2,
+            Fatal::NotPullAnswer(_) => EXIT_NOT_PULL_ANSWER,
+        }
+    }
+}
+
 pub struct Pump {
     pub relay: Arc<Relay>,
     pub local: Arc<Local>,
