@@ -41,7 +41,10 @@ async fn a_duplicate_owner_replayed_after_a_restart_is_delivered_a_second_time()
         v.to_string().contains("duplicate:")
     })
     .await;
-    assert!(dead.to_string().contains("duplicate:"), "the short form settled as a duplicate: {dead}");
+    assert!(
+        dead.to_string().contains("duplicate:"),
+        "the short form settled as a duplicate: {dead}"
+    );
     assert_eq!(sub.all().len(), 1, "once before the restart");
     h.shutdown().await;
 
@@ -51,8 +54,16 @@ async fn a_duplicate_owner_replayed_after_a_restart_is_delivered_a_second_time()
     tokio::time::sleep(secs(6)).await;
     let got = sub.all();
     h.shutdown().await;
-    let bodies: Vec<String> = got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
-    assert_eq!(got.len(), 1, "one task, one success: delivered {} times: {bodies:#?}", got.len());
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "one task, one success: delivered {} times: {bodies:#?}",
+        got.len()
+    );
 }
 
 /// Finding 2: `start_before` binary-searches a route's stream by event
@@ -105,10 +116,37 @@ async fn a_page_before_another_routes_event_lists_every_older_event_when_relays_
     let (s, v) = admin(h.admin_addr, "GET", &format!("/api/events?limit=50&before={anchor}")).await;
     h.shutdown().await;
     assert_eq!(s, 200, "{v}");
-    let ids: Vec<&str> = v["events"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+    let ids: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
     assert!(ids.contains(&a.as_str()), "a {a} missing: {v}");
     assert!(
         ids.contains(&b.as_str()),
         "route t's event b {b}, received before {anchor}, is not on the page older than it (a {a} is): {v}"
+    );
+}
+
+/// Finding 4: `hookrelay forward` exits 2 on a pull answered `200` with
+/// something that is not a pull answer, to stop leasing messages into a
+/// captive portal; the shipped unit (`Restart=on-failure`, `RestartSec=30s`)
+/// restarts it every 30 s, each start pulling (and leasing) again. Exit 2 is
+/// also the refused-token exit, so the unit cannot tell them apart.
+#[test]
+fn the_forward_unit_does_not_restart_a_forwarder_that_stopped_for_a_non_pull_answer() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/hookrelay-forward.service"
+    ))
+    .unwrap();
+    let restarts_on_failure = unit.lines().any(|l| l.trim() == "Restart=on-failure");
+    let prevented = unit
+        .lines()
+        .any(|l| l.trim_start().starts_with("RestartPreventExitStatus="));
+    assert!(
+        !restarts_on_failure || prevented,
+        "the unit restarts `hookrelay forward` after the exit meant to stop it (no RestartPreventExitStatus=)"
     );
 }
