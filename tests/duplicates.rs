@@ -322,11 +322,20 @@ async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one(
 /// release it; only a replay of the event itself sends it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_replayed_with_all_dead_letters_after_a_restart_stays_a_duplicate() {
+    duplicate_replayed_after_a_restart(None).await;
+}
+
+/// The test above, on `nats` (cluster mode) when given.
+pub async fn duplicate_replayed_after_a_restart(nats: Option<&common::nats::NatsCluster>) {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = task_route("market", "kie-market", &fake, &sub.url()).verify("fetch");
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let cfg = match nats {
+        Some(n) => cfg.nats(n.urls(), 1),
+        None => cfg,
+    };
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/market");
     let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), Some(&url));
