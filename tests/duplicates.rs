@@ -314,3 +314,63 @@ async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one(
          delivered `first`: {firsts:#?}"
     );
 }
+
+/// Which event of a key was let go is the store's, not one relay's memory:
+/// after a restart, the owner of a key settled as `duplicate:` (a stranger's
+/// short form; the genuine final callback, contesting it, was delivered)
+/// stays a duplicate on "replay all dead letters" (a replay that does not
+/// release it; only a replay of the event itself sends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_replayed_with_all_dead_letters_after_a_restart_stays_a_duplicate() {
+    duplicate_replayed_after_a_restart(None).await;
+}
+
+/// The test above, on `nats` (cluster mode) when given.
+pub async fn duplicate_replayed_after_a_restart(nats: Option<&common::nats::NatsCluster>) {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("market", "kie-market", &fake, &sub.url()).verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let cfg = match nats {
+        Some(n) => cfg.nats(n.urls(), 1),
+        None => cfg,
+    };
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/market");
+    let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), Some(&url));
+    let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
+    let a = send(addr, "/hooks/market", &short).await;
+    assert_eq!(a["duplicate"], false, "{a}");
+    fake.wait_until("the genuine final callback", secs(20), |f| {
+        f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
+    })
+    .await;
+    let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(20), |v| {
+        v.to_string().contains("duplicate:")
+    })
+    .await;
+    assert!(
+        dead.to_string().contains("duplicate:"),
+        "the short form settled as a duplicate: {dead}"
+    );
+    assert_eq!(sub.all().len(), 1, "once before the restart");
+    h.shutdown().await;
+
+    let h = start(&cfg).await;
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
+    assert!(s.is_success(), "{s} {v}");
+    tokio::time::sleep(secs(6)).await;
+    let got = sub.all();
+    h.shutdown().await;
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "one task, one success: delivered {} times: {bodies:#?}",
+        got.len()
+    );
+}

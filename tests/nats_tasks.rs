@@ -257,3 +257,11 @@ async fn on_a_verify_route_a_forged_callback_sent_first_does_not_make_the_genuin
     let nats = NatsCluster::start(1).await;
     crate::duplicates::forged_final_callback_first(Some(&nats), false).await;
 }
+
+/// Cluster mode: a duplicate replayed with all dead letters after a restart
+/// stays a duplicate (which event of a key went is read from JetStream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_replayed_with_all_dead_letters_after_a_restart_stays_a_duplicate_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    crate::duplicates::duplicate_replayed_after_a_restart(Some(&nats)).await;
+}

@@ -22,6 +22,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::{Config, Verify};
+use crate::dedupe::DedupeKey;
 use crate::metrics::Metrics;
 use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
 use crate::store::{Event, EventId, Origin, Outcome, Store};
@@ -137,8 +138,8 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
-    /// Route name → its product and the client for its key.
-    routes: RwLock<HashMap<String, (Product, ProviderClient)>>,
+    /// Route name → its product, the client for its key and its dedupe key.
+    routes: RwLock<HashMap<String, (Product, ProviderClient, DedupeKey)>>,
     /// Settled verdicts: None (agrees) or the disagreement.
     verdicts: Mutex<Recent<EventId, Option<String>>>,
     /// How many times the provider refused to look each event up (back-off).
@@ -163,7 +164,10 @@ impl Verifier {
             .routes
             .iter()
             .filter(|r| r.verify == Verify::Fetch)
-            .filter_map(|r| Some((r.name.clone(), (r.product()?, providers.get(&r.name)?.clone()))))
+            .filter_map(|r| {
+                let client = providers.get(&r.name)?.clone();
+                Some((r.name.clone(), (r.product()?, client, r.dedupe_key.clone())))
+            })
             .collect();
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
@@ -192,7 +196,7 @@ impl Verifier {
         if released {
             return Check::Go;
         }
-        let Some((product, client)) = self
+        let Some((product, client, key)) = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -202,11 +206,11 @@ impl Verifier {
             return Check::Go;
         };
         if event.meta.origin == Origin::Poll {
-            return self.claim(store, event).await;
+            return self.claim(store, event, &key).await;
         }
         let known = lock(&self.verdicts).known.get(&event.id).cloned();
         match known {
-            Some(None) => return self.claim(store, event).await,
+            Some(None) => return self.claim(store, event, &key).await,
             Some(Some(reason)) => return Check::Hold { reason, again: true },
             None => {}
         }
@@ -223,7 +227,7 @@ impl Verifier {
             Ok(record) => match verify(&body, &record) {
                 Verdict::Agree => {
                     self.settle(event.id, None);
-                    self.claim(store, event).await
+                    self.claim(store, event, &key).await
                 }
                 Verdict::Disagree(why) => self.settle(event.id, Some(why)),
                 Verdict::NotTerminalYet => later(LAGGING),
@@ -262,8 +266,8 @@ impl Verifier {
     }
 
     /// Go if `event` claims its dedupe key, else a duplicate.
-    async fn claim(&self, store: &Store, event: &Event) -> Check {
-        match self.claims.claim(store, event).await {
+    async fn claim(&self, store: &Store, event: &Event, key: &DedupeKey) -> Check {
+        match self.claims.claim(store, event, key).await {
             Claim::Won => Check::Go,
             Claim::DuplicateOf(of) => Check::Duplicate { of },
         }

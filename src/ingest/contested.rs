@@ -98,7 +98,7 @@ pub fn vouched(view: &EventView) -> bool {
 }
 
 /// The dedupe key of the `slot`-th callback contesting `key`.
-fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
+pub fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"contested\0");
     h.update(key);

@@ -210,6 +210,15 @@ impl Store {
         }
     }
 
+    /// The id of the event stored under dedupe key `hash` on `route`.
+    pub async fn event_by_dedupe(&self, route: &str, hash: [u8; 32]) -> Result<Option<EventId>, StoreError> {
+        let route = route.to_string();
+        match &self.backend {
+            Backend::Sled(s) => s.blocking(move |s| s.event_by_dedupe(&route, &hash)).await,
+            Backend::Nats(s) => s.event_by_dedupe(&route, hash).await,
+        }
+    }
+
     /// Newest events first.
     pub async fn recent_events(&self, q: EventQuery) -> Result<EventPage, StoreError> {
         match &self.backend {

@@ -61,6 +61,21 @@ impl SledStore {
         Ok(Some(event_from(&reg, &name, id, h, body)))
     }
 
+    /// The id of the event stored under `hash` on `route`, if any (its
+    /// dedupe row).
+    pub fn event_by_dedupe(&self, route: &str, hash: &[u8; 32]) -> Result<Option<EventId>, StoreError> {
+        let Some(route) = super::read_lock(&self.inner.registry).route(route) else {
+            return Ok(None);
+        };
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&hash[..16]);
+        Ok(self
+            .inner
+            .tree
+            .get(keys::dedupe(route, &h))?
+            .and_then(|v| EventId::from_slice(&v)))
+    }
+
     pub fn event_view(&self, id: EventId) -> Result<Option<EventView>, StoreError> {
         let Some((route, h, body)) = self.find(id)? else {
             return Ok(None);
