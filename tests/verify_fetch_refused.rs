@@ -1,6 +1,7 @@
 //! `verify = "fetch"`: a provider that refuses to look a callback's task
-//! up for now (a `400`, a bad key) is asked again with back-off; only a task
-//! id our own client cannot send holds the callback at once.
+//! up for now (a `400`, a bad key) is asked again with back-off, and held as
+//! `unverified` when it still refuses an hour on; only a task id our own
+//! client cannot send holds the callback at once.
 
 use crate::common;
 
@@ -100,4 +101,58 @@ async fn a_genuine_callback_checked_while_the_provider_answers_400_is_asked_agai
         1,
         "the genuine callback was not delivered (record asked {asked} times): {state}"
     );
+}
+
+/// Let real I/O (sockets, the store's writer) finish without moving time.
+async fn settle() {
+    tokio::task::spawn_blocking(|| std::thread::sleep(ms(25)))
+        .await
+        .unwrap();
+}
+
+/// A provider that answers `400` for ever is not asked for ever: an hour
+/// after the callback was received it is held as `unverified` (a dead letter
+/// saying so, which an event replay delivers), not left waiting out of sight
+/// with a look-up every 5 minutes (review 34, finding 5). On tokio's paused
+/// clock, moved by the test.
+#[tokio::test(start_paused = true)]
+async fn a_callback_whose_look_up_is_refused_for_an_hour_is_held_as_unverified() {
+    let (base, asked) = scripted_provider(|_| json!({"code": 400, "msg": "1080P is processing.", "data": null})).await;
+    let sub = Sub::ok().await;
+    let other = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(
+            Route::new("veo", "/hooks/veo")
+                .allow_anyone()
+                .preset("kie-veo")
+                .provider(common::route::Provider::new("k", &base))
+                .verify("fetch")
+                .subscriber(Subscriber::new("w", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let t0 = tokio::time::Instant::now();
+    let callback = json!({"code": 200, "msg": "Veo3.1 video generated successfully.",
+        "data": {"taskId": "veo-400-forever", "info": {"resultUrls": ["https://files.invalid/v.mp4"]}}});
+    send(h.ingest_addrs[0], "/hooks/veo", &callback).await;
+    let held = |v: &Value| v.to_string().contains("kept refusing");
+    let mut dead = Value::Null;
+    while t0.elapsed() < secs(70 * 60) && !held(&dead) {
+        tokio::time::advance(secs(10)).await;
+        settle().await;
+        if t0.elapsed().as_secs() % 300 < 10 {
+            dead = admin(h.admin_addr, "GET", "/api/dead-letters").await.1;
+        }
+    }
+    let elapsed = t0.elapsed();
+    let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+    h.shutdown().await;
+    assert!(
+        held(&dead),
+        "still not held after {elapsed:?} (the provider asked {asked} times): {dead}"
+    );
+    assert!(elapsed >= secs(55 * 60), "held after {elapsed:?}, before the hour");
+    assert!(dead.to_string().contains("unverified"), "{dead}");
+    assert_eq!(sub.count(), 0);
 }

@@ -46,9 +46,26 @@ pub const LAGGING: Duration = Duration::from_secs(10);
 /// with a warning each time.
 pub const GAVE_UP: Duration = Duration::from_secs(300);
 
+/// A callback whose look-up the provider still refuses this long after it
+/// was received (its stored receive time: a restart does not reset it)...
+pub const REFUSED_FOR: Duration = Duration::from_secs(3600);
+/// ...or that many times in a row (while remembered) is held as
+/// `unverified`, as other callbacks that cannot be verified are: visible as
+/// a dead letter, delivered by a replay of the event. From review 34, finding 5.
+pub const REFUSALS: u32 = 20;
+
 /// The wait before asking again after the `n`-th (0-based) refusal.
 fn gave_up_wait(n: u32) -> Duration {
     LAGGING.saturating_mul(1 << n.min(8)).min(GAVE_UP)
+}
+
+/// After the `n`-th (0-based) refusal of an event received at
+/// `received_ms`, at `now_ms`: the wait before asking again, or None when
+/// it is time to stop asking ([`REFUSED_FOR`], [`REFUSALS`]).
+fn after_refusal(n: u32, received_ms: u64, now_ms: u64) -> Option<Duration> {
+    let age = Duration::from_millis(now_ms.saturating_sub(received_ms));
+    let wait = gave_up_wait(n);
+    (n.saturating_add(1) < REFUSALS && age + wait <= REFUSED_FOR).then_some(wait)
 }
 
 /// What a delivery of a checked route should do now.
@@ -253,12 +270,25 @@ impl Verifier {
                 match e.action {
                     Action::RetryLater { after } => later(after.max(Duration::from_secs(1))),
                     // Fails until something changes (the API key, credits,
-                    // the provider's state): asked again with back-off.
+                    // the provider's state): asked again with back-off, for
+                    // a while, then held.
                     Action::GiveUp => {
-                        let mut refused = lock(&self.refused);
-                        let n = refused.known.get(&event.id).copied().unwrap_or(0);
-                        refused.insert(event.id, n.saturating_add(1));
-                        later(gave_up_wait(n))
+                        let n = {
+                            let mut refused = lock(&self.refused);
+                            let n = refused.known.get(&event.id).copied().unwrap_or(0);
+                            refused.insert(event.id, n.saturating_add(1));
+                            n
+                        };
+                        match after_refusal(n, event.meta.received_ms, crate::clock::now_ms()) {
+                            Some(wait) => later(wait),
+                            None => self.settle(
+                                event.id,
+                                Some(format!(
+                                    "the provider kept refusing to look task {task_id:?} up ({} times, the last: {e})",
+                                    n.saturating_add(1)
+                                )),
+                            ),
+                        }
                     }
                 }
             }
@@ -324,6 +354,35 @@ mod tests {
         let waits: Vec<Duration> = (0..7).map(gave_up_wait).collect();
         assert_eq!(waits, [s(10), s(20), s(40), s(80), s(160), s(300), s(300)]);
         assert_eq!(gave_up_wait(u32::MAX), GAVE_UP);
+    }
+
+    /// A refused look-up is not asked about for ever: the callback is held
+    /// once it is [`REFUSED_FOR`] old, counted from its stored receive time
+    /// (so a restart, which forgets the count, does not start it again), or
+    /// after [`REFUSALS`] refusals. From review 34, finding 5.
+    #[tokio::test(start_paused = true)]
+    async fn a_look_up_refused_for_an_hour_or_twenty_times_is_asked_no_more() {
+        let received = crate::clock::now_ms();
+        assert_eq!(after_refusal(0, received, crate::clock::now_ms()), Some(LAGGING));
+        tokio::time::advance(Duration::from_secs(50 * 60)).await;
+        // After a restart the count is 0 again; the age is not.
+        assert_eq!(after_refusal(0, received, crate::clock::now_ms()), Some(LAGGING));
+        tokio::time::advance(Duration::from_secs(10 * 60)).await;
+        assert_eq!(after_refusal(0, received, crate::clock::now_ms()), None, "an hour old");
+        let now = crate::clock::now_ms();
+        assert_eq!(after_refusal(REFUSALS - 2, now, now), Some(GAVE_UP));
+        assert_eq!(after_refusal(REFUSALS - 1, now, now), None, "{REFUSALS} refusals");
+        // Asking with back-off from the start ends within the hour.
+        let mut asked_for = Duration::ZERO;
+        let mut n = 0;
+        while let Some(wait) = after_refusal(n, 0, asked_for.as_millis() as u64) {
+            asked_for += wait;
+            n += 1;
+        }
+        assert!(
+            asked_for <= REFUSED_FOR && n < REFUSALS,
+            "{n} refusals over {asked_for:?}"
+        );
     }
 
     #[test]

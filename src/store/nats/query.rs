@@ -22,6 +22,11 @@ use crate::store::{DeadLetter, DeadLetterPage, Event, EventId, EventPage, EventQ
 /// Messages one listing looks at, at most, per route (from `before` down).
 const SCAN_LIMIT: u64 = 10_000;
 
+/// How far apart relays' clocks may be for listings to stay complete: each
+/// relay stamps the events it ingests with its own clock, so in a route's
+/// stream a later message may carry an earlier time by up to this much.
+pub(super) const CLOCK_SKEW_MS: u64 = 5 * 60_000;
+
 impl NatsStore {
     /// (messages, bytes) of the cluster's hookrelay streams and buckets, as
     /// JetStream's stream info says (one copy: replicas not multiplied).
@@ -149,9 +154,11 @@ impl NatsStore {
     /// Newest first across routes (or of one), older than `before`, filtered
     /// by overall status and `matching` while scanning (so `limit` counts
     /// matches, as on one host). Each route is walked down from `before`
-    /// (its own sequence when `before` is one of its events, else the last
-    /// event older than `before`, found by its time), looking at
-    /// [`SCAN_LIMIT`] messages at most. A route whose walk stopped there
+    /// (its own sequence when `before` is one of its events: every event
+    /// below it, whatever its time; else from above the last event older
+    /// than `before`, found by its time allowing for [`CLOCK_SKEW_MS`], see
+    /// [`start_before`]), looking at [`SCAN_LIMIT`] messages at most (past
+    /// those within the skew above). A route whose walk stopped there
     /// before its oldest message cuts the page: only events at or newer
     /// than the newest cut point are returned (every route was looked at
     /// down to there), and `cut_at` says where to go on from.
@@ -180,25 +187,40 @@ impl NatsStore {
             };
             let info = stream.get_info().await.map_err(unavailable)?;
             let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
-            let top = match q.before {
-                None => last,
-                Some(b) => match layout::parse_id(b) {
-                    (tag, seq, _) if tag == layout::route_tag(&route) => last.min(seq.saturating_sub(1)),
-                    _ => start_before(&stream, &route, first, last, b).await?,
-                },
+            // `before` one of this route's (an event listed, or a cut point):
+            // its older events are those below its sequence, whatever their
+            // times (another relay's clock may be ahead); any other `before`:
+            // those older by id, found from a sequence above every one of
+            // them (see [`start_before`]).
+            let same_route = q
+                .before
+                .map(layout::parse_id)
+                .filter(|(tag, _, _)| *tag == layout::route_tag(&route));
+            // From `top` down; the limit counts from `counted` down (the
+            // messages between, within the skew above `before`, are looked
+            // at besides, up to the limit again).
+            let (top, counted) = match (q.before, same_route) {
+                (None, _) => (last, last),
+                (_, Some((_, seq, _))) => (last.min(seq.saturating_sub(1)), last.min(seq.saturating_sub(1))),
+                (Some(b), None) => {
+                    let exact = start_before(&stream, &route, first, last, b, 0).await?;
+                    let above = start_before(&stream, &route, first, last, b, CLOCK_SKEW_MS + 1).await?;
+                    (above.min(exact.saturating_add(SCAN_LIMIT)), exact)
+                }
             };
             let mut seq = top;
             let mut found = 0;
-            // The oldest message looked at: (sequence, time) for the cut point.
+            // The oldest sequence looked at and the earliest time seen, for the cut point.
             let mut oldest: Option<(u64, u64)> = None;
-            while seq >= first && top - seq < SCAN_LIMIT && found < q.limit {
+            let mut see = |seq: u64, ms: u64| oldest = Some((seq, oldest.map_or(ms, |(_, t)| t.min(ms))));
+            while seq >= first && counted.saturating_sub(seq) < SCAN_LIMIT && found < q.limit {
                 if let Ok(m) = stream.direct_get(seq).await {
                     let stored_ms = layout::millis(m.time);
                     if m.subject.starts_with("hr.ev.") {
                         let ev = event::decode(&route, seq, stored_ms, &m.headers, m.payload);
-                        oldest = Some((seq, ev.meta.received_ms));
-                        let wanted =
-                            q.before.is_none_or(|b| ev.id < b) && q.matching.as_ref().is_none_or(|f| (f.0)(&ev));
+                        see(seq, ev.meta.received_ms);
+                        let older = same_route.is_some() || q.before.is_none_or(|b| ev.id < b);
+                        let wanted = older && q.matching.as_ref().is_none_or(|f| (f.0)(&ev));
                         if wanted {
                             let view = self.view(&route, seq, ev).await?;
                             if q.status.as_deref().is_none_or(|s| s == view.status()) {
@@ -207,12 +229,16 @@ impl NatsStore {
                             }
                         }
                     } else {
-                        oldest = Some((seq, stored_ms));
+                        see(seq, stored_ms);
                     }
                 }
                 seq -= 1;
             }
-            let cut = seq >= first && top - seq >= SCAN_LIMIT && found < q.limit;
+            let cut = seq >= first && counted.saturating_sub(seq) >= SCAN_LIMIT && found < q.limit;
+            // The cut point: the oldest sequence looked at with the earliest
+            // time seen, so every event looked at is at or above it (kept on
+            // this page) and every one not looked at is below its sequence
+            // (the next page, `before` it, walks on from there).
             if let (true, Some((s, ms))) = (cut, oldest) {
                 let id = layout::event_id(&route, s, ms);
                 cut_at = cut_at.max(Some(id));
@@ -286,10 +312,24 @@ impl NatsStore {
 }
 
 /// The sequence of `route`'s last event older than `before` (of another
-/// route), or `first - 1` when there is none: a binary search on sequence by
-/// the events' ids (time first), ~log2(messages) direct gets. Events before
-/// `lo` are older than `before`, events from `hi` on are not.
-async fn start_before(stream: &Stream, route: &str, first: u64, last: u64, before: EventId) -> Result<u64, StoreError> {
+/// route) by its id with `skew` taken off its time, or `first - 1` when there
+/// is none: a binary search on sequence, ~log2(messages) direct gets.
+/// Times are not ordered by sequence when relays' clocks differ, so with a
+/// `skew` of 0 the answer may leave out older events above it. What the
+/// search does give: the first event above the answer is stamped at least
+/// `before + skew` (or there is none), so with `skew` past
+/// [`CLOCK_SKEW_MS`] every later message (written after it by a relay at
+/// most that far behind) is newer than `before`: no older event is above.
+/// Events before `lo` were probed under the bound, the first from `hi` on
+/// at or over it.
+async fn start_before(
+    stream: &Stream,
+    route: &str,
+    first: u64,
+    last: u64,
+    before: EventId,
+    skew: u64,
+) -> Result<u64, StoreError> {
     let filter = layout::event_filter(route);
     let (mut lo, mut hi) = (first, last.saturating_add(1));
     while lo < hi {
@@ -297,7 +337,7 @@ async fn start_before(stream: &Stream, route: &str, first: u64, last: u64, befor
         match stream.direct_get_next_for_subject(filter.as_str(), Some(mid)).await {
             Ok(m) if m.sequence < hi => {
                 let ms = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
-                match layout::event_id(route, m.sequence, ms) < before {
+                match layout::event_id(route, m.sequence, ms.saturating_sub(skew)) < before {
                     true => lo = m.sequence + 1,
                     false => hi = mid,
                 }

@@ -4,6 +4,8 @@
 //! and two replays of one delivery asked of two relays at the same moment
 //! queue it once.
 
+mod pages;
+
 use crate::common;
 
 use common::nats::NatsCluster;
@@ -371,106 +373,4 @@ async fn a_removed_subscribers_count_leaves_out_messages_not_for_it() {
         "{v}"
     );
     h.shutdown().await;
-}
-
-/// `/api/events` looks at most at 10 000 messages of a route per page, so
-/// with a filter (`task=`) an event that matches below that is not on the
-/// first page: the page says `more` (not "no more match", a claim that the
-/// older pages are complete), and its `next_before` goes on from where the
-/// scan stopped, to the event.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_matching_event_past_a_cut_scan_is_reached_by_more_and_next_before() {
-    let nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    let addr = h.ingest_addrs[0];
-    let wanted = accepted_retrying(addr, &runway("r32-needle")).await;
-    send_hay(addr).await;
-    let mut path = "/api/events?task=r32-needle&limit=5".to_string();
-    let mut pages = Vec::new();
-    let listed = loop {
-        let (s, v) = admin(h.admin_addr, "GET", &path).await;
-        assert_eq!(s, 200, "{v}");
-        let listed = v["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == wanted.as_str());
-        pages.push(v.clone());
-        if listed || v["more"] != true || pages.len() == 4 {
-            break listed;
-        }
-        let next = v["next_before"]
-            .as_str()
-            .unwrap_or_else(|| panic!("more without next_before: {v}"));
-        path = format!("/api/events?task=r32-needle&limit=5&before={next}");
-    };
-    h.shutdown().await;
-    assert!(
-        listed,
-        "event {wanted} matches task=r32-needle but is neither listed nor reached by `more` and `next_before`: {pages:#?}"
-    );
-    assert!(pages.len() > 1 && pages[0]["more"] == true, "{pages:#?}");
-}
-
-/// 10 001 newer events of other tasks on route `t`, 32 at a time.
-async fn send_hay(addr: std::net::SocketAddr) {
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..32 {
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n > 10_000 {
-                    break;
-                }
-                accepted_retrying(addr, &runway(&format!("hay-{n}"))).await;
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
-    }
-}
-
-/// A page older than an event of route `u` walks route `t` from the last
-/// event older than it, not from `t`'s newest message: 10 001 newer events
-/// on `t` would use up the walk and leave `t`'s older event out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_before_another_routes_event_starts_each_route_at_its_time() {
-    let nats = NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let other = Route::new("u", "/hooks/u")
-        .tokens(["tok"])
-        .subscriber(Subscriber::new("s2", sub.url()));
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(other)
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    let addr = h.ingest_addrs[0];
-    let wanted = accepted_retrying(addr, &runway("cross-needle")).await;
-    tokio::time::sleep(ms(5)).await;
-    let anchor = accepted_at(addr, "/hooks/u?token=tok", &runway("cross-anchor")).await;
-    tokio::time::sleep(ms(5)).await;
-    send_hay(addr).await;
-    let path = format!("/api/events?task=cross-needle&limit=5&before={anchor}");
-    let (s, v) = admin(h.admin_addr, "GET", &path).await;
-    h.shutdown().await;
-    assert_eq!(s, 200, "{v}");
-    let listed = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["id"] == wanted.as_str());
-    assert!(
-        listed,
-        "route t's event {wanted}, older than {anchor}, is not on the page older than it: {v}"
-    );
 }
