@@ -232,12 +232,6 @@ pub async fn forged_final_callback_first(nats: Option<&common::nats::NatsCluster
     assert!(dead.to_string().contains("unverified"), "{dead}");
 }
 
-async fn send(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
-    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice(&b).unwrap()
-}
-
 /// On a `verify = "fetch"` route one dedupe key delivers one event: a
 /// stranger's Market short success form (it names no URL, so it agrees with
 /// any success) posted before the genuine final callback is settled as a
@@ -255,7 +249,7 @@ async fn a_short_success_form_sent_first_and_the_genuine_callback_are_delivered_
     // waiting / queuing / generating, 2 s each: the final callback at ~6 s.
     let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), Some(&url));
     let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
-    let a = send(addr, "/hooks/market", &short).await;
+    let a = callback_ok(addr, "/hooks/market", &short).await;
     assert_eq!(a["duplicate"], false, "{a}");
     fake.wait_until("the genuine final callback", secs(20), |f| {
         f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
@@ -294,7 +288,7 @@ async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one(
     let task = fake.create(Product::Suno, TaskPlan::success().step(secs(3)), Some(&url));
     let forged = json!({"code": 200, "msg": "first track ready (forged)",
         "data": {"callbackType": "first", "task_id": task, "data": []}});
-    let a = send(addr, "/hooks/suno", &forged).await;
+    let a = callback_ok(addr, "/hooks/suno", &forged).await;
     assert_eq!(a["duplicate"], false, "{a}");
     fake.wait_until("the genuine complete callback", secs(20), |f| {
         f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
@@ -340,7 +334,7 @@ pub async fn duplicate_replayed_after_a_restart(nats: Option<&common::nats::Nats
     let url = format!("http://{addr}/hooks/market");
     let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), Some(&url));
     let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
-    let a = send(addr, "/hooks/market", &short).await;
+    let a = callback_ok(addr, "/hooks/market", &short).await;
     assert_eq!(a["duplicate"], false, "{a}");
     fake.wait_until("the genuine final callback", secs(20), |f| {
         f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())

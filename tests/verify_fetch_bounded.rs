@@ -13,7 +13,7 @@ use common::tasks::{task_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A Market callback naming 60,000 distinct short strings as result URLs
 /// (about 600 KB, inside the default `max_body`) is held within seconds
@@ -107,12 +107,6 @@ async fn a_callback_whose_task_id_cannot_be_looked_up_is_held_at_once() {
     );
 }
 
-async fn send(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
-    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice(&b).unwrap()
-}
-
 /// Distinct forged bodies for one task's key are not each stored and
 /// looked up: at most four events per key (owner and three contesting),
 /// the rest answered as duplicates, and one record look-up shared by the
@@ -132,7 +126,7 @@ async fn distinct_forged_bodies_for_one_key_are_not_each_stored_and_looked_up() 
     for i in 0..200 {
         let body = json!({"code": 200, "msg": "All generated successfully.",
             "data": {"task_id": task, "video_id": "v", "video_url": format!("https://evil.example/{i}.mp4"), "image_url": ""}});
-        let a = send(addr, "/hooks/runway", &body).await;
+        let a = callback_ok(addr, "/hooks/runway", &body).await;
         if a["duplicate"] == false {
             fresh.insert(a["id"].as_str().unwrap().to_string());
         }

@@ -6,14 +6,7 @@
 use crate::common;
 
 use common::*;
-use http::StatusCode;
 use serde_json::{json, Value};
-
-async fn send(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
-    let (s, _, b) = post(addr, path, &[("content-type", "application/json")], body.to_string()).await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice(&b).unwrap()
-}
 
 /// A provider API stand-in: answers the n-th request (0-based) with
 /// `answer(n)` as a JSON body (HTTP 200), one request per connection.
@@ -86,7 +79,7 @@ async fn a_genuine_callback_checked_while_the_provider_answers_400_is_asked_agai
     let h = start(&cfg).await;
     let genuine = json!({"code": 200, "msg": "Veo3.1 video generated successfully.",
         "data": {"taskId": task, "fallbackFlag": false, "info": {"resultUrls": [video], "resolution": "1080p"}}});
-    let a = send(h.ingest_addrs[0], "/hooks/veo", &genuine).await;
+    let a = callback_ok(h.ingest_addrs[0], "/hooks/veo", &genuine).await;
     let id = a["id"].as_str().unwrap().to_string();
     let t0 = std::time::Instant::now();
     while t0.elapsed() < secs(25) && sub.count() == 0 {
@@ -135,7 +128,7 @@ async fn a_callback_whose_look_up_is_refused_for_an_hour_is_held_as_unverified()
     let t0 = tokio::time::Instant::now();
     let callback = json!({"code": 200, "msg": "Veo3.1 video generated successfully.",
         "data": {"taskId": "veo-400-forever", "info": {"resultUrls": ["https://files.invalid/v.mp4"]}}});
-    send(h.ingest_addrs[0], "/hooks/veo", &callback).await;
+    callback_ok(h.ingest_addrs[0], "/hooks/veo", &callback).await;
     let held = |v: &Value| v.to_string().contains("kept refusing");
     let mut dead = Value::Null;
     while t0.elapsed() < secs(70 * 60) && !held(&dead) {

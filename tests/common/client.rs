@@ -96,6 +96,14 @@ pub async fn callback_at(addr: SocketAddr, path: &str, body: &str) -> (StatusCod
     (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
+/// [`callback_at`] that must be answered `200`: the relay's answer (`id`,
+/// `duplicate`).
+pub async fn callback_ok(addr: SocketAddr, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let (s, v) = callback_at(addr, path, &body.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
 /// `callback`, with a refused or cut connection as `None`.
 pub async fn try_callback(addr: SocketAddr, body: &str) -> Option<(StatusCode, serde_json::Value)> {
     let headers = [("content-type", "application/json")];
