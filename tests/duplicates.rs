@@ -259,16 +259,7 @@ async fn a_short_success_form_sent_first_and_the_genuine_callback_are_delivered_
     tokio::time::sleep(secs(14)).await;
     let got = sub.all();
     h.shutdown().await;
-    let bodies: Vec<String> = got
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .collect();
-    assert_eq!(
-        got.len(),
-        1,
-        "one task, one success: delivered {} times: {bodies:#?}",
-        got.len()
-    );
+    assert_delivered_once(&got);
 }
 
 /// A forged Suno `first` naming no track, posted before the genuine one,
@@ -357,6 +348,12 @@ pub async fn duplicate_replayed_after_a_restart(nats: Option<&common::nats::Nats
     tokio::time::sleep(secs(6)).await;
     let got = sub.all();
     h.shutdown().await;
+    assert_delivered_once(&got);
+}
+
+/// One task, one success: `got` (what the subscriber received) holds one
+/// delivery; the bodies are shown otherwise.
+fn assert_delivered_once(got: &[Received]) {
     let bodies: Vec<String> = got
         .iter()
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())

@@ -66,16 +66,7 @@ async fn a_genuine_callback_checked_while_the_provider_answers_400_is_asked_agai
     let sub = Sub::ok().await;
     let other = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", other.url()))
-        .route(
-            Route::new("veo", "/hooks/veo")
-                .allow_anyone()
-                .preset("kie-veo")
-                .provider(common::route::Provider::new("k", &base))
-                .verify("fetch")
-                .subscriber(Subscriber::new("w", sub.url())),
-        );
+    let cfg = veo_verify_config(dir.path(), &base, &sub, &other);
     let h = start(&cfg).await;
     let genuine = json!({"code": 200, "msg": "Veo3.1 video generated successfully.",
         "data": {"taskId": task, "fallbackFlag": false, "info": {"resultUrls": [video], "resolution": "1080p"}}});
@@ -114,16 +105,7 @@ async fn a_callback_whose_look_up_is_refused_for_an_hour_is_held_as_unverified()
     let sub = Sub::ok().await;
     let other = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", other.url()))
-        .route(
-            Route::new("veo", "/hooks/veo")
-                .allow_anyone()
-                .preset("kie-veo")
-                .provider(common::route::Provider::new("k", &base))
-                .verify("fetch")
-                .subscriber(Subscriber::new("w", sub.url())),
-        );
+    let cfg = veo_verify_config(dir.path(), &base, &sub, &other);
     let h = start(&cfg).await;
     let t0 = tokio::time::Instant::now();
     let callback = json!({"code": 200, "msg": "Veo3.1 video generated successfully.",
@@ -148,4 +130,20 @@ async fn a_callback_whose_look_up_is_refused_for_an_hour_is_held_as_unverified()
     assert!(elapsed >= secs(55 * 60), "held after {elapsed:?}, before the hour");
     assert!(dead.to_string().contains("unverified"), "{dead}");
     assert_eq!(sub.count(), 0);
+}
+
+/// A `kie-veo` route `veo` with `verify = "fetch"` against the provider at
+/// `base`, its subscriber `w` at `sub` (`other`: the config's default
+/// subscriber `s`, on no route of interest).
+fn veo_verify_config(dir: &std::path::Path, base: &str, sub: &Sub, other: &Sub) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(
+            Route::new("veo", "/hooks/veo")
+                .allow_anyone()
+                .preset("kie-veo")
+                .provider(common::route::Provider::new("k", base))
+                .verify("fetch")
+                .subscriber(Subscriber::new("w", sub.url())),
+        )
 }
