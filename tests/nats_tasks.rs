@@ -13,9 +13,10 @@ use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{
     a_task_from_before_reconcile_is_polled_once_it_is_added, a_task_registered_after_its_callback_is_called_back,
-    submit_ok, task, task_list, task_route, task_until, tasks_config,
+    register, submit_ok, task, task_list, task_route, task_until, tasks_config,
 };
 use common::*;
+use http::StatusCode;
 use serde_json::Value;
 
 fn task_of(r: &Received) -> String {
@@ -188,6 +189,73 @@ async fn a_work_message_no_row_names_yet_is_taken_over() {
     let got = sub.wait_for(secs(10), "the recovered result", |r| !r.is_empty()).await;
     assert_eq!(got[0].header("hookrelay-source"), "poll");
     h1.shutdown().await;
+}
+
+/// The task's name in the tasks bucket (`t.<hash>`): the first 16 bytes of
+/// SHA-256(route, 0, task id), in hex.
+fn task_hash(route: &str, id: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(route.as_bytes());
+    h.update(b"\0");
+    h.update(id.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Make the task's row in the tasks bucket unreadable (written torn, say).
+async fn tear_the_task_row(nats: &NatsCluster, route: &str, id: &str) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let kv = js.get_key_value("hr_tasks").await.unwrap();
+    kv.put(format!("t.{}", task_hash(route, id)), bytes::Bytes::from_static(b"\xff\xff"))
+        .await
+        .unwrap();
+}
+
+/// A task row that does not decode (written torn, say) failed its
+/// registration and every poll's update in cluster mode (the embedded store
+/// replaces it, `reconcile_durable`): its work message came back after every
+/// `takeover`, polled each time and never recorded. Now the poll's outcome
+/// goes on a fresh row, and a registration over a torn row registers the
+/// task again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_task_row_is_still_polled_and_registered_again_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&relay(dir.path(), &nats, &fake, &sub)).await;
+    // Still running at the provider, and no callback comes.
+    fake.plan_next(TaskPlan::success().manual());
+    let id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    fake.wait_until("a first poll", secs(10), |f| f.status_requests(&id) > 0)
+        .await;
+    tear_the_task_row(&nats, "runway", &id).await;
+    let polled = fake.status_requests(&id);
+    // Unreadable: not shown (404) until a poll replaces the row.
+    let end = tokio::time::Instant::now() + secs(15);
+    let t = loop {
+        let (s, t) = admin(h.admin_addr, "GET", &format!("/api/tasks/{id}")).await;
+        let replaced = s == StatusCode::OK && t["state"] == "polling" && fake.status_requests(&id) > polled;
+        if replaced || tokio::time::Instant::now() > end {
+            break t;
+        }
+        tokio::time::sleep(ms(100)).await;
+    };
+    assert!(fake.status_requests(&id) > polled, "never polled again: {t}");
+    assert_eq!(t["state"], "polling", "the poll is recorded on a readable row: {t}");
+    // The poll after goes on as usual (the fresh row names the work message).
+    let now = fake.status_requests(&id);
+    fake.wait_until("a poll after", secs(10), |f| f.status_requests(&id) > now)
+        .await;
+
+    // A registration over a torn row registers the task again.
+    let (s, v) = register(h.admin_addr, "runway", "T2").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tear_the_task_row(&nats, "runway", "T2").await;
+    let (s, v) = register(h.admin_addr, "runway", "T2").await;
+    assert_eq!(s, StatusCode::OK, "registered over a torn row: {v}");
+    task(h.admin_addr, "T2").await;
+    h.shutdown().await;
 }
 
 /// While NATS is away the task figures cannot be read: their series are left

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 
 use super::follow::{Follow, Follower, Held, Received};
-use super::tasks::{encode, TaskRow, TaskWork};
+use super::tasks::{encode, TaskEntry, TaskRow, TaskWork};
 use super::{layout, NatsStore, Shared, EARLY_MS};
 use crate::store::{NewTask, StoreError, Task};
 
@@ -39,8 +39,9 @@ impl Shared {
             self.drop_task_message(r, AckKind::Term).await;
             return Ok(None);
         };
-        let (mut row, revision) = match self.task_row(&hash).await? {
-            Some(found) => found,
+        let (mut row, revision) = match self.task_entry(&hash).await? {
+            Some(TaskEntry::Row(row, revision)) => (row, revision),
+            Some(TaskEntry::Torn(..)) => return Ok(self.stand_in(r, hash).await),
             None => {
                 // Its registration stopped between the work and the row (write
                 // the row), or retention removed the task (drop the work).
@@ -107,6 +108,41 @@ impl Shared {
             super::follow::release(&self.task_follower_held(), seq);
         }
         Ok(Some(row.task))
+    }
+}
+
+impl Shared {
+    /// A work message of a task whose row is torn: a stand-in task, registered
+    /// at its first poll, so that it is still polled and the poll's outcome
+    /// replaces the row (`update_task`, which logs it); failing instead, the
+    /// message came back after every `takeover` and the task was never polled.
+    /// Any message stands for the task (a torn row names none), but one a
+    /// round: another one for a task already held is dropped (the fresh row
+    /// names the held one).
+    async fn stand_in(&self, r: Received, hash: String) -> Option<Task> {
+        let Ok(w) = serde_json::from_slice::<TaskWork>(&r.message.payload) else {
+            self.drop_task_message(r, AckKind::Term).await;
+            return None;
+        };
+        let another = {
+            let mut held = self.held_tasks.lock().unwrap_or_else(|e| e.into_inner());
+            let another = held.get(&hash).is_some_and(|(seq, _)| *seq != r.seq);
+            if !another {
+                held.insert(hash, (r.seq, r.acker.clone()));
+            }
+            another
+        };
+        if another {
+            self.drop_task_message(r, AckKind::Ack).await;
+            return None;
+        }
+        Some(Task::new(&NewTask {
+            route: w.route,
+            task_id: w.task_id,
+            now_ms: w.first_poll_ms,
+            first_poll_ms: Some(w.first_poll_ms),
+            terminal_keys: Vec::new(),
+        }))
     }
 }
 

@@ -59,6 +59,24 @@ pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer,
         .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
 }
 
+/// A task row as read from the bucket: readable, or torn (it does not
+/// decode: written torn, say). Torn rows are treated as the embedded store
+/// treats its unreadable task rows (`sled/tasks.rs`): a registration, a
+/// settling event or a poll's outcome replaces it with a fresh row, and the
+/// reconciler still polls the task (a stand-in, once a round).
+pub(super) enum TaskEntry {
+    Row(TaskRow, u64),
+    /// Its revision and its first bytes, for the log.
+    Torn(u64, Bytes),
+}
+
+/// Log a torn task row met by `then`.
+fn log_torn(route: &str, task_id: &str, hash: &str, v: &[u8], then: &str) {
+    tracing::error!(route = %route, task_id = %task_id, key = %layout::task_key(hash),
+        row = %hex::encode(&v[..v.len().min(64)]),
+        "unreadable expected-task row; it is replaced, {then} (its history is lost)");
+}
+
 pub(super) fn encode(row: &TaskRow) -> Bytes {
     Bytes::from(serde_json::to_vec(row).expect("serializes"))
 }
@@ -89,6 +107,42 @@ impl Shared {
 
     pub(super) async fn task_row(&self, hash: &str) -> Result<Option<(TaskRow, u64)>, StoreError> {
         get_json(&self.tasks_bucket()?, &layout::task_key(hash)).await
+    }
+
+    /// A task row, readable or torn.
+    pub(super) async fn task_entry(&self, hash: &str) -> Result<Option<TaskEntry>, StoreError> {
+        let bucket = self.tasks_bucket()?;
+        match bucket.entry(layout::task_key(hash)).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => Ok(Some(match serde_json::from_slice(&e.value) {
+                Ok(row) => TaskEntry::Row(row, e.revision),
+                Err(_) => TaskEntry::Torn(e.revision, e.value),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Write a new task's row over nothing (`torn` None) or over a torn row
+    /// at that revision; false when someone wrote it meanwhile.
+    async fn write_new_task_row(&self, hash: &str, row: &TaskRow, torn: Option<u64>) -> Result<bool, StoreError> {
+        let Some(revision) = torn else {
+            return self.create_task_row(hash, row).await;
+        };
+        let updated = self
+            .tasks_bucket()?
+            .update(layout::task_key(hash), encode(row), revision)
+            .await
+            .is_ok();
+        self.wrote(u64::from(updated));
+        Ok(updated)
+    }
+
+    /// The sequence of the work message this relay holds for a task.
+    fn held_task_seq(&self, hash: &str) -> Option<u64> {
+        self.held_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .map(|(seq, _)| *seq)
     }
 
     /// Write a new task's row; false when it exists.
@@ -143,8 +197,21 @@ impl Shared {
         // poll's update, a take-over or scheduling of its work); on a change,
         // read again. A mark still lost is healed by the task's next poll.
         for _ in 0..MARK_TRIES {
-            let Some((mut row, revision)) = self.task_row(&hash).await? else {
-                return Ok(());
+            let (mut row, revision) = match self.task_entry(&hash).await? {
+                None => return Ok(()),
+                Some(TaskEntry::Row(row, revision)) => (row, revision),
+                Some(TaskEntry::Torn(revision, v)) => {
+                    log_torn(route, &mark.task_id, &hash, &v, "settled by this event");
+                    let now = crate::clock::now_ms();
+                    let task = Task::new(&NewTask {
+                        route: route.to_string(),
+                        task_id: mark.task_id.clone(),
+                        now_ms: now,
+                        first_poll_ms: None,
+                        terminal_keys: Vec::new(),
+                    });
+                    (TaskRow { work: 0, task }, revision)
+                }
             };
             let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) else {
                 break;
@@ -204,16 +271,23 @@ impl NatsStore {
             return Err(unavailable("NATS is not reachable"));
         }
         let hash = layout::task_hash(&t.route, &t.task_id);
-        if let Some((row, _)) = s.task_row(&hash).await? {
-            return Ok(row.task);
-        }
+        let torn = match s.task_entry(&hash).await? {
+            None => None,
+            Some(TaskEntry::Row(row, _)) => return Ok(row.task),
+            Some(TaskEntry::Torn(revision, v)) => {
+                // Its old work message, should it come, names no row: dropped
+                // (`due_task`), as the embedded store drops its schedule rows.
+                log_torn(&t.route, &t.task_id, &hash, &v, "registered again");
+                Some(revision)
+            }
+        };
         // Its final callback came first: settled at once, never polled.
         if let Some((event, origin)) = s.stored_final(&t.route, &t.terminal_keys).await? {
             let row = TaskRow {
                 work: 0,
                 task: Task::found_settled(&t, event, origin),
             };
-            if s.create_task_row(&hash, &row).await? {
+            if s.write_new_task_row(&hash, &row, torn).await? {
                 return Ok(row.task);
             }
             return s.registered_meanwhile(&hash).await;
@@ -227,13 +301,19 @@ impl NatsStore {
                 registered_ms: t.now_ms,
                 first_poll_ms: first,
             };
-            work = s.publish_work(layout::task_subject(&hash), &hash, &msg).await?;
+            // Over a torn row, its own message id: the registration's, within
+            // the duplicate window, would name the old message.
+            let nonce = match torn {
+                Some(revision) => format!("{hash}.{revision}"),
+                None => hash.clone(),
+            };
+            work = s.publish_work(layout::task_subject(&hash), &nonce, &msg).await?;
         }
         let row = TaskRow {
             work,
             task: Task::new(&t),
         };
-        if !s.create_task_row(&hash, &row).await? {
+        if !s.write_new_task_row(&hash, &row, torn).await? {
             return s.registered_meanwhile(&hash).await;
         }
         // A final callback stored between the look above and the row: its
@@ -322,15 +402,33 @@ impl NatsStore {
     ) -> Result<Option<Task>, StoreError> {
         let s = &self.shared;
         let hash = layout::task_hash(route, task_id);
-        let Some((mut row, _)) = s.task_row(&hash).await? else {
-            s.settle_task_work(&hash, AckKind::Term).await;
-            return Ok(None);
+        let now = crate::clock::now_ms();
+        let mut row = match s.task_entry(&hash).await? {
+            None => {
+                s.settle_task_work(&hash, AckKind::Term).await;
+                return Ok(None);
+            }
+            Some(TaskEntry::Row(row, _)) => row,
+            Some(TaskEntry::Torn(_, v)) => {
+                // A fresh row, in charge of the message this poll holds.
+                log_torn(route, task_id, &hash, &v, "recording this poll");
+                let task = Task::new(&NewTask {
+                    route: route.to_string(),
+                    task_id: task_id.to_string(),
+                    now_ms: now,
+                    first_poll_ms: None,
+                    terminal_keys: Vec::new(),
+                });
+                TaskRow {
+                    work: s.held_task_seq(&hash).unwrap_or(0),
+                    task,
+                }
+            }
         };
         if row.task.state.is_final() {
             s.settle_task_work(&hash, AckKind::Ack).await;
             return Ok(Some(row.task));
         }
-        let now = crate::clock::now_ms();
         row.task.polled(&update, now);
         let settle = match row.task.next_poll_ms {
             Some(next) => AckKind::Nak(Some(std::time::Duration::from_millis(next.saturating_sub(now)))),
@@ -349,7 +447,9 @@ impl NatsStore {
             None => read(&self.shared.topology).routes.into_iter().map(|(r, _)| r).collect(),
         };
         for r in routes {
-            if let Some((row, _)) = self.shared.task_row(&layout::task_hash(&r, &task_id)).await? {
+            // A torn row is not shown (as in the embedded store) until a
+            // registration, its event or a poll replaces it.
+            if let Some(TaskEntry::Row(row, _)) = self.shared.task_entry(&layout::task_hash(&r, &task_id)).await? {
                 return Ok(Some(row.task));
             }
         }
