@@ -319,6 +319,28 @@ async fn reload_applies_shutdown_grace() {
     drop(s);
 }
 
+/// A route's tokens are hashed once when the config is loaded: a reload
+/// hashes the new ones, so the rotated token is honoured and the old one
+/// refused at once.
+#[tokio::test]
+async fn a_reload_rotates_a_routes_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&base.clone().edit_route("t", |r| r.tokens(["old-token"]))).await;
+    let addr = h.ingest_addrs[0];
+    let post_with = |token: &'static str, id: &'static str| async move {
+        post(addr, &format!("/hooks/t?token={token}"), &[], runway(id)).await.0
+    };
+    assert_eq!(post_with("old-token", "1").await, StatusCode::OK);
+    assert_eq!(post_with("new-token", "2").await, StatusCode::UNAUTHORIZED);
+    base.edit_route("t", |r| r.tokens(["new-token"])).write();
+    h.reload().await.expect("reload");
+    assert_eq!(post_with("new-token", "3").await, StatusCode::OK, "the reloaded token");
+    assert_eq!(post_with("old-token", "4").await, StatusCode::UNAUTHORIZED, "the old token");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_reload_applies_the_media_settings() {
     let s = common::files::FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;

@@ -22,8 +22,8 @@ pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
 pub use source::{client_ip, ip_allowed, Source};
 pub use token::{
-    hide_userinfo, loggable_unknown_path, presented_tokens, redact_query, redact_query_values, redact_url,
-    token_matches,
+    digest_matches, hide_userinfo, loggable_unknown_path, presented_tokens, redact_query, redact_query_values,
+    redact_url, token_matches, TokenDigest,
 };
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {

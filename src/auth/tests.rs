@@ -158,6 +158,25 @@ fn hmac_sha256_github_known_answer() {
 }
 
 #[test]
+fn token_digests_are_compared_with_the_presented_tokens() {
+    let digests: Vec<TokenDigest> = [Secret::new("old"), Secret::new("new")]
+        .iter()
+        .map(TokenDigest::of)
+        .collect();
+    let one = |t: &str| vec![t.to_string()];
+    assert!(digest_matches(&one("old"), &digests));
+    assert!(digest_matches(&one("new"), &digests));
+    assert!(!digest_matches(&one("ne"), &digests));
+    assert!(!digest_matches(&[], &digests));
+    assert!(digest_matches(&["x".to_string(), "new".to_string()], &digests));
+    // Loaded again with only the new token: the old one is refused.
+    let reloaded = vec![TokenDigest::of(&Secret::new("new"))];
+    assert!(digest_matches(&one("new"), &reloaded));
+    assert!(!digest_matches(&one("old"), &reloaded));
+    assert_eq!(format!("{:?}", reloaded[0]), "TokenDigest(<redacted>)");
+}
+
+#[test]
 fn tokens() {
     let tokens = vec![Secret::new("old"), Secret::new("new")];
     let one = |t: &str| vec![t.to_string()];

@@ -36,18 +36,40 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// Whether any of `presented` equals one of `tokens`. Every pair is compared,
-/// in constant time, so timing does not reveal which one (or how much)
-/// matched; the values compared are their SHA-256 digests, of one length,
-/// so it does not reveal a token's length either.
+/// A configured token's SHA-256 digest, computed once when the config is
+/// loaded or reloaded (a route's `token_digests`), so that a request hashes
+/// only what it presents. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &Secret) -> TokenDigest {
+        TokenDigest(Sha256::digest(token.expose()).into())
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(<redacted>)")
+    }
+}
+
+/// Whether any of `presented` equals one of `tokens` (see [`digest_matches`]).
 pub fn token_matches(presented: &[String], tokens: &[Secret]) -> bool {
-    let digest = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
-    let tokens: Vec<[u8; 32]> = tokens.iter().map(|t| digest(t.expose())).collect();
+    let tokens: Vec<TokenDigest> = tokens.iter().map(TokenDigest::of).collect();
+    digest_matches(presented, &tokens)
+}
+
+/// Whether any of `presented` is a token whose digest is one of `tokens`.
+/// Every pair is compared, in constant time, so timing does not reveal which
+/// one (or how much) matched; the values compared are SHA-256 digests, of
+/// one length, so it does not reveal a token's length either.
+pub fn digest_matches(presented: &[String], tokens: &[TokenDigest]) -> bool {
     let mut ok = subtle::Choice::from(0);
     for p in presented {
-        let p = digest(p.as_bytes());
-        for t in &tokens {
-            ok |= p.ct_eq(t);
+        let p: [u8; 32] = Sha256::digest(p.as_bytes()).into();
+        for t in tokens {
+            ok |= p.ct_eq(&t.0);
         }
     }
     ok.into()

@@ -174,6 +174,9 @@ pub struct Route {
     pub path: String,
     /// Accepted tokens (several during a rotation). Empty: no token needed.
     pub tokens: Vec<Secret>,
+    /// The tokens' SHA-256 digests, computed when the config is loaded (a
+    /// reload loads it again), compared with a request's in constant time.
+    pub token_digests: Vec<crate::auth::TokenDigest>,
     /// Empty: every source allowed.
     pub allow_ips: Vec<IpNet>,
     /// Deliberately open to anyone (`allow_anyone = true`): no token,

@@ -168,7 +168,7 @@ where
     }
     if !r.tokens.is_empty() {
         let presented = auth::presented_tokens(req.uri().query(), req.headers());
-        if !auth::token_matches(&presented, &r.tokens) {
+        if !auth::digest_matches(&presented, &r.token_digests) {
             let why = if !presented.is_empty() {
                 "wrong token"
             } else {

@@ -160,6 +160,7 @@ impl Validator<'_> {
         Ok(Route {
             name,
             path,
+            token_digests: tokens.iter().map(crate::auth::TokenDigest::of).collect(),
             tokens,
             allow_ips: r.allow_ips.unwrap_or_default().into_iter().map(|c| c.0).collect(),
             allow_anyone: r.allow_anyone,
