@@ -32,7 +32,7 @@ mod transport;
 pub mod verify;
 
 pub use client::{ApiKey, ClientConfig, ProviderClient, SubmitAnswer, DEFAULT_BASE_URL};
-pub use outcome::{Action, ErrorKind, ProviderError};
+pub use outcome::{Action, BackoffPolicy, ErrorKind, ProviderError};
 pub use product::{CallbackStage, Product, Stage};
 pub use record::Record;
 pub use shape::to_callback;

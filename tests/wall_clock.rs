@@ -181,3 +181,70 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
         t0.elapsed()
     );
 }
+
+/// The embedded store keeps due times in the scheduling clock of the run
+/// that wrote them, anchored at that run's start: a wall clock stepped back
+/// an hour during a run left the retry it had waiting an hour late after a
+/// restart. At start-up a due time further off than the subscriber's
+/// longest wait (its retry schedule's longest delay +20 %, its
+/// `max_retry_after`) is brought in to now plus that wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_within_its_longest_wait_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = realtime_shift_library(dir.path());
+    let offset = dir.path().join("offset");
+    // At boot the clock is an hour ahead.
+    std::fs::write(&offset, "3600").unwrap();
+    let sub = Sub::start(std::sync::Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Status(503)
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let other = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(
+            Route::new("o", "/hooks/o").allow_anyone().subscriber(
+                Subscriber::new("w", sub.url())
+                    .retry([secs(4), secs(4)])
+                    .max_retry_after(secs(4)),
+            ),
+        );
+    let path = cfg.write();
+    let envs = [
+        ("LD_PRELOAD", lib.to_str().unwrap()),
+        ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
+    ];
+    let bin = Bin::start(&path, &envs);
+    let (s, _, b) = post(
+        bin.addr,
+        "/hooks/o",
+        &[("content-type", "application/json")],
+        r#"{"n":1}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
+    // The retry is stored 4 s out by this run's clock (an hour ahead); NTP
+    // steps the clock back; the relay is stopped before the retry is sent.
+    tokio::time::sleep(ms(300)).await;
+    std::fs::write(&offset, "0").unwrap();
+    bin.signal("TERM");
+    let (status, _) = bin.exit().await;
+    assert!(status.success(), "{status}");
+    assert_eq!(sub.count(), 1, "the retry was sent before the stop");
+    let bin = Bin::start(&path, &envs);
+    let t0 = std::time::Instant::now();
+    while sub.count() < 2 && t0.elapsed() < secs(20) {
+        tokio::time::sleep(ms(200)).await;
+    }
+    assert!(
+        sub.count() >= 2,
+        "a retry with a 4 s longest wait had not come {:?} after the restart (stored an hour late by the stepped clock)",
+        t0.elapsed()
+    );
+    assert!(bin.log_text().contains("brought in"), "{}", bin.log_text());
+}

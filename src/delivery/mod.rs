@@ -26,6 +26,35 @@ pub mod verify_gate;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// The longest each subscriber's work can have been scheduled ahead, for the
+/// embedded store's start-up check ([`crate::store::Store::bring_in_due`]):
+/// a retry waits at most its schedule's longest delay or its `Retry-After`
+/// cap (on a `verify = "fetch"` route, also a provider look-up's longest
+/// wait); an `after_archive` delivery waiting for media at most
+/// [`media_gate::MEDIA_RECHECK`].
+pub fn due_caps(config: &crate::Config) -> Vec<crate::store::DueCap> {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let look_up = verify_gate::GAVE_UP
+        .max(verify_gate::LAGGING)
+        .max(crate::provider::BackoffPolicy::default().longest());
+    config
+        .routes
+        .iter()
+        .flat_map(|r| r.subscribers.iter().map(move |s| (r, s)))
+        .map(|(r, s)| {
+            let mut retry = s.retry.longest_delay();
+            if r.verify == crate::config::Verify::Fetch {
+                retry = retry.max(look_up);
+            }
+            crate::store::DueCap {
+                subscriber: s.name.clone(),
+                retry_ms: ms(retry),
+                media_ms: ms(media_gate::MEDIA_RECHECK),
+            }
+        })
+        .collect()
+}
+
 pub use client::SendError;
 pub use lane::Lane;
 pub use pull::PullLane;

@@ -59,6 +59,13 @@ impl RetrySchedule {
         Some(retry_after.map_or(scheduled, |a| scheduled.max(a.min(self.max_retry_after))))
     }
 
+    /// The longest one wait of the schedule can be: its longest delay +20 %
+    /// (the jitter), or the `Retry-After` cap if that is longer.
+    pub fn longest_delay(&self) -> Duration {
+        let step = self.steps.iter().max().copied().unwrap_or_default();
+        step.mul_f64(1.0 + JITTER).max(self.max_retry_after)
+    }
+
     /// How long the whole schedule can take at the most (every delay +20 %).
     pub fn longest_span(&self) -> Duration {
         self.steps.iter().sum::<Duration>().mul_f64(1.0 + JITTER)
@@ -120,6 +127,19 @@ mod tests {
             RetrySchedule::new(vec![s(1), s(0)], s(1)),
             Err(ScheduleError::ZeroStep(1))
         );
+    }
+
+    #[test]
+    fn the_longest_delay_bounds_every_wait() {
+        let r = RetrySchedule::new(vec![s(100), s(10)], s(60)).unwrap();
+        assert_eq!(r.longest_delay(), s(120));
+        for step in 0..2 {
+            for after in [None, Some(s(30)), Some(s(100_000))] {
+                assert!(r.delay_with(step, after, 1.0).unwrap() <= r.longest_delay());
+            }
+        }
+        let r = RetrySchedule::new(vec![s(5)], s(3600)).unwrap();
+        assert_eq!(r.longest_delay(), s(3600), "the Retry-After cap");
     }
 
     #[test]

@@ -185,6 +185,15 @@ impl Default for BackoffPolicy {
 }
 
 impl BackoffPolicy {
+    /// The longest one wait can be: the longest back-off, or the
+    /// `Retry-After` cap if that is longer.
+    pub fn longest(&self) -> Duration {
+        [self.rate_limited.max, self.maintenance.max, self.transient.max, self.max_retry_after]
+            .into_iter()
+            .max()
+            .unwrap_or_default()
+    }
+
     /// The back-off for `kind` after `n` consecutive failures; `None` when the
     /// kind is not retryable.
     pub fn delay(&self, kind: ErrorKind, n: u32) -> Option<Duration> {

@@ -96,6 +96,16 @@ macro_rules! each {
     };
 }
 
+/// The longest a subscriber's work can have been scheduled ahead (ms): a
+/// retry (its schedule's longest delay, its `Retry-After` cap, a provider
+/// look-up's longest wait) and an `after_archive` delivery waiting for media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCap {
+    pub subscriber: String,
+    pub retry_ms: u64,
+    pub media_ms: u64,
+}
+
 /// Routes and the subscribers of each, as configured (names only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -144,6 +154,17 @@ impl Store {
     /// the first time starts at the tail of its route's log.
     pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
         each!(self, s => s.register(topology).await)
+    }
+
+    /// At start-up (embedded store): a due time stored by a previous run
+    /// further off than now plus the subscriber's cap (its anchored clock
+    /// was stepped) is brought in to now plus the cap; how many moved. The
+    /// cluster backend bounds this as it hands work out (`nats/early.rs`).
+    pub async fn bring_in_due(&self, caps: Vec<DueCap>) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.bring_in_due(caps).await,
+            Backend::Nats(_) => Ok(0),
+        }
     }
 
     /// Store a callback durably, or find the event it duplicates. Returns once

@@ -393,6 +393,9 @@ impl Writer {
             } => {
                 let _ = reply.send(self.task_schedule_step(&route, after_ms, now_ms, from));
             }
+            Msg::BringInDue { caps, now_ms, reply } => {
+                let _ = reply.send(self.bring_in_due(&caps, now_ms));
+            }
             Msg::Probe(reply) => {
                 let tree = self.inner.tree.clone();
                 let mut b = Batch::new(&tree);

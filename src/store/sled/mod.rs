@@ -12,6 +12,7 @@ mod batch;
 mod codec;
 mod cursor;
 mod dead_count;
+mod due_cap;
 mod due_route;
 mod group_commit;
 mod keys;
@@ -234,6 +235,13 @@ impl SledStore {
     pub async fn register(&self, topology: &Topology) -> Result<(), StoreError> {
         let t = topology.clone();
         self.call(|reply| Msg::Register(t, reply)).await
+    }
+
+    /// At start-up: bring in due times further off than the subscribers'
+    /// caps allow ([`due_cap`]); how many moved.
+    pub async fn bring_in_due(&self, caps: Vec<crate::store::DueCap>) -> Result<usize, StoreError> {
+        let now_ms = crate::clock::now_ms();
+        self.call(|reply| Msg::BringInDue { caps, now_ms, reply }).await
     }
 
     pub async fn append(&self, event: NewEvent) -> Result<Accepted, StoreError> {

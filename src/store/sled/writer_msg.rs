@@ -95,6 +95,13 @@ pub(super) enum Msg {
         from: Option<Vec<u8>>,
         reply: Reply<(usize, Option<Vec<u8>>)>,
     },
+    /// At start-up: due rows further off than each subscriber's cap
+    /// brought in ([`super::due_cap`]); how many.
+    BringInDue {
+        caps: Vec<crate::store::DueCap>,
+        now_ms: u64,
+        reply: Reply<usize>,
+    },
     Probe(Reply<()>),
     Stop,
 }
