@@ -5,7 +5,9 @@
 //! the relay no longer leases to us (expired, or the relay restarted) are
 //! dropped from the batch: the relay offers those messages again, with the
 //! same id. A relay that refuses a request as too large (413: a small
-//! `server.max_body`) gets the batch in smaller parts. A hand-back carries what the local service answered, for the
+//! `server.max_body`) gets the batch in smaller parts. A 409 naming none of
+//! the batch's ids is sent again after a back-off (1 s doubling to 30 s), not
+//! at once. A hand-back carries what the local service answered, for the
 //! relay's history. A relay older than a field of the acknowledgement
 //! refuses it (400, unknown field): the acker then sends without it, and
 //! never gives up delivered ids for that. While the relay is away, each id
@@ -56,6 +58,10 @@ pub enum End {
     Release,
 }
 
+/// The back-off after a 409 that names no id of the acknowledgement.
+const CONFLICT_BASE: Duration = Duration::from_secs(1);
+const CONFLICT_MAX: Duration = Duration::from_secs(30);
+
 /// How long a field an older relay refused stays left out before it is
 /// tried again (the relay behind a balancer may have been upgraded).
 const OLD_RELAY_PAUSE: Duration = Duration::from_secs(600);
@@ -96,6 +102,9 @@ fn sizes(ids: usize, local: &std::collections::BTreeMap<String, LocalAnswer>) ->
 /// Run until the sender side is closed and everything received was sent (or given up).
 pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    // A 409 that names no id of the acknowledgement (so nothing to leave
+    // out): sent again only after this (1 s doubling to 30 s).
+    let mut conflicts = Backoff::new(CONFLICT_BASE, CONFLICT_MAX);
     // A relay older than the `release` list refuses it (400, unknown field):
     // for a while releases go as hand-backs, as that relay expects. One older
     // than `local` refuses that: for a while it is left out.
@@ -153,6 +162,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         "acknowledged"
                     );
                     backoff.reset();
+                    conflicts.reset();
                     batch.drain(..sent);
                     if batch.is_empty() {
                         break;
@@ -170,10 +180,23 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // it is applied, and the rest of the batch (a part
                         // after a 413) goes next.
                         backoff.reset();
+                        conflicts.reset();
                         batch.drain(..sent);
-                    } else {
+                    } else if batch[..sent].iter().any(|f| late.contains(&f.id)) {
                         // Nothing was changed: the same without those ids.
+                        conflicts.reset();
                         batch.retain(|f| !late.contains(&f.id));
+                    } else {
+                        // It names no id of this part: sent again as it is,
+                        // it would be refused again, at once and for ever.
+                        // Wait, and keep each id only while the relay can
+                        // take it.
+                        let wait = conflicts.next_delay();
+                        tracing::warn!(retry_in_ms = wait.as_millis() as u64,
+                            "the relay refused the acknowledgement (409) naming none of its ids; trying again");
+                        tokio::time::sleep(wait).await;
+                        let now = Instant::now();
+                        batch.retain(|f| f.keep_until > now);
                     }
                     if batch.is_empty() {
                         break;

@@ -336,6 +336,50 @@ async fn a_408_is_tried_again() {
     assert_eq!(got[0]["ids"][0], DELIVERED);
 }
 
+/// A 409 that names no id of the acknowledgement (a relay that lost track
+/// of another forwarder's leases, say): there is nothing to leave out, so
+/// the same acknowledgement was sent again at once, as fast as the relay
+/// answered. It waits a back-off (1 s doubling) first.
+#[tokio::test]
+async fn a_409_naming_no_id_of_the_batch_is_sent_again_after_a_back_off() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let (url, accepted) = serve_acks(move |_, _| match c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0..=2 => (
+            409,
+            r#"{"error":"no","not_leased":["evt_01M8G5S0QD2RJZ9GWMECMF4Z4Z"]}"#.to_string(),
+            false,
+        ),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.to_string(), true),
+    })
+    .await;
+    let (tx, rx) = mpsc::channel(8);
+    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // Three waits: at least 0.5 + 1 + 2 s (each drawn from the upper half).
+    assert!(
+        took >= Duration::from_millis(3500),
+        "three 409s naming no id answered within {took:?}: sent again at once"
+    );
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ids"][0], DELIVERED);
+}
+
 /// While the relay is away the acker keeps an id only until its lease and
 /// lapse are over (the relay offers it again then); then it stops trying.
 #[tokio::test]
