@@ -206,9 +206,12 @@ fn task_hash(route: &str, id: &str) -> String {
 async fn tear_the_task_row(nats: &NatsCluster, route: &str, id: &str) {
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     let kv = js.get_key_value("hr_tasks").await.unwrap();
-    kv.put(format!("t.{}", task_hash(route, id)), bytes::Bytes::from_static(b"\xff\xff"))
-        .await
-        .unwrap();
+    kv.put(
+        format!("t.{}", task_hash(route, id)),
+        bytes::Bytes::from_static(b"\xff\xff"),
+    )
+    .await
+    .unwrap();
 }
 
 /// A task row that does not decode (written torn, say) failed its

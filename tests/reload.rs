@@ -337,7 +337,11 @@ async fn a_reload_rotates_a_routes_token() {
     base.edit_route("t", |r| r.tokens(["new-token"])).write();
     h.reload().await.expect("reload");
     assert_eq!(post_with("new-token", "3").await, StatusCode::OK, "the reloaded token");
-    assert_eq!(post_with("old-token", "4").await, StatusCode::UNAUTHORIZED, "the old token");
+    assert_eq!(
+        post_with("old-token", "4").await,
+        StatusCode::UNAUTHORIZED,
+        "the old token"
+    );
     h.shutdown().await;
 }
 

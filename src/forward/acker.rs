@@ -192,8 +192,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // Wait, and keep each id only while the relay can
                         // take it.
                         let wait = conflicts.next_delay();
-                        tracing::warn!(retry_in_ms = wait.as_millis() as u64,
-                            "the relay refused the acknowledgement (409) naming none of its ids; trying again");
+                        tracing::warn!(
+                            retry_in_ms = wait.as_millis() as u64,
+                            "the relay refused the acknowledgement (409) naming none of its ids; trying again"
+                        );
                         tokio::time::sleep(wait).await;
                         let now = Instant::now();
                         batch.retain(|f| f.keep_until > now);

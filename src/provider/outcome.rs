@@ -188,10 +188,15 @@ impl BackoffPolicy {
     /// The longest one wait can be: the longest back-off, or the
     /// `Retry-After` cap if that is longer.
     pub fn longest(&self) -> Duration {
-        [self.rate_limited.max, self.maintenance.max, self.transient.max, self.max_retry_after]
-            .into_iter()
-            .max()
-            .unwrap_or_default()
+        [
+            self.rate_limited.max,
+            self.maintenance.max,
+            self.transient.max,
+            self.max_retry_after,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default()
     }
 
     /// The back-off for `kind` after `n` consecutive failures; `None` when the

@@ -53,7 +53,9 @@ impl Writer {
                 self.put_due(&mut b, route, sub, limit, id)?;
                 if let Some(mut row) = row {
                     match &mut row.state {
-                        DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } if *due_ms == due => {
+                        DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms }
+                            if *due_ms == due =>
+                        {
                             *due_ms = limit;
                             b.put(rkey, codec::encode_result(&row));
                         }
