@@ -26,13 +26,7 @@ async fn r35_a_provider_retry_after_a_route_rename_is_still_a_duplicate() {
     a.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
 
     // Same path, token, dedupe key and subscriber; only the route's name changes.
-    let renamed = base.clone().raw(|t| {
-        let routes = t.get_mut("routes").and_then(|r| r.as_array_mut()).expect("routes");
-        routes[0]
-            .as_table_mut()
-            .expect("route table")
-            .insert("name".into(), toml::Value::String("t_renamed".into()));
-    });
+    let renamed = renamed(&base, "t_renamed");
     renamed.write();
     h.reload().await.expect("reload");
 
@@ -84,6 +78,76 @@ async fn r35_a_restart_that_adds_an_acme_domain_keeps_serving_the_cached_certifi
         matches!(&served, Ok(d) if *d == der),
         "after a restart that added an ACME name, the valid cached certificate for {DOMAIN} is not served: {}",
         served.as_ref().err().map_or("another certificate", String::as_str)
+    );
+    h.shutdown().await;
+}
+
+/// `routes[0]` renamed to `name`: same path, token, dedupe key, subscribers.
+fn renamed(base: &TestConfig, name: &'static str) -> TestConfig {
+    base.clone().raw(move |t| {
+        let routes = t.get_mut("routes").and_then(|r| r.as_array_mut()).expect("routes");
+        routes[0]
+            .as_table_mut()
+            .expect("route table")
+            .insert("name".into(), toml::Value::String(name.into()));
+    })
+}
+
+/// Finding 3: a callback whose request began before a reload that renames
+/// its route (same path; the subscribers move with it, as README documents)
+/// and is stored after it is answered 200, stored on the old route name,
+/// and then delivered to nobody: the old route's subscribers have moved,
+/// so the store leaves them out as it does for a removed subscriber. The
+/// provider got its 200 and will not retry: an acknowledged callback is
+/// never delivered (unless the route is renamed back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r35_a_callback_accepted_across_a_route_rename_is_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    base.write();
+    let h = start(&base).await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("across-the-rename");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    renamed(&base, "t_renamed").write();
+    h.reload().await.expect("reload");
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = c.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    if !answer.starts_with("HTTP/1.1 200") {
+        // Refused: the provider retries on the renamed route; nothing lost.
+        h.shutdown().await;
+        return;
+    }
+    let json_at = answer.find("\r\n\r\n").unwrap() + 4;
+    let v: serde_json::Value = serde_json::from_str(&answer[json_at..]).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    // A callback after it, on the renamed route, is delivered: a is up.
+    let after = accepted(addr, &runway("after-the-rename")).await;
+    a.wait_for(secs(10), "the callback after the rename", |r| {
+        r.iter().any(|x| x.header("webhook-id") == after)
+    })
+    .await;
+    tokio::time::sleep(secs(2)).await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(
+        seen_ids(&a).get(&id),
+        Some(&1),
+        "event {id}, answered 200 across the rename, was never delivered to a (the route's only subscriber): {ev}"
     );
     h.shutdown().await;
 }
