@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 
-/// Finding 1: the dedupe memory is keyed by the route's *name*. A reload that
+/// Finding 3 (report /work/notes/review35.md): the dedupe memory is keyed by the route's *name*. A reload that
 /// renames a route (same path, token, dedupe key; README documents the
 /// rename as a supported reload, its subscribers move with it) forgets every
 /// dedupe key stored before it: the provider's retry of a callback that was
@@ -44,7 +44,7 @@ async fn r35_a_provider_retry_after_a_route_rename_is_still_a_duplicate() {
     h.shutdown().await;
 }
 
-/// Finding 2: the cached ACME certificate is looked up only under a hash of
+/// Finding 2 (report /work/notes/review35.md): the cached ACME certificate is looked up only under a hash of
 /// the exact `domains` list (and directory). A restart after adding a name
 /// (or merely reordering the list) finds no cached certificate and serves
 /// none until a new order succeeds: every HTTPS handshake fails, also for
@@ -93,7 +93,7 @@ fn renamed(base: &TestConfig, name: &'static str) -> TestConfig {
     })
 }
 
-/// Finding 3: a callback whose request began before a reload that renames
+/// Finding 1 (report /work/notes/review35.md): a callback whose request began before a reload that renames
 /// its route (same path; the subscribers move with it, as README documents)
 /// and is stored after it is answered 200, stored on the old route name,
 /// and then delivered to nobody: the old route's subscribers have moved,
