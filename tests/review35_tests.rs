@@ -44,44 +44,6 @@ async fn r35_a_provider_retry_after_a_route_rename_is_still_a_duplicate() {
     h.shutdown().await;
 }
 
-/// Finding 2 (report /work/notes/review35.md): the cached ACME certificate is looked up only under a hash of
-/// the exact `domains` list (and directory). A restart after adding a name
-/// (or merely reordering the list) finds no cached certificate and serves
-/// none until a new order succeeds: every HTTPS handshake fails, also for
-/// the names the cached certificate (valid for years here) covers. With the
-/// CA unreachable at that moment (an outage, a rate limit, a new name whose
-/// DNS is not there yet) the relay stays without a certificate for as long.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r35_a_restart_that_adds_an_acme_domain_keeps_serving_the_cached_certificate() {
-    use common::pebble::{self, Pebble, DOMAIN};
-    let port = free_port();
-    let mut pb = Pebble::start(port, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = |acme: Acme| {
-        TestConfig::new(dir.path())
-            .listen(format!("127.0.0.1:{port}"))
-            .tls_acme(acme)
-            .subscriber(Subscriber::new("s", sub.url()))
-    };
-    let h = start(&cfg(pb.acme())).await;
-    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
-    let (der, _) = pebble::wait_cert(h.ingest_addrs[0], &client, secs(60), "the first certificate", |_| true).await;
-    h.shutdown().await;
-
-    // The CA is unreachable while the relay restarts with one more name.
-    pb.stop();
-    let h = start(&cfg(pb.acme().domains([DOMAIN, "more.hookrelay.test"]))).await;
-    tokio::time::sleep(secs(1)).await;
-    let served = pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await;
-    assert!(
-        matches!(&served, Ok(d) if *d == der),
-        "after a restart that added an ACME name, the valid cached certificate for {DOMAIN} is not served: {}",
-        served.as_ref().err().map_or("another certificate", String::as_str)
-    );
-    h.shutdown().await;
-}
-
 /// `routes[0]` renamed to `name`: same path, token, dedupe key, subscribers.
 fn renamed(base: &TestConfig, name: &'static str) -> TestConfig {
     base.clone().raw(move |t| {
