@@ -141,7 +141,47 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
         crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());
     }
     app.media.update(media);
+    warn_dedupe_history(&app.live().config, &new);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");
     Ok(())
+}
+
+/// Dedupe memory is kept per route name and key: a reload that renames a
+/// route (same path, new name) or changes how a route keys its callbacks
+/// (`dedupe_key`, or a `preset` that brings its own key) starts a new dedupe
+/// history for it. Said in a warning, so that a duplicate delivery after it
+/// is not a surprise.
+fn warn_dedupe_history(old: &Config, new: &Config) {
+    for (i, r) in new.routes.iter().enumerate() {
+        match old.routes.iter().find(|o| o.name == r.name) {
+            Some(o) if o.dedupe_key != r.dedupe_key => tracing::warn!(
+                route = %r.name,
+                "routes[{i}] ({}): the dedupe key changed (dedupe_key or preset): retries of callbacks accepted \
+                 before this reload will not be recognised as duplicates",
+                r.name
+            ),
+            Some(_) => {}
+            None => {
+                let renamed = old
+                    .routes
+                    .iter()
+                    .find(|o| o.path == r.path && !new.routes.iter().any(|n| n.name == o.name));
+                if let Some(o) = renamed {
+                    tracing::warn!(
+                        route = %r.name,
+                        old_name = %o.name,
+                        path = %r.path,
+                        "routes[{i}]: route {} renamed to {} (same path): renaming a route starts a new dedupe \
+                         history, so retries of callbacks accepted before this reload will not be recognised as \
+                         duplicates; deliveries still pending on {} stay parked under that name until a route of \
+                         that name is configured again",
+                        o.name,
+                        r.name,
+                        o.name
+                    );
+                }
+            }
+        }
+    }
 }

@@ -515,3 +515,63 @@ async fn a_reload_that_leaves_the_served_expired_certificate_alone_applies_the_r
          certificate is expired: {reloaded:?}; admin.token applied: {token_applied}"
     );
 }
+
+/// Dedupe memory is per route name and key (review 35, findings 3 and 5): a
+/// reload that renames a route (same path) or changes its dedupe key says in
+/// a warning that retries of callbacks accepted before it will not be
+/// recognised as duplicates (and, for a rename, that the old name's pending
+/// deliveries stay parked under it). The provider's retry after the rename
+/// is a new event, as the warning says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedupe_history_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    let bin = Bin::start(&base.write(), &[]);
+    let body = runway("r35-rename");
+    let first = accepted(bin.addr, &body).await;
+    a.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
+
+    let renamed = crate::moved_route::route_renamed(&base, "t_renamed");
+    renamed.write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "route t renamed to t_renamed (same path)", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("renamed to t_renamed")).unwrap();
+    for said in [
+        "WARN",
+        "starts a new dedupe history",
+        "retries of callbacks accepted before this reload will not be recognised as duplicates",
+        "deliveries still pending on t stay parked under that name",
+    ] {
+        assert!(line.contains(said), "{said:?} not in {line}");
+    }
+    // As warned: the provider's retry is a new event on the renamed route.
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+    let (s, v) = callback(bin.addr, &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["duplicate"], false, "{v}");
+    assert_ne!(v["id"].as_str(), Some(first.as_str()), "{v}");
+
+    renamed
+        .raw(|t| {
+            let routes = t.get_mut("routes").and_then(|r| r.as_array_mut()).unwrap();
+            routes[0]
+                .as_table_mut()
+                .unwrap()
+                .insert("dedupe_key".into(), toml::Value::Array(vec!["/task_id".into()]));
+        })
+        .write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "the dedupe key changed", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("the dedupe key changed")).unwrap();
+    assert!(
+        line.contains("WARN")
+            && line.contains("t_renamed")
+            && line.contains("will not be recognised as duplicates"),
+        "{line}"
+    );
+    // Once: the unchanged routes of a later reload are not named again.
+    assert_eq!(log.matches("renamed to t_renamed").count(), 1, "{log}");
+}

@@ -88,7 +88,6 @@ mod reload_handover;
 mod reload_keeps;
 mod reload_refused;
 mod reload_removal_race;
-mod review35_tests;
 mod removed_at_start;
 mod removed_gauges;
 mod removed_returns;
