@@ -575,3 +575,80 @@ async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedu
     // Once: the unchanged routes of a later reload are not named again.
     assert_eq!(log.matches("renamed to t_renamed").count(), 1, "{log}");
 }
+
+/// A reload refused for an unrelated reason (here a bad allowlist saved
+/// earlier) also keeps a renewed certificate from being served (review 35,
+/// finding 4): the refusal's error line says that the certificate files
+/// changed and were not applied, naming the new and the served serial.
+#[tokio::test]
+async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    let saved = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let (old_crt, old_key) = (saved("tls.crt"), saved("tls.key"));
+    let new = TestCert::write(dir.path(), "tls");
+    cfg.clone().edit_route("t", |r| r.allow_ips(["nonsense"])).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "reload refused", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    let serial = |c: &TestCert| hookrelay::tls::CertInfo::from_der(&c.der).unwrap().serial;
+    for said in [
+        "ERROR".to_string(),
+        "routes[0].allow_ips[0]".to_string(),
+        "the certificate files changed and were NOT applied".to_string(),
+        format!("holds serial {}", serial(&new)),
+        format!("old certificate (serial {}", serial(&old)),
+    ] {
+        assert!(line.contains(&said), "{said:?} not in {line}");
+    }
+    // Nothing changed on disk: a refusal says nothing about the certificate.
+    std::fs::write(dir.path().join("tls.crt"), old_crt).unwrap();
+    std::fs::write(dir.path().join("tls.key"), old_key).unwrap();
+    bin.signal("HUP");
+    let refused = |log: &str| log.matches("reload refused").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused(&bin.log_text()) < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = bin.log_text();
+    assert_eq!(log.matches("NOT applied").count(), 1, "{log}");
+}
+
+/// A reload that swaps in a certificate for none of the names the served
+/// one had (the wrong file linked) logs a warning naming both sets (review
+/// 35, finding 6).
+#[tokio::test]
+async fn a_reload_warns_when_the_new_certificate_covers_none_of_the_served_names() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    TestCert::write_for(dir.path(), "tls", &["other.example"]);
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "covers none of the names", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("covers none of the names")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("localhost") && line.contains("other.example"),
+        "{line}"
+    );
+    // The same names again: no warning.
+    TestCert::write_for(dir.path(), "tls", &["other.example", "more.example"]);
+    bin.signal("HUP");
+    let read = |log: &str| log.matches("certificate files read again").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read(&bin.log_text()) < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(ms(200)).await;
+    assert_eq!(bin.log_text().matches("covers none of the names").count(), 1);
+}
