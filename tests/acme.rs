@@ -252,12 +252,19 @@ async fn a_restart_with_changed_domains_serves_the_cached_certificate_until_the_
     // replaced by the certificate for both names.
     pb.restart().await;
     let h = start(&cfg(&pb, [MORE, DOMAIN])).await;
-    assert_eq!(pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await.unwrap(), der);
+    assert_eq!(
+        pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await.unwrap(),
+        der
+    );
     // The restarted CA signs with a new root.
     let client = tls_client(&pb.root().await, &[b"http/1.1"]);
-    let (_, info) = pebble::wait_cert(h.ingest_addrs[0], &client, secs(60), "the certificate for both names", |i| {
-        i.names.iter().any(|n| n == MORE)
-    })
+    let (_, info) = pebble::wait_cert(
+        h.ingest_addrs[0],
+        &client,
+        secs(60),
+        "the certificate for both names",
+        |i| i.names.iter().any(|n| n == MORE),
+    )
     .await;
     assert!(info.names.iter().any(|n| n == DOMAIN), "{:?}", info.names);
     h.shutdown().await;

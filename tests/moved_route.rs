@@ -273,8 +273,10 @@ async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the
     );
     // The provider retries: stored on the renamed route, delivered once.
     let id = accepted(addr, &body).await;
-    a.wait_for(secs(10), "the retry", |r| r.iter().any(|x| x.header("webhook-id") == id))
-        .await;
+    a.wait_for(secs(10), "the retry", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
     let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     assert_eq!(ev["route"], "t_renamed", "{ev}");
     tokio::time::sleep(secs(1)).await;

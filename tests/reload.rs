@@ -567,9 +567,7 @@ async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedu
     let log = bin.log_text();
     let line = log.lines().find(|l| l.contains("the dedupe key changed")).unwrap();
     assert!(
-        line.contains("WARN")
-            && line.contains("t_renamed")
-            && line.contains("will not be recognised as duplicates"),
+        line.contains("WARN") && line.contains("t_renamed") && line.contains("will not be recognised as duplicates"),
         "{line}"
     );
     // Once: the unchanged routes of a later reload are not named again.
