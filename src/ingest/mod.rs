@@ -148,7 +148,8 @@ where
 }
 
 /// Whether `route` (taken from `live` when the request began) is still the
-/// route for its path under its name in the configuration in force now. A
+/// route for its path under its name in the configuration in force now,
+/// with at least one of the subscribers the event would be stored for. A
 /// pointer compare while no reload happened; the lookup only after one.
 fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool {
     let now = app.live();
@@ -156,7 +157,13 @@ fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool 
         return true;
     }
     let r = &route.route;
-    now.routes.get(&r.path).is_some_and(|s| s.route.name == r.name)
+    now.routes.get(&r.path).is_some_and(|s| {
+        s.route.name == r.name
+            && s.route
+                .subscribers
+                .iter()
+                .any(|n| r.subscribers.iter().any(|o| o.name == n.name))
+    })
 }
 
 async fn check_and_store<B>(
@@ -270,11 +277,12 @@ where
     let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
     let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
     // A reload while the body arrived may have renamed or removed the route
-    // (its subscribers moved or gone): stored under the old name, the event
-    // would be nobody's. The provider's retry finds the route in force.
+    // (its subscribers moved or gone), or replaced all of its subscribers:
+    // stored as the request began, the event would be nobody's. The
+    // provider's retry finds the route in force.
     if !route_still_current(app, live, route) {
         tracing::warn!(route = %r.name, path = %r.path,
-            "a reload renamed or removed the route while this callback was received; answering 503 so that the provider retries on the current configuration");
+            "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
         return Answer::RouteChanged;
     }
     let commit = contested::append(
