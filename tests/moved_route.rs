@@ -320,8 +320,10 @@ async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_i
         "{answer}"
     );
     let id = accepted(addr, &body).await;
-    b.wait_for(secs(10), "the retry", |r| r.iter().any(|x| x.header("webhook-id") == id))
-        .await;
+    b.wait_for(secs(10), "the retry", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
     assert!(a.all().is_empty());
     h.shutdown().await;
 }
