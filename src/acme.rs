@@ -179,11 +179,27 @@ impl Acme {
                     tracing::warn!(file = %file.display(), error = %e, "cached ACME certificate unusable; ordering a new one")
                 }
             },
-            Ok(None) => tracing::info!(
-                domains = ?settings.domains,
-                directory = %crate::auth::redact_url(&settings.directory),
-                "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
-            ),
+            Ok(None) => match inner.stand_in() {
+                Some((path, key, info)) => {
+                    tracing::warn!(
+                        names = ?info.names,
+                        domains = ?settings.domains,
+                        file = %path.display(),
+                        expires = %rfc3339(info.not_after),
+                        "no cached ACME certificate for these domains and this directory; serving the newest valid \
+                         cached one whose names overlap them while one for the configured domains is ordered now"
+                    );
+                    inner.install(key, info);
+                    // Due at once: the order for the configured names runs
+                    // (and backs off if it fails) while this one serves.
+                    inner.lock_status().renew_at = Some(crate::clock::time_of_day());
+                }
+                None => tracing::info!(
+                    domains = ?settings.domains,
+                    directory = %crate::auth::redact_url(&settings.directory),
+                    "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
+                ),
+            },
             Err(e) => {
                 tracing::warn!(file = %file.display(), error = %e, "cannot read the cached ACME certificate; ordering a new one")
             }
@@ -228,6 +244,32 @@ impl Inner {
 
     fn contact(&self) -> Vec<String> {
         vec![format!("mailto:{}", self.settings.email)]
+    }
+
+    /// When the certificate for the configured names is not cached (the
+    /// `domains` or `directory` changed): the newest (latest issued) cached
+    /// certificate that is valid now and names at least one of the
+    /// configured domains. The directory it came from is not recorded: any.
+    fn stand_in(&self) -> Option<(PathBuf, Arc<CertifiedKey>, CertInfo)> {
+        let now = crate::clock::time_of_day();
+        let wanted: Vec<String> = self.settings.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let files = match self.dir.cert_files() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.path().display(), error = %e, "cannot list the ACME state directory");
+                return None;
+            }
+        };
+        files
+            .into_iter()
+            .filter_map(|path| {
+                let pem = cache::StateDir::read(&path).ok()??;
+                let (key, info) = tls::parse_bundle(&pem).ok()?;
+                let valid = info.not_before <= now && now < info.not_after;
+                let overlaps = info.names.iter().any(|n| wanted.contains(&n.to_ascii_lowercase()));
+                (valid && overlaps).then_some((path, key, info))
+            })
+            .max_by_key(|(_, _, info)| info.not_before)
     }
 
     fn install(&self, key: Arc<CertifiedKey>, info: CertInfo) {

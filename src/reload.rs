@@ -6,6 +6,8 @@
 //! is expired or not yet valid among them, unless that certificate is the
 //! one being served already).
 
+use rustls::pki_types::pem::PemObject;
+
 use crate::config::{Config, ConfigError, StoreBackend, TlsSource};
 use crate::delivery::DeliveryError;
 use crate::media::SetupError;
@@ -130,6 +132,13 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
             .map_or(0, |d| d.as_secs() / 86_400);
         tracing::info!(names = %cert.names.join(","), serial = %cert.serial, days_left,
             "certificate files read again");
+        if let Some(old) = current.certificate() {
+            if !old.names.is_empty() && !old.names.iter().any(|n| cert.names.iter().any(|c| covers(c, n))) {
+                tracing::warn!(old_names = %old.names.join(","), new_names = %cert.names.join(","),
+                    "the certificate read again covers none of the names the one it replaces served \
+                     (the wrong file linked?); clients asking for the old names will refuse it");
+            }
+        }
         current.set(cfg, Some(cert));
     }
     app.listener_settings.set(conn_settings(&new));
@@ -141,7 +150,86 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
         crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());
     }
     app.media.update(media);
+    warn_dedupe_history(&app.live().config, &new);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");
     Ok(())
+}
+
+/// Dedupe memory is kept per route name and key: a reload that renames a
+/// route (same path, new name) or changes how a route keys its callbacks
+/// (`dedupe_key`, or a `preset` that brings its own key) starts a new dedupe
+/// history for it. Said in a warning, so that a duplicate delivery after it
+/// is not a surprise.
+fn warn_dedupe_history(old: &Config, new: &Config) {
+    for (i, r) in new.routes.iter().enumerate() {
+        match old.routes.iter().find(|o| o.name == r.name) {
+            Some(o) if o.dedupe_key != r.dedupe_key => tracing::warn!(
+                route = %r.name,
+                "routes[{i}] ({}): the dedupe key changed (dedupe_key or preset): retries of callbacks accepted \
+                 before this reload will not be recognised as duplicates",
+                r.name
+            ),
+            Some(_) => {}
+            None => {
+                let renamed = old
+                    .routes
+                    .iter()
+                    .find(|o| o.path == r.path && !new.routes.iter().any(|n| n.name == o.name));
+                if let Some(o) = renamed {
+                    tracing::warn!(
+                        route = %r.name,
+                        old_name = %o.name,
+                        path = %r.path,
+                        "routes[{i}]: route {} renamed to {} (same path): renaming a route starts a new dedupe \
+                         history, so retries of callbacks accepted before this reload will not be recognised as \
+                         duplicates; deliveries still pending on {} stay parked under that name until a route of \
+                         that name is configured again",
+                        o.name,
+                        r.name,
+                        o.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether certificate name `cert` (maybe a `*.` wildcard) covers host `name`.
+fn covers(cert: &str, name: &str) -> bool {
+    if cert.eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match (cert.strip_prefix("*."), name.split_once('.')) {
+        (Some(suffix), Some((_, rest))) => rest.eq_ignore_ascii_case(suffix),
+        _ => false,
+    }
+}
+
+/// After a refused reload: a line saying so when the certificate files of
+/// the running configuration hold another certificate than the one served
+/// (a renewal, e.g. by certbot's deploy hook): it was not applied.
+pub fn unapplied_certificate(app: &App) -> Option<String> {
+    let live = app.live();
+    let Some(TlsSource::Files(files)) = &live.config.server.tls else {
+        return None;
+    };
+    let served = app.tls.as_ref()?.certificate()?;
+    let first = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
+        .ok()?
+        .next()?
+        .ok()?;
+    let on_disk = tls::CertInfo::from_der(&first).ok()?;
+    (on_disk.serial != served.serial).then(|| {
+        format!(
+            "the certificate files changed and were NOT applied: {} holds serial {} (names {}, expires {}), \
+             the old certificate (serial {}, expires {}) is still served; fix what the reload refused and reload again",
+            files.cert.display(),
+            on_disk.serial,
+            on_disk.names.join(","),
+            tls::rfc3339(on_disk.not_after),
+            served.serial,
+            tls::rfc3339(served.not_after),
+        )
+    })
 }

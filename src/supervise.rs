@@ -124,7 +124,10 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let _ = sd_notify::notify(false, &states);
                 if let Err(e) = handle.reload().await {
-                    tracing::error!("reload refused, keeping the running configuration: {e}");
+                    match crate::reload::unapplied_certificate(&handle.app) {
+                        Some(cert) => tracing::error!("reload refused, keeping the running configuration: {e}; {cert}"),
+                        None => tracing::error!("reload refused, keeping the running configuration: {e}"),
+                    }
                 }
                 if let Some(problem) = handle.app.certificate_problem() {
                     tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");

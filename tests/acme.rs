@@ -217,3 +217,55 @@ async fn renews_when_a_third_of_the_validity_is_left() {
     assert_eq!(st.failures, 0);
     h.shutdown().await;
 }
+
+/// A restart after the `domains` list changed (a name added, the list
+/// reordered) serves the newest valid cached certificate whose names overlap
+/// the new list, from the first handshake, also while the CA is unreachable
+/// (review 35, finding 2), and orders one for the new list at once: served
+/// once issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_changed_domains_serves_the_cached_certificate_until_the_new_one_is_issued() {
+    const MORE: &str = "more.hookrelay.test";
+    let port = free_port();
+    let mut pb = Pebble::start(port, None).await;
+    let (dir, sub, h, client, der) = issued(&pb, port).await;
+    h.shutdown().await;
+    let cfg = |pb: &Pebble, domains: [&str; 2]| {
+        acme_config(dir.path(), port, pb, &sub.url()).tls_acme(pb.acme().domains(domains))
+    };
+
+    // The CA is unreachable while the relay restarts with one more name.
+    pb.stop();
+    let h = start(&cfg(&pb, [DOMAIN, MORE])).await;
+    let served = pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await;
+    assert!(
+        matches!(&served, Ok(d) if *d == der),
+        "after a restart that added an ACME name, the valid cached certificate for {DOMAIN} is not served: {}",
+        served.as_ref().err().map_or("another certificate", String::as_str)
+    );
+    // Due at once: the order for the new list is under way (and fails here).
+    let st = h.app.acme.as_ref().unwrap().status();
+    assert!(st.renew_at.unwrap() <= SystemTime::now(), "{st:?}");
+    h.shutdown().await;
+
+    // With the CA back (and the list reordered): served at once, then
+    // replaced by the certificate for both names.
+    pb.restart().await;
+    let h = start(&cfg(&pb, [MORE, DOMAIN])).await;
+    assert_eq!(
+        pebble::served_cert(h.ingest_addrs[0], DOMAIN, &client).await.unwrap(),
+        der
+    );
+    // The restarted CA signs with a new root.
+    let client = tls_client(&pb.root().await, &[b"http/1.1"]);
+    let (_, info) = pebble::wait_cert(
+        h.ingest_addrs[0],
+        &client,
+        secs(60),
+        "the certificate for both names",
+        |i| i.names.iter().any(|n| n == MORE),
+    )
+    .await;
+    assert!(info.names.iter().any(|n| n == DOMAIN), "{:?}", info.names);
+    h.shutdown().await;
+}

@@ -178,3 +178,49 @@ async fn lists_say_when_rows_are_left_out_and_where_the_next_page_is() {
     );
     h.shutdown().await;
 }
+
+/// An event stored for no subscriber at all (what a request whose route's
+/// subscribers were all taken off it by a reload at the moment of its store
+/// leaves behind; review 35, finding 1) is `undelivered` in the admin API,
+/// not `delivered`, and the status filter finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_for_no_subscriber_is_undelivered_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN))).await;
+    let stored = h
+        .app
+        .store
+        .append(hookrelay::store::NewEvent {
+            meta: hookrelay::store::EventMeta {
+                route: "t".into(),
+                received_ms: hookrelay::clock::now_ms(),
+                source: None,
+                content_type: Some("application/json".into()),
+                headers: vec![],
+                subscribers: vec![],
+                dedupe_fallback: false,
+                origin: hookrelay::store::Origin::Callback,
+            },
+            dedupe_hash: [7; 32],
+            body: bytes::Bytes::from_static(b"{}"),
+            media: vec![],
+            task: None,
+        })
+        .await
+        .unwrap();
+    let id = stored.id.to_string();
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(ev["status"], "undelivered", "{ev}");
+    let (s, list) = admin(h.admin_addr, "GET", "/api/events?status=undelivered").await;
+    assert_eq!(s, http::StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "{list}");
+    let (_, list) = admin(h.admin_addr, "GET", "/api/events?status=delivered").await;
+    assert!(list["events"].as_array().unwrap().is_empty(), "{list}");
+    h.shutdown().await;
+}

@@ -222,3 +222,108 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     )
     .await;
 }
+
+/// `routes[0]` renamed to `name`: same path, token, dedupe key, subscribers.
+pub(crate) fn route_renamed(base: &TestConfig, name: &'static str) -> TestConfig {
+    base.clone().raw(move |t| {
+        let routes = t.get_mut("routes").and_then(|r| r.as_array_mut()).expect("routes");
+        routes[0]
+            .as_table_mut()
+            .expect("route table")
+            .insert("name".into(), toml::Value::String(name.into()));
+    })
+}
+
+/// A callback whose request began before a reload that renames its route
+/// (its subscribers move with it) and whose body ends after it is not stored
+/// under the old name, where it would be nobody's (review 35, finding 1): it
+/// is answered 503 with `Retry-After: 1`, and the provider's retry is stored
+/// on the renamed route and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the_renamed_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    base.write();
+    let h = start(&base).await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("across-the-rename");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    route_renamed(&base, "t_renamed").write();
+    h.reload().await.expect("reload");
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = c.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 503") && answer.contains("retry-after: 1\r\n"),
+        "a callback received across the rename was not refused for a retry: {answer}"
+    );
+    // The provider retries: stored on the renamed route, delivered once.
+    let id = accepted(addr, &body).await;
+    a.wait_for(secs(10), "the retry", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(ev["route"], "t_renamed", "{ev}");
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(seen_ids(&a).get(&id), Some(&1), "{ev}");
+    assert_eq!(seen_ids(&a).len(), 1, "{ev}");
+    h.shutdown().await;
+}
+
+/// A callback whose request began before a reload that replaces all of its
+/// route's subscribers (`a` out, `b` in) would be stored for nobody: it is
+/// answered 503 with `Retry-After: 1`, and the retry goes to `b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_is_refused_for_a_retry() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Sub::ok().await, Sub::ok().await);
+    let base = TestConfig::new(dir.path());
+    let h = start(&base.clone().subscriber(Subscriber::new("a", a.url()))).await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("across-the-swap");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    base.clone().subscriber(Subscriber::new("b", b.url())).write();
+    h.reload().await.expect("reload");
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = c.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 503") && answer.contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+    let id = accepted(addr, &body).await;
+    b.wait_for(secs(10), "the retry", |r| {
+        r.iter().any(|x| x.header("webhook-id") == id)
+    })
+    .await;
+    assert!(a.all().is_empty());
+    h.shutdown().await;
+}

@@ -541,3 +541,138 @@ async fn a_reload_that_leaves_the_served_expired_certificate_alone_applies_the_r
          certificate is expired: {reloaded:?}; admin.token applied: {token_applied}"
     );
 }
+
+/// Dedupe memory is per route name and key (review 35, findings 3 and 5): a
+/// reload that renames a route (same path) or changes its dedupe key says in
+/// a warning that retries of callbacks accepted before it will not be
+/// recognised as duplicates (and, for a rename, that the old name's pending
+/// deliveries stay parked under it). The provider's retry after the rename
+/// is a new event, as the warning says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedupe_history_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    let bin = Bin::start(&base.write(), &[]);
+    let body = runway("r35-rename");
+    let first = accepted(bin.addr, &body).await;
+    a.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
+
+    let renamed = crate::moved_route::route_renamed(&base, "t_renamed");
+    renamed.write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "route t renamed to t_renamed (same path)", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("renamed to t_renamed")).unwrap();
+    for said in [
+        "WARN",
+        "starts a new dedupe history",
+        "retries of callbacks accepted before this reload will not be recognised as duplicates",
+        "deliveries still pending on t stay parked under that name",
+    ] {
+        assert!(line.contains(said), "{said:?} not in {line}");
+    }
+    // As warned: the provider's retry is a new event on the renamed route.
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+    let (s, v) = callback(bin.addr, &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["duplicate"], false, "{v}");
+    assert_ne!(v["id"].as_str(), Some(first.as_str()), "{v}");
+
+    renamed
+        .raw(|t| {
+            let routes = t.get_mut("routes").and_then(|r| r.as_array_mut()).unwrap();
+            routes[0]
+                .as_table_mut()
+                .unwrap()
+                .insert("dedupe_key".into(), toml::Value::Array(vec!["/task_id".into()]));
+        })
+        .write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "the dedupe key changed", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("the dedupe key changed")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("t_renamed") && line.contains("will not be recognised as duplicates"),
+        "{line}"
+    );
+    // Once: the unchanged routes of a later reload are not named again.
+    assert_eq!(log.matches("renamed to t_renamed").count(), 1, "{log}");
+}
+
+/// A reload refused for an unrelated reason (here a bad allowlist saved
+/// earlier) also keeps a renewed certificate from being served (review 35,
+/// finding 4): the refusal's error line says that the certificate files
+/// changed and were not applied, naming the new and the served serial.
+#[tokio::test]
+async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    let saved = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let (old_crt, old_key) = (saved("tls.crt"), saved("tls.key"));
+    let new = TestCert::write(dir.path(), "tls");
+    cfg.clone().edit_route("t", |r| r.allow_ips(["nonsense"])).write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "reload refused", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    let serial = |c: &TestCert| hookrelay::tls::CertInfo::from_der(&c.der).unwrap().serial;
+    for said in [
+        "ERROR".to_string(),
+        "routes[0].allow_ips[0]".to_string(),
+        "the certificate files changed and were NOT applied".to_string(),
+        format!("holds serial {}", serial(&new)),
+        format!("old certificate (serial {}", serial(&old)),
+    ] {
+        assert!(line.contains(&said), "{said:?} not in {line}");
+    }
+    // Nothing changed on disk: a refusal says nothing about the certificate.
+    std::fs::write(dir.path().join("tls.crt"), old_crt).unwrap();
+    std::fs::write(dir.path().join("tls.key"), old_key).unwrap();
+    bin.signal("HUP");
+    let refused = |log: &str| log.matches("reload refused").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused(&bin.log_text()) < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = bin.log_text();
+    assert_eq!(log.matches("NOT applied").count(), 1, "{log}");
+}
+
+/// A reload that swaps in a certificate for none of the names the served
+/// one had (the wrong file linked) logs a warning naming both sets (review
+/// 35, finding 6).
+#[tokio::test]
+async fn a_reload_warns_when_the_new_certificate_covers_none_of_the_served_names() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    TestCert::write_for(dir.path(), "tls", &["other.example"]);
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "covers none of the names", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("covers none of the names")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("localhost") && line.contains("other.example"),
+        "{line}"
+    );
+    // The same names again: no warning.
+    TestCert::write_for(dir.path(), "tls", &["other.example", "more.example"]);
+    bin.signal("HUP");
+    let read = |log: &str| log.matches("certificate files read again").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read(&bin.log_text()) < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(ms(200)).await;
+    assert_eq!(bin.log_text().matches("covers none of the names").count(), 1);
+}

@@ -14,7 +14,10 @@ use common::*;
 async fn not_for_the_removed_subscriber(base: TestConfig) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Sub::ok().await;
-    let with_s = base.clone().subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]))
+        .subscriber(Subscriber::new("other", DOWN));
     let h = start(&with_s).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-reload");
@@ -30,7 +33,8 @@ async fn not_for_the_removed_subscriber(base: TestConfig) {
     .await
     .unwrap();
     tokio::time::sleep(ms(200)).await;
-    // s removed (another subscriber keeps the route).
+    // s removed (another subscriber keeps the route; a reload that replaces
+    // all of them is refused for a retry: `moved_route.rs`).
     base.clone().subscriber(Subscriber::new("other", DOWN)).write();
     h.reload().await.expect("reload");
     c.write_all(tail.as_bytes()).await.unwrap();

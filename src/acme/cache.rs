@@ -1,7 +1,8 @@
 //! The ACME state directory: the account key and the current certificate
 //! bundle (key + chain), one file each, named after a hash of what they belong
-//! to (contact and directory URL; domains and directory URL) so a changed
-//! config never picks up a stale file.
+//! to (contact and directory URL; the domains, sorted and lowercased, and
+//! the directory URL). A certificate for other names is only a stand-in,
+//! served while the one for the configured names is ordered (`Acme::new`).
 //!
 //! Files are written whole or not at all (temporary file, fsync, rename) with
 //! mode 0600 in a 0700 directory: they hold private keys. Owns the file layout
@@ -43,8 +44,27 @@ impl StateDir {
         &self.dir
     }
 
+    /// The certificate for these names (in any order and case) from this CA.
     pub fn cert_file(&self, domains: &[String], directory_url: &str) -> PathBuf {
-        self.dir.join(name("cert", domains, directory_url, "pem"))
+        let mut names: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        self.dir.join(name("cert", &names, directory_url, "pem"))
+    }
+
+    /// Every cached certificate file (`cert-*.pem`), whatever it was for:
+    /// the candidates when the one for the configured names is missing.
+    pub fn cert_files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if file.starts_with("cert-") && file.ends_with(".pem") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
     }
 
     pub fn account_file(&self, contact: &[String], directory_url: &str) -> PathBuf {

@@ -172,11 +172,42 @@ async fn a_cached_certificate_is_served_from_the_start() {
     assert_eq!(json["failures"], 0);
     assert!(json["last_error"].is_null() && json["next_attempt"].is_null(), "{json}");
 
-    // Another directory (another CA or account) does not pick it up.
+    // Another directory (another CA or account), or another list of names
+    // that overlaps it: served while one for the new settings is ordered at
+    // once (review 35, finding 2). Names it does not cover: not served.
     let other = AcmeSettings {
         directory: "https://127.0.0.1:9/other".into(),
+        ..s.clone()
+    };
+    let more = AcmeSettings {
+        domains: vec!["more.hookrelay.test".into(), DOMAIN.to_uppercase()],
+        ..s.clone()
+    };
+    for changed in [other, more] {
+        let acme = Acme::new(&changed, state.path(), Options::default(), Counter::default()).unwrap();
+        let st = acme.status();
+        assert_eq!(st.certificate.as_ref(), Some(&info), "{:?}", changed.domains);
+        assert!(st.renew_at.unwrap() <= crate::clock::time_of_day());
+    }
+    let elsewhere = AcmeSettings {
+        domains: vec!["elsewhere.hookrelay.test".into()],
         ..s
     };
-    let acme = Acme::new(&other, state.path(), Options::default(), Counter::default()).unwrap();
+    let acme = Acme::new(&elsewhere, state.path(), Options::default(), Counter::default()).unwrap();
     assert!(acme.status().certificate.is_none());
+}
+
+#[test]
+fn the_cache_file_name_ignores_the_order_and_case_of_the_domains() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = cache::StateDir::open(state.path()).unwrap();
+    let d = "https://ca.example/dir";
+    assert_eq!(
+        dir.cert_file(&["b.example".into(), "A.example".into()], d),
+        dir.cert_file(&["a.example".into(), "b.example".into()], d)
+    );
+    assert_ne!(
+        dir.cert_file(&["a.example".into()], d),
+        dir.cert_file(&["a.example".into(), "b.example".into()], d)
+    );
 }

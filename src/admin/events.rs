@@ -61,10 +61,10 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     let before = q.get("before").map(parse_id).transpose()?;
     let status = q.get("status");
     if let Some(s) = status {
-        if !matches!(s, "pending" | "delivered" | "dead") {
+        if !matches!(s, "pending" | "delivered" | "dead" | "undelivered") {
             return Err((
                 StatusCode::BAD_REQUEST,
-                format!("invalid status {s:?}: use pending, delivered or dead"),
+                format!("invalid status {s:?}: use pending, delivered, dead or undelivered"),
             ));
         }
     }

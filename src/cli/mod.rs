@@ -157,7 +157,7 @@ pub enum AdminCommand {
         #[arg(long)]
         route: Option<String>,
         /// Only events in this state
-        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        #[arg(long, value_parser = ["pending", "delivered", "dead", "undelivered"])]
         status: Option<String>,
         /// Only events whose task id contains this text (any case)
         #[arg(long)]

@@ -21,6 +21,9 @@ pub enum Answer {
     Unavailable,
     /// Requests not yet authenticated would hold more than `server.max_body_memory`.
     Busy,
+    /// A reload renamed or removed the request's route while its body was
+    /// received: not stored; the retry lands on the current route (or 404).
+    RouteChanged,
 }
 
 /// The one mapping from outcome to HTTP answer.
@@ -57,6 +60,10 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "too many request bodies are being received at once; retry later"}),
         ),
+        Answer::RouteChanged => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "the configuration changed while the callback was received; retry"}),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
@@ -79,6 +86,9 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
         }
         Answer::Unavailable => {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        Answer::RouteChanged => {
+            h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         _ => {}
     }

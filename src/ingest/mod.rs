@@ -26,7 +26,7 @@ pub use budget::{BodyBudget, BodyLease, Client};
 pub use contested::append as append_contested;
 
 use crate::auth;
-use crate::state::{App, Refusal, RouteState};
+use crate::state::{App, Live, Refusal, RouteState};
 use crate::store::{EventMeta, NewEvent, Origin};
 
 /// Media URLs archived per callback at most, and the longest URL taken: a
@@ -119,7 +119,7 @@ where
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
-    let answer = check_and_store(&app, &live.config.server, &route, req, source, started).await;
+    let answer = check_and_store(&app, &live, &route, req, source, started).await;
     let status = respond(&answer);
     let code = status.status().as_u16();
     app.metrics.ingest(&route.route.name, code);
@@ -147,9 +147,28 @@ where
     status
 }
 
+/// Whether `route` (taken from `live` when the request began) is still the
+/// route for its path under its name in the configuration in force now,
+/// with at least one of the subscribers the event would be stored for. A
+/// pointer compare while no reload happened; the lookup only after one.
+fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool {
+    let now = app.live();
+    if Arc::ptr_eq(&now, live) {
+        return true;
+    }
+    let r = &route.route;
+    now.routes.get(&r.path).is_some_and(|s| {
+        s.route.name == r.name
+            && s.route
+                .subscribers
+                .iter()
+                .any(|n| r.subscribers.iter().any(|o| o.name == n.name))
+    })
+}
+
 async fn check_and_store<B>(
     app: &App,
-    server: &crate::config::ServerConfig,
+    live: &Arc<Live>,
     route: &RouteState,
     req: Request<B>,
     source: auth::Source,
@@ -159,6 +178,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    let server = &live.config.server;
     let r = &route.route;
     if req.method() != Method::POST {
         return Answer::MethodNotAllowed;
@@ -256,6 +276,15 @@ where
     let media = media_urls(r, json.as_ref());
     let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
     let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
+    // A reload while the body arrived may have renamed or removed the route
+    // (its subscribers moved or gone), or replaced all of its subscribers:
+    // stored as the request began, the event would be nobody's. The
+    // provider's retry finds the route in force.
+    if !route_still_current(app, live, route) {
+        tracing::warn!(route = %r.name, path = %r.path,
+            "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
+        return Answer::RouteChanged;
+    }
     let commit = contested::append(
         &app.store,
         verifier,

@@ -227,10 +227,14 @@ pub struct EventView {
 }
 
 impl EventView {
-    /// One word for the event as a whole: dead, pending or delivered.
+    /// One word for the event as a whole: dead, pending or delivered; or
+    /// undelivered when it was stored for no subscriber at all (a request
+    /// whose route's subscribers a reload ended while it was received).
     pub fn status(&self) -> &'static str {
         let names: Vec<&str> = self.deliveries.iter().map(|d| d.state.name()).collect();
-        if names.contains(&"dead") {
+        if names.is_empty() {
+            "undelivered"
+        } else if names.contains(&"dead") {
             "dead"
         } else if names.contains(&"pending") {
             "pending"

@@ -34,6 +34,12 @@ impl TestCert {
         Self::write_params(dir, name, params)
     }
 
+    /// As `write`, for these names instead of `localhost` and `127.0.0.1`.
+    pub fn write_for(dir: &Path, name: &str, names: &[&str]) -> TestCert {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        Self::write_params(dir, name, rcgen::CertificateParams::new(names).unwrap())
+    }
+
     /// As `write`, with no subjectAltName at all (only a common name), which
     /// no TLS client accepts for any host.
     pub fn write_without_names(dir: &Path, name: &str) -> TestCert {

@@ -72,7 +72,7 @@ const events = {
     const status = el(
       'select',
       { id: 'filter-status', onchange: onInput('status') },
-      ['', 'pending', 'delivered', 'dead'].map((s) => el('option', { value: s, selected: s === filters.status }, s || 'any status')),
+      ['', 'pending', 'delivered', 'dead', 'undelivered'].map((s) => el('option', { value: s, selected: s === filters.status }, s || 'any status')),
     );
     controls.append(
       el('label', {}, 'Route ', eventsRoute.select),
