@@ -1,0 +1,150 @@
+//! Review 36 (hostile): media archiving and reconciliation under faults,
+//! embedded sled store. Each test proves one finding of
+//! /work/notes/review36.md and fails while the defect is there.
+
+use crate::common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::files::{sha256_hex, FileServer};
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{submit_ok, task, task_route, tasks_config};
+use common::*;
+use serde_json::{json, Value};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// POST `body` to `path` with a valid `kie` signature for `task_id` (made
+/// now, as anyone who saw one genuine callback of the task can replay it:
+/// the signature covers only `taskId.timestamp`); the event's id.
+async fn post_signed(addr: std::net::SocketAddr, path: &str, fake: &FakeProvider, task_id: &str, body: &Value) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(task_id, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Finding 1. On a route that both reconciles and verifies by fetch, a
+/// terminal callback that the verifier later holds as `unverified` (the
+/// provider's record disagrees: a forged body with a replayed signature)
+/// still settles the expected task as `called_back` at ingest. The task is
+/// then never polled, so when the provider's genuine callback is lost the
+/// relay never recovers the result it is owed: the subscriber gets nothing,
+/// although the verifier itself fetched the terminal record.
+#[tokio::test]
+async fn an_unverified_callback_does_not_settle_the_task_it_names() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch")
+        // First poll 2 s after registration: the forged callback comes first.
+        .reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+
+    // The provider's genuine callback for this task is lost.
+    fake.plan_next(TaskPlan::success().lose());
+    let task_id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let genuine = fake.final_callback(&task_id);
+    let mut forged = genuine.clone();
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let id = post_signed(addr, "/hooks/runway", &fake, &task_id, &forged).await;
+
+    // The forged body is held as unverified (never delivered)...
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "dead", "{view}");
+    // ...so the genuine result must still come: the task is owed a result.
+    let end = tokio::time::Instant::now() + secs(15);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let got = sub.all();
+    let t = task(h.admin_addr, &task_id).await;
+    assert!(
+        !got.is_empty(),
+        "the task was settled by a callback the verifier rejected and never polled \
+         (status requests: {}); task: {t}",
+        fake.status_requests(&task_id)
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["video_url"], genuine["data"]["video_url"], "{body}");
+    h.shutdown().await;
+}
+
+/// Finding 2. `media.retention` may be set shorter than the life of the
+/// events whose media it keeps (only "at least 1m" is checked). A stored
+/// file's URL row and the file itself are then removed while an
+/// `after_archive` delivery of the event is still retrying: the delivery
+/// that finally goes out says the event has no media at all
+/// (`hookrelay-media: []`), and the file is gone.
+#[tokio::test]
+async fn media_retention_does_not_remove_a_file_an_undelivered_event_still_needs() {
+    let s = FileServer::start(LOCAL).await;
+    let video = b"review36 video bytes".to_vec();
+    let url = s.bytes("/r36/video.mp4", &video, "video/mp4");
+    // The subscriber is down for the first attempt; the retry comes after
+    // media retention's second sweep (70 s after start).
+    let sub = Sub::start(Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Status(503)
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private().retention(secs(60))).route(
+        preset_route("runway", "kie-runway").subscriber(
+            Subscriber::new("late", sub.url())
+                .after_archive()
+                .retry([secs(80)]),
+        ),
+    );
+    let h = start(&cfg).await;
+    let body = json!({"code": 200, "msg": "ok",
+        "data": {"task_id": "r36-media", "video_id": "v", "video_url": url, "image_url": ""}});
+    let id = callback_ok(h.ingest_addrs[0], "/hooks/runway", &body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let media = wait_final(h.admin_addr, &id, secs(10)).await;
+    assert_eq!(item(&media, &url)["state"], "stored", "{media:#?}");
+    sub.wait_for(secs(10), "the first attempt", |all| all.len() == 1).await;
+
+    let got = sub
+        .wait_for(secs(120), "the retried delivery", |all| all.len() == 2)
+        .await;
+    assert_eq!(got.len(), 2, "the retry never came");
+    let header: Vec<Value> = serde_json::from_str(got[1].header("hookrelay-media")).unwrap();
+    let (s_file, _) = admin(h.admin_addr, "GET", &format!("/api/media/{}", sha256_hex(&video))).await;
+    assert!(
+        header.iter().any(|i| i["url"] == url.as_str() && i["state"] == "stored"),
+        "the delivery of an event whose file was stored says it has no such media: {header:?} \
+         (GET /api/media/SHA now answers {s_file})"
+    );
+    h.shutdown().await;
+}
