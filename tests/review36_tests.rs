@@ -6,7 +6,6 @@ use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::files::{sha256_hex, FileServer};
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
@@ -145,6 +144,83 @@ async fn media_retention_does_not_remove_a_file_an_undelivered_event_still_needs
         header.iter().any(|i| i["url"] == url.as_str() && i["state"] == "stored"),
         "the delivery of an event whose file was stored says it has no such media: {header:?} \
          (GET /api/media/SHA now answers {s_file})"
+    );
+    h.shutdown().await;
+}
+
+/// A provider stand-in on loopback answering each status request in turn
+/// with the next of `answers` (the last one repeats), HTTP 200, one request
+/// per connection; how many status requests it got.
+async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let answer = answers[n.min(answers.len() - 1)].to_string();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, asked)
+}
+
+/// Finding 3. The reconciler gives a task up for good on the first status
+/// answer whose code is not retryable — `code: 400` among them, which is in
+/// Veo's documented record-info code enum and is the code of the transient
+/// "1080P is processing" (provider-polling.md). Review 33 made the verify
+/// gate ask again after such an answer; `reconcile::poll` still settles the
+/// task `gave_up` at once, so the finished task's result is never recovered.
+#[tokio::test]
+async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
+    let id = "veo-r36-1";
+    let processing = json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_provider(vec![processing, done]).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one transient 400 ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
     );
     h.shutdown().await;
 }
