@@ -152,6 +152,13 @@ async fn media_retention_does_not_remove_a_file_an_undelivered_event_still_needs
 /// with the next of `answers` (the last one repeats), HTTP 200, one request
 /// per connection; how many status requests it got.
 async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    scripted_http(answers.into_iter().map(|v| (200, "application/json", v.to_string())).collect()).await
+}
+
+/// As [`scripted_provider`], with each answer's HTTP status, content type and body.
+async fn scripted_http(
+    answers: Vec<(u16, &'static str, String)>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -162,7 +169,7 @@ async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<st
         loop {
             let Ok((mut conn, _)) = listener.accept().await else { return };
             let n = count.fetch_add(1, Ordering::SeqCst);
-            let answer = answers[n.min(answers.len() - 1)].to_string();
+            let (status, ctype, answer) = answers[n.min(answers.len() - 1)].clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -173,7 +180,7 @@ async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<st
                     }
                 }
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
                     answer.len()
                 );
                 let _ = conn.write_all(reply.as_bytes()).await;
@@ -220,6 +227,47 @@ async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
         (sub.count(), &t["state"]),
         (1, &Value::from("recovered")),
         "one transient 400 ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    h.shutdown().await;
+}
+
+/// Finding 3, second form: an HTTP 404 whose body is not the provider's
+/// JSON envelope (a gateway's or load balancer's page while the API is
+/// redeployed) is read as the provider saying "no such task", and the task
+/// is given up for good on that one answer.
+#[tokio::test]
+async fn a_gateway_404_page_does_not_give_the_task_up() {
+    let id = "veo-r36-2";
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_http(vec![
+        (404, "text/html", "<html><body><h1>404 Not Found</h1>nginx</body></html>".into()),
+        (200, "application/json", done.to_string()),
+    ])
+    .await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one HTML 404 from a gateway ended the task (status requests: {}): {t}",
         asked.load(std::sync::atomic::Ordering::SeqCst)
     );
     h.shutdown().await;
