@@ -8,14 +8,16 @@
 //! its result URLs is not an end (the callback carrying them is delivered);
 //! the task view shows the provider's final state of a task a poll settled,
 //! and a refused API key does not read "giving up" while the task keeps
-//! polling.
+//! polling; on a route that verifies by fetch, a callback held as
+//! unverified does not settle its task (the task is polled, its result
+//! delivered).
 
 use crate::common;
 
 use std::net::SocketAddr;
 
-use common::provider::{FakeOptions, FakeProvider};
-use common::tasks::{register, task, task_route, task_until, tasks_config};
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{register, submit_ok, task, task_route, task_until, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 use serde_json::{json, Value};
@@ -246,5 +248,84 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
     assert!(error.contains("unauthorized (code 401"), "{t}");
     assert!(!error.contains("giving up"), "the task is not given up: {error}");
     assert!(error.contains("until the key or account is fixed"), "{error}");
+    h.shutdown().await;
+}
+
+/// POST `body` to `path` with a valid `kie` signature for `task_id` (made
+/// now, as anyone who saw one genuine callback of the task can replay it:
+/// the signature covers only `taskId.timestamp`); the event's id.
+async fn post_signed(addr: std::net::SocketAddr, path: &str, fake: &FakeProvider, task_id: &str, body: &Value) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(task_id, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// On a route that both reconciles and verifies by fetch, a
+/// terminal callback that the verifier later holds as `unverified` (the
+/// provider's record disagrees: a forged body with a replayed signature)
+/// still settles the expected task as `called_back` at ingest. The task is
+/// then never polled, so when the provider's genuine callback is lost the
+/// relay never recovers the result it is owed: the subscriber gets nothing,
+/// although the verifier itself fetched the terminal record.
+#[tokio::test]
+async fn an_unverified_callback_does_not_settle_the_task_it_names() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch")
+        // First poll 2 s after registration: the forged callback comes first.
+        .reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+
+    // The provider's genuine callback for this task is lost.
+    fake.plan_next(TaskPlan::success().lose());
+    let task_id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let genuine = fake.final_callback(&task_id);
+    let mut forged = genuine.clone();
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let id = post_signed(addr, "/hooks/runway", &fake, &task_id, &forged).await;
+
+    // The forged body is held as unverified (never delivered)...
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "dead", "{view}");
+    // ...so the genuine result must still come: the task is owed a result.
+    let end = tokio::time::Instant::now() + secs(15);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let got = sub.all();
+    let t = task(h.admin_addr, &task_id).await;
+    assert!(
+        !got.is_empty(),
+        "the task was settled by a callback the verifier rejected and never polled \
+         (status requests: {}); task: {t}",
+        fake.status_requests(&task_id)
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["video_url"], genuine["data"]["video_url"], "{body}");
     h.shutdown().await;
 }

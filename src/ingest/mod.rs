@@ -254,8 +254,16 @@ where
     };
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
     let media = media_urls(r, json.as_ref());
-    let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
     let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
+    // On a route that verifies by fetch, a callback is not known to be
+    // genuine when it is stored: it does not settle its expected task (a
+    // forged one held as unverified would leave the task's result lost,
+    // never polled). The task is settled by its poll: the provider's record
+    // duplicates the verified callback (`called_back`) or is recovered.
+    let task = match verifier {
+        Some(_) => None,
+        None => json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j)),
+    };
     let commit = contested::append(
         &app.store,
         verifier,
