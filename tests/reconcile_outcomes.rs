@@ -10,11 +10,13 @@
 //! and a refused API key does not read "giving up" while the task keeps
 //! polling; on a route that verifies by fetch, a callback held as
 //! unverified does not settle its task (the task is polled, its result
-//! delivered).
+//! delivered), and a poll keeps asking after a transient `code: 400` or a
+//! gateway's 404 page.
 
 use crate::common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{register, submit_ok, task, task_route, task_until, tasks_config};
@@ -327,5 +329,126 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names() {
     );
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(body["data"]["video_url"], genuine["data"]["video_url"], "{body}");
+    h.shutdown().await;
+}
+
+/// A provider stand-in on loopback answering each status request in turn
+/// with the next of `answers` (the last one repeats), HTTP 200, one request
+/// per connection; how many status requests it got.
+async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    scripted_http(answers.into_iter().map(|v| (200, "application/json", v.to_string())).collect()).await
+}
+
+/// As [`scripted_provider`], with each answer's HTTP status, content type and body.
+async fn scripted_http(
+    answers: Vec<(u16, &'static str, String)>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let (status, ctype, answer) = answers[n.min(answers.len() - 1)].clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, asked)
+}
+
+/// A `code: 400` status answer (in Veo's record-info code enum: the
+/// transient "1080P is processing", provider-polling.md) does not give the
+/// task up: it is polled again and its result recovered.
+#[tokio::test]
+async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
+    let id = "veo-r36-1";
+    let processing = json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_provider(vec![processing, done]).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one transient 400 ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    h.shutdown().await;
+}
+
+/// An HTTP 404 whose body is not the provider's JSON envelope (a gateway's
+/// or load balancer's page while the API is redeployed) is not the provider
+/// saying "no such task": the task is polled again and its result recovered.
+#[tokio::test]
+async fn a_gateway_404_page_does_not_give_the_task_up() {
+    let id = "veo-r36-2";
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_http(vec![
+        (404, "text/html", "<html><body><h1>404 Not Found</h1>nginx</body></html>".into()),
+        (200, "application/json", done.to_string()),
+    ])
+    .await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one HTML 404 from a gateway ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
+    );
     h.shutdown().await;
 }
