@@ -138,7 +138,8 @@ async fn after_archive_is_told_about_failed_files_and_events_without_media() {
     let later_sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = runway_route([Subscriber::new("later", later_sub.url()).after_archive()]);
-    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+    let media = Media::new().allow_private().retry([ms(200), ms(200)]);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
     let gone = json!({"code": 200, "msg": "ok", "data": {"task_id": "a", "video_url": missing, "image_url": ""}});
     let failed_task =
         json!({"code": 400, "msg": "moderation", "data": {"task_id": "b", "video_url": "", "image_url": ""}});
