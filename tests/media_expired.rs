@@ -79,7 +79,10 @@ async fn a_404_without_a_provider_key_is_tried_again_before_it_fails() {
     s.bytes("/r36/late.mp4", b"late bytes", "video/mp4");
     let media = wait_final(h.admin_addr, &id, WAIT).await;
     let m = item(&media, &url);
-    assert_eq!(m["state"], "stored", "a 404 failed the file for good on the first try: {m}");
+    assert_eq!(
+        m["state"], "stored",
+        "a 404 failed the file for good on the first try: {m}"
+    );
     assert_eq!(m["sha256"], sha256_hex(b"late bytes"));
     assert_eq!(m["attempts"], 2, "{m}");
     h.shutdown().await;

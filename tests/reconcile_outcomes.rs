@@ -256,7 +256,13 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
 /// POST `body` to `path` with a valid `kie` signature for `task_id` (made
 /// now, as anyone who saw one genuine callback of the task can replay it:
 /// the signature covers only `taskId.timestamp`); the event's id.
-async fn post_signed(addr: std::net::SocketAddr, path: &str, fake: &FakeProvider, task_id: &str, body: &Value) -> String {
+async fn post_signed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    fake: &FakeProvider,
+    task_id: &str,
+    body: &Value,
+) -> String {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -336,7 +342,13 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names() {
 /// with the next of `answers` (the last one repeats), HTTP 200, one request
 /// per connection; how many status requests it got.
 async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    scripted_http(answers.into_iter().map(|v| (200, "application/json", v.to_string())).collect()).await
+    scripted_http(
+        answers
+            .into_iter()
+            .map(|v| (200, "application/json", v.to_string()))
+            .collect(),
+    )
+    .await
 }
 
 /// As [`scripted_provider`], with each answer's HTTP status, content type and body.
@@ -351,7 +363,9 @@ async fn scripted_http(
     let count = asked.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
             let n = count.fetch_add(1, Ordering::SeqCst);
             let (status, ctype, answer) = answers[n.min(answers.len() - 1)].clone();
             tokio::spawn(async move {
@@ -381,7 +395,8 @@ async fn scripted_http(
 #[tokio::test]
 async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
     let id = "veo-r36-1";
-    let processing = json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
+    let processing =
+        json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
     let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
         "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
         "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
@@ -423,7 +438,11 @@ async fn a_gateway_404_page_does_not_give_the_task_up() {
         "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
         "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
     let (provider, asked) = scripted_http(vec![
-        (404, "text/html", "<html><body><h1>404 Not Found</h1>nginx</body></html>".into()),
+        (
+            404,
+            "text/html",
+            "<html><body><h1>404 Not Found</h1>nginx</body></html>".into(),
+        ),
         (200, "application/json", done.to_string()),
     ])
     .await;

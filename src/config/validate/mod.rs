@@ -272,7 +272,12 @@ impl Validator<'_> {
     /// delivery said the event had no media. Refused, naming the key,
     /// rather than checked per file at each sweep (which would need an
     /// index from URL to events on both backends).
-    fn media_outlives_events(&self, media: &MediaConfig, store: &StoreConfig, routes: &[Route]) -> Result<(), ConfigError> {
+    fn media_outlives_events(
+        &self,
+        media: &MediaConfig,
+        store: &StoreConfig,
+        routes: &[Route],
+    ) -> Result<(), ConfigError> {
         let span = routes
             .iter()
             .filter(|r| !r.media.is_empty())
