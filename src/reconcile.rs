@@ -153,6 +153,9 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
         .routes
         .iter()
         .find(|r| r.name == route)
+        // On a route that verifies by fetch, a stored callback may be a
+        // forgery held as unverified: it does not settle the task; its poll does.
+        .filter(|r| r.verify != crate::config::Verify::Fetch)
         .map(|r| r.dedupe_key.terminal_hashes(r.preset.as_ref(), &task_id))
         .unwrap_or_default();
     let now = crate::clock::now_ms();

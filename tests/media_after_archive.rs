@@ -138,7 +138,8 @@ async fn after_archive_is_told_about_failed_files_and_events_without_media() {
     let later_sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = runway_route([Subscriber::new("later", later_sub.url()).after_archive()]);
-    let h = start(&media_config(dir.path(), Media::new().allow_private()).route(route)).await;
+    let media = Media::new().allow_private().retry([ms(200), ms(200)]);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
     let gone = json!({"code": 200, "msg": "ok", "data": {"task_id": "a", "video_url": missing, "image_url": ""}});
     let failed_task =
         json!({"code": 400, "msg": "moderation", "data": {"task_id": "b", "video_url": "", "image_url": ""}});
@@ -282,4 +283,31 @@ async fn a_del_character_in_one_media_url_does_not_blank_the_media_header() {
     );
     assert_eq!(header[0]["sha256"], sha256_hex(b"video-bytes"));
     h.shutdown().await;
+}
+
+/// `media.retention` shorter than the life of the events whose files it
+/// keeps (`store.retention` plus twice the longest retry schedule of a
+/// subscriber of an archiving route) is refused, naming the key: media
+/// retention removed a stored file and its URL row while an `after_archive`
+/// delivery of its event was still retrying, and that delivery then said the
+/// event had no media (`hookrelay-media: []`). From review 36, finding 3.
+#[test]
+fn a_media_retention_shorter_than_its_events_life_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |media: Media| {
+        media_config(dir.path(), media).retention(secs(3600)).route(
+            preset_route("runway", "kie-runway")
+                .subscriber(Subscriber::new("late", DOWN).after_archive().retry([secs(80)])),
+        )
+    };
+    let short = cfg(Media::new().allow_private().retention(secs(60))).write();
+    let (ok, out, err) = cli(&["check-config", "--config", short.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("media.retention") && err.contains("store.retention"),
+        "a media retention shorter than its events' life is accepted:\n{out}\n{err}"
+    );
+    // 1 h + 2 × 96 s (80 s + 20 % jitter) is enough.
+    let enough = cfg(Media::new().allow_private().retention(secs(3600 + 200))).write();
+    let (ok, out, err) = cli(&["check-config", "--config", enough.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
 }

@@ -1,8 +1,9 @@
 //! Promise 1 for the media archive, with the real binary: the URLs of an
 //! acknowledged callback are archived even when the daemon is killed with
 //! `kill -9` in the middle of the download (it starts again after the
-//! restart; no partial file is left), and a signed URL's query string never
-//! reaches the log.
+//! restart; no partial file is left), a signed URL's query string never
+//! reaches the log, and a reload does not remove the partial files of
+//! downloads in flight.
 
 use crate::common;
 
@@ -81,4 +82,48 @@ async fn a_download_killed_with_sigkill_is_archived_after_the_restart() {
         !logs.contains("SIGNEDSECRET123"),
         "a signed query reached the log:\n{logs}"
     );
+}
+
+/// A reload that changes a `[media]` key the local store does not use
+/// (`media.ca_file`) keeps the store: the `tmp/*.part` files of downloads in
+/// flight are not removed (they were, as at a start-up, and each such
+/// download then failed at its rename: a try lost, the whole file fetched
+/// again, or on the last step of `media.retry` the URL failed for good).
+/// From review 36, finding 4.
+#[tokio::test]
+async fn a_reload_does_not_remove_the_part_files_of_downloads_in_flight() {
+    let s = FileServer::start(LOCAL).await;
+    let (bytes, url) = s.slow_video("/r36/slow.mp4", secs(3));
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCert::write(dir.path(), "r36-ca");
+    let media = Media::new().allow_private().retry([ms(500)]);
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("now", sub.url()));
+    let cfg = media_config(dir.path(), media.clone()).route(route);
+    let h = start(&cfg).await;
+    let body = serde_json::json!({"code": 200, "msg": "ok",
+        "data": {"task_id": "r36-reload", "video_id": "v", "video_url": url, "image_url": ""}});
+    let id = callback_ok(h.ingest_addrs[0], "/hooks/runway", &body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The download is under way (its first half is in its .part file).
+    let end = tokio::time::Instant::now() + secs(5);
+    while s.hits("/r36/slow.mp4") == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(20)).await;
+    }
+    tokio::time::sleep(ms(500)).await;
+    cfg.clone().media(media.ca_file(&ca.cert)).write();
+    h.reload().await.unwrap();
+
+    let media = wait_final(h.admin_addr, &id, secs(20)).await;
+    let it = item(&media, &url);
+    assert_eq!(it["state"], "stored", "{media:#?}");
+    assert_eq!(it["sha256"], sha256_hex(&bytes));
+    assert_eq!(
+        (it["attempts"].as_u64(), s.hits("/r36/slow.mp4")),
+        (Some(1), 1),
+        "the reload cut the download in flight short: {it:#}"
+    );
+    h.shutdown().await;
 }

@@ -1,7 +1,9 @@
 //! Expired media URLs: a `403` from the file server is refreshed once
 //! through the provider's download-url endpoint (the fake provider on
 //! loopback) when the route has a provider key, and the fresh URL is
-//! archived; without a key the URL fails with the status.
+//! archived; without a key the URL fails with the status after three tries
+//! on the retry schedule, so a file a CDN serves only a moment after the
+//! callback is archived.
 
 use crate::common;
 
@@ -28,7 +30,7 @@ async fn an_expired_url_is_refreshed_through_the_provider_once() {
         .provider(Provider::new(fake.api_key(), &fake.url()))
         .subscriber(Subscriber::new("s", DOWN));
     let keyless = preset_route("keyless", "kie-runway").subscriber(Subscriber::new("k", DOWN));
-    let cfg = media_config(dir.path(), Media::new().allow_private())
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
         .route(keyed)
         .route(keyless);
     let h = start(&cfg).await;
@@ -41,16 +43,47 @@ async fn an_expired_url_is_refreshed_through_the_provider_once() {
     assert_eq!(refreshes.len(), 1, "one refresh");
     assert_eq!(refreshes[0].body.as_ref().unwrap()["url"], expired);
 
-    // Without a provider key the status is the answer.
+    // Without a provider key the status is the answer, once it was given
+    // on three tries.
     let id = accepted_at(h.ingest_addrs[0], "/hooks/keyless", &runway("other", &also_expired)).await;
     let media = wait_final(h.admin_addr, &id, WAIT).await;
     let m = item(&media, &also_expired);
     assert_eq!(m["state"], "failed");
     assert!(m["error"].as_str().unwrap().contains("HTTP 403"), "{m}");
+    assert_eq!(m["attempts"], 3, "{m}");
     assert_eq!(
         fake.requests().iter().filter(|r| r.path == REFRESH).count(),
         1,
         "no refresh without a key"
     );
+    h.shutdown().await;
+}
+
+/// On a route without a provider key, a `404` from the file server (a CDN
+/// that has not yet received the object the callback names) is tried again
+/// on the retry schedule, and the file is archived once it is there (it
+/// failed for good on the first answer). From review 36, finding 5.
+#[tokio::test]
+async fn a_404_without_a_provider_key_is_tried_again_before_it_fails() {
+    let s = common::files::FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
+    let url = s.url("/r36/late.mp4"); // not there yet: 404
+    let dir = tempfile::tempdir().unwrap();
+    let keyless = preset_route("keyless", "kie-runway").subscriber(Subscriber::new("k", DOWN));
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(700), ms(700)])).route(keyless);
+    let h = start(&cfg).await;
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/keyless", &runway("late", &url)).await;
+    let end = tokio::time::Instant::now() + WAIT;
+    while s.hits("/r36/late.mp4") == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(20)).await;
+    }
+    s.bytes("/r36/late.mp4", b"late bytes", "video/mp4");
+    let media = wait_final(h.admin_addr, &id, WAIT).await;
+    let m = item(&media, &url);
+    assert_eq!(
+        m["state"], "stored",
+        "a 404 failed the file for good on the first try: {m}"
+    );
+    assert_eq!(m["sha256"], sha256_hex(b"late bytes"));
+    assert_eq!(m["attempts"], 2, "{m}");
     h.shutdown().await;
 }

@@ -121,7 +121,8 @@ async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let route =
         preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
-    let cfg = media_config(dir.path(), Media::new().allow_private())
+    // Without a provider key a 404 fails for good on its third try.
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
         .route(route)
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;

@@ -8,14 +8,18 @@
 //! its result URLs is not an end (the callback carrying them is delivered);
 //! the task view shows the provider's final state of a task a poll settled,
 //! and a refused API key does not read "giving up" while the task keeps
-//! polling.
+//! polling; on a route that verifies by fetch, a callback held as
+//! unverified does not settle its task (the task is polled, its result
+//! delivered), and a poll keeps asking after a transient `code: 400` or a
+//! gateway's 404 page.
 
 use crate::common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use common::provider::{FakeOptions, FakeProvider};
-use common::tasks::{register, task, task_route, task_until, tasks_config};
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{register, submit_ok, task, task_route, task_until, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 use serde_json::{json, Value};
@@ -246,5 +250,224 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
     assert!(error.contains("unauthorized (code 401"), "{t}");
     assert!(!error.contains("giving up"), "the task is not given up: {error}");
     assert!(error.contains("until the key or account is fixed"), "{error}");
+    h.shutdown().await;
+}
+
+/// POST `body` to `path` with a valid `kie` signature for `task_id` (made
+/// now, as anyone who saw one genuine callback of the task can replay it:
+/// the signature covers only `taskId.timestamp`); the event's id.
+async fn post_signed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    fake: &FakeProvider,
+    task_id: &str,
+    body: &Value,
+) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(task_id, ts).unwrap();
+    let (s, _, b) = post(
+        addr,
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("x-webhook-timestamp", &ts.to_string()),
+            ("x-webhook-signature", &sig),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// On a route that both reconciles and verifies by fetch, a
+/// terminal callback that the verifier later holds as `unverified` (the
+/// provider's record disagrees: a forged body with a replayed signature)
+/// still settles the expected task as `called_back` at ingest. The task is
+/// then never polled, so when the provider's genuine callback is lost the
+/// relay never recovers the result it is owed: the subscriber gets nothing,
+/// although the verifier itself fetched the terminal record.
+#[tokio::test]
+async fn an_unverified_callback_does_not_settle_the_task_it_names() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch")
+        // First poll 2 s after registration: the forged callback comes first.
+        .reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+
+    // The provider's genuine callback for this task is lost.
+    fake.plan_next(TaskPlan::success().lose());
+    let task_id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    let genuine = fake.final_callback(&task_id);
+    let mut forged = genuine.clone();
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let id = post_signed(addr, "/hooks/runway", &fake, &task_id, &forged).await;
+
+    // The forged body is held as unverified (never delivered)...
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(15), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "dead", "{view}");
+    // ...so the genuine result must still come: the task is owed a result.
+    let end = tokio::time::Instant::now() + secs(15);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let got = sub.all();
+    let t = task(h.admin_addr, &task_id).await;
+    assert!(
+        !got.is_empty(),
+        "the task was settled by a callback the verifier rejected and never polled \
+         (status requests: {}); task: {t}",
+        fake.status_requests(&task_id)
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["video_url"], genuine["data"]["video_url"], "{body}");
+    h.shutdown().await;
+}
+
+/// A provider stand-in on loopback answering each status request in turn
+/// with the next of `answers` (the last one repeats), HTTP 200, one request
+/// per connection; how many status requests it got.
+async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    scripted_http(
+        answers
+            .into_iter()
+            .map(|v| (200, "application/json", v.to_string()))
+            .collect(),
+    )
+    .await
+}
+
+/// As [`scripted_provider`], with each answer's HTTP status, content type and body.
+async fn scripted_http(
+    answers: Vec<(u16, &'static str, String)>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let (status, ctype, answer) = answers[n.min(answers.len() - 1)].clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, asked)
+}
+
+/// A `code: 400` status answer (in Veo's record-info code enum: the
+/// transient "1080P is processing", provider-polling.md) does not give the
+/// task up: it is polled again and its result recovered.
+#[tokio::test]
+async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
+    let id = "veo-r36-1";
+    let processing =
+        json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_provider(vec![processing, done]).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one transient 400 ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    h.shutdown().await;
+}
+
+/// An HTTP 404 whose body is not the provider's JSON envelope (a gateway's
+/// or load balancer's page while the API is redeployed) is not the provider
+/// saying "no such task": the task is polled again and its result recovered.
+#[tokio::test]
+async fn a_gateway_404_page_does_not_give_the_task_up() {
+    let id = "veo-r36-2";
+    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let (provider, asked) = scripted_http(vec![
+        (
+            404,
+            "text/html",
+            "<html><body><h1>404 Not Found</h1>nginx</body></html>".into(),
+        ),
+        (200, "application/json", done.to_string()),
+    ])
+    .await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = Route::new("veo", "/hooks/veo")
+        .allow_anyone()
+        .preset("kie-veo")
+        .provider(Provider::new("r36-key", &format!("http://{provider}")))
+        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
+        .subscriber(Subscriber::new("veo-sub", sub.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
+    assert!(s.is_success(), "{s} {v}");
+    let end = tokio::time::Instant::now() + secs(10);
+    while sub.count() == 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let t = task(h.admin_addr, id).await;
+    assert_eq!(
+        (sub.count(), &t["state"]),
+        (1, &Value::from("recovered")),
+        "one HTML 404 from a gateway ended the task (status requests: {}): {t}",
+        asked.load(std::sync::atomic::Ordering::SeqCst)
+    );
     h.shutdown().await;
 }

@@ -274,17 +274,25 @@ where
     };
     // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
     let media = media_urls(r, json.as_ref());
-    let task = json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j));
     let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
     // A reload while the body arrived may have renamed or removed the route
     // (its subscribers moved or gone), or replaced all of its subscribers:
     // stored as the request began, the event would be nobody's. The
     // provider's retry finds the route in force.
     if !route_still_current(app, live, route) {
-        tracing::warn!(route = %r.name, path = %r.path,
+        tracing::warn!(route = %r.name,
             "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
         return Answer::RouteChanged;
     }
+    // On a route that verifies by fetch, a callback is not known to be
+    // genuine when it is stored: it does not settle its expected task (a
+    // forged one held as unverified would leave the task's result lost,
+    // never polled). The task is settled by its poll: the provider's record
+    // duplicates the verified callback (`called_back`) or is recovered.
+    let task = match verifier {
+        Some(_) => None,
+        None => json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j)),
+    };
     let commit = contested::append(
         &app.store,
         verifier,

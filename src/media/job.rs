@@ -38,6 +38,10 @@ struct Failure {
     wait: Option<&'static str>,
 }
 
+/// Tries of a URL whose server answers 403, 404 or 410 on a route without a
+/// provider key (nothing to refresh it with) before it fails for good.
+const GONE_TRIES: u32 = 3;
+
 /// The longest wait of a URL for the store to take files again.
 const STORE_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -105,8 +109,17 @@ async fn try_once(
         other => return other.map_err(Failure::from),
     };
     let Some(client) = s.providers.get(&w.route) else {
-        // No key to ask with: the status is the answer.
-        return Err(Failure::from(gone));
+        // No key to ask with: the status is the answer, once it has been
+        // given a few times over the retry schedule (a CDN may not have the
+        // object it was just told about yet: eventual consistency right
+        // after the callback).
+        let tries = w.attempts.saturating_add(1);
+        let mut f = Failure::from(gone);
+        if tries < GONE_TRIES {
+            f.retryable = true;
+            f.message = format!("{} (try {tries} of {GONE_TRIES} for this answer)", f.message);
+        }
+        return Err(f);
     };
     let fresh = match client.download_url(&w.url).await {
         Ok(u) => {

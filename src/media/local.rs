@@ -58,13 +58,22 @@ impl Drop for TempFile {
 impl LocalStore {
     /// Open (creating) the directory, and remove partial files a crash left.
     pub fn new(root: impl Into<PathBuf>, min_free: u64) -> Result<LocalStore, StoreError> {
+        LocalStore::open_dir(root, min_free, true)
+    }
+
+    /// Open (creating) the directory; `clean`: remove the partial files a
+    /// crash left (at start-up only: on a reload they may be those of
+    /// downloads in flight, which would then fail at their rename).
+    pub fn open_dir(root: impl Into<PathBuf>, min_free: u64, clean: bool) -> Result<LocalStore, StoreError> {
         let root = root.into();
         let tmp = root.join("tmp");
         crate::private_dir::create(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
         let root = fs::canonicalize(&root).map_err(StoreError::io("resolve media directory", &root))?;
-        for entry in fs::read_dir(&tmp).map_err(StoreError::io("list", &tmp))?.flatten() {
-            if entry.path().extension().is_some_and(|e| e == "part") {
-                let _ = fs::remove_file(entry.path());
+        if clean {
+            for entry in fs::read_dir(&tmp).map_err(StoreError::io("list", &tmp))?.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "part") {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
         Ok(LocalStore {

@@ -41,6 +41,25 @@ struct StoreKey {
     ca_file: Option<PathBuf>,
 }
 
+impl StoreKey {
+    /// What opening the store depends on: a local store's directory
+    /// (canonicalised: the same directory spelled another way is the same
+    /// store), an S3 store's settings and `ca_file` (a local one has no use
+    /// for it).
+    fn of(m: &crate::config::MediaConfig) -> StoreKey {
+        match &m.store {
+            MediaStoreConfig::Local(dir) => StoreKey {
+                store: MediaStoreConfig::Local(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())),
+                ca_file: None,
+            },
+            MediaStoreConfig::S3(_) => StoreKey {
+                store: m.store.clone(),
+                ca_file: m.ca_file.clone(),
+            },
+        }
+    }
+}
+
 /// The archiver's settings; a reload swaps them whole.
 pub struct ArchiveSettings {
     pub fetcher: Fetcher,
@@ -61,14 +80,13 @@ impl ArchiveSettings {
     /// and pause) where a route keeps its key and base URL.
     pub fn build(config: &Config, current: Option<&ArchiveSettings>) -> Result<ArchiveSettings, SetupError> {
         let m = &config.media;
-        let store_key = StoreKey {
-            store: m.store.clone(),
-            ca_file: m.ca_file.clone(),
-        };
+        let store_key = StoreKey::of(m);
         let store = match current.filter(|c| c.store_key == store_key).map(|c| &c.store) {
             Some(MediaStore::Local(l)) => MediaStore::Local(l.with_min_free(m.min_free)),
             Some(same) => same.clone(),
-            None => open_store(&store_key, m.min_free)?,
+            // Partial files are a crash's only at start-up: on a reload they
+            // may be those of downloads in flight (in the old store's dir).
+            None => open_store(&store_key, m.min_free, current.is_none())?,
         };
         if let Some(old) = current
             .map(|c| c.store.location())
@@ -125,9 +143,9 @@ impl ArchiveSettings {
     }
 }
 
-fn open_store(k: &StoreKey, min_free: u64) -> Result<MediaStore, SetupError> {
+fn open_store(k: &StoreKey, min_free: u64, start_up: bool) -> Result<MediaStore, SetupError> {
     match &k.store {
-        MediaStoreConfig::Local(dir) => LocalStore::new(dir, min_free)
+        MediaStoreConfig::Local(dir) => LocalStore::open_dir(dir, min_free, start_up)
             .map(MediaStore::Local)
             .map_err(|e| SetupError::Store(e.to_string())),
         MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {

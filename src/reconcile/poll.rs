@@ -1,8 +1,9 @@
 //! One poll of one expected task: ask the provider for the task's record,
 //! then settle it (a terminal record becomes an event, see
 //! [`super::recover`]), reschedule it (`every`, jittered, longer when the
-//! provider asks for a pause: 429, 455, 5xx) or give it up (`give_up`
-//! passed, or the provider no longer knows the task: 404, 422).
+//! provider asks for a pause: 429, 455, 5xx; also after a `code: 400` or an
+//! answer that is not the provider's JSON) or give it up (`give_up` passed,
+//! or the provider's envelope says it no longer knows the task: 404, 422).
 //!
 //! A wrong key or an account problem (401, 402, 505) is not the task's
 //! fault: the task keeps its schedule (and `give_up`) while the operator
@@ -66,7 +67,7 @@ pub async fn poll(app: &App, task: Task) {
                 ErrorKind::Unauthorized | ErrorKind::NoCredits | ErrorKind::Disabled
             );
             match e.action {
-                Action::GiveUp if !account => {
+                Action::GiveUp if !account && ends_the_task(&e) => {
                     tracing::warn!(route = %route.name, task_id = %task.task_id, error = %e, "giving up on the task");
                     TaskUpdate::GaveUp { error: e.to_string() }
                 }
@@ -117,6 +118,22 @@ pub async fn poll(app: &App, task: Task) {
         tracing::warn!(route = %route.name, task_id = %task.task_id, error = %error, "expected task given up");
     }
     settle(app, &task, update).await;
+}
+
+/// Whether a refused status call means the task will never have a result
+/// to fetch: the provider's own "no such task" (its JSON envelope saying
+/// 404, or 422: record null, older than 14 days, bad id), a task id the
+/// client will not send, a failed generation or blocked input. Anything
+/// else is polled again on the schedule until `give_up`: a `code: 400`
+/// (Veo's transient "1080P is processing"), another code, or an HTTP 404
+/// that is not the provider's JSON (a gateway's page while the API is
+/// redeployed).
+fn ends_the_task(e: &crate::provider::ProviderError) -> bool {
+    match e.kind {
+        ErrorKind::NotFound | ErrorKind::Rejected => e.code.is_some(),
+        ErrorKind::InvalidInput | ErrorKind::GenerationFailed | ErrorKind::SourceBlocked => true,
+        _ => false,
+    }
 }
 
 async fn settle(app: &App, task: &Task, update: TaskUpdate) {
