@@ -201,8 +201,8 @@ impl Validator<'_> {
         self.pull_paths_free(&routes, &path_spans)?;
         self.public_url_present(&server, &routes)?;
         let mut warnings = Vec::new();
-        let media = self.media(raw.media, &store.path, &mut warnings)?;
-        self.media_outlives_events(&media, &store, &routes)?;
+        let mut media = self.media(raw.media, &store.path, &mut warnings)?;
+        warnings.extend(self.media_outlives_events(&mut media, &store, &routes));
         warnings.extend(self.retention_warnings(&store, &routes));
         warnings.extend(self.task_retention_warnings(&store, &routes));
         if matches!(store.backend, StoreBackend::Nats(_)) {
@@ -269,37 +269,34 @@ impl Validator<'_> {
     /// its deliveries retry and `store.retention` after (a dead letter), and
     /// a replay then runs the schedule again. A shorter one removed files
     /// (and their URL rows) that an undelivered event still needed: the
-    /// delivery said the event had no media. Refused, naming the key,
-    /// rather than checked per file at each sweep (which would need an
-    /// index from URL to events on both backends).
-    fn media_outlives_events(
-        &self,
-        media: &MediaConfig,
-        store: &StoreConfig,
-        routes: &[Route],
-    ) -> Result<(), ConfigError> {
+    /// delivery said the event had no media. Such a setting is raised to
+    /// that life, with a warning naming the key (a config that ran keeps
+    /// starting), rather than checked per file at each sweep (which would
+    /// need an index from URL to events on both backends).
+    fn media_outlives_events(&self, media: &mut MediaConfig, store: &StoreConfig, routes: &[Route]) -> Option<String> {
         let span = routes
             .iter()
             .filter(|r| !r.media.is_empty())
             .flat_map(|r| &r.subscribers)
             .map(|s| s.retry.longest_span())
-            .max();
-        let Some(span) = span else { return Ok(()) };
+            .max()?;
         let need = store.retention.saturating_add(span.saturating_mul(2));
         if media.retention >= need {
-            return Ok(());
+            return None;
         }
-        let round = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs().saturating_add(1)));
-        Err(self.err(
-            "media.retention",
-            None,
-            format!(
-                "{} is shorter than the life of the events whose files it keeps: store.retention ({}) plus twice                  the longest retry schedule of a subscriber of a route that archives media (up to {} with                  jitter, run again by a replay), so a file could be removed while a delivery of its event is                  still due (it would say the event has no media): set it to at least {}",
-                humantime::format_duration(media.retention),
-                humantime::format_duration(store.retention),
-                round(span),
-                round(need),
-            ),
+        let need = Duration::from_secs(need.as_secs().saturating_add(1));
+        let set = media.retention;
+        media.retention = need;
+        Some(format!(
+            "{}: key `media.retention`: {} is shorter than the life of the events whose files it keeps \
+             (store.retention, {}, plus twice the longest retry schedule of a subscriber of a route that \
+             archives media, {} with jitter, run again by a replay): files are kept {} so that a delivery \
+             still due never finds its file gone; set it to at least that to silence this warning",
+            self.file.display(),
+            humantime::format_duration(set),
+            humantime::format_duration(store.retention),
+            humantime::format_duration(Duration::from_secs(span.as_secs().saturating_add(1))),
+            humantime::format_duration(need),
         ))
     }
 
