@@ -182,9 +182,11 @@ async fn one_stranger_with_zero_window_http2_streams_makes_the_daemon_hold_unbou
             }
         }));
     }
-    // Past read_timeout + idle_timeout, with time for the daemon to serve
-    // the 38,400 requests' headers.
-    tokio::time::sleep(secs(10)).await;
+    // Well past read_timeout + idle_timeout, with time for the daemon to
+    // serve the 38,400 requests' headers and (were the connections closed)
+    // for jemalloc to give the memory back (dirty_decay_ms is 1 s); the
+    // holders still keep every connection the daemon left open.
+    tokio::time::sleep(secs(13)).await;
     let during = bin.rss_kib();
     let mut open = 0;
     for c in held {
