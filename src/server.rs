@@ -4,7 +4,8 @@
 //! `accept`) and each client's share of it (checked after: a connection past
 //! it is closed at once), the deadline of every phase that waits for the
 //! client (TLS handshake, protocol detection and headers under
-//! `read_timeout`; idle keep-alive under `idle_timeout`, see `activity`; an
+//! `read_timeout`; an answer the client does not take, under `read_timeout`
+//! too; idle keep-alive under `idle_timeout`, see `activity`; an
 //! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
 //! limit, and the graceful drain on shutdown; a reload changes them through `limits`.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see

@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -193,6 +194,116 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&stream.to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// An HTTP/2 client (prior knowledge) that announces
+/// SETTINGS_INITIAL_WINDOW_SIZE = 0 and asks `GET /nothing` on stream 1: the
+/// relay can send the 404's headers (not flow-controlled) but never its JSON
+/// body. Reads until the answer's HEADERS arrive; returns the connection,
+/// which the client then leaves alone (no WINDOW_UPDATE ever).
+async fn h2_zero_window_request(mut s: tokio::net::TcpStream) -> tokio::net::TcpStream {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0
+    out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+    out.extend(h2_frame(0x1, 0x4 | 0x1, 1, &block)); // END_HEADERS | END_STREAM
+    s.write_all(&out).await.unwrap();
+    let mut status = None;
+    while status.is_none() {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(secs(5), s.read_exact(&mut head))
+            .await
+            .expect("the server answers the request's headers")
+            .expect("the server answers the request's headers");
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.unwrap();
+        let (kind, flags, stream) = (
+            head[3],
+            head[4],
+            u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+        );
+        if kind == 0x4 && flags & 0x1 == 0 {
+            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
+        }
+        if kind == 0x1 && stream == 1 {
+            status = payload.first().copied();
+        }
+    }
+    assert_eq!(
+        status,
+        Some(0x8d),
+        "the request was answered 404 (HPACK static index 13)"
+    );
+    s
+}
+
+/// README, "Bounded resources": none can sit on a slot; an answer the
+/// client does not take is cut at `read_timeout` (review 37, finding 1).
+///
+/// An HTTP/2 client that never opens a flow-control window gets its 404's
+/// headers (not flow-controlled) but can never take its body: the request
+/// stayed "in flight" with no deadline at all, the server's keep-alive
+/// PINGs (answered by any client) did not help, and four addresses (each
+/// within its quarter of the cap) held every slot for good. Now each such
+/// connection is closed `read_timeout` after its answer began to wait, and
+/// the provider's callback gets its slot.
+#[tokio::test]
+async fn an_http2_client_that_never_opens_its_window_is_closed_at_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        &TestConfig::new(dir.path())
+            .read_timeout(secs(1))
+            .idle_timeout(secs(2))
+            .max_connections(4)
+            .subscriber(Subscriber::new("s", sub.url())),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+
+    // Four strangers, one connection each (a quarter of 4 is 1).
+    let mut held = Vec::new();
+    for i in 2..=5u8 {
+        let from: IpAddr = format!("127.0.0.{i}").parse().unwrap();
+        held.push(h2_zero_window_request(connect_from(addr, from).await).await);
+    }
+    // Each watcher keeps its connection until it returns (12 s), past the
+    // provider's attempt below.
+    let watched: Vec<_> = held
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let closed = closed_within(&mut c, secs(12)).await;
+                (closed, c)
+            })
+        })
+        .collect();
+    // Past read_timeout + idle_timeout (3 s) with room for a loaded machine:
+    // the slots must have come back by now.
+    tokio::time::sleep(secs(6)).await;
+    // The provider's callback from another address.
+    let answered = tokio::time::timeout(secs(4), try_callback(addr, &runway("r37-zero-window"))).await;
+
+    let mut closed = Vec::new();
+    for w in watched {
+        let (c, conn) = w.await.unwrap();
+        closed.push(c.is_some());
+        drop(conn);
+    }
+    let answered = answered.ok().flatten().map(|(s, _)| s);
+    assert_eq!(
+        (closed, answered),
+        (vec![true; 4], Some(StatusCode::OK)),
+        "an HTTP/2 connection whose client opens no window was not closed within 12 s \
+         (read_timeout 1 s, idle_timeout 2 s), and with four such connections the provider's \
+         callback was not answered (None = no answer within 4 s)"
+    );
+    h.shutdown().await;
 }
 
 /// Speak HTTP/2 by hand (prior knowledge): the preface, then one callback on
