@@ -306,6 +306,82 @@ async fn an_http2_client_that_never_opens_its_window_is_closed_at_read_timeout()
     h.shutdown().await;
 }
 
+/// README, "Bounded resources" and `server.max_body_memory` ("bounds what
+/// strangers can make the daemon hold"), review 37 finding 2: one stranger
+/// (one address, no token, within its quarter of the default 4,096
+/// connections) opens 300 HTTP/2 connections, each with 128 `GET /nothing`
+/// streams and SETTINGS_INITIAL_WINDOW_SIZE = 0, so no 404 can be sent.
+/// Each stuck stream held its request's state (~15–27 KB, debug build):
+/// RSS 27 MiB -> 1 GiB, for ever. Now a connection on which more than
+/// `MAX_WAITING_ANSWERS` (16) answers wait is closed at once, well before
+/// `read_timeout` (10 s here, so that it is this bound that acts), and at
+/// most `http2_max_streams` (now 32 by default) streams of each hold state
+/// meanwhile: the peak stays about 200 MiB above the start (debug build),
+/// against 1 GiB, held, without the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_http2_streams_are_bounded_per_connection_and_hold_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(10))
+        .idle_timeout(secs(20))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let addr = bin.addr;
+    // Let the daemon settle before the baseline.
+    assert_eq!(callback(addr, &runway("r37-before")).await.0, StatusCode::OK);
+    let before = bin.rss_kib();
+
+    const CONNS: usize = 300;
+    const STREAMS: u32 = 128;
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut held = Vec::new();
+    for _ in 0..CONNS {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+        for k in 0..STREAMS {
+            out.extend(h2_frame(0x1, 0x4 | 0x1, 1 + 2 * k, &block));
+        }
+        s.write_all(&out).await.unwrap();
+        // Drain what the server sends (settings, 404 headers) so that TCP
+        // back-pressure is not what holds it; never a WINDOW_UPDATE.
+        held.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let started = std::time::Instant::now();
+            loop {
+                match tokio::time::timeout(secs(1), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                    _ if started.elapsed() > secs(8) => return None,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    // Before read_timeout (10 s): only the bound on waiting answers closes
+    // the connections by now. What they held at most is the peak (what is
+    // resident after depends on when jemalloc, with no background thread,
+    // gives freed pages back).
+    tokio::time::sleep(secs(6)).await;
+    let peak = bin.peak_rss_kib();
+    let mut open = 0;
+    for c in held {
+        if c.await.unwrap().is_none() {
+            open += 1;
+        }
+    }
+    eprintln!("RSS {before} KiB, peak {peak} KiB with {CONNS} x {STREAMS} zero-window streams; {open} connections still open at 8 s");
+    assert!(
+        peak < before + 384 * 1024 && open == 0,
+        "one stranger's zero-window HTTP/2 streams: RSS {before} KiB, peak {peak} KiB (more than 384 MiB above, three times the \
+         default max_body_memory), {open} of {CONNS} connections still open after 8 s (read_timeout 10 s)"
+    );
+}
+
 /// Speak HTTP/2 by hand (prior knowledge): the preface, then one callback on
 /// stream 1 for `task` (its header block HPACK-encoded without Huffman), read until its
 /// answer ends, acknowledging the server's settings; the answer's status

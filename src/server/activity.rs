@@ -18,7 +18,9 @@
 //! - an answer waiting for the client to take it (an HTTP/2 client that opens
 //!   no flow-control window, a reader that stalls): closed at once when no
 //!   answer of the connection made progress (a body chunk taken) for
-//!   `read_timeout`, counted from when the first one began to wait.
+//!   `read_timeout`, counted from when the first one began to wait; and at
+//!   once when more than [`MAX_WAITING_ANSWERS`] wait together (each holds
+//!   its request's state).
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
@@ -35,6 +37,14 @@ use tokio::time::Instant;
 use bytes::Bytes;
 
 use super::h2_frames::Frames;
+
+/// Answers of one connection that may wait together for the client to take
+/// them; past this the connection is closed at once. A client that reads its
+/// answers hardly ever has one waiting (an HTTP/2 answer waits only while the
+/// client's flow-control windows are shut), one that opens no window would
+/// otherwise have each of its streams (`http2_max_streams`) hold its
+/// request's state until `read_timeout`.
+pub const MAX_WAITING_ANSWERS: usize = 16;
 
 /// Largest piece of an answer's body handed to hyper at once: each piece
 /// taken is the progress the send deadline looks for.
@@ -76,6 +86,9 @@ struct State {
 pub enum Next {
     /// A request is being served: its own limits apply.
     Busy,
+    /// More than [`MAX_WAITING_ANSWERS`] answers wait for the client: close
+    /// at once.
+    TooManyWaiting,
     /// Close at `at`: gracefully (idle between requests) or at once (a phase
     /// that did not finish within `read_timeout`).
     Close { at: Instant, graceful: bool },
@@ -125,11 +138,11 @@ impl Activity {
     fn answer_waits(&self) {
         let mut s = self.state();
         s.waiting += 1;
-        // A deadline appears: the connection task looks.
-        let news = s.waiting == 1;
-        if news {
+        if s.waiting == 1 {
             s.send_progress = Instant::now();
         }
+        // A deadline appears, or too many wait: the connection task looks.
+        let news = s.waiting == 1 || s.waiting == MAX_WAITING_ANSWERS + 1;
         drop(s);
         if news {
             self.changed.notify_one();
@@ -188,6 +201,9 @@ impl Activity {
     pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
         let s = self.state();
         if s.in_flight > 0 {
+            if s.waiting > MAX_WAITING_ANSWERS {
+                return Next::TooManyWaiting;
+            }
             if s.waiting > 0 {
                 // Answers wait for the client: no progress for read_timeout
                 // and the connection is closed.

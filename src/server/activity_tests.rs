@@ -183,3 +183,23 @@ async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
     drop(body);
     assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
 }
+
+/// More answers waiting together than a client that reads ever leaves:
+/// closed at once; as they are taken, the send deadline again.
+#[tokio::test(start_paused = true)]
+async fn too_many_answers_waiting_close_at_once() {
+    let a = Activity::new();
+    let mut bodies = Vec::new();
+    for _ in 0..=MAX_WAITING_ANSWERS {
+        let guard = a.request_started(http::Version::HTTP_2);
+        bodies.push(GuardedBody::new(
+            Steps(vec![Some(Bytes::from_static(b"x"))].into()),
+            guard,
+        ));
+    }
+    assert_eq!(a.next(READ, IDLE), Next::TooManyWaiting);
+    bodies.pop();
+    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    bodies.clear();
+    assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
+}
