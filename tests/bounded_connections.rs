@@ -306,6 +306,23 @@ async fn an_http2_client_that_never_opens_its_window_is_closed_at_read_timeout()
     h.shutdown().await;
 }
 
+/// The admin listener is served by the same code: an HTTP/2 client that
+/// opens no window there is closed at `read_timeout` too (its 64 slots
+/// are what `/healthz` probes need).
+#[tokio::test]
+async fn the_admin_listener_closes_an_http2_client_that_never_opens_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).idle_timeout(secs(2))).await;
+    let mut c = h2_zero_window_request(tokio::net::TcpStream::connect(h.admin_addr).await.unwrap()).await;
+    let closed = closed_within(&mut c, secs(6)).await;
+    assert!(
+        closed.is_some_and(|t| t < secs(4)),
+        "a zero-window HTTP/2 client on the admin listener was not closed within 4 s \
+         (read_timeout 1 s): {closed:?}"
+    );
+    h.shutdown().await;
+}
+
 /// README, "Bounded resources" and `server.max_body_memory` ("bounds what
 /// strangers can make the daemon hold"), review 37 finding 2: one stranger
 /// (one address, no token, within its quarter of the default 4,096
