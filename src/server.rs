@@ -4,7 +4,8 @@
 //! `accept`) and each client's share of it (checked after: a connection past
 //! it is closed at once), the deadline of every phase that waits for the
 //! client (TLS handshake, protocol detection and headers under
-//! `read_timeout`; idle keep-alive under `idle_timeout`, see `activity`; an
+//! `read_timeout`; an answer the client does not take, under `read_timeout`
+//! too; idle keep-alive under `idle_timeout`, see `activity`; an
 //! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
 //! limit, and the graceful drain on shutdown; a reload changes them through `limits`.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
@@ -192,6 +193,11 @@ async fn serve_conn<I, S, F, B>(
         let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
             (Some(by), _) => (Some(by), false),
             (None, Next::Busy) => (None, false),
+            (None, Next::TooManyWaiting) => {
+                tracing::debug!(peer = %peer, max = activity::MAX_WAITING_ANSWERS,
+                    "more answers wait for the client than it may leave untaken; connection closed");
+                return;
+            }
             (None, Next::Close { at, graceful }) => (Some(at), graceful),
         };
         tokio::select! {

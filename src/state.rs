@@ -78,6 +78,9 @@ pub struct App {
     /// Callbacks refused because the store could not take them, since it
     /// was last lost ([`Self::store_refused_callback`]).
     refusals: Mutex<Refusals>,
+    /// Ingest requests refused (no route, refused by the route's checks),
+    /// for their rate-limited log ([`Self::request_refused`]).
+    refused_requests: Mutex<RefusedRequests>,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
     /// The public listeners' TLS configuration, when TLS is on (file
@@ -139,6 +142,33 @@ pub enum Refusal {
     Summary { refused: u64, secs: u64 },
 }
 
+/// How often refused ingest requests are summed up in the log (at most; only
+/// when they keep coming): a stranger must not control the log's volume.
+pub const REFUSED_REQUESTS_SUMMARY_MS: u64 = 10_000;
+
+/// Ingest requests refused since the last line about them.
+#[derive(Default)]
+struct RefusedRequests {
+    /// When the first refusal of this window was logged (at info).
+    window_start_ms: Option<u64>,
+    /// Refused since, not counting that first one.
+    refused: u64,
+    /// Of them, to a path with no route.
+    no_route: u64,
+}
+
+/// How to log a refused ingest request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefusedLog {
+    /// The first in a while: at info, with its details.
+    First,
+    /// One more, counted: debug.
+    Counted,
+    /// Time for a summary (a warning) of the `refused` requests (`no_route`
+    /// of them to no route) in the last `secs` seconds; this one at debug.
+    Summary { refused: u64, no_route: u64, secs: u64 },
+}
+
 /// The public listeners as the wiring set them up: their TLS and addresses.
 pub struct Public {
     pub tls: Option<tls::Reloadable>,
@@ -175,6 +205,7 @@ impl App {
             store_problem: Mutex::new(None),
             store_writes: AtomicU64::new(0),
             refusals: Mutex::default(),
+            refused_requests: Mutex::default(),
             serving: AtomicBool::new(false),
             tls,
             acme,
@@ -299,6 +330,42 @@ impl App {
         }
     }
 
+    /// An ingest request was refused (`no_route`: its path has no route):
+    /// how to log it. At most one line every [`REFUSED_REQUESTS_SUMMARY_MS`]
+    /// (the first of a while, then a summary while they keep coming); the
+    /// rest at debug.
+    pub fn request_refused(&self, no_route: bool) -> RefusedLog {
+        Self::refused_at(
+            &mut self.refused_requests.lock().unwrap_or_else(|e| e.into_inner()),
+            no_route,
+            crate::clock::now_ms(),
+        )
+    }
+
+    fn refused_at(r: &mut RefusedRequests, no_route: bool, now: u64) -> RefusedLog {
+        let took_ms = r.window_start_ms.map(|start| now.saturating_sub(start));
+        match took_ms {
+            Some(took) if took < REFUSED_REQUESTS_SUMMARY_MS => {
+                r.refused += 1;
+                r.no_route += u64::from(no_route);
+                RefusedLog::Counted
+            }
+            Some(took) if r.refused > 0 => {
+                let summary = RefusedLog::Summary {
+                    refused: std::mem::take(&mut r.refused) + 1,
+                    no_route: std::mem::take(&mut r.no_route) + u64::from(no_route),
+                    secs: took / 1000,
+                };
+                r.window_start_ms = Some(now);
+                summary
+            }
+            _ => {
+                r.window_start_ms = Some(now);
+                RefusedLog::First
+            }
+        }
+    }
+
     /// How many writes the store took so far (see [`Self::store_took_write`]).
     pub fn store_writes(&self) -> u64 {
         self.store_writes.load(Ordering::Relaxed)
@@ -339,5 +406,40 @@ impl App {
             (None, Some(tls)) => Some(tls.certificate()),
             (None, None) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::*;
+
+    /// Refused ingest requests: the first of a while in full, the others
+    /// counted and summed up at most once every 10 s while they keep coming.
+    #[test]
+    fn refused_requests_are_logged_once_then_summed_up() {
+        let mut r = RefusedRequests::default();
+        assert_eq!(App::refused_at(&mut r, true, 1_000), RefusedLog::First);
+        for t in 0..999 {
+            assert_eq!(App::refused_at(&mut r, t % 2 == 0, 1_001 + t * 9), RefusedLog::Counted);
+        }
+        assert_eq!(
+            App::refused_at(&mut r, false, 11_000),
+            RefusedLog::Summary {
+                refused: 1_000,
+                no_route: 500,
+                secs: 10
+            }
+        );
+        assert_eq!(App::refused_at(&mut r, false, 12_000), RefusedLog::Counted);
+        assert_eq!(
+            App::refused_at(&mut r, true, 60_000),
+            RefusedLog::Summary {
+                refused: 2,
+                no_route: 1,
+                secs: 49
+            }
+        );
+        // Quiet for a while after a summary: the next one in full again.
+        assert_eq!(App::refused_at(&mut r, true, 600_000), RefusedLog::First);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -193,6 +194,209 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&stream.to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// An HTTP/2 client (prior knowledge) that announces
+/// SETTINGS_INITIAL_WINDOW_SIZE = 0 and asks `GET /nothing` on stream 1: the
+/// relay can send the 404's headers (not flow-controlled) but never its JSON
+/// body. Reads until the answer's HEADERS arrive; returns the connection,
+/// which the client then leaves alone (no WINDOW_UPDATE ever).
+async fn h2_zero_window_request(mut s: tokio::net::TcpStream) -> tokio::net::TcpStream {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0
+    out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+    out.extend(h2_frame(0x1, 0x4 | 0x1, 1, &block)); // END_HEADERS | END_STREAM
+    s.write_all(&out).await.unwrap();
+    let mut status = None;
+    while status.is_none() {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(secs(5), s.read_exact(&mut head))
+            .await
+            .expect("the server answers the request's headers")
+            .expect("the server answers the request's headers");
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.unwrap();
+        let (kind, flags, stream) = (
+            head[3],
+            head[4],
+            u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+        );
+        if kind == 0x4 && flags & 0x1 == 0 {
+            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
+        }
+        if kind == 0x1 && stream == 1 {
+            status = payload.first().copied();
+        }
+    }
+    assert_eq!(
+        status,
+        Some(0x8d),
+        "the request was answered 404 (HPACK static index 13)"
+    );
+    s
+}
+
+/// README, "Bounded resources": none can sit on a slot; an answer the
+/// client does not take is cut at `read_timeout` (review 37, finding 1).
+///
+/// An HTTP/2 client that never opens a flow-control window gets its 404's
+/// headers (not flow-controlled) but can never take its body: the request
+/// stayed "in flight" with no deadline at all, the server's keep-alive
+/// PINGs (answered by any client) did not help, and four addresses (each
+/// within its quarter of the cap) held every slot for good. Now each such
+/// connection is closed `read_timeout` after its answer began to wait, and
+/// the provider's callback gets its slot.
+#[tokio::test]
+async fn an_http2_client_that_never_opens_its_window_is_closed_at_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        &TestConfig::new(dir.path())
+            .read_timeout(secs(1))
+            .idle_timeout(secs(2))
+            .max_connections(4)
+            .subscriber(Subscriber::new("s", sub.url())),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+
+    // Four strangers, one connection each (a quarter of 4 is 1).
+    let mut held = Vec::new();
+    for i in 2..=5u8 {
+        let from: IpAddr = format!("127.0.0.{i}").parse().unwrap();
+        held.push(h2_zero_window_request(connect_from(addr, from).await).await);
+    }
+    // Each watcher keeps its connection until it returns (12 s), past the
+    // provider's attempt below.
+    let watched: Vec<_> = held
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let closed = closed_within(&mut c, secs(12)).await;
+                (closed, c)
+            })
+        })
+        .collect();
+    // Past read_timeout + idle_timeout (3 s) with room for a loaded machine:
+    // the slots must have come back by now.
+    tokio::time::sleep(secs(6)).await;
+    // The provider's callback from another address.
+    let answered = tokio::time::timeout(secs(4), try_callback(addr, &runway("r37-zero-window"))).await;
+
+    let mut closed = Vec::new();
+    for w in watched {
+        let (c, conn) = w.await.unwrap();
+        closed.push(c.is_some());
+        drop(conn);
+    }
+    let answered = answered.ok().flatten().map(|(s, _)| s);
+    assert_eq!(
+        (closed, answered),
+        (vec![true; 4], Some(StatusCode::OK)),
+        "an HTTP/2 connection whose client opens no window was not closed within 12 s \
+         (read_timeout 1 s, idle_timeout 2 s), and with four such connections the provider's \
+         callback was not answered (None = no answer within 4 s)"
+    );
+    h.shutdown().await;
+}
+
+/// The admin listener is served by the same code: an HTTP/2 client that
+/// opens no window there is closed at `read_timeout` too (its 64 slots
+/// are what `/healthz` probes need).
+#[tokio::test]
+async fn the_admin_listener_closes_an_http2_client_that_never_opens_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(1)).idle_timeout(secs(2))).await;
+    let mut c = h2_zero_window_request(tokio::net::TcpStream::connect(h.admin_addr).await.unwrap()).await;
+    let closed = closed_within(&mut c, secs(6)).await;
+    assert!(
+        closed.is_some_and(|t| t < secs(4)),
+        "a zero-window HTTP/2 client on the admin listener was not closed within 4 s \
+         (read_timeout 1 s): {closed:?}"
+    );
+    h.shutdown().await;
+}
+
+/// README, "Bounded resources" and `server.max_body_memory` ("bounds what
+/// strangers can make the daemon hold"), review 37 finding 2: one stranger
+/// (one address, no token, within its quarter of the default 4,096
+/// connections) opens 300 HTTP/2 connections, each with 128 `GET /nothing`
+/// streams and SETTINGS_INITIAL_WINDOW_SIZE = 0, so no 404 can be sent.
+/// Each stuck stream held its request's state (~15–27 KB, debug build):
+/// RSS 27 MiB -> 1 GiB, for ever. Now a connection on which more than
+/// `MAX_WAITING_ANSWERS` (16) answers wait is closed at once, well before
+/// `read_timeout` (10 s here, so that it is this bound that acts), and at
+/// most `http2_max_streams` (now 32 by default) streams of each hold state
+/// meanwhile: the peak stays about 200 MiB above the start (debug build),
+/// against 1 GiB, held, without the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_http2_streams_are_bounded_per_connection_and_hold_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(10))
+        .idle_timeout(secs(20))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let addr = bin.addr;
+    // Let the daemon settle before the baseline.
+    assert_eq!(callback(addr, &runway("r37-before")).await.0, StatusCode::OK);
+    let before = bin.rss_kib();
+
+    const CONNS: usize = 300;
+    const STREAMS: u32 = 128;
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut held = Vec::new();
+    for _ in 0..CONNS {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+        for k in 0..STREAMS {
+            out.extend(h2_frame(0x1, 0x4 | 0x1, 1 + 2 * k, &block));
+        }
+        s.write_all(&out).await.unwrap();
+        // Drain what the server sends (settings, 404 headers) so that TCP
+        // back-pressure is not what holds it; never a WINDOW_UPDATE.
+        held.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let started = std::time::Instant::now();
+            loop {
+                match tokio::time::timeout(secs(1), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                    _ if started.elapsed() > secs(8) => return None,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    // Before read_timeout (10 s): only the bound on waiting answers closes
+    // the connections by now. What they held at most is the peak (what is
+    // resident after depends on when jemalloc, with no background thread,
+    // gives freed pages back).
+    tokio::time::sleep(secs(6)).await;
+    let peak = bin.peak_rss_kib();
+    let mut open = 0;
+    for c in held {
+        if c.await.unwrap().is_none() {
+            open += 1;
+        }
+    }
+    eprintln!("RSS {before} KiB, peak {peak} KiB with {CONNS} x {STREAMS} zero-window streams; {open} connections still open at 8 s");
+    assert!(
+        peak < before + 384 * 1024 && open == 0,
+        "one stranger's zero-window HTTP/2 streams: RSS {before} KiB, peak {peak} KiB (more than 384 MiB above, three times the \
+         default max_body_memory), {open} of {CONNS} connections still open after 8 s (read_timeout 10 s)"
+    );
 }
 
 /// Speak HTTP/2 by hand (prior knowledge): the preface, then one callback on

@@ -163,3 +163,45 @@ async fn https_http1_and_http2() {
     assert!(v11.contains("alert handshake failure"), "{v11}");
     h.shutdown().await;
 }
+
+/// A stranger does not control the log's volume (review 37, finding 3):
+/// 1,000 refused requests (no route, wrong token) write one line at info,
+/// the rest at debug; while they keep coming a warning sums them up at most
+/// once every 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refused_requests_writes_a_bounded_number_of_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let addr = bin.addr;
+    let before = bin.log_text().lines().count();
+    let started = Instant::now();
+    for i in 0..1_000 {
+        let (path, want) = if i % 2 == 0 {
+            (format!("/nothing/{i}"), StatusCode::NOT_FOUND)
+        } else {
+            (format!("/hooks/t?token=wrong{i}"), StatusCode::UNAUTHORIZED)
+        };
+        let (status, _) = callback_at(addr, &path, &runway("r37-refused")).await;
+        assert_eq!(status, want, "{path}");
+    }
+    let took = started.elapsed();
+    // Lines are read from the daemon's stderr by a thread: let it catch up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = bin.log_text();
+    // About the refusals (the daemon's own start-up lines may come late).
+    let new: Vec<&str> = log
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains("refused") || l.contains("no route"))
+        .collect();
+    // One line to start with, and one summary for each 10 s the burst took.
+    let bound = 1 + took.as_secs() as usize / 10;
+    assert!(
+        new.len() <= bound && !new.is_empty(),
+        "1,000 refused requests in {took:?} wrote {} log lines (at most {bound} expected):\n{}",
+        new.len(),
+        new.iter().take(20).copied().collect::<Vec<_>>().join("\n")
+    );
+}

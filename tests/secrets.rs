@@ -90,7 +90,8 @@ async fn percent_encoded_token_key_is_redacted_in_logs() {
     let cfg = TestConfig::new(dir.path())
         .edit_route("t", |r| r.tokens([secret]))
         .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
-    let bin = Bin::start(&cfg.write(), &[]);
+    // Refusals after the first of a while are logged at debug: see them all.
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info,hookrelay::ingest=debug")]);
     // The decoded key is `token`: the token is taken...
     let (s, _, _) = post(bin.addr, &format!("/hooks/t?tok%65n={secret}"), &[], runway("enc")).await;
     assert_eq!(s, StatusCode::OK);

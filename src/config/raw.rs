@@ -66,7 +66,7 @@ impl Default for RawServer {
             idle_timeout: Dur(Duration::from_secs(60)),
             trusted_proxies: Vec::new(),
             max_connections: 4096,
-            http2_max_streams: 128,
+            http2_max_streams: 32,
             shutdown_grace: Dur(Duration::from_secs(5)),
             public_url: None,
         }

@@ -20,6 +20,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 
+use crate::state::RefusedLog;
+
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
 pub use budget::{BodyBudget, BodyLease, Client};
@@ -115,7 +117,15 @@ where
         }
         app.metrics.ingest("", 404);
         let shown = auth::loggable_unknown_path(uri.path_and_query().map_or("/", |p| p.as_str()));
-        tracing::info!(uri = %shown, peer = %peer.ip(), status = 404, "no route");
+        match app.request_refused(true) {
+            RefusedLog::First => tracing::info!(uri = %shown, peer = %peer.ip(), status = 404,
+                "no route (refused requests: this line at most once every {}s, the others at debug and summed up)",
+                crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
+            summary => {
+                log_refused_summary(&summary);
+                tracing::debug!(uri = %shown, peer = %peer.ip(), status = 404, "no route")
+            }
+        }
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
@@ -137,11 +147,29 @@ where
             }
             tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted");
         }
-        Answer::Unauthorized(why) | Answer::BadRequest(why) => {
-            tracing::info!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused");
-        }
-        _ => {
-            tracing::info!(route = name, source = %source, status = code, uri = %logged_uri(), "callback refused")
+        refused => {
+            let why = match refused {
+                Answer::Unauthorized(why) | Answer::BadRequest(why) => Some(why),
+                _ => None,
+            };
+            let log = app.request_refused(false);
+            log_refused_summary(&log);
+            match (log, why) {
+                (RefusedLog::First, Some(why)) => tracing::info!(route = name, source = %source, status = code,
+                    reason = %why, uri = %logged_uri(),
+                    "callback refused (refused requests: this line at most once every {}s, the others at debug and summed up)",
+                    crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
+                (RefusedLog::First, None) => tracing::info!(route = name, source = %source, status = code,
+                    uri = %logged_uri(),
+                    "callback refused (refused requests: this line at most once every {}s, the others at debug and summed up)",
+                    crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
+                (_, Some(why)) => {
+                    tracing::debug!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
+                }
+                (_, None) => {
+                    tracing::debug!(route = name, source = %source, status = code, uri = %logged_uri(), "callback refused")
+                }
+            }
         }
     }
     status
@@ -164,6 +192,23 @@ fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool 
                 .iter()
                 .any(|n| r.subscribers.iter().any(|o| o.name == n.name))
     })
+}
+
+/// The warning that sums up refused requests, when one is due.
+fn log_refused_summary(log: &RefusedLog) {
+    if let RefusedLog::Summary {
+        refused,
+        no_route,
+        secs,
+    } = log
+    {
+        tracing::warn!(
+            refused,
+            no_route,
+            "{refused} requests refused in the last {secs}s ({no_route} of them to a path with no route); \
+             each is logged at debug"
+        );
+    }
 }
 
 async fn check_and_store<B>(

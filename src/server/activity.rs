@@ -14,7 +14,13 @@
 //!   frame or a header block still arriving ([`super::h2_frames`]) is closed
 //!   at once `read_timeout` after it began (a new frame after a whole one
 //!   begins again; counted from the end of the last request if it began
-//!   during one), unless the idle close (graceful) comes first.
+//!   during one), unless the idle close (graceful) comes first;
+//! - an answer waiting for the client to take it (an HTTP/2 client that opens
+//!   no flow-control window, a reader that stalls): closed at once when no
+//!   answer of the connection made progress (a body chunk taken) for
+//!   `read_timeout`, counted from when the first one began to wait; and at
+//!   once when more than [`MAX_WAITING_ANSWERS`] wait together (each holds
+//!   its request's state).
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
@@ -28,7 +34,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use bytes::Bytes;
+
 use super::h2_frames::Frames;
+
+/// Answers of one connection that may wait together for the client to take
+/// them; past this the connection is closed at once. A client that reads its
+/// answers hardly ever has one waiting (an HTTP/2 answer waits only while the
+/// client's flow-control windows are shut), one that opens no window would
+/// otherwise have each of its streams (`http2_max_streams`) hold its
+/// request's state until `read_timeout`.
+pub const MAX_WAITING_ANSWERS: usize = 16;
+
+/// Largest piece of an answer's body handed to hyper at once: each piece
+/// taken is the progress the send deadline looks for.
+const CHUNK: usize = 16 * 1024;
 
 /// Shared between a connection's task, its I/O wrapper and its service.
 pub struct Activity {
@@ -53,6 +73,12 @@ struct State {
     h2: bool,
     /// Since when an HTTP/2 frame or header block has been arriving.
     h2_mid_since: Option<Instant>,
+    /// Requests in flight whose answer waits for the client to take it (a
+    /// part of `in_flight`).
+    waiting: usize,
+    /// When an answer last made progress: a body chunk was taken, or the
+    /// first of those now waiting began to wait.
+    send_progress: Instant,
 }
 
 /// What the connection task should do next.
@@ -60,6 +86,9 @@ struct State {
 pub enum Next {
     /// A request is being served: its own limits apply.
     Busy,
+    /// More than [`MAX_WAITING_ANSWERS`] answers wait for the client: close
+    /// at once.
+    TooManyWaiting,
     /// Close at `at`: gracefully (idle between requests) or at once (a phase
     /// that did not finish within `read_timeout`).
     Close { at: Instant, graceful: bool },
@@ -77,6 +106,8 @@ impl Activity {
                 bytes_while_idle: None,
                 h2: false,
                 h2_mid_since: None,
+                waiting: 0,
+                send_progress: now,
             }),
             changed: Notify::new(),
         })
@@ -97,12 +128,46 @@ impl Activity {
             s.bytes_while_idle = None;
         }
         self.changed.notify_one();
-        RequestGuard(self.clone())
+        RequestGuard {
+            activity: self.clone(),
+            waiting: false,
+        }
     }
 
-    fn request_finished(&self) {
+    /// An answer begins (or again) to wait for the client to take it.
+    fn answer_waits(&self) {
+        let mut s = self.state();
+        s.waiting += 1;
+        if s.waiting == 1 {
+            s.send_progress = Instant::now();
+        }
+        // A deadline appears, or too many wait: the connection task looks.
+        let news = s.waiting == 1 || s.waiting == MAX_WAITING_ANSWERS + 1;
+        drop(s);
+        if news {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A waiting answer no longer waits for the client (its body has nothing
+    /// ready yet: the server's side is slow, not the client).
+    fn answer_stops_waiting(&self) {
+        let mut s = self.state();
+        s.waiting = s.waiting.saturating_sub(1);
+    }
+
+    /// The client took a piece of an answer: the send deadline moves on (the
+    /// connection task finds it when its timer fires).
+    fn answer_progressed(&self) {
+        self.state().send_progress = Instant::now();
+    }
+
+    fn request_finished(&self, waiting: bool) {
         {
             let mut s = self.state();
+            if waiting {
+                s.waiting = s.waiting.saturating_sub(1);
+            }
             s.in_flight = s.in_flight.saturating_sub(1);
             if s.in_flight == 0 {
                 s.idle_since = Instant::now();
@@ -136,6 +201,17 @@ impl Activity {
     pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
         let s = self.state();
         if s.in_flight > 0 {
+            if s.waiting > MAX_WAITING_ANSWERS {
+                return Next::TooManyWaiting;
+            }
+            if s.waiting > 0 {
+                // Answers wait for the client: no progress for read_timeout
+                // and the connection is closed.
+                return Next::Close {
+                    at: s.send_progress + read_timeout,
+                    graceful: false,
+                };
+            }
             return Next::Busy;
         }
         if s.started == 0 {
@@ -167,51 +243,125 @@ impl Activity {
 }
 
 /// Marks the end of a request when dropped.
-pub struct RequestGuard(Arc<Activity>);
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.request_finished();
-    }
+pub struct RequestGuard {
+    activity: Arc<Activity>,
+    /// Its answer counts among those waiting for the client.
+    waiting: bool,
 }
 
-/// A response body that keeps its request counted as in flight until the
-/// body is sent (a streamed file can take longer than `idle_timeout`).
-pub struct GuardedBody<B> {
-    body: B,
-    guard: Option<RequestGuard>,
-}
-
-impl<B> GuardedBody<B> {
-    pub fn new(body: B, guard: RequestGuard) -> Self {
-        GuardedBody {
-            body,
-            guard: Some(guard),
+impl RequestGuard {
+    fn set_waiting(&mut self, waiting: bool) {
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            if waiting {
+                self.activity.answer_waits();
+            } else {
+                self.activity.answer_stops_waiting();
+            }
         }
     }
 }
 
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
-    type Data = B::Data;
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.activity.request_finished(self.waiting);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until the
+/// body is sent (a streamed file can take longer than `idle_timeout`), and
+/// as waiting for the client while a piece of it is ready and not taken (the
+/// send deadline, see [`Activity::next`]). Large data frames are handed out
+/// in pieces of at most [`CHUNK`], so that a slow reader of a large answer
+/// shows progress.
+pub struct GuardedBody<B> {
+    body: B,
+    /// The rest of a data frame larger than [`CHUNK`].
+    rest: Bytes,
+    guard: Option<RequestGuard>,
+}
+
+impl<B> GuardedBody<B> {
+    /// The service produced its answer: from now on it waits for the client.
+    pub fn new(body: B, mut guard: RequestGuard) -> Self {
+        guard.set_waiting(true);
+        GuardedBody {
+            body,
+            rest: Bytes::new(),
+            guard: Some(guard),
+        }
+    }
+
+    /// A piece was taken; `more`: another one may be ready at once.
+    fn took(&mut self, more: bool) {
+        if let Some(g) = self.guard.as_mut() {
+            if g.waiting {
+                // The last piece: hyper ends the request at once.
+                if more {
+                    g.activity.answer_progressed();
+                }
+            } else {
+                g.set_waiting(true);
+            }
+        }
+    }
+}
+
+impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for GuardedBody<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let r = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.guard = None;
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let me = &mut *self;
+        if !me.rest.is_empty() {
+            let piece = me.rest.split_to(me.rest.len().min(CHUNK));
+            me.took(true);
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))));
         }
-        r
+        let r = Pin::new(&mut me.body).poll_frame(cx);
+        match r {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(mut data) if data.len() > CHUNK => {
+                        me.rest = data.split_off(CHUNK);
+                        hyper::body::Frame::data(data)
+                    }
+                    Ok(data) => hyper::body::Frame::data(data),
+                    Err(frame) => frame,
+                };
+                let more = !me.rest.is_empty() || !me.body.is_end_stream();
+                me.took(more);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                me.guard = None;
+                r
+            }
+            Poll::Pending => {
+                // The body has nothing yet: the server's side, not the client.
+                if let Some(g) = me.guard.as_mut() {
+                    g.set_waiting(false);
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint.set_lower(hint.lower() + rest);
+        hint
     }
 }
 

@@ -114,3 +114,92 @@ async fn phases_get_their_deadlines() {
     b.bytes_read(Some(true));
     assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
 }
+
+/// A body that gives out its steps: `Some` a data frame, `None` nothing
+/// ready yet (the server's side is slow); ends after the last.
+struct Steps(std::collections::VecDeque<Option<Bytes>>);
+
+impl hyper::body::Body for Steps {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        match self.0.pop_front() {
+            Some(Some(data)) => Poll::Ready(Some(Ok(hyper::body::Frame::data(data)))),
+            Some(None) => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// An answer the client does not take: `read_timeout` from when it began to
+/// wait, moved on by each piece taken; a body with nothing ready yet (the
+/// server's side) is no one's fault; a large frame goes in pieces.
+#[tokio::test(start_paused = true)]
+async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
+    use hyper::body::Body;
+    let a = Activity::new();
+    let guard = a.request_started(http::Version::HTTP_2);
+    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let produced = Instant::now();
+    let steps = vec![
+        Some(Bytes::from(vec![1u8; 40 * 1024])),
+        None,
+        Some(Bytes::from_static(b"end")),
+    ];
+    let mut body = GuardedBody::new(Steps(steps.into()), guard);
+    assert_eq!(
+        a.next(READ, IDLE),
+        cut(produced + READ),
+        "its answer waits for the client"
+    );
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = |body: &mut GuardedBody<Steps>| match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(f))) => Some(f.into_data().unwrap().len()),
+        Poll::Pending => None,
+        other => panic!("{:?}", other.map(|f| f.map(|r| r.is_ok()))),
+    };
+    // 40 KiB handed out as 16 + 16 + 8 KiB, each taken piece progress.
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_millis(700)).await;
+        sizes.push(poll(&mut body).unwrap());
+        assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    }
+    assert_eq!(sizes, [16 * 1024, 16 * 1024, 8 * 1024]);
+    assert!(!body.is_end_stream());
+    // Nothing ready from the body: the server's side, no deadline.
+    assert_eq!(poll(&mut body), None);
+    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    // Ready again: waiting again, from now.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(poll(&mut body), Some(3));
+    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    // Its end: the request is over, the connection idle.
+    drop(body);
+    assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
+}
+
+/// More answers waiting together than a client that reads ever leaves:
+/// closed at once; as they are taken, the send deadline again.
+#[tokio::test(start_paused = true)]
+async fn too_many_answers_waiting_close_at_once() {
+    let a = Activity::new();
+    let mut bodies = Vec::new();
+    for _ in 0..=MAX_WAITING_ANSWERS {
+        let guard = a.request_started(http::Version::HTTP_2);
+        bodies.push(GuardedBody::new(
+            Steps(vec![Some(Bytes::from_static(b"x"))].into()),
+            guard,
+        ));
+    }
+    assert_eq!(a.next(READ, IDLE), Next::TooManyWaiting);
+    bodies.pop();
+    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    bodies.clear();
+    assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
+}
