@@ -603,6 +603,11 @@ async fn with_small_body_memory(dir: &std::path::Path) -> (Sub, hookrelay::Handl
                 .as_table_mut()
                 .unwrap()
                 .insert("max_body_memory".into(), "256KiB".into());
+            // 40 requests on one connection (the default is 32 streams).
+            t["server"]
+                .as_table_mut()
+                .unwrap()
+                .insert("http2_max_streams".into(), 64.into());
         })
         .subscriber(Subscriber::new("s", sub.url()))
         .route(
