@@ -38,10 +38,11 @@ async fn task_status(h: &hookrelay::Handle, id: &str) -> StatusCode {
 /// The task's status once a sweep that should remove it has had its store
 /// work done: the sweep runs on a blocking thread, in real time, so it may
 /// still be writing when the clock has passed it (under a loaded machine);
-/// wait for it without moving the clock on to the next sweep.
+/// wait for it (up to ~50 s of real time: its writes are fsynced, slow on
+/// a busy disk) without moving the clock on to the next sweep.
 async fn gone_after_sweep(h: &hookrelay::Handle, id: &str) -> StatusCode {
     let mut status = task_status(h, id).await;
-    for _ in 0..200 {
+    for _ in 0..2000 {
         if status == StatusCode::NOT_FOUND {
             break;
         }
