@@ -184,13 +184,15 @@ fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool 
     if Arc::ptr_eq(&now, live) {
         return true;
     }
+    // By name, not by the old path: events and cursors are kept per route
+    // name, so a route that only moved to another path (same name, one of
+    // the request's subscribers still on it) takes the event as it began,
+    // while the provider's retry to the old path would get 404.
     let r = &route.route;
-    now.routes.get(&r.path).is_some_and(|s| {
-        s.route.name == r.name
-            && s.route
-                .subscribers
-                .iter()
-                .any(|n| r.subscribers.iter().any(|o| o.name == n.name))
+    now.config.routes.iter().find(|n| n.name == r.name).is_some_and(|n| {
+        n.subscribers
+            .iter()
+            .any(|s| r.subscribers.iter().any(|o| o.name == s.name))
     })
 }
 
