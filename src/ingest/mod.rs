@@ -361,6 +361,13 @@ where
             app.store_took_write();
             Answer::Accepted(a)
         }
+        Err(crate::store::StoreError::RouteChanged(_)) => {
+            // The store saw the reload's topology before this relay swapped
+            // its config (cluster mode: NATS set-up may take seconds).
+            tracing::warn!(route = %r.name,
+                "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was stored; answering 503 so that the provider retries on the current configuration");
+            Answer::RouteChanged
+        }
         Err(crate::store::StoreError::TooLarge(max)) => {
             tracing::warn!(route = %r.name, max, "callback larger than the store takes; answering 413");
             Answer::TooLarge(max)
