@@ -92,7 +92,6 @@ pub struct Status {
     pub stand_in: Option<String>,
 }
 
-
 impl Status {
     /// The renewal and failure state for the admin API (`/api/status`).
     pub fn to_json(&self) -> serde_json::Value {
@@ -172,7 +171,10 @@ impl Acme {
             failures,
         };
         let exact = inner.exact();
-        if let Some((key, info)) = exact.as_ref().filter(|(_, info)| info.valid_at(crate::clock::time_of_day())) {
+        if let Some((key, info)) = exact
+            .as_ref()
+            .filter(|(_, info)| info.valid_at(crate::clock::time_of_day()))
+        {
             tracing::info!(
                 names = ?info.names,
                 expires = %rfc3339(info.not_after),
@@ -327,7 +329,11 @@ impl Inner {
         let mut why = Vec::new();
         if covered < wanted.len() {
             let names: Vec<String> = info.names.iter().map(|n| n.to_ascii_lowercase()).collect();
-            let lacks: Vec<&str> = wanted.iter().filter(|w| !names.contains(w)).map(String::as_str).collect();
+            let lacks: Vec<&str> = wanted
+                .iter()
+                .filter(|w| !names.contains(w))
+                .map(String::as_str)
+                .collect();
             why.push(format!("does not cover {}", lacks.join(", ")));
         }
         if !same_dir {

@@ -253,7 +253,11 @@ mod tests {
     /// certificates (review 39, finding 8).
     #[test]
     fn a_certificate_read_again_shares_a_name_through_a_wildcard_on_either_side() {
-        let (wild, a, b) = (names(&["*.example.com"]), names(&["a.example.com"]), names(&["b.example.org"]));
+        let (wild, a, b) = (
+            names(&["*.example.com"]),
+            names(&["a.example.com"]),
+            names(&["b.example.org"]),
+        );
         assert!(shares_a_name(&wild, &a), "old wildcard, new host under it");
         assert!(shares_a_name(&a, &wild), "old host, new wildcard over it");
         assert!(shares_a_name(&a, &names(&["A.example.com"])));

@@ -311,7 +311,12 @@ const MORE: &str = "more.hookrelay.test";
 async fn served_from_cache(
     domains: &[&str],
     files: &[(&[&str], &str, bool, String)],
-) -> (hookrelay::acme::Status, Option<&'static str>, serde_json::Value, tempfile::TempDir) {
+) -> (
+    hookrelay::acme::Status,
+    Option<&'static str>,
+    serde_json::Value,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("acme");
     std::fs::create_dir_all(&state).unwrap();
@@ -372,7 +377,12 @@ async fn the_acme_stand_in_covers_the_most_names_and_is_reported_when_not_fully_
     .await;
     let names = st.certificate.clone().expect("a stand-in").names;
     assert!(names.iter().any(|n| n == MORE), "{names:?}");
-    assert!(st.stand_in.as_deref().is_some_and(|w| w.contains("another ACME directory")), "{st:?}");
+    assert!(
+        st.stand_in
+            .as_deref()
+            .is_some_and(|w| w.contains("another ACME directory")),
+        "{st:?}"
+    );
     assert!(problem.is_some_and(|p| p.contains("stand-in")), "{problem:?}");
     assert!(status["acme"]["stand_in"].is_string(), "{status}");
 
@@ -381,7 +391,12 @@ async fn the_acme_stand_in_covers_the_most_names_and_is_reported_when_not_fully_
         &[DOMAIN, MORE],
         &[
             (&[DOMAIN, MORE], UNREACHABLE, false, bundle(&[MORE, DOMAIN], 2024, 2035)),
-            (&[DOMAIN, MORE, "x.hookrelay.test"], OTHER_CA, false, bundle(&[DOMAIN, MORE, "x.hookrelay.test"], 2026, 2035)),
+            (
+                &[DOMAIN, MORE, "x.hookrelay.test"],
+                OTHER_CA,
+                false,
+                bundle(&[DOMAIN, MORE, "x.hookrelay.test"], 2026, 2035),
+            ),
         ],
     )
     .await;
@@ -390,8 +405,11 @@ async fn the_acme_stand_in_covers_the_most_names_and_is_reported_when_not_fully_
     assert!(status["acme"]["stand_in"].is_null(), "{status}");
 
     // Only some of the names, from this directory: lacking MORE, reported.
-    let (st, problem, _, _dir) =
-        served_from_cache(&[DOMAIN, MORE], &[(&[DOMAIN], UNREACHABLE, false, bundle(&[DOMAIN], 2025, 2035))]).await;
+    let (st, problem, _, _dir) = served_from_cache(
+        &[DOMAIN, MORE],
+        &[(&[DOMAIN], UNREACHABLE, false, bundle(&[DOMAIN], 2025, 2035))],
+    )
+    .await;
     assert!(st.stand_in.as_deref().is_some_and(|w| w.contains(MORE)), "{st:?}");
     assert!(problem.is_some());
 }
@@ -409,7 +427,10 @@ async fn a_certificate_cached_under_the_name_before_sorting_is_found_as_the_exac
     )
     .await;
     assert!(st.certificate.is_some(), "{st:?}");
-    assert!(st.renew_at.unwrap() > SystemTime::now(), "a new order is due at once: {st:?}");
+    assert!(
+        st.renew_at.unwrap() > SystemTime::now(),
+        "a new order is due at once: {st:?}"
+    );
     assert_eq!((st.stand_in, problem), (None, None));
     let state = dir.path().join("acme");
     assert!(cache_file(&state, &unsorted, UNREACHABLE, false).exists());
