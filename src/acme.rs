@@ -85,6 +85,11 @@ pub struct Status {
     pub last_failure: Option<SystemTime>,
     /// When the order after a failure will be tried; `None` when not backing off.
     pub next_attempt: Option<SystemTime>,
+    /// The served certificate is a stand-in that is not fully valid for the
+    /// configuration (it lacks some configured domains, or comes from
+    /// another ACME directory, e.g. staging): why. Until the order for the
+    /// configured domains succeeds.
+    pub stand_in: Option<String>,
 }
 
 impl Status {
@@ -98,6 +103,7 @@ impl Status {
             "last_error": self.last_error,
             "last_failure": time(self.last_failure),
             "next_attempt": time(self.next_attempt),
+            "stand_in": self.stand_in,
         })
     }
 }
@@ -164,45 +170,51 @@ impl Acme {
             status: Mutex::default(),
             failures,
         };
-        let file = inner.dir.cert_file(&settings.domains, &settings.directory);
-        match cache::StateDir::read(&file) {
-            Ok(Some(pem)) => match tls::parse_bundle(&pem) {
-                Ok((key, info)) => {
-                    tracing::info!(
-                        names = ?info.names,
-                        expires = %rfc3339(info.not_after),
-                        "serving the cached ACME certificate"
-                    );
-                    inner.install(key, info);
-                }
-                Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "cached ACME certificate unusable; ordering a new one")
-                }
-            },
-            Ok(None) => match inner.stand_in() {
-                Some((path, key, info)) => {
-                    tracing::warn!(
-                        names = ?info.names,
-                        domains = ?settings.domains,
-                        file = %path.display(),
-                        expires = %rfc3339(info.not_after),
-                        "no cached ACME certificate for these domains and this directory; serving the newest valid \
-                         cached one whose names overlap them while one for the configured domains is ordered now"
-                    );
-                    inner.install(key, info);
-                    // Due at once: the order for the configured names runs
-                    // (and backs off if it fails) while this one serves.
-                    inner.lock_status().renew_at = Some(crate::clock::time_of_day());
-                }
-                None => tracing::info!(
-                    domains = ?settings.domains,
-                    directory = %crate::auth::redact_url(&settings.directory),
-                    "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
-                ),
-            },
-            Err(e) => {
-                tracing::warn!(file = %file.display(), error = %e, "cannot read the cached ACME certificate; ordering a new one")
-            }
+        let exact = inner.exact();
+        if let Some((key, info)) = exact
+            .as_ref()
+            .filter(|(_, info)| info.valid_at(crate::clock::time_of_day()))
+        {
+            tracing::info!(
+                names = ?info.names,
+                expires = %rfc3339(info.not_after),
+                "serving the cached ACME certificate"
+            );
+            inner.install(key.clone(), info.clone());
+        } else if let Some((path, key, info, short)) = inner.stand_in() {
+            tracing::warn!(
+                names = ?info.names,
+                domains = ?settings.domains,
+                file = %path.display(),
+                expires = %rfc3339(info.not_after),
+                not_fully_valid = ?short,
+                "no valid cached ACME certificate for these domains and this directory; serving the valid cached \
+                 one covering most of them (from this directory if it can, else the newest) while one for the \
+                 configured domains is ordered now"
+            );
+            inner.install(key, info);
+            let mut s = inner.lock_status();
+            s.stand_in = short;
+            // Due at once: the order for the configured names runs
+            // (and backs off if it fails) while this one serves.
+            s.renew_at = Some(crate::clock::time_of_day());
+        } else if let Some((key, info)) = exact {
+            // Expired (or not yet valid) and nothing better cached: served
+            // as before (certificate_problem says so), ordered at once.
+            tracing::warn!(
+                names = ?info.names,
+                expires = %rfc3339(info.not_after),
+                "the cached ACME certificate is not valid now and no other cached one covers these domains; \
+                 ordering a new one"
+            );
+            inner.install(key, info);
+            inner.lock_status().renew_at = Some(crate::clock::time_of_day());
+        } else {
+            tracing::info!(
+                domains = ?settings.domains,
+                directory = %crate::auth::redact_url(&settings.directory),
+                "no ACME certificate yet; ordering one (HTTPS handshakes fail until it is issued)"
+            );
         }
         Ok(Acme { inner: Arc::new(inner) })
     }
@@ -246,11 +258,53 @@ impl Inner {
         vec![format!("mailto:{}", self.settings.email)]
     }
 
-    /// When the certificate for the configured names is not cached (the
-    /// `domains` or `directory` changed): the newest (latest issued) cached
-    /// certificate that is valid now and names at least one of the
-    /// configured domains. The directory it came from is not recorded: any.
-    fn stand_in(&self) -> Option<(PathBuf, Arc<CertifiedKey>, CertInfo)> {
+    /// The cached certificate for the configured names from this directory,
+    /// whatever its dates: under its name, or under the name it had before
+    /// names were sorted (renamed to the new one when found there). `None`
+    /// when missing, unreadable or unparseable (logged).
+    fn exact(&self) -> Option<(Arc<CertifiedKey>, CertInfo)> {
+        let (domains, directory) = (&self.settings.domains, &self.settings.directory);
+        let file = self.dir.cert_file(domains, directory);
+        let legacy = self.dir.legacy_cert_file(domains, directory);
+        let mut found = cache::StateDir::read(&file).map(|p| p.map(|p| (p, file.clone())));
+        if matches!(found, Ok(None)) && legacy != file {
+            found = cache::StateDir::read(&legacy).map(|p| p.map(|p| (p, legacy.clone())));
+        }
+        let (pem, path) = match found {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the cached ACME certificate; ordering a new one");
+                return None;
+            }
+        };
+        match tls::parse_bundle(&pem) {
+            Ok((key, info)) => {
+                if path != file {
+                    match std::fs::rename(&path, &file) {
+                        Ok(()) => tracing::info!(from = %path.display(), to = %file.display(),
+                            "cached ACME certificate renamed to its sorted-names file"),
+                        Err(e) => tracing::warn!(from = %path.display(), to = %file.display(), error = %e,
+                            "cannot rename the cached ACME certificate to its sorted-names file; serving it from its old name"),
+                    }
+                }
+                Some((key, info))
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cached ACME certificate unusable; ordering a new one");
+                None
+            }
+        }
+    }
+
+    /// When there is no valid cached certificate for the configured names
+    /// (the `domains` or `directory` changed, or its file expired or is
+    /// damaged): of the cached certificates valid now that name at least one
+    /// configured domain, the one covering the most of them, then one from
+    /// this directory, then the newest (latest issued). With why it is not
+    /// fully valid for the configuration, if it is not: names it lacks, or
+    /// another directory.
+    fn stand_in(&self) -> Option<(PathBuf, Arc<CertifiedKey>, CertInfo, Option<String>)> {
         let now = crate::clock::time_of_day();
         let wanted: Vec<String> = self.settings.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
         let files = match self.dir.cert_files() {
@@ -260,16 +314,33 @@ impl Inner {
                 return None;
             }
         };
-        files
+        let (path, key, info, covered, same_dir) = files
             .into_iter()
             .filter_map(|path| {
                 let pem = cache::StateDir::read(&path).ok()??;
                 let (key, info) = tls::parse_bundle(&pem).ok()?;
-                let valid = info.not_before <= now && now < info.not_after;
-                let overlaps = info.names.iter().any(|n| wanted.contains(&n.to_ascii_lowercase()));
-                (valid && overlaps).then_some((path, key, info))
+                let names: Vec<String> = info.names.iter().map(|n| n.to_ascii_lowercase()).collect();
+                let covered = wanted.iter().filter(|w| names.contains(w)).count();
+                let same_dir = self.dir.is_from(&path, &names, &self.settings.directory)
+                    || self.dir.is_from(&path, &info.names, &self.settings.directory);
+                (info.valid_at(now) && covered > 0).then_some((path, key, info, covered, same_dir))
             })
-            .max_by_key(|(_, _, info)| info.not_before)
+            .max_by_key(|(_, _, info, covered, same_dir)| (*covered, *same_dir, info.not_before))?;
+        let mut why = Vec::new();
+        if covered < wanted.len() {
+            let names: Vec<String> = info.names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            let lacks: Vec<&str> = wanted
+                .iter()
+                .filter(|w| !names.contains(w))
+                .map(String::as_str)
+                .collect();
+            why.push(format!("does not cover {}", lacks.join(", ")));
+        }
+        if !same_dir {
+            why.push("is from another ACME directory".to_string());
+        }
+        let why = (!why.is_empty()).then(|| why.join(" and "));
+        Some((path, key, info, why))
     }
 
     fn install(&self, key: Arc<CertifiedKey>, info: CertInfo) {
@@ -277,6 +348,7 @@ impl Inner {
         let mut s = self.lock_status();
         s.renew_at = Some(info.renew_at(self.options.renew_remaining));
         s.certificate = Some(info);
+        s.stand_in = None;
         s.consecutive_failures = 0;
         s.next_attempt = None;
     }

@@ -133,7 +133,7 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
         tracing::info!(names = %cert.names.join(","), serial = %cert.serial, days_left,
             "certificate files read again");
         if let Some(old) = current.certificate() {
-            if !old.names.is_empty() && !old.names.iter().any(|n| cert.names.iter().any(|c| covers(c, n))) {
+            if !old.names.is_empty() && !shares_a_name(&old.names, &cert.names) {
                 tracing::warn!(old_names = %old.names.join(","), new_names = %cert.names.join(","),
                     "the certificate read again covers none of the names the one it replaces served \
                      (the wrong file linked?); clients asking for the old names will refuse it");
@@ -195,6 +195,13 @@ fn warn_dedupe_history(old: &Config, new: &Config) {
     }
 }
 
+/// Whether a certificate for `new` names serves any host one for `old`
+/// served: a name of one covers a name of the other, either way round (old
+/// `*.example.com`, new `a.example.com`: clients of `a` keep working).
+fn shares_a_name(old: &[String], new: &[String]) -> bool {
+    old.iter().any(|o| new.iter().any(|n| covers(n, o) || covers(o, n)))
+}
+
 /// Whether certificate name `cert` (maybe a `*.` wildcard) covers host `name`.
 fn covers(cert: &str, name: &str) -> bool {
     if cert.eq_ignore_ascii_case(name) {
@@ -232,4 +239,30 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
             tls::rfc3339(served.not_after),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(l: &[&str]) -> Vec<String> {
+        l.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The "covers none of the names" warning looks at wildcards on both
+    /// certificates (review 39, finding 8).
+    #[test]
+    fn a_certificate_read_again_shares_a_name_through_a_wildcard_on_either_side() {
+        let (wild, a, b) = (
+            names(&["*.example.com"]),
+            names(&["a.example.com"]),
+            names(&["b.example.org"]),
+        );
+        assert!(shares_a_name(&wild, &a), "old wildcard, new host under it");
+        assert!(shares_a_name(&a, &wild), "old host, new wildcard over it");
+        assert!(shares_a_name(&a, &names(&["A.example.com"])));
+        assert!(!shares_a_name(&a, &b));
+        assert!(!shares_a_name(&wild, &names(&["x.a.example.com"])));
+        assert!(!shares_a_name(&wild, &b));
+    }
 }

@@ -394,6 +394,11 @@ impl App {
             Some(Some(c)) if !c.valid_at(crate::clock::time_of_day()) => {
                 Some("the TLS certificate is expired (or not yet valid): every handshake fails")
             }
+            Some(Some(_)) if self.acme.as_ref().is_some_and(|a| a.status().stand_in.is_some()) => Some(
+                "the TLS certificate served is a stand-in from the ACME cache that lacks some configured domains \
+                 or comes from another ACME directory: some clients refuse it until the order for the \
+                 configured domains succeeds",
+            ),
             _ => None,
         }
     }

@@ -269,3 +269,170 @@ async fn a_restart_with_changed_domains_serves_the_cached_certificate_until_the_
     assert!(info.names.iter().any(|n| n == DOMAIN), "{:?}", info.names);
     h.shutdown().await;
 }
+
+/// The ACME state directory's file for a certificate, as `src/acme/cache.rs`
+/// names it: the domains lowercased and (unless `legacy`, the name before
+/// they were sorted) sorted, then the directory URL.
+fn cache_file(state: &Path, domains: &[&str], directory: &str, legacy: bool) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    if !legacy {
+        names.sort();
+        names.dedup();
+    }
+    let mut h = Sha256::new();
+    for n in &names {
+        h.update(n.as_bytes());
+        h.update([0]);
+    }
+    h.update(directory.as_bytes());
+    state.join(format!("cert-{}.pem", &hex::encode(h.finalize())[..32]))
+}
+
+/// A self-signed bundle (key + certificate, one PEM) for `names`, valid
+/// from `from` to `to` (years, 1 January).
+fn bundle(names: &[&str], from: i32, to: i32) -> String {
+    let mut p = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    p.not_before = rcgen::date_time_ymd(from, 1, 1);
+    p.not_after = rcgen::date_time_ymd(to, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    format!("{}{}", key.serialize_pem(), cert.pem())
+}
+
+const UNREACHABLE: &str = "https://127.0.0.1:9/dir";
+const OTHER_CA: &str = "https://127.0.0.1:9/other";
+const MORE: &str = "more.hookrelay.test";
+
+/// What a relay with ACME for `domains` from [`UNREACHABLE`] serves at
+/// start, its state directory holding `files` (domains, directory, legacy
+/// name, contents): the status, `certificate_problem`, `/api/status`'s
+/// certificate entry, and the state directory.
+async fn served_from_cache(
+    domains: &[&str],
+    files: &[(&[&str], &str, bool, String)],
+) -> (
+    hookrelay::acme::Status,
+    Option<&'static str>,
+    serde_json::Value,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("acme");
+    std::fs::create_dir_all(&state).unwrap();
+    for (names, directory, legacy, pem) in files {
+        std::fs::write(cache_file(&state, names, directory, *legacy), pem).unwrap();
+    }
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .tls_acme(Acme::new(domains.to_vec(), "ops@hookrelay.test", UNREACHABLE))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let st = h.app.acme.as_ref().unwrap().status();
+    let problem = h.app.certificate_problem();
+    let (_, status) = admin(h.admin_addr, "GET", "/api/status").await;
+    h.shutdown().await;
+    (st, problem, status["certificates"][0].clone(), dir)
+}
+
+/// An exact cache file (the configured domains, this directory) that is
+/// expired, or that does not parse, is treated like a missing one (review
+/// 39, finding 2): the valid cached certificate covering the domains is
+/// served, fully valid (same directory, every name), and ordered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_unparseable_exact_cache_file_gives_way_to_a_valid_cached_certificate() {
+    for exact in [bundle(&[DOMAIN], 2024, 2025), "-----BEGIN TRUNCATED".to_string()] {
+        let (st, problem, _, _dir) = served_from_cache(
+            &[DOMAIN],
+            &[
+                (&[DOMAIN], UNREACHABLE, false, exact.clone()),
+                (&[DOMAIN, MORE], UNREACHABLE, false, bundle(&[DOMAIN, MORE], 2025, 2035)),
+            ],
+        )
+        .await;
+        let cert = st.certificate.clone().expect("a certificate is served");
+        assert!(cert.valid_at(SystemTime::now()), "{exact:.40}: {st:?} {problem:?}");
+        assert!(cert.names.iter().any(|n| n == MORE), "{cert:?}");
+        assert!(st.renew_at.unwrap() <= SystemTime::now(), "ordered at once: {st:?}");
+        assert_eq!(problem, None, "{st:?}");
+    }
+}
+
+/// The stand-in is the cached certificate covering the most configured
+/// names, then one from the configured directory, then the newest (review
+/// 39, finding 4); one from another directory, or lacking a configured
+/// name, is reported as not fully valid — `/api/status`'s `stand_in`,
+/// `certificate_problem` (so `hookrelay_tls_cert_valid` 0) — until the
+/// order for the configured names succeeds (finding 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acme_stand_in_covers_the_most_names_and_is_reported_when_not_fully_valid() {
+    // Both names from another CA (staging, say); only DOMAIN from this one, newer.
+    let (st, problem, status, _dir) = served_from_cache(
+        &[DOMAIN, MORE],
+        &[
+            (&[DOMAIN, MORE], OTHER_CA, false, bundle(&[DOMAIN, MORE], 2025, 2035)),
+            (&[DOMAIN], UNREACHABLE, false, bundle(&[DOMAIN], 2026, 2035)),
+        ],
+    )
+    .await;
+    let names = st.certificate.clone().expect("a stand-in").names;
+    assert!(names.iter().any(|n| n == MORE), "{names:?}");
+    assert!(
+        st.stand_in
+            .as_deref()
+            .is_some_and(|w| w.contains("another ACME directory")),
+        "{st:?}"
+    );
+    assert!(problem.is_some_and(|p| p.contains("stand-in")), "{problem:?}");
+    assert!(status["acme"]["stand_in"].is_string(), "{status}");
+
+    // Of two covering every name, the one from this directory, though older.
+    let (st, problem, status, _dir) = served_from_cache(
+        &[DOMAIN, MORE],
+        &[
+            (&[DOMAIN, MORE], UNREACHABLE, false, bundle(&[MORE, DOMAIN], 2024, 2035)),
+            (
+                &[DOMAIN, MORE, "x.hookrelay.test"],
+                OTHER_CA,
+                false,
+                bundle(&[DOMAIN, MORE, "x.hookrelay.test"], 2026, 2035),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(st.certificate.unwrap().names.len(), 2);
+    assert_eq!((st.stand_in, problem), (None, None));
+    assert!(status["acme"]["stand_in"].is_null(), "{status}");
+
+    // Only some of the names, from this directory: lacking MORE, reported.
+    let (st, problem, _, _dir) = served_from_cache(
+        &[DOMAIN, MORE],
+        &[(&[DOMAIN], UNREACHABLE, false, bundle(&[DOMAIN], 2025, 2035))],
+    )
+    .await;
+    assert!(st.stand_in.as_deref().is_some_and(|w| w.contains(MORE)), "{st:?}");
+    assert!(problem.is_some());
+}
+
+/// The first start after the cache name was normalised (sorted names) finds
+/// a certificate cached under the old name (the configured order) as the
+/// exact one: served, not due, no new order (review 39, finding 6); the
+/// file is renamed to the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_cached_under_the_name_before_sorting_is_found_as_the_exact_one() {
+    let unsorted = [MORE, DOMAIN];
+    let (st, problem, _, dir) = served_from_cache(
+        &unsorted,
+        &[(&unsorted, UNREACHABLE, true, bundle(&unsorted, 2025, 2035))],
+    )
+    .await;
+    assert!(st.certificate.is_some(), "{st:?}");
+    assert!(
+        st.renew_at.unwrap() > SystemTime::now(),
+        "a new order is due at once: {st:?}"
+    );
+    assert_eq!((st.stand_in, problem), (None, None));
+    let state = dir.path().join("acme");
+    assert!(cache_file(&state, &unsorted, UNREACHABLE, false).exists());
+    assert!(!cache_file(&state, &unsorted, UNREACHABLE, true).exists());
+}

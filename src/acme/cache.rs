@@ -52,6 +52,20 @@ impl StateDir {
         self.dir.join(name("cert", &names, directory_url, "pem"))
     }
 
+    /// The name [`Self::cert_file`] had before the names were sorted: the
+    /// domains as configured (lowercased by validation), in their order. A
+    /// file under it is found at the first start after an upgrade.
+    pub fn legacy_cert_file(&self, domains: &[String], directory_url: &str) -> PathBuf {
+        self.dir.join(name("cert", domains, directory_url, "pem"))
+    }
+
+    /// Whether `path` is the file of a certificate for `names` from this CA
+    /// (under its name or its legacy one): a cached certificate from this
+    /// `directory_url`, not from another CA.
+    pub fn is_from(&self, path: &Path, names: &[String], directory_url: &str) -> bool {
+        path == self.cert_file(names, directory_url) || path == self.legacy_cert_file(names, directory_url)
+    }
+
     /// Every cached certificate file (`cert-*.pem`), whatever it was for:
     /// the candidates when the one for the configured names is missing.
     pub fn cert_files(&self) -> std::io::Result<Vec<PathBuf>> {

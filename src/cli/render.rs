@@ -381,6 +381,12 @@ pub fn render_status(v: &Value) -> String {
                 s(&a["directory"]),
                 s(&a["renew_at"]),
             ));
+            if let Some(why) = a["stand_in"].as_str() {
+                out.push_str(&format!(
+                    "  STAND-IN:  not fully valid: it {why}; some clients refuse it until the order for the \
+                     domains succeeds\n"
+                ));
+            }
             let in_a_row = a["consecutive_failures"].as_u64().unwrap_or(0);
             out.push_str(&format!("  failures:  {} since start", s(&a["failures"])));
             if in_a_row > 0 {

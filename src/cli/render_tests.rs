@@ -148,3 +148,26 @@ fn an_older_page_says_what_it_shows_and_an_empty_cut_page_says_more_may_match() 
         "no events in this page; older ones may match (--before evt_9 for the next page)\n"
     );
 }
+
+/// An ACME stand-in not fully valid (review 39, finding 5) is named by
+/// `hookrelay status`, with why.
+#[test]
+fn an_acme_stand_in_not_fully_valid_is_named_with_why() {
+    let status = |stand_in: Value| {
+        render_status(&serde_json::json!({
+            "certificates": [{
+                "source": "acme",
+                "certificate": {"names": ["a.example"], "not_before": "x", "not_after": "y", "serial": "1",
+                    "expired": false, "expires_in_seconds": 3600},
+                "acme": {"domains": ["a.example", "b.example"], "directory": "https://ca/dir",
+                    "renew_at": "now", "failures": 0, "consecutive_failures": 0, "stand_in": stand_in},
+            }]
+        }))
+    };
+    let out = status(serde_json::json!("does not cover b.example"));
+    assert!(
+        out.contains("STAND-IN:  not fully valid: it does not cover b.example"),
+        "{out}"
+    );
+    assert!(!status(Value::Null).contains("STAND-IN"));
+}

@@ -184,13 +184,15 @@ fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool 
     if Arc::ptr_eq(&now, live) {
         return true;
     }
+    // By name, not by the old path: events and cursors are kept per route
+    // name, so a route that only moved to another path (same name, one of
+    // the request's subscribers still on it) takes the event as it began,
+    // while the provider's retry to the old path would get 404.
     let r = &route.route;
-    now.routes.get(&r.path).is_some_and(|s| {
-        s.route.name == r.name
-            && s.route
-                .subscribers
-                .iter()
-                .any(|n| r.subscribers.iter().any(|o| o.name == n.name))
+    now.config.routes.iter().find(|n| n.name == r.name).is_some_and(|n| {
+        n.subscribers
+            .iter()
+            .any(|s| r.subscribers.iter().any(|o| o.name == s.name))
     })
 }
 
@@ -358,6 +360,13 @@ where
         Ok(a) => {
             app.store_took_write();
             Answer::Accepted(a)
+        }
+        Err(crate::store::StoreError::RouteChanged(_)) => {
+            // The store saw the reload's topology before this relay swapped
+            // its config (cluster mode: NATS set-up may take seconds).
+            tracing::warn!(route = %r.name,
+                "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was stored; answering 503 so that the provider retries on the current configuration");
+            Answer::RouteChanged
         }
         Err(crate::store::StoreError::TooLarge(max)) => {
             tracing::warn!(route = %r.name, max, "callback larger than the store takes; answering 413");

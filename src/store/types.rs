@@ -368,6 +368,12 @@ pub enum StoreError {
     /// largest body it takes.
     #[error("the store takes at most {0} bytes per event")]
     TooLarge(usize),
+    /// A reload since the event's request read its config left none of the
+    /// event's subscribers on its route (renamed, removed, all replaced):
+    /// stored, it would be nobody's. Judged against the topology the store
+    /// holds, when it appends (ingest answers 503 for a retry).
+    #[error("a reload left none of the event's subscribers on route {0:?}")]
+    RouteChanged(String),
 }
 
 /// A request another relay of the cluster made (see [`Store::ask_peers`]).

@@ -277,7 +277,7 @@ impl NatsStore {
         let mut meta = ev.meta;
         // A reload since the request read its config removed one of these
         // from the route: the event is not for it in any view (as on one host).
-        meta.subscribers = s.on_route_now(&route, meta.subscribers);
+        meta.subscribers = s.on_route_now(&route, meta.subscribers)?;
         let headers = event::headers(&meta, &ev.media, &nonce);
         let room = s
             .client

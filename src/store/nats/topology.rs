@@ -25,13 +25,25 @@ use crate::store::{StoreError, Topology};
 impl Shared {
     /// Of `subs`, those the registered topology has on `route` now and whose
     /// consumers exist (recorded by set-up).
-    pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Vec<String> {
+    ///
+    /// Refused ([`StoreError::RouteChanged`]) when the registered topology
+    /// has none of a non-empty `subs` on `route`: a reload renamed or removed
+    /// the route, or replaced all of its subscribers, since the request read
+    /// its config. The topology is registered before the relay's config is
+    /// swapped (and before NATS is set up, which may take seconds): judged
+    /// here, the event is never stored for nobody during that gap.
+    pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Result<Vec<String>, StoreError> {
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
         let consumers = self.consumers.read().unwrap_or_else(|e| e.into_inner());
         let on_route = |sub: &String| topology.routes.iter().any(|(r, s)| r == route && s.contains(sub));
         let exists = |sub: &String| consumers.get(route).is_some_and(|c| c.contains(sub));
-        subs.retain(|sub| on_route(sub) && exists(sub));
-        subs
+        let listed = !subs.is_empty();
+        subs.retain(on_route);
+        if listed && subs.is_empty() {
+            return Err(StoreError::RouteChanged(route.to_string()));
+        }
+        subs.retain(exists);
+        Ok(subs)
     }
 }
 

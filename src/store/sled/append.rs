@@ -60,6 +60,10 @@ impl Writer {
         // subscribers from the route: its log there has ended (`end`), so
         // the event is not for it, as every view and its return agree.
         subs.retain(|s| self.cursors.get(&(route, *s)).is_none_or(|c| c.end == 0));
+        // None left (the route renamed or removed, or all its subscribers
+        // replaced, since the request read its config): refused, not stored
+        // for nobody. A duplicate of an event already stored is still found.
+        let gone = subs.is_empty() && !ev.meta.subscribers.is_empty();
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ev.dedupe_hash[..16]);
         let dkey = keys::dedupe(route, &hash);
@@ -73,6 +77,9 @@ impl Writer {
             if let Some(id) = EventId::from_slice(&v) {
                 return Ok(Accepted { id, duplicate: true });
             }
+        }
+        if gone {
+            return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
         let id = self.next_id(ev.meta.received_ms);
         if !ev.media.is_empty() {

@@ -436,3 +436,28 @@ fn event_ids_parse_only_within_128_bits() {
         assert!(bad.parse::<EventId>().is_err(), "{bad}");
     }
 }
+
+/// An event whose subscribers a reload moved off its route (renamed here)
+/// since its request read the config is refused with `RouteChanged`, judged
+/// by the writer against the topology it holds, not stored for nobody
+/// (review 39, finding 1); a duplicate of one already stored is still found.
+#[tokio::test]
+async fn an_event_none_of_whose_subscribers_is_still_on_its_route_is_refused_not_stored_for_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let first = s.append(event("first", &["a"], now)).await.unwrap();
+    s.register(&Topology {
+        routes: vec![("runway2".into(), vec!["a".into()])],
+    })
+    .await
+    .unwrap();
+    match s.append(event("second", &["a"], now + 1)).await {
+        Err(StoreError::RouteChanged(route)) => assert_eq!(route, "runway"),
+        other => panic!("stored for nobody: {:?}", other.map(|a| a.id)),
+    }
+    let again = s.append(event("first", &["a"], now + 2)).await.unwrap();
+    assert!(again.duplicate && again.id == first.id);
+    // An event listing no subscriber at all is not refused.
+    assert!(s.append(event("third", &[], now + 3)).await.is_ok());
+}
