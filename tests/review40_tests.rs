@@ -1,0 +1,134 @@
+//! Review 40: regressions in the fixes of reviews 36 and 37 (f36, f37).
+
+use crate::common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// README, "Bounded resources" / review 37 finding 2's fix: "a connection
+/// on which more than 16 answers wait is closed at once". An answer counts
+/// as waiting from the moment the service produced it until its body is
+/// wholly handed to hyper, including while HTTP/2 flow control (the
+/// client's *connection* window, RFC 9113 default 65,535 bytes, shared by
+/// all streams) holds it. A legitimate HTTP/2 client with the protocol's
+/// default windows that reads everything at full speed and asks for 28
+/// answers of ~15 KB at once (`GET /ui/pages.js`) (a console page load, a script fetching a
+/// page of events, parallel media downloads) has more than 16 answers
+/// queued behind the shared window for an instant: its connection is
+/// closed at once and every stream still open fails, although the client
+/// never stalled. (`http2_max_streams` is 32: the client is within it.)
+#[tokio::test]
+async fn an_http2_client_reading_at_full_speed_with_default_windows_is_not_cut_for_28_parallel_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .read_timeout(secs(10))
+        .subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info,hookrelay::server=debug")]);
+    let admin = bin.admin;
+    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    // h2's defaults are the RFC's: 65,535-byte stream and connection windows.
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..28 {
+        let req = http::Request::get(format!("http://{admin}/ui/pages.js"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        streams.push(tokio::spawn(async move {
+            let resp = resp.await.map_err(|e| format!("headers: {e}"))?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut n = 0usize;
+            while let Some(chunk) = body.data().await {
+                let chunk: Bytes = chunk.map_err(|e| format!("body after {n} bytes: {e}"))?;
+                n += chunk.len();
+                // Read at full speed: give the window back at once.
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            Ok::<_, String>((status, n))
+        }));
+        client = client.ready().await.unwrap();
+    }
+    let mut results = Vec::new();
+    for s in streams {
+        results.push(
+            tokio::time::timeout(secs(10), s)
+                .await
+                .map_err(|_| "no answer within 10 s".to_string())
+                .and_then(|r| r.unwrap()),
+        );
+    }
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r, Ok((StatusCode::OK, n)) if *n > 10_000))
+        .collect();
+    let log = bin.log_text();
+    let cut: Vec<_> = log.lines().filter(|l| l.contains("more answers wait for the client")).collect();
+    assert!(
+        failed.is_empty(),
+        "28 parallel GET /ui/pages.js on one HTTP/2 connection (default windows, read at full speed): \
+         {} of 28 failed: {:?}; the daemon logged: {cut:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+/// README, Logs: refused ingest requests are logged "the first of a while at
+/// `info` (`no route` or `callback refused`, with its reason), the others at
+/// `debug`, summed up at `warn`". The "first of a while" is shared between
+/// strangers' requests to paths with no route and a route's own refusals,
+/// and a summary starts the next window without an `info` line. A public
+/// relay is probed all the time (scanners: `GET /wp-login.php`, `/.env`):
+/// with one probe every few seconds the window never closes, so when the
+/// provider's genuine callbacks start being refused (a rotated token or
+/// signing secret not yet in the config: every callback `401`) no line at
+/// `info` or above ever names the route or the reason; the summary only
+/// says "N requests refused … (M of them to a path with no route)". Before
+/// f37 each such refusal was logged at `info` with route and reason.
+#[tokio::test]
+async fn a_route_refusing_every_genuine_callback_is_named_in_the_log_despite_scanner_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let addr = bin.addr;
+    // The scanner was there first (it always is) and keeps probing.
+    let scanner = tokio::spawn(async move {
+        loop {
+            let (s, _, _) = request(addr, None, "GET", "/wp-login.php", &[], Bytes::new()).await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The provider's callbacks, with a token the route no longer accepts,
+    // for 12 s (past one 10 s summary).
+    for i in 0..12 {
+        let (s, _) = callback_at(addr, "/hooks/t?token=rotated", &runway(&format!("r40-log-{i}"))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "the callback is refused");
+        tokio::time::sleep(secs(1)).await;
+    }
+    scanner.abort();
+    let log = bin.log_text();
+    let visible: Vec<_> = log
+        .lines()
+        .filter(|l| (l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR ")) && l.contains("refused"))
+        .collect();
+    assert!(
+        visible.iter().any(|l| l.contains("route=t")),
+        "12 s of genuine callbacks refused 401 by route `t`: no line at info or above names the route \
+         (or its reason); the lines about refusals at info/warn were: {visible:#?}"
+    );
+}
