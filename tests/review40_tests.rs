@@ -132,3 +132,40 @@ async fn a_route_refusing_every_genuine_callback_is_named_in_the_log_despite_sca
          (or its reason); the lines about refusals at info/warn were: {visible:#?}"
     );
 }
+
+/// The same log, without continuous noise: `RefusedRequests` keeps the
+/// count of a window that ended long ago, and the next refusal, however
+/// much later, is turned into that window's summary (`refused > 0`) and
+/// itself logged at `debug` only. Two probes to unknown paths in one second,
+/// then quiet for 11 s (it could be hours); then the provider's first
+/// callback refused by route `t` (rotated token): the only line at `warn`
+/// is "2 requests refused in the last 11s (1 of them to a path with no
+/// route)" (the first probe was the window's `info` line) — the route and
+/// the reason of the new problem are not logged, although it is "the first
+/// of a while", and "the last 11s" would read "the last 21600s" after six
+/// quiet hours.
+#[tokio::test]
+async fn the_first_route_refusal_after_a_quiet_while_is_logged_with_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let addr = bin.addr;
+    for path in ["/.env", "/wp-login.php"] {
+        let (s, _, _) = request(addr, None, "GET", path, &[], Bytes::new()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    tokio::time::sleep(secs(11)).await;
+    let (s, _) = callback_at(addr, "/hooks/t?token=rotated", &runway("r40-quiet")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the callback is refused");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = bin.log_text();
+    let visible: Vec<_> = log
+        .lines()
+        .filter(|l| (l.contains(" INFO ") || l.contains(" WARN ")) && l.contains("refused"))
+        .collect();
+    assert!(
+        visible.iter().any(|l| l.contains("route=t")),
+        "the first refusal by route `t` after 11 quiet seconds is not logged at info (nor named at warn): {visible:#?}"
+    );
+}
