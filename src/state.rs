@@ -179,7 +179,11 @@ struct RefusedKind {
 #[derive(Debug, Clone, Copy)]
 pub enum RefusedBy<'a> {
     NoRoute,
-    Route { name: &'a str, status: u16, reason: &'a str },
+    Route {
+        name: &'a str,
+        status: u16,
+        reason: &'a str,
+    },
 }
 
 /// How to log a refused ingest request.
@@ -582,7 +586,10 @@ mod refused_tests {
             }
         );
         assert_eq!(App::refused_at(&mut r, RefusedBy::NoRoute, 12_000), counted());
-        assert_eq!(App::refused_at(&mut r, route("t", 401, "bad signature"), 19_000), counted());
+        assert_eq!(
+            App::refused_at(&mut r, route("t", 401, "bad signature"), 19_000),
+            counted()
+        );
         let log = App::refused_at(&mut r, route("t", 401, "wrong token"), 21_000);
         let summary = log.summary.unwrap();
         assert!(!log.first);

@@ -460,7 +460,10 @@ async fn an_http2_client_reading_28_parallel_answers_behind_default_windows_is_n
         .filter(|r| !matches!(r, Ok((StatusCode::OK, n)) if *n > 10_000))
         .collect();
     let log = bin.log_text();
-    let cut: Vec<_> = log.lines().filter(|l| l.contains("connection did not finish")).collect();
+    let cut: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("connection did not finish"))
+        .collect();
     assert!(
         failed.is_empty(),
         "28 parallel GET /ui/pages.js on one HTTP/2 connection (default windows, read at full speed): \

@@ -213,10 +213,7 @@ async fn too_many_answers_waiting_without_progress_close_after_a_short_stall() {
     ));
     assert_eq!(a.next(READ, IDLE), cut(Instant::now() + CROWDED_STALL));
     // Never later than read_timeout.
-    assert_eq!(
-        a.next(CROWDED_STALL / 4, IDLE),
-        cut(Instant::now() + CROWDED_STALL / 4)
-    );
+    assert_eq!(a.next(CROWDED_STALL / 4, IDLE), cut(Instant::now() + CROWDED_STALL / 4));
     bodies.pop();
     assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
     bodies.clear();
