@@ -98,3 +98,57 @@ async fn an_expected_tasks_poll_stored_by_a_run_whose_clock_was_stepped_back_com
         bin.log_text()
     );
 }
+
+/// Finding 3 (the media archive's side): a media download's retry is kept
+/// in the same per-run anchored clock and the start-up check does not look
+/// at it either. A download that failed (503) under a run that booted an
+/// hour ahead is retried 4 s later by that run's clock; the relay restarts
+/// (clock corrected) before the retry. It should be tried again within
+/// its schedule's longest wait (plus slack), not an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_after_a_restart() {
+    use common::files::FileServer;
+    let s = FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
+    let url = s.status("/m/video.mp4", 503);
+    let dir = tempfile::tempdir().unwrap();
+    let lib = realtime_shift_library(dir.path());
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "3600").unwrap();
+    let path = common::media::media_config(
+        dir.path(),
+        common::media::Media::new().allow_private().retry([secs(4), secs(4)]),
+    )
+    .route(
+        common::media::preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", common::subscriber::DOWN)),
+    )
+    .write();
+    let envs = [
+        ("LD_PRELOAD", lib.to_str().unwrap()),
+        ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
+    ];
+    let bin = Bin::start(&path, &envs);
+    accepted_at(bin.addr, "/hooks/runway", &runway_media("m1", &url, "").to_string()).await;
+    let t0 = std::time::Instant::now();
+    while s.hits("/m/video.mp4") == 0 && t0.elapsed() < secs(10) {
+        tokio::time::sleep(ms(50)).await;
+    }
+    assert_eq!(s.hits("/m/video.mp4"), 1, "the first try");
+    tokio::time::sleep(ms(300)).await;
+    std::fs::write(&offset, "0").unwrap();
+    bin.signal("TERM");
+    let (status, _) = bin.exit().await;
+    assert!(status.success(), "{status}");
+    assert_eq!(s.hits("/m/video.mp4"), 1, "retried before the stop");
+    let bin = Bin::start(&path, &envs);
+    let t0 = std::time::Instant::now();
+    while s.hits("/m/video.mp4") < 2 && t0.elapsed() < secs(25) {
+        tokio::time::sleep(ms(200)).await;
+    }
+    assert!(
+        s.hits("/m/video.mp4") >= 2,
+        "a media download retry 4 s away was not tried {:?} after the restart (stored an hour late by the \
+         stepped clock; the start-up check brings in only delivery rows)\n{}",
+        t0.elapsed(),
+        bin.log_text()
+    );
+}
