@@ -78,6 +78,42 @@ impl Writer {
         Ok(rows)
     }
 
+    /// Walk the rows from `from` to `end` a [`CHUNK`] at a time: `stage`
+    /// stages a row's move into the chunk's batch (true if it did), and each
+    /// chunk's moves are committed together. Returns the rows moved.
+    fn move_chunks(
+        &mut self,
+        mut from: Vec<u8>,
+        end: &[u8],
+        n: &mut BroughtIn,
+        mut stage: impl FnMut(&mut Self, &mut Batch<'_>, &sled::IVec, &sled::IVec) -> Result<bool, StoreError>,
+    ) -> Result<usize, StoreError> {
+        let tree = self.inner.tree.clone();
+        let mut moved = 0;
+        loop {
+            let rows = self.chunk(&from, end, n)?;
+            let Some((last, _)) = rows.last() else { break };
+            from = after(last);
+            let full = rows.len() == CHUNK;
+            let mut b = Batch::new(&tree);
+            let mut staged = 0;
+            for (k, v) in &rows {
+                if stage(self, &mut b, k, v)? {
+                    staged += 1;
+                }
+            }
+            if staged > 0 {
+                self.commit(b)?;
+                moved += staged;
+                n.moved += staged;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(moved)
+    }
+
     fn bring_in_deliveries(&mut self, cap: &DueCap, now_ms: u64, n: &mut BroughtIn) -> Result<(), StoreError> {
         let tree = self.inner.tree.clone();
         let Some(sub) = super::read_lock(&self.inner.registry).sub(&cap.subscriber) else {
@@ -89,51 +125,32 @@ impl Writer {
         let nearest = now_ms.saturating_add(cap.retry_ms.min(media_ms));
         let mut from = prefix.clone();
         from.extend_from_slice(&nearest.saturating_add(1).to_be_bytes());
-        let mut moved = 0;
-        loop {
-            let rows = self.chunk(&from, &end, n)?;
-            let Some((last, _)) = rows.last() else { break };
-            from = after(last);
-            let full = rows.len() == CHUNK;
-            let mut b = Batch::new(&tree);
-            let mut staged = 0;
-            for (k, v) in rows {
-                let (Some((due, id)), Some(route)) = (keys::parse_due(&k), keys::due_route(&v)) else {
-                    continue;
-                };
-                let rkey = keys::result(id, sub);
-                let row = tree.get(&rkey)?.and_then(|r| codec::decode_result(&r));
-                let limit = match row.as_ref().map(|r| &r.state) {
-                    Some(DeliveryState::AwaitingMedia { .. }) => now_ms.saturating_add(media_ms),
-                    _ => now_ms.saturating_add(cap.retry_ms),
-                };
-                if due <= limit {
-                    continue;
-                }
-                self.del_due(&mut b, sub, due, id)?;
-                self.put_due(&mut b, route, sub, limit, id)?;
-                if let Some(mut row) = row {
-                    match &mut row.state {
-                        DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms }
-                            if *due_ms == due =>
-                        {
-                            *due_ms = limit;
-                            b.put(rkey, codec::encode_result(&row));
-                        }
-                        _ => {}
+        let moved = self.move_chunks(from, &end, n, |w, b, k, v| {
+            let (Some((due, id)), Some(route)) = (keys::parse_due(k), keys::due_route(v)) else {
+                return Ok(false);
+            };
+            let rkey = keys::result(id, sub);
+            let row = tree.get(&rkey)?.and_then(|r| codec::decode_result(&r));
+            let limit = match row.as_ref().map(|r| &r.state) {
+                Some(DeliveryState::AwaitingMedia { .. }) => now_ms.saturating_add(media_ms),
+                _ => now_ms.saturating_add(cap.retry_ms),
+            };
+            if due <= limit {
+                return Ok(false);
+            }
+            w.del_due(b, sub, due, id)?;
+            w.put_due(b, route, sub, limit, id)?;
+            if let Some(mut row) = row {
+                match &mut row.state {
+                    DeliveryState::Retrying { due_ms } | DeliveryState::AwaitingMedia { due_ms } if *due_ms == due => {
+                        *due_ms = limit;
+                        b.put(rkey, codec::encode_result(&row));
                     }
+                    _ => {}
                 }
-                staged += 1;
             }
-            if staged > 0 {
-                self.commit(b)?;
-                moved += staged;
-                n.moved += staged;
-            }
-            if !full {
-                break;
-            }
-        }
+            Ok(true)
+        })?;
         if moved > 0 {
             tracing::warn!(subscriber = %cap.subscriber, deliveries = moved, retry_cap_ms = cap.retry_ms,
                 "deliveries due later than the subscriber's current longest wait (a clock step during the previous \
@@ -159,50 +176,35 @@ impl Writer {
         let mut from = vec![tc::P];
         from.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
         let end = keys::prefix_end(&[tc::P]);
-        let mut moved = 0;
-        loop {
-            let rows = self.chunk(&from, &end, n)?;
-            let Some((last, _)) = rows.last() else { break };
-            from = after(last);
-            let full = rows.len() == CHUNK;
-            let mut b = Batch::new(&tree);
-            let mut staged = 0;
-            for (k, _) in rows {
-                let Some((due, route, id)) = tc::parse_task_due(&k) else {
-                    continue;
-                };
-                let Some((name, cap)) = caps.get(&route) else { continue };
-                let tkey = tc::task(route, &id);
-                let Some(mut task) = tree.get(&tkey)?.and_then(|v| tc::decode(&v, name, &id)) else {
-                    continue;
-                };
-                if task.next_poll_ms != Some(due) {
-                    continue;
-                }
-                // Written later than now: its clock was stepped back by the
-                // difference at least; its times move back by it.
-                let step = task.updated_ms.saturating_sub(now_ms);
-                let limit = due.saturating_sub(step).min(now_ms.saturating_add(*cap));
-                if limit >= due {
-                    continue;
-                }
-                task.registered_ms = task.registered_ms.saturating_sub(step);
-                task.updated_ms -= step;
-                task.next_poll_ms = Some(limit);
-                b.del(k.to_vec());
-                b.put(tc::task_due(limit, route, &id), Vec::new());
-                b.put(tkey, tc::encode(&task));
-                staged += 1;
+        let moved = self.move_chunks(from, &end, n, |_, b, k, _| {
+            let Some((due, route, id)) = tc::parse_task_due(k) else {
+                return Ok(false);
+            };
+            let Some((name, cap)) = caps.get(&route) else {
+                return Ok(false);
+            };
+            let tkey = tc::task(route, &id);
+            let Some(mut task) = tree.get(&tkey)?.and_then(|v| tc::decode(&v, name, &id)) else {
+                return Ok(false);
+            };
+            if task.next_poll_ms != Some(due) {
+                return Ok(false);
             }
-            if staged > 0 {
-                self.commit(b)?;
-                moved += staged;
-                n.moved += staged;
+            // Written later than now: its clock was stepped back by the
+            // difference at least; its times move back by it.
+            let step = task.updated_ms.saturating_sub(now_ms);
+            let limit = due.saturating_sub(step).min(now_ms.saturating_add(*cap));
+            if limit >= due {
+                return Ok(false);
             }
-            if !full {
-                break;
-            }
-        }
+            task.registered_ms = task.registered_ms.saturating_sub(step);
+            task.updated_ms -= step;
+            task.next_poll_ms = Some(limit);
+            b.del(k.to_vec());
+            b.put(tc::task_due(limit, route, &id), Vec::new());
+            b.put(tkey, tc::encode(&task));
+            Ok(true)
+        })?;
         if moved > 0 {
             tracing::warn!(
                 tasks = moved,
@@ -219,46 +221,29 @@ impl Writer {
         let mut from = vec![keys::A];
         from.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
         let end = keys::prefix_end(&[keys::A]);
-        let mut moved = 0;
-        loop {
-            let rows = self.chunk(&from, &end, n)?;
-            let Some((last, _)) = rows.last() else { break };
-            from = after(last);
-            let full = rows.len() == CHUNK;
-            let mut b = Batch::new(&tree);
-            let mut staged = 0;
-            for (k, _) in rows {
-                let Some((due, hash)) = keys::parse_timed(&k) else {
-                    continue;
-                };
-                let mkey = keys::media(&hash);
-                let Some(mut row) = tree.get(&mkey)?.and_then(|v| media_codec::decode_media(&v)) else {
-                    continue;
-                };
-                if !matches!(row.state, MediaState::Pending { due_ms } if due_ms == due) {
-                    continue;
-                }
-                let step = row.at_ms.saturating_sub(now_ms);
-                let limit = due.saturating_sub(step).min(now_ms.saturating_add(cap));
-                if limit >= due {
-                    continue;
-                }
-                row.at_ms -= step;
-                row.state = MediaState::Pending { due_ms: limit };
-                self.del_media_due(&mut b, due, &hash)?;
-                self.put_media_due(&mut b, limit, &hash)?;
-                b.put(mkey, media_codec::encode_media(&row));
-                staged += 1;
+        let moved = self.move_chunks(from, &end, n, |w, b, k, _| {
+            let Some((due, hash)) = keys::parse_timed(k) else {
+                return Ok(false);
+            };
+            let mkey = keys::media(&hash);
+            let Some(mut row) = tree.get(&mkey)?.and_then(|v| media_codec::decode_media(&v)) else {
+                return Ok(false);
+            };
+            if !matches!(row.state, MediaState::Pending { due_ms } if due_ms == due) {
+                return Ok(false);
             }
-            if staged > 0 {
-                self.commit(b)?;
-                moved += staged;
-                n.moved += staged;
+            let step = row.at_ms.saturating_sub(now_ms);
+            let limit = due.saturating_sub(step).min(now_ms.saturating_add(cap));
+            if limit >= due {
+                return Ok(false);
             }
-            if !full {
-                break;
-            }
-        }
+            row.at_ms -= step;
+            row.state = MediaState::Pending { due_ms: limit };
+            w.del_media_due(b, due, &hash)?;
+            w.put_media_due(b, limit, &hash)?;
+            b.put(mkey, media_codec::encode_media(&row));
+            Ok(true)
+        })?;
         if moved > 0 {
             tracing::warn!(
                 downloads = moved,
