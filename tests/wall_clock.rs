@@ -55,6 +55,69 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
     lib
 }
 
+/// One process's wall clock, shifted by the library built in a test's
+/// directory by the seconds in its offset file there.
+struct Shifted {
+    lib: std::path::PathBuf,
+    offset: std::path::PathBuf,
+}
+
+impl Shifted {
+    /// The library built in `dir`, the clock `secs` seconds off at boot.
+    fn at(dir: &std::path::Path, secs: &str) -> Shifted {
+        let clock = Shifted {
+            lib: realtime_shift_library(dir),
+            offset: dir.join("offset"),
+        };
+        clock.set(secs);
+        clock
+    }
+
+    /// Step the clock to `secs` seconds off (NTP steps it).
+    fn set(&self, secs: &str) {
+        std::fs::write(&self.offset, secs).unwrap();
+    }
+
+    /// The environment that runs the binary on this clock.
+    fn envs(&self) -> [(&str, &str); 2] {
+        [
+            ("LD_PRELOAD", self.lib.to_str().unwrap()),
+            ("HR_TEST_REALTIME_OFFSET_FILE", self.offset.to_str().unwrap()),
+        ]
+    }
+
+    /// NTP steps the clock back (soon after the work was stored), then the
+    /// relay is stopped: it exits cleanly.
+    async fn step_back_and_stop(&self, bin: Bin) {
+        tokio::time::sleep(ms(300)).await;
+        self.set("0");
+        bin.signal("TERM");
+        let (status, _) = bin.exit().await;
+        assert!(status.success(), "{status}");
+    }
+}
+
+/// Wait until `done`, up to `limit`, looking every 200 ms; how long it took.
+async fn wait_until(limit: std::time::Duration, done: impl Fn() -> bool) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    while !done() && t0.elapsed() < limit {
+        tokio::time::sleep(ms(200)).await;
+    }
+    t0.elapsed()
+}
+
+/// A subscriber that answers its first attempt 503, the rest 200.
+async fn fails_once() -> Sub {
+    Sub::start(std::sync::Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Status(503)
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await
+}
+
 /// Started an hour behind (a callback signed an hour ago is fresh to it),
 /// then corrected: a callback signed now is accepted (review 28, finding 5:
 /// the time of day was read once, at start).
@@ -63,10 +126,8 @@ async fn a_wall_clock_stepped_while_running_is_followed() {
     use common::oracle::standard_webhooks_sign;
     const SW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let dir = tempfile::tempdir().unwrap();
-    let lib = realtime_shift_library(dir.path());
-    let offset = dir.path().join("offset");
     // At boot the clock is an hour behind.
-    std::fs::write(&offset, "-3600").unwrap();
+    let clock = Shifted::at(dir.path(), "-3600");
     let sub = Sub::ok().await;
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()))
@@ -75,13 +136,7 @@ async fn a_wall_clock_stepped_while_running_is_followed() {
                 .signature(Signature::standard_webhooks(SW))
                 .subscriber(Subscriber::new("w", sub.url())),
         );
-    let bin = Bin::start(
-        &cfg.write(),
-        &[
-            ("LD_PRELOAD", lib.to_str().unwrap()),
-            ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
-        ],
-    );
+    let bin = Bin::start(&cfg.write(), &clock.envs());
     let real_now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -107,7 +162,7 @@ async fn a_wall_clock_stepped_while_running_is_followed() {
         "the shift took effect"
     );
     // NTP corrects the clock.
-    std::fs::write(&offset, "0").unwrap();
+    clock.set("0");
     tokio::time::sleep(ms(500)).await;
     // The provider signs with the right time.
     let (body, ts, sig, id) = signed(real_now(), 2);
@@ -132,18 +187,9 @@ async fn a_wall_clock_stepped_while_running_is_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = realtime_shift_library(dir.path());
-    let offset = dir.path().join("offset");
     // At boot the clock is an hour ahead.
-    std::fs::write(&offset, "3600").unwrap();
-    let sub = Sub::start(std::sync::Arc::new(|n, _| {
-        if n == 0 {
-            Behaviour::Status(503)
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await;
+    let clock = Shifted::at(dir.path(), "3600");
+    let sub = fails_once().await;
     let other = Sub::ok().await;
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", other.url()))
@@ -152,13 +198,7 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
                 .allow_anyone()
                 .subscriber(Subscriber::new("w", sub.url()).retry([secs(3)])),
         );
-    let bin = Bin::start(
-        &cfg.write(),
-        &[
-            ("LD_PRELOAD", lib.to_str().unwrap()),
-            ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
-        ],
-    );
+    let bin = Bin::start(&cfg.write(), &clock.envs());
     let (s, _, b) = post(
         bin.addr,
         "/hooks/o",
@@ -170,15 +210,11 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
     sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
     // The retry is scheduled 3 s out; NTP steps the clock back an hour.
     tokio::time::sleep(ms(800)).await;
-    std::fs::write(&offset, "0").unwrap();
-    let t0 = std::time::Instant::now();
-    while sub.count() < 2 && t0.elapsed() < secs(20) {
-        tokio::time::sleep(ms(200)).await;
-    }
+    clock.set("0");
+    let waited = wait_until(secs(20), || sub.count() >= 2).await;
     assert!(
         sub.count() >= 2,
-        "a 3 s retry had not come {:?} after the wall clock was stepped back an hour",
-        t0.elapsed()
+        "a 3 s retry had not come {waited:?} after the wall clock was stepped back an hour"
     );
 }
 
@@ -191,18 +227,9 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_within_its_longest_wait_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = realtime_shift_library(dir.path());
-    let offset = dir.path().join("offset");
     // At boot the clock is an hour ahead.
-    std::fs::write(&offset, "3600").unwrap();
-    let sub = Sub::start(std::sync::Arc::new(|n, _| {
-        if n == 0 {
-            Behaviour::Status(503)
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await;
+    let clock = Shifted::at(dir.path(), "3600");
+    let sub = fails_once().await;
     let other = Sub::ok().await;
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", other.url()))
@@ -214,10 +241,7 @@ async fn a_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_within_its_l
             ),
         );
     let path = cfg.write();
-    let envs = [
-        ("LD_PRELOAD", lib.to_str().unwrap()),
-        ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
-    ];
+    let envs = clock.envs();
     let bin = Bin::start(&path, &envs);
     let (s, _, b) = post(
         bin.addr,
@@ -230,21 +254,13 @@ async fn a_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_within_its_l
     sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
     // The retry is stored 4 s out by this run's clock (an hour ahead); NTP
     // steps the clock back; the relay is stopped before the retry is sent.
-    tokio::time::sleep(ms(300)).await;
-    std::fs::write(&offset, "0").unwrap();
-    bin.signal("TERM");
-    let (status, _) = bin.exit().await;
-    assert!(status.success(), "{status}");
+    clock.step_back_and_stop(bin).await;
     assert_eq!(sub.count(), 1, "the retry was sent before the stop");
     let bin = Bin::start(&path, &envs);
-    let t0 = std::time::Instant::now();
-    while sub.count() < 2 && t0.elapsed() < secs(20) {
-        tokio::time::sleep(ms(200)).await;
-    }
+    let waited = wait_until(secs(20), || sub.count() >= 2).await;
     assert!(
         sub.count() >= 2,
-        "a retry with a 4 s longest wait had not come {:?} after the restart (stored an hour late by the stepped clock)",
-        t0.elapsed()
+        "a retry with a 4 s longest wait had not come {waited:?} after the restart (stored an hour late by the stepped clock)"
     );
     assert!(bin.log_text().contains("brought in"), "{}", bin.log_text());
 }
@@ -261,40 +277,27 @@ async fn an_expected_tasks_poll_stored_by_a_run_whose_clock_was_stepped_back_kee
     use common::provider::{FakeOptions, FakeProvider, TaskPlan};
     use common::tasks::{submit_ok, task_route, tasks_config};
     let dir = tempfile::tempdir().unwrap();
-    let lib = realtime_shift_library(dir.path());
-    let offset = dir.path().join("offset");
-    std::fs::write(&offset, "3600").unwrap();
+    let clock = Shifted::at(dir.path(), "3600");
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let route = task_route("runway", "kie-runway", &fake, common::subscriber::DOWN)
         .reconcile(common::route::Reconcile::new(secs(4), secs(1), secs(600)));
     let (cfg, _) = tasks_config(dir.path(), vec![route]);
     let path = cfg.write();
-    let envs = [
-        ("LD_PRELOAD", lib.to_str().unwrap()),
-        ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
-    ];
+    let envs = clock.envs();
     let bin = Bin::start(&path, &envs);
     // Still running at the provider; no callback comes.
     fake.plan_next(TaskPlan::success().manual());
     let id = submit_ok(bin.admin, "runway", "/api/v1/runway/generate").await;
     // Stopped before the first poll (4 s out by this run's clock, an hour
     // ahead); NTP steps the clock back meanwhile.
-    tokio::time::sleep(ms(300)).await;
-    std::fs::write(&offset, "0").unwrap();
-    bin.signal("TERM");
-    let (status, _) = bin.exit().await;
-    assert!(status.success(), "{status}");
+    clock.step_back_and_stop(bin).await;
     assert_eq!(fake.status_requests(&id), 0, "polled before the stop");
     let bin = Bin::start(&path, &envs);
-    let t0 = std::time::Instant::now();
-    while fake.status_requests(&id) == 0 && t0.elapsed() < secs(25) {
-        tokio::time::sleep(ms(200)).await;
-    }
+    let waited = wait_until(secs(25), || fake.status_requests(&id) > 0).await;
     assert!(
         fake.status_requests(&id) > 0,
-        "a task whose first poll was 4 s away was not polled {:?} after the restart (its schedule row was \
+        "a task whose first poll was 4 s away was not polled {waited:?} after the restart (its schedule row was \
          stored an hour late by the stepped clock)\n{}",
-        t0.elapsed(),
         bin.log_text()
     );
 }
@@ -310,9 +313,7 @@ async fn a_media_retry_stored_by_a_run_whose_clock_was_stepped_back_keeps_its_wa
     let s = FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
     let url = s.status("/m/video.mp4", 503);
     let dir = tempfile::tempdir().unwrap();
-    let lib = realtime_shift_library(dir.path());
-    let offset = dir.path().join("offset");
-    std::fs::write(&offset, "3600").unwrap();
+    let clock = Shifted::at(dir.path(), "3600");
     let path = common::media::media_config(
         dir.path(),
         common::media::Media::new().allow_private().retry([secs(4), secs(4)]),
@@ -321,10 +322,7 @@ async fn a_media_retry_stored_by_a_run_whose_clock_was_stepped_back_keeps_its_wa
         common::media::preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", common::subscriber::DOWN)),
     )
     .write();
-    let envs = [
-        ("LD_PRELOAD", lib.to_str().unwrap()),
-        ("HR_TEST_REALTIME_OFFSET_FILE", offset.to_str().unwrap()),
-    ];
+    let envs = clock.envs();
     let bin = Bin::start(&path, &envs);
     accepted_at(bin.addr, "/hooks/runway", &runway_media("m1", &url, "").to_string()).await;
     let t0 = std::time::Instant::now();
@@ -332,22 +330,14 @@ async fn a_media_retry_stored_by_a_run_whose_clock_was_stepped_back_keeps_its_wa
         tokio::time::sleep(ms(50)).await;
     }
     assert_eq!(s.hits("/m/video.mp4"), 1, "the first try");
-    tokio::time::sleep(ms(300)).await;
-    std::fs::write(&offset, "0").unwrap();
-    bin.signal("TERM");
-    let (status, _) = bin.exit().await;
-    assert!(status.success(), "{status}");
+    clock.step_back_and_stop(bin).await;
     assert_eq!(s.hits("/m/video.mp4"), 1, "retried before the stop");
     let bin = Bin::start(&path, &envs);
-    let t0 = std::time::Instant::now();
-    while s.hits("/m/video.mp4") < 2 && t0.elapsed() < secs(25) {
-        tokio::time::sleep(ms(200)).await;
-    }
+    let waited = wait_until(secs(25), || s.hits("/m/video.mp4") >= 2).await;
     assert!(
         s.hits("/m/video.mp4") >= 2,
-        "a media download retry 4 s away was not tried {:?} after the restart (stored an hour late by the \
+        "a media download retry 4 s away was not tried {waited:?} after the restart (stored an hour late by the \
          stepped clock)\n{}",
-        t0.elapsed(),
         bin.log_text()
     );
 }
