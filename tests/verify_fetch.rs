@@ -180,38 +180,7 @@ pub(crate) async fn forge_after_a_lost_callback(fake: &FakeProvider, addr: std::
         .await;
     let mut forged = fake.final_callback(&target);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    post_signed(addr, "/hooks/runway", fake, &target, &forged).await
-}
-
-/// POST `body` to `path` with a valid `kie` signature for `task` (made now).
-async fn post_signed(
-    addr: std::net::SocketAddr,
-    path: &str,
-    fake: &FakeProvider,
-    task: &str,
-    body: &serde_json::Value,
-) -> String {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(task, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        path,
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        body.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    fake.post_signed(addr, "/hooks/runway", &target, &forged).await
 }
 
 #[tokio::test]
@@ -237,7 +206,7 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
     // The documented short form (`code` 200, only the task id): the record
     // has the result URLs, the callback claims no more than the success.
     let short = serde_json::json!({"code": 200, "msg": "success", "data": {"taskId": ok}});
-    post_signed(addr, "/hooks/market", &fake, &ok, &short).await;
+    fake.post_signed(addr, "/hooks/market", &ok, &short).await;
     let got = sub
         .wait_for(secs(10), "the short success callback", |all| all.len() == 1)
         .await;
@@ -249,7 +218,7 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
 
     // Its failure form (`code` 501, no failCode) agrees with a failed record.
     let short_fail = serde_json::json!({"code": 501, "msg": "failed", "data": {"taskId": failed}});
-    post_signed(addr, "/hooks/market", &fake, &failed, &short_fail).await;
+    fake.post_signed(addr, "/hooks/market", &failed, &short_fail).await;
     sub.wait_for(secs(10), "the short failure callback", |all| all.len() == 2)
         .await;
 
@@ -258,7 +227,7 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
     body["data"]["resultJson"] = serde_json::json!({"resultUrls": ["https://evil.example/x.mp4"]})
         .to_string()
         .into();
-    let id = post_signed(addr, "/hooks/market", &fake, &forged, &body).await;
+    let id = fake.post_signed(addr, "/hooks/market", &forged, &body).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
@@ -269,7 +238,7 @@ async fn the_markets_short_callback_is_delivered_a_result_it_does_not_have_is_he
     // The short form with a result of its own beside the task id is held too.
     let body = serde_json::json!({"code": 200, "msg": "success",
         "data": {"taskId": forged_short, "resultUrls": ["https://evil.example/short.mp4"]}});
-    let id = post_signed(addr, "/hooks/market", &fake, &forged_short, &body).await;
+    let id = fake.post_signed(addr, "/hooks/market", &forged_short, &body).await;
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
@@ -371,7 +340,7 @@ async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
     let target = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
     let mut forged = fake.final_callback(&target);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = post_signed(addr, "/hooks/runway", &fake, &target, &forged).await;
+    let id = fake.post_signed(addr, "/hooks/runway", &target, &forged).await;
     // The push subscriber's check finds the record behind: it waits (10 s).
     let t0 = std::time::Instant::now();
     while fake.status_requests(&target) < 1 {
