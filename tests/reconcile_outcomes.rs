@@ -253,39 +253,6 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
     h.shutdown().await;
 }
 
-/// POST `body` to `path` with a valid `kie` signature for `task_id` (made
-/// now, as anyone who saw one genuine callback of the task can replay it:
-/// the signature covers only `taskId.timestamp`); the event's id.
-async fn post_signed(
-    addr: std::net::SocketAddr,
-    path: &str,
-    fake: &FakeProvider,
-    task_id: &str,
-    body: &Value,
-) -> String {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = fake.sign(task_id, ts).unwrap();
-    let (s, _, b) = post(
-        addr,
-        path,
-        &[
-            ("content-type", "application/json"),
-            ("x-webhook-timestamp", &ts.to_string()),
-            ("x-webhook-signature", &sig),
-        ],
-        body.to_string(),
-    )
-    .await;
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    serde_json::from_slice::<Value>(&b).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// On a route that both reconciles and verifies by fetch, a
 /// terminal callback that the verifier later holds as `unverified` (the
 /// provider's record disagrees: a forged body with a replayed signature)
@@ -312,7 +279,7 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names() {
     let genuine = fake.final_callback(&task_id);
     let mut forged = genuine.clone();
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = post_signed(addr, "/hooks/runway", &fake, &task_id, &forged).await;
+    let id = fake.post_signed(addr, "/hooks/runway", &task_id, &forged).await;
 
     // The forged body is held as unverified (never delivered)...
     let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(15), |v| {
@@ -397,35 +364,9 @@ async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
     let id = "veo-r36-1";
     let processing =
         json!({"code": 400, "msg": "1080P is processing. It should be ready in 1-2 minutes.", "data": null});
-    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
-        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
-        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let done = veo_success(id);
     let (provider, asked) = scripted_provider(vec![processing, done]).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = Route::new("veo", "/hooks/veo")
-        .allow_anyone()
-        .preset("kie-veo")
-        .provider(Provider::new("r36-key", &format!("http://{provider}")))
-        .reconcile(Reconcile::new(ms(300), ms(300), secs(60)))
-        .subscriber(Subscriber::new("veo-sub", sub.url()));
-    let (cfg, _) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
-    let (s, v) = common::tasks::register(h.admin_addr, "veo", id).await;
-    assert!(s.is_success(), "{s} {v}");
-
-    let end = tokio::time::Instant::now() + secs(10);
-    while sub.count() == 0 && tokio::time::Instant::now() < end {
-        tokio::time::sleep(ms(100)).await;
-    }
-    let t = task(h.admin_addr, id).await;
-    assert_eq!(
-        (sub.count(), &t["state"]),
-        (1, &Value::from("recovered")),
-        "one transient 400 ended the task (status requests: {}): {t}",
-        asked.load(std::sync::atomic::Ordering::SeqCst)
-    );
-    h.shutdown().await;
+    recovered_despite(provider, &asked, id, "one transient 400").await;
 }
 
 /// An HTTP 404 whose body is not the provider's JSON envelope (a gateway's
@@ -434,9 +375,7 @@ async fn a_transient_400_from_the_status_endpoint_does_not_give_the_task_up() {
 #[tokio::test]
 async fn a_gateway_404_page_does_not_give_the_task_up() {
     let id = "veo-r36-2";
-    let done = json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
-        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
-        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}});
+    let done = veo_success(id);
     let (provider, asked) = scripted_http(vec![
         (
             404,
@@ -446,6 +385,20 @@ async fn a_gateway_404_page_does_not_give_the_task_up() {
         (200, "application/json", done.to_string()),
     ])
     .await;
+    recovered_despite(provider, &asked, id, "one HTML 404 from a gateway").await;
+}
+
+/// Veo's record-info answer for task `id`: succeeded, with its result URL.
+fn veo_success(id: &str) -> Value {
+    json!({"code": 200, "msg": "success", "data": {"taskId": id, "paramJson": "{}", "successFlag": 1,
+        "fallbackFlag": false, "errorCode": null, "errorMessage": null, "createTime": "2025-01-01 00:00:00",
+        "response": {"taskId": id, "resultUrls": ["https://files.example/v.mp4"], "originUrls": [], "resolution": "1080p"}}})
+}
+
+/// Task `id`, registered on a `kie-veo` route that reconciles against the
+/// status endpoint at `provider`, is recovered within 10 s (one delivery,
+/// state `recovered`) although the endpoint's first answer was `what`.
+async fn recovered_despite(provider: SocketAddr, asked: &std::sync::atomic::AtomicUsize, id: &str, what: &str) {
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = Route::new("veo", "/hooks/veo")
@@ -466,7 +419,7 @@ async fn a_gateway_404_page_does_not_give_the_task_up() {
     assert_eq!(
         (sub.count(), &t["state"]),
         (1, &Value::from("recovered")),
-        "one HTML 404 from a gateway ended the task (status requests: {}): {t}",
+        "{what} ended the task (status requests: {}): {t}",
         asked.load(std::sync::atomic::Ordering::SeqCst)
     );
     h.shutdown().await;
