@@ -377,9 +377,7 @@ async fn a_reload_applies_the_media_settings() {
 async fn a_reload_logs_the_certificate_it_read() {
     let dir = tempfile::tempdir().unwrap();
     TestCert::write(dir.path(), "tls");
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
+    let cfg = tls_config(dir.path());
     let bin = Bin::start(&cfg.write(), &[]);
     let new = TestCert::write(dir.path(), "tls");
     bin.signal("HUP");
@@ -402,9 +400,7 @@ async fn a_reload_logs_the_certificate_it_read() {
 async fn a_reload_keeps_a_valid_certificate_rather_than_serve_an_expired_one() {
     let dir = tempfile::tempdir().unwrap();
     TestCert::write(dir.path(), "tls");
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
+    let cfg = tls_config(dir.path());
     let h = start(&cfg).await;
     assert_eq!(h.app.certificate_problem(), None);
     // Same file names, a certificate that expired in 2025.
@@ -522,9 +518,7 @@ async fn a_restart_after_a_reload_that_moved_the_media_store_compares_with_the_r
 async fn a_reload_that_leaves_the_served_expired_certificate_alone_applies_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     TestCert::write_until(dir.path(), "tls", 2025, 1);
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
+    let cfg = tls_config(dir.path());
     let h = start(&cfg).await;
     let before = h.app.certificate_problem();
     // Same certificate files; only the admin token is new.
@@ -608,9 +602,7 @@ async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedu
 async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_applied() {
     let dir = tempfile::tempdir().unwrap();
     let old = TestCert::write(dir.path(), "tls");
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
+    let cfg = tls_config(dir.path());
     let bin = Bin::start(&cfg.write(), &[]);
     let saved = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
     let (old_crt, old_key) = (saved("tls.crt"), saved("tls.key"));
@@ -634,12 +626,7 @@ async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_appli
     std::fs::write(dir.path().join("tls.crt"), old_crt).unwrap();
     std::fs::write(dir.path().join("tls.key"), old_key).unwrap();
     bin.signal("HUP");
-    let refused = |log: &str| log.matches("reload refused").count();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while refused(&bin.log_text()) < 2 {
-        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    second_reload_logs(&bin, "reload refused").await;
     let log = bin.log_text();
     assert_eq!(log.matches("NOT applied").count(), 1, "{log}");
 }
@@ -651,9 +638,7 @@ async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_appli
 async fn a_reload_warns_when_the_new_certificate_covers_none_of_the_served_names() {
     let dir = tempfile::tempdir().unwrap();
     TestCert::write(dir.path(), "tls");
-    let cfg = TestConfig::new(dir.path())
-        .tls(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-        .subscriber(Subscriber::new("s", DOWN));
+    let cfg = tls_config(dir.path());
     let bin = Bin::start(&cfg.write(), &[]);
     TestCert::write_for(dir.path(), "tls", &["other.example"]);
     bin.signal("HUP");
@@ -667,12 +652,25 @@ async fn a_reload_warns_when_the_new_certificate_covers_none_of_the_served_names
     // The same names again: no warning.
     TestCert::write_for(dir.path(), "tls", &["other.example", "more.example"]);
     bin.signal("HUP");
-    let read = |log: &str| log.matches("certificate files read again").count();
+    second_reload_logs(&bin, "certificate files read again").await;
+    tokio::time::sleep(ms(200)).await;
+    assert_eq!(bin.log_text().matches("covers none of the names").count(), 1);
+}
+
+/// A config serving the certificate files `tls.crt` and `tls.key` in `dir`,
+/// its one subscriber down.
+fn tls_config(dir: &Path) -> TestConfig {
+    TestConfig::new(dir)
+        .tls(&dir.join("tls.crt"), &dir.join("tls.key"))
+        .subscriber(Subscriber::new("s", DOWN))
+}
+
+/// Wait (up to 10 s) until the log says `what` a second time: the second
+/// reload was read.
+async fn second_reload_logs(bin: &Bin, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while read(&bin.log_text()) < 2 {
+    while bin.log_text().matches(what).count() < 2 {
         assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(ms(200)).await;
-    assert_eq!(bin.log_text().matches("covers none of the names").count(), 1);
 }
