@@ -196,17 +196,43 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A request's header block, HPACK-encoded without Huffman: `method` (its
+/// static-table byte), `:scheme http`, `:path` `path`, `:authority localhost`.
+fn h2_header_block(method: u8, path: &str) -> Vec<u8> {
+    let mut block = vec![method, 0x86]; // :scheme http
+    for (index, value) in [(0x04, path), (0x01, "localhost")] {
+        block.extend_from_slice(&[index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Read one HTTP/2 frame, acknowledging the server's SETTINGS: its kind,
+/// flags, stream and payload.
+async fn h2_read_frame<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.expect("the server answers");
+    let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+    let mut payload = vec![0; len];
+    s.read_exact(&mut payload).await.unwrap();
+    let (kind, flags, stream) = (
+        head[3],
+        head[4],
+        u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+    );
+    if kind == 0x4 && flags & 0x1 == 0 {
+        s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
+    }
+    (kind, flags, stream, payload)
+}
+
 /// An HTTP/2 client (prior knowledge) that announces
 /// SETTINGS_INITIAL_WINDOW_SIZE = 0 and asks `GET /nothing` on stream 1: the
 /// relay can send the 404's headers (not flow-controlled) but never its JSON
 /// body. Reads until the answer's HEADERS arrive; returns the connection,
 /// which the client then leaves alone (no WINDOW_UPDATE ever).
 async fn h2_zero_window_request(mut s: tokio::net::TcpStream) -> tokio::net::TcpStream {
-    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
-        block.extend_from_slice(&[index, value.len() as u8]);
-        block.extend_from_slice(value.as_bytes());
-    }
+    let block = h2_header_block(0x82, "/nothing"); // :method GET
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0
     out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
@@ -214,22 +240,9 @@ async fn h2_zero_window_request(mut s: tokio::net::TcpStream) -> tokio::net::Tcp
     s.write_all(&out).await.unwrap();
     let mut status = None;
     while status.is_none() {
-        let mut head = [0u8; 9];
-        tokio::time::timeout(secs(5), s.read_exact(&mut head))
+        let (kind, _, stream, payload) = tokio::time::timeout(secs(5), h2_read_frame(&mut s))
             .await
-            .expect("the server answers the request's headers")
             .expect("the server answers the request's headers");
-        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
-        let mut payload = vec![0; len];
-        s.read_exact(&mut payload).await.unwrap();
-        let (kind, flags, stream) = (
-            head[3],
-            head[4],
-            u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
-        );
-        if kind == 0x4 && flags & 0x1 == 0 {
-            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
-        }
         if kind == 0x1 && stream == 1 {
             status = payload.first().copied();
         }
@@ -352,11 +365,7 @@ async fn zero_window_http2_streams_are_bounded_per_connection_and_hold_no_memory
 
     const CONNS: usize = 300;
     const STREAMS: u32 = 128;
-    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-    for (index, value) in [(0x04, "/nothing"), (0x01, "localhost")] {
-        block.extend_from_slice(&[index, value.len() as u8]);
-        block.extend_from_slice(value.as_bytes());
-    }
+    let block = h2_header_block(0x82, "/nothing"); // :method GET
     let mut held = Vec::new();
     for _ in 0..CONNS {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -478,11 +487,7 @@ async fn an_http2_client_reading_28_parallel_answers_behind_default_windows_is_n
 /// answer ends, acknowledging the server's settings; the answer's status
 /// must be 200 (HPACK static index 8).
 async fn h2_callback_by_hand<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, task: &str) {
-    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
-    for (index, value) in [(0x04, "/hooks/t?token=tok"), (0x01, "localhost")] {
-        block.extend_from_slice(&[index, value.len() as u8]);
-        block.extend_from_slice(value.as_bytes());
-    }
+    let mut block = h2_header_block(0x83, "/hooks/t?token=tok"); // :method POST
     block.extend_from_slice(&[0x0f, 0x10, 16]); // content-type (static 31)
     block.extend_from_slice(b"application/json");
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -492,19 +497,7 @@ async fn h2_callback_by_hand<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + U
     s.write_all(&out).await.unwrap();
     let mut status = None;
     loop {
-        let mut head = [0u8; 9];
-        s.read_exact(&mut head).await.expect("the server answers");
-        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
-        let mut payload = vec![0; len];
-        s.read_exact(&mut payload).await.unwrap();
-        let (kind, flags, stream) = (
-            head[3],
-            head[4],
-            u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
-        );
-        if kind == 0x4 && flags & 0x1 == 0 {
-            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
-        }
+        let (kind, flags, stream, payload) = h2_read_frame(s).await;
         if kind == 0x1 && stream == 1 {
             status = payload.first().copied();
         }
