@@ -317,20 +317,7 @@ async fn a_408_is_tried_again() {
         _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.to_string(), true),
     })
     .await;
-    let (tx, rx) = mpsc::channel(8);
-    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    tx.send(Finished {
-        id: DELIVERED.into(),
-        end: End::Delivered,
-        local: None,
-        keep_until,
-    })
-    .await
-    .unwrap();
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(relay_at(&url), rx))
-        .await
-        .unwrap();
+    run_one_delivered(&url, Duration::from_secs(60), Duration::from_secs(10)).await;
     let got = accepted.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["ids"][0], DELIVERED);
@@ -353,21 +340,8 @@ async fn a_409_naming_no_id_of_the_batch_is_sent_again_after_a_back_off() {
         _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.to_string(), true),
     })
     .await;
-    let (tx, rx) = mpsc::channel(8);
-    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    tx.send(Finished {
-        id: DELIVERED.into(),
-        end: End::Delivered,
-        local: None,
-        keep_until,
-    })
-    .await
-    .unwrap();
-    drop(tx);
     let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx))
-        .await
-        .unwrap();
+    run_one_delivered(&url, Duration::from_secs(60), Duration::from_secs(20)).await;
     let took = started.elapsed();
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
     // Three waits: at least 0.5 + 1 + 2 s (each drawn from the upper half).
@@ -385,21 +359,8 @@ async fn a_409_naming_no_id_of_the_batch_is_sent_again_after_a_back_off() {
 #[tokio::test]
 async fn an_acknowledgement_is_given_up_when_the_relay_can_no_longer_take_it() {
     let (url, accepted) = serve_acks(|_, _| (503, r#"{"error":"stopping"}"#.to_string(), false)).await;
-    let (tx, rx) = mpsc::channel(8);
-    let keep_until = tokio::time::Instant::now() + Duration::from_secs(2);
-    tx.send(Finished {
-        id: DELIVERED.into(),
-        end: End::Delivered,
-        local: None,
-        keep_until,
-    })
-    .await
-    .unwrap();
-    drop(tx);
     let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(20), run(relay_at(&url), rx))
-        .await
-        .unwrap();
+    run_one_delivered(&url, Duration::from_secs(2), Duration::from_secs(20)).await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "given up before its lease was over"
@@ -428,6 +389,15 @@ async fn poisoned_relay() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
         }
     })
     .await
+}
+
+/// The acker run against the relay at `url` on one `DELIVERED` id kept for
+/// `keep`, until it has nothing left (within `limit`).
+async fn run_one_delivered(url: &str, keep: Duration, limit: Duration) {
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(delivered(DELIVERED, keep)).await.unwrap();
+    drop(tx);
+    tokio::time::timeout(limit, run(relay_at(url), rx)).await.unwrap();
 }
 
 fn delivered(id: &str, keep: Duration) -> Finished {
