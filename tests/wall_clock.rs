@@ -118,6 +118,22 @@ async fn fails_once() -> Sub {
     .await
 }
 
+/// A config whose open route `o` (`/hooks/o`) delivers to `w`; `other` is
+/// the config's own subscriber `s`.
+fn retry_config(dir: &std::path::Path, other: &Sub, w: Subscriber) -> TestConfig {
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("s", other.url()))
+        .route(Route::new("o", "/hooks/o").allow_anyone().subscriber(w))
+}
+
+/// One callback to `/hooks/o` at `addr`, accepted; `sub` gets its first
+/// attempt within 10 s.
+async fn first_attempt(addr: std::net::SocketAddr, sub: &Sub) {
+    let (s, _, b) = post(addr, "/hooks/o", &[("content-type", "application/json")], r#"{"n":1}"#).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
+}
+
 /// Started an hour behind (a callback signed an hour ago is fresh to it),
 /// then corrected: a callback signed now is accepted (review 28, finding 5:
 /// the time of day was read once, at start).
@@ -191,23 +207,9 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_waiting_retry_by_the_step() 
     let clock = Shifted::at(dir.path(), "3600");
     let sub = fails_once().await;
     let other = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", other.url()))
-        .route(
-            Route::new("o", "/hooks/o")
-                .allow_anyone()
-                .subscriber(Subscriber::new("w", sub.url()).retry([secs(3)])),
-        );
+    let cfg = retry_config(dir.path(), &other, Subscriber::new("w", sub.url()).retry([secs(3)]));
     let bin = Bin::start(&cfg.write(), &clock.envs());
-    let (s, _, b) = post(
-        bin.addr,
-        "/hooks/o",
-        &[("content-type", "application/json")],
-        r#"{"n":1}"#,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
+    first_attempt(bin.addr, &sub).await;
     // The retry is scheduled 3 s out; NTP steps the clock back an hour.
     tokio::time::sleep(ms(800)).await;
     clock.set("0");
@@ -231,27 +233,17 @@ async fn a_retry_stored_by_a_run_whose_clock_was_stepped_back_comes_within_its_l
     let clock = Shifted::at(dir.path(), "3600");
     let sub = fails_once().await;
     let other = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", other.url()))
-        .route(
-            Route::new("o", "/hooks/o").allow_anyone().subscriber(
-                Subscriber::new("w", sub.url())
-                    .retry([secs(4), secs(4)])
-                    .max_retry_after(secs(4)),
-            ),
-        );
+    let cfg = retry_config(
+        dir.path(),
+        &other,
+        Subscriber::new("w", sub.url())
+            .retry([secs(4), secs(4)])
+            .max_retry_after(secs(4)),
+    );
     let path = cfg.write();
     let envs = clock.envs();
     let bin = Bin::start(&path, &envs);
-    let (s, _, b) = post(
-        bin.addr,
-        "/hooks/o",
-        &[("content-type", "application/json")],
-        r#"{"n":1}"#,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    sub.wait_for(secs(10), "the first attempt", |all| !all.is_empty()).await;
+    first_attempt(bin.addr, &sub).await;
     // The retry is stored 4 s out by this run's clock (an hour ahead); NTP
     // steps the clock back; the relay is stopped before the retry is sent.
     clock.step_back_and_stop(bin).await;
