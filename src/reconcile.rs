@@ -199,6 +199,15 @@ pub fn jittered(every: Duration) -> Duration {
     every.mul_f64(0.8 + fastrand::f64() * 0.4)
 }
 
+/// The longest an expected task of a route reconciling with `rc` can wait
+/// for its next poll: its first poll's `after`, `every` jittered (+20 %), or
+/// the provider's longest pause (back-off or `Retry-After` cap).
+pub fn longest_wait(rc: &crate::config::Reconcile) -> Duration {
+    rc.after
+        .max(rc.every.mul_f64(1.2))
+        .max(crate::provider::BackoffPolicy::default().longest())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

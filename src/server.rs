@@ -193,11 +193,6 @@ async fn serve_conn<I, S, F, B>(
         let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
             (Some(by), _) => (Some(by), false),
             (None, Next::Busy) => (None, false),
-            (None, Next::TooManyWaiting) => {
-                tracing::debug!(peer = %peer, max = activity::MAX_WAITING_ANSWERS,
-                    "more answers wait for the client than it may leave untaken; connection closed");
-                return;
-            }
             (None, Next::Close { at, graceful }) => (Some(at), graceful),
         };
         tokio::select! {

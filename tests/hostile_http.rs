@@ -165,7 +165,8 @@ async fn https_http1_and_http2() {
 }
 
 /// A stranger does not control the log's volume (review 37, finding 3):
-/// 1,000 refused requests (no route, wrong token) write one line at info,
+/// 1,000 refused requests (no route, wrong token) write one line at info
+/// per kind of refusal (no route; each route's own, review 40: two here),
 /// the rest at debug; while they keep coming a warning sums them up at most
 /// once every 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,12 +197,98 @@ async fn a_burst_of_refused_requests_writes_a_bounded_number_of_log_lines() {
         .skip(before)
         .filter(|l| l.contains("refused") || l.contains("no route"))
         .collect();
-    // One line to start with, and one summary for each 10 s the burst took.
-    let bound = 1 + took.as_secs() as usize / 10;
+    // One line to start with per kind (no route, route `t`), and one
+    // summary for each 10 s the burst took.
+    let bound = 2 + took.as_secs() as usize / 10;
     assert!(
         new.len() <= bound && !new.is_empty(),
         "1,000 refused requests in {took:?} wrote {} log lines (at most {bound} expected):\n{}",
         new.len(),
         new.iter().take(20).copied().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Review 40, finding 2: the refusals of a route are logged apart from
+/// strangers' probes to paths with no route. A public relay is probed all
+/// the time (`GET /wp-login.php` every 300 ms here, there first); when the
+/// provider's genuine callbacks start being refused (a rotated token not yet
+/// in the config: every callback `401`), the route's first refusal is still
+/// logged at info with its route and reason, and the summary names the
+/// route, not only counts.
+#[tokio::test]
+async fn a_route_refusing_every_callback_is_named_in_the_log_despite_scanner_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let addr = bin.addr;
+    let scanner = tokio::spawn(async move {
+        loop {
+            let (s, _, _) = request(addr, None, "GET", "/wp-login.php", &[], bytes::Bytes::new()).await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The provider's callbacks, with a token the route no longer accepts,
+    // for 12 s (past one 10 s summary).
+    for i in 0..12 {
+        let (s, _) = callback_at(addr, "/hooks/t?token=rotated", &runway(&format!("r40-log-{i}"))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "the callback is refused");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    scanner.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = bin.log_text();
+    let at = |level: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains(level) && l.contains("refused"))
+            .collect()
+    };
+    let (info, warn) = (at(" INFO "), at(" WARN "));
+    assert!(
+        info.iter().any(|l| l.contains("route=t") && l.contains("reason=")),
+        "the route's first refusal, at info with route and reason: {info:#?}"
+    );
+    assert!(
+        warn.iter().any(|l| l.contains("route=t: ") && l.contains("401 x")),
+        "the summary names the route and its status: {warn:#?}"
+    );
+}
+
+/// Review 40, finding 3: a window of refusals that went quiet is dropped,
+/// not summed up late. Two probes to unknown paths, then 11 quiet seconds
+/// (it could be hours), then the provider's first callback refused by route
+/// `t`: it is logged at info with its route and reason, and no summary
+/// speaks of "the last 11s".
+#[tokio::test]
+async fn the_first_route_refusal_after_a_quiet_while_is_logged_with_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let addr = bin.addr;
+    for path in ["/.env", "/wp-login.php"] {
+        let (s, _, _) = request(addr, None, "GET", path, &[], bytes::Bytes::new()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (s, _) = callback_at(addr, "/hooks/t?token=rotated", &runway("r40-quiet")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the callback is refused");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = bin.log_text();
+    let visible: Vec<_> = log
+        .lines()
+        .filter(|l| (l.contains(" INFO ") || l.contains(" WARN ")) && l.contains("refused"))
+        .collect();
+    assert!(
+        visible
+            .iter()
+            .any(|l| l.contains(" INFO ") && l.contains("route=t") && l.contains("reason=")),
+        "the first refusal by route `t` after 11 quiet seconds, at info with its reason: {visible:#?}"
+    );
+    assert!(
+        !visible.iter().any(|l| l.contains(" WARN ")),
+        "no stale summary: {visible:#?}"
     );
 }

@@ -26,18 +26,20 @@ pub mod verify_gate;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// The longest each subscriber's work can have been scheduled ahead, for the
+/// The longest each kind of work can have been scheduled ahead, for the
 /// embedded store's start-up check ([`crate::store::Store::bring_in_due`]):
 /// a retry waits at most its schedule's longest delay or its `Retry-After`
 /// cap (on a `verify = "fetch"` route, also a provider look-up's longest
 /// wait); an `after_archive` delivery waiting for media at most
-/// [`media_gate::MEDIA_RECHECK`].
-pub fn due_caps(config: &crate::Config) -> Vec<crate::store::DueCap> {
+/// [`media_gate::MEDIA_RECHECK`]; an expected task's next poll at most
+/// [`crate::reconcile::longest_wait`]; a media download's retry at most
+/// [`crate::media::longest_wait`].
+pub fn due_caps(config: &crate::Config) -> crate::store::DueCaps {
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     let look_up = verify_gate::GAVE_UP
         .max(verify_gate::LAGGING)
         .max(crate::provider::BackoffPolicy::default().longest());
-    config
+    let subscribers = config
         .routes
         .iter()
         .flat_map(|r| r.subscribers.iter().map(move |s| (r, s)))
@@ -49,10 +51,20 @@ pub fn due_caps(config: &crate::Config) -> Vec<crate::store::DueCap> {
             crate::store::DueCap {
                 subscriber: s.name.clone(),
                 retry_ms: ms(retry),
-                media_ms: ms(media_gate::MEDIA_RECHECK),
+                media_ms: s.after_archive.then(|| ms(media_gate::MEDIA_RECHECK)),
             }
         })
-        .collect()
+        .collect();
+    let tasks = config
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), ms(crate::reconcile::longest_wait(&r.reconcile?)))))
+        .collect();
+    crate::store::DueCaps {
+        subscribers,
+        tasks,
+        media_ms: ms(crate::media::longest_wait(&config.media.retry)),
+    }
 }
 
 pub use client::SendError;

@@ -6,8 +6,12 @@
 //! dropped from the batch: the relay offers those messages again, with the
 //! same id. A relay that refuses a request as too large (413: a small
 //! `server.max_body`) gets the batch in smaller parts. A 409 naming none of
-//! the batch's ids is sent again after a back-off (1 s doubling to 30 s), not
-//! at once. A hand-back carries what the local service answered, for the
+//! the part's ids splits it (halves, down to one id) so that the others go
+//! through; one id refused alone waits behind the others, and when nothing
+//! else is left it is sent again after a back-off (1 s doubling to 30 s),
+//! while its lease and lapse last (those dropped then are logged). While the
+//! acker waits it keeps taking in finished messages, so the pump's workers
+//! never wait for it. A hand-back carries what the local service answered, for the
 //! relay's history. A relay older than a field of the acknowledgement
 //! refuses it (400, unknown field): the acker then sends without it, and
 //! never gives up delivered ids for that. While the relay is away, each id
@@ -99,6 +103,47 @@ fn sizes(ids: usize, local: &std::collections::BTreeMap<String, LocalAnswer>) ->
     (base, base + extra)
 }
 
+/// Wait `wait`, taking into `batch` what finishes meanwhile, so that the
+/// pump's workers never block on a waiting acker; `open` turns false when
+/// the channel is closed.
+async fn pause(wait: Duration, rx: &mut mpsc::Receiver<Finished>, batch: &mut Vec<Finished>, open: &mut bool) {
+    let until = tokio::time::sleep(wait);
+    tokio::pin!(until);
+    while *open {
+        tokio::select! {
+            _ = &mut until => return,
+            f = rx.recv() => match f {
+                Some(f) => batch.push(f),
+                None => *open = false,
+            },
+        }
+    }
+    until.await;
+}
+
+/// Drop the ids of `batch` the relay can no longer take (their lease and
+/// lapse over), logging them once (`why`: what kept them; an `error` when
+/// the relay was away, else a `warn`).
+fn drop_over(batch: &mut Vec<Finished>, why: &str, away: bool) {
+    let now = Instant::now();
+    let over: Vec<&str> = batch
+        .iter()
+        .filter(|f| f.keep_until <= now)
+        .map(|f| f.id.as_str())
+        .collect();
+    if over.is_empty() {
+        return;
+    }
+    if away {
+        tracing::error!(ids = ?over, "acknowledgement given up: {why} until these leases were over; the relay \
+            offers these messages again");
+    } else {
+        tracing::warn!(ids = ?over, "acknowledgement given up: {why} until these leases were over; the relay \
+            offers these messages again");
+    }
+    batch.retain(|f| f.keep_until > now);
+}
+
 /// Run until the sender side is closed and everything received was sent (or given up).
 pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -113,10 +158,17 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
     // small `server.max_body` caps its acknowledgements), the rest of the
     // batch goes in the next requests.
     let mut cap = MAX_ACK_IDS;
+    // Whether the channel is still open (it closes while the acker waits).
+    let mut open = true;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         // This batch goes without `local` (too large, or the relay refused it).
         let mut without_local = false;
+        // Ids per request after a 409 that named none of a part's ids:
+        // halved at each, doubled back after each part applied.
+        let mut split = MAX_ACK_IDS;
+        // Ids refused alone by such a 409, put behind the others once.
+        let mut refused: HashSet<String> = HashSet::new();
         loop {
             while batch.len() < MAX_ACK_IDS {
                 match rx.try_recv() {
@@ -129,7 +181,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
             batch.reverse();
             batch.retain(|f| seen.insert(f.id.clone()));
             batch.reverse();
-            let sent = batch.len().min(cap);
+            let sent = batch.len().min(cap).min(split);
             let part = &batch[..sent];
             let list =
                 |end: End| -> Vec<String> { part.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
@@ -162,9 +214,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         "acknowledged"
                     );
                     backoff.reset();
-                    conflicts.reset();
+                    split = split.saturating_mul(2).min(MAX_ACK_IDS);
                     batch.drain(..sent);
                     if batch.is_empty() {
+                        conflicts.reset();
                         break;
                     }
                 }
@@ -186,19 +239,33 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // Nothing was changed: the same without those ids.
                         conflicts.reset();
                         batch.retain(|f| !late.contains(&f.id));
-                    } else {
+                    } else if sent > 1 {
                         // It names no id of this part: sent again as it is,
-                        // it would be refused again, at once and for ever.
-                        // Wait, and keep each id only while the relay can
-                        // take it.
-                        let wait = conflicts.next_delay();
+                        // it would be refused again. Halved, the ids the
+                        // relay takes go through and the one it objects to
+                        // is isolated.
+                        split = sent / 2;
                         tracing::warn!(
-                            retry_in_ms = wait.as_millis() as u64,
-                            "the relay refused the acknowledgement (409) naming none of its ids; trying again"
+                            ids_per_request = split,
+                            "the relay refused the acknowledgement (409) naming none of its ids; sending it in \
+                             smaller parts"
                         );
-                        tokio::time::sleep(wait).await;
-                        let now = Instant::now();
-                        batch.retain(|f| f.keep_until > now);
+                    } else if batch.len() > 1 && refused.insert(batch[0].id.clone()) {
+                        // Refused alone: behind the others, which go first.
+                        tracing::warn!(id = %batch[0].id,
+                            "the relay refused the acknowledgement of this id (409) without naming it; trying the \
+                             others first");
+                        let f = batch.remove(0);
+                        batch.push(f);
+                    } else {
+                        // Only refused ids left: sent again after a wait,
+                        // each only while the relay can take it.
+                        let wait = conflicts.next_delay();
+                        tracing::warn!(retry_in_ms = wait.as_millis() as u64, ids = ?late,
+                            "the relay refused the acknowledgement (409) naming none of its ids; trying again");
+                        pause(wait, &mut rx, &mut batch, &mut open).await;
+                        refused.clear();
+                        drop_over(&mut batch, "the relay refused them (409)", false);
                     }
                     if batch.is_empty() {
                         break;
@@ -238,25 +305,14 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                 // The relay away: try again until it answers, dropping only
                 // the ids it can no longer take (their lease and lapse over).
                 Err(e) if e.is_transient() => {
-                    let now = Instant::now();
-                    let over: Vec<&str> = batch
-                        .iter()
-                        .filter(|f| f.keep_until <= now)
-                        .map(|f| f.id.as_str())
-                        .collect();
-                    if !over.is_empty() {
-                        tracing::error!(error = %e, ids = ?over,
-                            "acknowledgement given up: the relay was away until these leases were over; it offers \
-                             these messages again");
-                        batch.retain(|f| f.keep_until > now);
-                    }
+                    drop_over(&mut batch, &format!("the relay was away ({e})"), true);
                     if batch.is_empty() {
                         backoff.reset();
                         break;
                     }
                     let wait = backoff.next_delay();
                     tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "acknowledgement not delivered; trying again");
-                    tokio::time::sleep(wait).await;
+                    pause(wait, &mut rx, &mut batch, &mut open).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, ids = ?ids, retry = ?retry,

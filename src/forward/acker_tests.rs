@@ -406,3 +406,132 @@ async fn an_acknowledgement_is_given_up_when_the_relay_can_no_longer_take_it() {
     );
     assert!(accepted.lock().unwrap().is_empty());
 }
+
+/// A relay that refuses (409, naming an id that is none of ours) every
+/// acknowledgement holding `POISON`, and takes any other; the ids it took.
+const POISON: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4R";
+async fn poisoned_relay() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    serve_acks(|_, v| {
+        let ids = v["ids"].as_array().cloned().unwrap_or_default();
+        if ids.iter().any(|i| i == POISON) {
+            (
+                409,
+                r#"{"error":"no","not_leased":["evt_01M8G5S0QD2RJZ9GWMECMF4Z4Z"]}"#.to_string(),
+                false,
+            )
+        } else {
+            (
+                200,
+                format!(r#"{{"acknowledged":{},"retried":0,"dead":0}}"#, ids.len()),
+                true,
+            )
+        }
+    })
+    .await
+}
+
+fn delivered(id: &str, keep: Duration) -> Finished {
+    Finished {
+        id: id.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until: tokio::time::Instant::now() + keep,
+    }
+}
+
+/// A 409 naming none of the part's ids held every id of the part (and
+/// whatever joined it) for up to 30 s a round (review 38, finding 4): the
+/// part is split instead, so the ids the relay takes are applied at once,
+/// and only the one it refuses waits (given up once its lease and lapse are
+/// over).
+#[tokio::test]
+async fn a_409_naming_none_of_the_ids_splits_the_part_so_the_others_go_through_at_once() {
+    let (url, accepted) = poisoned_relay().await;
+    let others: Vec<String> = (0..7).map(|i| format!("evt_01M8G5S0QD2RJZ9GWMECMF4Z5{i}")).collect();
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(delivered(POISON, Duration::from_secs(3))).await.unwrap();
+    for id in &others {
+        tx.send(delivered(id, Duration::from_secs(60))).await.unwrap();
+    }
+    let acker = tokio::spawn(run(relay_at(&url), rx));
+    let started = tokio::time::Instant::now();
+    let taken = || -> Vec<String> {
+        let all = accepted.lock().unwrap().clone();
+        all.iter()
+            .flat_map(|v| v["ids"].as_array().cloned().unwrap_or_default())
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect()
+    };
+    while taken().len() < others.len() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    let mut got = taken();
+    got.sort();
+    assert_eq!(got, others, "the ids the relay takes");
+    assert!(
+        took < Duration::from_millis(1500),
+        "held back {took:?} by the refused id"
+    );
+    drop(tx);
+    // The refused id is given up once its lease and lapse are over.
+    tokio::time::timeout(Duration::from_secs(20), acker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "given up before its lease was over"
+    );
+    assert!(!taken().contains(&POISON.to_string()));
+}
+
+/// While it waits after a 409 (or with the relay away), the acker keeps
+/// reading its channel: the pump's workers, which send every finished
+/// message into it, never block on it (their messages' leases would lapse
+/// and be delivered again).
+#[tokio::test]
+async fn the_acker_keeps_taking_finished_messages_while_it_waits_after_a_409() {
+    let (url, accepted) = poisoned_relay().await;
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(delivered(POISON, Duration::from_secs(60))).await.unwrap();
+    let acker = tokio::spawn(run(relay_at(&url), rx));
+    // The acker is waiting (the refused id alone); sends still go through.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let others: Vec<String> = (0..8).map(|i| format!("evt_01M8G5S0QD2RJZ9GWMECMF4Z6{i}")).collect();
+    let started = tokio::time::Instant::now();
+    for id in &others {
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tx.send(delivered(id, Duration::from_secs(60))),
+        )
+        .await
+        .expect("the acker did not read its channel while waiting")
+        .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // And they are applied without waiting for the refused one for ever.
+    let t0 = tokio::time::Instant::now();
+    loop {
+        let n: usize = accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["ids"].as_array().map_or(0, Vec::len))
+            .sum();
+        if n == others.len() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "applied {n} of {}",
+            others.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acker.abort();
+}

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 
-use crate::state::RefusedLog;
+use crate::state::{RefusedBy, RefusedLog, RefusedSummary};
 
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
@@ -117,14 +117,14 @@ where
         }
         app.metrics.ingest("", 404);
         let shown = auth::loggable_unknown_path(uri.path_and_query().map_or("/", |p| p.as_str()));
-        match app.request_refused(true) {
-            RefusedLog::First => tracing::info!(uri = %shown, peer = %peer.ip(), status = 404,
-                "no route (refused requests: this line at most once every {}s, the others at debug and summed up)",
-                crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
-            summary => {
-                log_refused_summary(&summary);
-                tracing::debug!(uri = %shown, peer = %peer.ip(), status = 404, "no route")
-            }
+        let log = app.request_refused(RefusedBy::NoRoute);
+        log_refused_summary(&log);
+        if log.first {
+            tracing::info!(uri = %shown, peer = %peer.ip(), status = 404,
+                "no route (requests to no route: this line at most once every {}s, the others at debug and summed up)",
+                crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+        } else {
+            tracing::debug!(uri = %shown, peer = %peer.ip(), status = 404, "no route")
         }
         return respond(&Answer::NotFound);
     };
@@ -152,22 +152,26 @@ where
                 Answer::Unauthorized(why) | Answer::BadRequest(why) => Some(why),
                 _ => None,
             };
-            let log = app.request_refused(false);
+            let log = app.request_refused(RefusedBy::Route {
+                name,
+                status: code,
+                reason: why.map_or("", String::as_str),
+            });
             log_refused_summary(&log);
-            match (log, why) {
-                (RefusedLog::First, Some(why)) => tracing::info!(route = name, source = %source, status = code,
+            match (log.first, why) {
+                (true, Some(why)) => tracing::info!(route = %name, source = %source, status = code,
                     reason = %why, uri = %logged_uri(),
-                    "callback refused (refused requests: this line at most once every {}s, the others at debug and summed up)",
+                    "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
                     crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
-                (RefusedLog::First, None) => tracing::info!(route = name, source = %source, status = code,
+                (true, None) => tracing::info!(route = %name, source = %source, status = code,
                     uri = %logged_uri(),
-                    "callback refused (refused requests: this line at most once every {}s, the others at debug and summed up)",
+                    "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
                     crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
                 (_, Some(why)) => {
-                    tracing::debug!(route = name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
+                    tracing::debug!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
                 }
                 (_, None) => {
-                    tracing::debug!(route = name, source = %source, status = code, uri = %logged_uri(), "callback refused")
+                    tracing::debug!(route = %name, source = %source, status = code, uri = %logged_uri(), "callback refused")
                 }
             }
         }
@@ -196,18 +200,25 @@ fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool 
     })
 }
 
-/// The warning that sums up refused requests, when one is due.
+/// The warning that sums up refused requests, when one is due: how many,
+/// how many to no route, and each route's by status with its last reason.
 fn log_refused_summary(log: &RefusedLog) {
-    if let RefusedLog::Summary {
-        refused,
-        no_route,
-        secs,
-    } = log
-    {
+    if let Some(summary) = &log.summary {
+        let RefusedSummary {
+            refused,
+            no_route,
+            secs,
+            ..
+        } = summary;
+        let by_route = if summary.routes.is_empty() {
+            String::new()
+        } else {
+            format!("; refused by {summary}")
+        };
         tracing::warn!(
             refused,
             no_route,
-            "{refused} requests refused in the last {secs}s ({no_route} of them to a path with no route); \
+            "{refused} requests refused in the last {secs}s ({no_route} of them to a path with no route{by_route}); \
              each is logged at debug"
         );
     }

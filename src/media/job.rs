@@ -45,6 +45,12 @@ const GONE_TRIES: u32 = 3;
 /// The longest wait of a URL for the store to take files again.
 const STORE_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// The longest a URL can wait for its next try: its retry schedule's longest
+/// delay (or `Retry-After` cap), or a wait for the store.
+pub fn longest_wait(retry: &crate::delivery::retry::RetrySchedule) -> Duration {
+    retry.longest_delay().max(STORE_WAIT_MAX)
+}
+
 /// How long a URL waits for the store before it is looked at again: the
 /// first delay of `media.retry` (jittered), at most a minute.
 fn store_wait(s: &ArchiveSettings) -> Duration {

@@ -40,6 +40,7 @@ pub use archiver::Archiver;
 pub use download::Download;
 pub use fetch::{FetchOptions, Fetcher};
 pub use fetch_error::FetchError;
+pub use job::longest_wait;
 pub use local::LocalStore;
 pub use pointer::{media_urls, MediaPointer};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};

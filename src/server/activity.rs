@@ -18,9 +18,12 @@
 //! - an answer waiting for the client to take it (an HTTP/2 client that opens
 //!   no flow-control window, a reader that stalls): closed at once when no
 //!   answer of the connection made progress (a body chunk taken) for
-//!   `read_timeout`, counted from when the first one began to wait; and at
-//!   once when more than [`MAX_WAITING_ANSWERS`] wait together (each holds
-//!   its request's state).
+//!   `read_timeout`, counted from when the first one began to wait; and
+//!   already after [`CROWDED_STALL`] without progress when more than
+//!   [`MAX_WAITING_ANSWERS`] wait together (each holds its request's state).
+//!   A client that reads is never cut by the latter: HTTP/2 flow control
+//!   (one connection window shared by all streams) keeps many answers
+//!   waiting for an instant, but each piece taken is progress.
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
@@ -39,12 +42,17 @@ use bytes::Bytes;
 use super::h2_frames::Frames;
 
 /// Answers of one connection that may wait together for the client to take
-/// them; past this the connection is closed at once. A client that reads its
-/// answers hardly ever has one waiting (an HTTP/2 answer waits only while the
-/// client's flow-control windows are shut), one that opens no window would
-/// otherwise have each of its streams (`http2_max_streams`) hold its
-/// request's state until `read_timeout`.
+/// them with the full `read_timeout` to make progress; past this the
+/// connection is closed once none of them made progress for
+/// [`CROWDED_STALL`]. A client that opens no window would otherwise have each
+/// of its streams (`http2_max_streams`) hold its request's state until
+/// `read_timeout`; one that reads has many answers waiting behind its shared
+/// HTTP/2 connection window, but takes a piece of one of them all the time.
 pub const MAX_WAITING_ANSWERS: usize = 16;
+
+/// How long more than [`MAX_WAITING_ANSWERS`] waiting answers may go without
+/// any of them making progress (at most `read_timeout`).
+pub const CROWDED_STALL: Duration = Duration::from_secs(1);
 
 /// Largest piece of an answer's body handed to hyper at once: each piece
 /// taken is the progress the send deadline looks for.
@@ -86,9 +94,6 @@ struct State {
 pub enum Next {
     /// A request is being served: its own limits apply.
     Busy,
-    /// More than [`MAX_WAITING_ANSWERS`] answers wait for the client: close
-    /// at once.
-    TooManyWaiting,
     /// Close at `at`: gracefully (idle between requests) or at once (a phase
     /// that did not finish within `read_timeout`).
     Close { at: Instant, graceful: bool },
@@ -141,7 +146,8 @@ impl Activity {
         if s.waiting == 1 {
             s.send_progress = Instant::now();
         }
-        // A deadline appears, or too many wait: the connection task looks.
+        // A deadline appears, or comes closer (too many wait): the
+        // connection task looks.
         let news = s.waiting == 1 || s.waiting == MAX_WAITING_ANSWERS + 1;
         drop(s);
         if news {
@@ -201,14 +207,17 @@ impl Activity {
     pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
         let s = self.state();
         if s.in_flight > 0 {
-            if s.waiting > MAX_WAITING_ANSWERS {
-                return Next::TooManyWaiting;
-            }
             if s.waiting > 0 {
                 // Answers wait for the client: no progress for read_timeout
-                // and the connection is closed.
+                // (for CROWDED_STALL when too many wait) and the connection
+                // is closed.
+                let stall = if s.waiting > MAX_WAITING_ANSWERS {
+                    CROWDED_STALL.min(read_timeout)
+                } else {
+                    read_timeout
+                };
                 return Next::Close {
-                    at: s.send_progress + read_timeout,
+                    at: s.send_progress + stall,
                     graceful: false,
                 };
             }

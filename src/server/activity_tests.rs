@@ -184,20 +184,36 @@ async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
     assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
 }
 
-/// More answers waiting together than a client that reads ever leaves:
-/// closed at once; as they are taken, the send deadline again.
+/// More answers waiting together than may hold their state for
+/// `read_timeout`: closed after `CROWDED_STALL` with no progress, not at
+/// once (a client reading behind its shared HTTP/2 window has many waiting);
+/// each piece taken moves that on; as they are taken, the send deadline
+/// again.
 #[tokio::test(start_paused = true)]
-async fn too_many_answers_waiting_close_at_once() {
+async fn too_many_answers_waiting_without_progress_close_after_a_short_stall() {
+    use hyper::body::Body;
     let a = Activity::new();
     let mut bodies = Vec::new();
     for _ in 0..=MAX_WAITING_ANSWERS {
         let guard = a.request_started(http::Version::HTTP_2);
         bodies.push(GuardedBody::new(
-            Steps(vec![Some(Bytes::from_static(b"x"))].into()),
+            Steps(vec![Some(Bytes::from(vec![1u8; 40 * 1024]))].into()),
             guard,
         ));
     }
-    assert_eq!(a.next(READ, IDLE), Next::TooManyWaiting);
+    let began = Instant::now();
+    assert_eq!(a.next(READ, IDLE), cut(began + CROWDED_STALL));
+    // A piece of one of them is taken: progress for all.
+    tokio::time::advance(CROWDED_STALL / 2).await;
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(matches!(
+        Pin::new(&mut bodies[3]).poll_frame(&mut cx),
+        Poll::Ready(Some(Ok(_)))
+    ));
+    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + CROWDED_STALL));
+    // Never later than read_timeout.
+    assert_eq!(a.next(CROWDED_STALL / 4, IDLE), cut(Instant::now() + CROWDED_STALL / 4));
     bodies.pop();
     assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
     bodies.clear();

@@ -98,11 +98,26 @@ macro_rules! each {
 
 /// The longest a subscriber's work can have been scheduled ahead (ms): a
 /// retry (its schedule's longest delay, its `Retry-After` cap, a provider
-/// look-up's longest wait) and an `after_archive` delivery waiting for media.
+/// look-up's longest wait) and, for an `after_archive` subscriber only, a
+/// delivery waiting for media.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueCap {
     pub subscriber: String,
     pub retry_ms: u64,
+    /// `None`: the subscriber is not `after_archive` (its deliveries do not
+    /// wait for media; one left waiting by an earlier config is capped by
+    /// `retry_ms`).
+    pub media_ms: Option<u64>,
+}
+
+/// Everything the start-up check ([`Store::bring_in_due`]) caps: each
+/// subscriber's deliveries, each reconciling route's task polls (route
+/// name, its longest wait between polls in ms) and media downloads (their
+/// longest wait between tries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueCaps {
+    pub subscribers: Vec<DueCap>,
+    pub tasks: Vec<(String, u64)>,
     pub media_ms: u64,
 }
 
@@ -157,12 +172,14 @@ impl Store {
     }
 
     /// At start-up (embedded store): a due time stored by a previous run
-    /// further off than now plus the subscriber's cap (its anchored clock
-    /// was stepped) is brought in to now plus the cap; how many moved. The
-    /// cluster backend bounds this as it hands work out (`nats/early.rs`).
-    pub async fn bring_in_due(&self, caps: Vec<DueCap>) -> Result<usize, StoreError> {
+    /// further off than now plus its cap (the run's anchored clock was
+    /// stepped, or the config's waits were shortened) is brought in to now
+    /// plus the cap, and a task poll or media retry written "later than
+    /// now" keeps its wait, counted from now; how many moved. The cluster
+    /// backend bounds this as it hands work out (`nats/early.rs`).
+    pub async fn bring_in_due(&self, caps: DueCaps) -> Result<usize, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.bring_in_due(caps).await,
+            Backend::Sled(s) => Ok(s.bring_in_due(caps).await?.moved),
             Backend::Nats(_) => Ok(0),
         }
     }

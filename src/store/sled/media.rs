@@ -79,7 +79,7 @@ fn load(b: &Batch<'_>, hash: &[u8; 16]) -> Result<Option<MediaRow>, StoreError> 
 }
 
 impl Writer {
-    fn put_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
+    pub(super) fn put_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
         let k = keys::media_due(due_ms, hash);
         if b.get(&k)?.is_none() {
             self.media.queue += 1;
@@ -90,7 +90,7 @@ impl Writer {
         Ok(())
     }
 
-    fn del_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
+    pub(super) fn del_media_due(&mut self, b: &mut Batch<'_>, due_ms: u64, hash: &[u8; 16]) -> Result<(), StoreError> {
         let k = keys::media_due(due_ms, hash);
         if b.get(&k)?.is_some() {
             self.media.queue = self.media.queue.saturating_sub(1);

@@ -13,6 +13,7 @@ mod codec;
 mod cursor;
 mod dead_count;
 mod due_cap;
+pub use due_cap::BroughtIn;
 mod due_route;
 mod group_commit;
 mod keys;
@@ -239,7 +240,7 @@ impl SledStore {
 
     /// At start-up: bring in due times further off than the subscribers'
     /// caps allow ([`due_cap`]); how many moved.
-    pub async fn bring_in_due(&self, caps: Vec<crate::store::DueCap>) -> Result<usize, StoreError> {
+    pub async fn bring_in_due(&self, caps: crate::store::DueCaps) -> Result<BroughtIn, StoreError> {
         let now_ms = crate::clock::now_ms();
         self.call(|reply| Msg::BringInDue { caps, now_ms, reply }).await
     }

@@ -98,9 +98,9 @@ pub(super) enum Msg {
     /// At start-up: due rows further off than each subscriber's cap
     /// brought in ([`super::due_cap`]); how many.
     BringInDue {
-        caps: Vec<crate::store::DueCap>,
+        caps: crate::store::DueCaps,
         now_ms: u64,
-        reply: Reply<usize>,
+        reply: Reply<super::BroughtIn>,
     },
     Probe(Reply<()>),
     Stop,
