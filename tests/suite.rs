@@ -94,7 +94,6 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
-mod review41_tests;
 mod secrets;
 mod shutdown;
 mod shutdown_handover;
