@@ -321,8 +321,9 @@ impl Inner {
                 let (key, info) = tls::parse_bundle(&pem).ok()?;
                 let names: Vec<String> = info.names.iter().map(|n| n.to_ascii_lowercase()).collect();
                 let covered = wanted.iter().filter(|w| names.contains(w)).count();
-                let same_dir = self.dir.is_from(&path, &names, &self.settings.directory)
-                    || self.dir.is_from(&path, &info.names, &self.settings.directory);
+                let same_dir = self
+                    .dir
+                    .is_from(&path, &names, &self.settings.domains, &self.settings.directory);
                 (info.valid_at(now) && covered > 0).then_some((path, key, info, covered, same_dir))
             })
             .max_by_key(|(_, _, info, covered, same_dir)| (*covered, *same_dir, info.not_before))?;

@@ -120,6 +120,9 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     // Before the store is told: a subscriber the new file removes is ended
     // there (left out of new events), which only an applied reload may do.
     let prepared = app.delivery.prepare(&subscribers)?;
+    // Until the config is swapped (or this fails), a callback the store
+    // refuses for the new topology waits for the swap (ingest).
+    let _pending = app.reload_begins();
     app.store.register(&Topology::of(&new)).await?;
     // Nothing below can fail. The verifier knows the new routes before a
     // new lane can take a delivery of one that verifies.

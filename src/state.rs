@@ -62,6 +62,12 @@ pub struct App {
     /// The configuration in force; a reload swaps it whole, so a request sees
     /// one consistent version from start to end.
     live: RwLock<Arc<Live>>,
+    /// Reloads between telling the store the new topology and swapping
+    /// [`Self::live`] ([`Self::reload_begins`]): a store refusal
+    /// (`RouteChanged`) meanwhile is worth waiting out.
+    reloads_pending: AtomicU64,
+    /// Woken when [`Self::live`] is swapped, or a pending reload ends.
+    live_swapped: tokio::sync::Notify,
     /// Durable storage: events, work, results.
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -107,6 +113,17 @@ pub struct App {
     pub tasks_wake: Arc<tokio::sync::Notify>,
     /// The last reload: when, and why it was refused (`/api/status`).
     last_reload: Mutex<Option<ReloadOutcome>>,
+}
+
+/// A reload between registering its topology and swapping the config
+/// ([`App::reload_begins`]).
+pub struct ReloadPending<'a>(&'a App);
+
+impl Drop for ReloadPending<'_> {
+    fn drop(&mut self) {
+        self.0.reloads_pending.fetch_sub(1, Ordering::AcqRel);
+        self.0.live_swapped.notify_waiters();
+    }
 }
 
 /// What the last reload did.
@@ -268,6 +285,8 @@ impl App {
             bodies: crate::ingest::BodyBudget::new(config.server.max_body_memory, config.server.max_body),
             started_with: Arc::new(config.clone()),
             live: RwLock::new(Arc::new(Live::new(config))),
+            reloads_pending: AtomicU64::new(0),
+            live_swapped: tokio::sync::Notify::new(),
             store,
             metrics,
             delivery,
@@ -319,6 +338,35 @@ impl App {
     /// Put a new configuration in force.
     pub fn set_live(&self, config: Config) {
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(config));
+        self.live_swapped.notify_waiters();
+    }
+
+    /// A reload is about to tell the store its new topology: until the
+    /// returned guard is dropped (after [`Self::set_live`], or when the
+    /// reload fails), a request the store refuses as `RouteChanged` waits
+    /// for the swap ([`Self::live_after_reload`]).
+    pub fn reload_begins(&self) -> ReloadPending<'_> {
+        self.reloads_pending.fetch_add(1, Ordering::AcqRel);
+        ReloadPending(self)
+    }
+
+    /// The configuration in force, if it is not `seen` (the one a request
+    /// read) or becomes another within `limit`: waited for only while a
+    /// reload is between registering its topology and swapping the config.
+    /// Not on the hot path: only after the store refused with `RouteChanged`.
+    pub async fn live_after_reload(&self, seen: &Arc<Live>, limit: std::time::Duration) -> Option<Arc<Live>> {
+        let swapped = self.live_swapped.notified();
+        tokio::pin!(swapped);
+        swapped.as_mut().enable();
+        let changed = |s: &App| Some(s.live()).filter(|now| !Arc::ptr_eq(now, seen));
+        if let Some(now) = changed(self) {
+            return Some(now);
+        }
+        if self.reloads_pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let _ = tokio::time::timeout(limit, swapped).await;
+        changed(self)
     }
 
     /// Ready: serving and the store writable. The certificate is not part

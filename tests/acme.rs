@@ -436,3 +436,47 @@ async fn a_certificate_cached_under_the_name_before_sorting_is_found_as_the_exac
     assert!(cache_file(&state, &unsorted, UNREACHABLE, false).exists());
     assert!(!cache_file(&state, &unsorted, UNREACHABLE, true).exists());
 }
+
+/// A certificate cached by an earlier version under its legacy name (the
+/// domains in the order configured then), from THIS directory, whose SANs
+/// the CA listed in another order (sorted, as Boulder and pebble do), is
+/// judged by the names' order that made the file name, not the SANs':
+/// here the operator dropped a name from `[more, x, DOMAIN]`. It covers
+/// every configured name from the configured CA: no stand-in reported
+/// (review 41, finding 2); and it is preferred over a newer staging
+/// certificate for the same names, which no client trusts (finding 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_named_certificate_from_this_directory_with_sans_in_another_order_counts_as_from_this_directory() {
+    const X: &str = "x.hookrelay.test";
+    let legacy = || {
+        (
+            &[MORE, X, DOMAIN][..],
+            UNREACHABLE,
+            true,
+            bundle(&[DOMAIN, MORE, X], 2025, 2035),
+        )
+    };
+    let (st, problem, status, _dir) = served_from_cache(&[MORE, DOMAIN], &[legacy()]).await;
+    assert!(st.certificate.is_some(), "{st:?}");
+    assert_eq!(
+        (st.stand_in.clone(), problem),
+        (None, None),
+        "a certificate from the configured CA for every configured name is reported: {st:?}"
+    );
+    assert!(status["acme"]["stand_in"].is_null(), "{status}");
+
+    let (st, _, _, _dir) = served_from_cache(
+        &[MORE, DOMAIN],
+        &[
+            legacy(),
+            (&[MORE, DOMAIN], OTHER_CA, false, bundle(&[DOMAIN, MORE], 2026, 2035)),
+        ],
+    )
+    .await;
+    let names = st.certificate.clone().expect("a stand-in").names;
+    assert!(
+        names.iter().any(|n| n == X),
+        "the staging certificate was served over the production one from this directory: {names:?} {st:?}"
+    );
+    assert_eq!(st.stand_in, None, "{st:?}");
+}

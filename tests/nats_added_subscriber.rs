@@ -184,3 +184,68 @@ async fn block_consumer(url: &str, name: &str) -> async_nats::jetstream::stream:
         .unwrap();
     stream
 }
+
+/// A reload that replaces ALL of a route's subscribers (`s1` → `s2`) while
+/// `s2`'s consumer cannot be created yet: a callback then has no subscriber
+/// with a consumer, and stored now it would be for nobody (`s2`'s consumer,
+/// created later at the log's tail, would never see it). It is refused for
+/// a retry (`503`), and the retry once the consumer exists is stored and
+/// reaches `s2`. From review 41, finding 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_only_subscriber_has_no_consumer_yet_is_refused_for_a_retry_not_stored_for_nobody() {
+    let nats = NatsCluster::start(1).await;
+    let (s1, s2) = (Sub::ok().await, Sub::ok().await);
+    let dir = tempfile::tempdir().unwrap();
+    let urls = nats.urls();
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s1", s1.url()))
+            .nats(urls.clone(), 1),
+    )
+    .await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
+
+    let stream = block_consumer(&urls[0], "s2").await;
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s2", s2.url()))
+        .nats(urls.clone(), 1)
+        .write();
+    let reloaded = h.reload().await;
+    assert!(reloaded.is_ok(), "the reload was refused: {reloaded:?}");
+    let (status, v) = callback(h.ingest_addrs[0], &runway("meanwhile")).await;
+    assert_eq!(
+        status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "a callback whose only subscriber has no consumer was not refused: {v}"
+    );
+    // A retry of a callback already stored is found a duplicate first (as
+    // on sled), not refused. From review 41, finding 5.
+    let (status, v) = callback(h.ingest_addrs[0], &runway("before")).await;
+    assert_eq!(
+        (status, &v["duplicate"]),
+        (http::StatusCode::OK, &serde_json::json!(true)),
+        "{v}"
+    );
+
+    // The hiccup is over: the set-up, tried again, creates s2's consumer,
+    // and the provider's retry is stored and reaches s2.
+    stream.delete_consumer("sub_s2").await.unwrap();
+    let deadline = std::time::Instant::now() + secs(20);
+    loop {
+        let (status, v) = callback(h.ingest_addrs[0], &runway("meanwhile")).await;
+        if status == http::StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry is still refused: {status} {v}"
+        );
+        tokio::time::sleep(ms(200)).await;
+    }
+    s2.wait_for(secs(20), "the retried callback", |r| {
+        r.iter().any(|r| String::from_utf8_lossy(&r.body).contains("meanwhile"))
+    })
+    .await;
+    h.shutdown().await;
+}

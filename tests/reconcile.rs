@@ -337,3 +337,52 @@ async fn a_task_registered_after_its_callback_is_called_back_with_the_routes_own
     let (cfg, _) = tasks_config(dir.path(), vec![route]);
     a_task_registered_after_its_callback_is_called_back(cfg, &fake, &sub).await;
 }
+
+/// A polled result the store refuses because a reload changed the route's
+/// topology since the poll read the config (the gap between registering
+/// the new topology and swapping the config: up to 10 s of NATS set-up in
+/// cluster mode; held open here by hand) is stored once more on the route
+/// in force after the swap, also when the poll came at or after `give_up`:
+/// the task is not given up with its result fetched and not stored (review
+/// 41, finding 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_polled_while_a_reload_registers_is_stored_after_the_swap_not_given_up() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let (a, b) = (Sub::ok().await, Sub::ok().await);
+    let dir = tempfile::tempdir().unwrap();
+    let route = |sub: &str, url: &str| {
+        use common::route::{Provider, Reconcile, Route};
+        Route::new("runway", "/hooks/runway")
+            .allow_anyone()
+            .preset("kie-runway")
+            .provider(Provider::new(fake.api_key(), &fake.url()))
+            .reconcile(Reconcile::new(ms(200), ms(200), ms(1500)))
+            .subscriber(Subscriber::new(sub, url))
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route("a", &a.url())]);
+    let h = start(&cfg).await;
+    fake.plan_next(TaskPlan::success().manual());
+    let id = submit_ok(h.admin_addr, "runway", "/api/v1/runway/generate").await;
+    task_until(h.admin_addr, &id, "polling", secs(5)).await;
+
+    // A reload replacing `a` by `b` has told the store, not yet swapped the config.
+    common::tasks::config_at(dir.path(), addr, route("b", &b.url())).write();
+    let new = hookrelay::config::Config::load(&h.app.live().config.file).unwrap();
+    let pending = h.app.reload_begins();
+    h.app
+        .store
+        .register(&hookrelay::store::Topology::of(&new))
+        .await
+        .unwrap();
+    // The task ends; its polls, the last ones before and after give_up, are refused.
+    fake.set_stage(&id, fake.stage_count(&id));
+    tokio::time::sleep(ms(2000)).await;
+    h.reload().await.expect("reload");
+    drop(pending);
+
+    let t = task_until(h.admin_addr, &id, "recovered", secs(10)).await;
+    assert_eq!(t["state"], "recovered", "{t}");
+    b.wait_for(secs(10), "the recovered result", |r| r.len() == 1).await;
+    assert_eq!(a.count(), 0);
+    h.shutdown().await;
+}

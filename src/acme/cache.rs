@@ -17,6 +17,27 @@ use async_trait::async_trait;
 use rustls_acme::{AccountCache, CertCache};
 use sha2::{Digest, Sha256};
 
+/// Up to this many names, [`StateDir::is_from`] tries every order of a
+/// certificate's names for its legacy file name (720 hashes at most).
+const LEGACY_PERMUTED: usize = 6;
+
+/// Whether `test` holds for some order of `names[from..]` (in place: by
+/// swaps, each put back before returning).
+fn any_permutation(names: &mut [String], from: usize, test: &dyn Fn(&[String]) -> bool) -> bool {
+    if from + 1 >= names.len() {
+        return test(names);
+    }
+    for i in from..names.len() {
+        names.swap(from, i);
+        let found = any_permutation(names, from + 1, test);
+        names.swap(from, i);
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
 /// The directory and its naming scheme.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -59,11 +80,42 @@ impl StateDir {
         self.dir.join(name("cert", domains, directory_url, "pem"))
     }
 
-    /// Whether `path` is the file of a certificate for `names` from this CA
-    /// (under its name or its legacy one): a cached certificate from this
-    /// `directory_url`, not from another CA.
-    pub fn is_from(&self, path: &Path, names: &[String], directory_url: &str) -> bool {
-        path == self.cert_file(names, directory_url) || path == self.legacy_cert_file(names, directory_url)
+    /// Whether `path` is the file of a certificate for `names` (its SANs, in
+    /// any order and case) from this CA, under its name or its legacy one: a
+    /// cached certificate from this `directory_url`, not from another CA.
+    ///
+    /// The legacy name hashed the domains in the order they were configured
+    /// then, which the certificate does not keep (CAs list SANs sorted), so
+    /// it is looked for under every order of `names` (up to
+    /// [`LEGACY_PERMUTED`] names), and beyond that under the SAN order, the
+    /// sorted one and `configured`'s order (the domains configured now that
+    /// the certificate names, first, then the rest in SAN or sorted order).
+    pub fn is_from(&self, path: &Path, names: &[String], configured: &[String], directory_url: &str) -> bool {
+        let mut names: Vec<String> = names.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        if path == self.cert_file(&names, directory_url) {
+            return true;
+        }
+        let legacy = |order: &[String]| path == self.legacy_cert_file(order, directory_url);
+        if names.len() <= LEGACY_PERMUTED {
+            return any_permutation(&mut names, 0, &legacy);
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        let first: Vec<String> = configured
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .filter(|d| names.contains(d))
+            .collect();
+        let then = |rest: &[String]| -> Vec<String> {
+            first
+                .iter()
+                .chain(rest.iter().filter(|n| !first.contains(n)))
+                .cloned()
+                .collect()
+        };
+        legacy(&names) || legacy(&sorted) || legacy(&then(&names)) || legacy(&then(&sorted))
     }
 
     /// Every cached certificate file (`cert-*.pem`), whatever it was for:
@@ -157,5 +209,34 @@ impl AccountCache for OrderCache {
         let path = self.dir.account_file(contact, directory_url);
         let bytes = account.to_vec();
         blocking(move || StateDir::write(&path, &bytes)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_legacy_file_is_from_this_directory_whatever_the_sans_order() {
+        let dir = StateDir {
+            dir: PathBuf::from("/x"),
+        };
+        let ca = "https://ca/dir";
+        // Few names: any order that made the file name.
+        let file = dir.legacy_cert_file(&names(&["c.t", "a.t", "b.t"]), ca);
+        assert!(dir.is_from(&file, &names(&["A.t", "b.t", "c.t"]), &[], ca));
+        assert!(!dir.is_from(&file, &names(&["a.t", "b.t", "c.t"]), &[], "https://other/dir"));
+        assert!(!dir.is_from(&file, &names(&["a.t", "b.t"]), &[], ca));
+        // Many: the configured names' order first, then the rest sorted.
+        let many = ["h.t", "a.t", "b.t", "c.t", "d.t", "e.t", "f.t", "g.t"];
+        let sans = names(&["a.t", "b.t", "c.t", "d.t", "e.t", "f.t", "g.t", "h.t"]);
+        let file = dir.legacy_cert_file(&names(&many), ca);
+        assert!(dir.is_from(&file, &sans, &names(&["h.t", "a.t"]), ca));
+        assert!(!dir.is_from(&file, &sans, &names(&["a.t", "h.t"]), ca));
+        assert!(dir.is_from(&dir.cert_file(&sans, ca), &sans, &[], ca));
     }
 }

@@ -209,6 +209,25 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether a callback `other` took would be taken and stored the same
+    /// way by this route, whatever its name, path and subscribers: the same
+    /// checks (tokens, sources, signature, JSON), dedupe key, task marks,
+    /// media and verification. Ingest stores a callback on the route that
+    /// replaced its own during a reload only then.
+    pub fn takes_callbacks_like(&self, other: &Route) -> bool {
+        self.token_digests == other.token_digests
+            && self.allow_ips == other.allow_ips
+            && self.allow_anyone == other.allow_anyone
+            && self.signature == other.signature
+            && self.json == other.json
+            && self.dedupe_key == other.dedupe_key
+            && self.preset == other.preset
+            && self.task_id == other.task_id
+            && self.media == other.media
+            && self.verify == other.verify
+            && self.reconcile == other.reconcile
+    }
+
     /// The provider product the route's preset names (status endpoint, poll
     /// mapping); None without a preset.
     pub fn product(&self) -> Option<crate::provider::Product> {
@@ -304,7 +323,7 @@ pub struct S3Config {
 }
 
 /// A provider signature the route requires.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Signature {
     /// HMAC-SHA256(secret, taskId + "." + timestamp), base64, in `X-Webhook-Signature`.
     Kie {

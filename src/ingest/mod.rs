@@ -56,6 +56,37 @@ pub(crate) fn media_urls(route: &crate::config::Route, json: Option<&serde_json:
 /// How long a request waits for its event to be on disk before answering 503.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a request the store refused for a reload's new topology waits
+/// for that reload to swap the config, at most.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A request waiting out a reload is answered within this (from its start):
+/// providers give up at about 15 s.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// After the store refused a callback for a reload's new topology
+/// (`RouteChanged`): the route that now takes it, once the reload swapped
+/// the config (waited for, bounded), found by name (its subscribers were
+/// replaced), else by path (it was renamed); `None` when there is none, or
+/// it checks or stores callbacks differently (its own checks were not run
+/// on this request): the provider's retry goes there.
+async fn route_in_force(
+    app: &App,
+    live: &Arc<Live>,
+    route: &RouteState,
+    started: tokio::time::Instant,
+) -> Option<Arc<RouteState>> {
+    let wait = RELOAD_WAIT.min(ANSWER_WITHIN.saturating_sub(started.elapsed()));
+    let now = app.live_after_reload(live, wait).await?;
+    let r = &route.route;
+    let found = now
+        .routes
+        .values()
+        .find(|n| n.route.name == r.name)
+        .or_else(|| now.routes.get(&r.path))?;
+    found.route.takes_callbacks_like(r).then(|| found.clone())
+}
+
 /// Headers kept with the event (never credentials).
 fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)> {
     let sig_header = match &route.route.signature {
@@ -313,26 +344,59 @@ where
             tracing::warn!(route = %r.name, key = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
         }
     }
-    let meta = EventMeta {
-        route: r.name.clone(),
-        received_ms: crate::clock::now_ms(),
-        source: match source {
-            auth::Source::Known(ip) => Some(ip),
-            auth::Source::Unknown => None,
-        },
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        headers: kept_headers(&parts.headers, route),
-        subscribers: r.subscribers.iter().map(|s| s.name.clone()).collect(),
-        dedupe_fallback: fallback,
-        origin: Origin::Callback,
+    let received_ms = crate::clock::now_ms();
+    // The event as `rs` stores it (`rs` is the request's route, or the one
+    // that replaced it during a reload and takes callbacks like it).
+    let store_on = |rs: &RouteState, limit: std::time::Duration| {
+        let r = &rs.route;
+        let meta = EventMeta {
+            route: r.name.clone(),
+            received_ms,
+            source: match source {
+                auth::Source::Known(ip) => Some(ip),
+                auth::Source::Unknown => None,
+            },
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            headers: kept_headers(&parts.headers, rs),
+            subscribers: r.subscribers.iter().map(|s| s.name.clone()).collect(),
+            dedupe_fallback: fallback,
+            origin: Origin::Callback,
+        };
+        let media = media_urls(r, json.as_ref());
+        let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
+        // On a route that verifies by fetch, a callback is not known to be
+        // genuine when it is stored: it does not settle its expected task (a
+        // forged one held as unverified would leave the task's result lost,
+        // never polled). The task is settled by its poll: the provider's record
+        // duplicates the verified callback (`called_back`) or is recovered.
+        let task = match verifier {
+            Some(_) => None,
+            None => json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j)),
+        };
+        let commit = contested::append(
+            &app.store,
+            verifier,
+            NewEvent {
+                meta,
+                dedupe_hash: hash,
+                body: body.clone(),
+                media,
+                task,
+            },
+        );
+        async move {
+            // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
+            tokio::time::timeout(limit, commit).await.unwrap_or_else(|_| {
+                Err(crate::store::StoreError::Unavailable(
+                    "the store did not confirm the write in time".into(),
+                ))
+            })
+        }
     };
-    // Never leave a provider waiting on a wedged disk: it gives up at 15 s.
-    let media = media_urls(r, json.as_ref());
-    let verifier = (r.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
     // A reload while the body arrived may have renamed or removed the route
     // (its subscribers moved or gone), or replaced all of its subscribers:
     // stored as the request began, the event would be nobody's. The
@@ -342,31 +406,23 @@ where
             "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
         return Answer::RouteChanged;
     }
-    // On a route that verifies by fetch, a callback is not known to be
-    // genuine when it is stored: it does not settle its expected task (a
-    // forged one held as unverified would leave the task's result lost,
-    // never polled). The task is settled by its poll: the provider's record
-    // duplicates the verified callback (`called_back`) or is recovered.
-    let task = match verifier {
-        Some(_) => None,
-        None => json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j)),
-    };
-    let commit = contested::append(
-        &app.store,
-        verifier,
-        NewEvent {
-            meta,
-            dedupe_hash: hash,
-            body,
-            media,
-            task,
-        },
-    );
-    let result = tokio::time::timeout(COMMIT_TIMEOUT, commit).await.unwrap_or_else(|_| {
-        Err(crate::store::StoreError::Unavailable(
-            "the store did not confirm the write in time".into(),
-        ))
-    });
+    let mut result = store_on(route, COMMIT_TIMEOUT).await;
+    if matches!(result, Err(crate::store::StoreError::RouteChanged(_))) {
+        // The store saw a reload's topology before this relay swapped its
+        // config (cluster mode: NATS set-up may take seconds, and the
+        // provider's retries, `Retry-After: 1`, would land in the same gap):
+        // wait for the swap, and store it once on the route now in force.
+        if let Some(now) = route_in_force(app, live, route, started).await {
+            let left = ANSWER_WITHIN.saturating_sub(started.elapsed()).min(COMMIT_TIMEOUT);
+            if !left.is_zero() {
+                result = store_on(&now, left).await;
+                if result.is_ok() {
+                    tracing::info!(route = %r.name, now = %now.route.name,
+                        "a reload changed the route while this callback was stored; stored on the route now in force for it");
+                }
+            }
+        }
+    }
     match result {
         Ok(a) => {
             app.store_took_write();

@@ -38,7 +38,22 @@ pub async fn poll(app: &App, task: Task) {
     let update = match client.record(product, &task.task_id).await {
         Ok(record) if record.stage().is_terminal() => {
             app.metrics.task_poll(&route.name, "terminal");
-            match super::recover::append(app, route, &record).await {
+            let mut stored = super::recover::append(app, route, &record).await;
+            if stored.as_ref().is_err_and(route_changed) {
+                // A reload changed the route's topology since this poll read
+                // the config (cluster mode: while it sets NATS up): stored
+                // once more on the route in force, after the swap (bounded),
+                // rather than rescheduled — at `give_up` that would give the
+                // task up with its result fetched and not stored.
+                let now_live = app
+                    .live_after_reload(&live, RELOAD_WAIT)
+                    .await
+                    .unwrap_or_else(|| app.live());
+                if let Some(now_route) = now_live.config.routes.iter().find(|r| r.name == task.route) {
+                    stored = super::recover::append(app, now_route, &record).await;
+                }
+            }
+            match stored {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
@@ -118,6 +133,18 @@ pub async fn poll(app: &App, task: Task) {
         tracing::warn!(route = %route.name, task_id = %task.task_id, error = %error, "expected task given up");
     }
     settle(app, &task, update).await;
+}
+
+/// How long a result the store refused for a reload's new topology waits
+/// for that reload to swap the config before it is stored again (once).
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
+
+/// The store refused the event for a reload's new topology.
+fn route_changed(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::store::StoreError>(),
+        Some(crate::store::StoreError::RouteChanged(_))
+    )
 }
 
 /// Whether a refused status call means the task will never have a result

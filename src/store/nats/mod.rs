@@ -277,7 +277,34 @@ impl NatsStore {
         let mut meta = ev.meta;
         // A reload since the request read its config removed one of these
         // from the route: the event is not for it in any view (as on one host).
-        meta.subscribers = s.on_route_now(&route, meta.subscribers)?;
+        meta.subscribers = match s.on_route_now(&route, meta.subscribers) {
+            Ok(subs) => subs,
+            // Refused only if not a duplicate (as sled finds duplicates
+            // first): a retry of a callback already stored is `200
+            // duplicate`, not `503` then stored again on the renamed route.
+            Err(refused) => {
+                let first = tokio::time::timeout(APPEND_BUDGET, stream.get_last_raw_message_by_subject(&subject))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                let Some(m) = first else { return Err(refused) };
+                let accepted = Accepted {
+                    id: layout::event_id(
+                        &route,
+                        m.sequence,
+                        event::time_ms(&m.headers).unwrap_or(layout::millis(m.time)),
+                    ),
+                    duplicate: true,
+                };
+                if let Some(mark) = ev.task {
+                    if let Err(e) = s.mark_task(&route, &mark, meta.origin, &accepted).await {
+                        tracing::warn!(route = %route, task_id = %mark.task_id, error = %e,
+                            "event stored, but its expected task could not be marked yet; its next poll settles it");
+                    }
+                }
+                return Ok(accepted);
+            }
+        };
         let headers = event::headers(&meta, &ev.media, &nonce);
         let room = s
             .client

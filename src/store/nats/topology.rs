@@ -29,7 +29,10 @@ impl Shared {
     /// Refused ([`StoreError::RouteChanged`]) when the registered topology
     /// has none of a non-empty `subs` on `route`: a reload renamed or removed
     /// the route, or replaced all of its subscribers, since the request read
-    /// its config. The topology is registered before the relay's config is
+    /// its config. Refused as well when none of those left has a consumer
+    /// yet (the route's subscribers were all replaced and set-up has not
+    /// created the new consumers): an added subscriber without a consumer is
+    /// left out only while another listed one remains. The topology is registered before the relay's config is
     /// swapped (and before NATS is set up, which may take seconds): judged
     /// here, the event is never stored for nobody during that gap.
     pub(super) fn on_route_now(&self, route: &str, mut subs: Vec<String>) -> Result<Vec<String>, StoreError> {
@@ -43,6 +46,13 @@ impl Shared {
             return Err(StoreError::RouteChanged(route.to_string()));
         }
         subs.retain(exists);
+        // None of them has a consumer yet (replaced by subscribers whose
+        // consumers set-up has not created): stored now, the event would be
+        // for nobody, and the consumers, created at the log's tail, would
+        // never see it. Refused for a retry instead.
+        if listed && subs.is_empty() {
+            return Err(StoreError::RouteChanged(route.to_string()));
+        }
         Ok(subs)
     }
 }
