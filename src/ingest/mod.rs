@@ -160,11 +160,14 @@ where
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
-    let answer = check_and_store(&app, &live, &route, req, source, started).await;
+    let mut stored_on = None;
+    let answer = check_and_store(&app, &live, &route, req, source, started, &mut stored_on).await;
     let status = respond(&answer);
     let code = status.status().as_u16();
-    app.metrics.ingest(&route.route.name, code);
-    let name = route.route.name.as_str();
+    // A callback stored on the route that replaced its own during a reload
+    // is counted and logged under that route's name.
+    let name = stored_on.as_deref().unwrap_or(route.route.name.as_str());
+    app.metrics.ingest(name, code);
     let took_us = started.elapsed().as_micros() as u64;
     match &answer {
         Answer::Accepted(a) => {
@@ -262,6 +265,7 @@ async fn check_and_store<B>(
     req: Request<B>,
     source: auth::Source,
     started: tokio::time::Instant,
+    stored_on: &mut Option<String>,
 ) -> Answer
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -417,6 +421,7 @@ where
             if !left.is_zero() {
                 result = store_on(&now, left).await;
                 if result.is_ok() {
+                    *stored_on = Some(now.route.name.clone());
                     tracing::info!(route = %r.name, now = %now.route.name,
                         "a reload changed the route while this callback was stored; stored on the route now in force for it");
                 }
