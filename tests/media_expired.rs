@@ -117,7 +117,10 @@ async fn a_404_after_transient_failures_still_gets_its_tries() {
     s.bytes(path, b"late bytes", "video/mp4");
     let media = wait_final(h.admin_addr, &id, WAIT).await;
     let m = item(&media, &url);
-    assert_eq!(m["state"], "stored", "the first 404 after two 503s failed the file: {m}");
+    assert_eq!(
+        m["state"], "stored",
+        "the first 404 after two 503s failed the file: {m}"
+    );
     assert_eq!(m["attempts"], 4, "{m}");
     h.shutdown().await;
 }

@@ -478,7 +478,9 @@ async fn a_callback_stored_on_the_renamed_route_in_force_is_counted_under_its_ne
     let m = metrics(h.admin_addr).await;
     let under = |route: &str| {
         m.iter()
-            .filter(|(k, _)| k.starts_with("hookrelay_ingest_requests_total{") && k.contains(&format!("route=\"{route}\"")))
+            .filter(|(k, _)| {
+                k.starts_with("hookrelay_ingest_requests_total{") && k.contains(&format!("route=\"{route}\""))
+            })
             .map(|(_, v)| *v)
             .sum::<f64>()
     };

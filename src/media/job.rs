@@ -157,7 +157,10 @@ async fn try_once(
         let mut f = Failure::from(gone);
         if tries < GONE_TRIES {
             f.retryable = true;
-            f.message = format!("{} (answer {tries} of {GONE_TRIES} in a row before it is final)", f.message);
+            f.message = format!(
+                "{} (answer {tries} of {GONE_TRIES} in a row before it is final)",
+                f.message
+            );
         } else {
             s.gone.forget(&w.url);
             f.message = format!("{} ({tries} times in a row)", f.message);

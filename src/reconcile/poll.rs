@@ -169,6 +169,13 @@ fn ends_the_task(e: &crate::provider::ProviderError) -> bool {
     }
 }
 
+async fn settle(app: &App, task: &Task, update: TaskUpdate) {
+    if let Err(e) = app.store.update_task(&task.route, &task.task_id, update).await {
+        tracing::error!(route = %task.route, task_id = %task.task_id, error = %e,
+            "cannot record the poll of an expected task; it is polled again");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,18 +202,14 @@ mod tests {
             (ErrorKind::SourceBlocked, 451),
         ] {
             assert!(ends_the_task(&refused(kind, Some(code), 200)), "{kind:?} {code}");
-            assert!(!ends_the_task(&refused(kind, None, code as u16)), "bare HTTP {code} ended the task");
+            assert!(
+                !ends_the_task(&refused(kind, None, code as u16)),
+                "bare HTTP {code} ended the task"
+            );
         }
         let mut bad_id = refused(ErrorKind::InvalidInput, None, 0);
         bad_id.http_status = None;
         assert!(ends_the_task(&bad_id));
         assert!(!ends_the_task(&refused(ErrorKind::BadRequest, Some(400), 200)));
-    }
-}
-
-async fn settle(app: &App, task: &Task, update: TaskUpdate) {
-    if let Err(e) = app.store.update_task(&task.route, &task.task_id, update).await {
-        tracing::error!(route = %task.route, task_id = %task.task_id, error = %e,
-            "cannot record the poll of an expected task; it is polled again");
     }
 }
