@@ -11,6 +11,7 @@ mod answer;
 mod body;
 mod budget;
 pub mod contested;
+pub mod refused;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 
-use crate::state::{RefusedBy, RefusedLog, RefusedSummary};
+use refused::{RefusedBy, RefusedLog, RefusedSummary};
 
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
@@ -153,7 +154,7 @@ where
         if log.first {
             tracing::info!(uri = %shown, peer = %peer.ip(), status = 404,
                 "no route (requests to no route: this line at most once every {}s, the others at debug and summed up)",
-                crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+                refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
         } else {
             tracing::debug!(uri = %shown, peer = %peer.ip(), status = 404, "no route")
         }
@@ -203,7 +204,7 @@ where
             if log.first {
                 tracing::info!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(),
                     "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
-                    crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+                    refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
             } else {
                 tracing::debug!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
             }
