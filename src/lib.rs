@@ -13,16 +13,16 @@
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
-//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`) |
+//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes, `refused`: the rate-limited log of refused requests) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
-//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] |
+//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] (`job`: one try of a URL, `release`: media retention, `fetch_error`, …) |
 //! | the provider platform's API (status records, download-url refresh) | [`provider`] |
 //! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
-//! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, …) |
-//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
+//! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, `schema`, `due_cap`: due times of a previous run brought in at start-up, …; `nats`: `topology`: the registered routes and subscribers, `early`, `by_key`: the event holding a dedupe key, …) |
+//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
 //! | retention sweeps | [`retention`] |
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests and DNS rebinding | [`admin`] (`guard`, `ui`) |
 //! | Prometheus metrics | [`metrics`] |
@@ -33,7 +33,7 @@
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
 //! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render`, `init`, `check`, …) |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
-//! | time (one clock, follows tokio's so tests can pause it) | [`clock`] |
+//! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

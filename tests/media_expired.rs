@@ -87,3 +87,40 @@ async fn a_404_without_a_provider_key_is_tried_again_before_it_fails() {
     assert_eq!(m["attempts"], 2, "{m}");
     h.shutdown().await;
 }
+
+/// The three tries of a `404` without a provider key count that answer only:
+/// a URL that first failed twice with a `503` is not failed for good by its
+/// first `404`, and is archived once the file is there.
+#[tokio::test]
+async fn a_404_after_transient_failures_still_gets_its_tries() {
+    let s = common::files::FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
+    let path = "/m35/late.mp4";
+    let url = s.status(path, 503);
+    let dir = tempfile::tempdir().unwrap();
+    let keyless = preset_route("keyless", "kie-runway").subscriber(Subscriber::new("k", DOWN));
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(400); 5])).route(keyless);
+    let h = start(&cfg).await;
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/keyless", &runway("late", &url)).await;
+    let until_hits = |n: usize| {
+        let s = &s;
+        async move {
+            let end = tokio::time::Instant::now() + WAIT;
+            while s.hits(path) < n {
+                assert!(tokio::time::Instant::now() < end, "{n} tries not within {WAIT:?}");
+                tokio::time::sleep(ms(10)).await;
+            }
+        }
+    };
+    until_hits(2).await;
+    s.status(path, 404);
+    until_hits(3).await;
+    s.bytes(path, b"late bytes", "video/mp4");
+    let media = wait_final(h.admin_addr, &id, WAIT).await;
+    let m = item(&media, &url);
+    assert_eq!(
+        m["state"], "stored",
+        "the first 404 after two 503s failed the file: {m}"
+    );
+    assert_eq!(m["attempts"], 4, "{m}");
+    h.shutdown().await;
+}

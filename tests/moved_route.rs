@@ -448,3 +448,43 @@ async fn a_callback_refused_while_a_reload_registers_waits_for_the_swap_and_is_s
     assert!(a.all().is_empty());
     h.shutdown().await;
 }
+
+/// The same gap with the route renamed (`t` → `t2`): the callback stored on
+/// the renamed route is counted under `t2` in `hookrelay_ingest_requests_total`, not
+/// under the name the request began with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_stored_on_the_renamed_route_in_force_is_counted_under_its_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    let h = start(&base).await;
+    let addr = h.ingest_addrs[0];
+    let old = h.app.live().config.routes[0].name.clone();
+    route_renamed(&base, "t2").write();
+    let new = hookrelay::config::Config::load(&h.app.live().config.file).unwrap();
+    let pending = h.app.reload_begins();
+    h.app
+        .store
+        .register(&hookrelay::store::Topology::of(&new))
+        .await
+        .unwrap();
+    let body = runway("renamed-in-the-gap");
+    let ((status, answer), ()) = tokio::join!(callback(addr, &body), async {
+        tokio::time::sleep(ms(500)).await;
+        h.reload().await.expect("reload");
+        drop(pending);
+    });
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    let m = metrics(h.admin_addr).await;
+    let under = |route: &str| {
+        m.iter()
+            .filter(|(k, _)| {
+                k.starts_with("hookrelay_ingest_requests_total{") && k.contains(&format!("route=\"{route}\""))
+            })
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    assert_eq!(under("t2"), 1.0, "{m:?}");
+    assert_eq!(under(&old), 0.0, "{m:?}");
+    h.shutdown().await;
+}

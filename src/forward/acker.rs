@@ -225,8 +225,10 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                     ids: late,
                     rest_applied,
                 }) => {
-                    tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
-                        attempt each, or the relay restarted); the relay will offer them again with the same id");
+                    if !late.is_empty() {
+                        tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
+                            attempt each, or the relay restarted); the relay will offer them again with the same id");
+                    }
                     if rest_applied {
                         // A cluster relay applied the others of this part
                         // where they are leased: the part is done, as when
@@ -261,7 +263,8 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // Only refused ids left: sent again after a wait,
                         // each only while the relay can take it.
                         let wait = conflicts.next_delay();
-                        tracing::warn!(retry_in_ms = wait.as_millis() as u64, ids = ?late,
+                        let ids: Vec<_> = batch[..sent].iter().map(|f| &f.id).collect();
+                        tracing::warn!(retry_in_ms = wait.as_millis() as u64, ids = ?ids,
                             "the relay refused the acknowledgement (409) naming none of its ids; trying again");
                         pause(wait, &mut rx, &mut batch, &mut open).await;
                         refused.clear();

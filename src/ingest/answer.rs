@@ -21,8 +21,12 @@ pub enum Answer {
     Unavailable,
     /// Requests not yet authenticated would hold more than `server.max_body_memory`.
     Busy,
-    /// A reload renamed or removed the request's route while its body was
-    /// received: not stored; the retry lands on the current route (or 404).
+    /// A reload changed the request's route while the callback was received
+    /// or stored — renamed or removed it, or replaced all of its subscribers —
+    /// or (cluster mode) none of its subscribers has a NATS consumer yet:
+    /// not stored (503 with `Retry-After`); the retry lands on the route in
+    /// force (or 404). Not given when the route in force after the reload
+    /// took it (see `route_in_force`).
     RouteChanged,
 }
 

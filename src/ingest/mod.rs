@@ -11,6 +11,7 @@ mod answer;
 mod body;
 mod budget;
 pub mod contested;
+pub mod refused;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 
-use crate::state::{RefusedBy, RefusedLog, RefusedSummary};
+use refused::{RefusedBy, RefusedLog, RefusedSummary};
 
 pub use answer::{respond, Answer};
 pub(crate) use body::read as read_body;
@@ -153,18 +154,21 @@ where
         if log.first {
             tracing::info!(uri = %shown, peer = %peer.ip(), status = 404,
                 "no route (requests to no route: this line at most once every {}s, the others at debug and summed up)",
-                crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+                refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
         } else {
             tracing::debug!(uri = %shown, peer = %peer.ip(), status = 404, "no route")
         }
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
-    let answer = check_and_store(&app, &live, &route, req, source, started).await;
+    let mut stored = Stored::default();
+    let answer = check_and_store(&app, &live, &route, req, source, started, &mut stored).await;
     let status = respond(&answer);
     let code = status.status().as_u16();
-    app.metrics.ingest(&route.route.name, code);
-    let name = route.route.name.as_str();
+    // A callback stored on the route that replaced its own during a reload
+    // is counted and logged under that route's name.
+    let name = stored.on.as_deref().unwrap_or(route.route.name.as_str());
+    app.metrics.ingest(name, code);
     let took_us = started.elapsed().as_micros() as u64;
     match &answer {
         Answer::Accepted(a) => {
@@ -178,32 +182,31 @@ where
             }
             tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted");
         }
+        // The store's own refusals (unavailable, a reload's new topology,
+        // larger than it takes) are logged where they are given: here one
+        // line at debug.
+        _ if stored.logged => {
+            tracing::debug!(route = %name, source = %source, status = code, uri = %logged_uri(), "callback refused")
+        }
+        // What a stranger controls (a wrong token or signature, a bad body,
+        // a slow or oversized one…): rate-limited, summed up.
         refused => {
             let why = match refused {
-                Answer::Unauthorized(why) | Answer::BadRequest(why) => Some(why),
-                _ => None,
+                Answer::Unauthorized(why) | Answer::BadRequest(why) => why.as_str(),
+                _ => "",
             };
             let log = app.request_refused(RefusedBy::Route {
                 name,
                 status: code,
-                reason: why.map_or("", String::as_str),
+                reason: why,
             });
             log_refused_summary(&log);
-            match (log.first, why) {
-                (true, Some(why)) => tracing::info!(route = %name, source = %source, status = code,
-                    reason = %why, uri = %logged_uri(),
+            if log.first {
+                tracing::info!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(),
                     "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
-                    crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
-                (true, None) => tracing::info!(route = %name, source = %source, status = code,
-                    uri = %logged_uri(),
-                    "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
-                    crate::state::REFUSED_REQUESTS_SUMMARY_MS / 1000),
-                (_, Some(why)) => {
-                    tracing::debug!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
-                }
-                (_, None) => {
-                    tracing::debug!(route = %name, source = %source, status = code, uri = %logged_uri(), "callback refused")
-                }
+                    refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+            } else {
+                tracing::debug!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(), "callback refused")
             }
         }
     }
@@ -255,6 +258,17 @@ fn log_refused_summary(log: &RefusedLog) {
     }
 }
 
+/// What [`check_and_store`] tells besides its answer.
+#[derive(Default)]
+struct Stored {
+    /// The route the callback was stored on when not the request's own (the
+    /// one that replaced it during a reload).
+    on: Option<String>,
+    /// The answer is the store's refusal (or a reload's, a route changed),
+    /// logged where it was given.
+    logged: bool,
+}
+
 async fn check_and_store<B>(
     app: &App,
     live: &Arc<Live>,
@@ -262,6 +276,7 @@ async fn check_and_store<B>(
     req: Request<B>,
     source: auth::Source,
     started: tokio::time::Instant,
+    stored: &mut Stored,
 ) -> Answer
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -404,6 +419,7 @@ where
     if !route_still_current(app, live, route) {
         tracing::warn!(route = %r.name,
             "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
+        stored.logged = true;
         return Answer::RouteChanged;
     }
     let mut result = store_on(route, COMMIT_TIMEOUT).await;
@@ -417,12 +433,14 @@ where
             if !left.is_zero() {
                 result = store_on(&now, left).await;
                 if result.is_ok() {
+                    stored.on = Some(now.route.name.clone());
                     tracing::info!(route = %r.name, now = %now.route.name,
                         "a reload changed the route while this callback was stored; stored on the route now in force for it");
                 }
             }
         }
     }
+    stored.logged = result.is_err();
     match result {
         Ok(a) => {
             app.store_took_write();

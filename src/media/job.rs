@@ -38,9 +38,40 @@ struct Failure {
     wait: Option<&'static str>,
 }
 
-/// Tries of a URL whose server answers 403, 404 or 410 on a route without a
-/// provider key (nothing to refresh it with) before it fails for good.
+/// Answers 403, 404 or 410 in a row (see [`GoneCounts`]) of a URL on a route
+/// without a provider key (nothing to refresh it with) before it fails for
+/// good.
 const GONE_TRIES: u32 = 3;
+
+/// By URL: the consecutive 403/404/410 answers of a URL without a provider
+/// key, so that [`GONE_TRIES`] counts that answer only (a URL that failed
+/// twice with a 503 or a timeout still gets its three tries for a 404). In
+/// memory: a restart (or another relay of a cluster taking the work) starts
+/// the count again, which only ever gives more tries. An entry goes when the
+/// URL's try ends otherwise; the map is emptied past [`GONE_COUNTED`] URLs.
+#[derive(Clone, Default)]
+pub struct GoneCounts(Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+
+/// URLs counted in [`GoneCounts`] at most (each one a pending retry).
+const GONE_COUNTED: usize = 100_000;
+
+impl GoneCounts {
+    /// One more gone answer for `url`: how many in a row now.
+    fn count(&self, url: &str) -> u32 {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= GONE_COUNTED && !m.contains_key(url) {
+            m.clear();
+        }
+        let n = m.entry(url.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// `url`'s try ended with another answer (or for good).
+    fn forget(&self, url: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(url);
+    }
+}
 
 /// The longest wait of a URL for the store to take files again.
 const STORE_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -112,21 +143,31 @@ async fn try_once(
     }
     let gone = match archive_held(&s.fetcher, &s.store, &w.url, files).await {
         Err(e) if e.is_gone() => e,
-        other => return other.map_err(Failure::from),
+        other => {
+            s.gone.forget(&w.url);
+            return other.map_err(Failure::from);
+        }
     };
     let Some(client) = s.providers.get(&w.route) else {
         // No key to ask with: the status is the answer, once it has been
         // given a few times over the retry schedule (a CDN may not have the
         // object it was just told about yet: eventual consistency right
         // after the callback).
-        let tries = w.attempts.saturating_add(1);
+        let tries = s.gone.count(&w.url);
         let mut f = Failure::from(gone);
         if tries < GONE_TRIES {
             f.retryable = true;
-            f.message = format!("{} (try {tries} of {GONE_TRIES} for this answer)", f.message);
+            f.message = format!(
+                "{} (answer {tries} of {GONE_TRIES} in a row before it is final)",
+                f.message
+            );
+        } else {
+            s.gone.forget(&w.url);
+            f.message = format!("{} ({tries} times in a row)", f.message);
         }
         return Err(f);
     };
+    s.gone.forget(&w.url);
     let fresh = match client.download_url(&w.url).await {
         Ok(u) => {
             metrics.media_refresh("ok");

@@ -72,6 +72,9 @@ pub struct ArchiveSettings {
     /// By route name: the client that refreshes that route's expired URLs
     /// (routes with the same key and base URL share one).
     pub providers: HashMap<String, ProviderClient>,
+    /// Consecutive 403/404/410 answers of each URL without a provider key
+    /// (kept across reloads; see `super::job::GoneCounts`).
+    pub(super) gone: super::job::GoneCounts,
 }
 
 impl ArchiveSettings {
@@ -139,6 +142,7 @@ impl ArchiveSettings {
             concurrency: m.concurrency,
             retention: m.retention,
             providers,
+            gone: current.map(|c| c.gone.clone()).unwrap_or_default(),
         })
     }
 }

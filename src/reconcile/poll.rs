@@ -2,8 +2,11 @@
 //! then settle it (a terminal record becomes an event, see
 //! [`super::recover`]), reschedule it (`every`, jittered, longer when the
 //! provider asks for a pause: 429, 455, 5xx; also after a `code: 400` or an
-//! answer that is not the provider's JSON) or give it up (`give_up` passed,
-//! or the provider's envelope says it no longer knows the task: 404, 422).
+//! answer that is not the provider's JSON) or give it up: `give_up` passed,
+//! or what ends a task (see `ends_the_task`) — in the provider's own JSON
+//! envelope `code` 404/422 (it no longer knows the task), 501/531 (the
+//! generation failed) or 451 (an input was blocked), or a task id the client
+//! refuses to send. The same statuses as a bare HTTP answer are transient.
 //!
 //! A wrong key or an account problem (401, 402, 505) is not the task's
 //! fault: the task keeps its schedule (and `give_up`) while the operator
@@ -148,17 +151,20 @@ fn route_changed(e: &anyhow::Error) -> bool {
 }
 
 /// Whether a refused status call means the task will never have a result
-/// to fetch: the provider's own "no such task" (its JSON envelope saying
-/// 404, or 422: record null, older than 14 days, bad id), a task id the
-/// client will not send, a failed generation or blocked input. Anything
-/// else is polled again on the schedule until `give_up`: a `code: 400`
-/// (Veo's transient "1080P is processing"), another code, or an HTTP 404
-/// that is not the provider's JSON (a gateway's page while the API is
-/// redeployed).
+/// to fetch. Exactly these: in the provider's own JSON envelope, `code` 404
+/// or 422 (no such task: record null, older than 14 days, bad id), 501 or
+/// 531 (the generation failed), 451 (an input could not be fetched); or a
+/// task id the client refuses to send (invalid input). Anything else is
+/// polled again on the schedule until `give_up`: a `code: 400` (Veo's
+/// transient "1080P is processing"), another code, or any of those statuses
+/// as a bare HTTP answer that is not the provider's JSON (a gateway's page
+/// while the API is redeployed).
 fn ends_the_task(e: &crate::provider::ProviderError) -> bool {
     match e.kind {
-        ErrorKind::NotFound | ErrorKind::Rejected => e.code.is_some(),
-        ErrorKind::InvalidInput | ErrorKind::GenerationFailed | ErrorKind::SourceBlocked => true,
+        ErrorKind::NotFound | ErrorKind::Rejected | ErrorKind::GenerationFailed | ErrorKind::SourceBlocked => {
+            e.code.is_some()
+        }
+        ErrorKind::InvalidInput => true,
         _ => false,
     }
 }
@@ -167,5 +173,43 @@ async fn settle(app: &App, task: &Task, update: TaskUpdate) {
     if let Err(e) = app.store.update_task(&task.route, &task.task_id, update).await {
         tracing::error!(route = %task.route, task_id = %task.task_id, error = %e,
             "cannot record the poll of an expected task; it is polled again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ProviderError;
+
+    fn refused(kind: ErrorKind, code: Option<i64>, http: u16) -> ProviderError {
+        ProviderError {
+            kind,
+            action: Action::GiveUp,
+            code,
+            http_status: Some(http),
+            call: "record-info".into(),
+            message: "refused".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_providers_own_answers_and_a_refused_id_end_a_task() {
+        for (kind, code) in [
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Rejected, 422),
+            (ErrorKind::GenerationFailed, 501),
+            (ErrorKind::GenerationFailed, 531),
+            (ErrorKind::SourceBlocked, 451),
+        ] {
+            assert!(ends_the_task(&refused(kind, Some(code), 200)), "{kind:?} {code}");
+            assert!(
+                !ends_the_task(&refused(kind, None, code as u16)),
+                "bare HTTP {code} ended the task"
+            );
+        }
+        let mut bad_id = refused(ErrorKind::InvalidInput, None, 0);
+        bad_id.http_status = None;
+        assert!(ends_the_task(&bad_id));
+        assert!(!ends_the_task(&refused(ErrorKind::BadRequest, Some(400), 200)));
     }
 }

@@ -228,8 +228,10 @@ pub struct EventView {
 
 impl EventView {
     /// One word for the event as a whole: dead, pending or delivered; or
-    /// undelivered when it was stored for no subscriber at all (a request
-    /// whose route's subscribers a reload ended while it was received).
+    /// undelivered when it was stored for no subscriber at all — only events
+    /// stored by older versions (a request whose route's subscribers a
+    /// reload ended while it was received): the store now refuses such an
+    /// event ([`StoreError::RouteChanged`]).
     pub fn status(&self) -> &'static str {
         let names: Vec<&str> = self.deliveries.iter().map(|d| d.state.name()).collect();
         if names.is_empty() {
