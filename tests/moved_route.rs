@@ -249,17 +249,7 @@ async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the
     let h = start(&base).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-rename");
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    c.write_all(
-        format!(
-            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     route_renamed(&base, "t_renamed").write();
     h.reload().await.expect("reload");
@@ -297,17 +287,7 @@ async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_i
     let h = start(&base.clone().subscriber(Subscriber::new("a", a.url()))).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-swap");
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    c.write_all(
-        format!(
-            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     base.clone().subscriber(Subscriber::new("b", b.url())).write();
     h.reload().await.expect("reload");
@@ -341,17 +321,7 @@ async fn a_callback_received_across_a_path_only_change_of_its_route_is_stored_an
     let h = start(&base).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-path-change");
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    c.write_all(
-        format!(
-            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     base.clone().edit_route("t", |r| r.path("/hooks/t-new")).write();
     h.reload().await.expect("reload");

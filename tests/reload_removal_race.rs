@@ -21,17 +21,7 @@ async fn not_for_the_removed_subscriber(base: TestConfig) {
     let h = start(&with_s).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-reload");
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    c.write_all(
-        format!(
-            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     // s removed (another subscriber keeps the route; a reload that replaces
     // all of them is refused for a retry: `moved_route.rs`).

@@ -433,3 +433,21 @@ pub async fn read_by_server(s: &tokio::net::TcpStream) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A callback to route `t` (token `tok`) over HTTP/1.1 with only the first
+/// half of `body` sent: the open connection and the half still to send
+/// (a request in flight across whatever the test does meanwhile).
+pub async fn half_sent_callback(addr: SocketAddr, body: &str) -> (tokio::net::TcpStream, String) {
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    (c, tail.to_string())
+}
