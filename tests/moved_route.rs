@@ -241,7 +241,6 @@ pub(crate) fn route_renamed(base: &TestConfig, name: &'static str) -> TestConfig
 /// on the renamed route and delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the_renamed_route() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let a = Sub::ok().await;
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
@@ -249,14 +248,11 @@ async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the
     let h = start(&base).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-rename");
-    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
+    let (c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     route_renamed(&base, "t_renamed").write();
     h.reload().await.expect("reload");
-    c.write_all(tail.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = c.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    let answer = common::client::finish_half_sent(c, &tail).await.to_lowercase();
     assert!(
         answer.starts_with("http/1.1 503") && answer.contains("retry-after: 1\r\n"),
         "a callback received across the rename was not refused for a retry: {answer}"
@@ -280,21 +276,17 @@ async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the
 /// answered 503 with `Retry-After: 1`, and the retry goes to `b`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_is_refused_for_a_retry() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (Sub::ok().await, Sub::ok().await);
     let base = TestConfig::new(dir.path());
     let h = start(&base.clone().subscriber(Subscriber::new("a", a.url()))).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-swap");
-    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
+    let (c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     base.clone().subscriber(Subscriber::new("b", b.url())).write();
     h.reload().await.expect("reload");
-    c.write_all(tail.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = c.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    let answer = common::client::finish_half_sent(c, &tail).await.to_lowercase();
     assert!(
         answer.starts_with("http/1.1 503") && answer.contains("retry-after: 1\r\n"),
         "{answer}"
@@ -314,21 +306,17 @@ async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_i
 /// knows getting 404 (review 39, finding 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_received_across_a_path_only_change_of_its_route_is_stored_and_delivered() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", s.url()));
     let h = start(&base).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-path-change");
-    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
+    let (c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     base.clone().edit_route("t", |r| r.path("/hooks/t-new")).write();
     h.reload().await.expect("reload");
-    c.write_all(tail.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = c.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    let answer = common::client::finish_half_sent(c, &tail).await;
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "the callback in flight when route t only changed path was not stored: {answer}"

@@ -12,7 +12,6 @@ use common::nats::NatsCluster;
 use common::*;
 
 async fn not_for_the_removed_subscriber(base: TestConfig) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Sub::ok().await;
     let with_s = base
         .clone()
@@ -21,16 +20,13 @@ async fn not_for_the_removed_subscriber(base: TestConfig) {
     let h = start(&with_s).await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-reload");
-    let (mut c, tail) = common::client::half_sent_callback(addr, &body).await;
+    let (c, tail) = common::client::half_sent_callback(addr, &body).await;
     tokio::time::sleep(ms(200)).await;
     // s removed (another subscriber keeps the route; a reload that replaces
     // all of them is refused for a retry: `moved_route.rs`).
     base.clone().subscriber(Subscriber::new("other", DOWN)).write();
     h.reload().await.expect("reload");
-    c.write_all(tail.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = c.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    let answer = common::client::finish_half_sent(c, &tail).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let json_at = answer.find("\r\n\r\n").unwrap() + 4;
     let v: serde_json::Value = serde_json::from_str(&answer[json_at..]).unwrap();

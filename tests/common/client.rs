@@ -451,3 +451,37 @@ pub async fn half_sent_callback(addr: SocketAddr, body: &str) -> (tokio::net::Tc
     .unwrap();
     (c, tail.to_string())
 }
+
+/// Sends the rest of a `half_sent_callback` and reads its whole answer
+/// (status line, headers and the `content-length` body), however many
+/// reads it takes.
+pub async fn finish_half_sent(mut c: tokio::net::TcpStream, tail: &str) -> String {
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(20), c.read(&mut chunk))
+            .await
+            .expect("the relay answers")
+            .unwrap();
+        if n == 0 {
+            return String::from_utf8_lossy(&answer).to_string();
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+}
