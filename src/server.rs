@@ -171,13 +171,18 @@ async fn serve_conn<I, S, F, B>(
 {
     let activity = Activity::new();
     let tracker = activity.clone();
+    let service = Arc::new(service);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = tracker.request_started(req.version());
-        let fut = service(req, peer);
+        let service = service.clone();
         async move {
+            // Built and boxed only when the stream's task first runs, so a
+            // stream accepted but not yet served holds its request, not the
+            // handler's whole state; the box is freed once the answer is
+            // produced, while its body may wait on the client's window.
+            let resp = Box::pin(service(req, peer)).await;
             // The request counts as served until its body is sent.
-            let resp = fut.await.map(|b| GuardedBody::new(b, guard));
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|b| GuardedBody::new(b, guard)))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);

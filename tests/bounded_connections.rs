@@ -347,8 +347,12 @@ async fn the_admin_listener_closes_an_http2_client_that_never_opens_its_window()
 /// of them made progress, well before `read_timeout` (10 s here, so that it
 /// is this bound that acts), and at
 /// most `http2_max_streams` (now 32 by default) streams of each hold state
-/// meanwhile: the peak stays about 200 MiB above the start (debug build),
-/// against 1 GiB, held, without the bound.
+/// meanwhile. A stream holds its request and its answer's body, not the
+/// handler's state (21 KB in a debug build: it is built when the stream's
+/// task runs and freed once the answer is produced): the peak stays about
+/// 16–22 MiB above the start (debug build), against 1 GiB, held, without the
+/// bound, and 180–330 MiB with the handler's state allocated per accepted
+/// stream (which failed this test in a CI run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_window_http2_streams_are_bounded_per_connection_and_hold_no_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -403,9 +407,9 @@ async fn zero_window_http2_streams_are_bounded_per_connection_and_hold_no_memory
     }
     eprintln!("RSS {before} KiB, peak {peak} KiB with {CONNS} x {STREAMS} zero-window streams; {open} connections still open at 8 s");
     assert!(
-        peak < before + 384 * 1024 && open == 0,
-        "one stranger's zero-window HTTP/2 streams: RSS {before} KiB, peak {peak} KiB (more than 384 MiB above, three times the \
-         default max_body_memory), {open} of {CONNS} connections still open after 8 s (read_timeout 10 s)"
+        peak < before + 96 * 1024 && open == 0,
+        "one stranger's zero-window HTTP/2 streams: RSS {before} KiB, peak {peak} KiB (more than 96 MiB above, three quarters of \
+         the default max_body_memory), {open} of {CONNS} connections still open after 8 s (read_timeout 10 s)"
     );
 }
 
