@@ -1,0 +1,98 @@
+//! Review 42: `hookrelay forward` and the pull API under faults.
+
+use crate::common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "laptop-pull-token";
+
+/// A private service that answers `200` at once (status line and headers)
+/// and then takes its time over the rest of its answer (a chunked body,
+/// finished after `body_after`). Counts the requests it received.
+async fn slow_body_service(body_after: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Read the head and the whole body (content-length).
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n2\r\nok\r\n",
+                    )
+                    .await;
+                tokio::time::sleep(body_after).await;
+                let _ = s.write_all(b"0\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The local service answered `200`; only the rest of its answer (read only
+/// so the connection can be reused) came after `--timeout`. The status
+/// decides, as for a push delivery: the message is acknowledged, not handed
+/// back and sent to the service a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_2xx_whose_body_is_slow_is_acknowledged_not_delivered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)).retry([ms(200); 5]))
+        .write();
+    let relay = Bin::start(&path, &[]);
+    let (local, seen) = slow_body_service(secs(4)).await;
+    let _fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(relay.addr, "laptop"),
+        &format!("http://{local}/hook"),
+        TOKEN,
+        &["--timeout", "1s"],
+    );
+    let ids = send_spaced(relay.addr, "slow-body", 1, Duration::ZERO).await;
+    let ev = admin_until(relay.admin, &format!("/api/events/{}", ids[0]), secs(15), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let d = &ev["subscribers"][0];
+    assert_eq!(d["state"], "delivered", "{ev}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "the local service answered 200 and got the message again: {ev}"
+    );
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{ev}");
+}
