@@ -96,3 +96,62 @@ async fn a_local_2xx_whose_body_is_slow_is_acknowledged_not_delivered_again() {
     );
     assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{ev}");
 }
+
+/// Cluster mode, one relay: NATS goes away (kill -9) for `outage` while a
+/// forwarder holds a lease, then comes back. The forwarder's
+/// acknowledgement after that is applied (the message is not offered
+/// again), and a long-poll gets the callbacks stored after NATS is back.
+async fn lease_across_outage(outage: Duration) {
+    use http::StatusCode;
+    let mut nats = common::nats::NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
+        .nats(nats.urls(), 1);
+    let r = start(&cfg).await;
+    let addr = r.ingest_addrs[0];
+    let first = accepted(addr, &runway("before-outage")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], first.as_str(), "{got}");
+    nats.kill9(0);
+    tokio::time::sleep(outage).await;
+    nats.restart(0).await;
+    // Back: the acknowledgement of the lease held across the outage is applied.
+    let body = format!(r#"{{"ids":["{first}"]}}"#);
+    let deadline = tokio::time::Instant::now() + secs(20);
+    let (s, got) = loop {
+        let (s, _, got) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &body).await;
+        if s != StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+            break (s, got);
+        }
+        tokio::time::sleep(ms(200)).await;
+    };
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let second = accepted_retrying(addr, &runway("after-outage")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=20s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let ids: Vec<&str> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str()], "{got}");
+    // Nothing more: the acknowledged one is not offered again.
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=8s", Some(TOKEN), Some("f2"), "").await;
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(0), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_lease_and_the_long_poll_survive_a_short_nats_outage() {
+    lease_across_outage(secs(2)).await;
+}
+
+/// Longer than `takeover` (5 s in the tests): NATS may hand the leased
+/// message out again once it is back; this relay, the only one, still
+/// holds it and must not offer it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_lease_held_across_a_nats_outage_longer_than_takeover_is_not_offered_twice() {
+    lease_across_outage(secs(9)).await;
+}
