@@ -155,3 +155,40 @@ async fn a_pull_lease_and_the_long_poll_survive_a_short_nats_outage() {
 async fn a_pull_lease_held_across_a_nats_outage_longer_than_takeover_is_not_offered_twice() {
     lease_across_outage(secs(9)).await;
 }
+
+/// The relay restarted cleanly (SIGTERM, started again on the same port)
+/// while `hookrelay forward` has a long-poll open: the forwarder does not
+/// stop (the stopping relay answers 503, not a refusal), and delivers what
+/// arrives after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_outlives_a_clean_relay_restart_during_its_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(30)).retry([ms(200); 5]))
+        .listen(format!("127.0.0.1:{port}"))
+        .write();
+    let relay1 = Bin::start(&path, &[]);
+    let local = Local::ok().await;
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/pull/laptop"),
+        &local.url(),
+        TOKEN,
+        &[],
+    );
+    let first = send_spaced(relay1.addr, "before-restart", 1, Duration::ZERO).await;
+    local.wait_all(secs(15), &first).await;
+    // Its next long-poll is open now.
+    tokio::time::sleep(ms(500)).await;
+    relay1.signal("TERM");
+    let (_, _) = relay1.exit().await;
+    let relay2 = Bin::start(&path, &[]);
+    let after = send_spaced(relay2.addr, "after-restart", 3, Duration::ZERO).await;
+    local.wait_all(secs(20), &after).await;
+    assert!(
+        fwd.child.try_wait().unwrap().is_none(),
+        "the forwarder stopped: {}",
+        fwd.log_text()
+    );
+}
