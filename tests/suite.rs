@@ -94,6 +94,7 @@ mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
 mod retries;
+mod review42_tests;
 mod secrets;
 mod shutdown;
 mod shutdown_handover;

@@ -273,18 +273,18 @@ impl Local {
                 _ => tracing::warn!(event = %m.id, header = %k, "skipping a header that is not valid HTTP"),
             }
         }
-        let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| chain(&e))?;
-            let status = resp.status();
-            // Read (bounded) so the connection can be reused; the status decides.
-            let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-                .collect()
-                .await;
-            Ok::<_, String>(status)
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let resp = tokio::time::timeout_at(deadline, self.http.request(req))
             .await
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
+            .map_err(|e| chain(&e))?;
+        // The status decides, as for a push delivery: the rest of the answer
+        // is read (bounded in size and by the same deadline) only so the
+        // connection can be reused. A 2xx whose body is slow was delivered.
+        let status = resp.status();
+        let drain = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect();
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+        Ok(status)
     }
 }
 
