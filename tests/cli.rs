@@ -422,3 +422,23 @@ fn forward_refuses_a_token_on_the_command_line_whatever_the_environment() {
         );
     }
 }
+
+/// `--admin https://…` (the admin listener behind a TLS proxy, or a guess):
+/// the CLI speaks plain http only, and says so, rather than "cannot reach
+/// the daemon (is hookrelay running?)" while the daemon runs. From review 43.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_admin_url_is_named_not_taken_for_a_daemon_that_is_down() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let (ok, out, err) = cli_async(vec![
+        "--admin".into(),
+        format!("https://{}", h.admin_addr),
+        "status".into(),
+    ])
+    .await;
+    h.shutdown().await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("https://") && err.contains("plain http") && !err.contains("is hookrelay running"),
+        "{err}"
+    );
+}

@@ -123,3 +123,59 @@ async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
         "the CLI refuses it before sending\nstdout: {out}\nstderr: {err}"
     );
 }
+
+/// A misspelt or unknown query parameter is refused (`400` naming it and the
+/// ones the endpoint takes), never ignored: on a replay an ignored
+/// `?subscribers=x` or `?sub=x` meant "every subscriber" (all dead letters
+/// re-queued, an event sent again to subscribers that had it), and on a list
+/// an ignored `?state=dead` (the tasks' name for `status`) answered every
+/// event as if filtered. From review 43.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_query_parameter_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, _hx) = Sub::broken(Behaviour::Status(410)).await;
+    let (y, _hy) = Sub::broken(Behaviour::Status(410)).await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("x", x.url()))
+        .subscriber(Subscriber::new("y", y.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("typo-dead")).await;
+    let before = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
+    assert_eq!(before["total"], 2, "{before}");
+    let mut answers = Vec::new();
+    for (method, path) in [
+        ("POST", "/api/dead-letters/replay?subscribers=x".to_string()),
+        ("POST", format!("/api/events/{id}/replay?sub=x")),
+        ("GET", "/api/events?state=dead".to_string()),
+        ("GET", "/api/dead-letters?subscriber=x&limt=1".to_string()),
+    ] {
+        let (s, v) = admin(h.admin_addr, method, &path).await;
+        answers.push((path, s.as_u16(), v.to_string()));
+    }
+    tokio::time::sleep(ms(500)).await;
+    let (_, after) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    // What the console and the CLI send is still taken.
+    let (ok_list, listed) = admin(
+        h.admin_addr,
+        "GET",
+        "/api/events?limit=100&route=t&status=dead&task=typo&before=",
+    )
+    .await;
+    h.shutdown().await;
+    assert_eq!(
+        after["dead_letters"], before["dead_letters"],
+        "nothing was re-queued: {answers:?}\n{after}"
+    );
+    for (path, status, body) in &answers {
+        assert_eq!(*status, 400, "{path}: {body}");
+    }
+    assert!(
+        answers[0].2.contains("subscribers") && answers[0].2.contains("subscriber"),
+        "the answer names the parameter and the known ones: {answers:?}"
+    );
+    assert!(
+        answers[2].2.contains("\\\"state\\\"") && answers[2].2.contains("status"),
+        "{answers:?}"
+    );
+    assert_eq!(ok_list, 200, "{listed}");
+}

@@ -115,6 +115,22 @@ impl Query {
         Ok(Some(v))
     }
 
+    /// Refuse a parameter the endpoint does not take: a misspelt one
+    /// (`?subscribers=`, `?state=` for `status`) ignored would widen the
+    /// request (a replay to every subscriber, a list unfiltered).
+    fn only(&self, known: &[&str]) -> Result<(), (StatusCode, String)> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some((k, _)) => Err((
+                StatusCode::BAD_REQUEST,
+                match known {
+                    [] => format!("unknown parameter {k:?}: this endpoint takes none"),
+                    _ => format!("unknown parameter {k:?}: this endpoint takes {}", known.join(", ")),
+                },
+            )),
+        }
+    }
+
     fn limit(&self, default: usize) -> Result<usize, (StatusCode, String)> {
         match self.get("limit") {
             None => Ok(default),
@@ -246,6 +262,11 @@ where
         );
     };
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if let Some(known) = parameters(&method, &segments) {
+        if let Err((status, msg)) = q.only(known) {
+            return error(status, msg);
+        }
+    }
     match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "tasks"]) => {
             let r = match body(req.into_body()).await {
@@ -314,6 +335,23 @@ where
         Ok(v) => reply(StatusCode::OK, v),
         Err((status, msg)) => error(status, msg),
     }
+}
+
+/// The query parameters an API endpoint takes; `None` for what is not
+/// checked (`/metrics`, whose scrapers may add their own; unknown paths).
+fn parameters(method: &Method, segments: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match (method, segments) {
+        (&Method::GET, ["api", "events"]) => &["route", "status", "task", "before", "limit"],
+        (&Method::POST, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"]) => &["subscriber"],
+        (&Method::GET, ["api", "dead-letters"]) => &["subscriber", "limit"],
+        (&Method::GET, ["api", "media"]) => &["event", "limit"],
+        (&Method::GET, ["api", "tasks"]) => &["route", "state", "limit"],
+        (&Method::GET, ["api", "tasks", _]) => &["route"],
+        (&Method::POST, ["api", "routes", _, "submit"]) => &["endpoint"],
+        (&Method::GET, ["api", "status"] | ["api", "subscribers"] | ["api", "events", _] | ["api", "media", _])
+        | (&Method::POST, ["api", "tasks"]) => &[],
+        _ => return None,
+    })
 }
 
 /// A filter naming a route or subscriber the configuration does not have

@@ -25,6 +25,14 @@ pub struct AdminTarget {
 pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
+    // The client has no TLS: an https URL would fail as if the daemon were down.
+    if target.base.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+        return Err(format!(
+            "invalid admin URL {}: the admin subcommands speak plain http to admin.listen (give --admin as \
+             http://HOST:PORT; an https proxy in front of it is for browsers, or run them on the relay's host)",
+            target.base
+        ));
+    }
     let mut req = Request::builder()
         .method(method)
         .uri(&uri)
