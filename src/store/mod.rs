@@ -63,19 +63,6 @@ impl Options {
     }
 }
 
-impl Topology {
-    /// Routes and their subscribers, by name, as a config names them.
-    pub fn of(config: &crate::config::Config) -> Topology {
-        Topology {
-            routes: config
-                .routes
-                .iter()
-                .map(|r| (r.name.clone(), r.subscribers.iter().map(|s| s.name.clone()).collect()))
-                .collect(),
-        }
-    }
-}
-
 /// The durable store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -96,12 +83,6 @@ macro_rules! each {
             Backend::Nats($s) => $e,
         }
     };
-}
-
-/// Routes and the subscribers of each, as configured (names only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    pub routes: Vec<(String, Vec<String>)>,
 }
 
 impl Store {
