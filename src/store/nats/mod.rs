@@ -28,6 +28,7 @@ mod source;
 mod task_work;
 mod tasks;
 mod topology;
+mod torn_task;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{create_json, get_json};
+use super::torn_task::{fresh_task, log_torn, TaskEntry};
 use super::{layout, read, unavailable, NatsStore, Shared};
 use crate::store::{
     Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
@@ -59,24 +60,6 @@ pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer,
         .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
 }
 
-/// A task row as read from the bucket: readable, or torn (it does not
-/// decode: written torn, say). Torn rows are treated as the embedded store
-/// treats its unreadable task rows (`sled/tasks.rs`): a registration, a
-/// settling event or a poll's outcome replaces it with a fresh row, and the
-/// reconciler still polls the task (a stand-in, once a round).
-pub(super) enum TaskEntry {
-    Row(TaskRow, u64),
-    /// Its revision and its first bytes, for the log.
-    Torn(u64, Bytes),
-}
-
-/// Log a torn task row met by `then`.
-fn log_torn(route: &str, task_id: &str, hash: &str, v: &[u8], then: &str) {
-    tracing::error!(route = %route, task_id = %task_id, key = %layout::task_key(hash),
-        row = %hex::encode(&v[..v.len().min(64)]),
-        "unreadable expected-task row; it is replaced, {then} (its history is lost)");
-}
-
 pub(super) fn encode(row: &TaskRow) -> Bytes {
     Bytes::from(serde_json::to_vec(row).expect("serializes"))
 }
@@ -107,33 +90,6 @@ impl Shared {
 
     pub(super) async fn task_row(&self, hash: &str) -> Result<Option<(TaskRow, u64)>, StoreError> {
         get_json(&self.tasks_bucket()?, &layout::task_key(hash)).await
-    }
-
-    /// A task row, readable or torn.
-    pub(super) async fn task_entry(&self, hash: &str) -> Result<Option<TaskEntry>, StoreError> {
-        let bucket = self.tasks_bucket()?;
-        match bucket.entry(layout::task_key(hash)).await.map_err(unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => Ok(Some(match serde_json::from_slice(&e.value) {
-                Ok(row) => TaskEntry::Row(row, e.revision),
-                Err(_) => TaskEntry::Torn(e.revision, e.value),
-            })),
-            _ => Ok(None),
-        }
-    }
-
-    /// Write a new task's row over nothing (`torn` None) or over a torn row
-    /// at that revision; false when someone wrote it meanwhile.
-    async fn write_new_task_row(&self, hash: &str, row: &TaskRow, torn: Option<u64>) -> Result<bool, StoreError> {
-        let Some(revision) = torn else {
-            return self.create_task_row(hash, row).await;
-        };
-        let updated = self
-            .tasks_bucket()?
-            .update(layout::task_key(hash), encode(row), revision)
-            .await
-            .is_ok();
-        self.wrote(u64::from(updated));
-        Ok(updated)
     }
 
     /// The sequence of the work message this relay holds for a task.
@@ -202,14 +158,7 @@ impl Shared {
                 Some(TaskEntry::Row(row, revision)) => (row, revision),
                 Some(TaskEntry::Torn(revision, v)) => {
                     log_torn(route, &mark.task_id, &hash, &v, "settled by this event");
-                    let now = crate::clock::now_ms();
-                    let task = Task::new(&NewTask {
-                        route: route.to_string(),
-                        task_id: mark.task_id.clone(),
-                        now_ms: now,
-                        first_poll_ms: None,
-                        terminal_keys: Vec::new(),
-                    });
+                    let task = fresh_task(route, &mark.task_id, crate::clock::now_ms());
                     (TaskRow { work: 0, task }, revision)
                 }
             };
@@ -412,13 +361,7 @@ impl NatsStore {
             Some(TaskEntry::Torn(_, v)) => {
                 // A fresh row, in charge of the message this poll holds.
                 log_torn(route, task_id, &hash, &v, "recording this poll");
-                let task = Task::new(&NewTask {
-                    route: route.to_string(),
-                    task_id: task_id.to_string(),
-                    now_ms: now,
-                    first_poll_ms: None,
-                    terminal_keys: Vec::new(),
-                });
+                let task = fresh_task(route, task_id, now);
                 TaskRow {
                     work: s.held_task_seq(&hash).unwrap_or(0),
                     task,
