@@ -25,6 +25,7 @@ mod record;
 mod result_write;
 mod setup;
 mod source;
+mod task_query;
 mod task_work;
 mod tasks;
 mod topology;

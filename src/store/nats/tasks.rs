@@ -25,14 +25,12 @@ use serde::{Deserialize, Serialize};
 use super::queue::{create_json, get_json};
 use super::torn_task::{fresh_task, log_torn, TaskEntry};
 use super::{layout, read, unavailable, NatsStore, Shared};
-use crate::store::{
-    Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
-};
+use crate::store::{Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskUpdate};
 
 /// Times a settling mark reads and writes a task row that keeps changing.
 const MARK_TRIES: usize = 3;
 /// Rows a listing, a count or a retention pass looks at, at most.
-const SCAN_LIMIT: usize = 100_000;
+pub(super) const SCAN_LIMIT: usize = 100_000;
 
 /// A task as the bucket keeps it: the task, and which work message polls it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,15 +123,6 @@ impl Shared {
             super::follow::release(&self.task_follower_held(), seq);
             let _ = acker.ack_with(kind).await;
         }
-    }
-
-    /// Every task row (up to [`SCAN_LIMIT`]).
-    async fn task_rows(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let values = self.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
-        Ok(values
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect())
     }
 
     /// Settle `route`'s expected task with the event just appended (or found
@@ -380,57 +369,6 @@ impl NatsStore {
         s.put_task_row(&hash, &row).await?;
         s.settle_task_work(&hash, settle).await;
         Ok(Some(row.task))
-    }
-
-    /// One task; without `route`, the first route (in the config's order)
-    /// that has this task id.
-    pub async fn task(&self, route: Option<String>, task_id: String) -> Result<Option<Task>, StoreError> {
-        let routes: Vec<String> = match route {
-            Some(r) => vec![r],
-            None => read(&self.shared.topology).routes.into_iter().map(|(r, _)| r).collect(),
-        };
-        for r in routes {
-            // A torn row is not shown (as in the embedded store) until a
-            // registration, its event or a poll replaces it.
-            if let Some(TaskEntry::Row(row, _)) = self.shared.task_entry(&layout::task_hash(&r, &task_id)).await? {
-                return Ok(Some(row.task));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Tasks matching the query, most recently registered first.
-    pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
-        let mut out: Vec<Task> = self
-            .shared
-            .task_rows()
-            .await?
-            .into_iter()
-            .map(|r| r.task)
-            .filter(|t| q.route.as_ref().is_none_or(|r| *r == t.route))
-            .filter(|t| q.state.is_none_or(|s| s == t.state))
-            .collect();
-        out.sort_by_key(|t| std::cmp::Reverse(t.registered_ms));
-        out.truncate(q.limit);
-        Ok(out)
-    }
-
-    /// Tasks per state and the oldest open one, across the cluster.
-    pub async fn task_stats(&self) -> Result<TaskStats, StoreError> {
-        let rows = self.shared.task_rows().await?;
-        let by_state = TaskState::ALL
-            .iter()
-            .map(|s| (*s, rows.iter().filter(|r| r.task.state == *s).count() as u64))
-            .collect();
-        let oldest_open_ms = rows
-            .iter()
-            .filter(|r| !r.task.state.is_final())
-            .map(|r| r.task.registered_ms)
-            .min();
-        Ok(TaskStats {
-            by_state,
-            oldest_open_ms,
-        })
     }
 
     /// Task rows expire with the bucket's `max_age` (the retention); this
