@@ -9,11 +9,11 @@
 //!
 //! | concern | module |
 //! |---|---|
-//! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values`; `locate`: where a key is written, for errors) |
+//! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values` (`subscriber`: a route's subscribers, push or pull); `locate`: where a key is written, for errors) |
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
-//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes, `refused`: the rate-limited log of refused requests) |
+//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes, `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
@@ -21,7 +21,7 @@
 //! | the provider platform's API (status records, download-url refresh) | [`provider`] |
 //! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
-//! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`sled`: `group_commit`, `cursor`, `keys`, `codec`, `schema`, `due_cap`: due times of a previous run brought in at start-up, …; `nats`: `topology`: the registered routes and subscribers, `early`, `by_key`: the event holding a dedupe key, …) |
+//! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`due_caps`: how far ahead stored work may be due, checked at start-up; `sled`: `group_commit`, `cursor`, `keys`, `codec`, `schema`, `due_cap`: due times of a previous run brought in at start-up, …; `nats`: `topology`: the registered routes and subscribers, `early`, `by_key`: the event holding a dedupe key, `tasks`, `task_query`, `torn_task`: unreadable expected-task rows, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
 //! | retention sweeps | [`retention`] |
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests and DNS rebinding | [`admin`] (`guard`, `ui`) |

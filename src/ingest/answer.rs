@@ -26,7 +26,7 @@ pub enum Answer {
     /// or (cluster mode) none of its subscribers has a NATS consumer yet:
     /// not stored (503 with `Retry-After`); the retry lands on the route in
     /// force (or 404). Not given when the route in force after the reload
-    /// took it (see `route_in_force`).
+    /// took it (see `moved::route_in_force`).
     RouteChanged,
 }
 

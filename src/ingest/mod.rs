@@ -11,6 +11,7 @@ mod answer;
 mod body;
 mod budget;
 pub mod contested;
+mod moved;
 pub mod refused;
 
 use std::net::SocketAddr;
@@ -56,37 +57,6 @@ pub(crate) fn media_urls(route: &crate::config::Route, json: Option<&serde_json:
 
 /// How long a request waits for its event to be on disk before answering 503.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// How long a request the store refused for a reload's new topology waits
-/// for that reload to swap the config, at most.
-const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A request waiting out a reload is answered within this (from its start):
-/// providers give up at about 15 s.
-const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
-
-/// After the store refused a callback for a reload's new topology
-/// (`RouteChanged`): the route that now takes it, once the reload swapped
-/// the config (waited for, bounded), found by name (its subscribers were
-/// replaced), else by path (it was renamed); `None` when there is none, or
-/// it checks or stores callbacks differently (its own checks were not run
-/// on this request): the provider's retry goes there.
-async fn route_in_force(
-    app: &App,
-    live: &Arc<Live>,
-    route: &RouteState,
-    started: tokio::time::Instant,
-) -> Option<Arc<RouteState>> {
-    let wait = RELOAD_WAIT.min(ANSWER_WITHIN.saturating_sub(started.elapsed()));
-    let now = app.live_after_reload(live, wait).await?;
-    let r = &route.route;
-    let found = now
-        .routes
-        .values()
-        .find(|n| n.route.name == r.name)
-        .or_else(|| now.routes.get(&r.path))?;
-    found.route.takes_callbacks_like(r).then(|| found.clone())
-}
 
 /// Headers kept with the event (never credentials).
 fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)> {
@@ -211,27 +181,6 @@ where
         }
     }
     status
-}
-
-/// Whether `route` (taken from `live` when the request began) is still the
-/// route for its path under its name in the configuration in force now,
-/// with at least one of the subscribers the event would be stored for. A
-/// pointer compare while no reload happened; the lookup only after one.
-fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool {
-    let now = app.live();
-    if Arc::ptr_eq(&now, live) {
-        return true;
-    }
-    // By name, not by the old path: events and cursors are kept per route
-    // name, so a route that only moved to another path (same name, one of
-    // the request's subscribers still on it) takes the event as it began,
-    // while the provider's retry to the old path would get 404.
-    let r = &route.route;
-    now.config.routes.iter().find(|n| n.name == r.name).is_some_and(|n| {
-        n.subscribers
-            .iter()
-            .any(|s| r.subscribers.iter().any(|o| o.name == s.name))
-    })
 }
 
 /// The warning that sums up refused requests, when one is due: how many,
@@ -416,7 +365,7 @@ where
     // (its subscribers moved or gone), or replaced all of its subscribers:
     // stored as the request began, the event would be nobody's. The
     // provider's retry finds the route in force.
-    if !route_still_current(app, live, route) {
+    if !moved::route_still_current(app, live, route) {
         tracing::warn!(route = %r.name,
             "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
         stored.logged = true;
@@ -428,15 +377,12 @@ where
         // config (cluster mode: NATS set-up may take seconds, and the
         // provider's retries, `Retry-After: 1`, would land in the same gap):
         // wait for the swap, and store it once on the route now in force.
-        if let Some(now) = route_in_force(app, live, route, started).await {
-            let left = ANSWER_WITHIN.saturating_sub(started.elapsed()).min(COMMIT_TIMEOUT);
-            if !left.is_zero() {
-                result = store_on(&now, left).await;
-                if result.is_ok() {
-                    stored.on = Some(now.route.name.clone());
-                    tracing::info!(route = %r.name, now = %now.route.name,
-                        "a reload changed the route while this callback was stored; stored on the route now in force for it");
-                }
+        if let Some((now, left)) = moved::route_in_force(app, live, route, started).await {
+            result = store_on(&now, left).await;
+            if result.is_ok() {
+                stored.on = Some(now.route.name.clone());
+                tracing::info!(route = %r.name, now = %now.route.name,
+                    "a reload changed the route while this callback was stored; stored on the route now in force for it");
             }
         }
     }

@@ -15,6 +15,7 @@
 //! through a [`MediaSource`] and records each try; an `after_archive`
 //! delivery is parked ([`Outcome::Defer`]) until its event's media is done.
 
+mod due_caps;
 mod media;
 pub mod nats;
 pub mod prefill;
@@ -27,6 +28,7 @@ mod work_source;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+pub use due_caps::{DueCap, DueCaps};
 pub use media::*;
 pub use tasks::*;
 pub use types::*;
@@ -61,19 +63,6 @@ impl Options {
     }
 }
 
-impl Topology {
-    /// Routes and their subscribers, by name, as a config names them.
-    pub fn of(config: &crate::config::Config) -> Topology {
-        Topology {
-            routes: config
-                .routes
-                .iter()
-                .map(|r| (r.name.clone(), r.subscribers.iter().map(|s| s.name.clone()).collect()))
-                .collect(),
-        }
-    }
-}
-
 /// The durable store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -94,37 +83,6 @@ macro_rules! each {
             Backend::Nats($s) => $e,
         }
     };
-}
-
-/// The longest a subscriber's work can have been scheduled ahead (ms): a
-/// retry (its schedule's longest delay, its `Retry-After` cap, a provider
-/// look-up's longest wait) and, for an `after_archive` subscriber only, a
-/// delivery waiting for media.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueCap {
-    pub subscriber: String,
-    pub retry_ms: u64,
-    /// `None`: the subscriber is not `after_archive` (its deliveries do not
-    /// wait for media; one left waiting by an earlier config is capped by
-    /// `retry_ms`).
-    pub media_ms: Option<u64>,
-}
-
-/// Everything the start-up check ([`Store::bring_in_due`]) caps: each
-/// subscriber's deliveries, each reconciling route's task polls (route
-/// name, its longest wait between polls in ms) and media downloads (their
-/// longest wait between tries).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DueCaps {
-    pub subscribers: Vec<DueCap>,
-    pub tasks: Vec<(String, u64)>,
-    pub media_ms: u64,
-}
-
-/// Routes and the subscribers of each, as configured (names only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    pub routes: Vec<(String, Vec<String>)>,
 }
 
 impl Store {

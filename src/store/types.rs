@@ -407,3 +407,22 @@ pub struct StoreSize {
     /// NATS only: messages in the streams and buckets.
     pub messages: Option<u64>,
 }
+
+/// Routes and the subscribers of each, as configured (names only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub routes: Vec<(String, Vec<String>)>,
+}
+
+impl Topology {
+    /// Routes and their subscribers, by name, as a config names them.
+    pub fn of(config: &crate::config::Config) -> Topology {
+        Topology {
+            routes: config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), r.subscribers.iter().map(|s| s.name.clone()).collect()))
+                .collect(),
+        }
+    }
+}

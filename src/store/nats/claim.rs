@@ -2,13 +2,15 @@
 //! published on its own dedupe subject with "expected last subject sequence
 //! 0", so exactly one of several concurrent writers (on any relay) wins, and
 //! the key stays claimed as long as the stream keeps the message. A retry
-//! with the same nonce recognises its own earlier write.
+//! with the same nonce recognises its own earlier write. [`holder`] reads
+//! the write that holds a key (also how an append refused for a reload's
+//! topology still finds the event it duplicates).
 
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::{LastRawMessageError, LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -23,6 +25,31 @@ pub enum Claim {
     New { seq: u64 },
     /// Another write owns the key: the first event (its sequence and time).
     Duplicate { seq: u64, time_ms: u64 },
+}
+
+/// The write holding a dedupe key: the message on its subject.
+#[derive(Debug)]
+pub struct Holder {
+    pub seq: u64,
+    /// The event's time (the message's own when the header is missing).
+    pub time_ms: u64,
+    /// The nonce of the append that wrote it.
+    pub nonce: String,
+}
+
+/// The write holding `subject`'s dedupe key, read on the stream leader (a
+/// replica may lag behind the winner); `None` when the subject has no
+/// message (yet).
+pub async fn holder(stream: &Stream, subject: &str) -> Result<Option<Holder>, LastRawMessageError> {
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => Ok(Some(Holder {
+            seq: m.sequence,
+            time_ms: event::time_ms(&m.headers).unwrap_or(super::layout::millis(m.time)),
+            nonce: event::nonce(&m.headers),
+        })),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The JetStream API error code inside a publish error, if any.
@@ -80,25 +107,20 @@ pub async fn claim(
         match outcome {
             // `duplicate: true` here is our own earlier attempt (same nonce).
             Ok(ack) => return Ok(Claim::New { seq: ack.sequence }),
-            Err(e) if is_wrong_last_sequence(&e) => {
-                // Read on the stream leader: a replica may lag behind the winner.
-                match stream.get_last_raw_message_by_subject(subject).await {
-                    Ok(m) => {
-                        return Ok(if event::nonce(&m.headers) == nonce {
-                            Claim::New { seq: m.sequence }
-                        } else {
-                            Claim::Duplicate {
-                                seq: m.sequence,
-                                time_ms: event::time_ms(&m.headers).unwrap_or(super::layout::millis(m.time)),
-                            }
-                        })
-                    }
-                    Err(g) if g.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                        last = "the first write is not readable yet".into()
-                    }
-                    Err(g) => last = g.to_string(),
+            Err(e) if is_wrong_last_sequence(&e) => match holder(stream, subject).await {
+                Ok(Some(h)) => {
+                    return Ok(if h.nonce == nonce {
+                        Claim::New { seq: h.seq }
+                    } else {
+                        Claim::Duplicate {
+                            seq: h.seq,
+                            time_ms: h.time_ms,
+                        }
+                    })
                 }
-            }
+                Ok(None) => last = "the first write is not readable yet".into(),
+                Err(g) => last = g.to_string(),
+            },
             Err(e) if is_transient(&e) => last = e.to_string(),
             Err(e) => return Err(e.to_string()),
         }

@@ -25,9 +25,11 @@ mod record;
 mod result_write;
 mod setup;
 mod source;
+mod task_query;
 mod task_work;
 mod tasks;
 mod topology;
+mod torn_task;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -283,17 +285,14 @@ impl NatsStore {
             // first): a retry of a callback already stored is `200
             // duplicate`, not `503` then stored again on the renamed route.
             Err(refused) => {
-                let first = tokio::time::timeout(APPEND_BUDGET, stream.get_last_raw_message_by_subject(&subject))
+                let first = tokio::time::timeout(APPEND_BUDGET, claim::holder(&stream, &subject))
                     .await
                     .ok()
-                    .and_then(Result::ok);
-                let Some(m) = first else { return Err(refused) };
+                    .and_then(Result::ok)
+                    .flatten();
+                let Some(h) = first else { return Err(refused) };
                 let accepted = Accepted {
-                    id: layout::event_id(
-                        &route,
-                        m.sequence,
-                        event::time_ms(&m.headers).unwrap_or(layout::millis(m.time)),
-                    ),
+                    id: layout::event_id(&route, h.seq, h.time_ms),
                     duplicate: true,
                 };
                 if let Some(mark) = ev.task {

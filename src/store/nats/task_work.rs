@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 
 use super::follow::{Follow, Follower, Held, Received};
-use super::tasks::{encode, TaskEntry, TaskRow, TaskWork};
+use super::tasks::{encode, TaskRow, TaskWork};
+use super::torn_task::TaskEntry;
 use super::{layout, NatsStore, Shared, EARLY_MS};
 use crate::store::{NewTask, StoreError, Task};
 

@@ -23,15 +23,14 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{create_json, get_json};
+use super::torn_task::{fresh_task, log_torn, TaskEntry};
 use super::{layout, read, unavailable, NatsStore, Shared};
-use crate::store::{
-    Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskQuery, TaskState, TaskStats, TaskUpdate,
-};
+use crate::store::{Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMark, TaskUpdate};
 
 /// Times a settling mark reads and writes a task row that keeps changing.
 const MARK_TRIES: usize = 3;
 /// Rows a listing, a count or a retention pass looks at, at most.
-const SCAN_LIMIT: usize = 100_000;
+pub(super) const SCAN_LIMIT: usize = 100_000;
 
 /// A task as the bucket keeps it: the task, and which work message polls it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,24 +56,6 @@ pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer,
     s.get_consumer::<pull::Config>(layout::RECONCILER)
         .await
         .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
-}
-
-/// A task row as read from the bucket: readable, or torn (it does not
-/// decode: written torn, say). Torn rows are treated as the embedded store
-/// treats its unreadable task rows (`sled/tasks.rs`): a registration, a
-/// settling event or a poll's outcome replaces it with a fresh row, and the
-/// reconciler still polls the task (a stand-in, once a round).
-pub(super) enum TaskEntry {
-    Row(TaskRow, u64),
-    /// Its revision and its first bytes, for the log.
-    Torn(u64, Bytes),
-}
-
-/// Log a torn task row met by `then`.
-fn log_torn(route: &str, task_id: &str, hash: &str, v: &[u8], then: &str) {
-    tracing::error!(route = %route, task_id = %task_id, key = %layout::task_key(hash),
-        row = %hex::encode(&v[..v.len().min(64)]),
-        "unreadable expected-task row; it is replaced, {then} (its history is lost)");
 }
 
 pub(super) fn encode(row: &TaskRow) -> Bytes {
@@ -107,33 +88,6 @@ impl Shared {
 
     pub(super) async fn task_row(&self, hash: &str) -> Result<Option<(TaskRow, u64)>, StoreError> {
         get_json(&self.tasks_bucket()?, &layout::task_key(hash)).await
-    }
-
-    /// A task row, readable or torn.
-    pub(super) async fn task_entry(&self, hash: &str) -> Result<Option<TaskEntry>, StoreError> {
-        let bucket = self.tasks_bucket()?;
-        match bucket.entry(layout::task_key(hash)).await.map_err(unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => Ok(Some(match serde_json::from_slice(&e.value) {
-                Ok(row) => TaskEntry::Row(row, e.revision),
-                Err(_) => TaskEntry::Torn(e.revision, e.value),
-            })),
-            _ => Ok(None),
-        }
-    }
-
-    /// Write a new task's row over nothing (`torn` None) or over a torn row
-    /// at that revision; false when someone wrote it meanwhile.
-    async fn write_new_task_row(&self, hash: &str, row: &TaskRow, torn: Option<u64>) -> Result<bool, StoreError> {
-        let Some(revision) = torn else {
-            return self.create_task_row(hash, row).await;
-        };
-        let updated = self
-            .tasks_bucket()?
-            .update(layout::task_key(hash), encode(row), revision)
-            .await
-            .is_ok();
-        self.wrote(u64::from(updated));
-        Ok(updated)
     }
 
     /// The sequence of the work message this relay holds for a task.
@@ -171,15 +125,6 @@ impl Shared {
         }
     }
 
-    /// Every task row (up to [`SCAN_LIMIT`]).
-    async fn task_rows(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let values = self.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
-        Ok(values
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect())
-    }
-
     /// Settle `route`'s expected task with the event just appended (or found
     /// as a duplicate).
     pub(super) async fn mark_task(
@@ -202,14 +147,7 @@ impl Shared {
                 Some(TaskEntry::Row(row, revision)) => (row, revision),
                 Some(TaskEntry::Torn(revision, v)) => {
                     log_torn(route, &mark.task_id, &hash, &v, "settled by this event");
-                    let now = crate::clock::now_ms();
-                    let task = Task::new(&NewTask {
-                        route: route.to_string(),
-                        task_id: mark.task_id.clone(),
-                        now_ms: now,
-                        first_poll_ms: None,
-                        terminal_keys: Vec::new(),
-                    });
+                    let task = fresh_task(route, &mark.task_id, crate::clock::now_ms());
                     (TaskRow { work: 0, task }, revision)
                 }
             };
@@ -412,13 +350,7 @@ impl NatsStore {
             Some(TaskEntry::Torn(_, v)) => {
                 // A fresh row, in charge of the message this poll holds.
                 log_torn(route, task_id, &hash, &v, "recording this poll");
-                let task = Task::new(&NewTask {
-                    route: route.to_string(),
-                    task_id: task_id.to_string(),
-                    now_ms: now,
-                    first_poll_ms: None,
-                    terminal_keys: Vec::new(),
-                });
+                let task = fresh_task(route, task_id, now);
                 TaskRow {
                     work: s.held_task_seq(&hash).unwrap_or(0),
                     task,
@@ -437,57 +369,6 @@ impl NatsStore {
         s.put_task_row(&hash, &row).await?;
         s.settle_task_work(&hash, settle).await;
         Ok(Some(row.task))
-    }
-
-    /// One task; without `route`, the first route (in the config's order)
-    /// that has this task id.
-    pub async fn task(&self, route: Option<String>, task_id: String) -> Result<Option<Task>, StoreError> {
-        let routes: Vec<String> = match route {
-            Some(r) => vec![r],
-            None => read(&self.shared.topology).routes.into_iter().map(|(r, _)| r).collect(),
-        };
-        for r in routes {
-            // A torn row is not shown (as in the embedded store) until a
-            // registration, its event or a poll replaces it.
-            if let Some(TaskEntry::Row(row, _)) = self.shared.task_entry(&layout::task_hash(&r, &task_id)).await? {
-                return Ok(Some(row.task));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Tasks matching the query, most recently registered first.
-    pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
-        let mut out: Vec<Task> = self
-            .shared
-            .task_rows()
-            .await?
-            .into_iter()
-            .map(|r| r.task)
-            .filter(|t| q.route.as_ref().is_none_or(|r| *r == t.route))
-            .filter(|t| q.state.is_none_or(|s| s == t.state))
-            .collect();
-        out.sort_by_key(|t| std::cmp::Reverse(t.registered_ms));
-        out.truncate(q.limit);
-        Ok(out)
-    }
-
-    /// Tasks per state and the oldest open one, across the cluster.
-    pub async fn task_stats(&self) -> Result<TaskStats, StoreError> {
-        let rows = self.shared.task_rows().await?;
-        let by_state = TaskState::ALL
-            .iter()
-            .map(|s| (*s, rows.iter().filter(|r| r.task.state == *s).count() as u64))
-            .collect();
-        let oldest_open_ms = rows
-            .iter()
-            .filter(|r| !r.task.state.is_final())
-            .map(|r| r.task.registered_ms)
-            .min();
-        Ok(TaskStats {
-            by_state,
-            oldest_open_ms,
-        })
     }
 
     /// Task rows expire with the bucket's `max_age` (the retention); this
