@@ -83,15 +83,7 @@ async fn dead_letters_are_listed_newest_first_across_subscribers_in_cluster_mode
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (x, _hx) = Sub::broken(Behaviour::Status(410)).await;
-    let (y, _hy) = Sub::broken(Behaviour::Status(410)).await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("x", x.url()))
-        .subscriber(Subscriber::new("y", y.url()));
-    let h = start(&cfg).await;
-    accepted(h.ingest_addrs[0], &runway("empty-dead")).await;
-    let before = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
-    assert_eq!(before["total"], 2, "{before}");
+    let (h, _, before, _subs) = one_event_dead_for_x_and_y(dir.path(), "empty-dead").await;
     let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=").await;
     let (blank, bv) = admin(h.admin_addr, "POST", "/api/dead-letters/replay?subscriber=+").await;
     tokio::time::sleep(ms(500)).await;
@@ -133,15 +125,7 @@ async fn dead_letter_replay_with_an_empty_subscriber_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_query_parameter_is_refused_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let (x, _hx) = Sub::broken(Behaviour::Status(410)).await;
-    let (y, _hy) = Sub::broken(Behaviour::Status(410)).await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("x", x.url()))
-        .subscriber(Subscriber::new("y", y.url()));
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("typo-dead")).await;
-    let before = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
-    assert_eq!(before["total"], 2, "{before}");
+    let (h, id, before, _subs) = one_event_dead_for_x_and_y(dir.path(), "typo-dead").await;
     let mut answers = Vec::new();
     for (method, path) in [
         ("POST", "/api/dead-letters/replay?subscribers=x".to_string()),
@@ -178,4 +162,28 @@ async fn an_unknown_query_parameter_is_refused_not_ignored() {
         "{answers:?}"
     );
     assert_eq!(ok_list, 200, "{listed}");
+}
+
+/// One event dead for both of its subscribers `x` and `y` (each answers
+/// `410`): the running daemon, the event's id, the dead-letter list, and
+/// the subscribers (kept alive by the caller).
+async fn one_event_dead_for_x_and_y(
+    dir: &std::path::Path,
+    key: &str,
+) -> (
+    hookrelay::Handle,
+    String,
+    serde_json::Value,
+    [(Sub, std::sync::Arc<std::sync::atomic::AtomicBool>); 2],
+) {
+    let x = Sub::broken(Behaviour::Status(410)).await;
+    let y = Sub::broken(Behaviour::Status(410)).await;
+    let cfg = TestConfig::new(dir)
+        .subscriber(Subscriber::new("x", x.0.url()))
+        .subscriber(Subscriber::new("y", y.0.url()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway(key)).await;
+    let before = admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 2).await;
+    assert_eq!(before["total"], 2, "{before}");
+    (h, id, before, [x, y])
 }
