@@ -251,6 +251,18 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 }
 
 impl Handle {
+    /// Work under way now: delivery attempts in flight in the push lanes
+    /// (until their lane has taken in the outcome, so a retry's due time and
+    /// the circuit's pause are set) plus store writes not finished
+    /// ([`Store::writes_pending`]). A snapshot, for tests on tokio's paused
+    /// clock: they let it fall to 0 (in real time) before moving time, so
+    /// that what the daemon schedules is not measured from a later instant.
+    /// Pull lanes' leases (held for a forwarder) are not counted.
+    pub fn busy(&self) -> usize {
+        let attempts: usize = self.app.delivery.lanes().iter().map(|l| l.in_flight()).sum();
+        attempts + self.app.store.writes_pending()
+    }
+
     /// Re-read the config file and apply it: routes, tokens, allowlists,
     /// subscribers, every server limit (connection cap, timeouts and HTTP/2
     /// streams for new connections, shutdown grace) and the TLS certificate

@@ -278,19 +278,13 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     assert_stored(&cfg.data(), &acked).await;
 }
 
-/// Let real I/O (sockets, the store's writer) finish without moving time.
-async fn settle() {
-    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(25)))
-        .await
-        .unwrap();
-}
-
-/// Move tokio's (paused) clock, hence the daemon's wall clock, by `d` in `step`s.
-async fn advance_by(d: Duration, step: Duration) {
+/// Move tokio's (paused) clock, hence the daemon's wall clock, by `d` in
+/// `step`s, letting the daemon `h` settle after each.
+async fn advance_by(h: &hookrelay::Handle, d: Duration, step: Duration) {
     let t0 = tokio::time::Instant::now();
     while t0.elapsed() < d {
         tokio::time::advance(step.min(d - t0.elapsed())).await;
-        settle().await;
+        settle(h).await;
     }
 }
 
@@ -322,7 +316,7 @@ fn a_restart_with_the_clock_behind_an_emptied_log_loses_nothing() {
             .subscriber(Subscriber::new("s", sub.url()));
         let h = start(&cfg).await;
         // The clock runs an hour ahead.
-        advance_by(Duration::from_secs(3600), Duration::from_secs(60)).await;
+        advance_by(&h, Duration::from_secs(3600), Duration::from_secs(60)).await;
         let id = accepted(h.ingest_addrs[0], &runway("ahead")).await;
         // (The paused clock does not move by itself while the writer runs.)
         for _ in 0..400 {
@@ -330,11 +324,11 @@ fn a_restart_with_the_clock_behind_an_emptied_log_loses_nothing() {
                 break;
             }
             tokio::time::advance(Duration::from_millis(10)).await;
-            settle().await;
+            settle(&h).await;
         }
         assert_eq!(sub.count(), 1, "the first event delivered");
         // Delivered, then removed by retention (60 s; sweeps every minute).
-        advance_by(Duration::from_secs(150), Duration::from_secs(1)).await;
+        advance_by(&h, Duration::from_secs(150), Duration::from_secs(1)).await;
         let (s, _) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "retention removed the delivered event");
         h.shutdown().await;

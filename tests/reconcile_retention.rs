@@ -16,18 +16,12 @@ use common::tasks::{register, submit_ok, task, task_route, tasks_config};
 use common::*;
 use http::StatusCode;
 
-/// Let real I/O (sockets, the store's writer) finish without moving time.
-async fn settle() {
-    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(25)))
-        .await
-        .unwrap();
-}
-
-/// Move time to `at` after `t0` in one-second steps.
-async fn advance_to(t0: tokio::time::Instant, at: Duration) {
+/// Move time to `at` after `t0` in one-second steps, letting the daemon `h`
+/// settle after each.
+async fn advance_to(h: &hookrelay::Handle, t0: tokio::time::Instant, at: Duration) {
     while t0.elapsed() < at {
         tokio::time::advance(secs(1).min(at - t0.elapsed())).await;
-        settle().await;
+        settle(h).await;
     }
 }
 
@@ -46,7 +40,7 @@ async fn gone_after_sweep(h: &hookrelay::Handle, id: &str) -> StatusCode {
         if status == StatusCode::NOT_FOUND {
             break;
         }
-        settle().await;
+        settle(h).await;
         status = task_status(h, id).await;
     }
     status
@@ -71,7 +65,7 @@ async fn an_open_task_outlives_the_retention_until_it_is_recovered() {
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // The sweep at 70 s has both registered before its cutoff.
-    advance_to(t0, secs(75)).await;
+    advance_to(&h, t0, secs(75)).await;
     assert_eq!(
         gone_after_sweep(&h, "never-polled").await,
         StatusCode::NOT_FOUND,
@@ -83,11 +77,11 @@ async fn an_open_task_outlives_the_retention_until_it_is_recovered() {
     assert!(polls >= 10, "polled {polls} times in 75 s");
 
     // Polling goes on, and the provider's result is fetched when it is there.
-    advance_to(t0, secs(85)).await;
+    advance_to(&h, t0, secs(85)).await;
     assert!(fake.status_requests(&id) > polls, "still polled after the sweep");
     let stages = fake.stage_count(&id);
     fake.set_stage(&id, stages);
-    advance_to(t0, secs(95)).await;
+    advance_to(&h, t0, secs(95)).await;
     let t = task(h.admin_addr, &id).await;
     assert_eq!(t["state"], "recovered", "{t}");
     sub.wait_for(secs(10), "the recovered result", |all| all.len() == 1)
@@ -96,9 +90,9 @@ async fn an_open_task_outlives_the_retention_until_it_is_recovered() {
 
     // Settled at about 90 s: kept by the sweep at 130 s (cutoff 70 s), gone
     // after the one at 190 s (cutoff 130 s).
-    advance_to(t0, secs(135)).await;
+    advance_to(&h, t0, secs(135)).await;
     assert_eq!(task_status(&h, &id).await, StatusCode::OK);
-    advance_to(t0, secs(195)).await;
+    advance_to(&h, t0, secs(195)).await;
     assert_eq!(
         gone_after_sweep(&h, &id).await,
         StatusCode::NOT_FOUND,

@@ -12,25 +12,18 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 
-/// Let real I/O (sockets, the store's writer) finish without moving time.
-async fn settle() {
-    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(25)))
-        .await
-        .unwrap();
-}
-
-/// Let a burst of requests in without moving time: settle until 100 ms pass
-/// in which `sub` sees no new request (at most 10 s of real time). On a
+/// Let a burst of requests in without moving time: settle until four settles
+/// in a row in which `sub` sees no new request (at most 10 s of real time). On a
 /// loaded machine one settle (25 ms) was not always enough: 24 deliveries
 /// sent at once after the circuit closed reached the subscriber over more
 /// than three settles, and the test moved time past its bound while they
 /// were still under way (one failure in five runs with both cores busy).
 /// Only real time is added: what the tests assert is tokio's time.
-async fn settle_quiet(sub: &Sub) {
+async fn settle_quiet(h: &hookrelay::Handle, sub: &Sub) {
     let limit = std::time::Instant::now() + Duration::from_secs(10);
     let (mut last, mut quiet) = (sub.count(), 0);
     while quiet < 4 && std::time::Instant::now() < limit {
-        settle().await;
+        settle(h).await;
         let now = sub.count();
         if now == last {
             quiet += 1;
@@ -42,14 +35,22 @@ async fn settle_quiet(sub: &Sub) {
 
 /// Move time forward by `d` in `step`s until `done` holds for the number of
 /// requests `sub` has seen; the time it took. When requests arrived during a
-/// step's settle, time waits for the rest of them ([`settle_quiet`]).
-async fn advance_until(d: Duration, step: Duration, sub: &Sub, done: impl Fn(usize) -> bool) -> Option<Duration> {
+/// step's settle, time waits for the rest of them ([`settle_quiet`]). Each
+/// settle waits for the daemon to be idle ([`settle`]): the outcome of the
+/// request that made `done` hold is recorded before time moves on.
+async fn advance_until(
+    h: &hookrelay::Handle,
+    d: Duration,
+    step: Duration,
+    sub: &Sub,
+    done: impl Fn(usize) -> bool,
+) -> Option<Duration> {
     let start = tokio::time::Instant::now();
     while start.elapsed() <= d {
         let before = sub.count();
-        settle().await;
+        settle(h).await;
         if sub.count() != before && !done(sub.count()) {
-            settle_quiet(sub).await;
+            settle_quiet(h, sub).await;
         }
         if done(sub.count()) {
             return Some(start.elapsed());
@@ -60,9 +61,9 @@ async fn advance_until(d: Duration, step: Duration, sub: &Sub, done: impl Fn(usi
 }
 
 /// Jump forward by `d` (in one step, then let the daemon catch up).
-async fn jump(d: Duration) {
+async fn jump(h: &hookrelay::Handle, d: Duration) {
     tokio::time::advance(d).await;
-    settle().await;
+    settle(h).await;
 }
 
 /// Attempt times of the event's only delivery, from the store (ms).
@@ -90,13 +91,13 @@ async fn retries_follow_the_schedule_within_its_jitter() {
         TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry(schedule).circuit_threshold(100));
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("on-schedule")).await;
-    assert!(advance_until(secs(1), STEP, &sub, |n| n == 1).await.is_some());
+    assert!(advance_until(&h, secs(1), STEP, &sub, |n| n == 1).await.is_some());
     for (i, d) in schedule.iter().enumerate() {
         // Nothing before 80 % of the delay…
-        jump(d.mul_f64(0.8) - STEP).await;
+        jump(&h, d.mul_f64(0.8) - STEP).await;
         assert_eq!(sub.count(), i + 1, "retry {} came early", i + 1);
         // …and the retry by 120 %.
-        let took = advance_until(d.mul_f64(0.4) + STEP * 2, STEP, &sub, |n| n == i + 2).await;
+        let took = advance_until(&h, d.mul_f64(0.4) + STEP * 2, STEP, &sub, |n| n == i + 2).await;
         assert!(took.is_some(), "retry {} not within 120 % of {d:?}", i + 1);
     }
     let at = attempt_times(&h, &id).await;
@@ -126,15 +127,15 @@ async fn retry_after_lengthens_the_wait_but_is_capped() {
     );
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("retry-after")).await;
-    assert!(advance_until(secs(1), STEP, &sub, |n| n == 1).await.is_some());
+    assert!(advance_until(&h, secs(1), STEP, &sub, |n| n == 1).await.is_some());
     // Retry-After 120 s beats the 10 s schedule.
-    jump(secs(120) - STEP).await;
+    jump(&h, secs(120) - STEP).await;
     assert_eq!(sub.count(), 1, "Retry-After was not honoured");
-    assert!(advance_until(STEP * 3, STEP, &sub, |n| n == 2).await.is_some());
+    assert!(advance_until(&h, STEP * 3, STEP, &sub, |n| n == 2).await.is_some());
     // Retry-After of a day is capped by max_retry_after (10 min).
-    jump(secs(600) - STEP).await;
+    jump(&h, secs(600) - STEP).await;
     assert_eq!(sub.count(), 2, "the cap came early");
-    assert!(advance_until(STEP * 3, STEP, &sub, |n| n == 3).await.is_some());
+    assert!(advance_until(&h, STEP * 3, STEP, &sub, |n| n == 3).await.is_some());
     let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered");
     h.shutdown().await;
@@ -156,17 +157,17 @@ async fn an_open_circuit_pauses_doubling_and_closes_at_the_first_answer() {
         accepted(h.ingest_addrs[0], &runway(&format!("circuit-{i}"))).await;
     }
     // Two failures open it; then one probe after each pause: 1 s, 2 s, 4 s.
-    assert!(advance_until(secs(1), STEP, &sub, |n| n >= 2).await.is_some());
+    assert!(advance_until(&h, secs(1), STEP, &sub, |n| n >= 2).await.is_some());
     assert_eq!(sub.count(), 2);
     for (i, pause) in [1, 2, 4].into_iter().enumerate() {
-        jump(secs(pause) - STEP * 2).await;
+        jump(&h, secs(pause) - STEP * 2).await;
         assert_eq!(sub.count(), 2 + i, "probe before the {pause} s pause ended");
-        let took = advance_until(STEP * 4, STEP, &sub, |n| n > 2 + i).await;
+        let took = advance_until(&h, STEP * 4, STEP, &sub, |n| n > 2 + i).await;
         assert!(took.is_some(), "no probe after the {pause} s pause");
     }
     // The third probe was answered: the other five events follow at once
     // (no time passes while they arrive).
-    settle_quiet(&sub).await;
+    settle_quiet(&h, &sub).await;
     assert_eq!(sub.count(), 10, "full speed once the subscriber answers");
     let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
     assert_eq!(subs["subscribers"][0]["state"], "closed");
@@ -199,7 +200,7 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     let ok = accepted(h.ingest_addrs[0], &runway("ok")).await;
     let dead = accepted(h.ingest_addrs[0], &runway("late-dead")).await;
     // The retry (72–108 s, jitter) is answered 410: a dead letter from then on.
-    assert!(advance_until(secs(110), secs(1), &sub, |n| n >= 3).await.is_some());
+    assert!(advance_until(&h, secs(110), secs(1), &sub, |n| n >= 3).await.is_some());
     let status = |id: String| {
         let addr = h.admin_addr;
         async move { admin(addr, "GET", &format!("/api/events/{id}")).await.0 }
@@ -207,7 +208,7 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     let until = |at: u64| secs(at).saturating_sub(t0.elapsed());
     // A sweep at 140 s: both events arrived more than 2 min ago, but the dead
     // letter died less than 2 min ago.
-    jump(until(140)).await;
+    jump(&h, until(140)).await;
     assert_eq!(
         status(ok.clone()).await,
         StatusCode::NOT_FOUND,
@@ -225,8 +226,8 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     assert_eq!(v["duplicate"], false);
     // Sweeps at 200 s and 260 s: the dead letter died at most 108 s in, so by
     // 260 s its own retention is over.
-    jump(secs(60)).await;
-    jump(secs(60)).await;
+    jump(&h, secs(60)).await;
+    jump(&h, secs(60)).await;
     assert_eq!(status(dead).await, StatusCode::NOT_FOUND);
     h.shutdown().await;
 }
@@ -247,13 +248,13 @@ async fn failures_in_flight_when_the_circuit_opens_do_not_stretch_its_pause() {
     // Sixteen requests were in flight (and a few more refilled their places);
     // all failed. The circuit opened at the fifth failure: the others, sent
     // before it opened, must not stretch its 1 s pause.
-    assert!(advance_until(secs(1), STEP, &sub, |n| n >= 16).await.is_some());
-    settle_quiet(&sub).await;
+    assert!(advance_until(&h, secs(1), STEP, &sub, |n| n >= 16).await.is_some());
+    settle_quiet(&h, &sub).await;
     let sent = sub.count();
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
-    let took = advance_until(secs(2), STEP, &sub, |n| n > sent).await;
+    let took = advance_until(&h, secs(2), STEP, &sub, |n| n > sent).await;
     assert!(took.is_some_and(|t| t <= secs(1) + STEP), "first probe after {took:?}");
     // It is answered: the rest follow at full speed.
-    assert!(advance_until(STEP * 3, STEP, &sub, |n| n >= 40).await.is_some());
+    assert!(advance_until(&h, STEP * 3, STEP, &sub, |n| n >= 40).await.is_some());
     h.shutdown().await;
 }

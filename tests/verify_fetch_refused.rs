@@ -87,13 +87,6 @@ async fn a_genuine_callback_checked_while_the_provider_answers_400_is_asked_agai
     );
 }
 
-/// Let real I/O (sockets, the store's writer) finish without moving time.
-async fn settle() {
-    tokio::task::spawn_blocking(|| std::thread::sleep(ms(25)))
-        .await
-        .unwrap();
-}
-
 /// A provider that answers `400` for ever is not asked for ever: an hour
 /// after the callback was received it is held as `unverified` (a dead letter
 /// saying so, which an event replay delivers), not left waiting out of sight
@@ -115,7 +108,7 @@ async fn a_callback_whose_look_up_is_refused_for_an_hour_is_held_as_unverified()
     let mut dead = Value::Null;
     while t0.elapsed() < secs(70 * 60) && !held(&dead) {
         tokio::time::advance(secs(10)).await;
-        settle().await;
+        settle(&h).await;
         if t0.elapsed().as_secs() % 300 < 10 {
             dead = admin(h.admin_addr, "GET", "/api/dead-letters").await.1;
         }

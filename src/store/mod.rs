@@ -406,6 +406,15 @@ impl Store {
         }
     }
 
+    /// Store writes not finished yet ([`sled::SledStore::writes_pending`]).
+    /// Cluster mode does not count them: 0.
+    pub fn writes_pending(&self) -> usize {
+        match &self.backend {
+            Backend::Sled(s) => s.writes_pending(),
+            Backend::Nats(_) => 0,
+        }
+    }
+
     /// What the store holds: on one host its size on disk; in cluster mode
     /// the messages and bytes of the cluster's hookrelay streams and buckets
     /// in JetStream (one copy). An error when NATS cannot be read now.

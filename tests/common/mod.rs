@@ -24,6 +24,8 @@
 //! - `provider`: a fake of the provider platform (used as `common::provider::…`);
 //! - `browser`: chromium driven by node + playwright-core (console tests);
 //! - `v1_store`: a store in the 0.1 format, written for the upgrade tests;
+//! - `settle`: on tokio's paused clock, wait (in real time) for the daemon
+//!   to be idle before moving time;
 //! - `tasks`: expected tasks, the submit proxy and the reconciler against the
 //!   fake provider (used as `common::tasks::…`).
 //!
@@ -52,6 +54,7 @@ pub mod ports;
 pub mod provider;
 pub mod route;
 pub mod s3;
+pub mod settle;
 pub mod slow_proxy;
 pub mod subscriber;
 pub mod systemd;
@@ -73,5 +76,6 @@ pub use moved::*;
 pub use ports::*;
 pub use route::*;
 pub use s3::*;
+pub use settle::*;
 pub use subscriber::*;
 pub use systemd::*;

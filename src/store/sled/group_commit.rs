@@ -145,7 +145,10 @@ impl Writer {
                     }
                     continue;
                 }
-                match rx.blocking_recv() {
+                self.inner.writer_idle.store(true, Ordering::SeqCst);
+                let next = rx.blocking_recv();
+                self.inner.writer_idle.store(false, Ordering::SeqCst);
+                match next {
                     Some(m) => sort(m, &mut appends, &mut books, &mut controls),
                     None => break,
                 }
