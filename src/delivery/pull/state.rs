@@ -13,7 +13,7 @@ use http::HeaderValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::leases::Leases;
+use super::leases::{Lapse, Leases};
 use super::settle::{self, Settled};
 use super::{AckError, AckRequest, Applied, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
@@ -320,7 +320,9 @@ impl State {
                         // was a failed attempt (a release only keeps the
                         // retry step of a live lease), recorded now with the
                         // due time it got then.
-                        Some(due) => settle::expired(work, number, l.at_ms, l.length, &sub, Some(due)),
+                        Some(Lapse { due_ms, .. }) => {
+                            settle::expired(work, number, l.at_ms, l.length, &sub, Some(due_ms))
+                        }
                     }
                 } else {
                     let local = a.lists.local.get(&work.event.id);
