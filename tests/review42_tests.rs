@@ -156,6 +156,76 @@ async fn a_pull_lease_held_across_a_nats_outage_longer_than_takeover_is_not_offe
     lease_across_outage(secs(9)).await;
 }
 
+/// Finding 3: an acknowledgement whose record fails (cluster mode: NATS
+/// killed, the result write given up after 10 s) is answered `503`, and its
+/// leases are kept as they were: the same acknowledgement sent again (here
+/// once while the first is still being recorded, as a forwarder whose
+/// request timed out does, then after NATS is back) applies, and the
+/// message is not offered again. Before the fix the lease was gone with the
+/// failed record: the second acknowledgement got `409` (and the forwarder
+/// drops it on `409`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_that_could_not_be_recorded_keeps_its_lease_for_the_retry() {
+    use http::StatusCode;
+    let mut nats = common::nats::NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
+        .nats(nats.urls(), 1);
+    let r = start(&cfg).await;
+    let addr = r.ingest_addrs[0];
+    let first = accepted(addr, &runway("acked-in-outage")).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], first.as_str(), "{got}");
+    nats.kill9(0);
+    let body = format!(r#"{{"ids":["{first}"]}}"#);
+    let ack = |body: String| async move {
+        let started = tokio::time::Instant::now();
+        let (s, _, got) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &body).await;
+        (s, got, started.elapsed())
+    };
+    let a = tokio::spawn(ack(body.clone()));
+    // The same acknowledgement again while the first one's record is being tried.
+    tokio::time::sleep(secs(7)).await;
+    let b = tokio::spawn(ack(body.clone()));
+    let (s, got, took) = a.await.unwrap();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{got} after {took:?}");
+    eprintln!("first acknowledgement: {s} after {took:?}: {got}");
+    nats.restart(0).await;
+    // Waited for the first one's record, then applied to the lease put back
+    // (200), or its own record failed too while NATS came back (503): never
+    // refused as not leased.
+    let (s, got, took) = b.await.unwrap();
+    eprintln!("second acknowledgement: {s} after {took:?}: {got}");
+    assert_ne!(
+        s,
+        StatusCode::CONFLICT,
+        "the lease was lost with the failed record: {got}"
+    );
+    let (s, got) = match s {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            let deadline = tokio::time::Instant::now() + secs(30);
+            loop {
+                let (s, got, _) = ack(body.clone()).await;
+                if s != StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+                    break (s, got);
+                }
+                tokio::time::sleep(ms(200)).await;
+            }
+        }
+        _ => (s, got),
+    };
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["acknowledged"], 1, "{got}");
+    // Acknowledged once: not offered again, also after `takeover` (5 s).
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=8s", Some(TOKEN), Some("f2"), "").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(0), "{got}");
+    let (s, got, _) = ack(body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "acknowledged already: {got}");
+}
+
 /// The relay restarted cleanly (SIGTERM, started again on the same port)
 /// while `hookrelay forward` has a long-poll open: the forwarder does not
 /// stop (the stopping relay answers 503, not a refusal), and delivers what

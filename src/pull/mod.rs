@@ -371,7 +371,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             }),
         ),
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
-            "cannot record the acknowledgement ({why}); the messages will be offered again"
+            "cannot record the acknowledgement ({why}); the leases are kept: send it again"
         )),
         Err(AckError::Stopped) => {
             let name = lanes

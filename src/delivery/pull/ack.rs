@@ -43,7 +43,10 @@ pub enum AckError {
         not_leased: Vec<EventId>,
         applied: AckSummary,
     },
-    /// The store could not record them; they are offered again after a restart.
+    /// The store could not record them: their leases are kept as they were
+    /// (same holder, same deadline), so the acknowledgement sent again
+    /// applies (in cluster mode, on the relays that could not record; what
+    /// others recorded is refused then as not leased).
     Store(String),
     /// The lane is stopping (shutdown or the subscriber was removed).
     Stopped,

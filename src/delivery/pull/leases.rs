@@ -40,9 +40,16 @@ pub(super) struct Lease<T> {
     pub token_gen: u64,
 }
 
-/// A lease taken out by [`Leases::claim`], with when its retry is due (ms)
-/// if it had lapsed (its expiry was a failed attempt already).
-pub(super) type Claimed<T> = (Lease<T>, Option<u64>);
+/// A lease taken out by [`Leases::claim`], with its lapse if it had lapsed
+/// (its expiry was a failed attempt already).
+pub(super) type Claimed<T> = (Lease<T>, Option<Lapse>);
+
+/// A lapsed lease's lapse: when it ends, and when its retry is due then (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lapse {
+    pub end: Instant,
+    pub due_ms: u64,
+}
 
 pub(super) struct Leases<T> {
     leased: HashMap<EventId, Lease<T>>,
@@ -265,12 +272,32 @@ impl<T> Leases<T> {
             if let Some(l) = self.leased.remove(id) {
                 self.deadlines.remove(&(l.until, *id));
                 out.push((l, None));
-            } else if let Some((l, end, due)) = self.lapsed.remove(id) {
+            } else if let Some((l, end, due_ms)) = self.lapsed.remove(id) {
                 self.lapse_ends.remove(&(end, *id));
-                out.push((l, Some(due)));
+                out.push((l, Some(Lapse { end, due_ms })));
             }
         }
         out
+    }
+
+    /// Put a claimed lease back as it was (its acknowledgement could not be
+    /// recorded): leased to the same holder until the same deadline, or
+    /// lapsed until the same end, so its holder's acknowledgement sent again
+    /// applies. One whose deadline or lapse passed meanwhile is expired or
+    /// let go at the next [`expire`](Self::expire) or
+    /// [`lapses_over`](Self::lapses_over), as if it had never been claimed.
+    pub fn restore(&mut self, (lease, lapse): Claimed<T>) {
+        let id = lease.offer.id;
+        match lapse {
+            None => {
+                self.deadlines.insert((lease.until, id));
+                self.leased.insert(id, lease);
+            }
+            Some(Lapse { end, due_ms }) => {
+                self.lapse_ends.insert((end, id));
+                self.lapsed.insert(id, (lease, end, due_ms));
+            }
+        }
     }
 
     /// The leases handed out and not claimed: live or lapsed.

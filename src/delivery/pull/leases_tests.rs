@@ -147,7 +147,7 @@ fn a_lapsed_lease_is_offered_to_nobody_and_claimable_by_its_holder_until_its_lap
     let late = l.claim("a", &[id(0)], now + Duration::from_secs(12)).unwrap();
     assert_eq!(
         (late[0].0.offer.id, late[0].0.length, late[0].1),
-        (id(0), Duration::from_secs(10), Some(7)),
+        (id(0), Duration::from_secs(10), Some(Lapse { end, due_ms: 7 })),
         "with when the retry of its expiry is due"
     );
     assert!(l.lapses_over(now + Duration::from_secs(14)).is_empty());
@@ -161,5 +161,49 @@ fn a_lapsed_lease_is_offered_to_nobody_and_claimable_by_its_holder_until_its_lap
         l.claim("a", &[id(1)], end).unwrap_err(),
         vec![id(1)],
         "over: no longer claimable"
+    );
+}
+
+#[test]
+fn a_claimed_lease_put_back_is_as_it_was() {
+    let now = Instant::now();
+    let end = now + Duration::from_secs(15);
+    let mut l = with(2);
+    l.lease(2, "a", now, Duration::from_secs(10), 5);
+    let claimed = l.claim("a", &[id(0), id(1)], now).unwrap();
+    assert_eq!((l.leased(), l.holds(&id(0))), (0, false));
+    for c in claimed {
+        l.restore(c);
+    }
+    assert_eq!(l.leased(), 2, "leased again");
+    let back = l.get(&id(0)).unwrap();
+    assert_eq!(
+        (back.holder.as_str(), back.until, back.at_ms),
+        ("a", now + Duration::from_secs(10), 5),
+        "same holder, deadline and hand-out"
+    );
+    assert!(
+        l.lease(5, "b", now, Duration::from_secs(10), 0).is_empty(),
+        "offered to nobody else"
+    );
+    assert_eq!(l.claim("b", &[id(0)], now).unwrap_err(), vec![id(0)], "only its holder");
+    // It expires at its own deadline, as if never claimed.
+    assert!(l.expire(now + Duration::from_secs(9)).is_empty());
+    assert_eq!(l.expire(now + Duration::from_secs(10)).len(), 2);
+
+    // A lapsed one goes back to its lapse: same end, same due retry.
+    let mut l = with(1);
+    l.lease(1, "a", now, Duration::from_secs(10), 0);
+    let gone = l.expire(now + Duration::from_secs(10)).pop().unwrap();
+    l.lapse(gone, end, 7);
+    let claimed = l.claim("a", &[id(0)], now + Duration::from_secs(12)).unwrap();
+    for c in claimed {
+        l.restore(c);
+    }
+    assert_eq!((l.leased(), l.holds(&id(0)), l.next_deadline()), (0, true, Some(end)));
+    let over = l.lapses_over(end);
+    assert_eq!(
+        over.iter().map(|(x, due)| (x.offer.id, *due)).collect::<Vec<_>>(),
+        vec![(id(0), 7)]
     );
 }

@@ -4,7 +4,8 @@
 //! release is offered again at once, a filtered-out message is
 //! skipped, a message whose media is not archived yet (`after_archive`) is
 //! deferred. Records are written concurrently; the lane lets the work go
-//! (`WorkSource::done`) only for those that were recorded.
+//! (`WorkSource::done`) only for those that were recorded, and puts the
+//! leases of an acknowledgement it could not record back as they were.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,9 +257,13 @@ pub(super) async fn record(
             Outcome::Defer { .. } => {}
         }
     }
-    if let Some(e) = &failure {
-        tracing::error!(subscriber = %subscriber, error = %e,
-            "cannot record a pull outcome; the message will be offered again after a restart");
+    match &failure {
+        // The lane puts the leases back (`State::recorded`): the `503` says to send it again.
+        Some(e) if reply.is_some() => tracing::error!(subscriber = %subscriber, error = %e,
+            "cannot record a pull acknowledgement; its leases are kept, for the acknowledgement sent again"),
+        Some(e) => tracing::error!(subscriber = %subscriber, error = %e,
+            "cannot record a pull outcome; the message will be offered again after a restart"),
+        None => {}
     }
     if let Some(reply) = reply {
         reply(match failure {

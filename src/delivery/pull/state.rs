@@ -13,7 +13,7 @@ use http::HeaderValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::leases::Leases;
+use super::leases::{Claimed, Lapse, Leases};
 use super::settle::{self, Settled};
 use super::{AckError, AckRequest, Applied, Handout, PullLane, PullRequest, MAX_LEASED};
 use crate::clock;
@@ -50,6 +50,15 @@ pub(super) struct State {
     /// The messages of those records: not taken again meanwhile (a backend
     /// that redelivers on its own may offer them).
     pub(super) recording: HashMap<EventId, Ticket>,
+    /// The leases claimed by acknowledgements whose records are in
+    /// progress: put back as they were if the record fails, so that the
+    /// acknowledgement sent again (it got `503`) applies.
+    acking: HashMap<EventId, Claimed<Ready>>,
+    /// Acknowledgements naming a message of `acking` (sent again before the
+    /// first one was answered, or by two clients at once): applied once that
+    /// record is done, to the lease as it is then (gone if recorded, put back
+    /// if not).
+    parked: Vec<AckRequest>,
     /// Callbacks of `verify = "fetch"` routes are checked before they are offered.
     verifier: Arc<Verifier>,
 }
@@ -64,6 +73,8 @@ impl State {
             waiting: VecDeque::new(),
             settling: JoinSet::new(),
             recording: HashMap::new(),
+            acking: HashMap::new(),
+            parked: Vec::new(),
             verifier,
         }
     }
@@ -104,6 +115,44 @@ impl State {
         if !items.is_empty() {
             self.settle(items, None);
         }
+    }
+
+    /// The token generations of the leases held, those whose
+    /// acknowledgement is being recorded included (put back if it fails,
+    /// they need their token still).
+    pub(super) fn token_gens(&self) -> impl Iterator<Item = u64> + '_ {
+        let acking = self.acking.values().map(|(l, _)| l.token_gen);
+        self.leases.held().map(|l| l.token_gen).chain(acking)
+    }
+
+    /// A record in progress is done (`done`: each ticket, its event, and
+    /// whether it was recorded). The leases of an acknowledgement that could
+    /// not be recorded are put back as they were (it was answered `503`:
+    /// sent again, it applies); the acknowledgements that waited for those
+    /// messages are applied now. The tickets recorded, with their events.
+    pub(super) fn recorded(&mut self, done: Vec<(Ticket, EventId, bool)>) -> Vec<(Ticket, EventId)> {
+        let mut out = Vec::with_capacity(done.len());
+        let mut restored = 0usize;
+        for (ticket, event, recorded) in done {
+            self.recording.remove(&event);
+            let claimed = self.acking.remove(&event);
+            if recorded {
+                out.push((ticket, event));
+            } else if let Some(c) = claimed {
+                self.leases.restore(c);
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            tracing::warn!(subscriber = %self.lane.subscriber().name, count = restored,
+                "acknowledgement not recorded: its leases are kept as they were, for the acknowledgement sent again");
+        }
+        if !self.parked.is_empty() {
+            for a in std::mem::take(&mut self.parked) {
+                self.ack(a);
+            }
+        }
+        out
     }
 
     /// Record `items` (answering `reply` once done), keeping their messages
@@ -268,6 +317,10 @@ impl State {
     /// record what the puller says.
     pub(super) fn ack(&mut self, a: AckRequest) {
         self.expire(Instant::now());
+        if a.lists.all().any(|id| self.acking.contains_key(id)) {
+            self.parked.push(a);
+            return;
+        }
         let mut ids: Vec<_> = a.lists.all().copied().collect();
         if let Some(under) = a.under {
             // An earlier token acknowledges only what was handed out under it:
@@ -308,9 +361,9 @@ impl State {
         let acked: HashSet<_> = a.lists.ack.iter().collect();
         let released: HashSet<_> = a.lists.release.iter().collect();
         let items: Vec<Settled> = claimed
-            .into_iter()
+            .iter()
             .map(|(l, lapsed)| {
-                let (work, number) = (l.offer.item.work, l.offer.attempt);
+                let (work, number) = (l.offer.item.work.clone(), l.offer.attempt);
                 if acked.contains(&work.event.id) {
                     settle::acknowledged(work, number, l.at_ms)
                 } else if released.contains(&work.event.id) {
@@ -320,7 +373,9 @@ impl State {
                         // was a failed attempt (a release only keeps the
                         // retry step of a live lease), recorded now with the
                         // due time it got then.
-                        Some(due) => settle::expired(work, number, l.at_ms, l.length, &sub, Some(due)),
+                        Some(Lapse { due_ms, .. }) => {
+                            settle::expired(work, number, l.at_ms, l.length, &sub, Some(*due_ms))
+                        }
                     }
                 } else {
                     let local = a.lists.local.get(&work.event.id);
@@ -328,6 +383,8 @@ impl State {
                 }
             })
             .collect();
+        // Kept until the record is done: put back if it fails.
+        self.acking.extend(claimed.into_iter().map(|c| (c.0.offer.id, c)));
         let reply = a.reply;
         let reply: super::Reply = Box::new(move |r| {
             let _ = reply.send(r.map(|summary| Applied { summary, not_held }));

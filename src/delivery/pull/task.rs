@@ -93,7 +93,7 @@ pub(super) async fn run(
         if st.lane.has_earlier_tokens() {
             // A pull waiting is answered under the token it was authorized
             // with: that token is kept for it too.
-            let leased = st.leases.held().map(|l| l.token_gen);
+            let leased = st.token_gens();
             let live: HashSet<u64> = leased.chain(st.waiting.iter().map(|w| w.token_gen)).collect();
             st.lane.prune_tokens(|g| live.contains(&g));
         }
@@ -133,12 +133,10 @@ pub(super) async fn run(
             biased;
             _ = stop.changed() => break,
             Some(done) = st.settling.join_next() => {
-                for (ticket, event, recorded) in done.unwrap_or_default() {
-                    st.recording.remove(&event);
-                    // Unrecorded work stays handed out: the cursor never passes it.
-                    if recorded {
-                        source.done(&ticket).await;
-                    }
+                // Unrecorded work stays handed out: the cursor never passes
+                // it (an acknowledgement's is leased again, as it was).
+                for (ticket, _) in st.recorded(done.unwrap_or_default()) {
+                    source.done(&ticket).await;
                 }
             }
             // An earlier pull lane of the subscriber recorded work it still leased.
@@ -206,7 +204,7 @@ pub(super) async fn run(
         st.expire(Instant::now());
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
         if st.lane.has_earlier_tokens() {
-            let live: HashSet<u64> = st.leases.held().map(|l| l.token_gen).collect();
+            let live: HashSet<u64> = st.token_gens().collect();
             st.lane.prune_tokens(|g| live.contains(&g));
         }
         if st.leases.held().next().is_none() && st.settling.is_empty() {
@@ -218,15 +216,13 @@ pub(super) async fn run(
             // A shutdown: what is still leased is offered again after a restart.
             _ = async { closed.wait_for(|c| *c).await.is_ok() } => break,
             Some(done) = st.settling.join_next() => {
-                for (ticket, event, recorded) in done.unwrap_or_default() {
-                    st.recording.remove(&event);
-                    // Unrecorded work stays held: nothing passes it before a restart.
-                    if recorded {
-                        if let Some(kept) = kept.as_mut() {
-                            kept.done(&ticket).await;
-                        }
-                        held.settle(&event);
+                // Unrecorded work stays held: nothing passes it before a
+                // restart (an acknowledgement's is leased again, as it was).
+                for (ticket, event) in st.recorded(done.unwrap_or_default()) {
+                    if let Some(kept) = kept.as_mut() {
+                        kept.done(&ticket).await;
                     }
+                    held.settle(&event);
                 }
             }
             cmd = rx.recv() => match cmd {
