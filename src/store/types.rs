@@ -318,9 +318,12 @@ impl std::fmt::Debug for EventFilter {
     }
 }
 
+/// What [`TaskOf`] calls: an event's task id, if its body has one.
+pub type TaskOfFn = dyn Fn(&Event) -> Option<String> + Send + Sync;
+
 /// An event's task id, for [`EventQuery::task_of`].
 #[derive(Clone)]
-pub struct TaskOf(pub std::sync::Arc<dyn Fn(&Event) -> Option<String> + Send + Sync>);
+pub struct TaskOf(pub std::sync::Arc<TaskOfFn>);
 
 impl std::fmt::Debug for TaskOf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
