@@ -442,3 +442,40 @@ async fn an_https_admin_url_is_named_not_taken_for_a_daemon_that_is_down() {
         "{err}"
     );
 }
+
+/// Review 43, finding 4: the CLI read the answer's body without a bound, so
+/// `--admin` pointed at a server that streams gave a command that hung
+/// and buffered without limit. The body is now capped at 64 MiB (and the
+/// whole exchange is under the 30 s timeout, which has no flag to shorten
+/// it for a test: the cap is what is tested). A server that answers 200 and
+/// streams forever: the command fails, naming the URL, long before 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_is_cut_at_64_mib_with_the_url_named() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+        c.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 1 << 20];
+        while c.write_all(&chunk).await.is_ok() {
+            counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let started = std::time::Instant::now();
+    let (ok, out, err) = cli_async(vec!["--admin".into(), format!("http://{addr}"), "status".into()]).await;
+    let took = started.elapsed();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("cut after {took:.2?}, {} MiB sent", sent >> 20);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("larger than 64 MiB") && err.contains(&format!("http://{addr}/api/")),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(25), "{took:?}");
+}

@@ -10,16 +10,15 @@ use serde_json::{json, Value};
 use super::{internal, rfc3339, ApiResult, Query};
 use crate::config::Signature;
 use crate::state::App;
-use crate::store::{Event, EventFilter, EventId, EventQuery, EventView};
+use crate::store::{Event, EventFilter, EventId, EventQuery, TaskOf};
 
 fn parse_id(id: &str) -> Result<EventId, (StatusCode, String)> {
     id.parse()
         .map_err(|_| (StatusCode::BAD_REQUEST, format!("invalid event id {id:?}")))
 }
 
-fn source(v: &EventView) -> String {
-    v.event
-        .meta
+fn source(ev: &Event) -> String {
+    ev.meta
         .source
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
 }
@@ -46,6 +45,13 @@ fn task_of(pointers: &HashMap<String, Vec<String>>, ev: &Event) -> Option<String
     let json: Value = serde_json::from_slice(&ev.body).ok()?;
     let pointers = pointers.get(&ev.meta.route).map_or(&[][..], Vec::as_slice);
     crate::auth::task_id(Some(&json), pointers)
+}
+
+/// The task id of each listed event, taken while the store's scan has its
+/// body (a listing keeps none).
+fn task_of_listed(pointers: &Arc<HashMap<String, Vec<String>>>) -> TaskOf {
+    let pointers = pointers.clone();
+    TaskOf(Arc::new(move |ev: &Event| task_of(&pointers, ev)))
 }
 
 /// `task=`: events whose task id contains the text, case-insensitively.
@@ -77,6 +83,7 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
             status: status.map(str::to_string),
             before,
             matching: q.get("task").map(|t| task_filter(&pointers, t)),
+            task_of: Some(task_of_listed(&pointers)),
             limit: limit + 1,
         })
         .await
@@ -85,16 +92,19 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     // A scan cut short (cluster mode) leaves older events unlooked at: more.
     let more = views.len() > limit || page.cut_at.is_some();
     views.truncate(limit);
+    // No body is held here: the store took each one's size and task id
+    // while it had it ([`crate::store::ListedEvent`]).
     let events: Vec<Value> = views
         .iter()
-        .map(|v| {
+        .map(|l| {
+            let v = &l.view;
             json!({
                 "id": v.event.id.to_string(),
                 "route": v.event.meta.route,
-                "task_id": task_of(&pointers, &v.event),
+                "task_id": l.task_id,
                 "received_at": rfc3339(v.event.meta.received_ms),
-                "source": source(v),
-                "size": v.event.body.len(),
+                "source": source(&v.event),
+                "size": l.size,
                 "status": v.status(),
                 "subscribers": v.deliveries.iter().map(|d| json!({"name": d.subscriber, "state": d.state.name()})).collect::<Vec<_>>(),
             })
@@ -104,7 +114,7 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     let next_before = match (views.len() == limit, page.cut_at) {
         _ if !more => None,
         (false, Some(cut)) => Some(cut.to_string()),
-        _ => views.last().map(|v| v.event.id.to_string()),
+        _ => views.last().map(|l| l.view.event.id.to_string()),
     };
     let answer = json!({ "events": events, "more": more, "next_before": next_before });
     let warning = super::unknown_names(app, q.get("route"), None);
@@ -155,7 +165,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         "route": ev.meta.route,
         "task_id": task_of(&task_pointers(app), ev),
         "received_at": rfc3339(ev.meta.received_ms),
-        "source": source(&v),
+        "source": source(ev),
         "origin": match ev.meta.origin { crate::store::Origin::Callback => "callback", crate::store::Origin::Poll => "poll" },
         "content_type": ev.meta.content_type,
         "headers": ev.meta.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),

@@ -21,6 +21,13 @@ pub struct AdminTarget {
     pub token_from: String,
 }
 
+/// How long the CLI waits for a whole answer of the admin API.
+const ANSWER_TIME: Duration = Duration::from_secs(30);
+
+/// The largest answer the CLI reads: the largest the API gives (10,000
+/// events or dead letters, a few MiB) many times over.
+const MAX_ANSWER: usize = 64 << 20;
+
 /// Call the admin API; the parsed JSON answer, or a message for the user.
 pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -50,22 +57,33 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
         };
         format!("invalid admin URL {uri}: {e}{hint}")
     })?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
-        .await
-        .map_err(|_| format!("the daemon at {} did not answer within 30s", target.base))?
-        .map_err(|e| {
+    // One bound on the whole exchange, the answer's body included, and a cap
+    // on its size: a wrong server that trickles or streams an answer ends the
+    // command rather than holding it (and its memory) for ever.
+    let exchange = async {
+        let resp = client.request(req).await.map_err(|e| {
             format!(
                 "cannot reach the daemon's admin API at {} (is hookrelay running?): {e}",
                 target.base
             )
         })?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => format!(
+                    "the answer from {uri} is larger than {} MiB: is --admin the daemon's admin.listen?",
+                    MAX_ANSWER >> 20
+                ),
+                None => format!("reading the answer from {uri}: {e}"),
+            })?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(ANSWER_TIME, exchange)
         .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
+        .map_err(|_| format!("the daemon at {} did not answer within 30s ({uri})", target.base))??;
     let value: Value =
         serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     if status == StatusCode::UNAUTHORIZED {

@@ -257,7 +257,43 @@ pub struct EventQuery {
     /// Only events this predicate accepts (the console's task id search);
     /// applied while scanning, so `limit` counts events that match.
     pub matching: Option<EventFilter>,
+    /// The task id of an event, taken from its body while the scan has it
+    /// (listed events keep no body): [`ListedEvent::task_id`].
+    pub task_of: Option<TaskOf>,
     pub limit: usize,
+}
+
+/// An event as a listing holds it: its view without what the list does not
+/// show, so a page's memory does not grow with the bodies (each up to
+/// `server.max_body`, a page up to 10 000 events). Left out: the body (its
+/// size and task id are taken while the scan has it, one event at a time),
+/// the request headers and each delivery's attempt history and last error.
+/// One event in full is [`super::Store::event_view`].
+#[derive(Debug, Clone)]
+pub struct ListedEvent {
+    /// The event's view; its body and headers are empty, and its deliveries'
+    /// histories and last errors.
+    pub view: EventView,
+    /// The body's length in bytes.
+    pub size: usize,
+    /// The task id [`EventQuery::task_of`] found in the body.
+    pub task_id: Option<String>,
+}
+
+impl ListedEvent {
+    /// `view` as listed by `q`: what the list shows of the body taken, the
+    /// rest dropped.
+    pub fn of(mut view: EventView, q: &EventQuery) -> ListedEvent {
+        let size = view.event.body.len();
+        let task_id = q.task_of.as_ref().and_then(|f| (f.0)(&view.event));
+        view.event.body = Bytes::new();
+        view.event.meta.headers = Vec::new();
+        for d in &mut view.deliveries {
+            d.history = Vec::new();
+            d.last_error = None;
+        }
+        ListedEvent { view, size, task_id }
+    }
 }
 
 /// What [`super::Store::recent_events`] found: newest first, and where a
@@ -265,7 +301,7 @@ pub struct EventQuery {
 /// at most).
 #[derive(Debug, Default)]
 pub struct EventPage {
-    pub events: Vec<EventView>,
+    pub events: Vec<ListedEvent>,
     /// Set when a route's scan stopped before its oldest message: `events`
     /// holds only events at or newer than this id, and older ones, not
     /// looked at, may match (list them with `before` = this id).
@@ -279,6 +315,19 @@ pub struct EventFilter(pub std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>)
 impl std::fmt::Debug for EventFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("EventFilter(..)")
+    }
+}
+
+/// What [`TaskOf`] calls: an event's task id, if its body has one.
+pub type TaskOfFn = dyn Fn(&Event) -> Option<String> + Send + Sync;
+
+/// An event's task id, for [`EventQuery::task_of`].
+#[derive(Clone)]
+pub struct TaskOf(pub std::sync::Arc<TaskOfFn>);
+
+impl std::fmt::Debug for TaskOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskOf(..)")
     }
 }
 

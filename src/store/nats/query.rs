@@ -17,7 +17,9 @@ use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
 
 use super::{event, layout, unavailable, NatsStore};
-use crate::store::{DeadLetter, DeadLetterPage, Event, EventId, EventPage, EventQuery, EventView, StoreError};
+use crate::store::{
+    DeadLetter, DeadLetterPage, Event, EventId, EventPage, EventQuery, EventView, ListedEvent, StoreError,
+};
 
 /// Messages one listing looks at, at most, per route (from `before` down).
 const SCAN_LIMIT: u64 = 10_000;
@@ -161,7 +163,9 @@ impl NatsStore {
     /// those within the skew above). A route whose walk stopped there
     /// before its oldest message cuts the page: only events at or newer
     /// than the newest cut point are returned (every route was looked at
-    /// down to there), and `cut_at` says where to go on from.
+    /// down to there), and `cut_at` says where to go on from. Each event is
+    /// kept without its body ([`ListedEvent`]): one message's payload at a
+    /// time is held.
     pub async fn recent_events(&self, q: EventQuery) -> Result<EventPage, StoreError> {
         let configured: Vec<String> = super::read(&self.shared.topology)
             .routes
@@ -173,7 +177,7 @@ impl NatsStore {
             // Routes removed from the config whose streams are kept too, as on one host.
             None => configured.iter().cloned().chain(self.removed_routes().await?).collect(),
         };
-        let mut out: Vec<EventView> = Vec::new();
+        let mut out: Vec<ListedEvent> = Vec::new();
         let mut cut_at: Option<EventId> = None;
         for route in routes {
             let stream = match self.shared.stream(&route) {
@@ -225,7 +229,7 @@ impl NatsStore {
                             let view = self.view(&route, seq, ev).await?;
                             if q.status.as_deref().is_none_or(|s| s == view.status()) {
                                 found += 1;
-                                out.push(view);
+                                out.push(ListedEvent::of(view, &q));
                             }
                         }
                     } else {
@@ -244,9 +248,9 @@ impl NatsStore {
                 cut_at = cut_at.max(Some(id));
             }
         }
-        out.sort_by_key(|v| std::cmp::Reverse(v.event.id));
+        out.sort_by_key(|l| std::cmp::Reverse(l.view.event.id));
         if let Some(cut) = cut_at {
-            out.retain(|v| v.event.id >= cut);
+            out.retain(|l| l.view.event.id >= cut);
         }
         out.truncate(q.limit);
         Ok(EventPage { events: out, cut_at })

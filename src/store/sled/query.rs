@@ -12,7 +12,8 @@ use super::keys::{self, CursorRow};
 use super::registry::Registry;
 use super::SledStore;
 use crate::store::{
-    DeadLetter, DeadLetterPage, Event, EventId, EventMeta, EventQuery, EventView, StoreError, SubscriberStats,
+    DeadLetter, DeadLetterPage, Event, EventId, EventMeta, EventQuery, EventView, ListedEvent, StoreError,
+    SubscriberStats,
 };
 
 /// An event from its log row, names restored.
@@ -100,8 +101,10 @@ impl SledStore {
         Ok(EventView { event, deliveries })
     }
 
-    /// Newest first across routes (or of one), filtered by overall status.
-    pub fn recent_events(&self, q: &EventQuery) -> Result<Vec<EventView>, StoreError> {
+    /// Newest first across routes (or of one), filtered by overall status
+    /// and `matching`; each listed without its body ([`ListedEvent`]): one
+    /// body at a time is held, while its event is looked at.
+    pub fn recent_events(&self, q: &EventQuery) -> Result<Vec<ListedEvent>, StoreError> {
         let routes: Vec<u32> = {
             let reg = super::read_lock(&self.inner.registry);
             match &q.route {
@@ -143,7 +146,7 @@ impl SledStore {
             if q.status.as_deref().is_none_or(|s| s == view.status())
                 && q.matching.as_ref().is_none_or(|m| (m.0)(&view.event))
             {
-                out.push(view);
+                out.push(ListedEvent::of(view, q));
             }
         }
         Ok(out)
