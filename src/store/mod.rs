@@ -16,6 +16,7 @@
 //! delivery is parked ([`Outcome::Defer`]) until its event's media is done.
 
 mod due_caps;
+mod event_id;
 mod media;
 pub mod nats;
 pub mod prefill;
@@ -29,6 +30,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub use due_caps::{DueCap, DueCaps};
+pub use event_id::EventId;
 pub use media::*;
 pub use tasks::*;
 pub use types::*;
