@@ -138,7 +138,7 @@ pub enum Command {
         /// How long one long-poll waits for work (at most 55s).
         #[arg(long, default_value = "30s", value_parser = args::parse_wait)]
         wait: std::time::Duration,
-        /// How long the local service may take per message (keep it below the subscriber's lease).
+        /// How long the local service may take per message to answer its status (keep it below the subscriber's lease).
         #[arg(long, default_value = "30s", value_parser = args::parse_timeout)]
         timeout: std::time::Duration,
     },
