@@ -103,17 +103,8 @@ async fn a_local_2xx_whose_body_is_slow_is_acknowledged_not_delivered_again() {
 /// again), and a long-poll gets the callbacks stored after NATS is back.
 async fn lease_across_outage(outage: Duration) {
     use http::StatusCode;
-    let mut nats = common::nats::NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
-        .nats(nats.urls(), 1);
-    let r = start(&cfg).await;
+    let (mut nats, _dir, r, first) = one_lease_held_in_cluster("before-outage").await;
     let addr = r.ingest_addrs[0];
-    let first = accepted(addr, &runway("before-outage")).await;
-    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
-    assert_eq!(s, StatusCode::OK, "{got}");
-    assert_eq!(got["messages"][0]["id"], first.as_str(), "{got}");
     nats.kill9(0);
     tokio::time::sleep(outage).await;
     nats.restart(0).await;
@@ -167,17 +158,8 @@ async fn a_pull_lease_held_across_a_nats_outage_longer_than_takeover_is_not_offe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_that_could_not_be_recorded_keeps_its_lease_for_the_retry() {
     use http::StatusCode;
-    let mut nats = common::nats::NatsCluster::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
-        .nats(nats.urls(), 1);
-    let r = start(&cfg).await;
+    let (mut nats, _dir, r, first) = one_lease_held_in_cluster("acked-in-outage").await;
     let addr = r.ingest_addrs[0];
-    let first = accepted(addr, &runway("acked-in-outage")).await;
-    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
-    assert_eq!(s, StatusCode::OK, "{got}");
-    assert_eq!(got["messages"][0]["id"], first.as_str(), "{got}");
     nats.kill9(0);
     let body = format!(r#"{{"ids":["{first}"]}}"#);
     let ack = |body: String| async move {
@@ -261,4 +243,25 @@ async fn a_forwarder_outlives_a_clean_relay_restart_during_its_long_poll() {
         "the forwarder stopped: {}",
         fwd.log_text()
     );
+}
+
+/// Cluster mode, one relay on one NATS node: a pull subscriber `laptop`
+/// (lease 60 s) holds the lease of the one callback stored (`key`), taken by
+/// forwarder `f1`. The NATS cluster, the store's directory, the relay and
+/// the callback's id.
+async fn one_lease_held_in_cluster(
+    key: &str,
+) -> (common::nats::NatsCluster, tempfile::TempDir, hookrelay::Handle, String) {
+    let nats = common::nats::NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
+        .nats(nats.urls(), 1);
+    let r = start(&cfg).await;
+    let addr = r.ingest_addrs[0];
+    let first = accepted(addr, &runway(key)).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(s, http::StatusCode::OK, "{got}");
+    assert_eq!(got["messages"][0]["id"], first.as_str(), "{got}");
+    (nats, dir, r, first)
 }
