@@ -97,7 +97,7 @@ async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
     );
     assert_eq!(&retried.body[..], old[5].body.as_bytes());
     // History, dead letters and dedupe keys came along.
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{}", old[6].id)).await;
+    let ev = event_view(h.admin_addr, &old[6].id).await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
     assert_eq!(ev["source"], "203.0.113.7");
     let (_, dl) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
@@ -435,7 +435,7 @@ async fn a_migration_killed_before_the_drop_then_0_1_started_is_migrated_again()
         .await;
     let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids, pending, "what 0.1 left pending, once; not what it sent");
-    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{}", old[0].id)).await;
+    let ev = event_view(h.admin_addr, &old[0].id).await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
     h.shutdown().await;
     let h = start(&cfg).await;

@@ -474,7 +474,7 @@ async fn a_forwarder_that_stops_releases_what_it_holds_without_using_a_retry() {
     assert_eq!(fwd.term(Duration::from_secs(20)), Some(0), "{}", fwd.log_text());
     let log = fwd.log_text();
     assert!(log.contains("handed_back=1"), "the stop summary counts it: {log}");
-    let (_, ev) = admin(relay.admin, "GET", &format!("/api/events/{}", ids[0])).await;
+    let ev = event_view(relay.admin, &ids[0]).await;
     let d = &ev["subscribers"][0];
     assert_eq!(d["state"], "pending", "{ev}");
     assert_eq!(d["waiting_for_media"], false, "a release is not a media wait: {ev}");

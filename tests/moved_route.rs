@@ -360,12 +360,7 @@ async fn a_callback_received_while_a_rename_reload_registers_in_nats_is_stored_o
     );
     assert!(reloaded.is_ok(), "{reloaded:?}");
     assert_eq!(status, http::StatusCode::OK, "{answer}");
-    let (_, ev) = admin(
-        h.admin_addr,
-        "GET",
-        &format!("/api/events/{}", answer["id"].as_str().unwrap()),
-    )
-    .await;
+    let ev = event_view(h.admin_addr, answer["id"].as_str().unwrap()).await;
     assert_eq!(ev["route"], "t2", "{ev}");
     s.wait_for(secs(10), "the callback", |r| r.len() == 2).await;
     h.shutdown().await;

@@ -89,12 +89,7 @@ async fn two_relays_recover_each_lost_result_once() {
             let t = task(h.admin_addr, id).await;
             assert_eq!(t["state"], "recovered", "{t}");
             assert_eq!(t["provider_state"], "success", "the record's final state: {t}");
-            let (_, ev) = admin(
-                h.admin_addr,
-                "GET",
-                &format!("/api/events/{}", t["event"].as_str().unwrap()),
-            )
-            .await;
+            let ev = event_view(h.admin_addr, t["event"].as_str().unwrap()).await;
             assert_eq!(ev["origin"], "poll", "{ev}");
         }
         let m = metrics(h.admin_addr).await;

@@ -119,12 +119,7 @@ async fn a_long_poll_is_answered_by_new_work_with_signed_original_bytes() {
     let ack = format!(r#"{{"ids": ["{}"]}}"#, v["id"].as_str().unwrap());
     let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
     assert_eq!((s, a["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{a}");
-    let (_, ev) = admin(
-        h.admin_addr,
-        "GET",
-        &format!("/api/events/{}", v["id"].as_str().unwrap()),
-    )
-    .await;
+    let ev = event_view(h.admin_addr, v["id"].as_str().unwrap()).await;
     let laptop = row(&ev["subscribers"], "name", "laptop");
     assert_eq!(laptop["state"], "delivered", "{ev}");
     assert_eq!(laptop["attempts"][0]["attempt"], 1);

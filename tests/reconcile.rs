@@ -82,12 +82,7 @@ async fn twenty_submitted_five_lost_every_result_delivered_once() {
     for id in &lost {
         let t = task(h.admin_addr, id).await;
         assert_eq!(t["state"], "recovered");
-        let (_, ev) = admin(
-            h.admin_addr,
-            "GET",
-            &format!("/api/events/{}", t["event"].as_str().unwrap()),
-        )
-        .await;
+        let ev = event_view(h.admin_addr, t["event"].as_str().unwrap()).await;
         assert_eq!(ev["origin"], "poll");
         assert_eq!(ev["task"]["state"], "recovered");
     }
@@ -171,12 +166,7 @@ async fn a_task_registered_after_its_delivered_callback_creates_nothing() {
     let (s, t) = register(h.admin_addr, "runway", &id).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["state"], "called_back", "settled by the stored callback: {t}");
-    let (_, ev) = admin(
-        h.admin_addr,
-        "GET",
-        &format!("/api/events/{}", t["event"].as_str().unwrap()),
-    )
-    .await;
+    let ev = event_view(h.admin_addr, t["event"].as_str().unwrap()).await;
     assert_eq!(ev["origin"], "callback", "the task is settled by the callback's event");
     tokio::time::sleep(ms(800)).await;
     assert_eq!(fake.status_requests(&id), 0, "a settled task is not polled");

@@ -148,12 +148,7 @@ async fn reload_swaps_subscribers_and_certificate_without_dropping_connections()
         (removed["state"].as_str(), removed["queue_depth"].as_u64()),
         (Some("removed"), Some(1))
     );
-    let (_, ev) = admin(
-        h.admin_addr,
-        "GET",
-        &format!("/api/events/{}", before["id"].as_str().unwrap()),
-    )
-    .await;
+    let ev = event_view(h.admin_addr, before["id"].as_str().unwrap()).await;
     assert_eq!(ev["subscribers"][0]["state"], "pending");
 
     // A broken file changes nothing.

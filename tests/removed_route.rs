@@ -57,7 +57,7 @@ async fn a_removed_route_keeps_its_pending_deliveries_until_it_comes_back(base: 
     assert_eq!(status.as_u16(), 404, "{v}");
     accepted(h.ingest_addrs[0], &runway("t-away")).await;
     ok.wait_for(secs(10), "route t's delivery", |r| r.len() == 1).await;
-    let (_, v) = admin(h.admin_addr, "GET", &format!("/api/events/{}", pending[1])).await;
+    let v = event_view(h.admin_addr, &pending[1]).await;
     assert!(v["subscribers"].is_array(), "{v}");
     assert_eq!(row(&v["subscribers"], "name", "y")["state"], "pending", "{v}");
     assert_eq!(y.count(), 1, "nothing sent for a route no longer configured");

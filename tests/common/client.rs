@@ -189,6 +189,12 @@ pub async fn assert_hands_out(addr: SocketAddr, path: &str, token: &str, forward
     assert_eq!((s.as_u16(), v["messages"][0]["id"].as_str()), (200, Some(id)), "{v}");
 }
 
+/// `GET /api/events/ID`: one event as the admin API shows it (its status
+/// not checked: a missing event is the answer's `error`).
+pub async fn event_view(addr: SocketAddr, id: impl std::fmt::Display) -> serde_json::Value {
+    admin(addr, "GET", &format!("/api/events/{id}")).await.1
+}
+
 /// GET/POST on the admin API (with the JSON content type its POSTs need); the
 /// parsed JSON (or text) answer.
 pub async fn admin(addr: SocketAddr, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
