@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 use ulid::Ulid;
 
 use super::batch::Batch;
-use super::codec::{self, Header, HeaderMeta};
+use super::body_rows;
+use super::codec::{Header, HeaderMeta};
 use super::group_commit::Writer;
 use super::keys;
 use crate::store::{Accepted, EventId, NewEvent, StoreError};
@@ -96,7 +97,9 @@ impl Writer {
             subscribers: subs,
             dedupe: hash,
         };
-        b.put(keys::log(route, id), codec::encode_event(&header, &ev.body));
+        for (k, v) in body_rows::event_rows(route, id, &header, &ev.body) {
+            b.put(k, v);
+        }
         b.put(dkey.clone(), id.bytes().to_vec());
         seen.insert(dkey, id);
         news.insert(route);

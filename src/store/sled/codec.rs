@@ -1,14 +1,13 @@
 //! The sled backend's binary row formats: the byte writer and reader they
 //! share, and the event header that precedes the body in a log row (the
-//! delivery result row is [`super::result_codec`]'s). No JSON on disk: a
+//! delivery result row is [`super::result_codec`]'s; a large body has rows of
+//! its own, [`super::body_rows`]). No JSON on disk: a
 //! typical header is ~40 bytes, a first-try result ~20.
 //!
 //! Integers are LEB128 varints; strings are a varint length then UTF-8 bytes.
 //! Every row starts with a format byte so a later version can read old rows.
 
 use std::net::IpAddr;
-
-use bytes::Bytes;
 
 pub(super) use super::result_codec::{decode_result, encode_result, ResultRow};
 use crate::store::{EventMeta, Origin};
@@ -93,6 +92,18 @@ const COMMON_TYPES: [&str; 3] = [
 const LITERAL_TYPE: u8 = 255;
 const FLAG_FALLBACK: u8 = 1;
 const FLAG_POLL: u8 = 2;
+/// The body is not in the row but in `B` rows of its own ([`super::body_rows`]);
+/// the row ends with its length.
+const FLAG_BODY_ROWS: u8 = 4;
+
+/// Where a log row's body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyAt {
+    /// After the header, from this offset to the row's end.
+    Inline(usize),
+    /// In `B` rows of its own; this many bytes.
+    Rows(u64),
+}
 
 /// What a log row holds besides the body. Names are numbers here: the backend
 /// maps route and subscriber names to small numbers (see `registry`).
@@ -131,11 +142,23 @@ impl HeaderMeta {
 
 /// A log row: header then the body, byte for byte.
 pub(super) fn encode_event(h: &Header, body: &[u8]) -> Vec<u8> {
+    let mut w = write_header(h, body.len(), 0);
+    w.raw(body);
+    w.0
+}
+
+/// A log row whose body of `len` bytes is in `B` rows: header then the length.
+pub(super) fn encode_event_without_body(h: &Header, len: usize) -> Vec<u8> {
+    let mut w = write_header(h, 10, FLAG_BODY_ROWS);
+    w.varint(len as u64);
+    w.0
+}
+
+fn write_header(h: &Header, room: usize, mut flags: u8) -> Writer {
     let m = &h.meta;
-    let mut w = Writer::with_capacity(48 + body.len());
+    let mut w = Writer::with_capacity(48 + room);
     w.u8(HEADER_V1);
     w.varint(h.seq);
-    let mut flags = 0;
     if m.dedupe_fallback {
         flags |= FLAG_FALLBACK;
     }
@@ -174,12 +197,11 @@ pub(super) fn encode_event(h: &Header, body: &[u8]) -> Vec<u8> {
         w.varint(u64::from(*s));
     }
     w.raw(&h.dedupe);
-    w.raw(body);
-    w.0
+    w
 }
 
-/// The header of a log row and where the body starts.
-pub(super) fn decode_header(v: &[u8]) -> Option<(Header, usize)> {
+/// The header of a log row and where its body is.
+pub(super) fn decode_header(v: &[u8]) -> Option<(Header, BodyAt)> {
     let mut r = Reader::new(v);
     if r.u8()? != HEADER_V1 {
         return None;
@@ -208,7 +230,11 @@ pub(super) fn decode_header(v: &[u8]) -> Option<(Header, usize)> {
         subscribers.push(u32::try_from(r.varint()?).ok()?);
     }
     let dedupe = r.raw(16)?.try_into().ok()?;
-    let body_at = v.len() - r.rest().len();
+    let body_at = if flags & FLAG_BODY_ROWS != 0 {
+        BodyAt::Rows(r.varint()?)
+    } else {
+        BodyAt::Inline(v.len() - r.rest().len())
+    };
     Some((
         Header {
             seq,
@@ -228,11 +254,6 @@ pub(super) fn decode_header(v: &[u8]) -> Option<(Header, usize)> {
         },
         body_at,
     ))
-}
-
-/// The body of a log row (a copy: rows are cache pages).
-pub(super) fn body(v: &[u8], at: usize) -> Bytes {
-    Bytes::copy_from_slice(&v[at..])
 }
 
 #[cfg(test)]
@@ -260,7 +281,7 @@ mod tests {
         let row = encode_event(&header(), body);
         let (h, at) = decode_header(&row).unwrap();
         assert_eq!(h, header());
-        assert_eq!(&row[at..], body);
+        assert_eq!(at, BodyAt::Inline(row.len() - body.len()));
         // Small: a format byte, seq, flags, IPv4, content type, one header, subscribers, hash.
         assert!(row.len() - body.len() <= 50, "{} header bytes", row.len() - body.len());
         let mut other = header();
@@ -270,11 +291,21 @@ mod tests {
     }
 
     #[test]
+    fn a_row_without_its_body_keeps_the_header_and_the_length() {
+        let row = encode_event_without_body(&header(), 1 << 20);
+        let (h, at) = decode_header(&row).unwrap();
+        assert_eq!(h, header());
+        assert_eq!(at, BodyAt::Rows(1 << 20));
+        assert!(row.len() <= 53, "{} bytes", row.len());
+        assert!(decode_header(&row[..row.len() - 1]).is_none(), "length cut off");
+    }
+
+    #[test]
     fn truncated_rows_are_rejected_not_misread() {
         let row = encode_event(&header(), b"x");
         for n in 0..row.len() - 1 {
             let cut = &row[..n];
-            if let Some((_, at)) = decode_header(cut) {
+            if let Some((_, BodyAt::Inline(at))) = decode_header(cut) {
                 assert!(at <= cut.len());
             }
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
+use super::body_rows;
 use super::codec;
 use super::group_commit::{Msg, Record, SledTicket, Source};
 use super::keys::{self, CursorRow};
@@ -266,7 +267,11 @@ impl Cursor {
                 continue;
             }
             if h.subscribers.contains(&self.sub) {
-                let event = super::query::event_from(&reg, &route_name, id, h.clone(), codec::body(&v, at));
+                let Some(body) = body_rows::read(&tree, self.route, id, &v, at)? else {
+                    // Removed by retention since its row was read: finished.
+                    continue;
+                };
+                let event = super::query::event_from(&reg, &route_name, id, h.clone(), body);
                 self.buffered.push_back(Work {
                     event,
                     step: 0,
@@ -337,7 +342,11 @@ impl Cursor {
                     .get(keys::result(id, self.sub))?
                     .and_then(|r| codec::decode_result(&r));
                 let (step, attempts, released) = result.map_or((0, 0, false), |r| (r.step, r.attempts, r.released));
-                let event = super::query::event_from(&reg, &route_name, id, h, codec::body(&v, at));
+                let Some(body) = body_rows::read(&tree, self.route, id, &v, at)? else {
+                    unsendable.push((ticket, Outcome::Gone));
+                    continue;
+                };
+                let event = super::query::event_from(&reg, &route_name, id, h, body);
                 out.push((
                     due,
                     Work {

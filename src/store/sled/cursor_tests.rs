@@ -29,7 +29,12 @@ async fn the_cursor_reads_no_event_past_the_published_tail() {
         .tree
         .insert(
             keys::log(route, unflushed),
-            codec::encode_event(&header, &codec::body(&row, at)),
+            codec::encode_event(
+                &header,
+                &super::body_rows::read(&s.inner.tree, route, first, &row, at)
+                    .unwrap()
+                    .unwrap(),
+            ),
         )
         .unwrap();
     let got = c.take(10, now + 1).await.unwrap();

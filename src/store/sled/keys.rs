@@ -8,7 +8,8 @@
 //! | `V` | `last_event_id` | the last event id handed out (16): new ids go above it whatever the clock says | with the sequence rows (control batches, shutdown) |
 //! | `V` | `migrated_from_v1` | rows (u64 BE) and SHA-256 (32) of 0.1's tree as migrated ([`super::migrate`]) | with the version row of a migration; removed once 0.1's tree is dropped |
 //! | `N` | `r` or `s`, name | number (u32 BE) | once per name |
-//! | `L` | route (4), event id (16) | header + body ([`super::codec`]) | ingest |
+//! | `L` | route (4), event id (16) | header + body ([`super::codec`]), or header + body length for a body over 8 KiB | ingest |
+//! | `B` | route (4), event id (16), part (4) | 4 KiB of a body over 8 KiB ([`super::body_rows`]) | ingest, with its `L` row |
 //! | `D` | route (4), dedupe hash (16) | event id (16) | ingest |
 //! | `Q` | route (4) | next log sequence (u64 BE) | once per ingest batch |
 //! | `C` | route (4), subscriber (4) | cursor id (16), cursor seq (8), high-water id (16) | once per batch that moves it |
@@ -26,7 +27,8 @@
 //! | `P` | next poll ms (8), route (4), task id | — | while a task waits for its next poll (the reconciler's schedule) |
 //!
 //! An event fanned out to three subscribers that all answer first time costs
-//! five rows (`L`, `D` and three `R`); cursor, sequence and count rows are
+//! five rows (`L`, `D` and three `R`), and one more per 4 KiB of a body
+//! over 8 KiB; cursor, sequence and count rows are
 //! written once per batch, not per event. An event naming two new media URLs
 //! adds five (`E`, two `U`, two `A`); each URL stored adds `T` and `H` and
 //! rewrites its `U`. Event retention removes `E` with the event; `U`, `T`
@@ -36,6 +38,7 @@ use crate::store::EventId;
 
 pub const N: u8 = b'N';
 pub const L: u8 = b'L';
+pub const B: u8 = b'B';
 pub const D: u8 = b'D';
 pub const Q: u8 = b'Q';
 pub const C: u8 = b'C';
@@ -79,6 +82,10 @@ pub fn log_end(route: u32) -> Vec<u8> {
         Some(next) => cat::<5>(&[&[L], &next.to_be_bytes()]),
         None => vec![L + 1],
     }
+}
+
+pub fn body_part(route: u32, id: EventId, part: u32) -> Vec<u8> {
+    cat::<25>(&[&[B], &route.to_be_bytes(), &id.bytes(), &part.to_be_bytes()])
 }
 
 pub fn dedupe(route: u32, hash: &[u8; 16]) -> Vec<u8> {

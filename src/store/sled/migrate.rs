@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use super::body_rows;
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
@@ -166,7 +167,9 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             subscribers: subs,
             dedupe,
         };
-        out.put(keys::log(route, id), codec::encode_event(&header, &v[4 + len..]))?;
+        for (k, v) in body_rows::event_rows(route, id, &header, &v[4 + len..]) {
+            out.put(k, v)?;
+        }
         last_id.insert(route, id);
         events += 1;
     }

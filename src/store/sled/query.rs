@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::body_rows;
 use super::codec::{self, Header};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
@@ -47,7 +48,8 @@ impl SledStore {
         for route in routes {
             if let Some(v) = self.inner.tree.get(keys::log(route, id))? {
                 let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
-                return Ok(Some((route, h, codec::body(&v, at))));
+                // No body: removed by retention since its row was read.
+                return Ok(body_rows::read(&self.inner.tree, route, id, &v, at)?.map(|body| (route, h, body)));
             }
         }
         Ok(None)
@@ -142,7 +144,10 @@ impl SledStore {
             let (route, it) = &mut iters[i];
             let (_, v) = it.next().expect("peeked")?;
             let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
-            let view = self.view(*route, id, h, codec::body(&v, at))?;
+            let Some(body) = body_rows::read(&self.inner.tree, *route, id, &v, at)? else {
+                continue; // removed by retention since its row was read
+            };
+            let view = self.view(*route, id, h, body)?;
             if q.status.as_deref().is_none_or(|s| s == view.status())
                 && q.matching.as_ref().is_none_or(|m| (m.0)(&view.event))
             {

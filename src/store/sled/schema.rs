@@ -6,15 +6,19 @@
 //! again when 0.1 ran on it before version 2 served ([`super::migrate`]).
 
 use super::keys;
-use super::{migrate, SCHEMA, TREE};
+use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
 use crate::store::{Options, StoreError};
 
 /// Open this version's tree, checked; what a migration carried over.
 pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Option<migrate::Migrated>), StoreError> {
     // Before `open_tree`, which would create this version's tree beside
     // the newer one's.
-    if let Some(newer) = newest_tree_schema(db).filter(|n| *n > SCHEMA) {
-        return Err(newer_store(opts, newer));
+    if let Some(newer) = newest_tree_schema(db).filter(|n| *n > TREE_SCHEMA) {
+        return Err(StoreError::Incompatible(format!(
+            "the store at {} was written by a newer hookrelay (its tree hookrelay-v{newer}); this version \
+             reads schema {SCHEMA} and older: upgrade hookrelay",
+            opts.path.display()
+        )));
     }
     let tree = db.open_tree(TREE)?;
     if let Some(v) = tree.get(keys::VERSION_KEY)? {
@@ -23,6 +27,12 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
             return Err(newer_store(opts, version));
         }
         if !migrate::written_by_v1_since(db, &tree, opts)? {
+            if version < SCHEMA {
+                // Schema 2 reads as 3; from now on an older hookrelay,
+                // which would misread a body in rows of its own, refuses it.
+                tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
+                db.flush()?;
+            }
             return Ok((tree, None));
         }
         // Migrate again: the version row goes first, so that a crash
@@ -63,7 +73,7 @@ fn newest_tree_schema(db: &sled::Db) -> Option<u32> {
                 .parse::<u32>()
                 .ok()
         })
-        .filter(|n| *n <= SCHEMA || db.open_tree(format!("hookrelay-v{n}")).is_ok_and(|t| !t.is_empty()))
+        .filter(|n| *n <= TREE_SCHEMA || db.open_tree(format!("hookrelay-v{n}")).is_ok_and(|t| !t.is_empty()))
         .max()
 }
 

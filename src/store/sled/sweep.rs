@@ -5,6 +5,7 @@
 //! thread in bounded steps between batches. Media rows and files have their
 //! own retention ([`super::media_sweep`]).
 
+use super::body_rows;
 use super::codec;
 use super::group_commit::{Batch, Writer};
 use super::keys;
@@ -12,6 +13,9 @@ use crate::store::{DeliveryState, EventId, StoreError};
 
 /// Log rows looked at per step.
 const STEP: usize = 500;
+/// Rows removed per step, at most (and one event's): large bodies have a
+/// row per 4 KiB, and the step holds up ingest while it is applied.
+const STEP_ROWS: usize = 8192;
 
 impl Writer {
     /// One step over `route` from `from`; the next position (None: done) and
@@ -29,7 +33,7 @@ impl Writer {
         let mut last = None;
         let mut done = true;
         for (n, item) in tree.range(start..keys::log_end(route)).enumerate() {
-            if n >= STEP {
+            if n >= STEP || b.len() >= STEP_ROWS {
                 done = false;
                 break;
             }
@@ -39,13 +43,16 @@ impl Writer {
                 break;
             }
             last = Some(id.next());
-            let Some((h, _)) = codec::decode_header(&v) else {
+            let Some((h, at)) = codec::decode_header(&v) else {
                 continue;
             };
             if !self.finished(&b, route, id, &h.subscribers, cutoff_ms)? || !self.event_media_final(&b, id)? {
                 continue;
             }
             b.del(k.to_vec());
+            for part in body_rows::part_keys(route, id, at) {
+                b.del(part);
+            }
             // The event's list of media goes; the URLs' rows stay for media
             // retention, which deletes their files.
             b.del(keys::event_media(id));

@@ -1,0 +1,93 @@
+//! Large bodies in rows of their own ([`super::body_rows`]): delivered,
+//! shown and removed whole, byte for byte, and a schema 2 store raised to 3
+//! so an older hookrelay refuses it.
+
+use bytes::Bytes;
+
+use super::tests::{deliver_all, event, open, opts, topology};
+use super::{codec, keys, read_lock, SledStore};
+use crate::store::NewEvent;
+
+fn with_body(task: &str, len: usize) -> NewEvent {
+    let mut ev = event(task, &["a"], crate::clock::now_ms() - 30 * 86_400_000);
+    ev.body = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    ev
+}
+
+fn rows_with_tag(s: &SledStore, tag: u8) -> usize {
+    s.inner.tree.scan_prefix([tag]).count()
+}
+
+#[tokio::test]
+async fn large_bodies_are_delivered_shown_and_removed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [
+        0,
+        100,
+        super::body_rows::INLINE_MAX,
+        super::body_rows::INLINE_MAX + 1,
+        100_000,
+        1 << 20,
+    ];
+    let mut ids = Vec::new();
+    {
+        let store = open(dir.path(), &["a"]).await;
+        for (i, len) in sizes.iter().enumerate() {
+            ids.push(store.append(with_body(&format!("t{i}"), *len)).await.unwrap().id);
+        }
+        for (id, len) in ids.iter().zip(sizes) {
+            let ev = store.event(*id).await.unwrap().expect("stored");
+            assert_eq!(ev.body, with_body("x", len).body, "{len} bytes shown whole");
+        }
+        store.close().await;
+    }
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    // A part per 4 KiB of each body over 8 KiB, and its log row small.
+    let parts: usize = [8193usize, 100_000, 1 << 20]
+        .iter()
+        .map(|n| n.div_ceil(super::body_rows::PART))
+        .sum();
+    assert_eq!(rows_with_tag(&s, keys::B), parts);
+    let route = read_lock(&s.inner.registry).route("runway").unwrap();
+    let row = s.inner.tree.get(keys::log(route, ids[5])).unwrap().unwrap();
+    assert!(row.len() < 100, "a 1 MiB body's log row holds {} bytes", row.len());
+    assert_eq!(codec::decode_header(&row).unwrap().1, codec::BodyAt::Rows(1 << 20));
+    s.close().await;
+    drop(s);
+    let store = open(dir.path(), &["a"]).await;
+    let mut src = store.work_source("a").unwrap();
+    let mut got = Vec::new();
+    for w in src.take(16, crate::clock::now_ms()).await.unwrap() {
+        got.push((w.event.id, w.event.body.clone()));
+    }
+    assert_eq!(got.len(), sizes.len());
+    for ((id, body), len) in got.iter().zip(sizes) {
+        assert_eq!(body, &with_body("x", len).body, "{id}: {len} bytes sent whole");
+    }
+    drop(src);
+    let mut src = store.work_source("a").unwrap();
+    deliver_all(&store, &mut src, crate::clock::now_ms()).await;
+    // Retention removes the parts with their events.
+    assert_eq!(store.sweep(crate::clock::now_ms()).await.unwrap(), sizes.len());
+    drop(src);
+    store.close().await;
+    drop(store);
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    assert_eq!(rows_with_tag(&s, keys::B), 0, "parts left behind");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_schema_2_store_is_raised_to_3_so_an_older_hookrelay_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.inner.tree.insert(keys::VERSION_KEY, &2u32.to_be_bytes()).unwrap();
+        s.close().await;
+    }
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    let v = s.inner.tree.get(keys::VERSION_KEY).unwrap().unwrap();
+    assert_eq!(v.as_ref(), 3u32.to_be_bytes());
+    s.close().await;
+}
