@@ -487,3 +487,66 @@ async fn a_store_a_newer_version_moved_to_its_own_tree_is_refused() {
         }
     }
 }
+
+/// `hookrelay migrate` killed with `kill -9` at points spread over its run
+/// (writing the new tree, the version row, the drop of 0.1's tree): the next
+/// run finishes it, with every pending delivery once and the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_killed_at_any_point_is_finished_by_the_next_run() {
+    const PENDING: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write().display().to_string();
+    let template = dir.path().join("v1");
+    v1_store::write(&template, PENDING);
+    drop(v1_store::open(&template));
+    let mut finished_alone = false;
+    for delay_ms in [20u64, 150, 400, 900, 1300, 3000] {
+        let _ = std::fs::remove_dir_all(cfg.data());
+        let cp = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(cfg.data())
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["migrate", "--config", &path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if child.try_wait().unwrap().is_some() {
+            finished_alone = true;
+        } else {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+        assert!(ok, "after a kill at {delay_ms} ms: {err}");
+        assert!(
+            out.contains("nothing to migrate")
+                || out.contains(&format!(
+                    "migrated from 0.1: {} events, {} deliveries pending, 1 dead letters",
+                    PENDING + 3,
+                    PENDING + 1
+                )),
+            "after a kill at {delay_ms} ms: {out}"
+        );
+        let store = open_store(&cfg.data());
+        assert_eq!(
+            backlog(&store, "s").await,
+            PENDING as u64 + 1,
+            "pending deliveries after a kill at {delay_ms} ms"
+        );
+        let dead = store.dead_letters(None, 10).await.unwrap();
+        assert_eq!(dead.letters.len(), 1, "dead letters after a kill at {delay_ms} ms");
+        store.close().await;
+        drop(store);
+        drop(v1_store::open(&cfg.data()));
+        if finished_alone {
+            break;
+        }
+    }
+}
