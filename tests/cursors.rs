@@ -550,3 +550,76 @@ async fn a_migration_killed_at_any_point_is_finished_by_the_next_run() {
         }
     }
 }
+
+/// The disk filled by something else while `hookrelay migrate` runs (the
+/// room check passed): the command ends, saying why, and once room is made
+/// the next run migrates everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_during_the_migration_ends_it_and_the_next_run_finishes() {
+    const PENDING: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(_tmpfs) = tmpfs::Tmpfs::mount(&mnt, "96m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .min_free(0)
+        .subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), PENDING);
+    drop(v1_store::open(&cfg.data()));
+    let path = cfg.write().display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["migrate", "--config", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Another program fills the disk.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        status.is_some(),
+        "hookrelay migrate still running 60 s after the disk filled: {stdout} {stderr}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok, "after the disk filled ({stdout} {stderr}): {err}");
+    assert!(
+        out.contains("nothing to migrate")
+            || out.contains(&format!(
+                "migrated from 0.1: {} events, {} deliveries pending",
+                PENDING + 3,
+                PENDING + 1
+            )),
+        "{out}"
+    );
+    let store = open_store(&cfg.data());
+    assert_eq!(backlog(&store, "s").await, PENDING as u64 + 1);
+    store.close().await;
+}
