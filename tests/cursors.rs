@@ -623,3 +623,47 @@ async fn a_disk_that_fills_during_the_migration_ends_it_and_the_next_run_finishe
     assert_eq!(backlog(&store, "s").await, PENDING as u64 + 1);
     store.close().await;
 }
+
+/// The migration of a 0.1 store runs at the first start, before the daemon
+/// tells systemd it is ready (`Type=notify`): a big store took longer than
+/// the unit's start timeout (systemd's default, 90 s), systemd killed the
+/// daemon and restarted it, and each start began the migration over — the
+/// service never came up. While it migrates, the daemon asks systemd for
+/// more time (`EXTEND_TIMEOUT_USEC`) and says what it does (`STATUS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_at_start_asks_systemd_for_more_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 2_000);
+    let path = cfg.write();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _bin = Bin::start(&path, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut before_ready = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).expect("READY=1 from the daemon");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+        before_ready.push(msg);
+    }
+    let extended = before_ready
+        .iter()
+        .flat_map(|m| m.lines())
+        .filter_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+        .map(|v| v.parse::<u64>().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        extended.iter().any(|us| *us >= 60_000_000),
+        "no start timeout extension of a minute or more while migrating: {before_ready:?}"
+    );
+    assert!(
+        before_ready
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with("STATUS=") && l.contains("0.1"))),
+        "{before_ready:?}"
+    );
+}
