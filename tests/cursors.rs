@@ -667,3 +667,24 @@ async fn a_migration_at_start_asks_systemd_for_more_time() {
         "{before_ready:?}"
     );
 }
+
+/// `hookrelay migrate` with a config in cluster mode (`store.backend =
+/// "nats"`) rewrote the 0.1 store at `store.path` into the embedded layout
+/// and said its pending deliveries were carried over, though a daemon with
+/// that config keeps its events in NATS and never reads `store.path`: the
+/// deliveries were not made, and 0.1 could no longer read its store. It is
+/// refused, naming the key, with the 0.1 store left as it was.
+#[tokio::test]
+async fn migrate_with_a_cluster_mode_config_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .nats(vec!["nats://127.0.0.1:1".into()], 1);
+    v1_store::write(&cfg.data(), 2);
+    let before = tree_rows(&cfg.data(), "hookrelay");
+    let path = cfg.write().display().to_string();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("store.backend") && err.contains("nats"), "{err}");
+    assert_eq!(tree_rows(&cfg.data(), "hookrelay"), before, "the 0.1 store was changed");
+}
