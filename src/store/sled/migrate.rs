@@ -346,7 +346,7 @@ pub(super) fn fingerprint(db: &sled::Db) -> Result<Vec<u8>, StoreError> {
             h.update(part);
         }
         rows += 1;
-        if rows % CHUNK as u64 == 0 {
+        if rows.is_multiple_of(CHUNK as u64) {
             keep_systemd_waiting("migrating the hookrelay 0.1 store: checking its rows", false);
         }
     }
