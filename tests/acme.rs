@@ -480,3 +480,40 @@ async fn a_legacy_named_certificate_from_this_directory_with_sans_in_another_ord
     );
     assert_eq!(st.stand_in, None, "{st:?}");
 }
+
+/// A damaged account key file (truncated by a full disk or a bad copy)
+/// made every order fail for ever with the key parser's error: rustls-acme
+/// takes any bytes the cache hands it as the key, and the cache handed the
+/// damaged file back on every order, so no certificate was ever issued (or
+/// renewed, until the served one expired). The file is set aside, named in
+/// the log, and a new account registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_account_key_file_is_replaced_and_a_certificate_issued() {
+    let port = free_port();
+    let pb = Pebble::start(port, None).await;
+    let (dir, sub, h, client, _) = issued(&pb, port).await;
+    h.shutdown().await;
+    let state = dir.path().join("acme");
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("account-") {
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        } else if name.starts_with("cert-") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let h = start(&acme_config(dir.path(), port, &pb, &sub.url())).await;
+    pebble::wait_cert(
+        h.ingest_addrs[0],
+        &client,
+        Duration::from_secs(30),
+        "a certificate with a damaged account key file",
+        |_| true,
+    )
+    .await;
+    let st = h.app.acme.as_ref().unwrap().status();
+    assert_eq!(st.failures, 0, "{:?}", st.last_error);
+    h.shutdown().await;
+}

@@ -487,3 +487,204 @@ async fn a_store_a_newer_version_moved_to_its_own_tree_is_refused() {
         }
     }
 }
+
+/// `hookrelay migrate` killed with `kill -9` at points spread over its run
+/// (writing the new tree, the version row, the drop of 0.1's tree): the next
+/// run finishes it, with every pending delivery once and the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_killed_at_any_point_is_finished_by_the_next_run() {
+    const PENDING: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write().display().to_string();
+    let template = dir.path().join("v1");
+    v1_store::write(&template, PENDING);
+    drop(v1_store::open(&template));
+    let mut finished_alone = false;
+    for delay_ms in [20u64, 150, 400, 900, 1300, 3000] {
+        let _ = std::fs::remove_dir_all(cfg.data());
+        let cp = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(cfg.data())
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["migrate", "--config", &path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if child.try_wait().unwrap().is_some() {
+            finished_alone = true;
+        } else {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+        assert!(ok, "after a kill at {delay_ms} ms: {err}");
+        assert!(
+            out.contains("nothing to migrate")
+                || out.contains(&format!(
+                    "migrated from 0.1: {} events, {} deliveries pending, 1 dead letters",
+                    PENDING + 3,
+                    PENDING + 1
+                )),
+            "after a kill at {delay_ms} ms: {out}"
+        );
+        let store = open_store(&cfg.data());
+        assert_eq!(
+            backlog(&store, "s").await,
+            PENDING as u64 + 1,
+            "pending deliveries after a kill at {delay_ms} ms"
+        );
+        let dead = store.dead_letters(None, 10).await.unwrap();
+        assert_eq!(dead.letters.len(), 1, "dead letters after a kill at {delay_ms} ms");
+        store.close().await;
+        drop(store);
+        drop(v1_store::open(&cfg.data()));
+        if finished_alone {
+            break;
+        }
+    }
+}
+
+/// The disk filled by something else while `hookrelay migrate` runs (the
+/// room check passed): the command ends, saying why, and once room is made
+/// the next run migrates everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_during_the_migration_ends_it_and_the_next_run_finishes() {
+    const PENDING: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(_tmpfs) = tmpfs::Tmpfs::mount(&mnt, "96m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .min_free(0)
+        .subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), PENDING);
+    drop(v1_store::open(&cfg.data()));
+    let path = cfg.write().display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["migrate", "--config", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Another program fills the disk.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        status.is_some(),
+        "hookrelay migrate still running 60 s after the disk filled: {stdout} {stderr}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok, "after the disk filled ({stdout} {stderr}): {err}");
+    assert!(
+        out.contains("nothing to migrate")
+            || out.contains(&format!(
+                "migrated from 0.1: {} events, {} deliveries pending",
+                PENDING + 3,
+                PENDING + 1
+            )),
+        "{out}"
+    );
+    let store = open_store(&cfg.data());
+    assert_eq!(backlog(&store, "s").await, PENDING as u64 + 1);
+    store.close().await;
+}
+
+/// The migration of a 0.1 store runs at the first start, before the daemon
+/// tells systemd it is ready (`Type=notify`): a big store took longer than
+/// the unit's start timeout (systemd's default, 90 s), systemd killed the
+/// daemon and restarted it, and each start began the migration over — the
+/// service never came up. While it migrates, the daemon asks systemd for
+/// more time (`EXTEND_TIMEOUT_USEC`) and says what it does (`STATUS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_at_start_asks_systemd_for_more_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    v1_store::write(&cfg.data(), 2_000);
+    let path = cfg.write();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _bin = Bin::start(&path, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut before_ready = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).expect("READY=1 from the daemon");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+        before_ready.push(msg);
+    }
+    let extended = before_ready
+        .iter()
+        .flat_map(|m| m.lines())
+        .filter_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+        .map(|v| v.parse::<u64>().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        extended.iter().any(|us| *us >= 60_000_000),
+        "no start timeout extension of a minute or more while migrating: {before_ready:?}"
+    );
+    assert!(
+        before_ready
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with("STATUS=") && l.contains("0.1"))),
+        "{before_ready:?}"
+    );
+}
+
+/// `hookrelay migrate` with a config in cluster mode (`store.backend =
+/// "nats"`) rewrote the 0.1 store at `store.path` into the embedded layout
+/// and said its pending deliveries were carried over, though a daemon with
+/// that config keeps its events in NATS and never reads `store.path`: the
+/// deliveries were not made, and 0.1 could no longer read its store. It is
+/// refused, naming the key, with the 0.1 store left as it was.
+#[tokio::test]
+async fn migrate_with_a_cluster_mode_config_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .nats(vec!["nats://127.0.0.1:1".into()], 1);
+    v1_store::write(&cfg.data(), 2);
+    let before = tree_rows(&cfg.data(), "hookrelay");
+    let path = cfg.write().display().to_string();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("store.backend") && err.contains("nats"), "{err}");
+    assert_eq!(tree_rows(&cfg.data(), "hookrelay"), before, "the 0.1 store was changed");
+}

@@ -165,6 +165,12 @@ impl StateDir {
     }
 }
 
+/// Whether `der` is an account key rustls-acme can sign with (PKCS#8 ECDSA P-256).
+fn is_account_key(der: &[u8]) -> bool {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &ring::rand::SystemRandom::new()).is_ok()
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -202,7 +208,23 @@ impl AccountCache for OrderCache {
 
     async fn load_account(&self, contact: &[String], directory_url: &str) -> Result<Option<Vec<u8>>, Self::EA> {
         let path = self.dir.account_file(contact, directory_url);
-        blocking(move || StateDir::read(&path)).await
+        blocking(move || match StateDir::read(&path)? {
+            Some(key) if !is_account_key(&key) => {
+                // rustls-acme would fail every order on these bytes, for
+                // ever: set them aside and register a new account.
+                let aside = path.with_extension("der.damaged");
+                std::fs::rename(&path, &aside)?;
+                tracing::warn!(
+                    file = %path.display(),
+                    moved_to = %aside.display(),
+                    bytes = key.len(),
+                    "the ACME account key file is damaged (not a PKCS#8 P-256 key); set aside, registering a new account"
+                );
+                Ok(None)
+            }
+            other => Ok(other),
+        })
+        .await
     }
 
     async fn store_account(&self, contact: &[String], directory_url: &str, account: &[u8]) -> Result<(), Self::EA> {

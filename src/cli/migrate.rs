@@ -17,6 +17,20 @@ pub(super) fn run(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
     };
     crate::logging::init_command(&config.log);
     let path = &config.store.path;
+    // A relay in cluster mode never reads `store.path`: a migration there
+    // would report deliveries carried over that nobody makes (and leave a
+    // store 0.1 can no longer read).
+    if matches!(config.store.backend, crate::config::StoreBackend::Nats(_)) {
+        eprintln!(
+            "error: {}: store.backend = \"nats\": a relay in cluster mode keeps its events in NATS and never \
+             reads store.path ({}); there is no migration from the embedded store to NATS, nothing was changed. \
+             Let the backlog drain first (hookrelay 0.1, or this version with the embedded store: without \
+             store.backend, where it migrates on start), then switch to NATS",
+            config.file.display(),
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     // sled's files: without them there is nothing to migrate (and opening
     // would create an empty store where a mistyped path points).
     if !path.join("conf").is_file() {

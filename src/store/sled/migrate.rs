@@ -8,6 +8,11 @@
 //! ran in between). A migration is refused before it starts when the disk
 //! lacks room for it, and a migrated store version 2 served from that 0.1
 //! wrote to again is refused (or its 0.1 rows discarded on request).
+//!
+//! A migration runs at the first start, before the daemon is ready: under
+//! systemd (`Type=notify`) it asks for more time as it goes
+//! ([`keep_systemd_waiting`]), so that a big store is not killed at the
+//! start timeout and begun over at every restart.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +28,33 @@ use crate::store::{Attempt, DeliveryState, EventId, Options, Origin, StoreError}
 /// The 0.1 tree.
 pub(super) const V1_TREE: &str = "hookrelay";
 const CHUNK: usize = 2000;
+
+/// How much more time each extension asks systemd for.
+const EXTEND: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Under systemd (`NOTIFY_SOCKET`; nothing otherwise): ask for `EXTEND` more
+/// time to start (`EXTEND_TIMEOUT_USEC`) and say what is done (`STATUS`),
+/// at most every few seconds unless `now`. A migration runs before the
+/// daemon is ready; without this a big one outlasted the unit's start
+/// timeout, and each restart began it over.
+pub(super) fn keep_systemd_waiting(status: &str, now: bool) {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if !now && last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let usec = u32::try_from(EXTEND.as_micros()).unwrap_or(u32::MAX);
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::ExtendTimeoutUsec(usec),
+            sd_notify::NotifyState::Status(status),
+        ],
+    );
+}
 
 #[derive(Deserialize)]
 struct V1Meta {
@@ -62,6 +94,8 @@ struct Out<'a> {
     tree: &'a sled::Tree,
     batch: sled::Batch,
     n: usize,
+    /// Rows written so far (in `CHUNK`s), for the status.
+    written: u64,
 }
 
 impl Out<'_> {
@@ -76,6 +110,11 @@ impl Out<'_> {
     fn flush(&mut self) -> Result<(), StoreError> {
         self.tree.apply_batch(std::mem::take(&mut self.batch))?;
         self.n = 0;
+        self.written += CHUNK as u64;
+        keep_systemd_waiting(
+            &format!("migrating the hookrelay 0.1 store: about {} rows written", self.written),
+            false,
+        );
         Ok(())
     }
 }
@@ -118,10 +157,12 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
         return Ok(None);
     }
     tracing::info!("migrating a hookrelay 0.1 store to the version 2 layout");
+    keep_systemd_waiting("migrating the hookrelay 0.1 store", true);
     let mut out = Out {
         tree,
         batch: sled::Batch::default(),
         n: 0,
+        written: 0,
     };
     let mut reg = Registry::default();
     let mut names = Vec::new();
@@ -308,6 +349,9 @@ pub(super) fn fingerprint(db: &sled::Db) -> Result<Vec<u8>, StoreError> {
             h.update(part);
         }
         rows += 1;
+        if rows.is_multiple_of(CHUNK as u64) {
+            keep_systemd_waiting("migrating the hookrelay 0.1 store: checking its rows", false);
+        }
     }
     let mut out = rows.to_be_bytes().to_vec();
     out.extend_from_slice(&h.finalize());
@@ -318,6 +362,7 @@ pub(super) fn fingerprint(db: &sled::Db) -> Result<Vec<u8>, StoreError> {
 /// while 0.1's tree is (so version 2 has not served from the store yet).
 pub(super) fn drop_v1(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
     if super::schema::has_tree(db, V1_TREE) {
+        keep_systemd_waiting("migrating the hookrelay 0.1 store: dropping its old rows", true);
         db.drop_tree(V1_TREE)?;
         db.flush()?;
     }

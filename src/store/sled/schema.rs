@@ -43,6 +43,13 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
     }
     // New, or a 0.1 store, or a migration that was interrupted.
     migrate::room_to_migrate(db, opts)?;
+    if !tree.is_empty() {
+        // What an interrupted migration wrote.
+        migrate::keep_systemd_waiting(
+            "migrating the hookrelay 0.1 store: clearing the rows of an earlier attempt",
+            true,
+        );
+    }
     tree.clear()?;
     let migrated = migrate::from_v1(db, &tree)?;
     // The version row, and what was migrated, in one batch: a crash after
