@@ -30,6 +30,10 @@ pub mod settle;
 mod state;
 mod task;
 
+#[cfg(test)]
+#[path = "record_ended_tests.rs"]
+mod record_ended_tests;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -132,10 +132,10 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            Some(done) = st.settling.join_next() => {
+            Some(done) = st.settling.join_next_with_id() => {
                 // Unrecorded work stays handed out: the cursor never passes
                 // it (an acknowledgement's is leased again, as it was).
-                for (ticket, _) in st.recorded(done.unwrap_or_default()) {
+                for (ticket, _) in st.joined(done) {
                     source.done(&ticket).await;
                 }
             }
@@ -215,10 +215,10 @@ pub(super) async fn run(
             biased;
             // A shutdown: what is still leased is offered again after a restart.
             _ = async { closed.wait_for(|c| *c).await.is_ok() } => break,
-            Some(done) = st.settling.join_next() => {
+            Some(done) = st.settling.join_next_with_id() => {
                 // Unrecorded work stays held: nothing passes it before a
                 // restart (an acknowledgement's is leased again, as it was).
-                for (ticket, event) in st.recorded(done.unwrap_or_default()) {
+                for (ticket, event) in st.joined(done) {
                     if let Some(kept) = kept.as_mut() {
                         kept.done(&ticket).await;
                     }
