@@ -55,6 +55,7 @@ mod nats_late_outcomes;
 mod nats_media;
 mod nats_once;
 mod nats_pull;
+mod nats_pull_ack_kept;
 mod nats_pull_acks;
 mod nats_pull_give_back;
 mod nats_queries;

@@ -203,10 +203,19 @@ pub(super) async fn record(
         panic_hook::maybe_panic(&subscriber).await;
     }
     let mut tasks = tokio::task::JoinSet::new();
+    // An acknowledgement's leases are put back if their record fails: their
+    // messages stay held (in cluster mode, at NATS) for it sent again.
+    let kept = reply.is_some();
     for (i, s) in items.iter().enumerate() {
         let store = store.clone();
         let (ticket, attempt, outcome) = (s.ticket.clone(), s.attempt.clone(), s.outcome.clone());
-        tasks.spawn(async move { (i, store.record(&ticket, attempt, outcome).await) });
+        tasks.spawn(async move {
+            let recorded = match kept {
+                true => store.record_kept(&ticket, attempt, outcome).await,
+                false => store.record(&ticket, attempt, outcome).await,
+            };
+            (i, recorded)
+        });
     }
     let mut ok = vec![false; items.len()];
     let mut failure = None;
