@@ -45,6 +45,7 @@ mod media_policy;
 mod media_s3;
 mod media_safety;
 mod moved_route;
+mod moved_token;
 mod nats_added_subscriber;
 mod nats_circuit;
 mod nats_clock_skew;
