@@ -124,6 +124,14 @@ impl State {
         }
     }
 
+    /// How many more messages may be leased: [`MAX_LEASED`] less the leases
+    /// held and the live ones whose acknowledgement is being recorded (put
+    /// back if that fails, they would be leased again past the bound).
+    pub(super) fn room(&self) -> usize {
+        let acking = self.acking.values().filter(|(_, lapse)| lapse.is_none()).count();
+        MAX_LEASED.saturating_sub(self.leases.leased() + acking)
+    }
+
     /// The token generations of the leases held, those whose
     /// acknowledgement is being recorded included (put back if it fails,
     /// they need their token still).
@@ -321,9 +329,9 @@ impl State {
                 + signatures;
             message_size(ev.body.len(), strings)
         };
-        while self.leases.ready() > 0 && self.leases.leased() < MAX_LEASED {
+        while self.leases.ready() > 0 && self.room() > 0 {
             let Some(w) = self.waiting.pop_front() else { break };
-            let room = MAX_LEASED - self.leases.leased();
+            let room = self.room();
             let n = self.leases.fitting(w.max.min(room), ANSWER_BUDGET, size);
             let ids = self.leases.lease(n, &w.holder, now, lease, clock::now_ms());
             // Under the token the pull was authorized with (a reload may

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::state::State;
-use super::{Cmd, PullLane, MAX_LEASED};
+use super::{Cmd, PullLane};
 use crate::clock;
 use crate::delivery::handover::Turn;
 use crate::delivery::verify_gate::Verifier;
@@ -66,7 +66,7 @@ pub(super) async fn run(
         st.waiting.retain(|w| !w.reply.is_closed());
         let mut took = None;
         if !st.waiting.is_empty() {
-            let room = MAX_LEASED.saturating_sub(st.leases.leased());
+            let room = st.room();
             let wanted: usize = st.waiting.iter().map(|w| w.max).sum::<usize>().min(room);
             let need = wanted.saturating_sub(st.leases.ready());
             if need > 0 {
@@ -112,7 +112,7 @@ pub(super) async fn run(
         if let Some(t) = st.waiting.iter().map(|w| w.until).min() {
             earliest(t);
         }
-        if !st.waiting.is_empty() && st.leases.leased() < MAX_LEASED {
+        if !st.waiting.is_empty() && st.room() > 0 {
             match took {
                 Some(Err(())) => earliest(now + crate::delivery::attempt::READ_ERROR_PAUSE),
                 _ => {
