@@ -107,7 +107,10 @@ pub(super) struct Applied {
 /// unanswered: dropped without an answer (the record task panicked, or was
 /// aborted), it answers [`AckError::Store`] (`503`, send it again; the lane
 /// puts the leases back as for a record that failed).
-pub(super) struct Reply(Option<Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>>);
+pub(super) struct Reply(Option<Answer>);
+
+/// What answers the acknowledgement's request.
+type Answer = Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>;
 
 impl Reply {
     pub(super) fn new(f: impl FnOnce(Result<AckSummary, AckError>) + Send + 'static) -> Reply {
