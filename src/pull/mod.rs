@@ -179,14 +179,17 @@ fn authorized(app: &App, name: &str, headers: &HeaderMap) -> Option<(Arc<PullLan
 }
 
 /// The lanes that may take an acknowledgement for subscriber `name`, each
-/// with the earlier token generation it was presented under (`None`: its
-/// current token): its pull lane if the bearer token is its token, or an
-/// earlier one of its tokens that leases handed out under it still need;
-/// then its pull lanes stopped by a reload that still serve their leases,
-/// likewise by *their* tokens. So a reload that rotates the token, or
-/// switches the subscriber to push, does not make its forwarders'
-/// acknowledgements of what they lease fail; an earlier token acknowledges
-/// only the leases handed out under it and opens nothing else.
+/// with the earlier token generation it was presented under (`None`: any
+/// lease of the holder): its pull lane if the bearer token is its token, or
+/// an earlier one of its tokens that leases handed out under it still need;
+/// then its pull lanes stopped by a reload that still serve their leases:
+/// all of them with the subscriber's current token (as its running lane
+/// takes it for leases handed out under earlier tokens, and as the other
+/// relays' stopped lanes take it when this relay asks them), else each by
+/// *its* tokens. So a reload that rotates the token, or switches the
+/// subscriber to push, does not make its forwarders' acknowledgements of
+/// what they lease fail; an earlier token acknowledges only the leases
+/// handed out under it and opens nothing else.
 fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<(Arc<PullLane>, Option<u64>)> {
     let presented = auth::presented_tokens(None, headers);
     let by_token = |lane: Arc<PullLane>| {
@@ -197,11 +200,18 @@ fn authorized_for_acks(app: &App, name: &str, headers: &HeaderMap) -> Vec<(Arc<P
         let earlier = lane.earlier_token(&presented);
         earlier.map(|g| (lane, Some(g)))
     };
-    let mut lanes: Vec<_> = match authorized(app, name, headers) {
-        Some((lane, _)) => vec![(lane, None)],
-        None => app.delivery.pull_lane(name).and_then(by_token).into_iter().collect(),
+    let (mut lanes, current): (Vec<_>, bool) = match authorized(app, name, headers) {
+        Some((lane, _)) => (vec![(lane, None)], true),
+        None => (
+            app.delivery.pull_lane(name).and_then(by_token).into_iter().collect(),
+            false,
+        ),
     };
-    lanes.extend(app.delivery.retiring_pull_lanes(name).into_iter().filter_map(by_token));
+    let stopped = app.delivery.retiring_pull_lanes(name).into_iter();
+    match current {
+        true => lanes.extend(stopped.map(|lane| (lane, None))),
+        false => lanes.extend(stopped.filter_map(by_token)),
+    }
     lanes
 }
 

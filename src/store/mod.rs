@@ -168,6 +168,22 @@ impl Store {
         }
     }
 
+    /// [`record`](Self::record), for work the caller keeps if the record
+    /// fails, to record it again (a pull lease put back for the
+    /// acknowledgement sent again): in cluster mode its message stays held
+    /// (renewed at NATS, offered by no other relay) instead of being let go.
+    pub async fn record_kept(
+        &self,
+        ticket: &Ticket,
+        attempt: Option<Attempt>,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        match (&self.backend, ticket) {
+            (Backend::Nats(s), Ticket::Nats(t)) => s.record_kept(t, attempt, outcome).await,
+            _ => self.record(ticket, attempt, outcome).await,
+        }
+    }
+
     /// How long recording an answered attempt ([`Store::record`]) may take
     /// at most, by the store's own patience: one host writes at once (a
     /// local group commit); in cluster mode the result write is tried again

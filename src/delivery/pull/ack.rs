@@ -103,8 +103,37 @@ pub(super) struct Applied {
     pub not_held: Vec<EventId>,
 }
 
-/// Answers an acknowledgement once its records are written.
-pub(super) type Reply = Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>;
+/// Answers an acknowledgement once its records are written. Never left
+/// unanswered: dropped without an answer (the record task panicked, or was
+/// aborted), it answers [`AckError::Store`] (`503`, send it again; the lane
+/// puts the leases back as for a record that failed).
+pub(super) struct Reply(Option<Answer>);
+
+/// What answers the acknowledgement's request.
+type Answer = Box<dyn FnOnce(Result<AckSummary, AckError>) + Send>;
+
+impl Reply {
+    pub(super) fn new(f: impl FnOnce(Result<AckSummary, AckError>) + Send + 'static) -> Reply {
+        Reply(Some(Box::new(f)))
+    }
+
+    pub(super) fn send(mut self, r: Result<AckSummary, AckError>) {
+        if let Some(f) = self.0.take() {
+            f(r);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(AckError::Store(RECORD_ENDED.into())));
+        }
+    }
+}
+
+/// Why an acknowledgement whose record task ended before answering got `503`.
+const RECORD_ENDED: &str = "its record ended before it was written";
 
 pub(super) struct AckRequest {
     pub(super) holder: String,

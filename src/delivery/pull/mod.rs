@@ -30,6 +30,15 @@ pub mod settle;
 mod state;
 mod task;
 
+#[cfg(test)]
+#[path = "record_ended_tests.rs"]
+mod record_ended_tests;
+#[cfg(test)]
+#[path = "restored_bound_tests.rs"]
+mod restored_bound_tests;
+#[cfg(test)]
+mod test_relay;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

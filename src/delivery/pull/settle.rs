@@ -198,11 +198,24 @@ pub(super) async fn record(
     items: Vec<Settled>,
     reply: Option<super::Reply>,
 ) -> Vec<(Ticket, EventId, bool)> {
+    #[cfg(test)]
+    if reply.is_some() {
+        panic_hook::maybe_panic(&subscriber).await;
+    }
     let mut tasks = tokio::task::JoinSet::new();
+    // An acknowledgement's leases are put back if their record fails: their
+    // messages stay held (in cluster mode, at NATS) for it sent again.
+    let kept = reply.is_some();
     for (i, s) in items.iter().enumerate() {
         let store = store.clone();
         let (ticket, attempt, outcome) = (s.ticket.clone(), s.attempt.clone(), s.outcome.clone());
-        tasks.spawn(async move { (i, store.record(&ticket, attempt, outcome).await) });
+        tasks.spawn(async move {
+            let recorded = match kept {
+                true => store.record_kept(&ticket, attempt, outcome).await,
+                false => store.record(&ticket, attempt, outcome).await,
+            };
+            (i, recorded)
+        });
     }
     let mut ok = vec![false; items.len()];
     let mut failure = None;
@@ -266,7 +279,7 @@ pub(super) async fn record(
         None => {}
     }
     if let Some(reply) = reply {
-        reply(match failure {
+        reply.send(match failure {
             None => Ok(summary),
             Some(e) => Err(AckError::Store(e)),
         });
@@ -276,6 +289,35 @@ pub(super) async fn record(
         .zip(ok)
         .map(|(s, ok)| (s.ticket, s.event, ok))
         .collect()
+}
+
+/// Tests make the next acknowledgement record of a subscriber panic.
+#[cfg(test)]
+pub(super) mod panic_hook {
+    use std::sync::Mutex;
+
+    static NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// The next record of an acknowledgement for `subscriber` panics.
+    pub fn arm(subscriber: &str) {
+        NEXT.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(subscriber.to_string());
+    }
+
+    /// Panics after a moment (so that another acknowledgement can come
+    /// meanwhile) if armed for `subscriber`.
+    pub(super) async fn maybe_panic(subscriber: &str) {
+        let armed = {
+            let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+            let i = next.iter().position(|s| s == subscriber);
+            i.map(|i| next.remove(i)).is_some()
+        };
+        if armed {
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            panic!("test: the record task of {subscriber} panics");
+        }
+    }
 }
 
 #[cfg(test)]

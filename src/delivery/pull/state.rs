@@ -38,6 +38,9 @@ pub(super) struct Ready {
     media: Option<HeaderValue>,
 }
 
+/// What a record task did: each ticket, its event, and whether it was recorded.
+pub(super) type Record = Vec<(Ticket, EventId, bool)>;
+
 pub(super) struct State {
     pub(super) lane: Arc<PullLane>,
     store: Store,
@@ -46,10 +49,13 @@ pub(super) struct State {
     /// Long-polls waiting for work, first come first served.
     pub(super) waiting: VecDeque<PullRequest>,
     /// Records in progress; each yields its tickets and whether each was recorded.
-    pub(super) settling: JoinSet<Vec<(Ticket, EventId, bool)>>,
+    pub(super) settling: JoinSet<Record>,
     /// The messages of those records: not taken again meanwhile (a backend
     /// that redelivers on its own may offer them).
     pub(super) recording: HashMap<EventId, Ticket>,
+    /// The messages of each record task, to put back those of one that
+    /// ended without saying what it recorded (it panicked).
+    records: HashMap<tokio::task::Id, Vec<EventId>>,
     /// The leases claimed by acknowledgements whose records are in
     /// progress: put back as they were if the record fails, so that the
     /// acknowledgement sent again (it got `503`) applies.
@@ -73,6 +79,7 @@ impl State {
             waiting: VecDeque::new(),
             settling: JoinSet::new(),
             recording: HashMap::new(),
+            records: HashMap::new(),
             acking: HashMap::new(),
             parked: Vec::new(),
             verifier,
@@ -117,6 +124,14 @@ impl State {
         }
     }
 
+    /// How many more messages may be leased: [`MAX_LEASED`] less the leases
+    /// held and the live ones whose acknowledgement is being recorded (put
+    /// back if that fails, they would be leased again past the bound).
+    pub(super) fn room(&self) -> usize {
+        let acking = self.acking.values().filter(|(_, lapse)| lapse.is_none()).count();
+        MAX_LEASED.saturating_sub(self.leases.leased() + acking)
+    }
+
     /// The token generations of the leases held, those whose
     /// acknowledgement is being recorded included (put back if it fails,
     /// they need their token still).
@@ -125,12 +140,40 @@ impl State {
         self.leases.held().map(|l| l.token_gen).chain(acking)
     }
 
+    /// A record task ended: what it recorded (see [`recorded`](Self::recorded)).
+    /// One that ended without saying (it panicked) recorded nothing as far as
+    /// the lane knows: its acknowledgement was answered `503` (its
+    /// [`Reply`](super::Reply) was dropped), its leases are put back as they
+    /// were and the acknowledgements waiting for them are applied, as for a
+    /// record that failed (recorded after all, a message is only written
+    /// again, or comes again, never lost).
+    pub(super) fn joined(
+        &mut self,
+        done: Result<(tokio::task::Id, Record), tokio::task::JoinError>,
+    ) -> Vec<(Ticket, EventId)> {
+        let (id, done) = match done {
+            Ok((id, done)) => (id, done),
+            Err(e) => {
+                let events = self.records.get(&e.id()).cloned().unwrap_or_default();
+                tracing::error!(subscriber = %self.lane.subscriber().name, error = %e, count = events.len(),
+                    "a pull record task ended before it finished; its messages are taken as not recorded");
+                let done = events
+                    .into_iter()
+                    .filter_map(|ev| self.recording.get(&ev).map(|t| (t.clone(), ev, false)))
+                    .collect();
+                (e.id(), done)
+            }
+        };
+        self.records.remove(&id);
+        self.recorded(done)
+    }
+
     /// A record in progress is done (`done`: each ticket, its event, and
     /// whether it was recorded). The leases of an acknowledgement that could
     /// not be recorded are put back as they were (it was answered `503`:
     /// sent again, it applies); the acknowledgements that waited for those
     /// messages are applied now. The tickets recorded, with their events.
-    pub(super) fn recorded(&mut self, done: Vec<(Ticket, EventId, bool)>) -> Vec<(Ticket, EventId)> {
+    fn recorded(&mut self, done: Vec<(Ticket, EventId, bool)>) -> Vec<(Ticket, EventId)> {
         let mut out = Vec::with_capacity(done.len());
         let mut restored = 0usize;
         for (ticket, event, recorded) in done {
@@ -164,7 +207,9 @@ impl State {
             self.metrics.clone(),
             self.lane.subscriber().name.clone(),
         );
-        self.settling.spawn(settle::record(store, metrics, name, items, reply));
+        let events = items.iter().map(|s| s.event).collect();
+        let task = self.settling.spawn(settle::record(store, metrics, name, items, reply));
+        self.records.insert(task.id(), events);
     }
 
     /// Take up to `need` messages from the store into the ready queue; those
@@ -284,9 +329,9 @@ impl State {
                 + signatures;
             message_size(ev.body.len(), strings)
         };
-        while self.leases.ready() > 0 && self.leases.leased() < MAX_LEASED {
+        while self.leases.ready() > 0 && self.room() > 0 {
             let Some(w) = self.waiting.pop_front() else { break };
-            let room = MAX_LEASED - self.leases.leased();
+            let room = self.room();
             let n = self.leases.fitting(w.max.min(room), ANSWER_BUDGET, size);
             let ids = self.leases.lease(n, &w.holder, now, lease, clock::now_ms());
             // Under the token the pull was authorized with (a reload may
@@ -386,7 +431,7 @@ impl State {
         // Kept until the record is done: put back if it fails.
         self.acking.extend(claimed.into_iter().map(|c| (c.0.offer.id, c)));
         let reply = a.reply;
-        let reply: super::Reply = Box::new(move |r| {
+        let reply = super::Reply::new(move |r| {
             let _ = reply.send(r.map(|summary| Applied { summary, not_held }));
         });
         self.settle(items, Some(reply));

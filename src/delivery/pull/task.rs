@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::state::State;
-use super::{Cmd, PullLane, MAX_LEASED};
+use super::{Cmd, PullLane};
 use crate::clock;
 use crate::delivery::handover::Turn;
 use crate::delivery::verify_gate::Verifier;
@@ -66,7 +66,7 @@ pub(super) async fn run(
         st.waiting.retain(|w| !w.reply.is_closed());
         let mut took = None;
         if !st.waiting.is_empty() {
-            let room = MAX_LEASED.saturating_sub(st.leases.leased());
+            let room = st.room();
             let wanted: usize = st.waiting.iter().map(|w| w.max).sum::<usize>().min(room);
             let need = wanted.saturating_sub(st.leases.ready());
             if need > 0 {
@@ -112,7 +112,7 @@ pub(super) async fn run(
         if let Some(t) = st.waiting.iter().map(|w| w.until).min() {
             earliest(t);
         }
-        if !st.waiting.is_empty() && st.leases.leased() < MAX_LEASED {
+        if !st.waiting.is_empty() && st.room() > 0 {
             match took {
                 Some(Err(())) => earliest(now + crate::delivery::attempt::READ_ERROR_PAUSE),
                 _ => {
@@ -132,10 +132,10 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            Some(done) = st.settling.join_next() => {
+            Some(done) = st.settling.join_next_with_id() => {
                 // Unrecorded work stays handed out: the cursor never passes
                 // it (an acknowledgement's is leased again, as it was).
-                for (ticket, _) in st.recorded(done.unwrap_or_default()) {
+                for (ticket, _) in st.joined(done) {
                     source.done(&ticket).await;
                 }
             }
@@ -215,10 +215,10 @@ pub(super) async fn run(
             biased;
             // A shutdown: what is still leased is offered again after a restart.
             _ = async { closed.wait_for(|c| *c).await.is_ok() } => break,
-            Some(done) = st.settling.join_next() => {
+            Some(done) = st.settling.join_next_with_id() => {
                 // Unrecorded work stays held: nothing passes it before a
                 // restart (an acknowledgement's is leased again, as it was).
-                for (ticket, event) in st.recorded(done.unwrap_or_default()) {
+                for (ticket, event) in st.joined(done) {
                     if let Some(kept) = kept.as_mut() {
                         kept.done(&ticket).await;
                     }

@@ -27,6 +27,19 @@ impl NatsStore {
         result
     }
 
+    /// [`record`](Self::record) for work its caller keeps when the record
+    /// fails (a pull lease put back for the acknowledgement sent again): the
+    /// message stays held, renewed at NATS, so that no other relay hands it
+    /// out meanwhile. Let go once recorded later, or when the relay stops.
+    pub async fn record_kept(
+        &self,
+        t: &NatsTicket,
+        attempt: Option<Attempt>,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        self.settle(t, attempt, outcome).await
+    }
+
     /// Before attempt `number` of a delivery that has a result (a retry, a
     /// replay, one taken over): count the attempt in it, so that a relay
     /// taking the delivery over after this one died during the attempt
