@@ -8,8 +8,10 @@
 //! object store another relay's try of the same bytes is not serialized
 //! with this deletion, so the chunk is kept small (the k-th file goes after
 //! k-1 deletions past its check). A failed check is tried again a couple of
-//! times before the chunk's files are kept: their index rows are gone
-//! already, so a file kept here is kept for good.
+//! times before the chunk's files are kept for now. The store remembers each
+//! released digest until the caller reports it settled (deleted, not there,
+//! or named again), so a file whose check or deletion failed (the store
+//! down) is tried again by the next pass, not kept for good.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -31,8 +33,16 @@ impl MediaStore {
     /// Media retention: delete each of `digests` unless `referenced` now
     /// says a URL refers to it (it returns the digests of the chunk it is
     /// asked about that a URL names). A check that fails [`CHECK_TRIES`]
-    /// times keeps the chunk's files. Returns how many were deleted.
-    pub async fn delete_released<F, Fut, Er>(&self, digests: &[String], locks: &DigestLocks, referenced: F) -> usize
+    /// times keeps the chunk's files for now. Returns how many were deleted,
+    /// and the digests settled: deleted, not there, or named by a URL again
+    /// (the others, whose check or deletion failed, are asked again by the
+    /// next pass).
+    pub async fn delete_released<F, Fut, Er>(
+        &self,
+        digests: &[String],
+        locks: &DigestLocks,
+        referenced: F,
+    ) -> (usize, Vec<String>)
     where
         F: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<HashSet<String>, Er>>,
@@ -41,7 +51,7 @@ impl MediaStore {
         let mut sorted: Vec<&String> = digests.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let mut deleted = 0;
+        let (mut deleted, mut settled) = (0, Vec::new());
         for chunk in sorted.chunks(RELEASE_CHUNK) {
             // In order, one digest at a time: a try holds at most one lock.
             let mut holds = Vec::with_capacity(chunk.len());
@@ -55,17 +65,21 @@ impl MediaStore {
             for d in chunk {
                 if kept.contains(d.as_str()) {
                     tracing::debug!(sha256 = %d, "media retention keeps a file a URL was archived to meanwhile");
+                    settled.push(d.to_string());
                     continue;
                 }
                 match self.delete(d).await {
-                    Ok(true) => deleted += 1,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
+                    Ok(gone) => {
+                        deleted += usize::from(gone);
+                        settled.push(d.to_string());
+                    }
+                    Err(e) => tracing::warn!(sha256 = %d, error = %e,
+                        "media retention could not delete a file; the next pass tries again"),
                 }
             }
             drop(holds);
         }
-        deleted
+        (deleted, settled)
     }
 }
 
@@ -83,7 +97,7 @@ where
             Ok(kept) => return Some(kept),
             Err(e) if tried == CHECK_TRIES => {
                 tracing::warn!(files = chunk.len(), error = %e, tries = tried,
-                    "media retention could not check files before deleting them; kept (their index rows are gone: remove them by hand)");
+                    "media retention could not check files before deleting them; kept for now (the next pass asks again)");
             }
             Err(e) => {
                 tracing::debug!(files = chunk.len(), error = %e, "media retention's check failed; trying again");
@@ -135,6 +149,7 @@ mod tests {
                         async move { Ok::<_, String>(asked.into_iter().filter(|_| r).collect::<HashSet<_>>()) }
                     })
                     .await
+                    .0
             })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -171,6 +186,7 @@ mod tests {
                     async move { Ok::<_, String>(chunk.into_iter().filter(|d| *d == keep).collect::<HashSet<_>>()) }
                 })
                 .await
+                .0
         };
         let asked = std::mem::take(&mut *asked.lock().unwrap());
         assert_eq!(asked.len(), 2, "one check per chunk of {RELEASE_CHUNK}");
@@ -219,11 +235,18 @@ mod tests {
         let digests = [gone.sha256.clone()];
         let kept = store.put_stream(bytes_of(b"kept"), None, None).await.unwrap();
         let never = [kept.sha256.clone()];
-        assert_eq!(store.delete_released(&never, &locks, flaky(u32::MAX)).await, 0);
+        assert_eq!(
+            store.delete_released(&never, &locks, flaky(u32::MAX)).await,
+            (0, vec![]),
+            "kept, and not settled: the next pass asks again"
+        );
         assert_eq!(asked.swap(0, Ordering::SeqCst), 3, "asked 3 times");
         assert!(store.open(&kept.sha256).await.unwrap().is_some(), "kept: never checked");
         // Two failures, then an answer: deleted.
-        assert_eq!(store.delete_released(&digests, &locks, flaky(2)).await, 1);
+        assert_eq!(
+            store.delete_released(&digests, &locks, flaky(2)).await,
+            (1, digests.to_vec())
+        );
         assert!(
             store.open(&gone.sha256).await.unwrap().is_none(),
             "deleted once checked"

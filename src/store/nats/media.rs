@@ -321,7 +321,11 @@ impl NatsStore {
 
     /// Forget the URLs that became final before `cutoff_ms`; returns how
     /// many, and the digests no URL refers to any more (the caller deletes
-    /// those files). Every relay may run it: deleting twice is harmless.
+    /// those files): this pass's, and those an earlier one released and did
+    /// not settle (a `r.` row each until [`media_released_settled`]). Every
+    /// relay may run it: deleting twice is harmless.
+    ///
+    /// [`media_released_settled`]: Self::media_released_settled
     pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
         let rows = self.shared.media_rows().await?;
         let bucket = self.shared.media()?;
@@ -338,13 +342,35 @@ impl NatsStore {
                 kept.insert(sha.to_string());
             }
         }
-        let mut files = Vec::new();
         for sha in freed.difference(&kept) {
+            // Released before the file row goes: a pass cut short in
+            // between leaves it released, for the next one.
+            bucket
+                .put(layout::released_key(sha), Bytes::from_static(b"1"))
+                .await
+                .map_err(unavailable)?;
             bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
-            self.shared.wrote(1);
-            files.push(sha.clone());
+            self.shared.wrote(2);
         }
+        let files = self
+            .shared
+            .latest_values(layout::MEDIA, "r.", SCAN_LIMIT)
+            .await?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
         Ok((removed, files))
+    }
+
+    /// Forget released files media retention settled (deleted, not there,
+    /// or named by a URL again).
+    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
+        let bucket = self.shared.media()?;
+        for sha in digests {
+            bucket.purge(layout::released_key(&sha)).await.map_err(unavailable)?;
+            self.shared.wrote(1);
+        }
+        Ok(())
     }
 
     /// Media URLs waiting for a try, across the cluster.
