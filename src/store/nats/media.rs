@@ -215,9 +215,34 @@ impl Shared {
             };
             let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
             let row = MediaRow::new(url.clone(), route.to_string(), work, now);
-            self.create_media_row(&hash, &row).await?;
+            if !self.create_media_row(&hash, &row).await? {
+                self.restart_retention(&hash, now).await?;
+            }
         }
         Ok(())
+    }
+
+    /// A stored URL named by a new event starts its retention again (as on
+    /// a single host), so the file outlives that event's deliveries too.
+    /// Written only if the row is unchanged since read; tried again once
+    /// another write got in between.
+    async fn restart_retention(&self, hash: &str, now: u64) -> Result<(), StoreError> {
+        let bucket = self.media()?;
+        for _ in 0..3 {
+            let Some((mut row, revision)) = self.media_row(hash).await? else {
+                return Ok(());
+            };
+            if !matches!(row.state, RowState::Stored { .. }) || row.at_ms >= now {
+                return Ok(());
+            }
+            row.at_ms = now;
+            let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+            if bucket.update(layout::media_key(hash), value, revision).await.is_ok() {
+                self.wrote(1);
+                return Ok(());
+            }
+        }
+        Err(unavailable("the media row kept changing while its retention was restarted"))
     }
 
     /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
@@ -332,13 +357,25 @@ impl NatsStore {
         let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
         for (hash, row) in rows {
             if row.is_final() && row.at_ms < cutoff_ms {
-                bucket.purge(layout::media_key(&hash)).await.map_err(unavailable)?;
-                self.shared.wrote(1);
-                removed += 1;
-                if let Some(sha) = row.sha256() {
-                    freed.insert(sha.to_string());
+                // Read again with its revision and purged only if unchanged:
+                // a callback naming the URL meanwhile restarted its retention.
+                let purged = match self.shared.media_row(&hash).await? {
+                    Some((now, revision)) if now.is_final() && now.at_ms < cutoff_ms => bucket
+                        .purge_expect_revision(layout::media_key(&hash), Some(revision))
+                        .await
+                        .is_ok(),
+                    _ => false,
+                };
+                if purged {
+                    self.shared.wrote(1);
+                    removed += 1;
+                    if let Some(sha) = row.sha256() {
+                        freed.insert(sha.to_string());
+                    }
+                    continue;
                 }
-            } else if let Some(sha) = row.sha256() {
+            }
+            if let Some(sha) = row.sha256() {
                 kept.insert(sha.to_string());
             }
         }
