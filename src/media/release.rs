@@ -24,6 +24,12 @@ use super::storage::{DigestLocks, MediaStore};
 /// check and the chunk's deletions.
 pub const RELEASE_CHUNK: usize = 64;
 
+/// Deletions failed in a row after which a pass stops: the store is down
+/// (each failed request against a hung one takes up to two minutes), and
+/// the files left stay released for the next pass, instead of holding
+/// retention (events' too) one failed request per file.
+pub const DELETE_FAILURES: usize = 8;
+
 /// How many times a chunk's check is asked before its files are kept.
 const CHECK_TRIES: u32 = 3;
 /// The pause after the first failed check; doubled after each.
@@ -51,8 +57,13 @@ impl MediaStore {
         let mut sorted: Vec<&String> = digests.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let (mut deleted, mut settled) = (0, Vec::new());
+        let (mut deleted, mut settled, mut failed) = (0, Vec::new(), 0);
         for chunk in sorted.chunks(RELEASE_CHUNK) {
+            if failed >= DELETE_FAILURES {
+                tracing::warn!(files = sorted.len() - settled.len(), failed,
+                    "media retention stops this pass: the media store fails every deletion; the files left are deleted by a later pass");
+                break;
+            }
             // In order, one digest at a time: a try holds at most one lock.
             let mut holds = Vec::with_capacity(chunk.len());
             for d in chunk {
@@ -63,6 +74,9 @@ impl MediaStore {
                 continue;
             };
             for d in chunk {
+                if failed >= DELETE_FAILURES {
+                    break;
+                }
                 if kept.contains(d.as_str()) {
                     tracing::debug!(sha256 = %d, "media retention keeps a file a URL was archived to meanwhile");
                     settled.push(d.to_string());
@@ -72,9 +86,13 @@ impl MediaStore {
                     Ok(gone) => {
                         deleted += usize::from(gone);
                         settled.push(d.to_string());
+                        failed = 0;
                     }
-                    Err(e) => tracing::warn!(sha256 = %d, error = %e,
-                        "media retention could not delete a file; the next pass tries again"),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(sha256 = %d, error = %e,
+                            "media retention could not delete a file; the next pass tries again");
+                    }
                 }
             }
             drop(holds);
@@ -207,6 +225,41 @@ mod tests {
             "a released file goes"
         );
         assert_eq!(locks.busy(), 0, "every lock given back");
+    }
+
+    /// A store that fails every deletion (down; against a hung one each
+    /// failed request takes minutes) stops the pass after
+    /// [`DELETE_FAILURES`] in a row: the files left stay released (not
+    /// settled) and a later pass deletes them, instead of retention (events'
+    /// too) waiting out one failed request per released file.
+    #[tokio::test]
+    async fn a_pass_stops_when_the_store_fails_every_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStore::new(dir.path().to_path_buf(), 0).unwrap();
+        let store = MediaStore::Local(local.clone());
+        let locks = DigestLocks::default();
+        let mut digests: Vec<String> = (0..DELETE_FAILURES).map(|i| format!("{i:064x}")).collect();
+        // A directory where the file would be: its deletion fails (even as root).
+        for d in &digests {
+            std::fs::create_dir_all(local.path_of(d).join("x")).unwrap();
+        }
+        let real = store.put_stream(bytes_of(b"released"), None, None).await.unwrap();
+        digests.push(real.sha256.clone());
+        let none = |_: Vec<String>| async { Ok::<_, String>(HashSet::new()) };
+        assert_eq!(
+            store.delete_released(&digests, &locks, none).await,
+            (0, vec![]),
+            "the pass stops after {DELETE_FAILURES} failed deletions in a row"
+        );
+        assert!(store.open(&real.sha256).await.unwrap().is_some(), "left for a later pass");
+        // The store is back: the next pass deletes what is left.
+        for d in &digests[..DELETE_FAILURES] {
+            std::fs::remove_dir_all(local.path_of(d)).unwrap();
+        }
+        let (deleted, settled) = store.delete_released(&digests, &locks, none).await;
+        assert_eq!((deleted, settled.len()), (1, DELETE_FAILURES + 1));
+        assert!(store.open(&real.sha256).await.unwrap().is_none());
+        assert_eq!(locks.busy(), 0);
     }
 
     /// A check that fails is asked again: a transient error does not keep
