@@ -296,13 +296,12 @@ fn a_media_retention_shorter_than_its_events_life_is_raised_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = |media: Media| {
         media_config(dir.path(), media).retention(secs(3600)).route(
-            preset_route("runway", "kie-runway")
-                .subscriber(
-                    Subscriber::new("late", DOWN)
-                        .after_archive()
-                        .retry([secs(80)])
-                        .max_retry_after(secs(60)),
-                ),
+            preset_route("runway", "kie-runway").subscriber(
+                Subscriber::new("late", DOWN)
+                    .after_archive()
+                    .retry([secs(80)])
+                    .max_retry_after(secs(60)),
+            ),
         )
     };
     let short = cfg(Media::new().allow_private().retention(secs(60))).write();

@@ -251,7 +251,10 @@ mod tests {
             (0, vec![]),
             "the pass stops after {DELETE_FAILURES} failed deletions in a row"
         );
-        assert!(store.open(&real.sha256).await.unwrap().is_some(), "left for a later pass");
+        assert!(
+            store.open(&real.sha256).await.unwrap().is_some(),
+            "left for a later pass"
+        );
         // The store is back: the next pass deletes what is left.
         for d in &digests[..DELETE_FAILURES] {
             std::fs::remove_dir_all(local.path_of(d)).unwrap();

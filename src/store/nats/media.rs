@@ -242,7 +242,9 @@ impl Shared {
                 return Ok(());
             }
         }
-        Err(unavailable("the media row kept changing while its retention was restarted"))
+        Err(unavailable(
+            "the media row kept changing while its retention was restarted",
+        ))
     }
 
     /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
