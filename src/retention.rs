@@ -53,11 +53,13 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One media retention pass: forget the URLs that became final before
-/// `cutoff_ms`, then delete the files none of the remaining URLs refers to.
+/// `cutoff_ms`, then delete the files none of the remaining URLs refers to
+/// (also those an earlier pass released and could not delete, or did not
+/// get to: the store keeps them released until they are settled).
 /// Returns (URLs forgotten, files deleted).
 pub async fn sweep_media(app: &App, cutoff_ms: u64) -> (usize, usize) {
     match app.store.sweep_media(cutoff_ms).await {
-        Ok((0, _)) => (0, 0),
+        Ok((0, files)) if files.is_empty() => (0, 0),
         Ok((removed, files)) => {
             let deleted = app.media.delete_files(&app.store, &files).await;
             tracing::info!(removed, files = deleted, "media retention: removed expired media");

@@ -296,8 +296,12 @@ fn a_media_retention_shorter_than_its_events_life_is_raised_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = |media: Media| {
         media_config(dir.path(), media).retention(secs(3600)).route(
-            preset_route("runway", "kie-runway")
-                .subscriber(Subscriber::new("late", DOWN).after_archive().retry([secs(80)])),
+            preset_route("runway", "kie-runway").subscriber(
+                Subscriber::new("late", DOWN)
+                    .after_archive()
+                    .retry([secs(80)])
+                    .max_retry_after(secs(60)),
+            ),
         )
     };
     let short = cfg(Media::new().allow_private().retention(secs(60))).write();
@@ -313,4 +317,33 @@ fn a_media_retention_shorter_than_its_events_life_is_raised_with_a_warning() {
     let enough = cfg(Media::new().allow_private().retention(secs(3600 + 200))).write();
     let (ok, out, err) = cli(&["check-config", "--config", enough.to_str().unwrap()]);
     assert!(ok && !format!("{out}{err}").contains("media.retention"), "{out}\n{err}");
+}
+
+/// The floor counts a subscriber's `Retry-After`: a `429`/`503` with one
+/// lengthens each delay up to `max_retry_after` (the step still counts), so
+/// a delivery (and a replay of its dead letter) lives that much longer than
+/// the schedule's delays say. A `media.retention` that only covered the
+/// delays removed the file while a retry still named it, and the delivery
+/// said the event had no media.
+#[test]
+fn the_media_retention_floor_counts_the_longest_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private().retention(secs(3600 + 200)))
+        .retention(secs(3600))
+        .route(
+            preset_route("runway", "kie-runway").subscriber(
+                Subscriber::new("late", DOWN)
+                    .after_archive()
+                    .retry([secs(80)])
+                    .max_retry_after(secs(1800)),
+            ),
+        )
+        .write();
+    let (ok, out, err) = cli(&["check-config", "--config", cfg.to_str().unwrap()]);
+    let said = format!("{out}\n{err}");
+    // 1 h + 2 × 30 min (the 80 s step lengthened to the Retry-After cap).
+    assert!(
+        ok && said.contains("media.retention") && said.contains("files are kept 2h 1s"),
+        "a media retention shorter than a delivery answered with Retry-After lives is taken as enough:\n{said}"
+    );
 }

@@ -140,3 +140,52 @@ async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
     assert_eq!(item(&media, &gone)["state"], "failed");
     h.shutdown().await;
 }
+
+/// A stored URL named again by a later callback starts its retention again
+/// (as on a single host): media retention with a cutoff between the two
+/// callbacks keeps the URL and its file, so the later event's deliveries
+/// (and its retries and replays) still name it. The cluster store left the
+/// row's time at the first archive: the row and the file went, and the
+/// later event's media said nothing of its video.
+#[tokio::test]
+async fn a_stored_url_named_again_starts_its_retention_again() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let video = b"the shared video".to_vec();
+    let video_url = files.bytes("/k/again.mp4", &video, "video/mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let first = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-1", &video_url, "").to_string(),
+    )
+    .await;
+    let media = wait_final(h.admin_addr, &first, secs(20)).await;
+    assert_eq!(item(&media, &video_url)["state"], "stored");
+    let location = item(&media, &video_url)["location"].as_str().unwrap().to_string();
+    tokio::time::sleep(ms(1500)).await;
+    let between = hookrelay::clock::now_ms() - 500;
+    let second = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-2", &video_url, "").to_string(),
+    )
+    .await;
+    let media = wait_final(h.admin_addr, &second, secs(5)).await;
+    assert_eq!(item(&media, &video_url)["state"], "stored");
+
+    assert_eq!(
+        hookrelay::retention::sweep_media(&h.app, between).await,
+        (0, 0),
+        "a URL named again after the cutoff is not expired"
+    );
+    assert!(std::path::Path::new(&location).exists(), "{location} deleted");
+    let media = media_of(h.admin_addr, &second).await;
+    assert_eq!(media.len(), 1, "the later event's media lost its video: {media:#?}");
+    assert_eq!(files.hits("/k/again.mp4"), 1, "downloaded once");
+    h.shutdown().await;
+}

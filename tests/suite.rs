@@ -42,6 +42,7 @@ mod media_fetch;
 mod media_local;
 mod media_low_space;
 mod media_policy;
+mod media_retention;
 mod media_s3;
 mod media_safety;
 mod moved_route;

@@ -70,6 +70,16 @@ impl RetrySchedule {
     pub fn longest_span(&self) -> Duration {
         self.steps.iter().sum::<Duration>().mul_f64(1.0 + JITTER)
     }
+
+    /// How long the whole schedule can take when the subscriber answers
+    /// every attempt with the longest `Retry-After` it may ask for: each
+    /// delay is then its +20 % or `max_retry_after`, whichever is longer.
+    pub fn longest_span_with_retry_after(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|d| d.mul_f64(1.0 + JITTER).max(self.max_retry_after))
+            .sum()
+    }
 }
 
 /// What a subscriber's answer means for the delivery.
@@ -163,6 +173,11 @@ mod tests {
         assert_eq!(r.delay_with(0, Some(s(60)), 0.5), Some(s(60)));
         assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3600)), "capped");
         assert_eq!(r.delay_with(1, Some(s(86400)), 0.5), Some(s(7200)), "never shortened");
+        // Every step lengthened to the cap (or its own +20 %, if longer).
+        assert_eq!(r.longest_span_with_retry_after(), s(3600 + 8640));
+        for step in 0..2 {
+            assert!(r.delay_with(step, Some(s(86400)), 1.0).unwrap() <= s(8640).max(s(3600)));
+        }
     }
 
     #[test]

@@ -119,16 +119,23 @@ impl Archiver {
     /// Each is checked again under its digest's lock: a try that found the
     /// file stored (the same bytes from another URL) after the sweep looked
     /// has recorded it by then, and the file stays (the check reads the
-    /// URL rows: [`Store::media_referenced`]).
+    /// URL rows: [`Store::media_referenced`]). The digests settled are
+    /// forgotten by the store; the others (the media store or the check
+    /// failed) stay released, for the next pass.
     pub async fn delete_files(&self, db: &Store, digests: &[String]) -> usize {
         let store = self.settings().store.clone();
-        store
+        let (deleted, settled) = store
             .delete_released(
                 digests,
                 &self.files,
                 |chunk| async move { db.media_referenced(chunk).await },
             )
-            .await
+            .await;
+        if let Err(e) = db.media_released_settled(settled).await {
+            // Asked again by the next pass: deleting twice is harmless.
+            tracing::warn!(error = %e, "media retention could not note the files it settled; the next pass looks at them again");
+        }
+        deleted
     }
 }
 

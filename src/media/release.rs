@@ -8,8 +8,10 @@
 //! object store another relay's try of the same bytes is not serialized
 //! with this deletion, so the chunk is kept small (the k-th file goes after
 //! k-1 deletions past its check). A failed check is tried again a couple of
-//! times before the chunk's files are kept: their index rows are gone
-//! already, so a file kept here is kept for good.
+//! times before the chunk's files are kept for now. The store remembers each
+//! released digest until the caller reports it settled (deleted, not there,
+//! or named again), so a file whose check or deletion failed (the store
+//! down) is tried again by the next pass, not kept for good.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -22,6 +24,12 @@ use super::storage::{DigestLocks, MediaStore};
 /// check and the chunk's deletions.
 pub const RELEASE_CHUNK: usize = 64;
 
+/// Deletions failed in a row after which a pass stops: the store is down
+/// (each failed request against a hung one takes up to two minutes), and
+/// the files left stay released for the next pass, instead of holding
+/// retention (events' too) one failed request per file.
+pub const DELETE_FAILURES: usize = 8;
+
 /// How many times a chunk's check is asked before its files are kept.
 const CHECK_TRIES: u32 = 3;
 /// The pause after the first failed check; doubled after each.
@@ -31,8 +39,16 @@ impl MediaStore {
     /// Media retention: delete each of `digests` unless `referenced` now
     /// says a URL refers to it (it returns the digests of the chunk it is
     /// asked about that a URL names). A check that fails [`CHECK_TRIES`]
-    /// times keeps the chunk's files. Returns how many were deleted.
-    pub async fn delete_released<F, Fut, Er>(&self, digests: &[String], locks: &DigestLocks, referenced: F) -> usize
+    /// times keeps the chunk's files for now. Returns how many were deleted,
+    /// and the digests settled: deleted, not there, or named by a URL again
+    /// (the others, whose check or deletion failed, are asked again by the
+    /// next pass).
+    pub async fn delete_released<F, Fut, Er>(
+        &self,
+        digests: &[String],
+        locks: &DigestLocks,
+        referenced: F,
+    ) -> (usize, Vec<String>)
     where
         F: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<HashSet<String>, Er>>,
@@ -41,8 +57,13 @@ impl MediaStore {
         let mut sorted: Vec<&String> = digests.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let mut deleted = 0;
+        let (mut deleted, mut settled, mut failed) = (0, Vec::new(), 0);
         for chunk in sorted.chunks(RELEASE_CHUNK) {
+            if failed >= DELETE_FAILURES {
+                tracing::warn!(files = sorted.len() - settled.len(), failed,
+                    "media retention stops this pass: the media store fails every deletion; the files left are deleted by a later pass");
+                break;
+            }
             // In order, one digest at a time: a try holds at most one lock.
             let mut holds = Vec::with_capacity(chunk.len());
             for d in chunk {
@@ -53,19 +74,30 @@ impl MediaStore {
                 continue;
             };
             for d in chunk {
+                if failed >= DELETE_FAILURES {
+                    break;
+                }
                 if kept.contains(d.as_str()) {
                     tracing::debug!(sha256 = %d, "media retention keeps a file a URL was archived to meanwhile");
+                    settled.push(d.to_string());
                     continue;
                 }
                 match self.delete(d).await {
-                    Ok(true) => deleted += 1,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(sha256 = %d, error = %e, "media retention could not delete a file"),
+                    Ok(gone) => {
+                        deleted += usize::from(gone);
+                        settled.push(d.to_string());
+                        failed = 0;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(sha256 = %d, error = %e,
+                            "media retention could not delete a file; the next pass tries again");
+                    }
                 }
             }
             drop(holds);
         }
-        deleted
+        (deleted, settled)
     }
 }
 
@@ -83,7 +115,7 @@ where
             Ok(kept) => return Some(kept),
             Err(e) if tried == CHECK_TRIES => {
                 tracing::warn!(files = chunk.len(), error = %e, tries = tried,
-                    "media retention could not check files before deleting them; kept (their index rows are gone: remove them by hand)");
+                    "media retention could not check files before deleting them; kept for now (the next pass asks again)");
             }
             Err(e) => {
                 tracing::debug!(files = chunk.len(), error = %e, "media retention's check failed; trying again");
@@ -135,6 +167,7 @@ mod tests {
                         async move { Ok::<_, String>(asked.into_iter().filter(|_| r).collect::<HashSet<_>>()) }
                     })
                     .await
+                    .0
             })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -171,6 +204,7 @@ mod tests {
                     async move { Ok::<_, String>(chunk.into_iter().filter(|d| *d == keep).collect::<HashSet<_>>()) }
                 })
                 .await
+                .0
         };
         let asked = std::mem::take(&mut *asked.lock().unwrap());
         assert_eq!(asked.len(), 2, "one check per chunk of {RELEASE_CHUNK}");
@@ -191,6 +225,44 @@ mod tests {
             "a released file goes"
         );
         assert_eq!(locks.busy(), 0, "every lock given back");
+    }
+
+    /// A store that fails every deletion (down; against a hung one each
+    /// failed request takes minutes) stops the pass after
+    /// [`DELETE_FAILURES`] in a row: the files left stay released (not
+    /// settled) and a later pass deletes them, instead of retention (events'
+    /// too) waiting out one failed request per released file.
+    #[tokio::test]
+    async fn a_pass_stops_when_the_store_fails_every_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStore::new(dir.path().to_path_buf(), 0).unwrap();
+        let store = MediaStore::Local(local.clone());
+        let locks = DigestLocks::default();
+        let mut digests: Vec<String> = (0..DELETE_FAILURES).map(|i| format!("{i:064x}")).collect();
+        // A directory where the file would be: its deletion fails (even as root).
+        for d in &digests {
+            std::fs::create_dir_all(local.path_of(d).join("x")).unwrap();
+        }
+        let real = store.put_stream(bytes_of(b"released"), None, None).await.unwrap();
+        digests.push(real.sha256.clone());
+        let none = |_: Vec<String>| async { Ok::<_, String>(HashSet::new()) };
+        assert_eq!(
+            store.delete_released(&digests, &locks, none).await,
+            (0, vec![]),
+            "the pass stops after {DELETE_FAILURES} failed deletions in a row"
+        );
+        assert!(
+            store.open(&real.sha256).await.unwrap().is_some(),
+            "left for a later pass"
+        );
+        // The store is back: the next pass deletes what is left.
+        for d in &digests[..DELETE_FAILURES] {
+            std::fs::remove_dir_all(local.path_of(d)).unwrap();
+        }
+        let (deleted, settled) = store.delete_released(&digests, &locks, none).await;
+        assert_eq!((deleted, settled.len()), (1, DELETE_FAILURES + 1));
+        assert!(store.open(&real.sha256).await.unwrap().is_none());
+        assert_eq!(locks.busy(), 0);
     }
 
     /// A check that fails is asked again: a transient error does not keep
@@ -219,11 +291,18 @@ mod tests {
         let digests = [gone.sha256.clone()];
         let kept = store.put_stream(bytes_of(b"kept"), None, None).await.unwrap();
         let never = [kept.sha256.clone()];
-        assert_eq!(store.delete_released(&never, &locks, flaky(u32::MAX)).await, 0);
+        assert_eq!(
+            store.delete_released(&never, &locks, flaky(u32::MAX)).await,
+            (0, vec![]),
+            "kept, and not settled: the next pass asks again"
+        );
         assert_eq!(asked.swap(0, Ordering::SeqCst), 3, "asked 3 times");
         assert!(store.open(&kept.sha256).await.unwrap().is_some(), "kept: never checked");
         // Two failures, then an answer: deleted.
-        assert_eq!(store.delete_released(&digests, &locks, flaky(2)).await, 1);
+        assert_eq!(
+            store.delete_released(&digests, &locks, flaky(2)).await,
+            (1, digests.to_vec())
+        );
         assert!(
             store.open(&gone.sha256).await.unwrap().is_none(),
             "deleted once checked"

@@ -5,8 +5,11 @@
 //! (`PREFIX` + `tmp/<ulid>.part`, multipart once larger than one part, so
 //! memory stays at a few parts), then are copied under their digest and the
 //! temporary key is deleted. Readers never see a partial object under a
-//! digest. A crash between upload and delete can leave a `tmp/` object: a
-//! bucket lifecycle rule on `PREFIX` + `tmp/` clears those.
+//! digest. A crash between upload and delete can leave a `tmp/` object, and
+//! a stop or crash mid-multipart an unfinished multipart upload (no object:
+//! an expiration rule does not remove it): a bucket lifecycle rule on
+//! `PREFIX` + `tmp/` that expires objects and aborts incomplete multipart
+//! uploads clears those.
 //!
 //! Whether the bucket takes files at all (the endpoint up, the keys right,
 //! the bucket there) is checked with a small probe object before a download

@@ -360,9 +360,21 @@ impl Store {
 
     /// Media retention: forget the URLs that became final before `cutoff_ms`.
     /// Returns how many, and the digests of files no URL refers to any more
-    /// (the caller deletes them). Works in bounded steps.
+    /// (the caller deletes them, then reports them settled with
+    /// [`media_released_settled`](Self::media_released_settled); until then
+    /// every pass returns them again). Works in bounded steps.
     pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
         each!(self, s => s.sweep_media(cutoff_ms).await)
+    }
+
+    /// Media retention settled these released digests (deleted, not
+    /// there, or named by a URL again): forget them. The others stay
+    /// released and [`sweep_media`](Self::sweep_media) returns them again.
+    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        each!(self, s => s.media_released_settled(digests).await)
     }
 
     /// Media URLs waiting for a try.

@@ -29,6 +29,12 @@ pub struct S3 {
 }
 
 impl S3 {
+    /// Reach the store at `endpoint` instead (a proxy in front of moto).
+    pub fn endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
     /// Key prefix inside the bucket (e.g. "hookrelay/").
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Some(prefix.into());

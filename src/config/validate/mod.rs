@@ -278,7 +278,9 @@ impl Validator<'_> {
             .iter()
             .filter(|r| !r.media.is_empty())
             .flat_map(|r| &r.subscribers)
-            .map(|s| s.retry.longest_span())
+            // A subscriber's Retry-After lengthens each delay up to its
+            // `max_retry_after`: the deliveries live that long.
+            .map(|s| s.retry.longest_span_with_retry_after())
             .max()?;
         let need = store.retention.saturating_add(span.saturating_mul(2));
         if media.retention >= need {
@@ -290,7 +292,7 @@ impl Validator<'_> {
         Some(format!(
             "{}: key `media.retention`: {} is shorter than the life of the events whose files it keeps \
              (store.retention, {}, plus twice the longest retry schedule of a subscriber of a route that \
-             archives media, {} with jitter, run again by a replay): files are kept {} so that a delivery \
+             archives media, {} with jitter and each delay lengthened to its max_retry_after by a Retry-After, run again by a replay): files are kept {} so that a delivery \
              still due never finds its file gone; set it to at least that to silence this warning",
             self.file.display(),
             humantime::format_duration(set),

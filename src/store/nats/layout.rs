@@ -97,6 +97,10 @@ pub fn media_subject(hash: &str) -> String {
 pub fn file_key(sha256: &str) -> String {
     format!("f.{sha256}")
 }
+/// A file media retention released and has not deleted yet.
+pub fn released_key(sha256: &str) -> String {
+    format!("r.{sha256}")
+}
 
 /// An expected task's name in the tasks bucket and work subjects.
 pub fn task_hash(route: &str, task_id: &str) -> String {

@@ -215,9 +215,36 @@ impl Shared {
             };
             let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
             let row = MediaRow::new(url.clone(), route.to_string(), work, now);
-            self.create_media_row(&hash, &row).await?;
+            if !self.create_media_row(&hash, &row).await? {
+                self.restart_retention(&hash, now).await?;
+            }
         }
         Ok(())
+    }
+
+    /// A stored URL named by a new event starts its retention again (as on
+    /// a single host), so the file outlives that event's deliveries too.
+    /// Written only if the row is unchanged since read; tried again once
+    /// another write got in between.
+    async fn restart_retention(&self, hash: &str, now: u64) -> Result<(), StoreError> {
+        let bucket = self.media()?;
+        for _ in 0..3 {
+            let Some((mut row, revision)) = self.media_row(hash).await? else {
+                return Ok(());
+            };
+            if !matches!(row.state, RowState::Stored { .. }) || row.at_ms >= now {
+                return Ok(());
+            }
+            row.at_ms = now;
+            let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+            if bucket.update(layout::media_key(hash), value, revision).await.is_ok() {
+                self.wrote(1);
+                return Ok(());
+            }
+        }
+        Err(unavailable(
+            "the media row kept changing while its retention was restarted",
+        ))
     }
 
     /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
@@ -321,30 +348,68 @@ impl NatsStore {
 
     /// Forget the URLs that became final before `cutoff_ms`; returns how
     /// many, and the digests no URL refers to any more (the caller deletes
-    /// those files). Every relay may run it: deleting twice is harmless.
+    /// those files): this pass's, and those an earlier one released and did
+    /// not settle (a `r.` row each until [`media_released_settled`]). Every
+    /// relay may run it: deleting twice is harmless.
+    ///
+    /// [`media_released_settled`]: Self::media_released_settled
     pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
         let rows = self.shared.media_rows().await?;
         let bucket = self.shared.media()?;
         let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
         for (hash, row) in rows {
             if row.is_final() && row.at_ms < cutoff_ms {
-                bucket.purge(layout::media_key(&hash)).await.map_err(unavailable)?;
-                self.shared.wrote(1);
-                removed += 1;
-                if let Some(sha) = row.sha256() {
-                    freed.insert(sha.to_string());
+                // Read again with its revision and purged only if unchanged:
+                // a callback naming the URL meanwhile restarted its retention.
+                let purged = match self.shared.media_row(&hash).await? {
+                    Some((now, revision)) if now.is_final() && now.at_ms < cutoff_ms => bucket
+                        .purge_expect_revision(layout::media_key(&hash), Some(revision))
+                        .await
+                        .is_ok(),
+                    _ => false,
+                };
+                if purged {
+                    self.shared.wrote(1);
+                    removed += 1;
+                    if let Some(sha) = row.sha256() {
+                        freed.insert(sha.to_string());
+                    }
+                    continue;
                 }
-            } else if let Some(sha) = row.sha256() {
+            }
+            if let Some(sha) = row.sha256() {
                 kept.insert(sha.to_string());
             }
         }
-        let mut files = Vec::new();
         for sha in freed.difference(&kept) {
+            // Released before the file row goes: a pass cut short in
+            // between leaves it released, for the next one.
+            bucket
+                .put(layout::released_key(sha), Bytes::from_static(b"1"))
+                .await
+                .map_err(unavailable)?;
             bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
-            self.shared.wrote(1);
-            files.push(sha.clone());
+            self.shared.wrote(2);
         }
+        let files = self
+            .shared
+            .latest_values(layout::MEDIA, "r.", SCAN_LIMIT)
+            .await?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
         Ok((removed, files))
+    }
+
+    /// Forget released files media retention settled (deleted, not there,
+    /// or named by a URL again).
+    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
+        let bucket = self.shared.media()?;
+        for sha in digests {
+            bucket.purge(layout::released_key(&sha)).await.map_err(unavailable)?;
+            self.shared.wrote(1);
+        }
+        Ok(())
     }
 
     /// Media URLs waiting for a try, across the cluster.

@@ -384,6 +384,9 @@ impl Writer {
             Msg::MediaSweep { from, cutoff_ms, reply } => {
                 let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
             }
+            Msg::MediaReleased { digests, reply } => {
+                let _ = reply.send(self.media_released(&digests));
+            }
             Msg::TaskSweep { cutoff_ms, from, reply } => {
                 let _ = reply.send(self.task_sweep_step(cutoff_ms, from));
             }

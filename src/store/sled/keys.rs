@@ -23,6 +23,7 @@
 //! | `J` | — | number of `A` rows (u64 BE) | with every batch that changes them |
 //! | `T` | final at ms (8), URL hash (16) | — | when a URL is stored or failed for good (media retention walks it) |
 //! | `H` | SHA-256 (32), URL hash (16) | — | a URL whose file has this digest (a file goes when its last URL expires) |
+//! | `Y` | SHA-256 (32) | — | a file media retention released (its last URL expired) and has not yet deleted: each pass deletes those, and removes the row once the file is gone (or named again) |
 //! | `G` | route (4), provider task id | expected-task row ([`super::task_codec`]) | registration, each poll, the event that settles it |
 //! | `P` | next poll ms (8), route (4), task id | — | while a task waits for its next poll (the reconciler's schedule) |
 //!
@@ -52,6 +53,7 @@ pub const A: u8 = b'A';
 pub const J: u8 = b'J';
 pub const T: u8 = b'T';
 pub const H: u8 = b'H';
+pub const Y: u8 = b'Y';
 
 pub const VERSION_KEY: &[u8] = b"Vversion";
 /// The last event id handed out (written lazily, with the sequence rows).
@@ -167,6 +169,11 @@ pub fn media_file_prefix(sha256: &[u8; 32]) -> Vec<u8> {
 }
 pub fn media_file(sha256: &[u8; 32], hash: &[u8; 16]) -> Vec<u8> {
     cat::<49>(&[&[H], sha256, hash])
+}
+
+/// A released file, not deleted yet.
+pub fn media_released(sha256: &[u8; 32]) -> Vec<u8> {
+    cat::<33>(&[&[Y], sha256])
 }
 
 /// (ms, URL hash) of an `A` or `T` key.

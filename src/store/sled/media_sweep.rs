@@ -1,8 +1,12 @@
 //! Media retention on the writer thread: walks the `T` index (URLs by the
 //! time they became final) up to the cutoff in bounded steps, removes each
-//! URL's rows, and reports the digests no URL refers to any more, so the
-//! caller deletes those files. Files are content-addressed: one shared by
-//! several URLs stays until the last of them expires.
+//! URL's rows, and marks the digests no URL refers to any more as released
+//! (`Y` rows, in the same batch), so the caller deletes those files. A
+//! released file stays marked until the caller reports it settled: one the
+//! media store could not delete (down), or a pass cut short (shutdown,
+//! crash) did not get to, is deleted by a later pass. Files are
+//! content-addressed: one shared by several URLs stays until the last of
+//! them expires.
 
 use std::collections::HashSet;
 
@@ -75,6 +79,7 @@ impl Writer {
                     }
                 }
                 if !others && !out.unreferenced.contains(&f.sha256) {
+                    b.put(keys::media_released(&digest), Vec::new());
                     out.unreferenced.push(f.sha256.clone());
                 }
             }
@@ -85,23 +90,51 @@ impl Writer {
         self.commit(b)?;
         Ok(out)
     }
+
+    /// Forget released files that media retention settled.
+    pub(super) fn media_released(&mut self, digests: &[[u8; 32]]) -> Result<(), StoreError> {
+        let tree = self.inner.tree.clone();
+        let mut b = Batch::new(&tree);
+        for d in digests {
+            b.del(keys::media_released(d));
+        }
+        self.commit(b)
+    }
 }
 
 impl super::SledStore {
     /// Media retention in bounded steps (other writes go in between); (URL
-    /// rows removed, digests no URL refers to any more).
+    /// rows removed, digests no URL refers to any more: this pass's and
+    /// those earlier passes released and did not settle).
     pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
-        let (mut removed, mut files) = (0, Vec::new());
+        let mut removed = 0;
         let mut from = None;
         loop {
             let step = self.call(|reply| Msg::MediaSweep { from, cutoff_ms, reply }).await?;
             removed += step.removed;
-            files.extend(step.unreferenced);
             match step.next {
                 Some(n) => from = Some(n),
-                None => return Ok((removed, files)),
+                None => break,
             }
             tokio::task::yield_now().await;
         }
+        let files = self
+            .blocking(|s| {
+                let mut files = Vec::new();
+                for k in s.inner.tree.scan_prefix([keys::Y]).keys() {
+                    if let Some(d) = k?.get(1..33) {
+                        files.push(hex::encode(d));
+                    }
+                }
+                Ok(files)
+            })
+            .await?;
+        Ok((removed, files))
+    }
+
+    /// Forget released digests media retention settled.
+    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
+        let digests: Vec<[u8; 32]> = digests.iter().filter_map(|d| media_codec::digest_bytes(d)).collect();
+        self.call(|reply| Msg::MediaReleased { digests, reply }).await
     }
 }

@@ -78,6 +78,11 @@ pub(super) enum Msg {
         cutoff_ms: u64,
         reply: Reply<MediaSweepStep>,
     },
+    /// Media retention settled these released files ([`super::media_sweep`]).
+    MediaReleased {
+        digests: Vec<[u8; 32]>,
+        reply: Reply<()>,
+    },
     /// Register a task or record a poll ([`super::tasks`]); batched like `Record`.
     Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
     /// One bounded task-retention step from `from`: (removed, where to go on).
