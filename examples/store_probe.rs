@@ -45,7 +45,7 @@ async fn main() {
                 if i >= n { return; }
                 let task = format!("{i:08x}-debb-48d1-98c4-a6d1c717eba6");
                 let body = format!(r#"{{"code":200,"msg":"All generated successfully.","data":{{"task_id":"{task}","video_id":"485da89c-7fca-4340-8c04-101025b2ae71","video_url":"https://file.com/k/{i}.mp4","image_url":"https://file.com/m/{i}.png"}}}}"#);
-                let ev = NewEvent { meta: EventMeta { route: "runway".into(), received_ms: hookrelay::clock::now_ms(), source: Some("127.0.0.1".parse().unwrap()), content_type: Some("application/json".into()), headers: vec![("user-agent".into(), "bench/1".into())], subscribers: names.clone(), dedupe_fallback: false, origin: Origin::Callback }, dedupe_hash: Sha256::digest(task.as_bytes()).into(), body: Bytes::from(body), media: Vec::new(), task: None };
+                let ev = NewEvent { meta: EventMeta { route: "runway".into(), received_ms: hookrelay::clock::now_ms(), source: Some("127.0.0.1".parse().unwrap()), content_type: Some("application/json".into()), headers: vec![("user-agent".into(), "bench/1".into())], subscribers: names.clone(), dedupe_fallback: false, origin: Origin::Callback }, dedupe_hash: Sha256::digest(task.as_bytes()).into(), body: Bytes::from(body), media: Vec::new(), media_after_verify: false, task: None };
                 s.append(ev).await.unwrap();
             }
         }));

@@ -7,8 +7,8 @@
 //!
 //! A URL refused *because* it carries credentials or a query
 //! (`routes[].provider.base_url`, `server.public_url`, an ACME `directory`)
-//! is shown as subscriber URLs are: `REDACTED@` and query values
-//! `REDACTED`. From review 25, finding 2.
+//! is shown with `REDACTED@` and query values `REDACTED` (From review 25,
+//! finding 2); a refused subscriber URL as `scheme://host/…`.
 
 use crate::common;
 
@@ -148,6 +148,26 @@ fn provider_base_url_with_a_query_is_refused_without_quoting_its_values() {
         "the query's names are shown, not its values:\n{err}"
     );
     assert!(!err.contains(SECRET), "the refusal quotes a query value:\n{err}");
+}
+
+/// A refused subscriber URL is shown as the admin API shows subscribers,
+/// `scheme://host/…`: its path may be its secret (a Slack or Discord
+/// capability URL).
+#[test]
+fn a_refused_subscriber_url_is_shown_without_its_path() {
+    for url in [
+        format!("ftp://hooks.example.com/services/T000/B000/{SECRET}"),
+        format!("hooks.example.com/services/T000/B000/{SECRET}"),
+    ] {
+        let bad = format!("[[routes.subscribers]]\nname = \"bad\"\nurl = \"{url}\"\n");
+        let (ok, _, err) = check_with("", &bad);
+        assert!(!ok, "{url} is refused");
+        assert!(
+            err.contains("routes[0].subscribers[0].url") && err.contains("hooks.example.com/…"),
+            "the error names the key and the host:\n{err}"
+        );
+        assert!(!err.contains(SECRET), "the refusal quotes the URL's path:\n{err}");
+    }
 }
 
 #[test]

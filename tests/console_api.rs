@@ -204,6 +204,7 @@ async fn an_event_stored_for_no_subscriber_is_undelivered_not_delivered() {
             dedupe_hash: [7; 32],
             body: bytes::Bytes::from_static(b"{}"),
             media: vec![],
+            media_after_verify: false,
             task: None,
         })
         .await

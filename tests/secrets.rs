@@ -1,7 +1,8 @@
 //! Promise 5, never a leaked secret: route tokens (plain or percent-encoded in
 //! the query) are redacted in logs, and credentials in a subscriber URL are sent
-//! as Basic auth and appear nowhere (admin API, CLI, logs). The real binary's
-//! log is what is searched.
+//! as Basic auth and appear nowhere (admin API, CLI, logs), nor does a
+//! subscriber URL's path (a capability URL's secret). The real binary's log
+//! is what is searched.
 
 use crate::common;
 
@@ -65,7 +66,7 @@ async fn subscriber_url_credentials_are_sent_as_basic_auth_and_never_shown() {
     assert_eq!(got[0].path, "/callbacks");
     // Nowhere to be seen: admin API, CLI, logs.
     let (_, v) = admin(bin.admin, "GET", "/api/subscribers").await;
-    assert_eq!(v["subscribers"][0]["url"], format!("http://{}/callbacks", sub.addr));
+    assert_eq!(v["subscribers"][0]["url"], format!("http://{}/…", sub.addr));
     let admin_url = format!("http://{}", bin.admin);
     let cfg_s = cfg_path.to_str().unwrap().to_string();
     let (ok, out, err) = cli_async(vec![
@@ -79,6 +80,87 @@ async fn subscriber_url_credentials_are_sent_as_basic_auth_and_never_shown() {
     assert!(ok, "{err}");
     let shown = format!("{v}\n{out}\n{err}\n{}", bin.log_text());
     for secret in ["hook-user", "p%40ss", "p@ss", &basic] {
+        assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
+    }
+}
+
+/// Capability URLs (Slack's `/services/T…/B…/SECRET`, Discord's
+/// `/api/webhooks/ID/TOKEN`) carry their secret in the path: the admin API,
+/// the CLI and the log show such a subscriber as `scheme://host:port/…`,
+/// also when its deliveries fail (the attempt errors and dead letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_subscriber_url_path_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Sub::always(Behaviour::Status(500)).await;
+    let slack = "XXXXSLACKPATHSECRET";
+    let discord = "DISCORDPATHTOKEN";
+    let cfg_path = TestConfig::new(dir.path())
+        .subscriber(
+            Subscriber::new("slack", format!("http://{}/services/T000/B000/{slack}", failing.addr)).retry([ms(50)]),
+        )
+        .subscriber(Subscriber::new("discord", format!("http://127.0.0.1:9/api/webhooks/1/{discord}")).retry([ms(50)]))
+        .write();
+    let bin = Bin::start(&cfg_path, &[("RUST_LOG", "debug")]);
+    let (status, answer) = callback(bin.addr, &runway("path-secret")).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = answer["id"].as_str().unwrap().to_string();
+    let got = failing
+        .wait_for(Duration::from_secs(5), "two attempts", |r| r.len() >= 2)
+        .await;
+    assert_eq!(
+        got[0].path,
+        format!("/services/T000/B000/{slack}"),
+        "delivered to the whole URL"
+    );
+    // Both dead letters recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let event = loop {
+        let (_, ev) = admin(bin.admin, "GET", &format!("/api/events/{id}")).await;
+        let states: Vec<&str> = ev["subscribers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["state"].as_str()).collect())
+            .unwrap_or_default();
+        if states == ["dead", "dead"] {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "not dead yet: {ev}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (_, subs) = admin(bin.admin, "GET", "/api/subscribers").await;
+    let url_of = |name: &str| {
+        subs["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["url"].clone())
+            .unwrap()
+    };
+    assert_eq!(url_of("slack"), format!("http://{}/…", failing.addr));
+    assert_eq!(url_of("discord"), "http://127.0.0.1:9/…");
+    let (_, dead) = admin(bin.admin, "GET", "/api/dead-letters").await;
+    let admin_url = format!("http://{}", bin.admin);
+    let cfg_s = cfg_path.to_str().unwrap().to_string();
+    let mut shown = format!("{subs}\n{event}\n{dead}\n");
+    for cmd in [&["subscribers"][..], &["dead-letters"], &["events"], &["event", &id]] {
+        let mut args = vec![
+            "--config".to_string(),
+            cfg_s.clone(),
+            "--admin".into(),
+            admin_url.clone(),
+        ];
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        let (ok, out, err) = cli_async(args).await;
+        assert!(ok, "{cmd:?}: {err}");
+        shown.push_str(&format!("{out}\n{err}\n"));
+    }
+    assert!(shown.contains("slack") && shown.contains("discord"), "{shown}");
+    bin.signal("TERM");
+    let (_, bin) = bin.exit().await;
+    let log = bin.log_text();
+    assert!(log.contains("discord"), "the dead letters are logged:\n{log}");
+    shown.push_str(&log);
+    for secret in [slack, discord, "/services/T000", "/api/webhooks"] {
         assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
     }
 }

@@ -105,6 +105,7 @@ mod status;
 mod timing;
 mod verify_fetch;
 mod verify_fetch_bounded;
+mod verify_fetch_media;
 mod verify_fetch_refused;
 mod verify_release_durable;
 mod wall_clock;

@@ -36,7 +36,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "route": s.route,
             "kind": "push",
             "leased": leased,
-            "url": s.url().map(|u| crate::auth::redact_query_values(&u.to_string())),
+            "url": s.url().map(|u| crate::auth::shown_target(&u.to_string())),
             "state": lane.circuit(),
             "queue_depth": depth,
             "in_flight": lane.in_flight(),

@@ -6,12 +6,14 @@
 //! - [`token`]: `?token=` or `Authorization: Bearer` (either may match);
 //! - [`signature`]: provider signatures `kie`, `standard-webhooks`, `hmac-sha256`;
 //! - [`sign`]: Standard Webhooks signatures on outgoing deliveries;
-//! - [`secret`]: the [`Secret`] type itself.
+//! - [`secret`]: the [`Secret`] type itself;
+//! - [`target`]: a subscriber URL as shown, without its path or credentials.
 
 pub mod secret;
 pub mod sign;
 pub mod signature;
 pub mod source;
+pub mod target;
 pub mod token;
 
 use hmac::{Hmac, Mac};
@@ -21,6 +23,7 @@ pub use secret::{bearer, credential_text, Secret};
 pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
 pub use source::{client_ip, ip_allowed, Source};
+pub use target::shown_target;
 pub use token::{
     digest_matches, hide_userinfo, loggable_unknown_path, presented_tokens, redact_query, redact_query_values,
     redact_url, token_matches, TokenDigest,

@@ -10,8 +10,9 @@ use super::init::{ADMIN_TOKEN, ROUTE_TOKEN, SUBSCRIBER_SECRET};
 /// How a subscriber checks a delivery, for both layouts; `where_secret` says
 /// where its secret is.
 fn verify(subscriber_url: &str, where_secret: &str) -> String {
-    // Credentials in the URL are the subscriber's, not the provider's: not printed.
-    let subscriber_url = crate::auth::redact_url(subscriber_url);
+    // Credentials in the URL (userinfo, or a capability path) are the
+    // subscriber's, not the provider's: not printed.
+    let subscriber_url = crate::auth::shown_target(subscriber_url);
     format!(
         r#"  3. Your service at {subscriber_url} receives every callback, signed as
      Standard Webhooks do with the subscriber's secret ({where_secret}):

@@ -14,14 +14,15 @@
 //! memory of verdicts, so the subscribers of one event cost one status call,
 //! and a record fetched for a task is shared for [`SHARED`] by every event
 //! waiting on it. Results recovered by polling are the provider's own record
-//! and are not checked again. Of the events of one dedupe key, only the
+//! and are not checked again. A callback's media is archived only once it
+//! agrees (ingest leaves that work to the verdict). Of the events of one dedupe key, only the
 //! first let go is delivered ([`super::verify_claims`]).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, Verify};
+use crate::config::{Config, Route, Verify};
 use crate::dedupe::DedupeKey;
 use crate::metrics::Metrics;
 use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
@@ -152,11 +153,15 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
     }
 }
 
+/// A route that verifies: its product, the client for its key, its dedupe
+/// key and the route itself (its media pointers).
+type Checked = (Product, ProviderClient, DedupeKey, Arc<Route>);
+
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
-    /// Route name → its product, the client for its key and its dedupe key.
-    routes: RwLock<HashMap<String, (Product, ProviderClient, DedupeKey)>>,
+    /// Route name → what checking its callbacks needs.
+    routes: RwLock<HashMap<String, Checked>>,
     /// Settled verdicts: None (agrees) or the disagreement.
     verdicts: Mutex<Recent<EventId, Option<String>>>,
     /// How many times the provider refused to look each event up (back-off).
@@ -183,7 +188,10 @@ impl Verifier {
             .filter(|r| r.verify == Verify::Fetch)
             .filter_map(|r| {
                 let client = providers.get(&r.name)?.clone();
-                Some((r.name.clone(), (r.product()?, client, r.dedupe_key.clone())))
+                Some((
+                    r.name.clone(),
+                    (r.product()?, client, r.dedupe_key.clone(), Arc::new(r.clone())),
+                ))
             })
             .collect();
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
@@ -213,7 +221,7 @@ impl Verifier {
         if released {
             return Check::Go;
         }
-        let Some((product, client, key)) = self
+        let Some((product, client, key, route)) = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -243,6 +251,16 @@ impl Verifier {
         match self.record(&event.meta.route, product, &client, &task_id).await {
             Ok(record) => match verify(&body, &record) {
                 Verdict::Agree => {
+                    // Its media is downloaded from now on (never before:
+                    // ingest left that work to this point).
+                    let urls = crate::ingest::media_urls(&route, Some(&body));
+                    if !urls.is_empty() {
+                        if let Err(e) = store.add_verified_media(event.id, &event.meta.route, urls).await {
+                            tracing::warn!(route = %event.meta.route, event = %event.id, error = %e,
+                                "callback verified, but its media work could not be written; asking again shortly");
+                            return later(Duration::from_secs(1));
+                        }
+                    }
                     self.settle(event.id, None);
                     self.claim(store, event, &key).await
                 }

@@ -337,6 +337,8 @@ where
         // forged one held as unverified would leave the task's result lost,
         // never polled). The task is settled by its poll: the provider's record
         // duplicates the verified callback (`called_back`) or is recovered.
+        // Nor is its media downloaded before it is verified (a forged one
+        // would choose what the relay fetches): the verifier writes that work.
         let task = match verifier {
             Some(_) => None,
             None => json.as_ref().and_then(|j| crate::reconcile::task_mark(r, j)),
@@ -349,6 +351,7 @@ where
                 dedupe_hash: hash,
                 body: body.clone(),
                 media,
+                media_after_verify: verifier.is_some(),
                 task,
             },
         );

@@ -38,6 +38,7 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
             dedupe_hash: hash,
             body: Bytes::from(body),
             media,
+            media_after_verify: false,
             task: Some(TaskMark {
                 task_id: record.task_id().to_string(),
                 terminal: true,

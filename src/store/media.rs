@@ -1,10 +1,23 @@
 //! The media archive's side of the seam: the values that cross it (a URL's
 //! state, an archived file, the archiver's work and its outcome) and
 //! [`MediaSource`], the archiver's view of its work. The `Store` methods
-//! that write and read media rows are in `mod.rs` with the others; how a
+//! that write and read media rows are in `mod.rs` with the others (but
+//! [`Store::add_verified_media`], here); how a
 //! backend keeps them is its own business (sled: `sled/media*.rs`).
 
-use super::{nats, sled, StoreError};
+use super::{nats, sled, Backend, EventId, Store, StoreError};
+
+impl Store {
+    /// Write the archive work of a callback stored with
+    /// `media_after_verify` once it is verified: `urls` (the route's pointers
+    /// over its body) are archived as if ingest had written them. Idempotent.
+    pub async fn add_verified_media(&self, id: EventId, route: &str, urls: Vec<String>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.add_verified_media(id, route, urls).await,
+            Backend::Nats(s) => s.add_verified_media(route, &urls).await,
+        }
+    }
+}
 
 /// Where one media URL stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,6 +41,7 @@ pub async fn prefill(
                 let body = runway_body(&tag, i);
                 let event = NewEvent {
                     media: Vec::new(),
+                    media_after_verify: false,
                     task: None,
                     meta: EventMeta {
                         route: route.clone(),

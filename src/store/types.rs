@@ -42,6 +42,12 @@ pub struct NewEvent {
     /// The media URLs the route's pointers found in the body: their archive
     /// work is written with the event, in the same atomic write.
     pub media: Vec<String>,
+    /// A callback not yet known to be genuine (`verify = "fetch"`): `media`
+    /// stays with the event (the order `after_archive` shows it in) but its
+    /// archive work is written only once the callback is verified
+    /// ([`super::Store::add_verified_media`]), so a forged one makes the
+    /// relay download nothing.
+    pub media_after_verify: bool,
     /// The route's task id in the body (routes with a preset): settles the
     /// expected task, if one is registered, in the same atomic write.
     pub task: Option<super::TaskMark>,

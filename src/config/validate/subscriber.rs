@@ -185,9 +185,9 @@ impl Validator<'_> {
     /// `Authorization: Basic` (the URL is kept without them).
     fn push_url(&self, key: &str, url: &Spanned<String>) -> Result<(Uri, Option<HeaderValue>), ConfigError> {
         let url_err = |m: String| self.err(format!("{key}.url"), Some(url.span()), m);
-        // Messages show the URL without its credentials (nor query values: a
-        // key may be one of them).
-        let shown = crate::auth::redact_url(url.get_ref());
+        // Messages show the URL without its credentials, path or query: any
+        // of them may be the subscriber's secret.
+        let shown = crate::auth::shown_target(url.get_ref());
         let parsed: Uri = url
             .get_ref()
             .parse()

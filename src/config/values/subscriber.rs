@@ -58,8 +58,9 @@ impl Subscriber {
     }
 }
 
-/// How a subscriber's messages reach it.
-#[derive(Debug, Clone)]
+/// How a subscriber's messages reach it. Its `Debug` shows a push URL as
+/// [`crate::auth::shown_target`] does (its path may be its secret).
+#[derive(Clone)]
 pub enum Endpoint {
     /// The relay POSTs each message to this URL.
     Push(Uri),
@@ -90,6 +91,18 @@ impl PullSettings {
     /// The public paths of a pull subscriber's API: long-poll, acknowledge.
     pub fn api_paths(name: &str) -> [String; 2] {
         [format!("{PULL_PREFIX}{name}"), format!("{PULL_PREFIX}{name}/ack")]
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Push(url) => f
+                .debug_tuple("Push")
+                .field(&crate::auth::shown_target(&url.to_string()))
+                .finish(),
+            Endpoint::Pull(p) => f.debug_tuple("Pull").field(p).finish(),
+        }
     }
 }
 

@@ -412,6 +412,16 @@ impl NatsStore {
         Ok(())
     }
 
+    /// The archive work of a callback verified after it was stored
+    /// (`NewEvent::media_after_verify`): its URLs registered as ingest
+    /// registers them (a URL already known is left as it is), so asking
+    /// twice (a restart, another relay) costs nothing more.
+    pub async fn add_verified_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
+        tokio::time::timeout(Duration::from_secs(3), self.shared.register_media(route, urls))
+            .await
+            .map_err(|_| unavailable("NATS did not answer in time"))?
+    }
+
     /// Media URLs waiting for a try, across the cluster.
     pub fn media_queue(&self) -> u64 {
         self.shared.media_depth.load(Ordering::Relaxed)

@@ -315,7 +315,7 @@ impl NatsStore {
         }
         // The media's work and rows before the event: an event never names
         // media nobody will fetch.
-        if !ev.media.is_empty() {
+        if !ev.media.is_empty() && !ev.media_after_verify {
             tokio::time::timeout(APPEND_BUDGET, s.register_media(&route, &ev.media))
                 .await
                 .map_err(|_| unavailable("NATS did not answer in time"))??;

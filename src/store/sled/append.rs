@@ -83,7 +83,7 @@ impl Writer {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
         let id = self.next_id(ev.meta.received_ms);
-        if !ev.media.is_empty() {
+        if !ev.media.is_empty() && !ev.media_after_verify {
             self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
         }
         // The sequence only once nothing can fail: no gap in the log.

@@ -116,6 +116,7 @@ pub(super) fn start(inner: Arc<Inner>) -> Result<(mpsc::Sender<Msg>, WriterThrea
 enum Book {
     Record(Box<Record>, Reply<()>),
     Media(Box<MediaRecord>, Reply<()>),
+    VerifiedMedia(Box<super::media::VerifiedMedia>, Reply<()>),
     Task(Box<super::tasks::TaskOp>, Reply<Option<crate::store::Task>>),
     Cursor {
         route: u32,
@@ -223,6 +224,10 @@ impl Writer {
                 }
                 Book::Media(rec, reply) => {
                     let r = self.add_media_record(&mut b, &rec);
+                    recorded.push((reply, r));
+                }
+                Book::VerifiedMedia(v, reply) => {
+                    let r = self.add_verified_media(&mut b, &v);
                     recorded.push((reply, r));
                 }
                 Book::Task(op, reply) => {
@@ -411,6 +416,7 @@ impl Writer {
             Msg::Append(..)
             | Msg::Record(..)
             | Msg::MediaRecord(..)
+            | Msg::VerifiedMedia(..)
             | Msg::Task(..)
             | Msg::Cursor { .. }
             | Msg::Stop => {}
@@ -428,6 +434,7 @@ fn sort(
         Msg::Append(ev, reply) => appends.push_back((ev, reply)),
         Msg::Record(rec, reply) => books.push_back(Book::Record(rec, reply)),
         Msg::MediaRecord(rec, reply) => books.push_back(Book::Media(rec, reply)),
+        Msg::VerifiedMedia(v, reply) => books.push_back(Book::VerifiedMedia(v, reply)),
         Msg::Task(op, reply) => books.push_back(Book::Task(op, reply)),
         Msg::Cursor { route, sub, at, seq } => books.push_back(Book::Cursor { route, sub, at, seq }),
         other => controls.push_back(other),

@@ -74,6 +74,14 @@ impl MediaBook {
     }
 }
 
+/// The media work of a callback verified after it was stored.
+pub(in crate::store) struct VerifiedMedia {
+    pub id: EventId,
+    pub route: String,
+    pub urls: Vec<String>,
+    pub now_ms: u64,
+}
+
 fn load(b: &Batch<'_>, hash: &[u8; 16]) -> Result<Option<MediaRow>, StoreError> {
     Ok(b.get(&keys::media(hash))?.and_then(|v| media_codec::decode_media(&v)))
 }
@@ -98,6 +106,17 @@ impl Writer {
         }
         b.del(k);
         Ok(())
+    }
+
+    /// The media rows of a callback verified after it was stored, as
+    /// [`Self::add_event_media`] writes them at ingest; nothing when the
+    /// event already has them (verified again after a restart).
+    pub(super) fn add_verified_media(&mut self, b: &mut Batch<'_>, v: &VerifiedMedia) -> Result<(), StoreError> {
+        if v.urls.is_empty() || b.get(&keys::event_media(v.id))?.is_some() {
+            return Ok(());
+        }
+        let (route, _) = self.numbers(b, &v.route, &[]);
+        self.add_event_media(b, route, v.id, &v.urls, v.now_ms)
     }
 
     /// The media rows of a new event (called before its log row is added, so

@@ -127,6 +127,22 @@ impl super::SledStore {
         self.call(|reply| Msg::MediaRecord(Box::new(rec), reply)).await
     }
 
+    /// Write the media work of a callback verified after it was stored.
+    pub async fn add_verified_media(
+        &self,
+        id: crate::store::EventId,
+        route: &str,
+        urls: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let v = super::media::VerifiedMedia {
+            id,
+            route: route.to_string(),
+            urls,
+            now_ms: crate::clock::now_ms(),
+        };
+        self.call(|reply| Msg::VerifiedMedia(Box::new(v), reply)).await
+    }
+
     /// Media URLs waiting for a try.
     pub fn media_queue(&self) -> u64 {
         self.inner.media_queue.load(Ordering::Relaxed)

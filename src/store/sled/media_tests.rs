@@ -34,6 +34,7 @@ fn event(task: &str, urls: &[&str], ms: u64) -> NewEvent {
         dedupe_hash: Sha256::digest(task.as_bytes()).into(),
         body: Bytes::from(format!(r#"{{"data":{{"task_id":"{task}"}}}}"#)),
         media: urls.iter().map(|u| u.to_string()).collect(),
+        media_after_verify: false,
         task: None,
     }
 }
@@ -272,4 +273,35 @@ async fn media_retention_deletes_a_shared_file_with_its_last_url_and_event_reten
     assert_eq!((removed, files), (1, vec!["aa".repeat(32)]));
     assert!(store.media_file("aa".repeat(32)).await.unwrap().is_none());
     store.close().await;
+}
+
+/// A callback stored to be verified (`verify = "fetch"`) has no media work
+/// until it is verified; then its work is the one ingest would have written,
+/// once however often the verdict is written (a restart asks again).
+#[tokio::test]
+async fn media_of_a_callback_to_verify_is_written_once_it_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let now = crate::clock::now_ms();
+    let id = store
+        .append(NewEvent {
+            media_after_verify: true,
+            ..event("t1", &[A, B], now)
+        })
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(store.media_queue(), 0);
+    assert!(store.media_source().take(10, now).await.unwrap().is_empty());
+    assert!(store.event_media(id).await.unwrap().is_none());
+    for _ in 0..2 {
+        store
+            .add_verified_media(id, "runway", vec![A.into(), B.into()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.media_queue(), 2);
+    assert_eq!(states(&store, id).await, ["pending", "pending"]);
+    let work = store.media_source().take(10, crate::clock::now_ms()).await.unwrap();
+    assert_eq!(work.len(), 2);
 }

@@ -142,6 +142,7 @@ async fn rechecked_while_its_media_is_stored(dir: &std::path::Path) -> (Store, W
         dedupe_hash: Sha256::digest(b"m1").into(),
         body: Bytes::from_static(br#"{"data":{"task_id":"m1"}}"#),
         media: vec![url.to_string()],
+        media_after_verify: false,
         task: None,
     };
     let id = store.append(ev).await.unwrap().id;

@@ -39,6 +39,7 @@ fn event(task: &str, origin: Origin, terminal: bool, ms: u64) -> NewEvent {
         dedupe_hash: Sha256::digest(task.as_bytes()).into(),
         body: Bytes::from(format!(r#"{{"code":200,"data":{{"task_id":"{task}"}}}}"#)),
         media: Vec::new(),
+        media_after_verify: false,
         task: Some(TaskMark {
             task_id: task.into(),
             terminal,

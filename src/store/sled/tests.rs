@@ -42,6 +42,7 @@ pub(super) fn event(task: &str, subs: &[&str], ms: u64) -> NewEvent {
         dedupe_hash: Sha256::digest(task.as_bytes()).into(),
         body: Bytes::from(body),
         media: Vec::new(),
+        media_after_verify: false,
         task: None,
     }
 }

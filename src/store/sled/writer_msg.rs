@@ -44,6 +44,8 @@ pub(super) enum Msg {
     Record(Box<Record>, Reply<()>),
     /// An archive try's result ([`super::media`]).
     MediaRecord(Box<MediaRecord>, Reply<()>),
+    /// The media work of a callback verified after it was stored.
+    VerifiedMedia(Box<super::media::VerifiedMedia>, Reply<()>),
     /// A lane's cursor moved (it never moves back); no answer.
     Cursor {
         route: u32,

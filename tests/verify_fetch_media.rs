@@ -1,0 +1,80 @@
+//! `verify = "fetch"` and the media archive: a callback's media is downloaded
+//! only once the callback agrees with the provider's record. A forged body
+//! (a replayed valid `kie` signature, URLs of the attacker's choosing, here a
+//! file server on loopback that `allow_private` lets the relay reach) makes
+//! the relay download nothing; a genuine callback's media is archived after
+//! its check.
+
+use crate::common;
+
+use common::files::FileServer;
+use common::nats::NatsCluster;
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::tasks::{task_route, tasks_config};
+use common::*;
+use hookrelay::provider::Product;
+
+#[tokio::test]
+async fn a_callback_s_media_is_downloaded_only_once_it_is_verified() {
+    media_waits_for_verification(None).await;
+}
+
+/// The same in cluster mode (media work in NATS).
+#[tokio::test]
+async fn in_cluster_mode_too() {
+    let nats = NatsCluster::start(1).await;
+    media_waits_for_verification(Some(&nats)).await;
+}
+
+async fn media_waits_for_verification(nats: Option<&NatsCluster>) {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let files = FileServer::start("127.0.0.1".parse().unwrap()).await;
+    let evil = files.bytes("/evil.mp4", b"not the result", "video/mp4");
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let mut cfg = cfg.media(Media::new().allow_private());
+    if let Some(n) = nats {
+        cfg = cfg.nats(n.urls(), 1);
+    }
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+
+    // Forged: the task's real callback is lost; its signature is replayed
+    // with a body naming the attacker's file.
+    let target = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
+    let genuine = fake.create(Product::Runway, TaskPlan::success().lose(), Some(&url));
+    fake.wait_until("the tasks to finish", secs(5), |f| {
+        f.is_finished(&target) && f.is_finished(&genuine)
+    })
+    .await;
+    let mut forged = fake.final_callback(&target);
+    forged["data"]["video_url"] = evil.clone().into();
+    forged["data"]["image_url"] = "".into();
+    let id = fake.post_signed(addr, "/hooks/runway", &target, &forged).await;
+    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    let why = view["subscribers"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("unverified: "), "{view}");
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(files.total_hits(), 0, "the forged callback's URL was downloaded");
+    assert!(media_of(h.admin_addr, &id).await.is_empty(), "no media work for it");
+
+    // Genuine: checked, delivered, and then its media is archived.
+    let body = fake.final_callback(&genuine);
+    let id = fake.post_signed(addr, "/hooks/runway", &genuine, &body).await;
+    sub.wait_for(secs(10), "the genuine callback", |all| all.len() == 1)
+        .await;
+    let media = wait_final(h.admin_addr, &id, secs(10)).await;
+    assert!(
+        !media.is_empty() && media.iter().all(|m| m["state"] == "stored"),
+        "{media:#?}"
+    );
+    assert_eq!(files.total_hits(), 0);
+    h.shutdown().await;
+}
