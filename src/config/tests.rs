@@ -234,11 +234,11 @@ fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
     .unwrap_err();
     assert_eq!(e.key, "routes[0].subscribers[0].url", "{e}");
     let e = parse(&with_url("ftp://u:hunter2@127.0.0.1/", "")).unwrap_err();
-    assert!(e.to_string().contains("ftp://REDACTED@127.0.0.1/"), "{e}");
+    assert!(e.to_string().contains("\"ftp://127.0.0.1/\""), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
-    // A key in the query is hidden the same way (the URL is invalid for its space).
+    // A key in the query is hidden with the path (the URL is invalid for its space).
     let e = parse(&with_url("http://u:pw@127.0.0.1:9000/call backs?apikey=qs3cret&x", "")).unwrap_err();
-    assert!(e.to_string().contains("?apikey=REDACTED&x"), "{e}");
+    assert!(e.to_string().contains("\"http://127.0.0.1:9000/…\""), "{e}");
     assert!(
         !e.to_string().contains("qs3cret") && !e.to_string().contains("pw@"),
         "{e}"
