@@ -293,7 +293,7 @@ async fn init_does_not_print_the_subscriber_urls_credentials() {
     let dir = tmp.path().join("relay");
     let out = init(&dir, "http://u:pw-s3cret@127.0.0.1:1/cb?key=k3y", &[]).await;
     assert!(!out.contains("pw-s3cret") && !out.contains("k3y"), "{out}");
-    assert!(out.contains("http://REDACTED@127.0.0.1:1/cb?key=REDACTED"), "{out}");
+    assert!(out.contains("http://127.0.0.1:1/…"), "{out}");
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(config.contains("pw-s3cret") && config.contains("k3y"));
 }
