@@ -43,8 +43,12 @@ pub(super) fn part_keys(route: u32, id: EventId, at: BodyAt) -> impl Iterator<It
 
 /// An event's body: copied out of its log row, or read part by part (one
 /// `get` each: a range scan over them held every page it passed in memory).
-/// None when a part is missing: the event was removed (retention) between
-/// the reads of its log row and its parts.
+/// None when a part is missing because the event was removed (retention)
+/// between the reads of its log row and its parts; [`StoreError::Corrupt`]
+/// when its rows are damaged (a part missing with the log row there, or
+/// parts that do not add up to the length): the caller treats that as an
+/// unreadable log row, not as an error to read again (it would fail every
+/// time) nor as an event removed.
 pub(super) fn read(
     tree: &sled::Tree,
     route: u32,
@@ -59,8 +63,13 @@ pub(super) fn read(
         }
     };
     let mut body = BytesMut::with_capacity(len);
-    for key in part_keys(route, id, at) {
-        let Some(part) = tree.get(&key)? else { return Ok(None) };
+    for (n, key) in part_keys(route, id, at).enumerate() {
+        let Some(part) = tree.get(&key)? else {
+            if tree.contains_key(keys::log(route, id))? {
+                return Err(StoreError::Corrupt(format!("event {id}: body part {n} is missing")));
+            }
+            return Ok(None);
+        };
         body.extend_from_slice(&part);
     }
     if body.len() != len {

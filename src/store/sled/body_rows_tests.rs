@@ -91,3 +91,91 @@ async fn a_schema_2_store_is_raised_to_3_so_an_older_hookrelay_refuses_it() {
     assert_eq!(v.as_ref(), 3u32.to_be_bytes());
     s.close().await;
 }
+
+/// A waiting retry of an event whose body rows are damaged (a part torn or
+/// missing while its log row is there): dead-lettered with the error, as an
+/// unreadable log row is. It failed every take of the lane instead (a torn
+/// part: no later delivery of the subscriber went out, for ever), or was
+/// taken for removed by retention and forgotten (a missing part: `Gone`,
+/// its result left `Retrying`, never listed).
+#[tokio::test]
+async fn a_retry_whose_body_rows_are_damaged_is_dead_lettered() {
+    use crate::store::{Outcome, Ticket};
+    for damage in ["torn", "missing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.register(&topology(&["a"])).await.unwrap();
+        let now = crate::clock::now_ms();
+        let mut ev = with_body("t1", 3 * super::body_rows::PART);
+        ev.meta.received_ms = now;
+        let id = s.append(ev).await.unwrap().id;
+        let mut c = s.work_source("a").unwrap();
+        let w = c.take(10, now).await.unwrap().remove(0);
+        let Ticket::Sled(t) = &w.ticket else {
+            panic!("not a sled ticket")
+        };
+        s.record(
+            t,
+            Some(super::tests::attempt(1, 503, now)),
+            Outcome::Retry { due_ms: now },
+        )
+        .await
+        .unwrap();
+        c.done(t).await;
+        let part = keys::body_part(t.route, id, 1);
+        match damage {
+            "torn" => s.inner.tree.insert(part, b"torn".to_vec()).map(drop).unwrap(),
+            _ => s.inner.tree.remove(part).map(drop).unwrap(),
+        }
+        // A later event of the subscriber still goes out.
+        let mut later = with_body("t2", 10);
+        later.meta.received_ms = now + 1;
+        let next = s.append(later).await.unwrap().id;
+        let got = c.take(10, now + 2).await.unwrap_or_else(|e| panic!("{damage}: {e}"));
+        assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [next], "{damage}");
+        let dead = s.dead_letters(Some("a"), 10).unwrap();
+        assert_eq!(
+            dead.letters.iter().map(|d| d.event).collect::<Vec<_>>(),
+            [id],
+            "{damage}: not dead-lettered"
+        );
+        assert!(
+            dead.letters[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("unreadable")),
+            "{damage}: {:?}",
+            dead.letters[0].last_error
+        );
+        s.close().await;
+    }
+}
+
+/// An event read from the log whose body rows are damaged is skipped (as an
+/// unreadable log row is), without failing the take: the events after it
+/// still go out.
+#[tokio::test]
+async fn an_event_whose_body_rows_are_damaged_does_not_fail_the_lane() {
+    for damage in ["torn", "missing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&opts(dir.path())).unwrap();
+        s.register(&topology(&["a"])).await.unwrap();
+        let now = crate::clock::now_ms();
+        let mut ev = with_body("t1", 3 * super::body_rows::PART);
+        ev.meta.received_ms = now;
+        let id = s.append(ev).await.unwrap().id;
+        let mut later = with_body("t2", 10);
+        later.meta.received_ms = now + 1;
+        let next = s.append(later).await.unwrap().id;
+        let route = read_lock(&s.inner.registry).route("runway").unwrap();
+        let part = keys::body_part(route, id, 1);
+        match damage {
+            "torn" => s.inner.tree.insert(part, b"torn".to_vec()).map(drop).unwrap(),
+            _ => s.inner.tree.remove(part).map(drop).unwrap(),
+        }
+        let mut c = s.work_source("a").unwrap();
+        let got = c.take(10, now + 2).await.unwrap_or_else(|e| panic!("{damage}: {e}"));
+        assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [next], "{damage}");
+        s.close().await;
+    }
+}

@@ -254,23 +254,27 @@ impl Cursor {
                 }
                 None => false,
             };
+            // Finished (or parked in the due index) before a restart; or held
+            // for a stopped pull lane's lease ([`Self::adopt`]).
+            let wanted = !finished && !self.in_flight_log.contains_key(&id) && h.subscribers.contains(&self.sub);
+            // Its body too before it is past: a body in rows of its own is
+            // read now, and a read error must leave it to the next take.
+            let body = match wanted
+                .then(|| body_rows::read(&tree, self.route, id, &v, at))
+                .transpose()
+            {
+                Ok(body) => body.flatten(), // None: removed by retention since its row was read
+                Err(StoreError::Corrupt(why)) => {
+                    tracing::error!(event = %id, error = %why, "unreadable event body; skipped");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             // Past it only once it is looked at: a read error leaves it to the
             // next take (read past, the stored cursor would skip it for good).
             self.read_from = id.next();
             self.read_seq = h.seq + 1;
-            if finished {
-                // Finished (or parked in the due index) before a restart.
-                continue;
-            }
-            if self.in_flight_log.contains_key(&id) {
-                // Held for a stopped pull lane's lease ([`Self::adopt`]).
-                continue;
-            }
-            if h.subscribers.contains(&self.sub) {
-                let Some(body) = body_rows::read(&tree, self.route, id, &v, at)? else {
-                    // Removed by retention since its row was read: finished.
-                    continue;
-                };
+            if let Some(body) = body {
                 let event = super::query::event_from(&reg, &route_name, id, h.clone(), body);
                 self.buffered.push_back(Work {
                     event,
@@ -342,9 +346,21 @@ impl Cursor {
                     .get(keys::result(id, self.sub))?
                     .and_then(|r| codec::decode_result(&r));
                 let (step, attempts, released) = result.map_or((0, 0, false), |r| (r.step, r.attempts, r.released));
-                let Some(body) = body_rows::read(&tree, self.route, id, &v, at)? else {
-                    unsendable.push((ticket, Outcome::Gone));
-                    continue;
+                let body = match body_rows::read(&tree, self.route, id, &v, at) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => {
+                        unsendable.push((ticket, Outcome::Gone));
+                        continue;
+                    }
+                    // Dead-lettered as an unreadable row is: read again, it
+                    // would fail every take of the lane.
+                    Err(StoreError::Corrupt(why)) => {
+                        tracing::error!(event = %id, error = %why, "unreadable event body; its delivery is dead-lettered");
+                        let error = format!("the event's stored body is unreadable ({why})");
+                        unsendable.push((ticket, Outcome::Dead { error }));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 let event = super::query::event_from(&reg, &route_name, id, h, body);
                 out.push((
