@@ -1,7 +1,7 @@
 //! The media archive's side of the seam: the values that cross it (a URL's
 //! state, an archived file, the archiver's work and its outcome) and
 //! [`MediaSource`], the archiver's view of its work. The `Store` methods
-//! that write and read media rows are in `mod.rs` with the others (but
+//! that write and read media rows are in `media_calls.rs` (but
 //! [`Store::add_verified_media`], here); how a
 //! backend keeps them is its own business (sled: `sled/media*.rs`).
 

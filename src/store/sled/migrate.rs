@@ -11,7 +11,7 @@
 //!
 //! A migration runs at the first start, before the daemon is ready: under
 //! systemd (`Type=notify`) it asks for more time as it goes
-//! ([`keep_systemd_waiting`]), so that a big store is not killed at the
+//! ([`super::migrate_notify`]), so that a big store is not killed at the
 //! start timeout and begun over at every restart.
 
 use std::collections::HashMap;
@@ -22,39 +22,13 @@ use serde::Deserialize;
 use super::body_rows;
 use super::codec::{self, Header, HeaderMeta, ResultRow};
 use super::keys::{self, CursorRow};
+pub(super) use super::migrate_notify::keep_systemd_waiting;
 use super::registry::Registry;
 use crate::store::{Attempt, DeliveryState, EventId, Options, Origin, StoreError};
 
 /// The 0.1 tree.
 pub(super) const V1_TREE: &str = "hookrelay";
 const CHUNK: usize = 2000;
-
-/// How much more time each extension asks systemd for.
-const EXTEND: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Under systemd (`NOTIFY_SOCKET`; nothing otherwise): ask for `EXTEND` more
-/// time to start (`EXTEND_TIMEOUT_USEC`) and say what is done (`STATUS`),
-/// at most every few seconds unless `now`. A migration runs before the
-/// daemon is ready; without this a big one outlasted the unit's start
-/// timeout, and each restart began it over.
-pub(super) fn keep_systemd_waiting(status: &str, now: bool) {
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if !now && last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-        return;
-    }
-    *last = Some(Instant::now());
-    let usec = u32::try_from(EXTEND.as_micros()).unwrap_or(u32::MAX);
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::ExtendTimeoutUsec(usec),
-            sd_notify::NotifyState::Status(status),
-        ],
-    );
-}
 
 #[derive(Deserialize)]
 struct V1Meta {

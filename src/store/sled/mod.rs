@@ -24,6 +24,7 @@ mod media_query;
 mod media_source;
 mod media_sweep;
 mod migrate;
+mod migrate_notify;
 mod open_db;
 pub use migrate::Migrated;
 mod query;
