@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use http::StatusCode;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backlog_of_100k_drains_with_flat_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    const N: usize = 100_000;
+/// A subscriber that answers `200` and counts what it got.
+async fn counting_sub() -> (Sub, Arc<AtomicUsize>) {
     let counter = Arc::new(AtomicUsize::new(0));
     let c2 = counter.clone();
     let sub = Sub::start(Arc::new(move |_, _| {
@@ -23,6 +21,14 @@ async fn backlog_of_100k_drains_with_flat_memory() {
         Behaviour::Status(200)
     }))
     .await;
+    (sub, counter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_of_100k_drains_with_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 100_000;
+    let (sub, counter) = counting_sub().await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).concurrency(32));
     // Fill the store as ingest would, while the daemon is down.
     prefill(&cfg.data(), N, &["s"]).await;
@@ -67,13 +73,7 @@ async fn backlog_of_100k_drains_with_flat_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stored_and_delivered_do_not_stay_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let counter = Arc::new(AtomicUsize::new(0));
-    let c2 = counter.clone();
-    let sub = Sub::start(Arc::new(move |_, _| {
-        c2.fetch_add(1, Ordering::Relaxed);
-        Behaviour::Status(200)
-    }))
-    .await;
+    let (sub, counter) = counting_sub().await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
     let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
     let pad = "x".repeat(1000 * 1024);

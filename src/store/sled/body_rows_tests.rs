@@ -92,6 +92,26 @@ async fn a_schema_2_store_is_raised_to_3_so_an_older_hookrelay_refuses_it() {
     s.close().await;
 }
 
+/// A store with one event whose body is in three parts, received `now`.
+async fn one_event_in_parts(dir: &std::path::Path) -> (SledStore, crate::store::EventId, u64) {
+    let s = SledStore::open(&opts(dir)).unwrap();
+    s.register(&topology(&["a"])).await.unwrap();
+    let now = crate::clock::now_ms();
+    let mut ev = with_body("t1", 3 * super::body_rows::PART);
+    ev.meta.received_ms = now;
+    let id = s.append(ev).await.unwrap().id;
+    (s, id, now)
+}
+
+/// Its second part torn (cut to four bytes) or missing.
+fn damage_part(s: &SledStore, route: u32, id: crate::store::EventId, damage: &str) {
+    let part = keys::body_part(route, id, 1);
+    match damage {
+        "torn" => s.inner.tree.insert(part, b"torn".to_vec()).map(drop).unwrap(),
+        _ => s.inner.tree.remove(part).map(drop).unwrap(),
+    }
+}
+
 /// A waiting retry of an event whose body rows are damaged (a part torn or
 /// missing while its log row is there): dead-lettered with the error, as an
 /// unreadable log row is. It failed every take of the lane instead (a torn
@@ -103,12 +123,7 @@ async fn a_retry_whose_body_rows_are_damaged_is_dead_lettered() {
     use crate::store::{Outcome, Ticket};
     for damage in ["torn", "missing"] {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&opts(dir.path())).unwrap();
-        s.register(&topology(&["a"])).await.unwrap();
-        let now = crate::clock::now_ms();
-        let mut ev = with_body("t1", 3 * super::body_rows::PART);
-        ev.meta.received_ms = now;
-        let id = s.append(ev).await.unwrap().id;
+        let (s, id, now) = one_event_in_parts(dir.path()).await;
         let mut c = s.work_source("a").unwrap();
         let w = c.take(10, now).await.unwrap().remove(0);
         let Ticket::Sled(t) = &w.ticket else {
@@ -122,11 +137,7 @@ async fn a_retry_whose_body_rows_are_damaged_is_dead_lettered() {
         .await
         .unwrap();
         c.done(t).await;
-        let part = keys::body_part(t.route, id, 1);
-        match damage {
-            "torn" => s.inner.tree.insert(part, b"torn".to_vec()).map(drop).unwrap(),
-            _ => s.inner.tree.remove(part).map(drop).unwrap(),
-        }
+        damage_part(&s, t.route, id, damage);
         // A later event of the subscriber still goes out.
         let mut later = with_body("t2", 10);
         later.meta.received_ms = now + 1;
@@ -158,21 +169,12 @@ async fn a_retry_whose_body_rows_are_damaged_is_dead_lettered() {
 async fn an_event_whose_body_rows_are_damaged_does_not_fail_the_lane() {
     for damage in ["torn", "missing"] {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&opts(dir.path())).unwrap();
-        s.register(&topology(&["a"])).await.unwrap();
-        let now = crate::clock::now_ms();
-        let mut ev = with_body("t1", 3 * super::body_rows::PART);
-        ev.meta.received_ms = now;
-        let id = s.append(ev).await.unwrap().id;
+        let (s, id, now) = one_event_in_parts(dir.path()).await;
         let mut later = with_body("t2", 10);
         later.meta.received_ms = now + 1;
         let next = s.append(later).await.unwrap().id;
         let route = read_lock(&s.inner.registry).route("runway").unwrap();
-        let part = keys::body_part(route, id, 1);
-        match damage {
-            "torn" => s.inner.tree.insert(part, b"torn".to_vec()).map(drop).unwrap(),
-            _ => s.inner.tree.remove(part).map(drop).unwrap(),
-        }
+        damage_part(&s, route, id, damage);
         let mut c = s.work_source("a").unwrap();
         let got = c.take(10, now + 2).await.unwrap_or_else(|e| panic!("{damage}: {e}"));
         assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [next], "{damage}");
