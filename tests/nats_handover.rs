@@ -101,16 +101,6 @@ async fn a_handover_does_not_cut_off_an_attempt_recording_through_a_nats_hiccup(
         .subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
     let without_s = base.clone();
     let h = start(&with_s).await;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
-    let original = js
-        .get_stream("KV_hr_results")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .config
-        .clone();
     let id = accepted(h.ingest_addrs[0], &runway("hiccup")).await;
     sub.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
     // While the attempt waits for its answer a reload removes s and another
@@ -121,13 +111,11 @@ async fn a_handover_does_not_cut_off_an_attempt_recording_through_a_nats_hiccup(
     h.reload().await.expect("reload adding s back");
     // The results bucket takes no writes for a moment, from before the 200 comes ("no responders", as
     // while its leader is being elected).
-    let mut away = original.clone();
-    away.subjects = vec!["hr.elsewhere.>".into()];
-    js.update_stream(&away).await.unwrap();
+    let away = common::nats::ResultsAway::start(nats.urls()[0].as_str()).await;
 
     // The bucket is back 6 s later: well within the write's 10 s patience.
     tokio::time::sleep(secs(6)).await;
-    js.update_stream(&original).await.unwrap();
+    away.back().await;
 
     tokio::time::sleep(secs(12)).await;
     let seen = seen_ids(&sub);

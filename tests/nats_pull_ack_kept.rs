@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use async_nats::jetstream::{self, stream};
 use common::nats::NatsCluster;
 use common::*;
 use http::StatusCode;
@@ -14,19 +13,6 @@ use http::StatusCode;
 const TOKEN: &str = "laptop-pull-token";
 
 /// The results bucket's stream (where an outcome is written first).
-const RESULTS: &str = "KV_hr_results";
-
-async fn results_config(js: &jetstream::Context) -> stream::Config {
-    js.get_stream(RESULTS)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .config
-        .clone()
-}
-
 /// The results bucket takes no writes while a forwarder acknowledges a
 /// message leased by relay 1 (its record fails after its patience: `503`).
 /// Relay 1 keeps holding the message at NATS, so a forwarder long-polling
@@ -48,15 +34,11 @@ async fn an_acknowledgement_that_could_not_be_recorded_keeps_the_message_from_ot
 
     // The results bucket refuses writes ("no responders"), as while its
     // stream elects a leader.
-    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
-    let original = results_config(&js).await;
-    let mut away = original.clone();
-    away.subjects = vec!["$KV.hr_elsewhere.>".into()];
-    js.update_stream(&away).await.unwrap();
+    let away = common::nats::ResultsAway::start(nats.urls()[0].as_str()).await;
     let ack = format!(r#"{{"ids":["{id}"]}}"#);
     let (s, _, got) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &ack).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{got}");
-    js.update_stream(&original).await.unwrap();
+    away.back().await;
 
     // Longer than `takeover`: another relay's forwarder gets nothing.
     let (s, _, got) = pull_call(a2, "GET", "/pull/laptop?wait=12s", Some(TOKEN), Some("f2"), "").await;

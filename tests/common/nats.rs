@@ -361,3 +361,34 @@ async fn http_body(port: u16, path: &str) -> Option<String> {
 async fn http_status(port: u16, path: &str) -> Option<u16> {
     http_get(port, path).await?.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The relays' results bucket made to take no writes ("no responders", as
+/// while its stream elects a leader): its subjects moved elsewhere until
+/// [`ResultsAway::back`].
+pub struct ResultsAway {
+    js: async_nats::jetstream::Context,
+    original: async_nats::jetstream::stream::Config,
+}
+
+impl ResultsAway {
+    pub async fn start(nats_url: &str) -> ResultsAway {
+        let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+        let original = js
+            .get_stream("KV_hr_results")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .clone();
+        let mut away = original.clone();
+        away.subjects = vec!["hr.elsewhere.>".into()];
+        js.update_stream(&away).await.unwrap();
+        ResultsAway { js, original }
+    }
+
+    pub async fn back(&self) {
+        self.js.update_stream(&self.original).await.unwrap();
+    }
+}
