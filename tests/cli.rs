@@ -254,6 +254,34 @@ fn check_config_warns_when_retention_is_shorter_than_a_retry_schedule() {
     );
 }
 
+/// The warning counts a subscriber's `Retry-After`: a `429`/`503` with one
+/// lengthens each delay up to `max_retry_after`, so a schedule whose delays
+/// fit in the retention can still outlive it. 3 × 6 h (21.6 h with jitter)
+/// fits in a day; with each delay lengthened to 10 h (30 h) it does not.
+#[test]
+fn check_config_retention_warning_counts_the_longest_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = |cap: Duration| {
+        let path = TestConfig::new(dir.path())
+            .retention(Duration::from_secs(86400))
+            .subscriber(
+                Subscriber::new("patient", "http://127.0.0.1:1/")
+                    .retry([secs(6 * 3600), secs(6 * 3600), secs(6 * 3600)])
+                    .max_retry_after(cap),
+            )
+            .write();
+        let (ok, _, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+        assert!(ok, "a warning is not an error: {err}");
+        err.lines()
+            .any(|l| l.starts_with("warning:") && l.contains("store.retention") && l.contains("\"patient\""))
+    };
+    assert!(!warned(secs(60)), "a schedule that fits the retention is named");
+    assert!(
+        warned(secs(10 * 3600)),
+        "a schedule that outlives the retention with its Retry-After is not named"
+    );
+}
+
 /// Fixed values are checked (and completed by the shell completions): a
 /// mistyped state is named with the values there are, before asking anyone.
 #[test]

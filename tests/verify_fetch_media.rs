@@ -78,3 +78,75 @@ async fn media_waits_for_verification(nats: Option<&NatsCluster>) {
     assert_eq!(files.total_hits(), 0);
     h.shutdown().await;
 }
+
+/// A callback stored while its route verified, waiting (the provider
+/// refuses the look-up for now), then delivered after a reload turned
+/// `verify` off: it is sent unchecked, and its media, left to a verdict that
+/// no longer comes, is archived before the `after_archive` subscriber gets
+/// it (it got `hookrelay-media: []`, the media never downloaded).
+#[tokio::test]
+async fn media_left_to_a_verification_a_reload_turned_off_is_archived() {
+    media_after_verify_turned_off(None).await;
+}
+
+/// The same in cluster mode (the event's header marks the deferral).
+#[tokio::test]
+async fn media_left_to_a_verification_turned_off_in_cluster_mode_too() {
+    let nats = NatsCluster::start(1).await;
+    media_after_verify_turned_off(Some(&nats)).await;
+}
+
+async fn media_after_verify_turned_off(nats: Option<&NatsCluster>) {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = Route::new("runway", "/hooks/runway")
+            .allow_anyone()
+            .preset("kie-runway")
+            .provider(Provider::new(fake.api_key(), &fake.url()))
+            .reconcile(common::tasks::fast_reconcile())
+            .signature(Signature::kie("fake-hmac-key"))
+            .subscriber(Subscriber::new("archived", sub.url()).after_archive());
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let with_store = |c: TestConfig| match nats {
+        Some(n) => c.nats(n.urls(), 1),
+        None => c,
+    };
+    let cfg = with_store(cfg.media(Media::new().allow_private()));
+    let h = start(&cfg).await;
+
+    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
+    fake.rate_limit(1_000_000);
+    let body = fake.final_callback(&task);
+    let id = fake.post_signed(addr, "/hooks/runway", &task, &body).await;
+    fake.wait_until("the look-up to be refused", secs(10), |f| f.status_requests(&task) >= 1)
+        .await;
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(sub.count(), 0, "delivered before it was checked");
+    assert!(
+        media_of(h.admin_addr, &id).await.is_empty(),
+        "media work before the check"
+    );
+
+    with_store(common::tasks::config_at(dir.path(), addr, route(false)).media(Media::new().allow_private())).write();
+    h.reload().await.expect("reload");
+    fake.rate_limit(0);
+    let got = sub
+        .wait_for(secs(30), "the callback, delivered unchecked", |all| !all.is_empty())
+        .await;
+    let media: Vec<serde_json::Value> = serde_json::from_str(got[0].header("hookrelay-media")).expect("a JSON array");
+    assert!(
+        !media.is_empty() && media.iter().all(|m| m["state"] == "stored"),
+        "the media left to the verification was not archived: {media:#?}"
+    );
+    h.shutdown().await;
+}

@@ -22,6 +22,7 @@ pub mod removed;
 pub mod retry;
 pub mod verify_claims;
 pub mod verify_gate;
+pub mod verify_media;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -15,8 +15,10 @@
 //! and a record fetched for a task is shared for [`SHARED`] by every event
 //! waiting on it. Results recovered by polling are the provider's own record
 //! and are not checked again. A callback's media is archived only once it
-//! agrees (ingest leaves that work to the verdict). Of the events of one dedupe key, only the
-//! first let go is delivered ([`super::verify_claims`]).
+//! agrees (ingest leaves that work to the verdict; a route that stopped
+//! verifying writes it at delivery, [`super::verify_media`]). Of the events
+//! of one dedupe key, only the first let go is delivered
+//! ([`super::verify_claims`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -172,9 +174,15 @@ pub struct Verifier {
     claims: Claims,
     /// The keys whose contesting callbacks overflowed (logged once each).
     overflowed: Mutex<Recent<EventId, ()>>,
+    /// Route name → the route, for routes that archive media but do not
+    /// verify: a callback stored while one verified may still wait for its
+    /// media work ([`Verifier::deferred_media`]).
+    pub(super) media_routes: RwLock<HashMap<String, Arc<Route>>>,
+    /// Events whose deferred media was looked for (once each while remembered).
+    pub(super) media_looked: Mutex<Recent<EventId, ()>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -195,6 +203,13 @@ impl Verifier {
             })
             .collect();
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        let media = config
+            .routes
+            .iter()
+            .filter(|r| r.verify != Verify::Fetch && !r.media.is_empty())
+            .map(|r| (r.name.clone(), Arc::new(r.clone())))
+            .collect();
+        *self.media_routes.write().unwrap_or_else(|e| e.into_inner()) = media;
     }
 
     /// Whether `id` was found to agree with the provider's record (while
@@ -218,9 +233,6 @@ impl Verifier {
     /// Whether `event` may be delivered to `subscriber` now; `released`:
     /// an operator's replay of the event queued this delivery (sent as it is).
     pub async fn check(&self, store: &Store, event: &Event, released: bool) -> Check {
-        if released {
-            return Check::Go;
-        }
         let Some((product, client, key, route)) = self
             .routes
             .read()
@@ -228,8 +240,11 @@ impl Verifier {
             .get(&event.meta.route)
             .cloned()
         else {
-            return Check::Go;
+            return self.deferred_media(store, event).await;
         };
+        if released {
+            return Check::Go;
+        }
         if event.meta.origin == Origin::Poll {
             return self.claim(store, event, &key).await;
         }

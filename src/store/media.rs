@@ -17,6 +17,17 @@ impl Store {
             Backend::Nats(s) => s.add_verified_media(route, &urls).await,
         }
     }
+
+    /// Whether the media work of a callback stored with
+    /// `media_after_verify` is still left to its verification (a read, no
+    /// write): sled marks it with an `E` row naming no URL, NATS with a
+    /// header of the event (then a URL it names has no row yet).
+    pub async fn media_deferred(&self, id: EventId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.media_deferred(id),
+            Backend::Nats(s) => s.media_deferred(id).await,
+        }
+    }
 }
 
 /// Where one media URL stands.

@@ -302,13 +302,14 @@ impl Validator<'_> {
         ))
     }
 
-    /// Subscribers whose retry schedule (with the most jitter) outlasts the
+    /// Subscribers whose retry schedule (with the most jitter, each delay
+    /// lengthened to `max_retry_after` by a `Retry-After`) outlasts the
     /// retention: their deliveries outlive the retention of their events.
     fn retention_warnings(&self, store: &StoreConfig, routes: &[Route]) -> Vec<String> {
         let long: Vec<(String, Duration)> = routes
             .iter()
             .flat_map(|r| &r.subscribers)
-            .map(|s| (format!("{:?}", s.name), s.retry.longest_span()))
+            .map(|s| (format!("{:?}", s.name), s.retry.longest_span_with_retry_after()))
             .filter(|(_, span)| *span > store.retention)
             .collect();
         let Some(longest) = long.iter().map(|(_, d)| *d).max() else {
@@ -328,7 +329,8 @@ impl Validator<'_> {
             }
         };
         vec![format!(
-            "{}: key `store.retention`: {} is shorter than the retry schedule of subscriber {} (up to {} with jitter): \
+            "{}: key `store.retention`: {} is shorter than the retry schedule of subscriber {} (up to {} with jitter and each delay \
+             lengthened to its max_retry_after by a Retry-After): \
              {consequence}",
             self.file.display(),
             humantime::format_duration(store.retention),

@@ -16,15 +16,22 @@ const FLAGS: &str = "Hr-Flags";
 const KEPT: &str = "Hr-Headers";
 /// The media URLs the route's pointers found (a JSON array), if any.
 const MEDIA: &str = "Hr-Media";
+/// Present on a callback whose media work was left to its verification
+/// (`NewEvent::media_after_verify`): a route that no longer verifies writes
+/// it when it delivers the event.
+const MEDIA_AFTER_VERIFY: &str = "Hr-Media-After-Verify";
 /// When ingest received it (ms): part of the event id.
 const TIME: &str = "Hr-Time";
 /// The writer's nonce: a retried publish recognises its own earlier write.
 pub const NONCE: &str = "Nats-Msg-Id";
 
-pub fn headers(meta: &EventMeta, media: &[String], nonce: &str) -> HeaderMap {
+pub fn headers(meta: &EventMeta, media: &[String], after_verify: bool, nonce: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     if !media.is_empty() {
         h.insert(MEDIA, serde_json::to_string(media).unwrap_or_default().as_str());
+        if after_verify {
+            h.insert(MEDIA_AFTER_VERIFY, "1");
+        }
     }
     h.insert(NONCE, nonce);
     h.insert(TIME, meta.received_ms.to_string().as_str());
@@ -80,6 +87,11 @@ pub fn subscribers(h: &HeaderMap) -> Vec<String> {
 /// The event's media URLs; None when it named none.
 pub fn media(h: &HeaderMap) -> Option<Vec<String>> {
     serde_json::from_str(get(h, MEDIA)?).ok()
+}
+
+/// Whether the event's media work was left to its verification.
+pub fn media_after_verify(h: &HeaderMap) -> bool {
+    get(h, MEDIA_AFTER_VERIFY).is_some()
 }
 
 /// When ingest received the event.

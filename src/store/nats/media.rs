@@ -422,6 +422,24 @@ impl NatsStore {
             .map_err(|_| unavailable("NATS did not answer in time"))?
     }
 
+    /// Whether the media work of a callback stored with
+    /// `media_after_verify` is still owed: it is marked so and a URL it
+    /// names has no row (reads only).
+    pub async fn media_deferred(&self, id: EventId) -> Result<bool, StoreError> {
+        let Some((_, _, headers)) = self.find_headers(id).await? else {
+            return Ok(false);
+        };
+        if !event::media_after_verify(&headers) {
+            return Ok(false);
+        }
+        for url in event::media(&headers).unwrap_or_default() {
+            if self.shared.media_row(&layout::media_hash(&url)).await?.is_none() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Media URLs waiting for a try, across the cluster.
     pub fn media_queue(&self) -> u64 {
         self.shared.media_depth.load(Ordering::Relaxed)

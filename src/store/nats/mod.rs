@@ -304,7 +304,7 @@ impl NatsStore {
                 return Ok(accepted);
             }
         };
-        let headers = event::headers(&meta, &ev.media, &nonce);
+        let headers = event::headers(&meta, &ev.media, ev.media_after_verify, &nonce);
         let room = s
             .client
             .server_info()

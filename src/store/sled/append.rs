@@ -83,8 +83,18 @@ impl Writer {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
         let id = self.next_id(ev.meta.received_ms);
-        if !ev.media.is_empty() && !ev.media_after_verify {
-            self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+        if !ev.media.is_empty() {
+            if ev.media_after_verify {
+                // The deferral, visible on the event: an `E` row naming no
+                // URL (no work), filled by the verdict, or by a delivery once
+                // a reload turned `verify` off ([`super::SledStore::media_deferred`]).
+                b.put(
+                    keys::event_media(id),
+                    super::media_codec::encode_event_media(route, &[]),
+                );
+            } else {
+                self.add_event_media(b, route, id, &ev.media, ev.meta.received_ms)?;
+            }
         }
         // The sequence only once nothing can fail: no gap in the log.
         let tail = self.tails.entry(route).or_insert(1);

@@ -110,9 +110,13 @@ impl Writer {
 
     /// The media rows of a callback verified after it was stored, as
     /// [`Self::add_event_media`] writes them at ingest; nothing when the
-    /// event already has them (verified again after a restart).
+    /// event already has them (verified again after a restart). The `E` row
+    /// ingest left naming no URL (the deferral) is replaced.
     pub(super) fn add_verified_media(&mut self, b: &mut Batch<'_>, v: &VerifiedMedia) -> Result<(), StoreError> {
-        if v.urls.is_empty() || b.get(&keys::event_media(v.id))?.is_some() {
+        let written = b
+            .get(&keys::event_media(v.id))?
+            .is_some_and(|row| media_codec::decode_event_media(&row).is_none_or(|(_, h)| !h.is_empty()));
+        if v.urls.is_empty() || written {
             return Ok(());
         }
         let (route, _) = self.numbers(b, &v.route, &[]);

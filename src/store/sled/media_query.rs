@@ -16,6 +16,17 @@ impl SledStore {
             .and_then(|v| media_codec::decode_media(&v)))
     }
 
+    /// Whether the event's media work was left to its verification and is
+    /// not written yet: its `E` row names no URL (`NewEvent::media_after_verify`).
+    pub fn media_deferred(&self, id: EventId) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .tree
+            .get(keys::event_media(id))?
+            .and_then(|v| media_codec::decode_event_media(&v))
+            .is_some_and(|(_, hashes)| hashes.is_empty()))
+    }
+
     /// The media of an event in the order its pointers found them; None when
     /// the event named no media (or is unknown).
     pub fn event_media(&self, id: EventId) -> Result<Option<Vec<MediaItem>>, StoreError> {

@@ -293,7 +293,8 @@ async fn media_of_a_callback_to_verify_is_written_once_it_is_verified() {
         .id;
     assert_eq!(store.media_queue(), 0);
     assert!(store.media_source().take(10, now).await.unwrap().is_empty());
-    assert!(store.event_media(id).await.unwrap().is_none());
+    assert!(store.event_media(id).await.unwrap().unwrap_or_default().is_empty());
+    assert!(store.media_deferred(id).await.unwrap());
     for _ in 0..2 {
         store
             .add_verified_media(id, "runway", vec![A.into(), B.into()])
@@ -301,6 +302,7 @@ async fn media_of_a_callback_to_verify_is_written_once_it_is_verified() {
             .unwrap();
     }
     assert_eq!(store.media_queue(), 2);
+    assert!(!store.media_deferred(id).await.unwrap());
     assert_eq!(states(&store, id).await, ["pending", "pending"]);
     let work = store.media_source().take(10, crate::clock::now_ms()).await.unwrap();
     assert_eq!(work.len(), 2);
