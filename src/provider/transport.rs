@@ -40,6 +40,14 @@ impl ApiKey {
         Ok(ApiKey(key.into()))
     }
 
+    /// `text` with every occurrence of the key replaced by `<redacted>`: an
+    /// answer that echoes the request's `Authorization` (a gateway's error
+    /// page, a message naming the refused key) becomes a task's
+    /// `last_error`, a log line and an admin API answer.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        text.replace(&*self.0, "<redacted>")
+    }
+
     /// The same key (compared in constant time).
     pub fn same(&self, other: &ApiKey) -> bool {
         use subtle::ConstantTimeEq;
