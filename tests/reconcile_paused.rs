@@ -45,7 +45,12 @@ async fn tasks_past_give_up_are_asked_after_the_keys_pause_not_given_up_unasked(
             left.push(t);
         }
     }
-    assert!(left.is_empty(), "{} of {} not recovered: {left:#?}", left.len(), ids.len());
+    assert!(
+        left.is_empty(),
+        "{} of {} not recovered: {left:#?}",
+        left.len(),
+        ids.len()
+    );
     sub.wait_for(secs(5), "every result", |all| all.len() == ids.len())
         .await;
     h.shutdown().await;
