@@ -302,3 +302,68 @@ async fn https_to_a_provider_with_a_private_ca() {
     assert_eq!(e.kind, ErrorKind::Network);
     assert!(e.message.to_lowercase().contains("certificate"), "{e}");
 }
+
+/// A provider (or a gateway before it) that echoes the request's
+/// `Authorization` in its answer: as the envelope's `msg` with `code`, or in
+/// an error page that is not JSON (after `pad` bytes), answered with `status`.
+async fn echoing_server(status: u16, json: bool, pad: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&head).to_string();
+            let auth = text
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .unwrap_or_default()
+                .to_string();
+            let body = if json {
+                json!({"code": 401, "msg": format!("invalid key, you sent {auth}")}).to_string()
+            } else {
+                format!("<html>Bad request. {}Your headers: {auth}</html>", "x".repeat(pad))
+            };
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                if json { "application/json" } else { "text/html" },
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_answer_that_echoes_the_key_does_not_carry_it_into_errors() {
+    let secret = "sk-live-echoed-0123456789";
+    // The last: the key straddles the 200 bytes of a page an error quotes.
+    for (status, json, pad) in [
+        (200, true, 0),
+        (401, true, 0),
+        (400, false, 0),
+        (502, false, 0),
+        (400, false, 135),
+    ] {
+        let (addr, server) = echoing_server(status, json, pad).await;
+        let client = ProviderClient::new(config(&format!("http://{addr}"), secret)).unwrap();
+        let e = client.record(Product::Runway, "t1").await.unwrap_err();
+        for text in [e.to_string(), format!("{e:?}"), e.cause(), e.message.clone()] {
+            assert!(!text.contains(secret), "the key leaked ({status}): {text}");
+            assert!(
+                !text.contains(&secret[..10]),
+                "a part of the key leaked ({status}): {text}"
+            );
+        }
+        assert!(e.message.contains("<redacted>"), "the echo is still recognisable: {e}");
+        server.abort();
+    }
+}

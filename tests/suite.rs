@@ -83,6 +83,7 @@ mod readme;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_outcomes;
+mod reconcile_paused;
 mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;

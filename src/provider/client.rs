@@ -304,7 +304,7 @@ impl ProviderClient {
             code,
             http_status,
             call: call.to_string(),
-            message: clip(&message),
+            message: clip(&self.inner.cfg.api_key.redact(&message)),
         };
         tracing::debug!(error = %err, "provider call failed");
         err

@@ -40,6 +40,23 @@ impl ApiKey {
         Ok(ApiKey(key.into()))
     }
 
+    /// `text` with every occurrence of the key replaced by `<redacted>`: an
+    /// answer that echoes the request's `Authorization` (a gateway's error
+    /// page, a message naming the refused key) becomes a task's
+    /// `last_error`, a log line and an admin API answer.
+    /// A text cut short (an error quotes the first 200 bytes of a page) may
+    /// end in the key's first characters: that start goes too.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(&*self.0, "<redacted>");
+        let key = self.0.as_bytes();
+        let cut = (4..key.len()).rev().find(|&n| out.as_bytes().ends_with(&key[..n]));
+        if let Some(n) = cut {
+            out.truncate(out.len() - n);
+            out.push_str("<redacted>");
+        }
+        out
+    }
+
     /// The same key (compared in constant time).
     pub fn same(&self, other: &ApiKey) -> bool {
         use subtle::ConstantTimeEq;

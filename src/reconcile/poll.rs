@@ -38,6 +38,10 @@ pub async fn poll(app: &App, task: Task) {
     };
     let deadline = task.registered_ms.saturating_add(rc.give_up.as_millis() as u64);
     let next = |at_least: Duration| now + super::jittered(rc.every).max(at_least).as_millis() as u64;
+    // The call was not answered with the record because the key is paused or
+    // paced (a 429, a 455, or the relay's own pause or pacing, the call then
+    // never sent): that says nothing about the task.
+    let mut held_back = false;
     let update = match client.record(product, &task.task_id).await {
         Ok(record) if record.stage().is_terminal() => {
             app.metrics.task_poll(&route.name, "terminal");
@@ -80,6 +84,10 @@ pub async fn poll(app: &App, task: Task) {
         }
         Err(e) => {
             app.metrics.task_poll(&route.name, e.kind.as_str());
+            held_back = matches!(
+                e.kind,
+                ErrorKind::RateLimited | ErrorKind::Maintenance | ErrorKind::LocalLimit
+            );
             let account = matches!(
                 e.kind,
                 ErrorKind::Unauthorized | ErrorKind::NoCredits | ErrorKind::Disabled
@@ -117,10 +125,16 @@ pub async fn poll(app: &App, task: Task) {
             }
         }
     };
+    // Past `give_up` a poll held back by the key's pause is not the task's
+    // last: it is asked once the pause is over (for at most the longest
+    // pause past `give_up`, so this ends), else one 429 after a restart or
+    // an outage gave up every due task the pause then kept unsent, unasked.
+    let grace = crate::provider::BackoffPolicy::default().longest().as_millis() as u64;
+    let asked_or_too_late = !held_back || now >= deadline.saturating_add(grace);
     let update = match update {
         TaskUpdate::Polled {
             error, provider_state, ..
-        } if now >= deadline => {
+        } if now >= deadline && asked_or_too_late => {
             let last = error.or(provider_state.map(|s| format!("provider state {s}")));
             TaskUpdate::GaveUp {
                 error: format!(
