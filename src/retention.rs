@@ -4,7 +4,8 @@
 //! settled before the same cutoff (an open task only when nothing polls it:
 //! `store::Task::expired`); then the media URLs that were
 //! archived (or failed) longer than `media.retention` ago, deleting the files
-//! no remaining URL refers to. The store does the work in bounded steps
+//! no remaining URL refers to, and a local media directory's stale partial
+//! files (a crashed download's, see `LocalStore::remove_stale_parts`). The store does the work in bounded steps
 //! between its other writes.
 
 use std::sync::Arc;
@@ -49,6 +50,21 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = sweep_media(&app, cutoff) => {}
         }
+        remove_stale_parts(&app).await;
+    }
+}
+
+/// Remove a local media store's partial files a crashed download left (also
+/// one of another relay sharing the directory), once they are stale; a
+/// download in flight, this relay's or a peer's, keeps its file.
+pub async fn remove_stale_parts(app: &App) {
+    let settings = app.media.settings();
+    let crate::media::MediaStore::Local(local) = &settings.store else {
+        return;
+    };
+    let (local, age) = (local.clone(), settings.stale_parts);
+    if let Ok(removed @ 1..) = tokio::task::spawn_blocking(move || local.remove_stale_parts(age)).await {
+        tracing::info!(removed, "media: removed partial files of crashed downloads");
     }
 }
 

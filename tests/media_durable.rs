@@ -127,3 +127,43 @@ async fn a_reload_does_not_remove_the_part_files_of_downloads_in_flight() {
     );
     h.shutdown().await;
 }
+
+/// Relays of a cluster may share one media directory: a relay's start-up
+/// removed every `tmp/*.part` file, the downloads other relays were still
+/// writing included (each then failed at its rename, a try lost). Now it
+/// removes only stale ones (not written to for longer than `media.timeout`
+/// and a margin, a crashed download's), and the retention sweep does the same
+/// every minute, so a leftover goes without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_and_the_sweep_remove_stale_part_files_only_a_peers_fresh_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("data/media/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let backdated = |name: &str| {
+        let p = tmp.join(name);
+        std::fs::write(&p, b"half a file").unwrap();
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(3 * 3600);
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(long_ago).unwrap();
+        p
+    };
+    let crashed = backdated("01HAAAAAAAAAAAAAAAAAAAAAAA-0123456789abcdef.part");
+    let peer = tmp.join("01HBBBBBBBBBBBBBBBBBBBBBBB-fedcba9876543210.part");
+    std::fs::write(&peer, b"a peer's download in flight").unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
+    let h = start(&cfg).await;
+    assert!(!crashed.exists(), "a stale partial file is removed at start-up");
+    assert!(peer.exists(), "start-up removed a peer's download in flight");
+
+    // A crash's leftover found later goes with the retention sweep (every
+    // minute, first 10 s after start); the peer's, still fresh, stays.
+    let later = backdated("01HCCCCCCCCCCCCCCCCCCCCCCC-0123456789abcdef.part");
+    let end = Instant::now() + Duration::from_secs(30);
+    while later.exists() {
+        assert!(Instant::now() < end, "the sweep left a stale partial file");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(peer.exists(), "the sweep removed a peer's download in flight");
+    h.shutdown().await;
+}

@@ -269,11 +269,26 @@ async fn a_disk_filling_up_during_a_download_stops_the_write() {
     );
 }
 
+/// A partial file nobody wrote to for longer than the download deadline and
+/// a margin is a crashed download's and goes on open; a fresh one of another
+/// writer (a relay sharing the directory, mid-download) stays.
 #[tokio::test]
-async fn a_crash_leftover_temp_file_is_removed_on_open() {
+async fn a_stale_temp_file_is_removed_on_open_a_fresh_one_of_another_writer_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-    std::fs::write(dir.path().join("tmp/01HZZZ.part"), b"half a file").unwrap();
+    let old = dir.path().join("tmp/01HZZZ-0123456789abcdef.part");
+    std::fs::write(&old, b"half a file").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let fresh = dir.path().join("tmp/01HZZY-fedcba9876543210.part");
+    std::fs::write(&fresh, b"a peer's download").unwrap();
     let _store = LocalStore::new(dir.path(), 0).unwrap();
-    assert_eq!(temp_files(dir.path()), 0);
+    assert!(!old.exists(), "the stale partial file is removed");
+    assert!(fresh.exists(), "a download in flight keeps its partial file");
+    assert_eq!(temp_files(dir.path()), 1);
 }

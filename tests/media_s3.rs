@@ -236,3 +236,45 @@ async fn the_probe_needs_no_delete_and_is_asked_once_for_many() {
         "one probe for a hundred downloads within five seconds"
     );
 }
+
+/// A graceful stop during an upload larger than a part (a multipart upload
+/// begun) left the multipart upload unfinished: no object, so an expiration
+/// rule does not remove it, and billed. The stopped try now aborts it, and
+/// the stop waits for that (bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_multipart_upload_aborts_it() {
+    use common::*;
+    let moto = Moto::start().await;
+    moto.create_bucket("stop").await;
+    let s = FileServer::start(LOCAL).await;
+    // 20 MiB, then the file server stalls: two 8 MiB parts are uploaded.
+    let first: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+    s.route(
+        "/k/stop.mp4",
+        common::files::Route::Stall {
+            first: bytes::Bytes::from(first),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = moto.store("stop", "AKIATEST", "moto-secret").prefix("hookrelay/");
+    let cfg = media_config(dir.path(), Media::new().allow_private().s3(bucket))
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
+    let h = start(&cfg).await;
+    let body = json!({"code": 200, "msg": "ok", "data": {
+        "task_id": "stop1", "video_url": s.url("/k/stop.mp4"), "image_url": ""}});
+    accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while raw_get(&moto, "/stop?uploads").await.matches("<Upload>").count() == 0 {
+        assert!(tokio::time::Instant::now() < end, "no multipart upload began");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its parts are on their way (the upload began with the first one).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.shutdown().await;
+    let uploads = raw_get(&moto, "/stop?uploads").await;
+    assert_eq!(
+        uploads.matches("<Upload>").count(),
+        0,
+        "the stop left an unfinished multipart upload: {uploads}"
+    );
+}

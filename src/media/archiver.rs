@@ -33,6 +33,10 @@ use crate::store::{MediaOutcome, MediaSource, MediaTicket, Store};
 /// After the store failed a read, wait this long before reading again.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// How long a stop waits for the aborts of the S3 multipart uploads its
+/// tries had begun (short: it is part of `supervise::SHUTDOWN_MARGIN`).
+pub const ABORT_WAIT: Duration = Duration::from_secs(1);
+
 /// The archiver, shared between its task and the rest of the daemon.
 pub struct Archiver {
     /// What tries run with; a reload replaces it whole.
@@ -103,12 +107,16 @@ impl Archiver {
     }
 
     /// Stop the task; tries in flight are abandoned (their URLs stay due in
-    /// the store and are tried again after a restart).
+    /// the store and are tried again after a restart). The multipart uploads
+    /// to S3 they had begun are aborted, waiting at most [`ABORT_WAIT`].
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
+        }
+        if !super::s3_abort::wait_aborts(ABORT_WAIT).await {
+            tracing::warn!("stopped before the multipart uploads of stopped media uploads were aborted (a lifecycle rule on tmp/ clears them)");
         }
         if let Some(rt) = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
             rt.shutdown_background();
@@ -225,6 +233,9 @@ async fn run(
         }
     }
     tasks.abort_all();
+    // Until each try is dropped: an S3 upload try starts the abort of its
+    // multipart upload then, which `Archiver::stop` waits for.
+    while tasks.join_next().await.is_some() {}
     if let Some(me) = me.upgrade() {
         me.in_flight.store(0, Ordering::Relaxed);
     }

@@ -1,7 +1,9 @@
 //! The local media directory: content-addressed files, written atomically.
 //!
 //! Owns the on-disk layout (`ROOT/ab/abcdef…`, the SHA-256 in hex, sharded by
-//! its first byte; partial files in `ROOT/tmp/*.part`), durable writes (temp
+//! its first byte; partial files in `ROOT/tmp/ULID-OWNER.part`, removed only
+//! when they are this relay's at start-up or stale, as relays may share the
+//! directory), durable writes (temp
 //! file, fsync, rename, fsync of the directory) and the free-space floor.
 //! Does not own the callback store's own disk guard: this one only protects
 //! it by refusing media writes early.
@@ -36,6 +38,8 @@ pub struct LocalStore {
     root: Arc<PathBuf>,
     /// Bytes that must stay free on the media disk; writes stop before that.
     min_free: u64,
+    /// Names this relay's partial files (`ULID-OWNER.part`): see [`owner_tag`].
+    owner: Arc<str>,
 }
 
 enum Msg {
@@ -43,6 +47,31 @@ enum Msg {
     /// The source ended cleanly: make the file durable and visible.
     Finish,
 }
+
+/// How long a partial file must have gone unwritten to be taken for a
+/// crashed download's: the download deadline (`media.timeout`) and a margin
+/// for the fsync and rename that follow it.
+pub fn stale_part_age(timeout: std::time::Duration) -> std::time::Duration {
+    timeout + PART_MARGIN
+}
+
+/// Who writes a partial file: this host (its name) and this relay's
+/// `store.path`, of which one process runs at a time. At start-up a relay
+/// removes its own partial files at once (a crash's); those of other owners
+/// (relays sharing the directory) only once stale.
+pub fn owner_tag(store_path: &Path) -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(host.trim().as_bytes());
+    h.update([0]);
+    h.update(store_path.as_os_str().as_encoded_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// See [`stale_part_age`].
+const PART_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Removes the temp file unless the write succeeded.
 struct TempFile(Option<PathBuf>);
@@ -56,30 +85,77 @@ impl Drop for TempFile {
 }
 
 impl LocalStore {
-    /// Open (creating) the directory, and remove partial files a crash left.
+    /// Open (creating) the directory, and remove the stale partial files a
+    /// crash left (see [`LocalStore::remove_stale_parts`]).
     pub fn new(root: impl Into<PathBuf>, min_free: u64) -> Result<LocalStore, StoreError> {
-        LocalStore::open_dir(root, min_free, true)
+        let stale = stale_part_age(super::FetchOptions::default().timeout);
+        LocalStore::open_dir(root, min_free, &owner_tag(Path::new("")), Some(stale))
     }
 
-    /// Open (creating) the directory; `clean`: remove the partial files a
-    /// crash left (at start-up only: on a reload they may be those of
-    /// downloads in flight, which would then fail at their rename).
-    pub fn open_dir(root: impl Into<PathBuf>, min_free: u64, clean: bool) -> Result<LocalStore, StoreError> {
+    /// Open (creating) the directory, naming its partial files with `owner`;
+    /// `clean` (at start-up): remove the partial files this owner left (its
+    /// process is starting: none of them is in flight) and those of any
+    /// owner not written to for that long (a crashed download's). Not the
+    /// others: the directory may be shared by the relays of a cluster, whose
+    /// downloads in flight would fail at their rename.
+    pub fn open_dir(
+        root: impl Into<PathBuf>,
+        min_free: u64,
+        owner: &str,
+        clean: Option<std::time::Duration>,
+    ) -> Result<LocalStore, StoreError> {
         let root = root.into();
         let tmp = root.join("tmp");
         crate::private_dir::create(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
         let root = fs::canonicalize(&root).map_err(StoreError::io("resolve media directory", &root))?;
-        if clean {
-            for entry in fs::read_dir(&tmp).map_err(StoreError::io("list", &tmp))?.flatten() {
-                if entry.path().extension().is_some_and(|e| e == "part") {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(LocalStore {
+        let store = LocalStore {
             root: Arc::new(root),
             min_free,
-        })
+            owner: owner.into(),
+        };
+        if let Some(age) = clean {
+            store.remove_parts(age, true);
+        }
+        Ok(store)
+    }
+
+    /// Remove the partial files (`tmp/*.part`) not modified for longer than
+    /// `age` (blocking; returns how many went). A download in flight writes
+    /// its file at least once before its deadline passes, so with `age`
+    /// beyond the deadline (see [`stale_part_age`]) only a crashed
+    /// download's file is old enough.
+    pub fn remove_stale_parts(&self, age: std::time::Duration) -> usize {
+        self.remove_parts(age, false)
+    }
+
+    /// [`LocalStore::remove_stale_parts`], and with `own` every file this
+    /// store's owner wrote, whatever its age.
+    fn remove_parts(&self, age: std::time::Duration, own: bool) -> usize {
+        let mine = format!("-{}", self.owner);
+        let tmp = self.root.join("tmp");
+        let Ok(entries) = fs::read_dir(&tmp) else { return 0 };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "part") {
+                continue;
+            }
+            let is_mine = own
+                && path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| s.ends_with(&mine));
+            let stale = is_mine
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).is_ok_and(|idle| idle > age));
+            if stale && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The same directory with another free-space floor (a reload): unlike
@@ -88,6 +164,7 @@ impl LocalStore {
         LocalStore {
             root: self.root.clone(),
             min_free,
+            owner: self.owner.clone(),
         }
     }
 
@@ -144,8 +221,8 @@ impl LocalStore {
     {
         Self::check_space(&self.root, self.min_free, size_hint.unwrap_or(0))?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let (root, min_free, locks) = (self.root.clone(), self.min_free, locks.cloned());
-        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, min_free, locks.as_ref()));
+        let (root, min_free, locks, owner) = (self.root.clone(), self.min_free, locks.cloned(), self.owner.clone());
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, &owner, min_free, locks.as_ref()));
         let mut source_err = None;
         while let Some(item) = stream.next().await {
             match item {
@@ -211,10 +288,11 @@ impl LocalStore {
 fn write_file(
     mut rx: mpsc::Receiver<Msg>,
     root: &Path,
+    owner: &str,
     min_free: u64,
     locks: Option<&DigestLocks>,
 ) -> Result<(String, u64, PathBuf, DigestHold), StoreError> {
-    let tmp_path = root.join("tmp").join(format!("{}.part", ulid::Ulid::new()));
+    let tmp_path = root.join("tmp").join(format!("{}-{owner}.part", ulid::Ulid::new()));
     let file = fs::File::create(&tmp_path).map_err(StoreError::io("create", &tmp_path))?;
     let mut temp = TempFile(Some(tmp_path.clone()));
     let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);

@@ -6,7 +6,8 @@
 //! - [`resolve`]: name resolution behind a trait (checked by the fetcher).
 //! - [`fetch`], [`download`] and [`fetch_error`]: the streaming downloader, one
 //!   download's body stream, and their errors.
-//! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go.
+//! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go;
+//!   `s3_abort`: aborting the multipart upload of a stopped try.
 //! - [`archiver`]: the task that works through the store's due media URLs;
 //!   [`job`]: one try of one URL (with the provider refresh of an expired
 //!   URL); [`settings`]: what they run with, from `[media]` and the routes;
@@ -30,6 +31,7 @@ pub mod pointer;
 mod release;
 pub mod resolve;
 pub mod s3;
+mod s3_abort;
 pub mod s3_http;
 pub mod settings;
 pub mod shown;

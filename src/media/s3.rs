@@ -6,8 +6,9 @@
 //! memory stays at a few parts), then are copied under their digest and the
 //! temporary key is deleted. Readers never see a partial object under a
 //! digest. A crash between upload and delete can leave a `tmp/` object, and
-//! a stop or crash mid-multipart an unfinished multipart upload (no object:
-//! an expiration rule does not remove it): a bucket lifecycle rule on
+//! a crash mid-multipart (or a stop whose abort of it did not finish in time,
+//! `super::s3_abort`) an unfinished multipart upload (no object: an
+//! expiration rule does not remove it): a bucket lifecycle rule on
 //! `PREFIX` + `tmp/` that expires objects and aborts incomplete multipart
 //! uploads clears those.
 //!
@@ -245,9 +246,13 @@ impl S3Store {
         if let Some(ct) = content_type {
             attributes.insert(Attribute::ContentType, ct.to_string().into());
         }
-        let mut writer = BufWriter::with_capacity(self.store.clone(), tmp.clone(), self.part_size)
-            .with_max_concurrency(PARTS_IN_FLIGHT)
-            .with_attributes(attributes);
+        // Aborted when the try is dropped mid-upload (the archiver stopping).
+        let mut upload = super::s3_abort::Upload::new(
+            BufWriter::with_capacity(self.store.clone(), tmp.clone(), self.part_size)
+                .with_max_concurrency(PARTS_IN_FLIGHT)
+                .with_attributes(attributes),
+        );
+        let writer = upload.writer();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(item) = stream.next().await {
@@ -255,6 +260,7 @@ impl S3Store {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = writer.abort().await;
+                    upload.settled();
                     return Err(PutError::Source(e));
                 }
             };
@@ -262,10 +268,13 @@ impl S3Store {
             size += chunk.len() as u64;
             if let Err(e) = writer.put(chunk).await {
                 let _ = writer.abort().await;
+                upload.settled();
                 return Err(self.failed(object_err(e)));
             }
         }
-        if let Err(e) = writer.shutdown().await {
+        let shutdown = writer.shutdown().await;
+        upload.settled();
+        if let Err(e) = shutdown {
             let _ = self.store.delete(&tmp).await;
             return Err(self.failed(StoreError::Object(readable(&e.to_string()))));
         }

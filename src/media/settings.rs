@@ -69,6 +69,9 @@ pub struct ArchiveSettings {
     pub concurrency: usize,
     /// Stored files go this long after they were archived.
     pub retention: Duration,
+    /// Partial files of a local store not written to for this long are a
+    /// crashed download's (removed at start-up and by the retention sweep).
+    pub stale_parts: Duration,
     /// By route name: the client that refreshes that route's expired URLs
     /// (routes with the same key and base URL share one).
     pub providers: HashMap<String, ProviderClient>,
@@ -87,9 +90,14 @@ impl ArchiveSettings {
         let store = match current.filter(|c| c.store_key == store_key).map(|c| &c.store) {
             Some(MediaStore::Local(l)) => MediaStore::Local(l.with_min_free(m.min_free)),
             Some(same) => same.clone(),
-            // Partial files are a crash's only at start-up: on a reload they
-            // may be those of downloads in flight (in the old store's dir).
-            None => open_store(&store_key, m.min_free, current.is_none())?,
+            // Stale partial files (a crash's) go at start-up; a reload opening
+            // another directory leaves them to the retention sweep.
+            None => open_store(
+                &store_key,
+                m.min_free,
+                &super::local::owner_tag(&config.store.path),
+                current.is_none().then(|| super::local::stale_part_age(m.timeout)),
+            )?,
         };
         if let Some(old) = current
             .map(|c| c.store.location())
@@ -141,15 +149,16 @@ impl ArchiveSettings {
             retry: m.retry.clone(),
             concurrency: m.concurrency,
             retention: m.retention,
+            stale_parts: super::local::stale_part_age(m.timeout),
             providers,
             gone: current.map(|c| c.gone.clone()).unwrap_or_default(),
         })
     }
 }
 
-fn open_store(k: &StoreKey, min_free: u64, start_up: bool) -> Result<MediaStore, SetupError> {
+fn open_store(k: &StoreKey, min_free: u64, owner: &str, clean: Option<Duration>) -> Result<MediaStore, SetupError> {
     match &k.store {
-        MediaStoreConfig::Local(dir) => LocalStore::open_dir(dir, min_free, start_up)
+        MediaStoreConfig::Local(dir) => LocalStore::open_dir(dir, min_free, owner, clean)
             .map(MediaStore::Local)
             .map_err(|e| SetupError::Store(e.to_string())),
         MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {
