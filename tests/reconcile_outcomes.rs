@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{register, submit_ok, task, task_route, task_until, tasks_config};
+use common::tasks::{register, signed_verify_route, submit_ok, task, task_route, task_until, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 use serde_json::{json, Value};
@@ -265,9 +265,7 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &sub.url())
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch")
+    let route = signed_verify_route(&fake, &sub.url())
         // First poll 2 s after registration: the forged callback comes first.
         .reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);

@@ -10,7 +10,7 @@
 use crate::common;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{task_route, tasks_config};
+use common::tasks::{signed_verify_route, task_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 
@@ -19,9 +19,7 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &sub.url())
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch");
+    let route = signed_verify_route(&fake, &sub.url());
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/runway");

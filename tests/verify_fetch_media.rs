@@ -10,7 +10,7 @@ use crate::common;
 use common::files::FileServer;
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
-use common::tasks::{task_route, tasks_config};
+use common::tasks::{signed_verify_route, tasks_config};
 use common::*;
 use hookrelay::provider::Product;
 
@@ -32,9 +32,7 @@ async fn media_waits_for_verification(nats: Option<&NatsCluster>) {
     let evil = files.bytes("/evil.mp4", b"not the result", "video/mp4");
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &sub.url())
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch");
+    let route = signed_verify_route(&fake, &sub.url());
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let mut cfg = cfg.media(Media::new().allow_private());
     if let Some(n) = nats {

@@ -33,6 +33,14 @@ pub fn task_route(name: &str, preset: &str, fake: &FakeProvider, sub_url: &str) 
         .subscriber(Subscriber::new(&format!("{name}-sub"), sub_url))
 }
 
+/// A `runway` route that checks the kie signature (`fake-hmac-key`) and
+/// verifies each callback against the provider's record (`verify = "fetch"`).
+pub fn signed_verify_route(fake: &FakeProvider, sub_url: &str) -> Route {
+    task_route("runway", "kie-runway", fake, sub_url)
+        .signature(super::route::Signature::kie("fake-hmac-key"))
+        .verify("fetch")
+}
+
 /// A config with `routes` (replacing route `t`), listening on a fixed port
 /// that `server.public_url` names.
 pub fn tasks_config(dir: &Path, routes: Vec<Route>) -> (TestConfig, SocketAddr) {
