@@ -331,3 +331,11 @@ async fn a_duplicate_replayed_with_all_dead_letters_after_a_restart_stays_a_dupl
     let nats = NatsCluster::start(1).await;
     crate::duplicates::duplicate_replayed_after_a_restart(Some(&nats)).await;
 }
+
+/// Cluster mode: a task whose only callback was forged (held unverified on
+/// a `verify = "fetch"` route) ends `recovered` by its poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_callback_does_not_settle_the_task_it_names_in_cluster_mode() {
+    let nats = NatsCluster::start(1).await;
+    crate::reconcile_outcomes::unverified_callback_first(Some(&nats)).await;
+}

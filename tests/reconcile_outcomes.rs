@@ -260,15 +260,25 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
 /// then never polled, so when the provider's genuine callback is lost the
 /// relay never recovers the result it is owed: the subscriber gets nothing,
 /// although the verifier itself fetched the terminal record.
+/// Once recovered, the task says so (`recovered`, its event the polled
+/// result), not `called_back` by the forgery it contested.
 #[tokio::test]
 async fn an_unverified_callback_does_not_settle_the_task_it_names() {
+    unverified_callback_first(None).await;
+}
+
+/// The test above on either store (`nats`: cluster mode).
+pub async fn unverified_callback_first(nats: Option<&crate::common::nats::NatsCluster>) {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = signed_verify_route(&fake, &sub.url())
         // First poll 2 s after registration: the forged callback comes first.
         .reconcile(Reconcile::new(secs(2), ms(200), secs(60)));
-    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let (mut cfg, addr) = tasks_config(dir.path(), vec![route]);
+    if let Some(nats) = nats {
+        cfg = cfg.nats(nats.urls(), 1);
+    }
     let h = start(&cfg).await;
 
     // The provider's genuine callback for this task is lost.
@@ -300,6 +310,13 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names() {
     );
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(body["data"]["video_url"], genuine["data"]["video_url"], "{body}");
+    let t = task_until(h.admin_addr, &task_id, "recovered", secs(5)).await;
+    assert_eq!(
+        t["state"], "recovered",
+        "the result came by polling, not by the forged callback: {t}"
+    );
+    assert_ne!(t["event"], Value::from(id.clone()), "the task names the forgery: {t}");
+    assert_eq!(t["polls"], 1, "one poll counted once: {t}");
     h.shutdown().await;
 }
 

@@ -57,6 +57,10 @@ pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent)
         .meta
         .headers
         .push((CONTESTS.to_string(), first.id.to_string()));
+    // A polled result: the first append settled its task by the owner.
+    if let Some(mark) = contesting.task.as_mut() {
+        mark.contests = Some(first.id);
+    }
     let slots = match contesting.meta.origin {
         Origin::Poll => 0..=0,
         _ => 1..=CONTESTING,

@@ -43,6 +43,7 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
                 task_id: record.task_id().to_string(),
                 terminal: true,
                 provider_state: Some(record.state().to_string()),
+                contests: None,
             }),
         },
     )

@@ -10,7 +10,7 @@
 //! Polls that find the task unfinished, and giving up, are [`TaskUpdate`]s.
 //! Does not poll (see `crate::reconcile`) nor know the provider.
 
-use super::{EventId, Origin, Store, StoreError};
+use super::{Accepted, EventId, Origin, Store, StoreError};
 use std::fmt;
 use std::str::FromStr;
 
@@ -170,6 +170,26 @@ impl Task {
         }
     }
 
+    /// Settle the task with the event `accepted` just appended for `mark`
+    /// (or found as a duplicate) by the rule of [`settled_state`]; a polled
+    /// result stored beside the event that settled it, which it contests,
+    /// takes its place (`recovered`; the poll was counted). False: the task
+    /// stays as it is.
+    pub fn settle(&mut self, mark: &TaskMark, origin: Origin, accepted: &Accepted, now_ms: u64) -> bool {
+        let replaces = mark.contests.is_some() && mark.contests == self.event;
+        if replaces && self.state == TaskState::CalledBack && origin == Origin::Poll && !accepted.duplicate {
+            self.state = TaskState::Recovered;
+            self.event = Some(accepted.id);
+            self.updated_ms = now_ms;
+            return true;
+        }
+        let Some(state) = settled_state(self.state, origin, accepted.duplicate) else {
+            return false;
+        };
+        self.settled(state, accepted.id, mark, origin, now_ms);
+        true
+    }
+
     /// Settled by `event` ([`settled_state`] chose `state`); a polled result
     /// counts its poll. An earlier poll's error no longer describes it.
     pub fn settled(&mut self, state: TaskState, event: EventId, mark: &TaskMark, origin: Origin, now_ms: u64) {
@@ -242,6 +262,11 @@ pub struct TaskMark {
     /// The provider's state word when a poll settles the task (shown as the
     /// task's `provider_state`); None for a callback.
     pub provider_state: Option<String>,
+    /// A polled result stored beside the event owning its dedupe key
+    /// (`verify = "fetch"` routes: that event was not vouched for): the
+    /// owner's id. Its first append found the owner and settled the task
+    /// by it (`called_back`); this one, stored, settles it `recovered`.
+    pub contests: Option<EventId>,
 }
 
 /// A poll that did not settle the task.

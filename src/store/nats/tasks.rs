@@ -151,11 +151,9 @@ impl Shared {
                     (TaskRow { work: 0, task }, revision)
                 }
             };
-            let Some(state) = crate::store::settled_state(row.task.state, origin, accepted.duplicate) else {
+            if !row.task.settle(mark, origin, accepted, crate::clock::now_ms()) {
                 break;
-            };
-            row.task
-                .settled(state, accepted.id, mark, origin, crate::clock::now_ms());
+            }
             let key = layout::task_key(&hash);
             if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_ok() {
                 self.wrote(1);
@@ -262,6 +260,7 @@ impl NatsStore {
                 task_id: t.task_id.clone(),
                 terminal: true,
                 provider_state: None,
+                contests: None,
             };
             let accepted = Accepted {
                 id: event,

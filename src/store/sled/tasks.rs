@@ -151,13 +151,13 @@ impl Writer {
                 None => self.unreadable_task(b, route, &v, &mark.task_id, now_ms, "settled by this event")?,
             },
         };
-        let Some(state) = crate::store::settled_state(row.state, origin, accepted.duplicate) else {
+        let due = row.next_poll_ms;
+        if !row.settle(mark, origin, &accepted, now_ms) {
             return Ok(());
-        };
-        if let Some(due) = row.next_poll_ms {
+        }
+        if let Some(due) = due {
             b.del(tc::task_due(due, route, &mark.task_id));
         }
-        row.settled(state, accepted.id, mark, origin, now_ms);
         b.put(key, tc::encode(&row));
         Ok(())
     }
