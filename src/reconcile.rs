@@ -13,17 +13,17 @@
 //! Sub-modules: [`poll`] (one task: ask, then settle, reschedule or give
 //! up), [`recover`] (record → event), [`submit`] (the submit proxy's call).
 
+pub mod in_flight;
 pub mod poll;
 pub mod recover;
 pub mod submit;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 
 use crate::config::Route;
 use crate::state::App;
@@ -55,28 +55,27 @@ pub fn task_mark(route: &Route, json: &Value) -> Option<TaskMark> {
 /// flight end with it; one cut short is polled again after the restart (its
 /// schedule row is still there).
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut polls = JoinSet::new();
+    let mut polls = in_flight::Polls::default();
     let mut reconciling: HashSet<String> = HashSet::new();
     loop {
-        while polls.try_join_next().is_some() {}
+        for task in polls.reap() {
+            poll::panicked(&app, &task).await;
+        }
         schedule_new_routes(&app, &mut reconciling).await;
         let now = crate::clock::now_ms();
         let wait = match app.store.due_tasks(now, BATCH).await {
             Ok((due, next)) => {
                 for task in due {
-                    let key = (task.route.clone(), task.task_id.clone());
-                    if !lock(&in_flight).insert(key.clone()) {
+                    if polls.polling(&task) {
                         continue;
                     }
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
-                    let (app, in_flight) = (app.clone(), in_flight.clone());
-                    polls.spawn(async move {
-                        poll::poll(&app, task).await;
-                        lock(&in_flight).remove(&key);
+                    let (app, polled) = (app.clone(), task.clone());
+                    polls.spawn(task, async move {
+                        poll::poll(&app, polled).await;
                         drop(permit);
                     });
                 }
@@ -189,10 +188,6 @@ pub async fn expect(app: &App, route: &str, task_id: String) -> Result<Task, Sto
         .ok()
         .flatten()
         .unwrap_or(task))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `every`, ±20 %, so tasks registered together do not poll together.

@@ -152,6 +152,31 @@ pub async fn poll(app: &App, task: Task) {
     settle(app, &task, update).await;
 }
 
+/// A poll of `task` panicked (a defect): recorded as a failed poll, the
+/// task asked again after `every` — or given up once past `give_up`, as a
+/// poll that keeps panicking would otherwise keep it open for ever.
+pub async fn panicked(app: &App, task: &Task) {
+    let error = "the poll panicked (a defect of the relay: please report it with the log)".to_string();
+    tracing::error!(route = %task.route, task_id = %task.task_id, "{error}");
+    let live = app.live();
+    let rc = live
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == task.route)
+        .and_then(|r| r.reconcile);
+    let now = crate::clock::now_ms();
+    let update = match rc {
+        Some(rc) if now < task.registered_ms.saturating_add(rc.give_up.as_millis() as u64) => TaskUpdate::Polled {
+            next_poll_ms: now + super::jittered(rc.every).as_millis() as u64,
+            provider_state: None,
+            error: Some(error),
+        },
+        _ => TaskUpdate::GaveUp { error },
+    };
+    settle(app, task, update).await;
+}
+
 /// How long a result the store refused for a reload's new topology waits
 /// for that reload to swap the config before it is stored again (once).
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
