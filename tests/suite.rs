@@ -73,6 +73,7 @@ mod nothing_lost;
 mod open_files;
 mod operations;
 mod packaging;
+mod placeholder_secrets;
 mod provider;
 mod provider_callbacks;
 mod provider_key_shared;
