@@ -32,6 +32,7 @@ mod delivery;
 mod duplicates;
 mod forward;
 mod forward_acks;
+mod forward_args;
 mod hostile_http;
 mod isolation;
 mod media_after_archive;
