@@ -1,10 +1,16 @@
 //! The command line's own value checks (clap value parsers): each refuses a
 //! bad value before anything is sent, naming what it expects.
 
+/// `hookrelay forward --wait`: 1s to 55s. Below 1s (`0s`) every pull of an
+/// idle subscriber is answered at once and the forwarder asks again at once:
+/// a loop of requests against the relay instead of a long-poll.
 pub(super) fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
     if d > crate::pull::wire::MAX_WAIT {
         return Err("at most 55s".into());
+    }
+    if d < std::time::Duration::from_secs(1) {
+        return Err("at least 1s (a shorter long-poll asks the relay again and again while it has nothing)".into());
     }
     Ok(d)
 }

@@ -3,12 +3,14 @@
 //! ([`admin`]),
 //! `[server]` ([`server`]) with its ACME block ([`acme`]), routes ([`route`],
 //! [`route_media`]), subscribers ([`subscriber`]) and their pull settings
-//! ([`pull`]), and `[media]` ([`media`]) in their own files.
+//! ([`pull`]), and `[media]` ([`media`]) in their own files; the shipped
+//! example secrets on a public listener ([`placeholder`]).
 
 mod acme;
 mod admin;
 mod media;
 mod nats;
+mod placeholder;
 mod pull;
 mod route;
 mod route_media;
@@ -199,6 +201,7 @@ impl Validator<'_> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
+        self.no_placeholder_secrets(&server, &routes)?;
         self.public_url_present(&server, &routes)?;
         let mut warnings = Vec::new();
         let mut media = self.media(raw.media, &store.path, &mut warnings)?;

@@ -1,0 +1,60 @@
+//! The secrets the shipped `config.toml` and the README write out (route
+//! token `change-me`, the example subscriber signing secret) are known to
+//! everyone: on a public listener they authenticate nothing. A config that
+//! keeps one while `server.listen` has an address other hosts can reach is
+//! refused, as a route open to anyone is; on loopback only (the shipped
+//! config as it is) they stay allowed. The secret is never shown, only its key.
+
+use super::admin::is_loopback;
+use super::Validator;
+use crate::auth::Secret;
+use crate::config::{decode_whsec, ConfigError, Route, ServerConfig};
+
+/// The route token of the shipped config and the README.
+const PLACEHOLDER_TOKEN: &str = "change-me";
+/// The subscriber signing secret of the shipped config.
+const PLACEHOLDER_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+impl Validator<'_> {
+    pub(super) fn no_placeholder_secrets(&self, server: &ServerConfig, routes: &[Route]) -> Result<(), ConfigError> {
+        let Some(public) = server.listen.iter().find(|a| !is_loopback(**a)) else {
+            return Ok(());
+        };
+        let token = Secret::new(PLACEHOLDER_TOKEN);
+        let signing = decode_whsec(PLACEHOLDER_SIGNING_SECRET).ok();
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(j) = r.tokens.iter().position(|t| *t == token) {
+                return Err(self.err(
+                    format!("routes[{i}].tokens[{j}]"),
+                    None,
+                    format!(
+                        "route {:?} keeps the example token of the shipped config, which everyone knows, and \
+                         server.listen has {public}, which other hosts can reach: make one with \
+                         `hookrelay gen-token` (or listen on loopback only)",
+                        r.name
+                    ),
+                ));
+            }
+            for (k, s) in r.subscribers.iter().enumerate() {
+                if let Some(m) = s.keys.iter().position(|key| Some(key) == signing.as_ref()) {
+                    let key = match s.keys.len() {
+                        1 => format!("routes[{i}].subscribers[{k}].secret"),
+                        _ => format!("routes[{i}].subscribers[{k}].secret[{m}]"),
+                    };
+                    return Err(self.err(
+                        key,
+                        None,
+                        format!(
+                            "subscriber {:?} keeps the example signing secret of the shipped config, which everyone \
+                             knows (anyone could sign deliveries as this relay), and server.listen has {public}, \
+                             which other hosts can reach: make one with `hookrelay gen-secret` (or listen on \
+                             loopback only)",
+                            s.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
