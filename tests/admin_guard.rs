@@ -348,7 +348,11 @@ async fn no_admin_answer_is_cached() {
         for method in ["GET", "HEAD"] {
             let (status, headers, _) = send(a, method, path, &host, &[]).await;
             assert!(status < 500, "{method} {path}: {status}");
-            assert_eq!(header(&headers, "cache-control"), "no-store", "{method} {path}: {headers:?}");
+            assert_eq!(
+                header(&headers, "cache-control"),
+                "no-store",
+                "{method} {path}: {headers:?}"
+            );
         }
     }
     h.shutdown().await;

@@ -17,7 +17,8 @@ use common::*;
 fn acting(out: &str) -> Vec<char> {
     out.chars()
         .filter(|&c| {
-            (c.is_control() && !matches!(c, '\n' | '\t')) || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            (c.is_control() && !matches!(c, '\n' | '\t'))
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         })
         .collect()
 }
@@ -80,12 +81,27 @@ async fn a_callbacks_control_characters_reach_the_terminal_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_admin_api_is_named_with_the_reason() {
     // A port nothing listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let (ok, _, err) = cli_async(vec!["--admin".into(), base.clone(), "status".into()]).await;
     assert!(!ok, "{err}");
-    assert!(err.contains(&format!("cannot reach the daemon's admin API at {base}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach the daemon's admin API at {base}")),
+        "{err}"
+    );
     assert!(err.contains("Connection refused"), "{err}");
-    let (ok, _, err) = cli_async(vec!["--admin".into(), "http://no-such-host.invalid:9090".into(), "status".into()]).await;
-    assert!(!ok && err.contains("cannot reach") && err.contains("dns error"), "{err}");
+    let (ok, _, err) = cli_async(vec![
+        "--admin".into(),
+        "http://no-such-host.invalid:9090".into(),
+        "status".into(),
+    ])
+    .await;
+    assert!(
+        !ok && err.contains("cannot reach") && err.contains("dns error"),
+        "{err}"
+    );
 }

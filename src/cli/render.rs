@@ -104,7 +104,9 @@ pub fn render_event(v: &Value) -> String {
         s(&v["content_type"])
     );
     // As received, its lines kept (every other control character escaped).
-    let body = v["body"].as_str().map_or_else(|| s(&v["body"]), |b| super::terminal::lines(b).into_owned());
+    let body = v["body"]
+        .as_str()
+        .map_or_else(|| s(&v["body"]), |b| super::terminal::lines(b).into_owned());
     out.push_str(&format!("body:      {body}\n\n"));
     let mut rows = Vec::new();
     for sub in v["subscribers"].as_array().into_iter().flatten() {

@@ -74,7 +74,10 @@ mod tests {
         assert_eq!(cell("plain tâche 7"), "plain tâche 7");
         assert_eq!(cell("a\u{1b}]52;c;eA==\u{7}b"), "a\\u{1b}]52;c;eA==\\u{7}b");
         assert_eq!(cell("x\ny\r\t\u{9b}2J\u{202e}"), "x\\ny\\r\\t\\u{9b}2J\\u{202e}");
-        assert_eq!(lines("{\n\t\"a\": \"\u{1b}[2J\"\r\n}"), "{\n\t\"a\": \"\\u{1b}[2J\"\\r\n}");
+        assert_eq!(
+            lines("{\n\t\"a\": \"\u{1b}[2J\"\r\n}"),
+            "{\n\t\"a\": \"\\u{1b}[2J\"\\r\n}"
+        );
         // Escaping twice changes nothing more: the output is printable.
         let once = lines("\u{1b}[31m");
         assert_eq!(lines(&once), once);
