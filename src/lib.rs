@@ -31,7 +31,7 @@
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
-//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render`, `init`, `check`, …) |
+//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render`, `terminal`: control characters in what the admin subcommands print shown escaped, `init`, `check`, …) |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |

@@ -322,3 +322,38 @@ async fn a_portless_host_matches_the_origin_of_one_scheme_only() {
         "a portless Host without X-Forwarded-Proto is http on port 80, and only that origin matches"
     );
 }
+
+/// No admin answer may be kept by a browser's cache or a proxy in front:
+/// an event's answer holds its callback's body (signed URLs in it), the
+/// lists and errors what callbacks sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_answer_is_cached() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    let (ingest, a) = (h.ingest_addrs[0], h.admin_addr);
+    let id = accepted(ingest, &runway("cache-1")).await;
+    let host = a.to_string();
+    let event = format!("/api/events/{id}");
+    for path in [
+        event.as_str(),
+        "/api/events",
+        "/api/dead-letters",
+        "/api/subscribers",
+        "/api/status",
+        "/api/events/not-an-id",
+        "/api/nothing",
+        "/metrics",
+        "/ui",
+        "/ui/app.js",
+    ] {
+        for method in ["GET", "HEAD"] {
+            let (status, headers, _) = send(a, method, path, &host, &[]).await;
+            assert!(status < 500, "{method} {path}: {status}");
+            assert_eq!(
+                header(&headers, "cache-control"),
+                "no-store",
+                "{method} {path}: {headers:?}"
+            );
+        }
+    }
+    h.shutdown().await;
+}

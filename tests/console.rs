@@ -9,6 +9,7 @@
 //! With HOOKRELAY_SCREENSHOTS=1 the script saves docs/console-*.png.
 //! `tests/console/lists.mjs`: lists cut at a limit say so and lead to the
 //! rest, and a pull subscriber's last pull and leases are shown.
+//! `tests/console/race.mjs`: a late answer to an older search is not shown.
 
 use crate::common;
 
@@ -221,4 +222,18 @@ async fn lists_say_when_rows_are_left_out_and_pull_subscribers_show_their_last_p
     assert_eq!(s, http::StatusCode::OK);
     let env = [("ADMIN_URL", format!("http://{}", h.admin_addr))];
     browser::run_script("lists.mjs", &env, secs(90), "LISTS OK").await;
+}
+
+/// A late answer to an older question (the task search as it was typed)
+/// does not replace the answer to the newer one (`tests/console/race.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_to_an_older_search_is_not_shown() {
+    let _ = browser::chromium();
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    for task in ["race-a-1", "race-ab-2"] {
+        accepted(h.ingest_addrs[0], &runway(task)).await;
+    }
+    let env = [("ADMIN_URL", format!("http://{}", h.admin_addr))];
+    browser::run_script("race.mjs", &env, secs(60), "RACE OK").await;
+    h.shutdown().await;
 }

@@ -22,6 +22,7 @@ mod allowlist;
 mod answers;
 mod bounded_connections;
 mod cli;
+mod cli_output;
 mod config_errors;
 mod connection_share;
 mod console;

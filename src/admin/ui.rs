@@ -76,15 +76,18 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    // The page changes with every release and holds nothing worth caching.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // `Cache-Control: no-store` as on every answer (`harden`): the page
+    // changes with every release and holds nothing worth caching.
     r
 }
 
 /// Headers every admin answer carries (API and console): browsers must not
-/// guess types, frame the answers or leak the admin URL as a referrer.
+/// guess types, frame the answers or leak the admin URL as a referrer, and
+/// neither they nor a proxy in front may keep a copy (an answer holds
+/// callback bodies, signed URLs in them, stored media files).
 pub(super) fn harden(r: &mut Reply) {
     let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

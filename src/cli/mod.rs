@@ -1,7 +1,8 @@
 //! The command line: clap definitions and what each subcommand does. `run`
 //! starts the daemon ([`crate::supervise`]); `forward` runs the private side
 //! of a pull subscriber ([`crate::forward`]); the admin subcommands are a
-//! client of the running daemon's admin API ([`admin`], [`render`]); `init`
+//! client of the running daemon's admin API ([`admin`], [`render`], their
+//! output made terminal-safe by `terminal`); `init`
 //! writes a first config ([`init`]); `check-config` validates and
 //! summarises one ([`check`]); `apply-cluster-settings` changes what the
 //! relays of a cluster share ([`cluster`]); the hidden `generate-assets` writes the
@@ -18,6 +19,7 @@ mod init_steps;
 mod migrate;
 pub mod render;
 pub mod render_tasks;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -401,21 +403,24 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
     match rt.block_on(admin::call(&target, method, &path)) {
         Ok(mut v) => {
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                println!("{}", terminal::json(&text));
             } else {
                 // The page asked for, for the note under an older page.
                 if let (AdminCommand::Events { before: Some(b), .. }, Some(o)) = (cmd, v.as_object_mut()) {
                     o.insert("before".into(), b.clone().into());
                 }
-                print!("{}", render(&v));
+                // Every cell is escaped already; this also covers what a renderer wrote as it came.
+                print!("{}", terminal::lines(&render(&v)));
                 if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
-                    eprintln!("warning: {w}");
+                    eprintln!("warning: {}", terminal::cell(w));
                 }
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // The API's message may quote what a callback sent.
+            eprintln!("error: {}", terminal::lines(&e));
             ExitCode::FAILURE
         }
     }

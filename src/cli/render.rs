@@ -2,11 +2,12 @@
 
 use serde_json::Value;
 
-/// A JSON value as a table cell (`-` for null, strings unquoted).
+/// A JSON value as a table cell (`-` for null, strings unquoted, control
+/// characters escaped: much of it comes from the public internet).
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => super::terminal::cell(s).into_owned(),
         other => other.to_string(),
     }
 }
@@ -102,7 +103,11 @@ pub fn render_event(v: &Value) -> String {
         s(&v["status"]),
         s(&v["content_type"])
     );
-    out.push_str(&format!("body:      {}\n\n", s(&v["body"])));
+    // As received, its lines kept (every other control character escaped).
+    let body = v["body"]
+        .as_str()
+        .map_or_else(|| s(&v["body"]), |b| super::terminal::lines(b).into_owned());
+    out.push_str(&format!("body:      {body}\n\n"));
     let mut rows = Vec::new();
     for sub in v["subscribers"].as_array().into_iter().flatten() {
         let attempts = sub["attempts"].as_array().cloned().unwrap_or_default();

@@ -102,12 +102,19 @@ function navigate() {
   return refresh();
 }
 
+/** How many loads have started: only the newest one's answer is shown. */
+let loads = 0;
+
 async function refresh() {
   const shown = current;
   if (!shown) return;
+  // Answers may come back out of order (a search typed letter by letter, a
+  // slow scan): an older question's late answer must not replace a newer one.
+  const mine = ++loads;
+  const stale = () => current !== shown || mine !== loads;
   try {
     const data = await shown.page.load(shown.arg);
-    if (current !== shown) return;
+    if (stale()) return;
     const text = JSON.stringify(data);
     // Unchanged answers leave the DOM alone (no flicker, buttons stay put).
     if (text !== shown.last) {
@@ -120,7 +127,7 @@ async function refresh() {
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     document.body.dataset.loaded = 'yes';
   } catch (e) {
-    if (current !== shown) return;
+    if (stale()) return;
     if (e instanceof Unauthorized) showLogin(true, e.message);
     else {
       flash(e.message, true);

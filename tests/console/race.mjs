@@ -1,0 +1,33 @@
+// Answers that come back out of order do not show an older question's
+// result (tests/console.rs): the answer to the task search "race-a" is held
+// back 1.5 s while the one to "race-ab", typed after it, comes at once; the
+// Events page must end up listing what "race-ab" matches, not what the late
+// "race-a" answer held. Env: ADMIN_URL, CHROMIUM.
+
+import { env, inChromium } from './page.mjs';
+const ADMIN = env('ADMIN_URL');
+
+await inChromium('race', async (page) => {
+  const shown = () => page.locator('#events-table td.task').allInnerTexts();
+  await page.goto(`${ADMIN}/ui#/events`);
+  await page.waitForSelector('#events-table');
+  // Only the searches below ask: no automatic refresh in between.
+  await page.uncheck('#auto');
+  let held = false;
+  await page.route('**/api/events?**', async (route) => {
+    if (new URL(route.request().url()).searchParams.get('task') === 'race-a') {
+      held = true;
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    await route.continue();
+  });
+  await page.fill('#filter-task', 'race-a');
+  await page.fill('#filter-task', 'race-ab');
+  await page.waitForFunction(() => [...document.querySelectorAll('#events-table td.task')].length === 1);
+  // The held answer arrives now; it must not replace the newer one.
+  await page.waitForTimeout(2500);
+  const tasks = await shown();
+  console.log(`step: search race-ab (race-a held: ${held}) shows ${JSON.stringify(tasks)}`);
+  if (!held) throw new Error('the race-a search was never asked');
+  if (tasks.length !== 1 || tasks[0] !== 'race-ab-2') throw new Error(`the page shows ${JSON.stringify(tasks)} for the search "race-ab": a late answer to an older search replaced it`);
+});
