@@ -321,3 +321,49 @@ async fn a_bearer_scheme_in_any_case_is_a_bearer_token() {
         assert_eq!(s, StatusCode::OK, "Authorization: {scheme} tok -> {s} {body}");
     }
 }
+
+/// A body with a content coding (`Content-Encoding: gzip`) is refused with
+/// `415` and `Accept-Encoding: identity` (RFC 7694), on a raw route too: it
+/// was stored as received and delivered as compressed bytes with nothing
+/// saying so. `identity` is no coding.
+#[tokio::test]
+async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("raw", "/hooks/raw")
+                .json(false)
+                .tokens(["tok"])
+                .subscriber(Subscriber::new("r", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let gzip = Bytes::from_static(&[
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0xae, 5, 0, 0x43, 0xbf, 0xa6, 0xa3, 2, 0, 0, 0,
+    ]);
+    for (path, coding) in [
+        ("/hooks/raw?token=tok", "gzip"),
+        ("/hooks/t?token=tok", "GZIP"),
+        ("/hooks/t?token=tok", "identity, br"),
+    ] {
+        let (s, headers, body) = post(addr, path, &[("content-encoding", coding)], gzip.clone()).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path} {coding}: {body:?}");
+        assert_eq!(headers["accept-encoding"], "identity");
+    }
+    let (s, _, body) = post(
+        addr,
+        "/hooks/t?token=tok",
+        &[("content-encoding", "identity")],
+        runway("plain"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    sub.wait_for(std::time::Duration::from_secs(5), "the plain callback", |got| {
+        !got.is_empty()
+    })
+    .await;
+    assert_eq!(sub.count(), 1, "only the uncompressed callback is delivered");
+    h.shutdown().await;
+}

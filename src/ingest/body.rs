@@ -8,6 +8,22 @@ use http_body_util::BodyExt;
 use super::budget::BodyLease;
 use super::Answer;
 
+/// Whether the body is sent with a content coding (`Content-Encoding:
+/// gzip`, …) other than `identity`. Such a body is refused (`415`, RFC 7694
+/// §3: the provider may retry it uncompressed) before it is read: stored as
+/// received, it would be delivered as compressed bytes without saying so
+/// (its JSON never parses, its body-hash dedupe key would change with the
+/// encoder's time stamp), and decoding it would let a few bytes become
+/// `max_body` of work for anyone.
+pub(crate) fn has_content_coding(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_ENCODING).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(|c| c.trim_ascii())
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+    })
+}
+
 /// The most a body buffer starts with, whatever `Content-Length` says.
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 

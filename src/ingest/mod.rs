@@ -250,6 +250,9 @@ where
             return Answer::Unauthorized(why.into());
         }
     }
+    if body::has_content_coding(req.headers()) {
+        return Answer::UnsupportedEncoding;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
