@@ -367,3 +367,38 @@ async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
     assert_eq!(sub.count(), 1, "only the uncompressed callback is delivered");
     h.shutdown().await;
 }
+
+/// A JSON body after a UTF-8 byte order mark (RFC 8259 §8.1: a parser may
+/// ignore it; some providers' stacks write one) is taken, and stored and
+/// delivered as the JSON text (it was refused 400, not JSON); a raw-body
+/// signature is checked over the bytes as sent.
+#[tokio::test]
+async fn a_json_body_after_a_byte_order_mark_is_taken_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("gh", "/hooks/gh")
+                .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
+                .subscriber(Subscriber::new("g", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let plain = runway("bom");
+    let bom = format!("\u{feff}{plain}");
+    let (s, _, body) = post(addr, "/hooks/t?token=tok", &[], bom.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let signed = format!("sha256={}", common::oracle::hmac_hex(b"k", bom.as_bytes()));
+    let (s, _, body) = post(addr, "/hooks/gh", &[("x-hub-signature-256", signed.as_str())], bom).await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let got = sub
+        .wait_for(std::time::Duration::from_secs(5), "both callbacks", |got| {
+            got.len() >= 2
+        })
+        .await;
+    for r in got {
+        assert_eq!(r.body, plain.as_bytes(), "delivered as the JSON text");
+    }
+    h.shutdown().await;
+}

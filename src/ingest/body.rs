@@ -24,6 +24,18 @@ pub(crate) fn has_content_coding(headers: &http::HeaderMap) -> bool {
     })
 }
 
+/// A JSON route's body without the UTF-8 byte order mark some providers put
+/// before the JSON text (RFC 8259 §8.1 lets a parser ignore it): it was
+/// refused as not JSON. Called after a raw-body signature was checked over
+/// the bytes as received; what is stored and delivered is the JSON text,
+/// which every subscriber's parser takes.
+pub(crate) fn without_bom(body: Bytes) -> Bytes {
+    match body.starts_with(b"\xEF\xBB\xBF") {
+        true => body.slice(3..),
+        false => body,
+    }
+}
+
 /// The most a body buffer starts with, whatever `Content-Length` says.
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 
