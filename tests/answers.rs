@@ -325,7 +325,8 @@ async fn a_bearer_scheme_in_any_case_is_a_bearer_token() {
 /// A body with a content coding (`Content-Encoding: gzip`) is refused with
 /// `415` and `Accept-Encoding: identity` (RFC 7694), on a raw route too: it
 /// was stored as received and delivered as compressed bytes with nothing
-/// saying so. `identity` is no coding.
+/// saying so. `identity` is no coding. A transfer coding other than
+/// `chunked` gets `501` (RFC 9112 §6.1), for the same reason.
 #[tokio::test]
 async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,6 +353,13 @@ async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
         assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path} {coding}: {body:?}");
         assert_eq!(headers["accept-encoding"], "identity");
     }
+    // A transfer coding besides chunked: hyper takes the chunks apart, not the gzip.
+    let answer = raw(
+        addr,
+        b"POST /hooks/raw?token=tok HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 501 "), "{answer}");
     let (s, _, body) = post(
         addr,
         "/hooks/t?token=tok",

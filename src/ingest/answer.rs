@@ -19,6 +19,8 @@ pub enum Answer {
     BadRequest(String),
     /// The body has a `Content-Encoding` other than `identity` (not read).
     UnsupportedEncoding,
+    /// The body has a `Transfer-Encoding` other than `chunked` (not read).
+    UnsupportedTransferCoding,
     Timeout,
     Unavailable,
     /// Requests not yet authenticated would hold more than `server.max_body_memory`.
@@ -58,6 +60,10 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             serde_json::json!({"error": "Content-Encoding not supported; send the body uncompressed"}),
         ),
+        Answer::UnsupportedTransferCoding => (
+            StatusCode::NOT_IMPLEMENTED,
+            serde_json::json!({"error": "Transfer-Encoding other than chunked not supported; send the body uncompressed"}),
+        ),
         Answer::Timeout => (
             StatusCode::REQUEST_TIMEOUT,
             serde_json::json!({"error": "request body not received in time"}),
@@ -87,7 +93,7 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             h.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         }
         // The rest of the body was not read: the connection cannot be reused.
-        Answer::TooLarge(_) | Answer::Timeout => {
+        Answer::TooLarge(_) | Answer::Timeout | Answer::UnsupportedTransferCoding => {
             h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         Answer::UnsupportedEncoding => {

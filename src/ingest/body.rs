@@ -8,20 +8,28 @@ use http_body_util::BodyExt;
 use super::budget::BodyLease;
 use super::Answer;
 
-/// Whether the body is sent with a content coding (`Content-Encoding:
-/// gzip`, …) other than `identity`. Such a body is refused (`415`, RFC 7694
-/// §3: the provider may retry it uncompressed) before it is read: stored as
-/// received, it would be delivered as compressed bytes without saying so
-/// (its JSON never parses, its body-hash dedupe key would change with the
-/// encoder's time stamp), and decoding it would let a few bytes become
-/// `max_body` of work for anyone.
-pub(crate) fn has_content_coding(headers: &http::HeaderMap) -> bool {
-    headers.get_all(http::header::CONTENT_ENCODING).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .map(|c| c.trim_ascii())
-            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
-    })
+/// The answer to a body sent with a coding the relay does not undo, before
+/// it is read: a content coding (`Content-Encoding: gzip`, …) other than
+/// `identity` gets `415` (RFC 7694 §3: the provider may retry it
+/// uncompressed), a transfer coding other than `chunked` (`Transfer-Encoding:
+/// gzip, chunked`, whose chunks hyper takes apart but does not decompress)
+/// `501` (RFC 9112 §6.1). Stored as received, such a body would be
+/// delivered as compressed bytes without saying so (its JSON never parses,
+/// its body-hash dedupe key would change with the encoder's time stamp), and
+/// decoding it would let a few bytes become `max_body` of work for anyone.
+pub(crate) fn coding_refused(headers: &http::HeaderMap) -> Option<Answer> {
+    let other = |name: http::header::HeaderName, known: &[u8]| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .map(|c| c.trim_ascii())
+                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(known))
+        })
+    };
+    if other(http::header::TRANSFER_ENCODING, b"chunked") {
+        return Some(Answer::UnsupportedTransferCoding);
+    }
+    other(http::header::CONTENT_ENCODING, b"identity").then_some(Answer::UnsupportedEncoding)
 }
 
 /// A JSON route's body without the UTF-8 byte order mark some providers put

@@ -250,8 +250,8 @@ where
             return Answer::Unauthorized(why.into());
         }
     }
-    if body::has_content_coding(req.headers()) {
-        return Answer::UnsupportedEncoding;
+    if let Some(refused) = body::coding_refused(req.headers()) {
+        return refused;
     }
     let declared = req
         .headers()
