@@ -133,3 +133,59 @@ async fn junk_in_forwarded_for_means_an_unknown_client_not_the_proxy() {
     assert_eq!(v["events"][0]["source"], "unknown");
     h.shutdown().await;
 }
+
+/// An IPv6 client a proxy writes in brackets without a port
+/// (`[2001:db8::7]`, as in RFC 7239's `for=`) is that address, not junk
+/// (it was refused as an unknown client); mapped forms are IPv4.
+#[tokio::test]
+async fn a_bracketed_ipv6_forwarded_for_entry_is_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = behind_proxy(dir.path(), &[("v6", Some(&["2001:db8::/32", "203.0.113.0/24"]))]).await;
+    let addr = h.ingest_addrs[0];
+    let proxy = Some(PROXY.parse().unwrap());
+    for (i, xff) in [
+        "[2001:db8::7]",
+        "198.51.100.7, [2001:db8::8]",
+        "[::ffff:203.0.113.5]",
+        "[2001:db8::9]:443",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, _, _) = request(
+            addr,
+            proxy,
+            "POST",
+            "/hooks/v6",
+            &[("x-forwarded-for", xff)],
+            Bytes::from(runway(&format!("v6-{i}"))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{xff}");
+    }
+    // Outside the list, or not closed: refused.
+    for xff in ["[2001:db9::7]", "[2001:db8::7", "[198.51.100.7]"] {
+        let (s, _, _) = request(
+            addr,
+            proxy,
+            "POST",
+            "/hooks/v6",
+            &[("x-forwarded-for", xff)],
+            Bytes::from(runway("no")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{xff}");
+    }
+    let (_, v) = admin(h.admin_addr, "GET", "/api/events?route=v6").await;
+    let sources: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["source"].as_str())
+        .collect();
+    assert!(
+        sources.contains(&"2001:db8::7") && sources.contains(&"203.0.113.5"),
+        "{sources:?}"
+    );
+    h.shutdown().await;
+}

@@ -321,3 +321,92 @@ async fn a_bearer_scheme_in_any_case_is_a_bearer_token() {
         assert_eq!(s, StatusCode::OK, "Authorization: {scheme} tok -> {s} {body}");
     }
 }
+
+/// A body with a content coding (`Content-Encoding: gzip`) is refused with
+/// `415` and `Accept-Encoding: identity` (RFC 7694), on a raw route too: it
+/// was stored as received and delivered as compressed bytes with nothing
+/// saying so. `identity` is no coding. A transfer coding other than
+/// `chunked` gets `501` (RFC 9112 §6.1), for the same reason.
+#[tokio::test]
+async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("raw", "/hooks/raw")
+                .json(false)
+                .tokens(["tok"])
+                .subscriber(Subscriber::new("r", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let gzip = Bytes::from_static(&[
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0xae, 5, 0, 0x43, 0xbf, 0xa6, 0xa3, 2, 0, 0, 0,
+    ]);
+    for (path, coding) in [
+        ("/hooks/raw?token=tok", "gzip"),
+        ("/hooks/t?token=tok", "GZIP"),
+        ("/hooks/t?token=tok", "identity, br"),
+    ] {
+        let (s, headers, body) = post(addr, path, &[("content-encoding", coding)], gzip.clone()).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path} {coding}: {body:?}");
+        assert_eq!(headers["accept-encoding"], "identity");
+    }
+    // A transfer coding besides chunked: hyper takes the chunks apart, not the gzip.
+    let answer = raw(
+        addr,
+        b"POST /hooks/raw?token=tok HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 501 "), "{answer}");
+    let (s, _, body) = post(
+        addr,
+        "/hooks/t?token=tok",
+        &[("content-encoding", "identity")],
+        runway("plain"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    sub.wait_for(std::time::Duration::from_secs(5), "the plain callback", |got| {
+        !got.is_empty()
+    })
+    .await;
+    assert_eq!(sub.count(), 1, "only the uncompressed callback is delivered");
+    h.shutdown().await;
+}
+
+/// A JSON body after a UTF-8 byte order mark (RFC 8259 §8.1: a parser may
+/// ignore it; some providers' stacks write one) is taken, and stored and
+/// delivered as the JSON text (it was refused 400, not JSON); a raw-body
+/// signature is checked over the bytes as sent.
+#[tokio::test]
+async fn a_json_body_after_a_byte_order_mark_is_taken_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .route(
+            Route::new("gh", "/hooks/gh")
+                .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
+                .subscriber(Subscriber::new("g", sub.url())),
+        );
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let plain = runway("bom");
+    let bom = format!("\u{feff}{plain}");
+    let (s, _, body) = post(addr, "/hooks/t?token=tok", &[], bom.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let signed = format!("sha256={}", common::oracle::hmac_hex(b"k", bom.as_bytes()));
+    let (s, _, body) = post(addr, "/hooks/gh", &[("x-hub-signature-256", signed.as_str())], bom).await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let got = sub
+        .wait_for(std::time::Duration::from_secs(5), "both callbacks", |got| {
+            got.len() >= 2
+        })
+        .await;
+    for r in got {
+        assert_eq!(r.body, plain.as_bytes(), "delivered as the JSON text");
+    }
+    h.shutdown().await;
+}

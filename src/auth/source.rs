@@ -60,6 +60,14 @@ fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(canonical(ip));
     }
+    // "[2001:db8::1]": the bracketed form some proxies write without a port.
+    if let Some(Ok(ip)) = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .map(str::parse::<std::net::Ipv6Addr>)
+    {
+        return Some(canonical(IpAddr::V6(ip)));
+    }
     // "1.2.3.4:5678" or "[::1]:5678"
     s.parse::<std::net::SocketAddr>().ok().map(|a| canonical(a.ip()))
 }

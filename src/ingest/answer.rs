@@ -17,6 +17,10 @@ pub enum Answer {
     Unauthorized(String),
     TooLarge(usize),
     BadRequest(String),
+    /// The body has a `Content-Encoding` other than `identity` (not read).
+    UnsupportedEncoding,
+    /// The body has a `Transfer-Encoding` other than `chunked` (not read).
+    UnsupportedTransferCoding,
     Timeout,
     Unavailable,
     /// Requests not yet authenticated would hold more than `server.max_body_memory`.
@@ -52,6 +56,14 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             serde_json::json!({"error": format!("body larger than {max} bytes")}),
         ),
         Answer::BadRequest(why) => (StatusCode::BAD_REQUEST, serde_json::json!({"error": why})),
+        Answer::UnsupportedEncoding => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            serde_json::json!({"error": "Content-Encoding not supported; send the body uncompressed"}),
+        ),
+        Answer::UnsupportedTransferCoding => (
+            StatusCode::NOT_IMPLEMENTED,
+            serde_json::json!({"error": "Transfer-Encoding other than chunked not supported; send the body uncompressed"}),
+        ),
         Answer::Timeout => (
             StatusCode::REQUEST_TIMEOUT,
             serde_json::json!({"error": "request body not received in time"}),
@@ -81,7 +93,11 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             h.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         }
         // The rest of the body was not read: the connection cannot be reused.
-        Answer::TooLarge(_) | Answer::Timeout => {
+        Answer::TooLarge(_) | Answer::Timeout | Answer::UnsupportedTransferCoding => {
+            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        Answer::UnsupportedEncoding => {
+            h.insert(header::ACCEPT_ENCODING, header::HeaderValue::from_static("identity"));
             h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         Answer::Busy => {

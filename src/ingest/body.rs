@@ -8,6 +8,42 @@ use http_body_util::BodyExt;
 use super::budget::BodyLease;
 use super::Answer;
 
+/// The answer to a body sent with a coding the relay does not undo, before
+/// it is read: a content coding (`Content-Encoding: gzip`, …) other than
+/// `identity` gets `415` (RFC 7694 §3: the provider may retry it
+/// uncompressed), a transfer coding other than `chunked` (`Transfer-Encoding:
+/// gzip, chunked`, whose chunks hyper takes apart but does not decompress)
+/// `501` (RFC 9112 §6.1). Stored as received, such a body would be
+/// delivered as compressed bytes without saying so (its JSON never parses,
+/// its body-hash dedupe key would change with the encoder's time stamp), and
+/// decoding it would let a few bytes become `max_body` of work for anyone.
+pub(crate) fn coding_refused(headers: &http::HeaderMap) -> Option<Answer> {
+    let other = |name: http::header::HeaderName, known: &[u8]| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .map(|c| c.trim_ascii())
+                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(known))
+        })
+    };
+    if other(http::header::TRANSFER_ENCODING, b"chunked") {
+        return Some(Answer::UnsupportedTransferCoding);
+    }
+    other(http::header::CONTENT_ENCODING, b"identity").then_some(Answer::UnsupportedEncoding)
+}
+
+/// A JSON route's body without the UTF-8 byte order mark some providers put
+/// before the JSON text (RFC 8259 §8.1 lets a parser ignore it): it was
+/// refused as not JSON. Called after a raw-body signature was checked over
+/// the bytes as received; what is stored and delivered is the JSON text,
+/// which every subscriber's parser takes.
+pub(crate) fn without_bom(body: Bytes) -> Bytes {
+    match body.starts_with(b"\xEF\xBB\xBF") {
+        true => body.slice(3..),
+        false => body,
+    }
+}
+
 /// The most a body buffer starts with, whatever `Content-Length` says.
 const INITIAL_BODY_BUFFER: u64 = 64 * 1024;
 

@@ -250,6 +250,9 @@ where
             return Answer::Unauthorized(why.into());
         }
     }
+    if let Some(refused) = body::coding_refused(req.headers()) {
+        return refused;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -272,10 +275,11 @@ where
         false => None,
     };
     let (parts, body) = req.into_parts();
-    let (body, _lease) = match body::read(body, declared, server.max_body, lease, started + server.read_timeout).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
+    let (mut body, _lease) =
+        match body::read(body, declared, server.max_body, lease, started + server.read_timeout).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
     // A signature over the raw body is checked before the body is parsed (a
     // stranger's JSON costs several times its size); kie's names the task id
     // inside it, so that one is checked after.
@@ -286,6 +290,7 @@ where
         }
     }
     let json = if r.json {
+        body = body::without_bom(body);
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) => Some(v),
             Err(e) => return Answer::BadRequest(format!("body is not valid JSON: {e}")),
