@@ -56,6 +56,7 @@ mod nats_console;
 mod nats_give_back;
 mod nats_handover;
 mod nats_late_outcomes;
+mod nats_lost_objects;
 mod nats_media;
 mod nats_once;
 mod nats_pull;

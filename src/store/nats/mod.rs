@@ -16,6 +16,7 @@ mod event;
 mod follow;
 mod hold;
 pub mod layout;
+mod lost;
 mod media;
 mod media_source;
 mod peer;
@@ -367,6 +368,10 @@ impl NatsStore {
         s.js.query_account().await.map_err(unavailable)?;
         if !s.ready.load(Ordering::Acquire) {
             return Err(s.not_serving());
+        }
+        let lost = lost::missing(s).await?;
+        if !lost.is_empty() {
+            return Err(lost::set_up_again(s, &lost));
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::context::GetStreamErrorKind;
@@ -103,6 +104,30 @@ fn mismatch(object: &str, diffs: &[Differs]) -> String {
     )
 }
 
+/// A relay's consumer starts at its stream's tail (`New`), or at its first
+/// message when the relay created the stream just before (`All`); NATS
+/// cannot change it later. An existing consumer with our filters and one of
+/// those two keeps its own, whichever relay created it; any other stays
+/// refused as before (not ours).
+fn keep_start(cfg: &mut pull::Config, existing: &async_nats::jetstream::consumer::Config) {
+    use async_nats::jetstream::consumer::DeliverPolicy;
+    let filters = |one: &str, many: &[String]| {
+        let mut f = many.to_vec();
+        if !one.is_empty() {
+            f.push(one.to_string());
+        }
+        f.sort();
+        f
+    };
+    let ours = matches!(existing.deliver_policy, DeliverPolicy::New | DeliverPolicy::All)
+        && matches!(cfg.deliver_policy, DeliverPolicy::New | DeliverPolicy::All)
+        && filters(&cfg.filter_subject, &cfg.filter_subjects)
+            == filters(&existing.filter_subject, &existing.filter_subjects);
+    if ours {
+        cfg.deliver_policy = existing.deliver_policy;
+    }
+}
+
 impl Shared {
     /// Check the existing stream `name` (a bucket's is `KV_<bucket>`)
     /// against `max_age` and this relay's replicas: Ok when it is absent
@@ -166,10 +191,19 @@ impl Shared {
         plan: &mut SetUp,
         cfg: stream::Config,
     ) -> Result<stream::Stream, SetUpError> {
+        Ok(self.ensure_stream_created(plan, cfg).await?.0)
+    }
+
+    /// [`ensure_stream`](Self::ensure_stream), and whether this call created it.
+    pub(super) async fn ensure_stream_created(
+        &self,
+        plan: &mut SetUp,
+        cfg: stream::Config,
+    ) -> Result<(stream::Stream, bool), SetUpError> {
         let name = cfg.name.clone();
         if !self.check_stream(plan, &name, cfg.max_age).await? {
             match self.js.create_stream(cfg.clone()).await {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok((s, true)),
                 Err(e) => {
                     self.created_meanwhile(plan, &name, cfg.max_age, format!("stream {name}: {e}"))
                         .await?
@@ -180,22 +214,24 @@ impl Shared {
             .create_or_update_stream(cfg)
             .await
             .map_err(|e| format!("stream {name}: {e}"))?;
-        Ok(self
+        let s = self
             .js
             .get_stream(&name)
             .await
-            .map_err(|e| format!("stream {name}: {e}"))?)
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        Ok((s, false))
     }
 
     /// Create the consumer `cfg` on `s`, or bring it up to date; its
     /// `ack_wait` (`store.nats.takeover`) is compared like a stream's settings.
     /// One found absent is created strictly: if another relay created it in
-    /// the meantime, that one is compared instead of overwritten.
+    /// the meantime, that one is compared instead of overwritten. Where one
+    /// of ours starts (see [`keep_start`]) is its own.
     pub(super) async fn ensure_consumer(
         &self,
         plan: &mut SetUp,
         s: &stream::Stream,
-        cfg: pull::Config,
+        mut cfg: pull::Config,
     ) -> Result<PullConsumer, SetUpError> {
         let name = cfg.durable_name.clone().unwrap_or_default();
         let object = format!("consumer {name} of stream {}", s.cached_info().config.name);
@@ -208,9 +244,13 @@ impl Shared {
                         here: age(cfg.ack_wait),
                     }];
                     self.differs(plan, &object, diffs)?;
+                    keep_start(&mut cfg, &info.config);
                     break;
                 }
-                Ok(_) => break,
+                Ok(info) => {
+                    keep_start(&mut cfg, &info.config);
+                    break;
+                }
                 Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
                     match s.create_consumer_strict(cfg.clone()).await {
                         Ok(c) => return Ok(c),
@@ -293,10 +333,16 @@ impl Shared {
                 allow_direct: true,
                 ..Default::default()
             };
-            let s = self.ensure_stream(plan, cfg).await?;
+            let (s, created) = self.ensure_stream_created(plan, cfg).await?;
             for sub in subs {
-                self.ensure_consumer(plan, &s, super::consumer_config(route, sub, self.takeover))
-                    .await?;
+                let mut consumer = super::consumer_config(route, sub, self.takeover);
+                if created {
+                    // A stream created just now (first start, or lost and set
+                    // up again: see `lost`): all of it is for its consumers,
+                    // also what another relay stored before they existed.
+                    consumer.deliver_policy = jetstream::consumer::DeliverPolicy::All;
+                }
+                self.ensure_consumer(plan, &s, consumer).await?;
                 // Fanned out to from now on, whatever fails later in this set-up.
                 let mut consumers = self.consumers.write().unwrap_or_else(|e| e.into_inner());
                 consumers.entry(route.clone()).or_default().insert(sub.clone());

@@ -58,7 +58,7 @@ impl Shared {
 }
 
 /// Set up the registered topology once NATS lets us; ends when it is.
-async fn retry_set_up(shared: Arc<Shared>) {
+pub(super) async fn retry_set_up(shared: Arc<Shared>) {
     let done = |s: &Shared| read(&s.set_up_for).as_ref() == Some(&read(&s.topology));
     loop {
         let mut wait = Duration::from_millis(250);

@@ -1,0 +1,104 @@
+//! Cluster mode when the cluster loses the relay's objects while it runs: a
+//! route's stream (with its consumers) or the results bucket deleted (by
+//! hand, or a NATS node restarted without its JetStream storage). Ingest
+//! answers `503` while they are missing, never `200` for a callback it did
+//! not store, and the relay sets them up again by itself: no restart.
+
+use crate::common;
+
+use async_nats::jetstream;
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+/// One NATS node, a relay with subscriber `s`, one event delivered.
+async fn relay(nats: &NatsCluster, dir: &std::path::Path, sub: &Sub) -> hookrelay::Handle {
+    let cfg = TestConfig::new(dir)
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
+    h
+}
+
+/// Posts `name` until it is accepted (only `503` meanwhile), within `limit`.
+async fn accepted_within(addr: std::net::SocketAddr, name: &str, limit: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (s, v) = callback(addr, &runway(name)).await;
+        if s == StatusCode::OK {
+            return v["id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(std::time::Instant::now() < deadline, "still refused: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_route_stream_is_set_up_again_without_a_restart() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = relay(&nats, dir.path(), &sub).await;
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_stream("HR_EV_t").await.unwrap();
+    accepted_within(h.ingest_addrs[0], "after", secs(10)).await;
+    sub.wait_for(secs(10), "the delivery after", |r| r.len() == 2).await;
+    assert_eq!(admin(h.admin_addr, "GET", "/readyz").await.0, StatusCode::OK);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_results_bucket_is_set_up_again_without_a_restart() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = relay(&nats, dir.path(), &sub).await;
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_key_value("hr_results").await.unwrap();
+    let id = accepted_within(h.ingest_addrs[0], "after", secs(10)).await;
+    sub.wait_for(secs(10), "the delivery after", |r| r.len() == 2).await;
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    h.shutdown().await;
+}
+
+/// Another relay (here: a client publishing as one) stores an event in the
+/// stream this relay has just created again, before this relay created the
+/// consumers: they start at the stream's first message, so it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_before_the_consumers_were_created_again_is_delivered() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = relay(&nats, dir.path(), &sub).await;
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_stream("HR_EV_t").await.unwrap();
+    // The other relay's append: tried until the stream exists again.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Hr-Subs", "s");
+    headers.insert("Hr-Src", "-");
+    headers.insert("Hr-Time", "1700000000000");
+    headers.insert("Nats-Msg-Id", "other-relays-nonce");
+    let deadline = std::time::Instant::now() + secs(10);
+    loop {
+        let body = bytes::Bytes::from(runway("from-the-other-relay"));
+        let subject = format!("hr.ev.t.{}", "ab".repeat(16));
+        if let Ok(ack) = js.publish_with_headers(subject, headers.clone(), body).await {
+            if ack.await.is_ok() {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the stream was not set up again");
+    }
+    sub.wait_for(secs(10), "the other relay's event", |r| {
+        r.iter()
+            .any(|x| String::from_utf8_lossy(&x.body).contains("from-the-other-relay"))
+    })
+    .await;
+    h.shutdown().await;
+}
