@@ -107,6 +107,7 @@ mod secrets;
 mod shutdown;
 mod shutdown_handover;
 mod status;
+mod submit_echo;
 mod timing;
 mod verify_fetch;
 mod verify_fetch_bounded;

@@ -61,9 +61,60 @@ pub fn bearer(secret: &Secret) -> http::HeaderValue {
     value
 }
 
+/// `text` (an answer relayed from someone else, which may quote what we
+/// sent it) with every occurrence of `secret` — as sent, form-encoded (a
+/// URL's query), or with `/` escaped (JSON) — replaced by `<redacted>`.
+/// The same bytes back when none occurs. A secret shorter than 4 bytes is
+/// not looked for (it would match anywhere).
+pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
+    if secret.len() < 4 {
+        return text;
+    }
+    let encoded: String = form_urlencoded::byte_serialize(secret).collect();
+    let escaped: Vec<u8> = secret
+        .iter()
+        .flat_map(|&b| if b == b'/' { b"\\/".to_vec() } else { vec![b] })
+        .collect();
+    let mut forms: Vec<&[u8]> = vec![secret, encoded.as_bytes(), &escaped];
+    forms.dedup();
+    let mut out = text.to_vec();
+    let mut found = false;
+    for form in forms {
+        let mut i = 0;
+        while let Some(at) = out[i..].windows(form.len()).position(|w| w == form) {
+            let at = i + at;
+            out.splice(at..at + form.len(), b"<redacted>".iter().copied());
+            i = at + b"<redacted>".len();
+            found = true;
+        }
+    }
+    if found {
+        bytes::Bytes::from(out)
+    } else {
+        text
+    }
+}
+
+/// [`redact_bytes`] for a [`Secret`].
+pub fn redact_secret(text: bytes::Bytes, secret: &Secret) -> bytes::Bytes {
+    redact_bytes(text, secret.expose())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_secret_is_redacted_in_every_form() {
+        let secret = Secret::new("tok/en 1234");
+        let body = r#"{"echo":"https://r.example/h?token=tok%2Fen+1234","raw":"tok/en 1234","json":"tok\/en 1234"}"#;
+        let out = redact_secret(bytes::Bytes::from(body), &secret);
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!out.contains("1234"), "{out}");
+        assert_eq!(out.matches("<redacted>").count(), 3, "{out}");
+        let clean = bytes::Bytes::from_static(b"nothing here");
+        assert_eq!(redact_secret(clean.clone(), &secret), clean);
+    }
 
     #[test]
     fn debug_never_shows_the_bytes() {

@@ -210,7 +210,7 @@ impl ProviderClient {
         Ok(SubmitAnswer {
             http_status: answer.status,
             content_type: answer.headers.get(CONTENT_TYPE).cloned(),
-            body: answer.body,
+            body: self.inner.cfg.api_key.redact_bytes(answer.body),
             code,
             task_id,
         })

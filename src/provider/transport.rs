@@ -57,6 +57,11 @@ impl ApiKey {
         out
     }
 
+    /// Bytes relayed from the provider with the key, if it echoes it, redacted.
+    pub(crate) fn redact_bytes(&self, text: Bytes) -> Bytes {
+        crate::auth::redact_bytes(text, self.0.as_bytes())
+    }
+
     /// The same key (compared in constant time).
     pub fn same(&self, other: &ApiKey) -> bool {
         use subtle::ConstantTimeEq;

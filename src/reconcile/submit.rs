@@ -3,7 +3,8 @@
 //! provider with the route's API key and `callBackUrl` set to the relay's
 //! public URL for the route (with its first token), the task id of the
 //! answer registered as an expected task, and the provider's answer handed
-//! back unchanged.
+//! back unchanged but for the route's tokens and the API key, should it
+//! echo them (never in an admin answer).
 //!
 //! Only the create endpoints of the route's product are forwarded. A create
 //! that got no answer is not sent again (it may have started, and billed, a
@@ -67,7 +68,7 @@ pub async fn submit(
             .finish();
         callback_url = format!("{callback_url}?{query}");
     }
-    let answer = client.submit(endpoint, &body, &callback_url).await.map_err(|e| {
+    let mut answer = client.submit(endpoint, &body, &callback_url).await.map_err(|e| {
         let status = match e.kind {
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::OutcomeUnknown | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -77,6 +78,11 @@ pub async fn submit(
         tracing::warn!(route = route_name, endpoint, error = %e, "submit proxy: create call failed");
         (status, e.to_string())
     })?;
+    // An answer that echoes the create call (a debug field, a gateway's
+    // page) quotes `callBackUrl`, and with it the route's token.
+    for token in &route.tokens {
+        answer.body = crate::auth::redact_secret(answer.body, token);
+    }
     let Some(task_id) = answer.task_id.clone() else {
         tracing::info!(
             route = route_name,
