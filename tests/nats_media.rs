@@ -189,3 +189,22 @@ async fn a_stored_url_named_again_starts_its_retention_again() {
     assert_eq!(files.hits("/k/again.mp4"), 1, "downloaded once");
     h.shutdown().await;
 }
+
+/// A stored file asked for while NATS is away is a `503` to retry (as every
+/// other admin answer the store cannot give), not a `500`.
+#[tokio::test]
+async fn a_file_asked_for_while_nats_is_away_is_a_503() {
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", "http://127.0.0.1:9/")))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let path = format!("/api/media/{}", "0".repeat(64));
+    let (st, _) = admin(h.admin_addr, "GET", &path).await;
+    assert_eq!(st, http::StatusCode::NOT_FOUND);
+    nats.kill9(0);
+    let (st, v) = admin(h.admin_addr, "GET", &path).await;
+    assert_eq!(st, http::StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    h.shutdown().await;
+}

@@ -62,7 +62,10 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
     let known = match app.store.media_file(sha256.to_string()).await {
         Ok(Some(f)) => f,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no stored file {sha256}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            let (status, why) = super::internal(e);
+            return error(status, why);
+        }
     };
     let reader = match app.media.settings().store.open(sha256).await {
         Ok(Some(r)) => r,
