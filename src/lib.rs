@@ -19,7 +19,7 @@
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
 //! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] (`job`: one try of a URL, `release`: media retention, `fetch_error`, …) |
 //! | the provider platform's API (status records, download-url refresh) | [`provider`] |
-//! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `recover`, `submit`) |
+//! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `in_flight`: the polls running, one per task, a panicked one reported, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`types`: the values crossing the seam, `event_id`, `due_caps`: how far ahead stored work may be due, checked at start-up; `media`, `media_calls`: the media archive's values and `Store` methods; `sled`: `group_commit`, `cursor`, `keys`, `codec`, `body_rows`: a body over 8 KiB in 4 KiB rows, `schema`, `migrate`, `migrate_notify`: asking systemd for time during a migration, `due_cap`: due times of a previous run brought in at start-up, …; `nats`: `topology`: the registered routes and subscribers, `lost`: streams or buckets gone while serving, set up again, `early`, `by_key`: the event holding a dedupe key, `tasks`, `task_query`, `torn_task`: unreadable expected-task rows, …) |
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `verify_media`: the media of a callback whose route stopped verifying, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
@@ -31,7 +31,7 @@
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
-//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render`, `terminal`: control characters in what the admin subcommands print shown escaped, `init`, `check`, …) |
+//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render`, `terminal`: control characters in what the admin subcommands print shown escaped, `generate`: fresh tokens and secrets, `init`, `check`, …) |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |

@@ -14,12 +14,15 @@ mod args;
 pub mod assets;
 mod check;
 mod cluster;
+mod generate;
 pub mod init;
 mod init_steps;
 mod migrate;
 pub mod render;
 pub mod render_tasks;
 mod terminal;
+
+pub use generate::{gen_secret, gen_token};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -271,30 +274,6 @@ pub fn main() -> ExitCode {
         }),
         Command::Admin(cmd) => admin_command(&cli, cmd),
     }
-}
-
-/// A Standard Webhooks secret: 32 bytes from the operating system's CSPRNG.
-pub fn gen_secret() -> String {
-    use base64::Engine;
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(random_bytes())
-    )
-}
-
-/// A route or admin token: 32 bytes from the operating system's CSPRNG, in
-/// hex so it needs no escaping in a `?token=` query or a header.
-pub fn gen_token() -> String {
-    hex::encode(random_bytes())
-}
-
-fn random_bytes() -> [u8; 32] {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the operating system's random source works");
-    bytes
 }
 
 /// A one-thread runtime for a command that talks to a store or the daemon.
