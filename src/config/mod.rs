@@ -198,6 +198,8 @@ mod pull_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
+mod route_token_tests;
+#[cfg(test)]
 mod store_tests;
 #[cfg(test)]
 mod tasks_tests;

@@ -17,6 +17,7 @@ mod route_media;
 mod route_tasks;
 mod server;
 mod subscriber;
+mod weak_tokens;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -214,6 +215,7 @@ impl Validator<'_> {
         }
         warnings.extend(self.after_archive_warnings(&routes));
         warnings.extend(self.open_route_warnings(&routes));
+        warnings.extend(self.weak_route_token_warnings(&server, &routes));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
