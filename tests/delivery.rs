@@ -226,3 +226,36 @@ async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
     assert_eq!(sub.count(), 1);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_2xx_is_recorded_before_its_slow_body_so_a_restart_does_not_send_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // Answers 200 at once, then a body that takes 100 s to come.
+    let sub = RawSub::start(|_| RawAnswer::Drip {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+        bytes: 1000,
+        every: ms(100),
+    })
+    .await;
+    let cfg = TestConfig::new(dir.path()).subscriber(
+        Subscriber::new("drip", sub.url())
+            .timeout(secs(30))
+            .retry([ms(100), ms(100)]),
+    );
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("drip-restart")).await;
+    // The status is in: delivered at once, not when the body ends (or the timeout).
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(3), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    // A stop while the body still drips, then a start: not sent again.
+    h.shutdown().await;
+    let h = start(&cfg).await;
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(sub.count(), 1, "the delivered event was sent again after a restart");
+    let ev = event_view(h.admin_addr, &id).await;
+    assert_eq!(ev["subscribers"][0]["attempts"].as_array().unwrap().len(), 1, "{ev}");
+    h.shutdown().await;
+}

@@ -46,6 +46,14 @@ async fn private_addresses_are_refused_without_allow_private() {
         "http://0x7f.1:9/x",
         "http://0177.0.0.1:9/x",
         "http://127.1:9/x",
+        // Userinfo and fragment tricks: the host is what follows the last `@`.
+        "http://evil.example@127.0.0.1:9/x",
+        "http://evil.example:80@127.0.0.1:9/x",
+        "http://127.0.0.1:9#@evil.example/x",
+        "http:\\\\127.0.0.1:9\\x",
+        "http://[::ffff:7f00:1]:9/x",
+        "http://[::127.0.0.1]:9/x",
+        "http://[64:ff9b::7f00:1]:9/x",
         // The system resolver's answer for localhost is checked too.
         "http://localhost:9/x",
     ] {

@@ -175,6 +175,41 @@ async fn retry_after_never_shortens_the_schedule_and_is_capped() {
 }
 
 #[tokio::test]
+async fn retry_after_too_large_for_a_number_or_on_a_gateway_error_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_then_ok = |status: u16, after: &'static str| {
+        Arc::new(move |n: usize, _: &common::subscriber::Received| match n {
+            0 => Behaviour::With(status, vec![("retry-after", after.to_string())]),
+            _ => Behaviour::Status(200),
+        })
+    };
+    // More digits than any integer holds: "very long", capped by max_retry_after.
+    let huge = Sub::start(first_then_ok(503, "99999999999999999999999")).await;
+    // A gateway in front of the subscriber asking for a pause.
+    let gateway = Sub::start(first_then_ok(502, "1")).await;
+    let sub = |name: &str, s: &Sub| {
+        Subscriber::new(name, s.url())
+            .retry([ms(200)])
+            .max_retry_after(secs(1))
+            .circuit_threshold(100)
+    };
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(sub("huge", &huge))
+        .subscriber(sub("gateway", &gateway));
+    let h = start(&cfg).await;
+    callback(h.ingest_addrs[0], &runway("retry-after-odd")).await;
+    for (name, s) in [("huge", &huge), ("gateway", &gateway)] {
+        let got = s.wait_for(Duration::from_secs(5), "2 attempts", |r| r.len() >= 2).await;
+        let gap = got[1].at - got[0].at;
+        assert!(
+            gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
+            "{name}: waited {gap:?}; Retry-After asks for (at the cap) 1s, the schedule says 200ms"
+        );
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn timeouts_and_connection_errors_retry_then_dead_letter_then_replay() {
     let dir = tempfile::tempdir().unwrap();
     let (hung, healthy) = Sub::broken(Behaviour::Hang).await;

@@ -30,6 +30,7 @@ mod console_api;
 mod cursors;
 mod dead_letters;
 mod delivery;
+mod delivery_h2;
 mod duplicates;
 mod forward;
 mod forward_acks;

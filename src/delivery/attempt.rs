@@ -1,13 +1,15 @@
 //! One delivery attempt: filter, wait for the event's media (`after_archive`
 //! subscribers), sign, POST the provider's body byte for byte, classify the
 //! answer, decide what follows (delivered, retry, dead letter), record it in
-//! the store, count and log it.
+//! the store, count and log it; then read the rest of the answer (so its
+//! connection can be reused) — never before the record.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 use super::client::{error_chain, HttpClient, SendError};
 use super::media_gate::{self, Gate};
@@ -112,13 +114,14 @@ impl Attempter {
             .attempt_seconds
             .get_or_create(&self.metrics.sub(&sub.name))
             .observe(elapsed.as_secs_f64());
-        let (status, error, verdict) = match result {
-            Ok((status, retry_after)) => (
-                Some(status.as_u16()),
+        let (status, error, verdict, rest) = match result {
+            Ok(answer) => (
+                Some(answer.status.as_u16()),
                 None,
-                classify(status, retry_after.as_ref(), clock::time_of_day()),
+                classify(answer.status, answer.retry_after.as_ref(), clock::time_of_day()),
+                Some((answer.body, answer.deadline)),
             ),
-            Err(e) => (None, Some(e.to_string()), Verdict::Retry { after: None }),
+            Err(e) => (None, Some(e.to_string()), Verdict::Retry { after: None }, None),
         };
         let attempt = Attempt {
             attempt: number,
@@ -167,6 +170,12 @@ impl Attempter {
             ),
         }
         let recorded = self.record(&work, Some(attempt), outcome).await;
+        // Only now the rest of the answer: a body that is slow to come (or
+        // never ends) must not hold back the record of an answer we have,
+        // or a stop meanwhile would send the delivery again.
+        if let Some((body, deadline)) = rest {
+            drain(body, deadline).await;
+        }
         (health, recorded)
     }
 
@@ -181,13 +190,9 @@ impl Attempter {
         }
     }
 
-    /// POST the event; the status and `Retry-After`, or why there is none.
-    async fn send(
-        &self,
-        event: &Event,
-        attempt: u32,
-        media: Option<HeaderValue>,
-    ) -> Result<(StatusCode, Option<HeaderValue>), SendError> {
+    /// POST the event; the answer's status, `Retry-After` and body not read
+    /// yet, or why there is none.
+    async fn send(&self, event: &Event, attempt: u32, media: Option<HeaderValue>) -> Result<Answer, SendError> {
         let sub = &self.sub;
         let id = event.id.to_string();
         let ts = clock::now_secs();
@@ -232,23 +237,38 @@ impl Attempter {
             }
             Ok(Ok(resp)) => resp,
         };
-        // The status decides the outcome; the rest of the answer is read (bounded
-        // in size and by the same deadline) only so the connection can be reused.
-        let status = resp.status();
-        let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
-        let mut body = resp.into_body();
-        let drain = async {
-            let mut read = 0usize;
-            while let Some(Ok(f)) = body.frame().await {
-                read += f.data_ref().map_or(0, |d| d.len());
-                if read > MAX_RESPONSE {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout_at(deadline, drain).await;
-        Ok((status, retry_after))
+        // The status decides the outcome; the body is read after it is recorded.
+        Ok(Answer {
+            status: resp.status(),
+            retry_after: resp.headers().get(http::header::RETRY_AFTER).cloned(),
+            body: resp.into_body(),
+            deadline,
+        })
     }
+}
+
+/// A subscriber's answer: what decides the outcome, and the rest.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<HeaderValue>,
+    body: Incoming,
+    /// The attempt's deadline, which bounds reading the body too.
+    deadline: tokio::time::Instant,
+}
+
+/// Read (and drop) the rest of an answer, bounded in size and by the
+/// attempt's deadline, only so that its connection can be reused.
+async fn drain(mut body: Incoming, deadline: tokio::time::Instant) {
+    let read_all = async {
+        let mut read = 0usize;
+        while let Some(Ok(f)) = body.frame().await {
+            read += f.data_ref().map_or(0, |d| d.len());
+            if read > MAX_RESPONSE {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, read_all).await;
 }
 
 /// How long a lane waits before reading again after the store failed a read.

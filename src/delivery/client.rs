@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::Subscriber;
 use crate::tls::TlsError;
@@ -57,10 +57,28 @@ pub(super) fn build(sub: &Subscriber) -> Result<LaneClient, TlsError> {
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
+    // An HTTP/2 subscriber's one connection carries every attempt: one that
+    // goes silent (state dropped by a NAT or load balancer, a peer gone
+    // without a reset) is found by an unanswered ping and closed, so the
+    // next attempt connects again instead of timing out on it (for as long
+    // as the kernel keeps it: many minutes). HTTP/1.1 connections are not
+    // reused after an attempt's timeout.
+    let ping = keep_alive(sub.timeout);
     let http = Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .http2_keep_alive_interval(ping)
+        .http2_keep_alive_timeout(ping)
         .build(https);
     Ok(LaneClient { http, made_from })
+}
+
+/// How long an HTTP/2 connection with requests in flight may read nothing
+/// before it is pinged, and how long the ping may go unanswered before the
+/// connection is closed: the attempt's `timeout`, at most 20 s.
+fn keep_alive(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_secs(20))
 }
 
 /// Why an attempt got no status from the subscriber.

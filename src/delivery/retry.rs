@@ -94,7 +94,8 @@ pub enum Verdict {
     },
 }
 
-/// Classify a subscriber's status and `Retry-After` (which counts on 429/503).
+/// Classify a subscriber's status and `Retry-After` (which counts on
+/// 429/502/503/504, the answers Standard Webhooks says to slow down on).
 pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>, now: SystemTime) -> Verdict {
     if status.is_success() {
         return Verdict::Delivered;
@@ -102,7 +103,7 @@ pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>, now: Syst
     if status == StatusCode::GONE {
         return Verdict::Gone;
     }
-    let after = if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+    let after = if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
         retry_after
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now))
@@ -112,11 +113,16 @@ pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>, now: Syst
     Verdict::Retry { after }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
+/// What a delta-seconds too large to represent stands for: "very long"
+/// (RFC 9111's 2^31 s), so that it is capped like any long wait rather
+/// than ignored.
+const HUGE_DELTA: Duration = Duration::from_secs(1 << 31);
+
+/// `Retry-After` as delta-seconds (digits only) or an HTTP date.
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(v.parse::<u64>().map_or(HUGE_DELTA, Duration::from_secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!(
             classify(StatusCode::INTERNAL_SERVER_ERROR, Some(&ra), now),
             Verdict::Retry { after: None },
-            "Retry-After only counts on 429/503"
+            "Retry-After only counts on 429/502/503/504"
         );
     }
 
@@ -215,5 +221,32 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_huge_or_signed_seconds() {
+        let now = SystemTime::now();
+        // Too many digits for any integer: a very long wait (then capped), not none.
+        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(HUGE_DELTA));
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(s(u64::MAX)));
+        // Not delta-seconds: ignored.
+        for v in ["-5", "+5", "1.5", "", " ", "5s"] {
+            assert_eq!(parse_retry_after(v, now), None, "{v:?}");
+        }
+        let r = RetrySchedule::new(vec![s(5)], s(3600)).unwrap();
+        let huge = HeaderValue::from_static("99999999999999999999999");
+        let Verdict::Retry { after } = classify(StatusCode::TOO_MANY_REQUESTS, Some(&huge), now) else {
+            panic!("a 429 is retried");
+        };
+        assert_eq!(r.delay_with(0, after, 0.5), Some(s(3600)), "capped at max_retry_after");
+    }
+
+    #[test]
+    fn retry_after_counts_on_bad_gateway_and_gateway_timeout() {
+        let now = SystemTime::now();
+        let ra = HeaderValue::from_static("7");
+        for status in [StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT] {
+            assert_eq!(classify(status, Some(&ra), now), Verdict::Retry { after: Some(s(7)) });
+        }
     }
 }
