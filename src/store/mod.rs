@@ -149,7 +149,12 @@ impl Store {
     /// Store a callback durably, or find the event it duplicates. Returns once
     /// the event is on disk.
     pub async fn append(&self, event: NewEvent) -> Result<Accepted, StoreError> {
-        each!(self, s => s.append(event).await)
+        match &self.backend {
+            Backend::Sled(s) => s.append(event).await,
+            // The cluster's append is a large future (~10–20 KB): boxed, so
+            // that every ingest request on one host does not carry it.
+            Backend::Nats(s) => Box::pin(s.append(event)).await,
+        }
     }
 
     /// The work of one subscriber (its lane owns it).
@@ -165,7 +170,8 @@ impl Store {
     pub async fn record(&self, ticket: &Ticket, attempt: Option<Attempt>, outcome: Outcome) -> Result<(), StoreError> {
         match (&self.backend, ticket) {
             (Backend::Sled(s), Ticket::Sled(t)) => s.record(t, attempt, outcome).await,
-            (Backend::Nats(s), Ticket::Nats(t)) => s.record(t, attempt, outcome).await,
+            // Boxed: a large future every delivery on one host would carry.
+            (Backend::Nats(s), Ticket::Nats(t)) => Box::pin(s.record(t, attempt, outcome)).await,
             _ => Err(StoreError::Corrupt("work from another backend".into())),
         }
     }
@@ -204,7 +210,7 @@ impl Store {
     pub async fn begin_attempt(&self, ticket: &Ticket, number: u32) -> Result<(), StoreError> {
         match ticket {
             Ticket::Nats(t) => match &self.backend {
-                Backend::Nats(s) => s.begin_attempt(t, number).await,
+                Backend::Nats(s) => Box::pin(s.begin_attempt(t, number)).await,
                 Backend::Sled(_) => Err(StoreError::Corrupt("work from another backend".into())),
             },
             _ => Ok(()),
@@ -214,7 +220,7 @@ impl Store {
     pub async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event(id)).await,
-            Backend::Nats(s) => s.event(id).await,
+            Backend::Nats(s) => Box::pin(s.event(id)).await,
         }
     }
 
@@ -222,7 +228,8 @@ impl Store {
     pub async fn event_view(&self, id: EventId) -> Result<Option<EventView>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event_view(id)).await,
-            Backend::Nats(s) => s.event_view(id).await,
+            // Boxed: ingest awaits it on `verify = "fetch"` routes.
+            Backend::Nats(s) => Box::pin(s.event_view(id)).await,
         }
     }
 
@@ -231,7 +238,7 @@ impl Store {
         let route = route.to_string();
         match &self.backend {
             Backend::Sled(s) => s.blocking(move |s| s.event_by_dedupe(&route, &hash)).await,
-            Backend::Nats(s) => s.event_by_dedupe(&route, hash).await,
+            Backend::Nats(s) => Box::pin(s.event_by_dedupe(&route, hash)).await,
         }
     }
 

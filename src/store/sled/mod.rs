@@ -397,6 +397,8 @@ mod body_rows_tests;
 #[cfg(test)]
 mod cursor_tests;
 #[cfg(test)]
+mod future_size_tests;
+#[cfg(test)]
 mod media_tests;
 #[cfg(test)]
 mod migrate_tests;
