@@ -333,6 +333,10 @@ impl Shared {
                 allow_direct: true,
                 ..Default::default()
             };
+            let mut cfg = cfg;
+            if !self.check_stream(plan, &cfg.name, cfg.max_age).await? {
+                cfg.first_sequence = Some(super::lost::first_free_seq(&results, route).await?);
+            }
             let (mut s, created) = self.ensure_stream_created(plan, cfg).await?;
             for sub in subs {
                 let mut consumer = super::consumer_config(route, sub, self.takeover);
