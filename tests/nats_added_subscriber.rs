@@ -54,7 +54,7 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
     let deadline = std::time::Instant::now() + secs(20);
     loop {
         if let Ok(info) = stream.consumer_info("sub_s2").await {
-            if info.config.deliver_policy == DeliverPolicy::New {
+            if info.config.deliver_policy == DeliverPolicy::All {
                 break;
             }
         }
@@ -135,7 +135,7 @@ async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_anot
     let deadline = std::time::Instant::now() + secs(20);
     loop {
         if let Ok(info) = stream.consumer_info("sub_s2").await {
-            if info.config.deliver_policy == DeliverPolicy::New {
+            if info.config.deliver_policy == DeliverPolicy::All {
                 break;
             }
         }
@@ -176,7 +176,8 @@ async fn block_consumer(url: &str, name: &str) -> async_nats::jetstream::stream:
             durable_name: Some(format!("sub_{name}")),
             ack_policy: AckPolicy::Explicit,
             ack_wait: secs(5),
-            deliver_policy: DeliverPolicy::All,
+            // Not where a relay's consumer starts: it cannot be updated to one.
+            deliver_policy: DeliverPolicy::Last,
             filter_subject: format!("hr.rp.t.{name}"),
             ..Default::default()
         })

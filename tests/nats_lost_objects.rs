@@ -102,3 +102,36 @@ async fn an_event_stored_before_the_consumers_were_created_again_is_delivered() 
     .await;
     h.shutdown().await;
 }
+
+/// A stream set up again starts its sequences past the old events' results:
+/// the new event's retry is sent, not taken for the old event's `delivered`
+/// (its sequence's result) and only acknowledged — a `200` never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_in_a_stream_set_up_again_is_not_taken_for_an_old_events_result() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, healthy) = Sub::broken(Behaviour::Status(500)).await;
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    sub.wait_for(secs(10), "first", |r| r.len() == 1).await;
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_stream("HR_EV_t").await.unwrap();
+    let deadline = std::time::Instant::now() + secs(10);
+    loop {
+        let (s, _) = callback(h.ingest_addrs[0], &runway("after")).await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(ms(200)).await;
+    }
+    sub.wait_for(secs(10), "refused first attempt", |r| r.len() == 2).await;
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    sub.wait_for(secs(10), "the retry", |r| r.len() == 3).await;
+    h.shutdown().await;
+}

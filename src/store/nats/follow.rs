@@ -52,10 +52,7 @@ impl Follow {
             return None;
         }
         match self {
-            Follow::Subscriber { route, sub } => {
-                let stream = shared.stream(route).ok()?;
-                super::existing_consumer(&stream, sub).await.ok()
-            }
+            Follow::Subscriber { route, sub } => super::consumer::subscriber(shared, route, sub).await,
             Follow::Archiver => super::media::existing_archiver(shared).await.ok(),
             Follow::Reconciler => super::tasks::existing_reconciler(shared).await.ok(),
         }
@@ -69,6 +66,9 @@ pub(super) struct Received {
     pub seq: u64,
     /// How many times NATS has handed it out (1 the first time).
     pub delivered: u32,
+    /// Stored before its consumer was created (see [`super::consumer`]):
+    /// it may have been settled already, also on its first hand-out.
+    pub rewound: bool,
 }
 
 /// What arrived and what is asked for.
@@ -296,6 +296,7 @@ impl Pull {
     /// it ended normally (all came, or it expired).
     async fn request(self, c: PullConsumer, n: usize) -> bool {
         let mut got = 0;
+        let rewound_to = super::consumer::rewound_to(&c);
         let ok = match c.batch().max_messages(n).expires(PULL_EXPIRES).messages().await {
             Ok(mut messages) => loop {
                 match messages.next().await {
@@ -306,7 +307,7 @@ impl Pull {
                     }
                     Some(Ok(m)) => {
                         got += 1;
-                        self.arrived(m);
+                        self.arrived(m, rewound_to);
                     }
                 }
             },
@@ -322,7 +323,7 @@ impl Pull {
 
     /// Hold a message that arrived and queue it for the reader (one it no
     /// longer wants goes back on its next [`Follower::want`]).
-    fn arrived(&self, m: async_nats::jetstream::Message) {
+    fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64) {
         let info = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32));
         let (message, acker) = m.split();
         let acker = Arc::new(acker);
@@ -340,6 +341,7 @@ impl Pull {
             acker,
             seq,
             delivered,
+            rewound: seq <= rewound_to,
         };
         {
             let mut inbox = lock(&self.inbox);

@@ -66,3 +66,23 @@ pub(super) fn set_up_again(s: &Arc<Shared>, lost: &[String]) -> StoreError {
     }
     unavailable(why)
 }
+
+/// The first sequence of `route`'s stream when set-up creates it: past every
+/// sequence a result still names. A stream set up again after it was lost
+/// started at 1, and its events took the old events' results (keys
+/// `<route>.<seq>.<subscriber>`): a retry of a new event read an old
+/// `delivered` and was only acknowledged, never sent. One listing of the
+/// bucket's keys, only when the stream is created.
+pub(super) async fn first_free_seq(results: &async_nats::jetstream::kv::Store, route: &str) -> Result<u64, String> {
+    let prefix = format!("{route}.");
+    let mut keys = results.keys().await.map_err(|e| format!("results keys: {e}"))?;
+    let mut last = 0u64;
+    while let Some(k) = keys.try_next().await.map_err(|e| format!("results keys: {e}"))? {
+        let seq = k
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split('.').next())
+            .and_then(|s| s.parse().ok());
+        last = last.max(seq.unwrap_or(0));
+    }
+    Ok(last + 1)
+}

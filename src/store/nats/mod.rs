@@ -10,6 +10,7 @@ mod backlog;
 mod by_key;
 mod claim;
 mod connect;
+mod consumer;
 mod dead_letter;
 mod early;
 mod event;
@@ -37,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, kv, stream};
 use tokio::sync::Mutex;
 
@@ -183,15 +184,8 @@ impl Shared {
     }
 }
 
-/// A subscriber's consumer, set up by `set_up`.
-pub(super) async fn existing_consumer(s: &stream::Stream, sub: &str) -> Result<PullConsumer, String> {
-    s.get_consumer::<pull::Config>(&layout::consumer(sub))
-        .await
-        .map_err(|e| format!("consumer {}: {e}", layout::consumer(sub)))
-}
-
 /// A subscriber's durable consumer (created or brought up to date by
-/// `set_up`); a new one starts at the tail of the log.
+/// `set_up`); where a new one starts is [`consumer`]'s.
 pub(super) fn consumer_config(route: &str, sub: &str, takeover: Duration) -> pull::Config {
     pull::Config {
         durable_name: Some(layout::consumer(sub)),
@@ -200,7 +194,7 @@ pub(super) fn consumer_config(route: &str, sub: &str, takeover: Duration) -> pul
         max_deliver: -1,
         // NAK-delayed retries count here: the relay bounds concurrency itself.
         max_ack_pending: -1,
-        deliver_policy: DeliverPolicy::New,
+        deliver_policy: DeliverPolicy::All,
         filter_subjects: vec![layout::event_filter(route), layout::replay_subject(route, sub)],
         ..Default::default()
     }

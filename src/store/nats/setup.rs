@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::context::GetStreamErrorKind;
@@ -104,11 +103,11 @@ fn mismatch(object: &str, diffs: &[Differs]) -> String {
     )
 }
 
-/// A relay's consumer starts at its stream's tail (`New`), or at its first
-/// message when the relay created the stream just before (`All`); NATS
-/// cannot change it later. An existing consumer with our filters and one of
-/// those two keeps its own, whichever relay created it; any other stays
-/// refused as before (not ours).
+/// A relay's consumer starts at its stream's first message (`All`, with the
+/// metadata of [`super::consumer`]), or at its tail (`New`: created by an
+/// earlier version); NATS cannot change it later. An existing consumer with
+/// our filters and one of those two keeps its own start and metadata,
+/// whichever relay created it; any other stays refused as before (not ours).
 fn keep_start(cfg: &mut pull::Config, existing: &async_nats::jetstream::consumer::Config) {
     use async_nats::jetstream::consumer::DeliverPolicy;
     let filters = |one: &str, many: &[String]| {
@@ -125,6 +124,7 @@ fn keep_start(cfg: &mut pull::Config, existing: &async_nats::jetstream::consumer
             == filters(&existing.filter_subject, &existing.filter_subjects);
     if ours {
         cfg.deliver_policy = existing.deliver_policy;
+        cfg.metadata = existing.metadata.clone();
     }
 }
 
@@ -333,14 +333,19 @@ impl Shared {
                 allow_direct: true,
                 ..Default::default()
             };
-            let (s, created) = self.ensure_stream_created(plan, cfg).await?;
+            let mut cfg = cfg;
+            if !self.check_stream(plan, &cfg.name, cfg.max_age).await? {
+                cfg.first_sequence = Some(super::lost::first_free_seq(&results, route).await?);
+            }
+            let (mut s, created) = self.ensure_stream_created(plan, cfg).await?;
             for sub in subs {
                 let mut consumer = super::consumer_config(route, sub, self.takeover);
-                if created {
-                    // A stream created just now (first start, or lost and set
-                    // up again: see `lost`): all of it is for its consumers,
-                    // also what another relay stored before they existed.
-                    consumer.deliver_policy = jetstream::consumer::DeliverPolicy::All;
+                // One created now starts at the stream's first message (see
+                // `consumer`): never past an event another relay stored
+                // naming this subscriber before the consumer existed. In a
+                // stream this set-up created nothing was settled before.
+                if !created {
+                    super::consumer::from_the_start(&mut s, &mut consumer).await?;
                 }
                 self.ensure_consumer(plan, &s, consumer).await?;
                 // Fanned out to from now on, whatever fails later in this set-up.

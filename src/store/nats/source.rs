@@ -196,6 +196,7 @@ impl NatsCursor {
             acker,
             seq: message_seq,
             delivered,
+            rewound,
         } = r;
         let stream = self.shared.stream(&self.route)?;
         let replay = msg.subject.as_str().starts_with("hr.rp.");
@@ -247,7 +248,7 @@ impl NatsCursor {
         // result (not NATS's delivered count, which also counts messages
         // given back unsent: a lane's circuit opening, a media wait, a
         // forwarder gone).
-        let (row, revision) = if delivered == 1 && !replay {
+        let (row, revision) = if delivered == 1 && !replay && !rewound {
             (None, 0)
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
@@ -280,6 +281,12 @@ impl NatsCursor {
                 return Ok(None);
             }
         }
+        // A consumer created again hands out an event an operator's replay
+        // queued again: the replay's own message carries that delivery.
+        let settle = match row.as_ref() {
+            Some(r) if settle.is_none() && rewound && !replay && r.replays > 0 => Some(AckKind::Ack),
+            _ => settle,
+        };
         if let Some(kind) = settle {
             self.release(message_seq);
             let _ = acker.ack_with(kind).await;

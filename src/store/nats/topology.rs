@@ -48,8 +48,9 @@ impl Shared {
         subs.retain(exists);
         // None of them has a consumer yet (replaced by subscribers whose
         // consumers set-up has not created): stored now, the event would be
-        // for nobody, and the consumers, created at the log's tail, would
-        // never see it. Refused for a retry instead.
+        // for nobody (the consumers created later start at the log's head,
+        // but an event stored for none of them is listed for nobody).
+        // Refused for a retry instead.
         if listed && subs.is_empty() {
             return Err(StoreError::RouteChanged(route.to_string()));
         }
