@@ -733,7 +733,8 @@ fn the_shipped_cluster_example_is_valid() {
     }
     std::fs::write(
         creds.path().join("render-signing-secret"),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        // Not the shipped config's example secret (refused on 0.0.0.0).
+        "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
