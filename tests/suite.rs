@@ -35,6 +35,7 @@ mod duplicates;
 mod forward;
 mod forward_acks;
 mod forward_args;
+mod forward_stop;
 mod hostile_http;
 mod isolation;
 mod media_after_archive;

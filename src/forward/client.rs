@@ -256,8 +256,9 @@ impl Local {
         }
     }
 
-    /// POST a message (its headers, its original bytes); the status, or why there is none.
-    pub async fn post(&self, m: &wire::Message) -> Result<StatusCode, String> {
+    /// POST a message (its headers, its original bytes); the answer's status
+    /// with the rest of it not read yet, or why there is none.
+    pub async fn post(&self, m: &wire::Message) -> Result<Answer, String> {
         let body = B64
             .decode(&m.body)
             .map_err(|e| format!("the relay sent a body that is not base64: {e}"))?;
@@ -279,12 +280,31 @@ impl Local {
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
             .map_err(|e| chain(&e))?;
         // The status decides, as for a push delivery: the rest of the answer
-        // is read (bounded in size and by the same deadline) only so the
-        // connection can be reused. A 2xx whose body is slow was delivered.
-        let status = resp.status();
-        let drain = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect();
-        let _ = tokio::time::timeout_at(deadline, drain).await;
-        Ok(status)
+        // is read only after the outcome went to the acker (`Answer::drain`).
+        Ok(Answer {
+            status: resp.status(),
+            rest: resp.into_body(),
+            deadline,
+        })
+    }
+}
+
+/// The local service's answer: its status decides; the rest is read after.
+pub struct Answer {
+    pub status: StatusCode,
+    rest: hyper::body::Incoming,
+    /// The delivery's deadline, which bounds reading the rest too.
+    deadline: tokio::time::Instant,
+}
+
+impl Answer {
+    /// Read (and drop) the rest of the answer, bounded in size and by the
+    /// delivery's deadline, only so that its connection can be reused. A 2xx
+    /// whose body is slow (or never ends) was delivered: this comes after the
+    /// acknowledgement is on its way, never before.
+    pub async fn drain(self) {
+        let drain = http_body_util::Limited::new(self.rest, 64 * 1024).collect();
+        let _ = tokio::time::timeout_at(self.deadline, drain).await;
     }
 }
 
