@@ -20,7 +20,9 @@ use crate::pull::wire::{self, MAX_PER_PULL};
 
 /// How long a stop waits for messages being delivered locally.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long a stop waits for the last acknowledgements to reach the relay.
+/// How long a stop waits for the last acknowledgements to reach the relay,
+/// besides what the deliveries left of [`STOP_GRACE`] (the shipped unit's
+/// `TimeoutStopSec=20s` leaves room for both).
 const ACK_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the forwarder cannot go on.
@@ -203,6 +205,7 @@ impl Pump {
             }
         }
         // Stop: let deliveries in progress finish for a while, hand back the rest.
+        let stopped_at = tokio::time::Instant::now();
         let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
         deliveries.abort_all();
         while deliveries.join_next().await.is_some() {}
@@ -224,7 +227,10 @@ impl Pump {
                 .await;
         }
         drop(done_tx);
-        if tokio::time::timeout(ACK_GRACE, acker).await.is_err() {
+        // The acknowledgements get what the deliveries left of the grace too:
+        // a relay away for a moment (restarting) at the stop still gets them.
+        let acks_until = (stopped_at + STOP_GRACE + ACK_GRACE).max(tokio::time::Instant::now() + ACK_GRACE);
+        if tokio::time::timeout_at(acks_until, acker).await.is_err() {
             tracing::warn!(
                 "stopping before every acknowledgement reached the relay; it will offer those messages again"
             );
