@@ -12,7 +12,7 @@ use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Secret;
 use crate::pull::wire;
@@ -25,6 +25,9 @@ pub const USER_AGENT: &str = concat!("hookrelay-forward/", env!("CARGO_PKG_VERSI
 /// [`wire::ANSWER_BUDGET`] (or one larger message alone), and this is that
 /// budget plus one message of [`wire::MAX_FORWARDED_BODY`].
 const MAX_ANSWER: usize = wire::MAX_ANSWER;
+/// The longest an HTTP/2 connection with requests in flight stays silent
+/// before a ping, and the ping unanswered before it is closed.
+const PING_MAX: Duration = Duration::from_secs(20);
 /// How long a request to the relay may take beyond the long-poll's wait.
 const RELAY_SLACK: Duration = Duration::from_secs(15);
 
@@ -82,7 +85,13 @@ impl RelayError {
     }
 }
 
-fn http(tls: rustls::ClientConfig, connect_timeout: Duration) -> Http {
+/// An HTTP client; `ping`: how long an HTTP/2 connection with requests in
+/// flight may read nothing before it is pinged, and how long the ping may go
+/// unanswered before the connection is closed. One that went silent (state
+/// dropped by a NAT or load balancer, a peer gone without a reset) would
+/// otherwise carry every request, each timing out, until the kernel gives
+/// up on it (many minutes).
+fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration) -> Http {
     let mut conn = HttpConnector::new();
     conn.enforce_http(false);
     conn.set_nodelay(true);
@@ -93,7 +102,11 @@ fn http(tls: rustls::ClientConfig, connect_timeout: Duration) -> Http {
         .enable_all_versions()
         .wrap_connector(conn);
     Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(50))
+        .http2_keep_alive_interval(ping)
+        .http2_keep_alive_timeout(ping)
         .build(https)
 }
 
@@ -135,7 +148,7 @@ impl Relay {
             .parse()
             .map_err(|e| format!("cannot build the acknowledgement URL from {base}: {e}"))?;
         Ok(Relay {
-            http: http(tls, Duration::from_secs(10)),
+            http: http(tls, Duration::from_secs(10), PING_MAX),
             url,
             ack_url,
             token,
@@ -250,7 +263,7 @@ impl Local {
 
     pub fn new(to: Uri, tls: rustls::ClientConfig, timeout: Duration) -> Local {
         Local {
-            http: http(tls, timeout),
+            http: http(tls, timeout, timeout.min(PING_MAX)),
             to,
             timeout,
         }
