@@ -15,13 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A TCP proxy whose connections open so far can be frozen: from then on
 /// they pass nothing either way, and stay open. Later connections pass.
-struct FreezingProxy {
-    addr: SocketAddr,
+pub(crate) struct FreezingProxy {
+    pub(crate) addr: SocketAddr,
     frozen: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl FreezingProxy {
-    async fn start(upstream: SocketAddr) -> FreezingProxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> FreezingProxy {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let frozen: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
@@ -42,7 +42,7 @@ impl FreezingProxy {
         FreezingProxy { addr, frozen }
     }
 
-    fn freeze_all(&self) {
+    pub(crate) fn freeze_all(&self) {
         for f in self.frozen.lock().unwrap().iter() {
             f.store(true, Ordering::SeqCst);
         }

@@ -18,7 +18,7 @@ const TOKEN: &str = "outage-pull-token";
 /// A TCP proxy to `upstream` that can be switched off: while off it refuses
 /// every new connection (accepts and drops it) and cuts the ones it carries,
 /// as a network outage between the forwarder and the relay would.
-async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
+pub(crate) async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (on_tx, on_rx) = watch::channel(true);

@@ -35,6 +35,8 @@ mod duplicates;
 mod forward;
 mod forward_acks;
 mod forward_args;
+mod forward_h2;
+mod forward_stop;
 mod hostile_http;
 mod isolation;
 mod media_after_archive;

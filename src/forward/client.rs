@@ -12,7 +12,7 @@ use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Secret;
 use crate::pull::wire;
@@ -25,6 +25,9 @@ pub const USER_AGENT: &str = concat!("hookrelay-forward/", env!("CARGO_PKG_VERSI
 /// [`wire::ANSWER_BUDGET`] (or one larger message alone), and this is that
 /// budget plus one message of [`wire::MAX_FORWARDED_BODY`].
 const MAX_ANSWER: usize = wire::MAX_ANSWER;
+/// The longest an HTTP/2 connection with requests in flight stays silent
+/// before a ping, and the ping unanswered before it is closed.
+const PING_MAX: Duration = Duration::from_secs(20);
 /// How long a request to the relay may take beyond the long-poll's wait.
 const RELAY_SLACK: Duration = Duration::from_secs(15);
 
@@ -82,7 +85,13 @@ impl RelayError {
     }
 }
 
-fn http(tls: rustls::ClientConfig, connect_timeout: Duration) -> Http {
+/// An HTTP client; `ping`: how long an HTTP/2 connection with requests in
+/// flight may read nothing before it is pinged, and how long the ping may go
+/// unanswered before the connection is closed. One that went silent (state
+/// dropped by a NAT or load balancer, a peer gone without a reset) would
+/// otherwise carry every request, each timing out, until the kernel gives
+/// up on it (many minutes).
+fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration) -> Http {
     let mut conn = HttpConnector::new();
     conn.enforce_http(false);
     conn.set_nodelay(true);
@@ -93,7 +102,11 @@ fn http(tls: rustls::ClientConfig, connect_timeout: Duration) -> Http {
         .enable_all_versions()
         .wrap_connector(conn);
     Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(50))
+        .http2_keep_alive_interval(ping)
+        .http2_keep_alive_timeout(ping)
         .build(https)
 }
 
@@ -135,7 +148,7 @@ impl Relay {
             .parse()
             .map_err(|e| format!("cannot build the acknowledgement URL from {base}: {e}"))?;
         Ok(Relay {
-            http: http(tls, Duration::from_secs(10)),
+            http: http(tls, Duration::from_secs(10), PING_MAX),
             url,
             ack_url,
             token,
@@ -250,14 +263,15 @@ impl Local {
 
     pub fn new(to: Uri, tls: rustls::ClientConfig, timeout: Duration) -> Local {
         Local {
-            http: http(tls, timeout),
+            http: http(tls, timeout, timeout.min(PING_MAX)),
             to,
             timeout,
         }
     }
 
-    /// POST a message (its headers, its original bytes); the status, or why there is none.
-    pub async fn post(&self, m: &wire::Message) -> Result<StatusCode, String> {
+    /// POST a message (its headers, its original bytes); the answer's status
+    /// with the rest of it not read yet, or why there is none.
+    pub async fn post(&self, m: &wire::Message) -> Result<Answer, String> {
         let body = B64
             .decode(&m.body)
             .map_err(|e| format!("the relay sent a body that is not base64: {e}"))?;
@@ -279,12 +293,31 @@ impl Local {
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
             .map_err(|e| chain(&e))?;
         // The status decides, as for a push delivery: the rest of the answer
-        // is read (bounded in size and by the same deadline) only so the
-        // connection can be reused. A 2xx whose body is slow was delivered.
-        let status = resp.status();
-        let drain = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect();
-        let _ = tokio::time::timeout_at(deadline, drain).await;
-        Ok(status)
+        // is read only after the outcome went to the acker (`Answer::drain`).
+        Ok(Answer {
+            status: resp.status(),
+            rest: resp.into_body(),
+            deadline,
+        })
+    }
+}
+
+/// The local service's answer: its status decides; the rest is read after.
+pub struct Answer {
+    pub status: StatusCode,
+    rest: hyper::body::Incoming,
+    /// The delivery's deadline, which bounds reading the rest too.
+    deadline: tokio::time::Instant,
+}
+
+impl Answer {
+    /// Read (and drop) the rest of the answer, bounded in size and by the
+    /// delivery's deadline, only so that its connection can be reused. A 2xx
+    /// whose body is slow (or never ends) was delivered: this comes after the
+    /// acknowledgement is on its way, never before.
+    pub async fn drain(self) {
+        let drain = http_body_util::Limited::new(self.rest, 64 * 1024).collect();
+        let _ = tokio::time::timeout_at(self.deadline, drain).await;
     }
 }
 

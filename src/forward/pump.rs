@@ -14,13 +14,15 @@ use tokio::task::JoinSet;
 
 use super::acker::{self, End, Finished};
 use super::backoff::Backoff;
-use super::client::{Local, Relay, RelayError};
+use super::client::{Answer, Local, Relay, RelayError};
 use super::status::Status;
 use crate::pull::wire::{self, MAX_PER_PULL};
 
 /// How long a stop waits for messages being delivered locally.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long a stop waits for the last acknowledgements to reach the relay.
+/// How long a stop waits for the last acknowledgements to reach the relay,
+/// besides what the deliveries left of [`STOP_GRACE`] (the shipped unit's
+/// `TimeoutStopSec=20s` leaves room for both).
 const ACK_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the forwarder cannot go on.
@@ -138,16 +140,31 @@ impl Pump {
                                  below the subscriber's lease); not sent twice");
                             continue;
                         }
-                        let (local, status, done, active) =
-                            (self.local.clone(), self.status.clone(), done_tx.clone(), active.clone());
+                        let (local, status, done, active, mut stopped) = (
+                            self.local.clone(),
+                            self.status.clone(),
+                            done_tx.clone(),
+                            active.clone(),
+                            stop.clone(),
+                        );
                         deliveries.spawn(async move {
-                            let mut finished = deliver(&local, &status, m, keep_until).await;
+                            let (mut finished, rest) = deliver(&local, &status, m, keep_until).await;
                             // A lease taken again meanwhile raised the deadline.
                             let raised = active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
                             if let Some(until) = raised {
                                 finished.keep_until = finished.keep_until.max(until);
                             }
                             let _ = done.send(finished).await;
+                            // Only now the rest of the answer (so the connection
+                            // can be reused): a 2xx whose body is slow to come
+                            // was delivered, and a stop meanwhile must not hand
+                            // it back. A stop ends the reading.
+                            if let Some(rest) = rest {
+                                tokio::select! {
+                                    _ = rest.drain() => {}
+                                    _ = stopped.wait_for(|s| *s) => {}
+                                }
+                            }
                             drop(permit);
                         });
                     }
@@ -188,6 +205,7 @@ impl Pump {
             }
         }
         // Stop: let deliveries in progress finish for a while, hand back the rest.
+        let stopped_at = tokio::time::Instant::now();
         let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
         deliveries.abort_all();
         while deliveries.join_next().await.is_some() {}
@@ -209,7 +227,10 @@ impl Pump {
                 .await;
         }
         drop(done_tx);
-        if tokio::time::timeout(ACK_GRACE, acker).await.is_err() {
+        // The acknowledgements get what the deliveries left of the grace too:
+        // a relay away for a moment (restarting) at the stop still gets them.
+        let acks_until = (stopped_at + STOP_GRACE + ACK_GRACE).max(tokio::time::Instant::now() + ACK_GRACE);
+        if tokio::time::timeout_at(acks_until, acker).await.is_err() {
             tracing::warn!(
                 "stopping before every acknowledgement reached the relay; it will offer those messages again"
             );
@@ -218,20 +239,30 @@ impl Pump {
     }
 }
 
-/// POST one message locally.
-async fn deliver(local: &Local, status: &Status, m: wire::Message, keep_until: tokio::time::Instant) -> Finished {
+/// POST one message locally: how it ended, and the rest of the local
+/// service's answer, to read after the outcome went to the acker.
+async fn deliver(
+    local: &Local,
+    status: &Status,
+    m: wire::Message,
+    keep_until: tokio::time::Instant,
+) -> (Finished, Option<Answer>) {
     status.started();
     let started = tokio::time::Instant::now();
-    let result = local.post(&m).await;
+    let (result, rest) = match local.post(&m).await {
+        Ok(a) => (Ok(a.status), Some(a)),
+        Err(e) => (Err(e), None),
+    };
     status.finished(&m.id, m.attempt, &result, started.elapsed());
     let (end, local) = match result.as_ref().is_ok_and(|s| s.is_success()) {
         true => (End::Delivered, None),
         false => (End::HandBack, Some(wire::LocalAnswer::of(&result))),
     };
-    Finished {
+    let finished = Finished {
         end,
         id: m.id,
         local,
         keep_until,
-    }
+    };
+    (finished, rest)
 }

@@ -1,0 +1,123 @@
+//! `hookrelay forward` stopped (SIGTERM) while the local service's answer is
+//! still coming: the status decides, so a `2xx` whose body is slow is
+//! acknowledged at once, not cut off at the stop and released (which would
+//! send the message to the service again: delivered twice by our fault);
+//! and the stop's acknowledgements get through a relay away for a moment.
+
+use crate::common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TOKEN: &str = "stop-pull-token";
+
+/// The local service answers `200` at once, then dribbles its body (a byte
+/// every 50 ms of 2,000) over the forwarder's 30 s `--timeout`; the forwarder
+/// is stopped meanwhile. The message is delivered (not released, not
+/// offered again), and the stop does not wait for the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_is_slow_is_acknowledged_before_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
+    )
+    .await;
+    let local = RawSub::start(|_| RawAnswer::Drip {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 2000\r\n\r\n",
+        bytes: 2000,
+        every: Duration::from_millis(50),
+    })
+    .await;
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(h.ingest_addrs[0], "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "30s"],
+    );
+    let id = accepted(h.ingest_addrs[0], &runway("slowbody")).await;
+    let deadline = Instant::now() + secs(15);
+    while local.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the local service: {}",
+            fwd.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The status line is out; the body is coming.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    assert_eq!(fwd.term(secs(20)), Some(0), "{}", fwd.log_text());
+    let took = t0.elapsed();
+    let ev = event_view(h.admin_addr, &id).await;
+    assert_eq!(
+        ev["subscribers"][0]["state"],
+        "delivered",
+        "the service answered 200 before the stop, yet the message is to be sent again: {ev}\n{}",
+        fwd.log_text()
+    );
+    assert!(took < secs(5), "the stop waited {took:?} for the body");
+    assert_eq!(local.count(), 1);
+}
+
+/// The relay is out of reach for a moment (restarting, a network blip) when
+/// the forwarder is stopped right after its local service answered `200`:
+/// the stop keeps trying to acknowledge for what the deliveries left of
+/// their grace (up to 15 s in all, inside the unit's `TimeoutStopSec=20s`),
+/// not only 5 s, so the message is not offered again (a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_acknowledges_through_a_short_relay_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
+    )
+    .await;
+    let (proxy, on) = crate::forward_acks::switchable_proxy(h.ingest_addrs[0]).await;
+    let arrived = Arc::new(AtomicBool::new(false));
+    let a = arrived.clone();
+    let local = Local::start(Arc::new(move |_, _| {
+        a.store(true, Ordering::SeqCst);
+        (200, Duration::from_millis(500))
+    }))
+    .await;
+    let mut fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("blip")).await;
+    let deadline = Instant::now() + secs(15);
+    while !arrived.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the local service: {}",
+            fwd.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The relay goes out of reach while the service works; it answers 200.
+    on.send_replace(false);
+    local
+        .wait_for(secs(10), "the local 200", |g| g.iter().any(|g| g.id == id))
+        .await;
+    // Stopped now; the relay is back 6 s later.
+    let back = tokio::spawn(async move {
+        tokio::time::sleep(secs(6)).await;
+        on.send_replace(true);
+        on
+    });
+    let code = tokio::task::spawn_blocking(move || {
+        let code = fwd.term(secs(25));
+        (code, fwd.log_text())
+    })
+    .await
+    .unwrap();
+    let _on = back.await.unwrap();
+    assert_eq!(code.0, Some(0), "{}", code.1);
+    let ev = event_view(h.admin_addr, &id).await;
+    assert_eq!(
+        ev["subscribers"][0]["state"], "delivered",
+        "answered 200 before the stop, the relay back within the stop's grace, yet not acknowledged: {ev}\n{}",
+        code.1
+    );
+}
