@@ -102,3 +102,48 @@ async fn an_event_stored_before_the_consumers_were_created_again_is_delivered() 
     .await;
     h.shutdown().await;
 }
+
+/// A route stream set up again numbers its events after the lost ones: the
+/// results the bucket still holds for the lost events (keyed by route and
+/// sequence) are not taken for the new events'. Here the new event's first
+/// attempt fails: it is retried and delivered (it was taken for the lost
+/// event delivered under the same number and never sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_stream_set_up_again_does_not_take_the_lost_events_results() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::sync::Arc::new(AtomicBool::new(false));
+    let once = refused.clone();
+    let sub = Sub::start(std::sync::Arc::new(move |_, r: &Received| {
+        let after = String::from_utf8_lossy(&r.body).contains("\"after\"");
+        match after && !once.swap(true, Ordering::SeqCst) {
+            true => Behaviour::Status(500),
+            false => Behaviour::Status(200),
+        }
+    }))
+    .await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .delivery_retry([ms(200)])
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
+    sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_stream("HR_EV_t").await.unwrap();
+    let id = accepted_within(h.ingest_addrs[0], "after", secs(10)).await;
+    let after = |r: &[Received]| {
+        r.iter()
+            .filter(|x| String::from_utf8_lossy(&x.body).contains("\"after\""))
+            .count()
+    };
+    sub.wait_for(secs(10), "the new event's retry", |r| after(r) == 2).await;
+    assert!(refused.load(Ordering::SeqCst));
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+            && v["subscribers"][0]["attempts"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    h.shutdown().await;
+}

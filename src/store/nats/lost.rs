@@ -11,7 +11,9 @@
 //! topology up again in the background, as at start. A route stream created
 //! again gets consumers that start at its first message (not at its tail),
 //! so an event another relay stored in it before the consumers existed is
-//! still delivered.
+//! still delivered. It numbers its events after the lost stream's
+//! ([`first_sequence`]): the results and dead letters the cluster keeps for
+//! the lost events, named by route and sequence, are not the new events'.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -65,4 +67,18 @@ pub(super) fn set_up_again(s: &Arc<Shared>, lost: &[String]) -> StoreError {
         tokio::spawn(super::topology::retry_set_up(s.clone()));
     }
     unavailable(why)
+}
+
+/// Where a route stream this relay creates starts numbering its messages:
+/// its creation time in microseconds. The results bucket
+/// (`<route>.<seq>.<subscriber>`) and the dead letters (`….<seq>`) outlive
+/// a lost stream; one created again from 1 gave its new events the numbers
+/// of the lost ones, and with them their results (a new event whose first
+/// attempt failed was taken for a lost one delivered under its number: its
+/// retry dropped, never delivered). Numbered from its creation time, a
+/// stream starts after every number an earlier one used (unless that one
+/// took over a million events a second); below 2^53, exact in JavaScript,
+/// until the year 2255.
+pub(super) fn first_sequence() -> u64 {
+    crate::clock::now_ms().saturating_mul(1000).max(1)
 }

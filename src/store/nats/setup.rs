@@ -210,6 +210,16 @@ impl Shared {
                 }
             }
         }
+        let mut cfg = cfg;
+        if cfg.first_sequence.is_some() {
+            // Where it started numbering is its own (not this relay's clock).
+            let s = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| format!("stream {name}: {e}"))?;
+            cfg.first_sequence = s.cached_info().config.first_sequence;
+        }
         self.js
             .create_or_update_stream(cfg)
             .await
@@ -331,6 +341,7 @@ impl Shared {
                 max_age: self.retention,
                 duplicate_window: super::queue::duplicate_window(self.retention),
                 allow_direct: true,
+                first_sequence: Some(super::lost::first_sequence()),
                 ..Default::default()
             };
             let (s, created) = self.ensure_stream_created(plan, cfg).await?;
