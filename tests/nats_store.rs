@@ -731,9 +731,10 @@ fn the_shipped_cluster_example_is_valid() {
     for name in ["nats-password", "runway-token"] {
         std::fs::write(creds.path().join(name), "s3cret-value-from-a-credential").unwrap();
     }
+    // Not the shipped config's example secret: refused on a public listener.
     std::fs::write(
         creds.path().join("render-signing-secret"),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_i1wflpvyG/N3iw3pq1BsBmVhg/zjGUvXuwhPV81Y56c=",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
