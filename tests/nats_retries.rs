@@ -110,7 +110,10 @@ async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
         "state": { "retrying": { "due_ms": now_ms + DUE_IN.as_millis() as u64 } },
         "attempts": 1, "step": 1, "at_ms": now_ms, "history": [], "last_error": "HTTP 503",
     });
-    kv.put("t.1.s", serde_json::to_vec(&row).unwrap().into()).await.unwrap();
+    // The event's sequence: the stream's last one.
+    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
+    let key = format!("t.{}.s", stream.info().await.unwrap().state.last_sequence);
+    kv.put(key, serde_json::to_vec(&row).unwrap().into()).await.unwrap();
     let due = Instant::now() + DUE_IN;
     first.kill9();
 

@@ -303,7 +303,9 @@ async fn a_replay_left_marked_without_its_message_is_queued_by_the_next_replay()
     // What a replay's first write leaves, a minute ago, its message never published.
     let js = js_of(&nats).await;
     let kv = js.get_key_value("hr_results").await.unwrap();
-    let key = "t.1.s";
+    // The event's sequence: the stream's last one.
+    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
+    let key = &format!("t.{}.s", stream.info().await.unwrap().state.last_sequence);
     let mut row: serde_json::Value = serde_json::from_slice(&kv.get(key).await.unwrap().expect("a result")).unwrap();
     let then = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -39,8 +39,9 @@ fn expected(s: &Shared) -> Vec<String> {
     names
 }
 
-/// Of the streams a set-up left, those NATS no longer has (empty when
-/// NATS cannot be asked: that is not a loss).
+/// Of the streams a set-up left, those NATS no longer has; an error when
+/// NATS cannot be asked (the store check fails, as for any NATS error, but
+/// that is not a loss: nothing is set up again).
 pub(super) async fn missing(s: &Shared) -> Result<Vec<String>, StoreError> {
     let present: HashSet<String> = s.js.stream_names().try_collect().await.map_err(unavailable)?;
     Ok(expected(s).into_iter().filter(|n| !present.contains(n)).collect())
