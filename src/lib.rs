@@ -35,6 +35,7 @@
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`, `pump`, `acker`, `backoff`, `status`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |
+//! | an error and its causes on one line (HTTP clients' errors in logs and answers) | [`error_chain`] |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -47,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
+pub mod error_chain;
 pub mod forward;
 pub mod ingest;
 pub mod logging;

@@ -65,7 +65,7 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             format!(
                 "cannot reach the daemon's admin API at {} (is hookrelay running?): {}",
                 target.base,
-                causes(&e)
+                crate::error_chain::error_chain(&e)
             )
         })?;
         let status = resp.status();
@@ -107,20 +107,6 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
         return Err(format!("{status}: {msg}"));
     }
     Ok(value)
-}
-
-/// An error and its causes, one line: the client's own says only "client
-/// error (Connect)", its causes what went wrong (refused, no such host,
-/// unreachable network).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Where the admin API is: `--admin`/`--token` first; the config file only for

@@ -11,12 +11,13 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::client::{error_chain, HttpClient, SendError};
+use super::client::{HttpClient, SendError};
 use super::media_gate::{self, Gate};
 use super::retry::{classify, Verdict};
 use super::{ATTEMPT_HEADER, USER_AGENT};
 use crate::clock;
 use crate::config::Subscriber;
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Event, Origin, Outcome, Store, Work};
 

@@ -92,15 +92,3 @@ pub enum SendError {
     #[error("timeout after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
 }
-
-/// An error and its causes, one line.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}

@@ -110,17 +110,6 @@ fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration) ->
         .build(https)
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The relay's pull API for one subscriber.
 pub struct Relay {
     http: Http,
@@ -168,7 +157,11 @@ impl Relay {
             .body(Full::new(body))
             .map_err(|e| RelayError::Away(format!("cannot build the request: {e}")))?;
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| RelayError::Away(chain(&e)))?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| RelayError::Away(crate::error_chain::error_chain(&e)))?;
             let status = resp.status();
             let declared = resp
                 .headers()
@@ -291,7 +284,7 @@ impl Local {
         let resp = tokio::time::timeout_at(deadline, self.http.request(req))
             .await
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| crate::error_chain::error_chain(&e))?;
         // The status decides, as for a push delivery: the rest of the answer
         // is read only after the outcome went to the acker (`Answer::drain`).
         Ok(Answer {

@@ -157,7 +157,7 @@ impl Transport {
             .map_err(|e| NoAnswer::Failed(e.to_string()))?;
         let exchange = async {
             let resp = self.http.request(req).await.map_err(|e| {
-                let text = error_chain(&e);
+                let text = crate::error_chain::error_chain(&e);
                 if e.is_connect() {
                     NoAnswer::Connect(text)
                 } else {
@@ -188,17 +188,6 @@ impl Transport {
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
     crate::delivery::retry::parse_retry_after(v, crate::clock::time_of_day())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `https://host[:port][/prefix]`; `http` only for loopback (tests), since the
