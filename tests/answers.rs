@@ -276,17 +276,21 @@ async fn a_timestamp_at_the_ends_of_i64_is_refused_as_stale() {
     h.shutdown().await;
 }
 
+/// A config with route `gh` at `/hooks/gh` checking a GitHub-style
+/// `X-Hub-Signature-256: sha256=…` HMAC (key `k`), both routes sending to `sub`.
+fn github_signed(dir: &std::path::Path, sub: &Sub) -> TestConfig {
+    TestConfig::new(dir).subscriber(Subscriber::new("s", sub.url())).route(
+        Route::new("gh", "/hooks/gh")
+            .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
+            .subscriber(Subscriber::new("g", sub.url())),
+    )
+}
+
 #[tokio::test]
 async fn missing_hmac_signature_header_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(
-            Route::new("gh", "/hooks/gh")
-                .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
-                .subscriber(Subscriber::new("g", sub.url())),
-        );
+    let cfg = github_signed(dir.path(), &sub);
     let h = start(&cfg).await;
     let (s, _, body) = post(h.ingest_addrs[0], "/hooks/gh", &[], runway("unsigned")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -384,13 +388,7 @@ async fn a_compressed_body_is_refused_with_415_not_stored_as_is() {
 async fn a_json_body_after_a_byte_order_mark_is_taken_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .subscriber(Subscriber::new("s", sub.url()))
-        .route(
-            Route::new("gh", "/hooks/gh")
-                .signature(Signature::hmac_sha256("k", "X-Hub-Signature-256", Some("sha256=")))
-                .subscriber(Subscriber::new("g", sub.url())),
-        );
+    let cfg = github_signed(dir.path(), &sub);
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
     let plain = runway("bom");
