@@ -197,16 +197,21 @@ async fn https_subscriber_with_private_ca() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
-    let dir = tempfile::tempdir().unwrap();
-    // Answers 200 at once, then sends its body a byte every 100 ms.
-    let sub = RawSub::start(|_| RawAnswer::Drip {
+/// A subscriber that answers 200 at once, then sends its 1,000-byte body a
+/// byte every 100 ms (100 s in all).
+async fn dripping_200() -> RawSub {
+    RawSub::start(|_| RawAnswer::Drip {
         head: b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
         bytes: 1000,
         every: ms(100),
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dripping_200().await;
     let cfg = TestConfig::new(dir.path()).subscriber(
         Subscriber::new("drip", sub.url())
             .timeout(secs(1))
@@ -230,13 +235,7 @@ async fn a_2xx_whose_body_drips_is_delivered_not_timed_out() {
 #[tokio::test]
 async fn a_2xx_is_recorded_before_its_slow_body_so_a_restart_does_not_send_it_again() {
     let dir = tempfile::tempdir().unwrap();
-    // Answers 200 at once, then a body that takes 100 s to come.
-    let sub = RawSub::start(|_| RawAnswer::Drip {
-        head: b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
-        bytes: 1000,
-        every: ms(100),
-    })
-    .await;
+    let sub = dripping_200().await;
     let cfg = TestConfig::new(dir.path()).subscriber(
         Subscriber::new("drip", sub.url())
             .timeout(secs(30))
