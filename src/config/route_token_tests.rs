@@ -1,4 +1,4 @@
-//! Route token strength: a short or low-entropy `routes[].tokens` entry is
+//! Route and pull token strength: a short or low-entropy `routes[].tokens` or `pull.token` entry is
 //! warned about (by file and key, never shown) when `server.listen` has an
 //! address other hosts can reach; on loopback only it is not.
 
@@ -36,4 +36,56 @@ fn a_strong_route_token_or_a_loopback_listener_is_not_warned_about() {
     assert!(token_warning(&with_token("0.0.0.0:8080", "3f9c2b7d41e6a8c05b1d9e7f")).is_none());
     assert!(token_warning(&with_token("127.0.0.1:8080", "short")).is_none());
     assert!(token_warning(&with_token("[::1]:8080", "short")).is_none());
+}
+
+/// A route (token `route-token-0123456789`) with a pull subscriber whose
+/// token is `pull`, listening on `listen`.
+fn with_pull_token(listen: &str, pull: &str) -> Result<Config, super::ConfigError> {
+    parse(&format!(
+        "[server]\nlisten = [\"{listen}\"]\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n\
+         tokens = [\"route-token-0123456789\"]\n[[routes.subscribers]]\nname = \"laptop\"\n\
+         pull = {{ token = \"{pull}\", lease = \"60s\" }}\n"
+    ))
+}
+
+#[test]
+fn a_weak_pull_token_on_a_public_listener_is_warned_about_without_showing_it() {
+    let c = with_pull_token("0.0.0.0:8080", "laptop-pw").expect("a weak token is a warning");
+    let w = c
+        .warnings
+        .iter()
+        .find(|w| w.contains("key `routes[0].subscribers[0].pull.token`"))
+        .unwrap_or_else(|| panic!("no warning: {:?}", c.warnings));
+    assert!(w.contains("9 bytes long") && w.contains("hookrelay gen-token"), "{w}");
+    assert!(!w.contains("laptop-pw"), "the token is shown: {w}");
+    let c = with_pull_token("127.0.0.1:8080", "laptop-pw").expect("loopback");
+    assert!(!c.warnings.iter().any(|w| w.contains("pull.token")), "{:?}", c.warnings);
+    let c = with_pull_token("0.0.0.0:8080", "9d1c0b7e5a3f2468ace13579bdf02468").expect("strong");
+    assert!(!c.warnings.iter().any(|w| w.contains("pull.token")), "{:?}", c.warnings);
+}
+
+#[test]
+fn the_example_token_as_a_pull_token_is_refused_on_a_public_listener() {
+    let e = with_pull_token("[::]:8080", "change-me").expect_err("the example token");
+    let m = e.to_string();
+    assert!(
+        m.starts_with("test.toml: key `routes[0].subscribers[0].pull.token`"),
+        "{m}"
+    );
+    assert!(m.contains("example token") && !m.contains("change-me"), "{m}");
+    with_pull_token("127.0.0.1:8080", "change-me").expect("on loopback only it stays allowed");
+}
+
+#[test]
+fn a_pull_token_that_is_also_a_route_token_is_refused_on_any_listener() {
+    for listen in ["127.0.0.1:8080", "0.0.0.0:8080"] {
+        let e = with_pull_token(listen, "route-token-0123456789").expect_err("a route token as pull token");
+        let m = e.to_string();
+        assert!(
+            m.starts_with("test.toml: key `routes[0].subscribers[0].pull.token`"),
+            "{m}"
+        );
+        assert!(m.contains("`routes[0].tokens[0]`") && m.contains("callback URL"), "{m}");
+        assert!(!m.contains("route-token-0123456789"), "the token is shown: {m}");
+    }
 }

@@ -203,6 +203,7 @@ impl Validator<'_> {
         }
         self.pull_paths_free(&routes, &path_spans)?;
         self.no_placeholder_secrets(&server, &routes)?;
+        self.pull_tokens_not_route_tokens(&routes)?;
         self.public_url_present(&server, &routes)?;
         let mut warnings = Vec::new();
         let mut media = self.media(raw.media, &store.path, &mut warnings)?;
@@ -215,7 +216,7 @@ impl Validator<'_> {
         }
         warnings.extend(self.after_archive_warnings(&routes));
         warnings.extend(self.open_route_warnings(&routes));
-        warnings.extend(self.weak_route_token_warnings(&server, &routes));
+        warnings.extend(self.weak_token_warnings(&server, &routes));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));

@@ -36,6 +36,19 @@ impl Validator<'_> {
                 ));
             }
             for (k, s) in r.subscribers.iter().enumerate() {
+                if s.pull().is_some_and(|p| p.token == token) {
+                    return Err(self.err(
+                        format!("routes[{i}].subscribers[{k}].pull.token"),
+                        None,
+                        format!(
+                            "subscriber {:?} has the example token of the shipped config as its pull token, \
+                             which everyone knows (anyone could read its callbacks), and server.listen has \
+                             {public}, which other hosts can reach: make one with `hookrelay gen-token` (or \
+                             listen on loopback only)",
+                            s.name
+                        ),
+                    ));
+                }
                 if let Some(m) = s.keys.iter().position(|key| Some(key) == signing.as_ref()) {
                     let key = match s.keys.len() {
                         1 => format!("routes[{i}].subscribers[{k}].secret"),

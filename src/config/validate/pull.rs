@@ -89,4 +89,33 @@ impl Validator<'_> {
         }
         Ok(())
     }
+
+    /// A pull token that is also a route token: route tokens travel in the
+    /// callback URL given to the provider (its logs, its dashboard), so
+    /// whoever sees that URL could read and acknowledge away the
+    /// subscriber's callbacks. Refused on any listener, naming both keys.
+    pub(super) fn pull_tokens_not_route_tokens(&self, routes: &[Route]) -> Result<(), ConfigError> {
+        for (i, r) in routes.iter().enumerate() {
+            for (k, s) in r.subscribers.iter().enumerate() {
+                let Some(pull) = s.pull() else { continue };
+                let same = routes.iter().enumerate().find_map(|(ri, other)| {
+                    let j = other.tokens.iter().position(|t| *t == pull.token)?;
+                    Some(format!("routes[{ri}].tokens[{j}]"))
+                });
+                if let Some(route_key) = same {
+                    return Err(self.err(
+                        format!("routes[{i}].subscribers[{k}].pull.token"),
+                        None,
+                        format!(
+                            "the pull token of subscriber {:?} is also the route token `{route_key}`, which \
+                             the provider sees in the callback URL: whoever knows that URL could read this \
+                             subscriber's callbacks; give it its own (`hookrelay gen-token`)",
+                            s.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
