@@ -94,6 +94,30 @@ fn unknown_key_is_named() {
 }
 
 #[test]
+fn route_paths_that_look_alike_are_refused() {
+    // minimal("") has the route path "/hooks/r".
+    for other in ["/hooks/r/", "/hooks//r", "//hooks/r", "/hooks/%72", "/hooks/%72/"] {
+        let two = format!(
+            "{}\n[[routes]]\nname = \"r2\"\npath = \"{other}\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
+            minimal("")
+        );
+        expect_err(
+            &two,
+            "routes[1].path",
+            15,
+            "differs from routes[0].path \"/hooks/r\" only by",
+        );
+    }
+    for other in ["/hooks/r2", "/hooks/R", "/hooks/%2Fr", "/hook/r"] {
+        let two = format!(
+            "{}\n[[routes]]\nname = \"r2\"\npath = \"{other}\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",
+            minimal("")
+        );
+        parse(&two).unwrap_or_else(|e| panic!("{other}: {e}"));
+    }
+}
+
+#[test]
 fn duplicate_path_and_subscriber() {
     let two = format!(
         "{}\n[[routes]]\nname = \"r2\"\npath = \"/hooks/r\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s2\"\nurl = \"http://127.0.0.1:1/\"\n",

@@ -178,12 +178,17 @@ impl Validator<'_> {
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
             path_spans.push((r.path.get_ref().clone(), r.path.span()));
-            if let Some(prev) = paths.insert(r.path.get_ref().clone(), i) {
-                return Err(self.err(
-                    format!("{key}.path"),
-                    Some(r.path.span()),
-                    format!("duplicate route path {:?} (also routes[{prev}].path)", r.path.get_ref()),
-                ));
+            if let Some(prev) = paths.insert(route::path_likeness(r.path.get_ref()), i) {
+                let (this, other) = (r.path.get_ref(), &path_spans[prev].0);
+                let why = match this == other {
+                    true => format!("duplicate route path {this:?} (also routes[{prev}].path)"),
+                    false => format!(
+                        "route path {this:?} differs from routes[{prev}].path {other:?} only by a trailing or \
+                         doubled '/' or a percent-encoded letter: requests are matched to the path exactly, so \
+                         one of them would get the other's callbacks by a typo; use one path"
+                    ),
+                };
+                return Err(self.err(format!("{key}.path"), Some(r.path.span()), why));
             }
             if let Some(prev) = route_names.insert(r.name.get_ref().clone(), i) {
                 return Err(self.err(

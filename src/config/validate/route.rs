@@ -296,3 +296,36 @@ impl Validator<'_> {
         })
     }
 }
+
+/// What a route path looks like to a person: percent-encoded unreserved
+/// characters decoded (`%61` is `a`), other escapes in upper case, doubled
+/// `/` collapsed and a trailing `/` dropped. Two routes whose paths look
+/// alike are refused: requests match a path exactly, so they would be two
+/// routes a typo tells apart.
+pub(super) fn path_likeness(path: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let b = path.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => Some((h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(d) if d.is_ascii_alphanumeric() || b"-._~".contains(&d) => out.push(d),
+            Some(_) => out.extend(b[i..i + 3].to_ascii_uppercase()),
+            None if b[i] == b'/' && out.last() == Some(&b'/') => {}
+            None => out.push(b[i]),
+        }
+        i += if escaped.is_some() { 3 } else { 1 };
+    }
+    if out.len() > 1 && out.last() == Some(&b'/') {
+        out.pop();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
