@@ -62,8 +62,9 @@ pub fn bearer(secret: &Secret) -> http::HeaderValue {
 }
 
 /// `text` (an answer relayed from someone else, which may quote what we
-/// sent it) with every occurrence of `secret` — as sent, form-encoded (a
-/// URL's query), or with `/` escaped (JSON) — replaced by `<redacted>`.
+/// sent it) with every occurrence of `secret` — as sent, percent-encoded (a
+/// URL's query, space as `+` or `%20`), or JSON-escaped ([`json_escapes`]) —
+/// replaced by `<redacted>`.
 /// The same bytes back when none occurs. A secret shorter than 4 bytes is
 /// not looked for (it would match anywhere).
 pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
@@ -71,15 +72,21 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
         return text;
     }
     let encoded: String = form_urlencoded::byte_serialize(secret).collect();
-    let escaped: Vec<u8> = secret
-        .iter()
-        .flat_map(|&b| if b == b'/' { b"\\/".to_vec() } else { vec![b] })
-        .collect();
-    let mut forms: Vec<&[u8]> = vec![secret, encoded.as_bytes(), &escaped];
+    let mut forms: Vec<Vec<u8>> = vec![
+        secret.to_vec(),
+        encoded.as_bytes().to_vec(),
+        encoded.replace('+', "%20").into(),
+    ];
+    if let Ok(text) = std::str::from_utf8(secret) {
+        forms.extend(json_escapes(text).into_iter().map(String::into_bytes));
+    }
+    // Longest first: a form inside a longer one must not break its match.
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     forms.dedup();
     let mut out = text.to_vec();
     let mut found = false;
-    for form in forms {
+    for form in &forms {
+        let form = form.as_slice();
         let mut i = 0;
         while let Some(at) = out[i..].windows(form.len()).position(|w| w == form) {
             let at = i + at;
@@ -93,6 +100,39 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
     } else {
         text
     }
+}
+
+/// The ways a JSON encoder may write `text` inside a string: `"`, `\\` and
+/// control characters escaped, `/` escaped or not, non-ASCII as it is or as
+/// `\\u` escapes (lower or upper case hex).
+fn json_escapes(text: &str) -> Vec<String> {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    let plain = quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned();
+    let ascii = |upper: bool| -> String {
+        let mut out = String::with_capacity(plain.len());
+        for c in plain.chars() {
+            if c.is_ascii() {
+                out.push(c);
+                continue;
+            }
+            for u in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&match upper {
+                    true => format!("\\u{u:04X}"),
+                    false => format!("\\u{u:04x}"),
+                });
+            }
+        }
+        out
+    };
+    let mut forms = Vec::new();
+    for f in [ascii(false), ascii(true), plain] {
+        forms.push(f.replace('/', "\\/"));
+        forms.push(f);
+    }
+    forms
 }
 
 /// [`redact_bytes`] for a [`Secret`].
@@ -114,6 +154,24 @@ mod tests {
         assert_eq!(out.matches("<redacted>").count(), 3, "{out}");
         let clean = bytes::Bytes::from_static(b"nothing here");
         assert_eq!(redact_secret(clean.clone(), &secret), clean);
+    }
+
+    #[test]
+    fn a_secret_echoed_json_escaped_is_redacted() {
+        let secret = Secret::new("q\"uo\\te/é1234");
+        for echoed in [
+            r#"{"k":"q\"uo\\te/é1234"}"#,
+            r#"{"k":"q\"uo\\te\/\u00e91234"}"#,
+            r#"{"k":"q\"uo\\te/\u00E91234"}"#,
+            "https://r.example/h?token=q%22uo%5Cte%2F%C3%A91234",
+        ] {
+            let out = redact_secret(bytes::Bytes::from(echoed), &secret);
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            assert!(!out.contains("1234") && out.contains("<redacted>"), "{echoed} -> {out}");
+        }
+        let spaced = Secret::new("two words 1234");
+        let out = redact_secret(bytes::Bytes::from("?token=two%20words%201234"), &spaced);
+        assert_eq!(&out[..], b"?token=<redacted>");
     }
 
     #[test]
