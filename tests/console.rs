@@ -225,7 +225,8 @@ async fn lists_say_when_rows_are_left_out_and_pull_subscribers_show_their_last_p
 }
 
 /// A late answer to an older question (the task search as it was typed)
-/// does not replace the answer to the newer one (`tests/console/race.mjs`).
+/// does not replace the answer to the newer one, and typing a task id asks
+/// once typing pauses, not once per key (`tests/console/race.mjs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_answer_to_an_older_search_is_not_shown() {
     let _ = browser::chromium();

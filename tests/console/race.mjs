@@ -2,7 +2,9 @@
 // result (tests/console.rs): the answer to the task search "race-a" is held
 // back 1.5 s while the one to "race-ab", typed after it, comes at once; the
 // Events page must end up listing what "race-ab" matches, not what the late
-// "race-a" answer held. Env: ADMIN_URL, CHROMIUM.
+// "race-a" answer held. Then typing a task id key by key asks one search,
+// once typing pauses, not one per key (each scans the store). Env:
+// ADMIN_URL, CHROMIUM.
 
 import { env, inChromium } from './page.mjs';
 const ADMIN = env('ADMIN_URL');
@@ -22,6 +24,8 @@ await inChromium('race', async (page) => {
     await route.continue();
   });
   await page.fill('#filter-task', 'race-a');
+  // Past the search field's typing pause, so that both searches are asked.
+  await page.waitForTimeout(600);
   await page.fill('#filter-task', 'race-ab');
   await page.waitForFunction(() => [...document.querySelectorAll('#events-table td.task')].length === 1);
   // The held answer arrives now; it must not replace the newer one.
@@ -30,4 +34,19 @@ await inChromium('race', async (page) => {
   console.log(`step: search race-ab (race-a held: ${held}) shows ${JSON.stringify(tasks)}`);
   if (!held) throw new Error('the race-a search was never asked');
   if (tasks.length !== 1 || tasks[0] !== 'race-ab-2') throw new Error(`the page shows ${JSON.stringify(tasks)} for the search "race-ab": a late answer to an older search replaced it`);
+
+  // Typing a task id asks the store once typing pauses, not once per key.
+  await page.unroute('**/api/events?**');
+  const asked = [];
+  page.on('request', (r) => {
+    const task = new URL(r.url()).searchParams.get('task');
+    if (r.url().includes('/api/events?') && task !== null) asked.push(task);
+  });
+  await page.fill('#filter-task', '');
+  await page.waitForTimeout(600);
+  asked.length = 0;
+  await page.type('#filter-task', 'race-ab-2', { delay: 40 });
+  await page.waitForFunction(() => [...document.querySelectorAll('#events-table td.task')].map((t) => t.innerText).join() === 'race-ab-2');
+  console.log(`step: typing "race-ab-2" asked ${JSON.stringify(asked)}`);
+  if (asked.length !== 1 || asked[0] !== 'race-ab-2') throw new Error(`typing a task id asked ${JSON.stringify(asked)}: one search per key, not once typing paused`);
 });

@@ -38,6 +38,8 @@ const button = (id, label, onclick) => el('button', { type: 'button', id, onclic
 // Events: filters route, status and a text search on the task id (server-side);
 // `before` is the page: the newest, or those older than an event (`next_before`).
 const filters = { route: '', status: '', task: '', before: '' };
+/** How long typing in a search field pauses before the search is asked. */
+const SEARCH_PAUSE_MS = 300;
 let eventsRoute = null;
 
 // Which page of events this is, and the buttons to the others.
@@ -67,6 +69,12 @@ const events = {
       filters.before = ''; // another filter: from the newest again
       ctx.refresh();
     };
+    // A task id search scans the store: ask once typing pauses, not per key.
+    let typing = 0;
+    const onTyping = (key) => (ev) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => onInput(key)(ev), SEARCH_PAUSE_MS);
+    };
     filters.before = '';
     eventsRoute = routeFilter('filter-route', filters.route, onInput('route'));
     const status = el(
@@ -77,7 +85,7 @@ const events = {
     controls.append(
       el('label', {}, 'Route ', eventsRoute.select),
       el('label', {}, 'Status ', status),
-      el('label', {}, 'Task id ', el('input', { id: 'filter-task', type: 'search', value: filters.task, placeholder: 'part of a task id', oninput: onInput('task') })),
+      el('label', {}, 'Task id ', el('input', { id: 'filter-task', type: 'search', value: filters.task, placeholder: 'part of a task id', oninput: onTyping('task') })),
     );
   },
   async load() {
