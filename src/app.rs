@@ -78,6 +78,11 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    if let crate::config::StoreBackend::Nats(_) = config.store.backend {
+        if let Some(w) = crate::store::sled::left_behind_warning(&config.store.path) {
+            tracing::warn!("{w}");
+        }
+    }
     crate::nofile::raise(&config);
     let store_err = |source| StartError::Store {
         path: match &config.store.backend {

@@ -23,6 +23,7 @@ mod answers;
 mod bounded_connections;
 mod cli;
 mod cli_output;
+mod cluster_switch;
 mod config_errors;
 mod connection_share;
 mod console;

@@ -13,6 +13,9 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
+            if let Some(w) = embedded_store_left(&c) {
+                eprintln!("warning: {w}");
+            }
             for r in c.routes.iter().filter(|r| !r.preset_report.is_empty()) {
                 println!("route {:?}:", r.name);
                 for line in &r.preset_report {
@@ -46,6 +49,14 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
 
 /// What `check-config` says about TLS: the certificate files and what they
 /// hold, or where ACME certificates will come from and be kept.
+/// A cluster-mode relay whose `store.path` still holds an embedded store.
+fn embedded_store_left(c: &Config) -> Option<String> {
+    match c.store.backend {
+        crate::config::StoreBackend::Nats(_) => crate::store::sled::left_behind_warning(&c.store.path),
+        crate::config::StoreBackend::Sled => None,
+    }
+}
+
 fn tls_summary(c: &Config) -> Option<String> {
     Some(match c.server.tls.as_ref()? {
         crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {

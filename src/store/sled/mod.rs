@@ -18,6 +18,8 @@ pub use due_cap::BroughtIn;
 mod due_route;
 mod group_commit;
 mod keys;
+mod left_behind;
+pub use left_behind::left_behind_warning;
 mod media;
 mod media_codec;
 mod media_query;
