@@ -145,3 +145,73 @@ async fn an_id_delivered_here_is_acknowledged_again_not_posted() {
     );
     assert!(unacked.contains(ID), "kept until the relay confirms");
 }
+
+/// A local service that answers each connection with `raw`, then closes it.
+async fn raw_service(raw: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(raw).await;
+            });
+        }
+    });
+    format!("http://{addr}/hooks")
+}
+
+/// Odd answers of the local service: a redirect is not followed and hands
+/// the message back with its status; a 1xx before the status is skipped; a
+/// 2xx whose body is cut off was delivered; a connection closed before any
+/// status hands it back with the error.
+#[tokio::test]
+async fn odd_local_answers_end_as_their_status_says() {
+    crate::tls::install_provider();
+    for (raw, end, status) in [
+        (
+            &b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\n\r\n"[..],
+            End::HandBack,
+            Some(302),
+        ),
+        (
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"[..],
+            End::Delivered,
+            None,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nab"[..],
+            End::Delivered,
+            None,
+        ),
+        (&b""[..], End::HandBack, None),
+    ] {
+        let tls = crate::tls::client_config(None).unwrap();
+        let url = raw_service(raw).await;
+        let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
+        let (done, mut rx) = mpsc::channel::<Finished>(4);
+        let (_stop_tx, stopped) = watch::channel(false);
+        let keep_until = Instant::now() + Duration::from_secs(60);
+        let active: Arc<Active> = Arc::default();
+        assert!(active.offer(ID, keep_until));
+        let task = Delivery {
+            local,
+            status: Arc::new(Status::new("r".into(), false)),
+            active,
+            unacked: Arc::default(),
+            done,
+            stopped,
+        };
+        task.run(message(ID), keep_until, false).await;
+        let f = rx.recv().await.unwrap();
+        let said = String::from_utf8_lossy(raw);
+        assert_eq!(f.end, end, "{said}: {f:?}");
+        if end == End::HandBack {
+            let a = f.local.expect("a hand-back says what the service answered");
+            assert_eq!(a.status, status, "{said}: {a:?}");
+            assert_eq!(a.error.is_some(), status.is_none(), "{said}: {a:?}");
+        }
+    }
+}
