@@ -187,3 +187,68 @@ async fn an_answer_for_a_message_leased_again_is_kept_until_the_new_lease_is_ove
          (attempts {got:?}): the acknowledgement was given up by the first lease's deadline; log: {log:#?}"
     );
 }
+
+/// The relay is out of reach from the moment the local service has a message
+/// until past its lease and the lapse after it (the shortest lease there is,
+/// 1 s): the local service answered 200, the acknowledgement cannot reach
+/// the relay, the lease runs out and the relay offers the message again when
+/// it is back. The forwarder remembers it delivered that message: it
+/// acknowledges it without posting it to the local service a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "unacked-pull-token";
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token).lease(secs(1)).retry([secs(1); 5])),
+    )
+    .await;
+    let (proxy, on) = switchable_proxy(h.ingest_addrs[0]).await;
+    let arrived = Arc::new(AtomicBool::new(false));
+    let a = arrived.clone();
+    // The first delivery takes 300 ms (the relay goes away meanwhile).
+    let local = Local::start(Arc::new(move |_, seen| {
+        a.store(true, Ordering::SeqCst);
+        (200, if seen == 0 { ms(300) } else { Duration::ZERO })
+    }))
+    .await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("unacked")).await;
+    let deadline = Instant::now() + secs(20);
+    while !arrived.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "never delivered: {}", fwd.log_text());
+        tokio::time::sleep(ms(5)).await;
+    }
+    on.send_replace(false);
+    // Away until the forwarder gave the acknowledgement up (lease and lapse over).
+    let deadline = Instant::now() + secs(30);
+    while !fwd.log_text().contains("acknowledgement given up") {
+        assert!(
+            Instant::now() < deadline,
+            "the acknowledgement was never given up: {}",
+            fwd.log_text()
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    on.send_replace(true);
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(30), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let attempts: Vec<u32> = local
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.id == id)
+        .map(|g| g.attempt)
+        .collect();
+    let log = fwd.log_text();
+    h.shutdown().await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}\n{log}");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the local service answered 200 once, yet got the message again (attempts {attempts:?}); log: {log}"
+    );
+    assert!(log.contains("already delivered here"), "{log}");
+}

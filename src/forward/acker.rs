@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
+use super::unacked::Unacked;
 use crate::pull::wire::{LocalAnswer, MAX_ACK_IDS};
 use http::StatusCode;
 
@@ -144,8 +145,9 @@ fn drop_over(batch: &mut Vec<Finished>, why: &str, away: bool) {
     batch.retain(|f| f.keep_until > now);
 }
 
-/// Run until the sender side is closed and everything received was sent (or given up).
-pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
+/// Run until the sender side is closed and everything received was sent (or
+/// given up); delivered ids the relay confirmed are taken out of `unacked`.
+pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: Arc<Unacked>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     // A 409 that names no id of the acknowledgement (so nothing to leave
     // out): sent again only after this (1 s doubling to 30 s).
@@ -213,6 +215,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         dead = a.dead,
                         "acknowledged"
                     );
+                    unacked.confirmed(&ids);
                     backoff.reset();
                     split = split.saturating_mul(2).min(MAX_ACK_IDS);
                     batch.drain(..sent);
@@ -234,6 +237,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>) {
                         // where they are leased: the part is done, as when
                         // it is applied, and the rest of the batch (a part
                         // after a 413) goes next.
+                        unacked.confirmed(ids.iter().filter(|id| !late.contains(id)));
                         backoff.reset();
                         conflicts.reset();
                         batch.drain(..sent);

@@ -4,7 +4,9 @@
 //! ([`client`]), POSTs each message to the local service with its headers and
 //! original bytes ([`pump`]), acknowledges after a local `2xx` and hands back
 //! otherwise ([`acker`]), reconnects with back-off and jitter ([`backoff`]),
-//! and shows what it does ([`status`]). SIGTERM/SIGINT stop it cleanly.
+//! and shows what it does ([`status`]). A message offered again after a
+//! local `2xx` whose acknowledgement the relay never got is acknowledged,
+//! not posted twice ([`unacked`]). SIGTERM/SIGINT stop it cleanly.
 //! The token comes from `--token-file` or `HOOKRELAY_PULL_TOKEN`; it is never
 //! printed.
 
@@ -14,7 +16,10 @@ mod acker_tests;
 pub mod backoff;
 pub mod client;
 pub mod pump;
+#[cfg(test)]
+mod pump_tests;
 pub mod status;
+pub mod unacked;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -154,6 +159,7 @@ pub fn main(opts: &Options) -> ExitCode {
         local: Arc::new(local),
         status: status.clone(),
         concurrency: opts.concurrency,
+        unacked: Arc::default(),
     };
     let result = rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -187,6 +193,7 @@ pub fn main(opts: &Options) -> ExitCode {
             tracing::info!(
                 delivered = status.delivered(),
                 handed_back = status.handed_back(),
+                not_sent_twice = status.not_twice(),
                 "stopped"
             );
             ExitCode::SUCCESS

@@ -16,6 +16,7 @@ use super::acker::{self, End, Finished};
 use super::backoff::Backoff;
 use super::client::{Answer, Local, Relay, RelayError};
 use super::status::Status;
+use super::unacked::Unacked;
 use crate::pull::wire::{self, MAX_PER_PULL};
 
 /// How long a stop waits for messages being delivered locally.
@@ -63,6 +64,8 @@ pub struct Pump {
     pub local: Arc<Local>,
     pub status: Arc<Status>,
     pub concurrency: usize,
+    /// Delivered here, acknowledgement not confirmed: not posted again.
+    pub unacked: Arc<Unacked>,
 }
 
 impl Pump {
@@ -70,10 +73,8 @@ impl Pump {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), Fatal> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let (done_tx, done_rx) = mpsc::channel::<Finished>(4 * MAX_PER_PULL.max(self.concurrency));
-        let acker = tokio::spawn(acker::run(self.relay.clone(), done_rx));
-        // Ids being delivered locally now (with until when the relay takes
-        // their answer): handed back if a stop cuts them off.
-        let active: Arc<Mutex<HashMap<String, tokio::time::Instant>>> = Arc::default();
+        let acker = tokio::spawn(acker::run(self.relay.clone(), done_rx, self.unacked.clone()));
+        let active: Arc<Active> = Arc::default();
         let mut deliveries = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
@@ -116,55 +117,28 @@ impl Pump {
                             );
                         }
                     }
-                    let messages = answer.messages;
-                    for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
-                        let fresh = {
-                            let mut active = active.lock().unwrap_or_else(|e| e.into_inner());
-                            match active.get_mut(&m.id) {
-                                // The new lease is the later one: the running
-                                // delivery's answer is kept for it.
-                                Some(until) => {
-                                    *until = (*until).max(keep_until);
-                                    false
-                                }
-                                None => active.insert(m.id.clone(), keep_until).is_none(),
-                            }
-                        };
-                        if !fresh {
+                    for (m, permit) in answer.messages.into_iter().zip(permits.drain(..)) {
+                        if !active.offer(&m.id, keep_until) {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
                             // time; the running one's answer settles the new lease
-                            // (kept until that lease is over, raised above).
+                            // (kept until that lease is over: `offer` raised it).
                             tracing::warn!(event = %m.id, attempt = m.attempt,
                                 "offered again while still being delivered here (its lease ran out: keep --timeout \
                                  below the subscriber's lease); not sent twice");
                             continue;
                         }
-                        let (local, status, done, active, mut stopped) = (
-                            self.local.clone(),
-                            self.status.clone(),
-                            done_tx.clone(),
-                            active.clone(),
-                            stop.clone(),
-                        );
+                        let already = self.unacked.contains(&m.id);
+                        let task = Delivery {
+                            local: self.local.clone(),
+                            status: self.status.clone(),
+                            active: active.clone(),
+                            unacked: self.unacked.clone(),
+                            done: done_tx.clone(),
+                            stopped: stop.clone(),
+                        };
                         deliveries.spawn(async move {
-                            let (mut finished, rest) = deliver(&local, &status, m, keep_until).await;
-                            // A lease taken again meanwhile raised the deadline.
-                            let raised = active.lock().unwrap_or_else(|e| e.into_inner()).remove(&finished.id);
-                            if let Some(until) = raised {
-                                finished.keep_until = finished.keep_until.max(until);
-                            }
-                            let _ = done.send(finished).await;
-                            // Only now the rest of the answer (so the connection
-                            // can be reused): a 2xx whose body is slow to come
-                            // was delivered, and a stop meanwhile must not hand
-                            // it back. A stop ends the reading.
-                            if let Some(rest) = rest {
-                                tokio::select! {
-                                    _ = rest.drain() => {}
-                                    _ = stopped.wait_for(|s| *s) => {}
-                                }
-                            }
+                            task.run(m, keep_until, already).await;
                             drop(permit);
                         });
                     }
@@ -209,23 +183,7 @@ impl Pump {
         let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
         deliveries.abort_all();
         while deliveries.join_next().await.is_some() {}
-        let cut: Vec<(String, tokio::time::Instant)> =
-            active.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-        if !cut.is_empty() {
-            let ids: Vec<&str> = cut.iter().map(|(id, _)| id.as_str()).collect();
-            tracing::warn!(ids = ?ids, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
-        }
-        for (id, keep_until) in cut {
-            self.status.cut();
-            let _ = done_tx
-                .send(Finished {
-                    id,
-                    end: End::Release,
-                    local: None,
-                    keep_until,
-                })
-                .await;
-        }
+        hand_over(&active, &done_tx, &self.status).await;
         drop(done_tx);
         // The acknowledgements get what the deliveries left of the grace too:
         // a relay away for a moment (restarting) at the stop still gets them.
@@ -236,6 +194,137 @@ impl Pump {
             );
         }
         result
+    }
+}
+
+/// Ids being delivered locally now: until when the relay takes their
+/// answer (raised when it leased one to us again meanwhile) and, once the
+/// local service answered, the outcome, kept here until the acker has it (a
+/// stop that cuts the task off while it waits for room sends it then).
+#[derive(Default)]
+pub(super) struct Active(Mutex<HashMap<String, Entry>>);
+
+struct Entry {
+    until: tokio::time::Instant,
+    outcome: Option<Finished>,
+}
+
+impl Active {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `id` offered with an answer taken until `until`: true when it is not
+    /// being delivered here already (it is now), else its deadline is raised
+    /// (the new lease is the later one: the running delivery's answer is kept
+    /// for it).
+    pub(super) fn offer(&self, id: &str, until: tokio::time::Instant) -> bool {
+        let mut map = self.map();
+        match map.get_mut(id) {
+            Some(e) => {
+                e.until = e.until.max(until);
+                if let Some(f) = &mut e.outcome {
+                    f.keep_until = f.keep_until.max(until);
+                }
+                false
+            }
+            None => {
+                map.insert(id.to_string(), Entry { until, outcome: None });
+                true
+            }
+        }
+    }
+
+    /// The outcome of a delivery, kept until [`Active::sent`]; returned with
+    /// its deadline raised by a lease taken again meanwhile.
+    fn answered(&self, mut f: Finished) -> Finished {
+        if let Some(e) = self.map().get_mut(&f.id) {
+            f.keep_until = f.keep_until.max(e.until);
+            e.outcome = Some(f.clone());
+        }
+        f
+    }
+
+    /// The acker has the outcome of `id`.
+    fn sent(&self, id: &str) {
+        self.map().remove(id);
+    }
+}
+
+/// One message's task: POST it locally (or, `already` delivered here with
+/// its acknowledgement not confirmed, only acknowledge it again), pass the
+/// outcome to the acker, then read the rest of the local answer.
+pub(super) struct Delivery {
+    pub(super) local: Arc<Local>,
+    pub(super) status: Arc<Status>,
+    pub(super) active: Arc<Active>,
+    pub(super) unacked: Arc<Unacked>,
+    pub(super) done: mpsc::Sender<Finished>,
+    pub(super) stopped: watch::Receiver<bool>,
+}
+
+impl Delivery {
+    pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
+        let (finished, rest) = if already {
+            self.status.acknowledged_again(&m.id, m.attempt);
+            let f = Finished {
+                id: m.id,
+                end: End::Delivered,
+                local: None,
+                keep_until,
+            };
+            (f, None)
+        } else {
+            deliver(&self.local, &self.status, m, keep_until).await
+        };
+        if finished.end == End::Delivered {
+            self.unacked.delivered(&finished.id);
+        }
+        // The outcome stays in `active` until the acker has it: a stop that
+        // aborts this task while the acker's queue is full sends it then.
+        let finished = self.active.answered(finished);
+        let id = finished.id.clone();
+        let _ = self.done.send(finished).await;
+        self.active.sent(&id);
+        // Only now the rest of the answer (so the connection can be reused):
+        // a 2xx whose body is slow to come was delivered, and a stop
+        // meanwhile must not hand it back. A stop ends the reading.
+        if let Some(rest) = rest {
+            tokio::select! {
+                _ = rest.drain() => {}
+                _ = self.stopped.wait_for(|s| *s) => {}
+            }
+        }
+    }
+}
+
+/// At a stop, once the delivery tasks are done or aborted: the outcomes the
+/// acker did not get yet go to it, and the messages still being delivered
+/// are released.
+pub(super) async fn hand_over(active: &Active, done: &mpsc::Sender<Finished>, status: &Status) {
+    let left: Vec<(String, Entry)> = active.map().drain().collect();
+    let cut: Vec<&str> = left
+        .iter()
+        .filter(|(_, e)| e.outcome.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !cut.is_empty() {
+        tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
+    }
+    for (id, e) in left {
+        let f = match e.outcome {
+            Some(f) => f,
+            None => {
+                status.cut();
+                Finished {
+                    id,
+                    end: End::Release,
+                    local: None,
+                    keep_until: e.until,
+                }
+            }
+        };
+        let _ = done.send(f).await;
     }
 }
 

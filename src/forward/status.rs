@@ -32,6 +32,9 @@ pub struct Status {
     terminal: bool,
     delivered: AtomicU64,
     handed_back: AtomicU64,
+    /// Offered again after a 2xx here whose acknowledgement the relay did
+    /// not confirm: acknowledged again, not posted twice.
+    not_twice: AtomicU64,
     in_flight: AtomicUsize,
     link: Mutex<Link>,
     last_message: Mutex<Option<Instant>>,
@@ -44,6 +47,7 @@ impl Status {
             terminal,
             delivered: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
+            not_twice: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             link: Mutex::new(Link::Connecting),
             last_message: Mutex::new(None),
@@ -117,6 +121,15 @@ impl Status {
         }
     }
 
+    /// `id` was offered again after the local service answered it 2xx here
+    /// (its acknowledgement did not reach the relay in time): acknowledged
+    /// again without posting it a second time.
+    pub fn acknowledged_again(&self, id: &str, attempt: u32) {
+        self.not_twice.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(event = %id, attempt, "offered again, but already delivered here (its acknowledgement did not \
+            reach the relay in time): acknowledging it without sending it twice");
+    }
+
     /// The status line as shown on a terminal.
     pub fn line(&self) -> String {
         let link = match &*self.link.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -132,8 +145,12 @@ impl Status {
             None => "none yet".to_string(),
             Some(t) => format!("{}s ago", t.elapsed().as_secs()),
         };
+        let not_twice = match self.not_twice() {
+            0 => String::new(),
+            n => format!(" · {n} not sent twice"),
+        };
         format!(
-            "hookrelay forward {} · {link} · {} delivered · {} handed back · {} in flight · last message {last}",
+            "hookrelay forward {} · {link} · {} delivered · {} handed back{not_twice} · {} in flight · last message {last}",
             self.relay,
             self.delivered.load(Ordering::Relaxed),
             self.handed_back.load(Ordering::Relaxed),
@@ -167,6 +184,9 @@ impl Status {
     }
     pub fn handed_back(&self) -> u64 {
         self.handed_back.load(Ordering::Relaxed)
+    }
+    pub fn not_twice(&self) -> u64 {
+        self.not_twice.load(Ordering::Relaxed)
     }
 }
 
@@ -204,6 +224,9 @@ mod tests {
         ] {
             assert!(line.contains(part), "{line} lacks {part:?}");
         }
+        assert!(!line.contains("not sent twice"), "{line}");
+        s.acknowledged_again("evt_a", 2);
+        assert!(s.line().contains("1 handed back · 1 not sent twice"), "{}", s.line());
         s.away("connection refused", Duration::from_secs(4));
         assert!(
             s.line().contains("relay away, retry in 4s (connection refused)"),

@@ -1,0 +1,217 @@
+//! A delivery task and the stop: the outcome of a message the local service
+//! answered reaches the acker even when the stop aborts the task while it
+//! waits for room in the acker's queue (it was lost: neither acknowledged nor
+//! released, so its lease ran out into a failed attempt and the service got
+//! the message again).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::acker::{End, Finished};
+use super::client::Local;
+use super::pump::{hand_over, Active, Delivery};
+use super::status::Status;
+use crate::pull::wire::Message;
+
+const ID: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4N";
+
+/// A local service on loopback answering every request `200`.
+async fn ok_service() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/hooks")
+}
+
+fn message(id: &str) -> Message {
+    Message {
+        id: id.to_string(),
+        route: "t".into(),
+        attempt: 1,
+        headers: Default::default(),
+        body: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let local = Arc::new(Local::new(
+        ok_service().await.parse().unwrap(),
+        tls,
+        Duration::from_secs(5),
+    ));
+    let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
+    let active: Arc<Active> = Arc::default();
+    // The acker's queue is full (the acker busy with a slow acknowledgement).
+    let (done, mut rx) = mpsc::channel::<Finished>(1);
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    let filler = Finished {
+        id: "evt_filler".into(),
+        end: End::HandBack,
+        local: None,
+        keep_until,
+    };
+    done.send(filler).await.unwrap();
+    let (_stop_tx, stopped) = watch::channel(false);
+    assert!(active.offer(ID, keep_until));
+    let mut deliveries = JoinSet::new();
+    let task = Delivery {
+        local,
+        status: status.clone(),
+        active: active.clone(),
+        unacked: Arc::default(),
+        done: done.clone(),
+        stopped,
+    };
+    deliveries.spawn(task.run(message(ID), keep_until, false));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status.delivered() == 0 {
+        assert!(Instant::now() < deadline, "the local service never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The task now waits for room; the stop's grace is over: it is aborted.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    deliveries.abort_all();
+    while deliveries.join_next().await.is_some() {}
+    // The acker takes what was queued, then what the stop hands over.
+    assert_eq!(rx.recv().await.unwrap().id, "evt_filler");
+    hand_over(&active, &done, &status).await;
+    drop(done);
+    let mut got = Vec::new();
+    while let Some(f) = rx.recv().await {
+        got.push((f.id, f.end));
+    }
+    assert_eq!(
+        got,
+        vec![(ID.to_string(), End::Delivered)],
+        "the local service answered 200; the stop must pass that on to the acker"
+    );
+}
+
+/// A message offered again after a 2xx here whose acknowledgement the relay
+/// did not confirm is acknowledged without being posted again.
+#[tokio::test]
+async fn an_id_delivered_here_is_acknowledged_again_not_posted() {
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    // Nothing listens there: a post would fail and hand the message back.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks", l.local_addr().unwrap());
+    drop(l);
+    let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
+    let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
+    let active: Arc<Active> = Arc::default();
+    let unacked: Arc<super::unacked::Unacked> = Arc::default();
+    unacked.delivered(ID);
+    let (done, mut rx) = mpsc::channel::<Finished>(4);
+    let (_stop_tx, stopped) = watch::channel(false);
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    assert!(active.offer(ID, keep_until));
+    let task = Delivery {
+        local,
+        status: status.clone(),
+        active,
+        unacked: unacked.clone(),
+        done,
+        stopped,
+    };
+    task.run(message(ID), keep_until, unacked.contains(ID)).await;
+    let f = rx.recv().await.unwrap();
+    assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
+    assert_eq!(
+        (status.delivered(), status.handed_back(), status.not_twice()),
+        (0, 0, 1)
+    );
+    assert!(unacked.contains(ID), "kept until the relay confirms");
+}
+
+/// A local service that answers each connection with `raw`, then closes it.
+async fn raw_service(raw: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(raw).await;
+            });
+        }
+    });
+    format!("http://{addr}/hooks")
+}
+
+/// Odd answers of the local service: a redirect is not followed and hands
+/// the message back with its status; a 1xx before the status is skipped; a
+/// 2xx whose body is cut off was delivered; a connection closed before any
+/// status hands it back with the error.
+#[tokio::test]
+async fn odd_local_answers_end_as_their_status_says() {
+    crate::tls::install_provider();
+    for (raw, end, status) in [
+        (
+            &b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\n\r\n"[..],
+            End::HandBack,
+            Some(302),
+        ),
+        (
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"[..],
+            End::Delivered,
+            None,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nab"[..],
+            End::Delivered,
+            None,
+        ),
+        (&b""[..], End::HandBack, None),
+    ] {
+        let tls = crate::tls::client_config(None).unwrap();
+        let url = raw_service(raw).await;
+        let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
+        let (done, mut rx) = mpsc::channel::<Finished>(4);
+        let (_stop_tx, stopped) = watch::channel(false);
+        let keep_until = Instant::now() + Duration::from_secs(60);
+        let active: Arc<Active> = Arc::default();
+        assert!(active.offer(ID, keep_until));
+        let task = Delivery {
+            local,
+            status: Arc::new(Status::new("r".into(), false)),
+            active,
+            unacked: Arc::default(),
+            done,
+            stopped,
+        };
+        task.run(message(ID), keep_until, false).await;
+        let f = rx.recv().await.unwrap();
+        let said = String::from_utf8_lossy(raw);
+        assert_eq!(f.end, end, "{said}: {f:?}");
+        if end == End::HandBack {
+            let a = f.local.expect("a hand-back says what the service answered");
+            assert_eq!(a.status, status, "{said}: {a:?}");
+            assert_eq!(a.error.is_some(), status.is_none(), "{said}: {a:?}");
+        }
+    }
+}
