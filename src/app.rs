@@ -221,6 +221,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let mut background = vec![admin_task, sweeper, reconciler, removed];
     if app.store.needs_health_checks() {
         background.push(tokio::spawn(watch_store(app.clone(), shutdown_rx.clone())));
+    } else {
+        background.push(tokio::spawn(watch_space(app.clone(), shutdown_rx.clone())));
     }
     if let Some(acme) = acme {
         background.push(tokio::spawn(acme.run()));
@@ -252,6 +254,27 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         // Logs the change, if this is one (so does a failed or successful write).
         app.set_store_state(problem);
+    }
+}
+
+/// The embedded store refuses new events while its disk is below
+/// `store.min_free`: readiness follows the free space, so a relay is not
+/// ready while it refuses, and ready again once there is room, without
+/// waiting for a callback (which a balancer routing only to ready relays
+/// would not send).
+async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut was_low = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let low = app.store.low_space();
+        if low.is_some() || was_low {
+            was_low = low.is_some();
+            app.set_store_state(low);
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
         wait = SWEEP_EVERY;
         let retention = app.live().config.store.retention;
-        let cutoff = crate::clock::now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
         let sweep = app.store.sweep(cutoff);
         tokio::select! {
             _ = stop.changed() => return,
@@ -45,13 +45,26 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "task retention sweep failed"),
         }
         let media_retention = app.media.settings().retention;
-        let cutoff = crate::clock::now_ms().saturating_sub(media_retention.as_millis() as u64);
+        let cutoff = now_ms().saturating_sub(media_retention.as_millis() as u64);
         tokio::select! {
             _ = stop.changed() => return,
             _ = sweep_media(&app, cutoff) => {}
         }
         remove_stale_parts(&app).await;
     }
+}
+
+/// The time retention counts back from: the scheduling time, or the time of
+/// day when the wall clock was stepped back since the start. A relay that
+/// booted with its clock ahead (no RTC, NTP not synced yet) keeps that clock
+/// for its schedules until it restarts; counted from it, retention would
+/// remove what an earlier run stored (dead letters, dedupe keys) up to the
+/// step too early. The earlier of the two never removes anything early.
+fn now_ms() -> u64 {
+    let day = crate::clock::time_of_day()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    crate::clock::now_ms().min(day)
 }
 
 /// Remove a local media store's partial files a crashed download left (also

@@ -90,6 +90,7 @@ mod pull;
 mod pull_attempts;
 mod pull_to_push;
 mod readme;
+mod ready_low_space;
 mod reconcile;
 mod reconcile_durable;
 mod reconcile_outcomes;

@@ -333,3 +333,48 @@ async fn a_media_retry_stored_by_a_run_whose_clock_was_stepped_back_keeps_its_wa
         bin.log_text()
     );
 }
+
+/// Retention counts from the corrected clock: a relay that booted with its
+/// wall clock a day ahead (no RTC, NTP not synced yet) kept that clock for
+/// its schedules all run, so with `retention = "1h"` its first sweep removed
+/// the previous run's dead letter (and the event with its dedupe key)
+/// minutes after it died, though NTP had stepped the clock back by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_after_a_start_with_the_clock_ahead_counts_from_the_corrected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Shifted::at(dir.path(), "0");
+    let gone = Sub::always(Behaviour::Status(410)).await;
+    let other = Sub::ok().await;
+    let cfg = retry_config(dir.path(), &other, Subscriber::new("w", gone.url())).retention(secs(3600));
+    let path = cfg.write();
+    let envs = clock.envs();
+    let bin = Bin::start(&path, &envs);
+    first_attempt(bin.addr, &gone).await;
+    let dead = admin_until(bin.admin, "/api/dead-letters", secs(10), |v| v["total"] == 1).await;
+    assert_eq!(dead["total"], 1, "{dead}");
+    bin.signal("TERM");
+    assert!(bin.exit().await.0.success());
+    // The next boot's clock is a day ahead; NTP steps it back just after
+    // the start, before the first sweep (10 s after it).
+    clock.set("86400");
+    let bin = Bin::start(&path, &envs);
+    assert_eq!(admin(bin.admin, "GET", "/healthz").await.0, StatusCode::OK);
+    clock.set("0");
+    let swept = wait_until(secs(14), || bin.log_text().contains("retention: removed")).await;
+    let dead = admin(bin.admin, "GET", "/api/dead-letters").await.1;
+    assert_eq!(
+        dead["total"],
+        1,
+        "the dead letter was removed {swept:?} after a start with the clock a day ahead: {dead}\n{}",
+        bin.log_text()
+    );
+    let (s, _, b) = post(
+        bin.addr,
+        "/hooks/o",
+        &[("content-type", "application/json")],
+        r#"{"n":1}"#,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!((s, &v["duplicate"]), (StatusCode::OK, &serde_json::json!(true)), "{v}");
+}

@@ -335,6 +335,15 @@ impl Store {
         each!(self, s => s.check_writable().await)
     }
 
+    /// Why new events are refused for want of disk space now (the embedded
+    /// store below `store.min_free`), if they are.
+    pub fn low_space(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Sled(s) => s.low_space(),
+            Backend::Nats(_) => None,
+        }
+    }
+
     /// A write failed: the store refuses everything until a restart.
     pub fn has_failed(&self) -> bool {
         match &self.backend {

@@ -344,6 +344,11 @@ impl SledStore {
         self.call(Msg::Probe).await
     }
 
+    /// Why new events are refused for want of space now, if they are.
+    pub fn low_space(&self) -> Option<String> {
+        self.inner.space_check().err()
+    }
+
     pub fn has_failed(&self) -> bool {
         self.inner.has_failed()
     }

@@ -1,0 +1,72 @@
+//! Readiness while the embedded store's disk is below `store.min_free`
+//! (ingest answers `503`): not ready for as long as that lasts, also under
+//! systemd's watchdog, whose store check writes (and so succeeds) then,
+//! and ready again once there is room, without waiting for a callback.
+//! Needs a small tmpfs (root, as in CI).
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+async fn readyz(bin: &Bin) -> StatusCode {
+    admin(bin.admin, "GET", "/readyz").await.0
+}
+
+/// `/readyz` until it answers `want`, up to `limit`; the last answer.
+async fn readyz_until(bin: &Bin, want: StatusCode, limit: Duration) -> StatusCode {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = readyz(bin).await;
+        if s == want || t0.elapsed() > limit {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_free_space_under_the_watchdog_and_without_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(4 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    // The watchdog checks the store every 200 ms.
+    let bin = Bin::start(&cfg.write(), &[("WATCHDOG_USEC", "400000")]);
+    assert_eq!(readyz(&bin).await, StatusCode::OK);
+    // The disk falls below min_free (2 MiB left, min_free 4 MiB): not ready,
+    // before any callback is refused.
+    let filler = mnt.join("filler");
+    let fill = tmpfs.free_kib().saturating_sub(2 * 1024) as usize * 1024;
+    std::fs::write(&filler, vec![0u8; fill]).unwrap();
+    let s = readyz_until(&bin, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "ready with the disk below min_free");
+    assert_eq!(
+        callback(bin.addr, &runway("low")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // And stays not ready through the watchdog's checks.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            readyz(&bin).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ready again while callbacks are refused for want of space:\n{}",
+            bin.log_text()
+        );
+    }
+    // Room again: ready, with no callback needed, and the next is taken.
+    std::fs::remove_file(&filler).unwrap();
+    let s = readyz_until(&bin, StatusCode::OK, Duration::from_secs(5)).await;
+    assert_eq!(s, StatusCode::OK, "not ready after space returned:\n{}", bin.log_text());
+    assert_eq!(callback(bin.addr, &runway("room")).await.0, StatusCode::OK);
+}
