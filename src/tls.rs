@@ -9,12 +9,11 @@
 //! plus an optional private CA file, webpki roots when the system has none.
 
 mod cert;
+mod pem;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ResolvesServerCert;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -53,15 +52,16 @@ pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsErro
 /// Read a PEM certificate chain and private key: the server configuration,
 /// and what the end-entity certificate says (names, expiry).
 pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| fail(format!("cannot read certificate {}: {e}", files.cert.display())))?
-        .collect::<Result<_, _>>()
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| fail(format!("cannot read {what} {}: {e}", path.display())))
+    };
+    let certs = pem::certificates(&read(&files.cert, "certificate")?)
         .map_err(|e| fail(format!("invalid certificate PEM in {}: {e}", files.cert.display())))?;
     if certs.is_empty() {
         return Err(fail(format!("no certificate found in {}", files.cert.display())));
     }
     let info = CertInfo::from_der(&certs[0]).map_err(|e| fail(format!("{}: {e}", files.cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = pem::private_key(&read(&files.key, "private key")?)
         .map_err(|e| fail(format!("no usable private key in {}: {e}", files.key.display())))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -167,10 +167,10 @@ pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     }
     if let Some(path) = ca_file {
         let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?
+        let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?;
+        for cert in
+            pem::certificates(&pem).map_err(|e| fail(format!("invalid PEM in CA file {}: {e}", path.display())))?
         {
-            let cert = cert.map_err(|e| fail(format!("invalid PEM in CA file {}: {e}", path.display())))?;
             roots
                 .add(cert)
                 .map_err(|e| fail(format!("unusable CA certificate in {}: {e}", path.display())))?;

@@ -116,6 +116,7 @@ mod shutdown_handover;
 mod status;
 mod submit_echo;
 mod timing;
+mod tls_files;
 mod verify_fetch;
 mod verify_fetch_bounded;
 mod verify_fetch_media;

@@ -55,10 +55,39 @@ fn name(prefix: &str, parts: &[String], directory_url: &str, ext: &str) -> Strin
 }
 
 impl StateDir {
-    /// Create the directory (0700) if needed.
+    /// Create the directory (0700) if needed; make its files the owner's
+    /// only (0600) where they are not ([`Self::tighten`]).
     pub fn open(dir: &Path) -> std::io::Result<StateDir> {
         crate::private_dir::create(dir)?;
-        Ok(StateDir { dir: dir.to_path_buf() })
+        let state = StateDir { dir: dir.to_path_buf() };
+        state.tighten();
+        Ok(state)
+    }
+
+    /// Files here hold private keys (the account's, each certificate's):
+    /// one that others may read (restored from a backup with `cp`, copied in
+    /// by hand) would stay so until a renewal rewrites it, so it is made
+    /// 0600 now, with a warning naming it (a warning too when that fails:
+    /// the certificate is still served).
+    fn tighten(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let mode = meta.permissions().mode() & 0o777;
+            if !meta.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(file = %path.display(), was = %format!("{mode:04o}"),
+                    "an ACME state file (it holds a private key) was readable by others; made 0600"),
+                Err(e) => tracing::warn!(file = %path.display(), mode = %format!("{mode:04o}"), error = %e,
+                    "an ACME state file (it holds a private key) is readable by others and cannot be made 0600"),
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -240,6 +269,23 @@ mod tests {
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn state_files_readable_by_others_are_made_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("acme");
+        StateDir::open(&dir).unwrap();
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        for (f, m) in [("account-x.der", 0o644), ("cert-x.pem", 0o640), ("cert-y.pem", 0o600)] {
+            std::fs::write(dir.join(f), b"key").unwrap();
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        StateDir::open(&dir).unwrap();
+        for f in ["account-x.der", "cert-x.pem", "cert-y.pem"] {
+            assert_eq!(mode(f), 0o600, "{f}");
+        }
     }
 
     #[test]

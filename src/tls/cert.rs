@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 
@@ -124,15 +122,12 @@ impl CertInfo {
 /// A key and chain in one PEM text, as an ACME order leaves them (and as the
 /// ACME state directory keeps them): the rustls key to serve, and what it says.
 pub fn parse_bundle(pem: &[u8]) -> Result<(Arc<CertifiedKey>, CertInfo), TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(format!("invalid certificate PEM: {e}")))?;
+    let chain = super::pem::certificates(pem).map_err(|e| fail(format!("invalid certificate PEM: {e}")))?;
     let leaf = chain
         .first()
         .ok_or_else(|| fail("no certificate in the bundle".into()))?;
     let info = CertInfo::from_der(leaf)?;
-    let key =
-        PrivateKeyDer::from_pem_slice(pem).map_err(|e| fail(format!("no usable private key in the bundle: {e}")))?;
+    let key = super::pem::private_key(pem).map_err(|e| fail(format!("no usable private key in the bundle: {e}")))?;
     let certified = CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
         .map_err(|e| fail(format!("certificate and key do not fit: {e}")))?;
     Ok((Arc::new(certified), info))

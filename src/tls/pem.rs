@@ -1,0 +1,73 @@
+//! Reading the PEM of a certificate chain or a private key, with errors that
+//! say what is wrong in words an operator can act on: a file cut short (a
+//! renewal caught half-written) names the `-----END …-----` line it lacks, an
+//! encrypted key says so, a file that cannot be opened is not called a file
+//! without a key. Callers name the file; nothing here puts key bytes in a
+//! message.
+
+use rustls::pki_types::pem::{Error, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The certificates in `pem`, in file order; `Err` says why the PEM is unusable.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| explain(&e))
+}
+
+/// The first private key in `pem` (PKCS#8, PKCS#1 or SEC1).
+pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        Error::NoItemsFound if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
+            "the private key is encrypted (passphrase-protected); give an unencrypted one \
+             (`openssl pkey -in KEY -out KEY.plain`)"
+                .to_string()
+        }
+        Error::NoItemsFound => {
+            "no private key in it (PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`)".to_string()
+        }
+        e => explain(&e),
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A PEM error in words.
+fn explain(e: &Error) -> String {
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "it is cut short: a `{0}` section has no `-----END {0}-----` line (a file still being written?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("malformed PEM line `{}`", String::from_utf8_lossy(line).trim_end())
+        }
+        Error::Base64Decode(why) => format!("damaged PEM (base64: {why})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n";
+
+    #[test]
+    fn a_half_written_key_is_said_to_be_cut_short() {
+        let why = private_key(KEY.as_bytes()).unwrap_err();
+        assert!(
+            why.contains("cut short") && why.contains("-----END PRIVATE KEY-----"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_key_is_named_as_such() {
+        let pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let why = private_key(pem.as_bytes()).unwrap_err();
+        assert!(why.contains("encrypted"), "{why}");
+    }
+}
