@@ -152,6 +152,12 @@ impl Shared {
                 }
             };
             if !row.task.settle(mark, origin, accepted, crate::clock::now_ms()) {
+                if !row.task.state.is_final() {
+                    // Not settled by a duplicate (`TaskMark::if_new`): the
+                    // poll's next write settles it; its work stays held, so
+                    // that a relay stopped in between hands the task over.
+                    return Ok(());
+                }
                 break;
             }
             let key = layout::task_key(&hash);
@@ -260,7 +266,7 @@ impl NatsStore {
                 task_id: t.task_id.clone(),
                 terminal: true,
                 provider_state: None,
-                contests: None,
+                if_new: false,
             };
             let accepted = Accepted {
                 id: event,
