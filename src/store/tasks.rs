@@ -171,13 +171,9 @@ impl Task {
     }
 
     /// Settle the task with the event `accepted` just appended for `mark`
-    /// (or found as a duplicate) by the rule of [`settled_state`]; a
-    /// duplicate does not settle it when the mark says [`TaskMark::if_new`].
-    /// False: the task stays as it is.
+    /// (or found as a duplicate) by the rule of [`settled_state`] (the
+    /// caller checked [`TaskMark::settles`]). False: the task stays as it is.
     pub fn settle(&mut self, mark: &TaskMark, origin: Origin, accepted: &Accepted, now_ms: u64) -> bool {
-        if mark.if_new && accepted.duplicate {
-            return false;
-        }
         let Some(state) = settled_state(self.state, origin, accepted.duplicate) else {
             return false;
         };
@@ -264,6 +260,14 @@ pub struct TaskMark {
     /// `called_back` by the owner); a relay stopped in between left the task
     /// open, polled again.
     pub if_new: bool,
+}
+
+impl TaskMark {
+    /// Whether the event `accepted` for this mark settles its task at all
+    /// (the store then reads the task, not otherwise: nothing of it changes).
+    pub fn settles(&self, accepted: &Accepted) -> bool {
+        self.terminal && !(self.if_new && accepted.duplicate)
+    }
 }
 
 /// A poll that did not settle the task.

@@ -134,7 +134,10 @@ impl Shared {
         origin: Origin,
         accepted: &Accepted,
     ) -> Result<(), StoreError> {
-        if !mark.terminal {
+        if !mark.settles(accepted) {
+            // Not settled by a duplicate (`TaskMark::if_new`): the poll's next
+            // write settles it; its work stays held, so that a relay stopped
+            // in between hands the task over.
             return Ok(());
         }
         let hash = layout::task_hash(route, &mark.task_id);
@@ -152,12 +155,6 @@ impl Shared {
                 }
             };
             if !row.task.settle(mark, origin, accepted, crate::clock::now_ms()) {
-                if !row.task.state.is_final() {
-                    // Not settled by a duplicate (`TaskMark::if_new`): the
-                    // poll's next write settles it; its work stays held, so
-                    // that a relay stopped in between hands the task over.
-                    return Ok(());
-                }
                 break;
             }
             let key = layout::task_key(&hash);

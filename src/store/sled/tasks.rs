@@ -141,7 +141,7 @@ impl Writer {
         accepted: Accepted,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if !mark.terminal {
+        if !mark.settles(&accepted) {
             return Ok(());
         }
         let key = tc::task(route, &mark.task_id);
