@@ -13,7 +13,7 @@
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
 //! | listeners, connection cap, timeouts, idle connections, drain | [`server`] |
-//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes, `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |
+//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |

@@ -47,7 +47,7 @@ pub fn task_mark(route: &Route, json: &Value) -> Option<TaskMark> {
         task_id,
         terminal: preset.is_terminal(json),
         provider_state: None,
-        contests: None,
+        if_new: false,
     })
 }
 

@@ -367,3 +367,20 @@ async fn an_answer_that_echoes_the_key_does_not_carry_it_into_errors() {
         server.abort();
     }
 }
+
+/// A task id with path and query characters goes into the status call's
+/// query encoded: the call stays on the status endpoint and the provider
+/// reads back the very id (the record's own id must match it).
+#[tokio::test]
+async fn a_task_id_with_path_and_query_characters_is_sent_encoded() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let client = client(&fake);
+    for id in ["../../api/v1/x", "a?taskId=b", "a#b", "a%2Fb", "a&b=c", "a b+c/"] {
+        fake.set_record(Product::Runway, id, json!({"taskId": id, "state": "generating"}));
+        let record = client.record(Product::Runway, id).await.unwrap();
+        assert_eq!(record.task_id(), id);
+        let sent = fake.requests().pop().unwrap();
+        assert_eq!(sent.path, Product::Runway.status_path(), "{id:?}");
+        assert_eq!(sent.task_id.as_deref(), Some(id));
+    }
+}

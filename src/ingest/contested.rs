@@ -41,26 +41,37 @@ pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent)
     let Some(verifier) = verifier else {
         return store.append(event).await;
     };
-    let first = store.append(event.clone()).await?;
+    // A duplicate does not settle a polled result's task in this write: its
+    // key's owner may be a forgery, and only the write below, that stores
+    // the result beside it, may settle it. Settled by that owner here, a
+    // relay stopped before that write left the task settled by the forgery,
+    // never polled again; open, it is polled again.
+    let mut first_write = event.clone();
+    if let Some(mark) = first_write.task.as_mut() {
+        mark.if_new = true;
+    }
+    let first = store.append(first_write).await?;
+    #[cfg(test)]
+    if STOP_AFTER_FIRST_WRITE.with(|s| s.take()) {
+        return Err(StoreError::Unavailable(
+            "test: the relay stopped after the first write".into(),
+        ));
+    }
     if !first.duplicate {
         return Ok(first);
     }
     let Some(owner) = store.event_view(first.id).await? else {
-        return Ok(first);
+        return settled_by_owner(store, event, first).await;
     };
     if owner.event.body == event.body || verifier.agreed(first.id) || vouched(&owner) {
-        return Ok(first);
+        return settled_by_owner(store, event, first).await;
     }
     let key = event.dedupe_hash;
-    let mut contesting = event;
+    let mut contesting = event.clone();
     contesting
         .meta
         .headers
         .push((CONTESTS.to_string(), first.id.to_string()));
-    // A polled result: the first append settled its task by the owner.
-    if let Some(mark) = contesting.task.as_mut() {
-        mark.contests = Some(first.id);
-    }
     let slots = match contesting.meta.origin {
         Origin::Poll => 0..=0,
         _ => 1..=CONTESTING,
@@ -87,7 +98,25 @@ pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent)
         tracing::warn!(route = %contesting.meta.route, owner = %first.id, stored = CONTESTING,
             "more callbacks with different bodies for one dedupe key than are kept: answered as duplicates (forged bodies?)");
     }
-    Ok(first)
+    settled_by_owner(store, event, first).await
+}
+
+/// `event` is a duplicate of `first`, the owner of its key: its task (a
+/// polled result's), which the first write left open, is settled by the
+/// owner (appended again: a duplicate again, written with the settlement).
+async fn settled_by_owner(store: &Store, event: NewEvent, first: Accepted) -> Result<Accepted, StoreError> {
+    if event.task.is_none() {
+        return Ok(first);
+    }
+    store.append(event).await
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the next [`append`] on this thread stops after its first
+    /// write, as a relay killed there would (the crash window between the
+    /// writes of a contested append).
+    pub(crate) static STOP_AFTER_FIRST_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Whether the event is the provider's own record (a polled result), or a
@@ -109,6 +138,10 @@ pub fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
     h.update([slot]);
     h.finalize().into()
 }
+
+#[cfg(test)]
+#[path = "contested_tests.rs"]
+mod crash_tests;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,10 @@
 //! dedupe key over it (so the real callback, before or after, is a
 //! duplicate), its media pointers, origin `poll`. The append settles the
 //! expected task in the same write (recovered, or called back when the
-//! callback was already stored).
+//! callback was already stored); on a `verify = "fetch"` route a duplicate
+//! settles it only in a later write ([`crate::ingest::contested`]: the
+//! result stored beside a held forgery, or the duplicate written again), so
+//! a relay stopped in between leaves it open, polled again.
 
 use bytes::Bytes;
 
@@ -43,7 +46,7 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
                 task_id: record.task_id().to_string(),
                 terminal: true,
                 provider_state: Some(record.state().to_string()),
-                contests: None,
+                if_new: false,
             }),
         },
     )

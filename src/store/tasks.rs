@@ -171,18 +171,9 @@ impl Task {
     }
 
     /// Settle the task with the event `accepted` just appended for `mark`
-    /// (or found as a duplicate) by the rule of [`settled_state`]; a polled
-    /// result stored beside the event that settled it, which it contests,
-    /// takes its place (`recovered`; the poll was counted). False: the task
-    /// stays as it is.
+    /// (or found as a duplicate) by the rule of [`settled_state`] (the
+    /// caller checked [`TaskMark::settles`]). False: the task stays as it is.
     pub fn settle(&mut self, mark: &TaskMark, origin: Origin, accepted: &Accepted, now_ms: u64) -> bool {
-        let replaces = mark.contests.is_some() && mark.contests == self.event;
-        if replaces && self.state == TaskState::CalledBack && origin == Origin::Poll && !accepted.duplicate {
-            self.state = TaskState::Recovered;
-            self.event = Some(accepted.id);
-            self.updated_ms = now_ms;
-            return true;
-        }
         let Some(state) = settled_state(self.state, origin, accepted.duplicate) else {
             return false;
         };
@@ -262,11 +253,21 @@ pub struct TaskMark {
     /// The provider's state word when a poll settles the task (shown as the
     /// task's `provider_state`); None for a callback.
     pub provider_state: Option<String>,
-    /// A polled result stored beside the event owning its dedupe key
-    /// (`verify = "fetch"` routes: that event was not vouched for): the
-    /// owner's id. Its first append found the owner and settled the task
-    /// by it (`called_back`); this one, stored, settles it `recovered`.
-    pub contests: Option<EventId>,
+    /// Settle the task only if the event is stored (not a duplicate): the
+    /// first write of a polled result on a `verify = "fetch"` route, whose
+    /// key may be owned by a forgery held as unverified. Its later write
+    /// settles the task (stored beside the forgery: `recovered`; else
+    /// `called_back` by the owner); a relay stopped in between left the task
+    /// open, polled again.
+    pub if_new: bool,
+}
+
+impl TaskMark {
+    /// Whether the event `accepted` for this mark settles its task at all
+    /// (the store then reads the task, not otherwise: nothing of it changes).
+    pub fn settles(&self, accepted: &Accepted) -> bool {
+        self.terminal && !(self.if_new && accepted.duplicate)
+    }
 }
 
 /// A poll that did not settle the task.

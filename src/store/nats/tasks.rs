@@ -134,7 +134,10 @@ impl Shared {
         origin: Origin,
         accepted: &Accepted,
     ) -> Result<(), StoreError> {
-        if !mark.terminal {
+        if !mark.settles(accepted) {
+            // Not settled by a duplicate (`TaskMark::if_new`): the poll's next
+            // write settles it; its work stays held, so that a relay stopped
+            // in between hands the task over.
             return Ok(());
         }
         let hash = layout::task_hash(route, &mark.task_id);
@@ -260,7 +263,7 @@ impl NatsStore {
                 task_id: t.task_id.clone(),
                 terminal: true,
                 provider_state: None,
-                contests: None,
+                if_new: false,
             };
             let accepted = Accepted {
                 id: event,

@@ -148,3 +148,27 @@ async fn an_unreadable_task_is_handed_out_once_per_round() {
     assert_eq!(n, 1, "one task polled {n} times in one round: {due:?}");
     s.close().await;
 }
+
+/// A polled result's first write on a `verify = "fetch"` route, a duplicate
+/// that does not settle its task (`if_new`), leaves an unreadable task row
+/// and its schedule rows alone: dropping them there, a relay stopped before
+/// the write that settles the task left it unscheduled, never polled again.
+#[tokio::test]
+async fn a_duplicate_that_does_not_settle_leaves_an_unreadable_task_and_its_schedule_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(&opts(dir.path())).unwrap();
+    s.register(&topology(&["s"])).await.unwrap();
+    s.register_task(new_task("t1", 1000, 5000)).await.unwrap();
+    s.append(event("t1", &["s"], 1500)).await.unwrap();
+    corrupt_task_rows(&s);
+    let mut polled = event("t1", &["s"], 1600);
+    polled.meta.origin = Origin::Poll;
+    polled.task = Some(TaskMark {
+        task_id: "t1".into(),
+        terminal: true,
+        provider_state: Some("success".into()),
+        if_new: true,
+    });
+    assert!(s.append(polled).await.unwrap().duplicate);
+    assert_eq!(schedule_rows(&s), [(5000, "t1".to_string())]);
+}

@@ -44,7 +44,7 @@ fn event(task: &str, origin: Origin, terminal: bool, ms: u64) -> NewEvent {
             task_id: task.into(),
             terminal,
             provider_state: None,
-            contests: None,
+            if_new: false,
         }),
     }
 }

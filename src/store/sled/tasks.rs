@@ -7,7 +7,8 @@
 //! Settling rules (`mark_task`): a terminal callback marks an open task
 //! `called_back`; a terminal polled record marks it `recovered` when it was
 //! new, `called_back` when it duplicated a callback already stored (so a poll
-//! after a real callback creates nothing). A final task is never reopened;
+//! after a real callback creates nothing) — unless its mark says `if_new`
+//! (a `verify = "fetch"` route's first write: the task stays open). A final task is never reopened;
 //! a late callback for a given-up task marks it `called_back` (it did come).
 //! A task registered after its final event was stored (the callback beat
 //! the submit proxy's registration) registers settled by that event.
@@ -140,7 +141,7 @@ impl Writer {
         accepted: Accepted,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if !mark.terminal {
+        if !mark.settles(&accepted) {
             return Ok(());
         }
         let key = tc::task(route, &mark.task_id);

@@ -1,0 +1,240 @@
+//! A polled result contesting a forgery on a `verify = "fetch"` route is
+//! stored in more than one write: a relay killed between them must leave
+//! the task open and polled again, not settled by the forgery.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::{append, STOP_AFTER_FIRST_WRITE};
+use crate::delivery::verify_gate::Verifier;
+use crate::store::*;
+
+async fn open(dir: &std::path::Path) -> Store {
+    let s = Store::open_sled(&Options {
+        path: dir.join("data"),
+        cache_bytes: 4 << 20,
+        min_free: 0,
+        compression: false,
+        discard_v1_rows: false,
+    })
+    .unwrap();
+    s.register(&Topology {
+        routes: vec![("runway".into(), vec!["s".into()])],
+    })
+    .await
+    .unwrap();
+    s
+}
+
+fn event(origin: Origin, url: &str, task: Option<TaskMark>) -> NewEvent {
+    NewEvent {
+        meta: EventMeta {
+            route: "runway".into(),
+            received_ms: 1,
+            source: None,
+            content_type: Some("application/json".into()),
+            headers: Vec::new(),
+            subscribers: vec!["s".into()],
+            dedupe_fallback: false,
+            origin,
+        },
+        // The route's dedupe key: the task id (the bodies differ).
+        dedupe_hash: Sha256::digest(b"t1").into(),
+        body: Bytes::from(format!(
+            r#"{{"code":200,"data":{{"task_id":"t1","video_url":"{url}"}}}}"#
+        )),
+        media: Vec::new(),
+        media_after_verify: false,
+        task,
+    }
+}
+
+fn polled() -> NewEvent {
+    let mark = TaskMark {
+        task_id: "t1".into(),
+        terminal: true,
+        provider_state: Some("success".into()),
+        if_new: false,
+    };
+    event(Origin::Poll, "https://cdn.example/genuine.mp4", Some(mark))
+}
+
+#[tokio::test]
+async fn a_relay_stopped_between_the_writes_of_a_contesting_polled_result_polls_the_task_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let verifier = Verifier::default();
+    let s = open(dir.path()).await;
+    s.register_task(NewTask {
+        route: "runway".into(),
+        task_id: "t1".into(),
+        now_ms: 1,
+        first_poll_ms: Some(2),
+        terminal_keys: Vec::new(),
+    })
+    .await
+    .unwrap();
+    // The forged callback (not vouched for: no delivery attempted) owns the key.
+    let forged = append(
+        &s,
+        Some(&verifier),
+        event(Origin::Callback, "https://evil.example/x.mp4", None),
+    )
+    .await
+    .unwrap();
+    // The poll fetches the genuine result; the relay is killed after the first write.
+    STOP_AFTER_FIRST_WRITE.with(|c| c.set(true));
+    assert!(append(&s, Some(&verifier), polled()).await.is_err());
+    s.close().await;
+    drop(s);
+
+    let s = open(dir.path()).await;
+    let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+    assert!(
+        !t.state.is_final(),
+        "the task was left settled by the forgery {forged:?}, never polled again: {t:?}"
+    );
+    let (due, _) = s.due_tasks(u64::MAX / 2, 10).await.unwrap();
+    assert!(due.iter().any(|d| d.task_id == "t1"), "not scheduled: {t:?}");
+
+    // Its next poll stores the result and settles the task by it.
+    let stored = append(&s, Some(&Verifier::default()), polled()).await.unwrap();
+    assert!(!stored.duplicate && stored.id != forged.id, "{stored:?}");
+    let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.event, t.polls),
+        (TaskState::Recovered, Some(stored.id), 1),
+        "{t:?}"
+    );
+    let (due, _) = s.due_tasks(u64::MAX / 2, 10).await.unwrap();
+    assert!(due.is_empty(), "{due:?}");
+    s.close().await;
+}
+
+/// A nats-server (`NATS_SERVER`, else on PATH) with JetStream on a free
+/// loopback port, its files under `dir`; killed on drop.
+struct NatsServer(std::process::Child, String);
+
+impl NatsServer {
+    fn start(dir: &std::path::Path) -> NatsServer {
+        let bin = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (set NATS_SERVER)");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < end, "nats-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        NatsServer(child, format!("nats://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn open_nats(url: &str) -> Store {
+    let cfg = crate::config::NatsConfig {
+        servers: vec![url.to_string()],
+        auth: crate::config::NatsAuth::None,
+        ca_file: None,
+        replicas: 1,
+        takeover: std::time::Duration::from_secs(1),
+    };
+    let s = Store::open_nats(&cfg, std::time::Duration::from_secs(86_400), 1 << 20)
+        .await
+        .unwrap();
+    s.register(&Topology {
+        routes: vec![("runway".into(), vec!["s".into()])],
+    })
+    .await
+    .unwrap();
+    s
+}
+
+/// The task's poll as the reconciler takes it (its work message held).
+async fn taken(s: &Store) -> Task {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (due, _) = s.due_tasks(crate::clock::now_ms(), 10).await.unwrap();
+        if let Some(t) = due.into_iter().find(|t| t.task_id == "t1") {
+            return t;
+        }
+        assert!(std::time::Instant::now() < end, "the task is never polled again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Cluster mode: the relay dies (its runtime and connections gone) between
+/// the writes; the task stays open and its work goes to the next reconciler.
+#[test]
+fn in_cluster_mode_a_relay_stopped_between_the_writes_of_a_contesting_polled_result_polls_the_task_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let forged = rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let now = crate::clock::now_ms();
+        s.register_task(NewTask {
+            route: "runway".into(),
+            task_id: "t1".into(),
+            now_ms: now,
+            first_poll_ms: Some(now),
+            terminal_keys: Vec::new(),
+        })
+        .await
+        .unwrap();
+        let verifier = Verifier::default();
+        let forged = append(
+            &s,
+            Some(&verifier),
+            event(Origin::Callback, "https://evil.example/x.mp4", None),
+        )
+        .await
+        .unwrap();
+        taken(&s).await;
+        STOP_AFTER_FIRST_WRITE.with(|c| c.set(true));
+        assert!(append(&s, Some(&verifier), polled()).await.is_err());
+        // A round trip on the connection: what the first write sent (an
+        // acknowledgement of the task's work) has reached the server.
+        let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+        assert!(!t.state.is_final(), "{t:?}");
+        forged
+        // The runtime goes: the relay is dead, its work not acknowledged.
+    });
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+        assert!(
+            !t.state.is_final(),
+            "the task was left settled by the forgery {forged:?}, never polled again: {t:?}"
+        );
+        taken(&s).await;
+        let stored = append(&s, Some(&Verifier::default()), polled()).await.unwrap();
+        assert!(!stored.duplicate && stored.id != forged.id, "{stored:?}");
+        let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (t.state, t.event, t.polls),
+            (TaskState::Recovered, Some(stored.id), 1),
+            "{t:?}"
+        );
+        s.close().await;
+    });
+}
