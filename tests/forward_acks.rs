@@ -71,15 +71,7 @@ async fn a_delivered_message_is_acknowledged_after_an_outage_shorter_than_its_le
     .await;
     let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("outage")).await;
-    let deadline = Instant::now() + secs(20);
-    while !arrived.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the message never reached the local service: {}",
-            fwd.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fwd.until_local_has_it(&arrived, secs(20)).await;
     // The network between the forwarder and the relay goes away while the
     // local service works on the message.
     on.send_replace(false);
@@ -150,11 +142,7 @@ async fn an_answer_for_a_message_leased_again_is_kept_until_the_new_lease_is_ove
     .await;
     let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("r32-relet")).await;
-    let deadline = Instant::now() + secs(20);
-    while !arrived.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "never delivered: {}", fwd.log_text());
-        tokio::time::sleep(ms(10)).await;
-    }
+    fwd.until_local_has_it(&arrived, secs(20)).await;
     let t0 = first_at.lock().unwrap().unwrap();
     // Away from 6.6 s to 7.6 s: the answer (7 s) finds the relay away, lease 2 still live.
     tokio::time::sleep_until((t0 + ms(6600)).into()).await;
@@ -163,14 +151,7 @@ async fn an_answer_for_a_message_leased_again_is_kept_until_the_new_lease_is_ove
     on.send_replace(true);
     // Past lease 2, its lapse and one more retry delay.
     tokio::time::sleep_until((t0 + secs(14)).into()).await;
-    let got: Vec<u32> = local
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|g| g.id == id)
-        .map(|g| g.attempt)
-        .collect();
+    let got = local.attempts(&id);
     let log: Vec<String> = fwd
         .log
         .lock()
@@ -213,11 +194,7 @@ async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_t
     .await;
     let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("unacked")).await;
-    let deadline = Instant::now() + secs(20);
-    while !arrived.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "never delivered: {}", fwd.log_text());
-        tokio::time::sleep(ms(5)).await;
-    }
+    fwd.until_local_has_it(&arrived, secs(20)).await;
     on.send_replace(false);
     // Away until the forwarder gave the acknowledgement up (lease and lapse over).
     let deadline = Instant::now() + secs(30);
@@ -234,14 +211,7 @@ async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_t
         ev["subscribers"][0]["state"] == "delivered"
     })
     .await;
-    let attempts: Vec<u32> = local
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|g| g.id == id)
-        .map(|g| g.attempt)
-        .collect();
+    let attempts = local.attempts(&id);
     let log = fwd.log_text();
     h.shutdown().await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}\n{log}");

@@ -86,15 +86,7 @@ async fn a_stop_acknowledges_through_a_short_relay_outage() {
     .await;
     let mut fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("blip")).await;
-    let deadline = Instant::now() + secs(15);
-    while !arrived.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "never reached the local service: {}",
-            fwd.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fwd.until_local_has_it(&arrived, secs(15)).await;
     // The relay goes out of reach while the service works; it answers 200.
     on.send_replace(false);
     local

@@ -9,21 +9,9 @@ use super::{append, STOP_AFTER_FIRST_WRITE};
 use crate::delivery::verify_gate::Verifier;
 use crate::store::*;
 
+/// A small store with route `runway` and its subscriber `s`.
 async fn open(dir: &std::path::Path) -> Store {
-    let s = Store::open_sled(&Options {
-        path: dir.join("data"),
-        cache_bytes: 4 << 20,
-        min_free: 0,
-        compression: false,
-        discard_v1_rows: false,
-    })
-    .unwrap();
-    s.register(&Topology {
-        routes: vec![("runway".into(), vec!["s".into()])],
-    })
-    .await
-    .unwrap();
-    s
+    crate::store::sled::tests::open(dir, &["s"]).await
 }
 
 fn event(origin: Origin, url: &str, task: Option<TaskMark>) -> NewEvent {

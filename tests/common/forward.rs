@@ -138,6 +138,11 @@ impl Local {
         self.got.lock().unwrap().clone()
     }
 
+    /// The `webhook-attempt` of each time `id` was received.
+    pub fn attempts(&self, id: &str) -> Vec<u32> {
+        self.all().iter().filter(|g| g.id == id).map(|g| g.attempt).collect()
+    }
+
     /// Times each id was received.
     pub fn counts(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
@@ -246,6 +251,20 @@ impl Forwarder {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until the local service's plan set `flag` (it has the message),
+    /// or panic after `limit` with this forwarder's log.
+    pub async fn until_local_has_it(&self, flag: &std::sync::atomic::AtomicBool, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "the message never reached the local service: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -418,4 +418,4 @@ mod task_corrupt_tests;
 #[cfg(test)]
 mod task_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,21 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::store::*;
 
+/// A small store with route `runway` and its subscriber `s`.
 async fn open(dir: &std::path::Path) -> Store {
-    let s = Store::open_sled(&Options {
-        path: dir.join("data"),
-        cache_bytes: 4 << 20,
-        min_free: 0,
-        compression: false,
-        discard_v1_rows: false,
-    })
-    .unwrap();
-    s.register(&Topology {
-        routes: vec![("runway".into(), vec!["s".into()])],
-    })
-    .await
-    .unwrap();
-    s
+    crate::store::sled::tests::open(dir, &["s"]).await
 }
 
 fn event(task: &str, origin: Origin, terminal: bool, ms: u64) -> NewEvent {

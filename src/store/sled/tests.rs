@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::store::*;
 
 /// A small store in `dir/data` (also used by the other sled test files).
-pub(super) fn opts(dir: &std::path::Path) -> Options {
+pub(crate) fn opts(dir: &std::path::Path) -> Options {
     Options {
         path: dir.join("data"),
         cache_bytes: 4 << 20,
@@ -20,7 +20,7 @@ pub(super) fn opts(dir: &std::path::Path) -> Options {
     }
 }
 
-pub(super) fn topology(subs: &[&str]) -> Topology {
+pub(crate) fn topology(subs: &[&str]) -> Topology {
     Topology {
         routes: vec![("runway".into(), subs.iter().map(|s| s.to_string()).collect())],
     }
@@ -47,7 +47,7 @@ pub(super) fn event(task: &str, subs: &[&str], ms: u64) -> NewEvent {
     }
 }
 
-pub(super) async fn open(dir: &std::path::Path, subs: &[&str]) -> Store {
+pub(crate) async fn open(dir: &std::path::Path, subs: &[&str]) -> Store {
     let s = Store::open_sled(&opts(dir)).unwrap();
     s.register(&topology(subs)).await.unwrap();
     s
