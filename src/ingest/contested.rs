@@ -141,7 +141,7 @@ pub fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
 
 #[cfg(test)]
 #[path = "contested_tests.rs"]
-mod crash_tests;
+pub(crate) mod crash_tests;
 
 #[cfg(test)]
 mod tests {

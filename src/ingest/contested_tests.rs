@@ -14,7 +14,7 @@ async fn open(dir: &std::path::Path) -> Store {
     crate::store::sled::tests::open(dir, &["s"]).await
 }
 
-fn event(origin: Origin, url: &str, task: Option<TaskMark>) -> NewEvent {
+pub(crate) fn event(origin: Origin, url: &str, task: Option<TaskMark>) -> NewEvent {
     NewEvent {
         meta: EventMeta {
             route: "runway".into(),
@@ -100,10 +100,10 @@ async fn a_relay_stopped_between_the_writes_of_a_contesting_polled_result_polls_
 
 /// A nats-server (`NATS_SERVER`, else on PATH) with JetStream on a free
 /// loopback port, its files under `dir`; killed on drop.
-struct NatsServer(std::process::Child, String);
+pub(crate) struct NatsServer(std::process::Child, pub(crate) String);
 
 impl NatsServer {
-    fn start(dir: &std::path::Path) -> NatsServer {
+    pub(crate) fn start(dir: &std::path::Path) -> NatsServer {
         let bin = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -133,7 +133,7 @@ impl Drop for NatsServer {
     }
 }
 
-async fn open_nats(url: &str) -> Store {
+pub(crate) async fn open_nats(url: &str) -> Store {
     let cfg = crate::config::NatsConfig {
         servers: vec![url.to_string()],
         auth: crate::config::NatsAuth::None,
@@ -153,7 +153,7 @@ async fn open_nats(url: &str) -> Store {
 }
 
 /// The task's poll as the reconciler takes it (its work message held).
-async fn taken(s: &Store) -> Task {
+pub(crate) async fn taken(s: &Store) -> Task {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (due, _) = s.due_tasks(crate::clock::now_ms(), 10).await.unwrap();

@@ -394,3 +394,6 @@ impl NatsStore {
         }
     }
 }
+
+#[cfg(test)]
+mod mark_tests;

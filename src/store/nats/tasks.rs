@@ -29,6 +29,13 @@ use crate::store::{Accepted, EventId, NewTask, Origin, StoreError, Task, TaskMar
 
 /// Times a settling mark reads and writes a task row that keeps changing.
 const MARK_TRIES: usize = 3;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: every settling write of a mark on this thread fails, as when
+    /// the task row keeps changing under it or NATS fails each try.
+    pub(crate) static FAIL_MARK_WRITES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 /// Rows a listing, a count or a retention pass looks at, at most.
 pub(super) const SCAN_LIMIT: usize = 100_000;
 
@@ -143,7 +150,9 @@ impl Shared {
         let hash = layout::task_hash(route, &mark.task_id);
         // Read, settle, write only if nobody changed the row meanwhile (a
         // poll's update, a take-over or scheduling of its work); on a change,
-        // read again. A mark still lost is healed by the task's next poll.
+        // read again. A mark still lost is healed by the task's next poll:
+        // its work is then not acknowledged (held, or taken over).
+        let mut settled = false;
         for _ in 0..MARK_TRIES {
             let (mut row, revision) = match self.task_entry(&hash).await? {
                 None => return Ok(()),
@@ -155,15 +164,26 @@ impl Shared {
                 }
             };
             if !row.task.settle(mark, origin, accepted, crate::clock::now_ms()) {
+                settled = true;
                 break;
+            }
+            #[cfg(test)]
+            if FAIL_MARK_WRITES.with(|f| f.get()) {
+                continue;
             }
             let key = layout::task_key(&hash);
             if self.tasks_bucket()?.update(key, encode(&row), revision).await.is_ok() {
                 self.wrote(1);
+                settled = true;
                 break;
             }
         }
-        self.settle_task_work(&hash, AckKind::Ack).await;
+        if settled {
+            self.settle_task_work(&hash, AckKind::Ack).await;
+        } else {
+            tracing::warn!(route, task = %mark.task_id,
+                "could not settle the expected task (its row kept changing or NATS failed): its next poll will");
+        }
         Ok(())
     }
 }

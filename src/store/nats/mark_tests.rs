@@ -1,0 +1,69 @@
+//! Cluster mode: a callback's settling mark that cannot be written (the task
+//! row kept changing under it, or NATS failed each try) leaves the task's
+//! work unacknowledged, so the task is polled again and its next poll
+//! settles it; acknowledged, the task stayed open and was never polled.
+
+use super::tasks::FAIL_MARK_WRITES;
+use crate::ingest::contested::crash_tests::{event, open_nats, taken, NatsServer};
+use crate::store::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn mark() -> Option<TaskMark> {
+    Some(TaskMark {
+        task_id: "t1".into(),
+        terminal: true,
+        provider_state: Some("success".into()),
+        if_new: false,
+    })
+}
+
+#[test]
+fn a_settling_mark_that_cannot_be_written_leaves_the_task_to_its_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    let callback = rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let now = crate::clock::now_ms();
+        s.register_task(NewTask {
+            route: "runway".into(),
+            task_id: "t1".into(),
+            now_ms: now,
+            first_poll_ms: Some(now),
+            terminal_keys: Vec::new(),
+        })
+        .await
+        .unwrap();
+        // This relay holds the task's work (its poll is under way) when the
+        // final callback comes, and every settling write fails.
+        taken(&s).await;
+        FAIL_MARK_WRITES.with(|f| f.set(true));
+        let callback = s
+            .append(event(Origin::Callback, "https://cdn.example/a.mp4", mark()))
+            .await
+            .unwrap();
+        FAIL_MARK_WRITES.with(|f| f.set(false));
+        let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+        assert!(!t.state.is_final(), "{t:?}");
+        callback
+        // The relay stops; its held work goes to the next reconciler.
+    });
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        taken(&s).await;
+        // The poll finds the result stored: a duplicate, which settles the task.
+        let again = s
+            .append(event(Origin::Poll, "https://cdn.example/a.mp4", mark()))
+            .await
+            .unwrap();
+        assert!(again.duplicate && again.id == callback.id, "{again:?}");
+        let t = s.task(Some("runway".into()), "t1".into()).await.unwrap().unwrap();
+        assert!(t.state.is_final() && t.event == Some(callback.id), "{t:?}");
+        s.close().await;
+    });
+}
