@@ -347,3 +347,44 @@ fn the_media_retention_floor_counts_the_longest_retry_after() {
         "a media retention shorter than a delivery answered with Retry-After lives is taken as enough:\n{said}"
     );
 }
+
+/// A second callback naming the URL of a download in flight (another task,
+/// same result file): no second download, and both events' `after_archive`
+/// deliveries name the stored file.
+#[tokio::test]
+async fn a_url_named_again_while_it_downloads_is_fetched_once_for_both() {
+    let s = FileServer::start(LOCAL).await;
+    let (video_bytes, video_url, cover_url) = slow_video(&s).await;
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private()).route(runway_route([Subscriber::new(
+        "later",
+        later.url(),
+    )
+    .after_archive()]));
+    let h = start(&cfg).await;
+    let body = |task: &str| runway_media(task, &video_url, &cover_url).to_string();
+    let first = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body("dup-1")).await;
+    assert_waiting(&h, &first, "later", &video_url).await;
+    let t0 = Instant::now();
+    while s.hits("/k/slow.mp4") == 0 && t0.elapsed() < SLOW / 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.hits("/k/slow.mp4"), 1, "the video is downloading");
+    let second = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body("dup-2")).await;
+    assert_ne!(first, second);
+    let got = later
+        .wait_for(SLOW * 5, "both after_archive deliveries", |r| r.len() >= 2)
+        .await;
+    for d in &got[..2] {
+        assert_both_stored(
+            &media_header(d.header("hookrelay-media")),
+            &video_url,
+            &video_bytes,
+            &cover_url,
+        );
+    }
+    assert_eq!(s.hits("/k/slow.mp4"), 1, "one download for both callbacks");
+    assert_eq!(s.hits("/m/cover.png"), 1);
+    h.shutdown().await;
+}

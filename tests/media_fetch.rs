@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::certs::TestCert;
-use common::fetcher::{fetch_options, open_fetcher, read_body};
+use common::fetcher::{archive_fetcher, fetch_options, open_fetcher, read_body};
 use common::files::{FileServer, Route};
 use futures_util::TryStreamExt;
 use hookrelay::media::{FetchError, FetchOptions, Fetcher, StaticResolver};
@@ -246,4 +246,64 @@ async fn https_with_a_private_ca() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Tls { .. }), "{err}");
+}
+
+/// A loopback server answering every connection with `head`, then `body`
+/// one byte every `every` (forever when `forever`, else once through).
+async fn raw_server(head: &'static str, body: &'static [u8], every: Duration, forever: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let url = format!("http://{}/x.mp4", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = c.read(&mut req).await;
+                c.write_all(head.as_bytes()).await?;
+                loop {
+                    for b in body {
+                        c.write_all(&[*b]).await?;
+                        tokio::time::sleep(every).await;
+                    }
+                    if !forever {
+                        return c.shutdown().await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A server that keeps the body coming, a byte at a time, never stalls
+/// long enough for an idle limit: `media.timeout` bounds the whole download.
+#[tokio::test]
+async fn a_dripping_body_is_bounded_by_the_whole_download_timeout() {
+    let url = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n",
+        b"drip",
+        Duration::from_millis(20),
+        true,
+    )
+    .await;
+    let f = archive_fetcher(u64::MAX, Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let err = read_body(&f, &url).await.unwrap_err();
+    assert_eq!(err, FetchError::Timeout(Duration::from_millis(500)));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// A body longer than its `Content-Length`: the announced bytes are the
+/// file (HTTP/1.1 framing; what follows is not this answer's), as any client
+/// reads it. A body shorter than announced is an error (above).
+#[tokio::test]
+async fn a_body_longer_than_announced_is_cut_at_the_announced_length() {
+    let url = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+        b"hello world",
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"hello");
 }

@@ -254,7 +254,7 @@ async fn a_disk_filling_up_during_a_download_stops_the_write() {
     let dir = tempfile::tempdir().unwrap();
     let free = fs4::available_space(dir.path()).unwrap();
     // The floor sits 100 MiB below what is free now: the writer's periodic
-    // check (every 64 MiB) must stop it within about 128 MiB.
+    // check (every 8 MiB) must stop it within about 128 MiB.
     let store = MediaStore::Local(LocalStore::new(dir.path(), free.saturating_sub(100 << 20)).unwrap());
     let err = archive(&archive_fetcher(u64::MAX, DOWNLOAD), &store, &s.url("/endless"))
         .await

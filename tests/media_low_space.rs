@@ -194,3 +194,73 @@ async fn an_s3_bucket_that_cannot_take_files_costs_no_try() {
     );
     h.shutdown().await;
 }
+
+/// A media directory on the embedded store's disk with a `media.min_free`
+/// below `store.min_free` (here 0): the downloads keep the store's floor,
+/// plus room for the downloads in flight, so a file that fits the disk but
+/// not above that floor fails instead of leaving ingest refusing callbacks
+/// (the review found it stored, the disk left under `store.min_free` and
+/// every later callback answered `503`). One file announces its size, one
+/// is chunked (stopped by the writer's checks). Needs a small tmpfs (root).
+#[tokio::test]
+async fn downloads_on_the_stores_disk_never_take_it_below_store_min_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "64m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let later = Sub::ok().await;
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new()
+        .allow_private()
+        .retry([ms(100)])
+        .concurrency(1)
+        .dir(&mnt.join("media"));
+    let cfg = media_config(dir.path(), media)
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(16 << 20)
+        .route(route);
+    let h = start(&cfg).await;
+    // Each file would leave 8 MiB free: above media.min_free, below store.min_free.
+    let size = (tmpfs.free_kib() * 1024).saturating_sub(8 << 20);
+    let video = s.bytes("/k/fill.mp4", &vec![7u8; size as usize], "video/mp4");
+    s.route(
+        "/k/fill.png",
+        files::Route::Generated {
+            len: size,
+            content_length: false,
+        },
+    );
+    let cover = s.url("/k/fill.png");
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603961", &video, &cover).to_string(),
+    )
+    .await;
+    let got = later
+        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(
+        (header[0]["state"].as_str(), header[1]["state"].as_str()),
+        (Some("failed"), Some("failed")),
+        "{header:?}"
+    );
+    let m = media_of(h.admin_addr, &id).await;
+    for url in [&video, &cover] {
+        let e = item(&m, url)["error"].as_str().unwrap_or_default().to_string();
+        assert!(e.contains("below the minimum"), "{e}");
+    }
+    // Ingest still takes callbacks.
+    accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603962", "", "").to_string(),
+    )
+    .await;
+    h.shutdown().await;
+}

@@ -50,6 +50,7 @@ mod media_low_space;
 mod media_policy;
 mod media_retention;
 mod media_s3;
+mod media_s3_faults;
 mod media_safety;
 mod moved_route;
 mod moved_token;

@@ -29,7 +29,14 @@ const CHANNEL_CHUNKS: usize = 16;
 /// Write buffer of the writer thread: few, large writes.
 const WRITE_BUFFER: usize = 1 << 20;
 /// How often (in bytes written) the free-space floor is re-checked.
-const SPACE_CHECK_EVERY: u64 = 64 << 20;
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
+/// How far one download can take the disk below the floor before its
+/// writer notices: the bytes between two checks, the write buffer not yet
+/// on disk at a check, and the chunks in the channel. Downloads in flight
+/// each may (each passed its check alone), so the floor of a media
+/// directory on the embedded store's disk keeps this much per download
+/// above `store.min_free` (see `super::settings`).
+pub const OVERSHOOT_PER_DOWNLOAD: u64 = SPACE_CHECK_EVERY + (2 << 20);
 
 /// A media directory.
 #[derive(Clone, Debug)]
@@ -166,6 +173,11 @@ impl LocalStore {
             min_free,
             owner: self.owner.clone(),
         }
+    }
+
+    /// The free-space floor in force.
+    pub fn min_free(&self) -> u64 {
+        self.min_free
     }
 
     pub fn root(&self) -> &Path {

@@ -9,12 +9,12 @@
 //! so downloads in flight are not disturbed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{AddressPolicy, FetchOptions, Fetcher, LocalStore, MediaStore, S3Settings, S3Store};
 use crate::auth::credential_text;
-use crate::config::{Config, MediaStoreConfig};
+use crate::config::{Config, MediaStoreConfig, StoreBackend};
 use crate::delivery::retry::RetrySchedule;
 use crate::provider::{ApiKey, ClientConfig, ProviderClient};
 
@@ -88,7 +88,6 @@ impl ArchiveSettings {
         let m = &config.media;
         let store_key = StoreKey::of(m);
         let store = match current.filter(|c| c.store_key == store_key).map(|c| &c.store) {
-            Some(MediaStore::Local(l)) => MediaStore::Local(l.with_min_free(m.min_free)),
             Some(same) => same.clone(),
             // Stale partial files (a crash's) go at start-up; a reload opening
             // another directory leaves them to the retention sweep.
@@ -98,6 +97,23 @@ impl ArchiveSettings {
                 &super::local::owner_tag(&config.store.path),
                 current.is_none().then(|| super::local::stale_part_age(m.timeout)),
             )?,
+        };
+        let store = match store {
+            MediaStore::Local(l) => {
+                let floor = local_floor(config, l.root());
+                if floor > m.min_free {
+                    tracing::warn!(
+                        media_min_free = m.min_free,
+                        store_min_free = config.store.min_free,
+                        floor,
+                        "the media directory is on the store's disk and media.min_free leaves too little room above \
+                         store.min_free for the downloads in flight: downloads stop at the floor given instead, so \
+                         they never make ingest refuse callbacks"
+                    );
+                }
+                MediaStore::Local(l.with_min_free(floor))
+            }
+            other => other,
         };
         if let Some(old) = current
             .map(|c| c.store.location())
@@ -154,6 +170,32 @@ impl ArchiveSettings {
             gone: current.map(|c| c.gone.clone()).unwrap_or_default(),
         })
     }
+}
+
+/// The free-space floor of a local media directory: `media.min_free`, but
+/// on the embedded store's disk at least `store.min_free` plus what each
+/// download in flight may write past a floor before its writer notices
+/// ([`super::local::OVERSHOOT_PER_DOWNLOAD`]): downloads, the largest
+/// writes, must never take that disk below the floor where ingest refuses
+/// callbacks (nor sled to a full disk with `media.min_free = 0`).
+fn local_floor(config: &Config, root: &Path) -> u64 {
+    let m = &config.media;
+    let store = &config.store;
+    let shared = matches!(store.backend, StoreBackend::Sled)
+        && matches!((device_of(root), device_of(&store.path)), (Some(a), Some(b)) if a == b);
+    if !shared {
+        return m.min_free;
+    }
+    let in_flight = super::local::OVERSHOOT_PER_DOWNLOAD.saturating_mul(m.concurrency as u64);
+    m.min_free.max(store.min_free.saturating_add(in_flight))
+}
+
+/// The device (file system) holding `path`, or its nearest existing parent.
+fn device_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .find_map(|p| std::fs::metadata(p).ok())
+        .map(|md| md.dev())
 }
 
 fn open_store(k: &StoreKey, min_free: u64, owner: &str, clean: Option<Duration>) -> Result<MediaStore, SetupError> {
