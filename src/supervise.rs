@@ -85,12 +85,52 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
     }
 }
 
+/// A reload under way ([`crate::Handle::reload`]).
+type Reloading<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::reload::ReloadError>> + 'a>>;
+
+/// Tell systemd a reload begins and start it.
+fn begin_reload(handle: &crate::Handle) -> Reloading<'_> {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(m) = NotifyState::monotonic_usec_now() {
+        states.push(m);
+    }
+    let _ = sd_notify::notify(false, &states);
+    Box::pin(handle.reload())
+}
+
+/// Log how a reload ended.
+fn reload_ended(handle: &crate::Handle, applied: Result<(), crate::reload::ReloadError>) {
+    if let Err(e) = applied {
+        match crate::reload::unapplied_certificate(&handle.app) {
+            Some(cert) => tracing::error!("reload refused, keeping the running configuration: {e}; {cert}"),
+            None => tracing::error!("reload refused, keeping the running configuration: {e}"),
+        }
+    }
+    if let Some(problem) = handle.app.certificate_problem() {
+        tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");
+    }
+}
+
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let handle = crate::start(config).await?;
+    // A start waiting for NATS (connecting, setting streams up, checking a
+    // write: up to about 15 s) is abandoned by a stop: nothing was accepted
+    // yet. A migration of a 0.1 store is not: it runs to its end (asking
+    // systemd for the time), then the start is abandoned.
+    let started = tokio::select! {
+        started = crate::start(config) => Some(started?),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    let Some(handle) = started else {
+        // Nothing to close: the store and the tasks opened so far end with
+        // the runtime.
+        tracing::info!("stopped during start-up");
+        return Ok(());
+    };
     let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
     match handle.app.not_ready_because() {
         None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready"),
@@ -106,6 +146,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(watchdog(handle.app.clone(), Duration::from_micros(usec / 2)));
     }
     let mut health = tokio::time::interval(Duration::from_secs(1));
+    // The reload under way, polled alongside the signals and the store
+    // check: a stop does not wait for it (in cluster mode it may wait up to
+    // 10 s for NATS), and a SIGHUP meanwhile reads the file again after it.
+    let mut reloading: Option<Reloading<'_>> = None;
+    let mut again = false;
     loop {
         tokio::select! {
             _ = health.tick() => {
@@ -120,24 +165,33 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let mut states = vec![NotifyState::Reloading];
-                if let Ok(m) = NotifyState::monotonic_usec_now() {
-                    states.push(m);
-                }
-                let _ = sd_notify::notify(false, &states);
-                if let Err(e) = handle.reload().await {
-                    match crate::reload::unapplied_certificate(&handle.app) {
-                        Some(cert) => tracing::error!("reload refused, keeping the running configuration: {e}; {cert}"),
-                        None => tracing::error!("reload refused, keeping the running configuration: {e}"),
+                if reloading.is_some() {
+                    if !again {
+                        tracing::info!("SIGHUP during a reload: the config file is read again once this reload ends");
                     }
+                    again = true;
+                } else {
+                    reloading = Some(begin_reload(&handle));
                 }
-                if let Some(problem) = handle.app.certificate_problem() {
-                    tracing::error!("{problem} (hookrelay_tls_cert_valid is 0 until a valid one is served)");
+            }
+            applied = async { reloading.as_mut().expect("a reload under way").await }, if reloading.is_some() => {
+                reloading = None;
+                reload_ended(&handle, applied);
+                if std::mem::take(&mut again) {
+                    reloading = Some(begin_reload(&handle));
+                } else {
+                    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
                 }
-                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
             }
         }
     }
+    if reloading.take().is_some() {
+        tracing::warn!(
+            "stopping during a reload: the reload is abandoned and the running configuration kept \
+             (the config file applies at the next start)"
+        );
+    }
+    drop(reloading);
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     // The grace as reloaded last, plus the margin for stopping delivery and

@@ -104,6 +104,7 @@ mod reload_handover;
 mod reload_keeps;
 mod reload_refused;
 mod reload_removal_race;
+mod reload_stop;
 mod removed_at_start;
 mod removed_gauges;
 mod removed_returns;

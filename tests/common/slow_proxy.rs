@@ -84,3 +84,51 @@ pub async fn scripted_proxy(
     });
     (addr, n)
 }
+
+/// A proxy to `upstream` that passes what the client sends at once and what
+/// the upstream answers after the latency set in the returned cell (in ms, 0
+/// at first; changed at any time, it applies to bytes read from then on),
+/// in order: a server that answers, slowly (an overloaded NATS cluster).
+pub async fn latency_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let latency = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cell = latency.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(u) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let latency = cell.clone();
+            let (mut cr, mut cw) = c.into_split();
+            let (mut ur, mut uw) = u.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut uw).await;
+            });
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(k) = ur.read(&mut buf).await {
+                    let delay = Duration::from_millis(latency.load(Ordering::Relaxed));
+                    if k == 0
+                        || tx
+                            .send((tokio::time::Instant::now() + delay, buf[..k].to_vec()))
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = rx.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    if cw.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, latency)
+}
