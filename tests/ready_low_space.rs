@@ -29,6 +29,18 @@ async fn readyz_until(bin: &Bin, want: StatusCode, limit: Duration) -> StatusCod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_free_space_under_the_watchdog_and_without_callbacks() {
+    // The watchdog checks the store every 200 ms.
+    follows_the_free_space(&[("WATCHDOG_USEC", "400000")]).await;
+}
+
+/// Without systemd's watchdog (a container whose orchestrator asks
+/// `/readyz`): the same, from the relay's own check of the free space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_free_space_without_a_watchdog() {
+    follows_the_free_space(&[]).await;
+}
+
+async fn follows_the_free_space(envs: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
@@ -40,8 +52,7 @@ async fn readiness_follows_the_free_space_under_the_watchdog_and_without_callbac
         .store_cache(1 << 20)
         .min_free(4 << 20)
         .subscriber(Subscriber::new("s", DOWN));
-    // The watchdog checks the store every 200 ms.
-    let bin = Bin::start(&cfg.write(), &[("WATCHDOG_USEC", "400000")]);
+    let bin = Bin::start(&cfg.write(), envs);
     assert_eq!(readyz(&bin).await, StatusCode::OK);
     // The disk falls below min_free (2 MiB left, min_free 4 MiB): not ready,
     // before any callback is refused.

@@ -63,7 +63,7 @@ pub fn bearer(secret: &Secret) -> http::HeaderValue {
 
 /// `text` (an answer relayed from someone else, which may quote what we
 /// sent it) with every occurrence of `secret` — as sent, percent-encoded (a
-/// URL's query, space as `+` or `%20`), or JSON-escaped ([`json_escapes`]) —
+/// URL's query: [`percent_forms`]), or JSON-escaped ([`json_escapes`]) —
 /// replaced by `<redacted>`.
 /// The same bytes back when none occurs. A secret shorter than 4 bytes is
 /// not looked for (it would match anywhere).
@@ -71,12 +71,8 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
     if secret.len() < 4 {
         return text;
     }
-    let encoded: String = form_urlencoded::byte_serialize(secret).collect();
-    let mut forms: Vec<Vec<u8>> = vec![
-        secret.to_vec(),
-        encoded.as_bytes().to_vec(),
-        encoded.replace('+', "%20").into(),
-    ];
+    let mut forms: Vec<Vec<u8>> = vec![secret.to_vec()];
+    forms.extend(percent_forms(secret));
     if let Ok(text) = std::str::from_utf8(secret) {
         forms.extend(json_escapes(text).into_iter().map(String::into_bytes));
     }
@@ -100,6 +96,38 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
     } else {
         text
     }
+}
+
+/// The ways a URL may carry `secret` percent-encoded: as a form does (space
+/// `+` or `%20`, `*` kept, `~` escaped) or as RFC 3986 says (`~` kept, `*`
+/// escaped), the escapes' hex digits in upper or lower case (.NET's
+/// `HttpUtility.UrlEncode` writes `%2f`).
+fn percent_forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    let form: String = form_urlencoded::byte_serialize(secret).collect();
+    let rfc: String = secret
+        .iter()
+        .map(|&b| match b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            true => (b as char).to_string(),
+            false => format!("%{b:02X}"),
+        })
+        .collect();
+    let lower = |f: &str| -> Vec<u8> {
+        let mut out = f.as_bytes().to_vec();
+        for i in 0..out.len() {
+            if out[i] == b'%' {
+                for b in out.iter_mut().skip(i + 1).take(2) {
+                    b.make_ascii_lowercase();
+                }
+            }
+        }
+        out
+    };
+    let mut forms = Vec::new();
+    for f in [form.replace('+', "%20"), form, rfc] {
+        forms.push(lower(&f));
+        forms.push(f.into_bytes());
+    }
+    forms
 }
 
 /// The ways a JSON encoder may write `text` inside a string: `"`, `\\` and
@@ -172,6 +200,23 @@ mod tests {
         let spaced = Secret::new("two words 1234");
         let out = redact_secret(bytes::Bytes::from("?token=two%20words%201234"), &spaced);
         assert_eq!(&out[..], b"?token=<redacted>");
+    }
+
+    /// Percent-encoded otherwise than a form does: hex digits in lower case,
+    /// or `~` kept and `*` escaped (RFC 3986).
+    #[test]
+    fn a_secret_echoed_percent_encoded_another_way_is_redacted() {
+        for (secret, echoed) in [
+            // Lower-case hex, as .NET's HttpUtility.UrlEncode writes it.
+            ("tok/en é1234", "?token=tok%2fen+%c3%a91234"),
+            ("tok/en é1234", "?token=tok%2fen%20%c3%a91234"),
+            // RFC 3986: `~` kept, `*` escaped.
+            ("k~e*y 1234", "?token=k~e%2Ay%201234"),
+            ("k~e*y 1234", "?token=k~e%2ay%201234"),
+        ] {
+            let out = redact_secret(bytes::Bytes::from(echoed), &Secret::new(secret));
+            assert_eq!(String::from_utf8_lossy(&out), "?token=<redacted>", "{echoed}");
+        }
     }
 
     #[test]

@@ -47,8 +47,6 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
     }
 }
 
-/// What `check-config` says about TLS: the certificate files and what they
-/// hold, or where ACME certificates will come from and be kept.
 /// A cluster-mode relay whose `store.path` still holds an embedded store.
 fn embedded_store_left(c: &Config) -> Option<String> {
     match c.store.backend {
@@ -57,6 +55,8 @@ fn embedded_store_left(c: &Config) -> Option<String> {
     }
 }
 
+/// What `check-config` says about TLS: the certificate files and what they
+/// hold, or where ACME certificates will come from and be kept.
 fn tls_summary(c: &Config) -> Option<String> {
     Some(match c.server.tls.as_ref()? {
         crate::config::TlsSource::Files(f) => match crate::tls::load_files(f) {

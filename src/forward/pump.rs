@@ -235,7 +235,7 @@ impl Active {
         }
     }
 
-    /// The outcome of a delivery, kept until [`Active::sent`]; returned with
+    /// The outcome of a delivery, kept until [`Active::take`]; returned with
     /// its deadline raised by a lease taken again meanwhile.
     fn answered(&self, mut f: Finished) -> Finished {
         if let Some(e) = self.map().get_mut(&f.id) {
@@ -245,9 +245,10 @@ impl Active {
         f
     }
 
-    /// The acker has the outcome of `id`.
-    fn sent(&self, id: &str) {
-        self.map().remove(id);
+    /// The outcome of `id`, taken to go to the acker now: as kept, with its
+    /// deadline raised by a lease taken again while it waited.
+    fn take(&self, id: &str) -> Option<Finished> {
+        self.map().remove(id)?.outcome
     }
 }
 
@@ -280,12 +281,13 @@ impl Delivery {
         if finished.end == End::Delivered {
             self.unacked.delivered(&finished.id);
         }
-        // The outcome stays in `active` until the acker has it: a stop that
-        // aborts this task while the acker's queue is full sends it then.
+        // The outcome stays in `active` until the acker has room for it: a
+        // stop that aborts this task while the acker's queue is full sends it
+        // then, and a lease taken again meanwhile raises its deadline there.
         let finished = self.active.answered(finished);
-        let id = finished.id.clone();
-        let _ = self.done.send(finished).await;
-        self.active.sent(&id);
+        if let Ok(room) = self.done.reserve().await {
+            room.send(self.active.take(&finished.id).unwrap_or(finished));
+        }
         // Only now the rest of the answer (so the connection can be reused):
         // a 2xx whose body is slow to come was delivered, and a stop
         // meanwhile must not hand it back. A stop ends the reading.

@@ -109,6 +109,60 @@ async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
     );
 }
 
+/// The relay leases a message to us again while its outcome waits for room
+/// in the acker's queue: the outcome the acker gets is kept until the new
+/// lease is over (it kept the first lease's deadline, so a relay away then
+/// had the acknowledgement given up while the new lease still took it).
+#[tokio::test]
+async fn a_lease_taken_again_while_the_outcome_waits_for_room_raises_its_deadline() {
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let local = Arc::new(Local::new(
+        ok_service().await.parse().unwrap(),
+        tls,
+        Duration::from_secs(5),
+    ));
+    let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
+    let active: Arc<Active> = Arc::default();
+    let (done, mut rx) = mpsc::channel::<Finished>(1);
+    let first = Instant::now() + Duration::from_secs(60);
+    let filler = Finished {
+        id: "evt_filler".into(),
+        end: End::HandBack,
+        local: None,
+        keep_until: first,
+    };
+    done.send(filler).await.unwrap();
+    let (_stop_tx, stopped) = watch::channel(false);
+    assert!(active.offer(ID, first));
+    let task = Delivery {
+        local,
+        status: status.clone(),
+        active: active.clone(),
+        unacked: Arc::default(),
+        done,
+        stopped,
+    };
+    let running = tokio::spawn(task.run(message(ID), first, false));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status.delivered() == 0 {
+        assert!(Instant::now() < deadline, "the local service never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Offered again meanwhile, under a later lease: not delivered twice.
+    let later = first + Duration::from_secs(120);
+    assert!(!active.offer(ID, later));
+    assert_eq!(rx.recv().await.unwrap().id, "evt_filler");
+    let f = rx.recv().await.unwrap();
+    running.await.unwrap();
+    assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
+    assert_eq!(
+        f.keep_until, later,
+        "the outcome kept the first lease's deadline, not the later one"
+    );
+}
+
 /// A message offered again after a 2xx here whose acknowledgement the relay
 /// did not confirm is acknowledged without being posted again.
 #[tokio::test]

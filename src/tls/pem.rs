@@ -34,19 +34,32 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A PEM error in words.
+/// A PEM error in words. The label of a section is shown only when it is
+/// one (capitals, digits, spaces): a key pasted into one line, its line
+/// breaks lost or written as `\n`, makes the parser take the whole key for
+/// the label or the malformed line, and that is never quoted.
 fn explain(e: &Error) -> String {
+    const ONE_LINE: &str = "a `-----BEGIN` line is malformed (not `-----BEGIN LABEL-----` alone on its line: were \
+                            the file's line breaks lost, or written as `\\n`?); the line is not shown, it may hold \
+                            a key";
     match e {
-        Error::MissingSectionEnd { end_marker } => format!(
+        Error::MissingSectionEnd { end_marker } if is_label(end_marker) => format!(
             "it is cut short: a `{0}` section has no `-----END {0}-----` line (a file still being written?)",
             String::from_utf8_lossy(end_marker)
         ),
-        Error::IllegalSectionStart { line } => {
-            format!("malformed PEM line `{}`", String::from_utf8_lossy(line).trim_end())
-        }
+        Error::MissingSectionEnd { .. } | Error::IllegalSectionStart { .. } => ONE_LINE.to_string(),
         Error::Base64Decode(why) => format!("damaged PEM (base64: {why})"),
         other => other.to_string(),
     }
+}
+
+/// Whether `label` is what a PEM section label looks like (`PRIVATE KEY`,
+/// `CERTIFICATE`, `EC PRIVATE KEY`).
+fn is_label(label: &[u8]) -> bool {
+    (1..=40).contains(&label.len())
+        && label
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ')
 }
 
 #[cfg(test)]
@@ -62,6 +75,26 @@ mod tests {
             why.contains("cut short") && why.contains("-----END PRIVATE KEY-----"),
             "{why}"
         );
+    }
+
+    /// A key pasted into one line (its line breaks written as `\n`, or
+    /// turned into spaces, as an environment variable or a secret store may
+    /// leave it): the error says so without quoting the line, which holds
+    /// the whole key.
+    #[test]
+    fn a_key_on_one_line_is_refused_without_quoting_it() {
+        const BODY: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg";
+        for pem in [
+            format!("-----BEGIN PRIVATE KEY-----\\n{BODY}\\n-----END PRIVATE KEY-----\\n"),
+            format!("-----BEGIN PRIVATE KEY----- {BODY} -----END PRIVATE KEY-----"),
+            format!("-----BEGIN PRIVATE KEY----- {BODY} -----END PRIVATE KEY-----\n"),
+        ] {
+            let why = private_key(pem.as_bytes()).unwrap_err();
+            assert!(!why.contains("MIGHAgEA"), "the key is quoted: {why}");
+            assert!(why.contains("line breaks"), "{pem}: {why}");
+            let why = certificates(pem.as_bytes()).unwrap_err();
+            assert!(!why.contains("MIGHAgEA"), "the key is quoted: {why}");
+        }
     }
 
     #[test]

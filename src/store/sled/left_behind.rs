@@ -19,8 +19,8 @@ pub fn left_behind_warning(store_path: &Path) -> Option<String> {
         "{} holds an embedded store, which cluster mode (store.backend = \"nats\") never reads: callbacks it \
          still had to deliver, and its dead letters, are not sent from there. If it may have pending work, run \
          this relay once more with store.backend = \"sled\" until `hookrelay status` shows no backlog, then \
-         switch; to keep it as an archive only, move its files (conf, db, blobs, snap.*) elsewhere to stop \
-         this warning",
+         switch; once it is drained (or to keep it as an archive only), move its files (conf, db, blobs, \
+         snap.*) elsewhere: this warning is given as long as they are there",
         store_path.display()
     ))
 }
@@ -43,7 +43,9 @@ mod tests {
         drop(sled::open(&path).unwrap());
         let w = left_behind_warning(&path).expect("a sled store is there");
         assert!(
-            w.starts_with(&path.display().to_string()) && w.contains("hookrelay status"),
+            w.starts_with(&path.display().to_string())
+                && w.contains("hookrelay status")
+                && w.contains("once it is drained"),
             "{w}"
         );
     }
