@@ -5,9 +5,11 @@
 //! a pull token, a provider API key and a route's signature secret — no
 //! secret, nor its percent-encoded or base64 form, appears in the relay's
 //! log, the forwarder's log, an admin API answer or the CLI's output, across
-//! callbacks (accepted, refused, duplicate), deliveries (ok, 500, retried,
-//! dead letter, replayed), pull + ack, the provider's signed callbacks, the
-//! submit proxy, and a SIGHUP reload.
+//! callbacks (accepted, refused, duplicate; HTTP/1.1 and cleartext HTTP/2),
+//! deliveries (ok, 500, retried, dead letter, replayed), pull + ack, the
+//! provider's signed callbacks, the submit proxy, and a SIGHUP reload; and
+//! in cluster mode, where the NATS client's trace lines carry its CONNECT
+//! (the NATS password: async-nats shows it as `XXXXXXXX`).
 
 use crate::common;
 
