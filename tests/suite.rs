@@ -113,6 +113,7 @@ mod removed_subscriber;
 mod retries;
 mod review42_tests;
 mod secrets;
+mod secrets_trace;
 mod shutdown;
 mod shutdown_handover;
 mod status;

@@ -192,13 +192,25 @@ pub struct Forwarder {
 impl Forwarder {
     /// Forward `relay_url` to `to` with the token in a file under `dir`, and `extra` arguments.
     pub fn start(dir: &Path, relay_url: &str, to: &str, token: &str, extra: &[&str]) -> Forwarder {
+        Self::start_logging(dir, relay_url, to, token, extra, "info")
+    }
+
+    /// As [`start`](Self::start), logging with `RUST_LOG=rust_log`.
+    pub fn start_logging(
+        dir: &Path,
+        relay_url: &str,
+        to: &str,
+        token: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Forwarder {
         let token_file = dir.join(format!("token-{}", fastrand::u32(..)));
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
         cmd.args(["forward", relay_url, "--to", to, "--token-file"])
             .arg(&token_file)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env_remove(hookrelay::forward::TOKEN_ENV)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
