@@ -17,7 +17,7 @@
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
-//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] (`job`: one try of a URL, `release`: media retention, `fetch_error`, …) |
+//! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] (`job`: one try of a URL, `release`: media retention, `room`: the room downloads in flight reserve on a local disk, `fetch_error`, …) |
 //! | the provider platform's API (status records, download-url refresh) | [`provider`] |
 //! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `in_flight`: the polls running, one per task, a panicked one reported, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |

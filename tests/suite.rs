@@ -49,6 +49,7 @@ mod media_local;
 mod media_low_space;
 mod media_policy;
 mod media_retention;
+mod media_room_held;
 mod media_s3;
 mod media_s3_faults;
 mod media_safety;

@@ -5,9 +5,13 @@
 //! — or, while the store cannot take files before the GET (the media disk
 //! below `media.min_free`, an object store failing its probe), a wait that is
 //! no try: the URL is looked at again after [`store_wait`] with its tries and
-//! step unchanged. A file refused as it is written (it does not fit above the
-//! floor, an upload that fails) is a try like any other failure, so one that
-//! never fits ends as failed instead of being fetched again for ever.
+//! step unchanged. So is a download that finds the room it needs above the
+//! floor held by other downloads in flight (`super::room`): it is dropped
+//! after the answer's headers (or where its chunked body outgrew what it
+//! could reserve) and looked at again the same way. A file refused as it is
+//! written (it does not fit above the floor even without the others, an
+//! upload that fails) is a try like any other failure, so one that never
+//! fits ends as failed instead of being fetched again for ever.
 //!
 //! Logs name the URL without its query ([`super::shown`]); error texts name
 //! hosts, never URLs.
@@ -94,7 +98,9 @@ fn store_wait(s: &ArchiveSettings) -> Duration {
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         Failure {
-            wait: None,
+            // Downloads in flight hold the room this file needs: a wait for
+            // them, put off like a low disk, no try (see `super::room`).
+            wait: matches!(&e, ArchiveError::Store(StoreError::RoomHeld { .. })).then_some("low_space"),
             retryable: e.retryable(),
             retry_after: match &e {
                 ArchiveError::Fetch(f) => f.retry_after(),

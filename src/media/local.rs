@@ -4,7 +4,8 @@
 //! its first byte; partial files in `ROOT/tmp/ULID-OWNER.part`, removed only
 //! when they are this relay's at start-up or stale, as relays may share the
 //! directory), durable writes (temp
-//! file, fsync, rename, fsync of the directory) and the free-space floor.
+//! file, fsync, rename, fsync of the directory) and the free-space floor,
+//! with the room each download reserves above it (`super::room`).
 //! Does not own the callback store's own disk guard: this one only protects
 //! it by refusing media writes early.
 //!
@@ -15,13 +16,14 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::room::{Ledger, Reservation, STEP};
 use super::storage::{DigestHold, DigestLocks, PutError, StoreError, Stored, StoredReader};
 
 /// Chunks in flight between the download and the writer thread.
@@ -47,6 +49,15 @@ pub struct LocalStore {
     min_free: u64,
     /// Names this relay's partial files (`ULID-OWNER.part`): see [`owner_tag`].
     owner: Arc<str>,
+    /// The room the directory's downloads in flight hold above `min_free`.
+    room: Arc<Ledger>,
+}
+
+/// A download's reservation: grown by the download, drawn down by its writer.
+type Shared = Arc<Mutex<Reservation>>;
+
+fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Reservation> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum Msg {
@@ -119,6 +130,7 @@ impl LocalStore {
             root: Arc::new(root),
             min_free,
             owner: owner.into(),
+            room: Arc::default(),
         };
         if let Some(age) = clean {
             store.remove_parts(age, true);
@@ -172,6 +184,7 @@ impl LocalStore {
             root: self.root.clone(),
             min_free,
             owner: self.owner.clone(),
+            room: self.room.clone(),
         }
     }
 
@@ -205,12 +218,12 @@ impl LocalStore {
     /// Whether the media disk has more than `min_free` free now (a download
     /// checks before it starts: no GET while the disk is low).
     pub fn check_room(&self) -> Result<(), StoreError> {
-        Self::check_space(&self.root, self.min_free, 0)
+        Self::check_space(&self.root, self.min_free)
     }
 
-    fn check_space(root: &Path, min_free: u64, upcoming: u64) -> Result<(), StoreError> {
+    fn check_space(root: &Path, min_free: u64) -> Result<(), StoreError> {
         let available = fs4::available_space(root).map_err(StoreError::io("statvfs", root))?;
-        if available < min_free.saturating_add(upcoming) {
+        if available < min_free {
             return Err(StoreError::LowSpace {
                 path: root.to_path_buf(),
                 available,
@@ -231,14 +244,30 @@ impl LocalStore {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Send,
     {
-        Self::check_space(&self.root, self.min_free, size_hint.unwrap_or(0))?;
+        // The room for the announced size is taken before the first byte;
+        // a chunked body's as it grows. Downloads in flight holding it are
+        // a wait (`RoomHeld`), not a failure of this file.
+        let reservation: Shared = Arc::new(Mutex::new(self.room.start()));
+        if let Some(n) = size_hint {
+            lock(&reservation).grow(&self.root, self.min_free, n, n)?;
+        }
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let (root, min_free, locks, owner) = (self.root.clone(), self.min_free, locks.cloned(), self.owner.clone());
-        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, &owner, min_free, locks.as_ref()));
-        let mut source_err = None;
+        let res = reservation.clone();
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &root, &owner, min_free, locks.as_ref(), &res));
+        let (mut source_err, mut room_err, mut received) = (None, None, 0u64);
         while let Some(item) = stream.next().await {
             match item {
                 Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    let short = received.saturating_sub(lock(&reservation).reserved());
+                    if short > 0 {
+                        let grown = lock(&reservation).grow(&self.root, self.min_free, STEP.max(short), short);
+                        if let Err(e) = grown {
+                            room_err = Some(e);
+                            break;
+                        }
+                    }
                     if tx.send(Msg::Data(chunk)).await.is_err() {
                         break; // the writer failed; its error is below
                     }
@@ -249,7 +278,7 @@ impl LocalStore {
                 }
             }
         }
-        if source_err.is_none() {
+        if source_err.is_none() && room_err.is_none() {
             let _ = tx.send(Msg::Finish).await;
         }
         drop(tx);
@@ -260,6 +289,9 @@ impl LocalStore {
         });
         if let Some(e) = source_err {
             return Err(PutError::Source(e));
+        }
+        if let Some(e) = room_err {
+            return Err(PutError::Store(e));
         }
         let (sha256, size, path, hold) = written??;
         let stored = Stored {
@@ -303,23 +335,30 @@ fn write_file(
     owner: &str,
     min_free: u64,
     locks: Option<&DigestLocks>,
+    reservation: &Shared,
 ) -> Result<(String, u64, PathBuf, DigestHold), StoreError> {
     let tmp_path = root.join("tmp").join(format!("{}-{owner}.part", ulid::Ulid::new()));
     let file = fs::File::create(&tmp_path).map_err(StoreError::io("create", &tmp_path))?;
     let mut temp = TempFile(Some(tmp_path.clone()));
     let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
-    let (mut size, mut since_check) = (0u64, 0u64);
+    let (mut size, mut since_check, mut on_disk) = (0u64, 0u64, 0u64);
     loop {
         match rx.blocking_recv() {
             Some(Msg::Data(chunk)) => {
                 hasher.update(&chunk);
                 out.write_all(&chunk).map_err(StoreError::io("write", &tmp_path))?;
                 size += chunk.len() as u64;
+                // What left the buffer is on the disk: no longer reserved.
+                let now = size - out.buffer().len() as u64;
+                if now > on_disk {
+                    lock(reservation).wrote(now - on_disk);
+                    on_disk = now;
+                }
                 since_check += chunk.len() as u64;
                 if since_check >= SPACE_CHECK_EVERY {
                     since_check = 0;
-                    LocalStore::check_space(root, min_free, 0)?;
+                    LocalStore::check_space(root, min_free)?;
                 }
             }
             Some(Msg::Finish) => break,
@@ -336,6 +375,7 @@ fn write_file(
     let file = out
         .into_inner()
         .map_err(|e| StoreError::io("write", &tmp_path)(e.into_error()))?;
+    lock(reservation).wrote(size - on_disk);
     file.sync_all().map_err(StoreError::io("fsync", &tmp_path))?;
     drop(file);
 

@@ -7,7 +7,8 @@
 //! - [`fetch`], [`download`] and [`fetch_error`]: the streaming downloader, one
 //!   download's body stream, and their errors.
 //! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go;
-//!   `s3_abort`: aborting the multipart upload of a stopped try.
+//!   `s3_abort`: aborting the multipart upload of a stopped try; [`room`]:
+//!   the room a local directory's downloads in flight reserve above its floor.
 //! - [`archiver`]: the task that works through the store's due media URLs;
 //!   [`job`]: one try of one URL (with the provider refresh of an expired
 //!   URL); [`settings`]: what they run with, from `[media]` and the routes;
@@ -30,6 +31,7 @@ pub mod local;
 pub mod pointer;
 mod release;
 pub mod resolve;
+pub mod room;
 pub mod s3;
 mod s3_abort;
 pub mod s3_http;

@@ -61,6 +61,15 @@ pub enum StoreError {
         available: u64,
         min_free: u64,
     },
+    /// The file would fit above the floor, but downloads in flight hold
+    /// that room (see `super::room`): the URL waits for them, no try.
+    #[error("media disk {} has {available} bytes free, {held} of them above the minimum of {min_free} bytes free held by downloads in flight; this one waits for them", .path.display())]
+    RoomHeld {
+        path: PathBuf,
+        available: u64,
+        held: u64,
+        min_free: u64,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -87,10 +96,14 @@ impl StoreError {
     }
 
     /// The store cannot take files before a download begins (the media disk
-    /// below its floor, the object store failing its check): the file's own
-    /// fault it is not, and it waits without a try.
+    /// below its floor, the object store failing its check), or downloads in
+    /// flight hold the room this one needs: the file's own fault it is not,
+    /// and it waits without a try.
     pub fn is_wait(&self) -> bool {
-        matches!(self, StoreError::LowSpace { .. } | StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::LowSpace { .. } | StoreError::Unavailable { .. } | StoreError::RoomHeld { .. }
+        )
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
