@@ -143,14 +143,7 @@ async fn a_secret_in_a_subscriber_url_path_is_never_shown() {
     let cfg_s = cfg_path.to_str().unwrap().to_string();
     let mut shown = format!("{subs}\n{event}\n{dead}\n");
     for cmd in [&["subscribers"][..], &["dead-letters"], &["events"], &["event", &id]] {
-        let mut args = vec![
-            "--config".to_string(),
-            cfg_s.clone(),
-            "--admin".into(),
-            admin_url.clone(),
-        ];
-        args.extend(cmd.iter().map(|s| s.to_string()));
-        let (ok, out, err) = cli_async(args).await;
+        let (ok, out, err) = admin_cli(&cfg_s, &admin_url, cmd).await;
         assert!(ok, "{cmd:?}: {err}");
         shown.push_str(&format!("{out}\n{err}\n"));
     }

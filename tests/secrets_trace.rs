@@ -264,14 +264,7 @@ async fn no_secret_is_shown_at_trace_level() {
         &["tasks", &task],
         &["check-config"],
     ] {
-        let mut args = vec![
-            "--config".to_string(),
-            cfg_s.clone(),
-            "--admin".into(),
-            admin_url.clone(),
-        ];
-        args.extend(cmd.iter().map(|s| s.to_string()));
-        let (done, out, err) = cli_async(args).await;
+        let (done, out, err) = admin_cli(&cfg_s, &admin_url, cmd).await;
         assert!(done, "{cmd:?}: {err}");
         shown.push_str(&format!("{out}\n{err}\n"));
     }

@@ -52,20 +52,42 @@ fn message(id: &str) -> Message {
     }
 }
 
-#[tokio::test]
-async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
+/// A delivery task posting to `url`, its outcomes to `done`, with the
+/// status and active set it updates; `_stop` keeps it from seeing a stop.
+struct Rig {
+    task: Delivery,
+    status: Arc<Status>,
+    active: Arc<Active>,
+    _stop: watch::Sender<bool>,
+}
+
+fn rig(url: &str, done: mpsc::Sender<Finished>, unacked: Arc<super::unacked::Unacked>) -> Rig {
     crate::tls::install_provider();
     let tls = crate::tls::client_config(None).unwrap();
-    let local = Arc::new(Local::new(
-        ok_service().await.parse().unwrap(),
-        tls,
-        Duration::from_secs(5),
-    ));
+    let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
     let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
     let active: Arc<Active> = Arc::default();
-    // The acker's queue is full (the acker busy with a slow acknowledgement).
-    let (done, mut rx) = mpsc::channel::<Finished>(1);
-    let keep_until = Instant::now() + Duration::from_secs(60);
+    let (_stop, stopped) = watch::channel(false);
+    let task = Delivery {
+        local,
+        status: status.clone(),
+        active: active.clone(),
+        unacked,
+        done,
+        stopped,
+    };
+    Rig {
+        task,
+        status,
+        active,
+        _stop,
+    }
+}
+
+/// The acker's queue, room for one and already full (the acker busy with
+/// a slow acknowledgement).
+async fn full_queue(keep_until: Instant) -> (mpsc::Sender<Finished>, mpsc::Receiver<Finished>) {
+    let (done, rx) = mpsc::channel::<Finished>(1);
     let filler = Finished {
         id: "evt_filler".into(),
         end: End::HandBack,
@@ -73,23 +95,32 @@ async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
         keep_until,
     };
     done.send(filler).await.unwrap();
-    let (_stop_tx, stopped) = watch::channel(false);
-    assert!(active.offer(ID, keep_until));
-    let mut deliveries = JoinSet::new();
-    let task = Delivery {
-        local,
-        status: status.clone(),
-        active: active.clone(),
-        unacked: Arc::default(),
-        done: done.clone(),
-        stopped,
-    };
-    deliveries.spawn(task.run(message(ID), keep_until, false));
+    (done, rx)
+}
+
+/// Until the local service has answered the message.
+async fn until_delivered(status: &Status) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while status.delivered() == 0 {
         assert!(Instant::now() < deadline, "the local service never answered");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test]
+async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    let (done, mut rx) = full_queue(keep_until).await;
+    let Rig {
+        task,
+        status,
+        active,
+        _stop,
+    } = rig(&ok_service().await, done.clone(), Arc::default());
+    assert!(active.offer(ID, keep_until));
+    let mut deliveries = JoinSet::new();
+    deliveries.spawn(task.run(message(ID), keep_until, false));
+    until_delivered(&status).await;
     // The task now waits for room; the stop's grace is over: it is aborted.
     tokio::time::sleep(Duration::from_millis(50)).await;
     deliveries.abort_all();
@@ -115,40 +146,17 @@ async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
 /// had the acknowledgement given up while the new lease still took it).
 #[tokio::test]
 async fn a_lease_taken_again_while_the_outcome_waits_for_room_raises_its_deadline() {
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
-    let local = Arc::new(Local::new(
-        ok_service().await.parse().unwrap(),
-        tls,
-        Duration::from_secs(5),
-    ));
-    let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
-    let active: Arc<Active> = Arc::default();
-    let (done, mut rx) = mpsc::channel::<Finished>(1);
     let first = Instant::now() + Duration::from_secs(60);
-    let filler = Finished {
-        id: "evt_filler".into(),
-        end: End::HandBack,
-        local: None,
-        keep_until: first,
-    };
-    done.send(filler).await.unwrap();
-    let (_stop_tx, stopped) = watch::channel(false);
+    let (done, mut rx) = full_queue(first).await;
+    let Rig {
+        task,
+        status,
+        active,
+        _stop,
+    } = rig(&ok_service().await, done, Arc::default());
     assert!(active.offer(ID, first));
-    let task = Delivery {
-        local,
-        status: status.clone(),
-        active: active.clone(),
-        unacked: Arc::default(),
-        done,
-        stopped,
-    };
     let running = tokio::spawn(task.run(message(ID), first, false));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status.delivered() == 0 {
-        assert!(Instant::now() < deadline, "the local service never answered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_delivered(&status).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Offered again meanwhile, under a later lease: not delivered twice.
     let later = first + Duration::from_secs(120);
@@ -167,29 +175,21 @@ async fn a_lease_taken_again_while_the_outcome_waits_for_room_raises_its_deadlin
 /// did not confirm is acknowledged without being posted again.
 #[tokio::test]
 async fn an_id_delivered_here_is_acknowledged_again_not_posted() {
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
     // Nothing listens there: a post would fail and hand the message back.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks", l.local_addr().unwrap());
     drop(l);
-    let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
-    let status = Arc::new(Status::new("http://relay/pull/laptop".into(), false));
-    let active: Arc<Active> = Arc::default();
     let unacked: Arc<super::unacked::Unacked> = Arc::default();
     unacked.delivered(ID);
     let (done, mut rx) = mpsc::channel::<Finished>(4);
-    let (_stop_tx, stopped) = watch::channel(false);
+    let Rig {
+        task,
+        status,
+        active,
+        _stop,
+    } = rig(&url, done, unacked.clone());
     let keep_until = Instant::now() + Duration::from_secs(60);
     assert!(active.offer(ID, keep_until));
-    let task = Delivery {
-        local,
-        status: status.clone(),
-        active,
-        unacked: unacked.clone(),
-        done,
-        stopped,
-    };
     task.run(message(ID), keep_until, unacked.contains(ID)).await;
     let f = rx.recv().await.unwrap();
     assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
@@ -223,7 +223,6 @@ async fn raw_service(raw: &'static [u8]) -> String {
 /// status hands it back with the error.
 #[tokio::test]
 async fn odd_local_answers_end_as_their_status_says() {
-    crate::tls::install_provider();
     for (raw, end, status) in [
         (
             &b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\n\r\n"[..],
@@ -242,22 +241,12 @@ async fn odd_local_answers_end_as_their_status_says() {
         ),
         (&b""[..], End::HandBack, None),
     ] {
-        let tls = crate::tls::client_config(None).unwrap();
-        let url = raw_service(raw).await;
-        let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
         let (done, mut rx) = mpsc::channel::<Finished>(4);
-        let (_stop_tx, stopped) = watch::channel(false);
+        let Rig {
+            task, active, _stop, ..
+        } = rig(&raw_service(raw).await, done, Arc::default());
         let keep_until = Instant::now() + Duration::from_secs(60);
-        let active: Arc<Active> = Arc::default();
         assert!(active.offer(ID, keep_until));
-        let task = Delivery {
-            local,
-            status: Arc::new(Status::new("r".into(), false)),
-            active,
-            unacked: Arc::default(),
-            done,
-            stopped,
-        };
         task.run(message(ID), keep_until, false).await;
         let f = rx.recv().await.unwrap();
         let said = String::from_utf8_lossy(raw);

@@ -165,30 +165,37 @@ pub(crate) async fn taken(s: &Store) -> Task {
     }
 }
 
+/// A runtime of its own: dropping it is a relay's death (its connections gone).
+pub(crate) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Expect task `t1` on `runway`, due for its first poll now.
+pub(crate) async fn register_due(s: &Store) {
+    let now = crate::clock::now_ms();
+    s.register_task(NewTask {
+        route: "runway".into(),
+        task_id: "t1".into(),
+        now_ms: now,
+        first_poll_ms: Some(now),
+        terminal_keys: Vec::new(),
+    })
+    .await
+    .unwrap();
+}
+
 /// Cluster mode: the relay dies (its runtime and connections gone) between
 /// the writes; the task stays open and its work goes to the next reconciler.
 #[test]
 fn in_cluster_mode_a_relay_stopped_between_the_writes_of_a_contesting_polled_result_polls_the_task_again() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
-    let rt = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let forged = rt().block_on(async {
         let s = open_nats(&nats.1).await;
-        let now = crate::clock::now_ms();
-        s.register_task(NewTask {
-            route: "runway".into(),
-            task_id: "t1".into(),
-            now_ms: now,
-            first_poll_ms: Some(now),
-            terminal_keys: Vec::new(),
-        })
-        .await
-        .unwrap();
+        register_due(&s).await;
         let verifier = Verifier::default();
         let forged = append(
             &s,

@@ -28,3 +28,11 @@ pub async fn cli_async(args: Vec<String>) -> (bool, String, String) {
         .await
         .unwrap()
 }
+
+/// An admin subcommand (`cmd`, e.g. `["event", id]`) run against the relay
+/// whose config file is `config` and whose admin API is `admin` (`http://…`).
+pub async fn admin_cli(config: &str, admin: &str, cmd: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["--config".to_string(), config.into(), "--admin".into(), admin.into()];
+    args.extend(cmd.iter().map(|s| s.to_string()));
+    cli_async(args).await
+}

@@ -4,15 +4,8 @@
 //! settles it; acknowledged, the task stayed open and was never polled.
 
 use super::tasks::FAIL_MARK_WRITES;
-use crate::ingest::contested::crash_tests::{event, open_nats, taken, NatsServer};
+use crate::ingest::contested::crash_tests::{event, open_nats, register_due, rt, taken, NatsServer};
 use crate::store::*;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn mark() -> Option<TaskMark> {
     Some(TaskMark {
@@ -29,16 +22,7 @@ fn a_settling_mark_that_cannot_be_written_leaves_the_task_to_its_next_poll() {
     let nats = NatsServer::start(dir.path());
     let callback = rt().block_on(async {
         let s = open_nats(&nats.1).await;
-        let now = crate::clock::now_ms();
-        s.register_task(NewTask {
-            route: "runway".into(),
-            task_id: "t1".into(),
-            now_ms: now,
-            first_poll_ms: Some(now),
-            terminal_keys: Vec::new(),
-        })
-        .await
-        .unwrap();
+        register_due(&s).await;
         // This relay holds the task's work (its poll is under way) when the
         // final callback comes, and every settling write fails.
         taken(&s).await;
