@@ -106,8 +106,29 @@ fn command_filter(filter: &str) -> String {
         .join(",")
 }
 
+/// The libraries whose `trace` lines the daemon leaves out unless the
+/// filter names them: at `trace` the NATS client logs every message it
+/// receives, callback bodies (and the result URLs in them) included.
+const DEBUG_AT_MOST: [&str; 1] = ["async_nats"];
+
+/// `filter` with the [`DEBUG_AT_MOST`] libraries capped at `debug` when a
+/// bare `trace` turns everything on, each unless the filter names it
+/// (`log.level = "trace,async_nats=trace"` still shows its messages).
+fn daemon_filter(filter: &str) -> String {
+    let filter = normalized(filter);
+    let everything_at_trace = filter.split(',').any(|d| d.eq_ignore_ascii_case("trace"));
+    let capped = DEBUG_AT_MOST
+        .iter()
+        .filter(|t| everything_at_trace && !filter.contains(**t))
+        .map(|t| format!("{t}=debug"));
+    std::iter::once(filter.clone())
+        .chain(capped)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Log set-up for the daemon (`hookrelay run`): every library's lines at
-/// the configured level.
+/// the configured level ([`DEBUG_AT_MOST`] at `debug` under a bare `trace`).
 pub fn init(cfg: &LogConfig) {
     init_as(cfg, false)
 }
@@ -124,7 +145,7 @@ fn init_as(cfg: &LogConfig, command: bool) {
     let (chosen, ignored) = choose(env.as_deref(), &cfg.level);
     let chosen = match command {
         true => command_filter(&chosen),
-        false => chosen,
+        false => daemon_filter(&chosen),
     };
     let filter = EnvFilter::try_new(normalized(&chosen)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -195,6 +216,20 @@ mod tests {
         );
         assert_eq!(command_filter("info,async_nats=debug"), "info,async_nats=debug");
         assert!(check_filter(&command_filter("warn")).is_ok());
+    }
+
+    #[test]
+    fn the_daemon_keeps_the_nats_clients_messages_out_of_a_bare_trace() {
+        use super::daemon_filter;
+        assert_eq!(daemon_filter("trace"), "trace,async_nats=debug");
+        assert_eq!(
+            daemon_filter("hookrelay=debug, TRACE"),
+            "hookrelay=debug,TRACE,async_nats=debug"
+        );
+        assert_eq!(daemon_filter("trace,async_nats=trace"), "trace,async_nats=trace");
+        assert_eq!(daemon_filter("info"), "info");
+        assert_eq!(daemon_filter("hookrelay=trace,info"), "hookrelay=trace,info");
+        assert!(check_filter(&daemon_filter("trace")).is_ok());
     }
 
     #[test]

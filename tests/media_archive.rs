@@ -232,3 +232,24 @@ fn check_config_lists_what_a_preset_set() {
     assert!(out.contains("media: set by the route"), "{out}");
     assert!(out.contains("media store: directory"), "{out}");
 }
+
+/// A media directory on the store's disk whose `media.min_free` leaves too
+/// little room above `store.min_free` has its floor raised: `check-config`
+/// says so, with the floor used (before, only the daemon's log did).
+#[test]
+fn check_config_names_a_raised_media_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let suno = common::Route::new("suno", "/hooks/suno")
+        .allow_anyone()
+        .preset("kie-suno")
+        .subscriber(Subscriber::new("s", DOWN).after_archive());
+    let media = Media::new().min_free(1 << 20).concurrency(2);
+    let path = media_config(dir.path(), media).min_free(64 << 20).route(suno).write();
+    let (ok, _, err) = cli(&["check-config", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let floor = (64u64 << 20) + 2 * (10 << 20);
+    assert!(
+        err.contains("warning: media.min_free (1048576 bytes)") && err.contains(&format!("stop at {floor} bytes free")),
+        "{err}"
+    );
+}

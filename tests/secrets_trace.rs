@@ -322,7 +322,8 @@ async fn no_secret_is_shown_at_trace_level_in_cluster_mode() {
                 .subscriber(Subscriber::pull("puller", PULL_TOKEN))
         })
         .admin_token(ADMIN_TOKEN)
-        .log_level("trace")
+        // Named, or a bare `trace` leaves the NATS client at `debug`.
+        .log_level("trace,async_nats=trace")
         .nats(nats.urls(), 1)
         .raw(|doc| {
             let n = doc["store"]["nats"].as_table_mut().unwrap();

@@ -16,6 +16,15 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             if let Some(w) = embedded_store_left(&c) {
                 eprintln!("warning: {w}");
             }
+            if let Some(w) = c
+                .routes
+                .iter()
+                .any(|r| !r.media.is_empty())
+                .then(|| crate::media::settings::floor_warning(&c))
+                .flatten()
+            {
+                eprintln!("warning: {w}");
+            }
             for r in c.routes.iter().filter(|r| !r.preset_report.is_empty()) {
                 println!("route {:?}:", r.name);
                 for line in &r.preset_report {

@@ -101,15 +101,8 @@ impl ArchiveSettings {
         let store = match store {
             MediaStore::Local(l) => {
                 let floor = local_floor(config, l.root());
-                if floor > m.min_free {
-                    tracing::warn!(
-                        media_min_free = m.min_free,
-                        store_min_free = config.store.min_free,
-                        floor,
-                        "the media directory is on the store's disk and media.min_free leaves too little room above \
-                         store.min_free for the downloads in flight: downloads stop at the floor given instead, so \
-                         they never make ingest refuse callbacks"
-                    );
+                if let Some(w) = raised_floor_warning(config, floor) {
+                    tracing::warn!("{w}");
                 }
                 MediaStore::Local(l.with_min_free(floor))
             }
@@ -188,6 +181,27 @@ fn local_floor(config: &Config, root: &Path) -> u64 {
     }
     let in_flight = super::local::OVERSHOOT_PER_DOWNLOAD.saturating_mul(m.concurrency as u64);
     m.min_free.max(store.min_free.saturating_add(in_flight))
+}
+
+/// What `hookrelay check-config` (and the log at start and reload) says
+/// when a local media directory's floor is raised above `media.min_free`.
+pub fn floor_warning(config: &Config) -> Option<String> {
+    match &config.media.store {
+        crate::config::MediaStoreConfig::Local(dir) => raised_floor_warning(config, local_floor(config, dir)),
+        _ => None,
+    }
+}
+
+fn raised_floor_warning(config: &Config, floor: u64) -> Option<String> {
+    let (media, store) = (config.media.min_free, config.store.min_free);
+    (floor > media).then(|| {
+        format!(
+            "media.min_free ({media} bytes): the media directory is on the embedded store's disk and this leaves too \
+             little room above store.min_free ({store} bytes) for the downloads in flight: downloads stop at \
+             {floor} bytes free instead, so they never make ingest refuse callbacks (set media.min_free to at least \
+             that to silence this)"
+        )
+    })
 }
 
 /// The device (file system) holding `path`, or its nearest existing parent.
