@@ -7,7 +7,7 @@
 //! `read_timeout`; an answer the client does not take, under `read_timeout`
 //! too; idle keep-alive under `idle_timeout`, see `activity`; an
 //! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
-//! limit, and the graceful drain on shutdown; a reload changes them through `limits`.
+//! limit (a client closed for flooding it is logged by `flood`), and the graceful drain on shutdown; a reload changes them through `limits`.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
 //! `acme`) is closed after its handshake, never served HTTP.
 //! What a request means is for the service function given to [`serve`] (which
@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use crate::tls;
 
 mod activity;
+mod flood;
 mod h2_frames;
 mod limits;
 
@@ -228,7 +229,9 @@ async fn serve_conn<I, S, F, B>(
             }
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    match result {
+        Err(e) if flood::closed_for_flooding(&*e) => flood::log_closed(peer, &*e),
+        Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
+        Ok(()) => {}
     }
 }

@@ -300,3 +300,52 @@ async fn the_first_route_refusal_after_a_quiet_while_is_logged_with_its_route() 
         "no stale summary: {visible:#?}"
     );
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487): a client opening streams and
+/// resetting them at once is closed by the HTTP/2 layer (`GOAWAY
+/// ENHANCE_YOUR_CALM`). The operator sees it: a warning naming the client
+/// (before: a line at debug only), at most one a minute however many
+/// connections do it, the rest at debug and counted in the next warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_flooding_resets_is_closed_and_named_in_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    for round in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let mut sent = 0;
+        while sent < 10_000 && !conn.is_finished() {
+            let Ok(ready) = client.clone().ready().await else { break };
+            client = ready;
+            let req = http::Request::post("/hooks/t").body(()).unwrap();
+            let Ok((_, mut stream)) = client.send_request(req, false) else {
+                break;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+        let ended = tokio::time::timeout(secs(10), conn)
+            .await
+            .expect("the flooding connection was not closed");
+        let err = ended.unwrap().expect_err("the connection ended without an error");
+        // The GOAWAY, or (the client still writing when the relay closed) a broken pipe.
+        let calm = err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+        assert!(calm || err.is_io(), "round {round}: {err}");
+        assert!(sent < 10_000, "round {round}: {sent} streams reset and still open");
+    }
+    log_until(|| bin.log_text(), "flooded its connection", secs(5)).await;
+    // The relay still serves callbacks.
+    let (status, _) = callback_at(bin.addr, "/hooks/t?token=tok", &runway("r-flood")).await;
+    assert_eq!(status, StatusCode::OK);
+    let log = bin.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("flooded its connection")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("127.0.0.1"),
+        "{}",
+        warnings[0]
+    );
+}

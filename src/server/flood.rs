@@ -1,0 +1,82 @@
+//! HTTP/2 connections closed for flooding: hyper's HTTP/2 layer ends a
+//! connection with `GOAWAY ENHANCE_YOUR_CALM` when a client opens and resets
+//! streams faster than it serves them (rapid reset, CVE-2023-44487), sends a
+//! header block in endless CONTINUATION frames, or floods it with control
+//! frames. An operator should see that it happens (an attack, or a client
+//! gone wrong), but a stranger must not control the log's volume: the first
+//! one is a warning, the next ones for a minute at debug, summed up in the
+//! next warning.
+
+use std::error::Error;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most one warning this often; the ones in between at debug.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether `e` (a connection's error, or one of its causes) is HTTP/2's
+/// `ENHANCE_YOUR_CALM`: the connection was closed for flooding it.
+pub fn closed_for_flooding(e: &(dyn Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |&e| e.source())
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|h2| h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
+}
+
+/// When the last warning was written, and the closes logged at debug since.
+#[derive(Default)]
+struct FloodLog {
+    last_warning: Option<Instant>,
+    since: u64,
+}
+
+impl FloodLog {
+    /// A close at `now`: `Some(n)` to warn (`n` closes logged at debug
+    /// since the last warning), `None` to log it at debug.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        match self.last_warning {
+            Some(at) if now.saturating_duration_since(at) < WARN_EVERY => {
+                self.since += 1;
+                None
+            }
+            _ => {
+                self.last_warning = Some(now);
+                Some(std::mem::take(&mut self.since))
+            }
+        }
+    }
+}
+
+static LOG: Mutex<FloodLog> = Mutex::new(FloodLog {
+    last_warning: None,
+    since: 0,
+});
+
+/// Log a connection from `peer` closed for flooding.
+pub fn log_closed(peer: std::net::SocketAddr, e: &(dyn Error + 'static)) {
+    let warn = LOG.lock().unwrap_or_else(|p| p.into_inner()).note(Instant::now());
+    match warn {
+        Some(earlier) => tracing::warn!(
+            peer = %peer.ip(), error = %e, earlier_in_the_last_minute = earlier,
+            "an HTTP/2 client flooded its connection (streams opened and reset, endless CONTINUATION frames \
+             or the like) and was closed with ENHANCE_YOUR_CALM (this warning at most once a minute, each one at debug)"
+        ),
+        None => tracing::debug!(peer = %peer, error = %e, "HTTP/2 connection closed for flooding"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_a_minute_counts_the_closes_between() {
+        let t0 = Instant::now();
+        let mut log = FloodLog::default();
+        assert_eq!(log.note(t0), Some(0));
+        assert_eq!(log.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(59)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(60)), Some(2));
+        assert_eq!(log.note(t0 + Duration::from_secs(61)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(200)), Some(1));
+    }
+}
