@@ -17,12 +17,14 @@ mod common;
 
 mod acme;
 mod acme_outage;
+mod admin_bad_input;
 mod admin_guard;
 mod allowlist;
 mod answers;
 mod bounded_connections;
 mod cli;
 mod cli_output;
+mod cli_wrong_server;
 mod cluster_switch;
 mod config_errors;
 mod connection_share;
