@@ -1,7 +1,7 @@
 //! The admin API under bad input and racing requests: every malformed or
 //! out-of-range parameter (`limit`, `before`, `status`, a repeated key, an
 //! id that is no ULID or does not decode) gets a `400` that says what is
-//! wrong, without the token and without stopping the daemon; many replays of
+//! wrong (a body past 1 MiB `413`), without the token and without stopping the daemon; many replays of
 //! one dead letter at once, alongside replays of all dead letters, send it
 //! once per replay that says it queued it, never more.
 
@@ -98,6 +98,16 @@ async fn malformed_parameters_are_refused_with_the_reason() {
     // A replay of an id that is no event: 404 saying so.
     let (s, v, _) = call(a, "POST", "/api/events/evt_01ARZ3NDEKTSV4RRFFQ69G5FAV/replay").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // A body past the 1 MiB the API reads: 413, not a malformed request.
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let big = Bytes::from(format!(r#"{{"route": "t", "task_id": "{}"}}"#, "x".repeat(2 << 20)));
+    for path in ["/api/tasks", "/api/routes/t/submit?endpoint=/x"] {
+        let (s, _, b) = request(a, None, "POST", path, &headers, big.clone()).await;
+        let text = String::from_utf8_lossy(&b);
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+        assert!(text.contains("larger than 1 MiB"), "{path}: {text}");
+    }
     // The daemon still answers.
     let (s, _, _) = call(a, "GET", "/api/status").await;
     assert_eq!(s, StatusCode::OK);

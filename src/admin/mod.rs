@@ -175,6 +175,10 @@ where
 {
     match http_body_util::Limited::new(b, MAX_ADMIN_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} MiB", MAX_ADMIN_BODY >> 20),
+        )),
         Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
     }
 }
