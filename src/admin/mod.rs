@@ -118,7 +118,16 @@ impl Query {
     /// Refuse a parameter the endpoint does not take: a misspelt one
     /// (`?subscribers=`, `?state=` for `status`) ignored would widen the
     /// request (a replay to every subscriber, a list unfiltered).
+    /// A parameter given twice is refused too: only one of them would be
+    /// used (`?status=dead&status=pending` is no "either").
     fn only(&self, known: &[&str]) -> Result<(), (StatusCode, String)> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some((k, _)) = self.0.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("parameter {k:?} is given more than once: give it once"),
+            ));
+        }
         match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             None => Ok(()),
             Some((k, _)) => Err((
@@ -166,6 +175,10 @@ where
 {
     match http_body_util::Limited::new(b, MAX_ADMIN_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} MiB", MAX_ADMIN_BODY >> 20),
+        )),
         Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
     }
 }

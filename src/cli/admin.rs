@@ -69,6 +69,10 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             )
         })?;
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
@@ -80,13 +84,20 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
                 None => format!("reading the answer from {uri}: {e}"),
             })?
             .to_bytes();
-        Ok::<_, String>((status, body))
+        Ok::<_, String>((status, content_type, body))
     };
-    let (status, body) = tokio::time::timeout(ANSWER_TIME, exchange)
+    let (status, content_type, body) = tokio::time::timeout(ANSWER_TIME, exchange)
         .await
         .map_err(|_| format!("the daemon at {} did not answer within 30s ({uri})", target.base))??;
-    let value: Value =
-        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    // Whatever answered may quote the request, its Authorization among it
+    // (an echo server, a proxy's debug page): the token is never printed.
+    let body = match &target.token {
+        Some(t) => crate::auth::redact_secret(body, t),
+        None => body,
+    };
+    // Every answer of the API is a JSON object; anything else (a web page,
+    // a proxy's error page) is another server's, named with its start.
+    let value = serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
     if status == StatusCode::UNAUTHORIZED {
         return Err(match &target.token {
             Some(_) => format!(
@@ -99,6 +110,14 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             }
         });
     }
+    let Some(value) = value else {
+        return Err(format!(
+            "{status} from {uri} is not the admin API's JSON (Content-Type: {}; it begins: {:?}): is --admin the \
+             daemon's admin.listen?",
+            content_type.as_deref().unwrap_or("none"),
+            start_of(&body)
+        ));
+    };
     if !status.is_success() {
         let msg = value
             .get("error")
@@ -107,6 +126,17 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
         return Err(format!("{status}: {msg}"));
     }
     Ok(value)
+}
+
+/// The first characters of an answer that is not the API's, to name it.
+fn start_of(body: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let mut start: String = text.trim().chars().take(SHOWN).collect();
+    if text.trim().chars().nth(SHOWN).is_some() {
+        start.push('…');
+    }
+    start
 }
 
 /// Where the admin API is: `--admin`/`--token` first; the config file only for

@@ -1,0 +1,126 @@
+//! The pull API under racing requests: many long-polls waiting on one
+//! subscriber share what arrives (each message leased to one of them);
+//! many acknowledgements of one lease at once apply once (one `200`, the
+//! others `409`), and once more after that is `409` too; an acknowledgement
+//! body streamed without a length past the limit is `413`, the daemon
+//! answering on.
+
+use crate::common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::pull::{ids, relay, send, TOKEN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_pulls_and_acknowledgements_apply_once() {
+    let (_dir, _sub, h) = relay(Duration::from_secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let mut polls = Vec::new();
+    for i in 0..10 {
+        polls.push(tokio::spawn(async move {
+            let f = format!("f{i}");
+            let (s, _, v) = pull_call(addr, "GET", "/pull/laptop?wait=3s&max=1", Some(TOKEN), Some(&f), "").await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            (f, ids(&v))
+        }));
+    }
+    admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(5), |v| {
+        v["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "laptop" && s["waiting_pulls"] == 10)
+    })
+    .await;
+    let mut sent = HashSet::new();
+    for i in 0..3 {
+        sent.insert(send(&h, &format!("race-{i}")).await);
+    }
+    let mut got = Vec::new();
+    for p in polls {
+        let (f, ids) = p.await.unwrap();
+        got.extend(ids.into_iter().map(|id| (f.clone(), id)));
+    }
+    let handed: HashSet<_> = got.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(
+        (got.len(), &handed),
+        (3, &sent),
+        "each message to one long-poll: {got:?}"
+    );
+    // Eight acknowledgements of one lease at once, by its holder: one applies.
+    let (holder, id) = got[0].clone();
+    let body = format!(r#"{{"ids": ["{id}"]}}"#);
+    let mut acks = Vec::new();
+    for _ in 0..8 {
+        let (holder, body) = (holder.clone(), body.clone());
+        acks.push(tokio::spawn(async move {
+            pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some(&holder), &body).await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for a in acks {
+        let (s, _, v) = a.await.unwrap();
+        if s == StatusCode::OK {
+            assert_eq!(v["acknowledged"], 1, "{v}");
+        }
+        statuses.push(s.as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+    let (s, _, _) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some(&holder), &body).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let d = crate::pull::laptop_delivery(&h, &id).await;
+    assert_eq!(
+        (d["state"].as_str(), d["attempts_total"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{d}"
+    );
+    // Another holder's lease, acknowledged by someone else: 409, the lease kept.
+    let (other, theirs) = got[1].clone();
+    let body = format!(r#"{{"ids": ["{theirs}"]}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("intruder"), &body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some(&other), &body).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    h.shutdown().await;
+}
+
+/// A chunked acknowledgement body (no Content-Length) longer than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_chunked_acknowledgement_is_cut_with_413() {
+    let (_dir, _sub, h) = relay(Duration::from_secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /pull/laptop/ack HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: \
+         application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
+    let writer = tokio::spawn(async move {
+        let (mut r, mut w) = c.into_split();
+        let reader = tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut answer)).await;
+            answer
+        });
+        for _ in 0..1024 {
+            if w.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        reader.await.unwrap()
+    });
+    let answer = String::from_utf8_lossy(&writer.await.unwrap()).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains(TOKEN), "{answer}");
+    // The daemon answers on.
+    let (s, _, v) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.shutdown().await;
+}
