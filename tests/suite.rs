@@ -41,6 +41,7 @@ mod forward_args;
 mod forward_h2;
 mod forward_stop;
 mod hostile_http;
+mod hostile_subscribers;
 mod isolation;
 mod media_after_archive;
 mod media_archive;

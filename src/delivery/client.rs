@@ -10,10 +10,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::stall::StallGuard;
 use crate::config::Subscriber;
 use crate::tls::TlsError;
 
-pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<StallGuard<HttpConnector>>, Full<Bytes>>;
 
 /// A lane's client and what it was built from: a reload keeps the client (and
 /// its open connections) when that is the same.
@@ -56,7 +57,9 @@ pub(super) fn build(sub: &Subscriber) -> Result<LaneClient, TlsError> {
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http);
+        // A connection that takes nothing for an attempt's timeout is closed
+        // (the attempt has given up by then; see `stall`).
+        .wrap_connector(StallGuard::new(http, sub.timeout));
     // An HTTP/2 subscriber's one connection carries every attempt: one that
     // goes silent (state dropped by a NAT or load balancer, a peer gone
     // without a reset) is found by an unanswered ping and closed, so the
