@@ -73,6 +73,7 @@ mod nats_pull_ack_kept;
 mod nats_pull_acks;
 mod nats_pull_give_back;
 mod nats_queries;
+mod nats_reload_two_relays;
 mod nats_replay_settled;
 mod nats_retries;
 mod nats_settings;
