@@ -61,6 +61,7 @@ mod nats_clock_skew;
 mod nats_console;
 mod nats_dead_replay_race;
 mod nats_drain_kill;
+mod nats_frozen_node;
 mod nats_give_back;
 mod nats_handover;
 mod nats_late_outcomes;
