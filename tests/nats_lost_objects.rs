@@ -135,3 +135,59 @@ async fn a_retry_in_a_stream_set_up_again_is_not_taken_for_an_old_events_result(
     sub.wait_for(secs(10), "the retry", |r| r.len() == 3).await;
     h.shutdown().await;
 }
+
+/// A first attempt in flight when the stream is lost has no result yet, so
+/// the stream set up again started at its sequence. The attempt's result
+/// (`200`), written when the subscriber answers, was taken for the new event
+/// that got that sequence: its view showed the lost event's attempt, and
+/// when its own first attempt failed it was never retried (its result said
+/// "delivered"). Streams now start at their creation time's sequence
+/// (`lost.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_attempt_in_flight_when_the_stream_is_lost_does_not_settle_a_new_event() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
+        0 => Behaviour::Slow(secs(3)),
+        1 => Behaviour::Status(500),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)).retry([secs(1)]))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted(h.ingest_addrs[0], &runway("in-flight")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    js.delete_stream("HR_EV_t").await.unwrap();
+    // The stream is set up again (within a second), then the attempt answered
+    // 200 writes the lost event's result.
+    let results = js.get_key_value("hr_results").await.unwrap();
+    let deadline = std::time::Instant::now() + secs(10);
+    loop {
+        use futures_util::TryStreamExt;
+        let keys: Vec<String> = results.keys().await.unwrap().try_collect().await.unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lost event's result");
+        tokio::time::sleep(ms(100)).await;
+    }
+    let id = accepted_within(h.ingest_addrs[0], "after-the-loss", secs(10)).await;
+    sub.wait_for(secs(15), "the new event sent, then retried", |r| {
+        r.iter()
+            .filter(|x| String::from_utf8_lossy(&x.body).contains("after-the-loss"))
+            .count()
+            == 2
+    })
+    .await;
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let attempts = ev["subscribers"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "only the new event's own attempts: {ev}");
+    assert_eq!(attempts[0]["status"], 500, "{ev}");
+    h.shutdown().await;
+}

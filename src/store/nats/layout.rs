@@ -19,7 +19,10 @@
 //!
 //! An event id is a ULID whose time is the message's time (ms) and whose
 //! random part is the route's 16-bit tag and the stream sequence: any relay
-//! finds the message from the id alone, with one direct get.
+//! finds the message from the id alone, with one direct get. A route stream
+//! starts at its creation time's sequence (`lost::first_free_seq`), so one
+//! created again after it was lost never reuses the lost one's sequences in
+//! result keys, dead-letter subjects or ids.
 
 use sha2::{Digest, Sha256};
 use ulid::Ulid;

@@ -68,12 +68,22 @@ pub(super) fn set_up_again(s: &Arc<Shared>, lost: &[String]) -> StoreError {
     unavailable(why)
 }
 
-/// The first sequence of `route`'s stream when set-up creates it: past every
-/// sequence a result still names. A stream set up again after it was lost
-/// started at 1, and its events took the old events' results (keys
+/// Sequences a stream gets per millisecond of its start time (below).
+const SEQS_PER_MS: u64 = 1000;
+
+/// The first sequence of `route`'s stream when set-up creates it: its
+/// creation time in ms times [`SEQS_PER_MS`], and past every sequence a
+/// result still names. A stream set up again after it was lost started at 1,
+/// and its events took the old events' results (keys
 /// `<route>.<seq>.<subscriber>`): a retry of a new event read an old
-/// `delivered` and was only acknowledged, never sent. One listing of the
-/// bucket's keys, only when the stream is created.
+/// `delivered` and was only acknowledged, never sent. Past the results was
+/// not enough: an old event's first attempt, in flight when the stream was
+/// lost, has no result yet and writes it later, into a new event's key (its
+/// `200` made the new event "delivered", never sent). Starting at the
+/// creation time keeps every stream's sequences apart from those of the
+/// streams before it (unless one stored over a million events a second, on
+/// average, since it was created). One listing of the bucket's keys, only
+/// when the stream is created.
 pub(super) async fn first_free_seq(results: &async_nats::jetstream::kv::Store, route: &str) -> Result<u64, String> {
     let prefix = format!("{route}.");
     let mut keys = results.keys().await.map_err(|e| format!("results keys: {e}"))?;
@@ -85,5 +95,5 @@ pub(super) async fn first_free_seq(results: &async_nats::jetstream::kv::Store, r
             .and_then(|s| s.parse().ok());
         last = last.max(seq.unwrap_or(0));
     }
-    Ok(last + 1)
+    Ok((last + 1).max(crate::clock::now_ms().saturating_mul(SEQS_PER_MS)))
 }
