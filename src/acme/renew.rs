@@ -3,7 +3,8 @@
 //! on failure log one line, count it, keep serving what we have and wait with
 //! exponential back-off. Each order gets a fresh `AcmeState` that is dropped
 //! when it is done, so rustls-acme's own renewal timer (fixed at a third of
-//! the validity) and its own retry loop never run: the schedule is ours.
+//! the validity) and its own retry loop never run: the schedule is ours
+//! (`pace`: the time after a success, and the daily cap).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls_acme::{EventError, EventOk};
 
 use super::cache::OrderCache;
+use super::pace;
 use super::Inner;
 use crate::tls::{rfc3339, CertInfo};
 
@@ -32,12 +34,23 @@ impl Drop for ChallengeGuard<'_> {
 }
 
 pub(super) async fn run(acme: Arc<Inner>) {
+    let mut issued = pace::Issued::default();
     loop {
         let due_in = acme.due_in();
         if !due_in.is_zero() {
             // Re-planned at least hourly: no timer years long (certificates
             // can be valid for years), and the due time is read afresh.
             tokio::time::sleep(due_in.min(Duration::from_secs(3600))).await;
+            continue;
+        }
+        if let Some(wait) = issued.wait(crate::clock::time_of_day()) {
+            tracing::warn!(
+                issued_in_a_day = pace::MAX_ORDERS_PER_DAY,
+                order_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())),
+                "ACME: as many certificates issued in the last 24 hours as allowed; the next order waits \
+                 (something keeps certificates from lasting: is the clock right?)"
+            );
+            tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
             continue;
         }
         let timeout = acme.options.attempt_timeout;
@@ -50,24 +63,34 @@ pub(super) async fn run(acme: Arc<Inner>) {
         };
         match result {
             Ok((key, info)) => {
-                let renew_at = info.renew_at(acme.options.renew_remaining);
+                let now = crate::clock::time_of_day();
+                issued.record(now);
+                let next = pace::after_issue(&info, now, acme.options.renew_remaining, acme.options.retry_first);
                 tracing::info!(
                     names = ?info.names,
                     expires = %rfc3339(info.not_after),
-                    renew_at = %rfc3339(renew_at),
+                    renew_at = %rfc3339(next.renew_at),
                     "ACME certificate issued; serving it to new connections"
                 );
-                acme.install(key, info);
-                if renew_at <= crate::clock::time_of_day() {
+                if let Some(ahead) = next.clock_ahead {
+                    tracing::warn!(
+                        not_before = %rfc3339(info.not_before),
+                        local_time = %rfc3339(now),
+                        ahead = %humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                        "the local clock looks wrong: the certificate the CA has just issued is valid from long \
+                         before what this host's clock says (fix its time sync); renewal is counted from the \
+                         certificate's arrival instead of its dates"
+                    );
+                } else if next.from_arrival {
                     // A CA handing out certificates shorter than our margin must
                     // not turn this loop into a hot one.
-                    let wait = acme.options.retry_first;
                     tracing::warn!(
-                        wait = %humantime::format_duration(wait),
+                        renew_at = %rfc3339(next.renew_at),
                         "the new certificate is already due for renewal; waiting before the next order"
                     );
-                    tokio::time::sleep(wait).await;
                 }
+                acme.install(key, info);
+                acme.lock_status().renew_at = Some(next.renew_at);
             }
             Err(error) => {
                 let (in_a_row, serving) = {
