@@ -2,6 +2,7 @@
 //! (the local clock far ahead of the CA's, or a CA issuing certificates
 //! shorter than the renewal margin) does not order again and again until
 //! the CA's rate limit: at most `MAX_ORDERS_PER_DAY` certificates a day.
+//! A CA answering 429 is given the longest retry at once.
 //! Against a real CA on loopback (pebble). The clock-ahead decision itself
 //! is unit-tested in src/acme/pace.rs.
 
@@ -80,4 +81,60 @@ async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day() {
     renewals.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
+}
+
+/// A CA answering 429 (rate limited) with `Retry-After`, as a loopback
+/// stand-in for its directory: the next order waits `retry_max` at once, not
+/// `retry_first` (rustls-acme keeps no headers of such an answer, so the
+/// `Retry-After` value itself cannot be honoured), and the error says 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_answer_waits_the_longest_retry_at_once() {
+    hookrelay::tls::install_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ca = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let body = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders"}"#;
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\nContent-Type: application/problem+json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        domains: vec![DOMAIN.into()],
+        email: "ops@hookrelay.test".into(),
+        directory: format!("http://127.0.0.1:{port}/dir"),
+        ca_file: None,
+    };
+    let opts = Options {
+        renew_remaining: 1.0 / 3.0,
+        retry_first: Duration::from_millis(250),
+        retry_max: Duration::from_secs(30),
+        attempt_timeout: Duration::from_secs(10),
+    };
+    let acme = Acme::new(&settings, state.path(), opts, Default::default()).unwrap();
+    let renewals = tokio::spawn(acme.clone().run());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acme.status().consecutive_failures == 0 {
+        assert!(Instant::now() < deadline, "no failure: {:?}", acme.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = acme.status();
+    assert!(st.last_error.as_deref().unwrap_or("").contains("429"), "{st:?}");
+    let wait = st
+        .next_attempt
+        .unwrap()
+        .duration_since(st.last_failure.unwrap())
+        .unwrap();
+    assert_eq!(wait, Duration::from_secs(30), "{st:?}");
+    renewals.abort();
+    ca.abort();
 }

@@ -18,6 +18,35 @@ use super::pace;
 use super::Inner;
 use crate::tls::{rfc3339, CertInfo};
 
+/// Why an order failed, and the HTTP status when the CA answered 429 (rate
+/// limited) or 503 (overloaded): asked to come back later.
+struct Failed {
+    why: String,
+    slow_down: Option<u16>,
+}
+
+impl<T: Into<String>> From<T> for Failed {
+    fn from(why: T) -> Self {
+        Failed {
+            why: why.into(),
+            slow_down: None,
+        }
+    }
+}
+
+/// 429 or 503 when `e` is the CA answering so. rustls-acme (0.15) keeps only
+/// the status and body of an answer that is not 2xx, not its headers: the
+/// CA's `Retry-After` cannot be read, so such an answer waits `retry_max`.
+/// The status is only in the error's text (its type is private there).
+fn asked_to_slow_down(e: &rustls_acme::OrderError) -> Option<u16> {
+    let rustls_acme::OrderError::Acme(rustls_acme::acme::AcmeError::HttpRequest(e)) = e else {
+        return None;
+    };
+    let text = e.to_string();
+    let code = text.strip_prefix("non 2xx http status: ")?.get(..3)?.parse().ok()?;
+    [429, 503].contains(&code).then_some(code)
+}
+
 /// Wait before the order after `n` consecutive failures (n ≥ 1).
 fn backoff(opts: &super::Options, n: u32) -> Duration {
     let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
@@ -56,10 +85,10 @@ pub(super) async fn run(acme: Arc<Inner>) {
         let timeout = acme.options.attempt_timeout;
         let result = match tokio::time::timeout(timeout, order(&acme)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(Failed::from(format!(
                 "no certificate after {}; order abandoned",
                 humantime::format_duration(timeout)
-            )),
+            ))),
         };
         match result {
             Ok((key, info)) => {
@@ -92,18 +121,23 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 acme.install(key, info);
                 acme.lock_status().renew_at = Some(next.renew_at);
             }
-            Err(error) => {
+            Err(Failed { why: error, slow_down }) => {
                 let (in_a_row, serving) = {
                     let s = acme.lock_status();
                     (s.consecutive_failures + 1, s.certificate.is_some())
                 };
-                let wait = backoff(&acme.options, in_a_row);
+                // A CA that says "later" (429, 503) gets the longest wait at once.
+                let wait = match slow_down {
+                    Some(_) => acme.options.retry_max,
+                    None => backoff(&acme.options, in_a_row),
+                };
                 acme.failed(&error, wait);
                 tracing::warn!(
                     directory = %crate::auth::redact_url(&acme.settings.directory),
                     error = %error,
                     consecutive_failures = in_a_row,
                     retry_in = %humantime::format_duration(wait),
+                    ca_asked_to_slow_down = ?slow_down,
                     serving_current_certificate = serving,
                     "ACME order failed"
                 );
@@ -114,7 +148,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
 }
 
 /// One order, from directory discovery to the stored bundle.
-async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
+async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), Failed> {
     let issued = Arc::new(Mutex::new(None::<Vec<u8>>));
     let cache = OrderCache {
         dir: acme.dir.clone(),
@@ -153,8 +187,13 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
             Err(EventError::AccountCacheLoad(e)) => {
                 tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot read the ACME account key; registering a new account")
             }
-            Err(EventError::Order(e)) => return Err(format!("order: {}", order_error(&e))),
-            Err(e) => return Err(e.to_string()),
+            Err(EventError::Order(e)) => {
+                return Err(Failed {
+                    why: format!("order: {}", order_error(&e)),
+                    slow_down: asked_to_slow_down(&e),
+                })
+            }
+            Err(e) => return Err(e.to_string().into()),
         }
     }
     let pem = issued
@@ -162,7 +201,7 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .ok_or("the ACME client reported a certificate but handed none over")?;
-    crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}"))
+    crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}").into())
 }
 
 /// An order that failed, in the CA's words: its `detail` for a refused
