@@ -15,6 +15,7 @@
 //! itself (`tls`), metrics registration (`metrics`).
 
 mod cache;
+mod pace;
 mod renew;
 mod resolver;
 #[cfg(test)]

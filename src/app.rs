@@ -131,6 +131,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let (tls, acme) = match &config.server.tls {
         Some(TlsSource::Files(files)) => {
             let (cfg, cert) = tls::load_files(files)?;
+            if let Some(w) = tls::chain_warning(files) {
+                tracing::warn!("{w}");
+            }
             (Some(tls::Reloadable::new(cfg, Some(cert))), None)
         }
         Some(TlsSource::Acme(settings)) => {

@@ -79,6 +79,22 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     Ok((Arc::new(cfg), info))
 }
 
+/// The warning for a certificate file that holds a CA-issued certificate
+/// without the intermediate(s) after it (see [`cert::lacks_chain`]), naming
+/// the file; `None` when it holds a chain, a self-signed certificate, or
+/// cannot be read (loading it says why).
+pub fn chain_warning(files: &TlsFiles) -> Option<String> {
+    let certs = pem::certificates(&std::fs::read(&files.cert).ok()?).ok()?;
+    cert::lacks_chain(&certs).then(|| {
+        format!(
+            "certificate {} holds no chain: only the server's own certificate, issued by a CA, with no \
+             intermediate certificate after it (a file cut short, or cert.pem where fullchain.pem was meant?); \
+             clients that do not already have the intermediate will fail the handshake",
+            files.cert.display()
+        )
+    })
+}
+
 /// Why the certificate read from `files` cannot be served at `now` (it
 /// expired, or is not valid yet: every handshake would fail), if it cannot.
 pub fn not_valid_at(files: &TlsFiles, cert: &CertInfo, now: std::time::SystemTime) -> Option<TlsError> {

@@ -17,6 +17,7 @@ mod common;
 
 mod acme;
 mod acme_outage;
+mod acme_pace;
 mod admin_bad_input;
 mod admin_guard;
 mod allowlist;

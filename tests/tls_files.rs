@@ -112,3 +112,85 @@ async fn a_key_of_another_certificate_refuses_the_reload_naming_both_files() {
     assert!(serves(addr, &old).await, "the old certificate is no longer served");
     h.shutdown().await;
 }
+
+/// A certificate issued by `ca` (its key written beside it) as `dir/NAME.crt`
+/// and `dir/NAME.key`; `with_chain` puts the CA certificate after it, as a
+/// `fullchain.pem` does. Returns the certificate file.
+fn write_issued(dir: &std::path::Path, name: &str, with_chain: bool) -> std::path::PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test Intermediate");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let mut pem = leaf.pem();
+    if with_chain {
+        pem.push_str(&ca.pem());
+    }
+    let cert = dir.join(format!("{name}.crt"));
+    std::fs::write(&cert, pem).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    cert
+}
+
+/// The first `warning:` line of `check-config` on a config serving `tls.crt`.
+fn check_config_chain_warning(dir: &std::path::Path) -> Option<String> {
+    let path = tls_config(dir).write();
+    let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+    assert!(ok && out.contains("OK"), "a warning is not an error: {out} {err}");
+    err.lines()
+        .find(|l| l.starts_with("warning:") && l.contains("no chain"))
+        .map(String::from)
+}
+
+/// A CA-issued certificate file cut between its two PEM blocks (or
+/// `cert.pem` given for `fullchain.pem`) loads as the leaf alone, and clients
+/// without the intermediate fail. check-config, the start and a reload warn,
+/// naming the file; a full chain or a self-signed certificate does not.
+#[tokio::test]
+async fn a_ca_issued_certificate_without_its_chain_is_warned_about_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_issued(dir.path(), "tls", false);
+    let warning = check_config_chain_warning(dir.path()).expect("no warning for a leaf without its chain");
+    assert!(warning.contains(&cert.display().to_string()), "{warning}");
+    assert!(warning.contains("intermediate"), "{warning}");
+
+    write_issued(dir.path(), "tls", true);
+    assert_eq!(
+        check_config_chain_warning(dir.path()),
+        None,
+        "a full chain is not warned about"
+    );
+    TestCert::write(dir.path(), "tls");
+    assert_eq!(
+        check_config_chain_warning(dir.path()),
+        None,
+        "a self-signed certificate is not warned about"
+    );
+
+    // The real binary: at start, and at each reload with such a file in place.
+    write_issued(dir.path(), "tls", false);
+    let bin = Bin::start(&tls_config(dir.path()).write(), &[]);
+    let limit = std::time::Duration::from_secs(20);
+    log_until(|| bin.log_text(), "holds no chain", limit).await;
+    write_issued(dir.path(), "tls", true);
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", limit).await;
+    write_issued(dir.path(), "tls", false);
+    bin.signal("HUP");
+    log_until(
+        || bin.log_text().replacen("configuration reloaded", "", 1),
+        "configuration reloaded",
+        limit,
+    )
+    .await;
+    let log = bin.log_text();
+    assert_eq!(log.matches("holds no chain").count(), 2, "{log}");
+    assert!(log.contains(&cert.display().to_string()), "{log}");
+}

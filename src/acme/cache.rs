@@ -71,6 +71,19 @@ impl StateDir {
     /// the certificate is still served).
     fn tighten(&self) {
         use std::os::unix::fs::PermissionsExt;
+        // The directory too: one made by hand or restored 0755 shows others
+        // which domains and contacts have keys here.
+        if let Ok(meta) = std::fs::metadata(&self.dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                match std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)) {
+                    Ok(()) => tracing::warn!(dir = %self.dir.display(), was = %format!("{mode:04o}"),
+                        "the ACME state directory was open to others; made 0700"),
+                    Err(e) => tracing::warn!(dir = %self.dir.display(), mode = %format!("{mode:04o}"), error = %e,
+                        "the ACME state directory is open to others and cannot be made 0700"),
+                }
+            }
+        }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -272,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn state_files_readable_by_others_are_made_the_owners_only() {
+    fn state_files_and_the_directory_open_to_others_are_made_the_owners_only() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("acme");
@@ -282,10 +295,12 @@ mod tests {
             std::fs::write(dir.join(f), b"key").unwrap();
             std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(m)).unwrap();
         }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         StateDir::open(&dir).unwrap();
         for f in ["account-x.der", "cert-x.pem", "cert-y.pem"] {
             assert_eq!(mode(f), 0o600, "{f}");
         }
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! on failure log one line, count it, keep serving what we have and wait with
 //! exponential back-off. Each order gets a fresh `AcmeState` that is dropped
 //! when it is done, so rustls-acme's own renewal timer (fixed at a third of
-//! the validity) and its own retry loop never run: the schedule is ours.
+//! the validity) and its own retry loop never run: the schedule is ours
+//! (`pace`: the time after a success, and the daily cap).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +14,38 @@ use rustls::sign::CertifiedKey;
 use rustls_acme::{EventError, EventOk};
 
 use super::cache::OrderCache;
+use super::pace;
 use super::Inner;
 use crate::tls::{rfc3339, CertInfo};
+
+/// Why an order failed, and the HTTP status when the CA answered 429 (rate
+/// limited) or 503 (overloaded): asked to come back later.
+struct Failed {
+    why: String,
+    slow_down: Option<u16>,
+}
+
+impl<T: Into<String>> From<T> for Failed {
+    fn from(why: T) -> Self {
+        Failed {
+            why: why.into(),
+            slow_down: None,
+        }
+    }
+}
+
+/// 429 or 503 when `e` is the CA answering so. rustls-acme (0.15) keeps only
+/// the status and body of an answer that is not 2xx, not its headers: the
+/// CA's `Retry-After` cannot be read, so such an answer waits `retry_max`.
+/// The status is only in the error's text (its type is private there).
+fn asked_to_slow_down(e: &rustls_acme::OrderError) -> Option<u16> {
+    let rustls_acme::OrderError::Acme(rustls_acme::acme::AcmeError::HttpRequest(e)) = e else {
+        return None;
+    };
+    let text = e.to_string();
+    let code = text.strip_prefix("non 2xx http status: ")?.get(..3)?.parse().ok()?;
+    [429, 503].contains(&code).then_some(code)
+}
 
 /// Wait before the order after `n` consecutive failures (n ≥ 1).
 fn backoff(opts: &super::Options, n: u32) -> Duration {
@@ -32,6 +63,7 @@ impl Drop for ChallengeGuard<'_> {
 }
 
 pub(super) async fn run(acme: Arc<Inner>) {
+    let mut issued = pace::Issued::default();
     loop {
         let due_in = acme.due_in();
         if !due_in.is_zero() {
@@ -40,47 +72,72 @@ pub(super) async fn run(acme: Arc<Inner>) {
             tokio::time::sleep(due_in.min(Duration::from_secs(3600))).await;
             continue;
         }
+        if let Some(wait) = issued.wait(crate::clock::time_of_day()) {
+            tracing::warn!(
+                issued_in_a_day = pace::MAX_ORDERS_PER_DAY,
+                order_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())),
+                "ACME: as many certificates issued in the last 24 hours as allowed; the next order waits \
+                 (something keeps certificates from lasting: is the clock right?)"
+            );
+            tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
+            continue;
+        }
         let timeout = acme.options.attempt_timeout;
         let result = match tokio::time::timeout(timeout, order(&acme)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(Failed::from(format!(
                 "no certificate after {}; order abandoned",
                 humantime::format_duration(timeout)
-            )),
+            ))),
         };
         match result {
             Ok((key, info)) => {
-                let renew_at = info.renew_at(acme.options.renew_remaining);
+                let now = crate::clock::time_of_day();
+                issued.record(now);
+                let next = pace::after_issue(&info, now, acme.options.renew_remaining, acme.options.retry_first);
                 tracing::info!(
                     names = ?info.names,
                     expires = %rfc3339(info.not_after),
-                    renew_at = %rfc3339(renew_at),
+                    renew_at = %rfc3339(next.renew_at),
                     "ACME certificate issued; serving it to new connections"
                 );
-                acme.install(key, info);
-                if renew_at <= crate::clock::time_of_day() {
+                if let Some(ahead) = next.clock_ahead {
+                    tracing::warn!(
+                        not_before = %rfc3339(info.not_before),
+                        local_time = %rfc3339(now),
+                        ahead = %humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                        "the local clock looks wrong: the certificate the CA has just issued is valid from long \
+                         before what this host's clock says (fix its time sync); renewal is counted from the \
+                         certificate's arrival instead of its dates"
+                    );
+                } else if next.from_arrival {
                     // A CA handing out certificates shorter than our margin must
                     // not turn this loop into a hot one.
-                    let wait = acme.options.retry_first;
                     tracing::warn!(
-                        wait = %humantime::format_duration(wait),
+                        renew_at = %rfc3339(next.renew_at),
                         "the new certificate is already due for renewal; waiting before the next order"
                     );
-                    tokio::time::sleep(wait).await;
                 }
+                acme.install(key, info);
+                acme.lock_status().renew_at = Some(next.renew_at);
             }
-            Err(error) => {
+            Err(Failed { why: error, slow_down }) => {
                 let (in_a_row, serving) = {
                     let s = acme.lock_status();
                     (s.consecutive_failures + 1, s.certificate.is_some())
                 };
-                let wait = backoff(&acme.options, in_a_row);
+                // A CA that says "later" (429, 503) gets the longest wait at once.
+                let wait = match slow_down {
+                    Some(_) => acme.options.retry_max,
+                    None => backoff(&acme.options, in_a_row),
+                };
                 acme.failed(&error, wait);
                 tracing::warn!(
                     directory = %crate::auth::redact_url(&acme.settings.directory),
                     error = %error,
                     consecutive_failures = in_a_row,
                     retry_in = %humantime::format_duration(wait),
+                    ca_asked_to_slow_down = ?slow_down,
                     serving_current_certificate = serving,
                     "ACME order failed"
                 );
@@ -91,7 +148,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
 }
 
 /// One order, from directory discovery to the stored bundle.
-async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
+async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), Failed> {
     let issued = Arc::new(Mutex::new(None::<Vec<u8>>));
     let cache = OrderCache {
         dir: acme.dir.clone(),
@@ -130,8 +187,13 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
             Err(EventError::AccountCacheLoad(e)) => {
                 tracing::warn!(dir = %acme.dir.path().display(), error = %e, "cannot read the ACME account key; registering a new account")
             }
-            Err(EventError::Order(e)) => return Err(format!("order: {}", order_error(&e))),
-            Err(e) => return Err(e.to_string()),
+            Err(EventError::Order(e)) => {
+                return Err(Failed {
+                    why: format!("order: {}", order_error(&e)),
+                    slow_down: asked_to_slow_down(&e),
+                })
+            }
+            Err(e) => return Err(e.to_string().into()),
         }
     }
     let pem = issued
@@ -139,7 +201,7 @@ async fn order(acme: &Inner) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .ok_or("the ACME client reported a certificate but handed none over")?;
-    crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}"))
+    crate::tls::parse_bundle(&pem).map_err(|e| format!("the CA's certificate is unusable: {e}").into())
 }
 
 /// An order that failed, in the CA's words: its `detail` for a refused

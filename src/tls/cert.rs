@@ -119,6 +119,20 @@ impl CertInfo {
     }
 }
 
+/// Whether a certificate file's chain (end-entity certificate first) is the
+/// end-entity certificate alone although a CA issued it (its issuer is not
+/// its subject): clients that do not already hold the intermediate cannot
+/// build a path to their roots. A file cut between two PEM blocks (a copy or
+/// a renewal caught half-way) reads this way, as does a `cert.pem` given
+/// where `fullchain.pem` was meant.
+pub fn lacks_chain(chain: &[rustls::pki_types::CertificateDer<'_>]) -> bool {
+    let [leaf] = chain else { return false };
+    match x509_parser::parse_x509_certificate(leaf) {
+        Ok((_, cert)) => cert.issuer().as_raw() != cert.subject().as_raw(),
+        Err(_) => false,
+    }
+}
+
 /// A key and chain in one PEM text, as an ACME order leaves them (and as the
 /// ACME state directory keeps them): the rustls key to serve, and what it says.
 pub fn parse_bundle(pem: &[u8]) -> Result<(Arc<CertifiedKey>, CertInfo), TlsError> {

@@ -1,0 +1,140 @@
+//! A relay whose certificates are already due for renewal when they arrive
+//! (the local clock far ahead of the CA's, or a CA issuing certificates
+//! shorter than the renewal margin) does not order again and again until
+//! the CA's rate limit: at most `MAX_ORDERS_PER_DAY` certificates a day.
+//! A CA answering 429 is given the longest retry at once.
+//! Against a real CA on loopback (pebble). The clock-ahead decision itself
+//! is unit-tested in src/acme/pace.rs.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::pebble::{Pebble, DOMAIN};
+use common::*;
+use hookrelay::acme::{Acme, Options};
+use hookrelay::config::AcmeSettings;
+use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day() {
+    hookrelay::tls::install_provider();
+    let port = free_port();
+    let pb = Pebble::start(port, Some(Duration::from_secs(300))).await;
+    let state = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        domains: vec![DOMAIN.into()],
+        email: "ops@hookrelay.test".into(),
+        directory: pb.directory.clone(),
+        ca_file: Some(pb.ca_file.clone()),
+    };
+    // Renew with the whole validity left: every certificate is due as it arrives.
+    let opts = Options {
+        renew_remaining: 1.0,
+        retry_first: Duration::from_millis(250),
+        retry_max: Duration::from_secs(1),
+        attempt_timeout: Duration::from_secs(30),
+    };
+    let failures = prometheus_client::metrics::counter::Counter::default();
+    let acme = Acme::new(&settings, state.path(), opts, failures).unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener_opts = ListenerOptions {
+        tls: Some(hookrelay::tls::Reloadable::new(acme.server_config().unwrap(), None)),
+        settings: Settings::new(ConnSettings {
+            read_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            http2_max_streams: 8,
+            grace: Duration::from_secs(1),
+        }),
+        connections: ConnLimit::new(16),
+    };
+    let svc = |_req, _peer| async { http::Response::new(http_body_util::Full::new(Bytes::from_static(b"hello"))) };
+    let server = tokio::spawn(hookrelay::server::serve(listener, listener_opts, svc, stop_rx));
+    let renewals = tokio::spawn(acme.clone().run());
+
+    // Three certificates, each due as it arrives; then twice as long as the
+    // slowest of the orders between them took: time for at least one more.
+    let mut serials: Vec<String> = Vec::new();
+    let mut arrivals: Vec<Instant> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut watch_until = None;
+    while watch_until.is_none_or(|t| Instant::now() < t) {
+        assert!(Instant::now() < deadline, "certificates issued: {serials:?}");
+        if let Some(c) = acme.status().certificate {
+            if !serials.contains(&c.serial) {
+                serials.push(c.serial);
+                arrivals.push(Instant::now());
+            }
+        }
+        if serials.len() == 3 && watch_until.is_none() {
+            let slowest = arrivals.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+            watch_until = Some(Instant::now() + (slowest * 2).max(Duration::from_secs(3)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(serials.len(), 3, "certificates issued: {serials:?}");
+    let st = acme.status();
+    assert_eq!(st.failures, 0, "{st:?}");
+
+    renewals.abort();
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+}
+
+/// A CA answering 429 (rate limited) with `Retry-After`, as a loopback
+/// stand-in for its directory: the next order waits `retry_max` at once, not
+/// `retry_first` (rustls-acme keeps no headers of such an answer, so the
+/// `Retry-After` value itself cannot be honoured), and the error says 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_answer_waits_the_longest_retry_at_once() {
+    hookrelay::tls::install_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ca = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let body = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders"}"#;
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\nContent-Type: application/problem+json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        domains: vec![DOMAIN.into()],
+        email: "ops@hookrelay.test".into(),
+        directory: format!("http://127.0.0.1:{port}/dir"),
+        ca_file: None,
+    };
+    let opts = Options {
+        renew_remaining: 1.0 / 3.0,
+        retry_first: Duration::from_millis(250),
+        retry_max: Duration::from_secs(30),
+        attempt_timeout: Duration::from_secs(10),
+    };
+    let acme = Acme::new(&settings, state.path(), opts, Default::default()).unwrap();
+    let renewals = tokio::spawn(acme.clone().run());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acme.status().consecutive_failures == 0 {
+        assert!(Instant::now() < deadline, "no failure: {:?}", acme.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = acme.status();
+    assert!(st.last_error.as_deref().unwrap_or("").contains("429"), "{st:?}");
+    let wait = st
+        .next_attempt
+        .unwrap()
+        .duration_since(st.last_failure.unwrap())
+        .unwrap();
+    assert_eq!(wait, Duration::from_secs(30), "{st:?}");
+    renewals.abort();
+    ca.abort();
+}
