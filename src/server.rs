@@ -136,7 +136,8 @@ pub async fn serve<S, F, B>(
                     if crate::acme::is_challenge(tls_stream.get_ref().1) {
                         return;
                     }
-                    serve_conn(&current.builder, tls_stream, service, stop, peer, limits).await
+                    let builder = current.builder_for(tls_stream.get_ref().1.alpn_protocol());
+                    serve_conn(builder, tls_stream, service, stop, peer, limits).await
                 }
             }
         });

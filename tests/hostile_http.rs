@@ -172,6 +172,68 @@ async fn https_http1_and_http2() {
     h.shutdown().await;
 }
 
+/// A TLS client must speak the protocol it agreed on by ALPN (RFC 7301,
+/// RFC 9113 §3.3): HTTP/1.1 after agreeing on `h2`, or HTTP/2 after
+/// agreeing on `http/1.1`, is not served (before, the server guessed from
+/// the bytes and answered either); each agreed protocol still works.
+#[tokio::test]
+async fn a_tls_client_is_served_only_the_protocol_it_agreed_on() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "server");
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert.cert, &cert.key)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let req = || {
+        http::Request::post("https://localhost/hooks/t?token=tok")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(runway("alpn"))))
+            .unwrap()
+    };
+    // HTTP/1.1 after `h2`.
+    let tls = tls_connect(addr, &cert.der, &[b"h2"]).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let answer = tokio::time::timeout(secs(10), s.send_request(req()))
+        .await
+        .expect("no answer nor close");
+    assert!(
+        answer.is_err(),
+        "HTTP/1.1 served after agreeing on h2: {:?}",
+        answer.map(|r| r.status())
+    );
+    // HTTP/2 after `http/1.1`.
+    let tls = tls_connect(addr, &cert.der, &[b"http/1.1"])
+        .await
+        .expect("TLS handshake");
+    let answer = tokio::time::timeout(secs(10), async {
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        s.send_request(req()).await
+    })
+    .await
+    .expect("no answer nor close");
+    assert!(
+        answer.is_err(),
+        "HTTP/2 served after agreeing on http/1.1: {:?}",
+        answer.map(|r| r.status())
+    );
+    // Each as agreed.
+    assert_eq!(
+        tls_callback(addr, &cert.der, false).await,
+        (http::Version::HTTP_11, StatusCode::OK)
+    );
+    assert_eq!(
+        tls_callback(addr, &cert.der, true).await,
+        (http::Version::HTTP_2, StatusCode::OK)
+    );
+    h.shutdown().await;
+}
+
 /// A stranger does not control the log's volume (review 37, finding 3):
 /// 1,000 refused requests (no route, wrong token) write one line at info
 /// per kind of refusal (no route; each route's own, review 40: two here),

@@ -42,7 +42,36 @@ pub struct Settings {
 
 pub struct Current {
     pub values: ConnSettings,
+    /// Either protocol, told apart by the HTTP/2 preface: cleartext, or
+    /// TLS with no protocol agreed by ALPN.
     pub builder: auto::Builder<TokioExecutor>,
+    /// HTTP/2 only: TLS connections that agreed on `h2` by ALPN.
+    pub h2_only: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only: TLS connections that agreed on `http/1.1`.
+    pub h1_only: auto::Builder<TokioExecutor>,
+}
+
+impl Current {
+    fn new(values: ConnSettings) -> Current {
+        let b = builder(&values);
+        Current {
+            h2_only: b.clone().http2_only(),
+            h1_only: b.clone().http1_only(),
+            builder: b,
+            values,
+        }
+    }
+
+    /// The builder for a connection whose TLS handshake agreed on `alpn`
+    /// (None: cleartext, or no protocol agreed): a client must speak the
+    /// protocol it negotiated (RFC 7301, RFC 9113 §3.3), not the other one.
+    pub fn builder_for(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2_only,
+            Some(b"http/1.1") => &self.h1_only,
+            _ => &self.builder,
+        }
+    }
 }
 
 fn builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
@@ -66,19 +95,13 @@ fn builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
 impl Settings {
     pub fn new(values: ConnSettings) -> Settings {
         Settings {
-            current: Arc::new(RwLock::new(Arc::new(Current {
-                builder: builder(&values),
-                values,
-            }))),
+            current: Arc::new(RwLock::new(Arc::new(Current::new(values)))),
         }
     }
 
     /// For connections accepted from now on.
     pub fn set(&self, values: ConnSettings) {
-        let next = Arc::new(Current {
-            builder: builder(&values),
-            values,
-        });
+        let next = Arc::new(Current::new(values));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
