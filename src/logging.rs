@@ -113,13 +113,18 @@ const DEBUG_AT_MOST: [&str; 1] = ["async_nats"];
 
 /// `filter` with the [`DEBUG_AT_MOST`] libraries capped at `debug` when a
 /// bare `trace` turns everything on, each unless the filter names it
-/// (`log.level = "trace,async_nats=trace"` still shows its messages).
+/// (`log.level = "trace,async_nats=trace"` still shows its messages). Only
+/// the library itself counts as named: a directive for one of its modules
+/// (`async_nats::connector=info`) still applies to that module, the cap to
+/// the rest.
 fn daemon_filter(filter: &str) -> String {
     let filter = normalized(filter);
     let everything_at_trace = filter.split(',').any(|d| d.eq_ignore_ascii_case("trace"));
+    let target = |d: &str| d.split(['=', '[']).next().unwrap_or_default().trim().to_string();
+    let named = |t: &str| filter.split(',').any(|d| target(d) == t);
     let capped = DEBUG_AT_MOST
         .iter()
-        .filter(|t| everything_at_trace && !filter.contains(**t))
+        .filter(|t| everything_at_trace && !named(t))
         .map(|t| format!("{t}=debug"));
     std::iter::once(filter.clone())
         .chain(capped)
@@ -227,6 +232,12 @@ mod tests {
             "hookrelay=debug,TRACE,async_nats=debug"
         );
         assert_eq!(daemon_filter("trace,async_nats=trace"), "trace,async_nats=trace");
+        assert_eq!(daemon_filter("trace,async_nats"), "trace,async_nats");
+        // One of its modules named: the rest of it is still capped.
+        assert_eq!(
+            daemon_filter("trace,async_nats::connector=info"),
+            "trace,async_nats::connector=info,async_nats=debug"
+        );
         assert_eq!(daemon_filter("info"), "info");
         assert_eq!(daemon_filter("hookrelay=trace,info"), "hookrelay=trace,info");
         assert!(check_filter(&daemon_filter("trace")).is_ok());

@@ -16,6 +16,16 @@ const TOKEN: &str = "adm-secret-token-93e1";
 /// A server on loopback answering every request with `status`, `content_type`
 /// and the body `body(request head)` makes.
 async fn server(status: &'static str, content_type: &'static str, body: fn(&str) -> String) -> SocketAddr {
+    quoting_server(status, content_type, |_| String::new(), body).await
+}
+
+/// [`server`], with `content_type` followed by what `in_type(request head)` makes.
+async fn quoting_server(
+    status: &'static str,
+    content_type: &'static str,
+    in_type: fn(&str) -> String,
+    body: fn(&str) -> String,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -29,9 +39,10 @@ async fn server(status: &'static str, content_type: &'static str, body: fn(&str)
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = body(&String::from_utf8_lossy(&head));
+                let head = String::from_utf8_lossy(&head);
+                let (body, quoted) = (body(&head), in_type(&head));
                 let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}{quoted}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = c.write_all(answer.as_bytes()).await;
@@ -131,4 +142,25 @@ async fn a_server_quoting_the_token_back_does_not_get_it_printed() {
         let (_, out, err) = run(addr, &["events", "--json"]).await;
         assert!(format!("{out}{err}").contains("Bearer <redacted>"), "{out}{err}");
     }
+}
+
+/// A server that quotes the request's `Authorization` in its Content-Type
+/// (named in the error): the token is not printed there either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_quoted_in_the_content_type_is_not_printed() {
+    fn quoted(head: &str) -> String {
+        let auth = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("authorization: ")
+                    .or_else(|| l.strip_prefix("Authorization: "))
+            })
+            .unwrap_or_default();
+        format!("; echo=\"{auth}\"")
+    }
+    let addr = quoting_server("200 OK", "text/html", quoted, |_| "<html></html>".into()).await;
+    let (ok, out, err) = run(addr, &["status"]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("Bearer <redacted>"), "the quote did not come back: {err}");
+    assert!(!err.contains(TOKEN) && !out.contains(TOKEN), "printed the token: {err}");
 }

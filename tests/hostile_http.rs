@@ -411,3 +411,37 @@ async fn an_http2_client_flooding_resets_is_closed_and_named_in_one_warning() {
         warnings[0]
     );
 }
+
+/// A client that itself closes with `GOAWAY ENHANCE_YOUR_CALM` (it says the
+/// relay flooded it: a buggy or hostile peer) was not closed for flooding:
+/// no warning naming it as a flooder, the line at debug as any other
+/// connection's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_its_own_enhance_your_calm_is_not_named_a_flooder() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info,hookrelay::server=debug")]);
+    let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS (empty), then GOAWAY: last stream 0, ENHANCE_YOUR_CALM (0xb).
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b]);
+    tcp.write_all(&out).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(secs(10), tcp.read_to_end(&mut rest))
+        .await
+        .expect("the relay kept the connection after the client's GOAWAY");
+    // The relay logged the connection's end (at debug, or as a flood).
+    let ended = ["connection ended", "closed for flooding", "flooded its connection"];
+    let deadline = Instant::now() + secs(5);
+    while !ended.iter().any(|l| bin.log_text().contains(l)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = bin.log_text();
+    assert!(
+        ended.iter().any(|l| log.contains(l)),
+        "the connection's end was not logged: {log}"
+    );
+    assert!(!log.contains("flooded its connection"), "{log}");
+}

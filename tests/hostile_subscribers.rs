@@ -3,7 +3,8 @@
 //! each attempt its `timeout` and no more. The relay closes every such
 //! connection (its socket and the body's buffers) instead of keeping one per
 //! retry for as long as the subscriber holds it; so does one that answers
-//! (`413`) before reading the body, whose answer decides the outcome.
+//! (`413`) before reading the body, whose answer decides the outcome. One
+//! that pauses for less than its timeout and answers within it is not cut.
 
 use crate::common;
 
@@ -110,4 +111,66 @@ async fn an_answer_before_the_body_is_read_decides_and_keeps_no_connection() {
     assert_eq!(letter["last_error"], "HTTP 413", "{letter}");
     assert_eq!(held.lock().unwrap().len(), 7, "each attempt connected anew");
     no_socket_kept(&bin, before).await;
+}
+
+/// The guard closes only a connection that takes nothing for the whole
+/// `timeout`: a subscriber that stops reading a large body for most of its
+/// timeout, then reads the rest and answers within it, gets it at the first
+/// attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_pausing_within_its_timeout_gets_the_body_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let read_all = Arc::new(Mutex::new(Vec::new()));
+    let reads = read_all.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let reads = reads.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                // 2 MiB, then nothing for 2.5 s of the 4 s timeout (the
+                // relay's writes wait: the rest is more than the socket
+                // buffers take), then the rest.
+                if s.read_exact(&mut body[..2 << 20]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(ms(2500)).await;
+                if s.read_exact(&mut body[2 << 20..]).await.is_err() {
+                    return;
+                }
+                reads.lock().unwrap().push(len);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).max_body(16 << 20).subscriber(
+        Subscriber::new("slow", format!("http://{addr}/callbacks"))
+            .timeout(secs(4))
+            .retry([ms(100); 2]),
+    );
+    let bin = Bin::start(&cfg.write(), &[]);
+    let body = format!(r#"{{"pad":"{}"}}"#, "a".repeat(12 << 20));
+    let id = accepted(bin.addr, &body).await;
+    let view = admin_until(bin.admin, &format!("/api/events/{id}"), secs(15), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{}", view["subscribers"]);
+    assert_eq!(
+        *read_all.lock().unwrap(),
+        vec![body.len()],
+        "one attempt, the whole body read"
+    );
 }

@@ -90,10 +90,17 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
         .await
         .map_err(|_| format!("the daemon at {} did not answer within 30s ({uri})", target.base))??;
     // Whatever answered may quote the request, its Authorization among it
-    // (an echo server, a proxy's debug page): the token is never printed.
-    let body = match &target.token {
-        Some(t) => crate::auth::redact_secret(body, t),
-        None => body,
+    // (an echo server, a proxy's debug page), in its body or its
+    // Content-Type (both named below): the token is never printed.
+    let (body, content_type) = match &target.token {
+        Some(t) => (
+            crate::auth::redact_secret(body, t),
+            content_type.map(|c| {
+                let c = crate::auth::redact_secret(Bytes::from(c), t);
+                String::from_utf8_lossy(&c).into_owned()
+            }),
+        ),
+        None => (body, content_type),
     };
     // Every answer of the API is a JSON object; anything else (a web page,
     // a proxy's error page) is another server's, named with its start.

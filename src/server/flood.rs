@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether `e` (a connection's error, or one of its causes) is HTTP/2's
-/// `ENHANCE_YOUR_CALM`: the connection was closed for flooding it.
+/// `ENHANCE_YOUR_CALM` sent by this side: the connection was closed for
+/// flooding it. One the client sent (it says the relay flooded it) is not.
 pub fn closed_for_flooding(e: &(dyn Error + 'static)) -> bool {
     std::iter::successors(Some(e), |&e| e.source())
         .filter_map(|e| e.downcast_ref::<h2::Error>())
-        .any(|h2| h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
+        .any(|h2| h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) && !h2.is_remote())
 }
 
 /// When the last warning was written, and the closes logged at debug since.
