@@ -82,7 +82,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply
 }
 
 /// Headers every admin answer carries (API and console): browsers must not
-/// guess types, frame the answers or leak the admin URL as a referrer, and
+/// guess types, frame or embed the answers or leak the admin URL as a referrer, and
 /// neither they nor a proxy in front may keep a copy (an answer holds
 /// callback bodies, signed URLs in them, stored media files).
 pub(super) fn harden(r: &mut Reply) {
@@ -91,6 +91,12 @@ pub(super) fn harden(r: &mut Reply) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Another site's page must not embed an answer either (`<img>` or
+    // `<video>` of an archived file, `<script>` or `<link>` of the
+    // console's): without a token that would show whether a file is
+    // archived, and its dimensions. Nor keep a handle on a console it opened.
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
