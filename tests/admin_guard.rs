@@ -189,6 +189,8 @@ async fn the_console_is_served_locked_down() {
         "script-src 'self'",
         "frame-ancestors 'none'",
         "form-action 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
     ] {
         assert!(csp.contains(directive), "CSP {csp:?} lacks {directive}");
     }

@@ -66,9 +66,13 @@ pub(super) fn serve(path: &str) -> Reply {
 }
 
 /// Content-Security-Policy of the console: its own files only, no inline
-/// script or style, no framing, no form posts, no `<base>` tricks.
+/// script or style, no framing, no form posts, no `<base>` tricks, and
+/// Trusted Types with no policy: the page never parses a string as HTML or
+/// script (`innerHTML`, `javascript:` URLs), so a slip that would (callback
+/// content is shown everywhere) throws instead of injecting.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+                   require-trusted-types-for 'script'; trusted-types 'none'";
 
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
     let mut r = http::Response::new(super::full(body));

@@ -3,6 +3,7 @@
 // tests/console.rs). A page on another origin (served here, on localhost)
 // tries to replay dead letters with an auto-submitted form and with fetch,
 // and to embed an admin answer (Cross-Origin-Resource-Policy refuses it);
+// on the console itself, a string set as HTML is refused (Trusted Types);
 // a host name resolved to the admin address (DNS rebinding, simulated with
 // Chromium's --host-resolver-rules) tries to read the API. Env: ADMIN_URL
 // (http://127.0.0.1:PORT), EVENT_IDS, DEAD_SUB, CHROMIUM. Prints one line per
@@ -63,6 +64,18 @@ try {
   await page.waitForSelector(`#dead-table tr[data-subscriber="${deadSub}"]`);
   if (await page.locator('#login').isVisible()) throw new Error('asked for a token that is not configured');
   step('console works without a token');
+  // Callback content is only ever set as text: an HTML sink is refused
+  // outright (Trusted Types), as a slip in the page's code would be.
+  const sink = await page.evaluate(() => {
+    try {
+      document.getElementById('main').insertAdjacentHTML('beforeend', '<img src=x id=injected>');
+      return 'parsed';
+    } catch (e) {
+      return 'refused: ' + e.name;
+    }
+  });
+  if (!sink.startsWith('refused') || (await page.$('#injected'))) throw new Error(`the console parsed a string as HTML: ${sink}`);
+  step(`an HTML sink on the console is ${sink}`);
 
   // The attacks, from http://localhost:PORT (another site than 127.0.0.1).
   const statuses = [];
