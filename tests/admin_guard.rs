@@ -189,6 +189,8 @@ async fn the_console_is_served_locked_down() {
         "script-src 'self'",
         "frame-ancestors 'none'",
         "form-action 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
     ] {
         assert!(csp.contains(directive), "CSP {csp:?} lacks {directive}");
     }
@@ -219,12 +221,19 @@ async fn the_console_is_served_locked_down() {
     }
     assert_eq!(send(a, "GET", "/ui/nothing.js", &host, &[]).await.0, 404);
     assert_eq!(send(a, "POST", "/ui", &host, &[JSON]).await.0, 405);
-    // Every admin answer, console or API, refuses framing, sniffing and referrers.
+    // Every admin answer, console or API, refuses framing, sniffing, referrers
+    // and embedding by another site's page.
     for path in ["/ui", "/ui/app.js", "/api/events", "/api/nothing"] {
         let (_, headers, _) = send(a, "GET", path, &host, &[]).await;
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header(&headers, "x-frame-options"), "DENY", "{path}");
         assert_eq!(header(&headers, "referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(
+            header(&headers, "cross-origin-resource-policy"),
+            "same-origin",
+            "{path}"
+        );
+        assert_eq!(header(&headers, "cross-origin-opener-policy"), "same-origin", "{path}");
         assert!(
             header(&headers, "content-security-policy").contains("frame-ancestors 'none'"),
             "{path}"

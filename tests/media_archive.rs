@@ -167,6 +167,46 @@ async fn runway_video_and_cover_are_stored_in_s3() {
     h.shutdown().await;
 }
 
+/// A "video" its server calls `text/javascript` and a "cover" it calls
+/// `text/css`: the admin origin must not serve them as script or style
+/// sheet (the console's `script-src 'self'` / `style-src 'self'` would trust
+/// them, and `nosniff` stops only other types), so they are downloads of
+/// `application/octet-stream`; the media list still says what the server
+/// said, and an ordinary type is served as it was.
+#[tokio::test]
+async fn a_stored_script_or_style_sheet_is_not_served_as_one_on_the_admin_origin() {
+    let s = FileServer::start(LOCAL).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(dir.path(), Media::new().allow_private())
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
+    let h = start(&cfg).await;
+    let script = b"window.pwned = document.cookie;".to_vec();
+    let style = b"input[value^=a] { background: url(/x) }".to_vec();
+    let script_url = s.bytes("/k/hostile.mp4", &script, "Text/JavaScript; charset=utf-8");
+    let style_url = s.bytes("/m/hostile.png", &style, "text/css");
+    let body = json!({"code": 200, "msg": "ok", "data": {
+        "task_id": "hostile-1", "video_id": "v", "video_url": script_url, "image_url": style_url}});
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+    let media = wait_final(h.admin_addr, &id, WAIT).await;
+    for (url, bytes, said) in [
+        (&script_url, &script, "Text/JavaScript; charset=utf-8"),
+        (&style_url, &style, "text/css"),
+    ] {
+        let m = item(&media, url);
+        assert_eq!(m["state"], "stored", "{m}");
+        assert_eq!(m["content_type"], said, "the list says what the server said");
+        let (status, headers, got) = admin_get(&h, &format!("/api/media/{}", sha256_hex(bytes))).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            headers["content-type"], "application/octet-stream",
+            "{said}: {headers:?}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(&got[..], &bytes[..]);
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn veo_arrays_and_market_result_json_are_followed_and_a_shared_url_is_fetched_once() {
     let s = FileServer::start(LOCAL).await;

@@ -80,7 +80,11 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
     let frames = futures_util::StreamExt::map(reader.stream, |r| r.map(hyper::body::Frame::data));
     let mut resp = http::Response::new(StreamBody::new(frames).boxed_unsync());
     let h = resp.headers_mut();
-    let ct = known.content_type.as_deref().unwrap_or("application/octet-stream");
+    let ct = known
+        .content_type
+        .as_deref()
+        .filter(|t| !runs_on_the_origin(t))
+        .unwrap_or("application/octet-stream");
     h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_str(ct).unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
@@ -99,4 +103,36 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
         header::HeaderValue::from_static("sandbox; default-src 'none'"),
     );
     resp
+}
+
+/// Whether a page of the admin origin would run a file of this type as its
+/// own script (`<script src>`, a module, a worker: the console's
+/// `script-src 'self'` lets it, and `nosniff` only stops other types) or
+/// apply it as its style sheet (`style-src 'self'`). The type comes from
+/// whoever served the file; such a file is sent as
+/// `application/octet-stream`, so the admin origin never hosts
+/// outside code that its Content-Security-Policy would trust.
+/// The JavaScript MIME types are the WHATWG MIME Sniffing list.
+fn runs_on_the_origin(content_type: &str) -> bool {
+    const ACTIVE: &[&str] = &[
+        "application/ecmascript",
+        "application/javascript",
+        "application/x-ecmascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "text/javascript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+        "text/jscript",
+        "text/livescript",
+        "text/x-ecmascript",
+        "text/x-javascript",
+        "text/css",
+    ];
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    ACTIVE.iter().any(|t| t.eq_ignore_ascii_case(essence))
 }

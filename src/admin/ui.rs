@@ -66,9 +66,13 @@ pub(super) fn serve(path: &str) -> Reply {
 }
 
 /// Content-Security-Policy of the console: its own files only, no inline
-/// script or style, no framing, no form posts, no `<base>` tricks.
+/// script or style, no framing, no form posts, no `<base>` tricks, and
+/// Trusted Types with no policy: the page never parses a string as HTML or
+/// script (`innerHTML`, `javascript:` URLs), so a slip that would (callback
+/// content is shown everywhere) throws instead of injecting.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+                   require-trusted-types-for 'script'; trusted-types 'none'";
 
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
     let mut r = http::Response::new(super::full(body));
@@ -82,7 +86,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply
 }
 
 /// Headers every admin answer carries (API and console): browsers must not
-/// guess types, frame the answers or leak the admin URL as a referrer, and
+/// guess types, frame or embed the answers or leak the admin URL as a referrer, and
 /// neither they nor a proxy in front may keep a copy (an answer holds
 /// callback bodies, signed URLs in them, stored media files).
 pub(super) fn harden(r: &mut Reply) {
@@ -91,6 +95,12 @@ pub(super) fn harden(r: &mut Reply) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Another site's page must not embed an answer either (`<img>` or
+    // `<video>` of an archived file, `<script>` or `<link>` of the
+    // console's): without a token that would show whether a file is
+    // archived, and its dimensions. Nor keep a handle on a console it opened.
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

@@ -1,6 +1,6 @@
 //! `admin.token` strength: a short or low-entropy token is warned about (by
-//! file and key, never shown) when `admin.listen` is not a loopback address;
-//! on loopback, where the token is optional, it is not.
+//! file and key, never shown): off loopback other hosts can guess at it, on
+//! loopback web pages can (DNS rebinding).
 
 use super::tests::{minimal, parse};
 use super::Config;
@@ -35,10 +35,24 @@ fn a_long_but_repetitive_admin_token_off_loopback_is_warned_about() {
 }
 
 #[test]
-fn a_strong_admin_token_or_a_loopback_listener_is_not_warned_about() {
+fn a_strong_admin_token_is_not_warned_about() {
     let strong = "3f9c2b7d41e6a8c05b1d9e7f2a4c6b8d";
     assert!(admin_warning(&with_admin("0.0.0.0:9090", strong)).is_none());
     assert!(admin_warning(&with_admin("10.1.2.3:9090", &"0123456789abcdef".repeat(4))).is_none());
-    assert!(admin_warning(&with_admin("127.0.0.1:9090", "short")).is_none());
-    assert!(admin_warning(&with_admin("[::1]:9090", "short")).is_none());
+    assert!(admin_warning(&with_admin("127.0.0.1:9090", strong)).is_none());
+}
+
+/// On loopback a weak token is guessed by web pages: DNS rebinding makes a
+/// page same-origin with the admin API, which with a token answers any Host.
+#[test]
+fn a_weak_admin_token_on_loopback_is_warned_about_for_dns_rebinding() {
+    for listen in ["127.0.0.1:9090", "[::1]:9090", "[::ffff:127.0.0.1]:9090"] {
+        let c = with_admin(listen, "short-token");
+        let w = admin_warning(&c).unwrap_or_else(|| panic!("{listen}: no warning: {:?}", c.warnings));
+        assert!(
+            w.contains("DNS rebinding") && w.contains("is a loopback address"),
+            "{w}"
+        );
+        assert!(!w.contains("short-token"), "the token is shown: {w}");
+    }
 }

@@ -1,7 +1,9 @@
 // The console without an admin token, and the attacks that a missing token
 // would otherwise let through, in a real headless Chromium (driven by
 // tests/console.rs). A page on another origin (served here, on localhost)
-// tries to replay dead letters with an auto-submitted form and with fetch;
+// tries to replay dead letters with an auto-submitted form and with fetch,
+// and to embed an admin answer (Cross-Origin-Resource-Policy refuses it);
+// on the console itself, a string set as HTML is refused (Trusted Types);
 // a host name resolved to the admin address (DNS rebinding, simulated with
 // Chromium's --host-resolver-rules) tries to read the API. Env: ADMIN_URL
 // (http://127.0.0.1:PORT), EVENT_IDS, DEAD_SUB, CHROMIUM. Prints one line per
@@ -32,6 +34,13 @@ const hostile = `<!doctype html><title>hostile</title>
     .then((r) => (window.results.noCors = 'sent ' + r.type), (e) => (window.results.noCors = 'error ' + e.message));
   fetch(t, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
     .then((r) => (window.results.json = 'answer ' + r.status), (e) => (window.results.json = 'blocked ' + e.message));
+  // Embedding an admin answer (as <img> of an archived file would be).
+  const css = document.createElement('link');
+  css.rel = 'stylesheet';
+  css.href = ${JSON.stringify(ADMIN + '/ui/style.css')};
+  css.onload = () => (window.results.embed = 'loaded');
+  css.onerror = () => (window.results.embed = 'blocked');
+  document.head.append(css);
 </script>`;
 const server = http.createServer((_req, res) => {
   res.writeHead(200, { 'content-type': 'text/html' });
@@ -55,15 +64,28 @@ try {
   await page.waitForSelector(`#dead-table tr[data-subscriber="${deadSub}"]`);
   if (await page.locator('#login').isVisible()) throw new Error('asked for a token that is not configured');
   step('console works without a token');
+  // Callback content is only ever set as text: an HTML sink is refused
+  // outright (Trusted Types), as a slip in the page's code would be.
+  const sink = await page.evaluate(() => {
+    try {
+      document.getElementById('main').insertAdjacentHTML('beforeend', '<img src=x id=injected>');
+      return 'parsed';
+    } catch (e) {
+      return 'refused: ' + e.name;
+    }
+  });
+  if (!sink.startsWith('refused') || (await page.$('#injected'))) throw new Error(`the console parsed a string as HTML: ${sink}`);
+  step(`an HTML sink on the console is ${sink}`);
 
   // The attacks, from http://localhost:PORT (another site than 127.0.0.1).
   const statuses = [];
   page.on('response', (r) => r.url().startsWith(target) && statuses.push(r.status()));
   await page.goto(`http://localhost:${hostilePort}/`);
-  await page.waitForFunction(() => window.results && window.results.noCors && window.results.json);
+  await page.waitForFunction(() => window.results && window.results.noCors && window.results.json && window.results.embed);
   const results = await page.evaluate(() => window.results);
   step(`hostile fetches: ${JSON.stringify(results)}`);
   if (!results.json.startsWith('blocked')) throw new Error(`a cross-site JSON fetch got an answer: ${results.json}`);
+  if (results.embed !== 'blocked') throw new Error(`another site's page embedded an admin answer: ${results.embed}`);
   await Promise.all([page.waitForURL(target), page.evaluate(() => document.getElementById('f').submit())]);
   const formAnswer = await page.textContent('body');
   step(`hostile form answered: ${formAnswer.replace(/\s+/g, ' ')}`);

@@ -1,5 +1,6 @@
 //! `[admin]`: the listen address, the token, and the warning about a weak
-//! token where the admin API can be reached from other hosts.
+//! token (other hosts, or on loopback web pages through DNS rebinding, can
+//! guess at it).
 //!
 //! Why a warning and not a refusal: a non-loopback `admin.listen` is not
 //! necessarily public (a private network, a firewall), which the config
@@ -49,14 +50,15 @@ impl Validator<'_> {
         self.token("admin.token", t)
     }
 
-    /// A short or low-entropy `admin.token` on a listener other hosts can
-    /// reach (not loopback): the admin API does not slow down wrong guesses,
-    /// and it can replay, delete and read every stored event.
+    /// A short or low-entropy `admin.token`: the admin API does not slow
+    /// down wrong guesses, and it can replay, delete and read every stored
+    /// event. Other hosts can guess on a listener that is not loopback; on
+    /// loopback, any web page the operator's browser opens can, through DNS
+    /// rebinding (its own host name made to resolve to 127.0.0.1: the page
+    /// is then same-origin with the admin API, and with a token set the API
+    /// answers any `Host`, so that a proxy in front may pass its name on).
     pub(super) fn admin_token_warning(&self, listen: SocketAddr, token: Option<&Secret>) -> Option<String> {
         let token = token?;
-        if is_loopback(listen) {
-            return None;
-        }
         let problem = if token.len() < ADMIN_TOKEN_MIN_LEN {
             format!("is {} bytes long, shorter than {ADMIN_TOKEN_MIN_LEN}", token.len())
         } else if token.distinct_bytes() < ADMIN_TOKEN_MIN_DISTINCT {
@@ -66,10 +68,17 @@ impl Validator<'_> {
         } else {
             return None;
         };
+        let who = if is_loopback(listen) {
+            format!(
+                "`admin.listen` ({listen}) is a loopback address, but a web page open in a browser on this host \
+                 can guess at it through DNS rebinding"
+            )
+        } else {
+            format!("`admin.listen` ({listen}) is not a loopback address, so other hosts can guess at it")
+        };
         Some(format!(
-            "{}: key `admin.token`: the admin token {problem}, and `admin.listen` ({listen}) is not a loopback \
-             address, so other hosts can guess at it (the admin API can read, replay and delete events): \
-             use `hookrelay gen-token` (64 random hex characters), or listen on a loopback address",
+            "{}: key `admin.token`: the admin token {problem}, and {who} (the admin API can read, replay and \
+             delete events): use `hookrelay gen-token` (64 random hex characters)",
             self.file.display()
         ))
     }
