@@ -38,6 +38,7 @@ mod duplicates;
 mod forward;
 mod forward_acks;
 mod forward_args;
+mod forward_deaf_local;
 mod forward_h2;
 mod forward_stop;
 mod hostile_http;
