@@ -19,6 +19,7 @@ mod acme;
 mod acme_outage;
 mod admin_bad_input;
 mod admin_guard;
+mod admin_slow_body;
 mod allowlist;
 mod answers;
 mod bounded_connections;
