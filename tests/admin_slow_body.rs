@@ -2,7 +2,8 @@
 //! sending a byte now and then, never silent for `read_timeout`) does not
 //! hold its connection: `POST /api/tasks` and the submit proxy answer `408`
 //! once the body is not whole `read_timeout` after the request began, and
-//! close the connection, as the callback listeners do.
+//! close the connection, as the callback listeners do. A replay reads no
+//! body: it is answered at once and a trickling body does not hold it.
 
 use crate::common;
 
@@ -81,5 +82,24 @@ async fn a_trickling_admin_body_is_answered_408_at_read_timeout() {
     )
     .await;
     assert_eq!(s, http::StatusCode::OK);
+    h.shutdown().await;
+}
+
+/// A replay reads no body: it is answered at once, and a body trickling in
+/// after it does not hold the connection past `read_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_a_trickling_body_does_not_hold_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(TOKEN)
+        .read_timeout(secs(1))
+        .subscriber(Subscriber::new("s", DOWN));
+    let h = start(&cfg).await;
+    for path in ["/api/dead-letters/replay", "/api/events/evt_unknown/replay"] {
+        let (got, closed) = trickle(h.admin_addr, path).await;
+        assert!(got.starts_with("HTTP/1.1 "), "{path}: {got:?} (closed: {closed:?})");
+        let closed = closed.unwrap_or_else(|| panic!("{path}: the connection was held: {got}"));
+        assert!(closed < secs(3), "{path}: closed after {closed:?}, read_timeout is 1 s");
+    }
     h.shutdown().await;
 }
