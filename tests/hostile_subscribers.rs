@@ -8,44 +8,9 @@
 
 use crate::common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The relay's open sockets.
-fn sockets(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
-
-/// A subscriber that accepts every connection and holds it open, reading
-/// nothing but the request's header and writing `answer` (if any) after it;
-/// the connections it holds.
-async fn deaf(answer: Option<&'static [u8]>) -> (std::net::SocketAddr, Arc<Mutex<Vec<tokio::net::TcpStream>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let held: Arc<Mutex<Vec<tokio::net::TcpStream>>> = Arc::default();
-    let holder = held.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            if let Some(answer) = answer {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
-                    head.push(byte[0]);
-                }
-                let _ = s.write_all(answer).await;
-            }
-            holder.lock().unwrap().push(s);
-        }
-    });
-    (addr, held)
-}
 
 /// A relay whose subscriber `deaf` at `addr` has a 500 ms timeout and six
 /// 100 ms retries; it and its open sockets before any delivery.
@@ -77,12 +42,7 @@ async fn dead_letter_of_a_large_body(bin: &Bin) -> serde_json::Value {
 /// ended, though the subscriber still holds it.
 async fn no_socket_kept(bin: &Bin, before: usize) {
     let pid = bin.child.id();
-    let limit = std::time::Instant::now() + Duration::from_secs(5);
-    let mut open = sockets(pid);
-    while open > before && std::time::Instant::now() < limit {
-        tokio::time::sleep(ms(100)).await;
-        open = sockets(pid);
-    }
+    let open = until_at_most(Duration::from_secs(5), before, || sockets(pid)).await;
     assert!(
         open <= before,
         "{open} sockets open, {before} before the attempts: the subscriber's connections were kept"

@@ -167,20 +167,43 @@ fn internal(e: crate::store::StoreError) -> (StatusCode, String) {
 /// Request bodies the admin API reads (task registration, the submit proxy).
 const MAX_ADMIN_BODY: usize = 1 << 20;
 
-/// The request body, up to [`MAX_ADMIN_BODY`].
-async fn body<B>(b: B) -> Result<Bytes, (StatusCode, String)>
+/// The request body, up to [`MAX_ADMIN_BODY`], whole by `deadline` (the
+/// request's start plus `server.read_timeout`, as a callback's body): a
+/// client sending a byte now and then would otherwise hold its connection
+/// (and the request's state) for as long as it liked.
+async fn body<B>(req: Request<B>, deadline: tokio::time::Instant) -> Result<Bytes, Reply>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match http_body_util::Limited::new(b, MAX_ADMIN_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err((
+    use crate::ingest::Answer;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let b = Box::pin(
+        req.into_body()
+            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into),
+    );
+    let (status, msg) = match crate::ingest::read_body(b, declared, MAX_ADMIN_BODY, None, deadline).await {
+        Ok((b, _)) => return Ok(b),
+        Err(Answer::TooLarge(_)) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {} MiB", MAX_ADMIN_BODY >> 20),
-        )),
-        Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
-    }
+        ),
+        Err(Answer::Timeout) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received within server.read_timeout".to_string(),
+        ),
+        Err(Answer::BadRequest(why)) => (StatusCode::BAD_REQUEST, format!("cannot read the request body: {why}")),
+        Err(_) => (StatusCode::BAD_REQUEST, "cannot read the request body".to_string()),
+    };
+    // The rest of the body is not read: the connection cannot carry another request.
+    let mut r = error(status, msg);
+    r.headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    Err(r)
 }
 
 /// Handle one admin request.
@@ -248,6 +271,8 @@ where
         }
         _ => {}
     }
+    // A body's deadline: the read_timeout in force when its request starts.
+    let deadline = tokio::time::Instant::now() + app.live().config.server.read_timeout;
     let token = app.live().config.admin.token.clone();
     if let Err((status, msg)) = guard::check(&req, token.is_some()) {
         return error(status, msg);
@@ -282,21 +307,23 @@ where
     }
     match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "tasks"]) => {
-            let r = match body(req.into_body()).await {
-                Ok(b) => tasks::register(&app, &b).await,
-                Err(e) => Err(e),
+            let b = match body(req, deadline).await {
+                Ok(b) => b,
+                Err(r) => return r,
             };
-            return match r {
+            return match tasks::register(&app, &b).await {
                 Ok(v) => reply(StatusCode::OK, v),
                 Err((status, msg)) => error(status, msg),
             };
         }
         (&Method::POST, ["api", "routes", route, "submit"]) => {
-            let r = match body(req.into_body()).await {
-                Ok(b) => tasks::submit(&app, route, &q, b).await,
-                Err(e) => Err(e),
+            let b = match body(req, deadline).await {
+                Ok(b) => b,
+                Err(r) => return r,
             };
-            return r.unwrap_or_else(|(status, msg)| error(status, msg));
+            return tasks::submit(&app, route, &q, b)
+                .await
+                .unwrap_or_else(|(status, msg)| error(status, msg));
         }
         _ => {}
     }

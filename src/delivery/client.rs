@@ -10,8 +10,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::stall::StallGuard;
 use crate::config::Subscriber;
+use crate::stall::StallGuard;
 use crate::tls::TlsError;
 
 pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<StallGuard<HttpConnector>>, Full<Bytes>>;

@@ -20,7 +20,6 @@ pub mod pull;
 mod rate;
 pub mod removed;
 pub mod retry;
-mod stall;
 pub mod verify_claims;
 pub mod verify_gate;
 pub mod verify_media;

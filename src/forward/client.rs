@@ -16,8 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Secret;
 use crate::pull::wire;
+use crate::stall::StallGuard;
 
-type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Http = Client<hyper_rustls::HttpsConnector<StallGuard<HttpConnector>>, Full<Bytes>>;
 
 /// The `User-Agent` of the forwarder's requests (to the relay and locally).
 pub const USER_AGENT: &str = concat!("hookrelay-forward/", env!("CARGO_PKG_VERSION"));
@@ -90,8 +91,9 @@ impl RelayError {
 /// unanswered before the connection is closed. One that went silent (state
 /// dropped by a NAT or load balancer, a peer gone without a reset) would
 /// otherwise carry every request, each timing out, until the kernel gives
-/// up on it (many minutes).
-fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration) -> Http {
+/// up on it (many minutes). A connection whose peer takes nothing sent for
+/// `stall` (a request's timeout) is closed (see `stall`).
+fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration, stall: Duration) -> Http {
     let mut conn = HttpConnector::new();
     conn.enforce_http(false);
     conn.set_nodelay(true);
@@ -100,7 +102,7 @@ fn http(tls: rustls::ClientConfig, connect_timeout: Duration, ping: Duration) ->
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(conn);
+        .wrap_connector(StallGuard::new(conn, stall));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -137,7 +139,7 @@ impl Relay {
             .parse()
             .map_err(|e| format!("cannot build the acknowledgement URL from {base}: {e}"))?;
         Ok(Relay {
-            http: http(tls, Duration::from_secs(10), PING_MAX),
+            http: http(tls, Duration::from_secs(10), PING_MAX, RELAY_SLACK),
             url,
             ack_url,
             token,
@@ -256,7 +258,7 @@ impl Local {
 
     pub fn new(to: Uri, tls: rustls::ClientConfig, timeout: Duration) -> Local {
         Local {
-            http: http(tls, timeout, timeout.min(PING_MAX)),
+            http: http(tls, timeout, timeout.min(PING_MAX), timeout),
             to,
             timeout,
         }

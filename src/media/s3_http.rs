@@ -25,7 +25,9 @@ use object_store::client::{
 };
 use object_store::ClientOptions;
 
-type Inner = Client<hyper_rustls::HttpsConnector<HyperHttp>, HttpRequestBody>;
+use crate::stall::StallGuard;
+
+type Inner = Client<hyper_rustls::HttpsConnector<StallGuard<HyperHttp>>, HttpRequestBody>;
 
 /// Time allowed for a request until the response headers arrive, unless
 /// told otherwise. A part upload sends its whole body first, so this bounds
@@ -61,7 +63,9 @@ impl HyperConnector {
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            // A connection whose store takes nothing sent for a request's
+            // timeout is closed (the request has given up; see `stall`).
+            .wrap_connector(StallGuard::new(http, timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
@@ -114,5 +118,71 @@ impl HttpService for HyperService {
         let (parts, body) = resp.into_parts();
         let body = body.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e));
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This process's TCP sockets whose peer is `port`.
+    fn sockets_to(port: u16) -> usize {
+        let mine: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|t| Some(t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
+            .collect();
+        let port = format!(":{port:04X}");
+        let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 9 && f[2].ends_with(&port) && mine.contains(f[9])
+            })
+            .count()
+    }
+
+    /// A store that accepts each connection and never reads a part's body
+    /// (12 MiB: more than the socket buffers on both sides take): each
+    /// upload times out, and its connection is closed a timeout later
+    /// instead of kept for as long as the store holds it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_never_reads_a_part_keeps_no_connection_per_upload() {
+        crate::tls::install_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let holder = held.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                holder.lock().unwrap().push(s);
+            }
+        });
+        let timeout = Duration::from_millis(300);
+        let client = HyperConnector::new(None, timeout)
+            .unwrap()
+            .connect(&ClientOptions::default())
+            .unwrap();
+        let part = bytes::Bytes::from(vec![b'a'; 12 << 20]);
+        for _ in 0..3 {
+            let req = http::Request::put(format!("http://{addr}/bucket/part"))
+                .body(HttpRequestBody::from(part.clone()))
+                .unwrap();
+            let err = client.execute(req).await.unwrap_err();
+            assert!(matches!(err.kind(), HttpErrorKind::Timeout), "{err:?}");
+        }
+        assert_eq!(held.lock().unwrap().len(), 3, "each upload connected anew");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut open = sockets_to(addr.port());
+        while open > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            open = sockets_to(addr.port());
+        }
+        assert_eq!(
+            open, 0,
+            "{open} connections to the store kept after their uploads gave up"
+        );
     }
 }

@@ -1,10 +1,13 @@
-//! A subscriber connection that takes nothing we write for the attempt's
-//! `timeout` is closed. An attempt that times out gives up its request, but
-//! hyper's connection task stays blocked on writing what is left of the body
-//! to a peer that never reads (its window shut): without this each such
-//! attempt kept a socket and its buffers for as long as the peer held the
-//! connection, and every retry added one. The guard sits under TLS, on the
-//! TCP stream, so it sees the peer's window whatever the scheme.
+//! An outgoing connection whose peer takes nothing we write for the
+//! request's timeout is closed (subscribers' lanes, `hookrelay forward`'s
+//! local service and relay, S3; the provider's requests are bodies of 1 MiB
+//! at most, which the kernel's socket buffers take whole). A request that times out
+//! gives up, but hyper's connection task stays blocked on writing what is
+//! left of the body to a peer that never reads (its window shut), and so
+//! does one whose peer answered early without reading the body: without this
+//! each such request kept a socket and its buffers for as long as the peer
+//! held the connection, and every retry added one. The guard sits under TLS,
+//! on the TCP stream, so it sees the peer's window whatever the scheme.
 
 use std::future::Future;
 use std::io;
@@ -19,13 +22,13 @@ use tokio::time::Sleep;
 
 /// Wraps a connector: its connections fail a write that makes no progress for `limit`.
 #[derive(Clone)]
-pub(super) struct StallGuard<C> {
+pub(crate) struct StallGuard<C> {
     inner: C,
     limit: Duration,
 }
 
 impl<C> StallGuard<C> {
-    pub(super) fn new(inner: C, limit: Duration) -> StallGuard<C> {
+    pub(crate) fn new(inner: C, limit: Duration) -> StallGuard<C> {
         StallGuard { inner, limit }
     }
 }
@@ -61,7 +64,7 @@ where
 
 /// A connection whose writes (and flushes, and the shutdown) fail once
 /// they have waited `limit` without progress.
-pub(super) struct Guarded<T> {
+pub(crate) struct Guarded<T> {
     io: T,
     limit: Duration,
     /// Set while a write waits: when it gives up.
@@ -80,10 +83,7 @@ impl<T> Guarded<T> {
             self.stalled = None;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "the subscriber took nothing sent for {}",
-                    humantime::format_duration(limit)
-                ),
+                format!("the peer took nothing sent for {}", humantime::format_duration(limit)),
             )));
         }
         Poll::Pending
