@@ -8,9 +8,11 @@
 
 use crate::common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A relay whose subscriber `deaf` at `addr` has a 500 ms timeout and six
 /// 100 ms retries; it and its open sockets before any delivery.
