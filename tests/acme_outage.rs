@@ -12,8 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use common::pebble::{self, Pebble, DOMAIN};
 use common::*;
-use hookrelay::acme::{Acme, Options};
-use hookrelay::config::AcmeSettings;
+use hookrelay::acme::Acme;
 use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
 use http::StatusCode;
 
@@ -120,19 +119,9 @@ async fn threshold_back_off_and_recovery_through_server_serve() {
     let port = free_port();
     let mut pb = Pebble::start(port, Some(Duration::from_secs(40))).await;
     let state = tempfile::tempdir().unwrap();
-    let settings = AcmeSettings {
-        domains: vec![DOMAIN.into()],
-        email: "ops@hookrelay.test".into(),
-        directory: pb.directory.clone(),
-        ca_file: Some(pb.ca_file.clone()),
-    };
+    let settings = pb.settings();
     // Renew when three quarters are left (10 s into 40), retry fast.
-    let opts = Options {
-        renew_remaining: 0.75,
-        retry_first: Duration::from_millis(250),
-        retry_max: Duration::from_secs(1),
-        attempt_timeout: Duration::from_secs(30),
-    };
+    let opts = pebble::fast_options(0.75);
     let failures = prometheus_client::metrics::counter::Counter::default();
     let acme = Acme::new(&settings, state.path(), opts, failures.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();

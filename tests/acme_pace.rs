@@ -11,7 +11,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::pebble::{Pebble, DOMAIN};
+use common::pebble::{self, Pebble, DOMAIN};
 use common::*;
 use hookrelay::acme::{Acme, Options};
 use hookrelay::config::AcmeSettings;
@@ -23,19 +23,9 @@ async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day() {
     let port = free_port();
     let pb = Pebble::start(port, Some(Duration::from_secs(300))).await;
     let state = tempfile::tempdir().unwrap();
-    let settings = AcmeSettings {
-        domains: vec![DOMAIN.into()],
-        email: "ops@hookrelay.test".into(),
-        directory: pb.directory.clone(),
-        ca_file: Some(pb.ca_file.clone()),
-    };
+    let settings = pb.settings();
     // Renew with the whole validity left: every certificate is due as it arrives.
-    let opts = Options {
-        renew_remaining: 1.0,
-        retry_first: Duration::from_millis(250),
-        retry_max: Duration::from_secs(1),
-        attempt_timeout: Duration::from_secs(30),
-    };
+    let opts = pebble::fast_options(1.0);
     let failures = prometheus_client::metrics::counter::Counter::default();
     let acme = Acme::new(&settings, state.path(), opts, failures).unwrap();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();

@@ -24,14 +24,20 @@ async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (StatusCo
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null), text)
 }
 
+/// A relay with the admin token, its subscriber `s` answering `410` (every
+/// event a dead letter at once).
+async fn relay(dir: &std::path::Path) -> (Sub, hookrelay::Handle) {
+    let sub = Sub::always(Behaviour::Status(410)).await;
+    let cfg = TestConfig::new(dir)
+        .admin_token(TOKEN)
+        .subscriber(Subscriber::new("s", sub.url()));
+    (sub, start(&cfg).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_parameters_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::always(Behaviour::Status(410)).await;
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .subscriber(Subscriber::new("s", sub.url()));
-    let h = start(&cfg).await;
+    let (_sub, h) = relay(dir.path()).await;
     let id = accepted(h.ingest_addrs[0], &runway("bad-params")).await;
     let a = h.admin_addr;
     for (path, needle) in [
@@ -121,11 +127,7 @@ async fn malformed_parameters_are_refused_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_replays_of_one_dead_letter_send_it_once_per_queued_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::always(Behaviour::Status(410)).await;
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .subscriber(Subscriber::new("s", sub.url()));
-    let h = start(&cfg).await;
+    let (sub, h) = relay(dir.path()).await;
     let a = h.admin_addr;
     let id = accepted(h.ingest_addrs[0], &runway("racing-replays")).await;
     let dead = |v: &Value| v["subscribers"][0]["state"] == "dead";

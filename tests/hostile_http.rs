@@ -126,15 +126,22 @@ fn openssl_client(addr: std::net::SocketAddr, version: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
-#[tokio::test]
-async fn https_http1_and_http2() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::write(dir.path(), "server");
+/// A relay serving HTTPS with a certificate made here, its subscriber `s`
+/// answering `200`.
+async fn tls_relay(dir: &std::path::Path) -> (TestCert, Sub, hookrelay::Handle) {
+    let cert = TestCert::write(dir, "server");
     let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
+    let cfg = TestConfig::new(dir)
         .tls(&cert.cert, &cert.key)
         .subscriber(Subscriber::new("s", sub.url()));
     let h = start(&cfg).await;
+    (cert, sub, h)
+}
+
+#[tokio::test]
+async fn https_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _sub, h) = tls_relay(dir.path()).await;
     let addr = h.ingest_addrs[0];
     assert_eq!(
         tls_callback(addr, &cert.der, false).await,
@@ -180,12 +187,7 @@ async fn https_http1_and_http2() {
 async fn a_tls_client_is_served_only_the_protocol_it_agreed_on() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::write(dir.path(), "server");
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .tls(&cert.cert, &cert.key)
-        .subscriber(Subscriber::new("s", sub.url()));
-    let h = start(&cfg).await;
+    let (cert, _sub, h) = tls_relay(dir.path()).await;
     let addr = h.ingest_addrs[0];
     let req = || {
         http::Request::post("https://localhost/hooks/t?token=tok")

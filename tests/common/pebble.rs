@@ -62,7 +62,28 @@ pub struct Pebble {
     challtestsrv: Child,
 }
 
+/// Renewal options for a test: renew when `renew_remaining` of a
+/// certificate's validity is left, retry after 250 ms, at most every second.
+pub fn fast_options(renew_remaining: f64) -> hookrelay::acme::Options {
+    hookrelay::acme::Options {
+        renew_remaining,
+        retry_first: Duration::from_millis(250),
+        retry_max: Duration::from_secs(1),
+        attempt_timeout: Duration::from_secs(30),
+    }
+}
+
 impl Pebble {
+    /// The `acme` settings of a relay asking this CA for [`DOMAIN`].
+    pub fn settings(&self) -> hookrelay::config::AcmeSettings {
+        hookrelay::config::AcmeSettings {
+            domains: vec![DOMAIN.into()],
+            email: "ops@hookrelay.test".into(),
+            directory: self.directory.clone(),
+            ca_file: Some(self.ca_file.clone()),
+        }
+    }
+
     /// Start the CA; it validates TLS-ALPN-01 on 127.0.0.1:`tls_port` and
     /// issues certificates valid for `validity` (pebble's default: 5 years).
     pub async fn start(tls_port: u16, validity: Option<Duration>) -> Pebble {
