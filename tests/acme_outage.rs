@@ -13,7 +13,6 @@ use bytes::Bytes;
 use common::pebble::{self, Pebble, DOMAIN};
 use common::*;
 use hookrelay::acme::Acme;
-use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
 use http::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,20 +123,7 @@ async fn threshold_back_off_and_recovery_through_server_serve() {
     let opts = pebble::fast_options(0.75);
     let failures = prometheus_client::metrics::counter::Counter::default();
     let acme = Acme::new(&settings, state.path(), opts, failures.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listener_opts = ListenerOptions {
-        tls: Some(hookrelay::tls::Reloadable::new(acme.server_config().unwrap(), None)),
-        settings: Settings::new(ConnSettings {
-            read_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
-            http2_max_streams: 8,
-            grace: Duration::from_secs(1),
-        }),
-        connections: ConnLimit::new(16),
-    };
-    let svc = |_req, _peer| async { http::Response::new(http_body_util::Full::new(Bytes::from_static(b"hello"))) };
-    let server = tokio::spawn(hookrelay::server::serve(listener, listener_opts, svc, stop_rx));
+    let (stop_tx, server) = pebble::hello_server(&acme, port).await;
     let renewals = tokio::spawn(acme.clone().run());
     let addr = ([127, 0, 0, 1], port).into();
 

@@ -138,19 +138,19 @@ async fn tls_relay(dir: &std::path::Path) -> (TestCert, Sub, hookrelay::Handle) 
     (cert, sub, h)
 }
 
+/// A callback over HTTPS answered `200` over HTTP/1.1 and over HTTP/2.
+async fn both_protocols_answer(addr: std::net::SocketAddr, cert: &TestCert) {
+    for (h2, version) in [(false, http::Version::HTTP_11), (true, http::Version::HTTP_2)] {
+        assert_eq!(tls_callback(addr, &cert.der, h2).await, (version, StatusCode::OK));
+    }
+}
+
 #[tokio::test]
 async fn https_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, _sub, h) = tls_relay(dir.path()).await;
     let addr = h.ingest_addrs[0];
-    assert_eq!(
-        tls_callback(addr, &cert.der, false).await,
-        (http::Version::HTTP_11, StatusCode::OK)
-    );
-    assert_eq!(
-        tls_callback(addr, &cert.der, true).await,
-        (http::Version::HTTP_2, StatusCode::OK)
-    );
+    both_protocols_answer(addr, &cert).await;
     // Garbage and a truncated handshake on the TLS port do not hurt it.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x50, 1, 2, 3]).await.unwrap();
@@ -225,14 +225,7 @@ async fn a_tls_client_is_served_only_the_protocol_it_agreed_on() {
         answer.map(|r| r.status())
     );
     // Each as agreed.
-    assert_eq!(
-        tls_callback(addr, &cert.der, false).await,
-        (http::Version::HTTP_11, StatusCode::OK)
-    );
-    assert_eq!(
-        tls_callback(addr, &cert.der, true).await,
-        (http::Version::HTTP_2, StatusCode::OK)
-    );
+    both_protocols_answer(addr, &cert).await;
     h.shutdown().await;
 }
 

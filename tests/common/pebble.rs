@@ -73,6 +73,33 @@ pub fn fast_options(renew_remaining: f64) -> hookrelay::acme::Options {
     }
 }
 
+/// An HTTPS server on 127.0.0.1:`port` answering `hello`, with the
+/// certificates `acme` gets (and the TLS-ALPN-01 answers the CA asks for);
+/// send `true` to stop it.
+pub async fn hello_server(
+    acme: &hookrelay::acme::Acme,
+    port: u16,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener_opts = ListenerOptions {
+        tls: Some(hookrelay::tls::Reloadable::new(acme.server_config().unwrap(), None)),
+        settings: Settings::new(ConnSettings {
+            read_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            http2_max_streams: 8,
+            grace: Duration::from_secs(1),
+        }),
+        connections: ConnLimit::new(16),
+    };
+    let svc = |_req, _peer| async { http::Response::new(Full::new(Bytes::from_static(b"hello"))) };
+    (
+        stop_tx,
+        tokio::spawn(hookrelay::server::serve(listener, listener_opts, svc, stop_rx)),
+    )
+}
+
 impl Pebble {
     /// The `acme` settings of a relay asking this CA for [`DOMAIN`].
     pub fn settings(&self) -> hookrelay::config::AcmeSettings {
