@@ -103,3 +103,63 @@ async fn a_replay_with_a_trickling_body_does_not_hold_the_connection() {
     }
     h.shutdown().await;
 }
+
+/// Over HTTP/2 too: a trickling body is answered `408` at `read_timeout`
+/// (its stream ends; the connection serves other requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_admin_body_over_http2_is_answered_408_at_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(TOKEN)
+        .read_timeout(secs(1))
+        .subscriber(Subscriber::new("s", DOWN));
+    let h = start(&cfg).await;
+    let tcp = tokio::net::TcpStream::connect(h.admin_addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let auth = format!("Bearer {TOKEN}");
+    for path in ["/api/tasks", "/api/routes/t/submit?endpoint=/x"] {
+        let mut client = client.clone().ready().await.unwrap();
+        let req = http::Request::post(format!("http://{}{path}", h.admin_addr))
+            .header("authorization", auth.as_str())
+            .header("content-type", "application/json")
+            .header("content-length", "100")
+            .body(())
+            .unwrap();
+        let (answer, mut stream) = client.send_request(req, false).unwrap();
+        let t0 = Instant::now();
+        let trickler = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if stream.send_data(bytes::Bytes::from_static(b" "), false).is_err() {
+                    break;
+                }
+            }
+        });
+        let answer = tokio::time::timeout(secs(3), answer)
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer within 3 s"))
+            .unwrap();
+        let took = t0.elapsed();
+        assert_eq!(answer.status(), http::StatusCode::REQUEST_TIMEOUT, "{path}");
+        assert!(took >= Duration::from_millis(900), "{path}: answered after {took:?}");
+        let mut body = answer.into_body();
+        let mut text = Vec::new();
+        while let Some(Ok(piece)) = body.data().await {
+            text.extend_from_slice(&piece);
+        }
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains("server.read_timeout"), "{path}: {text}");
+        trickler.abort();
+    }
+    // The connection still serves requests.
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(format!("http://{}/api/status", h.admin_addr))
+        .header("authorization", auth.as_str())
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(req, true).unwrap();
+    let answer = tokio::time::timeout(secs(3), answer).await.unwrap().unwrap();
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    h.shutdown().await;
+}
