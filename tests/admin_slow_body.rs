@@ -52,14 +52,19 @@ async fn trickle(addr: std::net::SocketAddr, path: &str) -> (String, Option<Dura
     (String::from_utf8_lossy(&got).into_owned(), closed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trickling_admin_body_is_answered_408_at_read_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
+/// A relay with the admin token and a 1 s `read_timeout`.
+async fn relay(dir: &std::path::Path) -> hookrelay::Handle {
+    let cfg = TestConfig::new(dir)
         .admin_token(TOKEN)
         .read_timeout(secs(1))
         .subscriber(Subscriber::new("s", DOWN));
-    let h = start(&cfg).await;
+    start(&cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_admin_body_is_answered_408_at_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = relay(dir.path()).await;
     for path in ["/api/tasks", "/api/routes/t/submit?endpoint=/x"] {
         let (got, closed) = trickle(h.admin_addr, path).await;
         assert!(got.starts_with("HTTP/1.1 408"), "{path}: {got:?} (closed: {closed:?})");
@@ -90,11 +95,7 @@ async fn a_trickling_admin_body_is_answered_408_at_read_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_with_a_trickling_body_does_not_hold_the_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .read_timeout(secs(1))
-        .subscriber(Subscriber::new("s", DOWN));
-    let h = start(&cfg).await;
+    let h = relay(dir.path()).await;
     for path in ["/api/dead-letters/replay", "/api/events/evt_unknown/replay"] {
         let (got, closed) = trickle(h.admin_addr, path).await;
         assert!(got.starts_with("HTTP/1.1 "), "{path}: {got:?} (closed: {closed:?})");
@@ -109,11 +110,7 @@ async fn a_replay_with_a_trickling_body_does_not_hold_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_admin_body_over_http2_is_answered_408_at_read_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .read_timeout(secs(1))
-        .subscriber(Subscriber::new("s", DOWN));
-    let h = start(&cfg).await;
+    let h = relay(dir.path()).await;
     let tcp = tokio::net::TcpStream::connect(h.admin_addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
