@@ -208,7 +208,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
     tracing::info!(addr = %admin_addr, "admin API listening");
     let app2 = app.clone();
-    let admin_svc = move |req, _peer| crate::admin::handle(app2.clone(), req);
+    let admin_svc = move |req, peer| crate::admin::handle(app2.clone(), req, peer);
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
         admin_opts,

@@ -88,6 +88,8 @@ pub struct App {
     /// Ingest requests refused (no route, refused by the route's checks),
     /// for their rate-limited log ([`Self::request_refused`]).
     refused_requests: Mutex<RefusedRequests>,
+    /// Wrong admin tokens by client, for their `429` (admin API).
+    pub(crate) wrong_admin_tokens: crate::admin::WrongTokens,
     /// Listeners bound and not shutting down (readiness).
     pub serving: AtomicBool,
     /// The public listeners' TLS configuration, when TLS is on (file
@@ -199,6 +201,7 @@ impl App {
             store_writes: AtomicU64::new(0),
             refusals: Mutex::default(),
             refused_requests: Mutex::default(),
+            wrong_admin_tokens: crate::admin::WrongTokens::default(),
             serving: AtomicBool::new(false),
             tls,
             acme,

@@ -21,6 +21,7 @@ mod acme_pace;
 mod admin_bad_input;
 mod admin_guard;
 mod admin_slow_body;
+mod admin_wrong_tokens;
 mod allowlist;
 mod answers;
 mod bounded_connections;

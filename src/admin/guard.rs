@@ -15,10 +15,22 @@
 //! - and it must say `Content-Type: application/json`, which an HTML form
 //!   cannot send and a cross-site `fetch` cannot send without a CORS
 //!   preflight (which this API never grants).
+//!
+//! And guessing the token ([`WrongTokens`]): each client address may send
+//! [`WRONG_TOKEN_BURST`] wrong or missing tokens at once, then about one a
+//! second; past that its requests without the right token are answered
+//! `429`. The right token is never slowed down.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
 use http::{header, HeaderMap, Method, Request, StatusCode};
+
+use crate::ingest::Client;
 
 /// A refusal: the status and a message for whoever sent the request.
 pub(super) type Refusal = (StatusCode, String);
@@ -166,6 +178,88 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// Wrong or missing admin tokens one client may send at once.
+pub(crate) const WRONG_TOKEN_BURST: u32 = 10;
+/// The clients whose guesses are tracked at most; past that (after the ones
+/// back to a full budget are forgotten), new ones share one budget.
+const TRACKED_CLIENTS: usize = 4096;
+/// How often the first refusal is logged at warn, at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Wrong (or missing) admin tokens by client (an IPv4 address, an IPv6 /64:
+/// [`Client`]; the TCP peer, so behind a proxy, the proxy): a budget of
+/// [`WRONG_TOKEN_BURST`], refilled at one a second. Memory is bounded:
+/// clients back to a full budget are forgotten when [`TRACKED_CLIENTS`] are
+/// held, and if that many are still guessing, the rest share one budget.
+pub(crate) struct WrongTokens {
+    limiter: governor::RateLimiter<Client, DefaultKeyedStateStore<Client>, DefaultClock>,
+    clock: DefaultClock,
+    /// When a refusal was last logged at warn.
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Default for WrongTokens {
+    fn default() -> Self {
+        let burst = NonZeroU32::new(WRONG_TOKEN_BURST).unwrap_or(NonZeroU32::MIN);
+        let quota = governor::Quota::per_second(NonZeroU32::MIN).allow_burst(burst);
+        let clock = DefaultClock::default();
+        WrongTokens {
+            limiter: governor::RateLimiter::dashmap_with_clock(quota, clock.clone()),
+            clock,
+            warned: Mutex::new(None),
+        }
+    }
+}
+
+impl WrongTokens {
+    /// Count a request from `peer` without the right token: `Err` with how
+    /// long until it may try again when its budget is spent (nothing is
+    /// counted then).
+    pub(super) fn count(&self, peer: IpAddr) -> Result<(), Duration> {
+        let mut client = Client::of(Some(peer));
+        if self.limiter.len() >= TRACKED_CLIENTS {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            if self.limiter.len() >= TRACKED_CLIENTS {
+                client = Client::Unknown;
+            }
+        }
+        let Err(not_until) = self.limiter.check_key(&client) else {
+            return Ok(());
+        };
+        let wait = not_until.wait_time_from(self.clock.now());
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                client = %peer,
+                "admin API: more than {WRONG_TOKEN_BURST} wrong or missing admin tokens from this address; \
+                 its requests without the right token are answered 429 until its budget refills (one a \
+                 second); refusals are logged at most once a minute"
+            );
+        }
+        Err(wait)
+    }
+}
+
+/// The `429` for a client past its budget of wrong tokens, with
+/// `Retry-After` (whole seconds, at least one).
+pub(super) fn too_many_guesses(wait: Duration) -> Refusal {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many wrong admin tokens from this address: try again in {} s (the right token is never refused \
+             for this)",
+            retry_after(wait)
+        ),
+    )
+}
+
+/// `Retry-After` for [`too_many_guesses`].
+pub(super) fn retry_after(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +329,25 @@ mod tests {
         for bad in ["evil.example:9090", "localhost.evil.example", "127.0.0.1.nip.io", ""] {
             assert!(host_allowed(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wrong_tokens_are_budgeted_per_client() {
+        let w = WrongTokens::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..WRONG_TOKEN_BURST {
+            assert!(w.count(a).is_ok());
+        }
+        let wait = w.count(a).unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && retry_after(wait) == 1, "{wait:?}");
+        // Another address has its own budget; one in the same IPv6 /64 does not.
+        assert!(w.count("192.0.2.2".parse().unwrap()).is_ok());
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        for _ in 0..WRONG_TOKEN_BURST {
+            assert!(w.count(v6("2001:db8::1")).is_ok());
+        }
+        assert!(w.count(v6("2001:db8::2")).is_err());
+        assert!(w.count(v6("2001:db8:0:1::1")).is_ok());
     }
 
     #[test]

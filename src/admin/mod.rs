@@ -5,7 +5,8 @@
 //! console (`/ui`, its client).
 //! When `admin.token` is set every path but `/healthz`, `/readyz` and the
 //! console's files needs `Authorization: Bearer <token>`. Every request but
-//! the health checks passes `guard` (DNS rebinding, cross-site requests).
+//! the health checks passes `guard` (DNS rebinding, cross-site requests); a
+//! client sending wrong tokens is slowed down there too (`429`).
 //! HEAD is answered as GET, without the body.
 //! Store scans run on the blocking pool (the store does that), never on the
 //! workers that serve callbacks.
@@ -19,6 +20,9 @@ mod subscribers;
 mod tasks;
 mod ui;
 
+pub(crate) use guard::WrongTokens;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -206,14 +210,14 @@ where
     Err(r)
 }
 
-/// Handle one admin request.
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Reply
+/// Handle one admin request from `peer`.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>, peer: SocketAddr) -> Reply
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let head = req.method() == Method::HEAD;
-    let mut r = answer(app, req).await;
+    let mut r = answer(app, req, peer).await;
     ui::harden(&mut r);
     if head {
         without_body(&mut r);
@@ -246,7 +250,7 @@ fn segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-async fn answer<B>(app: Arc<App>, req: Request<B>) -> Reply
+async fn answer<B>(app: Arc<App>, req: Request<B>, peer: SocketAddr) -> Reply
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -286,6 +290,13 @@ where
     if let Some(token) = &token {
         let presented = crate::auth::presented_tokens(None, req.headers());
         if !crate::auth::token_matches(&presented, std::slice::from_ref(token)) {
+            if let Err(wait) = app.wrong_admin_tokens.count(peer.ip()) {
+                let (status, msg) = guard::too_many_guesses(wait);
+                let mut r = error(status, msg);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, guard::retry_after(wait).into());
+                return r;
+            }
             return error(
                 StatusCode::UNAUTHORIZED,
                 "admin token missing or wrong (Authorization: Bearer ...)",

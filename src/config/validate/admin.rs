@@ -50,9 +50,10 @@ impl Validator<'_> {
         self.token("admin.token", t)
     }
 
-    /// A short or low-entropy `admin.token`: the admin API does not slow
-    /// down wrong guesses, and it can replay, delete and read every stored
-    /// event. Other hosts can guess on a listener that is not loopback; on
+    /// A short or low-entropy `admin.token`: the admin API slows wrong
+    /// guesses down only per client address (about one a second after a
+    /// burst: `admin::guard`), and it can replay, delete and read every
+    /// stored event. Other hosts can guess on a listener that is not loopback; on
     /// loopback, any web page the operator's browser opens can, through DNS
     /// rebinding (its own host name made to resolve to 127.0.0.1: the page
     /// is then same-origin with the admin API, and with a token set the API

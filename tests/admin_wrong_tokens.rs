@@ -1,0 +1,100 @@
+//! Guessing the admin token is slowed down: after a burst of wrong tokens
+//! from one address, its requests without the right token are answered `429`
+//! with `Retry-After`, while the right token is answered at once and the
+//! health checks are untouched. Real daemon on port 0, raw HTTP requests.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use common::*;
+
+const TOKEN: &str = "wrong-tokens-admin-token-3c9d";
+
+/// `GET path` with `Authorization: Bearer <token>` (none when `None`): the
+/// status and the `Retry-After` header, if any.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Option<u64>) {
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}\r\n");
+    let answer = raw(addr, req.as_bytes()).await;
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer to {path}: {answer:?}"));
+    let retry_after = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.trim().parse().expect("Retry-After in seconds"));
+    (status, retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_admin_tokens_are_answered_429_after_a_burst_the_right_one_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(TOKEN)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let a = h.admin_addr;
+    let t0 = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..50 {
+        let token = if i % 5 == 4 { None } else { Some("wrong-guess") };
+        answers.push(get(a, "/api/status", token).await);
+    }
+    let elapsed = t0.elapsed().as_secs();
+    let unauthorized = answers.iter().filter(|(s, _)| *s == 401).count() as u64;
+    // The burst, plus one a second refilled while the guesses went on.
+    assert!(unauthorized >= 10, "{answers:?}");
+    assert!(
+        unauthorized <= 10 + elapsed + 1,
+        "{unauthorized} in {elapsed} s: {answers:?}"
+    );
+    assert!(answers[..10].iter().all(|(s, _)| *s == 401), "{answers:?}");
+    for (status, retry_after) in answers.iter().filter(|(s, _)| *s != 401) {
+        assert_eq!(*status, 429, "{answers:?}");
+        assert!(matches!(retry_after, Some(1..=2)), "{answers:?}");
+    }
+    assert_eq!(answers.last().unwrap().0, 429, "{answers:?}");
+    // The right token is answered at once, every time; the health checks too.
+    for _ in 0..3 {
+        assert_eq!(get(a, "/api/status", Some(TOKEN)).await, (200, None));
+    }
+    assert_eq!(get(a, "/healthz", None).await, (200, None));
+    assert_eq!(get(a, "/readyz", None).await, (200, None));
+    assert_eq!(get(a, "/api/status", Some("wrong-guess")).await.0, 429);
+    h.shutdown().await;
+}
+
+/// The real binary logs the first refusal at warn, with the address and
+/// without the token guessed or the right one; the refusals after it within
+/// the minute are not logged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_refusal_is_logged_once_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(TOKEN)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[]);
+    let guess = "guessed-token-5f1e";
+    for _ in 0..20 {
+        get(bin.admin, "/api/status", Some(guess)).await;
+    }
+    assert_eq!(get(bin.admin, "/api/status", Some(guess)).await.0, 429);
+    let log = || bin.log.lock().unwrap().join("\n");
+    log_until(log, "wrong or missing admin tokens", std::time::Duration::from_secs(5)).await;
+    let log = log();
+    let warned: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("wrong or missing admin tokens"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("WARN") && warned[0].contains("127.0.0.1"), "{log}");
+    assert!(!log.contains(guess) && !log.contains(TOKEN), "{log}");
+}
