@@ -278,6 +278,75 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     assert_stored(&cfg.data(), &acked).await;
 }
 
+/// `store.min_free` is checked once per batch, and one batch can hold
+/// hundreds of large callbacks: those arriving together near the floor are
+/// taken only as far as the room above it goes (the rest `503`), so the disk
+/// stays above the floor and sled never meets a full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "48m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(8 << 20)
+        .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    // 4 MiB above the floor; 40 callbacks of ~700 KB (27 MiB) all but their
+    // last byte sent, then the last bytes together: one or two batches.
+    let filler = mnt.join("filler");
+    let fill = (tmpfs.free_kib().saturating_sub(12 * 1024)) as usize * 1024;
+    std::fs::write(&filler, vec![0u8; fill]).unwrap();
+    let mut conns = Vec::new();
+    for i in 0..40 {
+        let body = format!(
+            r#"{{"code":200,"data":{{"task_id":"near-floor-{i}","pad":"{}"}}}}"#,
+            "y".repeat(700_000)
+        );
+        let req = format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut c = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+        c.write_all(&req.as_bytes()[..req.len() - 1]).await.unwrap();
+        conns.push((c, req.as_bytes()[req.len() - 1]));
+    }
+    for (c, last) in &mut conns {
+        c.write_all(&[*last]).await.unwrap();
+    }
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for (mut c, _) in conns {
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut c, &mut answer)
+            .await
+            .unwrap();
+        if answer.starts_with("HTTP/1.1 200") {
+            let id = answer.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap();
+            acked.push(id.to_string());
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 503"), "near the floor: {answer}");
+            refused += 1;
+        }
+    }
+    let free = tmpfs.free_kib() * 1024;
+    assert!(refused > 0, "all 40 taken: the disk should have been too small");
+    assert!(
+        free >= 8 << 20,
+        "{acked_n} taken: the disk went {} KiB under store.min_free",
+        ((8u64 << 20) - free) >> 10,
+        acked_n = acked.len()
+    );
+    assert_eq!(admin(bin.admin, "GET", "/healthz").await.0, StatusCode::OK);
+    assert!(!bin.log_text().contains("store write failed"), "{}", bin.log_text());
+    drop(bin);
+    std::fs::remove_file(&filler).unwrap();
+    assert_stored(&cfg.data(), &acked).await;
+}
+
 /// Move tokio's (paused) clock, hence the daemon's wall clock, by `d` in
 /// `step`s, letting the daemon `h` settle after each.
 async fn advance_by(h: &hookrelay::Handle, d: Duration, step: Duration) {

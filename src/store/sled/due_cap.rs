@@ -258,15 +258,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sled::tests::{attempt, event, open};
-    use crate::store::{Backend, Outcome, Store};
-
-    fn sled(store: &Store) -> &super::super::SledStore {
-        match &store.backend {
-            Backend::Sled(s) => s,
-            _ => unreachable!(),
-        }
-    }
+    use crate::store::sled::tests::{attempt, event, open, sled};
+    use crate::store::Outcome;
 
     /// A backlog of retries within the subscriber's longest wait is not
     /// read at start-up (only rows past now plus the cap are); rows past it

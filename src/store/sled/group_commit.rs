@@ -113,6 +113,26 @@ pub(super) fn start(inner: Arc<Inner>) -> Result<(mpsc::Sender<Msg>, WriterThrea
     Ok((tx, thread))
 }
 
+/// Marks the store failed if the writer thread ends in a panic: every write
+/// would wait for an answer that never comes, so the health check must see it
+/// (the daemon then exits to be restarted) rather than answer `503` forever.
+struct FailOnPanic(Arc<Inner>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail(&StoreError::Engine("the store's writer stopped on a panic".into()));
+        }
+    }
+}
+
+/// What an event may take on disk before sled compacts: its body and rows
+/// written to the log, and once more when their pages are rewritten.
+fn disk_cost(ev: &NewEvent) -> u64 {
+    2 * (ev.body.len() as u64 + 1024)
+}
+
 enum Book {
     Record(Box<Record>, Reply<()>),
     Media(Box<MediaRecord>, Reply<()>),
@@ -128,6 +148,7 @@ enum Book {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let _failed_on_panic = FailOnPanic(self.inner.clone());
         let mut appends: VecDeque<(Box<NewEvent>, Reply<Accepted>)> = VecDeque::new();
         let mut books: VecDeque<Book> = VecDeque::new();
         let mut controls: VecDeque<Msg> = VecDeque::new();
@@ -198,10 +219,18 @@ impl Writer {
     }
 
     fn data_batch(&mut self, mut appends: Vec<(Box<NewEvent>, Reply<Accepted>)>, books: Vec<Book>) {
+        #[cfg(test)]
+        if self.inner.panic_next_batch.swap(false, Ordering::SeqCst) {
+            panic!("the test asked the writer to panic");
+        }
+        let mut room = None;
         if !appends.is_empty() {
-            if let Some(why) = self.refusal() {
-                for (_, reply) in appends.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+            match self.refusal() {
+                Ok(r) => room = r,
+                Err(why) => {
+                    for (_, reply) in appends.drain(..) {
+                        let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                    }
                 }
             }
         }
@@ -211,6 +240,20 @@ impl Writer {
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut routes_with_news: HashSet<u32> = HashSet::new();
         for (ev, _) in &appends {
+            // The floor is checked once per batch, and a batch can hold
+            // hundreds of large bodies: each event spends its share of the
+            // room, and those past it wait for the provider's retry.
+            if let Some(left) = room.as_mut() {
+                let cost = disk_cost(ev);
+                if cost > *left {
+                    accepted.push(Err(StoreError::Unavailable(format!(
+                        "disk nearly full: this event would take the store under store.min_free ({} MiB free above it)",
+                        *left >> 20
+                    ))));
+                    continue;
+                }
+                *left -= cost;
+            }
             let r = self.add_event(&mut b, ev, &mut seen, &mut routes_with_news);
             accepted.push(r);
         }
@@ -298,18 +341,20 @@ impl Writer {
     }
 
     /// Why new events cannot be taken now (checked once per batch).
-    fn refusal(&mut self) -> Option<String> {
+    /// The room above `store.min_free` when events can be taken (`None`: no
+    /// bound), else why not.
+    fn refusal(&mut self) -> Result<Option<u64>, String> {
         if self.inner.has_failed() {
-            return Some("the store failed a write earlier; restart hookrelay".into());
+            return Err("the store failed a write earlier; restart hookrelay".into());
         }
         let space = self.inner.space_check();
         match (&space, self.space_ok) {
             (Err(why), true) => tracing::error!("{why}; answering 503 until there is room"),
-            (Ok(()), false) => tracing::info!("disk space is back; accepting events again"),
+            (Ok(_), false) => tracing::info!("disk space is back; accepting events again"),
             _ => {}
         }
         self.space_ok = space.is_ok();
-        space.err()
+        space
     }
 
     /// Apply a control batch and flush it.

@@ -92,6 +92,9 @@ pub(super) struct Inner {
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
     min_free: u64,
+    /// Tests: the writer panics at its next data batch.
+    #[cfg(test)]
+    panic_next_batch: AtomicBool,
     /// Names ↔ numbers, and which subscribers each route has.
     registry: RwLock<Registry>,
     /// Per route: the next log sequence. Written by the writer after each
@@ -178,10 +181,12 @@ impl Inner {
             tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted");
         }
     }
-    /// Whether the disk has room for more events; the reason when not.
-    fn space_check(&self) -> Result<(), String> {
+    /// Whether the disk has room for more events: the bytes above
+    /// `store.min_free` (`None`: no floor, or the free space unknown); the
+    /// reason when not.
+    fn space_check(&self) -> Result<Option<u64>, String> {
         if self.min_free == 0 {
-            return Ok(());
+            return Ok(None);
         }
         match fs4::available_space(&self.path) {
             Ok(free) if free < self.min_free => Err(format!(
@@ -190,7 +195,8 @@ impl Inner {
                 self.path.display(),
                 self.min_free >> 20
             )),
-            _ => Ok(()),
+            Ok(free) => Ok(Some(free - self.min_free)),
+            Err(_) => Ok(None),
         }
     }
 }
@@ -207,6 +213,8 @@ impl SledStore {
             path: opts.path.clone(),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
+            #[cfg(test)]
+            panic_next_batch: AtomicBool::new(false),
             registry: RwLock::new(registry),
             tails: RwLock::default(),
             waiting: RwLock::default(),
@@ -419,3 +427,5 @@ mod task_corrupt_tests;
 mod task_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod writer_panic_tests;

@@ -53,6 +53,14 @@ pub(crate) async fn open(dir: &std::path::Path, subs: &[&str]) -> Store {
     s
 }
 
+/// The sled backend under a test's store.
+pub(crate) fn sled(store: &Store) -> &super::SledStore {
+    match &store.backend {
+        crate::store::Backend::Sled(s) => s,
+        _ => unreachable!("a sled test opened another backend"),
+    }
+}
+
 pub(super) fn attempt(n: u32, status: u16, ms: u64) -> Attempt {
     Attempt {
         attempt: n,
