@@ -115,3 +115,19 @@ fn bad_values_name_their_key() {
         assert!(e.contains(key) && e.contains(words), "{route}: {e}");
     }
 }
+
+/// A body-hash dedupe key never matches a polled result against the real
+/// callback (the relay's bytes are its own): both were delivered.
+#[test]
+fn reconcile_refuses_a_body_dedupe_key() {
+    let err = parse(PUBLIC, &format!("{KEYED}\nreconcile = {{}}\ndedupe_key = []"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes[0].dedupe_key") && err.contains("both would be delivered") && err.contains("task id"),
+        "{err}"
+    );
+    // Without reconcile, or with the preset's key, it stands.
+    parse("", &format!("{KEYED}\ndedupe_key = []")).unwrap();
+    parse(PUBLIC, &format!("{KEYED}\nreconcile = {{}}")).unwrap();
+}

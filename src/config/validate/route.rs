@@ -117,6 +117,16 @@ impl Validator<'_> {
             .map(|p| self.provider(&format!("{key}.provider"), p))
             .transpose()?;
         let (reconcile, verify) = self.tasks(key, &r, preset, provider.is_some())?;
+        if let (Some(_), Some(p), DedupeKey::Body) = (&reconcile, preset, &dedupe_key) {
+            return Err(self.err(
+                format!("{key}.dedupe_key"),
+                None,
+                format!(
+                    "an empty dedupe_key (the body's bytes) cannot tell a result recovered by reconcile from the provider's own callback (their bytes differ): both would be delivered; leave dedupe_key out to use the preset's ({})",
+                    p.dedupe_text()
+                ),
+            ));
+        }
         let preset_report = preset.map_or_else(Vec::new, |p| preset_report(p, &r, &signature));
         if r.subscribers.is_empty() {
             return Err(self.err(
