@@ -4,8 +4,9 @@
 //! Owns: the certificate the listeners serve when ACME is configured, its
 //! renewal (when a fraction of its validity is left, with back-off while the
 //! CA fails, the current certificate served all along), the state directory
-//! that keeps the account key and the certificate across restarts (a valid
-//! cached certificate means no ACME request at start), and the TLS-ALPN-01
+//! that keeps the account key, the certificate and the times of the last
+//! issued ones across restarts (a valid cached certificate means no ACME
+//! request at start; the daily cap survives a restart), and the TLS-ALPN-01
 //! answers (RFC 8737) given on the listener itself: no port 80.
 //!
 //! The ACME protocol is rustls-acme's (`AcmeState`, one per order); this
@@ -15,6 +16,7 @@
 //! itself (`tls`), metrics registration (`metrics`).
 
 mod cache;
+mod ledger;
 mod pace;
 mod renew;
 mod resolver;
@@ -84,7 +86,8 @@ pub struct Status {
     /// Why the last order failed (kept after a success, for the record).
     pub last_error: Option<String>,
     pub last_failure: Option<SystemTime>,
-    /// When the order after a failure will be tried; `None` when not backing off.
+    /// When the order after a failure, or one waiting for the daily cap, will
+    /// be tried; `None` when not waiting.
     pub next_attempt: Option<SystemTime>,
     /// The served certificate is a stand-in that is not fully valid for the
     /// configuration (it lacks some configured domains, or comes from

@@ -11,8 +11,8 @@
 //! |---|---|
 //! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values` (`subscriber`: a route's subscribers, push or pull); `locate`: where a key is written, for errors) |
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
-//! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] |
-//! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, drain | [`server`] |
+//! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] (`pace`: when to order again, the daily cap; `ledger`: its times kept across restarts) |
+//! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, drain | [`server`] (`linger`: an HTTP/1.1 connection the relay closes is drained first, so the client reads its answer) |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |

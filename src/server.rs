@@ -8,6 +8,9 @@
 //! too; idle keep-alive under `idle_timeout`, see `activity`; an
 //! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
 //! limit (a client closed for flooding it is logged by `flood`), and the graceful drain on shutdown; a reload changes them through `limits`.
+//! An HTTP/1 connection that ends (not one cut for a deadline) is closed
+//! lingering (`linger`): what the client still sends is drained, bounded,
+//! so it reads the answer instead of a reset.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
 //! `acme`) is closed after its handshake, never served HTTP.
 //! What a request means is for the service function given to [`serve`] (which
@@ -33,6 +36,7 @@ mod activity;
 mod flood;
 mod h2_frames;
 mod limits;
+mod linger;
 
 use activity::{Activity, GuardedBody, Next, Tracked};
 pub use limits::{ConnLimit, ConnSettings, Settings};
@@ -187,45 +191,50 @@ async fn serve_conn<I, S, F, B>(
             Ok::<_, Infallible>(resp.map(|b| GuardedBody::new(b, guard)))
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
-    tokio::pin!(conn);
-    let mut stopping = *stop.borrow_and_update();
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-    }
-    // Set once an idle connection was asked to close: a peer that does not
-    // cooperate (h2 GOAWAY ignored, response never read) is then dropped.
-    let mut closing_by: Option<tokio::time::Instant> = None;
-    let result = loop {
-        let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
-            (Some(by), _) => (Some(by), false),
-            (None, Next::Busy) => (None, false),
-            (None, Next::Close { at, graceful }) => (Some(at), graceful),
-        };
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            r = stop.changed(), if !stopping => {
-                stopping = true;
-                if r.is_ok() {
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            _ = activity.changed.notified() => {}
-            _ = tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)), if at.is_some() => {
-                if closing_by.is_none() {
-                    // A request may have started as the timer fired: look again.
-                    let still = activity.next(limits.read_timeout, limits.idle_timeout);
-                    if !matches!(still, Next::Close { at: a, .. } if a <= tokio::time::Instant::now()) {
-                        continue;
+    let (io, returned) = linger::Lent::new(io);
+    let result = {
+        let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
+        tokio::pin!(conn);
+        let mut stopping = *stop.borrow_and_update();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
+        }
+        // Set once an idle connection was asked to close: a peer that does not
+        // cooperate (h2 GOAWAY ignored, response never read) is then dropped.
+        let mut closing_by: Option<tokio::time::Instant> = None;
+        // The loop's value, the connection's end; `conn` (and with it the I/O,
+        // back through `returned`) is dropped with this block.
+        loop {
+            let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
+                (Some(by), _) => (Some(by), false),
+                (None, Next::Busy) => (None, false),
+                (None, Next::Close { at, graceful }) => (Some(at), graceful),
+            };
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                r = stop.changed(), if !stopping => {
+                    stopping = true;
+                    if r.is_ok() {
+                        conn.as_mut().graceful_shutdown();
                     }
                 }
-                if graceful {
-                    tracing::debug!(peer = %peer, "closing an idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing_by = Some(tokio::time::Instant::now() + limits.read_timeout);
-                } else {
-                    tracing::debug!(peer = %peer, "connection did not finish a request in time; closed");
-                    return;
+                _ = activity.changed.notified() => {}
+                _ = tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)), if at.is_some() => {
+                    if closing_by.is_none() {
+                        // A request may have started as the timer fired: look again.
+                        let still = activity.next(limits.read_timeout, limits.idle_timeout);
+                        if !matches!(still, Next::Close { at: a, .. } if a <= tokio::time::Instant::now()) {
+                            continue;
+                        }
+                    }
+                    if graceful {
+                        tracing::debug!(peer = %peer, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing_by = Some(tokio::time::Instant::now() + limits.read_timeout);
+                    } else {
+                        tracing::debug!(peer = %peer, "connection did not finish a request in time; closed");
+                        return;
+                    }
                 }
             }
         }
@@ -234,5 +243,15 @@ async fn serve_conn<I, S, F, B>(
         Err(e) if flood::closed_for_flooding(&*e) => flood::log_closed(peer, &*e),
         Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
         Ok(()) => {}
+    }
+    // HTTP/1: the client may still be sending a body the answer refused;
+    // closing now would reset the connection before it reads the answer.
+    if !activity.is_h2() {
+        if let Ok(io) = returned.await {
+            let discarded = linger::drain(io).await;
+            if discarded > 0 {
+                tracing::debug!(peer = %peer, discarded, "drained what the client still sent before closing");
+            }
+        }
     }
 }

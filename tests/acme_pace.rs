@@ -1,7 +1,8 @@
 //! A relay whose certificates are already due for renewal when they arrive
 //! (the local clock far ahead of the CA's, or a CA issuing certificates
 //! shorter than the renewal margin) does not order again and again until
-//! the CA's rate limit: at most `MAX_ORDERS_PER_DAY` certificates a day.
+//! the CA's rate limit: at most `MAX_ORDERS_PER_DAY` certificates a day,
+//! restarts included (the times are kept in the state directory).
 //! A CA answering 429 is given the longest retry at once.
 //! Against a real CA on loopback (pebble). The clock-ahead decision itself
 //! is unit-tested in src/acme/pace.rs.
@@ -16,7 +17,7 @@ use hookrelay::acme::{Acme, Options};
 use hookrelay::config::AcmeSettings;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day() {
+async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day_even_across_a_restart() {
     hookrelay::tls::install_provider();
     let port = free_port();
     let pb = Pebble::start(port, Some(Duration::from_secs(300))).await;
@@ -52,6 +53,41 @@ async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day() {
     assert_eq!(serials.len(), 3, "certificates issued: {serials:?}");
     let st = acme.status();
     assert_eq!(st.failures, 0, "{st:?}");
+
+    renewals.abort();
+    let _ = renewals.await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    drop(acme);
+
+    // The relay restarted on the same state directory (a crash loop): its
+    // cached certificate is due at once, but the three of the last day are
+    // remembered, so it waits (about a day) instead of ordering a fourth.
+    let acme = Acme::new(&settings, state.path(), pebble::fast_options(1.0), Default::default()).unwrap();
+    assert_eq!(acme.status().certificate.map(|c| c.serial).as_ref(), serials.last());
+    let (stop_tx, server) = pebble::hello_server(&acme, port).await;
+    let renewals = tokio::spawn(acme.clone().run());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waits_until = loop {
+        let st = acme.status();
+        let serial = st.certificate.as_ref().map(|c| c.serial.clone());
+        assert_eq!(
+            serial.as_ref(),
+            serials.last(),
+            "ordered again after the restart: {st:?}"
+        );
+        if let Some(at) = st.next_attempt {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wait = waits_until.duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(wait > Duration::from_secs(23 * 3600), "{wait:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = acme.status();
+    assert_eq!(st.certificate.map(|c| c.serial).as_ref(), serials.last());
+    assert_eq!(st.failures, 0);
 
     renewals.abort();
     let _ = stop_tx.send(true);

@@ -60,7 +60,7 @@ pub fn after_issue(info: &CertInfo, now: SystemTime, remaining: f64, floor: Dura
 }
 
 /// The times of the last issued certificates, for the daily cap.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Issued(VecDeque<SystemTime>);
 
 impl Issued {
@@ -72,8 +72,18 @@ impl Issued {
         }
     }
 
+    /// The recorded times, oldest first.
+    pub fn times(&self) -> impl Iterator<Item = SystemTime> + '_ {
+        self.0.iter().copied()
+    }
+
     /// How long the next order must wait for the cap; `None` when it may go.
-    pub fn wait(&self, now: SystemTime) -> Option<Duration> {
+    /// A time ahead of `now` (the clock was set back since) counts as `now`
+    /// from then on: the wait is never longer than a day.
+    pub fn wait(&mut self, now: SystemTime) -> Option<Duration> {
+        for t in self.0.iter_mut() {
+            *t = (*t).min(now);
+        }
         if self.0.len() < MAX_ORDERS_PER_DAY {
             return None;
         }
@@ -154,5 +164,16 @@ mod tests {
         assert_eq!(issued.wait(t0 + DAY), None);
         issued.record(t0 + DAY);
         assert_eq!(issued.wait(t0 + DAY), Some(Duration::from_secs(H)));
+    }
+
+    #[test]
+    fn a_clock_set_back_waits_a_day_at_most() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut issued = Issued::default();
+        for _ in 0..MAX_ORDERS_PER_DAY {
+            issued.record(t0 + DAY * 200);
+        }
+        assert_eq!(issued.wait(t0), Some(DAY));
+        assert_eq!(issued.wait(t0 + DAY), None);
     }
 }

@@ -14,6 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls_acme::{EventError, EventOk};
 
 use super::cache::OrderCache;
+use super::ledger;
 use super::pace;
 use super::Inner;
 use crate::tls::{rfc3339, CertInfo};
@@ -63,7 +64,13 @@ impl Drop for ChallengeGuard<'_> {
 }
 
 pub(super) async fn run(acme: Arc<Inner>) {
-    let mut issued = pace::Issued::default();
+    // The cap counts the certificates of earlier runs too.
+    let mut issued = {
+        let (dir, now) = (acme.dir.clone(), crate::clock::time_of_day());
+        tokio::task::spawn_blocking(move || ledger::load(&dir, now))
+            .await
+            .unwrap_or_default()
+    };
     loop {
         let due_in = acme.due_in();
         if !due_in.is_zero() {
@@ -72,7 +79,9 @@ pub(super) async fn run(acme: Arc<Inner>) {
             tokio::time::sleep(due_in.min(Duration::from_secs(3600))).await;
             continue;
         }
-        if let Some(wait) = issued.wait(crate::clock::time_of_day()) {
+        let now = crate::clock::time_of_day();
+        if let Some(wait) = issued.wait(now) {
+            acme.lock_status().next_attempt = Some(now + wait);
             tracing::warn!(
                 issued_in_a_day = pace::MAX_ORDERS_PER_DAY,
                 order_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())),
@@ -94,6 +103,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
             Ok((key, info)) => {
                 let now = crate::clock::time_of_day();
                 issued.record(now);
+                keep(&acme, &issued).await;
                 let next = pace::after_issue(&info, now, acme.options.renew_remaining, acme.options.retry_first);
                 tracing::info!(
                     names = ?info.names,
@@ -144,6 +154,19 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// Write the issued times to the state directory, for the next start.
+async fn keep(acme: &Inner, issued: &pace::Issued) {
+    let (dir, issued) = (acme.dir.clone(), issued.clone());
+    let path = ledger::path(&dir);
+    let result = tokio::task::spawn_blocking(move || ledger::save(&dir, &issued))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    if let Err(e) = result {
+        tracing::warn!(file = %path.display(), error = %e,
+            "cannot keep the times of issued ACME certificates; a restart may order again before the daily cap allows");
     }
 }
 

@@ -203,6 +203,11 @@ impl Activity {
         }
     }
 
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    pub fn is_h2(&self) -> bool {
+        self.state().h2
+    }
+
     /// The deadline that applies now.
     pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
         let s = self.state();
