@@ -47,6 +47,7 @@ mod forward_stop;
 mod hostile_http;
 mod hostile_subscribers;
 mod isolation;
+mod log_query_secrets;
 mod media_after_archive;
 mod media_archive;
 mod media_durable;
