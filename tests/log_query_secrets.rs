@@ -1,7 +1,8 @@
 //! Promise 5 for a callback URL's query, in the real binary's JSON log at
 //! trace level: a provider set up with the token as a bare query value
 //! (`/hooks/t?<token>`, no `token=`), on a route or on no route, is refused
-//! and logged without it (its length only), as are named values; and every
+//! and logged without it (its length only), as are named values and a
+//! token put where a pull subscriber's name goes (`/pull/<token>`); and every
 //! line is one valid JSON object, whatever the request carried.
 
 use crate::common;
@@ -27,6 +28,8 @@ async fn query_values_without_a_name_are_not_logged() {
         (format!("/hooks/t?{TOKEN}"), StatusCode::UNAUTHORIZED),
         (format!("/hooks/t?x&{BARE}%22%5C%0A%E2%80%A8"), StatusCode::UNAUTHORIZED),
         (format!("/nope?{TOKEN}"), StatusCode::NOT_FOUND),
+        // The token where a pull subscriber's name goes.
+        (format!("/pull/{TOKEN}"), StatusCode::METHOD_NOT_ALLOWED),
         (format!("/hooks/t?token={TOKEN}&sig={BARE}"), StatusCode::OK),
     ] {
         let (s, _, _) = post(addr, &path, &[], runway(&path)).await;
