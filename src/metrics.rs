@@ -59,6 +59,18 @@ pub struct PollLabels {
     pub result: &'static str,
 }
 
+/// A [`Registry`] that escapes each HELP text as OpenMetrics requires (`\\`,
+/// `\n`, `\"`): the encoder writes it as given, and a raw quote or newline
+/// there makes the whole exposition invalid to a strict parser.
+struct Escaping(Registry);
+
+impl Escaping {
+    fn register(&mut self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"");
+        self.0.register(name, help, metric);
+    }
+}
+
 fn attempt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -156,7 +168,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("hookrelay");
+        let mut registry = Escaping(Registry::with_prefix("hookrelay"));
         let m = Metrics {
             registry: Registry::default(),
             ingest: Family::default(),
@@ -332,7 +344,10 @@ impl Metrics {
             "Callbacks held as unverified: the provider's record disagreed (verify = \"fetch\")",
             m.unverified.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: registry.0,
+            ..m
+        }
     }
 
     pub fn media_file(&self, outcome: &'static str) {

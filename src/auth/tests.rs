@@ -250,6 +250,12 @@ fn redaction() {
         "/hooks/tok/REDACTED(22)?access_token=REDACTED&x"
     );
     assert_eq!(loggable_unknown_path("/hooks/runway"), "/hooks/runway");
+    // A value with no name (`?<token>`): long ones by their length only.
+    assert_eq!(
+        redact_query_values("/hooks/t?RTOKENq7ZsecretA&x&a=b"),
+        "/hooks/t?REDACTED(16)&x&a=REDACTED"
+    );
+    assert_eq!(loggable_unknown_path("/h?cf64d0da09d3e1f2a3b46f"), "/h?REDACTED(22)");
     // Keys are compared decoded, as presented_token reads them.
     assert_eq!(redact_query("/h?tok%65n=s3cret"), "/h?tok%65n=REDACTED");
     assert_eq!(

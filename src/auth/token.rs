@@ -93,6 +93,10 @@ pub fn redact_query_values(url: &str) -> String {
     redact_query_where(url, |_| true)
 }
 
+/// A path segment, or a query part with no `=`, this long may be a
+/// credential: logs show its length only.
+const LONG_ENOUGH_TO_BE_SECRET: usize = 16;
+
 /// A request's path as the log shows it when no route matched: query values
 /// replaced, and any path segment long enough to be a credential (16
 /// characters or more — a provider set up to put its token in the path)
@@ -105,7 +109,7 @@ pub fn loggable_unknown_path(path_and_query: &str) -> String {
     let path: Vec<String> = path
         .split('/')
         .map(|seg| match seg.chars().count() {
-            n if n >= 16 => format!("REDACTED({n})"),
+            n if n >= LONG_ENOUGH_TO_BE_SECRET => format!("REDACTED({n})"),
             _ => seg.to_string(),
         })
         .collect();
@@ -153,6 +157,11 @@ fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
         .split('&')
         .map(|kv| match kv.split_once('=') {
             Some((k, _)) if secret(k) => format!("{k}=REDACTED"),
+            // A part with no `=` is a value with no name (a provider set up
+            // with `…?<token>`): long enough to be a credential, only its length.
+            None if kv.chars().count() >= LONG_ENOUGH_TO_BE_SECRET => {
+                format!("REDACTED({})", kv.chars().count())
+            }
             _ => kv.to_string(),
         })
         .collect();

@@ -76,6 +76,12 @@ where
         Some((name, op)) => serve(&app, &live.config.server, name, op, req, source, started).await,
     };
     let status = answer.status().as_u16();
+    // A path naming no pull subscriber may carry a token where the name goes
+    // (`/pull/<token>`): shown as a path no route matches is.
+    let shown = match parse_path(&path) {
+        Some((name, _)) if app.delivery.pull_lane(name).is_some() => path.clone(),
+        _ => auth::loggable_unknown_path(&path),
+    };
     match &answer {
         PullAnswer::Messages(m) => {
             tracing::debug!(path = %path, source = %source, messages = m.messages.len(), "pull answered")
@@ -85,9 +91,9 @@ where
         // Escaped (`?`): a reason can quote what the client sent (serde
         // names an unknown JSON key raw, and a key may hold a newline).
         PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => {
-            tracing::info!(path = %path, source = %source, status, reason = ?why, "pull request refused")
+            tracing::info!(path = %shown, source = %source, status, reason = ?why, "pull request refused")
         }
-        _ => tracing::info!(path = %path, source = %source, status, "pull request refused"),
+        _ => tracing::info!(path = %shown, source = %source, status, "pull request refused"),
     }
     respond(&answer)
 }
