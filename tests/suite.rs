@@ -30,6 +30,7 @@ mod cli_output;
 mod cli_wrong_server;
 mod cluster_switch;
 mod config_errors;
+mod config_limits;
 mod connection_share;
 mod console;
 mod console_api;

@@ -33,6 +33,9 @@ use super::{line_col, ConfigError};
 use crate::auth::Secret;
 use crate::delivery::retry::RetrySchedule;
 
+/// The most requests in flight per subscriber, or media downloads at once.
+pub const MAX_CONCURRENCY: usize = 4096;
+
 pub(super) struct Validator<'a> {
     pub file: &'a Path,
     pub text: &'a str,
@@ -106,6 +109,22 @@ impl Validator<'_> {
         Ok(Secret::new(token))
     }
 
+    /// A count of things at once (requests to a subscriber, downloads):
+    /// 1 to [`MAX_CONCURRENCY`], its error naming `key`.
+    pub fn concurrency(&self, key: &str, span: Option<Range<usize>>, n: usize) -> Result<usize, ConfigError> {
+        match n {
+            0 => Err(self.err(key, span, "must be at least 1")),
+            n if n > MAX_CONCURRENCY => Err(self.err(
+                key,
+                span,
+                format!(
+                    "{n} is more than {MAX_CONCURRENCY}: each one holds a connection and a slot made ready at once"
+                ),
+            )),
+            n => Ok(n),
+        }
+    }
+
     /// A retry schedule, its errors naming `key`.
     pub fn schedule(
         &self,
@@ -150,9 +169,7 @@ impl Validator<'_> {
             return Err(self.err("log.level", None, format!("invalid log level: {e}")));
         }
         let d = raw.delivery;
-        if d.concurrency == 0 {
-            return Err(self.err("delivery.concurrency", None, "must be at least 1"));
-        }
+        self.concurrency("delivery.concurrency", None, d.concurrency)?;
         if d.timeout.0.is_zero() {
             return Err(self.err("delivery.timeout", None, "must be greater than 0"));
         }

@@ -137,14 +137,11 @@ impl Validator<'_> {
                 cap.map_or(d.retry.max_retry_after(), |c| c.0),
             )?,
         };
-        let concurrency = s.concurrency.as_ref().map_or(d.concurrency, |c| *c.get_ref());
-        if concurrency == 0 {
-            return Err(self.err(
-                format!("{key}.concurrency"),
-                s.concurrency.as_ref().map(Spanned::span),
-                "must be at least 1",
-            ));
-        }
+        let concurrency = self.concurrency(
+            &format!("{key}.concurrency"),
+            s.concurrency.as_ref().map(Spanned::span),
+            s.concurrency.as_ref().map_or(d.concurrency, |c| *c.get_ref()),
+        )?;
         let timeout = s.timeout.as_ref().map_or(d.timeout, |t| t.get_ref().0);
         if timeout.is_zero() {
             return Err(self.err(
