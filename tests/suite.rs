@@ -48,6 +48,7 @@ mod forward_stop;
 mod hostile_http;
 mod hostile_subscribers;
 mod isolation;
+mod listen_addresses;
 mod media_after_archive;
 mod media_archive;
 mod media_durable;

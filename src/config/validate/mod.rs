@@ -20,6 +20,7 @@ mod subscriber;
 mod weak_tokens;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -125,6 +126,27 @@ impl Validator<'_> {
         }
     }
 
+    /// No two listen addresses (public and admin) that cannot both bind.
+    fn listen_clashes(&self, listen: &[SocketAddr], admin: SocketAddr) -> Result<(), ConfigError> {
+        let keyed: Vec<(String, SocketAddr)> = (listen.iter().enumerate())
+            .map(|(i, a)| (format!("server.listen[{i}]"), *a))
+            .chain([("admin.listen".to_string(), admin)])
+            .collect();
+        for (j, (key, addr)) in keyed.iter().enumerate() {
+            if let Some((first, other)) = keyed[..j].iter().find(|(_, o)| super::listen::clash(*o, *addr)) {
+                return Err(self.err(
+                    key,
+                    None,
+                    format!(
+                        "{addr} wants the port {first} ({other}) listens on: both cannot listen (a wildcard such as \
+                         0.0.0.0 or [::] takes the port on every address of its family)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A retry schedule, its errors naming `key`.
     pub fn schedule(
         &self,
@@ -153,6 +175,7 @@ impl Validator<'_> {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
         let admin_listen = self.admin_listen(&raw.admin)?;
+        self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
         if admin_token.is_none() && !admin::is_loopback(admin_listen) {
             return Err(self.err(
