@@ -132,6 +132,7 @@ mod secrets_trace;
 mod shutdown;
 mod shutdown_handover;
 mod status;
+mod store_path_checked;
 mod submit_echo;
 mod timing;
 mod tls_files;

@@ -8,6 +8,7 @@
 
 mod acme;
 mod admin;
+mod listen;
 mod media;
 mod nats;
 mod placeholder;
@@ -16,11 +17,11 @@ mod route;
 mod route_media;
 mod route_tasks;
 mod server;
+mod store_path;
 mod subscriber;
 mod weak_tokens;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,27 +127,6 @@ impl Validator<'_> {
         }
     }
 
-    /// No two listen addresses (public and admin) that cannot both bind.
-    fn listen_clashes(&self, listen: &[SocketAddr], admin: SocketAddr) -> Result<(), ConfigError> {
-        let keyed: Vec<(String, SocketAddr)> = (listen.iter().enumerate())
-            .map(|(i, a)| (format!("server.listen[{i}]"), *a))
-            .chain([("admin.listen".to_string(), admin)])
-            .collect();
-        for (j, (key, addr)) in keyed.iter().enumerate() {
-            if let Some((first, other)) = keyed[..j].iter().find(|(_, o)| super::listen::clash(*o, *addr)) {
-                return Err(self.err(
-                    key,
-                    None,
-                    format!(
-                        "{addr} wants the port {first} ({other}) listens on: both cannot listen (a wildcard such as \
-                         0.0.0.0 or [::] takes the port on every address of its family)"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// A retry schedule, its errors naming `key`.
     pub fn schedule(
         &self,
@@ -164,7 +144,7 @@ impl Validator<'_> {
         let server = self.server(raw.server)?;
         let backend = self.backend(&raw.store)?;
         let store = StoreConfig {
-            path: self.resolve_path(&raw.store.path),
+            path: self.store_path(&raw.store, &backend)?,
             retention: raw.store.retention.0,
             cache_bytes: raw.store.cache.0,
             min_free: raw.store.min_free.0,
