@@ -1,4 +1,4 @@
-//! Counts past any sense are refused by `check-config`, `run` and a reload
+//! Counts and ports past any sense are refused by `check-config`, `run` and a reload
 //! alike, naming the key: a subscriber's `concurrency` of 2^63 passed
 //! `check-config`, then `run` panicked adding up the open files it wanted
 //! (two such subscribers), or started, said it was ready and lost its
@@ -97,4 +97,30 @@ async fn a_reload_to_a_huge_concurrency_is_refused_and_deliveries_go_on() {
     sub.wait_for(Duration::from_secs(10), "the delivery", |got| got.len() == 1)
         .await;
     assert!(!bin.log_text().contains("panicked"), "{}", bin.log_text());
+}
+
+/// A subscriber URL's port 0 or past 65535 (which the URL parser takes, and
+/// then has no port) passed `check-config`; every delivery could only fail.
+#[tokio::test]
+async fn a_subscriber_url_with_a_port_no_connection_can_have_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for port in ["0", "99999", ""] {
+        let url = format!("http://127.0.0.1:{port}/hooks/secret-path");
+        let file = TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", &url))
+            .write();
+        let file = file.to_str().unwrap();
+        for args in [["check-config", "--config", file], ["run", "--config", file]] {
+            let out = cli_output(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} with {url}: {err}");
+            assert!(
+                err.contains(file)
+                    && err.contains("key `routes[0].subscribers[0].url`")
+                    && err.contains("the port must be 1 to 65535")
+                    && !err.contains("secret-path"),
+                "{args:?}: {err}"
+            );
+        }
+    }
 }
