@@ -66,10 +66,23 @@ pub struct Handle {
     background: Vec<JoinHandle<()>>,
 }
 
-async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, key, source })
+/// Listen on `addr`; IPv6 only when [`crate::config::listen::v6_only`] says
+/// so among `all`, the addresses the daemon listens on.
+async fn bind(addr: SocketAddr, all: &[SocketAddr], key: &'static str) -> Result<TcpListener, StartError> {
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        if crate::config::listen::v6_only(addr, all) {
+            rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
+        }
+        // As TcpListener::bind: a restart binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    listen().map_err(|source| StartError::Bind { addr, key, source })
 }
 
 /// Start the daemon with a validated config.
@@ -146,10 +159,17 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
 
     let mut ingest_listeners = Vec::new();
+    let all: Vec<SocketAddr> = config
+        .server
+        .listen
+        .iter()
+        .copied()
+        .chain([config.admin.listen])
+        .collect();
     for addr in &config.server.listen {
-        ingest_listeners.push(bind(*addr, "server.listen").await?);
+        ingest_listeners.push(bind(*addr, &all, "server.listen").await?);
     }
-    let admin_listener = bind(config.admin.listen, "admin.listen").await?;
+    let admin_listener = bind(config.admin.listen, &all, "admin.listen").await?;
     let local = |l: &TcpListener, addr: SocketAddr| {
         l.local_addr().map_err(|source| StartError::Bind {
             addr,

@@ -17,8 +17,13 @@ const MARGIN: u64 = 256;
 /// What the configuration can use at once, about: the public connection
 /// cap, every push subscriber's concurrency, the media downloads, a margin.
 pub fn wanted(config: &Config) -> u64 {
-    let deliveries: u64 = config.subscribers().map(|s| s.concurrency as u64).sum();
-    config.server.max_connections as u64 + deliveries + config.media.concurrency as u64 + MARGIN
+    let deliveries = config
+        .subscribers()
+        .fold(0u64, |n, s| n.saturating_add(s.concurrency as u64));
+    (config.server.max_connections as u64)
+        .saturating_add(deliveries)
+        .saturating_add(config.media.concurrency as u64)
+        .saturating_add(MARGIN)
 }
 
 /// Raise the soft limit to the hard one; warn when the result is below

@@ -63,7 +63,12 @@ pub async fn try_request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-    let socket = TcpSocket::new_v4().unwrap();
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()
+    } else {
+        TcpSocket::new_v4()
+    }
+    .unwrap();
     if let Some(ip) = from {
         socket.bind(SocketAddr::new(ip, 0)).unwrap();
     }

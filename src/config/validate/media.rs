@@ -52,9 +52,7 @@ impl Validator<'_> {
         if m.timeout.0.is_zero() {
             return Err(self.err("media.timeout", None, "must be greater than 0"));
         }
-        if m.concurrency == 0 {
-            return Err(self.err("media.concurrency", None, "must be at least 1"));
-        }
+        self.concurrency("media.concurrency", None, m.concurrency)?;
         if m.retention.0 < Duration::from_secs(60) {
             return Err(self.err("media.retention", None, "retention must be at least 1m"));
         }

@@ -8,6 +8,7 @@
 
 mod acme;
 mod admin;
+mod listen;
 mod media;
 mod nats;
 mod placeholder;
@@ -16,6 +17,7 @@ mod route;
 mod route_media;
 mod route_tasks;
 mod server;
+mod store_path;
 mod subscriber;
 mod weak_tokens;
 
@@ -32,6 +34,9 @@ use super::values::*;
 use super::{line_col, ConfigError};
 use crate::auth::Secret;
 use crate::delivery::retry::RetrySchedule;
+
+/// The most requests in flight per subscriber, or media downloads at once.
+pub const MAX_CONCURRENCY: usize = 4096;
 
 pub(super) struct Validator<'a> {
     pub file: &'a Path,
@@ -106,6 +111,22 @@ impl Validator<'_> {
         Ok(Secret::new(token))
     }
 
+    /// A count of things at once (requests to a subscriber, downloads):
+    /// 1 to [`MAX_CONCURRENCY`], its error naming `key`.
+    pub fn concurrency(&self, key: &str, span: Option<Range<usize>>, n: usize) -> Result<usize, ConfigError> {
+        match n {
+            0 => Err(self.err(key, span, "must be at least 1")),
+            n if n > MAX_CONCURRENCY => Err(self.err(
+                key,
+                span,
+                format!(
+                    "{n} is more than {MAX_CONCURRENCY}: each one holds a connection and a slot made ready at once"
+                ),
+            )),
+            n => Ok(n),
+        }
+    }
+
     /// A retry schedule, its errors naming `key`.
     pub fn schedule(
         &self,
@@ -123,7 +144,7 @@ impl Validator<'_> {
         let server = self.server(raw.server)?;
         let backend = self.backend(&raw.store)?;
         let store = StoreConfig {
-            path: self.resolve_path(&raw.store.path),
+            path: self.store_path(&raw.store, &backend)?,
             retention: raw.store.retention.0,
             cache_bytes: raw.store.cache.0,
             min_free: raw.store.min_free.0,
@@ -134,6 +155,7 @@ impl Validator<'_> {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
         let admin_listen = self.admin_listen(&raw.admin)?;
+        self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
         if admin_token.is_none() && !admin::is_loopback(admin_listen) {
             return Err(self.err(
@@ -150,9 +172,7 @@ impl Validator<'_> {
             return Err(self.err("log.level", None, format!("invalid log level: {e}")));
         }
         let d = raw.delivery;
-        if d.concurrency == 0 {
-            return Err(self.err("delivery.concurrency", None, "must be at least 1"));
-        }
+        self.concurrency("delivery.concurrency", None, d.concurrency)?;
         if d.timeout.0.is_zero() {
             return Err(self.err("delivery.timeout", None, "must be greater than 0"));
         }

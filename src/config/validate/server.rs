@@ -13,6 +13,9 @@ use crate::tls::TlsFiles;
 
 /// The longest `server.shutdown_grace`: a stop waits this long for requests
 /// in flight; more would only keep a stop from ending.
+/// Each connection is an open file; Linux's default cap on a process's
+/// open files (`fs.nr_open`) is this.
+const MAX_CONNECTIONS: usize = 1 << 20;
 const MAX_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Validator<'_> {
@@ -84,6 +87,16 @@ impl Validator<'_> {
         }
         if s.max_connections == 0 {
             return Err(self.err("server.max_connections", None, "must be at least 1"));
+        }
+        if s.max_connections > MAX_CONNECTIONS {
+            return Err(self.err(
+                "server.max_connections",
+                None,
+                format!(
+                    "{} is more than {MAX_CONNECTIONS} (each connection is an open file, and that is the most Linux gives a process by default)",
+                    s.max_connections
+                ),
+            ));
         }
         if s.http2_max_streams == 0 {
             return Err(self.err("server.http2_max_streams", None, "must be at least 1"));

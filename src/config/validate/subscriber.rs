@@ -137,14 +137,11 @@ impl Validator<'_> {
                 cap.map_or(d.retry.max_retry_after(), |c| c.0),
             )?,
         };
-        let concurrency = s.concurrency.as_ref().map_or(d.concurrency, |c| *c.get_ref());
-        if concurrency == 0 {
-            return Err(self.err(
-                format!("{key}.concurrency"),
-                s.concurrency.as_ref().map(Spanned::span),
-                "must be at least 1",
-            ));
-        }
+        let concurrency = self.concurrency(
+            &format!("{key}.concurrency"),
+            s.concurrency.as_ref().map(Spanned::span),
+            s.concurrency.as_ref().map_or(d.concurrency, |c| *c.get_ref()),
+        )?;
         let timeout = s.timeout.as_ref().map_or(d.timeout, |t| t.get_ref().0);
         if timeout.is_zero() {
             return Err(self.err(
@@ -196,6 +193,13 @@ impl Validator<'_> {
             return Err(url_err(format!(
                 "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
             )));
+        }
+        // `Uri` takes a port past 65535 (and then has none), or 0.
+        let port = (parsed.authority().map(|a| a.as_str()).and_then(|a| a.rsplit_once(':')))
+            .map(|(_, p)| p)
+            .filter(|p| !p.contains([']', '@']));
+        if port.is_some_and(|p| !p.parse::<u16>().is_ok_and(|p| p > 0)) {
+            return Err(url_err(format!("invalid URL {shown:?}: the port must be 1 to 65535")));
         }
         split_userinfo(parsed).map_err(url_err)
     }

@@ -1,0 +1,89 @@
+//! The listen addresses taken together. `["0.0.0.0:443", "[::]:443"]`, the
+//! shipped config's own example, passed `check-config` and then did not
+//! start ("Address already in use": on Linux `[::]` takes IPv4 too); it now
+//! listens on both. Addresses that cannot both listen (the same one twice,
+//! `admin.listen` on a public address, a wildcard and an address of its
+//! family on one port) passed `check-config` and failed the start; both now
+//! refuse the file naming the key and the address it clashes with.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn listening_on(config: TestConfig, addrs: Vec<String>) -> TestConfig {
+    config.raw(move |t| {
+        let list = addrs.iter().map(|a| toml::Value::String(a.clone())).collect();
+        t["server"]
+            .as_table_mut()
+            .unwrap()
+            .insert("listen".into(), toml::Value::Array(list));
+    })
+}
+
+#[tokio::test]
+async fn check_config_and_run_refuse_addresses_that_cannot_both_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let cases = [
+        (
+            listening_on(
+                base.clone(),
+                vec![format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")],
+            ),
+            "server.listen[1]",
+            format!("server.listen[0] (127.0.0.1:{port})"),
+        ),
+        (
+            listening_on(
+                base.clone(),
+                vec![format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}")],
+            ),
+            "server.listen[1]",
+            format!("server.listen[0] (0.0.0.0:{port})"),
+        ),
+        (
+            listening_on(base.clone(), vec![format!("127.0.0.1:{port}")]).admin_listen(format!("127.0.0.1:{port}")),
+            "admin.listen",
+            format!("server.listen[0] (127.0.0.1:{port})"),
+        ),
+    ];
+    for (config, key, other) in cases {
+        let file = config.write();
+        let file = file.to_str().unwrap();
+        for args in [["check-config", "--config", file], ["run", "--config", file]] {
+            let out = cli_output(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(file) && err.contains(&format!("key `{key}` (line ")) && err.contains(&other),
+                "{args:?}: the error names the file, `{key}` and {other}:\n{err}"
+            );
+        }
+    }
+}
+
+/// Both wildcards on one port, as the shipped config suggests: callbacks
+/// come in over IPv4 and IPv6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ipv4_and_ipv6_wildcards_listen_on_one_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sub = Sub::ok().await;
+    let config = listening_on(
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url())),
+        vec![format!("0.0.0.0:{port}"), format!("[::]:{port}")],
+    );
+    let (ok, _, err) = cli(&["check-config", "--config", config.write().to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let bin = Bin::start(&config.write(), &[]);
+    for (i, host) in ["127.0.0.1", "[::1]"].iter().enumerate() {
+        let addr = format!("{host}:{port}").parse().unwrap();
+        let (status, _) = callback(addr, &format!(r#"{{"n":{i}}}"#)).await;
+        assert_eq!(status, 200, "over {host}: {}", bin.log_text());
+    }
+    sub.wait_for(Duration::from_secs(10), "both deliveries", |got| got.len() == 2)
+        .await;
+}

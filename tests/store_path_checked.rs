@@ -1,0 +1,42 @@
+//! `store.path` a file, or under one: `check-config` said OK and the start
+//! failed ("cannot open the store at …: Not a directory", naming neither the
+//! config file nor the key); both now refuse the file naming `store.path`.
+
+use crate::common;
+
+use common::*;
+
+#[tokio::test]
+async fn check_config_and_run_refuse_a_store_path_that_is_or_is_under_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a store").unwrap();
+    let cases = [
+        (file.clone(), format!("{} is not a directory", file.display())),
+        (
+            file.join("data"),
+            format!(
+                "{} is under {}, which is not a directory",
+                file.join("data").display(),
+                file.display()
+            ),
+        ),
+    ];
+    for (path, problem) in cases {
+        let config = TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", DOWN))
+            .store_path(&path)
+            .write();
+        let config = config.to_str().unwrap();
+        for args in [["check-config", "--config", config], ["run", "--config", config]] {
+            let out = cli_output(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(config) && err.contains("key `store.path` (line ") && err.contains(&problem),
+                "{args:?}: the error names the file, `store.path` and {problem:?}:\n{err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a store");
+}
