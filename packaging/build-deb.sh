@@ -64,6 +64,17 @@ if grep -q /usr/local "$unit"; then
   echo "packaged unit still names /usr/local" >&2; exit 1
 fi
 
+# The forwarder's unit, for the private side: shipped as an example (it needs
+# the relay URL and --to before it can run), naming the packaged binary.
+fwd="$out/examples/hookrelay-forward.service"
+mkdir -p "$out/examples"
+sed -e 's|/usr/local/bin/hookrelay|/usr/bin/hookrelay|g' systemd/hookrelay-forward.service > "$fwd"
+grep -q '^ExecStart=/usr/bin/hookrelay forward ' "$fwd" \
+  || { echo "packaged forward unit lacks ExecStart=/usr/bin/hookrelay forward (systemd/hookrelay-forward.service changed?)" >&2; exit 1; }
+if grep -q /usr/local "$fwd"; then
+  echo "packaged forward unit still names /usr/local" >&2; exit 1
+fi
+
 cargo deb --no-build --profile "$profile" --output target/debian/ "$@" >&2
 deb=$(ls -t target/debian/hookrelay_*.deb | head -n1)
 echo "$deb"

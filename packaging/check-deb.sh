@@ -56,6 +56,9 @@ expect /usr/share/man/man1/hookrelay-init.1.gz "644 root"
 expect /usr/share/bash-completion/completions/hookrelay "644 root"
 expect /usr/share/zsh/vendor-completions/_hookrelay "644 root"
 expect /usr/share/fish/vendor_completions.d/hookrelay.fish "644 root"
+expect /usr/share/doc/hookrelay/examples/hookrelay-forward.service "644 root"
+grep -q '^ExecStart=/usr/bin/hookrelay forward ' /usr/share/doc/hookrelay/examples/hookrelay-forward.service \
+  || fail "the example forward unit does not run /usr/bin/hookrelay"
 expect /etc/hookrelay/secrets "700 root"
 for s in route-token subscriber-secret admin-token; do
   expect "/etc/hookrelay/secrets/$s" "600 root"
@@ -95,6 +98,9 @@ verify=$(systemd-analyze verify /usr/lib/systemd/system/hookrelay.service 2>&1) 
   || fail "systemd-analyze verify: $verify"
 grep -i hookrelay <<<"$verify" && fail "systemd-analyze verify warns about the unit: $verify"
 ok "systemd-analyze verify hookrelay.service"
+verify=$(systemd-analyze verify /usr/share/doc/hookrelay/examples/hookrelay-forward.service 2>&1) \
+  || fail "systemd-analyze verify (forward unit): $verify"
+ok "systemd-analyze verify hookrelay-forward.service (example)"
 
 # The config as the unit's ExecStartPre sees it: the secrets are credentials.
 CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml \

@@ -4,7 +4,8 @@
 //! `--systemd` layout with the secrets as credentials; no overwriting), and
 //! `generate-assets` (man pages and completions covering every subcommand of
 //! the clap definition, the packaged config). The .deb itself is built and
-//! installed by packaging/check-deb.sh in `.ci/run`.
+//! installed by packaging/check-deb.sh in `.ci/run`; the assets it ships are
+//! checked here against Cargo.toml and build-deb.sh (the forward unit).
 
 use crate::common;
 
@@ -345,5 +346,35 @@ fn the_documented_check_passes_for_the_suggested_tls_credentials() {
         out.status.success(),
         "the documented check of the suggested TLS credentials fails:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The .deb ships the forwarder's unit (as an example: it needs the relay URL
+/// and `--to`), made by packaging/build-deb.sh from systemd/ with the packaged
+/// binary's path; a user on the private side installs the package and copies it.
+#[test]
+fn the_deb_ships_the_forward_unit_naming_the_packaged_binary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let assets = cargo["package"]["metadata"]["deb"]["assets"].as_array().unwrap();
+    let shipped = assets.iter().find(|a| {
+        a[1].as_str()
+            .is_some_and(|d| d.ends_with("/examples/hookrelay-forward.service"))
+    });
+    let shipped = shipped.expect("Cargo.toml's deb assets lack the forward unit");
+    let source = shipped[0].as_str().unwrap();
+    assert!(
+        source.starts_with("target/packaging/"),
+        "the repository's unit names /usr/local: {source}"
+    );
+    let script = std::fs::read_to_string(root.join("packaging/build-deb.sh")).unwrap();
+    let made = source.trim_start_matches("target/packaging/");
+    assert!(script.contains(made), "build-deb.sh does not make {source}");
+    assert!(
+        script.contains("systemd/hookrelay-forward.service > \"$fwd\""),
+        "build-deb.sh does not rewrite the forward unit"
     );
 }

@@ -81,6 +81,11 @@ fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     if authority.contains('@') {
         return Err(format!("invalid {what}: credentials do not belong in the URL"));
     }
+    if s.contains('#') {
+        return Err(format!(
+            "invalid {what} {s:?}: no fragment (#…): it is never sent, so it cannot select anything"
+        ));
+    }
     let absolute = || format!("invalid {what} {s:?}: use an absolute http:// or https:// URL");
     let u: Uri = s.parse().map_err(|_| absolute())?;
     if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
@@ -226,6 +231,7 @@ mod tests {
             ("ftp://h/pull/x", "absolute"),
             ("https://u:p@h/pull/x", "credentials"),
             ("https://h/pull/x?wait=1s", "no query"),
+            ("https://h/pull/x#laptop", "no fragment"),
         ] {
             let e = absolute("relay URL", bad, false).unwrap_err();
             assert!(e.contains(needle), "{bad}: {e}");
