@@ -248,7 +248,7 @@ async fn serve_conn<I, S, F, B>(
     // closing now would reset the connection before it reads the answer.
     if !activity.is_h2() {
         if let Ok(io) = returned.await {
-            let discarded = linger::drain(io).await;
+            let discarded = linger::drain(io, stop).await;
             if discarded > 0 {
                 tracing::debug!(peer = %peer, discarded, "drained what the client still sent before closing");
             }

@@ -2,7 +2,8 @@
 //! (the local clock far ahead of the CA's, or a CA issuing certificates
 //! shorter than the renewal margin) does not order again and again until
 //! the CA's rate limit: at most `MAX_ORDERS_PER_DAY` certificates a day,
-//! restarts included (the times are kept in the state directory).
+//! restarts included (the times are kept in the state directory, per CA
+//! and domain set: another CA's certificates do not count).
 //! A CA answering 429 is given the longest retry at once.
 //! Against a real CA on loopback (pebble). The clock-ahead decision itself
 //! is unit-tested in src/acme/pace.rs.
@@ -89,6 +90,31 @@ async fn certificates_due_on_arrival_are_ordered_at_most_three_times_a_day_even_
     assert_eq!(st.certificate.map(|c| c.serial).as_ref(), serials.last());
     assert_eq!(st.failures, 0);
 
+    renewals.abort();
+    let _ = renewals.await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    drop(acme);
+
+    // Switched to another CA (a directory URL of its own, as from staging to
+    // production): the three came from the other one, so it orders at once.
+    let other = AcmeSettings {
+        directory: format!("{}?another-ca", settings.directory),
+        ..settings.clone()
+    };
+    let acme = Acme::new(&other, state.path(), pebble::fast_options(1.0), Default::default()).unwrap();
+    let (stop_tx, server) = pebble::hello_server(&acme, port).await;
+    let renewals = tokio::spawn(acme.clone().run());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = acme.status();
+        let serial = st.certificate.as_ref().map(|c| c.serial.clone());
+        if serial.is_some_and(|s| !serials.contains(&s)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no order from the other CA: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     renewals.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;

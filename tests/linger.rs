@@ -63,8 +63,15 @@ async fn a_body_too_large_written_whole_gets_its_413_every_time() {
     h.shutdown().await;
 }
 
-/// A listener whose every answer is `413`, given before reading any body.
-async fn refusing_server() -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+/// A listener whose every answer is `413`, given before reading any body;
+/// `grace`: its shutdown grace. Its address, its stop switch, its task.
+async fn refusing_server(
+    grace: Duration,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     use hookrelay::server::{ConnLimit, ConnSettings, ListenerOptions, Settings};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -75,7 +82,7 @@ async fn refusing_server() -> (std::net::SocketAddr, tokio::sync::watch::Sender<
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             http2_max_streams: 8,
-            grace: Duration::from_secs(1),
+            grace,
         }),
         connections: ConnLimit::new(16),
     };
@@ -84,8 +91,8 @@ async fn refusing_server() -> (std::net::SocketAddr, tokio::sync::watch::Sender<
         *resp.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
         resp
     };
-    tokio::spawn(hookrelay::server::serve(listener, opts, svc, stop_rx));
-    (addr, stop_tx)
+    let task = tokio::spawn(hookrelay::server::serve(listener, opts, svc, stop_rx));
+    (addr, stop_tx, task)
 }
 
 const ENDLESS: &str = "POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000000\r\n\r\n";
@@ -104,7 +111,7 @@ async fn read_head(s: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_keeps_sending_fast_is_cut_after_the_byte_bound() {
-    let (addr, _stop) = refusing_server().await;
+    let (addr, _stop, _task) = refusing_server(Duration::from_secs(1)).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(ENDLESS.as_bytes()).await.unwrap();
     assert!(read_head(&mut s).await.starts_with("HTTP/1.1 413"));
@@ -127,7 +134,7 @@ async fn a_client_that_keeps_sending_fast_is_cut_after_the_byte_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_keeps_sending_slowly_is_cut_after_the_time_bound() {
-    let (addr, _stop) = refusing_server().await;
+    let (addr, _stop, _task) = refusing_server(Duration::from_secs(1)).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(ENDLESS.as_bytes()).await.unwrap();
     assert!(read_head(&mut s).await.starts_with("HTTP/1.1 413"));
@@ -145,4 +152,41 @@ async fn a_client_that_keeps_sending_slowly_is_cut_after_the_time_bound() {
         after >= Duration::from_millis(1900) && after < Duration::from_secs(3),
         "cut {after:?} after the answer: {cut}"
     );
+}
+
+/// A shutdown does not wait for lingering connections: an idle keep-alive
+/// client that does not close when the relay does, and one still sending
+/// after its `413`, no longer hold the listener's end for the drain's 2 s
+/// (the shutdown grace, 10 s here, is for requests still being served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cuts_lingering_connections_short() {
+    let (addr, stop, task) = refusing_server(Duration::from_secs(10)).await;
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_head(&mut idle).await.starts_with("HTTP/1.1 413"));
+    let mut sending = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sending.write_all(ENDLESS.as_bytes()).await.unwrap();
+    assert!(read_head(&mut sending).await.starts_with("HTTP/1.1 413"));
+    let trickle = tokio::spawn(async move {
+        while sending.write_all(&[b'x'; 1024]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the listener ends within its grace")
+        .unwrap();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the listener ended {took:?} after the shutdown"
+    );
+    tokio::time::timeout(Duration::from_secs(5), trickle)
+        .await
+        .expect("the lingering sender cut")
+        .unwrap();
+    drop(idle);
 }

@@ -39,6 +39,7 @@ mod dead_letters;
 mod delivery;
 mod delivery_h2;
 mod duplicates;
+mod floor_duplicates;
 mod forward;
 mod forward_acks;
 mod forward_args;

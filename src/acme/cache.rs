@@ -1,7 +1,7 @@
-//! The ACME state directory: the account key and the current certificate
-//! bundle (key + chain), one file each, named after a hash of what they belong
-//! to (contact and directory URL; the domains, sorted and lowercased, and
-//! the directory URL). A certificate for other names is only a stand-in,
+//! The ACME state directory: the account key, the current certificate
+//! bundle (key + chain) and the times of the certificates issued (`ledger`),
+//! one file each, named after a hash of what they belong to (contact and
+//! directory URL; the domains, sorted and lowercased, and the directory URL). A certificate for other names is only a stand-in,
 //! served while the one for the configured names is ordered (`Acme::new`).
 //!
 //! Files are written whole or not at all (temporary file, fsync, rename) with
@@ -113,6 +113,15 @@ impl StateDir {
         names.sort();
         names.dedup();
         self.dir.join(name("cert", &names, directory_url, "pem"))
+    }
+
+    /// The times of the certificates issued for these names (in any order
+    /// and case) by this CA: the daily cap's ledger (`super::ledger`).
+    pub fn issued_file(&self, domains: &[String], directory_url: &str) -> PathBuf {
+        let mut names: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        self.dir.join(name("issued", &names, directory_url, "times"))
     }
 
     /// The name [`Self::cert_file`] had before the names were sorted: the

@@ -3,29 +3,25 @@
 //! restarted over and over (crash-looping, the clock ahead) would otherwise
 //! order at each start until the CA locks the account.
 //!
-//! One file, `issued-times`: one RFC 3339 time a line, oldest first, written
-//! whole or not at all ([`StateDir::write`]). A file that cannot be read or
-//! understood does not stop the relay: it is taken as the cap reached when
-//! the file was last written (its mtime; now when unknown), with a warning
-//! naming it; deleting the file allows an order at once.
+//! One file per CA and domain set ([`StateDir::issued_file`]: the CA's limits
+//! count per account and per set of names, and a certificate from staging
+//! must not hold back the first one from production): one RFC 3339 time a
+//! line, oldest first, written whole or not at all ([`StateDir::write`]). A
+//! file that cannot be read or understood does not stop the relay: it is
+//! taken as the cap reached when the file was last written (its mtime; now
+//! when unknown), with a warning naming it; deleting the file allows an order
+//! at once.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::SystemTime;
 
 use super::cache::StateDir;
 use super::pace::{Issued, MAX_ORDERS_PER_DAY};
 
-const FILE: &str = "issued-times";
-
-pub fn path(dir: &StateDir) -> PathBuf {
-    dir.path().join(FILE)
-}
-
-/// The issued times kept in `dir` (none when there is no file yet); times
+/// The issued times kept in `path` (none when there is no file yet); times
 /// ahead of `now` (the clock was ahead when they were written) count as now.
-pub fn load(dir: &StateDir, now: SystemTime) -> Issued {
-    let path = path(dir);
-    let problem = match StateDir::read(&path) {
+pub fn load(path: &Path, now: SystemTime) -> Issued {
+    let problem = match StateDir::read(path) {
         Ok(None) => return Issued::default(),
         Ok(Some(bytes)) => match parse(&bytes) {
             Ok(times) => {
@@ -39,7 +35,7 @@ pub fn load(dir: &StateDir, now: SystemTime) -> Issued {
         },
         Err(e) => format!("cannot read it: {e}"),
     };
-    let written = std::fs::metadata(&path)
+    let written = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .map_or(now, |t| t.min(now));
     let mut issued = Issued::default();
@@ -67,13 +63,13 @@ fn parse(bytes: &[u8]) -> Result<Vec<SystemTime>, String> {
         .collect()
 }
 
-/// Replace the file with `issued`'s times.
-pub fn save(dir: &StateDir, issued: &Issued) -> std::io::Result<()> {
+/// Replace the file at `path` with `issued`'s times.
+pub fn save(path: &Path, issued: &Issued) -> std::io::Result<()> {
     let text: String = issued
         .times()
         .map(|t| format!("{}\n", crate::tls::rfc3339(t)))
         .collect();
-    StateDir::write(&path(dir), text.as_bytes())
+    StateDir::write(path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -83,10 +79,29 @@ mod tests {
 
     const H: Duration = Duration::from_secs(3600);
 
-    fn dir() -> (tempfile::TempDir, StateDir) {
+    /// A state directory and its ledger for one CA and one name.
+    fn dir() -> (tempfile::TempDir, std::path::PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let d = StateDir::open(t.path()).unwrap();
-        (t, d)
+        let file = d.issued_file(&["hooks.example.com".into()], "https://ca.test/dir");
+        (t, file)
+    }
+
+    #[test]
+    fn each_ca_and_domain_set_has_its_own_ledger() {
+        let t = tempfile::tempdir().unwrap();
+        let d = StateDir::open(t.path()).unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = d.issued_file(&names(&["a.example", "b.example"]), "https://ca.test/dir");
+        assert_eq!(
+            one,
+            d.issued_file(&names(&["B.example", "a.example"]), "https://ca.test/dir")
+        );
+        assert_ne!(one, d.issued_file(&names(&["a.example"]), "https://ca.test/dir"));
+        assert_ne!(
+            one,
+            d.issued_file(&names(&["a.example", "b.example"]), "https://staging.ca.test/dir")
+        );
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -107,14 +122,14 @@ mod tests {
         let mut again = load(&d, now);
         assert_eq!(again.wait(now), Some(H * 21));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path(&d)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
 
     #[test]
     fn a_damaged_file_counts_as_the_cap_reached_when_it_was_written() {
         let (_t, d) = dir();
-        std::fs::write(path(&d), "2026-12-02T10:00:00Z\nnot a time\n").unwrap();
+        std::fs::write(&d, "2026-12-02T10:00:00Z\nnot a time\n").unwrap();
         let now = SystemTime::now();
         let wait = load(&d, now).wait(now).expect("waits");
         assert!(wait > 23 * H && wait <= 24 * H, "{wait:?}");

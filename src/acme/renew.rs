@@ -66,8 +66,8 @@ impl Drop for ChallengeGuard<'_> {
 pub(super) async fn run(acme: Arc<Inner>) {
     // The cap counts the certificates of earlier runs too.
     let mut issued = {
-        let (dir, now) = (acme.dir.clone(), crate::clock::time_of_day());
-        tokio::task::spawn_blocking(move || ledger::load(&dir, now))
+        let (path, now) = (ledger_file(&acme), crate::clock::time_of_day());
+        tokio::task::spawn_blocking(move || ledger::load(&path, now))
             .await
             .unwrap_or_default()
     };
@@ -157,11 +157,16 @@ pub(super) async fn run(acme: Arc<Inner>) {
     }
 }
 
+/// The ledger of this CA and these names.
+fn ledger_file(acme: &Inner) -> std::path::PathBuf {
+    acme.dir.issued_file(&acme.settings.domains, &acme.settings.directory)
+}
+
 /// Write the issued times to the state directory, for the next start.
 async fn keep(acme: &Inner, issued: &pace::Issued) {
-    let (dir, issued) = (acme.dir.clone(), issued.clone());
-    let path = ledger::path(&dir);
-    let result = tokio::task::spawn_blocking(move || ledger::save(&dir, &issued))
+    let (path, issued) = (ledger_file(acme), issued.clone());
+    let file = path.clone();
+    let result = tokio::task::spawn_blocking(move || ledger::save(&file, &issued))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
     if let Err(e) = result {

@@ -127,6 +127,19 @@ fn reconcile_refuses_a_body_dedupe_key() {
         err.contains("routes[0].dedupe_key") && err.contains("both would be delivered") && err.contains("task id"),
         "{err}"
     );
+    // The whole document (the pointer "") differs as much.
+    let err = parse(
+        PUBLIC,
+        &format!("{KEYED}\nreconcile = {{}}\ndedupe_key = [\"/data/taskId\", \"\"]"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("routes[0].dedupe_key")
+            && err.contains("whole document")
+            && err.contains("both would be delivered"),
+        "{err}"
+    );
     // Without reconcile, or with the preset's key, it stands.
     parse("", &format!("{KEYED}\ndedupe_key = []")).unwrap();
     parse(PUBLIC, &format!("{KEYED}\nreconcile = {{}}")).unwrap();

@@ -7,7 +7,8 @@
 //! done with the connection, its write side is shut down (the client reads
 //! the answer and the end of it) and whatever the client still sends is read
 //! and discarded, for at most [`LINGER_TIME`] and [`LINGER_BYTES`], before
-//! the socket is closed. A client that closed first ends it at once.
+//! the socket is closed. A client that closed first ends it at once, and so
+//! does a shutdown of the relay.
 //!
 //! [`Lent`] hands the I/O back when hyper drops it (hyper's auto connection
 //! gives no `into_parts`). Not here: when to linger (the server: HTTP/1 only).
@@ -17,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Longest a closing connection is drained.
 pub const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -87,18 +88,30 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Lent<I> {
 }
 
 /// Shut down the write side of `io`, then read and discard what the client
-/// still sends until it closes, [`LINGER_BYTES`] were read or
-/// [`LINGER_TIME`] passed; `io` is closed when this returns. How many bytes
-/// were discarded.
-pub async fn drain<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) -> usize {
+/// still sends until it closes, [`LINGER_BYTES`] were read, [`LINGER_TIME`]
+/// passed or `stop` turned true (a shutdown does not wait for a lingering
+/// client); `io` is closed when this returns. How many bytes were discarded.
+pub async fn drain<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, mut stop: watch::Receiver<bool>) -> usize {
     let mut total = 0;
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let _ = io.shutdown().await;
+        // Watched until its sender is gone (then never true).
+        let mut watching = !*stop.borrow_and_update();
+        if !watching {
+            return;
+        }
         let mut buf = vec![0u8; 16 * 1024];
         while total < LINGER_BYTES {
-            match io.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
+            tokio::select! {
+                r = io.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                },
+                r = stop.changed(), if watching => match r {
+                    Ok(()) if *stop.borrow_and_update() => break,
+                    Ok(()) => {}
+                    Err(_) => watching = false,
+                },
             }
         }
     })

@@ -117,12 +117,21 @@ impl Validator<'_> {
             .map(|p| self.provider(&format!("{key}.provider"), p))
             .transpose()?;
         let (reconcile, verify) = self.tasks(key, &r, preset, provider.is_some())?;
-        if let (Some(_), Some(p), DedupeKey::Body) = (&reconcile, preset, &dedupe_key) {
+        // The body's bytes, or the whole document (the pointer ""): the
+        // relay's rebuilt callback is never the provider's, byte for byte.
+        let whole = match &dedupe_key {
+            DedupeKey::Body => Some("an empty dedupe_key (the body's bytes)"),
+            DedupeKey::Pointers(p) if p.iter().any(String::is_empty) => {
+                Some("a dedupe_key with the pointer \"\" (the whole document)")
+            }
+            _ => None,
+        };
+        if let (Some(_), Some(p), Some(what)) = (&reconcile, preset, whole) {
             return Err(self.err(
                 format!("{key}.dedupe_key"),
                 None,
                 format!(
-                    "an empty dedupe_key (the body's bytes) cannot tell a result recovered by reconcile from the provider's own callback (their bytes differ): both would be delivered; leave dedupe_key out to use the preset's ({})",
+                    "{what} cannot tell a result recovered by reconcile from the provider's own callback (they differ): both would be delivered; leave dedupe_key out to use the preset's ({})",
                     p.dedupe_text()
                 ),
             ));

@@ -34,8 +34,9 @@ impl Writer {
         ev: &NewEvent,
         seen: &mut HashMap<Vec<u8>, EventId>,
         news: &mut HashSet<u32>,
+        room: &mut Option<u64>,
     ) -> Result<Accepted, StoreError> {
-        let accepted = self.add_log_rows(b, ev, seen, news)?;
+        let accepted = self.add_log_rows(b, ev, seen, news, room)?;
         if let Some(mark) = &ev.task {
             let (route, _) = self.numbers(b, &ev.meta.route, &[]);
             // The event's rows are in this batch: once it is flushed the
@@ -48,13 +49,16 @@ impl Writer {
         Ok(accepted)
     }
 
-    /// Dedupe, then add the event's log and dedupe rows.
+    /// Dedupe, then add the event's log and dedupe rows; a new event spends
+    /// its share of `room`, the bytes left above `store.min_free` in this
+    /// batch (`None`: no bound).
     fn add_log_rows(
         &mut self,
         b: &mut Batch<'_>,
         ev: &NewEvent,
         seen: &mut HashMap<Vec<u8>, EventId>,
         news: &mut HashSet<u32>,
+        room: &mut Option<u64>,
     ) -> Result<Accepted, StoreError> {
         let (route, mut subs) = self.numbers(b, &ev.meta.route, &ev.meta.subscribers);
         // The request read its config before a reload removed one of these
@@ -82,6 +86,8 @@ impl Writer {
         if gone {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
+        // Only now: a duplicate writes no rows, and keeps its `200`.
+        spend(room, ev)?;
         let id = self.next_id(ev.meta.received_ms);
         if !ev.media.is_empty() {
             if ev.media_after_verify {
@@ -136,4 +142,28 @@ impl Writer {
         }
         (r, nos)
     }
+}
+
+/// What an event may take on disk before sled compacts: its body and rows
+/// written to the log, and once more when their pages are rewritten.
+fn disk_cost(ev: &NewEvent) -> u64 {
+    2 * (ev.body.len() as u64 + 1024)
+}
+
+/// Take `ev`'s share of `room`. The floor is checked once per batch, and a
+/// batch can hold hundreds of large bodies: those past the room wait for the
+/// provider's retry.
+fn spend(room: &mut Option<u64>, ev: &NewEvent) -> Result<(), StoreError> {
+    let Some(left) = room.as_mut() else {
+        return Ok(());
+    };
+    let cost = disk_cost(ev);
+    if cost > *left {
+        return Err(StoreError::Unavailable(format!(
+            "disk nearly full: this event would take the store under store.min_free ({} MiB free above it)",
+            *left >> 20
+        )));
+    }
+    *left -= cost;
+    Ok(())
 }

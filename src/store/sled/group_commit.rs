@@ -127,12 +127,6 @@ impl Drop for FailOnPanic {
     }
 }
 
-/// What an event may take on disk before sled compacts: its body and rows
-/// written to the log, and once more when their pages are rewritten.
-fn disk_cost(ev: &NewEvent) -> u64 {
-    2 * (ev.body.len() as u64 + 1024)
-}
-
 enum Book {
     Record(Box<Record>, Reply<()>),
     Media(Box<MediaRecord>, Reply<()>),
@@ -240,21 +234,7 @@ impl Writer {
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut routes_with_news: HashSet<u32> = HashSet::new();
         for (ev, _) in &appends {
-            // The floor is checked once per batch, and a batch can hold
-            // hundreds of large bodies: each event spends its share of the
-            // room, and those past it wait for the provider's retry.
-            if let Some(left) = room.as_mut() {
-                let cost = disk_cost(ev);
-                if cost > *left {
-                    accepted.push(Err(StoreError::Unavailable(format!(
-                        "disk nearly full: this event would take the store under store.min_free ({} MiB free above it)",
-                        *left >> 20
-                    ))));
-                    continue;
-                }
-                *left -= cost;
-            }
-            let r = self.add_event(&mut b, ev, &mut seen, &mut routes_with_news);
+            let r = self.add_event(&mut b, ev, &mut seen, &mut routes_with_news, &mut room);
             accepted.push(r);
         }
         let mut recorded = Vec::with_capacity(books.len());
