@@ -81,19 +81,21 @@ fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     if authority.contains('@') {
         return Err(format!("invalid {what}: credentials do not belong in the URL"));
     }
+    // Errors show the URL with its query values out: one may be a key.
+    let shown = crate::auth::token::redact_url(s);
     if s.contains('#') {
         return Err(format!(
-            "invalid {what} {s:?}: no fragment (#…): it is never sent, so it cannot select anything"
+            "invalid {what} {shown:?}: no fragment (#…): it is never sent, so it cannot select anything"
         ));
     }
-    let absolute = || format!("invalid {what} {s:?}: use an absolute http:// or https:// URL");
+    let absolute = || format!("invalid {what} {shown:?}: use an absolute http:// or https:// URL");
     let u: Uri = s.parse().map_err(|_| absolute())?;
     if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
         return Err(absolute());
     }
     if !query_allowed && u.query().is_some() {
         return Err(format!(
-            "invalid {what} {s:?}: no query string (the forwarder adds wait and max)"
+            "invalid {what} {shown:?}: no query string (the forwarder adds wait and max)"
         ));
     }
     Ok(u)
@@ -236,6 +238,15 @@ mod tests {
             let e = absolute("relay URL", bad, false).unwrap_err();
             assert!(e.contains(needle), "{bad}: {e}");
             assert!(!e.contains("u:p"), "{e}");
+        }
+        // A refused URL is shown with its query values out.
+        for bad in [
+            "ftp://h/in?key=SeCrEtKeY",
+            "https://h/in?key=SeCrEtKeY#f",
+            "https://h/pull/x?key=SeCrEtKeY",
+        ] {
+            let e = absolute("--to URL", bad, bad.starts_with("ftp")).unwrap_err();
+            assert!(!e.contains("SeCrEtKeY") && e.contains("key="), "{e}");
         }
         assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && !is_loopback("10.0.0.1"));
         for ok in [
