@@ -87,6 +87,9 @@ pub struct Metrics {
     pub in_flight: Family<SubLabels, Gauge>,
     pub oldest_pending_seconds: Family<SubLabels, Gauge>,
     pub circuit_open: Family<SubLabels, Gauge>,
+    /// Dead letters kept per subscriber (configured, or removed with some
+    /// left), read from the store when scraped; absent while it cannot be read.
+    pub dead_letters: Family<SubLabels, Gauge>,
     /// Messages a pull subscriber's forwarders hold under lease.
     pub pull_leased: Family<SubLabels, Gauge>,
     /// Seconds since a pull subscriber last pulled: the alert that its
@@ -180,6 +183,7 @@ impl Metrics {
             in_flight: Family::default(),
             oldest_pending_seconds: Family::default(),
             circuit_open: Family::default(),
+            dead_letters: Family::default(),
             pull_leased: Family::default(),
             pull_last_seconds: Family::default(),
             store_bytes: OptionalGauge::default(),
@@ -231,6 +235,11 @@ impl Metrics {
             "queue_depth",
             "Pending delivery jobs per subscriber",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters kept per subscriber (waiting for a replay or retention)",
+            m.dead_letters.clone(),
         );
         registry.register(
             "in_flight",

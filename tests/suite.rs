@@ -36,6 +36,7 @@ mod console;
 mod console_api;
 mod cursors;
 mod dead_letters;
+mod dead_letters_gauge;
 mod delivery;
 mod delivery_h2;
 mod duplicates;

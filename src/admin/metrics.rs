@@ -1,4 +1,4 @@
-//! `/metrics`: gauges that are read when scraped (queue depth, oldest pending
+//! `/metrics`: gauges that are read when scraped (queue depth, dead letters, oldest pending
 //! age, leases and time since the last pull, store size, certificate expiry)
 //! are refreshed, those of subscribers a reload removed or moved are removed,
 //! then everything is encoded.
@@ -40,6 +40,7 @@ pub(super) async fn render(app: &App) -> String {
         set_oldest_pending(m, &labels, current.as_deref(), depth, now);
     }
     forget_gone(app, &named, stats.as_deref(), now);
+    set_dead_letters(app, stats.as_deref());
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).
     match app.store.size().await {
@@ -117,6 +118,39 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
         if let Some(s) = pending.filter(|_| kind == SubGauges::RemovedPending) {
             m.queue_depth.get_or_create(&labels).set(s.backlog as i64);
             set_oldest_pending(m, &labels, Some(std::slice::from_ref(*s)), s.backlog, now);
+        }
+    }
+}
+
+/// `hookrelay_dead_letters`: the dead letters the store keeps for each
+/// configured subscriber (0 with none), and for each removed one that still
+/// has some (they can be replayed once it is back); every route's letters
+/// of the name together. Read from the store's count, so replays, retention
+/// and restarts show at the next scrape. Absent while the store cannot be
+/// read (NATS away): a 0 then would clear an alert on letters still kept.
+fn set_dead_letters(app: &App, stats: Option<&[SubscriberStats]>) {
+    let m = &app.metrics;
+    let Some(stats) = stats else {
+        m.dead_letters.clear();
+        return;
+    };
+    let mut dead: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for s in stats {
+        *dead.entry(s.name.as_str()).or_default() += s.dead_letters;
+    }
+    // Names with letters are noted first, so the loop below sees them all
+    // (a removed subscriber's name may not have been labelled since start).
+    for (name, n) in dead.iter().filter(|(_, n)| **n > 0) {
+        m.dead_letters.get_or_create(&m.sub(name)).set(*n as i64);
+    }
+    let configured = |name: &str| app.delivery.configured_route(name).is_some();
+    for name in m.subscriber_names() {
+        let n = dead.get(name.as_str()).copied().unwrap_or(0);
+        let labels = m.sub(&name);
+        if configured(&name) {
+            m.dead_letters.get_or_create(&labels).set(n as i64);
+        } else if n == 0 {
+            m.dead_letters.remove(&labels);
         }
     }
 }
