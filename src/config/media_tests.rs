@@ -239,6 +239,16 @@ fn s3_store_takes_secrets_from_any_source_and_names_what_is_missing() {
         Some(8),
         "invalid endpoint",
     );
+    expect_err(
+        &cfg(
+            "",
+            r#"store = { s3 = { bucket = "b", endpoint = "http://127.0.0.1:", access_key = "a", secret_key = "b" } }"#,
+            "",
+        ),
+        "media.store.s3.endpoint",
+        Some(8),
+        "the port must be 1 to 65535",
+    );
     // Keys in the endpoint would be shown wherever the store is named.
     let keyed = cfg(
         "",

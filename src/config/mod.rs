@@ -12,6 +12,7 @@ mod locate;
 mod raw;
 pub mod secret;
 pub mod units;
+mod url_port;
 mod validate;
 pub mod values;
 
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 pub use secret::{decode_whsec, SecretSource};
 pub use units::{Cidr, Dur, Rate, Size};
+pub use url_port::unusable_port;
 pub use validate::valid_name;
 pub use values::*;
 

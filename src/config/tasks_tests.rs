@@ -85,6 +85,18 @@ fn bad_values_name_their_key() {
             "invalid duration",
         ),
         (
+            r#"public_url = "https://hooks.example.com:0""#,
+            &format!("{KEYED}\nreconcile = {{}}"),
+            "server.public_url",
+            "port must be 1 to 65535",
+        ),
+        (
+            PUBLIC,
+            "preset = \"kie-veo\"\nprovider = { api_key = \"sk-test\", base_url = \"http://127.0.0.1:99999\" }",
+            "routes[0].provider.base_url",
+            "port must be 1 to 65535",
+        ),
+        (
             PUBLIC,
             &format!("{KEYED}\nverify = \"always\""),
             "routes[0].verify",

@@ -199,6 +199,9 @@ pub fn check_base_url(raw: &str) -> anyhow::Result<String> {
     let bad = |why: &str| anyhow::anyhow!("provider base_url {shown:?}: {why}");
     let uri: Uri = raw.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if crate::config::unusable_port(raw) {
+        return Err(bad("the port must be 1 to 65535"));
+    }
     if authority.as_str().contains('@') {
         return Err(bad("must not carry credentials; the API key is configured separately"));
     }

@@ -133,6 +133,13 @@ impl Validator<'_> {
                 .ok()
                 .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
             let shown = crate::auth::redact_url(ep);
+            if ok && crate::config::unusable_port(ep) {
+                return Err(self.err(
+                    "media.store.s3.endpoint",
+                    span,
+                    format!("invalid endpoint {shown:?}: the port must be 1 to 65535"),
+                ));
+            }
             if !ok {
                 return Err(self.err(
                     "media.store.s3.endpoint",

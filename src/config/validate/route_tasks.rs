@@ -107,6 +107,9 @@ impl Validator<'_> {
         let shown = crate::auth::redact_url(u.get_ref());
         let bad = |m: &str| self.err("server.public_url", Some(u.span()), format!("{shown:?}: {m}"));
         let parsed = url::Url::parse(u.get_ref()).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        if crate::config::unusable_port(u.get_ref()) {
+            return Err(bad("the port must be 1 to 65535"));
+        }
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(bad(
                 "must be an http(s) URL with a host, e.g. \"https://hooks.example.com\"",

@@ -194,11 +194,7 @@ impl Validator<'_> {
                 "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
             )));
         }
-        // `Uri` takes a port past 65535 (and then has none), or 0.
-        let port = (parsed.authority().map(|a| a.as_str()).and_then(|a| a.rsplit_once(':')))
-            .map(|(_, p)| p)
-            .filter(|p| !p.contains([']', '@']));
-        if port.is_some_and(|p| !p.parse::<u16>().is_ok_and(|p| p > 0)) {
+        if crate::config::unusable_port(url.get_ref()) {
             return Err(url_err(format!("invalid URL {shown:?}: the port must be 1 to 65535")));
         }
         split_userinfo(parsed).map_err(url_err)
