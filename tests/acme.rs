@@ -135,8 +135,17 @@ async fn issued_through_tls_alpn_on_the_listener_and_serves_a_callback() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
+    // The third is the ledger of issued certificates (the daily cap), kept
+    // per CA and domain set like the certificate.
     assert!(
-        files.len() == 2 && files[0].starts_with("account-") && files[1].starts_with("cert-"),
+        files.len() == 3
+            && files[0].starts_with("account-")
+            && files[1].starts_with("cert-")
+            && files[2]
+                == format!(
+                    "issued-{}.times",
+                    &files[1]["cert-".len()..files[1].len() - ".pem".len()]
+                ),
         "{files:?}"
     );
     use std::os::unix::fs::PermissionsExt;
