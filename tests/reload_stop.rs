@@ -141,7 +141,16 @@ async fn a_second_sighup_during_a_reload_reads_the_file_again_after_it() {
         }
         assert!(m.contains("RELOADING=1"), "{m}");
     }
-    let log = bin.log_text();
+    // The log is read from the daemon's stderr by another thread: it may
+    // lag the notification a little.
+    let deadline = Instant::now() + secs(5);
+    let log = loop {
+        let log = bin.log_text();
+        if log.matches("configuration reloaded").count() >= 2 || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(ms(50)).await;
+    };
     assert_eq!(log.matches("configuration reloaded").count(), 2, "{log}");
     let deadline = Instant::now() + secs(15);
     loop {
@@ -156,7 +165,8 @@ async fn a_second_sighup_during_a_reload_reads_the_file_again_after_it() {
         tokio::time::sleep(ms(200)).await;
     }
     bin.signal("TERM");
-    assert!(bin.exit().await.0.success());
+    let (status, bin) = bin.exit().await;
+    assert!(status.success(), "{status}: {}", bin.log_text());
 }
 
 /// A NATS server that lets clients connect (INFO, PONG) and answers nothing

@@ -402,10 +402,14 @@ impl TestConfig {
         toml::to_string(&doc).expect("test config renders")
     }
 
-    /// Writes the file to `path()`; that path.
+    /// Writes the file to `path()` at once (a temporary file renamed over
+    /// it, as an editor saving safely does: a reload under way never reads
+    /// half a file); that path.
     pub fn write(&self) -> PathBuf {
         let path = self.path();
-        std::fs::write(&path, self.render()).unwrap();
+        let part = path.with_extension("toml.part");
+        std::fs::write(&part, self.render()).unwrap();
+        std::fs::rename(&part, &path).unwrap();
         path
     }
 }
