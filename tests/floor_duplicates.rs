@@ -12,17 +12,10 @@ use http::StatusCode;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_near_the_floor_gets_its_200() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "48m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+    let Some((tmpfs, mnt, cfg)) = tmpfs::store_near_the_floor(dir.path()) else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .store_cache(1 << 20)
-        .min_free(8 << 20)
-        .max_body(8 << 20)
-        .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let cfg = cfg.max_body(8 << 20);
     let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
     let body = |tag: &str| {
         format!(

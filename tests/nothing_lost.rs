@@ -285,16 +285,9 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "48m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+    let Some((tmpfs, mnt, cfg)) = tmpfs::store_near_the_floor(dir.path()) else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .store_cache(1 << 20)
-        .min_free(8 << 20)
-        .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
     let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
     // 4 MiB above the floor; 40 callbacks of ~700 KB (27 MiB) all but their
     // last byte sent, then the last bytes together: one or two batches.
