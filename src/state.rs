@@ -325,7 +325,9 @@ impl App {
     pub fn store_took_write(&self) {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
         if !self.store_ok.load(Ordering::Relaxed) {
-            self.set_store_state(None);
+            // Still short of the room a larger callback was refused for:
+            // this smaller one does not make the relay ready.
+            self.set_store_state(self.store.low_space());
         }
     }
 

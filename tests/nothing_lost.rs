@@ -250,12 +250,10 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     }
     assert!(refused >= 5, "the disk never filled ({} acked)", acked.len());
     assert!(!acked.is_empty());
-    // Still alive, and honest about it.
+    // Still alive, and honest about it (within the space watcher's second).
     assert_eq!(admin(bin.admin, "GET", "/healthz").await.0, StatusCode::OK);
-    assert_eq!(
-        admin(bin.admin, "GET", "/readyz").await.0,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    let why = admin_until(bin.admin, "/readyz", secs(3), |v| v.to_string().contains("not ready")).await;
+    assert!(why.to_string().contains("disk nearly full"), "{why}");
     // Space returns: ingest recovers.
     std::fs::remove_file(&filler).unwrap();
     let mut recovered = false;
@@ -280,8 +278,9 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
 
 /// `store.min_free` is checked once per batch, and one batch can hold
 /// hundreds of large callbacks: those arriving together near the floor are
-/// taken only as far as the room above it goes (the rest `503`), so the disk
-/// stays above the floor and sled never meets a full one.
+/// taken only as far as the room above it goes (the rest `503`, "disk
+/// nearly full"), so the disk stays above the floor and sled never meets a
+/// full one; the relay is not ready until that room is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,6 +321,11 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
             acked.push(id.to_string());
         } else {
             assert!(answer.starts_with("HTTP/1.1 503"), "near the floor: {answer}");
+            let lower = answer.to_ascii_lowercase();
+            assert!(
+                lower.contains("retry-after: 5") && lower.contains("disk is nearly full"),
+                "{answer}"
+            );
             refused += 1;
         }
     }
@@ -334,9 +338,35 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
         acked_n = acked.len()
     );
     assert_eq!(admin(bin.admin, "GET", "/healthz").await.0, StatusCode::OK);
+    log_until(|| bin.log_text(), "disk nearly full", secs(5)).await;
     assert!(!bin.log_text().contains("store write failed"), "{}", bin.log_text());
-    drop(bin);
+    // Not ready (within the space watcher's second) while the room those
+    // callbacks needed is missing, saying why; smaller callbacks are still
+    // taken meanwhile.
+    let why = admin_until(bin.admin, "/readyz", secs(3), |v| {
+        v.to_string().contains("a callback needing")
+    })
+    .await;
+    assert!(why.to_string().contains("a callback needing"), "{why}");
+    let (status, _, _) = post(bin.addr, "/hooks/t?token=tok", &[], runway("small-near-the-floor")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        admin(bin.admin, "GET", "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Room back: ready again within the watcher's second, with no callback
+    // needed (a balancer routing only to ready relays sends none).
     std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + secs(5);
+    while admin(bin.admin, "GET", "/readyz").await.0 != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready again: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(ms(100)).await;
+    }
+    drop(bin);
     assert_stored(&cfg.data(), &acked).await;
 }
 

@@ -157,13 +157,14 @@ impl Query {
 }
 
 /// A store error as the admin API answers it: the store out of reach (NATS
-/// away) is a `503` to retry, anything else a `500`.
+/// away) or its disk too full is a `503` to retry, anything else a `500`.
 fn internal(e: crate::store::StoreError) -> (StatusCode, String) {
     match e {
         crate::store::StoreError::Unavailable(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the store cannot be reached right now ({why}); try again"),
         ),
+        crate::store::StoreError::NoRoom(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}; try again")),
         e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -23,6 +23,10 @@ pub enum Answer {
     UnsupportedTransferCoding,
     Timeout,
     Unavailable,
+    /// The store has no room for this callback above `store.min_free`
+    /// (`StoreError::NoRoom`): 503 with `Retry-After`, logged as a refusal
+    /// (rate-limited); the store stays ready for smaller ones. Why.
+    NoRoom(String),
     /// Requests not yet authenticated would hold more than `server.max_body_memory`.
     Busy,
     /// A reload changed the request's route while the callback was received
@@ -72,6 +76,10 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "cannot store the callback right now; retry later"}),
         ),
+        Answer::NoRoom(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "the relay's disk is nearly full; retry later"}),
+        ),
         Answer::Busy => (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "too many request bodies are being received at once; retry later"}),
@@ -104,7 +112,7 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
             h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
-        Answer::Unavailable => {
+        Answer::Unavailable | Answer::NoRoom(_) => {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
         Answer::RouteChanged => {

@@ -162,7 +162,7 @@ where
         // a slow or oversized one…): rate-limited, summed up.
         refused => {
             let why = match refused {
-                Answer::Unauthorized(why) | Answer::BadRequest(why) => why.as_str(),
+                Answer::Unauthorized(why) | Answer::BadRequest(why) | Answer::NoRoom(why) => why.as_str(),
                 _ => "",
             };
             let log = app.request_refused(RefusedBy::Route {
@@ -171,7 +171,12 @@ where
                 reason: why,
             });
             log_refused_summary(&log);
-            if log.first {
+            if log.first && matches!(refused, Answer::NoRoom(_)) {
+                // The operator's to act on, not a stranger's doing.
+                tracing::warn!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(),
+                    "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
+                    refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+            } else if log.first {
                 tracing::info!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(),
                     "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",
                     refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
@@ -184,8 +189,9 @@ where
 }
 
 /// The warning that sums up refused requests, when one is due: how many,
-/// how many to no route, and each route's by status with its last reason.
-fn log_refused_summary(log: &RefusedLog) {
+/// how many to no route, and each route's by status with its last reason
+/// (refused pull requests count here too, as `pull/<name>`).
+pub(crate) fn log_refused_summary(log: &RefusedLog) {
     if let Some(summary) = &log.summary {
         let RefusedSummary {
             refused,
@@ -410,6 +416,14 @@ where
         Err(crate::store::StoreError::TooLarge(max)) => {
             tracing::warn!(route = %r.name, max, "callback larger than the store takes; answering 413");
             Answer::TooLarge(max)
+        }
+        Err(crate::store::StoreError::NoRoom(why)) => {
+            // Not a store failure: smaller callbacks are still taken. The
+            // space watcher makes the relay not ready within a second, until
+            // the room this one needed is back. Logged with the route's
+            // refusals (rate-limited): many may come at once.
+            stored.logged = false;
+            Answer::NoRoom(why)
         }
         Err(e) => {
             app.set_store_state(Some(e.to_string()));

@@ -369,6 +369,12 @@ pub enum StoreError {
     /// holds, when it appends (ingest answers 503 for a retry).
     #[error("a reload left none of the event's subscribers on route {0:?}")]
     RouteChanged(String),
+    /// This event would take the disk under `store.min_free`, where smaller
+    /// ones still fit (each event of a batch spends its share of the room
+    /// above the floor): the store is reachable and stays ready; ingest
+    /// answers 503 for the provider's retry. Why, with the room left.
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 /// A request another relay of the cluster made (see [`Store::ask_peers`]).

@@ -87,7 +87,10 @@ impl Writer {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
         // Only now: a duplicate writes no rows, and keeps its `200`.
-        spend(room, ev)?;
+        if let Err(e) = spend(room, ev) {
+            self.inner.refused_for_room(disk_cost(ev));
+            return Err(e);
+        }
         let id = self.next_id(ev.meta.received_ms);
         if !ev.media.is_empty() {
             if ev.media_after_verify {
@@ -159,8 +162,8 @@ fn spend(room: &mut Option<u64>, ev: &NewEvent) -> Result<(), StoreError> {
     };
     let cost = disk_cost(ev);
     if cost > *left {
-        return Err(StoreError::Unavailable(format!(
-            "disk nearly full: this event would take the store under store.min_free ({} MiB free above it)",
+        return Err(StoreError::NoRoom(format!(
+            "disk nearly full: this callback would take the store under store.min_free ({} MiB free above it)",
             *left >> 20
         )));
     }
