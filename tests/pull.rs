@@ -405,6 +405,31 @@ async fn a_refused_acknowledgement_cannot_forge_a_log_line() {
     );
 }
 
+/// Refused pull requests are logged as refused callbacks are: a stranger
+/// sending many with a wrong token, or to a name that is no pull subscriber
+/// (a token where the name goes), gets one line at info for each kind, the
+/// rest at debug, not one line per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pull_requests_do_not_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Bin::start(
+        &relay_config(dir.path(), DOWN, laptop(TOKEN, secs(30)), secs(30)).write(),
+        &[],
+    );
+    for _ in 0..25 {
+        for path in ["/pull/laptop?wait=0s", "/pull/0123456789abcdef0123"] {
+            let (s, _, _) = pull_call(bin.addr, "GET", path, Some("not-the-token-0123456789"), None, "").await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        }
+    }
+    log_until(|| bin.log_text(), "/pull/laptop", secs(10)).await;
+    log_until(|| bin.log_text(), "/pull/REDACTED", secs(10)).await;
+    let log = bin.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("pull request refused")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(!log.contains("0123456789abcdef0123"), "{log}");
+}
+
 /// A request that reaches the relay after it let go of its pull lanes (on a
 /// connection opened before the stop, as `hookrelay forward` keeps them) is
 /// told the relay is stopping (503, try again), not that its token is wrong

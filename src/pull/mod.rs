@@ -76,26 +76,56 @@ where
         Some((name, op)) => serve(&app, &live.config.server, name, op, req, source, started).await,
     };
     let status = answer.status().as_u16();
-    // A path naming no pull subscriber may carry a token where the name goes
-    // (`/pull/<token>`): shown as a path no route matches is.
-    let shown = match parse_path(&path) {
-        Some((name, _)) if app.delivery.pull_lane(name).is_some() => path.clone(),
-        _ => auth::loggable_unknown_path(&path),
-    };
     match &answer {
         PullAnswer::Messages(m) => {
             tracing::debug!(path = %path, source = %source, messages = m.messages.len(), "pull answered")
         }
         PullAnswer::Acked(a) => tracing::debug!(path = %path, source = %source, acknowledged = a.acknowledged,
             retried = a.retried, dead = a.dead, "pull acknowledgement recorded"),
-        // Escaped (`?`): a reason can quote what the client sent (serde
-        // names an unknown JSON key raw, and a key may hold a newline).
-        PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => {
-            tracing::info!(path = %shown, source = %source, status, reason = ?why, "pull request refused")
-        }
-        _ => tracing::info!(path = %shown, source = %source, status, "pull request refused"),
+        refused => log_refusal(&app, &path, &source, status, refused),
     }
     respond(&answer)
+}
+
+/// Log a refused pull request as refused callbacks are: the first of its
+/// kind in a while at info, the rest at debug and summed up, so a stranger
+/// does not control the log's volume. A known pull subscriber's refusals
+/// are their own kind (`pull/<name>`); a path naming none counts with the
+/// paths no route matches, and is shown as they are (it may carry a token
+/// where the name goes, `/pull/<token>`).
+fn log_refusal(app: &App, path: &str, source: &auth::Source, status: u16, answer: &PullAnswer) {
+    // Escaped (`?`): a reason can quote what the client sent (serde names an
+    // unknown JSON key raw, and a key may hold a newline).
+    let why = match answer {
+        PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => format!("{why:?}"),
+        _ => String::new(),
+    };
+    let known = parse_path(path)
+        .filter(|(name, _)| app.delivery.pull_lane(name).is_some())
+        .map(|(name, _)| format!("pull/{name}"));
+    let (by, shown) = match &known {
+        Some(kind) => (
+            crate::ingest::refused::RefusedBy::Route {
+                name: kind,
+                status,
+                reason: &why,
+            },
+            path.to_string(),
+        ),
+        None => (
+            crate::ingest::refused::RefusedBy::NoRoute,
+            auth::loggable_unknown_path(path),
+        ),
+    };
+    let log = app.request_refused(by);
+    crate::ingest::log_refused_summary(&log);
+    if log.first {
+        tracing::info!(path = %shown, source = %source, status, reason = %why,
+            "pull request refused (refusals of this kind: this line at most once every {}s, the others at debug and summed up)",
+            crate::ingest::refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
+    } else {
+        tracing::debug!(path = %shown, source = %source, status, reason = %why, "pull request refused")
+    }
 }
 
 async fn serve<B>(
