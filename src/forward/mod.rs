@@ -73,6 +73,21 @@ pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
     Ok(Secret::new(token))
 }
 
+/// What to warn about a token file that others on this machine can read
+/// or write (its mode has group or other bits, as a file made with the
+/// default umask has): any user could pull the subscriber's callbacks.
+fn token_file_open_to_others(file: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the token file {} is open to other users of this machine (mode {mode:o}): anyone who reads it can \
+             take this subscriber's callbacks; make it the owner's only (chmod 600)",
+            file.display()
+        )
+    })
+}
+
 /// An absolute http(s) URL without credentials (`what` names it in errors).
 fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     let authority = s
@@ -131,6 +146,9 @@ pub fn main(opts: &Options) -> ExitCode {
     });
     let prepared = (|| {
         let token = read_token(opts.token_file.as_deref())?;
+        if let Some(why) = opts.token_file.as_deref().and_then(token_file_open_to_others) {
+            tracing::warn!("{why}");
+        }
         let url = absolute("relay URL", &opts.url, false)?;
         if let Err(why) = pull_path(&url) {
             // A reverse proxy may map another path to the pull API: go on, but
@@ -277,5 +295,30 @@ mod tests {
         assert!(read_token(Some(&f)).unwrap_err().contains("empty"));
         let e = read_token(Some(&dir.path().join("missing"))).unwrap_err();
         assert!(e.contains("cannot read the token file"), "{e}");
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        for (mode, warned) in [
+            (0o600, false),
+            (0o400, false),
+            (0o644, true),
+            (0o640, true),
+            (0o602, true),
+        ] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let why = token_file_open_to_others(&f);
+            assert_eq!(why.is_some(), warned, "{mode:o}: {why:?}");
+            if let Some(why) = why {
+                assert!(
+                    why.contains(&format!("mode {mode:o}")) && !why.contains("s3cret"),
+                    "{why}"
+                );
+            }
+        }
     }
 }
