@@ -296,7 +296,7 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         let low = app.store.low_space();
         if low.is_some() || was_low {
             was_low = low.is_some();
-            app.set_store_state(low);
+            app.set_space_state(low);
         }
     }
 }

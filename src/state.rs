@@ -297,6 +297,17 @@ impl App {
     /// whoever noticed it (the store watcher, a failed or successful write):
     /// a loss at `error` with its reason, a recovery at `info`.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {
+        self.set_state(problem, Lack::Store)
+    }
+
+    /// Record whether the embedded store's disk has room (`None`) or why not
+    /// ([`crate::store::Store::low_space`]): readiness as
+    /// [`Self::set_store_state`], logged as the disk's want of room.
+    pub fn set_space_state(&self, problem: Option<String>) -> bool {
+        self.set_state(problem, Lack::Space)
+    }
+
+    fn set_state(&self, problem: Option<String>, lack: Lack) -> bool {
         let ok = problem.is_none();
         // Under the lock, so two callers noticing the same change log it once.
         let mut held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
@@ -304,14 +315,23 @@ impl App {
         match (&problem, was_ok) {
             (Some(why), true) => {
                 *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
-                tracing::error!(
-                    error = %why,
-                    "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
-                )
+                match lack {
+                    Lack::Store => tracing::error!(
+                        error = %why,
+                        "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
+                    ),
+                    Lack::Space => tracing::error!(
+                        error = %why,
+                        "no room for callbacks on the store's disk; /readyz is not ready until there is"
+                    ),
+                }
             }
             (None, false) => {
                 let refused = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|e| e.into_inner())).total;
-                tracing::info!(refused_callbacks = refused, "store reachable again; ready")
+                match lack {
+                    Lack::Store => tracing::info!(refused_callbacks = refused, "store reachable again; ready"),
+                    Lack::Space => tracing::info!("room on the store's disk again; ready"),
+                }
             }
             _ => {}
         }
@@ -327,7 +347,10 @@ impl App {
         if !self.store_ok.load(Ordering::Relaxed) {
             // Still short of the room a larger callback was refused for:
             // this smaller one does not make the relay ready.
-            self.set_store_state(self.store.low_space());
+            match self.store.low_space() {
+                Some(low) => self.set_space_state(Some(low)),
+                None => self.set_store_state(None),
+            };
         }
     }
 
@@ -415,4 +438,12 @@ impl App {
             (None, None) => None,
         }
     }
+}
+
+/// What a relay not ready lacks, for the log: a store it can write, or room
+/// on the embedded store's disk.
+#[derive(Clone, Copy)]
+enum Lack {
+    Store,
+    Space,
 }

@@ -287,7 +287,10 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     let Some((tmpfs, mnt, cfg)) = tmpfs::store_near_the_floor(dir.path()) else {
         return;
     };
-    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let bin = Bin::start(
+        &cfg.write(),
+        &[("RUST_LOG", "warn,hookrelay::app=info,hookrelay::state=info")],
+    );
     // 4 MiB above the floor; 40 callbacks of ~700 KB (27 MiB) all but their
     // last byte sent, then the last bytes together: one or two batches.
     let filler = mnt.join("filler");
@@ -348,6 +351,8 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     })
     .await;
     assert!(why.to_string().contains("a callback needing"), "{why}");
+    log_until(|| bin.log_text(), "no room for callbacks on the store's disk", secs(5)).await;
+    assert!(!bin.log_text().contains("store unreachable"), "{}", bin.log_text());
     let (status, _, _) = post(bin.addr, "/hooks/t?token=tok", &[], runway("small-near-the-floor")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -366,6 +371,7 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
         );
         tokio::time::sleep(ms(100)).await;
     }
+    log_until(|| bin.log_text(), "room on the store's disk again; ready", secs(5)).await;
     drop(bin);
     assert_stored(&cfg.data(), &acked).await;
 }
