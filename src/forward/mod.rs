@@ -73,16 +73,18 @@ pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
     Ok(Secret::new(token))
 }
 
-/// What to warn about a token file that others on this machine can read
-/// or write (its mode has group or other bits, as a file made with the
-/// default umask has): any user could pull the subscriber's callbacks.
+/// What to warn about a token file that other users of this machine can
+/// read or write (its mode has bits for others, as a file made with the
+/// default umask has, or lets its group write it): any of them could pull
+/// the subscriber's callbacks. A group that may read it (`root:hookrelay`
+/// 0640, for the service's user) is a choice, not warned about.
 fn token_file_open_to_others(file: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then(|| {
+    (mode & 0o027 != 0).then(|| {
         format!(
             "the token file {} is open to other users of this machine (mode {mode:o}): anyone who reads it can \
-             take this subscriber's callbacks; make it the owner's only (chmod 600)",
+             take this subscriber's callbacks; make it the owner's only (chmod 600), or its group's to read (chmod 640)",
             file.display()
         )
     })
@@ -306,8 +308,9 @@ mod tests {
         for (mode, warned) in [
             (0o600, false),
             (0o400, false),
+            (0o640, false),
             (0o644, true),
-            (0o640, true),
+            (0o660, true),
             (0o602, true),
         ] {
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
