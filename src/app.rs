@@ -287,15 +287,15 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// would not send).
 async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut was_low = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        // Clears only a want of room (its own, or the watchdog's): a store
+        // problem a write or a check found is theirs to clear.
         let low = app.store.low_space();
-        if low.is_some() || was_low {
-            was_low = low.is_some();
+        if low.is_some() || app.lacks_space() {
             app.set_space_state(low);
         }
     }

@@ -78,8 +78,9 @@ pub struct App {
     pub media: Arc<Archiver>,
     /// The last write to the store succeeded (readiness).
     pub store_ok: AtomicBool,
-    /// Why it did not, when it did not (for `/readyz` and the status API).
-    store_problem: Mutex<Option<String>>,
+    /// Why it did not, when it did not (for `/readyz` and the status API),
+    /// and what is lacking: a store it can write, or room on its disk.
+    store_problem: Mutex<Option<(Lack, String)>>,
     /// Successful writes to the store (ingest), counted.
     store_writes: AtomicU64,
     /// Callbacks refused because the store could not take them, since it
@@ -312,6 +313,8 @@ impl App {
         // Under the lock, so two callers noticing the same change log it once.
         let mut held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
         let was_ok = self.store_ok.swap(ok, Ordering::Relaxed);
+        // A recovery is logged as what was lacking, whoever noticed it.
+        let lacked = held.as_ref().map_or(lack, |(l, _)| *l);
         match (&problem, was_ok) {
             (Some(why), true) => {
                 *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
@@ -328,15 +331,22 @@ impl App {
             }
             (None, false) => {
                 let refused = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|e| e.into_inner())).total;
-                match lack {
+                match lacked {
                     Lack::Store => tracing::info!(refused_callbacks = refused, "store reachable again; ready"),
                     Lack::Space => tracing::info!("room on the store's disk again; ready"),
                 }
             }
             _ => {}
         }
-        *held = problem;
+        *held = problem.map(|why| (lack, why));
         was_ok
+    }
+
+    /// Not ready for want of room on the store's disk (set by
+    /// [`Self::set_space_state`]): the space watcher clears it.
+    pub fn lacks_space(&self) -> bool {
+        let held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
+        !self.store_ok.load(Ordering::Relaxed) && matches!(*held, Some((Lack::Space, _)))
     }
 
     /// A write to the store succeeded: it is writable (a recovery is logged
@@ -344,13 +354,11 @@ impl App {
     /// failed check made meanwhile as a loss.
     pub fn store_took_write(&self) {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
-        if !self.store_ok.load(Ordering::Relaxed) {
-            // Still short of the room a larger callback was refused for:
-            // this smaller one does not make the relay ready.
-            match self.store.low_space() {
-                Some(low) => self.set_space_state(Some(low)),
-                None => self.set_store_state(None),
-            };
+        // Not ready for want of room on the disk: a write (a duplicate's
+        // `200`, a small callback) does not change that; the space watcher
+        // makes the relay ready when there is room.
+        if !self.store_ok.load(Ordering::Relaxed) && !self.lacks_space() {
+            self.set_store_state(None);
         }
     }
 
@@ -405,7 +413,8 @@ impl App {
         if !self.store_ok.load(Ordering::Relaxed) {
             let why = self.store_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
             return Some(match why {
-                Some(why) => format!("the store cannot be written: {why}"),
+                Some((Lack::Store, why)) => format!("the store cannot be written: {why}"),
+                Some((Lack::Space, why)) => format!("no room for callbacks on the store's disk: {why}"),
                 None => "the store cannot be written".into(),
             });
         }

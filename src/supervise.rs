@@ -76,7 +76,10 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
         // A disk below `store.min_free` still takes writes (results,
         // retention): pinged, as a restart would not help, but not ready.
         let healthy = problem.is_none();
-        app.set_store_state(problem.or_else(|| app.store.low_space()));
+        match problem {
+            Some(why) => app.set_store_state(Some(why)),
+            None => app.set_space_state(app.store.low_space()),
+        };
         if healthy {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
         } else {

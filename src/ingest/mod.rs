@@ -165,13 +165,17 @@ where
                 Answer::Unauthorized(why) | Answer::BadRequest(why) | Answer::NoRoom(why) => why.as_str(),
                 _ => "",
             };
+            // Refusals for want of disk room are a kind of their own
+            // (`<route>/disk`; no route name holds a `/`): a stranger's
+            // probes of the route never hide them.
+            let disk = matches!(refused, Answer::NoRoom(_)).then(|| format!("{name}/disk"));
             let log = app.request_refused(RefusedBy::Route {
-                name,
+                name: disk.as_deref().unwrap_or(name),
                 status: code,
                 reason: why,
             });
             log_refused_summary(&log);
-            if log.first && matches!(refused, Answer::NoRoom(_)) {
+            if log.first && disk.is_some() {
                 // The operator's to act on, not a stranger's doing.
                 tracing::warn!(route = %name, source = %source, status = code, reason = %why, uri = %logged_uri(),
                     "callback refused (this route's refusals: this line at most once every {}s, the others at debug and summed up)",

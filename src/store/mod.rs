@@ -336,8 +336,7 @@ impl Store {
     }
 
     /// Why new events are refused for want of disk space now (the embedded
-    /// store below `store.min_free`, or without the room above it that a
-    /// refused callback needed), if they are.
+    /// store below `store.min_free`), if they are.
     pub fn low_space(&self) -> Option<String> {
         match &self.backend {
             Backend::Sled(s) => s.low_space(),

@@ -345,7 +345,7 @@ pub enum Ticket {
     Nats(super::nats::NatsTicket),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]
     Engine(String),
@@ -369,10 +369,11 @@ pub enum StoreError {
     /// holds, when it appends (ingest answers 503 for a retry).
     #[error("a reload left none of the event's subscribers on route {0:?}")]
     RouteChanged(String),
-    /// This event would take the disk under `store.min_free`, where smaller
-    /// ones still fit (each event of a batch spends its share of the room
-    /// above the floor): the store is reachable and stays ready; ingest
-    /// answers 503 for the provider's retry. Why, with the room left.
+    /// The embedded store's disk has no room for this event above
+    /// `store.min_free` (it is under the floor, or the event would take it
+    /// there: each event of a batch spends its share of the room above it).
+    /// The store is sound: ingest answers 503 for the provider's retry, and
+    /// readiness follows the floor (the space watcher). Why.
     #[error("{0}")]
     NoRoom(String),
 }

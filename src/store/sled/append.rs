@@ -87,10 +87,7 @@ impl Writer {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
         }
         // Only now: a duplicate writes no rows, and keeps its `200`.
-        if let Err(e) = spend(room, ev) {
-            self.inner.refused_for_room(disk_cost(ev));
-            return Err(e);
-        }
+        spend(room, ev)?;
         let id = self.next_id(ev.meta.received_ms);
         if !ev.media.is_empty() {
             if ev.media_after_verify {

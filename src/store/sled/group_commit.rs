@@ -221,9 +221,9 @@ impl Writer {
         if !appends.is_empty() {
             match self.refusal() {
                 Ok(r) => room = r,
-                Err(why) => {
+                Err(e) => {
                     for (_, reply) in appends.drain(..) {
-                        let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -322,10 +322,14 @@ impl Writer {
 
     /// Why new events cannot be taken now (checked once per batch).
     /// The room above `store.min_free` when events can be taken (`None`: no
-    /// bound), else why not.
-    fn refusal(&mut self) -> Result<Option<u64>, String> {
+    /// bound), else why not: the store failed, or the disk is under the
+    /// floor (`NoRoom`: the store is sound, the space watcher makes the
+    /// relay not ready).
+    fn refusal(&mut self) -> Result<Option<u64>, StoreError> {
         if self.inner.has_failed() {
-            return Err("the store failed a write earlier; restart hookrelay".into());
+            return Err(StoreError::Unavailable(
+                "the store failed a write earlier; restart hookrelay".into(),
+            ));
         }
         let space = self.inner.space_check();
         match (&space, self.space_ok) {
@@ -334,7 +338,7 @@ impl Writer {
             _ => {}
         }
         self.space_ok = space.is_ok();
-        space
+        space.map_err(StoreError::NoRoom)
     }
 
     /// Apply a control batch and flush it.

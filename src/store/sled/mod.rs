@@ -92,10 +92,6 @@ pub(super) struct Inner {
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
     min_free: u64,
-    /// The room above `min_free` the largest callback refused for want of
-    /// it needed (see `append::spend`); 0 once that room is back. Until then
-    /// the relay is not ready ([`Inner::short_of_room`]).
-    short_of: AtomicU64,
     /// Tests: the writer panics at its next data batch.
     #[cfg(test)]
     panic_next_batch: AtomicBool,
@@ -203,32 +199,6 @@ impl Inner {
             Err(_) => Ok(None),
         }
     }
-
-    /// A callback needing `needed` bytes above `store.min_free` was refused.
-    pub(super) fn refused_for_room(&self, needed: u64) {
-        self.short_of.fetch_max(needed, Ordering::Relaxed);
-    }
-
-    /// Why the store is not ready though above `store.min_free`: a callback
-    /// was refused for want of the room above it, and `room` (what there is
-    /// now) is still less than it needed. Forgets it once the room is back.
-    fn short_of_room(&self, room: u64) -> Option<String> {
-        let needed = self.short_of.load(Ordering::Relaxed);
-        if needed == 0 {
-            return None;
-        }
-        if room >= needed {
-            let _ = self
-                .short_of
-                .compare_exchange(needed, 0, Ordering::Relaxed, Ordering::Relaxed);
-            return None;
-        }
-        Some(format!(
-            "disk nearly full: a callback needing {} KiB above store.min_free was refused and {} KiB are left above it",
-            needed.div_ceil(1024),
-            room >> 10
-        ))
-    }
 }
 
 impl SledStore {
@@ -243,7 +213,6 @@ impl SledStore {
             path: opts.path.clone(),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
-            short_of: AtomicU64::new(0),
             #[cfg(test)]
             panic_next_batch: AtomicBool::new(false),
             registry: RwLock::new(registry),
@@ -385,10 +354,7 @@ impl SledStore {
 
     /// Why new events are refused for want of space now, if they are.
     pub fn low_space(&self) -> Option<String> {
-        match self.inner.space_check() {
-            Err(why) => Some(why),
-            Ok(room) => self.inner.short_of_room(room.unwrap_or(u64::MAX)),
-        }
+        self.inner.space_check().err()
     }
 
     pub fn has_failed(&self) -> bool {
