@@ -284,7 +284,8 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// `store.min_free`: readiness follows the free space, so a relay is not
 /// ready while it refuses, and ready again once there is room, without
 /// waiting for a callback (which a balancer routing only to ready relays
-/// would not send).
+/// would not send). It also checks a store that did not confirm a write in
+/// time, for the same reason.
 async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -292,11 +293,25 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        // Clears only a want of room (its own, or the watchdog's): a store
-        // problem a write or a check found is theirs to clear.
         let low = app.store.low_space();
         if low.is_some() || app.lacks_space() {
             app.set_space_state(low);
+        }
+        // A write not confirmed in time (a stalled disk) made the relay not
+        // ready: a balancer routing only to ready relays sends no callback
+        // whose write would say the store is back, so a check does. A store
+        // that failed a write stays failed (the health check restarts it).
+        // A write that failed (a delivery's result meeting a full disk)
+        // makes the relay not ready at once, not at the next callback.
+        if app.store.has_failed() && !app.lacks_store() {
+            app.set_store_state(Some("the store failed a write earlier; restart hookrelay".into()));
+        }
+        if app.lacks_store()
+            && !app.store.has_failed()
+            && app.check_store(std::time::Duration::from_secs(2)).await.is_none()
+            && !app.store.has_failed()
+        {
+            app.set_store_state(None);
         }
     }
 }

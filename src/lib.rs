@@ -27,6 +27,7 @@
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests, DNS rebinding and admin token guessing | [`admin`] (`guard`, `ui`) |
 //! | Prometheus metrics | [`metrics`] |
 //! | the daemon's shared state | [`state`] |
+//! | readiness as far as the store goes: a store it can write, room on its disk (each apart), refused callbacks counted for the log | [`readiness`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
@@ -60,6 +61,7 @@ pub mod preset;
 pub mod private_dir;
 pub mod provider;
 pub mod pull;
+pub mod readiness;
 pub mod reconcile;
 pub mod reload;
 pub mod retention;

@@ -13,6 +13,8 @@ use crate::delivery::Delivery;
 use crate::ingest::refused::{RefusedBy, RefusedLog, RefusedRequests};
 use crate::media::Archiver;
 use crate::metrics::Metrics;
+use crate::readiness::{Lack, StoreHealth};
+pub use crate::readiness::{Refusal, REFUSAL_SUMMARY_MS};
 use crate::server::{ConnLimit, ConnSettings, Settings};
 use crate::store::Store;
 use crate::tls;
@@ -76,16 +78,11 @@ pub struct App {
     pub delivery: Delivery,
     /// The media archiver (its settings follow reloads).
     pub media: Arc<Archiver>,
-    /// The last write to the store succeeded (readiness).
-    pub store_ok: AtomicBool,
-    /// Why it did not, when it did not (for `/readyz` and the status API),
-    /// and what is lacking: a store it can write, or room on its disk.
-    store_problem: Mutex<Option<(Lack, String)>>,
+    /// What the relay lacks of the store for readiness (a store it can
+    /// write, room on its disk), and callbacks refused while it is away.
+    health: StoreHealth,
     /// Successful writes to the store (ingest), counted.
     store_writes: AtomicU64,
-    /// Callbacks refused because the store could not take them, since it
-    /// was last lost ([`Self::store_refused_callback`]).
-    refusals: Mutex<Refusals>,
     /// Ingest requests refused (no route, refused by the route's checks),
     /// for their rate-limited log ([`Self::request_refused`]).
     refused_requests: Mutex<RefusedRequests>,
@@ -138,31 +135,6 @@ pub struct ReloadOutcome {
     pub refused: Option<String>,
 }
 
-/// How often refused callbacks are summed up in the log while the store is
-/// away (at most; only when callbacks keep coming).
-pub const REFUSAL_SUMMARY_MS: u64 = 10_000;
-
-/// Callbacks refused for the store since it was lost.
-#[derive(Default)]
-struct Refusals {
-    /// In all (said when the store is back).
-    total: u64,
-    /// Since the last summary (or the first refusal), not counting it.
-    in_window: u64,
-    window_start_ms: u64,
-}
-
-/// How to log a callback refused because the store could not take it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The first since the store was lost: an error with the reason.
-    First,
-    /// One more, counted: debug.
-    Counted,
-    /// Time for a summary: `refused` callbacks in the last `secs` seconds.
-    Summary { refused: u64, secs: u64 },
-}
-
 /// The public listeners as the wiring set them up: their TLS and addresses.
 pub struct Public {
     pub tls: Option<tls::Reloadable>,
@@ -197,10 +169,8 @@ impl App {
             metrics,
             delivery,
             media,
-            store_ok: AtomicBool::new(true),
-            store_problem: Mutex::new(None),
+            health: StoreHealth::new(),
             store_writes: AtomicU64::new(0),
-            refusals: Mutex::default(),
             refused_requests: Mutex::default(),
             wrong_admin_tokens: crate::admin::WrongTokens::default(),
             serving: AtomicBool::new(false),
@@ -293,99 +263,48 @@ impl App {
         }
     }
 
-    /// Record whether the store can be written (`None`) or why not; the
-    /// previous readiness of the store. Every change is logged here, once,
-    /// whoever noticed it (the store watcher, a failed or successful write):
-    /// a loss at `error` with its reason, a recovery at `info`.
+    /// Record whether the store can be written (`None`) or why not (each
+    /// change logged once, whoever noticed it: the store watcher, a failed
+    /// or successful write); a want of room is kept apart. Whether the
+    /// store could not be written before.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {
-        self.set_state(problem, Lack::Store)
+        self.health.set(Lack::Store, problem)
     }
 
     /// Record whether the embedded store's disk has room (`None`) or why not
-    /// ([`crate::store::Store::low_space`]): readiness as
-    /// [`Self::set_store_state`], logged as the disk's want of room.
+    /// ([`crate::store::Store::low_space`]), apart from whether the store
+    /// can be written. Whether there was no room before.
     pub fn set_space_state(&self, problem: Option<String>) -> bool {
-        self.set_state(problem, Lack::Space)
-    }
-
-    fn set_state(&self, problem: Option<String>, lack: Lack) -> bool {
-        let ok = problem.is_none();
-        // Under the lock, so two callers noticing the same change log it once.
-        let mut held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
-        let was_ok = self.store_ok.swap(ok, Ordering::Relaxed);
-        // A recovery is logged as what was lacking, whoever noticed it.
-        let lacked = held.as_ref().map_or(lack, |(l, _)| *l);
-        match (&problem, was_ok) {
-            (Some(why), true) => {
-                *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
-                match lack {
-                    Lack::Store => tracing::error!(
-                        error = %why,
-                        "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
-                    ),
-                    Lack::Space => tracing::error!(
-                        error = %why,
-                        "no room for callbacks on the store's disk; /readyz is not ready until there is"
-                    ),
-                }
-            }
-            (None, false) => {
-                let refused = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|e| e.into_inner())).total;
-                match lacked {
-                    Lack::Store => tracing::info!(refused_callbacks = refused, "store reachable again; ready"),
-                    Lack::Space => tracing::info!("room on the store's disk again; ready"),
-                }
-            }
-            _ => {}
-        }
-        *held = problem.map(|why| (lack, why));
-        was_ok
+        self.health.set(Lack::Space, problem)
     }
 
     /// Not ready for want of room on the store's disk (set by
     /// [`Self::set_space_state`]): the space watcher clears it.
     pub fn lacks_space(&self) -> bool {
-        let held = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
-        !self.store_ok.load(Ordering::Relaxed) && matches!(*held, Some((Lack::Space, _)))
+        self.health.lacks(Lack::Space)
+    }
+
+    /// Not ready because the store could not be written (a failed write or
+    /// check, a write not confirmed in time): a write or a check clears it.
+    pub fn lacks_store(&self) -> bool {
+        self.health.lacks(Lack::Store)
     }
 
     /// A write to the store succeeded: it is writable (a recovery is logged
-    /// by [`Self::set_store_state`]), and the store watcher does not take a
-    /// failed check made meanwhile as a loss.
+    /// by [`Self::set_store_state`]; a want of room stays until the space
+    /// watcher finds room), and the store watcher does not take a failed
+    /// check made meanwhile as a loss.
     pub fn store_took_write(&self) {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
-        // Not ready for want of room on the disk: a write (a duplicate's
-        // `200`, a small callback) does not change that; the space watcher
-        // makes the relay ready when there is room.
-        if !self.store_ok.load(Ordering::Relaxed) && !self.lacks_space() {
+        if self.lacks_store() {
             self.set_store_state(None);
         }
     }
 
     /// Count a callback refused because the store could not take it, and
-    /// say how to log it: the first since the store was lost at `error`, the
-    /// rest at `debug` with a summary every [`REFUSAL_SUMMARY_MS`] (a relay
-    /// taking thousands of callbacks a second must not write as many lines
-    /// while the store is away).
+    /// say how to log it (see [`StoreHealth::refused_callback`]).
     pub fn store_refused_callback(&self) -> Refusal {
-        let now = crate::clock::now_ms();
-        let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        r.total += 1;
-        if r.total == 1 {
-            r.window_start_ms = now;
-            return Refusal::First;
-        }
-        r.in_window += 1;
-        let took_ms = now.saturating_sub(r.window_start_ms);
-        if took_ms < REFUSAL_SUMMARY_MS {
-            return Refusal::Counted;
-        }
-        let refused = std::mem::take(&mut r.in_window);
-        r.window_start_ms = now;
-        Refusal::Summary {
-            refused,
-            secs: took_ms / 1000,
-        }
+        self.health.refused_callback(crate::clock::now_ms())
     }
 
     /// An ingest request was refused: how to log it. Each kind (no route;
@@ -410,15 +329,7 @@ impl App {
         if !self.serving.load(Ordering::Relaxed) {
             return Some("not serving (starting or stopping)".into());
         }
-        if !self.store_ok.load(Ordering::Relaxed) {
-            let why = self.store_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            return Some(match why {
-                Some((Lack::Store, why)) => format!("the store cannot be written: {why}"),
-                Some((Lack::Space, why)) => format!("no room for callbacks on the store's disk: {why}"),
-                None => "the store cannot be written".into(),
-            });
-        }
-        None
+        self.health.why_not()
     }
 
     /// Why TLS handshakes fail now, if they do: no certificate yet (ACME
@@ -447,12 +358,4 @@ impl App {
             (None, None) => None,
         }
     }
-}
-
-/// What a relay not ready lacks, for the log: a store it can write, or room
-/// on the embedded store's disk.
-#[derive(Clone, Copy)]
-enum Lack {
-    Store,
-    Space,
 }

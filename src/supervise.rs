@@ -78,7 +78,10 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
         let healthy = problem.is_none();
         match problem {
             Some(why) => app.set_store_state(Some(why)),
-            None => app.set_space_state(app.store.low_space()),
+            None => {
+                app.set_store_state(None);
+                app.set_space_state(app.store.low_space())
+            }
         };
         if healthy {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);

@@ -399,6 +399,128 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     assert_stored(&cfg.data(), &acked).await;
 }
 
+/// A store that failed a write (sled meeting a full disk) stays failed:
+/// room coming back must not make the relay ready. Before, one slot held
+/// the reason of whichever want was found last, and the space watcher's
+/// "no room" replaced the failure's: once room was back `/readyz` said
+/// ready while every callback was refused. The binary exits within a second
+/// of a failed store (for systemd to restart it); a relay run in-process
+/// (`hookrelay::start`) does not, and said ready for good. Now it is not
+/// ready from the failure on, without a callback to find it, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_failed_a_write_stays_not_ready_when_room_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    // Deliveries answered after 2 s: their results are written once the
+    // disk is full.
+    let sub = Sub::always(Behaviour::Slow(secs(2))).await;
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(1 << 20)
+        .subscriber(Subscriber::new("s", sub.url()).concurrency(64));
+    let h = start(&cfg).await;
+    let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    for i in 0..200 {
+        let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway(&format!("fail-{i}"))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Fill the disk to the last byte.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let mut size = chunk.len();
+        while size > 0 {
+            if f.write_all(&chunk[..size]).is_err() {
+                size /= 2;
+            }
+        }
+    }
+    assert_eq!(tmpfs.free_kib(), 0);
+    let t = std::time::Instant::now();
+    while !h.app.store.has_failed() {
+        assert!(t.elapsed() < secs(20), "the store never met the full disk");
+        tokio::time::sleep(ms(50)).await;
+    }
+    let why = admin_until(admin_addr, "/readyz", secs(3), |v| {
+        v.to_string().contains("the store cannot be written")
+    })
+    .await;
+    assert!(why.to_string().contains("the store cannot be written"), "{why}");
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("after-the-failure")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // Room again: the want of room ends (the space watcher looks every
+    // second), the failure stays.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(h.app.store.low_space().is_none());
+    tokio::time::sleep(ms(2500)).await;
+    let (status, why) = admin(admin_addr, "GET", "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    assert!(why.to_string().contains("the store cannot be written"), "{why}");
+    assert!(!why.to_string().contains("no room"), "{why}");
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("room-again")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.shutdown().await;
+}
+
+/// A write the store did not confirm within the commit limit (a stalled
+/// disk) answers `503` and makes the relay not ready. Before, only a later
+/// accepted callback made it ready again (or, under systemd, the
+/// watchdog): behind a balancer routing only to ready relays, none comes,
+/// and the relay stayed out after the disk was back. Now the space watcher
+/// asks the store, and the relay is ready again with no callback sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_back_makes_the_relay_ready_without_a_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(disk) = tmpfs::Frozen::mount(&dir.path().join("disk.img"), &mnt, 64) else {
+        return;
+    };
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .min_free(1 << 20)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("before")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(admin(admin_addr, "GET", "/readyz").await.0, StatusCode::OK);
+    if !disk.freeze() {
+        h.shutdown().await;
+        return;
+    }
+    let t = std::time::Instant::now();
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("stalled")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "after {:?}", t.elapsed());
+    let (status, why) = admin(admin_addr, "GET", "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    assert!(
+        why.to_string().contains("the store cannot be written")
+            && why.to_string().contains("did not confirm the write in time"),
+        "{why}"
+    );
+    disk.thaw();
+    let t = std::time::Instant::now();
+    loop {
+        let (status, why) = admin(admin_addr, "GET", "/readyz").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(t.elapsed() < secs(10), "not ready again with the disk back: {why}");
+        tokio::time::sleep(ms(100)).await;
+    }
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("after")).await;
+    assert_eq!(status, StatusCode::OK);
+    h.shutdown().await;
+}
+
 /// Move tokio's (paused) clock, hence the daemon's wall clock, by `d` in
 /// `step`s, letting the daemon `h` settle after each.
 async fn advance_by(h: &hookrelay::Handle, d: Duration, step: Duration) {

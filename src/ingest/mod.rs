@@ -165,10 +165,9 @@ where
                 Answer::Unauthorized(why) | Answer::BadRequest(why) | Answer::NoRoom(why) => why.as_str(),
                 _ => "",
             };
-            // Refusals for want of disk room are a kind of their own
-            // (`<route>/disk`; no route name holds a `/`): a stranger's
-            // probes of the route never hide them.
-            let disk = matches!(refused, Answer::NoRoom(_)).then(|| format!("{name}/disk"));
+            // Refusals for want of disk room are a kind of their own: a
+            // stranger's probes of the route never hide them.
+            let disk = matches!(refused, Answer::NoRoom(_)).then(|| crate::ingest::refused::disk_kind(name));
             let log = app.request_refused(RefusedBy::Route {
                 name: disk.as_deref().unwrap_or(name),
                 status: code,
@@ -194,7 +193,7 @@ where
 
 /// The warning that sums up refused requests, when one is due: how many,
 /// how many to no route, and each route's by status with its last reason
-/// (refused pull requests count here too, as `pull/<name>`).
+/// (refused pull requests count here too, as `pull:<name>`).
 pub(crate) fn log_refused_summary(log: &RefusedLog) {
     if let Some(summary) = &log.summary {
         let RefusedSummary {

@@ -37,6 +37,19 @@ struct RefusedKind {
     statuses: std::collections::BTreeMap<u16, (u64, String)>,
 }
 
+/// The log kind of a route's refusals for want of disk room: a kind of
+/// their own, so that a stranger's probes of the route never hide them.
+/// Names hold no `/` nor `:` ([`crate::config::valid_name`]), so no kind
+/// is another's: `<route>`, `<route>/disk`, `pull:<subscriber>`.
+pub fn disk_kind(route: &str) -> String {
+    format!("{route}/disk")
+}
+
+/// The log kind of refused requests to a known pull subscriber.
+pub fn pull_kind(subscriber: &str) -> String {
+    format!("pull:{subscriber}")
+}
+
 /// A refused ingest request: for a route, its name, status and reason.
 #[derive(Debug, Clone, Copy)]
 pub enum RefusedBy<'a> {
@@ -181,6 +194,26 @@ impl RefusedRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before, a route named `pull` refused for want of room and a pull
+    /// subscriber named `disk` shared one kind (`pull/disk`): one could
+    /// hide the other's first line.
+    #[test]
+    fn no_kind_is_another_s() {
+        let kinds = [
+            "pull".to_string(),
+            "disk".to_string(),
+            disk_kind("pull"),
+            disk_kind("disk"),
+            pull_kind("disk"),
+            pull_kind("pull"),
+        ];
+        let distinct: std::collections::HashSet<&String> = kinds.iter().collect();
+        assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+        let mut r = RefusedRequests::default();
+        assert_eq!(r.record(route(&disk_kind("pull"), 503, "disk nearly full"), 0), first());
+        assert_eq!(r.record(route(&pull_kind("disk"), 401, "wrong token"), 1), first());
+    }
 
     fn route<'a>(name: &'a str, status: u16, reason: &'a str) -> RefusedBy<'a> {
         RefusedBy::Route { name, status, reason }

@@ -102,7 +102,7 @@ fn log_refusal(app: &App, path: &str, source: &auth::Source, status: u16, answer
     };
     let known = parse_path(path)
         .filter(|(name, _)| app.delivery.pull_lane(name).is_some())
-        .map(|(name, _)| format!("pull/{name}"));
+        .map(|(name, _)| crate::ingest::refused::pull_kind(name));
     let (by, shown) = match &known {
         Some(kind) => (
             crate::ingest::refused::RefusedBy::Route {

@@ -1,4 +1,4 @@
-//! A small tmpfs for tests that fill a disk (needs root, as in CI).
+//! Small filesystems for tests that fill a disk (a tmpfs) or stall one (a frozen loop-mounted ext4); both need root, as in CI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,5 +59,65 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An ext4 filesystem in a file, loop-mounted (needs root, as in CI): one
+/// that can be frozen (`fsfreeze`), so that every write to it waits, as on
+/// a stalled disk. Thawed and unmounted when dropped.
+pub struct Frozen {
+    path: PathBuf,
+    frozen: std::sync::atomic::AtomicBool,
+}
+
+impl Frozen {
+    /// A `size_mib` MiB filesystem in `image`, mounted at `path`; `None`
+    /// (the test says it skipped) where that cannot be done.
+    pub fn mount(image: &Path, path: &Path, size_mib: u64) -> Option<Frozen> {
+        std::fs::create_dir_all(path).unwrap();
+        std::fs::File::create(image).ok()?.set_len(size_mib << 20).ok()?;
+        let run =
+            |cmd: &str, args: &[&std::ffi::OsStr]| Command::new(cmd).args(args).status().is_ok_and(|s| s.success());
+        let ok = run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_os_str()])
+            && run(
+                "mount",
+                &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), path.as_os_str()],
+            );
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a loop filesystem here (not root? no loop devices?)");
+            return None;
+        }
+        Some(Frozen {
+            path: path.to_path_buf(),
+            frozen: false.into(),
+        })
+    }
+
+    /// Freeze it: writes wait until [`Self::thaw`]. False where freezing is
+    /// not supported (the test says it skipped).
+    pub fn freeze(&self) -> bool {
+        let ok = Command::new("fsfreeze")
+            .arg("-f")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        self.frozen.store(ok, std::sync::atomic::Ordering::SeqCst);
+        if !ok {
+            eprintln!("SKIPPED: cannot freeze a filesystem here");
+        }
+        ok
+    }
+
+    pub fn thaw(&self) {
+        if self.frozen.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.path).status();
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
