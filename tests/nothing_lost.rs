@@ -295,7 +295,7 @@ async fn large_callbacks_arriving_together_near_the_floor_stay_above_it() {
     };
     let bin = Bin::start(
         &cfg.write(),
-        &[("RUST_LOG", "warn,hookrelay::app=info,hookrelay::state=info")],
+        &[("RUST_LOG", "warn,hookrelay::app=info,hookrelay::readiness=info")],
     );
     // 4 MiB above the floor; 40 callbacks of ~700 KB (27 MiB) all but their
     // last byte sent, then the last bytes together: one or two batches.
