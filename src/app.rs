@@ -284,35 +284,49 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// `store.min_free`: readiness follows the free space, so a relay is not
 /// ready while it refuses, and ready again once there is room, without
 /// waiting for a callback (which a balancer routing only to ready relays
-/// would not send). It also checks a store that did not confirm a write in
-/// time, for the same reason.
+/// would not send). For the same reason it asks the store again after a
+/// write was not confirmed in time, and marks a store that failed a write.
 async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    // One probe of the store in flight at most (a stalled disk must not
+    // fill the writer's mailbox with them): how long it took, if it
+    // succeeded.
+    let mut probe: Option<tokio::task::JoinHandle<Option<std::time::Duration>>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
         let low = app.store.low_space();
         if low.is_some() || app.lacks_space() {
             app.set_space_state(low);
         }
-        // A write not confirmed in time (a stalled disk) made the relay not
-        // ready: a balancer routing only to ready relays sends no callback
-        // whose write would say the store is back, so a check does. A store
-        // that failed a write stays failed (the health check restarts it).
-        // A write that failed (a delivery's result meeting a full disk)
-        // makes the relay not ready at once, not at the next callback.
-        if app.store.has_failed() && !app.lacks_store() {
+        if app.store.has_failed() {
+            // A write that failed (a delivery's result meeting a full disk)
+            // makes the relay not ready at once, not at the next callback,
+            // and says so whatever it lacked before.
             app.set_store_state(Some("the store failed a write earlier; restart hookrelay".into()));
+            continue;
         }
-        if app.lacks_store()
-            && !app.store.has_failed()
-            && app.check_store(std::time::Duration::from_secs(2)).await.is_none()
-            && !app.store.has_failed()
-        {
-            app.set_store_state(None);
+        // A write not confirmed in time (a stalled disk) made the relay not
+        // ready: no callback may come to say the store is back, so a probe
+        // does, if it is confirmed as fast as a callback must be.
+        if let Some(done) = probe.take_if(|p| p.is_finished()) {
+            let took = done.await.ok().flatten();
+            if took.is_some_and(|t| t <= crate::ingest::COMMIT_TIMEOUT) {
+                app.set_store_state(None);
+            }
         }
+        if probe.is_none() && app.lacks_store() {
+            let store = app.store.clone();
+            probe = Some(tokio::spawn(async move {
+                let sent = std::time::Instant::now();
+                store.check_writable().await.ok().map(|()| sent.elapsed())
+            }));
+        }
+    }
+    if let Some(p) = probe {
+        p.abort();
     }
 }
 

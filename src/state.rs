@@ -268,6 +268,11 @@ impl App {
     /// or successful write); a want of room is kept apart. Whether the
     /// store could not be written before.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {
+        if problem.is_none() && self.store.has_failed() {
+            // A write that went through (or a check) before the failure was
+            // marked does not make a failed store writable.
+            return self.lacks_store();
+        }
         self.health.set(Lack::Store, problem)
     }
 

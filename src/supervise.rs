@@ -72,6 +72,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
             continue;
         }
+        let sent = std::time::Instant::now();
         let problem = app.check_store(period).await;
         // A disk below `store.min_free` still takes writes (results,
         // retention): pinged, as a restart would not help, but not ready.
@@ -79,7 +80,11 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
         match problem {
             Some(why) => app.set_store_state(Some(why)),
             None => {
-                app.set_store_state(None);
+                // Ready again only if writes are confirmed as fast as a
+                // callback's must be (a slower disk still answers 503).
+                if sent.elapsed() <= crate::ingest::COMMIT_TIMEOUT {
+                    app.set_store_state(None);
+                }
                 app.set_space_state(app.store.low_space())
             }
         };

@@ -415,17 +415,21 @@ async fn a_store_that_failed_a_write_stays_not_ready_when_room_comes_back() {
         eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
         return;
     };
-    // Deliveries answered after 2 s: their results are written once the
-    // disk is full.
-    let sub = Sub::always(Behaviour::Slow(secs(2))).await;
+    // Deliveries refused and retried until the disk is full, then taken:
+    // their results are written on a full disk, however slow the machine.
+    let (sub, healthy) = Sub::broken(Behaviour::Status(503)).await;
     let cfg = TestConfig::new(dir.path())
         .store_path(&mnt.join("data"))
         .store_cache(1 << 20)
         .min_free(1 << 20)
-        .subscriber(Subscriber::new("s", sub.url()).concurrency(64));
+        .subscriber(
+            Subscriber::new("s", sub.url())
+                .concurrency(64)
+                .retry(vec![ms(300); 200]),
+        );
     let h = start(&cfg).await;
     let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
-    for i in 0..200 {
+    for i in 0..100 {
         let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway(&format!("fail-{i}"))).await;
         assert_eq!(status, StatusCode::OK);
     }
@@ -443,9 +447,10 @@ async fn a_store_that_failed_a_write_stays_not_ready_when_room_comes_back() {
         }
     }
     assert_eq!(tmpfs.free_kib(), 0);
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     let t = std::time::Instant::now();
     while !h.app.store.has_failed() {
-        assert!(t.elapsed() < secs(20), "the store never met the full disk");
+        assert!(t.elapsed() < secs(30), "the store never met the full disk");
         tokio::time::sleep(ms(50)).await;
     }
     let why = admin_until(admin_addr, "/readyz", secs(3), |v| {

@@ -56,7 +56,7 @@ pub(crate) fn media_urls(route: &crate::config::Route, json: Option<&serde_json:
 }
 
 /// How long a request waits for its event to be on disk before answering 503.
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Headers kept with the event (never credentials).
 fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)> {

@@ -96,6 +96,13 @@ impl Frozen {
     /// Freeze it: writes wait until [`Self::thaw`]. False where freezing is
     /// not supported (the test says it skipped).
     pub fn freeze(&self) -> bool {
+        // Thawed in 60 s whatever happens to this process (a test killed
+        // while it is frozen would leave every writer to it hanging).
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"(sleep 60; fsfreeze -u "$0") >/dev/null 2>&1 &"#)
+            .arg(&self.path)
+            .status();
         let ok = Command::new("fsfreeze")
             .arg("-f")
             .arg(&self.path)
