@@ -305,16 +305,15 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             // A write that failed (a delivery's result meeting a full disk)
             // makes the relay not ready at once, not at the next callback,
             // and says so whatever it lacked before.
-            app.set_store_state(Some("the store failed a write earlier; restart hookrelay".into()));
+            app.set_store_state(Some(crate::store::FAILED_WRITE.into()));
             continue;
         }
         // A write not confirmed in time (a stalled disk) made the relay not
         // ready: no callback may come to say the store is back, so a probe
         // does, if it is confirmed as fast as a callback must be.
         if let Some(done) = probe.take_if(|p| p.is_finished()) {
-            let took = done.await.ok().flatten();
-            if took.is_some_and(|t| t <= crate::ingest::COMMIT_TIMEOUT) {
-                app.set_store_state(None);
+            if let Ok(Some(took)) = done.await {
+                app.store_answered_probe(took);
             }
         }
         if probe.is_none() && app.lacks_store() {

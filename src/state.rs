@@ -306,6 +306,16 @@ impl App {
         }
     }
 
+    /// A probe write ([`crate::store::Store::check_writable`]) was
+    /// confirmed after `took`: the store is writable again if it answers as
+    /// fast as a callback's write must be ([`crate::ingest::COMMIT_TIMEOUT`];
+    /// a slower disk still answers callbacks `503`).
+    pub fn store_answered_probe(&self, took: std::time::Duration) {
+        if took <= crate::ingest::COMMIT_TIMEOUT {
+            self.set_store_state(None);
+        }
+    }
+
     /// Count a callback refused because the store could not take it, and
     /// say how to log it (see [`StoreHealth::refused_callback`]).
     pub fn store_refused_callback(&self) -> Refusal {

@@ -80,11 +80,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
         match problem {
             Some(why) => app.set_store_state(Some(why)),
             None => {
-                // Ready again only if writes are confirmed as fast as a
-                // callback's must be (a slower disk still answers 503).
-                if sent.elapsed() <= crate::ingest::COMMIT_TIMEOUT {
-                    app.set_store_state(None);
-                }
+                app.store_answered_probe(sent.elapsed());
                 app.set_space_state(app.store.low_space())
             }
         };

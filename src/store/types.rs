@@ -345,6 +345,10 @@ pub enum Ticket {
     Nats(super::nats::NatsTicket),
 }
 
+/// Why an embedded store that failed a write refuses everything until a
+/// restart (sled cannot recover in-process).
+pub const FAILED_WRITE: &str = "the store failed a write earlier; restart hookrelay";
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]

@@ -327,9 +327,7 @@ impl Writer {
     /// relay not ready).
     fn refusal(&mut self) -> Result<Option<u64>, StoreError> {
         if self.inner.has_failed() {
-            return Err(StoreError::Unavailable(
-                "the store failed a write earlier; restart hookrelay".into(),
-            ));
+            return Err(StoreError::Unavailable(crate::store::FAILED_WRITE.into()));
         }
         let space = self.inner.space_check();
         match (&space, self.space_ok) {
@@ -344,9 +342,7 @@ impl Writer {
     /// Apply a control batch and flush it.
     pub fn commit(&mut self, mut b: Batch<'_>) -> Result<(), StoreError> {
         if self.inner.has_failed() {
-            return Err(StoreError::Unavailable(
-                "the store failed a write earlier; restart hookrelay".into(),
-            ));
+            return Err(StoreError::Unavailable(crate::store::FAILED_WRITE.into()));
         }
         self.write_counters(&mut b, true);
         let rows = b.len() as u64;

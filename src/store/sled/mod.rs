@@ -347,7 +347,7 @@ impl SledStore {
 
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         if self.has_failed() {
-            return Err(StoreError::Unavailable("the store failed a write earlier".into()));
+            return Err(StoreError::Unavailable(crate::store::FAILED_WRITE.into()));
         }
         self.call(Msg::Probe).await
     }
