@@ -41,7 +41,7 @@ async fn a_relay_killed_mid_drain_is_taken_over_with_only_its_in_flight_sent_twi
         posts.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..150 {
-                ids.push(accepted(addrs[i % 2], &runway(&format!("w{w}-{i}"))).await);
+                ids.push(accepted_retrying(addrs[i % 2], &runway(&format!("w{w}-{i}"))).await);
             }
             ids
         }));
