@@ -297,8 +297,9 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let low = app.store.low_space();
-        if low.is_some() || app.lacks_space() {
+        let lacking = app.lacks_space();
+        let low = app.store.low_space(lacking);
+        if low.is_some() || lacking {
             app.set_space_state(low);
         }
         if app.store.has_failed() {

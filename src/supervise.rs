@@ -81,7 +81,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
             Some(why) => app.set_store_state(Some(why)),
             None => {
                 app.store_answered_probe(sent.elapsed());
-                app.set_space_state(app.store.low_space())
+                app.set_space_state(app.store.low_space(app.lacks_space()))
             }
         };
         if healthy {

@@ -463,7 +463,7 @@ async fn a_store_that_failed_a_write_stays_not_ready_when_room_comes_back() {
     // Room again: the want of room ends (the space watcher looks every
     // second), the failure stays.
     std::fs::remove_file(&filler).unwrap();
-    assert!(h.app.store.low_space().is_none());
+    assert!(h.app.store.low_space(true).is_none());
     tokio::time::sleep(ms(2500)).await;
     let (status, why) = admin(admin_addr, "GET", "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");

@@ -81,3 +81,73 @@ async fn follows_the_free_space(envs: &[(&str, &str)]) {
     assert_eq!(s, StatusCode::OK, "not ready after space returned:\n{}", bin.log_text());
     assert_eq!(callback(bin.addr, &runway("room")).await.0, StatusCode::OK);
 }
+
+/// A disk hovering just above `store.min_free` after it fell under it (a
+/// relay whose results and retention free and take a little at a time) does
+/// not make the relay ready and not ready at every look, logging a pair of
+/// lines each time: room is back only with a margin above the floor (an
+/// eighth of it, at least 1 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_hovering_at_the_floor_does_not_flip_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(4 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    assert_eq!(readyz(&bin).await, StatusCode::OK);
+    // 4.5 MiB free (half a MiB above the 4 MiB floor, under the 1 MiB
+    // margin), then a gap file takes it to 2 MiB: not ready.
+    let filler = mnt.join("filler");
+    std::fs::write(
+        &filler,
+        vec![0u8; tmpfs.free_kib().saturating_sub(4 * 1024 + 512) as usize * 1024],
+    )
+    .unwrap();
+    let gap = mnt.join("gap");
+    let gap_len = tmpfs.free_kib().saturating_sub(2 * 1024) as usize * 1024;
+    std::fs::write(&gap, vec![0u8; gap_len]).unwrap();
+    let s = readyz_until(&bin, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "ready with the disk below min_free");
+    // Above the floor, under the margin, and under the floor again, three
+    // times: not ready throughout.
+    let mut why = serde_json::Value::Null;
+    for _ in 0..3 {
+        std::fs::remove_file(&gap).unwrap();
+        let free = tmpfs.free_kib();
+        assert!(free > 4 * 1024 && free < 5 * 1024, "{free} KiB free");
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert_eq!(
+                readyz(&bin).await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ready half a MiB above the floor ({free} KiB free):\n{}",
+                bin.log_text()
+            );
+        }
+        why = admin(bin.admin, "GET", "/readyz").await.1;
+        std::fs::write(&gap, vec![0u8; gap_len]).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // Room again, past the margin: ready, logged once.
+    std::fs::remove_file(&gap).unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    let s = readyz_until(&bin, StatusCode::OK, Duration::from_secs(5)).await;
+    assert_eq!(s, StatusCode::OK, "not ready after space returned:\n{}", bin.log_text());
+    let log = bin.log_text();
+    assert_eq!(
+        (
+            log.matches("no room for callbacks on the store's disk").count(),
+            log.matches("room on the store's disk again").count()
+        ),
+        (1, 1),
+        "{log}"
+    );
+    assert!(why.to_string().contains("ready again at 1 MiB above it"), "{why}");
+}

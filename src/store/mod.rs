@@ -335,11 +335,14 @@ impl Store {
         each!(self, s => s.check_writable().await)
     }
 
-    /// Why new events are refused for want of disk space now (the embedded
-    /// store below `store.min_free`), if they are.
-    pub fn low_space(&self) -> Option<String> {
+    /// Why the relay has no room for callbacks on the embedded store's disk
+    /// (below `store.min_free`), if it has none. `lacking`: it had none at
+    /// the last look; then room is back only with a margin above the floor
+    /// ([`sled::SledStore::low_space`]), so that a disk hovering at the
+    /// floor does not flip readiness (and log it) at every look.
+    pub fn low_space(&self, lacking: bool) -> Option<String> {
         match &self.backend {
-            Backend::Sled(s) => s.low_space(),
+            Backend::Sled(s) => s.low_space(lacking),
             Backend::Nats(_) => None,
         }
     }

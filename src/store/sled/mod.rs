@@ -201,6 +201,12 @@ impl Inner {
     }
 }
 
+/// The room above `store.min_free` the disk must have again before a relay
+/// that found none is ready: an eighth of the floor, 1 to 64 MiB.
+pub fn room_margin(min_free: u64) -> u64 {
+    (min_free / 8).clamp(1 << 20, 64 << 20)
+}
+
 impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
@@ -353,8 +359,22 @@ impl SledStore {
     }
 
     /// Why new events are refused for want of space now, if they are.
-    pub fn low_space(&self) -> Option<String> {
-        self.inner.space_check().err()
+    /// Why there is no room for callbacks, if there is none: below
+    /// `store.min_free`, or, when the relay already `lacking` room found
+    /// none, less than [`room_margin`] above it.
+    pub fn low_space(&self, lacking: bool) -> Option<String> {
+        let margin = room_margin(self.inner.min_free);
+        match self.inner.space_check() {
+            Err(why) => Some(why),
+            Ok(Some(room)) if lacking && room < margin => Some(format!(
+                "disk nearly full: {} MiB free above store.min_free ({} MiB) under {}; ready again at {} MiB above it",
+                room >> 20,
+                self.inner.min_free >> 20,
+                self.inner.path.display(),
+                margin >> 20
+            )),
+            Ok(_) => None,
+        }
     }
 
     pub fn has_failed(&self) -> bool {
