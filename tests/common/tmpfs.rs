@@ -13,10 +13,7 @@ use super::{secs, DOWN};
 /// path; `None` (the test says it skipped) where no tmpfs can be mounted.
 pub fn store_near_the_floor(dir: &Path) -> Option<(Tmpfs, PathBuf, TestConfig)> {
     let mnt = dir.join("small");
-    let Some(tmpfs) = Tmpfs::mount(&mnt, "48m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
-        return None;
-    };
+    let tmpfs = Tmpfs::mount(&mnt, "48m")?;
     let cfg = TestConfig::new(dir)
         .store_path(&mnt.join("data"))
         .store_cache(1 << 20)
@@ -29,14 +26,18 @@ pub fn store_near_the_floor(dir: &Path) -> Option<(Tmpfs, PathBuf, TestConfig)> 
 pub struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
+    /// Mount one of `size` at `path`; `None`, the test saying it skipped,
+    /// where no tmpfs can be mounted.
     pub fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(path).unwrap();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(path)
             .status()
-            .ok()?
-            .success();
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        }
         ok.then(|| Tmpfs(path.to_path_buf()))
     }
 
