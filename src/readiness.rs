@@ -111,7 +111,7 @@ impl StoreHealth {
                     *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
                     tracing::error!(
                         error = %why,
-                        "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready until it is back"
+                        "store unreachable (cannot be written); ingest answers 503 and /readyz is not ready"
                     )
                 }
                 Lack::Space => tracing::error!(
