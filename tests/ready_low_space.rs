@@ -130,8 +130,14 @@ async fn a_disk_hovering_at_the_floor_does_not_flip_readiness() {
             );
         }
         why = admin(bin.admin, "GET", "/readyz").await.1;
+        // Callbacks keep coming: taken above the floor, refused under it.
+        assert_eq!(callback(bin.addr, &runway("above")).await.0, StatusCode::OK);
         std::fs::write(&gap, vec![0u8; gap_len]).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            callback(bin.addr, &runway("under")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
     // Room again, past the margin: ready, logged once.
     std::fs::remove_file(&gap).unwrap();
@@ -147,5 +153,62 @@ async fn a_disk_hovering_at_the_floor_does_not_flip_readiness() {
         (1, 1),
         "{log}"
     );
-    assert!(why.to_string().contains("ready again at 1 MiB above it"), "{why}");
+    // Nor does the store's writer log each crossing it sees.
+    assert!(
+        !log.contains("until there is room") && !log.contains("disk space is back"),
+        "{log}"
+    );
+    assert!(why.to_string().contains("ready again at 1024 KiB above it"), "{why}");
+}
+
+/// The margin is not a trap (review of the above): a relay whose disk
+/// usually has less than the margin above the floor (here half a MiB above
+/// it, where it was ready) dips under it once (a temporary file) and is
+/// ready again once the disk has stayed above the floor for 10 s, without
+/// the margin (before, it stayed not ready until space was freed or it was
+/// restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dip_under_the_floor_does_not_leave_the_relay_not_ready_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(4 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    // Other data on the volume: 4.5 MiB free.
+    let other = mnt.join("other");
+    std::fs::write(
+        &other,
+        vec![0u8; tmpfs.free_kib().saturating_sub(4 * 1024 + 512) as usize * 1024],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(readyz(&bin).await, StatusCode::OK, "ready half a MiB above the floor");
+    // A temporary file for a moment.
+    let tmp = mnt.join("tmp");
+    std::fs::write(&tmp, vec![0u8; 1 << 20]).unwrap();
+    let s = readyz_until(&bin, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    std::fs::remove_file(&tmp).unwrap();
+    let back = std::time::Instant::now();
+    assert_eq!(callback(bin.addr, &runway("after")).await.0, StatusCode::OK);
+    let s = readyz_until(&bin, StatusCode::OK, Duration::from_secs(15)).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "not ready {:?} after the dip, {} KiB free:\n{}",
+        back.elapsed(),
+        tmpfs.free_kib(),
+        bin.log_text()
+    );
+    assert!(
+        back.elapsed() >= Duration::from_secs(8),
+        "ready {:?} after the dip",
+        back.elapsed()
+    );
 }

@@ -330,9 +330,13 @@ impl Writer {
             return Err(StoreError::Unavailable(crate::store::FAILED_WRITE.into()));
         }
         let space = self.inner.space_check();
+        // At debug: a disk at the floor with traffic crosses it at every
+        // few batches; the space watcher logs the want of room and its end
+        // once each (`crate::readiness`), the refused callbacks are logged
+        // rate-limited by ingest.
         match (&space, self.space_ok) {
-            (Err(why), true) => tracing::error!("{why}; answering 503 until there is room"),
-            (Ok(_), false) => tracing::info!("disk space is back; accepting events again"),
+            (Err(why), true) => tracing::debug!("{why}; answering 503 until there is room"),
+            (Ok(_), false) => tracing::debug!("disk space is back; accepting events again"),
             _ => {}
         }
         self.space_ok = space.is_ok();

@@ -46,7 +46,7 @@ mod writer_state;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -92,6 +92,9 @@ pub(super) struct Inner {
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
     min_free: u64,
+    /// Since when every look at the free space found it above `min_free`
+    /// (`None`: the last look found it under).
+    above_floor_since: Mutex<Option<std::time::Instant>>,
     /// Tests: the writer panics at its next data batch.
     #[cfg(test)]
     panic_next_batch: AtomicBool,
@@ -207,6 +210,10 @@ pub fn room_margin(min_free: u64) -> u64 {
     (min_free / 8).clamp(1 << 20, 64 << 20)
 }
 
+/// How long the disk must stay above `store.min_free`, if not by
+/// [`room_margin`], before a relay that found no room is ready again.
+pub const ROOM_SETTLES: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
@@ -219,6 +226,7 @@ impl SledStore {
             path: opts.path.clone(),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
+            above_floor_since: Mutex::new(Some(std::time::Instant::now())),
             #[cfg(test)]
             panic_next_batch: AtomicBool::new(false),
             registry: RwLock::new(registry),
@@ -358,20 +366,33 @@ impl SledStore {
         self.call(Msg::Probe).await
     }
 
-    /// Why new events are refused for want of space now, if they are.
     /// Why there is no room for callbacks, if there is none: below
     /// `store.min_free`, or, when the relay already `lacking` room found
-    /// none, less than [`room_margin`] above it.
+    /// none, less than [`room_margin`] above it for under [`ROOM_SETTLES`]
+    /// (a disk whose usual free space lies in the margin is not ready for
+    /// good after one dip under the floor).
     pub fn low_space(&self, lacking: bool) -> Option<String> {
         let margin = room_margin(self.inner.min_free);
-        match self.inner.space_check() {
+        let check = self.inner.space_check();
+        let settled = {
+            let mut since = self.inner.above_floor_since.lock().unwrap_or_else(|e| e.into_inner());
+            match (&check, *since) {
+                (Err(_), _) => *since = None,
+                (Ok(_), None) => *since = Some(std::time::Instant::now()),
+                (Ok(_), Some(_)) => {}
+            }
+            since.is_some_and(|t| t.elapsed() >= ROOM_SETTLES)
+        };
+        match check {
             Err(why) => Some(why),
-            Ok(Some(room)) if lacking && room < margin => Some(format!(
-                "disk nearly full: {} MiB free above store.min_free ({} MiB) under {}; ready again at {} MiB above it",
-                room >> 20,
-                self.inner.min_free >> 20,
+            Ok(Some(room)) if lacking && room < margin && !settled => Some(format!(
+                "disk nearly full: {} KiB free above store.min_free ({} KiB) under {}; ready again at {} KiB above it, \
+                 or after {} s above it",
+                room >> 10,
+                self.inner.min_free >> 10,
                 self.inner.path.display(),
-                margin >> 20
+                margin >> 10,
+                ROOM_SETTLES.as_secs()
             )),
             Ok(_) => None,
         }
