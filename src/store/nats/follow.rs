@@ -66,8 +66,10 @@ pub(super) struct Received {
     pub seq: u64,
     /// How many times NATS has handed it out (1 the first time).
     pub delivered: u32,
-    /// Stored before its consumer was created (see [`super::consumer`]):
-    /// it may have been settled already, also on its first hand-out.
+    /// Stored before its consumer was created (see [`super::consumer`]),
+    /// or handed out again as a first delivery after NATS lost its
+    /// consumer's state ([`Pull::arrived`]): it may have been settled
+    /// already, also on its first hand-out.
     pub rewound: bool,
 }
 
@@ -129,6 +131,7 @@ impl Follower {
             demand: demand.clone(),
             signal: signal.clone(),
             held: held.clone(),
+            consumer_seq: Arc::default(),
         };
         let fetch = tokio::spawn(pull.run());
         let count = tokio::spawn(count(shared, follow, depth.clone(), takeover.clone()));
@@ -254,6 +257,9 @@ struct Pull {
     demand: Arc<Notify>,
     signal: Arc<Notify>,
     held: Held,
+    /// The consumer (by when it was created) and the highest consumer
+    /// sequence a message of it came with (see [`Pull::arrived`]).
+    consumer_seq: Arc<Mutex<(i128, u64)>>,
 }
 
 impl Pull {
@@ -297,6 +303,7 @@ impl Pull {
     async fn request(self, c: PullConsumer, n: usize) -> bool {
         let mut got = 0;
         let rewound_to = super::consumer::rewound_to(&c);
+        let created = c.cached_info().created.unix_timestamp_nanos();
         let ok = match c.batch().max_messages(n).expires(PULL_EXPIRES).messages().await {
             Ok(mut messages) => loop {
                 match messages.next().await {
@@ -307,7 +314,7 @@ impl Pull {
                     }
                     Some(Ok(m)) => {
                         got += 1;
-                        self.arrived(m, rewound_to);
+                        self.arrived(m, rewound_to, created);
                     }
                 }
             },
@@ -323,14 +330,36 @@ impl Pull {
 
     /// Hold a message that arrived and queue it for the reader (one it no
     /// longer wants goes back on its next [`Follower::want`]).
-    fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64) {
-        let info = m.info().map(|i| (i.stream_sequence, i.delivered.max(1) as u32));
+    fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64, created: i128) {
+        let info = m
+            .info()
+            .map(|i| (i.stream_sequence, i.delivered.max(1) as u32, i.consumer_sequence));
         let (message, acker) = m.split();
         let acker = Arc::new(acker);
-        let Ok((seq, delivered)) = info else {
+        let Ok((seq, delivered, consumer_seq)) = info else {
             lock(&self.inbox).requested -= 1;
             return;
         };
+        // Every hand-out takes the consumer's next sequence. One that comes
+        // as a first delivery with a sequence used before was handed out
+        // already: NATS lost the consumer's state of it (a node killed
+        // before it wrote it, a single-node NATS restarted), and this relay
+        // may have settled it since. Its result is read like a rewound
+        // consumer's, not trusted to be none.
+        // (A consumer created again starts its sequence anew.)
+        let again = {
+            let mut last = self.consumer_seq.lock().unwrap_or_else(|e| e.into_inner());
+            if last.0 != created {
+                *last = (created, 0);
+            }
+            let seen = last.1;
+            last.1 = seen.max(consumer_seq);
+            delivered == 1 && consumer_seq <= seen
+        };
+        if again {
+            tracing::info!(consumer = ?self.follow, stream_seq = seq, consumer_seq,
+                "a message handed out again as a first delivery (NATS lost its consumer's state): its result is read");
+        }
         if !super::hold::hold(&self.held, seq, acker.clone()) {
             // Held here already (queued, or being worked on): not twice.
             lock(&self.inbox).requested -= 1;
@@ -341,7 +370,7 @@ impl Pull {
             acker,
             seq,
             delivered,
-            rewound: seq <= rewound_to,
+            rewound: seq <= rewound_to || again,
         };
         {
             let mut inbox = lock(&self.inbox);

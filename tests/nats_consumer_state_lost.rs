@@ -1,0 +1,110 @@
+//! Cluster mode when NATS loses a consumer's state of a hand-out (a node
+//! killed before it wrote it; with one NATS node, or a quorum lost): NATS
+//! hands the message out again as a first delivery, with a consumer
+//! sequence it used before. The relay had settled it (delivered, its
+//! result recorded) and must not hand it out a second time. Before, a first
+//! delivery's result was never read: the acknowledged message was offered
+//! again as attempt 1 (seen once in `review42_tests`, where NATS is killed
+//! right after a hand-out). Made certain here: the consumer's files are
+//! put back as they were before the hand-out, under a NATS killed with
+//! `kill -9`.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::nats::NatsCluster;
+use common::*;
+use http::StatusCode;
+
+const TOKEN: &str = "laptop-pull-token";
+
+/// The directories of the consumers of every route stream (`HR_EV_*`) under `store`.
+fn consumer_dirs(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![store.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            let in_route_stream = p
+                .parent()
+                .and_then(|s| s.parent())
+                .and_then(|s| s.file_name())
+                .is_some_and(|n| n.to_string_lossy().starts_with("HR_EV_"));
+            if p.file_name().is_some_and(|n| n == "obs") || !in_route_stream {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_is_not_offered_twice() {
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
+        .nats(nats.urls(), 1);
+    let r = start(&cfg).await;
+    let addr = r.ingest_addrs[0];
+    let id = accepted(addr, &runway("settled-before-the-crash")).await;
+    // The consumer's state before the hand-out.
+    tokio::time::sleep(secs(1)).await;
+    let store = nats.dir().join("n0");
+    let consumers = consumer_dirs(&store);
+    assert!(!consumers.is_empty(), "no consumer directory under {}", store.display());
+    let saved = dir.path().join("saved-consumers");
+    for (i, c) in consumers.iter().enumerate() {
+        copy_dir(c, &saved.join(i.to_string()));
+    }
+    assert_hands_out(addr, "/pull/laptop?wait=10s&max=1", TOKEN, "f1", &id).await;
+    let (s, _, got) = pull_call(
+        addr,
+        "POST",
+        "/pull/laptop/ack",
+        Some(TOKEN),
+        Some("f1"),
+        &format!(r#"{{"ids":["{id}"]}}"#),
+    )
+    .await;
+    assert_eq!((s, got["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{got}");
+    tokio::time::sleep(secs(1)).await;
+    // NATS dies and comes back without its state of the hand-out.
+    nats.kill9(0);
+    for (i, c) in consumers.iter().enumerate() {
+        std::fs::remove_dir_all(c).unwrap();
+        copy_dir(&saved.join(i.to_string()), c);
+    }
+    nats.restart(0).await;
+    let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=12s", Some(TOKEN), Some("f2"), "").await;
+    let v = admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    r.shutdown().await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(
+        got["messages"].as_array().map(Vec::len),
+        Some(0),
+        "acknowledged before NATS lost its state, and offered again: {got}"
+    );
+    assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
+}
