@@ -304,6 +304,19 @@ impl Pull {
         let mut got = 0;
         let rewound_to = super::consumer::rewound_to(&c);
         let created = c.cached_info().created.unix_timestamp_nanos();
+        // Every message this request brings takes its consumer sequence
+        // after the request reached NATS, so above any seen before it was
+        // sent; one at or below was handed out before (see `arrived`).
+        // (Requests run side by side: one seen meanwhile by another proves
+        // nothing.)
+        let seen_before = {
+            let last = self.consumer_seq.lock().unwrap_or_else(|e| e.into_inner());
+            if last.0 == created {
+                last.1
+            } else {
+                0
+            }
+        };
         let ok = match c.batch().max_messages(n).expires(PULL_EXPIRES).messages().await {
             Ok(mut messages) => loop {
                 match messages.next().await {
@@ -314,7 +327,7 @@ impl Pull {
                     }
                     Some(Ok(m)) => {
                         got += 1;
-                        self.arrived(m, rewound_to, created);
+                        self.arrived(m, rewound_to, created, seen_before);
                     }
                 }
             },
@@ -330,7 +343,7 @@ impl Pull {
 
     /// Hold a message that arrived and queue it for the reader (one it no
     /// longer wants goes back on its next [`Follower::want`]).
-    fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64, created: i128) {
+    fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64, created: i128, seen_before: u64) {
         let info = m
             .info()
             .map(|i| (i.stream_sequence, i.delivered.max(1) as u32, i.consumer_sequence));
@@ -341,22 +354,21 @@ impl Pull {
             return;
         };
         // Every hand-out takes the consumer's next sequence. One that comes
-        // as a first delivery with a sequence used before was handed out
-        // already: NATS lost the consumer's state of it (a node killed
-        // before it wrote it, a single-node NATS restarted), and this relay
-        // may have settled it since. Its result is read like a rewound
-        // consumer's, not trusted to be none.
-        // (A consumer created again starts its sequence anew.)
-        let again = {
+        // as a first delivery with a sequence this relay had seen before
+        // its request was sent was handed out already: NATS lost the
+        // consumer's state of it (a node killed before it wrote it, a
+        // single-node NATS restarted), and this relay may have settled it
+        // since. Its result is read like a rewound consumer's, not trusted
+        // to be none. (A consumer created again starts its sequence anew.)
+        {
             let mut last = self.consumer_seq.lock().unwrap_or_else(|e| e.into_inner());
             if last.0 != created {
                 *last = (created, 0);
             }
-            let seen = last.1;
-            last.1 = seen.max(consumer_seq);
-            delivered == 1 && consumer_seq <= seen
-        };
-        if again {
+            last.1 = last.1.max(consumer_seq);
+        }
+        let again = delivered == 1 && consumer_seq <= seen_before;
+        if again && matches!(self.follow, Follow::Subscriber { .. }) {
             tracing::info!(consumer = ?self.follow, stream_seq = seq, consumer_seq,
                 "a message handed out again as a first delivery (NATS lost its consumer's state): its result is read");
         }
