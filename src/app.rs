@@ -297,11 +297,7 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let lacking = app.lacks_space();
-        let low = app.store.low_space(lacking);
-        if low.is_some() || lacking {
-            app.set_space_state(low);
-        }
+        app.look_at_space();
         if app.store.has_failed() {
             // A write that failed (a delivery's result meeting a full disk)
             // makes the relay not ready at once, not at the next callback,

@@ -283,6 +283,19 @@ impl App {
         self.health.set(Lack::Space, problem)
     }
 
+    /// Look at the room on the store's disk and record it: no room makes
+    /// the relay not ready; once it lacked room, it has room again only
+    /// with a margin ([`crate::store::Store::low_space`]). Only a change is
+    /// recorded, so the space watcher and the watchdog looking at once do
+    /// not undo each other's finding with a stale view.
+    pub fn look_at_space(&self) {
+        let lacking = self.lacks_space();
+        let low = self.store.low_space(lacking);
+        if low.is_some() || lacking {
+            self.set_space_state(low);
+        }
+    }
+
     /// Not ready for want of room on the store's disk (set by
     /// [`Self::set_space_state`]): the space watcher clears it.
     pub fn lacks_space(&self) -> bool {

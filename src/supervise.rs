@@ -78,12 +78,14 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
         // retention): pinged, as a restart would not help, but not ready.
         let healthy = problem.is_none();
         match problem {
-            Some(why) => app.set_store_state(Some(why)),
+            Some(why) => {
+                app.set_store_state(Some(why));
+            }
             None => {
                 app.store_answered_probe(sent.elapsed());
-                app.set_space_state(app.store.low_space(app.lacks_space()))
+                app.look_at_space();
             }
-        };
+        }
         if healthy {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
         } else {
