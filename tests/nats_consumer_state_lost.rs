@@ -121,7 +121,10 @@ async fn a_burst_through_concurrent_pull_requests_is_not_taken_for_a_lost_state(
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()).concurrency(32))
         .nats(nats.urls(), 1);
-    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info,hookrelay::store=info")]);
+    let bin = Bin::start(
+        &cfg.write(),
+        &[("RUST_LOG", "warn,hookrelay::app=info,hookrelay::store=info")],
+    );
     let mut posts = Vec::new();
     for w in 0..8 {
         let addr = bin.addr;
