@@ -27,6 +27,20 @@ async fn readyz_until(bin: &Bin, want: StatusCode, limit: Duration) -> StatusCod
     }
 }
 
+/// A relay's config with its store on a 24 MiB tmpfs at `dir/small`, a
+/// 4 MiB `store.min_free` and one subscriber that is down; with the mount
+/// and its path. `None` where no tmpfs can be mounted.
+fn small_disk(dir: &std::path::Path) -> Option<(tmpfs::Tmpfs, std::path::PathBuf, TestConfig)> {
+    let mnt = dir.join("small");
+    let tmpfs = tmpfs::Tmpfs::mount(&mnt, "24m")?;
+    let cfg = TestConfig::new(dir)
+        .store_path(&mnt.join("data"))
+        .store_cache(1 << 20)
+        .min_free(4 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    Some((tmpfs, mnt, cfg))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_free_space_under_the_watchdog_and_without_callbacks() {
     // The watchdog checks the store every 200 ms.
@@ -42,22 +56,15 @@ async fn readiness_follows_the_free_space_without_a_watchdog() {
 
 async fn follows_the_free_space(envs: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+    let Some((tmpfs, mnt, cfg)) = small_disk(dir.path()) else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .store_cache(1 << 20)
-        .min_free(4 << 20)
-        .subscriber(Subscriber::new("s", DOWN));
     let bin = Bin::start(&cfg.write(), envs);
     assert_eq!(readyz(&bin).await, StatusCode::OK);
     // The disk falls below min_free (2 MiB left, min_free 4 MiB): not ready,
     // before any callback is refused.
     let filler = mnt.join("filler");
-    let fill = tmpfs.free_kib().saturating_sub(2 * 1024) as usize * 1024;
-    std::fs::write(&filler, vec![0u8; fill]).unwrap();
+    tmpfs.fill_leaving(&filler, 2 * 1024);
     let s = readyz_until(&bin, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "ready with the disk below min_free");
     assert_eq!(
@@ -89,28 +96,17 @@ async fn follows_the_free_space(envs: &[(&str, &str)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_hovering_at_the_floor_does_not_flip_readiness() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+    let Some((tmpfs, mnt, cfg)) = small_disk(dir.path()) else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .store_cache(1 << 20)
-        .min_free(4 << 20)
-        .subscriber(Subscriber::new("s", DOWN));
     let bin = Bin::start(&cfg.write(), &[]);
     assert_eq!(readyz(&bin).await, StatusCode::OK);
     // 4.5 MiB free (half a MiB above the 4 MiB floor, under the 1 MiB
     // margin), then a gap file takes it to 2 MiB: not ready.
     let filler = mnt.join("filler");
-    std::fs::write(
-        &filler,
-        vec![0u8; tmpfs.free_kib().saturating_sub(4 * 1024 + 512) as usize * 1024],
-    )
-    .unwrap();
+    tmpfs.fill_leaving(&filler, 4 * 1024 + 512);
     let gap = mnt.join("gap");
-    let gap_len = tmpfs.free_kib().saturating_sub(2 * 1024) as usize * 1024;
-    std::fs::write(&gap, vec![0u8; gap_len]).unwrap();
+    let gap_len = tmpfs.fill_leaving(&gap, 2 * 1024);
     let s = readyz_until(&bin, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "ready with the disk below min_free");
     // Above the floor, under the margin, and under the floor again, three
@@ -170,23 +166,13 @@ async fn a_disk_hovering_at_the_floor_does_not_flip_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dip_under_the_floor_does_not_leave_the_relay_not_ready_for_good() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(tmpfs) = tmpfs::Tmpfs::mount(&mnt, "24m") else {
+    let Some((tmpfs, mnt, cfg)) = small_disk(dir.path()) else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .store_cache(1 << 20)
-        .min_free(4 << 20)
-        .subscriber(Subscriber::new("s", DOWN));
     let bin = Bin::start(&cfg.write(), &[]);
     // Other data on the volume: 4.5 MiB free.
     let other = mnt.join("other");
-    std::fs::write(
-        &other,
-        vec![0u8; tmpfs.free_kib().saturating_sub(4 * 1024 + 512) as usize * 1024],
-    )
-    .unwrap();
+    tmpfs.fill_leaving(&other, 4 * 1024 + 512);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(readyz(&bin).await, StatusCode::OK, "ready half a MiB above the floor");
     // A temporary file for a moment.

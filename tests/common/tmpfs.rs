@@ -41,6 +41,14 @@ impl Tmpfs {
         ok.then(|| Tmpfs(path.to_path_buf()))
     }
 
+    /// Write `file` so that `kib` KiB stay free (none written if fewer
+    /// are); its length.
+    pub fn fill_leaving(&self, file: &Path, kib: u64) -> usize {
+        let len = self.free_kib().saturating_sub(kib) as usize * 1024;
+        std::fs::write(file, vec![0u8; len]).unwrap();
+        len
+    }
+
     pub fn free_kib(&self) -> u64 {
         let out = Command::new("df")
             .args(["-k", "--output=avail"])
