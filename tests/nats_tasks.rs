@@ -179,7 +179,8 @@ async fn a_work_message_no_row_names_yet_is_taken_over() {
         .unwrap()
         .await
         .expect("the task work stream took the message");
-    let t = task_until(h1.admin_addr, &id, "recovered", secs(15)).await;
+    // A generous wait: one CI run saw this test stall for ~20 s under load.
+    let t = task_until(h1.admin_addr, &id, "recovered", secs(30)).await;
     assert_eq!(t["state"], "recovered", "{t}");
     let got = sub.wait_for(secs(10), "the recovered result", |r| !r.is_empty()).await;
     assert_eq!(got[0].header("hookrelay-source"), "poll");

@@ -40,10 +40,11 @@ async fn a_replay_accepted_at_one_relay_is_sent_by_another() {
     let b = start(&relay(d2.path(), &nats, &fake, &sub).0).await;
     let id = forge_after_a_lost_callback(&fake, addr_a, &format!("http://{addr_a}/hooks/runway")).await;
     let path = format!("/api/events/{id}");
-    admin_until(a.admin_addr, &path, secs(15), |v| {
+    let held = admin_until(a.admin_addr, &path, secs(30), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
     .await;
+    assert_eq!(held["subscribers"][0]["state"], "dead", "{held}");
     assert_eq!(sub.count(), 0, "held, not sent");
 
     // Accepted at A: sent once (by either relay; the subscriber fails).
@@ -104,10 +105,13 @@ async fn an_event_replay_that_did_not_queue_releases_nothing_for_a_later_dead_le
     let h = start(&cfg).await;
     let id = forge_after_a_lost_callback(&fake, addr, &format!("http://{addr}/hooks/runway")).await;
     let path = format!("/api/events/{id}");
-    admin_until(h.admin_addr, &path, secs(15), |v| {
+    // Held as unverified: dead. (A generous wait: a loaded machine can stall
+    // a test for many seconds, and the steps below need this state.)
+    let held = admin_until(h.admin_addr, &path, secs(30), |v| {
         v["subscribers"][0]["state"] == "dead"
     })
     .await;
+    assert_eq!(held["subscribers"][0]["state"], "dead", "{held}");
     // The event replay's mark, left without its message, its grace over.
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     let kv = js.get_key_value("hr_results").await.unwrap();
@@ -131,11 +135,16 @@ async fn an_event_replay_that_did_not_queue_releases_nothing_for_a_later_dead_le
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["requeued"], 1, "the mark's message is published: {v}");
     // Pending (the mark) until a lane takes it: held (dead) or sent (delivered).
-    let view = admin_until(h.admin_addr, &path, secs(15), |v| {
+    let view = admin_until(h.admin_addr, &path, secs(30), |v| {
         matches!(v["subscribers"][0]["state"].as_str(), Some("dead" | "delivered"))
     })
     .await;
     h.shutdown().await;
+    let state = view["subscribers"][0]["state"].as_str().unwrap_or_default().to_string();
+    assert!(
+        state == "dead" || state == "delivered",
+        "no lane took the mark's message: {view}"
+    );
     assert_eq!(
         sub.count(),
         0,
