@@ -109,6 +109,63 @@ async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_i
     assert_eq!(v["subscribers"][0]["state"], "delivered", "{v}");
 }
 
+/// The same loss for a push subscriber: the relay delivered the callback
+/// (`2xx`, its result recorded), NATS comes back with the consumer as it was
+/// before, and hands the message out again as new. Not sent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_callback_nats_hands_out_again_as_new_is_not_sent_twice() {
+    let mut nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .nats(nats.urls(), 1);
+    let r = start(&cfg).await;
+    let addr = r.ingest_addrs[0];
+    // The consumer's state before the hand-out (here: before the callback).
+    tokio::time::sleep(secs(1)).await;
+    let store = nats.dir().join("n0");
+    let consumers = consumer_dirs(&store);
+    assert!(!consumers.is_empty(), "no consumer directory under {}", store.display());
+    let saved = dir.path().join("saved-consumers");
+    for (i, c) in consumers.iter().enumerate() {
+        copy_dir(c, &saved.join(i.to_string()));
+    }
+    let id = accepted(addr, &runway("delivered-before-the-crash")).await;
+    admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    tokio::time::sleep(secs(1)).await;
+    nats.kill9(0);
+    for (i, c) in consumers.iter().enumerate() {
+        std::fs::remove_dir_all(c).unwrap();
+        copy_dir(&saved.join(i.to_string()), c);
+    }
+    nats.restart(0).await;
+    // A later callback goes out after the one handed out again is taken.
+    accepted_retrying(addr, &runway("after-the-crash")).await;
+    let got = sub
+        .wait_for(secs(20), "the callback after the crash", |r| {
+            r.iter()
+                .any(|x| String::from_utf8_lossy(&x.body).contains("after-the-crash"))
+        })
+        .await;
+    tokio::time::sleep(ms(500)).await;
+    r.shutdown().await;
+    let again = sub
+        .all()
+        .iter()
+        .filter(|x| String::from_utf8_lossy(&x.body).contains("delivered-before-the-crash"))
+        .count();
+    assert_eq!(
+        again,
+        1,
+        "delivered before NATS lost its state, and sent again ({} received)",
+        got.len()
+    );
+}
+
 /// Without a loss nothing is taken for one (review of the above): a burst of
 /// callbacks reaches a subscriber through several pull requests at once,
 /// whose messages arrive in any order; none is read as handed out again
