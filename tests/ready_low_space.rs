@@ -198,3 +198,64 @@ async fn a_dip_under_the_floor_does_not_leave_the_relay_not_ready_for_good() {
         back.elapsed()
     );
 }
+
+/// Something on the disk takes and frees more than the margin again and
+/// again (a 3 MiB temporary file every few seconds, the disk 2 MiB above
+/// the floor without it): the relay is ready again after the first dip, and
+/// a dip within a minute of that makes the next return wait until the disk
+/// has stayed above the floor for 10 s. Before, `/readyz` flipped and a pair
+/// of lines was logged at every dip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_larger_than_the_margin_coming_and_going_does_not_flip_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((tmpfs, mnt, cfg)) = small_disk(dir.path()) else {
+        return;
+    };
+    let bin = Bin::start(&cfg.write(), &[]);
+    let other = mnt.join("other");
+    tmpfs.fill_leaving(&other, 6 * 1024);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(readyz(&bin).await, StatusCode::OK, "ready 2 MiB above the floor");
+    let tmp = mnt.join("tmp");
+    // Six dips of 1.5 s, 1.5 s apart; `/readyz` asked every 250 ms.
+    let (mut answers, mut seen) = (Vec::new(), StatusCode::OK);
+    for dip in 0..12 {
+        if dip % 2 == 0 {
+            std::fs::write(&tmp, vec![0u8; 3 << 20]).unwrap();
+        } else {
+            std::fs::remove_file(&tmp).unwrap();
+        }
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let s = readyz(&bin).await;
+            if s != seen {
+                answers.push(s.as_u16());
+                seen = s;
+            }
+        }
+    }
+    // Not ready at the first dip, ready after it, not ready at the second,
+    // and so until the disk stays above the floor.
+    assert_eq!(answers, [503, 200, 503], "{answers:?}:\n{}", bin.log_text());
+    let why = admin(bin.admin, "GET", "/readyz").await.1;
+    assert!(why.to_string().contains("under it again within 60 s"), "{why}");
+    let back = std::time::Instant::now();
+    let s = readyz_until(&bin, StatusCode::OK, Duration::from_secs(15)).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "not ready with the disk settled:\n{}",
+        bin.log_text()
+    );
+    assert!(
+        back.elapsed() >= Duration::from_secs(7),
+        "ready {:?} after",
+        back.elapsed()
+    );
+    let log = bin.log_text();
+    assert_eq!(
+        log.matches("no room for callbacks on the store's disk").count(),
+        2,
+        "{log}"
+    );
+}

@@ -93,9 +93,8 @@ pub(super) struct Inner {
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
     min_free: u64,
-    /// Since when every look at the free space found it above `min_free`
-    /// (`None`: the last look found it under).
-    above_floor_since: Mutex<Option<std::time::Instant>>,
+    /// What the looks at the free space found ([`space::RoomWatch`]).
+    room_watch: Mutex<space::RoomWatch>,
     /// Tests: the writer panics at its next data batch.
     #[cfg(test)]
     panic_next_batch: AtomicBool,
@@ -199,7 +198,7 @@ impl SledStore {
             path: opts.path.clone(),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
-            above_floor_since: Mutex::new(Some(std::time::Instant::now())),
+            room_watch: Mutex::new(space::RoomWatch::new()),
             #[cfg(test)]
             panic_next_batch: AtomicBool::new(false),
             registry: RwLock::new(registry),
