@@ -81,6 +81,10 @@ pub struct App {
     /// What the relay lacks of the store for readiness (a store it can
     /// write, room on its disk), and callbacks refused while it is away.
     health: StoreHealth,
+    /// Held across a look at the store's disk and its recording
+    /// ([`Self::look_at_space`]), so the space watcher and the watchdog do
+    /// not judge with a stale view of each other's finding.
+    space_look: std::sync::Mutex<()>,
     /// Successful writes to the store (ingest), counted.
     store_writes: AtomicU64,
     /// Ingest requests refused (no route, refused by the route's checks),
@@ -170,6 +174,7 @@ impl App {
             delivery,
             media,
             health: StoreHealth::new(),
+            space_look: std::sync::Mutex::new(()),
             store_writes: AtomicU64::new(0),
             refused_requests: Mutex::default(),
             wrong_admin_tokens: crate::admin::WrongTokens::default(),
@@ -285,10 +290,12 @@ impl App {
 
     /// Look at the room on the store's disk and record it: no room makes
     /// the relay not ready; once it lacked room, it has room again only
-    /// with a margin ([`crate::store::Store::low_space`]). Only a change is
-    /// recorded, so the space watcher and the watchdog looking at once do
-    /// not undo each other's finding with a stale view.
+    /// with a margin ([`crate::store::Store::low_space`]). One look at a
+    /// time, each recording what it found, so the space watcher and the
+    /// watchdog looking at once do not undo each other's finding with a
+    /// stale view (a look before the other's recording).
     pub fn look_at_space(&self) {
+        let _one = self.space_look.lock().unwrap_or_else(|e| e.into_inner());
         let lacking = self.lacks_space();
         let low = self.store.low_space(lacking);
         if low.is_some() || lacking {

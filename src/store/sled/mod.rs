@@ -34,6 +34,7 @@ mod record;
 mod registry;
 mod replay;
 mod result_codec;
+mod room_watch;
 mod schema;
 mod space;
 mod sweep;
@@ -93,8 +94,8 @@ pub(super) struct Inner {
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
     min_free: u64,
-    /// What the looks at the free space found ([`space::RoomWatch`]).
-    room_watch: Mutex<space::RoomWatch>,
+    /// What the looks at the free space found ([`room_watch::RoomWatch`]).
+    room_watch: Mutex<room_watch::RoomWatch>,
     /// Tests: the writer panics at its next data batch.
     #[cfg(test)]
     panic_next_batch: AtomicBool,
@@ -198,7 +199,7 @@ impl SledStore {
             path: opts.path.clone(),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
-            room_watch: Mutex::new(space::RoomWatch::new()),
+            room_watch: Mutex::new(room_watch::RoomWatch::new(std::time::Instant::now())),
             #[cfg(test)]
             panic_next_batch: AtomicBool::new(false),
             registry: RwLock::new(registry),
