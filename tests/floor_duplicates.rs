@@ -52,3 +52,40 @@ async fn a_duplicate_near_the_floor_gets_its_200() {
     drop(bin);
     std::fs::remove_file(&filler).unwrap();
 }
+
+/// Under `store.min_free` (every new callback refused, the relay not
+/// ready) a provider's resend of a callback stored before still gets its
+/// `200` with the first event's id: it writes nothing. Before, every
+/// callback got the `503`, and the provider spent its retries on one
+/// already kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_under_the_floor_gets_its_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((tmpfs, mnt, cfg)) = tmpfs::store_near_the_floor(dir.path()) else {
+        return;
+    };
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "warn,hookrelay::app=info")]);
+    let first = accepted(bin.addr, &runway("under-a")).await;
+    let filler = mnt.join("filler");
+    tmpfs.fill_leaving(&filler, 4 * 1024);
+    let (status, again) = callback(bin.addr, &runway("under-a")).await;
+    assert_eq!(status, StatusCode::OK, "the duplicate: {again}");
+    assert_eq!(
+        (&again["duplicate"], &again["id"]),
+        (&true.into(), &first.into()),
+        "{again}"
+    );
+    let (status, new) = callback(bin.addr, &runway("under-b")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a new callback: {new}");
+    assert!(new.to_string().contains("disk is nearly full"), "{new}");
+    // The same new callback twice in one go: neither taken for the other's
+    // duplicate.
+    let c = runway("under-c");
+    let (a, b) = tokio::join!(callback(bin.addr, &c), callback(bin.addr, &c));
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)
+    );
+    drop(bin);
+    std::fs::remove_file(&filler).unwrap();
+}

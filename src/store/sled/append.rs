@@ -72,16 +72,8 @@ impl Writer {
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ev.dedupe_hash[..16]);
         let dkey = keys::dedupe(route, &hash);
-        if let Some(id) = seen.get(&dkey) {
-            return Ok(Accepted {
-                id: *id,
-                duplicate: true,
-            });
-        }
-        if let Some(v) = b.get(&dkey)? {
-            if let Some(id) = EventId::from_slice(&v) {
-                return Ok(Accepted { id, duplicate: true });
-            }
+        if let Some(a) = lookup_duplicate(b, &dkey, seen)? {
+            return Ok(a);
         }
         if gone {
             return Err(StoreError::RouteChanged(ev.meta.route.clone()));
@@ -122,6 +114,22 @@ impl Writer {
         Ok(Accepted { id, duplicate: false })
     }
 
+    /// The event already stored that `ev` duplicates, if any, looked up
+    /// without writing anything (under `store.min_free`, where new events
+    /// are refused: a provider's resend still gets its `200`). A route this
+    /// store has not numbered has no events; a failed read is no answer.
+    pub(super) fn duplicate_of(
+        &self,
+        b: &mut Batch<'_>,
+        ev: &NewEvent,
+        seen: &HashMap<Vec<u8>, EventId>,
+    ) -> Option<Accepted> {
+        let route = super::read_lock(&self.inner.registry).route(&ev.meta.route)?;
+        let mut hash = [0u8; 16];
+        hash.copy_from_slice(&ev.dedupe_hash[..16]);
+        lookup_duplicate(b, &keys::dedupe(route, &hash), seen).ok().flatten()
+    }
+
     /// Route and subscriber numbers for an event, allocating unknown names.
     pub(super) fn numbers(&mut self, b: &mut Batch<'_>, route: &str, subs: &[String]) -> (u32, Vec<u32>) {
         {
@@ -153,6 +161,24 @@ fn disk_cost(ev: &NewEvent) -> u64 {
 /// Take `ev`'s share of `room`. The floor is checked once per batch, and a
 /// batch can hold hundreds of large bodies: those past the room wait for the
 /// provider's retry.
+/// The event stored under the dedupe row `dkey`, in this batch (`seen`)
+/// or the tree.
+fn lookup_duplicate(
+    b: &mut Batch<'_>,
+    dkey: &[u8],
+    seen: &HashMap<Vec<u8>, EventId>,
+) -> Result<Option<Accepted>, StoreError> {
+    if let Some(id) = seen.get(dkey) {
+        return Ok(Some(Accepted {
+            id: *id,
+            duplicate: true,
+        }));
+    }
+    Ok(b.get(dkey)?
+        .and_then(|v| EventId::from_slice(&v))
+        .map(|id| Accepted { id, duplicate: true }))
+}
+
 fn spend(room: &mut Option<u64>, ev: &NewEvent) -> Result<(), StoreError> {
     let Some(left) = room.as_mut() else {
         return Ok(());

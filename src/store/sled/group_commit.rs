@@ -217,10 +217,13 @@ impl Writer {
         if self.inner.panic_next_batch.swap(false, Ordering::SeqCst) {
             panic!("the test asked the writer to panic");
         }
-        let mut room = None;
+        let (mut room, mut under_floor) = (None, None);
         if !appends.is_empty() {
             match self.refusal() {
                 Ok(r) => room = r,
+                // Under the floor a duplicate still gets its `200` (it writes
+                // nothing); new events are refused in `add_event`.
+                Err(e @ StoreError::NoRoom(_)) => under_floor = Some(e),
                 Err(e) => {
                     for (_, reply) in appends.drain(..) {
                         let _ = reply.send(Err(e.clone()));
@@ -234,7 +237,10 @@ impl Writer {
         let mut seen: HashMap<Vec<u8>, EventId> = HashMap::new();
         let mut routes_with_news: HashSet<u32> = HashSet::new();
         for (ev, _) in &appends {
-            let r = self.add_event(&mut b, ev, &mut seen, &mut routes_with_news, &mut room);
+            let r = match &under_floor {
+                Some(e) => self.duplicate_of(&mut b, ev, &seen).ok_or_else(|| e.clone()),
+                None => self.add_event(&mut b, ev, &mut seen, &mut routes_with_news, &mut room),
+            };
             accepted.push(r);
         }
         let mut recorded = Vec::with_capacity(books.len());
