@@ -33,5 +33,13 @@ pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     if d.is_zero() {
         return Err("must be greater than 0".into());
     }
+    // It must stay below the subscriber's lease, which is at most an hour
+    // (`lease`); a longer one is a typo (`30m` for `30s`).
+    if d >= crate::config::MAX_PULL_LEASE {
+        return Err(format!(
+            "must be under {} (below the subscriber's lease, which is at most that)",
+            humantime::format_duration(crate::config::MAX_PULL_LEASE)
+        ));
+    }
     Ok(d)
 }
