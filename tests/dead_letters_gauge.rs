@@ -3,7 +3,7 @@
 //! `hookrelay_deliveries_total{outcome="dead"}` starts again at 0). It
 //! follows a replay, `kill -9` and a restart, a reload that removes
 //! subscribers (one with letters left keeps its series, one without loses
-//! it). The real binary. (Retention is read from the same store count.)
+//! it). The real binary. (Retention: `timing::retention_sweeps_finished_events…`.)
 
 use crate::common;
 

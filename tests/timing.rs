@@ -221,6 +221,12 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     );
     let (_, dl) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(dl["dead_letters"].as_array().unwrap().len(), 1);
+    let gauge = |m: Vec<(String, f64)>| {
+        m.into_iter()
+            .find(|(k, _)| k == "hookrelay_dead_letters{subscriber=\"s\"}")
+            .map(|(_, v)| v)
+    };
+    assert_eq!(gauge(metrics(h.admin_addr).await), Some(1.0), "the dead-letter gauge");
     // The dedupe key went with the event: the same callback is new again.
     let (_, v) = callback(h.ingest_addrs[0], &runway("ok")).await;
     assert_eq!(v["duplicate"], false);
@@ -229,6 +235,12 @@ async fn retention_sweeps_finished_events_and_keeps_dead_letters_until_their_own
     jump(&h, secs(60)).await;
     jump(&h, secs(60)).await;
     assert_eq!(status(dead).await, StatusCode::NOT_FOUND);
+    // The gauge follows the sweep (an alert on it clears).
+    assert_eq!(
+        gauge(metrics(h.admin_addr).await),
+        Some(0.0),
+        "the dead-letter gauge after the sweep"
+    );
     h.shutdown().await;
 }
 
