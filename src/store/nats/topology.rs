@@ -2,9 +2,10 @@
 //! while NATS does not let us, in the background; and which subscribers an
 //! event is fanned out to meanwhile.
 //!
-//! A subscriber's consumer is created at the tail of its route's log
-//! (`DeliverPolicy::New`): it gets only events stored after it exists. So an
-//! event names a subscriber in its fan-out only once its consumer exists
+//! A subscriber gets only the events that name it in their fan-out (its
+//! consumer starts at its stream's first message, [`super::consumer`], and
+//! passes over events naming other subscribers). So an event names a
+//! subscriber in its fan-out only once its consumer exists
 //! (set-up recorded it as created or found), whatever the registered
 //! topology says: a reload that adds a subscriber while NATS has a hiccup
 //! (a request timing out, no leader, NATS away) starts its fan-out when the
