@@ -75,18 +75,31 @@ pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
 
 /// What to warn about a token file that other users of this machine can
 /// read or write (its mode has bits for others, as a file made with the
-/// default umask has, or lets its group write it): any of them could pull
-/// the subscriber's callbacks. A group that may read it (`root:hookrelay`
-/// 0640, for the service's user) is a choice, not warned about.
+/// default umask has, or lets its group write it, or lets the shared group
+/// `users` read it): any of them could pull the subscriber's callbacks. A
+/// service's own group that may read it (`root:hookrelay` 0640, for the
+/// service's user) is a choice, not warned about.
 fn token_file_open_to_others(file: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
-    (mode & 0o027 != 0).then(|| {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(file).ok()?;
+    let mode = meta.permissions().mode() & 0o777;
+    let shared_group = mode & 0o040 != 0 && group_name(meta.gid()).is_some_and(|g| g == "users");
+    (mode & 0o027 != 0 || shared_group).then(|| {
         format!(
             "the token file {} is open to other users of this machine (mode {mode:o}): anyone who reads it can \
              take this subscriber's callbacks; make it the owner's only (chmod 600), or its group's to read (chmod 640)",
             file.display()
         )
+    })
+}
+
+/// The name of group `gid` in `/etc/group`, if it is there.
+fn group_name(gid: u32) -> Option<String> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
     })
 }
 
@@ -322,6 +335,24 @@ mod tests {
                     "{why}"
                 );
             }
+        }
+        // Readable by the shared group `users` (where this machine has one
+        // and the test may give the file to it: root).
+        let users = std::fs::read_to_string("/etc/group")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("users:x:")
+                    .and_then(|r| r.split(':').next()?.parse::<u32>().ok())
+            });
+        if let Some(gid) = users.filter(|g| std::os::unix::fs::chown(&f, None, Some(*g)).is_ok()) {
+            assert_eq!(group_name(gid).as_deref(), Some("users"));
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+            assert!(token_file_open_to_others(&f).is_some(), "0640 with group users");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert!(token_file_open_to_others(&f).is_none(), "0600 with group users");
+        } else {
+            eprintln!("SKIPPED the group `users` case: no such group, or not root");
         }
     }
 }
