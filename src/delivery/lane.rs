@@ -261,38 +261,12 @@ pub(super) async fn run(
             // may have seen it already and left only its own loop.
             _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => break,
             Some(done) = tasks.join_next_with_id() => {
-                let (id, health, recorded) = match done {
-                    Ok((id, (health, recorded))) => (id, health, recorded),
-                    Err(e) => {
-                        tracing::error!(subscriber = %name, error = %e, "delivery attempt failed unexpectedly; it will be sent again after a restart (cluster mode: by any relay after store.nats.takeover)");
-                        (e.id(), Health::Neutral, false)
-                    }
-                };
-                let started = match tickets.remove(&id) {
-                    Some((ticket, started, _)) => {
-                        // Unrecorded work stays handed out: the cursor never passes it.
-                        if recorded {
-                            source.done(&ticket).await;
-                        }
-                        started
-                    }
-                    None => Instant::now(),
-                };
-                match health {
-                    Health::Good => {
-                        if circuit.succeeded() {
-                            tracing::info!(subscriber = %name, "subscriber answered again; circuit closed");
-                        }
-                    }
-                    Health::Bad => {
-                        let was_open = circuit.state(Instant::now()) != State::Closed;
-                        if let Some(pause) = circuit.failed(started, Instant::now()) {
-                            if !was_open {
-                                tracing::warn!(subscriber = %name, pause_ms = pause.as_millis() as u64, "subscriber keeps failing; circuit open");
-                            }
-                        }
-                    }
-                    Health::Neutral => {}
+                // Every attempt finished by now, not one per turn: a batch
+                // of records answered together frees its slots together,
+                // and one take refills them.
+                let mut done = Some(done);
+                while let Some(d) = done.take().or_else(|| tasks.try_join_next_with_id()) {
+                    finished(d, &name, &mut tickets, &mut source, &mut circuit).await;
                 }
             }
             // A stopped pull lane recorded work it still leased: let it go.
@@ -310,6 +284,50 @@ pub(super) async fn run(
     }
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);
+}
+
+/// An attempt ended: let its work go from the cursor if it was recorded,
+/// and tell the circuit how it went.
+async fn finished(
+    done: Result<(tokio::task::Id, (Health, bool)), tokio::task::JoinError>,
+    name: &str,
+    tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
+    source: &mut WorkSource,
+    circuit: &mut Circuit,
+) {
+    let (id, health, recorded) = match done {
+        Ok((id, (health, recorded))) => (id, health, recorded),
+        Err(e) => {
+            tracing::error!(subscriber = %name, error = %e, "delivery attempt failed unexpectedly; it will be sent again after a restart (cluster mode: by any relay after store.nats.takeover)");
+            (e.id(), Health::Neutral, false)
+        }
+    };
+    let started = match tickets.remove(&id) {
+        Some((ticket, started, _)) => {
+            // Unrecorded work stays handed out: the cursor never passes it.
+            if recorded {
+                source.done(&ticket).await;
+            }
+            started
+        }
+        None => Instant::now(),
+    };
+    match health {
+        Health::Good => {
+            if circuit.succeeded() {
+                tracing::info!(subscriber = %name, "subscriber answered again; circuit closed");
+            }
+        }
+        Health::Bad => {
+            let was_open = circuit.state(Instant::now()) != State::Closed;
+            if let Some(pause) = circuit.failed(started, Instant::now()) {
+                if !was_open {
+                    tracing::warn!(subscriber = %name, pause_ms = pause.as_millis() as u64, "subscriber keeps failing; circuit open");
+                }
+            }
+        }
+        Health::Neutral => {}
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
