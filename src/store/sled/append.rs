@@ -37,16 +37,25 @@ impl Writer {
         room: &mut Option<u64>,
     ) -> Result<Accepted, StoreError> {
         let accepted = self.add_log_rows(b, ev, seen, news, room)?;
-        if let Some(mark) = &ev.task {
+        if ev.task.is_some() {
             let (route, _) = self.numbers(b, &ev.meta.route, &[]);
-            // The event's rows are in this batch: once it is flushed the
-            // answer is its id, whatever became of its task (a poll settles it).
-            if let Err(e) = self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms) {
-                tracing::error!(route = %ev.meta.route, task_id = %mark.task_id, error = %e,
-                    "event stored, but its expected task could not be marked; its next poll settles it");
-            }
+            self.settle_task(b, route, ev, accepted);
         }
         Ok(accepted)
+    }
+
+    /// Settle `ev`'s expected task, if it names one, with the event it was
+    /// `accepted` as (stored now, or the one it duplicates).
+    fn settle_task(&mut self, b: &mut Batch<'_>, route: u32, ev: &NewEvent, accepted: Accepted) {
+        let Some(mark) = &ev.task else {
+            return;
+        };
+        // The event's rows are in this batch: once it is flushed the
+        // answer is its id, whatever became of its task (a poll settles it).
+        if let Err(e) = self.mark_task(b, route, mark, ev.meta.origin, accepted, ev.meta.received_ms) {
+            tracing::error!(route = %ev.meta.route, task_id = %mark.task_id, error = %e,
+                "event stored, but its expected task could not be marked; its next poll settles it");
+        }
     }
 
     /// Dedupe, then add the event's log and dedupe rows; a new event spends
@@ -114,12 +123,15 @@ impl Writer {
         Ok(Accepted { id, duplicate: false })
     }
 
-    /// The event already stored that `ev` duplicates, if any, looked up
-    /// without writing anything (under `store.min_free`, where new events
-    /// are refused: a provider's resend still gets its `200`). A route this
-    /// store has not numbered has no events; a failed read is no answer.
+    /// The event already stored that `ev` duplicates, if any, with no
+    /// event rows written (under `store.min_free`, where new events are
+    /// refused: a provider's resend still gets its `200`); its expected task
+    /// is settled as above the floor (a small row, like a poll's update: a
+    /// reconciler's result duplicating a stored callback settles its task
+    /// so, or it would be polled again every round). A route this store
+    /// has not numbered has no events; a failed read is no answer.
     pub(super) fn duplicate_of(
-        &self,
+        &mut self,
         b: &mut Batch<'_>,
         ev: &NewEvent,
         seen: &HashMap<Vec<u8>, EventId>,
@@ -127,7 +139,9 @@ impl Writer {
         let route = super::read_lock(&self.inner.registry).route(&ev.meta.route)?;
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ev.dedupe_hash[..16]);
-        lookup_duplicate(b, &keys::dedupe(route, &hash), seen).ok().flatten()
+        let accepted = lookup_duplicate(b, &keys::dedupe(route, &hash), seen).ok().flatten()?;
+        self.settle_task(b, route, ev, accepted);
+        Some(accepted)
     }
 
     /// Route and subscriber numbers for an event, allocating unknown names.
@@ -158,9 +172,6 @@ fn disk_cost(ev: &NewEvent) -> u64 {
     2 * (ev.body.len() as u64 + 1024)
 }
 
-/// Take `ev`'s share of `room`. The floor is checked once per batch, and a
-/// batch can hold hundreds of large bodies: those past the room wait for the
-/// provider's retry.
 /// The event stored under the dedupe row `dkey`, in this batch (`seen`)
 /// or the tree.
 fn lookup_duplicate(
@@ -179,6 +190,9 @@ fn lookup_duplicate(
         .map(|id| Accepted { id, duplicate: true }))
 }
 
+/// Take `ev`'s share of `room`. The floor is checked once per batch, and a
+/// batch can hold hundreds of large bodies: those past the room wait for the
+/// provider's retry.
 fn spend(room: &mut Option<u64>, ev: &NewEvent) -> Result<(), StoreError> {
     let Some(left) = room.as_mut() else {
         return Ok(());

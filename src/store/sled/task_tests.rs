@@ -342,3 +342,38 @@ async fn a_task_registered_after_its_final_event_is_settled_by_it() {
         .iter()
         .all(|t| t.task_id == "late"));
 }
+
+/// Under `store.min_free` a reconciler's result that duplicates a stored
+/// callback (a `verify = "fetch"` route stores its callbacks without a task
+/// mark) still settles the task: the duplicate writes no event rows but its
+/// task's. Before, the duplicate's `200` skipped the task, which stayed due
+/// and was polled again every round while the disk stayed under the floor.
+#[tokio::test]
+async fn a_poll_duplicating_a_callback_settles_its_task_under_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    s.register_task(new_task("v", 1000, Some(5000))).await.unwrap();
+    let mut unmarked = event("v", Origin::Callback, true, 1100);
+    unmarked.task = None;
+    let stored = s.append(unmarked).await.unwrap();
+    assert_eq!(state(&s, "v").await, TaskState::Waiting);
+    s.close().await;
+    drop(s);
+    // Reopened with a floor no disk can meet: every new event refused.
+    let opts = Options {
+        min_free: u64::MAX / 4,
+        ..crate::store::sled::tests::opts(dir.path())
+    };
+    let s = Store::open_sled(&opts).unwrap();
+    s.register(&crate::store::sled::tests::topology(&["s"])).await.unwrap();
+    let refused = s.append(event("new", Origin::Callback, true, 1150)).await;
+    assert!(matches!(refused, Err(StoreError::NoRoom(_))), "{refused:?}");
+    let dup = s.append(event("v", Origin::Poll, true, 1200)).await.unwrap();
+    assert_eq!((dup.id, dup.duplicate), (stored.id, true));
+    let t = s.task(None, "v".into()).await.unwrap().unwrap();
+    assert_ne!(t.state, TaskState::Waiting, "{t:?}");
+    assert_eq!((t.event, t.next_poll_ms), (Some(stored.id), None), "{t:?}");
+    let (due, _) = s.due_tasks(10_000, 100).await.unwrap();
+    assert!(due.is_empty(), "still due: {due:?}");
+    s.close().await;
+}
