@@ -56,6 +56,37 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The consumers' files of node 0 as they were at [`SavedConsumers::take`].
+struct SavedConsumers {
+    dirs: Vec<PathBuf>,
+    saved: PathBuf,
+}
+
+impl SavedConsumers {
+    /// Copy every route stream's consumer directory of node 0 under `dir`.
+    fn take(nats: &NatsCluster, dir: &Path) -> SavedConsumers {
+        let store = nats.dir().join("n0");
+        let dirs = consumer_dirs(&store);
+        assert!(!dirs.is_empty(), "no consumer directory under {}", store.display());
+        let saved = dir.join("saved-consumers");
+        for (i, c) in dirs.iter().enumerate() {
+            copy_dir(c, &saved.join(i.to_string()));
+        }
+        SavedConsumers { dirs, saved }
+    }
+
+    /// NATS killed with `kill -9`, the saved files put back, NATS started:
+    /// it has lost its state of everything since.
+    async fn put_back_under_kill_9(&self, nats: &mut NatsCluster) {
+        nats.kill9(0);
+        for (i, c) in self.dirs.iter().enumerate() {
+            std::fs::remove_dir_all(c).unwrap();
+            copy_dir(&self.saved.join(i.to_string()), c);
+        }
+        nats.restart(0).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_is_not_offered_twice() {
     let mut nats = NatsCluster::start(1).await;
@@ -68,13 +99,7 @@ async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_i
     let id = accepted(addr, &runway("settled-before-the-crash")).await;
     // The consumer's state before the hand-out.
     tokio::time::sleep(secs(1)).await;
-    let store = nats.dir().join("n0");
-    let consumers = consumer_dirs(&store);
-    assert!(!consumers.is_empty(), "no consumer directory under {}", store.display());
-    let saved = dir.path().join("saved-consumers");
-    for (i, c) in consumers.iter().enumerate() {
-        copy_dir(c, &saved.join(i.to_string()));
-    }
+    let saved = SavedConsumers::take(&nats, dir.path());
     assert_hands_out(addr, "/pull/laptop?wait=10s&max=1", TOKEN, "f1", &id).await;
     let (s, _, got) = pull_call(
         addr,
@@ -88,12 +113,7 @@ async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_i
     assert_eq!((s, got["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{got}");
     tokio::time::sleep(secs(1)).await;
     // NATS dies and comes back without its state of the hand-out.
-    nats.kill9(0);
-    for (i, c) in consumers.iter().enumerate() {
-        std::fs::remove_dir_all(c).unwrap();
-        copy_dir(&saved.join(i.to_string()), c);
-    }
-    nats.restart(0).await;
+    saved.put_back_under_kill_9(&mut nats).await;
     let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=12s", Some(TOKEN), Some("f2"), "").await;
     let v = admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
         v["subscribers"][0]["state"] == "delivered"
@@ -124,25 +144,14 @@ async fn a_delivered_callback_nats_hands_out_again_as_new_is_not_sent_twice() {
     let addr = r.ingest_addrs[0];
     // The consumer's state before the hand-out (here: before the callback).
     tokio::time::sleep(secs(1)).await;
-    let store = nats.dir().join("n0");
-    let consumers = consumer_dirs(&store);
-    assert!(!consumers.is_empty(), "no consumer directory under {}", store.display());
-    let saved = dir.path().join("saved-consumers");
-    for (i, c) in consumers.iter().enumerate() {
-        copy_dir(c, &saved.join(i.to_string()));
-    }
+    let saved = SavedConsumers::take(&nats, dir.path());
     let id = accepted(addr, &runway("delivered-before-the-crash")).await;
     admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;
     tokio::time::sleep(secs(1)).await;
-    nats.kill9(0);
-    for (i, c) in consumers.iter().enumerate() {
-        std::fs::remove_dir_all(c).unwrap();
-        copy_dir(&saved.join(i.to_string()), c);
-    }
-    nats.restart(0).await;
+    saved.put_back_under_kill_9(&mut nats).await;
     // A later callback goes out after the one handed out again is taken.
     accepted_retrying(addr, &runway("after-the-crash")).await;
     let got = sub
