@@ -95,11 +95,17 @@ fn token_file_open_to_others(file: &Path) -> Option<String> {
 
 /// The name of group `gid` in `/etc/group`, if it is there.
 fn group_name(gid: u32) -> Option<String> {
+    find_group(|_, g| g == gid).map(|(name, _)| name)
+}
+
+/// The first group of `/etc/group` (name, gid) that `wanted`.
+fn find_group(wanted: impl Fn(&str, u32) -> bool) -> Option<(String, u32)> {
     let groups = std::fs::read_to_string("/etc/group").ok()?;
     groups.lines().find_map(|l| {
         let mut f = l.split(':');
         let name = f.next()?;
-        (f.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
+        let gid = f.nth(1)?.parse::<u32>().ok()?;
+        wanted(name, gid).then(|| (name.to_string(), gid))
     })
 }
 
@@ -338,13 +344,7 @@ mod tests {
         }
         // Readable by the shared group `users` (where this machine has one
         // and the test may give the file to it: root).
-        let users = std::fs::read_to_string("/etc/group")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("users:x:")
-                    .and_then(|r| r.split(':').next()?.parse::<u32>().ok())
-            });
+        let users = find_group(|name, _| name == "users").map(|(_, gid)| gid);
         if let Some(gid) = users.filter(|g| std::os::unix::fs::chown(&f, None, Some(*g)).is_ok()) {
             assert_eq!(group_name(gid).as_deref(), Some("users"));
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();

@@ -129,17 +129,14 @@ impl Writer {
     /// is settled as above the floor (a small row, like a poll's update: a
     /// reconciler's result duplicating a stored callback settles its task
     /// so, or it would be polled again every round). A route this store
-    /// has not numbered has no events; a failed read is no answer.
-    pub(super) fn duplicate_of(
-        &mut self,
-        b: &mut Batch<'_>,
-        ev: &NewEvent,
-        seen: &HashMap<Vec<u8>, EventId>,
-    ) -> Option<Accepted> {
+    /// has not numbered has no events; a failed read is no answer. (No
+    /// event of such a batch is new, so none is looked up among its own.)
+    pub(super) fn duplicate_of(&mut self, b: &mut Batch<'_>, ev: &NewEvent) -> Option<Accepted> {
         let route = super::read_lock(&self.inner.registry).route(&ev.meta.route)?;
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ev.dedupe_hash[..16]);
-        let accepted = lookup_duplicate(b, &keys::dedupe(route, &hash), seen).ok().flatten()?;
+        let dkey = keys::dedupe(route, &hash);
+        let accepted = lookup_duplicate(b, &dkey, &HashMap::new()).ok().flatten()?;
         self.settle_task(b, route, ev, accepted);
         Some(accepted)
     }

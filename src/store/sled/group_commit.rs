@@ -221,8 +221,9 @@ impl Writer {
         if !appends.is_empty() {
             match self.refusal() {
                 Ok(r) => room = r,
-                // Under the floor a duplicate still gets its `200` (it writes
-                // nothing); new events are refused in `add_event`.
+                // Under the floor a duplicate still gets its `200` (no event
+                // stored, its task settled: `duplicate_of`); a new event
+                // gets this refusal.
                 Err(e @ StoreError::NoRoom(_)) => under_floor = Some(e),
                 Err(e) => {
                     for (_, reply) in appends.drain(..) {
@@ -238,7 +239,7 @@ impl Writer {
         let mut routes_with_news: HashSet<u32> = HashSet::new();
         for (ev, _) in &appends {
             let r = match &under_floor {
-                Some(e) => self.duplicate_of(&mut b, ev, &seen).ok_or_else(|| e.clone()),
+                Some(e) => self.duplicate_of(&mut b, ev).ok_or_else(|| e.clone()),
                 None => self.add_event(&mut b, ev, &mut seen, &mut routes_with_news, &mut room),
             };
             accepted.push(r);
