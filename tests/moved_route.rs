@@ -39,9 +39,11 @@ fn rows_of(v: &serde_json::Value, name: &str) -> Vec<(String, String, u64)> {
 }
 
 async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_back(base: TestConfig) {
-    // `a` fails the first request: a retry 4 s later.
+    // `a` fails the first request: a retry 4 s later. It answers the second
+    // (route u's event) late, so the relay records it well after `a` got it.
     let a = Sub::start(Arc::new(|n, _| match n {
         0 => Behaviour::Status(503),
+        1 => Behaviour::Slow(ms(300)),
         _ => Behaviour::Status(200),
     }))
     .await;
@@ -71,6 +73,14 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     let fresh = accepted_at(h.ingest_addrs[0], "/hooks/u?token=tok", &runway("fresh")).await;
     let got = a.wait_for(secs(10), "route u's event at a", |r| r.len() == 2).await;
     assert_eq!(got[1].header("webhook-id"), fresh);
+    // Stopped only once that delivery is recorded: a stop abandons attempts
+    // in flight, sent again after the restart (before, a stop racing the
+    // record made the restarted relay send route u's event again).
+    let v = admin_until(h.admin_addr, &format!("/api/events/{fresh}"), secs(10), |v| {
+        row(&v["subscribers"], "name", "a")["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(row(&v["subscribers"], "name", "a")["state"], "delivered", "{v}");
 
     // The real binary restarted on route u: it warns once about t's retry
     // (due meanwhile), which is still not sent.
