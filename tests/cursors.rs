@@ -78,7 +78,12 @@ async fn a_subscriber_added_later_starts_at_the_tail() {
 #[tokio::test]
 async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
+    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
+        // Answered late: recorded well after the subscriber got it.
+        5 => Behaviour::Slow(ms(300)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
     let old = v1_store::write(&cfg.data(), 5);
     let h = start(&cfg).await;
@@ -107,7 +112,11 @@ async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
         (s, v["duplicate"].as_bool(), v["id"].as_str()),
         (StatusCode::OK, Some(true), Some(old[0].id.as_str()))
     );
-    // The 0.1 tree is gone: the next start does not migrate again.
+    // The 0.1 tree is gone: the next start does not migrate again (stopped
+    // once the six are recorded: a stop abandons attempts in flight).
+    for id in &pending {
+        until_delivered(h.admin_addr, id, "s").await;
+    }
     h.shutdown().await;
     let h = start(&cfg).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -400,7 +409,12 @@ async fn a_migration_killed_before_the_old_tree_is_dropped_still_starts() {
 #[tokio::test]
 async fn a_migration_killed_before_the_drop_then_0_1_started_is_migrated_again() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
+    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
+        // Answered late: recorded well after the subscriber got it.
+        2 => Behaviour::Slow(ms(300)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
     // Three fresh jobs and the retrying one pending.
     let old = v1_store::write(&cfg.data(), 3);
@@ -436,6 +450,9 @@ async fn a_migration_killed_before_the_drop_then_0_1_started_is_migrated_again()
     assert_eq!(ids, pending, "what 0.1 left pending, once; not what it sent");
     let ev = event_view(h.admin_addr, &old[0].id).await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
+    for id in &pending {
+        until_delivered(h.admin_addr, id, "s").await;
+    }
     h.shutdown().await;
     let h = start(&cfg).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

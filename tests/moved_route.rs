@@ -76,11 +76,7 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     // Stopped only once that delivery is recorded: a stop abandons attempts
     // in flight, sent again after the restart (before, a stop racing the
     // record made the restarted relay send route u's event again).
-    let v = admin_until(h.admin_addr, &format!("/api/events/{fresh}"), secs(10), |v| {
-        row(&v["subscribers"], "name", "a")["state"] == "delivered"
-    })
-    .await;
-    assert_eq!(row(&v["subscribers"], "name", "a")["state"], "delivered", "{v}");
+    until_delivered(h.admin_addr, &fresh, "a").await;
 
     // The real binary restarted on route u: it warns once about t's retry
     // (due meanwhile), which is still not sent.

@@ -77,13 +77,20 @@ async fn a_deleted_consumer_is_created_again_without_a_restart_and_sends_nothing
 async fn a_consumer_created_on_an_existing_stream_does_not_skip_what_another_relay_stored() {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
+    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
+        // Answered late: recorded well after the subscriber got it.
+        0 => Behaviour::Slow(ms(300)),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted(h.ingest_addrs[0], &runway("before")).await;
+    let before = accepted(h.ingest_addrs[0], &runway("before")).await;
     sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
+    // Stopped once it is recorded: a stop abandons attempts in flight.
+    until_delivered(h.admin_addr, &before, "s").await;
     h.shutdown().await;
     let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     js.get_stream("HR_EV_t")

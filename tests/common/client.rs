@@ -228,6 +228,20 @@ pub async fn admin_until(
     }
 }
 
+/// Wait (up to 10 s) until the admin API shows event `id` delivered to
+/// subscriber `name`, and assert it. A test that stops a relay after its
+/// subscriber got a request waits for this first: a stop abandons attempts
+/// whose result is not recorded yet, and the restarted relay sends them again.
+pub async fn until_delivered(addr: SocketAddr, id: &str, name: &str) {
+    let delivered = |v: &serde_json::Value| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s["name"] == name && s["state"] == "delivered"))
+    };
+    let v = admin_until(addr, &format!("/api/events/{id}"), Duration::from_secs(10), delivered).await;
+    assert!(delivered(&v), "{id} not recorded as delivered to {name}: {v}");
+}
+
 /// The row of an admin listing (`/api/subscribers`, an event's subscribers,
 /// dead letters) whose `key` is `value`.
 pub fn row(list: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
