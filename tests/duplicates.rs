@@ -285,13 +285,20 @@ async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one(
         f.callbacks(&task).iter().any(|c| c.kind == "final" && c.delivered())
     })
     .await;
-    tokio::time::sleep(secs(2)).await;
-    let firsts: Vec<Value> = sub
-        .all()
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap_or_default())
-        .filter(|v| v["data"]["callbackType"] == "first")
-        .collect();
+    // The genuine `first` (in at ~6 s) checked and delivered: looked for up
+    // to 20 s (never, if it was taken for a duplicate of the forged one).
+    let firsts = || -> Vec<Value> {
+        sub.all()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap_or_default())
+            .filter(|v| v["data"]["callbackType"] == "first")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + secs(20);
+    while std::time::Instant::now() < deadline && !firsts().iter().any(|v| v["msg"] != "first track ready (forged)") {
+        tokio::time::sleep(ms(100)).await;
+    }
+    let firsts = firsts();
     h.shutdown().await;
     assert!(
         firsts.iter().any(|v| v["msg"] != "first track ready (forged)"),

@@ -203,15 +203,16 @@ async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_acknowledgement_within_the_lapse_counts_on_either_relay() {
     let nats = NatsCluster::start(1).await;
-    // The lapse: the retry delay (3 s ±20 %), at most one more lease (2 s).
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(2)).retry([secs(3)]);
+    // The lapse: the retry delay (5 s ±20 %), at most one more lease (4 s):
+    // from 4 s to 8 s after the hand-out.
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(4)).retry([secs(5)]);
     let (_dirs, r1, r2) = two_relays_with(&nats, laptop).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let id = accepted(a1, &runway("slow-local")).await;
     pull_one(a1, "f1", &id).await;
     let pulled = std::time::Instant::now();
-    // The lease (2 s) has run out, the lapse (2 s more) has not.
-    tokio::time::sleep(ms(2500)).await;
+    // The lease (4 s) has run out, the lapse (4 s more) has not.
+    tokio::time::sleep(ms(4500)).await;
     for addr in [a1, a2] {
         let (_, _, other) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f2"), "").await;
         assert_eq!(
@@ -228,7 +229,7 @@ async fn a_late_acknowledgement_within_the_lapse_counts_on_either_relay() {
         "the late acknowledgement: {a}"
     );
     assert!(
-        pulled.elapsed() < secs(4),
+        pulled.elapsed() < secs(8),
         "acknowledged after the lapse: {:?}",
         pulled.elapsed()
     );
@@ -236,7 +237,7 @@ async fn a_late_acknowledgement_within_the_lapse_counts_on_either_relay() {
         assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
     }
     // Past the retry delay: nothing is handed out again, on either relay.
-    let (_, _, none) = pull_call(a1, "GET", "/pull/laptop?wait=4s", Some(TOKEN), Some("f1"), "").await;
+    let (_, _, none) = pull_call(a1, "GET", "/pull/laptop?wait=7s", Some(TOKEN), Some("f1"), "").await;
     assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");
     let (_, _, none) = pull_call(a2, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f1"), "").await;
     assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");

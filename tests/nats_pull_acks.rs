@@ -83,7 +83,9 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
 async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
     let nats = NatsCluster::start(1).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(2)).retry([ms(100); 3]);
+    // Leases of 6 s: the quick one's still runs ~5 s after the slow one's
+    // lapse (100 ms) is over.
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(6)).retry([ms(100); 3]);
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
@@ -91,7 +93,7 @@ async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
     let slow = accepted(a1, &runway("slow-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(slow.as_str()), "{got}");
-    tokio::time::sleep(ms(1500)).await;
+    tokio::time::sleep(ms(5500)).await;
     let quick = accepted(a1, &runway("quick-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(quick.as_str()), "{got}");

@@ -275,6 +275,10 @@ async fn overlapping_dead_letter_replays_send_a_letter_once() {
     tokio::time::sleep(ms(20)).await;
     let (st, only_s2) = admin(a, "POST", "/api/dead-letters/replay?subscriber=s2").await;
     let (st_all, v_all) = all.await.unwrap();
+    s2.wait_for(secs(20), "s2's letter replayed", |r| {
+        r.iter().filter(|x| x.header("webhook-id") == last).count() >= 2
+    })
+    .await;
     tokio::time::sleep(secs(3)).await;
     let sent: Vec<String> = s2
         .all()

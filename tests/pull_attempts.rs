@@ -117,14 +117,16 @@ async fn unusable_local_answers_are_left_out_and_named_and_the_hand_back_stands(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_acknowledgement_within_the_retry_delay_still_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(3)]);
+    // The lapse: the retry delay (5 s ±20 %), at most one more lease (4 s):
+    // from 4 s to 8 s after the hand-out.
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(4)).retry([secs(5)]);
     let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
     let addr = h.ingest_addrs[0];
     let id = send(&h, "slow-local").await;
     let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
     assert_eq!(ids(&got), vec![id.clone()], "{got}");
-    // The lease (1 s) runs out; the retry delay (3 s ±20 %) has not.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The lease (4 s) runs out; the lapse has not (3.5 s of slack left).
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
     let (_, _, other) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("g"), "").await;
     assert!(ids(&other).is_empty(), "offered to nobody while it lapses: {other}");
     let ack = format!(r#"{{"ids": ["{id}"]}}"#);
@@ -138,7 +140,8 @@ async fn a_late_acknowledgement_within_the_retry_delay_still_counts() {
         (Some("delivered"), Some(1)),
         "{d}"
     );
-    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=4s", Some(TOKEN), Some("f"), "").await;
+    // Past the retry delay (due 8–10 s after the hand-out): not offered again.
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=6s", Some(TOKEN), Some("f"), "").await;
     assert!(ids(&none).is_empty(), "not offered again: {none}");
     h.shutdown().await;
 }
@@ -184,15 +187,16 @@ async fn a_lapse_lasts_at_most_one_more_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
     let dir = tempfile::tempdir().unwrap();
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(5)]);
+    // The lapse: one more lease (4 s) of the retry delay (20 s ±20 %).
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(4)).retry([secs(20)]);
     let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
     let addr = h.ingest_addrs[0];
     let id = accepted(addr, &runway("lapsed-release")).await;
     let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(1), "{got}");
-    // The local service outlives the 1 s lease; then the forwarder is stopped
+    // The local service outlives the 4 s lease; then the forwarder is stopped
     // and releases what it still delivers (within the lapse: one more lease).
-    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4400)).await;
     let release = format!(r#"{{"release": ["{id}"]}}"#);
     let (s, _, a) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &release).await;
     assert_eq!(s, StatusCode::OK, "{a}");
@@ -200,7 +204,7 @@ async fn releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
         a["retried"], 1,
         "offered again after the retry delay, like a hand-back: {a}"
     );
-    // Not offered at once: the retry is due 5 s after the expiry.
+    // Not offered at once: the retry is due 20 s after the expiry.
     let (_, _, again) = pull_call(addr, "GET", "/pull/laptop?wait=1s&max=1", Some(TOKEN), Some("fwd2"), "").await;
     let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     h.shutdown().await;

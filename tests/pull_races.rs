@@ -24,19 +24,18 @@ async fn racing_pulls_and_acknowledgements_apply_once() {
     for i in 0..10 {
         polls.push(tokio::spawn(async move {
             let f = format!("f{i}");
-            let (s, _, v) = pull_call(addr, "GET", "/pull/laptop?wait=3s&max=1", Some(TOKEN), Some(&f), "").await;
+            let (s, _, v) = pull_call(addr, "GET", "/pull/laptop?wait=8s&max=1", Some(TOKEN), Some(&f), "").await;
             assert_eq!(s, StatusCode::OK, "{v}");
             (f, ids(&v))
         }));
     }
-    admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(5), |v| {
+    let all_waiting = |v: &serde_json::Value| {
         v["subscribers"]
             .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == "laptop" && s["waiting_pulls"] == 10)
-    })
-    .await;
+            .is_some_and(|l| l.iter().any(|s| s["name"] == "laptop" && s["waiting_pulls"] == 10))
+    };
+    let v = admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(20), all_waiting).await;
+    assert!(all_waiting(&v), "the 10 long-polls are not all waiting: {v}");
     let mut sent = HashSet::new();
     for i in 0..3 {
         sent.insert(send(&h, &format!("race-{i}")).await);

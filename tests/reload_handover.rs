@@ -221,11 +221,13 @@ async fn a_verify_fetch_attempt_sent_after_the_reload_is_not_cut_off_and_sent_ag
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_waiting_for_the_handover_shows_its_backlog() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = slow_first(secs(8)).await;
+    // Answered long after the checks below (two reloads and 2 s), even on a
+    // slow machine.
+    let sub = slow_first(secs(20)).await;
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
     let with_s = base
         .clone()
-        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)).concurrency(1));
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(30)).concurrency(1));
     let h = start(&with_s).await;
     let addr = h.ingest_addrs[0];
     for n in 0..4 {
