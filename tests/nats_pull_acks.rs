@@ -52,7 +52,7 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
         "both ids are leased to this forwarder (one at each relay), yet the relay refused: {v}"
     );
     for id in [&id1, &id2] {
-        let ev = admin_until(r2.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        let ev = admin_until(r2.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
             v["subscribers"][0]["state"] == "delivered"
         })
         .await;
@@ -109,7 +109,7 @@ async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
          forwarder drops its acknowledgement: {v}"
     );
     assert_eq!(v["applied"]["acknowledged"], 1, "the rest was applied: {v}");
-    let ev = admin_until(r1.admin_addr, &format!("/api/events/{quick}"), secs(5), |v| {
+    let ev = admin_until(r1.admin_addr, &format!("/api/events/{quick}"), secs(20), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;

@@ -113,7 +113,7 @@ async fn a_pullers_messages_go_back_to_the_cluster_when_it_leaves_before_its_ans
     );
     let m = &messages[0];
     assert!(
-        took < secs(8),
+        took < secs(14),
         "task {task}: relay B handed the message out only {took:?} after the forwarder left relay A"
     );
     assert_eq!(
@@ -167,7 +167,7 @@ async fn on_one_host_a_pullers_messages_stay_ready_when_it_leaves_before_its_ans
         "task {task}: the message taken for a forwarder that left was not handed out again (within {took:?}): {got}"
     );
     assert!(
-        took < secs(8),
+        took < secs(14),
         "task {task}: handed out again only {took:?} after the forwarder left"
     );
     let m = &messages[0];
@@ -191,7 +191,7 @@ async fn acknowledge_once(id: &str, through: SocketAddr, relays: &[(&hookrelay::
     let (s, _, v) = pull_call(through, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
     assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     for (h, _) in relays {
-        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(5), |v| {
+        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
             v["subscribers"][0]["state"] == "delivered"
         })
         .await;

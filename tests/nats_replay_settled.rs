@@ -20,10 +20,7 @@ async fn a_replay_already_recorded_is_settled_not_sent_again() {
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("t-1")).await;
-    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(h.admin_addr, &id, "a").await;
     assert_eq!(a.count(), 1);
 
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());

@@ -57,7 +57,7 @@ async fn waiting_for_media_uses_up_no_retry_step() {
     let got = sub.wait_for(secs(5), "the retry", |r| r.len() == 2).await;
     assert_eq!(got[1].header("webhook-id"), got[0].header("webhook-id"));
     assert_eq!(got[1].header("hookrelay-attempt"), "2");
-    let ev = admin_until(h.admin_addr, &path, secs(5), |v| {
+    let ev = admin_until(h.admin_addr, &path, secs(20), |v| {
         v["subscribers"][0]["state"] == "delivered"
     })
     .await;

@@ -90,10 +90,7 @@ async fn one_delivered(name: &str) -> (NatsCluster, tempfile::TempDir, Sub, hook
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway(name)).await;
-    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(h.admin_addr, &id, "s").await;
     assert_eq!(sub.count(), 1);
     (nats, dir, sub, h, id)
 }
@@ -164,10 +161,7 @@ async fn a_stale_relays_late_result_does_not_overwrite_a_newer_final_one() {
     let second = start(&cfg(d2.path())).await;
     let path = format!("/api/events/{id}");
     sub.wait_for(secs(20), "taken over", |r| r.len() == 2).await;
-    admin_until(second.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(second.admin_addr, &id, "s").await;
 
     // The paused relay runs again: its attempt timed out long ago.
     first.signal("CONT");
@@ -205,7 +199,7 @@ async fn a_replayed_dead_letter_is_not_sent_again_by_the_next_dead_letter_replay
     let h = start(&cfg).await;
     let a = h.admin_addr;
     let id = accepted(h.ingest_addrs[0], &runway("purge-fails")).await;
-    admin_until(a, "/api/dead-letters", secs(10), |v| v["total"] == 1).await;
+    admin_expect(a, "/api/dead-letters", secs(20), "one dead letter", |v| v["total"] == 1).await;
 
     // HR_DL refuses the purge.
     let js = js_of(&nats).await;
@@ -215,10 +209,7 @@ async fn a_replayed_dead_letter_is_not_sent_again_by_the_next_dead_letter_replay
     let (status, v) = admin(a, "POST", "/api/dead-letters/replay").await;
     // (NATS cannot lift deny_purge again; the later replays below do not
     // purge anything anyway: the letter's result is no longer `dead`.)
-    admin_until(a, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(a, &id, "s").await;
     assert_eq!(sub.count(), 2, "the replay was sent once");
 
     // The operator replays the dead letters again (the first call failed, or

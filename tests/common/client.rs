@@ -228,18 +228,38 @@ pub async fn admin_until(
     }
 }
 
-/// Wait (up to 10 s) until the admin API shows event `id` delivered to
+/// [`admin_until`], asserting that `pred` held (`what` names it): for waits
+/// the test cannot go on without.
+pub async fn admin_expect(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let v = admin_until(addr, path, limit, &pred).await;
+    assert!(pred(&v), "{what}: not seen at {path} within {limit:?}: {v}");
+    v
+}
+
+/// Wait (up to 20 s) until the admin API shows event `id` delivered to
 /// subscriber `name`, and assert it. A test that stops a relay after its
 /// subscriber got a request waits for this first: a stop abandons attempts
 /// whose result is not recorded yet, and the restarted relay sends them again.
 pub async fn until_delivered(addr: SocketAddr, id: &str, name: &str) {
-    let delivered = |v: &serde_json::Value| {
-        v["subscribers"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s["name"] == name && s["state"] == "delivered"))
-    };
-    let v = admin_until(addr, &format!("/api/events/{id}"), Duration::from_secs(10), delivered).await;
-    assert!(delivered(&v), "{id} not recorded as delivered to {name}: {v}");
+    let what = format!("{id} recorded as delivered to {name}");
+    admin_expect(
+        addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(20),
+        &what,
+        |v| {
+            v["subscribers"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|s| s["name"] == name && s["state"] == "delivered"))
+        },
+    )
+    .await;
 }
 
 /// The row of an admin listing (`/api/subscribers`, an event's subscribers,

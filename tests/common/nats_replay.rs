@@ -30,10 +30,7 @@ pub async fn one_delivered(
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway(body)).await;
     let path = format!("/api/events/{id}");
-    admin_until(h.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(h.admin_addr, &id, "a").await;
     assert_eq!(a.count(), 1);
     let js = async_nats::jetstream::new(async_nats::connect(urls[0].as_str()).await.unwrap());
     let stream = js.get_stream("HR_EV_t").await.unwrap();
