@@ -146,10 +146,7 @@ async fn a_delivered_callback_nats_hands_out_again_as_new_is_not_sent_twice() {
     tokio::time::sleep(secs(1)).await;
     let saved = SavedConsumers::take(&nats, dir.path());
     let id = accepted(addr, &runway("delivered-before-the-crash")).await;
-    admin_until(r.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(r.admin_addr, &id, "s").await;
     tokio::time::sleep(secs(1)).await;
     saved.put_back_under_kill_9(&mut nats).await;
     // A later callback goes out after the one handed out again is taken.

@@ -41,22 +41,27 @@ async fn a_stale_relays_late_success_does_not_cancel_a_later_replay() {
     let second = start(&cfg(d2.path())).await;
     let path = format!("/api/events/{id}");
     sub.wait_for(secs(20), "taken over", |r| r.len() == 2).await;
-    admin_until(second.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(second.admin_addr, &id, "s").await;
 
     // The operator replays it; the replay's attempt fails (500) and is
     // scheduled again in 20 s.
     let (status, replay) = admin(second.admin_addr, "POST", &format!("{path}/replay")).await;
     assert_eq!(status, 200, "{replay}");
     sub.wait_for(secs(10), "the replay's attempt", |r| r.len() == 3).await;
-    admin_until(second.admin_addr, &path, secs(10), |v| {
-        v["subscribers"][0]["state"] == "retrying"
-    })
+    // (The API shows a delivery waiting for its retry as `pending`.)
+    admin_expect(
+        second.admin_addr,
+        &path,
+        secs(20),
+        "the replay's failure recorded",
+        |v| v["subscribers"][0]["attempts_total"] == 3 && v["subscribers"][0]["state"] == "pending",
+    )
     .await;
 
-    // The paused relay runs again: the 200 of its attempt 1 waits in its socket.
+    // The paused relay runs again once the 200 of its attempt 1 (answered
+    // 8 s after it came) waits in its socket.
+    let answered = sub.all()[0].at + secs(9);
+    tokio::time::sleep(answered.saturating_duration_since(std::time::Instant::now())).await;
     first.signal("CONT");
     let deadline = tokio::time::Instant::now() + secs(40);
     while sub.count() < 4 && tokio::time::Instant::now() < deadline {

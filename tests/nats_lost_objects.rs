@@ -60,10 +60,7 @@ async fn a_deleted_results_bucket_is_set_up_again_without_a_restart() {
     js.delete_key_value("hr_results").await.unwrap();
     let id = accepted_within(h.ingest_addrs[0], "after", secs(10)).await;
     sub.wait_for(secs(10), "the delivery after", |r| r.len() == 2).await;
-    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "delivered"
-    })
-    .await;
+    until_delivered(h.admin_addr, &id, "s").await;
     h.shutdown().await;
 }
 

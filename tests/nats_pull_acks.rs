@@ -97,8 +97,9 @@ async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
     let quick = accepted(a1, &runway("quick-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(quick.as_str()), "{got}");
-    // The slow one's lease (and its short lapse) is over; the quick one's runs.
-    tokio::time::sleep(ms(800)).await;
+    // The slow one's lease (and its short lapse) is over, ~2.7 s ago; the
+    // quick one's runs ~2.7 s more.
+    tokio::time::sleep(ms(3300)).await;
     let ack = format!(r#"{{"ids": ["{slow}", "{quick}"]}}"#);
     let (s, _, v) = pull_call(a2, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");

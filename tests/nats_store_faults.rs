@@ -258,7 +258,14 @@ async fn overlapping_dead_letter_replays_send_a_letter_once() {
         accepted(h.ingest_addrs[0], &runway(&format!("fill-{i}"))).await;
     }
     let last = accepted(h.ingest_addrs[0], &runway("last")).await;
-    admin_until(a, "/api/dead-letters?limit=1000", secs(30), |v| v["total"] == FILL + 2).await;
+    admin_expect(
+        a,
+        "/api/dead-letters?limit=1000",
+        secs(30),
+        "every letter listed",
+        |v| v["total"] == FILL + 2,
+    )
+    .await;
 
     // The slower call replays every letter (s1's first, in arrival order);
     // the other one, started just after, only s2's.

@@ -141,7 +141,7 @@ async fn a_late_acknowledgement_within_the_retry_delay_still_counts() {
         "{d}"
     );
     // Past the retry delay (due 8–10 s after the hand-out): not offered again.
-    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=6s", Some(TOKEN), Some("f"), "").await;
+    let (_, _, none) = pull_call(addr, "GET", "/pull/laptop?wait=8s", Some(TOKEN), Some("f"), "").await;
     assert!(ids(&none).is_empty(), "not offered again: {none}");
     h.shutdown().await;
 }
@@ -187,7 +187,8 @@ async fn a_lapse_lasts_at_most_one_more_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
     let dir = tempfile::tempdir().unwrap();
-    // The lapse: one more lease (4 s) of the retry delay (20 s ±20 %).
+    // The lapse: the retry delay (20 s ±20 %), at most one more lease (4 s):
+    // from 4 s to 8 s after the hand-out.
     let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(4)).retry([secs(20)]);
     let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
     let addr = h.ingest_addrs[0];

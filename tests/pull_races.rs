@@ -34,7 +34,8 @@ async fn racing_pulls_and_acknowledgements_apply_once() {
             .as_array()
             .is_some_and(|l| l.iter().any(|s| s["name"] == "laptop" && s["waiting_pulls"] == 10))
     };
-    let v = admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(20), all_waiting).await;
+    // At most 5 s: the polls (8 s) still wait for the sends below.
+    let v = admin_until(h.admin_addr, "/api/subscribers", Duration::from_secs(5), all_waiting).await;
     assert!(all_waiting(&v), "the 10 long-polls are not all waiting: {v}");
     let mut sent = HashSet::new();
     for i in 0..3 {
