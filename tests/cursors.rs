@@ -78,12 +78,7 @@ async fn a_subscriber_added_later_starts_at_the_tail() {
 #[tokio::test]
 async fn a_0_1_store_is_upgraded_and_its_pending_deliveries_made() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
-        // Answered late: recorded well after the subscriber got it.
-        5 => Behaviour::Slow(ms(300)),
-        _ => Behaviour::Status(200),
-    }))
-    .await;
+    let sub = Sub::slow_at(5, ms(300)).await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
     let old = v1_store::write(&cfg.data(), 5);
     let h = start(&cfg).await;
@@ -409,12 +404,7 @@ async fn a_migration_killed_before_the_old_tree_is_dropped_still_starts() {
 #[tokio::test]
 async fn a_migration_killed_before_the_drop_then_0_1_started_is_migrated_again() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
-        // Answered late: recorded well after the subscriber got it.
-        2 => Behaviour::Slow(ms(300)),
-        _ => Behaviour::Status(200),
-    }))
-    .await;
+    let sub = Sub::slow_at(2, ms(300)).await;
     let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([secs(1)]));
     // Three fresh jobs and the retrying one pending.
     let old = v1_store::write(&cfg.data(), 3);

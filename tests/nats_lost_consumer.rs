@@ -77,12 +77,7 @@ async fn a_deleted_consumer_is_created_again_without_a_restart_and_sends_nothing
 async fn a_consumer_created_on_an_existing_stream_does_not_skip_what_another_relay_stored() {
     let nats = NatsCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::start(std::sync::Arc::new(|n, _| match n {
-        // Answered late: recorded well after the subscriber got it.
-        0 => Behaviour::Slow(ms(300)),
-        _ => Behaviour::Status(200),
-    }))
-    .await;
+    let sub = Sub::slow_at(0, ms(300)).await;
     let cfg = TestConfig::new(dir.path())
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);

@@ -11,7 +11,6 @@ use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::nats::NatsCluster;
@@ -22,18 +21,6 @@ use common::*;
 use hookrelay::provider::Product;
 use http::StatusCode;
 
-/// A subscriber whose first request is answered 200 after `first`, the others at once.
-async fn slow_first(first: Duration) -> Sub {
-    Sub::start(Arc::new(move |n, _| {
-        if n == 0 {
-            Behaviour::Slow(first)
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await
-}
-
 /// A push subscriber switched to pull while an attempt is in flight: the
 /// README says its pending work "goes the new way", but the attempt the
 /// subscriber received (and answered 200) is aborted unrecorded, and the same
@@ -41,7 +28,7 @@ async fn slow_first(first: Duration) -> Sub {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r13_switching_push_to_pull_does_not_deliver_an_attempt_in_flight_again() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = slow_first(ms(1500)).await;
+    let sub = Sub::slow_at(0, ms(1500)).await;
     let base = TestConfig::new(dir.path());
     let h = start(
         &base
@@ -76,7 +63,7 @@ async fn r13_switching_push_to_pull_does_not_deliver_an_attempt_in_flight_again(
 /// the answer is recorded (delivered) and the lane of its return does not
 /// send the event again. A callback after the return still goes out.
 async fn removing_and_re_adding_a_subscriber_does_not_deliver_an_attempt_in_flight_again(base: TestConfig) {
-    let sub = slow_first(ms(1500)).await;
+    let sub = Sub::slow_at(0, ms(1500)).await;
     let with_s = base
         .clone()
         .subscriber(Subscriber::new("other", DOWN))
@@ -135,7 +122,7 @@ async fn removing_and_re_adding_a_subscriber_does_not_deliver_an_attempt_in_flig
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_sent_under_a_longer_timeout_is_not_cut_off_by_the_handover() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = slow_first(secs(5)).await;
+    let sub = Sub::slow_at(0, secs(5)).await;
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
     let with_s = |t: Duration| base.clone().subscriber(Subscriber::new("s", sub.url()).timeout(t));
     let h = start(&with_s(secs(10))).await;
@@ -174,7 +161,7 @@ async fn a_verify_fetch_attempt_sent_after_the_reload_is_not_cut_off_and_sent_ag
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let (proxy, connections) = slow_proxy(fake.addr(), ms(3500)).await;
     // s: timeout 2 s; its first request is answered 200 after 1.5 s.
-    let sub = slow_first(ms(1500)).await;
+    let sub = Sub::slow_at(0, ms(1500)).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -223,7 +210,7 @@ async fn a_subscriber_waiting_for_the_handover_shows_its_backlog() {
     let dir = tempfile::tempdir().unwrap();
     // Answered long after the checks below (two reloads and 2 s), even on a
     // slow machine.
-    let sub = slow_first(secs(20)).await;
+    let sub = Sub::slow_at(0, secs(20)).await;
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
     let with_s = base
         .clone()

@@ -77,6 +77,19 @@ impl Sub {
         Self::always(Behaviour::Status(200)).await
     }
 
+    /// Answers request `n` (counted from 0) 200 after `delay`, every other
+    /// at once: a delivery recorded well after the subscriber got it.
+    pub async fn slow_at(n: usize, delay: Duration) -> Sub {
+        Self::start(Arc::new(move |i, _| {
+            if i == n {
+                Behaviour::Slow(delay)
+            } else {
+                Behaviour::Status(200)
+            }
+        }))
+        .await
+    }
+
     /// Answers every request the same way.
     pub async fn always(b: Behaviour) -> Sub {
         Self::start(Arc::new(move |_, _| b.clone())).await
