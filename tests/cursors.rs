@@ -168,6 +168,40 @@ async fn migrate_upgrades_offline_and_a_newer_store_is_refused() {
     assert!(e.contains("newer hookrelay"), "{e}");
 }
 
+#[tokio::test]
+async fn migrate_names_an_empty_0_1_store_and_an_empty_database_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write().display().to_string();
+    let migrate = || cli_async(vec!["migrate".into(), "--config".into(), path.clone()]);
+    // 0.1 started on it and never sent a callback: its tree, empty.
+    {
+        let db = v1_store::open(&cfg.data());
+        db.open_tree("hookrelay").unwrap();
+        db.flush().unwrap();
+    }
+    let (ok, out, err) = migrate().await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("migrated from 0.1: 0 events, 0 deliveries pending, 0 dead letters"),
+        "{out}"
+    );
+    let (ok, out, err) = migrate().await;
+    assert!(ok, "{err}");
+    assert!(out.contains("already in this version's layout"), "{out}");
+    // A database no hookrelay wrote to: not called a store in this layout.
+    let other = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(other.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write().display().to_string();
+    v1_store::open(&cfg.data()).flush().unwrap();
+    let (ok, out, err) = cli_async(vec!["migrate".into(), "--config".into(), path.clone()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("held no events"), "{out}");
+    assert!(!out.contains("already"), "{out}");
+    let (ok, out, _) = cli_async(vec!["migrate".into(), "--config".into(), path]).await;
+    assert!(ok && out.contains("already in this version's layout"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_durable_before_the_cursor_moves_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -49,12 +49,13 @@ pub(super) fn run(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
         };
         let store = crate::store::Store::open_sled(&opts)?;
         store.register(&crate::store::Topology::of(&config)).await?;
-        let migrated = store.migrated();
+        let opened = store.opened();
         store.close().await;
-        Ok::<_, crate::store::StoreError>(migrated)
+        Ok::<_, crate::store::StoreError>(opened)
     });
+    use crate::store::sled::Opened;
     match result {
-        Ok(Some(m)) => {
+        Ok(Some(Opened::FromV1(m))) => {
             println!(
                 "{}: migrated from 0.1: {} events, {} deliveries pending, {} dead letters",
                 path.display(),
@@ -64,7 +65,15 @@ pub(super) fn run(cli: &Cli, discard_v1_rows: bool) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Ok(None) => {
+        Ok(Some(Opened::Created)) => {
+            println!(
+                "{}: held no events (no 0.1 data, no version 2 layout): now in this version's layout; \
+                 nothing to migrate",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(Opened::Current) | None) => {
             println!(
                 "{}: already in this version's layout; nothing to migrate",
                 path.display()

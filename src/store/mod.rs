@@ -97,11 +97,10 @@ impl Store {
         })
     }
 
-    /// What opening the embedded store migrated from 0.1 (`None`: nothing,
-    /// or the NATS backend).
-    pub fn migrated(&self) -> Option<sled::Migrated> {
+    /// What opening the embedded store found (`None`: the NATS backend).
+    pub fn opened(&self) -> Option<sled::Opened> {
         match &self.backend {
-            Backend::Sled(s) => s.migrated(),
+            Backend::Sled(s) => Some(s.opened()),
             _ => None,
         }
     }

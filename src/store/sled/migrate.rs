@@ -121,14 +121,15 @@ fn attempts(old: &sled::Tree, id: EventId, sub: &str) -> Result<Vec<Attempt>, St
     Ok(out)
 }
 
-/// Copy a 0.1 store into `tree` (schema 2). Does nothing when there is none.
+/// Copy a 0.1 store into `tree` (schema 2). Does nothing when there is none;
+/// an empty one (0.1 started, never sent a callback) migrates as nothing.
 pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrated>, StoreError> {
     if !db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes()) {
         return Ok(None);
     }
     let old = db.open_tree(V1_TREE)?;
     if old.is_empty() {
-        return Ok(None);
+        return Ok(Some(Migrated::default()));
     }
     tracing::info!("migrating a hookrelay 0.1 store to the version 2 layout");
     keep_systemd_waiting("migrating the hookrelay 0.1 store", true);
@@ -298,8 +299,20 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
     Ok(Some(done))
 }
 
-/// What a migration from 0.1 carried over.
+/// What opening the store found ([`super::SledStore::opened`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// In this version's layout already.
+    Current,
+    /// Nothing in it (a new store, or a database no hookrelay wrote to):
+    /// now in this version's layout.
+    Created,
+    /// A 0.1 store (its tree there, perhaps empty), migrated.
+    FromV1(Migrated),
+}
+
+/// What a migration from 0.1 carried over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Migrated {
     pub events: u64,
     /// Deliveries still to make.

@@ -28,7 +28,7 @@ mod media_sweep;
 mod migrate;
 mod migrate_notify;
 mod open_db;
-pub use migrate::Migrated;
+pub use migrate::{Migrated, Opened};
 mod query;
 mod record;
 mod registry;
@@ -109,8 +109,9 @@ pub(super) struct Inner {
     /// Per (route, subscriber): how many of them belong to that route
     /// ([`due_route`]).
     waiting_at: RwLock<HashMap<(u32, u32), Arc<AtomicU64>>>,
-    /// What this open migrated from a 0.1 store (`hookrelay migrate` says it).
-    migrated: Option<migrate::Migrated>,
+    /// What this open found: a store to migrate from 0.1, a new one, or
+    /// one in this layout (`hookrelay migrate` says which).
+    opened: Opened,
     /// Per subscriber: its dead letters, kept by the writer once it has
     /// counted them after start (`None` until then: [`dead_count`]).
     dead_counts: RwLock<Option<HashMap<u32, u64>>>,
@@ -191,7 +192,7 @@ impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
         let db = open_db::open_db(opts)?;
-        let (tree, migrated) = schema::open_tree(&db, opts)?;
+        let (tree, opened) = schema::open_tree(&db, opts)?;
         let registry = Registry::load(&tree)?;
         let inner = Arc::new(Inner {
             db,
@@ -207,7 +208,7 @@ impl SledStore {
             waiting: RwLock::default(),
             waiting_at: RwLock::default(),
             dead_counts: RwLock::default(),
-            migrated,
+            opened,
             cursors: RwLock::default(),
             signals: RwLock::default(),
             media_signal: Arc::default(),
@@ -347,13 +348,13 @@ impl SledStore {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
-    /// The directory the database lives in.
-    /// What opening it migrated from a 0.1 store; `None` when it was in
-    /// this version's layout already (or new).
-    pub fn migrated(&self) -> Option<Migrated> {
-        self.inner.migrated
+    /// What opening it found: migrated from 0.1 (and what), new, or in
+    /// this version's layout already.
+    pub fn opened(&self) -> Opened {
+        self.inner.opened
     }
 
+    /// The directory the database lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

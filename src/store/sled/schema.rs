@@ -10,7 +10,7 @@ use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
 use crate::store::{Options, StoreError};
 
 /// Open this version's tree, checked; what a migration carried over.
-pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Option<migrate::Migrated>), StoreError> {
+pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, migrate::Opened), StoreError> {
     // Before `open_tree`, which would create this version's tree beside
     // the newer one's.
     if let Some(newer) = newest_tree_schema(db).filter(|n| *n > TREE_SCHEMA) {
@@ -33,7 +33,7 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
                 tree.insert(keys::VERSION_KEY, &SCHEMA.to_be_bytes())?;
                 db.flush()?;
             }
-            return Ok((tree, None));
+            return Ok((tree, migrate::Opened::Current));
         }
         // Migrate again: the version row goes first, so that a crash
         // from here on starts the migration over.
@@ -62,7 +62,7 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, Op
     tree.apply_batch(b)?;
     db.flush()?;
     migrate::drop_v1(db, &tree)?;
-    Ok((tree, migrated))
+    Ok((tree, migrated.map_or(migrate::Opened::Created, migrate::Opened::FromV1)))
 }
 
 pub(super) fn has_tree(db: &sled::Db, name: &str) -> bool {
