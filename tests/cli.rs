@@ -507,3 +507,96 @@ async fn an_endless_answer_is_cut_at_64_mib_with_the_url_named() {
     );
     assert!(took < Duration::from_secs(25), "{took:?}");
 }
+
+/// A secret in a file the relay cannot read: the error names the config
+/// file, the key and the secret's file, and why (here: it is missing, and
+/// then not readable by the relay's user). The daemon's start reads secrets
+/// the same way (`Config::load`).
+#[test]
+fn a_secret_file_that_cannot_be_read_is_named_with_its_key() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Readable by the unprivileged user the second check runs as.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token = dir.path().join("token");
+    let config = |secret: &std::path::Path| {
+        let path = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[server]
+listen = ["127.0.0.1:0"]
+
+[store]
+path = "{}"
+
+[[routes]]
+name = "t"
+path = "/hooks/t"
+tokens = [{{ file = "{}" }}]
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:1/"
+"#,
+                dir.path().join("data").display(),
+                secret.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    };
+    let path = config(&dir.path().join("missing"));
+    let out = cli_output(&["check-config", "-c", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("hookrelay.toml")
+            && err.contains("routes[0].tokens[0]")
+            && err.contains("cannot read secret file")
+            && err.contains(&dir.path().join("missing").display().to_string())
+            && err.contains("No such file"),
+        "{err}"
+    );
+    // There, but unreadable: as root (tests run as root in CI) the check
+    // runs as `nobody`, from the binary or, where `nobody` cannot reach it
+    // (a checkout under /root), a copy.
+    std::fs::write(&token, "a-token-of-twenty-four-chars").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let path = config(&token);
+    let mut cmd = if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+        let built = std::path::Path::new(env!("CARGO_BIN_EXE_hookrelay"));
+        let reachable = built
+            .ancestors()
+            .all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0));
+        let bin = if reachable {
+            built.to_path_buf()
+        } else {
+            let bin = dir.path().join("hookrelay");
+            std::fs::copy(built, &bin).unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            bin
+        };
+        let mut cmd = std::process::Command::new(bin);
+        cmd.uid(65534).gid(65534);
+        cmd
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+    };
+    let out = cmd
+        .args(["check-config", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("routes[0].tokens[0]")
+            && err.contains("cannot read secret file")
+            && err.contains(&token.display().to_string())
+            && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert!(!err.contains("twenty-four"), "the secret is not shown: {err}");
+}
