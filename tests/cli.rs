@@ -600,3 +600,87 @@ url = "http://127.0.0.1:1/"
     );
     assert!(!err.contains("twenty-four"), "the secret is not shown: {err}");
 }
+
+/// Typos an operator makes on the command line are refused before anything
+/// is sent: an `--admin` URL whose port is not a number (`http::Uri` reads
+/// `:9O90` as no port, which sent the token to port 80), one with
+/// credentials (not shown), and an empty id or filter (a script's unset
+/// variable: it fetched the list, or filtered on nothing).
+#[test]
+fn admin_cli_typos_are_refused_before_anything_is_sent() {
+    for (admin, needle) in [
+        ("http://127.0.0.1:9O90", "the port must be a number from 1 to 65535"),
+        ("http://127.0.0.1:104626/", "the port must be a number from 1 to 65535"),
+        ("http://ops:S3CRETpw@127.0.0.1:1/", "credentials in it are not used"),
+        ("http://:9090", "with a host"),
+    ] {
+        let (ok, _, err) = cli(&["status", "--admin", admin, "--token", "t0ken-for-the-test"]);
+        assert!(
+            !ok && err.contains("invalid admin URL") && err.contains(needle),
+            "{admin}: {err}"
+        );
+        assert!(err.contains("nothing was sent"), "{err}");
+        assert!(!err.contains("S3CRETpw"), "{err}");
+    }
+    for args in [
+        &["event", ""][..],
+        &["tasks", " "],
+        &["media", ""],
+        &["events", "--route", ""],
+        &["events", "--task", ""],
+        &["tasks", "--route", ""],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--admin", "http://127.0.0.1:1", "--token", "t0ken-for-the-test"]);
+        let out = cli_output(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("must not be empty"), "{args:?}: {err}");
+    }
+}
+
+/// A config "file" that is a FIFO, a device or a directory, or one too large
+/// for a config, is refused at once, naming it (a FIFO blocked `check-config`
+/// and a reload for ever, `/dev/zero` took memory without bound).
+#[test]
+fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let zero = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
+    for (file, needle) in [
+        (&fifo, "not a regular file"),
+        (&zero, "not a regular file"),
+        (&dir.path().to_path_buf(), "not a regular file (a directory)"),
+        (&big, "larger than 4 MiB"),
+    ] {
+        let started = std::time::Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["check-config", "-c", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("{}: check-config still running after 10 s", file.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(needle),
+            "{err}"
+        );
+    }
+}

@@ -146,12 +146,41 @@ fn start_of(body: &[u8]) -> String {
     start
 }
 
+/// An `--admin` URL (or `HOOKRELAY_ADMIN`) the token may be sent to: an
+/// absolute http(s) URL with a host, a port a connection can have (`http::Uri`
+/// reads `:9O90` as no port, which would send the token to port 80), and no
+/// credentials (never used; the token goes with `--token`).
+fn check_base(base: &str) -> Result<(), String> {
+    let shown = crate::auth::redact_url(base);
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid admin URL {shown:?} (--admin or HOOKRELAY_ADMIN): {why}; nothing was sent"
+        ))
+    };
+    let Ok(uri) = base.trim().parse::<http::Uri>() else {
+        return bad("not a URL (as http://127.0.0.1:9090)");
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+        return bad("must be an absolute http:// or https:// URL with a host (as http://127.0.0.1:9090)");
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return bad("credentials in it are not used: give the admin token with --token or admin.token");
+    }
+    if crate::config::unusable_port(base) {
+        return bad("the port must be a number from 1 to 65535");
+    }
+    Ok(())
+}
+
 /// Where the admin API is: `--admin`/`--token` first; the config file only for
 /// what they leave open, and then only its `admin.listen` / `admin.token`. A
 /// file named with `--config` or `HOOKRELAY_CONFIG` must exist; without one,
 /// a missing `config.toml` means the defaults.
 pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
     let (config, admin, token) = (cli.config.as_path(), cli.admin.as_deref(), cli.token.as_deref());
+    if let Some(base) = admin {
+        check_base(base)?;
+    }
     if let (Some(base), Some(token)) = (admin, token) {
         return Ok(AdminTarget {
             base: base.to_string(),

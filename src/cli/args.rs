@@ -28,6 +28,17 @@ pub(super) fn parse_subscriber(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// An id or a filter's value (an event id, a task id, a route name, a
+/// task's text): an empty one (a script's unset variable) is refused here,
+/// where it would fetch a list in place of one record, or filter on
+/// nothing.
+pub(super) fn parse_nonempty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (an unset variable?)".into());
+    }
+    Ok(s.to_string())
+}
+
 pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
     if d.is_zero() {

@@ -159,24 +159,25 @@ pub enum AdminCommand {
     /// List recent events, newest first.
     Events {
         /// Only events of this route
-        #[arg(long)]
+        #[arg(long, value_parser = args::parse_nonempty)]
         route: Option<String>,
         /// Only events in this state
         #[arg(long, value_parser = ["pending", "delivered", "dead", "undelivered"])]
         status: Option<String>,
         /// Only events whose task id contains this text (any case)
-        #[arg(long)]
+        #[arg(long, value_parser = args::parse_nonempty)]
         task: Option<String>,
         /// How many events at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Only events older than this one (evt_…): the next page
-        #[arg(long)]
+        #[arg(long, value_parser = args::parse_nonempty)]
         before: Option<String>,
     },
     /// Show one event with every delivery attempt.
     Event {
         /// The event id (evt_…), as `events` lists it
+        #[arg(value_parser = args::parse_nonempty)]
         id: String,
     },
     /// List deliveries that gave up, newest first.
@@ -191,6 +192,7 @@ pub enum AdminCommand {
     /// Deliver an event again (to all its subscribers, or one).
     Replay {
         /// The event id (evt_…)
+        #[arg(value_parser = args::parse_nonempty)]
         id: String,
         /// Only to this subscriber (without it: to every subscriber of its route)
         #[arg(long, value_parser = args::parse_subscriber)]
@@ -207,9 +209,10 @@ pub enum AdminCommand {
     /// List expected tasks (newest first), or show one.
     Tasks {
         /// A provider task id; without it, the list.
+        #[arg(value_parser = args::parse_nonempty)]
         task_id: Option<String>,
         /// Only tasks of this route
-        #[arg(long)]
+        #[arg(long, value_parser = args::parse_nonempty)]
         route: Option<String>,
         /// Only tasks in this state
         #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"])]
@@ -221,6 +224,7 @@ pub enum AdminCommand {
     /// Show the media of one event, or the archive's queue and recent files.
     Media {
         /// An event id (evt_…); without it, the archive at a glance.
+        #[arg(value_parser = args::parse_nonempty)]
         event: Option<String>,
         /// How many recent files at most
         #[arg(long, default_value_t = 20)]

@@ -56,3 +56,36 @@ fn a_weak_admin_token_on_loopback_is_warned_about_for_dns_rebinding() {
         assert!(!w.contains("short-token"), "the token is shown: {w}");
     }
 }
+
+/// The admin token may not be a route token (the provider sees it in the
+/// callback URL) or a pull token (a forwarder holds it): named by key, the
+/// token not shown.
+#[test]
+fn an_admin_token_shared_with_a_route_or_a_pull_subscriber_is_refused() {
+    let token = "7c0d2f95b1e84a6fa3d9c1e05b7f2a48";
+    let route = format!(
+        "{}\n[admin]\ntoken = \"{token}\"\n",
+        minimal(&format!("tokens = [\"other-token-0123456789\", \"{token}\"]"))
+    );
+    let e = parse(&route).expect_err("refused");
+    let shown = e.to_string();
+    assert_eq!(e.key, "admin.token", "{shown}");
+    assert!(
+        shown.contains("routes[0].tokens[1]") && shown.contains("callback URL"),
+        "{shown}"
+    );
+    assert!(!shown.contains(token), "{shown}");
+    let pull = format!(
+        "{}\n[admin]\ntoken = \"{token}\"\n",
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("pull = {{ token = \"{token}\" }}")
+        )
+    );
+    let e = parse(&pull).expect_err("refused");
+    let shown = e.to_string();
+    assert!(shown.contains("routes[0].subscribers[0].pull.token"), "{shown}");
+    assert!(!shown.contains(token), "{shown}");
+    // Its own: taken.
+    parse(&format!("{}\n[admin]\ntoken = \"{token}\"\n", minimal(""))).unwrap();
+}

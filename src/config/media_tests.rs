@@ -333,3 +333,33 @@ fn after_archive_is_read_and_warned_about_where_nothing_is_archived() {
     let c = parse(&cfg("", "", "")).unwrap();
     assert!(!c.routes[0].subscribers[0].after_archive);
 }
+
+/// A `media.store` that is a file (or under one) is refused as
+/// `store.path` is (`run` failed at start); one that is `store.path`
+/// itself is warned about (it started before).
+#[test]
+fn a_media_store_that_is_a_file_is_refused_and_one_at_store_path_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "").unwrap();
+    for store in [file.clone(), file.join("x")] {
+        let text = cfg("", &format!("store = \"{}\"", store.display()), "");
+        expect_err(&text, "media.store", None, "not a directory");
+    }
+    let text = cfg("", "store = \"/var/lib/hookrelay\"", "");
+    let c = parse(&text).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("key `media.store`: it is store.path")),
+        "{:?}",
+        c.warnings
+    );
+    // The default, under store.path: no warning.
+    let c = parse(&cfg("", "", "")).unwrap();
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("media.store")),
+        "{:?}",
+        c.warnings
+    );
+}

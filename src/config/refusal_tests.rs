@@ -172,3 +172,65 @@ fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
         ),
     ]
 }
+
+/// What an operator can write that no client, or no relay, could then use:
+/// refused at the key's line rather than a route no request reaches, a
+/// token no header can carry or a subscriber no delivery can reach.
+#[test]
+fn settings_nothing_could_use_are_refused() {
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    let path = |p: &str| minimal("").replace("/hooks/r", p);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (path("/hooks/a#b"), "routes[0].path", "no query or '#'"),
+        (path("/hooks/\u{e9}t\u{e9}"), "routes[0].path", "%C3%A9"),
+        (path("/hooks/./d"), "routes[0].path", "'..' segment"),
+        (path("/hooks/../d"), "routes[0].path", "'..' segment"),
+        (
+            minimal("tokens = [\"abcdefghijklmnop\\nqrstuvwxyz\"]"),
+            "routes[0].tokens[0]",
+            "control character",
+        ),
+        (
+            minimal("") + "\n[admin]\ntoken = \"abcdefghijklmnop\\tqrstuvwxyzABCDEF\"\n",
+            "admin.token",
+            "control character",
+        ),
+        (
+            minimal("").replace("http://127.0.0.1:9000/", "http://:39000/callbacks"),
+            "routes[0].subscribers[0].url",
+            "with a host",
+        ),
+        (
+            sub("secret = []"),
+            "routes[0].subscribers[0].secret",
+            "list of secrets is empty",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, key, needle) in cases {
+        match parse(&text) {
+            Ok(_) => wrong.push(format!("{key} ({needle}): accepted")),
+            Err(e) if e.key != key || !e.to_string().contains(needle) => {
+                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
+            }
+            Err(e) => {
+                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
+                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
+                if !line.is_some_and(|l| l.contains(name)) {
+                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
+                }
+                if e.to_string().contains("qrstuvwxyz") {
+                    wrong.push(format!("{key}: the token is shown: {e}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Still taken: escapes, and a dot inside a segment.
+    parse(&path("/hooks/%C3%A9t%C3%A9/v1.2/.well-known")).unwrap();
+}

@@ -126,8 +126,14 @@ fn absolute(what: &str, s: &str, query_allowed: bool) -> Result<Uri, String> {
     }
     let absolute = || format!("invalid {what} {shown:?}: use an absolute http:// or https:// URL");
     let u: Uri = s.parse().map_err(|_| absolute())?;
-    if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
+    if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none_or(str::is_empty) {
         return Err(absolute());
+    }
+    // `http::Uri` reads `:9O90` as no port: the scheme's port, somewhere else.
+    if crate::config::unusable_port(s) {
+        return Err(format!(
+            "invalid {what} {shown:?}: the port must be a number from 1 to 65535"
+        ));
     }
     if !query_allowed && u.query().is_some() {
         return Err(format!(
@@ -273,6 +279,9 @@ mod tests {
             ("https://u:p@h/pull/x", "credentials"),
             ("https://h/pull/x?wait=1s", "no query"),
             ("https://h/pull/x#laptop", "no fragment"),
+            ("https://:8443/pull/x", "absolute"),
+            ("https://h:84O3/pull/x", "the port must be"),
+            ("http://h:0/in", "the port must be"),
         ] {
             let e = absolute("relay URL", bad, false).unwrap_err();
             assert!(e.contains(needle), "{bad}: {e}");

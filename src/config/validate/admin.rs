@@ -17,7 +17,7 @@ use super::Validator;
 use crate::auth::Secret;
 use crate::config::raw::RawAdmin;
 use crate::config::secret::SecretSource;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Route};
 
 /// Shorter than this (bytes) is weak: `hookrelay gen-token` makes 64.
 const ADMIN_TOKEN_MIN_LEN: usize = 32;
@@ -48,6 +48,36 @@ impl Validator<'_> {
 
     pub fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
         self.token("admin.token", t)
+    }
+
+    /// An `admin.token` that is also a route token (which the provider sees
+    /// in the callback URL: its logs, its dashboard) or a pull token (which
+    /// a forwarder in a private network holds): whoever has that one could
+    /// read, replay and delete every stored event. Refused, naming both keys.
+    pub(super) fn admin_token_not_shared(&self, admin: Option<&Secret>, routes: &[Route]) -> Result<(), ConfigError> {
+        let Some(admin) = admin else { return Ok(()) };
+        for (i, r) in routes.iter().enumerate() {
+            let other = if let Some(j) = r.tokens.iter().position(|t| t == admin) {
+                format!("the route token `routes[{i}].tokens[{j}]`, which the provider sees in the callback URL")
+            } else if let Some(k) = r
+                .subscribers
+                .iter()
+                .position(|s| s.pull().is_some_and(|p| p.token == *admin))
+            {
+                format!("the pull token `routes[{i}].subscribers[{k}].pull.token`, which its forwarder holds")
+            } else {
+                continue;
+            };
+            return Err(self.err(
+                "admin.token",
+                None,
+                format!(
+                    "admin.token is also {other}: whoever has that token could read, replay and delete every \
+                     stored event; give the admin API its own (`hookrelay gen-token`)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A short or low-entropy `admin.token`: the admin API slows wrong

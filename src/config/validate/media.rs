@@ -35,6 +35,34 @@ impl Validator<'_> {
             None => MediaStoreConfig::Local(store_dir.join("media")),
             Some(v) => self.media_store(v)?,
         };
+        if let MediaStoreConfig::Local(dir) = &store {
+            // As `store.path`: a directory, or one the start can make.
+            let nearest = dir
+                .ancestors()
+                .find_map(|p| std::fs::metadata(p).ok().map(|meta| (p, meta)));
+            if let Some((p, _)) = nearest.filter(|(_, meta)| !meta.is_dir()) {
+                return Err(self.err(
+                    "media.store",
+                    self.media_store_span(),
+                    if p == dir {
+                        format!("{} is not a directory", dir.display())
+                    } else {
+                        format!("{} is under {}, which is not a directory", dir.display(), p.display())
+                    },
+                ));
+            }
+            // A warning, not a refusal (it started before): the archive's
+            // files and `tmp/` among the event store's own.
+            if m.store.is_some() && dir == store_dir {
+                warnings.push(format!(
+                    "{}: key `media.store`: it is store.path ({}): the archive's files would sit among the event \
+                     store's own; leave media.store out (the archive then goes to {}) or name another directory",
+                    self.file.display(),
+                    dir.display(),
+                    store_dir.join("media").display()
+                ));
+            }
+        }
         if m.max_size.0 == 0 {
             return Err(self.err("media.max_size", None, "must be greater than 0"));
         }
@@ -128,10 +156,9 @@ impl Validator<'_> {
             return Err(self.err("media.store.s3.bucket", span, "the bucket name is empty"));
         }
         if let Some(ep) = &raw.endpoint {
-            let ok = ep
-                .parse::<http::Uri>()
-                .ok()
-                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            let ok = ep.parse::<http::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+            });
             let shown = crate::auth::redact_url(ep);
             if ok && crate::config::unusable_port(ep) {
                 return Err(self.err(

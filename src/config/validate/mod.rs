@@ -108,6 +108,14 @@ impl Validator<'_> {
                 "the token has leading or trailing spaces: remove them",
             ));
         }
+        if token.chars().any(char::is_control) {
+            return Err(self.err(
+                key,
+                Some(src.span()),
+                "the token holds a control character (a newline, tab or the like): no client could send it in a \
+                 header or URL; remove it (`hookrelay gen-token` makes one)",
+            ));
+        }
         Ok(Secret::new(token))
     }
 
@@ -229,6 +237,7 @@ impl Validator<'_> {
         self.pull_paths_free(&routes, &path_spans)?;
         self.no_placeholder_secrets(&server, &routes)?;
         self.pull_tokens_not_route_tokens(&routes)?;
+        self.admin_token_not_shared(admin_token.as_ref(), &routes)?;
         self.public_url_present(&server, &routes)?;
         let mut warnings = Vec::new();
         let mut media = self.media(raw.media, &store.path, &mut warnings)?;

@@ -76,12 +76,18 @@ impl Validator<'_> {
             .filter(|s| s.pull().is_some())
         {
             let api = PullSettings::api_paths(&sub.name);
-            if let Some(i) = paths.iter().position(|(p, _)| api.contains(p)) {
+            // As alike as two routes' paths may not be (`path_likeness`).
+            let api: Vec<String> = api.iter().map(|a| super::route::path_likeness(a)).collect();
+            if let Some(i) = paths
+                .iter()
+                .position(|(p, _)| api.contains(&super::route::path_likeness(p)))
+            {
                 return Err(self.err(
                     format!("routes[{i}].path"),
                     Some(paths[i].1.clone()),
                     format!(
-                        "path {:?} is the pull API of subscriber {:?}: choose another path",
+                        "path {:?} is (or differs only by a trailing or doubled '/' or a percent-encoded letter from) \
+                         the pull API of subscriber {:?}: choose another path",
                         paths[i].0, sub.name
                     ),
                 ));

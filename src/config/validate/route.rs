@@ -36,13 +36,36 @@ impl Validator<'_> {
         let path = r.path.get_ref().clone();
         // Compared with the request's path as sent: it must be one a request can have.
         let as_sent = path.parse::<http::uri::PathAndQuery>().ok();
-        if !path.starts_with('/') || as_sent.is_none_or(|p| p.as_str() != p.path()) {
+        if !path.starts_with('/') || as_sent.is_none_or(|p| p.as_str() != p.path() || p.as_str() != path) {
             return Err(self.err(
                 format!("{key}.path"),
                 Some(r.path.span()),
                 format!(
-                    "invalid path {path:?}: must start with '/', have no query and use only characters a URL path \
-                     can have (write a space as %20)"
+                    "invalid path {path:?}: must start with '/', have no query or '#' and use only characters a URL \
+                     path can have (write a space as %20)"
+                ),
+            ));
+        }
+        // Clients send neither: a browser, curl or an HTTP library encodes
+        // other characters and removes `.` and `..` segments first, so the
+        // route would get no request.
+        if !path.is_ascii() {
+            return Err(self.err(
+                format!("{key}.path"),
+                Some(r.path.span()),
+                format!(
+                    "invalid path {path:?}: a character outside ASCII is sent percent-encoded (its UTF-8 bytes, \
+                     as %C3%A9 for 'é'), so no request would have this path: write it encoded"
+                ),
+            ));
+        }
+        if path.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(self.err(
+                format!("{key}.path"),
+                Some(r.path.span()),
+                format!(
+                    "invalid path {path:?}: a '.' or '..' segment is removed by clients before they send a request, \
+                     so no request would have this path: write it without"
                 ),
             ));
         }

@@ -14,6 +14,15 @@ impl Validator<'_> {
         if !matches!(backend, StoreBackend::Sled) {
             return Ok(path);
         }
+        // Empty, it would be the config file's own directory: the store's
+        // files, its lock and `media/` among the configuration.
+        if s.path.as_os_str().to_string_lossy().trim().is_empty() {
+            return Err(self.err(
+                "store.path",
+                None,
+                "store.path is empty: name the store's own directory (as \"/var/lib/hookrelay\")",
+            ));
+        }
         // The nearest part of it that exists must be a directory.
         let nearest = path.ancestors().find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
         match nearest {

@@ -56,6 +56,14 @@ impl Validator<'_> {
         };
         let mut keys = Vec::new();
         if let Some(list) = &s.secret {
+            if list.get_ref().0.is_empty() {
+                return Err(self.err(
+                    format!("{key}.secret"),
+                    Some(list.span()),
+                    "the list of secrets is empty: give one (`hookrelay gen-secret`), or leave `secret` out to send \
+                     deliveries unsigned",
+                ));
+            }
             let many = list.get_ref().0.len() > 1;
             for (j, sec) in list.get_ref().0.iter().enumerate() {
                 let k = if many {
@@ -189,9 +197,9 @@ impl Validator<'_> {
             .get_ref()
             .parse()
             .map_err(|e| url_err(format!("invalid URL {shown:?}: {e}")))?;
-        if !(matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some()) {
+        if !(matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some_and(|h| !h.is_empty())) {
             return Err(url_err(format!(
-                "invalid URL {shown:?}: must be an absolute http:// or https:// URL"
+                "invalid URL {shown:?}: must be an absolute http:// or https:// URL with a host"
             )));
         }
         if crate::config::unusable_port(url.get_ref()) {
