@@ -32,7 +32,7 @@ pub enum ReloadError {
 
 /// Apply `new` (over the running configuration). Everything that can fail
 /// is done before anything is changed.
-pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
+pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     // Compared with what the daemon started with, not with the previous
     // file: a change still waiting for a restart is named at every reload,
     // and one undone is not.
@@ -43,8 +43,21 @@ pub async fn apply(app: &App, new: Config) -> Result<(), ReloadError> {
     if new.admin.listen != running.admin.listen {
         tracing::warn!("admin.listen changed; it takes effect after a restart");
     }
+    // The media archive's default directory is under `store.path`: it
+    // stays with the store in use until the restart moves both.
+    if new.store.path != running.store.path {
+        let default = crate::config::MediaStoreConfig::Local(new.store.path.join("media"));
+        if new.media.store == default {
+            new.media.store = crate::config::MediaStoreConfig::Local(running.store.path.join("media"));
+            tracing::warn!(
+                "store.path changed; it takes effect after a restart (with the media archive's directory \
+                 under it, media.store being left out)"
+            );
+        } else {
+            tracing::warn!("store.path changed; it takes effect after a restart");
+        }
+    }
     for (changed, key) in [
-        (new.store.path != running.store.path, "store.path"),
         (new.store.cache_bytes != running.store.cache_bytes, "store.cache"),
         (new.store.min_free != running.store.min_free, "store.min_free"),
         (new.store.compression != running.store.compression, "store.compression"),

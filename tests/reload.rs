@@ -669,3 +669,42 @@ async fn second_reload_logs(bin: &Bin, what: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A reload that changes `store.path` leaves the media archive's default
+/// directory (under it) with the store in use: both move at the restart
+/// (the archive moved at once, making the new directory, and a new path
+/// that could not be made refused the whole reload).
+#[tokio::test]
+async fn a_changed_store_path_keeps_the_default_media_directory_until_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&base.write(), &[]);
+    let moved = dir.path().join("moved-store");
+    let path = moved.display().to_string();
+    base.clone()
+        .raw(move |t| {
+            t["store"]
+                .as_table_mut()
+                .unwrap()
+                .insert("path".into(), path.clone().into());
+        })
+        .edit_route("t", |r| r.path("/hooks/new"))
+        .write();
+    bin.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the reload never applied: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = bin.log_text();
+    assert!(
+        log.contains("store.path changed; it takes effect after a restart"),
+        "{log}"
+    );
+    assert!(!log.contains("media.store changed"), "{log}");
+    assert!(!moved.exists(), "the new store path was used before the restart");
+}
