@@ -157,9 +157,25 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Resul
             file: file.to_path_buf(),
             key: if key == "." { String::new() } else { key },
             position,
-            message: without_values(inner.message().trim()),
+            message: tables_by_name(&without_values(inner.message().trim())),
         }
     })
+}
+
+/// serde names a table it expected by our type for it (`expected struct
+/// RawTls`): say "a table" (the key names which).
+fn tables_by_name(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct Raw") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + "struct Raw".len()..];
+        let end = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+        out.push_str("a table");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// serde's message without the value it refused: `invalid type: string

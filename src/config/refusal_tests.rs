@@ -234,3 +234,19 @@ fn settings_nothing_could_use_are_refused() {
     // Still taken: escapes, and a dot inside a segment.
     parse(&path("/hooks/%C3%A9t%C3%A9/v1.2/.well-known")).unwrap();
 }
+
+/// A secret from an environment variable that holds bytes, not text, is
+/// named as such (it was called "not set").
+#[test]
+fn a_secret_variable_that_is_not_text_is_named_so() {
+    use std::os::unix::ffi::OsStrExt;
+    let var = "HOOKRELAY_TEST_TOKEN_NOT_UTF8";
+    std::env::set_var(var, std::ffi::OsStr::from_bytes(b"tok\xffen-0123456789"));
+    let e = parse(&minimal(&format!("tokens = [{{ env = \"{var}\" }}]"))).expect_err("refused");
+    assert_eq!(e.key, "routes[0].tokens[0]", "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("environment variable {var} is not valid UTF-8 text")),
+        "{e}"
+    );
+}

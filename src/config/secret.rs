@@ -60,9 +60,12 @@ impl SecretSource {
             SecretSource::File { file } => std::fs::read_to_string(file)
                 .map(trimmed)
                 .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?,
-            SecretSource::Env { env } => std::env::var(env)
-                .map(trimmed)
-                .map_err(|_| format!("environment variable {env} is not set"))?,
+            SecretSource::Env { env } => std::env::var(env).map(trimmed).map_err(|e| match e {
+                std::env::VarError::NotPresent => format!("environment variable {env} is not set"),
+                std::env::VarError::NotUnicode(_) => {
+                    format!("environment variable {env} is not valid UTF-8 text")
+                }
+            })?,
             SecretSource::Credential { credential } => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                     format!(

@@ -62,7 +62,10 @@ pub struct Size(pub u64);
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(
+            untagged,
+            expecting = "invalid size: expected a whole number of bytes, or text such as \"64KiB\" or \"1MiB\""
+        )]
         enum Either {
             N(u64),
             S(String),

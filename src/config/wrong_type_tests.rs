@@ -123,3 +123,44 @@ fn a_mistyped_duration_or_size_is_refused_without_its_text() {
         assert!(shown.contains("use e.g."), "{shown}");
     }
 }
+
+/// serde's words for our types are not shown: a table named by our struct
+/// for it, an untagged size's "did not match any variant".
+#[test]
+fn a_wrong_type_is_said_in_the_config_file_s_words() {
+    let sub = |extra: &str| minimal("").replace("url = \"http://127.0.0.1:9000/\"", extra);
+    let server = |extra: &str| {
+        minimal("").replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:0\"]\n{extra}"),
+        )
+    };
+    for (text, key, needle) in [
+        (
+            sub("pull = \"x\""),
+            "routes[0].subscribers[0].pull",
+            "invalid type: string, expected a table",
+        ),
+        (
+            server("tls = \"x\""),
+            "server.tls",
+            "invalid type: string, expected a table",
+        ),
+        (
+            server("max_body = -1"),
+            "server.max_body",
+            "invalid size: expected a whole number of bytes",
+        ),
+        (
+            server("max_body = 1.5"),
+            "server.max_body",
+            "invalid size: expected a whole number of bytes",
+        ),
+    ] {
+        let e = parse(&text).expect_err("config should be refused");
+        let shown = e.to_string();
+        assert_eq!(e.key, key, "{shown}");
+        assert!(shown.contains(needle), "{shown} should contain {needle:?}");
+        assert!(!shown.contains("Raw") && !shown.contains("untagged"), "{shown}");
+    }
+}
