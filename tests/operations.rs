@@ -358,3 +358,38 @@ async fn head_health_checks_are_answered_like_get() {
         );
     }
 }
+
+/// A method an admin endpoint does not take is answered `405` with the ones
+/// it does in `Allow` (RFC 9110), as the public listener does; `/healthz`
+/// and `/readyz` too (they answered `404`).
+#[tokio::test]
+async fn admin_405_answers_name_the_methods_allowed() {
+    let (_dir, _sub, h) = with_ok_subscriber().await;
+    for (method, path, allow) in [
+        ("DELETE", "/api/events", "GET, HEAD"),
+        ("POST", "/api/subscribers", "GET, HEAD"),
+        ("GET", "/api/dead-letters/replay", "POST"),
+        ("GET", "/api/events/evt_01M8YE60WEHWNV8YNC6A6SW68D/replay", "POST"),
+        ("DELETE", "/api/tasks", "GET, HEAD, POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/readyz", "GET, HEAD"),
+        ("POST", "/ui/", "GET, HEAD"),
+    ] {
+        let (status, headers, body) = request(
+            h.admin_addr,
+            None,
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {body:?}");
+        assert_eq!(
+            headers.get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    h.shutdown().await;
+}

@@ -274,6 +274,7 @@ where
                 ),
             }
         }
+        (_, "/healthz" | "/readyz") => return not_allowed("GET, HEAD"),
         _ => {}
     }
     // A body's deadline: the read_timeout in force when its request starts.
@@ -285,7 +286,7 @@ where
     if ui::is_ui(&path) {
         return match method {
             Method::GET | Method::HEAD => ui::serve(&path),
-            _ => error(StatusCode::METHOD_NOT_ALLOWED, "the console is read with GET"),
+            _ => not_allowed("GET, HEAD"),
         };
     }
     if let Some(token) = &token {
@@ -375,18 +376,30 @@ where
             | ["api", "subscribers"]
             | ["api", "media"]
             | ["api", "media", _]
-            | ["api", "events", _, "replay"]
-            | ["api", "dead-letters", "replay"]
-            | ["api", "tasks"]
-            | ["api", "tasks", _]
-            | ["api", "routes", _, "submit"],
-        ) => Err((StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".to_string())),
+            | ["api", "tasks", _],
+        ) => return not_allowed("GET, HEAD"),
+        (_, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"] | ["api", "routes", _, "submit"]) => {
+            return not_allowed("POST")
+        }
+        (_, ["api", "tasks"]) => return not_allowed("GET, HEAD, POST"),
         _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
     };
     match result {
         Ok(v) => reply(StatusCode::OK, v),
         Err((status, msg)) => error(status, msg),
     }
+}
+
+/// `405` for an endpoint asked with a method it does not take, with the
+/// methods it does (RFC 9110 §15.5.6: a `405` names them in `Allow`).
+fn not_allowed(allow: &'static str) -> Reply {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed here (allowed: {allow})"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    r
 }
 
 /// The query parameters an API endpoint takes; `None` for what is not
