@@ -53,7 +53,8 @@ pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsErro
 /// and what the end-entity certificate says (names, expiry).
 pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), TlsError> {
     let read = |path: &Path, what: &str| {
-        std::fs::read(path).map_err(|e| fail(format!("cannot read {what} {}: {e}", path.display())))
+        crate::config::small_file::read(path, crate::config::small_file::PEM_MAX)
+            .map_err(|e| fail(format!("cannot read {what} {}: {e}", path.display())))
     };
     let certs = pem::certificates(&read(&files.cert, "certificate")?)
         .map_err(|e| fail(format!("invalid certificate PEM in {}: {e}", files.cert.display())))?;
@@ -84,7 +85,9 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
 /// the file; `None` when it holds a chain, a self-signed certificate, or
 /// cannot be read (loading it says why).
 pub fn chain_warning(files: &TlsFiles) -> Option<String> {
-    let certs = pem::certificates(&std::fs::read(&files.cert).ok()?).ok()?;
+    let certs =
+        pem::certificates(&crate::config::small_file::read(&files.cert, crate::config::small_file::PEM_MAX).ok()?)
+            .ok()?;
     cert::lacks_chain(&certs).then(|| {
         format!(
             "certificate {} holds no chain: only the server's own certificate, issued by a CA, with no \
@@ -183,7 +186,8 @@ pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     }
     if let Some(path) = ca_file {
         let mut added = 0;
-        let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?;
+        let pem = crate::config::small_file::read(path, crate::config::small_file::PEM_MAX)
+            .map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?;
         for cert in
             pem::certificates(&pem).map_err(|e| fail(format!("invalid PEM in CA file {}: {e}", path.display())))?
         {

@@ -641,7 +641,8 @@ fn admin_cli_typos_are_refused_before_anything_is_sent() {
 
 /// A config "file" that is a FIFO, a device or a directory, or one too large
 /// for a config, is refused at once, naming it (a FIFO blocked `check-config`
-/// and a reload for ever, `/dev/zero` took memory without bound).
+/// and a reload for ever, `/dev/zero` took memory without bound); so is a
+/// secret file the config names that is a FIFO or a device.
 #[test]
 fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -655,12 +656,7 @@ fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     let big = dir.path().join("big.toml");
     std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
-    for (file, needle) in [
-        (&fifo, "not a regular file"),
-        (&zero, "not a regular file"),
-        (&dir.path().to_path_buf(), "not a regular file (a directory)"),
-        (&big, "larger than 4 MiB"),
-    ] {
+    let check = |file: &std::path::Path| {
         let started = std::time::Instant::now();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["check-config", "-c", file.to_str().unwrap()])
@@ -676,10 +672,38 @@ fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (file, needle) in [
+        (fifo.clone(), "not a regular file"),
+        (zero.clone(), "not a regular file"),
+        (dir.path().to_path_buf(), "it is a directory, not a file"),
+        (big, "larger than 4 MiB"),
+    ] {
+        let (code, err) = check(&file);
+        assert_eq!(code, Some(2), "{err}");
         assert!(
             err.contains(&file.display().to_string()) && err.contains(needle),
+            "{err}"
+        );
+    }
+    for secret in [&fifo, &zero] {
+        let config = dir.path().join("secret-file.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\npath = \"{}\"\n[[routes]]\nname = \"t\"\n\
+                 path = \"/hooks/t\"\ntokens = [{{ file = \"{}\" }}]\n[[routes.subscribers]]\nname = \"s\"\n\
+                 url = \"http://127.0.0.1:1/\"\n",
+                dir.path().join("data").display(),
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let (code, err) = check(&config);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("routes[0].tokens[0]") && err.contains("not a regular file"),
             "{err}"
         );
     }

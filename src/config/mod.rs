@@ -11,6 +11,7 @@ pub mod listen;
 mod locate;
 mod raw;
 pub mod secret;
+pub mod small_file;
 pub mod units;
 mod url_port;
 mod validate;
@@ -56,42 +57,14 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The largest config file read (the shipped one is ~9 KiB; a config of a
-/// thousand routes well under 1 MiB).
-const MAX_FILE: u64 = 4 << 20;
-
-/// The config file's text: a regular file (a FIFO or a device would block a
-/// reload, or stream for ever) of at most [`MAX_FILE`].
+/// The config file's text ([`small_file`]: a regular file, at most 4 MiB).
 fn read(path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let fail = |message: String| ConfigError {
+    small_file::read_text(path, small_file::CONFIG_MAX).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         key: String::new(),
         position: None,
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail(format!(
-            "cannot read file: it is not a regular file (a {}): name the config file",
-            if meta.is_dir() {
-                "directory"
-            } else {
-                "FIFO, socket or device"
-            }
-        )));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| fail(format!("cannot read file: {e}")))?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(fail(format!(
-            "cannot read file: it is larger than {} MiB, more than any hookrelay config",
-            MAX_FILE >> 20
-        )));
-    }
-    Ok(text)
+        message: format!("cannot read file: {e}"),
+    })
 }
 
 impl Config {

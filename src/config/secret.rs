@@ -57,7 +57,7 @@ impl SecretSource {
         let trimmed = |s: String| s.trim_end_matches(['\n', '\r']).to_string();
         let value = match self {
             SecretSource::Inline(s) => s.clone(),
-            SecretSource::File { file } => std::fs::read_to_string(file)
+            SecretSource::File { file } => super::small_file::read_text(file, super::small_file::SECRET_MAX)
                 .map(trimmed)
                 .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?,
             SecretSource::Env { env } => std::env::var(env).map(trimmed).map_err(|e| match e {
@@ -74,7 +74,7 @@ impl SecretSource {
                     )
                 })?;
                 let path = Path::new(&dir).join(credential);
-                std::fs::read_to_string(&path)
+                super::small_file::read_text(&path, super::small_file::SECRET_MAX)
                     .map(trimmed)
                     .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
             }

@@ -42,10 +42,10 @@ pub(super) fn build(sub: &Subscriber) -> Result<LaneClient, TlsError> {
     // Read before the client is built: a file changed in between is read
     // again at the next reload rather than taken for the same.
     let made_from = Made {
-        ca_file: sub
-            .ca_file
-            .as_ref()
-            .map(|p| (p.clone(), std::fs::read(p).unwrap_or_default())),
+        ca_file: sub.ca_file.as_ref().map(|p| {
+            let pem = crate::config::small_file::read(p, crate::config::small_file::PEM_MAX);
+            (p.clone(), pem.unwrap_or_default())
+        }),
         timeout: sub.timeout,
     };
     let tls = crate::tls::client_config(sub.ca_file.as_deref())?;

@@ -58,9 +58,8 @@ pub struct Options {
 /// whitespace (a file's newline) is dropped.
 pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
     let text = match file {
-        Some(f) => {
-            std::fs::read_to_string(f).map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?
-        }
+        Some(f) => crate::config::small_file::read_text(f, crate::config::small_file::SECRET_MAX)
+            .map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?,
         None => std::env::var(TOKEN_ENV).map_err(|_| format!("no token: give --token-file FILE or set {TOKEN_ENV}"))?,
     };
     let token = text.trim();
