@@ -64,6 +64,15 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     let info = CertInfo::from_der(&certs[0]).map_err(|e| fail(format!("{}: {e}", files.cert.display())))?;
     let key = pem::private_key(&read(&files.key, "private key")?)
         .map_err(|e| fail(format!("no usable private key in {}: {e}", files.key.display())))?;
+    // A key of a kind or size ring does not sign with is named as such, not
+    // as a key that does not fit its certificate.
+    if let Err(e) = provider().key_provider.load_private_key(key.clone_key()) {
+        return Err(fail(format!(
+            "the private key in {} cannot be used: {e} (keys that work: RSA of 2048 to 8192 bits, ECDSA P-256 or \
+             P-384, Ed25519)",
+            files.key.display()
+        )));
+    }
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| fail(format!("TLS versions: {e}")))?

@@ -194,3 +194,29 @@ async fn a_ca_issued_certificate_without_its_chain_is_warned_about_naming_the_fi
     assert_eq!(log.matches("holds no chain").count(), 2, "{log}");
     assert!(log.contains(&cert.display().to_string()), "{log}");
 }
+
+/// A key ring cannot sign with (RSA of 1024 bits) is named as such, not as
+/// one that does not fit its certificate (it does); the old one stays.
+#[tokio::test]
+async fn a_key_of_an_unusable_kind_is_named_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestCert::write(dir.path(), "tls");
+    let h = start(&tls_config(dir.path())).await;
+    let addr = h.ingest_addrs[0];
+    std::fs::write(dir.path().join("tls.crt"), RSA_1024_CERT).unwrap();
+    std::fs::write(dir.path().join("tls.key"), RSA_1024_KEY).unwrap();
+    let why = h.reload().await.expect_err("refused").to_string();
+    assert!(why.contains(&dir.path().join("tls.key").display().to_string()), "{why}");
+    assert!(
+        why.contains("cannot be used") && why.contains("RSA of 2048 to 8192 bits"),
+        "{why}"
+    );
+    assert!(!why.contains("do not fit"), "{why}");
+    assert!(serves(addr, &old).await, "the old certificate is no longer served");
+    h.shutdown().await;
+}
+
+/// A self-signed RSA-1024 certificate and its key (openssl req -x509
+/// -newkey rsa:1024), made for this test only.
+const RSA_1024_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIICBDCCAW2gAwIBAgIUT6h42cP+oDrNIQ89CVsycJFFttYwDQYJKoZIhvcNAQEL\nBQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MB4XDTI2MTIwMzE3NDQyOVoXDTI2MTIw\nNDE3NDQyOVowFDESMBAGA1UEAwwJbG9jYWxob3N0MIGfMA0GCSqGSIb3DQEBAQUA\nA4GNADCBiQKBgQCulpYyCdoWE5JbpGznIl1lnKP074zFiC9WPPUmm1c+V1LGAxl5\nMGvor1Si9+SpATVdbHj9vuNqCezyBLq6CD6MEq3UGbPInwok2zN1Y3f7d5wg+vu4\nxSJ4miNcUYC9aK7hjs/rCHpTiAXcXRNtPpgtTFGJQqjd9uVHJfLFZjLf7QIDAQAB\no1MwUTAdBgNVHQ4EFgQU2jMIok3R+rySgrLuCmAdjIQJQoswHwYDVR0jBBgwFoAU\n2jMIok3R+rySgrLuCmAdjIQJQoswDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0B\nAQsFAAOBgQA4xbh9au/2KasQO3qENG/kOR57oNs+mEdm2jxRM7z4SssG8qHI306J\n5gAI7667vkB0kmWC83ZzZsk3U6/tAhdbm2K/QMmfryq1e1Ln4/wMrrzKJ45weJMj\nwsoSSvs4/oSCgDbqnptWAq70SiU/VwPaB4A9RxinbqGeMoZZ2HO+ug==\n-----END CERTIFICATE-----\n";
+const RSA_1024_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAK6WljIJ2hYTkluk\nbOciXWWco/TvjMWIL1Y89SabVz5XUsYDGXkwa+ivVKL35KkBNV1seP2+42oJ7PIE\nuroIPowSrdQZs8ifCiTbM3Vjd/t3nCD6+7jFIniaI1xRgL1oruGOz+sIelOIBdxd\nE20+mC1MUYlCqN325Ucl8sVmMt/tAgMBAAECgYBo5XE4f1LZEMlO5mvIM42KD6My\n9vrNdBV86wMgPxUcD7tb3WDgv4cWNsHTaL2qDV/S0emgC6D3hR8oCk9mlq183WxB\naUKiRxDlAjYIPOTFXn8Dx7MTAvVnX8T3xOYRr7tbV7LVWBuG+kq25vQgF+OyYTYe\nLnYclY492rcBzYFMwQJBANX0m4IXJHpxq4shZTarMHp6XU+aGTU2PRtJ7AHDTzuq\nZYv7KXHacqftyNM81PyzDU6awDwrle82/C312zrAAlsCQQDQ5YrWn5U0Yu18ap9l\nMyL4hsFw+uIY+FX82D7WJsM6j0hlWjyTf4iFr/EYlv20m4Oc6ueUCVQFUmsoU7E9\nbKlXAkA1nYmGrRP4Fxoc0G6Tp4yLdLSDaSNeAUyI1RpuSqpFUmsGDBeTr2FCEcVc\nogbhmGECTKdVrLpy6r2BKvYYH9u3AkEArqj+KO1NR3vfrUNI+siC2OFzJA/gs5gP\n7VSxVUUbvv7GPVfxhjH/6Cdvomu8vSG6LZ2K+w/BnKGIzzMK4pzUCQJAIoEeslaR\nw7olH+z99bDwJJkjnZG5TwbL8SstxKb5E9plbpoIyozUcu9hZvK9X3bgTrFl6T3T\nsiJDrWzeae8Yxg==\n-----END PRIVATE KEY-----\n";

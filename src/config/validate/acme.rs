@@ -82,7 +82,7 @@ impl Validator<'_> {
                 format!("{KEY}.directory"),
                 Some(raw.directory.span()),
                 format!(
-                    "invalid ACME directory URL {:?}: must be an https:// URL \
+                    "invalid ACME directory URL {:?}: must be an https:// URL with a host \
                      (e.g. \"https://acme-v02.api.letsencrypt.org/directory\")",
                     crate::auth::redact_url(&directory)
                 ),
