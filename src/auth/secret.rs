@@ -33,6 +33,12 @@ impl Secret {
         seen.iter().filter(|&&s| s).count()
     }
 
+    /// Whether it holds an ASCII control character (a newline, a tab: no
+    /// header can carry one; safe to say: it says nothing about which).
+    pub fn has_control_char(&self) -> bool {
+        self.0.iter().any(u8::is_ascii_control)
+    }
+
     /// The bytes, for this module only.
     pub(in crate::auth) fn expose(&self) -> &[u8] {
         &self.0

@@ -47,7 +47,7 @@ impl Validator<'_> {
     }
 
     pub fn admin_token(&self, t: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
-        self.token("admin.token", t)
+        self.header_token("admin.token", t)
     }
 
     /// An `admin.token` that is also a route token (which the provider sees

@@ -108,15 +108,23 @@ impl Validator<'_> {
                 "the token has leading or trailing spaces: remove them",
             ));
         }
-        if token.chars().any(char::is_control) {
+        Ok(Secret::new(token))
+    }
+
+    /// A token sent only in a header (`Authorization: Bearer`: the admin
+    /// token, a pull token): a control character in it can never be sent. (A
+    /// route token may also come in the query, percent-encoded: `%09`.)
+    pub fn header_token(&self, key: &str, src: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
+        let token = self.token(key, src)?;
+        if token.has_control_char() {
             return Err(self.err(
                 key,
                 Some(src.span()),
-                "the token holds a control character (a newline, tab or the like): no client could send it in a \
-                 header or URL; remove it (`hookrelay gen-token` makes one)",
+                "the token holds a control character (a newline, tab or the like): it is sent in an \
+                 Authorization header, which cannot carry one; remove it (`hookrelay gen-token` makes one)",
             ));
         }
-        Ok(Secret::new(token))
+        Ok(token)
     }
 
     /// A count of things at once (requests to a subscriber, downloads):

@@ -27,7 +27,7 @@ impl Validator<'_> {
                  (the private side presents it as Authorization: Bearer)",
             ));
         };
-        let token = self.token(&format!("{key}.pull.token"), token)?;
+        let token = self.header_token(&format!("{key}.pull.token"), token)?;
         let lease = p.lease.get_ref().0;
         if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
             return Err(self.err(
