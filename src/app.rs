@@ -347,7 +347,7 @@ impl Handle {
     /// invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         let old = self.app.live();
-        let applied = match Config::load(&old.config.file) {
+        let applied = match crate::reload::read_config(old.config.file.clone()).await {
             Ok(new) => crate::reload::apply(&self.app, new).await,
             Err(e) => Err(e.into()),
         };

@@ -43,19 +43,20 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     if new.admin.listen != running.admin.listen {
         tracing::warn!("admin.listen changed; it takes effect after a restart");
     }
-    // The media archive's default directory is under `store.path`: it
-    // stays with the store in use until the restart moves both.
+    // The store in use stays until the restart: what follows `store.path`
+    // (the media archive's default directory under it, the disk its floor
+    // is measured on, the archive's owner tag) follows the one in use.
     if new.store.path != running.store.path {
-        let default = crate::config::MediaStoreConfig::Local(new.store.path.join("media"));
-        if new.media.store == default {
+        if new.media.store_given {
+            tracing::warn!("store.path changed; it takes effect after a restart");
+        } else {
             new.media.store = crate::config::MediaStoreConfig::Local(running.store.path.join("media"));
             tracing::warn!(
                 "store.path changed; it takes effect after a restart (with the media archive's directory \
                  under it, media.store being left out)"
             );
-        } else {
-            tracing::warn!("store.path changed; it takes effect after a restart");
         }
+        new.store.path = running.store.path.clone();
     }
     for (changed, key) in [
         (new.store.cache_bytes != running.store.cache_bytes, "store.cache"),
@@ -258,6 +259,40 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
             tls::rfc3339(served.not_after),
         )
     })
+}
+
+/// How long a reload may take to read the config file and the files it
+/// names: reading a FIFO nobody writes to, or a stalled network mount, would
+/// otherwise hold the reload (and a second SIGHUP behind it) for ever.
+const CONFIG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`Config::load`] on a thread of its own, so that a read that blocks
+/// holds neither the runtime nor a stop (SIGTERM ends the daemon meanwhile:
+/// the thread does not keep the process), bounded by [`CONFIG_READ_LIMIT`].
+pub async fn read_config(file: std::path::PathBuf) -> Result<Config, crate::config::ConfigError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shown = file.clone();
+    let spawned = std::thread::Builder::new().name("config-read".into()).spawn(move || {
+        let _ = tx.send(Config::load(&file));
+    });
+    let stuck = |message: String| crate::config::ConfigError {
+        file: shown.clone(),
+        key: String::new(),
+        position: None,
+        message,
+    };
+    if let Err(e) = spawned {
+        return Err(stuck(format!("cannot start reading the file: {e}")));
+    }
+    match tokio::time::timeout(CONFIG_READ_LIMIT, rx).await {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(_)) => Err(stuck("reading the file ended without an answer".into())),
+        Err(_) => Err(stuck(format!(
+            "reading it (or a file it names) took longer than {} s: a FIFO nobody writes to, or a stalled \
+             disk or mount?",
+            CONFIG_READ_LIMIT.as_secs()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -613,6 +613,8 @@ fn admin_cli_typos_are_refused_before_anything_is_sent() {
         ("http://127.0.0.1:104626/", "the port must be a number from 1 to 65535"),
         ("http://ops:S3CRETpw@127.0.0.1:1/", "credentials in it are not used"),
         ("http://:9090", "with a host"),
+        ("http://127.0.0.1:9090?x=1", "no query or fragment"),
+        ("http://127.0.0.1:9090/#top", "no query or fragment"),
     ] {
         let (ok, _, err) = cli(&["status", "--admin", admin, "--token", "t0ken-for-the-test"]);
         assert!(
@@ -639,19 +641,13 @@ fn admin_cli_typos_are_refused_before_anything_is_sent() {
     }
 }
 
-/// A config "file" that is a FIFO, a device or a directory, or one too large
-/// for a config, is refused at once, naming it (a FIFO blocked `check-config`
-/// and a reload for ever, `/dev/zero` took memory without bound); so is a
-/// secret file the config names that is a FIFO or a device.
+/// A config "file" that is a device (`/dev/zero`), a directory or too
+/// large for a config is refused at once, naming it (`/dev/zero` took memory
+/// without bound); so is a secret file that is a device. A FIFO is read as
+/// `cat` reads it: a config given as `-c <(envsubst < t.toml)` works.
 #[test]
-fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
+fn a_config_that_is_a_device_a_directory_or_huge_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo.toml");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
     let zero = dir.path().join("zero.toml");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     let big = dir.path().join("big.toml");
@@ -660,7 +656,7 @@ fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
         let started = std::time::Instant::now();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["check-config", "-c", file.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -672,11 +668,11 @@ fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let out = child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
     };
     for (file, needle) in [
-        (fifo.clone(), "not a regular file"),
-        (zero.clone(), "not a regular file"),
+        (zero.clone(), "larger than 4 MiB"),
         (dir.path().to_path_buf(), "it is a directory, not a file"),
         (big, "larger than 4 MiB"),
     ] {
@@ -687,24 +683,39 @@ fn a_config_that_is_not_a_regular_file_or_is_huge_is_refused_at_once() {
             "{err}"
         );
     }
-    for secret in [&fifo, &zero] {
-        let config = dir.path().join("secret-file.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\npath = \"{}\"\n[[routes]]\nname = \"t\"\n\
-                 path = \"/hooks/t\"\ntokens = [{{ file = \"{}\" }}]\n[[routes.subscribers]]\nname = \"s\"\n\
-                 url = \"http://127.0.0.1:1/\"\n",
-                dir.path().join("data").display(),
-                secret.display()
-            ),
+    let config = |secret: &std::path::Path| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\npath = \"{}\"\n[[routes]]\nname = \"t\"\n\
+             path = \"/hooks/t\"\ntokens = [{{ file = \"{}\" }}]\n[[routes.subscribers]]\nname = \"s\"\n\
+             url = \"http://127.0.0.1:1/\"\n",
+            dir.path().join("data").display(),
+            secret.display()
         )
-        .unwrap();
-        let (code, err) = check(&config);
-        assert_eq!(code, Some(2), "{err}");
-        assert!(
-            err.contains("routes[0].tokens[0]") && err.contains("not a regular file"),
-            "{err}"
-        );
-    }
+    };
+    let with_zero = dir.path().join("secret-file.toml");
+    std::fs::write(&with_zero, config(&zero)).unwrap();
+    let (code, err) = check(&with_zero);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("routes[0].tokens[0]") && err.contains("larger than 1 MiB"),
+        "{err}"
+    );
+    // A FIFO with a writer, as a shell's process substitution gives.
+    let fifo = dir.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token-of-twenty-four-chars").unwrap();
+    let text = config(&token);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    let (code, out) = check(&fifo);
+    writer.join().unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("OK (1 route, 1 subscriber)"), "{out}");
 }

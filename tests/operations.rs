@@ -375,21 +375,21 @@ async fn admin_405_answers_name_the_methods_allowed() {
         ("DELETE", "/readyz", "GET, HEAD"),
         ("POST", "/ui/", "GET, HEAD"),
     ] {
-        let (status, headers, body) = request(
-            h.admin_addr,
-            None,
-            method,
-            path,
-            &[("content-type", "application/json")],
-            Bytes::new(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {body:?}");
-        assert_eq!(
-            headers.get("allow").and_then(|v| v.to_str().ok()),
-            Some(allow),
-            "{method} {path}"
-        );
+        // With or without a content type: the method is what is wrong (it
+        // was answered 415 without one).
+        for headers in [&[("content-type", "application/json")][..], &[]] {
+            let (status, got, body) = request(h.admin_addr, None, method, path, headers, Bytes::new()).await;
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} {headers:?}: {body:?}"
+            );
+            assert_eq!(
+                got.get("allow").and_then(|v| v.to_str().ok()),
+                Some(allow),
+                "{method} {path}"
+            );
+        }
     }
     h.shutdown().await;
 }

@@ -670,15 +670,25 @@ async fn second_reload_logs(bin: &Bin, what: &str) {
     }
 }
 
-/// A reload that changes `store.path` leaves the media archive's default
-/// directory (under it) with the store in use: both move at the restart
-/// (the archive moved at once, making the new directory, and a new path
-/// that could not be made refused the whole reload).
+/// A reload that changes `store.path` leaves what follows it with the store
+/// in use until the restart: the media archive's default directory under
+/// it, and the floor measured on its disk (the archive moved at once,
+/// making the new directory; then its floor fell to `media.min_free` alone,
+/// the new path being on no disk yet).
 #[tokio::test]
 async fn a_changed_store_path_keeps_the_default_media_directory_until_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let base = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .min_free(512 << 20)
+        .raw(|t| {
+            let mut media = toml::Table::new();
+            media.insert("min_free".into(), "1MiB".into());
+            t.insert("media".into(), media.into());
+        });
     let bin = Bin::start(&base.write(), &[]);
+    let (status, before) = admin(bin.admin, "GET", "/api/media").await;
+    assert_eq!(status, StatusCode::OK, "{before}");
     let moved = dir.path().join("moved-store");
     let path = moved.display().to_string();
     base.clone()
@@ -707,4 +717,72 @@ async fn a_changed_store_path_keeps_the_default_media_directory_until_the_restar
     );
     assert!(!log.contains("media.store changed"), "{log}");
     assert!(!moved.exists(), "the new store path was used before the restart");
+    let (_, after) = admin(bin.admin, "GET", "/api/media").await;
+    assert_eq!(
+        after["store"], before["store"],
+        "the archive's directory or floor changed"
+    );
+}
+
+/// A reload whose config file is a FIFO nobody writes to (or a stalled
+/// mount) neither holds a stop nor the daemon: SIGTERM during it stops the
+/// daemon within its bound (it waited for the FIFO, and SIGTERM with it).
+#[tokio::test]
+async fn sigterm_while_a_reload_reads_a_fifo_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    bin.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(callback(bin.addr, &runway("during")).await.0, StatusCode::OK);
+    let asked = Instant::now();
+    bin.signal("TERM");
+    let (status, bin) = bin.exit().await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "{:?}: {}",
+        asked.elapsed(),
+        bin.log_text()
+    );
+    assert!(status.success(), "{status}: {}", bin.log_text());
+}
+
+/// Such a reload ends after 10 s, refused, saying why; the daemon keeps
+/// its configuration and takes the next reload.
+#[tokio::test]
+async fn a_reload_reading_a_fifo_nobody_writes_to_is_refused_after_10_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let path = cfg.write();
+    let bin = Bin::start(&path, &[]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "took longer than 10 s", secs(20)).await;
+    assert!(
+        bin.log_text()
+            .contains("reload refused, keeping the running configuration"),
+        "{}",
+        bin.log_text()
+    );
+    assert_eq!(callback(bin.addr, &runway("after")).await.0, StatusCode::OK);
+    // The file back: the next reload applies. (The thread still blocked on
+    // the FIFO is let go: opening it for writing ends its wait.)
+    let _ = std::fs::OpenOptions::new().write(true).open(&path);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, text).unwrap();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
 }

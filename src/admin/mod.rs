@@ -274,8 +274,16 @@ where
                 ),
             }
         }
-        (_, "/healthz" | "/readyz") => return not_allowed("GET, HEAD"),
         _ => {}
+    }
+    // Before the guard's checks: a wrong method is answered as such, not as
+    // a request lacking its content type.
+    if let Some(allow) =
+        segments(&path).and_then(|s| allowed_methods(&s.iter().map(String::as_str).collect::<Vec<_>>()))
+    {
+        if !allow.split(", ").any(|m| m == method.as_str()) {
+            return not_allowed(allow);
+        }
     }
     // A body's deadline: the read_timeout in force when its request starts.
     let deadline = tokio::time::Instant::now() + app.live().config.server.read_timeout;
@@ -366,27 +374,35 @@ where
         (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,
         (Method::GET, ["api", "tasks"]) => tasks::list(&app, &q).await,
         (Method::GET, ["api", "tasks", id]) => tasks::show(&app, id, &q).await,
-        (
-            _,
-            ["metrics"]
-            | ["api", "status"]
-            | ["api", "events"]
-            | ["api", "events", _]
-            | ["api", "dead-letters"]
-            | ["api", "subscribers"]
-            | ["api", "media"]
-            | ["api", "media", _]
-            | ["api", "tasks", _],
-        ) => return not_allowed("GET, HEAD"),
-        (_, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"] | ["api", "routes", _, "submit"]) => {
-            return not_allowed("POST")
-        }
-        (_, ["api", "tasks"]) => return not_allowed("GET, HEAD, POST"),
+        // A known endpoint asked with another method was answered above.
         _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
     };
     match result {
         Ok(v) => reply(StatusCode::OK, v),
         Err((status, msg)) => error(status, msg),
+    }
+}
+
+/// The methods an admin endpoint takes (`None`: no such endpoint).
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["api", "status"]
+        | ["api", "events"]
+        | ["api", "events", _]
+        | ["api", "dead-letters"]
+        | ["api", "subscribers"]
+        | ["api", "media"]
+        | ["api", "media", _]
+        | ["api", "tasks", _]
+        | ["ui", ..] => Some("GET, HEAD"),
+        ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"] | ["api", "routes", _, "submit"] => {
+            Some("POST")
+        }
+        ["api", "tasks"] => Some("GET, HEAD, POST"),
+        _ => None,
     }
 }
 

@@ -157,11 +157,14 @@ fn check_base(base: &str) -> Result<(), String> {
             "invalid admin URL {shown:?} (--admin or HOOKRELAY_ADMIN): {why}; nothing was sent"
         ))
     };
-    let Ok(uri) = base.trim().parse::<http::Uri>() else {
+    let Ok(uri) = base.parse::<http::Uri>() else {
         return bad("not a URL (as http://127.0.0.1:9090)");
     };
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
         return bad("must be an absolute http:// or https:// URL with a host (as http://127.0.0.1:9090)");
+    }
+    if uri.query().is_some() || base.contains('#') {
+        return bad("no query or fragment: the subcommands add the API's paths to it");
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return bad("credentials in it are not used: give the admin token with --token or admin.token");
@@ -177,7 +180,11 @@ fn check_base(base: &str) -> Result<(), String> {
 /// file named with `--config` or `HOOKRELAY_CONFIG` must exist; without one,
 /// a missing `config.toml` means the defaults.
 pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
-    let (config, admin, token) = (cli.config.as_path(), cli.admin.as_deref(), cli.token.as_deref());
+    let (config, admin, token) = (
+        cli.config.as_path(),
+        cli.admin.as_deref().map(str::trim),
+        cli.token.as_deref(),
+    );
     if let Some(base) = admin {
         check_base(base)?;
     }

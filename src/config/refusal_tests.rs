@@ -178,18 +178,9 @@ fn silently_clamped_before() -> Vec<(String, &'static str, &'static str)> {
 /// token no header can carry or a subscriber no delivery can reach.
 #[test]
 fn settings_nothing_could_use_are_refused() {
-    let sub = |extra: &str| {
-        minimal("").replace(
-            "url = \"http://127.0.0.1:9000/\"",
-            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
-        )
-    };
     let path = |p: &str| minimal("").replace("/hooks/r", p);
     let cases: Vec<(String, &str, &str)> = vec![
         (path("/hooks/a#b"), "routes[0].path", "no query or '#'"),
-        (path("/hooks/\u{e9}t\u{e9}"), "routes[0].path", "%C3%A9"),
-        (path("/hooks/./d"), "routes[0].path", "'..' segment"),
-        (path("/hooks/../d"), "routes[0].path", "'..' segment"),
         (
             minimal("").replace(
                 "url = \"http://127.0.0.1:9000/\"",
@@ -207,11 +198,6 @@ fn settings_nothing_could_use_are_refused() {
             minimal("").replace("http://127.0.0.1:9000/", "http://:39000/callbacks"),
             "routes[0].subscribers[0].url",
             "with a host",
-        ),
-        (
-            sub("secret = []"),
-            "routes[0].subscribers[0].secret",
-            "list of secrets is empty",
         ),
     ];
     let mut wrong = Vec::new();
@@ -253,5 +239,45 @@ fn a_secret_variable_that_is_not_text_is_named_so() {
         e.to_string()
             .contains(&format!("environment variable {var} is not valid UTF-8 text")),
         "{e}"
+    );
+}
+
+/// What most clients cannot reach, or what reads as something it is not,
+/// but ran before: warned about, by key, and still taken.
+#[test]
+fn settings_that_ran_before_but_mislead_are_warned_about() {
+    let path = |p: &str| minimal("").replace("/hooks/r", p);
+    let sub = |extra: &str| {
+        minimal("").replace(
+            "url = \"http://127.0.0.1:9000/\"",
+            &format!("url = \"http://127.0.0.1:9000/\"\n{extra}"),
+        )
+    };
+    for (text, key, needle) in [
+        (path("/hooks/\u{e9}t\u{e9}"), "routes[0].path", "%C3%A9"),
+        (path("/hooks/./d"), "routes[0].path", "'..' segment"),
+        (path("/hooks/../d"), "routes[0].path", "'..' segment"),
+        (sub("secret = []"), "routes[0].subscribers[0].secret", "sent unsigned"),
+        (
+            minimal("") + "\n[store]\npath = \"\"\n",
+            "store.path",
+            "store.path = \".\"",
+        ),
+    ] {
+        let c = parse(&text).unwrap_or_else(|e| panic!("{key}: refused: {e}"));
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains(&format!("key `{key}`")) && w.contains(needle)),
+            "{key}: {:?}",
+            c.warnings
+        );
+    }
+    // Their plain forms: no such warning.
+    let c = parse(&path("/hooks/%C3%A9t%C3%A9/v1.2/.well-known")).unwrap();
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("routes[0].path")),
+        "{:?}",
+        c.warnings
     );
 }

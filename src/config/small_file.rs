@@ -1,7 +1,8 @@
 //! Reading a file the configuration names (the config itself, a secret, a
-//! certificate, a CA): a regular file only, up to a bound. A FIFO would
-//! block a reload (and with it SIGTERM) until someone writes to it, and a
-//! device such as `/dev/zero` would stream into memory for ever.
+//! certificate, a CA): up to a bound, so that a device such as `/dev/zero`
+//! cannot stream into memory for ever. A FIFO is read as `cat` would (a
+//! config given as `-c <(envsubst < t.toml)`); one with no writer blocks its
+//! reader, which a reload bounds in time ([`crate::Handle::reload`]).
 
 use std::io::{Error, ErrorKind, Read};
 use std::path::Path;
@@ -14,28 +15,21 @@ pub const SECRET_MAX: u64 = 1 << 20;
 /// system's whole bundle is ~200 KiB).
 pub const PEM_MAX: u64 = 16 << 20;
 
-/// The file's bytes, when it is a regular file of at most `max` bytes;
-/// otherwise an error that says which of the two it is not.
+/// The file's bytes, when it holds at most `max`; otherwise an error that
+/// says so (or that it is a directory).
 pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            if meta.is_dir() {
-                "it is a directory, not a file"
-            } else {
-                "it is not a regular file (a FIFO, socket or device)"
-            },
-        ));
+    if std::fs::metadata(path)?.is_dir() {
+        return Err(Error::new(ErrorKind::InvalidInput, "it is a directory, not a file"));
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(Error::new(
             ErrorKind::InvalidData,
-            match max >> 20 {
-                0 => format!("it is larger than {} KiB, more than such a file holds", max >> 10),
-                mib => format!("it is larger than {mib} MiB, more than such a file holds"),
+            match (max >> 20, max >> 10) {
+                (0, 0) => format!("it is larger than {max} bytes, more than such a file holds"),
+                (0, kib) => format!("it is larger than {kib} KiB, more than such a file holds"),
+                (mib, _) => format!("it is larger than {mib} MiB, more than such a file holds"),
             },
         ));
     }
@@ -57,12 +51,11 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"12345").unwrap();
         assert_eq!(read(&f, 5).unwrap(), b"12345");
-        assert!(read(&f, 4).unwrap_err().to_string().contains("larger than"));
+        assert!(read(&f, 4).unwrap_err().to_string().contains("larger than 4 bytes"));
         assert!(read(dir.path(), 5).unwrap_err().to_string().contains("directory"));
-        assert!(read(Path::new("/dev/zero"), 5)
-            .unwrap_err()
-            .to_string()
-            .contains("not a regular file"));
+        // A device that never ends: cut at the bound.
+        let zero = read(Path::new("/dev/zero"), 5 << 10).unwrap_err().to_string();
+        assert!(zero.contains("larger than 5 KiB"), "{zero}");
         std::fs::write(&f, b"\xff").unwrap();
         assert!(read_text(&f, 5).unwrap_err().to_string().contains("UTF-8"));
     }

@@ -97,14 +97,3 @@ fn a_give_up_not_shorter_than_the_retention_is_named_in_cluster_mode() {
     let sled = format!("{}\n[store]\nretention = \"1m\"\n", public(minimal(route)));
     assert!(!names_give_up(parse(&sled).expect("valid")));
 }
-
-/// An empty `store.path` would put the store in the config file's own
-/// directory: refused, naming the key.
-#[test]
-fn an_empty_store_path_is_refused() {
-    for path in ["", " "] {
-        let e = parse(&format!("{}\n[store]\npath = \"{path}\"\n", minimal(""))).expect_err("refused");
-        assert_eq!(e.key, "store.path", "{e}");
-        assert!(e.to_string().contains("store.path is empty"), "{e}");
-    }
-}

@@ -282,6 +282,8 @@ impl fmt::Debug for ProviderKey {
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub store: MediaStoreConfig,
+    /// `media.store` was written (not the default under `store.path`).
+    pub store_given: bool,
     /// Per file; a larger download is cut off and marked failed.
     pub max_size: u64,
     /// Per download: every redirect hop, headers and body.

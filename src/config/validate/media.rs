@@ -100,6 +100,7 @@ impl Validator<'_> {
             None => None,
         };
         Ok(MediaConfig {
+            store_given: m.store.is_some(),
             store,
             max_size,
             timeout: m.timeout.0,

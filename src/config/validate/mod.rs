@@ -159,6 +159,7 @@ impl Validator<'_> {
     pub fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let backend = self.backend(&raw.store)?;
+        let empty_store_path = self.empty_store_path_warning(&raw.store, &backend);
         let store = StoreConfig {
             path: self.store_path(&raw.store, &backend)?,
             retention: raw.store.retention.0,
@@ -211,8 +212,20 @@ impl Validator<'_> {
         let mut route_names: HashMap<String, usize> = HashMap::new();
         let mut sub_names: HashMap<String, String> = HashMap::new();
         let mut path_spans = Vec::with_capacity(raw.routes.len());
+        let mut unsigned = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
+            // A warning, not a refusal (it ran before, as unsigned): an
+            // empty list reads like "signed" and signs nothing.
+            for (k, s) in r.subscribers.iter().enumerate() {
+                if s.secret.as_ref().is_some_and(|l| l.get_ref().0.is_empty()) {
+                    unsigned.push(format!(
+                        "{}: key `{key}.subscribers[{k}].secret`: the list of secrets is empty, so its deliveries \
+                         are sent unsigned: give one (`hookrelay gen-secret`), or leave `secret` out to say so",
+                        self.file.display()
+                    ));
+                }
+            }
             path_spans.push((r.path.get_ref().clone(), r.path.span()));
             if let Some(prev) = paths.insert(route::path_likeness(r.path.get_ref()), i) {
                 let (this, other) = (r.path.get_ref(), &path_spans[prev].0);
@@ -258,6 +271,10 @@ impl Validator<'_> {
         }
         warnings.extend(self.after_archive_warnings(&routes));
         warnings.extend(self.open_route_warnings(&routes));
+        warnings.extend(route::path_warnings(self.file, &routes));
+        warnings.extend(unsigned);
+        warnings.extend(empty_store_path);
+        warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&server, &routes));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));

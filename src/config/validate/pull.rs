@@ -76,24 +76,47 @@ impl Validator<'_> {
             .filter(|s| s.pull().is_some())
         {
             let api = PullSettings::api_paths(&sub.name);
-            // As alike as two routes' paths may not be (`path_likeness`).
-            let api: Vec<String> = api.iter().map(|a| super::route::path_likeness(a)).collect();
-            if let Some(i) = paths
-                .iter()
-                .position(|(p, _)| api.contains(&super::route::path_likeness(p)))
-            {
+            if let Some(i) = paths.iter().position(|(p, _)| api.contains(p)) {
                 return Err(self.err(
                     format!("routes[{i}].path"),
                     Some(paths[i].1.clone()),
                     format!(
-                        "path {:?} is (or differs only by a trailing or doubled '/' or a percent-encoded letter from) \
-                         the pull API of subscriber {:?}: choose another path",
+                        "path {:?} is the pull API of subscriber {:?}: choose another path",
                         paths[i].0, sub.name
                     ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// A route path that differs from a pull subscriber's API path only as
+    /// two routes' paths may not ([`super::route::path_likeness`]): a warning
+    /// (requests match exactly, so both work, and a config that ran keeps
+    /// running), as a typo in either URL reaches the other.
+    pub(super) fn pull_path_warnings(&self, routes: &[Route]) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in routes
+            .iter()
+            .flat_map(|r| &r.subscribers)
+            .filter(|s| s.pull().is_some())
+        {
+            let api = PullSettings::api_paths(&sub.name);
+            let alike: Vec<String> = api.iter().map(|a| super::route::path_likeness(a)).collect();
+            for (i, r) in routes.iter().enumerate() {
+                if !api.contains(&r.path) && alike.contains(&super::route::path_likeness(&r.path)) {
+                    out.push(format!(
+                        "{}: key `routes[{i}].path`: {:?} differs from the pull API of subscriber {:?} only by a \
+                         trailing or doubled '/' or a percent-encoded letter: a typo in either URL reaches the \
+                         other; choose a path unlike it",
+                        self.file.display(),
+                        r.path,
+                        sub.name
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// A pull token that is also a route token: route tokens travel in the

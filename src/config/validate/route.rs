@@ -46,29 +46,6 @@ impl Validator<'_> {
                 ),
             ));
         }
-        // Clients send neither: a browser, curl or an HTTP library encodes
-        // other characters and removes `.` and `..` segments first, so the
-        // route would get no request.
-        if !path.is_ascii() {
-            return Err(self.err(
-                format!("{key}.path"),
-                Some(r.path.span()),
-                format!(
-                    "invalid path {path:?}: a character outside ASCII is sent percent-encoded (its UTF-8 bytes, \
-                     as %C3%A9 for 'é'), so no request would have this path: write it encoded"
-                ),
-            ));
-        }
-        if path.split('/').any(|seg| seg == "." || seg == "..") {
-            return Err(self.err(
-                format!("{key}.path"),
-                Some(r.path.span()),
-                format!(
-                    "invalid path {path:?}: a '.' or '..' segment is removed by clients before they send a request, \
-                     so no request would have this path: write it without"
-                ),
-            ));
-        }
         let tokens = r
             .tokens
             .iter()
@@ -337,6 +314,33 @@ impl Validator<'_> {
             }
         })
     }
+}
+
+/// Route paths most clients cannot send as written (warnings: a client
+/// that sends raw bytes, or keeps dot segments, reaches them, so a config
+/// that ran keeps running): a character outside ASCII is sent
+/// percent-encoded by browsers, curl and most libraries (`%C3%A9` or
+/// `%c3%a9`, two paths here, both unlike `é`), and `.`/`..` segments are
+/// removed by most before sending.
+pub(super) fn path_warnings(file: &std::path::Path, routes: &[crate::config::Route]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        let why = if !r.path.is_ascii() {
+            "has a character outside ASCII, which most clients send percent-encoded (as %C3%A9 or %c3%a9 for \
+             'é'), a different path: only clients sending raw bytes reach it; prefer an ASCII path"
+        } else if r.path.split('/').any(|seg| seg == "." || seg == "..") {
+            "has a '.' or '..' segment, which most clients remove before sending: only clients keeping it reach \
+             this route; write the path without"
+        } else {
+            continue;
+        };
+        out.push(format!(
+            "{}: key `routes[{i}].path`: {:?} {why}",
+            file.display(),
+            r.path
+        ));
+    }
+    out
 }
 
 /// What a route path looks like to a person: percent-encoded unreserved

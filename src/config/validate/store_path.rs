@@ -9,20 +9,26 @@ use crate::config::values::StoreBackend;
 use crate::config::ConfigError;
 
 impl Validator<'_> {
+    /// An empty `store.path` is the config file's own directory: the
+    /// store's files, its lock and `media/` among the configuration. A
+    /// warning, not a refusal: a relay that ran so keeps its store.
+    pub(super) fn empty_store_path_warning(&self, s: &RawStore, backend: &StoreBackend) -> Option<String> {
+        (matches!(backend, StoreBackend::Sled) && s.path.as_os_str().to_string_lossy().trim().is_empty()).then(|| {
+            format!(
+                "{}: key `store.path`: it is empty, so the store is the config file's own directory, among the \
+                 configuration: write `store.path = \".\"` to keep that store where it is, or move it to a \
+                 directory of its own (as /var/lib/hookrelay) while the relay is stopped",
+                self.file.display()
+            )
+        })
+    }
+
     pub(super) fn store_path(&self, s: &RawStore, backend: &StoreBackend) -> Result<PathBuf, ConfigError> {
         let path = self.resolve_path(&s.path);
         if !matches!(backend, StoreBackend::Sled) {
             return Ok(path);
         }
-        // Empty, it would be the config file's own directory: the store's
-        // files, its lock and `media/` among the configuration.
-        if s.path.as_os_str().to_string_lossy().trim().is_empty() {
-            return Err(self.err(
-                "store.path",
-                None,
-                "store.path is empty: name the store's own directory (as \"/var/lib/hookrelay\")",
-            ));
-        }
+
         // The nearest part of it that exists must be a directory.
         let nearest = path.ancestors().find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
         match nearest {

@@ -56,14 +56,6 @@ impl Validator<'_> {
         };
         let mut keys = Vec::new();
         if let Some(list) = &s.secret {
-            if list.get_ref().0.is_empty() {
-                return Err(self.err(
-                    format!("{key}.secret"),
-                    Some(list.span()),
-                    "the list of secrets is empty: give one (`hookrelay gen-secret`), or leave `secret` out to send \
-                     deliveries unsigned",
-                ));
-            }
             let many = list.get_ref().0.len() > 1;
             for (j, sec) in list.get_ref().0.iter().enumerate() {
                 let k = if many {
