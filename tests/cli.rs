@@ -187,24 +187,7 @@ fn check_config_command() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        format!(
-            r#"[server]
-listen = ["127.0.0.1:0"]
-
-[store]
-path = "{}"
-
-[[routes]]
-name = "t"
-path = "/hooks/t"
-allow_ips = ["300.1.2.3/8"]
-
-[[routes.subscribers]]
-name = "s"
-url = "http://127.0.0.1:1/"
-"#,
-            dir.path().join("data").display()
-        ),
+        one_route(&dir.path().join("data"), r#"allow_ips = ["300.1.2.3/8"]"#),
     )
     .unwrap();
     let out = cli_output(&["check-config", "-c", bad.to_str().unwrap()]);
@@ -522,29 +505,8 @@ fn a_secret_file_that_cannot_be_read_is_named_with_its_key() {
     let token = dir.path().join("token");
     let config = |secret: &std::path::Path| {
         let path = dir.path().join("hookrelay.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"[server]
-listen = ["127.0.0.1:0"]
-
-[store]
-path = "{}"
-
-[[routes]]
-name = "t"
-path = "/hooks/t"
-tokens = [{{ file = "{}" }}]
-
-[[routes.subscribers]]
-name = "s"
-url = "http://127.0.0.1:1/"
-"#,
-                dir.path().join("data").display(),
-                secret.display()
-            ),
-        )
-        .unwrap();
+        let tokens = format!("tokens = [{{ file = \"{}\" }}]", secret.display());
+        std::fs::write(&path, one_route(&dir.path().join("data"), &tokens)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         path
     };
@@ -684,12 +646,9 @@ fn a_config_that_is_a_device_a_directory_or_huge_is_refused_at_once() {
         );
     }
     let config = |secret: &std::path::Path| {
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\npath = \"{}\"\n[[routes]]\nname = \"t\"\n\
-             path = \"/hooks/t\"\ntokens = [{{ file = \"{}\" }}]\n[[routes.subscribers]]\nname = \"s\"\n\
-             url = \"http://127.0.0.1:1/\"\n",
-            dir.path().join("data").display(),
-            secret.display()
+        one_route(
+            &dir.path().join("data"),
+            &format!("tokens = [{{ file = \"{}\" }}]", secret.display()),
         )
     };
     let with_zero = dir.path().join("secret-file.toml");
@@ -718,4 +677,27 @@ fn a_config_that_is_a_device_a_directory_or_huge_is_refused_at_once() {
     writer.join().unwrap();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("OK (1 route, 1 subscriber)"), "{out}");
+}
+
+/// A config of one route `t` (with `route_line` on line 10) and one
+/// subscriber `s`, its store at `data`: for tests whose subject is one line.
+fn one_route(data: &std::path::Path, route_line: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[store]
+path = "{}"
+
+[[routes]]
+name = "t"
+path = "/hooks/t"
+{route_line}
+
+[[routes.subscribers]]
+name = "s"
+url = "http://127.0.0.1:1/"
+"#,
+        data.display()
+    )
 }

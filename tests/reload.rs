@@ -235,15 +235,7 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
         .edit_route("t", |r| r.path("/hooks/new"))
         .write();
     bin.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
-        assert!(
-            Instant::now() < deadline,
-            "the new route never applied: {}",
-            bin.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_new_route_answers(&bin).await;
     // The warnings come before the new routes apply, but stderr is read by a
     // thread of its own: wait for the last one.
     log_until(|| bin.log_text(), "log.format changed", secs(10)).await;
@@ -701,15 +693,7 @@ async fn a_changed_store_path_keeps_the_default_media_directory_until_the_restar
         .edit_route("t", |r| r.path("/hooks/new"))
         .write();
     bin.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
-        assert!(
-            Instant::now() < deadline,
-            "the reload never applied: {}",
-            bin.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_new_route_answers(&bin).await;
     let log = bin.log_text();
     assert!(
         log.contains("store.path changed; it takes effect after a restart"),
@@ -730,16 +714,7 @@ async fn a_changed_store_path_keeps_the_default_media_directory_until_the_restar
 #[tokio::test]
 async fn sigterm_while_a_reload_reads_a_fifo_stops_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
-    let path = cfg.write();
-    let bin = Bin::start(&path, &[]);
-    std::fs::remove_file(&path).unwrap();
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .unwrap()
-        .success());
-    bin.signal("HUP");
+    let (bin, _) = reloading_a_fifo(dir.path());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(callback(bin.addr, &runway("during")).await.0, StatusCode::OK);
     let asked = Instant::now();
@@ -769,17 +744,7 @@ async fn sigterm_while_a_reload_reads_a_fifo_stops_the_daemon() {
 #[tokio::test]
 async fn a_reload_reading_a_fifo_nobody_writes_to_is_refused_after_10_s() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
-    let path = cfg.write();
-    let bin = Bin::start(&path, &[]);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .unwrap()
-        .success());
-    bin.signal("HUP");
+    let (bin, path) = reloading_a_fifo(dir.path());
     log_until(|| bin.log_text(), "took longer than 10 s", secs(20)).await;
     assert!(
         bin.log_text()
@@ -792,7 +757,38 @@ async fn a_reload_reading_a_fifo_nobody_writes_to_is_refused_after_10_s() {
     // the FIFO is let go: opening it for writing ends its wait.)
     let _ = std::fs::OpenOptions::new().write(true).open(&path);
     std::fs::remove_file(&path).unwrap();
-    std::fs::write(&path, text).unwrap();
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .write();
     bin.signal("HUP");
     log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+}
+
+/// Wait (up to 10 s) until a reload that moved route `t` to `/hooks/new`
+/// has applied: a callback there is taken.
+async fn until_new_route_answers(bin: &Bin) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the reload never applied: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A daemon started from its config file, which is then replaced by a FIFO
+/// nobody writes to, and sent SIGHUP: its reload reads the FIFO.
+fn reloading_a_fifo(dir: &std::path::Path) -> (Bin, std::path::PathBuf) {
+    let path = TestConfig::new(dir).subscriber(Subscriber::new("s", DOWN)).write();
+    let bin = Bin::start(&path, &[]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    bin.signal("HUP");
+    (bin, path)
 }

@@ -95,23 +95,7 @@ fn settings_that_cannot_work_are_refused() {
             "unknown secret source",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, key, needle) in cases.into_iter().chain(silently_clamped_before()) {
-        match parse(&text) {
-            Ok(_) => wrong.push(format!("{key}: accepted")),
-            Err(e) if e.key != key || !e.to_string().contains(needle) => {
-                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
-            }
-            Err(e) => {
-                // Its line is the one that sets the key.
-                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
-                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
-                if !line.is_some_and(|l| l.contains(name)) {
-                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
-                }
-            }
-        }
-    }
+    let wrong = refused_wrongly(cases.into_iter().chain(silently_clamped_before()));
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -200,25 +184,7 @@ fn settings_nothing_could_use_are_refused() {
             "with a host",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, key, needle) in cases {
-        match parse(&text) {
-            Ok(_) => wrong.push(format!("{key} ({needle}): accepted")),
-            Err(e) if e.key != key || !e.to_string().contains(needle) => {
-                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
-            }
-            Err(e) => {
-                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
-                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
-                if !line.is_some_and(|l| l.contains(name)) {
-                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
-                }
-                if e.to_string().contains("qrstuvwxyz") {
-                    wrong.push(format!("{key}: the token is shown: {e}"));
-                }
-            }
-        }
-    }
+    let wrong = refused_wrongly(cases);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // Still taken: escapes, and a dot inside a segment; a route token with
     // a tab (it can come percent-encoded in the query: `?token=a%09b`).
@@ -280,4 +246,31 @@ fn settings_that_ran_before_but_mislead_are_warned_about() {
         "{:?}",
         c.warnings
     );
+}
+
+/// What went wrong with configs each expected to be refused at `key` with
+/// an error containing `needle`, placed on the line that sets the key, and
+/// not showing the test's token text (`qrstuvwxyz`).
+fn refused_wrongly(cases: impl IntoIterator<Item = (String, &'static str, &'static str)>) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (text, key, needle) in cases {
+        match parse(&text) {
+            Ok(_) => wrong.push(format!("{key} ({needle}): accepted")),
+            Err(e) if e.key != key || !e.to_string().contains(needle) => {
+                wrong.push(format!("{key}: wanted an error containing {needle:?}, got {e}"))
+            }
+            Err(e) => {
+                // Its line is the one that sets the key.
+                let name = key.rsplit('.').next().and_then(|k| k.split('[').next()).unwrap_or(key);
+                let line = e.position.and_then(|(l, _)| text.lines().nth(l - 1));
+                if !line.is_some_and(|l| l.contains(name)) {
+                    wrong.push(format!("{key}: not placed on its line ({line:?}): {e}"));
+                }
+                if e.to_string().contains("qrstuvwxyz") {
+                    wrong.push(format!("{key}: the token is shown: {e}"));
+                }
+            }
+        }
+    }
+    wrong
 }
