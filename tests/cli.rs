@@ -701,3 +701,36 @@ url = "http://127.0.0.1:1/"
         data.display()
     )
 }
+
+/// An empty HOOKRELAY_CONFIG (a script's unset variable) is named as such
+/// where a config would be read from it (clap blamed `--config`, a flag not
+/// passed); with `--config` given it is ignored, and commands that read no
+/// config do not mind it.
+#[test]
+fn an_empty_hookrelay_config_is_named_where_it_matters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"))
+        .write();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .env("HOOKRELAY_CONFIG", "")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for args in [&["check-config"][..], &["events"]] {
+        let (code, text) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(text.contains("HOOKRELAY_CONFIG is set but empty"), "{args:?}: {text}");
+        assert!(!text.contains("--config <CONFIG>"), "{text}");
+    }
+    let (code, text) = run(&["check-config", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["gen-token"]);
+    assert_eq!((code, text.trim().len()), (Some(0), 64), "{text}");
+}

@@ -150,6 +150,15 @@ async fn init_refuses_to_overwrite_unless_forced_and_every_run_has_new_secrets()
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("already exists") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), first, "the file was touched");
+    // A --dir that is a file is named as the problem (not store.path under it).
+    let out = cli_output(&["init", "--dir", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--dir") && err.contains("it is a file, not a directory"),
+        "{err}"
+    );
+    assert!(!err.contains("store.path"), "{err}");
 
     // --force replaces it, with new secrets and the private mode even when the
     // old file was readable by others.

@@ -216,6 +216,15 @@ pub fn run(args: &InitArgs) -> ExitCode {
 
 /// Write the files; the next steps to print.
 fn init(args: &InitArgs) -> Result<String, String> {
+    // The directory named, before any of what would be written under it.
+    if let Ok(m) = std::fs::metadata(&args.dir) {
+        if !m.is_dir() {
+            return Err(format!(
+                "nothing written: --dir {}: it is a file, not a directory",
+                args.dir.display()
+            ));
+        }
+    }
     let secrets = Secrets::generate();
     let shown_dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
     let shown_dir = shown_dir.display().to_string();
