@@ -14,6 +14,7 @@
 mod events;
 mod guard;
 mod media;
+mod methods;
 mod metrics;
 mod status;
 mod subscribers;
@@ -279,10 +280,10 @@ where
     // Before the guard's checks: a wrong method is answered as such, not as
     // a request lacking its content type.
     if let Some(allow) =
-        segments(&path).and_then(|s| allowed_methods(&s.iter().map(String::as_str).collect::<Vec<_>>()))
+        segments(&path).and_then(|s| methods::allowed(&s.iter().map(String::as_str).collect::<Vec<_>>()))
     {
         if !allow.split(", ").any(|m| m == method.as_str()) {
-            return not_allowed(allow);
+            return methods::not_allowed(allow);
         }
     }
     // A body's deadline: the read_timeout in force when its request starts.
@@ -292,10 +293,8 @@ where
         return error(status, msg);
     }
     if ui::is_ui(&path) {
-        return match method {
-            Method::GET | Method::HEAD => ui::serve(&path),
-            _ => not_allowed("GET, HEAD"),
-        };
+        // Other methods were answered 405 above.
+        return ui::serve(&path);
     }
     if let Some(token) = &token {
         let presented = crate::auth::presented_tokens(None, req.headers());
@@ -381,41 +380,6 @@ where
         Ok(v) => reply(StatusCode::OK, v),
         Err((status, msg)) => error(status, msg),
     }
-}
-
-/// The methods an admin endpoint takes (`None`: no such endpoint).
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    match segments {
-        ["healthz"]
-        | ["readyz"]
-        | ["metrics"]
-        | ["api", "status"]
-        | ["api", "events"]
-        | ["api", "events", _]
-        | ["api", "dead-letters"]
-        | ["api", "subscribers"]
-        | ["api", "media"]
-        | ["api", "media", _]
-        | ["api", "tasks", _]
-        | ["ui", ..] => Some("GET, HEAD"),
-        ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"] | ["api", "routes", _, "submit"] => {
-            Some("POST")
-        }
-        ["api", "tasks"] => Some("GET, HEAD, POST"),
-        _ => None,
-    }
-}
-
-/// `405` for an endpoint asked with a method it does not take, with the
-/// methods it does (RFC 9110 §15.5.6: a `405` names them in `Allow`).
-fn not_allowed(allow: &'static str) -> Reply {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed here (allowed: {allow})"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
-    r
 }
 
 /// The query parameters an API endpoint takes; `None` for what is not

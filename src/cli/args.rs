@@ -54,3 +54,15 @@ pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     }
     Ok(d)
 }
+
+/// An empty HOOKRELAY_CONFIG is taken as unset (clap would blame
+/// `--config`, a flag the user did not pass); whether it was, so that the
+/// caller refuses it where no `--config` says which file (a script's unset
+/// variable would otherwise run the daemon on ./config.toml unawares).
+pub(super) fn take_blank_config_env() -> bool {
+    let blank = std::env::var_os("HOOKRELAY_CONFIG").is_some_and(|v| v.to_string_lossy().trim().is_empty());
+    if blank {
+        std::env::remove_var("HOOKRELAY_CONFIG");
+    }
+    blank
+}

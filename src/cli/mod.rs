@@ -70,25 +70,10 @@ impl Cli {
     fn parse_noting_sources() -> Cli {
         use clap::parser::ValueSource;
         use clap::{CommandFactory, FromArgMatches};
-        // An empty HOOKRELAY_CONFIG is taken as unset (clap would blame
-        // `--config`, a flag the user did not pass), but only where
-        // `--config` says which file: otherwise a script's unset variable
-        // would run the daemon on ./config.toml unawares.
-        let blank_env = std::env::var_os("HOOKRELAY_CONFIG").is_some_and(|v| v.to_string_lossy().trim().is_empty());
-        if blank_env {
-            std::env::remove_var("HOOKRELAY_CONFIG");
-        }
+        let blank_env = args::take_blank_config_env();
         let matches = Cli::command().get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        let reads_config = !matches!(
-            cli.command,
-            Command::GenSecret
-                | Command::GenToken
-                | Command::Init(_)
-                | Command::GenerateAssets { .. }
-                | Command::Forward { .. }
-        );
-        if blank_env && reads_config && matches.value_source("config") != Some(ValueSource::CommandLine) {
+        if blank_env && cli.command.reads_config() && matches.value_source("config") != Some(ValueSource::CommandLine) {
             eprintln!("error: HOOKRELAY_CONFIG is set but empty: name the config file in it, or unset it");
             std::process::exit(2);
         }
@@ -101,6 +86,20 @@ impl Cli {
             _ => "--token",
         };
         cli
+    }
+}
+
+impl Command {
+    /// Whether it reads a config file (an empty HOOKRELAY_CONFIG matters).
+    fn reads_config(&self) -> bool {
+        !matches!(
+            self,
+            Command::GenSecret
+                | Command::GenToken
+                | Command::Init(_)
+                | Command::GenerateAssets { .. }
+                | Command::Forward { .. }
+        )
     }
 }
 

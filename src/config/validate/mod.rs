@@ -215,17 +215,7 @@ impl Validator<'_> {
         let mut unsigned = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
-            // A warning, not a refusal (it ran before, as unsigned): an
-            // empty list reads like "signed" and signs nothing.
-            for (k, s) in r.subscribers.iter().enumerate() {
-                if s.secret.as_ref().is_some_and(|l| l.get_ref().0.is_empty()) {
-                    unsigned.push(format!(
-                        "{}: key `{key}.subscribers[{k}].secret`: the list of secrets is empty, so its deliveries \
-                         are sent unsigned: give one (`hookrelay gen-secret`), or leave `secret` out to say so",
-                        self.file.display()
-                    ));
-                }
-            }
+            unsigned.extend(self.unsigned_warnings(&key, &r.subscribers));
             path_spans.push((r.path.get_ref().clone(), r.path.span()));
             if let Some(prev) = paths.insert(route::path_likeness(r.path.get_ref()), i) {
                 let (this, other) = (r.path.get_ref(), &path_spans[prev].0);

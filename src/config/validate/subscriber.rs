@@ -12,6 +12,23 @@ use crate::config::values::{Endpoint, Subscriber};
 use crate::config::ConfigError;
 
 impl Validator<'_> {
+    /// A subscriber with `secret = []`: a warning, not a refusal (it ran
+    /// before, as unsigned), as an empty list reads like "signed" and signs
+    /// nothing.
+    pub(super) fn unsigned_warnings(&self, key: &str, subs: &[RawSubscriber]) -> Vec<String> {
+        subs.iter()
+            .enumerate()
+            .filter(|(_, s)| s.secret.as_ref().is_some_and(|l| l.get_ref().0.is_empty()))
+            .map(|(k, _)| {
+                format!(
+                    "{}: key `{key}.subscribers[{k}].secret`: the list of secrets is empty, so its deliveries \
+                     are sent unsigned: give one (`hookrelay gen-secret`), or leave `secret` out to say so",
+                    self.file.display()
+                )
+            })
+            .collect()
+    }
+
     pub(super) fn subscriber(
         &self,
         key: &str,
