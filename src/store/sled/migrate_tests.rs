@@ -1,6 +1,6 @@
 //! Store-level tests of opening old and foreign stores: a 0.1 store is
-//! migrated with its pending work, a newer schema and a compression switch
-//! are refused.
+//! migrated with its pending work, a newer schema, a compression switch and
+//! another program's sled database are refused.
 
 use sha2::{Digest, Sha256};
 
@@ -132,4 +132,62 @@ async fn a_newer_store_and_a_compression_switch_are_refused() {
     }
     let e = Store::open_sled(&opts(dir.path())).err().expect("refused").to_string();
     assert!(e.contains("newer hookrelay (schema 9)"), "{e}");
+}
+
+#[tokio::test]
+async fn another_programs_sled_database_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let write = |tree: Option<&str>| {
+        let db = ::sled::open(&path).unwrap();
+        match tree {
+            Some(t) => db.open_tree(t).unwrap().insert(b"k", b"v").unwrap(),
+            None => db.insert(b"k", b"v").unwrap(),
+        };
+        db.flush().unwrap();
+    };
+    let names = || {
+        let db = ::sled::open(&path).unwrap();
+        let mut n: Vec<String> = db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    write(Some("sessions"));
+    let e = Store::open_sled(&opts(dir.path())).err().expect("refused").to_string();
+    assert!(
+        e.contains("another program wrote")
+            && e.contains("the trees \"sessions\"")
+            && e.contains(&path.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(
+        names(),
+        ["__sled__default", "sessions"],
+        "nothing of hookrelay's written into it"
+    );
+    write(None);
+    let e = Store::open_sled(&opts(dir.path())).err().expect("refused").to_string();
+    assert!(
+        e.contains("rows in sled's default tree and the trees \"sessions\""),
+        "{e}"
+    );
+
+    // An empty sled database is taken (nothing to lose), and a store
+    // hookrelay made stays its own whatever else is written beside it.
+    let other = tempfile::tempdir().unwrap();
+    drop(::sled::open(other.path().join("data")).unwrap());
+    let store = open(other.path(), &["a"]).await;
+    store.close().await;
+    drop(store);
+    {
+        let db = ::sled::open(other.path().join("data")).unwrap();
+        db.open_tree("extra").unwrap().insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(other.path(), &["a"]).await;
+    store.close().await;
 }

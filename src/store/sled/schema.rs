@@ -3,7 +3,9 @@
 //! `hookrelay-v{N}`, as this version moved to `hookrelay-v2`) is refused;
 //! a new store, a 0.1 store or an interrupted migration is (re)built; a
 //! migrated store whose 0.1 tree is still there is checked, and migrated
-//! again when 0.1 ran on it before version 2 served ([`super::migrate`]).
+//! again when 0.1 ran on it before version 2 served ([`super::migrate`]);
+//! a sled database with no tree of hookrelay's but data of another
+//! program's is refused, not written into.
 
 use super::keys;
 use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
@@ -20,6 +22,7 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, mi
             opts.path.display()
         )));
     }
+    foreign_data(db, opts)?;
     let tree = db.open_tree(TREE)?;
     if let Some(v) = tree.get(keys::VERSION_KEY)? {
         let version = v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
@@ -63,6 +66,39 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, mi
     db.flush()?;
     migrate::drop_v1(db, &tree)?;
     Ok((tree, migrated.map_or(migrate::Opened::Created, migrate::Opened::FromV1)))
+}
+
+/// A database with no tree of hookrelay's (0.1's `hookrelay`, version 2's
+/// `hookrelay-v{N}`) but trees or rows of another program's: `store.path`
+/// names that program's files, which hookrelay would write into.
+fn foreign_data(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
+    let ours = |n: &[u8]| {
+        n == migrate::V1_TREE.as_bytes()
+            || n.strip_prefix(b"hookrelay-v".as_slice())
+                .is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+    };
+    if db.tree_names().iter().any(|n| ours(n)) {
+        return Ok(());
+    }
+    let default = db.name();
+    let theirs: Vec<String> = db
+        .tree_names()
+        .iter()
+        .filter(|n| **n != default)
+        .take(5)
+        .map(|n| format!("{:?}", String::from_utf8_lossy(n)))
+        .collect();
+    let what = match (db.is_empty(), theirs.is_empty()) {
+        (true, true) => return Ok(()),
+        (false, true) => "rows in sled's default tree".to_string(),
+        (true, false) => format!("the trees {}", theirs.join(", ")),
+        (false, false) => format!("rows in sled's default tree and the trees {}", theirs.join(", ")),
+    };
+    Err(StoreError::Incompatible(format!(
+        "the store at {} is a sled database another program wrote (it holds {what}, and no hookrelay \
+         store): hookrelay would write into it; set store.path to a directory of hookrelay's own",
+        opts.path.display()
+    )))
 }
 
 pub(super) fn has_tree(db: &sled::Db, name: &str) -> bool {
