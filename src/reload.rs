@@ -275,12 +275,7 @@ pub async fn read_config(file: std::path::PathBuf) -> Result<Config, crate::conf
     let spawned = std::thread::Builder::new().name("config-read".into()).spawn(move || {
         let _ = tx.send(Config::load(&file));
     });
-    let stuck = |message: String| crate::config::ConfigError {
-        file: shown.clone(),
-        key: String::new(),
-        position: None,
-        message,
-    };
+    let stuck = |message: String| crate::config::ConfigError::whole_file(&shown, message);
     if let Err(e) = spawned {
         return Err(stuck(format!("cannot start reading the file: {e}")));
     }

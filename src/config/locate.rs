@@ -1,7 +1,9 @@
 //! Where a key path (`routes[0].subscribers[1].url`, `server.listen[0]`) is
 //! written in the config text: for errors found after deserialising, on
 //! values serde kept no position for. A key that is not written (a default)
-//! is placed at the nearest table that is.
+//! is placed at the nearest table that is. And the other way round, for a
+//! TOML syntax error (an integer past 2^63, a string not closed), which
+//! names no key: the key whose value starts where the error is ([`key_at`]).
 
 use std::ops::Range;
 
@@ -71,9 +73,69 @@ pub fn span_of(text: &str, path: &str) -> Option<Range<usize>> {
     best
 }
 
+/// The key path (`delivery.concurrency`, `routes[1].subscribers[0].url`)
+/// whose line holds byte `at` of a text TOML could not parse: read off the
+/// line (`key = value`, the value before `at` on that line and neither an
+/// inline table nor an array) and the table headers above it. `None` where
+/// that is not certain: inside inline tables and arrays, on a line with no
+/// `key =`, under a quoted key.
+pub fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let (key, value) = text[start..at].split_once('=')?;
+    if value.contains(['{', '[']) {
+        return None;
+    }
+    let key = dotted_key(key)?;
+    // Array tables seen so far (`routes`, `routes.subscribers`) and their
+    // current index; the table the line is in.
+    let mut index: Vec<(String, usize)> = Vec::new();
+    let mut table = String::new();
+    for line in text[..start].lines() {
+        let line = line.trim();
+        let (name, array) = if let Some(n) = line.strip_prefix("[[") {
+            (n.split_once("]]")?.0, true)
+        } else if let Some(n) = line.strip_prefix('[') {
+            (n.split_once(']')?.0, false)
+        } else {
+            continue;
+        };
+        let name = dotted_key(name)?;
+        if array {
+            index.retain(|(n, _)| !n.starts_with(&format!("{name}.")));
+            match index.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, i)) => *i += 1,
+                None => index.push((name.clone(), 0)),
+            }
+        }
+        table = name;
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in table.split('.').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('.');
+            path.push('.');
+        }
+        prefix.push_str(part);
+        path.push_str(part);
+        if let Some((_, i)) = index.iter().find(|(n, _)| *n == prefix) {
+            path.push_str(&format!("[{i}]"));
+        }
+    }
+    Some(if path.is_empty() { key } else { format!("{path}.{key}") })
+}
+
+/// A dotted key of bare keys (`a.b`, spaces around the dots allowed) as
+/// `a.b`; `None` for anything else (quoted keys, other characters).
+fn dotted_key(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split('.').map(str::trim).collect();
+    let bare = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    parts.iter().all(bare).then(|| parts.join("."))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::span_of;
+    use super::{key_at, span_of};
 
     const TEXT: &str = "[server]\nlisten = [\"127.0.0.1:1\", \"bad\"]\nread_timeout = \"0s\"\n\n\
                         [[routes]]\nname = \"a\"\n\n[[routes]]\nname = \"b\"\n\
@@ -109,5 +171,26 @@ mod tests {
         assert_eq!(line("routes[7].name"), Some(5), "the first [[routes]]");
         assert_eq!(span_of("not toml = = 1", "server.listen"), None);
         assert_eq!(span_of(TEXT, "server.listen[x]"), None);
+    }
+
+    #[test]
+    fn the_key_at_a_value_is_read_off_its_line_and_the_headers_above() {
+        let at = |text: &str, value: &str| key_at(text, text.find(value).unwrap());
+        let text = "top = 1\n[server]\nlisten = X\n[[routes]]\nname = \"a\"\n[[routes]]\n\
+                    [[routes.subscribers]]\nurl = \"u\"\n[[routes.subscribers]]\n  url   =   Y\n\
+                    [[routes]]\n[[routes.subscribers]]\nconcurrency = Z\n[routes.media]\nstore.x = W\n";
+        assert_eq!(at("a = V", "V").as_deref(), Some("a"));
+        assert_eq!(at(text, "X").as_deref(), Some("server.listen"));
+        assert_eq!(at(text, "Y").as_deref(), Some("routes[1].subscribers[1].url"));
+        assert_eq!(at(text, "Z").as_deref(), Some("routes[2].subscribers[0].concurrency"));
+        assert_eq!(at(text, "W").as_deref(), Some("routes[2].media.store.x"));
+        assert_eq!(at("a = \"1 V", "V").as_deref(), Some("a"), "within the value");
+        // Not certain, so not named: inside an inline table or an array,
+        // on a line with no `key =`, under a quoted key.
+        assert_eq!(at("s = [{ url = V }]", "V"), None);
+        assert_eq!(at("s = { url = V }", "V"), None);
+        assert_eq!(at("s = [\n  V ]", "V"), None);
+        assert_eq!(at("\"a b\" = V", "V"), None);
+        assert_eq!(at("[\"q\"]\na = V", "V"), None);
     }
 }

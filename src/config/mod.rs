@@ -57,14 +57,22 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// A problem with the file as a whole (reading it), at no key.
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            position: None,
+            message: message.into(),
+        }
+    }
+}
+
 /// The config file's text ([`small_file`]: a regular file, at most 4 MiB).
 fn read(path: &Path) -> Result<String, ConfigError> {
-    small_file::read_text(path, small_file::CONFIG_MAX).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        key: String::new(),
-        position: None,
-        message: format!("cannot read file: {e}"),
-    })
+    small_file::read_text(path, small_file::CONFIG_MAX)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read file: {e}")))
 }
 
 impl Config {
@@ -126,9 +134,17 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Resul
             .flatten()
             .or(inner.span())
             .map(|s| line_col(text, s.start));
+        // A syntax error names no key: the one whose value is there.
+        let key = match key.as_str() {
+            "." => inner
+                .span()
+                .and_then(|s| locate::key_at(text, s.start))
+                .unwrap_or_default(),
+            _ => key,
+        };
         ConfigError {
             file: file.to_path_buf(),
-            key: if key == "." { String::new() } else { key },
+            key,
             position,
             message: tables_by_name(&without_values(inner.message().trim())),
         }

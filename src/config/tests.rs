@@ -412,3 +412,22 @@ fn ipv4_mapped_allow_ips_match_ipv4_peers() {
         assert_eq!(ip_allowed(src, nets), allowed, "{peer}");
     }
 }
+
+#[test]
+fn a_syntax_error_in_a_value_names_its_key() {
+    // TOML's own parse error (an integer past 2^63, a string not closed)
+    // names no key: the line's `key =` and the tables above it do.
+    let e = parse(&minimal("").replace(
+        "url = \"http://127.0.0.1:9000/\"",
+        "url = \"http://127.0.0.1:9000/\"\nconcurrency = 99999999999999999999",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "routes[0].subscribers[0].concurrency", "{e}");
+    assert_eq!(e.position, Some((12, 15)), "{e}");
+    assert!(e.to_string().contains("number too large"), "{e}");
+    let e = parse(&minimal("").replace("name = \"s\"", "name = \"s")).unwrap_err();
+    assert_eq!(e.key, "routes[0].subscribers[0].name", "{e}");
+    // Where the line is no `key = value`, no key is guessed.
+    let e = parse(&minimal("").replace("name = \"r\"", "name = \"r\"\n= 1")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.position), ("", Some((6, 1))), "{e}");
+}
