@@ -11,10 +11,10 @@
 //! Store scans run on the blocking pool (the store does that), never on the
 //! workers that serve callbacks.
 
+mod endpoint;
 mod events;
 mod guard;
 mod media;
-mod methods;
 mod metrics;
 mod status;
 mod subscribers;
@@ -34,6 +34,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
 use crate::state::App;
+use endpoint::Endpoint;
 
 /// Answers are small JSON documents, or a stored media file streamed.
 pub(crate) type AdminBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -277,14 +278,15 @@ where
         }
         _ => {}
     }
+    // The path decoded once; `None` when a segment is not UTF-8 (answered
+    // `400` once the token is checked).
+    let decoded = segments(&path);
+    let segments: Vec<&str> = decoded.iter().flatten().map(String::as_str).collect();
+    let endpoint = decoded.as_ref().and_then(|_| Endpoint::of(&segments));
     // Before the guard's checks: a wrong method is answered as such, not as
     // a request lacking its content type.
-    if let Some(allow) =
-        segments(&path).and_then(|s| methods::allowed(&s.iter().map(String::as_str).collect::<Vec<_>>()))
-    {
-        if !allow.split(", ").any(|m| m == method.as_str()) {
-            return methods::not_allowed(allow);
-        }
+    if let Some(e) = endpoint.filter(|e| !e.takes(&method)) {
+        return endpoint::not_allowed(e.allowed());
     }
     // A body's deadline: the read_timeout in force when its request starts.
     let deadline = tokio::time::Instant::now() + app.live().config.server.read_timeout;
@@ -313,30 +315,31 @@ where
         }
     }
     let q = Query::of(&req);
-    let Some(decoded) = segments(&path) else {
+    if decoded.is_none() {
         return error(
             StatusCode::BAD_REQUEST,
             format!("the path {path} is not percent-encoded UTF-8"),
         );
+    }
+    let Some(endpoint) = endpoint else {
+        return error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}"));
     };
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    if let Some(known) = parameters(&method, &segments) {
+    if let Some(known) = endpoint.parameters(&method) {
         if let Err((status, msg)) = q.only(known) {
             return error(status, msg);
         }
     }
-    match (&method, segments.as_slice()) {
-        (&Method::POST, ["api", "tasks"]) => {
+    // Every method here is one the endpoint takes (others were answered
+    // 405 above).
+    let result = match endpoint {
+        Endpoint::Tasks if method == Method::POST => {
             let b = match body(req, deadline).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            return match tasks::register(&app, &b).await {
-                Ok(v) => reply(StatusCode::OK, v),
-                Err((status, msg)) => error(status, msg),
-            };
+            tasks::register(&app, &b).await
         }
-        (&Method::POST, ["api", "routes", route, "submit"]) => {
+        Endpoint::Submit(route) => {
             let b = match body(req, deadline).await {
                 Ok(b) => b,
                 Err(r) => return r,
@@ -345,10 +348,7 @@ where
                 .await
                 .unwrap_or_else(|(status, msg)| error(status, msg));
         }
-        _ => {}
-    }
-    let result = match (method, segments.as_slice()) {
-        (Method::GET, ["metrics"]) => {
+        Endpoint::Metrics => {
             return text(
                 StatusCode::OK,
                 // What prometheus-client writes: OpenMetrics text.
@@ -356,47 +356,33 @@ where
                 metrics::render(&app).await,
             );
         }
-        (Method::GET, ["api", "status"]) => status::status(&app).await,
-        (Method::GET, ["api", "events"]) => events::list(&app, &q).await,
-        (Method::GET, ["api", "events", id]) => events::show(&app, id).await,
-        (Method::POST, ["api", "events", id, "replay"]) => match q.subscriber() {
+        Endpoint::Status => status::status(&app).await,
+        Endpoint::Events => events::list(&app, &q).await,
+        Endpoint::Event(id) => events::show(&app, id).await,
+        Endpoint::Replay(id) => match q.subscriber() {
             Ok(sub) => events::replay(&app, id, sub).await,
             Err(e) => Err(e),
         },
-        (Method::GET, ["api", "dead-letters"]) => events::dead_letters(&app, &q).await,
-        (Method::POST, ["api", "dead-letters", "replay"]) => match q.subscriber() {
+        Endpoint::DeadLetters => events::dead_letters(&app, &q).await,
+        Endpoint::ReplayDead => match q.subscriber() {
             Ok(sub) => events::replay_dead(&app, sub).await,
             Err(e) => Err(e),
         },
-        (Method::GET, ["api", "subscribers"]) => subscribers::list(&app).await,
-        (Method::GET, ["api", "media"]) => media::list(&app, &q).await,
-        (Method::GET, ["api", "media", sha256]) => return media::file(&app, sha256).await,
-        (Method::GET, ["api", "tasks"]) => tasks::list(&app, &q).await,
-        (Method::GET, ["api", "tasks", id]) => tasks::show(&app, id, &q).await,
-        // A known endpoint asked with another method was answered above.
-        _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}"))),
+        Endpoint::Subscribers => subscribers::list(&app).await,
+        Endpoint::Media => media::list(&app, &q).await,
+        Endpoint::MediaFile(sha256) => return media::file(&app, sha256).await,
+        Endpoint::Tasks => tasks::list(&app, &q).await,
+        Endpoint::Task(id) => tasks::show(&app, id, &q).await,
+        // The health checks and the console's files are answered above at
+        // their own paths; written otherwise (`/healthz/`, `/%75i`): none.
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Ui => {
+            Err((StatusCode::NOT_FOUND, format!("no admin endpoint {path}")))
+        }
     };
     match result {
         Ok(v) => reply(StatusCode::OK, v),
         Err((status, msg)) => error(status, msg),
     }
-}
-
-/// The query parameters an API endpoint takes; `None` for what is not
-/// checked (`/metrics`, whose scrapers may add their own; unknown paths).
-fn parameters(method: &Method, segments: &[&str]) -> Option<&'static [&'static str]> {
-    Some(match (method, segments) {
-        (&Method::GET, ["api", "events"]) => &["route", "status", "task", "before", "limit"],
-        (&Method::POST, ["api", "events", _, "replay"] | ["api", "dead-letters", "replay"]) => &["subscriber"],
-        (&Method::GET, ["api", "dead-letters"]) => &["subscriber", "limit"],
-        (&Method::GET, ["api", "media"]) => &["event", "limit"],
-        (&Method::GET, ["api", "tasks"]) => &["route", "state", "limit"],
-        (&Method::GET, ["api", "tasks", _]) => &["route"],
-        (&Method::POST, ["api", "routes", _, "submit"]) => &["endpoint"],
-        (&Method::GET, ["api", "status"] | ["api", "subscribers"] | ["api", "events", _] | ["api", "media", _])
-        | (&Method::POST, ["api", "tasks"]) => &[],
-        _ => return None,
-    })
 }
 
 /// A filter naming a route or subscriber the configuration does not have
