@@ -61,7 +61,11 @@ impl SecretSource {
                 .map(trimmed)
                 .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?,
             SecretSource::Env { env } => std::env::var(env).map(trimmed).map_err(|e| match e {
-                std::env::VarError::NotPresent => format!("environment variable {env} is not set"),
+                std::env::VarError::NotPresent => format!(
+                    "environment variable {env} is not set (a running hookrelay has the environment it was \
+                     started with: one set since reaches it at a restart; a `{{ file = … }}` secret is read \
+                     again at each reload)"
+                ),
                 std::env::VarError::NotUnicode(_) => {
                     format!("environment variable {env} is not valid UTF-8 text")
                 }

@@ -187,7 +187,12 @@ fn secrets_from_env_file_and_credential() {
         .collect();
     assert_eq!(c.routes[0].tokens, want);
     let t = minimal("tokens = [{ env = \"HOOKRELAY_TEST_UNSET_VAR\" }]");
-    expect_err(&t, "routes[0].tokens[0]", 7, "HOOKRELAY_TEST_UNSET_VAR is not set");
+    expect_err(
+        &t,
+        "routes[0].tokens[0]",
+        7,
+        "HOOKRELAY_TEST_UNSET_VAR is not set (a running hookrelay has the environment it was started with",
+    );
     let t = minimal("tokens = [{ vault = \"x\" }]");
     expect_err(&t, "routes[0].tokens[0]", 7, "unknown secret source");
 }
