@@ -297,6 +297,48 @@ fn generated_man_pages_and_completions_cover_every_subcommand() {
 
 /// Credentials in the subscriber's URL are the subscriber's: `init` writes
 /// them to the private config but does not print them.
+/// `init --listen 0.0.0.0:P`: the URL for the provider names no address it
+/// cannot call (`YOUR-HOST`), the one to try it with is on loopback and
+/// takes a callback, and the config says the listener is not loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_on_every_address_prints_a_callback_url_a_provider_can_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = 0;
+    let dir = tmp.path().join("relay");
+    let args: Vec<String> = [
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        &format!("0.0.0.0:{port}"),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, out, err) = cli_async(args).await;
+    assert!(ok, "init failed: {err}");
+    let config = dir.join("config.toml");
+    let (token, _, _) = secrets(&table(&config));
+    let path = format!("/hooks/main?token={token}");
+    assert!(out.contains(&format!("http://YOUR-HOST:{port}{path}")), "{out}");
+    assert!(!out.contains("0.0.0.0"), "{out}");
+    let try_it = format!("curl -s -X POST 'http://127.0.0.1:{port}{path}'");
+    assert!(out.contains(&try_it), "{out}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("# Not loopback: plain HTTP") && !text.contains("# Localhost"),
+        "{text}"
+    );
+
+    let bin = Bin::start(&config, &[]);
+    assert!(bin.addr.ip().is_unspecified(), "{}", bin.addr);
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], bin.addr.port()));
+    let (status, _, answer) = post(local, &path, &[("content-type", "application/json")], "{}").await;
+    assert_eq!(status, 200, "{answer:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_does_not_print_the_subscriber_urls_credentials() {
     let tmp = tempfile::tempdir().unwrap();

@@ -160,7 +160,7 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
 # README and the project's config.toml. Relative paths are relative to this file.
 
 [server]
-# Localhost: put a TLS reverse proxy in front, or listen publicly with server.tls.
+{listen_note}
 listen = [{listen}]
 {tls}
 max_body = "1MiB"
@@ -189,6 +189,12 @@ url = {url}
 # webhook-signature); your service verifies them with the same secret.
 secret = {subscriber_secret}
 "#,
+        listen_note = if s.listen.ip().is_loopback() {
+            "# Localhost: put a TLS reverse proxy in front, or listen publicly with server.tls."
+        } else {
+            "# Not loopback: plain HTTP, and the token is in the callback URL: set server.tls, or let\n\
+             # only a TLS reverse proxy reach this address."
+        },
         listen = quoted(&s.listen.to_string()),
         store = quoted(s.store_path),
         admin = quoted(&s.admin_listen.to_string()),
@@ -278,11 +284,24 @@ fn init(args: &InitArgs) -> Result<String, String> {
         write_file(&config_path, &inline, 0o600, args.force)?;
     }
     let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
-    let url = format!("http://{}{ROUTE_PATH}?token={}", args.listen, secrets.route_token);
+    // A provider cannot call 0.0.0.0 or [::]: the host is the operator's to
+    // fill in; this host tries it on loopback.
+    let port = args.listen.port();
+    let (host, local) = match args.listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => (format!("YOUR-HOST:{port}"), format!("127.0.0.1:{port}")),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => (format!("YOUR-HOST:{port}"), format!("[::1]:{port}")),
+        _ => (args.listen.to_string(), args.listen.to_string()),
+    };
+    let url = |host: &str| format!("http://{host}{ROUTE_PATH}?token={}", secrets.route_token);
     Ok(if args.systemd {
-        super::init_steps::systemd(&dir, &url, &args.subscriber_url)
+        super::init_steps::systemd(&dir, &url(&host), &url(&local), &args.subscriber_url)
     } else {
-        super::init_steps::by_hand(&dir.join("config.toml"), &url, &args.subscriber_url)
+        super::init_steps::by_hand(
+            &dir.join("config.toml"),
+            &url(&host),
+            &url(&local),
+            &args.subscriber_url,
+        )
     })
 }
 

@@ -23,20 +23,21 @@ fn verify(subscriber_url: &str, where_secret: &str) -> String {
     )
 }
 
-fn callback(url: &str) -> String {
+/// `url` for the provider, `local` to try it from this host.
+fn callback(url: &str, local: &str) -> String {
     format!(
         r#"  2. Give your provider this callback URL. It carries the route's token: treat it as
      a secret. Behind a TLS reverse proxy (or with server.tls), use your public https://
      origin with the same path and query.
        {url}
      Try it:
-       curl -s -X POST '{url}' -H 'content-type: application/json' -d '{{"hello":"world"}}'
+       curl -s -X POST '{local}' -H 'content-type: application/json' -d '{{"hello":"world"}}'
 "#
     )
 }
 
 /// Next steps for a config with its secrets inline.
-pub fn by_hand(config: &Path, url: &str, subscriber_url: &str) -> String {
+pub fn by_hand(config: &Path, url: &str, local: &str, subscriber_url: &str) -> String {
     let config = config.display();
     format!(
         r#"Wrote {config} (mode 0600: the secrets are in it).
@@ -53,13 +54,13 @@ Next steps:
      and follow systemd/README.md. The service runs as a dynamic user: it cannot read a
      0600 file with inline secrets, so under systemd they are credentials.
 "#,
-        callback = callback(url),
+        callback = callback(url, local),
         verify = verify(subscriber_url, "routes.subscribers.secret in the file"),
     )
 }
 
 /// Next steps for the `--systemd` layout: the config in `dir`, the secrets in `dir/secrets`.
-pub fn systemd(dir: &Path, url: &str, subscriber_url: &str) -> String {
+pub fn systemd(dir: &Path, url: &str, local: &str, subscriber_url: &str) -> String {
     let d = dir.display();
     let creds: String = [ROUTE_TOKEN, SUBSCRIBER_SECRET, ADMIN_TOKEN]
         .iter()
@@ -81,7 +82,7 @@ Next steps:
        sudo CREDENTIALS_DIRECTORY={d}/secrets hookrelay --config {d}/config.toml subscribers
        journalctl -u hookrelay -f
 "#,
-        callback = callback(url),
+        callback = callback(url, local),
         verify = verify(subscriber_url, &format!("sudo cat {d}/secrets/{SUBSCRIBER_SECRET}")),
     )
 }
