@@ -53,7 +53,8 @@ impl Validator<'_> {
     /// An `admin.token` that is also a route token (which the provider sees
     /// in the callback URL: its logs, its dashboard) or a pull token (which
     /// a forwarder in a private network holds): whoever has that one could
-    /// read, replay and delete every stored event. Refused, naming both keys.
+    /// read and replay every stored event and submit provider jobs. Refused,
+    /// naming both keys.
     pub(super) fn admin_token_not_shared(&self, admin: Option<&Secret>, routes: &[Route]) -> Result<(), ConfigError> {
         let Some(admin) = admin else { return Ok(()) };
         for (i, r) in routes.iter().enumerate() {
@@ -72,8 +73,8 @@ impl Validator<'_> {
                 "admin.token",
                 None,
                 format!(
-                    "admin.token is also {other}: whoever has that token could read, replay and delete every \
-                     stored event; give the admin API its own (`hookrelay gen-token`)"
+                    "admin.token is also {other}: whoever has that token could read and replay every stored \
+                     event and submit provider jobs; give the admin API its own (`hookrelay gen-token`)"
                 ),
             ));
         }
@@ -82,7 +83,7 @@ impl Validator<'_> {
 
     /// A short or low-entropy `admin.token`: the admin API slows wrong
     /// guesses down only per client address (about one a second after a
-    /// burst: `admin::guard`), and it can replay, delete and read every
+    /// burst: `admin::guard`), and it can replay and read every
     /// stored event. Other hosts can guess on a listener that is not loopback; on
     /// loopback, any web page the operator's browser opens can, through DNS
     /// rebinding (its own host name made to resolve to 127.0.0.1: the page
@@ -108,8 +109,8 @@ impl Validator<'_> {
             format!("`admin.listen` ({listen}) is not a loopback address, so other hosts can guess at it")
         };
         Some(format!(
-            "{}: key `admin.token`: the admin token {problem}, and {who} (the admin API can read, replay and \
-             delete events): use `hookrelay gen-token` (64 random hex characters)",
+            "{}: key `admin.token`: the admin token {problem}, and {who} (the admin API can read and replay \
+             events and submit provider jobs): use `hookrelay gen-token` (64 random hex characters)",
             self.file.display()
         ))
     }
