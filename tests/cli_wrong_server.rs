@@ -119,6 +119,31 @@ async fn an_error_page_is_cut_short() {
     assert!(err.len() < 1000, "the whole page printed ({} bytes)", err.len());
 }
 
+/// An error answered as JSON (the relay's public listener given as
+/// `--admin`: `404` "no route for this path"; a daemon wanting a token):
+/// the URL is named, so a wrong `--admin` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_error_names_the_url_it_came_from() {
+    let addr = server("404 Not Found", "application/json", |_| {
+        r#"{"error":"no route for this path"}"#.into()
+    })
+    .await;
+    let (ok, _, err) = run(addr, &["events"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("404 Not Found from http://{addr}/api/events")) && err.contains("no route for this path"),
+        "{err}"
+    );
+    let addr = server("401 Unauthorized", "application/json", |_| r#"{"error":"no"}"#.into()).await;
+    let (ok, _, err) = run(addr, &["events"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("the admin API at http://{addr} refused the token")),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "{err}");
+}
+
 /// A server that quotes the request back (its `Authorization` header among
 /// it), in an error or in a success: the token is not printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,13 +108,15 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
     if status == StatusCode::UNAUTHORIZED {
         return Err(match &target.token {
             Some(_) => format!(
-                "the admin API refused the token from {} (the daemon's is its config's admin.token; \
+                "the admin API at {} refused the token from {} (the daemon's is its config's admin.token; \
                  --token and HOOKRELAY_ADMIN_TOKEN come before the config file)",
-                target.token_from
+                target.base, target.token_from
             ),
-            None => {
-                "the admin API wants a token: set admin.token in the config, --token or HOOKRELAY_ADMIN_TOKEN".into()
-            }
+            None => format!(
+                "the admin API at {} wants a token: set admin.token in the config, --token or \
+                 HOOKRELAY_ADMIN_TOKEN",
+                target.base
+            ),
         });
     }
     let Some(value) = value else {
@@ -130,7 +132,7 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             .get("error")
             .and_then(Value::as_str)
             .map_or_else(|| value.to_string(), str::to_string);
-        return Err(format!("{status}: {msg}"));
+        return Err(format!("{status} from {uri}: {msg}"));
     }
     Ok(value)
 }
