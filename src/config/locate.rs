@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{ImDocument, Item, Value};
+use toml_edit::{ImDocument, Item, Table, Value};
 
 /// One step of a key path: a key or an array index.
 enum Step<'a> {
@@ -74,11 +74,13 @@ pub fn span_of(text: &str, path: &str) -> Option<Range<usize>> {
 }
 
 /// The key path (`delivery.concurrency`, `routes[1].subscribers[0].url`)
-/// whose line holds byte `at` of a text TOML could not parse: read off the
-/// line (`key = value`, the value before `at` on that line and neither an
-/// inline table nor an array) and the table headers above it. `None` where
-/// that is not certain: inside inline tables and arrays, on a line with no
-/// `key =`, under a quoted key.
+/// whose line holds byte `at` of a text TOML could not parse: the line's
+/// `key =` (the value before `at` on that line, and neither an inline table
+/// nor an array), in the table whose header comes last before it. Only when
+/// the text before that line is TOML by itself, so that the line starts
+/// outside any string or array (text inside a multi-line string, perhaps a
+/// secret, is never taken for a key or a header). `None` where that is not
+/// certain.
 pub fn key_at(text: &str, at: usize) -> Option<String> {
     let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
     let (key, value) = text[start..at].split_once('=')?;
@@ -86,43 +88,44 @@ pub fn key_at(text: &str, at: usize) -> Option<String> {
         return None;
     }
     let key = dotted_key(key)?;
-    // Array tables seen so far (`routes`, `routes.subscribers`) and their
-    // current index; the table the line is in.
-    let mut index: Vec<(String, usize)> = Vec::new();
-    let mut table = String::new();
-    for line in text[..start].lines() {
-        let line = line.trim();
-        let (name, array) = if let Some(n) = line.strip_prefix("[[") {
-            (n.split_once("]]")?.0, true)
-        } else if let Some(n) = line.strip_prefix('[') {
-            (n.split_once(']')?.0, false)
-        } else {
-            continue;
-        };
-        let name = dotted_key(name)?;
-        if array {
-            index.retain(|(n, _)| !n.starts_with(&format!("{name}.")));
-            match index.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, i)) => *i += 1,
-                None => index.push((name.clone(), 0)),
+    let before = ImDocument::parse(&text[..start]).ok()?;
+    let mut last: Option<(usize, String)> = None;
+    last_header(before.as_table(), "", &mut last);
+    Some(match last {
+        Some((_, table)) => format!("{table}.{key}"),
+        None => key,
+    })
+}
+
+/// The path of the table whose header comes last in the document
+/// (`[a.b]`, `[[routes]]` as `routes[N]`), under `table` at `path`.
+fn last_header(table: &Table, path: &str, last: &mut Option<(usize, String)>) {
+    let mut seen = |t: &Table, at: String| {
+        if let Some(p) = t.position() {
+            if last.as_ref().is_none_or(|(q, _)| p > *q) {
+                *last = Some((p, at.clone()));
             }
         }
-        table = name;
-    }
-    let mut path = String::new();
-    let mut prefix = String::new();
-    for part in table.split('.').filter(|p| !p.is_empty()) {
-        if !prefix.is_empty() {
-            prefix.push('.');
-            path.push('.');
+        last_header(t, &at, last);
+    };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
         }
-        prefix.push_str(part);
-        path.push_str(part);
-        if let Some((_, i)) = index.iter().find(|(n, _)| *n == prefix) {
-            path.push_str(&format!("[{i}]"));
+    };
+    for (k, item) in table.iter() {
+        match item {
+            Item::Table(t) => seen(t, join(k)),
+            Item::ArrayOfTables(a) => {
+                for (i, t) in a.iter().enumerate() {
+                    seen(t, format!("{}[{i}]", join(k)));
+                }
+            }
+            _ => {}
         }
     }
-    Some(if path.is_empty() { key } else { format!("{path}.{key}") })
 }
 
 /// A dotted key of bare keys (`a.b`, spaces around the dots allowed) as
@@ -176,14 +179,17 @@ mod tests {
     #[test]
     fn the_key_at_a_value_is_read_off_its_line_and_the_headers_above() {
         let at = |text: &str, value: &str| key_at(text, text.find(value).unwrap());
-        let text = "top = 1\n[server]\nlisten = X\n[[routes]]\nname = \"a\"\n[[routes]]\n\
-                    [[routes.subscribers]]\nurl = \"u\"\n[[routes.subscribers]]\n  url   =   Y\n\
-                    [[routes]]\n[[routes.subscribers]]\nconcurrency = Z\n[routes.media]\nstore.x = W\n";
+        let text = "top = 1\n[server]\nlisten = 1111\n[[routes]]\nname = \"a\"\n[[routes]]\n\
+                    [[routes.subscribers]]\nurl = \"u\"\n[[routes.subscribers]]\n  url   =   2222\n\
+                    [[routes]]\n[[routes.subscribers]]\nconcurrency = 3333\n[routes.media]\nstore.x = 4444\n";
         assert_eq!(at("a = V", "V").as_deref(), Some("a"));
-        assert_eq!(at(text, "X").as_deref(), Some("server.listen"));
-        assert_eq!(at(text, "Y").as_deref(), Some("routes[1].subscribers[1].url"));
-        assert_eq!(at(text, "Z").as_deref(), Some("routes[2].subscribers[0].concurrency"));
-        assert_eq!(at(text, "W").as_deref(), Some("routes[2].media.store.x"));
+        assert_eq!(at(text, "1111").as_deref(), Some("server.listen"));
+        assert_eq!(at(text, "2222").as_deref(), Some("routes[1].subscribers[1].url"));
+        assert_eq!(
+            at(text, "3333").as_deref(),
+            Some("routes[2].subscribers[0].concurrency")
+        );
+        assert_eq!(at(text, "4444").as_deref(), Some("routes[2].media.store.x"));
         assert_eq!(at("a = \"1 V", "V").as_deref(), Some("a"), "within the value");
         // Not certain, so not named: inside an inline table or an array,
         // on a line with no `key =`, under a quoted key.
@@ -191,6 +197,21 @@ mod tests {
         assert_eq!(at("s = { url = V }", "V"), None);
         assert_eq!(at("s = [\n  V ]", "V"), None);
         assert_eq!(at("\"a b\" = V", "V"), None);
-        assert_eq!(at("[\"q\"]\na = V", "V"), None);
+        assert_eq!(
+            at("[\"q\"]\na = V", "V").as_deref(),
+            Some("q.a"),
+            "a quoted header, parsed"
+        );
+        // Lines inside a multi-line string or array are neither headers nor
+        // keys, and the text of a string is never shown as one.
+        let text = "[server]\npublic_url = '''\n[admin]\n'''\nread_timeout = V";
+        assert_eq!(at(text, "V").as_deref(), Some("server.read_timeout"));
+        let text = "[[routes]]\nname = \"a\"\nverify = \"\"\"\n[[routes]]\n\"\"\"\npath = V";
+        assert_eq!(at(text, "V").as_deref(), Some("routes[0].path"));
+        assert_eq!(at("[admin]\ntoken = \"\"\"\nc2VjcmV0LXRva2Vu=V\"\"\"", "V"), None);
+        assert_eq!(at("[[routes]]\nname = \"\"\"a\nb = c\"\"\" V", "V"), None);
+        assert_eq!(at("[admin]\ntoken = \"\"\"abc\nlisten = V", "V"), None);
+        let text = "[[routes]]\n[[routes.subscribers]]\n[routes.subscribers.filter]\ncodes = [\n  [200],\n]\nother = V";
+        assert_eq!(at(text, "V").as_deref(), Some("routes[0].subscribers[0].filter.other"));
     }
 }
