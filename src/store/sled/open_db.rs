@@ -23,8 +23,9 @@ fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
         .map(|v| v.trim() == "true");
     match had {
         Some(had) if had != wanted => Err(StoreError::Incompatible(format!(
-            "the store at {} was created with store.compression = {had}; sled cannot switch an existing \
-             store (set it back to {had}, or start a new store at another store.path)",
+            "the store at {} was created with store.compression = {had} (sled's own setting, whichever \
+             program made it); sled cannot switch an existing store (set it back to {had}, or start a new \
+             store at another store.path)",
             path.display()
         ))),
         _ => Ok(()),
@@ -57,7 +58,8 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() > deadline {
                     return Err(StoreError::Incompatible(format!(
-                        "another hookrelay is using this store ({}): only one process may open a store",
+                        "another hookrelay is using this store ({}): only one process may open a store (or another \
+                         program holds this sled database's lock)",
                         opts.path.display()
                     )));
                 }

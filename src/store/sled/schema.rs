@@ -5,7 +5,7 @@
 //! migrated store whose 0.1 tree is still there is checked, and migrated
 //! again when 0.1 ran on it before version 2 served ([`super::migrate`]);
 //! a sled database with no tree of hookrelay's but data of another
-//! program's is refused, not written into.
+//! program's is refused before hookrelay writes anything of its own there.
 
 use super::keys;
 use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
@@ -70,35 +70,49 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, mi
 
 /// A database with no tree of hookrelay's (0.1's `hookrelay`, version 2's
 /// `hookrelay-v{N}`) but trees or rows of another program's: `store.path`
-/// names that program's files, which hookrelay would write into.
+/// names that program's files. Refused before hookrelay writes a tree or
+/// row of its own into it (sled's opening has rewritten its own log and
+/// snapshot files by then; the other program's data reads as before).
 fn foreign_data(db: &sled::Db, opts: &Options) -> Result<(), StoreError> {
-    let ours = |n: &[u8]| {
-        n == migrate::V1_TREE.as_bytes()
-            || n.strip_prefix(b"hookrelay-v".as_slice())
-                .is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
-    };
-    if db.tree_names().iter().any(|n| ours(n)) {
+    let names = db.tree_names();
+    if names
+        .iter()
+        .any(|n| n.as_ref() == migrate::V1_TREE.as_bytes() || tree_schema(n).is_some())
+    {
         return Ok(());
     }
     let default = db.name();
-    let theirs: Vec<String> = db
-        .tree_names()
+    let mut theirs: Vec<&sled::IVec> = names.iter().filter(|n| **n != default).collect();
+    theirs.sort();
+    let mut listed: Vec<String> = theirs
         .iter()
-        .filter(|n| **n != default)
         .take(5)
         .map(|n| format!("{:?}", String::from_utf8_lossy(n)))
         .collect();
+    if theirs.len() > listed.len() {
+        listed.push(format!("{} more", theirs.len() - listed.len()));
+    }
+    let listed = listed.join(", ");
     let what = match (db.is_empty(), theirs.is_empty()) {
         (true, true) => return Ok(()),
         (false, true) => "rows in sled's default tree".to_string(),
-        (true, false) => format!("the trees {}", theirs.join(", ")),
-        (false, false) => format!("rows in sled's default tree and the trees {}", theirs.join(", ")),
+        (true, false) => format!("the trees {listed}"),
+        (false, false) => format!("rows in sled's default tree and the trees {listed}"),
     };
     Err(StoreError::Incompatible(format!(
         "the store at {} is a sled database another program wrote (it holds {what}, and no hookrelay \
-         store): hookrelay would write into it; set store.path to a directory of hookrelay's own",
+         store): hookrelay does not write into it; set store.path to a directory of hookrelay's own",
         opts.path.display()
     )))
+}
+
+/// N of a tree named `hookrelay-v{N}` (digits only).
+fn tree_schema(name: &[u8]) -> Option<u32> {
+    let n = name.strip_prefix(b"hookrelay-v".as_slice())?;
+    if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(n).ok()?.parse().ok()
 }
 
 pub(super) fn has_tree(db: &sled::Db, name: &str) -> bool {
@@ -109,13 +123,7 @@ pub(super) fn has_tree(db: &sled::Db, name: &str) -> bool {
 fn newest_tree_schema(db: &sled::Db) -> Option<u32> {
     db.tree_names()
         .iter()
-        .filter_map(|n| {
-            std::str::from_utf8(n)
-                .ok()?
-                .strip_prefix("hookrelay-v")?
-                .parse::<u32>()
-                .ok()
-        })
+        .filter_map(|n| tree_schema(n))
         .filter(|n| *n <= TREE_SCHEMA || db.open_tree(format!("hookrelay-v{n}")).is_ok_and(|t| !t.is_empty()))
         .max()
 }
