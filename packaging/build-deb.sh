@@ -47,6 +47,7 @@ mkdir -p "$out/systemd"
 unit="$out/systemd/hookrelay.service"
 sed -e 's|/usr/local/bin/hookrelay|/usr/bin/hookrelay|g' \
     -e '/^# LoadCredential=/d' \
+    -e '/^# The three .hookrelay init --systemd. writes/d' \
     -e '/^# Secrets stay out of the config file/a\
 # The package made these (postinst); hookrelay init --systemd names them the same.\
 LoadCredential=route-token:/etc/hookrelay/secrets/route-token\
