@@ -298,3 +298,31 @@ async fn subscriber_that_drops_connections_mid_response_is_retried() {
     assert!(sub.ids.lock().unwrap().iter().all(|x| *x == id));
     h.shutdown().await;
 }
+
+/// A subscriber failing every attempt shows in the log at the default level
+/// at its first failure, naming why, and not again within a minute however
+/// many attempts fail (three events, five attempts each): no flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_subscriber_is_logged_at_its_first_failure_then_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::start(Arc::new(|_, _| Behaviour::Status(500))).await;
+    let cfg = TestConfig::new(dir.path()).subscriber(
+        Subscriber::new("s", sub.url())
+            .retry([ms(100), ms(100), ms(100), ms(100)])
+            .circuit_threshold(100),
+    );
+    let bin = Bin::start(&cfg.write(), &[]);
+    for task in ["quiet-1", "quiet-2", "quiet-3"] {
+        accepted(bin.addr, &runway(task)).await;
+    }
+    dead_letters(bin.admin, 3, secs(20)).await;
+    log_until(|| bin.log_text(), "delivery gave up", secs(10)).await;
+    let log = bin.log_text();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("delivery failed; will retry"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("WARN") && warned[0].contains("HTTP 500"), "{log}");
+    assert_eq!(log.matches("delivery gave up").count(), 3, "{log}");
+}

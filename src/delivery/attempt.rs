@@ -46,6 +46,8 @@ pub(super) struct Attempter {
     pub verifier: Arc<super::verify_gate::Verifier>,
     /// Whether it may still send (a reload's handover may drop it before).
     pub phase: Arc<super::handover::Phase>,
+    /// Which of the subscriber's failures are logged at `warn`.
+    pub failures: Arc<super::failure_log::FailureLog>,
 }
 
 /// Whether a callback passes the subscriber's filter (push and pull alike).
@@ -158,10 +160,20 @@ impl Attempter {
         };
         self.metrics.delivery(&sub.name, label);
         match &outcome {
-            Outcome::Retry { due_ms } => tracing::debug!(
-                subscriber = %sub.name, event = %id, attempt = number, status, error = error.as_deref(),
-                retry_in_ms = due_ms.saturating_sub(clock::now_ms()), "delivery failed; will retry"
-            ),
+            Outcome::Retry { due_ms } => {
+                let retry_in_ms = due_ms.saturating_sub(clock::now_ms());
+                match self.failures.failed() {
+                    Some(quiet) => tracing::warn!(
+                        subscriber = %sub.name, event = %id, attempt = number, status, error = %describe(),
+                        retry_in_ms, failed_since_last_warning = quiet,
+                        "delivery failed; will retry (this subscriber's next failures: at most one such line a minute)"
+                    ),
+                    None => tracing::debug!(
+                        subscriber = %sub.name, event = %id, attempt = number, status, error = error.as_deref(),
+                        retry_in_ms, "delivery failed; will retry"
+                    ),
+                }
+            }
             Outcome::Dead { error } => tracing::warn!(
                 subscriber = %sub.name, event = %id, attempt = number, outcome = "dead", error = %error, "delivery gave up"
             ),

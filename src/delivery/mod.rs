@@ -12,6 +12,7 @@
 pub mod attempt;
 pub mod circuit;
 mod client;
+mod failure_log;
 mod handover;
 mod held;
 mod lane;
