@@ -358,3 +358,30 @@ async fn an_expired_certificate_is_shown_as_expired() {
     );
     log_until(|| bin.log_text(), "certificate is expired", secs(5)).await;
 }
+
+/// A daemon started as `hookrelay run -c config.toml` in the config's
+/// directory, with `store.path = "data"`: the status names the store by its
+/// absolute path (it said `data`, relative to a directory the reader of
+/// `hookrelay status` elsewhere does not know).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_names_the_store_by_its_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .raw(|t| {
+            t["store"]["path"] = "data".into();
+        });
+    let file = cfg.write();
+    let bin = Bin::start_in(dir.path(), Path::new(file.file_name().unwrap()));
+    let (status, v) = admin(bin.admin, "GET", "/api/status").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let shown = v["store"]["path"].as_str().unwrap().to_string();
+    let real = std::fs::canonicalize(dir.path()).unwrap().join("data");
+    assert!(
+        Path::new(&shown) == real || Path::new(&shown) == dir.path().join("data"),
+        "{shown} for {}",
+        real.display()
+    );
+    assert!(real.is_dir(), "the store is where the status says");
+}

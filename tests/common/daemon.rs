@@ -45,6 +45,14 @@ impl Bin {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookrelay")), config_path, envs)
     }
 
+    /// Started in `dir` with `--config` relative to it (`-c config.toml`,
+    /// as a user in the config's directory types it).
+    pub fn start_in(dir: &Path, config: &Path) -> Bin {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        cmd.current_dir(dir);
+        Self::spawn(cmd, config, &[])
+    }
+
     /// Started under `prlimit --as=BYTES`: allocations past that address-space
     /// size fail (as they would under strict overcommit or a memory limit).
     pub fn start_with_address_space(config_path: &Path, bytes: u64) -> Bin {

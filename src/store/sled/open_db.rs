@@ -60,7 +60,9 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                     return Err(StoreError::Incompatible(format!(
                         "another hookrelay is using this store ({}): only one process may open a store (or another \
                          program holds this sled database's lock)",
-                        opts.path.display()
+                        std::path::absolute(&opts.path)
+                            .unwrap_or_else(|_| opts.path.clone())
+                            .display()
                     )));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
