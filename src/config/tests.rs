@@ -436,3 +436,32 @@ fn a_syntax_error_in_a_value_names_its_key() {
     let e = parse(&minimal("").replace("name = \"r\"", "name = \"r\"\n= 1")).unwrap_err();
     assert_eq!((e.key.as_str(), e.position), ("", Some((6, 1))), "{e}");
 }
+
+#[test]
+fn a_file_every_user_can_read_with_a_secret_inline_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let secret = "a-real-route-token-4f8e1c0b9d7a";
+    let check = |text: &str, mode: u32| {
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let c = Config::load(&file).unwrap();
+        c.warnings
+            .into_iter()
+            .find(|w| w.contains("every user of this machine can read"))
+    };
+    let inline = minimal(&format!("tokens = [\"{secret}\"]")).replace("allow_anyone = true\n", "");
+    let w = check(&inline, 0o644).expect("warned");
+    assert!(
+        w.contains("key `routes[0].tokens[0]`") && w.contains("mode 644") && !w.contains(secret),
+        "{w}"
+    );
+    assert_eq!(check(&inline, 0o640), None, "not for others");
+    // The shipped config as it is (its examples are known to everyone
+    // anyway), and secrets from elsewhere: nothing to warn about.
+    assert_eq!(check(SHIPPED, 0o644), None);
+    std::env::set_var("HOOKRELAY_TEST_OPEN_FILE", secret);
+    let from_env = minimal("tokens = [{ env = \"HOOKRELAY_TEST_OPEN_FILE\" }]").replace("allow_anyone = true\n", "");
+    assert_eq!(check(&from_env, 0o644), None);
+}

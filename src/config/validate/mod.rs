@@ -11,6 +11,7 @@ mod admin;
 mod listen;
 mod media;
 mod nats;
+mod open_file;
 mod placeholder;
 mod pull;
 mod route;
@@ -270,6 +271,7 @@ impl Validator<'_> {
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
         warnings.extend(self.admin_token_warning(admin_listen, admin_token.as_ref()));
+        warnings.extend(self.open_file_warning());
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {

@@ -11,9 +11,9 @@ use crate::auth::Secret;
 use crate::config::{decode_whsec, ConfigError, Route, ServerConfig};
 
 /// The route token of the shipped config and the README.
-const PLACEHOLDER_TOKEN: &str = "change-me";
+pub(super) const PLACEHOLDER_TOKEN: &str = "change-me";
 /// The subscriber signing secret of the shipped config.
-const PLACEHOLDER_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(super) const PLACEHOLDER_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 impl Validator<'_> {
     pub(super) fn no_placeholder_secrets(&self, server: &ServerConfig, routes: &[Route]) -> Result<(), ConfigError> {
