@@ -163,10 +163,10 @@ impl Attempter {
             Outcome::Retry { due_ms } => {
                 let retry_in_ms = due_ms.saturating_sub(clock::now_ms());
                 match self.failures.failed() {
-                    Some(quiet) => tracing::warn!(
+                    Some(w) => tracing::warn!(
                         subscriber = %sub.name, event = %id, attempt = number, status, error = %describe(),
-                        retry_in_ms, failed_since_last_warning = quiet,
-                        "delivery failed; will retry (this subscriber's next failures: at most one such line a minute)"
+                        retry_in_ms, failed_since_last_warning = w.quiet,
+                        next_warning_in_s = w.next_in.as_secs(), "delivery failed; will retry"
                     ),
                     None => tracing::debug!(
                         subscriber = %sub.name, event = %id, attempt = number, status, error = error.as_deref(),
@@ -177,10 +177,15 @@ impl Attempter {
             Outcome::Dead { error } => tracing::warn!(
                 subscriber = %sub.name, event = %id, attempt = number, outcome = "dead", error = %error, "delivery gave up"
             ),
-            _ => tracing::info!(
-                subscriber = %sub.name, event = %id, attempt = number, status, ms = elapsed.as_millis() as u64,
-                outcome = label, "delivered"
-            ),
+            _ => {
+                if matches!(outcome, Outcome::Delivered) {
+                    self.failures.delivered();
+                }
+                tracing::info!(
+                    subscriber = %sub.name, event = %id, attempt = number, status, ms = elapsed.as_millis() as u64,
+                    outcome = label, "delivered"
+                )
+            }
         }
         let recorded = self.record(&work, Some(attempt), outcome).await;
         // Only now the rest of the answer: a body that is slow to come (or
