@@ -250,7 +250,7 @@ fn check_config_warns_about_a_short_admin_token_off_loopback_without_showing_it(
         .write();
     let (ok, _, err) = cli(&["check-config", "--config", file.to_str().unwrap()]);
     assert!(ok, "a weak admin token is refused: {err}");
-    let line = err.lines().find(|l| l.contains("key `admin.token`"));
+    let line = err.lines().find(|l| l.contains("key `admin.token`: the admin token"));
     let line = line.unwrap_or_else(|| panic!("no admin.token warning:\n{err}"));
     assert!(
         line.starts_with("warning: ") && line.contains(file.to_str().unwrap()),
@@ -274,7 +274,7 @@ fn a_weak_token_on_an_ipv4_mapped_loopback_listener_is_warned_about_as_loopback(
         .write();
     let (ok, _, err) = cli(&["check-config", "--config", file.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let line = err.lines().find(|l| l.contains("key `admin.token`"));
+    let line = err.lines().find(|l| l.contains("key `admin.token`: the admin token"));
     let line = line.unwrap_or_else(|| panic!("no admin.token warning:\n{err}"));
     assert!(
         line.contains("is a loopback address") && line.contains("DNS rebinding") && !line.contains("other hosts"),

@@ -395,15 +395,9 @@ impl Store {
     /// the status API.
     pub fn describe(&self) -> (&'static str, String) {
         match &self.backend {
-            // Absolute: a config read as `-c config.toml` names it relative
-            // to where the daemon started, which the reader does not know.
-            Backend::Sled(s) => (
-                "sled",
-                std::path::absolute(s.path())
-                    .unwrap_or_else(|_| s.path().to_path_buf())
-                    .display()
-                    .to_string(),
-            ),
+            // Absolute (`SledStore::open`): a config read as `-c config.toml`
+            // names it relative to where the daemon started.
+            Backend::Sled(s) => ("sled", s.path().display().to_string()),
             Backend::Nats(s) => ("nats", s.describe()),
         }
     }

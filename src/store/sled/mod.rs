@@ -197,7 +197,9 @@ impl SledStore {
         let inner = Arc::new(Inner {
             db,
             tree,
-            path: opts.path.clone(),
+            // Absolute once, where the daemon started: shown by the status
+            // (a relative `data` says nothing to its reader elsewhere).
+            path: std::path::absolute(&opts.path).unwrap_or_else(|_| opts.path.clone()),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
             room_watch: Mutex::new(room_watch::RoomWatch::new(std::time::Instant::now())),
