@@ -734,3 +734,46 @@ fn an_empty_hookrelay_config_is_named_where_it_matters() {
     let (code, text) = run(&["gen-token"]);
     assert_eq!((code, text.trim().len()), (Some(0), 64), "{text}");
 }
+
+/// A global option a subcommand would take and ignore (`check-config
+/// --json` printed text, `gen-token --config x` read nothing) is refused
+/// when typed, naming it; from the environment (`HOOKRELAY_ADMIN_TOKEN`
+/// exported for the admin commands) it is not in the way.
+#[test]
+fn a_global_option_a_subcommand_does_not_use_is_refused_when_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"))
+        .write();
+    let config = path.to_str().unwrap();
+    for (args, said) in [
+        (
+            vec!["check-config", "-c", config, "--json"],
+            "--json is not for `check-config`",
+        ),
+        (
+            vec!["--token", "t", "check-config", "-c", config],
+            "--token is not for `check-config`",
+        ),
+        (
+            vec!["run", "-c", config, "--admin", "http://127.0.0.1:9"],
+            "--admin is not for `run`",
+        ),
+        (
+            vec!["gen-token", "--config", config],
+            "--config is not for `gen-token`: it reads no configuration file",
+        ),
+    ] {
+        let out = cli_output(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["check-config", "-c", config])
+        .env("HOOKRELAY_ADMIN_TOKEN", "from-the-environment")
+        .env("HOOKRELAY_ADMIN", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
