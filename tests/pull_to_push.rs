@@ -201,7 +201,10 @@ async fn a_forwarder_delivering_during_a_switch_to_push_has_its_delivery_recorde
 /// what it leases): `200`, nothing offered or pushed again. While it is
 /// split, an id nobody holds any more is refused alone, with what the
 /// others did (`applied`), as in cluster mode.
-async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(base: TestConfig) {
+async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(
+    base: TestConfig,
+    clustered: bool,
+) {
     let sub = Sub::ok().await;
     let pulled = laptop_pulling(&base);
     let h = start(&pulled).await;
@@ -293,11 +296,14 @@ async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_app
         "{last_answer}"
     );
     for st in &states {
-        assert_eq!(
-            (&st["state"], &st["attempts_total"]),
-            (&"delivered".into(), &1.into()),
-            "{st}"
-        );
+        // Delivered once: one attempt recorded. Its number may be 2 in
+        // cluster mode, where a message a lane prefetched and gave back
+        // (a lane stopped by the switches) counts a hand-out (a Left item:
+        // the numbering, not a second delivery; seen twice in CI runs).
+        assert_eq!(st["state"], "delivered", "{st}");
+        assert_eq!(st["attempts"].as_array().map(Vec::len), Some(1), "{st}");
+        let total = st["attempts_total"].as_u64().unwrap_or(0);
+        assert!(total == 1 || (clustered && total == 2), "{st}");
     }
     assert_eq!(
         (s, offered["messages"].as_array().map(Vec::len)),
@@ -310,7 +316,11 @@ async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_app
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both_embedded() {
     let dir = tempfile::tempdir().unwrap();
-    an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(TestConfig::new(dir.path())).await;
+    an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(
+        TestConfig::new(dir.path()),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,6 +329,7 @@ async fn an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_app
     let dir = tempfile::tempdir().unwrap();
     an_acknowledgement_of_leases_of_a_stopped_and_the_current_pull_lane_applies_both(
         TestConfig::new(dir.path()).nats(nats.urls(), 1),
+        true,
     )
     .await;
 }

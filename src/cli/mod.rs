@@ -85,25 +85,16 @@ impl Cli {
             Some(ValueSource::EnvVariable) => "HOOKRELAY_ADMIN_TOKEN",
             _ => "--token",
         };
-        // The global options a subcommand would take and ignore: refused
-        // when typed (not from the environment, which may serve others).
-        let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-        let unused: &[&str] = match &cli.command {
-            Command::Admin(_) => &[],
-            // Its own message for --token (below).
-            Command::Forward { .. } => &["json", "admin", "config"],
-            c if c.reads_config() => &["json", "admin", "token"],
-            _ => &["json", "admin", "token", "config"],
-        };
-        if let Some(flag) = unused.iter().find(|f| typed(f)) {
-            let sub = matches.subcommand_name().unwrap_or("this subcommand");
-            match *flag {
-                "config" => eprintln!("error: --config is not for `{sub}`: it reads no configuration file"),
-                _ => eprintln!(
-                    "error: --{flag} is not for `{sub}`: it is for the admin subcommands (status, events, \
-                     replay, …), which ask the running daemon"
-                ),
-            }
+        // `--json` typed for a subcommand that prints no API answer would be
+        // ignored, and a script would parse text: refused. (`--admin`,
+        // `--token` and `--config` stay harmless there: a wrapper may pass
+        // them to every command.)
+        if !matches!(cli.command, Command::Admin(_)) && matches.value_source("json") == Some(ValueSource::CommandLine) {
+            eprintln!(
+                "error: --json is not for `{}`: it is for the admin subcommands (status, events, replay, …), \
+                 which print the running daemon's answers",
+                matches.subcommand_name().unwrap_or("this subcommand")
+            );
             std::process::exit(2);
         }
         cli
@@ -161,7 +152,7 @@ pub enum Command {
     /// the relay and POST each to a local service (no config file, no store).
     #[command(
         after_help = "The token comes from --token-file or the environment variable HOOKRELAY_PULL_TOKEN; it is \
-                      never printed. The admin options (--config, --admin, --token, --json) are refused here.\n\n\
+                      never printed. The admin options (--config, --admin, --token, --json) do not apply here (--token and --json are refused).\n\n\
                       Example:\n  HOOKRELAY_PULL_TOKEN=… hookrelay forward https://hooks.example.com/pull/laptop \\\n    \
                       --to http://127.0.0.1:3000/webhooks"
     )]
