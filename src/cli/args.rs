@@ -66,3 +66,18 @@ pub(super) fn take_blank_config_env() -> bool {
     }
     blank
 }
+
+/// `--json` typed for a subcommand that prints no API answer would be
+/// ignored, and a script would parse text: why it is refused. (`--admin`,
+/// `--token` and `--config` stay harmless there: a wrapper may pass them to
+/// every command.)
+pub(super) fn json_refused(matches: &clap::ArgMatches, admin_command: bool) -> Option<String> {
+    let typed = matches.value_source("json") == Some(clap::parser::ValueSource::CommandLine);
+    (typed && !admin_command).then(|| {
+        format!(
+            "--json is not for `{}`: it is for the admin subcommands (status, events, replay, …), which print \
+             the running daemon's answers",
+            matches.subcommand_name().unwrap_or("this subcommand")
+        )
+    })
+}

@@ -85,16 +85,8 @@ impl Cli {
             Some(ValueSource::EnvVariable) => "HOOKRELAY_ADMIN_TOKEN",
             _ => "--token",
         };
-        // `--json` typed for a subcommand that prints no API answer would be
-        // ignored, and a script would parse text: refused. (`--admin`,
-        // `--token` and `--config` stay harmless there: a wrapper may pass
-        // them to every command.)
-        if !matches!(cli.command, Command::Admin(_)) && matches.value_source("json") == Some(ValueSource::CommandLine) {
-            eprintln!(
-                "error: --json is not for `{}`: it is for the admin subcommands (status, events, replay, …), \
-                 which print the running daemon's answers",
-                matches.subcommand_name().unwrap_or("this subcommand")
-            );
+        if let Some(why) = args::json_refused(&matches, matches!(cli.command, Command::Admin(_))) {
+            eprintln!("error: {why}");
             std::process::exit(2);
         }
         cli

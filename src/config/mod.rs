@@ -231,6 +231,8 @@ mod admin_tests;
 #[cfg(test)]
 mod media_tests;
 #[cfg(test)]
+mod open_file_tests;
+#[cfg(test)]
 mod pull_tests;
 #[cfg(test)]
 mod refusal_tests;
