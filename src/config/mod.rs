@@ -85,7 +85,7 @@ impl Config {
     /// relative paths (TLS files, CA files, the store) against its directory.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = deserialize(file, text)?;
-        validate::Validator { file, text }.validate(raw)
+        validate::Validator::new(file, text).validate(raw)
     }
 }
 
@@ -105,10 +105,7 @@ pub fn admin_client(
     }
     let text = read(path)?;
     let raw: AdminOnly = deserialize(path, &text)?;
-    let v = validate::Validator {
-        file: path,
-        text: &text,
-    };
+    let v = validate::Validator::new(path, &text);
     let listen = if want_listen {
         Some(v.admin_listen(&raw.admin)?)
     } else {

@@ -42,6 +42,9 @@ pub const MAX_CONCURRENCY: usize = 4096;
 pub(super) struct Validator<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// The text as a TOML table, for the checks that look at the file as
+    /// written (parsed once, when the first asks; None if it does not parse).
+    table: std::cell::OnceCell<Option<toml::Table>>,
 }
 
 /// `[delivery]`: what subscribers inherit.
@@ -53,7 +56,20 @@ pub(super) struct SubscriberDefaults {
     circuit_threshold: u32,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        Validator {
+            file,
+            text,
+            table: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The file as written, as a TOML table.
+    pub fn table(&self) -> Option<&toml::Table> {
+        self.table.get_or_init(|| self.text.parse().ok()).as_ref()
+    }
+
     /// An error at `key`: at `span` when serde kept one, else where the key
     /// (or the nearest table on its path) is written.
     pub fn err(&self, key: impl Into<String>, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {

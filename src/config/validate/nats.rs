@@ -148,7 +148,7 @@ impl Validator<'_> {
     /// `[store]` keys of the embedded store written in a cluster-mode file:
     /// they do nothing there.
     pub(super) fn nats_unused_keys(&self) -> Vec<String> {
-        let Ok(doc) = self.text.parse::<toml::Table>() else {
+        let Some(doc) = self.table() else {
             return Vec::new();
         };
         let Some(store) = doc.get("store").and_then(|s| s.as_table()) else {

@@ -37,8 +37,7 @@ impl Validator<'_> {
         if !meta.is_file() || mode & 0o004 == 0 || !reachable_by_others(self.file) {
             return None;
         }
-        let doc = self.text.parse::<toml::Table>().ok()?;
-        let key = inline_secret(&doc, "")?;
+        let key = inline_secret(self.table()?, "")?;
         Some(format!(
             "{}: key `{key}`: a secret written inline (this one, perhaps others) in a file every user of this \
              machine can read (mode {:o}): `chmod 600` it (the daemon's user must still read it), or give the secret as {{ file = … }}, \
