@@ -362,7 +362,7 @@ async fn an_expired_certificate_is_shown_as_expired() {
 /// A daemon started as `hookrelay run -c config.toml` in the config's
 /// directory, with `store.path = "data"`: the status names the store by its
 /// absolute path (it said `data`, relative to a directory the reader of
-/// `hookrelay status` elsewhere does not know).
+/// `hookrelay status` elsewhere does not know), and so does `migrate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_names_the_store_by_its_absolute_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -373,6 +373,17 @@ async fn the_status_names_the_store_by_its_absolute_path() {
             t["store"]["path"] = "data".into();
         });
     let file = cfg.write();
+    // The CLI's messages about the store name it so too (`migrate` where no
+    // store is yet said "no store at data").
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .current_dir(dir.path())
+        .args(["migrate", "-c"])
+        .arg(file.file_name().unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = format!("no store at {} ", dir.path().join("data").display());
+    assert!(!out.status.success() && err.contains(&at), "{err}");
     let bin = Bin::start_in(dir.path(), Path::new(file.file_name().unwrap()));
     let (status, v) = admin(bin.admin, "GET", "/api/status").await;
     assert_eq!(status, StatusCode::OK, "{v}");
