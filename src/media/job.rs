@@ -42,13 +42,13 @@ struct Failure {
     wait: Option<&'static str>,
 }
 
-/// Answers 403, 404 or 410 in a row (see [`GoneCounts`]) of a URL on a route
-/// without a provider key (nothing to refresh it with) before it fails for
-/// good.
+/// Answers 403, 404 or 410 in a row (see [`GoneCounts`]) of a URL before it
+/// fails for good: on a route without a provider key (nothing to refresh it
+/// with), or with one when the provider would not refresh it or its fresh
+/// URL was gone too.
 const GONE_TRIES: u32 = 3;
 
-/// By URL: the consecutive 403/404/410 answers of a URL without a provider
-/// key, so that [`GONE_TRIES`] counts that answer only (a URL that failed
+/// By URL: the consecutive 403/404/410 answers of a URL, so that [`GONE_TRIES`] counts that answer only (a URL that failed
 /// twice with a 503 or a timeout still gets its three tries for a 404). In
 /// memory: a restart (or another relay of a cluster taking the work) starts
 /// the count again, which only ever gives more tries. An entry goes when the
@@ -74,6 +74,22 @@ impl GoneCounts {
     /// `url`'s try ended with another answer (or for good).
     fn forget(&self, url: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(url);
+    }
+
+    /// A gone answer (or a refresh refused after one), the `tries`-th in a
+    /// row: tried again until [`GONE_TRIES`], then final.
+    fn counted(&self, mut f: Failure, tries: u32, url: &str) -> Failure {
+        if tries < GONE_TRIES {
+            f.retryable = true;
+            f.message = format!(
+                "{} (answer {tries} of {GONE_TRIES} in a row before it is final)",
+                f.message
+            );
+        } else {
+            self.forget(url);
+            f.message = format!("{} ({tries} times in a row)", f.message);
+        }
+        f
     }
 }
 
@@ -154,26 +170,16 @@ async fn try_once(
             return other.map_err(Failure::from);
         }
     };
+    // Counted whether or not the route has a key: a CDN may not have the
+    // object it was just told about yet (eventual consistency right after
+    // the callback), and a provider then refuses to refresh a URL that has
+    // not expired (or its fresh URL is not there yet either).
+    let tries = s.gone.count(&w.url);
     let Some(client) = s.providers.get(&w.route) else {
         // No key to ask with: the status is the answer, once it has been
-        // given a few times over the retry schedule (a CDN may not have the
-        // object it was just told about yet: eventual consistency right
-        // after the callback).
-        let tries = s.gone.count(&w.url);
-        let mut f = Failure::from(gone);
-        if tries < GONE_TRIES {
-            f.retryable = true;
-            f.message = format!(
-                "{} (answer {tries} of {GONE_TRIES} in a row before it is final)",
-                f.message
-            );
-        } else {
-            s.gone.forget(&w.url);
-            f.message = format!("{} ({tries} times in a row)", f.message);
-        }
-        return Err(f);
+        // given a few times over the retry schedule.
+        return Err(s.gone.counted(Failure::from(gone), tries, &w.url));
     };
-    s.gone.forget(&w.url);
     let fresh = match client.download_url(&w.url).await {
         Ok(u) => {
             metrics.media_refresh("ok");
@@ -181,20 +187,43 @@ async fn try_once(
         }
         Err(pe) => {
             metrics.media_refresh("failed");
-            return Err(Failure {
-                message: format!("{gone}; asking the provider for a fresh URL failed: {pe}"),
+            // The provider's message may quote the URL it was asked about:
+            // its signed query stays out of the log and the record.
+            let said = hide_query(&pe.cause(), &w.url);
+            let f = Failure {
+                message: format!("{gone}; asking the provider for a fresh URL failed: {said}"),
                 retryable: pe.is_retryable(),
                 retry_after: pe.retry_after(),
                 wait: None,
+            };
+            return Err(if f.retryable {
+                f
+            } else {
+                s.gone.counted(f, tries, &w.url)
             });
         }
     };
     tracing::info!(url = %shown(&w.url), "media URL expired; downloading the fresh URL the provider gave");
-    archive_held(&s.fetcher, &s.store, &fresh, files).await.map_err(|e| {
-        let mut f = Failure::from(e);
-        f.message = format!("{gone}; the provider's fresh URL then failed too: {}", f.message);
-        f
-    })
+    match archive_held(&s.fetcher, &s.store, &fresh, files).await {
+        Ok(stored) => {
+            s.gone.forget(&w.url);
+            Ok(stored)
+        }
+        Err(e) => {
+            let again = e.is_gone();
+            let mut f = Failure::from(e);
+            f.message = format!("{gone}; the provider's fresh URL then failed too: {}", f.message);
+            Err(if again { s.gone.counted(f, tries, &w.url) } else { f })
+        }
+    }
+}
+
+/// `text` with `url` (and its query alone) shown without the query.
+fn hide_query(text: &str, url: &str) -> String {
+    match url.split_once('?') {
+        Some((_, query)) if !query.is_empty() => text.replace(url, &shown(url)).replace(query, "…"),
+        _ => text.to_string(),
+    }
 }
 
 /// Run one try and record it; whether the record was written (if not, the
