@@ -158,6 +158,21 @@ async fn a_body_shorter_than_announced_is_an_error() {
     );
     let err = read_body(&open_fetcher(), &s.url("/short")).await.unwrap_err();
     assert!(matches!(err, FetchError::Http { .. }) && err.retryable(), "{err}");
+    // Cut after its head: the error names its cause (hyper's own text says
+    // only "error reading a body from connection").
+    let url = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+        b"only this",
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    let err = read_body(&open_fetcher(), &url).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        matches!(err, FetchError::Http { .. }) && shown.contains("error reading a body from connection: "),
+        "{shown}"
+    );
 }
 
 #[tokio::test]

@@ -93,7 +93,7 @@ impl Download {
                     Ok(None) => return None,
                     Ok(Some(Err(e))) => Err(FetchError::Http {
                         host: st.host.clone(),
-                        detail: e.to_string(),
+                        detail: crate::error_chain::error_chain(&e),
                     }),
                     Ok(Some(Ok(frame))) => match frame.into_data() {
                         Ok(data) => {

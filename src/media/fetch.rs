@@ -230,14 +230,14 @@ impl Fetcher {
             .map_err(|e| FetchError::BadUrl(e.to_string()))?;
         let http_err = |e: hyper::Error| FetchError::Http {
             host: host.to_string(),
-            detail: e.to_string(),
+            detail: crate::error_chain::error_chain(&e),
         };
         let (resp, conn) = if url.scheme() == "https" {
             let name = ServerName::try_from(url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string())
                 .map_err(|e| FetchError::BadUrl(e.to_string()))?;
             let tls = self.tls.connect(name, tcp).await.map_err(|e| FetchError::Tls {
                 host: host.to_string(),
-                detail: e.to_string(),
+                detail: crate::error_chain::error_chain(&e),
             })?;
             exchange(tls, req).await.map_err(http_err)?
         } else {

@@ -33,7 +33,7 @@ pub enum FetchError {
     #[error("HTTP exchange with {host} failed: {detail}")]
     Http { host: String, detail: String },
     /// The whole download (every hop and the body) exceeded its time budget.
-    #[error("download timed out after {}", humantime::format_duration(*.0))]
+    #[error("download timed out after {} (media.timeout, for the whole download)", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// 403, 404 or 410: the signed URL expired or the file is gone. Reported
     /// on its own so the caller can ask the provider for a fresh URL.
@@ -66,8 +66,8 @@ pub enum FetchError {
 
 fn too_large_message(max: u64, announced: Option<u64>) -> String {
     match announced {
-        Some(n) => format!("file too large: Content-Length {n} bytes exceeds max_size {max} bytes"),
-        None => format!("file too large: cut off after more than max_size {max} bytes"),
+        Some(n) => format!("file too large: Content-Length {n} bytes exceeds media.max_size {max} bytes"),
+        None => format!("file too large: cut off after more than media.max_size {max} bytes"),
     }
 }
 
@@ -178,11 +178,11 @@ mod tests {
                 announced: Some(11)
             }
             .to_string(),
-            "file too large: Content-Length 11 bytes exceeds max_size 10 bytes"
+            "file too large: Content-Length 11 bytes exceeds media.max_size 10 bytes"
         );
         assert_eq!(
             FetchError::Timeout(Duration::from_secs(600)).to_string(),
-            "download timed out after 10m"
+            "download timed out after 10m (media.timeout, for the whole download)"
         );
     }
 }
