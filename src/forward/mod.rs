@@ -69,6 +69,18 @@ pub fn read_token(file: Option<&Path>) -> Result<Secret, String> {
             None => format!("{TOKEN_ENV} is empty"),
         });
     }
+    // A second line (or any control character) would make no valid
+    // `Authorization` header: the relay would refuse a token never sent.
+    if token.chars().any(char::is_control) {
+        return Err(match file {
+            Some(f) => format!(
+                "the token file {} holds more than one line (or a control character): it must hold the token \
+                 alone, on one line",
+                f.display()
+            ),
+            None => format!("{TOKEN_ENV} holds a line break (or a control character): set it to the token alone"),
+        });
+    }
     Ok(Secret::new(token))
 }
 
@@ -322,6 +334,10 @@ mod tests {
         assert_eq!(read_token(Some(&f)).unwrap(), Secret::new("s3cret"));
         std::fs::write(&f, "\n").unwrap();
         assert!(read_token(Some(&f)).unwrap_err().contains("empty"));
+        // A second line would be sent as a bare `Bearer` (refused as a wrong token).
+        std::fs::write(&f, "s3cret\nsecond-line\n").unwrap();
+        let e = read_token(Some(&f)).unwrap_err();
+        assert!(e.contains("more than one line") && !e.contains("s3cret"), "{e}");
         let e = read_token(Some(&dir.path().join("missing"))).unwrap_err();
         assert!(e.contains("cannot read the token file"), "{e}");
     }
