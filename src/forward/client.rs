@@ -29,8 +29,13 @@ const MAX_ANSWER: usize = wire::MAX_ANSWER;
 /// The longest an HTTP/2 connection with requests in flight stays silent
 /// before a ping, and the ping unanswered before it is closed.
 const PING_MAX: Duration = Duration::from_secs(20);
-/// How long a request to the relay may take beyond the long-poll's wait.
+/// How long the head of the relay's answer may take beyond the long-poll's wait.
 const RELAY_SLACK: Duration = Duration::from_secs(15);
+/// The longest an answer's body may stop arriving.
+const BODY_IDLE: Duration = Duration::from_secs(30);
+/// The longest an answer's body may take while it keeps arriving: beyond
+/// the longest lease, what it carries has been offered again.
+const BODY_MAX: Duration = crate::config::MAX_PULL_LEASE;
 
 /// Why a request to the relay got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -158,34 +163,23 @@ impl Relay {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| RelayError::Away(format!("cannot build the request: {e}")))?;
-        let exchange = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| RelayError::Away(crate::error_chain::error_chain(&e)))?;
-            let status = resp.status();
-            let declared = resp
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > MAX_ANSWER as u64) {
-                return Err(RelayError::TooLarge(declared));
-            }
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => RelayError::TooLarge(declared),
-                    None => RelayError::Away(format!("reading the answer: {e}")),
-                })?
-                .to_bytes();
-            Ok::<_, RelayError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(limit, exchange)
+        // The limit is for the answer's head: its body may be large (a
+        // message of up to 160 MiB) on a slow link, and is read while it
+        // keeps coming (see [`read_answer`]).
+        let resp = tokio::time::timeout(limit, self.http.request(req))
             .await
-            .map_err(|_| RelayError::Away(format!("no answer within {}s", limit.as_secs())))??;
+            .map_err(|_| RelayError::Away(format!("no answer within {}s", limit.as_secs())))?
+            .map_err(|e| RelayError::Away(crate::error_chain::error_chain(&e)))?;
+        let status = resp.status();
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(RelayError::TooLarge(declared));
+        }
+        let body = read_answer(resp.into_body(), declared, BODY_IDLE, BODY_MAX).await?;
         let message = || {
             serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -240,6 +234,54 @@ impl Relay {
             .await?;
         serde_json::from_slice(&answer)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not an acknowledgement answer: {e}")))
+    }
+}
+
+/// An answer's body, up to [`MAX_ANSWER`] bytes, read while it keeps
+/// arriving: `idle` at most without a byte, `max` at most in all. Its error
+/// says how much had come (a slow link is not a relay that is away).
+async fn read_answer<B>(mut body: B, declared: Option<u64>, idle: Duration, max: Duration) -> Result<Bytes, RelayError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let started = tokio::time::Instant::now();
+    let end = started + max;
+    let mut got = bytes::BytesMut::new();
+    let of = || declared.map_or(String::new(), |n| format!(" of {n}"));
+    loop {
+        let deadline = (tokio::time::Instant::now() + idle).min(end);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => return Ok(got.freeze()),
+            Ok(Some(Err(e))) => {
+                return Err(RelayError::Away(format!(
+                    "reading the answer ({} bytes{} came): {e}",
+                    got.len(),
+                    of()
+                )))
+            }
+            Err(_) => {
+                let why = if deadline == end {
+                    format!("still arriving after {}s", max.as_secs())
+                } else {
+                    format!("nothing more for {}s", idle.as_secs())
+                };
+                return Err(RelayError::Away(format!(
+                    "the answer's body stopped: {why}, {} bytes{} came in {}s (a slow link: raise the subscriber's \
+                     lease or lower --concurrency)",
+                    got.len(),
+                    of(),
+                    started.elapsed().as_secs()
+                )));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if got.len() + data.len() > MAX_ANSWER {
+                return Err(RelayError::TooLarge(declared));
+            }
+            got.extend_from_slice(&data);
+        }
     }
 }
 
@@ -427,5 +469,53 @@ mod tests {
             .unwrap();
         assert_eq!(acked.acknowledged, 1);
         relay.await.unwrap();
+    }
+
+    /// A large answer on a slow link: its head within the limit, its body
+    /// over 40 s in pieces 10 s apart, is read whole (the limit covered the
+    /// body too: "no answer within 15s", and what it carried was leased for
+    /// nothing); one whose body then stops says so, with how much came.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_read_while_it_keeps_coming() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let payload = vec![b'p'; 1 << 20];
+        let message = serde_json::json!({"messages": [{
+            "id": "evt_1", "route": "r", "attempt": 1, "headers": {}, "body": B64.encode(&payload),
+        }]});
+        let answer = serde_json::to_vec(&message).unwrap();
+        let relay = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for stops in [false, true] {
+                let (head, _) = read_request(&mut s).await;
+                assert!(head.starts_with("get /pull/laptop?wait=0ms"), "{head}");
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", answer.len());
+                s.write_all(head.as_bytes()).await.unwrap();
+                for (i, piece) in answer.chunks(answer.len() / 4 + 1).enumerate() {
+                    if stops && i == 2 {
+                        tokio::time::sleep(BODY_IDLE * 2).await;
+                        break;
+                    }
+                    s.write_all(piece).await.unwrap();
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            }
+        });
+        crate::tls::install_provider();
+        let tls = crate::tls::client_config(None).unwrap();
+        let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
+        let relay_api = Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap();
+        let started = tokio::time::Instant::now();
+        let got = relay_api.pull(1, false).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(30), "{:?}", started.elapsed());
+        assert_eq!(B64.decode(&got.messages[0].body).unwrap(), payload);
+        let err = relay_api.pull(1, false).await.unwrap_err();
+        let said = err.to_string();
+        assert!(
+            matches!(err, RelayError::Away(_)) && said.contains("nothing more for 30s") && said.contains(" bytes of "),
+            "{said}"
+        );
+        relay.abort();
     }
 }
