@@ -222,3 +222,35 @@ async fn releasing_a_lapsed_lease_keeps_the_failed_attempt_of_its_expiry() {
         "not offered again at once: {again}"
     );
 }
+
+/// The answer to an earlier hand-out, arriving after the message's lease
+/// ran out and it was handed out again to the same puller (a large answer
+/// on a slow link): with its attempt number it is refused (`409` naming
+/// it), so it does not settle the later hand-out the puller has not seen
+/// yet (it did, and the puller then posted that copy a second time); the
+/// later hand-out's own answer is taken. An attempt number for an id not in
+/// the lists is a bad request. From review 48, pull finding 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_for_an_earlier_hand_out_does_not_settle_a_later_one() {
+    let (_dir, _sub, h) = relay(secs(1)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "slow-link").await;
+    for attempt in 1..=2u64 {
+        let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+        assert_eq!(ids(&got), vec![id.clone()], "{got}");
+        assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt), "{got}");
+    }
+    let ack = |n: u32| format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": {n}}}}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["not_leased"], serde_json::json!([id]), "{v}");
+    let other = r#"{"ids": ["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"], "attempts": {"evt_01ARZ3NDEKTSV4RRFFQ69G5FAW": 1}}"#;
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), other).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(2)).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let d = laptop_delivery(&h, &id).await;
+    assert_eq!(d["state"], "delivered", "{d}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "{d}");
+    h.shutdown().await;
+}

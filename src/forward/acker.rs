@@ -40,6 +40,11 @@ pub struct Finished {
     pub local: Option<LocalAnswer>,
     /// Until when the relay may still take this message's answer (see [`keep_until`]).
     pub keep_until: Instant,
+    /// The attempt number of its latest hand-out to this forwarder: the
+    /// relay refuses the answer for a later one (a lease that ran out while
+    /// the answer was on its way, offered again), which this forwarder then
+    /// acknowledges when it comes, without posting it a second time.
+    pub attempt: u32,
 }
 
 /// Until when the relay may still take the answer to a message pulled at
@@ -79,6 +84,7 @@ const LOCAL_BUDGET: usize = 48 * 1024;
 struct OldRelay {
     release_until: Option<tokio::time::Instant>,
     local_until: Option<tokio::time::Instant>,
+    attempts_until: Option<tokio::time::Instant>,
 }
 
 impl OldRelay {
@@ -166,6 +172,8 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
         let mut batch = vec![first];
         // This batch goes without `local` (too large, or the relay refused it).
         let mut without_local = false;
+        // This batch goes without `attempts` (one id alone too large with them).
+        let mut without_attempts = false;
         // Ids per request after a 409 that named none of a part's ids:
         // halved at each, doubled back after each part applied.
         let mut split = MAX_ACK_IDS;
@@ -204,7 +212,12 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
             if sizes(sent, &local).1 > LOCAL_BUDGET {
                 local.clear();
             }
-            match relay.ack(&ids, &retry, &release, local.clone()).await {
+            let attempts: std::collections::BTreeMap<String, u32> =
+                match without_attempts || OldRelay::active(&mut old.attempts_until) {
+                    false => part.iter().map(|f| (f.id.clone(), f.attempt)).collect(),
+                    true => Default::default(),
+                };
+            match relay.ack(&ids, &retry, &release, local.clone(), attempts.clone()).await {
                 Ok(a) => {
                     if !a.warnings.is_empty() {
                         tracing::info!(warnings = ?a.warnings, "the relay left some of the local service's answers out");
@@ -286,6 +299,13 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                     );
                     old.release_until = Some(tokio::time::Instant::now() + OLD_RELAY_PAUSE);
                 }
+                Err(RelayError::Status(StatusCode::BAD_REQUEST, why)) if why.contains("unknown field `attempts`") => {
+                    tracing::info!(
+                        "the relay does not take attempt numbers with acknowledgements (an older version): leaving \
+                         them out"
+                    );
+                    old.attempts_until = Some(tokio::time::Instant::now() + OLD_RELAY_PAUSE);
+                }
                 Err(RelayError::Status(StatusCode::BAD_REQUEST, why))
                     if !local.is_empty() && why.contains("unknown field `local`") =>
                 {
@@ -308,6 +328,11 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                     cap = sent / 2;
                     tracing::info!(error = %why, ids_per_request = cap,
                         "acknowledgement too large for the relay; sending it in smaller parts");
+                }
+                // One id too large with its attempt number: without it.
+                Err(RelayError::Status(StatusCode::PAYLOAD_TOO_LARGE, why)) if !attempts.is_empty() => {
+                    tracing::info!(error = %why, "acknowledgement too large for the relay; sending it without attempt numbers");
+                    without_attempts = true;
                 }
                 // The relay away: try again until it answers, dropping only
                 // the ids it can no longer take (their lease and lapse over).

@@ -122,6 +122,7 @@ async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) ->
         end,
         local,
         keep_until: tokio::time::Instant::now() + Duration::from_secs(60),
+        attempt: 1,
     };
     let answer = LocalAnswer::of(&Ok(http::StatusCode::SERVICE_UNAVAILABLE));
     for f in [
@@ -161,6 +162,10 @@ async fn a_relay_before_local_answers_keeps_releases_and_acknowledgements() {
     let (url, accepted) = old_relay(&["ids", "retry", "release"]).await;
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].get("attempts").is_none(),
+        "left out for a relay before them: {got:?}"
+    );
     assert_eq!(got[0]["ids"], serde_json::json!([DELIVERED]));
     assert_eq!(got[0]["release"], serde_json::json!([RELEASED]));
     assert_eq!(got[0]["retry"], serde_json::json!([HANDED_BACK]));
@@ -168,7 +173,7 @@ async fn a_relay_before_local_answers_keeps_releases_and_acknowledgements() {
 
 #[tokio::test]
 async fn a_current_relay_gets_the_local_answers_of_hand_backs() {
-    let (url, accepted) = old_relay(&["ids", "retry", "release", "local"]).await;
+    let (url, accepted) = old_relay(&["ids", "retry", "release", "local", "attempts"]).await;
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["local"], serde_json::json!({ HANDED_BACK: {"status": 503} }));
@@ -176,8 +181,9 @@ async fn a_current_relay_gets_the_local_answers_of_hand_backs() {
 
 #[tokio::test]
 async fn answers_that_would_make_the_acknowledgement_too_large_are_left_out() {
-    // A relay with a small max_body: the acknowledgement fits, its answers do not.
-    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local"], 160).await;
+    // A relay with a small max_body: the acknowledgement fits (with its
+    // attempt numbers, 248 bytes), its answers do not (306).
+    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local", "attempts"], 270).await;
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
@@ -186,13 +192,14 @@ async fn answers_that_would_make_the_acknowledgement_too_large_are_left_out() {
         "the delivered id is not given up"
     );
     assert!(got[0].get("local").is_none(), "{got:?}");
+    assert_eq!(got[0]["attempts"][DELIVERED], 1, "{got:?}");
 }
 
 #[tokio::test]
 async fn a_relay_that_refuses_the_batch_as_too_large_gets_it_in_parts() {
     // A relay whose max_body takes one id per acknowledgement: the acker
     // does not give up the batch (the delivered id would be sent again).
-    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local"], 80).await;
+    let (url, accepted) = relay_with_limit(&["ids", "retry", "release", "local", "attempts"], 80).await;
     let got = ack_three(url, accepted).await;
     assert_eq!(got.len(), 3, "one request each: {got:?}");
     let all = |k: &str| all_of(&got, k);
@@ -408,6 +415,7 @@ fn delivered(id: &str, keep: Duration) -> Finished {
         end: End::Delivered,
         local: None,
         keep_until: tokio::time::Instant::now() + keep,
+        attempt: 1,
     }
 }
 

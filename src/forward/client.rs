@@ -221,12 +221,14 @@ impl Relay {
         retry: &[String],
         release: &[String],
         local: std::collections::BTreeMap<String, wire::LocalAnswer>,
+        attempts: std::collections::BTreeMap<String, u32>,
     ) -> Result<wire::Acked, RelayError> {
         let body = serde_json::to_vec(&wire::Ack {
             ids: ids.to_vec(),
             retry: retry.to_vec(),
             release: release.to_vec(),
             local,
+            attempts,
         })
         .unwrap_or_default();
         let answer = self
@@ -464,7 +466,7 @@ mod tests {
         assert_eq!(got.messages.len(), 1);
         assert_eq!(B64.decode(&got.messages[0].body).unwrap(), payload);
         let acked = relay_api
-            .ack(&["evt_1".to_string()], &[], &[], Default::default())
+            .ack(&["evt_1".to_string()], &[], &[], Default::default(), Default::default())
             .await
             .unwrap();
         assert_eq!(acked.acknowledged, 1);

@@ -118,7 +118,7 @@ impl Pump {
                         }
                     }
                     for (m, permit) in answer.messages.into_iter().zip(permits.drain(..)) {
-                        if !active.offer(&m.id, keep_until) {
+                        if !active.offer(&m.id, keep_until, m.attempt) {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
                             // time; the running one's answer settles the new lease
@@ -206,6 +206,8 @@ pub(super) struct Active(Mutex<HashMap<String, Entry>>);
 
 struct Entry {
     until: tokio::time::Instant,
+    /// The attempt number of the latest hand-out (its answer settles that one).
+    attempt: u32,
     outcome: Option<Finished>,
 }
 
@@ -218,18 +220,27 @@ impl Active {
     /// being delivered here already (it is now), else its deadline is raised
     /// (the new lease is the later one: the running delivery's answer is kept
     /// for it).
-    pub(super) fn offer(&self, id: &str, until: tokio::time::Instant) -> bool {
+    pub(super) fn offer(&self, id: &str, until: tokio::time::Instant, attempt: u32) -> bool {
         let mut map = self.map();
         match map.get_mut(id) {
             Some(e) => {
                 e.until = e.until.max(until);
+                e.attempt = e.attempt.max(attempt);
                 if let Some(f) = &mut e.outcome {
                     f.keep_until = f.keep_until.max(until);
+                    f.attempt = f.attempt.max(attempt);
                 }
                 false
             }
             None => {
-                map.insert(id.to_string(), Entry { until, outcome: None });
+                map.insert(
+                    id.to_string(),
+                    Entry {
+                        until,
+                        attempt,
+                        outcome: None,
+                    },
+                );
                 true
             }
         }
@@ -240,6 +251,7 @@ impl Active {
     fn answered(&self, mut f: Finished) -> Finished {
         if let Some(e) = self.map().get_mut(&f.id) {
             f.keep_until = f.keep_until.max(e.until);
+            f.attempt = f.attempt.max(e.attempt);
             e.outcome = Some(f.clone());
         }
         f
@@ -273,6 +285,7 @@ impl Delivery {
                 end: End::Delivered,
                 local: None,
                 keep_until,
+                attempt: m.attempt,
             };
             (f, None)
         } else {
@@ -323,6 +336,7 @@ pub(super) async fn hand_over(active: &Active, done: &mpsc::Sender<Finished>, st
                     end: End::Release,
                     local: None,
                     keep_until: e.until,
+                    attempt: e.attempt,
                 }
             }
         };
@@ -354,6 +368,7 @@ async fn deliver(
         id: m.id,
         local,
         keep_until,
+        attempt: m.attempt,
     };
     (finished, rest)
 }

@@ -93,6 +93,7 @@ async fn full_queue(keep_until: Instant) -> (mpsc::Sender<Finished>, mpsc::Recei
         end: End::HandBack,
         local: None,
         keep_until,
+        attempt: 1,
     };
     done.send(filler).await.unwrap();
     (done, rx)
@@ -117,7 +118,7 @@ async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
         active,
         _stop,
     } = rig(&ok_service().await, done.clone(), Arc::default());
-    assert!(active.offer(ID, keep_until));
+    assert!(active.offer(ID, keep_until, 1));
     let mut deliveries = JoinSet::new();
     deliveries.spawn(task.run(message(ID), keep_until, false));
     until_delivered(&status).await;
@@ -154,13 +155,13 @@ async fn a_lease_taken_again_while_the_outcome_waits_for_room_raises_its_deadlin
         active,
         _stop,
     } = rig(&ok_service().await, done, Arc::default());
-    assert!(active.offer(ID, first));
+    assert!(active.offer(ID, first, 1));
     let running = tokio::spawn(task.run(message(ID), first, false));
     until_delivered(&status).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Offered again meanwhile, under a later lease: not delivered twice.
     let later = first + Duration::from_secs(120);
-    assert!(!active.offer(ID, later));
+    assert!(!active.offer(ID, later, 2));
     assert_eq!(rx.recv().await.unwrap().id, "evt_filler");
     let f = rx.recv().await.unwrap();
     running.await.unwrap();
@@ -169,6 +170,7 @@ async fn a_lease_taken_again_while_the_outcome_waits_for_room_raises_its_deadlin
         f.keep_until, later,
         "the outcome kept the first lease's deadline, not the later one"
     );
+    assert_eq!(f.attempt, 2, "the answer settles the later hand-out");
 }
 
 /// A message offered again after a 2xx here whose acknowledgement the relay
@@ -189,7 +191,7 @@ async fn an_id_delivered_here_is_acknowledged_again_not_posted() {
         _stop,
     } = rig(&url, done, unacked.clone());
     let keep_until = Instant::now() + Duration::from_secs(60);
-    assert!(active.offer(ID, keep_until));
+    assert!(active.offer(ID, keep_until, 1));
     task.run(message(ID), keep_until, unacked.contains(ID)).await;
     let f = rx.recv().await.unwrap();
     assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
@@ -246,7 +248,7 @@ async fn odd_local_answers_end_as_their_status_says() {
             task, active, _stop, ..
         } = rig(&raw_service(raw).await, done, Arc::default());
         let keep_until = Instant::now() + Duration::from_secs(60);
-        assert!(active.offer(ID, keep_until));
+        assert!(active.offer(ID, keep_until, 1));
         task.run(message(ID), keep_until, false).await;
         let f = rx.recv().await.unwrap();
         let said = String::from_utf8_lossy(raw);

@@ -370,9 +370,20 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             retry,
             release,
             local: Default::default(),
+            attempts: Default::default(),
         },
         (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => return PullAnswer::BadRequest(why),
     };
+    // An attempt number is for an id of the lists.
+    for (s, n) in parsed.attempts {
+        let shown: String = s.chars().take(40).collect();
+        match s.parse::<EventId>() {
+            Ok(id) if seen.contains(&id) => {
+                lists.attempts.insert(id, n);
+            }
+            _ => return PullAnswer::BadRequest(format!("attempts[{shown:?}]: not an id of ids, retry or release")),
+        }
+    }
     // What the local service answered is advisory: an entry that cannot be
     // used is left out and named, and the acknowledgement stands.
     let mut warnings = Vec::new();

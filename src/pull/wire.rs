@@ -113,6 +113,14 @@ pub struct Ack {
     /// before it was added; relays before it refuse the field.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub local: BTreeMap<String, LocalAnswer>,
+    /// The attempt number each id was handed out with (optional, any of the
+    /// ids): an id whose lease the relay now holds for another attempt (its
+    /// lease ran out and it was offered again) is refused (`409`, named), so
+    /// the answer to an earlier hand-out never settles a later one the
+    /// client has not seen yet. Absent from forwarders before it was added;
+    /// relays before it refuse the field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attempts: BTreeMap<String, u32>,
 }
 
 /// What the local service answered a message that was handed back: its HTTP

@@ -63,6 +63,9 @@ pub struct AckLists {
     pub release: Vec<EventId>,
     /// What the local service answered, for some of `retry`.
     pub local: HashMap<EventId, LocalAnswer>,
+    /// The attempt number the puller was handed each of (some, or none):
+    /// one leased now for another attempt is not held for this request.
+    pub attempts: HashMap<EventId, u32>,
 }
 
 #[allow(clippy::len_without_is_empty)]
@@ -89,6 +92,12 @@ impl AckLists {
                 .iter()
                 .filter(|(id, _)| keep.contains(id))
                 .map(|(id, a)| (*id, a.clone()))
+                .collect(),
+            attempts: self
+                .attempts
+                .iter()
+                .filter(|(id, _)| keep.contains(id))
+                .map(|(id, n)| (*id, *n))
                 .collect(),
         }
     }

@@ -167,6 +167,14 @@ impl<T> Leases<T> {
     }
 
     /// The token generation of `id`'s lease, live or lapsed.
+    /// The attempt number `id` is leased (or lapsed) with.
+    pub fn attempt(&self, id: &EventId) -> Option<u32> {
+        self.leased
+            .get(id)
+            .or_else(|| self.lapsed.get(id).map(|(l, _, _)| l))
+            .map(|l| l.offer.attempt)
+    }
+
     pub fn token_gen(&self, id: &EventId) -> Option<u64> {
         self.leased
             .get(id)

@@ -35,6 +35,9 @@ struct Ask {
     /// What the local service answered hand-backs (relays before it leave it out).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     local: BTreeMap<String, LocalAnswer>,
+    /// The attempt each was handed out with (relays before it leave it out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    attempts: BTreeMap<String, u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +85,7 @@ pub(super) async fn ask(
         retry: ids(&lists.retry),
         release: ids(&lists.release),
         local: lists.local.iter().map(|(id, a)| (id.to_string(), a.clone())).collect(),
+        attempts: lists.attempts.iter().map(|(id, n)| (id.to_string(), *n)).collect(),
     })
     .map_err(|e| AckError::Store(e.to_string()))?;
     let mut open: HashSet<EventId> = lists.all().copied().collect();
@@ -157,11 +161,17 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     .into_iter()
                     .filter_map(|(id, a)| Some((id.parse().ok()?, a)))
                     .collect();
+                let attempts = ask
+                    .attempts
+                    .into_iter()
+                    .filter_map(|(id, n)| Some((id.parse().ok()?, n)))
+                    .collect();
                 let lists = AckLists {
                     ack,
                     retry,
                     release,
                     local,
+                    attempts,
                 };
                 let total = lists.len();
                 let reply = match lane.ack_here(ask.holder, lists, true, None).await {

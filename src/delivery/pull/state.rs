@@ -382,6 +382,24 @@ impl State {
             let bad: HashSet<EventId> = bad.into_iter().collect();
             ids.retain(|id| !bad.contains(id));
         }
+        // The answer to an earlier hand-out of a message leased now for a
+        // later attempt (its lease ran out while the answer was on its way,
+        // and it was offered again): not that attempt's to settle.
+        let stale: Vec<EventId> = ids
+            .iter()
+            .filter(|id| match (a.lists.attempts.get(id), self.leases.attempt(id)) {
+                (Some(said), Some(now)) => *said != now,
+                _ => false,
+            })
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            if !a.partial {
+                let _ = a.reply.send(Err(AckError::NotLeased(stale)));
+                return;
+            }
+            ids.retain(|id| !stale.contains(id));
+        }
         let (claimed, not_held) = if a.partial {
             let (claimed, _) = self.leases.claim_held(&a.holder, &ids, Instant::now());
             let taken: HashSet<EventId> = claimed.iter().map(|(l, _)| l.offer.id).collect();
