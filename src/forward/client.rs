@@ -154,6 +154,11 @@ impl Relay {
     }
 
     async fn call(&self, method: Method, uri: Uri, body: Bytes, limit: Duration) -> Result<Bytes, RelayError> {
+        self.head(method, uri, body, limit).await?.read().await
+    }
+
+    /// Send a request; the answer's head (within `limit`), its body not read.
+    async fn head(&self, method: Method, uri: Uri, body: Bytes, limit: Duration) -> Result<Head, RelayError> {
         let req = Request::builder()
             .method(method)
             .uri(uri)
@@ -170,7 +175,6 @@ impl Relay {
             .await
             .map_err(|_| RelayError::Away(format!("no answer within {}s", limit.as_secs())))?
             .map_err(|e| RelayError::Away(crate::error_chain::error_chain(&e)))?;
-        let status = resp.status();
         let declared = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -179,38 +183,24 @@ impl Relay {
         if declared.is_some_and(|n| n > MAX_ANSWER as u64) {
             return Err(RelayError::TooLarge(declared));
         }
-        let body = read_answer(resp.into_body(), declared, BODY_IDLE, BODY_MAX).await?;
-        let message = || {
-            serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect())
-        };
-        match status {
-            s if s.is_success() => Ok(body),
-            StatusCode::UNAUTHORIZED => Err(RelayError::Refused),
-            StatusCode::CONFLICT => match serde_json::from_slice::<wire::NotLeased>(&body) {
-                Ok(n) => Err(RelayError::NotLeased {
-                    ids: n.not_leased,
-                    rest_applied: n.applied.is_some(),
-                }),
-                Err(_) => Err(RelayError::Status(status, message())),
-            },
-            s => Err(RelayError::Status(s, message())),
-        }
+        Ok(Head { resp, declared })
     }
 
     /// Long-poll for up to `max` messages.
     /// Pull up to `max` messages: a long-poll (`--wait`), or, when `long` is
     /// false, an answer at once (to learn that the relay is there).
     pub async fn pull(&self, max: usize, long: bool) -> Result<wire::Messages, RelayError> {
+        self.pull_head(max, long).await?.messages().await
+    }
+
+    /// A pull's answer, up to its head: once it has come, the relay has
+    /// leased what its body carries (read it with [`Head::messages`]).
+    pub async fn pull_head(&self, max: usize, long: bool) -> Result<Head, RelayError> {
         let wait = if long { self.wait } else { Duration::ZERO };
         let uri: Uri = format!("{}?wait={}ms&max={max}", self.url, wait.as_millis())
             .parse()
             .map_err(|e| RelayError::Away(format!("invalid pull URL: {e}")))?;
-        let body = self.call(Method::GET, uri, Bytes::new(), wait + RELAY_SLACK).await?;
-        serde_json::from_slice::<wire::Messages>(&body)
-            .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
+        self.head(Method::GET, uri, Bytes::new(), wait + RELAY_SLACK).await
     }
 
     /// Acknowledge `ids`, hand back `retry` (with what the local service
@@ -236,6 +226,45 @@ impl Relay {
             .await?;
         serde_json::from_slice(&answer)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not an acknowledgement answer: {e}")))
+    }
+}
+
+/// The relay's answer, its body still to read.
+pub struct Head {
+    resp: http::Response<hyper::body::Incoming>,
+    declared: Option<u64>,
+}
+
+impl Head {
+    /// The body, and what the status says.
+    async fn read(self) -> Result<Bytes, RelayError> {
+        let status = self.resp.status();
+        let body = read_answer(self.resp.into_body(), self.declared, BODY_IDLE, BODY_MAX).await?;
+        let message = || {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect())
+        };
+        match status {
+            s if s.is_success() => Ok(body),
+            StatusCode::UNAUTHORIZED => Err(RelayError::Refused),
+            StatusCode::CONFLICT => match serde_json::from_slice::<wire::NotLeased>(&body) {
+                Ok(n) => Err(RelayError::NotLeased {
+                    ids: n.not_leased,
+                    rest_applied: n.applied.is_some(),
+                }),
+                Err(_) => Err(RelayError::Status(status, message())),
+            },
+            s => Err(RelayError::Status(s, message())),
+        }
+    }
+
+    /// A pull's messages.
+    pub async fn messages(self) -> Result<wire::Messages, RelayError> {
+        let body = self.read().await?;
+        serde_json::from_slice::<wire::Messages>(&body)
+            .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }
 }
 

@@ -92,12 +92,35 @@ impl Pump {
                     Err(_) => break,
                 }
             }
-            let pulled = tokio::select! {
+            let head = tokio::select! {
                 _ = stop.changed() => break,
                 // Until the relay answered (at start, after it was away) the
                 // pull does not wait, so the status says "connected" at once.
-                r = self.relay.pull(permits.len(), self.status.is_connected()) => r,
+                r = self.relay.pull_head(permits.len(), self.status.is_connected()) => r,
             };
+            // Its head came: the relay leased what the body carries. A stop
+            // meanwhile reads it for a while yet, and releases it (offered
+            // again at once, no retry step used) instead of leaving its
+            // leases to run out (a failed attempt each).
+            let pulled = match head {
+                Ok(head) => {
+                    let body = head.messages();
+                    tokio::pin!(body);
+                    tokio::select! {
+                        r = &mut body => r,
+                        _ = stop.changed() => tokio::time::timeout(STOP_GRACE, &mut body)
+                            .await
+                            .unwrap_or_else(|_| Err(RelayError::Away("stopped while the answer was arriving".into()))),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            if *stop.borrow() {
+                if let Ok(answer) = pulled {
+                    release_unstarted(answer, &active, &self.unacked, &done_tx).await;
+                }
+                break;
+            }
             match pulled {
                 Ok(answer) => {
                     let keep_until = acker::keep_until(tokio::time::Instant::now(), answer.lease_ms);
@@ -194,6 +217,29 @@ impl Pump {
             );
         }
         result
+    }
+}
+
+/// A pull's messages that came as the forwarder stops, not started: each
+/// is taken into `active` with no outcome, so that [`hand_over`] releases it
+/// (one being delivered here already is settled by that delivery's answer),
+/// except one delivered here whose acknowledgement is not confirmed: that
+/// is acknowledged again.
+async fn release_unstarted(answer: wire::Messages, active: &Active, unacked: &Unacked, done: &mpsc::Sender<Finished>) {
+    let keep_until = acker::keep_until(tokio::time::Instant::now(), answer.lease_ms);
+    for m in answer.messages {
+        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.contains(&m.id) {
+            continue;
+        }
+        active.take(&m.id);
+        let f = Finished {
+            id: m.id,
+            end: End::Delivered,
+            local: None,
+            keep_until,
+            attempt: m.attempt,
+        };
+        let _ = done.send(f).await;
     }
 }
 
@@ -324,7 +370,7 @@ pub(super) async fn hand_over(active: &Active, done: &mpsc::Sender<Finished>, st
         .map(|(id, _)| id.as_str())
         .collect();
     if !cut.is_empty() {
-        tracing::warn!(ids = ?cut, "stopping: handing back messages still being delivered (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
+        tracing::warn!(ids = ?cut, "stopping: releasing messages still being delivered or brought by the last pull (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
     }
     for (id, e) in left {
         let f = match e.outcome {

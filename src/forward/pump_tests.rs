@@ -260,3 +260,115 @@ async fn odd_local_answers_end_as_their_status_says() {
         }
     }
 }
+
+/// A fake relay at `/pull/laptop` whose one pull answer (one message) comes
+/// in two halves, the second once `rest` is notified (`half` is notified
+/// when the first is out); the acknowledgement bodies it gets.
+async fn relay_with_a_slow_answer(
+    half: Arc<tokio::sync::Notify>,
+    rest: Arc<tokio::sync::Notify>,
+) -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use http_body_util::{BodyExt, StreamBody};
+    let acks: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = serde_json::to_vec(&serde_json::json!({"messages": [{
+        "id": ID, "route": "r", "attempt": 1, "headers": {}, "body": "aGk=",
+    }], "lease_ms": 60000}))
+    .unwrap();
+    let kept = acks.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let (half, rest, kept, answer) = (half.clone(), rest.clone(), kept.clone(), answer.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (half, rest, kept, answer) = (half.clone(), rest.clone(), kept.clone(), answer.clone());
+                    async move {
+                        if req.method() == http::Method::POST {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            kept.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                            let ok = Full::new(Bytes::from_static(br#"{"acknowledged":0,"retried":1,"dead":0}"#));
+                            return Ok::<_, std::convert::Infallible>(Response::new(ok.boxed()));
+                        }
+                        let len = answer.len();
+                        let (first, second) = answer.split_at(len / 2);
+                        let pieces = vec![Bytes::copy_from_slice(first), Bytes::copy_from_slice(second)];
+                        let stream = futures_util::stream::unfold((0, pieces), move |(i, pieces)| {
+                            let (half, rest) = (half.clone(), rest.clone());
+                            async move {
+                                match i {
+                                    0 => {}
+                                    1 => {
+                                        half.notify_one();
+                                        rest.notified().await;
+                                    }
+                                    _ => return None,
+                                }
+                                let frame = hyper::body::Frame::data(pieces[i].clone());
+                                Some((Ok::<_, std::convert::Infallible>(frame), (i + 1, pieces)))
+                            }
+                        });
+                        let mut resp = Response::new(StreamBody::new(stream).boxed());
+                        resp.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+                        Ok(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/pull/laptop"), acks)
+}
+
+/// Stopped while a pull's answer is arriving (its head came: the relay has
+/// leased what it carries): the answer is read and its message released
+/// (offered again at once, no retry step used). It was dropped, and its
+/// lease ran out into a failed attempt. From review 48, pull finding 3.
+#[tokio::test]
+async fn a_stop_while_an_answer_arrives_releases_what_it_brought() {
+    let (half, rest) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (url, acks) = relay_with_a_slow_answer(half.clone(), rest.clone()).await;
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let relay = super::client::Relay::new(
+        url.parse().unwrap(),
+        crate::auth::Secret::new(b"t".to_vec()),
+        tls.clone(),
+        "f".into(),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    // Nothing listens there: nothing is to be posted.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("http://{}/hooks", l.local_addr().unwrap());
+    drop(l);
+    let pump = super::pump::Pump {
+        relay: Arc::new(relay),
+        local: Arc::new(Local::new(to.parse().unwrap(), tls, Duration::from_secs(5))),
+        status: Arc::new(Status::new(url, false)),
+        concurrency: 1,
+        unacked: Arc::default(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(pump.run(stop_rx));
+    half.notified().await;
+    // The head and the first half reach the forwarder.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rest.notify_one();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the stop ends")
+        .unwrap()
+        .unwrap();
+    let acks = acks.lock().unwrap().clone();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0]["release"], serde_json::json!([ID]), "{acks:?}");
+    assert_eq!(acks[0]["attempts"][ID], 1, "{acks:?}");
+}
