@@ -71,13 +71,22 @@ async fn a_404_with_a_provider_key_gets_its_tries_and_its_query_stays_hidden() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let s = common::files::FileServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).await;
     let late = format!("{}?sig=TOPSECRETSIG", s.url("/r48/late.mp4"));
-    let never = format!("{}?sig=TOPSECRETSIG", s.url("/r48/never.mp4"));
+    // Long, as signed URLs are: the provider's message is cut short inside it.
+    let never = format!("{}?sig=TOPSECRETSIG{}", s.url("/r48/never.mp4"), "S".repeat(400));
     let dir = tempfile::tempdir().unwrap();
     let keyed = preset_route("runway", "kie-runway")
         .provider(Provider::new(fake.api_key(), &fake.url()))
         .subscriber(Subscriber::new("s", DOWN));
-    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(500); 3])).route(keyed);
+    // A key the provider refuses: the URL fails at once, with that reason.
+    let wrong_key = preset_route("wrongkey", "kie-runway")
+        .provider(Provider::new("not-the-key", &fake.url()))
+        .subscriber(Subscriber::new("w", DOWN));
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(500); 3]))
+        .route(keyed)
+        .route(wrong_key);
     let h = start(&cfg).await;
+    let refused = fake.expire_file("runway/refused.mp4");
+    let refused_id = accepted_at(h.ingest_addrs[0], "/hooks/wrongkey", &runway("refused", &refused)).await;
     let late_id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &runway("late", &late)).await;
     let never_id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &runway("never", &never)).await;
     let end = tokio::time::Instant::now() + WAIT;
@@ -111,6 +120,10 @@ async fn a_404_with_a_provider_key_gets_its_tries_and_its_query_stays_hidden() {
         fake.requests().iter().filter(|r| r.path == REFRESH).count() >= 4,
         "asked each time"
     );
+    let media = wait_final(h.admin_addr, &refused_id, WAIT).await;
+    let m = &media[0];
+    assert_eq!((&m["state"], &m["attempts"]), (&"failed".into(), &1.into()), "{m}");
+    assert!(m["error"].as_str().unwrap().contains("401"), "{m}");
     h.shutdown().await;
 }
 

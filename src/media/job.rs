@@ -25,6 +25,7 @@ use super::storage::StoreError;
 use super::{archive_held, ArchiveError, DigestHold, DigestLocks, Stored};
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::provider::ErrorKind;
 use crate::store::{MediaOutcome, MediaWork, Store, StoredFile};
 
 /// Why a try did not store the file.
@@ -76,9 +77,10 @@ impl GoneCounts {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(url);
     }
 
-    /// A gone answer (or a refresh refused after one), the `tries`-th in a
-    /// row: tried again until [`GONE_TRIES`], then final.
-    fn counted(&self, mut f: Failure, tries: u32, url: &str) -> Failure {
+    /// A gone answer (or a refresh refused after one), counted: tried again
+    /// until it is the [`GONE_TRIES`]-th in a row, then final.
+    fn counted(&self, mut f: Failure, url: &str) -> Failure {
+        let tries = self.count(url);
         if tries < GONE_TRIES {
             f.retryable = true;
             f.message = format!(
@@ -174,11 +176,10 @@ async fn try_once(
     // object it was just told about yet (eventual consistency right after
     // the callback), and a provider then refuses to refresh a URL that has
     // not expired (or its fresh URL is not there yet either).
-    let tries = s.gone.count(&w.url);
     let Some(client) = s.providers.get(&w.route) else {
         // No key to ask with: the status is the answer, once it has been
         // given a few times over the retry schedule.
-        return Err(s.gone.counted(Failure::from(gone), tries, &w.url));
+        return Err(s.gone.counted(Failure::from(gone), &w.url));
     };
     let fresh = match client.download_url(&w.url).await {
         Ok(u) => {
@@ -187,19 +188,26 @@ async fn try_once(
         }
         Err(pe) => {
             metrics.media_refresh("failed");
-            // The provider's message may quote the URL it was asked about:
-            // its signed query stays out of the log and the record.
-            let said = hide_query(&pe.cause(), &w.url);
+            // A URL the provider's message quotes is shown without its
+            // query (the provider client's doing, `media::shown::urls_shown`).
             let f = Failure {
-                message: format!("{gone}; asking the provider for a fresh URL failed: {said}"),
+                message: format!("{gone}; asking the provider for a fresh URL failed: {}", pe.cause()),
                 retryable: pe.is_retryable(),
                 retry_after: pe.retry_after(),
                 wait: None,
             };
-            return Err(if f.retryable {
-                f
-            } else {
-                s.gone.counted(f, tries, &w.url)
+            return Err(match pe.kind {
+                // Not asked (the provider busy, away): this try does not count.
+                _ if f.retryable => f,
+                // It will not refresh this URL (it has not expired, or it
+                // did not make it): the status is the answer, as without a key.
+                ErrorKind::Rejected | ErrorKind::NotFound => s.gone.counted(f, &w.url),
+                // The key itself (wrong, no credits, disabled), or a request
+                // refused: final, as it would be for any URL.
+                _ => {
+                    s.gone.forget(&w.url);
+                    f
+                }
             });
         }
     };
@@ -213,16 +221,13 @@ async fn try_once(
             let again = e.is_gone();
             let mut f = Failure::from(e);
             f.message = format!("{gone}; the provider's fresh URL then failed too: {}", f.message);
-            Err(if again { s.gone.counted(f, tries, &w.url) } else { f })
+            if !again {
+                // Another answer: the row of gone answers is broken.
+                s.gone.forget(&w.url);
+                return Err(f);
+            }
+            Err(s.gone.counted(f, &w.url))
         }
-    }
-}
-
-/// `text` with `url` (and its query alone) shown without the query.
-fn hide_query(text: &str, url: &str) -> String {
-    match url.split_once('?') {
-        Some((_, query)) if !query.is_empty() => text.replace(url, &shown(url)).replace(query, "…"),
-        _ => text.to_string(),
     }
 }
 
@@ -281,6 +286,7 @@ pub(super) async fn run(
                 }
             }
             None => {
+                settings.gone.forget(&w.url);
                 metrics.media_file("failed");
                 let error = format!("{} (gave up after {attempt} tries)", f.message);
                 tracing::warn!(url = %url, attempt, error = %error, "media download gave up");
@@ -288,6 +294,7 @@ pub(super) async fn run(
             }
         },
         Err(f) => {
+            settings.gone.forget(&w.url);
             metrics.media_file("failed");
             tracing::warn!(url = %url, attempt, error = %f.message, "media download failed for good");
             MediaOutcome::Failed { error: f.message }

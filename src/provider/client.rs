@@ -304,7 +304,11 @@ impl ProviderClient {
             code,
             http_status,
             call: call.to_string(),
-            message: clip(&self.inner.cfg.api_key.redact(&message)),
+            // A URL it quotes (a signed one: its query is a credential)
+            // shown without its query, before the message is cut short.
+            message: clip(&crate::media::shown::urls_shown(
+                &self.inner.cfg.api_key.redact(&message),
+            )),
         };
         tracing::debug!(error = %err, "provider call failed");
         err
