@@ -355,6 +355,18 @@ fn a_media_store_that_is_a_file_is_refused_and_one_at_store_path_warned_about() 
         "{:?}",
         c.warnings
     );
+    // Both relative, from a config file named by a relative path (`run -c
+    // h.toml`): the same directory (store.path is made absolute: media.store
+    // must be too, or they no longer compare equal).
+    let text = cfg("", "store = \"data\"", "").replace("path = \"/var/lib/hookrelay\"", "path = \"data\"");
+    let c = Config::parse(Path::new("h.toml"), &text).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("key `media.store`: it is store.path")),
+        "{:?}",
+        c.warnings
+    );
     // The default, under store.path: no warning.
     let c = parse(&cfg("", "", "")).unwrap();
     assert!(
