@@ -68,7 +68,11 @@ pub enum End {
     Release,
 }
 
-/// The back-off after a 409 that names no id of the acknowledgement.
+/// The most bytes an id's attempt number adds (`"evt_…":4294967295,`).
+const ATTEMPT_BYTES: usize = 44;
+/// Ids per acknowledgement with their attempt numbers: what fits the
+/// relay's limit ([`crate::pull::wire::MAX_ACK_BODY`]; 1,000 without them).
+const IDS_WITH_ATTEMPTS: usize = (crate::pull::wire::MAX_ACK_BODY - 1024) / (33 + ATTEMPT_BYTES);
 const CONFLICT_BASE: Duration = Duration::from_secs(1);
 const CONFLICT_MAX: Duration = Duration::from_secs(30);
 
@@ -101,8 +105,9 @@ impl OldRelay {
 }
 
 /// The acknowledgement's size in bytes, about, without and with `local`.
-fn sizes(ids: usize, local: &std::collections::BTreeMap<String, LocalAnswer>) -> (usize, usize) {
-    let base = 64 + ids * 33;
+fn sizes(ids: usize, attempts: bool, local: &std::collections::BTreeMap<String, LocalAnswer>) -> (usize, usize) {
+    // An id in its list (33), and its attempt number (at most 44).
+    let base = 64 + ids * if attempts { 33 + ATTEMPT_BYTES } else { 33 };
     let extra: usize = local
         .iter()
         .map(|(id, a)| id.len() + 40 + a.error.as_ref().map_or(0, |e| e.len() * 2))
@@ -191,7 +196,9 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
             batch.reverse();
             batch.retain(|f| seen.insert(f.id.clone()));
             batch.reverse();
-            let sent = batch.len().min(cap).min(split);
+            let with_attempts = !(without_attempts || OldRelay::active(&mut old.attempts_until));
+            let most = if with_attempts { IDS_WITH_ATTEMPTS } else { MAX_ACK_IDS };
+            let sent = batch.len().min(cap).min(split).min(most);
             let part = &batch[..sent];
             let list =
                 |end: End| -> Vec<String> { part.iter().filter(|f| f.end == end).map(|f| f.id.clone()).collect() };
@@ -209,14 +216,13 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                     true => Default::default(),
                 };
             // The answers are extra: they never make an acknowledgement too large.
-            if sizes(sent, &local).1 > LOCAL_BUDGET {
+            if sizes(sent, with_attempts, &local).1 > LOCAL_BUDGET {
                 local.clear();
             }
-            let attempts: std::collections::BTreeMap<String, u32> =
-                match without_attempts || OldRelay::active(&mut old.attempts_until) {
-                    false => part.iter().map(|f| (f.id.clone(), f.attempt)).collect(),
-                    true => Default::default(),
-                };
+            let attempts: std::collections::BTreeMap<String, u32> = match with_attempts {
+                true => part.iter().map(|f| (f.id.clone(), f.attempt)).collect(),
+                false => Default::default(),
+            };
             match relay.ack(&ids, &retry, &release, local.clone(), attempts.clone()).await {
                 Ok(a) => {
                     if !a.warnings.is_empty() {

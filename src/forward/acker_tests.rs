@@ -171,6 +171,18 @@ async fn a_relay_before_local_answers_keeps_releases_and_acknowledgements() {
     assert_eq!(got[0]["retry"], serde_json::json!([HANDED_BACK]));
 }
 
+/// A relay before attempt numbers (but with `local`): the acknowledgement
+/// goes without them, the answers kept.
+#[tokio::test]
+async fn a_relay_before_attempt_numbers_gets_the_rest() {
+    let (url, accepted) = old_relay(&["ids", "retry", "release", "local"]).await;
+    let got = ack_three(url, accepted).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].get("attempts").is_none(), "{got:?}");
+    assert_eq!(got[0]["ids"], serde_json::json!([DELIVERED]));
+    assert_eq!(got[0]["local"], serde_json::json!({ HANDED_BACK: {"status": 503} }));
+}
+
 #[tokio::test]
 async fn a_current_relay_gets_the_local_answers_of_hand_backs() {
     let (url, accepted) = old_relay(&["ids", "retry", "release", "local", "attempts"]).await;
@@ -514,4 +526,53 @@ async fn the_acker_keeps_taking_finished_messages_while_it_waits_after_a_409() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     acker.abort();
+}
+
+/// A full batch (1,000 delivered ids) with their attempt numbers fits the
+/// relay's 64 KiB limit for acknowledgements in every request: none is
+/// refused as too large (the first was: 1,000 ids with attempt numbers are
+/// ~71 KB, and its refusal halved the ids per request for good).
+#[tokio::test]
+async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
+    let lengths: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen = lengths.clone();
+    let (url, accepted) = serve_acks(move |len, v| {
+        seen.lock().unwrap().push(len);
+        if len > crate::pull::wire::MAX_ACK_BODY {
+            return (413, r#"{"error":"body larger than the limit"}"#.to_string(), false);
+        }
+        let n = v["ids"].as_array().map_or(0, Vec::len);
+        (200, format!(r#"{{"acknowledged":{n},"retried":0,"dead":0}}"#), true)
+    })
+    .await;
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let relay = Relay::new(
+        url.parse().unwrap(),
+        Secret::new("t"),
+        tls,
+        "fwd-1".into(),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let (tx, rx) = mpsc::channel(1000);
+    for n in 0..1000u32 {
+        let mut f = delivered(&format!("evt_01M8G5S0QD2RJZ9GWMEC{n:06}"), Duration::from_secs(60));
+        f.attempt = 4_000_000_000;
+        tx.send(f).await.unwrap();
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), run(Arc::new(relay), rx, Arc::default()))
+        .await
+        .unwrap();
+    let lengths = lengths.lock().unwrap().clone();
+    assert!(
+        lengths.iter().all(|&l| l <= crate::pull::wire::MAX_ACK_BODY),
+        "{lengths:?}"
+    );
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(all_of(&got, "ids").len(), 1000, "{lengths:?}");
+    assert!(got
+        .iter()
+        .all(|a| a["attempts"].as_object().is_some_and(|m| !m.is_empty())));
 }

@@ -153,8 +153,10 @@ impl Relay {
         })
     }
 
+    /// A request whose answer is small (an acknowledgement's): its head
+    /// within `limit`, its body within `limit` more.
     async fn call(&self, method: Method, uri: Uri, body: Bytes, limit: Duration) -> Result<Bytes, RelayError> {
-        self.head(method, uri, body, limit).await?.read().await
+        self.head(method, uri, body, limit).await?.read(limit).await
     }
 
     /// Send a request; the answer's head (within `limit`), its body not read.
@@ -236,10 +238,10 @@ pub struct Head {
 }
 
 impl Head {
-    /// The body, and what the status says.
-    async fn read(self) -> Result<Bytes, RelayError> {
+    /// The body (read within `max` while it keeps arriving), and what the status says.
+    async fn read(self, max: Duration) -> Result<Bytes, RelayError> {
         let status = self.resp.status();
-        let body = read_answer(self.resp.into_body(), self.declared, BODY_IDLE, BODY_MAX).await?;
+        let body = read_answer(self.resp.into_body(), self.declared, BODY_IDLE.min(max), max).await?;
         let message = || {
             serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -262,7 +264,7 @@ impl Head {
 
     /// A pull's messages.
     pub async fn messages(self) -> Result<wire::Messages, RelayError> {
-        let body = self.read().await?;
+        let body = self.read(BODY_MAX).await?;
         serde_json::from_slice::<wire::Messages>(&body)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }

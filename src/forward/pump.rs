@@ -79,6 +79,7 @@ impl Pump {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
         let mut lease_checked = false;
+        let mut slow = SlowAnswers::default();
         loop {
             while deliveries.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -102,6 +103,9 @@ impl Pump {
             // meanwhile reads it for a while yet, and releases it (offered
             // again at once, no retry step used) instead of leaving its
             // leases to run out (a failed attempt each).
+            // The leases run from about now (the relay answered), not from
+            // when the body is in.
+            let head_at = tokio::time::Instant::now();
             let pulled = match head {
                 Ok(head) => {
                     let body = head.messages();
@@ -117,13 +121,14 @@ impl Pump {
             };
             if *stop.borrow() {
                 if let Ok(answer) = pulled {
-                    release_unstarted(answer, &active, &self.unacked, &done_tx).await;
+                    release_unstarted(answer, head_at, &active, &self.unacked, &done_tx).await;
                 }
                 break;
             }
             match pulled {
                 Ok(answer) => {
-                    let keep_until = acker::keep_until(tokio::time::Instant::now(), answer.lease_ms);
+                    let keep_until = acker::keep_until(head_at, answer.lease_ms);
+                    slow.check(head_at.elapsed(), answer.lease_ms);
                     backoff.reset();
                     self.status.connected();
                     if let (false, Some(ms)) = (lease_checked, answer.lease_ms) {
@@ -220,13 +225,52 @@ impl Pump {
     }
 }
 
+/// Answers whose body took a good part of the lease to arrive (a slow link,
+/// large callbacks): what is left of the lease may not cover the local
+/// delivery, and one whose lease ran out on the way is offered again (a
+/// failed attempt). Warned about at most every [`SLOW_EVERY`].
+#[derive(Default)]
+pub(super) struct SlowAnswers {
+    last: Option<tokio::time::Instant>,
+}
+
+const SLOW_EVERY: Duration = Duration::from_secs(600);
+
+impl SlowAnswers {
+    /// An answer that took `took` from its head to its end: whether that
+    /// was warned about.
+    pub(super) fn check(&mut self, took: Duration, lease_ms: Option<u64>) -> bool {
+        let Some(lease) = lease_ms.map(Duration::from_millis) else {
+            return false;
+        };
+        if took < lease / 2 || self.last.is_some_and(|t| t.elapsed() < SLOW_EVERY) {
+            return false;
+        }
+        self.last = Some(tokio::time::Instant::now());
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            lease_ms = lease.as_millis() as u64,
+            "the relay's answer took more than half the subscriber's lease to arrive (a slow link, large \
+             callbacks): raise the subscriber's lease (a message whose lease runs out on the way is offered again, \
+             a failed attempt), or lower --concurrency for smaller answers"
+        );
+        true
+    }
+}
+
 /// A pull's messages that came as the forwarder stops, not started: each
 /// is taken into `active` with no outcome, so that [`hand_over`] releases it
 /// (one being delivered here already is settled by that delivery's answer),
 /// except one delivered here whose acknowledgement is not confirmed: that
 /// is acknowledged again.
-async fn release_unstarted(answer: wire::Messages, active: &Active, unacked: &Unacked, done: &mpsc::Sender<Finished>) {
-    let keep_until = acker::keep_until(tokio::time::Instant::now(), answer.lease_ms);
+async fn release_unstarted(
+    answer: wire::Messages,
+    head_at: tokio::time::Instant,
+    active: &Active,
+    unacked: &Unacked,
+    done: &mpsc::Sender<Finished>,
+) {
+    let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
         if !active.offer(&m.id, keep_until, m.attempt) || !unacked.contains(&m.id) {
             continue;

@@ -372,3 +372,17 @@ async fn a_stop_while_an_answer_arrives_releases_what_it_brought() {
     assert_eq!(acks[0]["release"], serde_json::json!([ID]), "{acks:?}");
     assert_eq!(acks[0]["attempts"][ID], 1, "{acks:?}");
 }
+
+/// An answer that took half its lease or more to arrive is warned about,
+/// at most every ten minutes; a quick one, or one with no lease said, not.
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_is_warned_about_now_and_then() {
+    let mut slow = super::pump::SlowAnswers::default();
+    let lease = Some(60_000);
+    assert!(!slow.check(Duration::from_secs(29), lease));
+    assert!(!slow.check(Duration::from_secs(40), None));
+    assert!(slow.check(Duration::from_secs(30), lease));
+    assert!(!slow.check(Duration::from_secs(50), lease), "not again at once");
+    tokio::time::advance(Duration::from_secs(600)).await;
+    assert!(slow.check(Duration::from_secs(50), lease));
+}

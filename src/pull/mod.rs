@@ -341,7 +341,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
         Ok(a) => a,
         Err(e) => {
             return PullAnswer::BadRequest(format!(
-                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"], \"release\": [\"evt_…\"], \"local\": {{\"evt_…\": {{\"status\": 503}}}}}})"
+                "invalid acknowledgement: {e} (expected {{\"ids\": [\"evt_…\"], \"retry\": [\"evt_…\"], \"release\": [\"evt_…\"], \"local\": {{\"evt_…\": {{\"status\": 503}}}}, \"attempts\": {{\"evt_…\": 1}}}})"
             ))
         }
     };

@@ -166,7 +166,6 @@ impl<T> Leases<T> {
         self.leased.get_mut(id)
     }
 
-    /// The token generation of `id`'s lease, live or lapsed.
     /// The attempt number `id` is leased (or lapsed) with.
     pub fn attempt(&self, id: &EventId) -> Option<u32> {
         self.leased
@@ -175,6 +174,7 @@ impl<T> Leases<T> {
             .map(|l| l.offer.attempt)
     }
 
+    /// The token generation of `id`'s lease, live or lapsed.
     pub fn token_gen(&self, id: &EventId) -> Option<u64> {
         self.leased
             .get(id)
