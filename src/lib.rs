@@ -22,7 +22,7 @@
 //! | expected tasks: the reconciler (polls tasks whose callback did not come), recovered results, the submit proxy | [`reconcile`] (`poll`, `in_flight`: the polls running, one per task, a panicked one reported, `recover`, `submit`) |
 //! | client address, tokens, provider signatures, delivery signatures, [`auth::Secret`] | [`auth`] |
 //! | durable storage behind one seam: the log, cursors, due index, results, group commit | [`store`] (`types`: the values crossing the seam, `event_id`, `due_caps`: how far ahead stored work may be due, checked at start-up; `media`, `media_calls`: the media archive's values and `Store` methods; `sled`: `group_commit`, `cursor`, `keys`, `codec`, `body_rows`: a body over 8 KiB in 4 KiB rows, `schema`, `migrate`, `migrate_notify`: asking systemd for time during a migration, `due_cap`: due times of a previous run brought in at start-up, `left_behind`: an embedded store at `store.path` of a cluster relay, …; `nats`: `topology`: the registered routes and subscribers, `lost`: streams or buckets gone while serving, set up again (sequences past the old results), `consumer`: where a subscriber's consumer starts, one lost created again, `early`, `by_key`: the event holding a dedupe key, `tasks`, `task_query`, `torn_task`: unreadable expected-task rows, …) |
-//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `failure_log`: which failed attempts are logged at `warn`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `verify_media`: the media of a callback whose route stopped verifying, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
+//! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `verify_media`: the media of a callback whose route stopped verifying, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
 //! | retention sweeps | [`retention`] |
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests, DNS rebinding and admin token guessing | [`admin`] (`guard`, `ui`, `endpoint`: the endpoints, the methods and query parameters each takes, the `405` with `Allow`) |
 //! | Prometheus metrics | [`metrics`] |
@@ -37,6 +37,7 @@
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |
 //! | an error and its causes on one line (HTTP clients' errors in logs and answers) | [`error_chain`] |
+//! | which occurrences of a failure that keeps coming are logged at `warn` (a subscriber's failed attempts, a key the provider refuses) | [`failure_log`] |
 //! | the outgoing HTTP clients' stall guard: a connection whose peer takes nothing sent for the request's timeout is closed (subscribers, `forward`'s local service and relay, S3) | `stall` |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -51,6 +52,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod error_chain;
+pub mod failure_log;
 pub mod forward;
 pub mod ingest;
 pub mod logging;

@@ -253,6 +253,35 @@ async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
     h.shutdown().await;
 }
 
+/// A refused key shows in the log at its first refused poll, not at every
+/// poll of every open task (three tasks, three polls each: one line; it was
+/// nine, and with a thousand open tasks ~33 lines a second). The longer
+/// intervals that follow: `failure_log`'s unit test. From review 48,
+/// media finding 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_logged_once_not_at_every_poll() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url())
+        .provider(common::route::Provider::new("not-the-key", &fake.url()));
+    let (cfg, _) = tasks_config(dir.path(), vec![route]);
+    let bin = Bin::start(&cfg.write(), &[]);
+    for id in ["rL1", "rL2", "rL3"] {
+        fake.set_record(Product::Runway, id, json!({"taskId": id, "state": "generating"}));
+        registered(bin.admin, "runway", id).await;
+    }
+    for id in ["rL1", "rL2", "rL3"] {
+        polled(&fake, id, 3).await;
+        assert!(fake.status_requests(id) >= 3, "{id} not polled three times");
+    }
+    let log = bin.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("check provider.api_key")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("ERROR") && lines[0].contains("401"), "{log}");
+    assert!(!log.contains("not-the-key"), "the key is not logged");
+}
+
 /// On a route that both reconciles and verifies by fetch, a
 /// terminal callback that the verifier later holds as `unverified` (the
 /// provider's record disagrees: a forged body with a replayed signature)

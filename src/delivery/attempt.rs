@@ -47,7 +47,7 @@ pub(super) struct Attempter {
     /// Whether it may still send (a reload's handover may drop it before).
     pub phase: Arc<super::handover::Phase>,
     /// Which of the subscriber's failures are logged at `warn`.
-    pub failures: Arc<super::failure_log::FailureLog>,
+    pub failures: Arc<crate::failure_log::FailureLog>,
 }
 
 /// Whether a callback passes the subscriber's filter (push and pull alike).
@@ -179,7 +179,7 @@ impl Attempter {
             ),
             _ => {
                 if matches!(outcome, Outcome::Delivered) {
-                    self.failures.delivered();
+                    self.failures.succeeded();
                 }
                 tracing::info!(
                     subscriber = %sub.name, event = %id, attempt = number, status, ms = elapsed.as_millis() as u64,

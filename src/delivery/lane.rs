@@ -168,7 +168,7 @@ pub(super) async fn run(
     let labels = metrics.sub(&name);
     let signal = source.signal();
     let mut circuit = Circuit::new(lane.subscriber().circuit_threshold);
-    let failures = Arc::new(super::failure_log::FailureLog::default());
+    let failures = Arc::new(crate::failure_log::FailureLog::default());
     let mut tasks: JoinSet<(Health, bool)> = JoinSet::new();
     // Each attempt's ticket, when it was spawned (the circuit tells probes
     // from stale requests) and whether it is sending (for a handover).

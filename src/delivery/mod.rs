@@ -12,7 +12,6 @@
 pub mod attempt;
 pub mod circuit;
 mod client;
-mod failure_log;
 mod handover;
 mod held;
 mod lane;

@@ -97,12 +97,23 @@ struct Inner {
     cfg: ClientConfig,
     limits: Limits,
     health: Mutex<Health>,
+    /// The calls the provider refused for the key or account (401, 402,
+    /// 505): which of them the reconciler logs at `error`.
+    refused: crate::failure_log::FailureLog,
 }
 
 /// A client for one API key; cheap to clone, safe to share.
 #[derive(Clone)]
 pub struct ProviderClient {
     inner: Arc<Inner>,
+}
+
+impl ProviderClient {
+    /// The calls refused for the key or account (see [`crate::failure_log`]):
+    /// shared by every route and task that uses the key.
+    pub fn refusals(&self) -> &crate::failure_log::FailureLog {
+        &self.inner.refused
+    }
 }
 
 impl fmt::Debug for ProviderClient {
@@ -131,6 +142,7 @@ impl ProviderClient {
                 cfg,
                 limits,
                 health: Mutex::new(Health::default()),
+                refused: Default::default(),
             }),
         })
     }

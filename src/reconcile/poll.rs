@@ -10,7 +10,8 @@
 //!
 //! A wrong key or an account problem (401, 402, 505) is not the task's
 //! fault: the task keeps its schedule (and `give_up`) while the operator
-//! fixes the key, and every poll logs the error.
+//! fixes the key; the first such poll logs the error, then less and less
+//! often while it lasts (see [`crate::failure_log`]).
 
 use std::time::Duration;
 
@@ -42,7 +43,11 @@ pub async fn poll(app: &App, task: Task) {
     // paced (a 429, a 455, or the relay's own pause or pacing, the call then
     // never sent): that says nothing about the task.
     let mut held_back = false;
-    let update = match client.record(product, &task.task_id).await {
+    let answer = client.record(product, &task.task_id).await;
+    if answer.is_ok() {
+        client.refusals().succeeded();
+    }
+    let update = match answer {
         Ok(record) if record.stage().is_terminal() => {
             app.metrics.task_poll(&route.name, "terminal");
             let mut stored = super::recover::append(app, route, &record).await;
@@ -109,8 +114,15 @@ pub async fn poll(app: &App, task: Task) {
                             "{}; polled again on its schedule until the key or account is fixed (or give_up)",
                             e.cause()
                         );
-                        tracing::error!(route = %route.name, task_id = %task.task_id, error = %error,
-                            "the provider refused the route's API key or account; check provider.api_key");
+                        // Once, then less and less often while it lasts
+                        // (each open task's polls would flood the log).
+                        match client.refusals().failed() {
+                            Some(w) => tracing::error!(route = %route.name, task_id = %task.task_id, error = %error,
+                                refused_since_last_error = w.quiet, next_error_in_s = w.next_in.as_secs(),
+                                "the provider refused the route's API key or account; check provider.api_key"),
+                            None => tracing::debug!(route = %route.name, task_id = %task.task_id, error = %error,
+                                "the provider refused the route's API key or account; check provider.api_key"),
+                        }
                         error
                     } else {
                         tracing::info!(route = %route.name, task_id = %task.task_id, error = %e, "poll failed; will retry");

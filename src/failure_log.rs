@@ -1,11 +1,13 @@
-//! Which failed attempts of a push subscriber are logged at `warn`: its
-//! first, then less and less often while it keeps failing (1, 2, 4 …
-//! minutes apart, at most an hour), each naming how many failed since the
-//! last such line (those at `debug`); a delivered attempt brings the
-//! interval back to a minute. A wrong URL or a subscriber that is down
-//! shows in the log at once, not only when its circuit opens or a delivery
-//! gives up, and neither a failing backlog nor the circuit's probes of a
-//! subscriber down for days flood the log.
+//! Which occurrences of a failure that keeps coming are logged at `warn`
+//! (or `error`): the first, then less and less often while it keeps
+//! failing (1, 2, 4 … minutes apart, at most an hour), each naming how many
+//! failed since the last such line (those at `debug`); a success brings the
+//! interval back to a minute. Kept per push subscriber (its failed
+//! attempts: a wrong URL or a subscriber that is down shows in the log at
+//! once, not only when its circuit opens or a delivery gives up, and
+//! neither a failing backlog nor the circuit's probes of a subscriber down
+//! for days flood the log) and per provider key (polls the provider refuses
+//! for the key or account: one line per open task and poll flooded the log).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -18,12 +20,12 @@ pub const EVERY: Duration = Duration::from_secs(60);
 /// The longest, while it keeps failing.
 pub const AT_MOST: Duration = Duration::from_secs(3600);
 
-/// One subscriber's (its lane's): shared by its attempts.
+/// One subscriber's (its lane's, shared by its attempts) or one key's.
 #[derive(Default)]
 pub struct FailureLog {
     state: Mutex<State>,
-    /// A failure since the last delivered attempt (a delivery takes no lock
-    /// while there is none).
+    /// A failure since the last success (a success takes no lock while
+    /// there is none).
     failing: AtomicBool,
 }
 
@@ -34,8 +36,8 @@ struct State {
     every: Option<Duration>,
     /// Failures since the last `warn` line, not logged at `warn`.
     quiet: u64,
-    /// An attempt was delivered since the last `warn` line.
-    delivered: bool,
+    /// A success since the last `warn` line.
+    succeeded: bool,
 }
 
 /// A failure to log at `warn`.
@@ -48,8 +50,8 @@ pub struct Warn {
 }
 
 impl FailureLog {
-    /// A failed attempt that will be retried: `Some` when it is to be
-    /// logged at `warn`; `None` when it is only for `debug`.
+    /// A failure (an attempt that will be retried, a refused poll): `Some`
+    /// when it is to be logged at `warn`; `None` when it is only for `debug`.
     pub fn failed(&self) -> Option<Warn> {
         self.failing.store(true, Ordering::Relaxed);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -63,10 +65,10 @@ impl FailureLog {
             last => {
                 // Failing on since the last line: the next one later.
                 let next_in = match last {
-                    Some(_) if !s.delivered => (every * 2).min(AT_MOST),
+                    Some(_) if !s.succeeded => (every * 2).min(AT_MOST),
                     _ => EVERY,
                 };
-                s.delivered = false;
+                s.succeeded = false;
                 s.last = Some(now);
                 s.every = Some(next_in);
                 Some(Warn {
@@ -77,15 +79,15 @@ impl FailureLog {
         }
     }
 
-    /// A delivered attempt: the next failure may be logged a minute after
-    /// the last line.
-    pub fn delivered(&self) {
+    /// A success (a delivered attempt, an answered poll): the next failure
+    /// may be logged a minute after the last line.
+    pub fn succeeded(&self) {
         if !self.failing.swap(false, Ordering::Relaxed) {
             return;
         }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.every = None;
-        s.delivered = true;
+        s.succeeded = true;
     }
 }
 
@@ -116,7 +118,7 @@ mod tests {
         }
         assert_eq!(warned(&log), None);
         // Delivered again: the next failure a minute after the last line.
-        log.delivered();
+        log.succeeded();
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(warned(&log), Some((1, 60)));
     }
