@@ -113,3 +113,44 @@ async fn a_stop_acknowledges_through_a_short_relay_outage() {
         code.1
     );
 }
+
+/// A second SIGTERM (or Ctrl-C) while the stop waits for a slow local
+/// delivery stops at once (it was ignored: the stop took its whole grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
+    )
+    .await;
+    let arrived = Arc::new(AtomicBool::new(false));
+    let a = arrived.clone();
+    let local = Local::start(Arc::new(move |_, _| {
+        a.store(true, Ordering::SeqCst);
+        (200, Duration::from_secs(20))
+    }))
+    .await;
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(h.ingest_addrs[0], "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "30s"],
+    );
+    accepted(h.ingest_addrs[0], &runway("second-signal")).await;
+    fwd.until_local_has_it(&arrived, secs(15)).await;
+    fwd.signal_term();
+    let log = || fwd.log_text();
+    let deadline = Instant::now() + secs(5);
+    while !log().contains("a second signal stops at once") {
+        assert!(Instant::now() < deadline, "{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    let code = tokio::task::spawn_blocking(move || (fwd.term(secs(5)), fwd.log_text()))
+        .await
+        .unwrap();
+    assert_eq!(code.0, Some(130), "{}", code.1);
+    assert!(t0.elapsed() < secs(3), "{:?}", t0.elapsed());
+    assert!(code.1.contains("stopping at once"), "{}", code.1);
+}

@@ -235,8 +235,19 @@ pub fn main(opts: &Options) -> ExitCode {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            tracing::info!("stopping: no new pulls; finishing messages in progress");
+            tracing::info!("stopping: no new pulls; finishing messages in progress (a second signal stops at once)");
             let _ = stop_tx.send(true);
+            // A second Ctrl-C (or SIGTERM) does not wait for the grace: what
+            // was not acknowledged is offered again when its lease runs out.
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!(
+                "stopping at once (a second signal): messages in progress and acknowledgements not sent \
+                are offered again when their leases run out"
+            );
+            std::process::exit(130);
         });
         tracing::info!(relay = %url, "hookrelay forward starting");
         let shown = tokio::spawn({

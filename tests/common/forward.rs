@@ -238,13 +238,18 @@ impl Forwarder {
 
     /// SIGTERM, then wait for the exit (at most `limit`); the exit code.
     pub fn term(&mut self, limit: Duration) -> Option<i32> {
+        self.signal_term();
+        self.wait(limit)
+    }
+
+    /// Send SIGTERM, without waiting.
+    pub fn signal_term(&self) {
         let ok = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(ok.success());
-        self.wait(limit)
     }
 
     /// Wait for the process to exit (at most `limit`); its exit code.
