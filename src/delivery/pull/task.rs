@@ -75,7 +75,10 @@ pub(super) async fn run(
                 source.want_none();
             }
             st.confirm_ready(&mut source).await;
-            st.hand_out(now);
+            // Leased from now: the fill may have taken long (a route that
+            // verifies by fetch, asking a slow provider), and a lease counted
+            // from before it would be born short, or already over.
+            st.hand_out(Instant::now());
         } else {
             // Nobody pulls through this relay: take nothing from the shared
             // cursor (in cluster mode), so the pullers of other relays get it.
