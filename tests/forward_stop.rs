@@ -14,6 +14,11 @@ use common::*;
 
 const TOKEN: &str = "stop-pull-token";
 
+/// A relay with pull subscriber `laptop` (a 60 s lease, an hour's retry).
+async fn relay(dir: &std::path::Path) -> hookrelay::Handle {
+    start(&TestConfig::new(dir).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)]))).await
+}
+
 /// The local service answers `200` at once, then dribbles its body (a byte
 /// every 50 ms of 2,000) over the forwarder's 30 s `--timeout`; the forwarder
 /// is stopped meanwhile. The message is delivered (not released, not
@@ -21,10 +26,7 @@ const TOKEN: &str = "stop-pull-token";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2xx_whose_body_is_slow_is_acknowledged_before_a_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
-    )
-    .await;
+    let h = relay(dir.path()).await;
     let local = RawSub::start(|_| RawAnswer::Drip {
         head: b"HTTP/1.1 200 OK\r\ncontent-length: 2000\r\n\r\n",
         bytes: 2000,
@@ -72,10 +74,7 @@ async fn a_2xx_whose_body_is_slow_is_acknowledged_before_a_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_acknowledges_through_a_short_relay_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
-    )
-    .await;
+    let h = relay(dir.path()).await;
     let (proxy, on) = crate::forward_acks::switchable_proxy(h.ingest_addrs[0]).await;
     let arrived = Arc::new(AtomicBool::new(false));
     let a = arrived.clone();
@@ -119,10 +118,7 @@ async fn a_stop_acknowledges_through_a_short_relay_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)])),
-    )
-    .await;
+    let h = relay(dir.path()).await;
     let arrived = Arc::new(AtomicBool::new(false));
     let a = arrived.clone();
     let local = Local::start(Arc::new(move |_, _| {

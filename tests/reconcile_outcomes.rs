@@ -232,34 +232,14 @@ async fn a_success_record_without_its_result_urls_is_polled_again() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_refused_key_keeps_polling_and_does_not_say_giving_up() {
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &sub.url())
-        .provider(common::route::Provider::new("not-the-key", &fake.url()));
-    let (cfg, _) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
-    fake.set_record(Product::Runway, "rK", json!({"taskId": "rK", "state": "generating"}));
-    registered(h.admin_addr, "runway", "rK").await;
-    polled(&fake, "rK", 3).await;
-    let t = task(h.admin_addr, "rK").await;
-    assert_eq!(t["state"], "polling", "{t}");
-    let error = t["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("unauthorized (code 401"), "{t}");
-    assert!(!error.contains("giving up"), "the task is not given up: {error}");
-    assert!(error.contains("until the key or account is fixed"), "{error}");
-    h.shutdown().await;
-}
-
-/// A refused key shows in the log at its first refused poll, not at every
-/// poll of every open task (three tasks, three polls each: one line; it was
+/// A refused key keeps its tasks polling (not given up, `last_error` says
+/// so), and shows in the log at its first refused poll, not at every poll
+/// of every open task (three tasks, three polls each: one line; it was
 /// nine, and with a thousand open tasks ~33 lines a second). The longer
 /// intervals that follow: `failure_log`'s unit test. From review 48,
 /// media finding 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_key_is_logged_once_not_at_every_poll() {
+async fn a_refused_key_keeps_polling_and_is_logged_once_not_at_every_poll() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
@@ -275,6 +255,12 @@ async fn a_refused_key_is_logged_once_not_at_every_poll() {
         polled(&fake, id, 3).await;
         assert!(fake.status_requests(id) >= 3, "{id} not polled three times");
     }
+    let t = task(bin.admin, "rL1").await;
+    assert_eq!(t["state"], "polling", "{t}");
+    let error = t["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("unauthorized (code 401"), "{t}");
+    assert!(!error.contains("giving up"), "the task is not given up: {error}");
+    assert!(error.contains("until the key or account is fixed"), "{error}");
     let log = bin.log_text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("check provider.api_key")).collect();
     assert_eq!(lines.len(), 1, "{log}");

@@ -334,6 +334,12 @@ fn after_archive_is_read_and_warned_about_where_nothing_is_archived() {
     assert!(!c.routes[0].subscribers[0].after_archive);
 }
 
+fn warns_store_path(c: &Config) -> bool {
+    c.warnings
+        .iter()
+        .any(|w| w.contains("key `media.store`: it is store.path"))
+}
+
 /// A `media.store` that is a file (or under one) is refused as
 /// `store.path` is (`run` failed at start); one that is `store.path`
 /// itself is warned about (it started before).
@@ -348,25 +354,13 @@ fn a_media_store_that_is_a_file_is_refused_and_one_at_store_path_warned_about() 
     }
     let text = cfg("", "store = \"/var/lib/hookrelay\"", "");
     let c = parse(&text).unwrap();
-    assert!(
-        c.warnings
-            .iter()
-            .any(|w| w.contains("key `media.store`: it is store.path")),
-        "{:?}",
-        c.warnings
-    );
+    assert!(warns_store_path(&c), "{:?}", c.warnings);
     // Both relative, from a config file named by a relative path (`run -c
     // h.toml`): the same directory (store.path is made absolute: media.store
     // must be too, or they no longer compare equal).
     let text = cfg("", "store = \"data\"", "").replace("path = \"/var/lib/hookrelay\"", "path = \"data\"");
     let c = Config::parse(Path::new("h.toml"), &text).unwrap();
-    assert!(
-        c.warnings
-            .iter()
-            .any(|w| w.contains("key `media.store`: it is store.path")),
-        "{:?}",
-        c.warnings
-    );
+    assert!(warns_store_path(&c), "{:?}", c.warnings);
     // The default, under store.path: no warning.
     let c = parse(&cfg("", "", "")).unwrap();
     assert!(

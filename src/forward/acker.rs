@@ -47,6 +47,20 @@ pub struct Finished {
     pub attempt: u32,
 }
 
+impl Finished {
+    /// A message delivered here before, whose acknowledgement the relay did
+    /// not confirm, offered again (`attempt`): acknowledged, not posted.
+    pub fn delivered_before(id: String, keep_until: Instant, attempt: u32) -> Finished {
+        Finished {
+            id,
+            end: End::Delivered,
+            local: None,
+            keep_until,
+            attempt,
+        }
+    }
+}
+
 /// Until when the relay may still take the answer to a message pulled at
 /// `pulled` with a lease of `lease_ms` (unknown from an older relay: the
 /// longest lease there is): its lease, then its lapse, which is at most one

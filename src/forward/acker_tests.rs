@@ -106,16 +106,7 @@ const HANDED_BACK: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4Q";
 /// Run the acker against `url` with one delivered, one released and one
 /// handed-back message (the local service answered 503); what the relay accepted.
 async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) -> Vec<serde_json::Value> {
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
-    let relay = Relay::new(
-        url.parse().unwrap(),
-        Secret::new("t"),
-        tls,
-        "fwd-1".into(),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let relay = relay_at(&url);
     let (tx, rx) = mpsc::channel(8);
     let done = |id: &str, end, local| Finished {
         id: id.into(),
@@ -133,7 +124,7 @@ async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) ->
         tx.send(f).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(Arc::new(relay), rx, Arc::default()))
+    tokio::time::timeout(Duration::from_secs(10), run(relay, rx, Arc::default()))
         .await
         .unwrap();
     let got = accepted.lock().unwrap().clone();
@@ -545,16 +536,7 @@ async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
         (200, format!(r#"{{"acknowledged":{n},"retried":0,"dead":0}}"#), true)
     })
     .await;
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
-    let relay = Relay::new(
-        url.parse().unwrap(),
-        Secret::new("t"),
-        tls,
-        "fwd-1".into(),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let relay = relay_at(&url);
     let (tx, rx) = mpsc::channel(1000);
     for n in 0..1000u32 {
         let mut f = delivered(&format!("evt_01M8G5S0QD2RJZ9GWMEC{n:06}"), Duration::from_secs(60));
@@ -562,7 +544,7 @@ async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
         tx.send(f).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(Arc::new(relay), rx, Arc::default()))
+    tokio::time::timeout(Duration::from_secs(10), run(relay, rx, Arc::default()))
         .await
         .unwrap();
     let lengths = lengths.lock().unwrap().clone();

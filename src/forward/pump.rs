@@ -276,14 +276,7 @@ async fn release_unstarted(
             continue;
         }
         active.take(&m.id);
-        let f = Finished {
-            id: m.id,
-            end: End::Delivered,
-            local: None,
-            keep_until,
-            attempt: m.attempt,
-        };
-        let _ = done.send(f).await;
+        let _ = done.send(Finished::delivered_before(m.id, keep_until, m.attempt)).await;
     }
 }
 
@@ -370,14 +363,7 @@ impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
         let (finished, rest) = if already {
             self.status.acknowledged_again(&m.id, m.attempt);
-            let f = Finished {
-                id: m.id,
-                end: End::Delivered,
-                local: None,
-                keep_until,
-                attempt: m.attempt,
-            };
-            (f, None)
+            (Finished::delivered_before(m.id, keep_until, m.attempt), None)
         } else {
             deliver(&self.local, &self.status, m, keep_until).await
         };
