@@ -77,7 +77,8 @@ async fn a_404_with_a_provider_key_gets_its_tries_and_its_query_stays_hidden() {
     let keyed = preset_route("runway", "kie-runway")
         .provider(Provider::new(fake.api_key(), &fake.url()))
         .subscriber(Subscriber::new("s", DOWN));
-    // A key the provider refuses: the URL fails at once, with that reason.
+    // A key the provider refuses: three tries too (it may be fixed
+    // meanwhile), then failed with that reason.
     let wrong_key = preset_route("wrongkey", "kie-runway")
         .provider(Provider::new("not-the-key", &fake.url()))
         .subscriber(Subscriber::new("w", DOWN));
@@ -122,7 +123,7 @@ async fn a_404_with_a_provider_key_gets_its_tries_and_its_query_stays_hidden() {
     );
     let media = wait_final(h.admin_addr, &refused_id, WAIT).await;
     let m = &media[0];
-    assert_eq!((&m["state"], &m["attempts"]), (&"failed".into(), &1.into()), "{m}");
+    assert_eq!((&m["state"], &m["attempts"]), (&"failed".into(), &3.into()), "{m}");
     assert!(m["error"].as_str().unwrap().contains("401"), "{m}");
     h.shutdown().await;
 }

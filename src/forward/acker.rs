@@ -118,10 +118,10 @@ impl OldRelay {
     }
 }
 
-/// The acknowledgement's size in bytes, about, without and with `local`.
-fn sizes(ids: usize, attempts: bool, local: &std::collections::BTreeMap<String, LocalAnswer>) -> (usize, usize) {
-    // An id in its list (33), and its attempt number (at most 44).
-    let base = 64 + ids * if attempts { 33 + ATTEMPT_BYTES } else { 33 };
+/// The acknowledgement's size in bytes, about, without and with `local`:
+/// `ids` in their lists, `attempt_bytes` for their attempt numbers.
+fn sizes(ids: usize, attempt_bytes: usize, local: &std::collections::BTreeMap<String, LocalAnswer>) -> (usize, usize) {
+    let base = 64 + ids * 33 + attempt_bytes;
     let extra: usize = local
         .iter()
         .map(|(id, a)| id.len() + 40 + a.error.as_ref().map_or(0, |e| e.len() * 2))
@@ -230,7 +230,12 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                     true => Default::default(),
                 };
             // The answers are extra: they never make an acknowledgement too large.
-            if sizes(sent, with_attempts, &local).1 > LOCAL_BUDGET {
+            // `"evt_…":N,` each.
+            let attempt_bytes = match with_attempts {
+                true => part.iter().map(|f| f.id.len() + 4 + f.attempt.to_string().len()).sum(),
+                false => 0,
+            };
+            if sizes(sent, attempt_bytes, &local).1 > LOCAL_BUDGET {
                 local.clear();
             }
             let attempts: std::collections::BTreeMap<String, u32> = match with_attempts {

@@ -239,15 +239,24 @@ pub fn main(opts: &Options) -> ExitCode {
             let _ = stop_tx.send(true);
             // A second Ctrl-C (or SIGTERM) does not wait for the grace: what
             // was not acknowledged is offered again when its lease runs out.
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            // One within a second of the first is the same one sent twice (a
+            // wrapper forwarding the terminal's Ctrl-C to its process group).
+            let first = tokio::time::Instant::now();
+            let code = loop {
+                let code = tokio::select! {
+                    _ = term.recv() => 143,
+                    _ = int.recv() => 130,
+                };
+                if first.elapsed() >= std::time::Duration::from_secs(1) {
+                    break code;
+                }
+            };
             tracing::warn!(
-                "stopping at once (a second signal): messages in progress and acknowledgements not sent \
-                are offered again when their leases run out"
+                "stopping at once (a second signal): messages being delivered, and those delivered whose \
+                 acknowledgement was not sent, are offered again when their leases run out (a failed attempt each; \
+                 the local service may get them again)"
             );
-            std::process::exit(130);
+            std::process::exit(code);
         });
         tracing::info!(relay = %url, "hookrelay forward starting");
         let shown = tokio::spawn({

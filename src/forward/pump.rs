@@ -80,6 +80,10 @@ impl Pump {
         let mut result = Ok(());
         let mut lease_checked = false;
         let mut slow = SlowAnswers::default();
+        // When the stop was seen while a pull's answer was arriving: the
+        // stop's grace counts from then (one grace for the answer and the
+        // deliveries, inside the unit's `TimeoutStopSec`).
+        let mut stop_seen = None;
         loop {
             while deliveries.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -112,16 +116,19 @@ impl Pump {
                     tokio::pin!(body);
                     tokio::select! {
                         r = &mut body => r,
-                        _ = stop.changed() => tokio::time::timeout(STOP_GRACE, &mut body)
-                            .await
-                            .unwrap_or_else(|_| Err(RelayError::Away("stopped while the answer was arriving".into()))),
+                        _ = stop.changed() => {
+                            let seen = *stop_seen.get_or_insert_with(tokio::time::Instant::now);
+                            tokio::time::timeout_at(seen + STOP_GRACE, &mut body)
+                                .await
+                                .unwrap_or_else(|_| Err(RelayError::Away("stopped while the answer was arriving".into())))
+                        }
                     }
                 }
                 Err(e) => Err(e),
             };
             if *stop.borrow() {
                 if let Ok(answer) = pulled {
-                    release_unstarted(answer, head_at, &active, &self.unacked, &done_tx).await;
+                    release_unstarted(answer, head_at, &active, &self.unacked, &done_tx, &self.status).await;
                 }
                 break;
             }
@@ -207,8 +214,11 @@ impl Pump {
             }
         }
         // Stop: let deliveries in progress finish for a while, hand back the rest.
-        let stopped_at = tokio::time::Instant::now();
-        let _ = tokio::time::timeout(STOP_GRACE, async { while deliveries.join_next().await.is_some() {} }).await;
+        let stopped_at = stop_seen.unwrap_or_else(tokio::time::Instant::now);
+        let _ = tokio::time::timeout_at(stopped_at + STOP_GRACE, async {
+            while deliveries.join_next().await.is_some() {}
+        })
+        .await;
         deliveries.abort_all();
         while deliveries.join_next().await.is_some() {}
         hand_over(&active, &done_tx, &self.status).await;
@@ -250,7 +260,7 @@ impl SlowAnswers {
         tracing::warn!(
             took_ms = took.as_millis() as u64,
             lease_ms = lease.as_millis() as u64,
-            "the relay's answer took more than half the subscriber's lease to arrive (a slow link, large \
+            "the relay's answer took half the subscriber's lease or more to arrive (a slow link, large \
              callbacks): raise the subscriber's lease (a message whose lease runs out on the way is offered again, \
              a failed attempt), or lower --concurrency for smaller answers"
         );
@@ -269,6 +279,7 @@ async fn release_unstarted(
     active: &Active,
     unacked: &Unacked,
     done: &mpsc::Sender<Finished>,
+    status: &Status,
 ) {
     let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
@@ -276,6 +287,7 @@ async fn release_unstarted(
             continue;
         }
         active.take(&m.id);
+        status.acknowledged_again(&m.id, m.attempt);
         let _ = done.send(Finished::delivered_before(m.id, keep_until, m.attempt)).await;
     }
 }

@@ -25,7 +25,6 @@ use super::storage::StoreError;
 use super::{archive_held, ArchiveError, DigestHold, DigestLocks, Stored};
 use crate::clock;
 use crate::metrics::Metrics;
-use crate::provider::ErrorKind;
 use crate::store::{MediaOutcome, MediaWork, Store, StoredFile};
 
 /// Why a try did not store the file.
@@ -191,24 +190,20 @@ async fn try_once(
             // A URL the provider's message quotes is shown without its
             // query (the provider client's doing, `media::shown::urls_shown`).
             let f = Failure {
-                message: format!("{gone}; asking the provider for a fresh URL failed: {}", pe.cause()),
+                message: format!(
+                    "{gone}; asking the provider for a fresh URL failed: {}",
+                    own_query_hidden(&pe.cause(), &w.url)
+                ),
                 retryable: pe.is_retryable(),
                 retry_after: pe.retry_after(),
                 wait: None,
             };
-            return Err(match pe.kind {
-                // Not asked (the provider busy, away): this try does not count.
-                _ if f.retryable => f,
-                // It will not refresh this URL (it has not expired, or it
-                // did not make it): the status is the answer, as without a key.
-                ErrorKind::Rejected | ErrorKind::NotFound => s.gone.counted(f, &w.url),
-                // The key itself (wrong, no credits, disabled), or a request
-                // refused: final, as it would be for any URL.
-                _ => {
-                    s.gone.forget(&w.url);
-                    f
-                }
-            });
+            // Not asked (the provider busy, away): this try does not count.
+            // Refused (it will not refresh this URL, which has not expired
+            // or is not its own; or the key: wrong, out of credits, which an
+            // operator may fix meanwhile): counted as the gone answer it
+            // follows, so the URL gets its three tries before it fails.
+            return Err(if f.retryable { f } else { s.gone.counted(f, &w.url) });
         }
     };
     tracing::info!(url = %shown(&w.url), "media URL expired; downloading the fresh URL the provider gave");
@@ -228,6 +223,22 @@ async fn try_once(
             }
             Err(s.gone.counted(f, &w.url))
         }
+    }
+}
+
+/// `text` without `url`'s query where it is quoted alone (a URL quoted
+/// whole is shown without it already: `urls_shown`). Only a query long
+/// enough to be a signature is looked for (a short one would match words).
+fn own_query_hidden(text: &str, url: &str) -> String {
+    let query = url
+        .split('#')
+        .next()
+        .unwrap_or(url)
+        .split_once('?')
+        .map_or("", |(_, q)| q);
+    match query.len() >= 16 {
+        true => text.replace(query, "…"),
+        false => text.to_string(),
     }
 }
 
@@ -308,5 +319,17 @@ pub(super) async fn run(
             tracing::error!(url = %url, error = %e, "cannot record the media result; it is tried again after a restart");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_asked_urls_query_is_hidden_where_quoted_alone() {
+        let url = "https://cdn.example/x.mp4?Signature=abcdef0123456789&Expires=1";
+        let said = "signature Signature=abcdef0123456789&Expires=1 has expired";
+        assert_eq!(super::own_query_hidden(said, url), "signature … has expired");
+        // A short query would match ordinary words: left alone.
+        assert_eq!(super::own_query_hidden("expired at 1", "https://h/x?1"), "expired at 1");
     }
 }

@@ -16,8 +16,10 @@ pub fn shown(url: &str) -> String {
 }
 
 /// `text` (a provider's message, which may quote a URL it was given or
-/// made) with every `http://` or `https://` URL in it [`shown`]: up to the
-/// next blank or quote, and to the end of a text cut off inside one.
+/// made) with every `http://` or `https://` URL in it [`shown`] (also one
+/// written with JSON's `\/`): up to the next blank, quote or bracket, and to
+/// the end of a text cut off inside one; punctuation that ends a sentence
+/// after it is kept.
 pub fn urls_shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -25,21 +27,23 @@ pub fn urls_shown(text: &str) -> String {
         out.push_str(&rest[..at]);
         let url = &rest[at..];
         let end = url
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']'))
             .unwrap_or(url.len());
-        out.push_str(&shown(url[..end].trim_end_matches('…')));
+        let token = url[..end].trim_end_matches(['.', ',', ';', ':', '!']);
+        out.push_str(&shown(&token.replace("\\/", "/")));
+        out.push_str(&url[token.len()..end]);
         rest = &url[end..];
     }
     out.push_str(rest);
     out
 }
 
-/// Where the next `http://` or `https://` starts (any case).
+/// Where the next `http://` or `https://` starts (any case, `/` or `\/`).
 fn url_start(s: &str) -> Option<usize> {
     let lower = s.to_ascii_lowercase();
-    [lower.find("http://"), lower.find("https://")]
+    ["http://", "https://", "http:\\/\\/", "https:\\/\\/"]
         .into_iter()
-        .flatten()
+        .filter_map(|p| lower.find(p))
         .min()
 }
 
@@ -72,6 +76,14 @@ mod tests {
                 "see https://h.example/x and http://h.example/y?… expired at 10:21".to_string(),
             ),
             ("no URL here ?sig=1".to_string(), "no URL here ?sig=1".to_string()),
+            (
+                "(https://h.example/a?s=1), expired; see https://h.example/b?t=2.".to_string(),
+                "(https://h.example/a?…), expired; see https://h.example/b?….".to_string(),
+            ),
+            (
+                r#"{"url":"https:\/\/h.example\/a.mp4?sig=Q"}"#.to_string(),
+                r#"{"url":"https://h.example/a.mp4?…"}"#.to_string(),
+            ),
         ] {
             assert_eq!(urls_shown(&said), shows);
         }

@@ -318,9 +318,14 @@ impl ProviderClient {
             call: call.to_string(),
             // A URL it quotes (a signed one: its query is a credential)
             // shown without its query, before the message is cut short.
-            message: clip(&crate::media::shown::urls_shown(
-                &self.inner.cfg.api_key.redact(&message),
-            )),
+            // (Then the key: a `<redacted>` would end a URL early.)
+            message: clip(
+                &self
+                    .inner
+                    .cfg
+                    .api_key
+                    .redact(&crate::media::shown::urls_shown(&message)),
+            ),
         };
         tracing::debug!(error = %err, "provider call failed");
         err
