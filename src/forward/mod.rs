@@ -13,8 +13,11 @@
 pub mod acker;
 #[cfg(test)]
 mod acker_tests;
+mod active;
 pub mod backoff;
 pub mod client;
+#[cfg(test)]
+mod client_tests;
 pub mod pump;
 #[cfg(test)]
 mod pump_tests;

@@ -5,14 +5,15 @@
 //! messages being delivered get a grace period to finish, the rest are
 //! handed back, the last acknowledgements are sent.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::acker::{self, End, Finished};
+pub(super) use super::active::Active;
+use super::active::Entry;
 use super::backoff::Backoff;
 use super::client::{Answer, Local, Relay, RelayError};
 use super::status::Status;
@@ -289,73 +290,6 @@ async fn release_unstarted(
         active.take(&m.id);
         status.acknowledged_again(&m.id, m.attempt);
         let _ = done.send(Finished::delivered_before(m.id, keep_until, m.attempt)).await;
-    }
-}
-
-/// Ids being delivered locally now: until when the relay takes their
-/// answer (raised when it leased one to us again meanwhile) and, once the
-/// local service answered, the outcome, kept here until the acker has it (a
-/// stop that cuts the task off while it waits for room sends it then).
-#[derive(Default)]
-pub(super) struct Active(Mutex<HashMap<String, Entry>>);
-
-struct Entry {
-    until: tokio::time::Instant,
-    /// The attempt number of the latest hand-out (its answer settles that one).
-    attempt: u32,
-    outcome: Option<Finished>,
-}
-
-impl Active {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `id` offered with an answer taken until `until`: true when it is not
-    /// being delivered here already (it is now), else its deadline is raised
-    /// (the new lease is the later one: the running delivery's answer is kept
-    /// for it).
-    pub(super) fn offer(&self, id: &str, until: tokio::time::Instant, attempt: u32) -> bool {
-        let mut map = self.map();
-        match map.get_mut(id) {
-            Some(e) => {
-                e.until = e.until.max(until);
-                e.attempt = e.attempt.max(attempt);
-                if let Some(f) = &mut e.outcome {
-                    f.keep_until = f.keep_until.max(until);
-                    f.attempt = f.attempt.max(attempt);
-                }
-                false
-            }
-            None => {
-                map.insert(
-                    id.to_string(),
-                    Entry {
-                        until,
-                        attempt,
-                        outcome: None,
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    /// The outcome of a delivery, kept until [`Active::take`]; returned with
-    /// its deadline raised by a lease taken again meanwhile.
-    fn answered(&self, mut f: Finished) -> Finished {
-        if let Some(e) = self.map().get_mut(&f.id) {
-            f.keep_until = f.keep_until.max(e.until);
-            f.attempt = f.attempt.max(e.attempt);
-            e.outcome = Some(f.clone());
-        }
-        f
-    }
-
-    /// The outcome of `id`, taken to go to the acker now: as kept, with its
-    /// deadline raised by a lease taken again while it waited.
-    fn take(&self, id: &str) -> Option<Finished> {
-        self.map().remove(id)?.outcome
     }
 }
 
