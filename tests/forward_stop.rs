@@ -14,6 +14,18 @@ use common::*;
 
 const TOKEN: &str = "stop-pull-token";
 
+/// A local service answering `200` after `delay`; whether a message arrived.
+async fn answering_200_after(delay: Duration) -> (Local, Arc<AtomicBool>) {
+    let arrived = Arc::new(AtomicBool::new(false));
+    let a = arrived.clone();
+    let local = Local::start(Arc::new(move |_, _| {
+        a.store(true, Ordering::SeqCst);
+        (200, delay)
+    }))
+    .await;
+    (local, arrived)
+}
+
 /// A relay with pull subscriber `laptop` (a 60 s lease, an hour's retry).
 async fn relay(dir: &std::path::Path) -> hookrelay::Handle {
     start(&TestConfig::new(dir).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)).retry([secs(3600)]))).await
@@ -76,13 +88,7 @@ async fn a_stop_acknowledges_through_a_short_relay_outage() {
     let dir = tempfile::tempdir().unwrap();
     let h = relay(dir.path()).await;
     let (proxy, on) = crate::forward_acks::switchable_proxy(h.ingest_addrs[0]).await;
-    let arrived = Arc::new(AtomicBool::new(false));
-    let a = arrived.clone();
-    let local = Local::start(Arc::new(move |_, _| {
-        a.store(true, Ordering::SeqCst);
-        (200, Duration::from_millis(500))
-    }))
-    .await;
+    let (local, arrived) = answering_200_after(Duration::from_millis(500)).await;
     let mut fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("blip")).await;
     fwd.until_local_has_it(&arrived, secs(15)).await;
@@ -119,13 +125,7 @@ async fn a_stop_acknowledges_through_a_short_relay_outage() {
 async fn a_second_signal_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let h = relay(dir.path()).await;
-    let arrived = Arc::new(AtomicBool::new(false));
-    let a = arrived.clone();
-    let local = Local::start(Arc::new(move |_, _| {
-        a.store(true, Ordering::SeqCst);
-        (200, Duration::from_secs(20))
-    }))
-    .await;
+    let (local, arrived) = answering_200_after(Duration::from_secs(20)).await;
     let mut fwd = Forwarder::start(
         dir.path(),
         &pull_url(h.ingest_addrs[0], "laptop"),
