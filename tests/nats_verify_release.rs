@@ -112,6 +112,19 @@ async fn an_event_replay_that_did_not_queue_releases_nothing_for_a_later_dead_le
     })
     .await;
     assert_eq!(held["subscribers"][0]["state"], "dead", "{held}");
+    // Its dead letter is published after its result row is written: listed
+    // before the replay below looks for it (a loaded machine showed the row
+    // dead, the letter not yet published, and the replay found nothing).
+    let listed = admin_until(h.admin_addr, "/api/dead-letters", secs(30), |d| {
+        d["dead_letters"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|l| l["event"] == id.as_str()))
+    })
+    .await;
+    assert!(
+        listed["dead_letters"].as_array().is_some_and(|a| !a.is_empty()),
+        "{listed}"
+    );
     // The event replay's mark, left without its message, its grace over.
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     let kv = js.get_key_value("hr_results").await.unwrap();
