@@ -10,6 +10,7 @@
 //! `tests/console/lists.mjs`: lists cut at a limit say so and lead to the
 //! rest, and a pull subscriber's last pull and leases are shown.
 //! `tests/console/race.mjs`: a late answer to an older search is not shown.
+//! `tests/console/media.mjs`: an event's failed media archived again.
 
 use crate::common;
 
@@ -236,5 +237,33 @@ async fn a_late_answer_to_an_older_search_is_not_shown() {
     }
     let env = [("ADMIN_URL", format!("http://{}", h.admin_addr))];
     browser::run_script("race.mjs", &env, secs(60), "RACE OK").await;
+    h.shutdown().await;
+}
+
+/// The event page of a callback whose media failed offers to archive it
+/// again (`tests/console/media.mjs`): the button's request reaches the
+/// relay, the file (there by now) is stored, and the page shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_media_url_is_archived_again_from_the_event_page() {
+    let _ = browser::chromium();
+    let files = common::files::FileServer::start(std::net::Ipv4Addr::LOCALHOST.into()).await;
+    let url = files.url("/k/late.mp4"); // 404 until the file is put there
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("now", sub.url()));
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(100), ms(100)])).route(route);
+    let h = start(&cfg).await;
+    let body =
+        serde_json::json!({"code": 200, "msg": "ok", "data": {"task_id": "a", "video_url": url, "image_url": ""}});
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+    wait_final(h.admin_addr, &id, secs(30)).await;
+    files.bytes("/k/late.mp4", b"the late video", "video/mp4");
+    let env = [
+        ("ADMIN_URL", format!("http://{}", h.admin_addr)),
+        ("EVENT_ID", id.clone()),
+    ];
+    browser::run_script("media.mjs", &env, secs(90), "MEDIA OK").await;
+    let media = media_of(h.admin_addr, &id).await;
+    assert_eq!(item(&media, &url)["state"], "stored", "{media:#?}");
     h.shutdown().await;
 }

@@ -141,6 +141,50 @@ async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
     h.shutdown().await;
 }
 
+/// An operator's retry of a failed URL in cluster mode, a minute or two
+/// after its first work message (within JetStream's de-duplication window,
+/// which dropped a second message under the same id): the URL is fetched
+/// again, and a replay made meanwhile waits for it and carries the file.
+#[tokio::test]
+async fn a_failed_url_is_archived_again_on_request() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let url = files.url("/k/late.mp4"); // 404 until the file is put there
+    let later_sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route =
+        preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
+        .route(route)
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-r", &url, "").to_string(),
+    )
+    .await;
+    let got = later_sub
+        .wait_for(secs(30), "the first delivery", |r| r.len() == 1)
+        .await;
+    assert_eq!(media_header(got[0].header("hookrelay-media"))[0]["state"], "failed");
+
+    files.bytes("/k/late.mp4", b"the late video", "video/mp4");
+    let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/media/retry")).await;
+    assert_eq!(st, http::StatusCode::OK, "{v}");
+    assert_eq!(v["retried"], 1, "{v}");
+    let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(st, http::StatusCode::OK, "{v}");
+    let got = later_sub.wait_for(secs(30), "the replay", |r| r.len() == 2).await;
+    let header = media_header(got[1].header("hookrelay-media"));
+    assert_eq!(header[0]["state"], "stored", "{header:#?}");
+    assert_eq!(header[0]["sha256"], sha256_hex(b"the late video"));
+    let (_, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/media/retry")).await;
+    assert_eq!(v["retried"], 0, "a stored URL is not fetched again: {v}");
+    assert_eq!(files.hits("/k/late.mp4"), 4);
+    h.shutdown().await;
+}
+
 /// A stored URL named again by a later callback starts its retention again
 /// (as on a single host): media retention with a cutoff between the two
 /// callbacks keeps the URL and its file, so the later event's deliveries

@@ -62,6 +62,7 @@ mod media_local;
 mod media_low_space;
 mod media_policy;
 mod media_retention;
+mod media_retry;
 mod media_room_held;
 mod media_s3;
 mod media_s3_faults;

@@ -24,6 +24,8 @@ pub(super) enum Endpoint<'a> {
     Subscribers,
     Media,
     MediaFile(&'a str),
+    /// POST: the event's failed media URLs archived again.
+    RetryMedia(&'a str),
     /// GET lists the expected tasks, POST registers one.
     Tasks,
     Task(&'a str),
@@ -42,6 +44,7 @@ impl<'a> Endpoint<'a> {
             ["api", "events"] => Endpoint::Events,
             ["api", "events", id] => Endpoint::Event(id),
             ["api", "events", id, "replay"] => Endpoint::Replay(id),
+            ["api", "events", id, "media", "retry"] => Endpoint::RetryMedia(id),
             ["api", "dead-letters"] => Endpoint::DeadLetters,
             ["api", "dead-letters", "replay"] => Endpoint::ReplayDead,
             ["api", "subscribers"] => Endpoint::Subscribers,
@@ -69,7 +72,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Media
             | Endpoint::MediaFile(_)
             | Endpoint::Task(_) => "GET, HEAD",
-            Endpoint::Replay(_) | Endpoint::ReplayDead | Endpoint::Submit(_) => "POST",
+            Endpoint::Replay(_) | Endpoint::ReplayDead | Endpoint::RetryMedia(_) | Endpoint::Submit(_) => "POST",
             Endpoint::Tasks => "GET, HEAD, POST",
         }
     }
@@ -93,7 +96,11 @@ impl<'a> Endpoint<'a> {
             Endpoint::Tasks => &["route", "state", "limit"],
             Endpoint::Task(_) => &["route"],
             Endpoint::Submit(_) => &["endpoint"],
-            Endpoint::Status | Endpoint::Subscribers | Endpoint::Event(_) | Endpoint::MediaFile(_) => &[],
+            Endpoint::Status
+            | Endpoint::Subscribers
+            | Endpoint::Event(_)
+            | Endpoint::MediaFile(_)
+            | Endpoint::RetryMedia(_) => &[],
         })
     }
 }

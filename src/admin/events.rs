@@ -12,7 +12,7 @@ use crate::config::Signature;
 use crate::state::App;
 use crate::store::{Event, EventFilter, EventId, EventQuery, TaskOf};
 
-fn parse_id(id: &str) -> Result<EventId, (StatusCode, String)> {
+pub(super) fn parse_id(id: &str) -> Result<EventId, (StatusCode, String)> {
     id.parse()
         .map_err(|_| (StatusCode::BAD_REQUEST, format!("invalid event id {id:?}")))
 }

@@ -1,4 +1,5 @@
 //! `/api/media?event=ID` (an event's media URLs and their states),
+//! `POST /api/events/{id}/media/retry` (its failed URLs archived again),
 //! `/api/media` (the archive at a glance: queue, recent results, waiting
 //! URLs) and `/api/media/{sha256}` (a stored file, streamed). URLs are shown
 //! without their query string: a signed URL's query is a credential.
@@ -49,6 +50,28 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         "recent": recent.iter().map(item).collect::<Vec<_>>(),
         "waiting": waiting.iter().map(item).collect::<Vec<_>>(),
     }))
+}
+
+/// `POST /api/events/{id}/media/retry`: the event's failed media URLs
+/// archived again, from the start of `media.retry` (their deliveries are
+/// not sent again by this: a replay of the event sends them once the
+/// media is final).
+pub(super) async fn retry(app: &App, id: &str) -> ApiResult {
+    let id = super::events::parse_id(id)?;
+    if app.store.event(id).await.map_err(internal)?.is_none() {
+        return Err((StatusCode::NOT_FOUND, format!("no event {id}")));
+    }
+    let Some(retried) = app.store.retry_media(id).await.map_err(internal)? else {
+        return Err((
+            StatusCode::CONFLICT,
+            format!(
+                "event {id} has no media in the archive: it named no media URL, \
+                 or its route archives media only once the callback is verified (not yet)"
+            ),
+        ));
+    };
+    tracing::info!(event = %id, retried, "media retry requested");
+    Ok(json!({ "event": id.to_string(), "retried": retried, "media": of_event(app, id).await? }))
 }
 
 /// The stored bytes of a file, streamed with its content type and length.

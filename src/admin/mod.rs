@@ -371,6 +371,7 @@ where
         Endpoint::Subscribers => subscribers::list(&app).await,
         Endpoint::Media => media::list(&app, &q).await,
         Endpoint::MediaFile(sha256) => return media::file(&app, sha256).await,
+        Endpoint::RetryMedia(id) => media::retry(&app, id).await,
         Endpoint::Tasks => tasks::list(&app, &q).await,
         Endpoint::Task(id) => tasks::show(&app, id, &q).await,
         // The health checks and the console's files are answered above at

@@ -252,6 +252,11 @@ pub enum AdminCommand {
         /// How many recent files at most
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Archive the event's failed URLs again, from the start of
+        /// media.retry (`hookrelay replay` then sends the event with the new
+        /// result to its after_archive subscribers)
+        #[arg(long, requires = "event")]
+        retry: bool,
     },
 }
 
@@ -377,6 +382,15 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
         AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),
+        AdminCommand::Media {
+            event: Some(id),
+            retry: true,
+            ..
+        } => (
+            Method::POST,
+            format!("/api/events/{}/media/retry", seg(id)),
+            render::render_media_retry,
+        ),
         AdminCommand::Media { event: Some(id), .. } => (
             Method::GET,
             format!("/api/media?event={}", enc(id)),
@@ -401,7 +415,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             format!("/api/tasks?limit={limit}{}{}", opt("route", route), opt("state", state)),
             render_tasks::render_tasks,
         ),
-        AdminCommand::Media { event: None, limit } => {
+        AdminCommand::Media { event: None, limit, .. } => {
             (Method::GET, format!("/api/media?limit={limit}"), render::render_media)
         }
     };

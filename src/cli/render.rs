@@ -187,6 +187,25 @@ pub fn render_event_media(v: &Value) -> String {
     table(&MEDIA_HEADERS, &rows)
 }
 
+/// `hookrelay media ID --retry`
+pub fn render_media_retry(v: &Value) -> String {
+    let n = v["retried"].as_u64().unwrap_or(0);
+    let head = match n {
+        0 => format!("{}: no failed media URL to retry\n", s(&v["event"])),
+        1 => format!(
+            "{}: 1 failed media URL archived again; once it is final, `hookrelay replay {}` sends the event to its after_archive subscribers with the new result\n",
+            s(&v["event"]),
+            s(&v["event"])
+        ),
+        n => format!(
+            "{}: {n} failed media URLs archived again; once they are final, `hookrelay replay {}` sends the event to its after_archive subscribers with the new results\n",
+            s(&v["event"]),
+            s(&v["event"])
+        ),
+    };
+    head + &render_event_media(v)
+}
+
 /// `hookrelay media`
 pub fn render_media(v: &Value) -> String {
     // The queue counts the URLs being downloaded too.

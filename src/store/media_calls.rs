@@ -35,6 +35,17 @@ impl Store {
         }
     }
 
+    /// An operator's retry of an event's failed media URLs: each is due
+    /// again now, from the start of the `media.retry` schedule, as if a new
+    /// callback had named it; how many. None when the store has no media
+    /// of the event (unknown, named none, or waiting for its verification).
+    pub async fn retry_media(&self, id: EventId) -> Result<Option<usize>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.retry_media(id).await,
+            Backend::Nats(s) => s.retry_media(id).await,
+        }
+    }
+
     /// A stored file by its SHA-256 (lower-case hex), while a URL refers to it.
     pub async fn media_file(&self, sha256: String) -> Result<Option<MediaFile>, StoreError> {
         match &self.backend {

@@ -1,7 +1,7 @@
 // The console's shell: which page the URL fragment names (#/events,
 // #/events/ID, #/dead-letters, #/subscribers, #/tasks, #/status), refreshing it every few
 // seconds (pausable), asking for the admin token when the API wants one, and
-// replays (POST, then a message and a refresh).
+// replays and media retries (POST, then a message and a refresh).
 
 import { api, el, setToken, token, Unauthorized } from './dom.js';
 import { pages } from './pages.js';
@@ -61,6 +61,7 @@ const ctx = {
       const r = await api(path, { post: true });
       const list = (k) => (r[k] || []).join(', ');
       if (r.requeued !== undefined) flash(`Replayed ${what}: ${r.requeued} requeued.`);
+      else if (r.retried !== undefined) flash(`Archiving ${what} again: ${r.retried} URL(s) queued; replay the event once they are final to send the new result.`);
       else {
         const said = [];
         if (list('queued')) said.push(`queued for ${list('queued')}`);

@@ -174,7 +174,15 @@ const event = {
         'dedupe key from body hash': e.dedupe_fallback,
       }),
       e.task ? [el('h3', {}, 'Task'), el('div', { id: 'event-task' }, kv(e.task))] : null,
-      Array.isArray(e.media) ? [el('h3', {}, 'Media'), media(e.media)] : null,
+      Array.isArray(e.media)
+        ? [
+            el('h3', {}, 'Media'),
+            media(e.media),
+            e.media.some((m) => m.state === 'failed')
+              ? el('button', { type: 'button', id: 'retry-media', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(e.id)}/media/retry`, `the failed media of event ${e.id}`) }, 'Archive failed media again')
+              : null,
+          ]
+        : null,
       el('h3', {}, 'Deliveries'),
       e.subscribers.map((s) =>
         el(

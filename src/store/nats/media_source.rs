@@ -89,12 +89,22 @@ impl NatsMediaCursor {
 
     /// The message as work, or None when it is settled here: a second
     /// message for a URL another one is in charge of, a URL already final,
-    /// or a retry another relay scheduled for later.
+    /// or a retry another relay scheduled for later. A message newer than
+    /// the one a failed URL's row names asks for it again
+    /// ([`super::media_retry`]).
     async fn work(&self, r: Received, now_ms: u64) -> Result<Option<MediaWork>, StoreError> {
         let Some(hash) = r.message.subject.as_str().strip_prefix("hr.md.").map(str::to_string) else {
             return self.settle(r, AckKind::Term).await;
         };
         let row = match self.shared.media_row(&hash).await? {
+            // A retry taken before its row names it: the row is made pending here.
+            Some((row, revision)) if super::media_retry::is_retry(&row, r.seq) => {
+                match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
+                    Some(row) => row,
+                    // Changed meanwhile: looked at again.
+                    None => return self.settle(r, AckKind::Nak(None)).await,
+                }
+            }
             Some((row, _)) => row,
             None => {
                 // Its ingest stopped between the work and the row: write the row.

@@ -19,6 +19,7 @@ mod hold;
 pub mod layout;
 mod lost;
 mod media;
+mod media_retry;
 mod media_source;
 mod peer;
 mod query;

@@ -411,6 +411,9 @@ impl Writer {
             Msg::Replay { id, only, reply } => {
                 let _ = reply.send(self.replay(id, only.as_deref(), crate::clock::now_ms()));
             }
+            Msg::RetryMedia { id, reply } => {
+                let _ = reply.send(self.retry_media(id, crate::clock::now_ms()));
+            }
             Msg::ReplayDead { only, at, reply } => {
                 let _ = reply.send(self.replay_dead(only.as_deref(), at, crate::clock::now_ms()));
             }

@@ -174,14 +174,7 @@ impl Writer {
                             row.at_ms = now_ms;
                             b.put(keys::media_final(now_ms, &hash), Vec::new());
                         }
-                        MediaState::Failed { .. } => {
-                            b.del(keys::media_final(row.at_ms, &hash));
-                            self.put_media_due(b, now_ms, &hash)?;
-                            row.state = MediaState::Pending { due_ms: now_ms };
-                            row.step = 0;
-                            row.at_ms = now_ms;
-                            row.waiters = vec![id];
-                        }
+                        MediaState::Failed { .. } => self.requeue_failed(b, &hash, &mut row, id, now_ms)?,
                     }
                     row
                 }
@@ -189,6 +182,55 @@ impl Writer {
             b.put(keys::media(&hash), media_codec::encode_media(&row));
         }
         Ok(())
+    }
+
+    /// A failed URL due again now, from the start of the retry schedule
+    /// (its tries so far still counted), with `id` waiting for it.
+    fn requeue_failed(
+        &mut self,
+        b: &mut Batch<'_>,
+        hash: &[u8; 16],
+        row: &mut MediaRow,
+        id: EventId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        b.del(keys::media_final(row.at_ms, hash));
+        self.put_media_due(b, now_ms, hash)?;
+        row.state = MediaState::Pending { due_ms: now_ms };
+        row.step = 0;
+        row.at_ms = now_ms;
+        row.waiters = vec![id];
+        Ok(())
+    }
+
+    /// An operator's retry of an event's failed media URLs: each is due
+    /// again now as if a new callback had named it; how many. None when the
+    /// store has no media rows for the event (it named none, or its media
+    /// waits for its verification, or retention removed it).
+    pub(super) fn retry_media(&mut self, id: EventId, now_ms: u64) -> Result<Option<usize>, StoreError> {
+        let tree = self.inner.tree.clone();
+        let mut b = Batch::new(&tree);
+        let Some((_, hashes)) = b
+            .get(&keys::event_media(id))?
+            .and_then(|v| media_codec::decode_event_media(&v))
+        else {
+            return Ok(None);
+        };
+        let mut retried = 0;
+        for hash in &hashes {
+            let Some(mut row) = load(&b, hash)? else {
+                continue;
+            };
+            if matches!(row.state, MediaState::Failed { .. }) {
+                self.requeue_failed(&mut b, hash, &mut row, id, now_ms)?;
+                b.put(keys::media(hash), media_codec::encode_media(&row));
+                retried += 1;
+            }
+        }
+        if retried > 0 {
+            self.commit(b)?;
+        }
+        Ok(Some(retried))
     }
 
     /// Record an archive try: the URL's new state, its due row, its final

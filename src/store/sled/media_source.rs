@@ -143,6 +143,12 @@ impl super::SledStore {
         self.call(|reply| Msg::VerifiedMedia(Box::new(v), reply)).await
     }
 
+    /// An operator's retry of an event's failed media URLs: how many are
+    /// due again (None: the store has no media rows for the event).
+    pub async fn retry_media(&self, id: crate::store::EventId) -> Result<Option<usize>, StoreError> {
+        self.call(|reply| Msg::RetryMedia { id, reply }).await
+    }
+
     /// Media URLs waiting for a try.
     pub fn media_queue(&self) -> u64 {
         self.inner.media_queue.load(Ordering::Relaxed)

@@ -60,6 +60,11 @@ pub(super) enum Msg {
         only: Option<String>,
         reply: Reply<Option<Vec<Replayed>>>,
     },
+    /// An operator's retry of an event's failed media URLs ([`super::media`]).
+    RetryMedia {
+        id: EventId,
+        reply: Reply<Option<usize>>,
+    },
     /// Re-queue up to a chunk of dead letters from `at` (None: start a
     /// replay); answers the counts and where the next step goes on, if any.
     ReplayDead {

@@ -1,0 +1,97 @@
+//! A failed media URL tried again in cluster mode (an operator's retry of an
+//! event's failed URLs, or a new callback naming one): a new work message
+//! (its own de-duplication id, so one sent within the two minutes of the
+//! first is not dropped), then the URL's row made pending again naming that
+//! message, written only if the row is still the failed one read.
+//!
+//! An archiver may take the message before the row names it: a message
+//! newer than the one a failed row names is such a retry, and the archiver
+//! makes the row pending itself ([`Shared::adopt_retry`]); whichever write
+//! comes second finds the row pending and leaves it. So a relay stopped
+//! between the message and the row leaves the retry done, not lost.
+
+use async_nats::jetstream::kv::UpdateErrorKind;
+use bytes::Bytes;
+
+use super::media::{MediaRow, RowState, WorkMessage};
+use super::{event, layout, unavailable, NatsStore, Shared};
+use crate::store::{EventId, StoreError};
+
+impl NatsStore {
+    /// Each failed media URL of the event due again now, from the start of
+    /// the retry schedule (its tries so far still counted); how many. None
+    /// when the event is unknown or named no media.
+    pub async fn retry_media(&self, id: EventId) -> Result<Option<usize>, StoreError> {
+        let Some((_, _, headers)) = self.find_headers(id).await? else {
+            return Ok(None);
+        };
+        let Some(urls) = event::media(&headers) else {
+            return Ok(None);
+        };
+        let mut retried = 0;
+        for url in urls {
+            if self.shared.retry_url(&layout::media_hash(&url)).await? {
+                retried += 1;
+            }
+        }
+        Ok(Some(retried))
+    }
+}
+
+/// Whether the work message `seq` is a retry of this row: it failed for
+/// good, and the message came after the one it names.
+pub(super) fn is_retry(row: &MediaRow, seq: u64) -> bool {
+    matches!(row.state, RowState::Failed { .. }) && seq > row.work
+}
+
+impl Shared {
+    /// One URL due again if its row says failed; false when it does not
+    /// (pending, stored, no row yet, or made pending meanwhile by another
+    /// retry or a new callback).
+    pub(super) async fn retry_url(&self, hash: &str) -> Result<bool, StoreError> {
+        let Some((row, revision)) = self.media_row(hash).await? else {
+            return Ok(false);
+        };
+        if !matches!(row.state, RowState::Failed { .. }) {
+            return Ok(false);
+        }
+        let msg = WorkMessage {
+            url: row.url.clone(),
+            route: row.route.clone(),
+        };
+        let nonce = format!("{hash}.retry.{}", crate::clock::now_ms());
+        let seq = self.publish_work(layout::media_subject(hash), &nonce, &msg).await?;
+        if self.adopt_retry(hash, row, revision, seq).await?.is_some() {
+            return Ok(true);
+        }
+        // Another write got in first: an archiver that took the message
+        // already (then the row names it), or another retry.
+        Ok(self.media_row(hash).await?.is_some_and(|(r, _)| r.work == seq))
+    }
+
+    /// The failed `row` (at `revision`) made pending now for work message
+    /// `seq`, from the start of the retry schedule; None when the row
+    /// changed since it was read.
+    pub(super) async fn adopt_retry(
+        &self,
+        hash: &str,
+        mut row: MediaRow,
+        revision: u64,
+        seq: u64,
+    ) -> Result<Option<MediaRow>, StoreError> {
+        let now = crate::clock::now_ms();
+        row.work = seq;
+        row.state = RowState::Pending { due_ms: now };
+        row.step = 0;
+        row.at_ms = now;
+        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
+        match self.media()?.update(layout::media_key(hash), value, revision).await {
+            Ok(_) => {
+                self.wrote(1);
+                Ok(Some(row))
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
