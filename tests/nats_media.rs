@@ -185,6 +185,48 @@ async fn a_failed_url_is_archived_again_on_request() {
     h.shutdown().await;
 }
 
+/// A failed URL named by a later callback is tried again from the start, as
+/// on a single host; the cluster store kept it failed, so the later
+/// callback's `after_archive` delivery said `failed` for a file that was
+/// there by then.
+#[tokio::test]
+async fn a_failed_url_named_by_a_later_callback_is_tried_again() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let url = files.url("/k/late.mp4");
+    let later_sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route =
+        preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
+        .route(route)
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-1", &url, "").to_string(),
+    )
+    .await;
+    let got = later_sub
+        .wait_for(secs(30), "the first delivery", |r| r.len() == 1)
+        .await;
+    assert_eq!(media_header(got[0].header("hookrelay-media"))[0]["state"], "failed");
+    files.bytes("/k/late.mp4", b"the late video", "video/mp4");
+    accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-2", &url, "").to_string(),
+    )
+    .await;
+    let got = later_sub
+        .wait_for(secs(30), "the second delivery", |r| r.len() == 2)
+        .await;
+    let header = media_header(got[1].header("hookrelay-media"));
+    assert_eq!(header[0]["state"], "stored", "{header:#?}");
+    h.shutdown().await;
+}
+
 /// A stored URL named again by a later callback starts its retention again
 /// (as on a single host): media retention with a cutoff between the two
 /// callbacks keeps the URL and its file, so the later event's deliveries

@@ -204,7 +204,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Make sure each URL is archived: its work message, then its row.
+    /// Make sure each URL is archived: its work message, then its row. A
+    /// URL that failed for good is tried again from the start (a new
+    /// callback is new hope, as on a single host); a stored one starts its
+    /// retention again.
     pub(super) async fn register_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         for url in urls {
@@ -215,7 +218,7 @@ impl Shared {
             };
             let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
             let row = MediaRow::new(url.clone(), route.to_string(), work, now);
-            if !self.create_media_row(&hash, &row).await? {
+            if !self.create_media_row(&hash, &row).await? && !self.retry_url(&hash).await? {
                 self.restart_retention(&hash, now).await?;
             }
         }
