@@ -75,6 +75,7 @@ mod nats_circuit;
 mod nats_clock_skew;
 mod nats_console;
 mod nats_consumer_state_lost;
+mod nats_dead_expired;
 mod nats_dead_letters_gauge;
 mod nats_dead_replay_race;
 mod nats_drain_kill;

@@ -5,6 +5,7 @@
 //! subject, see [`replay`]). Each subscriber's backlog is in
 //! [`super::backlog`].
 
+mod expired;
 mod replay;
 
 use std::sync::atomic::Ordering;
@@ -117,7 +118,7 @@ impl NatsStore {
     }
 
     /// The stream of a route not in the config, if it is still in NATS.
-    async fn removed_route_stream(&self, route: &str) -> Result<Option<Stream>, StoreError> {
+    pub(super) async fn removed_route_stream(&self, route: &str) -> Result<Option<Stream>, StoreError> {
         // No route ever had such a name (an operator's typo in `?route=`):
         // NATS would refuse the stream name rather than say it is not there.
         if !layout::name_fits(route) {
@@ -273,6 +274,8 @@ impl NatsStore {
 
     pub async fn dead_letters(&self, sub: Option<String>, limit: usize) -> Result<DeadLetterPage, StoreError> {
         let mut subjects = self.dead_subjects(sub.as_deref()).await?;
+        let floors = self.floors(&subjects).await;
+        subjects.retain(|(route, _, seq)| !floors.expired(route, *seq));
         let total = subjects.len() as u64;
         // Newest first: a route's sequence follows arrival, so each route's
         // newest `limit` are read, then merged by event id (time first).
@@ -305,8 +308,11 @@ impl NatsStore {
         Ok(DeadLetterPage { letters: out, total })
     }
 
-    /// Streams and the bucket expire by themselves (`max_age`).
+    /// Streams and the bucket expire by themselves (`max_age`); dead
+    /// letters whose event expired before them are dropped
+    /// ([`expired`]). No event is removed here: 0.
     pub async fn sweep(&self, _cutoff_ms: u64) -> Result<usize, StoreError> {
+        self.drop_expired_letters().await?;
         Ok(0)
     }
 

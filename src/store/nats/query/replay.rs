@@ -323,9 +323,17 @@ impl NatsStore {
     pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
         let configured = self.configured();
         let mut counts = BTreeMap::new();
-        for (route, sub, seq) in self.dead_subjects(only.as_deref()).await? {
+        let letters = self.dead_subjects(only.as_deref()).await?;
+        let floors = self.floors(&letters).await;
+        for (route, sub, seq) in letters {
             // A removed subscriber's dead letters stay listed.
             if !configured(&route, &sub) {
+                continue;
+            }
+            // Its event expired: nothing to send; the letter goes.
+            if floors.expired(&route, seq) {
+                let letter = self.last_letter(&route, &sub, seq).await;
+                self.drop_letter(&route, &sub, seq, letter).await;
                 continue;
             }
             if self.replay_one(&route, seq, &sub, Asked::DeadLetter).await? {
