@@ -95,6 +95,7 @@ mod nats_pull_give_back;
 mod nats_queries;
 mod nats_reload_two_relays;
 mod nats_replay_settled;
+mod nats_replay_stale;
 mod nats_retries;
 mod nats_settings;
 mod nats_store;

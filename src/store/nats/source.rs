@@ -281,10 +281,14 @@ impl NatsCursor {
                 return Ok(None);
             }
         }
-        // A consumer created again hands out an event an operator's replay
-        // queued again: the replay's own message carries that delivery.
+        // The event's own message for a delivery an operator's replay has
+        // queued again: the replay's message carries it. Only a finished
+        // delivery is replayed, and the message that finished it has nothing
+        // left to carry; it comes again when its relay died before
+        // acknowledging it (after `takeover`), or from a consumer created
+        // again.
         let settle = match row.as_ref() {
-            Some(r) if settle.is_none() && rewound && !replay && r.replays > 0 => Some(AckKind::Ack),
+            Some(r) if settle.is_none() && !replay && r.replays > 0 => Some(AckKind::Ack),
             _ => settle,
         };
         if let Some(kind) = settle {
