@@ -77,6 +77,20 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     // in flight, sent again after the restart (before, a stop racing the
     // record made the restarted relay send route u's event again).
     until_delivered(h.admin_addr, &fresh, "a").await;
+    // A replay of t's event to `a` is refused, saying where `a` is now (it
+    // said the event had no subscriber `a`).
+    let (st, v) = admin(
+        h.admin_addr,
+        "POST",
+        &format!("/api/events/{pending}/replay?subscriber=a"),
+    )
+    .await;
+    assert_eq!(st, http::StatusCode::NOT_FOUND, "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains(r#"came on route "t""#) && why.contains(r#"is on route "u" now"#),
+        "{why}"
+    );
 
     // The real binary restarted on route u: it warns once about t's retry
     // (due meanwhile), which is still not sent.

@@ -194,9 +194,25 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
         if result.is_empty() {
             // A subscriber removed from the configuration is left out (no lane
             // would send it): say that rather than that the event never had it.
-            let why = match app.live().config.subscribers().any(|c| c.name == s) {
-                true => format!("event {id} has no subscriber {s:?}"),
-                false => format!("no subscriber {s:?} in the configuration (a removed subscriber is not replayed to)"),
+            let live = app.live();
+            let now_on = live
+                .config
+                .routes
+                .iter()
+                .find(|r| r.subscribers.iter().any(|c| c.name == s))
+                .map(|r| r.name.clone());
+            let came_on = app.store.event(id).await.map_err(internal)?.map(|e| e.meta.route);
+            let why = match (now_on, came_on) {
+                (None, _) => {
+                    format!("no subscriber {s:?} in the configuration (a removed subscriber is not replayed to)")
+                }
+                // A subscriber moved to another route has no lane on the
+                // event's route: it is not replayed that route's events.
+                (Some(now), Some(came)) if now != came => format!(
+                    "event {id} came on route {came:?}, and subscriber {s:?} is on route {now:?} now \
+                     (a subscriber moved to another route is not replayed its old route's events)"
+                ),
+                _ => format!("event {id} has no subscriber {s:?}"),
             };
             return Err((StatusCode::NOT_FOUND, why));
         }
