@@ -186,9 +186,9 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     // each delivery it queues released, with the work (whichever relay
     // takes it, after a restart too); a refused or failed replay queues
     // nothing and releases nothing.
-    let result = app.store.replay_event(id, sub.map(str::to_string)).await;
-    let result = result
-        .map_err(internal)?
+    let (store, only) = (app.store.clone(), sub.map(str::to_string));
+    let result = to_the_end(async move { store.replay_event(id, only).await })
+        .await?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {
         if result.is_empty() {
@@ -273,16 +273,32 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
             ));
         }
     }
-    let counts = app
-        .store
-        .replay_dead_letters(sub.map(str::to_string))
-        .await
-        .map_err(internal)?;
-    let total: usize = counts.values().sum();
-    tracing::info!(
-        subscriber = sub.unwrap_or("*"),
-        requeued = total,
-        "dead letters replayed"
-    );
+    let (store, only) = (app.store.clone(), sub.map(str::to_string));
+    let (total, counts) = to_the_end(async move {
+        let counts = store.replay_dead_letters(only.clone()).await?;
+        let total: usize = counts.values().sum();
+        // Logged here: the count is known even to a caller that gave up.
+        tracing::info!(
+            subscriber = only.as_deref().unwrap_or("*"),
+            requeued = total,
+            "dead letters replayed"
+        );
+        Ok((total, counts))
+    })
+    .await?;
     Ok(json!({ "requeued": total, "by_subscriber": counts }))
+}
+
+/// Run a replay to its end even when its caller goes away meanwhile (hyper
+/// drops a request's handler when its connection closes, and the CLI gives
+/// up after a while): a replay of many dead letters cut off in cluster
+/// mode, between a delivery's mark and its message, left it pending with
+/// nothing to send it until a later replay.
+pub(super) async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
+) -> Result<T, (StatusCode, String)> {
+    match tokio::spawn(work).await {
+        Ok(r) => r.map_err(internal),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the replay stopped: {e}"))),
+    }
 }

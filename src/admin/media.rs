@@ -61,7 +61,8 @@ pub(super) async fn retry(app: &App, id: &str) -> ApiResult {
     if app.store.event(id).await.map_err(internal)?.is_none() {
         return Err((StatusCode::NOT_FOUND, format!("no event {id}")));
     }
-    let Some(retried) = app.store.retry_media(id).await.map_err(internal)? else {
+    let store = app.store.clone();
+    let Some(retried) = super::events::to_the_end(async move { store.retry_media(id).await }).await? else {
         return Err((
             StatusCode::CONFLICT,
             format!(

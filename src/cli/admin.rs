@@ -24,6 +24,11 @@ pub struct AdminTarget {
 /// How long the CLI waits for a whole answer of the admin API.
 const ANSWER_TIME: Duration = Duration::from_secs(30);
 
+/// How long it waits for the answer to a state change (a replay of every
+/// dead letter re-queues them one by one: in cluster mode a few thousand a
+/// minute at worst). One the CLI gives up on still runs to its end.
+const CHANGE_TIME: Duration = Duration::from_secs(600);
+
 /// The largest answer the CLI reads: the largest the API gives (10,000
 /// events or dead letters, a few MiB) many times over.
 const MAX_ANSWER: usize = 64 << 20;
@@ -40,6 +45,7 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             target.base
         ));
     }
+    let change = method == Method::POST;
     let mut req = Request::builder()
         .method(method)
         .uri(&uri)
@@ -86,9 +92,18 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             .to_bytes();
         Ok::<_, String>((status, content_type, body))
     };
-    let (status, content_type, body) = tokio::time::timeout(ANSWER_TIME, exchange)
-        .await
-        .map_err(|_| format!("the daemon at {} did not answer within 30s ({uri})", target.base))??;
+    let bound = if change { CHANGE_TIME } else { ANSWER_TIME };
+    let (status, content_type, body) = tokio::time::timeout(bound, exchange).await.map_err(|_| {
+        let still = match change {
+            true => "; what it was asked goes on to its end there (its log says what it did)",
+            false => "",
+        };
+        format!(
+            "the daemon at {} did not answer within {}s ({uri}){still}",
+            target.base,
+            bound.as_secs()
+        )
+    })??;
     // Whatever answered may quote the request, its Authorization among it
     // (an echo server, a proxy's debug page), in its body or its
     // Content-Type (both named below): the token is never printed.
