@@ -13,6 +13,7 @@ mod media;
 mod nats;
 mod open_file;
 mod placeholder;
+mod plain_http;
 mod pull;
 mod route;
 mod route_media;
@@ -283,6 +284,7 @@ impl<'a> Validator<'a> {
         warnings.extend(empty_store_path);
         warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&server, &routes));
+        warnings.extend(self.plain_http_warning(&server));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
