@@ -42,8 +42,12 @@ pub fn run(path: &Path) -> ExitCode {
     match rt.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
+            // The log is on stderr: the message once (said plainly when
+            // `log.level` keeps errors out of it).
+            match tracing::enabled!(tracing::Level::ERROR) {
+                true => tracing::error!("{e}"),
+                false => eprintln!("error: {e}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -87,3 +87,22 @@ async fn the_ipv4_and_ipv6_wildcards_listen_on_one_port() {
     sub.wait_for(Duration::from_secs(10), "both deliveries", |got| got.len() == 2)
         .await;
 }
+
+/// A port another program holds: the start fails saying so once (it was
+/// logged and then printed again, twice in the journal).
+#[tokio::test]
+async fn a_port_in_use_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let file = listening_on(
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN)),
+        vec![addr.clone()],
+    )
+    .write();
+    let out = cli_output(&["run", "--config", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = format!("cannot listen on {addr} (server.listen)");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+}
