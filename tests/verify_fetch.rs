@@ -391,3 +391,51 @@ async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
         state(&after, "runway-sub")
     );
 }
+
+/// A pull subscriber's lane checks the messages of one fill against the
+/// provider's record at once, not one after another: a provider slow to
+/// answer holds the lane (its long-polls, its acknowledgements) for one
+/// answer's time, not one per message. Held here until four lookups wait
+/// together; one after another, only one ever waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_lane_checks_its_messages_against_the_provider_at_once() {
+    const TOKEN: &str = "verify-at-once-pull-token";
+    const TASKS: usize = 4;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = common::route::Route::new("runway", "/hooks/runway")
+        .allow_anyone()
+        .preset("kie-runway")
+        .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
+        .subscriber(Subscriber::pull("b", TOKEN))
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    fake.hold_status();
+    for _ in 0..TASKS {
+        let task = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
+        fake.set_stage(&task, fake.stage_count(&task));
+        let body = fake.final_callback(&task);
+        fake.post_signed(addr, "/hooks/runway", &task, &body).await;
+    }
+    let pull =
+        tokio::spawn(
+            async move { pull_call(addr, "GET", "/pull/b?wait=20s&max=10", Some(TOKEN), Some("f1"), "").await },
+        );
+    let t0 = std::time::Instant::now();
+    while fake.status_held() < TASKS {
+        assert!(
+            t0.elapsed() < secs(10),
+            "{} lookup(s) waiting at once, not {TASKS}",
+            fake.status_held()
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
+    fake.release_status();
+    let (s, _, got) = pull.await.unwrap();
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(TASKS), "{got}");
+    h.shutdown().await;
+}

@@ -125,6 +125,8 @@ pub(crate) struct State {
     /// download-url hands out for them (with `fresh=`) still works.
     expired_files: std::collections::HashSet<String>,
     creates_received: usize,
+    /// Status lookups held now ([`FakeProvider::hold_status`]).
+    status_held: usize,
     /// Records set by hand ([`FakeProvider::set_record`]): task id → product and `data`.
     records: HashMap<String, (Product, Value)>,
 }
@@ -136,6 +138,8 @@ pub(crate) struct Shared {
     stop: watch::Receiver<bool>,
     /// False while the test holds create requests back ([`FakeProvider::hold_creates`]).
     creates_open: watch::Sender<bool>,
+    /// False while the test holds status lookups back ([`FakeProvider::hold_status`]).
+    status_open: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -172,6 +176,7 @@ impl FakeProvider {
             state: Mutex::new(State::default()),
             stop: stop_rx,
             creates_open: watch::channel(true).0,
+            status_open: watch::channel(true).0,
         });
         tokio::spawn(server::serve(listener, shared.clone()));
         FakeProvider { addr, shared, stop }
@@ -204,6 +209,21 @@ impl FakeProvider {
 
     pub fn release_creates(&self) {
         self.shared.creates_open.send_replace(true);
+    }
+
+    /// Hold status lookups (`GET …/record-info`) unanswered until
+    /// [`release_status`](Self::release_status): a provider slow to answer.
+    pub fn hold_status(&self) {
+        self.shared.status_open.send_replace(false);
+    }
+
+    pub fn release_status(&self) {
+        self.shared.status_open.send_replace(true);
+    }
+
+    /// Status lookups waiting now (held).
+    pub fn status_held(&self) -> usize {
+        self.shared.lock().status_held
     }
 
     /// Create requests received so far (answered or held).

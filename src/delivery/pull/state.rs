@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use http::HeaderValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -29,6 +30,9 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Bytes of one key's Standard Webhooks signature in `webhook-signature`
 /// (`v1,` and 44 of base64, a space), rounded up.
 const SIGNATURE_SIZE: usize = 64;
+
+/// Messages of one fill checked against the provider's record at once.
+const VERIFY_AT_ONCE: usize = 16;
 
 /// A message taken from the store for a hand-out.
 pub(super) struct Ready {
@@ -227,6 +231,7 @@ impl State {
         };
         let mut took = work.len();
         let mut settled: Vec<Settled> = Vec::new();
+        let mut fresh = Vec::with_capacity(work.len());
         for w in work {
             if self.leases.holds(&w.event.id) || self.recording.contains_key(&w.event.id) {
                 // A backend that redelivers on its own (a NATS consumer whose ack
@@ -244,7 +249,22 @@ impl State {
                 settled.push(settle::skipped(w));
                 continue;
             }
-            let check = self.verifier.check(&self.store, &w.event, w.released).await;
+            fresh.push(w);
+        }
+        // Checked against the provider's record (`verify = "fetch"`) several
+        // at once, in their order: a slow provider holds this lane's
+        // long-polls and acknowledgements for one answer's time, not one
+        // per message.
+        let (verifier, store) = (&self.verifier, &self.store);
+        let checked: Vec<_> = futures_util::stream::iter(fresh)
+            .map(|w| async move {
+                let check = verifier.check(store, &w.event, w.released).await;
+                (w, check)
+            })
+            .buffered(VERIFY_AT_ONCE)
+            .collect()
+            .await;
+        for (w, check) in checked {
             if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &w.event) {
                 settled.push(Settled {
                     ticket: w.ticket,

@@ -81,6 +81,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         shared.lock().creates_received += 1;
         let _ = shared.creates_open.subscribe().wait_for(|open| *open).await;
     }
+    if method == "GET" && task_id.is_some() && !*shared.status_open.borrow() {
+        shared.lock().status_held += 1;
+        let _ = shared.status_open.subscribe().wait_for(|open| *open).await;
+        shared.lock().status_held -= 1;
+    }
     let json_body: Option<Value> = serde_json::from_slice(&body).ok();
     let (status, answer) = route(
         &shared,
