@@ -40,21 +40,35 @@ async fn a_failed_url_is_archived_again_on_request_and_a_replay_then_carries_the
     let tries = item(&media_of(h.admin_addr, &id).await, &url)["attempts"].clone();
     assert_eq!(tries, 3, "three 404s in a row");
 
-    // The file is there now; the operator asks for it again.
-    s.bytes("/k/late.mp4", b"the late video", "video/mp4");
+    // The file is there now (slow to come); the operator asks for it again.
+    let (video, _) = s.slow_video("/k/late.mp4", Duration::from_secs(3));
     let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/media/retry")).await;
     assert_eq!(st, http::StatusCode::OK, "{v}");
     assert_eq!(v["retried"], 1, "{v}");
     assert_eq!(v["event"], id.as_str());
+    assert_eq!(v["media"][0]["state"], "pending", "{v}");
     // Replayed at once: the delivery waits for the new try.
     let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
     assert_eq!(st, http::StatusCode::OK, "{v}");
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(2),
+        |v| row(&v["subscribers"], "name", "later")["waiting_for_media"] == true,
+    )
+    .await;
+    assert_eq!(
+        row(&view["subscribers"], "name", "later")["waiting_for_media"],
+        true,
+        "{view}"
+    );
+    assert_eq!(later_sub.count(), 1, "not sent before the file is in");
     let got = later_sub
         .wait_for(Duration::from_secs(30), "the replay", |r| r.len() == 2)
         .await;
     let header = media_header(got[1].header("hookrelay-media"));
     assert_eq!(header[0]["state"], "stored", "{header:#?}");
-    assert_eq!(header[0]["sha256"], sha256_hex(b"the late video"));
+    assert_eq!(header[0]["sha256"], sha256_hex(&video));
     let media = media_of(h.admin_addr, &id).await;
     assert_eq!(
         item(&media, &url)["attempts"],

@@ -185,6 +185,67 @@ async fn a_failed_url_is_archived_again_on_request() {
     h.shutdown().await;
 }
 
+/// Retry messages as a relay leaves them: one for a failure the row no
+/// longer records (the loser of two retries at once, its winner's round
+/// over) starts no second round; one for the failure it records, whose
+/// relay died before making the row pending, is taken up by the archiver
+/// (the retry is done, not lost). Before, any message newer than the
+/// row's was taken up, whatever failure it was for.
+#[tokio::test]
+async fn a_retry_message_counts_for_the_failure_it_names() {
+    let nats = NatsCluster::start(1).await;
+    let files = FileServer::start(LOCAL).await;
+    let url = files.url("/k/late.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("now", sub.url()));
+    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
+        .route(route)
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("task-m", &url, "").to_string(),
+    )
+    .await;
+    wait_final(h.admin_addr, &id, secs(30)).await;
+    files.bytes("/k/late.mp4", b"the late video", "video/mp4");
+
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let hash = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(url.as_bytes())[..16])
+    };
+    let kv = js.get_key_value("hr_media").await.unwrap();
+    let row: Value = serde_json::from_slice(&kv.get(format!("u.{hash}")).await.unwrap().unwrap()).unwrap();
+    let failed_at = row["at_ms"].as_u64().unwrap();
+    let retry = |of: u64| serde_json::json!({"url": url, "route": "runway", "retry_of": of}).to_string();
+    js.publish(format!("hr.md.{hash}"), retry(failed_at - 1).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(
+        files.hits("/k/late.mp4"),
+        3,
+        "an earlier failure's retry starts nothing"
+    );
+    assert_eq!(item(&media_of(h.admin_addr, &id).await, &url)["state"], "failed");
+    js.publish(format!("hr.md.{hash}"), retry(failed_at).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let media = admin_until(h.admin_addr, &format!("/api/media?event={id}"), secs(10), |v| {
+        v["media"][0]["state"] == "stored"
+    })
+    .await;
+    assert_eq!(media["media"][0]["state"], "stored", "{media}");
+    h.shutdown().await;
+}
+
 /// A failed URL named by a later callback is tried again from the start, as
 /// on a single host; the cluster store kept it failed, so the later
 /// callback's `after_archive` delivery said `failed` for a file that was
@@ -213,6 +274,17 @@ async fn a_failed_url_named_by_a_later_callback_is_tried_again() {
         .await;
     assert_eq!(media_header(got[0].header("hookrelay-media"))[0]["state"], "failed");
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
+    // The provider sending the first callback again (a duplicate) is no new
+    // callback: the URL is not tried again for it.
+    let first = runway_media("task-1", &url, "").to_string();
+    let (st, v) = callback_at(h.ingest_addrs[0], "/hooks/runway", &first).await;
+    assert_eq!(
+        (st, &v["duplicate"]),
+        (http::StatusCode::OK, &serde_json::json!(true)),
+        "{v}"
+    );
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(files.hits("/k/late.mp4"), 3, "not fetched for a duplicate");
     accepted_at(
         h.ingest_addrs[0],
         "/hooks/runway",

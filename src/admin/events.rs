@@ -187,7 +187,7 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     // takes it, after a restart too); a refused or failed replay queues
     // nothing and releases nothing.
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let result = to_the_end(async move { store.replay_event(id, only).await })
+    let result = to_the_end("a replay", async move { store.replay_event(id, only).await })
         .await?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {
@@ -206,11 +206,12 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
                 (None, _) => {
                     format!("no subscriber {s:?} in the configuration (a removed subscriber is not replayed to)")
                 }
-                // A subscriber moved to another route has no lane on the
-                // event's route: it is not replayed that route's events.
+                // A subscriber has no lane on another route: it is not
+                // replayed that route's events (one moved since neither).
                 (Some(now), Some(came)) if now != came => format!(
-                    "event {id} came on route {came:?}, and subscriber {s:?} is on route {now:?} now \
-                     (a subscriber moved to another route is not replayed its old route's events)"
+                    "event {id} came on route {came:?}, and subscriber {s:?} is on route {now:?}: a subscriber \
+                     is replayed its own route's events only (one moved from {came:?} is not replayed its old \
+                     route's events)"
                 ),
                 _ => format!("event {id} has no subscriber {s:?}"),
             };
@@ -274,7 +275,7 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
         }
     }
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let (total, counts) = to_the_end(async move {
+    let (total, counts) = to_the_end("a replay of dead letters", async move {
         let counts = store.replay_dead_letters(only.clone()).await?;
         let total: usize = counts.values().sum();
         // Logged here: the count is known even to a caller that gave up.
@@ -294,11 +295,20 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
 /// up after a while): a replay of many dead letters cut off in cluster
 /// mode, between a delivery's mark and its message, left it pending with
 /// nothing to send it until a later replay.
+/// A failure is logged there, as its caller may be gone.
 pub(super) async fn to_the_end<T: Send + 'static>(
+    what: &'static str,
     work: impl std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
 ) -> Result<T, (StatusCode, String)> {
-    match tokio::spawn(work).await {
+    let logged = async move {
+        let r = work.await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "{what} failed (what it did before is kept; asking again does the rest)");
+        }
+        r
+    };
+    match tokio::spawn(logged).await {
         Ok(r) => r.map_err(internal),
-        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the replay stopped: {e}"))),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{what} stopped: {e}"))),
     }
 }

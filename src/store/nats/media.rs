@@ -68,6 +68,12 @@ pub(super) enum RowState {
 pub(super) struct WorkMessage {
     pub url: String,
     pub route: String,
+    /// A retry of the URL's failure recorded at this time (the failed row's
+    /// `at_ms`): it makes that row pending again, whichever sequence it has
+    /// ([`super::media_retry`]). Absent from first messages (and from those
+    /// of relays before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<u64>,
 }
 
 /// An archived file's facts, under its digest.
@@ -204,35 +210,47 @@ impl Shared {
         Ok(())
     }
 
-    /// Make sure each URL is archived: its work message, then its row. A
-    /// URL that failed for good is tried again from the start (a new
-    /// callback is new hope, as on a single host); a stored one starts its
-    /// retention again.
-    pub(super) async fn register_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
+    /// Make sure each URL is archived: its work message, then its row; a
+    /// stored one starts its retention again. The hashes of those that
+    /// failed for good: a new event naming one has it tried again
+    /// ([`Self::retry_url`], by the caller: a duplicate callback does not).
+    pub(super) async fn register_media(&self, route: &str, urls: &[String]) -> Result<Vec<String>, StoreError> {
         let now = crate::clock::now_ms();
+        let mut failed = Vec::new();
         for url in urls {
             let hash = layout::media_hash(url);
             let msg = WorkMessage {
                 url: url.clone(),
                 route: route.to_string(),
+                retry_of: None,
             };
             let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
             let row = MediaRow::new(url.clone(), route.to_string(), work, now);
-            if !self.create_media_row(&hash, &row).await? && !self.retry_url(&hash).await? {
-                self.restart_retention(&hash, now).await?;
+            if self.create_media_row(&hash, &row).await? {
+                continue;
+            }
+            match self.media_row(&hash).await? {
+                Some((row, _)) if matches!(row.state, RowState::Failed { .. }) => failed.push(hash),
+                Some(read) => self.restart_retention(&hash, now, read).await?,
+                None => {}
             }
         }
-        Ok(())
+        Ok(failed)
     }
 
     /// A stored URL named by a new event starts its retention again (as on
     /// a single host), so the file outlives that event's deliveries too.
-    /// Written only if the row is unchanged since read; tried again once
-    /// another write got in between.
-    async fn restart_retention(&self, hash: &str, now: u64) -> Result<(), StoreError> {
+    /// Written only if the row is unchanged since read (`read`); tried
+    /// again once another write got in between.
+    async fn restart_retention(&self, hash: &str, now: u64, read: (MediaRow, u64)) -> Result<(), StoreError> {
         let bucket = self.media()?;
+        let mut read = Some(read);
         for _ in 0..3 {
-            let Some((mut row, revision)) = self.media_row(hash).await? else {
+            let read = match read.take() {
+                Some(r) => Some(r),
+                None => self.media_row(hash).await?,
+            };
+            let Some((mut row, revision)) = read else {
                 return Ok(());
             };
             if !matches!(row.state, RowState::Stored { .. }) || row.at_ms >= now {
@@ -417,10 +435,18 @@ impl NatsStore {
 
     /// The archive work of a callback verified after it was stored
     /// (`NewEvent::media_after_verify`): its URLs registered as ingest
-    /// registers them (a URL already known is left as it is), so asking
-    /// twice (a restart, another relay) costs nothing more.
+    /// registers them (a URL already known is left as it is, but one that
+    /// failed for good is tried again, as for a new callback), so asking
+    /// twice (a restart, another relay) costs nothing more unless a URL
+    /// failed again in between.
     pub async fn add_verified_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
-        tokio::time::timeout(Duration::from_secs(3), self.shared.register_media(route, urls))
+        let register = async {
+            for hash in self.shared.register_media(route, urls).await? {
+                self.shared.retry_url(&hash).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(3), register)
             .await
             .map_err(|_| unavailable("NATS did not answer in time"))?
     }

@@ -4,11 +4,13 @@
 //! first is not dropped), then the URL's row made pending again naming that
 //! message, written only if the row is still the failed one read.
 //!
-//! An archiver may take the message before the row names it: a message
-//! newer than the one a failed row names is such a retry, and the archiver
-//! makes the row pending itself ([`Shared::adopt_retry`]); whichever write
-//! comes second finds the row pending and leaves it. So a relay stopped
-//! between the message and the row leaves the retry done, not lost.
+//! An archiver may take the message before the row names it: the message
+//! names the failure it retries (the failed row's time), and an archiver
+//! finding the row still at that failure makes it pending itself
+//! ([`Shared::adopt_retry`]); whichever write comes second finds the row
+//! pending and leaves it. So a relay stopped between the message and the
+//! row leaves the retry done, not lost, and a message left over from an
+//! earlier failure (two retries at once) starts no second round.
 
 use async_nats::jetstream::kv::UpdateErrorKind;
 use bytes::Bytes;
@@ -28,6 +30,10 @@ impl NatsStore {
         let Some(urls) = event::media(&headers) else {
             return Ok(None);
         };
+        // Its media waits for the callback's verification: not the archive's yet.
+        if self.media_deferred(id).await? {
+            return Ok(None);
+        }
         let mut retried = 0;
         for url in urls {
             if self.shared.retry_url(&layout::media_hash(&url)).await? {
@@ -38,10 +44,12 @@ impl NatsStore {
     }
 }
 
-/// Whether the work message `seq` is a retry of this row: it failed for
-/// good, and the message came after the one it names.
-pub(super) fn is_retry(row: &MediaRow, seq: u64) -> bool {
-    matches!(row.state, RowState::Failed { .. }) && seq > row.work
+/// Whether a work message asking to retry the failure recorded at
+/// `retry_of` is one for this row: it is still that failure. A message
+/// published against an earlier failure (the loser of two retries, its
+/// winner's round over since) is not, whatever its sequence.
+pub(super) fn is_retry(row: &MediaRow, retry_of: Option<u64>) -> bool {
+    matches!(row.state, RowState::Failed { .. }) && retry_of == Some(row.at_ms)
 }
 
 impl Shared {
@@ -58,6 +66,7 @@ impl Shared {
         let msg = WorkMessage {
             url: row.url.clone(),
             route: row.route.clone(),
+            retry_of: Some(row.at_ms),
         };
         let nonce = format!("{hash}.retry.{}", crate::clock::now_ms());
         let seq = self.publish_work(layout::media_subject(hash), &nonce, &msg).await?;

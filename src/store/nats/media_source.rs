@@ -89,16 +89,19 @@ impl NatsMediaCursor {
 
     /// The message as work, or None when it is settled here: a second
     /// message for a URL another one is in charge of, a URL already final,
-    /// or a retry another relay scheduled for later. A message newer than
-    /// the one a failed URL's row names asks for it again
+    /// or a retry another relay scheduled for later. A message retrying the
+    /// failure a URL's row still records asks for it again
     /// ([`super::media_retry`]).
     async fn work(&self, r: Received, now_ms: u64) -> Result<Option<MediaWork>, StoreError> {
         let Some(hash) = r.message.subject.as_str().strip_prefix("hr.md.").map(str::to_string) else {
             return self.settle(r, AckKind::Term).await;
         };
+        let retry_of = serde_json::from_slice::<WorkMessage>(&r.message.payload)
+            .ok()
+            .and_then(|m| m.retry_of);
         let row = match self.shared.media_row(&hash).await? {
             // A retry taken before its row names it: the row is made pending here.
-            Some((row, revision)) if super::media_retry::is_retry(&row, r.seq) => {
+            Some((row, revision)) if row.work != r.seq && super::media_retry::is_retry(&row, retry_of) => {
                 match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
                     Some(row) => row,
                     // Changed meanwhile: looked at again.

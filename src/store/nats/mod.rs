@@ -311,10 +311,31 @@ impl NatsStore {
         }
         // The media's work and rows before the event: an event never names
         // media nobody will fetch.
-        if !ev.media.is_empty() && !ev.media_after_verify {
-            tokio::time::timeout(APPEND_BUDGET, s.register_media(&route, &ev.media))
+        let failed_media = match !ev.media.is_empty() && !ev.media_after_verify {
+            true => tokio::time::timeout(APPEND_BUDGET, s.register_media(&route, &ev.media))
                 .await
-                .map_err(|_| unavailable("NATS did not answer in time"))??;
+                .map_err(|_| unavailable("NATS did not answer in time"))??,
+            false => Vec::new(),
+        };
+        // A new callback naming a URL that failed for good has it tried
+        // again, before the event is seen (its `after_archive` deliveries
+        // then wait for the new try); a duplicate callback does not. Not
+        // done (NATS away now): the URL stays failed, as the event's media
+        // then says.
+        if !failed_media.is_empty() {
+            let held = tokio::time::timeout(APPEND_BUDGET, claim::holder(&stream, &subject))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            if held.is_none() {
+                for hash in failed_media {
+                    if let Err(e) = s.retry_url(&hash).await {
+                        tracing::warn!(url_hash = %hash, error = %e,
+                            "a new callback names a media URL that failed for good; it could not be queued again now");
+                    }
+                }
+            }
         }
         let (mark, origin) = (ev.task.clone(), meta.origin);
         let accepted = match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)

@@ -210,9 +210,12 @@ impl Writer {
     pub(super) fn retry_media(&mut self, id: EventId, now_ms: u64) -> Result<Option<usize>, StoreError> {
         let tree = self.inner.tree.clone();
         let mut b = Batch::new(&tree);
+        // An `E` row naming no URL: the media waits for the callback's
+        // verification (none of it is the archive's yet).
         let Some((_, hashes)) = b
             .get(&keys::event_media(id))?
             .and_then(|v| media_codec::decode_event_media(&v))
+            .filter(|(_, h)| !h.is_empty())
         else {
             return Ok(None);
         };

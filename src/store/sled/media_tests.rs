@@ -307,3 +307,45 @@ async fn media_of_a_callback_to_verify_is_written_once_it_is_verified() {
     let work = store.media_source().take(10, crate::clock::now_ms()).await.unwrap();
     assert_eq!(work.len(), 2);
 }
+
+/// An operator's retry: nothing while the callback's media waits for its
+/// verification (the API's `409`: it was `Some(0)`); once verified, only a
+/// failed URL is queued again, from the start of the schedule, its tries
+/// kept; a stored or pending one is left as it is.
+#[tokio::test]
+async fn an_operators_retry_queues_only_failed_urls_of_verified_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let now = crate::clock::now_ms();
+    let id = store
+        .append(NewEvent {
+            media_after_verify: true,
+            ..event("t1", &[A, B], now)
+        })
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(store.retry_media(id).await.unwrap(), None, "waits for its verification");
+    store
+        .add_verified_media(id, "runway", vec![A.into(), B.into()])
+        .await
+        .unwrap();
+    assert_eq!(store.retry_media(id).await.unwrap(), Some(0), "both pending");
+    let mut src = store.media_source();
+    let work = src.take(2, crate::clock::now_ms()).await.unwrap();
+    let failed = work.iter().find(|w| w.url == A).unwrap();
+    let error = "gave up".to_string();
+    store
+        .record_media(&failed.ticket, MediaOutcome::Failed { error })
+        .await
+        .unwrap();
+    src.done(&failed.ticket).await;
+    assert_eq!(store.media_queue(), 1, "B still waits");
+    assert_eq!(store.retry_media(id).await.unwrap(), Some(1));
+    assert_eq!(store.media_queue(), 2);
+    assert_eq!(states(&store, id).await, ["pending", "pending"]);
+    let again = src.take(2, crate::clock::now_ms()).await.unwrap();
+    assert_eq!(again.len(), 1, "B is still handed out: {again:?}");
+    assert_eq!((again[0].url.as_str(), again[0].attempts, again[0].step), (A, 1, 0));
+    assert_eq!(store.retry_media(id).await.unwrap(), Some(0), "nothing failed now");
+}
