@@ -141,19 +141,27 @@ async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
     h.shutdown().await;
 }
 
-/// An operator's retry of a failed URL in cluster mode, a minute or two
-/// after its first work message (within JetStream's de-duplication window,
-/// which dropped a second message under the same id): the URL is fetched
-/// again, and a replay made meanwhile waits for it and carries the file.
-#[tokio::test]
-async fn a_failed_url_is_archived_again_on_request() {
+/// One NATS node and a relay whose `runway` route archives media, with an
+/// `after_archive` subscriber `later`; one callback (task `task`) naming
+/// `/k/late.mp4`, which answers 404 until a test puts the file there, and
+/// its first delivery saying the URL failed for good.
+struct FailedUrl {
+    nats: NatsCluster,
+    _dir: tempfile::TempDir,
+    files: FileServer,
+    url: String,
+    later: Sub,
+    h: hookrelay::Handle,
+    id: String,
+}
+
+async fn failed_url(task: &str) -> FailedUrl {
     let nats = NatsCluster::start(1).await;
     let files = FileServer::start(LOCAL).await;
-    let url = files.url("/k/late.mp4"); // 404 until the file is put there
-    let later_sub = Sub::ok().await;
+    let url = files.url("/k/late.mp4");
+    let later = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route =
-        preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
     let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
         .route(route)
         .nats(nats.urls(), 1);
@@ -161,14 +169,35 @@ async fn a_failed_url_is_archived_again_on_request() {
     let id = accepted_at(
         h.ingest_addrs[0],
         "/hooks/runway",
-        &runway_media("task-r", &url, "").to_string(),
+        &runway_media(task, &url, "").to_string(),
     )
     .await;
-    let got = later_sub
-        .wait_for(secs(30), "the first delivery", |r| r.len() == 1)
-        .await;
+    let got = later.wait_for(secs(30), "the first delivery", |r| r.len() == 1).await;
     assert_eq!(media_header(got[0].header("hookrelay-media"))[0]["state"], "failed");
+    FailedUrl {
+        nats,
+        _dir: dir,
+        files,
+        url,
+        later,
+        h,
+        id,
+    }
+}
 
+/// An operator's retry of a failed URL in cluster mode, a minute or two
+/// after its first work message (within JetStream's de-duplication window,
+/// which dropped a second message under the same id): the URL is fetched
+/// again, and a replay made meanwhile waits for it and carries the file.
+#[tokio::test]
+async fn a_failed_url_is_archived_again_on_request() {
+    let FailedUrl {
+        files,
+        later: later_sub,
+        h,
+        id,
+        ..
+    } = failed_url("task-r").await;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
     let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/media/retry")).await;
     assert_eq!(st, http::StatusCode::OK, "{v}");
@@ -193,23 +222,14 @@ async fn a_failed_url_is_archived_again_on_request() {
 /// row's was taken up, whatever failure it was for.
 #[tokio::test]
 async fn a_retry_message_counts_for_the_failure_it_names() {
-    let nats = NatsCluster::start(1).await;
-    let files = FileServer::start(LOCAL).await;
-    let url = files.url("/k/late.mp4");
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("now", sub.url()));
-    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
-        .route(route)
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    let id = accepted_at(
-        h.ingest_addrs[0],
-        "/hooks/runway",
-        &runway_media("task-m", &url, "").to_string(),
-    )
-    .await;
-    wait_final(h.admin_addr, &id, secs(30)).await;
+    let FailedUrl {
+        nats,
+        files,
+        url,
+        h,
+        id,
+        ..
+    } = failed_url("task-m").await;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
 
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
@@ -252,27 +272,13 @@ async fn a_retry_message_counts_for_the_failure_it_names() {
 /// there by then.
 #[tokio::test]
 async fn a_failed_url_named_by_a_later_callback_is_tried_again() {
-    let nats = NatsCluster::start(1).await;
-    let files = FileServer::start(LOCAL).await;
-    let url = files.url("/k/late.mp4");
-    let later_sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route =
-        preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later_sub.url()).after_archive());
-    let cfg = media_config(dir.path(), Media::new().allow_private().retry([ms(200), ms(200)]))
-        .route(route)
-        .nats(nats.urls(), 1);
-    let h = start(&cfg).await;
-    accepted_at(
-        h.ingest_addrs[0],
-        "/hooks/runway",
-        &runway_media("task-1", &url, "").to_string(),
-    )
-    .await;
-    let got = later_sub
-        .wait_for(secs(30), "the first delivery", |r| r.len() == 1)
-        .await;
-    assert_eq!(media_header(got[0].header("hookrelay-media"))[0]["state"], "failed");
+    let FailedUrl {
+        files,
+        url,
+        later: later_sub,
+        h,
+        ..
+    } = failed_url("task-1").await;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
     // The provider sending the first callback again (a duplicate) is no new
     // callback: the URL is not tried again for it.

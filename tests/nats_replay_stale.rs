@@ -6,7 +6,7 @@
 //! event itself that finds its delivery queued again by a replay is stale
 //! (only a finished delivery is replayed) and is settled unsent. The dead
 //! relay's leftover (its result, its message not acknowledged) is made by
-//! hand, as in `nats_retries`.
+//! hand (`NatsCluster::put_last_result`).
 
 use crate::common;
 
@@ -35,18 +35,12 @@ async fn an_unacknowledged_message_back_after_a_replay_is_not_sent_again() {
 
     // What the first relay's result write leaves (delivered); it dies
     // before acknowledging the message.
-    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
-    let kv = js.get_key_value("hr_results").await.unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let row = serde_json::json!({
-        "state": "delivered", "attempts": 1, "step": 0, "at_ms": now_ms, "history": [], "last_error": null,
-    });
-    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
-    let key = format!("t.{}.s", stream.info().await.unwrap().state.last_sequence);
-    kv.put(key, serde_json::to_vec(&row).unwrap().into()).await.unwrap();
+    nats.put_last_result(|now_ms| {
+        serde_json::json!({
+            "state": "delivered", "attempts": 1, "step": 0, "at_ms": now_ms, "history": [], "last_error": null,
+        })
+    })
+    .await;
     first.kill9();
 
     let second = start(&cfg(d2.path())).await;

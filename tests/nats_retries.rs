@@ -100,20 +100,13 @@ async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
 
     // What the first attempt's result write leaves (a 503, its retry due
     // in 15 s); the relay dies before its NAK.
-    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
-    let kv = js.get_key_value("hr_results").await.unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let row = serde_json::json!({
-        "state": { "retrying": { "due_ms": now_ms + DUE_IN.as_millis() as u64 } },
-        "attempts": 1, "step": 1, "at_ms": now_ms, "history": [], "last_error": "HTTP 503",
-    });
-    // The event's sequence: the stream's last one.
-    let mut stream = js.get_stream("HR_EV_t").await.unwrap();
-    let key = format!("t.{}.s", stream.info().await.unwrap().state.last_sequence);
-    kv.put(key, serde_json::to_vec(&row).unwrap().into()).await.unwrap();
+    nats.put_last_result(|now_ms| {
+        serde_json::json!({
+            "state": { "retrying": { "due_ms": now_ms + DUE_IN.as_millis() as u64 } },
+            "attempts": 1, "step": 1, "at_ms": now_ms, "history": [], "last_error": "HTTP 503",
+        })
+    })
+    .await;
     let due = Instant::now() + DUE_IN;
     first.kill9();
 

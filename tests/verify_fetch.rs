@@ -326,11 +326,10 @@ async fn a_replay_that_queues_a_delivery_waiting_on_the_provider_releases_it() {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let a = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = task_route("runway", "kie-runway", &fake, &a.url())
-        .without_reconcile()
-        .subscriber(Subscriber::pull("b", TOKEN))
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch");
+    let route = verified_pull(
+        task_route("runway", "kie-runway", &fake, &a.url()).without_reconcile(),
+        TOKEN,
+    );
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/runway");
@@ -406,10 +405,8 @@ async fn a_pull_lane_checks_its_messages_against_the_provider_at_once() {
     let route = common::route::Route::new("runway", "/hooks/runway")
         .allow_anyone()
         .preset("kie-runway")
-        .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
-        .subscriber(Subscriber::pull("b", TOKEN))
-        .signature(Signature::kie("fake-hmac-key"))
-        .verify("fetch");
+        .provider(common::route::Provider::new(fake.api_key(), &fake.url()));
+    let route = verified_pull(route, TOKEN);
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
     let h = start(&cfg).await;
     let url = format!("http://{addr}/hooks/runway");
@@ -438,4 +435,13 @@ async fn a_pull_lane_checks_its_messages_against_the_provider_at_once() {
     assert_eq!(s, 200, "{got}");
     assert_eq!(got["messages"].as_array().map(Vec::len), Some(TASKS), "{got}");
     h.shutdown().await;
+}
+
+/// `route` with a pull subscriber `b` (`token`), checking the kie signature
+/// and verifying each callback against the provider's record.
+fn verified_pull(route: common::route::Route, token: &str) -> common::route::Route {
+    route
+        .subscriber(Subscriber::pull("b", token))
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch")
 }

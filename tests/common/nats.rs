@@ -143,6 +143,23 @@ impl NatsCluster {
     }
 
     /// The client URL of node `i`.
+    /// Write the result row of route `t`'s last event to subscriber `s` by
+    /// hand, as a relay's result write leaves it (`row` built from the time
+    /// now, in ms): what a relay killed right after that write leaves.
+    pub async fn put_last_result(&self, row: impl FnOnce(u64) -> serde_json::Value) {
+        let js = async_nats::jetstream::new(async_nats::connect(self.urls()[0].as_str()).await.unwrap());
+        let kv = js.get_key_value("hr_results").await.unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut stream = js.get_stream("HR_EV_t").await.unwrap();
+        let key = format!("t.{}.s", stream.info().await.unwrap().state.last_sequence);
+        kv.put(key, serde_json::to_vec(&row(now_ms)).unwrap().into())
+            .await
+            .unwrap();
+    }
+
     pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
     }

@@ -283,14 +283,7 @@ async fn media_of_a_callback_to_verify_is_written_once_it_is_verified() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let now = crate::clock::now_ms();
-    let id = store
-        .append(NewEvent {
-            media_after_verify: true,
-            ..event("t1", &[A, B], now)
-        })
-        .await
-        .unwrap()
-        .id;
+    let id = to_verify(&store, now).await;
     assert_eq!(store.media_queue(), 0);
     assert!(store.media_source().take(10, now).await.unwrap().is_empty());
     assert!(store.event_media(id).await.unwrap().unwrap_or_default().is_empty());
@@ -317,14 +310,7 @@ async fn an_operators_retry_queues_only_failed_urls_of_verified_media() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let now = crate::clock::now_ms();
-    let id = store
-        .append(NewEvent {
-            media_after_verify: true,
-            ..event("t1", &[A, B], now)
-        })
-        .await
-        .unwrap()
-        .id;
+    let id = to_verify(&store, now).await;
     assert_eq!(store.retry_media(id).await.unwrap(), None, "waits for its verification");
     store
         .add_verified_media(id, "runway", vec![A.into(), B.into()])
@@ -348,4 +334,14 @@ async fn an_operators_retry_queues_only_failed_urls_of_verified_media() {
     assert_eq!(again.len(), 1, "B is still handed out: {again:?}");
     assert_eq!((again[0].url.as_str(), again[0].attempts, again[0].step), (A, 1, 0));
     assert_eq!(store.retry_media(id).await.unwrap(), Some(0), "nothing failed now");
+}
+
+/// A callback naming A and B stored on a route that verifies it first: its
+/// media waits for the verdict.
+async fn to_verify(store: &Store, now: u64) -> EventId {
+    let ev = NewEvent {
+        media_after_verify: true,
+        ..event("t1", &[A, B], now)
+    };
+    store.append(ev).await.unwrap().id
 }
