@@ -387,38 +387,29 @@ impl State {
             return;
         }
         let mut ids: Vec<_> = a.lists.all().copied().collect();
-        if let Some(under) = a.under {
-            // An earlier token acknowledges only what was handed out under it:
-            // the others are not held for this request.
-            let bad: Vec<EventId> = ids
-                .iter()
-                .filter(|id| self.leases.token_gen(id) != Some(under))
-                .copied()
-                .collect();
-            if !bad.is_empty() && !a.partial {
-                let _ = a.reply.send(Err(AckError::NotLeased(bad)));
-                return;
-            }
-            let bad: HashSet<EventId> = bad.into_iter().collect();
-            ids.retain(|id| !bad.contains(id));
-        }
-        // The answer to an earlier hand-out of a message leased now for a
-        // later attempt (its lease ran out while the answer was on its way,
-        // and it was offered again): not that attempt's to settle.
-        let stale: Vec<EventId> = ids
+        // Not held for this request: handed out under another token than
+        // the one it acknowledges under, or leased now for another attempt
+        // than the one it answers (its lease ran out while the answer was
+        // on its way, and it was offered again: not that attempt's to settle).
+        let not_ours: Vec<EventId> = ids
             .iter()
-            .filter(|id| match (a.lists.attempts.get(id), self.leases.attempt(id)) {
-                (Some(said), Some(now)) => *said != now,
-                _ => false,
+            .filter(|id| {
+                let other_token = a.under.is_some_and(|under| self.leases.token_gen(id) != Some(under));
+                let other_attempt = matches!(
+                    (a.lists.attempts.get(id), self.leases.attempt(id)),
+                    (Some(said), Some(now)) if *said != now
+                );
+                other_token || other_attempt
             })
             .copied()
             .collect();
-        if !stale.is_empty() {
+        if !not_ours.is_empty() {
             if !a.partial {
-                let _ = a.reply.send(Err(AckError::NotLeased(stale)));
+                let _ = a.reply.send(Err(AckError::NotLeased(not_ours)));
                 return;
             }
-            ids.retain(|id| !stale.contains(id));
+            let not_ours: HashSet<EventId> = not_ours.into_iter().collect();
+            ids.retain(|id| !not_ours.contains(id));
         }
         let (claimed, not_held) = if a.partial {
             let (claimed, _) = self.leases.claim_held(&a.holder, &ids, Instant::now());
