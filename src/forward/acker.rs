@@ -232,7 +232,7 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
             // The answers are extra: they never make an acknowledgement too large.
             // `"evt_…":N,` each.
             let attempt_bytes = match with_attempts {
-                true => part.iter().map(|f| f.id.len() + 4 + f.attempt.to_string().len()).sum(),
+                true => part.iter().map(|f| f.id.len() + 4 + digits(f.attempt)).sum(),
                 false => 0,
             };
             if sizes(sent, attempt_bytes, &local).1 > LOCAL_BUDGET {
@@ -382,5 +382,18 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                 }
             }
         }
+    }
+}
+
+/// How many decimal digits `n` is written with.
+fn digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+#[cfg(test)]
+#[test]
+fn digits_are_those_written() {
+    for n in [0, 1, 9, 10, 99, 100, 837, 1_000_000, u32::MAX] {
+        assert_eq!(digits(n), n.to_string().len(), "{n}");
     }
 }
