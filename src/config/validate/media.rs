@@ -127,11 +127,9 @@ impl Validator<'_> {
         const SHAPES: &str = "use a directory (store = \"media\") or store = { s3 = { bucket = \"…\", \
                               access_key = …, secret_key = … } }";
         match v {
-            // Absolute, as `store.path` is (compared with it, and named in
-            // messages the same way however the relay was started).
+            // Absolute, as `store.path` is (compared with it).
             toml::Value::String(dir) if !dir.trim().is_empty() => {
-                let dir = self.resolve_path(Path::new(dir));
-                Ok(MediaStoreConfig::Local(std::path::absolute(&dir).unwrap_or(dir)))
+                Ok(MediaStoreConfig::Local(self.resolve_path(Path::new(dir))))
             }
             toml::Value::Table(t) if t.len() == 1 && t.contains_key("s3") => {
                 let raw: RawS3 = t["s3"].clone().try_into().map_err(|e: toml::de::Error| {

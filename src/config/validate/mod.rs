@@ -86,15 +86,17 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Paths in the config are relative to the config file's directory.
+    /// Paths in the config are relative to the config file's directory, and
+    /// made absolute (from the working directory when the config file's
+    /// path is relative), so that every message, `status` and a comparison
+    /// of two paths (`media.store` with `store.path`) see one directory
+    /// however the relay was started.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            return p.to_path_buf();
-        }
-        match self.file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+        let p = match (p.is_absolute(), self.file.parent()) {
+            (false, Some(dir)) if !dir.as_os_str().is_empty() => dir.join(p),
             _ => p.to_path_buf(),
-        }
+        };
+        std::path::absolute(&p).unwrap_or(p)
     }
 
     /// A file that must exist now; one under `/run/credentials/UNIT/` is read

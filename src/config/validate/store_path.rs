@@ -23,13 +23,10 @@ impl Validator<'_> {
         })
     }
 
-    /// Absolute (from the working directory when the config file's path is
-    /// relative), so that every message, `status` and the media archive's
-    /// default directory name the same directory however the relay was
-    /// started.
+    /// Absolute ([`Self::resolve_path`]): every message, `status` and the
+    /// media archive's default directory name the same directory.
     pub(super) fn store_path(&self, s: &RawStore, backend: &StoreBackend) -> Result<PathBuf, ConfigError> {
         let path = self.resolve_path(&s.path);
-        let path = std::path::absolute(&path).unwrap_or(path);
         if !matches!(backend, StoreBackend::Sled) {
             return Ok(path);
         }
