@@ -144,7 +144,9 @@ async fn a_missing_file_fails_for_good_and_the_delivery_says_so() {
 /// One NATS node and a relay whose `runway` route archives media, with an
 /// `after_archive` subscriber `later`; one callback (task `task`) naming
 /// `/k/late.mp4`, which answers 404 until a test puts the file there, and
-/// its first delivery saying the URL failed for good.
+/// its first delivery saying the URL failed for good. Bind it to a name
+/// before taking it apart: fields a pattern on the call itself leaves out
+/// are dropped at once (NATS stopped, the store's directory removed).
 struct FailedUrl {
     nats: NatsCluster,
     _dir: tempfile::TempDir,
@@ -191,13 +193,14 @@ async fn failed_url(task: &str) -> FailedUrl {
 /// again, and a replay made meanwhile waits for it and carries the file.
 #[tokio::test]
 async fn a_failed_url_is_archived_again_on_request() {
+    let failed = failed_url("task-r").await;
     let FailedUrl {
         files,
         later: later_sub,
         h,
         id,
         ..
-    } = failed_url("task-r").await;
+    } = failed;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
     let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/media/retry")).await;
     assert_eq!(st, http::StatusCode::OK, "{v}");
@@ -222,6 +225,7 @@ async fn a_failed_url_is_archived_again_on_request() {
 /// row's was taken up, whatever failure it was for.
 #[tokio::test]
 async fn a_retry_message_counts_for_the_failure_it_names() {
+    let failed = failed_url("task-m").await;
     let FailedUrl {
         nats,
         files,
@@ -229,7 +233,7 @@ async fn a_retry_message_counts_for_the_failure_it_names() {
         h,
         id,
         ..
-    } = failed_url("task-m").await;
+    } = failed;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
 
     let js = async_nats::jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
@@ -272,13 +276,14 @@ async fn a_retry_message_counts_for_the_failure_it_names() {
 /// there by then.
 #[tokio::test]
 async fn a_failed_url_named_by_a_later_callback_is_tried_again() {
+    let failed = failed_url("task-1").await;
     let FailedUrl {
         files,
         url,
         later: later_sub,
         h,
         ..
-    } = failed_url("task-1").await;
+    } = failed;
     files.bytes("/k/late.mp4", b"the late video", "video/mp4");
     // The provider sending the first callback again (a duplicate) is no new
     // callback: the URL is not tried again for it.
