@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::kv;
+use async_nats::jetstream::kv::UpdateErrorKind;
 use async_nats::jetstream::stream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -169,26 +170,35 @@ impl Shared {
         get_json(&self.media()?, &layout::media_key(hash)).await
     }
 
-    /// Write the row of a URL first seen by its work message; false when
-    /// another work message got there first.
-    pub(super) async fn create_media_row(&self, hash: &str, row: &MediaRow) -> Result<bool, StoreError> {
+    /// Write the row of a URL first seen by its work message: its
+    /// revision, or None when another work message got there first.
+    pub(super) async fn create_media_row(&self, hash: &str, row: &MediaRow) -> Result<Option<u64>, StoreError> {
         let created = create_json(&self.media()?, layout::media_key(hash), row).await?;
-        self.wrote(u64::from(created));
+        self.wrote(u64::from(created.is_some()));
         Ok(created)
     }
 
-    pub(super) async fn put_media_row(&self, hash: &str, row: &MediaRow) -> Result<(), StoreError> {
+    /// Write a URL's row over the one at `revision`: its new revision, or
+    /// None, and nothing written, when the row changed since.
+    pub(super) async fn update_media_row(
+        &self,
+        hash: &str,
+        row: &MediaRow,
+        revision: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
-        self.media()?
-            .put(layout::media_key(hash), value)
-            .await
-            .map_err(unavailable)?;
-        self.wrote(1);
-        self.put_file_row(&row.state).await
+        match self.media()?.update(layout::media_key(hash), value, revision).await {
+            Ok(revision) => {
+                self.wrote(1);
+                Ok(Some(revision))
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// The file row of a URL row naming a stored file.
-    async fn put_file_row(&self, state: &RowState) -> Result<(), StoreError> {
+    pub(super) async fn put_file_row(&self, state: &RowState) -> Result<(), StoreError> {
         if let RowState::Stored {
             sha256,
             size,
@@ -226,7 +236,7 @@ impl Shared {
             };
             let work = self.publish_work(layout::media_subject(&hash), &hash, &msg).await?;
             let row = MediaRow::new(url.clone(), route.to_string(), work, now);
-            if self.create_media_row(&hash, &row).await? {
+            if self.create_media_row(&hash, &row).await?.is_some() {
                 continue;
             }
             match self.media_row(&hash).await? {
@@ -243,7 +253,6 @@ impl Shared {
     /// Written only if the row is unchanged since read (`read`); tried
     /// again once another write got in between.
     async fn restart_retention(&self, hash: &str, now: u64, read: (MediaRow, u64)) -> Result<(), StoreError> {
-        let bucket = self.media()?;
         let mut read = Some(read);
         for _ in 0..3 {
             let read = match read.take() {
@@ -257,9 +266,7 @@ impl Shared {
                 return Ok(());
             }
             row.at_ms = now;
-            let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-            if bucket.update(layout::media_key(hash), value, revision).await.is_ok() {
-                self.wrote(1);
+            if self.update_media_row(hash, &row, revision).await?.is_some() {
                 return Ok(());
             }
         }

@@ -12,11 +12,8 @@
 //! row leaves the retry done, not lost, and a message left over from an
 //! earlier failure (two retries at once) starts no second round.
 
-use async_nats::jetstream::kv::UpdateErrorKind;
-use bytes::Bytes;
-
 use super::media::{MediaRow, RowState, WorkMessage};
-use super::{event, layout, unavailable, NatsStore, Shared};
+use super::{event, layout, NatsStore, Shared};
 use crate::store::{EventId, StoreError};
 
 impl NatsStore {
@@ -79,28 +76,23 @@ impl Shared {
     }
 
     /// The failed `row` (at `revision`) made pending now for work message
-    /// `seq`, from the start of the retry schedule; None when the row
-    /// changed since it was read.
+    /// `seq`, from the start of the retry schedule, with its new revision;
+    /// None when the row changed since it was read.
     pub(super) async fn adopt_retry(
         &self,
         hash: &str,
         mut row: MediaRow,
         revision: u64,
         seq: u64,
-    ) -> Result<Option<MediaRow>, StoreError> {
+    ) -> Result<Option<(MediaRow, u64)>, StoreError> {
         let now = crate::clock::now_ms();
         row.work = seq;
         row.state = RowState::Pending { due_ms: now };
         row.step = 0;
         row.at_ms = now;
-        let value = Bytes::from(serde_json::to_vec(&row).expect("serializes"));
-        match self.media()?.update(layout::media_key(hash), value, revision).await {
-            Ok(_) => {
-                self.wrote(1);
-                Ok(Some(row))
-            }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        Ok(self
+            .update_media_row(hash, &row, revision)
+            .await?
+            .map(|revision| (row, revision)))
     }
 }

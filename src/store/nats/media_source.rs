@@ -21,8 +21,10 @@ use crate::store::{MediaOutcome, MediaTicket, MediaWork, StoreError};
 pub struct NatsMediaTicket {
     hash: String,
     seq: u64,
-    /// The row as it was when the work was taken.
+    /// The row as it was when the work was taken, and its revision: the
+    /// outcome is written over that row only.
     row: MediaRow,
+    revision: u64,
     acker: Arc<Acker>,
     held: Held,
 }
@@ -99,26 +101,26 @@ impl NatsMediaCursor {
         let retry_of = serde_json::from_slice::<WorkMessage>(&r.message.payload)
             .ok()
             .and_then(|m| m.retry_of);
-        let row = match self.shared.media_row(&hash).await? {
+        let (row, revision) = match self.shared.media_row(&hash).await? {
             // A retry taken before its row names it: the row is made pending here.
             Some((row, revision)) if row.work != r.seq && super::media_retry::is_retry(&row, retry_of) => {
                 match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
-                    Some(row) => row,
+                    Some(adopted) => adopted,
                     // Changed meanwhile: looked at again.
                     None => return self.settle(r, AckKind::Nak(None)).await,
                 }
             }
-            Some((row, _)) => row,
+            Some(read) => read,
             None => {
                 // Its ingest stopped between the work and the row: write the row.
                 let Ok(msg) = serde_json::from_slice::<WorkMessage>(&r.message.payload) else {
                     return self.settle(r, AckKind::Term).await;
                 };
                 let row = MediaRow::new(msg.url, msg.route, r.seq, now_ms);
-                if !self.shared.create_media_row(&hash, &row).await? {
-                    return self.settle(r, AckKind::Nak(None)).await;
+                match self.shared.create_media_row(&hash, &row).await? {
+                    Some(revision) => (row, revision),
+                    None => return self.settle(r, AckKind::Nak(None)).await,
                 }
-                row
             }
         };
         if row.work != r.seq || row.is_final() {
@@ -139,6 +141,7 @@ impl NatsMediaCursor {
                 hash,
                 seq: r.seq,
                 row,
+                revision,
                 acker: r.acker,
                 held: self.follower.held.clone(),
             }),
@@ -166,6 +169,10 @@ impl NatsStore {
     /// Record an archive try: the row first, then settle the work (done:
     /// acknowledged; a retry: NAKed with its delay). A lost acknowledgement
     /// makes the work come again, and whoever gets it finds the row final.
+    /// The row is written only over the one the work was taken from: one
+    /// changed since means this relay lost its hold (stalled past
+    /// `takeover`) and another relay took the work, so this try is dropped
+    /// and the work left to that relay.
     pub async fn record_media(&self, t: &NatsMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         let mut row = t.row.clone();
@@ -200,7 +207,15 @@ impl NatsStore {
                 AckKind::Ack
             }
         };
-        let written = self.shared.put_media_row(&t.hash, &row).await;
+        let written = match self.shared.update_media_row(&t.hash, &row, t.revision).await {
+            Ok(Some(_)) => self.shared.put_file_row(&row.state).await,
+            Ok(None) => {
+                super::follow::release(&t.held, t.seq);
+                tracing::info!(url_hash = %t.hash, "media try dropped: another relay took this URL's work after takeover and its row changed since");
+                return Ok(());
+            }
+            Err(e) => Err(e),
+        };
         if written.is_err() {
             super::follow::release(&t.held, t.seq);
             return written;

@@ -419,3 +419,5 @@ impl NatsStore {
 
 #[cfg(test)]
 mod mark_tests;
+#[cfg(test)]
+mod media_record_tests;

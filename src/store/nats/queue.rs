@@ -179,16 +179,16 @@ pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Write a key that must be new; false when it exists.
+/// Write a key that must be new: its revision, or None when it exists.
 pub(super) async fn create_json<T: serde::Serialize>(
     bucket: &kv::Store,
     key: String,
     value: &T,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let bytes = Bytes::from(serde_json::to_vec(value).expect("serializes"));
     match bucket.create(key, bytes).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+        Ok(revision) => Ok(Some(revision)),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(unavailable(e)),
     }
 }

@@ -108,7 +108,9 @@ impl Shared {
 
     /// Write a new task's row; false when it exists.
     pub(super) async fn create_task_row(&self, hash: &str, row: &TaskRow) -> Result<bool, StoreError> {
-        let created = create_json(&self.tasks_bucket()?, layout::task_key(hash), row).await?;
+        let created = create_json(&self.tasks_bucket()?, layout::task_key(hash), row)
+            .await?
+            .is_some();
         self.wrote(u64::from(created));
         Ok(created)
     }

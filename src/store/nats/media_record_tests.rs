@@ -1,0 +1,67 @@
+//! Cluster mode: an archiver's outcome is written only over the row it took
+//! its work from. A relay that stalled past `takeover` while it fetched a
+//! URL (its hold lapsed, another relay took the work and finished it) found
+//! the row stored or failed by then and wrote its own stale try over it: a
+//! retry left the URL pending under a message already acknowledged, so
+//! nothing ever fetched it again and its file was no longer named.
+
+use crate::ingest::contested::crash_tests::{event, open_nats, rt, NatsServer};
+use crate::store::*;
+
+const URL: &str = "https://cdn.example/stalled.mp4";
+
+async fn take_one(source: &mut MediaSource) -> MediaWork {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(w) = source.take(1, crate::clock::now_ms()).await.unwrap().pop() {
+            return w;
+        }
+        assert!(std::time::Instant::now() < end, "the media work never came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let stalled = open_nats(&nats.1).await;
+        let other = open_nats(&nats.1).await;
+        let mut e = event(Origin::Callback, URL, None);
+        e.media = vec![URL.to_string()];
+        let id = stalled.append(e).await.unwrap().id;
+
+        // The stalled relay takes the work, then stops holding it (as a
+        // relay paused past `takeover` does); the other relay gets it.
+        let mut source = stalled.media_source();
+        let late = take_one(&mut source).await;
+        drop(source);
+        let mut elsewhere = other.media_source();
+        let work = take_one(&mut elsewhere).await;
+        let file = StoredFile {
+            location: "/media/ab".into(),
+            sha256: "ab".repeat(32),
+            size: 3,
+            content_type: Some("video/mp4".into()),
+        };
+        other
+            .record_media(&work.ticket, MediaOutcome::Stored(file))
+            .await
+            .unwrap();
+
+        // The stalled relay comes back with its try's outcome.
+        let retry = MediaOutcome::Retry {
+            due_ms: crate::clock::now_ms() + 60_000,
+            error: "connection reset".into(),
+        };
+        let _ = stalled.record_media(&late.ticket, retry).await;
+        let media = other.event_media(id).await.unwrap().unwrap();
+        assert!(
+            matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
+            "{media:?}"
+        );
+        stalled.close().await;
+        other.close().await;
+    });
+}
