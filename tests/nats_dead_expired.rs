@@ -4,7 +4,8 @@
 //! letter was listed (under an id of 1970) and a replay of all dead letters
 //! counted it `requeued`, took it off the list and sent nothing. Now it is
 //! left out of the list, a replay drops it uncounted, and the retention
-//! sweep drops it. The event's expiry is made here by removing its message
+//! sweep drops it; the subscriber's dead-letter count (and gauge) left it
+//! out only once swept. The event's expiry is made here by removing its message
 //! (what `max_age` does).
 
 use crate::common;
@@ -48,6 +49,13 @@ async fn a_dead_letter_whose_event_expired_is_not_listed_nor_counted_as_replayed
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["dead_letters"], serde_json::json!([]), "{v}");
     assert_eq!(v["total"], 0, "{v}");
+    // Nor counted in the subscriber's dead letters (and its gauge) until swept.
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    assert_eq!(
+        row(&subs["subscribers"], "name", "s")["dead_letters"],
+        0,
+        "expired, not swept yet: {subs}"
+    );
     let (st, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["requeued"], 0, "nothing could be sent: {v}");

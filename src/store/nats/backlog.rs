@@ -52,7 +52,7 @@ impl NatsStore {
     /// the dead letters).
     pub async fn subscriber_stats(&self, with_removed: bool) -> Result<Vec<SubscriberStats>, StoreError> {
         let topology = super::read(&self.shared.topology);
-        let dead = self.dead_subjects(None).await?;
+        let dead = self.live_letters(None).await?;
         let dead_of = |sub: &str| dead.iter().filter(|(_, s, _)| s == sub).count() as u64;
         let mut streams = Vec::new();
         for (route, subs) in &topology.routes {

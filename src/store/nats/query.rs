@@ -273,9 +273,7 @@ impl NatsStore {
     }
 
     pub async fn dead_letters(&self, sub: Option<String>, limit: usize) -> Result<DeadLetterPage, StoreError> {
-        let mut subjects = self.dead_subjects(sub.as_deref()).await?;
-        let floors = self.floors(&subjects).await;
-        subjects.retain(|(route, _, seq)| !floors.expired(route, *seq));
+        let mut subjects = self.live_letters(sub.as_deref()).await?;
         let total = subjects.len() as u64;
         // Newest first: a route's sequence follows arrival, so each route's
         // newest `limit` are read, then merged by event id (time first).

@@ -2,10 +2,10 @@
 //! `store.retention` after it arrived and its dead letter `store.retention`
 //! after the delivery died, so a letter outlives its event by as long as the
 //! delivery was retried. Such a letter cannot be sent again: it is left out
-//! of the list, a replay drops it without counting it, and the retention
-//! sweep drops it. A route's stream holds its events from its first
-//! sequence on, so a letter below it names an expired event (one stream
-//! read per route, no read per letter).
+//! of the list or its subscriber's count, a replay drops it without
+//! counting it, and the retention sweep drops it. A route's stream holds
+//! its events from its first sequence on, so a letter below it names an
+//! expired event (one stream read per route, no read per letter).
 
 use std::collections::HashMap;
 
@@ -41,6 +41,18 @@ impl NatsStore {
             }
         }
         Floors(floors)
+    }
+
+    /// The dead letters (route, subscriber, sequence), oldest first, but
+    /// those whose event has expired: what the list and the counts show.
+    pub(in crate::store::nats) async fn live_letters(
+        &self,
+        sub: Option<&str>,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut letters = self.dead_subjects(sub).await?;
+        let floors = self.floors(&letters).await;
+        letters.retain(|(route, _, seq)| !floors.expired(route, *seq));
+        Ok(letters)
     }
 
     /// Purge the dead letters whose event has expired; how many.
