@@ -100,7 +100,8 @@ pub struct MediaWork {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MediaTicket {
     Sled(super::sled::SledMediaTicket),
-    Nats(super::nats::NatsMediaTicket),
+    /// Boxed: it carries the URL's row as taken.
+    Nats(Box<super::nats::NatsMediaTicket>),
 }
 
 /// How one media try ended.

@@ -137,14 +137,14 @@ impl NatsMediaCursor {
             route: row.route.clone(),
             attempts: row.attempts,
             step: row.step,
-            ticket: MediaTicket::Nats(NatsMediaTicket {
+            ticket: MediaTicket::Nats(Box::new(NatsMediaTicket {
                 hash,
                 seq: r.seq,
                 row,
                 revision,
                 acker: r.acker,
                 held: self.follower.held.clone(),
-            }),
+            })),
         }))
     }
 
