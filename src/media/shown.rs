@@ -19,22 +19,56 @@ pub fn shown(url: &str) -> String {
 /// made) with every `http://` or `https://` URL in it [`shown`] (also one
 /// written with JSON's `\/`): up to the next blank, quote or bracket, and to
 /// the end of a text cut off inside one; punctuation that ends a sentence
-/// after it is kept.
+/// after it is kept. A URL quoted without its scheme (`cdn.example/a?sig=…`,
+/// `//cdn.example/a?sig=…`) loses its query too.
 pub fn urls_shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = url_start(rest) {
-        out.push_str(&rest[..at]);
+        out.push_str(&bare_queries_hidden(&rest[..at]));
         let url = &rest[at..];
-        let end = url
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']'))
-            .unwrap_or(url.len());
-        let token = url[..end].trim_end_matches(['.', ',', ';', ':', '!']);
+        let end = token_end(url);
+        let token = url[..end].trim_end_matches(SENTENCE_END);
         out.push_str(&shown(&token.replace("\\/", "/")));
         out.push_str(&url[token.len()..end]);
         rest = &url[end..];
     }
-    out.push_str(rest);
+    out.push_str(&bare_queries_hidden(rest));
+    out
+}
+
+/// Punctuation that ends a sentence after a quoted URL.
+const SENTENCE_END: [char; 5] = ['.', ',', ';', ':', '!'];
+
+/// Where a quoted URL (or word) ends: the next blank, quote or bracket.
+fn token_end(s: &str) -> usize {
+    s.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']'))
+        .unwrap_or(s.len())
+}
+
+/// `text` (with no `http(s)://` in it) with the query of each word that
+/// looks like a URL without its scheme replaced by `…`: a host or path
+/// (a `.` or `/`) before the `?`, a `name=value` after it.
+fn bare_queries_hidden(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = token_end(rest);
+        let word = &rest[..end];
+        let kept = word.trim_end_matches(SENTENCE_END);
+        match kept.split_once('?') {
+            Some((base, query)) if base.contains(['.', '/']) && query.contains('=') => {
+                out.push_str(base);
+                out.push_str("?…");
+                out.push_str(&word[kept.len()..]);
+            }
+            _ => out.push_str(word),
+        }
+        // The blank, quote or bracket after the word, as it was.
+        let sep = rest[end..].chars().next().map_or(0, char::len_utf8);
+        out.push_str(&rest[end..end + sep]);
+        rest = &rest[end + sep..];
+    }
     out
 }
 
@@ -83,6 +117,20 @@ mod tests {
             (
                 r#"{"url":"https:\/\/h.example\/a.mp4?sig=Q"}"#.to_string(),
                 r#"{"url":"https://h.example/a.mp4?…"}"#.to_string(),
+            ),
+            // Quoted without its scheme: its query hidden too.
+            (
+                "expired: cdn.example/k/x.mp4?Signature=SSSS&Key-Pair-Id=K.".to_string(),
+                "expired: cdn.example/k/x.mp4?….".to_string(),
+            ),
+            (
+                r#"{"file":"\/\/cdn.example\/a.mp4?sig=Q","t":"a?b"}"#.to_string(),
+                r#"{"file":"\/\/cdn.example\/a.mp4?…","t":"a?b"}"#.to_string(),
+            ),
+            ("why? because=no".to_string(), "why? because=no".to_string()),
+            (
+                "(see cdn.example/b?t=2), über-long: x/y?z=1".to_string(),
+                "(see cdn.example/b?…), über-long: x/y?…".to_string(),
             ),
         ] {
             assert_eq!(urls_shown(&said), shows);
