@@ -222,3 +222,101 @@ async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_t
     );
     assert!(log.contains("already delivered here"), "{log}");
 }
+
+/// An HTTP proxy to the relay that loses the relay's answer to the first
+/// acknowledgement: the request reaches the relay, which applies it, then
+/// the connection is cut before the answer gets back (a network failing at
+/// that moment). Everything else is passed through.
+async fn losing_the_first_ack_answer(upstream: SocketAddr) -> SocketAddr {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let lost = Arc::new(AtomicBool::new(false));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let (client, lost) = (client.clone(), lost.clone());
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let (client, lost) = (client.clone(), lost.clone());
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let ack = parts.uri.path().ends_with("/ack");
+                    parts.uri = format!("http://{upstream}{}", parts.uri.path_and_query().unwrap())
+                        .parse()
+                        .unwrap();
+                    let answer = client.request(http::Request::from_parts(parts, Full::new(body))).await;
+                    let Ok(answer) = answer else {
+                        return Err("the relay did not answer".into());
+                    };
+                    let (parts, body) = answer.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    if ack && !lost.swap(true, Ordering::SeqCst) {
+                        // Applied by the relay; its answer never arrives.
+                        let e: Box<dyn std::error::Error + Send + Sync> = "answer lost".into();
+                        return Err(e);
+                    }
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http::Response::from_parts(
+                        parts,
+                        Full::new(body),
+                    ))
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(c), svc));
+        }
+    });
+    addr
+}
+
+/// The relay records a delivery, but its answer to the acknowledgement is
+/// lost; the forwarder sends the acknowledgement again and is refused (the
+/// lease is over: the delivery is done). It kept the id as delivered but not
+/// confirmed, and an operator's later replay of the event was acknowledged
+/// without being posted to the service ("already delivered here"): the
+/// relay recorded a second delivery that never happened. The relay's `409`
+/// now names the ids it records delivered; the forwarder forgets them, and
+/// the replay reaches the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "lost-answer-pull-token";
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token))).await;
+    let proxy = losing_the_first_ack_answer(h.ingest_addrs[0]).await;
+    let local = Local::start(Arc::new(|_, _| (200, Duration::ZERO))).await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("lost-answer")).await;
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(20), |ev| {
+        ev["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    // The forwarder's second try of the acknowledgement is answered.
+    let deadline = Instant::now() + secs(20);
+    let answered = |log: &str| log.contains("delivered already") || log.contains("leases ended before");
+    while !answered(&fwd.log_text()) {
+        assert!(
+            Instant::now() < deadline,
+            "no second acknowledgement: {}",
+            fwd.log_text()
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(st, http::StatusCode::OK, "{v}");
+    let deadline = Instant::now() + secs(20);
+    while local.attempts(&id).len() < 2 && !fwd.log_text().contains("already delivered here") {
+        assert!(Instant::now() < deadline, "the replay never came: {}", fwd.log_text());
+        tokio::time::sleep(ms(50)).await;
+    }
+    let log = fwd.log_text();
+    let attempts = local.attempts(&id);
+    h.shutdown().await;
+    assert_eq!(
+        attempts.len(),
+        2,
+        "the replay was not posted (attempts {attempts:?}); log: {log}"
+    );
+}

@@ -265,9 +265,18 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                 Err(RelayError::NotLeased {
                     ids: late,
                     rest_applied,
+                    delivered,
                 }) => {
-                    if !late.is_empty() {
-                        tracing::warn!(ids = ?late, "these leases ended before the acknowledgement (expired: a failed \
+                    if !delivered.is_empty() {
+                        // An earlier acknowledgement got there; its answer did
+                        // not: done, and a later offer is an operator's replay.
+                        tracing::info!(ids = ?delivered, "the relay had recorded these as delivered already (the \
+                            answer to an earlier acknowledgement was lost)");
+                        unacked.confirmed(&delivered);
+                    }
+                    let expired: Vec<&String> = late.iter().filter(|id| !delivered.contains(id)).collect();
+                    if !expired.is_empty() {
+                        tracing::warn!(ids = ?expired, "these leases ended before the acknowledgement (expired: a failed \
                             attempt each, or the relay restarted); the relay will offer them again with the same id");
                     }
                     if rest_applied {

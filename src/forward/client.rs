@@ -61,9 +61,14 @@ pub enum RelayError {
     TooLarge(Option<u64>),
     /// 409 on an acknowledgement: these ids are not leased to us any more;
     /// the others were applied when `rest_applied` (a cluster relay), else
-    /// nothing was changed.
+    /// nothing was changed. `delivered`: those of them the relay records
+    /// as delivered already (an earlier acknowledgement's answer was lost).
     #[error("{} ids are not leased to this forwarder", .ids.len())]
-    NotLeased { ids: Vec<String>, rest_applied: bool },
+    NotLeased {
+        ids: Vec<String>,
+        rest_applied: bool,
+        delivered: Vec<String>,
+    },
     /// Another answer: status and the relay's message.
     #[error("HTTP {0}: {1}")]
     Status(StatusCode, String),
@@ -255,6 +260,7 @@ impl Head {
                 Ok(n) => Err(RelayError::NotLeased {
                     ids: n.not_leased,
                     rest_applied: n.applied.is_some(),
+                    delivered: n.delivered,
                 }),
                 Err(_) => Err(RelayError::Status(status, message())),
             },

@@ -3,8 +3,9 @@
 //! given up: the lease and its lapse ran out first, or the relay no longer
 //! leased them). The relay offers such a message again; this forwarder then
 //! acknowledges it without posting it to the local service a second time.
-//! An id is forgotten once the relay confirms its acknowledgement (a later
-//! offer is an operator's replay, delivered as asked), and the oldest go
+//! An id is forgotten once the relay confirms its acknowledgement, or
+//! refuses it again naming it `delivered` (the first one's answer was lost)
+//! — a later offer is an operator's replay, delivered as asked — and the oldest go
 //! first past [`CAPACITY`]. Kept in memory only: after a restart of the
 //! forwarder such a message is delivered again.
 

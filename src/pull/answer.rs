@@ -24,8 +24,13 @@ pub enum PullAnswer {
     TooLarge(usize),
     Timeout,
     /// Some ids are not leased to the caller; nothing was changed, or
-    /// (`Some`) the others were applied, as said.
-    NotLeased(Vec<String>, Option<wire::Acked>),
+    /// (`applied`) the others were applied, as said. `delivered`: those of
+    /// them acknowledged as delivered that the store records delivered.
+    NotLeased {
+        ids: Vec<String>,
+        applied: Option<wire::Acked>,
+        delivered: Vec<String>,
+    },
     /// Shutting down, or the store cannot record: try again shortly.
     Unavailable(String),
 }
@@ -40,7 +45,7 @@ impl PullAnswer {
             PullAnswer::BadRequest(_) => StatusCode::BAD_REQUEST,
             PullAnswer::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PullAnswer::Timeout => StatusCode::REQUEST_TIMEOUT,
-            PullAnswer::NotLeased(..) => StatusCode::CONFLICT,
+            PullAnswer::NotLeased { .. } => StatusCode::CONFLICT,
             PullAnswer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -61,7 +66,11 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
         PullAnswer::BadRequest(why) => json!({ "error": why }),
         PullAnswer::TooLarge(max) => json!({ "error": format!("body larger than {max} bytes") }),
         PullAnswer::Timeout => json!({"error": "request body not received in time"}),
-        PullAnswer::NotLeased(ids, applied) => serde_json::to_value(wire::NotLeased {
+        PullAnswer::NotLeased {
+            ids,
+            applied,
+            delivered,
+        } => serde_json::to_value(wire::NotLeased {
             error: match applied {
                 None => {
                     "these ids are not leased to you (never handed out, another forwarder's, expired or already \
@@ -76,6 +85,7 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
             .into(),
             not_leased: ids.clone(),
             applied: applied.clone(),
+            delivered: delivered.clone(),
         })
         .unwrap_or_default(),
         PullAnswer::Unavailable(why) => json!({ "error": why }),

@@ -16,6 +16,7 @@
 //! authenticates, signs and answers ([`answer`]).
 
 pub mod answer;
+mod delivered;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -407,6 +408,11 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
     }
+    let acked = lists.ack.clone();
+    let subscriber = lanes
+        .first()
+        .map(|(l, _)| l.subscriber().name.clone())
+        .unwrap_or_default();
     // The subscriber's lane first, then its lanes stopped by a reload: one
     // forwarder may hold leases of several (see `ack_across`).
     let answer = crate::delivery::pull::ack_across(lanes, holder, lists).await;
@@ -417,26 +423,25 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             dead: s.dead,
             warnings,
         }),
-        Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased(bad.iter().map(|id| id.to_string()).collect(), None),
-        Err(AckError::NotLeasedRestApplied { not_leased, applied }) => PullAnswer::NotLeased(
-            not_leased.iter().map(|id| id.to_string()).collect(),
-            Some(wire::Acked {
+        Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased {
+            ids: bad.iter().map(|id| id.to_string()).collect(),
+            applied: None,
+            delivered: delivered::recorded_delivered(app, &subscriber, &bad, &acked).await,
+        },
+        Err(AckError::NotLeasedRestApplied { not_leased, applied }) => PullAnswer::NotLeased {
+            ids: not_leased.iter().map(|id| id.to_string()).collect(),
+            applied: Some(wire::Acked {
                 acknowledged: applied.acknowledged,
                 retried: applied.retried,
                 dead: applied.dead,
                 warnings,
             }),
-        ),
+            delivered: delivered::recorded_delivered(app, &subscriber, &not_leased, &acked).await,
+        },
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the leases are kept: send it again"
         )),
-        Err(AckError::Stopped) => {
-            let name = lanes
-                .first()
-                .map(|(l, _)| l.subscriber().name.clone())
-                .unwrap_or_default();
-            lane_stopped(app, &name, "acknowledge again")
-        }
+        Err(AckError::Stopped) => lane_stopped(app, &subscriber, "acknowledge again"),
     }
 }
 

@@ -217,6 +217,12 @@ pub struct NotLeased {
     /// What the ids not named did; absent when nothing was changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<Acked>,
+    /// Of `not_leased`, the ids acknowledged as delivered whose delivery the
+    /// relay records as delivered already (an earlier acknowledgement
+    /// whose answer was lost): the client may forget them. Absent when
+    /// none, and from relays before it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<String>,
 }
 
 /// A long-poll's parameters.
