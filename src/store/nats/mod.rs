@@ -420,4 +420,4 @@ impl NatsStore {
 #[cfg(test)]
 mod mark_tests;
 #[cfg(test)]
-mod media_record_tests;
+mod media_tests;

@@ -1,9 +1,14 @@
-//! Cluster mode: an archiver's outcome is written only over the row it took
-//! its work from. A relay that stalled past `takeover` while it fetched a
-//! URL (its hold lapsed, another relay took the work and finished it) found
-//! the row stored or failed by then and wrote its own stale try over it: a
-//! retry left the URL pending under a message already acknowledged, so
-//! nothing ever fetched it again and its file was no longer named.
+//! The media archive's store in cluster mode, against one real NATS server.
+//!
+//! An archiver's outcome is written only over the row it took its work
+//! from. A relay that stalled past `takeover` while it fetched a URL (its
+//! hold lapsed, another relay took the work and finished it) found the row
+//! stored or failed by then and wrote its own stale try over it: a retry
+//! left the URL pending under a message already acknowledged, so nothing
+//! ever fetched it again and its file was no longer named.
+//!
+//! An operator's retry of an event whose media waits for the callback's
+//! verification finds nothing of the archive's to retry (the API's `409`).
 
 use crate::ingest::contested::crash_tests::{event, open_nats, rt, NatsServer};
 use crate::store::*;
@@ -63,5 +68,22 @@ fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() 
         );
         stalled.close().await;
         other.close().await;
+    });
+}
+
+#[test]
+fn an_operators_retry_waits_for_the_callbacks_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let mut e = event(Origin::Callback, URL, None);
+        e.media = vec![URL.to_string()];
+        e.media_after_verify = true;
+        let id = s.append(e).await.unwrap().id;
+        assert_eq!(s.retry_media(id).await.unwrap(), None, "waits for its verification");
+        s.add_verified_media(id, "runway", vec![URL.into()]).await.unwrap();
+        assert_eq!(s.retry_media(id).await.unwrap(), Some(0), "pending, not failed");
+        s.close().await;
     });
 }
