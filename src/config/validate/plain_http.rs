@@ -31,6 +31,13 @@ mod tests {
     fn warnings(server: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["relay.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
         let text = format!(
             "[server]\n{server}\n[store]\npath = \"data\"\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\
              tokens = [\"2f1c0e9a7b3d4c5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6\"]\n\
@@ -43,6 +50,8 @@ mod tests {
 
     #[test]
     fn a_public_plain_listener_is_warned_about_and_loopback_tls_or_a_named_proxy_are_not() {
+        let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }";
+        assert!(warnings(&format!("listen = [\"0.0.0.0:8443\"]\n{tls}")).is_empty());
         let w = warnings("listen = [\"0.0.0.0:8080\"]");
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
