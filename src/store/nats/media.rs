@@ -2,8 +2,8 @@
 //! bucket (shared by every event naming the URL, so it is fetched once by
 //! the whole cluster), one work message per URL in the `HR_MEDIA` work
 //! queue that the archivers of every relay share, the archived files'
-//! facts, the reads the admin API and `after_archive` deliveries make, and
-//! media retention.
+//! facts, and the reads the admin API and `after_archive` deliveries make
+//! (media retention: [`super::media_sweep`]).
 //!
 //! Order of writes at ingest: the work message first (de-duplicated by the
 //! URL's hash for two minutes), then the URL's row naming that message,
@@ -13,7 +13,6 @@
 //! (after the de-duplication window) is acknowledged unread by whoever
 //! takes it: only the message a row names is worked on.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{EventId, MediaFile, MediaItem, MediaState, StoreError, StoredFile};
 
 /// Rows a listing or a retention pass looks at, at most.
-const SCAN_LIMIT: usize = 50_000;
+pub(super) const SCAN_LIMIT: usize = 50_000;
 
 /// A media URL's row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +125,7 @@ impl MediaRow {
         }
     }
 
-    fn sha256(&self) -> Option<&str> {
+    pub(super) fn sha256(&self) -> Option<&str> {
         match &self.state {
             RowState::Stored { sha256, .. } => Some(sha256),
             _ => None,
@@ -276,7 +275,7 @@ impl Shared {
     }
 
     /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
-    async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
+    pub(super) async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
         let values = self.latest_values(layout::MEDIA, "u.", SCAN_LIMIT).await?;
         Ok(values
             .into_iter()
@@ -332,29 +331,6 @@ impl NatsStore {
         }
     }
 
-    /// Which of `digests` a URL row names as its stored file: media
-    /// retention's check under the digests' locks, before it deletes the
-    /// others. It reads the URL rows, not the file rows, which the sweep
-    /// itself purges (a try that recorded the same bytes during the sweep
-    /// wrote both); a file row so purged is put back. One listing per call:
-    /// retention asks for a chunk of digests at once.
-    pub async fn media_referenced(&self, digests: Vec<String>) -> Result<HashSet<String>, StoreError> {
-        let asked: HashSet<String> = digests.into_iter().collect();
-        let rows = self.shared.media_rows().await?;
-        let mut kept: HashMap<String, _> = HashMap::new();
-        for (_, r) in rows {
-            if let Some(d) = r.sha256().filter(|d| asked.contains(*d)) {
-                kept.entry(d.to_string()).or_insert(r);
-            }
-        }
-        for (d, row) in &kept {
-            if self.media_file(d.clone()).await?.is_none() {
-                self.shared.put_file_row(&row.state).await?;
-            }
-        }
-        Ok(kept.into_keys().collect())
-    }
-
     /// The most recently finished URLs (newest first) and the waiting ones
     /// (soonest due first), up to `limit` each.
     pub async fn recent_media(&self, limit: usize) -> Result<(Vec<MediaItem>, Vec<MediaItem>), StoreError> {
@@ -372,72 +348,6 @@ impl NatsStore {
         done.truncate(limit);
         waiting.truncate(limit);
         Ok((done, waiting))
-    }
-
-    /// Forget the URLs that became final before `cutoff_ms`; returns how
-    /// many, and the digests no URL refers to any more (the caller deletes
-    /// those files): this pass's, and those an earlier one released and did
-    /// not settle (a `r.` row each until [`media_released_settled`]). Every
-    /// relay may run it: deleting twice is harmless.
-    ///
-    /// [`media_released_settled`]: Self::media_released_settled
-    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
-        let rows = self.shared.media_rows().await?;
-        let bucket = self.shared.media()?;
-        let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
-        for (hash, row) in rows {
-            if row.is_final() && row.at_ms < cutoff_ms {
-                // Read again with its revision and purged only if unchanged:
-                // a callback naming the URL meanwhile restarted its retention.
-                let purged = match self.shared.media_row(&hash).await? {
-                    Some((now, revision)) if now.is_final() && now.at_ms < cutoff_ms => bucket
-                        .purge_expect_revision(layout::media_key(&hash), Some(revision))
-                        .await
-                        .is_ok(),
-                    _ => false,
-                };
-                if purged {
-                    self.shared.wrote(1);
-                    removed += 1;
-                    if let Some(sha) = row.sha256() {
-                        freed.insert(sha.to_string());
-                    }
-                    continue;
-                }
-            }
-            if let Some(sha) = row.sha256() {
-                kept.insert(sha.to_string());
-            }
-        }
-        for sha in freed.difference(&kept) {
-            // Released before the file row goes: a pass cut short in
-            // between leaves it released, for the next one.
-            bucket
-                .put(layout::released_key(sha), Bytes::from_static(b"1"))
-                .await
-                .map_err(unavailable)?;
-            bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
-            self.shared.wrote(2);
-        }
-        let files = self
-            .shared
-            .latest_values(layout::MEDIA, "r.", SCAN_LIMIT)
-            .await?
-            .into_iter()
-            .map(|(sha, _)| sha)
-            .collect();
-        Ok((removed, files))
-    }
-
-    /// Forget released files media retention settled (deleted, not there,
-    /// or named by a URL again).
-    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
-        let bucket = self.shared.media()?;
-        for sha in digests {
-            bucket.purge(layout::released_key(&sha)).await.map_err(unavailable)?;
-            self.shared.wrote(1);
-        }
-        Ok(())
     }
 
     /// The archive work of a callback verified after it was stored

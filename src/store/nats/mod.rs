@@ -21,6 +21,7 @@ mod lost;
 mod media;
 mod media_retry;
 mod media_source;
+mod media_sweep;
 mod peer;
 mod query;
 mod queue;

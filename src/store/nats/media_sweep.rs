@@ -1,0 +1,105 @@
+//! Media retention in cluster mode: URLs final for longer than
+//! `media.retention` are forgotten (each purged only if unchanged since
+//! read: a callback naming it meanwhile restarted its retention), and the
+//! files no URL names any more are released for deletion (a `r.` row each,
+//! until the caller settles it); the check under the digests' locks that a
+//! file is still unnamed before it is deleted.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+
+use super::media::SCAN_LIMIT;
+use super::{layout, unavailable, NatsStore};
+use crate::store::StoreError;
+
+impl NatsStore {
+    /// Which of `digests` a URL row names as its stored file: media
+    /// retention's check under the digests' locks, before it deletes the
+    /// others. It reads the URL rows, not the file rows, which the sweep
+    /// itself purges (a try that recorded the same bytes during the sweep
+    /// wrote both); a file row so purged is put back. One listing per call:
+    /// retention asks for a chunk of digests at once.
+    pub async fn media_referenced(&self, digests: Vec<String>) -> Result<HashSet<String>, StoreError> {
+        let asked: HashSet<String> = digests.into_iter().collect();
+        let rows = self.shared.media_rows().await?;
+        let mut kept: HashMap<String, _> = HashMap::new();
+        for (_, r) in rows {
+            if let Some(d) = r.sha256().filter(|d| asked.contains(*d)) {
+                kept.entry(d.to_string()).or_insert(r);
+            }
+        }
+        for (d, row) in &kept {
+            if self.media_file(d.clone()).await?.is_none() {
+                self.shared.put_file_row(&row.state).await?;
+            }
+        }
+        Ok(kept.into_keys().collect())
+    }
+
+    /// Forget the URLs that became final before `cutoff_ms`; returns how
+    /// many, and the digests no URL refers to any more (the caller deletes
+    /// those files): this pass's, and those an earlier one released and did
+    /// not settle (a `r.` row each until [`media_released_settled`]). Every
+    /// relay may run it: deleting twice is harmless.
+    ///
+    /// [`media_released_settled`]: Self::media_released_settled
+    pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
+        let rows = self.shared.media_rows().await?;
+        let bucket = self.shared.media()?;
+        let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
+        for (hash, row) in rows {
+            if row.is_final() && row.at_ms < cutoff_ms {
+                // Read again with its revision and purged only if unchanged:
+                // a callback naming the URL meanwhile restarted its retention.
+                let purged = match self.shared.media_row(&hash).await? {
+                    Some((now, revision)) if now.is_final() && now.at_ms < cutoff_ms => bucket
+                        .purge_expect_revision(layout::media_key(&hash), Some(revision))
+                        .await
+                        .is_ok(),
+                    _ => false,
+                };
+                if purged {
+                    self.shared.wrote(1);
+                    removed += 1;
+                    if let Some(sha) = row.sha256() {
+                        freed.insert(sha.to_string());
+                    }
+                    continue;
+                }
+            }
+            if let Some(sha) = row.sha256() {
+                kept.insert(sha.to_string());
+            }
+        }
+        for sha in freed.difference(&kept) {
+            // Released before the file row goes: a pass cut short in
+            // between leaves it released, for the next one.
+            bucket
+                .put(layout::released_key(sha), Bytes::from_static(b"1"))
+                .await
+                .map_err(unavailable)?;
+            bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
+            self.shared.wrote(2);
+        }
+        let files = self
+            .shared
+            .latest_values(layout::MEDIA, "r.", SCAN_LIMIT)
+            .await?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
+        Ok((removed, files))
+    }
+
+    /// Forget released files media retention settled (deleted, not there,
+    /// or named by a URL again).
+    pub async fn media_released_settled(&self, digests: Vec<String>) -> Result<(), StoreError> {
+        let bucket = self.shared.media()?;
+        for sha in digests {
+            bucket.purge(layout::released_key(&sha)).await.map_err(unavailable)?;
+            self.shared.wrote(1);
+        }
+        Ok(())
+    }
+}
