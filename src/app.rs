@@ -365,6 +365,17 @@ impl Handle {
         for l in self.listeners {
             let _ = l.await;
         }
+        // An operator's replay whose caller went away still runs: let it end.
+        let work = &self.app.operator_work;
+        work.close();
+        let grace = self.app.live().config.server.shutdown_grace;
+        if tokio::time::timeout(grace, work.wait()).await.is_err() {
+            tracing::warn!(
+                running = work.len(),
+                "stopping before an operator's replay or media retry ended (what it did is kept; asking again \
+                 does the rest)"
+            );
+        }
         self.app.delivery.stop().await;
         self.app.media.stop().await;
         for b in self.background {

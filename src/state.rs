@@ -116,6 +116,10 @@ pub struct App {
     pub bodies: Arc<crate::ingest::BodyBudget>,
     /// Wakes the reconciler when a task is registered (its schedule changed).
     pub tasks_wake: Arc<tokio::sync::Notify>,
+    /// An operator's replays and media retries, each run to its end in a
+    /// task of its own (its caller may go away): a stop waits for them
+    /// (within `server.shutdown_grace`) before it closes the store.
+    pub operator_work: tokio_util::task::TaskTracker,
     /// The last reload: when, and why it was refused (`/api/status`).
     last_reload: Mutex<Option<ReloadOutcome>>,
 }
@@ -184,6 +188,7 @@ impl App {
             ingest_addrs,
             started_ms: crate::clock::now_ms(),
             tasks_wake: Arc::default(),
+            operator_work: tokio_util::task::TaskTracker::new(),
             last_reload: Mutex::new(None),
         }
     }

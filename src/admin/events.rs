@@ -187,7 +187,7 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     // takes it, after a restart too); a refused or failed replay queues
     // nothing and releases nothing.
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let result = to_the_end("a replay", async move { store.replay_event(id, only).await })
+    let result = to_the_end(app, "a replay", async move { store.replay_event(id, only).await })
         .await?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
     if let Some(s) = sub {
@@ -275,7 +275,7 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
         }
     }
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let (total, counts) = to_the_end("a replay of dead letters", async move {
+    let (total, counts) = to_the_end(app, "a replay of dead letters", async move {
         let counts = store.replay_dead_letters(only.clone()).await?;
         let total: usize = counts.values().sum();
         // Logged here: the count is known even to a caller that gave up.
@@ -295,8 +295,10 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
 /// up after a while): a replay of many dead letters cut off in cluster
 /// mode, between a delivery's mark and its message, left it pending with
 /// nothing to send it until a later replay.
-/// A failure is logged there, as its caller may be gone.
+/// A failure is logged there, as its caller may be gone. A stop waits for
+/// it (`App::operator_work`) before it closes the store.
 pub(super) async fn to_the_end<T: Send + 'static>(
+    app: &App,
     what: &'static str,
     work: impl std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
 ) -> Result<T, (StatusCode, String)> {
@@ -307,7 +309,7 @@ pub(super) async fn to_the_end<T: Send + 'static>(
         }
         r
     };
-    match tokio::spawn(logged).await {
+    match app.operator_work.spawn(logged).await {
         Ok(r) => r.map_err(internal),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{what} stopped: {e}"))),
     }

@@ -62,7 +62,8 @@ pub(super) async fn retry(app: &App, id: &str) -> ApiResult {
         return Err((StatusCode::NOT_FOUND, format!("no event {id}")));
     }
     let store = app.store.clone();
-    let Some(retried) = super::events::to_the_end("a media retry", async move { store.retry_media(id).await }).await?
+    let Some(retried) =
+        super::events::to_the_end(app, "a media retry", async move { store.retry_media(id).await }).await?
     else {
         return Err((
             StatusCode::CONFLICT,
