@@ -44,6 +44,16 @@ pub(super) struct MediaRow {
     pub step: u32,
     pub last_error: Option<String>,
     pub at_ms: u64,
+    /// How many times an archiver took the work: each take writes it, so
+    /// the outcome of a take that lost its hold (its relay stalled past
+    /// `takeover`) finds the row changed and is dropped, whichever of the
+    /// two tries ends first. Absent in rows written before it (0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub taken: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +104,7 @@ impl MediaRow {
             step: 0,
             last_error: None,
             at_ms: now_ms,
+            taken: 0,
         }
     }
 

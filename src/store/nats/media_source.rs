@@ -101,7 +101,7 @@ impl NatsMediaCursor {
         let retry_of = serde_json::from_slice::<WorkMessage>(&r.message.payload)
             .ok()
             .and_then(|m| m.retry_of);
-        let (row, revision) = match self.shared.media_row(&hash).await? {
+        let (mut row, revision) = match self.shared.media_row(&hash).await? {
             // A retry taken before its row names it: the row is made pending here.
             Some((row, revision)) if row.work != r.seq && super::media_retry::is_retry(&row, retry_of) => {
                 match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
@@ -132,6 +132,13 @@ impl NatsMediaCursor {
                 return self.settle(r, AckKind::Nak(Some(delay))).await;
             }
         }
+        // The take written: an earlier take of this work (a relay that lost
+        // its hold) no longer matches the row's revision.
+        row.taken += 1;
+        let Some(revision) = self.shared.update_media_row(&hash, &row, revision).await? else {
+            // Changed meanwhile: looked at again.
+            return self.settle(r, AckKind::Nak(None)).await;
+        };
         Ok(Some(MediaWork {
             url: row.url.clone(),
             route: row.route.clone(),
@@ -169,10 +176,11 @@ impl NatsStore {
     /// Record an archive try: the row first, then settle the work (done:
     /// acknowledged; a retry: NAKed with its delay). A lost acknowledgement
     /// makes the work come again, and whoever gets it finds the row final.
-    /// The row is written only over the one the work was taken from: one
-    /// changed since means this relay lost its hold (stalled past
-    /// `takeover`) and another relay took the work, so this try is dropped
-    /// and the work left to that relay.
+    /// The row is written only over the one its take wrote: one changed
+    /// since means this relay lost its hold (stalled past `takeover`) and
+    /// another relay took the work, so this try is dropped and the work
+    /// left to that relay; a file it stored is released to media retention
+    /// (deleted unless a URL names it).
     pub async fn record_media(&self, t: &NatsMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         let mut row = t.row.clone();
@@ -212,7 +220,10 @@ impl NatsStore {
             Ok(None) => {
                 super::follow::release(&t.held, t.seq);
                 tracing::info!(url_hash = %t.hash, "media try dropped: another relay took this URL's work after takeover and its row changed since");
-                return Ok(());
+                return match &row.state {
+                    RowState::Stored { sha256, .. } => self.shared.release_file(sha256).await,
+                    _ => Ok(()),
+                };
             }
             Err(e) => Err(e),
         };

@@ -10,8 +10,21 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 
 use super::media::SCAN_LIMIT;
-use super::{layout, unavailable, NatsStore};
+use super::{layout, unavailable, NatsStore, Shared};
 use crate::store::StoreError;
+
+impl Shared {
+    /// A stored file handed to media retention: the next pass deletes it
+    /// unless a URL names it by then (a `r.` row until settled).
+    pub(super) async fn release_file(&self, sha256: &str) -> Result<(), StoreError> {
+        self.media()?
+            .put(layout::released_key(sha256), Bytes::from_static(b"1"))
+            .await
+            .map_err(unavailable)?;
+        self.wrote(1);
+        Ok(())
+    }
+}
 
 impl NatsStore {
     /// Which of `digests` a URL row names as its stored file: media
@@ -75,12 +88,9 @@ impl NatsStore {
         for sha in freed.difference(&kept) {
             // Released before the file row goes: a pass cut short in
             // between leaves it released, for the next one.
-            bucket
-                .put(layout::released_key(sha), Bytes::from_static(b"1"))
-                .await
-                .map_err(unavailable)?;
+            self.shared.release_file(sha).await?;
             bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
-            self.shared.wrote(2);
+            self.shared.wrote(1);
         }
         let files = self
             .shared

@@ -5,7 +5,10 @@
 //! hold lapsed, another relay took the work and finished it) found the row
 //! stored or failed by then and wrote its own stale try over it: a retry
 //! left the URL pending under a message already acknowledged, so nothing
-//! ever fetched it again and its file was no longer named.
+//! ever fetched it again and its file was no longer named. Each take now
+//! writes the row, so the stalled take's outcome is dropped whichever of
+//! the two ends first (with only the row read at take, a stalled relay
+//! ending first won and the other relay's file was dropped).
 //!
 //! An operator's retry of an event whose media waits for the callback's
 //! verification finds nothing of the archive's to retry (the API's `409`).
@@ -26,8 +29,27 @@ async fn take_one(source: &mut MediaSource) -> MediaWork {
     }
 }
 
-#[test]
-fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() {
+fn stored() -> MediaOutcome {
+    MediaOutcome::Stored(StoredFile {
+        location: "/media/ab".into(),
+        sha256: "ab".repeat(32),
+        size: 3,
+        content_type: Some("video/mp4".into()),
+    })
+}
+
+fn retry() -> MediaOutcome {
+    MediaOutcome::Retry {
+        due_ms: crate::clock::now_ms() + 60_000,
+        error: "connection reset".into(),
+    }
+}
+
+/// A relay takes a URL's work, then stops holding it (as a relay paused
+/// past `takeover` does) and another relay takes it; the two outcomes are
+/// recorded, the stalled relay's first when `stalled_first`. The URL's
+/// media as it ends.
+fn two_takes(stalled_first: bool) -> Vec<MediaItem> {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
@@ -36,39 +58,34 @@ fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() 
         let mut e = event(Origin::Callback, URL, None);
         e.media = vec![URL.to_string()];
         let id = stalled.append(e).await.unwrap().id;
-
-        // The stalled relay takes the work, then stops holding it (as a
-        // relay paused past `takeover` does); the other relay gets it.
         let mut source = stalled.media_source();
         let late = take_one(&mut source).await;
         drop(source);
         let mut elsewhere = other.media_source();
         let work = take_one(&mut elsewhere).await;
-        let file = StoredFile {
-            location: "/media/ab".into(),
-            sha256: "ab".repeat(32),
-            size: 3,
-            content_type: Some("video/mp4".into()),
-        };
-        other
-            .record_media(&work.ticket, MediaOutcome::Stored(file))
-            .await
-            .unwrap();
-
-        // The stalled relay comes back with its try's outcome.
-        let retry = MediaOutcome::Retry {
-            due_ms: crate::clock::now_ms() + 60_000,
-            error: "connection reset".into(),
-        };
-        let _ = stalled.record_media(&late.ticket, retry).await;
+        if stalled_first {
+            let _ = stalled.record_media(&late.ticket, retry()).await;
+            other.record_media(&work.ticket, stored()).await.unwrap();
+        } else {
+            other.record_media(&work.ticket, stored()).await.unwrap();
+            let _ = stalled.record_media(&late.ticket, retry()).await;
+        }
         let media = other.event_media(id).await.unwrap().unwrap();
-        assert!(
-            matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
-            "{media:?}"
-        );
         stalled.close().await;
         other.close().await;
-    });
+        media
+    })
+}
+
+#[test]
+fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() {
+    for stalled_first in [false, true] {
+        let media = two_takes(stalled_first);
+        assert!(
+            matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
+            "stalled relay first: {stalled_first}: {media:?}"
+        );
+    }
 }
 
 #[test]
