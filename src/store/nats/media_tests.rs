@@ -29,10 +29,10 @@ async fn take_one(source: &mut MediaSource) -> MediaWork {
     }
 }
 
-fn stored() -> MediaOutcome {
+fn stored(sha: &str) -> MediaOutcome {
     MediaOutcome::Stored(StoredFile {
-        location: "/media/ab".into(),
-        sha256: "ab".repeat(32),
+        location: format!("/media/{sha}"),
+        sha256: sha.repeat(32),
         size: 3,
         content_type: Some("video/mp4".into()),
     })
@@ -47,9 +47,10 @@ fn retry() -> MediaOutcome {
 
 /// A relay takes a URL's work, then stops holding it (as a relay paused
 /// past `takeover` does) and another relay takes it; the two outcomes are
-/// recorded, the stalled relay's first when `stalled_first`. The URL's
-/// media as it ends.
-fn two_takes(stalled_first: bool) -> Vec<MediaItem> {
+/// recorded, the stalled relay's (`stalled_try`) first when
+/// `stalled_first`. The URL's media as it ends, and the files released to
+/// media retention.
+fn two_takes(stalled_first: bool, stalled_try: MediaOutcome) -> (Vec<MediaItem>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
@@ -64,28 +65,37 @@ fn two_takes(stalled_first: bool) -> Vec<MediaItem> {
         let mut elsewhere = other.media_source();
         let work = take_one(&mut elsewhere).await;
         if stalled_first {
-            let _ = stalled.record_media(&late.ticket, retry()).await;
-            other.record_media(&work.ticket, stored()).await.unwrap();
+            stalled.record_media(&late.ticket, stalled_try).await.unwrap();
+            other.record_media(&work.ticket, stored("ab")).await.unwrap();
         } else {
-            other.record_media(&work.ticket, stored()).await.unwrap();
-            let _ = stalled.record_media(&late.ticket, retry()).await;
+            other.record_media(&work.ticket, stored("ab")).await.unwrap();
+            stalled.record_media(&late.ticket, stalled_try).await.unwrap();
         }
         let media = other.event_media(id).await.unwrap().unwrap();
+        let (_, released) = other.sweep_media(0).await.unwrap();
         stalled.close().await;
         other.close().await;
-        media
+        (media, released)
     })
 }
 
 #[test]
 fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() {
     for stalled_first in [false, true] {
-        let media = two_takes(stalled_first);
+        let (media, released) = two_takes(stalled_first, retry());
         assert!(
             matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
             "stalled relay first: {stalled_first}: {media:?}"
         );
+        assert_eq!(released, Vec::<String>::new());
     }
+    // A file the stalled relay stored is not named by the row: released.
+    let (media, released) = two_takes(true, stored("cd"));
+    assert!(
+        matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
+        "{media:?}"
+    );
+    assert_eq!(released, ["cd".repeat(32)]);
 }
 
 #[test]
