@@ -3,10 +3,10 @@
 //! letter outlives its event by as long as the delivery was retried. Such a
 //! letter was listed (under an id of 1970) and a replay of all dead letters
 //! counted it `requeued`, took it off the list and sent nothing. Now it is
-//! left out of the list, a replay drops it uncounted, and the retention
-//! sweep drops it; the subscriber's dead-letter count (and gauge) left it
-//! out only once swept. The event's expiry is made here by removing its message
-//! (what `max_age` does).
+//! left out of the list and of its subscriber's dead-letter count (and
+//! gauge, which counted it until the sweep), a replay drops it uncounted,
+//! and the retention sweep drops it. The event's expiry is made here by
+//! removing its message (what `max_age` does).
 
 use crate::common;
 

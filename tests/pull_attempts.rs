@@ -244,6 +244,7 @@ async fn an_answer_for_an_earlier_hand_out_does_not_settle_a_later_one() {
     let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["not_leased"], serde_json::json!([id]), "{v}");
+    assert_eq!(v.get("delivered"), None, "attempt 1's lease ran out: {v}");
     let other = r#"{"ids": ["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"], "attempts": {"evt_01ARZ3NDEKTSV4RRFFQ69G5FAW": 1}}"#;
     let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), other).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
@@ -252,5 +253,42 @@ async fn an_answer_for_an_earlier_hand_out_does_not_settle_a_later_one() {
     let d = laptop_delivery(&h, &id).await;
     assert_eq!(d["state"], "delivered", "{d}");
     assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "{d}");
+    h.shutdown().await;
+}
+
+/// An acknowledgement sent again after its answer was lost is refused (the
+/// lease is over), and the `409` names the id as `delivered`, so the
+/// forwarder forgets it — also when an operator's replay made the delivery
+/// pending again meanwhile (the attempt named is looked for in its
+/// history). An attempt that was not acknowledged is not named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_sent_again_is_named_delivered_when_it_was_recorded() {
+    let (_dir, _sub, h) = relay(secs(30)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "answer-lost").await;
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(ids(&got), vec![id.clone()], "{got}");
+    let ack = |n: u32| format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": {n}}}}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Sent again (its answer lost): recorded.
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
+    assert_eq!(
+        (s, &v["delivered"]),
+        (StatusCode::CONFLICT, &serde_json::json!([id])),
+        "{v}"
+    );
+    // An operator's replay before the second try arrives.
+    let (s, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
+    assert_eq!(
+        (s, &v["delivered"]),
+        (StatusCode::CONFLICT, &serde_json::json!([id])),
+        "{v}"
+    );
+    // Not the replay's attempt, which nobody acknowledged.
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(2)).await;
+    assert_eq!((s, v.get("delivered")), (StatusCode::CONFLICT, None), "{v}");
     h.shutdown().await;
 }

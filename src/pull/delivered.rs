@@ -1,31 +1,65 @@
 //! Which acknowledgements refused as not leased were recorded already: an
-//! id the store shows delivered to the subscriber, named so in the `409`
-//! (`delivered`). A forwarder whose first acknowledgement reached the relay
-//! but whose answer was lost sends it again and is refused: told the
-//! delivery is recorded, it forgets the id, so a later replay of the event
-//! is posted to its service, not acknowledged unsent as a message it
-//! delivered already.
+//! id whose delivery to the subscriber the store shows acknowledged, named
+//! so in the `409` (`delivered`). A forwarder whose first acknowledgement
+//! reached the relay but whose answer was lost sends it again and is
+//! refused: told the delivery is recorded, it forgets the id, so a later
+//! replay of the event is posted to its service, not acknowledged unsent
+//! as a message it delivered already.
+//!
+//! With the attempt number the forwarder sent, the attempt itself is looked
+//! for in the delivery's history (an operator's replay may have made the
+//! delivery pending again meanwhile); without it, the delivery must be
+//! delivered now. Only the first [`LOOKED_AT`] such ids are looked up, a
+//! few at once: a `409` for expired leases stays cheap.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
 
 use crate::state::App;
-use crate::store::{DeliveryState, EventId};
+use crate::store::{Attempt, DeliveryState, EventId};
+
+/// Ids looked up per refused acknowledgement, at most.
+const LOOKED_AT: usize = 64;
+/// Lookups at once.
+const AT_ONCE: usize = 8;
 
 /// Of `not_leased`, those in `acked` (the request acknowledged them as
 /// delivered) whose delivery to `subscriber` the store records as
-/// delivered. An id the store cannot read now is left out: the forwarder
-/// then keeps it, as before.
-pub async fn recorded_delivered(app: &App, subscriber: &str, not_leased: &[EventId], acked: &[EventId]) -> Vec<String> {
-    let mut out = Vec::new();
-    for id in not_leased.iter().filter(|id| acked.contains(id)) {
-        let Ok(Some(view)) = app.store.event_view(*id).await else {
-            continue;
-        };
-        let delivered = view
-            .deliveries
-            .iter()
-            .any(|d| d.subscriber == subscriber && d.state == DeliveryState::Delivered);
-        if delivered {
-            out.push(id.to_string());
-        }
-    }
-    out
+/// acknowledged (`attempts`: the attempt number each was handed out with,
+/// when the client said). An id the store cannot read now is left out: the
+/// forwarder then keeps it, as before.
+pub async fn recorded_delivered(
+    app: &App,
+    subscriber: &str,
+    not_leased: &[EventId],
+    acked: &[EventId],
+    attempts: &HashMap<EventId, u32>,
+) -> Vec<String> {
+    let asked: Vec<EventId> = not_leased
+        .iter()
+        .filter(|id| acked.contains(id))
+        .take(LOOKED_AT)
+        .copied()
+        .collect();
+    futures_util::stream::iter(asked)
+        .map(|id| async move {
+            let view = app.store.event_view(id).await.ok().flatten()?;
+            let d = view.deliveries.iter().find(|d| d.subscriber == subscriber)?;
+            let recorded = match attempts.get(&id) {
+                Some(n) => d.history.iter().any(|a| a.attempt == *n && acknowledged(a)),
+                None => d.state == DeliveryState::Delivered,
+            };
+            recorded.then(|| id.to_string())
+        })
+        .buffer_unordered(AT_ONCE)
+        .filter_map(|id| async move { id })
+        .collect()
+        .await
+}
+
+/// An attempt a pull client acknowledged: no error, and no status (or a
+/// 2xx one).
+fn acknowledged(a: &Attempt) -> bool {
+    a.error.is_none() && a.status.is_none_or(|s| (200..300).contains(&s))
 }

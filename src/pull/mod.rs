@@ -408,7 +408,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
             Err(why) => warnings.push(format!("local[{shown:?}]: {why}; left out")),
         }
     }
-    let acked = lists.ack.clone();
+    let (acked, attempts) = (lists.ack.clone(), lists.attempts.clone());
     let subscriber = lanes
         .first()
         .map(|(l, _)| l.subscriber().name.clone())
@@ -426,7 +426,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
         Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased {
             ids: bad.iter().map(|id| id.to_string()).collect(),
             applied: None,
-            delivered: delivered::recorded_delivered(app, &subscriber, &bad, &acked).await,
+            delivered: delivered::recorded_delivered(app, &subscriber, &bad, &acked, &attempts).await,
         },
         Err(AckError::NotLeasedRestApplied { not_leased, applied }) => PullAnswer::NotLeased {
             ids: not_leased.iter().map(|id| id.to_string()).collect(),
@@ -436,7 +436,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
                 dead: applied.dead,
                 warnings,
             }),
-            delivered: delivered::recorded_delivered(app, &subscriber, &not_leased, &acked).await,
+            delivered: delivered::recorded_delivered(app, &subscriber, &not_leased, &acked, &attempts).await,
         },
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the leases are kept: send it again"
