@@ -46,9 +46,11 @@ fn token_end(s: &str) -> usize {
         .unwrap_or(s.len())
 }
 
-/// `text` (with no `http(s)://` in it) with the query of each word that
-/// looks like a URL without its scheme replaced by `…`: a host or path
-/// (a `.` or `/`) before the `?`, a `name=value` after it.
+/// `text` (with no `http(s)://` in it) with each word that is a URL
+/// without its scheme [`shown`]: one that starts with `//`, or whose first
+/// part (up to a `/`, `?` or `#`) is a host name (has a `.`), and has a
+/// query, a fragment or (after `//`) credentials to hide. A path alone (`/api/jobs?id=7`)
+/// is left as it is.
 fn bare_queries_hidden(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -56,13 +58,23 @@ fn bare_queries_hidden(text: &str) -> String {
         let end = token_end(rest);
         let word = &rest[..end];
         let kept = word.trim_end_matches(SENTENCE_END);
-        match kept.split_once('?') {
-            Some((base, query)) if base.contains(['.', '/']) && query.contains('=') => {
-                out.push_str(base);
-                out.push_str("?…");
+        let unescaped = kept.replace("\\/", "/");
+        let (lead, url) = match unescaped.strip_prefix("//") {
+            Some(u) => ("//", u),
+            None => ("", unescaped.as_str()),
+        };
+        let host = url.split(['/', '?', '#']).next().unwrap_or("");
+        let url_like = (!lead.is_empty() || host.contains('.')) && !host.is_empty();
+        // Credentials only after `//` (`ops@example.com` is an address).
+        let hidden = url.contains(['?', '#']) || (!lead.is_empty() && url.contains('@'));
+        match url_like && hidden {
+            true => {
+                let shown = shown(&format!("https://{url}"));
+                out.push_str(lead);
+                out.push_str(shown.strip_prefix("https://").unwrap_or(&shown));
                 out.push_str(&word[kept.len()..]);
             }
-            _ => out.push_str(word),
+            false => out.push_str(word),
         }
         // The blank, quote or bracket after the word, as it was.
         let sep = rest[end..].chars().next().map_or(0, char::len_utf8);
@@ -118,19 +130,29 @@ mod tests {
                 r#"{"url":"https:\/\/h.example\/a.mp4?sig=Q"}"#.to_string(),
                 r#"{"url":"https://h.example/a.mp4?…"}"#.to_string(),
             ),
-            // Quoted without its scheme: its query hidden too.
+            // Quoted without its scheme: its query, fragment and
+            // credentials hidden too; a path alone is not a URL.
             (
                 "expired: cdn.example/k/x.mp4?Signature=SSSS&Key-Pair-Id=K.".to_string(),
                 "expired: cdn.example/k/x.mp4?….".to_string(),
             ),
             (
                 r#"{"file":"\/\/cdn.example\/a.mp4?sig=Q","t":"a?b"}"#.to_string(),
-                r#"{"file":"\/\/cdn.example\/a.mp4?…","t":"a?b"}"#.to_string(),
+                r#"{"file":"//cdn.example/a.mp4?…","t":"a?b"}"#.to_string(),
             ),
             ("why? because=no".to_string(), "why? because=no".to_string()),
             (
                 "(see cdn.example/b?t=2), über-long: x/y?z=1".to_string(),
-                "(see cdn.example/b?…), über-long: x/y?…".to_string(),
+                "(see cdn.example/b?…), über-long: x/y?z=1".to_string(),
+            ),
+            (
+                "no /api/v1/jobs/record-info?taskId=abc; //u:pw@h.example/x and cdn.example/a#access_token=T"
+                    .to_string(),
+                "no /api/v1/jobs/record-info?taskId=abc; //REDACTED@h.example/x and cdn.example/a".to_string(),
+            ),
+            (
+                "cdn.example/k/x.mp4?opaque".to_string(),
+                "cdn.example/k/x.mp4?…".to_string(),
             ),
         ] {
             assert_eq!(urls_shown(&said), shows);
