@@ -154,6 +154,10 @@ mod tests {
                 "cdn.example/k/x.mp4?opaque".to_string(),
                 "cdn.example/k/x.mp4?…".to_string(),
             ),
+            (
+                "write to ops@example.com.".to_string(),
+                "write to ops@example.com.".to_string(),
+            ),
         ] {
             assert_eq!(urls_shown(&said), shows);
         }
