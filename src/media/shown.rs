@@ -47,10 +47,13 @@ fn token_end(s: &str) -> usize {
 }
 
 /// `text` (with no `http(s)://` in it) with each word that is a URL
-/// without its scheme [`shown`]: one that starts with `//`, or whose first
-/// part (up to a `/`, `?` or `#`) is a host name (has a `.`), and has a
-/// query, a fragment or (after `//`) credentials to hide. A path alone (`/api/jobs?id=7`)
-/// is left as it is.
+/// without `http(s)://` [`shown`] (or its query hidden):
+/// - another scheme's (`s3://…`, `wss://…`), whole as [`shown`] does;
+/// - one naming a host (`//host…`, or a first part with a `.`) that has a
+///   query, a fragment or (after `//`) credentials;
+/// - a relative path with a query (`b/x?sig=…`, `minio:9000/b?…`);
+/// - a path from the root (`/files/a?token=…`) only when its query names
+///   something secret: a provider's API path (`/api/jobs?taskId=7`) stays.
 fn bare_queries_hidden(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -58,23 +61,12 @@ fn bare_queries_hidden(text: &str) -> String {
         let end = token_end(rest);
         let word = &rest[..end];
         let kept = word.trim_end_matches(SENTENCE_END);
-        let unescaped = kept.replace("\\/", "/");
-        let (lead, url) = match unescaped.strip_prefix("//") {
-            Some(u) => ("//", u),
-            None => ("", unescaped.as_str()),
-        };
-        let host = url.split(['/', '?', '#']).next().unwrap_or("");
-        let url_like = (!lead.is_empty() || host.contains('.')) && !host.is_empty();
-        // Credentials only after `//` (`ops@example.com` is an address).
-        let hidden = url.contains(['?', '#']) || (!lead.is_empty() && url.contains('@'));
-        match url_like && hidden {
-            true => {
-                let shown = shown(&format!("https://{url}"));
-                out.push_str(lead);
-                out.push_str(shown.strip_prefix("https://").unwrap_or(&shown));
+        match bare_url_shown(kept) {
+            Some(shown) => {
+                out.push_str(&shown);
                 out.push_str(&word[kept.len()..]);
             }
-            false => out.push_str(word),
+            None => out.push_str(word),
         }
         // The blank, quote or bracket after the word, as it was.
         let sep = rest[end..].chars().next().map_or(0, char::len_utf8);
@@ -82,6 +74,49 @@ fn bare_queries_hidden(text: &str) -> String {
         rest = &rest[end + sep..];
     }
     out
+}
+
+/// A word as [`bare_queries_hidden`] shows it; None when it is left as is.
+fn bare_url_shown(word: &str) -> Option<String> {
+    let w = word.replace("\\/", "/");
+    if w.contains("://") {
+        return Some(shown(&w));
+    }
+    let (lead, rest) = match w.strip_prefix("//") {
+        Some(r) => ("//", r),
+        None => ("", w.as_str()),
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let after = |c: char| rest.split_once(c).is_some_and(|(_, x)| !x.is_empty());
+    if !host.is_empty() && (!lead.is_empty() || host.contains('.')) {
+        // Credentials only after `//` (`ops@example.com` is an address).
+        if !(after('?') || after('#') || (!lead.is_empty() && rest.contains('@'))) {
+            return None;
+        }
+        let shown = shown(&format!("https://{rest}"));
+        return Some(format!("{lead}{}", shown.strip_prefix("https://").unwrap_or(&shown)));
+    }
+    let (base, query) = rest.split_once('?')?;
+    if query.is_empty() || !base.contains('/') || (base.starts_with('/') && !names_a_secret(query)) {
+        return None;
+    }
+    Some(format!("{base}?…"))
+}
+
+/// Whether a query names what may be a credential: a key with `sig`,
+/// `token`, `key`, `secret`, `pass`, `auth`, `cred`, `amz` or `expires` in
+/// it, or a value with no name long enough to be one.
+fn names_a_secret(query: &str) -> bool {
+    const SECRET: [&str; 9] = [
+        "sig", "token", "key", "secret", "pass", "auth", "cred", "amz", "expires",
+    ];
+    query.split('&').any(|part| match part.split_once('=') {
+        Some((k, _)) => {
+            let k = k.to_ascii_lowercase();
+            SECRET.iter().any(|s| k.contains(s))
+        }
+        None => part.chars().count() >= 16,
+    })
 }
 
 /// Where the next `http://` or `https://` starts (any case, `/` or `\/`).
@@ -143,7 +178,7 @@ mod tests {
             ("why? because=no".to_string(), "why? because=no".to_string()),
             (
                 "(see cdn.example/b?t=2), über-long: x/y?z=1".to_string(),
-                "(see cdn.example/b?…), über-long: x/y?z=1".to_string(),
+                "(see cdn.example/b?…), über-long: x/y?…".to_string(),
             ),
             (
                 "no /api/v1/jobs/record-info?taskId=abc; //u:pw@h.example/x and cdn.example/a#access_token=T"
@@ -157,6 +192,14 @@ mod tests {
             (
                 "write to ops@example.com.".to_string(),
                 "write to ops@example.com.".to_string(),
+            ),
+            (
+                "s3://bucket/k.mp4?X-Amz-Signature=abc, localhost:9000/b/x?sig=Q and /files/a.mp4?token=T".to_string(),
+                "s3://bucket/k.mp4?…, localhost:9000/b/x?… and /files/a.mp4?…".to_string(),
+            ),
+            (
+                "did v1.2 fail? see a.b/c?".to_string(),
+                "did v1.2 fail? see a.b/c?".to_string(),
             ),
         ] {
             assert_eq!(urls_shown(&said), shows);
