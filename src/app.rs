@@ -358,6 +358,11 @@ impl Handle {
     /// Stop accepting, let requests in flight finish (bounded), stop delivery
     /// (attempts in flight are sent again after a restart), close the store.
     pub async fn shutdown(self) {
+        // One grace for the listeners' drain and an operator's replay
+        // together: the margin after it (`supervise`) stays for delivery,
+        // the archiver and the store.
+        let grace = self.app.live().config.server.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         self.app.serving.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         // Long-polls would hold the drain for the whole grace: answer them now.
@@ -368,8 +373,7 @@ impl Handle {
         // An operator's replay whose caller went away still runs: let it end.
         let work = &self.app.operator_work;
         work.close();
-        let grace = self.app.live().config.server.shutdown_grace;
-        if tokio::time::timeout(grace, work.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, work.wait()).await.is_err() {
             tracing::warn!(
                 running = work.len(),
                 "stopping before an operator's replay or media retry ended (what it did is kept; asking again \
