@@ -82,7 +82,12 @@ impl NatsMediaCursor {
                 Err(e) => {
                     // Comes again after `takeover`, here or elsewhere.
                     self.follower.release(seq);
-                    return Err(e);
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    // What was taken before is worked on, not left held.
+                    tracing::warn!(error = %e, "cannot take more media work now; working on what was taken");
+                    break;
                 }
             }
         }
@@ -169,6 +174,25 @@ impl NatsMediaCursor {
 }
 
 impl NatsStore {
+    /// A file stored by a try that was dropped, released to media
+    /// retention once the URL's row is final and names another file. Not
+    /// while the row is pending: the relay that took the work over most
+    /// likely fetches the same bytes, and retention elsewhere could delete
+    /// them before that relay records them (a file left so, with other
+    /// bytes, stays until removed by hand).
+    async fn release_unnamed(&self, hash: &str, sha256: &str) {
+        let released = match self.shared.media_row(hash).await {
+            Ok(Some((now, _))) if now.is_final() && now.sha256() != Some(sha256) => {
+                self.shared.release_file(sha256).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(url_hash = %hash, error = %e, "a file stored by a dropped media try could not be released to media retention; it stays until removed by hand");
+        }
+    }
+
     pub fn media_source(&self) -> NatsMediaCursor {
         NatsMediaCursor::open(self.shared.clone())
     }
@@ -220,10 +244,10 @@ impl NatsStore {
             Ok(None) => {
                 super::follow::release(&t.held, t.seq);
                 tracing::info!(url_hash = %t.hash, "media try dropped: another relay took this URL's work after takeover and its row changed since");
-                return match &row.state {
-                    RowState::Stored { sha256, .. } => self.shared.release_file(sha256).await,
-                    _ => Ok(()),
-                };
+                if let RowState::Stored { sha256, .. } = &row.state {
+                    self.release_unnamed(&t.hash, sha256).await;
+                }
+                return Ok(());
             }
             Err(e) => Err(e),
         };

@@ -89,13 +89,18 @@ fn a_stalled_archivers_try_does_not_overwrite_the_work_another_relay_finished() 
         );
         assert_eq!(released, Vec::<String>::new());
     }
-    // A file the stalled relay stored is not named by the row: released.
-    let (media, released) = two_takes(true, stored("cd"));
+    // A file the stalled relay stored, not the one the row names: released.
+    let (media, released) = two_takes(false, stored("cd"));
     assert!(
         matches!(&media[0].state, MediaState::Stored(f) if f.sha256 == "ab".repeat(32)),
         "{media:?}"
     );
     assert_eq!(released, ["cd".repeat(32)]);
+    // Stored while the other relay still works on the URL (most likely the
+    // same bytes, which it records): not released.
+    let (media, released) = two_takes(true, stored("ab"));
+    assert!(matches!(&media[0].state, MediaState::Stored(_)), "{media:?}");
+    assert_eq!(released, Vec::<String>::new());
 }
 
 #[test]
