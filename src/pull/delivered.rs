@@ -8,8 +8,9 @@
 //!
 //! With the attempt number the forwarder sent, the attempt itself is looked
 //! for in the delivery's history (an operator's replay may have made the
-//! delivery pending again meanwhile); without it, the delivery must be
-//! delivered now. Only the first [`LOOKED_AT`] such ids are looked up, a
+//! delivery pending again meanwhile), and must be acknowledged in every
+//! entry under that number; without the number, or with one the history
+//! no longer keeps, the delivery must be delivered now. Only the first [`LOOKED_AT`] such ids are looked up, a
 //! few at once: a `409` for expired leases stays cheap.
 
 use std::collections::HashMap;
@@ -46,9 +47,17 @@ pub async fn recorded_delivered(
         .map(|id| async move {
             let view = app.store.event_view(id).await.ok().flatten()?;
             let d = view.deliveries.iter().find(|d| d.subscriber == subscriber)?;
-            let recorded = match attempts.get(&id) {
-                Some(n) => d.history.iter().any(|a| a.attempt == *n && acknowledged(a)),
-                None => d.state == DeliveryState::Delivered,
+            let numbered: Vec<&Attempt> = match attempts.get(&id) {
+                Some(n) => d.history.iter().filter(|a| a.attempt == *n).collect(),
+                None => Vec::new(),
+            };
+            let recorded = match numbered.is_empty() {
+                // No number, or not in the history kept: delivered now.
+                true => d.state == DeliveryState::Delivered,
+                // That attempt acknowledged, and no other hand-out under its
+                // number (two replay rounds in cluster mode can share one)
+                // that was not.
+                false => numbered.iter().all(|a| acknowledged(a)),
             };
             recorded.then(|| id.to_string())
         })
