@@ -10,8 +10,9 @@
 //! for in the delivery's history (an operator's replay may have made the
 //! delivery pending again meanwhile), and must be acknowledged in every
 //! entry under that number; without the number, or with one the history
-//! no longer keeps, the delivery must be delivered now. Only the first [`LOOKED_AT`] such ids are looked up, a
-//! few at once: a `409` for expired leases stays cheap.
+//! no longer keeps, the delivery must be delivered now. Only the first
+//! [`LOOKED_AT`] such ids are looked up, a few at once: a `409` for
+//! expired leases stays cheap.
 
 use std::collections::HashMap;
 

@@ -204,7 +204,7 @@ impl NatsStore {
     /// since means this relay lost its hold (stalled past `takeover`) and
     /// another relay took the work, so this try is dropped and the work
     /// left to that relay; a file it stored is released to media retention
-    /// (deleted unless a URL names it).
+    /// once the row names another ([`Self::release_unnamed`]).
     pub async fn record_media(&self, t: &NatsMediaTicket, outcome: MediaOutcome) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         let mut row = t.row.clone();
