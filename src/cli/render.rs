@@ -87,6 +87,9 @@ pub fn render_events(v: &Value) -> String {
     out
 }
 
+/// Bytes of a body `hookrelay event` prints; `--json` prints it whole.
+const BODY_SHOWN: usize = 16 * 1024;
+
 pub fn render_event(v: &Value) -> String {
     // A result recovered by polling the provider has no sender: say where it came from.
     let source = match v["origin"].as_str() {
@@ -103,10 +106,21 @@ pub fn render_event(v: &Value) -> String {
         s(&v["status"]),
         s(&v["content_type"])
     );
-    // As received, its lines kept (every other control character escaped).
-    let body = v["body"]
-        .as_str()
-        .map_or_else(|| s(&v["body"]), |b| super::terminal::lines(b).into_owned());
+    // As received, its lines kept (every other control character escaped);
+    // a large one in part (a video job's result may carry megabytes).
+    let body = match v["body"].as_str() {
+        Some(b) if b.len() > BODY_SHOWN => {
+            let cut = (0..=BODY_SHOWN).rev().find(|i| b.is_char_boundary(*i)).unwrap_or(0);
+            format!(
+                "{}\n… ({} bytes in all, the first {BODY_SHOWN} shown: `hookrelay --json event {}` prints it whole)",
+                super::terminal::lines(&b[..cut]),
+                b.len(),
+                s(&v["id"])
+            )
+        }
+        Some(b) => super::terminal::lines(b).into_owned(),
+        None => s(&v["body"]),
+    };
     out.push_str(&format!("body:      {body}\n\n"));
     let mut rows = Vec::new();
     for sub in v["subscribers"].as_array().into_iter().flatten() {

@@ -171,3 +171,24 @@ fn an_acme_stand_in_not_fully_valid_is_named_with_why() {
     );
     assert!(!status(Value::Null).contains("STAND-IN"));
 }
+
+#[test]
+fn a_large_body_is_shown_in_part_with_how_to_see_it_whole() {
+    let body = format!("{{\"data\":\"{}é\"}}", "x".repeat(100_000));
+    let v = serde_json::json!({
+        "id": "evt_1", "route": "r", "task_id": null, "source": null, "origin": "callback", "status": "delivered",
+        "body": body, "subscribers": [],
+    });
+    let out = render_event(&v);
+    assert!(out.len() < 20_000, "{} bytes printed", out.len());
+    assert!(
+        out.contains(&format!(
+            "… ({} bytes in all, the first 16384 shown: `hookrelay --json event evt_1` prints it whole)",
+            body.len()
+        )),
+        "{}",
+        &out[out.len() - 300..]
+    );
+    let small = serde_json::json!({"id": "evt_2", "body": "{\"a\":1}", "subscribers": []});
+    assert!(render_event(&small).contains("body:      {\"a\":1}\n"));
+}
