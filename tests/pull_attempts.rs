@@ -268,27 +268,26 @@ async fn an_acknowledgement_sent_again_is_named_delivered_when_it_was_recorded()
     let id = send(&h, "answer-lost").await;
     let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
     assert_eq!(ids(&got), vec![id.clone()], "{got}");
-    let ack = |n: u32| format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": {n}}}}}"#);
-    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
+    let ack = |n: u32| {
+        let body = format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": {n}}}}}"#);
+        async move {
+            let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &body).await;
+            (s, v)
+        }
+    };
+    let named = (StatusCode::CONFLICT, serde_json::json!([id]));
+    let (s, v) = ack(1).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // Sent again (its answer lost): recorded.
-    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
-    assert_eq!(
-        (s, &v["delivered"]),
-        (StatusCode::CONFLICT, &serde_json::json!([id])),
-        "{v}"
-    );
+    let (s, v) = ack(1).await;
+    assert_eq!((s, &v["delivered"]), (named.0, &named.1), "{v}");
     // An operator's replay before the second try arrives.
     let (s, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(1)).await;
-    assert_eq!(
-        (s, &v["delivered"]),
-        (StatusCode::CONFLICT, &serde_json::json!([id])),
-        "{v}"
-    );
+    let (s, v) = ack(1).await;
+    assert_eq!((s, &v["delivered"]), (named.0, &named.1), "{v}");
     // Not the replay's attempt, which nobody acknowledged.
-    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f"), &ack(2)).await;
+    let (s, v) = ack(2).await;
     assert_eq!((s, v.get("delivered")), (StatusCode::CONFLICT, None), "{v}");
     h.shutdown().await;
 }
