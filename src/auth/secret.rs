@@ -174,6 +174,24 @@ pub fn redact_secret(text: bytes::Bytes, secret: &Secret) -> bytes::Bytes {
     redact_bytes(text, secret.expose())
 }
 
+/// Names (of headers, of query parameters) that may carry a credential:
+/// those some platforms authenticate callbacks with (a static
+/// `X-Webhook-Secret`, `Webhook-Token`, `X-Webhook-Api-Key`,
+/// `X-Webhook-SigningKey`…): kept by name only. "key" counts at the end of a
+/// part of the name (`api-key`, `hmackey`), not inside one (`keyword`), and an
+/// idempotency key is an id, not a credential.
+pub fn looks_secret(name: &str) -> bool {
+    const WORDS: [&str; 7] = ["secret", "token", "auth", "pass", "cred", "cookie", "session"];
+    if WORDS.iter().any(|w| name.contains(w)) {
+        return true;
+    }
+    let parts: Vec<&str> = name.split(['-', '_']).collect();
+    parts.iter().enumerate().any(|(i, p)| {
+        let idempotency = p.starts_with("idempotency") || (i > 0 && parts[i - 1] == "idempotency");
+        p.ends_with("key") && !idempotency
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

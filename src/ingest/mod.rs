@@ -74,7 +74,7 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
                 || Some(k) == sig_header
         })
         .filter_map(|(k, v)| {
-            let value = match looks_secret(k.as_str()) {
+            let value = match crate::auth::looks_secret(k.as_str()) {
                 true => "REDACTED".to_string(),
                 false => v.to_str().ok()?.to_string(),
             };
@@ -82,23 +82,6 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
         })
         .take(32)
         .collect()
-}
-
-/// Names of headers some platforms authenticate callbacks with (a static
-/// `X-Webhook-Secret`, `Webhook-Token`, `X-Webhook-Api-Key`,
-/// `X-Webhook-SigningKey`…): kept by name only. "key" counts at the end of a
-/// part of the name (`api-key`, `hmackey`), not inside one (`keyword`), and an
-/// idempotency key is an id, not a credential.
-fn looks_secret(name: &str) -> bool {
-    const WORDS: [&str; 7] = ["secret", "token", "auth", "pass", "cred", "cookie", "session"];
-    if WORDS.iter().any(|w| name.contains(w)) {
-        return true;
-    }
-    let parts: Vec<&str> = name.split(['-', '_']).collect();
-    parts.iter().enumerate().any(|(i, p)| {
-        let idempotency = p.starts_with("idempotency") || (i > 0 && parts[i - 1] == "idempotency");
-        p.ends_with("key") && !idempotency
-    })
 }
 
 /// Handle one request on the public listener.

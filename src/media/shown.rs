@@ -103,17 +103,16 @@ fn bare_url_shown(word: &str) -> Option<String> {
     Some(format!("{base}?…"))
 }
 
-/// Whether a query names what may be a credential: a key with `sig`,
-/// `token`, `key`, `secret`, `pass`, `auth`, `cred`, `amz` or `expires` in
-/// it, or a value with no name long enough to be one.
+/// Whether a query names what may be a credential: a key the headers'
+/// rule calls secret ([`crate::auth::looks_secret`]) or one of a signed
+/// URL's (`sig`, `amz`, `expires` in it), or a value with no name long
+/// enough to be one.
 fn names_a_secret(query: &str) -> bool {
-    const SECRET: [&str; 9] = [
-        "sig", "token", "key", "secret", "pass", "auth", "cred", "amz", "expires",
-    ];
+    const SIGNED: [&str; 3] = ["sig", "amz", "expires"];
     query.split('&').any(|part| match part.split_once('=') {
         Some((k, _)) => {
             let k = k.to_ascii_lowercase();
-            SECRET.iter().any(|s| k.contains(s))
+            crate::auth::looks_secret(&k) || SIGNED.iter().any(|s| k.contains(s))
         }
         None => part.chars().count() >= 16,
     })
