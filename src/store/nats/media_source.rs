@@ -106,16 +106,18 @@ impl NatsMediaCursor {
         let retry_of = serde_json::from_slice::<WorkMessage>(&r.message.payload)
             .ok()
             .and_then(|m| m.retry_of);
-        let (mut row, revision) = match self.shared.media_row(&hash).await? {
+        // `written`: the row was written here just now (adopted or
+        // created), which is this take's own revision already.
+        let (mut row, mut revision, written) = match self.shared.media_row(&hash).await? {
             // A retry taken before its row names it: the row is made pending here.
             Some((row, revision)) if row.work != r.seq && super::media_retry::is_retry(&row, retry_of) => {
                 match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
-                    Some(adopted) => adopted,
+                    Some((row, revision)) => (row, revision, true),
                     // Changed meanwhile: looked at again.
                     None => return self.settle(r, AckKind::Nak(None)).await,
                 }
             }
-            Some(read) => read,
+            Some((row, revision)) => (row, revision, false),
             None => {
                 // Its ingest stopped between the work and the row: write the row.
                 let Ok(msg) = serde_json::from_slice::<WorkMessage>(&r.message.payload) else {
@@ -123,7 +125,7 @@ impl NatsMediaCursor {
                 };
                 let row = MediaRow::new(msg.url, msg.route, r.seq, now_ms);
                 match self.shared.create_media_row(&hash, &row).await? {
-                    Some(revision) => (row, revision),
+                    Some(revision) => (row, revision, true),
                     None => return self.settle(r, AckKind::Nak(None)).await,
                 }
             }
@@ -139,11 +141,14 @@ impl NatsMediaCursor {
         }
         // The take written: an earlier take of this work (a relay that lost
         // its hold) no longer matches the row's revision.
-        row.taken += 1;
-        let Some(revision) = self.shared.update_media_row(&hash, &row, revision).await? else {
-            // Changed meanwhile: looked at again.
-            return self.settle(r, AckKind::Nak(None)).await;
-        };
+        if !written {
+            row.taken += 1;
+            let Some(taken) = self.shared.update_media_row(&hash, &row, revision).await? else {
+                // Changed meanwhile: looked at again.
+                return self.settle(r, AckKind::Nak(None)).await;
+            };
+            revision = taken;
+        }
         Ok(Some(MediaWork {
             url: row.url.clone(),
             route: row.route.clone(),
