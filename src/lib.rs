@@ -10,7 +10,7 @@
 //! | concern | module |
 //! |---|---|
 //! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values` (`subscriber`: a route's subscribers, push or pull); `locate`: where a key is written, for errors; `listen`: the listen addresses together, which clash, which IPv6 wildcard is IPv6 only; `small_file`: reading a file the config names, regular and bounded) |
-//! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] |
+//! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] (`test_cert`: a self-signed certificate for unit tests) |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] (`pace`: when to order again, the daily cap; `ledger`: its times kept across restarts) |
 //! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, drain | [`server`] (`linger`: an HTTP/1.1 connection the relay closes is drained first, so the client reads its answer) |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |

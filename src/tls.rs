@@ -10,6 +10,8 @@
 
 mod cert;
 mod pem;
+#[cfg(test)]
+pub(crate) mod test_cert;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

@@ -22,11 +22,7 @@ const DOMAIN: &str = "hooks.example.test";
 
 /// A self-signed certificate for DOMAIN as an ACME bundle (key, then chain).
 fn bundle() -> (Vec<u8>, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![DOMAIN.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let (cert, key) = crate::tls::test_cert::self_signed(DOMAIN);
     let pem = format!("{}\n{}", key.serialize_pem(), cert.pem());
     (pem.into_bytes(), cert.der().clone())
 }

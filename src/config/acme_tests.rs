@@ -49,11 +49,7 @@ fn valid_block_is_normalised() {
 #[test]
 fn ca_file_is_resolved_and_must_hold_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let ca = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let (ca, _) = crate::tls::test_cert::self_signed("ca.test");
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     let text = |ca: &str| {

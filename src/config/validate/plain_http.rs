@@ -31,11 +31,7 @@ mod tests {
     fn warnings(server: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["relay.test".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let (cert, key) = crate::tls::test_cert::self_signed("relay.test");
         std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
         let text = format!(
