@@ -94,6 +94,7 @@ mod nats_pull_acks;
 mod nats_pull_give_back;
 mod nats_queries;
 mod nats_reload_two_relays;
+mod nats_replay_late;
 mod nats_replay_left;
 mod nats_replay_settled;
 mod nats_replay_stale;

@@ -90,7 +90,18 @@ pub async fn scripted_proxy(
 /// at first; changed at any time, it applies to bytes read from then on),
 /// in order: a server that answers, slowly (an overloaded NATS cluster).
 pub async fn latency_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    latency_proxy_watching(upstream, |_, _| {}).await
+}
+
+/// [`latency_proxy`], with `watch` shown each chunk the client sends (and
+/// the latency cell) before it is passed on: a test can make the answers
+/// to one kind of request late.
+pub async fn latency_proxy_watching(
+    upstream: SocketAddr,
+    watch: impl Fn(&[u8], &Arc<std::sync::atomic::AtomicU64>) + Send + Sync + 'static,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let watch = Arc::new(watch);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let latency = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -103,8 +114,15 @@ pub async fn latency_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::
             let latency = cell.clone();
             let (mut cr, mut cw) = c.into_split();
             let (mut ur, mut uw) = u.into_split();
+            let (watch, seen) = (watch.clone(), latency.clone());
             tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                let mut buf = vec![0u8; 65536];
+                while let Ok(k) = cr.read(&mut buf).await {
+                    watch(&buf[..k], &seen);
+                    if k == 0 || uw.write_all(&buf[..k]).await.is_err() {
+                        break;
+                    }
+                }
             });
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
             tokio::spawn(async move {

@@ -84,7 +84,7 @@ impl Shared {
     }
 
     /// One write; None when the result is not at `revision` any more.
-    async fn try_write(&self, key: &str, value: Bytes, revision: u64) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn try_write(&self, key: &str, value: Bytes, revision: u64) -> Result<Option<u64>, StoreError> {
         let bucket = self.results()?;
         let written = if revision == 0 {
             bucket

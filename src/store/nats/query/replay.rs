@@ -5,20 +5,23 @@
 //! `Nats-Msg-Id` names the mark (publishing it again is a no-op). A replay
 //! of one event re-queues any finished delivery, as on one host; a replay of
 //! dead letters only one still dead (a letter another call replayed
-//! meanwhile is left to it, or dropped once it was delivered). When the
-//! message cannot be published the mark is undone; if that fails too (NATS
+//! meanwhile is left to it, or dropped once it was delivered). Each write is
+//! tried again for a while when NATS does not answer (a try whose answer
+//! was lost may have been stored). When the message cannot be published
+//! the mark is undone; if that fails too (NATS
 //! away, the relay killed between the writes), a later replay finds the
 //! delivery marked with no message to carry it, and publishes one, with the
 //! release that later replay gives (the mark's own came from a replay that
 //! did not queue).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use async_nats::jetstream::kv::{UpdateError, UpdateErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
 use bytes::Bytes;
 
+use crate::store::nats::result_write::Write;
 use crate::store::nats::{layout, unavailable, NatsStore};
 use crate::store::result::ResultRow;
 use crate::store::{DeliveryState, EventId, Replayed, StoreError};
@@ -29,6 +32,10 @@ use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 const GRACE_MS: u64 = 30_000;
 /// Replay messages looked at, at most, for one that carries a delivery.
 const SCAN_LIMIT: usize = 10_000;
+/// How long a replay's mark and its message are tried again while NATS does
+/// not answer (a stream whose leader died elects another within about 4 s):
+/// longer than that, shorter than a client's patience with the API.
+const PATIENCE: Duration = Duration::from_secs(8);
 
 /// Which replay asks.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,15 +58,6 @@ pub(crate) fn replay_queues(state: &DeliveryState, step: u32, at_ms: u64, now_ms
         DeliveryState::AwaitingMedia { .. } | DeliveryState::Pending => false,
         DeliveryState::Dead | DeliveryState::Delivered | DeliveryState::Skipped => true,
     }
-}
-
-fn encode(row: &ResultRow) -> Bytes {
-    Bytes::from(serde_json::to_vec(row).expect("serializes"))
-}
-
-/// Another write came first (the server names it with more than one code).
-fn conflict(e: &UpdateError) -> bool {
-    e.kind() == UpdateErrorKind::WrongLastRevision || e.to_string().contains("wrong last sequence")
 }
 
 impl NatsStore {
@@ -110,41 +108,80 @@ impl NatsStore {
     }
 
     /// Write `marked` over `revision`: the new revision, or None when
-    /// another write came first (another replay queued it).
+    /// another write came first (another replay queued it). Tried again for
+    /// [`PATIENCE`] while NATS does not answer: a try whose answer was lost
+    /// may have been stored (a leader change, an overloaded node), and only
+    /// a later answer tells (a conflict then, with this very row stored, is
+    /// that try's); given up unanswered, such a mark waits for [`GRACE_MS`]
+    /// before a replay looks for its message.
     async fn mark(&self, key: &str, marked: &ResultRow, revision: u64) -> Result<Option<u64>, StoreError> {
-        let e = match self.shared.results()?.update(key, encode(marked), revision).await {
-            Ok(mark) => {
-                self.shared.wrote(1);
-                return Ok(Some(mark));
+        let value = Bytes::from(serde_json::to_vec(marked).expect("serializes"));
+        let give_up = tokio::time::Instant::now() + PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        let mut unanswered = false;
+        loop {
+            let e = match self.shared.try_write(key, value.clone(), revision).await {
+                Ok(Some(mark)) => {
+                    self.shared.wrote(1);
+                    return Ok(Some(mark));
+                }
+                Ok(None) if !unanswered => return Ok(None),
+                Ok(None) => match self.shared.result(key).await {
+                    Ok(Some((stored, mark))) if mark != revision => return Ok((stored == *marked).then_some(mark)),
+                    Ok(None) => return Ok(None),
+                    // Read from a replica that has not applied the write yet.
+                    Ok(Some(_)) => unavailable("the result read lags behind its bucket"),
+                    Err(e) => e,
+                },
+                Err(e) => {
+                    unanswered = true;
+                    e
+                }
+            };
+            if tokio::time::Instant::now() + pause >= give_up {
+                return Err(e);
             }
-            Err(e) if conflict(&e) => return Ok(None),
-            Err(e) => e,
-        };
-        // No answer: the write may have landed all the same.
-        match self.shared.result(key).await? {
-            Some((stored, mark)) if mark != revision && stored == *marked => Ok(Some(mark)),
-            Some((_, moved)) if moved != revision => Ok(None),
-            _ => Err(unavailable(e)),
+            tracing::debug!(key, error = %e, "a replay's mark not written; trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
     /// Publish the message that carries mark `mark` of the delivery.
     async fn publish_replay(&self, route: &str, seq: u64, sub: &str, mark: u64) -> Result<(), StoreError> {
-        let msg = PublishMessage::build()
-            .payload(Bytes::from(seq.to_string()))
-            .message_id(format!("rp.{route}.{seq}.{sub}.{mark}"));
-        let ack = self
-            .shared
-            .js
-            .send_publish(layout::replay_subject(route, sub), msg)
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
-        if !ack.duplicate {
-            self.shared.wrote(1);
+        let give_up = tokio::time::Instant::now() + PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            // The same id each time: a try stored with its answer lost makes
+            // the next one a duplicate JetStream drops.
+            let msg = PublishMessage::build()
+                .payload(Bytes::from(seq.to_string()))
+                .message_id(format!("rp.{route}.{seq}.{sub}.{mark}"));
+            let stored = match self
+                .shared
+                .js
+                .send_publish(layout::replay_subject(route, sub), msg)
+                .await
+            {
+                Ok(ack) => ack.await.map_err(unavailable),
+                Err(e) => Err(unavailable(e)),
+            };
+            let e = match stored {
+                Ok(ack) => {
+                    if !ack.duplicate {
+                        self.shared.wrote(1);
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + pause >= give_up {
+                return Err(e);
+            }
+            tracing::debug!(route, subscriber = sub, seq, error = %e, "a replay's message not stored; trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
-        Ok(())
     }
 
     /// The replay's message was not published: put the result back as it
@@ -152,19 +189,12 @@ impl NatsStore {
     /// all if a relay got the message meanwhile (it was stored, the answer
     /// lost) and started it.
     async fn undo(&self, key: &str, row: &ResultRow, mark: u64, failed: StoreError) -> Result<bool, StoreError> {
-        let undone = match self.shared.results() {
-            Ok(bucket) => bucket.update(key, encode(row), mark).await,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "a replay's message was not stored and its mark could not be undone; a replay asked again later queues it");
-                return Err(failed);
-            }
-        };
-        match undone {
-            Ok(_) => {
-                self.shared.wrote(1);
-                Err(failed)
-            }
-            Err(e) if conflict(&e) => Ok(true),
+        match self.shared.write_result(key, row, mark, PATIENCE).await {
+            // Undone (this call's try, if the row is the one it wrote back).
+            Ok(Write::Done(_)) => Err(failed),
+            Ok(Write::Moved(Some((stored, _)))) if stored == *row => Err(failed),
+            // A relay got the message and started the delivery.
+            Ok(Write::Moved(_)) => Ok(true),
             Err(e) => {
                 tracing::warn!(key, error = %e, "a replay's message was not stored and its mark could not be undone; a replay asked again later queues it");
                 Err(failed)
