@@ -62,7 +62,10 @@ async fn a_node_killed_during_a_dead_letter_replay_loses_nothing_and_sends_nothi
     nats.kill9(victim);
     let first = replay.await.unwrap();
     // Asked again until every letter is replayed (a 503 meanwhile is fine).
-    let deadline = std::time::Instant::now() + secs(30);
+    // A mark its replay gave up on unanswered (NATS away for longer than
+    // the replay's 8 s) may still have been stored: a replay queues it only
+    // after the 30 s grace its own replay gets.
+    let deadline = std::time::Instant::now() + secs(45);
     loop {
         let (_, v) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
         if v["total"].as_u64() == Some(0) {
