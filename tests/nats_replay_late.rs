@@ -18,8 +18,8 @@ use common::*;
 
 /// The answers NATS sends in the 3 s after the relay's first write to the
 /// results bucket once `armed` come 2.5 s late (past the relay's 2 s
-/// request timeout), including the answer to that write and to the read
-/// the relay makes to see whether it was stored.
+/// request timeout): the answer to that write, and (before the mend) to the
+/// read the relay made at once to see whether it was stored.
 async fn late_after_a_result_write(nats: &NatsCluster, armed: Arc<AtomicBool>) -> String {
     let upstream = nats.url(0).trim_start_matches("nats://").parse().unwrap();
     let (proxy, _) = latency_proxy_watching(upstream, move |sent: &[u8], latency: &Arc<AtomicU64>| {

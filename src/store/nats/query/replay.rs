@@ -32,9 +32,13 @@ use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 const GRACE_MS: u64 = 30_000;
 /// Replay messages looked at, at most, for one that carries a delivery.
 const SCAN_LIMIT: usize = 10_000;
-/// How long a replay's mark and its message are tried again while NATS does
-/// not answer (a stream whose leader died elects another within about 4 s):
-/// longer than that, shorter than a client's patience with the API.
+/// How long a replay's writes for one delivery (its mark, its message, the
+/// undo of a mark whose message was not stored) are tried again, together,
+/// while NATS does not answer (a stream whose leader died elects another
+/// within about 4 s): longer than that; with the last try's 2 s timeout,
+/// a read after it and the undo's one try past it, well within the
+/// [`GRACE_MS`] a mark is left to its replay, and shorter than a client's
+/// patience with the API.
 const PATIENCE: Duration = Duration::from_secs(8);
 
 /// Which replay asks.
@@ -97,26 +101,32 @@ impl NatsStore {
         marked.replayed(crate::clock::now_ms(), asked == Asked::Event);
         // A new round: an outcome told late from before it only joins the history.
         marked.replays += 1;
-        let Some(mark) = self.mark(&key, &marked, revision).await? else {
+        let give_up = tokio::time::Instant::now() + PATIENCE;
+        let Some(mark) = self.mark(&key, &marked, revision, give_up).await? else {
             return Ok(false);
         };
-        if let Err(e) = self.publish_replay(route, seq, sub, mark).await {
-            return self.undo(&key, &row, mark, e).await;
+        if let Err(e) = self.publish_replay(route, seq, sub, mark, give_up).await {
+            return self.undo(&key, &row, mark, e, give_up).await;
         }
         self.drop_letter(route, sub, seq, letter).await;
         Ok(true)
     }
 
     /// Write `marked` over `revision`: the new revision, or None when
-    /// another write came first (another replay queued it). Tried again for
-    /// [`PATIENCE`] while NATS does not answer: a try whose answer was lost
+    /// another write came first (another replay queued it). Tried again
+    /// until `give_up` while NATS does not answer: a try whose answer was lost
     /// may have been stored (a leader change, an overloaded node), and only
     /// a later answer tells (a conflict then, with this very row stored, is
     /// that try's); given up unanswered, such a mark waits for [`GRACE_MS`]
     /// before a replay looks for its message.
-    async fn mark(&self, key: &str, marked: &ResultRow, revision: u64) -> Result<Option<u64>, StoreError> {
+    async fn mark(
+        &self,
+        key: &str,
+        marked: &ResultRow,
+        revision: u64,
+        give_up: tokio::time::Instant,
+    ) -> Result<Option<u64>, StoreError> {
         let value = Bytes::from(serde_json::to_vec(marked).expect("serializes"));
-        let give_up = tokio::time::Instant::now() + PATIENCE;
         let mut pause = Duration::from_millis(50);
         let mut unanswered = false;
         loop {
@@ -147,9 +157,16 @@ impl NatsStore {
         }
     }
 
-    /// Publish the message that carries mark `mark` of the delivery.
-    async fn publish_replay(&self, route: &str, seq: u64, sub: &str, mark: u64) -> Result<(), StoreError> {
-        let give_up = tokio::time::Instant::now() + PATIENCE;
+    /// Publish the message that carries mark `mark` of the delivery, tried
+    /// again until `give_up` while JetStream does not store it.
+    async fn publish_replay(
+        &self,
+        route: &str,
+        seq: u64,
+        sub: &str,
+        mark: u64,
+        give_up: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
         let mut pause = Duration::from_millis(50);
         loop {
             // The same id each time: a try stored with its answer lost makes
@@ -187,9 +204,17 @@ impl NatsStore {
     /// The replay's message was not published: put the result back as it
     /// was (`row`), so that the replay asked again queues it. Queued after
     /// all if a relay got the message meanwhile (it was stored, the answer
-    /// lost) and started it.
-    async fn undo(&self, key: &str, row: &ResultRow, mark: u64, failed: StoreError) -> Result<bool, StoreError> {
-        match self.shared.write_result(key, row, mark, PATIENCE).await {
+    /// lost) and started it. Tried once at least, again until `give_up`.
+    async fn undo(
+        &self,
+        key: &str,
+        row: &ResultRow,
+        mark: u64,
+        failed: StoreError,
+        give_up: tokio::time::Instant,
+    ) -> Result<bool, StoreError> {
+        let patience = give_up.saturating_duration_since(tokio::time::Instant::now());
+        match self.shared.write_result(key, row, mark, patience).await {
             // Undone (this call's try, if the row is the one it wrote back).
             Ok(Write::Done(_)) => Err(failed),
             Ok(Write::Moved(Some((stored, _)))) if stored == *row => Err(failed),
@@ -227,13 +252,14 @@ impl NatsStore {
         }
         let mut revision = revision;
         let release = asked == Asked::Event;
+        let give_up = tokio::time::Instant::now() + PATIENCE;
         if row.released != release {
             let key = layout::result_key(route, seq, sub);
             let released = ResultRow {
                 released: release,
                 ..row.clone()
             };
-            match self.mark(&key, &released, revision).await? {
+            match self.mark(&key, &released, revision, give_up).await? {
                 Some(mark) => revision = mark,
                 None => return Ok(false),
             }
@@ -247,7 +273,7 @@ impl NatsStore {
         // If it was a dead letter, its letter is still listed.
         let letter = self.last_letter(route, sub, seq).await;
         // Replays doing this at once publish one message (same id).
-        self.publish_replay(route, seq, sub, revision).await?;
+        self.publish_replay(route, seq, sub, revision, give_up).await?;
         self.drop_letter(route, sub, seq, letter).await;
         Ok(true)
     }
