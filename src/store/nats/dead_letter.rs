@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use super::{event, layout, unavailable, Shared};
+use super::{layout, Shared};
 use crate::store::result::ResultRow;
 use crate::store::StoreError;
 
@@ -29,34 +28,8 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let subject = layout::dead_subject(route, sub, seq);
         let body = Bytes::from(serde_json::to_vec(row).expect("serializes"));
-        let mut headers = HeaderMap::new();
-        headers.insert(event::NONCE, format!("{subject}.{revision}").as_str());
+        let id = format!("{subject}.{revision}");
         let give_up = tokio::time::Instant::now() + patience;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let stored = match self
-                .js
-                .publish_with_headers(subject.clone(), headers.clone(), body.clone())
-                .await
-            {
-                Ok(ack) => ack.await.map_err(unavailable),
-                Err(e) => Err(unavailable(e)),
-            };
-            let e = match stored {
-                Ok(ack) => {
-                    if !ack.duplicate {
-                        self.wrote(1);
-                    }
-                    return Ok(());
-                }
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() + pause >= give_up {
-                return Err(e);
-            }
-            tracing::debug!(subject, error = %e, "dead letter not stored; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
+        self.publish_stored(&subject, &id, body, give_up).await
     }
 }

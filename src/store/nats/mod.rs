@@ -23,6 +23,7 @@ mod media_retry;
 mod media_source;
 mod media_sweep;
 mod peer;
+mod publish;
 mod query;
 mod queue;
 mod record;

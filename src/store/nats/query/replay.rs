@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
 use bytes::Bytes;
 
@@ -167,38 +166,10 @@ impl NatsStore {
         mark: u64,
         give_up: tokio::time::Instant,
     ) -> Result<(), StoreError> {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            // The same id each time: a try stored with its answer lost makes
-            // the next one a duplicate JetStream drops.
-            let msg = PublishMessage::build()
-                .payload(Bytes::from(seq.to_string()))
-                .message_id(format!("rp.{route}.{seq}.{sub}.{mark}"));
-            let stored = match self
-                .shared
-                .js
-                .send_publish(layout::replay_subject(route, sub), msg)
-                .await
-            {
-                Ok(ack) => ack.await.map_err(unavailable),
-                Err(e) => Err(unavailable(e)),
-            };
-            let e = match stored {
-                Ok(ack) => {
-                    if !ack.duplicate {
-                        self.shared.wrote(1);
-                    }
-                    return Ok(());
-                }
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() + pause >= give_up {
-                return Err(e);
-            }
-            tracing::debug!(route, subscriber = sub, seq, error = %e, "a replay's message not stored; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
+        let id = format!("rp.{route}.{seq}.{sub}.{mark}");
+        let subject = layout::replay_subject(route, sub);
+        let body = Bytes::from(seq.to_string());
+        self.shared.publish_stored(&subject, &id, body, give_up).await
     }
 
     /// The replay's message was not published: put the result back as it
