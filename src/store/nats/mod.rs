@@ -7,6 +7,7 @@
 //! stored. The `200` follows the publish acknowledged by the stream's quorum.
 
 mod backlog;
+mod backoff;
 mod by_key;
 mod claim;
 mod connect;

@@ -4,11 +4,10 @@
 //! leader, an answer lost: the try may have been stored, and the next one
 //! is then a duplicate JetStream drops).
 
-use std::time::Duration;
-
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
+use super::backoff::Backoff;
 use super::{event, unavailable, Shared};
 use crate::store::StoreError;
 
@@ -24,7 +23,7 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let mut headers = HeaderMap::new();
         headers.insert(event::NONCE, id);
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = Backoff::until(give_up);
         loop {
             let stored = match self
                 .js
@@ -43,12 +42,10 @@ impl Shared {
                 }
                 Err(e) => e,
             };
-            if tokio::time::Instant::now() + pause >= give_up {
+            tracing::debug!(subject, error = %e, "a message not stored");
+            if !backoff.wait().await {
                 return Err(e);
             }
-            tracing::debug!(subject, error = %e, "a message not stored; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
 use bytes::Bytes;
 
+use super::backoff::Backoff;
 use super::{unavailable, Shared};
 use crate::store::result::ResultRow;
 use crate::store::{Attempt, Outcome, StoreError};
@@ -56,8 +57,7 @@ impl Shared {
         patience: Duration,
     ) -> Result<Write, StoreError> {
         let value = Bytes::from(serde_json::to_vec(row).expect("serializes"));
-        let give_up = tokio::time::Instant::now() + patience;
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = Backoff::until(tokio::time::Instant::now() + patience);
         loop {
             let e = match self.try_write(key, value.clone(), revision).await {
                 Ok(Some(written)) => {
@@ -74,12 +74,10 @@ impl Shared {
                 },
                 Err(e) => e,
             };
-            if tokio::time::Instant::now() + pause >= give_up {
+            tracing::debug!(key, error = %e, "result not written");
+            if !backoff.wait().await {
                 return Err(e);
             }
-            tracing::debug!(key, error = %e, "result not written; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 

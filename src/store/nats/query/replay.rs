@@ -126,33 +126,22 @@ impl NatsStore {
         give_up: tokio::time::Instant,
     ) -> Result<Option<u64>, StoreError> {
         let value = Bytes::from(serde_json::to_vec(marked).expect("serializes"));
-        let mut pause = Duration::from_millis(50);
-        let mut unanswered = false;
-        loop {
-            let e = match self.shared.try_write(key, value.clone(), revision).await {
-                Ok(Some(mark)) => {
-                    self.shared.wrote(1);
-                    return Ok(Some(mark));
-                }
-                Ok(None) if !unanswered => return Ok(None),
-                Ok(None) => match self.shared.result(key).await {
-                    Ok(Some((stored, mark))) if mark != revision => return Ok((stored == *marked).then_some(mark)),
-                    Ok(None) => return Ok(None),
-                    // Read from a replica that has not applied the write yet.
-                    Ok(Some(_)) => unavailable("the result read lags behind its bucket"),
-                    Err(e) => e,
-                },
-                Err(e) => {
-                    unanswered = true;
-                    e
-                }
-            };
-            if tokio::time::Instant::now() + pause >= give_up {
-                return Err(e);
+        let first = match self.shared.try_write(key, value, revision).await {
+            Ok(Some(mark)) => {
+                self.shared.wrote(1);
+                return Ok(Some(mark));
             }
-            tracing::debug!(key, error = %e, "a replay's mark not written; trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            // Another write came first.
+            Ok(None) => return Ok(None),
+            Err(e) => e,
+        };
+        tracing::debug!(key, error = %first, "a replay's mark not answered; trying again");
+        let patience = give_up.saturating_duration_since(tokio::time::Instant::now());
+        match self.shared.write_result(key, marked, revision, patience).await? {
+            Write::Done(mark) => Ok(Some(mark)),
+            // This very row: the unanswered try, stored.
+            Write::Moved(Some((stored, mark))) if stored == *marked => Ok(Some(mark)),
+            Write::Moved(_) => Ok(None),
         }
     }
 
