@@ -128,8 +128,13 @@ impl Pump {
                 Err(e) => Err(e),
             };
             if *stop.borrow() {
-                if let Ok(answer) = pulled {
-                    release_unstarted(answer, head_at, &active, &self.unacked, &done_tx, &self.status).await;
+                match pulled {
+                    Ok(answer) => {
+                        release_unstarted(answer, head_at, &active, &self.unacked, &done_tx, &self.status).await
+                    }
+                    // Stopping anyway, but not as if all were well: a refusal
+                    // or a wrong answer is said, with its exit code.
+                    Err(e) => result = fatal(e).map_or(Ok(()), Err),
                 }
                 break;
             }
@@ -179,10 +184,6 @@ impl Pump {
                         });
                     }
                 }
-                Err(RelayError::Refused) => {
-                    result = Err(Fatal::Refused);
-                    break;
-                }
                 Err(e @ RelayError::TooLarge(_)) => {
                     // The relay is there: say what is wrong, not "unreachable".
                     drop(permits);
@@ -194,12 +195,7 @@ impl Pump {
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
-                // Transient for acks (a lost ack only waits), not for pulls.
-                Err(RelayError::Status(http::StatusCode::OK, why)) => {
-                    result = Err(Fatal::NotPullAnswer(why));
-                    break;
-                }
-                Err(e) if e.is_transient() => {
+                Err(e) if e.is_transient() && !is_not_pull_answer(&e) => {
                     drop(permits);
                     let wait = backoff.next_delay();
                     self.status.away(&e.to_string(), wait);
@@ -209,7 +205,7 @@ impl Pump {
                     }
                 }
                 Err(e) => {
-                    result = Err(Fatal::Refusal(e.to_string()));
+                    result = fatal(e).map_or(Ok(()), Err);
                     break;
                 }
             }
@@ -233,6 +229,24 @@ impl Pump {
             );
         }
         result
+    }
+}
+
+/// A `200` that is not the pull API's answer: transient for acks (a lost
+/// ack only waits), not for pulls.
+fn is_not_pull_answer(e: &RelayError) -> bool {
+    matches!(e, RelayError::Status(http::StatusCode::OK, _))
+}
+
+/// What a pull's error ends the forwarder with; `None` for one a pull
+/// waits out (the relay away, an answer too large to read).
+fn fatal(e: RelayError) -> Option<Fatal> {
+    match e {
+        RelayError::Refused => Some(Fatal::Refused),
+        RelayError::Status(http::StatusCode::OK, why) => Some(Fatal::NotPullAnswer(why)),
+        RelayError::TooLarge(_) => None,
+        e if e.is_transient() => None,
+        e => Some(Fatal::Refusal(e.to_string())),
     }
 }
 

@@ -261,21 +261,26 @@ async fn odd_local_answers_end_as_their_status_says() {
     }
 }
 
-/// A fake relay at `/pull/laptop` whose one pull answer (one message) comes
+/// A pull answer with one message.
+fn one_message() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"messages": [{
+        "id": ID, "route": "r", "attempt": 1, "headers": {}, "body": "aGk=",
+    }], "lease_ms": 60000}))
+    .unwrap()
+}
+
+/// A fake relay at `/pull/laptop` whose one pull answer (`answer`) comes
 /// in two halves, the second once `rest` is notified (`half` is notified
 /// when the first is out); the acknowledgement bodies it gets.
 async fn relay_with_a_slow_answer(
     half: Arc<tokio::sync::Notify>,
     rest: Arc<tokio::sync::Notify>,
+    answer: Vec<u8>,
 ) -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
     use http_body_util::{BodyExt, StreamBody};
     let acks: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let answer = serde_json::to_vec(&serde_json::json!({"messages": [{
-        "id": ID, "route": "r", "attempt": 1, "headers": {}, "body": "aGk=",
-    }], "lease_ms": 60000}))
-    .unwrap();
     let kept = acks.clone();
     tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
@@ -322,17 +327,8 @@ async fn relay_with_a_slow_answer(
     (format!("http://{addr}/pull/laptop"), acks)
 }
 
-/// Stopped while a pull's answer is arriving (its head came: the relay has
-/// leased what it carries): the answer is read and its message released
-/// (offered again at once, no retry step used). It was dropped, and its
-/// lease ran out into a failed attempt. From review 48, pull finding 3.
-#[tokio::test]
-async fn a_stop_while_an_answer_arrives_releases_what_it_brought() {
-    let (half, rest) = (
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    let (url, acks) = relay_with_a_slow_answer(half.clone(), rest.clone()).await;
+/// A pump pulling from `url` for a local service where nothing listens.
+fn pump_for(url: &str) -> super::pump::Pump {
     crate::tls::install_provider();
     let tls = crate::tls::client_config(None).unwrap();
     let relay = super::client::Relay::new(
@@ -347,30 +343,63 @@ async fn a_stop_while_an_answer_arrives_releases_what_it_brought() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let to = format!("http://{}/hooks", l.local_addr().unwrap());
     drop(l);
-    let pump = super::pump::Pump {
+    super::pump::Pump {
         relay: Arc::new(relay),
         local: Arc::new(Local::new(to.parse().unwrap(), tls, Duration::from_secs(5))),
-        status: Arc::new(Status::new(url, false)),
+        status: Arc::new(Status::new(url.into(), false)),
         concurrency: 1,
         unacked: Arc::default(),
-    };
+    }
+}
+
+/// A pump pulling `answer` from a relay sending it in two halves, stopped
+/// after the first: how it ends, and the acknowledgements the relay got.
+async fn stopped_while_arriving(answer: Vec<u8>) -> (Result<(), super::pump::Fatal>, Vec<serde_json::Value>) {
+    let (half, rest) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (url, acks) = relay_with_a_slow_answer(half.clone(), rest.clone(), answer).await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let running = tokio::spawn(pump.run(stop_rx));
+    let running = tokio::spawn(pump_for(&url).run(stop_rx));
     half.notified().await;
     // The head and the first half reach the forwarder.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_tx.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     rest.notify_one();
-    tokio::time::timeout(Duration::from_secs(20), running)
+    let ended = tokio::time::timeout(Duration::from_secs(20), running)
         .await
         .expect("the stop ends")
-        .unwrap()
         .unwrap();
     let acks = acks.lock().unwrap().clone();
+    (ended, acks)
+}
+
+/// Stopped while a pull's answer is arriving (its head came: the relay has
+/// leased what it carries): the answer is read and its message released
+/// (offered again at once, no retry step used). It was dropped, and its
+/// lease ran out into a failed attempt. From review 48, pull finding 3.
+#[tokio::test]
+async fn a_stop_while_an_answer_arrives_releases_what_it_brought() {
+    let (ended, acks) = stopped_while_arriving(one_message()).await;
+    ended.unwrap();
     assert_eq!(acks.len(), 1, "{acks:?}");
     assert_eq!(acks[0]["release"], serde_json::json!([ID]), "{acks:?}");
     assert_eq!(acks[0]["attempts"][ID], 1, "{acks:?}");
+}
+
+/// Stopped while an answer that is not the pull API's arrives (a captive
+/// portal's page): the forwarder still says so and ends with its exit code,
+/// not `0` as if all were well (it did, the error unsaid).
+#[tokio::test]
+async fn a_stop_while_a_wrong_answer_arrives_still_ends_with_its_error() {
+    let page = b"<html><body>Sign in to the hotel's network to go on browsing.</body></html>".to_vec();
+    let (ended, acks) = stopped_while_arriving(page).await;
+    let err = ended.expect_err("a wrong answer is an error, stop or not");
+    assert!(matches!(err, super::pump::Fatal::NotPullAnswer(_)), "{err}");
+    assert_eq!(err.exit_code(), super::pump::EXIT_NOT_PULL_ANSWER);
+    assert!(acks.is_empty(), "nothing to acknowledge: {acks:?}");
 }
 
 /// An answer that took half its lease or more to arrive is warned about,
