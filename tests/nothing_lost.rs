@@ -35,14 +35,16 @@ async fn kill_9_after_a_burst_loses_nothing_acknowledged() {
     // machine takes to answer them), then the kill.
     let load = Load::start(bin.addr, 16, "burst");
     load.until_more_than(100, Duration::from_secs(30)).await;
-    let acked = load.finish().await;
+    let (acked, unanswered) = load.finish().await;
     bin.kill9();
     assert!(acked.len() > 100, "{} acked", acked.len());
     let store = assert_stored(&cfg.data(), acked.iter().map(|(id, _)| id)).await;
-    assert_eq!(
-        backlog(&store, "s").await,
-        acked.len() as u64,
-        "one pending delivery per acknowledged callback"
+    // A callback given up unanswered at the stop may be stored too.
+    let pending = backlog(&store, "s").await;
+    assert!(
+        (acked.len()..=acked.len() + unanswered).contains(&(pending as usize)),
+        "one pending delivery per acknowledged callback: {pending} for {} acknowledged, {unanswered} unanswered",
+        acked.len()
     );
 }
 

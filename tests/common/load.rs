@@ -5,14 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
 use super::bodies::runway;
-use super::client::callback;
+use super::client::{callback, try_callback};
 
 /// Callbacks sent from `conns` connections in the background until `finish`
 /// or until the daemon stops answering (it was killed), keeping the
@@ -21,6 +21,9 @@ use super::client::callback;
 pub struct Load {
     acked: Arc<Mutex<Vec<(String, String)>>>,
     stop: Arc<AtomicBool>,
+    /// Callbacks sent whose answer never came (refused, cut, or given up
+    /// at the stop): each may be stored, or not.
+    unanswered: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -28,9 +31,10 @@ impl Load {
     pub fn start(addr: SocketAddr, conns: usize, tag: &str) -> Load {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let unanswered = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for c in 0..conns {
-            let (acked, stop) = (acked.clone(), stop.clone());
+            let (acked, stop, unanswered) = (acked.clone(), stop.clone(), unanswered.clone());
             let tag = tag.to_string();
             tasks.push(tokio::spawn(async move {
                 for i in 0.. {
@@ -38,17 +42,34 @@ impl Load {
                         return;
                     }
                     let body = runway(&format!("{tag}-{c}-{i}"));
-                    match tokio::time::timeout(Duration::from_secs(2), callback(addr, &body)).await {
-                        Ok((StatusCode::OK, v)) => acked
-                            .lock()
-                            .unwrap()
-                            .push((v["id"].as_str().unwrap().to_string(), body)),
-                        _ => return,
+                    loop {
+                        match tokio::time::timeout(Duration::from_secs(2), try_callback(addr, &body)).await {
+                            Ok(Some((StatusCode::OK, v))) => {
+                                let id = v["id"].as_str().unwrap().to_string();
+                                acked.lock().unwrap().push((id, body));
+                                break;
+                            }
+                            // Slow to answer (a loaded machine), not dead: the
+                            // same callback again, as a provider does (the first
+                            // may be stored: the retry's answer names it).
+                            Err(_) if !stop.load(Ordering::SeqCst) => continue,
+                            // Refused or cut (the daemon was killed), or given
+                            // up at the stop: stored or not, nobody knows.
+                            _ => {
+                                unanswered.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
                     }
                 }
             }));
         }
-        Load { acked, stop, tasks }
+        Load {
+            acked,
+            stop,
+            unanswered,
+            tasks,
+        }
     }
 
     /// How many callbacks were acknowledged so far.
@@ -69,10 +90,13 @@ impl Load {
         }
     }
 
-    /// Stop sending and wait for the requests under way; every acknowledged pair.
-    pub async fn finish(self) -> Vec<(String, String)> {
+    /// Stop sending and wait for the requests under way; every acknowledged
+    /// pair, and how many callbacks were sent but never answered `200`.
+    pub async fn finish(self) -> (Vec<(String, String)>, usize) {
         self.stop.store(true, Ordering::SeqCst);
-        self.join().await
+        let unanswered = self.unanswered.clone();
+        let acked = self.join().await;
+        (acked, unanswered.load(Ordering::SeqCst))
     }
 
     /// Wait until every connection stopped (the daemon was killed, or
