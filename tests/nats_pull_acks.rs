@@ -29,14 +29,14 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id1 = accepted(a1, &runway("split-1")).await;
+    let id1 = accepted_retrying(a1, &runway("split-1")).await;
     let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(
         (s, got["messages"][0]["id"].as_str()),
         (StatusCode::OK, Some(id1.as_str())),
         "{got}"
     );
-    let id2 = accepted(a2, &runway("split-2")).await;
+    let id2 = accepted_retrying(a2, &runway("split-2")).await;
     let (s, _, got) = pull_call(a2, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(
         (s, got["messages"][0]["id"].as_str()),
@@ -83,23 +83,24 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
 async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
     let nats = NatsCluster::start(1).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    // Leases of 6 s: the quick one's still runs ~5 s after the slow one's
-    // lapse (100 ms) is over.
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(6)).retry([ms(100); 3]);
+    // Leases of 12 s: the quick one, pulled 6 s after the slow one, is the
+    // one handed out (the slow one still leased however slow this machine),
+    // and its lease still runs ~6 s after the slow one's lapse (100 ms) is over.
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(12)).retry([ms(100); 3]);
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let slow = accepted(a1, &runway("slow-one")).await;
+    let slow = accepted_retrying(a1, &runway("slow-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(slow.as_str()), "{got}");
-    tokio::time::sleep(ms(5500)).await;
-    let quick = accepted(a1, &runway("quick-one")).await;
+    tokio::time::sleep(secs(6)).await;
+    let quick = accepted_retrying(a1, &runway("quick-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(quick.as_str()), "{got}");
-    // The slow one's lease (and its short lapse) is over, ~2.7 s ago; the
-    // quick one's runs ~2.7 s more.
-    tokio::time::sleep(ms(3300)).await;
+    // The slow one's lease (and its short lapse) is over, ~2.9 s ago; the
+    // quick one's runs ~3 s more.
+    tokio::time::sleep(secs(9)).await;
     let ack = format!(r#"{{"ids": ["{slow}", "{quick}"]}}"#);
     let (s, _, v) = pull_call(a2, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &ack).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -135,7 +136,7 @@ async fn leases_at_two_other_relays_are_applied_through_a_third() {
     let addrs: Vec<_> = relays.iter().map(|r| r.ingest_addrs[0]).collect();
     let mut ids = Vec::new();
     for (i, addr) in addrs[..2].iter().enumerate() {
-        let id = accepted(*addr, &runway(&format!("three-{i}"))).await;
+        let id = accepted_retrying(*addr, &runway(&format!("three-{i}"))).await;
         let (_, _, got) = pull_call(
             *addr,
             "GET",

@@ -95,11 +95,14 @@ async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let mut first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted(first.addr, &runway("nak-lost")).await;
+    let id = accepted_retrying(first.addr, &runway("nak-lost")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
 
     // What the first attempt's result write leaves (a 503, its retry due
-    // in 15 s); the relay dies before its NAK.
+    // in 15 s); the relay dies before its NAK. Its due time counted from
+    // before the write (which reads `now_ms` first, then takes a few round
+    // trips to NATS).
+    let due = Instant::now() + DUE_IN;
     nats.put_last_result(|now_ms| {
         serde_json::json!({
             "state": { "retrying": { "due_ms": now_ms + DUE_IN.as_millis() as u64 } },
@@ -107,7 +110,6 @@ async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
         })
     })
     .await;
-    let due = Instant::now() + DUE_IN;
     first.kill9();
 
     // NATS hands the message out again after `takeover` (5 s), 10 s early.
