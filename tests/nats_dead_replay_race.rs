@@ -20,7 +20,7 @@ async fn a_dead_letter_replayed_at_two_relays_at_once_is_sent_once() {
             .nats(nats.urls(), 3)
     };
     let (r1, r2) = (start(&cfg(dirs[0].path())).await, start(&cfg(dirs[1].path())).await);
-    let id = accepted(r1.ingest_addrs[0], &runway("dead")).await;
+    let id = accepted_retrying(r1.ingest_addrs[0], &runway("dead")).await;
     for round in 1..=4 {
         for r in [&r1, &r2] {
             admin_expect(r.admin_addr, "/api/dead-letters", secs(20), "one dead letter", |v| {

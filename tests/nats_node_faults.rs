@@ -47,7 +47,7 @@ async fn a_node_killed_during_a_dead_letter_replay_loses_nothing_and_sends_nothi
         .nats(nats.urls(), 3);
     let h = start(&cfg).await;
     for i in 0..N {
-        accepted(h.ingest_addrs[0], &runway(&body_name(i))).await;
+        accepted_retrying(h.ingest_addrs[0], &runway(&body_name(i))).await;
     }
     admin_until(h.admin_addr, "/api/dead-letters", secs(20), |v| {
         v["total"].as_u64() == Some(N as u64)
@@ -89,7 +89,7 @@ async fn a_node_killed_during_a_dead_letter_replay_loses_nothing_and_sends_nothi
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 2).collect();
     assert!(twice.is_empty(), "one refused attempt and one delivery each: {twice:?}");
     // The relay serves on: a new callback is delivered.
-    accepted(h.ingest_addrs[0], &runway(&body_name(N))).await;
+    accepted_retrying(h.ingest_addrs[0], &runway(&body_name(N))).await;
     sub.wait_for(secs(10), "a callback after the fault", |_| {
         per_event(&sub, N + 1).contains_key(&body_name(N))
     })
