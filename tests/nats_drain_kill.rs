@@ -54,8 +54,10 @@ async fn a_relay_killed_mid_drain_is_taken_over_with_only_its_in_flight_sent_twi
     let left = 2400 - s1.count();
     assert!(left > 600, "still draining when the relay dies ({left} left)");
     ra.kill9();
+    // Only liveness is timed here (one relay left, after its takeover): a
+    // slow machine gets a generous deadline.
     for (name, sub) in ["s1", "s2", "s3"].iter().zip(subs) {
-        sub.wait_for(secs(30), "every acknowledged event", |_| {
+        sub.wait_for(secs(90), "every acknowledged event", |_| {
             let seen = seen_ids(sub);
             want.iter().all(|id| seen.contains_key(id))
         })

@@ -82,7 +82,7 @@ async fn kill_9_during_deliveries_then_restart_delivers_everything() {
     let before = sub.count();
     assert!(before < 300, "crash happened mid-way ({before} delivered)");
     let bin = Bin::start(&cfg_path, &[]);
-    sub.wait_for(Duration::from_secs(30), "every acknowledged callback", |_| {
+    sub.wait_for(Duration::from_secs(90), "every acknowledged callback", |_| {
         let seen = seen_ids(&sub);
         acked.iter().all(|id| seen.contains_key(id))
     })
