@@ -112,7 +112,14 @@ async fn a_relay_that_stops_leaves_its_delivery_in_flight_until_takeover() {
     // long the rest of the shutdown takes on a loaded machine.
     let stopped = std::time::Instant::now();
     r1.shutdown().await;
-    tokio::time::sleep_until((stopped + secs(3)).into()).await;
+    // Looked at once the stop is over (a message released at the stop is
+    // sent again by now) and before the takeover can come (~4 s).
+    let shut = stopped.elapsed();
+    assert!(
+        shut < ms(3500),
+        "the stop took {shut:?}: too long to tell a takeover from a release at the stop"
+    );
+    tokio::time::sleep_until((stopped + secs(3).max(shut + ms(300))).into()).await;
     assert_eq!(
         sub.count(),
         1,
@@ -139,7 +146,7 @@ async fn a_message_handed_again_to_its_paused_relay_is_not_sent_twice() {
     let s = Subscriber::new("s", sub.url()).concurrency(2).timeout(secs(30));
     let cfg = TestConfig::new(dir.path()).subscriber(s).nats(nats.urls(), 1);
     let relay = Bin::start(&cfg.write(), &[]);
-    let id = accepted_retrying(relay.addr, &runway("paused")).await;
+    let id = accepted(relay.addr, &runway("paused")).await;
     let first = sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
     // Paused past `takeover` (5 s): its renewals stop, NATS hands the
     // message out again, and the relay gets it when it runs again.
