@@ -15,7 +15,8 @@ use super::bodies::runway;
 use super::client::{callback, try_callback};
 
 /// Callbacks sent from `conns` connections in the background until `finish`
-/// or until the daemon stops answering (it was killed), keeping the
+/// or until the daemon refuses or cuts them (it was killed; one slow to
+/// answer is sent the same callback again, for up to 30 s), keeping the
 /// acknowledged (event id, body) pairs as they come: a test can act once
 /// enough were acknowledged rather than after a fixed time.
 pub struct Load {
@@ -42,6 +43,7 @@ impl Load {
                         return;
                     }
                     let body = runway(&format!("{tag}-{c}-{i}"));
+                    let given_up = Instant::now() + Duration::from_secs(30);
                     loop {
                         match tokio::time::timeout(Duration::from_secs(2), try_callback(addr, &body)).await {
                             Ok(Some((StatusCode::OK, v))) => {
@@ -52,9 +54,10 @@ impl Load {
                             // Slow to answer (a loaded machine), not dead: the
                             // same callback again, as a provider does (the first
                             // may be stored: the retry's answer names it).
-                            Err(_) if !stop.load(Ordering::SeqCst) => continue,
+                            Err(_) if !stop.load(Ordering::SeqCst) && Instant::now() < given_up => continue,
                             // Refused or cut (the daemon was killed), or given
-                            // up at the stop: stored or not, nobody knows.
+                            // up (at the stop, or unanswered for 30 s): stored
+                            // or not, nobody knows.
                             _ => {
                                 unanswered.fetch_add(1, Ordering::SeqCst);
                                 return;
