@@ -363,8 +363,9 @@ async fn stopped_while_arriving(answer: Vec<u8>) -> (Result<(), super::pump::Fat
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = tokio::spawn(pump_for(&url).run(stop_rx));
     half.notified().await;
-    // The head and the first half reach the forwarder.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The head and the first half reach the forwarder (a stop before the
+    // head would end the pull unread: time enough on a loaded machine).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     rest.notify_one();
