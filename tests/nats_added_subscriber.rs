@@ -33,7 +33,7 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
         .subscriber(Subscriber::new("s1", s1.url()))
         .nats(urls.clone(), 1);
     let h = start(&base).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
 
     // The fault: creating s2's consumer fails for now.
@@ -47,7 +47,7 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
     let reloaded = h.reload().await;
     assert!(reloaded.is_ok(), "the reload was refused: {reloaded:?}");
     // Accepted while s2 has no consumer.
-    let mut ids = vec![accepted_retrying(h.ingest_addrs[0], &runway("meanwhile")).await];
+    let mut ids = vec![accepted(h.ingest_addrs[0], &runway("meanwhile")).await];
 
     // The hiccup is over: the relay's set-up, tried again, creates s2's consumer.
     stream.delete_consumer("sub_s2").await.unwrap();
@@ -64,7 +64,7 @@ async fn an_added_subscriber_whose_consumer_came_late_gets_every_event_fanned_ou
     // From now on (once the set-up finished) events are fanned out to s2.
     let deadline = std::time::Instant::now() + secs(20);
     loop {
-        let id = accepted_retrying(h.ingest_addrs[0], &runway(&format!("after {}", ids.len()))).await;
+        let id = accepted(h.ingest_addrs[0], &runway(&format!("after {}", ids.len()))).await;
         let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
         ids.push(id);
         if state_of(&view, "s2").is_some() {
@@ -116,7 +116,7 @@ async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_anot
         .subscriber(Subscriber::new("s1", s1.url()))
         .nats(urls.clone(), 1);
     let h = start(&base).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
 
     // The fault, for s3 only: its consumer cannot be created.
@@ -147,7 +147,7 @@ async fn an_added_subscriber_whose_consumer_exists_is_fanned_out_to_despite_anot
     let until = std::time::Instant::now() + secs(8);
     let mut views = Vec::new();
     while std::time::Instant::now() < until {
-        let id = accepted_retrying(h.ingest_addrs[0], &runway(&format!("after {}", views.len()))).await;
+        let id = accepted(h.ingest_addrs[0], &runway(&format!("after {}", views.len()))).await;
         let (_, view) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
         if state_of(&view, "s2").is_some() {
             h.shutdown().await;
@@ -204,7 +204,7 @@ async fn a_callback_whose_only_subscriber_has_no_consumer_yet_is_refused_for_a_r
             .nats(urls.clone(), 1),
     )
     .await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     s1.wait_for(secs(10), "s1's first event", |r| r.len() == 1).await;
 
     let stream = block_consumer(&urls[0], "s2").await;

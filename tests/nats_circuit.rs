@@ -42,9 +42,9 @@ async fn a_relay_whose_circuit_is_open_leaves_the_work_to_the_others() {
     let a = start(&cfg(da.path(), broken.url())).await;
     // A's first delivery hangs, its second fails: the circuit opens, and its
     // probe waits for the hanging attempt.
-    accepted_retrying(a.ingest_addrs[0], &runway("hangs")).await;
+    accepted(a.ingest_addrs[0], &runway("hangs")).await;
     broken.wait_for(secs(10), "the hanging attempt", |r| r.len() == 1).await;
-    accepted_retrying(a.ingest_addrs[0], &runway("fails")).await;
+    accepted(a.ingest_addrs[0], &runway("fails")).await;
     broken.wait_for(secs(10), "the failing attempt", |r| r.len() == 2).await;
     let subs = admin_until(a.admin_addr, "/api/subscribers", secs(20), |v| {
         row(&v["subscribers"], "name", "s")["state"] != "closed"
@@ -56,7 +56,7 @@ async fn a_relay_whose_circuit_is_open_leaves_the_work_to_the_others() {
     // (up to 5 s): A gets some of it, and cannot start any.
     let mut want = HashSet::new();
     for i in 0..8 {
-        want.insert(accepted_retrying(a.ingest_addrs[0], &runway(&format!("meanwhile-{i}"))).await);
+        want.insert(accepted(a.ingest_addrs[0], &runway(&format!("meanwhile-{i}"))).await);
     }
     let b = start(&cfg(db.path(), good.url())).await;
     // B delivers all of them at once: none is held by A (whose circuit

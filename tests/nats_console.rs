@@ -30,7 +30,7 @@ async fn the_status_page_shows_the_cluster_store_messages_or_says_they_are_unkno
     let sub = Sub::ok().await;
     let h = start(&nats.relay_with_one_subscriber(dir.path(), &sub.url())).await;
     for t in ["status-1", "status-2"] {
-        let id = accepted_retrying(h.ingest_addrs[0], &runway(t)).await;
+        let id = accepted(h.ingest_addrs[0], &runway(t)).await;
         // Recorded, not only received: the count below must not move any more.
         admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
             v["subscribers"][0]["state"] == "delivered"

@@ -96,7 +96,7 @@ async fn a_message_nats_hands_out_again_as_new_after_losing_its_consumer_state_i
         .nats(nats.urls(), 1);
     let r = start(&cfg).await;
     let addr = r.ingest_addrs[0];
-    let id = accepted_retrying(addr, &runway("settled-before-the-crash")).await;
+    let id = accepted(addr, &runway("settled-before-the-crash")).await;
     // The consumer's state before the hand-out.
     tokio::time::sleep(secs(1)).await;
     let saved = SavedConsumers::take(&nats, dir.path());
@@ -145,7 +145,7 @@ async fn a_delivered_callback_nats_hands_out_again_as_new_is_not_sent_twice() {
     // The consumer's state before the hand-out (here: before the callback).
     tokio::time::sleep(secs(1)).await;
     let saved = SavedConsumers::take(&nats, dir.path());
-    let id = accepted_retrying(addr, &runway("delivered-before-the-crash")).await;
+    let id = accepted(addr, &runway("delivered-before-the-crash")).await;
     until_delivered(r.admin_addr, &id, "s").await;
     tokio::time::sleep(secs(1)).await;
     saved.put_back_under_kill_9(&mut nats).await;

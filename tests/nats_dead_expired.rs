@@ -26,7 +26,7 @@ async fn expire_events(nats: &NatsCluster) {
 }
 
 async fn one_dead_letter(h: &hookrelay::Handle, task: &str) {
-    accepted_retrying(h.ingest_addrs[0], &runway(task)).await;
+    accepted(h.ingest_addrs[0], &runway(task)).await;
     admin_expect(h.admin_addr, "/api/dead-letters", secs(20), "one dead letter", |v| {
         v["dead_letters"].as_array().is_some_and(|d| d.len() == 1)
     })

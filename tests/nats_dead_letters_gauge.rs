@@ -26,7 +26,7 @@ async fn the_dead_letter_gauge_follows_the_cluster_store() {
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     for i in 0..2 {
-        accepted_retrying(h.ingest_addrs[0], &runway(&format!("nats-dead-gauge-{i}"))).await;
+        accepted(h.ingest_addrs[0], &runway(&format!("nats-dead-gauge-{i}"))).await;
     }
     metrics_until(h.admin_addr, secs(15), "two dead letters", |m| gauge(m) == Some(2.0)).await;
     // NATS away: absent, not 0.

@@ -101,7 +101,7 @@ async fn a_handover_does_not_cut_off_an_attempt_recording_through_a_nats_hiccup(
         .subscriber(Subscriber::new("s", sub.url()).timeout(secs(2)));
     let without_s = base.clone();
     let h = start(&with_s).await;
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("hiccup")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("hiccup")).await;
     sub.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
     // While the attempt waits for its answer a reload removes s and another
     // puts it back; then the bucket stops taking writes.

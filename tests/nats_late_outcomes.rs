@@ -34,7 +34,7 @@ async fn a_stale_relays_late_success_does_not_cancel_a_later_replay() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("stale-final")).await;
+    let id = accepted(first.addr, &runway("stale-final")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
     first.signal("STOP");
 
@@ -106,7 +106,7 @@ async fn a_stale_relays_late_dead_does_not_bury_a_later_attempts_success() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("stale-dead")).await;
+    let id = accepted(first.addr, &runway("stale-dead")).await;
     sub.wait_for(secs(10), "relay 1's second attempt", |r| r.len() == 2)
         .await;
     first.signal("STOP");

@@ -42,7 +42,7 @@ async fn a_deleted_consumer_is_created_again_without_a_restart_and_sends_nothing
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     for name in ["one", "two"] {
-        accepted_retrying(h.ingest_addrs[0], &runway(name)).await;
+        accepted(h.ingest_addrs[0], &runway(name)).await;
     }
     sub.wait_for(secs(10), "the first deliveries", |r| r.len() == 2).await;
     let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
@@ -52,7 +52,7 @@ async fn a_deleted_consumer_is_created_again_without_a_restart_and_sends_nothing
         .delete_consumer("sub_s")
         .await
         .unwrap();
-    accepted_retrying(h.ingest_addrs[0], &runway("three")).await;
+    accepted(h.ingest_addrs[0], &runway("three")).await;
     sub.wait_for(secs(10), "the delivery after the consumer was lost", |r| r.len() >= 3)
         .await;
     // What the lost consumer had settled comes again from the new one: only settled.
@@ -82,7 +82,7 @@ async fn a_consumer_created_on_an_existing_stream_does_not_skip_what_another_rel
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    let before = accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    let before = accepted(h.ingest_addrs[0], &runway("before")).await;
     sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
     // Stopped once it is recorded: a stop abandons attempts in flight.
     until_delivered(h.admin_addr, &before, "s").await;

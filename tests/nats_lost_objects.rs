@@ -17,7 +17,7 @@ async fn relay(nats: &NatsCluster, dir: &std::path::Path, sub: &Sub) -> hookrela
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
     h
 }
@@ -113,7 +113,7 @@ async fn a_retry_in_a_stream_set_up_again_is_not_taken_for_an_old_events_result(
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     sub.wait_for(secs(10), "first", |r| r.len() == 1).await;
     healthy.store(false, std::sync::atomic::Ordering::SeqCst);
     let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
@@ -159,7 +159,7 @@ async fn a_first_attempt_in_flight_when_the_stream_is_lost_does_not_settle_a_new
         .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)).retry([secs(1)]))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("in-flight")).await;
+    accepted(h.ingest_addrs[0], &runway("in-flight")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
     let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     js.delete_stream("HR_EV_t").await.unwrap();

@@ -58,7 +58,7 @@ async fn an_acknowledgement_through_another_relay_settles_the_lease() {
     let nats = NatsCluster::start(1).await;
     let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id = accepted_retrying(a1, &runway("acked-elsewhere")).await;
+    let id = accepted(a1, &runway("acked-elsewhere")).await;
     pull_one(a1, "f1", &id).await;
     // Another holder cannot acknowledge it, through either relay.
     let ack = format!(r#"{{"ids": ["{id}"]}}"#);
@@ -80,7 +80,7 @@ async fn an_acknowledgement_through_another_relay_settles_the_lease() {
         assert_eq!(after["messages"].as_array().map(Vec::len), Some(0), "{after}");
     }
     // A hand-back through the other relay works the same way.
-    let id2 = accepted_retrying(a2, &runway("handed-back")).await;
+    let id2 = accepted(a2, &runway("handed-back")).await;
     pull_one(a2, "f1", &id2).await;
     let back = format!(r#"{{"retry": ["{id2}"]}}"#);
     let (s, _, a) = pull_call(a1, "POST", "/pull/laptop/ack", Some(TOKEN), Some("f1"), &back).await;
@@ -95,7 +95,7 @@ async fn a_pull_lease_longer_than_takeover_stays_with_its_relay() {
     // A lease of 12 s against a takeover of 5 s: the relay holding it renews it.
     let (_dirs, r1, r2) = two_relays(&nats, secs(12)).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id = accepted_retrying(a1, &runway("leased")).await;
+    let id = accepted(a1, &runway("leased")).await;
     pull_one(a1, "f1", &id).await;
     // Another forwarder long-polls the other relay past the takeover: nothing.
     let (s, _, other) = pull_call(a2, "GET", "/pull/laptop?wait=9s", Some(TOKEN), Some("f2"), "").await;
@@ -131,7 +131,7 @@ async fn the_queue_depth_follows_the_cluster_after_an_acknowledgement() {
     let nats = NatsCluster::start(1).await;
     let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
     let depth_is = |n: u64| move |v: &serde_json::Value| row(&v["subscribers"], "name", "laptop")["queue_depth"] == n;
-    let id = accepted_retrying(r1.ingest_addrs[0], &runway("depth")).await;
+    let id = accepted(r1.ingest_addrs[0], &runway("depth")).await;
     for h in [&r1, &r2] {
         let v = admin_until(h.admin_addr, "/api/subscribers", secs(20), depth_is(1)).await;
         assert!(depth_is(1)(&v), "{v}");
@@ -166,7 +166,7 @@ async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let mut want = std::collections::HashSet::new();
     for i in 0..30 {
-        want.insert(accepted_retrying(if i % 2 == 0 { a1 } else { a2 }, &runway(&format!("spread-{i}"))).await);
+        want.insert(accepted(if i % 2 == 0 { a1 } else { a2 }, &runway(&format!("spread-{i}"))).await);
     }
     let mut got = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + secs(4);
@@ -208,7 +208,7 @@ async fn a_late_acknowledgement_within_the_lapse_counts_on_either_relay() {
     let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(4)).retry([secs(5)]);
     let (_dirs, r1, r2) = two_relays_with(&nats, laptop).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id = accepted_retrying(a1, &runway("slow-local")).await;
+    let id = accepted(a1, &runway("slow-local")).await;
     pull_one(a1, "f1", &id).await;
     let pulled = std::time::Instant::now();
     // The lease (4 s) has run out, the lapse (4 s more) has not.
@@ -256,7 +256,7 @@ async fn an_expired_lease_is_recorded_as_a_failed_attempt_after_one_more_lease()
     let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(1)).retry([secs(60)]);
     let (_dirs, r1, r2) = two_relays_with(&nats, laptop).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id = accepted_retrying(a1, &runway("never-answered")).await;
+    let id = accepted(a1, &runway("never-answered")).await;
     pull_one(a1, "f1", &id).await;
     let pulled = std::time::Instant::now();
     // Recorded after the lease and the lapse (2 s), seen so on both relays.

@@ -29,7 +29,7 @@ async fn an_acknowledgement_that_could_not_be_recorded_keeps_the_message_from_ot
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id = accepted_retrying(a1, &runway("kept-hold")).await;
+    let id = accepted(a1, &runway("kept-hold")).await;
     assert_hands_out(a1, "/pull/laptop?wait=10s", TOKEN, "f1", &id).await;
 
     // The results bucket refuses writes ("no responders"), as while its

@@ -29,14 +29,14 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let id1 = accepted_retrying(a1, &runway("split-1")).await;
+    let id1 = accepted(a1, &runway("split-1")).await;
     let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(
         (s, got["messages"][0]["id"].as_str()),
         (StatusCode::OK, Some(id1.as_str())),
         "{got}"
     );
-    let id2 = accepted_retrying(a2, &runway("split-2")).await;
+    let id2 = accepted(a2, &runway("split-2")).await;
     let (s, _, got) = pull_call(a2, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(
         (s, got["messages"][0]["id"].as_str()),
@@ -91,11 +91,11 @@ async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
-    let slow = accepted_retrying(a1, &runway("slow-one")).await;
+    let slow = accepted(a1, &runway("slow-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(slow.as_str()), "{got}");
     tokio::time::sleep(secs(6)).await;
-    let quick = accepted_retrying(a1, &runway("quick-one")).await;
+    let quick = accepted(a1, &runway("quick-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
     assert_eq!(got["messages"][0]["id"].as_str(), Some(quick.as_str()), "{got}");
     // The slow one's lease (and its short lapse) is over, ~2.9 s ago; the
@@ -136,7 +136,7 @@ async fn leases_at_two_other_relays_are_applied_through_a_third() {
     let addrs: Vec<_> = relays.iter().map(|r| r.ingest_addrs[0]).collect();
     let mut ids = Vec::new();
     for (i, addr) in addrs[..2].iter().enumerate() {
-        let id = accepted_retrying(*addr, &runway(&format!("three-{i}"))).await;
+        let id = accepted(*addr, &runway(&format!("three-{i}"))).await;
         let (_, _, got) = pull_call(
             *addr,
             "GET",

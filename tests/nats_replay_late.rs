@@ -48,7 +48,7 @@ async fn a_replays_mark_stored_with_its_answer_late_is_carried_by_that_replay() 
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(vec![url], 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("late-mark")).await;
+    accepted(h.ingest_addrs[0], &runway("late-mark")).await;
     let dl = admin_until(h.admin_addr, "/api/dead-letters", secs(20), |v| v["total"] == 1).await;
     assert_eq!(dl["total"], 1, "{dl}");
     healthy.store(true, Ordering::SeqCst);

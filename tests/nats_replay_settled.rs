@@ -19,7 +19,7 @@ async fn a_replay_already_recorded_is_settled_not_sent_again() {
         .subscriber(Subscriber::new("a", a.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("t-1")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("t-1")).await;
     until_delivered(h.admin_addr, &id, "a").await;
     assert_eq!(a.count(), 1);
 

@@ -30,7 +30,7 @@ async fn an_unacknowledged_message_back_after_a_replay_is_not_sent_again() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let mut first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("stale-original")).await;
+    let id = accepted(first.addr, &runway("stale-original")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
 
     // What the first relay's result write leaves (delivered); it dies

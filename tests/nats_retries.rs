@@ -95,7 +95,7 @@ async fn a_retry_whose_nak_was_lost_is_not_sent_before_it_is_due() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let mut first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("nak-lost")).await;
+    let id = accepted(first.addr, &runway("nak-lost")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
 
     // What the first attempt's result write leaves (a 503, its retry due

@@ -97,7 +97,7 @@ async fn a_relay_does_not_change_the_clusters_settings() {
     assert_eq!(consumer_ack_wait(&nats, "HR_EV_t", "sub_s").await, secs(5));
     let (s, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{ev}");
-    accepted_retrying(h.ingest_addrs[0], &runway("still-served")).await;
+    accepted(h.ingest_addrs[0], &runway("still-served")).await;
 
     // The operator changes the retention for the whole cluster on purpose.
     let two_hours = relay(other.path(), &nats, &sub.url(), 3, secs(7200));
@@ -112,7 +112,7 @@ async fn a_relay_does_not_change_the_clusters_settings() {
     assert_eq!(stream_config(&nats, "HR_DL").await.max_age, secs(7200));
     // Now a relay with the new value starts, and one with the old is refused.
     let h2 = start(&two_hours).await;
-    accepted_retrying(h2.ingest_addrs[0], &runway("on-the-new-relay")).await;
+    accepted(h2.ingest_addrs[0], &runway("on-the-new-relay")).await;
     let third = tempfile::tempdir().unwrap();
     let e = refused(&relay(third.path(), &nats, &sub.url(), 3, hour)).await;
     assert!(
@@ -131,7 +131,7 @@ async fn a_reload_keeps_readiness_and_the_clusters_settings() {
     let cfg = relay(dir.path(), &nats, &sub.url(), 1, secs(3600));
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
-    accepted_retrying(addr, &runway("before")).await;
+    accepted(addr, &runway("before")).await;
     // An unchanged reload asks NATS nothing: with the node frozen it still
     // completes, and the relay is ready and serving the moment NATS answers.
     nats.signal(0, "STOP");
@@ -145,7 +145,7 @@ async fn a_reload_keeps_readiness_and_the_clusters_settings() {
     relay(dir.path(), &nats, &sub.url(), 1, secs(60)).write();
     h.reload().await.expect("reload");
     assert_eq!(stream_config(&nats, "HR_EV_t").await.max_age, secs(3600));
-    accepted_retrying(addr, &runway("after-second-reload")).await;
+    accepted(addr, &runway("after-second-reload")).await;
     sub.wait_for(secs(10), "every event", |r| r.len() == 3).await;
     h.shutdown().await;
 }
@@ -156,7 +156,7 @@ async fn a_retention_under_two_minutes_works_in_cluster_mode() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
     let h = start(&relay(dir.path(), &nats, &sub.url(), 1, secs(60))).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("short")).await;
+    accepted(h.ingest_addrs[0], &runway("short")).await;
     sub.wait_for(secs(10), "the event", |r| r.len() == 1).await;
     let work = stream_config(&nats, "HR_TASKS").await;
     assert_eq!((work.max_age, work.duplicate_window), (secs(60), secs(60)));
@@ -193,7 +193,7 @@ async fn a_lowered_takeover_applies_to_running_relays_at_once() {
 
     let mut ids = Vec::new();
     for (i, h) in [&a, &b, &a, &b].into_iter().enumerate() {
-        ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("slow-{i}"))).await);
+        ids.push(accepted(h.ingest_addrs[0], &runway(&format!("slow-{i}"))).await);
     }
     for id in &ids {
         let ev = admin_until(a.admin_addr, &format!("/api/events/{id}"), secs(30), |v| {
@@ -330,7 +330,7 @@ async fn relays_starting_together_on_an_empty_cluster_do_not_rewrite_each_other(
         }
         assert_eq!(served.len(), 1, "round {round}: exactly one of the two relays serves");
         let n = served[0].0;
-        accepted_retrying(served[0].1.ingest_addrs[0], &runway("served")).await;
+        accepted(served[0].1.ingest_addrs[0], &runway("served")).await;
         let hours = if streams_race { n } else { 1 };
         for name in ["HR_DL", "KV_hr_results", "KV_hr_tasks", "HR_TASKS", "HR_EV_t"] {
             let c = stream_config(&nats, name).await;

@@ -24,12 +24,12 @@ async fn delivers_dedupes_and_keeps_ids_on_one_node() {
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
-    let id = accepted_retrying(addr, &runway("t-1")).await;
+    let id = accepted(addr, &runway("t-1")).await;
     let (s, again) = callback(addr, &runway("t-1")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(again["id"], id.as_str(), "a duplicate answers with the first id");
     assert_eq!(again["duplicate"], true);
-    let id2 = accepted_retrying(addr, &runway("t-2")).await;
+    let id2 = accepted(addr, &runway("t-2")).await;
     assert_ne!(id, id2);
     for sub in [&a, &b] {
         let got = sub.wait_for(secs(10), "both events", |r| r.len() >= 2).await;
@@ -67,7 +67,7 @@ async fn status_and_store_metrics_read_jetstream() {
     let sub = Sub::ok().await;
     let h = start(&nats.relay_with_one_subscriber(dir.path(), &sub.url())).await;
     for i in 0..5 {
-        accepted_retrying(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
+        accepted(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
     }
     sub.wait_for(secs(10), "every delivery", |r| r.len() == 5).await;
     // Five events and their five results, at least.
@@ -96,7 +96,7 @@ async fn status_and_store_metrics_read_jetstream() {
     );
     // More events: more writes, more bytes.
     for i in 5..10 {
-        accepted_retrying(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
+        accepted(h.ingest_addrs[0], &runway(&format!("t-{i}"))).await;
     }
     let later = metrics_until(h.admin_addr, secs(10), "the later writes", |m| {
         sample(m, "hookrelay_store_writes_total") >= 20.0
@@ -150,7 +150,7 @@ async fn retries_retry_after_gone_dead_letters_and_replay() {
         .subscriber(quick("broken", &broken))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("retry")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("retry")).await;
 
     let got = flaky.wait_for(secs(10), "3 attempts", |r| r.len() >= 3).await;
     assert!(got.iter().all(|r| r.header("webhook-id") == id));
@@ -246,14 +246,14 @@ async fn the_queue_depth_follows_the_backlog_while_the_circuit_is_open() {
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
-    accepted_retrying(addr, &runway("opens-the-circuit")).await;
+    accepted(addr, &runway("opens-the-circuit")).await;
     // Three failures open it; the probes 1, 2 and 4 s later fail too: the
     // lane now waits 8 s for the next one.
     let got = sub
         .wait_for(secs(20), "three failures and three probes", |r| r.len() >= 6)
         .await;
     for i in 0..60 {
-        accepted_retrying(addr, &runway(&format!("while-open-{i}"))).await;
+        accepted(addr, &runway(&format!("while-open-{i}"))).await;
     }
     // Seen before the lane wakes for its next probe (8 s after the last):
     // a depth copied only at that wake shows up after it.
@@ -284,7 +284,7 @@ async fn the_oldest_pending_age_and_the_store_size_are_absent_while_nats_is_away
         .subscriber(Subscriber::new("s", sub.url()).retry([secs(60); 3]))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("waits")).await;
+    accepted(h.ingest_addrs[0], &runway("waits")).await;
     sub.wait_for(secs(10), "the first attempt", |r| !r.is_empty()).await;
     // The store's size is read from JetStream too: there with the age, and
     // absent with it.
@@ -341,7 +341,7 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     tokio::time::timeout(secs(20), ready)
         .await
         .expect("ready once NATS is up");
-    let id = accepted_retrying(bin.addr, &runway("early")).await;
+    let id = accepted(bin.addr, &runway("early")).await;
     sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
     let (_, m) = admin(bin.admin, "GET", "/metrics").await;
     assert!(m.as_str().unwrap().contains("\nhookrelay_ready 1\n"), "{m}");
@@ -375,7 +375,7 @@ async fn readiness_follows_nats_and_nothing_is_accepted_without_it() {
     let (_, v) = callback(bin.addr, &runway("early")).await;
     assert_eq!(v["id"], id.as_str());
     assert_eq!(v["duplicate"], true);
-    accepted_retrying(bin.addr, &runway("later")).await;
+    accepted(bin.addr, &runway("later")).await;
     sub.wait_for(secs(10), "the second event", |r| r.len() == 2).await;
     let log = bin.log_text();
     assert!(log.contains("NATS"), "the log says why: {log}");
@@ -446,7 +446,7 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
         log_until(|| bin.log_text(), BACK, secs(5)).await;
         // A few more callbacks and watcher looks: nothing flaps.
         for i in 0..10 {
-            accepted_retrying(bin.addr, &runway(&format!("after-{round}-{i}"))).await;
+            accepted(bin.addr, &runway(&format!("after-{round}-{i}"))).await;
             tokio::time::sleep(ms(200)).await;
         }
         assert_eq!(
@@ -582,7 +582,7 @@ async fn a_body_larger_than_max_payload_is_a_413() {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     // The relay stays ready and takes what fits.
     assert_eq!(admin(h.admin_addr, "GET", "/readyz").await.0, StatusCode::OK);
-    accepted_retrying(h.ingest_addrs[0], &runway("small")).await;
+    accepted(h.ingest_addrs[0], &runway("small")).await;
     sub.wait_for(secs(10), "the small one", |r| r.len() == 1).await;
     h.shutdown().await;
 }
@@ -713,11 +713,11 @@ async fn a_subscriber_added_by_reload_starts_at_the_tail() {
         .subscriber(Subscriber::new("a", a.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    accepted_retrying(h.ingest_addrs[0], &runway("before")).await;
+    accepted(h.ingest_addrs[0], &runway("before")).await;
     a.wait_for(secs(10), "the first event", |r| r.len() == 1).await;
     cfg.clone().subscriber(Subscriber::new("late", late.url())).write();
     h.reload().await.expect("reload");
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("after")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("after")).await;
     let got = late
         .wait_for(secs(10), "the event after the reload", |r| !r.is_empty())
         .await;

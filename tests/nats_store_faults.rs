@@ -45,7 +45,7 @@ async fn a_dead_letter_whose_publish_failed_once_is_still_listed() {
     away.subjects = vec!["hr.elsewhere.>".into()];
     js.update_stream(&away).await.unwrap();
 
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("dies-once")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("dies-once")).await;
     sub.wait_for(secs(10), "the one attempt", |r| r.len() == 1).await;
     tokio::time::sleep(secs(1)).await;
     // HR_DL is back long before `takeover` (5 s) hands the message out again.
@@ -89,7 +89,7 @@ async fn one_delivered(name: &str) -> (NatsCluster, tempfile::TempDir, Sub, hook
         .subscriber(Subscriber::new("s", sub.url()))
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
-    let id = accepted_retrying(h.ingest_addrs[0], &runway(name)).await;
+    let id = accepted(h.ingest_addrs[0], &runway(name)).await;
     until_delivered(h.admin_addr, &id, "s").await;
     assert_eq!(sub.count(), 1);
     (nats, dir, sub, h, id)
@@ -154,7 +154,7 @@ async fn a_stale_relays_late_result_does_not_overwrite_a_newer_final_one() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("stale")).await;
+    let id = accepted(first.addr, &runway("stale")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
     first.signal("STOP");
 
@@ -198,7 +198,7 @@ async fn a_replayed_dead_letter_is_not_sent_again_by_the_next_dead_letter_replay
         .nats(nats.urls(), 1);
     let h = start(&cfg).await;
     let a = h.admin_addr;
-    let id = accepted_retrying(h.ingest_addrs[0], &runway("purge-fails")).await;
+    let id = accepted(h.ingest_addrs[0], &runway("purge-fails")).await;
     admin_expect(a, "/api/dead-letters", secs(20), "one dead letter", |v| v["total"] == 1).await;
 
     // HR_DL refuses the purge.
@@ -255,9 +255,9 @@ async fn overlapping_dead_letter_replays_send_a_letter_once() {
     let a = h.admin_addr;
     const FILL: usize = 100;
     for i in 0..FILL {
-        accepted_retrying(h.ingest_addrs[0], &runway(&format!("fill-{i}"))).await;
+        accepted(h.ingest_addrs[0], &runway(&format!("fill-{i}"))).await;
     }
-    let last = accepted_retrying(h.ingest_addrs[0], &runway("last")).await;
+    let last = accepted(h.ingest_addrs[0], &runway("last")).await;
     admin_expect(
         a,
         "/api/dead-letters?limit=1000",

@@ -25,7 +25,7 @@ async fn a_retry_taken_over_after_a_crash_is_sent_with_the_next_attempt_number()
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
     let mut first = Bin::start(&cfg(d1.path()).write(), &[]);
-    let id = accepted_retrying(first.addr, &runway("taken-over")).await;
+    let id = accepted(first.addr, &runway("taken-over")).await;
     sub.wait_for(secs(10), "the retry's attempt", |r| r.len() == 2).await;
     first.kill9();
 
