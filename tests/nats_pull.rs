@@ -25,8 +25,17 @@ async fn two_relays_with(
     nats: &NatsCluster,
     laptop: Subscriber,
 ) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
+    two_relays_configured(nats, laptop, |c| c).await
+}
+
+/// [`two_relays_with`], each relay's config changed by `more`.
+async fn two_relays_configured(
+    nats: &NatsCluster,
+    laptop: Subscriber,
+    more: impl Fn(TestConfig) -> TestConfig,
+) -> (Vec<tempfile::TempDir>, hookrelay::Handle, hookrelay::Handle) {
     let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
+    let cfg = |dir: &std::path::Path| more(TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1));
     let r1 = start(&cfg(dirs[0].path())).await;
     let r2 = start(&cfg(dirs[1].path())).await;
     (dirs, r1, r2)
@@ -162,14 +171,17 @@ async fn the_queue_depth_follows_the_cluster_after_an_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
     let nats = NatsCluster::start(3).await;
-    let (_dirs, r1, r2) = two_relays(&nats, secs(30)).await;
+    // A takeover of 30 s: what a relay nobody pulls through took would come
+    // only after it, well past the 15 s the pulls are given here.
+    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(30));
+    let (_dirs, r1, r2) = two_relays_configured(&nats, laptop, |c| c.nats_takeover("30s")).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let mut want = std::collections::HashSet::new();
     for i in 0..30 {
         want.insert(accepted(if i % 2 == 0 { a1 } else { a2 }, &runway(&format!("spread-{i}"))).await);
     }
     let mut got = std::collections::HashSet::new();
-    let deadline = tokio::time::Instant::now() + secs(4);
+    let deadline = tokio::time::Instant::now() + secs(15);
     while got.len() < want.len() && tokio::time::Instant::now() < deadline {
         let (s, _, v) = pull_call(a1, "GET", "/pull/laptop?wait=1s&max=10", Some(TOKEN), Some("f1"), "").await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -189,7 +201,7 @@ async fn a_relay_without_pullers_leaves_the_work_to_the_others() {
     }
     assert_eq!(
         got, want,
-        "every callback through the one relay pulled, before takeover (5 s)"
+        "every callback through the one relay pulled, before takeover (30 s)"
     );
     r1.shutdown().await;
     r2.shutdown().await;

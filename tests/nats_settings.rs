@@ -35,15 +35,6 @@ fn relay(dir: &std::path::Path, nats: &NatsCluster, url: &str, replicas: usize, 
         .retention(retention)
 }
 
-fn takeover(t: &'static str) -> impl Fn(&mut toml::Table) + Send + Sync + 'static {
-    move |doc: &mut toml::Table| {
-        doc["store"]["nats"]
-            .as_table_mut()
-            .unwrap()
-            .insert("takeover".into(), t.into());
-    }
-}
-
 /// Start a relay that must be refused; the error it names.
 async fn refused(cfg: &TestConfig) -> String {
     let loaded = hookrelay::Config::load(&cfg.write()).expect("valid config");
@@ -78,7 +69,7 @@ async fn a_relay_does_not_change_the_clusters_settings() {
             "store.nats.replicas is 1 in this relay's config but 3 in the cluster",
         ),
         (
-            relay(other.path(), &nats, &sub.url(), 3, hour).raw(takeover("10s")),
+            relay(other.path(), &nats, &sub.url(), 3, hour).nats_takeover("10s"),
             "store.nats.takeover is \"10s\" in this relay's config but \"5s\" in the cluster",
         ),
     ];
@@ -179,7 +170,7 @@ async fn a_lowered_takeover_applies_to_running_relays_at_once() {
             .subscriber(Subscriber::new("s", sub.url()).timeout(secs(30)))
             .nats(nats.urls(), 1)
             .retention(secs(3600))
-            .raw(takeover(t))
+            .nats_takeover(t)
     };
     let a = start(&cfg(dirs[0].path(), "30s")).await;
     let b = start(&cfg(dirs[1].path(), "30s")).await;
@@ -234,7 +225,7 @@ async fn applying_settings_changes_the_objects_of_routes_and_subscribers_not_in_
     let h = start(&wide).await;
     h.shutdown().await;
     // The new settings, from a config with `t` and `s` only.
-    let narrow = relay(dir.path(), &nats, &sub.url(), 1, secs(7200)).raw(takeover("10s"));
+    let narrow = relay(dir.path(), &nats, &sub.url(), 1, secs(7200)).nats_takeover("10s");
     let (ok, out, err) = apply_cluster_settings(&narrow.write()).await;
     assert!(ok, "{out}{err}");
     for line in [
@@ -314,7 +305,7 @@ async fn relays_starting_together_on_an_empty_cluster_do_not_rewrite_each_other(
         let streams_race = round % 2 == 0;
         let cfg = |dir: &std::path::Path, n: u64| {
             let hours = if streams_race { n } else { 1 };
-            let t = relay(dir, &nats, url, 1, secs(3600 * hours)).raw(takeover(if n == 1 { "5s" } else { "7s" }));
+            let t = relay(dir, &nats, url, 1, secs(3600 * hours)).nats_takeover(if n == 1 { "5s" } else { "7s" });
             hookrelay::Config::load(&t.write()).expect("valid config")
         };
         let (ra, rb) = tokio::join!(hookrelay::start(cfg(a.path(), 1)), hookrelay::start(cfg(b.path(), 2)));

@@ -363,6 +363,16 @@ impl TestConfig {
         })
     }
 
+    /// `store.nats.takeover` (after [`TestConfig::nats`], which sets 5 s).
+    pub fn nats_takeover(self, t: &'static str) -> Self {
+        self.raw(move |doc| {
+            doc["store"]["nats"]
+                .as_table_mut()
+                .expect("store.nats is set")
+                .insert("takeover".into(), t.into());
+        })
+    }
+
     /// `[media]`: the archive's settings (routes name media with `Route::preset`
     /// or `Route::media`).
     pub fn media(mut self, m: Media) -> Self {
