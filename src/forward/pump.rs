@@ -134,7 +134,7 @@ impl Pump {
                     }
                     // Stopping anyway, but not as if all were well: a refusal
                     // or a wrong answer is said, with its exit code.
-                    Err(e) => result = fatal(e).map_or(Ok(()), Err),
+                    Err(e) => result = fatal(&e).map_or(Ok(()), Err),
                 }
                 break;
             }
@@ -184,29 +184,24 @@ impl Pump {
                         });
                     }
                 }
-                Err(e @ RelayError::TooLarge(_)) => {
-                    // The relay is there: say what is wrong, not "unreachable".
-                    drop(permits);
-                    let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64,
-                        "cannot read the relay's answer; pulling again after a pause");
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(e) if e.is_transient() && !is_not_pull_answer(&e) => {
-                    drop(permits);
-                    let wait = backoff.next_delay();
-                    self.status.away(&e.to_string(), wait);
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
                 Err(e) => {
-                    result = fatal(e).map_or(Ok(()), Err);
-                    break;
+                    if let Some(f) = fatal(&e) {
+                        result = Err(f);
+                        break;
+                    }
+                    drop(permits);
+                    let wait = backoff.next_delay();
+                    if let RelayError::TooLarge(_) = e {
+                        // The relay is there: say what is wrong, not "unreachable".
+                        tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                            "cannot read the relay's answer; pulling again after a pause");
+                    } else {
+                        self.status.away(&e.to_string(), wait);
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }
@@ -232,18 +227,14 @@ impl Pump {
     }
 }
 
-/// A `200` that is not the pull API's answer: transient for acks (a lost
-/// ack only waits), not for pulls.
-fn is_not_pull_answer(e: &RelayError) -> bool {
-    matches!(e, RelayError::Status(http::StatusCode::OK, _))
-}
-
 /// What a pull's error ends the forwarder with; `None` for one a pull
-/// waits out (the relay away, an answer too large to read).
-fn fatal(e: RelayError) -> Option<Fatal> {
+/// waits out (the relay away, an answer too large to read). A `200` that is
+/// not the pull API's answer ends it (an ack answered so is only sent
+/// again: `is_transient`).
+fn fatal(e: &RelayError) -> Option<Fatal> {
     match e {
         RelayError::Refused => Some(Fatal::Refused),
-        RelayError::Status(http::StatusCode::OK, why) => Some(Fatal::NotPullAnswer(why)),
+        RelayError::Status(http::StatusCode::OK, why) => Some(Fatal::NotPullAnswer(why.clone())),
         RelayError::TooLarge(_) => None,
         e if e.is_transient() => None,
         e => Some(Fatal::Refusal(e.to_string())),
