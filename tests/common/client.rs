@@ -127,18 +127,27 @@ pub async fn try_callback(addr: SocketAddr, body: &str) -> Option<(StatusCode, s
 
 /// POST a callback as a provider does: a `503` (the store busy for a moment,
 /// e.g. a replicated NATS append past its budget on a loaded machine) is
-/// tried again, for up to 10 s; its event id once accepted.
-pub async fn accepted_retrying(addr: SocketAddr, body: &str) -> String {
+/// tried again, for up to 10 s; the `200` answer, and whether a `503` came
+/// first (the callback may then have been stored by the refused try).
+pub async fn callback_retrying(addr: SocketAddr, body: &str) -> (serde_json::Value, bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut refused = false;
     loop {
         let (s, v) = callback(addr, body).await;
         if s == StatusCode::SERVICE_UNAVAILABLE && tokio::time::Instant::now() < deadline {
+            refused = true;
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         assert_eq!(s, StatusCode::OK, "callback refused: {v}");
-        return v["id"].as_str().unwrap().to_string();
+        return (v, refused);
     }
+}
+
+/// [`callback_retrying`]: its event id once accepted.
+pub async fn accepted_retrying(addr: SocketAddr, body: &str) -> String {
+    let (v, _) = callback_retrying(addr, body).await;
+    v["id"].as_str().unwrap().to_string()
 }
 
 /// POST a callback that must be accepted; its event id.
