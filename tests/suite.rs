@@ -129,6 +129,7 @@ mod reconcile_shapes;
 mod reload;
 mod reload_handover;
 mod reload_keeps;
+mod reload_rate_wait;
 mod reload_refused;
 mod reload_removal_race;
 mod reload_stop;

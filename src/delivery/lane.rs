@@ -202,30 +202,43 @@ pub(super) async fn run(
             // leaves nothing here either.
             source.give_back_all();
         }
+        // A rate-limited lane takes one piece of work at a time: each waits
+        // for its cell with the settings of the moment (a reload's new URL,
+        // secrets or rate reach the very next request), while finished
+        // attempts are recorded and told to the circuit.
+        let limited = read(&lane.limiter).is_some();
+        let capacity = if limited { capacity.min(1) } else { capacity };
         if capacity > 0 {
             match source.take(capacity, clock::now_ms()).await {
                 Ok(work) => {
                     took = work.len();
-                    let limiter = read(&lane.limiter);
-                    let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).http.clone();
                     for w in work {
-                        if let Some(l) = &limiter {
-                            tokio::select! {
-                                _ = l.until_ready() => {}
-                                _ = stop.changed() => break,
-                            }
+                        if limited
+                            && !rate_wait(
+                                &lane,
+                                &mut stop,
+                                &mut tasks,
+                                &name,
+                                &mut tickets,
+                                &mut source,
+                                &mut circuit,
+                            )
+                            .await
+                        {
+                            break;
                         }
                         // Taken a while ago (a rate limit): another relay
                         // may have it by now, or NATS may be away.
                         if !source.confirm(&w.ticket).await {
                             continue;
                         }
+                        let client = lane.client.read().unwrap_or_else(|e| e.into_inner()).http.clone();
                         let phase = Arc::new(Phase::default());
                         let attempter = Attempter {
                             store: store.clone(),
                             metrics: metrics.clone(),
-                            sub: sub.clone(),
-                            client: client.clone(),
+                            sub: lane.subscriber(),
+                            client,
                             verifier: verifier.clone(),
                             phase: phase.clone(),
                             failures: failures.clone(),
@@ -286,6 +299,32 @@ pub(super) async fn run(
     }
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);
+}
+
+/// Wait for the rate limit's next cell before sending work already taken:
+/// the limiter read anew when a reload changes it (a rate removed sends at
+/// once), attempts that finish meanwhile recorded. False when the lane stops.
+async fn rate_wait(
+    lane: &Lane,
+    stop: &mut watch::Receiver<bool>,
+    tasks: &mut JoinSet<(Health, bool)>,
+    name: &str,
+    tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
+    source: &mut WorkSource,
+    circuit: &mut Circuit,
+) -> bool {
+    loop {
+        let Some(limiter) = read(&lane.limiter) else {
+            return true;
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return false,
+            _ = lane.changed.notified() => {}
+            Some(done) = tasks.join_next_with_id() => finished(done, name, tickets, source, circuit).await,
+            _ = limiter.until_ready() => return true,
+        }
+    }
 }
 
 /// An attempt ended: let its work go from the cursor if it was recorded,

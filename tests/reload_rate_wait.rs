@@ -1,0 +1,80 @@
+//! A reload reaches a delivery that waits for its subscriber's rate limit:
+//! the request sent after the reload goes with the settings of that moment
+//! (the URL, the secrets, the rate the reload gave), not with those the lane
+//! had when it took the work.
+
+use crate::common;
+
+use common::*;
+
+/// Stop 53's review: a rate-limited lane took a batch and sent each piece
+/// with the settings it read at the take, so a subscriber moved to another
+/// URL (or a secret withdrawn) still got the rest of the batch, one request
+/// per cell of the rate, for as long as the rate made the batch wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waiting_for_the_rate_limit_goes_to_the_url_a_reload_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (Sub::ok().await, Sub::ok().await);
+    // 12/m: one request every 5 s.
+    let cfg = limited(dir.path(), &before, Some("12/m"));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    before.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    accepted(addr, &runway("two")).await;
+    // Taken by the lane, waiting for its cell.
+    tokio::time::sleep(ms(500)).await;
+    limited(dir.path(), &after, Some("12/m")).write();
+    h.reload().await.expect("reload");
+    after
+        .wait_for(secs(15), "the second delivery, at the URL the reload gave", |r| {
+            r.len() == 1
+        })
+        .await;
+    assert_eq!(
+        before.count(),
+        1,
+        "the second delivery went to the URL from before the reload"
+    );
+    h.shutdown().await;
+}
+
+/// A reload that takes the rate limit away sends the delivery waiting for
+/// it at once, not after the old rate's cell (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_without_the_rate_limit_sends_the_waiting_delivery_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = limited(dir.path(), &sub, Some("1/h"));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    accepted(addr, &runway("two")).await;
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(sub.count(), 1, "rate 1/h: the second delivery waits");
+    limited(dir.path(), &sub, None).write();
+    h.reload().await.expect("reload");
+    sub.wait_for(
+        secs(10),
+        "the second delivery, once the reload took the rate away",
+        |r| r.len() == 2,
+    )
+    .await;
+    h.shutdown().await;
+}
+
+/// One subscriber `limited` sending to `sub`, at most at `rate` if given.
+fn limited(dir: &std::path::Path, sub: &Sub, rate: Option<&str>) -> TestConfig {
+    let rate = rate.map(str::to_string);
+    TestConfig::new(dir)
+        .subscriber(Subscriber::new("limited", sub.url()))
+        .raw(move |doc| {
+            if let Some(rate) = &rate {
+                doc["routes"][0]["subscribers"][0]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("rate".into(), toml::Value::String(rate.clone()));
+            }
+        })
+}
