@@ -87,17 +87,30 @@ async fn no_secret_is_in_anything_the_console_renders() {
     let (s, _, b) = post(ingest, "/hooks/t", &[json, ("authorization", &bearer)], runway("sec-2")).await;
     assert_eq!(s, StatusCode::OK);
     let id: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    // A callback quoting the URL it was given, token and all, as kie's
+    // Market records quote the whole create request (`data.param`).
+    let callback_url = serde_json::json!({ "callBackUrl": format!("https://relay.example{q}") }).to_string();
+    let echo = serde_json::json!({"code": 200, "data": {"taskId": "sec-3", "param": callback_url}}).to_string();
+    let (s, _, b) = post(ingest, "/hooks/t", &[json, ("authorization", &bearer)], echo.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    let echoed: serde_json::Value = serde_json::from_slice(&b).unwrap();
     let got = sub
-        .wait_for(Duration::from_secs(5), "the deliveries", |r| r.len() == 2)
+        .wait_for(Duration::from_secs(5), "the deliveries", |r| r.len() == 3)
         .await;
-    // The secrets are in force: the key is sent, the URL parameter too.
+    // The secrets are in force: the key is sent, the URL parameter too; the
+    // callback quoting the token is delivered as the provider sent it.
     assert_eq!(got[0].header("x-api-key"), secrets[4]);
+    assert!(
+        got.iter().any(|r| r.body == echo.as_bytes()),
+        "the echoing callback was not delivered byte for byte"
+    );
     let auth = format!("Bearer {}", secrets[0]);
     let mut shown = String::new();
     let paths = [
         "/api/status".to_string(),
         "/api/events".into(),
         format!("/api/events/{}", id["id"].as_str().unwrap()),
+        format!("/api/events/{}", echoed["id"].as_str().unwrap()),
         "/api/dead-letters".into(),
         "/api/subscribers".into(),
         "/metrics".into(),
@@ -114,6 +127,10 @@ async fn no_secret_is_in_anything_the_console_renders() {
     for secret in secrets {
         assert!(!shown.contains(secret), "{secret} is shown:\n{shown}");
     }
+    assert!(
+        shown.contains("hooks/t?token=<redacted>"),
+        "the echoed token's place is not marked:\n{shown}"
+    );
     // The subscriber is shown by its host, its path and query cut.
     let host = sub.url().split('/').take(3).collect::<Vec<_>>().join("/");
     assert!(shown.contains(&format!("\"{host}/…\"")), "{host}/… not in:\n{shown}");

@@ -150,12 +150,13 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
             })
         })
         .collect();
-    let (body, encoding) = match std::str::from_utf8(&ev.body) {
+    let shown = tokens_hidden(app, ev.body.clone());
+    let (body, encoding) = match std::str::from_utf8(&shown) {
         Ok(s) => (Value::String(s.to_string()), "utf-8"),
         Err(_) => {
             use base64::Engine;
             (
-                Value::String(base64::engine::general_purpose::STANDARD.encode(&ev.body)),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&shown)),
                 "base64",
             )
         }
@@ -177,6 +178,19 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         "media": super::media::of_event(app, id).await?,
         "task": super::tasks::task_of_event(app, ev).await,
     }))
+}
+
+/// A callback's body as the event view shows it: every route's token
+/// `<redacted>`, in every form a provider may quote it (a provider may quote
+/// the callback URL it was given, token and all: kie's Market records quote
+/// the whole create request). Subscribers get the body as it came.
+fn tokens_hidden(app: &App, mut body: bytes::Bytes) -> bytes::Bytes {
+    for route in &app.live().config.routes {
+        for token in &route.tokens {
+            body = crate::auth::redact_secret(body, token);
+        }
+    }
+    body
 }
 
 pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
