@@ -85,7 +85,10 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
         if !record.stage().is_terminal() {
             return Verdict::NotTerminalYet;
         }
-        return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
+        return Verdict::Disagree(format!(
+            "callback names {}, which the provider's record does not",
+            named(&u)
+        ));
     }
     let known: HashSet<String> = record.media_urls().into_iter().collect();
     let unknown_url = facts.media_urls.iter().find(|u| !known.contains(*u));
@@ -106,7 +109,10 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
             }
             None => Verdict::Agree,
             Some(_) if !record.stage().is_terminal() => Verdict::NotTerminalYet,
-            Some(u) => Verdict::Disagree(format!("callback names {u}, which the provider's record does not")),
+            Some(u) => Verdict::Disagree(format!(
+                "callback names {}, which the provider's record does not",
+                named(&u)
+            )),
         },
         CallbackStage::Succeeded | CallbackStage::Failed if !record.stage().is_terminal() => Verdict::NotTerminalYet,
         CallbackStage::Succeeded => {
@@ -117,7 +123,10 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
                 ));
             }
             if let Some(u) = unknown_url {
-                return Verdict::Disagree(format!("callback names {u}, which the provider's record does not"));
+                return Verdict::Disagree(format!(
+                    "callback names {}, which the provider's record does not",
+                    named(&u)
+                ));
             }
             // A callback that can name results but names none of them is a
             // body with its URLs stripped; the short form names none to strip.
@@ -150,6 +159,13 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
 /// How deep strings holding JSON (`resultJson`, `param`) are read inside
 /// one another.
 const NESTED_JSON_DEPTH: u8 = 4;
+
+/// A URL a callback names, as the reason shows it (logged, and the dead
+/// letter's error): without its query (a signed URL's signature), quoted
+/// with its control characters escaped (a forged body's line break).
+fn named(url: &str) -> String {
+    format!("{:?}", crate::media::shown(url))
+}
 
 /// For a Market callback: the first URL-looking string in the body (outside
 /// the envelope's `msg`) that is no string of the record's `data`. Both are

@@ -250,3 +250,18 @@ fn a_market_full_callback_agrees_with_every_url_it_echoes() {
     let noted = json!({"code": 200, "msg": "see https://docs/x", "data": {"taskId": "m"}});
     assert_eq!(verify(&noted, &record), Verdict::Agree);
 }
+
+/// The reason names a URL as logs and the admin API show URLs (its query,
+/// a signed URL's signature, cut), quoted: a line break in a forged body
+/// cannot start a line of its own in the log.
+#[test]
+fn a_disagreeing_url_is_named_without_its_query_or_line_breaks() {
+    let forged = "https://evil/x.mp4\n2026-12-04T00:00:00Z ERROR forged";
+    let signed = "https://cdn.example/x.mp4?X-Amz-Signature=s3cr3t";
+    for url in [forged, signed] {
+        let v = verify(&runway_cb(200, url), &runway("success"));
+        let Verdict::Disagree(m) = &v else { panic!("{v:?}") };
+        assert!(!m.contains('\n') && !m.contains("s3cr3t"), "{m}");
+        assert!(m.contains("\"https://"), "{m}");
+    }
+}
