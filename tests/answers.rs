@@ -148,6 +148,31 @@ async fn a_wrong_bearer_does_not_hide_a_correct_query_token() {
     h.shutdown().await;
 }
 
+/// A base64 token (`openssl rand -base64 24`) pasted into the callback URL
+/// as it is: its `+` is the token's, not a form's blank (it was refused
+/// `401` for ever); encoded (`%2B`) it matches too, and a blank still does
+/// not stand for a `+`.
+#[tokio::test]
+async fn a_query_token_with_a_plus_pasted_unencoded_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "Zq3+vL9/xT2+kW7pN4=";
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .edit_route("t", |r| r.tokens([token]));
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    for (query, want) in [
+        ("token=Zq3+vL9/xT2+kW7pN4=", StatusCode::OK),
+        ("token=Zq3%2BvL9%2FxT2%2BkW7pN4%3D", StatusCode::OK),
+        ("token=Zq3%20vL9/xT2%20kW7pN4=", StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, _, _) = post(addr, &format!("/hooks/t?{query}"), &[], runway(query)).await;
+        assert_eq!(status, want, "{query}");
+    }
+    h.shutdown().await;
+}
+
 /// GitHub's documented example: HMAC-SHA256("It's a Secret to Everybody", "Hello, World!").
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const GITHUB_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";

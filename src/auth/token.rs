@@ -10,7 +10,8 @@ use super::Secret;
 /// The tokens presented: the first `Authorization` line whose scheme is
 /// `Bearer` (in any case, RFC 9110 §11.1; other lines, e.g. a proxy's own
 /// `Basic`, are passed over) and the first `?token=` (either may be right;
-/// never more than two guesses per request).
+/// never more than two guesses per request, but for a `?token=` with a `+`,
+/// read as a blank and as itself).
 pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
     let bearer = headers
@@ -22,8 +23,16 @@ pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String>
         out.push(t.to_string());
     }
     if let Some(q) = query {
-        if let Some((_, v)) = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token") {
-            out.push(v.into_owned());
+        let token = |q: &str| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        };
+        out.extend(token(q));
+        // A base64 token pasted into the callback URL as it is: its `+` is
+        // the token's, not a form's blank (the same value read both ways).
+        if q.contains('+') {
+            out.extend(token(&q.replace('+', "%2B")).filter(|t| !out.contains(t)));
         }
     }
     out
