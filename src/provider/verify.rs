@@ -111,7 +111,7 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
             Some(_) if !record.stage().is_terminal() => Verdict::NotTerminalYet,
             Some(u) => Verdict::Disagree(format!(
                 "callback names {}, which the provider's record does not",
-                named(&u)
+                named(u)
             )),
         },
         CallbackStage::Succeeded | CallbackStage::Failed if !record.stage().is_terminal() => Verdict::NotTerminalYet,
@@ -125,7 +125,7 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
             if let Some(u) = unknown_url {
                 return Verdict::Disagree(format!(
                     "callback names {}, which the provider's record does not",
-                    named(&u)
+                    named(u)
                 ));
             }
             // A callback that can name results but names none of them is a
