@@ -115,7 +115,10 @@ fn readable(text: &str) -> String {
         let end = text[start..].find(&format!("</{name}>"))? + start;
         Some(text[start..end].trim().to_string())
     };
-    let head = text.split("<?xml").next().unwrap_or(text);
+    // The document cut whether it has its XML prolog or not (a server
+    // without one left `<StringToSign>`, `<AWSAccessKeyId>` and the rest in).
+    let cut = ["<?xml", "<Error>"].iter().filter_map(|m| text.find(m)).min();
+    let head = &text[..cut.unwrap_or(text.len())];
     let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
     if let Some(code) = field("Code") {
         out = format!("{} (S3 {code}", out.trim_end_matches(':'));
@@ -346,5 +349,12 @@ mod tests {
              (S3 NoSuchBucket: The specified bucket does not exist)"
         );
         assert_eq!(readable("connection refused\n  again"), "connection refused again");
+        let bare = "Server returned non-2xx status code: 403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code>\
+                    <Message>no match</Message><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>\
+                    <StringToSign>AWS4-HMAC-SHA256</StringToSign></Error>";
+        assert_eq!(
+            readable(bare),
+            "Server returned non-2xx status code: 403 Forbidden (S3 SignatureDoesNotMatch: no match)"
+        );
     }
 }
