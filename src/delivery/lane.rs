@@ -202,28 +202,24 @@ pub(super) async fn run(
             // leaves nothing here either.
             source.give_back_all();
         }
-        // A rate-limited lane takes one piece of work at a time: each waits
-        // for its cell with the settings of the moment (a reload's new URL,
-        // secrets or rate reach the very next request), while finished
-        // attempts are recorded and told to the circuit.
-        let limited = read(&lane.limiter).is_some();
-        let capacity = if limited { capacity.min(1) } else { capacity };
         if capacity > 0 {
             match source.take(capacity, clock::now_ms()).await {
                 Ok(work) => {
                     took = work.len();
                     for w in work {
-                        if limited
-                            && !rate_wait(
-                                &lane,
-                                &mut stop,
-                                &mut tasks,
-                                &name,
-                                &mut tickets,
-                                &mut source,
-                                &mut circuit,
-                            )
-                            .await
+                        // Each waits for its cell of the rate limit, if there
+                        // is one, and goes with the settings of that moment:
+                        // a reload's new URL, secrets or rate reach it.
+                        if !rate_wait(
+                            &lane,
+                            &mut stop,
+                            &mut tasks,
+                            &name,
+                            &mut tickets,
+                            &mut source,
+                            &mut circuit,
+                        )
+                        .await
                         {
                             break;
                         }
@@ -301,9 +297,10 @@ pub(super) async fn run(
     lane.in_flight.store(0, Ordering::Relaxed);
 }
 
-/// Wait for the rate limit's next cell before sending work already taken:
-/// the limiter read anew when a reload changes it (a rate removed sends at
-/// once), attempts that finish meanwhile recorded. False when the lane stops.
+/// Wait for the rate limit's next cell, if the lane has a limit, before
+/// sending work already taken: the limiter read anew when a reload changes
+/// it (a rate removed sends at once, one added waits), attempts that finish
+/// meanwhile recorded. False when the lane stops.
 async fn rate_wait(
     lane: &Lane,
     stop: &mut watch::Receiver<bool>,
