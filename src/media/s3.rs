@@ -117,7 +117,14 @@ fn readable(text: &str) -> String {
     };
     // The document cut whether it has its XML prolog or not (a server
     // without one left `<StringToSign>`, `<AWSAccessKeyId>` and the rest in).
-    let cut = ["<?xml", "<Error>"].iter().filter_map(|m| text.find(m)).min();
+    let error_tag = text.match_indices("<Error").find(|(at, m)| {
+        let next = text[at + m.len()..].chars().next();
+        next.is_some_and(|c| c == '>' || c.is_whitespace())
+    });
+    let cut = [text.find("<?xml"), error_tag.map(|(at, _)| at)]
+        .into_iter()
+        .flatten()
+        .min();
     let head = &text[..cut.unwrap_or(text.len())];
     let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
     if let Some(code) = field("Code") {
@@ -356,5 +363,7 @@ mod tests {
             readable(bare),
             "Server returned non-2xx status code: 403 Forbidden (S3 SignatureDoesNotMatch: no match)"
         );
+        let with_namespace = bare.replace("<Error>", "<Error xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        assert_eq!(readable(&with_namespace), readable(bare));
     }
 }
