@@ -64,6 +64,35 @@ async fn a_reload_without_the_rate_limit_sends_the_waiting_delivery_at_once() {
     h.shutdown().await;
 }
 
+/// While a delivery waits for the rate limit, the attempts that finish are
+/// recorded and the admin API's `in_flight` (and the gauge) follows them: it showed the
+/// attempt answered long ago as in flight until the next cell (an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_finishing_during_a_rate_limit_wait_leave_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::slow_at(0, secs(1)).await;
+    let cfg = limited(dir.path(), &sub, Some("1/h"));
+    let h = start(&cfg).await;
+    let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
+    let first = accepted(addr, &runway("one")).await;
+    sub.wait_for(secs(5), "the first request", |r| r.len() == 1).await;
+    // Taken while the first is answered: it waits for the next cell.
+    accepted(addr, &runway("two")).await;
+    until_delivered(admin_addr, &first, "limited").await;
+    admin_expect(admin_addr, "/api/subscribers", secs(5), "no attempt in flight", |v| {
+        v["subscribers"][0]["in_flight"] == 0
+    })
+    .await;
+    let (_, metrics) = admin(admin_addr, "GET", "/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("hookrelay_in_flight{subscriber=\"limited\"} 0"),
+        "the gauge still counts the answered attempt:\n{metrics}"
+    );
+    assert_eq!(sub.count(), 1, "rate 1/h: the second delivery waits");
+    h.shutdown().await;
+}
+
 /// One subscriber `limited` sending to `sub`, at most at `rate` if given.
 fn limited(dir: &std::path::Path, sub: &Sub, rate: Option<&str>) -> TestConfig {
     let rate = rate.map(str::to_string);

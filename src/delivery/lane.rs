@@ -19,7 +19,7 @@ use super::handover::Phase;
 use super::rate::Limiter;
 use crate::clock;
 use crate::config::Subscriber;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SubLabels};
 use crate::store::{Store, Ticket, WorkSource};
 
 /// One subscriber's lane, shared between its task and the admin side.
@@ -214,7 +214,7 @@ pub(super) async fn run(
                             &lane,
                             &mut stop,
                             &mut tasks,
-                            &name,
+                            (&metrics, &labels),
                             &mut tickets,
                             &mut source,
                             &mut circuit,
@@ -300,12 +300,13 @@ pub(super) async fn run(
 /// Wait for the rate limit's next cell, if the lane has a limit, before
 /// sending work already taken: the limiter read anew when a reload changes
 /// it (a rate removed sends at once, one added waits), attempts that finish
-/// meanwhile recorded. False when the lane stops.
+/// meanwhile recorded (the circuit told, the admin views' counts kept).
+/// False when the lane stops.
 async fn rate_wait(
     lane: &Lane,
     stop: &mut watch::Receiver<bool>,
     tasks: &mut JoinSet<(Health, bool)>,
-    name: &str,
+    (metrics, labels): (&Metrics, &SubLabels),
     tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
     source: &mut WorkSource,
     circuit: &mut Circuit,
@@ -318,7 +319,15 @@ async fn rate_wait(
             biased;
             _ = stop.changed() => return false,
             _ = lane.changed.notified() => {}
-            Some(done) = tasks.join_next_with_id() => finished(done, name, tickets, source, circuit).await,
+            Some(done) = tasks.join_next_with_id() => {
+                finished(done, &lane.subscriber().name, tickets, source, circuit).await;
+                // What the admin views and metrics show follows, not only at the next cell.
+                let state = circuit.state(Instant::now());
+                lane.in_flight.store(tickets.len(), Ordering::Relaxed);
+                lane.circuit.store(code(state), Ordering::Relaxed);
+                metrics.in_flight.get_or_create(labels).set(tickets.len() as i64);
+                metrics.circuit_open.get_or_create(labels).set(i64::from(state == State::Open));
+            }
             _ = limiter.until_ready() => return true,
         }
     }
