@@ -93,6 +93,48 @@ async fn attempts_finishing_during_a_rate_limit_wait_leave_in_flight() {
     h.shutdown().await;
 }
 
+/// A circuit that opens while deliveries wait for the rate limit pauses
+/// them too: the subscriber is paused as a whole (1 s, then 2 s), probed
+/// with one request at a time. The deliveries of a batch taken before it
+/// opened went out one per cell of the rate (every 500 ms here) through the
+/// pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_pauses_deliveries_waiting_for_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // A backlog of seven: the relay stops while they wait for a 1/h rate.
+    let ok = Sub::ok().await;
+    let h = start(&limited(dir.path(), &ok, Some("1/h"))).await;
+    for n in 0..8 {
+        accepted(h.ingest_addrs[0], &runway(&format!("c{n}"))).await;
+    }
+    ok.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
+    h.shutdown().await;
+    // Started again with a subscriber whose every request fails after
+    // 300 ms, 2/s, the circuit opening at the first failure: the lane takes
+    // the seven as one batch.
+    let sub = Sub::always(Behaviour::Late(ms(300), 500)).await;
+    let cfg = TestConfig::new(dir.path()).subscriber(
+        Subscriber::new("limited", sub.url())
+            .rate_per_second(2)
+            .circuit_threshold(1),
+    );
+    let h = start(&cfg).await;
+    sub.wait_for(secs(5), "the first request", |r| !r.is_empty()).await;
+    let first = sub.all()[0].at;
+    // The first fails at 300 ms and opens the circuit for 1 s (the second
+    // goes at 500 ms if the failure is that late); one probe then, failing
+    // and opening it for 2 s: three requests at most in the first 3 s (one
+    // per 500 ms cell would be six).
+    let span = secs(3);
+    tokio::time::sleep_until((first + span).into()).await;
+    let within: Vec<_> = sub.all().iter().map(|r| r.at - first).filter(|d| *d < span).collect();
+    assert!(
+        within.len() <= 3,
+        "requests at {within:?} after the first, through the circuit's pauses"
+    );
+    h.shutdown().await;
+}
+
 /// One subscriber `limited` sending to `sub`, at most at `rate` if given.
 fn limited(dir: &std::path::Path, sub: &Sub, rate: Option<&str>) -> TestConfig {
     let rate = rate.map(str::to_string);

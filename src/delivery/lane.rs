@@ -300,8 +300,9 @@ pub(super) async fn run(
 /// Wait for the rate limit's next cell, if the lane has a limit, before
 /// sending work already taken: the limiter read anew when a reload changes
 /// it (a rate removed sends at once, one added waits), attempts that finish
-/// meanwhile recorded (the circuit told, the admin views' counts kept).
-/// False when the lane stops.
+/// meanwhile recorded (the circuit told, the admin views' counts kept), and
+/// while the circuit that opened meanwhile lets nothing start. False when
+/// the lane stops.
 async fn rate_wait(
     lane: &Lane,
     stop: &mut watch::Receiver<bool>,
@@ -315,10 +316,18 @@ async fn rate_wait(
         let Some(limiter) = read(&lane.limiter) else {
             return true;
         };
+        // A circuit that opened meanwhile (an attempt failed during the
+        // wait) holds the work until its pause ends; it goes then as the
+        // probe, one at a time. (Something is in flight whenever nothing may
+        // start and the circuit is not open: an attempt's end wakes this.)
+        let now = Instant::now();
+        let held = circuit.capacity(now, lane.subscriber().concurrency, tickets.len()) == 0;
+        let reopens = circuit.reopens_at().filter(|_| circuit.state(now) == State::Open);
         tokio::select! {
             biased;
             _ = stop.changed() => return false,
             _ = lane.changed.notified() => {}
+            _ = sleep_until(reopens), if reopens.is_some() => {}
             Some(done) = tasks.join_next_with_id() => {
                 finished(done, &lane.subscriber().name, tickets, source, circuit).await;
                 // What the admin views and metrics show follows, not only at the next cell.
@@ -328,7 +337,7 @@ async fn rate_wait(
                 metrics.in_flight.get_or_create(labels).set(tickets.len() as i64);
                 metrics.circuit_open.get_or_create(labels).set(i64::from(state == State::Open));
             }
-            _ = limiter.until_ready() => return true,
+            _ = limiter.until_ready(), if !held => return true,
         }
     }
 }

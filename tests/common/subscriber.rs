@@ -51,6 +51,8 @@ pub enum Behaviour {
     Hang,
     /// Answer 200 after a delay.
     Slow(Duration),
+    /// Answer this status after a delay.
+    Late(Duration, u16),
 }
 
 pub type Script = Arc<dyn Fn(usize, &Received) -> Behaviour + Send + Sync>;
@@ -219,6 +221,10 @@ where
                 Behaviour::Slow(d) => {
                     tokio::time::sleep(d).await;
                     (200, vec![])
+                }
+                Behaviour::Late(d, s) => {
+                    tokio::time::sleep(d).await;
+                    (s, vec![])
                 }
             };
             let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
