@@ -347,7 +347,13 @@ impl Handle {
     /// invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         let old = self.app.live();
-        let applied = match crate::reload::read_config(old.config.file.clone()).await {
+        // Validated against the listeners as bound: a reload does not move them.
+        let started = &self.app.started_with;
+        let bound = crate::config::Bound {
+            server: started.server.listen.clone(),
+            admin: started.admin.listen,
+        };
+        let applied = match crate::reload::read_config(old.config.file.clone(), bound).await {
             Ok(new) => crate::reload::apply(&self.app, new).await,
             Err(e) => Err(e.into()),
         };

@@ -266,14 +266,17 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
 /// otherwise hold the reload (and a second SIGHUP behind it) for ever.
 const CONFIG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// [`Config::load`] on a thread of its own, so that a read that blocks
+/// [`Config::load_bound`] on a thread of its own, so that a read that blocks
 /// holds neither the runtime nor a stop (SIGTERM ends the daemon meanwhile:
 /// the thread does not keep the process), bounded by [`CONFIG_READ_LIMIT`].
-pub async fn read_config(file: std::path::PathBuf) -> Result<Config, crate::config::ConfigError> {
+pub async fn read_config(
+    file: std::path::PathBuf,
+    bound: crate::config::Bound,
+) -> Result<Config, crate::config::ConfigError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let shown = file.clone();
     let spawned = std::thread::Builder::new().name("config-read".into()).spawn(move || {
-        let _ = tx.send(Config::load(&file));
+        let _ = tx.send(Config::load_bound(&file, &bound));
     });
     let stuck = |message: String| crate::config::ConfigError::whole_file(&shown, message);
     if let Err(e) = spawned {

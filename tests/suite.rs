@@ -127,6 +127,7 @@ mod reconcile_pull;
 mod reconcile_retention;
 mod reconcile_shapes;
 mod reload;
+mod reload_bound;
 mod reload_handover;
 mod reload_keeps;
 mod reload_rate_wait;

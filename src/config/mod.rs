@@ -87,6 +87,25 @@ impl Config {
         let raw: raw::RawConfig = deserialize(file, text)?;
         validate::Validator::new(file, text).validate(raw)
     }
+
+    /// [`load`](Self::load) for a reload of a daemon whose listeners are
+    /// bound at `bound` (a reload does not move them): what other hosts can
+    /// reach is judged by those, not by the file's `listen` addresses (a
+    /// file moving the admin API to loopback does not let a reload drop its
+    /// token while it still listens on a public address).
+    pub fn load_bound(path: &Path, bound: &Bound) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        let raw: raw::RawConfig = deserialize(path, &text)?;
+        validate::Validator::new(path, &text).bound(bound).validate(raw)
+    }
+}
+
+/// Where a running daemon's listeners are bound (its `server.listen` and
+/// `admin.listen` as it started): see [`Config::load_bound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub server: Vec<SocketAddr>,
+    pub admin: SocketAddr,
 }
 
 /// What the admin CLI takes from a config file: `admin.listen` and

@@ -46,6 +46,9 @@ pub(super) struct Validator<'a> {
     /// The text as a TOML table, for the checks that look at the file as
     /// written (parsed once, when the first asks; None if it does not parse).
     table: std::cell::OnceCell<Option<toml::Table>>,
+    /// A reload's listeners, where they stay bound: what other hosts can
+    /// reach is judged by them ([`crate::config::Config::load_bound`]).
+    bound: Option<&'a crate::config::Bound>,
 }
 
 /// `[delivery]`: what subscribers inherit.
@@ -63,7 +66,14 @@ impl<'a> Validator<'a> {
             file,
             text,
             table: std::cell::OnceCell::new(),
+            bound: None,
         }
+    }
+
+    /// Validate for a reload of listeners bound at `bound`.
+    pub fn bound(mut self, bound: &'a crate::config::Bound) -> Self {
+        self.bound = Some(bound);
+        self
     }
 
     /// The file as written, as a TOML table.
@@ -194,12 +204,26 @@ impl<'a> Validator<'a> {
         let admin_listen = self.admin_listen(&raw.admin)?;
         self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
-        if admin_token.is_none() && !admin::is_loopback(admin_listen) {
-            return Err(self.err(
-                "admin.token",
-                Some(raw.admin.listen.span()),
-                "the admin listener is not on a loopback address, so admin.token is required",
-            ));
+        // What other hosts can reach: the listeners as bound (a reload), or
+        // as the file puts them.
+        let exposed_admin = self.bound.map_or(admin_listen, |b| b.admin);
+        let exposed = match self.bound {
+            Some(b) => ServerConfig {
+                listen: b.server.clone(),
+                ..server.clone()
+            },
+            None => server.clone(),
+        };
+        if admin_token.is_none() && !admin::is_loopback(exposed_admin) {
+            let message = match exposed_admin == admin_listen {
+                true => "the admin listener is not on a loopback address, so admin.token is required".to_string(),
+                false => format!(
+                    "the admin API listens on {exposed_admin} until a restart (a reload does not move it), which is \
+                     not a loopback address, so admin.token is required until then: restart with the new admin.listen \
+                     first"
+                ),
+            };
+            return Err(self.err("admin.token", Some(raw.admin.listen.span()), message));
         }
         let log = LogConfig {
             level: raw.log.level,
@@ -266,7 +290,7 @@ impl<'a> Validator<'a> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
-        self.no_placeholder_secrets(&server, &routes)?;
+        self.no_placeholder_secrets(&exposed, &routes)?;
         self.pull_tokens_not_route_tokens(&routes)?;
         self.admin_token_not_shared(admin_token.as_ref(), &routes)?;
         self.public_url_present(&server, &routes)?;
@@ -285,12 +309,12 @@ impl<'a> Validator<'a> {
         warnings.extend(unsigned);
         warnings.extend(empty_store_path);
         warnings.extend(self.pull_path_warnings(&routes));
-        warnings.extend(self.weak_token_warnings(&server, &routes));
-        warnings.extend(self.plain_http_warning(&server));
+        warnings.extend(self.weak_token_warnings(&exposed, &routes));
+        warnings.extend(self.plain_http_warning(&exposed));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
-        warnings.extend(self.admin_token_warning(admin_listen, admin_token.as_ref()));
+        warnings.extend(self.admin_token_warning(exposed_admin, admin_token.as_ref()));
         warnings.extend(self.open_file_warning());
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
