@@ -76,11 +76,12 @@ pub fn stale_part_age(timeout: std::time::Duration) -> std::time::Duration {
 /// Who writes a partial file: this host (its name) and this relay's
 /// `store.path`, of which one process runs at a time. At start-up a relay
 /// removes its own partial files at once (a crash's); those of other owners
-/// (relays sharing the directory) only once stale.
+/// (relays sharing the directory) only once stale. The host name comes from
+/// `uname(2)`: the shipped unit's `ProcSubset=pid` hides
+/// `/proc/sys/kernel/hostname` (every relay was then the empty host).
 pub fn owner_tag(store_path: &Path) -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default();
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
     let mut h = Sha256::new();
     h.update(host.trim().as_bytes());
     h.update([0]);

@@ -70,6 +70,24 @@ impl Bin {
         Self::spawn(cmd, config_path, &[])
     }
 
+    /// Started in a mount namespace of its own whose `/proc` shows
+    /// processes only (`subset=pid`: no `/proc/sys`), as systemd's
+    /// `ProcSubset=pid` in the shipped unit makes it. None where that cannot
+    /// be made (not root, no `unshare`).
+    pub fn start_with_proc_subset_pid(config_path: &Path) -> Option<Bin> {
+        let script = "mount -t proc -o subset=pid proc /proc && exec \"$0\" \"$@\"";
+        let probe = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", script, "true"])
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", script])
+            .arg(env!("CARGO_BIN_EXE_hookrelay"));
+        Some(Self::spawn(cmd, config_path, &[]))
+    }
+
     fn spawn(mut cmd: Command, config_path: &Path, envs: &[(&str, &str)]) -> Bin {
         cmd.args(["run", "--config"])
             .arg(config_path)
