@@ -48,10 +48,15 @@ fn asked_to_slow_down(e: &rustls_acme::OrderError) -> Option<u16> {
     [429, 503].contains(&code).then_some(code)
 }
 
-/// Wait before the order after `n` consecutive failures (n ≥ 1).
-fn backoff(opts: &super::Options, n: u32) -> Duration {
+/// Wait before the order after `n` consecutive failures (n ≥ 1): doubling
+/// up to the cap, each made shorter by up to a quarter at random (`draw`,
+/// 0..1; 1 is the whole wait), so that relays whose orders fail together
+/// (several of them ordering the same name) do not try again in step.
+fn backoff(opts: &super::Options, n: u32, draw: f64) -> Duration {
     let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
-    opts.retry_first.saturating_mul(factor).min(opts.retry_max)
+    let wait = opts.retry_first.saturating_mul(factor).min(opts.retry_max);
+    // Whole milliseconds: the log shows it (`retry_in=47s 312ms`).
+    Duration::from_millis((wait.as_millis() as f64 * (0.75 + 0.25 * draw.clamp(0.0, 1.0))) as u64)
 }
 
 /// Clears the challenge answers however the order ends (done, failed, timed out, aborted).
@@ -139,7 +144,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 // A CA that says "later" (429, 503) gets the longest wait at once.
                 let wait = match slow_down {
                     Some(_) => acme.options.retry_max,
-                    None => backoff(&acme.options, in_a_row),
+                    None => backoff(&acme.options, in_a_row, fastrand::f64()),
                 };
                 acme.failed(&error, wait);
                 tracing::warn!(
@@ -301,8 +306,13 @@ mod tests {
             retry_max: Duration::from_secs(3600),
             ..Default::default()
         };
-        let waits: Vec<u64> = (1..=8).map(|n| backoff(&o, n).as_secs()).collect();
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(&o, n, 1.0).as_secs()).collect();
         assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
-        assert_eq!(backoff(&o, u32::MAX).as_secs(), 3600);
+        assert_eq!(backoff(&o, u32::MAX, 1.0).as_secs(), 3600);
+        // Up to a quarter shorter, never longer: relays failing together
+        // spread out.
+        let shortest: Vec<u64> = (1..=8).map(|n| backoff(&o, n, 0.0).as_secs()).collect();
+        assert_eq!(shortest, [45, 90, 180, 360, 720, 1440, 2700, 2700]);
+        assert_ne!(backoff(&o, 3, 0.2), backoff(&o, 3, 0.7));
     }
 }

@@ -314,6 +314,7 @@ impl<'a> Validator<'a> {
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
+        warnings.extend(self.acme_cluster_warning(&server, &store.backend));
         warnings.extend(self.admin_token_warning(exposed_admin, admin_token.as_ref()));
         warnings.extend(self.open_file_warning());
         let archives = routes.iter().any(|r| !r.media.is_empty());
