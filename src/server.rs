@@ -150,7 +150,7 @@ pub async fn serve<S, F, B>(
     drop(alive_tx);
     let grace = opts.settings.current().values.grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
+        tracing::warn!("connections still open after the shutdown grace period; the stop goes on without waiting for them (they end with the process)");
     }
 }
 
