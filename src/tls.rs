@@ -16,6 +16,7 @@ pub(crate) mod test_cert;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ResolvesServerCert;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -75,17 +76,40 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
             files.key.display()
         )));
     }
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| fail(format!("TLS versions: {e}")))?
+    let builder = || {
+        ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| fail(format!("TLS versions: {e}")))
+    };
+    // Which later certificate the key fits, if the first is not its own: a
+    // chain written in the wrong order (intermediates first).
+    let fits_later = |certs: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>| {
+        (1..certs.len()).find(|&i| {
+            builder().is_ok_and(|b| {
+                b.with_no_client_auth()
+                    .with_single_cert(vec![certs[i].clone()], key.clone_key())
+                    .is_ok()
+            })
+        })
+    };
+    let (all, key_again) = (certs.clone(), key.clone_key());
+    let n = all.len();
+    let mut cfg = builder()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            fail(format!(
+        .map_err(|e| match fits_later(&all, &key_again) {
+            Some(i) => fail(format!(
+                "the key {} fits certificate {} of the {n} in {}, not the first: the server's own certificate must \
+             come first, then the intermediates (the chain is written in the wrong order?)",
+                files.key.display(),
+                i + 1,
+                files.cert.display()
+            )),
+            None => fail(format!(
                 "certificate {} and key {} do not fit: {e}",
                 files.cert.display(),
                 files.key.display()
-            ))
+            )),
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(cfg), info))

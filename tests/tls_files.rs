@@ -113,6 +113,34 @@ async fn a_key_of_another_certificate_refuses_the_reload_naming_both_files() {
     h.shutdown().await;
 }
 
+/// A chain written in the wrong order (the intermediate first, the
+/// server's own certificate after it): refused, saying so, not that the key
+/// does not fit (an operator would check the key). TLS review, stop 53.
+#[tokio::test]
+async fn a_chain_in_the_wrong_order_is_refused_naming_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestCert::write(dir.path(), "tls");
+    let h = start(&tls_config(dir.path())).await;
+    let addr = h.ingest_addrs[0];
+    // A new certificate and key, with another certificate put before it.
+    let new = TestCert::write(dir.path(), "tls");
+    let first = TestCert::write(dir.path(), "first");
+    let mut reversed = std::fs::read(&first.cert).unwrap();
+    reversed.extend(std::fs::read(&new.cert).unwrap());
+    std::fs::write(dir.path().join("tls.crt"), reversed).unwrap();
+    let why = h
+        .reload()
+        .await
+        .expect_err("a chain in the wrong order is refused")
+        .to_string();
+    assert!(
+        why.contains("certificate 2 of") && why.contains("must come first") && !why.contains("do not fit"),
+        "{why}"
+    );
+    assert!(serves(addr, &old).await, "the old certificate is no longer served");
+    h.shutdown().await;
+}
+
 /// A certificate issued by `ca` (its key written beside it) as `dir/NAME.crt`
 /// and `dir/NAME.key`; `with_chain` puts the CA certificate after it, as a
 /// `fullchain.pem` does. Returns the certificate file.
