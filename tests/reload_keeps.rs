@@ -49,13 +49,7 @@ async fn a_reload_does_not_reset_a_subscribers_rate_limit() {
 async fn moving_a_subscriber_to_another_route_does_not_reset_its_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Sub::ok().await;
-    let limited = || Subscriber::new("limited", sub.url());
-    let rate = |doc: &mut toml::Table, route: usize, i: usize| {
-        doc["routes"][route]["subscribers"][i]
-            .as_table_mut()
-            .unwrap()
-            .insert("rate".into(), toml::Value::String("1/h".into()));
-    };
+    let limited = || Subscriber::new("limited", sub.url()).rate("1/h");
     let route_u = |subs: Vec<Subscriber>| {
         subs.into_iter()
             .fold(Route::new("u", "/hooks/u").tokens(["tok"]), Route::subscriber)
@@ -64,11 +58,8 @@ async fn moving_a_subscriber_to_another_route_does_not_reset_its_rate_limit() {
     let on_t = base
         .clone()
         .subscriber(limited())
-        .route(route_u(vec![Subscriber::new("b", DOWN)]))
-        .raw(move |doc| rate(doc, 0, 1));
-    let on_u = base
-        .route(route_u(vec![Subscriber::new("b", DOWN), limited()]))
-        .raw(move |doc| rate(doc, 1, 1));
+        .route(route_u(vec![Subscriber::new("b", DOWN)]));
+    let on_u = base.route(route_u(vec![Subscriber::new("b", DOWN), limited()]));
     let h = start(&on_t).await;
     accepted(h.ingest_addrs[0], &runway("one")).await;
     sub.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
@@ -195,13 +186,5 @@ async fn a_shutdown_during_a_rate_limit_wait_ends() {
 
 /// One subscriber `limited` sending to `sub` at most at `rate`.
 fn limited(dir: &std::path::Path, sub: &Sub, rate: &str) -> TestConfig {
-    let rate = rate.to_string();
-    TestConfig::new(dir)
-        .subscriber(Subscriber::new("limited", sub.url()))
-        .raw(move |doc| {
-            doc["routes"][0]["subscribers"][0]
-                .as_table_mut()
-                .unwrap()
-                .insert("rate".into(), toml::Value::String(rate.clone()));
-        })
+    TestConfig::new(dir).subscriber(Subscriber::new("limited", sub.url()).rate(rate))
 }

@@ -137,15 +137,9 @@ async fn an_open_circuit_pauses_deliveries_waiting_for_the_rate_limit() {
 
 /// One subscriber `limited` sending to `sub`, at most at `rate` if given.
 fn limited(dir: &std::path::Path, sub: &Sub, rate: Option<&str>) -> TestConfig {
-    let rate = rate.map(str::to_string);
-    TestConfig::new(dir)
-        .subscriber(Subscriber::new("limited", sub.url()))
-        .raw(move |doc| {
-            if let Some(rate) = &rate {
-                doc["routes"][0]["subscribers"][0]
-                    .as_table_mut()
-                    .unwrap()
-                    .insert("rate".into(), toml::Value::String(rate.clone()));
-            }
-        })
+    let limited = Subscriber::new("limited", sub.url());
+    TestConfig::new(dir).subscriber(match rate {
+        Some(rate) => limited.rate(rate),
+        None => limited,
+    })
 }

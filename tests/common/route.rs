@@ -190,8 +190,12 @@ impl Subscriber {
         self
     }
     /// At most `n` deliveries per second.
-    pub fn rate_per_second(mut self, n: u32) -> Self {
-        self.rate = Some(format!("{n}/s"));
+    pub fn rate_per_second(self, n: u32) -> Self {
+        self.rate(&format!("{n}/s"))
+    }
+    /// `rate` as written (`"6/m"`, `"1/h"`).
+    pub fn rate(mut self, rate: &str) -> Self {
+        self.rate = Some(rate.to_string());
         self
     }
     pub fn circuit_threshold(mut self, n: u32) -> Self {
