@@ -100,8 +100,24 @@ async fn attempts_finishing_during_a_rate_limit_wait_leave_in_flight() {
 /// pause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_pauses_deliveries_waiting_for_the_rate_limit() {
+    circuit_pauses_a_waiting_batch(false).await;
+}
+
+/// The same when a reload takes the rate away during the pause: the batch
+/// still waits for the circuit (the first cut of the hold sent it all at
+/// once, the wait ending with the limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removing_the_rate_during_the_pause_does_not_end_it() {
+    circuit_pauses_a_waiting_batch(true).await;
+}
+
+/// A backlog of seven taken as one batch by a 2/s lane whose subscriber
+/// fails every request after 300 ms, the circuit opening at the first
+/// failure; `unlimit`: a reload takes the rate away 600 ms in (the circuit
+/// open). Three requests at most in the first 3 s.
+async fn circuit_pauses_a_waiting_batch(unlimit: bool) {
     let dir = tempfile::tempdir().unwrap();
-    // A backlog of seven: the relay stops while they wait for a 1/h rate.
+    // The backlog: the relay stops while the seven wait for a 1/h rate.
     let ok = Sub::ok().await;
     let h = start(&limited(dir.path(), &ok, Some("1/h"))).await;
     for n in 0..8 {
@@ -109,22 +125,26 @@ async fn an_open_circuit_pauses_deliveries_waiting_for_the_rate_limit() {
     }
     ok.wait_for(secs(5), "the first delivery", |r| r.len() == 1).await;
     h.shutdown().await;
-    // Started again with a subscriber whose every request fails after
-    // 300 ms, 2/s, the circuit opening at the first failure: the lane takes
-    // the seven as one batch.
     let sub = Sub::always(Behaviour::Late(ms(300), 500)).await;
-    let cfg = TestConfig::new(dir.path()).subscriber(
-        Subscriber::new("limited", sub.url())
-            .rate_per_second(2)
-            .circuit_threshold(1),
-    );
-    let h = start(&cfg).await;
+    let failing = |rate: Option<&str>| {
+        let s = Subscriber::new("limited", sub.url()).circuit_threshold(1);
+        TestConfig::new(dir.path()).subscriber(match rate {
+            Some(rate) => s.rate(rate),
+            None => s,
+        })
+    };
+    let h = start(&failing(Some("2/s"))).await;
     sub.wait_for(secs(5), "the first request", |r| !r.is_empty()).await;
     let first = sub.all()[0].at;
+    if unlimit {
+        tokio::time::sleep_until((first + ms(600)).into()).await;
+        failing(None).write();
+        h.reload().await.expect("reload taking the rate away");
+    }
     // The first fails at 300 ms and opens the circuit for 1 s (the second
     // goes at 500 ms if the failure is that late); one probe then, failing
     // and opening it for 2 s: three requests at most in the first 3 s (one
-    // per 500 ms cell would be six).
+    // per 500 ms cell would be six; all at once, eight).
     let span = secs(3);
     tokio::time::sleep_until((first + span).into()).await;
     let within: Vec<_> = sub.all().iter().map(|r| r.at - first).filter(|d| *d < span).collect();

@@ -242,6 +242,7 @@ pub(super) async fn run(
                         let ticket = w.ticket.clone();
                         let handle = tasks.spawn(attempter.run(w));
                         tickets.insert(handle.id(), (ticket, Instant::now(), phase));
+                        lane.in_flight.store(tickets.len(), Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
@@ -297,12 +298,13 @@ pub(super) async fn run(
     lane.in_flight.store(0, Ordering::Relaxed);
 }
 
-/// Wait for the rate limit's next cell, if the lane has a limit, before
-/// sending work already taken: the limiter read anew when a reload changes
-/// it (a rate removed sends at once, one added waits), attempts that finish
-/// meanwhile recorded (the circuit told, the admin views' counts kept), and
-/// while the circuit that opened meanwhile lets nothing start. False when
-/// the lane stops.
+/// Wait, before sending work already taken, for the rate limit's next cell
+/// if the lane has a limit (the limiter read anew when a reload changes it:
+/// a rate removed sends at once, one added waits), and while the circuit
+/// lets nothing start (it opened meanwhile: the work goes once its pause
+/// ends, as the probe, one at a time; or a reload lowered `concurrency`).
+/// Attempts that finish meanwhile are recorded (the circuit told) and the
+/// admin views and gauges follow. False when the lane stops.
 async fn rate_wait(
     lane: &Lane,
     stop: &mut watch::Receiver<bool>,
@@ -313,16 +315,23 @@ async fn rate_wait(
     circuit: &mut Circuit,
 ) -> bool {
     loop {
-        let Some(limiter) = read(&lane.limiter) else {
-            return true;
-        };
-        // A circuit that opened meanwhile (an attempt failed during the
-        // wait) holds the work until its pause ends; it goes then as the
-        // probe, one at a time. (Something is in flight whenever nothing may
-        // start and the circuit is not open: an attempt's end wakes this.)
         let now = Instant::now();
+        // Something is in flight whenever nothing may start and the circuit
+        // is not open: an attempt's end wakes this.
         let held = circuit.capacity(now, lane.subscriber().concurrency, tickets.len()) == 0;
-        let reopens = circuit.reopens_at().filter(|_| circuit.state(now) == State::Open);
+        let limiter = read(&lane.limiter);
+        if !held && limiter.is_none() {
+            return true;
+        }
+        let state = circuit.state(now);
+        lane.in_flight.store(tickets.len(), Ordering::Relaxed);
+        lane.circuit.store(code(state), Ordering::Relaxed);
+        metrics.in_flight.get_or_create(labels).set(tickets.len() as i64);
+        metrics
+            .circuit_open
+            .get_or_create(labels)
+            .set(i64::from(state == State::Open));
+        let reopens = circuit.reopens_at().filter(|_| state == State::Open);
         tokio::select! {
             biased;
             _ = stop.changed() => return false,
@@ -330,15 +339,16 @@ async fn rate_wait(
             _ = sleep_until(reopens), if reopens.is_some() => {}
             Some(done) = tasks.join_next_with_id() => {
                 finished(done, &lane.subscriber().name, tickets, source, circuit).await;
-                // What the admin views and metrics show follows, not only at the next cell.
-                let state = circuit.state(Instant::now());
-                lane.in_flight.store(tickets.len(), Ordering::Relaxed);
-                lane.circuit.store(code(state), Ordering::Relaxed);
-                metrics.in_flight.get_or_create(labels).set(tickets.len() as i64);
-                metrics.circuit_open.get_or_create(labels).set(i64::from(state == State::Open));
             }
-            _ = limiter.until_ready(), if !held => return true,
+            _ = until_ready(limiter.as_deref()), if !held => return true,
         }
+    }
+}
+
+/// The limiter's next cell; at once without one.
+async fn until_ready(limiter: Option<&Limiter>) {
+    if let Some(l) = limiter {
+        l.until_ready().await;
     }
 }
 
