@@ -171,7 +171,11 @@ async fn a_rate_limited_answer_waits_the_longest_retry_at_once() {
         .unwrap()
         .duration_since(st.last_failure.unwrap())
         .unwrap();
-    assert_eq!(wait, Duration::from_secs(30), "{st:?}");
+    // The longest wait, shortened by up to a quarter at random.
+    assert!(
+        (Duration::from_millis(22_500)..=Duration::from_secs(30)).contains(&wait),
+        "{st:?}"
+    );
     renewals.abort();
     ca.abort();
 }

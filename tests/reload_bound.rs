@@ -77,3 +77,30 @@ async fn a_reload_cannot_bring_back_the_example_token_while_ingest_listens_publi
     );
     h.shutdown().await;
 }
+
+/// The other way round: the file's own addresses are judged too (the next
+/// start binds them, and would refuse the file: the relay would be down
+/// after a restart nobody was warned about). The first cut of the fix judged
+/// by the bound addresses alone and let both reloads through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_is_refused_what_the_next_start_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let base = || {
+        TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .edit_route("t", |r| r.tokens(["change-me"]))
+    };
+    // On loopback: no admin token needed, the example token allowed.
+    let h = start(&base()).await;
+    base().admin_listen("0.0.0.0:0").write();
+    let refused = h
+        .reload()
+        .await
+        .expect_err("a reload putting a tokenless admin API on 0.0.0.0");
+    assert!(refused.to_string().contains("admin.token"), "{refused}");
+    base().listen("0.0.0.0:0").write();
+    let refused = h.reload().await.expect_err("a reload putting change-me on 0.0.0.0");
+    assert!(refused.to_string().contains("routes[0].tokens[0]"), "{refused}");
+    h.shutdown().await;
+}

@@ -54,8 +54,12 @@ fn asked_to_slow_down(e: &rustls_acme::OrderError) -> Option<u16> {
 /// (several of them ordering the same name) do not try again in step.
 fn backoff(opts: &super::Options, n: u32, draw: f64) -> Duration {
     let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
-    let wait = opts.retry_first.saturating_mul(factor).min(opts.retry_max);
-    // Whole milliseconds: the log shows it (`retry_in=47s 312ms`).
+    shortened(opts.retry_first.saturating_mul(factor).min(opts.retry_max), draw)
+}
+
+/// `wait` shortened by up to a quarter (`draw`, 0..1; 1 is the whole wait),
+/// in whole milliseconds: the log shows it (`retry_in=47s 312ms`).
+fn shortened(wait: Duration, draw: f64) -> Duration {
     Duration::from_millis((wait.as_millis() as f64 * (0.75 + 0.25 * draw.clamp(0.0, 1.0))) as u64)
 }
 
@@ -143,7 +147,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 };
                 // A CA that says "later" (429, 503) gets the longest wait at once.
                 let wait = match slow_down {
-                    Some(_) => acme.options.retry_max,
+                    Some(_) => shortened(acme.options.retry_max, fastrand::f64()),
                     None => backoff(&acme.options, in_a_row, fastrand::f64()),
                 };
                 acme.failed(&error, wait);

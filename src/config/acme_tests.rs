@@ -201,23 +201,3 @@ fn acme_without_a_listener_on_port_443_is_warned_about() {
     let c = parse("").unwrap();
     assert!(!warned(&c), "{:?}", c.warnings);
 }
-
-/// Cluster mode: each relay orders its own certificate, and the CA's check
-/// of a name the relays share reaches whichever relay (stop 53's review saw
-/// two relays behind a round-robin proxy fail every order, in step).
-#[test]
-fn acme_in_cluster_mode_is_warned_about() {
-    let warned = |c: &Config| {
-        c.warnings
-            .iter()
-            .any(|w| w.contains("key `server.tls.acme`") && w.contains("each relay orders its own certificate"))
-    };
-    let c = parse(&acme(OK)).unwrap();
-    assert!(!warned(&c), "{:?}", c.warnings);
-    let cluster = format!(
-        "{}\n[store]\nbackend = \"nats\"\nnats = {{ servers = [\"nats://127.0.0.1:4222\"] }}\n",
-        parse_text(&acme(OK))
-    );
-    let c = Config::parse(Path::new("test.toml"), &cluster).unwrap();
-    assert!(warned(&c), "{:?}", c.warnings);
-}

@@ -110,28 +110,6 @@ impl Validator<'_> {
     /// ACME certificates, but no public listener on port 443, where the CA
     /// validates (TLS-ALPN-01): every order fails unless a TCP port forward
     /// sends 443 here, which the config cannot tell.
-    /// ACME in cluster mode: each relay orders on its own, and the CA's
-    /// TLS-ALPN-01 validation of a name shared behind a balancer or DNS round
-    /// robin reaches whichever relay, of which only the one that placed the
-    /// order can answer: the orders fail (checked with two relays behind a
-    /// round-robin proxy and pebble).
-    pub(super) fn acme_cluster_warning(
-        &self,
-        server: &crate::config::ServerConfig,
-        backend: &crate::config::StoreBackend,
-    ) -> Option<String> {
-        let acme = matches!(server.tls, Some(crate::config::values::TlsSource::Acme(_)));
-        (acme && matches!(backend, crate::config::StoreBackend::Nats(_))).then(|| {
-            format!(
-                "{}: key `server.tls.acme`: with store.backend = \"nats\" each relay orders its own certificate, \
-                 and the CA's validation of a name several relays share (a balancer, DNS round robin) reaches \
-                 whichever relay, which fails the orders of the others: give each relay a name of its own that \
-                 reaches it alone, or give the relays certificate files (`server.tls.cert` and `key`)",
-                self.file.display()
-            )
-        })
-    }
-
     pub(super) fn acme_port_warning(&self, server: &crate::config::ServerConfig) -> Option<String> {
         let acme = matches!(server.tls, Some(crate::config::values::TlsSource::Acme(_)));
         (acme && !server.listen.iter().any(|a| a.port() == 443)).then(|| {

@@ -204,22 +204,24 @@ impl<'a> Validator<'a> {
         let admin_listen = self.admin_listen(&raw.admin)?;
         self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
-        // What other hosts can reach: the listeners as bound (a reload), or
-        // as the file puts them.
-        let exposed_admin = self.bound.map_or(admin_listen, |b| b.admin);
+        // What other hosts can reach: the file's listeners, and on a reload
+        // also those bound now (a reload does not move them; the file's are
+        // bound at the next start, which must not refuse it either).
+        let bound_admin = self.bound.map(|b| b.admin).filter(|a| !admin::is_loopback(*a));
+        let public_admin = Some(admin_listen).filter(|a| !admin::is_loopback(*a)).or(bound_admin);
         let exposed = match self.bound {
             Some(b) => ServerConfig {
-                listen: b.server.clone(),
+                listen: server.listen.iter().chain(&b.server).copied().collect(),
                 ..server.clone()
             },
             None => server.clone(),
         };
-        if admin_token.is_none() && !admin::is_loopback(exposed_admin) {
-            let message = match exposed_admin == admin_listen {
+        if let (None, Some(public)) = (&admin_token, public_admin) {
+            let message = match public == admin_listen {
                 true => "the admin listener is not on a loopback address, so admin.token is required".to_string(),
                 false => format!(
-                    "the admin API listens on {exposed_admin} until a restart (a reload does not move it), which is \
-                     not a loopback address, so admin.token is required until then: restart with the new admin.listen \
+                    "the admin API listens on {public} until a restart (a reload does not move it), which is not \
+                     a loopback address, so admin.token is required until then: restart with the new admin.listen \
                      first"
                 ),
             };
@@ -314,8 +316,7 @@ impl<'a> Validator<'a> {
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
-        warnings.extend(self.acme_cluster_warning(&server, &store.backend));
-        warnings.extend(self.admin_token_warning(exposed_admin, admin_token.as_ref()));
+        warnings.extend(self.admin_token_warning(public_admin.unwrap_or(admin_listen), admin_token.as_ref()));
         warnings.extend(self.open_file_warning());
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
