@@ -8,6 +8,7 @@
 
 mod acme;
 mod admin;
+mod exposed;
 mod listen;
 mod media;
 mod nats;
@@ -204,29 +205,7 @@ impl<'a> Validator<'a> {
         let admin_listen = self.admin_listen(&raw.admin)?;
         self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
-        // What other hosts can reach: the file's listeners, and on a reload
-        // also those bound now (a reload does not move them; the file's are
-        // bound at the next start, which must not refuse it either).
-        let bound_admin = self.bound.map(|b| b.admin).filter(|a| !admin::is_loopback(*a));
-        let public_admin = Some(admin_listen).filter(|a| !admin::is_loopback(*a)).or(bound_admin);
-        let exposed = match self.bound {
-            Some(b) => ServerConfig {
-                listen: server.listen.iter().chain(&b.server).copied().collect(),
-                ..server.clone()
-            },
-            None => server.clone(),
-        };
-        if let (None, Some(public)) = (&admin_token, public_admin) {
-            let message = match public == admin_listen {
-                true => "the admin listener is not on a loopback address, so admin.token is required".to_string(),
-                false => format!(
-                    "the admin API listens on {public} until a restart (a reload does not move it), which is not \
-                     a loopback address, so admin.token is required until then: restart with the new admin.listen \
-                     first"
-                ),
-            };
-            return Err(self.err("admin.token", Some(raw.admin.listen.span()), message));
-        }
+        let exposed = self.exposed(&server, admin_listen, admin_token.as_ref(), raw.admin.listen.span())?;
         let log = LogConfig {
             level: raw.log.level,
             format: raw.log.format,
@@ -292,7 +271,7 @@ impl<'a> Validator<'a> {
             ));
         }
         self.pull_paths_free(&routes, &path_spans)?;
-        self.no_placeholder_secrets(&exposed, &routes)?;
+        self.no_placeholder_secrets(&exposed.server, &routes)?;
         self.pull_tokens_not_route_tokens(&routes)?;
         self.admin_token_not_shared(admin_token.as_ref(), &routes)?;
         self.public_url_present(&server, &routes)?;
@@ -311,12 +290,12 @@ impl<'a> Validator<'a> {
         warnings.extend(unsigned);
         warnings.extend(empty_store_path);
         warnings.extend(self.pull_path_warnings(&routes));
-        warnings.extend(self.weak_token_warnings(&exposed, &routes));
-        warnings.extend(self.plain_http_warning(&exposed));
+        warnings.extend(self.weak_token_warnings(&exposed.server, &routes));
+        warnings.extend(self.plain_http_warning(&exposed.server));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));
-        warnings.extend(self.admin_token_warning(public_admin.unwrap_or(admin_listen), admin_token.as_ref()));
+        warnings.extend(self.admin_token_warning(exposed.admin.unwrap_or(admin_listen), admin_token.as_ref()));
         warnings.extend(self.open_file_warning());
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
