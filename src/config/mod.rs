@@ -78,25 +78,32 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(path, &read(path)?)
+        Config::checked(path, &read(path)?, None)
     }
 
     /// Parse and validate config text; `file` is used in messages and to resolve
     /// relative paths (TLS files, CA files, the store) against its directory.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig = deserialize(file, text)?;
-        validate::Validator::new(file, text).validate(raw)
+        Config::checked(file, text, None)
     }
 
     /// [`load`](Self::load) for a reload of a daemon whose listeners are
     /// bound at `bound` (a reload does not move them): what other hosts can
-    /// reach is judged by those, not by the file's `listen` addresses (a
-    /// file moving the admin API to loopback does not let a reload drop its
-    /// token while it still listens on a public address).
+    /// reach is judged by those and the file's `listen` addresses together
+    /// (a file moving the admin API to loopback does not let a reload drop
+    /// its token while it still listens on a public address).
     pub fn load_bound(path: &Path, bound: &Bound) -> Result<Config, ConfigError> {
-        let text = read(path)?;
-        let raw: raw::RawConfig = deserialize(path, &text)?;
-        validate::Validator::new(path, &text).bound(bound).validate(raw)
+        Config::checked(path, &read(path)?, Some(bound))
+    }
+
+    fn checked(file: &Path, text: &str, bound: Option<&Bound>) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = deserialize(file, text)?;
+        let validator = validate::Validator::new(file, text);
+        match bound {
+            Some(b) => validator.bound(b),
+            None => validator,
+        }
+        .validate(raw)
     }
 }
 
