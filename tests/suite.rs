@@ -140,6 +140,7 @@ mod removed_gauges;
 mod removed_returns;
 mod removed_route;
 mod removed_subscriber;
+mod replay_in_flight;
 mod retries;
 mod review42_tests;
 mod secrets;

@@ -286,6 +286,7 @@ impl Cursor {
                         sub: self.sub,
                         event: id,
                         source: Source::Log { seq: h.seq },
+                        taken_ms: crate::clock::now_ms(),
                     }),
                 });
             }
@@ -329,6 +330,7 @@ impl Cursor {
                     sub: self.sub,
                     event: id,
                     source: Source::Due { due_ms: due },
+                    taken_ms: crate::clock::now_ms(),
                 };
                 let Some(v) = tree.get(keys::log(self.route, id))? else {
                     unsendable.push((ticket, Outcome::Gone));

@@ -115,8 +115,19 @@ impl Writer {
                 self.del_due(b, t.sub, d, t.event)?;
             }
         }
+        // An operator's replay asked while this was due ([`super::replay`])
+        // and handed out already (read with its schedule's old place, its
+        // attempt perhaps under way): applied to its failure now, as if
+        // asked just after it. (Work handed out after it is the replay's
+        // own, its schedule started again.)
+        let replay = row.replay_asked.take().is_some_and(|asked| t.taken_ms <= asked);
         row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
         match &rec.outcome {
+            Outcome::Retry { .. } | Outcome::Dead { .. } if replay => {
+                self.replay_asked_meanwhile(t, &rec.outcome);
+                row.replayed(rec.now_ms, false);
+                self.put_due(b, t.route, t.sub, rec.now_ms, t.event)?
+            }
             Outcome::Retry { due_ms } => self.put_due(b, t.route, t.sub, *due_ms, t.event)?,
             Outcome::Dead { .. } => b.put(keys::dead(t.sub, t.event), rec.now_ms.to_be_bytes().to_vec()),
             Outcome::Defer { due_ms } => self.park(b, t, &mut row, *due_ms, rec.now_ms)?,
@@ -124,6 +135,22 @@ impl Writer {
         }
         b.put(rkey, codec::encode_result(&row));
         Ok(())
+    }
+
+    /// Say that a failed delivery is due again at once, for the replay an
+    /// operator asked while its attempt was under way (the lane logged the
+    /// outcome it saw: a retry later, or giving up).
+    fn replay_asked_meanwhile(&self, t: &super::SledTicket, outcome: &Outcome) {
+        let sub = super::read_lock(&self.inner.registry)
+            .sub_name(t.sub)
+            .unwrap_or_default()
+            .to_string();
+        let instead = match outcome {
+            Outcome::Dead { .. } => "not a dead letter",
+            _ => "not at its retry's time",
+        };
+        tracing::info!(event = %t.event, subscriber = %sub,
+            "delivery failed with a replay asked during its attempt: due again now, its schedule from the start ({instead})");
     }
 
     /// A result row that does not decode: the outcome is recorded on a fresh

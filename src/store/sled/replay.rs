@@ -2,7 +2,9 @@
 //! results and cursor moves of the lanes: a finished delivery gets a due-index
 //! row (due now, schedule from the start, history kept); a delivery still
 //! waiting for a later retry is moved to now; one already due (being sent, or
-//! about to be: an earlier replay, say) or not attempted yet is left alone.
+//! about to be: an earlier replay, say) starts its schedule again and is
+//! marked, the replay applied if an attempt under way fails; one not
+//! attempted yet is left alone.
 //! A replay of the event itself marks what it queues released (the result
 //! row's flag, read with the work): a callback held as unverified is sent.
 
@@ -57,9 +59,16 @@ impl Writer {
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
         if !replay_queues(&row.state, now_ms) {
             // Due already, its due row may be handed out (a second one would
-            // send it twice): left as it is, its retry schedule starts again.
+            // send it twice): left as it is, its retry schedule starts again
+            // (for work not handed out yet), and the replay is marked, to be
+            // applied to the failure of work handed out by now
+            // (`Writer::add_record`): due at once, its schedule from the
+            // start, the last of its schedule too. At step 0 it is a
+            // replay's own attempt (or one not attempted yet): asking again
+            // adds nothing (a click twice sends one attempt).
             if row.step != 0 && !matches!(row.state, DeliveryState::Pending) {
                 row.step = 0;
+                row.replay_asked = Some(now_ms);
                 b.put(rkey, codec::encode_result(&row));
             }
             return Ok(false);

@@ -22,6 +22,9 @@ async fn an_overdue_retry_replayed_is_not_queued_twice_and_starts_its_schedule_a
     src.done(&w.ticket).await;
     let r = store.replay_event(id, None).await.unwrap().unwrap();
     assert!(!r[0].queued, "already due: {r:?}");
+    // (Handed out in the replay's millisecond, work counts as handed out
+    // before it.)
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let taken = src.take(10, due + 5).await.unwrap();
     assert_eq!(taken.len(), 1, "sent once");
     assert_eq!(
@@ -29,6 +32,21 @@ async fn an_overdue_retry_replayed_is_not_queued_twice_and_starts_its_schedule_a
         (id, 0, 1),
         "schedule from the start"
     );
+    // Handed out after the replay, it is the replay's attempt: its failure
+    // waits for its retry (a replay asked during an attempt under way is
+    // applied to that attempt's failure instead: `tests/replay_in_flight.rs`).
+    let later = crate::clock::now_ms() + 3_600_000;
+    store
+        .record(
+            &taken[0].ticket,
+            Some(attempt(2, 500, due + 5)),
+            Outcome::Retry { due_ms: later },
+        )
+        .await
+        .unwrap();
+    src.done(&taken[0].ticket).await;
+    assert!(src.take(10, later - 1).await.unwrap().is_empty(), "due at once again");
+    assert_eq!(src.take(10, later).await.unwrap().len(), 1);
     store.close().await;
 }
 

@@ -68,9 +68,15 @@ pub(super) fn encode_result(r: &ResultRow) -> Vec<u8> {
         w.u8(error_kind(a.error.as_deref()));
     }
     w.bytes(r.last_error.as_deref().unwrap_or("").as_bytes());
-    // A trailing flag, only when set: rows written before it end here.
-    if r.released {
-        w.u8(1);
+    // Trailing flags, only when one is set: rows written before them end
+    // here (and a row of a release alone is the `1` written before the
+    // replay's mark had a bit); the mark's time follows its bit.
+    let flags = u8::from(r.released) | u8::from(r.replay_asked.is_some()) << 1;
+    if flags != 0 {
+        w.u8(flags);
+    }
+    if let Some(at) = r.replay_asked {
+        w.varint(at);
     }
     w.0
 }
@@ -116,9 +122,17 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
     }
     let err = r.string()?;
     let last_error = (!err.is_empty()).then_some(err);
-    let released = match r.rest() {
-        [] => false,
-        _ => r.u8()? == 1,
+    let flags = match r.rest() {
+        [] => 0,
+        _ => r.u8()?,
+    };
+    if flags > 3 {
+        return None;
+    }
+    let released = flags & 1 != 0;
+    let replay_asked = match flags & 2 {
+        0 => None,
+        _ => Some(r.varint()?),
     };
     // The last failed attempt gets its whole message back.
     if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
@@ -135,6 +149,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         last_error,
         replays: 0,
         released,
+        replay_asked,
     })
 }
 
@@ -170,6 +185,7 @@ mod tests {
             last_error: Some("timeout after 15s".into()),
             replays: 0,
             released: false,
+            replay_asked: None,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
         let delivered = ResultRow {
@@ -187,6 +203,7 @@ mod tests {
             last_error: None,
             replays: 0,
             released: false,
+            replay_asked: None,
         };
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
@@ -205,6 +222,21 @@ mod tests {
                 + 1
         );
         assert_eq!(decode_result(&with).unwrap(), released);
+        // A replay asked while it was due, with or without a release: the
+        // same byte, and its time.
+        for release in [false, true] {
+            let asked = ResultRow {
+                released: release,
+                replay_asked: Some(1_700_000_020_000),
+                ..released.clone()
+            };
+            assert_eq!(encode_result(&asked).len(), with.len() + 6);
+            assert_eq!(decode_result(&encode_result(&asked)).unwrap(), asked);
+        }
+        // Flags this version does not know: not a row it can read.
+        let mut unknown = with.clone();
+        *unknown.last_mut().unwrap() = 4;
+        assert_eq!(decode_result(&unknown), None);
     }
 
     #[test]
@@ -227,6 +259,7 @@ mod tests {
             last_error: None,
             replays: 0,
             released: false,
+            replay_asked: None,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
@@ -255,6 +288,7 @@ mod tests {
             last_error: Some("HTTP 500".into()),
             replays: 0,
             released: false,
+            replay_asked: None,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(back.attempts, 40);

@@ -29,6 +29,9 @@ pub struct SledTicket {
     pub(super) sub: u32,
     pub(super) event: EventId,
     pub(super) source: Source,
+    /// When it was handed out (ms): a replay asked after that was not
+    /// read with it (its schedule's restart), and is applied to its failure.
+    pub(super) taken_ms: u64,
 }
 
 /// An attempt's result to record.

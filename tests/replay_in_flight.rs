@@ -1,0 +1,134 @@
+//! An operator's replay asked while the delivery's attempt is under way:
+//! answered `already_pending` (a second send at once would duplicate it),
+//! and kept — the attempt failing, the last of its schedule too, leaves the
+//! delivery due at once, its schedule from the start, not a dead letter
+//! and not at its retry's later time. On one host: in cluster mode such a
+//! replay is left to the delivery's schedule (the README says so).
+
+use crate::common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+
+/// A subscriber failing the first attempt at once and the second after
+/// `late` (the replay comes meanwhile), then taking every later one.
+async fn failing_twice(late: Duration) -> Sub {
+    let script = std::sync::Arc::new(move |n: usize, _: &Received| match n {
+        0 => Behaviour::Status(500),
+        1 => Behaviour::Late(late, 503),
+        _ => Behaviour::Status(200),
+    });
+    Sub::start(script).await
+}
+
+/// Replay event `id` while `sub` holds its second attempt; the answer.
+async fn replay_during_second_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str) -> serde_json::Value {
+    sub.wait_for(Duration::from_secs(10), "the second attempt", |r| r.len() == 2)
+        .await;
+    let json = [("content-type", "application/json")];
+    let path = format!("/api/events/{id}/replay");
+    let (s, _, body) = request(h.admin_addr, None, "POST", &path, &json, Bytes::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn delivered_by_a_third_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str) {
+    sub.wait_for(
+        Duration::from_secs(10),
+        "a third attempt, for the replay asked during the second",
+        |r| r.len() == 3,
+    )
+    .await;
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+    assert_eq!(
+        view["subscribers"][0]["attempts"].as_array().map(Vec::len),
+        Some(3),
+        "{view}"
+    );
+    let got = sub.all();
+    assert_eq!(got[2].header("hookrelay-attempt"), "3");
+    assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
+    let (_, dead) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(dead["dead_letters"].as_array().map(Vec::len), Some(0), "{dead}");
+}
+
+/// The replay comes during the last attempt of the schedule (one retry):
+/// before, that attempt's failure made the delivery a dead letter, the
+/// replay said `already_pending` and nothing more was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_during_the_last_attempt_is_sent_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = failing_twice(Duration::from_millis(1500)).await;
+    let cfg =
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([Duration::from_millis(200)]));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("last")).await;
+    let answer = replay_during_second_attempt(&h, &sub, &id).await;
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    delivered_by_a_third_attempt(&h, &sub, &id).await;
+    h.shutdown().await;
+}
+
+/// The replay comes during an attempt whose failure schedules the next an
+/// hour later: before, the replay only restarted the schedule's count and
+/// the delivery waited the hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_during_an_attempt_is_not_left_to_the_next_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = failing_twice(Duration::from_millis(1500)).await;
+    let hour = Duration::from_secs(3600);
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([
+        Duration::from_millis(200),
+        hour,
+        hour,
+    ]));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("hour")).await;
+    let answer = replay_during_second_attempt(&h, &sub, &id).await;
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    delivered_by_a_third_attempt(&h, &sub, &id).await;
+    h.shutdown().await;
+}
+
+/// A replay during an attempt that succeeds asks for nothing more: the
+/// mark goes with the success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_during_an_attempt_that_succeeds_sends_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::sync::Arc::new(|n: usize, _: &Received| match n {
+        0 => Behaviour::Status(500),
+        _ => Behaviour::Slow(Duration::from_millis(1500)),
+    });
+    let sub = Sub::start(script).await;
+    let cfg =
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([Duration::from_millis(200)]));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("ok")).await;
+    let answer = replay_during_second_attempt(&h, &sub, &id).await;
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(
+        view["subscribers"][0]["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "{view}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(sub.all().len(), 2, "sent again after its success");
+    h.shutdown().await;
+}
