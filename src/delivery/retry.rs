@@ -1,6 +1,7 @@
 //! The retry schedule as a value: the delays between attempts (each ±20 %
 //! jitter), how a subscriber's `Retry-After` lengthens one (never shortens
-//! it, capped by `max_retry_after`), and what a subscriber's answer means.
+//! it, capped by `max_retry_after`, spread too), and what a subscriber's
+//! answer means.
 
 use std::time::{Duration, SystemTime};
 
@@ -55,8 +56,21 @@ impl RetrySchedule {
     /// [`next_delay`](Self::next_delay) with the jitter's random draw (0..1) given.
     pub fn delay_with(&self, step: u32, retry_after: Option<Duration>, draw: f64) -> Option<Duration> {
         let base = *self.steps.get(step as usize)?;
-        let scheduled = base.mul_f64(1.0 - JITTER + 2.0 * JITTER * draw.clamp(0.0, 1.0));
-        Some(retry_after.map_or(scheduled, |a| scheduled.max(a.min(self.max_retry_after))))
+        let draw = draw.clamp(0.0, 1.0);
+        let scheduled = base.mul_f64(1.0 - JITTER + 2.0 * JITTER * draw);
+        Some(retry_after.map_or(scheduled, |a| scheduled.max(self.asked(a, draw))))
+    }
+
+    /// The wait for a `Retry-After` of `a`, spread like the schedule's
+    /// delays (many deliveries told to wait the same time must not all come
+    /// back in one second): up to 20 % longer, never past the cap; one
+    /// asking more than the cap waits the cap less up to 20 %.
+    fn asked(&self, a: Duration, draw: f64) -> Duration {
+        let cap = self.max_retry_after;
+        match a > cap {
+            true => cap.mul_f64(1.0 - JITTER * draw),
+            false => a.mul_f64(1.0 + JITTER * draw).min(cap),
+        }
     }
 
     /// The longest one wait of the schedule can be: its longest delay +20 %
@@ -176,9 +190,23 @@ mod tests {
         let r = RetrySchedule::new(vec![s(5), s(7200)], s(3600)).unwrap();
         assert_eq!(r.delay_with(0, None, 0.5), Some(s(5)));
         assert_eq!(r.delay_with(0, Some(s(0)), 0.5), Some(s(5)));
-        assert_eq!(r.delay_with(0, Some(s(60)), 0.5), Some(s(60)));
-        assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3600)), "capped");
+        assert_eq!(r.delay_with(0, Some(s(60)), 0.0), Some(s(60)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 0.0), Some(s(3600)), "capped");
         assert_eq!(r.delay_with(1, Some(s(86400)), 0.5), Some(s(7200)), "never shortened");
+        // A `Retry-After` is spread like the schedule: many deliveries told
+        // to wait 60 s come back over 12 s, not in one second (before, all
+        // at 60 s); one asking more than the cap over the cap's last 20 %.
+        assert_eq!(r.delay_with(0, Some(s(60)), 0.5), Some(s(66)));
+        assert_eq!(r.delay_with(0, Some(s(60)), 1.0), Some(s(72)));
+        assert_eq!(r.delay_with(0, Some(s(3500)), 1.0), Some(s(3600)), "never past the cap");
+        assert_eq!(r.delay_with(0, Some(s(3600)), 1.0), Some(s(3600)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3240)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 1.0), Some(s(2880)));
+        let waits: std::collections::BTreeSet<Duration> = (0..100)
+            .map(|i| r.delay_with(0, Some(s(120)), f64::from(i) / 100.0).unwrap())
+            .map(|d| Duration::from_secs(d.as_secs()))
+            .collect();
+        assert!(waits.len() >= 20, "{waits:?}");
         // Every step lengthened to the cap (or its own +20 %, if longer).
         assert_eq!(r.longest_span_with_retry_after(), s(3600 + 8640));
         for step in 0..2 {
@@ -238,7 +266,7 @@ mod tests {
         let Verdict::Retry { after } = classify(StatusCode::TOO_MANY_REQUESTS, Some(&huge), now) else {
             panic!("a 429 is retried");
         };
-        assert_eq!(r.delay_with(0, after, 0.5), Some(s(3600)), "capped at max_retry_after");
+        assert_eq!(r.delay_with(0, after, 0.0), Some(s(3600)), "capped at max_retry_after");
     }
 
     #[test]
