@@ -36,13 +36,13 @@ pub struct ResultRow {
     /// replay does not set it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub released: bool,
-    /// One host: when (ms) an operator's replay was asked while the
-    /// delivery was due (its attempt in flight, perhaps), which a second due
-    /// row could have sent twice at once. Applied when the failure of an
-    /// attempt begun by then is recorded: due at once, its schedule from the
-    /// start, not a dead letter. Cluster mode does not set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_asked: Option<u64>,
+    /// One host: an operator's replay was asked while the delivery was due
+    /// (its attempt in flight, perhaps), which a second due row could have
+    /// sent twice at once. Applied when the failure of work read before it
+    /// is recorded: due at once, its schedule from the start, not a dead
+    /// letter. Cluster mode does not set it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replay_asked: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -64,7 +64,7 @@ impl ResultRow {
             last_error: None,
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         }
     }
 

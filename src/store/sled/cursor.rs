@@ -286,7 +286,7 @@ impl Cursor {
                         sub: self.sub,
                         event: id,
                         source: Source::Log { seq: h.seq },
-                        taken_ms: crate::clock::now_ms(),
+                        read_step: 0,
                     }),
                 });
             }
@@ -325,12 +325,12 @@ impl Cursor {
                 if self.holds(id) || out.iter().any(|(_, w): &(u64, Work)| w.event.id == id) {
                     continue;
                 }
-                let ticket = SledTicket {
+                let mut ticket = SledTicket {
                     route: self.route,
                     sub: self.sub,
                     event: id,
                     source: Source::Due { due_ms: due },
-                    taken_ms: crate::clock::now_ms(),
+                    read_step: 0,
                 };
                 let Some(v) = tree.get(keys::log(self.route, id))? else {
                     unsendable.push((ticket, Outcome::Gone));
@@ -348,6 +348,7 @@ impl Cursor {
                     .get(keys::result(id, self.sub))?
                     .and_then(|r| codec::decode_result(&r));
                 let (step, attempts, released) = result.map_or((0, 0, false), |r| (r.step, r.attempts, r.released));
+                ticket.read_step = step;
                 let body = match body_rows::read(&tree, self.route, id, &v, at) {
                     Ok(Some(body)) => body,
                     Ok(None) => {

@@ -212,7 +212,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             last_error: st.last_error,
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }
@@ -249,7 +249,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             history,
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }

@@ -115,12 +115,20 @@ impl Writer {
                 self.del_due(b, t.sub, d, t.event)?;
             }
         }
-        // An operator's replay asked while this was due ([`super::replay`])
-        // and handed out already (read with its schedule's old place, its
-        // attempt perhaps under way): applied to its failure now, as if
-        // asked just after it. (Work handed out after it is the replay's
-        // own, its schedule started again.)
-        let replay = row.replay_asked.take().is_some_and(|asked| t.taken_ms <= asked);
+        // An operator's replay asked while this was due ([`super::replay`]),
+        // this work read before it (with its schedule's old step, which the
+        // replay reset: its attempt perhaps under way): applied to its
+        // failure now, as if asked just after it. Work read after it is the
+        // replay's own (step 0). Not to a wait with no attempt (a
+        // verification pending, a pull client's hand-back): the next take
+        // reads the replay's restart.
+        let replay = std::mem::take(&mut row.replay_asked)
+            && t.read_step != 0
+            && match rec.outcome {
+                Outcome::Dead { .. } => true,
+                Outcome::Retry { .. } => rec.attempt.is_some(),
+                _ => false,
+            };
         row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
         match &rec.outcome {
             Outcome::Retry { .. } | Outcome::Dead { .. } if replay => {
@@ -138,8 +146,8 @@ impl Writer {
     }
 
     /// Say that a failed delivery is due again at once, for the replay an
-    /// operator asked while its attempt was under way (the lane logged the
-    /// outcome it saw: a retry later, or giving up).
+    /// operator asked while its attempt (or check) was under way (the lane
+    /// logged the outcome it saw: a retry later, or giving up).
     fn replay_asked_meanwhile(&self, t: &super::SledTicket, outcome: &Outcome) {
         let sub = super::read_lock(&self.inner.registry)
             .sub_name(t.sub)
@@ -150,7 +158,7 @@ impl Writer {
             _ => "not at its retry's time",
         };
         tracing::info!(event = %t.event, subscriber = %sub,
-            "delivery failed with a replay asked during its attempt: due again now, its schedule from the start ({instead})");
+            "delivery not delivered with a replay asked during its attempt: due again now, its schedule from the start ({instead})");
     }
 
     /// A result row that does not decode: the outcome is recorded on a fresh

@@ -60,15 +60,17 @@ impl Writer {
         if !replay_queues(&row.state, now_ms) {
             // Due already, its due row may be handed out (a second one would
             // send it twice): left as it is, its retry schedule starts again
-            // (for work not handed out yet), and the replay is marked, to be
-            // applied to the failure of work handed out by now
+            // (for work not read yet), and the replay is marked, to be
+            // applied to the failure of work read before it
             // (`Writer::add_record`): due at once, its schedule from the
-            // start, the last of its schedule too. At step 0 it is a
-            // replay's own attempt (or one not attempted yet): asking again
-            // adds nothing (a click twice sends one attempt).
+            // start, the last of its schedule too; a replay of the event
+            // releases it now. At step 0 it is a replay's own attempt (or one
+            // not attempted yet): asking again adds nothing (a click twice
+            // sends one attempt).
             if row.step != 0 && !matches!(row.state, DeliveryState::Pending) {
                 row.step = 0;
-                row.replay_asked = Some(now_ms);
+                row.replay_asked = true;
+                row.released |= released;
                 b.put(rkey, codec::encode_result(&row));
             }
             return Ok(false);

@@ -22,9 +22,6 @@ async fn an_overdue_retry_replayed_is_not_queued_twice_and_starts_its_schedule_a
     src.done(&w.ticket).await;
     let r = store.replay_event(id, None).await.unwrap().unwrap();
     assert!(!r[0].queued, "already due: {r:?}");
-    // (Handed out in the replay's millisecond, work counts as handed out
-    // before it.)
-    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let taken = src.take(10, due + 5).await.unwrap();
     assert_eq!(taken.len(), 1, "sent once");
     assert_eq!(
@@ -48,6 +45,56 @@ async fn an_overdue_retry_replayed_is_not_queued_twice_and_starts_its_schedule_a
     assert!(src.take(10, later - 1).await.unwrap().is_empty(), "due at once again");
     assert_eq!(src.take(10, later).await.unwrap().len(), 1);
     store.close().await;
+}
+
+/// Work read before a replay that found it due (with its schedule's old
+/// step) fails — its last attempt, or a verification check that holds it
+/// (no attempt): the replay is applied to that failure (due at once, the
+/// schedule from the start, released), not a dead letter; and only once.
+#[tokio::test]
+async fn a_replay_during_the_last_attempt_or_check_is_applied_to_its_failure() {
+    for attempted in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &["a"]).await;
+        let now = crate::clock::now_ms();
+        let id = store.append(event("last", &["a"], now)).await.unwrap().id;
+        let mut src = store.work_source("a").unwrap();
+        let w = src.take(1, now).await.unwrap().remove(0);
+        store
+            .record(
+                &w.ticket,
+                Some(attempt(1, 500, now)),
+                Outcome::Retry { due_ms: now + 1 },
+            )
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+        let w = src.take(1, now + 5).await.unwrap().remove(0);
+        assert_eq!((w.step, w.released), (1, false));
+        let r = store.replay_event(id, None).await.unwrap().unwrap();
+        assert!(!r[0].queued, "being sent: {r:?}");
+        let dead = Outcome::Dead {
+            error: "HTTP 500".into(),
+        };
+        let tried = attempted.then(|| attempt(2, 500, now + 5));
+        store.record(&w.ticket, tried, dead.clone()).await.unwrap();
+        src.done(&w.ticket).await;
+        assert!(
+            store.dead_letters(None, 10).await.unwrap().letters.is_empty(),
+            "attempted: {attempted}"
+        );
+        let again = src.take(10, crate::clock::now_ms()).await.unwrap();
+        assert_eq!(again.len(), 1, "due at once (attempted: {attempted})");
+        assert_eq!((again[0].step, again[0].released), (0, true), "attempted: {attempted}");
+        // The replay's own attempt failing is the end of it.
+        store
+            .record(&again[0].ticket, Some(attempt(3, 500, now + 6)), dead)
+            .await
+            .unwrap();
+        src.done(&again[0].ticket).await;
+        assert_eq!(store.dead_letters(None, 10).await.unwrap().letters.len(), 1);
+        store.close().await;
+    }
 }
 
 #[tokio::test]

@@ -70,13 +70,10 @@ pub(super) fn encode_result(r: &ResultRow) -> Vec<u8> {
     w.bytes(r.last_error.as_deref().unwrap_or("").as_bytes());
     // Trailing flags, only when one is set: rows written before them end
     // here (and a row of a release alone is the `1` written before the
-    // replay's mark had a bit); the mark's time follows its bit.
-    let flags = u8::from(r.released) | u8::from(r.replay_asked.is_some()) << 1;
+    // replay's mark had a bit).
+    let flags = u8::from(r.released) | u8::from(r.replay_asked) << 1;
     if flags != 0 {
         w.u8(flags);
-    }
-    if let Some(at) = r.replay_asked {
-        w.varint(at);
     }
     w.0
 }
@@ -126,14 +123,8 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         [] => 0,
         _ => r.u8()?,
     };
-    if flags > 3 {
-        return None;
-    }
-    let released = flags & 1 != 0;
-    let replay_asked = match flags & 2 {
-        0 => None,
-        _ => Some(r.varint()?),
-    };
+    // (Bits a later version may add are not read.)
+    let (released, replay_asked) = (flags & 1 != 0, flags & 2 != 0);
     // The last failed attempt gets its whole message back.
     if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
         if last.error.is_some() {
@@ -185,7 +176,7 @@ mod tests {
             last_error: Some("timeout after 15s".into()),
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
         let delivered = ResultRow {
@@ -203,7 +194,7 @@ mod tests {
             last_error: None,
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
@@ -223,20 +214,20 @@ mod tests {
         );
         assert_eq!(decode_result(&with).unwrap(), released);
         // A replay asked while it was due, with or without a release: the
-        // same byte, and its time.
+        // same byte.
         for release in [false, true] {
             let asked = ResultRow {
                 released: release,
-                replay_asked: Some(1_700_000_020_000),
+                replay_asked: true,
                 ..released.clone()
             };
-            assert_eq!(encode_result(&asked).len(), with.len() + 6);
+            assert_eq!(encode_result(&asked).len(), with.len());
             assert_eq!(decode_result(&encode_result(&asked)).unwrap(), asked);
         }
-        // Flags this version does not know: not a row it can read.
+        // A flag this version does not know is not read (the row is).
         let mut unknown = with.clone();
-        *unknown.last_mut().unwrap() = 4;
-        assert_eq!(decode_result(&unknown), None);
+        *unknown.last_mut().unwrap() = 5;
+        assert_eq!(decode_result(&unknown).unwrap(), released);
     }
 
     #[test]
@@ -259,7 +250,7 @@ mod tests {
             last_error: None,
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
@@ -288,7 +279,7 @@ mod tests {
             last_error: Some("HTTP 500".into()),
             replays: 0,
             released: false,
-            replay_asked: None,
+            replay_asked: false,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(back.attempts, 40);

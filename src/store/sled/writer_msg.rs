@@ -29,9 +29,11 @@ pub struct SledTicket {
     pub(super) sub: u32,
     pub(super) event: EventId,
     pub(super) source: Source,
-    /// When it was handed out (ms): a replay asked after that was not
-    /// read with it (its schedule's restart), and is applied to its failure.
-    pub(super) taken_ms: u64,
+    /// The step of its retry schedule read with it (0 for work not read
+    /// from a result): a replay that finds the delivery due resets the step
+    /// and marks it, and work read with a step before that is applied the
+    /// replay when it fails (work read after it is the replay's own).
+    pub(super) read_step: u32,
 }
 
 /// An attempt's result to record.
