@@ -352,6 +352,7 @@ impl Handle {
         let bound = crate::config::Bound {
             server: started.server.listen.clone(),
             admin: started.admin.listen,
+            tls: started.server.tls.is_some(),
         };
         let applied = match crate::reload::read_config(old.config.file.clone(), bound).await {
             Ok(new) => crate::reload::apply(&self.app, new).await,

@@ -113,6 +113,8 @@ impl Config {
 pub struct Bound {
     pub server: Vec<SocketAddr>,
     pub admin: SocketAddr,
+    /// Whether `server` serves TLS (a reload turns it neither on nor off).
+    pub tls: bool,
 }
 
 /// What the admin CLI takes from a config file: `admin.listen` and

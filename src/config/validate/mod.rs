@@ -291,7 +291,7 @@ impl<'a> Validator<'a> {
         warnings.extend(empty_store_path);
         warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&exposed.server, &routes));
-        warnings.extend(self.plain_http_warning(&exposed.server));
+        warnings.extend(self.plain_http_warning(&server));
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));

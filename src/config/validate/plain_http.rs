@@ -2,20 +2,33 @@
 //! query or path), the callbacks themselves and what pull subscribers
 //! fetch cross the network unencrypted. Warned about, not refused: a TLS
 //! reverse proxy on another host may be what reaches it, and naming that
-//! proxy in `server.trusted_proxies` says so (no warning then).
+//! proxy in `server.trusted_proxies` says so (no warning then). On a
+//! reload the listeners serve as they were bound until a restart (a reload
+//! turns TLS neither on nor off): they are judged by that, the file's own
+//! addresses by the file.
+
+use std::net::SocketAddr;
 
 use super::admin::is_loopback;
 use super::Validator;
 use crate::config::ServerConfig;
 
 impl Validator<'_> {
+    /// `server`: the file's own `[server]`.
     pub(super) fn plain_http_warning(&self, server: &ServerConfig) -> Option<String> {
-        if server.tls.is_some() || !server.trusted_proxies.is_empty() {
+        if !server.trusted_proxies.is_empty() {
             return None;
         }
-        let public = server.listen.iter().find(|a| !is_loopback(**a))?;
+        let public = |a: &&SocketAddr| !is_loopback(**a);
+        let serving_plain = self.bound.filter(|b| !b.tls).and_then(|b| b.server.iter().find(public));
+        let (public, until) = match (serving_plain, &server.tls) {
+            (Some(a), Some(_)) => (a, " until a restart (a reload does not turn TLS on)"),
+            (Some(a), None) => (a, ""),
+            (None, Some(_)) => return None,
+            (None, None) => (server.listen.iter().find(public)?, ""),
+        };
         Some(format!(
-            "{}: key `server.listen`: {public} is plain HTTP and other hosts can reach it: route tokens, \
+            "{}: key `server.listen`: {public} is plain HTTP{until} and other hosts can reach it: route tokens, \
              callbacks and what pull subscribers fetch cross the network unencrypted: set `server.tls` \
              (a certificate, or `{{ acme = … }}`), or let only a TLS reverse proxy reach it and name it in \
              `server.trusted_proxies`",
@@ -26,22 +39,28 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::config::{Bound, Config};
 
     fn warnings(server: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
+        let path = write(dir.path(), server);
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        c.warnings.into_iter().filter(|w| w.contains("plain HTTP")).collect()
+    }
+
+    /// A config with this `[server]` (and certificate files) in `dir`.
+    fn write(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+        let path = dir.join("config.toml");
         let (cert, key) = crate::tls::test_cert::self_signed("relay.test");
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
         let text = format!(
             "[server]\n{server}\n[store]\npath = \"data\"\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\
              tokens = [\"2f1c0e9a7b3d4c5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6\"]\n\
              [[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\n"
         );
         std::fs::write(&path, text).unwrap();
-        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        c.warnings.into_iter().filter(|w| w.contains("plain HTTP")).collect()
+        path
     }
 
     #[test]
@@ -56,5 +75,42 @@ mod tests {
         );
         assert!(warnings("listen = [\"127.0.0.1:8080\", \"[::1]:8080\"]").is_empty());
         assert!(warnings("listen = [\"0.0.0.0:8080\"]\ntrusted_proxies = [\"10.0.0.0/8\"]").is_empty());
+    }
+
+    /// Stop 53's review: a reload judged TLS by the file, which turns it on
+    /// only at a restart: a file adding `server.tls` silenced the warning
+    /// while the public listener still served plain HTTP, and one removing
+    /// it warned about a listener still serving TLS (and about bound
+    /// addresses the file no longer names).
+    #[test]
+    fn a_reload_judges_the_bound_listeners_by_how_they_serve_until_a_restart() {
+        let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }";
+        let public: std::net::SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        let bound = |tls: bool| Bound {
+            server: vec![public],
+            admin: "127.0.0.1:9090".parse().unwrap(),
+            tls,
+        };
+        let w = reload_warnings(&format!("listen = [\"0.0.0.0:8443\"]\n{tls}"), &bound(false));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("0.0.0.0:8443 is plain HTTP until a restart (a reload does not turn TLS on)"),
+            "{w:?}"
+        );
+        let w = reload_warnings("listen = [\"0.0.0.0:8443\"]", &bound(false));
+        assert!(w.len() == 1 && !w[0].contains("until a restart"), "{w:?}");
+        // Serving TLS until a restart, after which only loopback listens.
+        assert!(reload_warnings("listen = [\"127.0.0.1:8080\"]", &bound(true)).is_empty());
+        // Serving TLS until a restart, after which 0.0.0.0:80 is plain.
+        let w = reload_warnings("listen = [\"0.0.0.0:80\"]", &bound(true));
+        assert!(w.len() == 1 && w[0].contains("0.0.0.0:80 is plain HTTP and"), "{w:?}");
+        assert!(reload_warnings(&format!("listen = [\"0.0.0.0:8443\"]\n{tls}"), &bound(true)).is_empty());
+    }
+
+    fn reload_warnings(server: &str, bound: &Bound) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), server);
+        let c = Config::load_bound(&path, bound).unwrap_or_else(|e| panic!("{e}"));
+        c.warnings.into_iter().filter(|w| w.contains("plain HTTP")).collect()
     }
 }
