@@ -65,7 +65,7 @@ pub fn generate(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
 
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = super::help::admin_options_hidden(Cli::command().disable_help_subcommand(true));
     cmd.build();
     man_pages(&cmd, &man, true)?;
 

@@ -7,7 +7,8 @@
 //! summarises one ([`check`]); `apply-cluster-settings` changes what the
 //! relays of a cluster share ([`cluster`]); the hidden `generate-assets` writes the
 //! man pages, completions and packaged config for the .deb ([`assets`]); the
-//! flags' own value checks are in [`args`].
+//! flags' own value checks are in [`args`], which options each subcommand's
+//! help shows in [`help`].
 
 pub mod admin;
 mod args;
@@ -15,6 +16,7 @@ pub mod assets;
 mod check;
 mod cluster;
 mod generate;
+pub mod help;
 pub mod init;
 mod init_steps;
 mod migrate;
@@ -69,9 +71,9 @@ impl Cli {
     /// Parse the command line, noting where the config and token came from.
     fn parse_noting_sources() -> Cli {
         use clap::parser::ValueSource;
-        use clap::{CommandFactory, FromArgMatches};
+        use clap::FromArgMatches;
         let blank_env = args::take_blank_config_env();
-        let matches = Cli::command().get_matches();
+        let matches = help::command().get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         if blank_env && cli.command.reads_config() && matches.value_source("config") != Some(ValueSource::CommandLine) {
             eprintln!("error: HOOKRELAY_CONFIG is set but empty: name the config file in it, or unset it");
