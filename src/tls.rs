@@ -16,8 +16,9 @@ pub(crate) mod test_cert;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use cert::{parse_bundle, rfc3339, CertInfo};
@@ -69,13 +70,13 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
         .map_err(|e| fail(format!("no usable private key in {}: {e}", files.key.display())))?;
     // A key of a kind or size ring does not sign with is named as such, not
     // as a key that does not fit its certificate.
-    if let Err(e) = provider().key_provider.load_private_key(key.clone_key()) {
-        return Err(fail(format!(
+    let signing = provider().key_provider.load_private_key(key.clone_key()).map_err(|e| {
+        fail(format!(
             "the private key in {} cannot be used: {e} (keys that work: RSA of 2048 to 8192 bits, ECDSA P-256 or \
              P-384, Ed25519)",
             files.key.display()
-        )));
-    }
+        ))
+    })?;
     let builder = || {
         ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -83,21 +84,19 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     };
     // Which later certificate the key fits, if the first is not its own: a
     // chain written in the wrong order (intermediates first).
-    let fits_later = |certs: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>| {
+    let fits_later = |certs: &[CertificateDer<'static>]| {
         (1..certs.len()).find(|&i| {
-            builder().is_ok_and(|b| {
-                b.with_no_client_auth()
-                    .with_single_cert(vec![certs[i].clone()], key.clone_key())
-                    .is_ok()
-            })
+            CertifiedKey::new(vec![certs[i].clone()], signing.clone())
+                .keys_match()
+                .is_ok()
         })
     };
-    let (all, key_again) = (certs.clone(), key.clone_key());
+    let all = certs.clone();
     let n = all.len();
     let mut cfg = builder()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| match fits_later(&all, &key_again) {
+        .map_err(|e| match fits_later(&all) {
             Some(i) => fail(format!(
                 "the key {} fits certificate {} of the {n} in {}, not the first: the server's own certificate must \
              come first, then the intermediates (the chain is written in the wrong order?)",
