@@ -62,21 +62,26 @@ async fn delivered_by_a_third_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str
     assert_eq!(dead["dead_letters"].as_array().map(Vec::len), Some(0), "{dead}");
 }
 
+/// The subscriber, retrying on `retry`, fails the first attempt and the
+/// second after 1.5 s; a replay asked during the second is kept.
+async fn a_replay_during_the_second_attempt_is_kept(retry: &[Duration], name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = failing_twice(Duration::from_millis(1500)).await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry(retry.to_vec()));
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway(name)).await;
+    let answer = replay_during_second_attempt(&h, &sub, &id).await;
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    delivered_by_a_third_attempt(&h, &sub, &id).await;
+    h.shutdown().await;
+}
+
 /// The replay comes during the last attempt of the schedule (one retry):
 /// before, that attempt's failure made the delivery a dead letter, the
 /// replay said `already_pending` and nothing more was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_during_the_last_attempt_is_sent_when_it_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = failing_twice(Duration::from_millis(1500)).await;
-    let cfg =
-        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([Duration::from_millis(200)]));
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("last")).await;
-    let answer = replay_during_second_attempt(&h, &sub, &id).await;
-    assert_eq!(answer["already_pending"][0], "s", "{answer}");
-    delivered_by_a_third_attempt(&h, &sub, &id).await;
-    h.shutdown().await;
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200)], "last").await;
 }
 
 /// The replay comes during an attempt whose failure schedules the next an
@@ -84,20 +89,8 @@ async fn a_replay_during_the_last_attempt_is_sent_when_it_fails() {
 /// the delivery waited the hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_during_an_attempt_is_not_left_to_the_next_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = failing_twice(Duration::from_millis(1500)).await;
     let hour = Duration::from_secs(3600);
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([
-        Duration::from_millis(200),
-        hour,
-        hour,
-    ]));
-    let h = start(&cfg).await;
-    let id = accepted(h.ingest_addrs[0], &runway("hour")).await;
-    let answer = replay_during_second_attempt(&h, &sub, &id).await;
-    assert_eq!(answer["already_pending"][0], "s", "{answer}");
-    delivered_by_a_third_attempt(&h, &sub, &id).await;
-    h.shutdown().await;
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200), hour, hour], "hour").await;
 }
 
 /// A replay during an attempt that succeeds asks for nothing more: the
