@@ -168,8 +168,8 @@ async fn retry_after_never_shortens_the_schedule_and_is_capped() {
         .await;
     let gap = got[1].at - got[0].at;
     assert!(
-        gap >= Duration::from_millis(780) && gap < Duration::from_millis(2500),
-        "waited {gap:?}; max_retry_after is 1s (a longer Retry-After waits it less up to 20 %)"
+        gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
+        "waited {gap:?}; max_retry_after is 1s (spread up to 20 % past it)"
     );
     h.shutdown().await;
 }
@@ -198,12 +198,11 @@ async fn retry_after_too_large_for_a_number_or_on_a_gateway_error_is_honoured() 
         .subscriber(sub("gateway", &gateway));
     let h = start(&cfg).await;
     callback(h.ingest_addrs[0], &runway("retry-after-odd")).await;
-    // (One asking more than the cap waits it less up to 20 %.)
-    for (name, s, least) in [("huge", &huge, 780), ("gateway", &gateway, 950)] {
+    for (name, s) in [("huge", &huge), ("gateway", &gateway)] {
         let got = s.wait_for(Duration::from_secs(5), "2 attempts", |r| r.len() >= 2).await;
         let gap = got[1].at - got[0].at;
         assert!(
-            gap >= Duration::from_millis(least) && gap < Duration::from_millis(2500),
+            gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
             "{name}: waited {gap:?}; Retry-After asks for (at the cap) 1s, the schedule says 200ms"
         );
     }

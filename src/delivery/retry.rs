@@ -1,7 +1,7 @@
 //! The retry schedule as a value: the delays between attempts (each ±20 %
 //! jitter), how a subscriber's `Retry-After` lengthens one (never shortens
-//! it, capped by `max_retry_after`, spread too), and what a subscriber's
-//! answer means.
+//! it, capped by `max_retry_after`, then spread like the delays), and what a
+//! subscriber's answer means.
 
 use std::time::{Duration, SystemTime};
 
@@ -57,43 +57,43 @@ impl RetrySchedule {
     pub fn delay_with(&self, step: u32, retry_after: Option<Duration>, draw: f64) -> Option<Duration> {
         let base = *self.steps.get(step as usize)?;
         let draw = draw.clamp(0.0, 1.0);
-        let scheduled = base.mul_f64(1.0 - JITTER + 2.0 * JITTER * draw);
-        Some(retry_after.map_or(scheduled, |a| scheduled.max(self.asked(a, draw))))
+        let scheduled = stretch(base, 1.0 - JITTER + 2.0 * JITTER * draw);
+        // A `Retry-After` (capped) is spread like the schedule's delays, up
+        // to 20 % longer: many deliveries told to wait the same time must
+        // not all come back in one second (at the cap too).
+        Some(retry_after.map_or(scheduled, |a| {
+            scheduled.max(stretch(a.min(self.max_retry_after), 1.0 + JITTER * draw))
+        }))
     }
 
-    /// The wait for a `Retry-After` of `a`, spread like the schedule's
-    /// delays (many deliveries told to wait the same time must not all come
-    /// back in one second): up to 20 % longer, never past the cap; one
-    /// asking more than the cap waits the cap less up to 20 %.
-    fn asked(&self, a: Duration, draw: f64) -> Duration {
-        let cap = self.max_retry_after;
-        match a > cap {
-            true => cap.mul_f64(1.0 - JITTER * draw),
-            false => a.mul_f64(1.0 + JITTER * draw).min(cap),
-        }
-    }
-
-    /// The longest one wait of the schedule can be: its longest delay +20 %
-    /// (the jitter), or the `Retry-After` cap if that is longer.
+    /// The longest one wait of the schedule can be: its longest delay, or
+    /// the `Retry-After` cap if that is longer, +20 % (the jitter).
     pub fn longest_delay(&self) -> Duration {
         let step = self.steps.iter().max().copied().unwrap_or_default();
-        step.mul_f64(1.0 + JITTER).max(self.max_retry_after)
+        stretch(step.max(self.max_retry_after), 1.0 + JITTER)
     }
 
     /// How long the whole schedule can take at the most (every delay +20 %).
     pub fn longest_span(&self) -> Duration {
-        self.steps.iter().sum::<Duration>().mul_f64(1.0 + JITTER)
+        let sum = self.steps.iter().fold(Duration::ZERO, |t, d| t.saturating_add(*d));
+        stretch(sum, 1.0 + JITTER)
     }
 
     /// How long the whole schedule can take when the subscriber answers
     /// every attempt with the longest `Retry-After` it may ask for: each
-    /// delay is then its +20 % or `max_retry_after`, whichever is longer.
+    /// delay is then itself or `max_retry_after`, whichever is longer, +20 %.
     pub fn longest_span_with_retry_after(&self) -> Duration {
         self.steps
             .iter()
-            .map(|d| d.mul_f64(1.0 + JITTER).max(self.max_retry_after))
-            .sum()
+            .map(|d| stretch((*d).max(self.max_retry_after), 1.0 + JITTER))
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
+}
+
+/// `d` times `k`, at most [`Duration::MAX`] (a delay configured absurdly
+/// long must not panic a delivery).
+fn stretch(d: Duration, k: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * k).unwrap_or(Duration::MAX)
 }
 
 /// What a subscriber's answer means for the delivery.
@@ -169,7 +169,7 @@ mod tests {
             }
         }
         let r = RetrySchedule::new(vec![s(5)], s(3600)).unwrap();
-        assert_eq!(r.longest_delay(), s(3600), "the Retry-After cap");
+        assert_eq!(r.longest_delay(), s(4320), "the Retry-After cap, spread");
     }
 
     #[test]
@@ -192,26 +192,38 @@ mod tests {
         assert_eq!(r.delay_with(0, Some(s(0)), 0.5), Some(s(5)));
         assert_eq!(r.delay_with(0, Some(s(60)), 0.0), Some(s(60)));
         assert_eq!(r.delay_with(0, Some(s(86400)), 0.0), Some(s(3600)), "capped");
-        assert_eq!(r.delay_with(1, Some(s(86400)), 0.5), Some(s(7200)), "never shortened");
+        assert_eq!(r.delay_with(1, Some(s(86400)), 0.0), Some(s(5760)), "never shortened");
         // A `Retry-After` is spread like the schedule: many deliveries told
         // to wait 60 s come back over 12 s, not in one second (before, all
-        // at 60 s); one asking more than the cap over the cap's last 20 %.
+        // at 60 s); at the cap too, and the wait grows with what is asked.
         assert_eq!(r.delay_with(0, Some(s(60)), 0.5), Some(s(66)));
         assert_eq!(r.delay_with(0, Some(s(60)), 1.0), Some(s(72)));
-        assert_eq!(r.delay_with(0, Some(s(3500)), 1.0), Some(s(3600)), "never past the cap");
-        assert_eq!(r.delay_with(0, Some(s(3600)), 1.0), Some(s(3600)));
-        assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3240)));
-        assert_eq!(r.delay_with(0, Some(s(86400)), 1.0), Some(s(2880)));
-        let waits: std::collections::BTreeSet<Duration> = (0..100)
-            .map(|i| r.delay_with(0, Some(s(120)), f64::from(i) / 100.0).unwrap())
-            .map(|d| Duration::from_secs(d.as_secs()))
-            .collect();
-        assert!(waits.len() >= 20, "{waits:?}");
-        // Every step lengthened to the cap (or its own +20 %, if longer).
-        assert_eq!(r.longest_span_with_retry_after(), s(3600 + 8640));
-        for step in 0..2 {
-            assert!(r.delay_with(step, Some(s(86400)), 1.0).unwrap() <= s(8640).max(s(3600)));
+        assert_eq!(r.delay_with(0, Some(s(3500)), 1.0), Some(s(4200)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 0.5), Some(s(3960)));
+        assert_eq!(r.delay_with(0, Some(s(86400)), 1.0), Some(s(4320)));
+        for asked in [120, 3600, 86400] {
+            let waits: std::collections::BTreeSet<Duration> = (0..100)
+                .map(|i| r.delay_with(0, Some(s(asked)), f64::from(i) / 100.0).unwrap())
+                .map(|d| Duration::from_secs(d.as_secs()))
+                .collect();
+            assert!(waits.len() >= 20, "{asked}: {waits:?}");
         }
+        let mut last = Duration::ZERO;
+        for asked in (3000..4000).step_by(50) {
+            let wait = r.delay_with(0, Some(s(asked)), 0.3).unwrap();
+            assert!(wait >= last, "asking {asked} s waits {wait:?}, less than asking less");
+            last = wait;
+        }
+        // Every step lengthened to the cap (or itself, if longer), +20 %.
+        assert_eq!(r.longest_span_with_retry_after(), s(4320 + 8640));
+        assert_eq!(r.longest_delay(), s(8640));
+        for step in 0..2 {
+            assert!(r.delay_with(step, Some(s(86400)), 1.0).unwrap() <= r.longest_delay());
+        }
+        // Absurd values saturate, not panic.
+        let huge = RetrySchedule::new(vec![Duration::MAX], Duration::MAX).unwrap();
+        assert_eq!(huge.delay_with(0, Some(Duration::MAX), 1.0), Some(Duration::MAX));
+        assert_eq!(huge.longest_span_with_retry_after(), Duration::MAX);
     }
 
     #[test]
@@ -267,6 +279,7 @@ mod tests {
             panic!("a 429 is retried");
         };
         assert_eq!(r.delay_with(0, after, 0.0), Some(s(3600)), "capped at max_retry_after");
+        assert_eq!(r.delay_with(0, after, 1.0), Some(s(4320)), "then spread");
     }
 
     #[test]
