@@ -20,18 +20,30 @@ impl Validator<'_> {
             return None;
         }
         let public = |a: &&SocketAddr| !is_loopback(**a);
+        let advice = "set `server.tls` (a certificate, or `{ acme = … }`), or let only a TLS reverse proxy reach it \
+                      and name it in `server.trusted_proxies`";
         let serving_plain = self.bound.filter(|b| !b.tls).and_then(|b| b.server.iter().find(public));
-        let (public, until) = match (serving_plain, &server.tls) {
-            (Some(a), Some(_)) => (a, " until a restart (a reload does not turn TLS on)"),
-            (Some(a), None) => (a, ""),
+        let (public, what, advice) = match (serving_plain, &server.tls) {
+            (Some(a), Some(_)) => (
+                a,
+                "is plain HTTP until a restart (a reload does not turn TLS on)",
+                "restart hookrelay to serve the file's `server.tls`",
+            ),
+            (Some(a), None) => (a, "is plain HTTP", advice),
             (None, Some(_)) => return None,
-            (None, None) => (server.listen.iter().find(public)?, ""),
+            // On a reload the file's addresses are its listeners after the next restart.
+            (None, None) => (
+                server.listen.iter().find(public)?,
+                match self.bound {
+                    Some(_) => "will be plain HTTP after a restart",
+                    None => "is plain HTTP",
+                },
+                advice,
+            ),
         };
         Some(format!(
-            "{}: key `server.listen`: {public} is plain HTTP{until} and other hosts can reach it: route tokens, \
-             callbacks and what pull subscribers fetch cross the network unencrypted: set `server.tls` \
-             (a certificate, or `{{ acme = … }}`), or let only a TLS reverse proxy reach it and name it in \
-             `server.trusted_proxies`",
+            "{}: key `server.listen`: {public} {what} and other hosts can reach it: route tokens, callbacks and \
+             what pull subscribers fetch cross the network unencrypted: {advice}",
             self.file.display()
         ))
     }
@@ -94,16 +106,22 @@ mod tests {
         let w = reload_warnings(&format!("listen = [\"0.0.0.0:8443\"]\n{tls}"), &bound(false));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].contains("0.0.0.0:8443 is plain HTTP until a restart (a reload does not turn TLS on)"),
+            w[0].contains("0.0.0.0:8443 is plain HTTP until a restart (a reload does not turn TLS on)")
+                && w[0].ends_with("restart hookrelay to serve the file's `server.tls`"),
             "{w:?}"
         );
         let w = reload_warnings("listen = [\"0.0.0.0:8443\"]", &bound(false));
-        assert!(w.len() == 1 && !w[0].contains("until a restart"), "{w:?}");
+        assert!(w.len() == 1 && w[0].contains("0.0.0.0:8443 is plain HTTP and"), "{w:?}");
         // Serving TLS until a restart, after which only loopback listens.
         assert!(reload_warnings("listen = [\"127.0.0.1:8080\"]", &bound(true)).is_empty());
-        // Serving TLS until a restart, after which 0.0.0.0:80 is plain.
-        let w = reload_warnings("listen = [\"0.0.0.0:80\"]", &bound(true));
-        assert!(w.len() == 1 && w[0].contains("0.0.0.0:80 is plain HTTP and"), "{w:?}");
+        // Serving TLS until a restart, after which 0.0.0.0:8443 (or :80) is plain.
+        for addr in ["0.0.0.0:8443", "0.0.0.0:80"] {
+            let w = reload_warnings(&format!("listen = [\"{addr}\"]"), &bound(true));
+            assert!(
+                w.len() == 1 && w[0].contains(&format!("{addr} will be plain HTTP after a restart and")),
+                "{w:?}"
+            );
+        }
         assert!(reload_warnings(&format!("listen = [\"0.0.0.0:8443\"]\n{tls}"), &bound(true)).is_empty());
     }
 
