@@ -12,8 +12,10 @@ use super::{AdminCommand, Cli};
 /// The options only the admin subcommands use.
 const ADMIN_OPTIONS: [&str; 3] = ["admin", "token", "json"];
 
-/// The subcommands that read no config file: `--config` hidden too.
-const NO_CONFIG: [&str; 3] = ["forward", "gen-secret", "gen-token"];
+/// The subcommands that read no config file (`init` writes one into
+/// `--dir`): `--config` hidden too, and an empty `HOOKRELAY_CONFIG` not
+/// refused.
+pub(super) const NO_CONFIG: [&str; 5] = ["forward", "gen-secret", "gen-token", "init", "generate-assets"];
 
 /// [`Cli`]'s command, built (its global options given to every
 /// subcommand), the admin options hidden where they do not apply.
@@ -23,8 +25,9 @@ pub fn command() -> clap::Command {
 
 /// `cmd` ([`Cli`]'s, set up further) with the admin options hidden from
 /// the subcommands that do not use them: each gets a hidden copy of its
-/// own, which clap takes in place of the global one (the value read the
-/// same way, from the same flag or environment variable).
+/// own (global too, for subcommands of its own), which clap takes in place
+/// of the global one (the value read the same way, from the same flag or
+/// environment variable).
 pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
     let admin: Vec<String> = AdminCommand::augment_subcommands(clap::Command::new("admin"))
         .get_subcommands()
@@ -34,7 +37,7 @@ pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
         let args: Vec<clap::Arg> = cmd
             .get_arguments()
             .filter(|a| ids.contains(&a.get_id().as_str()))
-            .map(|a| a.clone().global(false).hide(true))
+            .map(|a| a.clone().hide(true))
             .collect();
         assert_eq!(args.len(), ids.len(), "options of Cli: {ids:?}");
         args
@@ -82,13 +85,14 @@ mod tests {
             "migrate",
             "forward",
             "gen-token",
+            "gen-secret",
             "apply-cluster-settings",
         ] {
             let help = help_of(name);
             for flag in ["--admin", "--token", "--json"] {
                 assert!(!lists(&help, flag), "{name} lists {flag}:\n{help}");
             }
-            let no_config = name == "forward" || name.starts_with("gen-");
+            let no_config = super::NO_CONFIG.contains(&name);
             assert_eq!(lists(&help, "--config"), !no_config, "{name}:\n{help}");
         }
         for name in ["status", "events", "replay", "dead-letters"] {
@@ -96,6 +100,16 @@ mod tests {
             for flag in ["--admin", "--token", "--json", "--config"] {
                 assert!(lists(&help, flag), "{name} does not list {flag}:\n{help}");
             }
+        }
+    }
+
+    /// The lists name subcommands that exist (one renamed would quietly
+    /// show its options again).
+    #[test]
+    fn the_lists_name_real_subcommands() {
+        let cmd = super::command();
+        for name in super::NO_CONFIG {
+            assert!(cmd.find_subcommand(name).is_some(), "no subcommand {name}");
         }
     }
 

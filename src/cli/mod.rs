@@ -75,7 +75,8 @@ impl Cli {
         let blank_env = args::take_blank_config_env();
         let matches = help::command().get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        if blank_env && cli.command.reads_config() && matches.value_source("config") != Some(ValueSource::CommandLine) {
+        let reads_config = matches.subcommand_name().is_some_and(|c| !help::NO_CONFIG.contains(&c));
+        if blank_env && reads_config && matches.value_source("config") != Some(ValueSource::CommandLine) {
             eprintln!("error: HOOKRELAY_CONFIG is set but empty: name the config file in it, or unset it");
             std::process::exit(2);
         }
@@ -92,20 +93,6 @@ impl Cli {
             std::process::exit(2);
         }
         cli
-    }
-}
-
-impl Command {
-    /// Whether it reads a config file (an empty HOOKRELAY_CONFIG matters).
-    fn reads_config(&self) -> bool {
-        !matches!(
-            self,
-            Command::GenSecret
-                | Command::GenToken
-                | Command::Init(_)
-                | Command::GenerateAssets { .. }
-                | Command::Forward { .. }
-        )
     }
 }
 
