@@ -2,8 +2,7 @@
 //! answered `already_pending` (a second send at once would duplicate it),
 //! and kept — the attempt failing, the last of its schedule too, leaves the
 //! delivery due at once, its schedule from the start, not a dead letter
-//! and not at its retry's later time. On one host: in cluster mode such a
-//! replay is left to the delivery's schedule (the README says so).
+//! and not at its retry's later time. On one host and in cluster mode.
 
 use crate::common;
 
@@ -63,11 +62,19 @@ async fn delivered_by_a_third_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str
 }
 
 /// The subscriber, retrying on `retry`, fails the first attempt and the
-/// second after 1.5 s; a replay asked during the second is kept.
-async fn a_replay_during_the_second_attempt_is_kept(retry: &[Duration], name: &str) {
+/// second after 1.5 s; a replay asked during the second is kept. `nats`:
+/// in cluster mode (one NATS server).
+async fn a_replay_during_the_second_attempt_is_kept(retry: &[Duration], name: &str, nats: bool) {
     let dir = tempfile::tempdir().unwrap();
     let sub = failing_twice(Duration::from_millis(1500)).await;
-    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry(retry.to_vec()));
+    let mut cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry(retry.to_vec()));
+    let cluster = match nats {
+        true => Some(common::nats::NatsCluster::start(1).await),
+        false => None,
+    };
+    if let Some(c) = &cluster {
+        cfg = cfg.nats(c.urls(), 1);
+    }
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway(name)).await;
     let answer = replay_during_second_attempt(&h, &sub, &id).await;
@@ -81,7 +88,7 @@ async fn a_replay_during_the_second_attempt_is_kept(retry: &[Duration], name: &s
 /// replay said `already_pending` and nothing more was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_during_the_last_attempt_is_sent_when_it_fails() {
-    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200)], "last").await;
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200)], "last", false).await;
 }
 
 /// The replay comes during an attempt whose failure schedules the next an
@@ -90,7 +97,16 @@ async fn a_replay_during_the_last_attempt_is_sent_when_it_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_during_an_attempt_is_not_left_to_the_next_retry() {
     let hour = Duration::from_secs(3600);
-    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200), hour, hour], "hour").await;
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200), hour, hour], "hour", false).await;
+}
+
+/// Both in cluster mode: the relay sending the attempt writes its outcome
+/// over the result it read, and merges a replay's mark written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_replay_during_an_attempt_is_kept_too() {
+    let hour = Duration::from_secs(3600);
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200)], "nats-last", true).await;
+    a_replay_during_the_second_attempt_is_kept(&[Duration::from_millis(200), hour, hour], "nats-hour", true).await;
 }
 
 /// A replay during an attempt that succeeds asks for nothing more: the

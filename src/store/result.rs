@@ -36,11 +36,12 @@ pub struct ResultRow {
     /// replay does not set it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub released: bool,
-    /// One host: an operator's replay was asked while the delivery was due
-    /// (its attempt in flight, perhaps), which a second due row could have
-    /// sent twice at once. Applied when the failure of work read before it
-    /// is recorded: due at once, its schedule from the start, not a dead
-    /// letter. Cluster mode does not set it.
+    /// An operator's replay was asked while the delivery was due or
+    /// pending (its attempt in flight, perhaps), which a second due row or
+    /// message could have sent twice at once. Applied when the failure of
+    /// work read before it is recorded: due at once, its schedule from the
+    /// start, not a dead letter (one host: `store::sled::record`; cluster
+    /// mode: `store::nats::result_write`). Absent in rows written before it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replay_asked: bool,
 }

@@ -92,20 +92,29 @@ impl NatsStore {
         if outcome == Outcome::Gone {
             return t.acker.ack().await.map_err(unavailable);
         }
-        let written = match unchanged {
-            true => None,
+        let (written, replayed) = match unchanged {
+            true => (None, false),
             false => match self
                 .shared
                 .write_outcome(&key, known, attempt.as_ref(), &outcome, now)
                 .await?
             {
-                Recorded::Mine(row, revision) => Some((row, revision)),
+                Recorded::Mine(row, revision, replayed) => (Some((row, revision)), replayed),
                 Recorded::Theirs => {
                     // Another relay has the message now (or settled it).
                     t.let_go();
                     return Ok(());
                 }
             },
+        };
+        // An operator's replay asked during the attempt: due again at once.
+        let outcome = match replayed {
+            true => {
+                tracing::info!(route = %t.route, subscriber = %t.sub, seq = t.event_seq,
+                    "delivery not delivered with a replay asked during its attempt: due again now, its schedule from the start");
+                Outcome::Retry { due_ms: now }
+            }
+            false => outcome,
         };
         match &outcome {
             Outcome::Delivered | Outcome::Skipped | Outcome::Gone => t.acker.ack().await.map_err(unavailable),

@@ -35,8 +35,9 @@ pub(super) enum Write {
 /// What became of an outcome.
 pub(super) enum Recorded {
     /// Written (perhaps merged into a newer result): the result now and its
-    /// revision. The message is this relay's to settle.
-    Mine(ResultRow, u64),
+    /// revision, and whether a replay's mark made a failure due at once
+    /// ([`apply_mark`]). The message is this relay's to settle.
+    Mine(ResultRow, u64, bool),
     /// Another relay's newer result stands (a final one, or one of a later
     /// attempt, into which this attempt was merged): the message is not this
     /// relay's to settle.
@@ -126,12 +127,15 @@ impl Shared {
         // The replay round this attempt was begun in.
         let round = known.as_ref().map_or(0, |r| r.replays);
         let number = attempt.map_or(known.as_ref().map_or(0, |r| r.attempts), |a| a.attempt);
+        // The step the work was read with: a replay's mark restarts it.
+        let read_step = known.as_ref().map_or(0, |r| r.step);
         let mut row = known.unwrap_or_else(|| ResultRow::new(now_ms));
         row.apply(attempt, outcome, now_ms);
+        let mut replayed = apply_mark(&mut row, read_step, attempt, outcome, now_ms);
         let mut mine = true;
         loop {
             let now = match self.write_result(key, &row, revision, RESULT_PATIENCE).await? {
-                Write::Done(written) if mine => return Ok(Recorded::Mine(row, written)),
+                Write::Done(written) if mine => return Ok(Recorded::Mine(row, written, replayed)),
                 Write::Done(_) => return Ok(Recorded::Theirs),
                 Write::Moved(now) => now,
             };
@@ -147,7 +151,7 @@ impl Shared {
             // attempt's times, or with this millisecond's).
             if stored == row {
                 return Ok(if mine {
-                    Recorded::Mine(row, at)
+                    Recorded::Mine(row, at, replayed)
                 } else {
                     Recorded::Theirs
                 });
@@ -178,8 +182,32 @@ impl Shared {
                 (false, Some(a)) if !seen => join_history(&mut row, a),
                 (false, _) => return Ok(Recorded::Theirs),
             }
+            if mine {
+                replayed = apply_mark(&mut row, read_step, attempt, outcome, now_ms);
+            }
         }
     }
+}
+
+/// An operator's replay marked this delivery while it was pending
+/// (`replay_asked`, written over the result with its step restarted):
+/// applied to the failure of work read before it (at a step the mark
+/// restarted) — due at once, its schedule from the start, not a dead
+/// letter — and gone with any other outcome. Not to a wait with no attempt
+/// (the next hand-out reads the restart). Whether it was applied.
+fn apply_mark(row: &mut ResultRow, read_step: u32, attempt: Option<&Attempt>, outcome: &Outcome, now_ms: u64) -> bool {
+    if !std::mem::take(&mut row.replay_asked) || read_step == 0 {
+        return false;
+    }
+    let failed = match outcome {
+        Outcome::Dead { .. } => true,
+        Outcome::Retry { .. } => attempt.is_some(),
+        _ => false,
+    };
+    if failed {
+        row.replayed(now_ms, false);
+    }
+    failed
 }
 
 /// The subscriber got it: no later attempt can do better.

@@ -68,9 +68,22 @@ impl NatsStore {
     /// it is still pending with the consumer (or, for a dead-letter replay,
     /// no longer dead). Whether it was queued.
     async fn replay_one(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<bool, StoreError> {
+        // Read again when a mark on a pending delivery met a write (its
+        // attempt's outcome, say: a dead letter now, queued by the next read).
+        for _ in 0..3 {
+            if let Some(queued) = self.replay_try(route, seq, sub, asked).await? {
+                return Ok(queued);
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`replay_one`](Self::replay_one) once: None when the result moved
+    /// under a mark of a pending delivery.
+    async fn replay_try(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<Option<bool>, StoreError> {
         let key = layout::result_key(route, seq, sub);
         let Some((row, revision)) = self.shared.result(&key).await? else {
-            return Ok(false);
+            return Ok(Some(false));
         };
         match (&row.state, asked) {
             (DeliveryState::Dead, _) | (DeliveryState::Delivered | DeliveryState::Skipped, Asked::Event) => {}
@@ -79,9 +92,15 @@ impl NatsStore {
             (DeliveryState::Delivered | DeliveryState::Skipped, Asked::DeadLetter) => {
                 let letter = self.last_letter(route, sub, seq).await;
                 self.drop_letter(route, sub, seq, letter).await;
-                return Ok(false);
+                return Ok(Some(false));
             }
-            _ => return self.requeue_unqueued(route, seq, sub, (&row, revision), asked).await,
+            _ => {
+                if self.requeue_unqueued(route, seq, sub, (&row, revision), asked).await? {
+                    return Ok(Some(true));
+                }
+                let stood = asked == Asked::DeadLetter || self.mark_pending(&key, &row, revision).await?;
+                return Ok(stood.then_some(false));
+            }
         }
         // Read before the replay is queued: a letter of its dying again comes later.
         let letter = match row.state {
@@ -102,13 +121,34 @@ impl NatsStore {
         marked.replays += 1;
         let give_up = tokio::time::Instant::now() + PATIENCE;
         let Some(mark) = self.mark(&key, &marked, revision, give_up).await? else {
-            return Ok(false);
+            return Ok(Some(false));
         };
         if let Err(e) = self.publish_replay(route, seq, sub, mark, give_up).await {
-            return self.undo(&key, &row, mark, e, give_up).await;
+            return self.undo(&key, &row, mark, e, give_up).await.map(Some);
         }
         self.drop_letter(route, sub, seq, letter).await;
-        Ok(true)
+        Ok(Some(true))
+    }
+
+    /// A replay of the event that finds a retry pending with the consumer
+    /// (waiting, or its attempt under way): the result marked — its
+    /// schedule from the start, released, `replay_asked` — over the
+    /// revision read, for the relay sending it to apply to the failure of
+    /// work it read before (`Shared::write_outcome`): due at once, not a
+    /// dead letter. A retry at step 0 is a replay's own (or has nothing to
+    /// restart): left alone. False when the result moved meanwhile.
+    async fn mark_pending(&self, key: &str, row: &ResultRow, revision: u64) -> Result<bool, StoreError> {
+        if !matches!(row.state, DeliveryState::Retrying { .. }) || row.step == 0 {
+            return Ok(true);
+        }
+        let marked = ResultRow {
+            step: 0,
+            replay_asked: true,
+            released: true,
+            ..row.clone()
+        };
+        let give_up = tokio::time::Instant::now() + PATIENCE;
+        Ok(self.mark(key, &marked, revision, give_up).await?.is_some())
     }
 
     /// Write `marked` over `revision`: the new revision, or None when
