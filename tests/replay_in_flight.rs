@@ -141,3 +141,65 @@ async fn a_replay_during_an_attempt_that_succeeds_sends_nothing_more() {
     assert_eq!(sub.all().len(), 2, "sent again after its success");
     h.shutdown().await;
 }
+
+/// Cluster mode: a replay asked while a retry, handed out already, waits
+/// for its subscriber's rate (before its attempt is numbered): the relay
+/// sends it when the rate allows, the replay's mark taken in, and applies
+/// the mark to its failure. Before, the attempt's numbering found the
+/// result moved and let the message go: nothing was sent until
+/// `store.nats.takeover` (60 s here) ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_replay_while_a_retry_waits_for_the_rate_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = common::nats::NatsCluster::start(1).await;
+    // Fails twice at once, then takes it.
+    let sub = Sub::start(std::sync::Arc::new(|n: usize, _: &Received| match n {
+        0 | 1 => Behaviour::Status(500),
+        _ => Behaviour::Status(200),
+    }))
+    .await;
+    let hour = Duration::from_secs(3600);
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(
+            Subscriber::new("s", sub.url())
+                .retry([Duration::from_millis(200), hour])
+                .rate("6/m"),
+        )
+        .nats(nats.urls(), 1)
+        .nats_takeover("60s");
+    let h = start(&cfg).await;
+    let id = accepted(h.ingest_addrs[0], &runway("nats-rate")).await;
+    sub.wait_for(Duration::from_secs(10), "the first attempt", |r| r.len() == 1)
+        .await;
+    // The retry is due in 200 ms and waits for the rate's next cell (10 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sub.count(), 1);
+    let json = [("content-type", "application/json")];
+    let path = format!("/api/events/{id}/replay");
+    let (s, _, body) = request(h.admin_addr, None, "POST", &path, &json, Bytes::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    // Sent at the rate's next cell (~8 s on), failing: due at once for the
+    // replay, sent at the cell after (~18 s on), taken.
+    let got = sub
+        .wait_for(Duration::from_secs(40), "the retry and the replay's attempt", |r| {
+            r.len() == 3
+        })
+        .await;
+    assert_eq!(
+        got.iter()
+            .map(|r| r.header("hookrelay-attempt").to_string())
+            .collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+    h.shutdown().await;
+}

@@ -8,6 +8,7 @@ use async_nats::jetstream::AckKind;
 
 use super::result_write::{Recorded, Write, RESULT_PATIENCE};
 use super::{layout, unavailable, NatsStore, NatsTicket};
+use crate::store::result::ResultRow;
 use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How soon an `after_archive` delivery waiting for media is looked at again.
@@ -59,6 +60,24 @@ impl NatsStore {
                 t.wrote(row, revision);
                 return Ok(());
             }
+            // An operator's replay marked it since it was read (its step
+            // restarted, released, nothing else changed): the attempt goes
+            // on, numbered over the marked result, the mark applied to its
+            // failure (`read_step`).
+            Ok(Write::Moved(Some((stored, at)))) if marked_only(&row, &stored) => {
+                let marked = ResultRow {
+                    attempts: number,
+                    ..stored
+                };
+                match self.shared.write_result(&key, &marked, at, RESULT_PATIENCE).await {
+                    Ok(Write::Done(revision)) => {
+                        t.wrote(marked, revision);
+                        return Ok(());
+                    }
+                    Ok(Write::Moved(_)) => unavailable("another relay wrote this delivery's result meanwhile"),
+                    Err(e) => e,
+                }
+            }
             // Also when it now says just this: the relay that took the
             // delivery over may have begun the same attempt.
             Ok(Write::Moved(_)) => {
@@ -96,7 +115,7 @@ impl NatsStore {
             true => (None, false),
             false => match self
                 .shared
-                .write_outcome(&key, known, attempt.as_ref(), &outcome, now)
+                .write_outcome(&key, known, t.read_step, attempt.as_ref(), &outcome, now)
                 .await?
             {
                 Recorded::Mine(row, revision, replayed) => (Some((row, revision)), replayed),
@@ -145,4 +164,20 @@ async fn nak(t: &NatsTicket, delay: Duration) -> Result<(), StoreError> {
         .double_ack_with(AckKind::Nak(Some(delay)))
         .await
         .map_err(unavailable)
+}
+
+/// Whether `stored` is `ours` (with this attempt counted) as a replay's
+/// mark left it: the step restarted, `replay_asked` and the release set,
+/// nothing else changed.
+fn marked_only(ours: &ResultRow, stored: &ResultRow) -> bool {
+    stored.replay_asked
+        && *stored
+            == ResultRow {
+                step: 0,
+                replay_asked: true,
+                released: true,
+                attempts: stored.attempts,
+                ..ours.clone()
+            }
+        && stored.attempts < ours.attempts
 }

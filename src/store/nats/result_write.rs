@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::backoff::Backoff;
 use super::{unavailable, Shared};
 use crate::store::result::ResultRow;
-use crate::store::{Attempt, Outcome, StoreError};
+use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How long a result is tried again while its bucket has no leader (a node
 /// died: writes fail for up to about 4 s). The message stays held meanwhile;
@@ -119,6 +119,7 @@ impl Shared {
         &self,
         key: &str,
         known: (Option<ResultRow>, u64),
+        read_step: u32,
         attempt: Option<&Attempt>,
         outcome: &Outcome,
         now_ms: u64,
@@ -127,8 +128,6 @@ impl Shared {
         // The replay round this attempt was begun in.
         let round = known.as_ref().map_or(0, |r| r.replays);
         let number = attempt.map_or(known.as_ref().map_or(0, |r| r.attempts), |a| a.attempt);
-        // The step the work was read with: a replay's mark restarts it.
-        let read_step = known.as_ref().map_or(0, |r| r.step);
         let mut row = known.unwrap_or_else(|| ResultRow::new(now_ms));
         row.apply(attempt, outcome, now_ms);
         let mut replayed = apply_mark(&mut row, read_step, attempt, outcome, now_ms);
@@ -176,6 +175,15 @@ impl Shared {
             );
             row = stored;
             let seen = attempt.is_some_and(|a| row.history.contains(a));
+            // This attempt's failure recorded already with a replay's mark
+            // applied (due at once, the step restarted), by an earlier try
+            // of this settle whose NAK failed (a pull client's acknowledgement
+            // sent again): it stands, not applied again as a dead letter.
+            if mine && seen && read_step != 0 && row.step == 0 && failed(attempt, outcome) {
+                if let DeliveryState::Retrying { .. } = row.state {
+                    return Ok(Recorded::Mine(row, at, true));
+                }
+            }
             match (mine, attempt) {
                 (true, _) if seen => row.apply(None, outcome, now_ms),
                 (true, _) => row.apply(attempt, outcome, now_ms),
@@ -199,15 +207,21 @@ fn apply_mark(row: &mut ResultRow, read_step: u32, attempt: Option<&Attempt>, ou
     if !std::mem::take(&mut row.replay_asked) || read_step == 0 {
         return false;
     }
-    let failed = match outcome {
-        Outcome::Dead { .. } => true,
-        Outcome::Retry { .. } => attempt.is_some(),
-        _ => false,
-    };
+    let failed = failed(attempt, outcome);
     if failed {
         row.replayed(now_ms, false);
     }
     failed
+}
+
+/// A failure a replay's mark applies to: a dead letter, or a retry after an
+/// attempt (not a wait with none).
+fn failed(attempt: Option<&Attempt>, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Dead { .. } => true,
+        Outcome::Retry { .. } => attempt.is_some(),
+        _ => false,
+    }
 }
 
 /// The subscriber got it: no later attempt can do better.

@@ -44,6 +44,10 @@ pub struct NatsTicket {
     /// Attempts made before this hand-out (from the result, or NATS's count
     /// of hand-outs when there is none): what work given back unsent keeps.
     pub(super) attempts_before: u32,
+    /// The step of its retry schedule read with it: a replay's mark, which
+    /// restarts the step, is applied to the failure of work read before it
+    /// (`Shared::write_outcome`), also once `begin_attempt` took the mark in.
+    pub(super) read_step: u32,
 }
 
 impl NatsTicket {
@@ -334,6 +338,7 @@ impl NatsCursor {
                 known: Arc::new(Mutex::new((row, revision))),
                 held: self.follower.held.clone(),
                 attempts_before: attempts,
+                read_step: step,
             }),
         }))
     }

@@ -54,7 +54,7 @@ enum Asked {
 /// or one a replay marked (due at its mark, its schedule from the start)
 /// whose message was never stored, once the grace for its publish is over
 /// and no message carries it (`requeue_unqueued`). A delivery waiting for
-/// a retry is left to it (unlike on one host).
+/// a retry is left to it (unlike on one host), marked (`mark_pending`).
 pub(crate) fn replay_queues(state: &DeliveryState, step: u32, at_ms: u64, now_ms: u64) -> bool {
     match state {
         DeliveryState::Retrying { due_ms } => *due_ms == at_ms && step == 0 && now_ms.saturating_sub(at_ms) >= GRACE_MS,
@@ -69,13 +69,19 @@ impl NatsStore {
     /// no longer dead). Whether it was queued.
     async fn replay_one(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<bool, StoreError> {
         // Read again when a mark on a pending delivery met a write (its
-        // attempt's outcome, say: a dead letter now, queued by the next read).
-        for _ in 0..3 {
+        // attempt's outcome, say: a dead letter now, queued by the next
+        // read), after a pause (a replica read may lag behind the write).
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..5 {
             if let Some(queued) = self.replay_try(route, seq, sub, asked).await? {
                 return Ok(queued);
             }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         }
-        Ok(false)
+        Err(unavailable(format!(
+            "the result of {route}.{seq} for {sub} kept changing while a replay marked it; ask again"
+        )))
     }
 
     /// [`replay_one`](Self::replay_one) once: None when the result moved
@@ -136,7 +142,10 @@ impl NatsStore {
     /// revision read, for the relay sending it to apply to the failure of
     /// work it read before (`Shared::write_outcome`): due at once, not a
     /// dead letter. A retry at step 0 is a replay's own (or has nothing to
-    /// restart): left alone. False when the result moved meanwhile.
+    /// restart): left alone. False when the result moved before the mark;
+    /// a try NATS did not answer counts as marked (it may have been stored
+    /// and applied since: reading again could queue a delivery already
+    /// made), the delivery left pending.
     async fn mark_pending(&self, key: &str, row: &ResultRow, revision: u64) -> Result<bool, StoreError> {
         if !matches!(row.state, DeliveryState::Retrying { .. }) || row.step == 0 {
             return Ok(true);
@@ -147,8 +156,18 @@ impl NatsStore {
             released: true,
             ..row.clone()
         };
-        let give_up = tokio::time::Instant::now() + PATIENCE;
-        Ok(self.mark(key, &marked, revision, give_up).await?.is_some())
+        let value = Bytes::from(serde_json::to_vec(&marked).expect("serializes"));
+        match self.shared.try_write(key, value, revision).await {
+            Ok(Some(_)) => {
+                self.shared.wrote(1);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "a replay's mark of a pending delivery was not answered; it is left pending");
+                Ok(true)
+            }
+        }
     }
 
     /// Write `marked` over `revision`: the new revision, or None when
