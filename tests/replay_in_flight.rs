@@ -23,15 +23,34 @@ async fn failing_twice(late: Duration) -> Sub {
     Sub::start(script).await
 }
 
-/// Replay event `id` while `sub` holds its second attempt; the answer.
-async fn replay_during_second_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str) -> serde_json::Value {
+/// Replay event `id` while `sub` holds its second attempt.
+async fn replay_during_second_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str) {
     sub.wait_for(Duration::from_secs(10), "the second attempt", |r| r.len() == 2)
         .await;
+    replay(h, id).await;
+}
+
+/// Replay event `id`; the API answers that it is already pending.
+async fn replay(h: &hookrelay::Handle, id: &str) {
     let json = [("content-type", "application/json")];
     let path = format!("/api/events/{id}/replay");
     let (s, _, body) = request(h.admin_addr, None, "POST", &path, &json, Bytes::new()).await;
     assert_eq!(s, StatusCode::OK);
-    serde_json::from_slice(&body).unwrap()
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+}
+
+/// The event's view once its delivery is delivered.
+async fn delivered(h: &hookrelay::Handle, id: &str) -> serde_json::Value {
+    let view = admin_until(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        Duration::from_secs(10),
+        |v| v["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+    view
 }
 
 async fn delivered_by_a_third_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str) {
@@ -41,14 +60,7 @@ async fn delivered_by_a_third_attempt(h: &hookrelay::Handle, sub: &Sub, id: &str
         |r| r.len() == 3,
     )
     .await;
-    let view = admin_until(
-        h.admin_addr,
-        &format!("/api/events/{id}"),
-        Duration::from_secs(10),
-        |v| v["subscribers"][0]["state"] == "delivered",
-    )
-    .await;
-    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+    let view = delivered(h, id).await;
     assert_eq!(
         view["subscribers"][0]["attempts"].as_array().map(Vec::len),
         Some(3),
@@ -77,8 +89,7 @@ async fn a_replay_during_the_second_attempt_is_kept(retry: &[Duration], name: &s
     }
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway(name)).await;
-    let answer = replay_during_second_attempt(&h, &sub, &id).await;
-    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    replay_during_second_attempt(&h, &sub, &id).await;
     delivered_by_a_third_attempt(&h, &sub, &id).await;
     h.shutdown().await;
 }
@@ -123,15 +134,8 @@ async fn a_replay_during_an_attempt_that_succeeds_sends_nothing_more() {
         TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()).retry([Duration::from_millis(200)]));
     let h = start(&cfg).await;
     let id = accepted(h.ingest_addrs[0], &runway("ok")).await;
-    let answer = replay_during_second_attempt(&h, &sub, &id).await;
-    assert_eq!(answer["already_pending"][0], "s", "{answer}");
-    let view = admin_until(
-        h.admin_addr,
-        &format!("/api/events/{id}"),
-        Duration::from_secs(10),
-        |v| v["subscribers"][0]["state"] == "delivered",
-    )
-    .await;
+    replay_during_second_attempt(&h, &sub, &id).await;
+    let view = delivered(&h, &id).await;
     assert_eq!(
         view["subscribers"][0]["attempts"].as_array().map(Vec::len),
         Some(2),
@@ -174,12 +178,7 @@ async fn in_cluster_mode_a_replay_while_a_retry_waits_for_the_rate_is_kept() {
     // The retry is due in 200 ms and waits for the rate's next cell (10 s).
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sub.count(), 1);
-    let json = [("content-type", "application/json")];
-    let path = format!("/api/events/{id}/replay");
-    let (s, _, body) = request(h.admin_addr, None, "POST", &path, &json, Bytes::new()).await;
-    assert_eq!(s, StatusCode::OK);
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(answer["already_pending"][0], "s", "{answer}");
+    replay(&h, &id).await;
     // Sent at the rate's next cell (~8 s on), failing: due at once for the
     // replay, sent at the cell after (~18 s on), taken.
     let got = sub
@@ -193,13 +192,6 @@ async fn in_cluster_mode_a_replay_while_a_retry_waits_for_the_rate_is_kept() {
             .collect::<Vec<_>>(),
         ["1", "2", "3"]
     );
-    let view = admin_until(
-        h.admin_addr,
-        &format!("/api/events/{id}"),
-        Duration::from_secs(10),
-        |v| v["subscribers"][0]["state"] == "delivered",
-    )
-    .await;
-    assert_eq!(view["subscribers"][0]["state"], "delivered", "{view}");
+    delivered(&h, &id).await;
     h.shutdown().await;
 }
