@@ -174,12 +174,12 @@ impl Shared {
                 "another relay wrote this delivery's result meanwhile; this relay's outcome is merged into it"
             );
             row = stored;
-            let seen = attempt.is_some_and(|a| row.history.contains(a));
+            let seen = attempt.is_some_and(|a| recorded(&row, a));
             // This attempt's failure recorded already with a replay's mark
             // applied (due at once, the step restarted), by an earlier try
             // of this settle whose NAK failed (a pull client's acknowledgement
             // sent again): it stands, not applied again as a dead letter.
-            if mine && seen && read_step != 0 && row.step == 0 && failed(attempt, outcome) {
+            if mine && seen && read_step != 0 && row.step == 0 && !row.replay_asked && failed(attempt, outcome) {
                 if let DeliveryState::Retrying { .. } = row.state {
                     return Ok(Recorded::Mine(row, at, true));
                 }
@@ -229,8 +229,58 @@ fn is_success(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Delivered | Outcome::Skipped)
 }
 
+/// Whether `a` is in the result's history already: the same attempt, sent
+/// at the same time (a pull client's acknowledgement sent again rebuilds
+/// the attempt, its duration counted anew).
+fn recorded(row: &ResultRow, a: &Attempt) -> bool {
+    row.history.iter().any(|h| h.attempt == a.attempt && h.at_ms == a.at_ms)
+}
+
 /// An attempt, told late, in its place in a newer result's history.
 fn join_history(row: &mut ResultRow, a: &Attempt) {
     row.remember(a);
     row.attempts = row.attempts.max(a.attempt);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A settle sent again (a pull client's acknowledgement after its NAK
+    /// failed) rebuilds its attempt with another duration: the same attempt
+    /// all the same (compared whole, it was applied again as a new one: a
+    /// replay's mark applied by the first try then made a dead letter).
+    #[test]
+    fn an_attempt_sent_again_is_known_by_its_number_and_time() {
+        let a = Attempt {
+            attempt: 3,
+            at_ms: 1_700_000_000_000,
+            duration_ms: 40,
+            status: None,
+            error: Some("lease expired: no answer from the pull client".into()),
+        };
+        let mut row = ResultRow::new(a.at_ms);
+        row.remember(&a);
+        assert!(recorded(
+            &row,
+            &Attempt {
+                duration_ms: 95,
+                ..a.clone()
+            }
+        ));
+        assert!(!recorded(
+            &row,
+            &Attempt {
+                attempt: 4,
+                ..a.clone()
+            }
+        ));
+        assert!(!recorded(
+            &row,
+            &Attempt {
+                at_ms: a.at_ms + 1,
+                ..a
+            }
+        ));
+    }
 }

@@ -76,7 +76,9 @@ impl NatsStore {
             if let Some(queued) = self.replay_try(route, seq, sub, asked).await? {
                 return Ok(queued);
             }
-            tokio::time::sleep(pause).await;
+            if pause < Duration::from_millis(800) {
+                tokio::time::sleep(pause).await;
+            }
             pause *= 2;
         }
         Err(unavailable(format!(
@@ -142,10 +144,12 @@ impl NatsStore {
     /// revision read, for the relay sending it to apply to the failure of
     /// work it read before (`Shared::write_outcome`): due at once, not a
     /// dead letter. A retry at step 0 is a replay's own (or has nothing to
-    /// restart): left alone. False when the result moved before the mark;
-    /// a try NATS did not answer counts as marked (it may have been stored
-    /// and applied since: reading again could queue a delivery already
-    /// made), the delivery left pending.
+    /// restart): left alone. False when the result moved before the mark.
+    /// A try NATS did not answer is read back: the mark stored, marked; the
+    /// result where it was, tried again (for [`PATIENCE`]); moved to
+    /// anything else, unknown — the mark may have been stored and applied
+    /// since (reading again could queue a delivery already made) or not —
+    /// and the replay fails (`503`: ask again).
     async fn mark_pending(&self, key: &str, row: &ResultRow, revision: u64) -> Result<bool, StoreError> {
         if !matches!(row.state, DeliveryState::Retrying { .. }) || row.step == 0 {
             return Ok(true);
@@ -157,15 +161,35 @@ impl NatsStore {
             ..row.clone()
         };
         let value = Bytes::from(serde_json::to_vec(&marked).expect("serializes"));
-        match self.shared.try_write(key, value, revision).await {
-            Ok(Some(_)) => {
-                self.shared.wrote(1);
-                Ok(true)
+        let mut backoff = crate::store::nats::backoff::Backoff::until(tokio::time::Instant::now() + PATIENCE);
+        let mut unanswered = None;
+        loop {
+            match self.shared.try_write(key, value.clone(), revision).await {
+                Ok(Some(_)) => {
+                    self.shared.wrote(1);
+                    return Ok(true);
+                }
+                Ok(None) if unanswered.is_none() => return Ok(false),
+                Ok(None) => {}
+                Err(e) => unanswered = Some(e),
             }
-            Ok(None) => Ok(false),
-            Err(e) => {
-                tracing::warn!(key, error = %e, "a replay's mark of a pending delivery was not answered; it is left pending");
-                Ok(true)
+            // An earlier try was not answered: what does the result say now?
+            match self.shared.result(key).await {
+                Ok(Some((now, _))) if now == marked => return Ok(true),
+                Ok(Some((_, at))) if at == revision => {}
+                Ok(_) => {
+                    tracing::warn!(
+                        key,
+                        "a replay's mark of a pending delivery was not answered and its result moved since"
+                    );
+                    return Err(unavailable(
+                        "a replay's mark was not answered and the delivery's result changed since (delivered or retried meanwhile?); look at the event, then ask again if it still needs it",
+                    ));
+                }
+                Err(e) => unanswered = Some(e),
+            }
+            if !backoff.wait().await {
+                return Err(unanswered.unwrap_or_else(|| unavailable("a replay's mark was not answered")));
             }
         }
     }
