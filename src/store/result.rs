@@ -46,6 +46,16 @@ pub struct ResultRow {
     pub replay_asked: bool,
 }
 
+/// A failure a replay's mark applies to: a dead letter, or a retry after an
+/// attempt (not a wait with none).
+pub fn replay_mark_applies(attempt: Option<&Attempt>, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Dead { .. } => true,
+        Outcome::Retry { .. } => attempt.is_some(),
+        _ => false,
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -122,6 +132,27 @@ impl ResultRow {
         self.step = 0;
         self.at_ms = now_ms;
         self.released |= release;
+    }
+
+    /// After [`apply`](Self::apply): an operator's replay marked this
+    /// delivery while it was due or pending (`replay_asked`, its step
+    /// restarted) — applied to the failure of work read before the mark
+    /// (read at a step other than 0, `read_step`): due at once, its schedule
+    /// from the start, not a dead letter; gone with any other outcome. Not to
+    /// a wait with no attempt (the next take reads the restart). Whether it
+    /// was applied (the caller queues it due now instead of the outcome).
+    pub fn apply_replay_mark(
+        &mut self,
+        read_step: u32,
+        attempt: Option<&Attempt>,
+        outcome: &Outcome,
+        now_ms: u64,
+    ) -> bool {
+        let applies = std::mem::take(&mut self.replay_asked) && read_step != 0 && replay_mark_applies(attempt, outcome);
+        if applies {
+            self.replayed(now_ms, false);
+        }
+        applies
     }
 
     /// The admin view of a delivery with this result, or of one not

@@ -7,6 +7,7 @@
 
 mod expired;
 mod replay;
+mod replay_mark;
 
 use std::sync::atomic::Ordering;
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::backoff::Backoff;
 use super::{unavailable, Shared};
-use crate::store::result::ResultRow;
+use crate::store::result::{replay_mark_applies, ResultRow};
 use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How long a result is tried again while its bucket has no leader (a node
@@ -36,7 +36,7 @@ pub(super) enum Write {
 pub(super) enum Recorded {
     /// Written (perhaps merged into a newer result): the result now and its
     /// revision, and whether a replay's mark made a failure due at once
-    /// ([`apply_mark`]). The message is this relay's to settle.
+    /// ([`ResultRow::apply_replay_mark`]). The message is this relay's to settle.
     Mine(ResultRow, u64, bool),
     /// Another relay's newer result stands (a final one, or one of a later
     /// attempt, into which this attempt was merged): the message is not this
@@ -130,7 +130,7 @@ impl Shared {
         let number = attempt.map_or(known.as_ref().map_or(0, |r| r.attempts), |a| a.attempt);
         let mut row = known.unwrap_or_else(|| ResultRow::new(now_ms));
         row.apply(attempt, outcome, now_ms);
-        let mut replayed = apply_mark(&mut row, read_step, attempt, outcome, now_ms);
+        let mut replayed = row.apply_replay_mark(read_step, attempt, outcome, now_ms);
         let mut mine = true;
         loop {
             let now = match self.write_result(key, &row, revision, RESULT_PATIENCE).await? {
@@ -179,7 +179,13 @@ impl Shared {
             // applied (due at once, the step restarted), by an earlier try
             // of this settle whose NAK failed (a pull client's acknowledgement
             // sent again): it stands, not applied again as a dead letter.
-            if mine && seen && read_step != 0 && row.step == 0 && !row.replay_asked && failed(attempt, outcome) {
+            if mine
+                && seen
+                && read_step != 0
+                && row.step == 0
+                && !row.replay_asked
+                && replay_mark_applies(attempt, outcome)
+            {
                 if let DeliveryState::Retrying { .. } = row.state {
                     return Ok(Recorded::Mine(row, at, true));
                 }
@@ -191,36 +197,9 @@ impl Shared {
                 (false, _) => return Ok(Recorded::Theirs),
             }
             if mine {
-                replayed = apply_mark(&mut row, read_step, attempt, outcome, now_ms);
+                replayed = row.apply_replay_mark(read_step, attempt, outcome, now_ms);
             }
         }
-    }
-}
-
-/// An operator's replay marked this delivery while it was pending
-/// (`replay_asked`, written over the result with its step restarted):
-/// applied to the failure of work read before it (at a step the mark
-/// restarted) — due at once, its schedule from the start, not a dead
-/// letter — and gone with any other outcome. Not to a wait with no attempt
-/// (the next hand-out reads the restart). Whether it was applied.
-fn apply_mark(row: &mut ResultRow, read_step: u32, attempt: Option<&Attempt>, outcome: &Outcome, now_ms: u64) -> bool {
-    if !std::mem::take(&mut row.replay_asked) || read_step == 0 {
-        return false;
-    }
-    let failed = failed(attempt, outcome);
-    if failed {
-        row.replayed(now_ms, false);
-    }
-    failed
-}
-
-/// A failure a replay's mark applies to: a dead letter, or a retry after an
-/// attempt (not a wait with none).
-fn failed(attempt: Option<&Attempt>, outcome: &Outcome) -> bool {
-    match outcome {
-        Outcome::Dead { .. } => true,
-        Outcome::Retry { .. } => attempt.is_some(),
-        _ => false,
     }
 }
 

@@ -115,25 +115,13 @@ impl Writer {
                 self.del_due(b, t.sub, d, t.event)?;
             }
         }
-        // An operator's replay asked while this was due ([`super::replay`]),
-        // this work read before it (with its schedule's old step, which the
-        // replay reset: its attempt perhaps under way): applied to its
-        // failure now, as if asked just after it. Work read after it is the
-        // replay's own (step 0). Not to a wait with no attempt (a
-        // verification pending, a pull client's hand-back): the next take
-        // reads the replay's restart.
-        let replay = std::mem::take(&mut row.replay_asked)
-            && t.read_step != 0
-            && match rec.outcome {
-                Outcome::Dead { .. } => true,
-                Outcome::Retry { .. } => rec.attempt.is_some(),
-                _ => false,
-            };
         row.apply(rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
+        // An operator's replay asked while this was due ([`super::replay`]),
+        // this work read before it (with the step it reset): due at once.
+        let replay = row.apply_replay_mark(t.read_step, rec.attempt.as_ref(), &rec.outcome, rec.now_ms);
         match &rec.outcome {
             Outcome::Retry { .. } | Outcome::Dead { .. } if replay => {
                 self.replay_asked_meanwhile(t, &rec.outcome);
-                row.replayed(rec.now_ms, false);
                 self.put_due(b, t.route, t.sub, rec.now_ms, t.event)?
             }
             Outcome::Retry { due_ms } => self.put_due(b, t.route, t.sub, *due_ms, t.event)?,
@@ -145,14 +133,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Subscriber `sub`'s name, for a log line.
+    fn sub_name(&self, sub: u32) -> String {
+        super::read_lock(&self.inner.registry)
+            .sub_name(sub)
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Say that a failed delivery is due again at once, for the replay an
     /// operator asked while its attempt (or check) was under way (the lane
     /// logged the outcome it saw: a retry later, or giving up).
     fn replay_asked_meanwhile(&self, t: &super::SledTicket, outcome: &Outcome) {
-        let sub = super::read_lock(&self.inner.registry)
-            .sub_name(t.sub)
-            .unwrap_or_default()
-            .to_string();
+        let sub = self.sub_name(t.sub);
         let instead = match outcome {
             Outcome::Dead { .. } => "not a dead letter",
             _ => "not at its retry's time",
@@ -167,10 +160,7 @@ impl Writer {
     /// every restart and never recorded.
     fn unreadable_result(&self, rec: &Record, rkey: &[u8], v: &[u8]) -> ResultRow {
         let t = &rec.ticket;
-        let sub = super::read_lock(&self.inner.registry)
-            .sub_name(t.sub)
-            .unwrap_or_default()
-            .to_string();
+        let sub = self.sub_name(t.sub);
         tracing::error!(event = %t.event, subscriber = %sub, key = %hex::encode(rkey), row = %hex::encode(&v[..v.len().min(64)]),
             "unreadable result row; its history is lost, the outcome is recorded on a new row");
         ResultRow::new(rec.now_ms)

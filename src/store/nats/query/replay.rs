@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
 use bytes::Bytes;
 
+use super::replay_mark::Marked;
 use crate::store::nats::result_write::Write;
 use crate::store::nats::{layout, unavailable, NatsStore};
 use crate::store::result::ResultRow;
@@ -38,7 +39,7 @@ const SCAN_LIMIT: usize = 10_000;
 /// a read after it and the undo's one try past it, well within the
 /// [`GRACE_MS`] a mark is left to its replay, and shorter than a client's
 /// patience with the API.
-const PATIENCE: Duration = Duration::from_secs(8);
+pub(super) const PATIENCE: Duration = Duration::from_secs(8);
 
 /// Which replay asks.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,15 +72,13 @@ impl NatsStore {
         // Read again when a mark on a pending delivery met a write (its
         // attempt's outcome, say: a dead letter now, queued by the next
         // read), after a pause (a replica read may lag behind the write).
-        let mut pause = Duration::from_millis(50);
-        for _ in 0..5 {
+        for tries in 0..5 {
+            if tries > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << tries)).await;
+            }
             if let Some(queued) = self.replay_try(route, seq, sub, asked).await? {
                 return Ok(queued);
             }
-            if pause < Duration::from_millis(800) {
-                tokio::time::sleep(pause).await;
-            }
-            pause *= 2;
         }
         Err(unavailable(format!(
             "the result of {route}.{seq} for {sub} kept changing while a replay marked it; ask again"
@@ -128,7 +127,7 @@ impl NatsStore {
         // A new round: an outcome told late from before it only joins the history.
         marked.replays += 1;
         let give_up = tokio::time::Instant::now() + PATIENCE;
-        let Some(mark) = self.mark(&key, &marked, revision, give_up).await? else {
+        let Marked::Stored(mark) = self.mark(&key, &marked, revision, give_up).await? else {
             return Ok(Some(false));
         };
         if let Err(e) = self.publish_replay(route, seq, sub, mark, give_up).await {
@@ -136,96 +135,6 @@ impl NatsStore {
         }
         self.drop_letter(route, sub, seq, letter).await;
         Ok(Some(true))
-    }
-
-    /// A replay of the event that finds a retry pending with the consumer
-    /// (waiting, or its attempt under way): the result marked — its
-    /// schedule from the start, released, `replay_asked` — over the
-    /// revision read, for the relay sending it to apply to the failure of
-    /// work it read before (`Shared::write_outcome`): due at once, not a
-    /// dead letter. A retry at step 0 is a replay's own (or has nothing to
-    /// restart): left alone. False when the result moved before the mark.
-    /// A try NATS did not answer is read back: the mark stored, marked; the
-    /// result where it was, tried again (for [`PATIENCE`]); moved to
-    /// anything else, unknown — the mark may have been stored and applied
-    /// since (reading again could queue a delivery already made) or not —
-    /// and the replay fails (`503`: ask again).
-    async fn mark_pending(&self, key: &str, row: &ResultRow, revision: u64) -> Result<bool, StoreError> {
-        if !matches!(row.state, DeliveryState::Retrying { .. }) || row.step == 0 {
-            return Ok(true);
-        }
-        let marked = ResultRow {
-            step: 0,
-            replay_asked: true,
-            released: true,
-            ..row.clone()
-        };
-        let value = Bytes::from(serde_json::to_vec(&marked).expect("serializes"));
-        let mut backoff = crate::store::nats::backoff::Backoff::until(tokio::time::Instant::now() + PATIENCE);
-        let mut unanswered = None;
-        loop {
-            match self.shared.try_write(key, value.clone(), revision).await {
-                Ok(Some(_)) => {
-                    self.shared.wrote(1);
-                    return Ok(true);
-                }
-                Ok(None) if unanswered.is_none() => return Ok(false),
-                Ok(None) => {}
-                Err(e) => unanswered = Some(e),
-            }
-            // An earlier try was not answered: what does the result say now?
-            match self.shared.result(key).await {
-                Ok(Some((now, _))) if now == marked => return Ok(true),
-                Ok(Some((_, at))) if at == revision => {}
-                Ok(_) => {
-                    tracing::warn!(
-                        key,
-                        "a replay's mark of a pending delivery was not answered and its result moved since"
-                    );
-                    return Err(unavailable(
-                        "a replay's mark was not answered and the delivery's result changed since (delivered or retried meanwhile?); look at the event, then ask again if it still needs it",
-                    ));
-                }
-                Err(e) => unanswered = Some(e),
-            }
-            if !backoff.wait().await {
-                return Err(unanswered.unwrap_or_else(|| unavailable("a replay's mark was not answered")));
-            }
-        }
-    }
-
-    /// Write `marked` over `revision`: the new revision, or None when
-    /// another write came first (another replay queued it). Tried again
-    /// until `give_up` while NATS does not answer: a try whose answer was lost
-    /// may have been stored (a leader change, an overloaded node), and only
-    /// a later answer tells (a conflict then, with this very row stored, is
-    /// that try's); given up unanswered, such a mark waits for [`GRACE_MS`]
-    /// before a replay looks for its message.
-    async fn mark(
-        &self,
-        key: &str,
-        marked: &ResultRow,
-        revision: u64,
-        give_up: tokio::time::Instant,
-    ) -> Result<Option<u64>, StoreError> {
-        let value = Bytes::from(serde_json::to_vec(marked).expect("serializes"));
-        let first = match self.shared.try_write(key, value, revision).await {
-            Ok(Some(mark)) => {
-                self.shared.wrote(1);
-                return Ok(Some(mark));
-            }
-            // Another write came first.
-            Ok(None) => return Ok(None),
-            Err(e) => e,
-        };
-        tracing::debug!(key, error = %first, "a replay's mark not answered; trying again");
-        let patience = give_up.saturating_duration_since(tokio::time::Instant::now());
-        match self.shared.write_result(key, marked, revision, patience).await? {
-            Write::Done(mark) => Ok(Some(mark)),
-            // This very row: the unanswered try, stored.
-            Write::Moved(Some((stored, mark))) if stored == *marked => Ok(Some(mark)),
-            Write::Moved(_) => Ok(None),
-        }
     }
 
     /// Publish the message that carries mark `mark` of the delivery, tried
@@ -303,8 +212,8 @@ impl NatsStore {
                 ..row.clone()
             };
             match self.mark(&key, &released, revision, give_up).await? {
-                Some(mark) => revision = mark,
-                None => return Ok(false),
+                Marked::Stored(mark) => revision = mark,
+                Marked::Moved | Marked::Unknown => return Ok(false),
             }
         }
         tracing::warn!(
