@@ -137,6 +137,46 @@ async fn no_secret_is_in_anything_the_console_renders() {
     h.shutdown().await;
 }
 
+/// A token rotated out of the configuration since its callback came stays
+/// hidden where the body quotes it (the route's tokens are looked for by
+/// value; the old one is no longer among them), as does a short token in
+/// another URL the body quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_out_since_the_callback_came_stays_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let (old, new) = ("r0tated-0ut-t0ken-zq", "n3w-r0ute-t0ken-zq");
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg.clone().edit_route("t", |r| r.tokens([old]))).await;
+    let (ingest, a) = (h.ingest_addrs[0], h.admin_addr);
+    let callback_url = format!("https://relay.example/hooks/t?token={old}");
+    let other = "https://other.example/cb?x=1&token=k3y";
+    let param = serde_json::json!({ "callBackUrl": callback_url, "notify": other }).to_string();
+    let echo = serde_json::json!({"code": 200, "data": {"taskId": "rot-1", "param": param}}).to_string();
+    let (s, _, b) = post(
+        ingest,
+        &format!("/hooks/t?token={old}"),
+        &[("content-type", "application/json")],
+        echo,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sub.wait_for(secs(5), "the delivery", |r| r.len() == 1).await;
+    cfg.edit_route("t", |r| r.tokens([new])).write();
+    h.reload().await.expect("reload");
+    let (s, v) = admin(a, "GET", &format!("/api/events/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let shown = v.to_string();
+    assert!(!shown.contains(old), "the rotated-out token is shown: {shown}");
+    assert!(!shown.contains("k3y"), "the other URL's token is shown: {shown}");
+    assert_eq!(shown.matches("token=<redacted>").count(), 2, "{shown}");
+    h.shutdown().await;
+}
+
 /// A list cut at `limit` says so: `/api/events` answers `more` and
 /// `next_before` (the cursor of the next, older page), `/api/tasks` `more`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

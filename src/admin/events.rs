@@ -183,14 +183,16 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
 /// A callback's body as the event view shows it: every route's token
 /// `<redacted>`, in every form a provider may quote it (a provider may quote
 /// the callback URL it was given, token and all: kie's Market records quote
-/// the whole create request). Subscribers get the body as it came.
+/// the whole create request), and the value of any `token` URL parameter in
+/// it (a token rotated out of the configuration since the callback came, or
+/// one too short to be looked for). Subscribers get the body as it came.
 fn tokens_hidden(app: &App, mut body: bytes::Bytes) -> bytes::Bytes {
     for route in &app.live().config.routes {
         for token in &route.tokens {
             body = crate::auth::redact_secret(body, token);
         }
     }
-    body
+    crate::auth::hide_token_params(body)
 }
 
 pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {

@@ -4,11 +4,13 @@
 //! - [`source`]: the client address (the TCP peer, or the right-most untrusted
 //!   `X-Forwarded-For` entry behind a trusted proxy) and the allowlist;
 //! - [`token`]: `?token=` or `Authorization: Bearer` (either may match);
+//! - [`quoted`]: a `token` URL parameter quoted in a callback's body, hidden;
 //! - [`signature`]: provider signatures `kie`, `standard-webhooks`, `hmac-sha256`;
 //! - [`sign`]: Standard Webhooks signatures on outgoing deliveries;
 //! - [`secret`]: the [`Secret`] type itself;
 //! - [`target`]: a subscriber URL as shown, without its path or credentials.
 
+pub mod quoted;
 pub mod secret;
 pub mod sign;
 pub mod signature;
@@ -19,6 +21,7 @@ pub mod token;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use quoted::hide_token_params;
 pub use secret::{bearer, credential_text, looks_secret, redact_bytes, redact_secret, Secret};
 pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
