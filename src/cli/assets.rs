@@ -69,8 +69,9 @@ pub fn generate(dir: &Path) -> std::io::Result<()> {
     cmd.build();
     man_pages(&cmd, &man, true)?;
 
+    let mut offered = super::help::for_completions(Cli::command().disable_help_subcommand(true));
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "hookrelay", &completions)?;
+        clap_complete::generate_to(shell, &mut offered, "hookrelay", &completions)?;
     }
 
     let config = render(&Settings::packaged(), None);

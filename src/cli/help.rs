@@ -3,7 +3,8 @@
 //! global, so that they may come before the subcommand's name, and are
 //! shown only by the admin subcommands, which use them (the others ignore
 //! or refuse them: listed in their help, they said otherwise); `--config`
-//! is not shown by those that read no config file.
+//! is not shown by those that read no config file. The completions offer
+//! the same ([`for_completions`]).
 
 use clap::{CommandFactory, Subcommand};
 
@@ -57,6 +58,38 @@ pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
     cmd
 }
 
+/// `cmd` ([`Cli`]'s, not built) as the shell completions describe it:
+/// the admin options and `--config` offered before the subcommand and after
+/// the subcommands that use them only (the completion generators list
+/// hidden options too, so those of [`admin_options_hidden`] would be
+/// offered where the help hides them).
+pub fn for_completions(mut cmd: clap::Command) -> clap::Command {
+    let ids: Vec<&str> = ADMIN_OPTIONS.iter().copied().chain(["config"]).collect();
+    let copies: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| ids.contains(&a.get_id().as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(copies.len(), ids.len(), "options of Cli: {ids:?}");
+    for id in &ids {
+        cmd = cmd.mut_arg(*id, |a| a.global(false));
+    }
+    let admin: Vec<String> = AdminCommand::augment_subcommands(clap::Command::new("admin"))
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    for name in names {
+        let takes = |a: &&clap::Arg| match a.get_id().as_str() {
+            "config" => !NO_CONFIG.contains(&name.as_str()),
+            _ => admin.contains(&name),
+        };
+        let own: Vec<clap::Arg> = copies.iter().filter(takes).cloned().collect();
+        cmd = cmd.mut_subcommand(&name, |sub| sub.args(own));
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     /// Whether `help` has an option line for `flag` (`-c, --config <CONFIG>`,
@@ -100,6 +133,54 @@ mod tests {
             for flag in ["--admin", "--token", "--json", "--config"] {
                 assert!(lists(&help, flag), "{name} does not list {flag}:\n{help}");
             }
+        }
+    }
+
+    /// The options a subcommand's completion offers (bash: its `opts="…"` line).
+    fn completes(name: &str) -> Vec<String> {
+        let mut cmd = super::for_completions(<super::Cli as clap::CommandFactory>::command());
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "hookrelay", &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        let case = match name {
+            "" => "hookrelay)".to_string(),
+            _ => format!("hookrelay__subcmd__{})", name.replace('-', "__subcmd__")),
+        };
+        let block = bash
+            .split(&case)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {case} in:\n{bash}"));
+        let opts = block.lines().find(|l| l.trim_start().starts_with("opts=")).unwrap();
+        opts.split(['"', ' '])
+            .filter(|w| w.starts_with("--"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Stop 54 left: the completions offered the options the help hides.
+    #[test]
+    fn the_completions_offer_what_the_help_lists() {
+        for name in ["run", "check-config", "init", "forward", "gen-token", "migrate"] {
+            let opts = completes(name);
+            for flag in ["--admin", "--token", "--json"] {
+                assert!(!opts.iter().any(|o| o == flag), "{name} completes {flag}: {opts:?}");
+            }
+            let no_config = super::NO_CONFIG.contains(&name);
+            assert_eq!(opts.iter().any(|o| o == "--config"), !no_config, "{name}: {opts:?}");
+        }
+        for name in ["status", "events", "replay", "dead-letters"] {
+            let opts = completes(name);
+            for flag in ["--admin", "--token", "--json", "--config"] {
+                assert!(
+                    opts.iter().any(|o| o == flag),
+                    "{name} does not complete {flag}: {opts:?}"
+                );
+            }
+        }
+        // Before the subcommand, all of them.
+        let top = completes("");
+        for flag in ["--admin", "--token", "--json", "--config"] {
+            assert!(top.iter().any(|o| o == flag), "{flag}: {top:?}");
         }
     }
 
