@@ -307,6 +307,32 @@ impl Writer {
         Ok(true)
     }
 
+    /// [`Self::event_media_final`], and when not, the event made a waiter of
+    /// each of its URLs still pending: woken by the last of them (a URL
+    /// failed for good and queued again by a newer callback has only that
+    /// callback as its waiter; an earlier event waiting for it still must be
+    /// woken, not left to its re-check minutes later).
+    fn event_media_final_or_wait(&self, b: &mut Batch<'_>, id: EventId) -> Result<bool, StoreError> {
+        let Some((_, hashes)) = b
+            .get(&keys::event_media(id))?
+            .and_then(|v| media_codec::decode_event_media(&v))
+        else {
+            return Ok(true);
+        };
+        let mut fin = true;
+        for h in hashes {
+            let Some(mut row) = load(b, &h)?.filter(|r| !r.state.is_final()) else {
+                continue;
+            };
+            fin = false;
+            if !row.waiters.contains(&id) && row.waiters.len() < MAX_WAITERS {
+                row.waiters.push(id);
+                b.put(keys::media(&h), media_codec::encode_media(&row));
+            }
+        }
+        Ok(fin)
+    }
+
     /// Park a deferred delivery ([`Outcome::Defer`]) in its subscriber's due
     /// index: due now if the event's media became final meanwhile, else at
     /// the caller's re-check time.
@@ -318,7 +344,7 @@ impl Writer {
         due_ms: u64,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let due = if self.event_media_final(b, t.event)? {
+        let due = if self.event_media_final_or_wait(b, t.event)? {
             now_ms
         } else {
             due_ms
@@ -336,7 +362,7 @@ impl Writer {
         else {
             return Ok(()); // the event was removed by retention
         };
-        if !self.event_media_final(b, id)? {
+        if !self.event_media_final_or_wait(b, id)? {
             return Ok(());
         }
         let Some((header, _)) = b

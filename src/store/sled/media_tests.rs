@@ -345,3 +345,52 @@ async fn to_verify(store: &Store, now: u64) -> EventId {
     };
     store.append(ev).await.unwrap().id
 }
+
+/// Review of stop 55: an event waiting for a URL that failed for good and
+/// that a newer callback queued again was not a waiter of the new try (only
+/// the newer callback was): its `after_archive` delivery waited for its
+/// re-check, minutes after the try ended.
+#[tokio::test]
+async fn an_earlier_event_is_woken_by_the_new_try_of_a_url_a_newer_callback_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let now = crate::clock::now_ms();
+    let first = store.append(event("t1", &[A, B], now)).await.unwrap().id;
+    let mut later = store.work_source("later").unwrap();
+    let w = later_take(&mut later, now).await.remove(0);
+    let recheck = now + 300_000;
+    store
+        .record(&w.ticket, None, Outcome::Defer { due_ms: recheck })
+        .await
+        .unwrap();
+    later.done(&w.ticket).await;
+    let mut media = store.media_source();
+    let tries = media.take(10, now).await.unwrap();
+    let try_of = |url: &str| tries.iter().find(|t| t.url == url).unwrap().ticket.clone();
+    let failed = MediaOutcome::Failed {
+        error: "refused".into(),
+    };
+    store.record_media(&try_of(A), failed).await.unwrap();
+    // A newer callback names the failed URL: tried again.
+    let second = store.append(event("t2", &[A], now + 1)).await.unwrap().id;
+    store.record_media(&try_of(B), stored(&"bb".repeat(32))).await.unwrap();
+    media.done(&try_of(A)).await;
+    media.done(&try_of(B)).await;
+    let again = media.take(10, now + 2).await.unwrap();
+    assert_eq!(again.iter().map(|t| t.url.as_str()).collect::<Vec<_>>(), vec![A]);
+    store
+        .record_media(&again[0].ticket, stored(&"aa".repeat(32)))
+        .await
+        .unwrap();
+    let due: Vec<EventId> = later_take(&mut later, crate::clock::now_ms())
+        .await
+        .iter()
+        .map(|w| w.event.id)
+        .collect();
+    assert!(
+        due.contains(&first),
+        "the earlier event waits for its re-check: {due:?}"
+    );
+    assert!(due.contains(&second), "{due:?}");
+    store.close().await;
+}
