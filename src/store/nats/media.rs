@@ -27,8 +27,12 @@ use super::queue::{create_json, get_json};
 use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{EventId, MediaFile, MediaItem, MediaState, StoreError, StoredFile};
 
-/// Rows a listing or a retention pass looks at, at most.
+/// Rows a listing looks at, or a retention pass forgets, at most (a pass
+/// looks at every row for the files they name).
+#[cfg(not(test))]
 pub(super) const SCAN_LIMIT: usize = 50_000;
+#[cfg(test)]
+pub(super) const SCAN_LIMIT: usize = 20;
 
 /// A media URL's row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,13 +289,26 @@ impl Shared {
         ))
     }
 
-    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash.
+    /// Every URL row (up to [`SCAN_LIMIT`]) with its hash: for listings.
     pub(super) async fn media_rows(&self) -> Result<Vec<(String, MediaRow)>, StoreError> {
         let values = self.latest_values(layout::MEDIA, "u.", SCAN_LIMIT).await?;
         Ok(values
             .into_iter()
             .filter_map(|(hash, v)| Some((hash, serde_json::from_slice(&v).ok()?)))
             .collect())
+    }
+
+    /// `visit` every URL row with its hash (however many), the row written
+    /// longest ago first, nothing kept: media retention must see them all
+    /// (a file named only by a row past a listing's limit is still named).
+    pub(super) async fn each_media_row(&self, mut visit: impl FnMut(&str, MediaRow)) -> Result<(), StoreError> {
+        self.each_latest(layout::MEDIA, "u.", |hash, v| {
+            if let Ok(row) = serde_json::from_slice(&v) {
+                visit(hash, row);
+            }
+            true
+        })
+        .await
     }
 }
 

@@ -29,19 +29,20 @@ impl Shared {
 impl NatsStore {
     /// Which of `digests` a URL row names as its stored file: media
     /// retention's check under the digests' locks, before it deletes the
-    /// others. It reads the URL rows, not the file rows, which the sweep
-    /// itself purges (a try that recorded the same bytes during the sweep
-    /// wrote both); a file row so purged is put back. One listing per call:
-    /// retention asks for a chunk of digests at once.
+    /// others. It reads the URL rows (every one), not the file rows, which
+    /// the sweep itself purges (a try that recorded the same bytes during the
+    /// sweep wrote both); a file row so purged is put back. One pass over the
+    /// rows per call: retention asks for a chunk of digests at once.
     pub async fn media_referenced(&self, digests: Vec<String>) -> Result<HashSet<String>, StoreError> {
         let asked: HashSet<String> = digests.into_iter().collect();
-        let rows = self.shared.media_rows().await?;
         let mut kept: HashMap<String, _> = HashMap::new();
-        for (_, r) in rows {
-            if let Some(d) = r.sha256().filter(|d| asked.contains(*d)) {
-                kept.entry(d.to_string()).or_insert(r);
-            }
-        }
+        self.shared
+            .each_media_row(|_, r| {
+                if let Some(d) = r.sha256().filter(|d| asked.contains(*d)) {
+                    kept.entry(d.to_string()).or_insert(r);
+                }
+            })
+            .await?;
         for (d, row) in &kept {
             if self.media_file(d.clone()).await?.is_none() {
                 self.shared.put_file_row(&row.state).await?;
@@ -50,42 +51,59 @@ impl NatsStore {
         Ok(kept.into_keys().collect())
     }
 
-    /// Forget the URLs that became final before `cutoff_ms`; returns how
-    /// many, and the digests no URL refers to any more (the caller deletes
-    /// those files): this pass's, and those an earlier one released and did
-    /// not settle (a `r.` row each until [`media_released_settled`]). Every
-    /// relay may run it: deleting twice is harmless.
+    /// Forget the URLs that became final before `cutoff_ms` (up to
+    /// [`SCAN_LIMIT`] a pass); returns how many, and the digests no URL
+    /// refers to any more (the caller deletes those files): this pass's, and
+    /// those an earlier one released and did not settle (a `r.` row each
+    /// until [`media_released_settled`]). Every relay may run it: deleting
+    /// twice is harmless. A file is freed only when no URL row names it,
+    /// among all of them (a listing's limit would leave out the rows written
+    /// last, a URL archived to the same bytes yesterday among them).
     ///
     /// [`media_released_settled`]: Self::media_released_settled
     pub async fn sweep_media(&self, cutoff_ms: u64) -> Result<(usize, Vec<String>), StoreError> {
-        let rows = self.shared.media_rows().await?;
+        let mut old = Vec::new();
+        self.shared
+            .each_media_row(|hash, row| {
+                if row.is_final() && row.at_ms < cutoff_ms && old.len() < SCAN_LIMIT {
+                    old.push(hash.to_string());
+                }
+            })
+            .await?;
         let bucket = self.shared.media()?;
-        let (mut removed, mut freed, mut kept) = (0, HashSet::new(), HashSet::new());
-        for (hash, row) in rows {
-            if row.is_final() && row.at_ms < cutoff_ms {
-                // Read again with its revision and purged only if unchanged:
-                // a callback naming the URL meanwhile restarted its retention.
-                let purged = match self.shared.media_row(&hash).await? {
-                    Some((now, revision)) if now.is_final() && now.at_ms < cutoff_ms => bucket
-                        .purge_expect_revision(layout::media_key(&hash), Some(revision))
-                        .await
-                        .is_ok(),
-                    _ => false,
-                };
-                if purged {
-                    self.shared.wrote(1);
-                    removed += 1;
-                    if let Some(sha) = row.sha256() {
-                        freed.insert(sha.to_string());
-                    }
-                    continue;
+        let (mut removed, mut freed) = (0, HashSet::new());
+        for hash in old {
+            // Read again with its revision and purged only if unchanged:
+            // a callback naming the URL meanwhile restarted its retention.
+            let Some((now, revision)) = self.shared.media_row(&hash).await? else {
+                continue;
+            };
+            if !(now.is_final() && now.at_ms < cutoff_ms) {
+                continue;
+            }
+            let purged = bucket
+                .purge_expect_revision(layout::media_key(&hash), Some(revision))
+                .await
+                .is_ok();
+            if purged {
+                self.shared.wrote(1);
+                removed += 1;
+                if let Some(sha) = now.sha256() {
+                    freed.insert(sha.to_string());
                 }
             }
-            if let Some(sha) = row.sha256() {
-                kept.insert(sha.to_string());
-            }
         }
-        for sha in freed.difference(&kept) {
+        if !freed.is_empty() {
+            // Still named by a row this pass kept (or wrote meanwhile): kept.
+            self.shared
+                .each_media_row(|_, row| {
+                    if let Some(sha) = row.sha256() {
+                        freed.remove(sha);
+                    }
+                })
+                .await?;
+        }
+        for sha in &freed {
             // Released before the file row goes: a pass cut short in
             // between leaves it released, for the next one.
             self.shared.release_file(sha).await?;

@@ -119,3 +119,48 @@ fn an_operators_retry_waits_for_the_callbacks_verification() {
         s.close().await;
     });
 }
+
+/// Archive `url` (its own event) as a file whose digest is `sha` repeated.
+async fn archive(s: &Store, source: &mut MediaSource, url: &str, sha: &str) {
+    use sha2::{Digest, Sha256};
+    let mut e = event(Origin::Callback, url, None);
+    e.dedupe_hash = Sha256::digest(url.as_bytes()).into();
+    e.media = vec![url.to_string()];
+    s.append(e).await.unwrap();
+    let w = take_one(source).await;
+    assert_eq!(w.url, url);
+    s.record_media(&w.ticket, stored(sha)).await.unwrap();
+    source.done(&w.ticket).await;
+}
+
+/// Review of stop 55: media retention read the URL rows through a listing
+/// cut at `SCAN_LIMIT` rows, the rows written longest ago first, so a URL
+/// archived lately to the same bytes as one retention forgets was not seen:
+/// the file it names was released and deleted. Every row is read now.
+#[test]
+fn retention_keeps_a_file_named_by_a_row_past_a_listings_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let mut source = s.media_source();
+        // The same bytes under two URLs: the first row written and the last.
+        archive(&s, &mut source, "https://cdn.example/old/same.mp4", "dd").await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = crate::clock::now_ms();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for i in 0..super::media::SCAN_LIMIT {
+            let url = format!("https://cdn.example/filler/{i:03}.png");
+            archive(&s, &mut source, &url, &format!("{i:02x}")).await;
+        }
+        archive(&s, &mut source, "https://cdn.example/new/same.mp4", "dd").await;
+        let (removed, released) = s.sweep_media(cutoff).await.unwrap();
+        assert_eq!(removed, 1, "the old URL is forgotten");
+        let same = "dd".repeat(32);
+        assert!(!released.contains(&same), "released a file a URL names: {released:?}");
+        let named = s.media_referenced(vec![same.clone()]).await.unwrap();
+        assert!(named.contains(&same), "{named:?}");
+        assert!(s.media_file(same).await.unwrap().is_some(), "its file row is gone");
+        s.close().await;
+    });
+}

@@ -116,15 +116,33 @@ impl Shared {
     }
 
     /// The latest value of every key of `bucket` starting with `prefix` (up
-    /// to `limit`), streamed by one ordered consumer on the bucket's stream
-    /// rather than a round trip per key: (the key after the prefix, value).
-    /// Deleted keys are left out.
+    /// to `limit`): (the key after the prefix, value). See [`Self::each_latest`].
     pub(super) async fn latest_values(
         &self,
         bucket: &str,
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let mut out = Vec::new();
+        self.each_latest(bucket, prefix, |key, value| {
+            out.push((key.to_string(), value));
+            out.len() < limit
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// `visit` the latest value of every key of `bucket` starting with
+    /// `prefix` (the key after the prefix, value), the key written longest
+    /// ago first, until it answers false: streamed by one ordered consumer
+    /// on the bucket's stream rather than a round trip per key, nothing
+    /// kept. Deleted keys are left out.
+    pub(super) async fn each_latest(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        mut visit: impl FnMut(&str, Bytes) -> bool,
+    ) -> Result<(), StoreError> {
         let stream = self.js.get_stream(format!("KV_{bucket}")).await.map_err(unavailable)?;
         let subject_prefix = format!("$KV.{bucket}.{prefix}");
         let consumer = stream
@@ -135,23 +153,22 @@ impl Shared {
             })
             .await
             .map_err(unavailable)?;
-        let mut out = Vec::new();
         if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
+            return Ok(());
         }
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         while let Some(m) = messages.try_next().await.map_err(unavailable)? {
             let pending = m.info().map(|i| i.pending).unwrap_or(0);
             let key = m.subject.as_str().strip_prefix(&subject_prefix).unwrap_or_default();
             // A deleted or purged key's last message is an empty marker.
-            if !key.is_empty() && !m.payload.is_empty() {
-                out.push((key.to_string(), m.payload.clone()));
+            if !key.is_empty() && !m.payload.is_empty() && !visit(key, m.payload.clone()) {
+                break;
             }
-            if pending == 0 || out.len() >= limit {
+            if pending == 0 {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
