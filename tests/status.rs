@@ -396,3 +396,27 @@ async fn the_status_names_the_store_by_its_absolute_path() {
     );
     assert!(real.is_dir(), "the store is where the status says");
 }
+
+/// Review of stop 55: the ACME directory URL was shown whole by the status
+/// (console, `hookrelay status`), credentials and query too, where logs and
+/// `check-config` show it redacted. A CA that does not answer: the status is
+/// there all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acme_directory_is_shown_without_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let directory = format!("https://acme-user:dir-pa55word@127.0.0.1:{closed}/dir?key=dir-k3y");
+    let cfg = TestConfig::new(dir.path())
+        .tls_acme(Acme::new(["hooks.example.com"], "ops@example.com", &directory))
+        .subscriber(Subscriber::new("s", "http://127.0.0.1:1/"));
+    let h = start(&cfg).await;
+    let (status, v) = admin(h.admin_addr, "GET", "/api/status").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let shown = v["certificates"][0]["acme"]["directory"].as_str().unwrap().to_string();
+    assert!(shown.contains(&format!("127.0.0.1:{closed}/dir")), "{v}");
+    let all = v.to_string();
+    for secret in ["dir-pa55word", "dir-k3y"] {
+        assert!(!all.contains(secret), "{secret} shown: {all}");
+    }
+    h.shutdown().await;
+}

@@ -57,7 +57,7 @@ fn certificates(app: &App) -> Vec<Value> {
         let settings = acme.settings();
         let mut state = st.to_json();
         state["domains"] = json!(settings.domains);
-        state["directory"] = json!(settings.directory);
+        state["directory"] = json!(crate::auth::redact_url(&settings.directory));
         state["state_dir"] = json!(acme.dir().display().to_string());
         return vec![json!({
             "source": "acme",
