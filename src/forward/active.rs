@@ -17,6 +17,9 @@ pub(super) struct Entry {
     /// The attempt number of the latest hand-out (its answer settles that one).
     pub(super) attempt: u32,
     pub(super) outcome: Option<Finished>,
+    /// Being posted to the local service (counted in flight), not merely
+    /// offered by a pull (one brought by the pull a stop cut short).
+    pub(super) posting: bool,
 }
 
 impl Active {
@@ -47,10 +50,18 @@ impl Active {
                         until,
                         attempt,
                         outcome: None,
+                        posting: false,
                     },
                 );
                 true
             }
+        }
+    }
+
+    /// `id` is being posted to the local service now.
+    pub(super) fn posting(&self, id: &str) {
+        if let Some(e) = self.map().get_mut(id) {
+            e.posting = true;
         }
     }
 

@@ -316,6 +316,7 @@ impl Delivery {
             self.status.acknowledged_again(&m.id, m.attempt);
             (Finished::delivered_before(m.id, keep_until, m.attempt), None)
         } else {
+            self.active.posting(&m.id);
             deliver(&self.local, &self.status, m, keep_until).await
         };
         if finished.end == End::Delivered {
@@ -357,7 +358,7 @@ pub(super) async fn hand_over(active: &Active, done: &mpsc::Sender<Finished>, st
         let f = match e.outcome {
             Some(f) => f,
             None => {
-                status.cut();
+                status.cut(e.posting);
                 Finished {
                     id,
                     end: End::Release,

@@ -141,6 +141,28 @@ async fn an_outcome_waiting_for_room_at_a_stop_still_reaches_the_acker() {
     );
 }
 
+/// Review of stop 55: a stop releasing messages a pull brought but no
+/// delivery started took them from the in-flight count, which wrapped
+/// (`18446744073709551615 in flight` on the last status line).
+#[tokio::test]
+async fn a_stop_releasing_unstarted_messages_counts_none_in_flight() {
+    let (done, mut rx) = mpsc::channel::<Finished>(4);
+    let Rig { status, active, .. } = rig("http://127.0.0.1:1/", done.clone(), Arc::default());
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    for id in ["evt_a", "evt_b"] {
+        assert!(active.offer(id, keep_until, 1));
+    }
+    hand_over(&active, &done, &status).await;
+    drop(done);
+    let mut released = 0;
+    while let Some(f) = rx.recv().await {
+        assert_eq!(f.end, End::Release);
+        released += 1;
+    }
+    assert_eq!(released, 2);
+    assert!(status.line().contains("0 in flight"), "{}", status.line());
+}
+
 /// The relay leases a message to us again while its outcome waits for room
 /// in the acker's queue: the outcome the acker gets is kept until the new
 /// lease is over (it kept the first lease's deadline, so a relay away then

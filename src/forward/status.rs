@@ -94,16 +94,27 @@ impl Status {
         *self.last_message.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
-    /// A message still being delivered when the forwarder stopped: released
-    /// to the relay (counted with the handed back).
-    pub fn cut(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// A message still being delivered (`posting`), or brought by a pull the
+    /// stop cut short, when the forwarder stopped: released to the relay
+    /// (counted with the handed back).
+    pub fn cut(&self, posting: bool) {
+        if posting {
+            self.landed();
+        }
         self.handed_back.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One fewer in flight (never below none: a delivery aborted between
+    /// its answer and its outcome's record is counted once).
+    fn landed(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// A message was POSTed locally: delivered (2xx) or to be handed back.
     pub fn finished(&self, id: &str, attempt: u32, result: &Result<http::StatusCode, String>, took: Duration) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.landed();
         let ms = took.as_millis() as u64;
         match result {
             Ok(s) if s.is_success() => {
