@@ -80,6 +80,7 @@ impl Pump {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
         let mut lease_checked = false;
+        let mut more_than_asked = false;
         let mut slow = SlowAnswers::default();
         // When the stop was seen while a pull's answer was arriving: the
         // stop's grace counts from then (one grace for the answer and the
@@ -158,7 +159,21 @@ impl Pump {
                             );
                         }
                     }
-                    for (m, permit) in answer.messages.into_iter().zip(permits.drain(..)) {
+                    let mut messages = answer.messages;
+                    let extra = messages.split_off(messages.len().min(permits.len()));
+                    if !extra.is_empty() {
+                        if !more_than_asked {
+                            more_than_asked = true;
+                            tracing::warn!(
+                                asked = permits.len(),
+                                got = permits.len() + extra.len(),
+                                "the relay sent more messages than the pull asked for (does a proxy between drop \
+                                 the query string, `?max=`?): the rest are released, offered again at once"
+                            );
+                        }
+                        release_now(extra, keep_until, &active, &self.unacked, &done_tx, &self.status).await;
+                    }
+                    for (m, permit) in messages.into_iter().zip(permits.drain(..)) {
                         if !active.offer(&m.id, keep_until, m.attempt) {
                             // Its lease ran out while our service still has it, and
                             // the relay leased it to us again: one delivery at a
@@ -271,6 +286,43 @@ impl SlowAnswers {
              a failed attempt), or lower --concurrency for smaller answers"
         );
         true
+    }
+}
+
+/// Messages a pull brought beyond its free slots, released at once
+/// (offered again, no retry step used), but one being delivered here (its
+/// running delivery's answer settles it) and one delivered here whose
+/// acknowledgement is not confirmed (acknowledged again).
+async fn release_now(
+    messages: Vec<wire::Message>,
+    keep_until: tokio::time::Instant,
+    active: &Active,
+    unacked: &Unacked,
+    done: &mpsc::Sender<Finished>,
+    status: &Status,
+) {
+    for m in messages {
+        if !active.offer(&m.id, keep_until, m.attempt) {
+            continue;
+        }
+        active.take(&m.id);
+        let f = match unacked.contains(&m.id) {
+            true => {
+                status.acknowledged_again(&m.id, m.attempt);
+                Finished::delivered_before(m.id, keep_until, m.attempt)
+            }
+            false => {
+                status.cut(false);
+                Finished {
+                    id: m.id,
+                    end: End::Release,
+                    local: None,
+                    keep_until,
+                    attempt: m.attempt,
+                }
+            }
+        };
+        let _ = done.send(f).await;
     }
 }
 

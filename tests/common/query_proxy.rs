@@ -1,0 +1,46 @@
+//! An HTTP proxy that drops every request's query string on the way (an
+//! nginx `proxy_pass http://relay$uri;`: `$uri` has no query), for the
+//! forwarder's pulls: the relay then answers with its defaults.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A proxy to `upstream` that passes each request on without its query;
+/// its address.
+pub async fn query_dropping_proxy(upstream: SocketAddr) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = l.accept().await {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let client = client.clone();
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().unwrap();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let answer = match client.request(Request::from_parts(parts, Full::new(body))).await {
+                            Ok(r) => {
+                                let (parts, body) = r.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                Response::from_parts(parts, Full::new(body))
+                            }
+                            Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
+                        };
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
