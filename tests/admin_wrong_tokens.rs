@@ -98,3 +98,39 @@ async fn the_first_refusal_is_logged_once_without_the_token() {
     assert!(warned[0].contains("WARN") && warned[0].contains("127.0.0.1"), "{log}");
     assert!(!log.contains(guess) && !log.contains(TOKEN), "{log}");
 }
+
+/// Review of stop 55: an admin token with a character outside ASCII (the
+/// config takes it) was never matched: the server read the `Authorization`
+/// header as visible ASCII only, so the CLI sending the file's own token
+/// was refused. Read as UTF-8 now; a pull token likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_a_character_outside_ascii_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin_token, pull_token) = ("clé-d’accès-9f3a7c1e", "jeton-pull-ü-4b8e2d");
+    let path = TestConfig::new(dir.path())
+        .admin_token(admin_token)
+        .subscriber(Subscriber::pull("laptop", pull_token))
+        .write();
+    let bin = Bin::start(&path, &[]);
+    let args = [
+        "--admin",
+        &format!("http://{}", bin.admin),
+        "--config",
+        &path.display().to_string(),
+        "status",
+    ];
+    let (ok, out, err) = cli_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(ok, "the file's own admin token refused: {err}");
+    assert!(out.contains("hookrelay"), "{out}");
+    let bearer = format!("Bearer {pull_token}");
+    let (s, _, body) = request(
+        bin.addr,
+        None,
+        "GET",
+        "/pull/laptop?wait=0",
+        &[("authorization", &bearer)],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(s, http::StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+}

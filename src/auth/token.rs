@@ -11,13 +11,15 @@ use super::Secret;
 /// `Bearer` (in any case, RFC 9110 §11.1; other lines, e.g. a proxy's own
 /// `Basic`, are passed over) and the first `?token=` (either may be right;
 /// never more than two guesses per request, but for a `?token=` with a `+`,
-/// read as a blank and as itself).
+/// read as a blank and as itself). A header's bytes are read as UTF-8: a
+/// token with a character outside ASCII (`clé…`, which the config takes) is
+/// sent so by the CLI, `forward`, curl and the console.
 pub fn presented_tokens(query: Option<&str>, headers: &HeaderMap) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
     let bearer = headers
         .get_all(http::header::AUTHORIZATION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
         .find_map(bearer_token);
     if let Some(t) = bearer {
         out.push(t.to_string());

@@ -24,8 +24,10 @@ export async function api(path, opts = {}) {
   const headers = { Accept: 'application/json' };
   const t = token();
   // A header cannot carry it (fetch would fail as if the API were down).
-  if (/[^\x20-\x7e]/.test(t)) throw new Unauthorized('the token holds a character a header cannot carry (an invisible one, pasted with it?)');
-  if (t) headers.Authorization = 'Bearer ' + t;
+  if (/[\x00-\x1f\x7f]/.test(t)) throw new Unauthorized('the token holds a character a header cannot carry (an invisible one, pasted with it?)');
+  // Sent as its UTF-8 bytes, as the CLI and curl send it (fetch sends each
+  // character of a header value as one byte, and refuses those above U+00FF).
+  if (t) headers.Authorization = 'Bearer ' + String.fromCharCode(...new TextEncoder().encode(t));
   // A stalled connection (a dead tunnel) must not hold the page for ever:
   // automatic refreshes wait for the one running.
   const init = { headers, credentials: 'omit', cache: 'no-store', signal: AbortSignal.timeout(60000) };
