@@ -429,3 +429,28 @@ fn the_deb_ships_the_forward_unit_naming_the_packaged_binary() {
         "build-deb.sh does not rewrite the forward unit"
     );
 }
+
+/// Review of stop 55: `init --systemd` wrote a subscriber URL's
+/// `user:password@` into the 0644 config.toml whose header says no secret is
+/// in it: refused, nothing written, the password not printed.
+#[test]
+fn init_systemd_refuses_a_subscriber_url_with_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("relay");
+    let url = "http://app:s3cret-pw@127.0.0.1:9000/cb";
+    let (ok, out, err) = cli(&[
+        "init",
+        "--systemd",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--subscriber-url",
+        url,
+    ]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("--subscriber-url") && err.contains("credential"), "{err}");
+    assert!(!format!("{out}{err}").contains("s3cret-pw"), "{err}");
+    assert!(!dir.join("config.toml").exists(), "written anyway");
+    // Without --systemd the config is 0600 with its secrets inline: taken.
+    let (ok, _, err) = cli(&["init", "--dir", dir.to_str().unwrap(), "--subscriber-url", url]);
+    assert!(ok, "{err}");
+}

@@ -207,6 +207,28 @@ secret = {subscriber_secret}
     )
 }
 
+/// `--systemd` writes a config every local user can read (the unit's
+/// dynamic user reads it; the secrets are credentials): a subscriber URL
+/// with `user:password@` in it would put a secret there, under a header
+/// saying there is none.
+fn refuse_credentials_in_url(url: &str) -> Result<(), String> {
+    let Ok(u) = url::Url::parse(url) else {
+        return Ok(()); // check-config's parse names what is wrong with it
+    };
+    if u.username().is_empty() && u.password().is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "nothing written: --subscriber-url {} holds credentials (user:password@), and --systemd writes \
+         config.toml readable by every local user (the unit's dynamic user reads it; the secrets are \
+         systemd credentials): give the URL without them, then add to the subscriber \
+         headers = {{ Authorization = {{ credential = \"subscriber-auth\" }} }}, write \
+         \"Basic <base64 of user:password>\" to secrets/subscriber-auth (mode 0600) and a \
+         LoadCredential=subscriber-auth:<dir>/secrets/subscriber-auth line to the unit",
+        crate::auth::redact_url(url)
+    ))
+}
+
 pub fn run(args: &InitArgs) -> ExitCode {
     match init(args) {
         Ok(steps) => {
@@ -245,6 +267,9 @@ fn init(args: &InitArgs) -> Result<String, String> {
         },
         dir: &shown_dir,
     };
+    if args.systemd {
+        refuse_credentials_in_url(&args.subscriber_url)?;
+    }
     let config_path = args.dir.join("config.toml");
     let inline = render(&settings, Some(&secrets));
     // The same text check-config would see (with the credentials resolved).
