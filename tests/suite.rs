@@ -46,6 +46,7 @@ mod forward_acks;
 mod forward_args;
 mod forward_deaf_local;
 mod forward_h2;
+mod forward_local_answers;
 mod forward_more_than_asked;
 mod forward_stop;
 mod hostile_http;

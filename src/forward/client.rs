@@ -370,8 +370,17 @@ impl Local {
             .map_err(|e| crate::error_chain::error_chain(&e))?;
         // The status decides, as for a push delivery: the rest of the answer
         // is read only after the outcome went to the acker (`Answer::drain`).
+        let retry_after = match crate::delivery::retry::classify(
+            resp.status(),
+            resp.headers().get(header::RETRY_AFTER),
+            crate::clock::time_of_day(),
+        ) {
+            crate::delivery::retry::Verdict::Retry { after } => after,
+            _ => None,
+        };
         Ok(Answer {
             status: resp.status(),
+            retry_after,
             rest: resp.into_body(),
             deadline,
         })
@@ -381,6 +390,9 @@ impl Local {
 /// The local service's answer: its status decides; the rest is read after.
 pub struct Answer {
     pub status: StatusCode,
+    /// The wait its `Retry-After` asks for (on 429, 502, 503, 504, as a
+    /// push subscriber's counts), for the relay's retry schedule.
+    pub retry_after: Option<Duration>,
     rest: hyper::body::Incoming,
     /// The delivery's deadline, which bounds reading the rest too.
     deadline: tokio::time::Instant,

@@ -441,7 +441,11 @@ async fn deliver(
     status.finished(&m.id, m.attempt, &result, started.elapsed());
     let (end, local) = match result.as_ref().is_ok_and(|s| s.is_success()) {
         true => (End::Delivered, None),
-        false => (End::HandBack, Some(wire::LocalAnswer::of(&result))),
+        false => {
+            let mut local = wire::LocalAnswer::of(&result);
+            local.retry_after_ms = rest.as_ref().and_then(|a| a.retry_after).map(|d| d.as_millis() as u64);
+            (End::HandBack, Some(local))
+        }
     };
     let finished = Finished {
         end,

@@ -132,6 +132,12 @@ pub struct LocalAnswer {
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The wait the local service's `Retry-After` asked for (on 429, 502,
+    /// 503, 504), in milliseconds: the retry waits at least that, capped by
+    /// the subscriber's `max_retry_after`, as for a push subscriber. Absent
+    /// from forwarders before it was added; ignored by relays before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl LocalAnswer {
@@ -156,14 +162,17 @@ impl LocalAnswer {
             Ok(s) if STATUSES.contains(&s.as_u16()) && !s.is_success() => LocalAnswer {
                 status: Some(s.as_u16()),
                 error: None,
+                retry_after_ms: None,
             },
             Ok(s) => LocalAnswer {
                 status: None,
                 error: error(&format!("answered with status {}, handed back", s.as_u16())),
+                retry_after_ms: None,
             },
             Err(e) => LocalAnswer {
                 status: None,
                 error: error(e),
+                retry_after_ms: None,
             },
         }
     }

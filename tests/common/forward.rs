@@ -41,6 +41,7 @@ pub struct Got {
 }
 
 /// How the local service answers: status and how long it takes, by (id, how many times seen before).
+/// A `429` comes with `Retry-After: 2`.
 pub type Plan = Arc<dyn Fn(&str, usize) -> (u16, Duration) + Send + Sync>;
 
 /// The private service behind the forwarder.
@@ -127,6 +128,10 @@ impl Local {
         });
         let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
         *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        if status == 429 {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("2"));
+        }
         resp
     }
 

@@ -82,7 +82,21 @@ pub(super) fn handed_back(
         None => HANDED_BACK.to_string(),
     };
     let status = local.and_then(|l| l.status);
-    failed(work, number, at_ms, sub, status, error, Cause::Answer)
+    // As a push subscriber's answer counts: `410` ends the delivery, a
+    // `Retry-After` lengthens the wait (capped by `max_retry_after`).
+    if status == Some(410) {
+        return Settled {
+            ticket: work.ticket,
+            event: work.event.id,
+            attempt: Some(attempt(number, at_ms, status, Some(error))),
+            outcome: Outcome::Dead {
+                error: "HTTP 410 Gone: the local service wants no more deliveries of it".into(),
+            },
+            cause: Cause::Answer,
+        };
+    }
+    let after = local.and_then(|l| l.retry_after_ms).map(Duration::from_millis);
+    failed_after(work, number, at_ms, sub, status, error, Cause::Answer, after)
 }
 
 /// The lease ran out before an answer (the forwarder died, its service is
@@ -118,7 +132,22 @@ fn failed(
     error: String,
     cause: Cause,
 ) -> Settled {
-    let outcome = match sub.retry.next_delay(work.step, None) {
+    failed_after(work, number, at_ms, sub, status, error, cause, None)
+}
+
+/// [`failed`], the retry no sooner than `retry_after` (capped).
+#[allow(clippy::too_many_arguments)]
+fn failed_after(
+    work: Work,
+    number: u32,
+    at_ms: u64,
+    sub: &Subscriber,
+    status: Option<u16>,
+    error: String,
+    cause: Cause,
+    retry_after: Option<Duration>,
+) -> Settled {
+    let outcome = match sub.retry.next_delay(work.step, retry_after) {
         Some(delay) => Outcome::Retry {
             due_ms: clock::now_ms() + delay.as_millis() as u64,
         },
