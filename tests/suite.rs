@@ -47,6 +47,7 @@ mod forward_args;
 mod forward_deaf_local;
 mod forward_h2;
 mod forward_local_answers;
+mod forward_local_down;
 mod forward_more_than_asked;
 mod forward_stop;
 mod hostile_http;

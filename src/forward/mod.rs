@@ -4,6 +4,7 @@
 //! ([`client`]), POSTs each message to the local service with its headers and
 //! original bytes ([`pump`]), acknowledges after a local `2xx` and hands back
 //! otherwise ([`acker`]), reconnects with back-off and jitter ([`backoff`]),
+//! pulls one message at a time while the local service fails ([`pause`]),
 //! and shows what it does ([`status`]). A message offered again after a
 //! local `2xx` whose acknowledgement the relay never got is acknowledged,
 //! not posted twice ([`unacked`]). SIGTERM/SIGINT stop it cleanly.
@@ -18,6 +19,7 @@ pub mod backoff;
 pub mod client;
 #[cfg(test)]
 mod client_tests;
+pub mod pause;
 pub mod pump;
 #[cfg(test)]
 mod pump_tests;

@@ -16,6 +16,7 @@ pub(super) use super::active::Active;
 use super::active::Entry;
 use super::backoff::Backoff;
 use super::client::{Answer, Local, Relay, RelayError};
+use super::pause::Pause;
 use super::status::Status;
 use super::unacked::Unacked;
 use crate::pull::wire::{self, MAX_PER_PULL};
@@ -86,14 +87,30 @@ impl Pump {
         // stop's grace counts from then (one grace for the answer and the
         // deliveries, inside the unit's `TimeoutStopSec`).
         let mut stop_seen = None;
+        let mut pause = Pause::default();
         loop {
             while deliveries.try_join_next().is_some() {}
+            // The local service failing every delivery: one message at a
+            // time, once those in flight are answered, after a pause.
+            let one = match pause.before_pull(self.status.failing()) {
+                Some(wait) => {
+                    let paused = async {
+                        while deliveries.join_next().await.is_some() {}
+                        tokio::time::sleep(wait).await;
+                    };
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = paused => true,
+                    }
+                }
+                None => false,
+            };
             let first = tokio::select! {
                 _ = stop.changed() => break,
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
             let mut permits = vec![first];
-            while permits.len() < MAX_PER_PULL {
+            while permits.len() < MAX_PER_PULL && !one {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,

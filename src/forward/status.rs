@@ -36,6 +36,8 @@ pub struct Status {
     /// not confirm: acknowledged again, not posted twice.
     not_twice: AtomicU64,
     in_flight: AtomicUsize,
+    /// Local deliveries failed since the last one delivered.
+    failing: std::sync::atomic::AtomicU32,
     link: Mutex<Link>,
     last_message: Mutex<Option<Instant>>,
 }
@@ -49,6 +51,7 @@ impl Status {
             handed_back: AtomicU64::new(0),
             not_twice: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            failing: std::sync::atomic::AtomicU32::new(0),
             link: Mutex::new(Link::Connecting),
             last_message: Mutex::new(None),
         }
@@ -94,6 +97,11 @@ impl Status {
         *self.last_message.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
+    /// Local deliveries failed in a row (since the last one delivered).
+    pub fn failing(&self) -> u32 {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// A message still being delivered (`posting`), or brought by a pull the
     /// stop cut short, when the forwarder stopped: released to the relay
     /// (counted with the handed back).
@@ -116,6 +124,10 @@ impl Status {
     pub fn finished(&self, id: &str, attempt: u32, result: &Result<http::StatusCode, String>, took: Duration) {
         self.landed();
         let ms = took.as_millis() as u64;
+        match result.as_ref().is_ok_and(|s| s.is_success()) {
+            true => self.failing.store(0, Ordering::Relaxed),
+            false => _ = self.failing.fetch_add(1, Ordering::Relaxed),
+        }
         match result {
             Ok(s) if s.is_success() => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);

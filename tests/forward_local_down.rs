@@ -1,0 +1,53 @@
+//! The private service failing every delivery for a while (a redeploy, a
+//! crash): the forwarder pulls one message at a time with a pause between
+//! tries instead of burning the backlog's retry schedule at full speed (each
+//! message pulled failed at once, and with a short schedule the whole
+//! backlog was dead letters within a second), and pulls at full speed again
+//! once a delivery succeeds.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_private_service_does_not_burn_the_backlogs_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "local-down-pull-token";
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", token).lease(secs(30)).retry([ms(200); 3]))
+        .write();
+    let relay = Bin::start(&path, &[]);
+    let ids = send_spaced(relay.addr, "down", 20, Duration::ZERO).await;
+    // Down for its first 3 s (answering 503), then well.
+    let up_at = Instant::now() + secs(3);
+    let local = Local::start(Arc::new(move |_, _| {
+        (if Instant::now() < up_at { 503 } else { 200 }, Duration::ZERO)
+    }))
+    .await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(relay.addr, "laptop"), &local.url(), token, &[]);
+    let delivered = |g: &[Got]| {
+        let ok: std::collections::HashSet<&str> =
+            g.iter().filter(|x| x.ended >= up_at).map(|x| x.id.as_str()).collect();
+        ok.len()
+    };
+    // Each message has four attempts (200 ms apart): without the pause all
+    // twenty were spent within a second. With it a few tries are made (the
+    // first pull's, then one at a time), and every message that kept an
+    // attempt is delivered once the service is back.
+    local
+        .wait_for(secs(30), "the deliveries after the outage", |g| delivered(g) >= 16)
+        .await;
+    let tries_down = local.all().iter().filter(|x| x.ended < up_at).count();
+    assert!(tries_down <= 15, "{tries_down} tries while the service was down");
+    let (_, v) = admin(relay.admin, "GET", "/api/dead-letters").await;
+    let dead = v["dead_letters"].as_array().unwrap().len();
+    assert!(dead <= 3, "{dead} dead letters of {}: {v}", ids.len());
+    assert!(
+        fwd.log_text().contains("pulling one message at a time"),
+        "{}",
+        fwd.log_text()
+    );
+}
