@@ -316,7 +316,7 @@ pub(super) async fn run(
     match recorded {
         Ok(()) => true,
         Err(e) => {
-            tracing::error!(url = %url, error = %e, "cannot record the media result; it is tried again after a restart");
+            tracing::error!(url = %url, error = %e, "cannot record the media result; it is recorded or tried again after a restart (in cluster mode once nats.takeover has passed)");
             false
         }
     }

@@ -34,6 +34,13 @@ pub(super) const SCAN_LIMIT: usize = 50_000;
 #[cfg(test)]
 pub(super) const SCAN_LIMIT: usize = 20;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the next file row write on this thread fails, as when NATS
+    /// fails between a try's URL row and its file row.
+    pub(super) static FAIL_FILE_ROW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A media URL's row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct MediaRow {
@@ -213,6 +220,10 @@ impl Shared {
 
     /// The file row of a URL row naming a stored file.
     pub(super) async fn put_file_row(&self, state: &RowState) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if FAIL_FILE_ROW.with(|f| f.replace(false)) {
+            return Err(unavailable("a file row write failed (test)"));
+        }
         if let RowState::Stored {
             sha256,
             size,

@@ -131,6 +131,12 @@ impl NatsMediaCursor {
             }
         };
         if row.work != r.seq || row.is_final() {
+            // This work's try recorded its URL row but not its file row
+            // (NATS failed in between, the message was left unsettled): the
+            // file row now, or the stored file is never served.
+            if row.work == r.seq {
+                self.shared.put_file_row(&row.state).await?;
+            }
             return self.settle(r, AckKind::Ack).await;
         }
         if let RowState::Pending { due_ms } = row.state {

@@ -164,3 +164,36 @@ fn retention_keeps_a_file_named_by_a_row_past_a_listings_limit() {
         s.close().await;
     });
 }
+
+/// Review of stop 55: a try whose URL row was written `stored` and whose
+/// file row was not (NATS failed in between) left the file unservable for
+/// good: the work, back after `takeover`, found its row final and was
+/// settled without the file row. It writes the file row now.
+#[test]
+fn a_file_row_left_unwritten_is_written_when_the_work_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        let mut e = event(Origin::Callback, URL, None);
+        e.media = vec![URL.to_string()];
+        s.append(e).await.unwrap();
+        let mut source = s.media_source();
+        let w = take_one(&mut source).await;
+        super::media::FAIL_FILE_ROW.with(|f| f.set(true));
+        assert!(s.record_media(&w.ticket, stored("ef")).await.is_err());
+        let sha = "ef".repeat(32);
+        assert!(s.media_file(sha.clone()).await.unwrap().is_none());
+        // The message comes again after `takeover` (1 s here).
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while s.media_file(sha.clone()).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < end, "the file row was never written");
+            assert!(
+                source.take(1, crate::clock::now_ms()).await.unwrap().is_empty(),
+                "final: no new try"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        s.close().await;
+    });
+}
