@@ -32,6 +32,13 @@ use crate::store::{DeliveryState, EventId, Replayed, StoreError};
 const GRACE_MS: u64 = 30_000;
 /// Replay messages looked at, at most, for one that carries a delivery.
 const SCAN_LIMIT: usize = 10_000;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: a replay of this subscriber's delivery fails on this thread.
+    pub(in crate::store::nats) static FAIL_REPLAY_OF: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
 /// How long a replay's writes for one delivery (its mark, its message, the
 /// undo of a mark whose message was not stored) are tried again, together,
 /// while NATS does not answer (a stream whose leader died elects another
@@ -69,6 +76,10 @@ impl NatsStore {
     /// it is still pending with the consumer (or, for a dead-letter replay,
     /// no longer dead). Whether it was queued.
     async fn replay_one(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<bool, StoreError> {
+        #[cfg(test)]
+        if FAIL_REPLAY_OF.with(|f| f.borrow().as_deref() == Some(sub)) {
+            return Err(unavailable("NATS did not answer (test)"));
+        }
         // Read again when a mark on a pending delivery met a write (its
         // attempt's outcome, say: a dead letter now, queued by the next
         // read), after a pause (a replica read may lag behind the write).
@@ -312,17 +323,24 @@ impl NatsStore {
         };
         let configured = self.configured();
         let mut out = Vec::new();
+        let mut failed = Vec::new();
         for sub in &ev.meta.subscribers {
             if only.as_ref().is_some_and(|o| o != sub) || !configured(&route, sub) {
                 continue;
             }
-            let queued = self.replay_one(&route, seq, sub, Asked::Event).await?;
-            out.push(Replayed {
-                subscriber: sub.clone(),
-                queued,
-            });
+            // One subscriber's failure does not keep the others from theirs.
+            match self.replay_one(&route, seq, sub, Asked::Event).await {
+                Ok(queued) => out.push(Replayed {
+                    subscriber: sub.clone(),
+                    queued,
+                }),
+                Err(e) => failed.push((sub.clone(), e)),
+            }
         }
-        Ok(Some(out))
+        match failed.into_iter().next() {
+            None => Ok(Some(out)),
+            Some((sub, e)) => Err(partly_replayed(id, &sub, e, &out)),
+        }
     }
 
     /// Each letter dead when the call starts, once: one that another replay
@@ -351,6 +369,37 @@ impl NatsStore {
         Ok(counts)
     }
 }
+
+/// A replay of `id` that failed for subscriber `sub` (and perhaps others
+/// after it) with `e`, having done `done`: the same error, saying what was
+/// done and how to ask again for the rest.
+fn partly_replayed(id: EventId, sub: &str, e: StoreError, done: &[Replayed]) -> StoreError {
+    let names = |queued: bool| {
+        let n: Vec<&str> = done
+            .iter()
+            .filter(|r| r.queued == queued)
+            .map(|r| r.subscriber.as_str())
+            .collect();
+        n.join(", ")
+    };
+    let mut said = format!("not replayed to {sub:?}");
+    if done.iter().any(|r| r.queued) {
+        said.push_str(&format!("; queued for {}", names(true)));
+    }
+    if done.iter().any(|r| !r.queued) {
+        said.push_str(&format!("; already pending for {}", names(false)));
+    }
+    let said = format!("{said}: ask again (`hookrelay replay {id}`; those queued answer already_pending)");
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(format!("{why}; {said}")),
+        StoreError::Engine(why) => StoreError::Engine(format!("{why}; {said}")),
+        e => e,
+    }
+}
+
+#[cfg(test)]
+#[path = "replay_partial_tests.rs"]
+mod partial_tests;
 
 #[cfg(test)]
 mod tests {
