@@ -4,15 +4,18 @@
 //! too short to be looked for by value ([`super::redact_bytes`]).
 
 /// `text` with the value of every `token` query parameter of a URL in it
-/// replaced by `<redacted>`: after `?` or `&` (also written `\u0026`, as Go's
-/// JSON encoder does, or `&amp;`), the name in any case; and in a URL
+/// replaced by `<redacted>`: after `?` or `&` (also written `\u003f`,
+/// `\u0026`, as JSON encoders escape them, or `&amp;`, `&#38;`, `&#x26;`),
+/// the name in any case, its `=` also `\u003d`; and in a URL
 /// percent-encoded inside another's query (`%3Ftoken%3D…`, up to `%26`).
-/// The same bytes back when there is none.
+/// The value runs to what ends a URL in text: a quote, a backslash, `&`,
+/// `#`, `<`, `>`, a space (more hidden rather than less). The same bytes
+/// back when there is none.
 pub fn hide_token_params(text: bytes::Bytes) -> bytes::Bytes {
     let mut out: Vec<u8> = Vec::new();
     let mut from = 0;
     let mut at = 0;
-    while let Some(n) = memchr::memchr2(b'=', b'%', &text[at..]) {
+    while let Some(n) = memchr::memchr3(b'=', b'%', b'\\', &text[at..]) {
         let eq = at + n;
         at = eq + 1;
         let Some(value) = value_after(&text, eq) else {
@@ -39,6 +42,8 @@ fn value_after(text: &[u8], eq: usize) -> Option<std::ops::Range<usize>> {
     let (encoded, start) = match text[eq] {
         b'=' => (false, eq + 1),
         _ if has_at(text, eq, b"%3d") => (true, eq + 3),
+        // JSON encoders (Gson) may escape `=` too.
+        _ if has_at(text, eq, br"\u003d") => (false, eq + 6),
         _ => return None,
     };
     let name = eq.checked_sub(5)?;
@@ -50,8 +55,9 @@ fn value_after(text: &[u8], eq: usize) -> Option<std::ops::Range<usize>> {
         false => {
             before.ends_with(b"?")
                 || before.ends_with(b"&")
-                || ends_with_ci(before, b"\\u0026")
-                || ends_with_ci(before, b"&amp;")
+                || [&br"\u0026"[..], br"\u003f", b"&amp;", b"&#38;", b"&#x26;"]
+                    .iter()
+                    .any(|sep| ends_with_ci(before, sep))
         }
         true => ends_with_ci(before, b"%3f") || ends_with_ci(before, b"%26"),
     };
@@ -70,7 +76,7 @@ fn ends_value(text: &[u8], i: usize, encoded: bool) -> bool {
     let b = text[i];
     b.is_ascii_whitespace()
         || b.is_ascii_control()
-        || b"&#\"'\\<>`()[]{},;".contains(&b)
+        || b"&#\"'\\<>`".contains(&b)
         || (encoded && (has_at(text, i, b"%26") || has_at(text, i, b"%23")))
 }
 
@@ -115,6 +121,14 @@ mod tests {
                 "cb=https%3A%2F%2Fr%2Fh%3Ftoken%3D<redacted>%26x%3D1",
             ),
             ("a?token=x b?token=yz", "a?token=<redacted> b?token=<redacted>"),
+            (
+                r#"{"u":"https://r/h?a=1\u0026token\u003dk3y,9(x)"}"#,
+                r#"{"u":"https://r/h?a=1\u0026token\u003d<redacted>"}"#,
+            ),
+            (
+                "<a href='/h?a=1&#38;token=k3y'>",
+                "<a href='/h?a=1&#38;token=<redacted>'>",
+            ),
         ] {
             assert_eq!(hidden(quoted), shown, "{quoted}");
         }

@@ -1,6 +1,6 @@
 // An admin token with characters outside ASCII, driven by tests/console.rs:
 // the page sends its UTF-8 bytes (as the CLI and curl do), and lists the
-// events. Env: ADMIN_URL, ADMIN_TOKEN, EVENT_IDS, CHROMIUM.
+// events; one pasted with an invisible character is refused, saying so. Env: ADMIN_URL, ADMIN_TOKEN, EVENT_IDS, CHROMIUM.
 
 import { env, inChromium } from './page.mjs';
 const ids = env('EVENT_IDS').split(',');
@@ -8,6 +8,11 @@ const ids = env('EVENT_IDS').split(',');
 await inChromium('token', async (page, errors) => {
   await page.goto(`${env('ADMIN_URL')}/ui`);
   await page.waitForSelector('#login:not([hidden])');
+  // Pasted with a zero-width space: said so, not sent.
+  await page.fill('#token', env('ADMIN_TOKEN') + '\u200b');
+  await page.click('#login button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#login-msg')?.textContent.includes('invisible character'),
+    null, { timeout: 15000 });
   await page.fill('#token', env('ADMIN_TOKEN'));
   await page.click('#login button[type=submit]');
   for (const id of ids) await page.waitForSelector(`#events-table tr[data-id="${id}"]`, { timeout: 15000 });

@@ -25,6 +25,8 @@ export async function api(path, opts = {}) {
   const t = token();
   // A header cannot carry it (fetch would fail as if the API were down).
   if (/[\x00-\x1f\x7f]/.test(t)) throw new Unauthorized('the token holds a character a header cannot carry (an invisible one, pasted with it?)');
+  // Pasted with an invisible character (a zero-width space, a byte order mark): say so rather than send it.
+  if (/[\x80-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]/.test(t)) throw new Unauthorized('the token holds an invisible character (pasted with it?)');
   // Sent as its UTF-8 bytes, as the CLI and curl send it (fetch sends each
   // character of a header value as one byte, and refuses those above U+00FF).
   if (t) headers.Authorization = 'Bearer ' + String.fromCharCode(...new TextEncoder().encode(t));
