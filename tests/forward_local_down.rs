@@ -21,14 +21,21 @@ async fn a_failing_private_service_does_not_burn_the_backlogs_retries() {
         .write();
     let relay = Bin::start(&path, &[]);
     let ids = send_spaced(relay.addr, "down", 20, Duration::ZERO).await;
-    // Down for its first 3 s (answering 503), then well.
-    let up_at = Instant::now() + secs(3);
+    // Down for 3 s from the first delivery it gets (answering 503), then well.
+    let first = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let first_at = first.clone();
     let local = Local::start(Arc::new(move |_, _| {
+        let up_at = *first_at.get_or_init(Instant::now) + secs(3);
         (if Instant::now() < up_at { 503 } else { 200 }, Duration::ZERO)
     }))
     .await;
     let fwd = Forwarder::start(dir.path(), &pull_url(relay.addr, "laptop"), &local.url(), token, &[]);
+    let up_at = || *first.get().expect("a delivery came") + secs(3);
     let delivered = |g: &[Got]| {
+        let Some(first) = first.get() else {
+            return 0;
+        };
+        let up_at = *first + secs(3);
         let ok: std::collections::HashSet<&str> =
             g.iter().filter(|x| x.ended >= up_at).map(|x| x.id.as_str()).collect();
         ok.len()
@@ -40,13 +47,40 @@ async fn a_failing_private_service_does_not_burn_the_backlogs_retries() {
     local
         .wait_for(secs(30), "the deliveries after the outage", |g| delivered(g) >= 16)
         .await;
-    let tries_down = local.all().iter().filter(|x| x.ended < up_at).count();
+    let tries_down = local.all().iter().filter(|x| x.ended < up_at()).count();
     assert!(tries_down <= 15, "{tries_down} tries while the service was down");
     let (_, v) = admin(relay.admin, "GET", "/api/dead-letters").await;
     let dead = v["dead_letters"].as_array().unwrap().len();
     assert!(dead <= 3, "{dead} dead letters of {}: {v}", ids.len());
     assert!(
         fwd.log_text().contains("pulling one message at a time"),
+        "{}",
+        fwd.log_text()
+    );
+}
+
+/// A `410` is the service's answer, not its failure (as for a push
+/// subscriber's circuit breaker): a run of them does not pause the pulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_410s_does_not_pause_the_pulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "local-gone-pull-token";
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", token).lease(secs(30)).retry([ms(200); 3]))
+        .write();
+    let relay = Bin::start(&path, &[]);
+    let gone = send_spaced(relay.addr, "gone", 8, Duration::ZERO).await;
+    let wanted = send_spaced(relay.addr, "wanted", 20, Duration::ZERO).await;
+    let gone_ids = gone.clone();
+    let local = Local::start(Arc::new(move |id, _| {
+        (if gone_ids.iter().any(|g| g == id) { 410 } else { 200 }, Duration::ZERO)
+    }))
+    .await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(relay.addr, "laptop"), &local.url(), token, &[]);
+    // At full speed: well within the first pause's second or more per message.
+    local.wait_all(secs(8), &wanted).await;
+    assert!(
+        !fwd.log_text().contains("pulling one message at a time"),
         "{}",
         fwd.log_text()
     );

@@ -17,17 +17,27 @@ pub const PAUSE_AFTER: u32 = 5;
 /// Where the forwarder stands with its local service.
 pub struct Pause {
     backoff: Backoff,
+    /// The failures in a row at the last pause: a pull that brought nothing
+    /// to try (or a relay away) fails nothing, and the next try is not put
+    /// off longer for it.
+    seen: u32,
 }
 
 impl Default for Pause {
     fn default() -> Pause {
         Pause {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+            seen: 0,
         }
     }
 }
 
 impl Pause {
+    /// Whether `failures` in a row pause the pulls.
+    pub fn would_pause(&self, failures: u32) -> bool {
+        failures >= PAUSE_AFTER
+    }
+
     /// With `failures` failed deliveries in a row now: the wait before the
     /// next pull, which then takes one message (None: pull at full speed).
     /// Says so when the pause starts and when it ends.
@@ -37,8 +47,13 @@ impl Pause {
                 tracing::info!("the local service delivered again: pulling at full speed");
                 self.backoff.reset();
             }
+            self.seen = 0;
             return None;
         }
+        if failures == self.seen {
+            return Some(Duration::ZERO);
+        }
+        self.seen = failures;
         let wait = self.backoff.next_delay();
         if self.backoff.failures() == 1 {
             tracing::warn!(
@@ -64,6 +79,12 @@ mod tests {
         assert!(
             first <= Duration::from_secs(1) && second >= Duration::from_secs(1),
             "{first:?} {second:?}"
+        );
+        // Nothing tried since (an empty pull): no longer pause.
+        assert_eq!(p.before_pull(PAUSE_AFTER + 1), Some(Duration::ZERO));
+        assert!(
+            p.before_pull(PAUSE_AFTER + 2).unwrap() >= Duration::from_secs(2),
+            "doubled on the next failure"
         );
         assert_eq!(p.before_pull(0), None);
         assert!(

@@ -109,6 +109,12 @@ impl Pump {
                 _ = stop.changed() => break,
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
+            // Deliveries that failed while this waited for a slot may have
+            // reached the pause: not a full batch for them.
+            if !one && pause.would_pause(self.status.failing()) {
+                drop(first);
+                continue;
+            }
             let mut permits = vec![first];
             while permits.len() < MAX_PER_PULL && !one {
                 match slots.clone().try_acquire_owned() {
@@ -460,7 +466,10 @@ async fn deliver(
         true => (End::Delivered, None),
         false => {
             let mut local = wire::LocalAnswer::of(&result);
-            local.retry_after_ms = rest.as_ref().and_then(|a| a.retry_after).map(|d| d.as_millis() as u64);
+            local.retry_after_ms = rest
+                .as_ref()
+                .and_then(|a| a.retry_after)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             (End::HandBack, Some(local))
         }
     };

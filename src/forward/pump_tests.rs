@@ -283,6 +283,39 @@ async fn odd_local_answers_end_as_their_status_says() {
     }
 }
 
+/// A `Retry-After` the local service answers is passed on in
+/// milliseconds; one too long for them is the longest there is (it wrapped
+/// to a few hundred milliseconds: the schedule's next delay instead of the
+/// subscriber's `max_retry_after`). Only where it counts (429, 502, 503, 504).
+#[tokio::test]
+async fn a_local_retry_after_is_passed_on_in_milliseconds_however_long() {
+    for (raw, want) in [
+        (
+            &b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n"[..],
+            Some(7_000),
+        ),
+        (
+            &b"HTTP/1.1 503 Busy\r\nretry-after: 18446744073709552\r\ncontent-length: 0\r\n\r\n"[..],
+            Some(u64::MAX),
+        ),
+        (
+            &b"HTTP/1.1 500 Oops\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n"[..],
+            None,
+        ),
+    ] {
+        let (done, mut rx) = mpsc::channel::<Finished>(4);
+        let Rig {
+            task, active, _stop, ..
+        } = rig(&raw_service(raw).await, done, Arc::default());
+        let keep_until = Instant::now() + Duration::from_secs(60);
+        assert!(active.offer(ID, keep_until, 1));
+        task.run(message(ID), keep_until, false).await;
+        let f = rx.recv().await.unwrap();
+        let said = String::from_utf8_lossy(raw);
+        assert_eq!(f.local.expect("a hand-back").retry_after_ms, want, "{said}");
+    }
+}
+
 /// A pull answer with one message.
 fn one_message() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"messages": [{

@@ -124,7 +124,12 @@ impl Status {
     pub fn finished(&self, id: &str, attempt: u32, result: &Result<http::StatusCode, String>, took: Duration) {
         self.landed();
         let ms = took.as_millis() as u64;
-        match result.as_ref().is_ok_and(|s| s.is_success()) {
+        // A `410` is the service's answer, not its failure (as a push
+        // subscriber's circuit breaker counts it).
+        match result
+            .as_ref()
+            .is_ok_and(|s| s.is_success() || *s == http::StatusCode::GONE)
+        {
             true => self.failing.store(0, Ordering::Relaxed),
             false => _ = self.failing.fetch_add(1, Ordering::Relaxed),
         }
