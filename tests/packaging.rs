@@ -450,6 +450,17 @@ fn init_systemd_refuses_a_subscriber_url_with_credentials() {
     assert!(err.contains("--subscriber-url") && err.contains("credential"), "{err}");
     assert!(!format!("{out}{err}").contains("s3cret-pw"), "{err}");
     assert!(!dir.join("config.toml").exists(), "written anyway");
+    let keyed = "http://127.0.0.1:9000/cb?api_key=s3cret-k3y";
+    let (ok, _, err) = cli(&[
+        "init",
+        "--systemd",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--subscriber-url",
+        keyed,
+    ]);
+    assert!(!ok && !err.contains("s3cret-k3y"), "{err}");
+    assert!(!dir.join("config.toml").exists(), "written anyway");
     // Without --systemd the config is 0600 with its secrets inline: taken.
     let (ok, _, err) = cli(&["init", "--dir", dir.to_str().unwrap(), "--subscriber-url", url]);
     assert!(ok, "{err}");

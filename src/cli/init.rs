@@ -209,19 +209,24 @@ secret = {subscriber_secret}
 
 /// `--systemd` writes a config every local user can read (the unit's
 /// dynamic user reads it; the secrets are credentials): a subscriber URL
-/// with `user:password@` in it would put a secret there, under a header
-/// saying there is none.
+/// with `user:password@` in it, or a query parameter named like a
+/// credential (`?key=`, `?token=`), would put a secret there, under a
+/// header saying there is none.
 fn refuse_credentials_in_url(url: &str) -> Result<(), String> {
     let Ok(u) = url::Url::parse(url) else {
         return Ok(()); // check-config's parse names what is wrong with it
     };
-    if u.username().is_empty() && u.password().is_none() {
+    let secret_query = u
+        .query_pairs()
+        .any(|(k, _)| crate::auth::looks_secret(&k.to_ascii_lowercase()));
+    if u.username().is_empty() && u.password().is_none() && !secret_query {
         return Ok(());
     }
     Err(format!(
-        "nothing written: --subscriber-url {} holds credentials (user:password@), and --systemd writes \
+        "nothing written: --subscriber-url {} holds credentials (user:password@, or a query parameter such as \
+         `key` or `token`), and --systemd writes \
          config.toml readable by every local user (the unit's dynamic user reads it; the secrets are \
-         systemd credentials): give the URL without them, then add to the subscriber \
+         systemd credentials): give the URL without them, then (for a password) add to the subscriber \
          headers = {{ Authorization = {{ credential = \"subscriber-auth\" }} }}, write \
          \"Basic <base64 of user:password>\" to secrets/subscriber-auth (mode 0600) and a \
          LoadCredential=subscriber-auth:<dir>/secrets/subscriber-auth line to the unit",

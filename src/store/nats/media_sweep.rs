@@ -13,6 +13,13 @@ use super::media::SCAN_LIMIT;
 use super::{layout, unavailable, NatsStore, Shared};
 use crate::store::StoreError;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the next retention pass on this thread fails once it has
+    /// purged its URL rows.
+    pub(super) static FAIL_AFTER_PURGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Shared {
     /// A stored file handed to media retention: the next pass deletes it
     /// unless a URL names it by then (a `r.` row until settled).
@@ -81,6 +88,13 @@ impl NatsStore {
             if !(now.is_final() && now.at_ms < cutoff_ms) {
                 continue;
             }
+            // Its file released before the row goes: a pass cut short
+            // after it (NATS failing, the relay stopping) leaves the file
+            // to the next pass, which deletes it if no URL names it then
+            // (a released file still named is only settled).
+            if let Some(sha) = now.sha256() {
+                self.shared.release_file(sha).await?;
+            }
             let purged = bucket
                 .purge_expect_revision(layout::media_key(&hash), Some(revision))
                 .await
@@ -93,6 +107,10 @@ impl NatsStore {
                 }
             }
         }
+        #[cfg(test)]
+        if FAIL_AFTER_PURGE.with(|f| f.replace(false)) {
+            return Err(unavailable("NATS failed after the purge (test)"));
+        }
         if !freed.is_empty() {
             // Still named by a row this pass kept (or wrote meanwhile): kept.
             self.shared
@@ -104,9 +122,6 @@ impl NatsStore {
                 .await?;
         }
         for sha in &freed {
-            // Released before the file row goes: a pass cut short in
-            // between leaves it released, for the next one.
-            self.shared.release_file(sha).await?;
             bucket.purge(layout::file_key(sha)).await.map_err(unavailable)?;
             self.shared.wrote(1);
         }
