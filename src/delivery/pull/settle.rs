@@ -274,7 +274,7 @@ pub(super) async fn record(
             Outcome::Retry { .. } if s.cause == Cause::Released => {
                 summary.retried += 1;
                 tracing::info!(subscriber = %subscriber, event = %s.event,
-                    "released by the pull client (it stopped before an answer); offering it again");
+                    "released by the pull client (not delivered: it stopped, or had no free slot for it); offering it again");
             }
             Outcome::Retry { .. } if s.cause == Cause::Expired => {
                 // Counted for a release that came after its lease ran out:
