@@ -5,6 +5,7 @@
 //! original bytes ([`pump`]), acknowledges after a local `2xx` and hands back
 //! otherwise ([`acker`]), reconnects with back-off and jitter ([`backoff`]),
 //! pulls one message at a time while the local service fails ([`pause`]),
+//! releases what it will not deliver (`release`),
 //! and shows what it does ([`status`]). A message offered again after a
 //! local `2xx` whose acknowledgement the relay never got is acknowledged,
 //! not posted twice ([`unacked`]). SIGTERM/SIGINT stop it cleanly.
@@ -23,6 +24,7 @@ pub mod pause;
 pub mod pump;
 #[cfg(test)]
 mod pump_tests;
+mod release;
 pub mod status;
 pub mod unacked;
 

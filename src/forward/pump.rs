@@ -13,10 +13,11 @@ use tokio::task::JoinSet;
 
 use super::acker::{self, End, Finished};
 pub(super) use super::active::Active;
-use super::active::Entry;
 use super::backoff::Backoff;
 use super::client::{Answer, Local, Relay, RelayError};
 use super::pause::Pause;
+pub(super) use super::release::hand_over;
+use super::release::{release_now, release_unstarted};
 use super::status::Status;
 use super::unacked::Unacked;
 use crate::pull::wire::{self, MAX_PER_PULL};
@@ -312,67 +313,6 @@ impl SlowAnswers {
     }
 }
 
-/// Messages a pull brought beyond its free slots, released at once
-/// (offered again, no retry step used), but one being delivered here (its
-/// running delivery's answer settles it) and one delivered here whose
-/// acknowledgement is not confirmed (acknowledged again).
-async fn release_now(
-    messages: Vec<wire::Message>,
-    keep_until: tokio::time::Instant,
-    active: &Active,
-    unacked: &Unacked,
-    done: &mpsc::Sender<Finished>,
-    status: &Status,
-) {
-    for m in messages {
-        if !active.offer(&m.id, keep_until, m.attempt) {
-            continue;
-        }
-        active.take(&m.id);
-        let f = match unacked.contains(&m.id) {
-            true => {
-                status.acknowledged_again(&m.id, m.attempt);
-                Finished::delivered_before(m.id, keep_until, m.attempt)
-            }
-            false => {
-                status.cut(false);
-                Finished {
-                    id: m.id,
-                    end: End::Release,
-                    local: None,
-                    keep_until,
-                    attempt: m.attempt,
-                }
-            }
-        };
-        let _ = done.send(f).await;
-    }
-}
-
-/// A pull's messages that came as the forwarder stops, not started: each
-/// is taken into `active` with no outcome, so that [`hand_over`] releases it
-/// (one being delivered here already is settled by that delivery's answer),
-/// except one delivered here whose acknowledgement is not confirmed: that
-/// is acknowledged again.
-async fn release_unstarted(
-    answer: wire::Messages,
-    head_at: tokio::time::Instant,
-    active: &Active,
-    unacked: &Unacked,
-    done: &mpsc::Sender<Finished>,
-    status: &Status,
-) {
-    let keep_until = acker::keep_until(head_at, answer.lease_ms);
-    for m in answer.messages {
-        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.contains(&m.id) {
-            continue;
-        }
-        active.take(&m.id);
-        status.acknowledged_again(&m.id, m.attempt);
-        let _ = done.send(Finished::delivered_before(m.id, keep_until, m.attempt)).await;
-    }
-}
-
 /// One message's task: POST it locally (or, `already` delivered here with
 /// its acknowledgement not confirmed, only acknowledge it again), pass the
 /// outcome to the acker, then read the rest of the local answer.
@@ -413,37 +353,6 @@ impl Delivery {
                 _ = self.stopped.wait_for(|s| *s) => {}
             }
         }
-    }
-}
-
-/// At a stop, once the delivery tasks are done or aborted: the outcomes the
-/// acker did not get yet go to it, and the messages still being delivered
-/// are released.
-pub(super) async fn hand_over(active: &Active, done: &mpsc::Sender<Finished>, status: &Status) {
-    let left: Vec<(String, Entry)> = active.map().drain().collect();
-    let cut: Vec<&str> = left
-        .iter()
-        .filter(|(_, e)| e.outcome.is_none())
-        .map(|(id, _)| id.as_str())
-        .collect();
-    if !cut.is_empty() {
-        tracing::warn!(ids = ?cut, "stopping: releasing messages still being delivered or brought by the last pull (offered again at once, no retry step used; one whose lease already ran out counts as that failed attempt)");
-    }
-    for (id, e) in left {
-        let f = match e.outcome {
-            Some(f) => f,
-            None => {
-                status.cut(e.posting);
-                Finished {
-                    id,
-                    end: End::Release,
-                    local: None,
-                    keep_until: e.until,
-                    attempt: e.attempt,
-                }
-            }
-        };
-        let _ = done.send(f).await;
     }
 }
 
