@@ -241,6 +241,18 @@ async fn raw_service(raw: &'static [u8]) -> String {
     format!("http://{addr}/hooks")
 }
 
+/// The outcome of one message delivered to a local service answering `raw`.
+async fn delivered_to(raw: &'static [u8]) -> Finished {
+    let (done, mut rx) = mpsc::channel::<Finished>(4);
+    let Rig {
+        task, active, _stop, ..
+    } = rig(&raw_service(raw).await, done, Arc::default());
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    assert!(active.offer(ID, keep_until, 1));
+    task.run(message(ID), keep_until, false).await;
+    rx.recv().await.unwrap()
+}
+
 /// Odd answers of the local service: a redirect is not followed and hands
 /// the message back with its status; a 1xx before the status is skipped; a
 /// 2xx whose body is cut off was delivered; a connection closed before any
@@ -265,14 +277,7 @@ async fn odd_local_answers_end_as_their_status_says() {
         ),
         (&b""[..], End::HandBack, None),
     ] {
-        let (done, mut rx) = mpsc::channel::<Finished>(4);
-        let Rig {
-            task, active, _stop, ..
-        } = rig(&raw_service(raw).await, done, Arc::default());
-        let keep_until = Instant::now() + Duration::from_secs(60);
-        assert!(active.offer(ID, keep_until, 1));
-        task.run(message(ID), keep_until, false).await;
-        let f = rx.recv().await.unwrap();
+        let f = delivered_to(raw).await;
         let said = String::from_utf8_lossy(raw);
         assert_eq!(f.end, end, "{said}: {f:?}");
         if end == End::HandBack {
@@ -303,14 +308,7 @@ async fn a_local_retry_after_is_passed_on_in_milliseconds_however_long() {
             None,
         ),
     ] {
-        let (done, mut rx) = mpsc::channel::<Finished>(4);
-        let Rig {
-            task, active, _stop, ..
-        } = rig(&raw_service(raw).await, done, Arc::default());
-        let keep_until = Instant::now() + Duration::from_secs(60);
-        assert!(active.offer(ID, keep_until, 1));
-        task.run(message(ID), keep_until, false).await;
-        let f = rx.recv().await.unwrap();
+        let f = delivered_to(raw).await;
         let said = String::from_utf8_lossy(raw);
         assert_eq!(f.local.expect("a hand-back").retry_after_ms, want, "{said}");
     }

@@ -96,7 +96,7 @@ pub(super) fn handed_back(
         };
     }
     let after = local.and_then(|l| l.retry_after_ms).map(Duration::from_millis);
-    failed_after(work, number, at_ms, sub, status, error, Cause::Answer, after)
+    failed(work, number, at_ms, sub, status, error, Cause::Answer, after)
 }
 
 /// The lease ran out before an answer (the forwarder died, its service is
@@ -114,30 +114,17 @@ pub(super) fn expired(
     due: Option<u64>,
 ) -> Settled {
     let error = format!("{LEASE_EXPIRED} within {}", humantime::format_duration(lease));
-    let mut s = failed(work, number, at_ms, sub, None, error, Cause::Expired);
+    let mut s = failed(work, number, at_ms, sub, None, error, Cause::Expired, None);
     if let (Some(at), Outcome::Retry { due_ms }) = (due, &mut s.outcome) {
         *due_ms = at;
     }
     s
 }
 
-/// A failed attempt: the retry schedule's next step, or a dead letter once
-/// it is exhausted.
-fn failed(
-    work: Work,
-    number: u32,
-    at_ms: u64,
-    sub: &Subscriber,
-    status: Option<u16>,
-    error: String,
-    cause: Cause,
-) -> Settled {
-    failed_after(work, number, at_ms, sub, status, error, cause, None)
-}
-
-/// [`failed`], the retry no sooner than `retry_after` (capped).
+/// A failed attempt: the retry schedule's next step (no sooner than
+/// `retry_after`, capped), or a dead letter once it is exhausted.
 #[allow(clippy::too_many_arguments)]
-fn failed_after(
+fn failed(
     work: Work,
     number: u32,
     at_ms: u64,

@@ -120,8 +120,8 @@ fn an_operators_retry_waits_for_the_callbacks_verification() {
     });
 }
 
-/// Archive `url` (its own event) as a file whose digest is `sha` repeated.
-async fn archive(s: &Store, source: &mut MediaSource, url: &str, sha: &str) {
+/// A callback of its own naming `url`, and its media work taken.
+async fn named(s: &Store, source: &mut MediaSource, url: &str) -> MediaWork {
     use sha2::{Digest, Sha256};
     let mut e = event(Origin::Callback, url, None);
     e.dedupe_hash = Sha256::digest(url.as_bytes()).into();
@@ -129,6 +129,12 @@ async fn archive(s: &Store, source: &mut MediaSource, url: &str, sha: &str) {
     s.append(e).await.unwrap();
     let w = take_one(source).await;
     assert_eq!(w.url, url);
+    w
+}
+
+/// Archive `url` (its own event) as a file whose digest is `sha` repeated.
+async fn archive(s: &Store, source: &mut MediaSource, url: &str, sha: &str) {
+    let w = named(s, source, url).await;
     s.record_media(&w.ticket, stored(sha)).await.unwrap();
     source.done(&w.ticket).await;
 }
@@ -175,11 +181,8 @@ fn a_file_row_left_unwritten_is_written_when_the_work_comes_back() {
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
         let s = open_nats(&nats.1).await;
-        let mut e = event(Origin::Callback, URL, None);
-        e.media = vec![URL.to_string()];
-        s.append(e).await.unwrap();
         let mut source = s.media_source();
-        let w = take_one(&mut source).await;
+        let w = named(&s, &mut source, URL).await;
         super::media::FAIL_FILE_ROW.with(|f| f.set(true));
         assert!(s.record_media(&w.ticket, stored("ef")).await.is_err());
         let sha = "ef".repeat(32);

@@ -138,12 +138,10 @@ async fn later_take(src: &mut WorkSource, now: u64) -> Vec<Work> {
     work
 }
 
-#[tokio::test]
-async fn deferred_deliveries_cost_no_attempt_and_wake_when_the_media_is_done() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let now = crate::clock::now_ms();
-    let id = store.append(event("t1", &[A, B], now)).await.unwrap().id;
+/// The `later` subscriber's delivery of the one event appended, deferred
+/// for its media (parked until a re-check 5 minutes on): its work source
+/// and the re-check time.
+async fn deferred(store: &Store, now: u64) -> (WorkSource, u64) {
     let mut later = store.work_source("later").unwrap();
     let w = later_take(&mut later, now).await.remove(0);
     let recheck = now + 300_000;
@@ -152,6 +150,16 @@ async fn deferred_deliveries_cost_no_attempt_and_wake_when_the_media_is_done() {
         .await
         .unwrap();
     later.done(&w.ticket).await;
+    (later, recheck)
+}
+
+#[tokio::test]
+async fn deferred_deliveries_cost_no_attempt_and_wake_when_the_media_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("t1", &[A, B], now)).await.unwrap().id;
+    let (mut later, recheck) = deferred(&store, now).await;
     let view = store.event_view(id).await.unwrap().unwrap();
     let d = view.deliveries.iter().find(|d| d.subscriber == "later").unwrap();
     assert_eq!(d.state, DeliveryState::AwaitingMedia { due_ms: recheck });
@@ -356,14 +364,7 @@ async fn an_earlier_event_is_woken_by_the_new_try_of_a_url_a_newer_callback_queu
     let store = open(dir.path()).await;
     let now = crate::clock::now_ms();
     let first = store.append(event("t1", &[A, B], now)).await.unwrap().id;
-    let mut later = store.work_source("later").unwrap();
-    let w = later_take(&mut later, now).await.remove(0);
-    let recheck = now + 300_000;
-    store
-        .record(&w.ticket, None, Outcome::Defer { due_ms: recheck })
-        .await
-        .unwrap();
-    later.done(&w.ticket).await;
+    let (mut later, _) = deferred(&store, now).await;
     let mut media = store.media_source();
     let tries = media.take(10, now).await.unwrap();
     let try_of = |url: &str| tries.iter().find(|t| t.url == url).unwrap().ticket.clone();
