@@ -30,30 +30,15 @@ pub fn command() -> clap::Command {
 /// of the global one (the value read the same way, from the same flag or
 /// environment variable).
 pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
-    let admin: Vec<String> = AdminCommand::augment_subcommands(clap::Command::new("admin"))
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect();
-    let hidden = |ids: &[&str]| -> Vec<clap::Arg> {
-        let args: Vec<clap::Arg> = cmd
-            .get_arguments()
-            .filter(|a| ids.contains(&a.get_id().as_str()))
+    let options = shared_options(&cmd);
+    let admin = admin_subcommands();
+    for name in subcommands(&cmd) {
+        let hidden: Vec<clap::Arg> = options
+            .iter()
+            .filter(|a| !uses(&name, a.get_id().as_str(), &admin))
             .map(|a| a.clone().hide(true))
             .collect();
-        assert_eq!(args.len(), ids.len(), "options of Cli: {ids:?}");
-        args
-    };
-    let (admin_only, and_config) = (hidden(&ADMIN_OPTIONS), hidden(&["config"]));
-    let others: Vec<String> = cmd
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .filter(|name| !admin.contains(name))
-        .collect();
-    for name in others {
-        let config = NO_CONFIG.contains(&name.as_str()).then_some(&and_config);
-        cmd = cmd.mut_subcommand(name, |sub| {
-            sub.args(admin_only.iter().chain(config.into_iter().flatten()).cloned())
-        });
+        cmd = cmd.mut_subcommand(name, |sub| sub.args(hidden));
     }
     cmd
 }
@@ -64,30 +49,50 @@ pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
 /// hidden options too, so those of [`admin_options_hidden`] would be
 /// offered where the help hides them).
 pub fn for_completions(mut cmd: clap::Command) -> clap::Command {
+    let options = shared_options(&cmd);
+    for a in &options {
+        cmd = cmd.mut_arg(a.get_id().clone(), |a| a.global(false));
+    }
+    let admin = admin_subcommands();
+    for name in subcommands(&cmd) {
+        let own: Vec<clap::Arg> = options
+            .iter()
+            .filter(|a| uses(&name, a.get_id().as_str(), &admin))
+            .cloned()
+            .collect();
+        cmd = cmd.mut_subcommand(name, |sub| sub.args(own));
+    }
+    cmd
+}
+
+/// Whether subcommand `name` uses global option `option`: the admin options
+/// the admin subcommands (`admin`), `--config` all but [`NO_CONFIG`].
+fn uses(name: &str, option: &str, admin: &[String]) -> bool {
+    match option {
+        "config" => !NO_CONFIG.contains(&name),
+        _ => admin.iter().any(|a| a == name),
+    }
+}
+
+/// The global options some subcommands do not use: the admin ones and `--config`.
+fn shared_options(cmd: &clap::Command) -> Vec<clap::Arg> {
     let ids: Vec<&str> = ADMIN_OPTIONS.iter().copied().chain(["config"]).collect();
-    let copies: Vec<clap::Arg> = cmd
+    let options: Vec<clap::Arg> = cmd
         .get_arguments()
         .filter(|a| ids.contains(&a.get_id().as_str()))
         .cloned()
         .collect();
-    assert_eq!(copies.len(), ids.len(), "options of Cli: {ids:?}");
-    for id in &ids {
-        cmd = cmd.mut_arg(*id, |a| a.global(false));
-    }
-    let admin: Vec<String> = AdminCommand::augment_subcommands(clap::Command::new("admin"))
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect();
-    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
-    for name in names {
-        let takes = |a: &&clap::Arg| match a.get_id().as_str() {
-            "config" => !NO_CONFIG.contains(&name.as_str()),
-            _ => admin.contains(&name),
-        };
-        let own: Vec<clap::Arg> = copies.iter().filter(takes).cloned().collect();
-        cmd = cmd.mut_subcommand(&name, |sub| sub.args(own));
-    }
-    cmd
+    assert_eq!(options.len(), ids.len(), "options of Cli: {ids:?}");
+    options
+}
+
+/// The names of the admin subcommands.
+fn admin_subcommands() -> Vec<String> {
+    subcommands(&AdminCommand::augment_subcommands(clap::Command::new("admin")))
+}
+
+fn subcommands(cmd: &clap::Command) -> Vec<String> {
+    cmd.get_subcommands().map(|c| c.get_name().to_string()).collect()
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub mod client;
 #[cfg(test)]
 mod client_tests;
 pub mod pause;
+#[cfg(test)]
+mod pull_loop_tests;
 pub mod pump;
 #[cfg(test)]
 mod pump_tests;

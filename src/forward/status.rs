@@ -126,10 +126,14 @@ impl Status {
         let ms = took.as_millis() as u64;
         // A `410` is the service's answer, not its failure (as a push
         // subscriber's circuit breaker counts it).
-        match result
-            .as_ref()
-            .is_ok_and(|s| s.is_success() || *s == http::StatusCode::GONE)
-        {
+        let answered = |s: &http::StatusCode| {
+            use crate::delivery::retry::{classify, Verdict};
+            matches!(
+                classify(*s, None, crate::clock::time_of_day()),
+                Verdict::Delivered | Verdict::Gone
+            )
+        };
+        match result.as_ref().is_ok_and(answered) {
             true => self.failing.store(0, Ordering::Relaxed),
             false => _ = self.failing.fetch_add(1, Ordering::Relaxed),
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::{AckError, AckSummary, LocalAnswer};
 use crate::clock;
 use crate::config::Subscriber;
+use crate::delivery::retry::{classify, Verdict};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, EventId, Outcome, Store, Ticket, Work};
 
@@ -82,9 +83,13 @@ pub(super) fn handed_back(
         None => HANDED_BACK.to_string(),
     };
     let status = local.and_then(|l| l.status);
-    // As a push subscriber's answer counts: `410` ends the delivery, a
-    // `Retry-After` lengthens the wait (capped by `max_retry_after`).
-    if status == Some(410) {
+    // As a push subscriber's answer counts (`retry::classify`): `410` ends
+    // the delivery, a `Retry-After` lengthens the wait (capped by
+    // `max_retry_after`; the forwarder read it where it counts).
+    let verdict = status
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .map(|s| classify(s, None, clock::time_of_day()));
+    if verdict == Some(Verdict::Gone) {
         return Settled {
             ticket: work.ticket,
             event: work.event.id,
