@@ -46,6 +46,10 @@ pub struct ResultRow {
     pub replay_asked: bool,
 }
 
+/// The log line of a failure a replay's mark made due at once (both stores).
+pub const DUE_AGAIN_FOR_REPLAY: &str =
+    "delivery not delivered with a replay asked during its attempt: due again now, its schedule from the start";
+
 /// A failure a replay's mark applies to: a dead letter, or a retry after an
 /// attempt (not a wait with none).
 pub fn replay_mark_applies(attempt: Option<&Attempt>, outcome: &Outcome) -> bool {

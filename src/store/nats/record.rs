@@ -130,7 +130,7 @@ impl NatsStore {
         let outcome = match replayed {
             true => {
                 tracing::info!(route = %t.route, subscriber = %t.sub, seq = t.event_seq,
-                    "delivery not delivered with a replay asked during its attempt: due again now, its schedule from the start");
+                    "{}", crate::store::result::DUE_AGAIN_FOR_REPLAY);
                 Outcome::Retry { due_ms: now }
             }
             false => outcome,

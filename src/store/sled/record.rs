@@ -151,7 +151,7 @@ impl Writer {
             _ => "not at its retry's time",
         };
         tracing::info!(event = %t.event, subscriber = %sub,
-            "delivery not delivered with a replay asked during its attempt: due again now, its schedule from the start ({instead})");
+            "{} ({instead})", crate::store::result::DUE_AGAIN_FOR_REPLAY);
     }
 
     /// A result row that does not decode: the outcome is recorded on a fresh
