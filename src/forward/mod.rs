@@ -27,6 +27,8 @@ pub mod pump;
 #[cfg(test)]
 mod pump_tests;
 mod release;
+#[cfg(test)]
+mod release_tests;
 pub mod status;
 pub mod unacked;
 

@@ -53,8 +53,10 @@ impl PullAnswer {
 
 /// The one mapping from outcome to HTTP answer.
 pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
+    // Messages are encoded straight to bytes: through a `Value` an answer of
+    // up to `ANSWER_BUDGET` was held three times (messages, value, text).
     let body = match answer {
-        PullAnswer::Messages(m) => serde_json::to_value(m).unwrap_or_default(),
+        PullAnswer::Messages(m) => return finish(answer, serde_json::to_vec(m).unwrap_or_default()),
         PullAnswer::Acked(a) => serde_json::to_value(a).unwrap_or_default(),
         PullAnswer::NotFound => {
             json!({"error": "not a pull API path: GET /pull/{subscriber} or POST /pull/{subscriber}/ack"})
@@ -90,7 +92,12 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
         .unwrap_or_default(),
         PullAnswer::Unavailable(why) => json!({ "error": why }),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    finish(answer, body.to_string().into_bytes())
+}
+
+/// The answer with its encoded `body`: status and headers.
+fn finish(answer: &PullAnswer, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = answer.status();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,0 +1,65 @@
+//! [`release_now`]: what a pull brought beyond the forwarder's free slots.
+//! A message delivered here whose acknowledgement is unconfirmed is
+//! acknowledged again (releasing it would offer it to the local service a
+//! second time); one being delivered here is left to that delivery's answer;
+//! the rest are released.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::acker::{End, Finished};
+use super::active::Active;
+use super::release::release_now;
+use super::status::Status;
+use super::unacked::Unacked;
+use crate::pull::wire::Message;
+
+fn message(id: &str, attempt: u32) -> Message {
+    Message {
+        id: id.to_string(),
+        route: "t".into(),
+        attempt,
+        headers: Default::default(),
+        body: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn extra_messages_are_released_but_one_delivered_here_is_acknowledged_again() {
+    let status = Status::new("http://relay/pull/laptop".into(), false);
+    let active = Active::default();
+    let unacked: Arc<Unacked> = Arc::default();
+    unacked.delivered("evt_done");
+    let earlier = Instant::now() + Duration::from_secs(30);
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    assert!(active.offer("evt_running", earlier, 1));
+    let (done, mut rx) = mpsc::channel::<Finished>(8);
+    let brought = vec![message("evt_done", 2), message("evt_new", 1), message("evt_running", 2)];
+    release_now(brought, keep_until, &active, &unacked, &done, &status).await;
+    drop(done);
+    let mut sent = Vec::new();
+    while let Some(f) = rx.recv().await {
+        sent.push((f.id, f.end, f.attempt, f.keep_until == keep_until));
+    }
+    assert_eq!(
+        sent,
+        [
+            ("evt_done".to_string(), End::Delivered, 2, true),
+            ("evt_new".to_string(), End::Release, 1, true),
+        ],
+        "acknowledged again with the new hand-out's attempt; the new one released; the running one left to its delivery"
+    );
+    assert_eq!((status.not_twice(), status.handed_back()), (1, 1));
+    assert!(unacked.contains("evt_done"), "kept until the relay confirms");
+    let map = active.map();
+    assert_eq!(map.len(), 1, "only the running delivery is still active");
+    let running = &map["evt_running"];
+    assert_eq!(
+        (running.until, running.attempt),
+        (keep_until, 2),
+        "its answer now settles the later hand-out"
+    );
+}
