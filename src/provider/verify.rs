@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::loose::{first_present, int_at, int_of, str_at, strings_of, unstring, UniqueUrls};
+use super::loose::{first_present, int_of, str_at, strings_of, unstring, UniqueUrls};
 use super::product::{CallbackStage, Product, Stage};
 use super::record::{four_o_urls, veo_list, Record, SUNO_URL_FIELDS};
 
@@ -33,7 +33,11 @@ pub struct CallbackFacts {
     pub stage: CallbackStage,
     /// Every result URL the callback names (order kept, no repeats).
     pub media_urls: Vec<String>,
-    /// The failure code it reports: the body `code`, or Market's `data.failCode`.
+    /// The failure code it reports where the record has the same one:
+    /// Market's `data.failCode` (its callback is the record's `data`). The
+    /// other products' callback `code` is another enum than their record's
+    /// `errorCode`/`failCode` (Suno's callback `531` for a record's `400`,
+    /// Veo's `422`, Runway's `500`): not compared.
     pub failure_code: Option<i64>,
     /// Whether the body has a place for result URLs at all. Only Market's
     /// documented short callback, `{code, msg, data: {taskId}}`, has none:
@@ -51,7 +55,6 @@ impl CallbackFacts {
         let stage = product.callback_stage(body);
         let failure_code = match (stage, product) {
             (CallbackStage::Failed, Product::Market) => first_present(body, &["/data/failCode"]).and_then(int_of),
-            (CallbackStage::Failed, _) => int_at(body, "/code"),
             _ => None,
         };
         CallbackFacts {
