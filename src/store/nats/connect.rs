@@ -99,18 +99,34 @@ pub(super) async fn connect(
     Ok((client, js))
 }
 
-/// Refuse servers older than 2.10 (clustered expected-sequence checks,
-/// multi-filter consumers) and servers or accounts without JetStream.
+/// The oldest nats-server hookrelay runs on: 2.10 has the multi-filter
+/// consumers, and 2.10.20 the fix of clustered "expected last subject
+/// sequence 0" checks (nats-server #5644, #5794: a stream leader killed could
+/// leave a replica that accepted a second create, and so a second claim of
+/// a callback or a result row; 2.10.19 brought the fix and broke it for R1,
+/// mended in 2.10.20).
+pub const MIN_SERVER: (u32, u32, u32) = (2, 10, 20);
+
+/// Whether nats-server `version` (`2.10.18`, `2.10.18-RC.2`, `v2.11.0`) is
+/// older than [`MIN_SERVER`].
+pub fn too_old(version: &str) -> bool {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().unwrap_or(u32::MAX));
+    let mut next = || parts.next().unwrap_or(0);
+    (next(), next(), next()) < MIN_SERVER
+}
+
+/// Refuse servers older than [`MIN_SERVER`] and servers or accounts without
+/// JetStream.
 pub(super) async fn check_server(client: &async_nats::Client, js: &jetstream::Context) -> Result<(), String> {
     let info = client.server_info();
-    let mut parts = info
-        .version
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if (major, minor) < (2, 10) {
+    if too_old(&info.version) {
+        let (a, b, c) = MIN_SERVER;
         return Err(format!(
-            "nats-server {} is too old: hookrelay needs 2.10 or newer",
+            "nats-server {} is too old: hookrelay needs {a}.{b}.{c} or newer (older ones can accept a second \
+             create of a key after a node is killed: a callback stored twice, or a result row overwritten)",
             info.version
         ));
     }
@@ -124,4 +140,19 @@ pub(super) async fn check_server(client: &async_nats::Client, js: &jetstream::Co
         .await
         .map_err(|e| format!("JetStream is not available to this account: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_old;
+
+    #[test]
+    fn servers_before_the_expected_sequence_fix_are_too_old() {
+        for old in ["2.9.25", "2.10.0", "2.10.17", "2.10.18-RC.2", "2.10.19", "v2.10.19"] {
+            assert!(too_old(old), "{old}");
+        }
+        for ok in ["2.10.20", "2.10.29", "2.11.0", "v2.12.3", "2.15.1", "3.0.0-beta"] {
+            assert!(!too_old(ok), "{ok}");
+        }
+    }
 }

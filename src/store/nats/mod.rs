@@ -11,6 +11,7 @@ mod backoff;
 mod by_key;
 mod claim;
 mod connect;
+pub use connect::{too_old, MIN_SERVER};
 mod consumer;
 mod dead_letter;
 mod early;
