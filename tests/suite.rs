@@ -102,6 +102,7 @@ mod nats_replay_late;
 mod nats_replay_left;
 mod nats_replay_settled;
 mod nats_replay_stale;
+mod nats_replica_lag;
 mod nats_retries;
 mod nats_settings;
 mod nats_store;

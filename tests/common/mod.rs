@@ -48,6 +48,7 @@ pub mod load;
 pub mod media;
 pub mod moved;
 pub mod nats;
+pub mod nats_lag;
 pub mod nats_replay;
 pub mod oracle;
 pub mod pebble;

@@ -23,7 +23,7 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::queue::{create_json, get_json};
+use super::queue::{create_json, get_json, get_json_on_leader};
 use super::{event, layout, read, unavailable, NatsStore, Shared};
 use crate::store::{EventId, MediaFile, MediaItem, MediaState, StoreError, StoredFile};
 
@@ -337,8 +337,15 @@ impl NatsStore {
         for url in urls {
             let hash = layout::media_hash(&url);
             // A row outlives its events, but an old event can outlive a
-            // row (media retention): skip those.
-            if let Some((row, _)) = self.shared.media_row(&hash).await? {
+            // row (media retention): skip those. One a replica does not
+            // have yet (written as the callback was stored) is read on the
+            // leader: skipped, it let an `after_archive` delivery go before
+            // its media was archived.
+            let row = match self.shared.media_row(&hash).await? {
+                Some(r) => Some(r),
+                None => get_json_on_leader(&self.shared.media()?, &layout::media_key(&hash)).await?,
+            };
+            if let Some((row, _)) = row {
                 out.push(row.item());
             }
         }

@@ -16,6 +16,7 @@ mod consumer;
 mod dead_letter;
 mod early;
 mod event;
+mod event_read;
 mod follow;
 mod hold;
 pub mod layout;

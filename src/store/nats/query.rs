@@ -18,7 +18,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
 
-use super::{event, layout, unavailable, NatsStore};
+use super::{event, event_read, layout, unavailable, NatsStore};
 use crate::store::{
     DeadLetter, DeadLetterPage, Event, EventId, EventPage, EventQuery, EventView, ListedEvent, StoreError,
 };
@@ -83,16 +83,13 @@ impl NatsStore {
                 None => return Ok(None),
             },
         };
-        match stream.direct_get(seq).await {
-            Ok(m) => {
-                // A re-created stream reuses sequences: the time must match too.
-                let time = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
-                let ok = m.subject.starts_with("hr.ev.") && time == time_ms;
-                Ok(ok.then_some((route, seq, m)))
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        let Some(m) = event_read::event_message(&stream, seq).await? else {
+            return Ok(None);
+        };
+        // A re-created stream reuses sequences: the time must match too.
+        let time = event::time_ms(&m.headers).unwrap_or_else(|| layout::millis(m.time));
+        let ok = m.subject.starts_with("hr.ev.") && time == time_ms;
+        Ok(ok.then_some((route, seq, m)))
     }
 
     /// The route no longer configured whose stream is still in NATS (its

@@ -196,6 +196,28 @@ pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// [`get_json`] read on the bucket's stream leader, which has every write
+/// its quorum acknowledged: a key's read from a replica (a direct get) can
+/// miss one written a moment ago.
+pub(super) async fn get_json_on_leader<T: serde::de::DeserializeOwned>(
+    bucket: &kv::Store,
+    key: &str,
+) -> Result<Option<(T, u64)>, StoreError> {
+    let subject = format!("{}{key}", bucket.prefix);
+    match bucket.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => {
+            let op = m.headers.get("KV-Operation").map(|v| v.as_str().to_string());
+            if matches!(op.as_deref(), Some("DEL" | "PURGE")) {
+                return Ok(None);
+            }
+            let value = serde_json::from_slice(&m.payload).map_err(|_| StoreError::Corrupt(key.to_string()))?;
+            Ok(Some((value, m.sequence)))
+        }
+        Err(e) if e.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// Write a key that must be new: its revision, or None when it exists.
 pub(super) async fn create_json<T: serde::Serialize>(
     bucket: &kv::Store,

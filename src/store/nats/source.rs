@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::message::Acker;
-use async_nats::jetstream::stream::DirectGetErrorKind;
+
 use async_nats::jetstream::AckKind;
 use tokio::sync::Notify;
 
@@ -210,14 +210,18 @@ impl NatsCursor {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            match stream.direct_get(seq).await {
-                Ok(e) => (
+            let read = match seq {
+                0 => Ok(None),
+                _ => super::event_read::event_message(&stream, seq).await,
+            };
+            match read {
+                Ok(Some(e)) => (
                     event::decode(&self.route, seq, layout::millis(e.time), &e.headers, e.payload),
                     seq,
                 ),
                 // Its event is gone (expired, or the payload names none):
                 // nothing to send, ever.
-                Err(e) if seq == 0 || e.kind() == DirectGetErrorKind::NotFound => {
+                Ok(None) => {
                     self.release(message_seq);
                     let _ = acker.ack_with(AckKind::Term).await;
                     return Ok(None);
