@@ -480,6 +480,10 @@ async fn a_store_that_failed_a_write_stays_not_ready_when_room_comes_back() {
 /// watchdog): behind a balancer routing only to ready relays, none comes,
 /// and the relay stayed out after the disk was back. Now the space watcher
 /// asks the store, and the relay is ready again with no callback sent.
+/// A callback that waited behind the stalled write and got its `503` is
+/// not written once the disk is back (its provider sends it again): it was,
+/// and the writer's queue kept every such event with its body while a slow
+/// disk fell behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_disk_back_makes_the_relay_ready_without_a_callback() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,7 +506,11 @@ async fn a_stalled_disk_back_makes_the_relay_ready_without_a_callback() {
         return;
     }
     let t = std::time::Instant::now();
-    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("stalled")).await;
+    let stalled = tokio::spawn(post(addr, "/hooks/t?token=tok", &[], runway("stalled")));
+    tokio::time::sleep(ms(300)).await;
+    let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("queued-behind")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "after {:?}", t.elapsed());
+    let (status, _, _) = stalled.await.unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "after {:?}", t.elapsed());
     let (status, why) = admin(admin_addr, "GET", "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");
@@ -523,6 +531,16 @@ async fn a_stalled_disk_back_makes_the_relay_ready_without_a_callback() {
     }
     let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("after")).await;
     assert_eq!(status, StatusCode::OK);
+    let task = |r: &Received| String::from_utf8_lossy(&r.body).contains("\"after\"");
+    sub.wait_for(secs(10), "the callback after", |r| r.iter().any(task))
+        .await;
+    tokio::time::sleep(ms(500)).await;
+    let queued = sub
+        .all()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("queued-behind"))
+        .count();
+    assert_eq!(queued, 0, "a callback answered 503 was written and delivered");
     h.shutdown().await;
 }
 

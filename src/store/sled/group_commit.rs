@@ -23,11 +23,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use ulid::Ulid;
 
+use super::abandoned::{Abandoned, Append};
 pub(super) use super::batch::Batch;
 use super::keys::CursorRow;
 use super::media::{MediaBook, MediaRecord};
 use super::Inner;
-use crate::store::{Accepted, EventId, NewEvent, StoreError};
+use crate::store::{EventId, StoreError};
 
 /// Events in one batch at most.
 const MAX_APPENDS: usize = 512;
@@ -143,7 +144,8 @@ enum Book {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let _failed_on_panic = FailOnPanic(self.inner.clone());
-        let mut appends: VecDeque<(Box<NewEvent>, Reply<Accepted>)> = VecDeque::new();
+        let mut appends: VecDeque<Append> = VecDeque::new();
+        let mut abandoned = Abandoned::default();
         let mut books: VecDeque<Book> = VecDeque::new();
         let mut controls: VecDeque<Msg> = VecDeque::new();
         let mut stopping = false;
@@ -180,13 +182,14 @@ impl Writer {
                     sort(m, &mut appends, &mut books, &mut controls);
                 }
             }
+            abandoned.prune(&mut appends);
             if !appends.is_empty() || !books.is_empty() {
                 let budget = if appends.len() > MAX_APPENDS {
                     BOOKS_UNDER_LOAD
                 } else {
                     MAX_BOOKS
                 };
-                let a: Vec<_> = appends.drain(..appends.len().min(MAX_APPENDS)).collect();
+                let a = abandoned.batch(&mut appends, MAX_APPENDS);
                 let b: Vec<_> = books.drain(..books.len().min(budget)).collect();
                 self.data_batch(a, b);
                 // Never idle: a step now and then all the same.
@@ -212,7 +215,7 @@ impl Writer {
         }
     }
 
-    fn data_batch(&mut self, mut appends: Vec<(Box<NewEvent>, Reply<Accepted>)>, books: Vec<Book>) {
+    fn data_batch(&mut self, mut appends: Vec<Append>, books: Vec<Book>) {
         #[cfg(test)]
         if self.inner.panic_next_batch.swap(false, Ordering::SeqCst) {
             panic!("the test asked the writer to panic");
@@ -463,12 +466,7 @@ impl Writer {
     }
 }
 
-fn sort(
-    m: Msg,
-    appends: &mut VecDeque<(Box<NewEvent>, Reply<Accepted>)>,
-    books: &mut VecDeque<Book>,
-    controls: &mut VecDeque<Msg>,
-) {
+fn sort(m: Msg, appends: &mut VecDeque<Append>, books: &mut VecDeque<Book>, controls: &mut VecDeque<Msg>) {
     match m {
         Msg::Append(ev, reply) => appends.push_back((ev, reply)),
         Msg::Record(rec, reply) => books.push_back(Book::Record(rec, reply)),

@@ -7,6 +7,7 @@
 //! marks it failed for good: the daemon then exits and its supervisor restarts
 //! it (sled recovers everything flushed).
 
+mod abandoned;
 mod append;
 mod batch;
 mod body_rows;
