@@ -103,6 +103,7 @@ mod nats_replay_left;
 mod nats_replay_settled;
 mod nats_replay_stale;
 mod nats_replica_lag;
+mod nats_results_full;
 mod nats_retries;
 mod nats_settings;
 mod nats_store;

@@ -47,11 +47,18 @@ impl NatsStore {
     /// sends the next number, not this one again. Written only if the
     /// result is still the one read with the work (else another relay wrote
     /// it meanwhile: this copy is not sent, and let go). A first attempt
-    /// needs no write: NATS's count of hand-outs numbers it.
+    /// needs no write: NATS's count of hand-outs numbers it. A message handed
+    /// out again with no result (its relay died during the attempt, or could
+    /// not write the result) gets one first: while results cannot be written
+    /// (the bucket or JetStream full) such a message is not sent — it was
+    /// sent again at each hand-out after `takeover`, without end.
     pub async fn begin_attempt(&self, t: &NatsTicket, number: u32) -> Result<(), StoreError> {
         let (known, revision) = t.known();
-        let Some(mut row) = known.filter(|r| r.attempts < number) else {
-            return Ok(());
+        let mut row = match known {
+            Some(r) if r.attempts < number => r,
+            Some(_) => return Ok(()),
+            None if number <= 1 => return Ok(()),
+            None => ResultRow::new(crate::clock::now_ms()),
         };
         row.attempts = number;
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
