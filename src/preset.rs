@@ -226,13 +226,18 @@ impl Preset {
     }
 
     /// The values of the preset's dedupe key: the task id and the outcome
-    /// (`success`, `failure`, or `stage NAME`). None when either is missing:
-    /// ingest then keys the callback by its body hash (kept, never dropped).
+    /// (`success`, `failure`, or `stage NAME`, with its `data.progress` when
+    /// it has one: Sora's progress posts, each a callback of its own). None
+    /// when either is missing: ingest then keys the callback by its body
+    /// hash (kept, never dropped).
     pub fn dedupe_values(&self, body: &Value) -> Option<(String, String)> {
         let outcome = match self.outcome(body) {
             Outcome::Success => "success".to_string(),
             Outcome::Failure => "failure".to_string(),
-            Outcome::Stage(s) => format!("stage {s}"),
+            Outcome::Stage(s) => match body.pointer("/data/progress") {
+                Some(Value::Number(n)) => format!("stage {s} {n}"),
+                _ => format!("stage {s}"),
+            },
             Outcome::Unknown => return None,
         };
         Some((self.task_id_of(body)?, outcome))

@@ -187,6 +187,11 @@ fn market_result_json_string_and_progress_callbacks() {
     let progress = json!({"code": 200, "data": {"taskId": "mk-1", "state": "generating", "progress": 40}});
     assert!(!KIE_MARKET.is_terminal(&progress));
     assert_ne!(key(&KIE_MARKET, &progress), key(&KIE_MARKET, &done));
+    // Sora's successive progress posts are distinct callbacks, not retries
+    // of one (the second was dropped as a duplicate of the first).
+    let further = json!({"code": 200, "data": {"taskId": "mk-1", "state": "generating", "progress": 80}});
+    assert_ne!(key(&KIE_MARKET, &progress), key(&KIE_MARKET, &further));
+    assert_eq!(key(&KIE_MARKET, &further), key(&KIE_MARKET, &further.clone()));
     let failed = json!({"code": 501, "msg": "Playground task failed.", "data": {
         "taskId": "mk-1", "state": "fail", "resultJson": "", "failCode": "500", "failMsg": "x"}});
     assert!(KIE_MARKET.is_terminal(&failed));
