@@ -61,6 +61,12 @@ pub struct Preset {
     /// stage (Suno's `callbackType`, the market's `state`); None: one
     /// callback per task, every one final.
     pub stage: Option<&'static str>,
+    /// A field (a non-empty array) that marks a success callback as a
+    /// separate result of the same task, keyed apart from the task's first
+    /// success (Veo's 4K upgrade: called back under the original task id
+    /// with `info.imageUrls`, it was dropped as a duplicate of the
+    /// generation's callback). With its label in the key.
+    pub separate_success: Option<(&'static str, &'static str)>,
 }
 
 /// Runway generate/extend: one callback per task; `code` 200, 400 or 500.
@@ -73,6 +79,7 @@ pub const KIE_RUNWAY: Preset = Preset {
     task_id: &["/data/task_id", "/data/taskId"],
     media: &["/data/video_url", "/data/image_url"],
     stage: None,
+    separate_success: None,
 };
 
 /// Runway Aleph: the task id is at the top level (`/taskId`), `data` holds only
@@ -83,13 +90,17 @@ pub const KIE_ALEPH: Preset = Preset {
     task_id: &["/taskId", "/data/taskId"],
     media: &["/data/result_video_url", "/data/result_image_url"],
     stage: None,
+    separate_success: None,
 };
 
 /// Veo 3.1: `code` 200 ok; 400, 422, 500, 501 failed. The docs disagree on
 /// `resultUrls`: an array or a JSON string holding one, under `info`
 /// (callback) or `response` (poll) — the pointers cover all four shapes.
-/// `originUrls` exist only for aspect ratios other than 16:9; the separate 4K
-/// callback adds `info.imageUrls[]`.
+/// `originUrls` exist only for aspect ratios other than 16:9. The 4K upgrade
+/// (`POST /api/v1/veo/get-4k-video` with the generation's `taskId`) calls
+/// back under that same task id, adding `info.imageUrls[]`: a success of its
+/// own (`success 4k`), or a failure (`code` 500, only the task id), which
+/// no failed generation shares (only a success is upgraded).
 pub const KIE_VEO: Preset = Preset {
     name: "kie-veo",
     product: "Veo 3.1",
@@ -102,6 +113,7 @@ pub const KIE_VEO: Preset = Preset {
         "/data/response/originUrls/*",
     ],
     stage: None,
+    separate_success: Some(("/data/info/imageUrls", "4k")),
 };
 
 /// Suno: **several callbacks per task**, told apart by `data.callbackType`:
@@ -120,6 +132,7 @@ pub const KIE_SUNO: Preset = Preset {
     task_id: &["/data/task_id", "/data/taskId"],
     media: &["/data/data/*/audio_url", "/data/data/*/image_url"],
     stage: Some("/data/callbackType"),
+    separate_success: None,
 };
 
 /// 4o Image: `code` 200, 400, 451, 500; `data.info` is null on failure. The
@@ -131,6 +144,7 @@ pub const KIE_4O_IMAGE: Preset = Preset {
     task_id: &["/data/taskId"],
     media: &["/data/info/result_urls/*", "/data/info/resultUrls/*"],
     stage: None,
+    separate_success: None,
 };
 
 /// Flux Kontext: `code` 200, 400, 500, 501; both URLs `""` on failure. The
@@ -141,6 +155,7 @@ pub const KIE_FLUX_KONTEXT: Preset = Preset {
     task_id: &["/data/taskId"],
     media: &["/data/info/resultImageUrl", "/data/info/originImageUrl"],
     stage: None,
+    separate_success: None,
 };
 
 /// Market jobs (Kling, Sora 2, Seedream, Grok, …): `code` 200 done, 501
@@ -157,6 +172,7 @@ pub const KIE_MARKET: Preset = Preset {
     task_id: &["/data/taskId"],
     media: &["/data/resultJson/resultUrls/*"],
     stage: Some("/data/state"),
+    separate_success: None,
 };
 
 /// Every preset, in the order they are listed to users.
@@ -232,7 +248,17 @@ impl Preset {
     /// hash (kept, never dropped).
     pub fn dedupe_values(&self, body: &Value) -> Option<(String, String)> {
         let outcome = match self.outcome(body) {
-            Outcome::Success => "success".to_string(),
+            Outcome::Success => match self.separate_success {
+                Some((field, label))
+                    if body
+                        .pointer(field)
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| !a.is_empty()) =>
+                {
+                    format!("success {label}")
+                }
+                _ => "success".to_string(),
+            },
             Outcome::Failure => "failure".to_string(),
             Outcome::Stage(s) => match body.pointer("/data/progress") {
                 Some(Value::Number(n)) => format!("stage {s} {n}"),
@@ -248,6 +274,11 @@ impl Preset {
         let mut text = "task id + outcome (success or failure, whatever the failure code".to_string();
         if let Some(stage) = self.stage {
             text.push_str(&format!("; before the end, the stage at {stage:?}"));
+        }
+        if let Some((field, label)) = self.separate_success {
+            text.push_str(&format!(
+                "; a success naming {field:?} is another one, \"success {label}\""
+            ));
         }
         text.push(')');
         text

@@ -98,6 +98,23 @@ fn veo_array_string_info_and_response_shapes() {
     let four_k = json!({"code": 200, "data": {"taskId": "veo-1", "info": {
         "resultUrls": ["https://v/4k.mp4"], "imageUrls": ["https://v/4k.png"]}}});
     assert_eq!(media(&KIE_VEO, &four_k), ["https://v/4k.mp4", "https://v/4k.png"]);
+    // The 4K upgrade calls back under the generation's task id: another
+    // result, not a duplicate of the generation's callback (it was dropped);
+    // its own retry is one.
+    assert_eq!(key(&KIE_VEO, &arr), Some(("veo-1".into(), "success".into())));
+    assert_eq!(key(&KIE_VEO, &four_k), Some(("veo-1".into(), "success 4k".into())));
+    assert_eq!(key(&KIE_VEO, &four_k.clone()), key(&KIE_VEO, &four_k));
+    // A result recovered by polling stands for the generation's callback,
+    // whatever the record says of the 4K.
+    let record = crate::provider::Record::from_data(
+        crate::provider::Product::Veo,
+        "veo-1",
+        json!({"taskId": "veo-1", "successFlag": 1, "response": {
+            "resultUrls": ["https://v/1.mp4"], "imageUrls": ["https://v/4k.png"]}}),
+    )
+    .unwrap();
+    let recovered = crate::provider::to_callback(&record).unwrap();
+    assert_eq!(key(&KIE_VEO, &recovered), key(&KIE_VEO, &arr));
     let failed = json!({"code": 500, "msg": "x", "data": {"taskId": "veo-1"}});
     assert_eq!(KIE_VEO.task_id_of(&failed).as_deref(), Some("veo-1"));
     assert!(media(&KIE_VEO, &failed).is_empty());

@@ -75,7 +75,7 @@ signature = { scheme = "kie", secret = "k" }"#,
     let report = r.preset_report.join("\n");
     assert!(
         report.contains(
-            "dedupe_key = task id + outcome (success or failure, whatever the failure code)  (from the preset)"
+            "dedupe_key = task id + outcome (success or failure, whatever the failure code; a success naming \"/data/info/imageUrls\" is another one, \"success 4k\")  (from the preset)"
         ),
         "{report}"
     );

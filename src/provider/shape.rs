@@ -140,7 +140,9 @@ fn veo(record: &Record, ok: bool, fail_code: impl Fn(i64) -> i64, fail_msg: impl
     }
     let mut info = Map::new();
     info.insert("resultUrls".into(), veo_list(d, "resultUrls").into());
-    for field in ["originUrls", "imageUrls"] {
+    // Not `imageUrls`: those mark the 4K upgrade's own callback, keyed apart
+    // from the generation's (`preset::KIE_VEO`), which this stands for.
+    for field in ["originUrls"] {
         let present = ["/response/", "/info/", "/"]
             .iter()
             .any(|p| d.pointer(&format!("{p}{field}")).is_some_and(|v| !v.is_null()));
