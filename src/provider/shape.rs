@@ -142,13 +142,11 @@ fn veo(record: &Record, ok: bool, fail_code: impl Fn(i64) -> i64, fail_msg: impl
     info.insert("resultUrls".into(), veo_list(d, "resultUrls").into());
     // Not `imageUrls`: those mark the 4K upgrade's own callback, keyed apart
     // from the generation's (`preset::KIE_VEO`), which this stands for.
-    for field in ["originUrls"] {
-        let present = ["/response/", "/info/", "/"]
-            .iter()
-            .any(|p| d.pointer(&format!("{p}{field}")).is_some_and(|v| !v.is_null()));
-        if present {
-            info.insert(field.into(), veo_list(d, field).into());
-        }
+    let origin = ["/response/originUrls", "/info/originUrls", "/originUrls"]
+        .iter()
+        .any(|p| d.pointer(p).is_some_and(|v| !v.is_null()));
+    if origin {
+        info.insert("originUrls".into(), veo_list(d, "originUrls").into());
     }
     if let Some(r) = first_present(d, &["/response/resolution", "/info/resolution", "/resolution"]) {
         info.insert("resolution".into(), r.clone());
