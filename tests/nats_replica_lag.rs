@@ -23,10 +23,7 @@ async fn an_after_archive_delivery_waits_for_its_media_when_a_replica_lags() {
     let files = FileServer::start(LOCAL).await;
     let sub = Sub::ok().await;
     let (dir, archive) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", sub.url()).after_archive());
-    let cfg = media_config(dir.path(), Media::new().dir(archive.path()).allow_private())
-        .route(route)
-        .nats(nats.urls(), 1);
+    let cfg = after_archive_on_nats(dir.path(), archive.path(), &sub.url(), nats.urls());
     let h = start(&cfg).await;
     let _lag = common::nats_lag::lagging_replica(&nats.urls()[0]).await;
     let posted = Instant::now();

@@ -29,10 +29,7 @@ async fn waiting_for_media_uses_up_no_retry_step() {
     let sub = Sub::start(Arc::new(|n, _| Behaviour::Status(if n == 0 { 500 } else { 200 }))).await;
     let (dir, archive) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The test schedule: two retries (100 ms, 200 ms), then a dead letter.
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", sub.url()).after_archive());
-    let cfg = media_config(dir.path(), Media::new().dir(archive.path()).allow_private())
-        .route(route)
-        .nats(nats.urls(), 1);
+    let cfg = after_archive_on_nats(dir.path(), archive.path(), &sub.url(), nats.urls());
     let h = start(&cfg).await;
     let posted = Instant::now();
     let body = runway_media("task-waits", &video_url, "").to_string();

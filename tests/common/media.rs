@@ -23,6 +23,16 @@ pub fn media_config(dir: &Path, media: Media) -> TestConfig {
         .media(media)
 }
 
+/// A relay on NATS (`servers`, replicas 1) archiving to `archive` (private
+/// addresses allowed), with route `runway` (`kie-runway`, no token) whose
+/// one subscriber `later` at `sub_url` waits for the media (`after_archive`).
+pub fn after_archive_on_nats(dir: &Path, archive: &Path, sub_url: &str, servers: Vec<String>) -> TestConfig {
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", sub_url).after_archive());
+    media_config(dir, Media::new().dir(archive).allow_private())
+        .route(route)
+        .nats(servers, 1)
+}
+
 /// `store =`: a directory, or an S3 bucket.
 #[derive(Clone, Serialize)]
 #[serde(untagged)]
