@@ -189,7 +189,7 @@ impl Writer {
                 } else {
                     MAX_BOOKS
                 };
-                let a = abandoned.batch(&mut appends, MAX_APPENDS);
+                let a: Vec<_> = appends.drain(..appends.len().min(MAX_APPENDS)).collect();
                 let b: Vec<_> = books.drain(..books.len().min(budget)).collect();
                 self.data_batch(a, b);
                 // Never idle: a step now and then all the same.
