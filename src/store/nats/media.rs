@@ -340,10 +340,11 @@ impl NatsStore {
             // row (media retention): skip those. One a replica does not
             // have yet (written as the callback was stored) is read on the
             // leader: skipped, it let an `after_archive` delivery go before
-            // its media was archived.
+            // its media was archived; so is a `failed` one (a replica
+            // behind a new callback's try again would say so: final).
             let row = match self.shared.media_row(&hash).await? {
-                Some(r) => Some(r),
-                None => get_json_on_leader(&self.shared.media()?, &layout::media_key(&hash)).await?,
+                Some(r) if !matches!(r.0.state, RowState::Failed { .. }) => Some(r),
+                _ => get_json_on_leader(&self.shared.media()?, &layout::media_key(&hash)).await?,
             };
             if let Some((row, _)) = row {
                 out.push(row.item());
