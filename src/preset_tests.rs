@@ -247,7 +247,7 @@ fn describe_lists_what_the_preset_sets() {
     let d = KIE_SUNO.describe();
     assert!(d.starts_with("preset \"kie-suno\" (Suno music):\n"), "{d}");
     assert!(
-        d.contains("dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at \"/data/callbackType\")"),
+        d.contains("dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at \"/data/callbackType\", with \"/data/progress\" when it has one)"),
         "{d}"
     );
     assert!(d.contains("task_id    = [\"/data/task_id\", \"/data/taskId\"]"), "{d}");

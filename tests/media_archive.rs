@@ -265,7 +265,7 @@ fn check_config_lists_what_a_preset_set() {
     assert!(out.contains("preset \"kie-suno\": Suno music"), "{out}");
     assert!(
         out.contains(
-            r#"dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at "/data/callbackType")  (from the preset)"#
+            r#"dedupe_key = task id + outcome (success or failure, whatever the failure code; before the end, the stage at "/data/callbackType", with "/data/progress" when it has one)  (from the preset)"#
         ),
         "{out}"
     );
