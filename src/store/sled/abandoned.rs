@@ -4,15 +4,18 @@
 //! written when its turn comes: after a stall longer than the provider's
 //! retries it is the only copy there is. But while a slow disk falls behind,
 //! the writer's queue would keep every one of them with its body, growing
-//! with the overload's length instead of with the requests open. Past
-//! [`PRUNE_ABOVE`] queued events, one whose caller left is dropped when an
-//! event with the same dedupe key is queued behind it (the provider's retry:
-//! that one is written, nothing is lost), and then the oldest of them while
-//! their bodies take more than [`MAX_BYTES`] (each lost unless its provider
-//! sends it again: logged at `error`).
+//! with the overload's length instead of with the requests open. While more
+//! than [`PRUNE_ABOVE`] events are queued (looked at every [`PRUNE_EVERY`]),
+//! one whose caller left is dropped when the same callback (same route,
+//! dedupe key and body: the provider's retry) is queued behind it — that one
+//! is written, nothing is lost — and then the oldest of them while their
+//! bodies take more than [`MAX_BYTES`] (each lost unless its provider sends
+//! it again: logged at `error`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::writer_msg::Reply;
 use crate::store::{Accepted, NewEvent};
@@ -21,69 +24,82 @@ pub(super) type Append = (Box<NewEvent>, Reply<Accepted>);
 
 /// Queued events past which those whose caller left are pruned.
 pub(super) const PRUNE_ABOVE: usize = 2048;
+/// How often a long queue is looked at (a pass over it).
+pub(super) const PRUNE_EVERY: Duration = Duration::from_millis(100);
 /// Bytes of bodies the queued events whose caller left may hold at most.
 pub(super) const MAX_BYTES: usize = 256 << 20;
-/// How often dropped events are logged at most.
+/// How often dropped events are logged at most while the queue stays long.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(super) struct Abandoned {
-    /// Dropped for a newer copy, and dropped for room, since the last log line.
+    /// Dropped for a copy behind them, and dropped for room, not logged yet.
     replaced: u64,
     lost: u64,
     last_log: Option<Instant>,
-    /// The queue's length past which the next pruning runs: twice what the
-    /// last one left (each is a pass over the queue).
-    next_at: usize,
+    last_prune: Option<Instant>,
 }
 
 impl Abandoned {
-    /// Prune the queue of events whose caller left, if it is long.
+    /// Prune the queue of events whose caller left, if it is long (and was
+    /// not looked at in the last [`PRUNE_EVERY`]).
     pub fn prune(&mut self, appends: &mut VecDeque<Append>) {
-        if appends.len() <= self.next_at.max(PRUNE_ABOVE) {
+        if appends.len() <= PRUNE_ABOVE {
+            self.log(true);
             return;
         }
-        let before = appends.len();
-        // From the newest back: an abandoned event with a copy behind it goes.
-        let keep: Vec<bool> = {
-            let mut later: HashSet<(&str, [u8; 32])> = HashSet::new();
-            let mut keep = vec![true; appends.len()];
-            for (i, (ev, reply)) in appends.iter().enumerate().rev() {
-                let newer = !later.insert((ev.meta.route.as_str(), ev.dedupe_hash));
-                keep[i] = !(newer && reply.is_closed());
+        if self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        // One reading of who left, for both passes.
+        let gone: Vec<bool> = appends.iter().map(|(_, reply)| reply.is_closed()).collect();
+        let mut keep = vec![true; appends.len()];
+        {
+            // From the newest back: an abandoned event whose very copy is
+            // queued behind it goes.
+            let mut later: HashMap<(&str, [u8; 32]), Vec<&Bytes>> = HashMap::new();
+            for (i, (ev, _)) in appends.iter().enumerate().rev() {
+                let copies = later.entry((ev.meta.route.as_str(), ev.dedupe_hash)).or_default();
+                if gone[i] && copies.iter().any(|b| **b == ev.body) {
+                    keep[i] = false;
+                    self.replaced += 1;
+                } else {
+                    copies.push(&ev.body);
+                }
             }
-            keep
-        };
+        }
+        // Then the oldest abandoned ones, while they hold too much.
+        let mut held: usize = appends
+            .iter()
+            .zip(&keep)
+            .zip(&gone)
+            .filter(|((_, k), g)| **k && **g)
+            .map(|(((ev, _), _), _)| ev.body.len())
+            .sum();
+        for (i, (ev, _)) in appends.iter().enumerate() {
+            if held <= MAX_BYTES {
+                break;
+            }
+            if keep[i] && gone[i] {
+                keep[i] = false;
+                held -= ev.body.len();
+                self.lost += 1;
+            }
+        }
         let mut i = 0;
         appends.retain(|_| {
             i += 1;
             keep[i - 1]
         });
-        self.replaced += (before - appends.len()) as u64;
-        // Then the oldest abandoned ones, while they hold too much.
-        let mut held: usize = appends
-            .iter()
-            .filter(|(_, r)| r.is_closed())
-            .map(|(ev, _)| ev.body.len())
-            .sum();
-        if held > MAX_BYTES {
-            let before = appends.len();
-            appends.retain(|(ev, r)| {
-                if held > MAX_BYTES && r.is_closed() {
-                    held -= ev.body.len();
-                    false
-                } else {
-                    true
-                }
-            });
-            self.lost += (before - appends.len()) as u64;
-        }
-        self.next_at = appends.len() * 2;
-        self.log();
+        self.log(false);
     }
 
-    fn log(&mut self) {
-        if self.replaced + self.lost == 0 || self.last_log.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+    /// Log what was dropped: at most every [`LOG_EVERY`] while the queue is
+    /// long, and what is left once it is short again (`settled`).
+    fn log(&mut self, settled: bool) {
+        let due = settled || self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if self.replaced + self.lost == 0 || !due {
             return;
         }
         if self.lost > 0 {
@@ -98,7 +114,7 @@ impl Abandoned {
             tracing::warn!(
                 events = self.replaced,
                 "the store is slower than the callbacks coming in: queued callbacks answered 503 were dropped \
-                 for the provider's retry queued behind them"
+                 for the provider's retry of the same callback queued behind them"
             );
         }
         (self.replaced, self.lost) = (0, 0);
@@ -157,10 +173,15 @@ mod tests {
         for h in 0..4 {
             push(&mut q, h, 10, true);
         }
+
         // Abandoned and alone, 100 MiB each: the oldest two go for room.
         for h in 10..14 {
             push(&mut q, h, 100 << 20, true);
         }
+        // Abandoned, with the same key but another body behind it (a
+        // forgery on a `verify = "fetch"` route, a result recovered by
+        // polling): kept.
+        push(&mut q, 5, 10, true);
         // Live, large: kept whatever they hold.
         for h in 20..22 {
             push(&mut q, h, 300 << 20, false);
@@ -168,12 +189,13 @@ mod tests {
         for h in 0..4 {
             push(&mut q, h, 10, false);
         }
+        push(&mut q, 5, 11, false);
         while q.len() <= PRUNE_ABOVE {
             push(&mut q, 99, 0, false);
         }
         Abandoned::default().prune(&mut q);
         let left: Vec<u8> = q.iter().map(|(e, _)| e.dedupe_hash[0]).filter(|h| *h != 99).collect();
-        assert_eq!(left, [12, 13, 20, 21, 0, 1, 2, 3]);
+        assert_eq!(left, [12, 13, 5, 20, 21, 0, 1, 2, 3, 5]);
         drop(waiting);
     }
 }
