@@ -24,10 +24,20 @@ async fn a_delivery_whose_result_cannot_be_written_is_not_sent_again_and_again()
     sub.wait_for(secs(10), "the first delivery", |r| r.len() == 1).await;
     // …then no room for another result.
     let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
-    tokio::time::sleep(ms(300)).await;
     let mut results = js.get_stream("KV_hr_results").await.unwrap();
-    let info = results.info().await.unwrap().clone();
-    assert!(info.state.bytes > 0, "{:?}", info.state);
+    let deadline = std::time::Instant::now() + secs(10);
+    let info = loop {
+        let info = results.info().await.unwrap().clone();
+        if info.state.bytes > 0 {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no result written: {:?}",
+            info.state
+        );
+        tokio::time::sleep(ms(50)).await;
+    };
     let mut config = info.config.clone();
     config.max_bytes = info.state.bytes as i64;
     config.discard = jetstream::stream::DiscardPolicy::New;

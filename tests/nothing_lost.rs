@@ -531,15 +531,13 @@ async fn a_stalled_disk_back_makes_the_relay_ready_without_a_callback() {
     }
     let (status, _, _) = post(addr, "/hooks/t?token=tok", &[], runway("after")).await;
     assert_eq!(status, StatusCode::OK);
-    let task = |r: &Received| String::from_utf8_lossy(&r.body).contains("\"after\"");
-    sub.wait_for(secs(10), "the callback after", |r| r.iter().any(task))
-        .await;
+    let named = |r: &Received, task: &str| String::from_utf8_lossy(&r.body).contains(&format!("\"{task}\""));
+    sub.wait_for(secs(20), "the callbacks queued behind the stall and after it", |r| {
+        r.iter().any(|r| named(r, "after")) && r.iter().any(|r| named(r, "queued-behind"))
+    })
+    .await;
     tokio::time::sleep(ms(500)).await;
-    let queued = sub
-        .all()
-        .iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains("queued-behind"))
-        .count();
+    let queued = sub.all().iter().filter(|r| named(r, "queued-behind")).count();
     assert_eq!(
         queued, 1,
         "a callback answered 503 while queued is written once the disk is back"
