@@ -206,8 +206,7 @@ pub(super) async fn get_json_on_leader<T: serde::de::DeserializeOwned>(
     let subject = format!("{}{key}", bucket.prefix);
     match bucket.stream.get_last_raw_message_by_subject(&subject).await {
         Ok(m) => {
-            let op = m.headers.get("KV-Operation").map(|v| v.as_str().to_string());
-            if matches!(op.as_deref(), Some("DEL" | "PURGE")) {
+            if matches!(m.headers.get("KV-Operation").map(|v| v.as_str()), Some("DEL" | "PURGE")) {
                 return Ok(None);
             }
             let value = serde_json::from_slice(&m.payload).map_err(|_| StoreError::Corrupt(key.to_string()))?;

@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::writer_msg::Reply;
-use crate::store::{Accepted, NewEvent};
-
-pub(super) type Append = (Box<NewEvent>, Reply<Accepted>);
+use super::writer_msg::Append;
 
 /// Queued events past which those whose caller left are pruned.
 pub(super) const PRUNE_ABOVE: usize = 2048;
@@ -70,20 +67,18 @@ impl Abandoned {
             }
         }
         // Then the oldest abandoned ones, while they hold too much.
-        let mut held: usize = appends
-            .iter()
-            .zip(&keep)
-            .zip(&gone)
-            .filter(|((_, k), g)| **k && **g)
-            .map(|(((ev, _), _), _)| ev.body.len())
+        let abandoned = |i: usize, keep: &[bool]| keep[i] && gone[i];
+        let mut held: usize = (0..appends.len())
+            .filter(|&i| abandoned(i, &keep))
+            .map(|i| appends[i].0.body.len())
             .sum();
-        for (i, (ev, _)) in appends.iter().enumerate() {
+        for i in 0..appends.len() {
             if held <= MAX_BYTES {
                 break;
             }
-            if keep[i] && gone[i] {
+            if abandoned(i, &keep) {
                 keep[i] = false;
-                held -= ev.body.len();
+                held -= appends[i].0.body.len();
                 self.lost += 1;
             }
         }
@@ -98,8 +93,7 @@ impl Abandoned {
     /// Log what was dropped: at most every [`LOG_EVERY`] while the queue is
     /// long, and what is left once it is short again (`settled`).
     fn log(&mut self, settled: bool) {
-        let due = settled || self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-        if self.replaced + self.lost == 0 || !due {
+        if self.replaced + self.lost == 0 || !(settled || self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY)) {
             return;
         }
         if self.lost > 0 {
@@ -125,7 +119,7 @@ impl Abandoned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::EventMeta;
+    use crate::store::{Accepted, EventMeta, NewEvent};
     use tokio::sync::oneshot;
 
     fn append(

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use ulid::Ulid;
 
-use super::abandoned::{Abandoned, Append};
+use super::abandoned::Abandoned;
 pub(super) use super::batch::Batch;
 use super::keys::CursorRow;
 use super::media::{MediaBook, MediaRecord};
@@ -46,7 +46,7 @@ const LINGER_BELOW: usize = 64;
 const COUNT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub use super::writer_msg::SledTicket;
-pub(super) use super::writer_msg::{Msg, Record, Reply, Source};
+pub(super) use super::writer_msg::{Append, Msg, Record, Reply, Source};
 
 /// The writer's own state: authoritative counters and cursors.
 pub(super) struct Writer {

@@ -12,6 +12,8 @@ use super::media_sweep::MediaSweepStep;
 use crate::store::{Accepted, Attempt, EventId, NewEvent, Outcome, Replayed, StoreError, Topology};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// A queued event and whom to answer.
+pub(super) type Append = (Box<crate::store::NewEvent>, Reply<crate::store::Accepted>);
 
 /// Where a piece of work came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
