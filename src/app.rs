@@ -268,11 +268,16 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let writes = app.store_writes();
+        let (writes, problems) = (app.store_writes(), app.store_problems());
         let problem = app.check_store(std::time::Duration::from_secs(2)).await;
         if problem.is_some() && app.store_writes() != writes {
             // The store took a write while the check failed: it is writable,
             // and marking it lost would only flap until the next write.
+            continue;
+        }
+        if problem.is_none() && app.store_problems() != problems {
+            // A write failed while the check passed (NATS went away as its
+            // answer came): the failure is the newer news.
             continue;
         }
         // Logs the change, if this is one (so does a failed or successful write).
@@ -290,8 +295,8 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     // One probe of the store in flight at most (a stalled disk must not
     // fill the writer's mailbox with them): how long it took, if it
-    // succeeded.
-    let mut probe: Option<tokio::task::JoinHandle<Option<std::time::Duration>>> = None;
+    // succeeded, and the problems recorded when it began.
+    let mut probe: Option<tokio::task::JoinHandle<Option<(std::time::Duration, u64)>>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -309,15 +314,16 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         // ready: no callback may come to say the store is back, so a probe
         // does, if it is confirmed as fast as a callback must be.
         if let Some(done) = probe.take_if(|p| p.is_finished()) {
-            if let Ok(Some(took)) = done.await {
-                app.store_answered_probe(took);
+            if let Ok(Some((took, since))) = done.await {
+                app.store_answered_probe(took, since);
             }
         }
         if probe.is_none() && app.lacks_store() {
             let store = app.store.clone();
+            let since = app.store_problems();
             probe = Some(tokio::spawn(async move {
                 let sent = std::time::Instant::now();
-                store.check_writable().await.ok().map(|()| sent.elapsed())
+                store.check_writable().await.ok().map(|()| (sent.elapsed(), since))
             }));
         }
     }

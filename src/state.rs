@@ -87,6 +87,9 @@ pub struct App {
     space_look: std::sync::Mutex<()>,
     /// Successful writes to the store (ingest), counted.
     store_writes: AtomicU64,
+    /// Problems recorded with the store (each failed write or check),
+    /// counted: a check that passed clears none recorded after it began.
+    store_problems: AtomicU64,
     /// Ingest requests refused (no route, refused by the route's checks),
     /// for their rate-limited log ([`Self::request_refused`]).
     refused_requests: Mutex<RefusedRequests>,
@@ -180,6 +183,7 @@ impl App {
             health: StoreHealth::new(),
             space_look: std::sync::Mutex::new(()),
             store_writes: AtomicU64::new(0),
+            store_problems: AtomicU64::new(0),
             refused_requests: Mutex::default(),
             wrong_admin_tokens: crate::admin::WrongTokens::default(),
             serving: AtomicBool::new(false),
@@ -278,6 +282,9 @@ impl App {
     /// or successful write); a want of room is kept apart. Whether the
     /// store could not be written before.
     pub fn set_store_state(&self, problem: Option<String>) -> bool {
+        if problem.is_some() {
+            self.store_problems.fetch_add(1, Ordering::Relaxed);
+        }
         if problem.is_none() && self.store.has_failed() {
             // A write that went through (or a check) before the failure was
             // marked does not make a failed store writable.
@@ -335,10 +342,19 @@ impl App {
     /// confirmed after `took`: the store is writable again if it answers as
     /// fast as a callback's write must be ([`crate::ingest::COMMIT_TIMEOUT`];
     /// a slower disk still answers callbacks `503`).
-    pub fn store_answered_probe(&self, took: std::time::Duration) {
-        if took <= crate::ingest::COMMIT_TIMEOUT {
+    /// `since`: [`Self::store_problems`] when the probe began; a problem
+    /// recorded meanwhile (a callback refused as NATS went away while the
+    /// probe's answer was on its way) is newer than what it found, and stays.
+    pub fn store_answered_probe(&self, took: std::time::Duration, since: u64) {
+        if took <= crate::ingest::COMMIT_TIMEOUT && self.store_problems() == since {
             self.set_store_state(None);
         }
+    }
+
+    /// How many problems with the store were recorded so far (see
+    /// [`Self::store_answered_probe`]).
+    pub fn store_problems(&self) -> u64 {
+        self.store_problems.load(Ordering::Relaxed)
     }
 
     /// Count a callback refused because the store could not take it, and

@@ -76,7 +76,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
             continue;
         }
-        let sent = std::time::Instant::now();
+        let (sent, since) = (std::time::Instant::now(), app.store_problems());
         let problem = app.check_store(period).await;
         // A disk below `store.min_free` still takes writes (results,
         // retention): pinged, as a restart would not help, but not ready.
@@ -86,7 +86,7 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
                 app.set_store_state(Some(why));
             }
             None => {
-                app.store_answered_probe(sent.elapsed());
+                app.store_answered_probe(sent.elapsed(), since);
                 app.look_at_space();
             }
         }
