@@ -84,6 +84,7 @@ mod nats_dead_letters_gauge;
 mod nats_dead_replay_race;
 mod nats_drain_kill;
 mod nats_frozen_node;
+mod nats_full;
 mod nats_give_back;
 mod nats_handover;
 mod nats_late_outcomes;

@@ -15,6 +15,7 @@
 //! | an event's media URLs | header `Hr-Media` of its message |
 //! | the archiver's work | work-queue stream `HR_MEDIA`, subject `hr.md.<hash>`, durable consumer `archiver` |
 //! | an expected task | KV bucket `hr_tasks`, key `t.<hash of route and task id>` |
+//! | the store check's write (every second) | `hr_tasks`, key `probe` |
 //! | the reconciler's work | work-queue stream `HR_TASKS`, subject `hr.tk.<hash>`, durable consumer `reconciler` |
 //!
 //! An event id is a ULID whose time is the message's time (ms) and whose
@@ -37,6 +38,8 @@ pub const ARCHIVER: &str = "archiver";
 pub const TASKS: &str = "hr_tasks";
 pub const TASK_WORK: &str = "HR_TASKS";
 pub const RECONCILER: &str = "reconciler";
+/// The key the store check writes (not a task's: those start with `t.`).
+pub const PROBE_KEY: &str = "probe";
 
 pub const STREAM_PREFIX: &str = "HR_EV_";
 pub const CONSUMER_PREFIX: &str = "sub_";

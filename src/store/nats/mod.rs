@@ -380,7 +380,9 @@ impl NatsStore {
         Ok(NatsCursor::open(self.shared.clone(), route, subscriber.to_string()))
     }
 
-    /// JetStream answers this relay's requests.
+    /// JetStream takes this relay's writes: one small row is written (a
+    /// full JetStream still answers requests, and the relay must not say it
+    /// is ready while every callback gets `503`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         let s = &self.shared;
         if !s.connected() {
@@ -394,6 +396,10 @@ impl NatsStore {
         if !lost.is_empty() {
             return Err(lost::set_up_again(s, &lost));
         }
+        s.tasks_bucket()?
+            .put(layout::PROBE_KEY, bytes::Bytes::from_static(b"1"))
+            .await
+            .map_err(|e| unavailable(format!("a write to JetStream failed: {e}")))?;
         Ok(())
     }
 
