@@ -89,3 +89,39 @@ fn a_pull_token_that_is_also_a_route_token_is_refused_on_any_listener() {
         assert!(!m.contains("route-token-0123456789"), "the token is shown: {m}");
     }
 }
+
+#[test]
+fn a_pull_token_two_subscribers_share_is_refused_naming_both() {
+    let sub = |name: &str, token: &str| {
+        format!("[[routes.subscribers]]\nname = \"{name}\"\npull = {{ token = \"{token}\" }}\n")
+    };
+    let route = |name: &str| format!("[[routes]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nallow_anyone = true\n");
+    let head = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
+    let shared = "9d1c0b7e5a3f2468ace13579bdf02468";
+    // Two subscribers of one route, and of two routes.
+    for text in [
+        format!("{head}{}{}{}", route("r"), sub("alice", shared), sub("bob", shared)),
+        format!(
+            "{head}{}{}{}{}",
+            route("r"),
+            sub("alice", shared),
+            route("q"),
+            sub("bob", shared)
+        ),
+    ] {
+        let m = parse(&text).expect_err("a shared pull token").to_string();
+        assert!(
+            m.contains(".pull.token`") && m.contains("\"bob\"") && m.contains("\"alice\""),
+            "{m}"
+        );
+        assert!(m.contains("`routes[0].subscribers[0].pull.token`"), "{m}");
+        assert!(!m.contains(shared), "the token is shown: {m}");
+    }
+    let own = format!(
+        "{head}{}{}{}",
+        route("r"),
+        sub("alice", shared),
+        sub("bob", &"7".repeat(32))
+    );
+    parse(&own).expect("each its own token");
+}

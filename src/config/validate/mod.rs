@@ -273,6 +273,7 @@ impl<'a> Validator<'a> {
         self.pull_paths_free(&routes, &path_spans)?;
         self.no_placeholder_secrets(&exposed.server, &routes)?;
         self.pull_tokens_not_route_tokens(&routes)?;
+        self.pull_tokens_own(&routes)?;
         self.admin_token_not_shared(admin_token.as_ref(), &routes)?;
         self.public_url_present(&server, &routes)?;
         let mut warnings = Vec::new();

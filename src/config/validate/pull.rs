@@ -147,4 +147,31 @@ impl Validator<'_> {
         }
         Ok(())
     }
+
+    /// A pull token two pull subscribers share: the pull API opens the
+    /// subscriber the URL names to its token, so either one's forwarder (or
+    /// whoever holds that token) could read and acknowledge away the other's
+    /// callbacks (a subscriber block copied for a second service, its token
+    /// left). Refused, naming both keys.
+    pub(super) fn pull_tokens_own(&self, routes: &[Route]) -> Result<(), ConfigError> {
+        let mut seen: Vec<(&crate::auth::Secret, String, &str)> = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            for (k, s) in r.subscribers.iter().enumerate() {
+                let Some(pull) = s.pull() else { continue };
+                let key = format!("routes[{i}].subscribers[{k}].pull.token");
+                if let Some((_, first, name)) = seen.iter().find(|(t, _, _)| **t == pull.token) {
+                    return Err(self.err(
+                        key,
+                        None,
+                        format!(
+                            "subscriber {:?} has the pull token of subscriber {name:?} (`{first}`): either                              one's forwarder could read and acknowledge the other's callbacks; give each its                              own (`hookrelay gen-token`)",
+                            s.name
+                        ),
+                    ));
+                }
+                seen.push((&pull.token, key, &s.name));
+            }
+        }
+        Ok(())
+    }
 }
