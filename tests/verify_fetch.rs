@@ -437,6 +437,45 @@ async fn a_pull_lane_checks_its_messages_against_the_provider_at_once() {
     h.shutdown().await;
 }
 
+/// A callback held as unverified is not a delivery outcome, for a pull
+/// subscriber as for a push one: no `hookrelay_deliveries_total{outcome="dead"}`
+/// and no "delivery gave up" (the pull lane counted the verifier's holds as
+/// dead deliveries and its waits as retries, so an alert on dead deliveries
+/// fired for pull subscribers only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_callback_counts_as_no_delivery_for_pull_and_push_alike() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = task_route("runway", "kie-runway", &fake, &sub.url());
+    const TOKEN: &str = "held-count-pull-token";
+    let (cfg, addr) = tasks_config(dir.path(), vec![verified_pull(route, TOKEN)]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    let id = forge_after_a_lost_callback(&fake, addr, &url).await;
+    // The pull lane checks its messages when a forwarder asks: nothing to hand out.
+    let (s, _, got) = pull_call(addr, "GET", "/pull/b?wait=1s&max=10", Some(TOKEN), Some("f1"), "").await;
+    assert_eq!(
+        (s.as_u16(), got["messages"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{got}"
+    );
+    admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["state"] == "dead"))
+    })
+    .await;
+    let m = metrics(h.admin_addr).await;
+    let counted: Vec<_> = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("hookrelay_deliveries_total{") && k.contains("outcome=\"dead\""))
+        .collect();
+    assert!(counted.is_empty(), "held, yet counted as deliveries: {counted:?}");
+    assert_eq!(sample(&m, "hookrelay_unverified_total{route=\"runway\"}"), 1.0);
+    h.shutdown().await;
+}
+
 /// `route` with a pull subscriber `b` (`token`), checking the kie signature
 /// and verifying each callback against the provider's record.
 fn verified_pull(route: common::route::Route, token: &str) -> common::route::Route {

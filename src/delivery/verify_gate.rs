@@ -143,8 +143,10 @@ impl<K, V> Default for Recent<K, V> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
-    pub fn insert(&mut self, id: K, v: V) {
-        if self.known.insert(id.clone(), v).is_none() {
+    /// Remember `v` for `id`; whether `id` was not known yet.
+    pub fn insert(&mut self, id: K, v: V) -> bool {
+        let new = self.known.insert(id.clone(), v).is_none();
+        if new {
             self.order.push_back(id);
         }
         while self.order.len() > REMEMBER {
@@ -152,6 +154,7 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
                 self.known.remove(&old);
             }
         }
+        new
     }
 }
 
@@ -226,8 +229,10 @@ impl Verifier {
         first
     }
 
-    fn remember(&self, id: EventId, verdict: Option<String>) {
-        lock(&self.verdicts).insert(id, verdict);
+    /// Whether no verdict was known for `id` (another subscriber's lane,
+    /// checking the same event at the same time, may have settled it first).
+    fn remember(&self, id: EventId, verdict: Option<String>) -> bool {
+        lock(&self.verdicts).insert(id, verdict)
     }
 
     /// Whether `event` may be delivered to `subscriber` now; `released`:
@@ -369,10 +374,11 @@ impl Verifier {
     }
 
     fn settle(&self, id: EventId, disagreement: Option<String>) -> Check {
-        self.remember(id, disagreement.clone());
+        // Counted and warned about once per callback, not once per subscriber.
+        let first = self.remember(id, disagreement.clone());
         match disagreement {
             None => Check::Go,
-            Some(reason) => Check::Hold { reason, again: false },
+            Some(reason) => Check::Hold { reason, again: !first },
         }
     }
 }

@@ -43,6 +43,10 @@ pub(super) enum Cause {
     Released,
     /// The lease ran out without an answer: a failed attempt.
     Expired,
+    /// The provider's record decided it before any hand-out (`verify =
+    /// "fetch"`: wait, held, duplicate): the verifier counted and logged it;
+    /// not a delivery outcome, as for push subscribers.
+    Verify,
 }
 
 /// The attempt of a hand-out that ended now: the local service's HTTP status
@@ -198,6 +202,9 @@ pub(super) fn deferred(work: Work, due_ms: u64) -> Settled {
 /// The `hookrelay_deliveries_total` outcome; None for a deferral (not an
 /// outcome of the delivery: it is still to come).
 fn label(outcome: &Outcome, cause: Cause) -> Option<&'static str> {
+    if cause == Cause::Verify {
+        return None;
+    }
     match outcome {
         Outcome::Delivered => Some("delivered"),
         Outcome::Retry { .. } if cause == Cause::Released => Some("released"),
@@ -258,6 +265,10 @@ pub(super) async fn record(
             metrics.delivery(&subscriber, l);
         }
         let number = s.attempt.as_ref().map_or(0, |a| a.attempt);
+        if s.cause == Cause::Verify {
+            // The verifier logged it.
+            continue;
+        }
         match &s.outcome {
             Outcome::Delivered => {
                 summary.acknowledged += 1;

@@ -271,7 +271,7 @@ impl State {
                     event: w.event.id,
                     attempt: None,
                     outcome,
-                    cause: settle::Cause::Answer,
+                    cause: settle::Cause::Verify,
                 });
                 continue;
             }
