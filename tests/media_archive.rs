@@ -172,7 +172,8 @@ async fn runway_video_and_cover_are_stored_in_s3() {
 /// sheet (the console's `script-src 'self'` / `style-src 'self'` would trust
 /// them, and `nosniff` stops only other types), so they are downloads of
 /// `application/octet-stream`; the media list still says what the server
-/// said, and an ordinary type is served as it was.
+/// said, and an ordinary type is served as it was. So is a list of types
+/// (a browser takes the last one: it was served as it came).
 #[tokio::test]
 async fn a_stored_script_or_style_sheet_is_not_served_as_one_on_the_admin_origin() {
     let s = FileServer::start(LOCAL).await;
@@ -188,11 +189,21 @@ async fn a_stored_script_or_style_sheet_is_not_served_as_one_on_the_admin_origin
         "task_id": "hostile-1", "video_id": "v", "video_url": script_url, "image_url": style_url}});
     let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
     let media = wait_final(h.admin_addr, &id, WAIT).await;
-    for (url, bytes, said) in [
-        (&script_url, &script, "Text/JavaScript; charset=utf-8"),
-        (&style_url, &style, "text/css"),
+    // A list of types: a browser takes the last one (the Fetch standard's
+    // MIME type extraction), so this is a script too.
+    let listed = b"window.listed = 1;".to_vec();
+    let listed_type = "text/plain, text/javascript";
+    let listed_url = s.bytes("/k/listed.mp4", &listed, listed_type);
+    let body = json!({"code": 200, "msg": "ok", "data": {
+        "task_id": "hostile-2", "video_id": "v2", "video_url": listed_url, "image_url": ""}});
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+    let listed_media = wait_final(h.admin_addr, &id, WAIT).await;
+    for (media, url, bytes, said) in [
+        (&media, &script_url, &script, "Text/JavaScript; charset=utf-8"),
+        (&media, &style_url, &style, "text/css"),
+        (&listed_media, &listed_url, &listed, listed_type),
     ] {
-        let m = item(&media, url);
+        let m = item(media, url);
         assert_eq!(m["state"], "stored", "{m}");
         assert_eq!(m["content_type"], said, "the list says what the server said");
         let (status, headers, got) = admin_get(&h, &format!("/api/media/{}", sha256_hex(bytes))).await;

@@ -138,8 +138,13 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
 /// whoever served the file; such a file is sent as
 /// `application/octet-stream`, so the admin origin never hosts
 /// outside code that its Content-Security-Policy would trust.
-/// The JavaScript MIME types are the WHATWG MIME Sniffing list.
+/// The JavaScript MIME types are the WHATWG MIME Sniffing list. A list of
+/// types (`text/plain, text/javascript`) counts as one: a browser takes the
+/// last of them.
 fn runs_on_the_origin(content_type: &str) -> bool {
+    if content_type.contains(',') {
+        return true;
+    }
     const ACTIVE: &[&str] = &[
         "application/ecmascript",
         "application/javascript",
