@@ -128,6 +128,7 @@ mod readme;
 mod ready_low_space;
 mod reconcile;
 mod reconcile_durable;
+mod reconcile_faults;
 mod reconcile_outcomes;
 mod reconcile_paused;
 mod reconcile_pull;

@@ -39,10 +39,14 @@ pub async fn poll(app: &App, task: Task) {
     };
     let deadline = task.registered_ms.saturating_add(rc.give_up.as_millis() as u64);
     let next = |at_least: Duration| now + super::jittered(rc.every).max(at_least).as_millis() as u64;
-    // The call was not answered with the record because the key is paused or
-    // paced (a 429, a 455, or the relay's own pause or pacing, the call then
-    // never sent): that says nothing about the task.
+    // The call was not answered with the record: the key is paused or paced
+    // (a 429, a 455, or the relay's own pause or pacing, the call then never
+    // sent), or the provider's side failed (a 5xx, a gateway's page, no
+    // connection, no answer in time): that says nothing about the task.
     let mut held_back = false;
+    // The result was fetched but the store did not take it (no room under
+    // `store.min_free`, a store away): never given up while that lasts.
+    let mut in_hand = false;
     let answer = client.record(product, &task.task_id).await;
     if answer.is_ok() {
         client.refusals().succeeded();
@@ -68,6 +72,7 @@ pub async fn poll(app: &App, task: Task) {
             match stored {
                 Ok(_) => return,
                 Err(e) => {
+                    in_hand = true;
                     tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
                         "cannot store a recovered result; polling again");
                     TaskUpdate::Polled {
@@ -91,8 +96,14 @@ pub async fn poll(app: &App, task: Task) {
             app.metrics.task_poll(&route.name, e.kind.as_str());
             held_back = matches!(
                 e.kind,
-                ErrorKind::RateLimited | ErrorKind::Maintenance | ErrorKind::LocalLimit
-            );
+                ErrorKind::RateLimited
+                    | ErrorKind::Maintenance
+                    | ErrorKind::LocalLimit
+                    | ErrorKind::ServerError
+                    | ErrorKind::Network
+                    | ErrorKind::Timeout
+                    | ErrorKind::BadAnswer
+            ) || (matches!(e.kind, ErrorKind::NotFound | ErrorKind::Rejected) && e.code.is_none());
             let account = matches!(
                 e.kind,
                 ErrorKind::Unauthorized | ErrorKind::NoCredits | ErrorKind::Disabled
@@ -137,12 +148,13 @@ pub async fn poll(app: &App, task: Task) {
             }
         }
     };
-    // Past `give_up` a poll held back by the key's pause is not the task's
-    // last: it is asked once the pause is over (for at most the longest
-    // pause past `give_up`, so this ends), else one 429 after a restart or
-    // an outage gave up every due task the pause then kept unsent, unasked.
+    // Past `give_up` a poll held back by the key's pause or the provider's
+    // failure is not the task's last: it is asked once the pause is over
+    // (for at most the longest pause past `give_up`, so this ends), else one
+    // 429 or 502 after a restart or an outage gave up every due task unasked.
+    // A result in hand the store did not take is asked for until it does.
     let grace = crate::provider::BackoffPolicy::default().longest().as_millis() as u64;
-    let asked_or_too_late = !held_back || now >= deadline.saturating_add(grace);
+    let asked_or_too_late = !in_hand && (!held_back || now >= deadline.saturating_add(grace));
     let update = match update {
         TaskUpdate::Polled {
             error, provider_state, ..
