@@ -377,3 +377,32 @@ async fn a_poll_duplicating_a_callback_settles_its_task_under_the_floor() {
     assert!(due.is_empty(), "still due: {due:?}");
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_listing_holds_the_newest_tasks_up_to_its_limit_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    // Registered in an order unlike the listing's; two at the same time.
+    for (id, at) in [("c", 3000), ("a", 1000), ("e", 5000), ("b", 5000), ("d", 4000)] {
+        s.register_task(new_task(id, at, None)).await.unwrap();
+    }
+    let listed = |limit| {
+        let s = &s;
+        async move {
+            s.tasks(TaskQuery {
+                route: None,
+                state: None,
+                limit,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(3).await, ["b", "e", "d"], "newest first, then by task id");
+    assert_eq!(listed(10).await, ["b", "e", "d", "c", "a"]);
+    assert_eq!(listed(0).await, ["b"], "a limit of 0 lists one");
+    s.close().await;
+}
