@@ -386,3 +386,62 @@ impl Store {
         }
     }
 }
+
+/// The newest `limit` (at least one) of the tasks offered, in list order:
+/// newest registered first, then by task id. Holds `limit` tasks however
+/// many are offered (a store keeps every task for `store.retention`).
+pub(crate) struct Newest {
+    heap: std::collections::BinaryHeap<Listed>,
+    limit: usize,
+}
+
+impl Newest {
+    pub(crate) fn new(limit: usize) -> Newest {
+        let limit = limit.max(1);
+        Newest {
+            heap: std::collections::BinaryHeap::with_capacity(limit + 1),
+            limit,
+        }
+    }
+
+    pub(crate) fn offer(&mut self, task: Task) {
+        self.heap.push(Listed(task));
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Task> {
+        self.heap.into_sorted_vec().into_iter().map(|l| l.0).collect()
+    }
+}
+
+/// A task in list order: newest registered first, then by task id. The
+/// greatest is the one listed last (dropped first from a full heap).
+struct Listed(Task);
+
+impl Listed {
+    fn key(&self) -> (std::cmp::Reverse<u64>, &str) {
+        (std::cmp::Reverse(self.0.registered_ms), &self.0.task_id)
+    }
+}
+
+impl PartialEq for Listed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Listed {}
+
+impl PartialOrd for Listed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Listed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}

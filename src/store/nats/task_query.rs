@@ -6,6 +6,7 @@
 use super::tasks::{TaskRow, SCAN_LIMIT};
 use super::torn_task::TaskEntry;
 use super::{layout, read, NatsStore, Shared};
+use crate::store::tasks::Newest;
 use crate::store::{StoreError, Task, TaskQuery, TaskState, TaskStats};
 
 impl Shared {
@@ -37,36 +38,47 @@ impl NatsStore {
         Ok(None)
     }
 
-    /// Tasks matching the query, most recently registered first.
+    /// Tasks matching the query, most recently registered first: every row
+    /// is looked at (streamed, the newest `limit` held), not the first
+    /// [`SCAN_LIMIT`] (the rows written longest ago: past that many tasks
+    /// the newest were left out, with `more: false`).
     pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
-        let mut out: Vec<Task> = self
-            .shared
-            .task_rows()
-            .await?
-            .into_iter()
-            .map(|r| r.task)
-            .filter(|t| q.route.as_ref().is_none_or(|r| *r == t.route))
-            .filter(|t| q.state.is_none_or(|s| s == t.state))
-            .collect();
-        out.sort_by_key(|t| std::cmp::Reverse(t.registered_ms));
-        out.truncate(q.limit);
-        Ok(out)
+        let mut newest = Newest::new(q.limit);
+        self.shared
+            .each_latest(layout::TASKS, "t.", |_, v| {
+                if let Ok(row) = serde_json::from_slice::<TaskRow>(&v) {
+                    let t = row.task;
+                    if q.route.as_ref().is_none_or(|r| *r == t.route) && q.state.is_none_or(|s| s == t.state) {
+                        newest.offer(t);
+                    }
+                }
+                true
+            })
+            .await?;
+        Ok(newest.into_vec())
     }
 
-    /// Tasks per state and the oldest open one, across the cluster.
+    /// Tasks per state and the oldest open one, across the cluster: every
+    /// row counted as it streams by (none held).
     pub async fn task_stats(&self) -> Result<TaskStats, StoreError> {
-        let rows = self.shared.task_rows().await?;
-        let by_state = TaskState::ALL
-            .iter()
-            .map(|s| (*s, rows.iter().filter(|r| r.task.state == *s).count() as u64))
-            .collect();
-        let oldest_open_ms = rows
-            .iter()
-            .filter(|r| !r.task.state.is_final())
-            .map(|r| r.task.registered_ms)
-            .min();
+        let mut counts = vec![0u64; TaskState::ALL.len()];
+        let mut oldest_open_ms: Option<u64> = None;
+        self.shared
+            .each_latest(layout::TASKS, "t.", |_, v| {
+                if let Ok(row) = serde_json::from_slice::<TaskRow>(&v) {
+                    let t = row.task;
+                    if let Some(i) = TaskState::ALL.iter().position(|s| *s == t.state) {
+                        counts[i] += 1;
+                    }
+                    if !t.state.is_final() {
+                        oldest_open_ms = Some(oldest_open_ms.map_or(t.registered_ms, |o| o.min(t.registered_ms)));
+                    }
+                }
+                true
+            })
+            .await?;
         Ok(TaskStats {
-            by_state,
+            by_state: TaskState::ALL.iter().copied().zip(counts).collect(),
             oldest_open_ms,
         })
     }

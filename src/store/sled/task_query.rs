@@ -4,6 +4,7 @@
 
 use super::task_codec as tc;
 use super::SledStore;
+use crate::store::tasks::Newest;
 use crate::store::{NewTask, StoreError, Task, TaskQuery, TaskState, TaskStats};
 
 impl SledStore {
@@ -73,8 +74,7 @@ impl SledStore {
         // Only the newest `limit` are held while the scan goes on (a store
         // keeps every task for `store.retention`: collecting them all, the
         // console's refreshing task list held hundreds of MiB each time).
-        let limit = q.limit.max(1);
-        let mut newest = std::collections::BinaryHeap::with_capacity(limit + 1);
+        let mut newest = Newest::new(q.limit);
         for item in self.inner.tree.scan_prefix(prefix) {
             let (k, v) = item?;
             let Some((route, id)) = tc::parse_task(&k) else {
@@ -84,13 +84,10 @@ impl SledStore {
                 continue;
             };
             if q.state.is_none_or(|s| s == task.state) {
-                newest.push(Listed(task));
-                if newest.len() > limit {
-                    newest.pop();
-                }
+                newest.offer(task);
             }
         }
-        Ok(newest.into_sorted_vec().into_iter().map(|l| l.0).collect())
+        Ok(newest.into_vec())
     }
 
     pub fn due_tasks(&self, now_ms: u64, limit: usize) -> Result<(Vec<Task>, Option<u64>), StoreError> {
@@ -134,35 +131,5 @@ impl SledStore {
             by_state: TaskState::ALL.into_iter().zip(counts).collect(),
             oldest_open_ms: oldest,
         })
-    }
-}
-
-/// A task in list order: newest registered first, then by task id. The
-/// greatest is the one listed last (dropped first from a full heap).
-struct Listed(Task);
-
-impl Listed {
-    fn key(&self) -> (std::cmp::Reverse<u64>, &str) {
-        (std::cmp::Reverse(self.0.registered_ms), &self.0.task_id)
-    }
-}
-
-impl PartialEq for Listed {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Listed {}
-
-impl PartialOrd for Listed {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Listed {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
     }
 }
