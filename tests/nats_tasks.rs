@@ -340,3 +340,42 @@ async fn an_unverified_callback_does_not_settle_the_task_it_names_in_cluster_mod
     let nats = NatsCluster::start(1).await;
     crate::reconcile_outcomes::unverified_callback_first(Some(&nats)).await;
 }
+
+/// The submit proxy: a task the provider created (and bills) but the store
+/// cannot record as expected (NATS gone between the create call and its
+/// answer) is answered with the provider's answer and `hookrelay-task-state:
+/// unregistered` after the registration's tries, so the caller knows to
+/// register it; it was the same `200` with no sign at all (a lost callback
+/// then never recovered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_task_the_store_cannot_record_is_answered_as_unregistered() {
+    let mut nats = NatsCluster::start(1).await;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&relay(dir.path(), &nats, &fake, &sub)).await;
+    fake.hold_creates();
+    let admin_addr = h.admin_addr;
+    let call = tokio::spawn(async move {
+        common::tasks::submit(
+            admin_addr,
+            "runway",
+            "/api/v1/runway/generate",
+            &serde_json::json!({"prompt": "a cat"}),
+        )
+        .await
+    });
+    fake.wait_until("the create call", secs(10), |f| f.create_requests() == 1)
+        .await;
+    nats.kill9(0);
+    fake.release_creates();
+    let (s, headers, body) = call.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["data"]["taskId"].is_string(), "the provider's answer: {v}");
+    assert_eq!(
+        headers.get("hookrelay-task-state").map(|v| v.to_str().unwrap()),
+        Some("unregistered")
+    );
+    h.shutdown().await;
+}

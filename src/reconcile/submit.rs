@@ -22,7 +22,16 @@ use crate::store::Task;
 pub struct Submitted {
     pub answer: SubmitAnswer,
     pub task: Option<Task>,
+    /// The provider created a task the store could not record as expected
+    /// (tried for [`REGISTER_FOR`]): answered with `hookrelay-task-state:
+    /// unregistered`, for the caller to register it (`POST /api/tasks`).
+    pub unregistered: bool,
 }
+
+/// How long a created task's registration is tried again before the
+/// provider's answer is handed back without it (NATS electing a leader,
+/// a moment of a store refusing writes).
+const REGISTER_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Forward a create call for `route_name`.
 pub async fn submit(
@@ -90,9 +99,26 @@ pub async fn submit(
             code = answer.code,
             "submit proxy: the provider created no task"
         );
-        return Ok(Submitted { answer, task: None });
+        return Ok(Submitted {
+            answer,
+            task: None,
+            unregistered: false,
+        });
     };
-    let task = match super::expect(app, &route.name, task_id.clone()).await {
+    let give_up = tokio::time::Instant::now() + REGISTER_FOR;
+    let mut pause = std::time::Duration::from_millis(100);
+    let registered = loop {
+        match super::expect(app, &route.name, task_id.clone()).await {
+            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(route = route_name, task_id, error = %e,
+                    "submit proxy: cannot record the expected task yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            r => break r,
+        }
+    };
+    let task = match registered {
         Ok(t) => {
             tracing::info!(
                 route = route_name,
@@ -105,9 +131,16 @@ pub async fn submit(
         Err(e) => {
             // The task exists at the provider (and is billed): hand its answer
             // back anyway; the caller can register it with POST /api/tasks.
-            tracing::error!(route = route_name, task_id, error = %e, "submit proxy: cannot record the expected task");
+            tracing::error!(route = route_name, task_id, error = %e,
+                "submit proxy: cannot record the expected task; answered with hookrelay-task-state: unregistered \
+                 (register it with POST /api/tasks once the store takes writes)");
             None
         }
     };
-    Ok(Submitted { answer, task })
+    let unregistered = task.is_none();
+    Ok(Submitted {
+        answer,
+        task,
+        unregistered,
+    })
 }
