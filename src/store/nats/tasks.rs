@@ -35,6 +35,10 @@ thread_local! {
     /// Tests: every settling write of a mark on this thread fails, as when
     /// the task row keeps changing under it or NATS fails each try.
     pub(crate) static FAIL_MARK_WRITES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: the next poll's write on this thread finds its task row
+    /// settled (`called_back`) since it read it, as a callback's mark
+    /// landing in between does.
+    pub(crate) static SETTLE_BEFORE_POLL_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 /// Rows a listing, a count or a retention pass looks at, at most.
 pub(super) const SCAN_LIMIT: usize = 100_000;
@@ -64,6 +68,9 @@ pub(super) async fn existing_reconciler(shared: &Shared) -> Result<PullConsumer,
         .await
         .map_err(|e| format!("consumer {}: {e}", layout::RECONCILER))
 }
+
+/// Writes of a poll's outcome tried against a row that changed meanwhile.
+const UPDATE_TRIES: usize = 5;
 
 pub(super) fn encode(row: &TaskRow) -> Bytes {
     Bytes::from(serde_json::to_vec(row).expect("serializes"))
@@ -113,15 +120,6 @@ impl Shared {
             .is_some();
         self.wrote(u64::from(created));
         Ok(created)
-    }
-
-    async fn put_task_row(&self, hash: &str, row: &TaskRow) -> Result<(), StoreError> {
-        self.tasks_bucket()?
-            .put(layout::task_key(hash), encode(row))
-            .await
-            .map_err(unavailable)?;
-        self.wrote(1);
-        Ok(())
     }
 
     /// Settle the work message of a task this relay holds (it is final, or
@@ -365,34 +363,64 @@ impl NatsStore {
         let s = &self.shared;
         let hash = layout::task_hash(route, task_id);
         let now = crate::clock::now_ms();
-        let mut row = match s.task_entry(&hash).await? {
-            None => {
-                s.settle_task_work(&hash, AckKind::Term).await;
-                return Ok(None);
-            }
-            Some(TaskEntry::Row(row, _)) => row,
-            Some(TaskEntry::Torn(_, v)) => {
-                // A fresh row, in charge of the message this poll holds.
-                log_torn(route, task_id, &hash, &v, "recording this poll");
-                let task = fresh_task(route, task_id, now);
-                TaskRow {
-                    work: s.held_task_seq(&hash).unwrap_or(0),
-                    task,
+        // Written at the revision read: a callback settling the task (or
+        // another relay's write) between the read and the write is read
+        // again, not overwritten (it reopened a called-back task as polling).
+        for _ in 0..UPDATE_TRIES {
+            let (mut row, revision) = match s.task_entry(&hash).await? {
+                None => {
+                    s.settle_task_work(&hash, AckKind::Term).await;
+                    return Ok(None);
                 }
+                Some(TaskEntry::Row(row, revision)) => (row, revision),
+                Some(TaskEntry::Torn(revision, v)) => {
+                    // A fresh row, in charge of the message this poll holds.
+                    log_torn(route, task_id, &hash, &v, "recording this poll");
+                    let task = fresh_task(route, task_id, now);
+                    let row = TaskRow {
+                        work: s.held_task_seq(&hash).unwrap_or(0),
+                        task,
+                    };
+                    (row, revision)
+                }
+            };
+            if row.task.state.is_final() {
+                s.settle_task_work(&hash, AckKind::Ack).await;
+                return Ok(Some(row.task));
             }
-        };
-        if row.task.state.is_final() {
-            s.settle_task_work(&hash, AckKind::Ack).await;
-            return Ok(Some(row.task));
+            row.task.polled(&update, now);
+            let settle = match row.task.next_poll_ms {
+                Some(next) => AckKind::Nak(Some(std::time::Duration::from_millis(next.saturating_sub(now)))),
+                None => AckKind::Ack,
+            };
+            #[cfg(test)]
+            if SETTLE_BEFORE_POLL_WRITE.with(|f| f.replace(false)) {
+                let mut settled = row.clone();
+                settled.task.state = crate::store::TaskState::CalledBack;
+                settled.task.next_poll_ms = None;
+                let bucket = s.tasks_bucket()?;
+                bucket
+                    .put(layout::task_key(&hash), encode(&settled))
+                    .await
+                    .map_err(unavailable)?;
+            }
+            match s
+                .tasks_bucket()?
+                .update(layout::task_key(&hash), encode(&row), revision)
+                .await
+            {
+                Ok(_) => {
+                    s.wrote(1);
+                    s.settle_task_work(&hash, settle).await;
+                    return Ok(Some(row.task));
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
         }
-        row.task.polled(&update, now);
-        let settle = match row.task.next_poll_ms {
-            Some(next) => AckKind::Nak(Some(std::time::Duration::from_millis(next.saturating_sub(now)))),
-            None => AckKind::Ack,
-        };
-        s.put_task_row(&hash, &row).await?;
-        s.settle_task_work(&hash, settle).await;
-        Ok(Some(row.task))
+        Err(unavailable(format!(
+            "task {task_id:?} of route {route:?}: its row changed at each of {UPDATE_TRIES} writes"
+        )))
     }
 
     /// Task rows expire with the bucket's `max_age` (the retention); this
