@@ -234,12 +234,11 @@ impl Preset {
         }
     }
 
-    /// Whether this callback is the last one its task will send: a success
-    /// or a failure. One whose outcome cannot be read (no `code`), even of a
-    /// product that sends one callback per task, does not settle its task:
-    /// the reconciler asks the provider rather than trust it.
+    /// Whether this callback is the last one its task will send: every
+    /// callback of a product that sends one per task; otherwise a success or
+    /// a failure.
     pub fn is_terminal(&self, body: &Value) -> bool {
-        matches!(self.outcome(body), Outcome::Success | Outcome::Failure)
+        self.stage.is_none() || matches!(self.outcome(body), Outcome::Success | Outcome::Failure)
     }
 
     /// The values of the preset's dedupe key: the task id and the outcome
