@@ -41,6 +41,12 @@ async fn a_relay_is_not_ready_while_jetstream_is_full_and_ready_once_it_has_room
     };
     assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.1);
     assert!(stored > 0, "nothing stored before JetStream was full");
+    // Refused for want of room (not a write slower than its budget on a
+    // loaded machine): JetStream takes no write of this test's either.
+    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
+    let kv = js.get_key_value("hr_tasks").await.unwrap();
+    let put = kv.put("test-full", bytes::Bytes::from_static(b"x")).await;
+    assert!(put.is_err(), "JetStream took a write: the 503 was not for want of room");
 
     // Not ready, and it stays so: ten looks over 3 s (the store is checked
     // every second), no callback sent meanwhile.
@@ -56,7 +62,6 @@ async fn a_relay_is_not_ready_while_jetstream_is_full_and_ready_once_it_has_room
 
     // Room again (the operator purges the route's stream): ready again
     // without a callback, and callbacks are taken.
-    let js = jetstream::new(async_nats::connect(nats.urls()[0].as_str()).await.unwrap());
     js.get_stream("HR_EV_t").await.unwrap().purge().await.unwrap();
     let deadline = std::time::Instant::now() + secs(10);
     while admin(admin_addr, "GET", "/readyz").await.0 != StatusCode::OK {

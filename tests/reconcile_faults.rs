@@ -149,7 +149,7 @@ async fn a_gateway_404_page_does_not_hold_a_genuine_callback() {
         "data": {"taskId": id, "info": {"resultUrls": ["https://files.example/v.mp4"]}}});
     let (s, v) = callback_at(addr, "/hooks/veo", &cb.to_string()).await;
     assert_eq!(s, 200, "{v}");
-    sub.wait_for(secs(20), "the genuine callback, once the provider answers", |r| {
+    sub.wait_for(secs(40), "the genuine callback, once the provider answers", |r| {
         r.len() == 1
     })
     .await;

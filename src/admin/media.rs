@@ -139,10 +139,17 @@ pub(super) async fn file(app: &App, sha256: &str) -> Reply {
 /// `application/octet-stream`, so the admin origin never hosts
 /// outside code that its Content-Security-Policy would trust.
 /// The JavaScript MIME types are the WHATWG MIME Sniffing list. A list of
-/// types (`text/plain, text/javascript`) counts as one: a browser takes the
-/// last of them.
+/// types (`text/plain, text/javascript`: commas outside quoted parameter
+/// values) counts as one: a browser takes the last of them.
 fn runs_on_the_origin(content_type: &str) -> bool {
-    if content_type.contains(',') {
+    let mut quoted = false;
+    let listed = content_type.chars().any(|c| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        c == ',' && !quoted
+    });
+    if listed {
         return true;
     }
     const ACTIVE: &[&str] = &[
@@ -166,4 +173,18 @@ fn runs_on_the_origin(content_type: &str) -> bool {
     ];
     let essence = content_type.split(';').next().unwrap_or("").trim();
     ACTIVE.iter().any(|t| t.eq_ignore_ascii_case(essence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_on_the_origin;
+
+    #[test]
+    fn a_list_of_types_counts_a_comma_in_a_quoted_parameter_does_not() {
+        assert!(runs_on_the_origin("text/plain, text/javascript"));
+        assert!(runs_on_the_origin("text/plain; a=\"x\", text/javascript"));
+        assert!(runs_on_the_origin("Text/JavaScript; charset=utf-8"));
+        assert!(!runs_on_the_origin("video/mp4; codecs=\"avc1.640028, mp4a.40.2\""));
+        assert!(!runs_on_the_origin("image/png"));
+    }
 }

@@ -116,6 +116,7 @@ fn a_pull_token_two_subscribers_share_is_refused_naming_both() {
         );
         assert!(m.contains("`routes[0].subscribers[0].pull.token`"), "{m}");
         assert!(!m.contains(shared), "the token is shown: {m}");
+        assert!(!m.contains("  "), "{m}");
     }
     let own = format!(
         "{head}{}{}{}",

@@ -72,7 +72,9 @@ pub async fn poll(app: &App, task: Task) {
             match stored {
                 Ok(_) => return,
                 Err(e) => {
-                    in_hand = true;
+                    // Only while the store cannot take it for now: a record
+                    // too large for it, or a corrupt store, never will.
+                    in_hand = store_refused_for_now(&e);
                     tracing::error!(route = %route.name, task_id = %task.task_id, error = %e,
                         "cannot store a recovered result; polling again");
                     TaskUpdate::Polled {
@@ -206,6 +208,16 @@ pub async fn panicked(app: &App, task: &Task) {
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// The store refused the event for a reload's new topology.
+/// The store refused a write for a reason that passes: no room under
+/// `store.min_free`, the store away, a reload changing the route.
+fn store_refused_for_now(e: &anyhow::Error) -> bool {
+    use crate::store::StoreError;
+    matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::NoRoom(_) | StoreError::Unavailable(_) | StoreError::RouteChanged(_))
+    )
+}
+
 fn route_changed(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<crate::store::StoreError>(),

@@ -108,7 +108,18 @@ pub async fn submit(
     let give_up = tokio::time::Instant::now() + REGISTER_FOR;
     let mut pause = std::time::Duration::from_millis(100);
     let registered = loop {
-        match super::expect(app, &route.name, task_id.clone()).await {
+        // Each try bounded too: a NATS node that takes requests and answers
+        // none would hold the caller past the 5 s, who may then send the
+        // create call again (and start a second task).
+        let tried = tokio::time::timeout_at(give_up, super::expect(app, &route.name, task_id.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::store::StoreError::Unavailable(format!(
+                    "no answer within {}s",
+                    REGISTER_FOR.as_secs()
+                )))
+            });
+        match tried {
             Err(e) if tokio::time::Instant::now() + pause < give_up => {
                 tracing::warn!(route = route_name, task_id, error = %e,
                     "submit proxy: cannot record the expected task yet; trying again");

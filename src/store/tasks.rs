@@ -388,7 +388,7 @@ impl Store {
 }
 
 /// The newest `limit` (at least one) of the tasks offered, in list order:
-/// newest registered first, then by task id. Holds `limit` tasks however
+/// newest registered first, then by task id and route. Holds `limit` tasks however
 /// many are offered (a store keeps every task for `store.retention`).
 pub(crate) struct Newest {
     heap: std::collections::BinaryHeap<Listed>,
@@ -416,13 +416,14 @@ impl Newest {
     }
 }
 
-/// A task in list order: newest registered first, then by task id. The
-/// greatest is the one listed last (dropped first from a full heap).
+/// A task in list order: newest registered first, then by task id, then
+/// by route. The greatest is the one listed last (dropped first from a full
+/// heap).
 struct Listed(Task);
 
 impl Listed {
-    fn key(&self) -> (std::cmp::Reverse<u64>, &str) {
-        (std::cmp::Reverse(self.0.registered_ms), &self.0.task_id)
+    fn key(&self) -> (std::cmp::Reverse<u64>, &str, &str) {
+        (std::cmp::Reverse(self.0.registered_ms), &self.0.task_id, &self.0.route)
     }
 }
 

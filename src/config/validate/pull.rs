@@ -164,7 +164,9 @@ impl Validator<'_> {
                         key,
                         None,
                         format!(
-                            "subscriber {:?} has the pull token of subscriber {name:?} (`{first}`): either                              one's forwarder could read and acknowledge the other's callbacks; give each its                              own (`hookrelay gen-token`)",
+                            "subscriber {:?} has the pull token of subscriber {name:?} (`{first}`): either \
+                             one's forwarder could read and acknowledge the other's callbacks; give each its \
+                             own (`hookrelay gen-token`)",
                             s.name
                         ),
                     ));
