@@ -8,13 +8,13 @@
 //!   provider has no record"), though only the provider's own envelope says so.
 
 use crate::common;
+use crate::reconcile_outcomes::scripted_http;
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::tasks::{submit_ok, task, task_route, task_until, tasks_config};
 use common::*;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 #[tokio::test]
 async fn a_result_the_store_refuses_past_give_up_is_not_given_up() {
@@ -53,42 +53,6 @@ async fn a_result_the_store_refuses_past_give_up_is_not_given_up() {
     h.shutdown().await;
 }
 
-/// A provider on loopback answering each request in turn with `answers`
-/// (the last one again once they run out); how many requests it had.
-async fn scripted_provider(answers: Vec<(u16, &'static str, String)>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let count = asked.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let (status, ctype, answer) = answers[n.min(answers.len() - 1)].clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
-    (addr, asked)
-}
-
 /// Veo's record of a finished task `id`.
 fn veo_record(id: &str) -> String {
     json!({"code": 200, "msg": "success", "data": {"taskId": id, "successFlag": 1,
@@ -114,7 +78,7 @@ async fn a_502_at_the_poll_past_give_up_does_not_give_the_task_up() {
             "<html><body>502 Bad Gateway</body></html>".to_string(),
         )
     };
-    let (provider, asked) = scripted_provider(vec![page(), page(), (200, "application/json", veo_record(id))]).await;
+    let (provider, asked) = scripted_http(vec![page(), page(), (200, "application/json", veo_record(id))]).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let route = veo_route(provider, &sub).reconcile(Reconcile::new(ms(300), ms(300), ms(450)));
@@ -132,7 +96,7 @@ async fn a_502_at_the_poll_past_give_up_does_not_give_the_task_up() {
 #[tokio::test]
 async fn a_gateway_404_page_does_not_hold_a_genuine_callback() {
     let id = "veo-fault-404";
-    let (provider, asked) = scripted_provider(vec![
+    let (provider, asked) = scripted_http(vec![
         (
             404,
             "text/html",

@@ -348,8 +348,9 @@ async fn scripted_provider(answers: Vec<Value>) -> (std::net::SocketAddr, Arc<st
     .await
 }
 
-/// As [`scripted_provider`], with each answer's HTTP status, content type and body.
-async fn scripted_http(
+/// As [`scripted_provider`], with each answer's HTTP status, content type
+/// and body (the last one again once they run out).
+pub(crate) async fn scripted_http(
     answers: Vec<(u16, &'static str, String)>,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
