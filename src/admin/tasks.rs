@@ -117,7 +117,7 @@ pub(super) async fn submit(app: &App, route: &str, q: &Query, body: Bytes) -> Re
         if let Ok(v) = header::HeaderValue::from_str(t.state.as_str()) {
             r.headers_mut().insert("hookrelay-task-state", v);
         }
-    } else if done.unregistered {
+    } else if a.task_id.is_some() {
         r.headers_mut()
             .insert("hookrelay-task-state", header::HeaderValue::from_static("unregistered"));
     }

@@ -287,10 +287,8 @@ impl Verifier {
                 Verdict::Disagree(why) => self.settle(event.id, Some(why)),
                 Verdict::NotTerminalYet => later(LAGGING),
             },
-            // The provider's own answer (its envelope's code): a bare 404
-            // page (a gateway while the API is redeployed) says nothing of
-            // the task, and is asked again below.
-            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Rejected) && e.code.is_some() => self.settle(
+            // A gateway's bare 404 page (the API redeployed) is asked again below.
+            Err(e) if e.no_such_task() => self.settle(
                 event.id,
                 Some(format!("the provider has no record of task {task_id:?}: {e}")),
             ),

@@ -230,6 +230,22 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// The provider itself said it has no such task: `404` or `422` in its
+    /// own JSON envelope (a bare page with that status is a gateway's, and
+    /// says nothing of the task).
+    pub fn no_such_task(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotFound | ErrorKind::Rejected) && self.code.is_some()
+    }
+
+    /// The call brought no word on the task: the key paused or paced (the
+    /// call maybe never sent), the provider's side failed (a 5xx, no
+    /// connection, no answer in time, an unreadable answer), or a gateway's
+    /// bare `404`/`422` page. Not "not ready yet", which is the task's word.
+    pub fn says_nothing_of_the_task(&self) -> bool {
+        (self.kind.is_retryable() && self.kind != ErrorKind::NotReady)
+            || (matches!(self.kind, ErrorKind::NotFound | ErrorKind::Rejected) && !self.no_such_task())
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self.action, Action::RetryLater { .. })
     }

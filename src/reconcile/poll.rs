@@ -96,16 +96,7 @@ pub async fn poll(app: &App, task: Task) {
         }
         Err(e) => {
             app.metrics.task_poll(&route.name, e.kind.as_str());
-            held_back = matches!(
-                e.kind,
-                ErrorKind::RateLimited
-                    | ErrorKind::Maintenance
-                    | ErrorKind::LocalLimit
-                    | ErrorKind::ServerError
-                    | ErrorKind::Network
-                    | ErrorKind::Timeout
-                    | ErrorKind::BadAnswer
-            ) || (matches!(e.kind, ErrorKind::NotFound | ErrorKind::Rejected) && e.code.is_none());
+            held_back = e.says_nothing_of_the_task();
             let account = matches!(
                 e.kind,
                 ErrorKind::Unauthorized | ErrorKind::NoCredits | ErrorKind::Disabled
@@ -207,7 +198,6 @@ pub async fn panicked(app: &App, task: &Task) {
 /// for that reload to swap the config before it is stored again (once).
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
-/// The store refused the event for a reload's new topology.
 /// The store refused a write for a reason that passes: no room under
 /// `store.min_free`, the store away, a reload changing the route.
 fn store_refused_for_now(e: &anyhow::Error) -> bool {
@@ -218,6 +208,7 @@ fn store_refused_for_now(e: &anyhow::Error) -> bool {
     )
 }
 
+/// The store refused the event for a reload's new topology.
 fn route_changed(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<crate::store::StoreError>(),

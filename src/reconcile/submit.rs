@@ -21,11 +21,11 @@ use crate::store::Task;
 /// answer named no task: a refused create).
 pub struct Submitted {
     pub answer: SubmitAnswer,
+    /// The expected task; None when the provider created none, or when it
+    /// created one (`answer.task_id`) the store could not record within
+    /// [`REGISTER_FOR`]: answered with `hookrelay-task-state: unregistered`,
+    /// for the caller to register it (`POST /api/tasks`).
     pub task: Option<Task>,
-    /// The provider created a task the store could not record as expected
-    /// (tried for [`REGISTER_FOR`]): answered with `hookrelay-task-state:
-    /// unregistered`, for the caller to register it (`POST /api/tasks`).
-    pub unregistered: bool,
 }
 
 /// How long a created task's registration is tried again before the
@@ -99,11 +99,7 @@ pub async fn submit(
             code = answer.code,
             "submit proxy: the provider created no task"
         );
-        return Ok(Submitted {
-            answer,
-            task: None,
-            unregistered: false,
-        });
+        return Ok(Submitted { answer, task: None });
     };
     let give_up = tokio::time::Instant::now() + REGISTER_FOR;
     let mut pause = std::time::Duration::from_millis(100);
@@ -148,10 +144,5 @@ pub async fn submit(
             None
         }
     };
-    let unregistered = task.is_none();
-    Ok(Submitted {
-        answer,
-        task,
-        unregistered,
-    })
+    Ok(Submitted { answer, task })
 }

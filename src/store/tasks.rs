@@ -388,8 +388,8 @@ impl Store {
 }
 
 /// The newest `limit` (at least one) of the tasks offered, in list order:
-/// newest registered first, then by task id and route. Holds `limit` tasks however
-/// many are offered (a store keeps every task for `store.retention`).
+/// newest registered first, then by task id and route. Holds `limit` tasks
+/// however many are offered (a store keeps every task for `store.retention`).
 pub(crate) struct Newest {
     heap: std::collections::BinaryHeap<Listed>,
     limit: usize,

@@ -10,6 +10,17 @@ use crate::store::tasks::Newest;
 use crate::store::{StoreError, Task, TaskQuery, TaskState, TaskStats};
 
 impl Shared {
+    /// `visit` every readable task, streamed (none held; torn rows left out).
+    async fn each_task(&self, mut visit: impl FnMut(Task)) -> Result<(), StoreError> {
+        self.each_latest(layout::TASKS, "t.", |_, v| {
+            if let Ok(row) = serde_json::from_slice::<TaskRow>(&v) {
+                visit(row.task);
+            }
+            true
+        })
+        .await
+    }
+
     /// Every task row (up to [`SCAN_LIMIT`]).
     pub(super) async fn task_rows(&self) -> Result<Vec<TaskRow>, StoreError> {
         let values = self.latest_values(layout::TASKS, "t.", SCAN_LIMIT).await?;
@@ -45,14 +56,10 @@ impl NatsStore {
     pub async fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, StoreError> {
         let mut newest = Newest::new(q.limit);
         self.shared
-            .each_latest(layout::TASKS, "t.", |_, v| {
-                if let Ok(row) = serde_json::from_slice::<TaskRow>(&v) {
-                    let t = row.task;
-                    if q.route.as_ref().is_none_or(|r| *r == t.route) && q.state.is_none_or(|s| s == t.state) {
-                        newest.offer(t);
-                    }
+            .each_task(|t| {
+                if q.route.as_ref().is_none_or(|r| *r == t.route) && q.state.is_none_or(|s| s == t.state) {
+                    newest.offer(t);
                 }
-                true
             })
             .await?;
         Ok(newest.into_vec())
@@ -64,17 +71,13 @@ impl NatsStore {
         let mut counts = vec![0u64; TaskState::ALL.len()];
         let mut oldest_open_ms: Option<u64> = None;
         self.shared
-            .each_latest(layout::TASKS, "t.", |_, v| {
-                if let Ok(row) = serde_json::from_slice::<TaskRow>(&v) {
-                    let t = row.task;
-                    if let Some(i) = TaskState::ALL.iter().position(|s| *s == t.state) {
-                        counts[i] += 1;
-                    }
-                    if !t.state.is_final() {
-                        oldest_open_ms = Some(oldest_open_ms.map_or(t.registered_ms, |o| o.min(t.registered_ms)));
-                    }
+            .each_task(|t| {
+                if let Some(i) = TaskState::ALL.iter().position(|s| *s == t.state) {
+                    counts[i] += 1;
                 }
-                true
+                if !t.state.is_final() {
+                    oldest_open_ms = Some(oldest_open_ms.map_or(t.registered_ms, |o| o.min(t.registered_ms)));
+                }
             })
             .await?;
         Ok(TaskStats {
