@@ -3,7 +3,8 @@
 //! many acknowledgements of one lease at once apply once (one `200`, the
 //! others `409`), and once more after that is `409` too; an acknowledgement
 //! body streamed without a length past the limit is `413`, the daemon
-//! answering on.
+//! answering on; an acknowledgement that came while its lease was live
+//! applies when the lane, busy meanwhile, gets to it after the deadline.
 
 use crate::common;
 
@@ -122,5 +123,93 @@ async fn an_endless_chunked_acknowledgement_is_cut_with_413() {
     // The daemon answers on.
     let (s, _, v) = pull_call(addr, "GET", "/pull/laptop?wait=0", Some(TOKEN), Some("f"), "").await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    h.shutdown().await;
+}
+
+/// A forwarder acknowledges a message on its last retry step in time, while
+/// the lane is busy asking a slow provider about another callback (a
+/// `verify = "fetch"` route); the lane gets to the acknowledgement after
+/// the lease's deadline. It applies: before, the lease expired first (a
+/// dead letter on the last step) and the forwarder, which had delivered it,
+/// got `409`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_queued_behind_a_slow_fill_applies() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use common::route::{Signature, Subscriber};
+    use hookrelay::provider::Product;
+
+    const PULL: &str = "late-ack-pull-token";
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = common::route::Route::new("runway", "/hooks/runway")
+        .allow_anyone()
+        .preset("kie-runway")
+        .provider(common::route::Provider::new(fake.api_key(), &fake.url()))
+        .subscriber(Subscriber::pull("b", PULL).lease(secs(1)).retry([secs(1)]))
+        .signature(Signature::kie("fake-hmac-key"))
+        .verify("fetch");
+    let (cfg, addr) = common::tasks::tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    let callback = |fake: &FakeProvider| {
+        let task = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
+        fake.set_stage(&task, fake.stage_count(&task));
+        (task.clone(), fake.final_callback(&task))
+    };
+    let (a, body) = callback(&fake);
+    fake.post_signed(addr, "/hooks/runway", &a, &body).await;
+    let pull = |who: &'static str, wait: &'static str| async move {
+        let (s, _, got) = pull_call(addr, "GET", &format!("/pull/b?wait={wait}"), Some(PULL), Some(who), "").await;
+        assert_eq!(s, StatusCode::OK, "{got}");
+        got
+    };
+    // Its first attempt is handed back: the next one is the last.
+    let got = pull("f1", "10s").await;
+    let id = got["messages"][0]["id"].as_str().expect("a message").to_string();
+    let (s, _, got) = pull_call(
+        addr,
+        "POST",
+        "/pull/b/ack",
+        Some(PULL),
+        Some("f1"),
+        &format!(r#"{{"retry":["{id}"]}}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let got = pull("f1", "10s").await;
+    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    assert_eq!(got["messages"][0]["attempt"], 2, "{got}");
+    let leased = std::time::Instant::now();
+
+    // Another callback comes; a second forwarder's pull makes the lane ask
+    // the provider about it, and the provider holds the answer.
+    fake.hold_status();
+    let (b, body) = callback(&fake);
+    fake.post_signed(addr, "/hooks/runway", &b, &body).await;
+    let other = tokio::spawn(pull("f2", "20s"));
+    while fake.status_held() < 1 {
+        assert!(leased.elapsed() < secs(5), "the lane never asked the provider");
+        tokio::time::sleep(ms(10)).await;
+    }
+    // The first forwarder acknowledges in time, the lane busy.
+    let ack = format!(r#"{{"ids":["{id}"]}}"#);
+    let acking =
+        tokio::spawn(async move { pull_call(addr, "POST", "/pull/b/ack", Some(PULL), Some("f1"), &ack).await });
+    tokio::time::sleep(ms(100)).await;
+    assert!(
+        leased.elapsed() < ms(900),
+        "the acknowledgement was late already: the test proves nothing"
+    );
+    assert!(
+        !acking.is_finished(),
+        "answered while the lane was busy: the test proves nothing"
+    );
+    tokio::time::sleep(secs(1).saturating_sub(leased.elapsed()) + ms(500)).await;
+    fake.release_status();
+    let (s, _, got) = tokio::time::timeout(secs(10), acking).await.expect("answered").unwrap();
+    assert_eq!(s, StatusCode::OK, "came in time, refused: {got}");
+    assert_eq!(got["acknowledged"], 1, "{got}");
+    let got = other.await.unwrap();
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(1), "{got}");
     h.shutdown().await;
 }

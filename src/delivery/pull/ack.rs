@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{peer, LocalAnswer, PullLane};
 use crate::store::EventId;
@@ -153,6 +154,10 @@ pub(super) struct AckRequest {
     /// Presented with an earlier token of the subscriber (of this
     /// generation): only leases handed out under it may be claimed.
     pub(super) under: Option<u64>,
+    /// When the request came: a lease live then is claimable by it, however
+    /// long it waited for the lane (behind a fill, or parked behind the
+    /// record of an earlier acknowledgement of the same message).
+    pub(super) arrived: Instant,
     pub(super) reply: oneshot::Sender<Result<Applied, AckError>>,
 }
 
@@ -179,9 +184,10 @@ pub async fn ack_across(
     holder: String,
     lists: AckLists,
 ) -> Result<AckSummary, AckError> {
+    let arrived = Instant::now();
     let first = match lanes {
         [] => return Err(AckError::NotLeased(lists.all().copied().collect())),
-        [(lane, under)] => return lane.ack(holder, lists, *under).await,
+        [(lane, under)] => return lane.ack_arrived(arrived, holder, lists, *under).await,
         [first, ..] => first,
     };
     let mut rest = lists;
@@ -191,7 +197,7 @@ pub async fn ack_across(
         if rest.len() == 0 {
             break;
         }
-        match lane.ack_here(holder.clone(), rest.clone(), true, *under).await {
+        match lane.ack_here(arrived, holder.clone(), rest.clone(), true, *under).await {
             Ok(here) => {
                 applied += here.summary;
                 rest = rest.only(&here.not_held);

@@ -210,6 +210,28 @@ impl<T> Leases<T> {
         expired
     }
 
+    /// Keep the leases of `ids` that were live at `since` from expiring
+    /// (out of the deadline order, so nothing wakes for them) until
+    /// [`unpin`](Self::unpin): an acknowledgement that came then names them,
+    /// and may claim them whenever it is applied.
+    pub fn pin<'a>(&mut self, ids: impl IntoIterator<Item = &'a EventId>, since: Instant) {
+        for id in ids {
+            if let Some(l) = self.leased.get(id).filter(|l| l.until > since) {
+                self.deadlines.remove(&(l.until, *id));
+            }
+        }
+    }
+
+    /// The leases of `ids` expire at their deadline again (at the next
+    /// [`expire`](Self::expire) if it passed while they were pinned).
+    pub fn unpin<'a>(&mut self, ids: impl IntoIterator<Item = &'a EventId>) {
+        for id in ids {
+            if let Some(l) = self.leased.get(id) {
+                self.deadlines.insert((l.until, *id));
+            }
+        }
+    }
+
     /// Keep an expired lease claimable by its holder until `end` (offered
     /// to nobody meanwhile); its retry is due at `due_ms` after that.
     pub fn lapse(&mut self, lease: Lease<T>, end: Instant, due_ms: u64) {
@@ -242,7 +264,7 @@ impl<T> Leases<T> {
     }
 
     /// Whether `holder` may claim `id` at `now`: leased to it and not
-    /// expired, or lapsed.
+    /// expired (then: a pinned lease may be past its deadline now), or lapsed.
     fn claimable(&self, holder: &str, id: &EventId, now: Instant) -> bool {
         let live = self.leased.get(id).is_some_and(|l| l.holder == holder && l.until > now);
         let lapsed = self.lapsed.get(id).is_some_and(|(l, _, _)| l.holder == holder);

@@ -207,3 +207,30 @@ fn a_claimed_lease_put_back_is_as_it_was() {
         vec![(id(0), 7)]
     );
 }
+
+#[test]
+fn a_pinned_lease_outlives_its_deadline_for_a_claim_that_came_in_time() {
+    let now = Instant::now();
+    let mut l = with(3);
+    l.lease(3, "a", now, Duration::from_secs(1), 0);
+    let came = now + Duration::from_millis(500);
+    // id(2)'s claim came after its deadline: not pinned.
+    l.pin(&[id(0), id(1)], came);
+    l.pin(&[id(2)], now + Duration::from_secs(2));
+    assert_eq!(
+        l.next_deadline(),
+        Some(now + Duration::from_secs(1)),
+        "only id(2) wakes"
+    );
+    let later = now + Duration::from_secs(3);
+    let expired: Vec<EventId> = l.expire(later).iter().map(|x| x.offer.id).collect();
+    assert_eq!(expired, vec![id(2)]);
+    assert_eq!(l.next_deadline(), None, "nothing wakes for a pinned lease");
+    // Judged when the claim came, not now.
+    assert!(l.claim("a", &[id(0)], later).is_err());
+    assert_eq!(l.claim("a", &[id(0)], came).map(|c| c.len()), Ok(1));
+    // Unpinned, it expires at its deadline again.
+    l.unpin(&[id(0), id(1)]);
+    let expired: Vec<EventId> = l.expire(later).iter().map(|x| x.offer.id).collect();
+    assert_eq!(expired, vec![id(1)]);
+}

@@ -31,6 +31,9 @@ mod state;
 mod task;
 
 #[cfg(test)]
+#[path = "late_ack_tests.rs"]
+mod late_ack_tests;
+#[cfg(test)]
 #[path = "record_ended_tests.rs"]
 mod record_ended_tests;
 #[cfg(test)]
@@ -338,10 +341,27 @@ impl PullLane {
     /// and a peer applies what it is asked for any lease of the holder
     /// (the subscriber's current ones too), with no token to check.
     pub async fn ack(&self, holder: String, lists: AckLists, under: Option<u64>) -> Result<AckSummary, AckError> {
+        self.ack_arrived(tokio::time::Instant::now(), holder, lists, under)
+            .await
+    }
+
+    /// [`ack`](Self::ack) of a request that came at `arrived`.
+    async fn ack_arrived(
+        &self,
+        arrived: tokio::time::Instant,
+        holder: String,
+        lists: AckLists,
+        under: Option<u64>,
+    ) -> Result<AckSummary, AckError> {
         if !self.store.is_clustered() || under.is_some() || self.is_stopped() {
-            return self.ack_here(holder, lists, false, under).await.map(|a| a.summary);
+            return self
+                .ack_here(arrived, holder, lists, false, under)
+                .await
+                .map(|a| a.summary);
         }
-        let here = self.ack_here(holder.clone(), lists.clone(), true, None).await?;
+        let here = self
+            .ack_here(arrived, holder.clone(), lists.clone(), true, None)
+            .await?;
         if here.not_held.is_empty() {
             return Ok(here.summary);
         }
@@ -361,6 +381,7 @@ impl PullLane {
     /// (`partial`) those it holds, naming the others.
     async fn ack_here(
         &self,
+        arrived: tokio::time::Instant,
         holder: String,
         lists: AckLists,
         partial: bool,
@@ -372,6 +393,7 @@ impl PullLane {
             lists,
             partial,
             under,
+            arrived,
             reply,
         };
         self.tx.send(Cmd::Ack(req)).await.map_err(|_| AckError::Stopped)?;

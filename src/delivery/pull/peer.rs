@@ -174,7 +174,10 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     attempts,
                 };
                 let total = lists.len();
-                let reply = match lane.ack_here(ask.holder, lists, true, None).await {
+                let reply = match lane
+                    .ack_here(tokio::time::Instant::now(), ask.holder, lists, true, None)
+                    .await
+                {
                     Ok(a) if a.not_held.len() == total => return,
                     Ok(Applied { summary, not_held }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,

@@ -328,13 +328,21 @@ pub(super) async fn record(
 pub(super) mod panic_hook {
     use std::sync::Mutex;
 
-    static NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    use std::time::Duration;
 
-    /// The next record of an acknowledgement for `subscriber` panics.
+    static NEXT: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+
+    /// The next record of an acknowledgement for `subscriber` panics after
+    /// 800 ms.
     pub fn arm(subscriber: &str) {
+        arm_after(subscriber, Duration::from_millis(800));
+    }
+
+    /// The next record of an acknowledgement for `subscriber` panics after `delay`.
+    pub fn arm_after(subscriber: &str, delay: Duration) {
         NEXT.lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(subscriber.to_string());
+            .push((subscriber.to_string(), delay));
     }
 
     /// Panics after a moment (so that another acknowledgement can come
@@ -342,11 +350,11 @@ pub(super) mod panic_hook {
     pub(super) async fn maybe_panic(subscriber: &str) {
         let armed = {
             let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-            let i = next.iter().position(|s| s == subscriber);
-            i.map(|i| next.remove(i)).is_some()
+            let i = next.iter().position(|(s, _)| s == subscriber);
+            i.map(|i| next.remove(i).1)
         };
-        if armed {
-            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        if let Some(delay) = armed {
+            tokio::time::sleep(delay).await;
             panic!("test: the record task of {subscriber} panics");
         }
     }

@@ -379,13 +379,28 @@ impl State {
     }
 
     /// Claim the leases (all or nothing, or those held when `partial`) and
-    /// record what the puller says.
+    /// record what the puller says. A lease live when the request came is
+    /// claimable by it, also if its deadline passed while the request
+    /// waited for the lane (see [`Leases::pin`]): on its last retry step an
+    /// expiry is a dead letter, and the puller that answered in time would
+    /// get `409` for a message it delivered.
     pub(super) fn ack(&mut self, a: AckRequest) {
+        self.leases.pin(a.lists.all(), a.arrived);
         self.expire(Instant::now());
         if a.lists.all().any(|id| self.acking.contains_key(id)) {
+            // Its leases stay pinned until it is applied.
             self.parked.push(a);
             return;
         }
+        let named: Vec<EventId> = a.lists.all().copied().collect();
+        self.apply(a);
+        // What it did not claim expires at its deadline again, unless an
+        // acknowledgement that waits names it too.
+        let waited_for: HashSet<EventId> = self.parked.iter().flat_map(|p| p.lists.all().copied()).collect();
+        self.leases.unpin(named.iter().filter(|id| !waited_for.contains(id)));
+    }
+
+    fn apply(&mut self, a: AckRequest) {
         let mut ids: Vec<_> = a.lists.all().copied().collect();
         // Not held for this request: handed out under another token than
         // the one it acknowledges under, or leased now for another attempt
@@ -412,13 +427,13 @@ impl State {
             ids.retain(|id| !not_ours.contains(id));
         }
         let (claimed, not_held) = if a.partial {
-            let (claimed, _) = self.leases.claim_held(&a.holder, &ids, Instant::now());
+            let (claimed, _) = self.leases.claim_held(&a.holder, &ids, a.arrived);
             let taken: HashSet<EventId> = claimed.iter().map(|(l, _)| l.offer.id).collect();
             // In the order given, those under another token included.
             let not_held = a.lists.all().filter(|id| !taken.contains(id)).copied().collect();
             (claimed, not_held)
         } else {
-            match self.leases.claim(&a.holder, &ids, Instant::now()) {
+            match self.leases.claim(&a.holder, &ids, a.arrived) {
                 Ok(c) => (c, Vec::new()),
                 Err(bad) => {
                     let _ = a.reply.send(Err(AckError::NotLeased(bad)));

@@ -61,6 +61,9 @@ pub(super) async fn run(
         if *stop.borrow() {
             break;
         }
+        // What came while the lane was busy (a fill may take long), before
+        // anything expires.
+        commands(&mut st, queued(&mut rx, None), true);
         let now = Instant::now();
         st.expire(now);
         st.waiting.retain(|w| !w.reply.is_closed());
@@ -146,14 +149,7 @@ pub(super) async fn run(
             _ = held.changed() => held.release_settled(&mut source).await,
             cmd = rx.recv() => match cmd {
                 None => break,
-                // Authorized with a token a reload replaced, and no longer
-                // kept (pruned before the request got here): its token could
-                // not acknowledge anything, so it gets nothing.
-                Some(Cmd::Pull(p)) if !st.lane.token_gen_open(p.token_gen) => {
-                    let _ = p.reply.send(Vec::new());
-                }
-                Some(Cmd::Pull(p)) => st.waiting.push_back(p),
-                Some(Cmd::Ack(a)) => st.ack(a),
+                Some(cmd) => commands(&mut st, queued(&mut rx, Some(cmd)), true),
             },
             // New work: hand it to waiting pullers, or at least count it.
             _ = signal.notified() => {}
@@ -204,6 +200,7 @@ pub(super) async fn run(
              they lease until each lease is over; those messages are not delivered otherwise meanwhile");
     }
     loop {
+        commands(&mut st, queued(&mut rx, None), false);
         st.expire(Instant::now());
         st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
         if st.lane.has_earlier_tokens() {
@@ -229,15 +226,49 @@ pub(super) async fn run(
                 }
             }
             cmd = rx.recv() => match cmd {
-                // No more hand-outs: the puller sees the lane gone.
-                Some(Cmd::Pull(_)) => {}
-                Some(Cmd::Ack(a)) => st.ack(a),
+                Some(cmd) => commands(&mut st, queued(&mut rx, Some(cmd)), false),
                 None => break,
             },
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
         }
     }
     st.lane.leased.store(0, Ordering::Relaxed);
+}
+
+/// `first` and the commands waiting behind it.
+fn queued(rx: &mut mpsc::Receiver<Cmd>, first: Option<Cmd>) -> Vec<Cmd> {
+    let mut cmds: Vec<Cmd> = first.into_iter().collect();
+    while let Ok(cmd) = rx.try_recv() {
+        cmds.push(cmd);
+    }
+    cmds
+}
+
+/// Apply commands that came, in order, to the lane's state (`running`: a
+/// lane a reload stopped hands nothing out). The leases every
+/// acknowledgement among them names are pinned first (see
+/// [`State::ack`](super::state::State::ack)): applying one expires what is
+/// due, and must leave those of the next alone.
+fn commands(st: &mut State, cmds: Vec<Cmd>, running: bool) {
+    for cmd in &cmds {
+        if let Cmd::Ack(a) = cmd {
+            st.leases.pin(a.lists.all(), a.arrived);
+        }
+    }
+    for cmd in cmds {
+        match cmd {
+            // No more hand-outs: the puller sees the lane gone.
+            Cmd::Pull(_) if !running => {}
+            // Authorized with a token a reload replaced, and no longer kept
+            // (pruned before the request got here): its token could not
+            // acknowledge anything, so it gets nothing.
+            Cmd::Pull(p) if !st.lane.token_gen_open(p.token_gen) => {
+                let _ = p.reply.send(Vec::new());
+            }
+            Cmd::Pull(p) => st.waiting.push_back(p),
+            Cmd::Ack(a) => st.ack(a),
+        }
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

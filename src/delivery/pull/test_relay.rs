@@ -12,6 +12,12 @@ pub const TOKEN: &str = "pull-secret";
 /// The daemon with route `t` (`/hooks/t?token=tok`) and pull subscriber
 /// `subscriber` (token [`TOKEN`], lease 60 s); its directory.
 pub async fn start(subscriber: &str) -> (tempfile::TempDir, crate::Handle) {
+    start_with(subscriber, "60s", "").await
+}
+
+/// [`start`] with the subscriber's lease `lease` and its other keys `more`
+/// (TOML lines).
+pub async fn start_with(subscriber: &str, lease: &str, more: &str) -> (tempfile::TempDir, crate::Handle) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let toml = format!(
@@ -28,7 +34,8 @@ path = "/hooks/t"
 tokens = ["tok"]
 [[routes.subscribers]]
 name = "{subscriber}"
-pull = {{ token = "{TOKEN}", lease = "60s" }}
+pull = {{ token = "{TOKEN}", lease = "{lease}" }}
+{more}
 "#,
         store = dir.path().join("store").display()
     );
