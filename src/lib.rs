@@ -13,7 +13,7 @@
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] (`test_cert`: a self-signed certificate for unit tests) |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] (`pace`: when to order again, the daily cap; `ledger`: its times kept across restarts) |
 //! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, drain | [`server`] (`linger`: an HTTP/1.1 connection the relay closes is drained first, so the client reads its answer) |
-//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route while a request was in flight, `refused`: the rate-limited log of refused requests) |
+//! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route, or changed its checks, while a request was in flight, `refused`: the rate-limited log of refused requests) |
 //! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |

@@ -72,6 +72,7 @@ mod media_s3;
 mod media_s3_faults;
 mod media_safety;
 mod metrics_format;
+mod moved_checks;
 mod moved_route;
 mod moved_token;
 mod nats_added_subscriber;

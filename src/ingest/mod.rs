@@ -363,13 +363,32 @@ where
     };
     // A reload while the body arrived may have renamed or removed the route
     // (its subscribers moved or gone), or replaced all of its subscribers:
-    // stored as the request began, the event would be nobody's. The
-    // provider's retry finds the route in force.
-    if !moved::route_still_current(app, live, route) {
-        tracing::warn!(route = %r.name,
-            "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
-        stored.logged = true;
-        return Answer::RouteChanged;
+    // stored as the request began, the event would be nobody's. Or it
+    // changed the route's checks (a token revoked): the request passed the
+    // old ones. The provider's retry finds the route in force.
+    match moved::in_force(app, live, route) {
+        moved::InForce::Current => {}
+        moved::InForce::ChecksChanged => {
+            tracing::warn!(route = %r.name,
+                "a reload changed how the route checks callbacks (tokens, allowed addresses, signature, …) while this callback was received; answering 503 so that the provider's retry is checked by the route in force");
+            stored.logged = true;
+            return Answer::RouteChanged;
+        }
+        moved::InForce::Moved => {
+            // A duplicate of one stored is answered as such: the provider
+            // stops retrying what the relay has (the retry on a renamed
+            // route would be stored again, its dedupe history being the
+            // new name's). A `verify = "fetch"` route's key is contested.
+            if r.verify != crate::config::Verify::Fetch {
+                if let Ok(Some(id)) = app.store.event_by_dedupe(&r.name, hash).await {
+                    return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
+                }
+            }
+            tracing::warn!(route = %r.name,
+                "a reload renamed or removed the route, or replaced all of its subscribers, while this callback was received; answering 503 so that the provider retries on the current configuration");
+            stored.logged = true;
+            return Answer::RouteChanged;
+        }
     }
     let mut result = store_on(route, COMMIT_TIMEOUT).await;
     if matches!(result, Err(crate::store::StoreError::RouteChanged(_))) {

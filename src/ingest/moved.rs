@@ -1,10 +1,11 @@
 //! A reload while a callback was in flight: what ingest does when the
-//! request's route was renamed or removed, or all of its subscribers were
-//! replaced, between the request reading the config and its event being
-//! stored.
+//! request's route was renamed or removed, all of its subscribers were
+//! replaced, or its checks changed (a token revoked), between the request
+//! reading the config and its event being stored.
 //!
 //! It decides two things. Before storing: whether the request's route is
-//! still current ([`route_still_current`]); if not, ingest answers
+//! still current and checks callbacks as it did ([`in_force`]); if not,
+//! ingest answers
 //! [`Answer::RouteChanged`](super::Answer::RouteChanged) (503) and the
 //! provider's retry finds the route in force. After the store refused the
 //! callback for a reload's new topology (`StoreError::RouteChanged`, cluster
@@ -26,25 +27,48 @@ const RELOAD_WAIT: Duration = Duration::from_secs(5);
 /// providers give up at about 15 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(12);
 
-/// Whether `route` (taken from `live` when the request began) is still the
-/// route for its path under its name in the configuration in force now,
-/// with at least one of the subscribers the event would be stored for. A
-/// pointer compare while no reload happened; the lookup only after one.
-pub(super) fn route_still_current(app: &App, live: &Arc<Live>, route: &RouteState) -> bool {
+/// What a reload did to a request's route while the request was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InForce {
+    /// Still the route for its path under its name, with at least one of
+    /// the subscribers the event would be stored for, checking callbacks as
+    /// it did: stored as the request began.
+    Current,
+    /// Renamed or removed, or all of its subscribers replaced: stored as it
+    /// began, the event would be nobody's.
+    Moved,
+    /// The route in force (by name, else by path) checks callbacks
+    /// otherwise: a token revoked, an allowlist narrowed, a signature
+    /// added. The request passed the checks of before, not these.
+    ChecksChanged,
+}
+
+/// What a reload did to `route` (taken from `live` when the request began).
+/// A pointer compare while no reload happened; the lookup only after one.
+pub(super) fn in_force(app: &App, live: &Arc<Live>, route: &RouteState) -> InForce {
     let now = app.live();
     if Arc::ptr_eq(&now, live) {
-        return true;
+        return InForce::Current;
+    }
+    let r = &route.route;
+    let by_name = now.config.routes.iter().find(|n| n.name == r.name);
+    let by_path = now.routes.get(&r.path).map(|n| &n.route);
+    if by_name.or(by_path).is_some_and(|n| !n.takes_callbacks_like(r)) {
+        return InForce::ChecksChanged;
     }
     // By name, not by the old path: events and cursors are kept per route
     // name, so a route that only moved to another path (same name, one of
     // the request's subscribers still on it) takes the event as it began,
     // while the provider's retry to the old path would get 404.
-    let r = &route.route;
-    now.config.routes.iter().find(|n| n.name == r.name).is_some_and(|n| {
+    let kept = by_name.is_some_and(|n| {
         n.subscribers
             .iter()
             .any(|s| r.subscribers.iter().any(|o| o.name == s.name))
-    })
+    });
+    match kept {
+        true => InForce::Current,
+        false => InForce::Moved,
+    }
 }
 
 /// After the store refused a callback for a reload's new topology
