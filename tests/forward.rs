@@ -326,30 +326,68 @@ async fn wrong_foreign_and_missing_tokens_are_refused_without_printing_them() {
     assert_eq!(sub_row(relay.admin, "laptop").await["queue_depth"], 2);
 }
 
-/// A pull answered `200` with something that is not a pull answer (a
-/// captive portal, a proxy replacing the body) stops the forwarder with a
-/// message that says so: that request may have leased messages, and pulling
-/// again and again would let each lease run out into a failed attempt.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pull_answered_200_with_something_else_stops_the_forwarder() {
+/// A server on loopback answering every request `200` with `page` as
+/// `content_type` (none when `None`); how many requests it got.
+async fn portal(
+    content_type: Option<&'static str>,
+    page: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
     let portal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = portal.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
     tokio::spawn(async move {
         while let Ok((mut c, _)) = portal.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf).await;
-                let page = "<html>Sign in to the hotel wifi</html>";
+                let kind = content_type.map_or(String::new(), |t| format!("content-type: {t}\r\n"));
                 let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    "HTTP/1.1 200 OK\r\n{kind}content-length: {}\r\nconnection: close\r\n\r\n{page}",
                     page.len()
                 );
                 let _ = c.write_all(answer.as_bytes()).await;
             });
         }
     });
+    (addr, count)
+}
+
+/// A pull answered `200` with a page (a captive portal's, a proxy's while
+/// the relay is deployed) did not reach the relay, which answers JSON:
+/// nothing was leased, and the forwarder waits it out like a relay away,
+/// saying so. It stopped for good (exit 3, not restarted by the unit), the
+/// private side down until someone restarted it. From review 58, forward
+/// finding 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_answered_200_with_a_page_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, count) = portal(Some("text/html; charset=utf-8"), "<html>Back in a minute</html>").await;
+    let local = Local::ok().await;
+    let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
+    let t0 = Instant::now();
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(f.running(), "it stopped: {}", f.log_text());
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", f.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(f.running(), "it stopped: {}", f.log_text());
+    let log = f.log_text();
+    assert!(log.contains("not the relay's JSON"), "{log}");
+    assert_eq!(f.term(Duration::from_secs(10)), Some(0), "{}", f.log_text());
+}
+
+/// A pull answered `200` with JSON (or no type) that is not a pull answer
+/// (a proxy replacing the relay's answers) stops the forwarder with a
+/// message that says so: that request may have leased messages, and
+/// pulling again and again would let each lease run out into a failed
+/// attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_answered_200_with_other_json_stops_the_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = portal(Some("application/json"), r#"{"status":"ok"}"#).await;
     let local = Local::ok().await;
     let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
     // Its own exit code: the shipped unit restarts exit 2 (a refusal), not 3.

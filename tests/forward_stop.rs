@@ -2,7 +2,8 @@
 //! still coming: the status decides, so a `2xx` whose body is slow is
 //! acknowledged at once, not cut off at the stop and released (which would
 //! send the message to the service again: delivered twice by our fault);
-//! and the stop's acknowledgements get through a relay away for a moment.
+//! and the stop's acknowledgements get through a relay away for a moment;
+//! a hang-up (its terminal or ssh session closed) stops it the same way.
 
 use crate::common;
 
@@ -151,4 +152,33 @@ async fn a_second_signal_stops_at_once() {
     assert_eq!(code.0, Some(143), "128 + SIGTERM: {}", code.1);
     assert!(t0.elapsed() < secs(3), "{:?}", t0.elapsed());
     assert!(code.1.contains("stopping at once"), "{}", code.1);
+}
+
+/// SIGHUP (the terminal or ssh session `hookrelay forward` ran in closed)
+/// stops it like SIGTERM: the delivery in progress finishes and is
+/// acknowledged, exit `0`. It ended at once (exit 129, the default), and
+/// the message stayed leased until its lease ran out, then went to the
+/// local service again. From review 58, forward finding 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_up_stops_it_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = relay(dir.path()).await;
+    let (local, arrived) = answering_200_after(Duration::from_secs(1)).await;
+    let mut fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(h.ingest_addrs[0], "laptop"),
+        &local.url(),
+        TOKEN,
+        &[],
+    );
+    let id = accepted(h.ingest_addrs[0], &runway("hang-up")).await;
+    fwd.until_local_has_it(&arrived, secs(15)).await;
+    fwd.signal("HUP");
+    let code = tokio::task::spawn_blocking(move || (fwd.wait(secs(15)), fwd.log_text()))
+        .await
+        .unwrap();
+    assert_eq!(code.0, Some(0), "{}", code.1);
+    let ev = event_view(h.admin_addr, &id).await;
+    assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}\n{}", code.1);
+    assert_eq!(local.all().len(), 1);
 }

@@ -268,9 +268,26 @@ impl Head {
         }
     }
 
-    /// A pull's messages.
+    /// A pull's messages. A `200` of a type other than JSON is not the
+    /// relay's (it always answers JSON): a captive portal's page, or a
+    /// proxy's while the relay is deployed. The relay was not reached, so
+    /// nothing was leased: waited out like a relay away. (One of no type,
+    /// or JSON, that is not a pull answer ends the forwarder: see
+    /// `pump::Fatal::NotPullAnswer`.)
     pub async fn messages(self) -> Result<wire::Messages, RelayError> {
+        let other_type = self
+            .resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|t| t.to_str().unwrap_or_default().trim().to_ascii_lowercase())
+            .filter(|t| !t.starts_with("application/json"));
         let body = self.read(BODY_MAX).await?;
+        if let Some(t) = other_type {
+            return Err(RelayError::Away(format!(
+                "the pull URL answered 200 with {t:?}, not the relay's JSON: a captive portal, or a proxy's page \
+                 (the relay being deployed?); the relay was not reached, trying again"
+            )));
+        }
         serde_json::from_slice::<wire::Messages>(&body)
             .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }

@@ -239,12 +239,20 @@ pub fn main(opts: &Options) -> ExitCode {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            // A hang-up (the terminal or ssh session it ran in closed) stops
+            // it like SIGTERM: by default it would end at once, what it
+            // leases offered again only when each lease runs out.
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) else {
                 return;
             };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup.recv() => {}
             }
             tracing::info!("stopping: no new pulls; finishing messages in progress (a second signal stops at once)");
             let _ = stop_tx.send(true);
@@ -257,6 +265,7 @@ pub fn main(opts: &Options) -> ExitCode {
                 let code = tokio::select! {
                     _ = term.recv() => 143,
                     _ = int.recv() => 130,
+                    _ = hup.recv() => 129,
                 };
                 if first.elapsed() >= std::time::Duration::from_secs(1) {
                     break code;

@@ -249,12 +249,22 @@ impl Forwarder {
 
     /// Send SIGTERM, without waiting.
     pub fn signal_term(&self) {
+        self.signal("TERM");
+    }
+
+    /// Send signal `name` (`TERM`, `HUP`, …), without waiting.
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Wait for the process to exit (at most `limit`); its exit code.
