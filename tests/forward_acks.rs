@@ -322,3 +322,37 @@ async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service()
         "the replay posted once (attempts {attempts:?}); log: {log}"
     );
 }
+
+/// A proxy on the way passes pulls but answers acknowledgements `404` (a
+/// location block for `GET /pull/` only): the forwarder stops with exit `2`
+/// and a message that says what is wrong, after the first refusal. It gave
+/// each refused acknowledgement up and pulled on: every message reached the
+/// local service and was then offered again at its lease's end, until it
+/// was a dead letter, the forwarder saying "delivered". From review 58,
+/// forward finding 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_refused_on_the_way_stop_the_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(2)).retry([secs(1); 3])),
+    )
+    .await;
+    let proxy = ack_refusing_proxy(h.ingest_addrs[0]).await;
+    let local = Local::ok().await;
+    let mut fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("acks-refused")).await;
+    local
+        .wait_for(secs(15), "the message", |g| g.iter().any(|g| g.id == id))
+        .await;
+    let code = tokio::task::spawn_blocking(move || (fwd.wait(secs(15)), fwd.log_text()))
+        .await
+        .unwrap();
+    assert_eq!(code.0, Some(2), "{}", code.1);
+    assert!(
+        code.1.contains("refused this forwarder's acknowledgements"),
+        "{}",
+        code.1
+    );
+    assert!(code.1.contains("404"), "{}", code.1);
+    h.shutdown().await;
+}

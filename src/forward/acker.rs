@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
@@ -172,7 +172,17 @@ fn drop_over(batch: &mut Vec<Finished>, why: &str, away: bool) {
 
 /// Run until the sender side is closed and everything received was sent (or
 /// given up); delivered ids the relay confirmed are taken out of `unacked`.
-pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: Arc<Unacked>) {
+///
+/// An acknowledgement refused for a reason that holds for every one (a
+/// proxy on the way answering `POST …/ack` with 403 or 404, a token the
+/// relay no longer takes) is given up, and `all_refused` says so: the pump
+/// stops (see `pump::Fatal::AcksRefused`).
+pub async fn run(
+    relay: Arc<Relay>,
+    mut rx: mpsc::Receiver<Finished>,
+    unacked: Arc<Unacked>,
+    all_refused: watch::Sender<Option<String>>,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     // A 409 that names no id of the acknowledgement (so nothing to leave
     // out): sent again only after this (1 s doubling to 30 s).
@@ -383,6 +393,9 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                 Err(e) => {
                     tracing::error!(error = %e, ids = ?ids, retry = ?retry,
                         "acknowledgement given up; the relay will offer these messages again when their leases expire");
+                    if refuses_every_one(&e) {
+                        all_refused.send_replace(Some(e.to_string()));
+                    }
                     backoff.reset();
                     batch.drain(..sent);
                     if batch.is_empty() {
@@ -391,6 +404,20 @@ pub async fn run(relay: Arc<Relay>, mut rx: mpsc::Receiver<Finished>, unacked: A
                 }
             }
         }
+    }
+}
+
+/// Whether an acknowledgement's refusal holds for every acknowledgement:
+/// the token (401), or a status the relay gives no acknowledgement (a
+/// proxy's 403, 404, 405, …), not one for what this one carried (400: a
+/// field, an id; 409 and 413 are handled apart).
+fn refuses_every_one(e: &RelayError) -> bool {
+    match e {
+        RelayError::Refused => true,
+        RelayError::Status(s, _) => {
+            s.is_client_error() && !matches!(*s, StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        _ => false,
     }
 }
 

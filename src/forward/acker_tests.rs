@@ -124,9 +124,12 @@ async fn ack_three(url: String, accepted: Arc<Mutex<Vec<serde_json::Value>>>) ->
         tx.send(f).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(relay, rx, Arc::default()))
-        .await
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        run(relay, rx, Arc::default(), tokio::sync::watch::channel(None).0),
+    )
+    .await
+    .unwrap();
     let got = accepted.lock().unwrap().clone();
     got
 }
@@ -407,9 +410,12 @@ async fn run_one_delivered(url: &str, keep: Duration, limit: Duration) {
     let (tx, rx) = mpsc::channel(8);
     tx.send(delivered(DELIVERED, keep)).await.unwrap();
     drop(tx);
-    tokio::time::timeout(limit, run(relay_at(url), rx, Arc::default()))
-        .await
-        .unwrap();
+    tokio::time::timeout(
+        limit,
+        run(relay_at(url), rx, Arc::default(), tokio::sync::watch::channel(None).0),
+    )
+    .await
+    .unwrap();
 }
 
 fn delivered(id: &str, keep: Duration) -> Finished {
@@ -436,7 +442,12 @@ async fn a_409_naming_none_of_the_ids_splits_the_part_so_the_others_go_through_a
     for id in &others {
         tx.send(delivered(id, Duration::from_secs(60))).await.unwrap();
     }
-    let acker = tokio::spawn(run(relay_at(&url), rx, Arc::default()));
+    let acker = tokio::spawn(run(
+        relay_at(&url),
+        rx,
+        Arc::default(),
+        tokio::sync::watch::channel(None).0,
+    ));
     let started = tokio::time::Instant::now();
     let taken = || -> Vec<String> {
         let all = accepted.lock().unwrap().clone();
@@ -478,7 +489,12 @@ async fn the_acker_keeps_taking_finished_messages_while_it_waits_after_a_409() {
     let (url, accepted) = poisoned_relay().await;
     let (tx, rx) = mpsc::channel(1);
     tx.send(delivered(POISON, Duration::from_secs(60))).await.unwrap();
-    let acker = tokio::spawn(run(relay_at(&url), rx, Arc::default()));
+    let acker = tokio::spawn(run(
+        relay_at(&url),
+        rx,
+        Arc::default(),
+        tokio::sync::watch::channel(None).0,
+    ));
     // The acker is waiting (the refused id alone); sends still go through.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let others: Vec<String> = (0..8).map(|i| format!("evt_01M8G5S0QD2RJZ9GWMECMF4Z6{i}")).collect();
@@ -544,9 +560,12 @@ async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
         tx.send(f).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), run(relay, rx, Arc::default()))
-        .await
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        run(relay, rx, Arc::default(), tokio::sync::watch::channel(None).0),
+    )
+    .await
+    .unwrap();
     let lengths = lengths.lock().unwrap().clone();
     assert!(
         lengths.iter().all(|&l| l <= crate::pull::wire::MAX_ACK_BODY),

@@ -43,6 +43,12 @@ pub enum Fatal {
          letters in the end); fix the path to the relay and start hookrelay forward again"
     )]
     NotPullAnswer(String),
+    #[error(
+        "the relay's acknowledgement URL refused this forwarder's acknowledgements ({0}): a proxy on the way that \
+         passes pulls but not POST …/ack, or a token the relay no longer takes. Stopping: every message delivered \
+         here would be offered again when its lease ran out, and end a dead letter; fix the path to the relay"
+    )]
+    AcksRefused(String),
 }
 
 /// The exit code of a forwarder stopped by something other than a refusal:
@@ -56,7 +62,7 @@ impl Fatal {
     /// for an answer that was not the relay's.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Fatal::Refused | Fatal::Refusal(_) => 2,
+            Fatal::Refused | Fatal::Refusal(_) | Fatal::AcksRefused(_) => 2,
             Fatal::NotPullAnswer(_) => EXIT_NOT_PULL_ANSWER,
         }
     }
@@ -76,7 +82,13 @@ impl Pump {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), Fatal> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let (done_tx, done_rx) = mpsc::channel::<Finished>(4 * MAX_PER_PULL.max(self.concurrency));
-        let acker = tokio::spawn(acker::run(self.relay.clone(), done_rx, self.unacked.clone()));
+        let (refused_tx, mut refused) = watch::channel(None);
+        let acker = tokio::spawn(acker::run(
+            self.relay.clone(),
+            done_rx,
+            self.unacked.clone(),
+            refused_tx,
+        ));
         let active: Arc<Active> = Arc::default();
         let mut deliveries = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
@@ -90,6 +102,10 @@ impl Pump {
         let mut stop_seen = None;
         let mut pause = Pause::default();
         loop {
+            if let Some(why) = refused.borrow_and_update().clone() {
+                result = Err(Fatal::AcksRefused(why));
+                break;
+            }
             while deliveries.try_join_next().is_some() {}
             // The local service failing every delivery: one message at a
             // time, once those in flight are answered, after a pause.
@@ -108,6 +124,7 @@ impl Pump {
             };
             let first = tokio::select! {
                 _ = stop.changed() => break,
+                _ = refused.changed() => continue,
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
             // Deliveries that failed while this waited for a slot may have
@@ -125,6 +142,7 @@ impl Pump {
             }
             let head = tokio::select! {
                 _ = stop.changed() => break,
+                _ = refused.changed() => continue,
                 // Until the relay answered (at start, after it was away) the
                 // pull does not wait, so the status says "connected" at once.
                 r = self.relay.pull_head(permits.len(), self.status.is_connected()) => r,

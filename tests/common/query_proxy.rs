@@ -1,6 +1,8 @@
-//! An HTTP proxy that drops every request's query string on the way (an
-//! nginx `proxy_pass http://relay$uri;`: `$uri` has no query), for the
-//! forwarder's pulls: the relay then answers with its defaults.
+//! HTTP proxies between the forwarder and the relay that get in the way: one
+//! that drops every request's query string (an nginx `proxy_pass
+//! http://relay$uri;`: `$uri` has no query), so the relay answers pulls with
+//! its defaults; one that passes pulls but answers acknowledgements `404`
+//! (a location block for `GET /pull/` only).
 
 use std::net::SocketAddr;
 
@@ -12,6 +14,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// A proxy to `upstream` that passes each request on without its query;
 /// its address.
 pub async fn query_dropping_proxy(upstream: SocketAddr) -> SocketAddr {
+    proxy(upstream, |_| None).await
+}
+
+/// A proxy to `upstream` that answers every `POST` (an acknowledgement)
+/// `404` and passes the rest on without its query; its address.
+pub async fn ack_refusing_proxy(upstream: SocketAddr) -> SocketAddr {
+    proxy(upstream, |m| (m == http::Method::POST).then_some(404)).await
+}
+
+/// A proxy to `upstream` that answers a request with the status `refuse`
+/// gives for its method, or passes it on without its query.
+async fn proxy(upstream: SocketAddr, refuse: fn(http::Method) -> Option<u16>) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -22,6 +36,10 @@ pub async fn query_dropping_proxy(upstream: SocketAddr) -> SocketAddr {
                 let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let client = client.clone();
                     async move {
+                        if let Some(status) = refuse(req.method().clone()) {
+                            let page = Full::new(Bytes::from_static(b"<html>Not Found</html>"));
+                            return Ok(Response::builder().status(status).body(page).unwrap());
+                        }
                         let (mut parts, body) = req.into_parts();
                         parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().unwrap();
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
