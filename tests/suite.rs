@@ -165,6 +165,7 @@ mod verify_fetch_bounded;
 mod verify_fetch_media;
 mod verify_fetch_refused;
 mod verify_release_durable;
+mod verify_retry;
 mod wall_clock;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its

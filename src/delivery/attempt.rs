@@ -74,7 +74,10 @@ impl Attempter {
             let recorded = self.record(&work, None, Outcome::Skipped).await;
             return (Health::Neutral, recorded);
         }
-        let check = self.verifier.check(&self.store, &work.event, work.released).await;
+        let check = self
+            .verifier
+            .check(&self.store, &work.event, work.released, work.attempts > 0)
+            .await;
         if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &work.event) {
             let recorded = self.record(&work, None, outcome).await;
             return (Health::Neutral, recorded);

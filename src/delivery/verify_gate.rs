@@ -236,8 +236,12 @@ impl Verifier {
     }
 
     /// Whether `event` may be delivered to `subscriber` now; `released`:
-    /// an operator's replay of the event queued this delivery (sent as it is).
-    pub async fn check(&self, store: &Store, event: &Event, released: bool) -> Check {
+    /// an operator's replay of the event queued this delivery (sent as it
+    /// is); `attempted`: the delivery was attempted before, so the event
+    /// was verified then (its verdict may be gone from memory: a restart,
+    /// newer events), and the provider is not asked again (its record may
+    /// have changed since, the task aged out or its URLs signed anew).
+    pub async fn check(&self, store: &Store, event: &Event, released: bool, attempted: bool) -> Check {
         let Some((product, client, key, route)) = self
             .routes
             .read()
@@ -250,7 +254,7 @@ impl Verifier {
         if released {
             return Check::Go;
         }
-        if event.meta.origin == Origin::Poll {
+        if event.meta.origin == Origin::Poll || attempted {
             return self.claim(store, event, &key).await;
         }
         let known = lock(&self.verdicts).known.get(&event.id).cloned();

@@ -258,7 +258,7 @@ impl State {
         let (verifier, store) = (&self.verifier, &self.store);
         let checked: Vec<_> = futures_util::stream::iter(fresh)
             .map(|w| async move {
-                let check = verifier.check(store, &w.event, w.released).await;
+                let check = verifier.check(store, &w.event, w.released, w.attempts > 0).await;
                 (w, check)
             })
             .buffered(VERIFY_AT_ONCE)
