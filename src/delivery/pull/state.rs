@@ -94,8 +94,10 @@ impl State {
     /// each lapses for the retry delay it waits anyway, at most one more
     /// lease (offered to nobody, but a late acknowledgement of its holder
     /// still counts), then is recorded and let go, due when the delay ends;
-    /// one whose schedule is exhausted is a dead letter now. (The lapse is
-    /// short so a cluster relay never holds such a message for hours.)
+    /// one whose schedule is exhausted lapses for one more lease, then is a
+    /// dead letter (a delivery that succeeded just after its lease is not
+    /// one). (The lapse is short so a cluster relay never holds such a
+    /// message for hours.)
     pub(super) fn expire(&mut self, now: Instant) {
         let expired = self.leases.expire(now);
         let sub = self.lane.subscriber();
@@ -112,9 +114,10 @@ impl State {
                         let end = now + delay.min(l.length);
                         self.leases.lapse(l, end, due);
                     }
+                    // Its due time is not used: recorded, it is a dead letter.
                     None => {
-                        let (work, number) = (l.offer.item.work, l.offer.attempt);
-                        items.push(settle::expired(work, number, l.at_ms, l.length, &sub, None));
+                        let end = now + l.length;
+                        self.leases.lapse(l, end, clock::now_ms());
                     }
                 }
             }
