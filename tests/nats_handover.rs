@@ -156,9 +156,10 @@ async fn work_dropped_unsent_after_a_crashed_relays_attempt_does_not_reuse_its_n
         _ => Behaviour::Status(200),
     }))
     .await;
-    // The route's other subscriber takes relay 1's send: relay 2 has nothing
-    // of it to check.
-    let other = Sub::start(std::sync::Arc::new(|_, _: &Received| Behaviour::Status(200))).await;
+    // The route's other subscriber never answers either: no attempt is
+    // recorded before relay 1 dies, so relay 2 asks the provider again (a
+    // delivery with an attempt in the event's history is not verified again).
+    let other = Sub::start(std::sync::Arc::new(|_, _: &Received| Behaviour::Hang)).await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let urls = nats.urls();
     // `provider`: the fake itself (relay 1) or the slow proxy (relay 2).

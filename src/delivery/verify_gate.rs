@@ -237,10 +237,13 @@ impl Verifier {
 
     /// Whether `event` may be delivered to `subscriber` now; `released`:
     /// an operator's replay of the event queued this delivery (sent as it
-    /// is); `attempted`: the delivery was attempted before, so the event
-    /// was verified then (its verdict may be gone from memory: a restart,
-    /// newer events), and the provider is not asked again (its record may
-    /// have changed since, the task aged out or its URLs signed anew).
+    /// is); `attempted`: the delivery counts attempts before this one. One
+    /// recorded in the event's history was made after the event was
+    /// verified (its verdict may be gone from memory: a restart, newer
+    /// events), so the provider is not asked again (its record may have
+    /// changed since, the task aged out or its URLs signed anew). A count
+    /// alone is not proof: in cluster mode it counts the hand-outs of a
+    /// relay that died, maybe while it was still asking the provider.
     pub async fn check(&self, store: &Store, event: &Event, released: bool, attempted: bool) -> Check {
         let Some((product, client, key, route)) = self
             .routes
@@ -254,7 +257,7 @@ impl Verifier {
         if released {
             return Check::Go;
         }
-        if event.meta.origin == Origin::Poll || attempted {
+        if event.meta.origin == Origin::Poll {
             return self.claim(store, event, &key).await;
         }
         let known = lock(&self.verdicts).known.get(&event.id).cloned();
@@ -262,6 +265,9 @@ impl Verifier {
             Some(None) => return self.claim(store, event, &key).await,
             Some(Some(reason)) => return Check::Hold { reason, again: true },
             None => {}
+        }
+        if attempted && Self::attempt_recorded(store, event).await {
+            return self.claim(store, event, &key).await;
         }
         let later = |d: Duration| Check::Wait {
             due_ms: crate::clock::now_ms() + d.as_millis() as u64,
@@ -339,6 +345,15 @@ impl Verifier {
     }
 
     /// Go if `event` claims its dedupe key, else a duplicate.
+    /// Whether the event's history holds an attempt of any subscriber
+    /// (made once the event was verified; a hold or a wait is no attempt).
+    async fn attempt_recorded(store: &Store, event: &Event) -> bool {
+        match store.event_view(event.id).await {
+            Ok(Some(view)) => view.deliveries.iter().any(|d| !d.history.is_empty()),
+            _ => false,
+        }
+    }
+
     async fn claim(&self, store: &Store, event: &Event, key: &DedupeKey) -> Check {
         match self.claims.claim(store, event, key).await {
             Claim::Won => Check::Go,
