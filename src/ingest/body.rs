@@ -87,8 +87,14 @@ where
                         return Err(Answer::TooLarge(max));
                     }
                     if needed > buf.capacity() {
-                        // Doubling (copies stay linear), never past `max`.
-                        let target = needed.max(buf.capacity() * 2).min(max);
+                        // Doubling (copies stay linear), never past `max`,
+                        // nor past a declared length (a body longer than it
+                        // is an error hyper gives): the lease is charged the
+                        // capacity, and a doubling past the length charged
+                        // up to twice the body, so a body that fits the
+                        // budget got 503.
+                        let ceiling = declared.map_or(max, |n| (n as usize).min(max));
+                        let target = needed.max(buf.capacity() * 2).min(ceiling.max(needed));
                         if !lease.as_mut().is_none_or(|l| l.grow(target - buf.capacity())) {
                             return Err(Answer::Busy);
                         }
@@ -100,3 +106,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "body_tests.rs"]
+mod tests;

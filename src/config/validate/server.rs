@@ -11,6 +11,10 @@ use crate::config::values::{ServerConfig, TlsSource};
 use crate::config::ConfigError;
 use crate::tls::TlsFiles;
 
+/// What `server.max_body_memory` holds besides one body of `max_body`: its
+/// headers (the budget's share for one request allows as much).
+const HEADER_ROOM: u64 = 64 << 10;
+
 /// The longest `server.shutdown_grace`: a stop waits this long for requests
 /// in flight; more would only keep a stop from ending.
 /// Each connection is an open file; Linux's default cap on a process's
@@ -58,12 +62,13 @@ impl Validator<'_> {
         }
         let max_body_memory = match s.max_body_memory {
             None => (128 << 20).max(s.max_body.0.saturating_mul(4)),
-            Some(m) if m.0 < s.max_body.0 => {
+            Some(m) if m.0 < s.max_body.0.saturating_add(HEADER_ROOM) => {
                 return Err(self.err(
                     "server.max_body_memory",
                     None,
                     format!(
-                        "{} bytes is less than server.max_body ({} bytes): a body of the largest size could never be received",
+                        "{} bytes is less than server.max_body ({} bytes) and 64 KiB for its headers: a body of the \
+                         largest size could never be received (its headers count too)",
                         m.0, s.max_body.0
                     ),
                 ))

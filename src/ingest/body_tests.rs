@@ -1,0 +1,46 @@
+//! Reading a body against the budget of requests not yet authenticated: a
+//! body with a declared length is charged that length at most, not the
+//! doubled capacity of its buffer (a 40,000-byte body arriving in 8 KiB
+//! pieces was charged 64 KiB and refused with a budget of 50,000).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+
+use super::super::budget::{BodyBudget, Client};
+use super::read;
+
+/// A body of `len` bytes arriving in pieces of `piece`.
+fn pieces(len: usize, piece: usize) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..len)
+        .step_by(piece)
+        .map(|at| Ok(Frame::data(Bytes::from(vec![b'x'; piece.min(len - at)]))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn a_declared_body_is_charged_its_length_not_the_buffers_doubling() {
+    let budget = BodyBudget::new(50_000, 65_536);
+    let mut lease = budget.lease(Client::Unknown);
+    assert!(lease.grow(500), "its headers");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let got = read(pieces(40_000, 8192), Some(40_000), 65_536, Some(lease), deadline).await;
+    let (body, lease) = got.unwrap_or_else(|_| panic!("a 40,000-byte body refused under a 50,000-byte budget"));
+    assert_eq!(body.len(), 40_000);
+    assert_eq!(budget.used(), 40_500, "charged its length and its headers");
+    drop(lease);
+    assert_eq!(budget.used(), 0);
+}
+
+#[tokio::test]
+async fn an_undeclared_body_still_fits_when_the_budget_holds_max_body() {
+    let budget = BodyBudget::new(65_536 + 1024, 65_536);
+    let lease = budget.lease(Client::Unknown);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let got = read(pieces(65_536, 8192), None, 65_536, Some(lease), deadline).await;
+    assert!(got.is_ok(), "a body of max_body, chunked, refused");
+}
