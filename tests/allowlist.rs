@@ -1,6 +1,7 @@
 //! Promise 5, clear answers by source address: `allow_ips` on the TCP peer, or
 //! on the client a trusted proxy names in `X-Forwarded-For` (right-most
-//! untrusted entry), junk there meaning an unknown client, never the proxy.
+//! untrusted entry), junk there meaning an unknown client, never the proxy;
+//! the header is kept with the event only when a trusted proxy sent it.
 
 use crate::common;
 
@@ -187,5 +188,33 @@ async fn a_bracketed_ipv6_forwarded_for_entry_is_the_client() {
         sources.contains(&"2001:db8::7") && sources.contains(&"203.0.113.5"),
         "{sources:?}"
     );
+    h.shutdown().await;
+}
+
+/// `X-Forwarded-For` sent by a client that is not a trusted proxy is its own
+/// claim: not kept with the event (the console showed it as a header beside
+/// the real source, misleading whoever reads an incident). A trusted
+/// proxy's is kept. From review 58, edge finding 6.
+#[tokio::test]
+async fn only_a_trusted_proxys_forwarded_for_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = behind_proxy(dir.path(), &[("open", None)]).await;
+    let addr = h.ingest_addrs[0];
+    let xff = [("x-forwarded-for", "198.51.100.7")];
+    let mut kept = Vec::new();
+    for (from, task) in [(None, "direct"), (Some(PROXY.parse().unwrap()), "proxied")] {
+        let (s, _, body) = request(addr, from, "POST", "/hooks/open", &xff, Bytes::from(runway(task))).await;
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+        kept.push((ev["source"].clone(), ev.to_string().contains("198.51.100.7")));
+    }
+    assert_eq!(
+        kept[0],
+        (serde_json::json!("127.0.0.1"), false),
+        "a stranger's claim kept"
+    );
+    assert_eq!(kept[1], (serde_json::json!("198.51.100.7"), true));
     h.shutdown().await;
 }

@@ -25,7 +25,7 @@ pub use quoted::hide_token_params;
 pub use secret::{bearer, credential_text, looks_secret, redact_bytes, redact_secret, Secret};
 pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
-pub use source::{client_ip, ip_allowed, Source};
+pub use source::{client_ip, ip_allowed, via_trusted_proxy, Source};
 pub use target::shown_target;
 pub use token::{
     digest_matches, hide_userinfo, loggable_unknown_path, presented_tokens, redact_query, redact_query_values,

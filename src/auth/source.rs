@@ -56,6 +56,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Source
     Source::Known(leftmost_proxy)
 }
 
+/// Whether `peer` is a trusted proxy: its `X-Forwarded-For` says who the
+/// client is. Anyone else's is the client's own claim.
+pub fn via_trusted_proxy(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    contains(trusted, canonical(peer))
+}
+
 fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(canonical(ip));

@@ -68,6 +68,7 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
         .iter()
         .filter(|(k, _)| {
             let k = k.as_str();
+            // `x-forwarded-for` only reaches here from a trusted proxy.
             matches!(k, "user-agent" | "content-type" | "x-forwarded-for")
                 || k.starts_with("x-webhook-")
                 || k.starts_with("webhook-")
@@ -85,7 +86,7 @@ fn kept_headers(headers: &HeaderMap, route: &RouteState) -> Vec<(String, String)
 }
 
 /// Handle one request on the public listener.
-pub async fn handle<B>(app: Arc<App>, req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
+pub async fn handle<B>(app: Arc<App>, mut req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -114,6 +115,11 @@ where
         return respond(&Answer::NotFound);
     };
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
+    if !auth::via_trusted_proxy(peer.ip(), &live.config.server.trusted_proxies) {
+        // The sender's own claim of who it is: not kept with the event,
+        // where it would be shown beside the real source it belies.
+        req.headers_mut().remove("x-forwarded-for");
+    }
     let mut stored = Stored::default();
     let answer = check_and_store(&app, &live, &route, req, source, started, &mut stored).await;
     let status = respond(&answer);
