@@ -21,6 +21,10 @@ pub enum SignatureError {
     Stale,
     #[error("task id not found in the body")]
     NoTaskId,
+    /// Two of the route's task id fields name different tasks: the
+    /// signature covers one, a reader may take the other.
+    #[error("the body names two different task ids")]
+    TaskIdsDiffer,
     #[error("signature does not match")]
     Mismatch,
 }
@@ -64,7 +68,11 @@ pub fn verify_signature(
             let ts = header(headers, "x-webhook-timestamp")?;
             let given = header(headers, "x-webhook-signature")?;
             check_timestamp(ts, now_secs, *tolerance, "x-webhook-timestamp")?;
-            let task = self::task_id(json, task_id).ok_or(SignatureError::NoTaskId)?;
+            let task = match task_ids(json, task_id).as_slice() {
+                [] => return Err(SignatureError::NoTaskId),
+                [one, rest @ ..] if rest.iter().all(|t| t == one) => one.clone(),
+                _ => return Err(SignatureError::TaskIdsDiffer),
+            };
             let given = B64
                 .decode(given.trim())
                 .map_err(|_| SignatureError::Malformed("x-webhook-signature"))?;
@@ -138,19 +146,27 @@ pub fn verify_signature(
 /// pointers, where the platform's products usually put it. The `kie`
 /// signature signs it; the admin API shows and searches it.
 pub fn task_id(json: Option<&serde_json::Value>, pointers: &[String]) -> Option<String> {
-    let json = json?;
+    task_ids(json, pointers).into_iter().next()
+}
+
+/// The task ids at each of `pointers` that holds one (the usual fields when
+/// none are given), in the pointers' order.
+fn task_ids(json: Option<&serde_json::Value>, pointers: &[String]) -> Vec<String> {
+    let Some(json) = json else {
+        return Vec::new();
+    };
     const USUAL: [&str; 3] = ["/data/task_id", "/data/taskId", "/taskId"];
     let candidates: Vec<&str> = if pointers.is_empty() {
         USUAL.to_vec()
     } else {
         pointers.iter().map(String::as_str).collect()
     };
-    for p in candidates {
-        match json.pointer(p) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => return Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => return Some(n.to_string()),
-            _ => {}
-        }
-    }
-    None
+    candidates
+        .into_iter()
+        .filter_map(|p| match json.pointer(p) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
 }

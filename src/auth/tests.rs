@@ -122,6 +122,16 @@ fn kie_known_answer() {
         verify_signature(&configured, &h, b"", Some(&custom), 1732700000),
         Ok(())
     );
+    // The signed task in one field, another task in a second field a
+    // subscriber may read (review 58, edge finding 4): refused. The same id
+    // in both is fine.
+    let two = serde_json::json!({"code": 200, "data": {"task_id": "ee603959-debb-48d1-98c4-a6d1c717eba6", "taskId": "victim"}});
+    assert_eq!(
+        verify_signature(&sig, &h, b"", Some(&two), 1732700000),
+        Err(SignatureError::TaskIdsDiffer)
+    );
+    let same = serde_json::json!({"taskId": "ee603959-debb-48d1-98c4-a6d1c717eba6", "data": {"task_id": "ee603959-debb-48d1-98c4-a6d1c717eba6"}});
+    assert_eq!(verify_signature(&sig, &h, b"", Some(&same), 1732700000), Ok(()));
 }
 
 #[test]
