@@ -12,14 +12,11 @@ use crate::common;
 use common::*;
 use http::StatusCode;
 
-use crate::moved_route::route_renamed;
+use crate::moved_route::{relay_with_a, route_renamed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_received_across_a_reload_that_revokes_its_token_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = Sub::ok().await;
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
-    let h = start(&base).await;
+    let (_dir, a, base, h) = relay_with_a().await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-revocation");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
@@ -44,11 +41,7 @@ async fn a_callback_received_across_a_reload_that_revokes_its_token_is_refused()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_received_across_a_route_rename_is_answered_as_a_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = Sub::ok().await;
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
-    base.write();
-    let h = start(&base).await;
+    let (_dir, a, base, h) = relay_with_a().await;
     let addr = h.ingest_addrs[0];
     let body = runway("stored-then-retried-across-the-rename");
     let id = accepted(addr, &body).await;

@@ -245,6 +245,17 @@ async fn a_retry_waiting_when_a_subscriber_moves_route_is_delivered_when_it_is_b
     .await;
 }
 
+/// The daemon with route `t` and subscriber `a` (answering 200), its config
+/// written: the directory, `a`, the config and the daemon.
+pub(crate) async fn relay_with_a() -> (tempfile::TempDir, Sub, TestConfig, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
+    base.write();
+    let h = start(&base).await;
+    (dir, a, base, h)
+}
+
 /// `routes[0]` renamed to `name`: same path, token, dedupe key, subscribers.
 pub(crate) fn route_renamed(base: &TestConfig, name: &'static str) -> TestConfig {
     base.clone().raw(move |t| {
@@ -263,11 +274,7 @@ pub(crate) fn route_renamed(base: &TestConfig, name: &'static str) -> TestConfig
 /// on the renamed route and delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the_renamed_route() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = Sub::ok().await;
-    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("a", a.url()));
-    base.write();
-    let h = start(&base).await;
+    let (_dir, a, base, h) = relay_with_a().await;
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-rename");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;

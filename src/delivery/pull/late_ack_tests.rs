@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::settle::panic_hook;
-use super::test_relay::{accepted, call, ids, start_with};
+use super::test_relay::{accepted, call, ids, sent_twice, start_with};
 
 /// Subscriber `name` (lease 1 s, one retry step) with one message handed
 /// to forwarder `f1` for its last attempt: the relay and the message's id.
@@ -49,21 +49,9 @@ async fn an_acknowledgement_that_came_in_time_applies_on_the_last_step() {
     // same acknowledgement sent meanwhile, in time, waits for that record.
     panic_hook::arm_after("lastly", Duration::from_millis(1500));
     let ack = format!(r#"{{"ids":["{id}"]}}"#);
-    let send = |ack: String| {
-        tokio::spawn(async move {
-            let answer = call(addr, "POST", "/pull/lastly/ack", Some("f1"), &ack);
-            tokio::time::timeout(Duration::from_secs(10), answer).await
-        })
-    };
-    let first = send(ack.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = send(ack.clone());
-    let (s, got) = first.await.unwrap().expect("the acknowledgement is answered");
+    let ((s, got), second) = sent_twice(addr, "lastly", &ack).await;
     assert_eq!(s, 503, "{got}");
-    let (s, got) = second
-        .await
-        .unwrap()
-        .expect("the acknowledgement that waited is answered");
+    let (s, got) = second;
     assert_eq!(s, 200, "came in time, refused: {got}");
     assert!(got.contains(r#""acknowledged":1"#), "{got}");
     assert!(got.contains(r#""dead":0"#), "{got}");

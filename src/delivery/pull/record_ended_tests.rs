@@ -4,10 +4,8 @@
 //! answered too (applied to the lease put back). The daemon runs in-process
 //! on port 0 with its embedded store; requests go over real sockets.
 
-use std::time::Duration;
-
 use super::settle::panic_hook;
-use super::test_relay::{accepted, call, ids, start};
+use super::test_relay::{accepted, call, ids, sent_twice, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_whose_record_task_panics_gets_503_and_keeps_its_lease() {
@@ -19,25 +17,13 @@ async fn an_acknowledgement_whose_record_task_panics_gets_503_and_keeps_its_leas
 
     panic_hook::arm("panicky");
     let ack = format!(r#"{{"ids":["{id}"]}}"#);
-    let send = |ack: String| {
-        tokio::spawn(async move {
-            let answer = call(addr, "POST", "/pull/panicky/ack", Some("f1"), &ack);
-            tokio::time::timeout(Duration::from_secs(10), answer).await
-        })
-    };
-    let first = send(ack.clone());
-    // The same acknowledgement while the first one's record is in progress:
-    // it waits for that record.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = send(ack.clone());
-    let (s, got) = first.await.unwrap().expect("the acknowledgement is answered");
+    // The same acknowledgement again while the first one's record is in
+    // progress: it waits for that record.
+    let ((s, got), second) = sent_twice(addr, "panicky", &ack).await;
     assert_eq!(s, 503, "{got}");
     assert!(got.contains("send it again"), "{got}");
     // The lease was put back: the waiting acknowledgement applies to it.
-    let (s, got) = second
-        .await
-        .unwrap()
-        .expect("the acknowledgement that waited is answered");
+    let (s, got) = second;
     assert_eq!(s, 200, "{got}");
     assert!(got.contains(r#""acknowledged":1"#), "{got}");
     // Recorded once: nothing more is leased.

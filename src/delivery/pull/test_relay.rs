@@ -85,3 +85,22 @@ pub fn ids(answer: &str) -> Vec<String> {
         .map(|m| m.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
+
+/// The same acknowledgement `ack` of forwarder `f1` to `subscriber` sent
+/// twice, the second 300 ms after the first (while the first one's record
+/// is in progress): both answers, each within 10 s.
+pub async fn sent_twice(addr: SocketAddr, subscriber: &str, ack: &str) -> ((u16, String), (u16, String)) {
+    let path = format!("/pull/{subscriber}/ack");
+    let send = |ack: String, path: String| {
+        tokio::spawn(async move {
+            let answer = call(addr, "POST", &path, Some("f1"), &ack);
+            tokio::time::timeout(std::time::Duration::from_secs(10), answer)
+                .await
+                .expect("the acknowledgement is answered")
+        })
+    };
+    let first = send(ack.to_string(), path.clone());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = send(ack.to_string(), path);
+    (first.await.unwrap(), second.await.unwrap())
+}
