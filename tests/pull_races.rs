@@ -126,12 +126,14 @@ async fn an_endless_chunked_acknowledgement_is_cut_with_413() {
     h.shutdown().await;
 }
 
-/// A forwarder acknowledges a message on its last retry step in time, while
-/// the lane is busy asking a slow provider about another callback (a
-/// `verify = "fetch"` route); the lane gets to the acknowledgement after
-/// the lease's deadline. It applies: before, the lease expired first (a
-/// dead letter on the last step) and the forwarder, which had delivered it,
-/// got `409`.
+/// A forwarder releases a message on its last retry step in time (it is
+/// stopping), while the lane is busy asking a slow provider about another
+/// callback (a `verify = "fetch"` route); the lane gets to the release
+/// after the lease's deadline. It applies as a release (offered again, no
+/// step used): before, the lease expired first, and the release of an
+/// expired lease on the last step made the message a dead letter (an
+/// acknowledgement got `409`; since the last step's lapse it is taken as a
+/// late one, which a release is not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_queued_behind_a_slow_fill_applies() {
     use common::provider::{FakeOptions, FakeProvider, TaskPlan};
@@ -191,8 +193,8 @@ async fn an_acknowledgement_queued_behind_a_slow_fill_applies() {
         assert!(leased.elapsed() < secs(5), "the lane never asked the provider");
         tokio::time::sleep(ms(10)).await;
     }
-    // The first forwarder acknowledges in time, the lane busy.
-    let ack = format!(r#"{{"ids":["{id}"]}}"#);
+    // The first forwarder releases it in time, the lane busy.
+    let ack = format!(r#"{{"release":["{id}"]}}"#);
     let acking =
         tokio::spawn(async move { pull_call(addr, "POST", "/pull/b/ack", Some(PULL), Some("f1"), &ack).await });
     tokio::time::sleep(ms(100)).await;
@@ -208,8 +210,12 @@ async fn an_acknowledgement_queued_behind_a_slow_fill_applies() {
     fake.release_status();
     let (s, _, got) = tokio::time::timeout(secs(10), acking).await.expect("answered").unwrap();
     assert_eq!(s, StatusCode::OK, "came in time, refused: {got}");
-    assert_eq!(got["acknowledged"], 1, "{got}");
+    assert_eq!((&got["retried"], &got["dead"]), (&1.into(), &0.into()), "{got}");
     let got = other.await.unwrap();
     assert_eq!(got["messages"].as_array().map(Vec::len), Some(1), "{got}");
+    // Offered again at once, with the same attempt number.
+    let got = pull("f1", "10s").await;
+    assert_eq!(got["messages"][0]["id"], id.as_str(), "{got}");
+    assert_eq!(got["messages"][0]["attempt"], 2, "{got}");
     h.shutdown().await;
 }

@@ -210,7 +210,7 @@ pub async fn ack_across(
     let (lane, under) = first;
     if rest.len() > 0 && under.is_none() && !lane.is_stopped() && lane.store.is_clustered() {
         let name = lane.subscriber().name.clone();
-        let there = peer::ask(&lane.store, &name, holder, &rest).await?;
+        let there = peer::ask(&lane.store, &name, holder, &rest, arrived).await?;
         applied += there.summary;
         rest = rest.only(&there.not_held);
     }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::settle::panic_hook;
-use super::test_relay::{accepted, call, ids, sent_twice, start_with};
+use super::test_relay::{accepted, call, ids, sent_one_after_the_other, sent_twice, start_with};
 
 /// Subscriber `name` (lease 1 s, one retry step) with one message handed
 /// to forwarder `f1` for its last attempt: the relay and the message's id.
@@ -58,6 +58,33 @@ async fn an_acknowledgement_that_came_in_time_applies_on_the_last_step() {
     // Delivered, not a dead letter.
     let (s, got) = call(addr, "POST", "/pull/lastly/ack", Some("f1"), &ack).await;
     assert_eq!(s, 409, "{got}");
+    let got = dead_letters(&relay).await;
+    assert!(!got.contains(&id), "a dead letter: {got}");
+    relay.shutdown().await;
+}
+
+/// The same with a release waiting (the forwarder stopping): it applies to
+/// the lease as it was when it came, live, so the message is offered again
+/// with no step used. Judged when the lane got to it, the lease had run out
+/// and the release of an expired lease on the last step made it a dead
+/// letter (the last step's lapse alone does not cover a release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_came_in_time_applies_on_the_last_step() {
+    let (_dir, relay, id) = on_its_last_step("releasing").await;
+    let addr = relay.ingest_addrs[0];
+    panic_hook::arm_after("releasing", Duration::from_millis(1500));
+    let ack = format!(r#"{{"ids":["{id}"]}}"#);
+    let release = format!(r#"{{"release":["{id}"]}}"#);
+    let ((s, got), (s2, got2)) = sent_one_after_the_other(addr, "releasing", &ack, &release).await;
+    assert_eq!(s, 503, "{got}");
+    assert_eq!(s2, 200, "came in time, refused: {got2}");
+    assert!(
+        got2.contains(r#""retried":1"#) && got2.contains(r#""dead":0"#),
+        "{got2}"
+    );
+    let (s, got) = call(addr, "GET", "/pull/releasing?wait=5s", Some("f1"), "").await;
+    assert_eq!((s, ids(&got)), (200, vec![id.clone()]), "{got}");
+    assert!(got.contains(r#""attempt":2"#), "{got}");
     let got = dead_letters(&relay).await;
     assert!(!got.contains(&id), "a dead letter: {got}");
     relay.shutdown().await;

@@ -210,13 +210,13 @@ impl<T> Leases<T> {
         expired
     }
 
-    /// Keep the leases of `ids` that were live at `since` from expiring
-    /// (out of the deadline order, so nothing wakes for them) until
-    /// [`unpin`](Self::unpin): an acknowledgement that came then names them,
-    /// and may claim them whenever it is applied.
-    pub fn pin<'a>(&mut self, ids: impl IntoIterator<Item = &'a EventId>, since: Instant) {
+    /// Keep the leases of `ids` held by `holder` that were live at `since`
+    /// from expiring (out of the deadline order, so nothing wakes for them)
+    /// until [`unpin`](Self::unpin): an acknowledgement of `holder` that
+    /// came then names them, and may claim them whenever it is applied.
+    pub fn pin<'a>(&mut self, ids: impl IntoIterator<Item = &'a EventId>, since: Instant, holder: &str) {
         for id in ids {
-            if let Some(l) = self.leased.get(id).filter(|l| l.until > since) {
+            if let Some(l) = self.leased.get(id).filter(|l| l.until > since && l.holder == holder) {
                 self.deadlines.remove(&(l.until, *id));
             }
         }

@@ -215,8 +215,10 @@ fn a_pinned_lease_outlives_its_deadline_for_a_claim_that_came_in_time() {
     l.lease(3, "a", now, Duration::from_secs(1), 0);
     let came = now + Duration::from_millis(500);
     // id(2)'s claim came after its deadline: not pinned.
-    l.pin(&[id(0), id(1)], came);
-    l.pin(&[id(2)], now + Duration::from_secs(2));
+    l.pin(&[id(0), id(1)], came, "a");
+    l.pin(&[id(2)], now + Duration::from_secs(2), "a");
+    // Another puller's acknowledgement pins nothing of a's.
+    l.pin(&[id(2)], came, "b");
     assert_eq!(
         l.next_deadline(),
         Some(now + Duration::from_secs(1)),

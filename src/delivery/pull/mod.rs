@@ -367,7 +367,7 @@ impl PullLane {
         }
         let name = self.subscriber().name.clone();
         let rest = lists.only(&here.not_held);
-        let there = peer::ask(&self.store, &name, holder, &rest).await?;
+        let there = peer::ask(&self.store, &name, holder, &rest, arrived).await?;
         let mut applied = here.summary;
         applied += there.summary;
         match there.not_held {

@@ -38,7 +38,15 @@ struct Ask {
     /// The attempt each was handed out with (relays before it leave it out).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     attempts: BTreeMap<String, u32>,
+    /// How long ago (ms) the acknowledgement reached the relay asking: a
+    /// lease live then is claimable by it (relays before it leave it out).
+    #[serde(default)]
+    age_ms: u64,
 }
+
+/// The most of a peer's `age_ms` believed (bounds how long its leases stay
+/// pinned past their deadline for it).
+const MAX_AGE: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,8 +86,11 @@ pub(super) async fn ask(
     subscriber: &str,
     holder: String,
     lists: &AckLists,
+    arrived: tokio::time::Instant,
 ) -> Result<Applied, AckError> {
+    let age_ms = u64::try_from(arrived.elapsed().as_millis()).unwrap_or(u64::MAX);
     let body = serde_json::to_vec(&Ask {
+        age_ms,
         holder,
         ack: ids(&lists.ack),
         retry: ids(&lists.retry),
@@ -148,10 +159,15 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
     tokio::spawn(async move {
         while let Some(req) = inbox.rx.recv().await {
             let Some(lane) = lane.upgrade() else { return };
+            let now = tokio::time::Instant::now();
             tokio::spawn(async move {
                 let Ok(ask) = serde_json::from_slice::<Ask>(&req.body) else {
                     return;
                 };
+                // When it reached the relay that asks (its clock does not
+                // matter: an age, not a time).
+                let age = Duration::from_millis(ask.age_ms).min(MAX_AGE);
+                let arrived = now.checked_sub(age).unwrap_or(now);
                 let (Some(ack), Some(retry), Some(release)) = (parse(&ask.ack), parse(&ask.retry), parse(&ask.release))
                 else {
                     return;
@@ -174,10 +190,7 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     attempts,
                 };
                 let total = lists.len();
-                let reply = match lane
-                    .ack_here(tokio::time::Instant::now(), ask.holder, lists, true, None)
-                    .await
-                {
+                let reply = match lane.ack_here(arrived, ask.holder, lists, true, None).await {
                     Ok(a) if a.not_held.len() == total => return,
                     Ok(Applied { summary, not_held }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,

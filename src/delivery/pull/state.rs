@@ -198,7 +198,14 @@ impl State {
                 "acknowledgement not recorded: its leases are kept as they were, for the acknowledgement sent again");
         }
         if !self.parked.is_empty() {
-            for a in std::mem::take(&mut self.parked) {
+            // Each waiting acknowledgement's leases, put back as they were,
+            // are pinned before any is applied: applying one expires what
+            // is due, and must leave the others' alone.
+            let parked = std::mem::take(&mut self.parked);
+            for a in &parked {
+                self.leases.pin(a.lists.all(), a.arrived, &a.holder);
+            }
+            for a in parked {
                 self.ack(a);
             }
         }
@@ -258,10 +265,11 @@ impl State {
         // at once, in their order: a slow provider holds this lane's
         // long-polls and acknowledgements for one answer's time, not one
         // per message.
-        let (verifier, store) = (&self.verifier, &self.store);
+        let (verifier, store, name) = (&self.verifier, &self.store, sub.name.as_str());
         let checked: Vec<_> = futures_util::stream::iter(fresh)
             .map(|w| async move {
-                let check = verifier.check(store, &w.event, w.released, w.attempts > 0).await;
+                let attempted = (w.attempts > 0).then_some(name);
+                let check = verifier.check(store, &w.event, w.released, attempted).await;
                 (w, check)
             })
             .buffered(VERIFY_AT_ONCE)
@@ -388,7 +396,7 @@ impl State {
     /// expiry is a dead letter, and the puller that answered in time would
     /// get `409` for a message it delivered.
     pub(super) fn ack(&mut self, a: AckRequest) {
-        self.leases.pin(a.lists.all(), a.arrived);
+        self.leases.pin(a.lists.all(), a.arrived, &a.holder);
         self.expire(Instant::now());
         if a.lists.all().any(|id| self.acking.contains_key(id)) {
             // Its leases stay pinned until it is applied.

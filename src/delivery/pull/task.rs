@@ -252,7 +252,7 @@ fn queued(rx: &mut mpsc::Receiver<Cmd>, first: Option<Cmd>) -> Vec<Cmd> {
 fn commands(st: &mut State, cmds: Vec<Cmd>, running: bool) {
     for cmd in &cmds {
         if let Cmd::Ack(a) = cmd {
-            st.leases.pin(a.lists.all(), a.arrived);
+            st.leases.pin(a.lists.all(), a.arrived, &a.holder);
         }
     }
     for cmd in cmds {

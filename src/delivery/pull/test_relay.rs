@@ -90,6 +90,16 @@ pub fn ids(answer: &str) -> Vec<String> {
 /// twice, the second 300 ms after the first (while the first one's record
 /// is in progress): both answers, each within 10 s.
 pub async fn sent_twice(addr: SocketAddr, subscriber: &str, ack: &str) -> ((u16, String), (u16, String)) {
+    sent_one_after_the_other(addr, subscriber, ack, ack).await
+}
+
+/// [`sent_twice`] with `second` the second request's body.
+pub async fn sent_one_after_the_other(
+    addr: SocketAddr,
+    subscriber: &str,
+    ack: &str,
+    second: &str,
+) -> ((u16, String), (u16, String)) {
     let path = format!("/pull/{subscriber}/ack");
     let send = |ack: String, path: String| {
         tokio::spawn(async move {
@@ -101,6 +111,6 @@ pub async fn sent_twice(addr: SocketAddr, subscriber: &str, ack: &str) -> ((u16,
     };
     let first = send(ack.to_string(), path.clone());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let second = send(ack.to_string(), path);
+    let second = send(second.to_string(), path);
     (first.await.unwrap(), second.await.unwrap())
 }
