@@ -379,6 +379,26 @@ async fn a_pull_answered_200_with_a_page_is_waited_out() {
     assert_eq!(f.term(Duration::from_secs(10)), Some(0), "{}", f.log_text());
 }
 
+/// A pull answer a proxy relabelled (`text/plain`) is still the relay's: it
+/// is used, not waited out as a page (leases it carried would run out into
+/// failed attempts). From the review of stop 58's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_answer_relabelled_by_a_proxy_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, count) = portal(Some("text/plain"), r#"{"messages":[],"lease_ms":60000}"#).await;
+    let local = Local::ok().await;
+    let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
+    let t0 = Instant::now();
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(f.running(), "it stopped: {}", f.log_text());
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", f.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = f.log_text();
+    assert!(!log.contains("not the relay's JSON"), "{log}");
+    assert_eq!(f.term(Duration::from_secs(10)), Some(0), "{}", f.log_text());
+}
+
 /// A pull answered `200` with JSON (or no type) that is not a pull answer
 /// (a proxy replacing the relay's answers) stops the forwarder with a
 /// message that says so: that request may have leased messages, and

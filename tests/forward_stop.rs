@@ -182,3 +182,26 @@ async fn a_hang_up_stops_it_like_sigterm() {
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}\n{}", code.1);
     assert_eq!(local.all().len(), 1);
 }
+
+/// Run by `nohup` (SIGHUP ignored, to survive a logout), it stays ignored:
+/// a hang-up leaves it running. Handling SIGHUP replaced `nohup`'s ignore,
+/// and a logout stopped it (exit `0`, which `Restart=on-failure` does not
+/// restart). From the review of stop 58's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_nohup_a_hang_up_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = relay(dir.path()).await;
+    let (local, arrived) = answering_200_after(Duration::ZERO).await;
+    let mut fwd = Forwarder::start_nohup(dir.path(), &pull_url(h.ingest_addrs[0], "laptop"), &local.url(), TOKEN);
+    accepted(h.ingest_addrs[0], &runway("nohup-1")).await;
+    fwd.until_local_has_it(&arrived, secs(15)).await;
+    fwd.signal("HUP");
+    tokio::time::sleep(ms(500)).await;
+    assert!(fwd.running(), "a hang-up stopped it under nohup: {}", fwd.log_text());
+    // Still forwarding.
+    let id = accepted(h.ingest_addrs[0], &runway("nohup-2")).await;
+    local
+        .wait_for(secs(15), "the second message", |g| g.iter().any(|g| g.id == id))
+        .await;
+    assert_eq!(fwd.term(secs(15)), Some(0), "{}", fwd.log_text());
+}

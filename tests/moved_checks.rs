@@ -5,7 +5,9 @@
 //! `read_timeout` earlier); one that renamed the route answers a duplicate
 //! of a callback already stored as a duplicate (`200`), not `503` for a
 //! retry that the renamed route, its dedupe history its own, would store
-//! and deliver again.
+//! and deliver again, unless no route in force is there to check it (the
+//! route renamed and moved: a request whose token that reload revoked
+//! learns nothing).
 
 use crate::common;
 
@@ -58,5 +60,25 @@ async fn a_duplicate_received_across_a_route_rename_is_answered_as_a_duplicate()
     );
     tokio::time::sleep(ms(300)).await;
     assert_eq!(a.all().len(), 1, "delivered once");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_received_across_a_reload_that_leaves_no_route_to_check_it_is_refused() {
+    let (_dir, a, base, h) = relay_with_a().await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("stored-then-retried-across-the-move");
+    accepted(addr, &body).await;
+    a.wait_for(secs(10), "the callback", |r| r.len() == 1).await;
+    let (c, tail) = common::client::half_sent_callback(addr, &body).await;
+    tokio::time::sleep(ms(200)).await;
+    // Renamed and moved: no route in force by its name or its path.
+    route_renamed(&base.clone().edit_route("t", |r| r.path("/hooks/elsewhere")), "t_moved").write();
+    h.reload().await.expect("reload");
+    let answer = common::client::finish_half_sent(c, &tail).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "answered for a route no longer there to check it: {answer}"
+    );
     h.shutdown().await;
 }

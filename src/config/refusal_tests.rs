@@ -72,12 +72,6 @@ fn settings_that_cannot_work_are_refused() {
             "blank",
         ),
         (server("max_body = \"1EiB\""), "server.max_body", "memory"),
-        // A body of max_body and its headers could never fit (review 58).
-        (
-            server("max_body = \"64KiB\"\nmax_body_memory = \"64KiB\""),
-            "server.max_body_memory",
-            "its headers count too",
-        ),
         (
             minimal(
                 r#"signature = { scheme = "standard-webhooks", secret = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "nope!"] }"#,

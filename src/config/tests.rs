@@ -436,3 +436,32 @@ fn a_syntax_error_in_a_value_names_its_key() {
     let e = parse(&minimal("").replace("name = \"r\"", "name = \"r\"\n= 1")).unwrap_err();
     assert_eq!((e.key.as_str(), e.position), ("", Some((6, 1))), "{e}");
 }
+
+/// `server.max_body_memory` that holds a body of `max_body` but not its
+/// headers too ran before: it still does, raised to `max_body` and 64 KiB
+/// and warned about, so a body of the largest size fits (review 58: it got
+/// `503` for ever).
+#[test]
+fn a_body_budget_without_room_for_headers_is_raised_and_warned() {
+    let text = minimal("").replace(
+        "[server]\n",
+        "[server]\nmax_body = \"64KiB\"\nmax_body_memory = \"64KiB\"\n",
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server.max_body_memory, (64 << 10) * 2);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("server.max_body_memory") && w.contains("131072")),
+        "{:?}",
+        c.warnings
+    );
+    let roomy = text.replace("max_body_memory = \"64KiB\"", "max_body_memory = \"128KiB\"");
+    let c = parse(&roomy).unwrap();
+    assert_eq!(c.server.max_body_memory, 128 << 10);
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("max_body_memory")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -76,7 +76,12 @@ impl Attempter {
         }
         let check = self
             .verifier
-            .check(&self.store, &work.event, work.released, work.attempts > 0)
+            .check(
+                &self.store,
+                &work.event,
+                work.released,
+                (work.attempts > 0).then_some(sub.name.as_str()),
+            )
             .await;
         if let Some(outcome) = check.outcome(&self.metrics, &sub.name, &work.event) {
             let recorded = self.record(&work, None, outcome).await;

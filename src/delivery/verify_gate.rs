@@ -237,14 +237,16 @@ impl Verifier {
 
     /// Whether `event` may be delivered to `subscriber` now; `released`:
     /// an operator's replay of the event queued this delivery (sent as it
-    /// is); `attempted`: the delivery counts attempts before this one. One
-    /// recorded in the event's history was made after the event was
-    /// verified (its verdict may be gone from memory: a restart, newer
-    /// events), so the provider is not asked again (its record may have
-    /// changed since, the task aged out or its URLs signed anew). A count
-    /// alone is not proof: in cluster mode it counts the hand-outs of a
-    /// relay that died, maybe while it was still asking the provider.
-    pub async fn check(&self, store: &Store, event: &Event, released: bool, attempted: bool) -> Check {
+    /// is); `attempted`: the subscriber whose delivery this is, when it
+    /// counts attempts before this one. One recorded in its history was
+    /// made after the event was verified for it (its verdict may be gone
+    /// from memory: a restart, newer events), so the provider is not asked
+    /// again (its record may have changed since, the task aged out or its
+    /// URLs signed anew). A count alone is not proof: in cluster mode it
+    /// counts the hand-outs of a relay that died, maybe while it was still
+    /// asking the provider; nor is another subscriber's attempt (an
+    /// operator's replay may have released the event to it alone).
+    pub async fn check(&self, store: &Store, event: &Event, released: bool, attempted: Option<&str>) -> Check {
         let Some((product, client, key, route)) = self
             .routes
             .read()
@@ -266,8 +268,10 @@ impl Verifier {
             Some(Some(reason)) => return Check::Hold { reason, again: true },
             None => {}
         }
-        if attempted && Self::attempt_recorded(store, event).await {
-            return self.claim(store, event, &key).await;
+        if let Some(subscriber) = attempted {
+            if Self::attempt_recorded(store, event, subscriber).await {
+                return self.claim(store, event, &key).await;
+            }
         }
         let later = |d: Duration| Check::Wait {
             due_ms: crate::clock::now_ms() + d.as_millis() as u64,
@@ -345,11 +349,14 @@ impl Verifier {
     }
 
     /// Go if `event` claims its dedupe key, else a duplicate.
-    /// Whether the event's history holds an attempt of any subscriber
-    /// (made once the event was verified; a hold or a wait is no attempt).
-    async fn attempt_recorded(store: &Store, event: &Event) -> bool {
+    /// Whether the event's history holds an attempt to `subscriber` (made
+    /// once the event was verified; a hold or a wait is no attempt).
+    async fn attempt_recorded(store: &Store, event: &Event, subscriber: &str) -> bool {
         match store.event_view(event.id).await {
-            Ok(Some(view)) => view.deliveries.iter().any(|d| !d.history.is_empty()),
+            Ok(Some(view)) => view
+                .deliveries
+                .iter()
+                .any(|d| d.subscriber == subscriber && !d.history.is_empty()),
             _ => false,
         }
     }

@@ -268,12 +268,13 @@ impl Head {
         }
     }
 
-    /// A pull's messages. A `200` of a type other than JSON is not the
-    /// relay's (it always answers JSON): a captive portal's page, or a
-    /// proxy's while the relay is deployed. The relay was not reached, so
-    /// nothing was leased: waited out like a relay away. (One of no type,
-    /// or JSON, that is not a pull answer ends the forwarder: see
-    /// `pump::Fatal::NotPullAnswer`.)
+    /// A pull's messages. A `200` of a type other than JSON that is not a
+    /// pull answer is not the relay's (it always answers JSON): a captive
+    /// portal's page, or a proxy's while the relay is deployed. The relay
+    /// was not reached, so nothing was leased: waited out like a relay
+    /// away. (One of no type, or JSON, that is not a pull answer ends the
+    /// forwarder: see `pump::Fatal::NotPullAnswer`; a pull answer a proxy
+    /// relabelled is used.)
     pub async fn messages(self) -> Result<wire::Messages, RelayError> {
         let other_type = self
             .resp
@@ -282,7 +283,8 @@ impl Head {
             .map(|t| t.to_str().unwrap_or_default().trim().to_ascii_lowercase())
             .filter(|t| !t.starts_with("application/json"));
         let body = self.read(BODY_MAX).await?;
-        if let Some(t) = other_type {
+        // A proxy may relabel the relay's answer: what parses is used.
+        if let (Some(t), Err(_)) = (other_type, serde_json::from_slice::<wire::Messages>(&body)) {
             return Err(RelayError::Away(format!(
                 "the pull URL answered 200 with {t:?}, not the relay's JSON: a captive portal, or a proxy's page \
                  (the relay being deployed?); the relay was not reached, trying again"

@@ -8,7 +8,8 @@
 //! releases what it will not deliver (`release`),
 //! and shows what it does ([`status`]). A message offered again after a
 //! local `2xx` whose acknowledgement the relay never got is acknowledged,
-//! not posted twice ([`unacked`]). SIGTERM/SIGINT stop it cleanly.
+//! not posted twice ([`unacked`]). SIGTERM, SIGINT and SIGHUP stop it
+//! cleanly (`signals`).
 //! The token comes from `--token-file` or `HOOKRELAY_PULL_TOKEN`; it is never
 //! printed.
 
@@ -29,6 +30,7 @@ mod pump_tests;
 mod release;
 #[cfg(test)]
 mod release_tests;
+mod signals;
 pub mod status;
 pub mod unacked;
 
@@ -237,47 +239,7 @@ pub fn main(opts: &Options) -> ExitCode {
     };
     let result = rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            // A hang-up (the terminal or ssh session it ran in closed) stops
-            // it like SIGTERM: by default it would end at once, what it
-            // leases offered again only when each lease runs out.
-            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-                _ = hup.recv() => {}
-            }
-            tracing::info!("stopping: no new pulls; finishing messages in progress (a second signal stops at once)");
-            let _ = stop_tx.send(true);
-            // A second Ctrl-C (or SIGTERM) does not wait for the grace: what
-            // was not acknowledged is offered again when its lease runs out.
-            // One within a second of the first is the same one sent twice (a
-            // wrapper forwarding the terminal's Ctrl-C to its process group).
-            let first = tokio::time::Instant::now();
-            let code = loop {
-                let code = tokio::select! {
-                    _ = term.recv() => 143,
-                    _ = int.recv() => 130,
-                    _ = hup.recv() => 129,
-                };
-                if first.elapsed() >= std::time::Duration::from_secs(1) {
-                    break code;
-                }
-            };
-            tracing::warn!(
-                "stopping at once (a second signal): messages being delivered, and those delivered whose \
-                 acknowledgement was not sent, are offered again when their leases run out (a failed attempt each; \
-                 the local service may get them again)"
-            );
-            std::process::exit(code);
-        });
+        signals::spawn(stop_tx);
         tracing::info!(relay = %url, "hookrelay forward starting");
         let shown = tokio::spawn({
             let status = pump.status.clone();

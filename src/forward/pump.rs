@@ -124,7 +124,8 @@ impl Pump {
             };
             let first = tokio::select! {
                 _ = stop.changed() => break,
-                _ = refused.changed() => continue,
+                // (An acker gone, its sender dropped, disables this.)
+                Ok(()) = refused.changed() => continue,
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
             // Deliveries that failed while this waited for a slot may have
@@ -142,7 +143,7 @@ impl Pump {
             }
             let head = tokio::select! {
                 _ = stop.changed() => break,
-                _ = refused.changed() => continue,
+                Ok(()) = refused.changed() => continue,
                 // Until the relay answered (at start, after it was away) the
                 // pull does not wait, so the status says "connected" at once.
                 r = self.relay.pull_head(permits.len(), self.status.is_connected()) => r,

@@ -380,12 +380,14 @@ where
             stored.logged = true;
             return Answer::RouteChanged;
         }
-        moved::InForce::Moved => {
+        moved::InForce::Moved { alike } => {
             // A duplicate of one stored is answered as such: the provider
             // stops retrying what the relay has (the retry on a renamed
             // route would be stored again, its dedupe history being the
-            // new name's). A `verify = "fetch"` route's key is contested.
-            if r.verify != crate::config::Verify::Fetch {
+            // new name's). Only when a route in force checks callbacks as
+            // this one did (a removed route's revoked token learns
+            // nothing); a `verify = "fetch"` route's key is contested.
+            if alike && r.verify != crate::config::Verify::Fetch {
                 if let Ok(Some(id)) = app.store.event_by_dedupe(&r.name, hash).await {
                     return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
                 }

@@ -35,8 +35,10 @@ pub(super) enum InForce {
     /// it did: stored as the request began.
     Current,
     /// Renamed or removed, or all of its subscribers replaced: stored as it
-    /// began, the event would be nobody's.
-    Moved,
+    /// began, the event would be nobody's. `alike`: a route in force (by
+    /// name, else by path) checks callbacks as it did, so the request
+    /// passed the checks in force (none does when the route was removed).
+    Moved { alike: bool },
     /// The route in force (by name, else by path) checks callbacks
     /// otherwise: a token revoked, an allowlist narrowed, a signature
     /// added. The request passed the checks of before, not these.
@@ -53,9 +55,11 @@ pub(super) fn in_force(app: &App, live: &Arc<Live>, route: &RouteState) -> InFor
     let r = &route.route;
     let by_name = now.config.routes.iter().find(|n| n.name == r.name);
     let by_path = now.routes.get(&r.path).map(|n| &n.route);
-    if by_name.or(by_path).is_some_and(|n| !n.takes_callbacks_like(r)) {
-        return InForce::ChecksChanged;
-    }
+    let alike = match by_name.or(by_path) {
+        Some(n) if !n.takes_callbacks_like(r) => return InForce::ChecksChanged,
+        Some(_) => true,
+        None => false,
+    };
     // By name, not by the old path: events and cursors are kept per route
     // name, so a route that only moved to another path (same name, one of
     // the request's subscribers still on it) takes the event as it began,
@@ -67,7 +71,7 @@ pub(super) fn in_force(app: &App, live: &Arc<Live>, route: &RouteState) -> InFor
     });
     match kept {
         true => InForce::Current,
-        false => InForce::Moved,
+        false => InForce::Moved { alike },
     }
 }
 

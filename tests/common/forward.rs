@@ -209,9 +209,34 @@ impl Forwarder {
         extra: &[&str],
         rust_log: &str,
     ) -> Forwarder {
+        Self::spawn(None, dir, relay_url, to, token, extra, rust_log)
+    }
+
+    /// As [`start`](Self::start), run by `nohup` (SIGHUP ignored).
+    pub fn start_nohup(dir: &Path, relay_url: &str, to: &str, token: &str) -> Forwarder {
+        Self::spawn(Some("nohup"), dir, relay_url, to, token, &[], "info")
+    }
+
+    fn spawn(
+        wrapper: Option<&str>,
+        dir: &Path,
+        relay_url: &str,
+        to: &str,
+        token: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Forwarder {
         let token_file = dir.join(format!("token-{}", fastrand::u32(..)));
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        let bin = env!("CARGO_BIN_EXE_hookrelay");
+        let mut cmd = match wrapper {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["forward", relay_url, "--to", to, "--token-file"])
             .arg(&token_file)
             .args(extra)

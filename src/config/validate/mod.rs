@@ -188,6 +188,7 @@ impl<'a> Validator<'a> {
     }
 
     pub fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let body_memory = self.body_memory_warning(&raw.server);
         let server = self.server(raw.server)?;
         let backend = self.backend(&raw.store)?;
         let empty_store_path = self.empty_store_path_warning(&raw.store, &backend);
@@ -298,6 +299,7 @@ impl<'a> Validator<'a> {
         warnings.extend(self.acme_port_warning(&server));
         warnings.extend(self.admin_token_warning(exposed.admin.unwrap_or(admin_listen), admin_token.as_ref()));
         warnings.extend(self.open_file_warning());
+        warnings.extend(body_memory);
         let archives = routes.iter().any(|r| !r.media.is_empty());
         if let (StoreBackend::Nats(_), true) = (&store.backend, archives) {
             if let MediaStoreConfig::Local(dir) = &media.store {

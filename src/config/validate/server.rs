@@ -23,6 +23,24 @@ const MAX_CONNECTIONS: usize = 1 << 20;
 const MAX_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Validator<'_> {
+    /// `server.max_body_memory` that holds a body of `max_body` but not its
+    /// headers too: a body of the largest size could never be received. It
+    /// ran before (only the body was counted then): raised to `max_body`
+    /// and 64 KiB, and said.
+    pub(super) fn body_memory_warning(&self, s: &RawServer) -> Option<String> {
+        let m = s.max_body_memory.as_ref()?.0;
+        let floor = s.max_body.0.saturating_add(HEADER_ROOM);
+        (m >= s.max_body.0 && m < floor).then(|| {
+            format!(
+                "{}: key `server.max_body_memory`: {m} bytes holds a body of server.max_body ({} bytes) but not its \
+                 headers too, so a body of the largest size could never be received: using {floor} bytes \
+                 (max_body and 64 KiB); set at least that",
+                self.file.display(),
+                s.max_body.0
+            )
+        })
+    }
+
     pub(super) fn server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
         if s.listen.is_empty() {
             return Err(self.err("server.listen", None, "at least one listen address is required"));
@@ -62,18 +80,19 @@ impl Validator<'_> {
         }
         let max_body_memory = match s.max_body_memory {
             None => (128 << 20).max(s.max_body.0.saturating_mul(4)),
-            Some(m) if m.0 < s.max_body.0.saturating_add(HEADER_ROOM) => {
+            Some(m) if m.0 < s.max_body.0 => {
                 return Err(self.err(
                     "server.max_body_memory",
                     None,
                     format!(
-                        "{} bytes is less than server.max_body ({} bytes) and 64 KiB for its headers: a body of the \
-                         largest size could never be received (its headers count too)",
+                        "{} bytes is less than server.max_body ({} bytes): a body of the largest size could never be received",
                         m.0, s.max_body.0
                     ),
                 ))
             }
-            Some(m) => m.0,
+            // Room for one body of max_body and its headers (warned about:
+            // `body_memory_warning`).
+            Some(m) => m.0.max(s.max_body.0.saturating_add(HEADER_ROOM)),
         };
         for (key, d) in [
             ("server.read_timeout", s.read_timeout.0),
