@@ -332,6 +332,14 @@ async fn portal(
     content_type: Option<&'static str>,
     page: &'static str,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    portal_by(content_type, Arc::new(move |_| page)).await
+}
+
+/// [`portal`] answering its `n`-th request (0-based) with `page(n)`.
+async fn portal_by(
+    content_type: Option<&'static str>,
+    page: Arc<dyn Fn(usize) -> &'static str + Send + Sync>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let portal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = portal.local_addr().unwrap();
@@ -339,7 +347,7 @@ async fn portal(
     let seen = count.clone();
     tokio::spawn(async move {
         while let Ok((mut c, _)) = portal.accept().await {
-            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let page = page(seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf).await;
@@ -385,6 +393,34 @@ async fn running_through_portal(content_type: &'static str, page: &'static str) 
     let log = f.log_text();
     assert_eq!(f.term(Duration::from_secs(10)), Some(0), "{}", f.log_text());
     log
+}
+
+/// The subscriber's lease shortened below `--timeout` by a reload on the
+/// relay is warned about when the forwarder sees it, not only at its first
+/// answer (review 58, forward finding: the check ran once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_shortened_below_the_timeout_later_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages: Arc<dyn Fn(usize) -> &'static str + Send + Sync> = Arc::new(|n| match n {
+        0 => r#"{"messages":[],"lease_ms":60000}"#,
+        _ => r#"{"messages":[],"lease_ms":5000}"#,
+    });
+    let (addr, count) = portal_by(Some("application/json"), pages).await;
+    let local = Local::ok().await;
+    let mut f = Forwarder::start(dir.path(), &pull_url(addr, "laptop"), &local.url(), TOKEN, &[]);
+    let t0 = Instant::now();
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", f.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = f.log_text();
+    assert_eq!(
+        log.matches("--timeout is not below the subscriber's lease").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(f.term(Duration::from_secs(10)), Some(0), "{}", f.log_text());
 }
 
 /// A pull answer a proxy relabelled (`text/plain`) is still the relay's: it

@@ -246,12 +246,26 @@ impl Head {
     /// The body (read within `max` while it keeps arriving), and what the status says.
     async fn read(self, max: Duration) -> Result<Bytes, RelayError> {
         let status = self.resp.status();
+        // A redirect (a front proxy sending http to https, a moved host) is
+        // not followed: where it points is said, to give forward that URL.
+        let location = self
+            .resp
+            .headers()
+            .get(http::header::LOCATION)
+            .filter(|_| status.is_redirection())
+            .map(|l| {
+                String::from_utf8_lossy(l.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            });
         let body = read_answer(self.resp.into_body(), self.declared, BODY_IDLE.min(max), max).await?;
-        let message = || {
-            serde_json::from_slice::<serde_json::Value>(&body)
+        let message = || match &location {
+            Some(to) => format!("redirected to {to:?}, not followed: give hookrelay forward that URL"),
+            None => serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect())
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect()),
         };
         match status {
             s if s.is_success() => Ok(body),

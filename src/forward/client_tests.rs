@@ -166,3 +166,31 @@ async fn a_slow_answer_is_read_while_it_keeps_coming() {
     );
     relay.abort();
 }
+
+/// A redirect on the pull URL (a front proxy sending http to https) is not
+/// followed, and its refusal says where it points (review 58: it said only
+/// "HTTP 301").
+#[tokio::test]
+async fn a_redirect_is_named_with_where_it_points() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let answer = "HTTP/1.1 301 Moved Permanently\r\nlocation: https://relay.example/pull/laptop\r\ncontent-length: 0\r\n\r\n";
+        let _ = s.write_all(answer.as_bytes()).await;
+    });
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
+    let relay = Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap();
+    let err = relay.pull(1, false).await.unwrap_err();
+    let said = err.to_string();
+    assert!(
+        said.contains("301") && said.contains("https://relay.example/pull/laptop"),
+        "{said}"
+    );
+    assert!(!err.is_transient(), "{said}");
+}

@@ -93,7 +93,9 @@ impl Pump {
         let mut deliveries = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut result = Ok(());
-        let mut lease_checked = false;
+        // The lease last checked against `--timeout`: checked again when a
+        // reload on the relay changes it.
+        let mut lease_checked = None;
         let mut more_than_asked = false;
         let mut slow = SlowAnswers::default();
         // When the stop was seen while a pull's answer was arriving: the
@@ -188,8 +190,8 @@ impl Pump {
                     slow.check(head_at.elapsed(), answer.lease_ms);
                     backoff.reset();
                     self.status.connected();
-                    if let (false, Some(ms)) = (lease_checked, answer.lease_ms) {
-                        lease_checked = true;
+                    if let Some(ms) = answer.lease_ms.filter(|ms| lease_checked != Some(*ms)) {
+                        lease_checked = Some(ms);
                         let lease = Duration::from_millis(ms);
                         if self.local.timeout() >= lease {
                             tracing::warn!(
