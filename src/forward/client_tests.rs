@@ -14,22 +14,14 @@ use std::time::Duration;
 /// as an unreachable relay (the relay is there; its message is too large).
 #[tokio::test]
 async fn an_answer_larger_than_the_forwarder_reads_is_named() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
+    let relay = relay_answering_once(|mut s| async move {
+        use tokio::io::AsyncWriteExt;
         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_ANSWER + 1);
         let _ = s.write_all(head.as_bytes()).await;
         let _ = s.write_all(b"{\"messages\": [").await;
         tokio::time::sleep(Duration::from_secs(5)).await;
-    });
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
-    let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
-    let relay = Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap();
+    })
+    .await;
     let err = relay.pull(1, false).await.unwrap_err();
     assert!(
         matches!(err, RelayError::TooLarge(Some(n)) if n == MAX_ANSWER as u64 + 1),
@@ -38,6 +30,28 @@ async fn an_answer_larger_than_the_forwarder_reads_is_named() {
     let said = err.to_string();
     assert!(said.contains("larger than the 256 MiB this forwarder reads"), "{said}");
     assert!(err.is_transient(), "other answers may be smaller");
+}
+
+/// The relay's API at a server on loopback that takes one request and
+/// answers it with `answer` (on the raw socket).
+async fn relay_answering_once<F, Fut>(answer: F) -> Relay
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        answer(s).await;
+    });
+    crate::tls::install_provider();
+    let tls = crate::tls::client_config(None).unwrap();
+    let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
+    Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap()
 }
 
 /// A request's head and body from a raw socket (`Content-Length` framing).
@@ -172,20 +186,12 @@ async fn a_slow_answer_is_read_while_it_keeps_coming() {
 /// "HTTP 301").
 #[tokio::test]
 async fn a_redirect_is_named_with_where_it_points() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
+    let relay = relay_answering_once(|mut s| async move {
+        use tokio::io::AsyncWriteExt;
         let answer = "HTTP/1.1 301 Moved Permanently\r\nlocation: https://relay.example/pull/laptop\r\ncontent-length: 0\r\n\r\n";
         let _ = s.write_all(answer.as_bytes()).await;
-    });
-    crate::tls::install_provider();
-    let tls = crate::tls::client_config(None).unwrap();
-    let url: Uri = format!("http://{addr}/pull/laptop").parse().unwrap();
-    let relay = Relay::new(url, Secret::new(b"t".to_vec()), tls, "f".into(), Duration::ZERO).unwrap();
+    })
+    .await;
     let err = relay.pull(1, false).await.unwrap_err();
     let said = err.to_string();
     assert!(
