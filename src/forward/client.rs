@@ -298,14 +298,14 @@ impl Head {
             .filter(|t| !t.starts_with("application/json"));
         let body = self.read(BODY_MAX).await?;
         // A proxy may relabel the relay's answer: what parses is used.
-        if let (Some(t), Err(_)) = (other_type, serde_json::from_slice::<wire::Messages>(&body)) {
-            return Err(RelayError::Away(format!(
+        match (serde_json::from_slice::<wire::Messages>(&body), other_type) {
+            (Ok(m), _) => Ok(m),
+            (Err(_), Some(t)) => Err(RelayError::Away(format!(
                 "the pull URL answered 200 with {t:?}, not the relay's JSON: a captive portal, or a proxy's page \
                  (the relay being deployed?); the relay was not reached, trying again"
-            )));
+            ))),
+            (Err(e), None) => Err(RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}"))),
         }
-        serde_json::from_slice::<wire::Messages>(&body)
-            .map_err(|e| RelayError::Status(StatusCode::OK, format!("not a pull answer: {e}")))
     }
 }
 

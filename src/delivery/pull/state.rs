@@ -198,16 +198,8 @@ impl State {
                 "acknowledgement not recorded: its leases are kept as they were, for the acknowledgement sent again");
         }
         if !self.parked.is_empty() {
-            // Each waiting acknowledgement's leases, put back as they were,
-            // are pinned before any is applied: applying one expires what
-            // is due, and must leave the others' alone.
             let parked = std::mem::take(&mut self.parked);
-            for a in &parked {
-                self.leases.pin(a.lists.all(), a.arrived, &a.holder);
-            }
-            for a in parked {
-                self.ack(a);
-            }
+            self.ack_all(parked);
         }
         out
     }
@@ -386,6 +378,19 @@ impl State {
                 // The puller left before its answer: nobody has these.
                 self.leases.give_back(&ids);
             }
+        }
+    }
+
+    /// Apply acknowledgements that came together (queued while the lane
+    /// was busy, or waiting behind one record), in order. The leases each
+    /// names are pinned before any is applied: applying one expires what is
+    /// due, and must leave the others' alone.
+    pub(super) fn ack_all(&mut self, acks: Vec<AckRequest>) {
+        for a in &acks {
+            self.leases.pin(a.lists.all(), a.arrived, &a.holder);
+        }
+        for a in acks {
+            self.ack(a);
         }
     }
 

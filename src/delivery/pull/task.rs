@@ -244,17 +244,12 @@ fn queued(rx: &mut mpsc::Receiver<Cmd>, first: Option<Cmd>) -> Vec<Cmd> {
     cmds
 }
 
-/// Apply commands that came, in order, to the lane's state (`running`: a
-/// lane a reload stopped hands nothing out). The leases every
-/// acknowledgement among them names are pinned first (see
-/// [`State::ack`](super::state::State::ack)): applying one expires what is
-/// due, and must leave those of the next alone.
+/// Apply commands that came to the lane's state (`running`: a lane a
+/// reload stopped hands nothing out): pulls join the waiting ones, the
+/// acknowledgements are applied together, in order
+/// ([`State::ack_all`](super::state::State::ack_all)).
 fn commands(st: &mut State, cmds: Vec<Cmd>, running: bool) {
-    for cmd in &cmds {
-        if let Cmd::Ack(a) = cmd {
-            st.leases.pin(a.lists.all(), a.arrived, &a.holder);
-        }
-    }
+    let mut acks = Vec::new();
     for cmd in cmds {
         match cmd {
             // No more hand-outs: the puller sees the lane gone.
@@ -266,9 +261,10 @@ fn commands(st: &mut State, cmds: Vec<Cmd>, running: bool) {
                 let _ = p.reply.send(Vec::new());
             }
             Cmd::Pull(p) => st.waiting.push_back(p),
-            Cmd::Ack(a) => st.ack(a),
+            Cmd::Ack(a) => acks.push(a),
         }
     }
+    st.ack_all(acks);
 }
 
 async fn sleep_until(at: Option<Instant>) {
