@@ -1,6 +1,7 @@
 //! Route and pull token strength: a short or low-entropy `routes[].tokens` or `pull.token` entry is
-//! warned about (by file and key, never shown) when `server.listen` has an
-//! address other hosts can reach; on loopback only it is not.
+//! warned about (by file and key, never shown) when other hosts reach the
+//! relay (a public listener, a proxy in front, a public `server.public_url`);
+//! on loopback only it is not. The example secrets are refused there.
 
 use super::tests::parse;
 use super::Config;
@@ -125,4 +126,55 @@ fn a_pull_token_two_subscribers_share_is_refused_naming_both() {
         sub("bob", &"7".repeat(32))
     );
     parse(&own).expect("each its own token");
+}
+
+/// The shipped config's route and subscriber (with its example token and
+/// signing secret, or `token`), on loopback, with these `[server]` lines.
+fn behind(server: &str, token: &str) -> Result<Config, super::ConfigError> {
+    parse(&format!(
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\n{server}\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n\
+         tokens = [\"{token}\"]\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n\
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+    ))
+}
+
+#[test]
+fn the_example_secrets_are_refused_on_loopback_behind_a_proxy_or_a_public_url() {
+    // The README's way to production: loopback behind a TLS proxy. Other
+    // hosts reach the route through it: the example token, known to
+    // everyone, authenticates nothing there.
+    for (server, names) in [
+        ("trusted_proxies = [\"127.0.0.1/32\"]", "server.trusted_proxies"),
+        (
+            "public_url = \"https://hooks.example.com\"",
+            "server.public_url names hooks.example.com",
+        ),
+    ] {
+        let m = behind(server, "change-me").expect_err(server).to_string();
+        assert!(m.starts_with("test.toml: key `routes[0].tokens[0]`"), "{m}");
+        assert!(m.contains("example token") && m.contains(names), "{m}");
+        assert!(!m.contains("loopback only") && !m.contains("change-me"), "{m}");
+        // The example signing secret likewise.
+        let m = behind(server, "3f9c2b7d41e6a8c05b1d9e7f")
+            .expect_err(server)
+            .to_string();
+        assert!(m.starts_with("test.toml: key `routes[0].subscribers[0].secret`"), "{m}");
+        assert!(m.contains(names) && !m.contains("MfKQ"), "{m}");
+    }
+    // A public_url on this host is not reached from elsewhere.
+    for url in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
+        behind(&format!("public_url = \"{url}\""), "change-me").expect(url);
+    }
+}
+
+#[test]
+fn a_weak_route_token_behind_a_proxy_is_warned_about() {
+    let c = parse(
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[[routes]]\nname = \"r\"\n\
+         path = \"/hooks/r\"\ntokens = [\"s3cr3t-hook\"]\n[[routes.subscribers]]\nname = \"s\"\n\
+         url = \"http://127.0.0.1:9000/\"\n",
+    )
+    .expect("a weak token is a warning");
+    let w = token_warning(&c).unwrap_or_else(|| panic!("no warning: {:?}", c.warnings));
+    assert!(w.contains("server.trusted_proxies") && !w.contains("s3cr3t"), "{w}");
 }

@@ -54,3 +54,41 @@ impl Validator<'_> {
         Ok(Exposed { server, admin })
     }
 }
+
+/// Why other hosts reach the public listeners, for the checks of secrets
+/// everyone knows or can guess: an address that is not loopback, a proxy
+/// in front (`server.trusted_proxies`), or a `server.public_url` on a host
+/// that is not this one — a relay on loopback behind a TLS proxy is as
+/// public as one listening on `0.0.0.0`.
+pub(super) struct Reach {
+    /// "server.listen has 0.0.0.0:8080, which other hosts can reach", …
+    pub why: String,
+    /// Advice that ends a refusal: what else would make the key allowed.
+    pub otherwise: &'static str,
+}
+
+pub(super) fn reach(server: &ServerConfig) -> Option<Reach> {
+    if let Some(a) = server.listen.iter().find(|a| !is_loopback(**a)) {
+        return Some(Reach {
+            why: format!("server.listen has {a}, which other hosts can reach"),
+            otherwise: " (or listen on loopback only)",
+        });
+    }
+    if !server.trusted_proxies.is_empty() {
+        return Some(Reach {
+            why: "server.trusted_proxies names a proxy in front, through which other hosts reach the relay".to_string(),
+            otherwise: "",
+        });
+    }
+    let url = server.public_url.as_deref()?;
+    let host = url::Url::parse(url).ok()?.host()?.to_owned();
+    let local = match &host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.to_canonical().is_loopback(),
+    };
+    (!local).then(|| Reach {
+        why: format!("server.public_url names {host}, where providers reach the relay"),
+        otherwise: "",
+    })
+}

@@ -1,11 +1,13 @@
 //! The secrets the shipped `config.toml` and the README write out (route
 //! token `change-me`, the example subscriber signing secret) are known to
 //! everyone: on a public listener they authenticate nothing. A config that
-//! keeps one while `server.listen` has an address other hosts can reach is
-//! refused, as a route open to anyone is; on loopback only (the shipped
-//! config as it is) they stay allowed. The secret is never shown, only its key.
+//! keeps one while other hosts reach the relay (an address in
+//! `server.listen` that is not loopback, a proxy in front, a public
+//! `server.public_url`: [`reach`]) is refused, as a route open to anyone is;
+//! on loopback only (the shipped config as it is) they stay allowed. The
+//! secret is never shown, only its key.
 
-use super::admin::is_loopback;
+use super::exposed::reach;
 use super::Validator;
 use crate::auth::Secret;
 use crate::config::{decode_whsec, ConfigError, Route, ServerConfig};
@@ -17,9 +19,10 @@ pub(super) const PLACEHOLDER_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8IL
 
 impl Validator<'_> {
     pub(super) fn no_placeholder_secrets(&self, server: &ServerConfig, routes: &[Route]) -> Result<(), ConfigError> {
-        let Some(public) = server.listen.iter().find(|a| !is_loopback(**a)) else {
+        let Some(reach) = reach(server) else {
             return Ok(());
         };
+        let (why, otherwise) = (&reach.why, reach.otherwise);
         let token = Secret::new(PLACEHOLDER_TOKEN);
         let signing = decode_whsec(PLACEHOLDER_SIGNING_SECRET).ok();
         for (i, r) in routes.iter().enumerate() {
@@ -29,8 +32,7 @@ impl Validator<'_> {
                     None,
                     format!(
                         "route {:?} keeps the example token of the shipped config, which everyone knows, and \
-                         server.listen has {public}, which other hosts can reach: make one with \
-                         `hookrelay gen-token` (or listen on loopback only)",
+                         {why}: make one with `hookrelay gen-token`{otherwise}",
                         r.name
                     ),
                 ));
@@ -42,9 +44,8 @@ impl Validator<'_> {
                         None,
                         format!(
                             "subscriber {:?} has the example token of the shipped config as its pull token, \
-                             which everyone knows (anyone could read its callbacks), and server.listen has \
-                             {public}, which other hosts can reach: make one with `hookrelay gen-token` (or \
-                             listen on loopback only)",
+                             which everyone knows (anyone could read its callbacks), and {why}: make one with \
+                             `hookrelay gen-token`{otherwise}",
                             s.name
                         ),
                     ));
@@ -59,9 +60,8 @@ impl Validator<'_> {
                         None,
                         format!(
                             "subscriber {:?} keeps the example signing secret of the shipped config, which everyone \
-                             knows (anyone could sign deliveries as this relay), and server.listen has {public}, \
-                             which other hosts can reach: make one with `hookrelay gen-secret` (or listen on \
-                             loopback only)",
+                             knows (anyone could sign deliveries as this relay), and {why}: make one with \
+                             `hookrelay gen-secret`{otherwise}",
                             s.name
                         ),
                     ));

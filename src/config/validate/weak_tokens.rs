@@ -1,12 +1,12 @@
 //! Tokens too weak for a public listener: a short or low-entropy
 //! `routes[].tokens` entry or subscriber `pull.token` is warned about (by
-//! file and key, never shown) when `server.listen` has an address other
-//! hosts can reach. Neither ingest nor the pull API slows down wrong
+//! file and key, never shown) when other hosts reach the relay (a public
+//! address in `server.listen`, a proxy in front: `exposed::reach`). Neither ingest nor the pull API slows down wrong
 //! guesses: a guessed route token lets anyone post callbacks the
 //! subscribers take for the provider's, a guessed pull token lets anyone
 //! read (and acknowledge away) a subscriber's callbacks.
 
-use super::admin::is_loopback;
+use super::exposed::reach;
 use super::Validator;
 use crate::auth::Secret;
 use crate::config::{Route, ServerConfig};
@@ -31,12 +31,12 @@ fn weakness(t: &Secret) -> Option<String> {
 
 impl Validator<'_> {
     pub(super) fn weak_token_warnings(&self, server: &ServerConfig, routes: &[Route]) -> Vec<String> {
-        let Some(public) = server.listen.iter().find(|a| !is_loopback(**a)) else {
+        let Some(reach) = reach(server) else {
             return Vec::new();
         };
         let advice = format!(
-            "and server.listen has {public}, which other hosts can reach, so they can guess at it: use \
-             `hookrelay gen-token` (64 random hex characters)"
+            "and {}, so they can guess at it: use `hookrelay gen-token` (64 random hex characters)",
+            reach.why
         );
         let mut out = Vec::new();
         for (i, r) in routes.iter().enumerate() {
