@@ -428,6 +428,19 @@ async fn refused_pull_requests_do_not_flood_the_log() {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("pull request refused")).collect();
     assert_eq!(lines.len(), 2, "{log}");
     assert!(!log.contains("0123456789abcdef0123"), "{log}");
+    // Each says why, as ingest's do (the answer is `401` either way).
+    let reason = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(path))
+            .map(|l| l.split("reason=").nth(1))
+    };
+    assert_eq!(reason("path=/pull/laptop"), Some(Some("wrong token")), "{log}");
+    assert_eq!(
+        reason("path=/pull/REDACTED"),
+        Some(Some("no such pull subscriber")),
+        "{log}"
+    );
 }
 
 /// A request that reaches the relay after it let go of its pull lanes (on a

@@ -72,6 +72,7 @@ where
     let live = app.live();
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
     let path = req.uri().path().to_string();
+    let token_sent = !auth::presented_tokens(None, req.headers()).is_empty();
     let answer = match parse_path(&path) {
         None => PullAnswer::NotFound,
         Some((name, op)) => serve(&app, &live.config.server, name, op, req, source, started).await,
@@ -83,7 +84,7 @@ where
         }
         PullAnswer::Acked(a) => tracing::debug!(path = %path, source = %source, acknowledged = a.acknowledged,
             retried = a.retried, dead = a.dead, "pull acknowledgement recorded"),
-        refused => log_refusal(&app, &path, &source, status, refused),
+        refused => log_refusal(&app, &path, &source, status, refused, token_sent),
     }
     respond(&answer)
 }
@@ -94,16 +95,25 @@ where
 /// are their own kind (`pull/<name>`); a path naming none counts with the
 /// paths no route matches, and is shown as they are (it may carry a token
 /// where the name goes, `/pull/<token>`).
-fn log_refusal(app: &App, path: &str, source: &auth::Source, status: u16, answer: &PullAnswer) {
+fn log_refusal(app: &App, path: &str, source: &auth::Source, status: u16, answer: &PullAnswer, token_sent: bool) {
+    let known = parse_path(path)
+        .filter(|(name, _)| app.delivery.pull_lane(name).is_some())
+        .map(|(name, _)| crate::ingest::refused::pull_kind(name));
     // Escaped (`?`): a reason can quote what the client sent (serde names an
     // unknown JSON key raw, and a key may hold a newline).
     let why = match answer {
         PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => format!("{why:?}"),
-        _ => String::new(),
+        // As ingest tells them apart (the answer does not: `401` either way).
+        PullAnswer::Unauthorized if known.is_none() => "no such pull subscriber".into(),
+        PullAnswer::Unauthorized if token_sent => "wrong token".into(),
+        PullAnswer::Unauthorized => "missing token".into(),
+        PullAnswer::NotFound => "not a pull API path".into(),
+        PullAnswer::MethodNotAllowed(m) => format!("method not allowed (only {m})"),
+        PullAnswer::TooLarge(n) => format!("body over {n} bytes"),
+        PullAnswer::Timeout => "body not received in time".into(),
+        PullAnswer::NotLeased { ids, .. } => format!("{} ids not leased to this forwarder", ids.len()),
+        PullAnswer::Messages(_) | PullAnswer::Acked(_) => String::new(),
     };
-    let known = parse_path(path)
-        .filter(|(name, _)| app.delivery.pull_lane(name).is_some())
-        .map(|(name, _)| crate::ingest::refused::pull_kind(name));
     let (by, shown) = match &known {
         Some(kind) => (
             crate::ingest::refused::RefusedBy::Route {
