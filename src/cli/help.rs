@@ -47,8 +47,15 @@ pub fn admin_options_hidden(mut cmd: clap::Command) -> clap::Command {
 /// the admin options and `--config` offered before the subcommand and after
 /// the subcommands that use them only (the completion generators list
 /// hidden options too, so those of [`admin_options_hidden`] would be
-/// offered where the help hides them).
-pub fn for_completions(mut cmd: clap::Command) -> clap::Command {
+/// offered where the help hides them), and without the hidden subcommands
+/// (`generate-assets`: the bash generator offers hidden ones too).
+pub fn for_completions(cmd: clap::Command) -> clap::Command {
+    let shown: Vec<clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
+    let mut cmd = clap::Command::new("hookrelay")
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_help_subcommand(cmd.is_disable_help_subcommand_set())
+        .args(cmd.get_arguments().cloned().collect::<Vec<_>>())
+        .subcommands(shown);
     let options = shared_options(&cmd);
     for a in &options {
         cmd = cmd.mut_arg(a.get_id().clone(), |a| a.global(false));
@@ -138,6 +145,26 @@ mod tests {
             for flag in ["--admin", "--token", "--json", "--config"] {
                 assert!(lists(&help, flag), "{name} does not list {flag}:\n{help}");
             }
+        }
+    }
+
+    /// A hidden subcommand is offered by no shell's completion.
+    #[test]
+    fn completions_offer_no_hidden_subcommand() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut cmd = super::for_completions(<super::Cli as clap::CommandFactory>::command());
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "hookrelay", &mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains("generate-assets"), "{shell}:\n{out}");
+            assert!(
+                out.contains("check-config") && out.contains("dead-letters"),
+                "{shell}:\n{out}"
+            );
         }
     }
 
