@@ -57,6 +57,10 @@ expect /usr/share/bash-completion/completions/hookrelay "644 root"
 expect /usr/share/zsh/vendor-completions/_hookrelay "644 root"
 expect /usr/share/fish/vendor_completions.d/hookrelay.fish "644 root"
 expect /usr/share/doc/hookrelay/examples/hookrelay-forward.service "644 root"
+# The README's links to the reference config and the systemd notes hold where it is installed.
+expect /usr/share/doc/hookrelay/README.md "644 root"
+expect /usr/share/doc/hookrelay/config.toml "644 root"
+expect /usr/share/doc/hookrelay/systemd/README.md "644 root"
 grep -q '^ExecStart=/usr/bin/hookrelay forward ' /usr/share/doc/hookrelay/examples/hookrelay-forward.service \
   || fail "the example forward unit does not run /usr/bin/hookrelay"
 expect /etc/hookrelay/secrets "700 root"

@@ -266,6 +266,12 @@ fn generated_man_pages_and_completions_cover_every_subcommand() {
         }
     }
     assert!(!main.contains("generate-assets"), "the packaging command is hidden");
+    for (file, text) in &completions {
+        assert!(
+            !text.contains("generate-assets"),
+            "{file} offers the hidden packaging command"
+        );
+    }
     assert!(read("man/hookrelay-init.1").contains("--systemd"));
 
     // The packaged config: credentials only, valid with them.
@@ -398,6 +404,36 @@ fn the_documented_check_passes_for_the_suggested_tls_credentials() {
         "the documented check of the suggested TLS credentials fails:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The README the .deb installs links to the annotated reference config and
+/// the systemd notes: they are installed where those links point (the
+/// packaged config's comment names that directory too).
+#[test]
+fn the_deb_ships_what_its_readme_links_to_beside_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let assets = cargo["package"]["metadata"]["deb"]["assets"].as_array().unwrap();
+    let installed = |source: &str| {
+        assets
+            .iter()
+            .find(|a| a[0].as_str() == Some(source))
+            .and_then(|a| a[1].as_str())
+            .map(String::from)
+    };
+    const DOC: &str = "usr/share/doc/hookrelay/";
+    assert_eq!(installed("README.md"), Some(format!("{DOC}README.md")));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for linked in ["config.toml", "systemd/README.md"] {
+        assert!(
+            readme.contains(&format!("]({linked})")),
+            "the README no longer links {linked}"
+        );
+        assert_eq!(installed(linked), Some(format!("{DOC}{linked}")), "{linked}");
+    }
 }
 
 /// The .deb ships the forwarder's unit (as an example: it needs the relay URL

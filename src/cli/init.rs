@@ -157,7 +157,8 @@ pub(super) fn render(s: &Settings<'_>, secrets: Option<&Secrets>) -> String {
     format!(
         r#"{header}
 # Apply changes with SIGHUP (systemctl reload hookrelay). Every key is documented in the
-# README and the project's config.toml. Relative paths are relative to this file.
+# README and the annotated reference config.toml (from the .deb: both in /usr/share/doc/hookrelay/).
+# Relative paths are relative to this file.
 
 [server]
 {listen_note}
