@@ -63,6 +63,7 @@ mod media_expired;
 mod media_fetch;
 mod media_local;
 mod media_low_space;
+mod media_many;
 mod media_owner;
 mod media_policy;
 mod media_retention;

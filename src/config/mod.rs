@@ -26,7 +26,7 @@ use serde::Deserialize;
 pub use secret::{decode_whsec, SecretSource};
 pub use units::{Cidr, Dur, Rate, Size};
 pub use url_port::unusable_port;
-pub use validate::valid_name;
+pub use validate::{valid_name, MAX_CONCURRENCY};
 pub use values::*;
 
 use crate::auth::Secret;

@@ -65,12 +65,19 @@ impl Drop for Archiver {
     }
 }
 
+/// Blocking threads beyond one per download: name lookups, file deletes.
+const BLOCKING_SPARE: usize = 64;
+
 impl Archiver {
     /// Start the task over the store's media work, on its own runtime.
     pub fn start(store: Store, metrics: Arc<Metrics>, settings: ArchiveSettings) -> std::io::Result<Arc<Archiver>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(64)
+            // A local-store download holds a blocking thread (its file's
+            // writer) for its whole life, and name lookups use the pool too:
+            // room for `media.concurrency` at its largest, and the lookups.
+            // Threads are made only as they are needed.
+            .max_blocking_threads(crate::config::MAX_CONCURRENCY + BLOCKING_SPARE)
             .thread_name("hookrelay-media")
             .enable_all()
             .build()?;
