@@ -322,3 +322,33 @@ async fn a_body_longer_than_announced_is_cut_at_the_announced_length() {
     .await;
     assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"hello");
 }
+
+/// A file sent compressed although the fetcher asked for `identity` (an
+/// object stored gzipped) is not the file: refused for good, naming the
+/// encoding (it was stored as the compressed bytes under the file's type).
+/// `identity` itself is the file.
+#[tokio::test]
+async fn a_compressed_answer_is_refused_naming_its_encoding() {
+    let url = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\n\r\n",
+        b"\x1f\x8b\x08\x00",
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    let err = open_fetcher().get(&url).await.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, FetchError::Encoded { encoding, .. } if encoding == "gzip"),
+        "{err}"
+    );
+    assert!(!err.retryable() && err.kind() == "encoded", "{err}");
+    assert!(err.to_string().contains("Content-Encoding \"gzip\""), "{err}");
+    let url = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-encoding: identity\r\ncontent-length: 5\r\n\r\n",
+        b"hello",
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"hello");
+}

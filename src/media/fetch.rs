@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT,
+};
 use http::{Request, Response};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -157,6 +159,15 @@ impl Fetcher {
                 continue;
             }
             check_status(&resp, &host)?;
+            if let Some(encoding) = header_str(&resp, CONTENT_ENCODING)
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+            {
+                return Err(FetchError::Encoded {
+                    host,
+                    encoding: encoding.chars().take(64).collect(),
+                });
+            }
             let content_length = header_str(&resp, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
             if let Some(n) = content_length.filter(|n| *n > self.opts.max_size) {
                 return Err(FetchError::TooLarge {

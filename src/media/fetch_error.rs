@@ -62,6 +62,12 @@ pub enum FetchError {
     /// media is never empty, so it is not stored; tried again later.
     #[error("{host} answered without a file (empty body)")]
     Empty { host: String },
+    /// The body came compressed (`Content-Encoding`, though the request
+    /// asked for `identity`): its bytes are not the file, and the relay
+    /// does not decode them. A server that stores the file that way sends
+    /// it that way every time: not tried again.
+    #[error("{host} sent the file with Content-Encoding {encoding:?}, which the relay does not decode (it asks for identity): not stored")]
+    Encoded { host: String, encoding: String },
 }
 
 fn too_large_message(max: u64, announced: Option<u64>) -> String {
@@ -91,7 +97,8 @@ impl FetchError {
             | FetchError::Gone { .. }
             | FetchError::TooManyRedirects(_)
             | FetchError::BadRedirect { .. }
-            | FetchError::TooLarge { .. } => false,
+            | FetchError::TooLarge { .. }
+            | FetchError::Encoded { .. } => false,
         }
     }
 
@@ -127,6 +134,7 @@ impl FetchError {
             FetchError::BadRedirect { .. } => "bad_redirect",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Empty { .. } => "empty",
+            FetchError::Encoded { .. } => "encoded",
         }
     }
 }
