@@ -130,15 +130,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
         crate::media::last_store::check(&config.store.path, &media_settings.store.location());
-        // A missing bucket or wrong keys are told at start, not at the first
-        // callback with media (downloads wait for the store meanwhile).
-        let (media_store, gauge) = (media_settings.store.clone(), metrics.media_store_unavailable.clone());
-        tokio::spawn(async move {
-            if let Err(e) = media_store.check_ready().await {
-                gauge.set(1);
-                tracing::error!(error = %e, "media store: downloads wait until it takes files");
-            }
-        });
+        crate::media::settings::check_store(media_settings.store.clone(), metrics.media_store_unavailable.clone());
     }
     // ACME: a cached certificate is served at once; the renewal task starts below.
     let (tls, acme) = match &config.server.tls {

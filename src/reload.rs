@@ -169,6 +169,12 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
         // The next start compares with the store in use now.
         crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());
     }
+    // A store the reload opened (a bucket renamed, keys rotated) is checked
+    // now, as at start; so is one a route archives to for the first time.
+    let archived = |c: &crate::config::Config| c.routes.iter().any(|r| !r.media.is_empty());
+    if archived(&new) && (!app.media.settings().shares_store(&media) || !archived(&app.live().config)) {
+        crate::media::settings::check_store(media.store.clone(), app.metrics.media_store_unavailable.clone());
+    }
     app.media.update(media);
     warn_dedupe_history(&app.live().config, &new);
     app.set_live(new);

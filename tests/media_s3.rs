@@ -278,3 +278,54 @@ async fn a_stop_during_a_multipart_upload_aborts_it() {
         "the stop left an unfinished multipart upload: {uploads}"
     );
 }
+
+/// A reload onto a store that takes no files (a bucket renamed to one that
+/// does not exist) is told at once, as at start: an error in the log and
+/// `hookrelay_media_store_unavailable` 1, not only at the next callback with
+/// media; a reload back to a good bucket clears it. (It was silent until a
+/// download, and the alert gauge kept the old store's value.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_onto_a_store_that_takes_no_files_is_told_at_once() {
+    use common::*;
+    let moto = Moto::start().await;
+    moto.create_bucket("good").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |bucket: &str| {
+        media_config(
+            dir.path(),
+            Media::new()
+                .allow_private()
+                .s3(moto.store(bucket, "AKIATEST", "moto-secret")),
+        )
+        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)))
+    };
+    let h = start(&cfg("good")).await;
+    let unavailable = |v: f64| {
+        move |m: &[(String, f64)]| {
+            m.iter()
+                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
+        }
+    };
+    // The start's check of the good bucket leaves it 0.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    metrics_until(h.admin_addr, Duration::from_secs(10), "good at start", unavailable(0.0)).await;
+    cfg("no-such-bucket").write();
+    h.reload().await.expect("the reload applies");
+    metrics_until(
+        h.admin_addr,
+        Duration::from_secs(20),
+        "the store the reload opened takes no files",
+        unavailable(1.0),
+    )
+    .await;
+    cfg("good").write();
+    h.reload().await.expect("the reload applies");
+    metrics_until(
+        h.admin_addr,
+        Duration::from_secs(20),
+        "the good bucket again",
+        unavailable(0.0),
+    )
+    .await;
+    h.shutdown().await;
+}
