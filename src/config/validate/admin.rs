@@ -1,6 +1,6 @@
-//! `[admin]`: the listen address, the token, and the warning about a weak
+//! `[admin]`: the listen address, the token, and the warnings about a weak
 //! token (other hosts, or on loopback web pages through DNS rebinding, can
-//! guess at it).
+//! guess at it) and about an admin API other hosts reach in plain HTTP.
 //!
 //! Why a warning and not a refusal: a non-loopback `admin.listen` is not
 //! necessarily public (a private network, a firewall), which the config
@@ -114,11 +114,63 @@ impl Validator<'_> {
             self.file.display()
         ))
     }
+
+    /// An admin API other hosts can reach (`public`: the file's
+    /// `admin.listen`, or the one bound until a restart) speaks plain HTTP:
+    /// its token (which reads every callback and archived file, replays
+    /// events and places provider jobs through the submit proxy) and what
+    /// it answers cross the network unencrypted. Warned about as a plain
+    /// public listener is; a TLS reverse proxy on this host or an SSH
+    /// tunnel, with `admin.listen` on loopback, is the way.
+    pub(super) fn admin_plain_http_warning(&self, public: Option<SocketAddr>) -> Option<String> {
+        let public = public?;
+        Some(format!(
+            "{}: key `admin.listen`: {public} is not a loopback address and the admin API speaks plain HTTP: the \
+             admin token and every callback it shows cross the network unencrypted: keep admin.listen on \
+             loopback and reach it through a TLS reverse proxy on this host or an SSH tunnel \
+             (`ssh -L 9090:127.0.0.1:9090 HOST`)",
+            self.file.display()
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::is_loopback;
+
+    /// The review of stop 59: an admin API on a public address was accepted
+    /// without a word, its token sent in the clear on every request.
+    #[test]
+    fn a_public_admin_listener_is_warned_about_as_plain_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |admin: &str| {
+            let path = dir.path().join("config.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[server]\nlisten = [\"127.0.0.1:8080\"]\n[admin]\nlisten = \"{admin}\"\n\
+                     token = \"6f1e0d9c8b7a69584736251403f2e1d0c9b8a79685746352\"\n[[routes]]\nname = \"r\"\n\
+                     path = \"/r\"\ntokens = [\"2f1c0e9a7b3d4c5e6f708192\"]\n[[routes.subscribers]]\nname = \"s\"\n\
+                     url = \"http://127.0.0.1:9/\"\n"
+                ),
+            )
+            .unwrap();
+            let c = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            c.warnings
+                .into_iter()
+                .filter(|w| w.contains("admin API speaks plain HTTP"))
+                .collect::<Vec<_>>()
+        };
+        let w = config("0.0.0.0:9090");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("key `admin.listen`: 0.0.0.0:9090 is not a loopback address"),
+            "{w:?}"
+        );
+        assert!(!w[0].contains("6f1e0d9c"), "the token is shown: {w:?}");
+        assert!(config("127.0.0.1:9090").is_empty());
+        assert!(config("[::1]:9090").is_empty());
+    }
 
     #[test]
     fn an_ipv4_mapped_loopback_address_is_loopback() {
