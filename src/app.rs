@@ -136,7 +136,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let (tls, acme) = match &config.server.tls {
         Some(TlsSource::Files(files)) => {
             let (cfg, cert) = tls::load_files(files)?;
-            if let Some(w) = tls::chain_warning(files) {
+            for w in tls::file_warnings(files) {
                 tracing::warn!("{w}");
             }
             (Some(tls::Reloadable::new(cfg, Some(cert))), None)

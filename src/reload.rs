@@ -97,7 +97,7 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     let certificate = match (&new.server.tls, &app.tls, &app.acme) {
         (Some(TlsSource::Files(files)), Some(served), None) => {
             let (cfg, cert) = tls::load_files(files)?;
-            if let Some(w) = tls::chain_warning(files) {
+            for w in tls::file_warnings(files) {
                 tracing::warn!("{w}");
             }
             match tls::not_valid_at(files, &cert, crate::clock::time_of_day()) {

@@ -114,22 +114,45 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     Ok((Arc::new(cfg), info))
 }
 
-/// The warning for a certificate file that holds a CA-issued certificate
-/// without the intermediate(s) after it (see [`cert::lacks_chain`]), naming
-/// the file; `None` when it holds a chain, a self-signed certificate, or
-/// cannot be read (loading it says why).
-pub fn chain_warning(files: &TlsFiles) -> Option<String> {
-    let certs =
-        pem::certificates(&crate::config::small_file::read(&files.cert, crate::config::small_file::PEM_MAX).ok()?)
-            .ok()?;
-    cert::lacks_chain(&certs).then(|| {
-        format!(
+/// What is wrong with certificate files that still load, naming the file:
+/// a server certificate without the intermediate(s) after it (see
+/// [`cert::lacks_chain`]), a CA's certificate served as the server's
+/// ([`cert::is_ca`]), a private key every user of the host can read. None
+/// for files that cannot be read (loading them says why).
+pub fn file_warnings(files: &TlsFiles) -> Vec<String> {
+    let mut out = Vec::new();
+    let read = crate::config::small_file::read(&files.cert, crate::config::small_file::PEM_MAX);
+    let certs = read
+        .ok()
+        .and_then(|pem| pem::certificates(&pem).ok())
+        .unwrap_or_default();
+    if cert::lacks_chain(&certs) {
+        out.push(format!(
             "certificate {} holds no chain: only the server's own certificate, issued by a CA, with no \
              intermediate certificate after it (a file cut short, or cert.pem where fullchain.pem was meant?); \
              clients that do not already have the intermediate will fail the handshake",
             files.cert.display()
-        )
-    })
+        ));
+    }
+    if certs.first().is_some_and(|c| cert::is_ca(c)) {
+        out.push(format!(
+            "certificate {} is a CA's certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by \
+             default), not a server's: rustls and other webpki clients (`hookrelay forward`, many subscribers' and \
+             providers' libraries) refuse it even when given it as their CA (CaUsedAsEndEntity); make it with \
+             `-addext basicConstraints=critical,CA:FALSE`, or sign a server certificate with that CA",
+            files.cert.display()
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(&files.key).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+        out.push(format!(
+            "private key {} can be read by every user of this host (mode {:o}): `chmod 600` it (the daemon's \
+             user must still read it), or give it as a systemd credential",
+            files.key.display(),
+            std::fs::metadata(&files.key).map_or(0, |m| m.permissions().mode() & 0o777)
+        ));
+    }
+    out
 }
 
 /// Why the certificate read from `files` cannot be served at `now` (it

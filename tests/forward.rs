@@ -536,6 +536,33 @@ async fn the_relay_is_reached_through_its_tls_verified_against_the_ca_file() {
     verify(&got);
 }
 
+/// A relay serving a CA's certificate as its own (`CA:TRUE`, the quick
+/// `openssl req -x509` recipe): the forwarder given that very certificate
+/// with `--ca-file` is refused it by rustls (`CaUsedAsEndEntity`) and said
+/// "pass the CA that signed it with --ca-file", which it had done. It now
+/// says what the relay must change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_serving_a_ca_certificate_is_named_as_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write_as_ca(dir.path(), "relay");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert.cert, &cert.key)
+        .subscriber(pull_sub("laptop", TOKEN, secs(30)));
+    let relay = Bin::start(&cfg.write(), &[]);
+    let url = format!("https://127.0.0.1:{}/pull/laptop", relay.addr.port());
+    let local = Local::ok().await;
+    let ca = cert.cert.to_str().unwrap().to_string();
+    let fwd = Forwarder::start(dir.path(), &url, &local.url(), TOKEN, &["--ca-file", &ca]);
+    log_until(|| fwd.log_text(), "the relay serves a CA's certificate", secs(10)).await;
+    assert!(
+        !fwd.log_text().contains("pass the CA that signed it"),
+        "{}",
+        fwd.log_text()
+    );
+    // And the relay said so at its start.
+    log_until(|| relay.log_text(), "is a CA's certificate", secs(10)).await;
+}
+
 /// A message the forwarder could not finish before it stopped (a deploy of
 /// the private side) is released: offered again at once, not after the
 /// subscriber's next retry delay, and without using a step of its schedule

@@ -223,6 +223,45 @@ async fn a_ca_issued_certificate_without_its_chain_is_warned_about_naming_the_fi
     assert!(log.contains(&cert.display().to_string()), "{log}");
 }
 
+/// The `warning:` lines of `check-config` on a config serving `tls.crt`
+/// that say `what`.
+fn check_config_warnings(dir: &std::path::Path, what: &str) -> Vec<String> {
+    let path = tls_config(dir).write();
+    let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+    assert!(ok && out.contains("OK"), "a warning is not an error: {out} {err}");
+    err.lines()
+        .filter(|l| l.starts_with("warning:") && l.contains(what))
+        .map(String::from)
+        .collect()
+}
+
+/// The review of stop 59: a CA's certificate (`CA:TRUE`, what `openssl req
+/// -x509` makes by default) served as the relay's own loads, and rustls
+/// clients (`hookrelay forward` given it as its CA) then refuse it; a
+/// private key every user can read was taken without a word. Both are
+/// warned about, naming the file; a server certificate and a 0600 key are not.
+#[tokio::test]
+async fn a_ca_certificate_served_as_the_relays_or_a_world_readable_key_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = TestCert::write_as_ca(dir.path(), "tls").key;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ca = check_config_warnings(dir.path(), "CA:TRUE");
+    assert!(
+        ca.len() == 1 && ca[0].contains("tls.crt") && ca[0].contains("CaUsedAsEndEntity"),
+        "{ca:?}"
+    );
+    let readable = check_config_warnings(dir.path(), "private key");
+    assert!(
+        readable.len() == 1 && readable[0].contains("tls.key") && readable[0].contains("644"),
+        "{readable:?}"
+    );
+    // A server certificate, its key kept 0600.
+    TestCert::write(dir.path(), "tls");
+    assert_eq!(check_config_warnings(dir.path(), "CA:TRUE"), Vec::<String>::new());
+    assert_eq!(check_config_warnings(dir.path(), "private key"), Vec::<String>::new());
+}
+
 /// A key ring cannot sign with (RSA of 1024 bits) is named as such, not as
 /// one that does not fit its certificate (it does); the old one stays.
 #[tokio::test]

@@ -73,7 +73,7 @@ fn tls_summary(c: &Config) -> Option<String> {
                 if let Some(e) = crate::tls::not_valid_at(f, &cert, std::time::SystemTime::now()) {
                     eprintln!("warning: {e}; a reload that would put it in place of another certificate is refused");
                 }
-                if let Some(w) = crate::tls::chain_warning(f) {
+                for w in crate::tls::file_warnings(f) {
                     eprintln!("warning: {w}");
                 }
                 if cert.names.is_empty() {

@@ -80,7 +80,11 @@ impl Status {
             until: Instant::now() + retry_in,
         });
         if !matches!(was, Link::Away { .. }) {
-            if untrusted_certificate(why) {
+            if why.contains("CaUsedAsEndEntity") {
+                // The CA given is the very certificate served: no --ca-file helps.
+                tracing::error!(relay = %self.relay, error = %why,
+                    "the relay serves a CA's certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when given it with --ca-file: the relay needs a server certificate (CA:FALSE; its check-config says so); trying again with back-off");
+            } else if untrusted_certificate(why) {
                 // Not an outage: it stays so until the CA is given.
                 tracing::error!(relay = %self.relay, error = %why,
                     "the relay's TLS certificate does not verify (an unknown CA, another host name or out of its dates): pass the CA that signed it with --ca-file, or check the URL's host and the certificate; trying again with back-off");

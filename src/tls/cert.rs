@@ -133,6 +133,17 @@ pub fn lacks_chain(chain: &[rustls::pki_types::CertificateDer<'_>]) -> bool {
     }
 }
 
+/// Whether a certificate is a CA's (basicConstraints `CA:TRUE`, as
+/// `openssl req -x509` makes by default): webpki clients (rustls, so
+/// `hookrelay forward` and many subscribers' libraries) refuse it as a
+/// server's certificate (`CaUsedAsEndEntity`), even when it is the CA given.
+pub fn is_ca(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .and_then(|(_, c)| c.basic_constraints().ok().flatten().map(|b| b.value.ca))
+        .unwrap_or(false)
+}
+
 /// A key and chain in one PEM text, as an ACME order leaves them (and as the
 /// ACME state directory keeps them): the rustls key to serve, and what it says.
 pub fn parse_bundle(pem: &[u8]) -> Result<(Arc<CertifiedKey>, CertInfo), TlsError> {

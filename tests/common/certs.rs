@@ -48,6 +48,15 @@ impl TestCert {
         Self::write_params(dir, name, params)
     }
 
+    /// As `write`, but a CA's certificate (basicConstraints `CA:TRUE`, as
+    /// `openssl req -x509` makes by default), which webpki clients refuse as
+    /// a server's even when given it as their CA.
+    pub fn write_as_ca(dir: &Path, name: &str) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        Self::write_params(dir, name, params)
+    }
+
     fn write_params(dir: &Path, name: &str, params: rcgen::CertificateParams) -> TestCert {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -55,6 +64,8 @@ impl TestCert {
         let key_path = dir.join(format!("{name}.key"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        // As a real key is kept (a world-readable one is warned about).
+        std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         TestCert {
             cert: cert_path,
             key: key_path,
