@@ -196,6 +196,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         tls,
         settings: app.listener_settings.clone(),
         connections: app.connections.clone(),
+        handshake_failures: app.metrics.tls_handshake_failures.clone(),
     };
     let mut listeners = Vec::new();
     for (listener, addr) in ingest_listeners.into_iter().zip(&ingest_addrs) {

@@ -46,6 +46,12 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
+/// Why a TLS handshake failed (`certificate_refused`, `timeout`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// An expected task's state (`waiting`, `called_back`, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -110,6 +116,9 @@ pub struct Metrics {
     pub tls_cert_valid: Family<SourceLabels, Gauge>,
     /// Failed ACME orders; the ACME manager increments it (and keeps serving).
     pub acme_failures: Counter,
+    /// TLS handshakes on the public listeners that failed, by reason (see
+    /// `server::handshake`): a client refusing the certificate shows here.
+    pub tls_handshake_failures: Family<ReasonLabels, Counter>,
     /// Reloads refused since start (the running configuration stayed).
     pub reload_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good), low_space
@@ -191,6 +200,7 @@ impl Metrics {
             tls_cert_expiry: Family::default(),
             tls_cert_valid: Family::default(),
             acme_failures: Counter::default(),
+            tls_handshake_failures: Family::default(),
             reload_failures: Counter::default(),
             media_files: Family::default(),
             media_bytes: Counter::default(),
@@ -291,6 +301,13 @@ impl Metrics {
             "1 while the public listeners serve a valid certificate; 0 without one yet (ACME) or once it expired; \
              absent without TLS",
             m.tls_cert_valid.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the public listeners that failed, by reason: certificate_refused (the client \
+             sent an alert about the certificate: unknown CA, bad or expired certificate), incompatible (no \
+             protocol version or cipher in common), timeout (not done within server.read_timeout), other",
+            m.tls_handshake_failures.clone(),
         );
         registry.register(
             "acme_failures",

@@ -7,7 +7,10 @@
 //! `read_timeout`; an answer the client does not take, under `read_timeout`
 //! too; idle keep-alive under `idle_timeout`, see `activity`; an
 //! HTTP/2 header still arriving is found by `h2_frames`), the HTTP/2 stream
-//! limit (a client closed for flooding it is logged by `flood`), and the graceful drain on shutdown; a reload changes them through `limits`.
+//! limit (a client closed for flooding it is logged by `flood`), and the
+//! graceful drain on shutdown; a reload changes them through `limits`.
+//! Failed TLS handshakes are counted and, when a client refuses the
+//! certificate, warned about by `handshake`.
 //! An HTTP/1 connection that ends (not one cut for a deadline) is closed
 //! lingering (`linger`): what the client still sends is drained, bounded,
 //! so it reads the answer instead of a reset.
@@ -35,8 +38,10 @@ use crate::tls;
 mod activity;
 mod flood;
 mod h2_frames;
+pub mod handshake;
 mod limits;
 mod linger;
+mod once_a_minute;
 
 use activity::{Activity, GuardedBody, Next, Tracked};
 pub use limits::{ConnLimit, ConnSettings, Settings};
@@ -50,6 +55,11 @@ pub struct ListenerOptions {
     /// Open connections; shared by every public listener. Each client may
     /// hold a share of them (see [`ConnLimit`]).
     pub connections: Arc<ConnLimit>,
+    /// `hookrelay_tls_handshake_failures_total` (see [`handshake`]).
+    pub handshake_failures: prometheus_client::metrics::family::Family<
+        crate::metrics::ReasonLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 /// Serve `listener` until `shutdown` turns true, then stop accepting and give
@@ -116,6 +126,7 @@ pub async fn serve<S, F, B>(
             idle_timeout: current.values.idle_timeout,
         };
         let mut stop = shutdown.clone();
+        let failures = opts.handshake_failures.clone();
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
@@ -125,14 +136,8 @@ pub async fn serve<S, F, B>(
                     let tls_stream = tokio::select! {
                         r = tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)) => match r {
                             Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(peer = %peer, "TLS handshake timed out");
-                                return;
-                            }
+                            Ok(Err(e)) => return handshake::failed(&failures, peer, Some(&e)),
+                            Err(_) => return handshake::failed(&failures, peer, None),
                         },
                         _ = stop.changed() => return,
                     };

@@ -85,6 +85,7 @@ async fn refusing_server(
             grace,
         }),
         connections: ConnLimit::new(16),
+        handshake_failures: Default::default(),
     };
     let svc = |_req, _peer| async {
         let mut resp = http::Response::new(Full::new(Bytes::from_static(b"too large\n")));

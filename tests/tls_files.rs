@@ -287,3 +287,51 @@ async fn a_key_of_an_unusable_kind_is_named_so() {
 /// (openssl req -x509 -newkey rsa:1024 -days 36500), made for this test only.
 const RSA_1024_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIICBjCCAW+gAwIBAgIULKHy3M+f4rCM1sfoPggqmIgbW/wwDQYJKoZIhvcNAQEL\nBQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwMzE4MDA0NVoYDzIxMjYx\nMTA5MTgwMDQ1WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwgZ8wDQYJKoZIhvcNAQEB\nBQADgY0AMIGJAoGBALwd3LIclHDoCHvYnW+e8G91TqK1aVGjq+J/4czBqnARLrfy\nfIYq5OdwxxJdKXLV8iH/S41EqtmVlvXucw5rMojNthCp0hS8//zJWdSzN1yxcYXH\nRcS9P6eOP9CG7CWHVd5HoUB6R2W/3zJSUMNBkRtPbKUE+KOZPJM+WfcHPsB3AgMB\nAAGjUzBRMB0GA1UdDgQWBBR1p3Cd633iAPOybdMhdB8A1fLa+zAfBgNVHSMEGDAW\ngBR1p3Cd633iAPOybdMhdB8A1fLa+zAPBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3\nDQEBCwUAA4GBAACf7nH6gD5v7uGHXIyaXpBuOkQqV2HZD5zlzaRR4qKs2bZ0+PEF\nPlbi+ply8hh+2fV79YHOzFvOqBWrHox85TwFFKqqwnMTEtHtaGTdqTgGN8gQs471\ngoAk/FxW8l2rYB4QBUKJp6vGGrJxaU9ohmwk0iQ3ehKQ1L2HjH8Xqu5N\n-----END CERTIFICATE-----\n";
 const RSA_1024_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBALwd3LIclHDoCHvY\nnW+e8G91TqK1aVGjq+J/4czBqnARLrfyfIYq5OdwxxJdKXLV8iH/S41EqtmVlvXu\ncw5rMojNthCp0hS8//zJWdSzN1yxcYXHRcS9P6eOP9CG7CWHVd5HoUB6R2W/3zJS\nUMNBkRtPbKUE+KOZPJM+WfcHPsB3AgMBAAECgYBbo9h9U/rkPcTUQCQB2lWalnTm\nQqW5xZfYUR/4lWeoDFbL+W68FW1JaeEwiv3EGYFJGor9mLP6JytRRwX5wjLtKBKo\nfT5l6nhdizkyyPd9s0i6pqrdy6+G42i7AjueDRbtedI+mcf9WnAQnT2KhLlr/XhL\nEHR2rWJI3PxkbFsIYQJBAOHwFb7boY3EdRoTI4ZH/bGI7rIOhYpt0Tw53qvzLsBn\nVVh6KYYQ8aQcC82mTF6oa34JNPxHL09RzXWowFMJJG8CQQDVJYIxAW0RQcjMbPTd\n4tMiTf5BGN5xPc9u2EzDCkggpsOwJS2IsgKcTeD8q46OEr8P4fdI5Lc6j9cgOocn\n7/h5AkBLnfzJKdzCA9Rla65iDModlwS8Vxvenq5+h6e8yOEGyA7KU+h91EHreO+C\nXnwE2j1Pq2kuXey5kVlAXcAwikjFAkASINyP2nUyUIwJhwLUlGQsuMF1O+4/Z2hr\nHw54UDmOPWDLbH4Q8EL0lFMcamL3hnSlnyxvELTc0DsVzKSOKwTRAkEA24K3Mbtt\n5Z9EEgz4KoNhPj39w4RLBnrICyyMyvFMesoiR2sZrDf5GC4sTl9nnFYQb5rtcgEz\nzvu+Oi8I6x2EPA==\n-----END PRIVATE KEY-----\n";
+
+/// The review of stop 59: a client refusing the relay's certificate (a
+/// provider without its CA, a chain lacking an intermediate) failed its
+/// handshake at debug only, counted nowhere, while `tls_cert_valid` said 1.
+/// It is a warning now (once a minute) and counted by reason; plain HTTP
+/// on the TLS port (a scanner) is counted as `other`, at debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refusing_the_certificate_is_counted_and_warned_about() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    // Another CA (its own name: rcgen gives every certificate the same one).
+    let mut ca = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Another CA");
+    let other = ca.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let bin = Bin::start(&tls_config(dir.path()).write(), &[]);
+    // Trusting another CA: the client refuses the certificate (alert unknown_ca).
+    for _ in 0..3 {
+        assert!(tls_connect(bin.addr, other.der(), &[b"http/1.1"]).await.is_err());
+    }
+    let mut plain = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let _ = plain.read(&mut [0u8; 512]).await;
+    let count = |reason: &str| format!("hookrelay_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+    let m = metrics_until(
+        bin.admin,
+        std::time::Duration::from_secs(10),
+        "the failures counted",
+        |m| {
+            m.iter().any(|(k, v)| *k == count("certificate_refused") && *v == 3.0)
+                && m.iter().any(|(k, v)| *k == count("other") && *v == 1.0)
+        },
+    )
+    .await;
+    assert!(!m.iter().any(|(k, _)| *k == count("timeout")), "{m:?}");
+    log_until(
+        || bin.log_text(),
+        "a client refused the relay's TLS certificate",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let log = bin.log_text();
+    assert_eq!(
+        log.matches("a client refused the relay's TLS certificate").count(),
+        1,
+        "{log}"
+    );
+}

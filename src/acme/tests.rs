@@ -104,6 +104,7 @@ async fn validation_handshakes_get_the_challenge_and_are_closed_without_http() {
             grace: Duration::from_secs(1),
         }),
         connections: ConnLimit::new(16),
+        handshake_failures: Default::default(),
     };
     let svc = |_req, _peer| async { http::Response::new(http_body_util::Full::new(Bytes::from_static(b"served"))) };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

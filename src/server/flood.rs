@@ -9,10 +9,9 @@
 
 use std::error::Error;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// At most one warning this often; the ones in between at debug.
-const WARN_EVERY: Duration = Duration::from_secs(60);
+use super::once_a_minute::OnceAMinute;
 
 /// Whether `e` (a connection's error, or one of its causes) is HTTP/2's
 /// `ENHANCE_YOUR_CALM` sent by this side: the connection was closed for
@@ -23,34 +22,7 @@ pub fn closed_for_flooding(e: &(dyn Error + 'static)) -> bool {
         .any(|h2| h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) && !h2.is_remote())
 }
 
-/// When the last warning was written, and the closes logged at debug since.
-#[derive(Default)]
-struct FloodLog {
-    last_warning: Option<Instant>,
-    since: u64,
-}
-
-impl FloodLog {
-    /// A close at `now`: `Some(n)` to warn (`n` closes logged at debug
-    /// since the last warning), `None` to log it at debug.
-    fn note(&mut self, now: Instant) -> Option<u64> {
-        match self.last_warning {
-            Some(at) if now.saturating_duration_since(at) < WARN_EVERY => {
-                self.since += 1;
-                None
-            }
-            _ => {
-                self.last_warning = Some(now);
-                Some(std::mem::take(&mut self.since))
-            }
-        }
-    }
-}
-
-static LOG: Mutex<FloodLog> = Mutex::new(FloodLog {
-    last_warning: None,
-    since: 0,
-});
+static LOG: Mutex<OnceAMinute> = Mutex::new(OnceAMinute::new());
 
 /// Log a connection from `peer` closed for flooding.
 pub fn log_closed(peer: std::net::SocketAddr, e: &(dyn Error + 'static)) {
@@ -62,22 +34,5 @@ pub fn log_closed(peer: std::net::SocketAddr, e: &(dyn Error + 'static)) {
              or the like) and was closed with ENHANCE_YOUR_CALM (this warning at most once a minute, each one at debug)"
         ),
         None => tracing::debug!(peer = %peer, error = %e, "HTTP/2 connection closed for flooding"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_warning_a_minute_counts_the_closes_between() {
-        let t0 = Instant::now();
-        let mut log = FloodLog::default();
-        assert_eq!(log.note(t0), Some(0));
-        assert_eq!(log.note(t0 + Duration::from_secs(1)), None);
-        assert_eq!(log.note(t0 + Duration::from_secs(59)), None);
-        assert_eq!(log.note(t0 + Duration::from_secs(60)), Some(2));
-        assert_eq!(log.note(t0 + Duration::from_secs(61)), None);
-        assert_eq!(log.note(t0 + Duration::from_secs(200)), Some(1));
     }
 }

@@ -92,6 +92,7 @@ pub async fn hello_server(
             grace: Duration::from_secs(1),
         }),
         connections: ConnLimit::new(16),
+        handshake_failures: Default::default(),
     };
     let svc = |_req, _peer| async { http::Response::new(Full::new(Bytes::from_static(b"hello"))) };
     (
