@@ -54,10 +54,47 @@ fn name(prefix: &str, parts: &[String], directory_url: &str, ext: &str) -> Strin
     format!("{prefix}-{}.{ext}", &hex::encode(h.finalize())[..32])
 }
 
+/// Whether `name` is one hookrelay writes in the state directory: an
+/// account key, a certificate, the ledger of issued times (`PREFIX-HASH.EXT`,
+/// see [`name`]), one being written (`.tmp`) or a damaged one set aside.
+fn is_ours(name: &str) -> bool {
+    let Some((prefix, rest)) = name.split_once('-') else {
+        return false;
+    };
+    let (hash, ext) = rest.split_at(rest.len().min(32));
+    matches!(prefix, "account" | "cert" | "issued")
+        && hash.len() == 32
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && matches!(
+            ext,
+            ".der" | ".pem" | ".times" | ".tmp" | ".der.damaged" | ".pem.damaged"
+        )
+}
+
+/// The first entry of `dir` hookrelay would not have written, if any.
+fn foreign_file(dir: &Path) -> Option<String> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !is_ours(n))
+}
+
 impl StateDir {
     /// Create the directory (0700) if needed; make its files the owner's
     /// only (0600) where they are not ([`Self::tighten`]).
+    /// A directory that holds files hookrelay does not write is another
+    /// program's (NixOS's `security.acme` keeps its certificates in
+    /// `/var/lib/acme`, which `store.path = "/var/lib/hookrelay"` would
+    /// name): refused, naming one, rather than made 0700 under it.
     pub fn open(dir: &Path) -> std::io::Result<StateDir> {
+        if let Some(foreign) = foreign_file(dir) {
+            return Err(std::io::Error::other(format!(
+                "it holds {foreign:?}, which hookrelay does not write: another program's directory? hookrelay keeps \
+                 its ACME state in `acme/` beside the store directory: give store.path a parent of hookrelay's own \
+                 (e.g. store.path = \"/var/lib/hookrelay/data\", state in /var/lib/hookrelay/acme)"
+            )));
+        }
         crate::private_dir::create(dir)?;
         let state = StateDir { dir: dir.to_path_buf() };
         state.tighten();
@@ -300,16 +337,60 @@ mod tests {
         let dir = t.path().join("acme");
         StateDir::open(&dir).unwrap();
         let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
-        for (f, m) in [("account-x.der", 0o644), ("cert-x.pem", 0o640), ("cert-y.pem", 0o600)] {
+        const X: &str = "0123456789abcdef0123456789abcdef";
+        let (account, cert_x, cert_y) = (
+            format!("account-{X}.der"),
+            format!("cert-{X}.pem"),
+            format!("issued-{X}.times"),
+        );
+        for (f, m) in [
+            (account.as_str(), 0o644),
+            (cert_x.as_str(), 0o640),
+            (cert_y.as_str(), 0o600),
+        ] {
             std::fs::write(dir.join(f), b"key").unwrap();
             std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(m)).unwrap();
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         StateDir::open(&dir).unwrap();
-        for f in ["account-x.der", "cert-x.pem", "cert-y.pem"] {
+        for f in [&account, &cert_x, &cert_y] {
             assert_eq!(mode(f), 0o600, "{f}");
         }
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    /// The review of stop 59: with `store.path = "/var/lib/hookrelay"` the
+    /// state directory is `/var/lib/acme`, another program's certificates
+    /// there: they were made 0600 and the directory 0700 under it.
+    #[test]
+    fn a_directory_holding_files_hookrelay_does_not_write_is_refused_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("acme");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("other.pem"), b"nginx's").unwrap();
+        std::fs::set_permissions(dir.join("other.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = StateDir::open(&dir).err().expect("refused");
+        assert!(
+            e.to_string().contains("\"other.pem\"") && e.to_string().contains("store.path"),
+            "{e}"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dir), mode(&dir.join("other.pem"))), (0o755, 0o644));
+        // What hookrelay writes there is its own: opened.
+        std::fs::remove_file(dir.join("other.pem")).unwrap();
+        let ours = StateDir { dir: dir.clone() };
+        for f in [
+            ours.account_file(&names(&["mailto:a@b.t"]), "https://ca/dir"),
+            ours.cert_file(&names(&["a.t"]), "https://ca/dir"),
+        ] {
+            std::fs::write(&f, b"x").unwrap();
+            std::fs::write(f.with_extension("tmp"), b"x").unwrap();
+        }
+        StateDir::open(&dir).expect("hookrelay's own files");
+        assert!(is_ours("account-0123456789abcdef0123456789abcdef.der.damaged"));
+        assert!(!is_ours("cert-0123456789abcdef.pem") && !is_ours("account-x.der"));
     }
 
     #[test]
