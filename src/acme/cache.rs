@@ -371,7 +371,7 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("other.pem"), b"nginx's").unwrap();
         std::fs::set_permissions(dir.join("other.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = StateDir::open(&dir).err().expect("refused");
+        let Err(e) = StateDir::open(&dir) else { panic!("opened") };
         assert!(
             e.to_string().contains("\"other.pem\"") && e.to_string().contains("store.path"),
             "{e}"
