@@ -299,6 +299,7 @@ impl<'a> Validator<'a> {
         warnings.extend(self.acme_port_warning(&server));
         warnings.extend(self.admin_token_warning(exposed.admin.unwrap_or(admin_listen), admin_token.as_ref()));
         warnings.extend(self.admin_plain_http_warning(exposed.admin));
+        warnings.extend(self.admin_port_warning(&server.listen, admin_listen));
         warnings.extend(self.open_file_warning());
         warnings.extend(body_memory);
         let archives = routes.iter().any(|r| !r.media.is_empty());
