@@ -40,7 +40,7 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// Why the certificate manager cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
-    #[error("cannot create the ACME state directory {path}: {source}")]
+    #[error("cannot use the ACME state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("ACME: {0}")]
     Tls(#[from] TlsError),
@@ -141,6 +141,12 @@ pub fn state_dir(store_path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.join("acme"),
         _ => PathBuf::from("acme"),
     }
+}
+
+/// Why the state directory `dir` is another program's, if it looks so
+/// (the start refuses it; `check-config` says so first).
+pub fn foreign_state(dir: &Path) -> Option<String> {
+    cache::foreign(dir)
 }
 
 /// A listener connection whose handshake negotiated `acme-tls/1`: a CA's

@@ -217,6 +217,15 @@ fn check_config_names_the_tls_source_and_refuses_a_bad_acme_block() {
         out.contains("OK (1 route, 1 subscriber)") && out.contains(&line),
         "{out}"
     );
+    // A state directory that is another program's (it holds only files
+    // hookrelay does not write) is refused before the start refuses it.
+    let state = dir.path().join("acme");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("nginx.pem"), "not ours").unwrap();
+    let (code, _, err) = check("acme.toml", &good.render());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"nginx.pem\"") && err.contains("store.path"), "{err}");
+    std::fs::remove_dir_all(&state).unwrap();
 
     // Bad ACME blocks: exit 2, the file, the key and the line (3: the `tls`
     // line). A small literal file: its text is the subject.

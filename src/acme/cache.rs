@@ -56,14 +56,19 @@ fn name(prefix: &str, parts: &[String], directory_url: &str, ext: &str) -> Strin
 
 /// Whether `name` is one hookrelay writes in the state directory: an
 /// account key, a certificate, the ledger of issued times (`PREFIX-HASH.EXT`,
-/// see [`name`]), one being written (`.tmp`) or a damaged one set aside.
+/// see [`name`]), one being written (`.tmp`) or a damaged one set aside;
+/// or the ledger as builds before its per-CA files kept it (`issued-times`).
 fn is_ours(name: &str) -> bool {
+    if matches!(name, "issued-times" | "issued-times.tmp") {
+        return true;
+    }
     let Some((prefix, rest)) = name.split_once('-') else {
         return false;
     };
-    let (hash, ext) = rest.split_at(rest.len().min(32));
+    let (Some(hash), Some(ext)) = (rest.get(..32), rest.get(32..)) else {
+        return false;
+    };
     matches!(prefix, "account" | "cert" | "issued")
-        && hash.len() == 32
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
         && matches!(
             ext,
@@ -71,13 +76,27 @@ fn is_ours(name: &str) -> bool {
         )
 }
 
-/// The first entry of `dir` hookrelay would not have written, if any.
-fn foreign_file(dir: &Path) -> Option<String> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries
+/// Why `dir` looks like another program's: it holds files, none of them
+/// one hookrelay writes (a file of ours beside strays, an editor's copy or
+/// a `.bak`, is hookrelay's directory; hidden files and `lost+found` are
+/// not judged). Names one of them.
+pub fn foreign(dir: &Path) -> Option<String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| !is_ours(n))
+        .filter(|n| !n.starts_with('.') && n != "lost+found")
+        .collect();
+    if names.iter().any(|n| is_ours(n)) {
+        return None;
+    }
+    let first = names.first()?;
+    Some(format!(
+        "{} holds {first:?} and no file hookrelay writes: another program's directory? hookrelay keeps its ACME \
+         state in `acme/` beside the store directory, so give store.path a parent of hookrelay's own (e.g. \
+         store.path = \"/var/lib/hookrelay/data\", state in /var/lib/hookrelay/acme)",
+        dir.display()
+    ))
 }
 
 impl StateDir {
@@ -88,12 +107,8 @@ impl StateDir {
     /// `/var/lib/acme`, which `store.path = "/var/lib/hookrelay"` would
     /// name): refused, naming one, rather than made 0700 under it.
     pub fn open(dir: &Path) -> std::io::Result<StateDir> {
-        if let Some(foreign) = foreign_file(dir) {
-            return Err(std::io::Error::other(format!(
-                "it holds {foreign:?}, which hookrelay does not write: another program's directory? hookrelay keeps \
-                 its ACME state in `acme/` beside the store directory: give store.path a parent of hookrelay's own \
-                 (e.g. store.path = \"/var/lib/hookrelay/data\", state in /var/lib/hookrelay/acme)"
-            )));
+        if let Some(why) = foreign(dir) {
+            return Err(std::io::Error::other(why));
         }
         crate::private_dir::create(dir)?;
         let state = StateDir { dir: dir.to_path_buf() };
@@ -378,8 +393,16 @@ mod tests {
         );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&dir), mode(&dir.join("other.pem"))), (0o755, 0o644));
-        // What hookrelay writes there is its own: opened.
+        // Hidden files and lost+found are not judged; the ledger of builds
+        // before its per-CA files is hookrelay's; a file of hookrelay's
+        // beside strays makes it hookrelay's directory.
+        std::fs::write(dir.join(".nfs0001"), b"x").unwrap();
+        std::fs::create_dir(dir.join("lost+found")).unwrap();
+        std::fs::write(dir.join("issued-times"), b"x").unwrap();
+        assert_eq!(foreign(&dir), None);
+        std::fs::remove_file(dir.join("issued-times")).unwrap();
         std::fs::remove_file(dir.join("other.pem")).unwrap();
+        assert_eq!(foreign(&dir), None, "only hidden files and lost+found");
         let ours = StateDir { dir: dir.clone() };
         for f in [
             ours.account_file(&names(&["mailto:a@b.t"]), "https://ca/dir"),
@@ -391,6 +414,8 @@ mod tests {
         StateDir::open(&dir).expect("hookrelay's own files");
         assert!(is_ours("account-0123456789abcdef0123456789abcdef.der.damaged"));
         assert!(!is_ours("cert-0123456789abcdef.pem") && !is_ours("account-x.der"));
+        // A name cut inside a character at byte 32: not ours, and no panic.
+        assert!(!is_ours(&format!("cert-{}\u{e9}.pem", "a".repeat(31))));
     }
 
     #[test]

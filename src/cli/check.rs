@@ -10,6 +10,12 @@ use crate::config::Config;
 pub(super) fn check_config(cli: &Cli) -> ExitCode {
     match Config::load(&cli.config) {
         Ok(c) => {
+            // What the start would refuse, said before it (the unit's
+            // ExecStartPre runs this).
+            if let Some(why) = acme_state_refused(&c) {
+                eprintln!("error: {}: {why}", cli.config.display());
+                return ExitCode::from(2);
+            }
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
@@ -53,6 +59,14 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// An ACME state directory that is another program's: the start refuses it.
+fn acme_state_refused(c: &Config) -> Option<String> {
+    match &c.server.tls {
+        Some(crate::config::TlsSource::Acme(_)) => crate::acme::foreign_state(&crate::acme::state_dir(&c.store.path)),
+        _ => None,
     }
 }
 
