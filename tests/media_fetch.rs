@@ -265,12 +265,14 @@ async fn https_with_a_private_ca() {
 
 /// A loopback server answering every connection with `head`, then `body`
 /// one byte every `every` (forever when `forever`, else once through).
-async fn raw_server(head: &'static str, body: &'static [u8], every: Duration, forever: bool) -> String {
+async fn raw_server(head: impl Into<String>, body: &'static [u8], every: Duration, forever: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head: std::sync::Arc<str> = head.into().into();
     let l = tokio::net::TcpListener::bind((LOCAL, 0)).await.unwrap();
     let url = format!("http://{}/x.mp4", l.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((mut c, _)) = l.accept().await {
+            let head = head.clone();
             tokio::spawn(async move {
                 let mut req = [0u8; 4096];
                 let _ = c.read(&mut req).await;
@@ -343,12 +345,24 @@ async fn a_compressed_answer_is_refused_naming_its_encoding() {
     );
     assert!(!err.retryable() && err.kind() == "encoded", "{err}");
     assert!(err.to_string().contains("Content-Encoding \"gzip\""), "{err}");
+    // A coding on a second line, or after another, is seen too.
     let url = raw_server(
-        "HTTP/1.1 200 OK\r\ncontent-encoding: identity\r\ncontent-length: 5\r\n\r\n",
-        b"hello",
+        "HTTP/1.1 200 OK\r\ncontent-encoding: identity\r\ncontent-encoding: aws-chunked, br\r\ncontent-length: 4\r\n\r\n",
+        b"\x1f\x8b\x08\x00",
         Duration::ZERO,
         false,
     )
     .await;
-    assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"hello");
+    let err = open_fetcher().get(&url).await.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, FetchError::Encoded { encoding, .. } if encoding == "br"),
+        "{err}"
+    );
+    // `identity`, and what S3-compatible stores replay over the file's own
+    // bytes (`aws-chunked` from a checksummed upload) or junk: the file.
+    for encoding in ["identity", "aws-chunked", "binary"] {
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-encoding: {encoding}\r\ncontent-length: 5\r\n\r\n");
+        let url = raw_server(head, b"hello", Duration::ZERO, false).await;
+        assert_eq!(read_body(&open_fetcher(), &url).await.unwrap(), b"hello", "{encoding}");
+    }
 }

@@ -159,14 +159,8 @@ impl Fetcher {
                 continue;
             }
             check_status(&resp, &host)?;
-            if let Some(encoding) = header_str(&resp, CONTENT_ENCODING)
-                .map(str::trim)
-                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
-            {
-                return Err(FetchError::Encoded {
-                    host,
-                    encoding: encoding.chars().take(64).collect(),
-                });
+            if let Some(encoding) = compressed(&resp) {
+                return Err(FetchError::Encoded { host, encoding });
             }
             let content_length = header_str(&resp, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
             if let Some(n) = content_length.filter(|n| *n > self.opts.max_size) {
@@ -316,4 +310,21 @@ fn check_status<B>(resp: &Response<B>, host: &str) -> Result<(), FetchError> {
                 .and_then(|v| crate::delivery::retry::parse_retry_after(v, crate::clock::time_of_day())),
         }),
     }
+}
+
+/// The compression a body came in (`Content-Encoding`, every line and
+/// value), though the request asked for `identity`: its bytes are not the
+/// file. Only real content codings count: S3-compatible stores replay
+/// `aws-chunked` from a checksummed upload, and servers send junk such as
+/// `binary` or `none`, over bytes that are the file.
+fn compressed<B>(resp: &http::Response<B>) -> Option<String> {
+    const CODINGS: [&str; 7] = ["gzip", "x-gzip", "deflate", "br", "zstd", "compress", "x-compress"];
+    resp.headers()
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|c| CODINGS.iter().any(|k| c.eq_ignore_ascii_case(k)))
+        .map(str::to_ascii_lowercase)
 }
