@@ -130,7 +130,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
         crate::media::last_store::check(&config.store.path, &media_settings.store.location());
-        crate::media::settings::check_store(media_settings.store.clone(), metrics.media_store_unavailable.clone());
     }
     // ACME: a cached certificate is served at once; the renewal task starts below.
     let (tls, acme) = match &config.server.tls {
@@ -178,6 +177,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
     let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
+    if config.routes.iter().any(|r| !r.media.is_empty()) {
+        media.check_store(metrics.media_store_unavailable.clone());
+    }
     let app = Arc::new(App::new(
         config,
         store,

@@ -172,10 +172,11 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     // A store the reload opened (a bucket renamed, keys rotated) is checked
     // now, as at start; so is one a route archives to for the first time.
     let archived = |c: &crate::config::Config| c.routes.iter().any(|r| !r.media.is_empty());
-    if archived(&new) && (!app.media.settings().shares_store(&media) || !archived(&app.live().config)) {
-        crate::media::settings::check_store(media.store.clone(), app.metrics.media_store_unavailable.clone());
-    }
+    let check = archived(&new) && (!app.media.settings().shares_store(&media) || !archived(&app.live().config));
     app.media.update(media);
+    if check {
+        app.media.check_store(app.metrics.media_store_unavailable.clone());
+    }
     warn_dedupe_history(&app.live().config, &new);
     app.set_live(new);
     tracing::info!(routes, subscribers = subscribers.len(), "configuration reloaded");

@@ -109,6 +109,36 @@ impl Archiver {
         self.changed.notify_one();
     }
 
+    /// Tell now whether the store of the current settings takes files, not
+    /// at the first callback with media (downloads, and `after_archive`
+    /// deliveries, wait for it meanwhile): at start, and after a reload
+    /// that opened another store. A missing bucket or wrong keys are logged
+    /// as an error and set `gauge` (`hookrelay_media_store_unavailable`); a
+    /// store that takes files clears it. The answer counts only while that
+    /// store is still in use: a check of one a later reload replaced (its
+    /// probe may take 30 s) would otherwise set the gauge after the new
+    /// store's check.
+    pub fn check_store(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge) {
+        let (me, checked) = (self.clone(), self.settings());
+        tokio::spawn(async move {
+            let ready = checked.store.check_ready().await;
+            if !me.settings().shares_store(&checked) {
+                return;
+            }
+            match ready {
+                Err(e) => {
+                    gauge.set(1);
+                    tracing::error!(error = %e, "media store: downloads wait until it takes files");
+                }
+                Ok(()) => {
+                    if gauge.set(0) == 1 {
+                        tracing::info!(store = %checked.store.describe(), "the media store takes files again: downloads go on");
+                    }
+                }
+            }
+        });
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -173,27 +173,6 @@ impl ArchiveSettings {
     }
 }
 
-/// Tell now whether `store` takes files, not at the first callback with
-/// media (downloads, and `after_archive` deliveries, wait for it meanwhile):
-/// at start, and after a reload that opened another store. A missing
-/// bucket or wrong keys are logged as an error and set `gauge`
-/// (`hookrelay_media_store_unavailable`); a store that takes files clears it.
-pub fn check_store(store: MediaStore, gauge: prometheus_client::metrics::gauge::Gauge) {
-    tokio::spawn(async move {
-        match store.check_ready().await {
-            Err(e) => {
-                gauge.set(1);
-                tracing::error!(error = %e, "media store: downloads wait until it takes files");
-            }
-            Ok(()) => {
-                if gauge.set(0) == 1 {
-                    tracing::info!(store = %store.describe(), "the media store takes files again: downloads go on");
-                }
-            }
-        }
-    });
-}
-
 /// The free-space floor of a local media directory: `media.min_free`, but
 /// on the embedded store's disk at least `store.min_free` plus what each
 /// download in flight may write past a floor before its writer notices
