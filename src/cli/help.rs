@@ -53,6 +53,8 @@ pub fn for_completions(cmd: clap::Command) -> clap::Command {
     let shown: Vec<clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
     let mut cmd = clap::Command::new("hookrelay")
         .version(env!("CARGO_PKG_VERSION"))
+        .about(cmd.get_about().cloned().unwrap_or_default())
+        .long_about(cmd.get_long_about().cloned().unwrap_or_default())
         .disable_help_subcommand(cmd.is_disable_help_subcommand_set())
         .args(cmd.get_arguments().cloned().collect::<Vec<_>>())
         .subcommands(shown);

@@ -76,10 +76,11 @@ pub fn failed(counter: &Family<ReasonLabels, Counter>, peer: std::net::SocketAdd
     match REFUSED.lock().unwrap_or_else(|p| p.into_inner()).note(Instant::now()) {
         Some(earlier) => tracing::warn!(
             peer = %peer.ip(), error = %shown, earlier_in_the_last_minute = earlier,
-            "a client refused the relay's TLS certificate (it does not trust its CA, or the chain lacks an \
-             intermediate, or it expired for that client): a provider that does so cannot deliver callbacks; \
-             check the certificate file's chain (this warning at most once a minute, each one at debug; counted \
-             in hookrelay_tls_handshake_failures_total)"
+            "a client refused the relay's TLS certificate (it does not trust its CA, the chain lacks an \
+             intermediate, it expired for that client, or the client asked for a host name it does not cover, as \
+             a monitor or scanner reaching the address may): a provider that does so cannot deliver callbacks; \
+             check the certificate's chain and names (this warning at most once a minute, each one at debug; \
+             counted in hookrelay_tls_handshake_failures_total)"
         ),
         None => tracing::debug!(peer = %peer, error = %shown, "TLS handshake failed: certificate refused"),
     }

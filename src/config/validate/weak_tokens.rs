@@ -1,7 +1,8 @@
 //! Tokens too weak for a public listener: a short or low-entropy
 //! `routes[].tokens` entry or subscriber `pull.token` is warned about (by
 //! file and key, never shown) when other hosts reach the relay (a public
-//! address in `server.listen`, a proxy in front: `exposed::reach`). Neither ingest nor the pull API slows down wrong
+//! address in `server.listen`, a proxy in front, a `server.public_url` on
+//! another host: `exposed::reach`). Neither ingest nor the pull API slows down wrong
 //! guesses: a guessed route token lets anyone post callbacks the
 //! subscribers take for the provider's, a guessed pull token lets anyone
 //! read (and acknowledge away) a subscriber's callbacks.
