@@ -406,17 +406,25 @@ fn the_documented_check_passes_for_the_suggested_tls_credentials() {
     );
 }
 
+/// Cargo.toml's `[package.metadata.deb]` assets: `[source, destination, mode]`.
+fn deb_assets() -> Vec<toml::Value> {
+    let cargo: toml::Table = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    cargo["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// The README the .deb installs links to the annotated reference config and
 /// the systemd notes: they are installed where those links point (the
 /// packaged config's comment names that directory too).
 #[test]
 fn the_deb_ships_what_its_readme_links_to_beside_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cargo: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let assets = cargo["package"]["metadata"]["deb"]["assets"].as_array().unwrap();
+    let assets = deb_assets();
     let installed = |source: &str| {
         assets
             .iter()
@@ -442,11 +450,7 @@ fn the_deb_ships_what_its_readme_links_to_beside_it() {
 #[test]
 fn the_deb_ships_the_forward_unit_naming_the_packaged_binary() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cargo: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let assets = cargo["package"]["metadata"]["deb"]["assets"].as_array().unwrap();
+    let assets = deb_assets();
     let shipped = assets.iter().find(|a| {
         a[1].as_str()
             .is_some_and(|d| d.ends_with("/examples/hookrelay-forward.service"))
