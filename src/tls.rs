@@ -144,12 +144,12 @@ pub fn file_warnings(files: &TlsFiles) -> Vec<String> {
         ));
     }
     use std::os::unix::fs::PermissionsExt;
-    if std::fs::metadata(&files.key).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+    let key_mode = std::fs::metadata(&files.key).map_or(0, |m| m.permissions().mode() & 0o777);
+    if key_mode & 0o004 != 0 {
         out.push(format!(
-            "private key {} can be read by every user of this host (mode {:o}): `chmod 600` it (the daemon's \
-             user must still read it), or give it as a systemd credential",
+            "private key {} can be read by every user of this host (mode {key_mode:o}): `chmod 600` it (the \
+             daemon's user must still read it), or give it as a systemd credential",
             files.key.display(),
-            std::fs::metadata(&files.key).map_or(0, |m| m.permissions().mode() & 0o777)
         ));
     }
     out

@@ -1,11 +1,11 @@
 //! Failed TLS handshakes on the public listeners, counted by reason in
 //! `hookrelay_tls_handshake_failures_total`. Most are noise (scanners, a
 //! client that went away, plain HTTP on the TLS port: debug only), but a
-//! client that refuses the relay's certificate (an alert about it: unknown
-//! CA, a chain without its intermediate, expired, a signature that does not
-//! verify) is a provider that may be
-//! unable to deliver any callback while `hookrelay_tls_cert_valid` stays 1:
-//! that one is a warning, at most once a minute ([`OnceAMinute`]).
+//! client that refuses the relay's certificate (an alert about it: an
+//! unknown CA, a chain without its intermediate, expired, a signature that
+//! does not verify, a host name it does not cover) may be a provider unable
+//! to deliver any callback while `hookrelay_tls_cert_valid` stays 1: that
+//! one is a warning, at most once a minute ([`OnceAMinute`]).
 
 use std::sync::Mutex;
 use std::time::Instant;
