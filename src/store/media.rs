@@ -87,7 +87,8 @@ pub struct MediaItem {
 #[derive(Debug, Clone)]
 pub struct MediaWork {
     pub url: String,
-    /// The route of the first event that named it (its provider key refreshes it).
+    /// The route of the event that named it first, or of the latest that
+    /// had it tried again after it failed (its provider key refreshes it).
     pub route: String,
     /// Tries so far (the next one is `attempts + 1`).
     pub attempts: u32,

@@ -406,7 +406,7 @@ impl NatsStore {
     pub async fn add_verified_media(&self, route: &str, urls: &[String]) -> Result<(), StoreError> {
         let register = async {
             for hash in self.shared.register_media(route, urls).await? {
-                self.shared.retry_url(&hash).await?;
+                self.shared.retry_url(&hash, route).await?;
             }
             Ok(())
         };

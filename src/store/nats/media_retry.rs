@@ -21,7 +21,7 @@ impl NatsStore {
     /// the retry schedule (its tries so far still counted); how many. None
     /// when the event is unknown or named no media.
     pub async fn retry_media(&self, id: EventId) -> Result<Option<usize>, StoreError> {
-        let Some((_, _, headers)) = self.find_headers(id).await? else {
+        let Some((route, _, headers)) = self.find_headers(id).await? else {
             return Ok(None);
         };
         let Some(urls) = event::media(&headers) else {
@@ -33,7 +33,7 @@ impl NatsStore {
         }
         let mut retried = 0;
         for url in urls {
-            if self.shared.retry_url(&layout::media_hash(&url)).await? {
+            if self.shared.retry_url(&layout::media_hash(&url), &route).await? {
                 retried += 1;
             }
         }
@@ -53,7 +53,7 @@ impl Shared {
     /// One URL due again if its row says failed; false when it does not
     /// (pending, stored, no row yet, or made pending meanwhile by another
     /// retry or a new callback).
-    pub(super) async fn retry_url(&self, hash: &str) -> Result<bool, StoreError> {
+    pub(super) async fn retry_url(&self, hash: &str, route: &str) -> Result<bool, StoreError> {
         let Some((row, revision)) = self.media_row(hash).await? else {
             return Ok(false);
         };
@@ -62,12 +62,12 @@ impl Shared {
         }
         let msg = WorkMessage {
             url: row.url.clone(),
-            route: row.route.clone(),
+            route: route.to_string(),
             retry_of: Some(row.at_ms),
         };
         let nonce = format!("{hash}.retry.{}", crate::clock::now_ms());
         let seq = self.publish_work(layout::media_subject(hash), &nonce, &msg).await?;
-        if self.adopt_retry(hash, row, revision, seq).await?.is_some() {
+        if self.adopt_retry(hash, row, revision, seq, Some(route)).await?.is_some() {
             return Ok(true);
         }
         // Another write got in first: an archiver that took the message
@@ -77,15 +77,21 @@ impl Shared {
 
     /// The failed `row` (at `revision`) made pending now for work message
     /// `seq`, from the start of the retry schedule, with its new revision;
-    /// None when the row changed since it was read.
+    /// None when the row changed since it was read. `route`: the route of
+    /// the event that asked for the retry, whose provider key refreshes the
+    /// URL if it expired (the route that named it first may have none).
     pub(super) async fn adopt_retry(
         &self,
         hash: &str,
         mut row: MediaRow,
         revision: u64,
         seq: u64,
+        route: Option<&str>,
     ) -> Result<Option<(MediaRow, u64)>, StoreError> {
         let now = crate::clock::now_ms();
+        if let Some(route) = route {
+            row.route = route.to_string();
+        }
         row.work = seq;
         row.state = RowState::Pending { due_ms: now };
         row.step = 0;

@@ -103,15 +103,15 @@ impl NatsMediaCursor {
         let Some(hash) = r.message.subject.as_str().strip_prefix("hr.md.").map(str::to_string) else {
             return self.settle(r, AckKind::Term).await;
         };
-        let retry_of = serde_json::from_slice::<WorkMessage>(&r.message.payload)
-            .ok()
-            .and_then(|m| m.retry_of);
+        let retry = serde_json::from_slice::<WorkMessage>(&r.message.payload).ok();
+        let retry_of = retry.as_ref().and_then(|m| m.retry_of);
         // `written`: the row was written here just now (adopted or
         // created), which is this take's own revision already.
         let (mut row, mut revision, written) = match self.shared.media_row(&hash).await? {
             // A retry taken before its row names it: the row is made pending here.
             Some((row, revision)) if row.work != r.seq && super::media_retry::is_retry(&row, retry_of) => {
-                match self.shared.adopt_retry(&hash, row, revision, r.seq).await? {
+                let route = retry.as_ref().map(|m| m.route.as_str());
+                match self.shared.adopt_retry(&hash, row, revision, r.seq, route).await? {
                     Some((row, revision)) => (row, revision, true),
                     // Changed meanwhile: looked at again.
                     None => return self.settle(r, AckKind::Nak(None)).await,

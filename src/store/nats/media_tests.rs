@@ -223,3 +223,43 @@ fn a_retention_pass_cut_short_leaves_its_file_to_the_next_one() {
         s.close().await;
     });
 }
+
+/// The media review of stop 59, in cluster mode: a URL that failed under one
+/// route and is named again by a callback of another route (with a provider
+/// key) is tried as that route's, whose key refreshes it if it expired; an
+/// operator's retry of the first event's media is the first route's again.
+#[test]
+fn a_failed_url_tried_again_for_another_route_is_that_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = open_nats(&nats.1).await;
+        s.register(&Topology {
+            routes: vec![("runway".into(), vec!["s".into()]), ("keyed".into(), vec!["k".into()])],
+        })
+        .await
+        .unwrap();
+        let mut source = s.media_source();
+        let failed = || MediaOutcome::Failed { error: "gone".into() };
+        let mut e = event(Origin::Callback, URL, None);
+        e.media = vec![URL.to_string()];
+        let first = s.append(e).await.unwrap().id;
+        let w = take_one(&mut source).await;
+        assert_eq!(w.route, "runway");
+        s.record_media(&w.ticket, failed()).await.unwrap();
+        source.done(&w.ticket).await;
+        let mut keyed = event(Origin::Callback, URL, None);
+        keyed.meta.route = "keyed".into();
+        keyed.meta.subscribers = vec!["k".into()];
+        keyed.media = vec![URL.to_string()];
+        s.append(keyed).await.unwrap();
+        let w = take_one(&mut source).await;
+        assert_eq!((w.url.as_str(), w.route.as_str()), (URL, "keyed"));
+        s.record_media(&w.ticket, failed()).await.unwrap();
+        source.done(&w.ticket).await;
+        assert_eq!(s.retry_media(first).await.unwrap(), Some(1));
+        let w = take_one(&mut source).await;
+        assert_eq!(w.route, "runway");
+        s.close().await;
+    });
+}

@@ -335,7 +335,7 @@ impl NatsStore {
                 .flatten();
             if held.is_none() {
                 for hash in failed_media {
-                    if let Err(e) = s.retry_url(&hash).await {
+                    if let Err(e) = s.retry_url(&hash, &route).await {
                         tracing::warn!(url_hash = %hash, error = %e,
                             "a new callback names a media URL that failed for good; it could not be queued again now");
                     }

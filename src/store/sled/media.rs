@@ -174,7 +174,7 @@ impl Writer {
                             row.at_ms = now_ms;
                             b.put(keys::media_final(now_ms, &hash), Vec::new());
                         }
-                        MediaState::Failed { .. } => self.requeue_failed(b, &hash, &mut row, id, now_ms)?,
+                        MediaState::Failed { .. } => self.requeue_failed(b, &hash, &mut row, id, route, now_ms)?,
                     }
                     row
                 }
@@ -185,15 +185,19 @@ impl Writer {
     }
 
     /// A failed URL due again now, from the start of the retry schedule
-    /// (its tries so far still counted), with `id` waiting for it.
+    /// (its tries so far still counted), with `id` waiting for it, tried as
+    /// a URL of `id`'s route: that route's provider key refreshes it if it
+    /// expired (the route that named it first may have none, or be gone).
     fn requeue_failed(
         &mut self,
         b: &mut Batch<'_>,
         hash: &[u8; 16],
         row: &mut MediaRow,
         id: EventId,
+        route: u32,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        row.route = route;
         b.del(keys::media_final(row.at_ms, hash));
         self.put_media_due(b, now_ms, hash)?;
         row.state = MediaState::Pending { due_ms: now_ms };
@@ -212,7 +216,7 @@ impl Writer {
         let mut b = Batch::new(&tree);
         // An `E` row naming no URL: the media waits for the callback's
         // verification (none of it is the archive's yet).
-        let Some((_, hashes)) = b
+        let Some((route, hashes)) = b
             .get(&keys::event_media(id))?
             .and_then(|v| media_codec::decode_event_media(&v))
             .filter(|(_, h)| !h.is_empty())
@@ -225,7 +229,7 @@ impl Writer {
                 continue;
             };
             if matches!(row.state, MediaState::Failed { .. }) {
-                self.requeue_failed(&mut b, hash, &mut row, id, now_ms)?;
+                self.requeue_failed(&mut b, hash, &mut row, id, route, now_ms)?;
                 b.put(keys::media(hash), media_codec::encode_media(&row));
                 retried += 1;
             }

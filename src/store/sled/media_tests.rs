@@ -395,3 +395,58 @@ async fn an_earlier_event_is_woken_by_the_new_try_of_a_url_a_newer_callback_queu
     assert!(due.contains(&second), "{due:?}");
     store.close().await;
 }
+
+/// The media review of stop 59: a URL that failed under a route without a
+/// provider key, named again by a route with one, was tried as the first
+/// route's (the row kept it): its expired URL never refreshed. Tried again
+/// for an event, it is that event's route's (an operator's retry too).
+#[tokio::test]
+async fn a_failed_url_tried_again_for_another_route_is_that_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store
+        .register(&Topology {
+            routes: vec![
+                ("runway".into(), vec!["now".into(), "later".into()]),
+                ("keyed".into(), vec!["k".into()]),
+            ],
+        })
+        .await
+        .unwrap();
+    let now = crate::clock::now_ms();
+    let mut media = store.media_source();
+    let fail = |store: &Store, w: &MediaWork| {
+        let (store, ticket) = (store.clone(), w.ticket.clone());
+        async move {
+            let failed = MediaOutcome::Failed { error: "gone".into() };
+            store.record_media(&ticket, failed).await.unwrap();
+        }
+    };
+    let first = store.append(event("t1", &[A], now)).await.unwrap().id;
+    let tries = media.take(10, now).await.unwrap();
+    assert_eq!(tries[0].route, "runway");
+    fail(&store, &tries[0]).await;
+    media.done(&tries[0].ticket).await;
+    let mut keyed = event("t2", &[A], now + 1);
+    keyed.meta.route = "keyed".into();
+    keyed.meta.subscribers = vec!["k".into()];
+    store.append(keyed).await.unwrap();
+    let again = media.take(10, now + 2).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|w| (w.url.as_str(), w.route.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(A, "keyed")]
+    );
+    fail(&store, &again[0]).await;
+    media.done(&again[0].ticket).await;
+    // The operator retries the first event's media: tried as runway's.
+    assert_eq!(store.retry_media(first).await.unwrap(), Some(1));
+    let third = media.take(10, crate::clock::now_ms()).await.unwrap();
+    assert_eq!(
+        third.iter().map(|w| w.route.as_str()).collect::<Vec<_>>(),
+        vec!["runway"]
+    );
+    store.close().await;
+}
