@@ -14,7 +14,7 @@
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] (`pace`: when to order again, the daily cap; `ledger`: its times kept across restarts) |
 //! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, failed TLS handshakes, drain | [`server`] (`linger`: an HTTP/1.1 connection the relay closes is drained first, so the client reads its answer; `handshake`: failures counted, a refused certificate warned about) |
 //! | one provider request → one answer; the status mapping | [`ingest`] (`answer`, `body`, `budget`: the memory of requests not yet authenticated, `contested`: dedupe on `verify = "fetch"` routes (`contested_tests`: a relay stopped between its writes), `moved`: a reload that renamed or removed the route, or changed its checks, while a request was in flight, `refused`: the rate-limited log of refused requests) |
-//! | the pull API: long-poll, acknowledge, its answers and wire format | [`pull`] (`answer`, `wire`) |
+//! | the pull API: long-poll, acknowledge, its answers and wire format, refused requests in the log | [`pull`] (`answer`, `wire`, `refusal`) |
 //! | the dedupe key | [`dedupe`] |
 //! | provider presets: dedupe key, task id, media fields per product | [`preset`] |
 //! | the media archive: pointers, safe fetcher, local/S3 storage, the archiver task | [`media`] (`job`: one try of a URL, `release`: media retention, `room`: the room downloads in flight reserve on a local disk, `fetch_error`, …) |

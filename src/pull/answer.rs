@@ -18,8 +18,11 @@ pub enum PullAnswer {
     NotFound,
     /// The method this path takes.
     MethodNotAllowed(&'static str),
-    /// No such pull subscriber, or the token is missing or wrong.
-    Unauthorized,
+    /// No such pull subscriber, or the token is missing or wrong
+    /// (`token_sent`: one was presented; for the log, not the answer).
+    Unauthorized {
+        token_sent: bool,
+    },
     BadRequest(String),
     TooLarge(usize),
     Timeout,
@@ -41,7 +44,7 @@ impl PullAnswer {
             PullAnswer::Messages(_) | PullAnswer::Acked(_) => StatusCode::OK,
             PullAnswer::NotFound => StatusCode::NOT_FOUND,
             PullAnswer::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            PullAnswer::Unauthorized => StatusCode::UNAUTHORIZED,
+            PullAnswer::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             PullAnswer::BadRequest(_) => StatusCode::BAD_REQUEST,
             PullAnswer::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PullAnswer::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -62,7 +65,7 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
             json!({"error": "not a pull API path: GET /pull/{subscriber} or POST /pull/{subscriber}/ack"})
         }
         PullAnswer::MethodNotAllowed(m) => json!({ "error": format!("use {m} on this path") }),
-        PullAnswer::Unauthorized => {
+        PullAnswer::Unauthorized { .. } => {
             json!({"error": "unknown pull subscriber or wrong token (Authorization: Bearer <the subscriber's pull token>)"})
         }
         PullAnswer::BadRequest(why) => json!({ "error": why }),
@@ -106,7 +109,7 @@ fn finish(answer: &PullAnswer, body: Vec<u8>) -> Response<Full<Bytes>> {
         PullAnswer::MethodNotAllowed(m) => {
             h.insert(header::ALLOW, HeaderValue::from_static(m));
         }
-        PullAnswer::Unauthorized => {
+        PullAnswer::Unauthorized { .. } => {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         // The rest of the body was not read: the connection cannot be reused.

@@ -13,10 +13,12 @@
 //! opens its own subscriber only. Ingest dispatches here for paths under
 //! `/pull/` that are not a configured route. Leases, the store and the retry
 //! schedule are the pull lane's ([`crate::delivery::pull`]); this module parses,
-//! authenticates, signs and answers ([`answer`]).
+//! authenticates, signs and answers ([`answer`]); a refused request is
+//! logged by `refusal`.
 
 pub mod answer;
 mod delivered;
+mod refusal;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -72,7 +74,6 @@ where
     let live = app.live();
     let source = auth::client_ip(peer.ip(), req.headers(), &live.config.server.trusted_proxies);
     let path = req.uri().path().to_string();
-    let token_sent = !auth::presented_tokens(None, req.headers()).is_empty();
     let answer = match parse_path(&path) {
         None => PullAnswer::NotFound,
         Some((name, op)) => serve(&app, &live.config.server, name, op, req, source, started).await,
@@ -84,59 +85,9 @@ where
         }
         PullAnswer::Acked(a) => tracing::debug!(path = %path, source = %source, acknowledged = a.acknowledged,
             retried = a.retried, dead = a.dead, "pull acknowledgement recorded"),
-        refused => log_refusal(&app, &path, &source, status, refused, token_sent),
+        refused => refusal::log(&app, &path, &source, status, refused),
     }
     respond(&answer)
-}
-
-/// Log a refused pull request as refused callbacks are: the first of its
-/// kind in a while at info, the rest at debug and summed up, so a stranger
-/// does not control the log's volume. A known pull subscriber's refusals
-/// are their own kind (`pull/<name>`); a path naming none counts with the
-/// paths no route matches, and is shown as they are (it may carry a token
-/// where the name goes, `/pull/<token>`).
-fn log_refusal(app: &App, path: &str, source: &auth::Source, status: u16, answer: &PullAnswer, token_sent: bool) {
-    let known = parse_path(path)
-        .filter(|(name, _)| app.delivery.pull_lane(name).is_some())
-        .map(|(name, _)| crate::ingest::refused::pull_kind(name));
-    // Escaped (`?`): a reason can quote what the client sent (serde names an
-    // unknown JSON key raw, and a key may hold a newline).
-    let why = match answer {
-        PullAnswer::BadRequest(why) | PullAnswer::Unavailable(why) => format!("{why:?}"),
-        // As ingest tells them apart (the answer does not: `401` either way).
-        PullAnswer::Unauthorized if known.is_none() => "no such pull subscriber".into(),
-        PullAnswer::Unauthorized if token_sent => "wrong token".into(),
-        PullAnswer::Unauthorized => "missing token".into(),
-        PullAnswer::NotFound => "not a pull API path".into(),
-        PullAnswer::MethodNotAllowed(m) => format!("method not allowed (only {m})"),
-        PullAnswer::TooLarge(n) => format!("body over {n} bytes"),
-        PullAnswer::Timeout => "body not received in time".into(),
-        PullAnswer::NotLeased { ids, .. } => format!("{} ids not leased to this forwarder", ids.len()),
-        PullAnswer::Messages(_) | PullAnswer::Acked(_) => String::new(),
-    };
-    let (by, shown) = match &known {
-        Some(kind) => (
-            crate::ingest::refused::RefusedBy::Route {
-                name: kind,
-                status,
-                reason: &why,
-            },
-            path.to_string(),
-        ),
-        None => (
-            crate::ingest::refused::RefusedBy::NoRoute,
-            auth::loggable_unknown_path(path),
-        ),
-    };
-    let log = app.request_refused(by);
-    crate::ingest::log_refused_summary(&log);
-    if log.first {
-        tracing::info!(path = %shown, source = %source, status, reason = %why,
-            "pull request refused (refusals of this kind: this line at most once every {}s, the others at debug and summed up)",
-            crate::ingest::refused::REFUSED_REQUESTS_SUMMARY_MS / 1000)
-    } else {
-        tracing::debug!(path = %shown, source = %source, status, reason = %why, "pull request refused")
-    }
 }
 
 async fn serve<B>(
@@ -172,7 +123,8 @@ where
         if !app.serving.load(std::sync::atomic::Ordering::Relaxed) {
             return PullAnswer::Unavailable("the relay is shutting down; try again".into());
         }
-        return PullAnswer::Unauthorized;
+        let token_sent = !auth::presented_tokens(None, req.headers()).is_empty();
+        return PullAnswer::Unauthorized { token_sent };
     };
     let holder = match forwarder_id(req.headers()) {
         Ok(h) => h,

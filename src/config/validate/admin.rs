@@ -142,20 +142,14 @@ mod tests {
     /// without a word, its token sent in the clear on every request.
     #[test]
     fn a_public_admin_listener_is_warned_about_as_plain_http() {
-        let dir = tempfile::tempdir().unwrap();
         let config = |admin: &str| {
-            let path = dir.path().join("config.toml");
-            std::fs::write(
-                &path,
-                format!(
-                    "[server]\nlisten = [\"127.0.0.1:8080\"]\n[admin]\nlisten = \"{admin}\"\n\
-                     token = \"6f1e0d9c8b7a69584736251403f2e1d0c9b8a79685746352\"\n[[routes]]\nname = \"r\"\n\
-                     path = \"/r\"\ntokens = [\"2f1c0e9a7b3d4c5e6f708192\"]\n[[routes.subscribers]]\nname = \"s\"\n\
-                     url = \"http://127.0.0.1:9/\"\n"
-                ),
-            )
-            .unwrap();
-            let c = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let text = format!(
+                "[server]\nlisten = [\"127.0.0.1:8080\"]\n[admin]\nlisten = \"{admin}\"\n\
+                 token = \"6f1e0d9c8b7a69584736251403f2e1d0c9b8a79685746352\"\n[[routes]]\nname = \"r\"\n\
+                 path = \"/r\"\ntokens = [\"2f1c0e9a7b3d4c5e6f708192\"]\n[[routes.subscribers]]\nname = \"s\"\n\
+                 url = \"http://127.0.0.1:9/\"\n"
+            );
+            let c = crate::config::tests::parse(&text).unwrap_or_else(|e| panic!("{e}"));
             c.warnings
                 .into_iter()
                 .filter(|w| w.contains("admin API speaks plain HTTP"))

@@ -56,18 +56,12 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     fn warnings(listen: &str, admin: &str) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[server]\nlisten = {listen}\n[admin]\nlisten = \"{admin}\"\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\
-                 tokens = [\"2f1c0e9a7b3d4c5e6f708192\"]\n[[routes.subscribers]]\nname = \"s\"\n\
-                 url = \"http://127.0.0.1:9/\"\n"
-            ),
-        )
-        .unwrap();
-        let c = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = format!(
+            "[server]\nlisten = {listen}\n[admin]\nlisten = \"{admin}\"\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\
+             tokens = [\"2f1c0e9a7b3d4c5e6f708192\"]\n[[routes.subscribers]]\nname = \"s\"\n\
+             url = \"http://127.0.0.1:9/\"\n"
+        );
+        let c = crate::config::tests::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         c.warnings
             .into_iter()
             .filter(|w| w.contains("takes IPv6 only"))
