@@ -119,6 +119,8 @@ pub struct App {
     pub bodies: Arc<crate::ingest::BodyBudget>,
     /// Wakes the reconciler when a task is registered (its schedule changed).
     pub tasks_wake: Arc<tokio::sync::Notify>,
+    /// The expected tasks' figures for `/metrics`, a slow walk of them reused a while.
+    pub task_figures: crate::admin::task_figures::TaskFigures,
     /// An operator's replays and media retries, each run to its end in a
     /// task of its own (its caller may go away): a stop waits for them
     /// (within `server.shutdown_grace`) before it closes the store.
@@ -192,6 +194,7 @@ impl App {
             ingest_addrs,
             started_ms: crate::clock::now_ms(),
             tasks_wake: Arc::default(),
+            task_figures: Default::default(),
             operator_work: tokio_util::task::TaskTracker::new(),
             last_reload: Mutex::new(None),
         }

@@ -63,7 +63,7 @@ pub(super) async fn render(app: &App) -> String {
     m.media_queue_depth.set(app.store.media_queue() as i64);
     // Absent, not kept at the last read, while the store cannot be read (NATS
     // away): a stale age would hide an open task nearing `give_up`.
-    match app.store.task_stats().await {
+    match app.task_figures.get(app.store.task_stats()).await {
         Ok(t) => {
             for (state, n) in t.by_state {
                 m.tasks

@@ -18,6 +18,7 @@ mod media;
 mod metrics;
 mod status;
 mod subscribers;
+pub(crate) mod task_figures;
 mod tasks;
 mod ui;
 
