@@ -249,20 +249,21 @@ impl Preset {
     pub fn dedupe_values(&self, body: &Value) -> Option<(String, String)> {
         let outcome = match self.outcome(body) {
             Outcome::Success => match self.separate_success {
+                // A list, or a string holding one (Veo may send its URL
+                // lists as JSON strings).
                 Some((field, label))
                     if body
                         .pointer(field)
-                        .and_then(Value::as_array)
-                        .is_some_and(|a| !a.is_empty()) =>
+                        .is_some_and(|v| !crate::provider::loose::strings_of(v).is_empty()) =>
                 {
                     format!("success {label}")
                 }
                 _ => "success".to_string(),
             },
             Outcome::Failure => "failure".to_string(),
-            Outcome::Stage(s) => match body.pointer("/data/progress") {
-                Some(Value::Number(n)) => format!("stage {s} {n}"),
-                _ => format!("stage {s}"),
+            Outcome::Stage(s) => match body.pointer("/data/progress").and_then(progress_text) {
+                Some(p) => format!("stage {s} {p}"),
+                None => format!("stage {s}"),
             },
             Outcome::Unknown => return None,
         };
@@ -302,6 +303,22 @@ impl Preset {
             list(self.media),
             terminal
         )
+    }
+}
+
+/// A stage's progress figure as the dedupe key spells it: a number, or a
+/// string (`"40"` and `40` are one figure).
+fn progress_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<serde_json::Number>() {
+                Ok(n) => Some(n.to_string()),
+                Err(_) => (!s.is_empty()).then(|| s.to_string()),
+            }
+        }
+        _ => None,
     }
 }
 

@@ -104,6 +104,17 @@ fn veo_array_string_info_and_response_shapes() {
     assert_eq!(key(&KIE_VEO, &arr), Some(("veo-1".into(), "success".into())));
     assert_eq!(key(&KIE_VEO, &four_k), Some(("veo-1".into(), "success 4k".into())));
     assert_eq!(key(&KIE_VEO, &four_k.clone()), key(&KIE_VEO, &four_k));
+    // Veo may send its lists as JSON strings: the 4K upgrade's too (it was
+    // keyed `success` then, and dropped as the generation's duplicate).
+    let four_k_stringified = json!({"code": 200, "data": {"taskId": "veo-1", "info": {
+        "resultUrls": "[\"https://v/4k.mp4\"]", "imageUrls": "[\"https://v/4k.png\"]"}}});
+    assert_eq!(
+        key(&KIE_VEO, &four_k_stringified),
+        Some(("veo-1".into(), "success 4k".into()))
+    );
+    let no_image = json!({"code": 200, "data": {"taskId": "veo-1", "info": {
+        "resultUrls": "[\"https://v/1.mp4\"]", "imageUrls": "[]"}}});
+    assert_eq!(key(&KIE_VEO, &no_image), key(&KIE_VEO, &arr), "an empty list is no 4K");
     // A result recovered by polling stands for the generation's callback,
     // whatever the record says of the 4K.
     let record = crate::provider::Record::from_data(
@@ -209,6 +220,26 @@ fn market_result_json_string_and_progress_callbacks() {
     let further = json!({"code": 200, "data": {"taskId": "mk-1", "state": "generating", "progress": 80}});
     assert_ne!(key(&KIE_MARKET, &progress), key(&KIE_MARKET, &further));
     assert_eq!(key(&KIE_MARKET, &further), key(&KIE_MARKET, &further.clone()));
+    // A figure sent as a string is the same figure: "40" and "80" were one
+    // key (the second dropped), and "40" is 40.
+    let as_text = |p: &str| json!({"code": 200, "data": {"taskId": "mk-1", "state": "generating", "progress": p}});
+    assert_ne!(key(&KIE_MARKET, &as_text("40")), key(&KIE_MARKET, &as_text("80")));
+    assert_eq!(key(&KIE_MARKET, &as_text(" 40")), key(&KIE_MARKET, &progress));
+    // A progress post without `state` is one at 100 too while no result
+    // came with it: taken for the completion, it settled the task with no
+    // result and had the real completion dropped as its duplicate.
+    let last_post = json!({"code": 200, "data": {"taskId": "mk-1", "progress": 100}});
+    assert!(!KIE_MARKET.is_terminal(&last_post));
+    assert_ne!(key(&KIE_MARKET, &last_post), key(&KIE_MARKET, &done));
+    let early_post = json!({"code": 200, "data": {"taskId": "mk-1", "progress": "60"}});
+    assert!(!KIE_MARKET.is_terminal(&early_post));
+    let with_result = json!({"code": 200, "data": {"taskId": "mk-1", "progress": 100,
+        "resultJson": "{\"resultUrls\":[\"https://m/1.mp4\"]}"}});
+    assert!(
+        KIE_MARKET.is_terminal(&with_result),
+        "a result at 100 is the completion"
+    );
+    assert_eq!(key(&KIE_MARKET, &with_result), key(&KIE_MARKET, &done));
     let failed = json!({"code": 501, "msg": "Playground task failed.", "data": {
         "taskId": "mk-1", "state": "fail", "resultJson": "", "failCode": "500", "failMsg": "x"}});
     assert!(KIE_MARKET.is_terminal(&failed));

@@ -257,7 +257,10 @@ impl Product {
 /// Market callbacks are the record's `data` (state, resultJson, …); the Grok
 /// page shows only `{code, msg, data:{taskId}}`; Sora's `progressCallBackUrl`
 /// posts arrive while the task runs. The state word wins; without one, a
-/// progress figure below 100 marks a progress post; otherwise the code decides.
+/// progress figure marks a progress post — below 100, or at 100 with no
+/// result (`resultJson`) yet: the completion brings that, and a last
+/// progress post at 100 taken for it settled the task with no result and
+/// had the completion dropped as its duplicate; otherwise the code decides.
 fn market_callback_stage(body: &Value, code: Option<i64>) -> CallbackStage {
     if let Some(state) = body.pointer("/data").filter(|d| d.get("state").is_some()) {
         return match classify_state_word(state).stage {
@@ -266,8 +269,11 @@ fn market_callback_stage(body: &Value, code: Option<i64>) -> CallbackStage {
             Stage::Waiting | Stage::Running => CallbackStage::Progress,
         };
     }
-    if int_at(body, "/data/progress").is_some_and(|p| p < 100) {
-        return CallbackStage::Progress;
+    if let Some(p) = int_at(body, "/data/progress") {
+        let result = body.pointer("/data/resultJson").is_some_and(|r| !r.is_null());
+        if p < 100 || (code == Some(200) && !result) {
+            return CallbackStage::Progress;
+        }
     }
     match code {
         Some(200) => CallbackStage::Succeeded,
