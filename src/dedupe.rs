@@ -1,7 +1,8 @@
 //! The dedupe key of a callback: SHA-256 over the values at the route's JSON
-//! pointers, over its preset's task id and outcome, or over the raw body
-//! (also when a pointer or the preset's values are missing, which is
-//! counted, never a reason to drop the callback).
+//! pointers, over its preset's task id and outcome, over the Standard
+//! Webhooks message id, or over the raw body (also when a pointer or the
+//! preset's values are missing, which is counted, never a reason to drop
+//! the callback).
 
 use sha2::{Digest, Sha256};
 
@@ -17,13 +18,23 @@ pub enum DedupeKey {
     /// The preset's: the task id and the callback's outcome (success or
     /// failure, or the stage before the end), whatever field spells them.
     Preset(Preset),
+    /// The `webhook-id` header of a route checking `standard-webhooks`
+    /// signatures (with neither `dedupe_key` nor a preset): the sender's id
+    /// of the message, which its signature covers and its retries keep. Two
+    /// messages with the same body are two callbacks.
+    MessageId,
 }
 
 impl DedupeKey {
-    /// The key's hash for a callback, and whether it fell back to the body.
-    pub fn hash(&self, json: Option<&serde_json::Value>, body: &[u8]) -> ([u8; 32], bool) {
+    /// The key's hash for a callback (`message_id`: its `webhook-id`
+    /// header), and whether it fell back to the body.
+    pub fn hash(&self, json: Option<&serde_json::Value>, body: &[u8], message_id: Option<&str>) -> ([u8; 32], bool) {
         match self {
             DedupeKey::Body => (Sha256::digest(body).into(), false),
+            DedupeKey::MessageId => match message_id.filter(|id| !id.is_empty()) {
+                Some(id) => (message_id_hash(id), false),
+                None => (Sha256::digest(body).into(), true),
+            },
             DedupeKey::Pointers(p) => dedupe_hash(p, json, body),
             DedupeKey::Preset(preset) => match json.and_then(|j| preset.dedupe_values(j)) {
                 Some((task_id, outcome)) => (preset_hash(&task_id, &outcome), false),
@@ -85,6 +96,14 @@ fn pointer_values_hash<'a>(values: impl Iterator<Item = &'a str>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The message id key's hash.
+fn message_id_hash(id: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"webhook-id\0");
+    h.update(id.as_bytes());
+    h.finalize().into()
+}
+
 /// The preset key's hash: the task id and the outcome (see
 /// [`crate::preset::Preset::dedupe_values`]).
 fn preset_hash(task_id: &str, outcome: &str) -> [u8; 32] {
@@ -137,6 +156,24 @@ mod tests {
     }
 
     #[test]
+    fn the_message_id_key_is_the_id_not_the_body() {
+        let k = DedupeKey::MessageId;
+        let (a, fa) = k.hash(None, b"same body", Some("msg_1"));
+        let (b, _) = k.hash(None, b"same body", Some("msg_2"));
+        let (retry, _) = k.hash(None, b"same body", Some("msg_1"));
+        assert!(!fa);
+        assert_ne!(a, b, "two messages");
+        assert_eq!(a, retry, "a retry of one");
+        assert_ne!(a, Sha256::digest(b"same body").as_slice(), "not the body's");
+        // Without the header (never past the signature check): the body.
+        assert_eq!(
+            k.hash(None, b"same body", None),
+            (Sha256::digest(b"same body").into(), true)
+        );
+        assert!(k.hash(None, b"same body", Some("")).1);
+    }
+
+    #[test]
     fn missing_pointer_falls_back_to_body_hash() {
         let p = vec!["/data/task_id".to_string()];
         let v = json!({"code": 200, "data": null});
@@ -149,7 +186,7 @@ mod tests {
     fn a_preset_keys_by_task_and_outcome_whatever_the_failure_code() {
         let key = DedupeKey::Preset(crate::preset::KIE_RUNWAY);
         let runway = |code: i64, msg: &str| json!({"code": code, "msg": msg, "data": {"task_id": "rD", "video_id": "", "video_url": "", "image_url": ""}});
-        let hash = |v: &serde_json::Value| key.hash(Some(v), v.to_string().as_bytes());
+        let hash = |v: &serde_json::Value| key.hash(Some(v), v.to_string().as_bytes(), None);
         let (polled, fallback) = hash(&runway(400, "generation failed (fail)"));
         assert!(!fallback);
         assert_eq!(polled, hash(&runway(500, "Internal error")).0, "a failure is a failure");
@@ -160,7 +197,7 @@ mod tests {
         assert!(hash(&json!({"data": {"task_id": "rD"}})).1, "no code: body hash");
         // The market's documented minimal callback has no state: its code says the outcome.
         let market = DedupeKey::Preset(crate::preset::KIE_MARKET);
-        let mhash = |v: serde_json::Value| market.hash(Some(&v), v.to_string().as_bytes());
+        let mhash = |v: serde_json::Value| market.hash(Some(&v), v.to_string().as_bytes(), None);
         let minimal = mhash(json!({"code": 200, "msg": "done", "data": {"taskId": "m1"}}));
         let full = mhash(json!({"code": 200, "data": {"taskId": "m1", "state": "success", "resultJson": ""}}));
         assert!(!minimal.1);
@@ -186,10 +223,10 @@ mod tests {
         let runway = Some(&crate::preset::KIE_RUNWAY);
         let key = |p: &[&str]| DedupeKey::Pointers(p.iter().map(|s| s.to_string()).collect());
         let failure = json!({"code": 400, "data": {"task_id": "t9", "video_url": ""}});
-        let stored = key(&["/data/task_id"]).hash(Some(&failure), b"x").0;
+        let stored = key(&["/data/task_id"]).hash(Some(&failure), b"x", None).0;
         assert!(key(&["/data/task_id"]).terminal_hashes(runway, "t9").contains(&stored));
         let numeric = json!({"code": 200, "data": {"task_id": 42}});
-        let stored = key(&["/data/task_id"]).hash(Some(&numeric), b"x").0;
+        let stored = key(&["/data/task_id"]).hash(Some(&numeric), b"x", None).0;
         assert!(key(&["/data/task_id"]).terminal_hashes(runway, "42").contains(&stored));
         // A failure code cannot be rebuilt from the task id; without a preset
         // nothing says where the task id is; with stages the first callback

@@ -264,6 +264,55 @@ async fn provider_signature_schemes() {
     h.shutdown().await;
 }
 
+/// A `standard-webhooks` route keys callbacks by their `webhook-id` (the
+/// sender's message id, which the signature covers): two messages with the
+/// same body are two callbacks (the second was dropped as a duplicate of the
+/// first: its body hash), and a retry of one, signed again at another time,
+/// is a duplicate (ingest review).
+#[tokio::test]
+async fn a_standard_webhooks_route_keys_callbacks_by_their_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&kie_and_sw_routes(dir.path(), &sub)).await;
+    let addr = h.ingest_addrs[0];
+    let body = r#"{"type":"invoice.paid","amount":100}"#;
+    let send = |id: &'static str, ts: u64| async move {
+        let ts = ts.to_string();
+        let sig = standard_webhooks_sign(SW_SECRET, id, &ts, body.as_bytes());
+        let hdrs = [
+            ("webhook-id", id),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", sig.as_str()),
+        ];
+        let (s, _, b) = post(addr, "/hooks/sw", &hdrs, body).await;
+        assert_eq!(s, StatusCode::OK, "{id}: {b:?}");
+        serde_json::from_slice::<serde_json::Value>(&b).unwrap()
+    };
+    let first = send("msg_1", now_secs()).await;
+    let second = send("msg_2", now_secs()).await;
+    assert_eq!(
+        second["duplicate"], false,
+        "another message with the same body: {second}"
+    );
+    assert_ne!(first["id"], second["id"]);
+    let retry = send("msg_1", now_secs() + 5).await;
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    assert_eq!(retry["id"], first["id"]);
+    let got = sub.wait_for(secs(10), "both messages", |r| r.len() >= 2).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|x| x.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want = vec![
+        first["id"].as_str().unwrap().to_string(),
+        second["id"].as_str().unwrap().to_string(),
+    ];
+    want.sort();
+    assert_eq!(ids, want, "each message delivered once");
+    h.shutdown().await;
+}
+
 /// A timestamp at the ends of i64 is stale like any other (401), not an
 /// overflow that panicked the connection (a reset, in debug builds such as
 /// the one tests run). From review 18, finding 6.

@@ -38,12 +38,16 @@ fn comparable(product: Product, mut callback: Value) -> Value {
 
 fn assert_same_dedupe_key(product: Product, polled: &Value, real: &Value) {
     let key = DedupeKey::Preset(product.preset_name().parse().unwrap());
-    let (a, fell_back) = key.hash(Some(polled), b"polled");
+    let (a, fell_back) = key.hash(Some(polled), b"polled", None);
     assert!(
         !fell_back,
         "{product}: the polled shape {polled} has no task id or outcome"
     );
-    assert_eq!(a, key.hash(Some(real), b"real").0, "{product}: dedupe keys differ");
+    assert_eq!(
+        a,
+        key.hash(Some(real), b"real", None).0,
+        "{product}: dedupe keys differ"
+    );
 }
 
 /// Stages before the end, as the client must classify them.

@@ -108,7 +108,7 @@ async fn held_by(store: &Store, event: &Event, family: EventId, key: &DedupeKey)
         return Some(family);
     }
     let json = serde_json::from_slice::<serde_json::Value>(&owner.event.body).ok();
-    let (owned, _) = key.hash(json.as_ref(), &owner.event.body);
+    let (owned, _) = key.hash(json.as_ref(), &owner.event.body, None);
     let mut held = None;
     for slot in 0..=CONTESTING {
         let Ok(Some(id)) = store.event_by_dedupe(&event.meta.route, slot_key(&owned, slot)).await else {

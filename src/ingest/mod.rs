@@ -301,7 +301,8 @@ where
             return Answer::Unauthorized(format!("bad provider signature: {e}"));
         }
     }
-    let (hash, fallback) = r.dedupe_key.hash(json.as_ref(), &body);
+    let message_id = parts.headers.get("webhook-id").and_then(|v| v.to_str().ok());
+    let (hash, fallback) = r.dedupe_key.hash(json.as_ref(), &body, message_id);
     if fallback {
         app.metrics
             .dedupe_fallback

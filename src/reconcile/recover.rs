@@ -20,7 +20,7 @@ use crate::store::{Accepted, EventMeta, NewEvent, Origin, TaskMark};
 pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result<Accepted> {
     let body = to_callback_bytes(record)?;
     let json: serde_json::Value = serde_json::from_slice(&body)?;
-    let (hash, fallback) = route.dedupe_key.hash(Some(&json), &body);
+    let (hash, fallback) = route.dedupe_key.hash(Some(&json), &body, None);
     let media = crate::ingest::media_urls(route, Some(&json));
     let meta = EventMeta {
         route: route.name.clone(),

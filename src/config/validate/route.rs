@@ -80,9 +80,21 @@ impl Validator<'_> {
                     DedupeKey::Pointers(out)
                 }
             }
-            None => preset.map_or(DedupeKey::Body, DedupeKey::Preset),
+            None => match preset {
+                Some(p) => DedupeKey::Preset(p),
+                // The message id the signature covers (the header is read
+                // whatever the signature's parse: this is only the key).
+                None if matches!(
+                    r.signature.as_ref().map(|s| s.get_ref()),
+                    Some(RawSignature::StandardWebhooks { .. })
+                ) =>
+                {
+                    DedupeKey::MessageId
+                }
+                None => DedupeKey::Body,
+            },
         };
-        if dedupe_key != DedupeKey::Body && !r.json {
+        if matches!(dedupe_key, DedupeKey::Pointers(_) | DedupeKey::Preset(_)) && !r.json {
             return Err(self.err(
                 format!("{key}.dedupe_key"),
                 None,
