@@ -40,11 +40,31 @@ fn task_pointers(app: &App) -> HashMap<String, Vec<String>> {
         .collect()
 }
 
-/// The task id in an event's body, if it is JSON and has one.
+/// The task id in an event's body, if it is JSON and has one; one longer
+/// than [`TASK_ID_SHOWN`] bytes cut there, with `…` (no provider's is: the
+/// field is whatever the poster sent, and a listing of 10,000 events with a
+/// megabyte each ran to gigabytes).
 fn task_of(pointers: &HashMap<String, Vec<String>>, ev: &Event) -> Option<String> {
     let json: Value = serde_json::from_slice(&ev.body).ok()?;
     let pointers = pointers.get(&ev.meta.route).map_or(&[][..], Vec::as_slice);
-    crate::auth::task_id(Some(&json), pointers)
+    crate::auth::task_id(Some(&json), pointers).map(shown)
+}
+
+/// The most of a task id a listing or an event view shows (the longest the
+/// relay sends the provider).
+pub(super) const TASK_ID_SHOWN: usize = 256;
+
+/// `task` cut to [`TASK_ID_SHOWN`] bytes (at a character's start), with `…`.
+fn shown(mut task: String) -> String {
+    if task.len() > TASK_ID_SHOWN {
+        let mut end = TASK_ID_SHOWN;
+        while !task.is_char_boundary(end) {
+            end -= 1;
+        }
+        task.truncate(end);
+        task.push('…');
+    }
+    task
 }
 
 /// The task id of each listed event, taken while the store's scan has its

@@ -84,7 +84,7 @@ pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) ->
             .await
             .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
                 Some(_) => format!(
-                    "the answer from {uri} is larger than {} MiB: is --admin the daemon's admin.listen?",
+                    "the answer from {uri} is larger than {} MiB: ask for fewer (--limit), or check that --admin is the daemon's admin.listen",
                     MAX_ANSWER >> 20
                 ),
                 None => format!("reading the answer from {uri}: {e}"),
