@@ -735,6 +735,49 @@ fn an_empty_hookrelay_config_is_named_where_it_matters() {
     assert_eq!((code, text.trim().len()), (Some(0), 64), "{text}");
 }
 
+/// An empty HOOKRELAY_ADMIN_TOKEN or `--token ""` is named as such by the
+/// admin commands (it was sent as an empty Bearer, a wrong guess, where the
+/// config's admin.token was meant); other commands do not mind it.
+#[test]
+fn an_empty_admin_token_is_named() {
+    let run = |args: &[&str], env: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .env("HOOKRELAY_ADMIN_TOKEN", env)
+            .env_remove("HOOKRELAY_CONFIG")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, text) = run(&["--admin", "http://127.0.0.1:1", "status"], " ");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("HOOKRELAY_ADMIN_TOKEN is set but empty"), "{text}");
+    let (code, text) = run(&["--admin", "http://127.0.0.1:1", "--token", "", "events"], "x");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--token is empty"), "{text}");
+    assert_eq!(run(&["gen-token"], "").0, Some(0));
+}
+
+/// Options of a list given with the one item's id (`tasks ID --state`,
+/// `media EVT --limit`) are refused, not dropped without a word.
+#[test]
+fn list_options_with_one_items_id_are_refused() {
+    for args in [
+        &["tasks", "abc", "--state", "waiting"][..],
+        &["tasks", "abc", "--limit", "5"],
+        &["media", "evt_1", "--limit", "5"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["--admin", "http://127.0.0.1:1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains("cannot be used with"), "{args:?}: {text}");
+    }
+}
+
 /// `--json` typed for a subcommand that prints no API answer
 /// (`check-config --json` printed text for a script to parse) is refused,
 /// naming it; `--admin`, `--token` and `--config`, which a wrapper may pass

@@ -88,6 +88,15 @@ impl Cli {
             Some(ValueSource::EnvVariable) => "HOOKRELAY_ADMIN_TOKEN",
             _ => "--token",
         };
+        // An empty token (a script's unset variable) was sent as a wrong
+        // guess, where the config's admin.token was meant.
+        if matches!(cli.command, Command::Admin(_)) && cli.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            match cli.token_from {
+                "--token" => eprintln!("error: --token is empty: give the admin token, or leave --token out to use the config's admin.token"),
+                from => eprintln!("error: {from} is set but empty: put the admin token in it, or unset it to use the config's admin.token"),
+            }
+            std::process::exit(2);
+        }
         if let Some(why) = args::json_refused(&matches, matches!(cli.command, Command::Admin(_))) {
             eprintln!("error: {why}");
             std::process::exit(2);
@@ -226,11 +235,11 @@ pub enum AdminCommand {
         /// Only tasks of this route
         #[arg(long, value_parser = args::parse_nonempty)]
         route: Option<String>,
-        /// Only tasks in this state
-        #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"])]
+        /// Only tasks in this state (the list only)
+        #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"], conflicts_with = "task_id")]
         state: Option<String>,
-        /// How many tasks at most
-        #[arg(long, default_value_t = 50)]
+        /// How many tasks at most (the list only)
+        #[arg(long, default_value_t = 50, conflicts_with = "task_id")]
         limit: usize,
     },
     /// Show the media of one event, or the archive's queue and recent files.
@@ -238,8 +247,8 @@ pub enum AdminCommand {
         /// An event id (evt_…); without it, the archive at a glance.
         #[arg(value_parser = args::parse_nonempty)]
         event: Option<String>,
-        /// How many recent files at most
-        #[arg(long, default_value_t = 20)]
+        /// How many recent files at most (the archive at a glance only)
+        #[arg(long, default_value_t = 20, conflicts_with = "event")]
         limit: usize,
         /// Archive the event's failed URLs again, from the start of
         /// media.retry (`hookrelay replay` then sends the event with the new
@@ -391,7 +400,10 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             ..
         } => (
             Method::GET,
-            format!("/api/tasks/{}?{}", seg(id), opt("route", route).trim_start_matches('&')),
+            match route {
+                Some(_) => format!("/api/tasks/{}?{}", seg(id), opt("route", route).trim_start_matches('&')),
+                None => format!("/api/tasks/{}", seg(id)),
+            },
             render_tasks::render_task,
         ),
         AdminCommand::Tasks {
