@@ -145,6 +145,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
+    // The disk looked at now, not at the space watcher's first tick: "ready"
+    // was logged just before the lack of room was.
+    handle.app.look_at_space();
     match handle.app.not_ready_because() {
         None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready"),
         Some(why) => tracing::warn!(

@@ -362,10 +362,10 @@ pub fn render_status(v: &Value) -> String {
         s(&v["version"]),
         secs(&v["uptime_seconds"]),
         s(&v["started_at"]),
-        if v["ready"] == Value::Bool(true) {
-            "ready"
-        } else {
-            "NOT READY"
+        match (&v["ready"], v["not_ready_because"].as_str()) {
+            (Value::Bool(true), _) => "ready".to_string(),
+            (_, Some(why)) => format!("NOT READY: {why}"),
+            _ => "NOT READY".to_string(),
         },
         s(&v["store"]["backend"]),
         s(&v["store"]["path"]),

@@ -172,6 +172,16 @@ fn an_acme_stand_in_not_fully_valid_is_named_with_why() {
     assert!(!status(Value::Null).contains("STAND-IN"));
 }
 
+/// A relay not ready is shown with why (it said `NOT READY` alone, though
+/// the API says why).
+#[test]
+fn not_ready_is_shown_with_why() {
+    let out = render_status(&serde_json::json!({"ready": false, "not_ready_because": "disk nearly full"}));
+    assert!(out.contains("NOT READY: disk nearly full"), "{out}");
+    let out = render_status(&serde_json::json!({"ready": true, "not_ready_because": null}));
+    assert!(out.contains(", ready\n"), "{out}");
+}
+
 #[test]
 fn a_large_body_is_shown_in_part_with_how_to_see_it_whole() {
     let body = format!("{{\"data\":\"{}é\"}}", "x".repeat(100_000));

@@ -2,7 +2,8 @@
 // tests/nats_console.rs (a cluster-mode relay, no admin token). Env:
 // ADMIN_URL, CHROMIUM, MESSAGES (the text the store's `messages` row must
 // show, e.g. `3`, or `unknown …` while NATS is away), SIZE_UNKNOWN (`1`: the
-// size row must say unknown too; `0`: it must show a size). Prints one line
+// size row must say unknown too, and the ready row that it is not, with
+// why; `0`: it must show a size). Prints one line
 // per step; exits non-zero with the reason on failure.
 
 import { env, inChromium } from './page.mjs';
@@ -16,12 +17,16 @@ await inChromium('status', async (page) => {
     page.evaluate(() =>
       Object.fromEntries([...document.querySelectorAll('#status dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent])),
     );
-  const want = (r) => r.messages === MESSAGES && /^unknown/.test(r.size) === (SIZE_UNKNOWN === '1');
+  const away = SIZE_UNKNOWN === '1';
+  const want = (r) =>
+    r.messages === MESSAGES && /^unknown/.test(r.size) === away && (!away || /^no: .*NATS/.test(r.ready));
   let r = await rows();
   for (let i = 0; i < 150 && !want(r); i++) {
     await page.waitForTimeout(100);
     r = await rows();
   }
-  if (!want(r)) throw new Error(`store rows: messages ${JSON.stringify(r.messages)}, size ${JSON.stringify(r.size)}`);
-  console.log(`step: messages ${r.messages}, size ${r.size}`);
+  if (!want(r)) {
+    throw new Error(`rows: messages ${JSON.stringify(r.messages)}, size ${JSON.stringify(r.size)}, ready ${JSON.stringify(r.ready)}`);
+  }
+  console.log(`step: messages ${r.messages}, size ${r.size}, ready ${r.ready}`);
 });

@@ -389,10 +389,13 @@ const status = {
       { id: 'status' },
       kv({
         version: s.version,
-        ready: s.ready,
+        ready: s.ready ? true : `no: ${s.not_ready_because || 'not yet'}`,
         'started at': s.started_at,
         uptime: age(s.uptime_seconds),
         store: store(s.store),
+        ...(s.last_reload && s.last_reload.refused_because
+          ? { 'last reload': `refused at ${s.last_reload.at} (the running configuration stayed): ${s.last_reload.refused_because}` }
+          : {}),
       }),
       el('h3', {}, 'Listeners'),
       table('listeners-table', ['Address', 'TLS'], s.listeners.map((l) => ({ cells: [l.addr, String(l.tls)] })), 'No public listener.'),
