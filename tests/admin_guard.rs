@@ -206,7 +206,7 @@ async fn the_console_is_served_locked_down() {
     );
     assert_eq!(send(a, "GET", "/ui/", &host, &[]).await.2, page);
     let mut files = vec![("/ui/style.css", "text/css")];
-    files.extend(["/ui/app.js", "/ui/dom.js", "/ui/pages.js"].map(|f| (f, "text/javascript")));
+    files.extend(["/ui/app.js", "/ui/dom.js", "/ui/indent.js", "/ui/pages.js"].map(|f| (f, "text/javascript")));
     for (path, kind) in files {
         let (status, headers, body) = send(a, "GET", path, &host, &[]).await;
         assert_eq!(status, 200, "{path}");

@@ -12,6 +12,7 @@
 //! `tests/console/race.mjs`: a late answer to an older search is not shown.
 //! `tests/console/media.mjs`: an event's failed media archived again.
 //! `tests/console/token.mjs`: an admin token outside ASCII signs the page in.
+//! `tests/console/body.mjs`: an event's JSON body shown with its numbers and keys as sent.
 
 use crate::common;
 
@@ -190,6 +191,18 @@ async fn without_a_token_hostile_pages_and_rebound_names_cannot_replay_or_read()
     assert_eq!(sc.flaky.count(), sc.failed_before, "a cross-site replay was delivered");
     let (_, v) = admin(sc.h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(v["dead_letters"].as_array().unwrap().len(), 3, "{v}");
+    sc.h.shutdown().await;
+}
+
+/// An event's JSON body is shown indented with its numbers and keys as
+/// sent (`tests/console/body.mjs`; the page parsed and printed it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_body_is_shown_as_sent() {
+    let sc = scene(None).await;
+    let body = r#"{"code":200,"data":{"task_id":"big-numbers","id":12345678901234567891,"amount":1.10,"price":1e2,"dup":1,"dup":2,"note":"a, b: {c}","empty":{},"list":[]}}"#;
+    let id = accepted(sc.h.ingest_addrs[0], body).await;
+    let env = [("ADMIN_URL", format!("http://{}", sc.h.admin_addr)), ("EVENT_ID", id)];
+    browser::run_script("body.mjs", &env, Duration::from_secs(60), "BODY OK").await;
     sc.h.shutdown().await;
 }
 

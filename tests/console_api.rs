@@ -141,6 +141,7 @@ async fn no_secret_is_in_anything_the_console_renders() {
         "/ui".into(),
         "/ui/app.js".into(),
         "/ui/dom.js".into(),
+        "/ui/indent.js".into(),
         "/ui/pages.js".into(),
     ];
     for path in &paths {

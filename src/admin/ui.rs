@@ -30,6 +30,7 @@ fn asset(name: &str) -> Option<Asset> {
         "" | "index.html" => INDEX,
         "app.js" => script(include_bytes!("ui/app.js")),
         "dom.js" => script(include_bytes!("ui/dom.js")),
+        "indent.js" => script(include_bytes!("ui/indent.js")),
         "pages.js" => script(include_bytes!("ui/pages.js")),
         "style.css" => Asset {
             content_type: "text/css; charset=utf-8",

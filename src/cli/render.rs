@@ -121,7 +121,18 @@ pub fn render_event(v: &Value) -> String {
         Some(b) => super::terminal::lines(b).into_owned(),
         None => s(&v["body"]),
     };
-    out.push_str(&format!("body:      {body}\n\n"));
+    // A body that is not UTF-8 comes as base64: said, with its own size.
+    let label = match (v["body_encoding"].as_str(), v["body"].as_str()) {
+        (Some("base64"), Some(b)) => {
+            use base64::Engine;
+            let size = base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_or(0, |d| d.len());
+            format!("body (base64, not UTF-8 text; {size} bytes as received):\n           ")
+        }
+        _ => "body:      ".to_string(),
+    };
+    out.push_str(&format!("{label}{body}\n\n"));
     let mut rows = Vec::new();
     for sub in v["subscribers"].as_array().into_iter().flatten() {
         let attempts = sub["attempts"].as_array().cloned().unwrap_or_default();

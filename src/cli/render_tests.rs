@@ -172,6 +172,21 @@ fn an_acme_stand_in_not_fully_valid_is_named_with_why() {
     assert!(!status(Value::Null).contains("STAND-IN"));
 }
 
+/// A body that is not UTF-8 (the API sends it as base64) says so, with its
+/// size as received (it was shown as if the provider had sent that text).
+#[test]
+fn a_base64_body_says_so() {
+    let v =
+        serde_json::json!({"id": "evt_1", "body": "Ymlu//4AAWRhdGE=", "body_encoding": "base64", "subscribers": []});
+    let out = render_event(&v);
+    assert!(
+        out.contains("body (base64, not UTF-8 text; 11 bytes as received):"),
+        "{out}"
+    );
+    let v = serde_json::json!({"id": "evt_1", "body": "{}", "body_encoding": "utf-8", "subscribers": []});
+    assert!(render_event(&v).contains("body:      {}"));
+}
+
 /// A relay not ready is shown with why (it said `NOT READY` alone, though
 /// the API says why).
 #[test]

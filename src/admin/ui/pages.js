@@ -4,6 +4,7 @@
 // answer changed). `ctx.refresh()` reloads now, `ctx.replay(path, what)` POSTs.
 
 import { api, el, table, td, badge, age, bytes, kv, eventLink } from './dom.js';
+import { indentJson } from './indent.js';
 
 const q = (params) => {
   const s = new URLSearchParams();
@@ -143,16 +144,19 @@ function media(items) {
   );
 }
 
+// Indented when it is JSON, its numbers and keys as sent; a body that is not
+// UTF-8 comes as base64, and says so.
 function body(e) {
-  let text = e.body;
-  if (e.body_encoding === 'utf-8') {
-    try {
-      text = JSON.stringify(JSON.parse(e.body), null, 2);
-    } catch (_) {
-      // Not JSON: shown as received.
-    }
+  if (e.body_encoding === 'base64') {
+    const size = Math.floor((e.body.length * 3) / 4) - (e.body.match(/=*$/)[0].length);
+    return el(
+      'div',
+      {},
+      el('p', { id: 'event-body-note' }, `Not UTF-8 text: shown as base64 (${bytes(size)} as received).`),
+      el('pre', { id: 'event-body' }, e.body),
+    );
   }
-  return el('pre', { id: 'event-body' }, text);
+  return el('pre', { id: 'event-body' }, indentJson(e.body));
 }
 
 const event = {
