@@ -22,6 +22,16 @@ pub fn store_near_the_floor(dir: &Path) -> Option<(Tmpfs, PathBuf, TestConfig)> 
     Some((tmpfs, mnt, cfg))
 }
 
+/// A test that needs a mount says it skipped — unless `.ci/test` found
+/// that this machine can mount (`HOOKRELAY_TEST_MOUNTS=1`): then it fails,
+/// rather than pass without having run.
+fn skipped(why: &str) {
+    if std::env::var_os("HOOKRELAY_TEST_MOUNTS").is_some_and(|v| v == "1") {
+        panic!("{why}, though .ci/test could mount here (HOOKRELAY_TEST_MOUNTS=1)");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 /// A small tmpfs mounted for the test (needs root), unmounted on drop.
 pub struct Tmpfs(std::path::PathBuf);
 
@@ -36,7 +46,7 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            skipped("cannot mount a tmpfs here (not root?)");
         }
         ok.then(|| Tmpfs(path.to_path_buf()))
     }
@@ -93,7 +103,7 @@ impl Frozen {
                 &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), path.as_os_str()],
             );
         if !ok {
-            eprintln!("SKIPPED: cannot mount a loop filesystem here (not root? no loop devices?)");
+            skipped("cannot mount a loop filesystem here (not root? no loop devices?)");
             return None;
         }
         Some(Frozen {
@@ -119,7 +129,7 @@ impl Frozen {
             .is_ok_and(|s| s.success());
         self.frozen.store(ok, std::sync::atomic::Ordering::SeqCst);
         if !ok {
-            eprintln!("SKIPPED: cannot freeze a filesystem here");
+            skipped("cannot freeze a filesystem here");
         }
         ok
     }
