@@ -87,10 +87,14 @@ async fn kill_9_during_deliveries_then_restart_delivers_everything() {
         acked.iter().all(|id| seen.contains_key(id))
     })
     .await;
+    // Counted once nothing is left to send: a delivery sent again after the
+    // last new one would come after the wait above.
+    drained(bin.admin, "s").await;
     let seen = seen_ids(&sub);
     let repeats: usize = seen.values().map(|n| n - 1).sum();
-    // At-least-once: a repeat is possible only for what was in flight or just finished at the crash.
-    assert!(repeats <= 16, "{repeats} repeats");
+    // At-least-once: a repeat is possible only for what was in flight at the
+    // crash (4 at a time) or finished and not yet recorded.
+    assert!(repeats <= 8, "{repeats} repeats");
     drop(bin);
 }
 
@@ -117,6 +121,11 @@ async fn crash_loop_under_load_loses_nothing() {
         want.iter().all(|id| seen.contains_key(id))
     })
     .await;
+    // Each crash may have sent again only what was in flight then (4 at a
+    // time) or finished and not yet recorded: counted once nothing is left.
+    drained(bin.admin, "s").await;
+    let repeats: usize = seen_ids(&sub).values().map(|n| n - 1).sum();
+    assert!(repeats <= 3 * 8, "{repeats} repeats over 3 crashes");
     // Dedupe keys survived every crash.
     for (id, body) in acked.iter().step_by(acked.len() / 20) {
         let (s, v) = callback(bin.addr, body).await;

@@ -72,6 +72,14 @@ fn standard_webhooks_verification() {
         verify_signature(&sig, &ok, SW_BODY, None, SW_TS + 301),
         Err(SignatureError::Stale)
     );
+    // A timestamp ahead of the relay's clock by more than the tolerance is
+    // refused as well (a signature made for later replays until then);
+    // within it, taken.
+    assert_eq!(verify_signature(&sig, &ok, SW_BODY, None, SW_TS - 300), Ok(()));
+    assert_eq!(
+        verify_signature(&sig, &ok, SW_BODY, None, SW_TS - 301),
+        Err(SignatureError::Stale)
+    );
     let missing = headers(&[("webhook-id", SW_ID)]);
     assert!(matches!(
         verify_signature(&sig, &missing, SW_BODY, None, SW_TS),
@@ -99,6 +107,12 @@ fn kie_known_answer() {
             "{body}"
         );
     }
+    // Ahead of the relay's clock by more than the tolerance: refused.
+    assert_eq!(verify_signature(&sig, &h, b"", Some(&veo), 1732700000 - 300), Ok(()));
+    assert_eq!(
+        verify_signature(&sig, &h, b"", Some(&veo), 1732700000 - 301),
+        Err(SignatureError::Stale)
+    );
     let other = serde_json::json!({"data": {"task_id": "another"}});
     assert_eq!(
         verify_signature(&sig, &h, b"", Some(&other), 1732700000),

@@ -251,6 +251,24 @@ pub async fn admin_expect(
     v
 }
 
+/// Wait (up to 60 s) until subscriber `name` has nothing left to send:
+/// no delivery queued, waiting or in flight. A test counting what a
+/// subscriber received counts after this: a delivery sent twice may come
+/// after the last one the test was waiting for.
+pub async fn drained(addr: SocketAddr, name: &str) {
+    admin_expect(
+        addr,
+        "/api/subscribers",
+        Duration::from_secs(60),
+        &format!("{name} with nothing queued or in flight"),
+        |v| {
+            let s = row(&v["subscribers"], "name", name);
+            s["queue_depth"] == 0 && s["in_flight"] == 0
+        },
+    )
+    .await;
+}
+
 /// Wait (up to 20 s) until the admin API shows event `id` delivered to
 /// subscriber `name`, and assert it. A test that stops a relay after its
 /// subscriber got a request waits for this first: a stop abandons attempts

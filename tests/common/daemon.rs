@@ -38,6 +38,8 @@ pub struct Bin {
     pub admin: SocketAddr,
     /// Every stderr line, collected by a thread: tests search it for secrets.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Told when that thread has read the last line (the process's stderr closed).
+    log_read: std::sync::mpsc::Receiver<()>,
 }
 
 impl Bin {
@@ -102,7 +104,9 @@ impl Bin {
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel::<(Option<SocketAddr>, Option<SocketAddr>)>();
         let log2 = log.clone();
+        let (read_tx, log_read) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
+            let _done = DoneOnDrop(read_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 // Human lines say `addr=1.2.3.4:5`, JSON lines `"addr":"1.2.3.4:5"`.
@@ -144,12 +148,21 @@ impl Bin {
             addr: addr.unwrap(),
             admin: admin.unwrap(),
             log,
+            log_read,
         }
     }
 
     pub fn kill9(&mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
+        self.log_complete();
+    }
+
+    /// Wait (at most 10 s) until the log holds the exited process's last
+    /// line: a test searching it for a secret, or for what the stop said,
+    /// reads all of it, not what the reader thread had got to.
+    fn log_complete(&self) {
+        let _ = self.log_read.recv_timeout(Duration::from_secs(10));
     }
 
     pub fn signal(&self, sig: &str) {
@@ -166,6 +179,7 @@ impl Bin {
     pub async fn exit(mut self) -> (ExitStatus, Bin) {
         tokio::task::spawn_blocking(move || {
             let s = self.child.wait().unwrap();
+            self.log_complete();
             (s, self)
         })
         .await
@@ -184,6 +198,15 @@ impl Bin {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// Sends when dropped: the log reader's end, however it ends.
+struct DoneOnDrop(std::sync::mpsc::Sender<()>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
     }
 }
 
