@@ -308,6 +308,8 @@ async fn a_forged_progress_callback_sent_first_does_not_replace_the_genuine_one(
         "the genuine `first` callback was answered as a duplicate of the forged one and never delivered; \
          delivered `first`: {firsts:#?}"
     );
+    // And the forged one was not (it was delivered instead of the genuine one).
+    assert_eq!(firsts.len(), 1, "one `first` delivered: {firsts:#?}");
 }
 
 /// Which event of a key was let go is the store's, not one relay's memory:

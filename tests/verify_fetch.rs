@@ -51,10 +51,11 @@ async fn a_forged_body_with_a_valid_signature_is_held_as_unverified() {
     let (_, before) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
     let held_at = before["dead_letters"][0]["at"].clone();
     tokio::time::sleep(ms(5)).await; // a re-hold gets a later time
-    let (s, _) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
     assert_eq!(s, 200);
+    assert_eq!(v["requeued"], 1, "{v}");
     // Held again: the dead letter is back, with the time of the new hold.
-    admin_until(h.admin_addr, "/api/dead-letters", secs(10), |v| {
+    admin_expect(h.admin_addr, "/api/dead-letters", secs(10), "held again", |v| {
         v["dead_letters"][0]["event"] == id.as_str() && v["dead_letters"][0]["at"] != held_at
     })
     .await;
