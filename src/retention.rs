@@ -34,7 +34,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             r = sweep => match r {
-                Ok(0) => {}
+                Ok(0) => tracing::debug!("retention: sweep found no expired event"),
                 Ok(removed) => tracing::info!(removed, "retention: removed expired events"),
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
             }
