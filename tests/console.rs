@@ -13,6 +13,7 @@
 //! `tests/console/media.mjs`: an event's failed media archived again.
 //! `tests/console/token.mjs`: an admin token outside ASCII signs the page in.
 //! `tests/console/body.mjs`: an event's JSON body shown with its numbers and keys as sent.
+//! `tests/console/slowed.mjs`: at an address slowed down for wrong tokens, the page asks for the token.
 
 use crate::common;
 
@@ -191,6 +192,44 @@ async fn without_a_token_hostile_pages_and_rebound_names_cannot_replay_or_read()
     assert_eq!(sc.flaky.count(), sc.failed_before, "a cross-site replay was delivered");
     let (_, v) = admin(sc.h.admin_addr, "GET", "/api/dead-letters").await;
     assert_eq!(v["dead_letters"].as_array().unwrap().len(), 3, "{v}");
+    sc.h.shutdown().await;
+}
+
+/// At an address the admin API slows down for wrong tokens (`429`: here
+/// this test's own guesses, as a proxy's shared address or a token-less
+/// scraper makes it) the console asks for the token, pauses its refresh, and
+/// the right one signs it in (`tests/console/slowed.mjs`; it showed only a
+/// flash, and the form stayed hidden).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_an_address_slowed_down_for_wrong_tokens_the_page_asks_for_the_token() {
+    let token = "console-slowed-token-8e31";
+    let sc = scene(Some(token)).await;
+    let a = sc.h.admin_addr;
+    let wrong = [("authorization", "Bearer wrong-guess")];
+    let mut slowed = false;
+    for _ in 0..40 {
+        let (s, _, _) = request(a, None, "GET", "/api/status", &wrong, Default::default()).await;
+        if s == http::StatusCode::TOO_MANY_REQUESTS {
+            slowed = true;
+            break;
+        }
+    }
+    assert!(slowed, "the admin API never slowed the wrong guesses down");
+    // Kept slowed down while the browser starts and the page asks (the
+    // budget refills one a second): a guess every 100 ms.
+    let guesser = tokio::spawn(async move {
+        loop {
+            request(a, None, "GET", "/api/status", &wrong, Default::default()).await;
+            tokio::time::sleep(ms(100)).await;
+        }
+    });
+    let env = [
+        ("ADMIN_URL", format!("http://{a}")),
+        ("ADMIN_TOKEN", token.to_string()),
+        ("EVENT_IDS", sc.ids.join(",")),
+    ];
+    browser::run_script("slowed.mjs", &env, Duration::from_secs(60), "SLOWED OK").await;
+    guesser.abort();
     sc.h.shutdown().await;
 }
 

@@ -156,7 +156,9 @@ function start() {
   // a large cluster store takes seconds) is not asked again while it runs.
   let busy = false;
   setInterval(async () => {
-    if (busy || !$('auto').checked || document.hidden) return;
+    // Not while the page asks for the token: each refresh would send the
+    // refused one again, a wrong guess that keeps the address slowed down.
+    if (busy || !$('auto').checked || document.hidden || !$('login').hidden) return;
     busy = true;
     try { await refresh(); } finally { busy = false; }
   }, REFRESH_MS);

@@ -53,7 +53,10 @@ export async function api(path, opts = {}) {
     // Not JSON: the status says enough.
   }
   const msg = (body && body.error) || r.status + ' ' + r.statusText;
-  if (r.status === 401) throw new Unauthorized(msg);
+  // 429: this address sent too many wrong tokens (the page's own refused
+  // one, or anything else behind the same address, a proxy's). The right
+  // token is never refused, so the page asks for it: the form is the way out.
+  if (r.status === 401 || r.status === 429) throw new Unauthorized(msg);
   if (!r.ok) throw new Error(msg);
   return body;
 }

@@ -1,0 +1,28 @@
+// The console at an address the admin API slows down for wrong tokens
+// (`429`), driven by tests/console.rs: the page shows its login form with
+// the API's reason (it showed only a flash, so the right token, which is
+// never slowed down, could not be entered), sends nothing while it asks
+// (each refresh sent the refused token again, a wrong guess), and the right
+// token signs it in. Env: ADMIN_URL, ADMIN_TOKEN, EVENT_IDS, CHROMIUM.
+
+import { env, inChromium } from './page.mjs';
+const ids = env('EVENT_IDS').split(',');
+
+await inChromium('slowed', async (page, errors) => {
+  const asked = [];
+  page.on('request', (r) => r.url().includes('/api/') && asked.push(r.url()));
+  await page.goto(`${env('ADMIN_URL')}/ui#/events`);
+  await page.waitForSelector('#login:not([hidden])');
+  const msg = await page.textContent('#login-msg');
+  if (!/too many/i.test(msg)) throw new Error(`the login form does not say why: ${JSON.stringify(msg)}`);
+  // Auto-refresh is paused while the form is shown (2.5 s a refresh).
+  const before = asked.length;
+  await page.waitForTimeout(6000);
+  if (asked.length !== before) throw new Error(`${asked.length - before} requests sent while the form was shown`);
+  await page.fill('#token', env('ADMIN_TOKEN'));
+  await page.click('#login button[type=submit]');
+  for (const id of ids) await page.waitForSelector(`#events-table tr[data-id="${id}"]`, { timeout: 15000 });
+  if (await page.locator('#login').isVisible()) throw new Error('login form still shown');
+  // The refused requests are the only errors allowed.
+  errors.length = 0;
+});
