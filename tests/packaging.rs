@@ -273,6 +273,19 @@ fn generated_man_pages_and_completions_cover_every_subcommand() {
         );
     }
     assert!(read("man/hookrelay-init.1").contains("--systemd"));
+    // The environment variables the options read (clap_mangen leaves them
+    // out): the main page and the admin commands' name them.
+    for page in ["man/hookrelay.1", "man/hookrelay-status.1"] {
+        let text = read(page);
+        let env = text
+            .split(".SH ENVIRONMENT")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{page}: no ENVIRONMENT"));
+        for var in ["HOOKRELAY_CONFIG", "HOOKRELAY_ADMIN", "HOOKRELAY_ADMIN_TOKEN"] {
+            assert!(env.contains(var), "{page} lacks {var}");
+        }
+    }
+    assert!(!read("man/hookrelay-gen-token.1").contains(".SH ENVIRONMENT"));
 
     // The packaged config: credentials only, valid with them.
     let config = tmp.path().join("config.toml");

@@ -90,9 +90,45 @@ fn man_pages(cmd: &clap::Command, dir: &Path, main: bool) -> std::io::Result<()>
     let mut roff = Vec::new();
     page.render(&mut roff)?;
     let mut text = String::from_utf8(roff).map_err(std::io::Error::other)?;
+    let mut extra = environment_section(cmd);
     if main {
-        let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
-        text.insert_str(at, FILES_SECTION);
+        extra.push_str(FILES_SECTION);
     }
+    let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
+    text.insert_str(at, &extra);
     std::fs::write(dir.join(page.get_filename()), text)
+}
+
+/// ENVIRONMENT: the variables `cmd`'s options read (`HOOKRELAY_CONFIG`,
+/// `HOOKRELAY_ADMIN`, …), which clap_mangen leaves out; empty without any.
+fn environment_section(cmd: &clap::Command) -> String {
+    let mut out = String::new();
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let Some(name) = arg.get_env() else { continue };
+        let option = arg
+            .get_long()
+            .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR\n{} (read when \\fB{}\\fR is not given)\n",
+            roff_text(&name.to_string_lossy()),
+            roff_text(help.trim_end_matches('.')),
+            roff_text(&option)
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(".SH ENVIRONMENT\n{out}")
+}
+
+/// Text safe in a roff line: backslashes and hyphens escaped, a leading
+/// dot or quote kept from being read as a request.
+fn roff_text(s: &str) -> String {
+    let t = s.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
 }
