@@ -97,3 +97,49 @@ fn a_give_up_not_shorter_than_the_retention_is_named_in_cluster_mode() {
     let sled = format!("{}\n[store]\nretention = \"1m\"\n", public(minimal(route)));
     assert!(!names_give_up(parse(&sled).expect("valid")));
 }
+
+/// Two route names with one 16-bit tag in event ids are refused, naming
+/// both (the relay's NATS set-up stopped at them: never ready, or after a
+/// reload their callbacks got 503 while it said ready).
+#[test]
+fn route_names_with_one_tag_in_event_ids_are_refused_in_cluster_mode() {
+    use crate::store::nats::layout::route_tag;
+    assert_eq!(route_tag("r43"), route_tag("r218"), "the example collides");
+    let second = |name: &str| {
+        format!("\n[[routes]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s-{name}\"\nurl = \"http://127.0.0.1:9000/\"\n")
+    };
+    let text = cluster("", "").replace("[store]", &format!("{}{}\n[store]", second("r43"), second("r218")));
+    let e = parse(&text).expect_err("refused");
+    assert_eq!(e.key, "routes[2].name", "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("\"r218\"") && shown.contains("routes[1] \"r43\""),
+        "{shown}"
+    );
+    // The embedded store has no such tag.
+    let sled = text
+        .replace("backend = \"nats\"\n", "")
+        .replace("nats = { servers = [\"nats://127.0.0.1:4222\"] }\n", "");
+    parse(&sled).expect("valid on the embedded store");
+}
+
+/// A server URL with a port no connection can have, a path or a query is
+/// refused (`:0` and `:` were taken, and the relay never connected; a
+/// `?token=` is a secret in the plain config).
+#[test]
+fn server_urls_without_a_usable_port_or_with_a_path_or_query_are_refused() {
+    for bad in [
+        "nats://127.0.0.1:0",
+        "nats://127.0.0.1:",
+        "nats://127.0.0.1:4222/x",
+        "nats://127.0.0.1:4222?token=abc",
+    ] {
+        let text = cluster("", "").replace("nats://127.0.0.1:4222", bad);
+        let e = parse(&text).expect_err(bad);
+        assert_eq!(e.key, "store.nats.servers[0]", "{bad}: {e}");
+        assert!(!e.to_string().contains("abc"), "{e}");
+    }
+    for good in ["nats://127.0.0.1:4222/", "tls://nats.internal:4222", "nats://10.0.0.1"] {
+        parse(&cluster("", "").replace("nats://127.0.0.1:4222", good)).expect(good);
+    }
+}

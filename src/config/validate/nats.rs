@@ -46,8 +46,16 @@ impl Validator<'_> {
                 let mut servers = Vec::new();
                 for (i, url) in n.servers.iter().enumerate() {
                     let u = url.get_ref();
+                    // A port no connection can have (`:0`, `:`) was taken,
+                    // and the relay never connected; a path or query is no
+                    // part of a NATS server's address (a `?token=` in it is
+                    // a secret in the config's plain text, as user:pass is).
                     let ok = u.parse::<async_nats::ServerAddr>().is_ok()
-                        && ["nats://", "tls://"].iter().any(|p| u.starts_with(p));
+                        && ["nats://", "tls://"].iter().any(|p| u.starts_with(p))
+                        && !crate::config::url_port::unusable_port(u)
+                        && url::Url::parse(u).is_ok_and(|p| {
+                            matches!(p.path(), "" | "/") && p.query().is_none() && p.fragment().is_none()
+                        });
                     if !ok {
                         return Err(self.err(
                             format!("store.nats.servers[{i}]"),
@@ -167,10 +175,25 @@ impl Validator<'_> {
             .collect()
     }
 
-    /// NATS stream, subject and consumer names carry route and subscriber names.
+    /// NATS stream, subject and consumer names carry route and subscriber
+    /// names, and event ids a 16-bit tag of the route's name: two routes with
+    /// one tag are refused here (the relay's NATS set-up stopped at them, so
+    /// it never became ready, or after a reload their callbacks got 503).
     pub(super) fn nats_names(&self, routes: &[Route]) -> Result<(), ConfigError> {
         let ok = crate::store::nats::layout::name_fits;
+        let mut tags: std::collections::HashMap<u16, (usize, &str)> = std::collections::HashMap::new();
         for (i, r) in routes.iter().enumerate() {
+            if let Some((j, other)) = tags.insert(crate::store::nats::layout::route_tag(&r.name), (i, &r.name)) {
+                return Err(self.err(
+                    format!("routes[{i}].name"),
+                    None,
+                    format!(
+                        "with backend = \"nats\" event ids carry a 16-bit tag of the route's name, and {:?} has \
+                         the tag of routes[{j}] {other:?}: rename one of them (any other name will do)",
+                        r.name
+                    ),
+                ));
+            }
             if !ok(&r.name) {
                 return Err(self.err(
                     format!("routes[{i}].name"),

@@ -2,7 +2,11 @@
 //! get is answered by any replica, and a follower may not have applied a
 //! message its stream's quorum acknowledged a moment ago (a callback handed
 //! out as soon as it is stored): a "not found" from it is asked again of
-//! the stream's leader, which has every acknowledged message.
+//! the stream's leader, which has every acknowledged message. So is a
+//! direct get that timed out: a replica that hangs (a stalled disk, a
+//! network black hole) stays in the direct-get group for minutes, and each
+//! read it drew failed (the event views, replays and deliveries answered
+//! `503` or waited a `takeover`), though the leader answers.
 
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
@@ -15,12 +19,28 @@ use crate::store::StoreError;
 pub(super) async fn event_message(stream: &Stream, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
     match stream.direct_get(seq).await {
         Ok(m) => return Ok(Some(m)),
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+        Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound | DirectGetErrorKind::TimedOut) => {}
         Err(e) => return Err(unavailable(e)),
     }
     match stream.get_raw_message(seq).await {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// The message at `seq` as a replica has it, for a scan: `None` when it has
+/// none there (not asked of the leader: a scan reads what is there). One
+/// that timed out (a hung replica drew it) is asked of the leader.
+pub(super) async fn scanned(stream: &Stream, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
+    match stream.direct_get(seq).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == DirectGetErrorKind::TimedOut => match stream.get_raw_message(seq).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        },
         Err(e) => Err(unavailable(e)),
     }
 }

@@ -96,6 +96,11 @@ pub(super) struct Follower {
     pub signal: Arc<Notify>,
     /// Pending + unacknowledged messages of the consumer, refreshed every second.
     pub depth: Arc<AtomicU64>,
+    /// When `depth` was last read from NATS (tokio time, ms since the
+    /// follower started; 0: not yet): a depth NATS has not confirmed for a
+    /// while is not known ([`Self::depth_known`]).
+    counted: Arc<AtomicU64>,
+    started: Instant,
     pub held: Held,
     /// How long a held message stays ours unrenewed: this relay's
     /// `takeover`, or the consumer's ack wait when shorter.
@@ -134,17 +139,35 @@ impl Follower {
             consumer_seq: Arc::default(),
         };
         let fetch = tokio::spawn(pull.run());
-        let count = tokio::spawn(count(shared, follow, depth.clone(), takeover.clone()));
+        let (counted, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let count = tokio::spawn(count(
+            shared,
+            follow,
+            (depth.clone(), counted.clone(), started),
+            takeover.clone(),
+        ));
         let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover.clone()));
         Follower {
             inbox,
             demand,
             signal,
             depth,
+            counted,
+            started,
             held,
             takeover,
             tasks: vec![fetch, count, progress],
         }
+    }
+
+    /// `depth`, if NATS confirmed it within the last [`DEPTH_KNOWN_FOR`]
+    /// (the count asks every second): while NATS cannot be read it is not
+    /// kept at its last value (`hookrelay_queue_depth` left out, as the
+    /// oldest pending age is).
+    pub fn depth_known(&self) -> Option<u64> {
+        let at = self.counted.load(Ordering::Relaxed);
+        let age = (self.started.elapsed().as_millis() as u64).saturating_sub(at);
+        (at > 0 && age <= DEPTH_KNOWN_FOR.as_millis() as u64).then(|| self.depth.load(Ordering::Relaxed))
     }
 
     /// The next message that arrived, if any (a lost one is skipped: NATS
@@ -395,7 +418,15 @@ impl Pull {
 
 /// Refresh the consumer's backlog and ack wait every second (the ack wait
 /// changes under running relays with `apply-cluster-settings`).
-async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>, takeover: Takeover) {
+/// How long a count of the backlog stands without NATS confirming it.
+const DEPTH_KNOWN_FOR: Duration = Duration::from_secs(5);
+
+async fn count(
+    shared: Arc<Shared>,
+    follow: Follow,
+    (depth, counted, started): (Arc<AtomicU64>, Arc<AtomicU64>, Instant),
+    takeover: Takeover,
+) {
     let mut consumer = None;
     loop {
         if consumer.is_none() {
@@ -405,6 +436,7 @@ async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>, takeo
             match c.info().await {
                 Ok(info) => {
                     depth.store(info.num_pending + info.num_ack_pending as u64, Ordering::Relaxed);
+                    counted.store((started.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
                     takeover.set_cluster(info.config.ack_wait);
                 }
                 // Set up again (a reload), or NATS is away: look it up anew.

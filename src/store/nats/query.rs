@@ -217,7 +217,7 @@ impl NatsStore {
             let mut oldest: Option<(u64, u64)> = None;
             let mut see = |seq: u64, ms: u64| oldest = Some((seq, oldest.map_or(ms, |(_, t)| t.min(ms))));
             while seq >= first && counted.saturating_sub(seq) < SCAN_LIMIT && found < q.limit {
-                if let Ok(m) = stream.direct_get(seq).await {
+                if let Ok(Some(m)) = event_read::scanned(&stream, seq).await {
                     let stored_ms = layout::millis(m.time);
                     if m.subject.starts_with("hr.ev.") {
                         let ev = event::decode(&route, seq, stored_ms, &m.headers, m.payload);
@@ -283,13 +283,31 @@ impl NatsStore {
             *n <= limit
         });
         let mut out = Vec::new();
+        // A route this relay's config does not have (removed, or not here
+        // yet in a rolling change): its stream looked up once, as the event
+        // view does, or the letter's id lacked its time (a bogus id, 404).
+        let mut removed = std::collections::HashMap::<String, Option<Stream>>::new();
         for (route, s, seq) in subjects {
             let key = layout::result_key(&route, seq, &s);
             let row = self.shared.result(&key).await?.map(|(r, _)| r);
-            let stream = self.shared.stream(&route);
+            let stream = match self.shared.stream(&route) {
+                Ok(st) => Some(st),
+                Err(_) => match removed.get(&route) {
+                    Some(st) => st.clone(),
+                    None => {
+                        let st = self.removed_route_stream(&route).await.ok().flatten();
+                        removed.insert(route.clone(), st.clone());
+                        st
+                    }
+                },
+            };
             let time = match stream {
-                Ok(st) => st.direct_get(seq).await.ok().and_then(|m| event::time_ms(&m.headers)),
-                Err(_) => None,
+                Some(st) => event_read::scanned(&st, seq)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|m| event::time_ms(&m.headers)),
+                None => None,
             };
             out.push(DeadLetter {
                 event: layout::event_id(&route, seq, time.unwrap_or(0)),

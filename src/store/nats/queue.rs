@@ -182,12 +182,19 @@ pub(super) fn duplicate_window(max_age: Duration) -> Duration {
     }
 }
 
-/// A key's JSON value with its revision; None when absent or deleted.
+/// A key's JSON value with its revision; None when absent or deleted. A
+/// read that timed out (a direct get drawn by a hung replica) is asked
+/// again of the bucket's leader ([`get_json_on_leader`]).
 pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
     bucket: &kv::Store,
     key: &str,
 ) -> Result<Option<(T, u64)>, StoreError> {
-    match bucket.entry(key).await.map_err(unavailable)? {
+    let entry = match bucket.entry(key).await {
+        Ok(entry) => entry,
+        Err(e) if e.kind() == kv::EntryErrorKind::TimedOut => return get_json_on_leader(bucket, key).await,
+        Err(e) => return Err(unavailable(e)),
+    };
+    match entry {
         Some(e) if e.operation == kv::Operation::Put => {
             let value = serde_json::from_slice(&e.value).map_err(|_| StoreError::Corrupt(key.to_string()))?;
             Ok(Some((value, e.revision)))

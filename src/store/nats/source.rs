@@ -131,8 +131,10 @@ impl NatsCursor {
         self.follower.signal.clone()
     }
 
+    /// The consumer's backlog; `u64::MAX` (the lanes' "unknown") while
+    /// NATS has not confirmed it for a while (away, or every node frozen).
     pub fn depth(&self) -> u64 {
-        self.follower.depth.load(std::sync::atomic::Ordering::Relaxed)
+        self.follower.depth_known().unwrap_or(u64::MAX)
     }
 
     /// Up to `max` messages that arrived; the rest of `max` is asked of
