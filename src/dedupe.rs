@@ -19,9 +19,11 @@ pub enum DedupeKey {
     /// failure, or the stage before the end), whatever field spells them.
     Preset(Preset),
     /// The `webhook-id` header of a route checking `standard-webhooks`
-    /// signatures (with neither `dedupe_key` nor a preset): the sender's id
-    /// of the message, which its signature covers and its retries keep. Two
-    /// messages with the same body are two callbacks.
+    /// signatures (with neither `dedupe_key` nor a preset), with the body:
+    /// the sender's id of the message, which its signature covers and its
+    /// retries keep with the same body. Two messages with the same body are
+    /// two callbacks; so are two bodies under one id (two senders sharing
+    /// the route through its list of secrets may number alike).
     MessageId,
 }
 
@@ -32,7 +34,7 @@ impl DedupeKey {
         match self {
             DedupeKey::Body => (Sha256::digest(body).into(), false),
             DedupeKey::MessageId => match message_id.filter(|id| !id.is_empty()) {
-                Some(id) => (message_id_hash(id), false),
+                Some(id) => (message_id_hash(id, body), false),
                 None => (Sha256::digest(body).into(), true),
             },
             DedupeKey::Pointers(p) => dedupe_hash(p, json, body),
@@ -96,11 +98,13 @@ fn pointer_values_hash<'a>(values: impl Iterator<Item = &'a str>) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The message id key's hash.
-fn message_id_hash(id: &str) -> [u8; 32] {
+/// The message id key's hash: the id and the body.
+fn message_id_hash(id: &str, body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"webhook-id\0");
+    h.update((id.len() as u64).to_be_bytes());
     h.update(id.as_bytes());
+    h.update(body);
     h.finalize().into()
 }
 
@@ -165,6 +169,8 @@ mod tests {
         assert_ne!(a, b, "two messages");
         assert_eq!(a, retry, "a retry of one");
         assert_ne!(a, Sha256::digest(b"same body").as_slice(), "not the body's");
+        let (other_body, _) = k.hash(None, b"another body", Some("msg_1"));
+        assert_ne!(a, other_body, "another body under one id is another callback");
         // Without the header (never past the signature check): the body.
         assert_eq!(
             k.hash(None, b"same body", None),

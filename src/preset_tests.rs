@@ -233,6 +233,15 @@ fn market_result_json_string_and_progress_callbacks() {
     assert_ne!(key(&KIE_MARKET, &last_post), key(&KIE_MARKET, &done));
     let early_post = json!({"code": 200, "data": {"taskId": "mk-1", "progress": "60"}});
     assert!(!KIE_MARKET.is_terminal(&early_post));
+    // Fractions, and an empty result at 100 (change review).
+    for post in [
+        json!({"code": 200, "data": {"taskId": "mk-1", "progress": 45.5}}),
+        json!({"code": 200, "data": {"taskId": "mk-1", "progress": "0.50"}}),
+        json!({"code": 200, "data": {"taskId": "mk-1", "progress": 100, "resultJson": ""}}),
+        json!({"code": 200, "data": {"taskId": "mk-1", "progress": 100.0, "resultJson": "{}"}}),
+    ] {
+        assert!(!KIE_MARKET.is_terminal(&post), "{post}");
+    }
     let with_result = json!({"code": 200, "data": {"taskId": "mk-1", "progress": 100,
         "resultJson": "{\"resultUrls\":[\"https://m/1.mp4\"]}"}});
     assert!(

@@ -185,7 +185,8 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
 
 /// Dedupe memory is kept per route name and key: a reload that renames a
 /// route (same path, new name) or changes how a route keys its callbacks
-/// (`dedupe_key`, or a `preset` that brings its own key) starts a new dedupe
+/// (`dedupe_key`, a `preset` that brings its own key, or a `standard-webhooks`
+/// signature added or removed: its routes key by `webhook-id`) starts a new dedupe
 /// history for it. Said in a warning, so that a duplicate delivery after it
 /// is not a surprise.
 fn warn_dedupe_history(old: &Config, new: &Config) {
@@ -193,8 +194,9 @@ fn warn_dedupe_history(old: &Config, new: &Config) {
         match old.routes.iter().find(|o| o.name == r.name) {
             Some(o) if o.dedupe_key != r.dedupe_key => tracing::warn!(
                 route = %r.name,
-                "routes[{i}] ({}): the dedupe key changed (dedupe_key or preset): retries of callbacks accepted \
-                 before this reload will not be recognised as duplicates",
+                "routes[{i}] ({}): the dedupe key changed (dedupe_key, preset, or a standard-webhooks signature, \
+                 which keys by webhook-id): retries of callbacks accepted before this reload will not be \
+                 recognised as duplicates",
                 r.name
             ),
             Some(_) => {}

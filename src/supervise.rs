@@ -144,10 +144,10 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("stopped during start-up");
         return Ok(());
     };
-    let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
     // The disk looked at now, not at the space watcher's first tick: "ready"
     // was logged just before the lack of room was.
     handle.app.look_at_space();
+    let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("serving")]);
     match handle.app.not_ready_because() {
         None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "hookrelay ready"),
         Some(why) => tracing::warn!(

@@ -63,7 +63,9 @@ pub(super) async fn render(app: &App) -> String {
     m.media_queue_depth.set(app.store.media_queue() as i64);
     // Absent, not kept at the last read, while the store cannot be read (NATS
     // away): a stale age would hide an open task nearing `give_up`.
-    match app.task_figures.get(app.store.task_stats()).await {
+    // Figures of a slow walk are reused only while the store answered this
+    // scrape (its stats above): not kept while NATS is away.
+    match app.task_figures.get(stats.is_some(), app.store.task_stats()).await {
         Ok(t) => {
             for (state, n) in t.by_state {
                 m.tasks

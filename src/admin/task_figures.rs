@@ -3,13 +3,17 @@
 //! 300,000 tasks on one host; in cluster mode every row streamed from NATS),
 //! so a scrape reads them again only once the last walk is small against
 //! the time since: a walk of [`SLOW`] or more is reused for [`SHARE`] times
-//! its own length (scrapes then spend at most about 1/[`SHARE`] of a core
-//! on it, and the figures are that much older). A walk quicker than that is
-//! never reused: a small store's figures are always the store's.
+//! its own length, [`AT_MOST`] at most (scrapes then spend at most about
+//! 1/[`SHARE`] of a core on it, and the figures are that much older). A walk
+//! quicker than that is never reused: a small store's figures are always the
+//! store's. Scrapes at once walk once (the others wait for its figures), and
+//! none reuses figures while the store cannot be read (the gauges are then
+//! left out, as the store's other figures are).
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::Mutex;
 
 use tokio::time::Instant;
 
@@ -19,6 +23,8 @@ use crate::store::{StoreError, TaskStats};
 pub const SLOW: Duration = Duration::from_millis(50);
 /// For this many times its own length.
 pub const SHARE: u32 = 20;
+/// And this long at most.
+pub const AT_MOST: Duration = Duration::from_secs(30);
 
 /// The last walk that may be reused.
 #[derive(Default)]
@@ -33,30 +39,31 @@ struct Walk {
 }
 
 impl TaskFigures {
-    /// The figures: the last walk's while it may be reused, else `walk`'s
-    /// (an error forgets the last one: the store cannot be read now).
-    pub async fn get<F>(&self, walk: F) -> Result<TaskStats, StoreError>
+    /// The figures: the last walk's while it may be reused and `readable`
+    /// (the store answered this scrape's other reads), else `walk`'s (an
+    /// error forgets the last one: the store cannot be read now).
+    pub async fn get<F>(&self, readable: bool, walk: F) -> Result<TaskStats, StoreError>
     where
         F: Future<Output = Result<TaskStats, StoreError>>,
     {
+        let mut last = self.last.lock().await;
         let now = Instant::now();
-        if let Some(w) = self.lock().as_ref().filter(|w| now < w.until) {
+        if !readable {
+            *last = None;
+        }
+        if let Some(w) = last.as_ref().filter(|w| now < w.until) {
             return Ok(w.stats.clone());
         }
         let result = walk.await;
         let took = now.elapsed();
-        *self.lock() = match &result {
+        *last = match &result {
             Ok(stats) if took >= SLOW => Some(Walk {
-                until: Instant::now() + took * SHARE,
+                until: Instant::now() + (took * SHARE).min(AT_MOST),
                 stats: stats.clone(),
             }),
             _ => None,
         };
         result
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Walk>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -84,9 +91,47 @@ mod tests {
         let f = TaskFigures::default();
         let n = AtomicU64::new(0);
         for i in 1..=3 {
-            let s = f.get(walk(&n, Duration::from_millis(49))).await.unwrap();
+            let s = f.get(true, walk(&n, Duration::from_millis(49))).await.unwrap();
             assert_eq!(walks(&s), i, "every scrape walks");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_reused_while_the_store_cannot_be_read_and_never_past_the_cap() {
+        let f = TaskFigures::default();
+        let n = AtomicU64::new(0);
+        f.get(true, walk(&n, Duration::from_secs(1))).await.unwrap();
+        // The store away (this scrape's other reads failed): walked again,
+        // whose error the scrape gets, not the old figures.
+        let away = f.get(false, async { Err(StoreError::Engine("away".into())) }).await;
+        assert!(away.is_err());
+        // A walk of 10 s is reused for 30 s, not 200.
+        f.get(true, walk(&n, Duration::from_secs(10))).await.unwrap();
+        tokio::time::advance(AT_MOST - Duration::from_millis(1)).await;
+        assert_eq!(
+            walks(&f.get(true, walk(&n, Duration::ZERO)).await.unwrap()),
+            2,
+            "reused"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            walks(&f.get(true, walk(&n, Duration::ZERO)).await.unwrap()),
+            3,
+            "walked again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scrapes_at_once_walk_once() {
+        let f = TaskFigures::default();
+        let n = AtomicU64::new(0);
+        let took = Duration::from_millis(500);
+        let (a, b) = tokio::join!(f.get(true, walk(&n, took)), f.get(true, walk(&n, took)));
+        assert_eq!(
+            (walks(&a.unwrap()), walks(&b.unwrap())),
+            (1, 1),
+            "the second waited for the first's"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -94,11 +139,11 @@ mod tests {
         let f = TaskFigures::default();
         let n = AtomicU64::new(0);
         let took = Duration::from_millis(250);
-        assert_eq!(walks(&f.get(walk(&n, took)).await.unwrap()), 1);
+        assert_eq!(walks(&f.get(true, walk(&n, took)).await.unwrap()), 1);
         tokio::time::advance(took * SHARE - Duration::from_millis(1)).await;
-        assert_eq!(walks(&f.get(walk(&n, took)).await.unwrap()), 1, "reused");
+        assert_eq!(walks(&f.get(true, walk(&n, took)).await.unwrap()), 1, "reused");
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(walks(&f.get(walk(&n, took)).await.unwrap()), 2, "walked again");
+        assert_eq!(walks(&f.get(true, walk(&n, took)).await.unwrap()), 2, "walked again");
     }
 
     #[tokio::test(start_paused = true)]
@@ -106,13 +151,13 @@ mod tests {
         let f = TaskFigures::default();
         let n = AtomicU64::new(0);
         let took = Duration::from_millis(100);
-        f.get(walk(&n, took)).await.unwrap();
+        f.get(true, walk(&n, took)).await.unwrap();
         // Reuse ends only by time; the next walk once it has, an error.
         tokio::time::advance(took * SHARE).await;
-        let failed = f.get(async { Err(StoreError::Engine("away".into())) }).await;
+        let failed = f.get(true, async { Err(StoreError::Engine("away".into())) }).await;
         assert!(failed.is_err());
         assert_eq!(
-            walks(&f.get(walk(&n, took)).await.unwrap()),
+            walks(&f.get(true, walk(&n, took)).await.unwrap()),
             2,
             "walked, not the old figures"
         );

@@ -99,10 +99,28 @@ fn man_pages(cmd: &clap::Command, dir: &Path, main: bool) -> std::io::Result<()>
     std::fs::write(dir.join(page.get_filename()), text)
 }
 
+/// Variables a command reads that no option names: (command, variable, what).
+const MORE_ENVIRONMENT: [(&str, &str, &str); 2] = [
+    (
+        "forward",
+        crate::forward::TOKEN_ENV,
+        "The pull subscriber's token, when --token-file is not given",
+    ),
+    (
+        "run",
+        "RUST_LOG",
+        "A log filter that overrides the config's log.level (one that is not such a filter is ignored, with a warning)",
+    ),
+];
+
 /// ENVIRONMENT: the variables `cmd`'s options read (`HOOKRELAY_CONFIG`,
-/// `HOOKRELAY_ADMIN`, …), which clap_mangen leaves out; empty without any.
+/// `HOOKRELAY_ADMIN`, …), which clap_mangen leaves out, and those it reads
+/// otherwise ([`MORE_ENVIRONMENT`]); empty without any.
 fn environment_section(cmd: &clap::Command) -> String {
     let mut out = String::new();
+    for (_, name, what) in MORE_ENVIRONMENT.iter().filter(|(c, _, _)| *c == cmd.get_name()) {
+        out.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", roff_text(name), roff_text(what)));
+    }
     for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
         let Some(name) = arg.get_env() else { continue };
         let option = arg

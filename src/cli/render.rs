@@ -111,8 +111,12 @@ pub fn render_event(v: &Value) -> String {
     let body = match v["body"].as_str() {
         Some(b) if b.len() > BODY_SHOWN => {
             let cut = (0..=BODY_SHOWN).rev().find(|i| b.is_char_boundary(*i)).unwrap_or(0);
+            let unit = match v["body_encoding"].as_str() {
+                Some("base64") => "base64 characters",
+                _ => "bytes",
+            };
             format!(
-                "{}\n… ({} bytes in all, the first {BODY_SHOWN} shown: `hookrelay --json event {}` prints it whole)",
+                "{}\n… ({} {unit} in all, the first {BODY_SHOWN} shown: `hookrelay --json event {}` prints it whole)",
                 super::terminal::lines(&b[..cut]),
                 b.len(),
                 s(&v["id"])

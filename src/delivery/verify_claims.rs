@@ -108,6 +108,9 @@ async fn held_by(store: &Store, event: &Event, family: EventId, key: &DedupeKey)
         return Some(family);
     }
     let json = serde_json::from_slice::<serde_json::Value>(&owner.event.body).ok();
+    // `verify = "fetch"` needs a preset, whose key the body gives: never the
+    // message id's (a header this look-up does not have).
+    debug_assert!(!matches!(key, crate::dedupe::DedupeKey::MessageId));
     let (owned, _) = key.hash(json.as_ref(), &owner.event.body, None);
     let mut held = None;
     for slot in 0..=CONTESTING {

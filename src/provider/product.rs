@@ -269,9 +269,16 @@ fn market_callback_stage(body: &Value, code: Option<i64>) -> CallbackStage {
             Stage::Waiting | Stage::Running => CallbackStage::Progress,
         };
     }
-    if let Some(p) = int_at(body, "/data/progress") {
-        let result = body.pointer("/data/resultJson").is_some_and(|r| !r.is_null());
-        if p < 100 || (code == Some(200) && !result) {
+    if let Some(p) = progress_at(body) {
+        // A result is one that holds something: `""` and `{}` are none.
+        let result = body.pointer("/data/resultJson").is_some_and(|r| match r {
+            Value::Null => false,
+            Value::String(s) => !s.trim().is_empty() && !matches!(s.trim(), "{}" | "[]" | "null"),
+            Value::Object(o) => !o.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        });
+        if p < 100.0 || (code == Some(200) && !result) {
             return CallbackStage::Progress;
         }
     }
@@ -279,6 +286,16 @@ fn market_callback_stage(body: &Value, code: Option<i64>) -> CallbackStage {
         Some(200) => CallbackStage::Succeeded,
         Some(_) => CallbackStage::Failed,
         None => CallbackStage::Unrecognised,
+    }
+}
+
+/// A market post's `data.progress`: a number or a string holding one,
+/// fractions included (`45.5`, `"0.50"`).
+fn progress_at(body: &Value) -> Option<f64> {
+    match body.pointer("/data/progress")? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
     }
 }
 

@@ -8,12 +8,18 @@
 import { env, inChromium } from './page.mjs';
 const ids = env('EVENT_IDS').split(',');
 
-await inChromium('slowed', async (page, errors) => {
+await inChromium('slowed', async (page) => {
   const asked = [];
   page.on('request', (r) => r.url().includes('/api/') && asked.push(r.url()));
-  await page.goto(`${env('ADMIN_URL')}/ui#/events`);
-  await page.waitForSelector('#login:not([hidden])');
-  const msg = await page.textContent('#login-msg');
+  // The budget refills one a second while the test's guesses spend it: a
+  // page load that came just after a refill got a 401 (the form then asks
+  // without saying "too many"); loaded again until one got the 429.
+  let msg = '';
+  for (let i = 0; i < 10 && !/too many/i.test(msg); i++) {
+    await page.goto(`${env('ADMIN_URL')}/ui#/events`);
+    await page.waitForSelector('#login:not([hidden])');
+    msg = await page.textContent('#login-msg');
+  }
   if (!/too many/i.test(msg)) throw new Error(`the login form does not say why: ${JSON.stringify(msg)}`);
   // Auto-refresh is paused while the form is shown (2.5 s a refresh).
   const before = asked.length;
@@ -23,6 +29,4 @@ await inChromium('slowed', async (page, errors) => {
   await page.click('#login button[type=submit]');
   for (const id of ids) await page.waitForSelector(`#events-table tr[data-id="${id}"]`, { timeout: 15000 });
   if (await page.locator('#login').isVisible()) throw new Error('login form still shown');
-  // The refused requests are the only errors allowed.
-  errors.length = 0;
 });
