@@ -53,6 +53,18 @@ pub fn run(path: &Path) -> ExitCode {
     }
 }
 
+/// A start refused for settings that differ from the cluster's names the
+/// config file they are in (the message names the keys).
+fn in_file(file: &Path, e: crate::app::StartError) -> Box<dyn std::error::Error> {
+    match &e {
+        crate::app::StartError::Store {
+            source: crate::store::StoreError::Incompatible(_),
+            ..
+        } => format!("{}: {e}", file.display()).into(),
+        _ => e.into(),
+    }
+}
+
 /// The watchdog interval systemd asks for, as libsystemd's sd_watchdog_enabled
 /// reads it: `WATCHDOG_USEC`, unless `WATCHDOG_PID` names another process.
 fn watchdog_usec() -> Option<u64> {
@@ -133,8 +145,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // write: up to about 15 s) is abandoned by a stop: nothing was accepted
     // yet. A migration of a 0.1 store is not: it runs to its end (asking
     // systemd for the time), then the start is abandoned.
+    let file = config.file.clone();
     let started = tokio::select! {
-        started = crate::start(config) => Some(started?),
+        started = crate::start(config) => Some(started.map_err(|e| in_file(&file, e))?),
         _ = term.recv() => None,
         _ = int.recv() => None,
     };

@@ -78,6 +78,24 @@ async fn a_relay_does_not_change_the_clusters_settings() {
         assert!(e.contains(says), "{e}");
         assert!(e.contains("hookrelay apply-cluster-settings"), "{e}");
     }
+    // `hookrelay run` names the config file the keys are in.
+    let path = relay(other.path(), &nats, &sub.url(), 3, secs(60)).write();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .map(|o| (o.status, String::from_utf8_lossy(&o.stderr).into_owned(), path))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (status, err, path) = out;
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{}: ", path.display())) && err.contains("in this relay's config but"),
+        "{err}"
+    );
     // Nothing changed: the event, its stream and consumer keep the cluster's settings.
     let ev = stream_config(&nats, "HR_EV_t").await;
     assert_eq!((ev.max_age, ev.num_replicas), (hour, 3));
