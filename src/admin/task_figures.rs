@@ -54,7 +54,15 @@ impl TaskFigures {
         if let Some(w) = last.as_ref().filter(|w| now < w.until) {
             return Ok(w.stats.clone());
         }
-        let result = walk.await;
+        // Bounded: the lock is held across it, and a walk whose NATS went
+        // away mid-stream may never end by itself.
+        let result = match tokio::time::timeout(AT_MOST, walk).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "counting the expected tasks took over {}s",
+                AT_MOST.as_secs()
+            ))),
+        };
         let took = now.elapsed();
         *last = match &result {
             Ok(stats) if took >= SLOW => Some(Walk {

@@ -100,18 +100,21 @@ fn man_pages(cmd: &clap::Command, dir: &Path, main: bool) -> std::io::Result<()>
 }
 
 /// Variables a command reads that no option names: (command, variable, what).
-const MORE_ENVIRONMENT: [(&str, &str, &str); 2] = [
+const MORE_ENVIRONMENT: [(&str, &str, &str); 5] = [
     (
         "forward",
         crate::forward::TOKEN_ENV,
         "The pull subscriber's token, when --token-file is not given",
     ),
-    (
-        "run",
-        "RUST_LOG",
-        "A log filter that overrides the config's log.level (one that is not such a filter is ignored, with a warning)",
-    ),
+    ("run", "RUST_LOG", RUST_LOG),
+    ("forward", "RUST_LOG", RUST_LOG),
+    ("migrate", "RUST_LOG", RUST_LOG),
+    ("apply-cluster-settings", "RUST_LOG", RUST_LOG),
 ];
+
+/// What `RUST_LOG` does for the commands that log.
+const RUST_LOG: &str =
+    "A log filter that overrides the config's log.level (one that is not such a filter is ignored, with a warning)";
 
 /// ENVIRONMENT: the variables `cmd`'s options read (`HOOKRELAY_CONFIG`,
 /// `HOOKRELAY_ADMIN`, …), which clap_mangen leaves out, and those it reads

@@ -176,7 +176,8 @@ pub(super) async fn run(
     // While the circuit is open the lane waits for its next probe (up to a
     // minute): the queue depth the admin views show is copied meanwhile at
     // least this often (see `clock::DEPTH_REFRESH`); one timer for the
-    // lane's life. Otherwise every finished attempt and new work wake it.
+    // lane's life. Otherwise every finished attempt and new work wake it;
+    // in cluster mode, whose store counts the backlog apart, the timer too.
     let mut refresh = clock::depth_refresh();
     loop {
         if *stop.borrow() {
@@ -286,7 +287,7 @@ pub(super) async fn run(
             _ = signal.notified() => {}
             _ = lane.changed.notified() => {}
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
-            _ = refresh.tick(), if matches!(state, State::Open) => {}
+            _ = refresh.tick(), if matches!(state, State::Open) || source.counted_apart() => {}
         }
     }
     stop.borrow_and_update();

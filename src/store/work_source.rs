@@ -128,6 +128,14 @@ impl WorkSource {
         }
     }
 
+    /// Whether the backlog is counted apart from the lane (cluster mode:
+    /// the consumer's, every second): the lane copies it on a timer, also
+    /// while every slot is busy, or a depth NATS no longer confirms would
+    /// stand until an attempt ends.
+    pub fn counted_apart(&self) -> bool {
+        matches!(self, WorkSource::Nats(_))
+    }
+
     /// Pending deliveries, handed out ones included.
     pub fn depth(&self) -> u64 {
         match self {

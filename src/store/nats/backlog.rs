@@ -198,8 +198,10 @@ impl NatsStore {
                 });
             let replays = layout::replay_subject(route, sub);
             for seq in scan.to + 1..=end {
-                let Some(m) = super::event_read::scanned(stream, seq).await? else {
-                    continue;
+                let m = match stream.direct_get(seq).await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                    Err(e) => return Err(unavailable(e)),
                 };
                 let time = if m.subject.as_str() == replays {
                     self.replay_time_ms(stream, &m).await?
@@ -250,8 +252,10 @@ impl NatsStore {
         let replays = layout::replay_subject(route, sub);
         let (mut taken, mut oldest) = (0, None::<u64>);
         for seq in from..=to {
-            let Some(m) = super::event_read::scanned(stream, seq).await? else {
-                continue;
+            let m = match stream.direct_get(seq).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                Err(e) => return Err(unavailable(e)),
             };
             let (event_seq, time) = if m.subject.as_str() == replays {
                 let event_seq = std::str::from_utf8(&m.payload)
@@ -322,9 +326,10 @@ impl NatsStore {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        match super::event_read::scanned(stream, seq).await? {
-            Some(e) => Ok(event::time_ms(&e.headers).unwrap_or_else(|| layout::millis(e.time))),
-            None => Ok(layout::millis(m.time)),
+        match stream.direct_get(seq).await {
+            Ok(e) => Ok(event::time_ms(&e.headers).unwrap_or_else(|| layout::millis(e.time))),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(layout::millis(m.time)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 }

@@ -416,11 +416,11 @@ impl Pull {
     }
 }
 
-/// Refresh the consumer's backlog and ack wait every second (the ack wait
-/// changes under running relays with `apply-cluster-settings`).
 /// How long a count of the backlog stands without NATS confirming it.
 const DEPTH_KNOWN_FOR: Duration = Duration::from_secs(5);
 
+/// Refresh the consumer's backlog and ack wait every second (the ack wait
+/// changes under running relays with `apply-cluster-settings`).
 async fn count(
     shared: Arc<Shared>,
     follow: Follow,

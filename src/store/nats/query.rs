@@ -217,7 +217,7 @@ impl NatsStore {
             let mut oldest: Option<(u64, u64)> = None;
             let mut see = |seq: u64, ms: u64| oldest = Some((seq, oldest.map_or(ms, |(_, t)| t.min(ms))));
             while seq >= first && counted.saturating_sub(seq) < SCAN_LIMIT && found < q.limit {
-                if let Ok(Some(m)) = event_read::scanned(&stream, seq).await {
+                if let Ok(m) = stream.direct_get(seq).await {
                     let stored_ms = layout::millis(m.time);
                     if m.subject.starts_with("hr.ev.") {
                         let ev = event::decode(&route, seq, stored_ms, &m.headers, m.payload);
@@ -302,11 +302,7 @@ impl NatsStore {
                 },
             };
             let time = match stream {
-                Some(st) => event_read::scanned(&st, seq)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|m| event::time_ms(&m.headers)),
+                Some(st) => st.direct_get(seq).await.ok().and_then(|m| event::time_ms(&m.headers)),
                 None => None,
             };
             out.push(DeadLetter {
