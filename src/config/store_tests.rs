@@ -128,15 +128,16 @@ fn route_names_with_one_tag_in_event_ids_are_refused_in_cluster_mode() {
 /// `?token=` is a secret in the plain config).
 #[test]
 fn server_urls_without_a_usable_port_or_with_a_path_or_query_are_refused() {
-    for bad in [
-        "nats://127.0.0.1:0",
-        "nats://127.0.0.1:",
-        "nats://127.0.0.1:4222/x",
-        "nats://127.0.0.1:4222?token=abc",
+    for (bad, why) in [
+        ("nats://127.0.0.1:0", "a port from 1 to 65535"),
+        ("nats://127.0.0.1:", "a port from 1 to 65535"),
+        ("nats://127.0.0.1:4222/x", "no path, query or fragment"),
+        ("nats://127.0.0.1:4222?token=abc", "no path, query or fragment"),
     ] {
         let text = cluster("", "").replace("nats://127.0.0.1:4222", bad);
         let e = parse(&text).expect_err(bad);
         assert_eq!(e.key, "store.nats.servers[0]", "{bad}: {e}");
+        assert!(e.to_string().contains(why), "{bad}: {e}");
         assert!(!e.to_string().contains("abc"), "{e}");
     }
     for good in ["nats://127.0.0.1:4222/", "tls://nats.internal:4222", "nats://10.0.0.1"] {

@@ -50,17 +50,27 @@ impl Validator<'_> {
                     // and the relay never connected; a path or query is no
                     // part of a NATS server's address (a `?token=` in it is
                     // a secret in the config's plain text, as user:pass is).
-                    let ok = u.parse::<async_nats::ServerAddr>().is_ok()
-                        && ["nats://", "tls://"].iter().any(|p| u.starts_with(p))
-                        && !crate::config::url_port::unusable_port(u)
-                        && url::Url::parse(u).is_ok_and(|p| {
-                            matches!(p.path(), "" | "/") && p.query().is_none() && p.fragment().is_none()
-                        });
-                    if !ok {
+                    let why = if !(u.parse::<async_nats::ServerAddr>().is_ok()
+                        && ["nats://", "tls://"].iter().any(|p| u.starts_with(p)))
+                    {
+                        Some("invalid server")
+                    } else if crate::config::url_port::unusable_port(u) {
+                        Some("a port from 1 to 65535 is needed in server")
+                    } else if !url::Url::parse(u)
+                        .is_ok_and(|p| matches!(p.path(), "" | "/") && p.query().is_none() && p.fragment().is_none())
+                    {
+                        Some("no path, query or fragment belongs in server")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
                         return Err(self.err(
                             format!("store.nats.servers[{i}]"),
                             Some(url.span()),
-                            format!("invalid server {:?} (use e.g. \"nats://10.0.0.1:4222\" or \"tls://nats.internal:4222\")", crate::auth::redact_url(u)),
+                            format!(
+                                "{why} {:?} (use e.g. \"nats://10.0.0.1:4222\" or \"tls://nats.internal:4222\")",
+                                crate::auth::redact_url(u)
+                            ),
                         ));
                     }
                     if let Ok(parsed) = url::Url::parse(u) {
