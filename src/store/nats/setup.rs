@@ -271,9 +271,13 @@ impl Shared {
         match plan.mode {
             Mode::Keep => Err(SetUpError::Mismatch(mismatch(object, &diffs))),
             Mode::Apply => {
+                // Once each: a route's stream is checked before and in its
+                // creation (it was listed twice).
                 for d in diffs {
-                    plan.changes
-                        .push(format!("{object}: {} {} -> {}", d.key, d.cluster, d.here));
+                    let change = format!("{object}: {} {} -> {}", d.key, d.cluster, d.here);
+                    if !plan.changes.contains(&change) {
+                        plan.changes.push(change);
+                    }
                 }
                 Ok(())
             }
