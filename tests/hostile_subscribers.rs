@@ -58,7 +58,14 @@ async fn a_subscriber_that_never_reads_the_body_keeps_no_connection_per_attempt(
     let (bin, before) = relay(dir.path(), addr);
     let letter = dead_letter_of_a_large_body(&bin).await;
     assert_eq!(letter["attempts"], 7, "{letter}");
-    assert!(letter["last_error"].as_str().unwrap().contains("timeout"), "{letter}");
+    // Cut at its `timeout` either way: the attempt's own timer, or (the
+    // body's writes waiting first, on a loaded machine) the guard on a peer
+    // that takes nothing sent for as long.
+    let why = letter["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("timeout") || why.contains("took nothing sent for 500ms"),
+        "{letter}"
+    );
     assert_eq!(held.lock().unwrap().len(), 7, "each attempt connected anew");
     no_socket_kept(&bin, before).await;
 }
