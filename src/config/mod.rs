@@ -254,6 +254,8 @@ mod acme_tests;
 #[cfg(test)]
 mod admin_tests;
 #[cfg(test)]
+mod dedupe_key_tests;
+#[cfg(test)]
 mod media_tests;
 #[cfg(test)]
 mod open_file_tests;

@@ -301,7 +301,10 @@ where
             return Answer::Unauthorized(format!("bad provider signature: {e}"));
         }
     }
-    let message_id = parts.headers.get("webhook-id").and_then(|v| v.to_str().ok());
+    // Read only for the key that uses it.
+    let message_id = matches!(r.dedupe_key, crate::dedupe::DedupeKey::MessageId)
+        .then(|| parts.headers.get("webhook-id").and_then(|v| v.to_str().ok()))
+        .flatten();
     let (hash, fallback) = r.dedupe_key.hash(json.as_ref(), &body, message_id);
     if fallback {
         app.metrics
