@@ -127,8 +127,9 @@ pub struct Metrics {
     pub media_files: Family<OutcomeLabels, Counter>,
     /// Bytes of media stored.
     pub media_bytes: Counter,
-    /// Media URLs waiting for a try.
-    pub media_queue_depth: Gauge,
+    /// Media URLs waiting for a try; no sample while the count is not known
+    /// (cluster mode, NATS not read for 5 s).
+    pub media_queue_depth: OptionalGauge,
     /// 1 while the media store could not take files at the last download's
     /// check (disk below `media.min_free`, object store failing its probe):
     /// downloads are put off; 0 once one found it ready.
@@ -204,7 +205,7 @@ impl Metrics {
             reload_failures: Counter::default(),
             media_files: Family::default(),
             media_bytes: Counter::default(),
-            media_queue_depth: Gauge::default(),
+            media_queue_depth: OptionalGauge::default(),
             media_store_unavailable: Gauge::default(),
             ready: Gauge::default(),
             media_in_flight: Gauge::default(),

@@ -60,7 +60,7 @@ pub(super) async fn render(app: &App) -> String {
             .get_or_create(&SourceLabels { source: app.tls_kind() })
             .set(i64::from(app.certificate_problem().is_none()));
     }
-    m.media_queue_depth.set(app.store.media_queue() as i64);
+    m.media_queue_depth.set_known(app.store.media_queue());
     // Absent, not kept at the last read, while the store cannot be read (NATS
     // away): a stale age would hide an open task nearing `give_up`.
     // Figures of a slow walk are reused only while the store answered this

@@ -29,6 +29,14 @@ impl OptionalGauge {
         self.known.store(false, Ordering::Release);
     }
 
+    /// [`set`](Self::set) a known value, [`forget`](Self::forget) an unknown one.
+    pub fn set_known(&self, v: Option<u64>) {
+        match v {
+            Some(v) => self.set(i64::try_from(v).unwrap_or(i64::MAX)),
+            None => self.forget(),
+        }
+    }
+
     pub fn get(&self) -> Option<i64> {
         self.known.load(Ordering::Acquire).then(|| self.gauge.get())
     }
@@ -76,5 +84,9 @@ mod tests {
         assert_eq!(g.get(), None);
         let t = text(&g);
         assert!(!t.contains("\nx ") && t.contains("# TYPE x gauge"), "{t}");
+        g.set_known(Some(3));
+        assert_eq!(g.get(), Some(3));
+        g.set_known(None);
+        assert_eq!(g.get(), None);
     }
 }

@@ -176,10 +176,11 @@ impl MediaSource {
         }
     }
 
-    /// URLs waiting for a try, handed-out ones included.
-    pub fn depth(&self) -> u64 {
+    /// URLs waiting for a try, handed-out ones included (`None`: not known
+    /// now, NATS away).
+    pub fn depth(&self) -> Option<u64> {
         match self {
-            MediaSource::Sled(c) => c.depth(),
+            MediaSource::Sled(c) => Some(c.depth()),
             MediaSource::Nats(c) => c.depth(),
         }
     }

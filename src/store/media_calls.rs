@@ -103,8 +103,8 @@ impl Store {
         each!(self, s => s.media_released_settled(digests).await)
     }
 
-    /// Media URLs waiting for a try.
-    pub fn media_queue(&self) -> u64 {
+    /// Media URLs waiting for a try (`None`: not known now, NATS away).
+    pub fn media_queue(&self) -> Option<u64> {
         each!(self, s => s.media_queue())
     }
 }

@@ -9,7 +9,7 @@
 //! ([`super::media_source`]) and the reconciler's ([`super::task_work`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub(super) use super::depth::Depth;
 pub(super) use super::hold::{Held, Takeover};
 use super::Shared;
 
@@ -94,13 +95,8 @@ pub(super) struct Follower {
     demand: Arc<Notify>,
     /// Wakes the reader: a message came.
     pub signal: Arc<Notify>,
-    /// Pending + unacknowledged messages of the consumer, refreshed every second.
-    pub depth: Arc<AtomicU64>,
-    /// When `depth` was last read from NATS (tokio time, ms since the
-    /// follower started; 0: not yet): a depth NATS has not confirmed for a
-    /// while is not known ([`Self::depth_known`]).
-    counted: Arc<AtomicU64>,
-    started: Instant,
+    /// Pending + unacknowledged messages of the consumer, counted every second.
+    pub depth: Arc<Depth>,
     pub held: Held,
     /// How long a held message stays ours unrenewed: this relay's
     /// `takeover`, or the consumer's ack wait when shorter.
@@ -111,16 +107,16 @@ pub(super) struct Follower {
 impl Follower {
     /// Follow `follow` with a standing window of [`PREFETCH`] messages,
     /// counting its backlog into `depth`.
-    pub fn start(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) -> Follower {
+    pub fn start(shared: Arc<Shared>, follow: Follow, depth: Arc<Depth>) -> Follower {
         Self::spawn(shared, follow, depth, PREFETCH, true)
     }
 
     /// Follow `follow`, taking messages only as the reader asks ([`want`](Self::want)).
-    pub fn on_demand(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>) -> Follower {
+    pub fn on_demand(shared: Arc<Shared>, follow: Follow, depth: Arc<Depth>) -> Follower {
         Self::spawn(shared, follow, depth, 0, false)
     }
 
-    fn spawn(shared: Arc<Shared>, follow: Follow, depth: Arc<AtomicU64>, wanted: usize, standing: bool) -> Follower {
+    fn spawn(shared: Arc<Shared>, follow: Follow, depth: Arc<Depth>, wanted: usize, standing: bool) -> Follower {
         let inbox = Arc::new(Mutex::new(Inbox {
             wanted,
             standing,
@@ -139,35 +135,24 @@ impl Follower {
             consumer_seq: Arc::default(),
         };
         let fetch = tokio::spawn(pull.run());
-        let (counted, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
-        let count = tokio::spawn(count(
-            shared,
-            follow,
-            (depth.clone(), counted.clone(), started),
-            takeover.clone(),
-        ));
+        let count = tokio::spawn(count(shared, follow, depth.clone(), takeover.clone()));
         let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover.clone()));
         Follower {
             inbox,
             demand,
             signal,
             depth,
-            counted,
-            started,
             held,
             takeover,
             tasks: vec![fetch, count, progress],
         }
     }
 
-    /// `depth`, if NATS confirmed it within the last [`DEPTH_KNOWN_FOR`]
-    /// (the count asks every second): while NATS cannot be read it is not
-    /// kept at its last value (`hookrelay_queue_depth` left out, as the
-    /// oldest pending age is).
+    /// `depth`, if NATS confirmed it lately: while NATS cannot be read it
+    /// is not kept at its last value (`hookrelay_queue_depth` left out, as
+    /// the oldest pending age is).
     pub fn depth_known(&self) -> Option<u64> {
-        let at = self.counted.load(Ordering::Relaxed);
-        let age = (self.started.elapsed().as_millis() as u64).saturating_sub(at);
-        (at > 0 && age <= DEPTH_KNOWN_FOR.as_millis() as u64).then(|| self.depth.load(Ordering::Relaxed))
+        self.depth.known()
     }
 
     /// The next message that arrived, if any (a lost one is skipped: NATS
@@ -416,17 +401,9 @@ impl Pull {
     }
 }
 
-/// How long a count of the backlog stands without NATS confirming it.
-const DEPTH_KNOWN_FOR: Duration = Duration::from_secs(5);
-
 /// Refresh the consumer's backlog and ack wait every second (the ack wait
 /// changes under running relays with `apply-cluster-settings`).
-async fn count(
-    shared: Arc<Shared>,
-    follow: Follow,
-    (depth, counted, started): (Arc<AtomicU64>, Arc<AtomicU64>, Instant),
-    takeover: Takeover,
-) {
+async fn count(shared: Arc<Shared>, follow: Follow, depth: Arc<Depth>, takeover: Takeover) {
     let mut consumer = None;
     loop {
         if consumer.is_none() {
@@ -435,8 +412,7 @@ async fn count(
         if let Some(c) = consumer.as_mut() {
             match c.info().await {
                 Ok(info) => {
-                    depth.store(info.num_pending + info.num_ack_pending as u64, Ordering::Relaxed);
-                    counted.store((started.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+                    depth.record(info.num_pending + info.num_ack_pending as u64);
                     takeover.set_cluster(info.config.ack_wait);
                 }
                 // Set up again (a reload), or NATS is away: look it up anew.

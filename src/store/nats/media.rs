@@ -13,7 +13,6 @@
 //! (after the de-duplication window) is acknowledged unread by whoever
 //! takes it: only the message a row names is worked on.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, PullConsumer};
@@ -433,8 +432,9 @@ impl NatsStore {
         Ok(false)
     }
 
-    /// Media URLs waiting for a try, across the cluster.
-    pub fn media_queue(&self) -> u64 {
-        self.shared.media_depth.load(Ordering::Relaxed)
+    /// Media URLs waiting for a try, across the cluster; `None` while NATS
+    /// has not confirmed the count lately.
+    pub fn media_queue(&self) -> Option<u64> {
+        self.shared.media_depth.known()
     }
 }

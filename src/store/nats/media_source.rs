@@ -61,8 +61,8 @@ impl NatsMediaCursor {
         self.follower.signal.clone()
     }
 
-    pub fn depth(&self) -> u64 {
-        self.follower.depth.load(std::sync::atomic::Ordering::Relaxed)
+    pub fn depth(&self) -> Option<u64> {
+        self.follower.depth_known()
     }
 
     /// Waiting work lives in NATS and the prefetch wakes the archiver; a

@@ -14,6 +14,7 @@ mod connect;
 pub use connect::{too_old, MIN_SERVER};
 mod consumer;
 mod dead_letter;
+mod depth;
 mod early;
 mod event;
 mod event_read;
@@ -118,7 +119,7 @@ pub(super) struct Shared {
     media: RwLock<Option<kv::Store>>,
     media_work: RwLock<Option<stream::Stream>>,
     /// The archivers' backlog (URLs waiting or being fetched), cluster-wide.
-    media_depth: Arc<AtomicU64>,
+    media_depth: Arc<depth::Depth>,
     /// The tasks bucket and work stream, once they exist.
     tasks: RwLock<Option<kv::Store>>,
     task_work: RwLock<Option<stream::Stream>>,

@@ -150,7 +150,7 @@ impl super::SledStore {
     }
 
     /// Media URLs waiting for a try.
-    pub fn media_queue(&self) -> u64 {
-        self.inner.media_queue.load(Ordering::Relaxed)
+    pub fn media_queue(&self) -> Option<u64> {
+        Some(self.inner.media_queue.load(Ordering::Relaxed))
     }
 }
