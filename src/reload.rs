@@ -91,7 +91,20 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
                 shared.join(", ")
             );
         }
+        // Nor does the retention sweep follow it: it would delete the
+        // cluster's expected tasks registered before the new cutoff, open
+        // ones too, for every relay.
+        new.store.retention = running.store.retention;
     }
+    // What needs a restart stays as it runs until then: the media archive's
+    // disk floor follows `store.min_free` and the backend (a floor lowered
+    // under a store still refusing callbacks at the old one lets downloads
+    // take the space ingest keeps).
+    new.store.cache_bytes = running.store.cache_bytes;
+    new.store.min_free = running.store.min_free;
+    new.store.compression = running.store.compression;
+    new.store.backend = running.store.backend.clone();
+    new.log = running.log.clone();
     // Compared with what the listeners run, not with the previous file: a
     // change that needed a restart is still pending after further reloads.
     let certificate = match (&new.server.tls, &app.tls, &app.acme) {

@@ -143,6 +143,7 @@ mod reload_keeps;
 mod reload_rate_wait;
 mod reload_refused;
 mod reload_removal_race;
+mod reload_restart_keys;
 mod reload_stop;
 mod removed_at_start;
 mod removed_gauges;
