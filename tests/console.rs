@@ -13,6 +13,7 @@
 //! `tests/console/media.mjs`: an event's failed media archived again.
 //! `tests/console/token.mjs`: an admin token outside ASCII signs the page in.
 //! `tests/console/body.mjs`: an event's JSON body shown with its numbers and keys as sent.
+//! `tests/console/dblclick.mjs`: a double-click on Replay sends one replay.
 //! `tests/console/slowed.mjs`: at an address slowed down for wrong tokens, the page asks for the token.
 
 use crate::common;
@@ -240,8 +241,50 @@ async fn an_events_body_is_shown_as_sent() {
     let sc = scene(None).await;
     let body = r#"{"code":200,"data":{"task_id":"big-numbers","id":12345678901234567891,"amount":1.10,"price":1e2,"dup":1,"dup":2,"note":"a, b: {c}","empty":{},"list":[]}}"#;
     let id = accepted(sc.h.ingest_addrs[0], body).await;
-    let env = [("ADMIN_URL", format!("http://{}", sc.h.admin_addr)), ("EVENT_ID", id)];
+    // 120 levels (JSON routes take 127) around 50,000 numbers: 100 kB.
+    let deep = 120;
+    let wide = format!(
+        r#"{{"data":{{"task_id":"wide"}},"x":{}{}1{}}}"#,
+        "[".repeat(deep),
+        "1,".repeat(50_000),
+        "]".repeat(deep)
+    );
+    let wide_id = accepted(sc.h.ingest_addrs[0], &wide).await;
+    let env = [
+        ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
+        ("EVENT_ID", id),
+        ("WIDE_ID", wide_id),
+        ("WIDE_SIZE", wide.len().to_string()),
+    ];
     browser::run_script("body.mjs", &env, Duration::from_secs(60), "BODY OK").await;
+    sc.h.shutdown().await;
+}
+
+/// A double-click on an event's Replay button sends one replay
+/// (`tests/console/dblclick.mjs`; console review, stop 61: the second click
+/// came after a fast subscriber had the first replay, and was another).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_click_on_replay_sends_one_replay() {
+    let sc = scene(None).await;
+    let id = sc.ids[0].clone();
+    let env = [
+        ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
+        ("EVENT_ID", id.clone()),
+        ("SUBSCRIBER", "flaky".to_string()),
+    ];
+    browser::run_script("dblclick.mjs", &env, Duration::from_secs(60), "DBLCLICK OK").await;
+    let replays = |r: &[Received]| {
+        r[sc.failed_before..]
+            .iter()
+            .filter(|x| x.header("webhook-id") == id)
+            .count()
+    };
+    sc.flaky
+        .wait_for(Duration::from_secs(10), "the replay", |r| replays(r) >= 1)
+        .await;
+    // A second replay would have come by now (the subscriber answers at once).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replays(&sc.flaky.all()), 1, "a double-click replayed twice");
     sc.h.shutdown().await;
 }
 

@@ -54,9 +54,19 @@ function showLogin(show, msg) {
   $('forget').hidden = !token();
 }
 
+/** Replays asked: the same button clicked again while its request is out,
+ * or within `REPLAY_HOLD_MS` of the click (a double-click, whose second
+ * click came after a fast subscriber had the first replay: two deliveries,
+ * console review, stop 61), asks nothing more. */
+const replaying = new Set();
+const REPLAY_HOLD_MS = 1000;
+
 const ctx = {
   refresh: () => refresh(),
   async replay(path, what) {
+    if (replaying.has(path)) return;
+    replaying.add(path);
+    const held = new Promise((r) => setTimeout(r, REPLAY_HOLD_MS));
     try {
       const r = await api(path, { post: true });
       const list = (k) => (r[k] || []).join(', ');
@@ -72,6 +82,8 @@ const ctx = {
     } catch (e) {
       if (e instanceof Unauthorized) showLogin(true, e.message);
       else flash(`Replay of ${what} failed: ${e.message}`, true);
+    } finally {
+      held.then(() => replaying.delete(path));
     }
     await refresh();
   },
@@ -118,9 +130,17 @@ async function refresh() {
     if (stale()) return;
     const text = JSON.stringify(data);
     // Unchanged answers leave the DOM alone (no flicker, buttons stay put).
+    // An answer counts as shown once it is drawn: one that failed to draw is
+    // drawn (and its error said) again, not skipped under a fresh "updated".
     if (text !== shown.last) {
+      let drawn;
+      try {
+        drawn = shown.page.render(data, shown.arg, ctx);
+      } catch (e) {
+        throw new Error(`cannot show this answer: ${e.message}`);
+      }
+      shown.content.replaceChildren(drawn);
       shown.last = text;
-      shown.content.replaceChildren(shown.page.render(data, shown.arg, ctx));
     }
     showLogin(false);
     // The API answers again: the error that said it did not is over.

@@ -2,7 +2,16 @@
 // parsing and printing it again (JSON.parse, JSON.stringify) rewrote numbers
 // past 2^53 (12345678901234567891 shown as 12345678901234567000), 1.10 as
 // 1.1, 1e2 as 100, and kept one of two duplicate keys. Text that is not
-// JSON is returned as it came.
+// JSON is returned as it came, and so is JSON whose indented form would
+// outgrow it: indentation adds two spaces per level to every line, and a
+// body of a megabyte, wide and 120 levels deep, came to 127 million
+// characters (seconds of drawing, or a blank page: console review, stop 61).
+
+/** Deepest nesting indented; a deeper body is shown as it came. */
+const MAX_DEPTH = 64;
+/** The indented text may grow to this many times the body, plus `SLACK`. */
+const MAX_GROWTH = 4;
+const SLACK = 64 * 1024;
 
 export function indentJson(text) {
   try {
@@ -10,6 +19,7 @@ export function indentJson(text) {
   } catch (_) {
     return text;
   }
+  const budget = text.length * MAX_GROWTH + SLACK;
   const pad = (n) => '\n' + '  '.repeat(n);
   let out = '';
   let depth = 0;
@@ -24,6 +34,7 @@ export function indentJson(text) {
       else if (c === '"') inString = false;
       continue;
     }
+    if (depth > MAX_DEPTH || out.length > budget) return text;
     switch (c) {
       case '"':
         inString = true;
@@ -31,11 +42,13 @@ export function indentJson(text) {
         break;
       case '{':
       case '[': {
-        // An empty object or array stays on its line.
-        const rest = text.slice(i + 1).trimStart();
-        if (rest[0] === (c === '{' ? '}' : ']')) {
-          out += c + rest[0];
-          i = text.length - rest.length;
+        // An empty object or array stays on its line (looked for without
+        // copying the rest of the body at every bracket).
+        let j = i + 1;
+        while (j < text.length && ' \t\n\r'.includes(text[j])) j++;
+        if (text[j] === (c === '{' ? '}' : ']')) {
+          out += c + text[j];
+          i = j;
         } else {
           depth++;
           out += c + pad(depth);
