@@ -57,6 +57,8 @@ mod tests {
             ),
             // Not URLs (shown in config errors): cut the same way.
             ("http://u:pa/SECRET word@host/p", "http://host/…"),
+            ("http://bob:SECRET?pw@127.0.0.1:9/x", "http://127.0.0.1:9/…"),
+            ("http://bob:SECRET#pw@127.0.0.1:9", "http://127.0.0.1:9"),
             ("hooks.slack.com/services/T000/B000/SECRET", "hooks.slack.com/…"),
             ("ftp://files.example/SECRET", "ftp://files.example/…"),
         ] {

@@ -258,6 +258,9 @@ fn credentials_in_urls_are_hidden_however_written() {
         ("https://files.example/x", "https://files.example/x"),
         // Not a URL (shown in an error): a `/` in the password does not keep it.
         ("http://u:pa/ss word@host/p", "http://REDACTED@host/p"),
+        // Nor a `?` or `#` in it (the host would be `u:S3CRET`, the rest a query).
+        ("http://bob:S3CRET?pw@127.0.0.1:9/x", "http://REDACTED@127.0.0.1:9/x"),
+        ("http://bob:S3CRET#pw@127.0.0.1:9/x", "http://REDACTED@127.0.0.1:9/x"),
     ] {
         assert_eq!(hide_userinfo(url), hidden, "{url}");
         assert!(!redact_url(url).contains("S3CRET") && !redact_url(url).contains("pa/ss"));

@@ -139,8 +139,11 @@ pub fn redact_url(url: &str) -> String {
 
 /// `scheme://user:pass@host/…` with the credentials replaced. A URL is read
 /// as a browser would (`https:user:pw@host` has credentials too); text that
-/// is not one (an invalid URL in an error) loses everything up to the last
-/// `@` before its query, which may take a path's `@` with it.
+/// is not one (an invalid URL in an error) loses everything up to its last
+/// `@`, which may take a path's or a query's `@` (and the host) with it: a
+/// `?` or `#` in the password ends the host for a URL parser, and the text
+/// after it would have been taken for the query, the password's start shown
+/// as the host (console review, stop 61).
 pub fn hide_userinfo(url: &str) -> String {
     if let Ok(mut u) = url::Url::parse(url) {
         if u.username().is_empty() && u.password().is_none() {
@@ -153,8 +156,7 @@ pub fn hide_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
