@@ -26,6 +26,26 @@ pub const UNIT_TIMEOUT_STOP: Duration = Duration::from_secs(15);
 
 /// `hookrelay run`: load the config, start, serve until told to stop.
 pub fn run(path: &Path) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookrelay")
+        .build()
+        .expect("runtime");
+    // SIGHUP is ours before the config is read: one arriving while it is
+    // (a secret read from a FIFO or a stalled mount) ended the daemon
+    // without a word (exit 129; reload review, stop 61). It reads the file
+    // again once started. SIGTERM keeps ending a start that hangs here.
+    let hup = {
+        let _in = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    let hup = match hup {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: cannot handle SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -34,12 +54,7 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init(&config.log);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("hookrelay")
-        .build()
-        .expect("runtime");
-    match rt.block_on(serve(config)) {
+    match rt.block_on(serve(config, hup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The log is on stderr: the message once (said plainly when
@@ -136,11 +151,10 @@ fn reload_ended(handle: &crate::Handle, applied: Result<(), crate::reload::Reloa
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(), Box<dyn std::error::Error>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     // A start waiting for NATS (connecting, setting streams up, checking a
     // write: up to about 15 s) is abandoned by a stop: nothing was accepted
     // yet. A migration of a 0.1 store is not: it runs to its end (asking

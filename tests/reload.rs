@@ -792,3 +792,53 @@ fn reloading_a_fifo(dir: &std::path::Path) -> (Bin, std::path::PathBuf) {
     bin.signal("HUP");
     (bin, path)
 }
+
+/// A SIGHUP while the daemon is still reading its config at start (here a
+/// FIFO nobody writes to yet; a secret on a stalled mount alike) does not
+/// end it: it ended with exit 129 and no log line (reload review, stop 61).
+#[tokio::test]
+async fn a_sighup_while_the_config_is_read_at_start_does_not_end_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .write();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let starting = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || Bin::start(&path, &[]))
+    };
+    // The daemon waits for the FIFO's writer: SIGHUP it there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hup = std::process::Command::new("pkill")
+        .args(["-HUP", "-f", &path.display().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success(), "no daemon reading {}", path.display());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The config arrives; the daemon starts (Bin::start panics if it exited).
+    // Opened without waiting: a FIFO with no reader left (the daemon gone)
+    // is an error, not a wait for ever.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("the daemon no longer reads its config ({e}): SIGHUP ended it"));
+    fifo.write_all(text.as_bytes()).unwrap();
+    drop(fifo);
+    let bin = starting.await.expect("the daemon started");
+    assert_eq!(callback(bin.addr, &runway("after")).await.0, StatusCode::OK);
+    // Its file back to a plain one: the SIGHUP's reload, or the next, applies.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(20)).await;
+}
