@@ -201,7 +201,9 @@ async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(
                     // sled cannot recover from a write error in-process; what was
                     // acknowledged is on disk. Exit so the supervisor restarts us.
                     let _ = sd_notify::notify(false, &[NotifyState::Status("store failed; restarting")]);
-                    tracing::error!("the store failed a write; exiting so that hookrelay is restarted");
+                    tracing::error!(
+                        "the store failed (a write, or a read of damaged files); exiting so that hookrelay is restarted"
+                    );
                     std::process::exit(EXIT_RESTART.into());
                 }
             }

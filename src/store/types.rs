@@ -347,7 +347,8 @@ pub enum Ticket {
 
 /// Why an embedded store that failed a write refuses everything until a
 /// restart (sled cannot recover in-process).
-pub const FAILED_WRITE: &str = "the store failed a write earlier; restart hookrelay";
+pub const FAILED_WRITE: &str =
+    "the store failed a write earlier, or found its files damaged (see the log); restart hookrelay";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -357,6 +358,10 @@ pub enum StoreError {
     WriterGone,
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The embedded store's files are damaged (sled read data that fails its
+    /// checks): what it holds cannot all be read; the store is failed.
+    #[error("the store's files are damaged ({0}); restore it from a backup, or move it aside to start empty")]
+    Damaged(String),
     #[error("store cannot persist: {0}")]
     Unavailable(String),
     #[error("{0}")]

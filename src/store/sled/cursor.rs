@@ -127,7 +127,14 @@ impl Cursor {
         None
     }
 
+    /// Up to `max` deliveries due at `now_ms`; a read finding the store's
+    /// files damaged fails the store.
     pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
+        let taken = self.take_due(max, now_ms).await;
+        self.inner.check_read(taken)
+    }
+
+    async fn take_due(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
         if max == 0 {
             return Ok(Vec::new());
         }

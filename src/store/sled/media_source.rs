@@ -53,7 +53,13 @@ impl MediaCursor {
     }
 
     /// Up to `max` URLs due at `now_ms`, oldest due first, none handed out twice.
+    /// A read finding the store's files damaged fails the store.
     pub fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
+        let taken = self.take_due(max, now_ms);
+        self.inner.check_read(taken)
+    }
+
+    fn take_due(&mut self, max: usize, now_ms: u64) -> Result<Vec<MediaWork>, StoreError> {
         let mut out = Vec::new();
         if max == 0 {
             return Ok(out);

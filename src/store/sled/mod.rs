@@ -29,6 +29,7 @@ mod media_sweep;
 mod migrate;
 mod migrate_notify;
 mod open_db;
+mod probe;
 pub use migrate::{Migrated, Opened};
 mod query;
 mod record;
@@ -73,7 +74,13 @@ const TREE_SCHEMA: u32 = 2;
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Engine(e.to_string())
+        match e {
+            sled::Error::Corruption { at: Some(at), .. } => {
+                StoreError::Damaged(format!("sled read corrupted data at {at:?} in its files"))
+            }
+            sled::Error::Corruption { at: None, .. } => StoreError::Damaged("sled read corrupted data".into()),
+            e => StoreError::Engine(e.to_string()),
+        }
     }
 }
 
@@ -184,8 +191,27 @@ impl Inner {
     }
     fn fail(&self, e: &StoreError) {
         if !self.failed.swap(true, Ordering::Relaxed) {
-            tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted");
+            match e {
+                StoreError::Damaged(_) => tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "store read failed; refusing new events until hookrelay is restarted"
+                ),
+                _ => {
+                    tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted")
+                }
+            }
         }
+    }
+
+    /// A read that found the store's files damaged fails the store: new
+    /// callbacks are refused (503) and the relay is not ready, instead of
+    /// taking callbacks it may not be able to read back (crash review, stop 61).
+    fn check_read<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e @ StoreError::Damaged(_)) = &r {
+            self.fail(e);
+        }
+        r
     }
 }
 
@@ -195,6 +221,7 @@ impl SledStore {
         let db = open_db::open_db(opts)?;
         let (tree, opened) = schema::open_tree(&db, opts)?;
         let registry = Registry::load(&tree)?;
+        probe::first_reads(&tree, &registry)?;
         let inner = Arc::new(Inner {
             db,
             tree,
@@ -403,6 +430,8 @@ mod future_size_tests;
 mod media_tests;
 #[cfg(test)]
 mod migrate_tests;
+#[cfg(test)]
+mod probe_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]

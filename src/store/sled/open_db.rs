@@ -67,7 +67,7 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(e) => return Err(StoreError::Engine(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
 }
