@@ -297,6 +297,7 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
+        app.store.check_files();
         app.look_at_space();
         if app.store.has_failed() {
             // A write that failed (a delivery's result meeting a full disk)

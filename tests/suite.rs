@@ -159,6 +159,7 @@ mod shutdown;
 mod shutdown_handover;
 mod status;
 mod store_path_checked;
+mod store_removed;
 mod submit_echo;
 mod timing;
 mod tls_files;

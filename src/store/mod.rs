@@ -346,6 +346,14 @@ impl Store {
         }
     }
 
+    /// Fail an embedded store whose files were removed or replaced while it
+    /// ran (looked at every second).
+    pub fn check_files(&self) {
+        if let Backend::Sled(s) = &self.backend {
+            s.check_files();
+        }
+    }
+
     /// A write failed: the store refuses everything until a restart.
     pub fn has_failed(&self) -> bool {
         match &self.backend {

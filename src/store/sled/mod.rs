@@ -21,6 +21,7 @@ mod group_commit;
 mod keys;
 mod left_behind;
 pub use left_behind::left_behind_warning;
+mod files;
 mod media;
 mod media_codec;
 mod media_query;
@@ -98,6 +99,9 @@ pub(super) struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
+    /// The `db` file opened (device, inode): removed or replaced under the
+    /// running relay, its writes would go to a file no one will read again.
+    files: Option<(u64, u64)>,
     /// Set after a write error: every later write is refused.
     failed: AtomicBool,
     /// Refuse new events while the disk has less free space than this.
@@ -195,7 +199,7 @@ impl Inner {
                 StoreError::Damaged(_) => tracing::error!(
                     path = %self.path.display(),
                     error = %e,
-                    "store read failed; refusing new events until hookrelay is restarted"
+                    "the store failed; refusing new events until hookrelay is restarted"
                 ),
                 _ => {
                     tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted")
@@ -228,6 +232,7 @@ impl SledStore {
             // Absolute once, where the daemon started: shown by the status
             // (a relative `data` says nothing to its reader elsewhere).
             path: std::path::absolute(&opts.path).unwrap_or_else(|_| opts.path.clone()),
+            files: files::identity(&opts.path),
             failed: AtomicBool::new(false),
             min_free: opts.min_free,
             room_watch: Mutex::new(room_watch::RoomWatch::new(std::time::Instant::now())),
