@@ -32,11 +32,27 @@ fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
     }
 }
 
+/// Refuse a store whose data file is missing while sled's `conf` is there:
+/// sled would start it empty without a word, every pending delivery and
+/// dedupe key gone (crash review, stop 61). A directory without `conf` is
+/// new (or emptied on purpose) and starts empty.
+fn check_data_file(path: &Path) -> Result<(), StoreError> {
+    if path.join("conf").exists() && !path.join("db").exists() {
+        return Err(StoreError::Damaged(format!(
+            "{} is missing while {} is there: its data is gone",
+            path.join("db").display(),
+            path.join("conf").display()
+        )));
+    }
+    Ok(())
+}
+
 /// Open sled. Its lock file is released a moment after the last handle of a
 /// previous opening is dropped (its thread pool lets go last), so a busy lock
 /// is retried briefly before it is reported as a second process.
 pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     check_compression(&opts.path, opts.compression)?;
+    check_data_file(&opts.path)?;
     if !opts.path.exists() {
         crate::private_dir::create(&opts.path).map_err(|e| {
             StoreError::Engine(format!(
@@ -47,12 +63,25 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let r = sled::Config::new()
+        let config = sled::Config::new()
             .path(&opts.path)
             .cache_capacity(opts.cache_bytes)
             .use_compression(opts.compression)
-            .flush_every_ms(Some(1000))
-            .open();
+            .flush_every_ms(Some(1000));
+        // sled panics on some damage (a `db` file cut short: an index out of
+        // bounds in its recovery): a refusal naming the store, not a panic's
+        // backtrace and exit 101 that a restart loop repeats.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+            Ok(r) => r,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                return Err(StoreError::Damaged(format!("sled failed reading them: {why}")));
+            }
+        };
         match r {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
