@@ -109,6 +109,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
     let store = Store::open(&config).await.map_err(store_err)?;
     store.register(&Topology::of(&config)).await.map_err(store_err)?;
+    store.check_first_reads().await.map_err(store_err)?;
     // Due times of a previous run that its clock's step left too far off.
     if let Err(e) = store.bring_in_due(crate::delivery::due_caps(&config)).await {
         tracing::warn!(error = %e, "could not check the stored due times against the longest waits");

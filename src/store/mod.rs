@@ -346,6 +346,15 @@ impl Store {
         }
     }
 
+    /// At start: an embedded store whose files are damaged where the lanes
+    /// of the configured subscribers read first is refused.
+    pub async fn check_first_reads(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.check_first_reads().await,
+            Backend::Nats(_) => Ok(()),
+        }
+    }
+
     /// Fail an embedded store whose files were removed or replaced while it
     /// ran (looked at every second).
     pub fn check_files(&self) {

@@ -130,7 +130,10 @@ impl Cursor {
     /// Up to `max` deliveries due at `now_ms`; a read finding the store's
     /// files damaged fails the store.
     pub async fn take(&mut self, max: usize, now_ms: u64) -> Result<Vec<Work>, StoreError> {
-        let taken = self.take_due(max, now_ms).await;
+        let taken = self.take_due(max, now_ms).await.map_err(|e| {
+            let reg = super::read_lock(&self.inner.registry);
+            super::probe::backlog_damaged(reg.sub_name(self.sub).unwrap_or_default(), e)
+        });
         self.inner.check_read(taken)
     }
 

@@ -225,7 +225,6 @@ impl SledStore {
         let db = open_db::open_db(opts)?;
         let (tree, opened) = schema::open_tree(&db, opts)?;
         let registry = Registry::load(&tree)?;
-        probe::first_reads(&tree, &registry)?;
         let inner = Arc::new(Inner {
             db,
             tree,

@@ -32,6 +32,27 @@ fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
     }
 }
 
+/// A snapshot sled did not finish writing (`snap.*.generating`, left by a
+/// crash) can make it fail at open as if the store were damaged: named, as
+/// a hint, since moving that one file aside may be all it takes.
+fn unfinished(path: &Path) -> String {
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return String::new();
+    };
+    let left: Vec<String> = dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap.") && n.ends_with(".generating"))
+        .collect();
+    match left.first() {
+        Some(name) => format!(
+            "; {} is a snapshot sled did not finish: moving it aside first may be all it takes",
+            path.join(name).display()
+        ),
+        None => String::new(),
+    }
+}
+
 /// Refuse a store whose data file is missing while sled's `conf` is there:
 /// sled would start it empty without a word, every pending delivery and
 /// dedupe key gone (crash review, stop 61). A directory without `conf` is
@@ -39,8 +60,10 @@ fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
 fn check_data_file(path: &Path) -> Result<(), StoreError> {
     if path.join("conf").exists() && !path.join("db").exists() {
         return Err(StoreError::Damaged(format!(
-            "{} is missing while {} is there: its data is gone",
+            "{} is missing while {} is there: its data is gone (if this directory never held a store, a \
+             first start cut short between the two files, remove {} and start again)",
             path.join("db").display(),
+            path.join("conf").display(),
             path.join("conf").display()
         )));
     }
@@ -79,7 +102,10 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                     .map(String::as_str)
                     .or_else(|| panic.downcast_ref::<&str>().copied())
                     .unwrap_or("no message");
-                return Err(StoreError::Damaged(format!("sled failed reading them: {why}")));
+                return Err(StoreError::Damaged(format!(
+                    "sled failed reading them: {why}{}",
+                    unfinished(&opts.path)
+                )));
             }
         };
         match r {
@@ -96,7 +122,12 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(match StoreError::from(e) {
+                    StoreError::Damaged(why) => StoreError::Damaged(format!("{why}{}", unfinished(&opts.path))),
+                    e => e,
+                })
+            }
         }
     }
 }

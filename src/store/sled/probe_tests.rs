@@ -45,14 +45,26 @@ async fn damaged_store(dir: &std::path::Path, damaged: usize) {
 }
 
 #[tokio::test]
-async fn a_store_damaged_where_a_lane_reads_first_is_refused_at_open() {
+async fn a_store_damaged_where_a_lane_reads_first_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing delivered: the lane reads these rows first.
     damaged_store(dir.path(), 10).await;
-    match Store::open_sled(&opts(dir.path())) {
-        Ok(_) => panic!("a store whose pending rows cannot be read opened"),
-        Err(e) => assert!(e.to_string().contains("damaged"), "{e}"),
+    {
+        let store = Store::open_sled(&opts(dir.path())).unwrap();
+        store.register(&super::tests::topology(&["a"])).await.unwrap();
+        let e = store
+            .check_first_reads()
+            .await
+            .expect_err("a store whose pending rows cannot be read passed");
+        let e = e.to_string();
+        assert!(e.contains("damaged") && e.contains(r#"subscriber "a""#), "{e}");
+        store.close().await;
     }
+    // Subscriber `a` taken out of the config (its pending deliveries given
+    // up): the store starts, for the route's other subscribers.
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    store.register(&super::tests::topology(&["b"])).await.unwrap();
+    store.check_first_reads().await.expect("the damage is only a's to read");
 }
 
 /// Damage past what the open reads (in tests its first 100 rows from each
