@@ -74,11 +74,18 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     // Cluster mode: these are the cluster's, shared by every relay (the
     // streams' max_age and copies, the consumers' ack_wait); a reload never
     // changes them.
-    if let (StoreBackend::Nats(old), StoreBackend::Nats(n)) = (&running.store.backend, &new.store.backend) {
+    // Judged by the backend running, whatever the new file says (one
+    // switched back to the embedded store with a lower retention swept the
+    // cluster's tasks with it: change review).
+    if let StoreBackend::Nats(old) = &running.store.backend {
+        let (replicas, takeover) = match &new.store.backend {
+            StoreBackend::Nats(n) => (n.replicas != old.replicas, n.takeover != old.takeover),
+            StoreBackend::Sled => (false, false),
+        };
         let shared: Vec<&str> = [
             (new.store.retention != running.store.retention, "store.retention"),
-            (n.replicas != old.replicas, "store.nats.replicas"),
-            (n.takeover != old.takeover, "store.nats.takeover"),
+            (replicas, "store.nats.replicas"),
+            (takeover, "store.nats.takeover"),
         ]
         .into_iter()
         .filter_map(|(changed, key)| changed.then_some(key))

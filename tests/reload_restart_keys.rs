@@ -46,33 +46,42 @@ async fn a_reload_keeps_the_media_floor_of_the_store_floor_in_use() {
     h.shutdown().await;
 }
 
+/// Two relays on one cluster: one reloads a file with a lower retention,
+/// the other a file switched back to the embedded store with one (the
+/// change review: the keeping was judged by both backends being NATS). The
+/// cluster's task must outlive both relays' sweeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_in_cluster_mode_keeps_the_retention_of_expected_tasks() {
-    let started = Instant::now();
     let nats = NatsCluster::start(1).await;
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = |retention| {
-        let (cfg, _) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
-        cfg.nats(nats.urls(), 1).retention(retention)
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path, retention| {
+        let (cfg, _) = tasks_config(dir, vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+        cfg.retention(retention)
     };
-    let h = start(&cfg(secs(3600))).await;
-    let (s, v) = register(h.admin_addr, "runway", "task-kept").await;
+    let h1 = start(&cfg(one.path(), secs(3600)).nats(nats.urls(), 1)).await;
+    let h2 = start(&cfg(two.path(), secs(3600)).nats(nats.urls(), 1)).await;
+    // Each relay's sweeps run 10 s after its start and every minute after
+    // that: by 70 s from here both have swept with what their reloads left.
+    let started = Instant::now();
+    let (s, v) = register(h1.admin_addr, "runway", "task-kept").await;
     assert!(s.is_success(), "{v}");
-    // The file's retention lowered to a minute: the cluster's stays an hour
-    // (the reload says so), and so must the sweep's.
-    cfg(secs(60)).write();
-    h.reload().await.expect("reload");
-    // Sweeps run 10 s after the start and every minute after that: the one
-    // at 70 s would find the task older than a minute.
-    let sweep = secs(78).saturating_sub(started.elapsed());
-    tokio::time::sleep(sweep).await;
-    let (s, v) = admin(h.admin_addr, "GET", "/api/tasks/task-kept").await;
-    assert_eq!(
-        s,
-        StatusCode::OK,
-        "the task was swept with a retention the reload did not apply: {v}"
-    );
-    h.shutdown().await;
+    // The files' retention lowered to a minute: the cluster's stays an hour
+    // (the reloads say so), and so must the sweeps'.
+    cfg(one.path(), secs(60)).nats(nats.urls(), 1).write();
+    h1.reload().await.expect("reload");
+    cfg(two.path(), secs(60)).write();
+    h2.reload().await.expect("reload");
+    tokio::time::sleep(secs(75).saturating_sub(started.elapsed())).await;
+    for h in [&h1, &h2] {
+        let (s, v) = admin(h.admin_addr, "GET", "/api/tasks/task-kept").await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "the task was swept with a retention a reload did not apply: {v}"
+        );
+    }
+    h1.shutdown().await;
+    h2.shutdown().await;
 }
