@@ -9,9 +9,12 @@
 
 /** Deepest nesting indented; a deeper body is shown as it came. */
 const MAX_DEPTH = 64;
-/** The indented text may grow to this many times the body, plus `SLACK`. */
-const MAX_GROWTH = 4;
+/** The indented text may grow to this many times the body, plus `SLACK`
+ * (an array of numbers four levels deep grows about six times), and to
+ * `MAX_SHOWN` characters at most. */
+const MAX_GROWTH = 8;
 const SLACK = 64 * 1024;
+const MAX_SHOWN = 32 * 1024 * 1024;
 
 export function indentJson(text) {
   try {
@@ -19,7 +22,7 @@ export function indentJson(text) {
   } catch (_) {
     return text;
   }
-  const budget = text.length * MAX_GROWTH + SLACK;
+  const budget = Math.min(text.length * MAX_GROWTH + SLACK, MAX_SHOWN);
   const pad = (n) => '\n' + '  '.repeat(n);
   let out = '';
   let depth = 0;
