@@ -813,10 +813,29 @@ async fn a_sighup_while_the_config_is_read_at_start_does_not_end_the_daemon() {
         let path = path.clone();
         tokio::task::spawn_blocking(move || Bin::start(&path, &[]))
     };
-    // The daemon waits for the FIFO's writer: SIGHUP it there.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let hup = std::process::Command::new("pkill")
-        .args(["-HUP", "-f", &path.display().to_string()])
+    // The daemon waits for the FIFO's writer: SIGHUP it there, once its
+    // runtime's threads exist (the handler is set up with them, before the
+    // config is read; an exec not that far yet is no part of the test).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &path.display().to_string()])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        if !pid.is_empty() && threads > 2 {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not get as far as reading its config"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
         .status()
         .unwrap();
     assert!(hup.success(), "no daemon reading {}", path.display());
