@@ -783,14 +783,19 @@ async fn until_new_route_answers(bin: &Bin) {
 fn reloading_a_fifo(dir: &std::path::Path) -> (Bin, std::path::PathBuf) {
     let path = TestConfig::new(dir).subscriber(Subscriber::new("s", DOWN)).write();
     let bin = Bin::start(&path, &[]);
-    std::fs::remove_file(&path).unwrap();
+    fifo_in_place_of(&path);
+    bin.signal("HUP");
+    (bin, path)
+}
+
+/// Replace the file at `path` by a FIFO.
+fn fifo_in_place_of(path: &std::path::Path) {
+    std::fs::remove_file(path).unwrap();
     assert!(std::process::Command::new("mkfifo")
-        .arg(&path)
+        .arg(path)
         .status()
         .unwrap()
         .success());
-    bin.signal("HUP");
-    (bin, path)
 }
 
 /// A SIGHUP while the daemon is still reading its config at start (here a
@@ -803,12 +808,7 @@ async fn a_sighup_while_the_config_is_read_at_start_does_not_end_the_daemon() {
         .subscriber(Subscriber::new("s", DOWN))
         .write();
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .unwrap()
-        .success());
+    fifo_in_place_of(&path);
     let starting = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || Bin::start(&path, &[]))
