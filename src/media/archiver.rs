@@ -235,7 +235,6 @@ async fn run(
         strong.in_flight.store(tickets.len(), Ordering::Relaxed);
         drop(strong);
         metrics.media_in_flight.set(tickets.len() as i64);
-        metrics.media_queue_depth.set_known(source.depth());
         // Wait for what can change what is due: a finished try, new work,
         // the next due time, new settings.
         let wake_at = clock::next_wake(capacity, took, source.next_due(), now);

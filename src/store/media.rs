@@ -175,13 +175,4 @@ impl MediaSource {
             MediaSource::Nats(c) => c.signal(),
         }
     }
-
-    /// URLs waiting for a try, handed-out ones included (`None`: not known
-    /// now, NATS away).
-    pub fn depth(&self) -> Option<u64> {
-        match self {
-            MediaSource::Sled(c) => Some(c.depth()),
-            MediaSource::Nats(c) => c.depth(),
-        }
-    }
 }

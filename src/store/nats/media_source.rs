@@ -61,10 +61,6 @@ impl NatsMediaCursor {
         self.follower.signal.clone()
     }
 
-    pub fn depth(&self) -> Option<u64> {
-        self.follower.depth_known()
-    }
-
     /// Waiting work lives in NATS and the prefetch wakes the archiver; a
     /// look every second keeps its depth current.
     pub fn next_due(&self) -> Option<u64> {

@@ -4,7 +4,7 @@
 //! the writer ([`super::media`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -29,15 +29,12 @@ pub struct MediaCursor {
     in_flight: HashSet<[u8; 16]>,
     /// Woken by the writer when media work is added.
     signal: Arc<Notify>,
-    /// `A` rows (published by the writer).
-    queue: Arc<AtomicU64>,
 }
 
 impl MediaCursor {
     pub(super) fn open(inner: Arc<Inner>) -> MediaCursor {
         MediaCursor {
             signal: inner.media_signal.clone(),
-            queue: inner.media_queue.clone(),
             inner,
             in_flight: HashSet::new(),
         }
@@ -45,11 +42,6 @@ impl MediaCursor {
 
     pub fn signal(&self) -> Arc<Notify> {
         self.signal.clone()
-    }
-
-    /// URLs waiting for a try (handed-out ones included).
-    pub fn depth(&self) -> u64 {
-        self.queue.load(Ordering::Relaxed)
     }
 
     /// Up to `max` URLs due at `now_ms`, oldest due first, none handed out twice.
