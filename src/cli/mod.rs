@@ -21,6 +21,7 @@ pub mod init;
 mod init_steps;
 mod migrate;
 pub mod render;
+pub mod render_status;
 pub mod render_tasks;
 mod terminal;
 
@@ -379,7 +380,7 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             },
         ),
         AdminCommand::Subscribers => (Method::GET, "/api/subscribers".into(), render::render_subscribers),
-        AdminCommand::Status => (Method::GET, "/api/status".into(), render::render_status),
+        AdminCommand::Status => (Method::GET, "/api/status".into(), render_status::render_status),
         AdminCommand::Media {
             event: Some(id),
             retry: true,
