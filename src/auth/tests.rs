@@ -261,6 +261,15 @@ fn credentials_in_urls_are_hidden_however_written() {
         // Nor a `?` or `#` in it (the host would be `u:S3CRET`, the rest a query).
         ("http://bob:S3CRET?pw@127.0.0.1:9/x", "http://REDACTED@127.0.0.1:9/x"),
         ("http://bob:S3CRET#pw@127.0.0.1:9/x", "http://REDACTED@127.0.0.1:9/x"),
+        // Without `scheme://` (a NATS server, an S3 endpoint, `--admin`, a
+        // provider's base URL written short): shown whole before.
+        ("u:S3CRET@api.example", "REDACTED@api.example"),
+        ("AK:S3CRET@127.0.0.1:9000", "REDACTED@127.0.0.1:9000"),
+        ("u:S3CRET@127.0.0.1:19090/x", "REDACTED@127.0.0.1:19090/x"),
+        ("//u:S3CRET@host/dir", "//REDACTED@host/dir"),
+        ("mailto:u:S3CRET@host", "REDACTED@host"),
+        ("127.0.0.1:4222", "127.0.0.1:4222"),
+        ("files.example/x", "files.example/x"),
     ] {
         assert_eq!(hide_userinfo(url), hidden, "{url}");
         assert!(!redact_url(url).contains("S3CRET") && !redact_url(url).contains("pa/ss"));
@@ -283,6 +292,22 @@ fn redaction() {
         "/hooks/t?REDACTED(16)&x&a=REDACTED"
     );
     assert_eq!(loggable_unknown_path("/h?cf64d0da09d3e1f2a3b46f"), "/h?REDACTED(22)");
+    // A base64 token with its padding: the `=` splits no name from a value
+    // (its key was shown, observability review, stop 62).
+    for q in [
+        "U0VLUklUc2Vrcml0VE9LRU4xMjM0NTY3OA==",
+        "U0VLUklUc2Vrcml0VE9LRU4xMjM0NTY3OA=",
+    ] {
+        let n = q.len();
+        assert_eq!(redact_query(&format!("/h?{q}")), format!("/h?REDACTED({n})"));
+        assert_eq!(
+            redact_query_values(&format!("/h?a=1&{q}")),
+            format!("/h?a=REDACTED&REDACTED({n})")
+        );
+        assert_eq!(loggable_unknown_path(&format!("/h?{q}")), format!("/h?REDACTED({n})"));
+    }
+    // A short name with nothing after it stays.
+    assert_eq!(redact_query("/h?debug="), "/h?debug=");
     // Keys are compared decoded, as presented_token reads them.
     assert_eq!(redact_query("/h?tok%65n=s3cret"), "/h?tok%65n=REDACTED");
     assert_eq!(

@@ -146,18 +146,29 @@ pub fn redact_url(url: &str) -> String {
 /// as the host (console review, stop 61).
 pub fn hide_userinfo(url: &str) -> String {
     if let Ok(mut u) = url::Url::parse(url) {
-        if u.username().is_empty() && u.password().is_none() {
-            return url.to_string();
-        }
-        if u.set_password(None).is_ok() && u.set_username("REDACTED").is_ok() {
-            return u.to_string();
+        // `u:pw@host` parses too, as scheme `u` and path `pw@host`: only a
+        // URL with a host is judged by its parse.
+        if u.has_authority() {
+            if u.username().is_empty() && u.password().is_none() {
+                return url.to_string();
+            }
+            if u.set_password(None).is_ok() && u.set_username("REDACTED").is_ok() {
+                return u.to_string();
+            }
         }
     }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    // Written without `scheme://` (`u:pw@host`, `//u:pw@host`: a NATS server,
+    // an S3 endpoint, `--admin`), it loses what comes before its last `@` too
+    // (observability review, stop 62: such text was shown whole).
+    let (prefix, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => match url.strip_prefix("//") {
+            Some(rest) => ("//".to_string(), rest),
+            None => (String::new(), url),
+        },
     };
     match rest.rfind('@') {
-        Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
+        Some(at) => format!("{prefix}REDACTED@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
 }
@@ -169,6 +180,12 @@ fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
+            // A base64 token pasted as the whole query: its padding is no
+            // name/value split (its key was logged; observability review,
+            // stop 62).
+            Some((k, v)) if v.chars().all(|c| c == '=') && k.chars().count() >= LONG_ENOUGH_TO_BE_SECRET => {
+                format!("REDACTED({})", kv.chars().count())
+            }
             Some((k, _)) if secret(k) => format!("{k}=REDACTED"),
             // A part with no `=` is a value with no name (a provider set up
             // with `…?<token>`): long enough to be a credential, only its length.
