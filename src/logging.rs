@@ -119,7 +119,13 @@ const DEBUG_AT_MOST: [&str; 1] = ["async_nats"];
 /// the rest.
 fn daemon_filter(filter: &str) -> String {
     let filter = normalized(filter);
-    let everything_at_trace = filter.split(',').any(|d| d.eq_ignore_ascii_case("trace"));
+    // `trace` however written (`TRACE`, `5`: `5` was taken for a level
+    // and uncapped, NATS payloads logged; observability review, stop 62).
+    let everything_at_trace = filter.split(',').any(|d| {
+        d.trim()
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .is_ok_and(|l| l == tracing_subscriber::filter::LevelFilter::TRACE)
+    });
     let target = |d: &str| d.split(['=', '[']).next().unwrap_or_default().trim().to_string();
     let named = |t: &str| filter.split(',').any(|d| target(d) == t);
     let capped = DEBUG_AT_MOST
@@ -227,6 +233,9 @@ mod tests {
     fn the_daemon_keeps_the_nats_clients_messages_out_of_a_bare_trace() {
         use super::daemon_filter;
         assert_eq!(daemon_filter("trace"), "trace,async_nats=debug");
+        assert_eq!(daemon_filter("5"), "5,async_nats=debug");
+        assert_eq!(daemon_filter("info,5"), "info,5,async_nats=debug");
+        assert_eq!(daemon_filter("4"), "4");
         assert_eq!(
             daemon_filter("hookrelay=debug, TRACE"),
             "hookrelay=debug,TRACE,async_nats=debug"
