@@ -202,6 +202,9 @@ impl Validator<'_> {
         // Messages show the URL without its credentials, path or query: any
         // of them may be the subscriber's secret.
         let shown = crate::auth::shown_target(url.get_ref());
+        if let Some(problem) = unclear_userinfo(url.get_ref()) {
+            return Err(url_err(format!("invalid URL {shown:?}: {problem}")));
+        }
         let parsed: Uri = url
             .get_ref()
             .parse()
@@ -216,6 +219,30 @@ impl Validator<'_> {
         }
         split_userinfo(parsed).map_err(url_err)
     }
+}
+
+/// Why a URL's credentials cannot be told from the rest, if they cannot:
+/// a password with a raw `?`, `#` or `@` ended the host early, the rest taken
+/// for a query, and the relay delivered to the password's start as the host
+/// (`http://user:p@ss?w@host/x` went to `ss`; observability review, stop 62).
+/// A `#` is never sent (a fragment); an `@` after the host is refused when
+/// the URL has credentials or the `@` is in a query with no path before it.
+/// An `@` in a path (`/users/@me`) stays.
+fn unclear_userinfo(raw: &str) -> Option<&'static str> {
+    let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+    if rest.contains('#') {
+        return Some("it has a `#`, which starts a fragment (never sent): in a password write it as %23");
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if tail.contains('@') && (authority.contains('@') || tail.starts_with('?')) {
+        return Some(
+            "it has an `@` after the host, so where its credentials end is unclear: \
+             percent-encode `@`, `/`, `?` and `#` in a user name or password (%40, %2F, %3F, %23), \
+             and an `@` in a query (%40)",
+        );
+    }
+    None
 }
 
 /// Headers a delivery's meaning or framing depends on: hookrelay sets them.
