@@ -316,19 +316,23 @@ impl ProviderClient {
             code,
             http_status,
             call: call.to_string(),
-            // A URL it quotes (a signed one: its query is a credential)
-            // shown without its query, before the message is cut short.
-            // (Then the key: a `<redacted>` would end a URL early.)
-            message: clip(
-                &self
-                    .inner
-                    .cfg
-                    .api_key
-                    .redact(&crate::media::shown::urls_shown(&message)),
-            ),
+            message: clip(&self.hidden(&message)),
         };
         tracing::debug!(error = %err, "provider call failed");
         err
+    }
+
+    /// A provider's error text as a task's `last_error`, a log line and an
+    /// admin API answer show it: a URL it quotes (a signed one: its query is
+    /// a credential) without its query; then the key, as sent or encoded (a
+    /// `<redacted>` would end a URL early); then a route token it quotes in
+    /// the callback URL the submit proxy gave it, percent-encoded in a page
+    /// (`%3Ftoken%3D…`: shown whole before; observability review, stop 62).
+    fn hidden(&self, message: &str) -> String {
+        let key = &self.inner.cfg.api_key;
+        let text = key.redact(&crate::media::shown::urls_shown(message));
+        let text = crate::auth::hide_token_params(key.redact_bytes(Bytes::from(text)));
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     /// Refuse, without sending, while the key is paused after a 429 or 455.
@@ -401,6 +405,21 @@ mod tests {
         ] {
             assert!(check_endpoint_path(bad).is_err(), "{bad}");
         }
+    }
+
+    /// An error page quoting the callback URL (with its route token) or
+    /// the key, encoded, shows neither.
+    #[test]
+    fn an_error_hides_quoted_route_tokens_and_the_encoded_key() {
+        let key = ApiKey::new("sk-very/secret+1").unwrap();
+        let client = ProviderClient::new(ClientConfig::new(DEFAULT_BASE_URL, key)).unwrap();
+        let page = "<html>502 url: /hooks/r%3Ftoken%3DRTOKENsekrit123 key sk-very%2Fsecret%2B1 \
+                    or sk-very/secret+1, callBackUrl=https://relay.example/hooks/r?token=RTOKENsekrit123&x=1</html>";
+        let err = client.failed("recordInfo", Fault::new(ErrorKind::ServerError, page));
+        let shown = err.to_string();
+        assert!(!shown.contains("RTOKENsekrit"), "{shown}");
+        assert!(!shown.contains("sk-very"), "{shown}");
+        assert!(shown.contains("502 url: /hooks/r%3Ftoken%3D<redacted>"), "{shown}");
     }
 
     #[test]
