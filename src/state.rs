@@ -93,6 +93,9 @@ pub struct App {
     /// Ingest requests refused (no route, refused by the route's checks),
     /// for their rate-limited log ([`Self::request_refused`]).
     refused_requests: Mutex<RefusedRequests>,
+    /// Duplicates answered `200`, for their rate-limited log
+    /// ([`Self::duplicate_accepted`]).
+    duplicates_log: Mutex<crate::ingest::duplicates::DuplicatesLog>,
     /// Wrong admin tokens by client, for their `429` (admin API).
     pub(crate) wrong_admin_tokens: crate::admin::WrongTokens,
     /// Listeners bound and not shutting down (readiness).
@@ -187,6 +190,7 @@ impl App {
             store_writes: AtomicU64::new(0),
             store_problems: AtomicU64::new(0),
             refused_requests: Mutex::default(),
+            duplicates_log: Mutex::default(),
             wrong_admin_tokens: crate::admin::WrongTokens::default(),
             serving: AtomicBool::new(false),
             tls,
@@ -376,6 +380,15 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(by, crate::clock::now_ms())
+    }
+
+    /// A duplicate answered `200` on `route`: how to log it (each route's
+    /// first few in a window in full, the rest at debug, summed up after).
+    pub fn duplicate_accepted(&self, route: &str) -> crate::ingest::duplicates::DuplicateLine {
+        self.duplicates_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(route, crate::clock::now_ms())
     }
 
     /// How many writes the store took so far (see [`Self::store_took_write`]).

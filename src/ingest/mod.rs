@@ -11,6 +11,7 @@ mod answer;
 mod body;
 mod budget;
 pub mod contested;
+pub mod duplicates;
 mod moved;
 pub mod refused;
 
@@ -131,15 +132,37 @@ where
     let took_us = started.elapsed().as_micros() as u64;
     match &answer {
         Answer::Accepted(a) => {
-            if a.duplicate {
-                app.metrics
-                    .dedupe_hits
-                    .get_or_create(&crate::metrics::RouteLabels {
-                        route: name.to_string(),
-                    })
-                    .inc();
+            let line = match a.duplicate {
+                true => {
+                    app.metrics
+                        .dedupe_hits
+                        .get_or_create(&crate::metrics::RouteLabels {
+                            route: name.to_string(),
+                        })
+                        .inc();
+                    app.duplicate_accepted(name)
+                }
+                false => crate::ingest::duplicates::DuplicateLine {
+                    full: true,
+                    summary: None,
+                },
+            };
+            if let Some((n, since)) = line.summary {
+                tracing::info!(
+                    route = name,
+                    duplicates = n,
+                    since = %crate::admin::rfc3339(since),
+                    "more duplicates of stored callbacks were answered 200 (logged at debug)"
+                );
             }
-            tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted");
+            match line.full {
+                true => {
+                    tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted")
+                }
+                false => {
+                    tracing::debug!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted")
+                }
+            }
         }
         // The store's own refusals (unavailable, a reload's new topology,
         // larger than it takes) are logged where they are given: here one
