@@ -43,6 +43,14 @@ mod limits;
 mod linger;
 mod once_a_minute;
 
+/// Failed accepts, for their warning at most once a minute (the process's
+/// file descriptors are shared by every listener).
+static ACCEPT_FAILED: std::sync::Mutex<once_a_minute::OnceAMinute> =
+    std::sync::Mutex::new(once_a_minute::OnceAMinute::new());
+/// The wait after a failed accept, doubled while they fail.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 use activity::{Activity, GuardedBody, Next, Tracked};
 pub use limits::{ConnLimit, ConnSettings, Settings};
 
@@ -80,6 +88,11 @@ pub async fn serve<S, F, B>(
     let local = listener
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // EMFILE and friends: backed off (doubling from 50 ms to 1 s) instead of
+    // spinning, and warned about at most once a minute (every 50 ms on each
+    // listener before, 40 lines a second while a stranger held connections
+    // open: observability review, stop 62).
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
@@ -90,13 +103,21 @@ pub async fn serve<S, F, B>(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let warn = ACCEPT_FAILED.lock().unwrap_or_else(|e| e.into_inner()).note(std::time::Instant::now());
+                    match warn {
+                        Some(between) => tracing::warn!(
+                            error = %e, listener = %local, failed_since_last_warning = between,
+                            "accept failed (out of file descriptors? see LimitNOFILE); retrying with back-off, warned at most once a minute"
+                        ),
+                        None => tracing::debug!(error = %e, listener = %local, "accept failed"),
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
         };
+        backoff = ACCEPT_BACKOFF_FIRST;
         let permit = match permit.claim(peer.ip()) {
             Ok(p) => p,
             Err(over) => {

@@ -45,3 +45,34 @@ async fn a_hard_limit_below_what_the_config_can_use_is_named() {
     let bin = Bin::start_under_prlimit(&small.write(), "--nofile=512:512");
     assert!(!bin.log_text().contains("open-files limit"), "{}", bin.log_text());
 }
+
+/// Out of file descriptors (a stranger holding connections open under a low
+/// limit), failed accepts are warned about at most once a minute, with a
+/// back-off: they were one warning every 50 ms on each listener, 40 lines a
+/// second, crowding everything else out of the journal (observability
+/// review, stop 62). Callbacks are taken again once the connections go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_accepts_are_warned_about_once_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start_under_prlimit(&cfg.write(), "--nofile=64:64");
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        match tokio::time::timeout(ms(500), tokio::net::TcpStream::connect(bin.addr)).await {
+            Ok(Ok(s)) => held.push(s),
+            _ => break,
+        }
+    }
+    log_until(|| bin.log_text(), "accept failed", secs(10)).await;
+    tokio::time::sleep(secs(3)).await;
+    let warnings = bin
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("accept failed"))
+        .count();
+    assert_eq!(warnings, 1, "{}", bin.log_text());
+    // Gone: the back-off is 1 s at most.
+    drop(held);
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(callback(bin.addr, &runway("after")).await.0, http::StatusCode::OK);
+}
