@@ -7,9 +7,9 @@
 #   packaging/build-deb.sh [--profile NAME] [-- CARGO-DEB OPTIONS]
 #
 # The default profile is release (optimised, stripped, with a -dbgsym .ddeb).
-# CI checks the packaging with a quick unoptimised build, since what it checks
+# CI checks the packaging with the binary its tests built, since what it checks
 # is the package, not the code:
-#   packaging/build-deb.sh --profile deb-check -- --no-dbgsym --no-compress-debug-symbols --fast
+#   packaging/build-deb.sh --profile dev -- --no-dbgsym --no-compress-debug-symbols --fast
 #
 # Needs cargo-deb 3 (cargo install cargo-deb --locked). Prints the .deb's path last.
 set -euo pipefail
