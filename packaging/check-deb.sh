@@ -29,19 +29,41 @@ ok() { echo "ok: $*"; }
 if dpkg-query -W hookrelay >/dev/null 2>&1 && [ "$(dpkg-query -W -f='${Status}' hookrelay)" != "not-installed" ]; then
   fail "hookrelay is already installed here; remove it first (dpkg --purge hookrelay)"
 fi
+# Whether a store was here before this check ran (kept then, whatever happens).
+had_state=false; [ -e /var/lib/hookrelay ] && had_state=true
 cleanup() {
   if ! $keep; then
-    dpkg --purge hookrelay >/dev/null
+    local stored=false out
+    [ -d /var/lib/hookrelay/data ] && stored=true
+    out=$(dpkg --purge hookrelay 2>&1)
     for gone in /usr/bin/hookrelay /etc/hookrelay /usr/lib/systemd/system/hookrelay.service; do
       [ ! -e "$gone" ] || { echo "FAIL: $gone is still there after dpkg --purge" >&2; exit 1; }
     done
     echo "ok: purged"
+    # A store with a callback in it (the daemon's run below) is kept, and named.
+    if $stored; then
+      { [ -d /var/lib/hookrelay/data ] && grep -q "kept the store in /var/lib/hookrelay" <<<"$out"; } \
+        || { echo "FAIL: purge did not keep and name the store: $out" >&2; exit 1; }
+      echo "ok: purge kept the store with its callbacks, and said so"
+      $had_state || rm -rf /var/lib/hookrelay
+    fi
   fi
 }
 trap cleanup EXIT
 
 dpkg -i "$deb"
 version=$(dpkg-query -W -f='${Version}' hookrelay)
+# Every shared library the binary needs is a dependency (libgcc_s was not).
+depends=$(dpkg-query -W -f='${Depends}' hookrelay)
+for lib in $(readelf -d /usr/bin/hookrelay | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+  case "$lib" in
+    libc.so.*|libm.so.*|ld-linux*|libpthread.so.*|libdl.so.*|librt.so.*) pkg=libc6 ;;
+    libgcc_s.so.*) pkg=libgcc-s1 ;;
+    *) fail "the binary needs $lib: add its package to [package.metadata.deb] depends" ;;
+  esac
+  grep -q "$pkg" <<<"$depends" || fail "Depends ($depends) lacks $pkg for $lib"
+done
+ok "Depends: $depends"
 
 # Files in their standard places, with their modes.
 mode() { stat -c '%a %U' "$1" 2>/dev/null || echo "missing"; }
@@ -117,13 +139,11 @@ ok "check-config /etc/hookrelay/config.toml"
 for port in 8080 9090; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "127.0.0.1:$port is in use: cannot run the packaged config here"; fi
 done
-had_state=false; [ -e /var/lib/hookrelay ] && had_state=true
 log=$(mktemp)
 CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay run --config /etc/hookrelay/config.toml >"$log" 2>&1 &
 daemon=$!
 stop_daemon() {
   kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
-  $had_state || rm -rf /var/lib/hookrelay
   rm -f "$log"
 }
 trap 'stop_daemon; cleanup' EXIT
