@@ -329,6 +329,24 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
         "{wanted} not a StateDirectory"
     );
     assert_eq!(values("StateDirectoryMode"), ["0700"]);
+    // A config error's exit code is not restarted (packaging review, stop 62):
+    // it was tried again until systemd's start limit hid the cause.
+    assert_eq!(values("RestartPreventExitStatus"), ["2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = 8080\n").unwrap();
+    for cmd in ["check-config", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args([cmd, "--config", bad.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert_eq!(values("AmbientCapabilities"), ["CAP_NET_BIND_SERVICE"]);
     assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
 }
