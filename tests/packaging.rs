@@ -200,6 +200,17 @@ async fn init_systemd_keeps_the_secrets_out_of_the_config() {
         "{out}"
     );
     assert!(table(&config)["store"]["path"].as_str() == Some("/var/lib/hookrelay/data"));
+    // Even its examples keep secrets out: the provider's signing secret is a
+    // credential too (it was shown inline, packaging review, stop 62).
+    assert!(!text.contains("secret = \"whsec_"), "{text}");
+    assert!(
+        text.contains("secret = { credential = \"provider-secret\" }")
+            && text.contains(&format!(
+                "LoadCredential=provider-secret:{}/secrets/provider-secret",
+                tmp.path().display()
+            )),
+        "{text}"
+    );
     // Its header tells how to check it where it was written, not under /etc.
     let dir = tmp.path().display();
     assert!(
@@ -211,7 +222,11 @@ async fn init_systemd_keeps_the_secrets_out_of_the_config() {
 
     let c = config.to_str().unwrap();
     let (ok, _, err) = cli_env(&["check-config", "--config", c], &[]);
-    assert!(!ok && err.contains("CREDENTIALS_DIRECTORY"), "{err}");
+    // Saying how to set it from a shell (packaging review, stop 62).
+    assert!(
+        !ok && err.contains("from a shell") && err.contains("CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets"),
+        "{err}"
+    );
     let (ok, _, err) = cli_env(
         &["check-config", "--config", c],
         &[("CREDENTIALS_DIRECTORY", &secrets_dir)],

@@ -181,7 +181,7 @@ path = {path}
 # The provider calls {raw_path}?token=… or sends Authorization: Bearer ….
 tokens = [{route_token}]
 # If your provider signs its callbacks, check the signature too, e.g.
-# signature = {{ scheme = "standard-webhooks", secret = "whsec_…" }}
+{signature_example}
 
 [[routes.subscribers]]
 name = "app"
@@ -195,6 +195,18 @@ secret = {subscriber_secret}
         } else {
             "# Not loopback: plain HTTP, and the token is in the callback URL: set server.tls, or let\n\
              # only a TLS reverse proxy reach this address."
+        },
+        // Under the unit the provider's secret is a credential too: the
+        // file is every local user's to read (packaging review, stop 62:
+        // the example was inline, under a header saying no secret is here).
+        signature_example = match secrets {
+            Some(_) => "# signature = { scheme = \"standard-webhooks\", secret = \"whsec_…\" }".to_string(),
+            None => format!(
+                "# signature = {{ scheme = \"standard-webhooks\", secret = {{ credential = \"provider-secret\" }} }}\n\
+                 #   with the provider's whsec_… in {dir}/secrets/provider-secret (mode 0600) and\n\
+                 #   LoadCredential=provider-secret:{dir}/secrets/provider-secret (systemctl edit hookrelay)",
+                dir = s.dir
+            ),
         },
         listen = quoted(&s.listen.to_string()),
         store = quoted(s.store_path),

@@ -74,7 +74,9 @@ impl SecretSource {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                     format!(
                         "credential {credential:?} requested but CREDENTIALS_DIRECTORY is not set \
-                         (use LoadCredential= in the unit)"
+                         (use LoadCredential= in the unit; from a shell, point it at the files the unit \
+                         loads: CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets for the .deb's layout, the secrets/ \
+                         beside the config for `hookrelay init --systemd`'s)"
                     )
                 })?;
                 let path = Path::new(&dir).join(credential);
