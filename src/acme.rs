@@ -40,7 +40,10 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// Why the certificate manager cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
-    #[error("cannot use the ACME state directory {path}: {source}")]
+    #[error(
+        "cannot use the ACME state directory {path} (beside store.path): {source}{}",
+        crate::private_dir::unwritable_hint(source)
+    )]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("ACME: {0}")]
     Tls(#[from] TlsError),

@@ -163,6 +163,7 @@ mod shutdown_handover;
 mod status;
 mod store_path_checked;
 mod store_removed;
+mod store_unwritable;
 mod submit_echo;
 mod timing;
 mod tls_files;

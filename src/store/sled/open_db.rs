@@ -79,8 +79,9 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     if !opts.path.exists() {
         crate::private_dir::create(&opts.path).map_err(|e| {
             StoreError::Engine(format!(
-                "cannot create the store directory {}: {e}",
-                opts.path.display()
+                "cannot create the store directory {}: {e}{}",
+                opts.path.display(),
+                crate::private_dir::unwritable_hint(&e)
             ))
         })?;
     }
