@@ -40,3 +40,33 @@ async fn check_config_and_run_refuse_a_store_path_that_is_or_is_under_a_file() {
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a store");
 }
+
+/// A store directory the operator made open to other users (0755, as
+/// `mkdir` under the usual umask makes it) is named at start: its files
+/// (0644 from sled under that umask) hold every callback body. One the
+/// relay made (0700) is not.
+#[tokio::test]
+async fn a_store_directory_open_to_other_users_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("open-store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&store)
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    log_until(
+        || bin.log_text(),
+        "is open to other users of this machine (mode 755)",
+        secs(10),
+    )
+    .await;
+    assert!(bin.log_text().contains("chmod 700"), "{}", bin.log_text());
+    drop(bin);
+    let own = TestConfig::new(dir.path())
+        .store_path(&dir.path().join("own-store"))
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&own.write(), &[]);
+    assert!(!bin.log_text().contains("open to other users"), "{}", bin.log_text());
+}

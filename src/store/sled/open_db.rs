@@ -70,13 +70,34 @@ fn check_data_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A store directory made by someone else (the operator, `mkdir`) keeps its
+/// mode: one other users can enter lets them read every callback body
+/// (signed media URLs are credentials), as sled writes its files 0644
+/// under the usual umask. Said at start (it was not, stop 61's Left).
+fn warn_if_open_to_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(mode) = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777) else {
+        return;
+    };
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the store directory {} is open to other users of this machine (mode {mode:o}): its files hold \
+             every callback body; make it the owner's only (chmod 700 {})",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
 /// Open sled. Its lock file is released a moment after the last handle of a
 /// previous opening is dropped (its thread pool lets go last), so a busy lock
 /// is retried briefly before it is reported as a second process.
 pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     check_compression(&opts.path, opts.compression)?;
     check_data_file(&opts.path)?;
-    if !opts.path.exists() {
+    if opts.path.exists() {
+        warn_if_open_to_others(&opts.path);
+    } else {
         crate::private_dir::create(&opts.path).map_err(|e| {
             StoreError::Engine(format!(
                 "cannot create the store directory {}: {e}{}",
