@@ -73,6 +73,9 @@ expect() { # path "mode owner"
 expect /usr/bin/hookrelay "755 root"
 expect /etc/hookrelay/config.toml "644 root"
 expect /usr/lib/systemd/system/hookrelay.service "644 root"
+# debhelper's record of the enablement, made after postinst made the secrets
+# with umask 077 (it was 0600: the umask reached it).
+expect /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/hookrelay.service "644 root"
 expect /usr/share/man/man1/hookrelay.1.gz "644 root"
 expect /usr/share/man/man1/hookrelay-init.1.gz "644 root"
 expect /usr/share/bash-completion/completions/hookrelay "644 root"
