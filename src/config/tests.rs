@@ -271,20 +271,24 @@ fn url_credentials_become_basic_auth_and_stay_out_of_messages() {
     for url in [
         "http://user:p@ss?w#rd%SUBPW@127.0.0.1:9000/x",
         "http://user:p@ss?wSUBPW@127.0.0.1:9000/x",
-        "http://user:1234?SUBPW@127.0.0.1:9000/x",
-        "http://user:pw@127.0.0.1:9000/x#SUBPW",
-        "http://127.0.0.1:9000?email=SUBPW@host",
+        "http://user:p@ss#wSUBPW@127.0.0.1:9000/x",
     ] {
         let e = parse(&with_url(url, "")).unwrap_err();
         assert_eq!(e.key, "routes[0].subscribers[0].url", "{e}");
-        assert!(
-            e.to_string().contains("percent-encode") || e.to_string().contains("%23"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("percent-encode"), "{e}");
         assert!(!e.to_string().contains("SUBPW"), "{e}");
     }
-    // An `@` in a path, or in a query after one, stays.
-    for url in ["https://127.0.0.1:9000/users/@me", "http://127.0.0.1:9000/?email=a@b"] {
+    // What real services use stays (the change review: the first version
+    // refused these): an `@` in a path, with credentials too, or in a query
+    // without them, and a fragment.
+    for url in [
+        "https://127.0.0.1:9000/users/@me",
+        "http://user:pw@127.0.0.1:9000/users/@me?to=ops@example.com",
+        "https://bot:pw@127.0.0.1/webhookb2/1b2c-33@72f9-44/IncomingWebhook/abc/9d8e",
+        "http://127.0.0.1:9000/?email=a@b",
+        "https://127.0.0.1?to=ops@example.com",
+        "https://127.0.0.1/#/hooks",
+    ] {
         parse(&with_url(url, "")).unwrap_or_else(|e| panic!("{url}: {e}"));
     }
     // A key in the query is hidden with the path (the URL is invalid for its space).

@@ -221,25 +221,24 @@ impl Validator<'_> {
     }
 }
 
-/// Why a URL's credentials cannot be told from the rest, if they cannot:
-/// a password with a raw `?`, `#` or `@` ended the host early, the rest taken
-/// for a query, and the relay delivered to the password's start as the host
-/// (`http://user:p@ss?w@host/x` went to `ss`; observability review, stop 62).
-/// A `#` is never sent (a fragment); an `@` after the host is refused when
-/// the URL has credentials or the `@` is in a query with no path before it.
-/// An `@` in a path (`/users/@me`) stays.
+/// Why a URL's credentials cannot be told from the rest, if they cannot: a
+/// password with a raw `?` or `#` and an `@` ended the host early, the rest
+/// taken for a query, and the relay delivered to the password's start as the
+/// host (`http://user:p@ss?w@host/x` went to `ss`; observability review,
+/// stop 62). Refused only there: credentials, then a query or fragment right
+/// after the host that holds an `@`. An `@` in a path (`/users/@me`), in a
+/// query without credentials, or a fragment stay as they were; a password
+/// starting with digits then `?` (`user:1234?x@host`) reads as a port and
+/// cannot be told apart.
 fn unclear_userinfo(raw: &str) -> Option<&'static str> {
     let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
-    if rest.contains('#') {
-        return Some("it has a `#`, which starts a fragment (never sent): in a password write it as %23");
-    }
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if tail.contains('@') && (authority.contains('@') || tail.starts_with('?')) {
+    if authority.contains('@') && tail.starts_with(['?', '#']) && tail.contains('@') {
         return Some(
-            "it has an `@` after the host, so where its credentials end is unclear: \
-             percent-encode `@`, `/`, `?` and `#` in a user name or password (%40, %2F, %3F, %23), \
-             and an `@` in a query (%40)",
+            "it has credentials and an `@` after a `?` or `#` right after the host, so where the password \
+             ends is unclear: percent-encode `@`, `/`, `?` and `#` in a user name or password \
+             (%40, %2F, %3F, %23)",
         );
     }
     None
