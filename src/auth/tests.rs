@@ -270,6 +270,12 @@ fn credentials_in_urls_are_hidden_however_written() {
         ("mailto:u:S3CRET@host", "REDACTED@host"),
         ("127.0.0.1:4222", "127.0.0.1:4222"),
         ("files.example/x", "files.example/x"),
+        // A `://` further on is no scheme (the change review).
+        (
+            "u:S3CRET@127.0.0.1:21099/x?cb=http://a",
+            "REDACTED@127.0.0.1:21099/x?cb=http://a",
+        ),
+        ("//u:S3CRET@h/?r=https://x", "//REDACTED@h/?r=https://x"),
     ] {
         assert_eq!(hide_userinfo(url), hidden, "{url}");
         assert!(!redact_url(url).contains("S3CRET") && !redact_url(url).contains("pa/ss"));
@@ -306,8 +312,16 @@ fn redaction() {
         );
         assert_eq!(loggable_unknown_path(&format!("/h?{q}")), format!("/h?REDACTED({n})"));
     }
-    // A short name with nothing after it stays.
+    // Padded to 16 characters, or with its padding percent-encoded (the
+    // change review: shown as a key).
+    assert_eq!(redact_query("/h?QUJDREVGR0hJSw=="), "/h?REDACTED(16)");
+    assert_eq!(redact_query("/h?QUJDREVGR0hJSktMTU5PUA=%3D"), "/h?REDACTED(26)");
+    // A short name, or a long one that is no base64, with nothing after it stays.
     assert_eq!(redact_query("/h?debug="), "/h?debug=");
+    assert_eq!(
+        redact_query("/h?verification_request_id="),
+        "/h?verification_request_id="
+    );
     // Keys are compared decoded, as presented_token reads them.
     assert_eq!(redact_query("/h?tok%65n=s3cret"), "/h?tok%65n=REDACTED");
     assert_eq!(

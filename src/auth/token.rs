@@ -160,7 +160,13 @@ pub fn hide_userinfo(url: &str) -> String {
     // Written without `scheme://` (`u:pw@host`, `//u:pw@host`: a NATS server,
     // an S3 endpoint, `--admin`), it loses what comes before its last `@` too
     // (observability review, stop 62: such text was shown whole).
-    let (prefix, rest) = match url.split_once("://") {
+    // A `://` counts only after a scheme (the change review: one in a query,
+    // `u:pw@h/?cb=http://a`, was taken for it and the password shown).
+    let scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
+    let (prefix, rest) = match url.split_once("://").filter(|(s, _)| scheme(s)) {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => match url.strip_prefix("//") {
             Some(rest) => ("//".to_string(), rest),
@@ -173,6 +179,23 @@ pub fn hide_userinfo(url: &str) -> String {
     }
 }
 
+/// Whether a query part `k=v` is a base64 token pasted whole, its `=`
+/// padding (`v`: one or two `=`, perhaps percent-encoded; or none after a
+/// one-`=` pad) taken for a name/value split. The whole part counts for the
+/// length, as it does for a part with no `=`; an empty value is a padding
+/// only after a key that looks like base64 (letters of both cases and a
+/// digit, nothing else), so `?verification_request_id=` stays.
+fn looks_padded_token(k: &str, v: &str) -> bool {
+    let v: String = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+    let padding = !v.is_empty() && v.len() <= 2 && v.chars().all(|c| c == '=');
+    let base64_key = k.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        && k.chars().any(|c| c.is_ascii_digit())
+        && k.chars().any(|c| c.is_ascii_uppercase())
+        && k.chars().any(|c| c.is_ascii_lowercase());
+    let long = k.chars().count() + 1 + v.len() >= LONG_ENOUGH_TO_BE_SECRET;
+    long && (padding || (v.is_empty() && base64_key))
+}
+
 fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
     let Some((path, query)) = url.split_once('?') else {
         return url.to_string();
@@ -183,9 +206,7 @@ fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {
             // A base64 token pasted as the whole query: its padding is no
             // name/value split (its key was logged; observability review,
             // stop 62).
-            Some((k, v)) if v.chars().all(|c| c == '=') && k.chars().count() >= LONG_ENOUGH_TO_BE_SECRET => {
-                format!("REDACTED({})", kv.chars().count())
-            }
+            Some((k, v)) if looks_padded_token(k, v) => format!("REDACTED({})", kv.chars().count()),
             Some((k, _)) if secret(k) => format!("{k}=REDACTED"),
             // A part with no `=` is a value with no name (a provider set up
             // with `…?<token>`): long enough to be a credential, only its length.
