@@ -264,6 +264,7 @@ async fn watch_store(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        app.log_duplicates_over();
         let (writes, problems) = (app.store_writes(), app.store_problems());
         let problem = app.check_store(std::time::Duration::from_secs(2)).await;
         if problem.is_some() && app.store_writes() != writes {
@@ -298,6 +299,7 @@ async fn watch_space(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
+        app.log_duplicates_over();
         app.store.check_files();
         app.look_at_space();
         if app.store.has_failed() {

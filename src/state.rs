@@ -384,11 +384,24 @@ impl App {
 
     /// A duplicate answered `200` on `route`: how to log it (each route's
     /// first few in a window in full, the rest at debug, summed up after).
-    pub fn duplicate_accepted(&self, route: &str) -> crate::ingest::duplicates::DuplicateLine {
+    pub fn duplicate_accepted(&self, route: &str, source: &str) -> crate::ingest::duplicates::DuplicateLine {
         self.duplicates_log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(route, crate::clock::now_ms())
+            .record(route, source, crate::clock::now_ms())
+    }
+
+    /// Sum up the duplicates' windows that are over (called every second by
+    /// the store's watcher: a flood that stopped is summed up too).
+    pub fn log_duplicates_over(&self) {
+        let over = self
+            .duplicates_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .over(crate::clock::now_ms());
+        for summary in &over {
+            crate::ingest::log_duplicates_summary(summary);
+        }
     }
 
     /// How many writes the store took so far (see [`Self::store_took_write`]).

@@ -398,4 +398,17 @@ async fn a_callback_posted_again_and_again_does_not_flood_the_log() {
     assert!((2..=11).contains(&full), "{full} lines: {log}");
     let m = metrics(bin.admin).await;
     assert_eq!(sample(&m, "hookrelay_dedupe_hits_total{route=\"t\"}"), 59.0);
+    // The rest are summed up once the window is over, with no later post
+    // (the change review: only a later duplicate brought the sum).
+    log_until(|| bin.log_text(), "more duplicates of stored callbacks", secs(15)).await;
+    let log = bin.log_text();
+    let summary = log.lines().find(|l| l.contains("more duplicates")).unwrap();
+    let summed: u64 = summary
+        .split("duplicates=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(summed as usize + full - 1, 59, "{log}");
+    assert!(summary.contains("last_source=127.0.0.1"), "{summary}");
 }

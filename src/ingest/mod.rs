@@ -140,20 +140,15 @@ where
                             route: name.to_string(),
                         })
                         .inc();
-                    app.duplicate_accepted(name)
+                    app.duplicate_accepted(name, &source.to_string())
                 }
                 false => crate::ingest::duplicates::DuplicateLine {
                     full: true,
                     summary: None,
                 },
             };
-            if let Some((n, since)) = line.summary {
-                tracing::info!(
-                    route = name,
-                    duplicates = n,
-                    since = %crate::admin::rfc3339(since),
-                    "more duplicates of stored callbacks were answered 200 (logged at debug)"
-                );
+            if let Some(summary) = &line.summary {
+                log_duplicates_summary(summary);
             }
             match line.full {
                 true => {
@@ -226,6 +221,17 @@ pub(crate) fn log_refused_summary(log: &RefusedLog) {
              each is logged at debug"
         );
     }
+}
+
+/// The line that sums up a route's duplicates logged at debug.
+pub(crate) fn log_duplicates_summary(s: &duplicates::DuplicatesSummary) {
+    tracing::info!(
+        route = %s.route,
+        duplicates = s.count,
+        since = %crate::admin::rfc3339(s.since_ms),
+        last_source = %s.source,
+        "more duplicates of stored callbacks were answered 200 (each logged at debug)"
+    );
 }
 
 /// What [`check_and_store`] tells besides its answer.
