@@ -111,7 +111,10 @@ pub async fn serve<S, F, B>(
                         ),
                         None => tracing::debug!(error = %e, listener = %local, "accept failed"),
                     }
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }

@@ -16,23 +16,30 @@ fn a_store_on_a_read_only_filesystem_is_refused_saying_where_the_unit_writes() {
     let Some(_tmpfs) = Tmpfs::mount(&mnt, "4m") else {
         return;
     };
+    // One the operator made beforehand, and one the relay would make.
+    std::fs::create_dir(mnt.join("existing")).unwrap();
     let remounted = Command::new("mount")
         .args(["-o", "remount,ro"])
         .arg(&mnt)
         .status()
         .unwrap();
     assert!(remounted.success());
-    let path = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .subscriber(Subscriber::new("s", DOWN))
-        .write();
-    let out = cli_output(&["run", "--config", path.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("cannot create the store directory")
-            && err.contains("Read-only file system")
-            && err.contains("keep store.path under it, e.g. /var/lib/hookrelay/data"),
-        "{err}"
-    );
+    for (store, says) in [
+        ("data", "cannot create the store directory"),
+        ("existing", "Read-only file system"),
+    ] {
+        let path = TestConfig::new(dir.path())
+            .store_path(&mnt.join(store))
+            .subscriber(Subscriber::new("s", DOWN))
+            .write();
+        let out = cli_output(&["run", "--config", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(says)
+                && err.contains("Read-only file system")
+                && err.contains("keep store.path under it, e.g. /var/lib/hookrelay/data"),
+            "{store}: {err}"
+        );
+    }
 }

@@ -145,10 +145,18 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => {
+                // An existing directory the relay cannot write (an operator's
+                // `mkdir`, the unit's read-only system) says where it can (the
+                // change review: only a new one's creation did).
+                let hint = match &e {
+                    sled::Error::Io(io) => crate::private_dir::unwritable_hint(io),
+                    _ => "",
+                };
                 return Err(match StoreError::from(e) {
                     StoreError::Damaged(why) => StoreError::Damaged(format!("{why}{}", unfinished(&opts.path))),
+                    StoreError::Engine(why) => StoreError::Engine(format!("{why}{hint}")),
                     e => e,
-                })
+                });
             }
         }
     }
