@@ -15,7 +15,7 @@ await inChromium('slowed', async (page, errors) => {
   // page load that came just after a refill got a 401 (the form then asks
   // without saying "too many"); loaded again until one got the 429.
   let msg = '';
-  for (let i = 0; i < 10 && !/too many/i.test(msg); i++) {
+  for (let i = 0; i < 20 && !/too many/i.test(msg); i++) {
     await page.goto(`${env('ADMIN_URL')}/ui#/events`);
     await page.waitForSelector('#login:not([hidden])');
     msg = await page.textContent('#login-msg');
