@@ -63,6 +63,12 @@ pub(super) struct Writer {
     /// Next log sequence per route.
     pub tails: HashMap<u32, u64>,
     pub(super) dirty_tails: HashSet<u32>,
+    /// Each route's tail as its `seq` row last had it: a full commit writes
+    /// only those that moved since (it wrote every route ever registered, a
+    /// row each per commit: after thousands of routes had come and gone by
+    /// reloads, the retention sweep's commit per route kept an idle relay
+    /// busy; resource review, stop 62).
+    pub(super) tails_written: HashMap<u32, u64>,
     /// `W` rows per subscriber.
     pub waiting: HashMap<u32, u64>,
     pub(super) dirty_waiting: HashSet<u32>,

@@ -198,7 +198,10 @@ impl Writer {
         }
         if all {
             for (route, next) in &self.tails {
-                b.put(keys::seq(*route), next.to_be_bytes().to_vec());
+                if self.tails_written.get(route) != Some(next) {
+                    b.put(keys::seq(*route), next.to_be_bytes().to_vec());
+                    self.tails_written.insert(*route, *next);
+                }
             }
             // Ids never go back across a restart (whatever the clock): the
             // log rows and cursors keep the floor between these writes.

@@ -67,7 +67,11 @@ impl Writer {
             }
             removed += 1;
         }
-        self.commit(b)?;
+        // Nothing to delete (a route with nothing old, or none left): no
+        // commit, whose flush is a disk sync (one per route every sweep).
+        if b.len() > 0 {
+            self.commit(b)?;
+        }
         Ok((if done { None } else { last }, removed))
     }
 

@@ -470,3 +470,42 @@ async fn an_event_none_of_whose_subscribers_is_still_on_its_route_is_refused_not
     // An event listing no subscriber at all is not refused.
     assert!(s.append(event("third", &[], now + 3)).await.is_ok());
 }
+
+/// Routes that came and went by reloads stay registered: a sweep with
+/// nothing to delete writes nothing, and a commit writes only the `seq`
+/// rows that moved. Before, each route's sweep step committed (a disk sync)
+/// and every commit wrote a row per route ever registered: thousands of
+/// routes kept an idle relay busy (resource review, stop 62).
+#[tokio::test]
+async fn a_sweep_with_nothing_to_delete_writes_nothing_however_many_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(&opts(dir.path())).unwrap();
+    let routes = 300;
+    let topology = Topology {
+        routes: (0..routes).map(|i| (format!("r{i}"), vec!["s".to_string()])).collect(),
+    };
+    store.register(&topology).await.unwrap();
+    for i in 0..routes {
+        let mut ev = event(&format!("t{i}"), &["s"], crate::clock::now_ms());
+        ev.meta.route = format!("r{i}");
+        store.append(ev).await.unwrap();
+    }
+    // The first sweep may write the tails the appends moved; nothing is old.
+    assert_eq!(store.sweep(0).await.unwrap(), 0);
+    let before = sled(&store).rows_written();
+    assert_eq!(store.sweep(0).await.unwrap(), 0);
+    assert_eq!(
+        sled(&store).rows_written(),
+        before,
+        "a sweep with nothing to delete wrote rows"
+    );
+    // A commit of its own (the same topology registered again, as a reload
+    // does) writes no `seq` row that did not move: the first writes the 300
+    // the appends moved, the second none.
+    store.register(&topology).await.unwrap();
+    let before = sled(&store).rows_written();
+    store.register(&topology).await.unwrap();
+    let wrote = sled(&store).rows_written() - before;
+    assert!(wrote < 10, "{wrote} rows for a commit that changed nothing");
+    store.close().await;
+}

@@ -34,9 +34,15 @@ impl Writer {
             }
         }
         let mut tails = HashMap::new();
+        // As the `seq` rows have them: a tail found past its row (events
+        // written since the row was) is written again at the first full commit.
+        let mut tails_written = HashMap::new();
         let mut last_id = id_floor(tree, &cursors)?;
         for route in super::read_lock(&inner.registry).route_numbers() {
             let stored = tree.get(keys::seq(route))?.map(|v| keys::u64_value(&v));
+            if let Some(stored) = stored {
+                tails_written.insert(route, stored);
+            }
             let mut next = stored.unwrap_or(1);
             // The last row that reads: lanes read the log only below the
             // tail, so an unreadable last row must not leave it behind.
@@ -85,6 +91,7 @@ impl Writer {
             dirty_cursors: HashSet::new(),
             due_cursors: HashSet::new(),
             moved: HashSet::new(),
+            tails_written,
             tails,
             dirty_tails: HashSet::new(),
             waiting,
