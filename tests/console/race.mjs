@@ -51,4 +51,18 @@ await inChromium('race', async (page) => {
   // One search once typing pauses (nine, one per key, before); a loaded
   // machine may stall past the pause between two keys: a few are allowed.
   if (asked.length > 3 || asked[asked.length - 1] !== 'race-ab-2') throw new Error(`typing a task id asked ${JSON.stringify(asked)}: one search per key, not once typing paused`);
+
+  // A slow answer (800 ms: a filter scanning a large store) is refreshed
+  // less often: it was asked every 2.5 s whatever it cost the relay.
+  await page.route('**/api/events?**', async (route) => {
+    await new Promise((r) => setTimeout(r, 800));
+    await route.continue();
+  });
+  const refreshed = [];
+  page.on('request', (r) => r.url().includes('/api/events?') && refreshed.push(Date.now()));
+  await page.check('#auto');
+  await page.waitForTimeout(12000);
+  console.log(`step: 800 ms answers were asked ${refreshed.length} times in 12 s`);
+  if (refreshed.length > 3) throw new Error(`slow answers asked ${refreshed.length} times in 12 s: not fewer than fast ones`);
+  if (refreshed.length === 0) throw new Error('no automatic refresh at all');
 });
