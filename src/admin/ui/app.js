@@ -178,20 +178,21 @@ function start() {
   // a large cluster store takes seconds) is not asked again while it runs.
   // A slow answer is also asked again less often: ten times its time
   // apart, a minute at most (a tab left on a filter that scans a large store,
-  // 1 s an answer, kept 40 % of a core busy; resource review, stop 62).
+  // 1 s an answer, kept 40 % of a core busy; resource review, stop 62). The
+  // pause is the question's: another page or filter is asked at once.
   let busy = false;
-  let notBefore = 0;
   setInterval(async () => {
     // Not while the page asks for the token: each refresh would send the
     // refused one again, a wrong guess that keeps the address slowed down.
     if (busy || !$('auto').checked || document.hidden || !$('login').hidden) return;
-    if (Date.now() < notBefore) return;
+    const shown = current;
+    if (shown && Date.now() < (shown.notBefore || 0)) return;
     busy = true;
     const began = Date.now();
     try { await refresh(); } finally {
       busy = false;
       const took = Date.now() - began;
-      notBefore = Date.now() + Math.min(60000, Math.max(0, 10 * took - REFRESH_MS));
+      if (shown) shown.notBefore = Date.now() + Math.min(60000, Math.max(0, 10 * took - REFRESH_MS));
     }
   }, REFRESH_MS);
   navigate();
