@@ -400,7 +400,7 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .over(crate::clock::now_ms());
         for summary in &over {
-            crate::ingest::log_duplicates_summary(summary);
+            summary.log();
         }
     }
 

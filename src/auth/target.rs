@@ -15,9 +15,7 @@ pub fn shown_target(url: &str) -> String {
     // host for the cut below.
     let url = super::hide_userinfo(url.trim());
     let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
-            (Some(s), r)
-        }
+        Some((s, r)) if super::token::is_scheme(s) => (Some(s), r),
         _ => (None, url.as_str()),
     };
     let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());

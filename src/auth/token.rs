@@ -162,11 +162,7 @@ pub fn hide_userinfo(url: &str) -> String {
     // (observability review, stop 62: such text was shown whole).
     // A `://` counts only after a scheme (the change review: one in a query,
     // `u:pw@h/?cb=http://a`, was taken for it and the password shown).
-    let scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
-    let (prefix, rest) = match url.split_once("://").filter(|(s, _)| scheme(s)) {
+    let (prefix, rest) = match url.split_once("://").filter(|(s, _)| is_scheme(s)) {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => match url.strip_prefix("//") {
             Some(rest) => ("//".to_string(), rest),
@@ -194,6 +190,13 @@ fn looks_padded_token(k: &str, v: &str) -> bool {
         && k.chars().any(|c| c.is_ascii_lowercase());
     let long = k.chars().count() + 1 + v.len() >= LONG_ENOUGH_TO_BE_SECRET;
     long && (padding || (v.is_empty() && base64_key))
+}
+
+/// Whether `s` is a URL scheme (RFC 3986: a letter, then letters, digits,
+/// `+`, `-`, `.`): what comes before a `://` that starts a URL.
+pub(super) fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 fn redact_query_where(url: &str, secret: impl Fn(&str) -> bool) -> String {

@@ -57,6 +57,19 @@ pub struct DuplicatesSummary {
     pub source: String,
 }
 
+impl DuplicatesSummary {
+    /// The line that sums up a route's duplicates logged at debug.
+    pub fn log(&self) {
+        tracing::info!(
+            route = %self.route,
+            duplicates = self.count,
+            since = %crate::admin::rfc3339(self.since_ms),
+            last_source = %self.source,
+            "more duplicates of stored callbacks were answered 200 (each logged at debug)"
+        );
+    }
+}
+
 /// How to log one duplicate.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DuplicateLine {

@@ -132,25 +132,22 @@ where
     let took_us = started.elapsed().as_micros() as u64;
     match &answer {
         Answer::Accepted(a) => {
-            let line = match a.duplicate {
-                true => {
-                    app.metrics
-                        .dedupe_hits
-                        .get_or_create(&crate::metrics::RouteLabels {
-                            route: name.to_string(),
-                        })
-                        .inc();
-                    app.duplicate_accepted(name, &source.to_string())
+            // A duplicate is counted, and logged in full only as each route's
+            // first few of a window ([`duplicates`]).
+            let full = !a.duplicate || {
+                app.metrics
+                    .dedupe_hits
+                    .get_or_create(&crate::metrics::RouteLabels {
+                        route: name.to_string(),
+                    })
+                    .inc();
+                let line = app.duplicate_accepted(name, &source.to_string());
+                if let Some(summary) = &line.summary {
+                    summary.log();
                 }
-                false => crate::ingest::duplicates::DuplicateLine {
-                    full: true,
-                    summary: None,
-                },
+                line.full
             };
-            if let Some(summary) = &line.summary {
-                log_duplicates_summary(summary);
-            }
-            match line.full {
+            match full {
                 true => {
                     tracing::info!(route = name, source = %source, status = code, event = %a.id, duplicate = a.duplicate, us = took_us, "callback accepted")
                 }
@@ -221,17 +218,6 @@ pub(crate) fn log_refused_summary(log: &RefusedLog) {
              each is logged at debug"
         );
     }
-}
-
-/// The line that sums up a route's duplicates logged at debug.
-pub(crate) fn log_duplicates_summary(s: &duplicates::DuplicatesSummary) {
-    tracing::info!(
-        route = %s.route,
-        duplicates = s.count,
-        since = %crate::admin::rfc3339(s.since_ms),
-        last_source = %s.source,
-        "more duplicates of stored callbacks were answered 200 (each logged at debug)"
-    );
 }
 
 /// What [`check_and_store`] tells besides its answer.
