@@ -7,7 +7,7 @@
 //! request within [`RESCAN_AFTER`] reads only the messages stored since (the
 //! console asks every 2.5 s).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::Info;
@@ -53,7 +53,12 @@ impl NatsStore {
     pub async fn subscriber_stats(&self, with_removed: bool) -> Result<Vec<SubscriberStats>, StoreError> {
         let topology = super::read(&self.shared.topology);
         let dead = self.live_letters(None).await?;
-        let dead_of = |sub: &str| dead.iter().filter(|(_, s, _)| s == sub).count() as u64;
+        // Counted once by name (not a pass over every letter per row).
+        let mut dead_counts: HashMap<&str, u64> = HashMap::new();
+        for (_, s, _) in &dead {
+            *dead_counts.entry(s.as_str()).or_default() += 1;
+        }
+        let dead_of = |sub: &str| dead_counts.get(sub).copied().unwrap_or(0);
         let mut streams = Vec::new();
         for (route, subs) in &topology.routes {
             streams.push((route.clone(), self.shared.stream(route)?, subs.clone()));
@@ -119,8 +124,9 @@ impl NatsStore {
             // Forget the looks at subscribers no longer removed (or gone).
             self.removed_scans().retain(|k, _| removed.contains(k));
             // Dead letters of subscribers whose consumer is gone.
+            let mut listed: HashSet<String> = out.iter().map(|s| s.name.clone()).collect();
             for (_, sub, _) in &dead {
-                if !out.iter().any(|s| &s.name == sub) {
+                if listed.insert(sub.clone()) {
                     out.push(SubscriberStats {
                         name: sub.clone(),
                         route: None,

@@ -217,6 +217,15 @@ impl SledStore {
         let reg = super::read_lock(&self.inner.registry).clone();
         // The writer's copy (the stored rows may be behind it).
         let live = super::read_lock(&self.inner.cursors).clone();
+        // Each subscriber's routes with a cursor, found in one pass (not
+        // one pass per subscriber: a long history of subscribers made that
+        // quadratic).
+        let mut routes_of: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+        if with_moved {
+            for (r, s) in live.keys() {
+                routes_of.entry(*s).or_default().push(*r);
+            }
+        }
         let mut out = Vec::new();
         for sub in reg.sub_numbers() {
             let Some(route) = reg.sub_route(sub) else { continue };
@@ -232,10 +241,11 @@ impl SledStore {
             if !with_moved {
                 continue;
             }
-            let mut before: Vec<u32> = live
-                .keys()
-                .filter(|(r, s)| *s == sub && *r != route)
-                .map(|(r, _)| *r)
+            let mut before: Vec<u32> = routes_of
+                .remove(&sub)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| *r != route)
                 .collect();
             before.sort_unstable();
             for r in before {
