@@ -66,7 +66,8 @@ pub fn render_events(v: &Value) -> String {
     let more = v["more"] == true;
     let next = format!("--before {} for the next page", s(&v["next_before"]));
     if rows.is_empty() {
-        // Cluster mode: a scan cut at 10,000 messages a route, none matching in it.
+        // A walk stopped before the log's oldest (10,000 events left out; in
+        // cluster mode 10,000 messages a route), none matching in it.
         return match more {
             true => format!("no events in this page; older ones may match ({next})\n"),
             false => "no events\n".into(),

@@ -244,11 +244,7 @@ impl Store {
     /// Newest events first.
     pub async fn recent_events(&self, q: EventQuery) -> Result<EventPage, StoreError> {
         match &self.backend {
-            // One host scans without a bound.
-            Backend::Sled(s) => s
-                .blocking(move |s| s.recent_events(&q))
-                .await
-                .map(|events| EventPage { events, cut_at: None }),
+            Backend::Sled(s) => s.blocking(move |s| s.recent_events(&q)).await,
             Backend::Nats(s) => s.recent_events(q).await,
         }
     }

@@ -437,6 +437,8 @@ mod migrate_tests;
 #[cfg(test)]
 mod probe_tests;
 #[cfg(test)]
+mod query_tests;
+#[cfg(test)]
 mod replay_tests;
 #[cfg(test)]
 mod review12_tests;

@@ -13,9 +13,18 @@ use super::keys::{self, CursorRow};
 use super::registry::Registry;
 use super::SledStore;
 use crate::store::{
-    DeadLetter, DeadLetterPage, Event, EventId, EventMeta, EventQuery, EventView, ListedEvent, StoreError,
+    DeadLetter, DeadLetterPage, Event, EventId, EventMeta, EventPage, EventQuery, EventView, ListedEvent, StoreError,
     SubscriberStats,
 };
+
+/// The most events a listing looks at and leaves out (by status, task id,
+/// or removed by retention meanwhile) before it stops with what it found:
+/// a filter that matches few events does not read the whole log at every
+/// request (the console's refreshes, a poller), which slowed ingest.
+#[cfg(not(test))]
+pub(super) const SCAN_BUDGET: usize = 10_000;
+#[cfg(test)]
+pub(super) const SCAN_BUDGET: usize = 20;
 
 /// An event from its log row, names restored.
 pub(super) fn event_from(reg: &Registry, route: &str, id: EventId, h: Header, body: Bytes) -> Event {
@@ -105,8 +114,11 @@ impl SledStore {
 
     /// Newest first across routes (or of one), filtered by overall status
     /// and `matching`; each listed without its body ([`ListedEvent`]): one
-    /// body at a time is held, while its event is looked at.
-    pub fn recent_events(&self, q: &EventQuery) -> Result<Vec<ListedEvent>, StoreError> {
+    /// body at a time is held, while its event is looked at. The walk
+    /// stops after leaving out [`SCAN_BUDGET`] events: the page then holds
+    /// what it found down to there, and `cut_at` names the last event looked
+    /// at (the next page goes on `before` it).
+    pub fn recent_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         let routes: Vec<u32> = {
             let reg = super::read_lock(&self.inner.registry);
             match &q.route {
@@ -126,6 +138,7 @@ impl SledStore {
             })
             .collect();
         let mut out = Vec::new();
+        let (mut left_out, mut last_seen, mut cut_at) = (0, None, None);
         while out.len() < q.limit {
             let mut best: Option<(usize, EventId)> = None;
             for (i, (_, it)) in iters.iter_mut().enumerate() {
@@ -141,6 +154,13 @@ impl SledStore {
                 }
             }
             let Some((i, id)) = best else { break };
+            if left_out >= SCAN_BUDGET {
+                // Older events are left, not looked at.
+                cut_at = last_seen;
+                break;
+            }
+            last_seen = Some(id);
+            left_out += 1; // taken back below if it is listed
             let (route, it) = &mut iters[i];
             let (_, v) = it.next().expect("peeked")?;
             let (h, at) = codec::decode_header(&v).ok_or_else(|| StoreError::Corrupt(format!("event {id}")))?;
@@ -157,9 +177,10 @@ impl SledStore {
             view.event.body = body;
             if q.matching.as_ref().is_none_or(|m| (m.0)(&view.event)) {
                 out.push(ListedEvent::of(view, q));
+                left_out -= 1;
             }
         }
-        Ok(out)
+        Ok(EventPage { events: out, cut_at })
     }
 
     /// Every dead letter is counted; the newest `limit` (by event) are read.
