@@ -135,6 +135,10 @@ ok "systemd-analyze verify hookrelay-forward.service (example)"
 CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml \
   || fail "the packaged config does not pass check-config"
 ok "check-config /etc/hookrelay/config.toml"
+out=$(cd / && env -u CREDENTIALS_DIRECTORY -u HOOKRELAY_CONFIG hookrelay check-config 2>&1) \
+  || fail "check-config from / (the packaged config and its secrets by default): $out"
+grep -q '^/etc/hookrelay/config.toml: OK' <<<"$out" || fail "check-config from / did not check /etc/hookrelay/config.toml: $out"
+ok "check-config from / checks /etc/hookrelay/config.toml with its secrets"
 
 # The daemon runs with the installed config and secrets (not under systemd: it
 # may not be running here), takes a callback with the route token, and the CLI
@@ -150,7 +154,9 @@ stop_daemon() {
   rm -f "$log"
 }
 trap 'stop_daemon; cleanup' EXIT
-admin() { CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay --config /etc/hookrelay/config.toml "$@"; }
+# As an operator types them: from any directory, no --config, no
+# CREDENTIALS_DIRECTORY (the packaged config, its secrets/ beside it).
+admin() { (cd / && env -u CREDENTIALS_DIRECTORY -u HOOKRELAY_CONFIG hookrelay "$@"); }
 for _ in $(seq 100); do
   admin subscribers >/dev/null 2>&1 && break
   kill -0 "$daemon" 2>/dev/null || fail "the daemon exited: $(cat "$log")"

@@ -32,7 +32,7 @@
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
-//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render` (and `render_status`, `render_tasks`), `terminal`: control characters in what the admin subcommands print shown escaped, `generate`: fresh tokens and secrets, `init`, `check`, …) |
+//! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render` (and `render_status`, `render_tasks`), `terminal`: control characters in what the admin subcommands print shown escaped, `generate`: fresh tokens and secrets, `init`, `check`, `config_path`: a shell's command falls back to `/etc/hookrelay/config.toml` and the `secrets/` beside its config, …) |
 //! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`: the relay's API and the local service, `pump`: pulls and deliveries, `active`: what is being delivered now, `release`: what it gives back undelivered, `pause`: one message at a time while the local service fails, `acker`, `unacked`, `backoff`, `status`, `signals`: TERM, INT and HUP stop it, HUP left ignored under `nohup`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |

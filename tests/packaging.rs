@@ -221,12 +221,21 @@ async fn init_systemd_keeps_the_secrets_out_of_the_config() {
     );
 
     let c = config.to_str().unwrap();
+    // From a shell without CREDENTIALS_DIRECTORY: the secrets/ beside the
+    // config, the files the unit loads (stop 63; refused before).
+    let (ok, out, err) = cli_env(&["check-config", "--config", c], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{c}: OK")), "{out}");
+    // Without that directory, saying how to set it from a shell (packaging
+    // review, stop 62).
+    let away = tmp.path().join("secrets-away");
+    std::fs::rename(&secrets_dir, &away).unwrap();
     let (ok, _, err) = cli_env(&["check-config", "--config", c], &[]);
-    // Saying how to set it from a shell (packaging review, stop 62).
     assert!(
         !ok && err.contains("from a shell") && err.contains("CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets"),
         "{err}"
     );
+    std::fs::rename(&away, &secrets_dir).unwrap();
     let (ok, _, err) = cli_env(
         &["check-config", "--config", c],
         &[("CREDENTIALS_DIRECTORY", &secrets_dir)],

@@ -26,6 +26,7 @@ mod allowlist;
 mod answers;
 mod bounded_connections;
 mod cli;
+mod cli_credentials;
 mod cli_output;
 mod cli_wrong_server;
 mod cluster_switch;

@@ -30,8 +30,10 @@ and so does a file path \fI/run/credentials/UNIT/NAME\fR (the TLS files) when
 \fI/etc/hookrelay/secrets/\fR
 One file per secret (route-token, subscriber-secret, admin-token), mode 0600,
 made on installation and passed to the service with \fBLoadCredential=\fR.
-To use them outside the service, e.g. with \fBcheck-config\fR or the admin
-subcommands, set \fBCREDENTIALS_DIRECTORY=/etc/hookrelay/secrets\fR.
+From a shell, \fBcheck-config\fR and the admin subcommands read them from
+there while \fBCREDENTIALS_DIRECTORY\fR is not set, and read
+\fI/etc/hookrelay/config.toml\fR when no \fB--config\fR names a file and the
+working directory has no \fIconfig.toml\fR (\fBsudo hookrelay status\fR).
 .TP
 \fI/var/lib/hookrelay/\fR
 The store (the unit's \fBStateDirectory=\fR).

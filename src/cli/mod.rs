@@ -8,13 +8,15 @@
 //! relays of a cluster share ([`cluster`]); the hidden `generate-assets` writes the
 //! man pages, completions and packaged config for the .deb ([`assets`]); the
 //! flags' own value checks are in [`args`], which options each subcommand's
-//! help shows in [`help`].
+//! help shows in [`help`], which config file and credentials a command from
+//! a shell reads in `config_path`.
 
 pub mod admin;
 mod args;
 pub mod assets;
 mod check;
 mod cluster;
+mod config_path;
 mod generate;
 pub mod help;
 pub mod init;
@@ -85,6 +87,9 @@ impl Cli {
             matches.value_source("config"),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
+        if reads_config && !matches!(cli.command, Command::Run) {
+            config_path::settle(&mut cli);
+        }
         cli.token_from = match matches.value_source("token") {
             Some(ValueSource::EnvVariable) => "HOOKRELAY_ADMIN_TOKEN",
             _ => "--token",

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer};
 
@@ -71,12 +72,13 @@ impl SecretSource {
                 }
             })?,
             SecretSource::Credential { credential } => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                let dir = credentials_dir().ok_or_else(|| {
                     format!(
                         "credential {credential:?} requested but CREDENTIALS_DIRECTORY is not set \
                          (use LoadCredential= in the unit; from a shell, point it at the files the unit \
                          loads: CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets for the .deb's layout, the secrets/ \
-                         beside the config for `hookrelay init --systemd`'s)"
+                         beside the config for `hookrelay init --systemd`'s; check-config and the admin \
+                         subcommands read a secrets/ directory beside the config file without it)"
                     )
                 })?;
                 let path = Path::new(&dir).join(credential);
@@ -136,6 +138,27 @@ pub fn decode_whsec(s: &str) -> Result<Secret, String> {
     Ok(Secret::new(key))
 }
 
+/// Where credentials are read from when `CREDENTIALS_DIRECTORY` is not set:
+/// the `secrets/` beside the config file, set by a command run from a shell
+/// (check-config, the admin subcommands; not `run`, whose credentials are
+/// the unit's) when there is one ([`read_credentials_beside`]).
+static CREDENTIALS_BESIDE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Read `{ credential = "NAME" }` (and paths under `/run/credentials/UNIT/`)
+/// from `dir` while `CREDENTIALS_DIRECTORY` is not set: the files the unit's
+/// `LoadCredential=` lines load (`/etc/hookrelay/secrets` for the .deb's
+/// layout, `DIR/secrets` for `hookrelay init --systemd`'s).
+pub fn read_credentials_beside(dir: PathBuf) {
+    let _ = CREDENTIALS_BESIDE.set(dir);
+}
+
+/// `CREDENTIALS_DIRECTORY`, else the directory [`read_credentials_beside`] named.
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .or_else(|| CREDENTIALS_BESIDE.get().cloned())
+}
+
 /// A file path the config names under a unit's credentials directory
 /// (`/run/credentials/UNIT/NAME`, as `hookrelay init --systemd` suggests for
 /// the TLS files), read from `$CREDENTIALS_DIRECTORY/NAME` when that is set.
@@ -143,10 +166,7 @@ pub fn decode_whsec(s: &str) -> Result<Secret, String> {
 /// for `CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config`
 /// it is the file of that name there, as for `{ credential = "NAME" }`.
 pub fn in_credentials_directory(path: &Path) -> std::path::PathBuf {
-    in_credentials_dir(
-        path,
-        std::env::var_os("CREDENTIALS_DIRECTORY").as_deref().map(Path::new),
-    )
+    in_credentials_dir(path, credentials_dir().as_deref())
 }
 
 fn in_credentials_dir(path: &Path, dir: Option<&Path>) -> std::path::PathBuf {
