@@ -56,7 +56,7 @@ LoadCredential=admin-token:/etc/hookrelay/secrets/admin-token' \
     systemd/hookrelay.service > "$unit"
 # Fail here, not on a user's machine, if systemd/hookrelay.service changed shape.
 for want in 'ExecStart=/usr/bin/hookrelay run --config /etc/hookrelay/config.toml' \
-            'ExecStartPre=/usr/bin/hookrelay check-config --config /etc/hookrelay/config.toml' \
+            'RestartPreventExitStatus=2' \
             'LoadCredential=admin-token:/etc/hookrelay/secrets/admin-token' \
             'ConfigurationDirectory=hookrelay' 'StateDirectory=hookrelay hookrelay/acme'; do
   grep -qxF "$want" "$unit" || { echo "packaged unit lacks: $want (systemd/hookrelay.service changed?)" >&2; exit 1; }

@@ -131,7 +131,7 @@ verify=$(systemd-analyze verify /usr/share/doc/hookrelay/examples/hookrelay-forw
   || fail "systemd-analyze verify (forward unit): $verify"
 ok "systemd-analyze verify hookrelay-forward.service (example)"
 
-# The config as the unit's ExecStartPre sees it: the secrets are credentials.
+# The config as the unit sees it: the secrets are credentials.
 CREDENTIALS_DIRECTORY=/etc/hookrelay/secrets hookrelay check-config --config /etc/hookrelay/config.toml \
   || fail "the packaged config does not pass check-config"
 ok "check-config /etc/hookrelay/config.toml"

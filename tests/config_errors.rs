@@ -215,7 +215,7 @@ fn acme_directory_credentials_are_not_quoted() {
 
 /// A mistyped `log.level` is refused without quoting it (like a duration
 /// with an unknown unit): the value may be a secret written under the wrong
-/// key, and `check-config`, ExecStartPre and the journal print the error. It
+/// key, and `check-config` and the journal print the error. It
 /// names the allowed levels instead. From review 26, finding 5.
 #[test]
 fn a_mistyped_log_level_is_refused_without_its_text() {

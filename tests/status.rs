@@ -329,8 +329,12 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
         "{wanted} not a StateDirectory"
     );
     assert_eq!(values("StateDirectoryMode"), ["0700"]);
-    // A config error exits 2, from check-config (the unit's ExecStartPre) and
-    // from run alike.
+    // A config error exits 2, from check-config and from run alike, and the
+    // unit does not restart on it: systemd applies RestartPreventExitStatus
+    // to the main process only, so there is no ExecStartPre check to fail
+    // first (a config error restarted until the start limit hid it: stop 63).
+    assert_eq!(values("RestartPreventExitStatus"), ["2"]);
+    assert!(values("ExecStartPre").is_empty(), "{unit}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[server]\nlisten = 8080\n").unwrap();

@@ -10,8 +10,7 @@ use crate::config::Config;
 pub(super) fn check_config(cli: &Cli) -> ExitCode {
     match Config::load(&cli.config) {
         Ok(c) => {
-            // What the start would refuse, said before it (the unit's
-            // ExecStartPre runs this).
+            // What the start would refuse, said before it.
             if let Some(why) = acme_state_refused(&c) {
                 eprintln!("error: {}: {why}", cli.config.display());
                 return ExitCode::from(2);
