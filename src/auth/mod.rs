@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub use quoted::hide_token_params;
-pub use secret::{bearer, credential_text, looks_secret, redact_bytes, redact_secret, Secret};
+pub use secret::{bearer, credential_text, looks_secret, redact_bytes, redact_cut_end, redact_secret, Secret};
 pub use sign::standard_webhooks_signature;
 pub use signature::{task_id, verify_signature, SignatureError};
 pub use source::{client_ip, ip_allowed, via_trusted_proxy, Source};

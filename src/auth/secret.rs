@@ -77,14 +77,7 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
     if secret.len() < 4 {
         return text;
     }
-    let mut forms: Vec<Vec<u8>> = vec![secret.to_vec()];
-    forms.extend(percent_forms(secret));
-    if let Ok(text) = std::str::from_utf8(secret) {
-        forms.extend(json_escapes(text).into_iter().map(String::into_bytes));
-    }
-    // Longest first: a form inside a longer one must not break its match.
-    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    forms.dedup();
+    let forms = forms(secret);
     // Most texts quote no secret: they are searched (fast, SIMD) and kept
     // as they are; each form is then replaced in one pass over the text.
     if !forms.iter().any(|f| memchr::memmem::find(&text, f).is_some()) {
@@ -105,6 +98,45 @@ pub fn redact_bytes(text: bytes::Bytes, secret: &[u8]) -> bytes::Bytes {
         }
     }
     bytes::Bytes::from(out)
+}
+
+/// Every way `secret` may be quoted: as sent, percent-encoded, JSON-escaped;
+/// longest first (a form inside a longer one must not break its match).
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut forms: Vec<Vec<u8>> = vec![secret.to_vec()];
+    forms.extend(percent_forms(secret));
+    if let Ok(text) = std::str::from_utf8(secret) {
+        forms.extend(json_escapes(text).into_iter().map(String::into_bytes));
+    }
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+/// A text cut short (a page's first bytes quoted in an error) that ends in
+/// the start of `secret` — 4 bytes of it at least, in any of the forms
+/// [`redact_bytes`] knows (a percent-encoded key cut inside its escapes
+/// kept its start: observability review, stop 62) — with that start
+/// replaced by `<redacted>`.
+pub fn redact_cut_end(mut text: String, secret: &[u8]) -> String {
+    if secret.len() < 4 {
+        return text;
+    }
+    let cut = forms(secret)
+        .iter()
+        .filter_map(|f| (4..f.len()).rev().find(|&n| text.as_bytes().ends_with(&f[..n])))
+        .max();
+    if let Some(n) = cut {
+        // At a character's start: a form's start is ASCII but for a
+        // secret's own non-ASCII bytes, which end where the text does.
+        let mut at = text.len() - n;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push_str("<redacted>");
+    }
+    text
 }
 
 /// The ways a URL may carry `secret` percent-encoded: as a form does (space
@@ -243,6 +275,27 @@ mod tests {
         ] {
             let out = redact_secret(bytes::Bytes::from(echoed), &Secret::new(secret));
             assert_eq!(String::from_utf8_lossy(&out), "?token=<redacted>", "{echoed}");
+        }
+    }
+
+    /// A text cut short inside a quoted secret loses the start it kept, in
+    /// every form; a text that ends otherwise is kept as it is.
+    #[test]
+    fn a_secret_cut_at_the_end_of_a_text_loses_its_start() {
+        let key = b"k+y/s3cr3t=abcdef";
+        for (text, want) in [
+            // Percent-encoded (as a form, lower-case hex), JSON-escaped, as sent.
+            ("page: ?key=k%2By%2Fs3cr", "page: ?key=<redacted>"),
+            ("page: ?key=k%2by%2fs3", "page: ?key=<redacted>"),
+            ("page: {\"key\":\"k+y\\/s3cr3t=ab", "page: {\"key\":\"<redacted>"),
+            ("page: k+y/s3cr3t", "page: <redacted>"),
+            ("page: k%2By", "page: <redacted>"),
+            // Shorter than 4 bytes of it, or not its start: kept.
+            ("page: k+y", "page: k+y"),
+            ("page: s3cr3t=ab", "page: s3cr3t=ab"),
+            ("page: ends here", "page: ends here"),
+        ] {
+            assert_eq!(redact_cut_end(text.to_string(), key), want, "{text}");
         }
     }
 

@@ -420,6 +420,16 @@ mod tests {
         assert!(!shown.contains("RTOKENsekrit"), "{shown}");
         assert!(!shown.contains("sk-very"), "{shown}");
         assert!(shown.contains("502 url: /hooks/r%3Ftoken%3D<redacted>"), "{shown}");
+        // A page cut at its first 200 bytes inside the encoded key: its
+        // start goes too (it was kept: observability review, stop 62).
+        let page = format!("{:<190}sk-very%2Fsecret%2B1 and more", "<html>502");
+        let cut = String::from_utf8_lossy(&page.as_bytes()[..200]).into_owned();
+        assert!(cut.ends_with("sk-very%2F"), "{cut}");
+        let shown = client
+            .failed("recordInfo", Fault::new(ErrorKind::ServerError, &cut))
+            .to_string();
+        assert!(!shown.contains("sk-very"), "{shown}");
+        assert!(shown.contains("  <redacted>;"), "{shown}");
     }
 
     #[test]

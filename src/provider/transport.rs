@@ -46,15 +46,10 @@ impl ApiKey {
     /// `last_error`, a log line and an admin API answer.
     /// A text cut short (an error quotes the first 200 bytes of a page) may
     /// end in the key's first characters: that start goes too.
+    /// That start goes in any form the key may be quoted in (percent-encoded,
+    /// JSON-escaped), as [`Self::redact_bytes`] finds the whole key.
     pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = text.replace(&*self.0, "<redacted>");
-        let key = self.0.as_bytes();
-        let cut = (4..key.len()).rev().find(|&n| out.as_bytes().ends_with(&key[..n]));
-        if let Some(n) = cut {
-            out.truncate(out.len() - n);
-            out.push_str("<redacted>");
-        }
-        out
+        crate::auth::redact_cut_end(text.replace(&*self.0, "<redacted>"), self.0.as_bytes())
     }
 
     /// Bytes relayed from the provider with the key, if it echoes it, redacted.
