@@ -63,9 +63,27 @@ pub fn run(path: &Path) -> ExitCode {
                 true => tracing::error!("{e}"),
                 false => eprintln!("error: {e}"),
             }
-            ExitCode::FAILURE
+            match refused_for_good(e.as_ref()) {
+                true => ExitCode::from(2),
+                false => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// A start refused for what no restart mends: a store whose files are
+/// damaged (the operator restores or moves it). It exits 2, as a config
+/// error does, which the shipped unit does not restart (a restart loop hid
+/// the message behind systemd's start limit). Anything else (a port in use,
+/// NATS away, the store's lock still held) exits 1 and is tried again.
+fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<crate::app::StartError>(),
+        Some(crate::app::StartError::Store {
+            source: crate::store::StoreError::Damaged(_),
+            ..
+        })
+    )
 }
 
 /// A start refused for settings that differ from the cluster's names the

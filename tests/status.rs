@@ -354,6 +354,39 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
     assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
 }
 
+/// A start refused for a damaged store exits 2 too, which the unit does not
+/// restart (it exited 1: restarted until systemd's start limit, the message
+/// buried under five repeats; stop 63); one a restart may mend (a port in
+/// use) exits 1, which it does.
+#[test]
+fn a_damaged_store_exits_2_and_a_port_in_use_exits_1() {
+    let run = |cfg: &TestConfig| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["run", "--config", cfg.write().to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    // sled's `conf` without its `db`: the data is gone.
+    std::fs::create_dir_all(cfg.data()).unwrap();
+    std::fs::write(cfg.data().join("conf"), "segment_size: 524288\n").unwrap();
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("damaged"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .listen(taken.local_addr().unwrap())
+        .subscriber(Subscriber::new("s", DOWN));
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+}
+
 /// An expired certificate fails every handshake: the relay says so in its
 /// status, the CLI, a gauge and the log, not "expires in 0s". Readiness
 /// stays (a balancer routing only to ready relays would keep the ACME CA out).
