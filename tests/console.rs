@@ -15,6 +15,7 @@
 //! `tests/console/body.mjs`: an event's JSON body shown with its numbers and keys as sent.
 //! `tests/console/dblclick.mjs`: a double-click on Replay sends one replay.
 //! `tests/console/slowed.mjs`: at an address slowed down for wrong tokens, the page asks for the token.
+//! `tests/console/shown.mjs`: task ids with bidi controls or 256 characters shown safely.
 
 use crate::common;
 
@@ -264,6 +265,31 @@ async fn an_events_body_is_shown_as_sent() {
         ("WIDE_SIZE", wide.len().to_string()),
     ];
     browser::run_script("body.mjs", &env, Duration::from_secs(60), "BODY OK").await;
+    sc.h.shutdown().await;
+}
+
+/// Task ids as the page shows them (`tests/console/shown.mjs`): a
+/// right-to-left override named, not obeyed, and a 256-character id wrapped
+/// in its cell, not widening the events and tasks tables past the window
+/// (console review, stop 61).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_ids_show_their_bidi_controls_and_wrap() {
+    let sc = scene(None).await;
+    let bidi = "invoice-\u{202E}gnp.exe-42";
+    let long = "L".repeat(256);
+    let no_auth = [("content-type", "application/json")];
+    for task in [bidi.to_string(), long.clone()] {
+        accepted(sc.h.ingest_addrs[0], &runway(&task)).await;
+        let register = serde_json::json!({"route": "tasks", "task_id": task}).to_string();
+        let (s, _, b) = request(sc.h.admin_addr, None, "POST", "/api/tasks", &no_auth, register.into()).await;
+        assert_eq!(s, http::StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    }
+    let env = [
+        ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
+        ("BIDI_TASK", bidi.to_string()),
+        ("LONG_TASK", long),
+    ];
+    browser::run_script("shown.mjs", &env, Duration::from_secs(60), "SHOWN OK").await;
     sc.h.shutdown().await;
 }
 

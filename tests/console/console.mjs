@@ -211,13 +211,19 @@ await inChromium('console', async (page, errors) => {
   step('a refused token and Forget token take the event off the screen');
 
   // Forget token on a list: the route names its filter had from the API go
-  // too (they stayed; stop 61's console review).
+  // too (they stayed; stop 61's console review), and so do the route and
+  // task id text chosen (they stayed; stop 62's).
   await page.click('#nav a[data-page="events"]');
   await until(page, 'the route filter filled', () => document.querySelectorAll('#filter-route option').length > 2);
+  await page.selectOption('#filter-route', 't');
+  await page.fill('#filter-task', env('TASK'));
+  await until(page, 'the search to be shown', () => document.querySelectorAll('#events-table tbody tr').length === 1);
   await page.click('#forget');
   await page.waitForSelector('#login:not([hidden])');
   const left = await page.$$eval('#filter-route option', (o) => o.map((x) => x.value));
   if (left.some((v) => v !== '')) throw new Error(`route names stay after Forget token: ${left}`);
+  const kept = await page.evaluate(() => [document.querySelector('#filter-route').value, document.querySelector('#filter-task').value]);
+  if (kept.some((v) => v !== '')) throw new Error(`the filters chosen stay after Forget token: ${JSON.stringify(kept)}`);
   await page.fill('#token', env('ADMIN_TOKEN'));
   await page.click('#login button[type=submit]');
   await until(page, 'the route filter filled again', () => document.querySelectorAll('#filter-route option').length > 2);

@@ -4,7 +4,7 @@
 // replays and media retries (POST, then a message and a refresh).
 
 import { api, el, setToken, token, Unauthorized } from './dom.js';
-import { pages } from './pages.js';
+import { forgetFilters, pages } from './pages.js';
 
 const REFRESH_MS = 2500;
 const $ = (id) => document.getElementById(id);
@@ -166,6 +166,7 @@ function start() {
   });
   $('forget').addEventListener('click', () => {
     setToken('');
+    forgetFilters();
     clearShown();
     flash('');
     $('forget').hidden = true;

@@ -61,7 +61,18 @@ export async function api(path, opts = {}) {
   return body;
 }
 
-/** An element with attributes (`on…` = listeners) and children (strings become text). */
+/** The characters that reorder text shown after them (embeddings, overrides,
+ * isolates): a task id or error holding one showed other text than it holds
+ * ("abc\u202Egnp.exe" read "abcexe.png"). Text shows each as `⟨U+202E⟩`. */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/** `text` as the console shows it: bidi controls named, not obeyed. */
+export function shownText(text) {
+  return String(text).replace(BIDI_CONTROLS, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase()}⟩`);
+}
+
+/** An element with attributes (`on…` = listeners) and children (strings become
+ * text, bidi controls named: {@link shownText}). */
 export function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -72,7 +83,7 @@ export function el(tag, attrs, ...children) {
   }
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
-    e.append(c instanceof Node ? c : String(c));
+    e.append(c instanceof Node ? c : shownText(c));
   }
   return e;
 }

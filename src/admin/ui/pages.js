@@ -39,6 +39,8 @@ const button = (id, label, onclick) => el('button', { type: 'button', id, onclic
 // Events: filters route, status and a text search on the task id (server-side);
 // `before` is the page: the newest, or those older than an event (`next_before`).
 const filters = { route: '', status: '', task: '', before: '' };
+/** Events a page lists. */
+const EVENTS_PAGE = 100;
 /** How long typing in a search field pauses before the search is asked. */
 const SEARCH_PAUSE_MS = 300;
 let eventsRoute = null;
@@ -52,12 +54,15 @@ function eventsNote(data, ctx) {
   const newest = filters.before ? button('events-newest', '← newest', go('')) : null;
   const n = data.events.length;
   if (data.more && data.next_before && n === 0) {
-    // Cluster mode: this page's scan (10,000 messages a route) found none.
+    // The page's walk stopped before the log's oldest (10,000 events left
+    // out; in cluster mode 10,000 messages a route) and found none.
     return listNote('events-note', 'none in this part of the log; older ones may match. ', newest, button('events-older', 'older →', go(data.next_before)));
   }
   if (data.more && data.next_before) {
     const which = filters.before ? `showing ${n} events older than ${filters.before}` : `showing the newest ${n} events`;
-    return listNote('events-note', which + '; older ones match too. ', newest, button('events-older', 'older →', go(data.next_before)));
+    // Fewer than the page's 100: the walk stopped, older ones may match.
+    const older = n < EVENTS_PAGE ? 'older ones may match' : 'older ones match too';
+    return listNote('events-note', `${which}; ${older}. `, newest, button('events-older', 'older →', go(data.next_before)));
   }
   return filters.before ? listNote('events-note', `showing the oldest ${n} events that match. `, newest) : null;
 }
@@ -91,7 +96,7 @@ const events = {
   },
   async load() {
     const route = eventsRoute; // this visit's, whatever a later visit sets
-    const data = await api('/api/events?' + q({ limit: 100, ...filters }));
+    const data = await api('/api/events?' + q({ limit: EVENTS_PAGE, ...filters }));
     await route.fill();
     return data;
   },
@@ -108,7 +113,7 @@ const events = {
             eventLink(e.id),
             e.received_at,
             e.route,
-            td('task', e.task_id || '–'),
+            td('task wrap', e.task_id || '–'),
             td('status', badge(e.status)),
             bytes(e.size),
             e.subscribers.map((s) => el('span', { class: 'sub-state' }, s.name + ' ', badge(s.state))),
@@ -126,7 +131,7 @@ function attempts(sub) {
     ['#', 'At', 'Took', 'Status', 'Error'],
     sub.attempts.map((a) => ({
       attrs: { class: 'attempt' },
-      cells: [String(a.attempt), a.at, a.duration_ms + ' ms', a.status === null ? '–' : String(a.status), a.error || ''],
+      cells: [String(a.attempt), a.at, a.duration_ms + ' ms', a.status === null ? '–' : String(a.status), td('wrap', a.error || '')],
     })),
     'No attempt yet.',
   );
@@ -138,7 +143,7 @@ function media(items) {
     ['URL', 'State', 'Stored at', 'SHA-256', 'Size', 'Type', 'Error'],
     items.map((m) => ({
       attrs: { class: 'media' },
-      cells: [m.url, badge(m.state), m.location || '–', m.sha256 || '–', bytes(m.size), m.content_type || '–', m.error || ''],
+      cells: [td('wrap', m.url), badge(m.state), td('wrap', m.location || '–'), m.sha256 || '–', bytes(m.size), m.content_type || '–', td('wrap', m.error || '')],
     })),
     'No media.',
   );
@@ -250,7 +255,7 @@ const deadLetters = {
             d.subscriber,
             d.at,
             String(d.attempts),
-            d.last_error || '',
+            td('wrap', d.last_error || ''),
             el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(d.event)}/replay?${q({ subscriber: d.subscriber })}`, `event ${d.event} to ${d.subscriber}`) }, 'Replay'),
           ],
         })),
@@ -283,7 +288,7 @@ const subscribers = {
           s.name,
           s.route || '–',
           s.kind || '–',
-          td('url', s.url || '–'),
+          td('url wrap', s.url || '–'),
           td('circuit', badge(s.state)),
           td('backlog', String(s.queue_depth)),
           td('in-flight', String(s.in_flight)),
@@ -343,14 +348,14 @@ const tasks = {
         data.tasks.map((t) => ({
           attrs: { 'data-task': t.task_id },
           cells: [
-            t.task_id,
+            td('task wrap', t.task_id),
             t.route,
             td('state', badge(t.state)),
             t.registered_at,
             t.next_poll_at || '–',
             String(t.polls),
             t.provider_state || '–',
-            t.last_error || '',
+            td('wrap', t.last_error || ''),
             t.event ? eventLink(t.event) : '–',
           ],
         })),
@@ -409,3 +414,10 @@ const status = {
 };
 
 export const pages = { events, event, 'dead-letters': deadLetters, subscribers, tasks, status };
+
+/** The filters chosen (routes, states, task id text) go with the token:
+ * the next person at the screen starts from none (they stayed; stop 62). */
+export function forgetFilters() {
+  Object.assign(filters, { route: '', status: '', task: '', before: '' });
+  Object.assign(taskFilters, { route: '', state: '' });
+}

@@ -1,0 +1,40 @@
+// Task ids as the console shows them, driven by tests/console.rs: one
+// holding a right-to-left override shows the control named (`⟨U+202E⟩`),
+// not obeyed (it showed other text than it holds), and one of 256
+// characters without a space wraps in its cell instead of widening the
+// events and tasks tables past the window. Env: ADMIN_URL, BIDI_TASK,
+// LONG_TASK, CHROMIUM.
+
+import { env, inChromium } from './page.mjs';
+
+await inChromium('shown', async (page) => {
+  const bidi = env('BIDI_TASK');
+  const long = env('LONG_TASK');
+  const fits = (table) =>
+    page.evaluate((t) => {
+      const e = document.querySelector(t);
+      return [e.getBoundingClientRect().right, document.documentElement.clientWidth];
+    }, table);
+  for (const [hash, table, cell] of [
+    ['#/events', '#events-table', 'td.task'],
+    ['#/tasks', '#tasks-table', 'td.task'],
+  ]) {
+    await page.goto(`${env('ADMIN_URL')}/ui${hash}`);
+    await page.waitForSelector(`${table} ${cell}`);
+    await page.waitForFunction(
+      ([t, c, n]) => {
+        const texts = [...document.querySelectorAll(`${t} ${c}`)].map((x) => x.textContent);
+        return texts.some((x) => x.length === n) && texts.some((x) => x.includes('gnp.exe'));
+      },
+      [table, cell, long.length],
+    );
+    const texts = await page.$$eval(`${table} ${cell}`, (cs) => cs.map((c) => c.textContent));
+    if (texts.some((t) => t.includes('\u202E'))) throw new Error(`${table}: a bidi control is obeyed: ${JSON.stringify(texts)}`);
+    const named = bidi.replace('\u202E', '⟨U+202E⟩');
+    if (!texts.includes(named)) throw new Error(`${table}: ${JSON.stringify(named)} not shown: ${JSON.stringify(texts)}`);
+    if (!texts.includes(long)) throw new Error(`${table}: the long task id is not shown whole`);
+    const [right, width] = await fits(table);
+    if (right > width + 1) throw new Error(`${table} is ${right}px wide in a ${width}px window`);
+    console.log(`${table}: ${named} shown; ${long.length}-character id wraps (${Math.round(right)}px of ${width})`);
+  }
+});
