@@ -16,6 +16,7 @@
 //! `tests/console/dblclick.mjs`: a double-click on Replay sends one replay.
 //! `tests/console/slowed.mjs`: at an address slowed down for wrong tokens, the page asks for the token.
 //! `tests/console/shown.mjs`: task ids with bidi controls or 256 characters shown safely.
+//! `tests/console/settled.mjs`: a settled event's page is asked again seldom.
 
 use crate::common;
 
@@ -291,6 +292,24 @@ async fn task_ids_show_their_bidi_controls_and_wrap() {
     ];
     browser::run_script("shown.mjs", &env, Duration::from_secs(60), "SHOWN OK").await;
     sc.h.shutdown().await;
+}
+
+/// A settled event's page is asked again every 30 s, not every 2.5 s, and
+/// at the usual pace after a replay asked there (`tests/console/settled.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_events_page_is_asked_again_seldom() {
+    let _ = browser::chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("ok", ok.url()))).await;
+    let id = accepted(h.ingest_addrs[0], &runway("settled-1")).await;
+    ok.wait_for(Duration::from_secs(10), "the delivery", |r| r.len() == 1)
+        .await;
+    let env = [("ADMIN_URL", format!("http://{}", h.admin_addr)), ("EVENT_ID", id)];
+    browser::run_script("settled.mjs", &env, Duration::from_secs(60), "SETTLED OK").await;
+    ok.wait_for(Duration::from_secs(10), "the replay", |r| r.len() == 2)
+        .await;
+    h.shutdown().await;
 }
 
 /// A double-click on an event's Replay button sends one replay

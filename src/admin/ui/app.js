@@ -7,6 +7,13 @@ import { api, el, setToken, token, Unauthorized } from './dom.js';
 import { forgetFilters, pages } from './pages.js';
 
 const REFRESH_MS = 2500;
+/** How often a page whose answer can no longer change by itself (an event
+ * delivered or dead everywhere, its media final) is asked again: for a
+ * replay from elsewhere. It was every 2.5 s, the whole event each time (its
+ * body up to `server.max_body`; console review, stop 61). */
+const SETTLED_MS = 30000;
+/** How long after a replay asked here a settled page is asked at the usual pace. */
+const AFTER_REPLAY_MS = 15000;
 const $ = (id) => document.getElementById(id);
 
 /** The page being shown: `{page, arg, content, last}`; replaced on navigation. */
@@ -85,6 +92,7 @@ const ctx = {
     } finally {
       held.then(() => replaying.delete(path));
     }
+    if (current) current.activeUntil = Date.now() + AFTER_REPLAY_MS;
     await refresh();
   },
 };
@@ -128,6 +136,9 @@ async function refresh() {
   try {
     const data = await shown.page.load(shown.arg);
     if (stale()) return;
+    const settled = !!(shown.page.settled && shown.page.settled(data));
+    if (settled && !shown.settledAt) shown.settledAt = Date.now();
+    if (!settled) shown.settledAt = 0;
     const text = JSON.stringify(data);
     // Unchanged answers leave the DOM alone (no flicker, buttons stay put).
     // An answer counts as shown once it is drawn: one that failed to draw is
@@ -188,6 +199,11 @@ function start() {
     if (busy || !$('auto').checked || document.hidden || !$('login').hidden) return;
     const shown = current;
     if (shown && Date.now() < (shown.notBefore || 0)) return;
+    // Settled: asked again every SETTLED_MS, unless a replay was just asked.
+    const now = Date.now();
+    const quiet = shown && shown.settledAt && now >= (shown.activeUntil || 0);
+    if (quiet && now - (shown.lastAsked || 0) < SETTLED_MS) return;
+    if (shown) shown.lastAsked = now;
     busy = true;
     const began = Date.now();
     try { await refresh(); } finally {

@@ -167,6 +167,9 @@ function body(e) {
 const event = {
   title: 'Event',
   load: (id) => api('/api/events/' + encodeURIComponent(id)),
+  // Nothing left to happen by itself: every delivery and media file final.
+  settled: (e) =>
+    e.subscribers.every((s) => s.state !== 'pending') && (!Array.isArray(e.media) || e.media.every((m) => m.state !== 'pending')),
   render: (e, _id, ctx) =>
     el(
       'div',
