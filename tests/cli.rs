@@ -292,6 +292,33 @@ fn states_to_filter_on_are_checked_before_asking_the_daemon() {
         bash.contains("pending delivered dead"),
         "the completion offers the states"
     );
+    // bash itself, completing `hookrelay <TAB>` and `hookrelay help <TAB>`:
+    // `help` is offered with the subcommands (it was not; stop 62).
+    let complete = |words: &str| {
+        let script = format!(
+            "source '{}'; COMP_WORDS=({words} ''); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _hookrelay hookrelay '' \"${{COMP_WORDS[$((COMP_CWORD - 1))]}}\"; echo \"${{COMPREPLY[*]}}\"",
+            dir.path().join("completions/hookrelay.bash").display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let top = complete("hookrelay");
+    assert!(
+        top.contains(&"help".into()) && top.contains(&"status".into()),
+        "{top:?}"
+    );
+    let help = complete("hookrelay help");
+    assert!(
+        help.contains(&"events".into()) && !help.contains(&"--json".into()),
+        "{help:?}"
+    );
 }
 
 /// `hookrelay replay EVT --subscriber "$SUB"` with `$SUB` empty (a script's

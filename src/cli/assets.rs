@@ -71,7 +71,8 @@ pub fn generate(dir: &Path) -> std::io::Result<()> {
     cmd.build();
     man_pages(&cmd, &man, true)?;
 
-    let mut offered = super::help::for_completions(Cli::command().disable_help_subcommand(true));
+    // `help` and `help SUBCOMMAND` offered too (the man pages have none).
+    let mut offered = super::help::for_completions(Cli::command());
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut offered, "hookrelay", &completions)?;
     }
