@@ -192,6 +192,27 @@ fn check_base(base: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `base` (an `--admin` URL, checked) is the admin API listening on
+/// `listen`: the same port, at its address, or on loopback (`localhost`)
+/// when it listens there or on every address.
+fn same_api(base: &str, listen: std::net::SocketAddr) -> bool {
+    let Ok(uri) = base.parse::<http::Uri>() else {
+        return false;
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = listen.ip().is_loopback() || listen.ip().is_unspecified();
+    let at = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip == listen.ip() || (ip.is_loopback() && local),
+        Err(_) => host.eq_ignore_ascii_case("localhost") && local,
+    };
+    port == listen.port() && at
+}
+
 /// Where the admin API is: `--admin`/`--token` first; the config file only for
 /// what they leave open, and then only its `admin.listen` / `admin.token`. A
 /// file named with `--config` or `HOOKRELAY_CONFIG` must exist; without one,
@@ -212,8 +233,17 @@ pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
             token_from: cli.token_from.into(),
         });
     }
-    let from_config = if config.exists() {
-        Some(crate::config::admin_client(config, admin.is_none(), token.is_none()).map_err(|e| e.to_string())?)
+    // A token from a config nobody named (./config.toml, or the packaged one
+    // a shell's command falls back to) goes only to that config's own admin
+    // API: `--admin` naming another would have it sent there (change review,
+    // stop 63).
+    let guard = admin.is_some() && token.is_none() && !cli.config_given;
+    // A link leading nowhere is read (and its error names it), not taken for no file.
+    let from_config = if config.symlink_metadata().is_ok() {
+        Some(
+            crate::config::admin_client(config, admin.is_none() || guard, token.is_none())
+                .map_err(|e| e.to_string())?,
+        )
     } else if cli.config_given {
         return Err(format!(
             "{}: cannot read file: it does not exist (named by --config or HOOKRELAY_CONFIG; the admin \
@@ -223,6 +253,16 @@ pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
     } else {
         None
     };
+    if let (true, Some(base), Some((Some(listen), Some(_)))) = (guard, admin, &from_config) {
+        if !same_api(base, *listen) {
+            return Err(format!(
+                "--admin {base} is not the admin API of {} (its admin.listen is {listen}): its admin.token \
+                 is sent only there; give the token of {base} with --token or HOOKRELAY_ADMIN_TOKEN, or \
+                 name the config with --config",
+                config.display()
+            ));
+        }
+    }
     let base = match (admin, &from_config) {
         (Some(a), _) => a.to_string(),
         (None, Some((Some(listen), _))) => format!("http://{listen}"),

@@ -25,15 +25,19 @@ const FILES_SECTION: &str = r#".SH FILES
 The packaged service's configuration (a conffile). Its secrets are systemd
 credentials: \fB{ credential = "NAME" }\fR reads \fI$CREDENTIALS_DIRECTORY/NAME\fR,
 and so does a file path \fI/run/credentials/UNIT/NAME\fR (the TLS files) when
-\fBCREDENTIALS_DIRECTORY\fR is set.
+\fBCREDENTIALS_DIRECTORY\fR is set (or, from a shell, the secrets directory
+below stands for it).
 .TP
 \fI/etc/hookrelay/secrets/\fR
 One file per secret (route-token, subscriber-secret, admin-token), mode 0600,
 made on installation and passed to the service with \fBLoadCredential=\fR.
-From a shell, \fBcheck-config\fR and the admin subcommands read them from
-there while \fBCREDENTIALS_DIRECTORY\fR is not set, and read
-\fI/etc/hookrelay/config.toml\fR when no \fB--config\fR names a file and the
-working directory has no \fIconfig.toml\fR (\fBsudo hookrelay status\fR).
+From a shell, \fBcheck-config\fR, \fBmigrate\fR, \fBapply-cluster-settings\fR
+and the admin subcommands (not \fBrun\fR) read them from there while
+\fBCREDENTIALS_DIRECTORY\fR is not set, and read
+\fI/etc/hookrelay/config.toml\fR when neither \fB--config\fR nor
+\fBHOOKRELAY_CONFIG\fR names a file and the working directory has no
+\fIconfig.toml\fR (\fBsudo hookrelay status\fR). Its admin token is then sent
+only to its own \fBadmin.listen\fR: another \fB--admin\fR needs \fB--token\fR.
 .TP
 \fI/var/lib/hookrelay/\fR
 The store (the unit's \fBStateDirectory=\fR).

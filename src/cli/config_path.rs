@@ -15,7 +15,9 @@ pub(super) const PACKAGED_CONFIG: &str = "/etc/hookrelay/config.toml";
 /// The config file a command from a shell reads: `config` when it was
 /// named or exists, else `packaged` when that exists.
 pub(super) fn config_file(config: &Path, given: bool, packaged: &Path) -> PathBuf {
-    if given || config.exists() || !packaged.is_file() {
+    // A link here that leads nowhere is this config (its error names it),
+    // not a reason to read another.
+    if given || config.symlink_metadata().is_ok() || !packaged.is_file() {
         return config.to_path_buf();
     }
     packaged.to_path_buf()
@@ -30,7 +32,7 @@ pub(super) fn secrets_beside(config: &Path) -> Option<PathBuf> {
 /// Both, for the command about to run (not `run`).
 pub(super) fn settle(cli: &mut super::Cli) {
     cli.config = config_file(&cli.config, cli.config_given, Path::new(PACKAGED_CONFIG));
-    if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+    if std::env::var_os("CREDENTIALS_DIRECTORY").is_none_or(|d| d.is_empty()) {
         if let Some(dir) = secrets_beside(&cli.config) {
             crate::config::secret::read_credentials_beside(dir);
         }
@@ -53,6 +55,10 @@ mod tests {
         assert_eq!(config_file(&here, false, &packaged), packaged);
         // A file named (--config, HOOKRELAY_CONFIG) is read or reported missing.
         assert_eq!(config_file(&here, true, &packaged), here);
+        // A link here that leads nowhere is this config, reported broken.
+        std::os::unix::fs::symlink(tmp.path().join("gone.toml"), &here).unwrap();
+        assert_eq!(config_file(&here, false, &packaged), here);
+        std::fs::remove_file(&here).unwrap();
         std::fs::write(&here, "").unwrap();
         assert_eq!(config_file(&here, false, &packaged), here);
     }

@@ -154,7 +154,9 @@ pub fn read_credentials_beside(dir: PathBuf) {
 
 /// `CREDENTIALS_DIRECTORY`, else the directory [`read_credentials_beside`] named.
 fn credentials_dir() -> Option<PathBuf> {
+    // Empty is unset (a script's unset variable): not the working directory.
     std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| CREDENTIALS_BESIDE.get().cloned())
 }
