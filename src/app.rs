@@ -139,6 +139,13 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             for w in tls::file_warnings(files) {
                 tracing::warn!("{w}");
             }
+            // As check-config warns (the unit ran it before each start).
+            if cert.names.is_empty() {
+                tracing::warn!(
+                    file = %files.cert.display(),
+                    "the certificate names no host (no subjectAltName): TLS clients will refuse it"
+                );
+            }
             (Some(tls::Reloadable::new(cfg, Some(cert))), None)
         }
         Some(TlsSource::Acme(settings)) => {

@@ -72,17 +72,22 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 /// A start refused for what no restart mends: a store whose files are
-/// damaged (the operator restores or moves it). It exits 2, as a config
-/// error does, which the shipped unit does not restart (a restart loop hid
-/// the message behind systemd's start limit). Anything else (a port in use,
-/// NATS away, the store's lock still held) exits 1 and is tried again.
+/// damaged (the operator restores or moves it), an ACME state directory the
+/// relay cannot use (another program's, or not writable: `check-config`
+/// says so too). It exits 2, as a config error does, which the shipped unit
+/// does not restart (a restart loop hid the message behind systemd's start
+/// limit). Anything else (a port in use, NATS away, the store's lock still
+/// held) exits 1 and is tried again.
 fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
+    use crate::app::StartError;
     matches!(
-        e.downcast_ref::<crate::app::StartError>(),
-        Some(crate::app::StartError::Store {
-            source: crate::store::StoreError::Damaged(_),
-            ..
-        })
+        e.downcast_ref::<StartError>(),
+        Some(
+            StartError::Store {
+                source: crate::store::StoreError::Damaged(_),
+                ..
+            } | StartError::Acme(crate::acme::AcmeError::StateDir { .. })
+        )
     )
 }
 

@@ -354,10 +354,10 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
     assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
 }
 
-/// A start refused for a damaged store exits 2 too, which the unit does not
-/// restart (it exited 1: restarted until systemd's start limit, the message
-/// buried under five repeats; stop 63); one a restart may mend (a port in
-/// use) exits 1, which it does.
+/// A start refused for a damaged store or an ACME state directory it cannot
+/// use exits 2 too, which the unit does not restart (it exited 1: restarted
+/// until systemd's start limit, the message buried under five repeats; stop
+/// 63); one a restart may mend (a port in use) exits 1, which it does.
 #[test]
 fn a_damaged_store_exits_2_and_a_port_in_use_exits_1() {
     let run = |cfg: &TestConfig| {
@@ -375,6 +375,23 @@ fn a_damaged_store_exits_2_and_a_port_in_use_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("damaged"), "{err}");
+
+    // An ACME state directory that is another program's (check-config says
+    // so, exit 2): refused at start with exit 2 as well (it exited 1).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("acme")).unwrap();
+    std::fs::write(dir.path().join("acme/certbot-account.json"), "{}").unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .tls_acme(Acme::new(
+            ["relay.example.com"],
+            "ops@example.com",
+            "https://127.0.0.1:9/dir",
+        ))
+        .subscriber(Subscriber::new("s", DOWN));
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("certbot-account.json"), "{err}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -482,4 +499,23 @@ async fn the_acme_directory_is_shown_without_its_credentials() {
         assert!(!all.contains(secret), "{secret} shown: {all}");
     }
     h.shutdown().await;
+}
+
+/// A certificate that names no host is warned about by the daemon at start
+/// too, as `check-config` does (the unit no longer runs that check before
+/// each start: the change review, stop 63).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_warns_about_a_certificate_that_names_no_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestCert { cert, key, .. } = TestCert::write_without_names(dir.path(), "nameless");
+    let cfg = TestConfig::new(dir.path())
+        .tls(&cert, &key)
+        .subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&cfg.write(), &[]);
+    log_until(|| bin.log_text(), "hookrelay ready", secs(20)).await;
+    let log = bin.log_text();
+    assert!(
+        log.contains("the certificate names no host (no subjectAltName)") && log.contains("nameless"),
+        "{log}"
+    );
 }
