@@ -41,6 +41,7 @@ mod dead_letters_gauge;
 mod delivery;
 mod delivery_h2;
 mod duplicates;
+mod event_pages;
 mod floor_duplicates;
 mod forward;
 mod forward_acks;

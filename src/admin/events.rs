@@ -136,7 +136,9 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
         (false, Some(cut)) => Some(cut.to_string()),
         _ => views.last().map(|l| l.view.event.id.to_string()),
     };
-    let answer = json!({ "events": events, "more": more, "next_before": next_before });
+    // `cut`: the walk stopped before the log's oldest (the store's budget of
+    // events left out): older ones may match, and `limit` does not reach them.
+    let answer = json!({ "events": events, "more": more, "cut": page.cut_at.is_some(), "next_before": next_before });
     let warning = super::unknown_names(app, q.get("route"), None);
     Ok(super::with_warning(answer, warning))
 }

@@ -63,7 +63,7 @@ pub fn render_events(v: &Value) -> String {
             ]
         })
         .collect();
-    let more = v["more"] == true;
+    let (more, cut) = (v["more"] == true, v["cut"] == true);
     let next = format!("--before {} for the next page", s(&v["next_before"]));
     if rows.is_empty() {
         // A walk stopped before the log's oldest (10,000 events left out; in
@@ -83,7 +83,11 @@ pub fn render_events(v: &Value) -> String {
             Some(b) => format!("showing {} events older than {b}", rows.len()),
             None => format!("showing the newest {} events", rows.len()),
         };
-        out.push_str(&format!("{shown}; older ones match too ({next}, or --limit N)\n"));
+        // A walk stopped at the store's budget: a larger --limit does not reach further.
+        match cut {
+            true => out.push_str(&format!("{shown}; older ones may match ({next})\n")),
+            false => out.push_str(&format!("{shown}; older ones match too ({next}, or --limit N)\n")),
+        }
     }
     out
 }

@@ -109,6 +109,16 @@ fn a_list_cut_at_its_limit_says_so_and_names_the_next_page() {
         ),
         "{out}"
     );
+    // A walk stopped at the store's budget: older ones may match, and a
+    // larger --limit does not reach them (it said "match too, or --limit N";
+    // the change review, stop 63).
+    let cut = serde_json::json!({"events": [e("evt_9")], "more": true, "cut": true, "next_before": "evt_5"});
+    assert!(
+        render_events(&cut)
+            .ends_with("showing the newest 1 events; older ones may match (--before evt_5 for the next page)\n"),
+        "{}",
+        render_events(&cut)
+    );
     let all = serde_json::json!({"events": [e("evt_1")], "more": false, "next_before": null});
     assert!(!render_events(&all).contains("showing"));
     let t = serde_json::json!({"tasks": [{"task_id": "t1"}], "more": true});

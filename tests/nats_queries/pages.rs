@@ -47,7 +47,10 @@ async fn a_matching_event_past_a_cut_scan_is_reached_by_more_and_next_before() {
         listed,
         "event {wanted} matches task=r32-needle but is neither listed nor reached by `more` and `next_before`: {pages:#?}"
     );
-    assert!(pages.len() > 1 && pages[0]["more"] == true, "{pages:#?}");
+    assert!(
+        pages.len() > 1 && pages[0]["more"] == true && pages[0]["cut"] == true,
+        "{pages:#?}"
+    );
 }
 
 /// 10 001 newer events of other tasks on route `t`, 32 at a time.

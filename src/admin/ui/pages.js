@@ -60,8 +60,8 @@ function eventsNote(data, ctx) {
   }
   if (data.more && data.next_before) {
     const which = filters.before ? `showing ${n} events older than ${filters.before}` : `showing the newest ${n} events`;
-    // Fewer than the page's 100: the walk stopped, older ones may match.
-    const older = n < EVENTS_PAGE ? 'older ones may match' : 'older ones match too';
+    // The walk stopped before the log's oldest: older ones may match.
+    const older = data.cut ? 'older ones may match' : 'older ones match too';
     return listNote('events-note', `${which}; ${older}. `, newest, button('events-older', 'older →', go(data.next_before)));
   }
   return filters.before ? listNote('events-note', `showing the oldest ${n} events that match. `, newest) : null;
@@ -119,7 +119,7 @@ const events = {
             e.subscribers.map((s) => el('span', { class: 'sub-state' }, s.name + ' ', badge(s.state))),
           ],
         })),
-        'No events match.',
+        data.cut ? 'No events in this part of the log.' : 'No events match.',
       ),
       eventsNote(data, ctx),
     ),
