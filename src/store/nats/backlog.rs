@@ -103,21 +103,25 @@ impl NatsStore {
             }
         }
         // Dead letters are the subscriber's, whatever the route: on the row
-        // of the route it is configured on, else on its first.
+        // of the route it is configured on, else on its first. (Each name's
+        // route and first row looked up once: not a pass per row.)
+        let mut configured_on: HashMap<&str, &String> = HashMap::new();
+        for (route, subs) in &topology.routes {
+            for sub in subs {
+                configured_on.entry(sub.as_str()).or_insert(route);
+            }
+        }
+        let mut first: HashMap<String, usize> = HashMap::new();
+        for (i, row) in out.iter().enumerate() {
+            first.entry(row.name.clone()).or_insert(i);
+        }
         for i in 0..out.len() {
-            let name = out[i].name.clone();
-            let on = topology
-                .routes
-                .iter()
-                .find(|(_, subs)| subs.contains(&name))
-                .map(|(r, _)| r);
-            let first = out.iter().position(|s| s.name == name);
-            let here = match on {
-                Some(r) => out[i].route.as_ref() == Some(r),
-                None => first == Some(i),
+            let here = match configured_on.get(out[i].name.as_str()) {
+                Some(r) => out[i].route.as_ref() == Some(*r),
+                None => first.get(&out[i].name) == Some(&i),
             };
             if here {
-                out[i].dead_letters = dead_of(&name);
+                out[i].dead_letters = dead_of(&out[i].name);
             }
         }
         if with_removed {
