@@ -115,13 +115,13 @@ impl NatsStore {
         for (i, row) in out.iter().enumerate() {
             first.entry(row.name.clone()).or_insert(i);
         }
-        for i in 0..out.len() {
-            let here = match configured_on.get(out[i].name.as_str()) {
-                Some(r) => out[i].route.as_ref() == Some(*r),
-                None => first.get(&out[i].name) == Some(&i),
+        for (i, row) in out.iter_mut().enumerate() {
+            let here = match configured_on.get(row.name.as_str()) {
+                Some(r) => row.route.as_ref() == Some(*r),
+                None => first.get(&row.name) == Some(&i),
             };
             if here {
-                out[i].dead_letters = dead_of(&out[i].name);
+                row.dead_letters = dead_of(&row.name);
             }
         }
         if with_removed {
