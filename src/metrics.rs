@@ -323,7 +323,8 @@ impl Metrics {
         );
         registry.register(
             "media_files",
-            "Media download tries by outcome (stored, retry, failed for good; low_space, store_unavailable: put off, no try)",
+            "Media downloads by outcome: tries (stored, retry, failed for good), and downloads put off without a try \
+             (low_space, store_unavailable: counted at each look, per URL, while the store cannot take files: every first media.retry delay, a minute at most)",
             m.media_files.clone(),
         );
         registry.register("media_bytes", "Bytes of media stored", m.media_bytes.clone());
