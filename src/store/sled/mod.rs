@@ -201,9 +201,11 @@ impl Inner {
                     error = %e,
                     "the store failed; refusing new events until hookrelay is restarted"
                 ),
-                _ => {
-                    tracing::error!(error = %e, "store write failed; refusing new events until hookrelay is restarted")
-                }
+                _ => tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "store write failed; refusing new events until hookrelay is restarted"
+                ),
             }
         }
     }
