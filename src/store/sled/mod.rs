@@ -443,6 +443,8 @@ mod query_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]
+mod retention_tests;
+#[cfg(test)]
 mod review12_tests;
 #[cfg(test)]
 mod task_corrupt_tests;

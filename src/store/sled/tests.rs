@@ -1,6 +1,7 @@
-//! Store-level tests of the log, cursors, due index, results, replay and
-//! retention, on a real sled store in a temp dir (the 0.1 migration:
-//! `migrate_tests`), and the helpers the other sled test files share.
+//! Store-level tests of the log, cursors, due index, results and replay, on
+//! a real sled store in a temp dir (retention: `retention_tests`; the 0.1
+//! migration: `migrate_tests`), and the helpers the other sled test files
+//! share.
 
 use std::collections::BTreeSet;
 
@@ -72,7 +73,7 @@ pub(super) fn attempt(n: u32, status: u16, ms: u64) -> Attempt {
 }
 
 /// Take up to `n` due deliveries and record each delivered (first answer 200).
-async fn deliver_some(store: &Store, src: &mut WorkSource, n: usize, now: u64) -> Vec<EventId> {
+pub(super) async fn deliver_some(store: &Store, src: &mut WorkSource, n: usize, now: u64) -> Vec<EventId> {
     let mut ids = Vec::new();
     for w in src.take(n, now).await.unwrap() {
         store
@@ -385,50 +386,6 @@ async fn replay_and_dead_letters() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn retention_keeps_unfinished_work_and_fresh_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &["a"]).await;
-    let day = 86_400_000;
-    let t0 = crate::clock::now_ms() - 30 * day;
-    let delivered = store.append(event("delivered", &["a"], t0)).await.unwrap().id;
-    let died_late = store.append(event("died-late", &["a"], t0)).await.unwrap().id;
-    let waiting = store.append(event("waiting", &["a"], t0)).await.unwrap().id;
-    let unread = store.append(event("unread", &["a"], t0)).await.unwrap().id;
-    let mut src = store.work_source("a").unwrap();
-    let work = src.take(3, t0).await.unwrap();
-    let cutoff = t0 + 14 * day;
-    for w in work {
-        let outcome = if w.event.id == delivered {
-            Outcome::Delivered
-        } else if w.event.id == died_late {
-            Outcome::Dead {
-                error: "gave up".into(),
-            }
-        } else {
-            Outcome::Retry { due_ms: cutoff + day }
-        };
-        store
-            .record(&w.ticket, Some(attempt(1, 500, t0)), outcome)
-            .await
-            .unwrap();
-        src.done(&w.ticket).await;
-    }
-    // The dead letter died after the cutoff (recorded "now"): it stays.
-    assert_eq!(store.sweep(cutoff).await.unwrap(), 1);
-    assert!(store.event(delivered).await.unwrap().is_none());
-    for id in [died_late, waiting, unread] {
-        assert!(store.event(id).await.unwrap().is_some(), "{id} kept");
-    }
-    // The dedupe key went with the event: the same callback is new again.
-    let again = store.append(event("delivered", &["a"], cutoff)).await.unwrap();
-    assert!(!again.duplicate);
-    // Later, the dead letter's own retention has passed.
-    assert_eq!(store.sweep(crate::clock::now_ms() + 15 * day).await.unwrap(), 1);
-    assert!(store.event(died_late).await.unwrap().is_none());
-    store.close().await;
-}
-
 #[test]
 fn event_ids_parse_only_within_128_bits() {
     use ulid::Ulid;
@@ -469,43 +426,4 @@ async fn an_event_none_of_whose_subscribers_is_still_on_its_route_is_refused_not
     assert!(again.duplicate && again.id == first.id);
     // An event listing no subscriber at all is not refused.
     assert!(s.append(event("third", &[], now + 3)).await.is_ok());
-}
-
-/// Routes that came and went by reloads stay registered: a sweep with
-/// nothing to delete writes nothing, and a commit writes only the `seq`
-/// rows that moved. Before, each route's sweep step committed (a disk sync)
-/// and every commit wrote a row per route ever registered: thousands of
-/// routes kept an idle relay busy (resource review, stop 62).
-#[tokio::test]
-async fn a_sweep_with_nothing_to_delete_writes_nothing_however_many_routes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sled(&opts(dir.path())).unwrap();
-    let routes = 300;
-    let topology = Topology {
-        routes: (0..routes).map(|i| (format!("r{i}"), vec!["s".to_string()])).collect(),
-    };
-    store.register(&topology).await.unwrap();
-    for i in 0..routes {
-        let mut ev = event(&format!("t{i}"), &["s"], crate::clock::now_ms());
-        ev.meta.route = format!("r{i}");
-        store.append(ev).await.unwrap();
-    }
-    // The first sweep may write the tails the appends moved; nothing is old.
-    assert_eq!(store.sweep(0).await.unwrap(), 0);
-    let before = sled(&store).rows_written();
-    assert_eq!(store.sweep(0).await.unwrap(), 0);
-    assert_eq!(
-        sled(&store).rows_written(),
-        before,
-        "a sweep with nothing to delete wrote rows"
-    );
-    // A commit of its own (the same topology registered again, as a reload
-    // does) writes no `seq` row that did not move: the first writes the 300
-    // the appends moved, the second none.
-    store.register(&topology).await.unwrap();
-    let before = sled(&store).rows_written();
-    store.register(&topology).await.unwrap();
-    let wrote = sled(&store).rows_written() - before;
-    assert!(wrote < 10, "{wrote} rows for a commit that changed nothing");
-    store.close().await;
 }
