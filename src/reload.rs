@@ -295,30 +295,73 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
 /// otherwise hold the reload (and a second SIGHUP behind it) for ever.
 const CONFIG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A read that took longer than [`CONFIG_READ_LIMIT`], still blocked.
+struct Blocked {
+    thread: std::thread::JoinHandle<()>,
+    /// The file it reads, and its identity when the read began.
+    on: std::path::PathBuf,
+    file: Option<crate::config::small_file::FileId>,
+}
+
+/// The last read that blocked. Reloads are refused while it does and its
+/// file is still the same one, rather than each leaving one more thread
+/// blocked on it (stop 61's reload review); a file replaced or removed
+/// since (a FIFO swapped for a plain file) is read again. One process runs
+/// one daemon: the test suite's in-process daemons never block a read.
+static BLOCKED: std::sync::Mutex<Option<Blocked>> = std::sync::Mutex::new(None);
+
 /// [`Config::load_bound`] on a thread of its own, so that a read that blocks
 /// holds neither the runtime nor a stop (SIGTERM ends the daemon meanwhile:
-/// the thread does not keep the process), bounded by [`CONFIG_READ_LIMIT`].
+/// the thread does not keep the process), bounded by [`CONFIG_READ_LIMIT`];
+/// the error names the file it was blocked on (the config, or a file it
+/// names), and while that read stays blocked the next reloads are refused
+/// at once, naming it.
 pub async fn read_config(
     file: std::path::PathBuf,
     bound: crate::config::Bound,
 ) -> Result<Config, crate::config::ConfigError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let shown = file.clone();
+    let stuck = |message: String| crate::config::ConfigError::whole_file(&shown, message);
+    {
+        let mut blocked = BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
+        match blocked.as_ref() {
+            Some(b)
+                if !b.thread.is_finished()
+                    && b.file.is_some()
+                    && crate::config::small_file::file_id(&b.on) == b.file =>
+            {
+                return Err(stuck(format!(
+                    "the last reload's read of {} is still blocked (a FIFO nobody writes to, or a stalled disk \
+                     or mount?): it is not read again until that read ends or the file is replaced",
+                    b.on.display()
+                )))
+            }
+            Some(_) => *blocked = None,
+            None => {}
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("config-read".into()).spawn(move || {
         let _ = tx.send(Config::load_bound(&file, &bound));
     });
-    let stuck = |message: String| crate::config::ConfigError::whole_file(&shown, message);
-    if let Err(e) = spawned {
-        return Err(stuck(format!("cannot start reading the file: {e}")));
-    }
+    let thread = match spawned {
+        Ok(t) => t,
+        Err(e) => return Err(stuck(format!("cannot start reading the file: {e}"))),
+    };
     match tokio::time::timeout(CONFIG_READ_LIMIT, rx).await {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(_)) => Err(stuck("reading the file ended without an answer".into())),
-        Err(_) => Err(stuck(format!(
-            "reading it (or a file it names) took longer than {} s: a FIFO nobody writes to, or a stalled \
-             disk or mount?",
-            CONFIG_READ_LIMIT.as_secs()
-        ))),
+        Err(_) => {
+            let (on, file) = crate::config::small_file::reading_on(thread.thread().id())
+                .unwrap_or_else(|| (shown.clone(), crate::config::small_file::file_id(&shown)));
+            let message = format!(
+                "reading {} took longer than {} s: a FIFO nobody writes to, or a stalled disk or mount?",
+                on.display(),
+                CONFIG_READ_LIMIT.as_secs()
+            );
+            *BLOCKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Blocked { thread, on, file });
+            Err(stuck(message))
+        }
     }
 }
 

@@ -148,3 +148,50 @@ async fn a_sighup_while_the_config_is_read_at_start_does_not_end_the_daemon() {
     bin.signal("HUP");
     log_until(|| bin.log_text(), "configuration reloaded", secs(20)).await;
 }
+
+/// A reload blocked on a file the config names (here the route token's
+/// `{ file = … }`, a FIFO nobody writes to) is refused naming that file
+/// (it named only the config), and while that read stays blocked the next
+/// reloads are refused at once, saying so, instead of each leaving one more
+/// thread blocked on it (reload review, stop 61).
+#[tokio::test]
+async fn a_reload_blocked_on_a_secret_file_names_it_and_starts_no_second_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("route-token");
+    std::fs::write(&token, "tok").unwrap();
+    let shown = token.display().to_string();
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .raw(move |t| {
+            let route = t["routes"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
+            let mut file = toml::Table::new();
+            file.insert("file".into(), toml::Value::String(shown.clone()));
+            route.insert("tokens".into(), toml::Value::Array(vec![toml::Value::Table(file)]));
+        })
+        .write();
+    let bin = Bin::start(&path, &[]);
+    fifo_in_place_of(&token);
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "took longer than 10 s", secs(20)).await;
+    let log = bin.log_text();
+    assert!(
+        log.contains(&format!("reading {} took longer than 10 s", token.display())),
+        "{log}"
+    );
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "is still blocked", secs(5)).await;
+    let readers = std::fs::read_dir(format!("/proc/{}/task", bin.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|c| c.trim() == "config-read")
+        .count();
+    assert_eq!(readers, 1, "{}", bin.log_text());
+    assert_eq!(callback(bin.addr, &runway("blocked")).await.0, StatusCode::OK);
+    // Its writer comes: the blocked read ends, and the next reload reads again.
+    let _ = std::fs::OpenOptions::new().write(true).open(&token);
+    std::fs::remove_file(&token).unwrap();
+    std::fs::write(&token, "tok").unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+}

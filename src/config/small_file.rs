@@ -4,8 +4,57 @@
 //! config given as `-c <(envsubst < t.toml)`); one with no writer blocks its
 //! reader, which a reload bounds in time ([`crate::Handle::reload`]).
 
+use std::collections::HashMap;
 use std::io::{Error, ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::ThreadId;
+
+/// The file each thread is reading now: a read that blocks (a FIFO nobody
+/// writes to, a stalled mount) is named by whoever waits for that thread
+/// ([`reading_on`]), not only the config file that named it.
+static READING: Mutex<Option<HashMap<ThreadId, UnderWay>>> = Mutex::new(None);
+
+/// A read under way: the file, and its identity when the read began.
+type UnderWay = (PathBuf, Option<FileId>);
+
+/// A file's device and inode: which file a path named when it was read.
+pub type FileId = (u64, u64);
+
+/// The identity of the file at `path` now, if it is there.
+pub fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The file `thread` is reading now, if any, with its identity when the read began.
+pub fn reading_on(thread: ThreadId) -> Option<UnderWay> {
+    let reading = READING.lock().unwrap_or_else(|e| e.into_inner());
+    reading.as_ref().and_then(|m| m.get(&thread).cloned())
+}
+
+/// Notes the current thread's read of `path` until dropped.
+struct Reading;
+
+impl Reading {
+    fn of(path: &Path) -> Reading {
+        let id = file_id(path);
+        let mut reading = READING.lock().unwrap_or_else(|e| e.into_inner());
+        reading
+            .get_or_insert_with(HashMap::new)
+            .insert(std::thread::current().id(), (path.to_path_buf(), id));
+        Reading
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let mut reading = READING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = reading.as_mut() {
+            m.remove(&std::thread::current().id());
+        }
+    }
+}
 
 /// The largest config file (the shipped one is ~9 KiB).
 pub const CONFIG_MAX: u64 = 4 << 20;
@@ -18,6 +67,7 @@ pub const PEM_MAX: u64 = 16 << 20;
 /// The file's bytes, when it holds at most `max`; otherwise an error that
 /// says so (or that it is a directory).
 pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let _reading = Reading::of(path);
     if std::fs::metadata(path)?.is_dir() {
         return Err(Error::new(ErrorKind::InvalidInput, "it is a directory, not a file"));
     }
