@@ -156,6 +156,9 @@ pub struct Metrics {
     /// Every subscriber a series was labelled with since start ([`Metrics::sub`]):
     /// the names whose gauges a scrape checks against the config.
     subscribers: Mutex<BTreeSet<String>>,
+    /// The outcomes counted for each subscriber in `deliveries`, so that
+    /// [`Metrics::forget_subscriber`] finds its series.
+    outcomes: Mutex<std::collections::HashMap<String, BTreeSet<&'static str>>>,
 }
 
 /// Which per-subscriber gauges a subscriber has ([`Metrics::keep_gauges`]).
@@ -216,6 +219,7 @@ impl Metrics {
             task_polls: Family::default(),
             unverified: Family::default(),
             subscribers: Mutex::default(),
+            outcomes: Mutex::default(),
         };
         registry.register(
             "ingest_requests",
@@ -405,6 +409,12 @@ impl Metrics {
     }
 
     pub fn delivery(&self, subscriber: &str, outcome: &'static str) {
+        {
+            let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+            if !outcomes.get(subscriber).is_some_and(|o| o.contains(outcome)) {
+                outcomes.entry(subscriber.to_string()).or_default().insert(outcome);
+            }
+        }
         self.deliveries
             .get_or_create(&DeliveryLabels {
                 subscriber: subscriber.to_string(),
@@ -450,6 +460,38 @@ impl Metrics {
                 family.remove(labels);
             }
         }
+    }
+
+    /// Remove every series of `subscriber` (gauges, counters, the attempt
+    /// histogram) and forget its name: a subscriber the config no longer has,
+    /// with nothing pending and no dead letter left. Its counters' history
+    /// goes with it (added back, they start at 0, which Prometheus reads as
+    /// a reset); kept, they made `/metrics` grow with every subscriber ever
+    /// configured (19k lines after 9,000 had come and gone; resource review,
+    /// stop 62).
+    pub fn forget_subscriber(&self, subscriber: &str) {
+        let labels = SubLabels {
+            subscriber: subscriber.to_string(),
+        };
+        self.keep_gauges(&labels, SubGauges::Gone);
+        self.dead_letters.remove(&labels);
+        self.attempt_seconds.remove(&labels);
+        let outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subscriber)
+            .unwrap_or_default();
+        for outcome in outcomes {
+            self.deliveries.remove(&DeliveryLabels {
+                subscriber: subscriber.to_string(),
+                outcome,
+            });
+        }
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subscriber);
     }
 
     /// Prometheus text exposition.

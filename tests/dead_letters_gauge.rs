@@ -58,15 +58,31 @@ async fn the_dead_letter_gauge_follows_replays_restarts_and_reloads() {
         has(&m, "gone", 2.0) && has(&m, "flaky", 0.0) && has(&m, "fine", 0.0),
         "after kill -9 and a restart: {m:?}"
     );
-    // A reload removes gone (letters left: kept) and fine (none: gone).
+    // One more callback: fine's and gone's counters in this process.
+    accepted(bin.addr, &runway("dead-gauge-after-restart")).await;
+    let delivered = "hookrelay_deliveries_total{subscriber=\"fine\",outcome=\"delivered\"}";
+    metrics_until(bin.admin, secs(10), "fine's delivery and gone's third letter", |m| {
+        m.contains(&(delivered.to_string(), 1.0)) && has(m, "gone", 3.0)
+    })
+    .await;
+    // A reload removes gone (letters left: kept) and fine (none: every
+    // series of it goes, its counters and attempt histogram too: they
+    // stayed, /metrics growing with every subscriber ever configured).
     base.clone().subscriber(Subscriber::new("flaky", flaky.url())).write();
     bin.signal("HUP");
     log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
     let m = metrics(bin.admin).await;
-    assert!(has(&m, "gone", 2.0) && has(&m, "flaky", 0.0), "{m:?}");
+    assert!(has(&m, "gone", 3.0) && has(&m, "flaky", 0.0), "{m:?}");
+    let fine: Vec<&String> = m
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("subscriber=\"fine\""))
+        .collect();
+    assert!(fine.is_empty(), "fine removed with nothing left keeps series: {fine:?}");
+    let gone = "hookrelay_deliveries_total{subscriber=\"gone\",outcome=\"dead\"}";
     assert!(
-        !m.iter().any(|(k, _)| k == &key("fine")),
-        "fine removed with none: {m:?}"
+        m.iter().any(|(k, _)| k == gone),
+        "gone's history with letters kept: {m:?}"
     );
     bin.kill9();
 }

@@ -98,7 +98,9 @@ pub(super) async fn render(app: &App) -> String {
 /// or moved by a reload) are removed, except the backlog of a removed one
 /// with deliveries still pending (its queue depth and oldest pending age, as
 /// `/api/subscribers` lists it): an alert on an open circuit or a silent
-/// puller clears, one on a stuck backlog keeps firing.
+/// puller clears, one on a stuck backlog keeps firing. One removed with
+/// nothing left (nothing pending, no dead letter) loses every series,
+/// counters included ([`Metrics::forget_subscriber`]).
 /// Each name's lanes are looked up now, not from the scrape's list, so a
 /// reload meanwhile does not take a subscriber it adds for a removed one.
 fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, now: u64) {
@@ -116,6 +118,13 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
         } else {
             SubGauges::Gone
         };
+        // Gone with nothing left (no dead letter either, as the store says
+        // now): every series of it goes, its name too.
+        let letters = stats.map(|s| s.iter().any(|x| &x.name == name && x.dead_letters > 0));
+        if kind == SubGauges::Gone && letters == Some(false) {
+            m.forget_subscriber(name);
+            continue;
+        }
         m.keep_gauges(&labels, kind);
         if let Some(s) = pending.filter(|_| kind == SubGauges::RemovedPending) {
             m.queue_depth.get_or_create(&labels).set(s.backlog as i64);
