@@ -295,27 +295,23 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
 /// otherwise hold the reload (and a second SIGHUP behind it) for ever.
 const CONFIG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A read that took longer than [`CONFIG_READ_LIMIT`], still blocked.
-struct Blocked {
-    thread: std::thread::JoinHandle<()>,
-    /// The file it reads, and its identity when the read began.
-    on: std::path::PathBuf,
-    file: Option<crate::config::small_file::FileId>,
-}
+/// Reads that took longer than [`CONFIG_READ_LIMIT`] and are still blocked
+/// (their threads cannot be stopped): each file named in the next refusals.
+static BLOCKED: std::sync::Mutex<Vec<(std::thread::JoinHandle<()>, std::path::PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
 
-/// The last read that blocked. Reloads are refused while it does and its
-/// file is still the same one, rather than each leaving one more thread
-/// blocked on it (stop 61's reload review); a file replaced or removed
-/// since (a FIFO swapped for a plain file) is read again. One process runs
-/// one daemon: the test suite's in-process daemons never block a read.
-static BLOCKED: std::sync::Mutex<Option<Blocked>> = std::sync::Mutex::new(None);
+/// The most reads left blocked at once: past them, reloads are refused at
+/// once until one ends (its FIFO gets a writer, its mount comes back) or the
+/// daemon restarts, rather than each leaving one more thread blocked (stop
+/// 61's reload review). Only threads are looked at, never the files: a
+/// `stat` on a stalled mount would block the caller too.
+const MAX_BLOCKED_READS: usize = 2;
 
 /// [`Config::load_bound`] on a thread of its own, so that a read that blocks
 /// holds neither the runtime nor a stop (SIGTERM ends the daemon meanwhile:
 /// the thread does not keep the process), bounded by [`CONFIG_READ_LIMIT`];
 /// the error names the file it was blocked on (the config, or a file it
-/// names), and while that read stays blocked the next reloads are refused
-/// at once, naming it.
+/// names).
 pub async fn read_config(
     file: std::path::PathBuf,
     bound: crate::config::Bound,
@@ -324,20 +320,15 @@ pub async fn read_config(
     let stuck = |message: String| crate::config::ConfigError::whole_file(&shown, message);
     {
         let mut blocked = BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
-        match blocked.as_ref() {
-            Some(b)
-                if !b.thread.is_finished()
-                    && b.file.is_some()
-                    && crate::config::small_file::file_id(&b.on) == b.file =>
-            {
-                return Err(stuck(format!(
-                    "the last reload's read of {} is still blocked (a FIFO nobody writes to, or a stalled disk \
-                     or mount?): it is not read again until that read ends or the file is replaced",
-                    b.on.display()
-                )))
-            }
-            Some(_) => *blocked = None,
-            None => {}
+        blocked.retain(|(thread, _)| !thread.is_finished());
+        if blocked.len() >= MAX_BLOCKED_READS {
+            let files: Vec<String> = blocked.iter().map(|(_, f)| f.display().to_string()).collect();
+            return Err(stuck(format!(
+                "{} earlier reloads are still blocked reading {} (a FIFO nobody writes to, or a stalled disk or \
+                 mount?): no reload is read until one of those reads ends, or hookrelay is restarted",
+                blocked.len(),
+                files.join(", ")
+            )));
         }
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -352,14 +343,13 @@ pub async fn read_config(
         Ok(Ok(loaded)) => loaded,
         Ok(Err(_)) => Err(stuck("reading the file ended without an answer".into())),
         Err(_) => {
-            let (on, file) = crate::config::small_file::reading_on(thread.thread().id())
-                .unwrap_or_else(|| (shown.clone(), crate::config::small_file::file_id(&shown)));
+            let on = crate::config::small_file::reading_on(thread.thread().id()).unwrap_or_else(|| shown.clone());
             let message = format!(
                 "reading {} took longer than {} s: a FIFO nobody writes to, or a stalled disk or mount?",
                 on.display(),
                 CONFIG_READ_LIMIT.as_secs()
             );
-            *BLOCKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Blocked { thread, on, file });
+            BLOCKED.lock().unwrap_or_else(|e| e.into_inner()).push((thread, on));
             Err(stuck(message))
         }
     }

@@ -12,37 +12,25 @@ use std::thread::ThreadId;
 
 /// The file each thread is reading now: a read that blocks (a FIFO nobody
 /// writes to, a stalled mount) is named by whoever waits for that thread
-/// ([`reading_on`]), not only the config file that named it.
-static READING: Mutex<Option<HashMap<ThreadId, UnderWay>>> = Mutex::new(None);
+/// ([`reading_on`]), not only the config file that named it. Noted before
+/// the file is touched at all (a `stat` on a stalled mount blocks too).
+static READING: Mutex<Option<HashMap<ThreadId, PathBuf>>> = Mutex::new(None);
 
-/// A read under way: the file, and its identity when the read began.
-type UnderWay = (PathBuf, Option<FileId>);
-
-/// A file's device and inode: which file a path named when it was read.
-pub type FileId = (u64, u64);
-
-/// The identity of the file at `path` now, if it is there.
-pub fn file_id(path: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// The file `thread` is reading now, if any, with its identity when the read began.
-pub fn reading_on(thread: ThreadId) -> Option<UnderWay> {
+/// The file `thread` is reading now, if any.
+pub fn reading_on(thread: ThreadId) -> Option<PathBuf> {
     let reading = READING.lock().unwrap_or_else(|e| e.into_inner());
     reading.as_ref().and_then(|m| m.get(&thread).cloned())
 }
 
-/// Notes the current thread's read of `path` until dropped.
+/// Notes the current thread's read of a file until dropped.
 struct Reading;
 
 impl Reading {
     fn of(path: &Path) -> Reading {
-        let id = file_id(path);
         let mut reading = READING.lock().unwrap_or_else(|e| e.into_inner());
         reading
             .get_or_insert_with(HashMap::new)
-            .insert(std::thread::current().id(), (path.to_path_buf(), id));
+            .insert(std::thread::current().id(), path.to_path_buf());
         Reading
     }
 }
