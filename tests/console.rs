@@ -277,10 +277,12 @@ async fn an_events_body_is_shown_as_sent() {
 async fn task_ids_show_their_bidi_controls_and_wrap() {
     let sc = scene(None).await;
     let bidi = "invoice-\u{202E}gnp.exe-42";
+    let mark = "id \u{200F}12 34\u{200F}";
     let long = "L".repeat(256);
     let no_auth = [("content-type", "application/json")];
-    for task in [bidi.to_string(), long.clone()] {
-        accepted(sc.h.ingest_addrs[0], &runway(&task)).await;
+    let mut long_event = String::new();
+    for task in [bidi.to_string(), mark.to_string(), long.clone()] {
+        long_event = accepted(sc.h.ingest_addrs[0], &runway(&task)).await;
         let register = serde_json::json!({"route": "tasks", "task_id": task}).to_string();
         let (s, _, b) = request(sc.h.admin_addr, None, "POST", "/api/tasks", &no_auth, register.into()).await;
         assert_eq!(s, http::StatusCode::OK, "{}", String::from_utf8_lossy(&b));
@@ -288,7 +290,9 @@ async fn task_ids_show_their_bidi_controls_and_wrap() {
     let env = [
         ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
         ("BIDI_TASK", bidi.to_string()),
+        ("MARK_TASK", mark.to_string()),
         ("LONG_TASK", long),
+        ("LONG_EVENT", long_event),
     ];
     browser::run_script("shown.mjs", &env, Duration::from_secs(60), "SHOWN OK").await;
     sc.h.shutdown().await;

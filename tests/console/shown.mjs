@@ -9,6 +9,7 @@ import { env, inChromium } from './page.mjs';
 
 await inChromium('shown', async (page) => {
   const bidi = env('BIDI_TASK');
+  const mark = env('MARK_TASK');
   const long = env('LONG_TASK');
   const fits = (table) =>
     page.evaluate((t) => {
@@ -32,9 +33,20 @@ await inChromium('shown', async (page) => {
     if (texts.some((t) => t.includes('\u202E'))) throw new Error(`${table}: a bidi control is obeyed: ${JSON.stringify(texts)}`);
     const named = bidi.replace('\u202E', '⟨U+202E⟩');
     if (!texts.includes(named)) throw new Error(`${table}: ${JSON.stringify(named)} not shown: ${JSON.stringify(texts)}`);
+    // The invisible right-to-left mark too ("id ‏12 34‏" read "id 34 12").
+    const marked = mark.replaceAll('\u200F', '⟨U+200F⟩');
+    if (!texts.includes(marked)) throw new Error(`${table}: ${JSON.stringify(marked)} not shown: ${JSON.stringify(texts)}`);
     if (!texts.includes(long)) throw new Error(`${table}: the long task id is not shown whole`);
     const [right, width] = await fits(table);
     if (right > width + 1) throw new Error(`${table} is ${right}px wide in a ${width}px window`);
     console.log(`${table}: ${named} shown; ${long.length}-character id wraps (${Math.round(right)}px of ${width})`);
   }
+  // An event's own page: its task id and its headers wrap too (the change
+  // review, stop 63: 2,352 px).
+  await page.goto(`${env('ADMIN_URL')}/ui#/events/${env('LONG_EVENT')}`);
+  await page.waitForSelector('#event-detail');
+  const [right, width] = await fits('#main');
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (right > width + 1 || wide > width + 1) throw new Error(`the event page is ${wide}px wide in a ${width}px window`);
+  console.log(`the event page of the long task id fits (${wide}px of ${width})`);
 });

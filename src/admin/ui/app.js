@@ -160,6 +160,8 @@ async function refresh() {
     document.body.dataset.loaded = 'yes';
   } catch (e) {
     if (stale()) return;
+    // Not settled while the answer cannot be had: the next one comes at the usual pace.
+    shown.settledAt = 0;
     if (e instanceof Unauthorized) showLogin(true, e.message);
     else {
       flash(e.message, true);

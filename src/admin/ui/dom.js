@@ -61,10 +61,12 @@ export async function api(path, opts = {}) {
   return body;
 }
 
-/** The characters that reorder text shown after them (embeddings, overrides,
- * isolates): a task id or error holding one showed other text than it holds
- * ("abc\u202Egnp.exe" read "abcexe.png"). Text shows each as `⟨U+202E⟩`. */
-const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+/** The characters that reorder text shown around them (embeddings, overrides,
+ * isolates, and the invisible marks LRM, RLM, ALM): a task id or error
+ * holding one showed other text than it holds ("abc\u202Egnp.exe" read
+ * "abcexe.png", "id \u200F12 34\u200F" read "id 34 12"). Text shows each as
+ * `⟨U+202E⟩`. */
+const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
 
 /** `text` as the console shows it: bidi controls named, not obeyed. */
 export function shownText(text) {

@@ -79,7 +79,9 @@ const events = {
     let typing = 0;
     const onTyping = (key) => (ev) => {
       clearTimeout(typing);
-      typing = setTimeout(() => onInput(key)(ev), SEARCH_PAUSE_MS);
+      // Not once the field is gone (another page, Forget token: a search
+      // typed just before it came back under the next user's eyes, unshown).
+      typing = setTimeout(() => ev.target.isConnected && onInput(key)(ev), SEARCH_PAUSE_MS);
     };
     filters.before = '';
     eventsRoute = routeFilter('filter-route', filters.route, onInput('route'));
@@ -167,9 +169,12 @@ function body(e) {
 const event = {
   title: 'Event',
   load: (id) => api('/api/events/' + encodeURIComponent(id)),
-  // Nothing left to happen by itself: every delivery and media file final.
+  // Nothing left to happen by itself: every delivery and media file final,
+  // and its task (if it has one) no longer waiting for a callback or a poll.
   settled: (e) =>
-    e.subscribers.every((s) => s.state !== 'pending') && (!Array.isArray(e.media) || e.media.every((m) => m.state !== 'pending')),
+    e.subscribers.every((s) => s.state !== 'pending') &&
+    (!Array.isArray(e.media) || e.media.every((m) => m.state !== 'pending')) &&
+    (!e.task || ['called_back', 'recovered', 'gave_up'].includes(e.task.state)),
   render: (e, _id, ctx) =>
     el(
       'div',
@@ -215,7 +220,7 @@ const event = {
       el('h3', {}, 'Body'),
       body(e),
       el('h3', {}, 'Headers'),
-      table('headers-table', ['Name', 'Value'], e.headers.map(([k, v]) => ({ cells: [k, v] })), 'No headers kept.'),
+      table('headers-table', ['Name', 'Value'], e.headers.map(([k, v]) => ({ cells: [td('wrap', k), td('wrap', v)] })), 'No headers kept.'),
     ),
 };
 
@@ -357,7 +362,7 @@ const tasks = {
             t.registered_at,
             t.next_poll_at || '–',
             String(t.polls),
-            t.provider_state || '–',
+            td('wrap', t.provider_state || '–'),
             td('wrap', t.last_error || ''),
             t.event ? eventLink(t.event) : '–',
           ],
