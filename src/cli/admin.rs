@@ -193,9 +193,13 @@ fn check_base(base: &str) -> Result<(), String> {
 }
 
 /// Whether `base` (an `--admin` URL, checked) is the admin API listening on
-/// `listen`: the same port, at its address, or on loopback (`localhost`)
-/// when it listens there or on every address.
+/// `listen`, on its port: at its very address (`::ffff:127.0.0.1` is
+/// `127.0.0.1`), as `localhost` when that is loopback, or, when it listens
+/// on every address, at a loopback address of its family (`[::]`: either).
+/// Another loopback address (`[::1]` for `127.0.0.1`) may be another
+/// listener: refused (the change review, stop 63).
 fn same_api(base: &str, listen: std::net::SocketAddr) -> bool {
+    use std::net::IpAddr;
     let Ok(uri) = base.parse::<http::Uri>() else {
         return false;
     };
@@ -204,13 +208,19 @@ fn same_api(base: &str, listen: std::net::SocketAddr) -> bool {
         .host()
         .unwrap_or_default()
         .trim_start_matches('[')
-        .trim_end_matches(']');
-    let local = listen.ip().is_loopback() || listen.ip().is_unspecified();
-    let at = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip == listen.ip() || (ip.is_loopback() && local),
-        Err(_) => host.eq_ignore_ascii_case("localhost") && local,
+        .trim_end_matches(']')
+        .trim_end_matches('.');
+    let at = listen.ip().to_canonical();
+    let of_family = |ip: IpAddr| match at {
+        IpAddr::V4(_) => ip.is_ipv4(),
+        IpAddr::V6(_) => true,
     };
-    port == listen.port() && at
+    let same = match host.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(ip) if at.is_unspecified() => ip.is_loopback() && of_family(ip),
+        Ok(ip) => ip == at,
+        Err(_) => host.eq_ignore_ascii_case("localhost") && (at.is_loopback() || at.is_unspecified()),
+    };
+    port == listen.port() && same
 }
 
 /// Where the admin API is: `--admin`/`--token` first; the config file only for
@@ -256,9 +266,9 @@ pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
     if let (true, Some(base), Some((Some(listen), Some(_)))) = (guard, admin, &from_config) {
         if !same_api(base, *listen) {
             return Err(format!(
-                "--admin {base} is not the admin API of {} (its admin.listen is {listen}): its admin.token \
-                 is sent only there; give the token of {base} with --token or HOOKRELAY_ADMIN_TOKEN, or \
-                 name the config with --config",
+                "--admin (or HOOKRELAY_ADMIN) {base} is not the admin API of {} (its admin.listen is \
+                 {listen}): its admin.token is sent only there; give the token of {base} with --token or \
+                 HOOKRELAY_ADMIN_TOKEN, or name the config with --config",
                 config.display()
             ));
         }
@@ -278,4 +288,37 @@ pub fn target(cli: &super::Cli) -> Result<AdminTarget, String> {
         token,
         token_from,
     })
+}
+
+#[cfg(test)]
+mod same_api_tests {
+    use super::same_api;
+
+    #[test]
+    fn only_the_configs_own_admin_api_gets_its_token() {
+        let at = |l: &str| l.parse().unwrap();
+        for (base, listen, same) in [
+            ("http://127.0.0.1:9090", "127.0.0.1:9090", true),
+            ("http://127.0.0.1:9090/", "127.0.0.1:9090", true),
+            ("http://localhost:9090", "127.0.0.1:9090", true),
+            ("http://LOCALHOST.:9090", "127.0.0.1:9090", true),
+            ("http://[::ffff:127.0.0.1]:9090", "127.0.0.1:9090", true),
+            ("http://127.0.0.1:9091", "127.0.0.1:9090", false),
+            ("http://[::1]:9090", "127.0.0.1:9090", false),
+            ("http://127.0.0.2:9090", "127.0.0.1:9090", false),
+            ("http://relay2:9090", "127.0.0.1:9090", false),
+            ("http://127.0.0.1:9090", "0.0.0.0:9090", true),
+            ("http://127.0.0.5:9090", "0.0.0.0:9090", true),
+            ("http://[::1]:9090", "0.0.0.0:9090", false),
+            ("http://[::1]:9090", "[::]:9090", true),
+            ("http://127.0.0.1:9090", "[::]:9090", true),
+            ("http://[::1]:9090", "[::1]:9090", true),
+            ("http://10.0.0.7:9090", "10.0.0.7:9090", true),
+            ("http://10.0.0.8:9090", "10.0.0.7:9090", false),
+            ("http://localhost:9090", "10.0.0.7:9090", false),
+            ("http://127.0.0.1", "127.0.0.1:80", true),
+        ] {
+            assert_eq!(same_api(base, at(listen)), same, "{base} for {listen}");
+        }
+    }
 }
