@@ -43,6 +43,17 @@ async fn run_in(cwd: Option<&Path>, args: Vec<String>, credentials: Option<&Path
     .unwrap()
 }
 
+/// A relay whose admin API wants [`TOKEN`]: its directory, subscriber and handle.
+async fn relay() -> (tempfile::TempDir, Sub, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .admin_token(TOKEN)
+        .subscriber(Subscriber::new("s", sub.url()));
+    let h = start(&cfg).await;
+    (dir, sub, h)
+}
+
 fn secret_file(dir: &Path, value: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("admin-token"), format!("{value}\n")).unwrap();
@@ -50,12 +61,7 @@ fn secret_file(dir: &Path, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_credential_is_read_from_the_secrets_beside_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .subscriber(Subscriber::new("s", sub.url()));
-    let h = start(&cfg).await;
+    let (_dir, _sub, h) = relay().await;
     // The operator's config: the admin API's address, its token a credential.
     let etc = tempfile::tempdir().unwrap();
     let config = etc.path().join("config.toml");
@@ -109,12 +115,7 @@ async fn the_admin_token_credential_is_read_from_the_secrets_beside_the_config()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_a_config_nobody_named_goes_only_to_its_own_admin_api() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let sub = Sub::ok().await;
-    let cfg = TestConfig::new(dir.path())
-        .admin_token(TOKEN)
-        .subscriber(Subscriber::new("s", sub.url()));
-    let h = start(&cfg).await;
+    let (_dir, _sub, h) = relay().await;
     let here = tempfile::tempdir().unwrap();
     std::fs::write(
         here.path().join("config.toml"),

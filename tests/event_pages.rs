@@ -13,24 +13,8 @@ async fn a_match_past_the_scan_budget_is_reached_by_next_before() {
     let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()))).await;
     let addr = h.ingest_addrs[0];
     let wanted = accepted(addr, &runway("budget-needle")).await;
-    // 10,001 newer events of other tasks, 32 at a time.
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..32 {
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n > 10_000 {
-                    break;
-                }
-                accepted(addr, &runway(&format!("hay-{n}"))).await;
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
-    }
+    // 10,001 newer events of other tasks.
+    send_hay(addr, 10_001).await;
     let first = "/api/events?task=budget-needle&limit=5";
     let (s, v) = admin(h.admin_addr, "GET", first).await;
     assert_eq!(s, 200, "{v}");

@@ -144,6 +144,29 @@ pub async fn callback_retrying(addr: SocketAddr, body: &str) -> (serde_json::Val
     }
 }
 
+/// `n` Runway callbacks of tasks `hay-0`… (none any test searches for),
+/// 32 at a time, each sent again until accepted: a large log for listing
+/// tests to search through.
+pub async fn send_hay(addr: SocketAddr, n: usize) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                accepted_retrying(addr, &crate::common::runway(&format!("hay-{i}"))).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+}
+
 /// [`callback_retrying`]: its event id once accepted.
 pub async fn accepted_retrying(addr: SocketAddr, body: &str) -> String {
     let (v, _) = callback_retrying(addr, body).await;

@@ -22,7 +22,7 @@ async fn a_matching_event_past_a_cut_scan_is_reached_by_more_and_next_before() {
     let h = start(&cfg).await;
     let addr = h.ingest_addrs[0];
     let wanted = accepted_retrying(addr, &runway("r32-needle")).await;
-    send_hay(addr).await;
+    send_hay(addr, 10_001).await;
     let mut path = "/api/events?task=r32-needle&limit=5".to_string();
     let mut pages = Vec::new();
     let listed = loop {
@@ -53,27 +53,6 @@ async fn a_matching_event_past_a_cut_scan_is_reached_by_more_and_next_before() {
     );
 }
 
-/// 10 001 newer events of other tasks on route `t`, 32 at a time.
-async fn send_hay(addr: std::net::SocketAddr) {
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..32 {
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n > 10_000 {
-                    break;
-                }
-                accepted_retrying(addr, &runway(&format!("hay-{n}"))).await;
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
-    }
-}
-
 /// A page older than an event of route `u` walks route `t` from the last
 /// event older than it, not from `t`'s newest message: 10 001 newer events
 /// on `t` would use up the walk and leave `t`'s older event out.
@@ -95,7 +74,7 @@ async fn a_page_before_another_routes_event_starts_each_route_at_its_time() {
     tokio::time::sleep(ms(5)).await;
     let anchor = accepted_at(addr, "/hooks/u?token=tok", &runway("cross-anchor")).await;
     tokio::time::sleep(ms(5)).await;
-    send_hay(addr).await;
+    send_hay(addr, 10_001).await;
     let path = format!("/api/events?task=cross-needle&limit=5&before={anchor}");
     let (s, v) = admin(h.admin_addr, "GET", &path).await;
     h.shutdown().await;
