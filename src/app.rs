@@ -54,6 +54,24 @@ pub enum StartError {
     Archiver(std::io::Error),
 }
 
+/// Read the config file again and apply it ([`Handle::reload`]).
+async fn reload_app(app: &App) -> Result<(), crate::reload::ReloadError> {
+    let old = app.live();
+    // Validated against the listeners as bound: a reload does not move them.
+    let started = &app.started_with;
+    let bound = crate::config::Bound {
+        server: started.server.listen.clone(),
+        admin: started.admin.listen,
+        tls: started.server.tls.is_some(),
+    };
+    let applied = match crate::reload::read_config(old.config.file.clone(), bound).await {
+        Ok(new) => crate::reload::apply(app, new).await,
+        Err(e) => Err(e.into()),
+    };
+    app.record_reload(applied.as_ref().err().map(ToString::to_string));
+    applied
+}
+
 /// A started daemon.
 pub struct Handle {
     pub app: Arc<App>,
@@ -358,20 +376,33 @@ impl Handle {
     /// store settings and the log settings need a restart (logged). An
     /// invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), crate::reload::ReloadError> {
-        let old = self.app.live();
-        // Validated against the listeners as bound: a reload does not move them.
-        let started = &self.app.started_with;
-        let bound = crate::config::Bound {
-            server: started.server.listen.clone(),
-            admin: started.admin.listen,
-            tls: started.server.tls.is_some(),
-        };
-        let applied = match crate::reload::read_config(old.config.file.clone(), bound).await {
-            Ok(new) => crate::reload::apply(&self.app, new).await,
-            Err(e) => Err(e.into()),
-        };
-        self.app.record_reload(applied.as_ref().err().map(ToString::to_string));
-        applied
+        reload_app(&self.app).await
+    }
+
+    /// [`Self::reload`] as a task of its own, with the line a refusal logs
+    /// after it ([`crate::reload::unapplied_certificate`]): a file it opens
+    /// that blocks (a FIFO, a stalled mount) holds that task's thread, not
+    /// the daemon's signal loop, so SIGTERM still stops it (the change
+    /// review, stop 63: a certificate file on a stalled mount held it).
+    pub fn reload_task(&self) -> tokio::task::JoinHandle<(Result<(), crate::reload::ReloadError>, Option<String>)> {
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let applied = reload_app(&app).await;
+            // It reads the certificate file again: off the runtime, and
+            // left out when that does not answer within 2 s.
+            let unapplied = match applied.is_err() {
+                true => {
+                    let app = app.clone();
+                    let look = tokio::task::spawn_blocking(move || crate::reload::unapplied_certificate(&app));
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), look).await {
+                        Ok(Ok(line)) => line,
+                        _ => None,
+                    }
+                }
+                false => None,
+            };
+            (applied, unapplied)
+        })
     }
 
     /// Stop accepting, let requests in flight finish (bounded), stop delivery

@@ -9,7 +9,7 @@
 //!
 //! | concern | module |
 //! |---|---|
-//! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values` (`subscriber`: a route's subscribers, push or pull); `locate`: where a key is written, for errors; `listen`: the listen addresses together, which clash, which IPv6 wildcard is IPv6 only; `small_file`: reading a file the config names, regular and bounded) |
+//! | the config file (only module that knows TOML): raw → validated values, secrets | [`config`] (`raw`, `units`, `secret`, `validate`, `values` (`subscriber`: a route's subscribers, push or pull); `locate`: where a key is written, for errors; `listen`: the listen addresses together, which clash, which IPv6 wildcard is IPv6 only; `small_file`: reading a file the config names, regular and bounded; `blocked_reads`: which file a blocked read is on, and no second read of it) |
 //! | TLS configurations (ring), certificate reload, what a certificate says | [`tls`] (`test_cert`: a self-signed certificate for unit tests) |
 //! | certificates from an ACME CA: TLS-ALPN-01 on the listener, cache beside the store, renewal | [`acme`] (`pace`: when to order again, the daily cap; `ledger`: its times kept across restarts) |
 //! | listeners, connection cap, timeouts, idle connections, HTTP/2 floods, failed TLS handshakes, drain | [`server`] (`linger`: an HTTP/1.1 connection the relay closes is drained first, so the client reads its answer; `handshake`: failures counted, a refused certificate warned about) |

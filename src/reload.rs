@@ -296,16 +296,17 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
 const CONFIG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads that took longer than [`CONFIG_READ_LIMIT`] and are still blocked
-/// (their threads cannot be stopped): each file named in the next refusals.
+/// (their threads cannot be stopped), with the file each is on.
 static BLOCKED: std::sync::Mutex<Vec<(std::thread::JoinHandle<()>, std::path::PathBuf)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// The most reads left blocked at once: past them, reloads are refused at
-/// once until one ends (its FIFO gets a writer, its mount comes back) or the
-/// daemon restarts, rather than each leaving one more thread blocked (stop
-/// 61's reload review). Only threads are looked at, never the files: a
-/// `stat` on a stalled mount would block the caller too.
-const MAX_BLOCKED_READS: usize = 2;
+/// The most reads left blocked at once. A later read of a file a blocked
+/// read is on fails at once ([`crate::config::blocked_reads`]), so each
+/// blocked file holds one thread; past this many (reads blocked on as many
+/// files), reloads are refused at once until one ends or hookrelay restarts.
+/// Only threads are looked at here, never files: a `stat` on a stalled
+/// mount would hold the caller, here the daemon's signal loop.
+const MAX_BLOCKED_READS: usize = 8;
 
 /// [`Config::load_bound`] on a thread of its own, so that a read that blocks
 /// holds neither the runtime nor a stop (SIGTERM ends the daemon meanwhile:
@@ -322,7 +323,8 @@ pub async fn read_config(
         let mut blocked = BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
         blocked.retain(|(thread, _)| !thread.is_finished());
         if blocked.len() >= MAX_BLOCKED_READS {
-            let files: Vec<String> = blocked.iter().map(|(_, f)| f.display().to_string()).collect();
+            let mut files: Vec<String> = blocked.iter().map(|(_, f)| f.display().to_string()).collect();
+            files.dedup();
             return Err(stuck(format!(
                 "{} earlier reloads are still blocked reading {} (a FIFO nobody writes to, or a stalled disk or \
                  mount?): no reload is read until one of those reads ends, or hookrelay is restarted",
@@ -343,7 +345,9 @@ pub async fn read_config(
         Ok(Ok(loaded)) => loaded,
         Ok(Err(_)) => Err(stuck("reading the file ended without an answer".into())),
         Err(_) => {
-            let on = crate::config::small_file::reading_on(thread.thread().id()).unwrap_or_else(|| shown.clone());
+            let id = thread.thread().id();
+            let on = crate::config::blocked_reads::reading_on(id).unwrap_or_else(|| shown.clone());
+            crate::config::blocked_reads::mark_blocked(id);
             let message = format!(
                 "reading {} took longer than {} s: a FIFO nobody writes to, or a stalled disk or mount?",
                 on.display(),

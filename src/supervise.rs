@@ -54,7 +54,12 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init(&config.log);
-    match rt.block_on(serve(config, hup)) {
+    let served = rt.block_on(serve(config, hup));
+    // A task still blocked in a system call (an abandoned reload's open of
+    // a FIFO or of a file on a stalled mount) would hold the runtime's drop
+    // for ever: the process ends without it.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The log is on stderr: the message once (said plainly when
@@ -149,22 +154,33 @@ async fn watchdog(app: std::sync::Arc<App>, period: Duration) {
 }
 
 /// A reload under way ([`crate::Handle::reload`]).
-type Reloading<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::reload::ReloadError>> + 'a>>;
+/// A reload under way, on a task of its own ([`crate::Handle::reload_task`]).
+type Reloading = tokio::task::JoinHandle<(Result<(), crate::reload::ReloadError>, Option<String>)>;
 
 /// Tell systemd a reload begins and start it.
-fn begin_reload(handle: &crate::Handle) -> Reloading<'_> {
+fn begin_reload(handle: &crate::Handle) -> Reloading {
     let mut states = vec![NotifyState::Reloading];
     if let Ok(m) = NotifyState::monotonic_usec_now() {
         states.push(m);
     }
     let _ = sd_notify::notify(false, &states);
-    Box::pin(handle.reload())
+    handle.reload_task()
 }
 
 /// Log how a reload ended.
-fn reload_ended(handle: &crate::Handle, applied: Result<(), crate::reload::ReloadError>) {
+fn reload_ended(
+    handle: &crate::Handle,
+    ended: Result<(Result<(), crate::reload::ReloadError>, Option<String>), tokio::task::JoinError>,
+) {
+    let (applied, unapplied) = match ended {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!("the reload ended without an answer ({e}): the running configuration is kept");
+            return;
+        }
+    };
     if let Err(e) = applied {
-        match crate::reload::unapplied_certificate(&handle.app) {
+        match unapplied {
             Some(cert) => tracing::error!("reload refused, keeping the running configuration: {e}; {cert}"),
             None => tracing::error!("reload refused, keeping the running configuration: {e}"),
         }
@@ -215,7 +231,7 @@ async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(
     // The reload under way, polled alongside the signals and the store
     // check: a stop does not wait for it (in cluster mode it may wait up to
     // 10 s for NATS), and a SIGHUP meanwhile reads the file again after it.
-    let mut reloading: Option<Reloading<'_>> = None;
+    let mut reloading: Option<Reloading> = None;
     let mut again = false;
     loop {
         tokio::select! {
@@ -253,7 +269,8 @@ async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(
             }
         }
     }
-    if reloading.take().is_some() {
+    if let Some(r) = reloading.take() {
+        r.abort();
         tracing::warn!(
             "stopping during a reload: the reload is abandoned and the running configuration kept \
              (the config file applies at the next start)"

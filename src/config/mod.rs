@@ -7,6 +7,7 @@
 //! files, values that cannot work). Every error names the file, the key path,
 //! its line and column, and what is wrong.
 
+pub mod blocked_reads;
 pub mod listen;
 mod locate;
 mod raw;

@@ -4,45 +4,8 @@
 //! config given as `-c <(envsubst < t.toml)`); one with no writer blocks its
 //! reader, which a reload bounds in time ([`crate::Handle::reload`]).
 
-use std::collections::HashMap;
 use std::io::{Error, ErrorKind, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::thread::ThreadId;
-
-/// The file each thread is reading now: a read that blocks (a FIFO nobody
-/// writes to, a stalled mount) is named by whoever waits for that thread
-/// ([`reading_on`]), not only the config file that named it. Noted before
-/// the file is touched at all (a `stat` on a stalled mount blocks too).
-static READING: Mutex<Option<HashMap<ThreadId, PathBuf>>> = Mutex::new(None);
-
-/// The file `thread` is reading now, if any.
-pub fn reading_on(thread: ThreadId) -> Option<PathBuf> {
-    let reading = READING.lock().unwrap_or_else(|e| e.into_inner());
-    reading.as_ref().and_then(|m| m.get(&thread).cloned())
-}
-
-/// Notes the current thread's read of a file until dropped.
-struct Reading;
-
-impl Reading {
-    fn of(path: &Path) -> Reading {
-        let mut reading = READING.lock().unwrap_or_else(|e| e.into_inner());
-        reading
-            .get_or_insert_with(HashMap::new)
-            .insert(std::thread::current().id(), path.to_path_buf());
-        Reading
-    }
-}
-
-impl Drop for Reading {
-    fn drop(&mut self) {
-        let mut reading = READING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = reading.as_mut() {
-            m.remove(&std::thread::current().id());
-        }
-    }
-}
+use std::path::Path;
 
 /// The largest config file (the shipped one is ~9 KiB).
 pub const CONFIG_MAX: u64 = 4 << 20;
@@ -55,7 +18,7 @@ pub const PEM_MAX: u64 = 16 << 20;
 /// The file's bytes, when it holds at most `max`; otherwise an error that
 /// says so (or that it is a directory).
 pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let _reading = Reading::of(path);
+    let _reading = super::blocked_reads::Reading::of(path)?;
     if std::fs::metadata(path)?.is_dir() {
         return Err(Error::new(ErrorKind::InvalidInput, "it is a directory, not a file"));
     }
