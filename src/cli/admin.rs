@@ -194,10 +194,11 @@ fn check_base(base: &str) -> Result<(), String> {
 
 /// Whether `base` (an `--admin` URL, checked) is the admin API listening on
 /// `listen`, on its port: at its very address (`::ffff:127.0.0.1` is
-/// `127.0.0.1`), as `localhost` when that is loopback, or, when it listens
-/// on every address, at a loopback address of its family (`[::]`: either).
-/// Another loopback address (`[::1]` for `127.0.0.1`) may be another
-/// listener: refused (the change review, stop 63).
+/// `127.0.0.1`), or, when it listens on every address of a family, at a
+/// loopback address of that family. Another loopback address (`[::1]` for
+/// `127.0.0.1`, `127.0.0.1` for `[::]` made IPv6-only), a name (`localhost`
+/// may resolve to `::1` first) or a name-like literal (`127.0.0.1.` goes to
+/// DNS) may reach another listener: refused (the change reviews, stop 63).
 fn same_api(base: &str, listen: std::net::SocketAddr) -> bool {
     use std::net::IpAddr;
     let Ok(uri) = base.parse::<http::Uri>() else {
@@ -208,17 +209,12 @@ fn same_api(base: &str, listen: std::net::SocketAddr) -> bool {
         .host()
         .unwrap_or_default()
         .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.');
+        .trim_end_matches(']');
     let at = listen.ip().to_canonical();
-    let of_family = |ip: IpAddr| match at {
-        IpAddr::V4(_) => ip.is_ipv4(),
-        IpAddr::V6(_) => true,
-    };
     let same = match host.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-        Ok(ip) if at.is_unspecified() => ip.is_loopback() && of_family(ip),
+        Ok(ip) if at.is_unspecified() => ip.is_loopback() && ip.is_ipv4() == at.is_ipv4(),
         Ok(ip) => ip == at,
-        Err(_) => host.eq_ignore_ascii_case("localhost") && (at.is_loopback() || at.is_unspecified()),
+        Err(_) => false,
     };
     port == listen.port() && same
 }
@@ -300,8 +296,8 @@ mod same_api_tests {
         for (base, listen, same) in [
             ("http://127.0.0.1:9090", "127.0.0.1:9090", true),
             ("http://127.0.0.1:9090/", "127.0.0.1:9090", true),
-            ("http://localhost:9090", "127.0.0.1:9090", true),
-            ("http://LOCALHOST.:9090", "127.0.0.1:9090", true),
+            ("http://localhost:9090", "127.0.0.1:9090", false),
+            ("http://127.0.0.1.:9090", "127.0.0.1:9090", false),
             ("http://[::ffff:127.0.0.1]:9090", "127.0.0.1:9090", true),
             ("http://127.0.0.1:9091", "127.0.0.1:9090", false),
             ("http://[::1]:9090", "127.0.0.1:9090", false),
@@ -311,7 +307,7 @@ mod same_api_tests {
             ("http://127.0.0.5:9090", "0.0.0.0:9090", true),
             ("http://[::1]:9090", "0.0.0.0:9090", false),
             ("http://[::1]:9090", "[::]:9090", true),
-            ("http://127.0.0.1:9090", "[::]:9090", true),
+            ("http://127.0.0.1:9090", "[::]:9090", false),
             ("http://[::1]:9090", "[::1]:9090", true),
             ("http://10.0.0.7:9090", "10.0.0.7:9090", true),
             ("http://10.0.0.8:9090", "10.0.0.7:9090", false),
