@@ -156,10 +156,12 @@ pub struct Metrics {
     /// Every subscriber a series was labelled with since start ([`Metrics::sub`]):
     /// the names whose gauges a scrape checks against the config.
     subscribers: Mutex<BTreeSet<String>>,
-    /// The outcomes counted for each subscriber in `deliveries`, so that
-    /// [`Metrics::forget_subscriber`] finds its series.
-    outcomes: Mutex<std::collections::HashMap<String, BTreeSet<&'static str>>>,
 }
+
+/// Every `outcome` of `hookrelay_deliveries_total` (push attempts and pull
+/// acknowledgements): what [`Metrics::forget_subscriber`] removes, with no
+/// bookkeeping on the delivery path.
+const DELIVERY_OUTCOMES: [&str; 6] = ["delivered", "retry", "dead", "skipped", "released", "expired"];
 
 /// Which per-subscriber gauges a subscriber has ([`Metrics::keep_gauges`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +221,6 @@ impl Metrics {
             task_polls: Family::default(),
             unverified: Family::default(),
             subscribers: Mutex::default(),
-            outcomes: Mutex::default(),
         };
         registry.register(
             "ingest_requests",
@@ -409,12 +410,10 @@ impl Metrics {
     }
 
     pub fn delivery(&self, subscriber: &str, outcome: &'static str) {
-        {
-            let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
-            if !outcomes.get(subscriber).is_some_and(|o| o.contains(outcome)) {
-                outcomes.entry(subscriber.to_string()).or_default().insert(outcome);
-            }
-        }
+        debug_assert!(
+            DELIVERY_OUTCOMES.contains(&outcome),
+            "{outcome} not in DELIVERY_OUTCOMES"
+        );
         self.deliveries
             .get_or_create(&DeliveryLabels {
                 subscriber: subscriber.to_string(),
@@ -476,13 +475,7 @@ impl Metrics {
         self.keep_gauges(&labels, SubGauges::Gone);
         self.dead_letters.remove(&labels);
         self.attempt_seconds.remove(&labels);
-        let outcomes = self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(subscriber)
-            .unwrap_or_default();
-        for outcome in outcomes {
+        for outcome in DELIVERY_OUTCOMES {
             self.deliveries.remove(&DeliveryLabels {
                 subscriber: subscriber.to_string(),
                 outcome,

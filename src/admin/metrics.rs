@@ -106,6 +106,14 @@ pub(super) async fn render(app: &App) -> String {
 fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, now: u64) {
     let m = &app.metrics;
     let removed = stats.map(|s| app.delivery.removed(s)).unwrap_or_default();
+    // Names with dead letters kept, looked up once (not a pass over the
+    // stats per name: quadratic in the subscriber history).
+    let lettered: Option<std::collections::HashSet<&str>> = stats.map(|s| {
+        s.iter()
+            .filter(|x| x.dead_letters > 0)
+            .map(|x| x.name.as_str())
+            .collect()
+    });
     for name in named {
         let labels = m.sub(name);
         let pending = removed.iter().find(|s| &s.name == name && s.backlog > 0);
@@ -120,7 +128,7 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
         };
         // Gone with nothing left (no dead letter either, as the store says
         // now): every series of it goes, its name too.
-        let letters = stats.map(|s| s.iter().any(|x| &x.name == name && x.dead_letters > 0));
+        let letters = lettered.as_ref().map(|l| l.contains(name.as_str()));
         if kind == SubGauges::Gone && letters == Some(false) {
             m.forget_subscriber(name);
             continue;

@@ -32,10 +32,9 @@ pub(super) fn secrets_beside(config: &Path) -> Option<PathBuf> {
 /// Both, for the command about to run (not `run`).
 pub(super) fn settle(cli: &mut super::Cli) {
     cli.config = config_file(&cli.config, cli.config_given, Path::new(PACKAGED_CONFIG));
-    if std::env::var_os("CREDENTIALS_DIRECTORY").is_none_or(|d| d.is_empty()) {
-        if let Some(dir) = secrets_beside(&cli.config) {
-            crate::config::secret::read_credentials_beside(dir);
-        }
+    // Used only while CREDENTIALS_DIRECTORY is unset or empty (`secret::credentials_dir`).
+    if let Some(dir) = secrets_beside(&cli.config) {
+        crate::config::secret::read_credentials_beside(dir);
     }
 }
 
