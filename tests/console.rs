@@ -220,9 +220,8 @@ async fn at_an_address_slowed_down_for_wrong_tokens_the_page_asks_for_the_token(
     assert!(slowed, "the admin API never slowed the wrong guesses down");
     // Kept slowed down while the browser starts and the page asks (the
     // budget refills one a second): a guess every 50 ms, whatever comes of
-    // one. A dry run once saw ten page loads in a row answered 401, as if
-    // the guessing had stopped (a guess that panicked would end it): each
-    // load then takes the refilled budget, not the 429 under test.
+    // one (a guess that panicked would end the guessing; each page load
+    // would then take the refilled budget, not the 429 under test).
     let guesser = tokio::spawn(async move {
         loop {
             let _ = tokio::time::timeout(
