@@ -22,7 +22,8 @@ async fn a_callback_received_across_a_reload_that_revokes_its_token_is_refused()
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-revocation");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     base.clone().edit_route("t", |r| r.tokens(["fresh-token"])).write();
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(c, &tail).await.to_lowercase();
@@ -50,7 +51,8 @@ async fn a_duplicate_received_across_a_route_rename_is_answered_as_a_duplicate()
     a.wait_for(secs(10), "the callback", |r| r.len() == 1).await;
     // The provider's retry of it (its answer was lost) spans a rename.
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     route_renamed(&base, "t_renamed").write();
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(c, &tail).await;
@@ -71,7 +73,8 @@ async fn a_duplicate_received_across_a_reload_that_leaves_no_route_to_check_it_i
     accepted(addr, &body).await;
     a.wait_for(secs(10), "the callback", |r| r.len() == 1).await;
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     // Renamed and moved: no route in force by its name or its path.
     route_renamed(&base.clone().edit_route("t", |r| r.path("/hooks/elsewhere")), "t_moved").write();
     h.reload().await.expect("reload");

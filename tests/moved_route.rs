@@ -278,7 +278,8 @@ async fn a_callback_received_across_a_route_rename_is_refused_for_a_retry_on_the
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-rename");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     route_renamed(&base, "t_renamed").write();
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(c, &tail).await.to_lowercase();
@@ -312,7 +313,8 @@ async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_i
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-swap");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     base.clone().subscriber(Subscriber::new("b", b.url())).write();
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(c, &tail).await.to_lowercase();
@@ -342,7 +344,8 @@ async fn a_callback_received_across_a_path_only_change_of_its_route_is_stored_an
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-path-change");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     base.clone().edit_route("t", |r| r.path("/hooks/t-new")).write();
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(c, &tail).await;

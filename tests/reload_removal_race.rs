@@ -21,7 +21,8 @@ async fn not_for_the_removed_subscriber(base: TestConfig) {
     let addr = h.ingest_addrs[0];
     let body = runway("across-the-reload");
     let (c, tail) = common::client::half_sent_callback(addr, &body).await;
-    tokio::time::sleep(ms(200)).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&c).await;
     // s removed (another subscriber keeps the route; a reload that replaces
     // all of them is refused for a retry: `moved_route.rs`).
     base.clone().subscriber(Subscriber::new("other", DOWN)).write();
