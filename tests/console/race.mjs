@@ -23,13 +23,18 @@ await inChromium('race', async (page) => {
     }
     await route.continue();
   });
+  const searched = (task) => (r) => r.url().includes('/api/events?') && new URL(r.url()).searchParams.get('task') === task;
+  const askedA = page.waitForRequest(searched('race-a'));
+  const answeredA = page.waitForResponse(searched('race-a'));
   await page.fill('#filter-task', 'race-a');
-  // Past the search field's typing pause, so that both searches are asked.
-  await page.waitForTimeout(600);
+  // Past the search field's typing pause, so that both searches are asked
+  // (a fixed 600 ms wait let a stalled page's pause run past it).
+  await askedA;
   await page.fill('#filter-task', 'race-ab');
   await page.waitForFunction(() => [...document.querySelectorAll('#events-table td.task')].length === 1);
   // The held answer arrives now; it must not replace the newer one.
-  await page.waitForTimeout(2500);
+  await answeredA;
+  await page.waitForTimeout(1000);
   const tasks = await shown();
   console.log(`step: search race-ab (race-a held: ${held}) shows ${JSON.stringify(tasks)}`);
   if (!held) throw new Error('the race-a search was never asked');
@@ -45,7 +50,10 @@ await inChromium('race', async (page) => {
   await page.fill('#filter-task', '');
   await page.waitForTimeout(600);
   asked.length = 0;
+  // Shorter prefixes list race-ab-2 alone too: wait for the last search.
+  const askedLast = page.waitForRequest(searched('race-ab-2'));
   await page.type('#filter-task', 'race-ab-2', { delay: 40 });
+  await askedLast;
   await page.waitForFunction(() => [...document.querySelectorAll('#events-table td.task')].map((t) => t.innerText).join() === 'race-ab-2');
   console.log(`step: typing "race-ab-2" asked ${JSON.stringify(asked)}`);
   // One search once typing pauses (nine, one per key, before); a loaded
