@@ -60,14 +60,21 @@ async fn wrong_admin_tokens_are_answered_429_after_a_burst_the_right_one_never()
         assert_eq!(*status, 429, "{answers:?}");
         assert!(matches!(retry_after, Some(1..=2)), "{answers:?}");
     }
-    assert_eq!(answers.last().unwrap().0, 429, "{answers:?}");
+    // Slowed down at the end (a refill just before the last guess lets
+    // that one through, so the last two: a loaded machine takes seconds).
+    assert!(answers[48..].iter().any(|(s, _)| *s == 429), "{answers:?}");
     // The right token is answered at once, every time; the health checks too.
     for _ in 0..3 {
         assert_eq!(get(a, "/api/status", Some(TOKEN)).await, (200, None));
     }
     assert_eq!(get(a, "/healthz", None).await, (200, None));
     assert_eq!(get(a, "/readyz", None).await, (200, None));
-    assert_eq!(get(a, "/api/status", Some("wrong-guess")).await.0, 429);
+    // Still slowed down (a refill since may let one through: two guesses).
+    let again = [
+        get(a, "/api/status", Some("wrong-guess")).await.0,
+        get(a, "/api/status", Some("wrong-guess")).await.0,
+    ];
+    assert!(again.contains(&429), "{again:?}");
     h.shutdown().await;
 }
 

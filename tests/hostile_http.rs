@@ -340,7 +340,9 @@ async fn the_first_route_refusal_after_a_quiet_while_is_logged_with_its_route() 
     tokio::time::sleep(Duration::from_secs(11)).await;
     let (s, _) = callback_at(addr, "/hooks/t?token=rotated", &runway("r40-quiet")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the callback is refused");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Its line comes through the daemon's stderr and a reader thread; a
+    // stale summary would have come before it.
+    log_until(|| bin.log_text(), "route=t", secs(5)).await;
     let log = bin.log_text();
     let visible: Vec<_> = log
         .lines()

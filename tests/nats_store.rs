@@ -493,6 +493,9 @@ async fn callbacks_refused_during_an_outage_log_one_error_not_one_each() {
             .map(str::to_string)
             .collect()
     };
+    // Written just before the first 503; read from the daemon's stderr by
+    // another thread, which a loaded machine may not have run yet.
+    log_until(|| bin.log_text(), REFUSED, secs(5)).await;
     let refused = lines(REFUSED);
     assert_eq!(refused.len(), 1, "one line for 50 refusals:\n{}", bin.log_text());
     assert!(refused[0].contains("ERROR"), "the first is an error: {}", refused[0]);
