@@ -55,7 +55,9 @@ async fn verifying_a_callback_naming_many_urls_takes_linear_time() {
     h.shutdown().await;
     let took = settled.expect("not verified within 60 s");
     eprintln!("verified after {took:?}");
-    assert!(took < secs(5), "verifying one 600 KB callback took {took:?}");
+    // Linear: about a second here, unoptimised; the quadratic version took
+    // minutes, so a loaded machine's slowness is not mistaken for it.
+    assert!(took < secs(15), "verifying one 600 KB callback took {took:?}");
 }
 
 /// A Runway callback with a 300-character task id, which the provider client
