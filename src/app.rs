@@ -1,10 +1,10 @@
 //! The running daemon: wires config, store, delivery, the listeners and the
 //! background tasks together.
 //!
-//! [`start`] binds every listener (port 0 works: the handle reports the real
-//! addresses), opens the store, loads the certificate (files, or the ACME
-//! cache), starts the lanes, the media archiver, the retention sweeper and
-//! the ACME renewals.
+//! [`start`] opens the store, binds every listener (port 0 works: the handle
+//! reports the real addresses) before any lane starts, loads the
+//! certificate (files, or the ACME cache), starts the lanes, the media
+//! archiver, the retention sweeper and the ACME renewals.
 //! [`Handle::reload`] applies a new config file without dropping connections;
 //! [`Handle::shutdown`] drains, stops and closes the store.
 
@@ -137,6 +137,33 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         let (backend, location) = store.describe();
         tracing::error!(backend, store = %location, error = %why, "store is not writable; ingest will answer 503 until it is");
     }
+    // Listening before any lane starts: a start that cannot listen (a
+    // port taken) sends nothing (it delivered what was due, and under
+    // systemd again at every restart, each attempt cut off by the exit).
+    let mut ingest_listeners = Vec::new();
+    let all: Vec<SocketAddr> = config
+        .server
+        .listen
+        .iter()
+        .copied()
+        .chain([config.admin.listen])
+        .collect();
+    for addr in &config.server.listen {
+        ingest_listeners.push(bind(*addr, &all, "server.listen").await?);
+    }
+    let admin_listener = bind(config.admin.listen, &all, "admin.listen").await?;
+    let local = |l: &TcpListener, addr: SocketAddr| {
+        l.local_addr().map_err(|source| StartError::Bind {
+            addr,
+            key: "server.listen",
+            source,
+        })
+    };
+    let mut ingest_addrs = Vec::new();
+    for (l, a) in ingest_listeners.iter().zip(&config.server.listen) {
+        ingest_addrs.push(local(l, *a)?);
+    }
+    let admin_addr = local(&admin_listener, config.admin.listen)?;
     let metrics = Arc::new(Metrics::new());
     let delivery = Delivery::new(store.clone(), metrics.clone());
     let media_settings = ArchiveSettings::build(&config, None)?;
@@ -174,31 +201,6 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         }
         None => (None, None),
     };
-
-    let mut ingest_listeners = Vec::new();
-    let all: Vec<SocketAddr> = config
-        .server
-        .listen
-        .iter()
-        .copied()
-        .chain([config.admin.listen])
-        .collect();
-    for addr in &config.server.listen {
-        ingest_listeners.push(bind(*addr, &all, "server.listen").await?);
-    }
-    let admin_listener = bind(config.admin.listen, &all, "admin.listen").await?;
-    let local = |l: &TcpListener, addr: SocketAddr| {
-        l.local_addr().map_err(|source| StartError::Bind {
-            addr,
-            key: "server.listen",
-            source,
-        })
-    };
-    let mut ingest_addrs = Vec::new();
-    for (l, a) in ingest_listeners.iter().zip(&config.server.listen) {
-        ingest_addrs.push(local(l, *a)?);
-    }
-    let admin_addr = local(&admin_listener, config.admin.listen)?;
 
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
