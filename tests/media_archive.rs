@@ -304,3 +304,31 @@ fn check_config_names_a_raised_media_floor() {
         "{err}"
     );
 }
+
+/// The daemon warns about a raised media floor where `check-config` does:
+/// when a route archives media. It warned at every start of a relay that
+/// archives nothing, which `check-config` did not say (README review, stop
+/// 64).
+#[tokio::test]
+async fn the_daemon_names_a_raised_media_floor_only_when_media_is_archived() {
+    for archives in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = media_config(dir.path(), Media::new().min_free(1 << 20).concurrency(2)).min_free(64 << 20);
+        if archives {
+            cfg = cfg.route(
+                common::Route::new("suno", "/hooks/suno")
+                    .allow_anyone()
+                    .preset("kie-suno")
+                    .subscriber(Subscriber::new("s", DOWN).after_archive()),
+            );
+        }
+        let bin = Bin::start(&cfg.write(), &[]);
+        log_until(|| bin.log_text(), "hookrelay ready", secs(10)).await;
+        let log = bin.log_text();
+        assert_eq!(
+            log.contains("media.min_free (1048576 bytes)"),
+            archives,
+            "archives: {archives}\n{log}"
+        );
+    }
+}

@@ -101,7 +101,10 @@ impl ArchiveSettings {
         let store = match store {
             MediaStore::Local(l) => {
                 let floor = local_floor(config, l.root());
-                if let Some(w) = raised_floor_warning(config, floor) {
+                // Only where downloads happen, as `check-config` says it
+                // (a relay archiving nothing was warned at every start).
+                let archives = config.routes.iter().any(|r| !r.media.is_empty());
+                if let Some(w) = raised_floor_warning(config, floor).filter(|_| archives) {
                     tracing::warn!("{w}");
                 }
                 MediaStore::Local(l.with_min_free(floor))
