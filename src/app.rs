@@ -2,9 +2,9 @@
 //! background tasks together.
 //!
 //! [`start`] opens the store, binds every listener (port 0 works: the handle
-//! reports the real addresses) before any lane starts, loads the
-//! certificate (files, or the ACME cache), starts the lanes, the media
-//! archiver, the retention sweeper and the ACME renewals.
+//! reports the real addresses), loads the certificate (files, or the ACME
+//! cache), starts the media archiver and then, once nothing else can fail
+//! the start, the lanes, the retention sweeper and the ACME renewals.
 //! [`Handle::reload`] applies a new config file without dropping connections;
 //! [`Handle::shutdown`] drains, stops and closes the store.
 
@@ -137,9 +137,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         let (backend, location) = store.describe();
         tracing::error!(backend, store = %location, error = %why, "store is not writable; ingest will answer 503 until it is");
     }
-    // Listening before any lane starts: a start that cannot listen (a
-    // port taken) sends nothing (it delivered what was due, and under
-    // systemd again at every restart, each attempt cut off by the exit).
+    // Listening before any lane starts (see `delivery.apply` below).
     let mut ingest_listeners = Vec::new();
     let all: Vec<SocketAddr> = config
         .server
@@ -171,8 +169,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     // a stored delivery of a `verify = "fetch"` route first would send it
     // unchecked.
     delivery.verifier().configure(&config, &media_settings.providers);
+    // Each subscriber's client (a CA file read) now; the lanes start last.
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
-    delivery.configure(&subscribers)?;
+    let lanes = delivery.prepare(&subscribers)?;
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
         crate::media::last_store::check(&config.store.path, &media_settings.store.location());
@@ -208,6 +207,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     if config.routes.iter().any(|r| !r.media.is_empty()) {
         media.check_store(metrics.media_store_unavailable.clone());
     }
+    // The lanes last, once nothing else can fail the start: a start
+    // refused later (a certificate the service cannot read, a taken port)
+    // delivered what was due first, at every restart.
+    delivery.apply(lanes);
     let app = Arc::new(App::new(
         config,
         store,

@@ -69,12 +69,12 @@ async fn wrong_admin_tokens_are_answered_429_after_a_burst_the_right_one_never()
     }
     assert_eq!(get(a, "/healthz", None).await, (200, None));
     assert_eq!(get(a, "/readyz", None).await, (200, None));
-    // Still slowed down (a refill since may let one through: two guesses).
-    let again = [
-        get(a, "/api/status", Some("wrong-guess")).await.0,
-        get(a, "/api/status", Some("wrong-guess")).await.0,
-    ];
-    assert!(again.contains(&429), "{again:?}");
+    // Still slowed down (a refill a second since may let some through).
+    let mut again = Vec::new();
+    while again.len() < 5 && again.last() != Some(&429) {
+        again.push(get(a, "/api/status", Some("wrong-guess")).await.0);
+    }
+    assert_eq!(again.last(), Some(&429), "{again:?}");
     h.shutdown().await;
 }
 

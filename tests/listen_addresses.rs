@@ -110,27 +110,28 @@ async fn a_port_in_use_is_named_once() {
 /// A start that cannot listen sends nothing: the lanes started before the
 /// listeners were bound, so a relay whose port was taken delivered what
 /// was due (and, under systemd, again at every restart, each attempt cut
-/// off by the exit: duplicates for the subscriber), then failed.
+/// off by the exit: duplicates for the subscriber), then failed. The next
+/// start that listens delivers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_that_cannot_listen_delivers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (sub, healthy) = Sub::broken(Behaviour::Status(500)).await;
-    let cfg = TestConfig::new(dir.path()).subscriber(
-        Subscriber::new("s", sub.url())
-            .retry([ms(100); 30])
-            .circuit_threshold(1000),
-    );
-    // A delivery due at once when the relay starts again: its first
-    // attempt failed, its retry is due 100 ms later.
-    let h = start(&cfg).await;
+    // Due at once when the relay starts again: its first attempt failed,
+    // its retries are 200 ms apart (for 20 s).
+    let retrying = |url: &str| {
+        TestConfig::new(dir.path()).subscriber(Subscriber::new("s", url).retry([ms(200); 100]).circuit_threshold(1000))
+    };
+    let (failing, _) = Sub::broken(Behaviour::Status(500)).await;
+    let h = start(&retrying(&failing.url())).await;
     accepted(h.ingest_addrs[0], &runway("due-at-the-next-start")).await;
-    sub.wait_for(secs(10), "the first attempt", |r| !r.is_empty()).await;
+    failing.wait_for(secs(10), "the first attempt", |r| !r.is_empty()).await;
     h.shutdown().await;
-    tokio::time::sleep(ms(300)).await;
-    let before = sub.count();
-    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Until its retry is due.
+    tokio::time::sleep(ms(400)).await;
+    // Only a relay started from here on reaches this one.
+    let sub = Sub::ok().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let file = listening_on(cfg, vec![taken.local_addr().unwrap().to_string()]).write();
+    let addr = taken.local_addr().unwrap().to_string();
+    let file = listening_on(retrying(&sub.url()), vec![addr.clone()]).write();
     // Off the runtime: the subscriber answers meanwhile.
     let path = file.to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || cli_output(&["run", "--config", &path]))
@@ -138,10 +139,15 @@ async fn a_start_that_cannot_listen_delivers_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     assert!(
         !err.contains("delivery"),
         "a relay that could not listen tried to deliver: {err}"
     );
     tokio::time::sleep(ms(500)).await;
-    assert_eq!(sub.count(), before, "a relay that could not listen delivered");
+    assert_eq!(sub.count(), 0, "a relay that could not listen delivered");
+    // Still due: a start that listens sends it.
+    let h = start(&retrying(&sub.url())).await;
+    sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    h.shutdown().await;
 }
