@@ -172,7 +172,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     // Each subscriber's client (a CA file read) now; the lanes start last.
     let subscribers: Vec<_> = config.subscribers().cloned().collect();
     let lanes = delivery.prepare(&subscribers)?;
-    if config.routes.iter().any(|r| !r.media.is_empty()) {
+    if config.archives_media() {
         tracing::info!(store = %media_settings.store.describe(), "media archive");
         crate::media::last_store::check(&config.store.path, &media_settings.store.location());
     }
@@ -204,7 +204,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     // Media work already on disk (from before a restart) starts now; new work
     // arrives with the events.
     let media = Archiver::start(store.clone(), metrics.clone(), media_settings).map_err(StartError::Archiver)?;
-    if config.routes.iter().any(|r| !r.media.is_empty()) {
+    if config.archives_media() {
         media.check_store(metrics.media_store_unavailable.clone());
     }
     // The lanes last, once nothing else can fail the start: a start

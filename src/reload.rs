@@ -185,14 +185,14 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     app.connections.set_limit(new.server.max_connections);
     app.bodies.set_limit(new.server.max_body_memory, new.server.max_body);
     let routes = new.routes.len();
-    if new.routes.iter().any(|r| !r.media.is_empty()) {
+    if new.archives_media() {
         // The next start compares with the store in use now.
         crate::media::last_store::remember(&app.started_with.store.path, &media.store.location());
     }
     // A store the reload opened (a bucket renamed, keys rotated) is checked
     // now, as at start; so is one a route archives to for the first time.
-    let archived = |c: &crate::config::Config| c.routes.iter().any(|r| !r.media.is_empty());
-    let check = archived(&new) && (!app.media.settings().shares_store(&media) || !archived(&app.live().config));
+    let check =
+        new.archives_media() && (!app.media.settings().shares_store(&media) || !app.live().config.archives_media());
     app.media.update(media);
     if check {
         app.media.check_store(app.metrics.media_store_unavailable.clone());

@@ -22,9 +22,7 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             if let Some(w) = c
-                .routes
-                .iter()
-                .any(|r| !r.media.is_empty())
+                .archives_media()
                 .then(|| crate::media::settings::floor_warning(&c))
                 .flatten()
             {
@@ -36,7 +34,7 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
                     println!("  {line}");
                 }
             }
-            if c.routes.iter().any(|r| !r.media.is_empty()) {
+            if c.archives_media() {
                 println!("media store: {}", describe_media_store(&c.media.store));
             }
             let n = |count: usize, one: &str| match count {

@@ -42,6 +42,11 @@ impl Config {
     pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
         self.routes.iter().flat_map(|r| r.subscribers.iter())
     }
+
+    /// Whether any route archives media (names result URLs to keep).
+    pub fn archives_media(&self) -> bool {
+        self.routes.iter().any(|r| !r.media.is_empty())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -103,8 +103,7 @@ impl ArchiveSettings {
                 let floor = local_floor(config, l.root());
                 // Only where downloads happen, as `check-config` says it
                 // (a relay archiving nothing was warned at every start).
-                let archives = config.routes.iter().any(|r| !r.media.is_empty());
-                if let Some(w) = raised_floor_warning(config, floor).filter(|_| archives) {
+                if let Some(w) = raised_floor_warning(config, floor).filter(|_| config.archives_media()) {
                     tracing::warn!("{w}");
                 }
                 MediaStore::Local(l.with_min_free(floor))
