@@ -37,4 +37,4 @@ pub use product::{CallbackStage, Product, Stage};
 pub use record::Record;
 pub use shape::to_callback;
 pub use transport::check_base_url;
-pub use verify::{verify, Verdict};
+pub use verify::{verify, verify_archiving, Verdict};

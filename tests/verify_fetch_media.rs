@@ -148,3 +148,77 @@ async fn media_after_verify_turned_off(nats: Option<&NatsCluster>) {
     );
     h.shutdown().await;
 }
+
+/// A forged body may carry the genuine URLs where the comparison reads them
+/// and its own in another documented place the archive reads: Veo's list
+/// under `info` beside one under `response`, 4o Image's `resultUrls` beside
+/// `result_urls`. Or replay a genuine Veo callback as a 4K upgrade (a success
+/// of its own, not a duplicate) naming the generation's own video. Or name
+/// it in a field only the route's own `media` pointers read. Each is
+/// held as unverified and nothing it names is downloaded (hostile review,
+/// stop 65: both forged URLs were archived as results).
+#[tokio::test]
+async fn a_url_hidden_in_a_second_place_is_held_and_not_downloaded() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let files = FileServer::start("127.0.0.1".parse().unwrap()).await;
+    let evil = files.bytes("/evil.mp4", b"not the result", "video/mp4");
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let verified = |name: &str, preset: &str| {
+        common::tasks::task_route(name, preset, &fake, &sub.url())
+            .signature(Signature::kie("fake-hmac-key"))
+            .verify("fetch")
+    };
+    let (cfg, addr) = tasks_config(
+        dir.path(),
+        vec![
+            verified("veo", "kie-veo"),
+            verified("image", "kie-4o-image"),
+            // The route's own pointers: the preset's, and one more field.
+            verified("runway", "kie-runway").media(["/data/video_url", "/data/extra/*"]),
+        ],
+    );
+    let h = start(&cfg.media(Media::new().allow_private())).await;
+
+    let veo = fake.create(Product::Veo, TaskPlan::success().lose(), None);
+    let veo_4k = fake.create(Product::Veo, TaskPlan::success().lose(), None);
+    let image = fake.create(Product::FourOImage, TaskPlan::success().lose(), None);
+    let runway = fake.create(Product::Runway, TaskPlan::success().lose(), None);
+    fake.wait_until("the tasks to finish", secs(5), |f| {
+        [&veo, &veo_4k, &image, &runway].iter().all(|t| f.is_finished(t))
+    })
+    .await;
+    let mut forged = Vec::new();
+    // Veo: the record's video under `response`, the attacker's under `info`.
+    let mut body = fake.final_callback(&veo);
+    let video = body["data"]["info"]["resultUrls"][0].clone();
+    body["data"]["info"]["imageUrls"] = serde_json::json!([evil]);
+    body["data"]["response"] = serde_json::json!({ "imageUrls": [video] });
+    forged.push(fake.post_signed(addr, "/hooks/veo", &veo, &body).await);
+    // Veo: a genuine callback posted again as a 4K result of its own video.
+    let mut body = fake.final_callback(&veo_4k);
+    let video = body["data"]["info"]["resultUrls"][0].clone();
+    body["data"]["info"]["imageUrls"] = serde_json::json!([video]);
+    forged.push(fake.post_signed(addr, "/hooks/veo", &veo_4k, &body).await);
+    // 4o Image: the record's image as `result_urls`, the attacker's as `resultUrls`.
+    let mut body = fake.final_callback(&image);
+    body["data"]["info"]["resultUrls"] = serde_json::json!([evil]);
+    forged.push(fake.post_signed(addr, "/hooks/image", &image, &body).await);
+    // A field the product's callback does not document, which the route archives.
+    let mut body = fake.final_callback(&runway);
+    body["data"]["extra"] = serde_json::json!([evil]);
+    forged.push(fake.post_signed(addr, "/hooks/runway", &runway, &body).await);
+
+    for id in &forged {
+        let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+            v["subscribers"][0]["state"] == "dead"
+        })
+        .await;
+        let why = view["subscribers"][0]["last_error"].as_str().unwrap_or_default();
+        assert!(why.starts_with("unverified: "), "{view}");
+    }
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(files.total_hits(), 0, "a forged callback's URL was downloaded");
+    assert_eq!(sub.count(), 0, "a forged callback was delivered");
+    h.shutdown().await;
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::config::{Config, Route, Verify};
 use crate::dedupe::DedupeKey;
 use crate::metrics::Metrics;
-use crate::provider::{verify, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
+use crate::provider::{verify_archiving, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
 use crate::store::{Event, EventId, Origin, Outcome, Store};
 
 use super::verify_claims::{Claim, Claims};
@@ -282,12 +282,12 @@ impl Verifier {
         let Some(task_id) = product.callback_task_id(&body).map(str::to_string) else {
             return self.settle(event.id, Some("the callback names no task id".into()));
         };
+        let urls = crate::ingest::media_urls(&route, Some(&body));
         match self.record(&event.meta.route, product, &client, &task_id).await {
-            Ok(record) => match verify(&body, &record) {
+            Ok(record) => match verify_archiving(&body, &record, &urls) {
                 Verdict::Agree => {
                     // Its media is downloaded from now on (never before:
                     // ingest left that work to this point).
-                    let urls = crate::ingest::media_urls(&route, Some(&body));
                     if !urls.is_empty() {
                         if let Err(e) = store.add_verified_media(event.id, &event.meta.route, urls).await {
                             tracing::warn!(route = %event.meta.route, event = %event.id, error = %e,

@@ -193,19 +193,25 @@ pub(crate) fn suno_tracks(data: &Value) -> &[Value] {
 
 /// A Veo list field: the reference puts it under `response` as an array; the
 /// quickstart parses a JSON string, under `info` in callbacks and at the top
-/// of `data` when polling. The first place that holds it wins.
+/// of `data` when polling. Every place is read (in that order, no repeats): a
+/// callback checked against the record must not hide a URL in a second place
+/// the relay archives from (hostile review, stop 65).
 pub(crate) fn veo_list(data: &Value, field: &str) -> Vec<String> {
-    ["/response/", "/info/", "/"]
-        .iter()
-        .find_map(|prefix| data.pointer(&format!("{prefix}{field}")).filter(|v| !v.is_null()))
-        .map(strings_of)
-        .unwrap_or_default()
+    every_place(
+        data,
+        &[
+            &format!("/response/{field}"),
+            &format!("/info/{field}"),
+            &format!("/{field}"),
+        ],
+    )
 }
 
 /// 4o Image result URLs: `resultUrls` per the reference, `result_urls` per the
-/// quickstart; under `response` (poll) or `info` (callback).
+/// quickstart; under `response` (poll) or `info` (callback); every place read,
+/// as [`veo_list`].
 pub(crate) fn four_o_urls(data: &Value) -> Vec<String> {
-    first_present(
+    every_place(
         data,
         &[
             "/response/resultUrls",
@@ -214,8 +220,15 @@ pub(crate) fn four_o_urls(data: &Value) -> Vec<String> {
             "/info/resultUrls",
         ],
     )
-    .map(strings_of)
-    .unwrap_or_default()
+}
+
+/// The strings of every pointer's list, in order, without repeats.
+fn every_place(data: &Value, ptrs: &[&str]) -> Vec<String> {
+    let mut out = UniqueUrls::default();
+    for p in ptrs {
+        out.push_all(data.pointer(p).map(strings_of).unwrap_or_default());
+    }
+    out.into_vec()
 }
 
 #[cfg(test)]

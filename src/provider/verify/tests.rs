@@ -280,3 +280,99 @@ fn a_disagreeing_url_is_named_without_its_query_or_line_breaks() {
         assert!(m.contains("\"https://"), "{m}");
     }
 }
+
+fn veo_record(response: Value) -> Record {
+    Record::from_data(
+        Product::Veo,
+        "v",
+        json!({"taskId": "v", "successFlag": 1, "response": response}),
+    )
+    .unwrap()
+}
+
+/// A URL in a second documented place of the same list is compared too:
+/// the archive reads every place (hostile review, stop 65).
+#[test]
+fn a_url_in_a_second_place_of_a_list_is_compared() {
+    let veo = veo_record(json!({"resultUrls": ["https://v/1.mp4"]}));
+    let hidden = json!({"code": 200, "data": {"taskId": "v",
+        "info": {"resultUrls": ["https://v/1.mp4"], "imageUrls": ["https://evil/4k.mp4"]},
+        "response": {"imageUrls": ["https://v/1.mp4"]}}});
+    assert!(matches!(verify(&hidden, &veo), Verdict::Disagree(m) if m.contains("evil")));
+    let image = Record::from_data(
+        Product::FourOImage,
+        "i",
+        json!({"taskId": "i", "successFlag": 1, "response": {"resultUrls": ["https://i/1.png"]}}),
+    )
+    .unwrap();
+    let hidden = json!({"code": 200, "data": {"taskId": "i",
+        "info": {"result_urls": ["https://i/1.png"], "resultUrls": ["https://evil/x.png"]}}});
+    assert!(matches!(verify(&hidden, &image), Verdict::Disagree(m) if m.contains("evil")));
+    let genuine = json!({"code": 200, "data": {"taskId": "i", "info": {"result_urls": ["https://i/1.png"]}}});
+    assert_eq!(verify(&genuine, &image), Verdict::Agree);
+}
+
+/// Veo's 4K upgrade is a success of its own: its `imageUrls` must be the
+/// record's `imageUrls`, not the generation's video.
+#[test]
+fn a_veo_4k_callback_agrees_only_with_a_record_that_has_the_4k_result() {
+    let cb = |image: &str| {
+        json!({"code": 200, "data": {"taskId": "v",
+            "info": {"resultUrls": ["https://v/1.mp4"], "imageUrls": [image]}}})
+    };
+    let generated = veo_record(json!({"resultUrls": ["https://v/1.mp4"]}));
+    assert!(matches!(
+        verify(&cb("https://v/1.mp4"), &generated),
+        Verdict::Disagree(_)
+    ));
+    let upgraded = veo_record(json!({"resultUrls": ["https://v/1.mp4"], "imageUrls": ["https://v/4k.mp4"]}));
+    assert_eq!(verify(&cb("https://v/4k.mp4"), &upgraded), Verdict::Agree);
+    assert!(matches!(
+        verify(&cb("https://v/1.mp4"), &upgraded),
+        Verdict::Disagree(_)
+    ));
+    // The generation's own callback, without `imageUrls`, still agrees.
+    let plain = json!({"code": 200, "data": {"taskId": "v", "info": {"resultUrls": ["https://v/1.mp4"]}}});
+    assert_eq!(verify(&plain, &generated), Verdict::Agree);
+}
+
+/// What the route archives (its own media pointers may reach any field)
+/// must be a string of the record.
+#[test]
+fn what_the_route_archives_must_be_in_the_record() {
+    let body = runway_cb(200, "https://f/k.mp4");
+    let record = runway("success");
+    let ours = ["https://f/k.mp4".to_string(), "https://f/m.png".to_string()];
+    assert_eq!(verify_archiving(&body, &record, &ours), Verdict::Agree);
+    assert_eq!(verify_archiving(&body, &record, &[]), Verdict::Agree);
+    let theirs = ["https://evil/x.mp4".to_string()];
+    let v = verify_archiving(&body, &record, &theirs);
+    assert!(
+        matches!(&v, Verdict::Disagree(m) if m.contains("media archive") && m.contains("evil")),
+        "{v:?}"
+    );
+    // A record still running may not have its URLs yet: ask again later.
+    let progress = Record::from_data(
+        Product::Suno,
+        "s",
+        json!({"taskId": "s", "status": "FIRST_SUCCESS", "response": {"sunoData": [
+            {"audioUrl": "https://s/a.mp3"}]}}),
+    )
+    .unwrap();
+    let first = json!({"code": 200, "data": {"callbackType": "first", "task_id": "s",
+        "data": [{"audio_url": "https://s/a.mp3"}]}});
+    assert_eq!(
+        verify_archiving(&first, &progress, &["https://s/a.mp3".to_string()]),
+        Verdict::Agree
+    );
+    assert_eq!(
+        verify_archiving(&first, &progress, &["https://s/b.mp3".to_string()]),
+        Verdict::NotTerminalYet
+    );
+    // A verdict other than agreement is kept.
+    let forged = runway_cb(200, "https://evil/x.mp4");
+    assert!(matches!(
+        verify_archiving(&forged, &record, &ours),
+        Verdict::Disagree(_)
+    ));
+}
