@@ -123,3 +123,36 @@ async fn rate_limit_is_respected() {
     }
     h.shutdown().await;
 }
+
+/// `hookrelay_circuit_open` stays 1 while the circuit's probe is out
+/// (half-open): a subscriber that never answers spends each probe's whole
+/// timeout there, and a gauge reading 0 meanwhile reset every `for:` of an
+/// alert on it (hostile review, stop 65: 15 s of 0 in each ~75 s cycle).
+#[tokio::test]
+async fn the_circuit_gauge_stays_up_while_a_probe_is_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hung = Sub::always(Behaviour::Hang).await;
+    let sub = Subscriber::new("hung", hung.url())
+        .timeout(secs(3))
+        .circuit_threshold(1)
+        .retry([ms(10); 8]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(sub)).await;
+    callback(h.ingest_addrs[0], &runway("probe-gauge")).await;
+    let state = |v: &serde_json::Value| v["subscribers"][0]["state"].as_str().unwrap_or_default().to_string();
+    let key = "hookrelay_circuit_open{subscriber=\"hung\"}";
+    let deadline = Instant::now() + secs(30);
+    let mut seen = 0;
+    // A scrape between two reads of a half-open circuit saw it half-open.
+    while seen < 3 {
+        assert!(Instant::now() < deadline, "saw a probe out {seen} times in 30 s");
+        let (_, before) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+        let m = metrics(h.admin_addr).await;
+        let (_, after) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+        if state(&before) == "half-open" && state(&after) == "half-open" {
+            assert_eq!(sample(&m, key), 1.0, "a probe is out: {after}");
+            seen += 1;
+        }
+        tokio::time::sleep(ms(100)).await;
+    }
+    h.shutdown().await;
+}

@@ -146,7 +146,7 @@ impl Attempter {
             Verdict::Delivered => (Outcome::Delivered, Health::Good),
             Verdict::Gone => (
                 Outcome::Dead {
-                    error: "HTTP 410 Gone: subscriber wants no more deliveries".into(),
+                    error: "HTTP 410 Gone: the subscriber wants no more attempts of this delivery".into(),
                 },
                 Health::Good,
             ),

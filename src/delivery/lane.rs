@@ -191,7 +191,7 @@ pub(super) async fn run(
         metrics
             .circuit_open
             .get_or_create(&labels)
-            .set(i64::from(state == State::Open));
+            .set(i64::from(state != State::Closed));
         let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
         let mut took = 0;
         if capacity == 0 {
@@ -331,7 +331,7 @@ async fn rate_wait(
         metrics
             .circuit_open
             .get_or_create(labels)
-            .set(i64::from(state == State::Open));
+            .set(i64::from(state != State::Closed));
         let reopens = circuit.reopens_at().filter(|_| state == State::Open);
         tokio::select! {
             biased;
