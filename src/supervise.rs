@@ -77,33 +77,62 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 /// A start refused for what no restart mends: a store whose files are
-/// damaged (the operator restores or moves it), an ACME state directory the
-/// relay cannot use (another program's, or not writable: `check-config`
-/// says so too). It exits 2, as a config error does, which the shipped unit
-/// does not restart (a restart loop hid the message behind systemd's start
-/// limit). Anything else (a port in use, NATS away, the store's lock still
-/// held) exits 1 and is tried again.
+/// damaged (the operator restores or moves it), a store this build cannot
+/// use with these settings (a `store.compression` switch, a newer version's
+/// or another program's data, 0.1's rows after the migration, cluster
+/// settings that differ from the cluster's: hostile review, stop 65, they
+/// exited 1), an ACME state directory the relay cannot use (another
+/// program's, or not writable: `check-config` says so too). It exits 2, as a
+/// config error does, which the shipped unit does not restart (a restart
+/// loop hid the message behind systemd's start limit). Anything else (a port
+/// in use, NATS away, the store's lock still held) exits 1 and is tried
+/// again.
 fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
     use crate::app::StartError;
+    let start = e
+        .downcast_ref::<StartError>()
+        .or_else(|| e.downcast_ref::<InFile>().map(|f| &f.error));
     matches!(
-        e.downcast_ref::<StartError>(),
+        start,
         Some(
             StartError::Store {
-                source: crate::store::StoreError::Damaged(_),
+                source: crate::store::StoreError::Damaged(_) | crate::store::StoreError::Incompatible(_),
                 ..
             } | StartError::Acme(crate::acme::AcmeError::StateDir { .. })
         )
     )
 }
 
-/// A start refused for settings that differ from the cluster's names the
-/// config file they are in (the message names the keys).
+/// A start refused for settings the store cannot take (compression, the
+/// cluster's settings) names the config file they are in (the message names
+/// the keys); the error itself is kept for the exit status.
+#[derive(Debug)]
+struct InFile {
+    file: std::path::PathBuf,
+    error: crate::app::StartError,
+}
+
+impl std::fmt::Display for InFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.error)
+    }
+}
+
+impl std::error::Error for InFile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 fn in_file(file: &Path, e: crate::app::StartError) -> Box<dyn std::error::Error> {
     match &e {
         crate::app::StartError::Store {
             source: crate::store::StoreError::Incompatible(_),
             ..
-        } => format!("{}: {e}", file.display()).into(),
+        } => Box::new(InFile {
+            file: file.to_path_buf(),
+            error: e,
+        }),
         _ => e.into(),
     }
 }

@@ -354,8 +354,8 @@ fn systemd_unit_keeps_the_acme_state_and_binds_443_with_one_capability() {
     assert_eq!(values("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
 }
 
-/// A start refused for a damaged store or an ACME state directory it cannot
-/// use exits 2 too, which the unit does not restart (it exited 1: restarted
+/// A start refused for a damaged store, a store created with the other
+/// compression, or an ACME state directory it cannot use exits 2 too, which the unit does not restart (it exited 1: restarted
 /// until systemd's start limit, the message buried under five repeats; stop
 /// 63); one a restart may mend (a port in use) exits 1, which it does.
 #[test]
@@ -375,6 +375,29 @@ fn a_damaged_store_exits_2_and_a_port_in_use_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("damaged"), "{err}");
+
+    // A store created with the other `store.compression` (sled's `conf`
+    // says so): no restart mends it either (it exited 1; `check-config`
+    // said OK: hostile review, stop 65).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    std::fs::create_dir_all(cfg.data()).unwrap();
+    std::fs::write(cfg.data().join("conf"), "segment_size: 524288\nuse_compression: true\n").unwrap();
+    std::fs::write(cfg.data().join("db"), b"").unwrap();
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("created with store.compression = true"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["check-config", "--config", cfg.write().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "check-config: {err}");
+    assert!(
+        err.contains("created with store.compression = true"),
+        "check-config: {err}"
+    );
 
     // An ACME state directory that is another program's (check-config says
     // so, exit 2): refused at start with exit 2 as well (it exited 1).

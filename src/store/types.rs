@@ -364,8 +364,15 @@ pub enum StoreError {
     Damaged(String),
     #[error("store cannot persist: {0}")]
     Unavailable(String),
+    /// The store cannot be used by this build with these settings, and no
+    /// restart changes that (another version's or program's data, a
+    /// compression switch, cluster settings that differ): the start exits 2.
     #[error("{0}")]
     Incompatible(String),
+    /// Another process holds the embedded store's lock: a start may succeed
+    /// once it lets go (exit 1, restarted).
+    #[error("{0}")]
+    InUse(String),
     #[error("unknown subscriber {0:?}")]
     UnknownSubscriber(String),
     /// The event is larger than the store takes (NATS `max_payload`): the

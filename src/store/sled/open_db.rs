@@ -10,8 +10,9 @@ use std::path::Path;
 use super::super::{Options, StoreError};
 
 /// Refuse to switch compression on an existing store, with a message that says
-/// what to do (sled's own error names its internals).
-fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
+/// what to do (sled's own error names its internals). `check-config` asks
+/// it too: the store's `conf` is read, the store not opened.
+pub fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
     // sled's `conf` file: text lines, then a checksum.
     let Ok(bytes) = std::fs::read(path.join("conf")) else {
         return Ok(());
@@ -134,7 +135,7 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() > deadline {
-                    return Err(StoreError::Incompatible(format!(
+                    return Err(StoreError::InUse(format!(
                         "another hookrelay is using this store ({}): only one process may open a store (or another \
                          program holds this sled database's lock)",
                         std::path::absolute(&opts.path)
