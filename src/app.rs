@@ -420,6 +420,9 @@ impl Handle {
         let deadline = tokio::time::Instant::now() + grace;
         self.app.serving.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
+        // No delivery attempt starts from now on; those in flight have the
+        // grace to end and be recorded (not sent again after the restart).
+        self.app.delivery.retire_push();
         // Long-polls would hold the drain for the whole grace: answer them now.
         self.app.delivery.stop_pulls().await;
         for l in self.listeners {
@@ -434,6 +437,12 @@ impl Handle {
                 "stopping before an operator's replay or media retry ended (what it did is kept; asking again \
                  does the rest)"
             );
+        }
+        if tokio::time::timeout_at(deadline, self.app.delivery.push_ended())
+            .await
+            .is_err()
+        {
+            tracing::info!("stopping with delivery attempts in flight (each is sent again after the restart)");
         }
         self.app.delivery.stop().await;
         self.app.media.stop().await;

@@ -17,6 +17,7 @@ async fn hung_subscriber_does_not_delay_a_healthy_one() {
     let hung = Sub::always(Behaviour::Hang).await;
     let healthy = Sub::ok().await;
     let cfg = TestConfig::new(dir.path())
+        .shutdown_grace(secs(1))
         .subscriber(Subscriber::new("hung", hung.url()).timeout(secs(30)).concurrency(2))
         .subscriber(Subscriber::new("ok", healthy.url()));
     let h = start(&cfg).await;
@@ -46,10 +47,11 @@ async fn hung_subscriber_does_not_delay_a_healthy_one() {
     let hung_row = row(&subs["subscribers"], "name", "hung");
     assert_eq!(hung_row["in_flight"], 2);
     assert_eq!(hung_row["queue_depth"], 50);
-    // Shutdown does not wait for the hung subscriber.
+    // Shutdown waits for the hung subscriber's attempts no longer than the
+    // grace (attempts in flight get it to be answered), not their timeout.
     let t = Instant::now();
     h.shutdown().await;
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
 
 #[tokio::test]

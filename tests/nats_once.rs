@@ -95,14 +95,21 @@ async fn deliveries_waiting_for_the_rate_limit_are_sent_once() {
 
 /// A relay that stops (SIGTERM, a rolling restart) does not hand the
 /// delivery it has in flight to another relay at once — the subscriber may
-/// still be answering it — but after `takeover`, as after a crash.
+/// still be answering it — but after `takeover`, as after a crash. (An
+/// answer within `shutdown_grace` is waited for and recorded: this one
+/// takes longer.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_stops_leaves_its_delivery_in_flight_until_takeover() {
     let nats = NatsCluster::start(3).await;
-    let sub = Sub::always(Behaviour::Slow(secs(3))).await;
+    let sub = Sub::always(Behaviour::Slow(secs(4))).await;
     let s = Subscriber::new("s", sub.url());
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 3);
+    let cfg = |dir: &std::path::Path| {
+        TestConfig::new(dir)
+            .shutdown_grace(ms(500))
+            .subscriber(s.clone())
+            .nats(nats.urls(), 3)
+    };
     let r1 = start(&cfg(d1.path())).await;
     let id = accepted_retrying(r1.ingest_addrs[0], &runway("in-flight")).await;
     sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;

@@ -125,3 +125,37 @@ fn a_huge_shutdown_grace_is_refused_never_a_panic() {
         }
     }
 }
+
+/// A clean stop repeats no delivery: at SIGTERM no attempt starts any more,
+/// and those in flight have the grace to be answered and recorded. Each
+/// attempt the stop abandoned (the lanes went on starting them while the
+/// listeners drained, and dropped all in flight) was sent again after the
+/// restart: every `systemctl restart` repeated a few (hostile review, stop 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::always(Behaviour::Slow(ms(300))).await;
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()).concurrency(4))
+        .write();
+    let bin = Bin::start(&path, &[]);
+    for i in 0..20 {
+        accepted(bin.addr, &runway(&format!("stop-{i}"))).await;
+    }
+    sub.wait_for(secs(10), "attempts under way", |r| r.len() >= 6).await;
+    bin.signal("TERM");
+    let (_, bin) = bin.exit().await;
+    let log = bin.log_text();
+    let before = sub.count();
+    let bin = Bin::start(&path, &[]);
+    sub.wait_for(secs(30), "all 20 delivered", |_| seen_ids(&sub).len() == 20)
+        .await;
+    // A repeat would come with the first attempts after the restart.
+    tokio::time::sleep(ms(500)).await;
+    let repeated: Vec<_> = seen_ids(&sub).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "sent twice across a clean stop: {repeated:?} ({before} sent before it)\nlog:\n{log}"
+    );
+    drop(bin);
+}

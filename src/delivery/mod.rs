@@ -358,6 +358,29 @@ impl Delivery {
         pulls
     }
 
+    /// A shutdown's first step for push deliveries: every lane stops taking
+    /// work, its attempts in flight go on and are recorded as they end,
+    /// until [`Self::stop`] abandons what is left. Each attempt a stop
+    /// abandons is sent again after the restart: a lane that went on
+    /// starting attempts while the listeners drained made every restart
+    /// repeat a few (hostile review, stop 65).
+    pub fn retire_push(&self) {
+        for lane in self.lanes() {
+            lane.retire();
+        }
+    }
+
+    /// Wait until every configured push lane has ended (after
+    /// [`Self::retire_push`]: its attempts in flight answered, or given up at
+    /// their timeout). Lanes a reload stopped are not waited for: what they
+    /// still hand over, [`Self::stop`] abandons, as before.
+    pub async fn push_ended(&self) {
+        let ended = || self.lanes().iter().all(|l| l.has_ended());
+        while !ended() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stop every lane and wait for it; attempts in flight and leases are
     /// abandoned (their work stays in the store and is sent again after a
     /// restart). Every lane is told before any is waited for, and no lane
