@@ -269,7 +269,7 @@ impl Metrics {
         );
         registry.register(
             "circuit_open",
-            "1 while a subscriber's circuit is not closed: open (backed off) or half-open (a probe out)",
+            "1 while a subscriber's circuit is open (backed off) or half-open with its probe out",
             m.circuit_open.clone(),
         );
         registry.register(

@@ -134,13 +134,32 @@ async fn rate_limit_is_respected() {
 async fn the_circuit_gauge_stays_up_while_a_probe_is_out() {
     let dir = tempfile::tempdir().unwrap();
     let hung = Sub::always(Behaviour::Hang).await;
+    let failing = Sub::always(Behaviour::Status(500)).await;
     let sub = Subscriber::new("hung", hung.url())
         .timeout(secs(3))
         .circuit_threshold(1)
         .retry([ms(10); 8]);
-    let h = start(&TestConfig::new(dir.path()).subscriber(sub)).await;
+    // Half-open with nothing due for an hour: no probe out, 0 (it read 1
+    // until the next work, for a subscriber that may have recovered).
+    let idle = Subscriber::new("idle", failing.url())
+        .circuit_threshold(1)
+        .retry([secs(3600)]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(sub).subscriber(idle)).await;
     callback(h.ingest_addrs[0], &runway("probe-gauge")).await;
-    let state = |v: &serde_json::Value| v["subscribers"][0]["state"].as_str().unwrap_or_default().to_string();
+    let idle_half_open = |v: &serde_json::Value| {
+        let idle = row(&v["subscribers"], "name", "idle");
+        idle["state"] == "half-open" && idle["in_flight"] == 0
+    };
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(10), idle_half_open).await;
+    assert!(idle_half_open(&subs), "{subs}");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_circuit_open{subscriber=\"idle\"}"), 0.0, "{subs}");
+    let state = |v: &serde_json::Value| {
+        row(&v["subscribers"], "name", "hung")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     let key = "hookrelay_circuit_open{subscriber=\"hung\"}";
     let deadline = Instant::now() + secs(30);
     let mut seen = 0;

@@ -159,3 +159,46 @@ async fn a_clean_stop_sends_nothing_twice() {
     );
     drop(bin);
 }
+
+/// An attempt not sending yet at SIGTERM (here waiting for the provider's
+/// record of a `verify = "fetch"` route) is dropped then, its work left in
+/// the store: it sent during the grace, was cut off at its end and was sent
+/// again after the restart (change review, stop 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_not_sent_at_the_stop_is_sent_once_after_the_restart() {
+    use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+    use hookrelay::provider::Product;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::always(Behaviour::Slow(secs(3))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) =
+        common::tasks::tasks_config(dir.path(), vec![common::tasks::signed_verify_route(&fake, &sub.url())]);
+    let path = cfg.shutdown_grace(secs(2)).write();
+    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
+    let bin = Bin::start(&path, &[]);
+    fake.hold_status();
+    let body = fake.final_callback(&task);
+    let id = fake.post_signed(addr, "/hooks/runway", &task, &body).await;
+    fake.wait_until("the look-up to be held", secs(10), |f| f.status_held() >= 1)
+        .await;
+    bin.signal("TERM");
+    // The record comes during the grace.
+    tokio::time::sleep(ms(300)).await;
+    fake.release_status();
+    let (_, bin) = bin.exit().await;
+    let log = bin.log_text();
+    let during = sub.count();
+    let bin = Bin::start(&path, &[]);
+    sub.wait_for(secs(20), "the delivery after the restart", |r| !r.is_empty())
+        .await;
+    tokio::time::sleep(ms(500)).await;
+    let got = sub.all();
+    assert!(
+        got.len() == 1 && got[0].header("webhook-id") == id,
+        "{during} sent during the stop, {} in all:\n{log}",
+        got.len()
+    );
+    drop(bin);
+}

@@ -306,6 +306,16 @@ impl Opening {
     }
 }
 
+/// What [`finish`] does with attempts not sending yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unsent {
+    /// A reload: wait for them until the lane's `timeout` and the margin,
+    /// then drop them and give their work back to the next lane.
+    WaitThenGiveBack,
+    /// A shutdown: drop them at once; their work stays in the store.
+    Leave,
+}
+
 /// A stopped push lane's attempts in flight, each with its ticket, when it
 /// was spawned and its [`Phase`]. Each is waited for as it is let go in the
 /// lane: one sending until its own deadline (its send's start, the
@@ -323,9 +333,14 @@ pub(super) async fn finish(
     tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
     source: &mut WorkSource,
     timeout: Duration,
+    unsent: Unsent,
     abandon: &mut watch::Receiver<bool>,
 ) {
-    let prepare_until = Instant::now() + timeout + RECORD_MARGIN;
+    let prepare_until = match unsent {
+        Unsent::WaitThenGiveBack => Instant::now() + timeout + RECORD_MARGIN,
+        Unsent::Leave => Instant::now(),
+    };
+    let give_back = unsent == Unsent::WaitThenGiveBack;
     let mut abandoned = false;
     loop {
         let now = Instant::now();
@@ -354,7 +369,7 @@ pub(super) async fn finish(
         if let Some((ticket, _, phase)) = tickets.remove(&id) {
             if recorded {
                 source.done(&ticket).await;
-            } else if phase.dropped() {
+            } else if phase.dropped() && give_back {
                 source.give_back(&ticket).await;
             }
         }
@@ -363,7 +378,7 @@ pub(super) async fn finish(
     // once they cannot write anything more (not in a shutdown, which does
     // not wait for the store: it comes again after `takeover`).
     tasks.abort_all();
-    if abandoned {
+    if abandoned || !give_back {
         return;
     }
     while tasks.join_next().await.is_some() {}

@@ -43,8 +43,13 @@ pub struct Lane {
     /// Tells the task to stop.
     stop: watch::Sender<bool>,
     /// Whether the stopping task lets its attempts in flight finish (a
-    /// reload stopped it) or abandons them (a shutdown).
+    /// reload stopped it, or a shutdown began) or abandons them (a
+    /// shutdown's end).
     finish: AtomicBool,
+    /// A shutdown began: attempts not sending yet are dropped at once, not
+    /// waited for (one would otherwise send during the grace and be cut
+    /// off: sent twice; change review, stop 65).
+    shutting_down: AtomicBool,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -75,6 +80,7 @@ impl Lane {
             circuit: AtomicU8::new(0),
             stop,
             finish: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
             task: std::sync::Mutex::new(None),
         });
         (lane, stop_rx)
@@ -118,6 +124,15 @@ impl Lane {
     pub(super) fn retire(&self) {
         self.finish.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
+    }
+
+    /// A shutdown's [`Self::retire`]: attempts already sending finish and
+    /// are recorded; those not sending yet (verifying, waiting for media,
+    /// numbering) are dropped at once and left in the store, for the
+    /// restart (in cluster mode, another relay after `takeover`).
+    pub(super) fn retire_for_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.retire();
     }
 
     /// Whether the task has ended.
@@ -191,7 +206,7 @@ pub(super) async fn run(
         metrics
             .circuit_open
             .get_or_create(&labels)
-            .set(i64::from(state != State::Closed));
+            .set(circuit_gauge(state, tickets.len()));
         let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
         let mut took = 0;
         if capacity == 0 {
@@ -258,6 +273,11 @@ pub(super) async fn run(
         lane.depth.store(source.depth(), Ordering::Relaxed);
         lane.in_flight.store(tickets.len(), Ordering::Relaxed);
         metrics.in_flight.get_or_create(&labels).set(tickets.len() as i64);
+        // A probe just taken counts from now, not from the next turn.
+        metrics
+            .circuit_open
+            .get_or_create(&labels)
+            .set(circuit_gauge(state, tickets.len()));
         // Wait for whatever can change what is due: a finished attempt, new
         // work, the next due time, the circuit's pause ending, new settings.
         let wake_at = match state {
@@ -293,7 +313,11 @@ pub(super) async fn run(
     stop.borrow_and_update();
     if lane.finish.load(Ordering::SeqCst) {
         let timeout = lane.subscriber().timeout;
-        super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, &mut stop).await;
+        let unsent = match lane.shutting_down.load(Ordering::SeqCst) {
+            true => super::handover::Unsent::Leave,
+            false => super::handover::Unsent::WaitThenGiveBack,
+        };
+        super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, unsent, &mut stop).await;
     }
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);
@@ -331,7 +355,7 @@ async fn rate_wait(
         metrics
             .circuit_open
             .get_or_create(labels)
-            .set(i64::from(state != State::Closed));
+            .set(circuit_gauge(state, tickets.len()));
         let reopens = circuit.reopens_at().filter(|_| state == State::Open);
         tokio::select! {
             biased;
@@ -405,6 +429,16 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// Whether the lane task kept in `task` has ended (or never started): a
 /// push or pull lane's.
+/// `hookrelay_circuit_open`: 1 while the circuit is open, and while it is
+/// half-open with its probe out (a subscriber that never answers spends
+/// each probe's whole timeout there: 0 then reset every alert on it; push
+/// delivery review, stop 65). Half-open with nothing sent yet is 0: it
+/// stays so until work is due, hours on a long retry step, for a
+/// subscriber that may have recovered (change review).
+fn circuit_gauge(state: State, in_flight: usize) -> i64 {
+    i64::from(state == State::Open || (state == State::HalfOpen && in_flight > 0))
+}
+
 pub(super) fn task_ended(task: &std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>) -> bool {
     task.lock()
         .unwrap_or_else(|e| e.into_inner())

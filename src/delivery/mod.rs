@@ -118,6 +118,9 @@ pub struct Delivery {
     /// Pull lanes stopped by a reload, serving acknowledgements of their
     /// leases until the last one is over ([`handover`]).
     retiring_pulls: Arc<std::sync::Mutex<Vec<Arc<PullLane>>>>,
+    /// A shutdown began ([`Self::retire_push`]): a reload's [`Self::apply`]
+    /// racing it changes no lane (a lane it started would never be retired).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Delivery {
@@ -132,6 +135,7 @@ impl Delivery {
             limiters: Arc::default(),
             retiring: Arc::default(),
             retiring_pulls: Arc::default(),
+            stopping: Default::default(),
         }
     }
 
@@ -243,6 +247,11 @@ impl Delivery {
         } = prepared;
         let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
         let mut pulls = self.pulls.write().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lanes' lock, which `retire_push` takes to list them.
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!("a reload's delivery changes are not applied: the relay is stopping");
+            return;
+        }
         let push_names: HashMap<&str, &str> = ready.iter().map(|(s, _)| (s.name.as_str(), s.route.as_str())).collect();
         let pull_names: HashMap<&str, &str> = pulled.iter().map(|s| (s.name.as_str(), s.route.as_str())).collect();
         // A subscriber moved to another route (a route renamed, or the
@@ -365,8 +374,9 @@ impl Delivery {
     /// starting attempts while the listeners drained made every restart
     /// repeat a few (hostile review, stop 65).
     pub fn retire_push(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         for lane in self.lanes() {
-            lane.retire();
+            lane.retire_for_shutdown();
         }
     }
 

@@ -166,18 +166,27 @@ pub fn verify(received: &Value, record: &Record) -> Verdict {
 
 /// [`verify`], and then the URLs the relay would archive for the callback
 /// (its route's media pointers, which may reach fields the product's
-/// documented ones do not) must each be a string of the provider's record: a
+/// documented ones do not) must each be one of the record's results: a
 /// forged body cannot have a URL downloaded by hiding it where the comparison
-/// does not look (hostile review, stop 65).
+/// does not look (hostile review, stop 65), nor have the task's inputs (a
+/// prompt's image, the callback URL) archived as results (change review).
+/// Compared without surrounding whitespace, as the archive takes URLs.
 pub fn verify_archiving(received: &Value, record: &Record, archived: &[String]) -> Verdict {
     let verdict = verify(received, record);
     if verdict != Verdict::Agree || archived.is_empty() {
         return verdict;
     }
-    let mut vouched = Vec::new();
-    strings_in(record.data(), NESTED_JSON_DEPTH, &mut vouched);
-    let vouched: HashSet<String> = vouched.into_iter().collect();
-    match archived.iter().find(|u| !vouched.contains(*u)) {
+    let mut vouched = record.media_urls();
+    // A Market model's result may hold files under other names than
+    // `resultUrls` (its own shape is not dropped): any string of it.
+    if let Some(result) = (record.product() == Product::Market)
+        .then(|| record.data().get("resultJson"))
+        .flatten()
+    {
+        strings_in(result, NESTED_JSON_DEPTH, &mut vouched);
+    }
+    let vouched: HashSet<&str> = vouched.iter().map(|u| u.trim()).collect();
+    match archived.iter().find(|u| !vouched.contains(u.trim())) {
         None => Verdict::Agree,
         Some(_) if !record.stage().is_terminal() => Verdict::NotTerminalYet,
         Some(u) => Verdict::Disagree(format!(

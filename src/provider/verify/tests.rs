@@ -376,3 +376,40 @@ fn what_the_route_archives_must_be_in_the_record() {
         Verdict::Disagree(_)
     ));
 }
+
+/// The record's other strings are the task's inputs, not its results: a
+/// forged body cannot have them archived; a URL with whitespace around it
+/// (the archive trims it) is still the record's (change review, stop 65).
+#[test]
+fn only_the_records_results_may_be_archived() {
+    let record = Record::from_data(
+        Product::Runway,
+        "t",
+        json!({"taskId": "t", "state": "success", "param": {"imageUrl": "https://in/put.png"},
+            "videoInfo": {"videoUrl": "https://f/k.mp4\n", "imageUrl": "https://f/m.png"}}),
+    )
+    .unwrap();
+    let body = runway_cb(200, "https://f/k.mp4\n");
+    let input = ["https://in/put.png".to_string()];
+    assert!(matches!(verify_archiving(&body, &record, &input), Verdict::Disagree(_)));
+    let trimmed = ["https://f/k.mp4".to_string()];
+    assert_eq!(verify_archiving(&body, &record, &trimmed), Verdict::Agree);
+    // A Market model's own result shape: any string of its `resultJson`.
+    let result = "{\"resultUrls\":[\"https://m/1.mp4\"],\"cover\":\"https://m/c.png\"}";
+    let market = Record::from_data(
+        Product::Market,
+        "m",
+        json!({"taskId": "m", "state": "success", "param": "{\"image_url\":\"https://in/put.png\"}",
+            "resultJson": result}),
+    )
+    .unwrap();
+    let cb = json!({"code": 200, "data": {"taskId": "m", "state": "success", "resultJson": result}});
+    assert_eq!(
+        verify_archiving(&cb, &market, &["https://m/c.png".to_string()]),
+        Verdict::Agree
+    );
+    assert!(matches!(
+        verify_archiving(&cb, &market, &["https://in/put.png".to_string()]),
+        Verdict::Disagree(_)
+    ));
+}
