@@ -45,3 +45,36 @@ async fn an_after_archive_delivery_waits_for_its_media_when_a_replica_lags() {
     }
     h.shutdown().await;
 }
+
+/// An event listing reads past a replica that answers "not found" for an
+/// event it has not applied: each such event was passed over as if
+/// deleted, and `next_before` went below it, so no page listed it (cluster
+/// review, stop 65). Every event is listed, asked again of the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_listing_leaves_out_nothing_a_replica_has_not_applied() {
+    let nats = NatsCluster::start_with(1, &common::nats_lag::mappings(&["HR_EV_t"])).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .nats(nats.urls(), 1),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("listed-{i}"))).await);
+    }
+    let _lag = common::nats_lag::lagging_replica(&nats.urls()[0]).await;
+    let (s, page) = admin(h.admin_addr, "GET", "/api/events?limit=12").await;
+    assert_eq!(s, http::StatusCode::OK, "{page}");
+    let listed: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !listed.contains(&id.as_str())).collect();
+    assert!(missing.is_empty(), "left out of the page: {missing:?}\n{page}");
+    h.shutdown().await;
+}
