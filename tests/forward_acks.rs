@@ -332,12 +332,27 @@ async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service()
 /// forward finding 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_refused_on_the_way_stop_the_forwarder() {
+    acknowledgements_refused_by(false, "404").await;
+}
+
+/// The same for a proxy redirecting acknowledgements (not followed, as for
+/// pulls): each was given up alone and the forwarder pulled on (pull
+/// review, stop 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_redirected_on_the_way_stop_the_forwarder() {
+    acknowledgements_refused_by(true, "elsewhere.example").await;
+}
+
+async fn acknowledgements_refused_by(redirect: bool, says: &str) {
     let dir = tempfile::tempdir().unwrap();
     let h = start(
         &TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(2)).retry([secs(1); 3])),
     )
     .await;
-    let proxy = ack_refusing_proxy(h.ingest_addrs[0]).await;
+    let proxy = match redirect {
+        true => common::query_proxy::ack_redirecting_proxy(h.ingest_addrs[0]).await,
+        false => ack_refusing_proxy(h.ingest_addrs[0]).await,
+    };
     let local = Local::ok().await;
     let mut fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), TOKEN, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("acks-refused")).await;
@@ -353,6 +368,6 @@ async fn acknowledgements_refused_on_the_way_stop_the_forwarder() {
         "{}",
         code.1
     );
-    assert!(code.1.contains("404"), "{}", code.1);
+    assert!(code.1.contains(says), "{}", code.1);
     h.shutdown().await;
 }

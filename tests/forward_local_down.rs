@@ -85,3 +85,52 @@ async fn a_run_of_410s_does_not_pause_the_pulls() {
         fwd.log_text()
     );
 }
+
+/// The delivery that ends a pause (one message at a time) brings back full
+/// speed at once: it slept one more pause first, up to 30 s, whenever that
+/// delivery was answered while the forwarder waited for it (pull review,
+/// stop 65: 18–25 s between the first success and the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_success_after_a_pause_brings_full_speed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "local-back-pull-token";
+    let path = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", token).lease(secs(60)).retry([secs(300)]))
+        .write();
+    let relay = Bin::start(&path, &[]);
+    send_spaced(relay.addr, "back", 40, Duration::ZERO).await;
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let is_up = up.clone();
+    let local = Local::start(Arc::new(move |_, _| {
+        match is_up.load(std::sync::atomic::Ordering::SeqCst) {
+            true => (200, Duration::ZERO),
+            false => (503, Duration::ZERO),
+        }
+    }))
+    .await;
+    let fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(relay.addr, "laptop"),
+        &local.url(),
+        token,
+        &["--concurrency", "1"],
+    );
+    // Down long enough for the pauses to reach seconds (0.5–1, 1–2, 2–4, 4–8 s).
+    local.wait_for(secs(20), "a first try", |g| !g.is_empty()).await;
+    tokio::time::sleep(secs(10)).await;
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Each request begun from now on is answered 200.
+    let up_at = Instant::now();
+    let got = local
+        .wait_for(secs(40), "the first success and five more", |g| {
+            g.iter().filter(|x| x.started >= up_at).count() >= 6
+        })
+        .await;
+    let ok: Vec<&Got> = got.iter().filter(|x| x.started >= up_at).collect();
+    let gap = ok[5].ended - ok[0].ended;
+    assert!(
+        gap < secs(3),
+        "{gap:?} from the first success to the sixth\n{}",
+        fwd.log_text()
+    );
+}

@@ -409,13 +409,16 @@ pub async fn run(
 
 /// Whether an acknowledgement's refusal holds for every acknowledgement:
 /// the token (401), or a status the relay gives no acknowledgement (a
-/// proxy's 403, 404, 405, …), not one for what this one carried (400: a
-/// field, an id; 409 and 413 are handled apart).
+/// proxy's 403, 404, 405, …, or a redirect, which is not followed, as for
+/// pulls: each acknowledgement was given up alone, every message a dead
+/// letter in the end; pull review, stop 65), not one for what this one
+/// carried (400: a field, an id; 409 and 413 are handled apart).
 fn refuses_every_one(e: &RelayError) -> bool {
     match e {
         RelayError::Refused => true,
         RelayError::Status(s, _) => {
-            s.is_client_error() && !matches!(*s, StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE)
+            s.is_redirection()
+                || (s.is_client_error() && !matches!(*s, StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE))
         }
         _ => false,
     }

@@ -261,7 +261,9 @@ impl Head {
             });
         let body = read_answer(self.resp.into_body(), self.declared, BODY_IDLE.min(max), max).await?;
         let message = || match &location {
-            Some(to) => format!("redirected to {to:?}, not followed: give hookrelay forward that URL"),
+            Some(to) => {
+                format!("redirected to {to:?}, not followed: give hookrelay forward the URL the relay answers at")
+            }
             None => serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))

@@ -113,13 +113,24 @@ impl Pump {
             // time, once those in flight are answered, after a pause.
             let one = match pause.before_pull(self.status.failing()) {
                 Some(wait) => {
+                    // The probe just pulled may deliver while it is waited
+                    // for: then no pause, full speed at once (it slept one
+                    // more pause, up to 30 s, first: pull review, stop 65).
+                    let (status, still) = (&self.status, |f: u32| pause.would_pause(f));
                     let paused = async {
                         while deliveries.join_next().await.is_some() {}
+                        if !still(status.failing()) {
+                            return false;
+                        }
                         tokio::time::sleep(wait).await;
+                        true
                     };
                     tokio::select! {
                         _ = stop.changed() => break,
-                        _ = paused => true,
+                        still_failing = paused => match still_failing {
+                            true => true,
+                            false => continue,
+                        },
                     }
                 }
                 None => false,
@@ -225,8 +236,8 @@ impl Pump {
                             // time; the running one's answer settles the new lease
                             // (kept until that lease is over: `offer` raised it).
                             tracing::warn!(event = %m.id, attempt = m.attempt,
-                                "offered again while still being delivered here (its lease ran out: keep --timeout \
-                                 below the subscriber's lease); not sent twice");
+                                "offered again while still being delivered here (its lease ran out — keep --timeout \
+                                 below the subscriber's lease — or the relay restarted and forgot it); not sent twice");
                             continue;
                         }
                         let already = self.unacked.contains(&m.id);

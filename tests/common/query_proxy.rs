@@ -2,7 +2,7 @@
 //! that drops every request's query string (an nginx `proxy_pass
 //! http://relay$uri;`: `$uri` has no query), so the relay answers pulls with
 //! its defaults; one that passes pulls but answers acknowledgements `404`
-//! (a location block for `GET /pull/` only).
+//! (a location block for `GET /pull/` only), or redirects them.
 
 use std::net::SocketAddr;
 
@@ -23,6 +23,12 @@ pub async fn ack_refusing_proxy(upstream: SocketAddr) -> SocketAddr {
     proxy(upstream, |m| (m == http::Method::POST).then_some(404)).await
 }
 
+/// A proxy to `upstream` that answers every `POST` with a `301` to another
+/// host and passes the rest on without its query; its address.
+pub async fn ack_redirecting_proxy(upstream: SocketAddr) -> SocketAddr {
+    proxy(upstream, |m| (m == http::Method::POST).then_some(301)).await
+}
+
 /// A proxy to `upstream` that answers a request with the status `refuse`
 /// gives for its method, or passes it on without its query.
 async fn proxy(upstream: SocketAddr, refuse: fn(http::Method) -> Option<u16>) -> SocketAddr {
@@ -38,7 +44,11 @@ async fn proxy(upstream: SocketAddr, refuse: fn(http::Method) -> Option<u16>) ->
                     async move {
                         if let Some(status) = refuse(req.method().clone()) {
                             let page = Full::new(Bytes::from_static(b"<html>Not Found</html>"));
-                            return Ok(Response::builder().status(status).body(page).unwrap());
+                            let mut answer = Response::builder().status(status);
+                            if (300..400).contains(&status) {
+                                answer = answer.header("location", "https://elsewhere.example/ack");
+                            }
+                            return Ok(answer.body(page).unwrap());
                         }
                         let (mut parts, body) = req.into_parts();
                         parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().unwrap();
