@@ -359,3 +359,32 @@ async fn relays_starting_together_on_an_empty_cluster_do_not_rewrite_each_other(
         }
     }
 }
+
+/// A set-up NATS refuses (three copies on a single server) is said by
+/// readiness, not only logged: it said "the streams are not set up yet",
+/// the reason in the log at `error` every few seconds (cluster review,
+/// stop 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_why_the_set_up_fails() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .nats(nats.urls(), 3),
+    )
+    .await;
+    let status = admin_until(h.admin_addr, "/api/status", secs(20), |v| {
+        v["not_ready_because"]
+            .as_str()
+            .is_some_and(|w| w.contains("the last try"))
+    })
+    .await;
+    let why = status["not_ready_because"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("the last try") && why.to_lowercase().contains("replicas"),
+        "{status}"
+    );
+    h.shutdown().await;
+}

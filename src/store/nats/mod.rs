@@ -105,6 +105,11 @@ pub(super) struct Shared {
     /// Why set-up cannot finish, when trying again does not help (the
     /// cluster's settings differ from this relay's).
     problem: RwLock<Option<String>>,
+    /// Why the last set-up failed (other than settings that differ):
+    /// readiness says it, not only the log (cluster review, stop 65).
+    set_up_error: RwLock<Option<String>>,
+    /// The `max_payload` warning was given (once, not at each set-up try).
+    payload_warned: AtomicBool,
     /// Routes whose last event could not be stored (see [`NatsStore::check_writable`]).
     unwritable_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Why NATS refused this relay's connection (credentials), until it connects.
@@ -169,7 +174,10 @@ impl Shared {
         }
         match read(&self.problem) {
             Some(p) => StoreError::Incompatible(p),
-            None => unavailable("the streams are not set up yet"),
+            None => match read(&self.set_up_error) {
+                Some(e) => unavailable(format!("the streams are not set up yet (the last try: {e})")),
+                None => unavailable("the streams are not set up yet"),
+            },
         }
     }
 
@@ -228,6 +236,8 @@ impl NatsStore {
                 retrying: AtomicBool::new(false),
                 problem: RwLock::default(),
                 unwritable_routes: Default::default(),
+                set_up_error: RwLock::default(),
+                payload_warned: AtomicBool::new(false),
                 refused,
                 setting_up: Mutex::new(()),
                 tags: RwLock::default(),

@@ -291,7 +291,9 @@ impl Shared {
         let _one = self.setting_up.lock().await;
         super::connect::check_server(&self.client, &self.js).await?;
         let max_payload = self.client.server_info().max_payload;
-        if max_payload < self.max_body + super::MAX_HEADERS {
+        if max_payload < self.max_body + super::MAX_HEADERS
+            && !self.payload_warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             tracing::warn!(
                 max_payload,
                 max_body = self.max_body,

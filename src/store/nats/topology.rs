@@ -59,6 +59,23 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A set-up try failed: kept for readiness to say, logged at `error`
+    /// when the reason is new (at `debug` while it repeats, every few seconds).
+    fn set_up_failed(&self, e: &setup::SetUpError) {
+        let why = e.to_string();
+        let old = self
+            .set_up_error
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(why.clone());
+        match old.as_ref() == Some(&why) {
+            true => tracing::debug!(error = %why, "NATS set-up failed again; retrying"),
+            false => tracing::error!(error = %why, "NATS set-up failed; retrying (/readyz says why)"),
+        }
+    }
+}
+
 /// Set up the registered topology once NATS lets us; ends when it is.
 pub(super) async fn retry_set_up(shared: Arc<Shared>) {
     let done = |s: &Shared| read(&s.set_up_for).as_ref() == Some(&read(&s.topology));
@@ -73,6 +90,7 @@ pub(super) async fn retry_set_up(shared: Arc<Shared>) {
             match shared.set_up(&mut setup::SetUp::new(setup::Mode::Keep)).await {
                 Ok(()) => {
                     *shared.problem.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    *shared.set_up_error.write().unwrap_or_else(|e| e.into_inner()) = None;
                     tracing::info!("NATS JetStream set up; serving");
                 }
                 Err(setup::SetUpError::Mismatch(m)) => {
@@ -86,7 +104,7 @@ pub(super) async fn retry_set_up(shared: Arc<Shared>) {
                         tracing::error!(error = %m, "this relay's store settings differ from the cluster's; not serving");
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
+                Err(e) => shared.set_up_failed(&e),
             }
         }
         shared.retrying.store(false, Ordering::Release);
@@ -123,7 +141,7 @@ impl NatsStore {
                     *s.topology.write().unwrap_or_else(|e| e.into_inner()) = before;
                     return Err(StoreError::Incompatible(m));
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "NATS set-up failed; retrying"),
+                Ok(Err(e)) => s.set_up_failed(&e),
                 Err(_) => tracing::warn!("NATS set-up is slow; retrying in the background"),
             }
         } else if let Some(why) = s.refused.get() {
