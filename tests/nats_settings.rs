@@ -388,3 +388,22 @@ async fn readiness_says_why_the_set_up_fails() {
     );
     h.shutdown().await;
 }
+
+/// More copies than the cluster has nodes: `apply-cluster-settings` says
+/// which setting NATS refused, not only "store cannot persist" (cluster
+/// review, stop 65), and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_replicas_than_nodes_is_refused_naming_the_setting() {
+    let nats = NatsCluster::start(3).await;
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sub = Sub::ok().await;
+    let hour = secs(3600);
+    let h = start(&relay(dir.path(), &nats, &sub.url(), 3, hour)).await;
+    let path = relay(other.path(), &nats, &sub.url(), 5, hour).write();
+    let (ok, out, err) = apply_cluster_settings(&path).await;
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("store.nats.replicas = 5 needs at least 5"), "{err}");
+    let ev = stream_config(&nats, "HR_EV_t").await;
+    assert_eq!(ev.num_replicas, 3);
+    h.shutdown().await;
+}

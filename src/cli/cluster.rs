@@ -57,8 +57,28 @@ pub(super) fn apply_cluster_settings(cli: &Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}{}", placement_hint(&e.to_string(), nats.replicas));
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a placement JetStream refused means for the settings (the error
+/// alone read as the store failing; cluster review, stop 65).
+fn placement_hint(error: &str, replicas: usize) -> String {
+    match error.contains("no suitable peers for placement") {
+        true => format!(
+            " (store.nats.replicas = {replicas} needs at least {replicas} JetStream nodes with room; nothing \
+             was changed by this refusal)"
+        ),
+        false => String::new(),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_placement_refusal_names_the_setting() {
+    let e = "store cannot persist: stream HR_DL: jetstream error: no suitable peers for placement";
+    assert!(placement_hint(e, 5).contains("store.nats.replicas = 5 needs at least 5"));
+    assert_eq!(placement_hint("NATS is not reachable", 5), "");
 }
