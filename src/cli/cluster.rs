@@ -67,10 +67,7 @@ pub(super) fn apply_cluster_settings(cli: &Cli) -> ExitCode {
 /// alone read as the store failing; cluster review, stop 65).
 fn placement_hint(error: &str, replicas: usize) -> String {
     match error.contains("no suitable peers for placement") {
-        true => format!(
-            " (store.nats.replicas = {replicas} needs at least {replicas} JetStream nodes with room; nothing \
-             was changed by this refusal)"
-        ),
+        true => format!(" (store.nats.replicas = {replicas} needs at least {replicas} JetStream nodes with room)"),
         false => String::new(),
     }
 }

@@ -427,8 +427,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Whether the lane task kept in `task` has ended (or never started): a
-/// push or pull lane's.
 /// `hookrelay_circuit_open`: 1 while the circuit is open, and while it is
 /// half-open with its probe out (a subscriber that never answers spends
 /// each probe's whole timeout there: 0 then reset every alert on it; push
@@ -439,6 +437,8 @@ fn circuit_gauge(state: State, in_flight: usize) -> i64 {
     i64::from(state == State::Open || (state == State::HalfOpen && in_flight > 0))
 }
 
+/// Whether the lane task kept in `task` has ended (or never started): a
+/// push or pull lane's.
 pub(super) fn task_ended(task: &std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>) -> bool {
     task.lock()
         .unwrap_or_else(|e| e.into_inner())

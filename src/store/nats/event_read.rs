@@ -7,15 +7,32 @@
 //! network black hole) stays in the direct-get group for minutes, and each
 //! read it drew failed (the event views, replays and deliveries answered
 //! `503` or waited a `takeover`), though the leader answers. Scans (the
-//! listings, a removed subscriber's count) do not ask again: 2 s more per
-//! message the hung replica drew would make a scan of 1,000 take minutes;
-//! they fail at the first timeout, as before.
+//! listings, a removed subscriber's count) ask the leader again only for a
+//! "not found" ([`scanned_message`]): 2 s more per message the hung replica
+//! drew would make a scan of 1,000 take minutes; they fail at the first
+//! timeout (the listing answers `503`). Passing either over as deleted left
+//! the event out of every page (cluster review, stop 65).
 
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
 
 use super::unavailable;
 use crate::store::StoreError;
+
+/// For a scan: the message at `seq`, `None` when the stream's leader has
+/// none there either; a direct get that timed out fails the scan.
+pub(super) async fn scanned_message(stream: &Stream, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
+    match stream.direct_get(seq).await {
+        Ok(m) => return Ok(Some(m)),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+        Err(e) => return Err(unavailable(e)),
+    }
+    match stream.get_raw_message(seq).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
 
 /// The message at `seq`, or `None` when the stream's leader has none there
 /// either (expired, deleted, never written).

@@ -110,8 +110,6 @@ pub(super) struct Shared {
     set_up_error: RwLock<Option<String>>,
     /// The `max_payload` warning was given (once, not at each set-up try).
     payload_warned: AtomicBool,
-    /// Routes whose last event could not be stored (see [`NatsStore::check_writable`]).
-    unwritable_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Why NATS refused this relay's connection (credentials), until it connects.
     refused: connect::Refused,
     /// One setup at a time.
@@ -235,7 +233,6 @@ impl NatsStore {
                 consumers: RwLock::default(),
                 retrying: AtomicBool::new(false),
                 problem: RwLock::default(),
-                unwritable_routes: Default::default(),
                 set_up_error: RwLock::default(),
                 payload_warned: AtomicBool::new(false),
                 refused,
@@ -357,20 +354,10 @@ impl NatsStore {
             }
         }
         let (mark, origin) = (ev.task.clone(), meta.origin);
-        let claimed = claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET).await;
-        // A route's stream may be on other nodes than the bucket the
-        // readiness check writes to (one replica, or more nodes than
-        // replicas): one that took no event is probed by that check too,
-        // until it answers (cluster review, stop 65: ready while every
-        // callback of the route got 503).
+        let accepted = match claim::claim(&s.js, &stream, &subject, &nonce, headers, ev.body, APPEND_BUDGET)
+            .await
+            .map_err(unavailable)?
         {
-            let mut unwritable = s.unwritable_routes.lock().unwrap_or_else(|e| e.into_inner());
-            match claimed.is_err() {
-                true => unwritable.insert(route.clone()),
-                false => unwritable.remove(&route),
-            };
-        }
-        let accepted = match claimed.map_err(unavailable)? {
             claim::Claim::New { seq } => {
                 s.wrote(1);
                 Accepted {
@@ -424,43 +411,6 @@ impl NatsStore {
             .put(layout::PROBE_KEY, bytes::Bytes::from_static(b"1"))
             .await
             .map_err(|e| unavailable(format!("a write to JetStream failed: {e}")))?;
-        // Routes whose last event could not be stored: their stream's
-        // leader must answer (it takes the next event then).
-        let unwritable: Vec<String> = s
-            .unwritable_routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for route in unwritable {
-            let Ok(stream) = s.stream(&route) else {
-                // No longer configured: nothing to store there.
-                s.unwritable_routes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&route);
-                continue;
-            };
-            match tokio::time::timeout(APPEND_BUDGET, stream.get_info()).await {
-                Ok(Ok(_)) => {
-                    s.unwritable_routes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&route);
-                }
-                Ok(Err(e)) => {
-                    return Err(unavailable(format!(
-                        "route {route:?}'s stream cannot be written (its leader does not answer): {e}"
-                    )))
-                }
-                Err(_) => {
-                    return Err(unavailable(format!(
-                        "route {route:?}'s stream cannot be written (its leader does not answer in time)"
-                    )))
-                }
-            }
-        }
         Ok(())
     }
 

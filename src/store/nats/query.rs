@@ -217,12 +217,11 @@ impl NatsStore {
             let mut oldest: Option<(u64, u64)> = None;
             let mut see = |seq: u64, ms: u64| oldest = Some((seq, oldest.map_or(ms, |(_, t)| t.min(ms))));
             while seq >= first && counted.saturating_sub(seq) < SCAN_LIMIT && found < q.limit {
-                // A replica that does not answer (a hung node) is asked
-                // of the leader, and failing that the listing is refused:
-                // skipped, the event was left out of every page (cluster
-                // review, stop 65). Only a message the leader does not
-                // have (deleted) is passed over.
-                if let Some(m) = event_read::event_message(&stream, seq).await? {
+                // A replica's "not found" is asked of the leader, a
+                // timeout refuses the listing: skipped, the event was left
+                // out of every page (cluster review, stop 65). Only a
+                // message the leader does not have (deleted) is passed over.
+                if let Some(m) = event_read::scanned_message(&stream, seq).await? {
                     let stored_ms = layout::millis(m.time);
                     if m.subject.starts_with("hr.ev.") {
                         let ev = event::decode(&route, seq, stored_ms, &m.headers, m.payload);
@@ -307,8 +306,12 @@ impl NatsStore {
                 },
             };
             let time = match stream {
-                Some(st) => event_read::event_message(&st, seq)
-                    .await?
+                // A letter whose event cannot be read now is listed
+                // without its time, not the page refused.
+                Some(st) => event_read::scanned_message(&st, seq)
+                    .await
+                    .ok()
+                    .flatten()
                     .and_then(|m| event::time_ms(&m.headers)),
                 None => None,
             };

@@ -136,7 +136,10 @@ impl NatsStore {
         if s.connected() {
             let mut plan = setup::SetUp::new(setup::Mode::Keep);
             match tokio::time::timeout(Duration::from_secs(10), s.set_up(&mut plan)).await {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => {
+                    *s.set_up_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Ok(());
+                }
                 Ok(Err(setup::SetUpError::Mismatch(m))) => {
                     *s.topology.write().unwrap_or_else(|e| e.into_inner()) = before;
                     return Err(StoreError::Incompatible(m));
