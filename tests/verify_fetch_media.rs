@@ -53,12 +53,7 @@ async fn media_waits_for_verification(nats: Option<&NatsCluster>) {
     forged["data"]["video_url"] = evil.clone().into();
     forged["data"]["image_url"] = "".into();
     let id = fake.post_signed(addr, "/hooks/runway", &target, &forged).await;
-    let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-        v["subscribers"][0]["state"] == "dead"
-    })
-    .await;
-    let why = view["subscribers"][0]["last_error"].as_str().unwrap_or_default();
-    assert!(why.starts_with("unverified: "), "{view}");
+    held_unverified(h.admin_addr, &id).await;
     tokio::time::sleep(ms(500)).await;
     assert_eq!(files.total_hits(), 0, "the forged callback's URL was downloaded");
     assert!(media_of(h.admin_addr, &id).await.is_empty(), "no media work for it");
@@ -210,15 +205,21 @@ async fn a_url_hidden_in_a_second_place_is_held_and_not_downloaded() {
     forged.push(fake.post_signed(addr, "/hooks/runway", &runway, &body).await);
 
     for id in &forged {
-        let view = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
-            v["subscribers"][0]["state"] == "dead"
-        })
-        .await;
-        let why = view["subscribers"][0]["last_error"].as_str().unwrap_or_default();
-        assert!(why.starts_with("unverified: "), "{view}");
+        held_unverified(h.admin_addr, id).await;
     }
     tokio::time::sleep(ms(500)).await;
     assert_eq!(files.total_hits(), 0, "a forged callback's URL was downloaded");
     assert_eq!(sub.count(), 0, "a forged callback was delivered");
     h.shutdown().await;
+}
+
+/// Wait for event `id`'s (first) delivery to be a dead letter held as
+/// `unverified:`.
+async fn held_unverified(admin_addr: std::net::SocketAddr, id: &str) {
+    let view = admin_until(admin_addr, &format!("/api/events/{id}"), secs(10), |v| {
+        v["subscribers"][0]["state"] == "dead"
+    })
+    .await;
+    let why = view["subscribers"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("unverified: "), "{view}");
 }
