@@ -5,7 +5,7 @@
 //! slow or dead subscriber never delays another one, nor ingest.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Notify};
@@ -42,16 +42,21 @@ pub struct Lane {
     circuit: AtomicU8,
     /// Tells the task to stop.
     stop: watch::Sender<bool>,
-    /// Whether the stopping task lets its attempts in flight finish (a
-    /// reload stopped it, or a shutdown began) or abandons them (a
-    /// shutdown's end).
-    finish: AtomicBool,
-    /// A shutdown began: attempts not sending yet are dropped at once, not
-    /// waited for (one would otherwise send during the grace and be cut
-    /// off: sent twice; change review, stop 65).
-    shutting_down: AtomicBool,
+    /// How the stopping task ends: abandoning its attempts in flight (a
+    /// shutdown's end, [`ABANDON`]) or letting them finish (a reload,
+    /// [`FINISH`]; a shutdown's start, [`FINISH_SENDING`]: attempts not
+    /// sending yet are dropped at once, not waited for, or one would send
+    /// during the grace and be cut off, sent twice; change review, stop 65).
+    stopping: AtomicU8,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// [`Lane::stopping`]: abandon attempts in flight.
+const ABANDON: u8 = 0;
+/// Let every attempt in flight finish (a reload).
+const FINISH: u8 = 1;
+/// Let attempts already sending finish, drop the others (a shutdown).
+const FINISH_SENDING: u8 = 2;
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
     l.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -79,8 +84,7 @@ impl Lane {
             in_flight: AtomicUsize::new(0),
             circuit: AtomicU8::new(0),
             stop,
-            finish: AtomicBool::new(false),
-            shutting_down: AtomicBool::new(false),
+            stopping: AtomicU8::new(ABANDON),
             task: std::sync::Mutex::new(None),
         });
         (lane, stop_rx)
@@ -115,14 +119,14 @@ impl Lane {
     }
 
     pub(super) fn signal_stop(&self) {
-        self.finish.store(false, Ordering::SeqCst);
+        self.stopping.store(ABANDON, Ordering::SeqCst);
         let _ = self.stop.send(true);
     }
 
     /// Stop taking work; attempts in flight finish and are recorded
     /// ([`super::handover::finish`]) before the task ends.
     pub(super) fn retire(&self) {
-        self.finish.store(true, Ordering::SeqCst);
+        self.stopping.store(FINISH, Ordering::SeqCst);
         let _ = self.stop.send(true);
     }
 
@@ -131,8 +135,8 @@ impl Lane {
     /// numbering) are dropped at once and left in the store, for the
     /// restart (in cluster mode, another relay after `takeover`).
     pub(super) fn retire_for_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        self.retire();
+        self.stopping.store(FINISH_SENDING, Ordering::SeqCst);
+        let _ = self.stop.send(true);
     }
 
     /// Whether the task has ended.
@@ -203,10 +207,6 @@ pub(super) async fn run(
         let now = Instant::now();
         let state = circuit.state(now);
         lane.circuit.store(code(state), Ordering::Relaxed);
-        metrics
-            .circuit_open
-            .get_or_create(&labels)
-            .set(circuit_gauge(state, tickets.len()));
         let capacity = circuit.capacity(now, sub.concurrency, tickets.len());
         let mut took = 0;
         if capacity == 0 {
@@ -273,7 +273,7 @@ pub(super) async fn run(
         lane.depth.store(source.depth(), Ordering::Relaxed);
         lane.in_flight.store(tickets.len(), Ordering::Relaxed);
         metrics.in_flight.get_or_create(&labels).set(tickets.len() as i64);
-        // A probe just taken counts from now, not from the next turn.
+        // Once per turn, after the take: a probe just taken counts from now.
         metrics
             .circuit_open
             .get_or_create(&labels)
@@ -311,12 +311,13 @@ pub(super) async fn run(
         }
     }
     stop.borrow_and_update();
-    if lane.finish.load(Ordering::SeqCst) {
+    let unsent = match lane.stopping.load(Ordering::SeqCst) {
+        FINISH => Some(super::handover::Unsent::WaitThenGiveBack),
+        FINISH_SENDING => Some(super::handover::Unsent::Leave),
+        _ => None,
+    };
+    if let Some(unsent) = unsent {
         let timeout = lane.subscriber().timeout;
-        let unsent = match lane.shutting_down.load(Ordering::SeqCst) {
-            true => super::handover::Unsent::Leave,
-            false => super::handover::Unsent::WaitThenGiveBack,
-        };
         super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, unsent, &mut stop).await;
     }
     tasks.abort_all();

@@ -22,24 +22,22 @@ use crate::store::StoreError;
 /// For a scan: the message at `seq`, `None` when the stream's leader has
 /// none there either; a direct get that timed out fails the scan.
 pub(super) async fn scanned_message(stream: &Stream, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
-    match stream.direct_get(seq).await {
-        Ok(m) => return Ok(Some(m)),
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
-        Err(e) => return Err(unavailable(e)),
-    }
-    match stream.get_raw_message(seq).await {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(unavailable(e)),
-    }
+    read(stream, seq, false).await
 }
 
 /// The message at `seq`, or `None` when the stream's leader has none there
 /// either (expired, deleted, never written).
 pub(super) async fn event_message(stream: &Stream, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
+    read(stream, seq, true).await
+}
+
+/// A direct get, asked again of the leader after a "not found" (and after
+/// a timeout when `after_timeout`).
+async fn read(stream: &Stream, seq: u64, after_timeout: bool) -> Result<Option<StreamMessage>, StoreError> {
     match stream.direct_get(seq).await {
         Ok(m) => return Ok(Some(m)),
-        Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound | DirectGetErrorKind::TimedOut) => {}
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+        Err(e) if after_timeout && e.kind() == DirectGetErrorKind::TimedOut => {}
         Err(e) => return Err(unavailable(e)),
     }
     match stream.get_raw_message(seq).await {

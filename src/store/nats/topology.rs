@@ -60,6 +60,11 @@ impl Shared {
 }
 
 impl Shared {
+    /// A set-up finished: no failure left to say.
+    fn set_up_done(&self) {
+        *self.set_up_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// A set-up try failed: kept for readiness to say, logged at `error`
     /// when the reason is new (at `debug` while it repeats, every few seconds).
     fn set_up_failed(&self, e: &setup::SetUpError) {
@@ -90,7 +95,7 @@ pub(super) async fn retry_set_up(shared: Arc<Shared>) {
             match shared.set_up(&mut setup::SetUp::new(setup::Mode::Keep)).await {
                 Ok(()) => {
                     *shared.problem.write().unwrap_or_else(|e| e.into_inner()) = None;
-                    *shared.set_up_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    shared.set_up_done();
                     tracing::info!("NATS JetStream set up; serving");
                 }
                 Err(setup::SetUpError::Mismatch(m)) => {
@@ -137,7 +142,7 @@ impl NatsStore {
             let mut plan = setup::SetUp::new(setup::Mode::Keep);
             match tokio::time::timeout(Duration::from_secs(10), s.set_up(&mut plan)).await {
                 Ok(Ok(())) => {
-                    *s.set_up_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    s.set_up_done();
                     return Ok(());
                 }
                 Ok(Err(setup::SetUpError::Mismatch(m))) => {
