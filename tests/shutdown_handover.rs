@@ -1,6 +1,7 @@
 //! A shutdown starts no lane: a subscriber's new lane still waiting for its
 //! turn (behind the lane a reload stopped) stays waiting, and its work is
-//! sent after the restart, once. From review 14, finding 5.
+//! sent after the restart, once (from review 14, finding 5); a lane a
+//! reload stopped sends nothing it had not started sending (stop 66).
 
 use crate::common;
 
@@ -100,6 +101,83 @@ async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
         during == 0 && seen.values().all(|n| *n == 1),
         "task {task}: s's push lane, waiting for its turn behind the pull lane, was sent {during} request(s) during \
          the shutdown, abandoned by it; after the restart s has seen: {seen:?}"
+    );
+    h.shutdown().await;
+}
+
+/// A reload removes `s` while its lane asks the provider about an event
+/// (`verify = "fetch"`, held 3 s), and a shutdown begins at once, held open
+/// by a request in flight for its whole grace. Before, the shutdown told
+/// only the configured lanes: the lane the reload retired went on waiting
+/// for its attempt (with the reload's patience, the subscriber's `timeout`
+/// and a margin), which sent once the provider answered, was cut off at the
+/// grace's end, and was sent again after the restart. Now it is dropped at
+/// the shutdown, before it sends, and sent once after the restart (hostile
+/// review, stop 66).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloads_lane_finishing_at_a_shutdown_sends_nothing_twice() {
+    use tokio::io::AsyncWriteExt;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let (proxy, connections) = slow_proxy(fake.addr(), secs(3)).await;
+    // Answers its first request after 30 s (still out at the grace's end), the others at once.
+    let sub = Sub::start(Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Slow(secs(30))
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = |name: &str| {
+        let route = task_route("runway", "kie-runway", &fake, DOWN)
+            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
+            .without_reconcile()
+            .verify("fetch")
+            .subscriber(Subscriber::new(name, sub.url()).timeout(secs(60)));
+        let public = format!("http://{addr}");
+        TestConfig::new(dir.path())
+            .listen(addr)
+            .read_timeout(secs(30))
+            .shutdown_grace(secs(6))
+            .edit_route("t", |_| route)
+            .public_url(public)
+    };
+    let h = start(&config("s")).await;
+    let task = fake.create(
+        Product::Runway,
+        TaskPlan::success(),
+        Some(&format!("http://{addr}/hooks/runway")),
+    );
+    let t0 = Instant::now();
+    while connections.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < secs(10), "no verification request");
+        tokio::time::sleep(ms(20)).await;
+    }
+    // s is removed (its work stays in the store); its lane is retired, its check still out.
+    config("s-later").write();
+    h.reload().await.expect("reload removing s");
+    // A request in flight holds the shutdown's drain open for the whole grace.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    h.shutdown().await;
+    let during = sub.count();
+    drop(held);
+    // s back: after the restart the event is sent, once.
+    let h = start(&config("s")).await;
+    sub.wait_for(secs(20), "the callback, after the restart", |r| r.len() > during)
+        .await;
+    tokio::time::sleep(secs(1)).await;
+    let seen = seen_ids(&sub);
+    assert!(
+        during == 0 && seen.values().all(|n| *n == 1),
+        "task {task}: the lane the reload retired sent {during} request(s) during the shutdown; after the restart s \
+         has seen: {seen:?}"
     );
     h.shutdown().await;
 }

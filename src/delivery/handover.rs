@@ -325,22 +325,29 @@ pub(super) enum Unsent {
 /// before it sends (its work is given back at once, its attempt number
 /// unspent, and read again by the next lane: nothing was sent). What is
 /// not recorded by then is abandoned (sent again after a restart; in
-/// cluster mode after `takeover`). A change of `abandon` (a shutdown) ends
-/// the wait early: the caller marks its value seen before it decides to
-/// finish.
+/// cluster mode after `takeover`). `mode` says what to do with attempts
+/// not sending yet, `None` to abandon everything; it is read at the start
+/// and at each change of `abandon` (the caller marks its value seen before
+/// it decides to finish): a shutdown begun while a reload's lane finishes
+/// drops what is not sending yet at once (it would otherwise send during
+/// the grace and be cut off at its end: sent twice), and a shutdown's end
+/// ends the wait.
 pub(super) async fn finish(
     tasks: &mut JoinSet<(Health, bool)>,
     tickets: &mut HashMap<tokio::task::Id, (Ticket, Instant, Arc<Phase>)>,
     source: &mut WorkSource,
     timeout: Duration,
-    unsent: Unsent,
+    mode: impl Fn() -> Option<Unsent>,
     abandon: &mut watch::Receiver<bool>,
 ) {
-    let prepare_until = match unsent {
+    let Some(unsent) = mode() else {
+        return;
+    };
+    let mut prepare_until = match unsent {
         Unsent::WaitThenGiveBack => Instant::now() + timeout + RECORD_MARGIN,
         Unsent::Leave => Instant::now(),
     };
-    let give_back = unsent == Unsent::WaitThenGiveBack;
+    let mut give_back = unsent == Unsent::WaitThenGiveBack;
     let mut abandoned = false;
     loop {
         let now = Instant::now();
@@ -354,9 +361,17 @@ pub(super) async fn finish(
         let done = tokio::select! {
             done = tasks.join_next_with_id() => done,
             _ = tokio::time::sleep_until(until) => continue,
-            _ = abandon.changed() => {
-                abandoned = true;
-                None
+            _ = abandon.changed() => match mode() {
+                Some(Unsent::Leave) => {
+                    prepare_until = Instant::now();
+                    give_back = false;
+                    continue;
+                }
+                Some(Unsent::WaitThenGiveBack) => continue,
+                None => {
+                    abandoned = true;
+                    None
+                }
             }
         };
         let Some(done) = done else {

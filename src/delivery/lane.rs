@@ -311,15 +311,13 @@ pub(super) async fn run(
         }
     }
     stop.borrow_and_update();
-    let unsent = match lane.stopping.load(Ordering::SeqCst) {
+    let mode = || match lane.stopping.load(Ordering::SeqCst) {
         FINISH => Some(super::handover::Unsent::WaitThenGiveBack),
         FINISH_SENDING => Some(super::handover::Unsent::Leave),
         _ => None,
     };
-    if let Some(unsent) = unsent {
-        let timeout = lane.subscriber().timeout;
-        super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, unsent, &mut stop).await;
-    }
+    let timeout = lane.subscriber().timeout;
+    super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, mode, &mut stop).await;
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);
 }

@@ -373,19 +373,30 @@ impl Delivery {
     /// abandons is sent again after the restart: a lane that went on
     /// starting attempts while the listeners drained made every restart
     /// repeat a few (hostile review, stop 65).
+    /// Lanes a reload retired and still finishing are told too: what they
+    /// have not started sending is left for the restart at once (hostile
+    /// review, stop 66).
     pub fn retire_push(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        for lane in self.lanes() {
+        for lane in self.push_lanes_running() {
             lane.retire_for_shutdown();
         }
     }
 
-    /// Wait until every configured push lane has ended (after
-    /// [`Self::retire_push`]: its attempts in flight answered, or given up at
-    /// their timeout). Lanes a reload stopped are not waited for: what they
-    /// still hand over, [`Self::stop`] abandons, as before.
+    /// The configured push lanes and those a reload retired that have not
+    /// ended yet.
+    fn push_lanes_running(&self) -> Vec<Arc<Lane>> {
+        let mut lanes = self.lanes();
+        let retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.extend(retiring.iter().filter(|l| !l.has_ended()).cloned());
+        lanes
+    }
+
+    /// Wait until every push lane has ended, a reload's retired ones too
+    /// (after [`Self::retire_push`]: its attempts in flight answered, or
+    /// given up at their timeout).
     pub async fn push_ended(&self) {
-        let ended = || self.lanes().iter().all(|l| l.has_ended());
+        let ended = || self.push_lanes_running().iter().all(|l| l.has_ended());
         while !ended() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
