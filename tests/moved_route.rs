@@ -331,6 +331,40 @@ async fn a_callback_received_across_a_reload_that_replaces_all_its_subscribers_i
     h.shutdown().await;
 }
 
+/// A callback whose request began before a reload that replaces one of its
+/// route's two subscribers (`a` out, `c` in, `b` kept) and whose body ends
+/// after it is stored for the subscribers in force: `c` gets it, as it gets
+/// every event after its tail. Before, it was stored for `a` and `b`, the
+/// subscribers of when the request began, and never sent to `c` (hostile
+/// review of ingest, stop 66).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_received_across_a_reload_that_replaces_one_subscriber_goes_to_the_subscribers_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (Sub::ok().await, Sub::ok().await, Sub::ok().await);
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("b", b.url()));
+    let h = start(&base.clone().subscriber(Subscriber::new("a", a.url()))).await;
+    let addr = h.ingest_addrs[0];
+    let body = runway("across-the-replacement");
+    let (conn, tail) = common::client::half_sent_callback(addr, &body).await;
+    // Begun under the config before the reload: its head is read.
+    common::client::read_by_server(&conn).await;
+    base.clone().subscriber(Subscriber::new("c", c.url())).write();
+    h.reload().await.expect("reload");
+    let answer = common::client::finish_half_sent(conn, &tail).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let id = accepted(addr, &body).await;
+    b.wait_for(secs(10), "the callback at b", |r| r.len() == 1).await;
+    let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
+    c.wait_for(
+        secs(10),
+        &format!("the callback at c, added before it was stored: {ev}"),
+        |r| r.iter().any(|x| x.header("webhook-id") == id),
+    )
+    .await;
+    assert!(a.all().is_empty(), "a was removed before the callback was stored");
+    h.shutdown().await;
+}
+
 /// A callback whose request began before a reload that only moves its route
 /// to another path (same name, same subscriber) is stored and delivered as
 /// it began: answering 503 would lose it, the provider's retry to the URL it

@@ -391,8 +391,10 @@ where
     // stored as the request began, the event would be nobody's. Or it
     // changed the route's checks (a token revoked): the request passed the
     // old ones. The provider's retry finds the route in force.
+    let mut in_force = None;
     match moved::in_force(app, live, route) {
         moved::InForce::Current => {}
+        moved::InForce::Reloaded(now) => in_force = Some(now),
         moved::InForce::ChecksChanged => {
             tracing::warn!(route = %r.name,
                 "a reload changed how the route checks callbacks (tokens, allowed addresses, signature, …) while this callback was received; answering 503 so that the provider's retry is checked by the route in force");
@@ -417,7 +419,7 @@ where
             return Answer::RouteChanged;
         }
     }
-    let mut result = store_on(route, COMMIT_TIMEOUT).await;
+    let mut result = store_on(in_force.as_deref().unwrap_or(route), COMMIT_TIMEOUT).await;
     if matches!(result, Err(crate::store::StoreError::RouteChanged(_))) {
         // The store saw a reload's topology before this relay swapped its
         // config (cluster mode: NATS set-up may take seconds, and the

@@ -28,12 +28,15 @@ const RELOAD_WAIT: Duration = Duration::from_secs(5);
 const ANSWER_WITHIN: Duration = Duration::from_secs(12);
 
 /// What a reload did to a request's route while the request was received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum InForce {
-    /// Still the route for its path under its name, with at least one of
-    /// the subscribers the event would be stored for, checking callbacks as
-    /// it did: stored as the request began.
+    /// No reload since the request began: stored as it began.
     Current,
+    /// A reload kept the route under its name, with at least one of the
+    /// subscribers the event would be stored for, checking callbacks as it
+    /// did: stored on the route in force, for its subscribers now (one the
+    /// reload added is after its tail: stored for the old list, the event
+    /// was never sent to it; ingest review, stop 66).
+    Reloaded(Arc<RouteState>),
     /// Renamed or removed, or all of its subscribers replaced: stored as it
     /// began, the event would be nobody's. `alike`: a route in force (by
     /// name, else by path) checks callbacks as it did, so the request
@@ -53,25 +56,26 @@ pub(super) fn in_force(app: &App, live: &Arc<Live>, route: &RouteState) -> InFor
         return InForce::Current;
     }
     let r = &route.route;
-    let by_name = now.config.routes.iter().find(|n| n.name == r.name);
-    let by_path = now.routes.get(&r.path).map(|n| &n.route);
+    let by_name = now.routes.values().find(|n| n.route.name == r.name);
+    let by_path = now.routes.get(&r.path);
     let alike = match by_name.or(by_path) {
-        Some(n) if !n.takes_callbacks_like(r) => return InForce::ChecksChanged,
+        Some(n) if !n.route.takes_callbacks_like(r) => return InForce::ChecksChanged,
         Some(_) => true,
         None => false,
     };
     // By name, not by the old path: events and cursors are kept per route
     // name, so a route that only moved to another path (same name, one of
-    // the request's subscribers still on it) takes the event as it began,
-    // while the provider's retry to the old path would get 404.
-    let kept = by_name.is_some_and(|n| {
-        n.subscribers
+    // the request's subscribers still on it) takes the event, while the
+    // provider's retry to the old path would get 404.
+    let kept = by_name.filter(|n| {
+        n.route
+            .subscribers
             .iter()
             .any(|s| r.subscribers.iter().any(|o| o.name == s.name))
     });
     match kept {
-        true => InForce::Current,
-        false => InForce::Moved { alike },
+        Some(n) => InForce::Reloaded(n.clone()),
+        None => InForce::Moved { alike },
     }
 }
 
