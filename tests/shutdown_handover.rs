@@ -181,3 +181,47 @@ async fn a_reloads_lane_finishing_at_a_shutdown_sends_nothing_twice() {
     );
     h.shutdown().await;
 }
+
+/// A reload removes `s` while its attempt is out (answered after 2 s), and
+/// a shutdown begins at once. Before, the stop waited only for the
+/// configured lanes: it abandoned the retired lane's attempt within
+/// milliseconds, and the restart sent it again. Now the attempt has the
+/// grace to be answered and recorded, as any other (hostile review, stop 66).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloads_lane_sending_at_a_shutdown_is_given_the_grace() {
+    let sub = Sub::start(Arc::new(|n, _| {
+        if n == 0 {
+            Behaviour::Slow(secs(2))
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).shutdown_grace(secs(6));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(10)));
+    let h = start(&with_s).await;
+    let first = accepted(h.ingest_addrs[0], &runway("out-at-the-stop")).await;
+    sub.wait_for(secs(10), "the first attempt", |r| r.len() == 1).await;
+    // s removed (a subscriber of its own keeps the route valid), then the stop.
+    base.clone().subscriber(Subscriber::new("other", DOWN)).write();
+    h.reload().await.expect("reload removing s");
+    h.shutdown().await;
+    // s back: the restart sends only what came after.
+    let h = start(&with_s).await;
+    let second = accepted(h.ingest_addrs[0], &runway("after-the-restart")).await;
+    sub.wait_for(secs(20), "the callback after the restart", |r| {
+        r.iter().any(|x| x.header("webhook-id") == second)
+    })
+    .await;
+    tokio::time::sleep(secs(1)).await;
+    let seen = seen_ids(&sub);
+    assert_eq!(
+        seen.get(&first),
+        Some(&1),
+        "the attempt out when the reload retired its lane was sent again after the restart: {seen:?}"
+    );
+    h.shutdown().await;
+}
