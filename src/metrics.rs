@@ -172,7 +172,8 @@ pub enum SubGauges {
     /// leases, time since the last pull.
     Pull,
     /// Removed from the config with deliveries still pending: queue depth
-    /// and oldest pending only (what an alert on a stuck backlog watches).
+    /// and oldest pending only (what an alert on a stuck backlog watches;
+    /// in flight too while its stopped lane waits for attempts, set apart).
     RemovedPending,
     /// Not configured, nothing pending (or not known: the store cannot be read): none.
     Gone,

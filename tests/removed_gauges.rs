@@ -111,3 +111,47 @@ async fn gauges_of_removed_and_moved_subscribers_are_not_kept_frozen_in_cluster_
     let dir = tempfile::tempdir().unwrap();
     gauges_follow_the_reload(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
 }
+
+/// Attempts a removed subscriber's lane still waits for are counted: its
+/// row's `in_flight` and its `hookrelay_in_flight` read them until they are
+/// answered (both read 0, the gauge gone, while the lane waited: lifecycle
+/// review, stop 66), then the gauge goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_attempts_still_out_are_counted_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Sub::always(Behaviour::Slow(secs(3))).await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN).retry([secs(3600)]));
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::new("s", slow.url()).timeout(secs(10))),
+    )
+    .await;
+    accepted(h.ingest_addrs[0], &runway("out-at-the-reload")).await;
+    slow.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
+    base.write();
+    h.reload().await.expect("reload removing s");
+    let key = "hookrelay_in_flight{subscriber=\"s\"}".to_string();
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let r = row(&subs["subscribers"], "name", "s");
+    let m = metrics(h.admin_addr).await;
+    assert!(
+        r["state"] == "removed" && r["in_flight"] == 1 && m.contains(&(key.clone(), 1.0)),
+        "the attempt out is not counted: {subs}\n{m:?}"
+    );
+    // Answered and recorded: nothing left, the gauge goes.
+    metrics_until(h.admin_addr, secs(10), "s's gauge gone", |m| {
+        !m.iter().any(|(k, _)| *k == key)
+    })
+    .await;
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    assert!(
+        subs["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "s" || r["in_flight"] == 0),
+        "{subs}"
+    );
+    h.shutdown().await;
+}

@@ -97,7 +97,8 @@ pub(super) async fn render(app: &App) -> String {
 /// The gauges of subscribers without a lane of that kind any more (removed
 /// or moved by a reload) are removed, except the backlog of a removed one
 /// with deliveries still pending (its queue depth and oldest pending age, as
-/// `/api/subscribers` lists it): an alert on an open circuit or a silent
+/// `/api/subscribers` lists it, and the attempts its stopped lane still
+/// waits for): an alert on an open circuit or a silent
 /// puller clears, one on a stuck backlog keeps firing. One removed with
 /// nothing left (nothing pending, no dead letter) loses every series,
 /// counters included ([`Metrics::forget_subscriber`]).
@@ -136,6 +137,10 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
         m.keep_gauges(&labels, kind);
         if let Some(s) = pending.filter(|_| kind == SubGauges::RemovedPending) {
             m.queue_depth.get_or_create(&labels).set(s.backlog as i64);
+            let out = app.delivery.retired_in_flight(name, None);
+            if out > 0 {
+                m.in_flight.get_or_create(&labels).set(out as i64);
+            }
             set_oldest_pending(m, &labels, Some(std::slice::from_ref(*s)), s.backlog, now);
         }
     }

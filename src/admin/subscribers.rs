@@ -85,7 +85,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "url": null,
             "state": "removed",
             "queue_depth": s.backlog,
-            "in_flight": 0,
+            "in_flight": app.delivery.retired_in_flight(&s.name, s.route.as_deref()),
             "leased": if configured.contains(&s.name) { 0 } else { app.delivery.stopped_pull_leased(&s.name) },
             "oldest_pending_seconds": s.oldest_pending_ms.map(|t| now.saturating_sub(t) / 1000),
             "dead_letters": s.dead_letters,

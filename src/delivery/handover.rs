@@ -339,6 +339,7 @@ pub(super) async fn finish(
     timeout: Duration,
     mode: impl Fn() -> Option<Unsent>,
     abandon: &mut watch::Receiver<bool>,
+    in_flight: &std::sync::atomic::AtomicUsize,
 ) {
     let Some(unsent) = mode() else {
         return;
@@ -382,6 +383,7 @@ pub(super) async fn finish(
             Err(e) => (e.id(), false),
         };
         if let Some((ticket, _, phase)) = tickets.remove(&id) {
+            in_flight.store(tickets.len(), std::sync::atomic::Ordering::Relaxed);
             if recorded {
                 source.done(&ticket).await;
             } else if phase.dropped() && give_back {

@@ -317,7 +317,16 @@ pub(super) async fn run(
         _ => None,
     };
     let timeout = lane.subscriber().timeout;
-    super::handover::finish(&mut tasks, &mut tickets, &mut source, timeout, mode, &mut stop).await;
+    super::handover::finish(
+        &mut tasks,
+        &mut tickets,
+        &mut source,
+        timeout,
+        mode,
+        &mut stop,
+        &lane.in_flight,
+    )
+    .await;
     tasks.abort_all();
     lane.in_flight.store(0, Ordering::Relaxed);
 }

@@ -25,6 +25,20 @@ impl Delivery {
             .is_some_and(|route| s.route.as_ref().is_none_or(|r| *r == route))
     }
 
+    /// Attempts still out on the lanes a reload stopped for subscriber
+    /// `name` on `route` (`None`: any route), as they finish: a removed or
+    /// moved subscriber's row and gauge show them (they read 0 while its
+    /// old lane was still waiting for answers; lifecycle review, stop 66).
+    pub fn retired_in_flight(&self, name: &str, route: Option<&str>) -> usize {
+        let retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        retiring
+            .iter()
+            .filter(|l| !l.has_ended())
+            .filter(|l| l.subscriber().name == name && route.is_none_or(|r| l.subscriber().route == r))
+            .map(|l| l.in_flight())
+            .sum()
+    }
+
     /// The subscribers among `stats` removed from the config whose
     /// deliveries are still pending or dead, and the routes subscribers were
     /// moved from with deliveries still pending there, in `stats`' order.
