@@ -161,6 +161,25 @@ fn the_example_secrets_are_refused_on_loopback_behind_a_proxy_or_a_public_url() 
         assert!(m.starts_with("test.toml: key `routes[0].subscribers[0].secret`"), "{m}");
         assert!(m.contains(names) && !m.contains("MfKQ"), "{m}");
     }
+    // A route checking providers' signatures with one of them: anyone can
+    // sign its callbacks (ingest review, stop 66).
+    for signature in [
+        "{ scheme = \"standard-webhooks\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }",
+        "{ scheme = \"standard-webhooks\", secret = [\"whsec_dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZg==\", \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"] }",
+        "{ scheme = \"kie\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }",
+        "{ scheme = \"hmac-sha256\", secret = \"change-me\", header = \"x-sig\" }",
+    ] {
+        let text = format!(
+            "[server]\nlisten = [\"0.0.0.0:8080\"]\n[[routes]]\nname = \"r\"\npath = \"/hooks/r\"\n\
+             signature = {signature}\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n"
+        );
+        let m = parse(&text).expect_err(signature).to_string();
+        let key = if signature.contains('[') { "routes[0].signature.secret[1]" } else { "routes[0].signature.secret" };
+        assert!(m.starts_with(&format!("test.toml: key `{key}`")), "{m}");
+        assert!(m.contains("sign callbacks") && !m.contains("MfKQ") && !m.contains("change-me"), "{m}");
+        // On loopback only it stays allowed, as the other examples do.
+        parse(&text.replace("0.0.0.0:8080", "127.0.0.1:8080")).expect(signature);
+    }
     // A public_url on this host is not reached from elsewhere.
     for url in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
         behind(&format!("public_url = \"{url}\""), "change-me").expect(url);

@@ -3,14 +3,16 @@
 //! everyone: on a public listener they authenticate nothing. A config that
 //! keeps one while other hosts reach the relay (an address in
 //! `server.listen` that is not loopback, a proxy in front, a public
-//! `server.public_url`: [`reach`]) is refused, as a route open to anyone is;
+//! `server.public_url`: [`reach`]) is refused, as a route open to anyone is
+//! (a route checking providers' signatures with one of them too: anyone
+//! could sign its callbacks);
 //! on loopback only (the shipped config as it is) they stay allowed. The
 //! secret is never shown, only its key.
 
 use super::exposed::reach;
 use super::Validator;
 use crate::auth::Secret;
-use crate::config::{decode_whsec, ConfigError, Route, ServerConfig};
+use crate::config::{decode_whsec, ConfigError, Route, ServerConfig, Signature};
 
 /// The route token of the shipped config and the README.
 pub(super) const PLACEHOLDER_TOKEN: &str = "change-me";
@@ -33,6 +35,22 @@ impl Validator<'_> {
                     format!(
                         "route {:?} keeps the example token of the shipped config, which everyone knows, and \
                          {why}: make one with `hookrelay gen-token`{otherwise}",
+                        r.name
+                    ),
+                ));
+            }
+            if let Some(field) = r
+                .signature
+                .as_ref()
+                .and_then(|s| known_signature_secret(s, &token, signing.as_ref()))
+            {
+                return Err(self.err(
+                    format!("routes[{i}].signature.{field}"),
+                    None,
+                    format!(
+                        "route {:?} checks provider signatures with an example secret of the shipped config or \
+                         the README, which everyone knows (anyone could sign callbacks to it), and {why}: use the \
+                         signing secret your provider gives you{otherwise}",
                         r.name
                     ),
                 ));
@@ -69,5 +87,23 @@ impl Validator<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The key under `signature` (`secret`, or `secret[n]` of a list) holding
+/// one of the examples: the token, or the signing secret (as text for the
+/// schemes that use the text, decoded for Standard Webhooks).
+fn known_signature_secret(sig: &Signature, token: &Secret, signing: Option<&Secret>) -> Option<String> {
+    match sig {
+        Signature::Kie { secret, .. } | Signature::HmacSha256 { secret, .. } => {
+            (*secret == *token || *secret == Secret::new(PLACEHOLDER_SIGNING_SECRET)).then(|| "secret".to_string())
+        }
+        Signature::StandardWebhooks { keys, .. } => {
+            let m = keys.iter().position(|k| Some(k) == signing)?;
+            Some(match keys.len() {
+                1 => "secret".to_string(),
+                _ => format!("secret[{m}]"),
+            })
+        }
     }
 }
