@@ -22,6 +22,7 @@ mod route_tasks;
 mod server;
 mod store_path;
 mod subscriber;
+mod trust_everyone;
 mod weak_tokens;
 
 use std::collections::HashMap;
@@ -277,6 +278,7 @@ impl<'a> Validator<'a> {
         self.pull_tokens_own(&routes)?;
         self.admin_token_not_shared(admin_token.as_ref(), &routes)?;
         self.public_url_present(&server, &routes)?;
+        let trust_everyone = self.proxies_trusting_everyone(&server, &routes)?;
         let mut warnings = Vec::new();
         let mut media = self.media(raw.media, &store.path, &mut warnings)?;
         warnings.extend(self.media_outlives_events(&mut media, &store, &routes));
@@ -294,6 +296,7 @@ impl<'a> Validator<'a> {
         warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&exposed.server, &routes));
         warnings.extend(self.plain_http_warning(&server));
+        warnings.extend(trust_everyone);
         warnings.extend(self.pull_body_warnings(&server, &routes));
         warnings.extend(self.shutdown_grace_warning(&server));
         warnings.extend(self.acme_port_warning(&server));

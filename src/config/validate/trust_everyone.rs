@@ -1,0 +1,112 @@
+//! `server.trusted_proxies` naming every address (`0.0.0.0/0`, `::/0`, or
+//! pieces that add up to one of them): `X-Forwarded-For` is then whatever
+//! the sender writes, so the source address the relay takes for a request
+//! is the sender's choice. A route whose only check is `allow_ips` would
+//! let anyone in: refused. Otherwise warned about (`allow_ips` beside a
+//! token or signature, the addresses logged and listed, are the sender's).
+
+use ipnet::IpNet;
+
+use super::Validator;
+use crate::config::{ConfigError, Route, ServerConfig};
+
+impl Validator<'_> {
+    /// The warning when every address is trusted and no route relies on
+    /// `allow_ips` alone; the refusal when one does.
+    pub(super) fn proxies_trusting_everyone(
+        &self,
+        server: &ServerConfig,
+        routes: &[Route],
+    ) -> Result<Option<String>, ConfigError> {
+        let nets = IpNet::aggregate(&server.trusted_proxies);
+        let Some(all) = nets.iter().find(|n| n.prefix_len() == 0) else {
+            return Ok(None);
+        };
+        let key = match server.trusted_proxies.iter().position(|n| n.prefix_len() == 0) {
+            Some(j) => format!("server.trusted_proxies[{j}]"),
+            None => "server.trusted_proxies".to_string(),
+        };
+        let only_allow_ips =
+            |r: &&Route| !r.allow_ips.is_empty() && r.tokens.is_empty() && r.signature.is_none() && !r.allow_anyone;
+        if let Some(r) = routes.iter().find(only_allow_ips) {
+            return Err(self.err(
+                key,
+                None,
+                format!(
+                    "trusts every address as a proxy ({all}), so X-Forwarded-For is whatever the sender writes, \
+                     and route {:?} checks callbacks by `allow_ips` alone: anyone could pass it. Name only your \
+                     proxies' addresses (or give the route a token or a signature)",
+                    r.name
+                ),
+            ));
+        }
+        Ok(Some(format!(
+            "{}: key `{key}`: trusts every address as a proxy ({all}): X-Forwarded-For is whatever the sender \
+             writes, so `allow_ips` and the source addresses in logs and listings are the sender's choice; name \
+             only your proxies' addresses",
+            self.file.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(server: &str, route: &str) -> Result<Config, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:8080\"]\n{server}\n[store]\npath = \"{}\"\n[[routes]]\nname = \"r\"\n\
+                 path = \"/hooks/r\"\n{route}\n[[routes.subscribers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        Config::load(&path)
+    }
+
+    const ALLOWLIST: &str = "allow_ips = [\"203.0.113.7/32\"]";
+
+    #[test]
+    fn every_address_trusted_is_refused_for_a_route_checked_by_its_allowlist_alone() {
+        for everyone in [
+            "[\"0.0.0.0/0\", \"::/0\"]",
+            "[\"10.0.0.1/32\", \"::/0\"]",
+            "[\"0.0.0.0/1\", \"128.0.0.0/1\"]",
+        ] {
+            let e = load(&format!("trusted_proxies = {everyone}"), ALLOWLIST)
+                .expect_err(everyone)
+                .to_string();
+            assert!(
+                e.contains("key `server.trusted_proxies") && e.contains("route \"r\""),
+                "{e}"
+            );
+            assert!(e.contains("anyone could pass it"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_address_trusted_is_warned_about_where_a_token_checks_too() {
+        let c = load(
+            "trusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]",
+            &format!("{ALLOWLIST}\ntokens = [\"a-long-enough-route-token-0123456789\"]"),
+        )
+        .expect("a token checks callbacks");
+        let w: Vec<_> = c.warnings.iter().filter(|w| w.contains("every address")).collect();
+        assert!(
+            w.len() == 1 && w[0].contains("key `server.trusted_proxies[1]`"),
+            "{:?}",
+            c.warnings
+        );
+        // Named proxies: neither.
+        let c = load("trusted_proxies = [\"10.0.0.0/8\"]", ALLOWLIST).expect("named proxies");
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("every address")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
