@@ -32,6 +32,30 @@ pub(crate) fn coding_refused(headers: &http::HeaderMap) -> Option<Answer> {
     other(http::header::CONTENT_ENCODING, b"identity").then_some(Answer::UnsupportedEncoding)
 }
 
+/// The body's `Content-Type` as stored and delivered: as received when it
+/// is text; one with bytes outside ASCII (a parameter in Latin-1, say)
+/// keeps its media type and the parameters that are text, where the whole
+/// header was dropped and the body delivered with no content type (ingest
+/// review, stop 66). `None` when even the media type is not text.
+pub(crate) fn content_type(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get(http::header::CONTENT_TYPE)?;
+    if let Ok(text) = v.to_str() {
+        return Some(text.to_string());
+    }
+    fn text(p: &[u8]) -> Option<&str> {
+        std::str::from_utf8(p)
+            .ok()
+            .filter(|p| p.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .map(str::trim)
+    }
+    let mut parts = v.as_bytes().split(|&b| b == b';');
+    let media = text(parts.next()?).filter(|m| !m.is_empty())?;
+    let kept: Vec<&str> = std::iter::once(media)
+        .chain(parts.filter_map(text).filter(|p| !p.is_empty()))
+        .collect();
+    Some(kept.join("; "))
+}
+
 /// A JSON route's body without the UTF-8 byte order mark some providers put
 /// before the JSON text (RFC 8259 §8.1 lets a parser ignore it): it was
 /// refused as not JSON. Called after a raw-body signature was checked over

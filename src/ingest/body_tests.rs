@@ -1,7 +1,8 @@
 //! Reading a body against the budget of requests not yet authenticated: a
 //! body with a declared length is charged that length at most, not the
 //! doubled capacity of its buffer (a 40,000-byte body arriving in 8 KiB
-//! pieces was charged 64 KiB and refused with a budget of 50,000).
+//! pieces was charged 64 KiB and refused with a budget of 50,000); and the
+//! body's content type as stored.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -43,4 +44,27 @@ async fn an_undeclared_body_still_fits_when_the_budget_holds_max_body() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let got = read(pieces(65_536, 8192), None, 65_536, Some(lease), deadline).await;
     assert!(got.is_ok(), "a body of max_body, chunked, refused");
+}
+
+#[test]
+fn a_content_type_with_bytes_outside_ascii_keeps_its_media_type() {
+    let ct = |v: &[u8]| {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_bytes(v).unwrap());
+        super::content_type(&h)
+    };
+    assert_eq!(
+        ct(b"application/json; charset=utf-8").as_deref(),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        ct(b"application/json; charset=\xe9").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        ct(b"application/json; x=\xe9; charset=utf-8").as_deref(),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(ct(b"appl\xe9cation/json"), None);
+    assert_eq!(super::content_type(&http::HeaderMap::new()), None);
 }

@@ -342,11 +342,7 @@ where
                 auth::Source::Known(ip) => Some(ip),
                 auth::Source::Unknown => None,
             },
-            content_type: parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            content_type: body::content_type(&parts.headers),
             headers: kept_headers(&parts.headers, rs),
             subscribers: r.subscribers.iter().map(|s| s.name.clone()).collect(),
             dedupe_fallback: fallback,
