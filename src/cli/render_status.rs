@@ -84,12 +84,18 @@ pub fn render_status(v: &Value) -> String {
         match names {
             Some(names) => {
                 out.push_str(&format!("\ncertificate ({}): {names}\n", s(&c["source"])));
-                let left = match cert["expired"].as_bool() {
-                    Some(true) => format!(
+                let left = if cert["expired"].as_bool() == Some(true) {
+                    format!(
                         "EXPIRED {} ago: TLS handshakes fail",
                         secs(&cert["expired_seconds_ago"])
-                    ),
-                    _ => format!("expires in {}", secs(&cert["expires_in_seconds"])),
+                    )
+                } else if cert["not_yet_valid"].as_bool() == Some(true) {
+                    format!(
+                        "NOT VALID YET, for {}: TLS handshakes fail",
+                        secs(&cert["valid_in_seconds"])
+                    )
+                } else {
+                    format!("expires in {}", secs(&cert["expires_in_seconds"]))
                 };
                 out.push_str(&format!(
                     "  valid:     {} to {} ({left})\n  serial:    {}\n",
@@ -126,6 +132,12 @@ pub fn render_status(v: &Value) -> String {
                     s(&a["next_attempt"]),
                     s(&a["last_failure"]),
                     s(&a["last_error"]),
+                ));
+            } else if !a["next_attempt"].is_null() {
+                // Waiting with no failure: the daily cap holds the order back.
+                out.push_str(&format!(
+                    "; next order {} (as many certificates issued in the last 24 hours as allowed)\n",
+                    s(&a["next_attempt"])
                 ));
             } else {
                 out.push('\n');

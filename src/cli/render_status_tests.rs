@@ -46,3 +46,29 @@ fn not_ready_is_shown_with_why() {
     let out = render_status(&serde_json::json!({"ready": true, "not_ready_because": null}));
     assert!(out.contains(", ready\n"), "{out}");
 }
+
+/// A certificate not valid yet, and an ACME order held back by the daily
+/// cap, are named (the first was shown with "expires in", the second with
+/// no next attempt at all; TLS review, stop 66).
+#[test]
+fn a_certificate_not_valid_yet_and_an_order_held_by_the_daily_cap_are_named() {
+    let out = render_status(&serde_json::json!({
+        "certificates": [{
+            "source": "acme",
+            "certificate": {"names": ["a.example"], "not_before": "x", "not_after": "y", "serial": "1",
+                "expired": false, "expires_in_seconds": 5_184_000, "not_yet_valid": true,
+                "valid_in_seconds": 2_592_000},
+            "acme": {"domains": ["a.example"], "directory": "https://ca/dir", "renew_at": "now",
+                "failures": 0, "consecutive_failures": 0, "next_attempt": "2026-12-07T07:56:45Z"},
+        }]
+    }));
+    assert!(
+        out.contains("(NOT VALID YET, for 30d 0h: TLS handshakes fail)"),
+        "{out}"
+    );
+    assert!(!out.contains("expires in"), "{out}");
+    assert!(
+        out.contains("failures:  0 since start; next order 2026-12-07T07:56:45Z (as many certificates"),
+        "{out}"
+    );
+}

@@ -31,6 +31,12 @@ fn settings_that_cannot_work_are_refused() {
             "routes[0].subscribers[0].timeout",
             "greater than 0",
         ),
+        // It said `cannot open : No such file or directory` (TLS review, stop 66).
+        (
+            server("tls = { cert = \"\", key = \"k.pem\" }"),
+            "server.tls.cert",
+            "is empty: name a file",
+        ),
         (
             minimal(r#"signature = { scheme = "kie", secret = "k", tolerance = "0s" }"#),
             "routes[0].signature.tolerance",

@@ -1,8 +1,11 @@
 //! Reading a file the configuration names (the config itself, a secret, a
 //! certificate, a CA): up to a bound, so that a device such as `/dev/zero`
 //! cannot stream into memory for ever. A FIFO is read as `cat` would (a
-//! config given as `-c <(envsubst < t.toml)`); one with no writer blocks its
-//! reader, which a reload bounds in time ([`crate::Handle::reload`]).
+//! config given as `-c <(envsubst < t.toml)`, a secret's `file`); one with
+//! no writer blocks its reader, which a reload bounds in time
+//! ([`crate::Handle::reload`]). Certificates, keys and CA files never get
+//! here as FIFOs: the validator wants regular files for them
+//! (`Validator::existing_file`).
 
 use std::io::{Error, ErrorKind, Read};
 use std::path::Path;

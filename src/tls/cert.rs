@@ -100,7 +100,10 @@ impl CertInfo {
     }
 
     /// For the admin API: names, validity (RFC 3339), seconds left (0 once
-    /// expired), serial; once expired also `expired: true` and since when.
+    /// expired), serial; once expired also `expired: true` and since when;
+    /// before its validity begins `not_yet_valid: true` and in how long
+    /// (it was shown as healthy while every handshake failed; TLS review,
+    /// stop 66).
     pub fn to_json(&self) -> serde_json::Value {
         let now = crate::clock::time_of_day();
         let left = self.not_after.duration_since(now).map_or(0, |d| d.as_secs());
@@ -114,6 +117,10 @@ impl CertInfo {
         });
         if let Ok(ago) = now.duration_since(self.not_after) {
             v["expired_seconds_ago"] = ago.as_secs().into();
+        }
+        v["not_yet_valid"] = (now < self.not_before).into();
+        if let Ok(until) = self.not_before.duration_since(now) {
+            v["valid_in_seconds"] = until.as_secs().into();
         }
         v
     }
@@ -156,4 +163,28 @@ pub fn parse_bundle(pem: &[u8]) -> Result<(Arc<CertifiedKey>, CertInfo), TlsErro
     let certified = CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
         .map_err(|e| fail(format!("certificate and key do not fit: {e}")))?;
     Ok((Arc::new(certified), info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_certificate_not_valid_yet_says_so_and_when() {
+        let now = crate::clock::time_of_day();
+        let day = Duration::from_secs(86_400);
+        let info = |not_before, not_after| CertInfo {
+            names: vec!["a.example".into()],
+            not_before,
+            not_after,
+            serial: "01".into(),
+        };
+        let v = info(now + 30 * day, now + 60 * day).to_json();
+        assert_eq!(v["not_yet_valid"], true, "{v}");
+        let until = v["valid_in_seconds"].as_u64().unwrap();
+        assert!((30 * 86_400 - 5..=30 * 86_400).contains(&until), "{v}");
+        let v = info(now - day, now + day).to_json();
+        assert!(v["not_yet_valid"] == false && v["valid_in_seconds"].is_null(), "{v}");
+    }
 }

@@ -3,13 +3,16 @@
 //! renewal caught half-written) names the `-----END …-----` line it lacks, an
 //! encrypted key says so, a file that cannot be opened is not called a file
 //! without a key. Callers name the file; nothing here puts key bytes in a
-//! message.
+//! message. A UTF-8 byte order mark before the first line (a file saved by
+//! a Windows editor) is passed over: it hid the first PEM block, so a chain
+//! lost its leaf and the key was said not to fit (TLS review, stop 66).
 
 use rustls::pki_types::pem::{Error, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The certificates in `pem`, in file order; `Err` says why the PEM is unusable.
 pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = without_bom(pem);
     CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| explain(&e))
@@ -17,6 +20,7 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
 
 /// The first private key in `pem` (PKCS#8, PKCS#1 or SEC1).
 pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = without_bom(pem);
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         Error::NoItemsFound if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
             "the private key is encrypted (passphrase-protected); give an unencrypted one \
@@ -28,6 +32,10 @@ pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
         }
         e => explain(&e),
     })
+}
+
+fn without_bom(pem: &[u8]) -> &[u8] {
+    pem.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(pem)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -67,6 +75,18 @@ mod tests {
     use super::*;
 
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n";
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_block_hides_nothing() {
+        let (cert, key) = crate::tls::test_cert::self_signed("a.example");
+        let (leaf, ca) = crate::tls::test_cert::self_signed("b.example");
+        let bom = |pem: String| [b"\xEF\xBB\xBF".as_slice(), pem.as_bytes()].concat();
+        let chain = certificates(&bom(cert.pem() + &leaf.pem())).unwrap();
+        assert_eq!(chain.len(), 2, "the first block was passed over");
+        assert_eq!(chain[0].as_ref(), cert.der().as_ref());
+        assert!(private_key(&bom(key.serialize_pem())).is_ok());
+        drop(ca);
+    }
 
     #[test]
     fn a_half_written_key_is_said_to_be_cut_short() {

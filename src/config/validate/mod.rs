@@ -115,6 +115,9 @@ impl<'a> Validator<'a> {
     /// from `$CREDENTIALS_DIRECTORY` when that is set (see
     /// [`crate::config::secret::in_credentials_directory`]).
     pub fn existing_file(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
+        if p.get_ref().as_os_str().is_empty() {
+            return Err(self.err(key, Some(p.span()), "is empty: name a file"));
+        }
         let path = crate::config::secret::in_credentials_directory(&self.resolve_path(p.get_ref()));
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(path),
