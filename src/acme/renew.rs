@@ -156,7 +156,7 @@ pub(super) async fn run(acme: Arc<Inner>) {
                     error = %error,
                     consecutive_failures = in_a_row,
                     retry_in = %humantime::format_duration(wait),
-                    ca_asked_to_slow_down = ?slow_down,
+                    ca_asked_to_slow_down = slow_down.as_ref().map(tracing::field::debug),
                     serving_current_certificate = serving,
                     "ACME order failed"
                 );
