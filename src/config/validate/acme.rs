@@ -50,6 +50,11 @@ impl Validator<'_> {
                     "an internationalized name: write it in its ASCII (punycode) form, xn--…",
                 ));
             }
+            if name.contains('_') {
+                // A host name is letters, digits and hyphens: CAs refuse `_`
+                // (Let's Encrypt: "Domain name contains an invalid character").
+                return Err(bad("holds `_`, which a host name cannot: CAs refuse to certify it"));
+            }
             let valid = rustls::pki_types::DnsName::try_from(name.as_str()).is_ok() && name.contains('.');
             if !valid {
                 return Err(bad("not a fully qualified DNS name (e.g. \"hooks.example.com\")"));
