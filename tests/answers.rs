@@ -503,3 +503,28 @@ async fn a_json_body_after_a_byte_order_mark_is_taken_without_it() {
     }
     h.shutdown().await;
 }
+
+/// A kie-signed body naming `data` twice: the relay's parser takes the last
+/// (the task the captured signature is for), a first-wins subscriber the
+/// first (another task, the sender's content). Refused `400`; the same
+/// task's body without the repeat is taken (ingest review, stop 66).
+#[tokio::test]
+async fn a_signed_body_naming_a_key_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let h = start(&kie_and_sw_routes(dir.path(), &sub)).await;
+    let addr = h.ingest_addrs[0];
+    let ts = now_secs().to_string();
+    let sig = kie_sign("kie-key", "veo-123", &ts);
+    let signed = [
+        ("x-webhook-timestamp", ts.as_str()),
+        ("x-webhook-signature", sig.as_str()),
+    ];
+    let twice = r#"{"code":200,"data":{"taskId":"veo-999","info":{"resultUrls":["https://evil.example/x.mp4"]}},"data":{"taskId":"veo-123","info":{"resultUrls":["u"]}}}"#;
+    let (s, _, b) = post(addr, "/hooks/kie", &signed, twice).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("names a key twice"), "{b:?}");
+    let once = r#"{"code":200,"data":{"taskId":"veo-123","info":{"resultUrls":["u"]}}}"#;
+    assert_eq!(post(addr, "/hooks/kie", &signed, once).await.0, StatusCode::OK);
+    h.shutdown().await;
+}

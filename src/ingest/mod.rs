@@ -14,6 +14,7 @@ pub mod contested;
 pub mod duplicates;
 mod moved;
 pub mod refused;
+mod repeated_keys;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -305,6 +306,13 @@ where
     let json = if r.json {
         body = body::without_bom(body);
         match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(_) if (over_json || r.verify == crate::config::Verify::Fetch) && repeated_keys::repeats_a_key(&body) => {
+                return Answer::BadRequest(
+                    "body names a key twice in one object: its readers may take different values, and this \
+                     route's checks read them"
+                        .into(),
+                )
+            }
             Ok(v) => Some(v),
             Err(e) => return Answer::BadRequest(format!("body is not valid JSON: {e}")),
         }
