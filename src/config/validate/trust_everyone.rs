@@ -1,7 +1,9 @@
-//! `server.trusted_proxies` naming every address (`0.0.0.0/0`, `::/0`, or
-//! pieces that add up to one of them): `X-Forwarded-For` is then whatever
-//! the sender writes, so the source address the relay takes for a request
-//! is the sender's choice. A route whose only check is `allow_ips` would
+//! `server.trusted_proxies` naming every address (`0.0.0.0/0`, `::/0`), or
+//! most of them (networks that together cover half of a family's
+//! addresses or more: `0.0.0.0/1`, every address but one): a sender at a
+//! trusted address writes `X-Forwarded-For` as it likes, so the source
+//! address the relay takes for a request is, for most of the internet, the
+//! sender's choice. A route whose only check is `allow_ips` would
 //! let anyone in: refused. Otherwise warned about (`allow_ips` beside a
 //! token or signature, the addresses logged and listed, are the sender's).
 
@@ -19,10 +21,22 @@ impl Validator<'_> {
         routes: &[Route],
     ) -> Result<Option<String>, ConfigError> {
         let nets = IpNet::aggregate(&server.trusted_proxies);
-        let Some(all) = nets.iter().find(|n| n.prefix_len() == 0) else {
-            return Ok(None);
+        // The share of its family's addresses each family's networks cover
+        // (they do not overlap once aggregated).
+        let share = |v4: bool| -> f64 {
+            nets.iter()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .map(|n| 0.5f64.powi(i32::from(n.prefix_len())))
+                .sum()
         };
-        let key = match server.trusted_proxies.iter().position(|n| n.prefix_len() == 0) {
+        let all = match (share(true), share(false)) {
+            (s, _) if s >= 1.0 => "every IPv4 address".to_string(),
+            (_, s) if s >= 1.0 => "every IPv6 address".to_string(),
+            (s, _) if s >= 0.5 => format!("{:.0} % of IPv4 addresses", s * 100.0),
+            (_, s) if s >= 0.5 => format!("{:.0} % of IPv6 addresses", s * 100.0),
+            _ => return Ok(None),
+        };
+        let key = match server.trusted_proxies.iter().position(|n| n.prefix_len() <= 1) {
             Some(j) => format!("server.trusted_proxies[{j}]"),
             None => "server.trusted_proxies".to_string(),
         };
@@ -33,17 +47,17 @@ impl Validator<'_> {
                 key,
                 None,
                 format!(
-                    "trusts every address as a proxy ({all}), so X-Forwarded-For is whatever the sender writes, \
-                     and route {:?} checks callbacks by `allow_ips` alone: anyone could pass it. Name only your \
-                     proxies' addresses (or give the route a token or a signature)",
+                    "trusts {all} as proxies, so X-Forwarded-For is whatever the sender writes, and route {:?} \
+                     checks callbacks by `allow_ips` alone: anyone could pass it. Name only your proxies' \
+                     addresses (or give the route a token or a signature)",
                     r.name
                 ),
             ));
         }
         Ok(Some(format!(
-            "{}: key `{key}`: trusts every address as a proxy ({all}): X-Forwarded-For is whatever the sender \
-             writes, so `allow_ips` and the source addresses in logs and listings are the sender's choice; name \
-             only your proxies' addresses",
+            "{}: key `{key}`: trusts {all} as proxies: X-Forwarded-For is whatever the sender writes, so \
+             `allow_ips` and the source addresses in logs and listings are the sender's choice; name only your \
+             proxies' addresses",
             self.file.display()
         )))
     }
@@ -72,10 +86,22 @@ mod tests {
 
     #[test]
     fn every_address_trusted_is_refused_for_a_route_checked_by_its_allowlist_alone() {
+        // Every IPv4 address but one (203.0.113.7): 32 networks.
+        let but_one: Vec<String> = (0..32u32)
+            .map(|bit| {
+                let flipped = u32::from(std::net::Ipv4Addr::new(203, 0, 113, 7)) ^ (1 << (31 - bit));
+                let net = ipnet::Ipv4Net::new(flipped.into(), (bit + 1) as u8).unwrap().trunc();
+                format!("\"{net}\"")
+            })
+            .collect();
+        let but_one = format!("[{}]", but_one.join(", "));
         for everyone in [
             "[\"0.0.0.0/0\", \"::/0\"]",
             "[\"10.0.0.1/32\", \"::/0\"]",
             "[\"0.0.0.0/1\", \"128.0.0.0/1\"]",
+            "[\"::ffff:0.0.0.0/96\"]",
+            "[\"0.0.0.0/1\"]",
+            but_one.as_str(),
         ] {
             let e = load(&format!("trusted_proxies = {everyone}"), ALLOWLIST)
                 .expect_err(everyone)
@@ -95,18 +121,16 @@ mod tests {
             &format!("{ALLOWLIST}\ntokens = [\"a-long-enough-route-token-0123456789\"]"),
         )
         .expect("a token checks callbacks");
-        let w: Vec<_> = c.warnings.iter().filter(|w| w.contains("every address")).collect();
+        let w: Vec<_> = c.warnings.iter().filter(|w| w.contains("every IPv4 address")).collect();
         assert!(
             w.len() == 1 && w[0].contains("key `server.trusted_proxies[1]`"),
             "{:?}",
             c.warnings
         );
-        // Named proxies: neither.
-        let c = load("trusted_proxies = [\"10.0.0.0/8\"]", ALLOWLIST).expect("named proxies");
-        assert!(
-            !c.warnings.iter().any(|w| w.contains("every address")),
-            "{:?}",
-            c.warnings
-        );
+        // Named proxies, however wide, under half of a family: neither.
+        for named in ["[\"10.0.0.0/8\"]", "[\"0.0.0.0/2\", \"64.0.0.0/3\"]", "[\"2000::/4\"]"] {
+            let c = load(&format!("trusted_proxies = {named}"), ALLOWLIST).expect(named);
+            assert!(!c.warnings.iter().any(|w| w.contains("as proxies")), "{:?}", c.warnings);
+        }
     }
 }
