@@ -6,8 +6,6 @@
 //! is expired or not yet valid among them, unless that certificate is the
 //! one being served already).
 
-use rustls::pki_types::pem::PemObject;
-
 use crate::config::{Config, ConfigError, StoreBackend, TlsSource};
 use crate::delivery::DeliveryError;
 use crate::media::SetupError;
@@ -271,11 +269,9 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
         return None;
     };
     let served = app.tls.as_ref()?.certificate()?;
-    let first = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
-        .ok()?
-        .next()?
-        .ok()?;
-    let on_disk = tls::CertInfo::from_der(&first).ok()?;
+    // Read as the reload read it (a byte order mark hid the leaf here, so a
+    // CA's serial was named: change review, stop 66).
+    let on_disk = tls::first_certificate_in(&files.cert)?;
     (on_disk.serial != served.serial).then(|| {
         format!(
             "the certificate files changed and were NOT applied: {} holds serial {} (names {}, expires {}), \

@@ -53,6 +53,14 @@ pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsErro
     load_files(files).map(|(cfg, _)| cfg)
 }
 
+/// What the first certificate of the PEM file at `path` says, if it can be
+/// read (as [`load_files`] reads it: bounded, a byte order mark passed over).
+pub fn first_certificate_in(path: &Path) -> Option<CertInfo> {
+    let pem = crate::config::small_file::read(path, crate::config::small_file::PEM_MAX).ok()?;
+    let certs = pem::certificates(&pem).ok()?;
+    CertInfo::from_der(certs.first()?).ok()
+}
+
 /// Read a PEM certificate chain and private key: the server configuration,
 /// and what the end-entity certificate says (names, expiry).
 pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), TlsError> {

@@ -107,6 +107,18 @@ async fn a_reload_that_leaves_the_served_expired_certificate_alone_applies_the_r
 /// changed and were not applied, naming the new and the served serial.
 #[tokio::test]
 async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_applied() {
+    refused_reload_names_the_unapplied_certificate(false).await;
+}
+
+/// The same with the new file saved with a byte order mark (a Windows
+/// editor): the line named nothing, or a chain's CA, the mark hiding the
+/// leaf from that reader (change review, stop 66).
+#[tokio::test]
+async fn a_refused_reload_names_a_changed_certificate_saved_with_a_byte_order_mark() {
+    refused_reload_names_the_unapplied_certificate(true).await;
+}
+
+async fn refused_reload_names_the_unapplied_certificate(bom: bool) {
     let dir = tempfile::tempdir().unwrap();
     let old = TestCert::write(dir.path(), "tls");
     let cfg = tls_config(dir.path());
@@ -114,6 +126,10 @@ async fn a_refused_reload_says_that_the_changed_certificate_files_were_not_appli
     let saved = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
     let (old_crt, old_key) = (saved("tls.crt"), saved("tls.key"));
     let new = TestCert::write(dir.path(), "tls");
+    if bom {
+        let marked = [b"\xEF\xBB\xBF".as_slice(), &saved("tls.crt")].concat();
+        std::fs::write(dir.path().join("tls.crt"), marked).unwrap();
+    }
     cfg.clone().edit_route("t", |r| r.allow_ips(["nonsense"])).write();
     bin.signal("HUP");
     log_until(|| bin.log_text(), "reload refused", secs(10)).await;
