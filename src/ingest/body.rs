@@ -48,12 +48,32 @@ pub(crate) fn content_type(headers: &http::HeaderMap) -> Option<String> {
             .filter(|p| p.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
             .map(str::trim)
     }
-    let mut parts = v.as_bytes().split(|&b| b == b';');
-    let media = text(parts.next()?).filter(|m| !m.is_empty())?;
+    let parts = parameters(v.as_bytes());
+    let media = text(parts.first()?).filter(|m| !m.is_empty())?;
     let kept: Vec<&str> = std::iter::once(media)
-        .chain(parts.filter_map(text).filter(|p| !p.is_empty()))
+        .chain(parts[1..].iter().filter_map(|p| text(p)).filter(|p| !p.is_empty()))
         .collect();
     Some(kept.join("; "))
+}
+
+/// A header value cut at each `;` outside a quoted string (a `boundary="a;b"`
+/// stays whole; `\` escapes within quotes).
+fn parameters(v: &[u8]) -> Vec<&[u8]> {
+    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b';' if !quoted => {
+                parts.push(&v[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&v[start..]);
+    parts
 }
 
 /// A JSON route's body without the UTF-8 byte order mark some providers put

@@ -66,5 +66,10 @@ fn a_content_type_with_bytes_outside_ascii_keeps_its_media_type() {
         Some("application/json; charset=utf-8")
     );
     assert_eq!(ct(b"appl\xe9cation/json"), None);
+    // A `;` within quotes is not a parameter's end (change review, stop 66).
+    assert_eq!(
+        ct(b"multipart/form-data; boundary=\"ab;cd\\\"e\"; x=\"\xe9;\"").as_deref(),
+        Some("multipart/form-data; boundary=\"ab;cd\\\"e\"")
+    );
     assert_eq!(super::content_type(&http::HeaderMap::new()), None);
 }
