@@ -155,3 +155,34 @@ async fn a_removed_subscribers_attempts_still_out_are_counted_in_flight() {
     );
     h.shutdown().await;
 }
+
+/// A subscriber removed and added back while its old lane still waits for
+/// an attempt: its row counts that attempt (its new lane, waiting for the
+/// old one, has none of its own; it read 0: change review, stop 66).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_added_back_counts_its_old_lanes_attempt_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Sub::always(Behaviour::Slow(secs(6))).await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN).retry([secs(3600)]));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", slow.url()).timeout(secs(10)));
+    let h = start(&with_s).await;
+    accepted(h.ingest_addrs[0], &runway("out-at-the-reloads")).await;
+    slow.wait_for(secs(10), "the attempt", |r| r.len() == 1).await;
+    base.write();
+    h.reload().await.expect("reload removing s");
+    with_s.write();
+    h.reload().await.expect("reload adding s back");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let r = row(&subs["subscribers"], "name", "s");
+    assert!(r["kind"] == "push" && r["in_flight"] == 1, "{subs}");
+    // Answered and recorded: nothing out, and not sent again.
+    admin_until(h.admin_addr, "/api/subscribers", secs(15), |v| {
+        row(&v["subscribers"], "name", "s")["in_flight"] == 0
+    })
+    .await;
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(slow.count(), 1);
+    h.shutdown().await;
+}

@@ -39,7 +39,9 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "url": s.url().map(|u| crate::auth::shown_target(&u.to_string())),
             "state": lane.circuit(),
             "queue_depth": depth,
-            "in_flight": lane.in_flight(),
+            // With the attempts still out on its lane a reload stopped (the
+            // subscriber removed and added back, its new lane waiting for it).
+            "in_flight": lane.in_flight() + app.delivery.retired_in_flight(&s.name, Some(&s.route)),
             "oldest_pending_seconds": if depth > 0 { age(&s.name) } else { None },
             "dead_letters": dead(&s.name),
         }));
@@ -59,7 +61,7 @@ pub(super) async fn list(app: &App) -> ApiResult {
             "url": null,
             "state": if lane.waiting() > 0 { "pulling" } else { "idle" },
             "queue_depth": depth,
-            "in_flight": leased,
+            "in_flight": leased + app.delivery.retired_in_flight(&s.name, Some(&s.route)),
             "leased": leased,
             "waiting_pulls": lane.waiting(),
             "lease_seconds": s.pull().map(|p| p.lease.as_secs_f64()),
