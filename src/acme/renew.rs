@@ -100,6 +100,15 @@ pub(super) async fn run(acme: Arc<Inner>) {
             tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
             continue;
         }
+        {
+            // The cap's wait is over: no next attempt is planned while this
+            // one runs (status named the past time as the next order; a
+            // failure's retry keeps its time, shown beside the failures).
+            let mut s = acme.lock_status();
+            if s.consecutive_failures == 0 {
+                s.next_attempt = None;
+            }
+        }
         let timeout = acme.options.attempt_timeout;
         let result = match tokio::time::timeout(timeout, order(&acme)).await {
             Ok(r) => r,
