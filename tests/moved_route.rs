@@ -352,7 +352,10 @@ async fn a_callback_received_across_a_reload_that_replaces_one_subscriber_goes_t
     h.reload().await.expect("reload");
     let answer = common::client::finish_half_sent(conn, &tail).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let id = accepted(addr, &body).await;
+    // Its id, from the answer to the provider's retry: the event stored.
+    let (status, v) = callback(addr, &body).await;
+    assert!(status == 200 && v["duplicate"] == true, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
     b.wait_for(secs(10), "the callback at b", |r| r.len() == 1).await;
     let (_, ev) = admin(h.admin_addr, "GET", &format!("/api/events/{id}")).await;
     c.wait_for(
@@ -361,7 +364,9 @@ async fn a_callback_received_across_a_reload_that_replaces_one_subscriber_goes_t
         |r| r.iter().any(|x| x.header("webhook-id") == id),
     )
     .await;
+    tokio::time::sleep(ms(500)).await;
     assert!(a.all().is_empty(), "a was removed before the callback was stored");
+    assert!(b.count() == 1 && c.count() == 1, "{ev}");
     h.shutdown().await;
 }
 
