@@ -39,3 +39,26 @@ async fn a_store_removed_while_the_relay_runs_fails_it() {
     );
     h.shutdown().await;
 }
+
+/// A start that finds no store at `store.path` (a disk not mounted at boot,
+/// the directory moved or removed) creates an empty one and says so: it
+/// did so without a word, callbacks then taken hidden once the disk was
+/// back (store review, stop 66). A start on the store it made says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_creates_the_store_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let said = "created a new, empty one";
+    let bin = Bin::start(&cfg.write(), &[]);
+    log_until(|| bin.log_text(), said, secs(10)).await;
+    let line = bin.log_text().lines().find(|l| l.contains(said)).unwrap().to_string();
+    assert!(
+        line.contains("WARN") && line.contains(&cfg.data().display().to_string()),
+        "{line}"
+    );
+    bin.signal("TERM");
+    let _ = bin.exit().await;
+    let bin = Bin::start(&cfg.write(), &[]);
+    accepted(bin.addr, &runway("second-start")).await;
+    assert!(!bin.log_text().contains(said), "{}", bin.log_text());
+}

@@ -163,6 +163,7 @@ mod secrets_trace;
 mod shutdown;
 mod shutdown_handover;
 mod status;
+mod store_cut_short;
 mod store_path_checked;
 mod store_removed;
 mod store_unwritable;

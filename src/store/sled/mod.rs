@@ -225,8 +225,9 @@ impl Inner {
 impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
+        let held_files = open_db::held_files(&opts.path);
         let db = open_db::open_db(opts)?;
-        let (tree, opened) = schema::open_tree(&db, opts)?;
+        let (tree, opened) = schema::open_tree(&db, opts, held_files)?;
         let registry = Registry::load(&tree)?;
         let inner = Arc::new(Inner {
             db,

@@ -71,6 +71,13 @@ fn check_data_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether `path` held sled's files before this opening (its `conf` and
+/// `db`): a store that, once opened, must have hookrelay's version row
+/// ([`super::schema::open_tree`] refuses it as damaged if not).
+pub(super) fn held_files(path: &Path) -> bool {
+    path.join("conf").is_file() && path.join("db").is_file()
+}
+
 /// A store directory made by someone else (the operator, `mkdir`) keeps its
 /// mode: one other users can enter lets them read every callback body
 /// (signed media URLs are credentials), as sled writes its files 0644
@@ -106,6 +113,16 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                 crate::private_dir::unwritable_hint(&e)
             ))
         })?;
+        // Said, not only done: a disk not mounted at boot, or a store
+        // directory moved, gave an empty store without a word, callbacks
+        // taken into it hidden once the disk was back (store review, stop 66).
+        tracing::warn!(
+            "no store at {}: created a new, empty one (if a store was expected there, a disk not mounted or a \
+             directory moved, stop hookrelay and put it back: callbacks taken now are stored in the new one)",
+            std::path::absolute(&opts.path)
+                .unwrap_or_else(|_| opts.path.clone())
+                .display()
+        );
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {

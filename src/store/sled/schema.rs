@@ -12,7 +12,13 @@ use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
 use crate::store::{Options, StoreError};
 
 /// Open this version's tree, checked; what a migration carried over.
-pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, migrate::Opened), StoreError> {
+/// `held_files`: sled's files were there before this opening (a store that
+/// has been opened, so one with hookrelay's version row).
+pub(super) fn open_tree(
+    db: &sled::Db,
+    opts: &Options,
+    held_files: bool,
+) -> Result<(sled::Tree, migrate::Opened), StoreError> {
     // Before `open_tree`, which would create this version's tree beside
     // the newer one's.
     if let Some(newer) = newest_tree_schema(db).filter(|n| *n > TREE_SCHEMA) {
@@ -45,6 +51,18 @@ pub(super) fn open_tree(db: &sled::Db, opts: &Options) -> Result<(sled::Tree, mi
         db.flush()?;
     }
     // New, or a 0.1 store, or a migration that was interrupted.
+    if held_files && tree.is_empty() && !has_tree(db, migrate::V1_TREE) {
+        // sled's files, yet nothing of hookrelay's in them: a `db` cut short
+        // (a backup's copy interrupted) whose recovery kept nothing. Taken
+        // as new, it was served empty and ready, every pending delivery
+        // and dedupe key gone without a word (store review, stop 66).
+        return Err(StoreError::Damaged(format!(
+            "{} holds no hookrelay store although sled's files are there: the file may be cut short (a copy or \
+             restore interrupted); restore the store from a backup (if this directory never held callbacks, a \
+             first start cut short, remove it and start again)",
+            opts.path.join("db").display()
+        )));
+    }
     migrate::room_to_migrate(db, opts)?;
     if !tree.is_empty() {
         // What an interrupted migration wrote.

@@ -1,0 +1,57 @@
+//! A store restored from a copy cut short (an interrupted `cp`, a full
+//! backup disk): its `db` read by sled's recovery as holding nothing was
+//! taken as a new store, served empty and ready, every pending delivery
+//! and dedupe key gone without a word (store review, stop 66). Such a store
+//! is refused at start as damaged (exit 2), naming the file.
+
+use crate::common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_db_was_cut_short_is_refused_not_started_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    let bin = Bin::start(&cfg.write(), &[]);
+    for i in 0..200 {
+        accepted(bin.addr, &runway(&format!("pending-{i}"))).await;
+    }
+    bin.signal("TERM");
+    let (status, _) = bin.exit().await;
+    assert!(status.success(), "{status:?}");
+    let db = cfg.data().join("db");
+    let size = std::fs::metadata(&db).unwrap().len();
+    std::fs::write(&db, b"").unwrap();
+    // Twice: nothing is written over it by the first refusal.
+    for start in ["first", "second"] {
+        let (code, err) = start_refused(&cfg).await;
+        assert_eq!(code, Some(2), "{start} start on a db cut from {size} to 0 bytes: {err}");
+        assert!(
+            err.contains("damaged") && err.contains(&db.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+/// `run` on `cfg`: its exit code and standard error, once it exits (a
+/// relay still running after 20 s took the store: killed, `None`).
+async fn start_refused(cfg: &TestConfig) -> (Option<i32>, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["run", "--config", cfg.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let code = match tokio::time::timeout(secs(20), child.wait()).await {
+        Ok(status) => status.unwrap().code(),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let mut err = String::new();
+    let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+    (code, err)
+}
