@@ -17,6 +17,7 @@
 //! `tests/console/slowed.mjs`: at an address slowed down for wrong tokens, the page asks for the token.
 //! `tests/console/shown.mjs`: task ids with bidi controls or 256 characters shown safely.
 //! `tests/console/settled.mjs`: a settled event's page is asked again seldom.
+//! `tests/console/stale.mjs`: a dead letter's row shown a while ago replays nothing delivered since.
 
 use crate::common;
 
@@ -433,4 +434,24 @@ async fn a_failed_media_url_is_archived_again_from_the_event_page() {
     let media = media_of(h.admin_addr, &id).await;
     assert_eq!(item(&media, &url)["state"], "stored", "{media:#?}");
     h.shutdown().await;
+}
+
+/// A dead letter's row shown before every letter was replayed elsewhere:
+/// the table is not redrawn under the pointer, and the row's Replay sends
+/// nothing again (`tests/console/stale.mjs`; console review, stop 66: the
+/// stale row replayed a delivered event, sent twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_dead_letter_row_replays_nothing_delivered_since() {
+    let sc = scene(None).await;
+    let env = [("ADMIN_URL", format!("http://{}", sc.h.admin_addr))];
+    browser::run_script("stale.mjs", &env, Duration::from_secs(90), "STALE OK").await;
+    // Each letter delivered once by the replay of all, not again by the row.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = sc.flaky.all();
+    let mut seen = std::collections::HashMap::new();
+    for r in &got[sc.failed_before..] {
+        *seen.entry(r.header("webhook-id").to_string()).or_insert(0) += 1;
+    }
+    assert!(seen.len() == 3 && seen.values().all(|n| *n == 1), "{seen:?}");
+    sc.h.shutdown().await;
 }

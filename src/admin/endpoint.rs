@@ -89,7 +89,8 @@ impl<'a> Endpoint<'a> {
         Some(match self {
             Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics | Endpoint::Ui => return None,
             Endpoint::Events => &["route", "status", "task", "before", "limit"],
-            Endpoint::Replay(_) | Endpoint::ReplayDead => &["subscriber"],
+            Endpoint::Replay(_) => &["subscriber", "only"],
+            Endpoint::ReplayDead => &["subscriber"],
             Endpoint::DeadLetters => &["subscriber", "limit"],
             Endpoint::Media => &["event", "limit"],
             Endpoint::Tasks if method == Method::POST => &[],

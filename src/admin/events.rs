@@ -278,6 +278,34 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     Ok(json!({ "id": id.to_string(), "queued": queued, "filtered": skipped, "already_pending": pending }))
 }
 
+/// `only=dead`: the replay of a dead letter shown a while ago (a console
+/// row, a script's list) goes ahead only while that delivery is still
+/// dead. A stale row replayed a delivery a replay of all dead letters had
+/// delivered meanwhile: sent twice (console review, stop 66). `409` if not.
+pub(super) async fn still_dead(app: &App, id: &str, sub: &str) -> Result<(), (StatusCode, String)> {
+    let parsed = parse_id(id)?;
+    let v = app
+        .store
+        .event_view(parsed)
+        .await
+        .map_err(internal)?
+        .ok_or((StatusCode::NOT_FOUND, format!("no event {parsed}")))?;
+    match v.deliveries.iter().find(|d| d.subscriber == sub) {
+        Some(d) if d.state == crate::store::DeliveryState::Dead => Ok(()),
+        Some(d) => Err((
+            StatusCode::CONFLICT,
+            format!(
+                "the delivery of event {parsed} to {sub:?} is not dead any more (it is {}): nothing replayed",
+                d.state.name()
+            ),
+        )),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            format!("event {parsed} has no subscriber {sub:?}"),
+        )),
+    }
+}
+
 pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
     let limit = q.limit(100)?;
     let page = app

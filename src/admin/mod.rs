@@ -360,9 +360,17 @@ where
         Endpoint::Status => status::status(&app).await,
         Endpoint::Events => events::list(&app, &q).await,
         Endpoint::Event(id) => events::show(&app, id).await,
-        Endpoint::Replay(id) => match q.subscriber() {
-            Ok(sub) => events::replay(&app, id, sub).await,
-            Err(e) => Err(e),
+        Endpoint::Replay(id) => match (q.subscriber(), q.get("only")) {
+            (Ok(sub), None) => events::replay(&app, id, sub).await,
+            (Ok(Some(sub)), Some("dead")) => match events::still_dead(&app, id, sub).await {
+                Ok(()) => events::replay(&app, id, Some(sub)).await,
+                Err(e) => Err(e),
+            },
+            (Ok(_), Some(other)) => Err((
+                StatusCode::BAD_REQUEST,
+                format!("only takes \"dead\" (with a subscriber), not {other:?}"),
+            )),
+            (Err(e), _) => Err(e),
         },
         Endpoint::DeadLetters => events::dead_letters(&app, &q).await,
         Endpoint::ReplayDead => match q.subscriber() {

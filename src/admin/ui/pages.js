@@ -239,6 +239,9 @@ const deadLetters = {
   render(data, _arg, ctx) {
     const shown = data.dead_letters.length;
     const total = data.total ?? shown;
+    // A removed subscriber's letters are kept, not replayed: no button that
+    // can only fail (console review, stop 66).
+    const removed = new Set(data.subscribers.filter((s) => s.removed).map((s) => s.name));
     const replayAll = (name) => ctx.replay('/api/dead-letters/replay?' + q({ subscriber: name }), `every dead letter of ${name}`);
     return el(
       'div',
@@ -264,7 +267,12 @@ const deadLetters = {
             d.at,
             String(d.attempts),
             td('wrap', d.last_error || ''),
-            el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(d.event)}/replay?${q({ subscriber: d.subscriber })}`, `event ${d.event} to ${d.subscriber}`) }, 'Replay'),
+            // `only=dead`: a row shown a while ago replays nothing a replay
+            // of all delivered meanwhile (it was sent twice: console review,
+            // stop 66).
+            removed.has(d.subscriber)
+              ? el('span', { class: 'muted' }, 'kept (removed)')
+              : el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(d.event)}/replay?${q({ subscriber: d.subscriber, only: 'dead' })}`, `event ${d.event} to ${d.subscriber}`) }, 'Replay'),
           ],
         })),
         'No dead letters.',
