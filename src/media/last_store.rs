@@ -17,9 +17,11 @@ fn file(store_path: &Path) -> PathBuf {
 /// that cannot be read or written is logged and otherwise ignored: this is a
 /// warning for the operator, not a condition of the start.
 pub fn check(store_path: &Path, location: &str) {
+    let location = &within(store_path, location);
     let path = file(store_path);
     match std::fs::read_to_string(&path) {
-        Ok(last) if last.trim_end() != location => {
+        // Written whole by an earlier version: read as this one writes it.
+        Ok(last) if within(store_path, last.trim_end()) != *location => {
             tracing::warn!(from = %last.trim_end(), to = %location,
                 "media.store changed since the last start: {}", super::settings::MOVED);
         }
@@ -33,12 +35,27 @@ pub fn check(store_path: &Path, location: &str) {
 /// Remember `location` as the store in use (a reload that moved it: it
 /// warned already), unless it is remembered already.
 pub fn remember(store_path: &Path, location: &str) {
+    let location = &within(store_path, location);
     let path = file(store_path);
-    if std::fs::read_to_string(&path).is_ok_and(|last| last.trim_end() == location) {
+    if std::fs::read_to_string(&path).is_ok_and(|last| last.trim_end() == *location) {
         return;
     }
     if let Err(e) = write(&path, location) {
         tracing::warn!(file = %path.display(), error = %e, "cannot record which media store is used");
+    }
+}
+
+/// `location` as remembered: a local directory under `store.path` (the
+/// default, `media` there) named from `store.path`, so a store moved or
+/// restored elsewhere with its media is not taken for a media store that
+/// moved (store review, stop 66: the warning told the operator to move
+/// files that had moved with it).
+fn within(store_path: &Path, location: &str) -> String {
+    let store = std::path::absolute(store_path).unwrap_or_else(|_| store_path.to_path_buf());
+    let prefix = format!("local directory {}/", store.display());
+    match location.strip_prefix(&prefix) {
+        Some(rest) => format!("local directory {{store.path}}/{rest}"),
+        None => location.to_string(),
     }
 }
 
@@ -59,6 +76,27 @@ fn write(path: &Path, location: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_directory_under_the_store_moves_with_it() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let at = |d: &Path| format!("local directory {}", d.join("media").display());
+        check(a.path(), &at(a.path()));
+        std::fs::copy(file(a.path()), file(b.path())).unwrap();
+        assert_eq!(within(b.path(), &at(b.path())), "local directory {store.path}/media");
+        // Copied elsewhere, media and all: the same store.
+        assert_eq!(
+            std::fs::read_to_string(file(b.path())).unwrap().trim_end(),
+            within(b.path(), &at(b.path()))
+        );
+        // As an earlier version wrote it (whole): the same, no warning.
+        assert_eq!(within(a.path(), &at(a.path())), within(b.path(), &at(b.path())));
+        // One outside the store is named whole.
+        assert_eq!(
+            within(b.path(), "local directory /srv/media"),
+            "local directory /srv/media"
+        );
+    }
 
     #[test]
     fn the_location_is_remembered_and_rewritten_only_when_it_moves() {
