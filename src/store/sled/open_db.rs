@@ -78,6 +78,50 @@ pub(super) fn held_files(path: &Path) -> bool {
     path.join("conf").is_file() && path.join("db").is_file()
 }
 
+/// A store directory or file the relay's user cannot write (a restore or
+/// copy made as root, another user's files): sled failed with a bare
+/// "Permission denied" naming no file, and the start exited 1, restarted
+/// every 2 s by the unit (store review, stop 66). Refused naming it, as a
+/// store no restart mends (exit 2). Opening a file to append changes
+/// nothing in it.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    use std::io::ErrorKind::PermissionDenied;
+    let refuse = |what: &Path, e: std::io::Error| {
+        StoreError::Incompatible(format!(
+            "cannot write {} ({e}): the store's directory and files must be writable by the user hookrelay runs \
+             as (after a restore or copy made as another user, root say, give them back: `chown -R` the \
+             store directory to that user)",
+            what.display()
+        ))
+    };
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == PermissionDenied => return Err(refuse(path, e)),
+        Err(_) => return Ok(()),
+    };
+    for entry in entries.flatten() {
+        let file = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&file) {
+            if e.kind() == PermissionDenied {
+                return Err(refuse(&file, e));
+            }
+        }
+    }
+    // sled writes its snapshots beside them.
+    let probe = path.join(".hookrelay-write-check");
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == PermissionDenied => Err(refuse(path, e)),
+        Err(_) => Ok(()),
+    }
+}
+
 /// A store directory made by someone else (the operator, `mkdir`) keeps its
 /// mode: one other users can enter lets them read every callback body
 /// (signed media URLs are credentials), as sled writes its files 0644
@@ -104,6 +148,7 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
     check_compression(&opts.path, opts.compression)?;
     check_data_file(&opts.path)?;
     if opts.path.exists() {
+        check_writable(&opts.path)?;
         warn_if_open_to_others(&opts.path);
     } else {
         crate::private_dir::create(&opts.path).map_err(|e| {
