@@ -96,7 +96,9 @@ fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
         start,
         Some(
             StartError::Store {
-                source: crate::store::StoreError::Damaged(_) | crate::store::StoreError::Incompatible(_),
+                source: crate::store::StoreError::Damaged(_)
+                    | crate::store::StoreError::Incompatible(_)
+                    | crate::store::StoreError::Unwritable(_),
                 ..
             } | StartError::Acme(crate::acme::AcmeError::StateDir { .. })
         )

@@ -6,9 +6,10 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::slow_proxy::slow_proxy;
@@ -25,18 +26,10 @@ use hookrelay::provider::Product;
 /// attempt, and the restart sent the event again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
-    use tokio::io::AsyncWriteExt;
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let (proxy, connections) = slow_proxy(fake.addr(), secs(4)).await;
     // Answers its first request after 30 s (still out at the shutdown), the others at once.
-    let sub = Sub::start(Arc::new(|n, _| {
-        if n == 0 {
-            Behaviour::Slow(secs(30))
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await;
+    let sub = first_answered_after(secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -45,18 +38,7 @@ async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
             true => Subscriber::pull("s", "pull-token"),
             false => Subscriber::new("s", sub.url()).timeout(secs(60)),
         };
-        let route = task_route("runway", "kie-runway", &fake, DOWN)
-            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
-            .without_reconcile()
-            .verify("fetch")
-            .subscriber(s);
-        let public = format!("http://{addr}");
-        TestConfig::new(dir.path())
-            .listen(addr)
-            .read_timeout(secs(30))
-            .shutdown_grace(secs(15))
-            .edit_route("t", |_| route)
-            .public_url(public)
+        checked_via(dir.path(), addr, &fake, proxy, s).shutdown_grace(secs(15))
     };
     let h = start(&config(true)).await;
     // A forwarder waits; the callback comes, and s's pull lane asks the provider about it.
@@ -73,20 +55,12 @@ async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
         TaskPlan::success(),
         Some(&format!("http://{addr}/hooks/runway")),
     );
-    let t0 = Instant::now();
-    while connections.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < secs(10), "no verification request");
-        tokio::time::sleep(ms(20)).await;
-    }
+    until_checked(&connections).await;
     // s switched to push: its push lane waits for the pull lane's check.
     config(false).write();
     h.reload().await.expect("reload switching s to push");
     // A request in flight holds the shutdown's drain open (up to the grace).
-    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
-    held.write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 100\r\n\r\n{")
-        .await
-        .unwrap();
-    tokio::time::sleep(ms(200)).await;
+    let held = holding_the_drain(addr).await;
     h.shutdown().await;
     let _ = pulling.await;
     let during = sub.count();
@@ -116,34 +90,16 @@ async fn a_shutdown_starts_no_lane_waiting_for_its_turn() {
 /// review, stop 66).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloads_lane_finishing_at_a_shutdown_sends_nothing_twice() {
-    use tokio::io::AsyncWriteExt;
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let (proxy, connections) = slow_proxy(fake.addr(), secs(3)).await;
     // Answers its first request after 30 s (still out at the grace's end), the others at once.
-    let sub = Sub::start(Arc::new(|n, _| {
-        if n == 0 {
-            Behaviour::Slow(secs(30))
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await;
+    let sub = first_answered_after(secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = |name: &str| {
-        let route = task_route("runway", "kie-runway", &fake, DOWN)
-            .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
-            .without_reconcile()
-            .verify("fetch")
-            .subscriber(Subscriber::new(name, sub.url()).timeout(secs(60)));
-        let public = format!("http://{addr}");
-        TestConfig::new(dir.path())
-            .listen(addr)
-            .read_timeout(secs(30))
-            .shutdown_grace(secs(6))
-            .edit_route("t", |_| route)
-            .public_url(public)
+        let s = Subscriber::new(name, sub.url()).timeout(secs(60));
+        checked_via(dir.path(), addr, &fake, proxy, s).shutdown_grace(secs(6))
     };
     let h = start(&config("s")).await;
     let task = fake.create(
@@ -151,20 +107,12 @@ async fn a_reloads_lane_finishing_at_a_shutdown_sends_nothing_twice() {
         TaskPlan::success(),
         Some(&format!("http://{addr}/hooks/runway")),
     );
-    let t0 = Instant::now();
-    while connections.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < secs(10), "no verification request");
-        tokio::time::sleep(ms(20)).await;
-    }
+    until_checked(&connections).await;
     // s is removed (its work stays in the store); its lane is retired, its check still out.
     config("s-later").write();
     h.reload().await.expect("reload removing s");
     // A request in flight holds the shutdown's drain open for the whole grace.
-    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
-    held.write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 100\r\n\r\n{")
-        .await
-        .unwrap();
-    tokio::time::sleep(ms(200)).await;
+    let held = holding_the_drain(addr).await;
     h.shutdown().await;
     let during = sub.count();
     drop(held);
@@ -189,14 +137,7 @@ async fn a_reloads_lane_finishing_at_a_shutdown_sends_nothing_twice() {
 /// grace to be answered and recorded, as any other (hostile review, stop 66).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloads_lane_sending_at_a_shutdown_is_given_the_grace() {
-    let sub = Sub::start(Arc::new(|n, _| {
-        if n == 0 {
-            Behaviour::Slow(secs(2))
-        } else {
-            Behaviour::Status(200)
-        }
-    }))
-    .await;
+    let sub = first_answered_after(secs(2)).await;
     let dir = tempfile::tempdir().unwrap();
     let base = TestConfig::new(dir.path()).shutdown_grace(secs(6));
     let with_s = base
@@ -224,4 +165,53 @@ async fn a_reloads_lane_sending_at_a_shutdown_is_given_the_grace() {
         "the attempt out when the reload retired its lane was sent again after the restart: {seen:?}"
     );
     h.shutdown().await;
+}
+
+/// A subscriber that answers its first request after `first`, the others at once.
+async fn first_answered_after(first: Duration) -> Sub {
+    Sub::start(Arc::new(move |n, _| {
+        if n == 0 {
+            Behaviour::Slow(first)
+        } else {
+            Behaviour::Status(200)
+        }
+    }))
+    .await
+}
+
+/// A relay on `addr` with route `runway` (`kie-runway`, `verify = "fetch"`
+/// through `proxy` to `fake`, no reconcile) and subscriber `s`; reads wait
+/// 30 s, so a request held open holds a shutdown's drain for its grace.
+fn checked_via(dir: &Path, addr: SocketAddr, fake: &FakeProvider, proxy: SocketAddr, s: Subscriber) -> TestConfig {
+    let route = task_route("runway", "kie-runway", fake, DOWN)
+        .provider(Provider::new(fake.api_key(), &format!("http://{proxy}")))
+        .without_reconcile()
+        .verify("fetch")
+        .subscriber(s);
+    TestConfig::new(dir)
+        .listen(addr)
+        .read_timeout(secs(30))
+        .edit_route("t", |_| route)
+        .public_url(format!("http://{addr}"))
+}
+
+/// Once the provider is asked about the callback (the slow proxy counts a connection).
+async fn until_checked(connections: &AtomicUsize) {
+    let t0 = Instant::now();
+    while connections.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < secs(10), "no verification request");
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+/// A request whose body never ends, read by the relay: a shutdown's drain
+/// waits for it until the grace (drop it after the stop).
+async fn holding_the_drain(addr: SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    held
 }

@@ -1,9 +1,10 @@
 //! A store restored from a copy cut short (an interrupted `cp`, a full
 //! backup disk): its `db` read by sled's recovery as holding nothing was
 //! taken as a new store, served empty and ready, every pending delivery
-//! and dedupe key gone without a word (store review, stop 66). Such a store
-//! is refused at start as damaged (exit 2), naming the file; so is one
-//! restored as another user, which the relay's user cannot write.
+//! and dedupe key gone without a word (store review, stop 66). A store
+//! hookrelay opened before (it marks it) whose `db` holds nothing of
+//! hookrelay's is refused at start as damaged (exit 2), naming the file; so
+//! is one restored as another user, which the relay's user cannot write.
 
 use crate::common;
 
@@ -23,7 +24,7 @@ async fn a_store_whose_db_was_cut_short_is_refused_not_started_empty() {
     let db = cfg.data().join("db");
     let size = std::fs::metadata(&db).unwrap().len();
     std::fs::write(&db, b"").unwrap();
-    // Twice: nothing is written over it by the first refusal.
+    // Twice: the first refusal does not make it a store to serve.
     for start in ["first", "second"] {
         let (code, err) = start_refused(&cfg).await;
         assert_eq!(code, Some(2), "{start} start on a db cut from {size} to 0 bytes: {err}");

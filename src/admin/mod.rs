@@ -366,6 +366,10 @@ where
                 Ok(()) => events::replay(&app, id, Some(sub)).await,
                 Err(e) => Err(e),
             },
+            (Ok(None), Some("dead")) => Err((
+                StatusCode::BAD_REQUEST,
+                "only=dead needs a subscriber: name the delivery that must still be dead".into(),
+            )),
             (Ok(_), Some(other)) => Err((
                 StatusCode::BAD_REQUEST,
                 format!("only takes \"dead\" (with a subscriber), not {other:?}"),

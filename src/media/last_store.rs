@@ -51,7 +51,11 @@ pub fn remember(store_path: &Path, location: &str) {
 /// moved (store review, stop 66: the warning told the operator to move
 /// files that had moved with it).
 fn within(store_path: &Path, location: &str) -> String {
-    let store = std::path::absolute(store_path).unwrap_or_else(|_| store_path.to_path_buf());
+    // As the media root is named (canonical: under the unit's DynamicUser
+    // /var/lib/hookrelay is a link into /var/lib/private).
+    let store = std::fs::canonicalize(store_path)
+        .or_else(|_| std::path::absolute(store_path))
+        .unwrap_or_else(|_| store_path.to_path_buf());
     let prefix = format!("local directory {}/", store.display());
     match location.strip_prefix(&prefix) {
         Some(rest) => format!("local directory {{store.path}}/{rest}"),

@@ -373,6 +373,11 @@ pub enum StoreError {
     /// once it lets go (exit 1, restarted).
     #[error("{0}")]
     InUse(String),
+    /// The embedded store's directory or a file sled writes cannot be
+    /// written by the relay's user (a restore made as root): no restart
+    /// mends it (exit 2).
+    #[error("{0}")]
+    Unwritable(String),
     #[error("unknown subscriber {0:?}")]
     UnknownSubscriber(String),
     /// The event is larger than the store takes (NATS `max_payload`): the

@@ -126,15 +126,15 @@ function navigate() {
 /** How many loads have started: only the newest one's answer is shown. */
 let loads = 0;
 
-// An automatic refresh does not redraw under a button the pointer is on or
-// that has the keyboard's focus: rows moved under it (a new dead letter on
-// top) and the click replayed another event, and a redraw sent the focus
-// back to the top of the page (console review, stop 66). Drawn once the
-// button is let go.
+// An automatic refresh does not redraw a list under a row's button the
+// pointer is on or the keyboard has reached: rows moved under it (a new dead
+// letter on top) and the click replayed another event, and a redraw sent the
+// focus back to the top of the page (console review, stop 66). Drawn once
+// the button is let go. Only a list's rows move so; a button focused by a
+// mouse click (`:focus` without `:focus-visible`) holds nothing, or the page
+// stayed held until the next click elsewhere (change review).
 function heldByUser(content) {
-  const focused = document.activeElement;
-  if (focused && focused.tagName === 'BUTTON' && content.contains(focused)) return true;
-  return content.querySelector('button:hover') !== null;
+  return content.querySelector('tr button:hover, tr button:focus-visible') !== null;
 }
 
 async function refresh(auto = false) {
@@ -155,7 +155,8 @@ async function refresh(auto = false) {
     // An answer counts as shown once it is drawn: one that failed to draw is
     // drawn (and its error said) again, not skipped under a fresh "updated".
     if (text !== shown.last && auto && heldByUser(shown.content)) {
-      $('updated').textContent = 'newer data held while a button is pointed at or focused';
+      $('updated').textContent = 'newer data held while a button of the list is pointed at or focused';
+      if (loadFailed) flash('');
       // Asked again at the usual pace: drawn soon after the button is let go.
       shown.settledAt = 0;
       return;

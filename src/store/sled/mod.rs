@@ -225,9 +225,10 @@ impl Inner {
 impl SledStore {
     /// Open the store: create it, or check its schema, migrating a 0.1 store.
     pub fn open(opts: &Options) -> Result<SledStore, StoreError> {
-        let held_files = open_db::held_files(&opts.path);
+        let opened_before = open_db::opened_before(&opts.path);
         let db = open_db::open_db(opts)?;
-        let (tree, opened) = schema::open_tree(&db, opts, held_files)?;
+        let (tree, opened) = schema::open_tree(&db, opts, opened_before)?;
+        open_db::mark_opened(&opts.path);
         let registry = Registry::load(&tree)?;
         let inner = Arc::new(Inner {
             db,

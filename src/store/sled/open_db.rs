@@ -71,55 +71,77 @@ fn check_data_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether `path` held sled's files before this opening (its `conf` and
-/// `db`): a store that, once opened, must have hookrelay's version row
-/// ([`super::schema::open_tree`] refuses it as damaged if not).
-pub(super) fn held_files(path: &Path) -> bool {
-    path.join("conf").is_file() && path.join("db").is_file()
+/// The file a store that hookrelay opened holds beside sled's: such a store
+/// has hookrelay's version row, flushed before the file is written.
+const OPENED: &str = "hookrelay-store";
+
+/// Whether `path` holds a store hookrelay opened before (sled's `conf` and
+/// `db`, and [`OPENED`]): one in which sled's recovery finds nothing of
+/// hookrelay's is damaged ([`super::schema::open_tree`] refuses it). Sled's
+/// files without it are a first start cut short (a crash, a full disk
+/// before the version row was written), taken as new as before.
+pub(super) fn opened_before(path: &Path) -> bool {
+    path.join("conf").is_file() && path.join("db").is_file() && path.join(OPENED).is_file()
 }
 
-/// A store directory or file the relay's user cannot write (a restore or
-/// copy made as root, another user's files): sled failed with a bare
-/// "Permission denied" naming no file, and the start exited 1, restarted
+/// Mark the store as opened (once its version row is flushed). A failure is
+/// logged and otherwise ignored: the mark only lets a later start tell a
+/// `db` cut short from a new store.
+pub(super) fn mark_opened(path: &Path) {
+    let file = path.join(OPENED);
+    if file.is_file() {
+        return;
+    }
+    let text = "A hookrelay store: sled's files (conf, db, snap.*, blobs/) beside it. Back up the whole directory \
+                while hookrelay is stopped.\n";
+    if let Err(e) = std::fs::write(&file, text) {
+        tracing::debug!(file = %file.display(), error = %e, "cannot mark the store as opened");
+    }
+}
+
+/// A store directory, `db` file or `blobs/` directory the relay's user
+/// cannot write (a restore or copy made as root): sled failed with a bare
+/// "Permission denied" naming nothing, and the start exited 1, restarted
 /// every 2 s by the unit (store review, stop 66). Refused naming it, as a
-/// store no restart mends (exit 2). Opening a file to append changes
-/// nothing in it.
+/// store no restart mends (exit 2). Only what sled writes is asked about
+/// (its snapshots are new files in the directory; `conf` and the snapshots
+/// it only reads, and hookrelay's own small files are not its): opening
+/// `db` to append changes nothing in it.
 fn check_writable(path: &Path) -> Result<(), StoreError> {
     use std::io::ErrorKind::PermissionDenied;
     let refuse = |what: &Path, e: std::io::Error| {
-        StoreError::Incompatible(format!(
-            "cannot write {} ({e}): the store's directory and files must be writable by the user hookrelay runs \
-             as (after a restore or copy made as another user, root say, give them back: `chown -R` the \
-             store directory to that user)",
+        StoreError::Unwritable(format!(
+            "cannot write {} ({e}): the store's directory, its db file and blobs directory must be writable by \
+             the user hookrelay runs as (after a restore or copy made as another user, root say, give them back: \
+             `chown -R` the store directory to that user)",
             what.display()
         ))
     };
-    let entries = match std::fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == PermissionDenied => return Err(refuse(path, e)),
-        Err(_) => return Ok(()),
-    };
-    for entry in entries.flatten() {
-        let file = entry.path();
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
+    let probe_in = |dir: &Path| -> Result<(), StoreError> {
+        let probe = dir.join(".hookrelay-write-check");
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                Ok(())
+            }
+            Err(e) if e.kind() == PermissionDenied => Err(refuse(dir, e)),
+            Err(_) => Ok(()),
         }
-        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&file) {
+    };
+    probe_in(path)?;
+    let db = path.join("db");
+    if db.is_file() {
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&db) {
             if e.kind() == PermissionDenied {
-                return Err(refuse(&file, e));
+                return Err(refuse(&db, e));
             }
         }
     }
-    // sled writes its snapshots beside them.
-    let probe = path.join(".hookrelay-write-check");
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) if e.kind() == PermissionDenied => Err(refuse(path, e)),
-        Err(_) => Ok(()),
+    let blobs = path.join("blobs");
+    if blobs.is_dir() {
+        probe_in(&blobs)?;
     }
+    Ok(())
 }
 
 /// A store directory made by someone else (the operator, `mkdir`) keeps its

@@ -12,12 +12,12 @@ use super::{migrate, SCHEMA, TREE, TREE_SCHEMA};
 use crate::store::{Options, StoreError};
 
 /// Open this version's tree, checked; what a migration carried over.
-/// `held_files`: sled's files were there before this opening (a store that
-/// has been opened, so one with hookrelay's version row).
+/// `opened_before`: the store was opened by hookrelay before
+/// (`open_db::opened_before`), so it had hookrelay's version row.
 pub(super) fn open_tree(
     db: &sled::Db,
     opts: &Options,
-    held_files: bool,
+    opened_before: bool,
 ) -> Result<(sled::Tree, migrate::Opened), StoreError> {
     // Before `open_tree`, which would create this version's tree beside
     // the newer one's.
@@ -51,15 +51,15 @@ pub(super) fn open_tree(
         db.flush()?;
     }
     // New, or a 0.1 store, or a migration that was interrupted.
-    if held_files && tree.is_empty() && !has_tree(db, migrate::V1_TREE) {
-        // sled's files, yet nothing of hookrelay's in them: a `db` cut short
-        // (a backup's copy interrupted) whose recovery kept nothing. Taken
-        // as new, it was served empty and ready, every pending delivery
-        // and dedupe key gone without a word (store review, stop 66).
+    if opened_before && tree.is_empty() && !has_tree(db, migrate::V1_TREE) {
+        // A store hookrelay opened, yet nothing of hookrelay's in it: a `db`
+        // cut short (a backup's copy interrupted) whose recovery kept
+        // nothing. Taken as new, it was served empty and ready, every
+        // pending delivery and dedupe key gone without a word (store
+        // review, stop 66).
         return Err(StoreError::Damaged(format!(
-            "{} holds no hookrelay store although sled's files are there: the file may be cut short (a copy or \
-             restore interrupted); restore the store from a backup (if this directory never held callbacks, a \
-             first start cut short, remove it and start again)",
+            "{} holds nothing of the hookrelay store it was: the file may be cut short (a copy or restore \
+             interrupted); restore the store from a backup",
             opts.path.join("db").display()
         )));
     }
