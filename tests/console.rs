@@ -277,7 +277,8 @@ async fn an_events_body_is_shown_as_sent() {
 async fn task_ids_show_their_bidi_controls_and_wrap() {
     let sc = scene(None).await;
     let bidi = "invoice-\u{202E}gnp.exe-42";
-    let mark = "id \u{200F}12 34\u{200F}";
+    // An invisible zero-width space as well (console review, stop 66).
+    let mark = "id \u{200F}12 34\u{200F}\u{200B}";
     let long = "L".repeat(256);
     let no_auth = [("content-type", "application/json")];
     let mut long_event = String::new();

@@ -34,7 +34,7 @@ await inChromium('shown', async (page) => {
     const named = bidi.replace('\u202E', '⟨U+202E⟩');
     if (!texts.includes(named)) throw new Error(`${table}: ${JSON.stringify(named)} not shown: ${JSON.stringify(texts)}`);
     // The invisible right-to-left mark too ("id ‏12 34‏" read "id 34 12").
-    const marked = mark.replaceAll('\u200F', '⟨U+200F⟩');
+    const marked = mark.replaceAll('\u200F', '⟨U+200F⟩').replaceAll('\u200B', '⟨U+200B⟩');
     if (!texts.includes(marked)) throw new Error(`${table}: ${JSON.stringify(marked)} not shown: ${JSON.stringify(texts)}`);
     if (!texts.includes(long)) throw new Error(`${table}: the long task id is not shown whole`);
     const [right, width] = await fits(table);

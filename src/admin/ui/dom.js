@@ -65,8 +65,10 @@ export async function api(path, opts = {}) {
  * isolates, and the invisible marks LRM, RLM, ALM): a task id or error
  * holding one showed other text than it holds ("abc\u202Egnp.exe" read
  * "abcexe.png", "id \u200F12 34\u200F" read "id 34 12"). Text shows each as
- * `⟨U+202E⟩`. */
-const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+ * `⟨U+202E⟩`. So too the invisible characters with no part in shaping
+ * (zero-width space, word joiner, byte order mark): "job-42\u200B" read
+ * "job-42" (console review, stop 66). */
+const BIDI_CONTROLS = /[\u061C\u200B\u200E\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/g;
 
 /** `text` as the console shows it: bidi controls named, not obeyed. */
 export function shownText(text) {
