@@ -143,7 +143,9 @@ pub(super) async fn list(app: &App, q: &Query) -> ApiResult {
     Ok(super::with_warning(answer, warning))
 }
 
-pub(super) async fn show(app: &App, id: &str) -> ApiResult {
+/// The event `id` names with its deliveries, or the answer that says why not
+/// (`400` for an id that is not one, `404` for one the store does not have).
+async fn view_of(app: &App, id: &str) -> Result<(EventId, crate::store::EventView), (StatusCode, String)> {
     let id = parse_id(id)?;
     let v = app
         .store
@@ -151,6 +153,11 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
         .await
         .map_err(internal)?
         .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    Ok((id, v))
+}
+
+pub(super) async fn show(app: &App, id: &str) -> ApiResult {
+    let (id, v) = view_of(app, id).await?;
     let ev = &v.event;
     let subs: Vec<Value> = v
         .deliveries
@@ -283,13 +290,7 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
 /// dead. A stale row replayed a delivery a replay of all dead letters had
 /// delivered meanwhile: sent twice (console review, stop 66). `409` if not.
 pub(super) async fn still_dead(app: &App, id: &str, sub: &str) -> Result<(), (StatusCode, String)> {
-    let parsed = parse_id(id)?;
-    let v = app
-        .store
-        .event_view(parsed)
-        .await
-        .map_err(internal)?
-        .ok_or((StatusCode::NOT_FOUND, format!("no event {parsed}")))?;
+    let (parsed, v) = view_of(app, id).await?;
     match v.deliveries.iter().find(|d| d.subscriber == sub) {
         Some(d) if d.state == crate::store::DeliveryState::Dead => Ok(()),
         Some(d) => Err((

@@ -372,10 +372,9 @@ impl Delivery {
     /// until [`Self::stop`] abandons what is left. Each attempt a stop
     /// abandons is sent again after the restart: a lane that went on
     /// starting attempts while the listeners drained made every restart
-    /// repeat a few (hostile review, stop 65).
-    /// Lanes a reload retired and still finishing are told too: what they
-    /// have not started sending is left for the restart at once (hostile
-    /// review, stop 66).
+    /// repeat a few (hostile review, stop 65). Lanes a reload retired that
+    /// are still finishing are told too: what they have not started sending
+    /// is left for the restart at once (hostile review, stop 66).
     pub fn retire_push(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         for lane in self.push_lanes_running() {
