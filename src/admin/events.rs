@@ -224,7 +224,10 @@ fn tokens_hidden(app: &App, mut body: bytes::Bytes) -> bytes::Bytes {
     crate::auth::hide_token_params(body)
 }
 
-pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult {
+/// `dead_only` (`only=dead`, with a subscriber): queued only if that
+/// delivery is dead as the store writes the replay (a check before it left
+/// room for a replay of all dead letters between the two).
+pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>, dead_only: bool) -> ApiResult {
     let id = parse_id(id)?;
     // An operator's replay delivers a callback held as unverified, to the
     // subscribers it queues the event for and to no other: the store marks
@@ -232,9 +235,19 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     // takes it, after a restart too); a refused or failed replay queues
     // nothing and releases nothing.
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let result = to_the_end(app, "a replay", async move { store.replay_event(id, only).await })
-        .await?
-        .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    let result = to_the_end(app, "a replay", async move {
+        match only {
+            Some(sub) if dead_only => store.replay_dead_delivery(id, sub).await,
+            only => store.replay_event(id, only).await,
+        }
+    })
+    .await?
+    .ok_or((StatusCode::NOT_FOUND, format!("no event {id}")))?;
+    if let (true, Some(s), Some(r)) = (dead_only, sub, result.first()) {
+        if !r.queued {
+            return Err(not_dead(app, id, s).await);
+        }
+    }
     if let Some(s) = sub {
         if result.is_empty() {
             // A subscriber removed from the configuration is left out (no lane
@@ -285,26 +298,24 @@ pub(super) async fn replay(app: &App, id: &str, sub: Option<&str>) -> ApiResult 
     Ok(json!({ "id": id.to_string(), "queued": queued, "filtered": skipped, "already_pending": pending }))
 }
 
-/// `only=dead`: the replay of a dead letter shown a while ago (a console
-/// row, a script's list) goes ahead only while that delivery is still
-/// dead. A stale row replayed a delivery a replay of all dead letters had
-/// delivered meanwhile: sent twice (console review, stop 66). `409` if not.
-pub(super) async fn still_dead(app: &App, id: &str, sub: &str) -> Result<(), (StatusCode, String)> {
-    let (parsed, v) = view_of(app, id).await?;
-    match v.deliveries.iter().find(|d| d.subscriber == sub) {
-        Some(d) if d.state == crate::store::DeliveryState::Dead => Ok(()),
-        Some(d) => Err((
-            StatusCode::CONFLICT,
-            format!(
-                "the delivery of event {parsed} to {sub:?} is not dead any more (it is {}): nothing replayed",
-                d.state.name()
-            ),
-        )),
-        None => Err((
-            StatusCode::NOT_FOUND,
-            format!("event {parsed} has no subscriber {sub:?}"),
-        )),
-    }
+/// `only=dead` found the delivery not dead (a console row, a script's list
+/// shown a while ago: a replay of all dead letters delivered it meanwhile,
+/// and a replay of the event sent it twice: console review, stop 66): `409`,
+/// with its state now.
+async fn not_dead(app: &App, id: EventId, sub: &str) -> (StatusCode, String) {
+    let state = match view_of(app, &id.to_string()).await {
+        Ok((_, v)) => v
+            .deliveries
+            .iter()
+            .find(|d| d.subscriber == sub)
+            .map(|d| d.state.name()),
+        Err(_) => None,
+    };
+    let now = state.map(|s| format!(" (it is {s})")).unwrap_or_default();
+    (
+        StatusCode::CONFLICT,
+        format!("the delivery of event {id} to {sub:?} is not dead any more{now}: nothing replayed"),
+    )
 }
 
 pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {

@@ -361,11 +361,8 @@ where
         Endpoint::Events => events::list(&app, &q).await,
         Endpoint::Event(id) => events::show(&app, id).await,
         Endpoint::Replay(id) => match (q.subscriber(), q.get("only")) {
-            (Ok(sub), None) => events::replay(&app, id, sub).await,
-            (Ok(Some(sub)), Some("dead")) => match events::still_dead(&app, id, sub).await {
-                Ok(()) => events::replay(&app, id, Some(sub)).await,
-                Err(e) => Err(e),
-            },
+            (Ok(sub), None) => events::replay(&app, id, sub, false).await,
+            (Ok(Some(sub)), Some("dead")) => events::replay(&app, id, Some(sub), true).await,
             (Ok(None), Some("dead")) => Err((
                 StatusCode::BAD_REQUEST,
                 "only=dead needs a subscriber: name the delivery that must still be dead".into(),

@@ -262,7 +262,15 @@ impl Store {
     /// unverified is sent: [`result::ResultRow::released`]), unlike one
     /// [`Self::replay_dead_letters`] queues.
     pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
-        each!(self, s => s.replay_event(id, only).await)
+        each!(self, s => s.replay_event(id, only, false).await)
+    }
+
+    /// [`Self::replay_event`] for one subscriber, queued only if that
+    /// delivery is a dead letter when the replay is written (the check and
+    /// the replay are one step: a replay of all dead letters between them
+    /// cannot make it send twice). `queued: false` when it was not dead.
+    pub async fn replay_dead_delivery(&self, id: EventId, sub: String) -> Result<Option<Vec<Replayed>>, StoreError> {
+        each!(self, s => s.replay_event(id, Some(sub), true).await)
     }
 
     /// Re-queue dead letters (all, or one subscriber's); how many per subscriber.

@@ -417,8 +417,13 @@ impl Writer {
             }
             // Now as the writer applies it (batches may have gone first):
             // what is due by then may be handed out already.
-            Msg::Replay { id, only, reply } => {
-                let _ = reply.send(self.replay(id, only.as_deref(), crate::clock::now_ms()));
+            Msg::Replay {
+                id,
+                only,
+                dead_only,
+                reply,
+            } => {
+                let _ = reply.send(self.replay(id, only.as_deref(), dead_only, crate::clock::now_ms()));
             }
             Msg::RetryMedia { id, reply } => {
                 let _ = reply.send(self.retry_media(id, crate::clock::now_ms()));

@@ -320,8 +320,15 @@ impl SledStore {
         &self,
         id: super::EventId,
         only: Option<String>,
+        dead_only: bool,
     ) -> Result<Option<Vec<Replayed>>, StoreError> {
-        self.call(|reply| Msg::Replay { id, only, reply }).await
+        self.call(|reply| Msg::Replay {
+            id,
+            only,
+            dead_only,
+            reply,
+        })
+        .await
     }
 
     pub async fn replay_dead_letters(

@@ -38,6 +38,13 @@ pub(crate) fn replay_queues(state: &DeliveryState, now_ms: u64) -> bool {
     }
 }
 
+/// Whether the delivery of `id` to `sub` is a dead letter now.
+fn is_dead(b: &Batch<'_>, id: EventId, sub: u32) -> Result<bool, StoreError> {
+    Ok(b.get(&keys::result(id, sub))?
+        .and_then(|v| codec::decode_result(&v))
+        .is_some_and(|row| row.state == DeliveryState::Dead))
+}
+
 impl Writer {
     /// Queue `route`'s event `id` again for `sub`; whether anything was
     /// queued. `released`: a replay of the event itself, which delivers a
@@ -89,11 +96,14 @@ impl Writer {
         Ok(true)
     }
 
-    /// Replay one event to all its subscribers or one; None when there is no such event.
+    /// Replay one event to all its subscribers or one (`dead_only`: only a
+    /// delivery that is dead as the replay is applied); None when there is
+    /// no such event.
     pub(super) fn replay(
         &mut self,
         id: EventId,
         only: Option<&str>,
+        dead_only: bool,
         now_ms: u64,
     ) -> Result<Option<Vec<Replayed>>, StoreError> {
         let tree = self.inner.tree.clone();
@@ -122,7 +132,11 @@ impl Writer {
             if only.is_some_and(|o| o != name) || !reg.route_subs(header_route).contains(&sub) {
                 continue;
             }
-            let queued = self.replay_one(&mut b, header_route, id, sub, now_ms, true)?;
+            let queued = if dead_only && !is_dead(&b, id, sub)? {
+                false
+            } else {
+                self.replay_one(&mut b, header_route, id, sub, now_ms, true)?
+            };
             if queued {
                 woken.push(sub);
             }

@@ -263,3 +263,50 @@ async fn an_event_replay_releases_what_it_queues_with_the_work_a_dead_letter_rep
     );
     store.close().await;
 }
+
+/// `only=dead`: the check that the delivery is dead and the replay are one
+/// step of the writer. A replay of all dead letters that delivered it
+/// meanwhile leaves nothing for it to queue (a replay of the event, as the
+/// console's stale row made, sent it a second time).
+#[tokio::test]
+async fn a_dead_only_replay_queues_nothing_once_another_replay_delivered_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let id = store.append(event("dead", &["a"], now)).await.unwrap().id;
+    let mut src = store.work_source("a").unwrap();
+    let w = src.take(1, now).await.unwrap().remove(0);
+    let dead = Outcome::Dead { error: "500".into() };
+    store.record(&w.ticket, Some(attempt(1, 500, now)), dead).await.unwrap();
+    src.done(&w.ticket).await;
+    // Listed dead, then replayed by a replay of all dead letters and delivered.
+    store.replay_dead_letters(None).await.unwrap();
+    let later = crate::clock::now_ms() + 5;
+    let w = src.take(10, later).await.unwrap().remove(0);
+    store
+        .record(&w.ticket, Some(attempt(2, 200, later)), Outcome::Delivered)
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    let r = store.replay_dead_delivery(id, "a".into()).await.unwrap().unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(!r[0].queued, "delivered, not dead: nothing queued: {r:?}");
+    assert!(src.take(10, later + 10).await.unwrap().is_empty(), "not sent again");
+    // Dead again: queued, and released as a replay of the event is.
+    let w = {
+        store.replay_event(id, None).await.unwrap();
+        src.take(10, later + 20).await.unwrap().remove(0)
+    };
+    let dead = Outcome::Dead { error: "500".into() };
+    store
+        .record(&w.ticket, Some(attempt(3, 500, later)), dead)
+        .await
+        .unwrap();
+    src.done(&w.ticket).await;
+    let r = store.replay_dead_delivery(id, "a".into()).await.unwrap().unwrap();
+    assert!(r[0].queued, "{r:?}");
+    let again = src.take(10, later + 30).await.unwrap();
+    assert!(again.len() == 1 && again[0].released, "queued once, released");
+    assert!(store.dead_letters(None, 10).await.unwrap().letters.is_empty());
+    store.close().await;
+}

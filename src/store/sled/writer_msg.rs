@@ -65,6 +65,8 @@ pub(super) enum Msg {
     Replay {
         id: EventId,
         only: Option<String>,
+        /// Only a delivery dead as the writer applies it (`only=dead`).
+        dead_only: bool,
         reply: Reply<Option<Vec<Replayed>>>,
     },
     /// An operator's retry of an event's failed media URLs ([`super::media`]).

@@ -53,8 +53,24 @@ pub(super) const PATIENCE: Duration = Duration::from_secs(8);
 enum Asked {
     /// One event's: any finished delivery is queued again.
     Event,
+    /// One event's for one subscriber, only while that delivery is dead
+    /// (`only=dead`: a stale row of dead letters replays nothing).
+    EventIfDead,
     /// The dead letters': only a delivery still dead.
     DeadLetter,
+}
+
+impl Asked {
+    /// Whether only a delivery still dead is queued.
+    fn dead_only(self) -> bool {
+        self != Asked::Event
+    }
+
+    /// Whether what it queues is released (a replay of the event is an
+    /// operator's word about that event; a replay of all dead letters is not).
+    fn releases(self) -> bool {
+        self != Asked::DeadLetter
+    }
 }
 
 /// Whether a replay of one event queues a delivery in `state` (at `step`
@@ -107,7 +123,7 @@ impl NatsStore {
             (DeliveryState::Dead, _) | (DeliveryState::Delivered | DeliveryState::Skipped, Asked::Event) => {}
             // Replayed by another call since it was listed, and delivered:
             // its letter is stale (its purge failed, or is still to come).
-            (DeliveryState::Delivered | DeliveryState::Skipped, Asked::DeadLetter) => {
+            (DeliveryState::Delivered | DeliveryState::Skipped, Asked::DeadLetter | Asked::EventIfDead) => {
                 let letter = self.last_letter(route, sub, seq).await;
                 self.drop_letter(route, sub, seq, letter).await;
                 return Ok(Some(false));
@@ -116,7 +132,7 @@ impl NatsStore {
                 if self.requeue_unqueued(route, seq, sub, (&row, revision), asked).await? {
                     return Ok(Some(true));
                 }
-                let stood = asked == Asked::DeadLetter || self.mark_pending(&key, &row, revision).await?;
+                let stood = asked.dead_only() || self.mark_pending(&key, &row, revision).await?;
                 return Ok(stood.then_some(false));
             }
         }
@@ -134,7 +150,7 @@ impl NatsStore {
         // died between) leaves a mark no message carries: its flag is never
         // acted on, as only `requeue_unqueued` publishes such a mark, and it
         // sets the flag anew for the replay asking then.
-        marked.replayed(crate::clock::now_ms(), asked == Asked::Event);
+        marked.replayed(crate::clock::now_ms(), asked.releases());
         // A new round: an outcome told late from before it only joins the history.
         marked.replays += 1;
         let give_up = tokio::time::Instant::now() + PATIENCE;
@@ -214,7 +230,7 @@ impl NatsStore {
             return Ok(false);
         }
         let mut revision = revision;
-        let release = asked == Asked::Event;
+        let release = asked.releases();
         let give_up = tokio::time::Instant::now() + PATIENCE;
         if row.released != release {
             let key = layout::result_key(route, seq, sub);
@@ -317,11 +333,17 @@ impl NatsStore {
         }
     }
 
-    pub async fn replay_event(&self, id: EventId, only: Option<String>) -> Result<Option<Vec<Replayed>>, StoreError> {
+    pub async fn replay_event(
+        &self,
+        id: EventId,
+        only: Option<String>,
+        dead_only: bool,
+    ) -> Result<Option<Vec<Replayed>>, StoreError> {
         let Some((route, seq, ev)) = self.find(id).await? else {
             return Ok(None);
         };
         let configured = self.configured();
+        let asked = if dead_only { Asked::EventIfDead } else { Asked::Event };
         let mut out = Vec::new();
         let mut failed = Vec::new();
         for sub in &ev.meta.subscribers {
@@ -329,7 +351,7 @@ impl NatsStore {
                 continue;
             }
             // One subscriber's failure does not keep the others from theirs.
-            match self.replay_one(&route, seq, sub, Asked::Event).await {
+            match self.replay_one(&route, seq, sub, asked).await {
                 Ok(queued) => out.push(Replayed {
                     subscriber: sub.clone(),
                     queued,
