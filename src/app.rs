@@ -114,6 +114,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             tracing::warn!("{w}");
         }
     }
+    if let Some(w) = crate::store::sled::floor_warning(&config) {
+        tracing::warn!("{w}");
+    }
     crate::nofile::raise(&config);
     let store_err = |source| StartError::Store {
         path: match &config.store.backend {

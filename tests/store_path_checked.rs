@@ -70,3 +70,24 @@ async fn a_store_directory_open_to_other_users_is_warned_about() {
     let bin = Bin::start(&own.write(), &[]);
     assert!(!bin.log_text().contains("open to other users"), "{}", bin.log_text());
 }
+
+/// A `store.min_free` larger than the whole disk is never met: every
+/// callback would be refused. `check-config` said OK and nothing else
+/// (stop 66's Left); it names the key, and so does the start's log.
+#[tokio::test]
+async fn a_store_floor_larger_than_the_disk_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", DOWN))
+        .min_free(1 << 62);
+    let config = cfg.write();
+    let out = cli_output(&["check-config", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a warning, not a refusal: {err}");
+    assert!(
+        err.contains("warning: ") && err.contains("key `store.min_free`") && err.contains("never met"),
+        "{err}"
+    );
+    let bin = Bin::start(&config, &[]);
+    log_until(|| bin.log_text(), "is never met, so every callback", secs(10)).await;
+}

@@ -18,7 +18,7 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            if let Some(w) = embedded_store_left(&c) {
+            if let Some(w) = embedded_store_left(&c).or_else(|| crate::store::sled::floor_warning(&c)) {
                 eprintln!("warning: {w}");
             }
             if let Some(w) = c

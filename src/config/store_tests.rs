@@ -144,3 +144,24 @@ fn server_urls_without_a_usable_port_or_with_a_path_or_query_are_refused() {
         parse(&cluster("", "").replace("nats://127.0.0.1:4222", good)).expect(good);
     }
 }
+
+/// An embedded store under a directory emptied at reboot (and by the
+/// packaged unit at every stop) is named, at `check-config` and at start;
+/// one under /var/lib is not; in cluster mode the callbacks are in NATS.
+#[test]
+fn an_embedded_store_under_tmp_is_named_as_emptied_at_reboot() {
+    let named = |store: &str| {
+        let c = parse(&format!("{}\n[store]\n{store}\n", minimal(""))).expect("valid");
+        c.warnings
+            .iter()
+            .any(|w| w.contains("key `store.path`") && w.contains("emptied at reboot"))
+    };
+    for tmp in ["/tmp/hookrelay", "/var/tmp/h", "/dev/shm/h", "/run/hookrelay/data"] {
+        assert!(named(&format!("path = \"{tmp}\"")), "{tmp}");
+    }
+    assert!(!named("path = \"/var/lib/hookrelay/data\""));
+    assert!(!named("path = \"/tmpx/data\""));
+    assert!(!named(
+        "backend = \"nats\"\npath = \"/tmp/h\"\nnats = { servers = [\"nats://127.0.0.1:4222\"] }"
+    ));
+}

@@ -204,6 +204,7 @@ impl<'a> Validator<'a> {
             compression: raw.store.compression,
             backend,
         };
+        let temporary_store_path = self.temporary_store_path_warning(&store.path, &store.backend);
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
@@ -296,6 +297,7 @@ impl<'a> Validator<'a> {
         warnings.extend(route::path_warnings(self.file, &routes));
         warnings.extend(unsigned);
         warnings.extend(empty_store_path);
+        warnings.extend(temporary_store_path);
         warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&exposed.server, &routes));
         warnings.extend(self.plain_http_warning(&server));

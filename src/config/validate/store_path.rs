@@ -23,6 +23,30 @@ impl Validator<'_> {
         })
     }
 
+    /// An embedded store under `/tmp`, `/var/tmp`, `/dev/shm` or `/run`:
+    /// emptied at reboot (and by the packaged unit's `PrivateTmp=yes` at
+    /// every stop), with the callbacks not yet delivered in it. A warning
+    /// (a developer's trial store may well live there), at `check-config`
+    /// and at every start (stop 66's Left: nothing said it).
+    pub(super) fn temporary_store_path_warning(
+        &self,
+        path: &std::path::Path,
+        backend: &StoreBackend,
+    ) -> Option<String> {
+        let temporary = ["/tmp", "/var/tmp", "/dev/shm", "/run"]
+            .iter()
+            .find(|t| path.starts_with(t))?;
+        matches!(backend, StoreBackend::Sled).then(|| {
+            format!(
+                "{}: key `store.path`: {} is under {temporary}, which is emptied at reboot (and, for the packaged \
+                 systemd unit, /tmp and /var/tmp at every stop): callbacks not yet delivered go with it; keep \
+                 a store that matters under /var/lib/hookrelay",
+                self.file.display(),
+                path.display()
+            )
+        })
+    }
+
     /// Absolute ([`Self::resolve_path`]): every message, `status` and the
     /// media archive's default directory name the same directory.
     pub(super) fn store_path(&self, s: &RawStore, backend: &StoreBackend) -> Result<PathBuf, ConfigError> {

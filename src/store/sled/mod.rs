@@ -41,6 +41,7 @@ mod result_codec;
 mod room_watch;
 mod schema;
 mod space;
+pub use space::floor_warning;
 mod sweep;
 mod task_codec;
 mod task_query;

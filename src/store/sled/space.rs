@@ -2,6 +2,7 @@
 //! `store.min_free` (the writer refuses new events under it), and what
 //! readiness makes of it ([`super::room_watch`]), said for an operator.
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::room_watch::{Look, Verdict, FLAP_WINDOW};
@@ -11,6 +12,33 @@ use super::{Inner, SledStore};
 /// that found none is ready: an eighth of the floor, 1 to 64 MiB.
 fn room_margin(min_free: u64) -> u64 {
     (min_free / 8).clamp(1 << 20, 64 << 20)
+}
+
+/// An embedded store's `store.min_free` larger than the whole disk holding its `path` (or its
+/// nearest existing parent): never met, so every callback would be refused
+/// and the relay never ready. Said by `check-config` and at start (stop
+/// 66's Left: nothing said it but the refusals).
+pub fn floor_warning(c: &crate::config::Config) -> Option<String> {
+    match c.store.backend {
+        crate::config::StoreBackend::Sled => {
+            floor_beyond_disk(&c.store.path, c.store.min_free).map(|w| format!("{}: {w}", c.file.display()))
+        }
+        crate::config::StoreBackend::Nats(_) => None,
+    }
+}
+
+fn floor_beyond_disk(path: &Path, min_free: u64) -> Option<String> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let total = fs4::total_space(existing).ok()?;
+    (min_free > total).then(|| {
+        format!(
+            "key `store.min_free`: {} MiB is more than the whole disk holding {} ({} MiB): it is never met, so \
+             every callback would be refused with 503 and the relay never ready; lower it",
+            min_free >> 20,
+            path.display(),
+            total >> 20
+        )
+    })
 }
 
 impl Inner {
@@ -70,5 +98,18 @@ impl SledStore {
                 so_far.as_secs()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_floor_larger_than_the_disk_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("not/made/yet");
+        let total = fs4::total_space(dir.path()).unwrap();
+        let w = super::floor_beyond_disk(&store, total + 1).expect("never met");
+        assert!(w.contains("store.min_free") && w.contains("never met"), "{w}");
+        assert_eq!(super::floor_beyond_disk(&store, total / 2), None);
     }
 }
