@@ -252,6 +252,10 @@ pub async fn run(
                 true => part.iter().map(|f| (f.id.clone(), f.attempt)).collect(),
                 false => Default::default(),
             };
+            // Offers of `ids` meanwhile wait for this answer (`Unacked`),
+            // read once what it confirmed was taken out (the end of the
+            // turn, or before a pause).
+            let acking = unacked.acking(&ids);
             match relay.ack(&ids, &retry, &release, local.clone(), attempts.clone()).await {
                 Ok(a) => {
                     if !a.warnings.is_empty() {
@@ -327,6 +331,7 @@ pub async fn run(
                         let ids: Vec<_> = batch[..sent].iter().map(|f| &f.id).collect();
                         tracing::warn!(retry_in_ms = wait.as_millis() as u64, ids = ?ids,
                             "the relay refused the acknowledgement (409) naming none of its ids; trying again");
+                        drop(acking);
                         pause(wait, &mut rx, &mut batch, &mut open).await;
                         refused.clear();
                         drop_over(&mut batch, "the relay refused them (409)", false);
@@ -388,6 +393,7 @@ pub async fn run(
                     }
                     let wait = backoff.next_delay();
                     tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "acknowledgement not delivered; trying again");
+                    drop(acking);
                     pause(wait, &mut rx, &mut batch, &mut open).await;
                 }
                 Err(e) => {

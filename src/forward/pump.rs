@@ -359,6 +359,7 @@ pub(super) struct Delivery {
 
 impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
+        let already = already && self.unacked.unconfirmed_after_ack(&m.id, keep_until).await;
         let (finished, rest) = if already {
             self.status.acknowledged_again(&m.id, m.attempt);
             (Finished::delivered_before(m.id, keep_until, m.attempt), None)

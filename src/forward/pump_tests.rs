@@ -314,3 +314,45 @@ async fn a_local_retry_after_is_passed_on_in_milliseconds_however_long() {
         assert_eq!(f.local.expect("a hand-back").retry_after_ms, want, "{said}");
     }
 }
+
+/// An offer of an id whose acknowledgement is on its way waits for that
+/// answer: confirmed, the relay had recorded the delivery before it offered
+/// the id again, so the offer is an operator's replay, posted; not
+/// confirmed, acknowledged again unsent. It was acknowledged unsent either
+/// way: the replay was lost, its attempt "acknowledged by the pull client"
+/// (admin review, stop 67).
+#[tokio::test]
+async fn an_offer_during_its_acknowledgement_waits_for_the_answer() {
+    let url = ok_service().await;
+    for confirmed in [true, false] {
+        let unacked: Arc<super::unacked::Unacked> = Arc::default();
+        unacked.delivered(ID);
+        let acking = unacked.acking(&[ID.to_string()]);
+        let (done, mut rx) = mpsc::channel::<Finished>(4);
+        let Rig {
+            task,
+            status,
+            active,
+            _stop,
+        } = rig(&url, done, unacked.clone());
+        let keep_until = Instant::now() + Duration::from_secs(60);
+        assert!(active.offer(ID, keep_until, 2));
+        let mut m = message(ID);
+        m.attempt = 2;
+        let run = tokio::spawn(task.run(m, keep_until, unacked.contains(ID)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!run.is_finished(), "waits for the acknowledgement's answer");
+        if confirmed {
+            unacked.confirmed(&[ID.to_string()]);
+        }
+        drop(acking);
+        run.await.unwrap();
+        let f = rx.recv().await.unwrap();
+        assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
+        let posted_and_not_twice = (status.delivered(), status.not_twice());
+        match confirmed {
+            true => assert_eq!(posted_and_not_twice, (1, 0), "a replay: posted"),
+            false => assert_eq!(posted_and_not_twice, (0, 1), "acknowledged again unsent"),
+        }
+    }
+}

@@ -8,9 +8,18 @@
 //! — a later offer is an operator's replay, delivered as asked — and the oldest go
 //! first past [`CAPACITY`]. Kept in memory only: after a restart of the
 //! forwarder such a message is delivered again.
+//!
+//! An offer of an id whose acknowledgement is on its way (sent, its answer
+//! not read) waits for that answer ([`Unacked::unconfirmed_after_ack`]): a
+//! relay that confirms it had recorded the delivery before it offered the
+//! id again (it refuses an acknowledgement of a lease it holds for a later
+//! attempt), so that offer is an operator's replay. It was taken for a lost
+//! acknowledgement and acknowledged unsent (admin review, stop 67).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+
+use tokio::sync::Notify;
 
 /// Ids remembered at most (about 100 bytes each).
 pub const CAPACITY: usize = 10_000;
@@ -18,6 +27,8 @@ pub const CAPACITY: usize = 10_000;
 #[derive(Default)]
 pub struct Unacked {
     inner: Mutex<Inner>,
+    /// An acknowledgement's answer was read.
+    answered: Notify,
 }
 
 #[derive(Default)]
@@ -27,12 +38,43 @@ struct Inner {
     /// When → id, oldest first, to forget the oldest past the capacity.
     order: BTreeMap<u64, String>,
     next: u64,
+    /// Ids in acknowledgements sent whose answer is not read yet (a count:
+    /// an id in two at once).
+    acking: HashMap<String, u32>,
+}
+
+/// Ids of an acknowledgement on its way ([`Unacked::acking`]): its answer
+/// is read when this is dropped (after what it confirmed was taken out).
+pub struct Acking<'a> {
+    unacked: &'a Unacked,
+    ids: Vec<String>,
+}
+
+impl Drop for Acking<'_> {
+    fn drop(&mut self) {
+        {
+            let mut i = self.unacked.lock();
+            for id in &self.ids {
+                if let Some(n) = i.acking.get_mut(id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        i.acking.remove(id);
+                    }
+                }
+            }
+        }
+        self.unacked.answered.notify_waiters();
+    }
 }
 
 impl Unacked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The local service answered `id` with a 2xx.
     pub fn delivered(&self, id: &str) {
-        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut i = self.lock();
         let seq = i.next;
         i.next += 1;
         if let Some(old) = i.ids.insert(id.to_string(), seq) {
@@ -47,16 +89,48 @@ impl Unacked {
 
     /// Whether `id` was delivered here and its acknowledgement not confirmed.
     pub fn contains(&self, id: &str) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .ids
-            .contains_key(id)
+        self.lock().ids.contains_key(id)
+    }
+
+    /// An acknowledgement of `ids` is sent: until the returned guard is
+    /// dropped, an offer of one of them waits for its answer.
+    pub fn acking(&self, ids: &[String]) -> Acking<'_> {
+        let mut i = self.lock();
+        for id in ids {
+            *i.acking.entry(id.clone()).or_default() += 1;
+        }
+        Acking {
+            unacked: self,
+            ids: ids.to_vec(),
+        }
+    }
+
+    /// Whether `id`, offered again, is still delivered here and unconfirmed
+    /// once the answer to an acknowledgement of it on its way is read (or
+    /// at `until`, when it is taken as unconfirmed): true, it is
+    /// acknowledged again unsent; false, the relay confirmed it before this
+    /// offer, an operator's replay, posted as asked.
+    pub async fn unconfirmed_after_ack(&self, id: &str, until: tokio::time::Instant) -> bool {
+        loop {
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            {
+                let i = self.lock();
+                if !i.acking.contains_key(id) || tokio::time::Instant::now() >= until {
+                    return i.ids.contains_key(id);
+                }
+            }
+            tokio::select! {
+                _ = answered => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
     }
 
     /// The relay confirmed the acknowledgement of `ids`.
     pub fn confirmed<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
-        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut i = self.lock();
         for id in ids {
             if let Some(seq) = i.ids.remove(id) {
                 i.order.remove(&seq);
@@ -65,7 +139,7 @@ impl Unacked {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).ids.len()
+        self.lock().ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
