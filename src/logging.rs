@@ -111,12 +111,26 @@ fn command_filter(filter: &str) -> String {
 /// receives, callback bodies (and the result URLs in them) included.
 const DEBUG_AT_MOST: [&str; 1] = ["async_nats"];
 
+/// The libraries whose warnings a peer sets off, one line per frame or
+/// connection, unthrottled: the HTTP/2 library logs a stray PING
+/// acknowledgement (17 bytes from anyone: 900k lines, 137 MB of log in
+/// 10 s) and each connection that resets too many streams; rustls each TLS
+/// warning alert received. Capped at `error` in the daemon (a stranger
+/// filled the log at will; resources review, stop 67): what such a peer
+/// does to the server (refused requests, connections it ends) is still
+/// warned about once a minute (`server::flood`).
+const ERRORS_AT_MOST: [&str; 2] = ["h2", "rustls"];
+
 /// `filter` with the [`DEBUG_AT_MOST`] libraries capped at `debug` when a
 /// bare `trace` turns everything on, each unless the filter names it
 /// (`log.level = "trace,async_nats=trace"` still shows its messages). Only
 /// the library itself counts as named: a directive for one of its modules
 /// (`async_nats::connector=info`) still applies to that module, the cap to
 /// the rest.
+///
+/// And the libraries whose warnings any stranger can set off at will
+/// ([`ERRORS_AT_MOST`]) capped at `error` whatever the level, each unless
+/// the filter names it.
 fn daemon_filter(filter: &str) -> String {
     let filter = normalized(filter);
     // `trace` however written (`TRACE`, `5`: `5` was taken for a level
@@ -132,8 +146,13 @@ fn daemon_filter(filter: &str) -> String {
         .iter()
         .filter(|t| everything_at_trace && !named(t))
         .map(|t| format!("{t}=debug"));
+    let quieted = ERRORS_AT_MOST
+        .iter()
+        .filter(|t| !named(t))
+        .map(|t| format!("{t}=error"));
     std::iter::once(filter.clone())
         .chain(capped)
+        .chain(quieted)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -232,24 +251,36 @@ mod tests {
     #[test]
     fn the_daemon_keeps_the_nats_clients_messages_out_of_a_bare_trace() {
         use super::daemon_filter;
-        assert_eq!(daemon_filter("trace"), "trace,async_nats=debug");
-        assert_eq!(daemon_filter("5"), "5,async_nats=debug");
-        assert_eq!(daemon_filter("info,5"), "info,5,async_nats=debug");
-        assert_eq!(daemon_filter("4"), "4");
+        let q = |f: &str| format!("{f},h2=error,rustls=error");
+        assert_eq!(daemon_filter("trace"), q("trace,async_nats=debug"));
+        assert_eq!(daemon_filter("5"), q("5,async_nats=debug"));
+        assert_eq!(daemon_filter("info,5"), q("info,5,async_nats=debug"));
+        assert_eq!(daemon_filter("4"), q("4"));
         assert_eq!(
             daemon_filter("hookrelay=debug, TRACE"),
-            "hookrelay=debug,TRACE,async_nats=debug"
+            q("hookrelay=debug,TRACE,async_nats=debug")
         );
-        assert_eq!(daemon_filter("trace,async_nats=trace"), "trace,async_nats=trace");
-        assert_eq!(daemon_filter("trace,async_nats"), "trace,async_nats");
+        assert_eq!(daemon_filter("trace,async_nats=trace"), q("trace,async_nats=trace"));
+        assert_eq!(daemon_filter("trace,async_nats"), q("trace,async_nats"));
         // One of its modules named: the rest of it is still capped.
         assert_eq!(
             daemon_filter("trace,async_nats::connector=info"),
-            "trace,async_nats::connector=info,async_nats=debug"
+            q("trace,async_nats::connector=info,async_nats=debug")
         );
-        assert_eq!(daemon_filter("info"), "info");
-        assert_eq!(daemon_filter("hookrelay=trace,info"), "hookrelay=trace,info");
+        assert_eq!(daemon_filter("info"), q("info"));
+        assert_eq!(daemon_filter("hookrelay=trace,info"), q("hookrelay=trace,info"));
         assert!(check_filter(&daemon_filter("trace")).is_ok());
+    }
+
+    /// Libraries a stranger can make log a line per frame are capped at
+    /// `error`, unless named (resources review, stop 67).
+    #[test]
+    fn the_daemon_caps_the_libraries_strangers_can_make_loud() {
+        use super::daemon_filter;
+        assert_eq!(daemon_filter("info"), "info,h2=error,rustls=error");
+        assert_eq!(daemon_filter("info,h2=debug"), "info,h2=debug,rustls=error");
+        assert_eq!(daemon_filter("warn,rustls"), "warn,rustls,h2=error");
+        assert!(check_filter(&daemon_filter("info")).is_ok());
     }
 
     #[test]

@@ -442,3 +442,42 @@ async fn a_client_sending_its_own_enhance_your_calm_is_not_named_a_flooder() {
     );
     assert!(!log.contains("flooded its connection"), "{log}");
 }
+
+/// HTTP/2 PING acknowledgements the relay never asked for, from a client
+/// that sent nothing else: the HTTP/2 library logged a warning for each
+/// (17 bytes from anyone: 900k lines, 137 MB of log in 10 s; resources
+/// review, stop 67). Not one now, and the relay still serves callbacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_http2_ping_acknowledgements_write_no_log_line_each() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "info")]);
+    let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // An empty SETTINGS frame, then 1,000 PINGs with the ACK flag.
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    for n in 0u64..1000 {
+        bytes.extend_from_slice(&[0, 0, 8, 6, 1, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&n.to_be_bytes());
+    }
+    tcp.write_all(&bytes).await.unwrap();
+    // The relay's SETTINGS and its acknowledgement of ours: it read them.
+    let mut got = [0u8; 64];
+    let n = tokio::time::timeout(secs(5), tcp.read(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0, "the relay answered nothing");
+    let (status, _) = callback_at(bin.addr, "/hooks/t?token=tok", &runway("r-ping")).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(ms(300)).await;
+    let log = bin.log_text();
+    let pings = log.lines().filter(|l| l.contains("PING")).count();
+    assert!(
+        pings <= 1,
+        "{pings} log lines about PINGs:\n{}",
+        &log[..log.len().min(2000)]
+    );
+}
