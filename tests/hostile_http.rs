@@ -481,3 +481,53 @@ async fn stray_http2_ping_acknowledgements_write_no_log_line_each() {
         &log[..log.len().min(2000)]
     );
 }
+
+/// A request refused for want of a route, an allowed address or a token is
+/// answered and its connection closed: kept, it held a connection slot for
+/// the idle allowance (60 s), and 4,100 such requests a minute without
+/// credentials left providers' callbacks waiting (resources review, stop
+/// 67). The pull API's wrong token alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_refused_request_does_not_keep_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()));
+    let bin = Bin::start(&cfg.write(), &[]);
+    for (path, status) in [
+        ("/hooks/t?token=wrong", "401"),
+        ("/no/such/route", "404"),
+        ("/pull/nobody/ack", "401"),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+        let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        // Read to the end: the relay closes it (before: open for 60 s).
+        tokio::time::timeout(secs(5), tcp.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the connection was kept open"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        assert!(text.starts_with(&format!("http/1.1 {status}")), "{path}: {text}");
+        assert!(text.contains("connection: close"), "{path}: {text}");
+    }
+    // A provider's callback keeps its connection.
+    let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
+    let body = runway("r-kept").to_string();
+    let req = format!(
+        "POST /hooks/t?token=tok HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = [0u8; 512];
+    let n = tokio::time::timeout(secs(5), tcp.read(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&got[..n]).to_lowercase();
+    assert!(
+        text.starts_with("http/1.1 200") && !text.contains("connection: close"),
+        "{text}"
+    );
+}

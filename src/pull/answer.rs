@@ -109,8 +109,14 @@ fn finish(answer: &PullAnswer, body: Vec<u8>) -> Response<Full<Bytes>> {
         PullAnswer::MethodNotAllowed(m) => {
             h.insert(header::ALLOW, HeaderValue::from_static(m));
         }
+        // Not kept for a next request: a stranger held a connection slot
+        // for the idle allowance with each (see `ingest::answer`).
         PullAnswer::Unauthorized { .. } => {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        PullAnswer::NotFound => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         // The rest of the body was not read: the connection cannot be reused.
         PullAnswer::TooLarge(_) | PullAnswer::Timeout => {
