@@ -89,6 +89,33 @@ async fn cli_against_a_running_daemon() {
     assert!(ok && out.contains("re-queued 1"), "{out}");
     sub.wait_for(Duration::from_secs(5), "replayed attempt", |r| r.len() >= 2)
         .await;
+    // `--only-dead` names the delivery that must still be dead.
+    let (ok, _, err) = run(&["replay", &id, "--only-dead"]).await;
+    assert!(!ok && err.contains("--subscriber"), "{err}");
+    let dead_again = || async {
+        let (_, _, b) = request(
+            h.admin_addr,
+            None,
+            "GET",
+            &format!("/api/events/{id}"),
+            &auth,
+            Default::default(),
+        )
+        .await;
+        serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default()["subscribers"][0]["state"] == "dead"
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dead_again().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replayed attempt's 410 was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out, err) = run(&["replay", &id, "--subscriber", "s", "--only-dead"]).await;
+    assert!(ok && out.contains(&format!("queued {id} for s")), "{out}{err}");
+    sub.wait_for(Duration::from_secs(5), "the dead letter's replay", |r| r.len() >= 3)
+        .await;
     let (ok, out, _) = run(&["replay", &id]).await;
     assert!(ok && out.contains(&id), "{out}");
     // The token comes from the config file; a wrong one is named as the problem.

@@ -224,6 +224,11 @@ pub enum AdminCommand {
         /// Only to this subscriber (without it: to every subscriber of its route)
         #[arg(long, value_parser = args::parse_subscriber)]
         subscriber: Option<String>,
+        /// Only while that subscriber's delivery is a dead letter (else
+        /// refused, nothing sent): for a list of dead letters read a while
+        /// ago, which a replay of all may have delivered since
+        #[arg(long, requires = "subscriber")]
+        only_dead: bool,
     },
     /// Re-queue dead letters (all, or one subscriber's).
     ReplayDeadLetters {
@@ -364,12 +369,17 @@ fn admin_command(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             format!("/api/dead-letters?limit={limit}{}", opt("subscriber", subscriber)),
             render::render_dead_letters,
         ),
-        AdminCommand::Replay { id, subscriber } => (
+        AdminCommand::Replay {
+            id,
+            subscriber,
+            only_dead,
+        } => (
             Method::POST,
             format!(
-                "/api/events/{}/replay?{}",
+                "/api/events/{}/replay?{}{}",
                 seg(id),
-                opt("subscriber", subscriber).trim_start_matches('&')
+                opt("subscriber", subscriber).trim_start_matches('&'),
+                if *only_dead { "&only=dead" } else { "" }
             ),
             render::render_replay,
         ),

@@ -347,7 +347,7 @@ pub fn render_replay(v: &Value) -> String {
         true => format!("nothing queued for {id}\n"),
     };
     if !pending.is_empty() {
-        out += &format!("already pending (not sent twice) for {pending}\n");
+        out += &format!("already pending for {pending}: being sent or due now, not queued twice\n");
     }
     let filtered = names("filtered");
     if !filtered.is_empty() {

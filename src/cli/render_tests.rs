@@ -41,12 +41,12 @@ fn a_replay_names_whom_it_queued_and_who_was_pending() {
     let v = serde_json::json!({"id": "evt_1", "queued": ["a", "b"], "already_pending": ["c"]});
     assert_eq!(
         render_replay(&v),
-        "queued evt_1 for a, b\nalready pending (not sent twice) for c\n"
+        "queued evt_1 for a, b\nalready pending for c: being sent or due now, not queued twice\n"
     );
     let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": ["hang"]});
     assert_eq!(
         render_replay(&v),
-        "nothing queued for evt_1\nalready pending (not sent twice) for hang\n"
+        "nothing queued for evt_1\nalready pending for hang: being sent or due now, not queued twice\n"
     );
     let v = serde_json::json!({"id": "evt_1", "queued": [], "already_pending": [], "filtered": ["f"]});
     assert_eq!(

@@ -4,7 +4,8 @@
 // moved the rows, and the click replayed another event); the row's replay
 // asks `only=dead`, so once every letter was replayed elsewhere (the CLI,
 // another tab) the click sends nothing again (it did: a second delivery).
-// Once the pointer leaves, the page shows the letters gone.
+// Once the pointer leaves, the page shows the letters gone. The event page
+// of one, shown before too, replays nothing again from its Replay button.
 // Env: ADMIN_URL, CHROMIUM.
 
 import { env, inChromium } from './page.mjs';
@@ -13,6 +14,16 @@ await inChromium('stale', async (page) => {
   await page.goto(`${env('ADMIN_URL')}/ui#/dead-letters`);
   const button = '#dead-table tr[data-subscriber="flaky"] button.replay';
   await page.waitForSelector(button);
+  // The event page of one of them, open in another tab (admin review, stop
+  // 67): its Replay beside the dead delivery asks `only=dead` too.
+  const eventId = await page.getAttribute('#dead-table tr[data-subscriber="flaky"]', 'data-event');
+  const tab = await page.context().browser().newPage();
+  await tab.goto(`${env('ADMIN_URL')}/ui#/events/${encodeURIComponent(eventId)}`);
+  const eventButton = 'section.subscriber[data-name="flaky"] button.replay';
+  await tab.waitForSelector(eventButton);
+  // Shown as it is now until the click (a refresh would show it delivered).
+  await tab.uncheck('#auto');
+  await page.bringToFront();
   await page.hover(button);
   // Every dead letter replayed elsewhere while the page shows them.
   const status = await page.evaluate(async () => {
@@ -32,6 +43,13 @@ await inChromium('stale', async (page) => {
   await page.click(button);
   await page.waitForSelector('#flash.error');
   console.log(`flash: ${await page.textContent('#flash')}`);
+  // The event page still shows it dead (refreshed every 30 s): its Replay
+  // sends nothing again either.
+  await tab.bringToFront();
+  await tab.click(eventButton);
+  await tab.waitForSelector('#flash.error');
+  console.log(`event page flash: ${await tab.textContent('#flash')}`);
+  await page.bringToFront();
   // The pointer leaves: the page shows what the API says, no letters.
   await page.mouse.move(0, 0);
   await page.waitForSelector('#dead-table tr[data-subscriber="flaky"]', { state: 'detached', timeout: 10000 });

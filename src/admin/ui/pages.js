@@ -211,7 +211,10 @@ const event = {
             s.name + ' ',
             badge(s.state),
             ' ' + s.attempts_total + ' attempt(s) ',
-            el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(e.id)}/replay?${q({ subscriber: s.name })}`, `event ${e.id} to ${s.name}`) }, 'Replay'),
+            // Shown dead: replayed only while it still is (`only=dead`), as
+            // a dead letter's row; the page may be older than a replay of
+            // all that delivered it (admin review, stop 67).
+            el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(e.id)}/replay?${q(s.state === 'dead' ? { subscriber: s.name, only: 'dead' } : { subscriber: s.name })}`, `event ${e.id} to ${s.name}`) }, 'Replay'),
           ),
           s.last_error ? el('p', { class: 'error' }, s.last_error) : null,
           attempts(s),
