@@ -422,11 +422,15 @@ impl Handle {
         let grace = self.app.live().config.server.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
         self.app.serving.store(false, Ordering::Relaxed);
-        let _ = self.shutdown.send(true);
         // No delivery attempt starts from now on; those in flight have the
         // grace to end and be recorded (not sent again after the restart).
         self.app.delivery.retire_push();
-        // Long-polls would hold the drain for the whole grace: answer them now.
+        // Nothing more is handed out to pull subscribers (long-polls are
+        // answered now: they would hold the drain for the whole grace), and
+        // the listeners stay open for the forwarders' acknowledgements of
+        // what they lease, within the grace (a callback meanwhile is stored).
+        self.app.delivery.finish_pulls(deadline).await;
+        let _ = self.shutdown.send(true);
         self.app.delivery.stop_pulls().await;
         for l in self.listeners {
             let _ = l.await;

@@ -135,6 +135,9 @@ pub(super) struct Turns {
     /// What stopped pull lanes of each subscriber still lease.
     held: Mutex<HashMap<String, Arc<Held>>>,
     closed: watch::Sender<bool>,
+    /// The end of a shutdown's grace: pull lanes forget what they still
+    /// lease (see [`Turns::forget_leases`]).
+    forget: watch::Sender<bool>,
 }
 
 impl Default for Turns {
@@ -143,6 +146,7 @@ impl Default for Turns {
             turns: Mutex::default(),
             held: Mutex::default(),
             closed: watch::channel(false).0,
+            forget: watch::channel(false).0,
         }
     }
 }
@@ -241,6 +245,17 @@ impl Turns {
     /// A shutdown: no lane waiting for its turn gets it any more.
     pub(super) fn close(&self) {
         let _ = self.closed.send(true);
+    }
+
+    /// Turns true when a shutdown's grace for pull leases is over.
+    pub(super) fn forgetting(&self) -> watch::Receiver<bool> {
+        self.forget.subscribe()
+    }
+
+    /// A shutdown's grace is over: pull lanes still serving acknowledgements
+    /// of their leases forget them (offered again after the restart).
+    pub(super) fn forget_leases(&self) {
+        let _ = self.forget.send(true);
     }
 }
 

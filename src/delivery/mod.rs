@@ -332,7 +332,7 @@ impl Delivery {
                 s,
                 self.store.clone(),
                 opening,
-                self.turns.closed(),
+                (self.turns.closed(), self.turns.forgetting()),
                 self.metrics.clone(),
                 self.verifier.clone(),
             );
@@ -346,12 +346,44 @@ impl Delivery {
     /// lane of its subscriber) starts after it.
     pub async fn stop_pulls(&self) {
         self.turns.close();
+        self.turns.forget_leases();
         let pulls = self.take_pulls();
         for lane in &pulls {
             lane.signal_stop();
         }
         for lane in pulls {
             lane.stop().await;
+        }
+    }
+
+    /// A shutdown's first step for pull deliveries, while the listeners
+    /// still take requests: every pull lane stops handing out (pulls are
+    /// answered "shutting down"; no lane waiting for its turn starts) and
+    /// serves its forwarders' acknowledgements of what it leases, until the
+    /// last or `deadline`. A lease forgotten at the stop is offered again
+    /// after the restart: a forwarder whose local service had the message
+    /// meanwhile acknowledged it to a relay gone, and a new forwarder, or
+    /// the subscriber switched to push, sent it again (chaos soak, stop 67).
+    /// [`Self::stop_pulls`] forgets what is left.
+    pub async fn finish_pulls(&self, deadline: tokio::time::Instant) {
+        self.turns.close();
+        let lanes: Vec<Arc<PullLane>> = {
+            let pulls = self.pulls.read().unwrap_or_else(|e| e.into_inner());
+            let retiring = self.retiring_pulls.lock().unwrap_or_else(|e| e.into_inner());
+            pulls.values().chain(retiring.iter()).cloned().collect()
+        };
+        for lane in &lanes {
+            lane.signal_stop();
+        }
+        if lanes.iter().any(|l| l.leased() > 0) {
+            tracing::info!(
+                leased = lanes.iter().map(|l| l.leased()).sum::<usize>(),
+                "stopping: waiting for the forwarders' acknowledgements of the messages they lease (within \
+                 server.shutdown_grace)"
+            );
+        }
+        while lanes.iter().any(|l| !l.has_ended()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

@@ -40,6 +40,9 @@ mod record_ended_tests;
 #[path = "restored_bound_tests.rs"]
 mod restored_bound_tests;
 #[cfg(test)]
+#[path = "shutdown_ack_tests.rs"]
+mod shutdown_ack_tests;
+#[cfg(test)]
 mod test_relay;
 
 use std::net::IpAddr;
@@ -151,7 +154,7 @@ impl PullLane {
         sub: &Subscriber,
         store: Store,
         opening: Opening,
-        closed: watch::Receiver<bool>,
+        (closed, forget): (watch::Receiver<bool>, watch::Receiver<bool>),
         metrics: Arc<Metrics>,
         verifier: Arc<super::verify_gate::Verifier>,
     ) -> Arc<PullLane> {
@@ -187,7 +190,7 @@ impl PullLane {
                 let Some((source, turn)) = opening.source(&store, &name, &mut stop_rx).await else {
                     return;
                 };
-                let stopping = task::Stopping { turn, closed };
+                let stopping = task::Stopping { turn, closed, forget };
                 task::run(lane, store, source, metrics, verifier, rx, stop_rx, stopping).await;
             }
         });
@@ -266,7 +269,7 @@ impl PullLane {
     }
 
     /// Whether its task is over (a lane stopped by a reload: its last lease too).
-    pub(super) fn has_ended(&self) -> bool {
+    pub(crate) fn has_ended(&self) -> bool {
         super::lane::task_ended(&self.task)
     }
 
@@ -279,10 +282,11 @@ impl PullLane {
         let _ = self.stop.send(true);
     }
 
-    /// Stop the task: waiting pulls are answered `Stopped`. Stopped by a
-    /// reload (see [`super::handover`]), it goes on serving acknowledgements
-    /// of its leases until the last is over; at a shutdown leases are
-    /// forgotten (their messages are offered again after a restart).
+    /// Stop the task: waiting pulls are answered `Stopped`. It goes on
+    /// serving acknowledgements of its leases until the last is over:
+    /// stopped by a reload (see [`super::handover`]), or by a shutdown until
+    /// its grace ends (then leases are forgotten, their messages offered
+    /// again after the restart).
     pub(super) async fn stop(&self) {
         self.signal_stop();
         if let Some(p) = self.peer.lock().unwrap_or_else(|e| e.into_inner()).take() {

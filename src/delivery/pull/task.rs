@@ -38,6 +38,8 @@ const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
 pub(super) struct Stopping {
     pub turn: Turn,
     pub closed: watch::Receiver<bool>,
+    /// True when a shutdown's grace is over: leases still out are forgotten.
+    pub forget: watch::Receiver<bool>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -161,10 +163,17 @@ pub(super) async fn run(
     // Pullers still waiting see the lane gone.
     st.waiting.clear();
     st.lane.waiting.store(0, Ordering::Relaxed);
-    let Stopping { turn, mut closed } = stopping;
+    let Stopping {
+        turn,
+        closed,
+        mut forget,
+    } = stopping;
     if *closed.borrow() {
-        // A shutdown: leases are forgotten (offered again after a
-        // restart); records in progress may finish.
+        // A shutdown: the forwarders' acknowledgements of what is leased are
+        // served until the last, or the end of the grace; then what is left
+        // is forgotten (offered again after a restart); records in progress
+        // may finish.
+        shutdown_acks(&mut st, &mut source, &mut rx, &mut forget).await;
         st.leases.drain();
         st.lane.leased.store(0, Ordering::Relaxed);
         let _ = tokio::time::timeout(SETTLE_ON_STOP, async {
@@ -213,8 +222,9 @@ pub(super) async fn run(
         let wake_at = st.leases.next_deadline();
         tokio::select! {
             biased;
-            // A shutdown: what is still leased is offered again after a restart.
-            _ = async { closed.wait_for(|c| *c).await.is_ok() } => break,
+            // A shutdown's grace is over: what is still leased is offered
+            // again after a restart.
+            _ = async { forget.wait_for(|c| *c).await.is_ok() } => break,
             Some(done) = st.settling.join_next_with_id() => {
                 // Unrecorded work stays held: nothing passes it before a
                 // restart (an acknowledgement's is leased again, as it was).
@@ -233,6 +243,40 @@ pub(super) async fn run(
         }
     }
     st.lane.leased.store(0, Ordering::Relaxed);
+}
+
+/// A shutdown's grace for what a lane leases: acknowledgements applied
+/// (pulls get nothing), leases expired at their deadline, until none is left
+/// and every record is written, or `forget` turns true.
+async fn shutdown_acks(
+    st: &mut State,
+    source: &mut WorkSource,
+    rx: &mut mpsc::Receiver<Cmd>,
+    forget: &mut watch::Receiver<bool>,
+) {
+    loop {
+        commands(st, queued(rx, None), false);
+        st.expire(Instant::now());
+        st.lane.leased.store(st.leases.leased(), Ordering::Relaxed);
+        if st.leases.held().next().is_none() && st.settling.is_empty() {
+            return;
+        }
+        let wake_at = st.leases.next_deadline();
+        tokio::select! {
+            biased;
+            _ = async { forget.wait_for(|f| *f).await.is_ok() } => return,
+            Some(done) = st.settling.join_next_with_id() => {
+                for (ticket, _) in st.joined(done) {
+                    source.done(&ticket).await;
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => commands(st, queued(rx, Some(cmd)), false),
+                None => return,
+            },
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+        }
+    }
 }
 
 /// `first` and the commands waiting behind it.
