@@ -421,6 +421,7 @@ impl Handle {
         // the archiver and the store.
         let grace = self.app.live().config.server.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
+        self.app.listener_settings.stop_by(deadline);
         self.app.serving.store(false, Ordering::Relaxed);
         // No delivery attempt starts from now on; those in flight have the
         // grace to end and be recorded (not sent again after the restart).

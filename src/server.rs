@@ -177,8 +177,14 @@ pub async fn serve<S, F, B>(
     }
     drop(listener);
     drop(alive_tx);
-    let grace = opts.settings.current().values.grace;
-    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+    // The stop's grace, begun when it began (the pull lanes' acknowledgements
+    // may have had part of it: `Handle::shutdown`), not a new one: a stop
+    // took twice the grace, and the supervisor abandoned it (change review,
+    // stop 67).
+    if tokio::time::timeout_at(opts.settings.drain_until(), alive_rx.recv())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the shutdown grace period; the stop goes on without waiting for them (they end with the process)");
     }
 }

@@ -38,6 +38,9 @@ pub struct ConnSettings {
 #[derive(Clone)]
 pub struct Settings {
     current: Arc<RwLock<Arc<Current>>>,
+    /// When a stop's grace ends (set as the stop begins): the listeners'
+    /// drain ends then, however late they were told to stop.
+    stop_by: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 pub struct Current {
@@ -96,7 +99,20 @@ impl Settings {
     pub fn new(values: ConnSettings) -> Settings {
         Settings {
             current: Arc::new(RwLock::new(Arc::new(Current::new(values)))),
+            stop_by: Arc::default(),
         }
+    }
+
+    /// A stop began: its grace ends at `at` for every listener's drain.
+    pub fn stop_by(&self, at: tokio::time::Instant) {
+        *self.stop_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// When the listeners' drain must end: the stop's grace, or (no stop
+    /// begun through [`Self::stop_by`]) the grace from now.
+    pub fn drain_until(&self) -> tokio::time::Instant {
+        let set = *self.stop_by.lock().unwrap_or_else(|e| e.into_inner());
+        set.unwrap_or_else(|| tokio::time::Instant::now() + self.current().values.grace)
     }
 
     /// For connections accepted from now on.

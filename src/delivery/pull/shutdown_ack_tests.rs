@@ -39,3 +39,61 @@ async fn an_acknowledgement_during_a_shutdown_is_recorded_and_nothing_sent_again
     assert_eq!((s, ids(&got)), (200, Vec::<String>::new()), "not offered again: {got}");
     relay.shutdown().await;
 }
+
+/// The grace is one for the whole stop: a lease nobody acknowledges holds
+/// the stop for the grace, and the listeners' drain of a request still in
+/// flight then ends with it, not a grace later. The drain began its own
+/// grace when told: a stop took twice the grace, and the supervisor
+/// abandoned it (change review, stop 67).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_unacknowledged_and_a_slow_request_hold_the_stop_one_grace() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let toml = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+shutdown_grace = "2s"
+[store]
+path = "{store}"
+[admin]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "t"
+path = "/hooks/t"
+tokens = ["tok"]
+[[routes.subscribers]]
+name = "p"
+pull = {{ token = "{token}", lease = "60s" }}
+"#,
+        store = dir.path().join("store").display(),
+        token = super::test_relay::TOKEN
+    );
+    std::fs::write(&path, toml).unwrap();
+    let relay = crate::start(crate::Config::load(&path).expect("config"))
+        .await
+        .expect("starts");
+    let addr = relay.ingest_addrs[0];
+    let id = accepted(addr, "a").await;
+    let (s, got) = call(addr, "GET", "/pull/p?wait=5s", Some("f1"), "").await;
+    assert_eq!((s, ids(&got)), (200, vec![id]), "{got}");
+    let began = tokio::time::Instant::now();
+    let stopping = tokio::spawn(relay.shutdown());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A callback whose body is still coming when the grace ends.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("still listening");
+    slow.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the stop ended")
+        .unwrap();
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(3200),
+        "the stop took {took:?} with a grace of 2 s"
+    );
+    drop(slow);
+}
