@@ -208,6 +208,8 @@ pub async fn run(
         let mut split = MAX_ACK_IDS;
         // Ids refused alone by such a 409, put behind the others once.
         let mut refused: HashSet<String> = HashSet::new();
+        // The ids of the acknowledgement on its way (see below).
+        let mut acking = None;
         loop {
             while batch.len() < MAX_ACK_IDS {
                 match rx.try_recv() {
@@ -253,9 +255,14 @@ pub async fn run(
                 false => Default::default(),
             };
             // Offers of `ids` meanwhile wait for this answer (`Unacked`),
-            // read once what it confirmed was taken out (the end of the
-            // turn, or before a pause).
-            let acking = unacked.acking(&ids);
+            // read once what it confirmed was taken out: the guard is kept
+            // across a pause and sending again (an answer lost, a relay
+            // away: the next answer may say the relay had it, and the offer
+            // is then a replay), replaced by the next turn's before it
+            // goes, and dropped when the batch is done (change review,
+            // stop 67: dropped before the pause, such an offer was taken as
+            // unconfirmed at once and acknowledged unsent).
+            acking.replace(unacked.acking(&ids));
             match relay.ack(&ids, &retry, &release, local.clone(), attempts.clone()).await {
                 Ok(a) => {
                     if !a.warnings.is_empty() {
@@ -331,7 +338,6 @@ pub async fn run(
                         let ids: Vec<_> = batch[..sent].iter().map(|f| &f.id).collect();
                         tracing::warn!(retry_in_ms = wait.as_millis() as u64, ids = ?ids,
                             "the relay refused the acknowledgement (409) naming none of its ids; trying again");
-                        drop(acking);
                         pause(wait, &mut rx, &mut batch, &mut open).await;
                         refused.clear();
                         drop_over(&mut batch, "the relay refused them (409)", false);
@@ -393,7 +399,6 @@ pub async fn run(
                     }
                     let wait = backoff.next_delay();
                     tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "acknowledgement not delivered; trying again");
-                    drop(acking);
                     pause(wait, &mut rx, &mut batch, &mut open).await;
                 }
                 Err(e) => {

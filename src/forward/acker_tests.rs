@@ -577,3 +577,53 @@ async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
         .iter()
         .all(|a| a["attempts"].as_object().is_some_and(|m| !m.is_empty())));
 }
+
+/// An acknowledgement whose answer did not come (a relay away, a 503) is
+/// sent again; an offer of its id meanwhile waits for that next answer, and
+/// a relay that confirms it makes the offer a replay, posted. The acker let
+/// go of the ids before its pause: the offer was taken as unconfirmed at
+/// once and acknowledged unsent, a replay lost (change review, stop 67).
+#[tokio::test]
+async fn an_offer_waits_through_an_acknowledgement_sent_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let (url, _) = serve_acks(move |_, _| match count.fetch_add(1, Ordering::SeqCst) {
+        0 => (503, r#"{"error":"busy"}"#.into(), false),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.into(), true),
+    })
+    .await;
+    let unacked: Arc<super::unacked::Unacked> = Arc::default();
+    unacked.delivered(DELIVERED);
+    let (tx, rx) = mpsc::channel(8);
+    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    tx.send(Finished {
+        id: DELIVERED.into(),
+        end: End::Delivered,
+        local: None,
+        keep_until,
+        attempt: 1,
+    })
+    .await
+    .unwrap();
+    let acker = tokio::spawn(run(
+        relay_at(&url),
+        rx,
+        unacked.clone(),
+        tokio::sync::watch::channel(None).0,
+    ));
+    while answered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Offered again now, between the 503 and the acknowledgement sent again.
+    let unconfirmed = tokio::time::timeout(
+        Duration::from_secs(10),
+        unacked.unconfirmed_after_ack(DELIVERED, keep_until),
+    )
+    .await
+    .expect("waits for the next answer, not for the lease");
+    assert!(!unconfirmed, "the relay confirmed it: the offer is a replay");
+    assert_eq!(answered.load(Ordering::SeqCst), 2);
+    drop(tx);
+    acker.await.unwrap();
+}
