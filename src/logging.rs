@@ -149,7 +149,9 @@ fn daemon_filter(filter: &str) -> String {
     let quieted = ERRORS_AT_MOST
         .iter()
         .filter(|t| !named(t))
-        .map(|t| format!("{t}=error"));
+        // `h2::`, not `h2`: a directive matches targets by prefix, and
+        // `rustls` would take `rustls_acme` (its ACME progress) along.
+        .map(|t| format!("{t}::=error"));
     std::iter::once(filter.clone())
         .chain(capped)
         .chain(quieted)
@@ -251,7 +253,7 @@ mod tests {
     #[test]
     fn the_daemon_keeps_the_nats_clients_messages_out_of_a_bare_trace() {
         use super::daemon_filter;
-        let q = |f: &str| format!("{f},h2=error,rustls=error");
+        let q = |f: &str| format!("{f},h2::=error,rustls::=error");
         assert_eq!(daemon_filter("trace"), q("trace,async_nats=debug"));
         assert_eq!(daemon_filter("5"), q("5,async_nats=debug"));
         assert_eq!(daemon_filter("info,5"), q("info,5,async_nats=debug"));
@@ -272,14 +274,31 @@ mod tests {
         assert!(check_filter(&daemon_filter("trace")).is_ok());
     }
 
+    /// The cap is the library's own lines: `rustls_acme`'s (whose target
+    /// begins with `rustls` too: a directive matches targets by prefix) keep
+    /// the level (change review, stop 67: its ACME progress was gone).
+    #[test]
+    fn the_cap_on_rustls_leaves_rustls_acme_at_the_level() {
+        use tracing_subscriber::prelude::*;
+        let filter = tracing_subscriber::EnvFilter::try_new(super::daemon_filter("info")).unwrap();
+        let subscriber = tracing_subscriber::registry().with(filter);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(target: "rustls_acme::state", tracing::Level::INFO));
+            assert!(!tracing::enabled!(target: "rustls::common_state", tracing::Level::WARN));
+            assert!(tracing::enabled!(target: "rustls::common_state", tracing::Level::ERROR));
+            assert!(!tracing::enabled!(target: "h2::proto::ping_pong", tracing::Level::WARN));
+            assert!(tracing::enabled!(target: "hookrelay::app", tracing::Level::INFO));
+        });
+    }
+
     /// Libraries a stranger can make log a line per frame are capped at
     /// `error`, unless named (resources review, stop 67).
     #[test]
     fn the_daemon_caps_the_libraries_strangers_can_make_loud() {
         use super::daemon_filter;
-        assert_eq!(daemon_filter("info"), "info,h2=error,rustls=error");
-        assert_eq!(daemon_filter("info,h2=debug"), "info,h2=debug,rustls=error");
-        assert_eq!(daemon_filter("warn,rustls"), "warn,rustls,h2=error");
+        assert_eq!(daemon_filter("info"), "info,h2::=error,rustls::=error");
+        assert_eq!(daemon_filter("info,h2=debug"), "info,h2=debug,rustls::=error");
+        assert_eq!(daemon_filter("warn,rustls"), "warn,rustls,h2::=error");
         assert!(check_filter(&daemon_filter("info")).is_ok());
     }
 
