@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::test_relay::{accepted, call, ids, start};
+use super::test_relay::{accepted, call, ids, start, start_with_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_during_a_shutdown_is_recorded_and_nothing_sent_again() {
@@ -48,32 +48,7 @@ async fn an_acknowledgement_during_a_shutdown_is_recorded_and_nothing_sent_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_left_unacknowledged_and_a_slow_request_hold_the_stop_one_grace() {
     use tokio::io::AsyncWriteExt;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    let toml = format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-shutdown_grace = "2s"
-[store]
-path = "{store}"
-[admin]
-listen = "127.0.0.1:0"
-[[routes]]
-name = "t"
-path = "/hooks/t"
-tokens = ["tok"]
-[[routes.subscribers]]
-name = "p"
-pull = {{ token = "{token}", lease = "60s" }}
-"#,
-        store = dir.path().join("store").display(),
-        token = super::test_relay::TOKEN
-    );
-    std::fs::write(&path, toml).unwrap();
-    let relay = crate::start(crate::Config::load(&path).expect("config"))
-        .await
-        .expect("starts");
+    let (_dir, relay) = start_with_server("shutdown_grace = \"2s\"", "p", "60s", "").await;
     let addr = relay.ingest_addrs[0];
     let id = accepted(addr, "a").await;
     let (s, got) = call(addr, "GET", "/pull/p?wait=5s", Some("f1"), "").await;

@@ -18,12 +18,23 @@ pub async fn start(subscriber: &str) -> (tempfile::TempDir, crate::Handle) {
 /// [`start`] with the subscriber's lease `lease` and its other keys `more`
 /// (TOML lines).
 pub async fn start_with(subscriber: &str, lease: &str, more: &str) -> (tempfile::TempDir, crate::Handle) {
+    start_with_server("", subscriber, lease, more).await
+}
+
+/// [`start_with`] with more `[server]` keys (TOML lines).
+pub async fn start_with_server(
+    server: &str,
+    subscriber: &str,
+    lease: &str,
+    more: &str,
+) -> (tempfile::TempDir, crate::Handle) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let toml = format!(
         r#"
 [server]
 listen = ["127.0.0.1:0"]
+{server}
 [store]
 path = "{store}"
 [admin]
