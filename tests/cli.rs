@@ -551,8 +551,7 @@ async fn an_endless_answer_is_cut_at_64_mib_with_the_url_named() {
 /// the same way (`Config::load`).
 #[test]
 fn a_secret_file_that_cannot_be_read_is_named_with_its_key() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::os::unix::process::CommandExt;
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     // Readable by the unprivileged user the second check runs as.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -582,25 +581,7 @@ fn a_secret_file_that_cannot_be_read_is_named_with_its_key() {
     std::fs::write(&token, "a-token-of-twenty-four-chars").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o000)).unwrap();
     let path = config(&token);
-    let mut cmd = if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
-        let built = std::path::Path::new(env!("CARGO_BIN_EXE_hookrelay"));
-        let reachable = built
-            .ancestors()
-            .all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0));
-        let bin = if reachable {
-            built.to_path_buf()
-        } else {
-            let bin = dir.path().join("hookrelay");
-            std::fs::copy(built, &bin).unwrap();
-            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-            bin
-        };
-        let mut cmd = std::process::Command::new(bin);
-        cmd.uid(65534).gid(65534);
-        cmd
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-    };
+    let mut cmd = as_nobody(dir.path());
     let out = cmd
         .args(["check-config", "-c", path.to_str().unwrap()])
         .output()
