@@ -29,11 +29,24 @@ impl Validator<'_> {
                 .map(|n| 0.5f64.powi(i32::from(n.prefix_len())))
                 .sum()
         };
-        let all = match (share(true), share(false)) {
-            (s, _) if s >= 1.0 => "every IPv4 address".to_string(),
-            (_, s) if s >= 1.0 => "every IPv6 address".to_string(),
-            (s, _) if s >= 0.5 => format!("{:.0} % of IPv4 addresses", s * 100.0),
-            (_, s) if s >= 0.5 => format!("{:.0} % of IPv6 addresses", s * 100.0),
+        // IPv6 is also judged by the public addresses (global unicast,
+        // `2000::/3`): trusting `2000::/3` is trusting every IPv6 sender on
+        // the internet, an eighth of the family (stop 66's Left).
+        let public6: ipnet::Ipv6Net = "2000::/3".parse().expect("a network");
+        let public_share: f64 = nets
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V6(n) if n.contains(&public6) => Some(1.0),
+                IpNet::V6(n) if public6.contains(n) => Some(0.5f64.powi(i32::from(n.prefix_len()) - 3)),
+                _ => None,
+            })
+            .sum();
+        let all = match (share(true), share(false), public_share) {
+            (s, _, _) if s >= 1.0 => "every IPv4 address".to_string(),
+            (_, s, _) if s >= 1.0 => "every IPv6 address".to_string(),
+            (s, _, _) if s >= 0.5 => format!("{:.0} % of IPv4 addresses", s * 100.0),
+            (_, s, _) if s >= 0.5 => format!("{:.0} % of IPv6 addresses", s * 100.0),
+            (_, _, s) if s >= 0.5 => format!("{:.0} % of public IPv6 addresses (2000::/3)", s * 100.0),
             _ => return Ok(None),
         };
         let key = match server.trusted_proxies.iter().position(|n| n.prefix_len() <= 1) {
@@ -101,6 +114,9 @@ mod tests {
             "[\"0.0.0.0/1\", \"128.0.0.0/1\"]",
             "[\"::ffff:0.0.0.0/96\"]",
             "[\"0.0.0.0/1\"]",
+            // Every public IPv6 address, or half of them.
+            "[\"2000::/3\"]",
+            "[\"2000::/4\"]",
             but_one.as_str(),
         ] {
             let e = load(&format!("trusted_proxies = {everyone}"), ALLOWLIST)
@@ -128,7 +144,12 @@ mod tests {
             c.warnings
         );
         // Named proxies, however wide, under half of a family: neither.
-        for named in ["[\"10.0.0.0/8\"]", "[\"0.0.0.0/2\", \"64.0.0.0/3\"]", "[\"2000::/4\"]"] {
+        for named in [
+            "[\"10.0.0.0/8\"]",
+            "[\"0.0.0.0/2\", \"64.0.0.0/3\"]",
+            "[\"2000::/5\"]",
+            "[\"2001:db8::/32\"]",
+        ] {
             let c = load(&format!("trusted_proxies = {named}"), ALLOWLIST).expect(named);
             assert!(!c.warnings.iter().any(|w| w.contains("as proxies")), "{:?}", c.warnings);
         }
