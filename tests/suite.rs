@@ -127,6 +127,7 @@ mod provider_key_shared;
 mod pull;
 mod pull_attempts;
 mod pull_races;
+mod pull_shutdown;
 mod pull_to_push;
 mod readme;
 mod ready_low_space;

@@ -385,6 +385,15 @@ impl Delivery {
         while lanes.iter().any(|l| !l.has_ended()) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // Said, as for push attempts: a message sent twice is explained.
+        let left: usize = lanes.iter().filter(|l| !l.has_ended()).map(|l| l.leased()).sum();
+        if left > 0 {
+            tracing::info!(
+                leased = left,
+                "stopping with messages leased to forwarders not acknowledged within server.shutdown_grace (each \
+                 is offered again after the restart)"
+            );
+        }
     }
 
     fn take_pulls(&self) -> Vec<Arc<PullLane>> {
