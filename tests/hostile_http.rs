@@ -498,9 +498,13 @@ async fn a_strangers_refused_request_does_not_keep_its_connection() {
         ("/hooks/t?token=wrong", "401"),
         ("/no/such/route", "404"),
         ("/pull/nobody/ack", "401"),
+        // `GET` where `POST` is asked (a route, a pull acknowledgement).
+        ("GET /hooks/t", "405"),
+        ("GET /pull/nobody/ack", "405"),
     ] {
         let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
-        let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}");
+        let (method, path) = path.split_once(' ').unwrap_or(("POST", path));
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}");
         tcp.write_all(req.as_bytes()).await.unwrap();
         let mut got = Vec::new();
         // Read to the end: the relay closes it (before: open for 60 s).

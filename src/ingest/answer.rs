@@ -97,8 +97,12 @@ pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("application/json"),
     );
     match answer {
+        // Not kept either (see below): a `GET` a provider sends to check
+        // the URL costs it a new connection; a stranger held a slot idle
+        // for 60 s with each (change review, stop 67).
         Answer::MethodNotAllowed => {
             h.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         // A stranger's (no route, an address or token refused): the
         // connection is not kept for its next request. A 401 earned the

@@ -108,6 +108,7 @@ fn finish(answer: &PullAnswer, body: Vec<u8>) -> Response<Full<Bytes>> {
     match answer {
         PullAnswer::MethodNotAllowed(m) => {
             h.insert(header::ALLOW, HeaderValue::from_static(m));
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         // Not kept for a next request: a stranger held a connection slot
         // for the idle allowance with each (see `ingest::answer`).
