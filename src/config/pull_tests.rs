@@ -8,7 +8,7 @@ use super::*;
 use crate::auth::Secret;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(Path::new("test.toml"), text)
+    Config::parse(Path::new("test.toml"), text).map(super::tests::without_checkouts_tmp)
 }
 
 /// One route with one subscriber whose table body is `sub` (line 9 onwards).
