@@ -82,8 +82,7 @@ pub fn run(path: &Path) -> ExitCode {
 /// or another program's data, 0.1's rows after the migration, cluster
 /// settings that differ from the cluster's: hostile review, stop 65, they
 /// exited 1), an ACME state directory the relay cannot use (another
-/// program's, or not writable: `check-config` says so too), a local media
-/// directory it cannot write. It exits 2, as a
+/// program's, or not writable: `check-config` says so too). It exits 2, as a
 /// config error does, which the shipped unit does not restart (a restart
 /// loop hid the message behind systemd's start limit). Anything else (a port
 /// in use, NATS away, the store's lock still held) exits 1 and is tried
@@ -102,7 +101,6 @@ fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
                     | crate::store::StoreError::Unwritable(_),
                 ..
             } | StartError::Acme(crate::acme::AcmeError::StateDir { .. })
-                | StartError::Media(crate::media::settings::SetupError::Unwritable(_))
         )
     )
 }

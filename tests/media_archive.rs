@@ -332,30 +332,3 @@ async fn the_daemon_names_a_raised_media_floor_only_when_media_is_archived() {
         );
     }
 }
-
-/// A local media directory the relay's user cannot write (made or restored
-/// by root) is refused naming it and what to do, exit 2 (not restarted by
-/// the unit): it exited 1, restarted every 2 s with a bare "Permission
-/// denied" (stop 66's Left). Run as `nobody` when the tests run as root.
-#[test]
-fn a_media_directory_the_relay_cannot_write_exits_2() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    // The relay's user reaches the directory and writes its store there.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let media = dir.path().join("media-root");
-    std::fs::create_dir(&media).unwrap();
-    std::fs::set_permissions(&media, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let path = media_config(dir.path(), Media::new().dir(&media)).write();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = as_nobody(dir.path())
-        .args(["run", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("media.store") && err.contains("Permission denied") && err.contains("chown -R"),
-        "{err}"
-    );
-}

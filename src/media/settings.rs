@@ -28,11 +28,6 @@ pub(super) const MOVED: &str = "new downloads go to the new store; files archive
 pub enum SetupError {
     #[error("media.store: {0}")]
     Store(String),
-    /// A local media directory the relay's user may not write (made or
-    /// restored by root, say): no restart mends it, so the start exits 2,
-    /// not 1 into a restart every 2 s (stop 66's Left).
-    #[error("media.store: {0} (the directory and its tmp/ must be writable by the user hookrelay runs as: `chown -R` it to that user)")]
-    Unwritable(String),
     #[error("media: {0}")]
     Fetcher(String),
     #[error("routes.{route}.provider: {message}")]
@@ -231,14 +226,7 @@ fn open_store(k: &StoreKey, min_free: u64, owner: &str, clean: Option<Duration>)
     match &k.store {
         MediaStoreConfig::Local(dir) => LocalStore::open_dir(dir, min_free, owner, clean)
             .map(MediaStore::Local)
-            .map_err(|e| match &e {
-                super::storage::StoreError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
-                {
-                    SetupError::Unwritable(e.to_string())
-                }
-                _ => SetupError::Store(e.to_string()),
-            }),
+            .map_err(|e| SetupError::Store(e.to_string())),
         MediaStoreConfig::S3(s) => S3Store::new(&S3Settings {
             s3: s.clone(),
             ca_file: k.ca_file.clone(),
