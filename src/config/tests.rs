@@ -15,7 +15,8 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
 
 pub(super) fn without_checkouts_tmp(mut c: Config) -> Config {
     if c.store.path == std::path::absolute("data").unwrap_or_default() {
-        c.warnings.retain(|w| !w.contains("key `store.path`") || !w.contains("emptied at reboot"));
+        c.warnings
+            .retain(|w| !w.contains("key `store.path`") || !w.contains("emptied at reboot"));
     }
     c
 }

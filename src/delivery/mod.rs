@@ -391,7 +391,7 @@ impl Delivery {
             tracing::info!(
                 leased = left,
                 "stopping with messages leased to forwarders not acknowledged within server.shutdown_grace (each \
-                 is offered again after the restart)"
+                 is offered again after the restart, if its subscriber is still a pull subscriber in the config)"
             );
         }
     }
