@@ -85,6 +85,22 @@ fn rig(url: &str, done: mpsc::Sender<Finished>, unacked: Arc<super::unacked::Una
     }
 }
 
+/// [`ID`] delivered here (in `unacked`), then offered again at `attempt`
+/// to a delivery task posting to `url`: its rig, the lease's end, the
+/// acker's queue.
+fn offered_again(
+    url: &str,
+    unacked: &Arc<super::unacked::Unacked>,
+    attempt: u32,
+) -> (Rig, Instant, mpsc::Receiver<Finished>) {
+    unacked.delivered(ID);
+    let (done, rx) = mpsc::channel::<Finished>(4);
+    let r = rig(url, done, unacked.clone());
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    assert!(r.active.offer(ID, keep_until, attempt));
+    (r, keep_until, rx)
+}
+
 /// The acker's queue, room for one and already full (the acker busy with
 /// a slow acknowledgement).
 async fn full_queue(keep_until: Instant) -> (mpsc::Sender<Finished>, mpsc::Receiver<Finished>) {
@@ -205,16 +221,13 @@ async fn an_id_delivered_here_is_acknowledged_again_not_posted() {
     let url = format!("http://{}/hooks", l.local_addr().unwrap());
     drop(l);
     let unacked: Arc<super::unacked::Unacked> = Arc::default();
-    unacked.delivered(ID);
-    let (done, mut rx) = mpsc::channel::<Finished>(4);
-    let Rig {
-        task,
-        status,
-        active,
-        _stop,
-    } = rig(&url, done, unacked.clone());
-    let keep_until = Instant::now() + Duration::from_secs(60);
-    assert!(active.offer(ID, keep_until, 1));
+    let (
+        Rig {
+            task, status, _stop, ..
+        },
+        keep_until,
+        mut rx,
+    ) = offered_again(&url, &unacked, 1);
     task.run(message(ID), keep_until, unacked.contains(ID)).await;
     let f = rx.recv().await.unwrap();
     assert_eq!((f.id.as_str(), f.end), (ID, End::Delivered));
@@ -326,17 +339,14 @@ async fn an_offer_during_its_acknowledgement_waits_for_the_answer() {
     let url = ok_service().await;
     for confirmed in [true, false] {
         let unacked: Arc<super::unacked::Unacked> = Arc::default();
-        unacked.delivered(ID);
         let acking = unacked.acking(&[ID.to_string()]);
-        let (done, mut rx) = mpsc::channel::<Finished>(4);
-        let Rig {
-            task,
-            status,
-            active,
-            _stop,
-        } = rig(&url, done, unacked.clone());
-        let keep_until = Instant::now() + Duration::from_secs(60);
-        assert!(active.offer(ID, keep_until, 2));
+        let (
+            Rig {
+                task, status, _stop, ..
+            },
+            keep_until,
+            mut rx,
+        ) = offered_again(&url, &unacked, 2);
         let mut m = message(ID);
         m.attempt = 2;
         let run = tokio::spawn(task.run(m, keep_until, unacked.contains(ID)));

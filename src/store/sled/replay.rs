@@ -38,17 +38,23 @@ pub(crate) fn replay_queues(state: &DeliveryState, now_ms: u64) -> bool {
     }
 }
 
-/// Whether the delivery of `id` to `sub` is a dead letter now.
-fn is_dead(b: &Batch<'_>, id: EventId, sub: u32) -> Result<bool, StoreError> {
-    Ok(b.get(&keys::result(id, sub))?
-        .and_then(|v| codec::decode_result(&v))
-        .is_some_and(|row| row.state == DeliveryState::Dead))
+/// Which replay asks (as in cluster mode's `Asked`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// One event's: what it queues is released.
+    Event,
+    /// One event's for a delivery that must be dead as it is applied
+    /// (`only=dead`), released too.
+    EventIfDead,
+    /// The dead letters' (their loop reads the letters): not released.
+    DeadLetter,
 }
 
 impl Writer {
     /// Queue `route`'s event `id` again for `sub`; whether anything was
-    /// queued. `released`: a replay of the event itself, which delivers a
-    /// callback held as unverified (kept in the result row it writes).
+    /// queued. A replay of the event itself releases what it queues: a
+    /// callback held as unverified is delivered (kept in the result row it
+    /// writes).
     fn replay_one(
         &mut self,
         b: &mut Batch<'_>,
@@ -56,14 +62,18 @@ impl Writer {
         id: EventId,
         sub: u32,
         now_ms: u64,
-        released: bool,
+        asked: Asked,
     ) -> Result<bool, StoreError> {
+        let released = asked != Asked::DeadLetter;
         let rkey = keys::result(id, sub);
         let Some(v) = b.get(&rkey)? else {
             // No result: still pending in the log (or being attempted).
             return Ok(false);
         };
         let mut row = codec::decode_result(&v).ok_or_else(|| StoreError::Corrupt(format!("result of {id}")))?;
+        if asked == Asked::EventIfDead && row.state != DeliveryState::Dead {
+            return Ok(false);
+        }
         if !replay_queues(&row.state, now_ms) {
             // Due already, its due row may be handed out (a second one would
             // send it twice): left as it is, its retry schedule starts again
@@ -132,11 +142,8 @@ impl Writer {
             if only.is_some_and(|o| o != name) || !reg.route_subs(header_route).contains(&sub) {
                 continue;
             }
-            let queued = if dead_only && !is_dead(&b, id, sub)? {
-                false
-            } else {
-                self.replay_one(&mut b, header_route, id, sub, now_ms, true)?
-            };
+            let asked = if dead_only { Asked::EventIfDead } else { Asked::Event };
+            let queued = self.replay_one(&mut b, header_route, id, sub, now_ms, asked)?;
             if queued {
                 woken.push(sub);
             }
@@ -218,7 +225,7 @@ impl Writer {
                 }
                 // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
                 b.del(k.to_vec());
-                if self.replay_one(&mut b, route, id, sub, now_ms, false)? {
+                if self.replay_one(&mut b, route, id, sub, now_ms, Asked::DeadLetter)? {
                     *counts
                         .entry(reg.sub_name(sub).unwrap_or_default().to_string())
                         .or_default() += 1;
