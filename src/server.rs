@@ -1,7 +1,9 @@
 //! Listeners: accept TCP, optionally terminate TLS, serve HTTP/1.1 and HTTP/2.
 //!
-//! Owns the connection-level limits: a cap on open connections (taken before
-//! `accept`) and each client's share of it (checked after: a connection past
+//! Owns the connection-level limits: a cap on open connections (a connection
+//! accepted at the cap waits for a slot before the next is accepted, and
+//! makes the listeners crowded: waits for clients shortened, see
+//! `limits::ConnLimit`) and each client's share of it (a connection past
 //! it is closed at once), the deadline of every phase that waits for the
 //! client (TLS handshake, protocol detection and headers under
 //! `read_timeout`; an answer the client does not take, under `read_timeout`
@@ -94,10 +96,6 @@ pub async fn serve<S, F, B>(
     // open: observability review, stop 62).
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.changed() => break,
-            p = opts.connections.acquire() => p,
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
             r = listener.accept() => match r {
@@ -121,6 +119,13 @@ pub async fn serve<S, F, B>(
             },
         };
         backoff = ACCEPT_BACKOFF_FIRST;
+        let (permit, crowding_began) = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = opts.connections.acquire() => p,
+        };
+        if crowding_began {
+            crowding_began_log(&local);
+        }
         let permit = match permit.claim(peer.ip()) {
             Ok(p) => p,
             Err(over) => {
@@ -151,26 +156,40 @@ pub async fn serve<S, F, B>(
         };
         let mut stop = shutdown.clone();
         let failures = opts.handshake_failures.clone();
+        let mut crowding = opts.connections.crowding();
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
             match acceptor {
-                None => serve_conn(&current.builder, stream, service, stop, peer, limits).await,
+                None => serve_conn(&current.builder, stream, service, stop, peer, limits, crowding).await,
                 Some(acceptor) => {
-                    let tls_stream = tokio::select! {
-                        r = tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)) => match r {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => return handshake::failed(&failures, peer, Some(&e)),
-                            Err(_) => return handshake::failed(&failures, peer, None),
-                        },
-                        _ = stop.changed() => return,
+                    let accepted = tokio::time::Instant::now();
+                    let handshake = acceptor.accept(stream);
+                    tokio::pin!(handshake);
+                    // The permit holds the sender: never closed here, but a
+                    // closed one would make `changed` ready at once.
+                    let mut watching = true;
+                    let tls_stream = loop {
+                        let wait = match *crowding.borrow_and_update() {
+                            true => limits.read_timeout.min(activity::CROWDED_WAIT),
+                            false => limits.read_timeout,
+                        };
+                        tokio::select! {
+                            r = handshake.as_mut() => match r {
+                                Ok(s) => break s,
+                                Err(e) => return handshake::failed(&failures, peer, Some(&e)),
+                            },
+                            _ = tokio::time::sleep_until(accepted + wait) => return handshake::failed(&failures, peer, None),
+                            r = crowding.changed(), if watching => watching = r.is_ok(),
+                            _ = stop.changed() => return,
+                        }
                     };
                     // TLS-ALPN-01 validation: the handshake was the answer (RFC 8737).
                     if crate::acme::is_challenge(tls_stream.get_ref().1) {
                         return;
                     }
                     let builder = current.builder_for(tls_stream.get_ref().1.alpn_protocol());
-                    serve_conn(builder, tls_stream, service, stop, peer, limits).await
+                    serve_conn(builder, tls_stream, service, stop, peer, limits, crowding).await
                 }
             }
         });
@@ -189,6 +208,27 @@ pub async fn serve<S, F, B>(
     }
 }
 
+/// Every connection slot was taken as a connection came (see
+/// [`ConnLimit`]): warned about at most once a minute.
+fn crowding_began_log(listener: &str) {
+    static CROWDED: std::sync::Mutex<once_a_minute::OnceAMinute> =
+        std::sync::Mutex::new(once_a_minute::OnceAMinute::new());
+    match CROWDED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .note(std::time::Instant::now())
+    {
+        Some(between) => tracing::warn!(
+            listener = %listener, crowded_since_last_warning = between,
+            wait = ?activity::CROWDED_WAIT,
+            "every connection slot of the listener is taken (server.max_connections; the admin listener's: 64): until a sixteenth \
+             is free, idle keep-alive connections are closed and a client gets at most `wait` for its TLS handshake, a request's \
+             header or taking an answer (this warning at most once a minute)"
+        ),
+        None => tracing::debug!(listener = %listener, "every connection slot is taken"),
+    }
+}
+
 /// The waiting limits of one connection.
 #[derive(Clone, Copy)]
 struct Limits {
@@ -203,6 +243,7 @@ async fn serve_conn<I, S, F, B>(
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
     limits: Limits,
+    mut crowding: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -237,10 +278,16 @@ async fn serve_conn<I, S, F, B>(
         // Set once an idle connection was asked to close: a peer that does not
         // cooperate (h2 GOAWAY ignored, response never read) is then dropped.
         let mut closing_by: Option<tokio::time::Instant> = None;
+        // Whether the crowding's sender is there to tell changes.
+        let mut watching = true;
         // The loop's value, the connection's end; `conn` (and with it the I/O,
         // back through `returned`) is dropped with this block.
         loop {
-            let (at, graceful) = match (closing_by, activity.next(limits.read_timeout, limits.idle_timeout)) {
+            let crowded = *crowding.borrow_and_update();
+            let (at, graceful) = match (
+                closing_by,
+                activity.next(limits.read_timeout, limits.idle_timeout, crowded),
+            ) {
                 (Some(by), _) => (Some(by), false),
                 (None, Next::Busy) => (None, false),
                 (None, Next::Close { at, graceful }) => (Some(at), graceful),
@@ -254,10 +301,11 @@ async fn serve_conn<I, S, F, B>(
                     }
                 }
                 _ = activity.changed.notified() => {}
+                r = crowding.changed(), if watching => watching = r.is_ok(),
                 _ = tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)), if at.is_some() => {
                     if closing_by.is_none() {
                         // A request may have started as the timer fired: look again.
-                        let still = activity.next(limits.read_timeout, limits.idle_timeout);
+                        let still = activity.next(limits.read_timeout, limits.idle_timeout, *crowding.borrow());
                         if !matches!(still, Next::Close { at: a, .. } if a <= tokio::time::Instant::now()) {
                             continue;
                         }

@@ -134,6 +134,122 @@ async fn connection_cap_holds_extra_connections_back() {
     h.shutdown().await;
 }
 
+/// Slow clients from several addresses (each within its share) holding
+/// every slot with a header that never ends, or a TLS handshake never
+/// begun: a provider's callback is served about `CROWDED_WAIT` (2 s) after
+/// it came, not at `read_timeout` (held 30 s before: DoS review, stop 67).
+#[tokio::test]
+async fn slow_clients_from_many_addresses_give_their_slots_to_a_callback() {
+    for tls in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = TestCert::write(dir.path(), "server");
+        let (_sub, h) = daemon(dir.path(), |c| {
+            let c = c.read_timeout(secs(30)).max_connections(8);
+            if tls {
+                c.tls(&cert.cert, &cert.key)
+            } else {
+                c
+            }
+        })
+        .await;
+        let addr = h.ingest_addrs[0];
+        let mut slow = Vec::new();
+        for n in 0..8u8 {
+            let mut s = connect_from(addr, [127, 0, 0, 2 + n / 2].into()).await;
+            if !tls {
+                s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\n")
+                    .await
+                    .unwrap();
+            }
+            slow.push(watch_long(s));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        let status = if tls {
+            tokio::time::timeout(Duration::from_secs(15), tls_callback(addr, &cert.der, false))
+                .await
+                .map(|(_, s)| s)
+        } else {
+            tokio::time::timeout(Duration::from_secs(15), callback(addr, &runway("past-slow-clients")))
+                .await
+                .map(|(s, _)| s)
+        };
+        let status =
+            status.unwrap_or_else(|_| panic!("tls {tls}: a callback waited for read_timeout behind slow clients"));
+        assert_eq!(status, StatusCode::OK, "tls {tls}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "tls {tls}: took {:?}",
+            t.elapsed()
+        );
+        // Enough of them gave their slots up (each crowding ends once a
+        // sixteenth of the slots, here one, is free).
+        let mut cut = 0;
+        for c in slow {
+            cut += usize::from(c.await.unwrap().is_some_and(|d| d < Duration::from_secs(10)));
+        }
+        assert!(cut >= 1, "tls {tls}: no slow client gave its slot up");
+        h.shutdown().await;
+    }
+}
+
+/// Idle keep-alive connections (each with a request served, `idle_timeout`
+/// one minute) from several addresses holding every slot: a new client is
+/// served at once, the idle ones closed cleanly (end of stream, no reset).
+#[tokio::test]
+async fn idle_keep_alive_connections_give_their_slots_to_a_new_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.idle_timeout(secs(60)).max_connections(8)).await;
+    let addr = h.ingest_addrs[0];
+    let mut idle = Vec::new();
+    for n in 0..8u8 {
+        let mut s = connect_from(addr, [127, 0, 0, 2 + n / 2].into()).await;
+        let body = runway(&format!("keep-alive-{n}"));
+        let req = format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        idle.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut b = [0u8; 1024];
+            let end = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await;
+            (end.map(|r| r.map_err(|e| e.kind())), started.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(15), callback(addr, &runway("after-idle")))
+        .await
+        .expect("a new client waited for idle_timeout behind idle keep-alive connections");
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    let mut closed = 0;
+    for c in idle {
+        let (end, took) = c.await.unwrap();
+        match end {
+            Ok(Ok(0)) => closed += 1,
+            // Left open: the crowding ended once one slot was free.
+            Err(_) => {}
+            other => panic!("not closed cleanly: {other:?} after {took:?}"),
+        }
+    }
+    assert!(closed >= 1, "no idle connection gave its slot up");
+    h.shutdown().await;
+}
+
+/// How long until the server closes `s` (None: open after 12 s).
+fn watch_long<S: tokio::io::AsyncRead + Unpin + Send + 'static>(s: S) -> JoinHandle<Option<Duration>> {
+    tokio::spawn(closed_within(s, Duration::from_secs(12)))
+}
+
 #[tokio::test]
 async fn stalled_connections_are_closed_within_read_timeout() {
     let dir = tempfile::tempdir().unwrap();

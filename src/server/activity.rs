@@ -23,7 +23,10 @@
 //!   [`MAX_WAITING_ANSWERS`] wait together (each holds its request's state).
 //!   A client that reads is never cut by the latter: HTTP/2 flow control
 //!   (one connection window shared by all streams) keeps many answers
-//!   waiting for an instant, but each piece taken is progress.
+//!   waiting for an instant, but each piece taken is progress;
+//! - while the listeners are crowded (every slot taken, a connection
+//!   waiting for one): [`CROWDED_WAIT`] in place of `read_timeout`, and no
+//!   idle time at all.
 //!
 //! This module does not know the limits' values (the caller passes them), nor
 //! what a request means, nor how the connection is closed.
@@ -53,6 +56,15 @@ pub const MAX_WAITING_ANSWERS: usize = 16;
 /// How long more than [`MAX_WAITING_ANSWERS`] waiting answers may go without
 /// any of them making progress (at most `read_timeout`).
 pub const CROWDED_STALL: Duration = Duration::from_secs(1);
+
+/// While the listeners are crowded (a connection waited for a slot, see
+/// `limits::ConnLimit`): the longest a connection may take over its TLS
+/// handshake, its first request's header or the next one's, and the
+/// longest its answers may wait with none taken (each at most
+/// `read_timeout`); an idle keep-alive connection is closed (gracefully) at
+/// once. A client that means to send a request has sent its header by then;
+/// one that holds a slot without doing so gives it up to one that waits.
+pub const CROWDED_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest piece of an answer's body handed to hyper at once: each piece
 /// taken is the progress the send deadline looks for.
@@ -208,8 +220,14 @@ impl Activity {
         self.state().h2
     }
 
-    /// The deadline that applies now.
-    pub fn next(&self, read_timeout: Duration, idle_timeout: Duration) -> Next {
+    /// The deadline that applies now; `crowded`: while the listeners are
+    /// ([`CROWDED_WAIT`]).
+    pub fn next(&self, read_timeout: Duration, idle_timeout: Duration, crowded: bool) -> Next {
+        let (read_timeout, idle_timeout) = if crowded {
+            (read_timeout.min(CROWDED_WAIT), Duration::ZERO)
+        } else {
+            (read_timeout, idle_timeout)
+        };
         let s = self.state();
         if s.in_flight > 0 {
             if s.waiting > 0 {

@@ -33,20 +33,20 @@ async fn tracked_reports_what_arrives_on_http2() {
     let _ = tracked.read(&mut buf).await.unwrap();
     drop(a.request_started(http::Version::HTTP_2));
     let idle = Instant::now();
-    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(a.next(READ, IDLE, false), idle_close(idle + IDLE));
     // Half a DATA frame: read_timeout from now.
     tokio::time::advance(Duration::from_secs(3)).await;
     let data = frame(0x0, 0, &[7; 20]);
     client.write_all(&data[..15]).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
     let first = Instant::now();
-    assert_eq!(a.next(READ, IDLE), cut(first + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(first + READ));
     // Its end and half of the next frame: the deadline starts again.
     tokio::time::advance(Duration::from_millis(500)).await;
     client.write_all(&[&data[15..], &data[..12]].concat()).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
     let second = Instant::now();
-    assert_eq!(a.next(READ, IDLE), cut(second + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(second + READ));
     // A header block opened and not closed by the next whole frames of it.
     client
         .write_all(&[&data[12..], &frame(0x1, 0x1, &[0x83])[..]].concat())
@@ -57,11 +57,11 @@ async fn tracked_reports_what_arrives_on_http2() {
     tokio::time::advance(Duration::from_millis(500)).await;
     client.write_all(&frame(0x9, 0, &[0x84])).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
-    assert_eq!(a.next(READ, IDLE), cut(block + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(block + READ));
     // Its END_HEADERS: back to the idle time.
     client.write_all(&frame(0x9, 0x4, &[0x86])).await.unwrap();
     let _ = tracked.read(&mut buf).await.unwrap();
-    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(a.next(READ, IDLE, false), idle_close(idle + IDLE));
 }
 
 const READ: Duration = Duration::from_secs(1);
@@ -72,47 +72,80 @@ async fn phases_get_their_deadlines() {
     let a = Activity::new();
     let opened = Instant::now();
     // Nothing served yet: read_timeout from the start, bytes or not.
-    assert_eq!(a.next(READ, IDLE), cut(opened + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(opened + READ));
     a.bytes_read(None);
-    assert_eq!(a.next(READ, IDLE), cut(opened + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(opened + READ));
     let guard = a.request_started(http::Version::HTTP_11);
-    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    assert_eq!(a.next(READ, IDLE, false), Next::Busy);
     tokio::time::advance(Duration::from_secs(5)).await;
     drop(guard);
     let idle = Instant::now();
-    assert_eq!(a.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(a.next(READ, IDLE, false), idle_close(idle + IDLE));
     // HTTP/1: the next request's first byte starts its header deadline.
     tokio::time::advance(Duration::from_secs(7)).await;
     a.bytes_read(None);
-    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(Instant::now() + READ));
     // HTTP/2: control frames while idle do not shorten or extend the idle time.
     let b = Activity::new();
     drop(b.request_started(http::Version::HTTP_2));
     let idle = Instant::now();
     tokio::time::advance(Duration::from_secs(3)).await;
     b.bytes_read(None);
-    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(b.next(READ, IDLE, false), idle_close(idle + IDLE));
     // …but a frame or header block still arriving has read_timeout from
     // when it began, and its end gives the idle time back.
     b.bytes_read(Some(true));
     let began = Instant::now();
-    assert_eq!(b.next(READ, IDLE), cut(began + READ));
+    assert_eq!(b.next(READ, IDLE, false), cut(began + READ));
     b.bytes_read(Some(false));
-    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(b.next(READ, IDLE, false), idle_close(idle + IDLE));
     // One that began during a request counts from that request's end.
     let guard = b.request_started(http::Version::HTTP_2);
     b.bytes_read(Some(true));
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert_eq!(b.next(READ, IDLE), Next::Busy);
+    assert_eq!(b.next(READ, IDLE, false), Next::Busy);
     drop(guard);
     let idle = Instant::now();
-    assert_eq!(b.next(READ, IDLE), cut(idle + READ));
+    assert_eq!(b.next(READ, IDLE, false), cut(idle + READ));
     // One that begins just before the idle time is up: the idle close
     // (graceful) comes first.
     b.bytes_read(Some(false));
     tokio::time::advance(IDLE - Duration::from_millis(500)).await;
     b.bytes_read(Some(true));
-    assert_eq!(b.next(READ, IDLE), idle_close(idle + IDLE));
+    assert_eq!(b.next(READ, IDLE, false), idle_close(idle + IDLE));
+}
+
+/// While the listeners are crowded: an idle keep-alive connection is
+/// closed (gracefully) now, and a header still awaited, first or next, on
+/// HTTP/1 or HTTP/2, has `CROWDED_WAIT` (not more than `read_timeout`); a
+/// request being served keeps its own limits.
+#[tokio::test(start_paused = true)]
+async fn crowded_listeners_shorten_the_waits_for_the_client() {
+    const SLOW: Duration = Duration::from_secs(30);
+    let a = Activity::new();
+    let opened = Instant::now();
+    assert_eq!(a.next(SLOW, IDLE, true), cut(opened + CROWDED_WAIT));
+    assert_eq!(a.next(READ, IDLE, true), cut(opened + READ), "never past read_timeout");
+    let guard = a.request_started(http::Version::HTTP_11);
+    assert_eq!(a.next(SLOW, IDLE, true), Next::Busy);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    drop(guard);
+    let idle = Instant::now();
+    assert_eq!(a.next(SLOW, IDLE, true), idle_close(idle));
+    assert_eq!(a.next(SLOW, IDLE, false), idle_close(idle + IDLE), "no longer crowded");
+    a.bytes_read(None);
+    assert_eq!(a.next(SLOW, IDLE, true), cut(Instant::now() + CROWDED_WAIT));
+    let b = Activity::new();
+    drop(b.request_started(http::Version::HTTP_2));
+    let idle = Instant::now();
+    assert_eq!(b.next(SLOW, IDLE, true), idle_close(idle));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    b.bytes_read(Some(true));
+    assert_eq!(
+        b.next(SLOW, IDLE, true),
+        idle_close(idle),
+        "the graceful close comes first"
+    );
 }
 
 /// A body that gives out its steps: `Some` a data frame, `None` nothing
@@ -142,7 +175,7 @@ async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
     use hyper::body::Body;
     let a = Activity::new();
     let guard = a.request_started(http::Version::HTTP_2);
-    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    assert_eq!(a.next(READ, IDLE, false), Next::Busy);
     tokio::time::advance(Duration::from_secs(5)).await;
     let produced = Instant::now();
     let steps = vec![
@@ -152,7 +185,7 @@ async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
     ];
     let mut body = GuardedBody::new(Steps(steps.into()), guard);
     assert_eq!(
-        a.next(READ, IDLE),
+        a.next(READ, IDLE, false),
         cut(produced + READ),
         "its answer waits for the client"
     );
@@ -168,20 +201,20 @@ async fn an_answer_waiting_for_the_client_has_a_send_deadline() {
     for _ in 0..3 {
         tokio::time::advance(Duration::from_millis(700)).await;
         sizes.push(poll(&mut body).unwrap());
-        assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+        assert_eq!(a.next(READ, IDLE, false), cut(Instant::now() + READ));
     }
     assert_eq!(sizes, [16 * 1024, 16 * 1024, 8 * 1024]);
     assert!(!body.is_end_stream());
     // Nothing ready from the body: the server's side, no deadline.
     assert_eq!(poll(&mut body), None);
-    assert_eq!(a.next(READ, IDLE), Next::Busy);
+    assert_eq!(a.next(READ, IDLE, false), Next::Busy);
     // Ready again: waiting again, from now.
     tokio::time::advance(Duration::from_secs(3)).await;
     assert_eq!(poll(&mut body), Some(3));
-    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(Instant::now() + READ));
     // Its end: the request is over, the connection idle.
     drop(body);
-    assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
+    assert_eq!(a.next(READ, IDLE, false), idle_close(Instant::now() + IDLE));
 }
 
 /// More answers waiting together than may hold their state for
@@ -202,7 +235,7 @@ async fn too_many_answers_waiting_without_progress_close_after_a_short_stall() {
         ));
     }
     let began = Instant::now();
-    assert_eq!(a.next(READ, IDLE), cut(began + CROWDED_STALL));
+    assert_eq!(a.next(READ, IDLE, false), cut(began + CROWDED_STALL));
     // A piece of one of them is taken: progress for all.
     tokio::time::advance(CROWDED_STALL / 2).await;
     let waker = futures_util::task::noop_waker();
@@ -211,11 +244,14 @@ async fn too_many_answers_waiting_without_progress_close_after_a_short_stall() {
         Pin::new(&mut bodies[3]).poll_frame(&mut cx),
         Poll::Ready(Some(Ok(_)))
     ));
-    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + CROWDED_STALL));
+    assert_eq!(a.next(READ, IDLE, false), cut(Instant::now() + CROWDED_STALL));
     // Never later than read_timeout.
-    assert_eq!(a.next(CROWDED_STALL / 4, IDLE), cut(Instant::now() + CROWDED_STALL / 4));
+    assert_eq!(
+        a.next(CROWDED_STALL / 4, IDLE, false),
+        cut(Instant::now() + CROWDED_STALL / 4)
+    );
     bodies.pop();
-    assert_eq!(a.next(READ, IDLE), cut(Instant::now() + READ));
+    assert_eq!(a.next(READ, IDLE, false), cut(Instant::now() + READ));
     bodies.clear();
-    assert_eq!(a.next(READ, IDLE), idle_close(Instant::now() + IDLE));
+    assert_eq!(a.next(READ, IDLE, false), idle_close(Instant::now() + IDLE));
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::ingest::Client;
 
@@ -137,12 +137,22 @@ impl Settings {
 /// out. The share is checked once the connection is accepted, so a
 /// connection past it is closed at once rather than left in that queue.
 /// The client is the TCP peer: behind a proxy, the proxy.
+///
+/// A connection accepted while every slot is taken makes the listeners
+/// *crowded* ([`Self::crowding`]) until a sixteenth of the slots is free
+/// again: meanwhile connections give their slots up sooner (see
+/// `activity::CROWDED_WAIT`), so idle keep-alive connections and slow
+/// clients from many addresses do not keep a provider waiting for
+/// `read_timeout` or `idle_timeout`.
 pub struct ConnLimit {
     limit: AtomicUsize,
     open: AtomicUsize,
     /// Wakes acceptors waiting for a slot (a connection closed, the cap rose).
     freed: Notify,
     shares: Mutex<Shares>,
+    /// Whether a connection waited for a slot and not enough have been
+    /// freed since; told to every open connection as it changes.
+    crowded: watch::Sender<bool>,
 }
 
 /// Connections held by each client that holds any.
@@ -170,9 +180,17 @@ impl Drop for ConnPermit {
                 }
             }
         }
-        self.limit.open.fetch_sub(1, Ordering::AcqRel);
+        let open = self.limit.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.limit.uncrowd_if_room(open);
         self.limit.freed.notify_waiters();
     }
+}
+
+/// Free slots that end a crowding: a sixteenth of the cap, at least one
+/// (a gap, so that a listener at its cap is not told crowded and back with
+/// every connection it accepts: each change wakes every open connection).
+fn room(limit: usize) -> usize {
+    (limit / 16).max(1)
 }
 
 /// One client's share of a cap of `limit` connections: a quarter, rounded
@@ -200,7 +218,21 @@ impl ConnLimit {
                 held: HashMap::new(),
                 warned: None,
             }),
+            crowded: watch::Sender::new(false),
         })
+    }
+
+    /// Whether the listeners are crowded now, and its changes.
+    pub fn crowding(&self) -> watch::Receiver<bool> {
+        self.crowded.subscribe()
+    }
+
+    /// Crowded no more once `open` leaves enough slots free.
+    fn uncrowd_if_room(&self, open: usize) {
+        let limit = self.limit.load(Ordering::Acquire);
+        if open + room(limit) <= limit {
+            self.crowded.send_if_modified(|c| std::mem::replace(c, false));
+        }
     }
 
     fn shares(&self) -> std::sync::MutexGuard<'_, Shares> {
@@ -212,13 +244,17 @@ impl ConnLimit {
     /// until enough have closed.
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, Ordering::Release);
+        self.uncrowd_if_room(self.open.load(Ordering::Acquire));
         self.freed.notify_waiters();
     }
 
-    /// Wait for a free slot (taken before `accept`, so the global cap holds
-    /// connections back in the kernel's queue); [`ConnPermit::claim`] it for
-    /// the connection's client once accepted.
-    pub async fn acquire(self: &Arc<Self>) -> ConnPermit {
+    /// Wait for a free slot for a connection just accepted (the listener
+    /// accepts no other meanwhile, so the cap holds the next ones back in
+    /// the kernel's queue); [`ConnPermit::claim`] it for the connection's
+    /// client. A wait makes the listeners crowded: the `bool` says whether
+    /// this call began the crowding.
+    pub async fn acquire(self: &Arc<Self>) -> (ConnPermit, bool) {
+        let mut began = false;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -231,13 +267,15 @@ impl ConnLimit {
                     .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return ConnPermit {
+                    let permit = ConnPermit {
                         limit: self.clone(),
                         client: None,
                     };
+                    return (permit, began);
                 }
                 continue;
             }
+            began |= self.crowded.send_if_modified(|c| !std::mem::replace(c, true));
             freed.await;
         }
     }
@@ -282,10 +320,10 @@ mod tests {
     #[tokio::test]
     async fn the_cap_follows_its_limit() {
         let limit = ConnLimit::new(1);
-        let first = limit.acquire().await;
+        let (first, _) = limit.acquire().await;
         let waiting = tokio::spawn({
             let limit = limit.clone();
-            async move { limit.acquire().await }
+            async move { limit.acquire().await.0 }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -298,7 +336,7 @@ mod tests {
         limit.set_limit(1);
         let third = tokio::spawn({
             let limit = limit.clone();
-            async move { limit.acquire().await }
+            async move { limit.acquire().await.0 }
         });
         drop(first);
         tokio::task::yield_now().await;
@@ -310,6 +348,52 @@ mod tests {
             .unwrap();
     }
 
+    /// A connection waiting for a slot crowds the listeners (the call that
+    /// began it says so) until a sixteenth of the slots is free: not after
+    /// each slot, which would wake every connection at each accept.
+    #[tokio::test]
+    async fn a_wait_for_a_slot_crowds_the_listeners_until_a_sixteenth_is_free() {
+        let limit = ConnLimit::new(32);
+        let crowding = limit.crowding();
+        let mut held = Vec::new();
+        for _ in 0..32 {
+            let (p, began) = limit.acquire().await;
+            assert!(!began);
+            held.push(p);
+        }
+        assert!(!*crowding.borrow());
+        let waiting = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        while !*crowding.borrow() {
+            tokio::task::yield_now().await;
+        }
+        held.pop();
+        let (p, began) = waiting.await.unwrap();
+        assert!(began, "the waiting call began the crowding");
+        held.push(p);
+        held.pop();
+        assert!(*crowding.borrow(), "one slot free of 32: still crowded");
+        held.pop();
+        assert!(!*crowding.borrow(), "two free: no longer");
+        // The cap raised past what is open ends a crowding too.
+        let (p, _) = limit.acquire().await;
+        held.push(p);
+        let (p, _) = limit.acquire().await;
+        held.push(p);
+        let waiting = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        while !*crowding.borrow() {
+            tokio::task::yield_now().await;
+        }
+        limit.set_limit(64);
+        assert!(!*crowding.borrow());
+        assert!(waiting.await.unwrap().1);
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -318,22 +402,22 @@ mod tests {
     async fn one_client_holds_at_most_a_quarter_and_gets_it_back_on_close() {
         let limit = ConnLimit::new(8);
         assert_eq!(share_of(8), 2);
-        let a1 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
-        let a2 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
+        let a1 = limit.acquire().await.0.claim(ip("192.0.2.1")).unwrap();
+        let a2 = limit.acquire().await.0.claim(ip("192.0.2.1")).unwrap();
         // Past its share: refused, and the global slot it took is free again.
-        let refused = limit.acquire().await.claim(ip("192.0.2.1")).err();
+        let refused = limit.acquire().await.0.claim(ip("192.0.2.1")).err();
         assert_eq!(refused, Some(OverShare { share: 2, warn: true }));
         assert_eq!(limit.open.load(Ordering::Acquire), 2);
         // The IPv4-mapped form of the address is the same client; the next
         // refusal within a minute is not logged at warn again.
-        let refused = limit.acquire().await.claim(ip("::ffff:192.0.2.1")).err();
+        let refused = limit.acquire().await.0.claim(ip("::ffff:192.0.2.1")).err();
         assert_eq!(refused, Some(OverShare { share: 2, warn: false }));
         // Others have their own share.
-        let b = limit.acquire().await.claim(ip("192.0.2.2")).unwrap();
+        let b = limit.acquire().await.0.claim(ip("192.0.2.2")).unwrap();
         // A closed connection gives its client's slot back.
         drop(a1);
         assert_eq!(limit.held_by(Client::of(Some(ip("192.0.2.1")))), 1);
-        let a3 = limit.acquire().await.claim(ip("192.0.2.1")).unwrap();
+        let a3 = limit.acquire().await.0.claim(ip("192.0.2.1")).unwrap();
         drop((a2, a3, b));
         assert!(limit.shares().held.is_empty(), "no entry left for clients holding none");
         assert_eq!(limit.open.load(Ordering::Acquire), 0);
@@ -342,13 +426,13 @@ mod tests {
     #[tokio::test]
     async fn an_ipv6_slash_64_is_one_client() {
         let limit = ConnLimit::new(4);
-        let one = limit.acquire().await.claim(ip("2001:db8:0:1::1")).unwrap();
+        let one = limit.acquire().await.0.claim(ip("2001:db8:0:1::1")).unwrap();
         // Another address in the same /64: the same client, whose share is one.
-        assert!(limit.acquire().await.claim(ip("2001:db8:0:1:ffff::2")).is_err());
+        assert!(limit.acquire().await.0.claim(ip("2001:db8:0:1:ffff::2")).is_err());
         // The next /64 is another client.
-        let other = limit.acquire().await.claim(ip("2001:db8:0:2::1")).unwrap();
+        let other = limit.acquire().await.0.claim(ip("2001:db8:0:2::1")).unwrap();
         drop(one);
-        let again = limit.acquire().await.claim(ip("2001:db8:0:1:ffff::2")).unwrap();
+        let again = limit.acquire().await.0.claim(ip("2001:db8:0:1:ffff::2")).unwrap();
         drop((other, again));
         assert!(limit.shares().held.is_empty());
     }
@@ -367,16 +451,16 @@ mod tests {
         let limit = ConnLimit::new(8);
         let mut permits = Vec::new();
         for _ in 0..2 {
-            permits.push(limit.acquire().await.claim(ip("192.0.2.1")).unwrap());
+            permits.push(limit.acquire().await.0.claim(ip("192.0.2.1")).unwrap());
         }
         limit.set_limit(4);
         assert!(
-            limit.acquire().await.claim(ip("192.0.2.1")).is_err(),
+            limit.acquire().await.0.claim(ip("192.0.2.1")).is_err(),
             "share now 1, holds 2"
         );
         drop(permits.pop());
-        assert!(limit.acquire().await.claim(ip("192.0.2.1")).is_err(), "holds 1");
+        assert!(limit.acquire().await.0.claim(ip("192.0.2.1")).is_err(), "holds 1");
         drop(permits);
-        assert!(limit.acquire().await.claim(ip("192.0.2.1")).is_ok());
+        assert!(limit.acquire().await.0.claim(ip("192.0.2.1")).is_ok());
     }
 }
