@@ -124,7 +124,7 @@ pub async fn serve<S, F, B>(
             p = opts.connections.acquire() => p,
         };
         if crowding_began {
-            crowding_began_log(&local);
+            crowding_began_log(&opts.connections, &local);
         }
         let permit = match permit.claim(peer.ip()) {
             Ok(p) => p,
@@ -170,10 +170,7 @@ pub async fn serve<S, F, B>(
                     // closed one would make `changed` ready at once.
                     let mut watching = true;
                     let tls_stream = loop {
-                        let wait = match *crowding.borrow_and_update() {
-                            true => limits.read_timeout.min(activity::CROWDED_WAIT),
-                            false => limits.read_timeout,
-                        };
+                        let wait = limits.wait(*crowding.borrow_and_update());
                         tokio::select! {
                             r = handshake.as_mut() => match r {
                                 Ok(s) => break s,
@@ -209,15 +206,11 @@ pub async fn serve<S, F, B>(
 }
 
 /// Every connection slot was taken as a connection came (see
-/// [`ConnLimit`]): warned about at most once a minute.
-fn crowding_began_log(listener: &str) {
-    static CROWDED: std::sync::Mutex<once_a_minute::OnceAMinute> =
-        std::sync::Mutex::new(once_a_minute::OnceAMinute::new());
-    match CROWDED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .note(std::time::Instant::now())
-    {
+/// [`ConnLimit`]): warned about at most once a minute for each cap (the
+/// public listeners', the admin listener's: crowding one does not hide the
+/// other's).
+fn crowding_began_log(limit: &ConnLimit, listener: &str) {
+    match limit.crowding_noted() {
         Some(between) => tracing::warn!(
             listener = %listener, crowded_since_last_warning = between,
             wait = ?activity::CROWDED_WAIT,
@@ -234,6 +227,17 @@ fn crowding_began_log(listener: &str) {
 struct Limits {
     read_timeout: Duration,
     idle_timeout: Duration,
+}
+
+impl Limits {
+    /// How long a phase that waits for the client may last: `read_timeout`,
+    /// or while the listeners are `crowded` at most [`activity::CROWDED_WAIT`].
+    fn wait(&self, crowded: bool) -> Duration {
+        match crowded {
+            true => self.read_timeout.min(activity::CROWDED_WAIT),
+            false => self.read_timeout,
+        }
+    }
 }
 
 async fn serve_conn<I, S, F, B>(
@@ -254,15 +258,25 @@ async fn serve_conn<I, S, F, B>(
     let activity = Activity::new();
     let tracker = activity.clone();
     let service = Arc::new(service);
+    let crowd = crowding.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = tracker.request_started(req.version());
         let service = service.clone();
+        let version = req.version();
+        let crowd = crowd.clone();
         async move {
             // Built and boxed only when the stream's task first runs, so a
             // stream accepted but not yet served holds its request, not the
             // handler's whole state; the box is freed once the answer is
             // produced, while its body may wait on the client's window.
-            let resp = Box::pin(service(req, peer)).await;
+            let mut resp = Box::pin(service(req, peer)).await;
+            // Crowded, the connection would be closed as soon as it is idle:
+            // said in the answer, so that the client does not send its next
+            // request into the close (HTTP/2 has its GOAWAY).
+            if version == http::Version::HTTP_11 && *crowd.borrow() {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             // The request counts as served until its body is sent.
             Ok::<_, Infallible>(resp.map(|b| GuardedBody::new(b, guard)))
         }
@@ -277,7 +291,7 @@ async fn serve_conn<I, S, F, B>(
         }
         // Set once an idle connection was asked to close: a peer that does not
         // cooperate (h2 GOAWAY ignored, response never read) is then dropped.
-        let mut closing_by: Option<tokio::time::Instant> = None;
+        let mut closing_since: Option<tokio::time::Instant> = None;
         // Whether the crowding's sender is there to tell changes.
         let mut watching = true;
         // The loop's value, the connection's end; `conn` (and with it the I/O,
@@ -285,10 +299,10 @@ async fn serve_conn<I, S, F, B>(
         loop {
             let crowded = *crowding.borrow_and_update();
             let (at, graceful) = match (
-                closing_by,
+                closing_since,
                 activity.next(limits.read_timeout, limits.idle_timeout, crowded),
             ) {
-                (Some(by), _) => (Some(by), false),
+                (Some(since), _) => (Some(since + limits.wait(crowded)), false),
                 (None, Next::Busy) => (None, false),
                 (None, Next::Close { at, graceful }) => (Some(at), graceful),
             };
@@ -303,7 +317,7 @@ async fn serve_conn<I, S, F, B>(
                 _ = activity.changed.notified() => {}
                 r = crowding.changed(), if watching => watching = r.is_ok(),
                 _ = tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now)), if at.is_some() => {
-                    if closing_by.is_none() {
+                    if closing_since.is_none() {
                         // A request may have started as the timer fired: look again.
                         let still = activity.next(limits.read_timeout, limits.idle_timeout, *crowding.borrow());
                         if !matches!(still, Next::Close { at: a, .. } if a <= tokio::time::Instant::now()) {
@@ -313,7 +327,7 @@ async fn serve_conn<I, S, F, B>(
                     if graceful {
                         tracing::debug!(peer = %peer, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
-                        closing_by = Some(tokio::time::Instant::now() + limits.read_timeout);
+                        closing_since = Some(tokio::time::Instant::now());
                     } else {
                         tracing::debug!(peer = %peer, "connection did not finish a request in time; closed");
                         return;

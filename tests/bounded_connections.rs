@@ -245,6 +245,96 @@ async fn idle_keep_alive_connections_give_their_slots_to_a_new_client() {
     h.shutdown().await;
 }
 
+/// HTTP/2 connections from several addresses, each with a request served
+/// and then deaf (they read nothing more, so they ignore the GOAWAY that
+/// asks them to go): a provider's callback still gets a slot within about
+/// `CROWDED_WAIT`. (The relay gave such a connection `read_timeout` after
+/// its GOAWAY: 30 s here. Review of the crowding, stop 68.)
+#[tokio::test]
+async fn deaf_http2_connections_give_their_slots_to_a_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(30)).max_connections(8)).await;
+    let addr = h.ingest_addrs[0];
+    let mut deaf = Vec::new();
+    for n in 0..8u8 {
+        let mut s = connect_from(addr, [127, 0, 0, 2 + n / 2].into()).await;
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[]));
+        out.extend(h2_frame(0x1, 0x4 | 0x1, 1, &h2_header_block(0x82, "/nothing")));
+        s.write_all(&out).await.unwrap();
+        // Until the answer's end (its HEADERS or DATA with END_STREAM).
+        loop {
+            let (kind, flags, stream, _) = tokio::time::timeout(secs(5), h2_read_frame(&mut s))
+                .await
+                .expect("the request is answered");
+            if stream == 1 && (kind == 0x0 || kind == 0x1) && flags & 0x1 != 0 {
+                break;
+            }
+        }
+        deaf.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(20), callback(addr, &runway("past-deaf-h2")))
+        .await
+        .expect("a callback waited for read_timeout behind deaf HTTP/2 connections");
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    drop(deaf);
+    h.shutdown().await;
+}
+
+/// While the listeners are crowded an HTTP/1.1 answer says
+/// `Connection: close` (its connection would be closed as soon as it is
+/// idle: a client sending its next request on it lost it to the close).
+/// 31 of 32 slots hold requests in flight (bodies half sent), the last
+/// waits for a header, and a callback comes: served once that one is cut,
+/// while the listeners are still crowded (one slot free of 32).
+#[tokio::test]
+async fn a_crowded_listener_answers_with_connection_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, h) = daemon(dir.path(), |c| c.read_timeout(secs(30)).max_connections(32)).await;
+    let addr = h.ingest_addrs[0];
+    let mut held = Vec::new();
+    for n in 0..32u8 {
+        let mut s = connect_from(addr, [127, 0, 0, 2 + n / 8].into()).await;
+        if n < 31 {
+            s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"half\":")
+                .await
+                .unwrap();
+        } else {
+            s.write_all(b"POST /hooks/t?token=tok HTTP/1.1\r\n").await.unwrap();
+        }
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = runway("crowded-answer");
+        let req = format!(
+            "POST /hooks/t?token=tok HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        // The answer's head (the relay may linger before closing).
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).to_lowercase()
+    })
+    .await
+    .expect("the callback was not answered");
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    drop(held);
+    h.shutdown().await;
+}
+
 /// How long until the server closes `s` (None: open after 12 s).
 fn watch_long<S: tokio::io::AsyncRead + Unpin + Send + 'static>(s: S) -> JoinHandle<Option<Duration>> {
     tokio::spawn(closed_within(s, Duration::from_secs(12)))

@@ -153,6 +153,8 @@ pub struct ConnLimit {
     /// Whether a connection waited for a slot and not enough have been
     /// freed since; told to every open connection as it changes.
     crowded: watch::Sender<bool>,
+    /// The crowdings' warning, at most once a minute for this cap.
+    crowding_warned: Mutex<super::once_a_minute::OnceAMinute>,
 }
 
 /// Connections held by each client that holds any.
@@ -219,7 +221,17 @@ impl ConnLimit {
                 warned: None,
             }),
             crowded: watch::Sender::new(false),
+            crowding_warned: Mutex::new(super::once_a_minute::OnceAMinute::new()),
         })
+    }
+
+    /// A crowding began: `Some(n)` to warn (`n` begun since the last
+    /// warning), `None` to log it at debug.
+    pub fn crowding_noted(&self) -> Option<u64> {
+        self.crowding_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(Instant::now())
     }
 
     /// Whether the listeners are crowded now, and its changes.
@@ -392,6 +404,17 @@ mod tests {
         limit.set_limit(64);
         assert!(!*crowding.borrow());
         assert!(waiting.await.unwrap().1);
+    }
+
+    /// The public listeners' cap and the admin listener's each warn once a
+    /// minute: crowding one does not hide the other (review, stop 68).
+    #[test]
+    fn each_cap_warns_of_its_crowding_once_a_minute() {
+        let (public, admin) = (ConnLimit::new(8), ConnLimit::new(8));
+        assert_eq!(admin.crowding_noted(), Some(0));
+        assert_eq!(admin.crowding_noted(), None);
+        assert_eq!(public.crowding_noted(), Some(0));
+        assert_eq!(admin.crowding_noted(), None);
     }
 
     fn ip(s: &str) -> IpAddr {
