@@ -74,6 +74,7 @@ mod media_room_held;
 mod media_s3;
 mod media_s3_faults;
 mod media_safety;
+mod media_store_changed;
 mod metrics_format;
 mod moved_checks;
 mod moved_route;

@@ -13,7 +13,8 @@
 //! 2 ms. (Lowering these threads' CPU priority as well only cost throughput.)
 //!
 //! A reload swaps its settings ([`ArchiveSettings`]); tries in flight finish
-//! with the settings they started with.
+//! with the settings they started with (a file stored in a store a reload
+//! replaced meanwhile is copied into the new one: `super::store_changed`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -218,6 +219,7 @@ async fn run(
                             metrics.clone(),
                             strong.files.clone(),
                             w,
+                            me.clone(),
                         );
                         let handle = tasks.spawn(job);
                         tickets.insert(handle.id(), ticket);

@@ -252,12 +252,28 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
     files: DigestLocks,
     w: MediaWork,
+    in_force: std::sync::Weak<super::Archiver>,
 ) -> bool {
     let started = tokio::time::Instant::now();
     let url = shown(&w.url);
     let attempt = w.attempts + 1;
     let mut hold = DigestHold::default();
-    let outcome = match try_once(&settings, &metrics, &w, &files).await {
+    let tried = match try_once(&settings, &metrics, &w, &files).await {
+        // A reload may have changed the store while the file was downloaded.
+        Ok((st, held)) => {
+            let now = in_force.upgrade().map(|a| a.settings());
+            super::store_changed::into_store_in_force(&settings, now, st, held, &files)
+                .await
+                .map_err(|message| Failure {
+                    message,
+                    retryable: true,
+                    retry_after: None,
+                    wait: Some("store_changed"),
+                })
+        }
+        Err(f) => Err(f),
+    };
+    let outcome = match tried {
         Ok((st, held)) => {
             hold = held;
             metrics.media_file("stored");

@@ -16,6 +16,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -51,6 +52,10 @@ pub struct LocalStore {
     owner: Arc<str>,
     /// The room the directory's downloads in flight hold above `min_free`.
     room: Arc<Ledger>,
+    /// Set when a file could not be written (a read-only or unmounted disk,
+    /// permissions, an I/O error), and at opening: the next downloads first
+    /// write a probe file, and wait without a try while that fails.
+    failing: Arc<AtomicBool>,
 }
 
 /// A download's reservation: grown by the download, drawn down by its writer.
@@ -132,6 +137,9 @@ impl LocalStore {
             min_free,
             owner: owner.into(),
             room: Arc::default(),
+            // Probed at the first check (the start's): a directory that is
+            // there but cannot be written is told before any download.
+            failing: Arc::new(AtomicBool::new(true)),
         };
         if let Some(age) = clean {
             store.remove_parts(age, true);
@@ -186,6 +194,7 @@ impl LocalStore {
             min_free,
             owner: self.owner.clone(),
             room: self.room.clone(),
+            failing: self.failing.clone(),
         }
     }
 
@@ -216,10 +225,32 @@ impl LocalStore {
         )
     }
 
-    /// Whether the media disk has more than `min_free` free now (a download
-    /// checks before it starts: no GET while the disk is low).
+    /// Whether the directory takes files now: the media disk has more than
+    /// `min_free` free and, since a write failed (or the directory was
+    /// opened), a probe file could be written (a download checks before it
+    /// starts: no GET while it cannot keep the file). An `Unavailable`
+    /// error when the probe fails.
     pub fn check_room(&self) -> Result<(), StoreError> {
-        Self::check_space(&self.root, self.min_free)
+        Self::check_space(&self.root, self.min_free)?;
+        if self.failing.load(Ordering::Acquire) {
+            self.probe()?;
+            self.failing.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Write, fsync and remove a small file where downloads write theirs.
+    fn probe(&self) -> Result<(), StoreError> {
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}.part", ulid::Ulid::new(), self.owner));
+        let written = fs::File::create(&path).and_then(|mut f| f.write_all(b"hookrelay").and_then(|()| f.sync_all()));
+        let _ = fs::remove_file(&path);
+        written.map_err(|e| StoreError::Unavailable {
+            store: self.describe(),
+            error: format!("cannot write {}: {e}", path.display()),
+        })
     }
 
     fn check_space(root: &Path, min_free: u64) -> Result<(), StoreError> {
@@ -294,7 +325,13 @@ impl LocalStore {
         if let Some(e) = room_err {
             return Err(PutError::Store(e));
         }
-        let (sha256, size, path, hold) = written??;
+        // The directory failed (not the disk's floor, nor the download):
+        // probed before the next download.
+        let (sha256, size, path, hold) = written?.inspect_err(|e| {
+            if matches!(e, StoreError::Io { .. }) {
+                self.failing.store(true, Ordering::Release);
+            }
+        })?;
         let stored = Stored {
             location: path.display().to_string(),
             sha256,

@@ -11,7 +11,9 @@
 //!   the room a local directory's downloads in flight reserve above its floor.
 //! - [`archiver`]: the task that works through the store's due media URLs;
 //!   [`job`]: one try of one URL (with the provider refresh of an expired
-//!   URL); [`settings`]: what they run with, from `[media]` and the routes;
+//!   URL), `store_changed`: a file stored in a store a reload replaced
+//!   during its try, copied into the new one; [`settings`]: what they run
+//!   with, from `[media]` and the routes;
 //!   [`last_store`]: the store of the last start, to notice a moved one.
 //! - [`shown`]: URLs in logs and answers, without their signed query.
 //!
@@ -38,6 +40,7 @@ pub mod s3_http;
 pub mod settings;
 pub mod shown;
 pub mod storage;
+mod store_changed;
 
 pub use addr::AddressPolicy;
 pub use archiver::Archiver;
