@@ -262,3 +262,85 @@ async fn a_delivery_held_by_a_dead_relay_is_taken_over() {
     .await;
     assert_eq!(ev["subscribers"][0]["state"], "delivered", "{ev}");
 }
+
+/// Replays of delivered events, asked at both relays at once, are each sent:
+/// the relay that takes a replay's message read the delivery's result from
+/// any replica (a direct get), which might not have applied the replay's
+/// mark yet, and acknowledged the replay unsent on the old `delivered`
+/// (about 1 in 100 replays, answered `queued`, the event left pending for
+/// ever: cluster soak, stop 68).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replay_asked_at_either_relay_is_sent() {
+    const EVENTS: usize = 400;
+    let nats = NatsCluster::start(3).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sub = Sub::ok().await;
+    let paths = relay_configs(&nats, &[&d1, &d2], &[Subscriber::new("s", sub.url())]);
+    let r1 = Bin::start(&paths[0], &QUIET);
+    let r2 = Bin::start(&paths[1], &QUIET);
+    let relays = [(r1.addr, r1.admin), (r2.addr, r2.admin)];
+    let mut ids = Vec::new();
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(16) {
+        let posts: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let addr = relays[i % 2].0;
+                tokio::spawn(async move { accepted_retrying(addr, &runway(&format!("replayed-{i}"))).await })
+            })
+            .collect();
+        for p in posts {
+            ids.push(p.await.unwrap());
+        }
+    }
+    sub.wait_for(secs(60), "every first delivery", |r| r.len() >= EVENTS)
+        .await;
+    // Callbacks arriving meanwhile keep the nodes busy (a replica that lags
+    // a moment is what the replays met in the soak).
+    let busy = Arc::new(AtomicBool::new(true));
+    let load: Vec<_> = (0..6)
+        .map(|w| {
+            let (busy, addr) = (busy.clone(), relays[w % 2].0);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while busy.load(Ordering::Relaxed) {
+                    accepted_retrying(addr, &runway(&format!("meanwhile-{w}-{i}"))).await;
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    let mut queued = 0;
+    for (n, chunk) in ids.chunks(8).enumerate() {
+        let asks: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, id)| {
+                let admin_addr = relays[(n + k) % 2].1;
+                let path = format!("/api/events/{id}/replay?subscriber=s");
+                tokio::spawn(async move { admin(admin_addr, "POST", &path).await })
+            })
+            .collect();
+        for a in asks {
+            let (status, v) = a.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{v}");
+            queued += usize::from(v["queued"].as_array().is_some_and(|q| !q.is_empty()));
+        }
+    }
+    assert_eq!(queued, EVENTS, "every replay queued");
+    busy.store(false, Ordering::Relaxed);
+    let mut meanwhile = 0;
+    for l in load {
+        meanwhile += l.await.unwrap();
+    }
+    let got = sub
+        .wait_for(secs(60), "every replay sent", |r| r.len() >= 2 * EVENTS + meanwhile)
+        .await;
+    let seen = seen_ids(&sub);
+    let unsent: Vec<&String> = ids.iter().filter(|id| seen.get(*id) != Some(&2)).collect();
+    assert!(
+        unsent.is_empty(),
+        "{} deliveries: not sent twice: {unsent:?}",
+        got.len()
+    );
+}

@@ -197,6 +197,12 @@ impl Shared {
     pub(super) async fn result(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
         queue::get_json(&self.results()?, key).await
     }
+
+    /// [`Self::result`] read on the results bucket's leader: every write its
+    /// quorum acknowledged, where a replica may not have one yet.
+    pub(super) async fn result_on_leader(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
+        queue::get_json_on_leader(&self.results()?, key).await
+    }
 }
 
 /// A subscriber's durable consumer (created or brought up to date by
