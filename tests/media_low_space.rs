@@ -60,14 +60,7 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
 
     // Looked at four times, more than the schedule's three tries: still
     // pending, no try, not fetched; the gauge says why.
-    const PUT_OFF: &str = "hookrelay_media_files_total{outcome=\"low_space\"}";
-    let m = metrics_until(h.admin_addr, secs(20), "four looks at a low disk", |m| {
-        m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
-    })
-    .await;
-    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
-    let media_now = media_of(h.admin_addr, &id).await;
-    let m = item(&media_now, &video);
+    let m = put_off_four_times(h.admin_addr, "low_space", &id, &video).await;
     assert_eq!(m["state"], "pending", "{m}");
     assert_eq!(m["attempts"], 0, "{m}");
     assert!(
@@ -157,13 +150,7 @@ async fn an_s3_bucket_that_cannot_take_files_costs_no_try() {
         &runway_media("ee603961", &video, "").to_string(),
     )
     .await;
-    const PUT_OFF: &str = "hookrelay_media_files_total{outcome=\"store_unavailable\"}";
-    let m = metrics_until(h.admin_addr, secs(30), "four looks at the bucket", |m| {
-        m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
-    })
-    .await;
-    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
-    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
     assert_eq!(
         (m["state"].as_str(), m["attempts"].as_u64()),
         (Some("pending"), Some(0)),

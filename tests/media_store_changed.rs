@@ -46,13 +46,7 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
         &runway_media("ee603971", &video, "").to_string(),
     )
     .await;
-    const PUT_OFF: &str = "hookrelay_media_files_total{outcome=\"store_unavailable\"}";
-    let m = metrics_until(h.admin_addr, secs(20), "four looks at the directory", |m| {
-        m.iter().any(|(k, v)| k == PUT_OFF && *v >= 4.0)
-    })
-    .await;
-    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
-    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
     assert_eq!(
         (m["state"].as_str(), m["attempts"].as_u64()),
         (Some("pending"), Some(1)),

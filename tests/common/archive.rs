@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::Value;
 
-use super::client::{admin, admin_until};
+use super::client::{admin, admin_until, metrics_until, sample};
 
 /// The media of an event as `GET /api/media?event=` shows it.
 pub async fn media_of(admin_addr: SocketAddr, id: &str) -> Vec<Value> {
@@ -36,4 +36,21 @@ pub fn item<'a>(media: &'a [Value], url: &str) -> &'a Value {
         .iter()
         .find(|m| m["url"] == url)
         .unwrap_or_else(|| panic!("{url} not in {media:#?}"))
+}
+
+/// Wait until downloads were put off without a try four times for
+/// `outcome` (`low_space`, `store_unavailable`: more looks than a short
+/// retry schedule has tries), check that the gauge says the store cannot
+/// take files, and return `url`'s item of the event `id` as it stands.
+pub async fn put_off_four_times(admin_addr: SocketAddr, outcome: &str, id: &str, url: &str) -> Value {
+    let key = format!("hookrelay_media_files_total{{outcome=\"{outcome}\"}}");
+    let m = metrics_until(
+        admin_addr,
+        Duration::from_secs(30),
+        &format!("four looks ({outcome})"),
+        |m| m.iter().any(|(k, v)| *k == key && *v >= 4.0),
+    )
+    .await;
+    assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
+    item(&media_of(admin_addr, id).await, url).clone()
 }
