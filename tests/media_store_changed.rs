@@ -18,9 +18,10 @@ use serde_json::Value;
 
 /// A media directory whose `tmp/` (where downloads are written) is not a
 /// directory any more, as a disk remounted read-only or an I/O error makes
-/// it: the write that finds it is a try, then the URL waits without
-/// another (not fetched) however often its schedule would have run out,
-/// and once the directory takes files the file is stored and delivered.
+/// it: the write that finds it is a try (none if the start's probe found
+/// it), then the URL waits without another (not fetched) however often its
+/// schedule would have run out, and once the directory takes files the
+/// file is stored and delivered.
 #[tokio::test]
 async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
     let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
@@ -31,12 +32,9 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
     let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
     let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(&media_dir);
     let h = start(&media_config(dir.path(), media).route(route)).await;
-    // The start's probe passed: the gauge is 0.
-    metrics_until(h.admin_addr, secs(10), "the start's probe", |m| {
-        m.iter()
-            .any(|(k, v)| k == "hookrelay_media_store_unavailable" && *v == 0.0)
-    })
-    .await;
+    // (Broken before or after the start's probe: if after, the download
+    // waits from the first look, without its one try.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let tmp = media_dir.join("tmp");
     std::fs::remove_dir_all(&tmp).unwrap();
     std::fs::write(&tmp, b"not a directory").unwrap();
@@ -47,18 +45,19 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
     )
     .await;
     let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
-    assert_eq!(
-        (m["state"].as_str(), m["attempts"].as_u64()),
-        (Some("pending"), Some(1)),
-        "{m}"
-    );
+    let tried = m["attempts"].as_u64().unwrap_or(9);
+    assert!(m["state"] == "pending" && tried <= 1, "{m}");
     assert!(
         m["error"]
             .as_str()
             .is_some_and(|e| e.contains("cannot take files") && e.contains("cannot write")),
         "{m}"
     );
-    assert_eq!(s.hits("/k/unwritable.mp4"), 1, "fetched by the first try alone");
+    assert_eq!(
+        s.hits("/k/unwritable.mp4") as u64,
+        tried,
+        "fetched by the first try alone"
+    );
     assert_eq!(later.count(), 0, "after_archive waits for the file");
 
     std::fs::remove_file(&tmp).unwrap();
@@ -72,7 +71,7 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
     let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
     assert_eq!(
         (m["state"].as_str(), m["attempts"].as_u64()),
-        (Some("stored"), Some(2)),
+        (Some("stored"), Some(tried + 1)),
         "{m}"
     );
     assert_eq!(
@@ -136,5 +135,43 @@ async fn a_download_finished_after_the_store_changed_lands_in_the_new_store() {
     .await;
     assert_eq!((status.as_u16(), served.len()), (200, bytes.len()));
     assert_eq!(s.hits("/k/during-reload.mp4"), 1, "copied, not downloaded again");
+    h.shutdown().await;
+}
+
+/// The directory's `tmp/` removed while the relay runs (a cleaner of
+/// temporary directories): the write that finds it gone is a try, the
+/// probe makes `tmp/` again, and the next try stores the file. (After the
+/// probe came in, such a URL waited for ever: review of the change, stop
+/// 68.)
+#[tokio::test]
+async fn a_media_directory_whose_tmp_went_gets_it_back() {
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/tmp-gone.mp4", b"the video after tmp", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let media_dir = dir.path().join("archive");
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(&media_dir);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    // (Removed before or after the start's probe: gone either way.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::remove_dir_all(media_dir.join("tmp")).unwrap();
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("ee603973", &video, "").to_string(),
+    )
+    .await;
+    let got = later
+        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    // Two when the start's probe ran before the removal (the write found
+    // it gone), one when after (the probe made it again).
+    assert_eq!(m["state"], "stored", "{m}");
+    assert!(matches!(m["attempts"].as_u64(), Some(1 | 2)), "{m}");
+    assert!(media_dir.join("tmp").is_dir());
     h.shutdown().await;
 }

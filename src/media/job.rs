@@ -261,8 +261,8 @@ pub(super) async fn run(
     let tried = match try_once(&settings, &metrics, &w, &files).await {
         // A reload may have changed the store while the file was downloaded.
         Ok((st, held)) => {
-            let now = in_force.upgrade().map(|a| a.settings());
-            super::store_changed::into_store_in_force(&settings, now, st, held, &files)
+            let now = || in_force.upgrade().map(|a| a.settings());
+            super::store_changed::into_store_in_force(settings.clone(), now, st, held, &files)
                 .await
                 .map_err(|message| Failure {
                     message,

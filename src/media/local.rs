@@ -15,6 +15,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -239,13 +240,20 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Write, fsync and remove a small file where downloads write theirs.
+    /// Write, fsync and remove a small file where downloads write theirs
+    /// (`tmp/`, made again if it went: a cleaner of temporary directories;
+    /// not the directory itself, which a disk not mounted any more takes
+    /// with it).
     fn probe(&self) -> Result<(), StoreError> {
-        let path = self
-            .root
-            .join("tmp")
-            .join(format!("{}-{}.part", ulid::Ulid::new(), self.owner));
-        let written = fs::File::create(&path).and_then(|mut f| f.write_all(b"hookrelay").and_then(|()| f.sync_all()));
+        let tmp = self.root.join("tmp");
+        let path = tmp.join(format!("{}-{}.part", ulid::Ulid::new(), self.owner));
+        let made = match fs::symlink_metadata(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new().mode(0o700).create(&tmp),
+            _ => Ok(()),
+        };
+        let written = made.and_then(|()| {
+            fs::File::create(&path).and_then(|mut f| f.write_all(b"hookrelay").and_then(|()| f.sync_all()))
+        });
         let _ = fs::remove_file(&path);
         written.map_err(|e| StoreError::Unavailable {
             store: self.describe(),

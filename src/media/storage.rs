@@ -243,7 +243,19 @@ impl MediaStore {
     /// request failed).
     pub async fn check_ready(&self) -> Result<(), StoreError> {
         match self {
-            MediaStore::Local(l) => l.check_room(),
+            // statvfs and the probe's fsync may block (a disk failing):
+            // not on the archiver's one worker.
+            MediaStore::Local(l) => {
+                let l = l.clone();
+                tokio::task::spawn_blocking(move || l.check_room())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Unavailable {
+                            store: "local directory".into(),
+                            error: e.to_string(),
+                        })
+                    })
+            }
             MediaStore::S3(s) => s.check_ready().await,
         }
     }
