@@ -123,7 +123,8 @@ pub struct Metrics {
     pub reload_failures: Counter,
     /// Media tries by outcome: stored, retry, failed (for good), low_space
     /// (put off while the media disk is below `media.min_free`; no try),
-    /// store_unavailable (put off while the object store fails its check).
+    /// store_unavailable (put off while the store fails its check),
+    /// store_changed (a file a reload's store change stranded, not copied).
     pub media_files: Family<OutcomeLabels, Counter>,
     /// Bytes of media stored.
     pub media_bytes: Counter,
@@ -330,7 +331,8 @@ impl Metrics {
         registry.register(
             "media_files",
             "Media downloads by outcome: tries (stored, retry, failed for good), and downloads put off without a try \
-             (low_space, store_unavailable: counted at each look, per URL, while the store cannot take files: every first media.retry delay, a minute at most)",
+             (low_space, store_unavailable: counted at each look, per URL, while the store cannot take files: every first media.retry delay, a minute at most; \
+             store_changed: a file downloaded into a store a reload replaced meanwhile that could not be copied into the new one)",
             m.media_files.clone(),
         );
         registry.register("media_bytes", "Bytes of media stored", m.media_bytes.clone());
@@ -341,8 +343,8 @@ impl Metrics {
         );
         registry.register(
             "media_store_unavailable",
-            "1 while the media store cannot take files (the disk below media.min_free, or the object store \
-             failing its check): downloads and after_archive deliveries wait; checked before each download",
+            "1 while the media store cannot take files (the disk below media.min_free, or the store, a bucket \
+             or a local directory, failing its check): downloads and after_archive deliveries wait; checked before each download",
             m.media_store_unavailable.clone(),
         );
         registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());

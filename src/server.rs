@@ -302,6 +302,9 @@ async fn serve_conn<I, S, F, B>(
                 closing_since,
                 activity.next(limits.read_timeout, limits.idle_timeout, crowded),
             ) {
+                // A request still served (an HTTP/2 stream that came before
+                // the GOAWAY) has read_timeout, crowded or not.
+                (Some(since), Next::Busy) => (Some(since + limits.read_timeout), false),
                 (Some(since), _) => (Some(since + limits.wait(crowded)), false),
                 (None, Next::Busy) => (None, false),
                 (None, Next::Close { at, graceful }) => (Some(at), graceful),

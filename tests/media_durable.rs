@@ -39,7 +39,9 @@ async fn a_download_killed_with_sigkill_is_archived_after_the_restart() {
     let id = accepted_at(bin.addr, "/hooks/runway", &runway_media("k9", &url, "").to_string()).await;
     let tmp = dir.path().join("data/media/tmp");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
+    // After the GET (the check before it, whose probe file comes and goes
+    // in tmp/, is done), the download's partial file.
+    while s.hits("/k/video.mp4") == 0 || std::fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
         assert!(Instant::now() < deadline, "the download never started writing");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -57,6 +57,8 @@ pub struct LocalStore {
     /// permissions, an I/O error), and at opening: the next downloads first
     /// write a probe file, and wait without a try while that fails.
     failing: Arc<AtomicBool>,
+    /// The device the directory was on when opened (see `probe`).
+    dev: u64,
 }
 
 /// A download's reservation: grown by the download, drawn down by its writer.
@@ -133,7 +135,14 @@ impl LocalStore {
         let tmp = root.join("tmp");
         crate::private_dir::create(&tmp).map_err(StoreError::io("create media directory", &tmp))?;
         let root = fs::canonicalize(&root).map_err(StoreError::io("resolve media directory", &root))?;
+        let dev = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&root)
+                .map_err(StoreError::io("stat media directory", &root))?
+                .dev()
+        };
         let store = LocalStore {
+            dev,
             root: Arc::new(root),
             min_free,
             owner: owner.into(),
@@ -196,6 +205,7 @@ impl LocalStore {
             owner: self.owner.clone(),
             room: self.room.clone(),
             failing: self.failing.clone(),
+            dev: self.dev,
         }
     }
 
@@ -232,12 +242,42 @@ impl LocalStore {
     /// starts: no GET while it cannot keep the file). An `Unavailable`
     /// error when the probe fails.
     pub fn check_room(&self) -> Result<(), StoreError> {
-        Self::check_space(&self.root, self.min_free)?;
+        // The directory gone (a disk unmounted from under it), a disk
+        // failing: the store cannot take files, not a low disk.
+        Self::check_space(&self.root, self.min_free).map_err(|e| match e {
+            StoreError::Io { op, path, source } => StoreError::Unavailable {
+                store: self.describe(),
+                error: format!("{op} {}: {source}", path.display()),
+            },
+            e => e,
+        })?;
+        self.check_disk()?;
         if self.failing.load(Ordering::Acquire) {
             self.probe()?;
             self.failing.store(false, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// The directory is on the disk it was opened on: a media directory
+    /// that is itself a mount point stays there, empty, when its disk is
+    /// unmounted, and files written would land on the disk beneath it
+    /// (hidden when the disk is mounted again).
+    fn check_disk(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let moved = match fs::metadata(&*self.root) {
+            Ok(m) if m.dev() != self.dev => Err(std::io::Error::other(format!(
+                "it is on another disk than when hookrelay opened it (device {} then, {} now): its disk not mounted?",
+                self.dev,
+                m.dev()
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        moved.map_err(|e| StoreError::Unavailable {
+            store: self.describe(),
+            error: format!("{}: {e}", self.root.display()),
+        })
     }
 
     /// Write, fsync and remove a small file where downloads write theirs
@@ -247,8 +287,8 @@ impl LocalStore {
     fn probe(&self) -> Result<(), StoreError> {
         let tmp = self.root.join("tmp");
         let path = tmp.join(format!("{}-{}.part", ulid::Ulid::new(), self.owner));
-        let made = match fs::symlink_metadata(&tmp) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new().mode(0o700).create(&tmp),
+        let made = match fs::DirBuilder::new().mode(0o700).create(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
             _ => Ok(()),
         };
         let written = made.and_then(|()| {

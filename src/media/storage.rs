@@ -50,6 +50,9 @@ impl fmt::Debug for StoredReader {
     }
 }
 
+/// The longest a local directory's check before a download may take.
+const LOCAL_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -245,16 +248,25 @@ impl MediaStore {
         match self {
             // statvfs and the probe's fsync may block (a disk failing):
             // not on the archiver's one worker.
+            // One that hangs (a hard NFS mount, a disk in D state) is
+            // given up after LOCAL_CHECK_WAIT: the URL waits, unfetched.
             MediaStore::Local(l) => {
-                let l = l.clone();
-                tokio::task::spawn_blocking(move || l.check_room())
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(StoreError::Unavailable {
-                            store: "local directory".into(),
-                            error: e.to_string(),
-                        })
-                    })
+                let (l, store) = (l.clone(), l.describe());
+                let check = tokio::task::spawn_blocking(move || l.check_room());
+                match tokio::time::timeout(LOCAL_CHECK_WAIT, check).await {
+                    Ok(Ok(checked)) => checked,
+                    Ok(Err(e)) => Err(StoreError::Unavailable {
+                        store,
+                        error: e.to_string(),
+                    }),
+                    Err(_) => Err(StoreError::Unavailable {
+                        store,
+                        error: format!(
+                            "its free space and a probe file took more than {} s (a disk hanging?)",
+                            LOCAL_CHECK_WAIT.as_secs()
+                        ),
+                    }),
+                }
             }
             MediaStore::S3(s) => s.check_ready().await,
         }

@@ -288,6 +288,8 @@ impl ConnLimit {
                 continue;
             }
             began |= self.crowded.send_if_modified(|c| !std::mem::replace(c, true));
+            // Slots freed between the look and the flag found it down.
+            self.uncrowd_if_room(self.open.load(Ordering::Acquire));
             freed.await;
         }
     }
