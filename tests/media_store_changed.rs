@@ -29,9 +29,7 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
     let later = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let media_dir = dir.path().join("archive");
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
-    let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(&media_dir);
-    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let h = archiving_to(dir.path(), &media_dir, &later).await;
     // (Broken before or after the start's probe: if after, the download
     // waits from the first look, without its one try.)
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -150,9 +148,7 @@ async fn a_media_directory_whose_tmp_went_gets_it_back() {
     let later = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let media_dir = dir.path().join("archive");
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
-    let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(&media_dir);
-    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let h = archiving_to(dir.path(), &media_dir, &later).await;
     // (Removed before or after the start's probe: gone either way.)
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_dir_all(media_dir.join("tmp")).unwrap();
@@ -191,9 +187,7 @@ async fn a_media_disk_unmounted_from_under_the_directory_takes_nothing() {
     let Some(disk) = tmpfs::Tmpfs::mount(&mnt, "8m") else {
         return;
     };
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
-    let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(&mnt);
-    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let h = archiving_to(dir.path(), &mnt, &later).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(disk);
     let id = accepted_at(
@@ -213,4 +207,12 @@ async fn a_media_disk_unmounted_from_under_the_directory_takes_nothing() {
     let beneath: Vec<_> = std::fs::read_dir(&mnt).unwrap().collect();
     assert!(beneath.is_empty(), "written on the disk beneath: {beneath:?}");
     h.shutdown().await;
+}
+
+/// A relay archiving runway results to the directory `media` (two quick
+/// retry steps), delivering to `later` after the archive.
+async fn archiving_to(dir: &std::path::Path, media: &std::path::Path, later: &Sub) -> hookrelay::Handle {
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new().allow_private().retry([ms(100), ms(100)]).dir(media);
+    start(&media_config(dir, media).route(route)).await
 }
