@@ -344,7 +344,8 @@ impl Metrics {
         registry.register(
             "media_store_unavailable",
             "1 while the media store cannot take files (the disk below media.min_free, or the store, a bucket \
-             or a local directory, failing its check): downloads and after_archive deliveries wait; checked before each download",
+             or a local directory, failing its check): downloads and after_archive deliveries wait; checked before each download, and, after a failed check \
+             at start or at a reload, every minute at most until the store takes files",
             m.media_store_unavailable.clone(),
         );
         registry.register("media_in_flight", "Media downloads running", m.media_in_flight.clone());

@@ -329,3 +329,44 @@ async fn a_reload_onto_a_store_that_takes_no_files_is_told_at_once() {
     .await;
     h.shutdown().await;
 }
+
+/// A store that fails its check at start (its bucket not made yet) is
+/// checked again until it takes files: the gauge clears once the bucket is
+/// there, with no callback with media meanwhile. (It stayed 1 until a
+/// download looked, an alert firing over a mended store.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_mended_after_start_clears_the_gauge_without_a_download() {
+    use common::*;
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = media_config(
+        dir.path(),
+        Media::new()
+            .allow_private()
+            .s3(moto.store("late", "AKIATEST", "moto-secret")),
+    )
+    .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
+    let h = start(&cfg).await;
+    let unavailable = |v: f64| {
+        move |m: &[(String, f64)]| {
+            m.iter()
+                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
+        }
+    };
+    metrics_until(
+        h.admin_addr,
+        Duration::from_secs(20),
+        "no bucket at start",
+        unavailable(1.0),
+    )
+    .await;
+    moto.create_bucket("late").await;
+    metrics_until(
+        h.admin_addr,
+        Duration::from_secs(30),
+        "the bucket made after the start",
+        unavailable(0.0),
+    )
+    .await;
+    h.shutdown().await;
+}

@@ -34,6 +34,13 @@ use crate::store::{MediaOutcome, MediaSource, MediaTicket, Store};
 /// After the store failed a read, wait this long before reading again.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// A media store that failed its check at start or after a reload is
+/// checked again after this, then after twice as long each time, up to
+/// [`RECHECK_MAX`] (as a URL waiting for the store looks at it at most a
+/// minute apart).
+const RECHECK_FIRST: Duration = Duration::from_secs(5);
+const RECHECK_MAX: Duration = Duration::from_secs(60);
+
 /// How long a stop waits for the aborts of the S3 multipart uploads its
 /// tries had begun (short: it is part of `supervise::SHUTDOWN_MARGIN`).
 pub const ABORT_WAIT: Duration = Duration::from_secs(1);
@@ -52,6 +59,9 @@ pub struct Archiver {
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     /// Per-digest locks shared by the tries and media retention.
     files: DigestLocks,
+    /// Checks of the store begun ([`Archiver::check_store`]): only the
+    /// newest goes on checking.
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Archiver {
@@ -91,6 +101,7 @@ impl Archiver {
             task: std::sync::Mutex::new(None),
             runtime: std::sync::Mutex::new(None),
             files: DigestLocks::default(),
+            checks: Default::default(),
         });
         let source = store.media_source();
         // The task holds a weak handle: dropping the daemon drops the archiver.
@@ -115,27 +126,50 @@ impl Archiver {
     /// deliveries, wait for it meanwhile): at start, and after a reload
     /// that opened another store. A missing bucket or wrong keys are logged
     /// as an error and set `gauge` (`hookrelay_media_store_unavailable`); a
-    /// store that takes files clears it. The answer counts only while that
-    /// store is still in use: a check of one a later reload replaced (its
-    /// probe may take 30 s) would otherwise set the gauge after the new
-    /// store's check.
+    /// store that takes files clears it. A store that fails is checked
+    /// again ([`RECHECK_FIRST`], doubling to [`RECHECK_MAX`]) until it takes
+    /// files, so the gauge clears when it is mended even if no callback with
+    /// media comes meanwhile (it stayed 1 until one did). The answer counts
+    /// only while that store is still in use and this is the newest check: a
+    /// check of one a later reload replaced (its probe may take 30 s) would
+    /// otherwise set the gauge after the new store's check.
     pub fn check_store(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge) {
-        let (me, checked) = (self.clone(), self.settings());
+        let (me, checked) = (Arc::downgrade(self), self.settings());
+        let this = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut stop = self.stop.subscribe();
         tokio::spawn(async move {
-            let ready = checked.store.check_ready().await;
-            if !me.settings().shares_store(&checked) {
-                return;
-            }
-            match ready {
-                Err(e) => {
-                    gauge.set(1);
-                    tracing::error!(error = %e, "media store: downloads wait until it takes files");
+            let (mut pause, mut told) = (RECHECK_FIRST, false);
+            loop {
+                let ready = checked.store.check_ready().await;
+                // Held only for the look: dropping the daemon drops the archiver.
+                let current = me.upgrade().is_some_and(|me| {
+                    me.checks.load(Ordering::Relaxed) == this && me.settings().shares_store(&checked)
+                });
+                if !current || *stop.borrow() {
+                    return;
                 }
-                Ok(()) => {
-                    if gauge.set(0) == 1 {
-                        tracing::info!(store = %checked.store.describe(), "the media store takes files again: downloads go on");
+                match ready {
+                    Err(e) => {
+                        gauge.set(1);
+                        if told {
+                            tracing::debug!(error = %e, "media store: still failing its check");
+                        } else {
+                            tracing::error!(error = %e, "media store: downloads wait until it takes files");
+                            told = true;
+                        }
+                    }
+                    Ok(()) => {
+                        if gauge.set(0) == 1 {
+                            tracing::info!(store = %checked.store.describe(), "the media store takes files again: downloads go on");
+                        }
+                        return;
                     }
                 }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return,
+                }
+                pause = (pause * 2).min(RECHECK_MAX);
             }
         });
     }
