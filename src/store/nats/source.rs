@@ -262,23 +262,20 @@ impl NatsCursor {
             (None, 0)
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
-            let read = self.shared.result(&key).await?;
             // A replay's mark was written (its quorum acknowledged it) before
-            // its message was published, but the read above is a direct get
-            // any replica may answer, one that has not applied the mark yet:
-            // the delivery's old final result, for which the replay was
-            // acknowledged unsent (about 1 in 100 replays at three relays
-            // and three nodes: cluster soak, stop 68). A final result read
-            // for a replay is read again on the leader.
-            let stale = |r: &ResultRow| {
-                matches!(
-                    r.state,
-                    DeliveryState::Delivered | DeliveryState::Skipped | DeliveryState::Dead
-                )
-            };
-            let read = match read {
-                Some((r, _)) if replay && stale(&r) => self.shared.result_on_leader(&key).await?,
-                read => read,
+            // its message was published, but a direct get any replica may
+            // answer can come from one that has not applied the mark yet: the
+            // delivery's old final result, for which the replay was
+            // acknowledged unsent (about 1 in 100 replays at three relays and
+            // three nodes: cluster soak, stop 68), or an older row still. A
+            // replay's result is read on the leader (replays are an
+            // operator's few; other messages come again only after a retry's
+            // delay or `takeover`, when the writes before them are on every
+            // replica).
+            let read = if replay {
+                self.shared.result_on_leader(&key).await?
+            } else {
+                self.shared.result(&key).await?
             };
             match read {
                 Some((r, revision)) => (Some(r), revision),
