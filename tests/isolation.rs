@@ -42,8 +42,15 @@ async fn hung_subscriber_does_not_delay_a_healthy_one() {
         max < Duration::from_secs(1),
         "healthy subscriber delayed: p50 {p50:?}, max {max:?}"
     );
+    // The hung lane's turns are its own: waited for, not read once.
+    hung.wait_for(secs(5), "the hung subscriber's two attempts", |r| r.len() >= 2)
+        .await;
+    let subs = admin_until(h.admin_addr, "/api/subscribers", secs(5), |v| {
+        let r = row(&v["subscribers"], "name", "hung");
+        r["in_flight"] == 2 && r["queue_depth"] == 50
+    })
+    .await;
     assert_eq!(hung.count(), 2, "the hung subscriber holds only its own concurrency");
-    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
     let hung_row = row(&subs["subscribers"], "name", "hung");
     assert_eq!(hung_row["in_flight"], 2);
     assert_eq!(hung_row["queue_depth"], 50);

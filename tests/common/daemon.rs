@@ -95,7 +95,11 @@ impl Bin {
             .arg(config_path)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // Two request workers whatever the machine's cores (tokio's
+            // default is one per core): the tests that bound its memory
+            // measure the same daemon on any CI machine.
+            .env("TOKIO_WORKER_THREADS", "2");
         for (k, v) in envs {
             cmd.env(k, v);
         }
