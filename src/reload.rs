@@ -194,6 +194,8 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     app.media.update(media);
     if check {
         app.media.check_store(app.metrics.media_store_unavailable.clone());
+    } else if !new.archives_media() {
+        app.media.forget_store_checks(&app.metrics.media_store_unavailable);
     }
     warn_dedupe_history(&app.live().config, &new);
     app.set_live(new);

@@ -74,6 +74,18 @@ async fn a_low_media_disk_costs_no_try_and_the_file_is_stored_once_there_is_room
     cfg.media(media.min_free(0)).write();
     h.reload().await.expect("reload");
     stored_once_in_one_try(&h, &later, &id, &video, b"the video").await;
+    // The start's check of the store, going on while it failed (at 5 s,
+    // then 10 s later), looks with the floor in force: the gauge stays 0
+    // (with the start's floor it went back to 1 at its next look).
+    let until = std::time::Instant::now() + secs(8);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            sample(&metrics(h.admin_addr).await, "hookrelay_media_store_unavailable"),
+            0.0,
+            "the gauge went back to 1 over a store that takes files"
+        );
+        tokio::time::sleep(ms(200)).await;
+    }
     h.shutdown().await;
 }
 

@@ -370,3 +370,44 @@ async fn a_store_mended_after_start_clears_the_gauge_without_a_download() {
     .await;
     h.shutdown().await;
 }
+
+/// A reload that leaves no route archiving stops the check of a store
+/// that failed it and clears the gauge: nothing waits for that store (it
+/// stayed 1, an alert firing for media no longer archived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_stops_archiving_clears_the_gauge() {
+    use common::*;
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |pointers: &[&str]| {
+        media_config(
+            dir.path(),
+            Media::new()
+                .allow_private()
+                .s3(moto.store("never-made", "AKIATEST", "moto-secret")),
+        )
+        .route(
+            preset_route("runway", "kie-runway")
+                .media(pointers.iter().copied())
+                .subscriber(Subscriber::new("s", DOWN)),
+        )
+    };
+    let h = start(&cfg(&["/data/video_url"])).await;
+    let unavailable = |v: f64| {
+        move |m: &[(String, f64)]| {
+            m.iter()
+                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
+        }
+    };
+    metrics_until(h.admin_addr, Duration::from_secs(20), "no bucket", unavailable(1.0)).await;
+    cfg(&[]).write();
+    h.reload().await.expect("the reload applies");
+    metrics_until(
+        h.admin_addr,
+        Duration::from_secs(10),
+        "no route archives any more",
+        unavailable(0.0),
+    )
+    .await;
+    h.shutdown().await;
+}

@@ -129,23 +129,35 @@ impl Archiver {
     /// store that takes files clears it. A store that fails is checked
     /// again ([`RECHECK_FIRST`], doubling to [`RECHECK_MAX`]) until it takes
     /// files, so the gauge clears when it is mended even if no callback with
-    /// media comes meanwhile (it stayed 1 until one did). The answer counts
-    /// only while that store is still in use and this is the newest check: a
-    /// check of one a later reload replaced (its probe may take 30 s) would
-    /// otherwise set the gauge after the new store's check.
+    /// media comes meanwhile (it stayed 1 until one did). Each look checks
+    /// the store as the settings in force have it (a reload may have
+    /// lowered a local directory's floor: the floor the check began with
+    /// set the gauge back to 1 over downloads going on), and only while
+    /// that store is still in use and this is the newest check: a check of
+    /// one a later reload replaced (its probe may take 30 s) would
+    /// otherwise set the gauge after the new store's check. On the
+    /// archiver's runtime: a local check that hangs (a disk in D state)
+    /// holds one of its bounded blocking threads, not the request
+    /// runtime's.
     pub fn check_store(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge) {
-        let (me, checked) = (Arc::downgrade(self), self.settings());
+        let (me, first) = (Arc::downgrade(self), self.settings());
         let this = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
         let mut stop = self.stop.subscribe();
-        tokio::spawn(async move {
+        // The store in force, while this check is the newest and the
+        // archiver runs; held only for the look, so dropping the daemon
+        // drops the archiver.
+        let current = move |stop: &watch::Receiver<bool>| {
+            let me = me.upgrade()?;
+            let settings = me.settings();
+            (me.checks.load(Ordering::Relaxed) == this && settings.shares_store(&first) && !*stop.borrow())
+                .then_some(settings)
+        };
+        let check = async move {
             let (mut pause, mut told) = (RECHECK_FIRST, false);
             loop {
-                let ready = checked.store.check_ready().await;
-                // Held only for the look: dropping the daemon drops the archiver.
-                let current = me.upgrade().is_some_and(|me| {
-                    me.checks.load(Ordering::Relaxed) == this && me.settings().shares_store(&checked)
-                });
-                if !current || *stop.borrow() {
+                let Some(settings) = current(&stop) else { return };
+                let ready = settings.store.check_ready().await;
+                if current(&stop).is_none() {
                     return;
                 }
                 match ready {
@@ -160,18 +172,32 @@ impl Archiver {
                     }
                     Ok(()) => {
                         if gauge.set(0) == 1 {
-                            tracing::info!(store = %checked.store.describe(), "the media store takes files again: downloads go on");
+                            tracing::info!(store = %settings.store.describe(), "the media store takes files again: downloads go on");
                         }
                         return;
                     }
                 }
+                drop(settings);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => return,
                 }
                 pause = (pause * 2).min(RECHECK_MAX);
             }
-        });
+        };
+        match self.runtime.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(rt) => drop(rt.spawn(check)),
+            None => drop(tokio::spawn(check)),
+        }
+    }
+
+    /// A reload that leaves no route archiving: a check of the store still
+    /// running stops, and the gauge is cleared (nothing waits for the store;
+    /// URLs stored before that are still tried, and set it again if it
+    /// still fails).
+    pub fn forget_store_checks(&self, gauge: &prometheus_client::metrics::gauge::Gauge) {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        gauge.set(0);
     }
 
     pub fn in_flight(&self) -> usize {
