@@ -269,11 +269,21 @@ impl NatsCursor {
             // acknowledged unsent (about 1 in 100 replays at three relays and
             // three nodes: cluster soak, stop 68), or an older row still. A
             // replay's result is read on the leader (replays are an
-            // operator's few; other messages come again only after a retry's
-            // delay or `takeover`, when the writes before them are on every
-            // replica).
+            // operator's few; other messages usually come again only after a
+            // retry's delay or `takeover`, when the writes before them have
+            // reached the replicas). With no leader (an election), the
+            // replay is handed back unsent, as when its event cannot be read.
             let read = if replay {
-                self.shared.result_on_leader(&key).await?
+                match self.shared.result_on_leader(&key).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::debug!(subscriber = %self.sub, event_seq, error = %e,
+                            "a replay's result could not be read on the leader: handed back");
+                        self.release(message_seq);
+                        let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
+                        return Ok(None);
+                    }
+                }
             } else {
                 self.shared.result(&key).await?
             };
