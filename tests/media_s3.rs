@@ -286,47 +286,20 @@ async fn a_stop_during_a_multipart_upload_aborts_it() {
 /// download, and the alert gauge kept the old store's value.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_onto_a_store_that_takes_no_files_is_told_at_once() {
-    use common::*;
     let moto = Moto::start().await;
     moto.create_bucket("good").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = |bucket: &str| {
-        media_config(
-            dir.path(),
-            Media::new()
-                .allow_private()
-                .s3(moto.store(bucket, "AKIATEST", "moto-secret")),
-        )
-        .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)))
-    };
-    let h = start(&cfg("good")).await;
-    let unavailable = |v: f64| {
-        move |m: &[(String, f64)]| {
-            m.iter()
-                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
-        }
-    };
+    let cfg = |bucket: &str| archiving_runway(dir.path(), &moto, bucket, runway_route());
+    let h = common::start(&cfg("good")).await;
     // The start's check of the good bucket leaves it 0.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    metrics_until(h.admin_addr, Duration::from_secs(10), "good at start", unavailable(0.0)).await;
+    store_unavailable_until(&h, 10, "good at start", 0.0).await;
     cfg("no-such-bucket").write();
     h.reload().await.expect("the reload applies");
-    metrics_until(
-        h.admin_addr,
-        Duration::from_secs(20),
-        "the store the reload opened takes no files",
-        unavailable(1.0),
-    )
-    .await;
+    store_unavailable_until(&h, 20, "the store the reload opened takes no files", 1.0).await;
     cfg("good").write();
     h.reload().await.expect("the reload applies");
-    metrics_until(
-        h.admin_addr,
-        Duration::from_secs(20),
-        "the good bucket again",
-        unavailable(0.0),
-    )
-    .await;
+    store_unavailable_until(&h, 20, "the good bucket again", 0.0).await;
     h.shutdown().await;
 }
 
@@ -336,38 +309,12 @@ async fn a_reload_onto_a_store_that_takes_no_files_is_told_at_once() {
 /// download looked, an alert firing over a mended store.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_mended_after_start_clears_the_gauge_without_a_download() {
-    use common::*;
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = media_config(
-        dir.path(),
-        Media::new()
-            .allow_private()
-            .s3(moto.store("late", "AKIATEST", "moto-secret")),
-    )
-    .route(preset_route("runway", "kie-runway").subscriber(Subscriber::new("s", DOWN)));
-    let h = start(&cfg).await;
-    let unavailable = |v: f64| {
-        move |m: &[(String, f64)]| {
-            m.iter()
-                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
-        }
-    };
-    metrics_until(
-        h.admin_addr,
-        Duration::from_secs(20),
-        "no bucket at start",
-        unavailable(1.0),
-    )
-    .await;
+    let h = common::start(&archiving_runway(dir.path(), &moto, "late", runway_route())).await;
+    store_unavailable_until(&h, 20, "no bucket at start", 1.0).await;
     moto.create_bucket("late").await;
-    metrics_until(
-        h.admin_addr,
-        Duration::from_secs(30),
-        "the bucket made after the start",
-        unavailable(0.0),
-    )
-    .await;
+    store_unavailable_until(&h, 30, "the bucket made after the start", 0.0).await;
     h.shutdown().await;
 }
 
@@ -376,38 +323,37 @@ async fn a_store_mended_after_start_clears_the_gauge_without_a_download() {
 /// stayed 1, an alert firing for media no longer archived).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_stops_archiving_clears_the_gauge() {
-    use common::*;
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = |pointers: &[&str]| {
-        media_config(
-            dir.path(),
-            Media::new()
-                .allow_private()
-                .s3(moto.store("never-made", "AKIATEST", "moto-secret")),
-        )
-        .route(
-            preset_route("runway", "kie-runway")
-                .media(pointers.iter().copied())
-                .subscriber(Subscriber::new("s", DOWN)),
-        )
-    };
-    let h = start(&cfg(&["/data/video_url"])).await;
-    let unavailable = |v: f64| {
-        move |m: &[(String, f64)]| {
-            m.iter()
-                .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
-        }
-    };
-    metrics_until(h.admin_addr, Duration::from_secs(20), "no bucket", unavailable(1.0)).await;
-    cfg(&[]).write();
+    let h = common::start(&archiving_runway(dir.path(), &moto, "never-made", runway_route())).await;
+    store_unavailable_until(&h, 20, "no bucket", 1.0).await;
+    archiving_runway(dir.path(), &moto, "never-made", runway_route().media([])).write();
     h.reload().await.expect("the reload applies");
-    metrics_until(
-        h.admin_addr,
-        Duration::from_secs(10),
-        "no route archives any more",
-        unavailable(0.0),
-    )
-    .await;
+    store_unavailable_until(&h, 10, "no route archives any more", 0.0).await;
     h.shutdown().await;
+}
+
+/// Route `runway` (`kie-runway`) with a subscriber that is down.
+fn runway_route() -> common::Route {
+    common::preset_route("runway", "kie-runway").subscriber(common::Subscriber::new("s", common::DOWN))
+}
+
+/// A relay with `route`, archiving to `bucket` on moto.
+fn archiving_runway(dir: &std::path::Path, moto: &Moto, bucket: &str, route: common::Route) -> common::TestConfig {
+    common::media_config(
+        dir,
+        common::Media::new()
+            .allow_private()
+            .s3(moto.store(bucket, "AKIATEST", "moto-secret")),
+    )
+    .route(route)
+}
+
+/// Wait up to `secs` for `hookrelay_media_store_unavailable` to be `v`.
+async fn store_unavailable_until(h: &hookrelay::Handle, secs: u64, what: &str, v: f64) {
+    let is = move |m: &[(String, f64)]| {
+        m.iter()
+            .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
+    };
+    common::metrics_until(h.admin_addr, Duration::from_secs(secs), what, is).await;
 }
