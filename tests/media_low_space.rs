@@ -14,15 +14,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::files::{sha256_hex, FileServer};
 use common::s3::Moto;
 use common::*;
-use serde_json::Value;
 
 /// Once the store takes files: the after_archive subscriber gets the file
 /// stored with its digest, the URL took one try, the gauge is back at 0.
 async fn stored_once_in_one_try(h: &hookrelay::Handle, later: &Sub, id: &str, url: &str, bytes: &[u8]) {
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(later, secs(30)).await;
     assert_eq!(header[0]["state"], "stored", "{header:?}");
     assert_eq!(header[0]["sha256"], sha256_hex(bytes));
     let m = item(&media_of(h.admin_addr, id).await, url).clone();
@@ -118,10 +114,7 @@ async fn a_file_that_never_fits_uses_its_tries_and_fails() {
         &runway_media("ee603960", &video, "").to_string(),
     )
     .await;
-    let got = later
-        .wait_for(secs(20), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(&later, secs(20)).await;
     assert_eq!(header[0]["state"], "failed", "{header:?}");
     let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
     assert_eq!(
@@ -238,10 +231,7 @@ async fn downloads_on_the_stores_disk_never_take_it_below_store_min_free() {
         &runway_media("ee603961", &video, &cover).to_string(),
     )
     .await;
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(&later, secs(30)).await;
     assert_eq!(
         (header[0]["state"].as_str(), header[1]["state"].as_str()),
         (Some("failed"), Some("failed")),

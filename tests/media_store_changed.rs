@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::files::{sha256_hex, FileServer};
 use common::*;
-use serde_json::Value;
 
 /// A media directory whose `tmp/` (where downloads are written) is not a
 /// directory any more, as a disk remounted read-only or an I/O error makes
@@ -60,10 +59,7 @@ async fn a_media_directory_that_cannot_be_written_costs_one_try_then_waits() {
 
     std::fs::remove_file(&tmp).unwrap();
     std::fs::create_dir(&tmp).unwrap();
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(&later, secs(30)).await;
     assert_eq!(header[0]["state"], "stored", "{header:?}");
     assert_eq!(header[0]["sha256"], sha256_hex(b"the video kept"));
     let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
@@ -107,11 +103,8 @@ async fn a_download_finished_after_the_store_changed_lands_in_the_new_store() {
     }
     cfg(&new).write();
     h.reload().await.expect("the reload applies");
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
     let sha = sha256_hex(&bytes);
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(&later, secs(30)).await;
     assert_eq!(
         (header[0]["state"].as_str(), header[0]["sha256"].as_str()),
         (Some("stored"), Some(sha.as_str()))
@@ -158,10 +151,7 @@ async fn a_media_directory_whose_tmp_went_gets_it_back() {
         &runway_media("ee603973", &video, "").to_string(),
     )
     .await;
-    let got = later
-        .wait_for(secs(30), "the after_archive delivery", |r| !r.is_empty())
-        .await;
-    let header: Vec<Value> = serde_json::from_str(got[0].header("hookrelay-media")).unwrap();
+    let header = after_archive_media(&later, secs(30)).await;
     assert_eq!(header[0]["state"], "stored", "{header:?}");
     let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
     // Two when the start's probe ran before the removal (the write found

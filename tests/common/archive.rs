@@ -10,6 +10,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::client::{admin, admin_until, metrics_until, sample};
+use super::subscriber::Sub;
 
 /// The media of an event as `GET /api/media?event=` shows it.
 pub async fn media_of(admin_addr: SocketAddr, id: &str) -> Vec<Value> {
@@ -53,4 +54,13 @@ pub async fn put_off_four_times(admin_addr: SocketAddr, outcome: &str, id: &str,
     .await;
     assert_eq!(sample(&m, "hookrelay_media_store_unavailable"), 1.0);
     item(&media_of(admin_addr, id).await, url).clone()
+}
+
+/// The `hookrelay-media` header of the first delivery `later` (an
+/// `after_archive` subscriber) gets within `limit`: one entry per URL.
+pub async fn after_archive_media(later: &Sub, limit: Duration) -> Vec<Value> {
+    let got = later
+        .wait_for(limit, "the after_archive delivery", |r| !r.is_empty())
+        .await;
+    serde_json::from_str(got[0].header("hookrelay-media")).unwrap()
 }
