@@ -26,6 +26,17 @@ pub fn mappings(streams: &[&str]) -> String {
     out
 }
 
+/// Server config: half the reads of the results bucket (`hr_results`, its
+/// keys `<route>.<seq>.<subscriber>`: a direct get naming the key in its
+/// subject, which the `.>` of [`mappings`] does not catch) go to
+/// [`lagging_replica`]; `more` adds lines of the same block.
+pub fn results_mappings(more: &str) -> String {
+    format!(
+        "mappings = {{\n{more}  \"$JS.API.DIRECT.GET.KV_hr_results.$KV.hr_results.*.*.*\": \
+         [ {{ destination: \"hookrelay.lag.r.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}\", weight: 50% }} ]\n}}\n"
+    )
+}
+
 /// Answer "not found" to the direct gets [`mappings`] sends it, on the
 /// server at `url` (`nats://127.0.0.1:PORT`), until the handle is aborted.
 /// Returns once subscribed.

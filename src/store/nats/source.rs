@@ -90,8 +90,8 @@ const REREAD: Duration = Duration::from_secs(1);
 /// The longest wait between two reads of a replay's event.
 const REREAD_MAX: Duration = Duration::from_secs(30);
 
-/// The wait before the `delivered`-th hand-out of a replay whose event could
-/// not be read comes again: a long outage (a leader election, degraded
+/// The wait before the `delivered`-th hand-out of a message whose event or
+/// result could not be read comes again: a long outage (a leader election, degraded
 /// replicas) costs each queued replay a read every 30 s, not every second.
 fn reread_delay(delivered: u32) -> Duration {
     REREAD
@@ -262,30 +262,33 @@ impl NatsCursor {
             (None, 0)
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
-            // A replay's mark was written (its quorum acknowledged it) before
-            // its message was published, but a direct get any replica may
-            // answer can come from one that has not applied the mark yet: the
-            // delivery's old final result, for which the replay was
-            // acknowledged unsent (about 1 in 100 replays at three relays and
-            // three nodes: cluster soak, stop 68), or an older row still. A
-            // replay's result is read on the leader (replays are an
-            // operator's few; other messages usually come again only after a
-            // retry's delay or `takeover`, when the writes before them have
-            // reached the replicas). With no leader (an election), the
-            // replay is handed back unsent, as when its event cannot be read.
-            let read = if replay {
-                match self.shared.result_on_leader(&key).await {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::debug!(subscriber = %self.sub, event_seq, error = %e,
-                            "a replay's result could not be read on the leader: handed back");
-                        self.release(message_seq);
-                        let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
-                        return Ok(None);
-                    }
+            // Read on the bucket's leader, which holds every write its quorum
+            // acknowledged: a direct get any replica may answer can come from
+            // one that has not applied the latest writes. A replay's mark was
+            // written before its message was published, and such a replica
+            // answered with the delivery's old final result, for which the
+            // replay was acknowledged unsent (about 1 in 100 replays at three
+            // relays and three nodes: cluster soak, stop 68). A message that
+            // comes again (a relay died before acknowledging it, a retry's
+            // delay ran out) is read there too: a replica lagging behind after
+            // a restart could show a delivery finished by another relay as
+            // still due (sent twice), or an older count of attempts, and one
+            // answering "not found" stalled retries for seconds
+            // (`nats_replica_lag`). Fresh
+            // events' first deliveries read nothing. With no leader (an
+            // election), the message is handed back unsent, as when its event
+            // cannot be read.
+            let read = match self.shared.result_on_leader(&key).await {
+                Ok(read) => read,
+                // A row that cannot be read is the lane's error, as before.
+                Err(e @ StoreError::Corrupt(_)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(subscriber = %self.sub, event_seq, error = %e,
+                        "a delivery's result could not be read on the leader: handed back");
+                    self.release(message_seq);
+                    let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
+                    return Ok(None);
                 }
-            } else {
-                self.shared.result(&key).await?
             };
             match read {
                 Some((r, revision)) => (Some(r), revision),

@@ -116,7 +116,12 @@ impl NatsStore {
     /// under a mark of a pending delivery.
     async fn replay_try(&self, route: &str, seq: u64, sub: &str, asked: Asked) -> Result<Option<bool>, StoreError> {
         let key = layout::result_key(route, seq, sub);
-        let Some((row, revision)) = self.shared.result(&key).await? else {
+        // On the bucket's leader: a replica that has not applied the last
+        // writes answers an older row, or none — a dead delivery read as
+        // missing replayed nothing (`nats_replica_lag`), and one read as
+        // delivered when it has died again had its letter dropped. Replays
+        // are an operator's few reads.
+        let Some((row, revision)) = self.shared.result_on_leader(&key).await? else {
             return Ok(Some(false));
         };
         match (&row.state, asked) {
