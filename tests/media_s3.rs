@@ -318,6 +318,39 @@ async fn a_store_mended_after_start_clears_the_gauge_without_a_download() {
     h.shutdown().await;
 }
 
+/// A store that fails while the relay runs (its bucket deleted), found by
+/// a download, is looked at again until it takes files, as one failing at
+/// start is: the gauge clears once the bucket is back, with no download due
+/// meanwhile (the URLs wait a minute here). It stayed 1 until a download
+/// looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_fails_while_running_clears_the_gauge_once_mended() {
+    let moto = Moto::start().await;
+    moto.create_bucket("flaky").await;
+    let files = FileServer::start(LOCAL).await;
+    let dir = tempfile::tempdir().unwrap();
+    let media = common::Media::new()
+        .allow_private()
+        .retry([Duration::from_secs(120)])
+        .s3(moto.store("flaky", "AKIATEST", "moto-secret"));
+    let h = common::start(&common::media_config(dir.path(), media).route(runway_route())).await;
+    store_unavailable_until(&h, 10, "the bucket at start", 0.0).await;
+    moto.delete_bucket("flaky").await;
+    // The first download's upload fails; the next one's check finds the
+    // store failing.
+    for i in 0..6 {
+        let url = files.bytes(&format!("/k/{i}.png"), b"png", "image/png");
+        let body = json!({"code": 200, "msg": "ok", "data": {
+            "task_id": format!("flaky-{i}"), "video_url": "", "image_url": url}});
+        common::accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    store_unavailable_until(&h, 20, "the bucket deleted", 1.0).await;
+    moto.create_bucket("flaky").await;
+    store_unavailable_until(&h, 25, "the bucket made again", 0.0).await;
+    h.shutdown().await;
+}
+
 /// A reload that leaves no route archiving stops the check of a store
 /// that failed it and clears the gauge: nothing waits for that store (it
 /// stayed 1, an alert firing for media no longer archived).

@@ -136,6 +136,7 @@ async fn try_once(
     metrics: &Metrics,
     w: &MediaWork,
     files: &DigestLocks,
+    in_force: &std::sync::Weak<super::Archiver>,
 ) -> Result<(Stored, DigestHold), Failure> {
     // No GET while the store cannot take the file (and a signed URL's
     // provider may count the download).
@@ -145,15 +146,27 @@ async fn try_once(
         Err(e @ StoreError::Unavailable { .. }) => Some(("store_unavailable", e.to_string())),
         _ => None,
     };
-    match (
-        metrics.media_store_unavailable.set(i64::from(wait.is_some())) == 1,
-        &wait,
-    ) {
-        (false, Some((_, why))) => tracing::warn!(
-            error = %why,
-            "the media store cannot take files: downloads and after_archive deliveries wait until it can"
-        ),
-        (true, None) => {
+    // The gauge tells of the store in force: not of one a reload replaced
+    // while this try was taken (its check would set the gauge over the new
+    // store's).
+    let archiver = in_force.upgrade();
+    let in_use = archiver.as_ref().is_none_or(|a| a.settings().shares_store(s));
+    let gauge = &metrics.media_store_unavailable;
+    match (in_use, in_use && gauge.set(i64::from(wait.is_some())) == 1, &wait) {
+        (false, _, _) => {}
+        (true, false, Some((_, why))) => {
+            tracing::warn!(
+                error = %why,
+                "the media store cannot take files: downloads and after_archive deliveries wait until it can"
+            );
+            // Looked at again until it takes files, as a store failing at
+            // start is: the gauge clears when it is mended even if no
+            // download is due meanwhile (it stayed 1 until one was).
+            if let Some(a) = &archiver {
+                a.check_store(gauge.clone());
+            }
+        }
+        (true, true, None) => {
             tracing::info!(store = %s.store.describe(), "the media store takes files again: downloads go on")
         }
         _ => {}
@@ -258,7 +271,7 @@ pub(super) async fn run(
     let url = shown(&w.url);
     let attempt = w.attempts + 1;
     let mut hold = DigestHold::default();
-    let tried = match try_once(&settings, &metrics, &w, &files).await {
+    let tried = match try_once(&settings, &metrics, &w, &files, &in_force).await {
         // A reload may have changed the store while the file was downloaded.
         Ok((st, held)) => {
             let now = || in_force.upgrade().map(|a| a.settings());

@@ -120,6 +120,21 @@ impl Moto {
         assert_eq!(code, Some(200), "create bucket {name} on moto");
     }
 
+    /// Delete bucket `name` and what it holds (the relay's probe files).
+    pub async fn delete_bucket(&self, name: &str) {
+        let base = format!("{}/{name}", self.endpoint());
+        let (code, _, list) =
+            super::client::request(self.addr, None, "GET", &format!("/{name}"), &[], bytes::Bytes::new()).await;
+        let list = String::from_utf8_lossy(&list).into_owned();
+        assert_eq!(code, 200, "list bucket {name} on moto: {list}");
+        for key in list.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()) {
+            let code = status("DELETE", &format!("{base}/{key}")).await;
+            assert_eq!(code, Some(204), "delete {key} from {name} on moto");
+        }
+        let code = status("DELETE", &base).await;
+        assert_eq!(code, Some(204), "delete bucket {name} on moto");
+    }
+
     /// The library's settings for `bucket` here, prefix "hookrelay/", parts
     /// of 5 MiB (S3's least); keys that tests look for in Debug output.
     pub fn settings(&self, bucket: &str) -> hookrelay::media::S3Settings {
