@@ -77,6 +77,29 @@ async fn dead_letters_are_listed_newest_first_across_subscribers_in_cluster_mode
     dead_letters_are_listed_newest_first_across_subscribers(TestConfig::new(dir.path()).nats(nats.urls(), 1)).await;
 }
 
+/// `POST /api/events/<id>/replay?subscriber=s&only=` (`only=$X`, `X`
+/// unset) is refused (`400`, naming `only`), not taken for a replay without
+/// `only`: a delivery that succeeded was sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_an_empty_only_is_refused() {
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::new("s", sub.url()))).await;
+    let id = accepted_retrying(h.ingest_addrs[0], &runway("only-empty")).await;
+    sub.wait_for(secs(10), "the delivery", |r| r.len() == 1).await;
+    let path = format!("/api/events/{id}");
+    admin_expect(h.admin_addr, &path, secs(10), "delivered", |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let (s, v) = admin(h.admin_addr, "POST", &format!("{path}/replay?subscriber=s&only=")).await;
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("only takes"), "{v}");
+    assert_eq!(sub.count(), 1, "the delivered callback was sent again");
+    h.shutdown().await;
+}
+
 /// `POST /api/dead-letters/replay?subscriber=` names one subscriber (empty):
 /// it is refused (`400`, saying why), not taken for every subscriber, whose
 /// dead letters would all be re-queued.

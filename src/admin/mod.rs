@@ -93,6 +93,13 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
+    /// A parameter as given, empty or not (None: absent). For those that
+    /// narrow a state-changing request, where an empty one (a script's
+    /// unset variable) must be refused, not taken for "absent".
+    fn given(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     /// The subscriber a state-changing request is limited to: None when the
     /// parameter is absent (every subscriber). Present, it must name one
     /// subscriber: empty (`?subscriber=`, a script's unset variable),
@@ -360,7 +367,9 @@ where
         Endpoint::Status => status::status(&app).await,
         Endpoint::Events => events::list(&app, &q).await,
         Endpoint::Event(id) => events::show(&app, id).await,
-        Endpoint::Replay(id) => match (q.subscriber(), q.get("only")) {
+        // `only=` empty is refused (below), not taken for no `only`: that
+        // would replay a delivery that succeeded.
+        Endpoint::Replay(id) => match (q.subscriber(), q.given("only")) {
             (Ok(sub), None) => events::replay(&app, id, sub, false).await,
             (Ok(Some(sub)), Some("dead")) => events::replay(&app, id, Some(sub), true).await,
             (Ok(None), Some("dead")) => Err((
