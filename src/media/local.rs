@@ -267,7 +267,8 @@ impl LocalStore {
         use std::os::unix::fs::MetadataExt;
         let moved = match fs::metadata(&*self.root) {
             Ok(m) if m.dev() != self.dev => Err(std::io::Error::other(format!(
-                "it is on another disk than when hookrelay opened it (device {} then, {} now): its disk not mounted?",
+                "it is on another disk than when hookrelay opened it (device {} then, {} now): a disk unmounted from \
+                 under it, or mounted there since hookrelay started (restart hookrelay to use the directory as it is now)",
                 self.dev,
                 m.dev()
             ))),
