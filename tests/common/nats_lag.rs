@@ -21,20 +21,27 @@ pub fn mappings(streams: &[&str]) -> String {
         out.push_str(&format!(
             "  \"$JS.API.DIRECT.GET.{s}.>\": [ {{ destination: \"hookrelay.lag.{s}.>\", weight: 50% }} ]\n"
         ));
+        // A bucket's read names its key in the subject, which the `.>`
+        // above does not catch: one line per key length (1 to 3 tokens).
+        if let Some(bucket) = s.strip_prefix("KV_") {
+            for n in 1..=3 {
+                let from = vec!["*"; n].join(".");
+                let to: Vec<String> = (1..=n).map(|i| format!("{{{{wildcard({i})}}}}")).collect();
+                out.push_str(&format!(
+                    "  \"$JS.API.DIRECT.GET.{s}.$KV.{bucket}.{from}\": [ {{ destination: \"hookrelay.lag.kv.{bucket}.{}\", weight: 50% }} ]\n",
+                    to.join(".")
+                ));
+            }
+        }
     }
     out.push_str("}\n");
     out
 }
 
-/// Server config: half the reads of the results bucket (`hr_results`, its
-/// keys `<route>.<seq>.<subscriber>`: a direct get naming the key in its
-/// subject, which the `.>` of [`mappings`] does not catch) go to
-/// [`lagging_replica`]; `more` adds lines of the same block.
+/// [`mappings`] of the results bucket (`hr_results`), with `more` lines
+/// of the same block.
 pub fn results_mappings(more: &str) -> String {
-    format!(
-        "mappings = {{\n{more}  \"$JS.API.DIRECT.GET.KV_hr_results.$KV.hr_results.*.*.*\": \
-         [ {{ destination: \"hookrelay.lag.r.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}\", weight: 50% }} ]\n}}\n"
-    )
+    mappings(&["KV_hr_results"]).replacen("mappings = {\n", &format!("mappings = {{\n{more}"), 1)
 }
 
 /// Answer "not found" to the direct gets [`mappings`] sends it, on the
