@@ -88,35 +88,11 @@ async fn an_event_listing_leaves_out_nothing_a_replica_has_not_applied() {
 /// relay had finished back as due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_go_on_at_their_pace_when_a_replica_lags() {
-    let nats = NatsCluster::start_with(1, &common::nats_lag::results_mappings("")).await;
-    let sub = Sub::always(Behaviour::Status(500)).await;
-    let dir = tempfile::tempdir().unwrap();
-    // The test schedule: two retries (100 ms, 200 ms), then a dead letter.
-    let h = start(
-        &TestConfig::new(dir.path())
-            .subscriber(Subscriber::new("s", sub.url()).circuit_threshold(100))
-            .nats(nats.urls(), 1),
-    )
-    .await;
+    let (nats, sub, _dir, h) = failing_relay().await;
     let _lag = common::nats_lag::lagging_replica(&nats.urls()[0]).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("retried-{i}"))).await);
-    }
     // About a second with the reads on the leader; 11 to 46 s before, as
     // each retry that read "not found" stalled.
-    let deadline = Instant::now() + secs(8);
-    for id in &ids {
-        let path = format!("/api/events/{id}");
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = admin_until(h.admin_addr, &path, left, |v| v["subscribers"][0]["state"] == "dead").await;
-        let d = &ev["subscribers"][0];
-        assert_eq!(
-            (d["state"].as_str(), d["attempts_total"].as_u64()),
-            (Some("dead"), Some(3)),
-            "not a dead letter after three attempts within 8 s: {ev}"
-        );
-    }
+    dead_letters_within(&h, "retried", secs(8)).await;
     // Nothing more comes after the dead letters.
     tokio::time::sleep(ms(500)).await;
     let got = sub.all();
@@ -134,40 +110,6 @@ async fn retries_go_on_at_their_pace_when_a_replica_lags() {
     h.shutdown().await;
 }
 
-/// A delivered message whose acknowledgement NATS never got (here every
-/// acknowledgement of the route's stream is lost: the server maps them
-/// away) comes again after `takeover`, to either of two relays, while a
-/// replica of the results bucket answers "not found" for half the reads:
-/// it is not sent again (stop 70: a review's reading was that such a read
-/// would send it twice; it did not, before or after).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivered_message_that_comes_again_is_not_sent_again_when_a_replica_lags() {
-    let mappings = common::nats_lag::results_mappings("  \"$JS.ACK.HR_EV_t.>\": \"hookrelay.lost.>\"\n");
-    let nats = NatsCluster::start_with(1, &mappings).await;
-    let sub = Sub::ok().await;
-    // Two relays: a message that comes again may go to either, and the
-    // one that sent it remembers nothing the other can use.
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let relay = |d: &std::path::Path| {
-        TestConfig::new(d)
-            .subscriber(Subscriber::new("s", sub.url()))
-            .nats(nats.urls(), 1)
-    };
-    let h = start(&relay(d1.path())).await;
-    let h2 = start(&relay(d2.path())).await;
-    let _lag = common::nats_lag::lagging_replica(&nats.urls()[0]).await;
-    for i in 0..6 {
-        accepted_retrying(h.ingest_addrs[0], &runway(&format!("acked-{i}"))).await;
-    }
-    sub.wait_for(secs(10), "the six callbacks", |r| r.len() == 6).await;
-    // Each message comes again every `takeover` (5 s): two more reads each.
-    tokio::time::sleep(secs(12)).await;
-    let ids: Vec<String> = sub.all().iter().map(|r| r.header("webhook-id").to_string()).collect();
-    assert_eq!(ids.len(), 6, "sent again: {ids:?}");
-    h.shutdown().await;
-    h2.shutdown().await;
-}
-
 /// Replays of dead letters while a replica of the results bucket answers
 /// "not found" for half the reads: each is queued and sent (the delivery's
 /// result is read on the leader). Before, a replay that read "not found"
@@ -175,30 +117,8 @@ async fn a_delivered_message_that_comes_again_is_not_sent_again_when_a_replica_l
 /// and never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_of_dead_letters_are_queued_when_a_replica_lags() {
-    let nats = NatsCluster::start_with(1, &common::nats_lag::results_mappings("")).await;
-    let sub = Sub::always(Behaviour::Status(500)).await;
-    let dir = tempfile::tempdir().unwrap();
-    // The test schedule: two retries (100 ms, 200 ms), then a dead letter.
-    let h = start(
-        &TestConfig::new(dir.path())
-            .subscriber(Subscriber::new("s", sub.url()).circuit_threshold(100))
-            .nats(nats.urls(), 1),
-    )
-    .await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("replayed-{i}"))).await);
-    }
-    for id in &ids {
-        admin_expect(
-            h.admin_addr,
-            &format!("/api/events/{id}"),
-            secs(30),
-            "a dead letter",
-            |v| v["subscribers"][0]["state"] == "dead",
-        )
-        .await;
-    }
+    let (nats, sub, _dir, h) = failing_relay().await;
+    let ids = dead_letters_within(&h, "replayed", secs(30)).await;
     let _lag = common::nats_lag::lagging_replica(&nats.urls()[0]).await;
     for id in &ids {
         let (s, v) = admin(
@@ -218,4 +138,43 @@ async fn replays_of_dead_letters_are_queued_when_a_replica_lags() {
     })
     .await;
     h.shutdown().await;
+}
+
+/// A relay in cluster mode on one NATS node whose results bucket's reads
+/// can be lagged ([`common::nats_lag`]), its subscriber `s` always
+/// answering `500`: the test schedule (two retries, 100 and 200 ms), then a
+/// dead letter; no circuit.
+async fn failing_relay() -> (NatsCluster, Sub, tempfile::TempDir, hookrelay::Handle) {
+    let nats = NatsCluster::start_with(1, &common::nats_lag::mappings(&["KV_hr_results"])).await;
+    let sub = Sub::always(Behaviour::Status(500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()).circuit_threshold(100))
+            .nats(nats.urls(), 1),
+    )
+    .await;
+    (nats, sub, dir, h)
+}
+
+/// Post four callbacks (task ids `<tag>-N`) and assert each is a dead
+/// letter after its three attempts within `limit` of the posting; their ids.
+async fn dead_letters_within(h: &hookrelay::Handle, tag: &str, limit: Duration) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("{tag}-{i}"))).await);
+    }
+    let deadline = Instant::now() + limit;
+    for id in &ids {
+        let path = format!("/api/events/{id}");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = admin_until(h.admin_addr, &path, left, |v| v["subscribers"][0]["state"] == "dead").await;
+        let d = &ev["subscribers"][0];
+        assert_eq!(
+            (d["state"].as_str(), d["attempts_total"].as_u64()),
+            (Some("dead"), Some(3)),
+            "not a dead letter after three attempts within {limit:?}: {ev}"
+        );
+    }
+    ids
 }

@@ -38,12 +38,6 @@ pub fn mappings(streams: &[&str]) -> String {
     out
 }
 
-/// [`mappings`] of the results bucket (`hr_results`), with `more` lines
-/// of the same block.
-pub fn results_mappings(more: &str) -> String {
-    mappings(&["KV_hr_results"]).replacen("mappings = {\n", &format!("mappings = {{\n{more}"), 1)
-}
-
 /// Answer "not found" to the direct gets [`mappings`] sends it, on the
 /// server at `url` (`nats://127.0.0.1:PORT`), until the handle is aborted.
 /// Returns once subscribed.

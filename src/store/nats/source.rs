@@ -276,18 +276,22 @@ impl NatsCursor {
             // answering "not found" stalled retries for seconds
             // (`nats_replica_lag`). Fresh
             // events' first deliveries read nothing. With no leader (an
-            // election), the message is handed back unsent, as when its event
-            // cannot be read.
+            // election), the message is handed back unsent.
             let read = match self.shared.result_on_leader(&key).await {
                 Ok(read) => read,
                 // A row that cannot be read is the lane's error, as before.
                 Err(e @ StoreError::Corrupt(_)) => return Err(e),
+                // Handed back, and the lane told (its error line, its pause
+                // before the next take): the messages after this one are not
+                // read in this take, each waiting for an answer that does
+                // not come. A replay comes again ever later (up to 30 s) as
+                // when its event cannot be read; other messages after 1 s,
+                // whatever their count of hand-outs.
                 Err(e) => {
-                    tracing::debug!(subscriber = %self.sub, event_seq, error = %e,
-                        "a delivery's result could not be read on the leader: handed back");
                     self.release(message_seq);
-                    let _ = acker.ack_with(AckKind::Nak(Some(reread_delay(delivered)))).await;
-                    return Ok(None);
+                    let delay = if replay { reread_delay(delivered) } else { REREAD };
+                    let _ = acker.ack_with(AckKind::Nak(Some(delay))).await;
+                    return Err(e);
                 }
             };
             match read {

@@ -98,7 +98,7 @@ impl NatsStore {
         }
         // Read again when a mark on a pending delivery met a write (its
         // attempt's outcome, say: a dead letter now, queued by the next
-        // read), after a pause (a replica read may lag behind the write).
+        // read), after a pause.
         for tries in 0..5 {
             if tries > 0 {
                 tokio::time::sleep(Duration::from_millis(25 << tries)).await;
@@ -120,8 +120,12 @@ impl NatsStore {
         // writes answers an older row, or none — a dead delivery read as
         // missing replayed nothing (`nats_replica_lag`), and one read as
         // delivered when it has died again had its letter dropped. Replays
-        // are an operator's few reads.
-        let Some((row, revision)) = self.shared.result_on_leader(&key).await? else {
+        // are an operator's few reads. Asked again while the leader does not
+        // answer, as the writes below are (an election).
+        let read = self
+            .shared
+            .result_on_leader_until(&key, tokio::time::Instant::now() + PATIENCE);
+        let Some((row, revision)) = read.await? else {
             return Ok(Some(false));
         };
         match (&row.state, asked) {
