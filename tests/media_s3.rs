@@ -334,18 +334,37 @@ async fn a_store_that_fails_while_running_clears_the_gauge_once_mended() {
         .retry([Duration::from_secs(120)])
         .s3(moto.store("flaky", "AKIATEST", "moto-secret"));
     let h = common::start(&common::media_config(dir.path(), media).route(runway_route())).await;
-    store_unavailable_until(&h, 10, "the bucket at start", 0.0).await;
-    moto.delete_bucket("flaky").await;
-    // The first download's upload fails; the next one's check finds the
-    // store failing.
-    for i in 0..6 {
+    let post = |i: usize| {
         let url = files.bytes(&format!("/k/{i}.png"), b"png", "image/png");
-        let body = json!({"code": 200, "msg": "ok", "data": {
-            "task_id": format!("flaky-{i}"), "video_url": "", "image_url": url}});
-        common::accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+        json!({"code": 200, "msg": "ok", "data": {
+            "task_id": format!("flaky-{i}"), "video_url": "", "image_url": url}})
+        .to_string()
+    };
+    // The start's check (a probe file put and removed) is over long before
+    // this; a bucket deleted under it would set the gauge at once (below).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    moto.delete_bucket("flaky").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store_unavailable_until(&h, 1, "the start's check over before the bucket went", 0.0).await;
+    // A download's upload fails; a later one's check finds the store
+    // failing and sets the gauge.
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        common::accepted_at(h.ingest_addrs[0], "/hooks/runway", &post(i)).await;
+        let m = common::metrics(h.admin_addr).await;
+        if m.iter()
+            .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == 1.0)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the deleted bucket never set the gauge"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
+        i += 1;
     }
-    store_unavailable_until(&h, 20, "the bucket deleted", 1.0).await;
     moto.create_bucket("flaky").await;
     store_unavailable_until(&h, 25, "the bucket made again", 0.0).await;
     h.shutdown().await;

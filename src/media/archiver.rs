@@ -62,6 +62,9 @@ pub struct Archiver {
     /// Checks of the store begun ([`Archiver::check_store`]): only the
     /// newest goes on checking.
     checks: std::sync::atomic::AtomicU64,
+    /// Whether a route archives (false after a reload that left none): a
+    /// store a download finds failing then is not looked at again.
+    archiving: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Archiver {
@@ -102,6 +105,7 @@ impl Archiver {
             runtime: std::sync::Mutex::new(None),
             files: DigestLocks::default(),
             checks: Default::default(),
+            archiving: std::sync::atomic::AtomicBool::new(true),
         });
         let source = store.media_source();
         // The task holds a weak handle: dropping the daemon drops the archiver.
@@ -140,6 +144,24 @@ impl Archiver {
     /// holds one of its bounded blocking threads, not the request
     /// runtime's.
     pub fn check_store(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge) {
+        self.archiving.store(true, Ordering::Relaxed);
+        self.spawn_check(gauge, false);
+    }
+
+    /// A download found the store failing (and said so): looked at again
+    /// as [`Self::check_store`] does, from [`RECHECK_FIRST`] on, so that the
+    /// gauge clears when it is mended even if no download is due then
+    /// (it stayed 1 until one was). Not while no route archives (nothing
+    /// would end the checks of a store no route uses).
+    pub fn check_store_found_failing(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge) {
+        if self.archiving.load(Ordering::Relaxed) {
+            self.spawn_check(gauge, true);
+        }
+    }
+
+    /// The loop of checks; `told`: the failure is logged already, and the
+    /// first look waits [`RECHECK_FIRST`].
+    fn spawn_check(self: &Arc<Self>, gauge: prometheus_client::metrics::gauge::Gauge, told: bool) {
         let (me, first) = (Arc::downgrade(self), self.settings());
         let this = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
         let mut stop = self.stop.subscribe();
@@ -153,7 +175,13 @@ impl Archiver {
                 .then_some(settings)
         };
         let check = async move {
-            let (mut pause, mut told) = (RECHECK_FIRST, false);
+            let (mut pause, mut told) = (RECHECK_FIRST, told);
+            if told {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             loop {
                 let Some(settings) = current(&stop) else { return };
                 let ready = settings.store.check_ready().await;
@@ -196,6 +224,7 @@ impl Archiver {
     /// URLs stored before that are still tried, and set it again if it
     /// still fails).
     pub fn forget_store_checks(&self, gauge: &prometheus_client::metrics::gauge::Gauge) {
+        self.archiving.store(false, Ordering::Relaxed);
         self.checks.fetch_add(1, Ordering::Relaxed);
         gauge.set(0);
     }

@@ -149,8 +149,10 @@ async fn try_once(
     // The gauge tells of the store in force: not of one a reload replaced
     // while this try was taken (its check would set the gauge over the new
     // store's).
-    let archiver = in_force.upgrade();
-    let in_use = archiver.as_ref().is_none_or(|a| a.settings().shares_store(s));
+    // (Not held past these lines: a download holding the archiver would
+    // keep a dropped daemon's archiver taking work.)
+    let archiver = || in_force.upgrade();
+    let in_use = archiver().is_none_or(|a| a.settings().shares_store(s));
     let gauge = &metrics.media_store_unavailable;
     match (in_use, in_use && gauge.set(i64::from(wait.is_some())) == 1, &wait) {
         (false, _, _) => {}
@@ -162,8 +164,8 @@ async fn try_once(
             // Looked at again until it takes files, as a store failing at
             // start is: the gauge clears when it is mended even if no
             // download is due meanwhile (it stayed 1 until one was).
-            if let Some(a) = &archiver {
-                a.check_store(gauge.clone());
+            if let Some(a) = archiver() {
+                a.check_store_found_failing(gauge.clone());
             }
         }
         (true, true, None) => {

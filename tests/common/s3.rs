@@ -120,19 +120,29 @@ impl Moto {
         assert_eq!(code, Some(200), "create bucket {name} on moto");
     }
 
-    /// Delete bucket `name` and what it holds (the relay's probe files).
+    /// Delete bucket `name` and the relay's probe files in it (a probe put
+    /// meanwhile: the bucket not empty, tried again for up to 10 s).
     pub async fn delete_bucket(&self, name: &str) {
         let base = format!("{}/{name}", self.endpoint());
-        let (code, _, list) =
-            super::client::request(self.addr, None, "GET", &format!("/{name}"), &[], bytes::Bytes::new()).await;
-        let list = String::from_utf8_lossy(&list).into_owned();
-        assert_eq!(code, 200, "list bucket {name} on moto: {list}");
-        for key in list.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()) {
-            let code = status("DELETE", &format!("{base}/{key}")).await;
-            assert_eq!(code, Some(204), "delete {key} from {name} on moto");
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, _, list) =
+                super::client::request(self.addr, None, "GET", &format!("/{name}"), &[], bytes::Bytes::new()).await;
+            let list = String::from_utf8_lossy(&list).into_owned();
+            assert_eq!(code, 200, "list bucket {name} on moto: {list}");
+            for key in list.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()) {
+                let _ = status("DELETE", &format!("{base}/{key}")).await;
+            }
+            let code = status("DELETE", &base).await;
+            if code == Some(204) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "delete bucket {name} on moto: {code:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let code = status("DELETE", &base).await;
-        assert_eq!(code, Some(204), "delete bucket {name} on moto");
     }
 
     /// The library's settings for `bucket` here, prefix "hookrelay/", parts
