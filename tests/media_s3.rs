@@ -329,10 +329,7 @@ async fn a_store_that_fails_while_running_clears_the_gauge_once_mended() {
     moto.create_bucket("flaky").await;
     let files = FileServer::start(LOCAL).await;
     let dir = tempfile::tempdir().unwrap();
-    let media = common::Media::new()
-        .allow_private()
-        .retry([Duration::from_secs(120)])
-        .s3(moto.store("flaky", "AKIATEST", "moto-secret"));
+    let media = s3_media(&moto, "flaky").retry([Duration::from_secs(120)]);
     let h = common::start(&common::media_config(dir.path(), media).route(runway_route())).await;
     let post = |i: usize| {
         let url = files.bytes(&format!("/k/{i}.png"), b"png", "image/png");
@@ -352,10 +349,7 @@ async fn a_store_that_fails_while_running_clears_the_gauge_once_mended() {
     let mut i = 0;
     loop {
         common::accepted_at(h.ingest_addrs[0], "/hooks/runway", &post(i)).await;
-        let m = common::metrics(h.admin_addr).await;
-        if m.iter()
-            .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == 1.0)
-        {
+        if store_unavailable_is(&common::metrics(h.admin_addr).await, 1.0) {
             break;
         }
         assert!(
@@ -392,20 +386,24 @@ fn runway_route() -> common::Route {
 
 /// A relay with `route`, archiving to `bucket` on moto.
 fn archiving_runway(dir: &std::path::Path, moto: &Moto, bucket: &str, route: common::Route) -> common::TestConfig {
-    common::media_config(
-        dir,
-        common::Media::new()
-            .allow_private()
-            .s3(moto.store(bucket, "AKIATEST", "moto-secret")),
-    )
-    .route(route)
+    common::media_config(dir, s3_media(moto, bucket)).route(route)
+}
+
+/// Media archived to `bucket` on moto, from any address.
+fn s3_media(moto: &Moto, bucket: &str) -> common::Media {
+    common::Media::new()
+        .allow_private()
+        .s3(moto.store(bucket, "AKIATEST", "moto-secret"))
+}
+
+/// Whether the metrics `m` show `hookrelay_media_store_unavailable` at `v`.
+fn store_unavailable_is(m: &[(String, f64)], v: f64) -> bool {
+    m.iter()
+        .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
 }
 
 /// Wait up to `secs` for `hookrelay_media_store_unavailable` to be `v`.
 async fn store_unavailable_until(h: &hookrelay::Handle, secs: u64, what: &str, v: f64) {
-    let is = move |m: &[(String, f64)]| {
-        m.iter()
-            .any(|(k, x)| k == "hookrelay_media_store_unavailable" && *x == v)
-    };
+    let is = move |m: &[(String, f64)]| store_unavailable_is(m, v);
     common::metrics_until(h.admin_addr, Duration::from_secs(secs), what, is).await;
 }

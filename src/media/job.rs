@@ -146,32 +146,29 @@ async fn try_once(
         Err(e @ StoreError::Unavailable { .. }) => Some(("store_unavailable", e.to_string())),
         _ => None,
     };
-    // The gauge tells of the store in force: not of one a reload replaced
-    // while this try was taken (its check would set the gauge over the new
-    // store's).
-    // (Not held past these lines: a download holding the archiver would
-    // keep a dropped daemon's archiver taking work.)
+    // The gauge tells of the store in force, not of one a reload replaced
+    // while this try was taken. (The archiver is not held past these lines:
+    // a download holding it would keep a dropped daemon's archiver going.)
     let archiver = || in_force.upgrade();
-    let in_use = archiver().is_none_or(|a| a.settings().shares_store(s));
-    let gauge = &metrics.media_store_unavailable;
-    match (in_use, in_use && gauge.set(i64::from(wait.is_some())) == 1, &wait) {
-        (false, _, _) => {}
-        (true, false, Some((_, why))) => {
-            tracing::warn!(
-                error = %why,
-                "the media store cannot take files: downloads and after_archive deliveries wait until it can"
-            );
-            // Looked at again until it takes files, as a store failing at
-            // start is: the gauge clears when it is mended even if no
-            // download is due meanwhile (it stayed 1 until one was).
-            if let Some(a) = archiver() {
-                a.check_store_found_failing(gauge.clone());
+    if archiver().is_none_or(|a| a.settings().shares_store(s)) {
+        let gauge = &metrics.media_store_unavailable;
+        match (gauge.set(i64::from(wait.is_some())) == 1, &wait) {
+            (false, Some((_, why))) => {
+                tracing::warn!(
+                    error = %why,
+                    "the media store cannot take files: downloads and after_archive deliveries wait until it can"
+                );
+                // Looked at again until it takes files, as at start: the
+                // gauge clears when it is mended with no download due.
+                if let Some(a) = archiver() {
+                    a.check_store_found_failing(gauge.clone());
+                }
             }
+            (true, None) => {
+                tracing::info!(store = %s.store.describe(), "the media store takes files again: downloads go on")
+            }
+            _ => {}
         }
-        (true, true, None) => {
-            tracing::info!(store = %s.store.describe(), "the media store takes files again: downloads go on")
-        }
-        _ => {}
     }
     if let (Err(e), Some((label, _))) = (ready, wait) {
         return Err(Failure {

@@ -263,20 +263,15 @@ impl NatsCursor {
         } else {
             let key = layout::result_key(&self.route, event_seq, &self.sub);
             // Read on the bucket's leader, which holds every write its quorum
-            // acknowledged: a direct get any replica may answer can come from
-            // one that has not applied the latest writes. A replay's mark was
-            // written before its message was published, and such a replica
-            // answered with the delivery's old final result, for which the
-            // replay was acknowledged unsent (about 1 in 100 replays at three
-            // relays and three nodes: cluster soak, stop 68). A message that
-            // comes again (a relay died before acknowledging it, a retry's
-            // delay ran out) is read there too: a replica lagging behind after
-            // a restart could show a delivery finished by another relay as
-            // still due (sent twice), or an older count of attempts, and one
-            // answering "not found" stalled retries for seconds
-            // (`nats_replica_lag`). Fresh
-            // events' first deliveries read nothing. With no leader (an
-            // election), the message is handed back unsent.
+            // acknowledged; a direct get may come from a replica that has not
+            // applied the latest ones. There a replay read the delivery's old
+            // final result and was acknowledged unsent (about 1 in 100 at
+            // three relays and three nodes: cluster soak, stop 68); a message
+            // that comes again (a retry, a relay gone before acknowledging)
+            // could read a delivery another relay finished as still due, and
+            // one read "not found" stalled retries for seconds
+            // (`nats_replica_lag`). Fresh events' first deliveries read
+            // nothing.
             let read = match self.shared.result_on_leader(&key).await {
                 Ok(read) => read,
                 // A row that cannot be read is the lane's error, as before.
