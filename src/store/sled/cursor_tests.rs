@@ -3,7 +3,7 @@
 //! and a lane must not read in between (a crash there loses an event that was
 //! already sent, and the provider's retry makes it a second event).
 
-use super::tests::{event, opts, topology};
+use super::tests::{event, open_raw, opts, topology};
 use super::{codec, keys, read_lock, SledStore};
 use crate::store::EventId;
 
@@ -213,23 +213,5 @@ async fn ids_after_a_restart_with_the_clock_behind_go_above_the_cursor() {
         let got = c.take(10, now).await.unwrap();
         assert_eq!(got.iter().map(|w| w.event.id).collect::<Vec<_>>(), [id], "kept: {kept}");
         s.close().await;
-    }
-}
-
-/// sled's own open of a store just closed: its lock may be held a moment
-/// longer by sled's threads on a loaded machine (retried, as the relay's
-/// open does).
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < end =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e:?}"),
-        }
     }
 }

@@ -123,7 +123,7 @@ async fn a_newer_store_and_a_compression_switch_are_refused() {
         "{e}"
     );
     {
-        let db = ::sled::open(dir.path().join("data")).unwrap();
+        let db = open_raw(&dir.path().join("data"));
         db.open_tree("hookrelay-v2")
             .unwrap()
             .insert(b"Vversion", &9u32.to_be_bytes())
@@ -134,28 +134,12 @@ async fn a_newer_store_and_a_compression_switch_are_refused() {
     assert!(e.contains("newer hookrelay (schema 9)"), "{e}");
 }
 
-/// sled, opened as another program would: a previous opening's lock is let
-/// go a moment after its last handle is dropped, so a busy lock is retried.
-fn sled_open(path: &std::path::Path) -> ::sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match ::sled::open(path) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("cannot open {}: {e}", path.display()),
-        }
-    }
-}
-
 #[tokio::test]
 async fn another_programs_sled_database_is_refused_without_a_tree_of_hookrelays_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     let write = |tree: Option<&str>| {
-        let db = sled_open(&path);
+        let db = open_raw(&path);
         match tree {
             Some(t) => db.open_tree(t).unwrap().insert(b"k", b"v").unwrap(),
             None => db.insert(b"k", b"v").unwrap(),
@@ -163,7 +147,7 @@ async fn another_programs_sled_database_is_refused_without_a_tree_of_hookrelays_
         db.flush().unwrap();
     };
     let names = || {
-        let db = sled_open(&path);
+        let db = open_raw(&path);
         let mut n: Vec<String> = db
             .tree_names()
             .iter()
@@ -195,7 +179,7 @@ async fn another_programs_sled_database_is_refused_without_a_tree_of_hookrelays_
         "{e}"
     );
     assert_eq!(
-        sled_open(&path).get(b"k").unwrap().as_deref(),
+        open_raw(&path).get(b"k").unwrap().as_deref(),
         Some(b"v".as_slice()),
         "its rows read as before"
     );
@@ -203,12 +187,12 @@ async fn another_programs_sled_database_is_refused_without_a_tree_of_hookrelays_
     // An empty sled database is taken (nothing to lose), and a store
     // hookrelay made stays its own whatever else is written beside it.
     let other = tempfile::tempdir().unwrap();
-    drop(sled_open(&other.path().join("data")));
+    drop(open_raw(&other.path().join("data")));
     let store = open(other.path(), &["a"]).await;
     store.close().await;
     drop(store);
     {
-        let db = sled_open(&other.path().join("data"));
+        let db = open_raw(&other.path().join("data"));
         db.open_tree("extra").unwrap().insert(b"k", b"v").unwrap();
         db.flush().unwrap();
     }

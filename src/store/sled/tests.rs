@@ -21,6 +21,24 @@ pub(crate) fn opts(dir: &std::path::Path) -> Options {
     }
 }
 
+/// sled's own open of a store just closed: its lock may be held a moment
+/// longer by sled's threads on a loaded machine (retried, as the relay's
+/// open does).
+pub(super) fn open_raw(path: &std::path::Path) -> ::sled::Db {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match ::sled::open(path) {
+            Ok(db) => return db,
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < end =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
 pub(crate) fn topology(subs: &[&str]) -> Topology {
     Topology {
         routes: vec![("runway".into(), subs.iter().map(|s| s.to_string()).collect())],
