@@ -31,6 +31,7 @@ mod publish;
 mod query;
 mod queue;
 mod record;
+mod result_read;
 mod result_write;
 mod setup;
 mod source;
@@ -52,7 +53,6 @@ use tokio::sync::Mutex;
 pub use media_source::{NatsMediaCursor, NatsMediaTicket};
 pub use source::{NatsCursor, NatsTicket};
 
-use super::result::ResultRow;
 use super::{Accepted, NewEvent, StoreError, Topology};
 use crate::config::NatsConfig;
 
@@ -192,37 +192,6 @@ impl Shared {
 
     fn route_of_tag(&self, tag: u16) -> Option<String> {
         read(&self.tags).get(&tag).cloned()
-    }
-
-    pub(super) async fn result(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
-        queue::get_json(&self.results()?, key).await
-    }
-
-    /// [`Self::result`] read on the results bucket's leader: every write its
-    /// quorum acknowledged, where a replica may not have one yet.
-    pub(super) async fn result_on_leader(&self, key: &str) -> Result<Option<(ResultRow, u64)>, StoreError> {
-        queue::get_json_on_leader(&self.results()?, key).await
-    }
-
-    /// [`Self::result_on_leader`], asked again until `give_up` while the
-    /// leader does not answer (an election: about 2–4 s); a row that cannot
-    /// be read is no reason to ask again.
-    pub(super) async fn result_on_leader_until(
-        &self,
-        key: &str,
-        give_up: tokio::time::Instant,
-    ) -> Result<Option<(ResultRow, u64)>, StoreError> {
-        let mut backoff = backoff::Backoff::until(give_up);
-        loop {
-            match self.result_on_leader(key).await {
-                Err(e) if !matches!(e, StoreError::Corrupt(_)) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-                read => return read,
-            }
-        }
     }
 }
 
