@@ -145,7 +145,14 @@ async fn replays_of_dead_letters_are_queued_when_a_replica_lags() {
 /// answering `500`: the test schedule (two retries, 100 and 200 ms), then a
 /// dead letter; no circuit.
 async fn failing_relay() -> (NatsCluster, Sub, tempfile::TempDir, hookrelay::Handle) {
-    let nats = NatsCluster::start_with(1, &common::nats_lag::mappings(&["KV_hr_results"])).await;
+    failing_relay_with(&common::nats_lag::mappings(&["KV_hr_results"])).await
+}
+
+/// [`failing_relay`] on a NATS node started with `server_config` added.
+pub(crate) async fn failing_relay_with(
+    server_config: &str,
+) -> (NatsCluster, Sub, tempfile::TempDir, hookrelay::Handle) {
+    let nats = NatsCluster::start_with(1, server_config).await;
     let sub = Sub::always(Behaviour::Status(500)).await;
     let dir = tempfile::tempdir().unwrap();
     let h = start(
@@ -159,7 +166,7 @@ async fn failing_relay() -> (NatsCluster, Sub, tempfile::TempDir, hookrelay::Han
 
 /// Post four callbacks (task ids `<tag>-N`) and assert each is a dead
 /// letter after its three attempts within `limit` of the posting; their ids.
-async fn dead_letters_within(h: &hookrelay::Handle, tag: &str, limit: Duration) -> Vec<String> {
+pub(crate) async fn dead_letters_within(h: &hookrelay::Handle, tag: &str, limit: Duration) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("{tag}-{i}"))).await);

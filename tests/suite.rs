@@ -93,6 +93,7 @@ mod nats_full;
 mod nats_give_back;
 mod nats_handover;
 mod nats_late_outcomes;
+mod nats_leaderless;
 mod nats_lost_consumer;
 mod nats_lost_objects;
 mod nats_media;

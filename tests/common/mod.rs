@@ -49,6 +49,7 @@ pub mod media;
 pub mod moved;
 pub mod nats;
 pub mod nats_lag;
+pub mod nats_leader;
 pub mod nats_replay;
 pub mod oracle;
 pub mod pebble;
