@@ -292,3 +292,45 @@ async fn a_stale_temp_file_is_removed_on_open_a_fresh_one_of_another_writer_is_k
     assert!(fresh.exists(), "a download in flight keeps its partial file");
     assert_eq!(temp_files(dir.path()), 1);
 }
+
+/// The checks before downloads into a local directory whose disk hangs (a
+/// frozen filesystem: its probe file is never written) wait for the one
+/// that hangs: one thread stuck, whatever the number of URLs due. Before,
+/// each check was a thread of its own stuck beside the others, one more for
+/// every URL due while the disk hung (up to tokio's 512 blocking threads,
+/// every file read of the relay then queued behind them).
+#[test]
+fn checks_of_a_hung_media_disk_hold_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(disk) = common::tmpfs::Frozen::mount(&dir.path().join("disk.img"), &mnt, 64) else {
+        return;
+    };
+    // A new store probes its directory at its first check.
+    let store = MediaStore::Local(LocalStore::new(mnt.join("media"), 0).unwrap());
+    if !disk.freeze() {
+        return;
+    }
+    const NAME: &str = "hr-hung-check";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(NAME)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..8 {
+            // Each download gives its check up; a thread it started stays.
+            let _ = tokio::time::timeout(Duration::from_millis(200), store.check_ready()).await;
+        }
+    });
+    let named = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == NAME)
+        .count();
+    disk.thaw();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    // The runtime's worker and one blocking thread.
+    assert!(named <= 2, "{named} threads for 8 checks of a hung media disk");
+}

@@ -59,6 +59,9 @@ pub struct LocalStore {
     failing: Arc<AtomicBool>,
     /// The device the directory was on when opened (see `probe`).
     dev: u64,
+    /// Held by the check running ([`super::MediaStore::check_ready`]) until
+    /// its thread returns, which on a hung disk it may not do for hours.
+    checking: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A download's reservation: grown by the download, drawn down by its writer.
@@ -150,6 +153,7 @@ impl LocalStore {
             // Probed at the first check (the start's): a directory that is
             // there but cannot be written is told before any download.
             failing: Arc::new(AtomicBool::new(true)),
+            checking: Arc::default(),
         };
         if let Some(age) = clean {
             store.remove_parts(age, true);
@@ -206,6 +210,7 @@ impl LocalStore {
             room: self.room.clone(),
             failing: self.failing.clone(),
             dev: self.dev,
+            checking: self.checking.clone(),
         }
     }
 
@@ -257,6 +262,11 @@ impl LocalStore {
             self.failing.store(false, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// The lock a check holds while it runs: one at a time.
+    pub(crate) fn checking(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.checking.clone()
     }
 
     /// The directory is on the disk it was opened on: a media directory

@@ -250,9 +250,20 @@ impl MediaStore {
             // not on the archiver's one worker.
             // One that hangs (a hard NFS mount, a disk in D state) is
             // given up after LOCAL_CHECK_WAIT: the URL waits, unfetched.
+            // One check at a time, the lock held in its thread: the checks
+            // behind a hung one wait for it (and are given up the same
+            // way), not each a thread of its own stuck beside it, a new one
+            // for every URL due while the disk hangs.
             MediaStore::Local(l) => {
-                let (l, store) = (l.clone(), l.describe());
-                let check = tokio::task::spawn_blocking(move || l.check_room());
+                let (l, store, one) = (l.clone(), l.describe(), l.checking());
+                let check = async move {
+                    let one = one.lock_owned().await;
+                    tokio::task::spawn_blocking(move || {
+                        let _one = one;
+                        l.check_room()
+                    })
+                    .await
+                };
                 match tokio::time::timeout(LOCAL_CHECK_WAIT, check).await {
                     Ok(Ok(checked)) => checked,
                     Ok(Err(e)) => Err(StoreError::Unavailable {
