@@ -528,3 +528,43 @@ async fn a_signed_body_naming_a_key_twice_is_refused() {
     assert_eq!(post(addr, "/hooks/kie", &signed, once).await.0, StatusCode::OK);
     h.shutdown().await;
 }
+
+/// A preset route whose `kie` signature names its own task id pointer:
+/// the preset's fields, which dedupe reads, must agree with it. Before, a
+/// body signed for task A (`/data/taskId`) whose Runway field
+/// (`/data/task_id`) said B was taken as B's callback, and B's genuine
+/// one then answered as a duplicate and dropped (provider review, stop 71).
+#[tokio::test]
+async fn a_signature_with_its_own_task_id_pointer_signs_the_task_dedupe_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let route = signed_route(&sub, "rw", "r", Signature::kie_at("kie-key", "/data/taskId")).preset("kie-runway");
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("s", sub.url()))
+            .route(route),
+    )
+    .await;
+    let addr = h.ingest_addrs[0];
+    let signed = |task: &str| {
+        let ts = now_secs().to_string();
+        let sig = kie_sign("kie-key", task, &ts);
+        [("x-webhook-timestamp", ts), ("x-webhook-signature", sig)]
+    };
+    let send = |headers: [(&'static str, String); 2], body: String| async move {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post(addr, "/hooks/rw", &h, body).await
+    };
+    let mixed = r#"{"code":500,"msg":"x","data":{"taskId":"task-a","task_id":"task-b"}}"#;
+    let (s, _, b) = send(signed("task-a"), mixed.to_string()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{}", String::from_utf8_lossy(&b));
+    let genuine = r#"{"code":200,"msg":"ok","data":{"taskId":"task-b","task_id":"task-b","video_url":"u"}}"#;
+    let (s, _, b) = send(signed("task-b"), genuine.to_string()).await;
+    let answer = String::from_utf8_lossy(&b);
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    assert!(answer.contains(r#""duplicate":false"#), "{answer}");
+    // A body with only the route's own field is signed and taken as before.
+    let own = r#"{"code":200,"msg":"ok","data":{"taskId":"task-c","video_url":"u"}}"#;
+    assert_eq!(send(signed("task-c"), own.to_string()).await.0, StatusCode::OK);
+    h.shutdown().await;
+}

@@ -94,13 +94,18 @@ signature = { scheme = "kie", secret = "k", task_id = "/job" }"#,
     assert_eq!(r.dedupe_key, DedupeKey::Pointers(vec!["/data/task_id".into()]));
     assert_eq!(pointers(r), ["/data/video_url"]);
     match &r.signature {
-        Some(Signature::Kie { task_id, .. }) => assert_eq!(task_id, &["/job"]),
+        // The route's pointer first; the preset's after it, which dedupe
+        // and the expected tasks read: a body's must agree.
+        Some(Signature::Kie { task_id, .. }) => assert_eq!(task_id, &["/job", "/data/task_id", "/data/taskId"]),
         other => panic!("{other:?}"),
     }
     let report = r.preset_report.join("\n");
     assert!(report.contains("dedupe_key: set by the route"), "{report}");
     assert!(report.contains("media: set by the route"), "{report}");
-    assert!(report.contains("task id: set by the route"), "{report}");
+    assert!(
+        report.contains(r#"task id: "/job" (the route's) first, then the preset's ["/data/task_id", "/data/taskId"]"#),
+        "{report}"
+    );
 
     // `media = []` switches the preset's archiving off; no preset, no media.
     let c = parse(&cfg("preset = \"kie-runway\"\nmedia = []", "", "")).unwrap();

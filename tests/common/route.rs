@@ -54,6 +54,9 @@ impl From<String> for Secret {
 pub enum Signature {
     Kie {
         secret: Secret,
+        /// The route's own pointer to the task id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
     },
     StandardWebhooks {
         secret: Secret,
@@ -68,7 +71,17 @@ pub enum Signature {
 
 impl Signature {
     pub fn kie(secret: impl Into<Secret>) -> Signature {
-        Signature::Kie { secret: secret.into() }
+        Signature::Kie {
+            secret: secret.into(),
+            task_id: None,
+        }
+    }
+    /// `kie` with the task id read at `pointer` (`signature.task_id`).
+    pub fn kie_at(secret: impl Into<Secret>, pointer: &str) -> Signature {
+        Signature::Kie {
+            secret: secret.into(),
+            task_id: Some(pointer.into()),
+        }
     }
     pub fn standard_webhooks(secret: impl Into<Secret>) -> Signature {
         Signature::StandardWebhooks { secret: secret.into() }

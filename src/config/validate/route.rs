@@ -251,7 +251,12 @@ impl Validator<'_> {
     }
 
     /// A signature; `preset_task_id` is where the task id is when the `kie`
-    /// scheme names no `task_id` of its own.
+    /// scheme names no `task_id` of its own. One it names is read first,
+    /// the preset's after it: every one the body holds must agree, so the
+    /// task id signed is the one dedupe and the expected tasks act on
+    /// (taken alone, a signature over task A could carry a body whose
+    /// preset field says B, stored as B's callback and the genuine B then a
+    /// duplicate).
     fn signature(
         &self,
         key: &str,
@@ -288,8 +293,10 @@ impl Validator<'_> {
                 Signature::Kie {
                     secret: one(secret)?,
                     task_id: task_id
-                        .as_ref()
-                        .map_or_else(|| preset_task_id.to_vec(), |p| vec![p.clone()]),
+                        .iter()
+                        .chain(preset_task_id.iter().filter(|p| Some(*p) != task_id.as_ref()))
+                        .cloned()
+                        .collect(),
                     tolerance: tolerance(t)?,
                 }
             }

@@ -98,11 +98,13 @@ pub(super) fn preset_report(p: Preset, r: &RawRoute, signature: &Option<Signatur
         format!("dedupe_key = {}  (from the preset)", p.dedupe_text())
     });
     out.push(from(r.media.is_some(), "media", list(p.media)));
-    let own_task_id = matches!(
-        r.signature.as_ref().map(|s| s.get_ref()),
-        Some(RawSignature::Kie { task_id: Some(_), .. })
-    );
-    let task_line = from(own_task_id, "task id", list(p.task_id));
+    let task_line = match r.signature.as_ref().map(|s| s.get_ref()) {
+        Some(RawSignature::Kie { task_id: Some(own), .. }) => format!(
+            "task id: {own:?} (the route's) first, then the preset's [{}]; a body's must agree",
+            list(p.task_id)
+        ),
+        _ => format!("task id = [{}]  (from the preset)", list(p.task_id)),
+    };
     match signature {
         Some(Signature::Kie { .. }) => out.push(format!("{task_line}; used by the kie signature")),
         _ => out.push(task_line),
