@@ -258,3 +258,25 @@ async fn a_2xx_is_recorded_before_its_slow_body_so_a_restart_does_not_send_it_ag
     assert_eq!(ev["subscribers"][0]["attempts"].as_array().unwrap().len(), 1, "{ev}");
     h.shutdown().await;
 }
+
+/// An empty callback (a route with `json = false` takes one) is POSTed to
+/// the subscriber with `Content-Length: 0`: hyper sends no length for an
+/// empty body, and a POST without one is refused `411 Length Required` by
+/// some front ends (delivery review, stop 71).
+#[tokio::test]
+async fn an_empty_body_is_sent_with_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Sub::ok().await;
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("s", sub.url()))
+        .edit_route("t", |r| r.dedupe_key([]).json(false));
+    let h = start(&cfg).await;
+    let (s, _, b) = post(h.ingest_addrs[0], "/hooks/t?token=tok", &[], "").await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let got = sub
+        .wait_for(Duration::from_secs(5), "delivery", |r| !r.is_empty())
+        .await;
+    assert!(got[0].body.is_empty());
+    assert_eq!(got[0].header("content-length"), "0");
+    h.shutdown().await;
+}

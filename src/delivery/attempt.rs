@@ -245,6 +245,11 @@ impl Attempter {
                 crate::auth::standard_webhooks_signature(&sub.keys, &id, ts, &event.body),
             );
         }
+        // hyper sends no length for an empty body; a POST should have one
+        // (RFC 9110 §8.6: some front ends answer it `411 Length Required`).
+        if event.body.is_empty() {
+            req = req.header(http::header::CONTENT_LENGTH, 0);
+        }
         let mut req = req
             .body(Full::new(event.body.clone()))
             .map_err(|e| SendError::Build(e.to_string()))?;

@@ -386,8 +386,13 @@ impl Local {
         let body = B64
             .decode(&m.body)
             .map_err(|e| format!("the relay sent a body that is not base64: {e}"))?;
-        let mut req = Request::post(self.to.clone())
-            .header(header::USER_AGENT, USER_AGENT)
+        let mut req = Request::post(self.to.clone()).header(header::USER_AGENT, USER_AGENT);
+        // An empty body's length said, as hyper does not (a POST should
+        // have one: RFC 9110 §8.6).
+        if body.is_empty() {
+            req = req.header(header::CONTENT_LENGTH, 0);
+        }
+        let mut req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("cannot build the request: {e}"))?;
         for (k, v) in &m.headers {
