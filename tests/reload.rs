@@ -226,12 +226,6 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
         .min_free(128 << 20)
         .log_level("debug")
         .log_format("json")
-        .raw(|t| {
-            t["store"]
-                .as_table_mut()
-                .unwrap()
-                .insert("compression".into(), true.into());
-        })
         .edit_route("t", |r| r.path("/hooks/new"))
         .write();
     bin.signal("HUP");
@@ -240,13 +234,7 @@ async fn a_reload_names_each_setting_that_needs_a_restart() {
     // thread of its own: wait for the last one.
     log_until(|| bin.log_text(), "log.format changed", secs(10)).await;
     let log = bin.log_text();
-    for key in [
-        "store.cache",
-        "store.min_free",
-        "store.compression",
-        "log.level",
-        "log.format",
-    ] {
+    for key in ["store.cache", "store.min_free", "log.level", "log.format"] {
         assert!(
             log.contains(&format!("{key} changed; it takes effect after a restart")),
             "{key} not named: {log}"
@@ -392,6 +380,67 @@ async fn a_reload_that_renames_a_route_or_changes_its_dedupe_key_warns_that_dedu
 
 /// Wait (up to 10 s) until a reload that moved route `t` to `/hooks/new`
 /// has applied: a callback there is taken.
+/// A reload switching `store.compression` of the embedded store is
+/// refused (sled cannot switch an existing store): before, it applied with
+/// a warning that the switch takes effect after a restart, and that
+/// restart was refused (exit 2, not restarted by the unit). The running
+/// configuration stays; the same file without the switch applies.
+#[tokio::test]
+async fn a_reload_switching_the_stores_compression_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&base.write(), &[]);
+    let switched = base.clone().edit_route("t", |r| r.path("/hooks/new"));
+    switched
+        .clone()
+        .raw(|t| {
+            t["store"]
+                .as_table_mut()
+                .unwrap()
+                .insert("compression".into(), true.into());
+        })
+        .write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "reload refused", secs(10)).await;
+    let log = bin.log_text();
+    assert!(
+        log.contains("created with store.compression = false") && !log.contains("configuration reloaded"),
+        "{log}"
+    );
+    assert_eq!(callback(bin.addr, &runway("still-old")).await.0, StatusCode::OK);
+    assert_eq!(
+        post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    switched.write();
+    bin.signal("HUP");
+    until_new_route_answers(&bin).await;
+}
+
+/// A reload turning ACME on over a state directory that is another
+/// program's is refused, as the start it waits for would be (exit 2).
+#[tokio::test]
+async fn a_reload_turning_acme_on_over_a_foreign_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("acme")).unwrap();
+    std::fs::write(dir.path().join("acme/certbot-account.json"), "{}").unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&base.write(), &[]);
+    base.clone()
+        .edit_route("t", |r| r.path("/hooks/new"))
+        .tls_acme(Acme::new(
+            ["relay.example.com"],
+            "ops@example.com",
+            "https://127.0.0.1:9/dir",
+        ))
+        .write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "reload refused", secs(10)).await;
+    let log = bin.log_text();
+    assert!(log.contains("certbot-account.json"), "{log}");
+    assert_eq!(callback(bin.addr, &runway("still-old")).await.0, StatusCode::OK);
+}
+
 pub(crate) async fn until_new_route_answers(bin: &Bin) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0 != StatusCode::OK {
