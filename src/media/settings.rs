@@ -39,6 +39,9 @@ pub enum SetupError {
 struct StoreKey {
     store: MediaStoreConfig,
     ca_file: Option<PathBuf>,
+    /// The CA file's contents when read: one replaced under the same name
+    /// (a private CA rotated) is another store's trust, as for subscribers.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl StoreKey {
@@ -51,10 +54,15 @@ impl StoreKey {
             MediaStoreConfig::Local(dir) => StoreKey {
                 store: MediaStoreConfig::Local(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())),
                 ca_file: None,
+                ca_pem: None,
             },
             MediaStoreConfig::S3(_) => StoreKey {
                 store: m.store.clone(),
                 ca_file: m.ca_file.clone(),
+                ca_pem: m
+                    .ca_file
+                    .as_ref()
+                    .and_then(|p| crate::config::small_file::read(p, crate::config::small_file::PEM_MAX).ok()),
             },
         }
     }
@@ -235,5 +243,47 @@ fn open_store(k: &StoreKey, min_free: u64, owner: &str, clean: Option<Duration>)
         })
         .map(MediaStore::S3)
         .map_err(|e| SetupError::Store(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// An S3 store trusting `ca_file` (nothing is asked of it here).
+    fn s3_with_ca(dir: &Path, ca_file: &Path, current: Option<&ArchiveSettings>) -> ArchiveSettings {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\npath = \"{}\"\n[media]\nca_file = \"{}\"\n\
+             store = {{ s3 = {{ bucket = \"b\", endpoint = \"https://127.0.0.1:9\", access_key = \"k\", secret_key = \"s\" }} }}\n\
+             [[routes]]\nname = \"r\"\npath = \"/hooks/r\"\nallow_anyone = true\n[[routes.subscribers]]\nname = \"s\"\n\
+             url = \"http://127.0.0.1:9000/\"\n",
+            dir.join("data").display(),
+            ca_file.display()
+        );
+        let config = crate::config::Config::parse(&dir.join("config.toml"), &text).unwrap();
+        ArchiveSettings::build(&config, current).unwrap()
+    }
+
+    /// A reload after the S3 endpoint's private CA was replaced in the same
+    /// file opens the store again, trusting the new CA; the same file
+    /// unchanged lends the store on. Before, the store was kept with the
+    /// old trust until a restart, every upload failing (reload review,
+    /// stop 71).
+    #[test]
+    fn a_ca_file_replaced_under_its_name_is_a_new_s3_store_at_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = |name: &str| crate::tls::test_cert::self_signed(name).0.pem();
+        std::fs::write(&ca, pem("ca-a.example")).unwrap();
+        let first = s3_with_ca(dir.path(), &ca, None);
+        let same = s3_with_ca(dir.path(), &ca, Some(&first));
+        assert!(first.shares_store(&same), "the same file lends the store on");
+        std::fs::write(&ca, pem("ca-b.example")).unwrap();
+        let rotated = s3_with_ca(dir.path(), &ca, Some(&same));
+        assert!(
+            !same.shares_store(&rotated),
+            "a CA replaced under its name kept the store"
+        );
     }
 }
