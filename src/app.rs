@@ -436,14 +436,16 @@ impl Handle {
         for l in self.listeners {
             let _ = l.await;
         }
-        // An operator's replay whose caller went away still runs: let it end.
+        // An operator's replay whose caller went away still runs, and a
+        // create call through the submit proxy: let them end.
         let work = &self.app.operator_work;
         work.close();
         if tokio::time::timeout_at(deadline, work.wait()).await.is_err() {
             tracing::warn!(
                 running = work.len(),
-                "stopping before an operator's replay or media retry ended (what it did is kept; asking again \
-                 does the rest)"
+                "stopping before an operator's replay or media retry, or a create call sent through the submit \
+                 proxy, ended (what each did is kept; asking again does the rest; a task the provider creates \
+                 after this is not expected: register it with POST /api/tasks)"
             );
         }
         if tokio::time::timeout_at(deadline, self.app.delivery.push_ended())

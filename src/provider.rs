@@ -32,6 +32,7 @@ mod transport;
 pub mod verify;
 
 pub use client::{ApiKey, ClientConfig, ProviderClient, SubmitAnswer, DEFAULT_BASE_URL};
+pub use create::usable_task_id;
 pub use outcome::{Action, BackoffPolicy, ErrorKind, ProviderError};
 pub use product::{CallbackStage, Product, Stage};
 pub use record::Record;

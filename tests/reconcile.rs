@@ -376,3 +376,45 @@ async fn a_result_polled_while_a_reload_registers_is_stored_after_the_swap_not_g
     assert_eq!(a.count(), 0);
     h.shutdown().await;
 }
+
+/// A create call whose caller goes away before the provider answers (a
+/// client's short timeout, a service restarting) still has its task
+/// recorded as expected: the provider created, and bills, it. Before, the
+/// call was dropped with the caller's connection, and the task was never
+/// recorded nor its id logged (tasks review, stop 71).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_after_its_caller_went_away_is_expected() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
+    let h = start(&cfg).await;
+    fake.hold_creates();
+    let admin_addr = h.admin_addr;
+    let caller = tokio::spawn(async move {
+        submit(
+            admin_addr,
+            "runway",
+            "/api/v1/runway/generate",
+            &serde_json::json!({"prompt": "a cat"}),
+        )
+        .await
+    });
+    fake.wait_until("the create call", secs(10), |f| f.create_requests() == 1)
+        .await;
+    // The caller gives up: its connection closes.
+    caller.abort();
+    let _ = caller.await;
+    tokio::time::sleep(ms(300)).await;
+    fake.release_creates();
+    let deadline = tokio::time::Instant::now() + secs(10);
+    let tasks = loop {
+        let tasks = task_list(h.admin_addr, "").await;
+        if !tasks.is_empty() || tokio::time::Instant::now() > deadline {
+            break tasks;
+        }
+        tokio::time::sleep(ms(50)).await;
+    };
+    assert_eq!(tasks.len(), 1, "the created task is expected: {tasks:?}");
+    h.shutdown().await;
+}

@@ -4,6 +4,8 @@
 //! answer is the provider's, unchanged). The task state of an event is
 //! shown by the event view ([`task_of_event`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{header, StatusCode};
 use serde::Deserialize;
@@ -76,9 +78,9 @@ pub(super) async fn register(app: &App, body: &[u8]) -> ApiResult {
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let r: Register = serde_json::from_slice(body)
         .map_err(|e| bad(format!("expected {{\"route\": \"…\", \"task_id\": \"…\"}}: {e}")))?;
-    if r.task_id.is_empty() || r.task_id.len() > 256 || r.task_id.chars().any(char::is_control) {
+    if !crate::provider::usable_task_id(&r.task_id) {
         return Err(bad(
-            "task_id must be 1 to 256 characters, none of them control characters".into(),
+            "task_id must be 1 to 256 bytes, none of them control characters".into()
         ));
     }
     let live = app.live();
@@ -101,12 +103,23 @@ pub(super) async fn register(app: &App, body: &[u8]) -> ApiResult {
 }
 
 /// The submit proxy: the provider's answer (status, content type, bytes) as it came.
-pub(super) async fn submit(app: &App, route: &str, q: &Query, body: Bytes) -> Result<Reply, (StatusCode, String)> {
+pub(super) async fn submit(app: &Arc<App>, route: &str, q: &Query, body: Bytes) -> Result<Reply, (StatusCode, String)> {
     let endpoint = q.get("endpoint").ok_or((
         StatusCode::BAD_REQUEST,
         "endpoint=… is required (e.g. /api/v1/runway/generate)".into(),
     ))?;
-    let done = crate::reconcile::submit::submit(app, route, endpoint, body).await?;
+    // Run to its end even when the caller goes away (hyper drops a
+    // request's handler when its connection closes): a create the provider
+    // took is a task it bills, recorded as expected whether or not anyone
+    // is still waiting for the answer. A stop waits for it
+    // (`App::operator_work`).
+    let (a, route, endpoint) = (app.clone(), route.to_string(), endpoint.to_string());
+    let work = async move { crate::reconcile::submit::submit(&a, &route, &endpoint, body).await };
+    let done = app
+        .operator_work
+        .spawn(work)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("the submit stopped: {e}")))??;
     let a = done.answer;
     let mut r = http::Response::new(full(a.body));
     *r.status_mut() = a.http_status;

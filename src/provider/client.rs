@@ -159,8 +159,11 @@ impl ProviderClient {
     /// The task's status record (`GET <status endpoint>?taskId=`).
     pub async fn record(&self, product: Product, task_id: &str) -> Result<Record, ProviderError> {
         let call = format!("GET {}", product.status_path());
-        if task_id.is_empty() || task_id.len() > 256 || task_id.chars().any(char::is_control) {
-            return Err(invalid(call, "task id is empty, too long or holds control characters"));
+        if !super::create::usable_task_id(task_id) {
+            return Err(invalid(
+                call,
+                "task id is empty, over 256 bytes or holds control characters",
+            ));
         }
         self.check_pause(&call)?;
         let budget = self.inner.cfg.max_pacing_wait;
@@ -189,16 +192,11 @@ impl ProviderClient {
     ) -> Result<SubmitAnswer, ProviderError> {
         let call = format!("POST {endpoint_path}");
         check_endpoint_path(endpoint_path).map_err(|m| invalid(call.clone(), m))?;
-        let mut json: Value =
-            serde_json::from_slice(body).map_err(|e| invalid(call.clone(), &format!("body is not JSON: {e}")))?;
-        let Some(fields) = json.as_object_mut() else {
-            return Err(invalid(call, "body is not a JSON object"));
-        };
-        fields.insert("callBackUrl".into(), callback_url.into());
+        let bytes = super::create::with_callback(body, callback_url).map_err(|m| invalid(call.clone(), &m))?;
         if let Err(wait) = self.inner.limits.create(self.inner.cfg.max_pacing_wait).await {
             return Err(local_limit(call, wait));
         }
-        let bytes = Bytes::from(serde_json::to_vec(&json).expect("a JSON value serialises"));
+        let bytes = Bytes::from(bytes);
         let answer = match self
             .inner
             .transport
@@ -216,8 +214,7 @@ impl ProviderClient {
         let task_id = parsed
             .as_ref()
             .filter(|_| code == Some(200))
-            .and_then(|v| first_str(v, &["/data/taskId", "/data/task_id"]))
-            .map(str::to_string);
+            .and_then(super::create::created_task_id);
         tracing::debug!(call, status = answer.status.as_u16(), code, task_id, "provider create");
         Ok(SubmitAnswer {
             http_status: answer.status,

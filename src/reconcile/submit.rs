@@ -85,7 +85,16 @@ pub async fn submit(
             _ => StatusCode::BAD_GATEWAY,
         };
         tracing::warn!(route = route_name, endpoint, error = %e, "submit proxy: create call failed");
-        (status, e.to_string())
+        match status {
+            StatusCode::GATEWAY_TIMEOUT => (
+                status,
+                format!(
+                    "{e}: the provider may have created (and billed) the task; it was not sent again and is not \
+                     expected (register it with POST /api/tasks if the provider shows it)"
+                ),
+            ),
+            _ => (status, e.to_string()),
+        }
     })?;
     // An answer that echoes the create call (a debug field, a gateway's
     // page) quotes `callBackUrl`, and with it the route's token.
@@ -101,6 +110,14 @@ pub async fn submit(
         );
         return Ok(Submitted { answer, task: None });
     };
+    // One the status endpoint cannot be asked about (nor the store keep):
+    // expected, it would only be given up at its first poll.
+    if !crate::provider::usable_task_id(&task_id) {
+        tracing::error!(route = route_name, endpoint, task_id = ?task_id,
+            "submit proxy: the provider created a task whose id cannot be polled (empty, over 256 bytes or with \
+             control characters); answered with hookrelay-task-state: unregistered, it is not reconciled");
+        return Ok(Submitted { answer, task: None });
+    }
     let give_up = tokio::time::Instant::now() + REGISTER_FOR;
     let mut pause = std::time::Duration::from_millis(100);
     let registered = loop {
