@@ -288,7 +288,15 @@ impl ProviderClient {
         } = fault;
         let policy = &self.inner.cfg.backoff;
         let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
-        let action = if kind.is_retryable() {
+        let action = if kind == ErrorKind::NotReady {
+            // An answer about one task (its record is not a success yet), not
+            // of the provider's health: it ends the key's run of failures,
+            // and is asked again at the usual pace, not later each time.
+            health.consecutive = 0;
+            Action::RetryLater {
+                after: policy.transient.base,
+            }
+        } else if kind.is_retryable() {
             health.consecutive = health.consecutive.saturating_add(1);
             let mut after = policy.delay(kind, health.consecutive).unwrap_or(policy.transient.base);
             if let Some(hint) = hint {
@@ -427,6 +435,29 @@ mod tests {
             .to_string();
         assert!(!shown.contains("sk-very"), "{shown}");
         assert!(shown.contains("  <redacted>;"), "{shown}");
+    }
+
+    /// "Record status is not success" (422) about some tasks neither slows
+    /// their polls nor another call's back-off: before, each counted in
+    /// the key's run of failures, their waits doubling to 5 min, and a
+    /// server error after them waited as long (provider review, stop 71).
+    #[test]
+    fn a_record_not_ready_is_no_failure_of_the_key() {
+        let key = ApiKey::new("sk-test").unwrap();
+        let client = ProviderClient::new(ClientConfig::new(DEFAULT_BASE_URL, key)).unwrap();
+        let after = |e: ProviderError| match e.action {
+            Action::RetryLater { after } => after,
+            Action::GiveUp => panic!("given up: {e}"),
+        };
+        for _ in 0..6 {
+            let e = client.failed(
+                "GET /api/v1/veo/record-info",
+                Fault::new(ErrorKind::NotReady, "not success"),
+            );
+            assert_eq!(after(e), Duration::from_secs(5));
+        }
+        let e = client.failed("GET /api/v1/veo/record-info", Fault::new(ErrorKind::ServerError, "502"));
+        assert_eq!(after(e), Duration::from_secs(5), "the first failure of the key's run");
     }
 
     #[test]
