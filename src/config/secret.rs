@@ -120,11 +120,17 @@ impl<'de> Deserialize<'de> for SecretList {
     }
 }
 
-/// Decode a Standard Webhooks secret: base64 after an optional `whsec_` prefix.
+/// Decode a Standard Webhooks secret: base64 after an optional `whsec_`
+/// prefix, its `=` padding optional (the official libraries add it).
 pub fn decode_whsec(s: &str) -> Result<Secret, String> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-    let key = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
+    let key = LENIENT.decode(b64).map_err(|_| {
         "invalid signing secret: expected \"whsec_\" followed by base64 (generate one with: hookrelay gen-secret)"
             .to_string()
     })?;

@@ -360,6 +360,16 @@ fn reserved_subscriber_headers_are_refused_by_name() {
     assert!(e.key.starts_with("routes[0].subscribers[0].headers."), "{e}");
 }
 
+/// A signing secret written without its base64 padding is the same key
+/// (the official Standard Webhooks libraries add the `=`; it was refused
+/// as "invalid signing secret": delivery review, stop 71).
+#[test]
+fn a_signing_secret_without_its_padding_is_the_same_key() {
+    let padded = decode_whsec("whsec_lgxLep4UXMtGflUGQoCdXPm9f80kVxyC3vJnkff3QWs=").unwrap();
+    let bare = decode_whsec("whsec_lgxLep4UXMtGflUGQoCdXPm9f80kVxyC3vJnkff3QWs").unwrap();
+    assert!(padded == bare, "the same key");
+    assert!(decode_whsec("whsec_lgxLep4U!XMtGflUGQoCdXPm9f80kVxyC3vJnkff3QWs").is_err());
+}
 #[test]
 fn standard_webhooks_inbound_takes_a_list_of_secrets() {
     let c = parse(&minimal(
