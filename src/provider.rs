@@ -31,7 +31,7 @@ pub mod shape;
 mod transport;
 pub mod verify;
 
-pub use client::{ApiKey, ClientConfig, ProviderClient, SubmitAnswer, DEFAULT_BASE_URL};
+pub use client::{ApiKey, ClientConfig, CreateCall, ProviderClient, SubmitAnswer, DEFAULT_BASE_URL};
 pub use create::usable_task_id;
 pub use outcome::{Action, BackoffPolicy, ErrorKind, ProviderError};
 pub use product::{CallbackStage, Product, Stage};

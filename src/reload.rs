@@ -44,6 +44,19 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     if new.admin.listen != running.admin.listen {
         tracing::warn!("admin.listen changed; it takes effect after a restart");
     }
+    // What the next start would refuse (it exits 2, which the unit does not
+    // restart), weeks later perhaps, is refused now, judged as `check-config`
+    // judges the file (its store, not the running one): an embedded store
+    // created with the other `store.compression` (sled cannot switch one),
+    // an ACME state directory another program's.
+    if matches!(new.store.backend, StoreBackend::Sled) {
+        crate::store::sled::check_compression(&new.store.path, new.store.compression)?;
+    }
+    if let Some(TlsSource::Acme(_)) = &new.server.tls {
+        if let Some(why) = crate::acme::foreign_state(&crate::acme::state_dir(&new.store.path)) {
+            return Err(ReloadError::NextStart(why));
+        }
+    }
     // The store in use stays until the restart: what follows `store.path`
     // (the media archive's default directory under it, the disk its floor
     // is measured on, the archive's owner tag) follows the one in use.
@@ -58,12 +71,6 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
             );
         }
         new.store.path = running.store.path.clone();
-    }
-    // A switch of an embedded store's compression, which sled cannot make:
-    // the next start would refuse it (exit 2, which the unit does not
-    // restart), weeks later perhaps; refused now, as `check-config` does.
-    if new.store.compression != running.store.compression && matches!(running.store.backend, StoreBackend::Sled) {
-        crate::store::sled::check_compression(&running.store.path, new.store.compression)?;
     }
     for (changed, key) in [
         (new.store.cache_bytes != running.store.cache_bytes, "store.cache"),
@@ -121,13 +128,6 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
     new.log = running.log.clone();
     // Compared with what the listeners run, not with the previous file: a
     // change that needed a restart is still pending after further reloads.
-    // ACME asked for (it takes effect at the restart) over a state
-    // directory that is another program's: that start would refuse it.
-    if let (Some(TlsSource::Acme(_)), None) = (&new.server.tls, &app.acme) {
-        if let Some(why) = crate::acme::foreign_state(&crate::acme::state_dir(&running.store.path)) {
-            return Err(ReloadError::NextStart(why));
-        }
-    }
     let certificate = match (&new.server.tls, &app.tls, &app.acme) {
         (Some(TlsSource::Files(files)), Some(served), None) => {
             let (cfg, cert) = tls::load_files(files)?;

@@ -412,9 +412,20 @@ async fn a_reload_switching_the_stores_compression_is_refused() {
         post(bin.addr, "/hooks/new?token=tok", &[], runway("new")).await.0,
         StatusCode::NOT_FOUND
     );
-    switched.write();
+    // The refusal's advice taken: a new store at another path, compressed,
+    // is what the next start opens; the reload applies.
+    switched
+        .store_path(&dir.path().join("data2"))
+        .raw(|t| {
+            t["store"]
+                .as_table_mut()
+                .unwrap()
+                .insert("compression".into(), true.into());
+        })
+        .write();
     bin.signal("HUP");
     until_new_route_answers(&bin).await;
+    assert!(bin.log_text().contains("store.path changed"), "{}", bin.log_text());
 }
 
 /// A reload turning ACME on over a state directory that is another

@@ -108,13 +108,21 @@ pub(super) async fn submit(app: &Arc<App>, route: &str, q: &Query, body: Bytes) 
         StatusCode::BAD_REQUEST,
         "endpoint=… is required (e.g. /api/v1/runway/generate)".into(),
     ))?;
-    // Run to its end even when the caller goes away (hyper drops a
-    // request's handler when its connection closes): a create the provider
-    // took is a task it bills, recorded as expected whether or not anyone
-    // is still waiting for the answer. A stop waits for it
-    // (`App::operator_work`).
-    let (a, route, endpoint) = (app.clone(), route.to_string(), endpoint.to_string());
-    let work = async move { crate::reconcile::submit::submit(&a, &route, &endpoint, body).await };
+    // Checked, and its turn in the key's create pacing waited for, here: a
+    // caller that goes away meanwhile (hyper drops a request's handler when
+    // its connection closes) sends nothing. Once sent, it runs to its end
+    // whether or not anyone still waits for the answer: a create the
+    // provider took is a task it bills, recorded as expected. A stop waits
+    // for it (`App::operator_work`); none is sent once the stop began.
+    let ready = crate::reconcile::submit::prepare(app, route, endpoint, body).await?;
+    if !app.serving.load(std::sync::atomic::Ordering::Acquire) {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hookrelay is stopping: the create call was not sent".into(),
+        ));
+    }
+    let a = app.clone();
+    let work = async move { crate::reconcile::submit::send(&a, ready).await };
     let done = app
         .operator_work
         .spawn(work)

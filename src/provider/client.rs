@@ -83,6 +83,14 @@ pub struct SubmitAnswer {
     pub task_id: Option<String>,
 }
 
+/// A create call ready to go: its body with `callBackUrl`, its turn in the
+/// key's create pacing taken.
+#[derive(Debug)]
+pub struct CreateCall {
+    endpoint_path: String,
+    body: Bytes,
+}
+
 /// Back-off state shared by every call made with the key.
 #[derive(Debug, Default)]
 struct Health {
@@ -182,21 +190,44 @@ impl ProviderClient {
         Ok(record)
     }
 
-    /// Forward a create call: `body` (a JSON object) gets `callBackUrl` set and
-    /// is POSTed to `endpoint_path`; the answer comes back unchanged.
-    pub async fn submit(
+    /// Ready a create call: `body` (a JSON object) gets `callBackUrl` set,
+    /// and the key's create pacing gives it its turn (waited for here, so a
+    /// caller that goes away meanwhile sends nothing). [`Self::send_create`]
+    /// sends it.
+    pub async fn create_call(
         &self,
         endpoint_path: &str,
         body: &[u8],
         callback_url: &str,
-    ) -> Result<SubmitAnswer, ProviderError> {
+    ) -> Result<CreateCall, ProviderError> {
         let call = format!("POST {endpoint_path}");
         check_endpoint_path(endpoint_path).map_err(|m| invalid(call.clone(), m))?;
         let bytes = super::create::with_callback(body, callback_url).map_err(|m| invalid(call.clone(), &m))?;
         if let Err(wait) = self.inner.limits.create(self.inner.cfg.max_pacing_wait).await {
             return Err(local_limit(call, wait));
         }
-        let bytes = Bytes::from(bytes);
+        Ok(CreateCall {
+            endpoint_path: endpoint_path.to_string(),
+            body: Bytes::from(bytes),
+        })
+    }
+
+    /// [`Self::create_call`], then [`Self::send_create`]: one create call.
+    pub async fn submit(
+        &self,
+        endpoint_path: &str,
+        body: &[u8],
+        callback_url: &str,
+    ) -> Result<SubmitAnswer, ProviderError> {
+        let call = self.create_call(endpoint_path, body, callback_url).await?;
+        self.send_create(call).await
+    }
+
+    /// POST a create call readied by [`Self::create_call`]; the answer comes
+    /// back unchanged.
+    pub async fn send_create(&self, c: CreateCall) -> Result<SubmitAnswer, ProviderError> {
+        let (endpoint_path, bytes) = (c.endpoint_path.as_str(), c.body);
+        let call = format!("POST {endpoint_path}");
         let answer = match self
             .inner
             .transport

@@ -33,13 +33,20 @@ pub struct Submitted {
 /// a moment of a store refusing writes).
 const REGISTER_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Forward a create call for `route_name`.
-pub async fn submit(
-    app: &App,
-    route_name: &str,
-    endpoint: &str,
-    body: Bytes,
-) -> Result<Submitted, (StatusCode, String)> {
+/// A create call for a route, ready to be sent ([`prepare`], then [`send`]).
+pub struct Ready {
+    route: String,
+    endpoint: String,
+    /// The route's tokens, redacted from an answer that echoes the call.
+    tokens: Vec<crate::auth::Secret>,
+    client: crate::provider::ProviderClient,
+    call: crate::provider::CreateCall,
+}
+
+/// Check a create call for `route_name` and wait for its turn in the key's
+/// create pacing: nothing is sent yet (a caller that goes away meanwhile
+/// leaves nothing behind).
+pub async fn prepare(app: &App, route_name: &str, endpoint: &str, body: Bytes) -> Result<Ready, (StatusCode, String)> {
     let live = app.live();
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let route = live
@@ -77,28 +84,57 @@ pub async fn submit(
             .finish();
         callback_url = format!("{callback_url}?{query}");
     }
-    let mut answer = client.submit(endpoint, &body, &callback_url).await.map_err(|e| {
-        let status = match e.kind {
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::OutcomeUnknown | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::LocalLimit => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        tracing::warn!(route = route_name, endpoint, error = %e, "submit proxy: create call failed");
-        match status {
-            StatusCode::GATEWAY_TIMEOUT => (
-                status,
-                format!(
-                    "{e}: the provider may have created (and billed) the task; it was not sent again and is not \
-                     expected (register it with POST /api/tasks if the provider shows it)"
-                ),
+    let call = client
+        .create_call(endpoint, &body, &callback_url)
+        .await
+        .map_err(|e| refused(route_name, endpoint, e))?;
+    Ok(Ready {
+        route: route.name.clone(),
+        endpoint: endpoint.to_string(),
+        tokens: route.tokens.clone(),
+        client,
+        call,
+    })
+}
+
+/// The answer for a create call that failed.
+fn refused(route_name: &str, endpoint: &str, e: crate::provider::ProviderError) -> (StatusCode, String) {
+    let status = match e.kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::OutcomeUnknown | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::LocalLimit => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    tracing::warn!(route = route_name, endpoint, error = %e, "submit proxy: create call failed");
+    match status {
+        StatusCode::GATEWAY_TIMEOUT => (
+            status,
+            format!(
+                "{e}: the provider may have created (and billed) the task; it was not sent again and is not \
+                 expected (register it with POST /api/tasks if the provider shows it)"
             ),
-            _ => (status, e.to_string()),
-        }
-    })?;
+        ),
+        _ => (status, e.to_string()),
+    }
+}
+
+/// Send a create call [`prepare`] readied, and expect the task it creates.
+pub async fn send(app: &App, ready: Ready) -> Result<Submitted, (StatusCode, String)> {
+    let Ready {
+        route,
+        endpoint,
+        tokens,
+        client,
+        call,
+    } = ready;
+    let (route_name, endpoint) = (route.as_str(), endpoint.as_str());
+    let mut answer = client
+        .send_create(call)
+        .await
+        .map_err(|e| refused(route_name, endpoint, e))?;
     // An answer that echoes the create call (a debug field, a gateway's
     // page) quotes `callBackUrl`, and with it the route's token.
-    for token in &route.tokens {
+    for token in &tokens {
         answer.body = crate::auth::redact_secret(answer.body, token);
     }
     let Some(task_id) = answer.task_id.clone() else {
@@ -124,7 +160,7 @@ pub async fn submit(
         // Each try bounded too: a NATS node that takes requests and answers
         // none would hold the caller past the 5 s, who may then send the
         // create call again (and start a second task).
-        let tried = tokio::time::timeout_at(give_up, super::expect(app, &route.name, task_id.clone()))
+        let tried = tokio::time::timeout_at(give_up, super::expect(app, route_name, task_id.clone()))
             .await
             .unwrap_or_else(|_| {
                 Err(crate::store::StoreError::Unavailable(format!(
