@@ -355,16 +355,7 @@ async fn a_created_task_the_store_cannot_record_is_answered_as_unregistered() {
     let dir = tempfile::tempdir().unwrap();
     let h = start(&relay(dir.path(), &nats, &fake, &sub)).await;
     fake.hold_creates();
-    let admin_addr = h.admin_addr;
-    let call = tokio::spawn(async move {
-        common::tasks::submit(
-            admin_addr,
-            "runway",
-            "/api/v1/runway/generate",
-            &serde_json::json!({"prompt": "a cat"}),
-        )
-        .await
-    });
+    let call = common::tasks::submit_in_background(h.admin_addr);
     fake.wait_until("the create call", secs(10), |f| f.create_requests() == 1)
         .await;
     nats.kill9(0);

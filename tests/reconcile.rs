@@ -390,16 +390,7 @@ async fn a_task_created_after_its_caller_went_away_is_expected() {
     let (cfg, _) = tasks_config(dir.path(), vec![task_route("runway", "kie-runway", &fake, &sub.url())]);
     let h = start(&cfg).await;
     fake.hold_creates();
-    let admin_addr = h.admin_addr;
-    let caller = tokio::spawn(async move {
-        submit(
-            admin_addr,
-            "runway",
-            "/api/v1/runway/generate",
-            &serde_json::json!({"prompt": "a cat"}),
-        )
-        .await
-    });
+    let caller = common::tasks::submit_in_background(h.admin_addr);
     fake.wait_until("the create call", secs(10), |f| f.create_requests() == 1)
         .await;
     // The caller gives up: its connection closes.

@@ -391,15 +391,7 @@ async fn a_reload_switching_the_stores_compression_is_refused() {
     let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
     let bin = Bin::start(&base.write(), &[]);
     let switched = base.clone().edit_route("t", |r| r.path("/hooks/new"));
-    switched
-        .clone()
-        .raw(|t| {
-            t["store"]
-                .as_table_mut()
-                .unwrap()
-                .insert("compression".into(), true.into());
-        })
-        .write();
+    compressed(switched.clone()).write();
     bin.signal("HUP");
     log_until(|| bin.log_text(), "reload refused", secs(10)).await;
     let log = bin.log_text();
@@ -414,15 +406,7 @@ async fn a_reload_switching_the_stores_compression_is_refused() {
     );
     // The refusal's advice taken: a new store at another path, compressed,
     // is what the next start opens; the reload applies.
-    switched
-        .store_path(&dir.path().join("data2"))
-        .raw(|t| {
-            t["store"]
-                .as_table_mut()
-                .unwrap()
-                .insert("compression".into(), true.into());
-        })
-        .write();
+    compressed(switched.store_path(&dir.path().join("data2"))).write();
     bin.signal("HUP");
     until_new_route_answers(&bin).await;
     assert!(bin.log_text().contains("store.path changed"), "{}", bin.log_text());
@@ -450,6 +434,16 @@ async fn a_reload_turning_acme_on_over_a_foreign_state_directory_is_refused() {
     let log = bin.log_text();
     assert!(log.contains("certbot-account.json"), "{log}");
     assert_eq!(callback(bin.addr, &runway("still-old")).await.0, StatusCode::OK);
+}
+
+/// `c` with `store.compression = true`.
+fn compressed(c: TestConfig) -> TestConfig {
+    c.raw(|t| {
+        t["store"]
+            .as_table_mut()
+            .unwrap()
+            .insert("compression".into(), true.into());
+    })
 }
 
 pub(crate) async fn until_new_route_answers(bin: &Bin) {

@@ -101,6 +101,20 @@ pub async fn submit(
     .await
 }
 
+/// [`submit`] of a Runway create call on route `runway`, in a task of its
+/// own (the test holds the provider's answer meanwhile, or drops the call).
+pub fn submit_in_background(admin_addr: SocketAddr) -> tokio::task::JoinHandle<(StatusCode, http::HeaderMap, Bytes)> {
+    tokio::spawn(async move {
+        submit(
+            admin_addr,
+            "runway",
+            "/api/v1/runway/generate",
+            &serde_json::json!({"prompt": "a cat"}),
+        )
+        .await
+    })
+}
+
 /// Submit a create call that must succeed; the task id the provider gave.
 pub async fn submit_ok(admin_addr: SocketAddr, route: &str, endpoint: &str) -> String {
     let (s, _, b) = submit(admin_addr, route, endpoint, &serde_json::json!({"prompt": "a cat"})).await;
