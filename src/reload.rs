@@ -117,6 +117,17 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
         // ones too, for every relay.
         new.store.retention = running.store.retention;
     }
+    // A shorter retention applies at the next sweep (within a minute), and
+    // what it removes cannot come back: said now, with what goes.
+    let in_force = app.live().config.store.retention;
+    if new.store.retention < in_force {
+        tracing::warn!(
+            from = %humantime::format_duration(in_force),
+            to = %humantime::format_duration(new.store.retention),
+            "store.retention lowered: the next sweep, within a minute, removes the finished events (with their \
+             dedupe keys), dead letters and settled expected tasks older than the new value"
+        );
+    }
     // What needs a restart stays as it runs until then: the media archive's
     // disk floor follows `store.min_free` and the backend (a floor lowered
     // under a store still refusing callbacks at the old one lets downloads

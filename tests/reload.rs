@@ -436,6 +436,37 @@ async fn a_reload_turning_acme_on_over_a_foreign_state_directory_is_refused() {
     assert_eq!(callback(bin.addr, &runway("still-old")).await.0, StatusCode::OK);
 }
 
+/// A reload lowering `store.retention` says, at once, what the next sweep
+/// removes for good (it applied with nothing logged: retention review,
+/// stop 71); raising it says nothing.
+#[tokio::test]
+async fn a_reload_lowering_the_retention_says_what_the_next_sweep_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", DOWN));
+    let bin = Bin::start(&base.write(), &[]);
+    let retention = |c: TestConfig, d: &'static str| {
+        c.raw(move |t| {
+            t["store"].as_table_mut().unwrap().insert("retention".into(), d.into());
+        })
+    };
+    retention(base.clone().edit_route("t", |r| r.path("/hooks/new")), "1d").write();
+    bin.signal("HUP");
+    until_new_route_answers(&bin).await;
+    log_until(|| bin.log_text(), "store.retention lowered", secs(10)).await;
+    let log = bin.log_text();
+    let line = log.lines().find(|l| l.contains("store.retention lowered")).unwrap();
+    assert!(line.contains("14days") && line.contains("1day"), "{line}");
+    retention(base, "30d").write();
+    bin.signal("HUP");
+    log_until(|| bin.log_text(), "configuration reloaded", secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bin.log_text().matches("configuration reloaded").count() < 2 {
+        assert!(Instant::now() < deadline, "second reload: {}", bin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(bin.log_text().matches("store.retention lowered").count(), 1);
+}
+
 /// `c` with `store.compression = true`.
 fn compressed(c: TestConfig) -> TestConfig {
     c.raw(|t| {
