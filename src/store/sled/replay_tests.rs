@@ -178,15 +178,26 @@ async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_mean
     let signal = src.signal();
     let _ = signal.notified().now_or_never();
 
-    // The replay sends its first step to the writer and waits for it.
+    // The replay sends its first step to the writer and waits for it; it is
+    // polled (its send may first wait for room in the writer's queue: once
+    // polled only, it hung the test under load) until the lane is woken for
+    // the first step's letters, and not after: they fail at once and die
+    // again before the replay asks for its next step. A wake left over from
+    // the set-up finds nothing to take, and the wait goes on.
     let replay = store.replay_dead_letters(None);
     tokio::pin!(replay);
-    assert!((&mut replay).now_or_never().is_none());
-    // The lane is woken for the first step's letters; they fail at once and
-    // die again before the replay asks for its next step.
-    signal.notified().await;
+    let first = loop {
+        tokio::select! {
+            biased;
+            _ = signal.notified() => {}
+            r = &mut replay => panic!("the replay ended before its first step reached the lane: {r:?}"),
+        }
+        let taken = src.take(2 * n, crate::clock::now_ms()).await.unwrap();
+        if !taken.is_empty() {
+            break taken;
+        }
+    };
     let now = crate::clock::now_ms();
-    let first = src.take(2 * n, now).await.unwrap();
     assert_eq!(first.len(), super::replay::DEAD_CHUNK, "the first step's letters");
     kill(&store, &mut src, &first, now).await;
 
