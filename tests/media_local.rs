@@ -293,6 +293,31 @@ async fn a_stale_temp_file_is_removed_on_open_a_fresh_one_of_another_writer_is_k
     assert_eq!(temp_files(dir.path()), 1);
 }
 
+/// The retention pass's look for crashed downloads' partial files leaves
+/// this relay's own alone, however old their time looks: they are its
+/// downloads in flight (its crashed ones went at its start), and a step of
+/// the wall clock past the download deadline made one look stale, deleted
+/// under the download (its try lost; retention review, stop 71). Another
+/// writer's old one still goes.
+#[tokio::test]
+async fn the_retention_pass_leaves_this_relays_own_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open_dir(dir.path(), 0, "0123456789abcdef", None).unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let old = |name: &str| {
+        let path = dir.path().join("tmp").join(name);
+        std::fs::write(&path, b"half a file").unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(an_hour_ago).unwrap();
+        path
+    };
+    let own = old("01HZZZ-0123456789abcdef.part");
+    let peer = old("01HZZY-fedcba9876543210.part");
+    assert_eq!(store.remove_stale_parts(Duration::from_secs(60)), 1);
+    assert!(own.exists(), "this relay's download in flight keeps its partial file");
+    assert!(!peer.exists(), "another writer's stale partial file goes");
+}
+
 /// The checks before downloads into a local directory whose disk hangs (a
 /// frozen filesystem: its probe file is never written) wait for the one
 /// that hangs: one thread stuck, whatever the number of URLs due. Before,

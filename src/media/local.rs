@@ -165,7 +165,9 @@ impl LocalStore {
     /// `age` (blocking; returns how many went). A download in flight writes
     /// its file at least once before its deadline passes, so with `age`
     /// beyond the deadline (see [`stale_part_age`]) only a crashed
-    /// download's file is old enough.
+    /// download's file is old enough. Not this owner's: they are its
+    /// downloads in flight (a crashed run's went at the start), which a
+    /// step of the wall clock would make look old.
     pub fn remove_stale_parts(&self, age: std::time::Duration) -> usize {
         self.remove_parts(age, false)
     }
@@ -183,11 +185,13 @@ impl LocalStore {
             if path.extension().is_none_or(|e| e != "part") {
                 continue;
             }
-            let is_mine = own
-                && path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .is_some_and(|s| s.ends_with(&mine));
+            let is_mine = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| s.ends_with(&mine));
+            if is_mine && !own {
+                continue;
+            }
             let stale = is_mine
                 || entry
                     .metadata()
