@@ -30,6 +30,7 @@
 //! | readiness as far as the store goes: a store it can write, room on its disk (each apart), refused callbacks counted for the log | [`readiness`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
 //! | running as a service: signals, sd_notify, watchdog, exit for restart | [`supervise`] |
+//! | what a start refuses, judged from the file (check-config and reload say it first) | [`start_refusal`] |
 //! | the open-files limit: raised at start, named when too low for the config | [`nofile`] |
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
 //! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render` (and `render_status`, `render_tasks`), `terminal`: control characters in what the admin subcommands print shown escaped, `generate`: fresh tokens and secrets, `init`, `check`, `config_path`: a shell's command falls back to `/etc/hookrelay/config.toml` and the `secrets/` beside its config, …) |
@@ -69,6 +70,7 @@ pub mod reload;
 pub mod retention;
 pub mod server;
 mod stall;
+pub mod start_refusal;
 pub mod state;
 pub mod store;
 pub mod supervise;

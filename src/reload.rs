@@ -45,17 +45,10 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
         tracing::warn!("admin.listen changed; it takes effect after a restart");
     }
     // What the next start would refuse (it exits 2, which the unit does not
-    // restart), weeks later perhaps, is refused now, judged as `check-config`
-    // judges the file (its store, not the running one): an embedded store
-    // created with the other `store.compression` (sled cannot switch one),
-    // an ACME state directory another program's.
-    if matches!(new.store.backend, StoreBackend::Sled) {
-        crate::store::sled::check_compression(&new.store.path, new.store.compression)?;
-    }
-    if let Some(TlsSource::Acme(_)) = &new.server.tls {
-        if let Some(why) = crate::acme::foreign_state(&crate::acme::state_dir(&new.store.path)) {
-            return Err(ReloadError::NextStart(why));
-        }
+    // restart), weeks later perhaps, is refused now, judged on the file as
+    // `check-config` judges it (its store, not the running one).
+    if let Some(why) = crate::start_refusal::of(&new) {
+        return Err(ReloadError::NextStart(why));
     }
     // The store in use stays until the restart: what follows `store.path`
     // (the media archive's default directory under it, the disk its floor

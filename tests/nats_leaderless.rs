@@ -7,7 +7,7 @@
 //! by [`common::nats_leader`].
 
 use crate::common;
-use crate::nats_replica_lag::{dead_letters_within, failing_relay_with};
+use crate::nats_replica_lag::{dead_letters_within, failing_relay_with, relay_on};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +27,7 @@ async fn a_retry_waits_for_the_results_bucket_to_have_a_leader() {
     let nats = NatsCluster::start_with(1, &mappings(RESULTS)).await;
     let leader = Leader::start(&nats.urls()[0], RESULTS).await;
     let sub = Sub::start(Arc::new(|i, _| Behaviour::Status(if i == 0 { 500 } else { 200 }))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path())
-            .subscriber(Subscriber::new("s", sub.url()))
-            .nats(nats.urls(), 1),
-    )
-    .await;
+    let (_dir, h) = relay_on(&nats, Subscriber::new("s", sub.url())).await;
     leader.away();
     // A fresh event's first delivery reads nothing: it goes out, fails,
     // and its retry (due 100 ms later) needs the leader.

@@ -54,13 +54,7 @@ async fn an_after_archive_delivery_waits_for_its_media_when_a_replica_lags() {
 async fn an_event_listing_leaves_out_nothing_a_replica_has_not_applied() {
     let nats = NatsCluster::start_with(1, &common::nats_lag::mappings(&["HR_EV_t"])).await;
     let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path())
-            .subscriber(Subscriber::new("s", sub.url()))
-            .nats(nats.urls(), 1),
-    )
-    .await;
+    let (_dir, h) = relay_on(&nats, Subscriber::new("s", sub.url())).await;
     let mut ids = Vec::new();
     for i in 0..12 {
         ids.push(accepted_retrying(h.ingest_addrs[0], &runway(&format!("listed-{i}"))).await);
@@ -154,14 +148,16 @@ pub(crate) async fn failing_relay_with(
 ) -> (NatsCluster, Sub, tempfile::TempDir, hookrelay::Handle) {
     let nats = NatsCluster::start_with(1, server_config).await;
     let sub = Sub::always(Behaviour::Status(500)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let h = start(
-        &TestConfig::new(dir.path())
-            .subscriber(Subscriber::new("s", sub.url()).circuit_threshold(100))
-            .nats(nats.urls(), 1),
-    )
-    .await;
+    let (dir, h) = relay_on(&nats, Subscriber::new("s", sub.url()).circuit_threshold(100)).await;
     (nats, sub, dir, h)
+}
+
+/// A relay in cluster mode on `nats` (one copy of each stream) with the one
+/// subscriber `sub`; its directory, and its handle.
+pub(crate) async fn relay_on(nats: &NatsCluster, sub: Subscriber) -> (tempfile::TempDir, hookrelay::Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(&TestConfig::new(dir.path()).subscriber(sub).nats(nats.urls(), 1)).await;
+    (dir, h)
 }
 
 /// Post four callbacks (task ids `<tag>-N`) and assert each is a dead

@@ -11,7 +11,7 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
     match Config::load(&cli.config) {
         Ok(c) => {
             // What the start would refuse, said before it.
-            if let Some(why) = acme_state_refused(&c).or_else(|| store_refused(&c)) {
+            if let Some(why) = crate::start_refusal::of(&c) {
                 eprintln!("error: {}: {why}", cli.config.display());
                 return ExitCode::from(2);
             }
@@ -56,27 +56,6 @@ pub(super) fn check_config(cli: &Cli) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// An ACME state directory that is another program's: the start refuses it.
-fn acme_state_refused(c: &Config) -> Option<String> {
-    match &c.server.tls {
-        Some(crate::config::TlsSource::Acme(_)) => crate::acme::foreign_state(&crate::acme::state_dir(&c.store.path)),
-        _ => None,
-    }
-}
-
-/// An embedded store the start would refuse for its settings: created with
-/// the other `store.compression` (read from sled's `conf`; the store is not
-/// opened, it may be in use). It said OK, and the start exited (hostile
-/// review, stop 65).
-fn store_refused(c: &Config) -> Option<String> {
-    match c.store.backend {
-        crate::config::StoreBackend::Sled => crate::store::sled::check_compression(&c.store.path, c.store.compression)
-            .err()
-            .map(|e| e.to_string()),
-        crate::config::StoreBackend::Nats(_) => None,
     }
 }
 

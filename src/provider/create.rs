@@ -36,28 +36,20 @@ impl Product {
 /// caller wrote them (a large integer, `1e2`, are passed on as written, not
 /// read as floats and written again). `Err` when it is not a JSON object.
 pub(super) fn with_callback(body: &[u8], callback_url: &str) -> Result<Vec<u8>, String> {
-    match serde_json::from_slice::<Value>(body) {
-        Err(e) => return Err(format!("body is not JSON: {e}")),
-        Ok(v) if !v.is_object() => return Err("body is not a JSON object".into()),
-        Ok(_) => {}
-    }
     let mut fields: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => "body is not a JSON object".to_string(),
+            Err(_) => format!("body is not JSON: {e}"),
+        })?;
     let url = serde_json::to_string(callback_url).expect("a string serialises");
     fields.insert("callBackUrl".into(), RawValue::from_string(url).expect("a JSON string"));
     Ok(serde_json::to_vec(&fields).expect("raw JSON values serialise"))
 }
 
 /// The task a create answer names (`code` 200): `data.taskId` or
-/// `data.task_id`, a string or a number (as callbacks' task ids are read).
+/// `data.task_id`, a string or a number, read as a callback's task id is.
 pub(super) fn created_task_id(answer: &Value) -> Option<String> {
-    ["/data/taskId", "/data/task_id"]
-        .iter()
-        .find_map(|p| match answer.pointer(p) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        })
+    crate::auth::signature::task_id(Some(answer), &["/data/taskId".into(), "/data/task_id".into()])
 }
 
 /// Whether the provider can be asked about a task id, and the store keep
