@@ -215,3 +215,56 @@ async fn ids_after_a_restart_with_the_clock_behind_go_above_the_cursor() {
         s.close().await;
     }
 }
+
+/// After a restart the cursor looks for each event's result before sending
+/// it. Retention may remove a finished event (its log row and its results,
+/// in one batch) between the cursor's read of its row and that look: no
+/// result then does not make it unfinished.
+#[tokio::test]
+async fn an_event_removed_by_retention_under_a_recovering_cursor_is_not_sent_again() {
+    use super::tests::{attempt, deliver_all, open, sled};
+    use crate::store::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let now = crate::clock::now_ms();
+    let (ids, swept) = {
+        let store = open(dir.path(), &["a"]).await;
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(store.append(event(&format!("t{i}"), &["a"], now)).await.unwrap().id);
+        }
+        let mut src = store.work_source("a").unwrap();
+        // Finish all but the first: the cursor stays at it, and a restart
+        // checks the others' results.
+        for w in src.take(10, now).await.unwrap() {
+            if w.event.id == ids[0] {
+                continue;
+            }
+            store
+                .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+                .await
+                .unwrap();
+            src.done(&w.ticket).await;
+        }
+        store.close().await;
+        (ids.clone(), ids[3])
+    };
+    let store = open(dir.path(), &["a"]).await;
+    let s = sled(&store);
+    let (route, sub) = {
+        let reg = read_lock(&s.inner.registry);
+        (reg.route("runway").unwrap(), reg.sub("a").unwrap())
+    };
+    // The sweep's batch for `swept`, applied just after the cursor read its row.
+    *s.inner.after_log_read.lock().unwrap() = Some(Box::new(move |tree: &::sled::Tree, id: EventId| {
+        if id == swept {
+            let mut b = ::sled::Batch::default();
+            b.remove(keys::log(route, id));
+            b.remove(keys::result(id, sub));
+            tree.apply_batch(b).unwrap();
+        }
+    }));
+    let mut src = store.work_source("a").unwrap();
+    let again = deliver_all(&store, &mut src, now).await;
+    assert_eq!(again, [ids[0]], "only the unfinished event is sent again");
+    store.close().await;
+}

@@ -96,6 +96,10 @@ pub struct SledStore {
     writer: Arc<std::sync::Mutex<Option<group_commit::WriterThread>>>,
 }
 
+/// Tests: see `Inner::after_log_read`.
+#[cfg(test)]
+type LogReadHook = Box<dyn Fn(&sled::Tree, super::EventId) + Send>;
+
 /// State shared by the writer, the lanes and the readers.
 pub(super) struct Inner {
     db: sled::Db,
@@ -113,6 +117,10 @@ pub(super) struct Inner {
     /// Tests: the writer panics at its next data batch.
     #[cfg(test)]
     panic_next_batch: AtomicBool,
+    /// Tests: called by a cursor with each log row it has read, before it
+    /// looks for the row's result (what another thread may do in between).
+    #[cfg(test)]
+    after_log_read: Mutex<Option<LogReadHook>>,
     /// Names ↔ numbers, and which subscribers each route has.
     registry: RwLock<Registry>,
     /// Per route: the next log sequence. Written by the writer after each
@@ -243,6 +251,8 @@ impl SledStore {
             room_watch: Mutex::new(room_watch::RoomWatch::new(std::time::Instant::now())),
             #[cfg(test)]
             panic_next_batch: AtomicBool::new(false),
+            #[cfg(test)]
+            after_log_read: Mutex::default(),
             registry: RwLock::new(registry),
             tails: RwLock::default(),
             waiting: RwLock::default(),
