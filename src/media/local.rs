@@ -17,7 +17,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -25,6 +24,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::failing::Failing;
 use super::room::{Ledger, Reservation, STEP};
 use super::storage::{DigestHold, DigestLocks, PutError, StoreError, Stored, StoredReader};
 
@@ -56,7 +56,7 @@ pub struct LocalStore {
     /// Set when a file could not be written (a read-only or unmounted disk,
     /// permissions, an I/O error), and at opening: the next downloads first
     /// write a probe file, and wait without a try while that fails.
-    failing: Arc<AtomicBool>,
+    failing: Arc<Failing>,
     /// The device the directory was on when opened (see `probe`).
     dev: u64,
     /// Held by the check running ([`super::MediaStore::check_ready`]) until
@@ -152,7 +152,7 @@ impl LocalStore {
             room: Arc::default(),
             // Probed at the first check (the start's): a directory that is
             // there but cannot be written is told before any download.
-            failing: Arc::new(AtomicBool::new(true)),
+            failing: Arc::new(Failing::at_opening()),
             checking: Arc::default(),
         };
         if let Some(age) = clean {
@@ -261,9 +261,8 @@ impl LocalStore {
             e => e,
         })?;
         self.check_disk()?;
-        if self.failing.load(Ordering::Acquire) {
-            self.probe()?;
-            self.failing.store(false, Ordering::Release);
+        if self.failing.is_failing() {
+            self.failing.probe(|| self.probe())?;
         }
         Ok(())
     }
@@ -392,7 +391,7 @@ impl LocalStore {
         // probed before the next download.
         let (sha256, size, path, hold) = written?.inspect_err(|e| {
             if matches!(e, StoreError::Io { .. }) {
-                self.failing.store(true, Ordering::Release);
+                self.failing.note();
             }
         })?;
         let stored = Stored {

@@ -8,7 +8,8 @@
 //!   download's body stream, and their errors.
 //! - [`storage`], [`local`], [`s3`], [`s3_http`]: where the bytes go;
 //!   `s3_abort`: aborting the multipart upload of a stopped try; [`room`]:
-//!   the room a local directory's downloads in flight reserve above its floor.
+//!   the room a local directory's downloads in flight reserve above its floor;
+//!   `failing`: whether a store failed a write since its last passing probe.
 //! - [`archiver`]: the task that works through the store's due media URLs;
 //!   [`job`]: one try of one URL (with the provider refresh of an expired
 //!   URL), `store_changed`: a file stored in a store a reload replaced
@@ -25,6 +26,7 @@
 pub mod addr;
 pub mod archiver;
 pub mod download;
+mod failing;
 pub mod fetch;
 pub mod fetch_error;
 mod job;

@@ -19,7 +19,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use object_store::{Attribute, Attributes, BackoffConfig, ObjectStore, ObjectStor
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::failing::Failing;
 use super::s3_http::HyperConnector;
 use super::storage::{DigestHold, DigestLocks, PutError, StoreError, Stored, StoredReader};
 use crate::auth::credential_text;
@@ -50,13 +50,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_AGAIN: Duration = Duration::from_secs(5);
 
 /// Whether the store takes files, shared by every download.
-#[derive(Default)]
 struct Health {
-    /// The last request to the store failed (or none was made yet).
-    failing: AtomicBool,
-    /// Failed uploads, counted: a probe clears `failing` only if none failed
-    /// while it ran.
-    failures: AtomicU64,
+    /// An upload failed since the last probe that passed (or none was
+    /// made yet).
+    failing: Failing,
     /// The last failed probe: when, and why.
     last_failed: Mutex<Option<(tokio::time::Instant, String)>>,
     /// One probe at a time; the others take its answer.
@@ -173,8 +170,9 @@ impl S3Store {
             prefix,
             part_size: settings.part_size.max(5 << 20),
             health: Arc::new(Health {
-                failing: AtomicBool::new(true),
-                ..Health::default()
+                failing: Failing::at_opening(),
+                last_failed: Mutex::default(),
+                probing: tokio::sync::Mutex::default(),
             }),
         })
     }
@@ -185,11 +183,11 @@ impl S3Store {
     /// one; an `Unavailable` error when it does not.
     pub(crate) async fn check_ready(&self) -> Result<(), StoreError> {
         let h = &self.health;
-        if !h.failing.load(Ordering::Acquire) {
+        if !h.failing.is_failing() {
             return Ok(());
         }
         let _one = h.probing.lock().await;
-        if !h.failing.load(Ordering::Acquire) {
+        if !h.failing.is_failing() {
             return Ok(()); // the probe before this one passed
         }
         let unavailable = |error: String| StoreError::Unavailable {
@@ -201,13 +199,19 @@ impl S3Store {
                 return Err(unavailable(why));
             }
         }
-        let failures = h.failures.load(Ordering::Acquire);
         let probe = ObjectPath::from(format!("{}tmp/probe-{}", self.prefix, ulid::Ulid::new()));
-        let put = self.store.put(&probe, Bytes::from_static(b"hookrelay").into());
-        let answer = match tokio::time::timeout(PROBE_TIMEOUT, put).await {
-            Ok(r) => r.map(|_| ()).map_err(|e| object_err(e).to_string()),
-            Err(_) => Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
-        };
+        // Passing, it clears the failures of before it; an upload that
+        // fails while it runs keeps the store failing.
+        let answer = h
+            .failing
+            .probe_async(async {
+                let put = self.store.put(&probe, Bytes::from_static(b"hookrelay").into());
+                match tokio::time::timeout(PROBE_TIMEOUT, put).await {
+                    Ok(r) => r.map(|_| ()).map_err(|e| object_err(e).to_string()),
+                    Err(_) => Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
+                }
+            })
+            .await;
         if let Err(why) = answer {
             *h.last_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((tokio::time::Instant::now(), why.clone()));
             return Err(unavailable(why));
@@ -219,16 +223,11 @@ impl S3Store {
             tracing::warn!(error = %readable(&e.to_string()), "could not delete the media store's probe object (a lifecycle rule on tmp/ clears it)");
         }
         *h.last_failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        // An upload that failed while the probe ran says otherwise.
-        if h.failures.load(Ordering::Acquire) == failures {
-            h.failing.store(false, Ordering::Release);
-        }
         Ok(())
     }
 
     fn failed<T>(&self, e: StoreError) -> PutError<T> {
-        self.health.failures.fetch_add(1, Ordering::AcqRel);
-        self.health.failing.store(true, Ordering::Release);
+        self.health.failing.note();
         e.into()
     }
 
