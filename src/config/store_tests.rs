@@ -165,3 +165,16 @@ fn an_embedded_store_under_tmp_is_named_as_emptied_at_reboot() {
         "backend = \"nats\"\npath = \"/tmp/h\"\nnats = { servers = [\"nats://127.0.0.1:4222\"] }"
     ));
 }
+
+/// sled panics at its open under a 256-byte cache: `run` exited 2 calling a
+/// healthy store damaged, after `check-config` and a reload accepted it.
+#[test]
+fn a_store_cache_under_a_mebibyte_is_refused() {
+    for cache in ["0", "100", "1023KiB"] {
+        let text = format!("{}\n[store]\ncache = \"{cache}\"\n", minimal(""));
+        let e = parse(&text).expect_err(cache);
+        assert_eq!(e.key, "store.cache", "{e}");
+        assert!(e.to_string().contains("at least 1MiB"), "{e}");
+    }
+    parse(&format!("{}\n[store]\ncache = \"1MiB\"\n", minimal(""))).expect("1MiB is enough");
+}

@@ -42,6 +42,10 @@ use crate::delivery::retry::RetrySchedule;
 /// The most requests in flight per subscriber, or media downloads at once.
 pub const MAX_CONCURRENCY: usize = 4096;
 
+/// The least `store.cache`: sled panics at its open under 256 bytes, and a
+/// cache of a few pages would read the disk for every lookup.
+const MIN_STORE_CACHE: u64 = 1 << 20;
+
 pub(super) struct Validator<'a> {
     pub file: &'a Path,
     pub text: &'a str,
@@ -207,6 +211,13 @@ impl<'a> Validator<'a> {
         let temporary_store_path = self.temporary_store_path_warning(&store.path, &store.backend);
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
+        }
+        if store.cache_bytes < MIN_STORE_CACHE {
+            return Err(self.err(
+                "store.cache",
+                None,
+                "the embedded store's page cache must be at least 1MiB (the default is 16MiB)",
+            ));
         }
         let admin_listen = self.admin_listen(&raw.admin)?;
         self.listen_clashes(&server.listen, admin_listen)?;
