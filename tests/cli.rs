@@ -598,6 +598,28 @@ fn a_secret_file_that_cannot_be_read_is_named_with_its_key() {
     assert!(!err.contains("twenty-four"), "the secret is not shown: {err}");
 }
 
+/// A relative `{ file = … }` secret is read beside the config file, as every
+/// path in it: it was read from the working directory, so the config
+/// checked from its own directory failed from the unit's (`/`).
+#[test]
+fn a_relative_secret_file_is_read_beside_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "a-token-of-twenty-four-chars\n").unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        one_route(&dir.path().join("data"), "tokens = [{ file = \"token\" }]"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["check-config", "-c", path.to_str().unwrap()])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
 /// Typos an operator makes on the command line are refused before anything
 /// is sent: an `--admin` URL whose port is not a number (`http::Uri` reads
 /// `:9O90` as no port, which sent the token to port 80), one with

@@ -53,14 +53,18 @@ impl SecretSource {
         }
     }
 
-    /// The value as text (a trailing newline of a file is dropped).
-    pub(super) fn resolve_text(&self) -> Result<String, String> {
+    /// The value as text (a trailing newline of a file is dropped); a
+    /// relative file is read beside the config file, as every path in it.
+    pub(super) fn resolve_text(&self, v: &super::validate::Validator<'_>) -> Result<String, String> {
         let trimmed = |s: String| s.trim_end_matches(['\n', '\r']).to_string();
         let value = match self {
             SecretSource::Inline(s) => s.clone(),
-            SecretSource::File { file } => super::small_file::read_text(file, super::small_file::SECRET_MAX)
-                .map(trimmed)
-                .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?,
+            SecretSource::File { file } => {
+                let file = v.resolve_path(file);
+                super::small_file::read_text(&file, super::small_file::SECRET_MAX)
+                    .map(trimmed)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", file.display()))?
+            }
             SecretSource::Env { env } => std::env::var(env).map(trimmed).map_err(|e| match e {
                 std::env::VarError::NotPresent => format!(
                     "environment variable {env} is not set (a running hookrelay has the environment it was \

@@ -203,7 +203,7 @@ impl Validator<'_> {
                 )
             })?;
             SecretSource::from_value(v.clone())
-                .and_then(|s| s.resolve_text())
+                .and_then(|s| s.resolve_text(self))
                 .map(Secret::new)
                 .map_err(|m| self.err(&k, span.clone(), m))
         };

@@ -135,7 +135,7 @@ impl<'a> Validator<'a> {
     pub fn token(&self, key: &str, src: &Spanned<SecretSource>) -> Result<Secret, ConfigError> {
         let token = src
             .get_ref()
-            .resolve_text()
+            .resolve_text(self)
             .map_err(|m| self.err(key, Some(src.span()), m))?;
         if token.trim().is_empty() {
             return Err(self.err(key, Some(src.span()), "the token is blank"));

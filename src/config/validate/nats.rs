@@ -98,7 +98,7 @@ impl Validator<'_> {
                 }
                 let secret = |key: &str, src: &toml::Spanned<crate::config::SecretSource>| {
                     src.get_ref()
-                        .resolve_text()
+                        .resolve_text(self)
                         .map(crate::auth::Secret::new)
                         .map_err(|m| self.err(key, Some(src.span()), m))
                 };

@@ -239,7 +239,7 @@ impl Validator<'_> {
             .into_iter()
             .map(|(k, v)| {
                 SecretSource::from_value(v.clone())
-                    .and_then(|src| src.resolve_text())
+                    .and_then(|src| src.resolve_text(self))
                     .and_then(|text| match text.trim().is_empty() {
                         // An HMAC key of spaces is one anyone can guess.
                         true => Err("the secret is blank (only whitespace)".to_string()),

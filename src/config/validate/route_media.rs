@@ -63,7 +63,7 @@ impl Validator<'_> {
             ));
         };
         let text = SecretSource::from_value(value.clone())
-            .and_then(|src| src.resolve_text())
+            .and_then(|src| src.resolve_text(self))
             .map_err(|m| self.err(&akey, span.clone(), m))?;
         let api_key = Secret::new(text);
         crate::provider::ApiKey::new(credential_text(&api_key)).map_err(|m| self.err(&akey, span.clone(), m))?;

@@ -80,7 +80,7 @@ impl Validator<'_> {
                 } else {
                     format!("{key}.secret")
                 };
-                let value = sec.resolve_text().map_err(|m| self.err(&k, Some(list.span()), m))?;
+                let value = sec.resolve_text(self).map_err(|m| self.err(&k, Some(list.span()), m))?;
                 keys.push(decode_whsec(&value).map_err(|m| self.err(&k, Some(list.span()), m))?);
             }
         }
@@ -110,7 +110,10 @@ impl Validator<'_> {
             // Any secret source; an inline value may be empty (a header, not a secret).
             let (text, secret) = match v.get_ref() {
                 SecretSource::Inline(t) => (t.clone(), false),
-                src => (src.resolve_text().map_err(|m| self.err(&hkey, span.clone(), m))?, true),
+                src => (
+                    src.resolve_text(self).map_err(|m| self.err(&hkey, span.clone(), m))?,
+                    true,
+                ),
             };
             let mut value = HeaderValue::try_from(text).map_err(|_| self.err(&hkey, span, "invalid header value"))?;
             value.set_sensitive(secret || name == http::header::AUTHORIZATION);
