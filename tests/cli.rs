@@ -494,16 +494,20 @@ fn forward_refuses_a_token_on_the_command_line_whatever_the_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_admin_url_is_named_not_taken_for_a_daemon_that_is_down() {
     let (_dir, _sub, h) = with_ok_subscriber().await;
-    let (ok, out, err) = cli_async(vec![
-        "--admin".into(),
-        format!("https://{}", h.admin_addr),
-        "status".into(),
-    ])
-    .await;
+    let admin = format!("https://{}", h.admin_addr);
+    let out = tokio::task::spawn_blocking(move || cli_output(&["--admin", &admin, "status"]))
+        .await
+        .unwrap();
     h.shutdown().await;
-    assert!(!ok, "{out}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Refused before anything is sent, as every unusable `--admin` (exit 1
+    // before: a failed call).
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("https://") && err.contains("plain http") && !err.contains("is hookrelay running"),
+        err.contains("https://")
+            && err.contains("plain http")
+            && err.contains("nothing was sent")
+            && !err.contains("is hookrelay running"),
         "{err}"
     );
 }
@@ -868,4 +872,40 @@ fn json_for_a_subcommand_that_prints_no_api_answer_is_refused() {
         config,
     ]);
     assert!(ok && out.contains("OK"), "{err}");
+}
+
+/// `--help` shows the environment's values of its options: an admin URL
+/// with a password in `HOOKRELAY_ADMIN` was printed whole.
+#[test]
+fn help_does_not_show_the_admin_urls_password() {
+    for args in [&["--help"][..], &["status", "--help"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .env("HOOKRELAY_ADMIN", "http://operator:HelpShownPw@127.0.0.1:9")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("HOOKRELAY_ADMIN"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("HelpShownPw"), "{args:?}: {text}");
+    }
+}
+
+/// A list's `--limit` the admin API refuses (0, over 10000) is refused by the
+/// CLI, exit 2, before anything is sent (it was sent, `400`, exit 1).
+#[test]
+fn a_limit_the_api_refuses_is_refused_before_anything_is_sent() {
+    for cmd in [
+        ["events", "0"],
+        ["dead-letters", "10001"],
+        ["tasks", "0"],
+        ["media", "0"],
+    ] {
+        let out = cli_output(&["--admin", "http://127.0.0.1:9", cmd[0], "--limit", cmd[1]]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("--limit") && err.contains("1 to 10000"), "{cmd:?}: {err}");
+    }
 }

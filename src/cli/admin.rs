@@ -37,14 +37,6 @@ const MAX_ANSWER: usize = 64 << 20;
 pub async fn call(target: &AdminTarget, method: Method, path_and_query: &str) -> Result<Value, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("{}{}", target.base.trim_end_matches('/'), path_and_query);
-    // The client has no TLS: an https URL would fail as if the daemon were down.
-    if target.base.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
-        return Err(format!(
-            "invalid admin URL {}: the admin subcommands speak plain http to admin.listen (give --admin as \
-             http://HOST:PORT; an https proxy in front of it is for browsers, or run them on the relay's host)",
-            target.base
-        ));
-    }
     let change = method == Method::POST;
     let mut req = Request::builder()
         .method(method)
@@ -178,7 +170,14 @@ fn check_base(base: &str) -> Result<(), String> {
         return bad("not a URL (as http://127.0.0.1:9090)");
     };
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
-        return bad("must be an absolute http:// or https:// URL with a host (as http://127.0.0.1:9090)");
+        return bad("must be an absolute http:// URL with a host (as http://127.0.0.1:9090)");
+    }
+    // The client has no TLS: an https URL would fail as if the daemon were down.
+    if uri.scheme_str() == Some("https") {
+        return bad(
+            "the admin subcommands speak plain http to admin.listen (give it as http://HOST:PORT; an https proxy \
+             in front of it is for browsers, or run them on the relay's host)",
+        );
     }
     if uri.query().is_some() || base.contains('#') {
         return bad("no query or fragment: the subcommands add the API's paths to it");

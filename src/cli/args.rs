@@ -39,6 +39,15 @@ pub(super) fn parse_nonempty(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A list's `--limit`: what the admin API takes (1 to 10000), refused here
+/// rather than sent for a `400`.
+pub(super) fn parse_limit(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| "use a number from 1 to 10000".to_string())
+}
+
 pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s)"))?;
     if d.is_zero() {

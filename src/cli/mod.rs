@@ -52,7 +52,7 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "HOOKRELAY_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     /// Admin API base URL for the admin subcommands (default: from the config's admin.listen).
-    #[arg(long, global = true, env = "HOOKRELAY_ADMIN")]
+    #[arg(long, global = true, env = "HOOKRELAY_ADMIN", hide_env_values = true)]
     pub admin: Option<String>,
     /// Admin API token (default: the config's admin.token).
     #[arg(long, global = true, env = "HOOKRELAY_ADMIN_TOKEN", hide_env_values = true)]
@@ -195,7 +195,7 @@ pub enum AdminCommand {
         #[arg(long, value_parser = args::parse_nonempty)]
         task: Option<String>,
         /// How many events at most
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = args::parse_limit)]
         limit: usize,
         /// Only events older than this one (evt_…): the next page
         #[arg(long, value_parser = args::parse_nonempty)]
@@ -213,7 +213,7 @@ pub enum AdminCommand {
         #[arg(long, value_parser = args::parse_subscriber)]
         subscriber: Option<String>,
         /// How many to list (the newest); more are counted and said
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = args::parse_limit)]
         limit: usize,
     },
     /// Deliver an event again (to all its subscribers, or one).
@@ -250,7 +250,7 @@ pub enum AdminCommand {
         #[arg(long, value_parser = ["waiting", "called_back", "polling", "recovered", "gave_up"], conflicts_with = "task_id")]
         state: Option<String>,
         /// How many tasks at most (the list only)
-        #[arg(long, default_value_t = 50, conflicts_with = "task_id")]
+        #[arg(long, default_value_t = 50, conflicts_with = "task_id", value_parser = args::parse_limit)]
         limit: usize,
     },
     /// Show the media of one event, or the archive's queue and recent files.
@@ -259,7 +259,7 @@ pub enum AdminCommand {
         #[arg(value_parser = args::parse_nonempty)]
         event: Option<String>,
         /// How many recent files at most (the archive at a glance only)
-        #[arg(long, default_value_t = 20, conflicts_with = "event")]
+        #[arg(long, default_value_t = 20, conflicts_with = "event", value_parser = args::parse_limit)]
         limit: usize,
         /// Archive the event's failed URLs again, from the start of
         /// media.retry (`hookrelay replay` then sends the event with the new
