@@ -263,6 +263,34 @@ fn s3_store_takes_secrets_from_any_source_and_names_what_is_missing() {
     expect_err(&keyed, "media.store.s3.endpoint", Some(8), "has credentials in the URL");
     let shown = parse(&keyed).unwrap_err().to_string();
     assert!(!shown.contains("sk-SECRET"), "{shown}");
+    // A query (a presigned URL's signature pasted) was taken, and shown by
+    // the logs and the media API as the store's name.
+    for ep in [
+        "http://127.0.0.1:9000/?X-Amz-Signature=QuerySecret",
+        "http://127.0.0.1:9000/?QuerySecret",
+        "http://127.0.0.1:9000/#QuerySecret",
+    ] {
+        let text = cfg(
+            "",
+            &format!(r#"store = {{ s3 = {{ bucket = "b", endpoint = "{ep}", access_key = "a", secret_key = "b" }} }}"#),
+            "",
+        );
+        expect_err(&text, "media.store.s3.endpoint", Some(8), "has a query or fragment");
+        let shown = parse(&text).unwrap_err().to_string();
+        assert!(!shown.contains("QuerySecret"), "{shown}");
+    }
+    let bucket = cfg(
+        "",
+        r#"store = { s3 = { bucket = "my bucket", access_key = "a", secret_key = "b" } }"#,
+        "",
+    );
+    expect_err(&bucket, "media.store.s3.bucket", Some(8), "not a bucket name");
+    let region = cfg(
+        "",
+        r#"store = { s3 = { bucket = "b", region = "", access_key = "a", secret_key = "b" } }"#,
+        "",
+    );
+    expect_err(&region, "media.store.s3.region", Some(8), "the region is empty");
 }
 
 #[test]

@@ -157,6 +157,26 @@ impl Validator<'_> {
         if raw.bucket.trim().is_empty() {
             return Err(self.err("media.store.s3.bucket", span, "the bucket name is empty"));
         }
+        // S3's names are lower-case letters, digits, '.' and '-' (some
+        // servers take upper case and '_' too); a space or '/' never works.
+        if !raw
+            .bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return Err(self.err(
+                "media.store.s3.bucket",
+                span,
+                "not a bucket name: use letters, digits, '.' and '-'",
+            ));
+        }
+        if raw.region.trim().is_empty() {
+            return Err(self.err(
+                "media.store.s3.region",
+                span,
+                "the region is empty (leave it out for \"us-east-1\", what most S3-compatible servers take)",
+            ));
+        }
         if let Some(ep) = &raw.endpoint {
             let ok = ep.parse::<http::Uri>().ok().is_some_and(|u| {
                 matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
@@ -180,6 +200,18 @@ impl Validator<'_> {
             }
             // Keys in the URL would be shown wherever the store is named
             // (logs, check-config, the media API); they have keys of their own.
+            // So would a query (a pasted presigned URL's signature): an
+            // endpoint is a scheme, a host and a port.
+            if ep.contains(['?', '#']) {
+                return Err(self.err(
+                    "media.store.s3.endpoint",
+                    span,
+                    // Not shown: a short query part without `=` is shown
+                    // by the redaction, and it is what this refuses.
+                    "the endpoint has a query or fragment: give it as scheme, host and port (as \
+                     \"https://s3.example.com\"); each request is signed with the keys",
+                ));
+            }
             if let Ok(u) = url::Url::parse(ep) {
                 if !u.username().is_empty() || u.password().is_some() {
                     return Err(self.err(
