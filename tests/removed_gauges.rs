@@ -186,3 +186,42 @@ async fn a_subscriber_added_back_counts_its_old_lanes_attempt_in_flight() {
     assert_eq!(slow.count(), 1);
     h.shutdown().await;
 }
+
+/// The same after a restart: the removed subscriber's backlog is exported
+/// from the first scrape (it had no series, its name unseen since the
+/// start: the alert on the stuck backlog cleared at the restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_backlog_is_exported_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", ok.url()));
+    let h = start(
+        &base
+            .clone()
+            .subscriber(Subscriber::new("gone", DOWN).retry([secs(3600)])),
+    )
+    .await;
+    accepted_retrying(h.ingest_addrs[0], &runway("x")).await;
+    let retried = "hookrelay_deliveries_total{subscriber=\"gone\",outcome=\"retry\"}".to_string();
+    metrics_until(h.admin_addr, secs(10), "gone's failed attempt", |m| {
+        m.contains(&(retried.clone(), 1.0))
+    })
+    .await;
+    h.shutdown().await;
+    let h = start(&base).await;
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let r = row(&subs["subscribers"], "name", "gone");
+    assert_eq!(
+        (&r["state"], &r["queue_depth"]),
+        (&"removed".into(), &1.into()),
+        "{subs}"
+    );
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_queue_depth{subscriber=\"gone\"}"), 1.0, "{m:?}");
+    assert!(
+        m.iter()
+            .any(|(k, _)| k == "hookrelay_oldest_pending_seconds{subscriber=\"gone\"}"),
+        "{m:?}"
+    );
+    h.shutdown().await;
+}

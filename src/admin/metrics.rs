@@ -115,7 +115,15 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
             .map(|x| x.name.as_str())
             .collect()
     });
-    for name in named {
+    // A removed one with a backlog may have no series yet (its name unseen
+    // since a restart): its backlog is exported all the same.
+    let seen: std::collections::HashSet<&str> = named.iter().map(String::as_str).collect();
+    let unseen = removed
+        .iter()
+        .filter(|s| s.backlog > 0 && !seen.contains(s.name.as_str()))
+        .map(|s| s.name.clone());
+    let names: Vec<String> = named.iter().cloned().chain(unseen).collect();
+    for name in &names {
         let labels = m.sub(name);
         let pending = removed.iter().find(|s| &s.name == name && s.backlog > 0);
         let kind = if app.delivery.pull_lane(name).is_some() {
