@@ -218,3 +218,32 @@ async fn only_a_trusted_proxys_forwarded_for_is_kept() {
     assert_eq!(kept[1], (serde_json::json!("198.51.100.7"), true));
     h.shutdown().await;
 }
+
+/// The log line of a refusal says why: a source address refused by
+/// `allow_ips` was logged with an empty `reason` (only a 401's, a 400's and
+/// a full disk's had theirs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_address_is_logged_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .route(
+            Route::new("ips", "/hooks/ips")
+                .allow_ips(["10.0.0.0/8"])
+                .subscriber(Subscriber::new("s", DOWN)),
+        )
+        .subscriber(Subscriber::new("t", DOWN))
+        .log_format("json");
+    let bin = Bin::start(&cfg.write(), &[("RUST_LOG", "")]);
+    let (s, _, _) = post(bin.addr, "/hooks/ips", &[], runway("ips")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    log_until(|| bin.log_text(), "callback refused", secs(10)).await;
+    bin.signal("TERM");
+    let (_, bin) = bin.exit().await;
+    let log = bin.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("callback refused"))
+        .expect("the refusal's line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["reason"], "source address not allowed", "{line}");
+}

@@ -1,6 +1,8 @@
 //! Every way a callback can end, and the one place where an outcome becomes
 //! an HTTP answer (status, body, headers).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use http_body_util::Full;
@@ -38,56 +40,50 @@ pub enum Answer {
     RouteChanged,
 }
 
+impl Answer {
+    /// What a refusal's answer says in its `error` (and its log line's
+    /// `reason`); None for an accepted callback.
+    pub fn error(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
+            Answer::Accepted(_) => return None,
+            Answer::NotFound => "no route for this path".into(),
+            Answer::MethodNotAllowed => "use POST".into(),
+            Answer::Forbidden => "source address not allowed".into(),
+            Answer::Unauthorized(why) | Answer::BadRequest(why) => why.as_str().into(),
+            Answer::TooLarge(max) => format!("body larger than {max} bytes").into(),
+            Answer::UnsupportedEncoding => "Content-Encoding not supported; send the body uncompressed".into(),
+            Answer::UnsupportedTransferCoding => {
+                "Transfer-Encoding other than chunked not supported; send the body uncompressed".into()
+            }
+            Answer::Timeout => "request body not received in time".into(),
+            Answer::Unavailable => "cannot store the callback right now; retry later".into(),
+            Answer::NoRoom(_) => "the relay's disk is nearly full; retry later".into(),
+            Answer::Busy => "too many request bodies are being received at once; retry later".into(),
+            Answer::RouteChanged => "the configuration changed while the callback was received; retry".into(),
+        })
+    }
+}
+
 /// The one mapping from outcome to HTTP answer.
 pub fn respond(answer: &Answer) -> Response<Full<Bytes>> {
-    let (status, body) = match answer {
-        Answer::Accepted(a) => (
-            StatusCode::OK,
-            serde_json::json!({"id": a.id.to_string(), "duplicate": a.duplicate}),
-        ),
-        Answer::NotFound => (
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"error": "no route for this path"}),
-        ),
-        Answer::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"error": "use POST"})),
-        Answer::Forbidden => (
-            StatusCode::FORBIDDEN,
-            serde_json::json!({"error": "source address not allowed"}),
-        ),
-        Answer::Unauthorized(why) => (StatusCode::UNAUTHORIZED, serde_json::json!({"error": why})),
-        Answer::TooLarge(max) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            serde_json::json!({"error": format!("body larger than {max} bytes")}),
-        ),
-        Answer::BadRequest(why) => (StatusCode::BAD_REQUEST, serde_json::json!({"error": why})),
-        Answer::UnsupportedEncoding => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            serde_json::json!({"error": "Content-Encoding not supported; send the body uncompressed"}),
-        ),
-        Answer::UnsupportedTransferCoding => (
-            StatusCode::NOT_IMPLEMENTED,
-            serde_json::json!({"error": "Transfer-Encoding other than chunked not supported; send the body uncompressed"}),
-        ),
-        Answer::Timeout => (
-            StatusCode::REQUEST_TIMEOUT,
-            serde_json::json!({"error": "request body not received in time"}),
-        ),
-        Answer::Unavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "cannot store the callback right now; retry later"}),
-        ),
-        Answer::NoRoom(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "the relay's disk is nearly full; retry later"}),
-        ),
-        Answer::Busy => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "too many request bodies are being received at once; retry later"}),
-        ),
-        Answer::RouteChanged => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "the configuration changed while the callback was received; retry"}),
-        ),
+    let status = match answer {
+        Answer::Accepted(_) => StatusCode::OK,
+        Answer::NotFound => StatusCode::NOT_FOUND,
+        Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Answer::Forbidden => StatusCode::FORBIDDEN,
+        Answer::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Answer::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Answer::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Answer::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Answer::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+        Answer::Timeout => StatusCode::REQUEST_TIMEOUT,
+        Answer::Unavailable | Answer::NoRoom(_) | Answer::Busy | Answer::RouteChanged => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let body = match (answer, answer.error()) {
+        (Answer::Accepted(a), _) => serde_json::json!({"id": a.id.to_string(), "duplicate": a.duplicate}),
+        (_, error) => serde_json::json!({ "error": error.unwrap_or_default() }),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;

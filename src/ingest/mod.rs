@@ -166,10 +166,12 @@ where
         // What a stranger controls (a wrong token or signature, a bad body,
         // a slow or oversized one…): rate-limited, summed up.
         refused => {
+            // The answer's own text; the disk's state for a want of room.
             let why = match refused {
-                Answer::Unauthorized(why) | Answer::BadRequest(why) | Answer::NoRoom(why) => why.as_str(),
-                _ => "",
+                Answer::NoRoom(why) => why.as_str().into(),
+                other => other.error().unwrap_or_default(),
             };
+            let why: &str = &why;
             // Refusals for want of disk room are a kind of their own: a
             // stranger's probes of the route never hide them.
             let disk = matches!(refused, Answer::NoRoom(_)).then(|| crate::ingest::refused::disk_kind(name));
