@@ -376,7 +376,14 @@ async fn an_http2_client_flooding_resets_is_closed_and_named_in_one_warning() {
         let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
         let conn = tokio::spawn(conn);
         let mut sent = 0;
-        while sent < 10_000 && !conn.is_finished() {
+        // Until the relay closes it: by time, not by count (the loop can run
+        // ahead of the connection's task on a loaded machine, and sent
+        // 10,000 while the relay had read few of them: seen in stop 72).
+        let until = std::time::Instant::now() + secs(10);
+        while !conn.is_finished() && std::time::Instant::now() < until && sent < 1_000_000 {
+            if sent % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
             let Ok(ready) = client.clone().ready().await else { break };
             client = ready;
             let req = http::Request::post("/hooks/t").body(()).unwrap();
@@ -393,7 +400,6 @@ async fn an_http2_client_flooding_resets_is_closed_and_named_in_one_warning() {
         // The GOAWAY, or (the client still writing when the relay closed) a broken pipe.
         let calm = err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
         assert!(calm || err.is_io(), "round {round}: {err}");
-        assert!(sent < 10_000, "round {round}: {sent} streams reset and still open");
     }
     log_until(|| bin.log_text(), "flooded its connection", secs(5)).await;
     // The relay still serves callbacks.
