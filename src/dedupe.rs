@@ -27,6 +27,18 @@ pub enum DedupeKey {
     MessageId,
 }
 
+/// As a log line names it.
+impl std::fmt::Display for DedupeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DedupeKey::Body => f.write_str("the body"),
+            DedupeKey::Pointers(p) => write!(f, "dedupe_key {p:?}"),
+            DedupeKey::Preset(p) => write!(f, "the task id and outcome of preset {}", p.name),
+            DedupeKey::MessageId => f.write_str("the webhook-id header"),
+        }
+    }
+}
+
 impl DedupeKey {
     /// The key's hash for a callback (`message_id`: its `webhook-id`
     /// header), and whether it fell back to the body.
@@ -244,5 +256,16 @@ mod tests {
         let suno = Some(&crate::preset::KIE_SUNO);
         assert!(key(&["/data/task_id"]).terminal_hashes(suno, "t9").is_empty());
         assert!(DedupeKey::Body.terminal_hashes(runway, "t9").is_empty());
+    }
+
+    /// The fallback warning names the key as configured (it printed
+    /// `Pointers(["/data/task_id"])`, Rust's own spelling).
+    #[test]
+    fn a_key_is_named_as_the_config_writes_it() {
+        assert_eq!(
+            DedupeKey::Pointers(vec!["/data/task_id".into(), "/code".into()]).to_string(),
+            r#"dedupe_key ["/data/task_id", "/code"]"#
+        );
+        assert_eq!(DedupeKey::MessageId.to_string(), "the webhook-id header");
     }
 }

@@ -337,7 +337,7 @@ where
             .get_or_create(&crate::metrics::RouteLabels { route: r.name.clone() })
             .inc();
         if !route.fallback_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(route = %r.name, key = ?r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
+            tracing::warn!(route = %r.name, key = %r.dedupe_key, "dedupe key field missing from a callback; using the body hash (logged once per route, counted in hookrelay_dedupe_fallback_total)");
         }
     }
     let received_ms = crate::clock::now_ms();
