@@ -42,6 +42,19 @@ use crate::delivery::retry::RetrySchedule;
 /// The most requests in flight per subscriber, or media downloads at once.
 pub const MAX_CONCURRENCY: usize = 4096;
 
+/// What is wrong with a JSON pointer the config names (RFC 6901), if
+/// anything: it starts with '/', and each '~' is '~0' or '~1' (`/a~2`
+/// never matched anything).
+pub(super) fn pointer_problem(p: &str) -> Option<String> {
+    if !p.starts_with('/') {
+        return Some(format!("invalid JSON pointer {p:?}: must start with '/'"));
+    }
+    let bad = p
+        .match_indices('~')
+        .any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
+    bad.then(|| format!("invalid JSON pointer {p:?}: a '~' must be followed by 0 ('~0' is '~') or 1 ('~1' is '/')"))
+}
+
 /// The least `store.cache`: sled panics at its open under 256 bytes, and a
 /// cache of a few pages would read the disk for every lookup.
 const MIN_STORE_CACHE: u64 = 1 << 20;

@@ -65,12 +65,11 @@ impl Validator<'_> {
                 let mut out = Vec::new();
                 for (j, p) in list.iter().enumerate() {
                     let ptr = p.get_ref();
-                    if !(ptr.is_empty() || ptr.starts_with('/')) {
-                        return Err(self.err(
-                            format!("{key}.dedupe_key[{j}]"),
-                            Some(p.span()),
-                            format!("invalid JSON pointer {ptr:?}: must start with '/'"),
-                        ));
+                    if let Some(why) = Some(ptr)
+                        .filter(|p| !p.is_empty())
+                        .and_then(|p| super::pointer_problem(p))
+                    {
+                        return Err(self.err(format!("{key}.dedupe_key[{j}]"), Some(p.span()), why));
                     }
                     out.push(ptr.clone());
                 }
@@ -281,14 +280,8 @@ impl Validator<'_> {
                 task_id,
                 tolerance: t,
             } => {
-                if let Some(p) = task_id {
-                    if !p.starts_with('/') {
-                        return Err(self.err(
-                            format!("{key}.task_id"),
-                            span,
-                            format!("invalid JSON pointer {p:?}: must start with '/'"),
-                        ));
-                    }
+                if let Some(why) = task_id.as_deref().and_then(super::pointer_problem) {
+                    return Err(self.err(format!("{key}.task_id"), span, why));
                 }
                 Signature::Kie {
                     secret: one(secret)?,
@@ -324,6 +317,15 @@ impl Validator<'_> {
                         format!("invalid header name {header:?}"),
                     )
                 })?;
+                // No header value holds one: every callback would be 401.
+                if prefix.chars().any(char::is_control) {
+                    return Err(self.err(
+                        format!("{key}.prefix"),
+                        span,
+                        "the prefix holds a control character (a newline?), which no header value can carry: \
+                         no signature would ever match",
+                    ));
+                }
                 Signature::HmacSha256 {
                     secret: one(secret)?,
                     header,

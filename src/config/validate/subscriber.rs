@@ -140,12 +140,8 @@ impl Validator<'_> {
             }
             None => None,
         };
-        if let Some(ptr) = s.filter.keys().find(|p| !p.starts_with('/')) {
-            return Err(self.err(
-                format!("{key}.filter"),
-                None,
-                format!("invalid JSON pointer {ptr:?}: must start with '/'"),
-            ));
+        if let Some(why) = s.filter.keys().find_map(|p| super::pointer_problem(p)) {
+            return Err(self.err(format!("{key}.filter"), None, why));
         }
         let retry = match (&s.retry, s.max_retry_after) {
             (None, None) => d.retry.clone(),
