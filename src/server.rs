@@ -16,6 +16,9 @@
 //! An HTTP/1 connection that ends (not one cut for a deadline) is closed
 //! lingering (`linger`): what the client still sends is drained, bounded,
 //! so it reads the answer instead of a reset.
+//! A connection's reads yield to the other tasks after each burst
+//! (`fair_read`): a client that never lets its socket run dry does not
+//! hold a worker thread.
 //! A connection that negotiated `acme-tls/1` (an ACME CA validating, see
 //! `acme`) is closed after its handshake, never served HTTP.
 //! What a request means is for the service function given to [`serve`] (which
@@ -38,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 use crate::tls;
 
 mod activity;
+mod fair_read;
 mod flood;
 mod h2_frames;
 pub mod handshake;
@@ -283,6 +287,7 @@ async fn serve_conn<I, S, F, B>(
     });
     let (io, returned) = linger::Lent::new(io);
     let result = {
+        let io = fair_read::FairRead::new(io);
         let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
         tokio::pin!(conn);
         let mut stopping = *stop.borrow_and_update();
