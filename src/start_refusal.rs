@@ -1,7 +1,6 @@
 //! What a start refuses before it serves, judged from the config file alone
-//! (the start exits 2, which the unit does not restart): a `store.path` no
-//! store can be made at as meant (a link to nothing, a directory of other
-//! files), an embedded store created with the other `store.compression` (read from sled's `conf`; the
+//! (the start exits 2, which the unit does not restart): an embedded store
+//! created with the other `store.compression` (read from sled's `conf`; the
 //! store is not opened, it may be in use), an ACME state directory that is
 //! another program's. `check-config` says it; a reload whose file it is
 //! refuses it (the restart that would apply it would not start).
@@ -22,8 +21,7 @@ fn acme_state(c: &Config) -> Option<String> {
 
 fn store(c: &Config) -> Option<String> {
     match c.store.backend {
-        StoreBackend::Sled => crate::store::sled::check_store_dir(&c.store.path)
-            .and_then(|()| crate::store::sled::check_compression(&c.store.path, c.store.compression))
+        StoreBackend::Sled => crate::store::sled::check_compression(&c.store.path, c.store.compression)
             .err()
             .map(|e| e.to_string()),
         StoreBackend::Nats(_) => None,

@@ -291,6 +291,14 @@ fn s3_store_takes_secrets_from_any_source_and_names_what_is_missing() {
         "",
     );
     expect_err(&region, "media.store.s3.region", Some(8), "the region is empty");
+    // An S3-compatible server may take no region, and a path-style bucket
+    // with a '/' (R2, MinIO, Ceph).
+    parse(&cfg(
+        "",
+        r#"store = { s3 = { bucket = "media/hookrelay", endpoint = "http://127.0.0.1:9000", region = "", access_key = "a", secret_key = "b" } }"#,
+        "",
+    ))
+    .expect("a path-style bucket, no region");
 }
 
 #[test]

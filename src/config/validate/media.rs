@@ -157,24 +157,22 @@ impl Validator<'_> {
         if raw.bucket.trim().is_empty() {
             return Err(self.err("media.store.s3.bucket", span, "the bucket name is empty"));
         }
-        // S3's names are lower-case letters, digits, '.' and '-' (some
-        // servers take upper case and '_' too); a space or '/' never works.
-        if !raw
-            .bucket
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        {
+        // No server takes a space or a control character in a bucket name
+        // (path-style servers take a '/': a prefix, or Ceph's `tenant:`).
+        if raw.bucket.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(self.err(
                 "media.store.s3.bucket",
                 span,
-                "not a bucket name: use letters, digits, '.' and '-'",
+                "not a bucket name: it holds a space or a control character",
             ));
         }
-        if raw.region.trim().is_empty() {
+        // AWS itself needs a region (its endpoint is named by it); an
+        // S3-compatible server given by `endpoint` may take none (R2, MinIO).
+        if raw.region.trim().is_empty() && raw.endpoint.is_none() {
             return Err(self.err(
                 "media.store.s3.region",
                 span,
-                "the region is empty (leave it out for \"us-east-1\", what most S3-compatible servers take)",
+                "the region is empty, and AWS's endpoint is named by it (leave it out for \"us-east-1\")",
             ));
         }
         if let Some(ep) = &raw.endpoint {

@@ -42,22 +42,16 @@ use crate::delivery::retry::RetrySchedule;
 /// The most requests in flight per subscriber, or media downloads at once.
 pub const MAX_CONCURRENCY: usize = 4096;
 
-/// What is wrong with a JSON pointer the config names (RFC 6901), if
-/// anything: it starts with '/', and each '~' is '~0' or '~1' (`/a~2`
-/// never matched anything).
+/// What is wrong with a JSON pointer the config names, if anything: it
+/// must start with '/'. (A '~' not written '~0' or '~1', which RFC 6901
+/// does not allow, is taken as itself, as serde_json reads it: a key
+/// named `a~2` is matched by `/a~2`, as it was.)
 pub(super) fn pointer_problem(p: &str) -> Option<String> {
-    if !p.starts_with('/') {
-        return Some(format!("invalid JSON pointer {p:?}: must start with '/'"));
-    }
-    let bad = p
-        .match_indices('~')
-        .any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
-    bad.then(|| format!("invalid JSON pointer {p:?}: a '~' must be followed by 0 ('~0' is '~') or 1 ('~1' is '/')"))
+    (!p.starts_with('/')).then(|| format!("invalid JSON pointer {p:?}: must start with '/'"))
 }
 
-/// The least `store.cache`: sled panics at its open under 256 bytes, and a
-/// cache of a few pages would read the disk for every lookup.
-const MIN_STORE_CACHE: u64 = 1 << 20;
+/// The least `store.cache`: sled panics at its open under 256 bytes.
+const MIN_STORE_CACHE: u64 = 256;
 
 pub(super) struct Validator<'a> {
     pub file: &'a Path,
@@ -222,16 +216,26 @@ impl<'a> Validator<'a> {
             backend,
         };
         let temporary_store_path = self.temporary_store_path_warning(&store.path, &store.backend);
+        let foreign_files = self.foreign_files_warning(&store.path, &store.backend);
         if store.retention < Duration::from_secs(60) {
             return Err(self.err("store.retention", None, "retention must be at least 1m"));
         }
-        if store.cache_bytes < MIN_STORE_CACHE {
+        let sled = matches!(store.backend, StoreBackend::Sled);
+        if sled && store.cache_bytes < MIN_STORE_CACHE {
             return Err(self.err(
                 "store.cache",
                 None,
-                "the embedded store's page cache must be at least 1MiB (the default is 16MiB)",
+                "the embedded store's page cache must be at least 256 bytes (sled's own floor: it panics at \
+                 its open under it; the default is 16MiB)",
             ));
         }
+        let small_cache = (sled && store.cache_bytes < 1 << 20).then(|| {
+            format!(
+                "{}: key `store.cache`: {} bytes is a few pages: every lookup reads the disk (the default is 16MiB)",
+                self.file.display(),
+                store.cache_bytes
+            )
+        });
         let admin_listen = self.admin_listen(&raw.admin)?;
         self.listen_clashes(&server.listen, admin_listen)?;
         let admin_token = raw.admin.token.as_ref().map(|t| self.admin_token(t)).transpose()?;
@@ -322,6 +326,8 @@ impl<'a> Validator<'a> {
         warnings.extend(unsigned);
         warnings.extend(empty_store_path);
         warnings.extend(temporary_store_path);
+        warnings.extend(foreign_files);
+        warnings.extend(small_cache);
         warnings.extend(self.pull_path_warnings(&routes));
         warnings.extend(self.weak_token_warnings(&exposed.server, &routes));
         warnings.extend(self.plain_http_warning(&server));

@@ -318,7 +318,7 @@ impl Validator<'_> {
                     )
                 })?;
                 // No header value holds one: every callback would be 401.
-                if prefix.chars().any(char::is_control) {
+                if prefix.chars().any(|c| c.is_control() && c != '\t') {
                     return Err(self.err(
                         format!("{key}.prefix"),
                         span,

@@ -47,6 +47,46 @@ impl Validator<'_> {
         })
     }
 
+    /// A `store.path` of other files and no store (`"/"`, an operator's
+    /// directory): the store is written among them. A warning (a refusal
+    /// would stop a relay at the next start whose directory holds quota
+    /// files, a NAS's own, a backup beside the store), at `check-config`
+    /// and at every start until the store is there. Not counted: sled's and
+    /// the relay's own files (a store cut short, `media/`), hidden files, a
+    /// disk's `lost+found`, and the config file itself (`store.path = "."`,
+    /// warned about on its own).
+    pub(super) fn foreign_files_warning(&self, path: &std::path::Path, backend: &StoreBackend) -> Option<String> {
+        if !matches!(backend, StoreBackend::Sled) || path.join("conf").exists() {
+            return None;
+        }
+        let config = self.file.file_name();
+        let mut others: Vec<String> = std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .filter(|e| Some(e.file_name().as_os_str()) != config || self.resolve_path(self.file) != e.path())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                !n.starts_with('.')
+                    && !n.starts_with("snap.")
+                    && !n.starts_with("media-store")
+                    && !matches!(n.as_str(), "lost+found" | "media" | "db" | "blobs" | "hookrelay-store")
+            })
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        others.sort_unstable();
+        let more = if others.len() > 3 { ", …" } else { "" };
+        others.truncate(3);
+        Some(format!(
+            "{}: key `store.path`: {} holds no store and other files ({}{more}): the store is written among them; \
+             name an empty or new directory (or, if a store was there, put its files back)",
+            self.file.display(),
+            path.display(),
+            others.join(", ")
+        ))
+    }
+
     /// Absolute ([`Self::resolve_path`]): every message, `status` and the
     /// media archive's default directory name the same directory.
     pub(super) fn store_path(&self, s: &RawStore, backend: &StoreBackend) -> Result<PathBuf, ConfigError> {

@@ -263,7 +263,10 @@ impl Cursor {
             let finished = match self.recover {
                 // No result: unfinished, unless retention removed the event
                 // (its rows with its results, in one batch) since its row was
-                // read — a finished event sent again.
+                // read — a finished event sent again. Only a cursor opened on
+                // a stored row behind the writer's (a lane reopened at a
+                // reload's handover) reads where retention may remove: at a
+                // start both are the same row.
                 Some(stored) if stored.may_have_result(id, h.seq) => {
                     tree.contains_key(keys::result(id, self.sub))? || !tree.contains_key(&k)?
                 }

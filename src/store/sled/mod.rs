@@ -30,7 +30,7 @@ mod media_sweep;
 mod migrate;
 mod migrate_notify;
 mod open_db;
-pub use open_db::{check_compression, check_store_dir};
+pub use open_db::check_compression;
 mod probe;
 pub use migrate::{Migrated, Opened};
 mod query;

@@ -33,60 +33,6 @@ pub fn check_compression(path: &Path, wanted: bool) -> Result<(), StoreError> {
     }
 }
 
-/// Refuse a `store.path` a new store cannot be made at as the operator
-/// meant (exit 2: no restart mends it; `check-config` asks it too): a
-/// symbolic link to nothing (creating the directory failed with "File
-/// exists", exit 1, restarted), or a directory holding other files and no
-/// store (`"/"`, a directory of the operator's: the store was written among
-/// them, without the "created a new one" warning). A disk's `lost+found`,
-/// hidden files, sled's and the relay's own files (a store cut short, the
-/// default `media/`) are not counted.
-pub fn check_store_dir(path: &Path) -> Result<(), StoreError> {
-    let refuse = |why: String| {
-        Err(StoreError::Incompatible(format!(
-            "store.path {}: {why}",
-            path.display()
-        )))
-    };
-    let link = std::fs::symlink_metadata(path).map(|m| m.file_type().is_symlink());
-    if link.as_ref().is_ok_and(|l| *l) && std::fs::metadata(path).is_err() {
-        let target = std::fs::read_link(path)
-            .map(|t| t.display().to_string())
-            .unwrap_or_default();
-        return refuse(format!(
-            "a symbolic link to {target}, which is not there: create that directory, or name another store.path"
-        ));
-    }
-    if path.join("conf").exists() {
-        return Ok(());
-    }
-    let Ok(dir) = std::fs::read_dir(path) else {
-        return Ok(()); // not there (created at the start), or not a directory (sled says)
-    };
-    let others: Vec<String> = dir
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            !n.starts_with('.')
-                && !n.starts_with("snap.")
-                && !n.starts_with("media-store")
-                && !matches!(n.as_str(), "lost+found" | "media" | "db" | "blobs" | OPENED)
-        })
-        .collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let mut others = others;
-    others.sort_unstable();
-    let shown: Vec<&str> = others.iter().map(String::as_str).take(3).collect();
-    refuse(format!(
-        "the directory holds no store and other files ({}{}): hookrelay would write its store among them; name \
-         an empty or new directory (or move the store's files back into this one, if it held one)",
-        shown.join(", "),
-        if others.len() > 3 { ", …" } else { "" }
-    ))
-}
-
 /// A snapshot sled did not finish writing (`snap.*.generating`, left by a
 /// crash) can make it fail at open as if the store were damaged: named, as
 /// a hint, since moving that one file aside may be all it takes.
@@ -221,7 +167,6 @@ fn warn_if_open_to_others(path: &Path) {
 /// previous opening is dropped (its thread pool lets go last), so a busy lock
 /// is retried briefly before it is reported as a second process.
 pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
-    check_store_dir(&opts.path)?;
     check_compression(&opts.path, opts.compression)?;
     check_data_file(&opts.path)?;
     if opts.path.exists() {
@@ -229,8 +174,18 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
         warn_if_open_to_others(&opts.path);
     } else {
         crate::private_dir::create(&opts.path).map_err(|e| {
+            // A symbolic link to nothing ("File exists"): say where it
+            // points (a disk not mounted yet: exit 1, the unit tries again).
+            let link = std::fs::read_link(&opts.path)
+                .map(|t| {
+                    format!(
+                        " (a symbolic link to {}, which is not there: a disk not mounted?)",
+                        t.display()
+                    )
+                })
+                .unwrap_or_default();
             StoreError::Engine(format!(
-                "cannot create the store directory {}: {e}{}",
+                "cannot create the store directory {}: {e}{link}{}",
                 opts.path.display(),
                 crate::private_dir::unwritable_hint(&e)
             ))
