@@ -225,3 +225,48 @@ async fn a_removed_subscribers_backlog_is_exported_after_a_restart() {
     );
     h.shutdown().await;
 }
+
+/// A subscriber a reload moved to another route keeps what it left on its
+/// old route pending (delivered once it is there again): its gauges count
+/// it (they showed only its new route's, 0: an alert on the stuck backlog
+/// cleared at the reload, while `hookrelay subscribers` listed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_subscribers_backlog_on_its_old_route_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let c = || Subscriber::new("c", DOWN).retry([secs(3600)]);
+    let h = start(
+        &TestConfig::new(dir.path())
+            .subscriber(Subscriber::new("other", ok.url()))
+            .subscriber(c()),
+    )
+    .await;
+    accepted_retrying(h.ingest_addrs[0], &runway("x")).await;
+    let retried = "hookrelay_deliveries_total{subscriber=\"c\",outcome=\"retry\"}".to_string();
+    metrics_until(h.admin_addr, secs(10), "c's failed attempt", |m| {
+        m.contains(&(retried.clone(), 1.0))
+    })
+    .await;
+    TestConfig::new(dir.path())
+        .subscriber(Subscriber::new("other", ok.url()))
+        .route(Route::new("r2", "/hooks/r2").allow_anyone().subscriber(c()))
+        .write();
+    h.reload().await.expect("reload moving c");
+    let (_, subs) = admin(h.admin_addr, "GET", "/api/subscribers").await;
+    let left = subs["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "c" && r["state"] == "removed")
+        .unwrap_or_else(|| panic!("c's old route listed as removed: {subs}"))
+        .clone();
+    assert_eq!(left["queue_depth"], 1, "{subs}");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_queue_depth{subscriber=\"c\"}"), 1.0, "{m:?}");
+    assert!(
+        m.iter()
+            .any(|(k, _)| k == "hookrelay_oldest_pending_seconds{subscriber=\"c\"}"),
+        "{m:?}"
+    );
+    h.shutdown().await;
+}

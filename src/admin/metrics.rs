@@ -21,25 +21,30 @@ pub(super) async fn render(app: &App) -> String {
     let current: Option<Vec<SubscriberStats>> = stats
         .as_deref()
         .map(|s| s.iter().filter(|x| app.delivery.is_current(x)).cloned().collect());
+    // What each name still has pending on routes it is not on now (moved
+    // from, or removed), every such route summed: counted in its gauges.
+    let left = stats.as_deref().map(|s| left_behind(app, s)).unwrap_or_default();
     for lane in app.delivery.lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
-        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref());
-        set_oldest_pending(m, &labels, current.as_deref(), depth, now);
+        let extra = left.get(&name).copied().unwrap_or_default();
+        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref(), extra);
+        set_oldest_pending(m, &labels, current.as_deref(), depth, now, extra);
     }
     for lane in app.delivery.pull_lanes() {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
-        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref());
+        let extra = left.get(&name).copied().unwrap_or_default();
+        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref(), extra);
         let leased = lane.leased() + app.delivery.stopped_pull_leased(&name);
         m.in_flight.get_or_create(&labels).set(leased as i64);
         m.pull_leased.get_or_create(&labels).set(leased as i64);
         m.pull_last_seconds
             .get_or_create(&labels)
             .set(lane.seconds_since_pull(now) as i64);
-        set_oldest_pending(m, &labels, current.as_deref(), depth, now);
+        set_oldest_pending(m, &labels, current.as_deref(), depth, now, extra);
     }
-    forget_gone(app, &named, stats.as_deref(), now);
+    forget_gone(app, &named, stats.as_deref(), &left, now);
     set_dead_letters(app, stats.as_deref());
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).
@@ -104,9 +109,8 @@ pub(super) async fn render(app: &App) -> String {
 /// counters included ([`Metrics::forget_subscriber`]).
 /// Each name's lanes are looked up now, not from the scrape's list, so a
 /// reload meanwhile does not take a subscriber it adds for a removed one.
-fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, now: u64) {
+fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, left: &Left, now: u64) {
     let m = &app.metrics;
-    let removed = stats.map(|s| app.delivery.removed(s)).unwrap_or_default();
     // Names with dead letters kept, looked up once (not a pass over the
     // stats per name: quadratic in the subscriber history).
     let lettered: Option<std::collections::HashSet<&str>> = stats.map(|s| {
@@ -118,14 +122,11 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
     // A removed one with a backlog may have no series yet (its name unseen
     // since a restart): its backlog is exported all the same.
     let seen: std::collections::HashSet<&str> = named.iter().map(String::as_str).collect();
-    let unseen = removed
-        .iter()
-        .filter(|s| s.backlog > 0 && !seen.contains(s.name.as_str()))
-        .map(|s| s.name.clone());
+    let unseen = left.keys().filter(|n| !seen.contains(n.as_str())).cloned();
     let names: Vec<String> = named.iter().cloned().chain(unseen).collect();
     for name in &names {
         let labels = m.sub(name);
-        let pending = removed.iter().find(|s| &s.name == name && s.backlog > 0);
+        let pending = left.get(name).copied();
         let kind = if app.delivery.pull_lane(name).is_some() {
             SubGauges::Pull
         } else if app.delivery.configured_route(name).is_some() {
@@ -143,13 +144,13 @@ fn forget_gone(app: &App, named: &[String], stats: Option<&[SubscriberStats]>, n
             continue;
         }
         m.keep_gauges(&labels, kind);
-        if let Some(s) = pending.filter(|_| kind == SubGauges::RemovedPending) {
-            m.queue_depth.get_or_create(&labels).set(s.backlog as i64);
+        if let Some(extra) = pending.filter(|_| kind == SubGauges::RemovedPending) {
+            m.queue_depth.get_or_create(&labels).set(extra.0 as i64);
             let out = app.delivery.retired_in_flight(name, None);
             if out > 0 {
                 m.in_flight.get_or_create(&labels).set(out as i64);
             }
-            set_oldest_pending(m, &labels, Some(std::slice::from_ref(*s)), s.backlog, now);
+            set_oldest_pending(m, &labels, Some(&[]), extra.0, now, extra);
         }
     }
 }
@@ -187,12 +188,35 @@ fn set_dead_letters(app: &App, stats: Option<&[SubscriberStats]>) {
     }
 }
 
+/// Per subscriber name: its deliveries pending on routes it is not on now
+/// (moved from, or removed), every such route summed, and the receipt time
+/// of the oldest of them.
+type Left = std::collections::HashMap<String, (u64, Option<u64>)>;
+
+fn left_behind(app: &App, stats: &[SubscriberStats]) -> Left {
+    let mut left = Left::new();
+    for s in app.delivery.removed(stats).into_iter().filter(|s| s.backlog > 0) {
+        let e = left.entry(s.name.clone()).or_default();
+        e.0 += s.backlog;
+        e.1 = e.1.into_iter().chain(s.oldest_pending_ms).min();
+    }
+    left
+}
+
 /// `hookrelay_queue_depth` of a configured subscriber: its lane's count, or
 /// while its lane waits for a reload's handover (`depth` None) the store's;
-/// absent if the store cannot say then. Returns the depth set.
-fn set_queue_depth(m: &Metrics, labels: &SubLabels, depth: Option<u64>, current: Option<&[SubscriberStats]>) -> u64 {
+/// absent if the store cannot say then; with what it left on other routes
+/// (`extra`: a backlog that waits for it to be there again). Returns the
+/// depth set.
+fn set_queue_depth(
+    m: &Metrics,
+    labels: &SubLabels,
+    depth: Option<u64>,
+    current: Option<&[SubscriberStats]>,
+    extra: (u64, Option<u64>),
+) -> u64 {
     let store = |c: &[SubscriberStats]| c.iter().find(|s| s.name == labels.subscriber).map_or(0, |s| s.backlog);
-    let depth = depth.or_else(|| current.map(store));
+    let depth = depth.or_else(|| current.map(store)).map(|d| d + extra.0);
     match depth {
         Some(d) => {
             m.queue_depth.get_or_create(labels).set(d as i64);
@@ -208,7 +232,15 @@ fn set_queue_depth(m: &Metrics, labels: &SubLabels, depth: Option<u64>, current:
 /// queued; absent while the store cannot say (`stats` None), as the admin
 /// API answers `503` then: a 0 would read as "nothing waits" during an
 /// outage, when it is exactly what an alert should not miss.
-fn set_oldest_pending(m: &Metrics, labels: &SubLabels, stats: Option<&[SubscriberStats]>, depth: u64, now: u64) {
+/// `extra`: what it left on other routes (its oldest counts too).
+fn set_oldest_pending(
+    m: &Metrics,
+    labels: &SubLabels,
+    stats: Option<&[SubscriberStats]>,
+    depth: u64,
+    now: u64,
+    extra: (u64, Option<u64>),
+) {
     let Some(stats) = stats else {
         m.oldest_pending_seconds.remove(labels);
         return;
@@ -217,6 +249,9 @@ fn set_oldest_pending(m: &Metrics, labels: &SubLabels, stats: Option<&[Subscribe
         .iter()
         .find(|s| s.name == labels.subscriber)
         .and_then(|s| s.oldest_pending_ms)
+        .into_iter()
+        .chain(extra.1)
+        .min()
         .filter(|_| depth > 0)
         .map_or(0, |t| now.saturating_sub(t) / 1000);
     m.oldest_pending_seconds.get_or_create(labels).set(age as i64);
