@@ -287,7 +287,6 @@ async fn serve_conn<I, S, F, B>(
     });
     let (io, returned) = linger::Lent::new(io);
     let result = {
-        let io = fair_read::FairRead::new(io);
         let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
         tokio::pin!(conn);
         let mut stopping = *stop.borrow_and_update();

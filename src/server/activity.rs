@@ -399,12 +399,15 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for GuardedBo
 
 /// A connection's I/O, passed through unchanged; notes bytes that arrive while
 /// no request is being served, and on HTTP/2 when a frame or header block
-/// begins and ends arriving.
+/// begins and ends arriving; its reads yield after each burst
+/// ([`super::fair_read`]).
 pub struct Tracked<I> {
     io: I,
     activity: Arc<Activity>,
     frames: Frames,
     mid: bool,
+    /// Its reads yield after each burst ([`super::fair_read`]).
+    burst: super::fair_read::Burst,
 }
 
 impl<I> Tracked<I> {
@@ -414,14 +417,20 @@ impl<I> Tracked<I> {
             activity,
             frames: Frames::default(),
             mid: false,
+            burst: super::fair_read::Burst::default(),
         }
     }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.burst.yields(cx) {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.burst.after((!r.is_pending()).then_some(read));
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let me = &mut *self;
             me.frames.feed(&buf.filled()[before..]);
