@@ -222,32 +222,13 @@ async fn ids_after_a_restart_with_the_clock_behind_go_above_the_cursor() {
 /// result then does not make it unfinished.
 #[tokio::test]
 async fn an_event_removed_by_retention_under_a_recovering_cursor_is_not_sent_again() {
-    use super::tests::{attempt, deliver_all, open, sled};
-    use crate::store::Outcome;
+    use super::tests::{closed_with_unfinished, deliver_all, open, sled};
     let dir = tempfile::tempdir().unwrap();
     let now = crate::clock::now_ms();
-    let (ids, swept) = {
-        let store = open(dir.path(), &["a"]).await;
-        let mut ids = Vec::new();
-        for i in 0..6 {
-            ids.push(store.append(event(&format!("t{i}"), &["a"], now)).await.unwrap().id);
-        }
-        let mut src = store.work_source("a").unwrap();
-        // Finish all but the first: the cursor stays at it, and a restart
-        // checks the others' results.
-        for w in src.take(10, now).await.unwrap() {
-            if w.event.id == ids[0] {
-                continue;
-            }
-            store
-                .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
-                .await
-                .unwrap();
-            src.done(&w.ticket).await;
-        }
-        store.close().await;
-        (ids.clone(), ids[3])
-    };
+    // All but the first finished: the cursor stays at it, and a restart
+    // checks the others' results.
+    let ids = closed_with_unfinished(dir.path(), 6, 10, 1, now).await;
+    let swept = ids[3];
     let store = open(dir.path(), &["a"]).await;
     let s = sled(&store);
     let (route, sub) = {

@@ -286,34 +286,43 @@ async fn retries_wait_in_the_due_index_then_finish() {
     store.close().await;
 }
 
+/// A store at `dir` (subscriber `a`) with `n` events, of which the first
+/// `taken` were handed out and all but the first `left` of those delivered,
+/// then closed: a restart must check their results. The events' ids.
+pub(super) async fn closed_with_unfinished(
+    dir: &std::path::Path,
+    n: usize,
+    taken: usize,
+    left: usize,
+    now: u64,
+) -> Vec<EventId> {
+    let store = open(dir, &["a"]).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(store.append(event(&format!("t{i}"), &["a"], now)).await.unwrap().id);
+    }
+    let mut src = store.work_source("a").unwrap();
+    for w in src.take(taken, now).await.unwrap() {
+        if ids[..left].contains(&w.event.id) {
+            continue;
+        }
+        store
+            .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
+            .await
+            .unwrap();
+        src.done(&w.ticket).await;
+    }
+    store.close().await;
+    ids
+}
+
 #[tokio::test]
 async fn restart_resends_only_unfinished_work() {
     let dir = tempfile::tempdir().unwrap();
     let now = crate::clock::now_ms();
-    let (ids, unfinished) = {
-        let store = open(dir.path(), &["a"]).await;
-        let mut ids = Vec::new();
-        for i in 0..20 {
-            ids.push(store.append(event(&format!("t{i}"), &["a"], now)).await.unwrap().id);
-        }
-        let mut src = store.work_source("a").unwrap();
-        let work = src.take(10, now).await.unwrap();
-        // Finish 2..10 but not 0 and 1: the cursor must stay at 0.
-        let mut unfinished = Vec::new();
-        for w in work {
-            if w.event.id == ids[0] || w.event.id == ids[1] {
-                unfinished.push(w.event.id);
-                continue;
-            }
-            store
-                .record(&w.ticket, Some(attempt(1, 200, now)), Outcome::Delivered)
-                .await
-                .unwrap();
-            src.done(&w.ticket).await;
-        }
-        store.close().await;
-        (ids, unfinished)
-    };
+    // Finish 2..10 but not 0 and 1: the cursor must stay at 0.
+    let ids = closed_with_unfinished(dir.path(), 20, 10, 2, now).await;
+    let unfinished = ids[..2].to_vec();
     let store = open(dir.path(), &["a"]).await;
     let mut src = store.work_source("a").unwrap();
     let again = deliver_all(&store, &mut src, now).await;
