@@ -241,3 +241,39 @@ async fn a_subscriber_waiting_for_the_handover_shows_its_backlog() {
     );
     h.shutdown().await;
 }
+
+/// While a subscriber's new lane waits for its stopped lane's attempts,
+/// `hookrelay_in_flight` follows them as they end (it kept the stopped
+/// lane's last count until the slowest ended: 2 after one of two had been
+/// answered; observability review, stop 72).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_follows_a_stopped_lanes_attempts_during_the_handover() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first attempt answered after 30 s (past the checks), the second
+    // after 2 s.
+    let sub = Sub::start(std::sync::Arc::new(|i, _| {
+        Behaviour::Slow(if i == 0 { secs(30) } else { secs(2) })
+    }))
+    .await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("other", DOWN));
+    let with_s = base
+        .clone()
+        .subscriber(Subscriber::new("s", sub.url()).timeout(secs(40)).concurrency(2));
+    let h = start(&with_s).await;
+    let addr = h.ingest_addrs[0];
+    for n in 0..2 {
+        accepted(addr, &runway(&format!("slow-{n}"))).await;
+    }
+    sub.wait_for(secs(5), "both attempts out", |r| r.len() == 2).await;
+    // Removed and added back: its new lane waits for the old one's attempts.
+    base.clone().write();
+    h.reload().await.expect("reload removing s");
+    with_s.write();
+    h.reload().await.expect("reload adding s back");
+    let key = "hookrelay_in_flight{subscriber=\"s\"}";
+    metrics_until(h.admin_addr, secs(15), "one attempt left out", |m| {
+        m.iter().any(|(k, v)| k == key && *v == 1.0)
+    })
+    .await;
+    h.shutdown().await;
+}

@@ -30,6 +30,13 @@ pub(super) async fn render(app: &App) -> String {
         let extra = left.get(&name).copied().unwrap_or_default();
         let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref(), extra);
         set_oldest_pending(m, &labels, current.as_deref(), depth, now, extra);
+        if lane.queue_depth().is_none() {
+            // Its lane waits for a reload's handover (it sets the gauge once
+            // it runs): the attempts its stopped lanes still wait for, as
+            // they end (the stopped lane's last count stayed until then).
+            let out = app.delivery.retired_in_flight(&name, None);
+            m.in_flight.get_or_create(&labels).set(out as i64);
+        }
     }
     for lane in app.delivery.pull_lanes() {
         let name = lane.subscriber().name.clone();
