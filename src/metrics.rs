@@ -157,6 +157,10 @@ pub struct Metrics {
     /// Every subscriber a series was labelled with since start ([`Metrics::sub`]):
     /// the names whose gauges a scrape checks against the config.
     subscribers: Mutex<BTreeSet<String>>,
+    /// Routes that may have series: every route configured at a scrape,
+    /// with the results its status polls were counted under
+    /// ([`Metrics::forget_routes_but`]).
+    routes: Mutex<std::collections::HashMap<String, BTreeSet<&'static str>>>,
 }
 
 /// Every `outcome` of `hookrelay_deliveries_total` (push attempts and pull
@@ -223,6 +227,7 @@ impl Metrics {
             task_polls: Family::default(),
             unverified: Family::default(),
             subscribers: Mutex::default(),
+            routes: Mutex::default(),
         };
         registry.register(
             "ingest_requests",
@@ -392,6 +397,13 @@ impl Metrics {
     }
 
     pub fn task_poll(&self, route: &str, result: &'static str) {
+        // Polls are few (one per task due): noted, so a route's go.
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route.to_string())
+            .or_default()
+            .insert(result);
         self.task_polls
             .get_or_create(&PollLabels {
                 route: route.to_string(),
@@ -489,6 +501,43 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(subscriber);
+    }
+
+    /// The series of routes no longer configured (removed or renamed by a
+    /// reload) go, counters too: `/metrics` does not grow with every route
+    /// ever configured (stop 72: they stayed until a restart). `configured`:
+    /// the routes now, noted for the next time.
+    pub fn forget_routes_but(&self, configured: &[&str]) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = routes
+            .keys()
+            .filter(|r| !configured.contains(&r.as_str()))
+            .cloned()
+            .collect();
+        for route in gone {
+            let results = routes.remove(&route).unwrap_or_default();
+            // Statuses are not noted (the ingest path takes no lock for it):
+            // every one an answer can have.
+            for status in 100..600 {
+                self.ingest.remove(&IngestLabels {
+                    route: route.clone(),
+                    status,
+                });
+            }
+            let labels = RouteLabels { route: route.clone() };
+            self.dedupe_hits.remove(&labels);
+            self.dedupe_fallback.remove(&labels);
+            self.unverified.remove(&labels);
+            for result in results {
+                self.task_polls.remove(&PollLabels {
+                    route: route.clone(),
+                    result,
+                });
+            }
+        }
+        for route in configured {
+            routes.entry((*route).to_string()).or_default();
+        }
     }
 
     /// Prometheus text exposition.

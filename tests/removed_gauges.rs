@@ -270,3 +270,45 @@ async fn a_moved_subscribers_backlog_on_its_old_route_is_counted() {
     );
     h.shutdown().await;
 }
+
+/// A route a reload removed loses its series (`hookrelay_ingest_requests_total`,
+/// `hookrelay_dedupe_hits_total`, …) at the next scrape: they stayed until a
+/// restart, `/metrics` growing with every route ever configured
+/// (observability review, stop 72).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_routes_series_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", ok.url()));
+    let h = start(
+        &base.clone().route(
+            Route::new("r3", "/hooks/r3")
+                .allow_anyone()
+                .subscriber(Subscriber::new("x", ok.url())),
+        ),
+    )
+    .await;
+    accepted(h.ingest_addrs[0], &runway("kept")).await;
+    for _ in 0..2 {
+        let (s, _, _) = post(h.ingest_addrs[0], "/hooks/r3", &[], runway("r3-once")).await;
+        assert_eq!(s, http::StatusCode::OK);
+    }
+    let of_r3 = |m: &[(String, f64)]| -> Vec<String> {
+        m.iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.contains("route=\"r3\""))
+            .collect()
+    };
+    let m = metrics(h.admin_addr).await;
+    assert!(of_r3(&m).len() >= 2, "ingest and dedupe series of r3: {m:?}");
+    base.write();
+    h.reload().await.expect("reload removing r3");
+    let m = metrics(h.admin_addr).await;
+    assert!(of_r3(&m).is_empty(), "{:?}", of_r3(&m));
+    assert!(
+        m.iter()
+            .any(|(k, _)| k.starts_with("hookrelay_ingest_requests_total{route=")),
+        "a configured route's series kept: {m:?}"
+    );
+    h.shutdown().await;
+}
