@@ -248,9 +248,22 @@ async fn a_subscriber_waiting_for_the_handover_shows_its_backlog() {
 /// answered; observability review, stop 72).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_follows_a_stopped_lanes_attempts_during_the_handover() {
+    in_flight_during_a_handover(false).await;
+}
+
+/// The same for a subscriber switched from push to pull: its pull lane's
+/// gauge counted its leases only, 0, while the stopped push lane's attempt
+/// was still out (review of the change, stop 72).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_counts_a_stopped_push_lanes_attempts_after_a_switch_to_pull() {
+    in_flight_during_a_handover(true).await;
+}
+
+/// Two attempts out to `s`, one answered after 2 s, the other after 30 s;
+/// then `s` removed and added back (or, `to_pull`, switched to pull): its
+/// `hookrelay_in_flight` reads 1 once the first is answered.
+async fn in_flight_during_a_handover(to_pull: bool) {
     let dir = tempfile::tempdir().unwrap();
-    // The first attempt answered after 30 s (past the checks), the second
-    // after 2 s.
     let sub = Sub::start(std::sync::Arc::new(|i, _| {
         Behaviour::Slow(if i == 0 { secs(30) } else { secs(2) })
     }))
@@ -265,11 +278,16 @@ async fn in_flight_follows_a_stopped_lanes_attempts_during_the_handover() {
         accepted(addr, &runway(&format!("slow-{n}"))).await;
     }
     sub.wait_for(secs(5), "both attempts out", |r| r.len() == 2).await;
-    // Removed and added back: its new lane waits for the old one's attempts.
-    base.clone().write();
-    h.reload().await.expect("reload removing s");
-    with_s.write();
-    h.reload().await.expect("reload adding s back");
+    if to_pull {
+        base.clone().subscriber(Subscriber::pull("s", "s-pull-token")).write();
+        h.reload().await.expect("reload switching s to pull");
+    } else {
+        // Removed and added back: its new lane waits for the old one's attempts.
+        base.clone().write();
+        h.reload().await.expect("reload removing s");
+        with_s.write();
+        h.reload().await.expect("reload adding s back");
+    }
     let key = "hookrelay_in_flight{subscriber=\"s\"}";
     metrics_until(h.admin_addr, secs(15), "one attempt left out", |m| {
         m.iter().any(|(k, v)| k == key && *v == 1.0)

@@ -28,13 +28,15 @@ pub(super) async fn render(app: &App) -> String {
         let name = lane.subscriber().name.clone();
         let labels = m.sub(&name);
         let extra = left.get(&name).copied().unwrap_or_default();
-        let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref(), extra);
+        let lane_depth = lane.queue_depth();
+        let depth = set_queue_depth(m, &labels, lane_depth, current.as_deref(), extra);
         set_oldest_pending(m, &labels, current.as_deref(), depth, now, extra);
-        if lane.queue_depth().is_none() {
+        if lane_depth.is_none() {
             // Its lane waits for a reload's handover (it sets the gauge once
             // it runs): the attempts its stopped lanes still wait for, as
-            // they end (the stopped lane's last count stayed until then).
-            let out = app.delivery.retired_in_flight(&name, None);
+            // they end (the stopped lane's last count stayed until then),
+            // with its own should it have started since the look above.
+            let out = lane.in_flight() + app.delivery.retired_in_flight(&name, None);
             m.in_flight.get_or_create(&labels).set(out as i64);
         }
     }
@@ -44,7 +46,10 @@ pub(super) async fn render(app: &App) -> String {
         let extra = left.get(&name).copied().unwrap_or_default();
         let depth = set_queue_depth(m, &labels, lane.queue_depth(), current.as_deref(), extra);
         let leased = lane.leased() + app.delivery.stopped_pull_leased(&name);
-        m.in_flight.get_or_create(&labels).set(leased as i64);
+        // A subscriber switched from push: the attempts its stopped push
+        // lane still waits for count as in flight too, as the listing's.
+        let out = leased + app.delivery.retired_in_flight(&name, None);
+        m.in_flight.get_or_create(&labels).set(out as i64);
         m.pull_leased.get_or_create(&labels).set(leased as i64);
         m.pull_last_seconds
             .get_or_create(&labels)

@@ -255,3 +255,42 @@ async fn too_many_answers_waiting_without_progress_close_after_a_short_stall() {
     bodies.clear();
     assert_eq!(a.next(READ, IDLE, false), idle_close(Instant::now() + IDLE));
 }
+
+/// A client whose bytes never run out (a chunk size of `0`s streamed)
+/// gives its thread up after each burst: `Tracked`'s reads answer
+/// `Pending`, the task woken at once, and go on after it (edge review,
+/// stop 72).
+#[test]
+fn tracked_reads_yield_after_each_burst() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let woken = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut io = Tracked::new(tokio::io::repeat(b'0'), Activity::new());
+    let mut chunk = [0u8; 4096];
+    let (mut read, mut pending) = (0, 0);
+    for _ in 0..100 {
+        let mut buf = tokio::io::ReadBuf::new(&mut chunk);
+        match std::pin::Pin::new(&mut io).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) => read += buf.filled().len(),
+            Poll::Ready(Err(e)) => panic!("{e}"),
+            Poll::Pending => {
+                assert_eq!(
+                    read % super::super::fair_read::BURST,
+                    0,
+                    "a yield only after a whole burst"
+                );
+                pending += 1;
+            }
+        }
+    }
+    assert_eq!((pending, woken.0.load(Ordering::SeqCst)), (20, 20));
+    assert_eq!(read, 80 * 4096);
+}
