@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The file under `store.path` that names the media store of the last start.
-const FILE: &str = "media-store";
+pub const FILE: &str = "media-store";
 
 fn file(store_path: &Path) -> PathBuf {
     store_path.join(FILE)

@@ -56,26 +56,19 @@ impl Validator<'_> {
     /// disk's `lost+found`, and the config file itself (`store.path = "."`,
     /// warned about on its own).
     pub(super) fn foreign_files_warning(&self, path: &std::path::Path, backend: &StoreBackend) -> Option<String> {
-        if !matches!(backend, StoreBackend::Sled) || path.join("conf").exists() {
+        if !matches!(backend, StoreBackend::Sled) {
             return None;
         }
-        let config = self.file.file_name();
-        let mut others: Vec<String> = std::fs::read_dir(path)
-            .ok()?
-            .flatten()
-            .filter(|e| Some(e.file_name().as_os_str()) != config || self.resolve_path(self.file) != e.path())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                !n.starts_with('.')
-                    && !n.starts_with("snap.")
-                    && !n.starts_with("media-store")
-                    && !matches!(n.as_str(), "lost+found" | "media" | "db" | "blobs" | "hookrelay-store")
-            })
+        // The relay's own beside the store: the default media directory, the
+        // last start's media store, and this config file.
+        let config = self.resolve_path(self.file);
+        let mut others: Vec<String> = crate::store::sled::foreign_entries(path)
+            .into_iter()
+            .filter(|n| n != "media" && !n.starts_with(crate::media::last_store::FILE) && path.join(n) != config)
             .collect();
         if others.is_empty() {
             return None;
         }
-        others.sort_unstable();
         let more = if others.len() > 3 { ", …" } else { "" };
         others.truncate(3);
         Some(format!(

@@ -30,7 +30,7 @@ mod media_sweep;
 mod migrate;
 mod migrate_notify;
 mod open_db;
-pub use open_db::check_compression;
+pub use open_db::{check_compression, foreign_entries};
 mod probe;
 pub use migrate::{Migrated, Opened};
 mod query;

@@ -84,6 +84,29 @@ pub(super) fn opened_before(path: &Path) -> bool {
     path.join("conf").is_file() && path.join("db").is_file() && path.join(OPENED).is_file()
 }
 
+/// The entries of `path` that are neither sled's files nor this store's
+/// mark, nor hidden, nor a disk's `lost+found`, sorted; none when a store is
+/// there (sled's `conf`): what a new store would be written among.
+pub fn foreign_entries(path: &Path) -> Vec<String> {
+    if path.join("conf").exists() {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !n.starts_with('.')
+                && !n.starts_with("snap.")
+                && !matches!(n.as_str(), "lost+found" | "db" | "blobs" | OPENED)
+        })
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// Mark the store as opened (once its version row is flushed). A failure is
 /// logged and otherwise ignored: the mark only lets a later start tell a
 /// `db` cut short from a new store.
