@@ -25,7 +25,7 @@
 //! | fan-out: lanes, attempts, retry schedule, circuit breaker, rate limit; pull lanes and their leases; a subscriber's lanes one after another across a reload | [`delivery`] (`lane`, `attempt`, `retry`, `circuit`, `rate`, `client`, `handover`, `held`, `verify_claims`: one deliverable event per dedupe key on `verify = "fetch"` routes, `verify_media`: the media of a callback whose route stopped verifying, `media_gate`, `removed`; `pull`: `task` (its loops, a stopped lane's too), `state` (what its task does), `leases`, `settle`, `ack`, `peer`) |
 //! | retention sweeps | [`retention`] |
 //! | admin API: health, readiness, metrics, status, JSON API; the web console (`/ui`) and the checks against cross-site requests, DNS rebinding and admin token guessing | [`admin`] (`guard`, `ui`, `endpoint`: the endpoints, the methods and query parameters each takes, the `405` with `Allow`; `task_figures`: the expected tasks' counts for `/metrics`, a slow walk of them reused a while) |
-//! | Prometheus metrics | [`metrics`] |
+//! | Prometheus metrics | [`metrics`] (`forget`: the series a scrape removes, of subscribers and routes no longer configured) |
 //! | the daemon's shared state | [`state`] |
 //! | readiness as far as the store goes: a store it can write, room on its disk (each apart), refused callbacks counted for the log | [`readiness`] |
 //! | wiring: start, reload, shutdown | [`app`], [`reload`] |
