@@ -10,21 +10,28 @@ use crate::common;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::nats::NatsCluster;
+use common::nats::{read_retrying, NatsCluster};
 use common::*;
 use http::StatusCode;
 
 /// The stream `name` as the cluster has it.
 async fn stream_config(nats: &NatsCluster, name: &str) -> jetstream::stream::Config {
     let js = jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
-    js.get_stream(name).await.unwrap().cached_info().config.clone()
+    let read = || async { js.get_stream(name).await.map(|s| s.cached_info().config.clone()) };
+    read_retrying(&format!("stream {name}"), read).await
 }
 
 /// The consumer `name` of stream `stream` as the cluster has it.
 async fn consumer_ack_wait(nats: &NatsCluster, stream: &str, name: &str) -> Duration {
     let js = jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
-    let s = js.get_stream(stream).await.unwrap();
-    s.consumer_info(name).await.unwrap().config.ack_wait
+    let read = || async {
+        let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+        s.consumer_info(name)
+            .await
+            .map(|i| i.config.ack_wait)
+            .map_err(|e| e.to_string())
+    };
+    read_retrying(&format!("consumer {stream}/{name}"), read).await
 }
 
 /// A relay on this cluster with subscriber `s` at `url` (its own directory).

@@ -408,3 +408,23 @@ impl ResultsAway {
         self.js.update_stream(&self.original).await.unwrap();
     }
 }
+
+/// What `read` gets from the cluster, asked again for up to 30 s while it
+/// fails: a JetStream API request times out, or finds a stream between
+/// leaders, for a moment on a loaded machine (CI once failed reading a
+/// stream's config right after a refused update, with four other clusters
+/// busy). Panics with `what` and the last error.
+pub async fn read_retrying<T, E, F>(what: &str, mut read: impl FnMut() -> F) -> T
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match read().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("reading {what} from NATS for 30 s: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
