@@ -315,3 +315,40 @@ async fn a_removed_routes_series_go() {
     );
     h.shutdown().await;
 }
+
+/// A subscriber a reload moved to another route, and a later one removed,
+/// with deliveries pending on both routes: its gauges count both backlogs,
+/// summed, with the older route's age (they showed the first route's only,
+/// 1 of 6: observability review, stop 72; this sum was not tested then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_backlog_on_two_routes_is_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let gone = || Subscriber::new("gone", DOWN).retry([secs(3600)]);
+    let other = || Subscriber::new("other", ok.url());
+    let h = start(&TestConfig::new(dir.path()).subscriber(other()).subscriber(gone())).await;
+    accepted_retrying(h.ingest_addrs[0], &runway("t-0")).await;
+    let retried = "hookrelay_deliveries_total{subscriber=\"gone\",outcome=\"retry\"}".to_string();
+    let failed = |n: f64| {
+        let retried = retried.clone();
+        move |m: &[(String, f64)]| m.contains(&(retried.clone(), n))
+    };
+    metrics_until(h.admin_addr, secs(10), "gone's first failed attempt", failed(1.0)).await;
+    // The first route's is older by two seconds or more.
+    tokio::time::sleep(secs(2)).await;
+    let on_r2 = |r: Route| TestConfig::new(dir.path()).subscriber(other()).route(r);
+    on_r2(Route::new("r2", "/hooks/r2").allow_anyone().subscriber(gone())).write();
+    h.reload().await.expect("reload moving gone to r2");
+    for i in 0..3 {
+        accepted_at(h.ingest_addrs[0], "/hooks/r2", &runway(&format!("r2-{i}"))).await;
+    }
+    metrics_until(h.admin_addr, secs(10), "gone's four failed attempts", failed(4.0)).await;
+    let kept = Subscriber::new("kept", ok.url());
+    on_r2(Route::new("r2", "/hooks/r2").allow_anyone().subscriber(kept)).write();
+    h.reload().await.expect("reload removing gone");
+    let m = metrics(h.admin_addr).await;
+    assert_eq!(sample(&m, "hookrelay_queue_depth{subscriber=\"gone\"}"), 4.0, "{m:?}");
+    let age = sample(&m, "hookrelay_oldest_pending_seconds{subscriber=\"gone\"}");
+    assert!(age >= 2.0, "the first route's oldest, {age} s: {m:?}");
+    h.shutdown().await;
+}
