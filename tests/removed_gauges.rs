@@ -352,3 +352,38 @@ async fn a_removed_subscribers_backlog_on_two_routes_is_summed() {
     assert!(age >= 2.0, "the first route's oldest, {age} s: {m:?}");
     h.shutdown().await;
 }
+
+/// The same for routes no scrape saw: one configured at the start and one a
+/// reload added, each removed by a reload before `/metrics` was read, lose
+/// their series at the next scrape (routes were noted only at scrapes:
+/// theirs stayed until a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_removed_before_any_scrape_lose_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sub::ok().await;
+    let base = TestConfig::new(dir.path()).subscriber(Subscriber::new("s", ok.url()));
+    let with = |name: &str| {
+        let sub = Subscriber::new(&format!("{name}-sub"), ok.url());
+        let route = Route::new(name, &format!("/hooks/{name}"))
+            .allow_anyone()
+            .subscriber(sub);
+        base.clone().route(route)
+    };
+    let h = start(&with("r3")).await;
+    let (s, _, _) = post(h.ingest_addrs[0], "/hooks/r3", &[], runway("at-r3")).await;
+    assert_eq!(s, http::StatusCode::OK);
+    with("r4").write();
+    h.reload().await.expect("reload replacing r3 with r4");
+    let (s, _, _) = post(h.ingest_addrs[0], "/hooks/r4", &[], runway("at-r4")).await;
+    assert_eq!(s, http::StatusCode::OK);
+    base.write();
+    h.reload().await.expect("reload removing r4");
+    let m = metrics(h.admin_addr).await;
+    let left: Vec<&String> = m
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("route=\"r3\"") || k.contains("route=\"r4\""))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    h.shutdown().await;
+}

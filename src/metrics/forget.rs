@@ -75,7 +75,8 @@ impl Metrics {
     /// The series of routes no longer configured (removed or renamed by a
     /// reload) go, counters too: `/metrics` does not grow with every route
     /// ever configured (stop 72: they stayed until a restart). `configured`:
-    /// the routes now, noted for the next time.
+    /// the routes now; the ones that may have series were noted as each
+    /// configuration was put in force ([`Metrics::note_routes`]).
     pub fn forget_routes_but(&self, configured: &[&str]) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<String> = routes
@@ -104,8 +105,16 @@ impl Metrics {
                 });
             }
         }
+    }
+
+    /// Note the routes a configuration put in force (at the start and at
+    /// each reload), so a route configured and removed again between two
+    /// scrapes loses its series at the next one too (noted only at a
+    /// scrape, its series stayed until a restart).
+    pub fn note_routes<'a>(&self, configured: impl IntoIterator<Item = &'a str>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         for route in configured {
-            routes.entry((*route).to_string()).or_default();
+            routes.entry(route.to_string()).or_default();
         }
     }
 }
