@@ -52,11 +52,36 @@ impl fmt::Display for ConfigError {
         if let Some((line, col)) = self.position {
             write!(f, " (line {line}, column {col})")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", elide_long_words(&self.message))
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A word (a run without whitespace) of an error longer than this is shown
+/// by its two ends and its length: a 100 KB value pasted by mistake was
+/// echoed whole, filling the terminal and the journal (CLI review, stop 72).
+const LONGEST_WORD: usize = 200;
+
+fn elide_long_words(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.split_whitespace().any(|w| w.chars().count() > LONGEST_WORD) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::new();
+    for piece in message.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end();
+        let n = word.chars().count();
+        if n > LONGEST_WORD {
+            let head: String = word.chars().take(80).collect();
+            let tail: String = word.chars().skip(n - 20).collect();
+            out.push_str(&format!("{head}…[{n} characters]…{tail}"));
+            out.push_str(&piece[word.len()..]);
+        } else {
+            out.push_str(piece);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 impl ConfigError {
     /// A problem with the file as a whole (reading it), at no key.
