@@ -123,6 +123,7 @@ mod open_files;
 mod operations;
 mod packaging;
 mod placeholder_secrets;
+mod power_cut;
 mod provider;
 mod provider_callbacks;
 mod provider_key_shared;

@@ -112,6 +112,25 @@ impl Frozen {
         })
     }
 
+    /// The filesystem already in `image` (a copy of another's disk: ext4
+    /// replays its journal), loop-mounted at `path`; `None` (the test says it
+    /// skipped) where that cannot be done.
+    pub fn mount_existing(image: &Path, path: &Path) -> Option<Frozen> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-o".as_ref(), "loop".as_ref(), image.as_os_str(), path.as_os_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            skipped("cannot mount a loop filesystem here (not root? no loop devices?)");
+            return None;
+        }
+        Some(Frozen {
+            path: path.to_path_buf(),
+            frozen: false.into(),
+        })
+    }
+
     /// Freeze it: writes wait until [`Self::thaw`]. False where freezing is
     /// not supported (the test says it skipped).
     pub fn freeze(&self) -> bool {

@@ -290,7 +290,7 @@ impl Writer {
         });
         let result = result.and_then(|()| {
             if durable {
-                self.inner.db.flush()?;
+                self.inner.flush_durably()?;
             }
             Ok(())
         });
@@ -369,7 +369,7 @@ impl Writer {
         let r = self.dead.changes(&self.inner.tree, &b).and_then(|dead| {
             b.apply()?;
             self.count_changed(dead);
-            self.inner.db.flush()?;
+            self.inner.flush_durably()?;
             Ok(())
         });
         match r {

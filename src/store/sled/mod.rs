@@ -17,6 +17,7 @@ mod dead_count;
 mod due_cap;
 pub use due_cap::BroughtIn;
 mod due_route;
+mod durable;
 mod group_commit;
 mod keys;
 mod left_behind;
@@ -103,6 +104,8 @@ type LogReadHook = Box<dyn Fn(&sled::Tree, super::EventId) + Send>;
 /// State shared by the writer, the lanes and the readers.
 pub(super) struct Inner {
     db: sled::Db,
+    /// The `db` file, synced after each flush an answer waits for ([`durable`]).
+    db_file: std::fs::File,
     tree: sled::Tree,
     path: PathBuf,
     /// The `db` file opened (device, inode): removed or replaced under the
@@ -238,9 +241,12 @@ impl SledStore {
         let db = open_db::open_db(opts)?;
         let (tree, opened) = schema::open_tree(&db, opts, opened_before)?;
         open_db::mark_opened(&opts.path);
+        let db_file = durable::open(&opts.path)?;
+        durable::sync_files(&opts.path);
         let registry = Registry::load(&tree)?;
         let inner = Arc::new(Inner {
             db,
+            db_file,
             tree,
             // Absolute once, where the daemon started: shown by the status
             // (a relative `data` says nothing to its reader elsewhere).
