@@ -251,3 +251,58 @@ async fn downloads_on_the_stores_disk_never_take_it_below_store_min_free() {
     .await;
     h.shutdown().await;
 }
+
+/// A media directory on a disk with one inode left: a download's file fits,
+/// the directory its digest needs does not. The failure uses one try, then
+/// the URL waits (`store_unavailable`, gauge 1) without using the others,
+/// and is stored once inodes are freed. The check after a failure wrote a
+/// file only, passed, and each failure used a try: the URL failed for good
+/// (filesystem review, stop 73: 20 URLs given up, the gauge at 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_disk_with_one_inode_left_is_a_wait_not_a_failure() {
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/video.mp4", b"the video", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "8m,nr_inodes=64") else {
+        return;
+    };
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new()
+        .allow_private()
+        .dir(&mnt.join("archive"))
+        .min_free(0)
+        .retry([ms(100), ms(100)]);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    // Every inode taken but one.
+    let fill = mnt.join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let mut n = 0;
+    while std::fs::write(fill.join(n.to_string()), b"").is_ok() {
+        n += 1;
+    }
+    std::fs::remove_file(fill.join((n - 1).to_string())).unwrap();
+
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("1e603959", &video, "").to_string(),
+    )
+    .await;
+    // The check at the start may have found it so already (no try used).
+    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
+    assert_eq!(m["state"], "pending", "{m}");
+    assert!(m["attempts"].as_u64() <= Some(1), "{m}");
+    assert_eq!(later.count(), 0, "after_archive waits for the file");
+
+    for i in 0..n - 1 {
+        std::fs::remove_file(fill.join(i.to_string())).unwrap();
+    }
+    let header = after_archive_media(&later, secs(90)).await;
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    assert_eq!(m["state"], "stored", "{m}");
+    assert!(m["attempts"].as_u64() <= Some(2), "{m}");
+    h.shutdown().await;
+}

@@ -294,24 +294,48 @@ impl LocalStore {
         })
     }
 
-    /// Write, fsync and remove a small file where downloads write theirs
-    /// (`tmp/`, made again if it went: a cleaner of temporary directories;
-    /// not the directory itself, which a disk not mounted any more takes
-    /// with it).
+    /// Do what a download's write does, with a small file: write and fsync
+    /// it where downloads write theirs (`tmp/`, made again if it went: a
+    /// cleaner of temporary directories; not the directory itself, which a
+    /// disk not mounted any more takes with it), make a directory beside
+    /// the digests' and rename the file into it; then remove both. Writing
+    /// the file alone passed while every download failed making its digest's
+    /// directory (the directory not writable, one inode left): each failure
+    /// used a try and the URLs failed for good (filesystem review, stop 73).
     fn probe(&self) -> Result<(), StoreError> {
         let tmp = self.root.join("tmp");
         let path = tmp.join(format!("{}-{}.part", ulid::Ulid::new(), self.owner));
+        // One per relay, made again at each probe (one a crash left is reused).
+        let dir = self.root.join(format!(".probe-{}", self.owner));
+        let moved = dir.join("probe");
+        let clear = || {
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&moved);
+            let _ = fs::remove_dir(&dir);
+        };
+        clear();
         let made = match fs::DirBuilder::new().mode(0o700).create(&tmp) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
             _ => Ok(()),
         };
-        let written = made.and_then(|()| {
-            fs::File::create(&path).and_then(|mut f| f.write_all(b"hookrelay").and_then(|()| f.sync_all()))
-        });
-        let _ = fs::remove_file(&path);
-        written.map_err(|e| StoreError::Unavailable {
+        let written = made
+            .and_then(|()| {
+                fs::File::create(&path).and_then(|mut f| f.write_all(b"hookrelay").and_then(|()| f.sync_all()))
+            })
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .and_then(|()| {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| format!("cannot make a directory in {}: {e}", self.root.display()))
+            })
+            .and_then(|()| {
+                fs::rename(&path, &moved).map_err(|e| format!("cannot move a file into {}: {e}", dir.display()))
+            });
+        clear();
+        written.map_err(|error| StoreError::Unavailable {
             store: self.describe(),
-            error: format!("cannot write {}: {e}", path.display()),
+            error,
         })
     }
 
