@@ -10,16 +10,19 @@
 
 mod cert;
 mod pem;
+mod roots;
 #[cfg(test)]
 pub(crate) mod test_cert;
 
 use std::path::Path;
+
+pub use roots::load_roots;
 use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::CertificateDer;
 use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 
 pub use cert::{parse_bundle, rfc3339, CertInfo};
 
@@ -236,36 +239,6 @@ impl Reloadable {
     pub fn set(&self, config: Arc<ServerConfig>, certificate: Option<CertInfo>) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Served { config, certificate };
     }
-}
-
-/// Trust anchors for outbound HTTPS: the system's roots (webpki roots when the
-/// system has none) plus, when given, every certificate in `ca_file`.
-pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    if let Some(path) = ca_file {
-        let mut added = 0;
-        let pem = crate::config::small_file::read(path, crate::config::small_file::PEM_MAX)
-            .map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?;
-        for cert in
-            pem::certificates(&pem).map_err(|e| fail(format!("invalid PEM in CA file {}: {e}", path.display())))?
-        {
-            roots
-                .add(cert)
-                .map_err(|e| fail(format!("unusable CA certificate in {}: {e}", path.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(fail(format!("no certificate found in CA file {}", path.display())));
-        }
-    }
-    Ok(roots)
 }
 
 /// Client configuration for deliveries (the connector adds ALPN h2 + http/1.1).
