@@ -485,3 +485,40 @@ fn verified_pull(route: common::route::Route, token: &str) -> common::route::Rou
         .signature(Signature::kie("fake-hmac-key"))
         .verify("fetch")
 }
+
+/// The subscribers of one event on a verifying route cost one look-up: the
+/// lanes checking it together wait for the one asked, not ask each (161
+/// look-ups for 60 events with four subscribers, the route drained at the
+/// provider's pace for status calls: combined-features review, stop 73).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribers_of_one_event_cost_one_look_up() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let subs = [Sub::ok().await, Sub::ok().await, Sub::ok().await, Sub::ok().await];
+    let dir = tempfile::tempdir().unwrap();
+    let mut route = task_route("runway", "kie-runway", &fake, &subs[0].url()).verify("fetch");
+    for (i, s) in subs.iter().enumerate().skip(1) {
+        route = route.subscriber(Subscriber::new(&format!("s{i}"), s.url()));
+    }
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    fake.hold_status();
+    let task = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
+    fake.set_stage(&task, fake.stage_count(&task));
+    let body = fake.final_callback(&task);
+    fake.post_signed(addr, "/hooks/runway", &task, &body).await;
+    let t0 = std::time::Instant::now();
+    while fake.status_held() == 0 {
+        assert!(t0.elapsed() < secs(10), "no look-up asked");
+        tokio::time::sleep(ms(20)).await;
+    }
+    // Every lane has had time to get to the event (each asked before).
+    tokio::time::sleep(ms(1500)).await;
+    assert_eq!(fake.status_held(), 1, "look-ups asked at once for one event");
+    fake.release_status();
+    for s in &subs {
+        s.wait_for(secs(10), "the verified callback", |r| r.len() == 1).await;
+    }
+    assert_eq!(fake.status_requests(&task), 1);
+    h.shutdown().await;
+}

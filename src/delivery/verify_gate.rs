@@ -162,6 +162,9 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
 /// key and the route itself (its media pointers).
 type Checked = (Product, ProviderClient, DedupeKey, Arc<Route>);
 
+/// One look-up of a task at a time ([`Verifier::record`]).
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
@@ -173,6 +176,10 @@ pub struct Verifier {
     refused: Mutex<Recent<EventId, u32>>,
     /// Records fetched lately, by route and task id.
     records: Mutex<HashMap<(String, String), (tokio::time::Instant, Record)>>,
+    /// A look-up going on, by route and task id: the subscribers' lanes of
+    /// one event (or the events of one task) checking at the same time wait
+    /// for it and read its record, not ask the provider each.
+    fetching: Mutex<HashMap<(String, String), Turn>>,
     /// Which event of each dedupe key was let go.
     claims: Claims,
     /// The keys whose contesting callbacks overflowed (logged once each).
@@ -369,7 +376,11 @@ impl Verifier {
     }
 
     /// The record of `task_id`, fetched at most once per [`SHARED`] (or
-    /// [`SHARED_RUNNING`]).
+    /// [`SHARED_RUNNING`]), one look-up at a time: checks of the same task
+    /// that start while one is asked wait for its record (each missed the
+    /// record not yet fetched and asked too: 161 look-ups for 60 events with
+    /// four subscribers, the route drained at the provider's pace for status
+    /// calls; combined-features review, stop 73).
     async fn record(
         &self,
         route: &str,
@@ -378,8 +389,29 @@ impl Verifier {
         task_id: &str,
     ) -> Result<Record, ProviderError> {
         let key = (route.to_string(), task_id.to_string());
+        let turn = lock(&self.fetching).entry(key.clone()).or_default().clone();
+        let record = {
+            let _turn = turn.lock().await;
+            self.record_now(&key, product, client, task_id).await
+        };
+        let mut fetching = lock(&self.fetching);
+        // Nobody else waits for this task's turn (the map's and this one).
+        if Arc::strong_count(&turn) <= 2 {
+            fetching.remove(&key);
+        }
+        record
+    }
+
+    /// [`Self::record`] in its turn: the shared record if fresh, else asked.
+    async fn record_now(
+        &self,
+        key: &(String, String),
+        product: Product,
+        client: &ProviderClient,
+        task_id: &str,
+    ) -> Result<Record, ProviderError> {
         let now = tokio::time::Instant::now();
-        if let Some((at, r)) = lock(&self.records).get(&key) {
+        if let Some((at, r)) = lock(&self.records).get(key) {
             let fresh = if r.stage().is_terminal() {
                 SHARED
             } else {
@@ -395,7 +427,7 @@ impl Verifier {
             records.retain(|_, (at, _)| now.duration_since(*at) < SHARED);
         }
         if records.len() < REMEMBER {
-            records.insert(key, (tokio::time::Instant::now(), record.clone()));
+            records.insert(key.clone(), (tokio::time::Instant::now(), record.clone()));
         }
         Ok(record)
     }
