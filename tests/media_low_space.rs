@@ -306,3 +306,52 @@ async fn a_media_disk_with_one_inode_left_is_a_wait_not_a_failure() {
     assert!(m["attempts"].as_u64() <= Some(2), "{m}");
     h.shutdown().await;
 }
+
+/// A media disk under 64 free inodes (bytes to spare) is a low disk: the
+/// URL is not fetched and waits without a try, the error says why (the
+/// archive took the last inodes, and the store on that disk could not start
+/// again: filesystem review, stop 73).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_disk_short_of_inodes_costs_no_try() {
+    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = s.bytes("/k/video.mp4", b"the video", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "16m,nr_inodes=256") else {
+        return;
+    };
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new()
+        .allow_private()
+        .dir(&mnt.join("archive"))
+        .min_free(1 << 20)
+        .retry([ms(100), ms(100)]);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let fill = mnt.join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let mut n = 0;
+    while std::fs::write(fill.join(n.to_string()), b"").is_ok() {
+        n += 1;
+    }
+    for i in n - 20..n {
+        std::fs::remove_file(fill.join(i.to_string())).unwrap();
+    }
+    let id = accepted_at(
+        h.ingest_addrs[0],
+        "/hooks/runway",
+        &runway_media("2e603959", &video, "").to_string(),
+    )
+    .await;
+    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
+    assert_eq!(m["state"], "pending", "{m}");
+    assert_eq!(m["attempts"], 0, "{m}");
+    assert!(m["error"].as_str().is_some_and(|e| e.contains("out of inodes")), "{m}");
+    assert_eq!(s.hits("/k/video.mp4"), 0, "no GET while the disk is short");
+    for i in 0..n - 20 {
+        std::fs::remove_file(fill.join(i.to_string())).unwrap();
+    }
+    let header = after_archive_media(&later, secs(90)).await;
+    assert_eq!(header[0]["state"], "stored", "{header:?}");
+    h.shutdown().await;
+}

@@ -54,6 +54,7 @@ mod forward_more_than_asked;
 mod forward_stop;
 mod hostile_http;
 mod hostile_subscribers;
+mod inodes;
 mod isolation;
 mod linger;
 mod listen_addresses;

@@ -340,6 +340,12 @@ impl LocalStore {
     }
 
     fn check_space(root: &Path, min_free: u64) -> Result<(), StoreError> {
+        if let Some(why) = (min_free > 0).then(|| crate::inodes::shortage(root)).flatten() {
+            return Err(StoreError::Unavailable {
+                store: format!("local directory {}", root.display()),
+                error: why,
+            });
+        }
         let available = fs4::available_space(root).map_err(StoreError::io("statvfs", root))?;
         if available < min_free {
             return Err(StoreError::LowSpace {

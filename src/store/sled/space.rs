@@ -44,10 +44,13 @@ fn floor_beyond_disk(path: &Path, min_free: u64) -> Option<String> {
 impl Inner {
     /// Whether the disk has room for more events: the bytes above
     /// `store.min_free` (`None`: no floor, or the free space unknown); the
-    /// reason when not.
+    /// reason when not (too few bytes, or too few inodes: [`crate::inodes`]).
     pub(super) fn space_check(&self) -> Result<Option<u64>, String> {
         if self.min_free == 0 {
             return Ok(None);
+        }
+        if let Some(why) = crate::inodes::shortage(&self.path) {
+            return Err(why);
         }
         match fs4::available_space(&self.path) {
             Ok(free) if free < self.min_free => Err(format!(
