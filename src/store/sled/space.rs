@@ -44,15 +44,20 @@ fn floor_beyond_disk(path: &Path, min_free: u64) -> Option<String> {
 impl Inner {
     /// Whether the disk has room for more events: the bytes above
     /// `store.min_free` (`None`: no floor, or the free space unknown); the
-    /// reason when not (too few bytes, or too few inodes: [`crate::inodes`]).
+    /// reason when not (too few bytes, or too few inodes: [`crate::disk_room`]).
     pub(super) fn space_check(&self) -> Result<Option<u64>, String> {
         if self.min_free == 0 {
             return Ok(None);
         }
-        if let Some(why) = crate::inodes::shortage(&self.path) {
+        let room = crate::disk_room::look(&self.path);
+        if let Some(why) = room
+            .as_ref()
+            .ok()
+            .and_then(|r| crate::disk_room::inode_shortage(&self.path, *r))
+        {
             return Err(why);
         }
-        match fs4::available_space(&self.path) {
+        match room.map(|r| r.bytes) {
             Ok(free) if free < self.min_free => Err(format!(
                 "disk nearly full: {} MiB free under {}, store.min_free is {} MiB",
                 free >> 20,
