@@ -11,6 +11,21 @@ use crate::common;
 use common::*;
 use http::StatusCode;
 
+/// Callbacks to `addr`, one every 100 ms, until one is answered `want`
+/// (any other answer but `200` fails), within `limit`.
+async fn callbacks_until(addr: std::net::SocketAddr, want: StatusCode, limit: std::time::Duration, what: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let (s, v) = callback(addr, &runway(&format!("{what}-{}", t0.elapsed().as_millis()))).await;
+        if s == want {
+            return;
+        }
+        assert!(s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE, "{s}: {v}");
+        assert!(t0.elapsed() < limit, "no {want} within {limit:?}: {what}");
+        tokio::time::sleep(ms(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_short_of_inodes_is_a_full_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,25 +41,8 @@ async fn a_disk_short_of_inodes_is_a_full_disk() {
     let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
     accepted(addr, &runway("before")).await;
     // Every inode taken but 20 (under the floor of 64), bytes to spare.
-    let fill = mnt.join("fill");
-    std::fs::create_dir(&fill).unwrap();
-    let mut n = 0;
-    while std::fs::write(fill.join(n.to_string()), b"").is_ok() {
-        n += 1;
-    }
-    for i in n - 20..n {
-        std::fs::remove_file(fill.join(i.to_string())).unwrap();
-    }
-    let t0 = std::time::Instant::now();
-    loop {
-        let (s, v) = callback(addr, &runway(&format!("short-{}", t0.elapsed().as_millis()))).await;
-        if s == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert!(t0.elapsed() < secs(10), "callbacks still taken with 20 inodes left");
-        tokio::time::sleep(ms(100)).await;
-    }
+    let taken = tmpfs::InodesTaken::leaving(&mnt.join("fill"), 20);
+    callbacks_until(addr, StatusCode::SERVICE_UNAVAILABLE, secs(10), "short").await;
     // Readiness follows at its next look at the disk.
     let t0 = std::time::Instant::now();
     loop {
@@ -56,18 +54,7 @@ async fn a_disk_short_of_inodes_is_a_full_disk() {
         assert!(t0.elapsed() < secs(10), "still ready with 20 inodes left: {why}");
         tokio::time::sleep(ms(100)).await;
     }
-
-    for i in 0..n - 20 {
-        std::fs::remove_file(fill.join(i.to_string())).unwrap();
-    }
-    let t0 = std::time::Instant::now();
-    loop {
-        let (s, _) = callback(addr, &runway(&format!("back-{}", t0.elapsed().as_millis()))).await;
-        if s == StatusCode::OK {
-            break;
-        }
-        assert!(t0.elapsed() < secs(30), "callbacks still refused with the inodes back");
-        tokio::time::sleep(ms(200)).await;
-    }
+    taken.give_back();
+    callbacks_until(addr, StatusCode::OK, secs(30), "back").await;
     h.shutdown().await;
 }

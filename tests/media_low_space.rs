@@ -252,6 +252,50 @@ async fn downloads_on_the_stores_disk_never_take_it_below_store_min_free() {
     h.shutdown().await;
 }
 
+/// A relay archiving to a tmpfs of `inodes` inodes (`media.min_free`
+/// `min_free`, each URL tried three times 100 ms apart) whose inodes are
+/// all taken but `left`; route `runway`'s `after_archive` subscriber
+/// `later`; the callback of task `task` naming `/k/video.mp4`, accepted.
+struct ShortOfInodes {
+    h: hookrelay::Handle,
+    later: Sub,
+    video: String,
+    id: String,
+    taken: tmpfs::InodesTaken,
+    files: FileServer,
+    _disk: tmpfs::Tmpfs,
+    _dir: tempfile::TempDir,
+}
+
+async fn short_of_inodes(inodes: u32, left: usize, min_free: u64, task: &str) -> Option<ShortOfInodes> {
+    let files = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let video = files.bytes("/k/video.mp4", b"the video", "video/mp4");
+    let later = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let disk = tmpfs::Tmpfs::mount(&mnt, &format!("16m,nr_inodes={inodes}"))?;
+    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
+    let media = Media::new()
+        .allow_private()
+        .dir(&mnt.join("archive"))
+        .min_free(min_free)
+        .retry([ms(100), ms(100)]);
+    let h = start(&media_config(dir.path(), media).route(route)).await;
+    let taken = tmpfs::InodesTaken::leaving(&mnt.join("fill"), left);
+    let body = runway_media(task, &video, "").to_string();
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body).await;
+    Some(ShortOfInodes {
+        h,
+        later,
+        video,
+        id,
+        taken,
+        files,
+        _disk: disk,
+        _dir: dir,
+    })
+}
+
 /// A media directory on a disk with one inode left: a download's file fits,
 /// the directory its digest needs does not. The failure uses one try, then
 /// the URL waits (`store_unavailable`, gauge 1) without using the others,
@@ -260,51 +304,22 @@ async fn downloads_on_the_stores_disk_never_take_it_below_store_min_free() {
 /// (filesystem review, stop 73: 20 URLs given up, the gauge at 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_disk_with_one_inode_left_is_a_wait_not_a_failure() {
-    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
-    let video = s.bytes("/k/video.mp4", b"the video", "video/mp4");
-    let later = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("disk");
-    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "8m,nr_inodes=64") else {
+    // No floor: what is tested is the check after a failed write.
+    let Some(t) = short_of_inodes(64, 1, 0, "1e603959").await else {
         return;
     };
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
-    let media = Media::new()
-        .allow_private()
-        .dir(&mnt.join("archive"))
-        .min_free(0)
-        .retry([ms(100), ms(100)]);
-    let h = start(&media_config(dir.path(), media).route(route)).await;
-    // Every inode taken but one.
-    let fill = mnt.join("fill");
-    std::fs::create_dir(&fill).unwrap();
-    let mut n = 0;
-    while std::fs::write(fill.join(n.to_string()), b"").is_ok() {
-        n += 1;
-    }
-    std::fs::remove_file(fill.join((n - 1).to_string())).unwrap();
-
-    let id = accepted_at(
-        h.ingest_addrs[0],
-        "/hooks/runway",
-        &runway_media("1e603959", &video, "").to_string(),
-    )
-    .await;
     // The check at the start may have found it so already (no try used).
-    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
+    let m = put_off_four_times(t.h.admin_addr, "store_unavailable", &t.id, &t.video).await;
     assert_eq!(m["state"], "pending", "{m}");
     assert!(m["attempts"].as_u64() <= Some(1), "{m}");
-    assert_eq!(later.count(), 0, "after_archive waits for the file");
-
-    for i in 0..n - 1 {
-        std::fs::remove_file(fill.join(i.to_string())).unwrap();
-    }
-    let header = after_archive_media(&later, secs(90)).await;
+    assert_eq!(t.later.count(), 0, "after_archive waits for the file");
+    t.taken.give_back();
+    let header = after_archive_media(&t.later, secs(90)).await;
     assert_eq!(header[0]["state"], "stored", "{header:?}");
-    let m = item(&media_of(h.admin_addr, &id).await, &video).clone();
+    let m = item(&media_of(t.h.admin_addr, &t.id).await, &t.video).clone();
     assert_eq!(m["state"], "stored", "{m}");
     assert!(m["attempts"].as_u64() <= Some(2), "{m}");
-    h.shutdown().await;
+    t.h.shutdown().await;
 }
 
 /// A media disk under 64 free inodes (bytes to spare) is a low disk: the
@@ -313,45 +328,16 @@ async fn a_media_disk_with_one_inode_left_is_a_wait_not_a_failure() {
 /// again: filesystem review, stop 73).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_disk_short_of_inodes_costs_no_try() {
-    let s = FileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
-    let video = s.bytes("/k/video.mp4", b"the video", "video/mp4");
-    let later = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("disk");
-    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "16m,nr_inodes=256") else {
+    let Some(t) = short_of_inodes(256, 20, 1 << 20, "2e603959").await else {
         return;
     };
-    let route = preset_route("runway", "kie-runway").subscriber(Subscriber::new("later", later.url()).after_archive());
-    let media = Media::new()
-        .allow_private()
-        .dir(&mnt.join("archive"))
-        .min_free(1 << 20)
-        .retry([ms(100), ms(100)]);
-    let h = start(&media_config(dir.path(), media).route(route)).await;
-    let fill = mnt.join("fill");
-    std::fs::create_dir(&fill).unwrap();
-    let mut n = 0;
-    while std::fs::write(fill.join(n.to_string()), b"").is_ok() {
-        n += 1;
-    }
-    for i in n - 20..n {
-        std::fs::remove_file(fill.join(i.to_string())).unwrap();
-    }
-    let id = accepted_at(
-        h.ingest_addrs[0],
-        "/hooks/runway",
-        &runway_media("2e603959", &video, "").to_string(),
-    )
-    .await;
-    let m = put_off_four_times(h.admin_addr, "store_unavailable", &id, &video).await;
+    let m = put_off_four_times(t.h.admin_addr, "store_unavailable", &t.id, &t.video).await;
     assert_eq!(m["state"], "pending", "{m}");
     assert_eq!(m["attempts"], 0, "{m}");
     assert!(m["error"].as_str().is_some_and(|e| e.contains("out of inodes")), "{m}");
-    assert_eq!(s.hits("/k/video.mp4"), 0, "no GET while the disk is short");
-    for i in 0..n - 20 {
-        std::fs::remove_file(fill.join(i.to_string())).unwrap();
-    }
-    let header = after_archive_media(&later, secs(90)).await;
+    assert_eq!(t.files.hits("/k/video.mp4"), 0, "no GET while the disk is short");
+    t.taken.give_back();
+    let header = after_archive_media(&t.later, secs(90)).await;
     assert_eq!(header[0]["state"], "stored", "{header:?}");
-    h.shutdown().await;
+    t.h.shutdown().await;
 }

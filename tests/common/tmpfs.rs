@@ -97,19 +97,11 @@ impl Frozen {
         std::fs::File::create(image).ok()?.set_len(size_mib << 20).ok()?;
         let run =
             |cmd: &str, args: &[&std::ffi::OsStr]| Command::new(cmd).args(args).status().is_ok_and(|s| s.success());
-        let ok = run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_os_str()])
-            && run(
-                "mount",
-                &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), path.as_os_str()],
-            );
-        if !ok {
-            skipped("cannot mount a loop filesystem here (not root? no loop devices?)");
+        if !run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_os_str()]) {
+            skipped("cannot make a filesystem here (no mkfs.ext4?)");
             return None;
         }
-        Some(Frozen {
-            path: path.to_path_buf(),
-            frozen: false.into(),
-        })
+        Self::mount_existing(image, path)
     }
 
     /// The filesystem already in `image` (a copy of another's disk: ext4
@@ -164,5 +156,36 @@ impl Drop for Frozen {
     fn drop(&mut self) {
         self.thaw();
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Take every inode of the filesystem holding `dir` (made here) but `left`,
+/// with empty files in `dir`: a disk out of inodes with bytes to spare.
+/// What [`InodesTaken::give_back`] removes.
+pub struct InodesTaken {
+    dir: PathBuf,
+    files: usize,
+}
+
+impl InodesTaken {
+    pub fn leaving(dir: &Path, left: usize) -> InodesTaken {
+        std::fs::create_dir(dir).unwrap();
+        let mut n = 0;
+        while std::fs::write(dir.join(n.to_string()), b"").is_ok() {
+            n += 1;
+        }
+        for i in n - left..n {
+            std::fs::remove_file(dir.join(i.to_string())).unwrap();
+        }
+        InodesTaken {
+            dir: dir.to_path_buf(),
+            files: n - left,
+        }
+    }
+
+    pub fn give_back(self) {
+        for i in 0..self.files {
+            std::fs::remove_file(self.dir.join(i.to_string())).unwrap();
+        }
     }
 }
