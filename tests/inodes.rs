@@ -58,3 +58,30 @@ async fn a_disk_short_of_inodes_is_a_full_disk() {
     callbacks_until(addr, StatusCode::OK, secs(30), "back").await;
     h.shutdown().await;
 }
+
+/// A store whose disk has no inode left cannot start (sled writes a file at
+/// each open): the error says so, not only "No space left on device" with
+/// `df -h` showing room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_disk_out_of_inodes_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "32m,nr_inodes=512") else {
+        return;
+    };
+    let cfg = TestConfig::new(dir.path())
+        .store_path(&mnt.join("data"))
+        .min_free(1 << 20)
+        .subscriber(Subscriber::new("s", DOWN));
+    start(&cfg).await.shutdown().await;
+    let _taken = tmpfs::InodesTaken::leaving(&mnt.join("fill"), 0);
+    let loaded = hookrelay::Config::load(&cfg.write()).unwrap();
+    let e = match hookrelay::start(loaded).await {
+        Ok(h) => {
+            h.shutdown().await;
+            panic!("a store on a disk with no inode left opened");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("out of inodes"), "{e}");
+}

@@ -270,9 +270,14 @@ pub(super) fn open_db(opts: &Options) -> Result<sled::Db, StoreError> {
                     sled::Error::Io(io) => crate::private_dir::unwritable_hint(io),
                     _ => "",
                 };
+                // sled writes a file at each open: a disk out of inodes said
+                // only "No space left on device", `df -h` showing room.
+                let inodes = crate::disk_room::shortage(&opts.path)
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default();
                 return Err(match StoreError::from(e) {
                     StoreError::Damaged(why) => StoreError::Damaged(format!("{why}{}", unfinished(&opts.path))),
-                    StoreError::Engine(why) => StoreError::Engine(format!("{why}{hint}")),
+                    StoreError::Engine(why) => StoreError::Engine(format!("{why}{hint}{inodes}")),
                     e => e,
                 });
             }
