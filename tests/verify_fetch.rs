@@ -522,3 +522,48 @@ async fn the_subscribers_of_one_event_cost_one_look_up() {
     assert_eq!(fake.status_requests(&task), 1);
     h.shutdown().await;
 }
+
+/// The same when the look-up fails (here the provider refuses the key):
+/// the checks waiting for it take its error, not ask in turn one after
+/// another (a provider timing out held four subscribers for four timeouts;
+/// review of the change, stop 73).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_look_up_answers_the_checks_that_waited_for_it() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let subs = [Sub::ok().await, Sub::ok().await, Sub::ok().await, Sub::ok().await];
+    let dir = tempfile::tempdir().unwrap();
+    let mut route = common::route::Route::new("runway", "/hooks/runway")
+        .allow_anyone()
+        .preset("kie-runway")
+        .provider(common::route::Provider::new("not-the-fakes-key", &fake.url()))
+        .verify("fetch")
+        .subscriber(Subscriber::new("s0", subs[0].url()));
+    for (i, s) in subs.iter().enumerate().skip(1) {
+        route = route.subscriber(Subscriber::new(&format!("s{i}"), s.url()));
+    }
+    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    fake.hold_status();
+    let task = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
+    fake.set_stage(&task, fake.stage_count(&task));
+    fake.post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
+        .await;
+    let t0 = std::time::Instant::now();
+    while fake.status_held() == 0 {
+        assert!(t0.elapsed() < secs(10), "no look-up asked");
+        tokio::time::sleep(ms(20)).await;
+    }
+    tokio::time::sleep(ms(1500)).await;
+    fake.release_status();
+    // Refused, each check waits 10 s before asking again: what is asked
+    // now is what the first round asked.
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        fake.status_requests(&task),
+        1,
+        "look-ups for one event whose look-up failed"
+    );
+    assert!(subs.iter().all(|s| s.count() == 0));
+    h.shutdown().await;
+}

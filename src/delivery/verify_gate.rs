@@ -162,8 +162,30 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
 /// key and the route itself (its media pointers).
 type Checked = (Product, ProviderClient, DedupeKey, Arc<Route>);
 
-/// One look-up of a task at a time ([`Verifier::record`]).
-type Turn = Arc<tokio::sync::Mutex<()>>;
+/// One look-up of a task at a time ([`Verifier::record`]), with the last
+/// one's outcome and when it ended.
+type Turn = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, Result<Record, ProviderError>)>>>;
+
+/// A task's turn held by one check: when the check ends or is dropped (an
+/// attempt aborted at a stop, while it waits or asks), the turn leaves the
+/// map once no other check holds it (an aborted waiter left it there for
+/// good, task ids being unique).
+struct TurnHeld<'a> {
+    turn: Turn,
+    key: (String, String),
+    map: &'a Mutex<HashMap<(String, String), Turn>>,
+}
+
+impl Drop for TurnHeld<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.map);
+        // The map's and this one: no other check holds it, and none can
+        // take it while the map is locked.
+        if Arc::strong_count(&self.turn) <= 2 {
+            map.remove(&self.key);
+        }
+    }
+}
 
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
@@ -389,17 +411,22 @@ impl Verifier {
         task_id: &str,
     ) -> Result<Record, ProviderError> {
         let key = (route.to_string(), task_id.to_string());
-        let turn = lock(&self.fetching).entry(key.clone()).or_default().clone();
-        let record = {
-            let _turn = turn.lock().await;
-            self.record_now(&key, product, client, task_id).await
+        let asked = tokio::time::Instant::now();
+        let turn = TurnHeld {
+            turn: lock(&self.fetching).entry(key.clone()).or_default().clone(),
+            key,
+            map: &self.fetching,
         };
-        let mut fetching = lock(&self.fetching);
-        // Nobody else waits for this task's turn (the map's and this one).
-        if Arc::strong_count(&turn) <= 2 {
-            fetching.remove(&key);
+        let mut last = turn.turn.lock().await;
+        // A look-up that ended while this one waited answers it too, an
+        // error as well (each waiter asked in its turn: a provider timing
+        // out made four subscribers wait four timeouts, one after another).
+        if let Some((_, outcome)) = last.as_ref().filter(|(at, _)| *at >= asked) {
+            return outcome.clone();
         }
-        record
+        let outcome = self.record_now(&turn.key, product, client, task_id).await;
+        *last = Some((tokio::time::Instant::now(), outcome.clone()));
+        outcome
     }
 
     /// [`Self::record`] in its turn: the shared record if fresh, else asked.
