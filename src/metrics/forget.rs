@@ -105,6 +105,12 @@ impl Metrics {
                 });
             }
         }
+        // Noted again: a reload that put a route in force between this
+        // scrape's look at the config and now had it noted, and removed
+        // above as not in `configured` (review of the change).
+        for route in configured {
+            routes.entry((*route).to_string()).or_default();
+        }
     }
 
     /// Note the routes a configuration put in force (at the start and at
