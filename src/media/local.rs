@@ -340,7 +340,7 @@ impl LocalStore {
     }
 
     fn check_space(root: &Path, min_free: u64) -> Result<(), StoreError> {
-        if let Some(why) = (min_free > 0).then(|| crate::disk_room::shortage(root)).flatten() {
+        if let Some(why) = (min_free > 0).then(|| crate::disk_room::media_shortage(root)).flatten() {
             return Err(StoreError::Unavailable {
                 store: format!("local directory {}", root.display()),
                 error: why,
