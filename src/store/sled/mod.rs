@@ -106,6 +106,8 @@ pub(super) struct Inner {
     db: sled::Db,
     /// The `db` file, synced after each flush an answer waits for ([`durable`]).
     db_file: std::fs::File,
+    /// The newest blob file synced ([`durable`]).
+    blobs_synced: AtomicU64,
     tree: sled::Tree,
     path: PathBuf,
     /// The `db` file opened (device, inode): removed or replaced under the
@@ -247,6 +249,7 @@ impl SledStore {
         let inner = Arc::new(Inner {
             db,
             db_file,
+            blobs_synced: AtomicU64::new(0),
             tree,
             // Absolute once, where the daemon started: shown by the status
             // (a relative `data` says nothing to its reader elsewhere).
