@@ -26,17 +26,24 @@ async fn callbacks_until(addr: std::net::SocketAddr, want: StatusCode, limit: st
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disk_short_of_inodes_is_a_full_disk() {
+/// A relay's config whose store is on a tmpfs of 512 inodes (`mnt`), its
+/// one subscriber down; `None` where no tmpfs can be mounted.
+fn store_on_a_small_disk() -> Option<(tempfile::TempDir, tmpfs::Tmpfs, std::path::PathBuf, TestConfig)> {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("disk");
-    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "32m,nr_inodes=512") else {
-        return;
-    };
+    let disk = tmpfs::Tmpfs::mount(&mnt, "32m,nr_inodes=512")?;
     let cfg = TestConfig::new(dir.path())
         .store_path(&mnt.join("data"))
         .min_free(1 << 20)
         .subscriber(Subscriber::new("s", DOWN).retry([secs(3600)]));
+    Some((dir, disk, mnt, cfg))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_short_of_inodes_is_a_full_disk() {
+    let Some((_dir, _disk, mnt, cfg)) = store_on_a_small_disk() else {
+        return;
+    };
     let h = start(&cfg).await;
     let (addr, admin_addr) = (h.ingest_addrs[0], h.admin_addr);
     accepted(addr, &runway("before")).await;
@@ -64,15 +71,9 @@ async fn a_disk_short_of_inodes_is_a_full_disk() {
 /// `df -h` showing room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_on_a_disk_out_of_inodes_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("disk");
-    let Some(_disk) = tmpfs::Tmpfs::mount(&mnt, "32m,nr_inodes=512") else {
+    let Some((_dir, _disk, mnt, cfg)) = store_on_a_small_disk() else {
         return;
     };
-    let cfg = TestConfig::new(dir.path())
-        .store_path(&mnt.join("data"))
-        .min_free(1 << 20)
-        .subscriber(Subscriber::new("s", DOWN));
     start(&cfg).await.shutdown().await;
     let _taken = tmpfs::InodesTaken::leaving(&mnt.join("fill"), 0);
     let loaded = hookrelay::Config::load(&cfg.write()).unwrap();

@@ -486,59 +486,28 @@ fn verified_pull(route: common::route::Route, token: &str) -> common::route::Rou
         .verify("fetch")
 }
 
-/// The subscribers of one event on a verifying route cost one look-up: the
-/// lanes checking it together wait for the one asked, not ask each (161
-/// look-ups for 60 events with four subscribers, the route drained at the
-/// provider's pace for status calls: combined-features review, stop 73).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_subscribers_of_one_event_cost_one_look_up() {
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let subs = [Sub::ok().await, Sub::ok().await, Sub::ok().await, Sub::ok().await];
-    let dir = tempfile::tempdir().unwrap();
-    let mut route = task_route("runway", "kie-runway", &fake, &subs[0].url()).verify("fetch");
-    for (i, s) in subs.iter().enumerate().skip(1) {
-        route = route.subscriber(Subscriber::new(&format!("s{i}"), s.url()));
-    }
-    let (cfg, addr) = tasks_config(dir.path(), vec![route]);
-    let h = start(&cfg).await;
-    let url = format!("http://{addr}/hooks/runway");
-    fake.hold_status();
-    let task = fake.create(Product::Runway, TaskPlan::success().manual().lose(), Some(&url));
-    fake.set_stage(&task, fake.stage_count(&task));
-    let body = fake.final_callback(&task);
-    fake.post_signed(addr, "/hooks/runway", &task, &body).await;
-    let t0 = std::time::Instant::now();
-    while fake.status_held() == 0 {
-        assert!(t0.elapsed() < secs(10), "no look-up asked");
-        tokio::time::sleep(ms(20)).await;
-    }
-    // Every lane has had time to get to the event (each asked before).
-    tokio::time::sleep(ms(1500)).await;
-    assert_eq!(fake.status_held(), 1, "look-ups asked at once for one event");
-    fake.release_status();
-    for s in &subs {
-        s.wait_for(secs(10), "the verified callback", |r| r.len() == 1).await;
-    }
-    assert_eq!(fake.status_requests(&task), 1);
-    h.shutdown().await;
+/// A verifying route (provider key `key`) with four subscribers, the
+/// provider holding its status look-ups; one callback of a finished task
+/// posted, and time given for every lane to get to it once a look-up waits.
+struct FourChecks {
+    fake: FakeProvider,
+    subs: [Sub; 4],
+    h: hookrelay::Handle,
+    task: String,
+    _dir: tempfile::TempDir,
 }
 
-/// The same when the look-up fails (here the provider refuses the key):
-/// the checks waiting for it take its error, not ask in turn one after
-/// another (a provider timing out held four subscribers for four timeouts;
-/// review of the change, stop 73).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_look_up_answers_the_checks_that_waited_for_it() {
+async fn four_checks_of_one_event(key: Option<&str>) -> FourChecks {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let subs = [Sub::ok().await, Sub::ok().await, Sub::ok().await, Sub::ok().await];
     let dir = tempfile::tempdir().unwrap();
+    let key = key.unwrap_or(fake.api_key()).to_string();
     let mut route = common::route::Route::new("runway", "/hooks/runway")
         .allow_anyone()
         .preset("kie-runway")
-        .provider(common::route::Provider::new("not-the-fakes-key", &fake.url()))
-        .verify("fetch")
-        .subscriber(Subscriber::new("s0", subs[0].url()));
-    for (i, s) in subs.iter().enumerate().skip(1) {
+        .provider(common::route::Provider::new(key.as_str(), &fake.url()))
+        .verify("fetch");
+    for (i, s) in subs.iter().enumerate() {
         route = route.subscriber(Subscriber::new(&format!("s{i}"), s.url()));
     }
     let (cfg, addr) = tasks_config(dir.path(), vec![route]);
@@ -554,16 +523,49 @@ async fn a_failed_look_up_answers_the_checks_that_waited_for_it() {
         assert!(t0.elapsed() < secs(10), "no look-up asked");
         tokio::time::sleep(ms(20)).await;
     }
+    // Every lane has had time to get to the event (each asked before).
     tokio::time::sleep(ms(1500)).await;
-    fake.release_status();
+    FourChecks {
+        fake,
+        subs,
+        h,
+        task,
+        _dir: dir,
+    }
+}
+
+/// The subscribers of one event on a verifying route cost one look-up: the
+/// lanes checking it together wait for the one asked, not ask each (161
+/// look-ups for 60 events with four subscribers, the route drained at the
+/// provider's pace for status calls: combined-features review, stop 73).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribers_of_one_event_cost_one_look_up() {
+    let t = four_checks_of_one_event(None).await;
+    assert_eq!(t.fake.status_held(), 1, "look-ups asked at once for one event");
+    t.fake.release_status();
+    for s in &t.subs {
+        s.wait_for(secs(10), "the verified callback", |r| r.len() == 1).await;
+    }
+    assert_eq!(t.fake.status_requests(&t.task), 1);
+    t.h.shutdown().await;
+}
+
+/// The same when the look-up fails (here the provider refuses the key):
+/// the checks waiting for it take its error, not ask in turn one after
+/// another (a provider timing out held four subscribers for four timeouts;
+/// review of the change, stop 73).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_look_up_answers_the_checks_that_waited_for_it() {
+    let t = four_checks_of_one_event(Some("not-the-fakes-key")).await;
+    t.fake.release_status();
     // Refused, each check waits 10 s before asking again: what is asked
     // now is what the first round asked.
     tokio::time::sleep(secs(3)).await;
     assert_eq!(
-        fake.status_requests(&task),
+        t.fake.status_requests(&t.task),
         1,
         "look-ups for one event whose look-up failed"
     );
-    assert!(subs.iter().all(|s| s.count() == 0));
-    h.shutdown().await;
+    assert!(t.subs.iter().all(|s| s.count() == 0));
+    t.h.shutdown().await;
 }
