@@ -23,6 +23,7 @@ pub mod retry;
 pub mod verify_claims;
 pub mod verify_gate;
 pub mod verify_media;
+mod verify_records;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

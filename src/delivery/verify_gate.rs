@@ -12,8 +12,8 @@
 //!
 //! Owns the per-route verification settings (following reloads), a bounded
 //! memory of verdicts, so the subscribers of one event cost one status call,
-//! and a record fetched for a task is shared for [`SHARED`] by every event
-//! waiting on it. Results recovered by polling are the provider's own record
+//! and the records fetched, shared by every check of a task
+//! ([`super::verify_records`]). Results recovered by polling are the provider's own record
 //! and are not checked again. A callback's media is archived only once it
 //! agrees (ingest leaves that work to the verdict; a route that stopped
 //! verifying writes it at delivery, [`super::verify_media`]). Of the events
@@ -27,13 +27,14 @@ use std::time::Duration;
 use crate::config::{Config, Route, Verify};
 use crate::dedupe::DedupeKey;
 use crate::metrics::Metrics;
-use crate::provider::{verify_archiving, Action, ErrorKind, Product, ProviderClient, ProviderError, Record, Verdict};
+use crate::provider::{verify_archiving, Action, ErrorKind, Product, ProviderClient, Verdict};
 use crate::store::{Event, EventId, Origin, Outcome, Store};
 
 use super::verify_claims::{Claim, Claims};
+use super::verify_records::Records;
 
 /// Verdicts remembered (oldest forgotten first once full).
-const REMEMBER: usize = 10_000;
+pub(super) const REMEMBER: usize = 10_000;
 /// A record fetched for a task answers the other events of the task checked
 /// within this once the task has ended (a burst of contesting callbacks
 /// costs one look-up)...
@@ -162,31 +163,6 @@ impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
 /// key and the route itself (its media pointers).
 type Checked = (Product, ProviderClient, DedupeKey, Arc<Route>);
 
-/// One look-up of a task at a time ([`Verifier::record`]), with the last
-/// one's outcome and when it ended.
-type Turn = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, Result<Record, ProviderError>)>>>;
-
-/// A task's turn held by one check: when the check ends or is dropped (an
-/// attempt aborted at a stop, while it waits or asks), the turn leaves the
-/// map once no other check holds it (an aborted waiter left it there for
-/// good, task ids being unique).
-struct TurnHeld<'a> {
-    turn: Turn,
-    key: (String, String),
-    map: &'a Mutex<HashMap<(String, String), Turn>>,
-}
-
-impl Drop for TurnHeld<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(self.map);
-        // The map's and this one: no other check holds it, and none can
-        // take it while the map is locked.
-        if Arc::strong_count(&self.turn) <= 2 {
-            map.remove(&self.key);
-        }
-    }
-}
-
 /// The routes that verify and what is known about their events.
 #[derive(Default)]
 pub struct Verifier {
@@ -196,12 +172,8 @@ pub struct Verifier {
     verdicts: Mutex<Recent<EventId, Option<String>>>,
     /// How many times the provider refused to look each event up (back-off).
     refused: Mutex<Recent<EventId, u32>>,
-    /// Records fetched lately, by route and task id.
-    records: Mutex<HashMap<(String, String), (tokio::time::Instant, Record)>>,
-    /// A look-up going on, by route and task id: the subscribers' lanes of
-    /// one event (or the events of one task) checking at the same time wait
-    /// for it and read its record, not ask the provider each.
-    fetching: Mutex<HashMap<(String, String), Turn>>,
+    /// Records fetched lately, shared by the checks of a task.
+    records: Records,
     /// Which event of each dedupe key was let go.
     claims: Claims,
     /// The keys whose contesting callbacks overflowed (logged once each).
@@ -312,7 +284,7 @@ impl Verifier {
             return self.settle(event.id, Some("the callback names no task id".into()));
         };
         let urls = crate::ingest::media_urls(&route, Some(&body));
-        match self.record(&event.meta.route, product, &client, &task_id).await {
+        match self.records.get(&event.meta.route, product, &client, &task_id).await {
             Ok(record) => match verify_archiving(&body, &record, &urls) {
                 Verdict::Agree => {
                     // Its media is downloaded from now on (never before:
@@ -395,68 +367,6 @@ impl Verifier {
             Claim::Won => Check::Go,
             Claim::DuplicateOf(of) => Check::Duplicate { of },
         }
-    }
-
-    /// The record of `task_id`, fetched at most once per [`SHARED`] (or
-    /// [`SHARED_RUNNING`]), one look-up at a time: checks of the same task
-    /// that start while one is asked wait for its record (each missed the
-    /// record not yet fetched and asked too: 161 look-ups for 60 events with
-    /// four subscribers, the route drained at the provider's pace for status
-    /// calls; combined-features review, stop 73).
-    async fn record(
-        &self,
-        route: &str,
-        product: Product,
-        client: &ProviderClient,
-        task_id: &str,
-    ) -> Result<Record, ProviderError> {
-        let key = (route.to_string(), task_id.to_string());
-        let asked = tokio::time::Instant::now();
-        let turn = TurnHeld {
-            turn: lock(&self.fetching).entry(key.clone()).or_default().clone(),
-            key,
-            map: &self.fetching,
-        };
-        let mut last = turn.turn.lock().await;
-        // A look-up that ended while this one waited answers it too, an
-        // error as well (each waiter asked in its turn: a provider timing
-        // out made four subscribers wait four timeouts, one after another).
-        if let Some((_, outcome)) = last.as_ref().filter(|(at, _)| *at >= asked) {
-            return outcome.clone();
-        }
-        let outcome = self.record_now(&turn.key, product, client, task_id).await;
-        *last = Some((tokio::time::Instant::now(), outcome.clone()));
-        outcome
-    }
-
-    /// [`Self::record`] in its turn: the shared record if fresh, else asked.
-    async fn record_now(
-        &self,
-        key: &(String, String),
-        product: Product,
-        client: &ProviderClient,
-        task_id: &str,
-    ) -> Result<Record, ProviderError> {
-        let now = tokio::time::Instant::now();
-        if let Some((at, r)) = lock(&self.records).get(key) {
-            let fresh = if r.stage().is_terminal() {
-                SHARED
-            } else {
-                SHARED_RUNNING
-            };
-            if now.duration_since(*at) < fresh {
-                return Ok(r.clone());
-            }
-        }
-        let record = client.record(product, task_id).await?;
-        let mut records = lock(&self.records);
-        if records.len() >= REMEMBER {
-            records.retain(|_, (at, _)| now.duration_since(*at) < SHARED);
-        }
-        if records.len() < REMEMBER {
-            records.insert(key.clone(), (tokio::time::Instant::now(), record.clone()));
-        }
-        Ok(record)
     }
 
     fn settle(&self, id: EventId, disagreement: Option<String>) -> Check {

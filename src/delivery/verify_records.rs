@@ -1,0 +1,113 @@
+//! `verify = "fetch"`: the provider's records fetched for the callbacks'
+//! checks, shared. A record answers the other checks of its task for
+//! [`SHARED`] once the task has ended, [`SHARED_RUNNING`] while it runs; a
+//! task is looked up by one check at a time, and the checks that waited
+//! take that look-up's outcome, its error too. Owns the cache and the turns;
+//! not the verdicts (`verify_gate`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::provider::{Product, ProviderClient, ProviderError, Record};
+
+use super::verify_gate::{lock, REMEMBER, SHARED, SHARED_RUNNING};
+
+/// One look-up of a task at a time ([`Records::get`]), with the last
+/// one's outcome and when it ended.
+type Turn = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, Result<Record, ProviderError>)>>>;
+
+/// A task's turn held by one check: when the check ends or is dropped (an
+/// attempt aborted at a stop, while it waits or asks), the turn leaves the
+/// map once no other check holds it (an aborted waiter left it there for
+/// good, task ids being unique).
+struct TurnHeld<'a> {
+    turn: Turn,
+    key: (String, String),
+    map: &'a Mutex<HashMap<(String, String), Turn>>,
+}
+
+impl Drop for TurnHeld<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.map);
+        // The map's and this one: no other check holds it, and none can
+        // take it while the map is locked.
+        if Arc::strong_count(&self.turn) <= 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Records fetched lately and the look-ups going on, by route and task id.
+#[derive(Default)]
+pub(super) struct Records {
+    /// Records fetched lately, with when.
+    fetched: Mutex<HashMap<(String, String), (tokio::time::Instant, Record)>>,
+    /// A look-up going on: the subscribers' lanes of one event (or the
+    /// events of one task) checking at the same time wait for it and read
+    /// its outcome, not ask the provider each.
+    turns: Mutex<HashMap<(String, String), Turn>>,
+}
+
+impl Records {
+    /// The record of `task_id`, fetched at most once per [`SHARED`] (or
+    /// [`SHARED_RUNNING`]), one look-up at a time: checks of the same task
+    /// that start while one is asked wait for its record (each missed the
+    /// record not yet fetched and asked too: 161 look-ups for 60 events with
+    /// four subscribers, the route drained at the provider's pace for status
+    /// calls; combined-features review, stop 73).
+    pub(super) async fn get(
+        &self,
+        route: &str,
+        product: Product,
+        client: &ProviderClient,
+        task_id: &str,
+    ) -> Result<Record, ProviderError> {
+        let key = (route.to_string(), task_id.to_string());
+        let asked = tokio::time::Instant::now();
+        let turn = TurnHeld {
+            turn: lock(&self.turns).entry(key.clone()).or_default().clone(),
+            key,
+            map: &self.turns,
+        };
+        let mut last = turn.turn.lock().await;
+        // A look-up that ended while this one waited answers it too, an
+        // error as well (each waiter asked in its turn: a provider timing
+        // out made four subscribers wait four timeouts, one after another).
+        if let Some((_, outcome)) = last.as_ref().filter(|(at, _)| *at >= asked) {
+            return outcome.clone();
+        }
+        let outcome = self.record_now(&turn.key, product, client, task_id).await;
+        *last = Some((tokio::time::Instant::now(), outcome.clone()));
+        outcome
+    }
+
+    /// [`Self::get`] in its turn: the shared record if fresh, else asked.
+    async fn record_now(
+        &self,
+        key: &(String, String),
+        product: Product,
+        client: &ProviderClient,
+        task_id: &str,
+    ) -> Result<Record, ProviderError> {
+        let now = tokio::time::Instant::now();
+        if let Some((at, r)) = lock(&self.fetched).get(key) {
+            let fresh = if r.stage().is_terminal() {
+                SHARED
+            } else {
+                SHARED_RUNNING
+            };
+            if now.duration_since(*at) < fresh {
+                return Ok(r.clone());
+            }
+        }
+        let record = client.record(product, task_id).await?;
+        let mut records = lock(&self.fetched);
+        if records.len() >= REMEMBER {
+            records.retain(|_, (at, _)| now.duration_since(*at) < SHARED);
+        }
+        if records.len() < REMEMBER {
+            records.insert(key.clone(), (tokio::time::Instant::now(), record.clone()));
+        }
+        Ok(record)
+    }
+}
