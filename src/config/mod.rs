@@ -8,6 +8,7 @@
 //! its line and column, and what is wrong.
 
 pub mod blocked_reads;
+mod error;
 pub mod listen;
 mod locate;
 mod raw;
@@ -18,12 +19,12 @@ mod url_port;
 mod validate;
 pub mod values;
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
+pub use error::ConfigError;
 pub use secret::{decode_whsec, SecretSource};
 pub use units::{Cidr, Dur, Rate, Size};
 pub use url_port::unusable_port;
@@ -31,69 +32,6 @@ pub use validate::{valid_name, MAX_CONCURRENCY};
 pub use values::*;
 
 use crate::auth::Secret;
-
-/// A configuration problem, located as precisely as the source allows.
-#[derive(Debug, Clone)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// Dotted key path, e.g. `routes[0].allow_ips[1]`; empty for syntax errors.
-    pub key: String,
-    /// 1-based line and column, when known.
-    pub position: Option<(usize, usize)>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if !self.key.is_empty() {
-            write!(f, ": key `{}`", self.key)?;
-        }
-        if let Some((line, col)) = self.position {
-            write!(f, " (line {line}, column {col})")?;
-        }
-        write!(f, ": {}", elide_long_words(&self.message))
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A word (a run without whitespace) of an error longer than this is shown
-/// by its two ends and its length: a 100 KB value pasted by mistake was
-/// echoed whole, filling the terminal and the journal (CLI review, stop 72).
-const LONGEST_WORD: usize = 200;
-
-fn elide_long_words(message: &str) -> std::borrow::Cow<'_, str> {
-    if !message.split_whitespace().any(|w| w.chars().count() > LONGEST_WORD) {
-        return std::borrow::Cow::Borrowed(message);
-    }
-    let mut out = String::new();
-    for piece in message.split_inclusive(char::is_whitespace) {
-        let word = piece.trim_end();
-        let n = word.chars().count();
-        if n > LONGEST_WORD {
-            let head: String = word.chars().take(80).collect();
-            let tail: String = word.chars().skip(n - 20).collect();
-            out.push_str(&format!("{head}…[{n} characters]…{tail}"));
-            out.push_str(&piece[word.len()..]);
-        } else {
-            out.push_str(piece);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-impl ConfigError {
-    /// A problem with the file as a whole (reading it), at no key.
-    pub fn whole_file(file: &Path, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: file.to_path_buf(),
-            key: String::new(),
-            position: None,
-            message: message.into(),
-        }
-    }
-}
 
 /// The config file's text ([`small_file`]: a regular file, at most 4 MiB).
 fn read(path: &Path) -> Result<String, ConfigError> {
