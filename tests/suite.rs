@@ -181,6 +181,8 @@ mod verify_fetch_media;
 mod verify_fetch_refused;
 mod verify_release_durable;
 mod verify_retry;
+mod verify_settles_task;
+mod verify_turned_off;
 mod wall_clock;
 
 /// A file in `tests/` that is neither a module here nor a `[[test]]` of its

@@ -342,6 +342,14 @@ pub(super) async fn dead_letters(app: &App, q: &Query) -> ApiResult {
 }
 
 pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
+    let checked = app
+        .live()
+        .config
+        .routes
+        .iter()
+        .filter(|r| r.verify == crate::config::Verify::Fetch)
+        .map(|r| r.name.clone())
+        .collect();
     // A typo must not read as "nothing to replay": only a configured
     // subscriber has a lane that would deliver what is re-queued.
     if let Some(s) = sub {
@@ -353,19 +361,31 @@ pub(super) async fn replay_dead(app: &App, sub: Option<&str>) -> ApiResult {
         }
     }
     let (store, only) = (app.store.clone(), sub.map(str::to_string));
-    let (total, counts) = to_the_end(app, "a replay of dead letters", async move {
-        let counts = store.replay_dead_letters(only.clone()).await?;
-        let total: usize = counts.values().sum();
+    let (total, done) = to_the_end(app, "a replay of dead letters", async move {
+        let done = store.replay_dead_letters(only.clone(), checked).await?;
+        let total: usize = done.requeued.values().sum();
         // Logged here: the count is known even to a caller that gave up.
         tracing::info!(
             subscriber = only.as_deref().unwrap_or("*"),
             requeued = total,
+            verdicts_left = done.verdicts_left,
             "dead letters replayed"
         );
-        Ok((total, counts))
+        Ok((total, done))
     })
     .await?;
-    Ok(json!({ "requeued": total, "by_subscriber": counts }))
+    let answer = json!({
+        "requeued": total,
+        "by_subscriber": done.requeued,
+        "verdicts_left": done.verdicts_left,
+    });
+    let left = (done.verdicts_left > 0).then(|| {
+        format!(
+            "{} dead letters held by verify = \"fetch\" (unverified or duplicate callbacks) on routes that no longer verify were left: replayed, no check would hold them; replay an event itself to send it",
+            done.verdicts_left
+        )
+    });
+    Ok(super::with_warning(answer, left))
 }
 
 /// Run a replay to its end even when its caller goes away meanwhile (hyper

@@ -23,7 +23,9 @@ pub mod retry;
 pub mod verify_claims;
 pub mod verify_gate;
 pub mod verify_media;
+pub mod verify_off;
 mod verify_records;
+mod verify_task;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -85,7 +85,9 @@ pub enum Check {
     Hold { reason: String, again: bool },
     /// Another event of its dedupe key was let go first: settled as a
     /// duplicate (a dead letter saying so; an event replay releases it).
-    Duplicate { of: EventId },
+    /// `checked`: that event agreed with the provider's record (false: its
+    /// route no longer verifies, [`super::verify_off`]).
+    Duplicate { of: EventId, checked: bool },
 }
 
 impl Check {
@@ -96,13 +98,16 @@ impl Check {
         match self {
             Check::Go => None,
             Check::Wait { due_ms } => Some(Outcome::Retry { due_ms }),
-            Check::Duplicate { of } => {
+            Check::Duplicate { of, checked } => {
+                let why = if checked {
+                    "agreed with the provider's record first"
+                } else {
+                    "was let go first (stored while the route verified; it no longer does)"
+                };
                 tracing::info!(subscriber, event = %event.id, of = %of,
-                    "callback not delivered: another event of its dedupe key agreed with the provider's record first");
+                    "callback not delivered: another event of its dedupe key {why}");
                 Some(Outcome::Dead {
-                    error: format!(
-                        "duplicate: {of}, an event of the same dedupe key, agreed with the provider's record first"
-                    ),
+                    error: format!("duplicate: {of}, an event of the same dedupe key, {why}"),
                 })
             }
             Check::Hold { reason, again } => {
@@ -175,7 +180,10 @@ pub struct Verifier {
     /// Records fetched lately, shared by the checks of a task.
     records: Records,
     /// Which event of each dedupe key was let go.
-    claims: Claims,
+    pub(super) claims: Claims,
+    /// Routes that do not verify now, whose events stored while they did
+    /// are still settled one to a key ([`super::verify_off`]).
+    unchecked: RwLock<super::verify_off::Unchecked>,
     /// The keys whose contesting callbacks overflowed (logged once each).
     overflowed: Mutex<Recent<EventId, ()>>,
     /// Route name → the route, for routes that archive media but do not
@@ -206,7 +214,18 @@ impl Verifier {
                 ))
             })
             .collect();
-        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        let mut was = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut unchecked = self.unchecked.write().unwrap_or_else(|e| e.into_inner());
+            *unchecked = super::verify_off::unchecked(
+                config,
+                |name| was.contains_key(name),
+                &unchecked,
+                crate::clock::now_ms(),
+            );
+        }
+        *was = routes;
+        drop(was);
         let media = config
             .routes
             .iter()
@@ -214,6 +233,16 @@ impl Verifier {
             .map(|r| (r.name.clone(), Arc::new(r.clone())))
             .collect();
         *self.media_routes.write().unwrap_or_else(|e| e.into_inner()) = media;
+    }
+
+    /// A route that does not verify: its dedupe key and when this relay saw
+    /// it stop verifying ([`super::verify_off`]).
+    pub(super) fn unchecked_key(&self, route: &str) -> Option<(DedupeKey, Option<u64>)> {
+        self.unchecked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .cloned()
     }
 
     /// Whether `id` was found to agree with the provider's record (while
@@ -255,6 +284,11 @@ impl Verifier {
             .get(&event.meta.route)
             .cloned()
         else {
+            if !released {
+                if let Some(duplicate) = self.unchecked_family(store, event).await {
+                    return duplicate;
+                }
+            }
             return self.deferred_media(store, event).await;
         };
         if released {
@@ -297,7 +331,11 @@ impl Verifier {
                         }
                     }
                     self.settle(event.id, None);
-                    self.claim(store, event, &key).await
+                    let check = self.claim(store, event, &key).await;
+                    if check == Check::Go {
+                        super::verify_task::settle(store, &route, event, &body).await;
+                    }
+                    check
                 }
                 Verdict::Disagree(why) => self.settle(event.id, Some(why)),
                 Verdict::NotTerminalYet => later(LAGGING),
@@ -365,7 +403,7 @@ impl Verifier {
     async fn claim(&self, store: &Store, event: &Event, key: &DedupeKey) -> Check {
         match self.claims.claim(store, event, key).await {
             Claim::Won => Check::Go,
-            Claim::DuplicateOf(of) => Check::Duplicate { of },
+            Claim::DuplicateOf(of) => Check::Duplicate { of, checked: true },
         }
     }
 

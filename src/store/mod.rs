@@ -273,12 +273,16 @@ impl Store {
         each!(self, s => s.replay_event(id, Some(sub), true).await)
     }
 
-    /// Re-queue dead letters (all, or one subscriber's); how many per subscriber.
+    /// Re-queue dead letters (all, or one subscriber's); how many per
+    /// subscriber. `checked`: the routes that verify now (`verify =
+    /// "fetch"`); on others, a letter verification wrote stays dead
+    /// ([`DeadReplay::verdicts_left`]): queued, no check would hold it again.
     pub async fn replay_dead_letters(
         &self,
         only: Option<String>,
-    ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
-        each!(self, s => s.replay_dead_letters(only).await)
+        checked: std::collections::BTreeSet<String>,
+    ) -> Result<DeadReplay, StoreError> {
+        each!(self, s => s.replay_dead_letters(only, checked).await)
     }
 
     /// Backlog, oldest pending age and dead letters of every subscriber the store

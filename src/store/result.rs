@@ -9,6 +9,13 @@ use super::{Attempt, Delivery, DeliveryState, Outcome};
 /// Attempts kept per delivery; older ones are dropped (the count stays exact).
 pub const HISTORY: usize = 24;
 
+/// Whether a dead letter's error is a verdict of `verify = "fetch"` (held
+/// as unverified, or a duplicate of the event of its key that was let go:
+/// `delivery::verify_gate`), not a failed delivery.
+pub fn verdict_letter(error: Option<&str>) -> bool {
+    error.is_some_and(|e| e.starts_with("unverified: ") || e.starts_with("duplicate: "))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRow {
     pub state: DeliveryState,

@@ -111,11 +111,13 @@ impl Task {
         }
     }
 
-    /// Record a poll that did not settle the task (the caller checked that
-    /// it is not final).
+    /// Record a poll that did not settle the task, or a verified callback
+    /// that did (the caller checked [`TaskUpdate::applies_to`]).
     pub fn polled(&mut self, update: &TaskUpdate, now_ms: u64) {
         self.updated_ms = now_ms;
-        self.polls = self.polls.saturating_add(1);
+        if !matches!(update, TaskUpdate::Verified { .. }) {
+            self.polls = self.polls.saturating_add(1);
+        }
         match update {
             TaskUpdate::Polled {
                 next_poll_ms,
@@ -133,6 +135,12 @@ impl Task {
                 self.state = TaskState::GaveUp;
                 self.next_poll_ms = None;
                 self.last_error = Some(error.clone());
+            }
+            TaskUpdate::Verified { event } => {
+                self.state = TaskState::CalledBack;
+                self.next_poll_ms = None;
+                self.event = Some(*event);
+                self.last_error = None;
             }
         }
     }
@@ -281,6 +289,22 @@ pub enum TaskUpdate {
     },
     /// Stop polling it for good.
     GaveUp { error: String },
+    /// Its final callback, `event`, agreed with the provider's record (a
+    /// `verify = "fetch"` route: a callback settles its task only then, not
+    /// when stored): `called_back`, as a callback stored on another route.
+    Verified { event: EventId },
+}
+
+impl TaskUpdate {
+    /// Whether the update changes a task in `state`: a poll's only an open
+    /// task; a verified callback also one that was given up (it says the
+    /// callback came, as [`settled_state`] rules for a stored one).
+    pub fn applies_to(&self, state: TaskState) -> bool {
+        match self {
+            TaskUpdate::Verified { .. } => settled_state(state, Origin::Callback, false).is_some(),
+            _ => !state.is_final(),
+        }
+    }
 }
 
 /// Filter for [`Store::tasks`].
@@ -310,8 +334,10 @@ impl Store {
         }
     }
 
-    /// Record a poll that did not settle the task. A task that became final
-    /// meanwhile (its callback came) is left as it is. None: no such task.
+    /// Record a poll that did not settle the task, or a verified callback
+    /// that did. A task the update does not apply to now
+    /// ([`TaskUpdate::applies_to`]: final meanwhile, its callback came) is
+    /// left as it is. None: no such task.
     pub async fn update_task(
         &self,
         route: &str,
@@ -444,5 +470,42 @@ impl PartialOrd for Listed {
 impl Ord for Listed {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key().cmp(&other.key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verified callback settles a task its poll left open or gave up
+    /// on (the callback came after all), never one settled already; a poll
+    /// changes only an open task, and a verified callback is no poll.
+    #[test]
+    fn a_verified_callback_settles_an_open_or_given_up_task_only() {
+        let event = EventId::from_parts(7, 0);
+        let verified = TaskUpdate::Verified { event };
+        let gave_up = TaskUpdate::GaveUp { error: "x".into() };
+        for (state, settles) in [
+            (TaskState::Waiting, true),
+            (TaskState::Polling, true),
+            (TaskState::GaveUp, true),
+            (TaskState::CalledBack, false),
+            (TaskState::Recovered, false),
+        ] {
+            assert_eq!(verified.applies_to(state), settles, "{state}");
+            assert_eq!(gave_up.applies_to(state), !state.is_final(), "{state}");
+        }
+        let mut task = Task::new(&NewTask {
+            route: "r".into(),
+            task_id: "t".into(),
+            now_ms: 1,
+            first_poll_ms: Some(5),
+            terminal_keys: Vec::new(),
+        });
+        task.polled(&verified, 9);
+        assert_eq!(
+            (task.state, task.next_poll_ms, task.event, task.polls, task.updated_ms),
+            (TaskState::CalledBack, None, Some(event), 0, 9)
+        );
     }
 }

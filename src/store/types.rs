@@ -308,6 +308,18 @@ pub struct Replayed {
     pub queued: bool,
 }
 
+/// What a replay of dead letters did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeadReplay {
+    /// Re-queued, per subscriber.
+    pub requeued: std::collections::BTreeMap<String, usize>,
+    /// Left dead: letters `verify = "fetch"` wrote (its verdicts,
+    /// [`super::result::verdict_letter`]) on a route that no longer verifies,
+    /// where no check would hold them again: only a replay of the event
+    /// itself sends one.
+    pub verdicts_left: usize,
+}
+
 /// A subscriber as the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStats {

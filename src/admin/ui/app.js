@@ -77,7 +77,7 @@ const ctx = {
     try {
       const r = await api(path, { post: true });
       const list = (k) => (r[k] || []).join(', ');
-      if (r.requeued !== undefined) flash(`Replayed ${what}: ${r.requeued} requeued.`);
+      if (r.requeued !== undefined) flash(`Replayed ${what}: ${r.requeued} requeued.` + (r.verdicts_left ? ` ${r.verdicts_left} left dead: held by verify = "fetch" on a route that no longer verifies (replay an event itself to send it).` : ''));
       else if (r.retried !== undefined) flash(`Archiving ${what} again: ${r.retried} URL(s) queued; replay the event once they are final to send the new result.`);
       else {
         const said = [];

@@ -384,7 +384,7 @@ impl NatsStore {
                     (row, revision)
                 }
             };
-            if row.task.state.is_final() {
+            if !update.applies_to(row.task.state) {
                 s.settle_task_work(&hash, AckKind::Ack).await;
                 return Ok(Some(row.task));
             }

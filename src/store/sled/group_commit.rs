@@ -438,8 +438,13 @@ impl Writer {
             Msg::RetryMedia { id, reply } => {
                 let _ = reply.send(self.retry_media(id, crate::clock::now_ms()));
             }
-            Msg::ReplayDead { only, at, reply } => {
-                let _ = reply.send(self.replay_dead(only.as_deref(), at, crate::clock::now_ms()));
+            Msg::ReplayDead {
+                only,
+                checked,
+                at,
+                reply,
+            } => {
+                let _ = reply.send(self.replay_dead(only.as_deref(), &checked, at, crate::clock::now_ms()));
             }
             Msg::Sweep {
                 route,

@@ -354,18 +354,28 @@ impl SledStore {
     pub async fn replay_dead_letters(
         &self,
         only: Option<String>,
-    ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        checked: std::collections::BTreeSet<String>,
+    ) -> Result<crate::store::DeadReplay, StoreError> {
         // Step by step, each going on where the last stopped: a letter
         // replayed by one step that dies again before the next is not
         // replayed twice, nor counted twice.
-        let mut total = std::collections::BTreeMap::new();
+        let mut total = crate::store::DeadReplay::default();
+        let checked = std::sync::Arc::new(checked);
         let mut at = None;
         loop {
-            let only = only.clone();
-            let (counts, next) = self.call(|reply| Msg::ReplayDead { only, at, reply }).await?;
-            for (k, v) in counts {
-                *total.entry(k).or_default() += v;
+            let (only, checked) = (only.clone(), checked.clone());
+            let (step, next) = self
+                .call(|reply| Msg::ReplayDead {
+                    only,
+                    checked,
+                    at,
+                    reply,
+                })
+                .await?;
+            for (k, v) in step.requeued {
+                *total.requeued.entry(k).or_default() += v;
             }
+            total.verdicts_left += step.verdicts_left;
             match next {
                 Some(next) => at = Some(next),
                 None => return Ok(total),

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::codec;
 use super::group_commit::{Batch, Writer};
 use super::keys;
-use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+use crate::store::result::verdict_letter;
+use crate::store::{DeadReplay, DeliveryState, EventId, Replayed, StoreError};
 
 /// Dead letters re-queued per writer message (the caller loops).
 pub(super) const DEAD_CHUNK: usize = 1000;
@@ -163,12 +164,15 @@ impl Writer {
     /// or one), from `at` (None: a new replay of what is dead now); the
     /// counts and where the next step goes on. A subscriber removed from the
     /// config has no lane to send them: its dead letters stay listed.
+    /// A verdict of `verify = "fetch"` on a route not in `checked` (one
+    /// that no longer verifies) stays a dead letter (counted).
     pub(super) fn replay_dead(
         &mut self,
         only: Option<&str>,
+        checked: &BTreeSet<String>,
         at: Option<DeadRange>,
         now_ms: u64,
-    ) -> Result<(BTreeMap<String, usize>, Option<DeadRange>), StoreError> {
+    ) -> Result<(DeadReplay, Option<DeadRange>), StoreError> {
         let tree = self.inner.tree.clone();
         let reg = super::read_lock(&self.inner.registry).clone();
         let at = match at {
@@ -179,7 +183,7 @@ impl Writer {
                     next: vec![keys::X],
                     last: last.to_vec(),
                 },
-                None => return Ok((BTreeMap::new(), None)),
+                None => return Ok((DeadReplay::default(), None)),
             },
         };
         // In key order (subscriber number first), so one key says how far a
@@ -192,6 +196,7 @@ impl Writer {
             .collect();
         let mut b = Batch::new(&tree);
         let mut counts = BTreeMap::new();
+        let mut verdicts_left = 0;
         let mut n = 0;
         let mut next = None;
         'subs: for sub in configured {
@@ -215,12 +220,21 @@ impl Writer {
                 // event is in that route's log, its result says dead): that
                 // route has no lane for it now; it stays listed, as a
                 // removed subscriber's do.
-                if !tree.contains_key(keys::log(route, id))?
-                    && tree
+                let dead = || -> Result<Option<crate::store::result::ResultRow>, StoreError> {
+                    Ok(tree
                         .get(keys::result(id, sub))?
                         .and_then(|v| codec::decode_result(&v))
-                        .is_some_and(|r| r.state == DeliveryState::Dead)
+                        .filter(|r| r.state == DeliveryState::Dead))
+                };
+                if !tree.contains_key(keys::log(route, id))? && dead()?.is_some() {
+                    continue;
+                }
+                // A verdict where no check holds it again: an unverified or
+                // duplicate callback would be sent (stop 73's review).
+                if !reg.route_name(route).is_some_and(|r| checked.contains(r))
+                    && dead()?.is_some_and(|r| verdict_letter(r.last_error.as_deref()))
                 {
+                    verdicts_left += 1;
                     continue;
                 }
                 // Also drops a stray dead-letter row (unreadable, or whose result says otherwise).
@@ -238,7 +252,11 @@ impl Writer {
                 self.inner.wake(sub);
             }
         }
-        Ok((counts, next.map(|next| DeadRange { next, last: at.last })))
+        let done = DeadReplay {
+            requeued: counts,
+            verdicts_left,
+        };
+        Ok((done, next.map(|next| DeadRange { next, last: at.last })))
     }
 }
 

@@ -114,8 +114,8 @@ async fn a_removed_subscribers_dead_letters_stay_when_all_are_replayed() {
     }
     // `b` leaves the config.
     store.register(&topology(&["a"])).await.unwrap();
-    let counts = store.replay_dead_letters(None).await.unwrap();
-    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
+    let counts = store.replay_dead_letters(None, Default::default()).await.unwrap();
+    assert_eq!(counts.requeued.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
     let left = store.dead_letters(None, 10).await.unwrap().letters;
     assert_eq!(
         left.iter()
@@ -184,7 +184,7 @@ async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_mean
     // the first step's letters, and not after: they fail at once and die
     // again before the replay asks for its next step. A wake left over from
     // the set-up finds nothing to take, and the wait goes on.
-    let replay = store.replay_dead_letters(None);
+    let replay = store.replay_dead_letters(None, Default::default());
     tokio::pin!(replay);
     let first = loop {
         tokio::select! {
@@ -203,7 +203,7 @@ async fn replaying_all_dead_letters_replays_each_once_though_some_die_again_mean
 
     let counts = replay.await.unwrap();
     assert_eq!(
-        counts.into_iter().collect::<Vec<_>>(),
+        counts.requeued.into_iter().collect::<Vec<_>>(),
         [("a".to_string(), n)],
         "each dead letter counted once"
     );
@@ -250,7 +250,9 @@ async fn an_event_replay_releases_what_it_queues_with_the_work_a_dead_letter_rep
     }
     let r = store.replay_event(id, Some("a".into())).await.unwrap().unwrap();
     assert!(r[0].queued, "{r:?}");
-    store.replay_dead_letters(None).await.unwrap();
+    // On a route that verifies (its check holds the letter again).
+    let verifying = ["runway".to_string()].into();
+    store.replay_dead_letters(None, verifying).await.unwrap();
     let later = crate::clock::now_ms() + 5;
     let a = srcs[0].take(10, later).await.unwrap();
     let b = srcs[1].take(10, later).await.unwrap();
@@ -275,6 +277,38 @@ async fn an_event_replay_releases_what_it_queues_with_the_work_a_dead_letter_rep
     store.close().await;
 }
 
+/// A replay of all dead letters leaves the verdicts `verify = "fetch"`
+/// wrote on a route that does not verify now (no check would hold them
+/// again), counted; a failed delivery's letter is queued as always.
+#[tokio::test]
+async fn verdict_letters_stay_dead_on_a_route_that_no_longer_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &["a"]).await;
+    let now = crate::clock::now_ms();
+    let mut src = store.work_source("a").unwrap();
+    for (body, error) in [("u", "unverified: x"), ("d", "duplicate: 1-0, y"), ("f", "HTTP 500")] {
+        store.append(event(body, &["a"], now)).await.unwrap();
+        let w = src.take(1, now).await.unwrap().remove(0);
+        let dead = Outcome::Dead { error: error.into() };
+        store.record(&w.ticket, None, dead).await.unwrap();
+        src.done(&w.ticket).await;
+    }
+    let done = store.replay_dead_letters(None, Default::default()).await.unwrap();
+    assert_eq!((done.requeued.get("a"), done.verdicts_left), (Some(&1), 2));
+    let left = store.dead_letters(None, 10).await.unwrap().letters;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left
+        .iter()
+        .all(|l| crate::store::result::verdict_letter(l.last_error.as_deref())));
+    // Where the route verifies, they are queued (its check holds them again).
+    let done = store
+        .replay_dead_letters(None, ["runway".to_string()].into())
+        .await
+        .unwrap();
+    assert_eq!((done.requeued.get("a"), done.verdicts_left), (Some(&2), 0));
+    store.close().await;
+}
+
 /// `only=dead`: the check that the delivery is dead and the replay are one
 /// step of the writer. A replay of all dead letters that delivered it
 /// meanwhile leaves nothing for it to queue (a replay of the event, as the
@@ -291,7 +325,7 @@ async fn a_dead_only_replay_queues_nothing_once_another_replay_delivered_it() {
     store.record(&w.ticket, Some(attempt(1, 500, now)), dead).await.unwrap();
     src.done(&w.ticket).await;
     // Listed dead, then replayed by a replay of all dead letters and delivered.
-    store.replay_dead_letters(None).await.unwrap();
+    store.replay_dead_letters(None, Default::default()).await.unwrap();
     let later = crate::clock::now_ms() + 5;
     let w = src.take(10, later).await.unwrap().remove(0);
     store

@@ -114,7 +114,7 @@ impl Writer {
                         None => self.unreadable_task(b, route, &v, task_id, *now_ms, "recording this poll")?,
                     },
                 };
-                if row.state.is_final() {
+                if !update.applies_to(row.state) {
                     return Ok(Some(row));
                 }
                 if let Some(due) = row.next_poll_ms {

@@ -357,8 +357,11 @@ async fn replay_and_dead_letters() {
         (dead[0].event, dead[0].subscriber.as_str(), dead[0].attempts),
         (id, "a", 1)
     );
-    let counts = store.replay_dead_letters(Some("a".into())).await.unwrap();
-    assert_eq!(counts.get("a"), Some(&1));
+    let counts = store
+        .replay_dead_letters(Some("a".into()), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(counts.requeued.get("a"), Some(&1));
     assert!(store.dead_letters(None, 10).await.unwrap().letters.is_empty());
     // A replay is due when it is asked for.
     let now = crate::clock::now_ms();

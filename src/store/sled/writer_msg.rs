@@ -3,8 +3,6 @@
 //! attempt's result to record. Each reply is a oneshot answered once the
 //! message's batch is written (or at once for a cursor move, which has none).
 
-use std::collections::BTreeMap;
-
 use tokio::sync::oneshot;
 
 use super::media::MediaRecord;
@@ -78,8 +76,10 @@ pub(super) enum Msg {
     /// replay); answers the counts and where the next step goes on, if any.
     ReplayDead {
         only: Option<String>,
+        /// The routes that verify now (their verdict letters are re-queued).
+        checked: std::sync::Arc<std::collections::BTreeSet<String>>,
         at: Option<super::replay::DeadRange>,
-        reply: Reply<(BTreeMap<String, usize>, Option<super::replay::DeadRange>)>,
+        reply: Reply<(crate::store::DeadReplay, Option<super::replay::DeadRange>)>,
     },
     /// One bounded retention step over a route's log.
     Sweep {

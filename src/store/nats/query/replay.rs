@@ -24,7 +24,7 @@ use super::replay_mark::Marked;
 use crate::store::nats::result_write::Write;
 use crate::store::nats::{layout, unavailable, NatsStore};
 use crate::store::result::ResultRow;
-use crate::store::{DeliveryState, EventId, Replayed, StoreError};
+use crate::store::{DeadReplay, DeliveryState, EventId, Replayed, StoreError};
 
 /// How long a marked delivery is left to the replay that marked it (its
 /// publish, the undo of a failed one) before another replay looks for its
@@ -377,9 +377,16 @@ impl NatsStore {
     /// Each letter dead when the call starts, once: one that another replay
     /// queued meanwhile is that replay's (checked in the conditional write
     /// that marks it).
-    pub async fn replay_dead_letters(&self, only: Option<String>) -> Result<BTreeMap<String, usize>, StoreError> {
+    /// A verdict of `verify = "fetch"` on a route not in `checked` (one
+    /// that no longer verifies) stays a dead letter (counted).
+    pub async fn replay_dead_letters(
+        &self,
+        only: Option<String>,
+        checked: std::collections::BTreeSet<String>,
+    ) -> Result<DeadReplay, StoreError> {
         let configured = self.configured();
         let mut counts = BTreeMap::new();
+        let mut verdicts_left = 0;
         let letters = self.dead_subjects(only.as_deref()).await?;
         let floors = self.floors(&letters).await;
         for (route, sub, seq) in letters {
@@ -393,11 +400,31 @@ impl NatsStore {
                 self.drop_letter(&route, &sub, seq, letter).await;
                 continue;
             }
+            if !checked.contains(&route) && self.verdict_letter(&route, seq, &sub).await? {
+                verdicts_left += 1;
+                continue;
+            }
             if self.replay_one(&route, seq, &sub, Asked::DeadLetter).await? {
                 *counts.entry(sub).or_default() += 1;
             }
         }
-        Ok(counts)
+        Ok(DeadReplay {
+            requeued: counts,
+            verdicts_left,
+        })
+    }
+
+    /// Whether the delivery of `route`'s event `seq` to `sub` is dead with a
+    /// verdict of `verify = "fetch"` (read on the bucket's leader, as the
+    /// replay's own read).
+    async fn verdict_letter(&self, route: &str, seq: u64, sub: &str) -> Result<bool, StoreError> {
+        let key = layout::result_key(route, seq, sub);
+        let read = self
+            .shared
+            .result_on_leader_until(&key, tokio::time::Instant::now() + PATIENCE);
+        Ok(read.await?.is_some_and(|(row, _)| {
+            row.state == DeliveryState::Dead && crate::store::result::verdict_letter(row.last_error.as_deref())
+        }))
     }
 }
 

@@ -1,0 +1,179 @@
+//! A route whose `verify = "fetch"` a reload turns off (combined-features
+//! review, stop 73): what verification had held or kept apart stays so. A
+//! replay of all dead letters leaves its verdicts (`unverified:`,
+//! `duplicate:`) dead, as no check would hold them again (it sent a forged
+//! body); the callbacks contesting one dedupe key, stored as events of their
+//! own while the route verified, are still delivered one to a key (two
+//! bodies of one task were both delivered).
+
+use crate::common;
+
+use common::nats::NatsCluster;
+use common::provider::{FakeOptions, FakeProvider, TaskPlan};
+use common::route::Signature;
+use common::tasks::{config_at, signed_verify_route, task_route, tasks_config};
+use common::*;
+use hookrelay::provider::Product;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_replay_of_all_dead_letters_leaves_an_unverified_callback_once_verify_is_off() {
+    unverified_left_by_a_replay_of_all(None).await;
+}
+
+/// The same in cluster mode.
+#[tokio::test]
+async fn a_replay_of_all_dead_letters_leaves_it_in_cluster_mode_too() {
+    let nats = NatsCluster::start(1).await;
+    unverified_left_by_a_replay_of_all(Some(&nats)).await;
+}
+
+async fn unverified_left_by_a_replay_of_all(nats: Option<&NatsCluster>) {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_store = |c: TestConfig| match nats {
+        Some(n) => c.nats(n.urls(), 1),
+        None => c,
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![signed_verify_route(&fake, &sub.url())]);
+    let h = start(&with_store(cfg)).await;
+    let url = format!("http://{addr}/hooks/runway");
+    let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
+    let path = format!("/api/events/{id}");
+    admin_expect(h.admin_addr, &path, secs(20), "held as unverified", |v| {
+        v["subscribers"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("unverified: "))
+    })
+    .await;
+
+    // The operator turns verification off (the provider's status API is down, say).
+    let unchecked = task_route("runway", "kie-runway", &fake, &sub.url()).signature(Signature::kie("fake-hmac-key"));
+    with_store(config_at(dir.path(), addr, unchecked)).write();
+    h.reload().await.expect("reload");
+
+    let (s, v) = admin(h.admin_addr, "POST", "/api/dead-letters/replay").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((&v["requeued"], &v["verdicts_left"]), (&json!(0), &json!(1)), "{v}");
+    assert!(
+        v["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("replay an event itself")),
+        "{v}"
+    );
+    tokio::time::sleep(ms(1500)).await;
+    assert_eq!(
+        sub.count(),
+        0,
+        "the forged body was sent by a replay of all dead letters"
+    );
+    let (_, letters) = admin(h.admin_addr, "GET", "/api/dead-letters").await;
+    assert_eq!(
+        letters["dead_letters"][0]["event"],
+        id.as_str(),
+        "still listed: {letters}"
+    );
+
+    // The event's own replay is the operator's word: it is sent.
+    let (s, _) = admin(h.admin_addr, "POST", &format!("{path}/replay")).await;
+    assert_eq!(s, 200);
+    let got = sub.wait_for(secs(20), "the released event", |all| all.len() == 1).await;
+    assert!(String::from_utf8_lossy(&got[0].body).contains("evil.example"));
+    h.shutdown().await;
+}
+
+/// A Market route verifying callbacks, its provider's look-ups refused for
+/// now (429), a stranger's short form then the genuine final callback of
+/// one task: both wait for their check, stored apart. Verification turned
+/// off, one of them is delivered, the other is a `duplicate:` dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_kept_apart_for_their_check_are_delivered_one_to_a_key_once_verify_is_off() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("market", "kie-market", &fake, &sub.url());
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&cfg).await;
+    let task = fake.create(Product::Market, TaskPlan::success(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
+    fake.rate_limit(1_000_000);
+    let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
+    let owner = callback_ok(addr, "/hooks/market", &short).await;
+    let genuine = callback_ok(addr, "/hooks/market", &fake.final_callback(&task)).await;
+    assert_eq!(
+        (&owner["duplicate"], &genuine["duplicate"]),
+        (&json!(false), &json!(false)),
+        "stored apart: {owner} {genuine}"
+    );
+    fake.wait_until("both look-ups to be refused", secs(10), |f| {
+        f.status_requests(&task) >= 2
+    })
+    .await;
+    assert_eq!(sub.count(), 0, "delivered before it was checked");
+
+    config_at(dir.path(), addr, route(false)).write();
+    h.reload().await.expect("reload");
+    let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(30), |v| {
+        v.to_string().contains("duplicate: ")
+    })
+    .await;
+    sub.wait_for(secs(30), "one of them", |all| !all.is_empty()).await;
+    drained(h.admin_addr, "market-sub").await;
+    let got = sub.all();
+    h.shutdown().await;
+    assert_eq!(got.len(), 1, "one task, one success: {} delivered", got.len());
+    assert!(dead.to_string().contains("no longer"), "{dead}");
+}
+
+/// The short form of a task still running waits for the provider's record
+/// (asked again after `LAGGING`, 10 s); the genuine final callback, stored
+/// apart, agrees and is delivered. A reload turns verification off before
+/// the short form's second look: it is a duplicate, not a second delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_waiting_for_its_check_is_a_duplicate_once_verify_is_off() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("market", "kie-market", &fake, &sub.url());
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&cfg).await;
+    let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), None);
+    let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
+    callback_ok(addr, "/hooks/market", &short).await;
+    fake.wait_until("the short form's look-up", secs(10), |f| f.status_requests(&task) >= 1)
+        .await;
+    fake.wait_until("the task to finish", secs(10), |f| f.is_finished(&task))
+        .await;
+    let genuine = callback_ok(addr, "/hooks/market", &fake.final_callback(&task)).await;
+    assert_eq!(genuine["duplicate"], false, "stored apart: {genuine}");
+    sub.wait_for(secs(10), "the genuine callback", |all| all.len() == 1)
+        .await;
+
+    config_at(dir.path(), addr, route(false)).write();
+    h.reload().await.expect("reload");
+    let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(30), |v| {
+        v.to_string().contains("duplicate: ")
+    })
+    .await;
+    drained(h.admin_addr, "market-sub").await;
+    let got = sub.all();
+    h.shutdown().await;
+    assert_eq!(got.len(), 1, "one task, one success: {} delivered", got.len());
+    assert!(dead.to_string().contains("duplicate: "), "{dead}");
+}
