@@ -111,3 +111,59 @@ impl Records {
         Ok(record)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{ApiKey, ClientConfig};
+    use std::time::Duration;
+
+    /// A check aborted while it waits for another's look-up, then the one
+    /// asking aborted too (a stop cuts attempts short), leave no turn in
+    /// the map: task ids are unique, so a turn left there stayed for good.
+    #[tokio::test]
+    async fn aborted_checks_leave_no_turn_behind() {
+        // A provider that takes the connection and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(tokio::sync::Notify::new());
+        let told = accepted.clone();
+        let provider = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+                told.notify_one();
+            }
+        });
+        let key = ApiKey::new("sk-test").unwrap();
+        let client = ProviderClient::new(ClientConfig::new(format!("http://{addr}"), key)).unwrap();
+        let records = Arc::new(Records::default());
+        let check = || {
+            let (records, client) = (records.clone(), client.clone());
+            tokio::spawn(async move { records.get("r", Product::Runway, &client, "t").await })
+        };
+        let asking = check();
+        accepted.notified().await;
+        let waiting = check();
+        let turn = lock(&records.turns)
+            .get(&("r".into(), "t".into()))
+            .cloned()
+            .expect("a turn");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            // The map's, the asking check's, the waiting check's and this one.
+            while Arc::strong_count(&turn) < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the second check waits for the first's look-up");
+        drop(turn);
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert_eq!(lock(&records.turns).len(), 1, "the asking check still holds its turn");
+        asking.abort();
+        assert!(asking.await.unwrap_err().is_cancelled());
+        assert!(lock(&records.turns).is_empty(), "aborted checks left their turn behind");
+        provider.abort();
+    }
+}

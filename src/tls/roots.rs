@@ -23,21 +23,33 @@ const FRESH: Duration = Duration::from_secs(10);
 static SYSTEM: Mutex<Option<(Instant, Arc<RootCertStore>)>> = Mutex::new(None);
 
 fn system_roots() -> Arc<RootCertStore> {
-    let mut cached = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
+    cached(&SYSTEM, Instant::now(), || {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
+/// What `cache` holds if it was read less than [`FRESH`] before `now`, else
+/// `read` again (kept with `now`).
+fn cached(
+    cache: &Mutex<Option<(Instant, Arc<RootCertStore>)>>,
+    now: Instant,
+    read: impl FnOnce() -> RootCertStore,
+) -> Arc<RootCertStore> {
+    let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((at, roots)) = cached.as_ref() {
-        if at.elapsed() < FRESH {
+        if now.saturating_duration_since(*at) < FRESH {
             return roots.clone();
         }
     }
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    let roots = Arc::new(roots);
-    *cached = Some((Instant::now(), roots.clone()));
+    let roots = Arc::new(read());
+    *cached = Some((now, roots.clone()));
     roots
 }
 
@@ -74,5 +86,28 @@ mod tests {
         let (a, b) = (load_roots(None).unwrap(), load_roots(None).unwrap());
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!a.is_empty());
+    }
+
+    /// A reload after [`FRESH`] reads the system's store again (a CA the
+    /// operator added since is trusted); one within it does not.
+    #[test]
+    fn the_systems_roots_are_read_again_once_stale() {
+        let cache = Mutex::new(None);
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            RootCertStore::empty()
+        };
+        let t0 = Instant::now();
+        let first = cached(&cache, t0, read);
+        let within = cached(&cache, t0 + FRESH - Duration::from_millis(1), read);
+        assert!(Arc::ptr_eq(&first, &within) && reads.get() == 1);
+        let stale = cached(&cache, t0 + FRESH, read);
+        assert!(!Arc::ptr_eq(&first, &stale) && reads.get() == 2);
+        let after = cached(&cache, t0 + FRESH + Duration::from_secs(1), read);
+        assert!(
+            Arc::ptr_eq(&stale, &after) && reads.get() == 2,
+            "kept from its own read"
+        );
     }
 }
