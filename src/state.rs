@@ -173,7 +173,7 @@ impl App {
             acme,
             addrs: ingest_addrs,
         } = public;
-        metrics.note_routes(config.routes.iter().map(|r| r.name.as_str()));
+        metrics.put_in_force(config.routes.iter().map(|r| r.name.as_str()), || {});
         App {
             listener_settings: Settings::new(conn_settings(&config)),
             connections: ConnLimit::new(config.server.max_connections),
@@ -236,8 +236,11 @@ impl App {
 
     /// Put a new configuration in force.
     pub fn set_live(&self, config: Config) {
-        self.metrics.note_routes(config.routes.iter().map(|r| r.name.as_str()));
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(config));
+        let names: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+        let live = Arc::new(Live::new(config));
+        self.metrics.put_in_force(names.iter().map(String::as_str), || {
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        });
         self.live_swapped.notify_waiters();
     }
 

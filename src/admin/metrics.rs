@@ -57,11 +57,7 @@ pub(super) async fn render(app: &App) -> String {
         set_oldest_pending(m, &labels, current.as_deref(), depth, now, extra);
     }
     forget_gone(app, &named, stats.as_deref(), &left, now);
-    {
-        let live = app.live();
-        let routes: Vec<&str> = live.config.routes.iter().map(|r| r.name.as_str()).collect();
-        m.forget_routes_but(&routes);
-    }
+    m.forget_routes_but(|| app.live().config.routes.iter().map(|r| r.name.clone()).collect());
     set_dead_letters(app, stats.as_deref());
     // In cluster mode JetStream's figure: absent, not kept at the last read,
     // while NATS cannot be read (one host: always known).

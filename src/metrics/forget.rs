@@ -74,16 +74,17 @@ impl Metrics {
 
     /// The series of routes no longer configured (removed or renamed by a
     /// reload) go, counters too: `/metrics` does not grow with every route
-    /// ever configured (stop 72: they stayed until a restart). `configured`:
-    /// the routes now; the ones that may have series were noted as each
-    /// configuration was put in force ([`Metrics::note_routes`]).
-    pub fn forget_routes_but(&self, configured: &[&str]) {
+    /// ever configured (stop 72: they stayed until a restart). `configured`
+    /// gives the routes in force, read while no configuration can be put
+    /// in force ([`Metrics::put_in_force`]): one put in force between a
+    /// look at the config and the removal had its new routes' series
+    /// removed, counters reset, and the routes no longer noted. The ones
+    /// that may have series were noted as each configuration was put in
+    /// force.
+    pub fn forget_routes_but(&self, configured: impl FnOnce() -> Vec<String>) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let gone: Vec<String> = routes
-            .keys()
-            .filter(|r| !configured.contains(&r.as_str()))
-            .cloned()
-            .collect();
+        let configured = configured();
+        let gone: Vec<String> = routes.keys().filter(|r| !configured.contains(r)).cloned().collect();
         for route in gone {
             let results = routes.remove(&route).unwrap_or_default();
             // Statuses are not noted (the ingest path takes no lock for it):
@@ -105,22 +106,64 @@ impl Metrics {
                 });
             }
         }
-        // Noted again: a reload that put a route in force between this
-        // scrape's look at the config and now had it noted, and removed
-        // above as not in `configured` (review of the change).
-        for route in configured {
-            routes.entry((*route).to_string()).or_default();
-        }
     }
 
-    /// Note the routes a configuration put in force (at the start and at
-    /// each reload), so a route configured and removed again between two
-    /// scrapes loses its series at the next one too (noted only at a
-    /// scrape, its series stayed until a restart).
-    pub fn note_routes<'a>(&self, configured: impl IntoIterator<Item = &'a str>) {
+    /// Put a configuration in force with `swap`, noting its routes first
+    /// (at the start and at each reload), so a route configured and removed
+    /// again between two scrapes loses its series at the next one too
+    /// (noted only at a scrape, its series stayed until a restart). A
+    /// scrape's removal waits for it, and it for the removal.
+    pub fn put_in_force<'a>(&self, configured: impl IntoIterator<Item = &'a str>, swap: impl FnOnce()) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         for route in configured {
             routes.entry(route.to_string()).or_default();
         }
+        swap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A configuration put in force while a scrape removes the series of
+    /// routes no longer configured waits for that removal: the new route's
+    /// series, counted once it is in force, stay. (A scrape that read the
+    /// configuration before such a reload removed them, a counter reset,
+    /// and forgot the route, its series kept after it was removed in turn.)
+    #[test]
+    fn a_route_put_in_force_during_a_scrape_keeps_its_series() {
+        let m = Arc::new(Metrics::new());
+        let live = Arc::new(Mutex::new(vec!["a".to_string()]));
+        m.put_in_force(["a"], || {});
+        let b = IngestLabels {
+            route: "b".into(),
+            status: 200,
+        };
+        let (looked, at_look) = std::sync::mpsc::channel();
+        let reload = {
+            let (m, live, b) = (m.clone(), live.clone(), b.clone());
+            std::thread::spawn(move || {
+                at_look.recv().unwrap();
+                m.put_in_force(["a", "b"], || *live.lock().unwrap() = vec!["a".into(), "b".into()]);
+                m.ingest.get_or_create(&b).inc();
+            })
+        };
+        m.forget_routes_but(|| {
+            let routes = live.lock().unwrap().clone();
+            looked.send(()).unwrap();
+            // The reload comes now.
+            std::thread::sleep(Duration::from_millis(100));
+            routes
+        });
+        reload.join().unwrap();
+        m.forget_routes_but(|| live.lock().unwrap().clone());
+        assert_eq!(m.ingest.get_or_create(&b).get(), 1, "b's series was removed");
+        // Removed in turn, b loses its series (it is still noted).
+        m.put_in_force(["a"], || *live.lock().unwrap() = vec!["a".into()]);
+        m.forget_routes_but(|| live.lock().unwrap().clone());
+        assert_eq!(m.ingest.get_or_create(&b).get(), 0, "b's series outlived the route");
     }
 }
