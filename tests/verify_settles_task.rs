@@ -45,3 +45,46 @@ async fn verified_callback_settles_its_task(nats: Option<&NatsCluster>) {
         "{t}"
     );
 }
+
+/// A callback stored while its route verified and sent once a reload turned
+/// `verify` off settles its task too (review of stop 74's mend: it stayed
+/// `waiting`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_sent_once_verify_is_off_settles_its_task() {
+    use common::provider::TaskPlan;
+    use common::tasks::{config_at, register, task_route};
+    use hookrelay::provider::Product;
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("runway", "kie-runway", &fake, &sub.url())
+            .signature(common::route::Signature::kie("fake-hmac-key"))
+            .without_reconcile();
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&cfg).await;
+    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
+    let (s, v) = register(h.admin_addr, "runway", &task).await;
+    assert!(s.is_success(), "{s} {v}");
+    fake.rate_limit(1_000_000);
+    fake.post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
+        .await;
+    fake.wait_until("the look-up to be refused", secs(10), |f| f.status_requests(&task) >= 1)
+        .await;
+    config_at(dir.path(), addr, route(false)).write();
+    h.reload().await.expect("reload");
+    fake.rate_limit(0);
+    sub.wait_for(secs(30), "the callback, sent unchecked", |all| all.len() == 1)
+        .await;
+    let t = task_until(h.admin_addr, &task, "called_back", secs(10)).await;
+    h.shutdown().await;
+    assert_eq!(t["state"], "called_back", "{t}");
+}

@@ -140,6 +140,18 @@ async fn callbacks_kept_apart_for_their_check_are_delivered_one_to_a_key_once_ve
 /// the short form's second look: it is a duplicate, not a second delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_waiting_for_its_check_is_a_duplicate_once_verify_is_off() {
+    owner_waiting_for_its_check(false).await;
+}
+
+/// The same with a restart after the reload: the callback's mark says it
+/// was stored while the route verified (the relay's memory of the reload
+/// is gone; the review of stop 74's mend: it was delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_waiting_for_its_check_is_a_duplicate_after_a_restart_too() {
+    owner_waiting_for_its_check(true).await;
+}
+
+async fn owner_waiting_for_its_check(restart: bool) {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
@@ -152,7 +164,7 @@ async fn an_owner_waiting_for_its_check_is_a_duplicate_once_verify_is_off() {
         }
     };
     let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
-    let h = start(&cfg).await;
+    let mut h = start(&cfg).await;
     let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), None);
     let short = json!({"code": 200, "msg": "done (a stranger's)", "data": {"taskId": task}});
     callback_ok(addr, "/hooks/market", &short).await;
@@ -165,8 +177,13 @@ async fn an_owner_waiting_for_its_check_is_a_duplicate_once_verify_is_off() {
     sub.wait_for(secs(10), "the genuine callback", |all| all.len() == 1)
         .await;
 
-    config_at(dir.path(), addr, route(false)).write();
+    let off = config_at(dir.path(), addr, route(false));
+    off.write();
     h.reload().await.expect("reload");
+    if restart {
+        h.shutdown().await;
+        h = start(&off).await;
+    }
     let dead = admin_until(h.admin_addr, "/api/dead-letters", secs(30), |v| {
         v.to_string().contains("duplicate: ")
     })
@@ -176,4 +193,65 @@ async fn an_owner_waiting_for_its_check_is_a_duplicate_once_verify_is_off() {
     h.shutdown().await;
     assert_eq!(got.len(), 1, "one task, one success: {} delivered", got.len());
     assert!(dead.to_string().contains("duplicate: "), "{dead}");
+}
+
+/// A forged callback held as unverified for one subscriber, whose other
+/// subscriber's lane had not reached it when a reload turned verification
+/// off, is held for that one too: the verdict is the event's (review of
+/// stop 74's mend: the second subscriber received the forged body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_is_off() {
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let a = Sub::ok().await;
+    // Busy with the first callback while the forged one is checked for `a`.
+    let b = Sub::slow_at(0, secs(6)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("runway", "kie-runway", &fake, &a.url())
+            .signature(Signature::kie("fake-hmac-key"))
+            .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&cfg).await;
+    let url = format!("http://{addr}/hooks/runway");
+    fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+    b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)
+        .await;
+    let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
+    let path = format!("/api/events/{id}");
+    admin_expect(
+        h.admin_addr,
+        &path,
+        secs(10),
+        "held as unverified for runway-sub",
+        |v| v.to_string().contains("unverified: "),
+    )
+    .await;
+    config_at(dir.path(), addr, route(false)).write();
+    h.reload().await.expect("reload");
+    let view = admin_until(h.admin_addr, &path, secs(20), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|d| d["state"] != "pending" && d["state"] != "retrying"))
+            && v.to_string().matches("unverified: ").count() >= 2
+    })
+    .await;
+    drained(h.admin_addr, "b").await;
+    let got = b.all();
+    h.shutdown().await;
+    let forged: Vec<_> = got
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("evil.example"))
+        .collect();
+    assert!(forged.is_empty(), "the forged body was sent to b: {view}");
+    assert_eq!(
+        view.to_string().matches("unverified: ").count(),
+        2,
+        "held for both: {view}"
+    );
 }

@@ -174,7 +174,7 @@ pub struct Verifier {
     /// Route name → what checking its callbacks needs.
     routes: RwLock<HashMap<String, Checked>>,
     /// Settled verdicts: None (agrees) or the disagreement.
-    verdicts: Mutex<Recent<EventId, Option<String>>>,
+    pub(super) verdicts: Mutex<Recent<EventId, Option<String>>>,
     /// How many times the provider refused to look each event up (back-off).
     refused: Mutex<Recent<EventId, u32>>,
     /// Records fetched lately, shared by the checks of a task.
@@ -235,9 +235,9 @@ impl Verifier {
         *self.media_routes.write().unwrap_or_else(|e| e.into_inner()) = media;
     }
 
-    /// A route that does not verify: its dedupe key and when this relay saw
-    /// it stop verifying ([`super::verify_off`]).
-    pub(super) fn unchecked_key(&self, route: &str) -> Option<(DedupeKey, Option<u64>)> {
+    /// A route that does not verify, and when this relay saw it stop
+    /// verifying ([`super::verify_off`]).
+    pub(super) fn unchecked_route(&self, route: &str) -> Option<(Arc<Route>, Option<u64>)> {
         self.unchecked
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -285,8 +285,8 @@ impl Verifier {
             .cloned()
         else {
             if !released {
-                if let Some(duplicate) = self.unchecked_family(store, event).await {
-                    return duplicate;
+                if let Some(decided) = self.unchecked_check(store, event).await {
+                    return decided;
                 }
             }
             return self.deferred_media(store, event).await;

@@ -1,38 +1,44 @@
-//! Families left to a verification that no longer comes: on a route that
-//! verified (`verify = "fetch"`), callbacks contesting one dedupe key were
-//! stored as events of their own, each to be checked, one let go
-//! ([`super::verify_claims`]). When a reload (or restart) turns `verify`
-//! off before they are delivered, no check comes, and each would be sent:
-//! two bodies of one task, both. So the events of such a family are still
-//! settled one to a key, as a route that never verified would have answered
-//! the later ones as duplicates: the first let go is delivered, the others
-//! are dead letters saying `duplicate:` (a replay of the event itself sends
-//! one). Found by the combined-features review, stop 73.
+//! What a verification that no longer comes had decided: on a route that
+//! verified (`verify = "fetch"`) and no longer does (a reload, or a restart,
+//! turned it off), a callback stored while it verified keeps what
+//! verification decided about it, and only that (combined-features review
+//! and the review of its mend, stop 74):
 //!
-//! A contesting event says so (its kept header names its family's owner),
-//! after a restart too. An owner does not: this relay checks the events its
-//! route received up to the reload that turned `verify` off (an owner still
-//! waiting for a re-check while a contestant was delivered); a relay started
-//! with `verify` off already does not know them, and delivers such an owner.
+//! - held as `unverified` (for any subscriber: the verdict is the event's),
+//!   it is held for the others too: it was sent to a subscriber whose lane
+//!   had not reached it yet when `verify` went off;
+//! - of the callbacks contesting one dedupe key, stored as events of their
+//!   own ([`super::verify_claims`]), only the first let go is delivered, as a
+//!   route that never verified would have answered the later ones as
+//!   duplicates: each was sent, two bodies of one task;
+//! - one let go settles its expected task, as a verified one does
+//!   ([`super::verify_task`]): its task stayed `waiting`.
+//!
+//! A callback not checked yet is sent unchecked, as the route now sends
+//! every callback (the operator's choice). Such callbacks are known by their
+//! kept header ([`VERIFIED_BY`], and a contesting one by [`CONTESTS`]), after
+//! a restart too; one stored by an earlier version has neither, and this
+//! relay checks the callbacks its route received up to the reload that
+//! turned `verify` off.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::config::{Config, Verify};
+use crate::config::{Config, Route, Verify};
 use crate::dedupe::DedupeKey;
-use crate::ingest::contested::CONTESTS;
+use crate::ingest::contested::{CONTESTS, VERIFIED_BY};
 use crate::store::{Event, Origin, Store};
 
 use super::verify_claims::Claim;
-use super::verify_gate::{Check, Verifier};
+use super::verify_gate::{lock, Check, Verifier};
 
-/// A route that does not verify now, with a dedupe key a family can share:
-/// the key, and when this relay saw the route stop verifying (ms; None: not
-/// while this relay ran).
-pub(super) type Unchecked = HashMap<String, (DedupeKey, Option<u64>)>;
+/// A route that does not verify now, and when this relay saw it stop
+/// verifying (ms; None: not while this relay ran).
+pub(super) type Unchecked = HashMap<String, (Arc<Route>, Option<u64>)>;
 
-/// The routes of `config` that do not verify and whose key a family may
-/// share; `was_verifying`: whether a route verified in the configuration
-/// replaced; `before`: the map being replaced (an earlier stop is kept).
+/// The routes of `config` that do not verify; `was_verifying`: whether a
+/// route verified in the configuration replaced; `before`: the map being
+/// replaced (an earlier stop is kept).
 pub(super) fn unchecked(
     config: &Config,
     was_verifying: impl Fn(&str) -> bool,
@@ -42,32 +48,102 @@ pub(super) fn unchecked(
     config
         .routes
         .iter()
-        .filter(|r| r.verify != Verify::Fetch && !matches!(r.dedupe_key, DedupeKey::MessageId))
+        .filter(|r| r.verify != Verify::Fetch)
         .map(|r| {
             let off = if was_verifying(&r.name) {
                 Some(now_ms)
             } else {
                 before.get(&r.name).and_then(|(_, off)| *off)
             };
-            (r.name.clone(), (r.dedupe_key.clone(), off))
+            (r.name.clone(), (Arc::new(r.clone()), off))
         })
         .collect()
 }
 
+/// Whether `event` was stored while its route verified: its mark, or (an
+/// earlier version's, unmarked) a callback received by the time this relay
+/// saw the route stop verifying.
+fn stored_verifying(event: &Event, off: Option<u64>) -> bool {
+    event
+        .meta
+        .headers
+        .iter()
+        .any(|(k, _)| k == VERIFIED_BY || k == CONTESTS)
+        || (event.meta.origin == Origin::Callback && off.is_some_and(|off| event.meta.received_ms <= off))
+}
+
 impl Verifier {
-    /// On a route that does not verify: a duplicate when `event` belongs to a
-    /// family stored while it verified and another member of it was let go
-    /// first (None: it goes, as far as families are concerned).
-    pub(super) async fn unchecked_family(&self, store: &Store, event: &Event) -> Option<Check> {
-        let (key, off) = self.unchecked_key(&event.meta.route)?;
-        let contests = event.meta.headers.iter().any(|(k, _)| k == CONTESTS);
-        let maybe_owner = event.meta.origin == Origin::Callback && off.is_some_and(|off| event.meta.received_ms <= off);
-        if !contests && !maybe_owner {
+    /// On a route that does not verify, for a delivery not released by an
+    /// operator's replay: what verification had decided about `event`, if
+    /// it was stored while the route verified (None: it goes).
+    pub(super) async fn unchecked_check(&self, store: &Store, event: &Event) -> Option<Check> {
+        let (route, off) = self.unchecked_route(&event.meta.route)?;
+        if !stored_verifying(event, off) {
             return None;
         }
-        match self.claims.claim(store, event, &key).await {
-            Claim::Won => None,
-            Claim::DuplicateOf(of) => Some(Check::Duplicate { of, checked: false }),
+        if let Some(Some(reason)) = lock(&self.verdicts).known.get(&event.id).cloned() {
+            return Some(Check::Hold { reason, again: true });
         }
+        // Held for another subscriber (after a restart: by the store).
+        let view = match store.event_view(event.id).await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(route = %event.meta.route, event = %event.id, error = %e,
+                    "cannot read whether the callback was held as unverified; asking again shortly");
+                return Some(Check::Wait {
+                    due_ms: crate::clock::now_ms() + 1000,
+                });
+            }
+        };
+        let held = view.iter().flat_map(|v| &v.deliveries).find_map(|d| {
+            d.last_error
+                .as_deref()?
+                .strip_prefix("unverified: ")
+                .map(str::to_string)
+        });
+        if let Some(reason) = held {
+            return Some(Check::Hold { reason, again: true });
+        }
+        if !matches!(route.dedupe_key, DedupeKey::MessageId) {
+            if let Claim::DuplicateOf(of) = self.claims.claim(store, event, &route.dedupe_key).await {
+                return Some(Check::Duplicate { of, checked: false });
+            }
+        }
+        if let Ok(body) = serde_json::from_slice(&event.body) {
+            super::verify_task::settle(store, &route, event, &body).await;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventId, EventMeta};
+
+    #[test]
+    fn a_callback_stored_while_its_route_verified_is_known_by_its_mark_or_its_time() {
+        let event = |headers: Vec<(String, String)>, origin, received_ms| Event {
+            id: EventId::from_parts(1, 0),
+            meta: EventMeta {
+                route: "r".into(),
+                received_ms,
+                source: None,
+                content_type: None,
+                headers,
+                subscribers: vec!["s".into()],
+                dedupe_fallback: false,
+                origin,
+            },
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        let mark = |k: &str| vec![(k.to_string(), "x".to_string())];
+        assert!(stored_verifying(&event(mark(VERIFIED_BY), Origin::Callback, 9), None));
+        assert!(stored_verifying(&event(mark(CONTESTS), Origin::Poll, 9), None));
+        assert!(!stored_verifying(&event(mark("user-agent"), Origin::Callback, 9), None));
+        // Unmarked (an earlier version's): by when this relay saw verify go off.
+        assert!(stored_verifying(&event(vec![], Origin::Callback, 9), Some(9)));
+        assert!(!stored_verifying(&event(vec![], Origin::Callback, 10), Some(9)));
+        assert!(!stored_verifying(&event(vec![], Origin::Poll, 9), Some(9)));
     }
 }

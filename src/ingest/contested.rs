@@ -30,6 +30,12 @@ use crate::store::{Accepted, DeliveryState, EventView, NewEvent, Origin, Store, 
 /// event of the key go (see `verify_gate`'s claims).
 pub const CONTESTS: &str = "hookrelay-contests";
 
+/// The kept header of a callback stored while its route verified (`fetch`):
+/// a reload that turns `verify` off leaves its verdicts and its family's
+/// claim in force (`delivery::verify_off`), after a restart too. Shown with
+/// the event; never sent on.
+pub const VERIFIED_BY: &str = "hookrelay-verify";
+
 /// Contesting callbacks stored per key, beside its owner (so at most four
 /// events per key): beyond that a different body is answered as a
 /// duplicate, so forged bodies cannot make storage or provider look-ups

@@ -345,6 +345,10 @@ where
     // that replaced it during a reload and takes callbacks like it).
     let store_on = |rs: &RouteState, limit: std::time::Duration| {
         let r = &rs.route;
+        let mut headers = kept_headers(&parts.headers, rs);
+        if r.verify == crate::config::Verify::Fetch {
+            headers.push((contested::VERIFIED_BY.to_string(), "fetch".to_string()));
+        }
         let meta = EventMeta {
             route: r.name.clone(),
             received_ms,
@@ -353,7 +357,7 @@ where
                 auth::Source::Unknown => None,
             },
             content_type: body::content_type(&parts.headers),
-            headers: kept_headers(&parts.headers, rs),
+            headers,
             subscribers: r.subscribers.iter().map(|s| s.name.clone()).collect(),
             dedupe_fallback: fallback,
             origin: Origin::Callback,
