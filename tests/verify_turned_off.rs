@@ -255,3 +255,61 @@ async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_i
         "held for both: {view}"
     );
 }
+
+/// A forged callback held as unverified owns its task's dedupe key. Once a
+/// reload turns verification off, the genuine callback coming then is not
+/// its duplicate: it is stored beside it, delivered, and settles the task
+/// (review of stop 74's mend: answered as a duplicate of the forgery, it
+/// was dropped, and the task read `called_back`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_off() {
+    use common::tasks::{register, task_until};
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("runway", "kie-runway", &fake, &sub.url())
+            .signature(Signature::kie("fake-hmac-key"))
+            .without_reconcile();
+        if verify {
+            r.verify("fetch")
+        } else {
+            r
+        }
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&cfg).await;
+    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
+    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+        .await;
+    let (s, v) = register(h.admin_addr, "runway", &task).await;
+    assert!(s.is_success(), "{s} {v}");
+    let mut forged = fake.final_callback(&task);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
+    admin_expect(h.admin_addr, &format!("/api/events/{id}"), secs(10), "held", |v| {
+        v.to_string().contains("unverified: ")
+    })
+    .await;
+
+    config_at(dir.path(), addr, route(false)).write();
+    h.reload().await.expect("reload");
+    let genuine = fake
+        .post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
+        .await;
+    assert_ne!(genuine, id, "the genuine callback answered as the forgery's duplicate");
+    let got = sub
+        .wait_for(secs(20), "the genuine callback", |all| !all.is_empty())
+        .await;
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("evil.example"));
+    let t = task_until(h.admin_addr, &task, "called_back", secs(10)).await;
+    drained(h.admin_addr, "runway-sub").await;
+    let n = sub.count();
+    h.shutdown().await;
+    assert_eq!(n, 1, "the genuine callback, once");
+    assert_eq!(
+        (&t["state"], &t["event"]),
+        (&json!("called_back"), &json!(genuine)),
+        "{t}"
+    );
+}

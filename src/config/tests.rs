@@ -218,6 +218,15 @@ fn signature_schemes_parse() {
     ))
     .unwrap();
     assert_eq!(c.routes[0].signature.as_ref().unwrap().scheme_name(), "hmac-sha256");
+    // The relay's own marks on stored events are not a sender's to set.
+    for name in ["hookrelay-verify", "HookRelay-Contests"] {
+        let e = parse(&minimal(&format!(
+            r#"signature = {{ scheme = "hmac-sha256", secret = "k", header = "{name}" }}"#
+        )))
+        .unwrap_err();
+        assert_eq!(e.key, "routes[0].signature.header", "{e}");
+        assert!(e.to_string().contains("the relay's own"), "{e}");
+    }
     let e = parse(&minimal(r#"signature = { scheme = "md5", secret = "k" }"#)).unwrap_err();
     // The refused value is not quoted (it could be a misplaced secret).
     assert!(e.to_string().contains("unknown variant, expected one of `kie`"), "{e}");

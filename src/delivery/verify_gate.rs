@@ -251,6 +251,12 @@ impl Verifier {
         matches!(lock(&self.verdicts).known.get(&id), Some(None))
     }
 
+    /// Whether `id` was found to disagree with the provider's record (while
+    /// remembered).
+    pub fn disagreed(&self, id: EventId) -> bool {
+        matches!(lock(&self.verdicts).known.get(&id), Some(Some(_)))
+    }
+
     /// Whether the key owned by `owner` overflows for the first time (remembered).
     pub fn first_overflow(&self, owner: EventId) -> bool {
         let mut seen = lock(&self.overflowed);

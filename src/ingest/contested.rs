@@ -44,9 +44,48 @@ pub const CONTESTING: u8 = 3;
 
 /// Append `event`; `verifier`: its route's, when it has `verify = "fetch"`.
 pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent) -> Result<Accepted, StoreError> {
-    let Some(verifier) = verifier else {
-        return store.append(event).await;
-    };
+    match verifier {
+        Some(verifier) => append_as(store, verifier, true, event).await,
+        None => store.append(event).await,
+    }
+}
+
+/// Append `event` of a route that does not verify (with a dedupe key a
+/// callback's body gives): its key is owned as on any route, but one held
+/// by a callback that verification held as `unverified` (stored while the
+/// route verified, before a reload turned `verify` off) is contested still,
+/// as it was: the genuine callback coming then was answered as a duplicate
+/// of the forgery and dropped, its task settled by it (review of stop 74's
+/// mend). The cost on such routes: a duplicate reads its key's owner.
+pub async fn append_unchecked(store: &Store, verifier: &Verifier, event: NewEvent) -> Result<Accepted, StoreError> {
+    append_as(store, verifier, false, event).await
+}
+
+/// Whether `owner`, stored while its route verified, was held as
+/// `unverified` (by this relay's memory, or a delivery's dead letter).
+fn held_unverified(owner: &EventView, verifier: &Verifier) -> bool {
+    let marked = owner
+        .event
+        .meta
+        .headers
+        .iter()
+        .any(|(k, _)| k == VERIFIED_BY || k == CONTESTS);
+    marked
+        && (verifier.disagreed(owner.event.id)
+            || owner
+                .deliveries
+                .iter()
+                .any(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("unverified: "))))
+}
+
+/// [`append`] on a route that verifies (`verifying`), else
+/// [`append_unchecked`].
+async fn append_as(
+    store: &Store,
+    verifier: &Verifier,
+    verifying: bool,
+    event: NewEvent,
+) -> Result<Accepted, StoreError> {
     // A duplicate does not settle a polled result's task in this write: its
     // key's owner may be a forgery, and only the write below, that stores
     // the result beside it, may settle it. Settled by that owner here, a
@@ -69,7 +108,14 @@ pub async fn append(store: &Store, verifier: Option<&Verifier>, event: NewEvent)
     let Some(owner) = store.event_view(first.id).await? else {
         return settled_by_owner(store, event, first).await;
     };
-    if owner.event.body == event.body || verifier.agreed(first.id) || vouched(&owner) {
+    let owned = owner.event.body == event.body
+        || vouched(&owner)
+        || if verifying {
+            verifier.agreed(first.id)
+        } else {
+            !held_unverified(&owner, verifier)
+        };
+    if owned {
         return settled_by_owner(store, event, first).await;
     }
     let key = event.dedupe_hash;

@@ -33,24 +33,25 @@ pub async fn append(app: &App, route: &Route, record: &Record) -> anyhow::Result
         origin: Origin::Poll,
     };
     let verifier = (route.verify == crate::config::Verify::Fetch).then(|| app.delivery.verifier());
-    let accepted = crate::ingest::append_contested(
-        &app.store,
-        verifier,
-        NewEvent {
-            meta,
-            dedupe_hash: hash,
-            body: Bytes::from(body),
-            media,
-            media_after_verify: false,
-            task: Some(TaskMark {
-                task_id: record.task_id().to_string(),
-                terminal: true,
-                provider_state: Some(record.state().to_string()),
-                if_new: false,
-            }),
-        },
-    )
-    .await?;
+    let event = NewEvent {
+        meta,
+        dedupe_hash: hash,
+        body: Bytes::from(body),
+        media,
+        media_after_verify: false,
+        task: Some(TaskMark {
+            task_id: record.task_id().to_string(),
+            terminal: true,
+            provider_state: Some(record.state().to_string()),
+            if_new: false,
+        }),
+    };
+    // A result contests a key a held callback owns after `verify` went off
+    // too ([`crate::ingest::contested::append_unchecked`]).
+    let accepted = match verifier {
+        Some(_) => crate::ingest::append_contested(&app.store, verifier, event).await?,
+        None => crate::ingest::contested::append_unchecked(&app.store, app.delivery.verifier(), event).await?,
+    };
     if accepted.duplicate {
         tracing::info!(route = %route.name, task_id = record.task_id(), event = %accepted.id,
             "polled result duplicates a callback already stored; nothing new");

@@ -317,6 +317,16 @@ impl Validator<'_> {
                         format!("invalid header name {header:?}"),
                     )
                 })?;
+                // The relay's own marks on a stored event (`hookrelay-verify`,
+                // `hookrelay-contests`) are kept headers too: a sender's
+                // signature header of that name would set them.
+                if header.as_str().starts_with("hookrelay-") {
+                    return Err(self.err(
+                        format!("{key}.header"),
+                        span,
+                        format!("{header:?}: a header name starting hookrelay- is the relay's own (its marks on stored events); name the provider's signature header"),
+                    ));
+                }
                 // No header value holds one: every callback would be 401.
                 if prefix.chars().any(|c| c.is_control() && c != '\t') {
                     return Err(self.err(
