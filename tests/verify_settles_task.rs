@@ -51,35 +51,21 @@ async fn verified_callback_settles_its_task(nats: Option<&NatsCluster>) {
 /// `waiting`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_sent_once_verify_is_off_settles_its_task() {
-    use common::provider::TaskPlan;
-    use common::tasks::{config_at, register, task_route};
-    use hookrelay::provider::Product;
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("runway", "kie-runway", &fake, &sub.url())
-            .signature(common::route::Signature::kie("fake-hmac-key"))
-            .without_reconcile();
-        if verify {
-            r.verify("fetch")
-        } else {
-            r
-        }
-    };
-    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
-    let h = start(&cfg).await;
-    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
-        .await;
-    let (s, v) = register(h.admin_addr, "runway", &task).await;
-    assert!(s.is_success(), "{s} {v}");
+    let common::tasks::LostTask {
+        fake,
+        sub,
+        dir,
+        addr,
+        h,
+        task,
+    } = common::tasks::LostTask::start().await;
+    let route = |verify: bool| common::tasks::signed_runway(&fake, &sub.url(), verify);
     fake.rate_limit(1_000_000);
     fake.post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
         .await;
     fake.wait_until("the look-up to be refused", secs(10), |f| f.status_requests(&task) >= 1)
         .await;
-    config_at(dir.path(), addr, route(false)).write();
+    common::tasks::config_at(dir.path(), addr, route(false)).write();
     h.reload().await.expect("reload");
     fake.rate_limit(0);
     sub.wait_for(secs(30), "the callback, sent unchecked", |all| all.len() == 1)

@@ -11,7 +11,7 @@ use crate::common;
 use common::nats::NatsCluster;
 use common::provider::{FakeOptions, FakeProvider, TaskPlan};
 use common::route::Signature;
-use common::tasks::{config_at, signed_verify_route, task_route, tasks_config};
+use common::tasks::{config_at, signed_verify_route, task_route, tasks_config, verifying};
 use common::*;
 use hookrelay::provider::Product;
 use serde_json::json;
@@ -92,14 +92,7 @@ async fn callbacks_kept_apart_for_their_check_are_delivered_one_to_a_key_once_ve
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("market", "kie-market", &fake, &sub.url());
-        if verify {
-            r.verify("fetch")
-        } else {
-            r
-        }
-    };
+    let route = |verify: bool| verifying(task_route("market", "kie-market", &fake, &sub.url()), verify);
     let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
     let h = start(&cfg).await;
     let task = fake.create(Product::Market, TaskPlan::success(), None);
@@ -155,14 +148,7 @@ async fn owner_waiting_for_its_check(restart: bool) {
     let fake = FakeProvider::start(FakeOptions::default()).await;
     let sub = Sub::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("market", "kie-market", &fake, &sub.url());
-        if verify {
-            r.verify("fetch")
-        } else {
-            r
-        }
-    };
+    let route = |verify: bool| verifying(task_route("market", "kie-market", &fake, &sub.url()), verify);
     let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
     let mut h = start(&cfg).await;
     let task = fake.create(Product::Market, TaskPlan::success().step(secs(2)), None);
@@ -210,11 +196,7 @@ async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_i
         let r = task_route("runway", "kie-runway", &fake, &a.url())
             .signature(Signature::kie("fake-hmac-key"))
             .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
-        if verify {
-            r.verify("fetch")
-        } else {
-            r
-        }
+        verifying(r, verify)
     };
     let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
     let h = start(&cfg).await;
@@ -263,27 +245,16 @@ async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_i
 /// was dropped, and the task read `called_back`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_off() {
-    use common::tasks::{register, task_until};
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let sub = Sub::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("runway", "kie-runway", &fake, &sub.url())
-            .signature(Signature::kie("fake-hmac-key"))
-            .without_reconcile();
-        if verify {
-            r.verify("fetch")
-        } else {
-            r
-        }
-    };
-    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
-    let h = start(&cfg).await;
-    let task = fake.create(Product::Runway, TaskPlan::success().lose(), None);
-    fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
-        .await;
-    let (s, v) = register(h.admin_addr, "runway", &task).await;
-    assert!(s.is_success(), "{s} {v}");
+    use common::tasks::task_until;
+    let common::tasks::LostTask {
+        fake,
+        sub,
+        dir,
+        addr,
+        h,
+        task,
+    } = common::tasks::LostTask::start().await;
+    let route = |verify: bool| common::tasks::signed_runway(&fake, &sub.url(), verify);
     let mut forged = fake.final_callback(&task);
     forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
     let id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;

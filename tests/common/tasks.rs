@@ -41,6 +41,25 @@ pub fn signed_verify_route(fake: &FakeProvider, sub_url: &str) -> Route {
         .verify("fetch")
 }
 
+/// `route` with `verify = "fetch"` when `verify`, else as it is (the two
+/// sides of a reload turning verification on or off).
+pub fn verifying(route: Route, verify: bool) -> Route {
+    if verify {
+        route.verify("fetch")
+    } else {
+        route
+    }
+}
+
+/// Route `runway` (`kie-runway`, the kie signature `fake-hmac-key`, no
+/// `reconcile`) to `sub_url`, verifying by fetch when `verify`.
+pub fn signed_runway(fake: &FakeProvider, sub_url: &str, verify: bool) -> Route {
+    let r = task_route("runway", "kie-runway", fake, sub_url)
+        .signature(super::route::Signature::kie("fake-hmac-key"))
+        .without_reconcile();
+    verifying(r, verify)
+}
+
 /// A config with `routes` (replacing route `t`), listening on a fixed port
 /// that `server.public_url` names.
 pub fn tasks_config(dir: &Path, routes: Vec<Route>) -> (TestConfig, SocketAddr) {
@@ -146,6 +165,45 @@ pub async fn task_until(admin_addr: SocketAddr, task_id: &str, state: &str, limi
             return t;
         }
         tokio::time::sleep(ms(20)).await;
+    }
+}
+
+/// A relay whose route `runway` verifies ([`signed_runway`]), started on
+/// its own store, with a Runway task finished at its fake provider whose
+/// callback was lost, registered as expected.
+pub struct LostTask {
+    pub fake: FakeProvider,
+    pub sub: super::subscriber::Sub,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub h: hookrelay::Handle,
+    pub task: String,
+}
+
+impl LostTask {
+    pub async fn start() -> LostTask {
+        let fake = FakeProvider::start(super::provider::FakeOptions::default()).await;
+        let sub = super::subscriber::Sub::ok().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, addr) = tasks_config(dir.path(), vec![signed_runway(&fake, &sub.url(), true)]);
+        let h = super::daemon::start(&cfg).await;
+        let task = fake.create(
+            hookrelay::provider::Product::Runway,
+            super::provider::TaskPlan::success().lose(),
+            None,
+        );
+        fake.wait_until("the task to finish", secs(5), |f| f.is_finished(&task))
+            .await;
+        let (s, v) = register(h.admin_addr, "runway", &task).await;
+        assert!(s.is_success(), "{s} {v}");
+        LostTask {
+            fake,
+            sub,
+            dir,
+            addr,
+            h,
+            task,
+        }
     }
 }
 
