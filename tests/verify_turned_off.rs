@@ -238,11 +238,12 @@ async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_i
     );
 }
 
-/// A forged callback held as unverified owns its task's dedupe key. Once a
-/// reload turns verification off, the genuine callback coming then is not
-/// its duplicate: it is stored beside it, delivered, and settles the task
-/// (review of stop 74's mend: answered as a duplicate of the forgery, it
-/// was dropped, and the task read `called_back`).
+/// Forged callbacks held as unverified own their task's dedupe key and a
+/// place beside it. Once a reload turns verification off, the genuine
+/// callback coming then is not their duplicate: it is stored beside them,
+/// delivered, and settles the task (reviews of stop 74's mend: answered as
+/// a duplicate of the forgery, it was dropped, and the task read
+/// `called_back`; then the second forgery's place settled the task).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_off() {
     use common::tasks::task_until;
@@ -255,20 +256,30 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_o
         task,
     } = common::tasks::LostTask::start().await;
     let route = |verify: bool| common::tasks::signed_runway(&fake, &sub.url(), verify);
-    let mut forged = fake.final_callback(&task);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
-    admin_expect(h.admin_addr, &format!("/api/events/{id}"), secs(10), "held", |v| {
-        v.to_string().contains("unverified: ")
-    })
-    .await;
+    // Two forgeries: the key's owner, and one stored beside it (its first
+    // contest place), both held.
+    let mut ids = Vec::new();
+    for evil in ["https://evil.example/x.mp4", "https://evil.example/y.mp4"] {
+        let mut forged = fake.final_callback(&task);
+        forged["data"]["video_url"] = evil.into();
+        let id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
+        admin_expect(h.admin_addr, &format!("/api/events/{id}"), secs(10), "held", |v| {
+            v.to_string().contains("unverified: ")
+        })
+        .await;
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "the second forgery stored apart");
 
     config_at(dir.path(), addr, route(false)).write();
     h.reload().await.expect("reload");
     let genuine = fake
         .post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
         .await;
-    assert_ne!(genuine, id, "the genuine callback answered as the forgery's duplicate");
+    assert!(
+        !ids.contains(&genuine),
+        "the genuine callback answered as a forgery's duplicate"
+    );
     let got = sub
         .wait_for(secs(20), "the genuine callback", |all| !all.is_empty())
         .await;
@@ -278,6 +289,8 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_o
     let n = sub.count();
     h.shutdown().await;
     assert_eq!(n, 1, "the genuine callback, once");
+    // Settled by the genuine callback, not by the second forgery's place
+    // (its duplicate write settled the task: review of stop 74's mend).
     assert_eq!(
         (&t["state"], &t["event"]),
         (&json!("called_back"), &json!(genuine)),

@@ -73,6 +73,13 @@ fn stored_verifying(event: &Event, off: Option<u64>) -> bool {
 }
 
 impl Verifier {
+    /// Whether `event`, of a route that does not verify now, was stored
+    /// while it did (its mark, or the time rule for an earlier version's).
+    pub fn stored_while_verifying(&self, event: &Event) -> bool {
+        let off = self.unchecked_route(&event.meta.route).and_then(|(_, off)| off);
+        stored_verifying(event, off)
+    }
+
     /// On a route that does not verify, for a delivery not released by an
     /// operator's replay: what verification had decided about `event`, if
     /// it was stored while the route verified (None: it goes).

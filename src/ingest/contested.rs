@@ -23,7 +23,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::delivery::verify_gate::Verifier;
-use crate::store::{Accepted, DeliveryState, EventView, NewEvent, Origin, Store, StoreError};
+use crate::store::{Accepted, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
 
 /// The kept header a contesting event carries: the id of the event owning
 /// its key (shown with the event; never sent on). Verification lets one
@@ -61,21 +61,31 @@ pub async fn append_unchecked(store: &Store, verifier: &Verifier, event: NewEven
     append_as(store, verifier, false, event).await
 }
 
-/// Whether `owner`, stored while its route verified, was held as
-/// `unverified` (by this relay's memory, or a delivery's dead letter).
+/// Whether `owner` was held as `unverified` (by this relay's memory, or a
+/// delivery's dead letter).
 fn held_unverified(owner: &EventView, verifier: &Verifier) -> bool {
-    let marked = owner
-        .event
-        .meta
-        .headers
-        .iter()
-        .any(|(k, _)| k == VERIFIED_BY || k == CONTESTS);
-    marked
-        && (verifier.disagreed(owner.event.id)
-            || owner
-                .deliveries
-                .iter()
-                .any(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("unverified: "))))
+    verifier.disagreed(owner.event.id)
+        || owner
+            .deliveries
+            .iter()
+            .any(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("unverified: ")))
+}
+
+/// On a route that does not verify, whether the owner of a duplicate's key
+/// was stored while it did ([`Verifier::stored_while_verifying`]): its row
+/// read alone (a duplicate on a route that never verified costs that read).
+/// One that cannot be read is taken as not: the duplicate is answered as on
+/// any route.
+async fn owner_stored_verifying(store: &Store, verifier: &Verifier, owner: EventId) -> bool {
+    match store.event(owner).await {
+        Ok(Some(ev)) => verifier.stored_while_verifying(&ev),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(event = %owner, error = %e,
+                "cannot read the event a callback duplicates; answered as its duplicate");
+            false
+        }
+    }
 }
 
 /// [`append`] on a route that verifies (`verifying`), else
@@ -95,7 +105,10 @@ async fn append_as(
     if let Some(mark) = first_write.task.as_mut() {
         mark.if_new = true;
     }
-    let first = store.append(first_write).await?;
+    // Boxed: every callback of a preset's route comes here, and a future
+    // as large as the store's and the rest's together is moved on each
+    // poll (`store::sled::future_size_tests`).
+    let first = Box::pin(store.append(first_write)).await?;
     #[cfg(test)]
     if STOP_AFTER_FIRST_WRITE.with(|s| s.take()) {
         return Err(StoreError::Unavailable(
@@ -104,6 +117,26 @@ async fn append_as(
     }
     if !first.duplicate {
         return Ok(first);
+    }
+    Box::pin(after_duplicate(store, verifier, verifying, event, first)).await
+}
+
+/// [`append_as`] once the first write found `event`'s key taken by `first`:
+/// its duplicate, or a callback stored beside it.
+async fn after_duplicate(
+    store: &Store,
+    verifier: &Verifier,
+    verifying: bool,
+    event: NewEvent,
+    first: Accepted,
+) -> Result<Accepted, StoreError> {
+    if !verifying && !owner_stored_verifying(store, verifier, first.id).await {
+        // As on any route; a failed settlement leaves the task to its poll.
+        return Ok(settled_by_owner(store, event, first).await.unwrap_or_else(|e| {
+            tracing::warn!(event = %first.id, error = %e,
+                "cannot settle the task of a duplicate callback; its poll settles it");
+            first
+        }));
     }
     let Some(owner) = store.event_view(first.id).await? else {
         return settled_by_owner(store, event, first).await;
@@ -129,12 +162,18 @@ async fn append_as(
         _ => 1..=CONTESTING,
     };
     for slot in slots {
-        let placed = store
-            .append(NewEvent {
-                dedupe_hash: slot_key(&key, slot),
-                ..contesting.clone()
-            })
-            .await?;
+        let slotted = NewEvent {
+            dedupe_hash: slot_key(&key, slot),
+            ..contesting.clone()
+        };
+        // Settling only if stored: a duplicate of another body in the
+        // place (a second forgery) must not settle the task (review of
+        // stop 74's mend); a retry of this one is settled below.
+        let mut write = slotted.clone();
+        if let Some(mark) = write.task.as_mut() {
+            mark.if_new = true;
+        }
+        let placed = store.append(write).await?;
         if !placed.duplicate {
             tracing::info!(route = %contesting.meta.route, owner = %first.id, event = %placed.id,
                 "callback shares its dedupe key with an event not verified yet (or held as unverified) but differs from it; stored to be verified on its own");
@@ -142,13 +181,18 @@ async fn append_as(
         }
         match store.event_view(placed.id).await? {
             Some(v) if v.event.body != contesting.body => continue,
-            // A retry of that contesting callback (or it is gone).
-            _ => return Ok(placed),
+            // A retry of that contesting callback (or it is gone): its
+            // task is settled by it.
+            _ => return settled_by_owner(store, slotted, placed).await,
         }
     }
     if verifier.first_overflow(first.id) {
         tracing::warn!(route = %contesting.meta.route, owner = %first.id, stored = CONTESTING,
             "more callbacks with different bodies for one dedupe key than are kept: answered as duplicates (forged bodies?)");
+    }
+    // Not settled by a held owner once `verify` is off: its poll settles it.
+    if !verifying {
+        return Ok(first);
     }
     settled_by_owner(store, event, first).await
 }
@@ -157,7 +201,8 @@ async fn append_as(
 /// polled result's), which the first write left open, is settled by the
 /// owner (appended again: a duplicate again, written with the settlement).
 async fn settled_by_owner(store: &Store, event: NewEvent, first: Accepted) -> Result<Accepted, StoreError> {
-    if event.task.is_none() {
+    // Only a final callback settles a task (`TaskMark::settles`).
+    if !event.task.as_ref().is_some_and(|m| m.terminal) {
         return Ok(first);
     }
     store.append(event).await

@@ -22,6 +22,16 @@ async fn the_append_and_record_futures_stay_small() {
     let size = std::mem::size_of_val(&ingest);
     assert!(size <= SMALL, "ingest's append future is {size} bytes");
     ingest.await.unwrap();
+    // A route with a preset's key that does not verify (its duplicates'
+    // owners are read for a verification that held them).
+    let verifier = crate::delivery::verify_gate::Verifier::default();
+    let unchecked = crate::ingest::contested::append_unchecked(&store, &verifier, event("t3", &["a"], 1));
+    let size = std::mem::size_of_val(&unchecked);
+    assert!(
+        size <= SMALL,
+        "ingest's append future on a preset's route is {size} bytes"
+    );
+    unchecked.await.unwrap();
     let mut src = store.work_source("a").unwrap();
     let w = src.take(1, 2).await.unwrap().pop().expect("one delivery");
     let record = store.record(&w.ticket, None, Outcome::Delivered);
