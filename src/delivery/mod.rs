@@ -18,6 +18,7 @@ mod lane;
 pub mod media_gate;
 pub mod pull;
 mod rate;
+mod recent;
 pub mod removed;
 pub mod retry;
 pub mod verify_claims;

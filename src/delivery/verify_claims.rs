@@ -26,7 +26,7 @@ use crate::dedupe::DedupeKey;
 use crate::ingest::contested::{slot_key, vouched, CONTESTING, CONTESTS};
 use crate::store::{DeliveryState, Event, EventId, EventView, Store};
 
-use super::verify_gate::Recent;
+use super::recent::Recent;
 
 /// The event of a family that was let go, by family (the owner's id).
 #[derive(Default)]

@@ -30,11 +30,10 @@ use crate::metrics::Metrics;
 use crate::provider::{verify_archiving, Action, ErrorKind, Product, ProviderClient, Verdict};
 use crate::store::{Event, EventId, Origin, Outcome, Store};
 
+use super::recent::Recent;
 use super::verify_claims::{Claim, Claims};
 use super::verify_records::Records;
 
-/// Verdicts remembered (oldest forgotten first once full).
-pub(super) const REMEMBER: usize = 10_000;
 /// A record fetched for a task answers the other events of the task checked
 /// within this once the task has ended (a burst of contesting callbacks
 /// costs one look-up)...
@@ -132,38 +131,6 @@ impl Check {
     }
 }
 
-/// What is known about the last [`REMEMBER`] events (or families),
-/// forgotten in order of arrival.
-pub struct Recent<K, V> {
-    pub known: HashMap<K, V>,
-    order: std::collections::VecDeque<K>,
-}
-
-impl<K, V> Default for Recent<K, V> {
-    fn default() -> Self {
-        Recent {
-            known: HashMap::new(),
-            order: std::collections::VecDeque::new(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
-    /// Remember `v` for `id`; whether `id` was not known yet.
-    pub fn insert(&mut self, id: K, v: V) -> bool {
-        let new = self.known.insert(id.clone(), v).is_none();
-        if new {
-            self.order.push_back(id);
-        }
-        while self.order.len() > REMEMBER {
-            if let Some(old) = self.order.pop_front() {
-                self.known.remove(&old);
-            }
-        }
-        new
-    }
-}
-
 /// A route that verifies: its product, the client for its key, its dedupe
 /// key and the route itself (its media pointers).
 type Checked = (Product, ProviderClient, DedupeKey, Arc<Route>);
@@ -233,6 +200,16 @@ impl Verifier {
             .map(|r| (r.name.clone(), Arc::new(r.clone())))
             .collect();
         *self.media_routes.write().unwrap_or_else(|e| e.into_inner()) = media;
+    }
+
+    /// When this relay saw `route` stop verifying (None: it verifies, or
+    /// did not while this relay ran), read without taking the route out.
+    pub(super) fn stopped_verifying_at(&self, route: &str) -> Option<u64> {
+        self.unchecked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .and_then(|(_, off)| *off)
     }
 
     /// A route that does not verify, and when this relay saw it stop
@@ -462,18 +439,5 @@ mod tests {
             asked_for <= REFUSED_FOR && n < REFUSALS,
             "{n} refusals over {asked_for:?}"
         );
-    }
-
-    #[test]
-    fn verdicts_are_kept_for_the_last_events_only() {
-        let mut r = Recent::default();
-        let id = |n: u64| EventId::from_parts(n, 0);
-        for n in 0..=REMEMBER as u64 {
-            r.insert(id(n), ());
-        }
-        r.insert(id(REMEMBER as u64), ());
-        assert_eq!((r.known.len(), r.order.len()), (REMEMBER, REMEMBER));
-        assert!(!r.known.contains_key(&id(0)), "the oldest is forgotten");
-        assert!(r.known.contains_key(&id(1)) && r.known.contains_key(&id(REMEMBER as u64)));
     }
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::config::{Config, Route, Verify};
 use crate::dedupe::DedupeKey;
 use crate::ingest::contested::{CONTESTS, VERIFIED_BY};
-use crate::store::{Event, Origin, Store};
+use crate::store::{Event, EventView, Origin, Store};
 
 use super::verify_claims::Claim;
 use super::verify_gate::{lock, Check, Verifier};
@@ -63,31 +63,44 @@ pub(super) fn unchecked(
 /// Whether `event` was stored while its route verified: its mark, or (an
 /// earlier version's, unmarked) a callback received by the time this relay
 /// saw the route stop verifying.
-fn stored_verifying(event: &Event, off: Option<u64>) -> bool {
+/// `off` is read only for an unmarked callback.
+fn stored_verifying(event: &Event, off: impl FnOnce() -> Option<u64>) -> bool {
     event
         .meta
         .headers
         .iter()
         .any(|(k, _)| k == VERIFIED_BY || k == CONTESTS)
-        || (event.meta.origin == Origin::Callback && off.is_some_and(|off| event.meta.received_ms <= off))
+        || (event.meta.origin == Origin::Callback && off().is_some_and(|off| event.meta.received_ms <= off))
+}
+
+/// Why a delivery of the event died held as `unverified` (its dead
+/// letter's error), if one did: the verdict is the event's.
+pub fn held_reason(view: &EventView) -> Option<String> {
+    view.deliveries.iter().find_map(|d| {
+        d.last_error
+            .as_deref()?
+            .strip_prefix("unverified: ")
+            .map(str::to_string)
+    })
 }
 
 impl Verifier {
     /// Whether `event`, of a route that does not verify now, was stored
     /// while it did (its mark, or the time rule for an earlier version's).
     pub fn stored_while_verifying(&self, event: &Event) -> bool {
-        let off = self.unchecked_route(&event.meta.route).and_then(|(_, off)| off);
-        stored_verifying(event, off)
+        stored_verifying(event, || self.stopped_verifying_at(&event.meta.route))
     }
 
     /// On a route that does not verify, for a delivery not released by an
     /// operator's replay: what verification had decided about `event`, if
     /// it was stored while the route verified (None: it goes).
     pub(super) async fn unchecked_check(&self, store: &Store, event: &Event) -> Option<Check> {
-        let (route, off) = self.unchecked_route(&event.meta.route)?;
-        if !stored_verifying(event, off) {
+        // Every delivery of a route that does not verify comes here: the
+        // marks are read before the route is taken out of the map.
+        if !self.stored_while_verifying(event) {
             return None;
         }
+        let (route, _) = self.unchecked_route(&event.meta.route)?;
         if let Some(Some(reason)) = lock(&self.verdicts).known.get(&event.id).cloned() {
             return Some(Check::Hold { reason, again: true });
         }
@@ -102,13 +115,7 @@ impl Verifier {
                 });
             }
         };
-        let held = view.iter().flat_map(|v| &v.deliveries).find_map(|d| {
-            d.last_error
-                .as_deref()?
-                .strip_prefix("unverified: ")
-                .map(str::to_string)
-        });
-        if let Some(reason) = held {
+        if let Some(reason) = view.as_ref().and_then(held_reason) {
             return Some(Check::Hold { reason, again: true });
         }
         if !matches!(route.dedupe_key, DedupeKey::MessageId) {
@@ -145,12 +152,17 @@ mod tests {
             body: bytes::Bytes::from_static(b"{}"),
         };
         let mark = |k: &str| vec![(k.to_string(), "x".to_string())];
-        assert!(stored_verifying(&event(mark(VERIFIED_BY), Origin::Callback, 9), None));
-        assert!(stored_verifying(&event(mark(CONTESTS), Origin::Poll, 9), None));
-        assert!(!stored_verifying(&event(mark("user-agent"), Origin::Callback, 9), None));
+        assert!(stored_verifying(&event(mark(VERIFIED_BY), Origin::Callback, 9), || {
+            None
+        }));
+        assert!(stored_verifying(&event(mark(CONTESTS), Origin::Poll, 9), || None));
+        assert!(!stored_verifying(
+            &event(mark("user-agent"), Origin::Callback, 9),
+            || None
+        ));
         // Unmarked (an earlier version's): by when this relay saw verify go off.
-        assert!(stored_verifying(&event(vec![], Origin::Callback, 9), Some(9)));
-        assert!(!stored_verifying(&event(vec![], Origin::Callback, 10), Some(9)));
-        assert!(!stored_verifying(&event(vec![], Origin::Poll, 9), Some(9)));
+        assert!(stored_verifying(&event(vec![], Origin::Callback, 9), || Some(9)));
+        assert!(!stored_verifying(&event(vec![], Origin::Callback, 10), || Some(9)));
+        assert!(!stored_verifying(&event(vec![], Origin::Poll, 9), || Some(9)));
     }
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::provider::{Product, ProviderClient, ProviderError, Record};
 
-use super::verify_gate::{lock, REMEMBER, SHARED, SHARED_RUNNING};
+use super::recent::REMEMBER;
+use super::verify_gate::{lock, SHARED, SHARED_RUNNING};
 
 /// One look-up of a task at a time ([`Records::get`]), with the last
 /// one's outcome and when it ended.

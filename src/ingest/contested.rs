@@ -64,11 +64,7 @@ pub async fn append_unchecked(store: &Store, verifier: &Verifier, event: NewEven
 /// Whether `owner` was held as `unverified` (by this relay's memory, or a
 /// delivery's dead letter).
 fn held_unverified(owner: &EventView, verifier: &Verifier) -> bool {
-    verifier.disagreed(owner.event.id)
-        || owner
-            .deliveries
-            .iter()
-            .any(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("unverified: ")))
+    verifier.disagreed(owner.event.id) || crate::delivery::verify_off::held_reason(owner).is_some()
 }
 
 /// On a route that does not verify, whether the owner of a duplicate's key
