@@ -297,3 +297,95 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_o
         "{t}"
     );
 }
+
+/// A forged callback held as unverified for one subscriber and released to
+/// that one alone by an operator's event replay (`?subscriber=`) once a
+/// reload turned verification off, is still held for the others after a
+/// restart: the hold is kept in the released delivery's result (stop 74's
+/// Left: it was known only from the relay's memory of its verdict and from
+/// the `unverified:` dead letter the replay took away, so the other
+/// subscriber was sent the forged body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_released_to_one_subscriber_still_holds_it_for_the_others_after_a_restart() {
+    hold_released_to_one(None).await;
+}
+
+/// The same in cluster mode: the relay that takes over knows the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_released_to_one_subscriber_still_holds_it_on_another_cluster_relay() {
+    let nats = NatsCluster::start(1).await;
+    hold_released_to_one(Some(&nats)).await;
+}
+
+async fn hold_released_to_one(nats: Option<&NatsCluster>) {
+    let with_store = |c: TestConfig| match nats {
+        Some(n) => c.nats(n.urls(), 1),
+        None => c,
+    };
+    let fake = FakeProvider::start(FakeOptions::default()).await;
+    let a = Sub::ok().await;
+    // Busy with the first callback until the relay has stopped.
+    let b = Sub::slow_at(0, secs(8)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: bool| {
+        let r = task_route("runway", "kie-runway", &fake, &a.url())
+            .signature(Signature::kie("fake-hmac-key"))
+            .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
+        verifying(r, verify)
+    };
+    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
+    let h = start(&with_store(cfg)).await;
+    let url = format!("http://{addr}/hooks/runway");
+    fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+    b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)
+        .await;
+    let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
+    let path = format!("/api/events/{id}");
+    admin_expect(h.admin_addr, &path, secs(10), "held as unverified", |v| {
+        v.to_string().contains("unverified: ")
+    })
+    .await;
+    let off = with_store(config_at(dir.path(), addr, route(false)));
+    off.write();
+    h.reload().await.expect("reload");
+    let (s, v) = admin(h.admin_addr, "POST", &format!("{path}/replay?subscriber=runway-sub")).await;
+    assert!(s.is_success(), "{s} {v}");
+    a.wait_for(secs(10), "the forged callback, released to a", |all| {
+        all.iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("evil.example"))
+    })
+    .await;
+    let before = b.all().len();
+    h.shutdown().await;
+    assert_eq!(before, 1, "b's lane reached the forged callback before the restart");
+
+    let h = start(&off).await;
+    let view = admin_until(h.admin_addr, &path, secs(30), |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|d| d["state"] != "pending" && d["state"] != "retrying"))
+    })
+    .await;
+    drained(h.admin_addr, "b").await;
+    let got = b.all();
+    h.shutdown().await;
+    assert!(
+        !got.iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("evil.example")),
+        "the forged body was sent to b: {view}"
+    );
+    let b_view = view["subscribers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|d| d["name"] == "b"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(b_view["state"], "dead", "{view}");
+    assert!(b_view.to_string().contains("unverified: "), "{view}");
+    let a_view = &view["subscribers"][0];
+    assert_eq!(
+        (&a_view["name"], &a_view["state"]),
+        (&json!("runway-sub"), &json!("delivered")),
+        "{view}"
+    );
+    assert!(a_view["held_unverified"].is_string(), "the hold shown: {view}");
+}

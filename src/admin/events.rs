@@ -168,6 +168,7 @@ pub(super) async fn show(app: &App, id: &str) -> ApiResult {
                 "state": d.state.name(),
                 "waiting_for_media": matches!(d.state, crate::store::DeliveryState::AwaitingMedia { .. }),
                 "last_error": d.last_error,
+                "held_unverified": d.held,
                 "attempts_total": d.attempts,
                 "attempts": d.history.iter().map(|a| json!({
                     "attempt": a.attempt,

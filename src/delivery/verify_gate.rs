@@ -124,7 +124,7 @@ impl Check {
                         "callback held as unverified: the provider's record disagrees");
                 }
                 Some(Outcome::Dead {
-                    error: format!("unverified: {reason}"),
+                    error: format!("{}{reason}", crate::store::result::UNVERIFIED),
                 })
             }
         }

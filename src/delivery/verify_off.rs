@@ -73,14 +73,18 @@ fn stored_verifying(event: &Event, off: impl FnOnce() -> Option<u64>) -> bool {
         || (event.meta.origin == Origin::Callback && off().is_some_and(|off| event.meta.received_ms <= off))
 }
 
-/// Why a delivery of the event died held as `unverified` (its dead
-/// letter's error), if one did: the verdict is the event's.
+/// Why a delivery of the event was held as `unverified`, if one was (its
+/// result keeps the hold after a replay released and delivered it; a row
+/// of an earlier version only as its dead letter's error): the verdict is
+/// the event's.
 pub fn held_reason(view: &EventView) -> Option<String> {
     view.deliveries.iter().find_map(|d| {
-        d.last_error
-            .as_deref()?
-            .strip_prefix("unverified: ")
-            .map(str::to_string)
+        d.held.clone().or_else(|| {
+            d.last_error
+                .as_deref()?
+                .strip_prefix(crate::store::result::UNVERIFIED)
+                .map(str::to_string)
+        })
     })
 }
 

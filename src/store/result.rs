@@ -13,8 +13,12 @@ pub const HISTORY: usize = 24;
 /// as unverified, or a duplicate of the event of its key that was let go:
 /// `delivery::verify_gate`), not a failed delivery.
 pub fn verdict_letter(error: Option<&str>) -> bool {
-    error.is_some_and(|e| e.starts_with("unverified: ") || e.starts_with("duplicate: "))
+    error.is_some_and(|e| e.starts_with(UNVERIFIED) || e.starts_with("duplicate: "))
 }
+
+/// How the dead letter of a delivery held as unverified begins (its reason
+/// follows).
+pub const UNVERIFIED: &str = "unverified: ";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRow {
@@ -51,6 +55,14 @@ pub struct ResultRow {
     /// mode: `store::nats::result_write`). Absent in rows written before it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replay_asked: bool,
+    /// Held as `unverified` once (`verify = "fetch"`: the provider's record
+    /// disagreed), and why: kept when an operator's replay releases it and
+    /// it is delivered, so the event's other subscribers are still held on
+    /// a route that no longer verifies, after a restart and on another
+    /// relay too (stop 74's Left: known only from the dead letter the
+    /// replay took away). Absent in rows written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// The log line of a failure a replay's mark made due at once (both stores).
@@ -87,6 +99,7 @@ impl ResultRow {
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         }
     }
 
@@ -118,6 +131,9 @@ impl ResultRow {
             Outcome::Dead { error } => {
                 self.state = DeliveryState::Dead;
                 self.last_error = Some(error.clone());
+                if let Some(reason) = error.strip_prefix(UNVERIFIED) {
+                    self.held = Some(reason.to_string());
+                }
             }
             Outcome::Defer { due_ms } => self.state = DeliveryState::AwaitingMedia { due_ms: *due_ms },
             Outcome::Gone => {}
@@ -182,6 +198,7 @@ impl ResultRow {
             at_ms: self.at_ms,
             history: self.history,
             last_error: self.last_error,
+            held: self.held,
         }
     }
 }
@@ -227,6 +244,31 @@ mod tests {
         let replayed = ResultRow { replays: 2, ..row };
         let back: ResultRow = serde_json::from_str(&serde_json::to_string(&replayed).unwrap()).unwrap();
         assert_eq!(back, replayed);
+    }
+
+    #[test]
+    fn a_hold_outlasts_the_replay_that_released_it_and_its_delivery() {
+        let mut row = ResultRow::new(5);
+        row.apply(
+            None,
+            &Outcome::Dead {
+                error: "HTTP 500".into(),
+            },
+            6,
+        );
+        assert_eq!(row.held, None, "a failed delivery is no hold");
+        let error = format!("{UNVERIFIED}the record has another video_url");
+        row.apply(None, &Outcome::Dead { error }, 7);
+        assert_eq!(row.held.as_deref(), Some("the record has another video_url"));
+        row.replayed(8, true);
+        let mut ok = attempt(1);
+        ok.status = Some(200);
+        row.apply(Some(&ok), &Outcome::Delivered, 9);
+        let back: ResultRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        assert_eq!((back.last_error, back.held), (None, row.held.clone()));
+        assert_eq!(row.clone().delivery("a").held, row.held, "shown in the event view");
+        let json = serde_json::to_string(&ResultRow::new(5)).unwrap();
+        assert!(!json.contains("held"), "{json}");
     }
 
     #[test]

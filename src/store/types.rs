@@ -161,6 +161,8 @@ pub struct Delivery {
     /// The most recent attempts, oldest first.
     pub history: Vec<Attempt>,
     pub last_error: Option<String>,
+    /// Held as `unverified` once, and why (see [`super::result::ResultRow::held`]).
+    pub held: Option<String>,
 }
 
 /// An event with the state of each delivery.

@@ -217,6 +217,10 @@ const event = {
             el('button', { type: 'button', class: 'replay', onclick: () => ctx.replay(`/api/events/${encodeURIComponent(e.id)}/replay?${q(s.state === 'dead' ? { subscriber: s.name, only: 'dead' } : { subscriber: s.name })}`, `event ${e.id} to ${s.name}`) }, 'Replay'),
           ),
           s.last_error ? el('p', { class: 'error' }, s.last_error) : null,
+          // A hold a replay released: kept, as it holds the other subscribers.
+          s.held_unverified && !(s.last_error || '').startsWith('unverified: ')
+            ? el('p', { class: 'error' }, 'held as unverified before a replay released it: ' + s.held_unverified)
+            : null,
           attempts(s),
         ),
       ),

@@ -213,6 +213,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }
@@ -250,6 +251,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
     }

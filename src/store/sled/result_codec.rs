@@ -70,10 +70,14 @@ pub(super) fn encode_result(r: &ResultRow) -> Vec<u8> {
     w.bytes(r.last_error.as_deref().unwrap_or("").as_bytes());
     // Trailing flags, only when one is set: rows written before them end
     // here (and a row of a release alone is the `1` written before the
-    // replay's mark had a bit).
-    let flags = u8::from(r.released) | u8::from(r.replay_asked) << 1;
+    // replay's mark had a bit). A hold's reason follows its bit (an earlier
+    // version reads the flags it knows and stops).
+    let flags = u8::from(r.released) | u8::from(r.replay_asked) << 1 | u8::from(r.held.is_some()) << 2;
     if flags != 0 {
         w.u8(flags);
+    }
+    if let Some(reason) = &r.held {
+        w.bytes(reason.as_bytes());
     }
     w.0
 }
@@ -125,6 +129,10 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
     };
     // (Bits a later version may add are not read.)
     let (released, replay_asked) = (flags & 1 != 0, flags & 2 != 0);
+    let held = match flags & 4 {
+        0 => None,
+        _ => Some(r.string()?),
+    };
     // The last failed attempt gets its whole message back.
     if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
         if last.error.is_some() {
@@ -141,6 +149,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         replays: 0,
         released,
         replay_asked,
+        held,
     })
 }
 
@@ -177,6 +186,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
         let delivered = ResultRow {
@@ -195,6 +205,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         let bytes = encode_result(&delivered);
         assert!(bytes.len() <= 20, "first-try result is {} bytes", bytes.len());
@@ -226,8 +237,17 @@ mod tests {
         }
         // A flag this version does not know is not read (the row is).
         let mut unknown = with.clone();
-        *unknown.last_mut().unwrap() = 5;
+        *unknown.last_mut().unwrap() = 9;
         assert_eq!(decode_result(&unknown).unwrap(), released);
+        // A hold (`verify = "fetch"`) keeps its reason after its flags (a
+        // version that knew only the first two bits stops at them).
+        let held = ResultRow {
+            held: Some("the provider's record has another video_url".into()),
+            ..released.clone()
+        };
+        let bytes = encode_result(&held);
+        assert_eq!(decode_result(&bytes).unwrap(), held);
+        assert_eq!(bytes[with.len() - 1], 1 | 4, "the release's byte, with the hold's bit");
     }
 
     #[test]
@@ -251,6 +271,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(
@@ -280,6 +301,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            held: None,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
         assert_eq!(back.attempts, 40);
