@@ -124,6 +124,31 @@ impl DeadCount {
     }
 }
 
+/// The writer's side: counting between batches, and each batch's changes.
+impl super::group_commit::Writer {
+    pub(super) fn count_dead(&mut self) {
+        if let Err(e) = self.dead.step(&self.inner.tree) {
+            tracing::warn!(error = %e, "counting dead letters failed; the admin views count them on each read instead");
+        }
+        self.publish_dead();
+    }
+
+    /// A batch's changes to the dead-letter counts, as its rows are applied.
+    pub(super) fn count_changed(&mut self, dead: Vec<super::dead_count::Change>) {
+        if !dead.is_empty() {
+            self.dead.commit(dead);
+            self.publish_dead();
+        }
+    }
+
+    /// Dead letters per subscriber for the admin views, once complete.
+    fn publish_dead(&self) {
+        if let Some(counts) = self.dead.complete() {
+            *super::write_lock(&self.inner.dead_counts) = Some(counts.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

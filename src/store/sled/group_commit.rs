@@ -14,7 +14,9 @@
 //! [`super::batch`] (the rows of
 //! one batch), [`super::append`] (an event), [`super::record`] (a finished
 //! delivery, the due index and the counters), [`super::topology`]
-//! (registration), [`super::writer_state`] (the state read back at start).
+//! (registration), [`super::writer_state`] (the state read back at start),
+//! [`super::writer_control`] (the control messages, one at a time between
+//! batches), [`super::dead_count`] (the dead-letter counts it keeps).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -395,99 +397,6 @@ impl Writer {
                 self.media.forget();
                 Err(e)
             }
-        }
-    }
-
-    fn count_dead(&mut self) {
-        if let Err(e) = self.dead.step(&self.inner.tree) {
-            tracing::warn!(error = %e, "counting dead letters failed; the admin views count them on each read instead");
-        }
-        self.publish_dead();
-    }
-
-    /// A batch's changes to the dead-letter counts, as its rows are applied.
-    fn count_changed(&mut self, dead: Vec<super::dead_count::Change>) {
-        if !dead.is_empty() {
-            self.dead.commit(dead);
-            self.publish_dead();
-        }
-    }
-
-    /// Dead letters per subscriber for the admin views, once complete.
-    fn publish_dead(&self) {
-        if let Some(counts) = self.dead.complete() {
-            *super::write_lock(&self.inner.dead_counts) = Some(counts.clone());
-        }
-    }
-
-    fn control(&mut self, m: Msg) {
-        match m {
-            Msg::Register(t, reply) => {
-                let _ = reply.send(self.register(&t));
-            }
-            // Now as the writer applies it (batches may have gone first):
-            // what is due by then may be handed out already.
-            Msg::Replay {
-                id,
-                only,
-                dead_only,
-                reply,
-            } => {
-                let _ = reply.send(self.replay(id, only.as_deref(), dead_only, crate::clock::now_ms()));
-            }
-            Msg::RetryMedia { id, reply } => {
-                let _ = reply.send(self.retry_media(id, crate::clock::now_ms()));
-            }
-            Msg::ReplayDead {
-                only,
-                checked,
-                at,
-                reply,
-            } => {
-                let _ = reply.send(self.replay_dead(only.as_deref(), &checked, at, crate::clock::now_ms()));
-            }
-            Msg::Sweep {
-                route,
-                from,
-                cutoff_ms,
-                reply,
-            } => {
-                let _ = reply.send(self.sweep_step(route, from, cutoff_ms));
-            }
-            Msg::MediaSweep { from, cutoff_ms, reply } => {
-                let _ = reply.send(self.media_sweep_step(from, cutoff_ms));
-            }
-            Msg::MediaReleased { digests, reply } => {
-                let _ = reply.send(self.media_released(&digests));
-            }
-            Msg::TaskSweep { cutoff_ms, from, reply } => {
-                let _ = reply.send(self.task_sweep_step(cutoff_ms, from));
-            }
-            Msg::TaskSchedule {
-                route,
-                after_ms,
-                now_ms,
-                from,
-                reply,
-            } => {
-                let _ = reply.send(self.task_schedule_step(&route, after_ms, now_ms, from));
-            }
-            Msg::BringInDue { caps, now_ms, reply } => {
-                let _ = reply.send(self.bring_in_due(&caps, now_ms));
-            }
-            Msg::Probe(reply) => {
-                let tree = self.inner.tree.clone();
-                let mut b = Batch::new(&tree);
-                b.put(b"Vprobe".to_vec(), Vec::new());
-                let _ = reply.send(self.commit(b));
-            }
-            Msg::Append(..)
-            | Msg::Record(..)
-            | Msg::MediaRecord(..)
-            | Msg::VerifiedMedia(..)
-            | Msg::Task(..)
-            | Msg::Cursor { .. }
-            | Msg::Stop => {}
         }
     }
 }

@@ -48,6 +48,7 @@ mod task_codec;
 mod task_query;
 mod tasks;
 mod topology;
+mod writer_control;
 mod writer_msg;
 mod writer_state;
 
