@@ -105,6 +105,13 @@ impl ResultRow {
 
     /// Record an attempt (if one was made) and what follows from it.
     pub fn apply(&mut self, attempt: Option<&Attempt>, outcome: &Outcome, now_ms: u64) {
+        // An attempt not released by an operator was let go by the check:
+        // verification agrees now (a dead-letter replay asked again), and
+        // the hold it once made no longer stands (hostile review of the
+        // hold's keeping: it held the genuine callback once verify was off).
+        if attempt.is_some() && !self.released {
+            self.held = None;
+        }
         if let Some(a) = attempt {
             self.attempts = self.attempts.max(a.attempt);
             // A delivery has no error, also when a pull client acknowledged it (no status).
@@ -269,6 +276,21 @@ mod tests {
         assert_eq!(row.clone().delivery("a").held, row.held, "shown in the event view");
         let json = serde_json::to_string(&ResultRow::new(5)).unwrap();
         assert!(!json.contains("held"), "{json}");
+        row.apply(Some(&attempt(2)), &Outcome::Retry { due_ms: 20 }, 10);
+        assert!(row.held.is_some(), "a released delivery's later attempt keeps it");
+    }
+
+    #[test]
+    fn a_hold_is_gone_once_the_check_lets_the_delivery_go() {
+        let mut row = ResultRow::new(5);
+        let error = format!("{UNVERIFIED}the provider has no record of the task");
+        row.apply(None, &Outcome::Dead { error }, 6);
+        // A dead-letter replay (no release): asked again, it agrees now, and
+        // the attempt fails.
+        row.replayed(7, false);
+        row.apply(Some(&attempt(1)), &Outcome::Retry { due_ms: 20 }, 8);
+        assert_eq!(row.held, None, "a verdict the provider no longer gives");
+        assert_eq!(row.last_error.as_deref(), Some("HTTP 500"));
     }
 
     #[test]

@@ -129,9 +129,10 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
     };
     // (Bits a later version may add are not read.)
     let (released, replay_asked) = (flags & 1 != 0, flags & 2 != 0);
+    // (A reason cut off: the hold stands, the row is read.)
     let held = match flags & 4 {
         0 => None,
-        _ => Some(r.string()?),
+        _ => Some(r.string().unwrap_or_default()),
     };
     // The last failed attempt gets its whole message back.
     if let (Some(e), Some(last)) = (&last_error, history.last_mut()) {
