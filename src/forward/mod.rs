@@ -15,6 +15,8 @@
 
 pub mod acker;
 #[cfg(test)]
+mod acker_conflict_tests;
+#[cfg(test)]
 mod acker_tests;
 mod active;
 pub mod backoff;
