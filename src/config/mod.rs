@@ -230,6 +230,8 @@ mod refusal_tests;
 #[cfg(test)]
 mod route_token_tests;
 #[cfg(test)]
+mod secret_tests;
+#[cfg(test)]
 mod store_tests;
 #[cfg(test)]
 mod tasks_tests;
