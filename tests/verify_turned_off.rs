@@ -187,34 +187,17 @@ async fn owner_waiting_for_its_check(restart: bool) {
 /// stop 74's mend: the second subscriber received the forged body).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_is_off() {
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let a = Sub::ok().await;
     // Busy with the first callback while the forged one is checked for `a`.
-    let b = Sub::slow_at(0, secs(6)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("runway", "kie-runway", &fake, &a.url())
-            .signature(Signature::kie("fake-hmac-key"))
-            .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
-        verifying(r, verify)
-    };
-    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
-    let h = start(&cfg).await;
-    let url = format!("http://{addr}/hooks/runway");
-    fake.create(Product::Runway, TaskPlan::success(), Some(&url));
-    b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)
-        .await;
-    let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
-    let path = format!("/api/events/{id}");
-    admin_expect(
-        h.admin_addr,
-        &path,
-        secs(10),
-        "held as unverified for runway-sub",
-        |v| v.to_string().contains("unverified: "),
-    )
-    .await;
-    config_at(dir.path(), addr, route(false)).write();
+    let HeldForA {
+        fake,
+        dir,
+        addr,
+        h,
+        a,
+        b,
+        path,
+    } = HeldForA::start(secs(6), None).await;
+    config_at(dir.path(), addr, ab_route(&fake, &a, &b, false)).write();
     h.reload().await.expect("reload");
     let view = admin_until(h.admin_addr, &path, secs(20), |v| {
         v["subscribers"]
@@ -318,34 +301,21 @@ async fn a_hold_released_to_one_subscriber_still_holds_it_on_another_cluster_rel
 }
 
 async fn hold_released_to_one(nats: Option<&NatsCluster>) {
+    // Busy with the first callback until the relay has stopped.
+    let HeldForA {
+        fake,
+        dir,
+        addr,
+        h,
+        a,
+        b,
+        path,
+    } = HeldForA::start(secs(8), nats).await;
     let with_store = |c: TestConfig| match nats {
         Some(n) => c.nats(n.urls(), 1),
         None => c,
     };
-    let fake = FakeProvider::start(FakeOptions::default()).await;
-    let a = Sub::ok().await;
-    // Busy with the first callback until the relay has stopped.
-    let b = Sub::slow_at(0, secs(8)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = |verify: bool| {
-        let r = task_route("runway", "kie-runway", &fake, &a.url())
-            .signature(Signature::kie("fake-hmac-key"))
-            .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
-        verifying(r, verify)
-    };
-    let (cfg, addr) = tasks_config(dir.path(), vec![route(true)]);
-    let h = start(&with_store(cfg)).await;
-    let url = format!("http://{addr}/hooks/runway");
-    fake.create(Product::Runway, TaskPlan::success(), Some(&url));
-    b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)
-        .await;
-    let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
-    let path = format!("/api/events/{id}");
-    admin_expect(h.admin_addr, &path, secs(10), "held as unverified", |v| {
-        v.to_string().contains("unverified: ")
-    })
-    .await;
-    let off = with_store(config_at(dir.path(), addr, route(false)));
+    let off = with_store(config_at(dir.path(), addr, ab_route(&fake, &a, &b, false)));
     off.write();
     h.reload().await.expect("reload");
     let (s, v) = admin(h.admin_addr, "POST", &format!("{path}/replay?subscriber=runway-sub")).await;
@@ -388,4 +358,61 @@ async fn hold_released_to_one(nats: Option<&NatsCluster>) {
         "{view}"
     );
     assert!(a_view["held_unverified"].is_string(), "the hold shown: {view}");
+}
+
+/// A Runway route verifying callbacks (`verify = "fetch"`) with two
+/// subscribers: `a`, and `b` busy for `b_busy` with the first callback (a
+/// genuine one) while a forged callback, posted next, is held as
+/// `unverified` for `a` (`path`: its event view); [`ab_route`] builds the
+/// route again, for a reload.
+struct HeldForA {
+    fake: FakeProvider,
+    dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    h: hookrelay::Handle,
+    a: Sub,
+    b: Sub,
+    path: String,
+}
+
+impl HeldForA {
+    async fn start(b_busy: std::time::Duration, nats: Option<&NatsCluster>) -> HeldForA {
+        let fake = FakeProvider::start(FakeOptions::default()).await;
+        let a = Sub::ok().await;
+        let b = Sub::slow_at(0, b_busy).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, addr) = tasks_config(dir.path(), vec![ab_route(&fake, &a, &b, true)]);
+        let cfg = match nats {
+            Some(n) => cfg.nats(n.urls(), 1),
+            None => cfg,
+        };
+        let h = start(&cfg).await;
+        let url = format!("http://{addr}/hooks/runway");
+        fake.create(Product::Runway, TaskPlan::success(), Some(&url));
+        b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)
+            .await;
+        let id = crate::verify_fetch::forge_after_a_lost_callback(&fake, addr, &url).await;
+        let path = format!("/api/events/{id}");
+        admin_expect(h.admin_addr, &path, secs(10), "held as unverified for a", |v| {
+            v.to_string().contains("unverified: ")
+        })
+        .await;
+        HeldForA {
+            fake,
+            dir,
+            addr,
+            h,
+            a,
+            b,
+            path,
+        }
+    }
+}
+
+/// The route of [`HeldForA`], verifying or not.
+fn ab_route(fake: &FakeProvider, a: &Sub, b: &Sub, verify: bool) -> common::route::Route {
+    let r = task_route("runway", "kie-runway", fake, &a.url())
+        .signature(Signature::kie("fake-hmac-key"))
+        .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
+    verifying(r, verify)
 }
