@@ -229,6 +229,18 @@ async fn a_callback_held_for_one_subscriber_is_held_for_the_others_once_verify_i
 /// `called_back`; then the second forgery's place settled the task).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_off() {
+    genuine_after_held_forgeries(None).await;
+}
+
+/// The same in cluster mode (its contest places: `contested::append_unchecked`
+/// on the NATS store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_genuine_callback_after_a_held_forgery_is_delivered_in_cluster_mode_too() {
+    let nats = NatsCluster::start(1).await;
+    genuine_after_held_forgeries(Some(&nats)).await;
+}
+
+async fn genuine_after_held_forgeries(nats: Option<&NatsCluster>) {
     use common::tasks::task_until;
     let common::tasks::LostTask {
         fake,
@@ -237,7 +249,7 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_o
         addr,
         h,
         task,
-    } = common::tasks::LostTask::start().await;
+    } = common::tasks::LostTask::start_with(nats).await;
     let route = |verify: bool| common::tasks::signed_runway(&fake, &sub.url(), verify);
     // Two forgeries: the key's owner, and one stored beside it (its first
     // contest place), both held.
@@ -254,7 +266,7 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_once_verify_is_o
     }
     assert_ne!(ids[0], ids[1], "the second forgery stored apart");
 
-    config_at(dir.path(), addr, route(false)).write();
+    common::tasks::on_store(config_at(dir.path(), addr, route(false)), nats).write();
     h.reload().await.expect("reload");
     let genuine = fake
         .post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
@@ -311,11 +323,7 @@ async fn hold_released_to_one(nats: Option<&NatsCluster>) {
         b,
         path,
     } = HeldForA::start(secs(8), nats).await;
-    let with_store = |c: TestConfig| match nats {
-        Some(n) => c.nats(n.urls(), 1),
-        None => c,
-    };
-    let off = with_store(config_at(dir.path(), addr, ab_route(&fake, &a, &b, false)));
+    let off = common::tasks::on_store(config_at(dir.path(), addr, ab_route(&fake, &a, &b, false)), nats);
     off.write();
     h.reload().await.expect("reload");
     let (s, v) = admin(h.admin_addr, "POST", &format!("{path}/replay?subscriber=runway-sub")).await;
@@ -382,11 +390,7 @@ impl HeldForA {
         let b = Sub::slow_at(0, b_busy).await;
         let dir = tempfile::tempdir().unwrap();
         let (cfg, addr) = tasks_config(dir.path(), vec![ab_route(&fake, &a, &b, true)]);
-        let cfg = match nats {
-            Some(n) => cfg.nats(n.urls(), 1),
-            None => cfg,
-        };
-        let h = start(&cfg).await;
+        let h = start(&common::tasks::on_store(cfg, nats)).await;
         let url = format!("http://{addr}/hooks/runway");
         fake.create(Product::Runway, TaskPlan::success(), Some(&url));
         b.wait_for(secs(10), "the genuine callback, being sent", |all| all.len() == 1)

@@ -182,11 +182,16 @@ pub struct LostTask {
 
 impl LostTask {
     pub async fn start() -> LostTask {
+        Self::start_with(None).await
+    }
+
+    /// In cluster mode on `nats`, or with the embedded store (None).
+    pub async fn start_with(nats: Option<&super::nats::NatsCluster>) -> LostTask {
         let fake = FakeProvider::start(super::provider::FakeOptions::default()).await;
         let sub = super::subscriber::Sub::ok().await;
         let dir = tempfile::tempdir().unwrap();
         let (cfg, addr) = tasks_config(dir.path(), vec![signed_runway(&fake, &sub.url(), true)]);
-        let h = super::daemon::start(&cfg).await;
+        let h = super::daemon::start(&on_store(cfg, nats)).await;
         let task = fake.create(
             hookrelay::provider::Product::Runway,
             super::provider::TaskPlan::success().lose(),
@@ -300,4 +305,12 @@ pub async fn a_task_registered_after_its_callback_is_called_back(
     assert_eq!(fake.status_requests("early-1"), 0, "a settled task is not polled");
     assert_eq!(sub.count(), 1, "delivered once");
     h.shutdown().await;
+}
+
+/// `cfg` in cluster mode on `nats` (one replica), or as it is (None).
+pub fn on_store(cfg: TestConfig, nats: Option<&super::nats::NatsCluster>) -> TestConfig {
+    match nats {
+        Some(n) => cfg.nats(n.urls(), 1),
+        None => cfg,
+    }
 }
