@@ -420,3 +420,74 @@ fn ab_route(fake: &FakeProvider, a: &Sub, b: &Sub, verify: bool) -> common::rout
         .subscriber(common::route::Subscriber::new("b", b.url()).concurrency(1));
     verifying(r, verify)
 }
+
+/// Once `verify` is off, a genuine callback whose request began before a
+/// reload that renames its route (same path and checks), while a forgery
+/// held as unverified owns its task's key, is not answered as that
+/// forgery's duplicate (dropped: the provider stops retrying) but refused
+/// for a retry, which the renamed route stores and delivers (stop 74's
+/// Left: the rename path's own look-up of the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genuine_callback_across_a_rename_is_not_a_held_forgerys_duplicate() {
+    use tokio::io::AsyncWriteExt;
+    let common::tasks::LostTask {
+        fake,
+        sub,
+        dir,
+        addr,
+        h,
+        task,
+    } = common::tasks::LostTask::start().await;
+    let mut forged = fake.final_callback(&task);
+    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
+    let forged_id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
+    admin_expect(
+        h.admin_addr,
+        &format!("/api/events/{forged_id}"),
+        secs(10),
+        "held",
+        |v| v.to_string().contains("unverified: "),
+    )
+    .await;
+    let off = config_at(dir.path(), addr, common::tasks::signed_runway(&fake, &sub.url(), false));
+    off.write();
+    h.reload().await.expect("reload");
+
+    // The genuine callback, signed, half sent; the route renamed meanwhile.
+    let genuine = fake.final_callback(&task).to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = fake.sign(&task, ts).unwrap();
+    let (head, tail) = genuine.split_at(genuine.len() / 2);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\n\
+             x-webhook-timestamp: {ts}\r\nx-webhook-signature: {sig}\r\ncontent-length: {}\r\n\r\n{head}",
+            genuine.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    common::client::read_by_server(&c).await;
+    crate::moved_route::route_renamed(&off, "runway2").write();
+    h.reload().await.expect("reload");
+    let answer = common::client::finish_half_sent(c, tail).await.to_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 503") && !answer.contains(&forged_id.to_lowercase()),
+        "answered as the held forgery's duplicate: {answer}"
+    );
+    // The provider's retry: stored on the renamed route, delivered.
+    let id = fake
+        .post_signed(addr, "/hooks/runway", &task, &fake.final_callback(&task))
+        .await;
+    assert_ne!(id, forged_id);
+    let got = sub
+        .wait_for(secs(20), "the genuine callback", |all| !all.is_empty())
+        .await;
+    h.shutdown().await;
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("evil.example"));
+}

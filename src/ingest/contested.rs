@@ -61,8 +61,37 @@ pub async fn append_unchecked(store: &Store, verifier: &Verifier, event: NewEven
     append_as(store, verifier, false, event).await
 }
 
+/// Whether a key of `route` may be held by a callback verification held
+/// (a preset's key, taken from the body): there is none with the message
+/// id's key.
+pub fn keys_held(route: &crate::config::Route) -> bool {
+    route.preset.is_some() && !matches!(route.dedupe_key, crate::dedupe::DedupeKey::MessageId)
+}
+
+/// On a route that does not verify (with a preset's key): whether a
+/// callback with `body` is the duplicate of `owner`, the event holding its
+/// key, as [`append_unchecked`] answers it: not when `owner` is a callback
+/// held as `unverified` with another body (stored while the route
+/// verified). For a look-up of its own (a reload renaming the route while
+/// the callback was received): one that cannot be read is not taken as a
+/// duplicate (the caller asks for a retry).
+pub async fn duplicate_unchecked(store: &Store, verifier: &Verifier, owner: EventId, body: &[u8]) -> bool {
+    if !owner_stored_verifying(store, verifier, owner).await {
+        return true;
+    }
+    match store.event_view(owner).await {
+        Ok(Some(view)) => view.event.body == body || vouched(&view) || !held_unverified(&view, verifier),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(event = %owner, error = %e,
+                "cannot read the event a callback may duplicate; asking for a retry");
+            false
+        }
+    }
+}
+
 /// Whether `owner` was held as `unverified` (by this relay's memory, or a
-/// delivery's dead letter).
+/// delivery's result).
 fn held_unverified(owner: &EventView, verifier: &Verifier) -> bool {
     verifier.disagreed(owner.event.id) || crate::delivery::verify_off::held_reason(owner).is_some()
 }

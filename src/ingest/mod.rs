@@ -385,7 +385,7 @@ where
         };
         // A key held by a callback verification held is contested still once
         // `verify` is off (there is none without a preset's key).
-        let held_keys = r.preset.is_some() && !matches!(r.dedupe_key, crate::dedupe::DedupeKey::MessageId);
+        let held_keys = contested::keys_held(r);
         let store = &app.store;
         let commit = async move {
             match verifier {
@@ -424,10 +424,21 @@ where
             // route would be stored again, its dedupe history being the
             // new name's). Only when a route in force checks callbacks as
             // this one did (a removed route's revoked token learns
-            // nothing); a `verify = "fetch"` route's key is contested.
+            // nothing); a `verify = "fetch"` route's key is contested, and
+            // so is one a held forgery owns once it no longer verifies.
             if alike && r.verify != crate::config::Verify::Fetch {
                 if let Ok(Some(id)) = app.store.event_by_dedupe(&r.name, hash).await {
-                    return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
+                    if !contested::keys_held(r)
+                        || Box::pin(contested::duplicate_unchecked(
+                            &app.store,
+                            app.delivery.verifier(),
+                            id,
+                            &body,
+                        ))
+                        .await
+                    {
+                        return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
+                    }
                 }
             }
             tracing::warn!(route = %r.name,
