@@ -274,7 +274,7 @@ pub async fn run(
                         dead = a.dead,
                         "acknowledged"
                     );
-                    unacked.confirmed(&ids);
+                    unacked.confirmed(&ids, &attempts);
                     backoff.reset();
                     split = split.saturating_mul(2).min(MAX_ACK_IDS);
                     batch.drain(..sent);
@@ -293,7 +293,7 @@ pub async fn run(
                         // not: done, and a later offer is an operator's replay.
                         tracing::info!(ids = ?delivered, "the relay had recorded these as delivered already (the \
                             answer to an earlier acknowledgement was lost)");
-                        unacked.confirmed(&delivered);
+                        unacked.confirmed(&delivered, &attempts);
                     }
                     let expired: Vec<&String> = late.iter().filter(|id| !delivered.contains(id)).collect();
                     if !expired.is_empty() {
@@ -305,7 +305,7 @@ pub async fn run(
                         // where they are leased: the part is done, as when
                         // it is applied, and the rest of the batch (a part
                         // after a 413) goes next.
-                        unacked.confirmed(ids.iter().filter(|id| !late.contains(id)));
+                        unacked.confirmed(ids.iter().filter(|id| !late.contains(id)), &attempts);
                         backoff.reset();
                         conflicts.reset();
                         batch.drain(..sent);

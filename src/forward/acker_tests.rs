@@ -334,15 +334,19 @@ async fn an_offer_waits_through_an_acknowledgement_sent_again() {
     while answered.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Offered again now, between the 503 and the acknowledgement sent again.
+    // Offered again now (an operator's replay: attempt 2), between the 503
+    // and the acknowledgement sent again.
     let unconfirmed = tokio::time::timeout(
         Duration::from_secs(10),
-        unacked.unconfirmed_after_ack(DELIVERED, keep_until),
+        unacked.unconfirmed_after_ack(DELIVERED, 2, keep_until),
     )
     .await
     .expect("waits for the next answer, not for the lease");
-    assert!(!unconfirmed, "the relay confirmed it: the offer is a replay");
+    assert!(!unconfirmed, "the relay confirmed attempt 1: the offer is a replay");
     assert_eq!(answered.load(Ordering::SeqCst), 2);
+    // Offered for attempt 1 (a relay restarted meanwhile, which applied the
+    // acknowledgement to that lease): settled, not posted.
+    assert!(unacked.holds(DELIVERED, 1));
     drop(tx);
     acker.await.unwrap();
 }

@@ -240,7 +240,7 @@ impl Pump {
                                  below the subscriber's lease — or the relay restarted and forgot it); not sent twice");
                             continue;
                         }
-                        let already = self.unacked.contains(&m.id);
+                        let already = self.unacked.holds(&m.id, m.attempt);
                         let task = Delivery {
                             local: self.local.clone(),
                             status: self.status.clone(),
@@ -359,7 +359,7 @@ pub(super) struct Delivery {
 
 impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
-        let already = already && self.unacked.unconfirmed_after_ack(&m.id, keep_until).await;
+        let already = already && self.unacked.unconfirmed_after_ack(&m.id, m.attempt, keep_until).await;
         let (finished, rest) = if already {
             self.status.acknowledged_again(&m.id, m.attempt);
             (Finished::delivered_before(m.id, keep_until, m.attempt), None)

@@ -29,7 +29,7 @@ pub(super) async fn release_now(
             continue;
         }
         active.take(&m.id);
-        let f = match unacked.contains(&m.id) {
+        let f = match unacked.holds(&m.id, m.attempt) {
             true => {
                 status.acknowledged_again(&m.id, m.attempt);
                 Finished::delivered_before(m.id, keep_until, m.attempt)
@@ -64,7 +64,7 @@ pub(super) async fn release_unstarted(
 ) {
     let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
-        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.contains(&m.id) {
+        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) {
             continue;
         }
         active.take(&m.id);

@@ -3,18 +3,26 @@
 //! given up: the lease and its lapse ran out first, or the relay no longer
 //! leased them). The relay offers such a message again; this forwarder then
 //! acknowledges it without posting it to the local service a second time.
-//! An id is forgotten once the relay confirms its acknowledgement, or
-//! refuses it again naming it `delivered` (the first one's answer was lost)
-//! — a later offer is an operator's replay, delivered as asked — and the oldest go
-//! first past [`CAPACITY`]. Kept in memory only: after a restart of the
-//! forwarder such a message is delivered again.
+//! Once the relay confirms its acknowledgement, or refuses it again naming
+//! it `delivered` (the first one's answer was lost), an id is kept as
+//! confirmed for the attempt acknowledged: a later offer of a later attempt
+//! is an operator's replay, delivered as asked; one of that attempt (or an
+//! earlier one) is the lease the acknowledgement settled, acknowledged
+//! again unsent. The oldest go first past [`CAPACITY`]. Kept in memory
+//! only: after a restart of the forwarder such a message is delivered
+//! again.
 //!
 //! An offer of an id whose acknowledgement is on its way (sent, its answer
 //! not read) waits for that answer ([`Unacked::unconfirmed_after_ack`]): a
 //! relay that confirms it had recorded the delivery before it offered the
 //! id again (it refuses an acknowledgement of a lease it holds for a later
 //! attempt), so that offer is an operator's replay. It was taken for a lost
-//! acknowledgement and acknowledged unsent (admin review, stop 67).
+//! acknowledgement and acknowledged unsent (admin review, stop 67). But a
+//! relay restarted meanwhile offers the id again for the same attempt, and
+//! applies the acknowledgement to that lease: the offer was posted a second
+//! time (pull soak, stop 75).
+
+use std::collections::BTreeMap as Attempts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -33,8 +41,9 @@ pub struct Unacked {
 
 #[derive(Default)]
 struct Inner {
-    /// Id → when it was (last) remembered.
-    ids: HashMap<String, u64>,
+    /// Id → when it was (last) remembered, and the attempt whose
+    /// acknowledgement the relay confirmed (None: not confirmed yet).
+    ids: HashMap<String, (u64, Option<u32>)>,
     /// When → id, oldest first, to forget the oldest past the capacity.
     order: BTreeMap<u64, String>,
     next: u64,
@@ -77,7 +86,7 @@ impl Unacked {
         let mut i = self.lock();
         let seq = i.next;
         i.next += 1;
-        if let Some(old) = i.ids.insert(id.to_string(), seq) {
+        if let Some((old, _)) = i.ids.insert(id.to_string(), (seq, None)) {
             i.order.remove(&old);
         }
         i.order.insert(seq, id.to_string());
@@ -89,7 +98,17 @@ impl Unacked {
 
     /// Whether `id` was delivered here and its acknowledgement not confirmed.
     pub fn contains(&self, id: &str) -> bool {
-        self.lock().ids.contains_key(id)
+        self.lock()
+            .ids
+            .get(id)
+            .is_some_and(|(_, confirmed)| confirmed.is_none())
+    }
+
+    /// Whether an offer of `id` for `attempt` is settled here: delivered,
+    /// and its acknowledgement not confirmed, or confirmed for this attempt
+    /// or a later one (the lease it settled). Acknowledged again unsent.
+    pub fn holds(&self, id: &str, attempt: u32) -> bool {
+        self.lock().holds(id, attempt)
     }
 
     /// An acknowledgement of `ids` is sent: until the returned guard is
@@ -110,7 +129,7 @@ impl Unacked {
     /// at `until`, when it is taken as unconfirmed): true, it is
     /// acknowledged again unsent; false, the relay confirmed it before this
     /// offer, an operator's replay, posted as asked.
-    pub async fn unconfirmed_after_ack(&self, id: &str, until: tokio::time::Instant) -> bool {
+    pub async fn unconfirmed_after_ack(&self, id: &str, attempt: u32, until: tokio::time::Instant) -> bool {
         loop {
             let answered = self.answered.notified();
             tokio::pin!(answered);
@@ -118,7 +137,7 @@ impl Unacked {
             {
                 let i = self.lock();
                 if !i.acking.contains_key(id) || tokio::time::Instant::now() >= until {
-                    return i.ids.contains_key(id);
+                    return i.holds(id, attempt);
                 }
             }
             tokio::select! {
@@ -128,12 +147,19 @@ impl Unacked {
         }
     }
 
-    /// The relay confirmed the acknowledgement of `ids`.
-    pub fn confirmed<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+    /// The relay confirmed the acknowledgement of `ids`, of the attempts
+    /// `attempts` (empty for a relay that does not take them: forgotten).
+    pub fn confirmed<'a>(&self, ids: impl IntoIterator<Item = &'a String>, attempts: &Attempts<String, u32>) {
         let mut i = self.lock();
         for id in ids {
-            if let Some(seq) = i.ids.remove(id) {
-                i.order.remove(&seq);
+            match (attempts.get(id), i.ids.get_mut(id)) {
+                (Some(&a), Some((_, confirmed))) => *confirmed = Some(a),
+                (None, Some(_)) => {
+                    if let Some((seq, _)) = i.ids.remove(id) {
+                        i.order.remove(&seq);
+                    }
+                }
+                (_, None) => {}
             }
         }
     }
@@ -147,6 +173,14 @@ impl Unacked {
     }
 }
 
+impl Inner {
+    fn holds(&self, id: &str, attempt: u32) -> bool {
+        self.ids
+            .get(id)
+            .is_some_and(|(_, confirmed)| confirmed.is_none_or(|a| a >= attempt))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,12 +191,29 @@ mod tests {
         u.delivered("a");
         u.delivered("b");
         assert!(u.contains("a") && u.contains("b"));
-        u.confirmed(&["a".to_string()]);
+        u.confirmed(&["a".to_string()], &Attempts::new());
         assert!(!u.contains("a") && u.contains("b"));
+        assert!(!u.holds("a", 1), "forgotten: no attempt was acknowledged");
         for n in 0..CAPACITY + 5 {
             u.delivered(&format!("x{n}"));
         }
         assert_eq!(u.len(), CAPACITY);
         assert!(!u.contains("b") && !u.contains("x0") && u.contains(&format!("x{}", CAPACITY + 4)));
+    }
+
+    /// A relay restarted while this forwarder's acknowledgement of attempt
+    /// 1 was on its way offers the id again for attempt 1 and applies the
+    /// acknowledgement to that lease: the offer is settled (not posted); an
+    /// operator's replay offers attempt 2, posted.
+    #[test]
+    fn a_confirmed_acknowledgement_settles_offers_of_its_attempt_only() {
+        let u = Unacked::default();
+        u.delivered("a");
+        u.confirmed(&["a".to_string()], &Attempts::from([("a".to_string(), 1)]));
+        assert!(!u.contains("a"), "confirmed");
+        assert!(u.holds("a", 1), "the lease the acknowledgement settled");
+        assert!(!u.holds("a", 2), "a replay");
+        u.delivered("a");
+        assert!(u.holds("a", 2), "delivered again: unconfirmed");
     }
 }
