@@ -250,8 +250,13 @@ pub async fn run(
             if sizes(sent, attempt_bytes, &local).1 > LOCAL_BUDGET {
                 local.clear();
             }
-            let attempts: std::collections::BTreeMap<String, u32> = match with_attempts {
-                true => part.iter().map(|f| (f.id.clone(), f.attempt)).collect(),
+            // The attempts acknowledged, kept with their confirmation (sent
+            // only to a relay that takes them; an older one numbers
+            // attempts the same way).
+            let tried: std::collections::BTreeMap<String, u32> =
+                part.iter().map(|f| (f.id.clone(), f.attempt)).collect();
+            let attempts = match with_attempts {
+                true => tried.clone(),
                 false => Default::default(),
             };
             // Offers of `ids` meanwhile wait for this answer (`Unacked`),
@@ -274,7 +279,7 @@ pub async fn run(
                         dead = a.dead,
                         "acknowledged"
                     );
-                    unacked.confirmed(&ids, &attempts);
+                    unacked.confirmed(&ids, &tried);
                     backoff.reset();
                     split = split.saturating_mul(2).min(MAX_ACK_IDS);
                     batch.drain(..sent);
@@ -290,10 +295,11 @@ pub async fn run(
                 }) => {
                     if !delivered.is_empty() {
                         // An earlier acknowledgement got there; its answer did
-                        // not: done, and a later offer is an operator's replay.
+                        // not: done, and a later offer of a later attempt is an
+                        // operator's replay.
                         tracing::info!(ids = ?delivered, "the relay had recorded these as delivered already (the \
                             answer to an earlier acknowledgement was lost)");
-                        unacked.confirmed(&delivered, &attempts);
+                        unacked.confirmed(&delivered, &tried);
                     }
                     let expired: Vec<&String> = late.iter().filter(|id| !delivered.contains(id)).collect();
                     if !expired.is_empty() {
@@ -305,7 +311,7 @@ pub async fn run(
                         // where they are leased: the part is done, as when
                         // it is applied, and the rest of the batch (a part
                         // after a 413) goes next.
-                        unacked.confirmed(ids.iter().filter(|id| !late.contains(id)), &attempts);
+                        unacked.confirmed(ids.iter().filter(|id| !late.contains(id)), &tried);
                         backoff.reset();
                         conflicts.reset();
                         batch.drain(..sent);

@@ -368,7 +368,10 @@ impl Delivery {
             deliver(&self.local, &self.status, m, keep_until).await
         };
         if finished.end == End::Delivered {
-            self.unacked.delivered(&finished.id);
+            match already {
+                true => self.unacked.acknowledged_again(&finished.id),
+                false => self.unacked.delivered(&finished.id),
+            }
         }
         // The outcome stays in `active` until the acker has room for it: a
         // stop that aborts this task while the acker's queue is full sends it

@@ -8,9 +8,11 @@
 //! confirmed for the attempt acknowledged: a later offer of a later attempt
 //! is an operator's replay, delivered as asked; one of that attempt (or an
 //! earlier one) is the lease the acknowledgement settled, acknowledged
-//! again unsent. The oldest go first past [`CAPACITY`]. Kept in memory
-//! only: after a restart of the forwarder such a message is delivered
-//! again.
+//! again unsent (which does not make it unconfirmed again). The oldest go
+//! first past [`CAPACITY`], the confirmed ones apart from the others (so
+//! they never push out one not confirmed yet: review of stop 75's mend).
+//! Kept in memory only: after a restart of the forwarder such a message is
+//! delivered again.
 //!
 //! An offer of an id whose acknowledgement is on its way (sent, its answer
 //! not read) waits for that answer ([`Unacked::unconfirmed_after_ack`]): a
@@ -24,7 +26,7 @@
 
 use std::collections::BTreeMap as Attempts;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -41,12 +43,17 @@ pub struct Unacked {
 
 #[derive(Default)]
 struct Inner {
-    /// Id → when it was (last) remembered, and the attempt whose
-    /// acknowledgement the relay confirmed (None: not confirmed yet).
-    ids: HashMap<String, (u64, Option<u32>)>,
+    /// Id → when it was (last) remembered: not confirmed.
+    ids: HashMap<String, u64>,
     /// When → id, oldest first, to forget the oldest past the capacity.
     order: BTreeMap<u64, String>,
     next: u64,
+    /// Id → the attempt whose acknowledgement the relay confirmed, for the
+    /// newest [`CAPACITY`] ids confirmed (bounded on their own: they never
+    /// push out an id not confirmed yet).
+    settled: HashMap<String, u32>,
+    /// Confirmed ids, oldest first.
+    settled_order: VecDeque<String>,
     /// Ids in acknowledgements sent whose answer is not read yet (a count:
     /// an id in two at once).
     acking: HashMap<String, u32>,
@@ -86,7 +93,7 @@ impl Unacked {
         let mut i = self.lock();
         let seq = i.next;
         i.next += 1;
-        if let Some((old, _)) = i.ids.insert(id.to_string(), (seq, None)) {
+        if let Some(old) = i.ids.insert(id.to_string(), seq) {
             i.order.remove(&old);
         }
         i.order.insert(seq, id.to_string());
@@ -96,12 +103,19 @@ impl Unacked {
         }
     }
 
+    /// An offer of `id` was acknowledged again unsent ([`Self::holds`]):
+    /// still remembered as not confirmed if it was (its place renewed), not
+    /// made so if the relay had confirmed it (a replay later would be
+    /// acknowledged unsent, lost, were that confirmation not heard again).
+    pub fn acknowledged_again(&self, id: &str) {
+        if self.contains(id) {
+            self.delivered(id);
+        }
+    }
+
     /// Whether `id` was delivered here and its acknowledgement not confirmed.
     pub fn contains(&self, id: &str) -> bool {
-        self.lock()
-            .ids
-            .get(id)
-            .is_some_and(|(_, confirmed)| confirmed.is_none())
+        self.lock().ids.contains_key(id)
     }
 
     /// Whether an offer of `id` for `attempt` is settled here: delivered,
@@ -148,18 +162,15 @@ impl Unacked {
     }
 
     /// The relay confirmed the acknowledgement of `ids`, of the attempts
-    /// `attempts` (empty for a relay that does not take them: forgotten).
+    /// `attempts` (each id's, as this forwarder acknowledged it).
     pub fn confirmed<'a>(&self, ids: impl IntoIterator<Item = &'a String>, attempts: &Attempts<String, u32>) {
         let mut i = self.lock();
         for id in ids {
-            match (attempts.get(id), i.ids.get_mut(id)) {
-                (Some(&a), Some((_, confirmed))) => *confirmed = Some(a),
-                (None, Some(_)) => {
-                    if let Some((seq, _)) = i.ids.remove(id) {
-                        i.order.remove(&seq);
-                    }
-                }
-                (_, None) => {}
+            if let Some(seq) = i.ids.remove(id) {
+                i.order.remove(&seq);
+            }
+            if let Some(&a) = attempts.get(id) {
+                i.settle(id, a);
             }
         }
     }
@@ -175,9 +186,22 @@ impl Unacked {
 
 impl Inner {
     fn holds(&self, id: &str, attempt: u32) -> bool {
-        self.ids
-            .get(id)
-            .is_some_and(|(_, confirmed)| confirmed.is_none_or(|a| a >= attempt))
+        self.ids.contains_key(id) || self.settled.get(id).is_some_and(|&a| a >= attempt)
+    }
+
+    fn settle(&mut self, id: &str, attempt: u32) {
+        match self.settled.get_mut(id) {
+            Some(a) => *a = (*a).max(attempt),
+            None => {
+                self.settled.insert(id.to_string(), attempt);
+                self.settled_order.push_back(id.to_string());
+            }
+        }
+        while self.settled_order.len() > CAPACITY {
+            if let Some(oldest) = self.settled_order.pop_front() {
+                self.settled.remove(&oldest);
+            }
+        }
     }
 }
 
@@ -194,6 +218,17 @@ mod tests {
         u.confirmed(&["a".to_string()], &Attempts::new());
         assert!(!u.contains("a") && u.contains("b"));
         assert!(!u.holds("a", 1), "forgotten: no attempt was acknowledged");
+        // Confirmed ids are bounded on their own: they push out no id that
+        // is not confirmed yet.
+        let u = Unacked::default();
+        u.delivered("waiting");
+        for n in 0..CAPACITY + 5 {
+            let id = format!("c{n}");
+            u.delivered(&id);
+            u.confirmed([&id], &Attempts::from([(id.clone(), 1)]));
+        }
+        assert!(u.contains("waiting") && u.len() == 1, "pushed out by confirmed ids");
+        assert!(!u.holds("c0", 1) && u.holds(&format!("c{}", CAPACITY + 4), 1));
         for n in 0..CAPACITY + 5 {
             u.delivered(&format!("x{n}"));
         }
@@ -213,6 +248,9 @@ mod tests {
         assert!(!u.contains("a"), "confirmed");
         assert!(u.holds("a", 1), "the lease the acknowledgement settled");
         assert!(!u.holds("a", 2), "a replay");
+        u.acknowledged_again("a");
+        assert!(!u.contains("a"), "an offer held by the confirmation does not undo it");
+        assert!(!u.holds("a", 2), "so a replay later is posted");
         u.delivered("a");
         assert!(u.holds("a", 2), "delivered again: unconfirmed");
     }

@@ -2,9 +2,10 @@
 //! id whose delivery to the subscriber the store shows acknowledged, named
 //! so in the `409` (`delivered`). A forwarder whose first acknowledgement
 //! reached the relay but whose answer was lost sends it again and is
-//! refused: told the delivery is recorded, it forgets the id, so a later
-//! replay of the event is posted to its service, not acknowledged unsent
-//! as a message it delivered already.
+//! refused: told the delivery is recorded, it takes the id as confirmed for
+//! the attempt it acknowledged, so a later replay of the event (a later
+//! attempt) is posted to its service, not acknowledged unsent as a message
+//! it delivered already.
 //!
 //! With the attempt number the forwarder sent, the attempt itself is looked
 //! for in the delivery's history (an operator's replay may have made the
