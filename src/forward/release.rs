@@ -15,7 +15,11 @@ use crate::pull::wire;
 /// Messages a pull brought beyond its free slots, released at once
 /// (offered again, no retry step used), but one being delivered here (its
 /// running delivery's answer settles it) and one delivered here whose
-/// acknowledgement is not confirmed (acknowledged again).
+/// acknowledgement is not confirmed (acknowledged again). One whose
+/// acknowledgement is on its way is released too: no slot waits here for
+/// that answer (a confirmation makes the offer a replay, to post), and its
+/// next offer comes after it (acknowledged unsent, a replay was lost:
+/// review of stop 75's mend).
 pub(super) async fn release_now(
     messages: Vec<wire::Message>,
     keep_until: tokio::time::Instant,
@@ -29,7 +33,7 @@ pub(super) async fn release_now(
             continue;
         }
         active.take(&m.id);
-        let f = match unacked.holds(&m.id, m.attempt) {
+        let f = match unacked.holds(&m.id, m.attempt) && !unacked.is_acking(&m.id) {
             true => {
                 status.acknowledged_again(&m.id, m.attempt);
                 Finished::delivered_before(m.id, keep_until, m.attempt)
@@ -52,8 +56,8 @@ pub(super) async fn release_now(
 /// A pull's messages that came as the forwarder stops, not started: each
 /// is taken into `active` with no outcome, so that [`hand_over`] releases it
 /// (one being delivered here already is settled by that delivery's answer),
-/// except one delivered here whose acknowledgement is not confirmed: that
-/// is acknowledged again.
+/// except one delivered here whose acknowledgement is not confirmed (and
+/// not on its way, see [`release_now`]): that is acknowledged again.
 pub(super) async fn release_unstarted(
     answer: wire::Messages,
     head_at: tokio::time::Instant,
@@ -64,7 +68,7 @@ pub(super) async fn release_unstarted(
 ) {
     let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
-        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) {
+        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) || unacked.is_acking(&m.id) {
             continue;
         }
         active.take(&m.id);

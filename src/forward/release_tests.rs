@@ -63,3 +63,32 @@ async fn extra_messages_are_released_but_one_delivered_here_is_acknowledged_agai
         "its answer now settles the later hand-out"
     );
 }
+
+/// A message brought beyond the free slots whose acknowledgement is on its
+/// way is released, not acknowledged again: that answer may confirm it
+/// (the offer is then an operator's replay, to post), and no slot waits
+/// for it here (review of stop 75's mend: acknowledged unsent, a replay
+/// was lost).
+#[tokio::test]
+async fn an_extra_message_whose_acknowledgement_is_on_its_way_is_released() {
+    let status = Status::new("http://relay/pull/laptop".into(), false);
+    let active = Active::default();
+    let unacked: Arc<Unacked> = Arc::default();
+    unacked.delivered("evt_done");
+    let acking = unacked.acking(&["evt_done".to_string()]);
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    let (done, mut rx) = mpsc::channel::<Finished>(8);
+    release_now(
+        vec![message("evt_done", 2)],
+        keep_until,
+        &active,
+        &unacked,
+        &done,
+        &status,
+    )
+    .await;
+    drop((done, acking));
+    let f = rx.recv().await.expect("an outcome");
+    assert_eq!((f.id.as_str(), f.end), ("evt_done", End::Release));
+    assert_eq!(status.not_twice(), 0);
+}

@@ -113,6 +113,12 @@ impl Unacked {
         }
     }
 
+    /// Whether an acknowledgement of `id` is on its way (its answer decides
+    /// whether an offer of it is the lease it settled or a replay).
+    pub fn is_acking(&self, id: &str) -> bool {
+        self.lock().acking.contains_key(id)
+    }
+
     /// Whether `id` was delivered here and its acknowledgement not confirmed.
     pub fn contains(&self, id: &str) -> bool {
         self.lock().ids.contains_key(id)
