@@ -242,6 +242,13 @@ async fn the_genuine_callback_after_a_held_forgery_is_delivered_in_cluster_mode_
 
 async fn genuine_after_held_forgeries(nats: Option<&NatsCluster>) {
     use common::tasks::task_until;
+    let lost = common::tasks::LostTask::start_with(nats).await;
+    // Two forgeries: the key's owner, and one stored beside it (its first
+    // contest place), both held.
+    let mut ids = Vec::new();
+    for evil in ["https://evil.example/x.mp4", "https://evil.example/y.mp4"] {
+        ids.push(lost.held_forgery(evil).await);
+    }
     let common::tasks::LostTask {
         fake,
         sub,
@@ -249,21 +256,8 @@ async fn genuine_after_held_forgeries(nats: Option<&NatsCluster>) {
         addr,
         h,
         task,
-    } = common::tasks::LostTask::start_with(nats).await;
+    } = lost;
     let route = |verify: bool| common::tasks::signed_runway(&fake, &sub.url(), verify);
-    // Two forgeries: the key's owner, and one stored beside it (its first
-    // contest place), both held.
-    let mut ids = Vec::new();
-    for evil in ["https://evil.example/x.mp4", "https://evil.example/y.mp4"] {
-        let mut forged = fake.final_callback(&task);
-        forged["data"]["video_url"] = evil.into();
-        let id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
-        admin_expect(h.admin_addr, &format!("/api/events/{id}"), secs(10), "held", |v| {
-            v.to_string().contains("unverified: ")
-        })
-        .await;
-        ids.push(id);
-    }
     assert_ne!(ids[0], ids[1], "the second forgery stored apart");
 
     common::tasks::on_store(config_at(dir.path(), addr, route(false)), nats).write();
@@ -430,6 +424,8 @@ fn ab_route(fake: &FakeProvider, a: &Sub, b: &Sub, verify: bool) -> common::rout
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_genuine_callback_across_a_rename_is_not_a_held_forgerys_duplicate() {
     use tokio::io::AsyncWriteExt;
+    let lost = common::tasks::LostTask::start().await;
+    let forged_id = lost.held_forgery("https://evil.example/x.mp4").await;
     let common::tasks::LostTask {
         fake,
         sub,
@@ -437,18 +433,7 @@ async fn a_genuine_callback_across_a_rename_is_not_a_held_forgerys_duplicate() {
         addr,
         h,
         task,
-    } = common::tasks::LostTask::start().await;
-    let mut forged = fake.final_callback(&task);
-    forged["data"]["video_url"] = "https://evil.example/x.mp4".into();
-    let forged_id = fake.post_signed(addr, "/hooks/runway", &task, &forged).await;
-    admin_expect(
-        h.admin_addr,
-        &format!("/api/events/{forged_id}"),
-        secs(10),
-        "held",
-        |v| v.to_string().contains("unverified: "),
-    )
-    .await;
+    } = lost;
     let off = config_at(dir.path(), addr, common::tasks::signed_runway(&fake, &sub.url(), false));
     off.write();
     h.reload().await.expect("reload");

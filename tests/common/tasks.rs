@@ -212,6 +212,24 @@ impl LostTask {
     }
 }
 
+impl LostTask {
+    /// A forged final callback of the task (its video at `evil_url`),
+    /// signed, posted, and held as unverified: its event id.
+    pub async fn held_forgery(&self, evil_url: &str) -> String {
+        let mut forged = self.fake.final_callback(&self.task);
+        forged["data"]["video_url"] = evil_url.into();
+        let id = self
+            .fake
+            .post_signed(self.addr, "/hooks/runway", &self.task, &forged)
+            .await;
+        super::client::admin_expect(self.h.admin_addr, &format!("/api/events/{id}"), secs(10), "held", |v| {
+            v.to_string().contains("unverified: ")
+        })
+        .await;
+        id
+    }
+}
+
 /// `POST /api/tasks` `{"route", "task_id"}`.
 pub async fn register(admin_addr: SocketAddr, route: &str, task_id: &str) -> (StatusCode, Value) {
     let body = serde_json::json!({"route": route, "task_id": task_id});
