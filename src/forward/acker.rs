@@ -217,10 +217,19 @@ pub async fn run(
                     Err(_) => break,
                 }
             }
-            // A message offered again (its lease had expired) may have finished twice: the last word counts.
+            // A message offered again (its lease had expired) may have finished twice: the last word counts,
+            // but a release never replaces another outcome of its id: one released while the
+            // acknowledgement of its delivery was on its way (`release::release_now`) would have
+            // taken that acknowledgement's place, the id then never confirmed, and a replay of it
+            // acknowledged unsent (review of stop 75's mend). Its lease runs out instead.
+            let answered: HashSet<String> = batch
+                .iter()
+                .filter(|f| f.end != End::Release)
+                .map(|f| f.id.clone())
+                .collect();
             let mut seen = HashSet::new();
             batch.reverse();
-            batch.retain(|f| seen.insert(f.id.clone()));
+            batch.retain(|f| !(f.end == End::Release && answered.contains(&f.id)) && seen.insert(f.id.clone()));
             batch.reverse();
             let with_attempts = !(without_attempts || OldRelay::active(&mut old.attempts_until));
             let most = if with_attempts { IDS_WITH_ATTEMPTS } else { MAX_ACK_IDS };

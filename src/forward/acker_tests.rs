@@ -360,3 +360,55 @@ pub(super) fn delivered(id: &str, keep: Duration) -> Finished {
         attempt: 1,
     }
 }
+
+/// A release of an id whose acknowledgement as delivered is being sent
+/// again (its first answer did not come) does not take that
+/// acknowledgement's place: the id is acknowledged, and the release (of
+/// its offer meanwhile, a replay perhaps) is dropped, its lease left to
+/// run out. It replaced it: the id was never confirmed, and the replay,
+/// offered again, was acknowledged unsent (review of stop 75's mend).
+#[tokio::test]
+async fn a_release_does_not_replace_an_acknowledgement_being_sent_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let (url, kept) = serve_acks(move |_, _| match count.fetch_add(1, Ordering::SeqCst) {
+        0 => (503, r#"{"error":"busy"}"#.into(), false),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.into(), true),
+    })
+    .await;
+    let unacked: Arc<super::unacked::Unacked> = Arc::default();
+    unacked.delivered(DELIVERED);
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(delivered(DELIVERED, Duration::from_secs(60))).await.unwrap();
+    let acker = tokio::spawn(run(
+        relay_at(&url),
+        rx,
+        unacked.clone(),
+        tokio::sync::watch::channel(None).0,
+    ));
+    while answered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Offered again (attempt 2) beyond the free slots while the
+    // acknowledgement waits to be sent again: released.
+    tx.send(Finished {
+        end: End::Release,
+        attempt: 2,
+        ..delivered(DELIVERED, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), acker)
+        .await
+        .expect("the acker ends")
+        .unwrap();
+    let sent = kept.lock().unwrap().clone();
+    assert_eq!(all_of(&sent, "ids"), [serde_json::json!(DELIVERED)], "{sent:?}");
+    assert!(all_of(&sent, "release").is_empty(), "{sent:?}");
+    assert!(
+        !unacked.contains(DELIVERED) && !unacked.holds(DELIVERED, 2),
+        "confirmed: a replay is posted"
+    );
+}

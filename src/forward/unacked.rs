@@ -90,17 +90,7 @@ impl Unacked {
 
     /// The local service answered `id` with a 2xx.
     pub fn delivered(&self, id: &str) {
-        let mut i = self.lock();
-        let seq = i.next;
-        i.next += 1;
-        if let Some(old) = i.ids.insert(id.to_string(), seq) {
-            i.order.remove(&old);
-        }
-        i.order.insert(seq, id.to_string());
-        while i.ids.len() > CAPACITY {
-            let Some((_, oldest)) = i.order.pop_first() else { break };
-            i.ids.remove(&oldest);
-        }
+        self.lock().remember(id);
     }
 
     /// An offer of `id` was acknowledged again unsent ([`Self::holds`]):
@@ -108,8 +98,10 @@ impl Unacked {
     /// made so if the relay had confirmed it (a replay later would be
     /// acknowledged unsent, lost, were that confirmation not heard again).
     pub fn acknowledged_again(&self, id: &str) {
-        if self.contains(id) {
-            self.delivered(id);
+        // One look: a confirmation between two would be undone.
+        let mut i = self.lock();
+        if i.ids.contains_key(id) {
+            i.remember(id);
         }
     }
 
@@ -191,6 +183,22 @@ impl Unacked {
 }
 
 impl Inner {
+    /// `id` as delivered here and not confirmed, the newest.
+    fn remember(&mut self, id: &str) {
+        let seq = self.next;
+        self.next += 1;
+        if let Some(old) = self.ids.insert(id.to_string(), seq) {
+            self.order.remove(&old);
+        }
+        self.order.insert(seq, id.to_string());
+        while self.ids.len() > CAPACITY {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.ids.remove(&oldest);
+        }
+    }
+
     fn holds(&self, id: &str, attempt: u32) -> bool {
         self.ids.contains_key(id) || self.settled.get(id).is_some_and(|&a| a >= attempt)
     }
