@@ -304,36 +304,14 @@ async fn a_full_batch_with_attempt_numbers_fits_the_relays_limit() {
 /// once and acknowledged unsent, a replay lost (change review, stop 67).
 #[tokio::test]
 async fn an_offer_waits_through_an_acknowledgement_sent_again() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let answered = Arc::new(AtomicUsize::new(0));
-    let count = answered.clone();
-    let (url, _) = serve_acks(move |_, _| match count.fetch_add(1, Ordering::SeqCst) {
-        0 => (503, r#"{"error":"busy"}"#.into(), false),
-        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.into(), true),
-    })
-    .await;
-    let unacked: Arc<super::unacked::Unacked> = Arc::default();
-    unacked.delivered(DELIVERED);
-    let (tx, rx) = mpsc::channel(8);
-    let keep_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    tx.send(Finished {
-        id: DELIVERED.into(),
-        end: End::Delivered,
-        local: None,
+    let AckSentAgain {
+        unacked,
+        tx,
+        acker,
+        answered,
         keep_until,
-        attempt: 1,
-    })
-    .await
-    .unwrap();
-    let acker = tokio::spawn(run(
-        relay_at(&url),
-        rx,
-        unacked.clone(),
-        tokio::sync::watch::channel(None).0,
-    ));
-    while answered.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        ..
+    } = ack_sent_again().await;
     // Offered again now (an operator's replay: attempt 2), between the 503
     // and the acknowledgement sent again.
     let unconfirmed = tokio::time::timeout(
@@ -343,7 +321,7 @@ async fn an_offer_waits_through_an_acknowledgement_sent_again() {
     .await
     .expect("waits for the next answer, not for the lease");
     assert!(!unconfirmed, "the relay confirmed attempt 1: the offer is a replay");
-    assert_eq!(answered.load(Ordering::SeqCst), 2);
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 2);
     // Offered for attempt 1 (a relay restarted meanwhile, which applied the
     // acknowledgement to that lease): settled, not posted.
     assert!(unacked.holds(DELIVERED, 1));
@@ -369,33 +347,20 @@ pub(super) fn delivered(id: &str, keep: Duration) -> Finished {
 /// offered again, was acknowledged unsent (review of stop 75's mend).
 #[tokio::test]
 async fn a_release_does_not_replace_an_acknowledgement_being_sent_again() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let answered = Arc::new(AtomicUsize::new(0));
-    let count = answered.clone();
-    let (url, kept) = serve_acks(move |_, _| match count.fetch_add(1, Ordering::SeqCst) {
-        0 => (503, r#"{"error":"busy"}"#.into(), false),
-        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.into(), true),
-    })
-    .await;
-    let unacked: Arc<super::unacked::Unacked> = Arc::default();
-    unacked.delivered(DELIVERED);
-    let (tx, rx) = mpsc::channel(8);
-    tx.send(delivered(DELIVERED, Duration::from_secs(60))).await.unwrap();
-    let acker = tokio::spawn(run(
-        relay_at(&url),
-        rx,
-        unacked.clone(),
-        tokio::sync::watch::channel(None).0,
-    ));
-    while answered.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let AckSentAgain {
+        kept,
+        unacked,
+        tx,
+        acker,
+        keep_until,
+        ..
+    } = ack_sent_again().await;
     // Offered again (attempt 2) beyond the free slots while the
     // acknowledgement waits to be sent again: released.
     tx.send(Finished {
         end: End::Release,
         attempt: 2,
-        ..delivered(DELIVERED, Duration::from_secs(60))
+        ..delivered(DELIVERED, keep_until - tokio::time::Instant::now())
     })
     .await
     .unwrap();
@@ -411,4 +376,52 @@ async fn a_release_does_not_replace_an_acknowledgement_being_sent_again() {
         !unacked.contains(DELIVERED) && !unacked.holds(DELIVERED, 2),
         "confirmed: a replay is posted"
     );
+}
+
+/// The acker run on [`DELIVERED`] (delivered here, kept 60 s) against a
+/// relay whose first acknowledgement answer is a 503 and every later one a
+/// 200 (`kept`: the bodies it took), once that 503 came: the
+/// acknowledgement waits to be sent again.
+struct AckSentAgain {
+    kept: Arc<Mutex<Vec<serde_json::Value>>>,
+    unacked: Arc<super::unacked::Unacked>,
+    tx: mpsc::Sender<Finished>,
+    acker: tokio::task::JoinHandle<()>,
+    /// Acknowledgements answered.
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    keep_until: tokio::time::Instant,
+}
+
+async fn ack_sent_again() -> AckSentAgain {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let (url, kept) = serve_acks(move |_, _| match count.fetch_add(1, Ordering::SeqCst) {
+        0 => (503, r#"{"error":"busy"}"#.into(), false),
+        _ => (200, r#"{"acknowledged":1,"retried":0,"dead":0}"#.into(), true),
+    })
+    .await;
+    let unacked: Arc<super::unacked::Unacked> = Arc::default();
+    unacked.delivered(DELIVERED);
+    let (tx, rx) = mpsc::channel(8);
+    let first = delivered(DELIVERED, Duration::from_secs(60));
+    let keep_until = first.keep_until;
+    tx.send(first).await.unwrap();
+    let acker = tokio::spawn(run(
+        relay_at(&url),
+        rx,
+        unacked.clone(),
+        tokio::sync::watch::channel(None).0,
+    ));
+    while answered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    AckSentAgain {
+        kept,
+        unacked,
+        tx,
+        acker,
+        answered,
+        keep_until,
+    }
 }

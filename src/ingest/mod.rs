@@ -419,26 +419,9 @@ where
             return Answer::RouteChanged;
         }
         moved::InForce::Moved { alike } => {
-            // A duplicate of one stored is answered as such: the provider
-            // stops retrying what the relay has (the retry on a renamed
-            // route would be stored again, its dedupe history being the
-            // new name's). Only when a route in force checks callbacks as
-            // this one did (a removed route's revoked token learns
-            // nothing); a `verify = "fetch"` route's key is contested, and
-            // so is one a held forgery owns once it no longer verifies.
-            if alike && r.verify != crate::config::Verify::Fetch {
-                if let Ok(Some(id)) = app.store.event_by_dedupe(&r.name, hash).await {
-                    if !contested::keys_held(r)
-                        || Box::pin(contested::duplicate_unchecked(
-                            &app.store,
-                            app.delivery.verifier(),
-                            id,
-                            &body,
-                        ))
-                        .await
-                    {
-                        return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
-                    }
+            if alike {
+                if let Some(id) = Box::pin(moved::stored_already(app, r, hash, &body)).await {
+                    return Answer::Accepted(crate::store::Accepted { id, duplicate: true });
                 }
             }
             tracing::warn!(route = %r.name,

@@ -109,3 +109,26 @@ pub(super) async fn route_in_force(
         .min(super::COMMIT_TIMEOUT);
     (!left.is_zero()).then(|| (found.clone(), left))
 }
+
+/// A callback received across a reload that renamed its route (`alike`: a
+/// route in force checks callbacks as this one did): the event it
+/// duplicates, if one is stored, answered as such so that the provider
+/// stops retrying what the relay has (the retry on a renamed route would be
+/// stored again, its dedupe history being the new name's). Not on a
+/// `verify = "fetch"` route (its key is contested), nor when the key is
+/// owned by a forgery held as unverified once the route no longer verifies
+/// (the genuine callback was dropped: stop 75).
+pub(super) async fn stored_already(
+    app: &App,
+    r: &crate::config::Route,
+    hash: [u8; 32],
+    body: &[u8],
+) -> Option<crate::store::EventId> {
+    if r.verify == crate::config::Verify::Fetch {
+        return None;
+    }
+    let id = app.store.event_by_dedupe(&r.name, hash).await.ok()??;
+    let duplicate = !super::contested::keys_held(r)
+        || super::contested::duplicate_unchecked(&app.store, app.delivery.verifier(), id, body).await;
+    duplicate.then_some(id)
+}
