@@ -226,8 +226,10 @@ async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_t
 /// An HTTP proxy to the relay that loses the relay's answer to the first
 /// acknowledgement: the request reaches the relay, which applies it, then
 /// the connection is cut before the answer gets back (a network failing at
-/// that moment). Everything else is passed through.
-async fn losing_the_first_ack_answer(upstream: SocketAddr) -> SocketAddr {
+/// that moment). Everything else is passed through; with `go_away`, from
+/// that moment every request is cut (the network out) until the flag
+/// returned is cleared.
+async fn losing_the_first_ack_answer(upstream: SocketAddr, go_away: bool) -> (SocketAddr, Arc<AtomicBool>) {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use hyper::body::Incoming;
@@ -236,13 +238,19 @@ async fn losing_the_first_ack_answer(upstream: SocketAddr) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let lost = Arc::new(AtomicBool::new(false));
+    let away = Arc::new(AtomicBool::new(false));
+    let out = away.clone();
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     tokio::spawn(async move {
         while let Ok((c, _)) = l.accept().await {
-            let (client, lost) = (client.clone(), lost.clone());
+            let (client, lost, away) = (client.clone(), lost.clone(), away.clone());
             let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let (client, lost) = (client.clone(), lost.clone());
+                let (client, lost, away) = (client.clone(), lost.clone(), away.clone());
                 async move {
+                    if away.load(Ordering::SeqCst) {
+                        let e: Box<dyn std::error::Error + Send + Sync> = "the network is out".into();
+                        return Err(e);
+                    }
                     let (mut parts, body) = req.into_parts();
                     let body = body.collect().await?.to_bytes();
                     let ack = parts.uri.path().ends_with("/ack");
@@ -257,6 +265,7 @@ async fn losing_the_first_ack_answer(upstream: SocketAddr) -> SocketAddr {
                     let body = body.collect().await?.to_bytes();
                     if ack && !lost.swap(true, Ordering::SeqCst) {
                         // Applied by the relay; its answer never arrives.
+                        away.store(go_away, Ordering::SeqCst);
                         let e: Box<dyn std::error::Error + Send + Sync> = "answer lost".into();
                         return Err(e);
                     }
@@ -269,7 +278,7 @@ async fn losing_the_first_ack_answer(upstream: SocketAddr) -> SocketAddr {
             tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(c), svc));
         }
     });
-    addr
+    (addr, out)
 }
 
 /// The relay records a delivery, but its answer to the acknowledgement is
@@ -285,7 +294,7 @@ async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service()
     let dir = tempfile::tempdir().unwrap();
     let token = "lost-answer-pull-token";
     let h = start(&TestConfig::new(dir.path()).subscriber(Subscriber::pull("laptop", token))).await;
-    let proxy = losing_the_first_ack_answer(h.ingest_addrs[0]).await;
+    let (proxy, _) = losing_the_first_ack_answer(h.ingest_addrs[0], false).await;
     let local = Local::start(Arc::new(|_, _| (200, Duration::ZERO))).await;
     let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
     let id = accepted(h.ingest_addrs[0], &runway("lost-answer")).await;
@@ -321,6 +330,58 @@ async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service()
         2,
         "the replay posted once (attempts {attempts:?}); log: {log}"
     );
+}
+
+/// The same with the network out from the moment the answer is lost until
+/// the forwarder gave the acknowledgement up (its lease and lapse over): it
+/// never heard that the relay recorded the delivery, and took the
+/// operator's replay, a later attempt, for the message offered again after
+/// a lapse: acknowledged unsent, the replay lost (stop 75's Left). Offered
+/// a later attempt of an id it delivered unconfirmed, it now asks the relay
+/// (the acknowledgement again, with its attempt), which names it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_an_acknowledgement_given_up_unanswered_is_posted_to_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "given-up-pull-token";
+    let laptop = Subscriber::pull("laptop", token).lease(secs(1)).retry([secs(1); 5]);
+    let h = start(&TestConfig::new(dir.path()).subscriber(laptop)).await;
+    let (proxy, away) = losing_the_first_ack_answer(h.ingest_addrs[0], true).await;
+    let local = Local::start(Arc::new(|_, _| (200, Duration::ZERO))).await;
+    let fwd = Forwarder::start(dir.path(), &pull_url(proxy, "laptop"), &local.url(), token, &[]);
+    let id = accepted(h.ingest_addrs[0], &runway("given-up")).await;
+    admin_expect(
+        h.admin_addr,
+        &format!("/api/events/{id}"),
+        secs(20),
+        "the delivery recorded",
+        |ev| ev["subscribers"][0]["state"] == "delivered",
+    )
+    .await;
+    let deadline = Instant::now() + secs(30);
+    while !fwd.log_text().contains("acknowledgement given up") {
+        assert!(
+            Instant::now() < deadline,
+            "the acknowledgement was never given up: {}",
+            fwd.log_text()
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    away.store(false, Ordering::SeqCst);
+    let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(st, http::StatusCode::OK, "{v}");
+    let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(30), |ev| {
+        ev["subscribers"][0]["state"] == "delivered" && ev["subscribers"][0]["attempts_total"].as_u64() >= Some(2)
+    })
+    .await;
+    let log = fwd.log_text();
+    let attempts = local.attempts(&id);
+    h.shutdown().await;
+    assert_eq!(
+        attempts.len(),
+        2,
+        "the replay posted once (attempts {attempts:?}); {ev}\nlog: {log}"
+    );
+    assert!(log.contains("an operator's replay, posted"), "{log}");
 }
 
 /// A proxy on the way passes pulls but answers acknowledgements `404` (a

@@ -289,5 +289,16 @@ async fn an_acknowledgement_sent_again_is_named_delivered_when_it_was_recorded()
     // Not the replay's attempt, which nobody acknowledged.
     let (s, v) = ack(2).await;
     assert_eq!((s, v.get("delivered")), (StatusCode::CONFLICT, None), "{v}");
+    // The replay leased to the forwarder that delivered attempt 1: asked
+    // again about attempt 1 (it does, offered a later attempt of an id whose
+    // acknowledgement it never saw confirmed), the relay names it, and the
+    // replay's lease is left for the replay's own answer.
+    let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=5s", Some(TOKEN), Some("f"), "").await;
+    assert_eq!(ids(&got), vec![id.clone()], "{got}");
+    assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(2), "{got}");
+    let (s, v) = ack(1).await;
+    assert_eq!((s, &v["delivered"]), (named.0, &named.1), "{v}");
+    let (s, v) = ack(2).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     h.shutdown().await;
 }

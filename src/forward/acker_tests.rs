@@ -402,7 +402,7 @@ async fn ack_sent_again() -> AckSentAgain {
     })
     .await;
     let unacked: Arc<super::unacked::Unacked> = Arc::default();
-    unacked.delivered(DELIVERED);
+    unacked.delivered(DELIVERED, 1);
     let (tx, rx) = mpsc::channel(8);
     let first = delivered(DELIVERED, Duration::from_secs(60));
     let keep_until = first.keep_until;

@@ -24,6 +24,9 @@ pub mod client;
 #[cfg(test)]
 mod client_tests;
 pub mod pause;
+mod probe;
+#[cfg(test)]
+mod probe_tests;
 #[cfg(test)]
 mod pull_loop_tests;
 pub mod pump;

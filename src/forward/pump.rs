@@ -242,6 +242,7 @@ impl Pump {
                         }
                         let already = self.unacked.holds(&m.id, m.attempt);
                         let task = Delivery {
+                            relay: self.relay.clone(),
                             local: self.local.clone(),
                             status: self.status.clone(),
                             active: active.clone(),
@@ -349,6 +350,8 @@ impl SlowAnswers {
 /// its acknowledgement not confirmed, only acknowledge it again), pass the
 /// outcome to the acker, then read the rest of the local answer.
 pub(super) struct Delivery {
+    /// Asked whether it recorded a delivery made here ([`super::probe`]).
+    pub(super) relay: Arc<Relay>,
     pub(super) local: Arc<Local>,
     pub(super) status: Arc<Status>,
     pub(super) active: Arc<Active>,
@@ -359,7 +362,11 @@ pub(super) struct Delivery {
 
 impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
-        let already = already && self.unacked.unconfirmed_after_ack(&m.id, m.attempt, keep_until).await;
+        let mut already = already && self.unacked.unconfirmed_after_ack(&m.id, m.attempt, keep_until).await;
+        if let Some(delivered) = self.unacked.unsure(&m.id, m.attempt).filter(|_| already) {
+            already =
+                !super::probe::replayed(&self.relay, &self.unacked, &m.id, delivered, m.attempt, keep_until).await;
+        }
         let (finished, rest) = if already {
             self.status.acknowledged_again(&m.id, m.attempt);
             (Finished::delivered_before(m.id, keep_until, m.attempt), None)
@@ -369,8 +376,8 @@ impl Delivery {
         };
         if finished.end == End::Delivered {
             match already {
-                true => self.unacked.acknowledged_again(&finished.id),
-                false => self.unacked.delivered(&finished.id),
+                true => self.unacked.acknowledged_again(&finished.id, finished.attempt),
+                false => self.unacked.delivered(&finished.id, finished.attempt),
             }
         }
         // The outcome stays in `active` until the acker has room for it: a

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::acker::{End, Finished};
+use super::acker_tests::relay_at;
 use super::client::Local;
 use super::pump::{hand_over, Active, Delivery};
 use super::status::Status;
@@ -25,7 +26,7 @@ use crate::pull::wire::Message;
 pub(super) const ID: &str = "evt_01M8G5S0QD2RJZ9GWMECMF4Z4N";
 
 /// A local service on loopback answering every request `200`.
-async fn ok_service() -> String {
+pub(super) async fn ok_service() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -43,7 +44,7 @@ async fn ok_service() -> String {
     format!("http://{addr}/hooks")
 }
 
-fn message(id: &str) -> Message {
+pub(super) fn message(id: &str) -> Message {
     Message {
         id: id.to_string(),
         route: "t".into(),
@@ -55,14 +56,30 @@ fn message(id: &str) -> Message {
 
 /// A delivery task posting to `url`, its outcomes to `done`, with the
 /// status and active set it updates; `_stop` keeps it from seeing a stop.
-struct Rig {
-    task: Delivery,
-    status: Arc<Status>,
-    active: Arc<Active>,
-    _stop: watch::Sender<bool>,
+pub(super) struct Rig {
+    pub(super) task: Delivery,
+    pub(super) status: Arc<Status>,
+    pub(super) active: Arc<Active>,
+    pub(super) _stop: watch::Sender<bool>,
 }
 
 fn rig(url: &str, done: mpsc::Sender<Finished>, unacked: Arc<super::unacked::Unacked>) -> Rig {
+    // A relay no one answers at (a port just freed): asked whether it
+    // recorded a delivery, it does not say.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    rig_with(url, done, unacked, relay_at(&format!("http://{gone}/pull/laptop")))
+}
+
+/// [`rig`] with the relay at `relay`.
+pub(super) fn rig_with(
+    url: &str,
+    done: mpsc::Sender<Finished>,
+    unacked: Arc<super::unacked::Unacked>,
+    relay: Arc<super::client::Relay>,
+) -> Rig {
     crate::tls::install_provider();
     let tls = crate::tls::client_config(None).unwrap();
     let local = Arc::new(Local::new(url.parse().unwrap(), tls, Duration::from_secs(5)));
@@ -70,6 +87,7 @@ fn rig(url: &str, done: mpsc::Sender<Finished>, unacked: Arc<super::unacked::Una
     let active: Arc<Active> = Arc::default();
     let (_stop, stopped) = watch::channel(false);
     let task = Delivery {
+        relay,
         local,
         status: status.clone(),
         active: active.clone(),
@@ -93,7 +111,7 @@ fn offered_again(
     unacked: &Arc<super::unacked::Unacked>,
     attempt: u32,
 ) -> (Rig, Instant, mpsc::Receiver<Finished>) {
-    unacked.delivered(ID);
+    unacked.delivered(ID, 1);
     let (done, rx) = mpsc::channel::<Finished>(4);
     let r = rig(url, done, unacked.clone());
     let keep_until = Instant::now() + Duration::from_secs(60);

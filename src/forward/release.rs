@@ -19,7 +19,9 @@ use crate::pull::wire;
 /// acknowledgement is on its way is released too: no slot waits here for
 /// that answer (a confirmation makes the offer a replay, to post), and its
 /// next offer comes after it (acknowledged unsent, a replay was lost:
-/// review of stop 75's mend).
+/// review of stop 75's mend). So is one offered for a later attempt than
+/// the one delivered here, not confirmed: whether it is a replay is asked of
+/// the relay when it is offered again with a slot free (`probe`).
 pub(super) async fn release_now(
     messages: Vec<wire::Message>,
     keep_until: tokio::time::Instant,
@@ -33,7 +35,7 @@ pub(super) async fn release_now(
             continue;
         }
         active.take(&m.id);
-        let f = match unacked.holds(&m.id, m.attempt) && !unacked.is_acking(&m.id) {
+        let f = match held(unacked, &m) {
             true => {
                 status.acknowledged_again(&m.id, m.attempt);
                 Finished::delivered_before(m.id, keep_until, m.attempt)
@@ -57,7 +59,8 @@ pub(super) async fn release_now(
 /// is taken into `active` with no outcome, so that [`hand_over`] releases it
 /// (one being delivered here already is settled by that delivery's answer),
 /// except one delivered here whose acknowledgement is not confirmed (and
-/// not on its way, see [`release_now`]): that is acknowledged again.
+/// not on its way, nor offered for a later attempt, see [`release_now`]):
+/// that is acknowledged again.
 pub(super) async fn release_unstarted(
     answer: wire::Messages,
     head_at: tokio::time::Instant,
@@ -68,13 +71,20 @@ pub(super) async fn release_unstarted(
 ) {
     let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
-        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) || unacked.is_acking(&m.id) {
+        if !active.offer(&m.id, keep_until, m.attempt) || !held(unacked, &m) {
             continue;
         }
         active.take(&m.id);
         status.acknowledged_again(&m.id, m.attempt);
         let _ = done.send(Finished::delivered_before(m.id, keep_until, m.attempt)).await;
     }
+}
+
+/// Whether `m` is settled here for sure, to acknowledge again unsent
+/// without asking the relay: held, no acknowledgement of it on its way, and
+/// not offered for a later attempt than the one delivered here unconfirmed.
+fn held(unacked: &Unacked, m: &wire::Message) -> bool {
+    unacked.holds(&m.id, m.attempt) && !unacked.is_acking(&m.id) && unacked.unsure(&m.id, m.attempt).is_none()
 }
 
 /// At a stop, once the delivery tasks are done or aborted: the outcomes the

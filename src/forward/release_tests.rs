@@ -1,8 +1,11 @@
 //! [`release_now`]: what a pull brought beyond the forwarder's free slots.
 //! A message delivered here whose acknowledgement is unconfirmed is
 //! acknowledged again (releasing it would offer it to the local service a
-//! second time); one being delivered here is left to that delivery's answer;
-//! the rest are released.
+//! second time), unless it is offered for a later attempt than the one
+//! delivered here (whether that is an operator's replay is the relay's to
+//! say, asked when it is offered again with a slot free: `probe_tests`); one
+//! being delivered here is left to that delivery's answer; the rest are
+//! released.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +35,18 @@ async fn extra_messages_are_released_but_one_delivered_here_is_acknowledged_agai
     let status = Status::new("http://relay/pull/laptop".into(), false);
     let active = Active::default();
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered("evt_done");
+    unacked.delivered("evt_done", 2);
+    unacked.delivered("evt_earlier", 1);
     let earlier = Instant::now() + Duration::from_secs(30);
     let keep_until = Instant::now() + Duration::from_secs(60);
     assert!(active.offer("evt_running", earlier, 1));
     let (done, mut rx) = mpsc::channel::<Finished>(8);
-    let brought = vec![message("evt_done", 2), message("evt_new", 1), message("evt_running", 2)];
+    let brought = vec![
+        message("evt_done", 2),
+        message("evt_new", 1),
+        message("evt_running", 2),
+        message("evt_earlier", 2),
+    ];
     release_now(brought, keep_until, &active, &unacked, &done, &status).await;
     drop(done);
     let mut sent = Vec::new();
@@ -49,10 +58,12 @@ async fn extra_messages_are_released_but_one_delivered_here_is_acknowledged_agai
         [
             ("evt_done".to_string(), End::Delivered, 2, true),
             ("evt_new".to_string(), End::Release, 1, true),
+            ("evt_earlier".to_string(), End::Release, 2, true),
         ],
-        "acknowledged again with the new hand-out's attempt; the new one released; the running one left to its delivery"
+        "acknowledged again with the hand-out's attempt; the new one released; the running one left to its \
+         delivery; one delivered here for an earlier attempt released"
     );
-    assert_eq!((status.not_twice(), status.handed_back()), (1, 1));
+    assert_eq!((status.not_twice(), status.handed_back()), (1, 2));
     assert!(unacked.contains("evt_done"), "kept until the relay confirms");
     let map = active.map();
     assert_eq!(map.len(), 1, "only the running delivery is still active");
@@ -74,7 +85,7 @@ async fn an_extra_message_whose_acknowledgement_is_on_its_way_is_released() {
     let status = Status::new("http://relay/pull/laptop".into(), false);
     let active = Active::default();
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered("evt_done");
+    unacked.delivered("evt_done", 1);
     let acking = unacked.acking(&["evt_done".to_string()]);
     let keep_until = Instant::now() + Duration::from_secs(60);
     let (done, mut rx) = mpsc::channel::<Finished>(8);

@@ -43,8 +43,9 @@ pub struct Unacked {
 
 #[derive(Default)]
 struct Inner {
-    /// Id → when it was (last) remembered: not confirmed.
-    ids: HashMap<String, u64>,
+    /// Id → when it was (last) remembered, and the latest attempt delivered
+    /// or acknowledged again here: not confirmed.
+    ids: HashMap<String, (u64, u32)>,
     /// When → id, oldest first, to forget the oldest past the capacity.
     order: BTreeMap<u64, String>,
     next: u64,
@@ -88,21 +89,33 @@ impl Unacked {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The local service answered `id` with a 2xx.
-    pub fn delivered(&self, id: &str) {
-        self.lock().remember(id);
+    /// The local service answered `id`, offered for `attempt`, with a 2xx.
+    pub fn delivered(&self, id: &str, attempt: u32) {
+        self.lock().remember(id, attempt);
     }
 
     /// An offer of `id` was acknowledged again unsent ([`Self::holds`]):
     /// still remembered as not confirmed if it was (its place renewed), not
     /// made so if the relay had confirmed it (a replay later would be
     /// acknowledged unsent, lost, were that confirmation not heard again).
-    pub fn acknowledged_again(&self, id: &str) {
+    pub fn acknowledged_again(&self, id: &str, attempt: u32) {
         // One look: a confirmation between two would be undone.
         let mut i = self.lock();
         if i.ids.contains_key(id) {
-            i.remember(id);
+            i.remember(id, attempt);
         }
+    }
+
+    /// The attempt `id` was delivered here for, when it is not confirmed
+    /// and this offer is of a later attempt: the relay either recorded that
+    /// delivery (its acknowledgement reached it, the answer did not: this
+    /// offer is an operator's replay, to post) or not (the lease lapsed:
+    /// this offer is the same message, acknowledged unsent). Only the relay
+    /// knows: ask it (`pump::Delivery`) before taking the offer as held.
+    pub fn unsure(&self, id: &str, attempt: u32) -> Option<u32> {
+        let i = self.lock();
+        let &(_, delivered) = i.ids.get(id)?;
+        (attempt > delivered).then_some(delivered)
     }
 
     /// Whether an acknowledgement of `id` is on its way (its answer decides
@@ -164,7 +177,7 @@ impl Unacked {
     pub fn confirmed<'a>(&self, ids: impl IntoIterator<Item = &'a String>, attempts: &Attempts<String, u32>) {
         let mut i = self.lock();
         for id in ids {
-            if let Some(seq) = i.ids.remove(id) {
+            if let Some((seq, _)) = i.ids.remove(id) {
                 i.order.remove(&seq);
             }
             if let Some(&a) = attempts.get(id) {
@@ -183,11 +196,13 @@ impl Unacked {
 }
 
 impl Inner {
-    /// `id` as delivered here and not confirmed, the newest.
-    fn remember(&mut self, id: &str) {
+    /// `id` as delivered here (for `attempt`, or acknowledged again for it)
+    /// and not confirmed, the newest.
+    fn remember(&mut self, id: &str, attempt: u32) {
         let seq = self.next;
         self.next += 1;
-        if let Some(old) = self.ids.insert(id.to_string(), seq) {
+        let attempt = self.ids.get(id).map_or(attempt, |&(_, a)| a.max(attempt));
+        if let Some((old, _)) = self.ids.insert(id.to_string(), (seq, attempt)) {
             self.order.remove(&old);
         }
         self.order.insert(seq, id.to_string());
@@ -226,8 +241,8 @@ mod tests {
     #[test]
     fn remembered_until_confirmed_and_bounded() {
         let u = Unacked::default();
-        u.delivered("a");
-        u.delivered("b");
+        u.delivered("a", 1);
+        u.delivered("b", 1);
         assert!(u.contains("a") && u.contains("b"));
         u.confirmed(&["a".to_string()], &Attempts::new());
         assert!(!u.contains("a") && u.contains("b"));
@@ -235,16 +250,16 @@ mod tests {
         // Confirmed ids are bounded on their own: they push out no id that
         // is not confirmed yet.
         let u = Unacked::default();
-        u.delivered("waiting");
+        u.delivered("waiting", 1);
         for n in 0..CAPACITY + 5 {
             let id = format!("c{n}");
-            u.delivered(&id);
+            u.delivered(&id, 1);
             u.confirmed([&id], &Attempts::from([(id.clone(), 1)]));
         }
         assert!(u.contains("waiting") && u.len() == 1, "pushed out by confirmed ids");
         assert!(!u.holds("c0", 1) && u.holds(&format!("c{}", CAPACITY + 4), 1));
         for n in 0..CAPACITY + 5 {
-            u.delivered(&format!("x{n}"));
+            u.delivered(&format!("x{n}"), 1);
         }
         assert_eq!(u.len(), CAPACITY);
         assert!(!u.contains("b") && !u.contains("x0") && u.contains(&format!("x{}", CAPACITY + 4)));
@@ -257,15 +272,15 @@ mod tests {
     #[test]
     fn a_confirmed_acknowledgement_settles_offers_of_its_attempt_only() {
         let u = Unacked::default();
-        u.delivered("a");
+        u.delivered("a", 1);
         u.confirmed(&["a".to_string()], &Attempts::from([("a".to_string(), 1)]));
         assert!(!u.contains("a"), "confirmed");
         assert!(u.holds("a", 1), "the lease the acknowledgement settled");
         assert!(!u.holds("a", 2), "a replay");
-        u.acknowledged_again("a");
+        u.acknowledged_again("a", 1);
         assert!(!u.contains("a"), "an offer held by the confirmation does not undo it");
         assert!(!u.holds("a", 2), "so a replay later is posted");
-        u.delivered("a");
+        u.delivered("a", 1);
         assert!(u.holds("a", 2), "delivered again: unconfirmed");
     }
 }

@@ -1,0 +1,100 @@
+//! An id delivered here whose acknowledgement was never confirmed (given up
+//! while the relay was away past the lease and its lapse), offered again
+//! for a later attempt: the relay is asked whether it recorded that
+//! delivery. Recorded (its `409` names the id `delivered`), the offer is an
+//! operator's replay, posted to the local service; not recorded, the same
+//! message, acknowledged again unsent. It was acknowledged unsent either
+//! way: the replay was lost (stop 75's Left).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::acker::{End, Finished};
+use super::acker_tests::{relay_at, serve_acks};
+use super::pump_tests::{message, ok_service, rig_with, Rig, ID};
+use super::unacked::Unacked;
+
+/// [`ID`] delivered here for attempt 1, unconfirmed, offered for attempt 2
+/// with the relay answering the question `409` (`delivered` naming it when
+/// `recorded`): whether it was posted, what the relay was asked, and
+/// whether the id is then settled for attempt 2.
+async fn offered_for_a_later_attempt(recorded: bool) -> (u64, u64, Vec<serde_json::Value>, bool) {
+    let delivered = match recorded {
+        true => format!(r#","delivered":["{ID}"]"#),
+        false => String::new(),
+    };
+    let body = format!(r#"{{"error":"not leased","not_leased":["{ID}"]{delivered}}}"#);
+    let (relay, asked) = serve_acks(move |_, _| (409, body.clone(), true)).await;
+    let unacked: Arc<Unacked> = Arc::default();
+    unacked.delivered(ID, 1);
+    let (done, mut rx) = mpsc::channel::<Finished>(4);
+    let Rig {
+        task,
+        status,
+        active,
+        _stop,
+    } = rig_with(&ok_service().await, done, unacked.clone(), relay_at(&relay));
+    let keep_until = Instant::now() + Duration::from_secs(60);
+    assert!(active.offer(ID, keep_until, 2));
+    let mut m = message(ID);
+    m.attempt = 2;
+    task.run(m, keep_until, unacked.holds(ID, 2)).await;
+    let f = rx.recv().await.unwrap();
+    assert_eq!((f.id.as_str(), f.end, f.attempt), (ID, End::Delivered, 2));
+    let asked = asked.lock().unwrap().clone();
+    (status.delivered(), status.not_twice(), asked, unacked.holds(ID, 2))
+}
+
+#[tokio::test]
+async fn a_replay_of_a_delivery_the_relay_recorded_is_posted() {
+    let (posted, not_twice, asked, _) = offered_for_a_later_attempt(true).await;
+    assert_eq!((posted, not_twice), (1, 0), "an operator's replay: posted");
+    // The question: the acknowledgement of attempt 1, nothing else.
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["ids"], serde_json::json!([ID]));
+    assert_eq!(asked[0]["attempts"], serde_json::json!({ ID: 1 }));
+    for list in ["retry", "release"] {
+        assert!(asked[0][list].as_array().is_none_or(|l| l.is_empty()), "{asked:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_offer_after_a_lapse_the_relay_did_not_record_is_acknowledged_unsent() {
+    let (posted, not_twice, asked, held) = offered_for_a_later_attempt(false).await;
+    assert_eq!(
+        (posted, not_twice),
+        (0, 1),
+        "the same message: acknowledged again unsent"
+    );
+    assert_eq!(asked.len(), 1, "asked once: {asked:?}");
+    assert!(held, "still held for the attempt acknowledged again");
+}
+
+/// Confirmed, or offered for the attempt delivered here (a relay restarted
+/// numbers it again), an offer is settled without asking.
+#[test]
+fn only_an_unconfirmed_delivery_offered_for_a_later_attempt_is_asked_about() {
+    let u = Unacked::default();
+    u.delivered(ID, 2);
+    assert_eq!(u.unsure(ID, 3), Some(2));
+    assert_eq!(u.unsure(ID, 2), None, "the same attempt numbered again");
+    assert_eq!(u.unsure(ID, 1), None);
+    u.acknowledged_again(ID, 3);
+    assert_eq!(
+        u.unsure(ID, 3),
+        None,
+        "acknowledged again for 3: asked about later ones only"
+    );
+    assert_eq!(u.unsure(ID, 4), Some(3));
+    u.confirmed(&[ID.to_string()], &BTreeMap::from([(ID.to_string(), 3)]));
+    assert_eq!(
+        u.unsure(ID, 4),
+        None,
+        "confirmed: a later attempt is a replay without asking"
+    );
+    assert!(!u.holds(ID, 4));
+}
