@@ -35,7 +35,7 @@
 //! | directories of callbacks, results and keys created 0700 | [`private_dir`] |
 //! | free room on a disk, bytes and inodes (the inode floor the store and the media archive keep) | [`disk_room`] |
 //! | the command line and the admin client | [`cli`] (`args`: the flags' value checks; `admin`, `render` (and `render_status`, `render_tasks`), `terminal`: control characters in what the admin subcommands print shown escaped, `generate`: fresh tokens and secrets, `init`, `check`, `config_path`: a shell's command falls back to `/etc/hookrelay/config.toml` and the `secrets/` beside its config, …) |
-//! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`: the relay's API and the local service, `pump`: pulls and deliveries, `active`: what is being delivered now, `release`: what it gives back undelivered, `pause`: one message at a time while the local service fails, `acker`, `unacked`, `backoff`, `status`, `signals`: TERM, INT and HUP stop it, HUP left ignored under `nohup`) |
+//! | `hookrelay forward`: the private side's client of the pull API | [`forward`] (`client`: the relay's API and the local service, `pump`: pulls and deliveries, `active`: what is being delivered now, `release`: what it gives back undelivered, `pause`: one message at a time while the local service fails, `acker`, `unacked`, `probe`: asking the relay whether a later offer of an id delivered here unconfirmed is a replay, `backoff`, `status`, `signals`: TERM, INT and HUP stop it, HUP left ignored under `nohup`) |
 //! | time (one clock, follows tokio's so tests can pause it) | [`clock`] (`time_of_day`) |
 //! | log set-up | [`logging`] |
 //! | an error and its causes on one line (HTTP clients' errors in logs and answers) | [`error_chain`] |
