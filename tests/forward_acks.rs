@@ -197,15 +197,8 @@ async fn a_message_offered_again_after_a_lost_acknowledgement_is_not_delivered_t
     fwd.until_local_has_it(&arrived, secs(20)).await;
     on.send_replace(false);
     // Away until the forwarder gave the acknowledgement up (lease and lapse over).
-    let deadline = Instant::now() + secs(30);
-    while !fwd.log_text().contains("acknowledgement given up") {
-        assert!(
-            Instant::now() < deadline,
-            "the acknowledgement was never given up: {}",
-            fwd.log_text()
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
+    fwd.until_logged("acknowledgement given up", secs(30), "giving the acknowledgement up")
+        .await;
     on.send_replace(true);
     let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(30), |ev| {
         ev["subscribers"][0]["state"] == "delivered"
@@ -357,15 +350,8 @@ async fn a_replay_after_an_acknowledgement_given_up_unanswered_is_posted_to_the_
         |ev| ev["subscribers"][0]["state"] == "delivered",
     )
     .await;
-    let deadline = Instant::now() + secs(30);
-    while !fwd.log_text().contains("acknowledgement given up") {
-        assert!(
-            Instant::now() < deadline,
-            "the acknowledgement was never given up: {}",
-            fwd.log_text()
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
+    fwd.until_logged("acknowledgement given up", secs(30), "giving the acknowledgement up")
+        .await;
     away.store(false, Ordering::SeqCst);
     let (st, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
     assert_eq!(st, http::StatusCode::OK, "{v}");

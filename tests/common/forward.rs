@@ -325,6 +325,16 @@ impl Forwarder {
         }
     }
 
+    /// Wait until this forwarder's log holds `text`, or panic after `limit`
+    /// with the log (`what` names what was waited for).
+    pub async fn until_logged(&self, text: &str, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        while !self.log_text().contains(text) {
+            assert!(Instant::now() < deadline, "{what} never happened: {}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
