@@ -19,8 +19,9 @@ use super::client::{Relay, RelayError};
 use super::unacked::Unacked;
 
 /// The longest the question waits for its answer (the offer then is taken
-/// as the same message: acknowledged again unsent).
-const ASK_LIMIT: Duration = Duration::from_secs(10);
+/// as the same message: acknowledged again unsent); well within the stop's
+/// wait for deliveries in flight.
+const ASK_LIMIT: Duration = Duration::from_secs(5);
 
 /// Whether the relay recorded `id`'s delivery here for attempt `delivered`
 /// (then confirmed in `unacked`): its offer for `attempt` is a replay.
@@ -46,9 +47,17 @@ pub(super) async fn replayed(
             unacked.confirmed(&ids, &tried);
             true
         }
-        Ok(answer) => {
-            tracing::debug!(event = %id, attempt, delivered, answer = ?answer.map(|_| ()),
+        // Refused, not named: not recorded (its lease lapsed). Applied: an
+        // earlier relay took the acknowledgement for the lease it holds now.
+        Ok(Err(RelayError::NotLeased { .. }) | Ok(_)) => {
+            tracing::debug!(event = %id, attempt, delivered,
                 "offered again with its delivery here not recorded: acknowledged again, not posted");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(event = %id, attempt, delivered, error = %e,
+                "the relay could not say whether it recorded this message's delivery here; acknowledging it again \
+                 unsent (were it an operator's replay, replay it again)");
             false
         }
         Err(_) => {

@@ -366,6 +366,12 @@ impl Delivery {
         if let Some(delivered) = self.unacked.unsure(&m.id, m.attempt).filter(|_| already) {
             already =
                 !super::probe::replayed(&self.relay, &self.unacked, &m.id, delivered, m.attempt, keep_until).await;
+            if !already && *self.stopped.borrow() {
+                // A replay, and the forwarder stops meanwhile: not posted
+                // now (the stop would cut it off); released by the stop
+                // (`hand_over`), offered again.
+                return;
+            }
         }
         let (finished, rest) = if already {
             self.status.acknowledged_again(&m.id, m.attempt);
@@ -385,7 +391,18 @@ impl Delivery {
         // then, and a lease taken again meanwhile raises its deadline there.
         let finished = self.active.answered(finished);
         if let Ok(room) = self.done.reserve().await {
-            room.send(self.active.take(&finished.id).unwrap_or(finished));
+            let finished = self.active.take(&finished.id).unwrap_or(finished);
+            // Offered again for a later attempt while it was delivered here,
+            // its answer goes for that attempt: remembered so (an offer after
+            // it is asked about as of that attempt, not of a lapsed one:
+            // review of stop 76's change).
+            if finished.end == End::Delivered {
+                match already {
+                    true => self.unacked.acknowledged_again(&finished.id, finished.attempt),
+                    false => self.unacked.delivered(&finished.id, finished.attempt),
+                }
+            }
+            room.send(finished);
         }
         // Only now the rest of the answer (so the connection can be reused):
         // a 2xx whose body is slow to come was delivered, and a stop

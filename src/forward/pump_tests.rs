@@ -64,13 +64,18 @@ pub(super) struct Rig {
 }
 
 fn rig(url: &str, done: mpsc::Sender<Finished>, unacked: Arc<super::unacked::Unacked>) -> Rig {
-    // A relay no one answers at (a port just freed): asked whether it
-    // recorded a delivery, it does not say.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    rig_with(url, done, unacked, relay_at(&format!("http://{gone}/pull/laptop")))
+    // A relay that cuts every connection: asked whether it recorded a
+    // delivery, it does not say.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cutting = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    rig_with(url, done, unacked, relay_at(&format!("http://{cutting}/pull/laptop")))
 }
 
 /// [`rig`] with the relay at `relay`.

@@ -59,8 +59,8 @@ pub(super) async fn release_now(
 /// is taken into `active` with no outcome, so that [`hand_over`] releases it
 /// (one being delivered here already is settled by that delivery's answer),
 /// except one delivered here whose acknowledgement is not confirmed (and
-/// not on its way, nor offered for a later attempt, see [`release_now`]):
-/// that is acknowledged again.
+/// not on its way, see [`release_now`]): that is acknowledged again, also
+/// when offered for a later attempt (below).
 pub(super) async fn release_unstarted(
     answer: wire::Messages,
     head_at: tokio::time::Instant,
@@ -71,7 +71,11 @@ pub(super) async fn release_unstarted(
 ) {
     let keep_until = acker::keep_until(head_at, answer.lease_ms);
     for m in answer.messages {
-        if !active.offer(&m.id, keep_until, m.attempt) || !held(unacked, &m) {
+        // At a stop there is no asking the relay whether an offer of a later
+        // attempt is a replay: acknowledged unsent as the lapse it mostly is
+        // (released, the forwarder restarted with nothing remembered would
+        // post it a second time: review of stop 76's change).
+        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) || unacked.is_acking(&m.id) {
             continue;
         }
         active.take(&m.id);

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::acker::{End, Finished};
 use super::active::Active;
-use super::release::release_now;
+use super::release::{release_now, release_unstarted};
 use super::status::Status;
 use super::unacked::Unacked;
 use crate::pull::wire::Message;
@@ -102,4 +102,29 @@ async fn an_extra_message_whose_acknowledgement_is_on_its_way_is_released() {
     let f = rx.recv().await.expect("an outcome");
     assert_eq!((f.id.as_str(), f.end), ("evt_done", End::Release));
     assert_eq!(status.not_twice(), 0);
+}
+
+/// At a stop a pull's messages not started are left to the stop's release,
+/// but one delivered here whose acknowledgement is unconfirmed is
+/// acknowledged again, also when offered for a later attempt: there is no
+/// asking the relay then, and released, it would be posted a second time by
+/// the forwarder restarted with nothing remembered (review of stop 76's
+/// change).
+#[tokio::test]
+async fn at_a_stop_an_offer_of_a_later_attempt_delivered_here_is_acknowledged_again() {
+    let status = Status::new("http://relay/pull/laptop".into(), false);
+    let active = Active::default();
+    let unacked: Arc<Unacked> = Arc::default();
+    unacked.delivered("evt_done", 1);
+    let (done, mut rx) = mpsc::channel::<Finished>(8);
+    let answer = crate::pull::wire::Messages {
+        messages: vec![message("evt_done", 2), message("evt_new", 1)],
+        lease_ms: Some(60_000),
+    };
+    release_unstarted(answer, Instant::now(), &active, &unacked, &done, &status).await;
+    drop(done);
+    let f = rx.recv().await.expect("an outcome");
+    assert_eq!((f.id.as_str(), f.end, f.attempt), ("evt_done", End::Delivered, 2));
+    assert!(rx.recv().await.is_none(), "the new one is left to the stop's release");
+    assert!(active.map().contains_key("evt_new") && !active.map().contains_key("evt_done"));
 }

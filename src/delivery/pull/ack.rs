@@ -111,6 +111,13 @@ pub(super) struct Applied {
     /// The ids it does not lease to the caller (left as they are); always
     /// empty for an all-or-nothing acknowledgement that was applied.
     pub not_held: Vec<EventId>,
+    /// Of `not_held`, those this relay leases for a later attempt than the
+    /// one answered (an acknowledgement sent again after its lease ran out,
+    /// or `forward` asking whether an attempt was recorded): no other relay
+    /// leases them for that attempt (a message is leased by one relay at a
+    /// time, its attempt numbers only grow), so they are refused without
+    /// asking the others (it waited for their silence: 5 s).
+    pub later_here: Vec<EventId>,
 }
 
 /// Answers an acknowledgement once its records are written. Never left

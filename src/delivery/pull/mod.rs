@@ -370,11 +370,25 @@ impl PullLane {
             return Ok(here.summary);
         }
         let name = self.subscriber().name.clone();
-        let rest = lists.only(&here.not_held);
-        let there = peer::ask(&self.store, &name, holder, &rest, arrived).await?;
+        let ask: Vec<crate::store::EventId> = here
+            .not_held
+            .iter()
+            .filter(|id| !here.later_here.contains(id))
+            .copied()
+            .collect();
+        let there = match ask.is_empty() {
+            true => Applied::default(),
+            false => peer::ask(&self.store, &name, holder, &lists.only(&ask), arrived).await?,
+        };
         let mut applied = here.summary;
         applied += there.summary;
-        match there.not_held {
+        let not_leased: Vec<crate::store::EventId> = here
+            .not_held
+            .iter()
+            .filter(|id| here.later_here.contains(id) || there.not_held.contains(id))
+            .copied()
+            .collect();
+        match not_leased {
             none if none.is_empty() => Ok(applied),
             not_leased if applied == AckSummary::default() => Err(AckError::NotLeased(not_leased)),
             not_leased => Err(AckError::NotLeasedRestApplied { not_leased, applied }),

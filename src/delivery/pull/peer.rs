@@ -149,7 +149,11 @@ pub(super) async fn ask(
         return Err(AckError::Store(why));
     }
     let not_held = lists.all().filter(|id| open.contains(id)).copied().collect();
-    Ok(Applied { summary, not_held })
+    Ok(Applied {
+        summary,
+        not_held,
+        later_here: Vec::new(),
+    })
 }
 
 /// Answer the other relays' acknowledgements for leases this lane holds:
@@ -192,12 +196,12 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                 let total = lists.len();
                 let reply = match lane.ack_here(arrived, ask.holder, lists, true, None).await {
                     Ok(a) if a.not_held.len() == total => return,
-                    Ok(Applied { summary, not_held }) if not_held.is_empty() => Reply::Done {
+                    Ok(Applied { summary, not_held, .. }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,
                         retried: summary.retried,
                         dead: summary.dead,
                     },
-                    Ok(Applied { summary, not_held }) => Reply::Partly {
+                    Ok(Applied { summary, not_held, .. }) => Reply::Partly {
                         acknowledged: summary.acknowledged,
                         retried: summary.retried,
                         dead: summary.dead,

@@ -434,6 +434,16 @@ impl State {
             })
             .copied()
             .collect();
+        let later_here: Vec<EventId> = not_ours
+            .iter()
+            .filter(|id| {
+                matches!(
+                    (a.lists.attempts.get(id), self.leases.attempt(id)),
+                    (Some(said), Some(now)) if *said < now
+                )
+            })
+            .copied()
+            .collect();
         if !not_ours.is_empty() {
             if !a.partial {
                 let _ = a.reply.send(Err(AckError::NotLeased(not_ours)));
@@ -459,7 +469,11 @@ impl State {
         };
         if claimed.is_empty() {
             let summary = Default::default();
-            let _ = a.reply.send(Ok(Applied { summary, not_held }));
+            let _ = a.reply.send(Ok(Applied {
+                summary,
+                not_held,
+                later_here,
+            }));
             return;
         }
         let sub = self.lane.subscriber();
@@ -492,7 +506,11 @@ impl State {
         self.acking.extend(claimed.into_iter().map(|c| (c.0.offer.id, c)));
         let reply = a.reply;
         let reply = super::Reply::new(move |r| {
-            let _ = reply.send(r.map(|summary| Applied { summary, not_held }));
+            let _ = reply.send(r.map(|summary| Applied {
+                summary,
+                not_held,
+                later_here,
+            }));
         });
         self.settle(items, Some(reply));
     }
