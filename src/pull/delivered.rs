@@ -47,7 +47,16 @@ pub async fn recorded_delivered(
         .collect();
     futures_util::stream::iter(asked)
         .map(|id| async move {
-            let view = app.store.event_view(id).await.ok().flatten()?;
+            let view = match app.store.event_view(id).await {
+                Ok(v) => v?,
+                Err(e) => {
+                    // Not named: the forwarder keeps the id (an offer of a
+                    // later attempt is then acknowledged unsent).
+                    tracing::warn!(event = %id, subscriber, error = %e,
+                        "could not read whether a refused acknowledgement was recorded already");
+                    return None;
+                }
+            };
             let d = view.deliveries.iter().find(|d| d.subscriber == subscriber)?;
             let numbered: Vec<&Attempt> = match attempts.get(&id) {
                 Some(n) => d.history.iter().filter(|a| a.attempt == *n).collect(),
