@@ -5,7 +5,10 @@
 //! relay, so the offer is an operator's replay and is posted (taken as the
 //! same message, it was acknowledged unsent: the replay lost). Not
 //! recorded (the lease lapsed, a failed attempt, and this is the message
-//! offered again): acknowledged again unsent, as before.
+//! offered again): acknowledged again unsent, as before. No answer (the
+//! relay away, its answer lost: asked again meanwhile): released, offered
+//! again and asked about then; taken for "not recorded", it lost the
+//! replay (5 of 53 questions whose answer a soak's proxy cut, stop 76).
 //!
 //! The question is the acknowledgement itself, sent again with the attempt
 //! it was for: the relay leases the id now for the later attempt, so it
@@ -18,53 +21,85 @@ use std::time::Duration;
 use super::client::{Relay, RelayError};
 use super::unacked::Unacked;
 
-/// The longest the question waits for its answer (the offer then is taken
-/// as the same message: acknowledged again unsent); well within the stop's
-/// wait for deliveries in flight.
+/// The longest the question is asked for (again while the relay is away);
+/// well within the stop's wait for deliveries in flight.
 const ASK_LIMIT: Duration = Duration::from_secs(5);
+/// The first pause before asking again (doubling, at most 1 s).
+const AGAIN_AFTER: Duration = Duration::from_millis(100);
 
-/// Whether the relay recorded `id`'s delivery here for attempt `delivered`
-/// (then confirmed in `unacked`): its offer for `attempt` is a replay.
-pub(super) async fn replayed(
+/// What the relay said about an offer of a later attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Said {
+    /// It recorded the delivery here (now confirmed in `unacked`): the
+    /// offer is an operator's replay, to post.
+    Replay,
+    /// It did not (or cannot be asked: a relay before `attempts`): the
+    /// message offered again, acknowledged unsent.
+    Same,
+    /// No answer within the limit: released, asked about at its next offer.
+    Unknown,
+}
+
+/// Ask whether the relay recorded `id`'s delivery here for attempt
+/// `delivered`, now that it offers it for `attempt` (see the module).
+pub(super) async fn ask(
     relay: &Relay,
     unacked: &Unacked,
     id: &str,
     delivered: u32,
     attempt: u32,
     until: tokio::time::Instant,
-) -> bool {
+) -> Said {
     let ids = [id.to_string()];
     let tried = BTreeMap::from([(id.to_string(), delivered)]);
     let limit = until.min(tokio::time::Instant::now() + ASK_LIMIT);
-    let asked = relay.ack(&ids, &[], &[], BTreeMap::new(), tried.clone());
-    match tokio::time::timeout_at(limit, asked).await {
-        Ok(Err(RelayError::NotLeased {
+    let mut pause = AGAIN_AFTER;
+    let last = loop {
+        let asked = relay.ack(&ids, &[], &[], BTreeMap::new(), tried.clone());
+        match tokio::time::timeout_at(limit, asked).await {
+            Ok(Err(e)) if e.is_transient() && tokio::time::Instant::now() + pause < limit => {
+                tracing::debug!(event = %id, error = %e, "asking the relay again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Ok(answer) => break Some(answer),
+            Err(_) => break None,
+        }
+    };
+    match last {
+        Some(Err(RelayError::NotLeased {
             delivered: recorded, ..
         })) if recorded.iter().any(|r| r == id) => {
             tracing::info!(event = %id, attempt, delivered,
                 "offered again after the relay recorded its delivery here (the answer to that acknowledgement was \
                  lost): an operator's replay, posted");
             unacked.confirmed(&ids, &tried);
-            true
+            Said::Replay
         }
         // Refused, not named: not recorded (its lease lapsed). Applied: an
         // earlier relay took the acknowledgement for the lease it holds now.
-        Ok(Err(RelayError::NotLeased { .. }) | Ok(_)) => {
+        Some(Err(RelayError::NotLeased { .. }) | Ok(_)) => {
             tracing::debug!(event = %id, attempt, delivered,
                 "offered again with its delivery here not recorded: acknowledged again, not posted");
-            false
+            Said::Same
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) if !e.is_transient() => {
             tracing::warn!(event = %id, attempt, delivered, error = %e,
-                "the relay could not say whether it recorded this message's delivery here; acknowledging it again \
+                "the relay cannot say whether it recorded this message's delivery here; acknowledging it again \
                  unsent (were it an operator's replay, replay it again)");
-            false
+            Said::Same
         }
-        Err(_) => {
+        Some(Err(e)) => {
+            tracing::warn!(event = %id, attempt, delivered, error = %e,
+                "the relay did not say whether it recorded this message's delivery here; releasing it (offered \
+                 again, asked about then)");
+            Said::Unknown
+        }
+        None => {
             tracing::warn!(event = %id, attempt, delivered,
-                "the relay did not say in time whether it recorded this message's delivery here; acknowledging it \
-                 again unsent (were it an operator's replay, replay it again)");
-            false
+                "the relay did not say in time whether it recorded this message's delivery here; releasing it \
+                 (offered again, asked about then)");
+            Said::Unknown
         }
     }
 }

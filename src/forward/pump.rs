@@ -16,6 +16,7 @@ pub(super) use super::active::Active;
 use super::backoff::Backoff;
 use super::client::{Answer, Local, Relay, RelayError};
 use super::pause::Pause;
+use super::probe::{self, Said};
 pub(super) use super::release::hand_over;
 use super::release::{release_now, release_unstarted};
 use super::status::Status;
@@ -363,17 +364,29 @@ pub(super) struct Delivery {
 impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
         let mut already = already && self.unacked.unconfirmed_after_ack(&m.id, m.attempt, keep_until).await;
+        let mut unknown = false;
         if let Some(delivered) = self.unacked.unsure(&m.id, m.attempt).filter(|_| already) {
-            already =
-                !super::probe::replayed(&self.relay, &self.unacked, &m.id, delivered, m.attempt, keep_until).await;
-            if !already && *self.stopped.borrow() {
+            let said = probe::ask(&self.relay, &self.unacked, &m.id, delivered, m.attempt, keep_until).await;
+            already = said == Said::Same;
+            unknown = said == Said::Unknown;
+            if said == Said::Replay && *self.stopped.borrow() {
                 // A replay, and the forwarder stops meanwhile: not posted
                 // now (the stop would cut it off); released by the stop
                 // (`hand_over`), offered again.
                 return;
             }
         }
-        let (finished, rest) = if already {
+        let (finished, rest) = if unknown {
+            self.status.cut(false);
+            let released = Finished {
+                id: m.id,
+                end: End::Release,
+                local: None,
+                keep_until,
+                attempt: m.attempt,
+            };
+            (released, None)
+        } else if already {
             self.status.acknowledged_again(&m.id, m.attempt);
             (Finished::delivered_before(m.id, keep_until, m.attempt), None)
         } else {

@@ -116,9 +116,23 @@ fn offered_again(
     unacked: &Arc<super::unacked::Unacked>,
     attempt: u32,
 ) -> (Rig, Instant, mpsc::Receiver<Finished>) {
+    offered_again_by(url, unacked, attempt, None)
+}
+
+/// [`offered_again`] by a relay at `relay` (asked whether it recorded the
+/// delivery here), or by one that cuts every connection.
+fn offered_again_by(
+    url: &str,
+    unacked: &Arc<super::unacked::Unacked>,
+    attempt: u32,
+    relay: Option<&str>,
+) -> (Rig, Instant, mpsc::Receiver<Finished>) {
     unacked.delivered(ID, 1);
     let (done, rx) = mpsc::channel::<Finished>(4);
-    let r = rig(url, done, unacked.clone());
+    let r = match relay {
+        Some(relay) => rig_with(url, done, unacked.clone(), relay_at(relay)),
+        None => rig(url, done, unacked.clone()),
+    };
     let keep_until = Instant::now() + Duration::from_secs(60);
     assert!(r.active.offer(ID, keep_until, attempt));
     (r, keep_until, rx)
@@ -364,6 +378,10 @@ async fn a_local_retry_after_is_passed_on_in_milliseconds_however_long() {
 #[tokio::test]
 async fn an_offer_during_its_acknowledgement_waits_for_the_answer() {
     let url = ok_service().await;
+    // Asked whether it recorded attempt 1 (offered attempt 2, unconfirmed),
+    // the relay says it did not: its lease lapsed.
+    let body = format!(r#"{{"error":"not leased","not_leased":["{ID}"]}}"#);
+    let (relay, _) = super::acker_tests::serve_acks(move |_, _| (409, body.clone(), false)).await;
     for confirmed in [Some(1), None, Some(2)] {
         let unacked: Arc<super::unacked::Unacked> = Arc::default();
         let acking = unacked.acking(&[ID.to_string()]);
@@ -373,7 +391,7 @@ async fn an_offer_during_its_acknowledgement_waits_for_the_answer() {
             },
             keep_until,
             mut rx,
-        ) = offered_again(&url, &unacked, 2);
+        ) = offered_again_by(&url, &unacked, 2, Some(&relay));
         let mut m = message(ID);
         m.attempt = 2;
         let run = tokio::spawn(task.run(m, keep_until, unacked.contains(ID)));
