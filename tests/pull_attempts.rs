@@ -302,3 +302,48 @@ async fn an_acknowledgement_sent_again_is_named_delivered_when_it_was_recorded()
     assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     h.shutdown().await;
 }
+
+/// Two forwarders on one subscriber: the first's lease of attempt 1 runs
+/// out (its acknowledgement given up, say), the second delivers attempt 2,
+/// and an operator's replay is offered to the first as attempt 3. Asked
+/// about attempt 1 (the one it delivered), the relay names the id
+/// delivered: a later attempt was acknowledged, so the offer is a replay,
+/// posted (it answered "not recorded", and the replay was acknowledged
+/// unsent: review of stop 76's change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_attempt_delivered_by_another_forwarder_names_an_earlier_one_delivered() {
+    let (_dir, _sub, h) = relay(secs(1)).await;
+    let addr = h.ingest_addrs[0];
+    let id = send(&h, "two-forwarders").await;
+    let pull = |by: &'static str, attempt: u64| {
+        let id = id.clone();
+        async move {
+            let (_, _, got) = pull_call(addr, "GET", "/pull/laptop?wait=10s", Some(TOKEN), Some(by), "").await;
+            assert_eq!(ids(&got), vec![id], "{got}");
+            assert_eq!(got["messages"][0]["attempt"].as_u64(), Some(attempt), "{got}");
+        }
+    };
+    let ack = |by: &'static str, n: u32| {
+        let body = format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": {n}}}}}"#);
+        async move {
+            let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some(by), &body).await;
+            (s, v)
+        }
+    };
+    pull("f", 1).await;
+    pull("g", 2).await;
+    let (s, v) = ack("g", 2).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = admin(h.admin_addr, "POST", &format!("/api/events/{id}/replay")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    pull("f", 3).await;
+    let (s, v) = ack("f", 1).await;
+    assert_eq!(
+        (s, &v["delivered"]),
+        (StatusCode::CONFLICT, &serde_json::json!([id])),
+        "{v}"
+    );
+    let (s, v) = ack("f", 3).await;
+    assert_eq!((s, v["acknowledged"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    h.shutdown().await;
+}

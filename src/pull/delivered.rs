@@ -11,7 +11,9 @@
 //! for in the delivery's history (an operator's replay may have made the
 //! delivery pending again meanwhile), and must be acknowledged in every
 //! entry under that number; without the number, or with one the history
-//! no longer keeps, the delivery must be delivered now. Only the first
+//! no longer keeps, the delivery must be delivered now; a later attempt
+//! acknowledged (another forwarder's delivery) names it too: the
+//! forwarder asking is offered the event again only by a replay. Only the first
 //! [`LOOKED_AT`] such ids are looked up, a few at once: a `409` for
 //! expired leases stays cheap.
 
@@ -70,6 +72,12 @@ pub async fn recorded_delivered(
                 // that was not.
                 false => numbered.iter().all(|a| acknowledged(a)),
             };
+            // Or a later attempt acknowledged (another forwarder of the
+            // subscriber delivered it): an offer after that is a replay.
+            let later = attempts
+                .get(&id)
+                .is_some_and(|n| d.history.iter().any(|a| a.attempt > *n && acknowledged(a)));
+            let recorded = recorded || later;
             recorded.then(|| id.to_string())
         })
         .buffer_unordered(AT_ONCE)
