@@ -23,7 +23,7 @@ use super::unacked::Unacked;
 
 /// The longest the question is asked for (again while the relay is away);
 /// well within the stop's wait for deliveries in flight.
-const ASK_LIMIT: Duration = Duration::from_secs(5);
+const ASK_LIMIT: Duration = Duration::from_secs(8);
 /// The first pause before asking again (doubling, at most 1 s).
 const AGAIN_AFTER: Duration = Duration::from_millis(100);
 

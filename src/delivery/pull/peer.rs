@@ -65,6 +65,12 @@ enum Reply {
         retried: usize,
         dead: usize,
         not_held: Vec<String>,
+        /// Of `not_held`, those this relay leases for a later attempt than
+        /// the one named ([`Applied::later_here`]): no relay leases them for
+        /// that one, refused without waiting for the others. Relays before
+        /// it left it out (the asker then waited, as before).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        later: Vec<String>,
     },
     Store(String),
 }
@@ -100,10 +106,12 @@ pub(super) async fn ask(
     })
     .map_err(|e| AckError::Store(e.to_string()))?;
     let mut open: HashSet<EventId> = lists.all().copied().collect();
+    // Refused by the relay that leases them for a later attempt.
+    let mut later_there: HashSet<EventId> = HashSet::new();
     let mut summary = AckSummary::default();
     let mut failed = None;
     let mut heard = |answer: Bytes| {
-        let (done, not_held) = match serde_json::from_slice(&answer) {
+        let (done, not_held, later) = match serde_json::from_slice(&answer) {
             Ok(Reply::Done {
                 acknowledged,
                 retried,
@@ -115,12 +123,14 @@ pub(super) async fn ask(
                     dead,
                 },
                 HashSet::<EventId>::new(),
+                Vec::new(),
             ),
             Ok(Reply::Partly {
                 acknowledged,
                 retried,
                 dead,
                 not_held,
+                later,
             }) => (
                 AckSummary {
                     acknowledged,
@@ -128,6 +138,7 @@ pub(super) async fn ask(
                     dead,
                 },
                 not_held.iter().filter_map(|s| s.parse().ok()).collect(),
+                later.iter().filter_map(|s| s.parse().ok()).collect::<Vec<EventId>>(),
             ),
             Ok(Reply::Store(why)) => {
                 failed = Some(why);
@@ -139,6 +150,11 @@ pub(super) async fn ask(
         // An id is leased by one relay at most: what that relay applied is
         // everything it was asked but does not name.
         open.retain(|id| not_held.contains(id));
+        for id in later {
+            if open.remove(&id) {
+                later_there.insert(id);
+            }
+        }
         open.is_empty()
     };
     store
@@ -148,7 +164,11 @@ pub(super) async fn ask(
     if let Some(why) = failed {
         return Err(AckError::Store(why));
     }
-    let not_held = lists.all().filter(|id| open.contains(id)).copied().collect();
+    let not_held = lists
+        .all()
+        .filter(|id| open.contains(id) || later_there.contains(id))
+        .copied()
+        .collect();
     Ok(Applied {
         summary,
         not_held,
@@ -158,7 +178,8 @@ pub(super) async fn ask(
 
 /// Answer the other relays' acknowledgements for leases this lane holds:
 /// what it applied and which of the ids it does not hold. A relay that
-/// holds none of them stays silent (the asker waits for the relays that do).
+/// holds none of them stays silent (the asker waits for the relays that
+/// do), but one leasing some for a later attempt says so.
 pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(req) = inbox.rx.recv().await {
@@ -195,17 +216,22 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                 };
                 let total = lists.len();
                 let reply = match lane.ack_here(arrived, ask.holder, lists, true, None).await {
-                    Ok(a) if a.not_held.len() == total => return,
+                    Ok(a) if a.not_held.len() == total && a.later_here.is_empty() => return,
                     Ok(Applied { summary, not_held, .. }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,
                         retried: summary.retried,
                         dead: summary.dead,
                     },
-                    Ok(Applied { summary, not_held, .. }) => Reply::Partly {
+                    Ok(Applied {
+                        summary,
+                        not_held,
+                        later_here,
+                    }) => Reply::Partly {
                         acknowledged: summary.acknowledged,
                         retried: summary.retried,
                         dead: summary.dead,
                         not_held: ids(&not_held),
+                        later: ids(&later_here),
                     },
                     Err(AckError::Store(why)) => Reply::Store(why),
                     Err(AckError::NotLeased(_) | AckError::NotLeasedRestApplied { .. } | AckError::Stopped) => return,
