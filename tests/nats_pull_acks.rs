@@ -13,6 +13,29 @@ use http::StatusCode;
 
 const TOKEN: &str = "laptop-pull-token";
 
+/// One NATS node and two relays in cluster mode serving the pull
+/// subscriber `laptop` (its token [`TOKEN`]).
+pub(crate) struct TwoRelays {
+    pub(crate) _nats: NatsCluster,
+    pub(crate) _dirs: [tempfile::TempDir; 2],
+    pub(crate) r1: hookrelay::Handle,
+    pub(crate) r2: hookrelay::Handle,
+}
+
+pub(crate) async fn two_relays(laptop: Subscriber) -> TwoRelays {
+    let nats = NatsCluster::start(1).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
+    let r1 = start(&cfg(dirs[0].path())).await;
+    let r2 = start(&cfg(dirs[1].path())).await;
+    TwoRelays {
+        _nats: nats,
+        _dirs: dirs,
+        r1,
+        r2,
+    }
+}
+
 /// A forwarder behind a balancer pulls through two relays; both of its
 /// local deliveries succeed and its acknowledgements, which finish
 /// together, go to one relay in one request (as `hookrelay forward`
@@ -22,12 +45,7 @@ const TOKEN: &str = "laptop-pull-token";
 /// dropped, so the delivered message was sent again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
-    let nats = NatsCluster::start(1).await;
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(30));
-    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
-    let r1 = start(&cfg(dirs[0].path())).await;
-    let r2 = start(&cfg(dirs[1].path())).await;
+    let TwoRelays { _nats, _dirs, r1, r2 } = two_relays(Subscriber::pull("laptop", TOKEN).lease(secs(30))).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let id1 = accepted(a1, &runway("split-1")).await;
     let (s, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
@@ -81,15 +99,11 @@ async fn a_batched_acknowledgement_of_leases_held_by_two_relays_is_applied() {
 /// the forwarder dropped the acknowledgement of the delivered one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_another_relay_a_409_names_only_the_ids_not_leased() {
-    let nats = NatsCluster::start(1).await;
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     // Leases of 12 s: the quick one, pulled 6 s after the slow one, is the
     // one handed out (the slow one still leased however slow this machine),
     // and its lease still runs ~6 s after the slow one's lapse (100 ms) is over.
     let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(12)).retry([ms(100); 3]);
-    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
-    let r1 = start(&cfg(dirs[0].path())).await;
-    let r2 = start(&cfg(dirs[1].path())).await;
+    let TwoRelays { _nats, _dirs, r1, r2 } = two_relays(laptop).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let slow = accepted(a1, &runway("slow-one")).await;
     let (_, _, got) = pull_call(a1, "GET", "/pull/laptop?wait=10s&max=1", Some(TOKEN), Some("fwd"), "").await;
@@ -219,12 +233,7 @@ async fn an_old_token_cannot_acknowledge_leases_handed_out_under_the_new_one_in_
 /// round (second review).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asked_about_an_earlier_attempt_of_a_lease_it_holds_a_relay_answers_at_once() {
-    let nats = NatsCluster::start(1).await;
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let laptop = Subscriber::pull("laptop", TOKEN).lease(secs(30));
-    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(laptop.clone()).nats(nats.urls(), 1);
-    let r1 = start(&cfg(dirs[0].path())).await;
-    let r2 = start(&cfg(dirs[1].path())).await;
+    let TwoRelays { _nats, _dirs, r1, r2 } = two_relays(Subscriber::pull("laptop", TOKEN).lease(secs(30))).await;
     let (a1, a2) = (r1.ingest_addrs[0], r2.ingest_addrs[0]);
     let id = accepted(a1, &runway("asked-again")).await;
     let pull = |attempt: u64| {

@@ -18,6 +18,35 @@ use super::acker_tests::{relay_at, serve_acks};
 use super::pump_tests::{message, ok_service, rig_with, Rig, ID};
 use super::unacked::Unacked;
 
+/// [`ID`] delivered here for attempt 1, unconfirmed, and offered for
+/// attempt 2 (its answer kept until `keep_until`) to a delivery task
+/// asking the relay at `relay` ([`later_offer`]): the task runs `m`.
+struct LaterOffer {
+    rig: Rig,
+    unacked: Arc<Unacked>,
+    rx: mpsc::Receiver<Finished>,
+    keep_until: Instant,
+    m: crate::pull::wire::Message,
+}
+
+async fn later_offer(relay: &str, keep: Duration) -> LaterOffer {
+    let unacked: Arc<Unacked> = Arc::default();
+    unacked.delivered(ID, 1);
+    let (done, rx) = mpsc::channel::<Finished>(4);
+    let rig = rig_with(&ok_service().await, done, unacked.clone(), relay_at(relay));
+    let keep_until = Instant::now() + keep;
+    assert!(rig.active.offer(ID, keep_until, 2));
+    let mut m = message(ID);
+    m.attempt = 2;
+    LaterOffer {
+        rig,
+        unacked,
+        rx,
+        keep_until,
+        m,
+    }
+}
+
 /// [`ID`] delivered here for attempt 1, unconfirmed, offered for attempt 2
 /// with the relay answering the question `409` (`delivered` naming it when
 /// `recorded`): whether it was posted, what the relay was asked, and
@@ -29,19 +58,13 @@ async fn offered_for_a_later_attempt(recorded: bool) -> (u64, u64, Vec<serde_jso
     };
     let body = format!(r#"{{"error":"not leased","not_leased":["{ID}"]{delivered}}}"#);
     let (relay, asked) = serve_acks(move |_, _| (409, body.clone(), true)).await;
-    let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered(ID, 1);
-    let (done, mut rx) = mpsc::channel::<Finished>(4);
-    let Rig {
-        task,
-        status,
-        active,
-        _stop,
-    } = rig_with(&ok_service().await, done, unacked.clone(), relay_at(&relay));
-    let keep_until = Instant::now() + Duration::from_secs(60);
-    assert!(active.offer(ID, keep_until, 2));
-    let mut m = message(ID);
-    m.attempt = 2;
+    let LaterOffer {
+        rig: Rig { task, status, .. },
+        unacked,
+        mut rx,
+        keep_until,
+        m,
+    } = later_offer(&relay, Duration::from_secs(60)).await;
     task.run(m, keep_until, unacked.holds(ID, 2)).await;
     let f = rx.recv().await.unwrap();
     assert_eq!((f.id.as_str(), f.end, f.attempt), (ID, End::Delivered, 2));
@@ -127,20 +150,19 @@ async fn an_answer_for_a_hand_out_raised_meanwhile_is_remembered_for_that_attemp
 async fn a_replay_found_at_a_stop_is_left_to_its_release() {
     let body = format!(r#"{{"error":"not leased","not_leased":["{ID}"],"delivered":["{ID}"]}}"#);
     let (relay, _) = serve_acks(move |_, _| (409, body.clone(), false)).await;
-    let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered(ID, 1);
-    let (done, mut rx) = mpsc::channel::<Finished>(4);
-    let Rig {
-        task,
-        status,
-        active,
-        _stop,
-    } = rig_with(&ok_service().await, done, unacked.clone(), relay_at(&relay));
-    let keep_until = Instant::now() + Duration::from_secs(60);
-    assert!(active.offer(ID, keep_until, 2));
+    let LaterOffer {
+        rig: Rig {
+            task,
+            status,
+            active,
+            _stop,
+        },
+        unacked,
+        mut rx,
+        keep_until,
+        m,
+    } = later_offer(&relay, Duration::from_secs(60)).await;
     _stop.send_replace(true);
-    let mut m = message(ID);
-    m.attempt = 2;
     task.run(m, keep_until, unacked.holds(ID, 2)).await;
     assert_eq!(
         (status.delivered(), status.not_twice()),
@@ -194,19 +216,13 @@ async fn relay_losing_answers(cut: usize) -> (String, Arc<std::sync::atomic::Ato
 /// (its answer kept `keep`) by the relay at `relay`: the outcome sent to
 /// the acker, and (posted, not sent twice).
 async fn offered_by(relay: &str, keep: Duration) -> (Finished, (u64, u64)) {
-    let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered(ID, 1);
-    let (done, mut rx) = mpsc::channel::<Finished>(4);
-    let Rig {
-        task,
-        status,
-        active,
-        _stop,
-    } = rig_with(&ok_service().await, done, unacked.clone(), relay_at(relay));
-    let keep_until = Instant::now() + keep;
-    assert!(active.offer(ID, keep_until, 2));
-    let mut m = message(ID);
-    m.attempt = 2;
+    let LaterOffer {
+        rig: Rig { task, status, .. },
+        unacked,
+        mut rx,
+        keep_until,
+        m,
+    } = later_offer(relay, keep).await;
     task.run(m, keep_until, unacked.holds(ID, 2)).await;
     (rx.recv().await.unwrap(), (status.delivered(), status.not_twice()))
 }
