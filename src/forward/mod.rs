@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod client;
 #[cfg(test)]
 mod client_tests;
+mod local_post;
 pub mod pause;
 mod probe;
 #[cfg(test)]

@@ -14,7 +14,8 @@ use tokio::task::JoinSet;
 use super::acker::{self, End, Finished};
 pub(super) use super::active::Active;
 use super::backoff::Backoff;
-use super::client::{Answer, Local, Relay, RelayError};
+use super::client::{Local, Relay, RelayError};
+use super::local_post::deliver;
 use super::pause::Pause;
 use super::probe::{self, Said};
 pub(super) use super::release::hand_over;
@@ -393,22 +394,18 @@ impl Delivery {
             self.active.posting(&m.id);
             deliver(&self.local, &self.status, m, keep_until).await
         };
-        if finished.end == End::Delivered {
-            match already {
-                true => self.unacked.acknowledged_again(&finished.id, finished.attempt),
-                false => self.unacked.delivered(&finished.id, finished.attempt),
-            }
-        }
         // The outcome stays in `active` until the acker has room for it: a
         // stop that aborts this task while the acker's queue is full sends it
-        // then, and a lease taken again meanwhile raises its deadline there.
+        // then, and a lease taken again meanwhile raises its deadline there
+        // (an offer of it meanwhile is left to this answer: `Active::offer`).
         let finished = self.active.answered(finished);
         if let Ok(room) = self.done.reserve().await {
             let finished = self.active.take(&finished.id).unwrap_or(finished);
-            // Offered again for a later attempt while it was delivered here,
-            // its answer goes for that attempt: remembered so (an offer after
-            // it is asked about as of that attempt, not of a lapsed one:
-            // review of stop 76's change).
+            // Remembered as delivered here once it leaves `active`, for the
+            // attempt its answer goes for: offered again for a later attempt
+            // while it was delivered here, that one (an offer after it is
+            // asked about as of that attempt, not of a lapsed one: review of
+            // stop 76's change).
             if finished.end == End::Delivered {
                 match already {
                     true => self.unacked.acknowledged_again(&finished.id, finished.attempt),
@@ -427,40 +424,4 @@ impl Delivery {
             }
         }
     }
-}
-
-/// POST one message locally: how it ended, and the rest of the local
-/// service's answer, to read after the outcome went to the acker.
-async fn deliver(
-    local: &Local,
-    status: &Status,
-    m: wire::Message,
-    keep_until: tokio::time::Instant,
-) -> (Finished, Option<Answer>) {
-    status.started();
-    let started = tokio::time::Instant::now();
-    let (result, rest) = match local.post(&m).await {
-        Ok(a) => (Ok(a.status), Some(a)),
-        Err(e) => (Err(e), None),
-    };
-    status.finished(&m.id, m.attempt, &result, started.elapsed());
-    let (end, local) = match result.as_ref().is_ok_and(|s| s.is_success()) {
-        true => (End::Delivered, None),
-        false => {
-            let mut local = wire::LocalAnswer::of(&result);
-            local.retry_after_ms = rest
-                .as_ref()
-                .and_then(|a| a.retry_after)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            (End::HandBack, Some(local))
-        }
-    };
-    let finished = Finished {
-        end,
-        id: m.id,
-        local,
-        keep_until,
-        attempt: m.attempt,
-    };
-    (finished, rest)
 }
