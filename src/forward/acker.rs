@@ -301,6 +301,7 @@ pub async fn run(
                     ids: late,
                     rest_applied,
                     delivered,
+                    unknown,
                 }) => {
                     if !delivered.is_empty() {
                         // An earlier acknowledgement got there; its answer did
@@ -310,7 +311,16 @@ pub async fn run(
                             answer to an earlier acknowledgement was lost)");
                         unacked.confirmed(&delivered, &tried);
                     }
-                    let expired: Vec<&String> = late.iter().filter(|id| !delivered.contains(id)).collect();
+                    if !unknown.is_empty() {
+                        // Kept unconfirmed, as an id not named: a later offer
+                        // of a later attempt is asked about.
+                        tracing::warn!(ids = ?unknown, "the relay could not tell whether it had recorded these \
+                            (its store did not answer, or their record is unreadable); kept unconfirmed");
+                    }
+                    let expired: Vec<&String> = late
+                        .iter()
+                        .filter(|id| !delivered.contains(id) && !unknown.contains(id))
+                        .collect();
                     if !expired.is_empty() {
                         tracing::warn!(ids = ?expired, "these leases ended before the acknowledgement (expired: a failed \
                             attempt each, or the relay restarted); the relay will offer them again with the same id");

@@ -62,12 +62,14 @@ pub enum RelayError {
     /// 409 on an acknowledgement: these ids are not leased to us any more;
     /// the others were applied when `rest_applied` (a cluster relay), else
     /// nothing was changed. `delivered`: those of them the relay records
-    /// as delivered already (an earlier acknowledgement's answer was lost).
+    /// as delivered already (an earlier acknowledgement's answer was lost);
+    /// `unknown`: those it could not tell about now.
     #[error("{} ids are not leased to this forwarder", .ids.len())]
     NotLeased {
         ids: Vec<String>,
         rest_applied: bool,
         delivered: Vec<String>,
+        unknown: Vec<String>,
     },
     /// Another answer: status and the relay's message.
     #[error("HTTP {0}: {1}")]
@@ -277,6 +279,7 @@ impl Head {
                     ids: n.not_leased,
                     rest_applied: n.applied.is_some(),
                     delivered: n.delivered,
+                    unknown: n.unknown,
                 }),
                 Err(_) => Err(RelayError::Status(status, message())),
             },

@@ -9,6 +9,8 @@
 //! relay away, its answer lost: asked again meanwhile): released, offered
 //! again and asked about then; taken for "not recorded", it lost the
 //! replay (5 of 53 questions whose answer a soak's proxy cut, stop 76).
+//! Refused with the id named `unknown` (the relay's store not answering,
+//! the record unreadable): asked again, then released, as unanswered.
 //!
 //! The question is the acknowledgement itself, sent again with the attempt
 //! it was for: the relay leases the id now for the later attempt, so it
@@ -26,6 +28,13 @@ use super::unacked::Unacked;
 const ASK_LIMIT: Duration = Duration::from_secs(8);
 /// The first pause before asking again (doubling, at most 1 s).
 const AGAIN_AFTER: Duration = Duration::from_millis(100);
+
+/// Whether the relay refused the question saying it cannot tell about
+/// `id` now (its store not answering, the record unreadable): asked again,
+/// then released like an unanswered one, never taken for "not recorded".
+fn not_told(e: &RelayError, id: &str) -> bool {
+    matches!(e, RelayError::NotLeased { unknown, .. } if unknown.iter().any(|u| u == id))
+}
 
 /// What the relay said about an offer of a later attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +66,7 @@ pub(super) async fn ask(
     let last = loop {
         let asked = relay.ack(&ids, &[], &[], BTreeMap::new(), tried.clone());
         match tokio::time::timeout_at(limit, asked).await {
-            Ok(Err(e)) if e.is_transient() && tokio::time::Instant::now() + pause < limit => {
+            Ok(Err(e)) if (e.is_transient() || not_told(&e, id)) && tokio::time::Instant::now() + pause < limit => {
                 tracing::debug!(event = %id, error = %e, "asking the relay again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
@@ -76,6 +85,12 @@ pub(super) async fn ask(
             unacked.confirmed(&ids, &tried);
             Said::Replay
         }
+        Some(Err(e)) if e.is_transient() || not_told(&e, id) => {
+            tracing::warn!(event = %id, attempt, delivered, error = %e,
+                "the relay did not say whether it recorded this message's delivery here; releasing it (offered \
+                 again, asked about then)");
+            Said::Unknown
+        }
         // Refused, not named: not recorded (its lease lapsed). Applied: an
         // earlier relay took the acknowledgement for the lease it holds now.
         Some(Err(RelayError::NotLeased { .. }) | Ok(_)) => {
@@ -83,17 +98,11 @@ pub(super) async fn ask(
                 "offered again with its delivery here not recorded: acknowledged again, not posted");
             Said::Same
         }
-        Some(Err(e)) if !e.is_transient() => {
+        Some(Err(e)) => {
             tracing::warn!(event = %id, attempt, delivered, error = %e,
                 "the relay cannot say whether it recorded this message's delivery here; acknowledging it again \
                  unsent (were it an operator's replay, replay it again)");
             Said::Same
-        }
-        Some(Err(e)) => {
-            tracing::warn!(event = %id, attempt, delivered, error = %e,
-                "the relay did not say whether it recorded this message's delivery here; releasing it (offered \
-                 again, asked about then)");
-            Said::Unknown
         }
         None => {
             tracing::warn!(event = %id, attempt, delivered,

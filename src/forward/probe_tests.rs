@@ -251,3 +251,50 @@ async fn a_question_never_answered_releases_the_offer() {
         "asked again meanwhile"
     );
 }
+
+/// A relay that cannot tell (its store not answering, the record
+/// unreadable: the `409` names the id `unknown`) for its first `unsure`
+/// answers, then names it `delivered`; its URL and how many questions came.
+async fn relay_unsure_at_first(unsure: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let (relay, _) = serve_acks(move |_, _| {
+        let list = match count.fetch_add(1, Ordering::SeqCst) < unsure {
+            true => "unknown",
+            false => "delivered",
+        };
+        let body = format!(r#"{{"error":"not leased","not_leased":["{ID}"],"{list}":["{ID}"]}}"#);
+        (409, body, true)
+    })
+    .await;
+    (relay, asked)
+}
+
+/// Named `unknown`, the question is asked again, and the replay posted
+/// once the relay can tell; taken for "not recorded", it was acknowledged
+/// unsent (stop 76's Left).
+#[tokio::test]
+async fn a_relay_that_cannot_tell_is_asked_again() {
+    let (relay, asked) = relay_unsure_at_first(2).await;
+    let (f, counts) = offered_by(&relay, Duration::from_secs(60)).await;
+    assert_eq!(
+        (f.end, counts),
+        (End::Delivered, (1, 0)),
+        "the replay posted, not acknowledged unsent"
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// A relay that never can tell: the offer is released (offered again,
+/// asked about then), neither posted nor acknowledged unsent.
+#[tokio::test]
+async fn a_relay_that_never_can_tell_releases_the_offer() {
+    let (relay, asked) = relay_unsure_at_first(usize::MAX).await;
+    let (f, counts) = offered_by(&relay, Duration::from_millis(800)).await;
+    assert_eq!((f.end, f.attempt, counts), (End::Release, 2, (0, 0)));
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "asked again meanwhile"
+    );
+}

@@ -27,12 +27,13 @@ pub enum PullAnswer {
     TooLarge(usize),
     Timeout,
     /// Some ids are not leased to the caller; nothing was changed, or
-    /// (`applied`) the others were applied, as said. `delivered`: those of
-    /// them acknowledged as delivered that the store records delivered.
+    /// (`applied`) the others were applied, as said. `recorded`: those of
+    /// them acknowledged as delivered that the store records delivered, and
+    /// those it cannot tell about.
     NotLeased {
         ids: Vec<String>,
         applied: Option<wire::Acked>,
-        delivered: Vec<String>,
+        recorded: super::delivered::Recorded,
     },
     /// Shutting down, or the store cannot record: try again shortly.
     Unavailable(String),
@@ -71,11 +72,7 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
         PullAnswer::BadRequest(why) => json!({ "error": why }),
         PullAnswer::TooLarge(max) => json!({ "error": format!("body larger than {max} bytes") }),
         PullAnswer::Timeout => json!({"error": "request body not received in time"}),
-        PullAnswer::NotLeased {
-            ids,
-            applied,
-            delivered,
-        } => serde_json::to_value(wire::NotLeased {
+        PullAnswer::NotLeased { ids, applied, recorded } => serde_json::to_value(wire::NotLeased {
             error: match applied {
                 None => {
                     "these ids are not leased to you (never handed out, another forwarder's, expired or already \
@@ -90,7 +87,8 @@ pub fn respond(answer: &PullAnswer) -> Response<Full<Bytes>> {
             .into(),
             not_leased: ids.clone(),
             applied: applied.clone(),
-            delivered: delivered.clone(),
+            delivered: recorded.delivered.clone(),
+            unknown: recorded.unknown.clone(),
         })
         .unwrap_or_default(),
         PullAnswer::Unavailable(why) => json!({ "error": why }),

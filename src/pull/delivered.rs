@@ -16,6 +16,11 @@
 //! forwarder asking is offered the event again only by a replay. Only the first
 //! [`LOOKED_AT`] such ids are looked up, a few at once: a `409` for
 //! expired leases stays cheap.
+//!
+//! An id the relay cannot tell about (the store not answering, the
+//! delivery's result row unreadable, or past [`LOOKED_AT`]) is named
+//! `unknown`: a forwarder asking whether to post a later attempt asks again
+//! (taken for "not recorded", a replay was acknowledged unsent).
 
 use std::collections::HashMap;
 
@@ -29,61 +34,92 @@ const LOOKED_AT: usize = 64;
 /// Lookups at once.
 const AT_ONCE: usize = 8;
 
+/// What the relay found of the refused acknowledgements (ids as strings).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Recorded as delivered already.
+    pub delivered: Vec<String>,
+    /// Not known: not looked up, or unreadable now.
+    pub unknown: Vec<String>,
+}
+
+/// What one look-up found.
+enum Found {
+    Delivered,
+    Not,
+    Unknown,
+}
+
 /// Of `not_leased`, those in `acked` (the request acknowledged them as
 /// delivered) whose delivery to `subscriber` the store records as
 /// acknowledged (`attempts`: the attempt number each was handed out with,
-/// when the client said). An id the store cannot read now is left out: the
-/// forwarder then keeps it, as before.
+/// when the client said), and those it cannot tell about.
 pub async fn recorded_delivered(
     app: &App,
     subscriber: &str,
     not_leased: &[EventId],
     acked: &[EventId],
     attempts: &HashMap<EventId, u32>,
-) -> Vec<String> {
-    let asked: Vec<EventId> = not_leased
-        .iter()
-        .filter(|id| acked.contains(id))
-        .take(LOOKED_AT)
-        .copied()
-        .collect();
-    futures_util::stream::iter(asked)
-        .map(|id| async move {
-            let view = match app.store.event_view(id).await {
-                Ok(v) => v?,
-                Err(e) => {
-                    // Not named: the forwarder keeps the id (an offer of a
-                    // later attempt is then acknowledged unsent).
-                    tracing::warn!(event = %id, subscriber, error = %e,
-                        "could not read whether a refused acknowledgement was recorded already");
-                    return None;
-                }
-            };
-            let d = view.deliveries.iter().find(|d| d.subscriber == subscriber)?;
-            let numbered: Vec<&Attempt> = match attempts.get(&id) {
-                Some(n) => d.history.iter().filter(|a| a.attempt == *n).collect(),
-                None => Vec::new(),
-            };
-            let recorded = match numbered.is_empty() {
-                // No number, or not in the history kept: delivered now.
-                true => d.state == DeliveryState::Delivered,
-                // That attempt acknowledged, and no other hand-out under its
-                // number (two replay rounds in cluster mode can share one)
-                // that was not.
-                false => numbered.iter().all(|a| acknowledged(a)),
-            };
-            // Or a later attempt acknowledged (another forwarder of the
-            // subscriber delivered it): an offer after that is a replay.
-            let later = attempts
-                .get(&id)
-                .is_some_and(|n| d.history.iter().any(|a| a.attempt > *n && acknowledged(a)));
-            let recorded = recorded || later;
-            recorded.then(|| id.to_string())
-        })
+) -> Recorded {
+    let asked: Vec<EventId> = not_leased.iter().filter(|id| acked.contains(id)).copied().collect();
+    let mut out = Recorded {
+        unknown: asked.iter().skip(LOOKED_AT).map(|id| id.to_string()).collect(),
+        ..Recorded::default()
+    };
+    let found: Vec<(EventId, Found)> = futures_util::stream::iter(asked.into_iter().take(LOOKED_AT))
+        .map(|id| async move { (id, look_up(app, subscriber, id, attempts).await) })
         .buffer_unordered(AT_ONCE)
-        .filter_map(|id| async move { id })
         .collect()
-        .await
+        .await;
+    for (id, found) in found {
+        match found {
+            Found::Delivered => out.delivered.push(id.to_string()),
+            Found::Unknown => out.unknown.push(id.to_string()),
+            Found::Not => {}
+        }
+    }
+    out
+}
+
+/// Whether `id`'s delivery to `subscriber` is recorded acknowledged (see
+/// [`recorded_delivered`]).
+async fn look_up(app: &App, subscriber: &str, id: EventId, attempts: &HashMap<EventId, u32>) -> Found {
+    let view = match app.store.event_view(id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Found::Not,
+        Err(e) => {
+            tracing::warn!(event = %id, subscriber, error = %e,
+                "could not read whether a refused acknowledgement was recorded already (answered unknown)");
+            return Found::Unknown;
+        }
+    };
+    let Some(d) = view.deliveries.iter().find(|d| d.subscriber == subscriber) else {
+        return Found::Not;
+    };
+    if d.unreadable {
+        return Found::Unknown;
+    }
+    let numbered: Vec<&Attempt> = match attempts.get(&id) {
+        Some(n) => d.history.iter().filter(|a| a.attempt == *n).collect(),
+        None => Vec::new(),
+    };
+    let recorded = match numbered.is_empty() {
+        // No number, or not in the history kept: delivered now.
+        true => d.state == DeliveryState::Delivered,
+        // That attempt acknowledged, and no other hand-out under its
+        // number (two replay rounds in cluster mode can share one)
+        // that was not.
+        false => numbered.iter().all(|a| acknowledged(a)),
+    };
+    // Or a later attempt acknowledged (another forwarder of the
+    // subscriber delivered it): an offer after that is a replay.
+    let later = attempts
+        .get(&id)
+        .is_some_and(|n| d.history.iter().any(|a| a.attempt > *n && acknowledged(a)));
+    match recorded || later {
+        true => Found::Delivered,
+        false => Found::Not,
+    }
 }
 
 /// An attempt a pull client acknowledged: no error, and no status (or a

@@ -19,6 +19,8 @@
 pub mod answer;
 mod delivered;
 mod refusal;
+#[cfg(test)]
+mod unknown_tests;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -388,7 +390,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
         Err(AckError::NotLeased(bad)) => PullAnswer::NotLeased {
             ids: bad.iter().map(|id| id.to_string()).collect(),
             applied: None,
-            delivered: delivered::recorded_delivered(app, &subscriber, &bad, &acked, &attempts).await,
+            recorded: delivered::recorded_delivered(app, &subscriber, &bad, &acked, &attempts).await,
         },
         Err(AckError::NotLeasedRestApplied { not_leased, applied }) => PullAnswer::NotLeased {
             ids: not_leased.iter().map(|id| id.to_string()).collect(),
@@ -398,7 +400,7 @@ async fn ack(app: &App, lanes: &[(Arc<PullLane>, Option<u64>)], holder: String, 
                 dead: applied.dead,
                 warnings,
             }),
-            delivered: delivered::recorded_delivered(app, &subscriber, &not_leased, &acked, &attempts).await,
+            recorded: delivered::recorded_delivered(app, &subscriber, &not_leased, &acked, &attempts).await,
         },
         Err(AckError::Store(why)) => PullAnswer::Unavailable(format!(
             "cannot record the acknowledgement ({why}); the leases are kept: send it again"

@@ -232,6 +232,13 @@ pub struct NotLeased {
     /// none, and from relays before it was added.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered: Vec<String>,
+    /// Of `not_leased`, the ids acknowledged as delivered the relay cannot
+    /// tell about now (its store not answering, their record unreadable, or
+    /// more than it looks up at once): whether they were recorded is not
+    /// known, so not "not recorded" either. Absent when none, and from
+    /// relays before it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
 }
 
 /// A long-poll's parameters.

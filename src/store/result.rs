@@ -195,6 +195,17 @@ impl ResultRow {
         row.unwrap_or_else(|| ResultRow::new(0)).delivery(subscriber)
     }
 
+    /// The admin view of a delivery whose result row does not decode: its
+    /// state and history unknown (shown as not attempted, with an error
+    /// saying so), not taken for "never attempted" by a reader that must
+    /// tell (`pull::delivered`).
+    pub fn unreadable_view(subscriber: &str) -> Delivery {
+        let mut d = ResultRow::new(0).delivery(subscriber);
+        d.unreadable = true;
+        d.last_error = Some("its stored result is unreadable: state and history unknown".into());
+        d
+    }
+
     /// The admin view of it.
     pub fn delivery(self, subscriber: &str) -> Delivery {
         Delivery {
@@ -206,6 +217,7 @@ impl ResultRow {
             history: self.history,
             last_error: self.last_error,
             held: self.held,
+            unreadable: false,
         }
     }
 }

@@ -43,7 +43,7 @@ mod restored_bound_tests;
 #[path = "shutdown_ack_tests.rs"]
 mod shutdown_ack_tests;
 #[cfg(test)]
-mod test_relay;
+pub(crate) mod test_relay;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::body_rows;
-use super::codec::{self, Header};
+use super::codec::{self, Header, ResultRow};
 use super::keys::{self, CursorRow};
 use super::registry::Registry;
 use super::SledStore;
@@ -102,12 +102,18 @@ impl SledStore {
         let event = event_from(&reg, &name, id, h, body);
         let mut deliveries = Vec::with_capacity(subs.len());
         for (no, sub) in subs.iter().zip(&event.meta.subscribers) {
-            let row = self
-                .inner
-                .tree
-                .get(keys::result(id, *no))?
-                .and_then(|v| codec::decode_result(&v));
-            deliveries.push(crate::store::result::ResultRow::view(row, sub));
+            let delivery = match self.inner.tree.get(keys::result(id, *no))? {
+                None => ResultRow::view(None, sub),
+                Some(v) => match codec::decode_result(&v) {
+                    Some(row) => ResultRow::view(Some(row), sub),
+                    None => {
+                        tracing::error!(event = %id, subscriber = %sub,
+                            key = %hex::encode(keys::result(id, *no)), "unreadable result row");
+                        ResultRow::unreadable_view(sub)
+                    }
+                },
+            };
+            deliveries.push(delivery);
         }
         Ok(EventView { event, deliveries })
     }
