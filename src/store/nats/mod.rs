@@ -436,6 +436,8 @@ impl NatsStore {
 }
 
 #[cfg(test)]
+mod late_attempt_tests;
+#[cfg(test)]
 mod mark_tests;
 #[cfg(test)]
 mod media_tests;

@@ -156,9 +156,21 @@ impl Shared {
                 });
             }
             if stored.state.is_final() {
-                tracing::info!(key, state = ?stored.state,
-                    "another relay recorded this delivery's final result meanwhile; this relay's later outcome is dropped");
-                return Ok(Recorded::Theirs);
+                // An attempt later than any recorded there (this relay's
+                // hand-out after the other's) joins its history, the result
+                // standing: its count never below an attempt handed out (a
+                // pull client that delivered attempt 2 takes an offer of 2
+                // after a replay for the same message, and does not post it).
+                let Some(a) = attempt.filter(|a| a.attempt > stored.attempts && !recorded(&stored, a)) else {
+                    tracing::info!(key, state = ?stored.state,
+                        "another relay recorded this delivery's final result meanwhile; this relay's later outcome is dropped");
+                    return Ok(Recorded::Theirs);
+                };
+                tracing::info!(key, state = ?stored.state, attempt = a.attempt,
+                    "another relay recorded this delivery's final result meanwhile; this relay's later attempt joins its history");
+                (row, revision, mine) = (stored, at, false);
+                join_history(&mut row, a);
+                continue;
             }
             revision = at;
             // A later round: a replay was queued since this attempt began. (A
