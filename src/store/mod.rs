@@ -191,19 +191,6 @@ impl Store {
         }
     }
 
-    /// Whether the work's hand-out is still this relay's to settle: always
-    /// on one host; in cluster mode while its message was never lost (see
-    /// `NatsTicket::still_held`). A pull client's acknowledgement of work
-    /// no longer held is refused: another relay may offer it for a later
-    /// attempt, which the client, told its acknowledgement was applied,
-    /// would take for an operator's replay and post again.
-    pub fn still_held(ticket: &Ticket) -> bool {
-        match ticket {
-            Ticket::Sled(_) => true,
-            Ticket::Nats(t) => t.still_held(),
-        }
-    }
-
     /// How long recording an answered attempt ([`Store::record`]) may take
     /// at most, by the store's own patience: one host writes at once (a
     /// local group commit); in cluster mode the result write is tried again

@@ -116,14 +116,8 @@ pub(super) struct Applied {
     /// or `forward` asking whether an attempt was recorded): no other relay
     /// leases them for that attempt (a message is leased by one relay at a
     /// time, its attempt numbers only grow), so they are refused without
-    /// asking the others (it waited for their silence: 5 s). From the
-    /// other relays ([`super::peer::ask`]): those one of them refused so.
+    /// asking the others (it waited for their silence: 5 s).
     pub later_here: Vec<EventId>,
-    /// Of `not_held`, those leased here to the caller whose message this
-    /// relay no longer holds (cluster mode: paused, or cut off from NATS,
-    /// past half of `takeover`): applied only once no other relay leases
-    /// them for a later attempt (`PullLane::ack`).
-    pub lost_here: Vec<EventId>,
 }
 
 /// Answers an acknowledgement once its records are written. Never left
@@ -158,50 +152,12 @@ impl Drop for Reply {
 /// Why an acknowledgement whose record task ended before answering got `503`.
 const RECORD_ENDED: &str = "its record ended before it was written";
 
-/// The ids of `lists` but those of `tried` that were applied (not in
-/// `not_held`).
-pub(super) fn left_of(lists: &AckLists, tried: &[EventId], not_held: &[EventId]) -> Vec<EventId> {
-    lists
-        .all()
-        .filter(|id| !tried.contains(id) || not_held.contains(id))
-        .copied()
-        .collect()
-}
-
-/// How one lane applies an acknowledgement ([`AckRequest`]).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Scope {
-    pub(super) partial: bool,
-    pub(super) despite_lost: bool,
-}
-
-impl Scope {
-    /// All or nothing.
-    pub(super) const ALL: Scope = Scope {
-        partial: false,
-        despite_lost: false,
-    };
-    /// What this relay leases to the holder, naming the rest.
-    pub(super) const PARTIAL: Scope = Scope {
-        partial: true,
-        despite_lost: false,
-    };
-    /// [`Self::PARTIAL`], leases whose message is no longer held here too.
-    pub(super) const DESPITE_LOST: Scope = Scope {
-        partial: true,
-        despite_lost: true,
-    };
-}
-
 pub(super) struct AckRequest {
     pub(super) holder: String,
     pub(super) lists: AckLists,
     /// Apply what this relay leases to the holder and name the rest (cluster
     /// mode), instead of all or nothing.
     pub(super) partial: bool,
-    /// Apply leases whose message this relay no longer holds, too: no other
-    /// relay leases them (see [`Applied::lost_here`]).
-    pub(super) despite_lost: bool,
     /// Presented with an earlier token of the subscriber (of this
     /// generation): only leases handed out under it may be claimed.
     pub(super) under: Option<u64>,
@@ -244,22 +200,14 @@ pub async fn ack_across(
     let mut rest = lists;
     let mut applied = AckSummary::default();
     let mut stopped = false;
-    // Per lane, its leases whose message it no longer holds.
-    let mut lost = Vec::new();
     for (lane, under) in lanes {
         if rest.len() == 0 {
             break;
         }
-        match lane
-            .ack_here(arrived, holder.clone(), rest.clone(), Scope::PARTIAL, *under)
-            .await
-        {
+        match lane.ack_here(arrived, holder.clone(), rest.clone(), true, *under).await {
             Ok(here) => {
                 applied += here.summary;
                 rest = rest.only(&here.not_held);
-                if !here.lost_here.is_empty() {
-                    lost.push((lane, *under, here.lost_here));
-                }
             }
             // Its last lease ended meanwhile (or the relay stops): it holds nothing.
             Err(AckError::Stopped) => stopped = true,
@@ -269,28 +217,9 @@ pub async fn ack_across(
     let (lane, under) = first;
     if rest.len() > 0 && under.is_none() && !lane.is_stopped() && lane.store.is_clustered() {
         let name = lane.subscriber().name.clone();
-        let there = peer::ask(&lane.store, &name, holder.clone(), &rest, arrived).await?;
+        let there = peer::ask(&lane.store, &name, holder, &rest, arrived).await?;
         applied += there.summary;
         rest = rest.only(&there.not_held);
-        // No other relay leases them for a later attempt: applied here.
-        for (lane, under, ids) in lost {
-            let open: Vec<EventId> = ids.into_iter().filter(|id| !there.later_here.contains(id)).collect();
-            let lists = rest.only(&open);
-            if lists.len() == 0 {
-                continue;
-            }
-            match lane
-                .ack_here(arrived, holder.clone(), lists, Scope::DESPITE_LOST, under)
-                .await
-            {
-                Ok(here) => {
-                    applied += here.summary;
-                    rest = rest.only(&left_of(&rest, &open, &here.not_held));
-                }
-                Err(AckError::Stopped) => {}
-                Err(e) => return Err(e),
-            }
-        }
     }
     match rest.all().copied().collect::<Vec<_>>() {
         none if none.is_empty() => Ok(applied),

@@ -182,14 +182,6 @@ impl<T> Leases<T> {
             .map(|l| l.token_gen)
     }
 
-    /// What `id`'s lease, live or lapsed, hands out.
-    pub fn item(&self, id: &EventId) -> Option<&T> {
-        self.leased
-            .get(id)
-            .or_else(|| self.lapsed.get(id).map(|(l, _, _)| l))
-            .map(|l| &l.offer.item)
-    }
-
     /// Hand-outs that reached nobody (the puller left): ready again, in
     /// front, with the same attempt number.
     pub fn give_back(&mut self, ids: &[EventId]) {

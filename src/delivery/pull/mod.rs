@@ -59,7 +59,7 @@ use crate::metrics::Metrics;
 pub use crate::pull::wire::LocalAnswer;
 use crate::store::{Event, Store};
 pub use ack::{ack_across, AckError, AckLists, AckSummary};
-use ack::{AckRequest, Applied, Reply, Scope};
+use ack::{AckRequest, Applied, Reply};
 
 /// Messages leased at once per pull subscriber, whoever holds them: bounds
 /// the memory a subscriber's forwarders can pin.
@@ -359,12 +359,12 @@ impl PullLane {
     ) -> Result<AckSummary, AckError> {
         if !self.store.is_clustered() || under.is_some() || self.is_stopped() {
             return self
-                .ack_here(arrived, holder, lists, Scope::ALL, under)
+                .ack_here(arrived, holder, lists, false, under)
                 .await
                 .map(|a| a.summary);
         }
         let here = self
-            .ack_here(arrived, holder.clone(), lists.clone(), Scope::PARTIAL, None)
+            .ack_here(arrived, holder.clone(), lists.clone(), true, None)
             .await?;
         if here.not_held.is_empty() {
             return Ok(here.summary);
@@ -378,36 +378,14 @@ impl PullLane {
             .collect();
         let there = match ask.is_empty() {
             true => Applied::default(),
-            false => peer::ask(&self.store, &name, holder.clone(), &lists.only(&ask), arrived).await?,
+            false => peer::ask(&self.store, &name, holder, &lists.only(&ask), arrived).await?,
         };
         let mut applied = here.summary;
         applied += there.summary;
-        // Leased here, the message no longer held (this relay was paused, or
-        // cut off from NATS): applied here once no other relay leases it for
-        // a later attempt (NATS handed it out again, to a relay the holder
-        // may pull it from: told this attempt was applied, `hookrelay
-        // forward` took that later copy for an operator's replay and posted
-        // it again); after a NATS outage with nobody else holding it, as
-        // before.
-        let lost: Vec<crate::store::EventId> = here
-            .lost_here
-            .iter()
-            .filter(|id| there.not_held.contains(id) && !there.later_here.contains(id))
-            .copied()
-            .collect();
-        let mut applied_lost: Vec<crate::store::EventId> = Vec::new();
-        if !lost.is_empty() {
-            let late = self
-                .ack_here(arrived, holder, lists.only(&lost), Scope::DESPITE_LOST, None)
-                .await?;
-            applied += late.summary;
-            applied_lost = lost.into_iter().filter(|id| !late.not_held.contains(id)).collect();
-        }
         let not_leased: Vec<crate::store::EventId> = here
             .not_held
             .iter()
             .filter(|id| here.later_here.contains(id) || there.not_held.contains(id))
-            .filter(|id| !applied_lost.contains(id))
             .copied()
             .collect();
         match not_leased {
@@ -424,15 +402,14 @@ impl PullLane {
         arrived: tokio::time::Instant,
         holder: String,
         lists: AckLists,
-        scope: Scope,
+        partial: bool,
         under: Option<u64>,
     ) -> Result<Applied, AckError> {
         let (reply, rx) = oneshot::channel();
         let req = AckRequest {
             holder,
             lists,
-            partial: scope.partial,
-            despite_lost: scope.despite_lost,
+            partial,
             under,
             arrived,
             reply,

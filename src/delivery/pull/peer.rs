@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{AckError, AckLists, AckSummary, Applied, LocalAnswer, PullLane, Scope};
+use super::{AckError, AckLists, AckSummary, Applied, LocalAnswer, PullLane};
 use crate::store::{EventId, PeerInbox, Store};
 
 /// How long an acknowledgement waits for the relay holding its leases.
@@ -172,8 +172,7 @@ pub(super) async fn ask(
     Ok(Applied {
         summary,
         not_held,
-        later_here: later_there.into_iter().collect(),
-        lost_here: Vec::new(),
+        later_here: Vec::new(),
     })
 }
 
@@ -216,7 +215,7 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                     attempts,
                 };
                 let total = lists.len();
-                let reply = match lane.ack_here(arrived, ask.holder, lists, Scope::PARTIAL, None).await {
+                let reply = match lane.ack_here(arrived, ask.holder, lists, true, None).await {
                     Ok(a) if a.not_held.len() == total && a.later_here.is_empty() => return,
                     Ok(Applied { summary, not_held, .. }) if not_held.is_empty() => Reply::Done {
                         acknowledged: summary.acknowledged,
@@ -227,7 +226,6 @@ pub(super) fn serve(lane: Weak<PullLane>, mut inbox: PeerInbox) -> tokio::task::
                         summary,
                         not_held,
                         later_here,
-                        ..
                     }) => Reply::Partly {
                         acknowledged: summary.acknowledged,
                         retried: summary.retried,

@@ -41,8 +41,6 @@ pub struct NatsTicket {
     /// The lane's held messages: a record that failed lets go of this one,
     /// so that it comes again after `takeover`.
     pub(super) held: Held,
-    /// How long a held message stays this relay's unrenewed.
-    pub(super) takeover: super::hold::Takeover,
     /// Attempts made before this hand-out (from the result, or NATS's count
     /// of hand-outs when there is none): what work given back unsent keeps.
     pub(super) attempts_before: u32,
@@ -61,14 +59,6 @@ impl NatsTicket {
     /// This relay wrote the result: `row` at `revision` now.
     pub(super) fn wrote(&self, row: ResultRow, revision: u64) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = (Some(row), revision);
-    }
-
-    /// Whether this relay still holds the message, never lost since it
-    /// was handed out (without asking NATS): lost (the relay paused, or cut
-    /// off from NATS, past `takeover`), NATS may have handed it to another
-    /// relay, which offers it for a later attempt.
-    pub fn still_held(&self) -> bool {
-        super::hold::holds(&self.held, self.message_seq, self.takeover.get())
     }
 
     /// Stop renewing the message: NATS hands it out again after `takeover`.
@@ -381,7 +371,6 @@ impl NatsCursor {
                 acker,
                 known: Arc::new(Mutex::new((row, revision))),
                 held: self.follower.held.clone(),
-                takeover: self.follower.takeover.clone(),
                 attempts_before: attempts,
                 read_step: step,
             }),

@@ -18,30 +18,14 @@ impl State {
         // the one it acknowledges under, or leased now for another attempt
         // than the one it answers (its lease ran out while the answer was
         // on its way, and it was offered again: not that attempt's to settle).
-        // Or (cluster mode) its message no longer held here (unless asked to
-        // apply it all the same: no other relay leases it, see
-        // `PullLane::ack`): NATS may have handed it to another relay, which
-        // offers it for a later attempt.
         // The attempt the request names and the one leased now, per id.
         let attempts = |id: &EventId| (a.lists.attempts.get(id).copied(), self.leases.attempt(id));
-        let lost_here: Vec<EventId> = match a.despite_lost {
-            true => Vec::new(),
-            false => ids
-                .iter()
-                .filter(|id| {
-                    self.leases
-                        .item(id)
-                        .is_some_and(|r| !crate::store::Store::still_held(&r.work.ticket))
-                })
-                .copied()
-                .collect(),
-        };
         let not_ours: Vec<EventId> = ids
             .iter()
             .filter(|id| {
                 let other_token = a.under.is_some_and(|under| self.leases.token_gen(id) != Some(under));
                 let other_attempt = matches!(attempts(id), (Some(said), Some(now)) if said != now);
-                other_token || other_attempt || lost_here.contains(id)
+                other_token || other_attempt
             })
             .copied()
             .collect();
@@ -79,7 +63,6 @@ impl State {
                 summary,
                 not_held,
                 later_here,
-                lost_here,
             }));
             return;
         }
@@ -117,7 +100,6 @@ impl State {
                 summary,
                 not_held,
                 later_here,
-                lost_here,
             }));
         });
         self.settle(items, Some(reply));
