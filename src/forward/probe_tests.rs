@@ -234,9 +234,7 @@ async fn offered_by(relay: &str, keep: Duration) -> (Finished, (u64, u64)) {
 #[tokio::test]
 async fn a_question_whose_answer_is_lost_is_asked_again() {
     let (relay, asked) = relay_losing_answers(2).await;
-    let (f, counts) = offered_by(&relay, Duration::from_secs(60)).await;
-    assert_eq!((f.end, counts), (End::Delivered, (1, 0)), "the replay posted");
-    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    posted_at_the_third_question(&relay, &asked).await;
 }
 
 /// No answer before the lease's end: released (offered again, asked about
@@ -244,7 +242,25 @@ async fn a_question_whose_answer_is_lost_is_asked_again() {
 #[tokio::test]
 async fn a_question_never_answered_releases_the_offer() {
     let (relay, asked) = relay_losing_answers(usize::MAX).await;
-    let (f, counts) = offered_by(&relay, Duration::from_millis(800)).await;
+    released_after_asking_again(&relay, &asked).await;
+}
+
+/// [`offered_by`] `relay` (its lease kept 60 s): the replay posted, at the
+/// third question.
+async fn posted_at_the_third_question(relay: &str, asked: &std::sync::atomic::AtomicUsize) {
+    let (f, counts) = offered_by(relay, Duration::from_secs(60)).await;
+    assert_eq!(
+        (f.end, counts),
+        (End::Delivered, (1, 0)),
+        "the replay posted, not acknowledged unsent"
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// [`offered_by`] `relay` (its lease kept 800 ms): released, neither posted
+/// nor acknowledged unsent, after asking again.
+async fn released_after_asking_again(relay: &str, asked: &std::sync::atomic::AtomicUsize) {
+    let (f, counts) = offered_by(relay, Duration::from_millis(800)).await;
     assert_eq!((f.end, f.attempt, counts), (End::Release, 2, (0, 0)));
     assert!(
         asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
@@ -277,13 +293,7 @@ async fn relay_unsure_at_first(unsure: usize) -> (String, Arc<std::sync::atomic:
 #[tokio::test]
 async fn a_relay_that_cannot_tell_is_asked_again() {
     let (relay, asked) = relay_unsure_at_first(2).await;
-    let (f, counts) = offered_by(&relay, Duration::from_secs(60)).await;
-    assert_eq!(
-        (f.end, counts),
-        (End::Delivered, (1, 0)),
-        "the replay posted, not acknowledged unsent"
-    );
-    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    posted_at_the_third_question(&relay, &asked).await;
 }
 
 /// A relay that never can tell: the offer is released (offered again,
@@ -291,10 +301,5 @@ async fn a_relay_that_cannot_tell_is_asked_again() {
 #[tokio::test]
 async fn a_relay_that_never_can_tell_releases_the_offer() {
     let (relay, asked) = relay_unsure_at_first(usize::MAX).await;
-    let (f, counts) = offered_by(&relay, Duration::from_millis(800)).await;
-    assert_eq!((f.end, f.attempt, counts), (End::Release, 2, (0, 0)));
-    assert!(
-        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-        "asked again meanwhile"
-    );
+    released_after_asking_again(&relay, &asked).await;
 }

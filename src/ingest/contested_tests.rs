@@ -133,15 +133,20 @@ impl Drop for NatsServer {
     }
 }
 
-pub(crate) async fn open_nats(url: &str) -> Store {
-    let cfg = crate::config::NatsConfig {
+/// The store settings of a test relay on the NATS server at `url`: one
+/// replica, `takeover` 1 s.
+pub(crate) fn nats_config(url: &str) -> crate::config::NatsConfig {
+    crate::config::NatsConfig {
         servers: vec![url.to_string()],
         auth: crate::config::NatsAuth::None,
         ca_file: None,
         replicas: 1,
         takeover: std::time::Duration::from_secs(1),
-    };
-    let s = Store::open_nats(&cfg, std::time::Duration::from_secs(86_400), 1 << 20)
+    }
+}
+
+pub(crate) async fn open_nats(url: &str) -> Store {
+    let s = Store::open_nats(&nats_config(url), std::time::Duration::from_secs(86_400), 1 << 20)
         .await
         .unwrap();
     s.register(&Topology {

@@ -6,7 +6,7 @@
 //! acknowledged unsent (stop 76's Left).
 
 use super::NatsStore;
-use crate::ingest::contested::crash_tests::{rt, NatsServer};
+use crate::ingest::contested::crash_tests::{nats_config, rt, NatsServer};
 use crate::store::{Attempt, DeliveryState, Outcome};
 
 fn delivered(n: u32, at_ms: u64) -> Attempt {
@@ -24,14 +24,7 @@ fn a_later_attempt_joins_a_final_result_written_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
-        let cfg = crate::config::NatsConfig {
-            servers: vec![nats.1.clone()],
-            auth: crate::config::NatsAuth::None,
-            ca_file: None,
-            replicas: 1,
-            takeover: std::time::Duration::from_secs(1),
-        };
-        let s = NatsStore::open(&cfg, std::time::Duration::from_secs(86_400), 1 << 20)
+        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
             .await
             .unwrap();
         s.register(&crate::store::Topology {
