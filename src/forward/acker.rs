@@ -315,7 +315,8 @@ pub async fn run(
                         // Kept unconfirmed, as an id not named: a later offer
                         // of a later attempt is asked about.
                         tracing::warn!(ids = ?unknown, "the relay could not tell whether it had recorded these \
-                            (its store did not answer, or their record is unreadable); kept unconfirmed");
+                            (its store did not answer, their record is unreadable, or more were refused than it looks up at once); \
+                            kept unconfirmed");
                     }
                     let expired: Vec<&String> = late
                         .iter()
