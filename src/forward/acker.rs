@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::client::{Relay, RelayError};
+use super::refused;
 use super::unacked::Unacked;
 use crate::pull::wire::{LocalAnswer, MAX_ACK_IDS};
 use http::StatusCode;
@@ -303,29 +304,7 @@ pub async fn run(
                     delivered,
                     unknown,
                 }) => {
-                    if !delivered.is_empty() {
-                        // An earlier acknowledgement got there; its answer did
-                        // not: done, and a later offer of a later attempt is an
-                        // operator's replay.
-                        tracing::info!(ids = ?delivered, "the relay had recorded these as delivered already (the \
-                            answer to an earlier acknowledgement was lost)");
-                        unacked.confirmed(&delivered, &tried);
-                    }
-                    if !unknown.is_empty() {
-                        // Kept unconfirmed, as an id not named: a later offer
-                        // of a later attempt is asked about.
-                        tracing::warn!(ids = ?unknown, "the relay could not tell whether it had recorded these \
-                            (its store did not answer, their record is unreadable, or more were refused than it looks up at once); \
-                            kept unconfirmed");
-                    }
-                    let expired: Vec<&String> = late
-                        .iter()
-                        .filter(|id| !delivered.contains(id) && !unknown.contains(id))
-                        .collect();
-                    if !expired.is_empty() {
-                        tracing::warn!(ids = ?expired, "these leases ended before the acknowledgement (expired: a failed \
-                            attempt each, or the relay restarted); the relay will offer them again with the same id");
-                    }
+                    refused::take_in(&unacked, &late, &delivered, &unknown, &tried);
                     if rest_applied {
                         // A cluster relay applied the others of this part
                         // where they are leased: the part is done, as when

@@ -33,6 +33,8 @@ mod pull_loop_tests;
 pub mod pump;
 #[cfg(test)]
 mod pump_tests;
+mod refused;
+mod relay_error;
 mod release;
 #[cfg(test)]
 mod release_tests;

@@ -23,7 +23,7 @@ async fn an_acknowledgement_whose_record_is_unreadable_is_named_unknown() {
     assert_eq!((s, &v["delivered"]), (409, &serde_json::json!([id])), "{got}");
     relay.shutdown().await;
 
-    let torn = crate::store::sled::tests::tear_result_rows(&dir.path().join("store"), id.parse().unwrap());
+    let torn = crate::store::sled::damage::tear_result_rows(&dir.path().join("store"), id.parse().unwrap());
     assert_eq!(torn, 1);
     let config = crate::Config::load(&dir.path().join("config.toml")).expect("config");
     let relay = crate::start(config).await.expect("starts again");

@@ -472,6 +472,8 @@ mod body_rows_tests;
 #[cfg(test)]
 mod cursor_tests;
 #[cfg(test)]
+pub(crate) mod damage;
+#[cfg(test)]
 mod future_size_tests;
 #[cfg(test)]
 mod media_tests;

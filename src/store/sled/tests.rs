@@ -457,18 +457,3 @@ async fn an_event_none_of_whose_subscribers_is_still_on_its_route_is_refused_not
     // An event listing no subscriber at all is not refused.
     assert!(s.append(event("third", &[], now + 3)).await.is_ok());
 }
-
-/// Tests elsewhere (`pull::unknown_tests`): every result row of event `id`
-/// in the closed store at `path` (the store's directory) overwritten with
-/// bytes that do not decode, as a torn write leaves it; how many.
-pub(crate) fn tear_result_rows(path: &std::path::Path, id: EventId) -> usize {
-    let db = open_raw(path);
-    let tree = db.open_tree(super::TREE).unwrap();
-    let prefix = [&[super::keys::R][..], &id.bytes()[..]].concat();
-    let keys: Vec<_> = tree.scan_prefix(&prefix).keys().map(Result::unwrap).collect();
-    for k in &keys {
-        tree.insert(k, b"\xff\xff".to_vec()).unwrap();
-    }
-    db.flush().unwrap();
-    keys.len()
-}
