@@ -443,7 +443,7 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
             tokio::time::sleep(ms(100)).await;
         }
         assert!(refused > 0, "callbacks get 503 while NATS is away");
-        log_until(|| bin.log_text(), LOST, secs(20)).await;
+        log_lines_until(|| bin.log_text(), LOST, round + 1, secs(20)).await;
         assert_eq!(count(LOST), round + 1, "one loss line per loss:\n{}", bin.log_text());
         let line = bin.log_text().lines().rfind(|l| l.contains(LOST)).unwrap().to_string();
         assert!(line.contains("ERROR"), "a loss is an error: {line}");
@@ -454,7 +454,7 @@ async fn every_loss_and_recovery_of_nats_is_logged_once() {
         );
         nats.restart(0).await;
         accepted_retrying(bin.addr, &runway(&format!("back-{round}"))).await;
-        log_until(|| bin.log_text(), BACK, secs(5)).await;
+        log_lines_until(|| bin.log_text(), BACK, round + 1, secs(5)).await;
         // A few more callbacks and watcher looks: nothing flaps.
         for i in 0..10 {
             accepted(bin.addr, &runway(&format!("after-{round}-{i}"))).await;

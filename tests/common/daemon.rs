@@ -225,11 +225,18 @@ impl Drop for Bin {
 /// `log_text`, filled by a reader thread) contains `needle`; panics with the
 /// log after `limit`.
 pub async fn log_until(log: impl Fn() -> String, needle: &str, limit: Duration) {
+    log_lines_until(log, needle, 1, limit).await;
+}
+
+/// Wait until `n` lines of a collected log contain `needle` (a test that
+/// makes the same line appear again waits for its own, not for an earlier
+/// one the reader thread already took in); panics with the log after `limit`.
+pub async fn log_lines_until(log: impl Fn() -> String, needle: &str, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
-    while !log().contains(needle) {
+    while log().lines().filter(|l| l.contains(needle)).count() < n {
         assert!(
             Instant::now() < deadline,
-            "{needle:?} never logged within {limit:?}:\n{}",
+            "{needle:?} not logged {n} time(s) within {limit:?}:\n{}",
             log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
