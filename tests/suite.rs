@@ -104,6 +104,7 @@ mod nats_pull;
 mod nats_pull_ack_kept;
 mod nats_pull_acks;
 mod nats_pull_give_back;
+mod nats_pull_rounds;
 mod nats_queries;
 mod nats_reload_two_relays;
 mod nats_replay_late;

@@ -316,7 +316,7 @@ async fn an_offer_waits_through_an_acknowledgement_sent_again() {
     // and the acknowledgement sent again.
     let unconfirmed = tokio::time::timeout(
         Duration::from_secs(10),
-        unacked.unconfirmed_after_ack(DELIVERED, 2, keep_until),
+        unacked.unconfirmed_after_ack(DELIVERED, 2, None, keep_until),
     )
     .await
     .expect("waits for the next answer, not for the lease");
@@ -324,7 +324,7 @@ async fn an_offer_waits_through_an_acknowledgement_sent_again() {
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 2);
     // Offered for attempt 1 (a relay restarted meanwhile, which applied the
     // acknowledgement to that lease): settled, not posted.
-    assert!(unacked.holds(DELIVERED, 1));
+    assert!(unacked.holds(DELIVERED, 1, None));
     drop(tx);
     acker.await.unwrap();
 }
@@ -373,7 +373,7 @@ async fn a_release_does_not_replace_an_acknowledgement_being_sent_again() {
     assert_eq!(all_of(&sent, "ids"), [serde_json::json!(DELIVERED)], "{sent:?}");
     assert!(all_of(&sent, "release").is_empty(), "{sent:?}");
     assert!(
-        !unacked.contains(DELIVERED) && !unacked.holds(DELIVERED, 2),
+        !unacked.contains(DELIVERED) && !unacked.holds(DELIVERED, 2, None),
         "confirmed: a replay is posted"
     );
 }
@@ -402,7 +402,7 @@ async fn ack_sent_again() -> AckSentAgain {
     })
     .await;
     let unacked: Arc<super::unacked::Unacked> = Arc::default();
-    unacked.delivered(DELIVERED, 1);
+    unacked.delivered(DELIVERED, 1, None);
     let (tx, rx) = mpsc::channel(8);
     let first = delivered(DELIVERED, Duration::from_secs(60));
     let keep_until = first.keep_until;

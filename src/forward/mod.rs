@@ -38,6 +38,8 @@ mod relay_error;
 mod release;
 #[cfg(test)]
 mod release_tests;
+#[cfg(test)]
+mod round_tests;
 mod signals;
 pub mod status;
 pub mod unacked;

@@ -31,7 +31,7 @@ struct LaterOffer {
 
 async fn later_offer(relay: &str, keep: Duration) -> LaterOffer {
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered(ID, 1);
+    unacked.delivered(ID, 1, None);
     let (done, rx) = mpsc::channel::<Finished>(4);
     let rig = rig_with(&ok_service().await, done, unacked.clone(), relay_at(relay));
     let keep_until = Instant::now() + keep;
@@ -65,11 +65,16 @@ async fn offered_for_a_later_attempt(recorded: bool) -> (u64, u64, Vec<serde_jso
         keep_until,
         m,
     } = later_offer(&relay, Duration::from_secs(60)).await;
-    task.run(m, keep_until, unacked.holds(ID, 2)).await;
+    task.run(m, keep_until, unacked.holds(ID, 2, None)).await;
     let f = rx.recv().await.unwrap();
     assert_eq!((f.id.as_str(), f.end, f.attempt), (ID, End::Delivered, 2));
     let asked = asked.lock().unwrap().clone();
-    (status.delivered(), status.not_twice(), asked, unacked.holds(ID, 2))
+    (
+        status.delivered(),
+        status.not_twice(),
+        asked,
+        unacked.holds(ID, 2, None),
+    )
 }
 
 #[tokio::test]
@@ -102,24 +107,24 @@ async fn an_offer_after_a_lapse_the_relay_did_not_record_is_acknowledged_unsent(
 #[test]
 fn only_an_unconfirmed_delivery_offered_for_a_later_attempt_is_asked_about() {
     let u = Unacked::default();
-    u.delivered(ID, 2);
-    assert_eq!(u.unsure(ID, 3), Some(2));
-    assert_eq!(u.unsure(ID, 2), None, "the same attempt numbered again");
-    assert_eq!(u.unsure(ID, 1), None);
-    u.acknowledged_again(ID, 3);
+    u.delivered(ID, 2, None);
+    assert_eq!(u.unsure(ID, 3, None), Some(2));
+    assert_eq!(u.unsure(ID, 2, None), None, "the same attempt numbered again");
+    assert_eq!(u.unsure(ID, 1, None), None);
+    u.acknowledged_again(ID, 3, None);
     assert_eq!(
-        u.unsure(ID, 3),
+        u.unsure(ID, 3, None),
         None,
         "acknowledged again for 3: asked about later ones only"
     );
-    assert_eq!(u.unsure(ID, 4), Some(3));
+    assert_eq!(u.unsure(ID, 4, None), Some(3));
     u.confirmed(&[ID.to_string()], &BTreeMap::from([(ID.to_string(), 3)]));
     assert_eq!(
-        u.unsure(ID, 4),
+        u.unsure(ID, 4, None),
         None,
         "confirmed: a later attempt is a replay without asking"
     );
-    assert!(!u.holds(ID, 4));
+    assert!(!u.holds(ID, 4, None));
 }
 
 /// Offered again for attempt 2 while its attempt 1 was being delivered
@@ -140,8 +145,8 @@ async fn an_answer_for_a_hand_out_raised_meanwhile_is_remembered_for_that_attemp
     assert!(!active.offer(ID, keep_until, 2), "offered again while delivered here");
     task.run(message(ID), keep_until, false).await;
     assert_eq!(rx.recv().await.unwrap().attempt, 2);
-    assert_eq!(unacked.unsure(ID, 3), Some(2));
-    assert_eq!(unacked.unsure(ID, 2), None);
+    assert_eq!(unacked.unsure(ID, 3, None), Some(2));
+    assert_eq!(unacked.unsure(ID, 2, None), None);
 }
 
 /// A replay found while the forwarder stops is not posted (the stop would
@@ -163,7 +168,7 @@ async fn a_replay_found_at_a_stop_is_left_to_its_release() {
         m,
     } = later_offer(&relay, Duration::from_secs(60)).await;
     _stop.send_replace(true);
-    task.run(m, keep_until, unacked.holds(ID, 2)).await;
+    task.run(m, keep_until, unacked.holds(ID, 2, None)).await;
     assert_eq!(
         (status.delivered(), status.not_twice()),
         (0, 0),
@@ -223,7 +228,7 @@ async fn offered_by(relay: &str, keep: Duration) -> (Finished, (u64, u64)) {
         keep_until,
         m,
     } = later_offer(relay, keep).await;
-    task.run(m, keep_until, unacked.holds(ID, 2)).await;
+    task.run(m, keep_until, unacked.holds(ID, 2, None)).await;
     (rx.recv().await.unwrap(), (status.delivered(), status.not_twice()))
 }
 

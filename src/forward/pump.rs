@@ -242,7 +242,7 @@ impl Pump {
                                  below the subscriber's lease — or the relay restarted and forgot it); not sent twice");
                             continue;
                         }
-                        let already = self.unacked.holds(&m.id, m.attempt);
+                        let already = self.unacked.holds(&m.id, m.attempt, m.round.as_deref());
                         let task = Delivery {
                             relay: self.relay.clone(),
                             local: self.local.clone(),
@@ -364,9 +364,15 @@ pub(super) struct Delivery {
 
 impl Delivery {
     pub(super) async fn run(mut self, m: wire::Message, keep_until: tokio::time::Instant, already: bool) {
-        let mut already = already && self.unacked.unconfirmed_after_ack(&m.id, m.attempt, keep_until).await;
+        let round = m.round.clone();
+        let round = round.as_deref();
+        let mut already = already
+            && self
+                .unacked
+                .unconfirmed_after_ack(&m.id, m.attempt, round, keep_until)
+                .await;
         let mut unknown = false;
-        if let Some(delivered) = self.unacked.unsure(&m.id, m.attempt).filter(|_| already) {
+        if let Some(delivered) = self.unacked.unsure(&m.id, m.attempt, round).filter(|_| already) {
             let said = probe::ask(&self.relay, &self.unacked, &m.id, delivered, m.attempt, keep_until).await;
             already = said == Said::Same;
             unknown = said == Said::Unknown;
@@ -408,8 +414,8 @@ impl Delivery {
             // stop 76's change).
             if finished.end == End::Delivered {
                 match already {
-                    true => self.unacked.acknowledged_again(&finished.id, finished.attempt),
-                    false => self.unacked.delivered(&finished.id, finished.attempt),
+                    true => self.unacked.acknowledged_again(&finished.id, finished.attempt, round),
+                    false => self.unacked.delivered(&finished.id, finished.attempt, round),
                 }
             }
             room.send(finished);

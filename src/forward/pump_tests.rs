@@ -51,6 +51,7 @@ pub(super) fn message(id: &str) -> Message {
         attempt: 1,
         headers: Default::default(),
         body: String::new(),
+        round: None,
     }
 }
 
@@ -127,7 +128,7 @@ fn offered_again_by(
     attempt: u32,
     relay: Option<&str>,
 ) -> (Rig, Instant, mpsc::Receiver<Finished>) {
-    unacked.delivered(ID, 1);
+    unacked.delivered(ID, 1, None);
     let (done, rx) = mpsc::channel::<Finished>(4);
     let r = match relay {
         Some(relay) => rig_with(url, done, unacked.clone(), relay_at(relay)),

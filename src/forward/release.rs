@@ -75,7 +75,12 @@ pub(super) async fn release_unstarted(
         // attempt is a replay: acknowledged unsent as the lapse it mostly is
         // (released, the forwarder restarted with nothing remembered would
         // post it a second time: review of stop 76's change).
-        if !active.offer(&m.id, keep_until, m.attempt) || !unacked.holds(&m.id, m.attempt) || unacked.is_acking(&m.id) {
+        let round = m.round.as_deref();
+        let held = match unacked.by_round(&m.id, round) {
+            Some(same) => same,
+            None => unacked.holds(&m.id, m.attempt, round) && !unacked.is_acking(&m.id),
+        };
+        if !active.offer(&m.id, keep_until, m.attempt) || !held {
             continue;
         }
         active.take(&m.id);
@@ -85,10 +90,16 @@ pub(super) async fn release_unstarted(
 }
 
 /// Whether `m` is settled here for sure, to acknowledge again unsent
-/// without asking the relay: held, no acknowledgement of it on its way, and
-/// not offered for a later attempt than the one delivered here unconfirmed.
+/// without asking the relay: in a round delivered here; with no round to
+/// decide, held, no acknowledgement of it on its way, and not offered for a
+/// later attempt than the one delivered here unconfirmed.
 fn held(unacked: &Unacked, m: &wire::Message) -> bool {
-    unacked.holds(&m.id, m.attempt) && !unacked.is_acking(&m.id) && unacked.unsure(&m.id, m.attempt).is_none()
+    let round = m.round.as_deref();
+    unacked.by_round(&m.id, round).unwrap_or_else(|| {
+        unacked.holds(&m.id, m.attempt, round)
+            && !unacked.is_acking(&m.id)
+            && unacked.unsure(&m.id, m.attempt, round).is_none()
+    })
 }
 
 /// At a stop, once the delivery tasks are done or aborted: the outcomes the

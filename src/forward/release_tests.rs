@@ -27,6 +27,7 @@ fn message(id: &str, attempt: u32) -> Message {
         attempt,
         headers: Default::default(),
         body: String::new(),
+        round: None,
     }
 }
 
@@ -35,8 +36,8 @@ async fn extra_messages_are_released_but_one_delivered_here_is_acknowledged_agai
     let status = Status::new("http://relay/pull/laptop".into(), false);
     let active = Active::default();
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered("evt_done", 2);
-    unacked.delivered("evt_earlier", 1);
+    unacked.delivered("evt_done", 2, None);
+    unacked.delivered("evt_earlier", 1, None);
     let earlier = Instant::now() + Duration::from_secs(30);
     let keep_until = Instant::now() + Duration::from_secs(60);
     assert!(active.offer("evt_running", earlier, 1));
@@ -85,7 +86,7 @@ async fn an_extra_message_whose_acknowledgement_is_on_its_way_is_released() {
     let status = Status::new("http://relay/pull/laptop".into(), false);
     let active = Active::default();
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered("evt_done", 1);
+    unacked.delivered("evt_done", 1, None);
     let acking = unacked.acking(&["evt_done".to_string()]);
     let keep_until = Instant::now() + Duration::from_secs(60);
     let (done, mut rx) = mpsc::channel::<Finished>(8);
@@ -115,7 +116,7 @@ async fn at_a_stop_an_offer_of_a_later_attempt_delivered_here_is_acknowledged_ag
     let status = Status::new("http://relay/pull/laptop".into(), false);
     let active = Active::default();
     let unacked: Arc<Unacked> = Arc::default();
-    unacked.delivered("evt_done", 1);
+    unacked.delivered("evt_done", 1, None);
     let (done, mut rx) = mpsc::channel::<Finished>(8);
     let answer = crate::pull::wire::Messages {
         messages: vec![message("evt_done", 2), message("evt_new", 1)],

@@ -23,6 +23,18 @@
 //! relay restarted meanwhile offers the id again for the same attempt, and
 //! applies the acknowledgement to that lease: the offer was posted a second
 //! time (pull soak, stop 75).
+//!
+//! In cluster mode each offer names its round of delivery (`round`: the
+//! same on every offer of the event's delivery, whichever relay makes it;
+//! another for each operator's replay), remembered with each id delivered
+//! here: an offer in a round delivered here is the same message, settled
+//! here whatever its attempt and whatever the relay says of the earlier
+//! acknowledgement (a relay that lost its hold on the message, paused past
+//! `takeover`, applied that acknowledgement late while another relay
+//! offered the message for a later attempt: posted twice, pause soak of
+//! stop 77); one in another round is a replay, posted; neither waits for an
+//! answer nor asks. Attempt numbers decide only offers without a round
+//! (the embedded store, a relay before rounds).
 
 use std::collections::BTreeMap as Attempts;
 
@@ -33,6 +45,9 @@ use tokio::sync::Notify;
 
 /// Ids remembered at most (about 100 bytes each).
 pub const CAPACITY: usize = 10_000;
+/// Rounds remembered per id at most (the newest): an id is delivered in
+/// one round, and once more per operator's replay.
+const ROUNDS: usize = 4;
 
 #[derive(Default)]
 pub struct Unacked {
@@ -58,6 +73,9 @@ struct Inner {
     /// Ids in acknowledgements sent whose answer is not read yet (a count:
     /// an id in two at once).
     acking: HashMap<String, u32>,
+    /// Id → the rounds it was delivered in here (see the module), newest
+    /// last, for the ids in `ids` or `settled`.
+    rounds: HashMap<String, Vec<String>>,
 }
 
 /// Ids of an acknowledgement on its way ([`Unacked::acking`]): its answer
@@ -89,20 +107,35 @@ impl Unacked {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The local service answered `id`, offered for `attempt`, with a 2xx.
-    pub fn delivered(&self, id: &str, attempt: u32) {
-        self.lock().remember(id, attempt);
+    /// The local service answered `id`, offered for `attempt` in `round`,
+    /// with a 2xx.
+    pub fn delivered(&self, id: &str, attempt: u32, round: Option<&str>) {
+        let mut i = self.lock();
+        i.remember(id, attempt);
+        i.add_round(id, round);
+    }
+
+    /// What the rounds say of an offer of `id` in `round` (see the module):
+    /// `Some(true)` a round it was delivered in here, the same message;
+    /// `Some(false)` another round, an operator's replay; `None` when the
+    /// offer or the delivery here has no round (attempts decide).
+    pub fn by_round(&self, id: &str, round: Option<&str>) -> Option<bool> {
+        self.lock().by_round(id, round)
     }
 
     /// An offer of `id` was acknowledged again unsent ([`Self::holds`]):
     /// still remembered as not confirmed if it was (its place renewed), not
     /// made so if the relay had confirmed it (a replay later would be
     /// acknowledged unsent, lost, were that confirmation not heard again).
-    pub fn acknowledged_again(&self, id: &str, attempt: u32) {
+    pub fn acknowledged_again(&self, id: &str, attempt: u32, round: Option<&str>) {
         // One look: a confirmation between two would be undone.
         let mut i = self.lock();
         if i.ids.contains_key(id) {
             i.remember(id, attempt);
+        }
+        if i.ids.contains_key(id) || i.settled.contains_key(id) {
+            // Settled here as the same message: its round is one delivered here.
+            i.add_round(id, round);
         }
     }
 
@@ -112,8 +145,12 @@ impl Unacked {
     /// offer is an operator's replay, to post) or not (the lease lapsed:
     /// this offer is the same message, acknowledged unsent). Only the relay
     /// knows: ask it (`pump::Delivery`) before taking the offer as held.
-    pub fn unsure(&self, id: &str, attempt: u32) -> Option<u32> {
+    /// Never when the offer's round decides ([`Self::by_round`]).
+    pub fn unsure(&self, id: &str, attempt: u32, round: Option<&str>) -> Option<u32> {
         let i = self.lock();
+        if i.by_round(id, round).is_some() {
+            return None;
+        }
         let &(_, delivered) = i.ids.get(id)?;
         (attempt > delivered).then_some(delivered)
     }
@@ -129,11 +166,13 @@ impl Unacked {
         self.lock().ids.contains_key(id)
     }
 
-    /// Whether an offer of `id` for `attempt` is settled here: delivered,
-    /// and its acknowledgement not confirmed, or confirmed for this attempt
-    /// or a later one (the lease it settled). Acknowledged again unsent.
-    pub fn holds(&self, id: &str, attempt: u32) -> bool {
-        self.lock().holds(id, attempt)
+    /// Whether an offer of `id` for `attempt` in `round` is settled here:
+    /// in a round delivered here (another round: a replay, not held); with
+    /// no round to decide, delivered and its acknowledgement not confirmed,
+    /// or confirmed for this attempt or a later one (the lease it settled).
+    /// Acknowledged again unsent.
+    pub fn holds(&self, id: &str, attempt: u32, round: Option<&str>) -> bool {
+        self.lock().holds(id, attempt, round)
     }
 
     /// An acknowledgement of `ids` is sent: until the returned guard is
@@ -153,16 +192,26 @@ impl Unacked {
     /// once the answer to an acknowledgement of it on its way is read (or
     /// at `until`, when it is taken as unconfirmed): true, it is
     /// acknowledged again unsent; false, the relay confirmed it before this
-    /// offer, an operator's replay, posted as asked.
-    pub async fn unconfirmed_after_ack(&self, id: &str, attempt: u32, until: tokio::time::Instant) -> bool {
+    /// offer, an operator's replay, posted as asked. Decided at once, with
+    /// no wait, by the offer's round when it has one ([`Self::by_round`]).
+    pub async fn unconfirmed_after_ack(
+        &self,
+        id: &str,
+        attempt: u32,
+        round: Option<&str>,
+        until: tokio::time::Instant,
+    ) -> bool {
         loop {
             let answered = self.answered.notified();
             tokio::pin!(answered);
             answered.as_mut().enable();
             {
                 let i = self.lock();
+                if let Some(same) = i.by_round(id, round) {
+                    return same;
+                }
                 if !i.acking.contains_key(id) || tokio::time::Instant::now() >= until {
-                    return i.holds(id, attempt);
+                    return i.holds(id, attempt, round);
                 }
             }
             tokio::select! {
@@ -183,6 +232,7 @@ impl Unacked {
             if let Some(&a) = attempts.get(id) {
                 i.settle(id, a);
             }
+            i.forget_rounds(id);
         }
     }
 
@@ -211,11 +261,38 @@ impl Inner {
                 break;
             };
             self.ids.remove(&oldest);
+            self.forget_rounds(&oldest);
         }
     }
 
-    fn holds(&self, id: &str, attempt: u32) -> bool {
-        self.ids.contains_key(id) || self.settled.get(id).is_some_and(|&a| a >= attempt)
+    /// `id` was delivered (or settled as the same message) here in `round`.
+    fn add_round(&mut self, id: &str, round: Option<&str>) {
+        let Some(round) = round else { return };
+        let rounds = self.rounds.entry(id.to_string()).or_default();
+        if !rounds.iter().any(|r| r == round) {
+            rounds.push(round.to_string());
+            if rounds.len() > ROUNDS {
+                rounds.remove(0);
+            }
+        }
+    }
+
+    /// Rounds are kept while the id is remembered either way.
+    fn forget_rounds(&mut self, id: &str) {
+        if !self.ids.contains_key(id) && !self.settled.contains_key(id) {
+            self.rounds.remove(id);
+        }
+    }
+
+    fn by_round(&self, id: &str, round: Option<&str>) -> Option<bool> {
+        let round = round?;
+        let rounds = self.rounds.get(id)?;
+        Some(rounds.iter().any(|r| r == round))
+    }
+
+    fn holds(&self, id: &str, attempt: u32, round: Option<&str>) -> bool {
+        self.by_round(id, round)
+            .unwrap_or_else(|| self.ids.contains_key(id) || self.settled.get(id).is_some_and(|&a| a >= attempt))
     }
 
     fn settle(&mut self, id: &str, attempt: u32) {
@@ -229,6 +306,7 @@ impl Inner {
         while self.settled_order.len() > CAPACITY {
             if let Some(oldest) = self.settled_order.pop_front() {
                 self.settled.remove(&oldest);
+                self.forget_rounds(&oldest);
             }
         }
     }
@@ -241,25 +319,25 @@ mod tests {
     #[test]
     fn remembered_until_confirmed_and_bounded() {
         let u = Unacked::default();
-        u.delivered("a", 1);
-        u.delivered("b", 1);
+        u.delivered("a", 1, None);
+        u.delivered("b", 1, None);
         assert!(u.contains("a") && u.contains("b"));
         u.confirmed(&["a".to_string()], &Attempts::new());
         assert!(!u.contains("a") && u.contains("b"));
-        assert!(!u.holds("a", 1), "forgotten: no attempt was acknowledged");
+        assert!(!u.holds("a", 1, None), "forgotten: no attempt was acknowledged");
         // Confirmed ids are bounded on their own: they push out no id that
         // is not confirmed yet.
         let u = Unacked::default();
-        u.delivered("waiting", 1);
+        u.delivered("waiting", 1, None);
         for n in 0..CAPACITY + 5 {
             let id = format!("c{n}");
-            u.delivered(&id, 1);
+            u.delivered(&id, 1, None);
             u.confirmed([&id], &Attempts::from([(id.clone(), 1)]));
         }
         assert!(u.contains("waiting") && u.len() == 1, "pushed out by confirmed ids");
-        assert!(!u.holds("c0", 1) && u.holds(&format!("c{}", CAPACITY + 4), 1));
+        assert!(!u.holds("c0", 1, None) && u.holds(&format!("c{}", CAPACITY + 4), 1, None));
         for n in 0..CAPACITY + 5 {
-            u.delivered(&format!("x{n}"), 1);
+            u.delivered(&format!("x{n}"), 1, None);
         }
         assert_eq!(u.len(), CAPACITY);
         assert!(!u.contains("b") && !u.contains("x0") && u.contains(&format!("x{}", CAPACITY + 4)));
@@ -272,15 +350,15 @@ mod tests {
     #[test]
     fn a_confirmed_acknowledgement_settles_offers_of_its_attempt_only() {
         let u = Unacked::default();
-        u.delivered("a", 1);
+        u.delivered("a", 1, None);
         u.confirmed(&["a".to_string()], &Attempts::from([("a".to_string(), 1)]));
         assert!(!u.contains("a"), "confirmed");
-        assert!(u.holds("a", 1), "the lease the acknowledgement settled");
-        assert!(!u.holds("a", 2), "a replay");
-        u.acknowledged_again("a", 1);
+        assert!(u.holds("a", 1, None), "the lease the acknowledgement settled");
+        assert!(!u.holds("a", 2, None), "a replay");
+        u.acknowledged_again("a", 1, None);
         assert!(!u.contains("a"), "an offer held by the confirmation does not undo it");
-        assert!(!u.holds("a", 2), "so a replay later is posted");
-        u.delivered("a", 1);
-        assert!(u.holds("a", 2), "delivered again: unconfirmed");
+        assert!(!u.holds("a", 2, None), "so a replay later is posted");
+        u.delivered("a", 1, None);
+        assert!(u.holds("a", 2, None), "delivered again: unconfirmed");
     }
 }

@@ -298,6 +298,7 @@ fn message(keys: &[Secret], h: &Handout) -> wire::Message {
         attempt: h.attempt,
         headers,
         body: B64.encode(&ev.body),
+        round: h.round.map(|r| r.to_string()),
     }
 }
 

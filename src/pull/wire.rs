@@ -78,6 +78,14 @@ pub struct Message {
     pub headers: BTreeMap<String, String>,
     /// The provider's body, base64 (standard alphabet, padded).
     pub body: String,
+    /// Which round of delivery this offer is, in cluster mode (an opaque
+    /// token): the same on every offer of the event's delivery, its retries
+    /// and another relay's offer after a takeover; another for each
+    /// operator's replay. A forwarder that delivered the id in this round
+    /// acknowledges it again unsent; in another round, it posts it. Absent
+    /// on the embedded store (and from relays before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
 }
 
 /// The answer of `GET /pull/{subscriber}`.

@@ -362,6 +362,19 @@ pub enum Ticket {
     Nats(super::nats::NatsTicket),
 }
 
+impl Ticket {
+    /// Which round of delivery the work is, where the store can tell: in
+    /// cluster mode the work message's sequence (the same on every hand-out
+    /// of the event's delivery, whichever relay hands it out; another for
+    /// each operator's replay). None on the embedded store.
+    pub fn round(&self) -> Option<u64> {
+        match self {
+            Ticket::Sled(_) => None,
+            Ticket::Nats(t) => Some(t.message_seq()),
+        }
+    }
+}
+
 /// Why an embedded store that failed a write refuses everything until a
 /// restart (sled cannot recover in-process).
 pub const FAILED_WRITE: &str =

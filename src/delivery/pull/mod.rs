@@ -75,6 +75,8 @@ pub struct Handout {
     pub attempt: u32,
     /// The `hookrelay-media` header of an `after_archive` subscriber's message.
     pub media: Option<http::HeaderValue>,
+    /// The round of delivery it belongs to, in cluster mode ([`crate::store::Ticket::round`]).
+    pub round: Option<u64>,
 }
 
 /// The lane is stopping: no more pulls.

@@ -372,6 +372,7 @@ impl State {
                     event: l.offer.item.work.event.clone(),
                     attempt: l.offer.attempt,
                     media: l.offer.item.media.clone(),
+                    round: l.offer.item.work.ticket.round(),
                 })
                 .collect();
             if w.reply.send(handouts).is_err() {

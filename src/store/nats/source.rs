@@ -51,6 +51,13 @@ pub struct NatsTicket {
 }
 
 impl NatsTicket {
+    /// The sequence of the message handed out: the same on every hand-out
+    /// of it (its retries, another relay's takeover), another for each
+    /// operator's replay (a message of its own).
+    pub fn message_seq(&self) -> u64 {
+        self.message_seq
+    }
+
     /// The result as last read or written here, and its revision.
     pub(super) fn known(&self) -> (Option<ResultRow>, u64) {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).clone()
