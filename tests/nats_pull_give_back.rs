@@ -211,3 +211,48 @@ async fn acknowledge_once(id: &str, through: SocketAddr, relays: &[(&hookrelay::
         );
     }
 }
+
+/// A message the relay took from NATS for a long-poll that ended first
+/// (NATS's pull request outlives the long-poll) is given back unread after
+/// 2 s. NATS counts that hand-out, and a first delivery without a result
+/// was numbered by the count: sent as attempt 2, with no attempt 1 in its
+/// history (2 % of the first deliveries of a cluster pull soak, stop 77).
+/// Its attempt number is kept now (src/store/nats/give_back.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_given_back_unread_is_first_offered_as_attempt_1() {
+    let nats = NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .subscriber(Subscriber::pull("laptop", TOKEN).lease(secs(60)))
+        .nats(nats.urls(), 1);
+    let h = start(&cfg).await;
+    let addr = h.ingest_addrs[0];
+    let pull = |wait: &'static str| async move {
+        let path = format!("/pull/laptop?wait={wait}&max=4");
+        let (s, _, got) = pull_call(addr, "GET", &path, Some(TOKEN), Some("fwd"), "").await;
+        assert_eq!(s, StatusCode::OK, "{got}");
+        got
+    };
+    let got = pull("1s").await;
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(0), "{got}");
+    // Arrives on the relay's pull request to NATS, which outlived the
+    // long-poll; nobody wants it there, so it goes back after 2 s.
+    let id = accepted(addr, &runway("unread")).await;
+    tokio::time::sleep(ms(3500)).await;
+    let got = pull("10s").await;
+    let m = &got["messages"][0];
+    assert_eq!(m["id"], id.as_str(), "{got}");
+    assert_eq!(m["attempt"], 1, "given back unread, not an attempt: {got}");
+    assert_eq!(m["headers"]["hookrelay-attempt"], "1", "{got}");
+    let body = format!(r#"{{"ids": ["{id}"], "attempts": {{"{id}": 1}}}}"#);
+    let (s, _, v) = pull_call(addr, "POST", "/pull/laptop/ack", Some(TOKEN), Some("fwd"), &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let view = admin_expect(h.admin_addr, &format!("/api/events/{id}"), secs(10), "delivered", |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    let sub = &view["subscribers"][0];
+    assert_eq!(sub["attempts_total"], 1, "{view}");
+    assert_eq!(sub["attempts"][0]["attempt"], 1, "{view}");
+    h.shutdown().await;
+}

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Acker;
-use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub(super) use super::depth::Depth;
+use super::give_back::{give_back, Unread};
 pub(super) use super::hold::{Held, Takeover};
 use super::Shared;
 
@@ -98,6 +98,9 @@ pub(super) struct Follower {
     /// Pending + unacknowledged messages of the consumer, counted every second.
     pub depth: Arc<Depth>,
     pub held: Held,
+    /// A subscriber's cursor: what it gives back unread keeps its attempt
+    /// number ([`super::give_back`]).
+    unread: Option<Arc<Unread>>,
     /// How long a held message stays ours unrenewed: this relay's
     /// `takeover`, or the consumer's ack wait when shorter.
     pub takeover: Takeover,
@@ -134,6 +137,14 @@ impl Follower {
             held: held.clone(),
             consumer_seq: Arc::default(),
         };
+        let unread = match &follow {
+            Follow::Subscriber { route, sub } => Some(Arc::new(Unread {
+                shared: shared.clone(),
+                route: route.clone(),
+                sub: sub.clone(),
+            })),
+            Follow::Archiver | Follow::Reconciler => None,
+        };
         let fetch = tokio::spawn(pull.run());
         let count = tokio::spawn(count(shared, follow, depth.clone(), takeover.clone()));
         let progress = tokio::spawn(super::hold::keep_held(held.clone(), takeover.clone()));
@@ -143,6 +154,7 @@ impl Follower {
             signal,
             depth,
             held,
+            unread,
             takeover,
             tasks: vec![fetch, count, progress],
         }
@@ -191,7 +203,7 @@ impl Follower {
             stale.into_iter().map(|(_, r)| r).collect()
         };
         self.demand.notify_one();
-        give_back(&self.held, excess);
+        give_back(&self.held, self.unread.clone(), excess);
     }
 
     /// The reader wants nothing and cannot start anything soon: ask NATS
@@ -205,7 +217,7 @@ impl Follower {
             inbox.queue.drain(..).map(|(_, r)| r).collect()
         };
         self.demand.notify_one();
-        give_back(&self.held, all);
+        give_back(&self.held, self.unread.clone(), all);
     }
 
     /// Stop holding the message: it was settled, or it should come again
@@ -223,23 +235,6 @@ pub(super) fn release(held: &Held, seq: u64) {
     super::hold::release(held, seq);
 }
 
-/// Hand messages back to NATS at once (for any relay), no longer held.
-fn give_back(held: &Held, messages: Vec<Received>) {
-    if messages.is_empty() {
-        return;
-    }
-    for r in &messages {
-        super::hold::release(held, r.seq);
-    }
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            for r in messages {
-                let _ = r.acker.ack_with(AckKind::Nak(None)).await;
-            }
-        });
-    }
-}
-
 impl Drop for Follower {
     /// A relay that stops gives back at once only what its reader never
     /// took; what it took (an attempt in flight, a rate-limit wait, a pull
@@ -251,7 +246,7 @@ impl Drop for Follower {
             t.abort();
         }
         let untaken: Vec<Received> = lock(&self.inbox).queue.drain(..).map(|(_, r)| r).collect();
-        give_back(&self.held, untaken);
+        give_back(&self.held, self.unread.clone(), untaken);
         super::hold::drain(&self.held);
     }
 }

@@ -65,6 +65,10 @@ pub fn event_filter(route: &str) -> String {
 pub fn replay_subject(route: &str, sub: &str) -> String {
     format!("hr.rp.{route}.{sub}")
 }
+/// Whether a message of a route's stream is a replay's (else an event's).
+pub fn is_replay(subject: &str) -> bool {
+    subject.starts_with("hr.rp.")
+}
 pub fn replay_filter(route: &str) -> String {
     format!("hr.rp.{route}.*")
 }

@@ -19,6 +19,7 @@ mod early;
 mod event;
 mod event_read;
 mod follow;
+mod give_back;
 mod hold;
 pub mod layout;
 mod lost;

@@ -212,7 +212,7 @@ impl NatsCursor {
             rewound,
         } = r;
         let stream = self.shared.stream(&self.route)?;
-        let replay = msg.subject.as_str().starts_with("hr.rp.");
+        let replay = layout::is_replay(msg.subject.as_str());
         let (event, event_seq) = if replay {
             // A replay: the payload names the event.
             let seq: u64 = std::str::from_utf8(&msg.payload)
