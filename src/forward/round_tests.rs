@@ -112,3 +112,22 @@ fn rounds_are_remembered_with_their_id() {
     u.confirmed(&["other".to_string()], &BTreeMap::new());
     assert_eq!(u.by_round("other", Some("1")), None, "forgotten with its id");
 }
+
+/// During an upgrade a relay before rounds offers the id with none: once
+/// delivered so, its rounds are forgotten and attempts decide its next
+/// offer (a round remembered from before made that delivery's next offer,
+/// in its own round, look like a replay: posted twice; review of stop 78).
+#[test]
+fn a_delivery_in_no_round_forgets_the_rounds_before() {
+    let u = Unacked::default();
+    u.delivered(ID, 1, Some("0"));
+    u.confirmed(&[ID.to_string()], &BTreeMap::from([(ID.to_string(), 1)]));
+    u.delivered(ID, 2, None);
+    assert_eq!(u.by_round(ID, Some("1")), None, "attempts decide");
+    assert!(u.holds(ID, 2, Some("1")), "unconfirmed: held");
+    assert_eq!(
+        u.unsure(ID, 3, Some("1")),
+        Some(2),
+        "a later attempt: the relay is asked"
+    );
+}

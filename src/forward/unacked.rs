@@ -33,8 +33,11 @@
 //! `takeover`, applied that acknowledgement late while another relay
 //! offered the message for a later attempt: posted twice, pause soak of
 //! stop 77); one in another round is a replay, posted; neither waits for an
-//! answer nor asks. Attempt numbers decide only offers without a round
-//! (the embedded store, a relay before rounds).
+//! answer nor asks. Attempt numbers decide offers without a round (the
+//! embedded store, a relay before rounds) and offers of an id last
+//! delivered here in none. An offer while the id is still being posted
+//! here is settled by that post's answer, whatever its round
+//! ([`super::active`]), as before.
 
 use std::collections::BTreeMap as Attempts;
 
@@ -266,8 +269,15 @@ impl Inner {
     }
 
     /// `id` was delivered (or settled as the same message) here in `round`.
+    /// In none (a relay before rounds, during an upgrade): its rounds are
+    /// forgotten, attempts and the question decide its next offers (else a
+    /// round remembered before would make that delivery's next offer, in
+    /// its own round, look like a replay: posted twice; review of stop 78).
     fn add_round(&mut self, id: &str, round: Option<&str>) {
-        let Some(round) = round else { return };
+        let Some(round) = round else {
+            self.rounds.remove(id);
+            return;
+        };
         let rounds = self.rounds.entry(id.to_string()).or_default();
         if !rounds.iter().any(|r| r == round) {
             rounds.push(round.to_string());

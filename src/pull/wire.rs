@@ -79,9 +79,10 @@ pub struct Message {
     /// The provider's body, base64 (standard alphabet, padded).
     pub body: String,
     /// Which round of delivery this offer is, in cluster mode (an opaque
-    /// token): the same on every offer of the event's delivery, its retries
-    /// and another relay's offer after a takeover; another for each
-    /// operator's replay. A forwarder that delivered the id in this round
+    /// token): the same on every offer of the event's delivery (its
+    /// retries, another relay's offer after a takeover, a replay while it
+    /// is still pending); another for each operator's replay of a finished
+    /// delivery. A forwarder that delivered the id in this round
     /// acknowledges it again unsent; in another round, it posts it. Absent
     /// on the embedded store (and from relays before it was added).
     #[serde(default, skip_serializing_if = "Option::is_none")]

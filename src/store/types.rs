@@ -364,13 +364,14 @@ pub enum Ticket {
 
 impl Ticket {
     /// Which round of delivery the work is, where the store can tell: in
-    /// cluster mode the work message's sequence (the same on every hand-out
-    /// of the event's delivery, whichever relay hands it out; another for
-    /// each operator's replay). None on the embedded store.
-    pub fn round(&self) -> Option<u64> {
+    /// cluster mode the delivery's replay round read with it on the
+    /// bucket's leader (the same on every hand-out of the delivery,
+    /// whichever relay and whichever message hands it out; one more for
+    /// each replay of a finished delivery). None on the embedded store.
+    pub fn round(&self) -> Option<u32> {
         match self {
             Ticket::Sled(_) => None,
-            Ticket::Nats(t) => Some(t.message_seq()),
+            Ticket::Nats(t) => Some(t.round()),
         }
     }
 }

@@ -76,7 +76,7 @@ pub struct Handout {
     /// The `hookrelay-media` header of an `after_archive` subscriber's message.
     pub media: Option<http::HeaderValue>,
     /// The round of delivery it belongs to, in cluster mode ([`crate::store::Ticket::round`]).
-    pub round: Option<u64>,
+    pub round: Option<u32>,
 }
 
 /// The lane is stopping: no more pulls.

@@ -48,14 +48,16 @@ pub struct NatsTicket {
     /// restarts the step, is applied to the failure of work read before it
     /// (`Shared::write_outcome`), also once `begin_attempt` took the mark in.
     pub(super) read_step: u32,
+    /// Its replay round read with it ([`ResultRow::replays`]): what a pull
+    /// offer names as its `round`.
+    pub(super) read_round: u32,
 }
 
 impl NatsTicket {
-    /// The sequence of the message handed out: the same on every hand-out
-    /// of it (its retries, another relay's takeover), another for each
-    /// operator's replay (a message of its own).
-    pub fn message_seq(&self) -> u64 {
-        self.message_seq
+    /// The delivery's replay round, as read with the work (on the bucket's
+    /// leader; 0 for a fresh event's first delivery, which has none).
+    pub fn round(&self) -> u32 {
+        self.read_round
     }
 
     /// The result as last read or written here, and its revision.
@@ -365,6 +367,7 @@ impl NatsCursor {
         // that died during it): the attempt number counts the deliveries.
         let attempts = row.as_ref().map_or(delivered - 1, |r| r.attempts);
         let released = row.as_ref().is_some_and(|r| r.released);
+        let read_round = row.as_ref().map_or(0, |r| r.replays);
         Ok(Some(Work {
             event,
             step,
@@ -380,6 +383,7 @@ impl NatsCursor {
                 held: self.follower.held.clone(),
                 attempts_before: attempts,
                 read_step: step,
+                read_round,
             }),
         }))
     }
