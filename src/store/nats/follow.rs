@@ -246,7 +246,7 @@ impl Drop for Follower {
             t.abort();
         }
         let untaken: Vec<Received> = lock(&self.inbox).queue.drain(..).map(|(_, r)| r).collect();
-        give_back(&self.held, self.unread.clone(), untaken);
+        give_back(&self.held, None, untaken);
         super::hold::drain(&self.held);
     }
 }
