@@ -50,6 +50,7 @@ mod forward_deaf_local;
 mod forward_h2;
 mod forward_local_answers;
 mod forward_local_down;
+mod forward_lost_hold;
 mod forward_more_than_asked;
 mod forward_stop;
 mod hostile_http;
