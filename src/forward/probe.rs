@@ -36,6 +36,13 @@ fn not_told(e: &RelayError, id: &str) -> bool {
     matches!(e, RelayError::NotLeased { unknown, .. } if unknown.iter().any(|u| u == id))
 }
 
+/// Whether `e` leaves the question unanswered: the relay away (or its
+/// answer lost), or it cannot tell ([`not_told`]). Asked again, then
+/// released.
+fn unanswered(e: &RelayError, id: &str) -> bool {
+    e.is_transient() || not_told(e, id)
+}
+
 /// What the relay said about an offer of a later attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Said {
@@ -66,7 +73,7 @@ pub(super) async fn ask(
     let last = loop {
         let asked = relay.ack(&ids, &[], &[], BTreeMap::new(), tried.clone());
         match tokio::time::timeout_at(limit, asked).await {
-            Ok(Err(e)) if (e.is_transient() || not_told(&e, id)) && tokio::time::Instant::now() + pause < limit => {
+            Ok(Err(e)) if unanswered(&e, id) && tokio::time::Instant::now() + pause < limit => {
                 tracing::debug!(event = %id, error = %e, "asking the relay again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
@@ -85,7 +92,7 @@ pub(super) async fn ask(
             unacked.confirmed(&ids, &tried);
             Said::Replay
         }
-        Some(Err(e)) if e.is_transient() || not_told(&e, id) => {
+        Some(Err(e)) if unanswered(&e, id) => {
             tracing::warn!(event = %id, attempt, delivered, error = %e,
                 "the relay did not say whether it recorded this message's delivery here; releasing it (offered \
                  again, asked about then)");
