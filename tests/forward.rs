@@ -651,6 +651,12 @@ async fn a_forwarder_offered_a_message_it_is_still_delivering_does_not_send_it_t
         "{}",
         fwd.log_text()
     );
+    // And counted where the stop sums up (it said 0: pause soak, stop 78).
+    let mut fwd = fwd;
+    assert_eq!(fwd.term(secs(15)), Some(0), "{}", fwd.log_text());
+    let log = fwd.log_text();
+    let stopped = log.lines().rfind(|l| l.contains("stopped")).unwrap_or_default();
+    assert!(stopped.contains("not_sent_twice=1"), "{stopped}\n{log}");
 }
 
 /// A forwarder says it reached the relay at once, not after its first

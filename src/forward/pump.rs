@@ -237,9 +237,7 @@ impl Pump {
                             // the relay leased it to us again: one delivery at a
                             // time; the running one's answer settles the new lease
                             // (kept until that lease is over: `offer` raised it).
-                            tracing::warn!(event = %m.id, attempt = m.attempt,
-                                "offered again while still being delivered here (its lease ran out — keep --timeout \
-                                 below the subscriber's lease — or the relay restarted and forgot it); not sent twice");
+                            self.status.offered_while_delivering(&m.id, m.attempt);
                             continue;
                         }
                         let already = self.unacked.holds(&m.id, m.attempt, m.round.as_deref());

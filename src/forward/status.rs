@@ -166,6 +166,18 @@ impl Status {
             reach the relay in time): acknowledging it without sending it twice");
     }
 
+    /// `id` was offered again while its delivery here was still running
+    /// (its lease ran out first, or the relay restarted): that delivery's
+    /// answer settles the new lease, and it is not posted a second time.
+    /// Counted with [`Self::acknowledged_again`] (the warning said "not
+    /// sent twice" while the stop's count said 0: pause soak, stop 78).
+    pub fn offered_while_delivering(&self, id: &str, attempt: u32) {
+        self.not_twice.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(event = %id, attempt,
+            "offered again while still being delivered here (its lease ran out — keep --timeout \
+             below the subscriber's lease — or the relay restarted and forgot it); not sent twice");
+    }
+
     /// The status line as shown on a terminal.
     pub fn line(&self) -> String {
         let link = match &*self.link.lock().unwrap_or_else(|e| e.into_inner()) {
