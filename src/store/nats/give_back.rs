@@ -1,6 +1,7 @@
-//! Handing back at once messages this relay took from NATS but its reader
-//! never read (it stopped wanting them: a long-poll answered or gone, a push
-//! lane's circuit opening, the relay stopping), for any relay to take.
+//! Handing back messages this relay took from NATS but its reader never
+//! read (it stopped wanting them: a long-poll answered or gone, a push
+//! lane's circuit opening, the relay stopping), for any relay to take: at
+//! once, or within [`PATIENCE`] for a subscriber's first hand-outs (below).
 //!
 //! NATS counts every hand-out, and a delivery's first attempt without a
 //! result is numbered by that count (an attempt may have been made by a
