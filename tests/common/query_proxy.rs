@@ -29,6 +29,32 @@ pub async fn ack_redirecting_proxy(upstream: SocketAddr) -> SocketAddr {
     proxy(upstream, |m| (m == http::Method::POST).then_some(301)).await
 }
 
+/// The client the test proxies pass requests on with.
+pub type ProxyClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// Pass `req` on to `upstream` at `path` (with or without its query, as
+/// the proxy does), its body whole: the answer, whole, or `502` when
+/// `upstream` gives none.
+pub async fn pass_on(
+    client: &ProxyClient,
+    req: Request<hyper::body::Incoming>,
+    upstream: SocketAddr,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("http://{upstream}{path}").parse().unwrap();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match client.request(Request::from_parts(parts, Full::new(body))).await {
+        Ok(r) => {
+            let (parts, body) = r.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Response::from_parts(parts, Full::new(body))
+        }
+        Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
+    }
+}
+
 /// A proxy to `upstream` that answers a request with the status `refuse`
 /// gives for its method, or passes it on without its query.
 async fn proxy(upstream: SocketAddr, refuse: fn(http::Method) -> Option<u16>) -> SocketAddr {
@@ -50,18 +76,8 @@ async fn proxy(upstream: SocketAddr, refuse: fn(http::Method) -> Option<u16>) ->
                             }
                             return Ok(answer.body(page).unwrap());
                         }
-                        let (mut parts, body) = req.into_parts();
-                        parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().unwrap();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let answer = match client.request(Request::from_parts(parts, Full::new(body))).await {
-                            Ok(r) => {
-                                let (parts, body) = r.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                Response::from_parts(parts, Full::new(body))
-                            }
-                            Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
-                        };
-                        Ok::<_, std::convert::Infallible>(answer)
+                        let path = req.uri().path().to_string();
+                        Ok::<_, std::convert::Infallible>(pass_on(&client, req, upstream, &path).await)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

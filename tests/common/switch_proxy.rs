@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
+
+use super::query_proxy::{pass_on, ProxyClient};
 
 /// Moves the proxy's pulls to the second relay.
 #[derive(Clone, Default)]
@@ -64,7 +66,7 @@ pub async fn switching_proxy(first: SocketAddr, second: SocketAddr) -> (SocketAd
 }
 
 async fn pass(
-    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: ProxyClient,
     sw: Switch,
     first: SocketAddr,
     second: SocketAddr,
@@ -72,20 +74,8 @@ async fn pass(
 ) -> Response<Full<Bytes>> {
     let to = sw.upstream(req.method(), first, second);
     let pull_at_first = req.method() == http::Method::GET && to == first;
-    let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    parts.uri = format!("http://{to}{path}").parse().unwrap();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let answer = async {
-        match client.request(Request::from_parts(parts, Full::new(body))).await {
-            Ok(r) => {
-                let (parts, body) = r.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                Response::from_parts(parts, Full::new(body))
-            }
-            Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
-        }
-    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let answer = pass_on(&client, req, to, &path);
     if !pull_at_first {
         return answer.await;
     }
