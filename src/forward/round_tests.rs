@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::acker::{End, Finished};
 use super::acker_tests::{relay_at, serve_acks};
 use super::pump_tests::{message, ok_service, rig_with, Rig, ID};
-use super::unacked::Unacked;
+use super::unacked::{Unacked, CAPACITY, ROUNDS};
 
 /// [`ID`] delivered here for attempt 1 in round "7", its acknowledgement on
 /// its way, offered for attempt 2 in `round` by a relay that answers any
@@ -130,4 +130,22 @@ fn a_delivery_in_no_round_forgets_the_rounds_before() {
         Some(2),
         "a later attempt: the relay is asked"
     );
+}
+
+/// Bounded: each id keeps its newest [`ROUNDS`] rounds, and its rounds go
+/// with it when it is pushed out past the ids kept.
+#[test]
+fn rounds_are_bounded_per_id_and_go_with_their_id() {
+    let u = Unacked::default();
+    for r in 0..=ROUNDS {
+        u.delivered(ID, 1, Some(&r.to_string()));
+    }
+    assert_eq!(u.by_round(ID, Some("0")), Some(false), "the oldest round forgotten");
+    assert_eq!(u.by_round(ID, Some(&ROUNDS.to_string())), Some(true));
+    assert_eq!(u.by_round(ID, Some("1")), Some(true));
+    for n in 0..CAPACITY {
+        u.delivered(&format!("x{n}"), 1, Some("0"));
+    }
+    assert!(!u.contains(ID), "pushed out");
+    assert_eq!(u.by_round(ID, Some("1")), None, "its rounds with it");
 }

@@ -50,7 +50,7 @@ use tokio::sync::Notify;
 pub const CAPACITY: usize = 10_000;
 /// Rounds remembered per id at most (the newest): an id is delivered in
 /// one round, and once more per operator's replay.
-const ROUNDS: usize = 4;
+pub(super) const ROUNDS: usize = 4;
 
 #[derive(Default)]
 pub struct Unacked {
