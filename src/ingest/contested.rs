@@ -23,7 +23,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::delivery::verify_gate::Verifier;
-use crate::store::{Accepted, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
+use crate::store::{Accepted, Delivery, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
 
 /// The kept header a contesting event carries: the id of the event owning
 /// its key (shown with the event; never sent on). Verification lets one
@@ -245,11 +245,18 @@ thread_local! {
 /// delivery of it was attempted (or made): it was let go by verification,
 /// or released by an operator.
 pub fn vouched(view: &EventView) -> bool {
-    view.event.meta.origin == Origin::Poll
-        || view
-            .deliveries
-            .iter()
-            .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
+    view.event.meta.origin == Origin::Poll || view.deliveries.iter().any(went)
+}
+
+/// Whether an attempt of the delivery is in its history (or it was
+/// delivered): made once verification let the event go. Its count of
+/// attempts alone is not: in cluster mode a hand-out may be counted with
+/// no attempt made (a reload's handover giving the work back unsent keeps
+/// the count of hand-outs before it, a relay that died during one may have
+/// made none), and a forged callback waiting for its check would be taken
+/// as let go, the genuine callback then dropped as its duplicate.
+pub fn went(d: &Delivery) -> bool {
+    !d.history.is_empty() || d.state == DeliveryState::Delivered
 }
 
 /// The dedupe key of the `slot`-th callback contesting `key`.
@@ -264,6 +271,10 @@ pub fn slot_key(key: &[u8; 32], slot: u8) -> [u8; 32] {
 #[cfg(test)]
 #[path = "contested_tests.rs"]
 pub(crate) mod crash_tests;
+
+#[cfg(test)]
+#[path = "contested_give_back_tests.rs"]
+mod give_back_tests;
 
 #[cfg(test)]
 mod tests {
