@@ -1,7 +1,8 @@
 //! Cluster mode: a late outcome from a stale relay (paused, cut off from
 //! NATS) against a newer one — a replay made pending after it, or a later
 //! attempt still running — must not cancel the replay or bury the later
-//! attempt's success. From review 16, findings 1 and 2.
+//! attempt's success. From review 16, findings 1 and 2; and a late success
+//! after another relay's `dead` (stop 77's Left).
 
 use crate::common;
 
@@ -130,6 +131,73 @@ async fn a_stale_relays_late_dead_does_not_bury_a_later_attempts_success() {
         "the subscriber answered 200 to attempt 3, but relay 1's late `dead` of attempt 2 stands: \
          event {ev}; dead letters {dead}; relay 1's log:\n{}",
         first.log_text()
+    );
+    second.shutdown().await;
+}
+
+/// The other order (stop 77's Left): the relay that took the delivery over
+/// fails it to the last and writes `dead` (its letter listed) while the
+/// paused relay's attempt 1 is being answered 200. Relay 1, running again,
+/// reads the 200: the subscriber has the callback, so it shows `delivered`,
+/// its letter is dropped, and a replay of all dead letters does not send
+/// it again. Before, the `dead` stood (the attempt only joined its
+/// history) and the dead-letter replay sent the callback a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_relays_delivered_attempt_told_after_anothers_dead_makes_it_delivered() {
+    let nats = common::nats::NatsCluster::start(1).await;
+    let sub = Sub::start(std::sync::Arc::new(|n, _: &Received| match n {
+        // Relay 1's attempt: answered while relay 1 is paused, after relay 2
+        // has written the delivery dead.
+        0 => Behaviour::Slow(secs(14)),
+        _ => Behaviour::Status(500),
+    }))
+    .await;
+    let s = Subscriber::new("s", sub.url()).timeout(secs(60)).retry([secs(1)]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
+    let first = Bin::start(&cfg(d1.path()).write(), &[]);
+    let id = accepted(first.addr, &runway("late-delivered")).await;
+    sub.wait_for(secs(10), "relay 1's attempt", |r| r.len() == 1).await;
+    first.signal("STOP");
+
+    let second = start(&cfg(d2.path())).await;
+    let path = format!("/api/events/{id}");
+    admin_expect(
+        second.admin_addr,
+        "/api/dead-letters",
+        secs(30),
+        "relay 2's dead letter",
+        |v| v["dead_letters"].as_array().is_some_and(|d| d.len() == 1),
+    )
+    .await;
+    let sent = sub.count();
+    // Relay 1 runs again once the 200 of its attempt 1 waits in its socket.
+    let answered = sub.all()[0].at + secs(15);
+    tokio::time::sleep(answered.saturating_duration_since(std::time::Instant::now())).await;
+    first.signal("CONT");
+    let ev = admin_until(second.admin_addr, &path, secs(20), |v| {
+        v["subscribers"][0]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(
+        ev["subscribers"][0]["state"],
+        "delivered",
+        "the subscriber answered 200 to relay 1's attempt 1, but relay 2's `dead` stands: event {ev}; \
+         relay 1's log:\n{}",
+        first.log_text()
+    );
+    let letters = admin_until(second.admin_addr, "/api/dead-letters", secs(10), |v| v["total"] == 0).await;
+    assert_eq!(
+        letters["total"], 0,
+        "the delivered callback's letter is still listed: {letters}"
+    );
+    let (status, v) = admin(second.admin_addr, "POST", "/api/dead-letters/replay").await;
+    assert_eq!(status, 200, "{v}");
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(
+        sub.count(),
+        sent,
+        "a dead-letter replay sent the delivered callback again: {v}"
     );
     second.shutdown().await;
 }

@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
 
-use super::{layout, Shared};
+use super::{layout, unavailable, Shared};
 use crate::store::result::ResultRow;
 use crate::store::StoreError;
 
@@ -31,5 +32,44 @@ impl Shared {
         let id = format!("{subject}.{revision}");
         let give_up = tokio::time::Instant::now() + patience;
         self.publish_stored(&subject, &id, body, give_up).await
+    }
+
+    /// The sequence of the newest dead letter of event `seq` to `sub`, if
+    /// there is one (None too when NATS does not answer: it stays listed).
+    pub(super) async fn last_letter(&self, route: &str, sub: &str, seq: u64) -> Option<u64> {
+        let last = async {
+            let dl = self.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+            match dl
+                .get_last_raw_message_by_subject(&layout::dead_subject(route, sub, seq))
+                .await
+            {
+                Ok(m) => Ok(Some(m.sequence)),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            }
+        };
+        last.await.unwrap_or_else(|e: StoreError| {
+            tracing::warn!(route, subscriber = sub, seq, error = %e, "a dead letter whose delivery is no longer dead stays listed for now (a dead-letter replay drops it without sending it)");
+            None
+        })
+    }
+
+    /// Purge the dead letter of event `seq` to `sub` (queued again, or
+    /// delivered after all) up to sequence `letter`: one of its dying again since is
+    /// kept. Left listed when NATS refuses: a later dead-letter replay drops
+    /// it without sending it again (its delivery is no longer dead).
+    pub(super) async fn drop_letter(&self, route: &str, sub: &str, seq: u64, letter: Option<u64>) {
+        let Some(letter) = letter else { return };
+        let purged = async {
+            let dl = self.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
+            dl.purge()
+                .filter(layout::dead_subject(route, sub, seq))
+                .sequence(letter + 1)
+                .await
+                .map_err(unavailable)
+        };
+        if let Err(e) = purged.await {
+            tracing::warn!(route, subscriber = sub, seq, error = %e, "a dead letter whose delivery is no longer dead stays listed for now (a dead-letter replay drops it without sending it)");
+        }
     }
 }

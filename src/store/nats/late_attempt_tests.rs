@@ -68,3 +68,73 @@ fn a_later_attempt_joins_a_final_result_written_meanwhile() {
         s.close().await;
     });
 }
+
+/// A relay that lost its hold had its attempt delivered while the relay
+/// that took the delivery over failed to the last and wrote it `dead`: the
+/// subscriber has it, so the result says `delivered` (a dead-letter replay
+/// of it sent it again, stop 77's Left). Not after an operator's replay of
+/// the dead delivery: that round's outcome is the replay's own.
+#[test]
+fn a_delivered_attempt_told_after_another_relays_dead_result_makes_it_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
+            .await
+            .unwrap();
+        s.register(&crate::store::Topology {
+            routes: vec![("runway".into(), vec!["s".into()])],
+        })
+        .await
+        .unwrap();
+        let now = crate::clock::now_ms();
+        let failed = |n: u32| Attempt {
+            status: Some(500),
+            ..delivered(n, now + u64::from(n))
+        };
+        let dead = Outcome::Dead {
+            error: "HTTP 500".into(),
+        };
+        for (seq, replays) in [(1, 0), (2, 1)] {
+            let key = super::layout::result_key("runway", seq, "s");
+            // Relay B, which took the delivery over, fails attempt 2, the last.
+            let last = failed(2);
+            let b = s.shared.write_outcome(&key, (None, 0), 0, Some(&last), &dead, now);
+            assert!(matches!(b.await.unwrap(), super::result_write::Recorded::Mine(..)));
+            if replays > 0 {
+                // An operator replayed it since, and the replay died too.
+                let (mut row, at) = s.shared.result(&key).await.unwrap().unwrap();
+                row.replays = replays;
+                assert!(matches!(
+                    s.shared
+                        .write_result(&key, &row, at, std::time::Duration::ZERO)
+                        .await
+                        .unwrap(),
+                    super::result_write::Write::Done(_)
+                ));
+            }
+            // Relay A's attempt 1, begun before, with no result read.
+            let first = delivered(1, now);
+            let a = s
+                .shared
+                .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
+                .await
+                .unwrap();
+            let (row, _) = s.shared.result(&key).await.unwrap().unwrap();
+            if replays == 0 {
+                assert!(matches!(a, super::result_write::Recorded::Revived));
+                assert_eq!(
+                    (&row.state, row.last_error.as_deref()),
+                    (&DeliveryState::Delivered, None),
+                    "{row:?}"
+                );
+                assert_eq!(row.history.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2]);
+                assert_eq!(row.attempts, 2, "{row:?}");
+            } else {
+                assert!(matches!(a, super::result_write::Recorded::Theirs));
+                assert_eq!(row.state, DeliveryState::Dead, "a replay's own death stands: {row:?}");
+            }
+        }
+        s.close().await;
+    });
+}

@@ -131,6 +131,12 @@ impl NatsStore {
                     t.let_go();
                     return Ok(());
                 }
+                Recorded::Revived => {
+                    t.let_go();
+                    let letter = self.shared.last_letter(&t.route, &t.sub, t.event_seq).await;
+                    self.shared.drop_letter(&t.route, &t.sub, t.event_seq, letter).await;
+                    return Ok(());
+                }
             },
         };
         // An operator's replay asked during the attempt: due again at once.

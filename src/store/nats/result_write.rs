@@ -42,6 +42,12 @@ pub(super) enum Recorded {
     /// attempt, into which this attempt was merged): the message is not this
     /// relay's to settle.
     Theirs,
+    /// Another relay's `dead` result of this round became `delivered`: this
+    /// relay's attempt was delivered after all (it lost its hold while the
+    /// subscriber took it). Its dead letter is to be dropped, or a
+    /// dead-letter replay would send it again; the message is not this
+    /// relay's to settle.
+    Revived,
 }
 
 impl Shared {
@@ -132,12 +138,15 @@ impl Shared {
         row.apply(attempt, outcome, now_ms);
         let mut replayed = row.apply_replay_mark(read_step, attempt, outcome, now_ms);
         let mut mine = true;
+        let mut revived = false;
         loop {
             let now = match self.write_result(key, &row, revision, RESULT_PATIENCE).await? {
                 Write::Done(written) if mine => return Ok(Recorded::Mine(row, written, replayed)),
+                Write::Done(_) if revived => return Ok(Recorded::Revived),
                 Write::Done(_) => return Ok(Recorded::Theirs),
                 Write::Moved(now) => now,
             };
+            revived = false;
             // None: deleted or expired; written afresh, in this round.
             let (stored, at) = now.unwrap_or_else(|| {
                 let fresh = ResultRow {
@@ -154,6 +163,19 @@ impl Shared {
                 } else {
                     Recorded::Theirs
                 });
+            }
+            // Another relay wrote it `dead` (its own attempts failed to the
+            // last) while the subscriber took this relay's attempt: it was
+            // delivered. Left `dead`, a dead-letter replay would send it
+            // again. Not after a replay since (the replay's own outcome).
+            if stored.state == DeliveryState::Dead && *outcome == Outcome::Delivered && stored.replays == round {
+                if let Some(a) = attempt.filter(|a| !recorded(&stored, a)) {
+                    tracing::info!(key, attempt = a.attempt,
+                        "another relay recorded this delivery dead meanwhile, but this relay's attempt was delivered: it is delivered");
+                    (row, revision, mine, revived) = (stored, at, false, true);
+                    row.apply(Some(a), outcome, now_ms);
+                    continue;
+                }
             }
             if stored.state.is_final() {
                 // An attempt later than any recorded there (this relay's

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 
 use super::replay_mark::Marked;
@@ -133,8 +133,8 @@ impl NatsStore {
             // Replayed by another call since it was listed, and delivered:
             // its letter is stale (its purge failed, or is still to come).
             (DeliveryState::Delivered | DeliveryState::Skipped, Asked::DeadLetter | Asked::EventIfDead) => {
-                let letter = self.last_letter(route, sub, seq).await;
-                self.drop_letter(route, sub, seq, letter).await;
+                let letter = self.shared.last_letter(route, sub, seq).await;
+                self.shared.drop_letter(route, sub, seq, letter).await;
                 return Ok(Some(false));
             }
             _ => {
@@ -147,7 +147,7 @@ impl NatsStore {
         }
         // Read before the replay is queued: a letter of its dying again comes later.
         let letter = match row.state {
-            DeliveryState::Dead => self.last_letter(route, sub, seq).await,
+            DeliveryState::Dead => self.shared.last_letter(route, sub, seq).await,
             _ => None,
         };
         let mut marked = row.clone();
@@ -169,7 +169,7 @@ impl NatsStore {
         if let Err(e) = self.publish_replay(route, seq, sub, mark, give_up).await {
             return self.undo(&key, &row, mark, e, give_up).await.map(Some);
         }
-        self.drop_letter(route, sub, seq, letter).await;
+        self.shared.drop_letter(route, sub, seq, letter).await;
         Ok(Some(true))
     }
 
@@ -259,10 +259,10 @@ impl NatsStore {
             "a replay marked this delivery but its message was never stored; publishing it now"
         );
         // If it was a dead letter, its letter is still listed.
-        let letter = self.last_letter(route, sub, seq).await;
+        let letter = self.shared.last_letter(route, sub, seq).await;
         // Replays doing this at once publish one message (same id).
         self.publish_replay(route, seq, sub, revision, give_up).await?;
-        self.drop_letter(route, sub, seq, letter).await;
+        self.shared.drop_letter(route, sub, seq, letter).await;
         Ok(true)
     }
 
@@ -288,45 +288,6 @@ impl NatsStore {
             }
         }
         Ok(true)
-    }
-
-    /// The sequence of the newest dead letter of event `seq` to `sub`, if
-    /// there is one (None too when NATS does not answer: it stays listed).
-    async fn last_letter(&self, route: &str, sub: &str, seq: u64) -> Option<u64> {
-        let last = async {
-            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
-            match dl
-                .get_last_raw_message_by_subject(&layout::dead_subject(route, sub, seq))
-                .await
-            {
-                Ok(m) => Ok(Some(m.sequence)),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                Err(e) => Err(unavailable(e)),
-            }
-        };
-        last.await.unwrap_or_else(|e: StoreError| {
-            tracing::warn!(route, subscriber = sub, seq, error = %e, "a replayed dead letter stays listed for now (a later dead-letter replay drops it)");
-            None
-        })
-    }
-
-    /// Purge the dead letter of event `seq` to `sub` (queued again, or
-    /// delivered) up to sequence `letter`: one of its dying again since is
-    /// kept. Left listed when NATS refuses: a later dead-letter replay drops
-    /// it without sending it again (its delivery is no longer dead).
-    async fn drop_letter(&self, route: &str, sub: &str, seq: u64, letter: Option<u64>) {
-        let Some(letter) = letter else { return };
-        let purged = async {
-            let dl = self.shared.js.get_stream(layout::DEAD).await.map_err(unavailable)?;
-            dl.purge()
-                .filter(layout::dead_subject(route, sub, seq))
-                .sequence(letter + 1)
-                .await
-                .map_err(unavailable)
-        };
-        if let Err(e) = purged.await {
-            tracing::warn!(route, subscriber = sub, seq, error = %e, "a replayed dead letter stays listed for now (a later dead-letter replay drops it)");
-        }
     }
 
     /// Whether `sub` is configured on `route`, read once per call: a
@@ -396,8 +357,8 @@ impl NatsStore {
             }
             // Its event expired: nothing to send; the letter goes.
             if floors.expired(&route, seq) {
-                let letter = self.last_letter(&route, &sub, seq).await;
-                self.drop_letter(&route, &sub, seq, letter).await;
+                let letter = self.shared.last_letter(&route, &sub, seq).await;
+                self.shared.drop_letter(&route, &sub, seq, letter).await;
                 continue;
             }
             if !checked.contains(&route) && self.verdict_letter(&route, seq, &sub).await? {
