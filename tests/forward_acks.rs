@@ -297,7 +297,7 @@ async fn a_replay_after_a_lost_acknowledgement_answer_is_posted_to_the_service()
     .await;
     // The forwarder's second try of the acknowledgement is answered.
     let deadline = Instant::now() + secs(20);
-    let answered = |log: &str| log.contains("delivered already") || log.contains("leases ended before");
+    let answered = |log: &str| log.contains("delivered already") || log.contains("no relay holds these leases");
     while !answered(&fwd.log_text()) {
         assert!(
             Instant::now() < deadline,

@@ -33,7 +33,9 @@ pub(super) fn take_in(
         .filter(|id| !delivered.contains(id) && !unknown.contains(id))
         .collect();
     if !expired.is_empty() {
-        tracing::warn!(ids = ?expired, "these leases ended before the acknowledgement (expired: a failed attempt \
-            each, or the relay restarted); the relay will offer them again with the same id");
+        tracing::warn!(ids = ?expired, "no relay holds these leases any more, as far as the relay asked could tell \
+            (they expired: a failed attempt each; the relay restarted; or, in cluster mode, the relay holding them \
+            did not answer in time: paused or cut off, it applies the acknowledgement if it runs again before they \
+            end); those not applied are offered again with the same id");
     }
 }

@@ -106,7 +106,8 @@ impl State {
             let ids: Vec<String> = expired.iter().take(5).map(|l| l.offer.id.to_string()).collect();
             tracing::warn!(subscriber = %sub.name, count = expired.len(), first = ?ids,
                 "pull leases ran out without an answer: a failed attempt each (its holder may still acknowledge it \
-                 for one more lease, or until the retry delay is over if that is sooner)");
+                 for one more lease, or until the retry delay is over if that is sooner; in cluster mode, one another \
+                 relay took over and settled meanwhile stays as that relay recorded it)");
             for l in expired {
                 match sub.retry.next_delay(l.offer.item.work.step, None) {
                     Some(delay) => {
