@@ -23,7 +23,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::delivery::verify_gate::Verifier;
-use crate::store::{Accepted, Delivery, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
+use crate::store::{Accepted, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
 
 /// The kept header a contesting event carries: the id of the event owning
 /// its key (shown with the event; never sent on). Verification lets one
@@ -243,20 +243,15 @@ thread_local! {
 
 /// Whether the event is the provider's own record (a polled result), or a
 /// delivery of it was attempted (or made): it was let go by verification,
-/// or released by an operator.
+/// or released by an operator. An attempt counted with none in the history
+/// is one begun (cluster mode counts it before sending); nothing counts a
+/// hand-out that sent nothing (`store::nats::source` `give_back`).
 pub fn vouched(view: &EventView) -> bool {
-    view.event.meta.origin == Origin::Poll || view.deliveries.iter().any(went)
-}
-
-/// Whether an attempt of the delivery is in its history (or it was
-/// delivered): made once verification let the event go. Its count of
-/// attempts alone is not: in cluster mode a hand-out may be counted with
-/// no attempt made (a reload's handover giving the work back unsent keeps
-/// the count of hand-outs before it, a relay that died during one may have
-/// made none), and a forged callback waiting for its check would be taken
-/// as let go, the genuine callback then dropped as its duplicate.
-pub fn went(d: &Delivery) -> bool {
-    !d.history.is_empty() || d.state == DeliveryState::Delivered
+    view.event.meta.origin == Origin::Poll
+        || view
+            .deliveries
+            .iter()
+            .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
 }
 
 /// The dedupe key of the `slot`-th callback contesting `key`.

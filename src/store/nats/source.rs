@@ -401,18 +401,21 @@ impl NatsCursor {
     /// is only let go: it comes again after `takeover`. Nothing is done for
     /// a message this relay no longer holds (another relay took it over:
     /// handing it out again would send it beside that relay's attempt).
+    ///
+    /// A message handed out before with no result (a relay died during its
+    /// hand-out, or gave it back without one) goes back without one: its
+    /// next number skips this hand-out. A result counting the hand-outs
+    /// before it would say attempts were begun, and `verify = "fetch"`
+    /// takes a begun attempt for a callback let go (a forged one waiting
+    /// for its check would own its key, the genuine callback dropped as its
+    /// duplicate: stop 78's Left).
     pub async fn give_back(&mut self, t: &NatsTicket) {
         if !self.confirm(t).await {
             return;
         }
-        if t.known().0.is_none() {
+        if t.known().0.is_none() && t.attempts_before == 0 {
             let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-            // The attempts before this hand-out stay counted (one may have
-            // been made by a relay that died during it).
-            let row = ResultRow {
-                attempts: t.attempts_before,
-                ..ResultRow::new(crate::clock::now_ms())
-            };
+            let row = ResultRow::new(crate::clock::now_ms());
             let written = self.shared.write_result(&key, &row, 0, GIVE_BACK_PATIENCE).await;
             match written {
                 Ok(Write::Done(_)) => {}
