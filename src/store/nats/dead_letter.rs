@@ -31,7 +31,20 @@ impl Shared {
         let body = Bytes::from(serde_json::to_vec(row).expect("serializes"));
         let id = format!("{subject}.{revision}");
         let give_up = tokio::time::Instant::now() + patience;
-        self.publish_stored(&subject, &id, body, give_up).await
+        self.publish_stored(&subject, &id, body, give_up).await?;
+        // A relay that lost its hold may have made it `delivered` meanwhile
+        // (its attempt delivered after all), and looked for the letter to
+        // drop before it was stored: dropped here then. Read after the
+        // letter is stored, as that relay looks for it after its write, so
+        // one of the two sees the other's.
+        let key = layout::result_key(route, seq, sub);
+        if let Ok(Some((now, _))) = self.result_on_leader(&key).await {
+            if now.state == crate::store::DeliveryState::Delivered {
+                let letter = self.last_letter(route, sub, seq).await;
+                self.drop_letter(route, sub, seq, letter).await;
+            }
+        }
+        Ok(())
     }
 
     /// The sequence of the newest dead letter of event `seq` to `sub`, if

@@ -130,11 +130,110 @@ fn a_delivered_attempt_told_after_another_relays_dead_result_makes_it_delivered(
                 );
                 assert_eq!(row.history.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2]);
                 assert_eq!(row.attempts, 2, "{row:?}");
+                // Its settle failed after the write and is sent again (a pull
+                // client's acknowledgement): still told to drop the letter.
+                let again = s
+                    .shared
+                    .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 20)
+                    .await
+                    .unwrap();
+                assert!(matches!(again, super::result_write::Recorded::Revived));
             } else {
                 assert!(matches!(a, super::result_write::Recorded::Theirs));
                 assert_eq!(row.state, DeliveryState::Dead, "a replay's own death stands: {row:?}");
             }
         }
+        s.close().await;
+    });
+}
+
+/// Not over a verdict: a delivery settled as a duplicate of its family (or
+/// held as unverified) stays so, the attempt joining its history (the
+/// event's other subscribers are decided by that verdict).
+#[test]
+fn a_delivered_attempt_told_after_a_verdict_leaves_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
+            .await
+            .unwrap();
+        s.register(&crate::store::Topology {
+            routes: vec![("runway".into(), vec!["s".into()])],
+        })
+        .await
+        .unwrap();
+        let now = crate::clock::now_ms();
+        let key = super::layout::result_key("runway", 1, "s");
+        let verdict = Outcome::Dead {
+            error: "duplicate: evt_x, an event of the same dedupe key, agreed with the provider's record first".into(),
+        };
+        let b = s.shared.write_outcome(&key, (None, 0), 0, None, &verdict, now);
+        assert!(matches!(b.await.unwrap(), super::result_write::Recorded::Mine(..)));
+        let first = delivered(1, now);
+        let a = s
+            .shared
+            .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
+            .await
+            .unwrap();
+        assert!(!matches!(a, super::result_write::Recorded::Revived));
+        let (row, _) = s.shared.result(&key).await.unwrap().unwrap();
+        assert_eq!(row.state, DeliveryState::Dead, "{row:?}");
+        assert!(
+            row.last_error.as_deref().is_some_and(|e| e.starts_with("duplicate: ")),
+            "{row:?}"
+        );
+        s.close().await;
+    });
+}
+
+/// The relay that wrote `dead` publishes its letter after the other relay
+/// made the delivery `delivered` and looked for the letter to drop (none
+/// yet): the letter is dropped by its publisher, not left listed.
+#[test]
+fn a_dead_letter_published_after_the_delivery_was_made_delivered_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    rt().block_on(async {
+        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
+            .await
+            .unwrap();
+        s.register(&crate::store::Topology {
+            routes: vec![("runway".into(), vec!["s".into()])],
+        })
+        .await
+        .unwrap();
+        let now = crate::clock::now_ms();
+        let key = super::layout::result_key("runway", 1, "s");
+        let failed = Attempt {
+            status: Some(500),
+            ..delivered(2, now)
+        };
+        let dead = Outcome::Dead {
+            error: "HTTP 500".into(),
+        };
+        let b = s.shared.write_outcome(&key, (None, 0), 0, Some(&failed), &dead, now);
+        let super::result_write::Recorded::Mine(dead_row, revision, _) = b.await.unwrap() else {
+            panic!("relay B's dead not written");
+        };
+        let first = delivered(1, now);
+        let a = s
+            .shared
+            .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
+            .await
+            .unwrap();
+        assert!(matches!(a, super::result_write::Recorded::Revived));
+        assert_eq!(s.shared.last_letter("runway", "s", 1).await, None, "no letter yet");
+        let delivery = ("runway", 1, "s");
+        s.shared
+            .publish_dead_letter(delivery, &dead_row, revision, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.shared.last_letter("runway", "s", 1).await,
+            None,
+            "the letter of a delivery made delivered stays listed"
+        );
         s.close().await;
     });
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::backoff::Backoff;
 use super::{unavailable, Shared};
-use crate::store::result::{replay_mark_applies, ResultRow};
+use crate::store::result::{replay_mark_applies, verdict_letter, ResultRow};
 use crate::store::{Attempt, DeliveryState, Outcome, StoreError};
 
 /// How long a result is tried again while its bucket has no leader (a node
@@ -146,7 +146,6 @@ impl Shared {
                 Write::Done(_) => return Ok(Recorded::Theirs),
                 Write::Moved(now) => now,
             };
-            revived = false;
             // None: deleted or expired; written afresh, in this round.
             let (stored, at) = now.unwrap_or_else(|| {
                 let fresh = ResultRow {
@@ -158,17 +157,24 @@ impl Shared {
             // This relay's own earlier try, its answer lost (a row with this
             // attempt's times, or with this millisecond's).
             if stored == row {
-                return Ok(if mine {
-                    Recorded::Mine(row, at, replayed)
-                } else {
-                    Recorded::Theirs
+                return Ok(match (mine, revived) {
+                    (true, _) => Recorded::Mine(row, at, replayed),
+                    (false, true) => Recorded::Revived,
+                    (false, false) => Recorded::Theirs,
                 });
             }
+            revived = false;
             // Another relay wrote it `dead` (its own attempts failed to the
             // last) while the subscriber took this relay's attempt: it was
             // delivered. Left `dead`, a dead-letter replay would send it
             // again. Not after a replay since (the replay's own outcome).
-            if stored.state == DeliveryState::Dead && *outcome == Outcome::Delivered && stored.replays == round {
+            // Not over a verdict (a duplicate of its family, a callback held
+            // as unverified): other subscribers' deliveries are decided by it.
+            let revivable = stored.state == DeliveryState::Dead
+                && *outcome == Outcome::Delivered
+                && stored.replays == round
+                && !verdict_letter(stored.last_error.as_deref());
+            if revivable {
                 if let Some(a) = attempt.filter(|a| !recorded(&stored, a)) {
                     tracing::info!(key, attempt = a.attempt,
                         "another relay recorded this delivery dead meanwhile, but this relay's attempt was delivered: it is delivered");
@@ -176,6 +182,16 @@ impl Shared {
                     row.apply(Some(a), outcome, now_ms);
                     continue;
                 }
+            }
+            // This attempt made it delivered already (its settle failed after
+            // the write, and is sent again): its letter may still be listed.
+            let made_delivered = stored.state == DeliveryState::Delivered
+                && *outcome == Outcome::Delivered
+                && stored.replays == round
+                && attempt
+                    .is_some_and(|a| recorded(&stored, a) && stored.history.iter().any(|h| h.attempt > a.attempt));
+            if made_delivered {
+                return Ok(Recorded::Revived);
             }
             if stored.state.is_final() {
                 // An attempt later than any recorded there (this relay's
