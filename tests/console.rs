@@ -277,12 +277,16 @@ async fn an_events_body_is_shown_as_sent() {
 async fn task_ids_show_their_bidi_controls_and_wrap() {
     let sc = scene(None).await;
     let bidi = "invoice-\u{202E}gnp.exe-42";
-    // An invisible zero-width space as well (console review, stop 66).
-    let mark = "id \u{200F}12 34\u{200F}\u{200B}";
+    // An invisible zero-width space as well (console review, stop 66), and
+    // more invisible characters: an invisible operator, a soft hyphen, a tag
+    // character, a variation selector after ASCII (console review, stop 79).
+    let mark = "id \u{200F}12 34\u{200F}\u{200B}\u{2061}\u{AD}\u{E0041}\u{FE0F}";
+    // Shaping an emoji: left as it is.
+    let keep = "emoji \u{2764}\u{FE0F} \u{1F468}\u{200D}\u{1F469}";
     let long = "L".repeat(256);
     let no_auth = [("content-type", "application/json")];
     let mut long_event = String::new();
-    for task in [bidi.to_string(), mark.to_string(), long.clone()] {
+    for task in [bidi.to_string(), mark.to_string(), keep.to_string(), long.clone()] {
         long_event = accepted(sc.h.ingest_addrs[0], &runway(&task)).await;
         let register = serde_json::json!({"route": "tasks", "task_id": task}).to_string();
         let (s, _, b) = request(sc.h.admin_addr, None, "POST", "/api/tasks", &no_auth, register.into()).await;
@@ -292,6 +296,7 @@ async fn task_ids_show_their_bidi_controls_and_wrap() {
         ("ADMIN_URL", format!("http://{}", sc.h.admin_addr)),
         ("BIDI_TASK", bidi.to_string()),
         ("MARK_TASK", mark.to_string()),
+        ("KEEP_TASK", keep.to_string()),
         ("LONG_TASK", long),
         ("LONG_EVENT", long_event),
     ];

@@ -172,8 +172,9 @@ async fn runway_video_and_cover_are_stored_in_s3() {
 /// sheet (the console's `script-src 'self'` / `style-src 'self'` would trust
 /// them, and `nosniff` stops only other types), so they are downloads of
 /// `application/octet-stream`; the media list still says what the server
-/// said, and an ordinary type is served as it was. So is a list of types
-/// (a browser takes the last one: it was served as it came).
+/// said, and an ordinary type is served by its essence alone. So is a list
+/// of types (a browser takes the last one: it was served as it came), also
+/// one hidden behind an escaped quote.
 #[tokio::test]
 async fn a_stored_script_or_style_sheet_is_not_served_as_one_on_the_admin_origin() {
     let s = FileServer::start(LOCAL).await;
@@ -215,6 +216,24 @@ async fn a_stored_script_or_style_sheet_is_not_served_as_one_on_the_admin_origin
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(&got[..], &bytes[..]);
     }
+    // A list hidden behind an escaped quote (a browser reads `\"` inside a
+    // quoted value and takes the last type): served with its first type
+    // alone (console review, stop 79: it was served as it came).
+    let escaped = b"window.escaped = 1;".to_vec();
+    let escaped_type = r#"text/plain; a="\"", text/javascript"#;
+    let escaped_url = s.bytes("/k/escaped.mp4", &escaped, escaped_type);
+    let body = json!({"code": 200, "msg": "ok", "data": {
+        "task_id": "hostile-3", "video_id": "v3", "video_url": escaped_url, "image_url": ""}});
+    let id = accepted_at(h.ingest_addrs[0], "/hooks/runway", &body.to_string()).await;
+    let escaped_media = wait_final(h.admin_addr, &id, WAIT).await;
+    assert_eq!(
+        item(&escaped_media, &escaped_url)["state"],
+        "stored",
+        "{escaped_media:?}"
+    );
+    let (status, headers, _) = admin_get(&h, &format!("/api/media/{}", sha256_hex(&escaped))).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/plain", "{headers:?}");
     h.shutdown().await;
 }
 

@@ -3,13 +3,14 @@
 // not obeyed (it showed other text than it holds), and one of 256
 // characters without a space wraps in its cell instead of widening the
 // events and tasks tables past the window. Env: ADMIN_URL, BIDI_TASK,
-// LONG_TASK, CHROMIUM.
+// MARK_TASK, KEEP_TASK, LONG_TASK, LONG_EVENT, CHROMIUM.
 
 import { env, inChromium } from './page.mjs';
 
 await inChromium('shown', async (page) => {
   const bidi = env('BIDI_TASK');
   const mark = env('MARK_TASK');
+  const keep = env('KEEP_TASK');
   const long = env('LONG_TASK');
   const fits = (table) =>
     page.evaluate((t) => {
@@ -34,8 +35,15 @@ await inChromium('shown', async (page) => {
     const named = bidi.replace('\u202E', '⟨U+202E⟩');
     if (!texts.includes(named)) throw new Error(`${table}: ${JSON.stringify(named)} not shown: ${JSON.stringify(texts)}`);
     // The invisible right-to-left mark too ("id ‏12 34‏" read "id 34 12").
-    const marked = mark.replaceAll('\u200F', '⟨U+200F⟩').replaceAll('\u200B', '⟨U+200B⟩');
+    // And the other invisible characters (an invisible operator, a soft
+    // hyphen, a tag, a variation selector after ASCII).
+    let marked = mark;
+    for (const c of ['\u200F', '\u200B', '\u2061', '\u00AD', '\u{E0041}', '\uFE0F']) {
+      marked = marked.replaceAll(c, `⟨U+${c.codePointAt(0).toString(16).toUpperCase()}⟩`);
+    }
     if (!texts.includes(marked)) throw new Error(`${table}: ${JSON.stringify(marked)} not shown: ${JSON.stringify(texts)}`);
+    // An emoji's variation selector and joiner shape it: left as they are.
+    if (!texts.includes(keep)) throw new Error(`${table}: ${JSON.stringify(keep)} not shown as it is: ${JSON.stringify(texts)}`);
     if (!texts.includes(long)) throw new Error(`${table}: the long task id is not shown whole`);
     const [right, width] = await fits(table);
     if (right > width + 1) throw new Error(`${table} is ${right}px wide in a ${width}px window`);

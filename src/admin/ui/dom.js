@@ -65,10 +65,20 @@ export async function api(path, opts = {}) {
  * isolates, and the invisible marks LRM, RLM, ALM): a task id or error
  * holding one showed other text than it holds ("abc\u202Egnp.exe" read
  * "abcexe.png", "id \u200F12 34\u200F" read "id 34 12"). Text shows each as
- * `⟨U+202E⟩`. So too the invisible characters with no part in shaping
- * (zero-width space, word joiner, byte order mark): "job-42\u200B" read
- * "job-42" (console review, stop 66). */
-const BIDI_CONTROLS = /[\u061C\u200B\u200E\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/g;
+ * `⟨U+202E⟩`. So too every invisible character (Unicode's default ignorable
+ * code points: zero-width space, word joiner, soft hyphen, invisible
+ * operators, tag characters, …): "job-42\u200B" read "job-42" (console
+ * reviews, stops 66 and 79). Those with a part in shaping a character before
+ * them (joiners, variation selectors, the tags of a flag) are left to do it
+ * after a visible character that is not ASCII (an emoji, a script that
+ * joins), also in a run of them; after ASCII, an invisible character, or
+ * first, they only hide. */
+const SHAPING = '\\u200C\\u200D\\uFE00-\\uFE0F\\u{E0020}-\\u{E007F}\\u{E0100}-\\u{E01EF}';
+const HIDDEN = `(?![${SHAPING}])[\\p{Default_Ignorable_Code_Point}\\p{Bidi_Control}]`;
+const BIDI_CONTROLS = new RegExp(
+  `(?<=(?:^|[\\x00-\\x7F]|${HIDDEN})[${SHAPING}]*)[${SHAPING}]|${HIDDEN}`,
+  'gu',
+);
 
 /** `text` as the console shows it: bidi controls named, not obeyed. */
 export function shownText(text) {
