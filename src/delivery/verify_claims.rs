@@ -23,8 +23,8 @@
 use std::sync::Mutex;
 
 use crate::dedupe::DedupeKey;
-use crate::ingest::contested::{slot_key, vouched, CONTESTING, CONTESTS};
-use crate::store::{DeliveryState, Event, EventId, EventView, Store};
+use crate::ingest::contested::{self, slot_key, vouched, CONTESTING, CONTESTS};
+use crate::store::{Event, EventId, EventView, Store};
 
 use super::recent::Recent;
 
@@ -129,9 +129,7 @@ async fn held_by(store: &Store, event: &Event, family: EventId, key: &DedupeKey)
 
 /// Whether a delivery of the event was attempted (or made).
 fn went(view: &EventView) -> bool {
-    view.deliveries
-        .iter()
-        .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
+    view.deliveries.iter().any(contested::went)
 }
 
 /// The event a delivery was settled a duplicate of, by its dead letter's

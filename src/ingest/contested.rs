@@ -23,7 +23,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::delivery::verify_gate::Verifier;
-use crate::store::{Accepted, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
+use crate::store::{Accepted, Delivery, DeliveryState, EventId, EventView, NewEvent, Origin, Store, StoreError};
 
 /// The kept header a contesting event carries: the id of the event owning
 /// its key (shown with the event; never sent on). Verification lets one
@@ -243,15 +243,17 @@ thread_local! {
 
 /// Whether the event is the provider's own record (a polled result), or a
 /// delivery of it was attempted (or made): it was let go by verification,
-/// or released by an operator. An attempt counted with none in the history
-/// is one begun (cluster mode counts it before sending); nothing counts a
-/// hand-out that sent nothing (`store::nats::source` `give_back`).
+/// or released by an operator.
 pub fn vouched(view: &EventView) -> bool {
-    view.event.meta.origin == Origin::Poll
-        || view
-            .deliveries
-            .iter()
-            .any(|d| d.attempts > 0 || d.state == DeliveryState::Delivered)
+    view.event.meta.origin == Origin::Poll || view.deliveries.iter().any(went)
+}
+
+/// Whether an attempt of the delivery was begun (cluster mode counts one
+/// before sending it, so its history may not hold it yet) or it was
+/// delivered. A count of hand-outs none of which is known to have begun
+/// one is not (`ResultRow::handed_out`).
+pub fn went(d: &Delivery) -> bool {
+    (d.attempts > 0 && !d.handed_out) || d.state == DeliveryState::Delivered
 }
 
 /// The dedupe key of the `slot`-th callback contesting `key`.

@@ -1,9 +1,9 @@
 //! Cluster mode: a reload's handover giving back a forged callback's work
 //! unsent (its `verify = "fetch"` check not answered yet) after an earlier
-//! hand-out wrote a result counting that hand-out as an attempt begun: the
+//! hand-out wrote a result counting that hand-out as an attempt: the
 //! forgery was then vouched for, and the genuine callback with its key
-//! answered as its duplicate and dropped (stop 78's Left). It goes back
-//! with no result now.
+//! answered as its duplicate and dropped (stop 78's Left). The count stays
+//! (the next attempt's number goes on from it), marked as hand-outs.
 
 use super::crash_tests::{event, open_nats, rt, NatsServer};
 use super::{append, vouched};
@@ -51,6 +51,7 @@ fn in_cluster_mode_work_given_back_unsent_does_not_vouch_for_a_forged_callback()
         // drops it unsent: given back.
         lane.give_back(&again.ticket).await;
         let view = s.event_view(forged.id).await.unwrap().unwrap();
+        assert_eq!(view.deliveries[0].attempts, 1, "the hand-out stays counted: {view:?}");
         assert!(
             !vouched(&view),
             "a hand-out given back unsent taken for a delivery: {view:?}"

@@ -55,6 +55,17 @@ pub struct ResultRow {
     /// mode: `store::nats::result_write`). Absent in rows written before it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replay_asked: bool,
+    /// Cluster mode: `attempts` counts NATS's hand-outs of the message, none
+    /// of which is known to have begun an attempt (work a reload's handover
+    /// gave back unsent after hand-outs that left no result: a relay that
+    /// died or paused during one may have sent it, or may not). The number
+    /// goes on from the count, but `verify = "fetch"` does not take it for
+    /// an attempt made: a forged callback waiting for its check would own
+    /// its key, the genuine callback dropped as its duplicate (stop 78's
+    /// Left). Cleared by an attempt begun or recorded. Absent in rows
+    /// written before it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub handed_out: bool,
     /// Held as `unverified` once (`verify = "fetch"`: the provider's record
     /// disagreed), and why: kept when an operator's replay releases it and
     /// it is delivered, so the event's other subscribers are still held on
@@ -99,6 +110,7 @@ impl ResultRow {
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         }
     }
@@ -113,6 +125,7 @@ impl ResultRow {
             self.held = None;
         }
         if let Some(a) = attempt {
+            self.handed_out = false;
             self.attempts = self.attempts.max(a.attempt);
             // A delivery has no error, also when a pull client acknowledged it (no status).
             let failed = *outcome != Outcome::Delivered && a.status.is_none_or(|s| !(200..300).contains(&s));
@@ -217,6 +230,7 @@ impl ResultRow {
             history: self.history,
             last_error: self.last_error,
             held: self.held,
+            handed_out: self.handed_out,
             unreadable: false,
         }
     }

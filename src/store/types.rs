@@ -163,6 +163,9 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// Held as `unverified` once, and why (see [`super::result::ResultRow::held`]).
     pub held: Option<String>,
+    /// Its count of attempts is of hand-outs none of which is known to have
+    /// begun one (see [`super::result::ResultRow::handed_out`]).
+    pub handed_out: bool,
     /// Its stored result could not be read (a torn row): state and history
     /// are unknown, shown as not attempted with an error saying so.
     pub unreadable: bool,

@@ -61,6 +61,7 @@ impl NatsStore {
             None => ResultRow::new(crate::clock::now_ms()),
         };
         row.attempts = number;
+        row.handed_out = false;
         let key = layout::result_key(&t.route, t.event_seq, &t.sub);
         let written = match self.shared.write_result(&key, &row, revision, RESULT_PATIENCE).await {
             Ok(Write::Done(revision)) => {

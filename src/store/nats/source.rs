@@ -401,21 +401,20 @@ impl NatsCursor {
     /// is only let go: it comes again after `takeover`. Nothing is done for
     /// a message this relay no longer holds (another relay took it over:
     /// handing it out again would send it beside that relay's attempt).
-    ///
-    /// A message handed out before with no result (a relay died during its
-    /// hand-out, or gave it back without one) goes back without one: its
-    /// next number skips this hand-out. A result counting the hand-outs
-    /// before it would say attempts were begun, and `verify = "fetch"`
-    /// takes a begun attempt for a callback let go (a forged one waiting
-    /// for its check would own its key, the genuine callback dropped as its
-    /// duplicate: stop 78's Left).
     pub async fn give_back(&mut self, t: &NatsTicket) {
         if !self.confirm(t).await {
             return;
         }
-        if t.known().0.is_none() && t.attempts_before == 0 {
+        if t.known().0.is_none() {
             let key = layout::result_key(&t.route, t.event_seq, &t.sub);
-            let row = ResultRow::new(crate::clock::now_ms());
+            // The hand-outs before this one stay counted (a relay that died
+            // during one may have sent it), marked as hand-outs: none is
+            // known to have begun an attempt (`ResultRow::handed_out`).
+            let row = ResultRow {
+                attempts: t.attempts_before,
+                handed_out: t.attempts_before > 0,
+                ..ResultRow::new(crate::clock::now_ms())
+            };
             let written = self.shared.write_result(&key, &row, 0, GIVE_BACK_PATIENCE).await;
             match written {
                 Ok(Write::Done(_)) => {}

@@ -213,6 +213,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;
@@ -251,6 +252,7 @@ pub(super) fn from_v1(db: &sled::Db, tree: &sled::Tree) -> Result<Option<Migrate
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         out.put(keys::result(id, no), codec::encode_result(&row))?;

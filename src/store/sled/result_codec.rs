@@ -150,6 +150,7 @@ pub(super) fn decode_result(v: &[u8]) -> Option<ResultRow> {
         replays: 0,
         released,
         replay_asked,
+        handed_out: false,
         held,
     })
 }
@@ -187,6 +188,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         assert_eq!(decode_result(&encode_result(&r)).unwrap(), r);
@@ -206,6 +208,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         let bytes = encode_result(&delivered);
@@ -272,6 +275,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         let got = decode_result(&encode_result(&r)).unwrap();
@@ -302,6 +306,7 @@ mod tests {
             replays: 0,
             released: false,
             replay_asked: false,
+            handed_out: false,
             held: None,
         };
         let back = decode_result(&encode_result(&r)).unwrap();
