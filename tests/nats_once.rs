@@ -182,3 +182,47 @@ async fn a_message_handed_again_to_its_paused_relay_is_not_sent_twice() {
     );
     assert_eq!(ev["subscribers"][0]["attempts_total"], 1, "{ev}");
 }
+
+/// Messages NATS hands to a relay while it is paused (SIGSTOP) wait in its
+/// socket; after `takeover` NATS hands them to the other relay, which sends
+/// them. The paused relay, running again, read them as if they had just
+/// come and sent them too (a cluster pause soak, stop 79: 26 deliveries
+/// twice in 17 pauses). They count as held since the pause began now
+/// (`clock::pauses`): lost, not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_handed_to_a_paused_relay_are_not_sent_by_it_after_another_relay_took_them() {
+    let nats = NatsCluster::start(1).await;
+    let sub = Sub::ok().await;
+    let s = Subscriber::new("s", sub.url()).timeout(secs(10));
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |dir: &std::path::Path| TestConfig::new(dir).subscriber(s.clone()).nats(nats.urls(), 1);
+    let paused = Bin::start(&cfg(d1.path()).write(), &[]);
+    let other = start(&cfg(d2.path())).await;
+    // Both idle, each with a pull request waiting at NATS.
+    let warm = accepted(other.ingest_addrs[0], &runway("warm")).await;
+    sub.wait_for(secs(10), "the first event", |r| r.len() == 1).await;
+    tokio::time::sleep(secs(1)).await;
+    paused.signal("STOP");
+    let mut want = ingest(other.ingest_addrs[0], "during-pause", 16).await;
+    want.insert(warm);
+    // The other relay sends them all: at once, or after `takeover` (5 s)
+    // those NATS handed to the paused relay.
+    sub.wait_for(secs(30), "every event through the other relay", |_| {
+        let seen = seen_ids(&sub);
+        want.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+    let taken_over = sub
+        .all()
+        .iter()
+        .filter(|r| r.header("hookrelay-attempt") == "2")
+        .count();
+    paused.signal("CONT");
+    tokio::time::sleep(secs(3)).await;
+    assert!(
+        taken_over > 0,
+        "NATS handed nothing to the paused relay: the test shows nothing"
+    );
+    each_once(&sub, &want).await;
+    other.shutdown().await;
+}

@@ -12,7 +12,11 @@
 //! `webhook-timestamp` we sign, certificate validity, an HTTP-date
 //! `Retry-After`): the anchored time plus the wall clock's step since the
 //! anchor, so an NTP step is followed at once (see `time_of_day`).
+//!
+//! [`pauses`] tells how long what the process reads may have waited unseen
+//! (the process stopped, its VM frozen).
 
+pub mod pauses;
 mod time_of_day;
 
 pub use time_of_day::{now_secs, time_of_day};

@@ -109,13 +109,17 @@ fn fresh(takeover: Duration) -> Duration {
 /// Hold a message that just arrived; false when it was held already (NATS
 /// handed it to this relay again, after an outage longer than `takeover`):
 /// the copy here is the one to work on, and it is this relay's again (NATS
-/// just gave it here), so it is not queued a second time.
+/// gave it here), so it is not queued a second time. A message read during
+/// or just after a pause of this process counts as held since the pause
+/// began: it may have waited in the socket through it, while NATS, not
+/// renewed, handed it to another relay ([`crate::clock::pauses`]).
 pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) -> bool {
     let now = Instant::now();
+    let arrived = now.checked_sub(crate::clock::pauses::unseen_for()).unwrap_or(now);
     let mut h = lock(held);
     if let Some(m) = h.get_mut(&seq) {
         m.acker = acker;
-        m.confirmed = now;
+        m.confirmed = arrived;
         m.lost = false;
         return false;
     }
@@ -124,7 +128,7 @@ pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) -> bool {
         Hold {
             acker,
             started: now,
-            confirmed: now,
+            confirmed: arrived,
             lost: false,
         },
     );
