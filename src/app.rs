@@ -106,6 +106,9 @@ async fn bind(addr: SocketAddr, all: &[SocketAddr], key: &'static str) -> Result
 /// Start the daemon with a validated config.
 pub async fn start(config: Config) -> Result<Handle, StartError> {
     tls::install_provider();
+    // What is read after a pause of this process is judged by it: answers
+    // (`delivery::attempt`), messages in cluster mode (`store::nats::hold`).
+    crate::clock::pauses::start();
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -125,6 +125,7 @@ mod nothing_lost;
 mod open_files;
 mod operations;
 mod packaging;
+mod pause_answers;
 mod placeholder_secrets;
 mod power_cut;
 mod provider;

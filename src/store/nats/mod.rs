@@ -215,7 +215,8 @@ pub(super) fn consumer_config(route: &str, sub: &str, takeover: Duration) -> pul
 impl NatsStore {
     /// Connect (in the background when NATS is away) to the cluster.
     pub async fn open(cfg: &NatsConfig, retention: Duration, max_body: usize) -> Result<NatsStore, StoreError> {
-        // Messages read after a pause of this process are judged by it (`hold`).
+        // Messages read after a pause of this process are judged by it
+        // (`hold`); started here too for a store opened without the daemon.
         crate::clock::pauses::start();
         let refused = connect::Refused::default();
         let (client, js) = connect::connect(cfg, refused.clone()).await?;
