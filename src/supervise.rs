@@ -259,6 +259,7 @@ async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(
         tokio::spawn(watchdog(handle.app.clone(), Duration::from_micros(usec / 2)));
     }
     let mut health = tokio::time::interval(Duration::from_secs(1));
+    let mut certificate = crate::tls::ExpiryWatch::default();
     // The reload under way, polled alongside the signals and the store
     // check: a stop does not wait for it (in cluster mode it may wait up to
     // 10 s for NATS), and a SIGHUP meanwhile reads the file again after it.
@@ -267,6 +268,8 @@ async fn serve(config: Config, mut hup: tokio::signal::unix::Signal) -> Result<(
     loop {
         tokio::select! {
             _ = health.tick() => {
+                let served = handle.app.served_certificate().flatten();
+                certificate.look(served.as_ref(), handle.app.acme.is_some(), crate::clock::time_of_day());
                 if handle.app.store.has_failed() {
                     // sled cannot recover from a write error in-process; what was
                     // acknowledged is on disk. Exit so the supervisor restarts us.

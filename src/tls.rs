@@ -9,6 +9,7 @@
 //! plus an optional private CA file, webpki roots when the system has none.
 
 mod cert;
+mod expiry;
 mod pem;
 mod roots;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig};
 
 pub use cert::{parse_bundle, rfc3339, CertInfo};
+pub use expiry::ExpiryWatch;
 
 /// The PEM files of a server certificate (chain) and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]

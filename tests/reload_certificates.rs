@@ -180,6 +180,33 @@ async fn a_reload_warns_when_the_new_certificate_covers_none_of_the_served_names
     assert_eq!(bin.log_text().matches("covers none of the names").count(), 1);
 }
 
+/// A certificate that expires while the daemon runs is said in the log: a
+/// warning once its end is near (a sixth of its lifetime left, at most 14
+/// days), an error once it expired. Before, only the metric and the status
+/// API said it; the journal stayed silent (TLS review, stop 79).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_while_the_daemon_runs_is_warned_about_and_said_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid for 60 s before the start and 8 s after: its last sixth is
+    // under way already.
+    let cert = TestCert::write_expiring_in(dir.path(), "tls", 8);
+    let bin = Bin::start(&tls_config(dir.path()).write(), &[]);
+    let serial = hookrelay::tls::CertInfo::from_der(&cert.der).unwrap().serial;
+    log_until(|| bin.log_text(), "expires at", Duration::from_secs(10)).await;
+    log_until(|| bin.log_text(), "expired at", Duration::from_secs(20)).await;
+    let log = bin.log_text();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).collect::<Vec<_>>();
+    let (near, expired) = (lines("expires at"), lines("expired at"));
+    assert!(
+        near.len() == 1 && near[0].contains("WARN") && near[0].contains(&serial) && near[0].contains("reload"),
+        "{log}"
+    );
+    assert!(
+        expired.len() == 1 && expired[0].contains("ERROR") && expired[0].contains("every handshake fails"),
+        "{log}"
+    );
+}
+
 /// A config serving the certificate files `tls.crt` and `tls.key` in `dir`,
 /// its one subscriber down.
 fn tls_config(dir: &Path) -> TestConfig {

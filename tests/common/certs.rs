@@ -34,6 +34,18 @@ impl TestCert {
         Self::write_params(dir, name, params)
     }
 
+    /// As `write`, valid from a minute ago until `secs` from now.
+    pub fn write_expiring_in(dir: &Path, name: &str, secs: u64) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + (now - std::time::Duration::from_secs(60));
+        params.not_after = epoch + (now + std::time::Duration::from_secs(secs));
+        Self::write_params(dir, name, params)
+    }
+
     /// As `write`, for these names instead of `localhost` and `127.0.0.1`.
     pub fn write_for(dir: &Path, name: &str, names: &[&str]) -> TestCert {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
