@@ -300,7 +300,7 @@ pub fn unapplied_certificate(app: &App) -> Option<String> {
              the old certificate (serial {}, expires {}) is still served; fix what the reload refused and reload again",
             files.cert.display(),
             on_disk.serial,
-            on_disk.names.join(","),
+            tls::CertInfo::names_shown(&on_disk.names),
             tls::rfc3339(on_disk.not_after),
             served.serial,
             tls::rfc3339(served.not_after),

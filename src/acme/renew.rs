@@ -97,6 +97,15 @@ pub(super) async fn run(acme: Arc<Inner>) {
                 "ACME: as many certificates issued in the last 24 hours as allowed; the next order waits \
                  (something keeps certificates from lasting: is the clock right?)"
             );
+            // The served certificate ends before that: say it, it is an outage.
+            let ends = acme.lock_status().certificate.as_ref().map(|c| c.not_after);
+            if let Some(ends) = ends.filter(|end| *end < now + wait) {
+                tracing::error!(
+                    expires = %crate::tls::rfc3339(ends),
+                    "ACME: the served certificate expires before the next order may be placed: HTTPS handshakes \
+                     fail from then until a new one is issued (delete acme/issued-*.times to allow an order at once)"
+                );
+            }
             tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
             continue;
         }

@@ -104,6 +104,14 @@ fn bad_values_name_key_and_line() {
     ] {
         expect_err(&acme(&format!("domains = {domains}, {mail}, {dir}")), key, needle);
     }
+    // More names than one certificate may hold: every order failed at run
+    // time (TLS review, stop 79).
+    let many: Vec<String> = (0..101).map(|i| format!("\"h{i}.example.com\"")).collect();
+    expect_err(
+        &acme(&format!("domains = [{}], {mail}, {dir}", many.join(", "))),
+        "server.tls.acme.domains",
+        "at most 100",
+    );
     let d = r#"domains = ["a.example.com"]"#;
     for email in ["ops", "@example.com", "ops@localhost", "a@b.c, d@e.f"] {
         expect_err(

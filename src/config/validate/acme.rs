@@ -16,6 +16,9 @@ use crate::config::ConfigError;
 
 const KEY: &str = "server.tls.acme";
 
+/// The most names one certificate may hold (Let's Encrypt's limit per order).
+const MAX_DOMAINS: usize = 100;
+
 impl Validator<'_> {
     pub(super) fn acme(&self, a: &Spanned<RawAcme>) -> Result<AcmeSettings, ConfigError> {
         let raw = a.get_ref();
@@ -24,6 +27,16 @@ impl Validator<'_> {
                 format!("{KEY}.domains"),
                 Some(a.span()),
                 "at least one domain is required",
+            ));
+        }
+        if raw.domains.len() > MAX_DOMAINS {
+            return Err(self.err(
+                format!("{KEY}.domains"),
+                Some(a.span()),
+                format!(
+                    "{} domains: a certificate holds at most {MAX_DOMAINS} (Let's Encrypt refuses larger orders)",
+                    raw.domains.len()
+                ),
             ));
         }
         let mut domains: Vec<String> = Vec::new();
