@@ -189,6 +189,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             for w in tls::file_warnings(files) {
                 tracing::warn!("{w}");
             }
+            if let Some(w) = tls::public_url_uncovered(config.server.public_url.as_deref(), &cert.names) {
+                tracing::warn!("{w}");
+            }
             // As check-config warns (the unit ran it before each start).
             if cert.names.is_empty() {
                 tracing::warn!(
@@ -199,6 +202,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             (Some(tls::Reloadable::new(cfg, Some(cert))), None)
         }
         Some(TlsSource::Acme(settings)) => {
+            if let Some(w) = tls::public_url_uncovered(config.server.public_url.as_deref(), &settings.domains) {
+                tracing::warn!("{w}");
+            }
             let dir = acme::state_dir(&config.store.path);
             let failures = metrics.acme_failures.clone();
             let acme = Acme::new(settings, &dir, acme::Options::default(), failures)?;

@@ -138,6 +138,9 @@ pub async fn apply(app: &App, mut new: Config) -> Result<(), ReloadError> {
             for w in tls::file_warnings(files) {
                 tracing::warn!("{w}");
             }
+            if let Some(w) = tls::public_url_uncovered(new.server.public_url.as_deref(), &cert.names) {
+                tracing::warn!("{w}");
+            }
             match tls::not_valid_at(files, &cert, crate::clock::time_of_day()) {
                 None => Some((cfg, cert)),
                 // The certificate being served already (expired since, or

@@ -127,6 +127,40 @@ pub fn load_files(files: &TlsFiles) -> Result<(Arc<ServerConfig>, CertInfo), Tls
     Ok((Arc::new(cfg), info))
 }
 
+/// When the certificate's `names` (or ACME's domains) do not cover the host
+/// of `server.public_url`, the URL providers call back: every provider
+/// reaching it fails the handshake (many hang up without an alert, so no
+/// refusal is even counted; TLS review, stop 79). A wildcard covers one
+/// label.
+pub fn public_url_uncovered(public_url: Option<&str>, names: &[String]) -> Option<String> {
+    let url: http::Uri = public_url?.parse().ok()?;
+    if url.scheme_str() != Some("https") {
+        return None;
+    }
+    let host = url
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let covers = |name: &String| {
+        let name = name.to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(parent) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+            None => name == host,
+        }
+    };
+    if names.is_empty() || names.iter().any(covers) {
+        return None;
+    }
+    Some(format!(
+        "server.public_url's host {host} is not among the certificate's names ({}): providers calling back there \
+         fail the handshake",
+        CertInfo::names_shown(names)
+    ))
+}
+
 /// What is wrong with certificate files that still load, naming the file:
 /// a server certificate without the intermediate(s) after it (see
 /// [`cert::lacks_chain`]), a CA's certificate served as the server's

@@ -335,3 +335,45 @@ async fn a_client_refusing_the_certificate_is_counted_and_warned_about() {
         "{log}"
     );
 }
+
+/// A certificate that does not cover `server.public_url`'s host (the URL
+/// providers call back) is warned about by `check-config` and at the start;
+/// it was taken without a word, and providers failed every handshake, many
+/// without an alert (TLS review, stop 79). One that covers it, or a
+/// wildcard over it, is not warned about.
+#[tokio::test]
+async fn a_certificate_not_covering_the_public_url_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    TestCert::write(dir.path(), "tls");
+    let with_url = |url: &str| {
+        let path = tls_config(dir.path()).public_url(url).write();
+        let (ok, out, err) = cli(&["check-config", "-c", path.to_str().unwrap()]);
+        assert!(ok && out.contains("OK"), "a warning is not an error: {out} {err}");
+        err.lines()
+            .filter(|l| l.starts_with("warning:") && l.contains("public_url's host"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let warned = with_url("https://hooks.example.com/base");
+    assert!(
+        warned.len() == 1 && warned[0].contains("hooks.example.com") && warned[0].contains("localhost"),
+        "{warned:?}"
+    );
+    assert_eq!(with_url("https://localhost:8443"), Vec::<String>::new());
+    TestCert::write_for(dir.path(), "tls", &["*.example.com"]);
+    assert_eq!(with_url("https://hooks.example.com"), Vec::<String>::new());
+    assert_eq!(
+        with_url("https://a.hooks.example.com").len(),
+        1,
+        "a wildcard covers one label"
+    );
+    // The start says it too.
+    let path = tls_config(dir.path()).public_url("https://other.example.net").write();
+    let bin = Bin::start(&path, &[]);
+    log_until(
+        || bin.log_text(),
+        "public_url's host other.example.net",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+}

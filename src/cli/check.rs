@@ -79,6 +79,9 @@ fn tls_summary(c: &Config) -> Option<String> {
                 for w in crate::tls::file_warnings(f) {
                     eprintln!("warning: {w}");
                 }
+                if let Some(w) = crate::tls::public_url_uncovered(c.server.public_url.as_deref(), &cert.names) {
+                    eprintln!("warning: {w}");
+                }
                 if cert.names.is_empty() {
                     eprintln!(
                         "warning: {}: the certificate names no host (no subjectAltName): TLS clients will refuse it",
@@ -95,12 +98,17 @@ fn tls_summary(c: &Config) -> Option<String> {
             // Validation loaded it a moment ago; say so rather than guess.
             Err(e) => format!("TLS: certificate {}: {e}", f.cert.display()),
         },
-        crate::config::TlsSource::Acme(a) => format!(
+        crate::config::TlsSource::Acme(a) => {
+            if let Some(w) = crate::tls::public_url_uncovered(c.server.public_url.as_deref(), &a.domains) {
+                eprintln!("warning: {w}");
+            }
+            format!(
             "TLS: ACME certificate for {} from {} (TLS-ALPN-01 on the listener; account and certificate kept in {})",
             a.domains.join(", "),
             crate::auth::redact_url(&a.directory),
             crate::acme::state_dir(&c.store.path).display()
-        ),
+            )
+        }
     })
 }
 
