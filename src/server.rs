@@ -48,6 +48,7 @@ pub mod handshake;
 mod limits;
 mod linger;
 mod once_a_minute;
+mod plain_http;
 
 /// Failed accepts, for their warning at most once a minute (the process's
 /// file descriptors are shared by every listener).
@@ -168,11 +169,27 @@ pub async fn serve<S, F, B>(
                 None => serve_conn(&current.builder, stream, service, stop, peer, limits, crowding).await,
                 Some(acceptor) => {
                     let accepted = tokio::time::Instant::now();
-                    let handshake = acceptor.accept(stream);
-                    tokio::pin!(handshake);
                     // The permit holds the sender: never closed here, but a
                     // closed one would make `changed` ready at once.
                     let mut watching = true;
+                    // Its first byte, within the handshake's time: plain
+                    // HTTP is answered as such.
+                    let plain = loop {
+                        let wait = limits.wait(*crowding.borrow_and_update());
+                        tokio::select! {
+                            plain = plain_http::sent(&stream) => break plain,
+                            _ = tokio::time::sleep_until(accepted + wait) => return handshake::failed(&failures, peer, None),
+                            r = crowding.changed(), if watching => watching = r.is_ok(),
+                            _ = stop.changed() => return,
+                        }
+                    };
+                    if plain {
+                        let e = std::io::Error::other("plain HTTP sent to the TLS listener; answered 400");
+                        handshake::failed(&failures, peer, Some(&e));
+                        return plain_http::answer(stream, stop).await;
+                    }
+                    let handshake = acceptor.accept(stream);
+                    tokio::pin!(handshake);
                     let tls_stream = loop {
                         let wait = limits.wait(*crowding.borrow_and_update());
                         tokio::select! {

@@ -377,3 +377,33 @@ async fn a_certificate_not_covering_the_public_url_is_warned_about() {
     )
     .await;
 }
+
+/// Plain HTTP sent to the TLS listener (a provider given `http://`) is
+/// answered `400` in plain HTTP saying to use https://; it got a TLS alert
+/// before, which clients show as garbage (TLS review, stop 79). A TLS client
+/// is served as before.
+#[tokio::test]
+async fn plain_http_to_the_tls_listener_is_answered_400_saying_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "tls");
+    let h = start(&tls_config(dir.path())).await;
+    let addr = h.ingest_addrs[0];
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"POST /hooks/runway HTTP/1.1\r\nhost: relay\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), plain.read_to_end(&mut got))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 400 ") && got.contains("use https://"),
+        "{got:?}"
+    );
+    assert!(serves(addr, &cert).await, "a TLS client after it");
+    h.shutdown().await;
+}
