@@ -19,19 +19,25 @@ fn delivered(n: u32, at_ms: u64) -> Attempt {
     }
 }
 
+/// A store on the NATS server at `url` with route `runway` and its subscriber `s`.
+async fn open(url: &str) -> NatsStore {
+    let s = NatsStore::open(&nats_config(url), std::time::Duration::from_secs(86_400), 1 << 20)
+        .await
+        .unwrap();
+    s.register(&crate::store::Topology {
+        routes: vec![("runway".into(), vec!["s".into()])],
+    })
+    .await
+    .unwrap();
+    s
+}
+
 #[test]
 fn a_later_attempt_joins_a_final_result_written_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
-        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
-            .await
-            .unwrap();
-        s.register(&crate::store::Topology {
-            routes: vec![("runway".into(), vec!["s".into()])],
-        })
-        .await
-        .unwrap();
+        let s = open(&nats.1).await;
         let key = super::layout::result_key("runway", 1, "s");
         let now = crate::clock::now_ms();
         // Relay A, which lost its hold, records attempt 1 delivered; relay
@@ -79,14 +85,7 @@ fn a_delivered_attempt_told_after_another_relays_dead_result_makes_it_delivered(
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
-        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
-            .await
-            .unwrap();
-        s.register(&crate::store::Topology {
-            routes: vec![("runway".into(), vec!["s".into()])],
-        })
-        .await
-        .unwrap();
+        let s = open(&nats.1).await;
         let now = crate::clock::now_ms();
         let failed = |n: u32| Attempt {
             status: Some(500),
@@ -155,14 +154,7 @@ fn a_delivered_attempt_told_after_a_verdict_leaves_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
-        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
-            .await
-            .unwrap();
-        s.register(&crate::store::Topology {
-            routes: vec![("runway".into(), vec!["s".into()])],
-        })
-        .await
-        .unwrap();
+        let s = open(&nats.1).await;
         let now = crate::clock::now_ms();
         let key = super::layout::result_key("runway", 1, "s");
         let verdict = Outcome::Dead {
@@ -195,14 +187,7 @@ fn a_dead_letter_published_after_the_delivery_was_made_delivered_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path());
     rt().block_on(async {
-        let s = NatsStore::open(&nats_config(&nats.1), std::time::Duration::from_secs(86_400), 1 << 20)
-            .await
-            .unwrap();
-        s.register(&crate::store::Topology {
-            routes: vec![("runway".into(), vec!["s".into()])],
-        })
-        .await
-        .unwrap();
+        let s = open(&nats.1).await;
         let now = crate::clock::now_ms();
         let key = super::layout::result_key("runway", 1, "s");
         let failed = Attempt {
