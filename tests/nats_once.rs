@@ -226,3 +226,57 @@ async fn messages_handed_to_a_paused_relay_are_not_sent_by_it_after_another_rela
     each_once(&sub, &want).await;
     other.shutdown().await;
 }
+
+/// Callbacks that came to a relay while its process was paused wait in its
+/// listener's socket and are stored once it runs again: their messages,
+/// stored after the pause, are fresh, and go out at once as attempt 1. The
+/// first version of the pause check counted every message read in the
+/// second after a pause as held since it began: such callbacks waited for
+/// `takeover` and went out as attempt 2 (a re-soak, stop 79: 600 of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_taken_after_a_pause_are_sent_at_once_as_attempt_1() {
+    let nats = NatsCluster::start(1).await;
+    let sub = Sub::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subscriber::new("s", sub.url()).timeout(secs(10));
+    let relay = Bin::start(
+        &TestConfig::new(dir.path()).subscriber(s).nats(nats.urls(), 1).write(),
+        &[],
+    );
+    accepted(relay.addr, &runway("before")).await;
+    sub.wait_for(secs(10), "the first event", |r| r.len() == 1).await;
+    relay.signal("STOP");
+    let addr = relay.addr;
+    let posts: Vec<_> = (0..4)
+        .map(|n| tokio::spawn(async move { accepted(addr, &runway(&format!("in-pause-{n}"))).await }))
+        .collect();
+    // Longer than half of `takeover` (5 s).
+    tokio::time::sleep(secs(4)).await;
+    relay.signal("CONT");
+    let resumed = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for p in posts {
+        ids.push(p.await.unwrap());
+    }
+    let got = sub
+        .wait_for(secs(20), "the callbacks taken after the pause", |r| {
+            ids.iter().all(|id| r.iter().any(|x| x.header("webhook-id") == id))
+        })
+        .await;
+    let late: Vec<(String, String, std::time::Duration)> = got
+        .iter()
+        .filter(|r| ids.iter().any(|id| r.header("webhook-id") == id))
+        .filter(|r| r.header("hookrelay-attempt") != "1" || r.at.duration_since(resumed) > secs(3))
+        .map(|r| {
+            (
+                r.header("webhook-id").to_string(),
+                r.header("hookrelay-attempt").to_string(),
+                r.at.duration_since(resumed),
+            )
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "held back until `takeover`, or numbered as a second attempt: {late:?}"
+    );
+}

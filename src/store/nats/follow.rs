@@ -347,12 +347,18 @@ impl Pull {
     /// Hold a message that arrived and queue it for the reader (one it no
     /// longer wants goes back on its next [`Follower::want`]).
     fn arrived(&self, m: async_nats::jetstream::Message, rewound_to: u64, created: i128, seen_before: u64) {
-        let info = m
-            .info()
-            .map(|i| (i.stream_sequence, i.delivered.max(1) as u32, i.consumer_sequence));
+        let info = m.info().map(|i| {
+            let stored_ms = u64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            (
+                i.stream_sequence,
+                i.delivered.max(1) as u32,
+                i.consumer_sequence,
+                stored_ms,
+            )
+        });
         let (message, acker) = m.split();
         let acker = Arc::new(acker);
-        let Ok((seq, delivered, consumer_seq)) = info else {
+        let Ok((seq, delivered, consumer_seq, stored_ms)) = info else {
             lock(&self.inbox).requested -= 1;
             return;
         };
@@ -375,7 +381,8 @@ impl Pull {
             tracing::info!(consumer = ?self.follow, stream_seq = seq, consumer_seq,
                 "a message handed out again as a first delivery (NATS lost its consumer's state): its result is read");
         }
-        if !super::hold::hold(&self.held, seq, acker.clone()) {
+        let first_stored = (delivered == 1 && !again).then_some(stored_ms);
+        if !super::hold::hold(&self.held, seq, acker.clone(), first_stored) {
             // Held here already (queued, or being worked on): not twice.
             lock(&self.inbox).requested -= 1;
             return;

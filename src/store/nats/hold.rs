@@ -112,10 +112,22 @@ fn fresh(takeover: Duration) -> Duration {
 /// gave it here), so it is not queued a second time. A message read during
 /// or just after a pause of this process counts as held since the pause
 /// began: it may have waited in the socket through it, while NATS, not
-/// renewed, handed it to another relay ([`crate::clock::pauses`]).
-pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>) -> bool {
+/// renewed, handed it to another relay ([`crate::clock::pauses`]). On its
+/// first hand-out (`first_stored_ms`: when NATS stored it, by NATS's clock)
+/// no longer than since it was stored: NATS cannot have handed it out
+/// before, and one stored after the pause (a callback the relay took once
+/// it ran again) is fresh (a re-soak: 600 of them went to `takeover` as
+/// lost when every message read in the second after a pause counted so).
+pub(super) fn hold(held: &Held, seq: u64, acker: Arc<Acker>, first_stored_ms: Option<u64>) -> bool {
     let now = Instant::now();
-    let arrived = now.checked_sub(crate::clock::pauses::unseen_for()).unwrap_or(now);
+    let mut unseen = crate::clock::pauses::unseen_for();
+    if let (false, Some(stored)) = (unseen.is_zero(), first_stored_ms) {
+        let wall = crate::clock::time_of_day()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        unseen = unseen.min(Duration::from_millis(wall.saturating_sub(stored)));
+    }
+    let arrived = now.checked_sub(unseen).unwrap_or(now);
     let mut h = lock(held);
     if let Some(m) = h.get_mut(&seq) {
         m.acker = acker;
