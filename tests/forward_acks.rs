@@ -418,3 +418,59 @@ async fn acknowledgements_refused_by(redirect: bool, says: &str) {
     assert!(code.1.contains(says), "{}", code.1);
     h.shutdown().await;
 }
+
+/// The forwarder paused (a laptop asleep, `SIGSTOP`) while the local
+/// service answers `200` within the forwarder's `--timeout`: once it runs
+/// again the answer is waiting in its socket and is read, not taken for a
+/// timeout and handed back to be posted again. The relays' attempts lost
+/// that race (`pause_answers`); the forwarder reads its answers through the
+/// same `clock::pauses::timeout_at` now, and this test proves the promise
+/// for it (it passed on the code before too: the forwarder's runtime did
+/// not lose the race in three runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_came_while_the_forwarder_was_paused_is_read_not_posted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        &TestConfig::new(dir.path()).subscriber(
+            Subscriber::pull("laptop", TOKEN)
+                .lease(Duration::from_secs(600))
+                .retry([secs(1); 5]),
+        ),
+    )
+    .await;
+    // Each answer comes 2 s after its request; the forwarder waits 3 s.
+    let local = Local::start(Arc::new(|_, _| (200, Duration::from_secs(2)))).await;
+    let fwd = Forwarder::start(
+        dir.path(),
+        &pull_url(h.ingest_addrs[0], "laptop"),
+        &local.url(),
+        TOKEN,
+        &["--timeout", "3s"],
+    );
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(accepted(h.ingest_addrs[0], &runway(&format!("asleep-{n}"))).await);
+    }
+    // Every request at the service, then asleep past every deadline.
+    local.wait_for(secs(20), "every request", |g| g.len() >= 4).await;
+    fwd.signal("STOP");
+    tokio::time::sleep(secs(4)).await;
+    fwd.signal("CONT");
+    for id in &ids {
+        let ev = admin_until(h.admin_addr, &format!("/api/events/{id}"), secs(20), |v| {
+            v["subscribers"][0]["state"] == "delivered"
+        })
+        .await;
+        assert_eq!(
+            (
+                ev["subscribers"][0]["state"].as_str(),
+                ev["subscribers"][0]["attempts_total"].as_u64()
+            ),
+            (Some("delivered"), Some(1)),
+            "answered 200 within the timeout, taken for none: {ev}"
+        );
+    }
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(local.all().len(), 4, "posted again: {:?}", local.counts());
+    h.shutdown().await;
+}

@@ -59,6 +59,27 @@ pub fn start() {
     let _ = watch();
 }
 
+/// How long an answer that may have waited through a pause of this process
+/// gets to be read once its request's deadline passed.
+const PAUSED_ANSWER: Duration = Duration::from_millis(250);
+
+/// `request` within `deadline`, as [`tokio::time::timeout_at`], but when the
+/// deadline passed in a pause of this process (stopped, its VM frozen, a
+/// laptop asleep), the answer may be waiting unread in the socket: the peer
+/// answered in time, and a timeout recorded instead sends it again (a
+/// cluster pause soak, stop 79: a subscriber's `200` became a dead letter
+/// that a replay sent again). It gets [`PAUSED_ANSWER`] more to be read.
+pub async fn timeout_at<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    request: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::pin!(request);
+    match tokio::time::timeout_at(deadline, &mut request).await {
+        Err(_) if !unseen_for().is_zero() => tokio::time::timeout(PAUSED_ANSWER, &mut request).await,
+        done => done,
+    }
+}
+
 /// How long what this process reads now may have waited unseen: through a
 /// pause under way (the watch has not ticked since it began) or one that
 /// ended within [`AFTER`]; zero otherwise.

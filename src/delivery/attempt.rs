@@ -27,10 +27,6 @@ pub const SOURCE_HEADER: &str = "hookrelay-source";
 /// Bytes of a subscriber's answer read (so the connection can be reused).
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// How long an answer that may have waited through a pause of this process
-/// gets to be read once the attempt's deadline passed.
-const PAUSED_ANSWER: Duration = Duration::from_millis(250);
-
 /// Whether an attempt counts for or against the subscriber's health (circuit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -262,21 +258,9 @@ impl Attempter {
             req.headers_mut().insert(k, v.clone());
         }
         let deadline = tokio::time::Instant::now() + sub.timeout;
-        let request = self.client.request(req);
-        tokio::pin!(request);
-        let answered = match tokio::time::timeout_at(deadline, &mut request).await {
-            // A pause of this process (stopped, its VM frozen) lets the
-            // deadline pass with the answer waiting unread in the socket: the
-            // subscriber answered in time, and a timeout recorded instead
-            // sends it again (a cluster pause soak, stop 79: its 200 made a
-            // dead letter that a replay sent again). Such an answer gets a
-            // moment to be read.
-            Err(_) if !crate::clock::pauses::unseen_for().is_zero() => {
-                tokio::time::timeout(PAUSED_ANSWER, &mut request).await
-            }
-            done => done,
-        };
-        let resp = match answered {
+        // An answer that came while this process was paused is read, not
+        // taken for a timeout.
+        let resp = match crate::clock::pauses::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Err(SendError::Timeout(sub.timeout)),
             Ok(Err(e)) => {
                 // Named, so a dead letter says which host could not be reached

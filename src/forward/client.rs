@@ -348,7 +348,9 @@ impl Local {
             }
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let resp = tokio::time::timeout_at(deadline, self.http.request(req))
+        // An answer that came while the forwarder was paused (a laptop
+        // asleep) is read, not taken for a timeout and posted again.
+        let resp = crate::clock::pauses::timeout_at(deadline, self.http.request(req))
             .await
             .map_err(|_| format!("no answer within {}", humantime::format_duration(self.timeout)))?
             .map_err(|e| crate::error_chain::error_chain(&e))?;

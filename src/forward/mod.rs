@@ -199,6 +199,9 @@ fn forwarder_id() -> String {
 
 /// Run `hookrelay forward`; the process exit code.
 pub fn main(opts: &Options) -> ExitCode {
+    // An answer of the local service that came while the forwarder was
+    // paused is read, not posted again (`clock::pauses::timeout_at`).
+    crate::clock::pauses::start();
     let terminal = std::io::stderr().is_terminal();
     crate::logging::init(&LogConfig {
         // On a terminal the status line tells the story; logs only say what is wrong.
