@@ -19,6 +19,22 @@ fn delivered(n: u32, at_ms: u64) -> Attempt {
     }
 }
 
+/// Relay A, which lost its hold, records its attempt 1 (begun before
+/// anything was written) as delivered, at `now` + 10 ms.
+async fn relay_a_delivered(s: &NatsStore, key: &str, now: u64) -> super::result_write::Recorded {
+    s.shared
+        .write_outcome(
+            key,
+            (None, 0),
+            0,
+            Some(&delivered(1, now)),
+            &Outcome::Delivered,
+            now + 10,
+        )
+        .await
+        .unwrap()
+}
+
 /// A store on the NATS server at `url` with route `runway` and its subscriber `s`.
 async fn open(url: &str) -> NatsStore {
     let s = NatsStore::open(&nats_config(url), std::time::Duration::from_secs(86_400), 1 << 20)
@@ -113,12 +129,7 @@ fn a_delivered_attempt_told_after_another_relays_dead_result_makes_it_delivered(
                 ));
             }
             // Relay A's attempt 1, begun before, with no result read.
-            let first = delivered(1, now);
-            let a = s
-                .shared
-                .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
-                .await
-                .unwrap();
+            let a = relay_a_delivered(&s, &key, now).await;
             let (row, _) = s.shared.result(&key).await.unwrap().unwrap();
             if replays == 0 {
                 assert!(matches!(a, super::result_write::Recorded::Revived));
@@ -133,7 +144,14 @@ fn a_delivered_attempt_told_after_another_relays_dead_result_makes_it_delivered(
                 // client's acknowledgement): still told to drop the letter.
                 let again = s
                     .shared
-                    .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 20)
+                    .write_outcome(
+                        &key,
+                        (None, 0),
+                        0,
+                        Some(&delivered(1, now)),
+                        &Outcome::Delivered,
+                        now + 20,
+                    )
                     .await
                     .unwrap();
                 assert!(matches!(again, super::result_write::Recorded::Revived));
@@ -162,12 +180,7 @@ fn a_delivered_attempt_told_after_a_verdict_leaves_the_verdict() {
         };
         let b = s.shared.write_outcome(&key, (None, 0), 0, None, &verdict, now);
         assert!(matches!(b.await.unwrap(), super::result_write::Recorded::Mine(..)));
-        let first = delivered(1, now);
-        let a = s
-            .shared
-            .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
-            .await
-            .unwrap();
+        let a = relay_a_delivered(&s, &key, now).await;
         assert!(!matches!(a, super::result_write::Recorded::Revived));
         let (row, _) = s.shared.result(&key).await.unwrap().unwrap();
         assert_eq!(row.state, DeliveryState::Dead, "{row:?}");
@@ -201,12 +214,7 @@ fn a_dead_letter_published_after_the_delivery_was_made_delivered_is_dropped() {
         let super::result_write::Recorded::Mine(dead_row, revision, _) = b.await.unwrap() else {
             panic!("relay B's dead not written");
         };
-        let first = delivered(1, now);
-        let a = s
-            .shared
-            .write_outcome(&key, (None, 0), 0, Some(&first), &Outcome::Delivered, now + 10)
-            .await
-            .unwrap();
+        let a = relay_a_delivered(&s, &key, now).await;
         assert!(matches!(a, super::result_write::Recorded::Revived));
         assert_eq!(s.shared.last_letter("runway", "s", 1).await, None, "no letter yet");
         let delivery = ("runway", 1, "s");
